@@ -1,0 +1,167 @@
+/* scp/volume.h - protected volumes: encrypted, tamper-evident, crash-safe files.
+ *
+ * A volume is a directory on an untrusted disk. Inside it, every file is stored as AES-256-GCM
+ * chunks under a per-file key, and a manifest (itself encrypted and authenticated) binds each
+ * path to its file identity, size and content root. The design and the on-disk format are
+ * described in docs/volume-format.md; read it before changing anything here.
+ *
+ * Paths inside a volume are '/'-separated, relative to the volume root ("a/b.txt" and "/a/b.txt"
+ * are the same); "." and ".." components and empty names are refused.
+ *
+ * Durability and the volume tag
+ *   Writes are buffered in memory and become durable at a *commit*: scp_vfile_fsync(), or
+ *   scp_vfile_close() of a modified file. Namespace operations (create, mkdir, rename, unlink,
+ *   rmdir, truncate-on-open) commit at once. Every commit advances the volume tag: a 40-byte
+ *   value (8-byte generation + 32-byte MAC over the whole committed state) that a freshness
+ *   service can keep; opening the volume with that tag as `expected` refuses any older state.
+ *   After a crash (process kill or power cut) each file reads as its last committed state.
+ *
+ * Concurrency
+ *   All calls are thread-safe. Handles to one file within one process share one state, so
+ *   writes by one thread are seen at once by the others. Across processes (two programs, or
+ *   parent and child after fork), commits are serialized by a lock file in the volume
+ *   directory; a file is written by at most one process at a time (a second process's write
+ *   fails with SCP_E_BUSY / EBUSY), and a process sees another's committed changes to a file
+ *   when it opens the file (close-to-open consistency, like NFS).
+ *
+ * Errors: see scp/err.h. Integrity failures are SCP_E_INTEGRITY with sys = EIO; bytes that do
+ * not authenticate are never returned.
+ */
+#ifndef SCP_VOLUME_H
+#define SCP_VOLUME_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "scp/err.h"
+
+#define SCP_VOLUME_KEY_LEN 32
+#define SCP_VOLUME_TAG_LEN 40
+#define SCP_VOLUME_DEFAULT_CHUNK 4096u
+#define SCP_VOLUME_MIN_CHUNK 4096u
+#define SCP_VOLUME_MAX_CHUNK 65536u
+
+typedef struct scp_volume scp_volume;
+typedef struct scp_vfile scp_vfile;
+
+/* The freshness tag: generation (big-endian u64) followed by a 32-byte HMAC. */
+typedef struct scp_volume_tag {
+    uint8_t bytes[SCP_VOLUME_TAG_LEN];
+} scp_volume_tag;
+
+typedef struct scp_volume_info {
+    uint32_t format_version;
+    uint32_t chunk_size;
+    uint64_t generation;  /* number of commits since creation */
+    uint64_t file_count;  /* regular files */
+    uint64_t dir_count;   /* directories, not counting the root */
+    uint64_t total_bytes; /* sum of file sizes */
+    scp_volume_tag tag;
+} scp_volume_info;
+
+enum scp_vtype { SCP_VTYPE_FILE = 1, SCP_VTYPE_DIR = 2 };
+
+typedef struct scp_vstat {
+    enum scp_vtype type;
+    uint64_t size;       /* bytes for files, 0 for directories */
+    uint32_t mode;       /* permission bits as the program set them (metadata only) */
+    uint32_t uid, gid;   /* owner as the program set it (metadata only) */
+    int64_t mtime_ns;    /* modification time, ns since the epoch */
+    uint64_t ino;        /* stable number for the file's identity within the volume */
+} scp_vstat;
+
+/* ---- volumes ---------------------------------------------------------------------------- */
+
+/* Create an empty volume in `dir` (created if missing; must be empty if it exists).
+ * chunk_size: a power of two in [SCP_VOLUME_MIN_CHUNK, SCP_VOLUME_MAX_CHUNK], or 0 for the
+ * default (4 KiB). */
+int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], uint32_t chunk_size,
+                      scp_err *err);
+
+/* Open a volume. `expected` may be NULL; when given, a committed state older than it fails
+ * with SCP_E_ROLLBACK, and a state with the same generation but another MAC fails with
+ * SCP_E_INTEGRITY. A newer state is accepted (the caller may compare tags after opening).
+ * A wrong key fails with SCP_E_KEY. Interrupted commits are recovered here. */
+scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
+                            const scp_volume_tag *expected, scp_err *err);
+
+/* Close the volume. Open files must have been closed first; returns -1 (and closes anyway,
+ * committing what it can) if some were still open or a commit failed. */
+int scp_volume_close(scp_volume *vol, scp_err *err);
+
+/* The tag of the latest committed state. */
+void scp_volume_tag_get(scp_volume *vol, scp_volume_tag *out);
+
+/* Hex form of a tag (80 chars + NUL) and back. parse returns -1 on malformed input. */
+void scp_volume_tag_hex(const scp_volume_tag *tag, char out[2 * SCP_VOLUME_TAG_LEN + 1]);
+int scp_volume_tag_parse(const char *hex, scp_volume_tag *out, scp_err *err);
+
+int scp_volume_info_get(scp_volume *vol, scp_volume_info *out, scp_err *err);
+
+/* Register a callback that runs after every commit, with the new tag (for a freshness
+ * service). It runs with the volume lock held: it must not call back into the volume. */
+typedef void (*scp_volume_commit_cb)(void *ctx, const scp_volume_tag *tag);
+void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
+
+/* ---- namespace -------------------------------------------------------------------------- */
+
+int scp_volume_stat(scp_volume *vol, const char *path, scp_vstat *st, scp_err *err);
+int scp_volume_mkdir(scp_volume *vol, const char *path, uint32_t mode, scp_err *err);
+int scp_volume_rmdir(scp_volume *vol, const char *path, scp_err *err);
+int scp_volume_unlink(scp_volume *vol, const char *path, scp_err *err);
+/* Rename a file or directory; an existing destination file is replaced atomically (as
+ * rename(2)); an existing destination directory must be empty. */
+int scp_volume_rename(scp_volume *vol, const char *from, const char *to, scp_err *err);
+/* Metadata only (kept in the manifest, not enforced by the library). uid/gid of -1 or
+ * mtime_ns of INT64_MIN leave that field unchanged. */
+int scp_volume_setattr(scp_volume *vol, const char *path, int64_t mode, int64_t uid, int64_t gid,
+                       int64_t mtime_ns, scp_err *err);
+
+/* Directory listing: calls cb for each entry of directory `path` in name order, with its name
+ * (no slashes) and stat. A non-zero return from cb stops the walk and is returned. */
+typedef int (*scp_readdir_cb)(void *ctx, const char *name, const scp_vstat *st);
+int scp_volume_readdir(scp_volume *vol, const char *path, scp_readdir_cb cb, void *ctx,
+                       scp_err *err);
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+/* flags: O_RDONLY / O_WRONLY / O_RDWR, optionally O_CREAT, O_EXCL, O_TRUNC, O_APPEND (from
+ * <fcntl.h>); other flags are ignored. mode is recorded as metadata when a file is created. */
+scp_vfile *scp_vfile_open(scp_volume *vol, const char *path, int flags, uint32_t mode,
+                          scp_err *err);
+
+/* Commit if modified, then release the handle (always released, even on error). */
+int scp_vfile_close(scp_vfile *f, scp_err *err);
+
+/* Positional I/O; they do not move the cursor. pread returns 0 at end of file; holes read as
+ * zeros. pwrite on an O_APPEND handle writes at the end (as Linux). */
+ssize_t scp_vfile_pread(scp_vfile *f, void *buf, size_t n, uint64_t off, scp_err *err);
+ssize_t scp_vfile_pwrite(scp_vfile *f, const void *buf, size_t n, uint64_t off, scp_err *err);
+
+/* Cursor I/O (one cursor per handle). */
+ssize_t scp_vfile_read(scp_vfile *f, void *buf, size_t n, scp_err *err);
+ssize_t scp_vfile_write(scp_vfile *f, const void *buf, size_t n, scp_err *err);
+/* whence: SEEK_SET, SEEK_CUR or SEEK_END. Returns the new offset or -1. */
+int64_t scp_vfile_seek(scp_vfile *f, int64_t off, int whence, scp_err *err);
+
+/* Set the size; growing adds a hole that reads as zeros. */
+int scp_vfile_truncate(scp_vfile *f, uint64_t size, scp_err *err);
+uint64_t scp_vfile_size(scp_vfile *f);
+int scp_vfile_stat(scp_vfile *f, scp_vstat *st, scp_err *err);
+
+/* Make every write so far durable and advance the volume tag (a commit). */
+int scp_vfile_fsync(scp_vfile *f, scp_err *err);
+
+/* ---- verification ------------------------------------------------------------------------ */
+
+/* Check every chunk of every file and the manifest. For each problem, calls problem_cb with
+ * the path, the byte offset (or -1 for a file-level problem) and a message; progress_cb (may
+ * be NULL) is told how many bytes of how many were checked. Returns the number of problems
+ * found (0 = all good) or -1 if verification could not run at all. */
+typedef void (*scp_verify_problem_cb)(void *ctx, const char *path, int64_t offset, const char *msg);
+typedef void (*scp_verify_progress_cb)(void *ctx, uint64_t done, uint64_t total);
+long scp_volume_verify(scp_volume *vol, scp_verify_problem_cb problem_cb,
+                       scp_verify_progress_cb progress_cb, void *ctx, scp_err *err);
+
+#endif

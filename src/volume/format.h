@@ -1,0 +1,137 @@
+/* volume/format.h - on-disk structures of a protected volume and their parsers.
+ *
+ * Internal to src/volume (and the fuzz targets). Everything read from the volume directory is
+ * untrusted: each parser here checks every length and field before use and never reads past
+ * `len`. See docs/volume-format.md for the layout and the reasons behind it.
+ */
+#ifndef SCP_VOLUME_FORMAT_H
+#define SCP_VOLUME_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scp/err.h"
+
+#define SCP_FMT_VERSION 1u
+#define SCP_VOLID_LEN 32
+#define SCP_FILEID_LEN 16
+#define SCP_NONCE_LEN 12
+#define SCP_GCMTAG_LEN 16
+#define SCP_HASH_LEN 32
+#define SCP_CHUNK_ENTRY_LEN (SCP_NONCE_LEN + SCP_GCMTAG_LEN) /* one table entry */
+#define SCP_MAX_PATH 4096
+#define SCP_MAX_NAME 255
+
+/* ---- volume header: file "scpvol.hdr", plaintext, 80 bytes ---------------------------------
+ *   0  magic "SCPVOL\0\1"   8  u32 version   12 u32 chunk_size   16 volume id (32)
+ *   48 HMAC-SHA256 over bytes 0..47 under the header key (doubles as the key check)        */
+#define SCP_VOLHDR_LEN 80
+#define SCP_VOLHDR_MAC_OFF 48
+typedef struct scp_volhdr {
+    uint32_t version;
+    uint32_t chunk_size;
+    uint8_t volid[SCP_VOLID_LEN];
+    uint8_t mac[SCP_HASH_LEN];
+} scp_volhdr;
+int scp_volhdr_parse(const uint8_t *buf, size_t len, scp_volhdr *out, scp_err *err);
+void scp_volhdr_encode(const scp_volhdr *h, uint8_t out[SCP_VOLHDR_LEN]);
+
+/* ---- manifest slot: files "manifest.0" and "manifest.1", written alternately ------------
+ *   0 magic "SCPMAN\0\1"  8 u64 generation  16 nonce (12)  28 u32 body length L
+ *   32 ciphertext (L)   32+L GCM tag (16)
+ * AAD = volume id || bytes 0..31. Key: manifest key. The slot with the highest generation that
+ * authenticates is the committed manifest.                                                     */
+#define SCP_MANSLOT_HDR_LEN 32
+#define SCP_MANIFEST_MAX_BODY (256u << 20)
+typedef struct scp_manslot {
+    uint64_t generation;
+    uint8_t nonce[SCP_NONCE_LEN];
+    uint32_t body_len;
+    const uint8_t *ciphertext; /* points into the parsed buffer */
+    const uint8_t *tag;        /* points into the parsed buffer */
+} scp_manslot;
+int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err *err);
+
+/* ---- manifest body (plaintext, inside the slot's ciphertext) ------------------------------
+ *   u32 entry count, then entries sorted by path (strictly increasing, bytewise):
+ *   u8 type (1 file, 2 dir) | u16 path length | path | id (16) | u64 size | root (32)
+ *   | u32 mode | u32 uid | u32 gid | i64 mtime_ns
+ * Integers are big-endian. The root directory is implicit (not an entry).                    */
+typedef struct scp_mentry {
+    uint8_t type;
+    char *path; /* NUL-terminated, no leading '/' */
+    uint8_t id[SCP_FILEID_LEN];
+    uint64_t size;
+    uint8_t root[SCP_HASH_LEN]; /* content root of a file; zero for directories */
+    uint32_t mode, uid, gid;
+    int64_t mtime_ns;
+} scp_mentry;
+
+typedef struct scp_manifest {
+    scp_mentry *e;
+    size_t n, cap;
+} scp_manifest;
+
+/* Parse a manifest body. Checks: counts and lengths fit, paths are valid and sorted, every
+ * entry's parent directory exists, no duplicate ids. On failure *out is left empty. */
+int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_err *err);
+/* Encode into a malloc'd buffer. Returns -1 on allocation failure. */
+int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err);
+void scp_manifest_free(scp_manifest *m);
+
+/* Check a volume-relative path and normalize it into out (no leading or trailing '/').
+ * The empty string is the root. Refuses "." and ".." components, empty components, NUL bytes,
+ * names over SCP_MAX_NAME and paths over SCP_MAX_PATH. */
+int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err);
+
+/* ---- journal: file "objects/<id>.j" ---------------------------------------------------------
+ *   header:  magic "SCPJRN\0\1" (8) | target root (32)
+ *   records: u32 type | u32 zero | u64 chunk index | payload
+ *     type 1 (chunk):  payload = chunk_size bytes of ciphertext
+ *     type 2 (commit): payload = u64 new size | u64 count | count * (u64 index | nonce | tag)
+ *                      | SHA-256 over the header and this whole record up to here (32)
+ * Only a journal whose commit record checks out and whose target root equals the manifest's
+ * root for the file is replayed; anything else is stale and ignored.                         */
+#define SCP_JRN_HDR_LEN 40
+#define SCP_JREC_HDR_LEN 16
+#define SCP_JREC_CHUNK 1u
+#define SCP_JREC_COMMIT 2u
+
+typedef struct scp_jentry {
+    uint64_t index;
+    uint8_t ent[SCP_CHUNK_ENTRY_LEN]; /* nonce || tag, or all zero for a hole */
+} scp_jentry;
+
+typedef struct scp_journal_view {
+    uint8_t target_root[SCP_HASH_LEN];
+    uint64_t new_size;
+    uint64_t nentries;
+    const uint8_t *entries;   /* nentries * (8 + SCP_CHUNK_ENTRY_LEN) bytes, inside the buffer */
+    uint64_t nchunks;         /* chunk records, in order of appearance */
+    size_t chunk_recs_off;    /* offset of the first record */
+} scp_journal_view;
+
+/* Parse a whole journal held in memory. Returns 1 if a valid commit record was found, 0 if the
+ * journal is empty, torn or has no commit (stale: ignore it), -1 on a hard error. For each chunk
+ * record before the commit, chunk_cb (may be NULL) is called with the index and ciphertext. */
+typedef int (*scp_journal_chunk_cb)(void *ctx, uint64_t index, const uint8_t *ct);
+int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_journal_view *out,
+                      scp_journal_chunk_cb chunk_cb, void *ctx, scp_err *err);
+
+/* ---- big-endian helpers ------------------------------------------------------------------ */
+static inline void scp_put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static inline void scp_put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 3; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline void scp_put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline uint16_t scp_get_u16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t scp_get_u32(const uint8_t *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t scp_get_u64(const uint8_t *p) {
+    return ((uint64_t)scp_get_u32(p) << 32) | scp_get_u32(p + 4);
+}
+
+#endif
