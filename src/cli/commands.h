@@ -1,0 +1,31 @@
+/* cli/commands.h - the subcommands of scpctl.
+ *
+ * Each top-level subcommand is one function in its own file (cmd_<name>.c) with the signature
+ * below: argv[0] is the subcommand's name, and the return value is the process exit code
+ * (see the EXIT_* codes). To add a subcommand, write its file and add a line to the table in
+ * cli/main.c.
+ */
+#ifndef SCP_CLI_COMMANDS_H
+#define SCP_CLI_COMMANDS_H
+
+#include "scp/err.h"
+
+/* Exit codes of scpctl, documented in `scpctl --help` and README.md. */
+enum {
+    EXIT_OK = 0,        /* success */
+    EXIT_FAILURE_ = 1,  /* the operation failed (I/O error, refused, ...) */
+    EXIT_USAGE = 2,     /* bad command line */
+    EXIT_INTEGRITY = 3, /* data failed authentication: tampering, corruption, rollback */
+    EXIT_KEY = 4,       /* wrong key, or a key file that is unsafe or malformed */
+};
+
+int cmd_volume(int argc, char **argv);
+
+/* Map an error to the exit code above and print "scpctl: <msg>" to stderr. */
+int cli_fail(const scp_err *err);
+/* Print "scpctl: <formatted>" to stderr, return EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* True if argv[i] is -h or --help. */
+int cli_is_help(const char *arg);
+
+#endif

@@ -1,0 +1,72 @@
+/* cli/main.c - scpctl: the one command-line front end of SCP. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+struct command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"volume", cmd_volume, "create and use protected volumes (encrypted, tamper-evident files)"},
+};
+
+static void usage(FILE *out) {
+    fprintf(out, "usage: scpctl COMMAND [ARGS...]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out,
+            "\nRun 'scpctl COMMAND --help' for the command's own help.\n\n"
+            "exit codes:\n"
+            "  0  success\n"
+            "  1  the operation failed (I/O error, not found, refused)\n"
+            "  2  bad command line\n"
+            "  3  integrity failure: data was modified, truncated, moved or rolled back\n"
+            "  4  wrong key, or an unsafe or malformed key file\n");
+}
+
+int cli_fail(const scp_err *err) {
+    fprintf(stderr, "scpctl: %s\n", err->msg[0] ? err->msg : scp_code_name(err->code));
+    switch (err->code) {
+    case SCP_E_INTEGRITY:
+    case SCP_E_ROLLBACK: return EXIT_INTEGRITY;
+    case SCP_E_KEY: return EXIT_KEY;
+    case SCP_E_INVAL: return EXIT_FAILURE_;
+    default: return EXIT_FAILURE_;
+    }
+}
+
+int cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("scpctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (cli_is_help(argv[1]) || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("scpctl 0.1.0\n");
+        return EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "scpctl: unknown command '%s'; run 'scpctl --help' for the list\n", argv[1]);
+    return EXIT_USAGE;
+}
