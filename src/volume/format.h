@@ -113,7 +113,8 @@ typedef struct scp_journal_view {
 
 /* Parse a whole journal held in memory. Returns 1 if a valid commit record was found, 0 if the
  * journal is empty, torn or has no commit (stale: ignore it), -1 on a hard error. For each chunk
- * record before the commit, chunk_cb (may be NULL) is called with the index and ciphertext. */
+ * record before the commit, chunk_cb (may be NULL) is called with the index and ciphertext;
+ * it returns -1 (having filled its own error) to abort the parse with -1. */
 typedef int (*scp_journal_chunk_cb)(void *ctx, uint64_t index, const uint8_t *ct);
 int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_journal_view *out,
                       scp_journal_chunk_cb chunk_cb, void *ctx, scp_err *err);

@@ -1,0 +1,2 @@
+#include "cli/commands.h"
+int cmd_volume(int argc, char **argv) { (void)argc; (void)argv; return 2; }

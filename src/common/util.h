@@ -1,0 +1,38 @@
+/* common/util.h - small helpers used everywhere: full I/O, hex, key files, memory. */
+#ifndef SCP_COMMON_UTIL_H
+#define SCP_COMMON_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "scp/err.h"
+
+/* pread/pwrite/write that loop over short counts and EINTR. pread_full returns the number of
+ * bytes read (less than n only at end of file) or -1 with errno set. */
+ssize_t scp_pread_full(int fd, void *buf, size_t n, uint64_t off);
+int scp_pwrite_full(int fd, const void *buf, size_t n, uint64_t off);
+int scp_write_full(int fd, const void *buf, size_t n);
+
+/* Read a whole regular file into a malloc'd buffer (at most max bytes; larger is an error). */
+int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len,
+                  scp_err *err);
+
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void scp_hex(const uint8_t *in, size_t n, char *out);
+/* Parse exactly 2n hex digits into out. Returns -1 on any other input. */
+int scp_unhex(const char *in, uint8_t *out, size_t n);
+
+/* Zero memory in a way the compiler cannot elide. */
+void scp_wipe(void *p, size_t n);
+
+/* Read a 32-byte key file. Refuses files that group or others can access (SCP_E_KEY, with a
+ * message that says to chmod 600), files of any other size, and non-regular files. */
+int scp_key_file_read(const char *path, uint8_t key[32], scp_err *err);
+/* Write 32 fresh random bytes to a new file with mode 0600 (fails if it exists). */
+int scp_key_file_generate(const char *path, scp_err *err);
+
+/* Current wall-clock time in ns since the epoch. */
+int64_t scp_now_ns(void);
+
+#endif

@@ -1,0 +1,150 @@
+/* crypto/aead.c - AES-256-GCM, HKDF, HMAC and SHA-256 through OpenSSL (see crypto.h). */
+#include "crypto/crypto.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/rand.h>
+
+#include "common/util.h"
+
+int scp_random(void *buf, size_t n, scp_err *err) {
+    if (RAND_bytes(buf, (int)n) != 1)
+        return scp_fail(err, SCP_E_CRYPTO, EIO, "the random generator failed (RAND_bytes)");
+    return 0;
+}
+
+/* Per-thread cipher contexts: one for sealing and one for opening, each remembering the key it
+ * was initialized with, so that the common case (many chunks under one file key) only sets the
+ * IV. Freed by the thread-exit destructor. */
+struct gcm_tls {
+    EVP_CIPHER_CTX *ctx[2]; /* 0 = encrypt, 1 = decrypt */
+    uint8_t key[2][32];
+    int keyed[2];
+};
+
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_free(void *p) {
+    struct gcm_tls *t = p;
+    for (int i = 0; i < 2; i++) EVP_CIPHER_CTX_free(t->ctx[i]);
+    scp_wipe(t, sizeof *t);
+    OPENSSL_free(t);
+}
+
+static void tls_init(void) { pthread_key_create(&tls_key, tls_free); }
+
+static EVP_CIPHER_CTX *gcm_ctx(int dir, const uint8_t key[32], const uint8_t nonce[12]) {
+    pthread_once(&tls_once, tls_init);
+    struct gcm_tls *t = pthread_getspecific(tls_key);
+    if (!t) {
+        t = OPENSSL_zalloc(sizeof *t);
+        if (!t) return NULL;
+        pthread_setspecific(tls_key, t);
+    }
+    if (!t->ctx[dir]) {
+        t->ctx[dir] = EVP_CIPHER_CTX_new();
+        if (!t->ctx[dir]) return NULL;
+        if (EVP_CipherInit_ex(t->ctx[dir], EVP_aes_256_gcm(), NULL, NULL, NULL, dir == 0) != 1)
+            return NULL;
+        t->keyed[dir] = 0;
+    }
+    EVP_CIPHER_CTX *c = t->ctx[dir];
+    const uint8_t *k = NULL;
+    if (!t->keyed[dir] || CRYPTO_memcmp(t->key[dir], key, 32) != 0) {
+        memcpy(t->key[dir], key, 32);
+        t->keyed[dir] = 1;
+        k = key;
+    }
+    if (EVP_CipherInit_ex(c, NULL, NULL, k, nonce, dir == 0) != 1) {
+        t->keyed[dir] = 0;
+        return NULL;
+    }
+    return c;
+}
+
+int scp_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
+                  size_t aad_len, const uint8_t *pt, size_t len, uint8_t *ct, uint8_t tag[16],
+                  scp_err *err) {
+    EVP_CIPHER_CTX *c = gcm_ctx(0, key, nonce);
+    int outl = 0;
+    if (!c) goto fail;
+    if (aad_len && EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aad_len) != 1) goto fail;
+    if (len && EVP_EncryptUpdate(c, ct, &outl, pt, (int)len) != 1) goto fail;
+    if (EVP_EncryptFinal_ex(c, ct + len, &outl) != 1) goto fail;
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1) goto fail;
+    return 0;
+fail:
+    return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM encryption failed in OpenSSL");
+}
+
+int scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
+                  size_t aad_len, const uint8_t *ct, size_t len, const uint8_t tag[16],
+                  uint8_t *pt, scp_err *err) {
+    EVP_CIPHER_CTX *c = gcm_ctx(1, key, nonce);
+    int outl = 0;
+    if (!c) return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM setup failed in OpenSSL");
+    uint8_t t[16];
+    memcpy(t, tag, 16);
+    if ((aad_len && EVP_DecryptUpdate(c, NULL, &outl, aad, (int)aad_len) != 1) ||
+        (len && EVP_DecryptUpdate(c, pt, &outl, ct, (int)len) != 1) ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, t) != 1 ||
+        EVP_DecryptFinal_ex(c, pt + len, &outl) != 1) {
+        if (len) scp_wipe(pt, len);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO, "authentication failed");
+    }
+    return 0;
+}
+
+int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+             const void *info, size_t info_len, uint8_t *out, size_t out_len, scp_err *err) {
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    int ok = c && EVP_PKEY_derive_init(c) == 1 &&
+             EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) == 1 &&
+             EVP_PKEY_CTX_set1_hkdf_salt(c, salt, (int)salt_len) == 1 &&
+             EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikm_len) == 1 &&
+             EVP_PKEY_CTX_add1_hkdf_info(c, info, (int)info_len) == 1 &&
+             EVP_PKEY_derive(c, out, &out_len) == 1;
+    EVP_PKEY_CTX_free(c);
+    if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "HKDF failed in OpenSSL");
+    return 0;
+}
+
+int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+             uint8_t out[32], scp_err *err) {
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                            OSSL_PARAM_construct_end()};
+    size_t outl = 0;
+    int ok = c && EVP_MAC_init(c, key, key_len, params) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        if (parts[i].n) ok = EVP_MAC_update(c, parts[i].p, parts[i].n) == 1;
+    ok = ok && EVP_MAC_final(c, out, &outl, 32) == 1 && outl == 32;
+    EVP_MAC_CTX_free(c);
+    EVP_MAC_free(mac);
+    if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "HMAC-SHA256 failed in OpenSSL");
+    return 0;
+}
+
+void scp_sha256(const struct scp_buf *parts, size_t n, uint8_t out[32]) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned outl = 0;
+    /* Allocation failure here leaves nothing sensible to do; abort rather than return a
+     * predictable digest. */
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) abort();
+    for (size_t i = 0; i < n; i++)
+        if (parts[i].n) EVP_DigestUpdate(c, parts[i].p, parts[i].n);
+    EVP_DigestFinal_ex(c, out, &outl);
+    EVP_MD_CTX_free(c);
+}
+
+int scp_ct_cmp(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) != 0; }

@@ -1,0 +1,267 @@
+/* volume/format.c - parsers and encoders of the on-disk structures (see format.h).
+ *
+ * Every input here comes from an untrusted disk. The rule is: check a length before reading the
+ * bytes it covers, and check every field before it is used as a size or an index.
+ */
+#include "volume/format.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crypto/crypto.h"
+
+static const uint8_t volhdr_magic[8] = {'S', 'C', 'P', 'V', 'O', 'L', 0, 1};
+static const uint8_t manslot_magic[8] = {'S', 'C', 'P', 'M', 'A', 'N', 0, 1};
+static const uint8_t journal_magic[8] = {'S', 'C', 'P', 'J', 'R', 'N', 0, 1};
+
+static int bad(scp_err *err, scp_code code, const char *what) {
+    return scp_fail(err, code, EIO, "%s", what);
+}
+
+int scp_volhdr_parse(const uint8_t *buf, size_t len, scp_volhdr *out, scp_err *err) {
+    if (len != SCP_VOLHDR_LEN || memcmp(buf, volhdr_magic, 6) != 0)
+        return bad(err, SCP_E_FORMAT, "not an SCP volume (bad header magic or size)");
+    if (memcmp(buf, volhdr_magic, 8) != 0 || scp_get_u32(buf + 8) != SCP_FMT_VERSION)
+        return bad(err, SCP_E_FORMAT, "unsupported SCP volume format version");
+    out->version = scp_get_u32(buf + 8);
+    out->chunk_size = scp_get_u32(buf + 12);
+    uint32_t cs = out->chunk_size;
+    if (cs < 4096 || cs > 65536 || (cs & (cs - 1)) != 0)
+        return bad(err, SCP_E_INTEGRITY, "volume header has an invalid chunk size");
+    memcpy(out->volid, buf + 16, SCP_VOLID_LEN);
+    memcpy(out->mac, buf + SCP_VOLHDR_MAC_OFF, SCP_HASH_LEN);
+    return 0;
+}
+
+void scp_volhdr_encode(const scp_volhdr *h, uint8_t out[SCP_VOLHDR_LEN]) {
+    memcpy(out, volhdr_magic, 8);
+    scp_put_u32(out + 8, h->version);
+    scp_put_u32(out + 12, h->chunk_size);
+    memcpy(out + 16, h->volid, SCP_VOLID_LEN);
+    memcpy(out + SCP_VOLHDR_MAC_OFF, h->mac, SCP_HASH_LEN);
+}
+
+int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err *err) {
+    if (len < SCP_MANSLOT_HDR_LEN + SCP_GCMTAG_LEN || memcmp(buf, manslot_magic, 8) != 0)
+        return bad(err, SCP_E_INTEGRITY, "manifest slot is torn or not a manifest");
+    out->generation = scp_get_u64(buf + 8);
+    memcpy(out->nonce, buf + 16, SCP_NONCE_LEN);
+    out->body_len = scp_get_u32(buf + 28);
+    if (out->body_len > SCP_MANIFEST_MAX_BODY ||
+        (size_t)out->body_len != len - SCP_MANSLOT_HDR_LEN - SCP_GCMTAG_LEN)
+        return bad(err, SCP_E_INTEGRITY, "manifest slot length does not match its contents");
+    out->ciphertext = buf + SCP_MANSLOT_HDR_LEN;
+    out->tag = buf + SCP_MANSLOT_HDR_LEN + out->body_len;
+    return 0;
+}
+
+int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err) {
+    size_t o = 0;
+    const char *p = in;
+    while (*p == '/') p++;
+    while (*p) {
+        const char *s = p;
+        while (*p && *p != '/') p++;
+        size_t n = (size_t)(p - s);
+        while (*p == '/') p++;
+        if (n == 0) continue;
+        if ((n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+            return scp_fail(err, SCP_E_INVAL, EINVAL,
+                            "path '%s' has a '.' or '..' component; give a plain path inside "
+                            "the volume",
+                            in);
+        if (n > SCP_MAX_NAME)
+            return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "a name in '%s' is over %d bytes", in,
+                            SCP_MAX_NAME);
+        if (o + (o ? 1 : 0) + n + 1 > out_size || o + n + 1 > SCP_MAX_PATH)
+            return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "path '%s' is too long", in);
+        if (o) out[o++] = '/';
+        memcpy(out + o, s, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+/* Entry layout sizes. */
+#define MENTRY_FIXED (1 + 2 + SCP_FILEID_LEN + 8 + SCP_HASH_LEN + 4 + 4 + 4 + 8)
+
+static int parent_is_dir(const scp_manifest *m, const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return 1; /* parent is the root */
+    size_t plen = (size_t)(slash - path);
+    /* The parent sorts before the child; search backwards among earlier entries by binary
+     * search over the sorted prefix. */
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strncmp(m->e[mid].path, path, plen);
+        if (c == 0 && m->e[mid].path[plen] != '\0') c = 1;
+        if (c < 0) lo = mid + 1;
+        else if (c > 0) hi = mid;
+        else return m->e[mid].type == 2;
+    }
+    return 0;
+}
+
+static int id_cmp(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID_LEN); }
+
+int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_err *err) {
+    memset(out, 0, sizeof *out);
+    if (len < 4) return bad(err, SCP_E_INTEGRITY, "manifest body too short");
+    uint32_t count = scp_get_u32(body);
+    if ((size_t)count > (len - 4) / MENTRY_FIXED)
+        return bad(err, SCP_E_INTEGRITY, "manifest entry count exceeds its size");
+    out->e = calloc(count ? count : 1, sizeof *out->e);
+    if (!out->e) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing the manifest");
+    out->cap = count ? count : 1;
+    size_t off = 4;
+    uint8_t *ids = malloc((size_t)(count ? count : 1) * SCP_FILEID_LEN);
+    if (!ids) goto nomem;
+    char norm[SCP_MAX_PATH + 1];
+    for (uint32_t i = 0; i < count; i++) {
+        if (len - off < MENTRY_FIXED) goto malformed;
+        scp_mentry *e = &out->e[out->n];
+        e->type = body[off];
+        uint16_t plen = scp_get_u16(body + off + 1);
+        off += 3;
+        if ((e->type != 1 && e->type != 2) || plen == 0 || plen > SCP_MAX_PATH ||
+            len - off < (size_t)plen + MENTRY_FIXED - 3)
+            goto malformed;
+        e->path = malloc((size_t)plen + 1);
+        if (!e->path) goto nomem;
+        memcpy(e->path, body + off, plen);
+        e->path[plen] = '\0';
+        out->n++;
+        off += plen;
+        if (strlen(e->path) != plen || scp_path_normalize(e->path, norm, sizeof norm, NULL) < 0 ||
+            strcmp(norm, e->path) != 0 || norm[0] == '\0')
+            goto malformed;
+        if (out->n > 1 && strcmp(out->e[out->n - 2].path, e->path) >= 0) goto malformed;
+        if (!parent_is_dir(out, e->path)) goto malformed;
+        memcpy(e->id, body + off, SCP_FILEID_LEN);
+        memcpy(ids + (size_t)i * SCP_FILEID_LEN, e->id, SCP_FILEID_LEN);
+        off += SCP_FILEID_LEN;
+        e->size = scp_get_u64(body + off);
+        off += 8;
+        memcpy(e->root, body + off, SCP_HASH_LEN);
+        off += SCP_HASH_LEN;
+        e->mode = scp_get_u32(body + off);
+        e->uid = scp_get_u32(body + off + 4);
+        e->gid = scp_get_u32(body + off + 8);
+        e->mtime_ns = (int64_t)scp_get_u64(body + off + 12);
+        off += 20;
+        if (e->type == 2 && e->size != 0) goto malformed;
+        if (e->size > (UINT64_C(1) << 50)) goto malformed; /* 1 PiB: far beyond any real file */
+    }
+    if (off != len) goto malformed;
+    qsort(ids, count, SCP_FILEID_LEN, id_cmp);
+    for (uint32_t i = 1; i < count; i++)
+        if (memcmp(ids + (size_t)(i - 1) * SCP_FILEID_LEN, ids + (size_t)i * SCP_FILEID_LEN,
+                   SCP_FILEID_LEN) == 0)
+            goto malformed;
+    free(ids);
+    return 0;
+malformed:
+    free(ids);
+    scp_manifest_free(out);
+    return bad(err, SCP_E_INTEGRITY, "manifest body is malformed");
+nomem:
+    free(ids);
+    scp_manifest_free(out);
+    return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing the manifest");
+}
+
+int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err) {
+    size_t len = 4;
+    for (size_t i = 0; i < m->n; i++) len += MENTRY_FIXED + strlen(m->e[i].path);
+    uint8_t *b = malloc(len), *p = b;
+    if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding the manifest");
+    scp_put_u32(p, (uint32_t)m->n);
+    p += 4;
+    for (size_t i = 0; i < m->n; i++) {
+        const scp_mentry *e = &m->e[i];
+        size_t plen = strlen(e->path);
+        *p++ = e->type;
+        scp_put_u16(p, (uint16_t)plen);
+        p += 2;
+        memcpy(p, e->path, plen);
+        p += plen;
+        memcpy(p, e->id, SCP_FILEID_LEN);
+        p += SCP_FILEID_LEN;
+        scp_put_u64(p, e->size);
+        p += 8;
+        memcpy(p, e->root, SCP_HASH_LEN);
+        p += SCP_HASH_LEN;
+        scp_put_u32(p, e->mode);
+        scp_put_u32(p + 4, e->uid);
+        scp_put_u32(p + 8, e->gid);
+        scp_put_u64(p + 12, (uint64_t)e->mtime_ns);
+        p += 20;
+    }
+    *out = b;
+    *out_len = len;
+    return 0;
+}
+
+void scp_manifest_free(scp_manifest *m) {
+    for (size_t i = 0; i < m->n; i++) free(m->e[i].path);
+    free(m->e);
+    memset(m, 0, sizeof *m);
+}
+
+#define JENTRY_LEN (8 + SCP_CHUNK_ENTRY_LEN)
+
+int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_journal_view *out,
+                      scp_journal_chunk_cb chunk_cb, void *ctx, scp_err *err) {
+    (void)err; /* chunk_cb reports its own errors */
+    memset(out, 0, sizeof *out);
+    if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
+    memcpy(out->target_root, buf + 8, SCP_HASH_LEN);
+    size_t off = SCP_JRN_HDR_LEN;
+    out->chunk_recs_off = off;
+    /* First pass: find the commit record, so that chunk_cb only ever sees records of a journal
+     * that is complete. */
+    size_t commit_off = 0;
+    while (len - off >= SCP_JREC_HDR_LEN) {
+        uint32_t type = scp_get_u32(buf + off);
+        if (scp_get_u32(buf + off + 4) != 0) return 0;
+        if (type == SCP_JREC_CHUNK) {
+            if (len - off - SCP_JREC_HDR_LEN < chunk_size) return 0;
+            off += SCP_JREC_HDR_LEN + chunk_size;
+            out->nchunks++;
+        } else if (type == SCP_JREC_COMMIT) {
+            commit_off = off;
+            break;
+        } else {
+            return 0;
+        }
+    }
+    if (!commit_off) return 0;
+    off = commit_off + SCP_JREC_HDR_LEN;
+    if (len - off < 16) return 0;
+    out->new_size = scp_get_u64(buf + off);
+    out->nentries = scp_get_u64(buf + off + 8);
+    off += 16;
+    if (out->nentries > (len - off) / JENTRY_LEN || len - off - out->nentries * JENTRY_LEN < 32)
+        return 0;
+    out->entries = buf + off;
+    off += (size_t)out->nentries * JENTRY_LEN;
+    uint8_t sum[32];
+    struct scp_buf parts[2] = {{buf, SCP_JRN_HDR_LEN}, {buf + commit_off, off - commit_off}};
+    scp_sha256(parts, 2, sum);
+    if (memcmp(sum, buf + off, 32) != 0) return 0;
+    uint64_t max_index = out->new_size / chunk_size + 1;
+    for (uint64_t i = 0; i < out->nentries; i++)
+        if (scp_get_u64(out->entries + i * JENTRY_LEN) >= max_index) return 0;
+    if (chunk_cb) {
+        off = SCP_JRN_HDR_LEN;
+        while (off < commit_off) {
+            uint64_t index = scp_get_u64(buf + off + 8);
+            if (chunk_cb(ctx, index, buf + off + SCP_JREC_HDR_LEN) < 0) return -1;
+            off += SCP_JREC_HDR_LEN + chunk_size;
+        }
+    }
+    return 1;
+}

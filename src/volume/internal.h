@@ -1,0 +1,112 @@
+/* volume/internal.h - state shared by the files of src/volume (not a public API).
+ *
+ * Lock order: a file's rwlock before the volume mutex (vol_lock). Never take a file lock while
+ * holding the volume lock.
+ */
+#ifndef SCP_VOLUME_INTERNAL_H
+#define SCP_VOLUME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/u64map.h"
+#include "scp/volume.h"
+#include "volume/format.h"
+
+#define SCP_TABLE_PAGE 256u            /* table entries per hashed page */
+#define SCP_DIRTY_LIMIT (16u << 20)    /* bytes of dirty plaintext per file before write-back */
+
+typedef struct scp_file scp_file;
+
+struct scp_volume {
+    int dirfd;      /* the volume directory */
+    int objfd;      /* its objects/ directory */
+    int lockfd;     /* "lock": OFD write lock serializes commits across processes */
+    int slotfd[2];  /* manifest.0, manifest.1 */
+    pid_t pid;      /* process that opened the descriptors (fork detection) */
+    uint32_t cs;    /* chunk size */
+    uint8_t volid[SCP_VOLID_LEN];
+    uint8_t k_man[32], k_tag[32], k_files[32];
+    pthread_mutex_t mu;
+    scp_manifest man; /* the committed manifest */
+    uint64_t gen;     /* its generation */
+    scp_volume_tag tag;
+    scp_file *files;  /* files loaded in this process */
+    long nhandles;
+    scp_volume_commit_cb cb;
+    void *cb_ctx;
+};
+
+struct scp_file {
+    scp_file *next;
+    scp_volume *vol;
+    char *path;                 /* current path; NULL once unlinked */
+    uint8_t id[SCP_FILEID_LEN];
+    uint8_t key[32];            /* per-file AES key */
+    int fd_d, fd_t, fd_j;       /* data, table, journal (-1 until needed) */
+    int refs;                   /* open handles (protected by vol->mu) */
+    int writer;                 /* holds the cross-process writer lock */
+    pthread_rwlock_t rw;
+    /* committed state (matches the manifest entry) */
+    uint64_t c_size;
+    uint8_t c_root[SCP_HASH_LEN];
+    /* current state */
+    uint64_t size;
+    uint8_t *table;             /* SCP_CHUNK_ENTRY_LEN bytes per chunk, zero = hole */
+    uint64_t table_cap;         /* entries allocated */
+    uint8_t *changed;           /* bitmap over indices < committed chunk count */
+    uint8_t (*page_hash)[SCP_HASH_LEN];
+    uint8_t *page_dirty;
+    uint64_t page_cap;
+    u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
+    u64map jmap;                /* chunk index -> offset of its latest record in the journal */
+    uint64_t j_end;             /* journal append offset (0 = journal unused) */
+    int modified;               /* uncommitted changes exist */
+    int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
+};
+
+struct scp_vfile {
+    scp_file *f;
+    int flags;                  /* open flags */
+    pthread_mutex_t cur_mu;
+    uint64_t cursor;
+};
+
+static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + cs - 1) / cs; }
+
+/* volume.c */
+int vol_lock(scp_volume *v, scp_err *err);   /* mutex + cross-process lock + manifest refresh */
+void vol_unlock(scp_volume *v);
+int vol_check_fork(scp_volume *v, scp_err *err);
+/* Write the in-memory manifest as generation gen+1 (caller holds vol_lock). */
+int vol_commit_manifest(scp_volume *v, scp_err *err);
+/* Find an entry by normalized path; returns its index or -1. */
+long man_find(const scp_manifest *m, const char *path);
+int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
+void man_remove(scp_manifest *m, size_t i);
+/* Load the newest authentic manifest slot into v->man / gen / tag (manifest.c). */
+int vol_load_manifest(scp_volume *v, scp_err *err);
+/* Highest generation the slot headers claim (a hint that another process committed). */
+uint64_t vol_peek_generation(scp_volume *v);
+int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);
+void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]);
+
+/* vfile.c */
+/* Content root of a file state: SHA-256 over id, size and page hashes of its table. */
+void file_root(const uint8_t id[SCP_FILEID_LEN], uint64_t size, uint64_t npages,
+               const uint8_t (*page_hash)[SCP_HASH_LEN], uint8_t out[SCP_HASH_LEN]);
+/* The root of an empty file. */
+void file_empty_root(const uint8_t id[SCP_FILEID_LEN], uint8_t out[SCP_HASH_LEN]);
+/* Load (or find) the in-process state of the file of manifest entry e, recovering an
+ * interrupted commit. Caller holds vol->mu; takes a reference. */
+scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err);
+/* Drop a reference (caller holds vol->mu). The last one frees the state. */
+void file_put(scp_volume *v, scp_file *f);
+/* In a child after fork: reopen descriptors, give up writer status and uncommitted state. */
+int file_after_fork(scp_file *f, scp_err *err);
+/* Verify every chunk of a file (used by scp_volume_verify). */
+long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *done,
+                 scp_verify_progress_cb pcb, uint64_t total);
+
+#endif

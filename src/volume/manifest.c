@@ -1,0 +1,180 @@
+/* volume/manifest.c - the in-memory manifest (a sorted array of entries) and its commit to the
+ * two alternating manifest slots on disk. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "volume/internal.h"
+
+long man_find(const scp_manifest *m, const char *path) {
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(m->e[mid].path, path);
+        if (c == 0) return (long)mid;
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return -1;
+}
+
+int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
+    if (m->n == m->cap) {
+        size_t ncap = m->cap ? m->cap * 2 : 16;
+        scp_mentry *ne = realloc(m->e, ncap * sizeof *ne);
+        if (!ne) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory growing the manifest");
+        m->e = ne;
+        m->cap = ncap;
+    }
+    size_t lo = 0, hi = m->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (strcmp(m->e[mid].path, e->path) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    memmove(&m->e[lo + 1], &m->e[lo], (m->n - lo) * sizeof *m->e);
+    m->e[lo] = *e;
+    m->n++;
+    return 0;
+}
+
+void man_remove(scp_manifest *m, size_t i) {
+    free(m->e[i].path);
+    memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof *m->e);
+    m->n--;
+}
+
+static void tag_compute(scp_volume *v, uint64_t gen, const uint8_t *body, size_t len,
+                        scp_volume_tag *out) {
+    uint8_t h[32], g[8];
+    struct scp_buf b = {body, len};
+    scp_sha256(&b, 1, h);
+    scp_put_u64(g, gen);
+    struct scp_buf parts[4] = {{"scp/v1/tag", 10}, {v->volid, SCP_VOLID_LEN}, {g, 8}, {h, 32}};
+    memcpy(out->bytes, g, 8);
+    /* HMAC cannot fail short of an OpenSSL malfunction; a zero MAC then fails every check. */
+    if (scp_hmac(v->k_tag, 32, parts, 4, out->bytes + 8, NULL) < 0) memset(out->bytes + 8, 0, 32);
+}
+
+int vol_commit_manifest(scp_volume *v, scp_err *err) {
+    uint8_t *body = NULL;
+    size_t blen = 0;
+    if (scp_manifest_encode(&v->man, &body, &blen, err) < 0) return -1;
+    if (blen > SCP_MANIFEST_MAX_BODY) {
+        free(body);
+        return scp_fail(err, SCP_E_NOTSUP, EFBIG, "the manifest would exceed %u bytes",
+                        SCP_MANIFEST_MAX_BODY);
+    }
+    uint64_t gen = v->gen + 1;
+    size_t slen = SCP_MANSLOT_HDR_LEN + blen + SCP_GCMTAG_LEN;
+    uint8_t *slot = malloc(slen);
+    if (!slot) {
+        free(body);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing the manifest");
+    }
+    memcpy(slot, "SCPMAN\0\1", 8);
+    scp_put_u64(slot + 8, gen);
+    scp_put_u32(slot + 28, (uint32_t)blen);
+    uint8_t aad[SCP_VOLID_LEN + SCP_MANSLOT_HDR_LEN];
+    int rc = scp_random(slot + 16, SCP_NONCE_LEN, err);
+    if (rc == 0) {
+        memcpy(aad, v->volid, SCP_VOLID_LEN);
+        memcpy(aad + SCP_VOLID_LEN, slot, SCP_MANSLOT_HDR_LEN);
+        rc = scp_aead_seal(v->k_man, slot + 16, aad, sizeof aad, body, blen,
+                           slot + SCP_MANSLOT_HDR_LEN, slot + SCP_MANSLOT_HDR_LEN + blen, err);
+    }
+    int fd = v->slotfd[gen % 2];
+    if (rc == 0 && (scp_pwrite_full(fd, slot, slen, 0) < 0 || ftruncate(fd, (off_t)slen) < 0 ||
+                    fdatasync(fd) < 0))
+        rc = scp_fail_errno(err, "cannot write the volume manifest");
+    if (rc == 0) {
+        v->gen = gen;
+        tag_compute(v, gen, body, blen, &v->tag);
+        if (v->cb) v->cb(v->cb_ctx, &v->tag);
+    }
+    free(slot);
+    scp_wipe(body, blen);
+    free(body);
+    return rc;
+}
+
+/* Read and authenticate one slot. Returns 0 with *m filled, or -1. */
+static int slot_load(scp_volume *v, int i, scp_manifest *m, uint64_t *gen, scp_volume_tag *tag,
+                     scp_err *err) {
+    char name[16];
+    snprintf(name, sizeof name, "manifest.%d", i);
+    uint8_t *buf = NULL, *body = NULL;
+    size_t len = 0;
+    scp_manslot s;
+    int rc = -1;
+    if (scp_read_file(v->dirfd, name, SCP_MANIFEST_MAX_BODY + 64, &buf, &len, err) < 0) return -1;
+    if (scp_manslot_parse(buf, len, &s, err) < 0) goto out;
+    body = malloc(s.body_len ? s.body_len : 1);
+    if (!body) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest");
+        goto out;
+    }
+    uint8_t aad[SCP_VOLID_LEN + SCP_MANSLOT_HDR_LEN];
+    memcpy(aad, v->volid, SCP_VOLID_LEN);
+    memcpy(aad + SCP_VOLID_LEN, buf, SCP_MANSLOT_HDR_LEN);
+    if (scp_aead_open(v->k_man, s.nonce, aad, sizeof aad, s.ciphertext, s.body_len, s.tag, body,
+                      err) < 0)
+        goto out;
+    if (scp_manifest_parse(body, s.body_len, m, err) < 0) goto out;
+    *gen = s.generation;
+    tag_compute(v, s.generation, body, s.body_len, tag);
+    rc = 0;
+out:
+    if (body) scp_wipe(body, s.body_len);
+    free(body);
+    free(buf);
+    return rc;
+}
+
+/* Load the newest authentic manifest slot. */
+int vol_load_manifest(scp_volume *v, scp_err *err) {
+    scp_manifest m[2] = {{0}};
+    uint64_t gen[2] = {0, 0};
+    scp_volume_tag tag[2];
+    scp_err e[2];
+    int ok[2];
+    for (int i = 0; i < 2; i++) ok[i] = slot_load(v, i, &m[i], &gen[i], &tag[i], &e[i]) == 0;
+    if (!ok[0] && !ok[1]) {
+        scp_fail(err, SCP_E_INTEGRITY, EIO,
+                 "the volume manifest fails authentication in both copies (%s); the volume was "
+                 "modified or damaged",
+                 e[1].msg);
+        return -1;
+    }
+    int best = (!ok[0] || (ok[1] && gen[1] > gen[0])) ? 1 : 0;
+    if (gen[best] < v->gen) { /* never go back in one process's lifetime */
+        for (int i = 0; i < 2; i++)
+            if (ok[i]) scp_manifest_free(&m[i]);
+        return scp_fail(err, SCP_E_ROLLBACK, EIO,
+                        "the volume manifest went back from generation %llu to %llu while open",
+                        (unsigned long long)v->gen, (unsigned long long)gen[best]);
+    }
+    scp_manifest_free(&v->man);
+    v->man = m[best];
+    v->gen = gen[best];
+    v->tag = tag[best];
+    if (ok[1 - best]) scp_manifest_free(&m[1 - best]);
+    return 0;
+}
+
+/* Highest generation claimed by the slot headers (unauthenticated: only a hint to reload). */
+uint64_t vol_peek_generation(scp_volume *v) {
+    uint64_t best = 0;
+    for (int i = 0; i < 2; i++) {
+        uint8_t h[16];
+        if (scp_pread_full(v->slotfd[i], h, sizeof h, 0) == (ssize_t)sizeof h &&
+            memcmp(h, "SCPMAN\0\1", 8) == 0 && scp_get_u64(h + 8) > best)
+            best = scp_get_u64(h + 8);
+    }
+    return best;
+}

@@ -1,0 +1,621 @@
+/* volume/volume.c - creating and opening volumes, keys, locking and the namespace
+ * (mkdir, rmdir, unlink, rename, stat, readdir). File contents live in vfile.c. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <dirent.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "volume/internal.h"
+
+static const char HDR_NAME[] = "scpvol.hdr";
+
+static int derive(const uint8_t key[32], const uint8_t volid[32], const char *label, uint8_t out[32],
+                  scp_err *err) {
+    return scp_hkdf(key, 32, volid, SCP_VOLID_LEN, label, strlen(label), out, 32, err);
+}
+
+static int header_mac(const uint8_t key[32], const uint8_t *hdr, uint8_t out[32], scp_err *err) {
+    uint8_t k[32];
+    if (derive(key, hdr + 16, "scp/v1/header", k, err) < 0) return -1;
+    struct scp_buf b = {hdr, SCP_VOLHDR_MAC_OFF};
+    int rc = scp_hmac(k, 32, &b, 1, out, err);
+    scp_wipe(k, sizeof k);
+    return rc;
+}
+
+int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err) {
+    return scp_hkdf(v->k_files, 32, id, SCP_FILEID_LEN, "scp/v1/file", 11, key, 32, err);
+}
+
+void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]) {
+    scp_hex(id, SCP_FILEID_LEN, out);
+    strcat(out, ext);
+}
+
+static int write_new_file(int dirfd, const char *name, const void *buf, size_t n, scp_err *err) {
+    int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) return scp_fail_errno(err, "cannot create '%s' in the volume directory", name);
+    int rc = 0;
+    if (scp_write_full(fd, buf, n) < 0 || fsync(fd) < 0)
+        rc = scp_fail_errno(err, "cannot write '%s'", name);
+    close(fd);
+    return rc;
+}
+
+int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], uint32_t chunk_size,
+                      scp_err *err) {
+    if (chunk_size == 0) chunk_size = SCP_VOLUME_DEFAULT_CHUNK;
+    if (chunk_size < SCP_VOLUME_MIN_CHUNK || chunk_size > SCP_VOLUME_MAX_CHUNK ||
+        (chunk_size & (chunk_size - 1)))
+        return scp_fail(err, SCP_E_INVAL, EINVAL,
+                        "chunk size %u is invalid; use a power of two from 4096 to 65536",
+                        chunk_size);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return scp_fail_errno(err, "cannot create volume directory '%s'", dir);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return scp_fail_errno(err, "cannot open volume directory '%s'", dir);
+    DIR *d = fdopendir(dup(dfd));
+    int nonempty = 0;
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)))
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) nonempty = 1;
+        closedir(d);
+    }
+    if (nonempty) {
+        close(dfd);
+        return scp_fail(err, SCP_E_EXIST, EEXIST,
+                        "'%s' is not empty; a volume must be created in a new or empty directory",
+                        dir);
+    }
+    scp_volhdr h = {.version = SCP_FMT_VERSION, .chunk_size = chunk_size};
+    uint8_t buf[SCP_VOLHDR_LEN];
+    scp_volume v;
+    memset(&v, 0, sizeof v);
+    int rc = scp_random(h.volid, sizeof h.volid, err);
+    if (rc == 0) {
+        scp_volhdr_encode(&h, buf);
+        rc = header_mac(key, buf, h.mac, err);
+    }
+    if (rc == 0) {
+        scp_volhdr_encode(&h, buf);
+        rc = mkdirat(dfd, "objects", 0700) < 0 ? scp_fail_errno(err, "cannot create objects/") : 0;
+    }
+    /* The first manifest (generation 1, empty) goes to slot 1; slot 0 starts empty. */
+    if (rc == 0) rc = write_new_file(dfd, "manifest.0", "", 0, err);
+    if (rc == 0) rc = write_new_file(dfd, "manifest.1", "", 0, err);
+    if (rc == 0) rc = write_new_file(dfd, "lock", "", 0, err);
+    if (rc == 0) {
+        v.dirfd = dfd;
+        memcpy(v.volid, h.volid, SCP_VOLID_LEN);
+        v.slotfd[0] = openat(dfd, "manifest.0", O_RDWR | O_CLOEXEC);
+        v.slotfd[1] = openat(dfd, "manifest.1", O_RDWR | O_CLOEXEC);
+        if (v.slotfd[0] < 0 || v.slotfd[1] < 0) rc = scp_fail_errno(err, "cannot open manifest");
+        if (rc == 0) rc = derive(key, h.volid, "scp/v1/manifest", v.k_man, err);
+        if (rc == 0) rc = derive(key, h.volid, "scp/v1/tag", v.k_tag, err);
+        if (rc == 0) rc = vol_commit_manifest(&v, err);
+        for (int i = 0; i < 2; i++)
+            if (v.slotfd[i] >= 0) close(v.slotfd[i]);
+    }
+    /* The header is written last: a directory without it is not a volume yet. */
+    if (rc == 0) rc = write_new_file(dfd, HDR_NAME, buf, sizeof buf, err);
+    if (rc == 0 && fsync(dfd) < 0) rc = scp_fail_errno(err, "cannot sync '%s'", dir);
+    scp_wipe(&v, sizeof v);
+    close(dfd);
+    return rc;
+}
+
+static void vol_free(scp_volume *v) {
+    if (v->dirfd >= 0) close(v->dirfd);
+    if (v->objfd >= 0) close(v->objfd);
+    if (v->lockfd >= 0) close(v->lockfd);
+    for (int i = 0; i < 2; i++)
+        if (v->slotfd[i] >= 0) close(v->slotfd[i]);
+    scp_manifest_free(&v->man);
+    pthread_mutex_destroy(&v->mu);
+    scp_wipe(v, sizeof *v);
+    free(v);
+}
+
+scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
+                            const scp_volume_tag *expected, scp_err *err) {
+    scp_volume *v = calloc(1, sizeof *v);
+    if (!v) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    v->dirfd = v->objfd = v->lockfd = v->slotfd[0] = v->slotfd[1] = -1;
+    pthread_mutex_init(&v->mu, NULL);
+    v->pid = getpid();
+    uint8_t *hb = NULL;
+    size_t hl = 0;
+    scp_volhdr h;
+    uint8_t mac[32];
+    v->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (v->dirfd < 0) {
+        scp_fail_errno(err, "cannot open volume directory '%s'", dir);
+        goto fail;
+    }
+    if (scp_read_file(v->dirfd, HDR_NAME, 4096, &hb, &hl, err) < 0) {
+        if (err && err->sys == ENOENT)
+            scp_fail(err, SCP_E_FORMAT, ENOENT,
+                     "'%s' is not an SCP volume (no %s); create one with 'scpctl volume create'",
+                     dir, HDR_NAME);
+        goto fail;
+    }
+    if (scp_volhdr_parse(hb, hl, &h, err) < 0) goto fail;
+    if (header_mac(key, hb, mac, err) < 0) goto fail;
+    if (scp_ct_cmp(mac, h.mac, 32)) {
+        scp_fail(err, SCP_E_KEY, EACCES,
+                 "wrong key for volume '%s' (or its header was modified); check --key-file", dir);
+        goto fail;
+    }
+    v->cs = h.chunk_size;
+    memcpy(v->volid, h.volid, SCP_VOLID_LEN);
+    if (derive(key, h.volid, "scp/v1/manifest", v->k_man, err) < 0 ||
+        derive(key, h.volid, "scp/v1/tag", v->k_tag, err) < 0 ||
+        derive(key, h.volid, "scp/v1/files", v->k_files, err) < 0)
+        goto fail;
+    v->objfd = openat(v->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    v->lockfd = openat(v->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    for (int i = 0; i < 2; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "manifest.%d", i);
+        v->slotfd[i] = openat(v->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    }
+    if (v->objfd < 0 || v->lockfd < 0 || v->slotfd[0] < 0 || v->slotfd[1] < 0) {
+        scp_fail_errno(err, "volume '%s' is incomplete (objects/, lock or manifest)", dir);
+        goto fail;
+    }
+    if (vol_lock(v, err) < 0) goto fail;
+    vol_unlock(v);
+    if (expected) {
+        uint64_t eg = scp_get_u64(expected->bytes);
+        if (v->gen < eg) {
+            scp_fail(err, SCP_E_ROLLBACK, EIO,
+                     "volume '%s' is at generation %llu but generation %llu was expected: the "
+                     "volume was rolled back to an older state",
+                     dir, (unsigned long long)v->gen, (unsigned long long)eg);
+            goto fail;
+        }
+        if (v->gen == eg && scp_ct_cmp(v->tag.bytes, expected->bytes, SCP_VOLUME_TAG_LEN)) {
+            scp_fail(err, SCP_E_INTEGRITY, EIO,
+                     "volume '%s' has the expected generation %llu but another state: it was "
+                     "replaced or forked",
+                     dir, (unsigned long long)eg);
+            goto fail;
+        }
+    }
+    free(hb);
+    return v;
+fail:
+    free(hb);
+    vol_free(v);
+    return NULL;
+}
+
+int scp_volume_close(scp_volume *v, scp_err *err) {
+    if (!v) return 0;
+    int rc = 0;
+    if (v->nhandles > 0)
+        rc = scp_fail(err, SCP_E_BUSY, EBUSY,
+                      "%ld file(s) of the volume were still open at close; their handles are now "
+                      "invalid",
+                      v->nhandles);
+    vol_free(v);
+    return rc;
+}
+
+int vol_check_fork(scp_volume *v, scp_err *err) {
+    if (v->pid == getpid()) return 0;
+    /* A forked child: its lock and file descriptors share open file descriptions (and so OFD
+     * locks) with the parent. Take fresh ones so that the two processes exclude each other. */
+    int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return scp_fail_errno(err, "cannot reopen the volume lock after fork");
+    close(v->lockfd);
+    v->lockfd = fd;
+    v->pid = getpid();
+    for (scp_file *f = v->files; f; f = f->next)
+        if (file_after_fork(f, err) < 0) return -1;
+    return 0;
+}
+
+int vol_lock(scp_volume *v, scp_err *err) {
+    pthread_mutex_lock(&v->mu);
+    if (vol_check_fork(v, err) < 0) goto fail;
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0) {
+        if (errno == EINTR) continue;
+        scp_fail_errno(err, "cannot lock the volume");
+        goto fail;
+    }
+    if (v->gen == 0 || vol_peek_generation(v) > v->gen) {
+        if (vol_load_manifest(v, err) < 0) {
+            vol_unlock(v);
+            return -1;
+        }
+        /* Another process may have renamed or removed files we have loaded. */
+        for (scp_file *f = v->files; f; f = f->next) {
+            char *np = NULL;
+            for (size_t i = 0; i < v->man.n && !np; i++)
+                if (memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0) np = v->man.e[i].path;
+            free(f->path);
+            f->path = np ? strdup(np) : NULL;
+        }
+    }
+    return 0;
+fail:
+    pthread_mutex_unlock(&v->mu);
+    return -1;
+}
+
+void vol_unlock(scp_volume *v) {
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+    fcntl(v->lockfd, F_OFD_SETLK, &fl);
+    pthread_mutex_unlock(&v->mu);
+}
+
+void scp_volume_tag_get(scp_volume *v, scp_volume_tag *out) {
+    pthread_mutex_lock(&v->mu);
+    *out = v->tag;
+    pthread_mutex_unlock(&v->mu);
+}
+
+void scp_volume_tag_hex(const scp_volume_tag *tag, char out[2 * SCP_VOLUME_TAG_LEN + 1]) {
+    scp_hex(tag->bytes, SCP_VOLUME_TAG_LEN, out);
+}
+
+int scp_volume_tag_parse(const char *hex, scp_volume_tag *out, scp_err *err) {
+    if (scp_unhex(hex, out->bytes, SCP_VOLUME_TAG_LEN) < 0)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "a volume tag is %d hex digits",
+                        2 * SCP_VOLUME_TAG_LEN);
+    return 0;
+}
+
+void scp_volume_on_commit(scp_volume *v, scp_volume_commit_cb cb, void *ctx) {
+    pthread_mutex_lock(&v->mu);
+    v->cb = cb;
+    v->cb_ctx = ctx;
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* Size of a file as this process sees it: uncommitted writes included. */
+static uint64_t live_size(scp_volume *v, const scp_mentry *e) {
+    for (scp_file *f = v->files; f; f = f->next)
+        if (memcmp(f->id, e->id, SCP_FILEID_LEN) == 0) return __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+    return e->size;
+}
+
+static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
+    memset(st, 0, sizeof *st);
+    st->type = e->type == 2 ? SCP_VTYPE_DIR : SCP_VTYPE_FILE;
+    st->size = e->type == 2 ? 0 : live_size(v, e);
+    st->mode = e->mode;
+    st->uid = e->uid;
+    st->gid = e->gid;
+    st->mtime_ns = e->mtime_ns;
+    st->ino = scp_get_u64(e->id) >> 1;
+}
+
+int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
+    if (vol_lock(v, err) < 0) return -1;
+    memset(out, 0, sizeof *out);
+    out->format_version = SCP_FMT_VERSION;
+    out->chunk_size = v->cs;
+    out->generation = v->gen;
+    out->tag = v->tag;
+    for (size_t i = 0; i < v->man.n; i++) {
+        if (v->man.e[i].type == 2) {
+            out->dir_count++;
+        } else {
+            out->file_count++;
+            out->total_bytes += v->man.e[i].size;
+        }
+    }
+    vol_unlock(v);
+    return 0;
+}
+
+static int norm(const char *in, char *out, scp_err *err) {
+    return scp_path_normalize(in, out, SCP_MAX_PATH + 1, err);
+}
+
+/* Check that the parent of path exists and is a directory (caller holds vol_lock). */
+static int check_parent(scp_volume *v, const char *path, scp_err *err) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return 0;
+    char parent[SCP_MAX_PATH + 1];
+    memcpy(parent, path, (size_t)(slash - path));
+    parent[slash - path] = '\0';
+    long i = man_find(&v->man, parent);
+    if (i < 0)
+        return scp_fail(err, SCP_E_NOENT, ENOENT, "directory '%s' does not exist in the volume",
+                        parent);
+    if (v->man.e[i].type != 2)
+        return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", parent);
+    return 0;
+}
+
+/* True if directory `path` has entries (the next entry in order is a descendant). */
+static int has_children(const scp_manifest *m, const char *path) {
+    long i = man_find(m, path);
+    size_t n = strlen(path);
+    if (i < 0) {
+        return 0;
+    }
+    return (size_t)i + 1 < m->n && strncmp(m->e[i + 1].path, path, n) == 0 &&
+           m->e[i + 1].path[n] == '/';
+}
+
+int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = 0;
+    if (p[0] == '\0') {
+        memset(st, 0, sizeof *st);
+        st->type = SCP_VTYPE_DIR;
+        st->mode = 0755;
+    } else {
+        long i = man_find(&v->man, p);
+        if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+        else fill_stat(v, &v->man.e[i], st);
+    }
+    vol_unlock(v);
+    return rc;
+}
+
+int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (p[0] == '\0') return scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists");
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = check_parent(v, p, err);
+    if (rc == 0 && man_find(&v->man, p) >= 0)
+        rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
+    scp_mentry e = {.type = 2, .mode = mode & 07777, .mtime_ns = scp_now_ns()};
+    if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
+    if (rc == 0 && !(e.path = strdup(p))) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (rc == 0 && man_insert(&v->man, &e, err) < 0) {
+        free(e.path);
+        rc = -1;
+    }
+    if (rc == 0 && vol_commit_manifest(v, err) < 0) {
+        man_remove(&v->man, (size_t)man_find(&v->man, p));
+        rc = -1;
+    }
+    vol_unlock(v);
+    return rc;
+}
+
+int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (p[0] == '\0') return scp_fail(err, SCP_E_INVAL, EBUSY, "cannot remove the volume root");
+    if (vol_lock(v, err) < 0) return -1;
+    long i = man_find(&v->man, p);
+    int rc = 0;
+    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+    else if (v->man.e[i].type != 2)
+        rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
+    else if (has_children(&v->man, p))
+        rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", p);
+    if (rc == 0) {
+        scp_mentry saved = v->man.e[i];
+        saved.path = strdup(saved.path);
+        man_remove(&v->man, (size_t)i);
+        if (vol_commit_manifest(v, err) < 0) {
+            rc = -1;
+            if (saved.path) man_insert(&v->man, &saved, NULL);
+        } else {
+            free(saved.path);
+        }
+    }
+    vol_unlock(v);
+    return rc;
+}
+
+/* Remove a file's objects, or mark its loaded state unlinked so that the last close removes
+ * them (caller holds vol->mu). */
+static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    for (scp_file *f = v->files; f; f = f->next)
+        if (memcmp(f->id, id, SCP_FILEID_LEN) == 0) {
+            free(f->path);
+            f->path = NULL;
+            return;
+        }
+    static const char *const ext[] = {".d", ".t", ".j"};
+    for (int k = 0; k < 3; k++) {
+        char name[48];
+        vol_object_name(id, ext[k], name);
+        unlinkat(v->objfd, name, 0);
+    }
+}
+
+int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (vol_lock(v, err) < 0) return -1;
+    long i = man_find(&v->man, p);
+    int rc = 0;
+    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+    else if (v->man.e[i].type == 2)
+        rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory; use rmdir", p);
+    if (rc == 0) {
+        scp_mentry saved = v->man.e[i];
+        saved.path = strdup(saved.path);
+        man_remove(&v->man, (size_t)i);
+        if (vol_commit_manifest(v, err) < 0) {
+            rc = -1;
+            if (saved.path) man_insert(&v->man, &saved, NULL);
+        } else {
+            drop_objects(v, saved.id);
+            free(saved.path);
+        }
+    }
+    vol_unlock(v);
+    return rc;
+}
+
+/* Replace the prefix `from` of path with `to` into a new string. */
+static char *reprefix(const char *path, size_t from_len, const char *to) {
+    size_t tl = strlen(to), rest = strlen(path + from_len);
+    char *s = malloc(tl + rest + 1);
+    if (!s) return NULL;
+    memcpy(s, to, tl);
+    memcpy(s + tl, path + from_len, rest + 1);
+    return s;
+}
+
+int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *err) {
+    char a[SCP_MAX_PATH + 1], b[SCP_MAX_PATH + 1];
+    if (norm(from, a, err) < 0 || norm(to, b, err) < 0) return -1;
+    if (!a[0] || !b[0]) return scp_fail(err, SCP_E_INVAL, EBUSY, "cannot rename the volume root");
+    size_t al = strlen(a);
+    if (strncmp(b, a, al) == 0 && b[al] == '/')
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "cannot move '%s' into itself", a);
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = 0;
+    long i = man_find(&v->man, a), j = man_find(&v->man, b);
+    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", a);
+    if (rc == 0) rc = check_parent(v, b, err);
+    if (rc == 0 && strcmp(a, b) == 0) goto out;
+    int is_dir = rc == 0 && v->man.e[i].type == 2;
+    if (rc == 0 && j >= 0) {
+        if (is_dir && v->man.e[j].type != 2)
+            rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", b);
+        else if (!is_dir && v->man.e[j].type == 2)
+            rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory", b);
+        else if (is_dir && has_children(&v->man, b))
+            rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", b);
+    }
+    if (rc < 0) goto out;
+    /* Build the new manifest as a copy, so that a failed commit leaves the old one intact. */
+    scp_manifest nm = {0};
+    uint8_t replaced_id[SCP_FILEID_LEN];
+    int replaced = 0;
+    for (size_t k = 0; k < v->man.n && rc == 0; k++) {
+        scp_mentry e = v->man.e[k];
+        const char *p = e.path;
+        if ((long)k == j) {
+            memcpy(replaced_id, e.id, SCP_FILEID_LEN);
+            replaced = e.type == 1;
+            continue;
+        }
+        if (strcmp(p, a) == 0 || (is_dir && strncmp(p, a, al) == 0 && p[al] == '/'))
+            e.path = reprefix(p, al, b);
+        else
+            e.path = strdup(p);
+        if (!e.path || man_insert(&nm, &e, err) < 0) {
+            free(e.path);
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        }
+    }
+    if (rc == 0) {
+        scp_manifest old = v->man;
+        uint64_t old_gen = v->gen;
+        v->man = nm;
+        if (vol_commit_manifest(v, err) < 0) {
+            v->man = old;
+            v->gen = old_gen;
+            scp_manifest_free(&nm);
+            rc = -1;
+        } else {
+            scp_manifest_free(&old);
+            if (replaced) drop_objects(v, replaced_id);
+            for (scp_file *f = v->files; f; f = f->next) {
+                if (!f->path) continue;
+                if (strcmp(f->path, a) == 0 || (is_dir && strncmp(f->path, a, al) == 0 && f->path[al] == '/')) {
+                    char *np = reprefix(f->path, al, b);
+                    if (np) {
+                        free(f->path);
+                        f->path = np;
+                    }
+                }
+            }
+        }
+    } else {
+        scp_manifest_free(&nm);
+    }
+out:
+    vol_unlock(v);
+    return rc;
+}
+
+int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t uid, int64_t gid,
+                       int64_t mtime_ns, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (vol_lock(v, err) < 0) return -1;
+    long i = man_find(&v->man, p);
+    int rc = 0;
+    if (i < 0) {
+        rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+    } else {
+        scp_mentry *e = &v->man.e[i], saved = *e;
+        if (mode >= 0) e->mode = (uint32_t)mode & 07777;
+        if (uid >= 0) e->uid = (uint32_t)uid;
+        if (gid >= 0) e->gid = (uint32_t)gid;
+        if (mtime_ns != INT64_MIN) e->mtime_ns = mtime_ns;
+        if (vol_commit_manifest(v, err) < 0) {
+            *e = saved;
+            rc = -1;
+        }
+    }
+    vol_unlock(v);
+    return rc;
+}
+
+struct dent {
+    char *name;
+    scp_vstat st;
+};
+
+int scp_volume_readdir(scp_volume *v, const char *path, scp_readdir_cb cb, void *ctx,
+                       scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (vol_lock(v, err) < 0) return -1;
+    size_t pl = strlen(p), start = 0, n = 0, cap = 0;
+    struct dent *list = NULL;
+    int rc = 0;
+    if (pl) {
+        long i = man_find(&v->man, p);
+        if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+        else if (v->man.e[i].type != 2)
+            rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
+        start = (size_t)i + 1;
+    }
+    for (size_t k = start; rc == 0 && k < v->man.n; k++) {
+        const char *ep = v->man.e[k].path;
+        if (pl && (strncmp(ep, p, pl) != 0 || ep[pl] != '/')) break;
+        const char *name = pl ? ep + pl + 1 : ep;
+        if (strchr(name, '/')) continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            struct dent *nl = realloc(list, cap * sizeof *nl);
+            if (!nl) {
+                rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+                break;
+            }
+            list = nl;
+        }
+        list[n].name = strdup(name);
+        fill_stat(v, &v->man.e[k], &list[n].st);
+        if (!list[n++].name) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
+    vol_unlock(v);
+    /* Callbacks run without the lock, so that they may call back into the volume. */
+    for (size_t k = 0; k < n; k++) {
+        if (rc == 0 && list[k].name) rc = cb(ctx, list[k].name, &list[k].st);
+        free(list[k].name);
+    }
+    free(list);
+    return rc;
+}
