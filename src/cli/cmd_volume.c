@@ -1,2 +1,464 @@
+/* cli/cmd_volume.c - `scpctl volume ...`: create, fill, read and check protected volumes. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "cli/commands.h"
-int cmd_volume(int argc, char **argv) { (void)argc; (void)argv; return 2; }
+#include "cli/progress.h"
+#include "common/util.h"
+#include "scp/volume.h"
+
+#define IO_BLOCK (1u << 20)
+
+/* Parsed command line of a volume subcommand: options may come anywhere. */
+struct opts {
+    const char *key_file;
+    const char *expect_tag;
+    uint32_t chunk_size;
+    int long_list;
+    int recursive;
+    const char *pos[4];
+    int npos;
+};
+
+static const char *const usage_text =
+    "usage: scpctl volume SUBCOMMAND [ARGS...]\n"
+    "\n"
+    "A protected volume is a directory whose files are encrypted and authenticated in chunks\n"
+    "(AES-256-GCM) with a manifest that hides names and binds every file to its content.\n"
+    "\n"
+    "subcommands:\n"
+    "  keygen KEYFILE                      write a new random 32-byte key (mode 0600)\n"
+    "  create VOLDIR --key-file KEY [--chunk-size N]\n"
+    "                                      create an empty volume (chunk size 4096..65536)\n"
+    "  import SRCDIR VOLDIR --key-file KEY encrypt a plain directory tree into a volume\n"
+    "                                      (created if VOLDIR does not exist)\n"
+    "  export VOLDIR OUTDIR --key-file KEY decrypt a whole volume into a plain directory\n"
+    "  ls VOLDIR [PATH] --key-file KEY [-l] [-R]\n"
+    "                                      list a directory of the volume\n"
+    "  cat VOLDIR PATH --key-file KEY      print a file of the volume to stdout\n"
+    "  put VOLDIR PATH [SRCFILE] --key-file KEY\n"
+    "                                      store SRCFILE (or stdin) as PATH in the volume\n"
+    "  mkdir VOLDIR PATH --key-file KEY    create a directory in the volume\n"
+    "  rm VOLDIR PATH --key-file KEY       remove a file or an empty directory\n"
+    "  verify VOLDIR --key-file KEY        check every chunk; report problems by file and offset\n"
+    "  info VOLDIR --key-file KEY          format version, chunk size, file count, tag\n"
+    "\n"
+    "options:\n"
+    "  --key-file KEY     the volume key (32 bytes; must not be readable by group or others)\n"
+    "  --expect-tag TAG   refuse a volume state older than TAG (as printed by 'info'):\n"
+    "                     detects a rollback of the volume or of any file in it\n"
+    "  --chunk-size N     chunk size for create/import (default 4096)\n"
+    "\n"
+    "exit codes: 0 ok, 1 failed, 2 bad command line, 3 integrity failure or rollback,\n"
+    "4 wrong or unsafe key.\n";
+
+static int parse_opts(int argc, char **argv, struct opts *o) {
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--key-file") == 0 || strcmp(a, "--expect-tag") == 0 ||
+            strcmp(a, "--chunk-size") == 0) {
+            if (i + 1 >= argc) return cli_usage_error("%s needs a value", a);
+            const char *val = argv[++i];
+            if (a[2] == 'k') o->key_file = val;
+            else if (a[2] == 'e') o->expect_tag = val;
+            else {
+                char *end;
+                unsigned long cs = strtoul(val, &end, 10);
+                if (*end || cs == 0 || cs > SCP_VOLUME_MAX_CHUNK)
+                    return cli_usage_error("--chunk-size takes a power of two from 4096 to 65536");
+                o->chunk_size = (uint32_t)cs;
+            }
+        } else if (strcmp(a, "-l") == 0) {
+            o->long_list = 1;
+        } else if (strcmp(a, "-R") == 0) {
+            o->recursive = 1;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return cli_usage_error("unknown option '%s'; see 'scpctl volume --help'", a);
+        } else {
+            if (o->npos == 4) return cli_usage_error("too many arguments");
+            o->pos[o->npos++] = a;
+        }
+    }
+    return 0;
+}
+
+static int need(const struct opts *o, int min, int max, const char *sub) {
+    if (o->npos < min || o->npos > max)
+        return cli_usage_error("wrong number of arguments for 'volume %s'; see 'scpctl volume "
+                               "--help'",
+                               sub);
+    return 0;
+}
+
+static int load_key(const struct opts *o, uint8_t key[32], scp_err *err) {
+    if (!o->key_file)
+        return scp_fail(err, SCP_E_KEY, EINVAL,
+                        "--key-file KEY is required (make a key with 'scpctl volume keygen KEY')");
+    return scp_key_file_read(o->key_file, key, err);
+}
+
+/* Open the volume named by pos[0] with the key (and expected tag) from the options. */
+static scp_volume *open_vol(const struct opts *o, scp_err *err) {
+    uint8_t key[32];
+    scp_volume_tag tag;
+    if (load_key(o, key, err) < 0) return NULL;
+    if (o->expect_tag && scp_volume_tag_parse(o->expect_tag, &tag, err) < 0) {
+        scp_wipe(key, sizeof key);
+        return NULL;
+    }
+    scp_volume *v = scp_volume_open(o->pos[0], key, o->expect_tag ? &tag : NULL, err);
+    scp_wipe(key, sizeof key);
+    return v;
+}
+
+/* Copy from a plain fd into a volume file; the volume file is committed on close. */
+static int copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress *pg,
+                   uint64_t *done, scp_err *err) {
+    scp_vfile *f = scp_vfile_open(v, path, O_WRONLY | O_CREAT | O_TRUNC, mode, err);
+    if (!f) return -1;
+    uint8_t *buf = malloc(IO_BLOCK);
+    int rc = buf ? 0 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    while (rc == 0) {
+        ssize_t r = read(fd, buf, IO_BLOCK);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) rc = scp_fail_errno(err, "cannot read the input of '%s'", path);
+        if (r <= 0) break;
+        if (scp_vfile_write(f, buf, (size_t)r, err) != r) rc = -1;
+        *done += (uint64_t)r;
+        if (pg) progress_update(pg, *done);
+    }
+    free(buf);
+    if (scp_vfile_close(f, rc == 0 ? err : NULL) < 0) rc = -1;
+    return rc;
+}
+
+/* Copy a volume file to a plain fd. */
+static int copy_out(scp_volume *v, const char *path, int fd, progress *pg, uint64_t *done,
+                    scp_err *err) {
+    scp_vfile *f = scp_vfile_open(v, path, O_RDONLY, 0, err);
+    if (!f) return -1;
+    uint8_t *buf = malloc(IO_BLOCK);
+    int rc = buf ? 0 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    while (rc == 0) {
+        ssize_t r = scp_vfile_read(f, buf, IO_BLOCK, err);
+        if (r < 0) rc = -1;
+        if (r <= 0) break;
+        if (scp_write_full(fd, buf, (size_t)r) < 0) rc = scp_fail_errno(err, "cannot write output");
+        *done += (uint64_t)r;
+        if (pg) progress_update(pg, *done);
+    }
+    free(buf);
+    scp_vfile_close(f, NULL);
+    return rc;
+}
+
+/* ---- import ------------------------------------------------------------------------------- */
+
+static uint64_t tree_size(const char *dir) {
+    uint64_t sum = 0;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char p[8192];
+        struct stat st;
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (lstat(p, &st) < 0) continue;
+        if (S_ISDIR(st.st_mode)) sum += tree_size(p);
+        else if (S_ISREG(st.st_mode)) sum += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return sum;
+}
+
+static int import_tree(scp_volume *v, const char *src, const char *vpath, progress *pg,
+                       uint64_t *done, long *nfiles, scp_err *err) {
+    DIR *d = opendir(src);
+    if (!d) return scp_fail_errno(err, "cannot read directory '%s'", src);
+    struct dirent *de;
+    int rc = 0;
+    while (rc == 0 && (de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char sp[8192], vp[8192];
+        struct stat st;
+        snprintf(sp, sizeof sp, "%s/%s", src, de->d_name);
+        snprintf(vp, sizeof vp, "%s%s%s", vpath, *vpath ? "/" : "", de->d_name);
+        if (lstat(sp, &st) < 0) {
+            rc = scp_fail_errno(err, "cannot stat '%s'", sp);
+        } else if (S_ISDIR(st.st_mode)) {
+            if (scp_volume_mkdir(v, vp, st.st_mode & 07777, err) < 0 && err->code != SCP_E_EXIST)
+                rc = -1;
+            else
+                rc = import_tree(v, sp, vp, pg, done, nfiles, err);
+        } else if (S_ISREG(st.st_mode)) {
+            int fd = open(sp, O_RDONLY | O_CLOEXEC);
+            if (fd < 0) {
+                rc = scp_fail_errno(err, "cannot open '%s'", sp);
+            } else {
+                rc = copy_in(v, fd, vp, st.st_mode & 07777, pg, done, err);
+                close(fd);
+                (*nfiles)++;
+            }
+        } else {
+            fprintf(stderr, "scpctl: skipping '%s': only regular files and directories are "
+                            "imported\n", sp);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+static int sub_import(struct opts *o, scp_err *err) {
+    const char *src = o->pos[0], *dst = o->pos[1];
+    struct stat st;
+    if (stat(src, &st) < 0 || !S_ISDIR(st.st_mode))
+        return scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' is not a directory to import", src);
+    uint8_t key[32];
+    if (load_key(o, key, err) < 0) return -1;
+    char hdr[8192];
+    snprintf(hdr, sizeof hdr, "%s/scpvol.hdr", dst);
+    if (access(hdr, F_OK) != 0 && scp_volume_create(dst, key, o->chunk_size, err) < 0) {
+        scp_wipe(key, sizeof key);
+        return -1;
+    }
+    scp_volume *v = scp_volume_open(dst, key, NULL, err);
+    scp_wipe(key, sizeof key);
+    if (!v) return -1;
+    progress pg;
+    progress_start(&pg, "import", tree_size(src));
+    uint64_t done = 0;
+    long nfiles = 0;
+    int rc = import_tree(v, src, "", &pg, &done, &nfiles, err);
+    progress_end(&pg);
+    if (rc == 0) fprintf(stderr, "imported %ld files, %" PRIu64 " bytes into '%s'\n", nfiles, done, dst);
+    scp_volume_close(v, NULL);
+    return rc;
+}
+
+/* ---- export ------------------------------------------------------------------------------- */
+
+struct export_ctx {
+    scp_volume *v;
+    const char *out;   /* output directory for this level */
+    const char *vpath; /* volume path of this level */
+    progress *pg;
+    uint64_t *done;
+    scp_err *err;
+};
+
+static int export_entry(void *c, const char *name, const scp_vstat *st) {
+    struct export_ctx *x = c;
+    char op[8192], vp[8192];
+    snprintf(op, sizeof op, "%s/%s", x->out, name);
+    snprintf(vp, sizeof vp, "%s%s%s", x->vpath, *x->vpath ? "/" : "", name);
+    if (st->type == SCP_VTYPE_DIR) {
+        if (mkdir(op, 0700) < 0 && errno != EEXIST)
+            return scp_fail_errno(x->err, "cannot create '%s'", op);
+        struct export_ctx sub = *x;
+        sub.out = op;
+        sub.vpath = vp;
+        return scp_volume_readdir(x->v, vp, export_entry, &sub, x->err);
+    }
+    int fd = open(op, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (st->mode & 0777) | 0600);
+    if (fd < 0) return scp_fail_errno(x->err, "cannot create '%s'", op);
+    int rc = copy_out(x->v, vp, fd, x->pg, x->done, x->err);
+    if (close(fd) < 0 && rc == 0) rc = scp_fail_errno(x->err, "cannot write '%s'", op);
+    return rc;
+}
+
+static int sub_export(struct opts *o, scp_err *err) {
+    scp_volume *v = open_vol(o, err);
+    if (!v) return -1;
+    const char *out = o->pos[1];
+    int rc = 0;
+    if (mkdir(out, 0700) < 0 && errno != EEXIST) rc = scp_fail_errno(err, "cannot create '%s'", out);
+    scp_volume_info info;
+    if (rc == 0) rc = scp_volume_info_get(v, &info, err);
+    progress pg;
+    uint64_t done = 0;
+    if (rc == 0) {
+        progress_start(&pg, "export", info.total_bytes);
+        struct export_ctx x = {v, out, "", &pg, &done, err};
+        rc = scp_volume_readdir(v, "", export_entry, &x, err);
+        progress_end(&pg);
+    }
+    scp_volume_close(v, NULL);
+    return rc;
+}
+
+/* ---- ls ----------------------------------------------------------------------------------- */
+
+struct ls_ctx {
+    scp_volume *v;
+    const struct opts *o;
+    const char *dir;
+    scp_err *err;
+};
+
+static int ls_entry(void *c, const char *name, const scp_vstat *st) {
+    struct ls_ctx *x = c;
+    char path[8192];
+    snprintf(path, sizeof path, "%s%s%s", x->dir, *x->dir ? "/" : "", name);
+    const char *shown = x->o->recursive ? path : name;
+    if (x->o->long_list)
+        printf("%c%04o %12" PRIu64 "  %s%s\n", st->type == SCP_VTYPE_DIR ? 'd' : '-',
+               st->mode & 07777, st->size, shown, st->type == SCP_VTYPE_DIR ? "/" : "");
+    else
+        printf("%s%s\n", shown, st->type == SCP_VTYPE_DIR ? "/" : "");
+    if (x->o->recursive && st->type == SCP_VTYPE_DIR) {
+        struct ls_ctx sub = *x;
+        sub.dir = path;
+        return scp_volume_readdir(x->v, path, ls_entry, &sub, x->err);
+    }
+    return 0;
+}
+
+static int sub_ls(struct opts *o, scp_err *err) {
+    scp_volume *v = open_vol(o, err);
+    if (!v) return -1;
+    struct ls_ctx x = {v, o, o->npos > 1 ? o->pos[1] : "", err};
+    int rc = scp_volume_readdir(v, x.dir, ls_entry, &x, err);
+    scp_volume_close(v, NULL);
+    return rc;
+}
+
+/* ---- verify ------------------------------------------------------------------------------- */
+
+struct verify_ctx {
+    progress pg;
+    int printed_bar;
+};
+
+static void verify_problem(void *c, const char *path, int64_t off, const char *msg) {
+    struct verify_ctx *x = c;
+    progress_end(&x->pg);
+    if (off >= 0)
+        printf("CORRUPT %s at offset %" PRId64 ": %s\n", path, off, msg);
+    else
+        printf("CORRUPT %s: %s\n", path, msg);
+}
+
+static void verify_progress(void *c, uint64_t done, uint64_t total) {
+    struct verify_ctx *x = c;
+    x->pg.total = total;
+    progress_update(&x->pg, done);
+}
+
+static int sub_verify(struct opts *o, scp_err *err, int *problems_out) {
+    scp_volume *v = open_vol(o, err);
+    if (!v) return -1;
+    struct verify_ctx x;
+    progress_start(&x.pg, "verify", 0);
+    long p = scp_volume_verify(v, verify_problem, verify_progress, &x, err);
+    progress_end(&x.pg);
+    scp_volume_info info;
+    if (p >= 0 && scp_volume_info_get(v, &info, err) == 0) {
+        if (p == 0)
+            printf("ok: %" PRIu64 " files, %" PRIu64 " bytes, all chunks authentic\n",
+                   info.file_count, info.total_bytes);
+        else
+            printf("%ld problem(s) found in %" PRIu64 " files\n", p, info.file_count);
+    }
+    scp_volume_close(v, NULL);
+    *problems_out = (int)(p > 0);
+    return p < 0 ? -1 : 0;
+}
+
+static int sub_info(struct opts *o, scp_err *err) {
+    scp_volume *v = open_vol(o, err);
+    if (!v) return -1;
+    scp_volume_info info;
+    int rc = scp_volume_info_get(v, &info, err);
+    if (rc == 0) {
+        char hex[2 * SCP_VOLUME_TAG_LEN + 1];
+        scp_volume_tag_hex(&info.tag, hex);
+        printf("format version: %u\nchunk size:     %u\nfiles:          %" PRIu64
+               "\ndirectories:    %" PRIu64 "\nbytes:          %" PRIu64
+               "\ngeneration:     %" PRIu64 "\ntag:            %s\n",
+               info.format_version, info.chunk_size, info.file_count, info.dir_count,
+               info.total_bytes, info.generation, hex);
+    }
+    scp_volume_close(v, NULL);
+    return rc;
+}
+
+int cmd_volume(int argc, char **argv) {
+    if (argc < 2 || cli_is_help(argv[1])) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    const char *sub = argv[1];
+    for (int i = 2; i < argc; i++)
+        if (cli_is_help(argv[i])) {
+            fputs(usage_text, stdout);
+            return EXIT_OK;
+        }
+    struct opts o;
+    if (parse_opts(argc - 1, argv + 1, &o) != 0) return EXIT_USAGE;
+    scp_err err = {0};
+    int rc = 0, problems = 0;
+    if (!strcmp(sub, "keygen")) {
+        if (need(&o, 1, 1, sub)) return EXIT_USAGE;
+        rc = scp_key_file_generate(o.pos[0], &err);
+        if (rc == 0) fprintf(stderr, "wrote a new 32-byte key to '%s' (mode 0600)\n", o.pos[0]);
+    } else if (!strcmp(sub, "create")) {
+        if (need(&o, 1, 1, sub)) return EXIT_USAGE;
+        uint8_t key[32];
+        rc = load_key(&o, key, &err);
+        if (rc == 0) rc = scp_volume_create(o.pos[0], key, o.chunk_size, &err);
+        scp_wipe(key, sizeof key);
+        if (rc == 0) fprintf(stderr, "created volume '%s'\n", o.pos[0]);
+    } else if (!strcmp(sub, "import")) {
+        if (need(&o, 2, 2, sub)) return EXIT_USAGE;
+        rc = sub_import(&o, &err);
+    } else if (!strcmp(sub, "export")) {
+        if (need(&o, 2, 2, sub)) return EXIT_USAGE;
+        rc = sub_export(&o, &err);
+    } else if (!strcmp(sub, "ls")) {
+        if (need(&o, 1, 2, sub)) return EXIT_USAGE;
+        rc = sub_ls(&o, &err);
+    } else if (!strcmp(sub, "cat") || !strcmp(sub, "put") || !strcmp(sub, "mkdir") ||
+               !strcmp(sub, "rm")) {
+        int put = !strcmp(sub, "put");
+        if (need(&o, 2, put ? 3 : 2, sub)) return EXIT_USAGE;
+        scp_volume *v = open_vol(&o, &err);
+        if (!v) return cli_fail(&err);
+        uint64_t done = 0;
+        if (!strcmp(sub, "cat")) {
+            rc = copy_out(v, o.pos[1], STDOUT_FILENO, NULL, &done, &err);
+        } else if (put) {
+            int fd = o.npos == 3 ? open(o.pos[2], O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
+            if (fd < 0) rc = scp_fail_errno(&err, "cannot open '%s'", o.pos[2]);
+            else rc = copy_in(v, fd, o.pos[1], 0644, NULL, &done, &err);
+            if (fd > 2) close(fd);
+        } else if (!strcmp(sub, "mkdir")) {
+            rc = scp_volume_mkdir(v, o.pos[1], 0755, &err);
+        } else {
+            scp_vstat st;
+            rc = scp_volume_stat(v, o.pos[1], &st, &err);
+            if (rc == 0)
+                rc = st.type == SCP_VTYPE_DIR ? scp_volume_rmdir(v, o.pos[1], &err)
+                                              : scp_volume_unlink(v, o.pos[1], &err);
+        }
+        scp_volume_close(v, NULL);
+    } else if (!strcmp(sub, "verify")) {
+        if (need(&o, 1, 1, sub)) return EXIT_USAGE;
+        rc = sub_verify(&o, &err, &problems);
+        if (rc == 0 && problems) return EXIT_INTEGRITY;
+    } else if (!strcmp(sub, "info")) {
+        if (need(&o, 1, 1, sub)) return EXIT_USAGE;
+        rc = sub_info(&o, &err);
+    } else {
+        return cli_usage_error("unknown subcommand 'volume %s'; see 'scpctl volume --help'", sub);
+    }
+    return rc < 0 ? cli_fail(&err) : EXIT_OK;
+}
