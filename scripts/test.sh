@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Build (if needed) and run the whole test suite through ctest; ends with "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+cmake -S . -B "$BUILD" -G Ninja >/dev/null && ninja -C "$BUILD" >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+log=$(mktemp)
+ctest --test-dir "$BUILD" --output-on-failure -j"${JOBS:-2}" "$@" 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+total=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\2/p' "$log" | tail -1)
+failed=$(sed -n 's/.*tests passed, \([0-9]*\) tests failed out of \([0-9]*\).*/\1/p' "$log" | tail -1)
+rm -f "$log"
+if [ -z "$total" ]; then echo "0 passed, 1 failed"; exit 1; fi
+if [ "$total" -eq 0 ]; then echo "0 passed, 1 failed (no tests ran)"; exit 1; fi
+echo "$((total - failed)) passed, $failed failed"
+exit "$rc"
