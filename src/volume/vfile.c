@@ -439,8 +439,17 @@ static int acquire_writer(scp_file *f, scp_err *err) {
 
 static int journal_begin(scp_file *f, scp_err *err) {
     if (f->fd_j < 0) {
-        int fd = open_obj(f, ".j", O_RDWR | O_CREAT, err);
-        if (fd < 0) return -1;
+        /* Every file is created with its journal object; a volume from elsewhere may lack it,
+         * and then its directory entry must be durable before the journal is relied on. */
+        int fd = open_obj(f, ".j", O_RDWR, NULL);
+        if (fd < 0) {
+            fd = open_obj(f, ".j", O_RDWR | O_CREAT, err);
+            if (fd < 0) return -1;
+            if (fsync(f->vol->objfd) < 0) {
+                close(fd);
+                return scp_fail_errno(err, "cannot sync the objects directory");
+            }
+        }
         f->fd_j = fd;
     }
     if (f->j_end == 0) {
@@ -820,8 +829,8 @@ static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
 }
 
 static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], scp_err *err) {
-    static const char *const ext[] = {".d", ".t"};
-    for (int k = 0; k < 2; k++) {
+    static const char *const ext[] = {".d", ".t", ".j"};
+    for (int k = 0; k < 3; k++) {
         char name[48];
         vol_object_name(id, ext[k], name);
         int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -937,12 +946,40 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     return rc;
 }
 
+/* After an integrity failure in a process that holds no changes to the file: another process
+ * may have committed (and applied in place) since we loaded it. Reload if the manifest moved.
+ * Returns 1 if the state was reloaded (the read is worth retrying). */
+static int file_refresh(scp_file *f) {
+    int reloaded = 0;
+    pthread_rwlock_wrlock(&f->rw);
+    if (!f->modified && !f->writer && f->path && vol_lock(f->vol, NULL) == 0) {
+        long i = man_find(&f->vol->man, f->path);
+        if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
+            memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0)
+            reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
+        vol_unlock(f->vol);
+    }
+    pthread_rwlock_unlock(&f->rw);
+    return reloaded;
+}
+
+static ssize_t locked_pread(scp_file *f, void *buf, size_t n, uint64_t off, scp_err *err) {
+    scp_err local;
+    if (!err) err = &local;
+    pthread_rwlock_rdlock(&f->rw);
+    ssize_t r = do_pread(f, buf, n, off, err);
+    pthread_rwlock_unlock(&f->rw);
+    if (r < 0 && err->code == SCP_E_INTEGRITY && file_refresh(f)) {
+        pthread_rwlock_rdlock(&f->rw);
+        r = do_pread(f, buf, n, off, err);
+        pthread_rwlock_unlock(&f->rw);
+    }
+    return r;
+}
+
 ssize_t scp_vfile_pread(scp_vfile *h, void *buf, size_t n, uint64_t off, scp_err *err) {
     if (check_handle(h, 0, err) < 0) return -1;
-    pthread_rwlock_rdlock(&h->f->rw);
-    ssize_t r = do_pread(h->f, buf, n, off, err);
-    pthread_rwlock_unlock(&h->f->rw);
-    return r;
+    return locked_pread(h->f, buf, n, off, err);
 }
 
 ssize_t scp_vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, scp_err *err) {
@@ -957,9 +994,7 @@ ssize_t scp_vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, 
 ssize_t scp_vfile_read(scp_vfile *h, void *buf, size_t n, scp_err *err) {
     if (check_handle(h, 0, err) < 0) return -1;
     pthread_mutex_lock(&h->cur_mu);
-    pthread_rwlock_rdlock(&h->f->rw);
-    ssize_t r = do_pread(h->f, buf, n, h->cursor, err);
-    pthread_rwlock_unlock(&h->f->rw);
+    ssize_t r = locked_pread(h->f, buf, n, h->cursor, err);
     if (r > 0) h->cursor += (uint64_t)r;
     pthread_mutex_unlock(&h->cur_mu);
     return r;
