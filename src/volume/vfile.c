@@ -262,7 +262,7 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     for (uint64_t k = 0; k < jv.nentries; k++) {
         const uint8_t *je = jv.entries + k * JENTRY_LEN;
         uint64_t i = scp_get_u64(je);
-        if (i >= f->table_cap) continue; /* beyond the file: cannot match the root anyway */
+        if (i >= nchunks_of(e->size, f->vol->cs)) continue; /* beyond the file: ignore */
         memcpy(ent(f, i), je + 8, ENT);
         f->page_dirty[i / SCP_TABLE_PAGE] = 1;
         if (scp_pwrite_full(f->fd_t, je + 8, ENT, i * ENT) < 0) {
@@ -342,9 +342,11 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     for (scp_file *f = v->files; f; f = f->next) {
         if (memcmp(f->id, e->id, SCP_FILEID_LEN) != 0) continue;
         /* Close-to-open consistency: pick up another process's commit if we hold no changes. */
-        if (memcmp(f->c_root, e->root, SCP_HASH_LEN) != 0 && !f->modified && !f->writer) {
-            pthread_rwlock_wrlock(&f->rw);
-            int rc = file_load(f, e, err);
+        /* trywrlock: we hold the volume lock, and the lock order is file before volume. If
+         * the file is busy, its reader will refresh it on its own (see file_refresh). */
+        if (memcmp(f->c_root, e->root, SCP_HASH_LEN) != 0 && !f->modified && !f->writer &&
+            pthread_rwlock_trywrlock(&f->rw) == 0) {
+            int rc = f->modified ? 0 : file_load(f, e, err);
             pthread_rwlock_unlock(&f->rw);
             if (rc < 0) return NULL;
         }
