@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "common/util.h"
 
 struct command {
     const char *name;
@@ -53,6 +54,7 @@ int cli_usage_error(const char *fmt, ...) {
 int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
 
 int main(int argc, char **argv) {
+    scp_no_core_dumps(); /* scpctl handles keys */
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -26,6 +26,15 @@ int scp_unhex(const char *in, uint8_t *out, size_t n);
 /* Zero memory in a way the compiler cannot elide. */
 void scp_wipe(void *p, size_t n);
 
+/* Zeroed memory for structures that hold keys: page-aligned, excluded from core dumps
+ * (MADV_DONTDUMP) and, where the limit allows, locked in RAM so it is never swapped out.
+ * Returns NULL on failure. scp_secure_free wipes before unmapping. */
+void *scp_secure_alloc(size_t n);
+void scp_secure_free(void *p, size_t n);
+
+/* Make this process undumpable and without core files (for tools that hold keys). */
+void scp_no_core_dumps(void);
+
 /* Read a 32-byte key file. Refuses files that group or others can access (SCP_E_KEY, with a
  * message that says to chmod 600), files of any other size, and non-regular files. */
 int scp_key_file_read(const char *path, uint8_t key[32], scp_err *err);

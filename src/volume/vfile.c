@@ -324,8 +324,7 @@ static void file_free(scp_file *f) {
     free(f->page_dirty);
     free(f->path);
     pthread_rwlock_destroy(&f->rw);
-    scp_wipe(f->key, sizeof f->key);
-    free(f);
+    scp_secure_free(f, sizeof *f);
 }
 
 static void discard_uncommitted(scp_file *f) {
@@ -353,7 +352,7 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
         f->refs++;
         return f;
     }
-    scp_file *f = calloc(1, sizeof *f);
+    scp_file *f = scp_secure_alloc(sizeof *f); /* holds the file key */
     if (!f) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         return NULL;

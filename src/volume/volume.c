@@ -119,13 +119,12 @@ static void vol_free(scp_volume *v) {
         if (v->slotfd[i] >= 0) close(v->slotfd[i]);
     scp_manifest_free(&v->man);
     pthread_mutex_destroy(&v->mu);
-    scp_wipe(v, sizeof *v);
-    free(v);
+    scp_secure_free(v, sizeof *v);
 }
 
 scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
                             const scp_volume_tag *expected, scp_err *err) {
-    scp_volume *v = calloc(1, sizeof *v);
+    scp_volume *v = scp_secure_alloc(sizeof *v); /* holds keys: kept out of core dumps */
     if (!v) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         return NULL;
