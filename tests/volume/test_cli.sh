@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# test_cli.sh - `scpctl volume ...` end to end: keygen, create, import, ls, cat, put, export,
+# verify, info, --expect-tag; key file refused when group/other can access it (exit 4); wrong
+# key (exit 4); a tampered chunk makes verify exit 3 and name the file and the offset; a
+# rolled-back volume with --expect-tag exits 3; --help at every level exits 0; bad command
+# lines exit 2. Usage: test_cli.sh PATH/TO/scpctl
+set -u
+SCPCTL=${1:?usage: test_cli.sh PATH/TO/scpctl}
+T=$(mktemp -d "${TMPDIR:-/tmp}/scpvt-cli-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+FAILS=0
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+# expect CODE DESCRIPTION -- CMD...: run CMD, output in $T/out and $T/err, check exit code.
+expect() {
+    local want=$1 what=$2; shift 3
+    "$@" >"$T/out" 2>"$T/err"
+    local got=$?
+    if [ "$got" != "$want" ]; then
+        fail "$what: exit $got, want $want (cmd: $*)"
+        sed 's/^/    stderr: /' "$T/err" | head -5 >&2
+    fi
+}
+contains() { # FILE PATTERN DESCRIPTION
+    grep -q -- "$2" "$1" || { fail "$3: '$2' not in output"; sed 's/^/    | /' "$1" | head -10 >&2; }
+}
+
+cd "$T" || exit 1
+# ---- help and usage ------------------------------------------------------------------------
+expect 0 "scpctl --help" -- "$SCPCTL" --help
+contains out volume "top-level help lists 'volume'"
+expect 0 "scpctl help" -- "$SCPCTL" help
+expect 2 "scpctl without arguments" -- "$SCPCTL"
+expect 2 "unknown command" -- "$SCPCTL" nosuchcommand
+expect 0 "scpctl volume --help" -- "$SCPCTL" volume --help
+expect 0 "scpctl volume -h" -- "$SCPCTL" volume -h
+expect 2 "scpctl volume without subcommand" -- "$SCPCTL" volume
+expect 2 "unknown volume subcommand" -- "$SCPCTL" volume nosuch
+for sub in keygen create import export ls cat put verify info mkdir rm; do
+    expect 0 "scpctl volume $sub --help" -- "$SCPCTL" volume "$sub" --help
+    [ -s out ] || fail "scpctl volume $sub --help printed nothing on stdout"
+done
+expect 2 "create with an unknown option" -- "$SCPCTL" volume create v --bogus
+expect 2 "create without a directory" -- "$SCPCTL" volume create
+
+# ---- keygen ------------------------------------------------------------------------------
+expect 0 "keygen" -- "$SCPCTL" volume keygen k1
+[ "$(stat -c %a k1)" = 600 ] || fail "keygen: mode $(stat -c %a k1), want 600"
+[ "$(stat -c %s k1)" = 32 ] || fail "keygen: $(stat -c %s k1) bytes, want 32"
+expect 0 "second keygen" -- "$SCPCTL" volume keygen k2
+cmp -s k1 k2 && fail "two keygens wrote the same key"
+
+# ---- create, import ------------------------------------------------------------------------
+MARK=CLI-PLAINTEXT-MARKER-93c1
+mkdir -p src/sub/deeper src/emptydir
+printf 'hello %s\n' "$MARK" > src/hello.txt
+: > src/empty
+head -c 300000 /dev/urandom > src/big.bin
+printf '%s' "$MARK" >> src/big.bin
+printf 'nested %s\n' "$MARK" > "src/sub/with space.txt"
+head -c 5000 /dev/urandom > src/sub/deeper/five-k
+expect 0 "create" -- "$SCPCTL" volume create vol --key-file k1
+[ -f vol/scpvol.hdr ] || fail "create: no scpvol.hdr"
+expect 1 "create in a non-empty directory" -- "$SCPCTL" volume create vol --key-file k1
+expect 0 "create with chunk size 65536" -- "$SCPCTL" volume create vol64 --key-file k1 --chunk-size 65536
+expect 0 "info vol64" -- "$SCPCTL" volume info vol64 --key-file k1
+contains out 65536 "info shows chunk size 65536"
+expect 0 "import" -- "$SCPCTL" volume import src imp --key-file k1
+if grep -rqa -- "$MARK" imp; then fail "plaintext marker found under the volume directory"; fi
+if find imp | grep -q -e hello -e 'with space' -e deeper -e big.bin; then
+    fail "file names visible on the host"; fi
+
+# ---- ls, cat -------------------------------------------------------------------------------
+expect 0 "ls" -- "$SCPCTL" volume ls imp --key-file k1
+for n in hello.txt empty big.bin sub emptydir; do contains out "$n" "ls lists $n"; done
+expect 0 "ls sub" -- "$SCPCTL" volume ls imp sub --key-file k1
+contains out "with space.txt" "ls sub lists 'with space.txt'"
+expect 0 "ls -R" -- "$SCPCTL" volume ls imp -R --key-file k1
+contains out five-k "ls -R reaches sub/deeper/five-k"
+expect 0 "ls -l" -- "$SCPCTL" volume ls imp -l --key-file k1
+contains out 300025 "ls -l shows the size of big.bin"
+expect 0 "cat hello.txt" -- "$SCPCTL" volume cat imp hello.txt --key-file k1
+cmp -s out src/hello.txt || fail "cat hello.txt differs"
+expect 0 "cat big.bin" -- "$SCPCTL" volume cat imp big.bin --key-file k1
+cmp -s out src/big.bin || fail "cat big.bin differs"
+expect 0 "cat 'sub/with space.txt'" -- "$SCPCTL" volume cat imp "sub/with space.txt" --key-file k1
+cmp -s out "src/sub/with space.txt" || fail "cat 'sub/with space.txt' differs"
+expect 0 "cat empty" -- "$SCPCTL" volume cat imp empty --key-file k1
+[ -s out ] && fail "cat of an empty file printed bytes"
+expect 1 "cat a missing file" -- "$SCPCTL" volume cat imp nosuch --key-file k1
+
+# ---- info and tags, put ---------------------------------------------------------------------
+expect 0 "info" -- "$SCPCTL" volume info imp --key-file k1
+contains out "chunk size: *4096" "info chunk size"
+contains out "files: *5" "info file count (5 files)"
+TAG1=$(sed -n 's/^tag: *//p' out)
+[[ "$TAG1" =~ ^[0-9a-f]{80}$ ]] || fail "info: tag '$TAG1' is not 80 hex digits"
+cp -a imp imp-old
+head -c 70000 /dev/urandom > local.bin
+expect 0 "put from a file" -- "$SCPCTL" volume put imp sub/put.bin local.bin --key-file k1
+printf 'from stdin %s\n' "$MARK" > stdin.txt
+expect 0 "put from stdin" -- bash -c '"$0" volume put imp stdin.txt --key-file k1 < stdin.txt' "$SCPCTL"
+expect 0 "cat put.bin" -- "$SCPCTL" volume cat imp sub/put.bin --key-file k1
+cmp -s out local.bin || fail "cat sub/put.bin differs from what was put"
+expect 0 "cat stdin.txt" -- "$SCPCTL" volume cat imp stdin.txt --key-file k1
+cmp -s out stdin.txt || fail "cat stdin.txt differs from what was put"
+expect 0 "put over an existing file" -- "$SCPCTL" volume put imp hello.txt stdin.txt --key-file k1
+expect 0 "cat replaced hello.txt" -- "$SCPCTL" volume cat imp hello.txt --key-file k1
+cmp -s out stdin.txt || fail "put did not replace hello.txt"
+expect 0 "info after put" -- "$SCPCTL" volume info imp --key-file k1
+TAG2=$(sed -n 's/^tag: *//p' out)
+[ "$TAG1" != "$TAG2" ] || fail "tag did not change after put"
+expect 0 "info --expect-tag (current)" -- "$SCPCTL" volume info imp --key-file k1 --expect-tag "$TAG2"
+expect 0 "info --expect-tag (older tag: newer state accepted)" -- "$SCPCTL" volume info imp --key-file k1 --expect-tag "$TAG1"
+expect 3 "rolled-back volume with --expect-tag" -- "$SCPCTL" volume verify imp-old --key-file k1 --expect-tag "$TAG2"
+expect 3 "rolled-back volume: cat with --expect-tag" -- "$SCPCTL" volume cat imp-old hello.txt --key-file k1 --expect-tag "$TAG2"
+expect 0 "old volume with its own tag" -- "$SCPCTL" volume verify imp-old --key-file k1 --expect-tag "$TAG1"
+"$SCPCTL" volume info imp --key-file k1 --expect-tag nothex >/dev/null 2>&1
+rc=$?; [ $rc = 1 ] || [ $rc = 2 ] || fail "malformed --expect-tag: exit $rc, want 1 or 2"
+
+# ---- export ------------------------------------------------------------------------------
+expect 0 "export" -- "$SCPCTL" volume export imp exported --key-file k1
+mkdir -p want && cp -a src/. want/ && cp local.bin want/sub/put.bin && cp stdin.txt want/stdin.txt && cp stdin.txt want/hello.txt
+diff -r want exported >/dev/null || { fail "export differs from the source tree"; diff -r want exported | head -5 >&2; }
+expect 0 "verify" -- "$SCPCTL" volume verify imp --key-file k1
+contains out "ok" "verify says ok"
+
+# ---- key files ------------------------------------------------------------------------------
+cp k1 k-group && chmod 640 k-group
+expect 4 "key file readable by group" -- "$SCPCTL" volume ls imp --key-file k-group
+contains err "chmod" "unsafe key message says what to do"
+cp k1 k-other && chmod 604 k-other
+expect 4 "key file readable by others" -- "$SCPCTL" volume cat imp hello.txt --key-file k-other
+cp k1 k-gw && chmod 620 k-gw
+expect 4 "key file writable by group" -- "$SCPCTL" volume verify imp --key-file k-gw
+expect 4 "create with an unsafe key file" -- "$SCPCTL" volume create vol-unsafe --key-file k-group
+head -c 31 k1 > k-short && chmod 600 k-short
+expect 4 "key file of 31 bytes" -- "$SCPCTL" volume ls imp --key-file k-short
+expect 4 "missing key file" -- "$SCPCTL" volume ls imp --key-file k-nosuch
+expect 4 "wrong key" -- "$SCPCTL" volume ls imp --key-file k2
+expect 4 "wrong key (verify)" -- "$SCPCTL" volume verify imp --key-file k2
+expect 1 "not a volume" -- "$SCPCTL" volume ls src --key-file k1
+
+# ---- tampering -----------------------------------------------------------------------------
+cp -a imp tam
+# the data object of big.bin is the largest .d file (300025 bytes -> 74 chunks)
+BIGD=$(ls -S tam/objects/*.d | head -1)
+printf '\x55' | dd of="$BIGD" bs=1 seek=$((4096 * 7 + 123)) conv=notrunc status=none
+expect 3 "verify of a tampered chunk" -- "$SCPCTL" volume verify tam --key-file k1
+cat out err > both
+contains both "big.bin" "verify names the tampered file"
+contains both "28672" "verify names the offset of the tampered chunk (7 * 4096)"
+expect 3 "cat of a tampered file" -- "$SCPCTL" volume cat tam big.bin --key-file k1
+contains err "big.bin" "cat's error names the file"
+[ "$(stat -c %s out)" -le 28672 ] || fail "cat printed bytes past the tampered chunk"
+cmp -s out <(head -c "$(stat -c %s out)" src/big.bin) || fail "cat printed wrong bytes before failing"
+expect 0 "cat of an untouched file in a tampered volume" -- "$SCPCTL" volume cat tam sub/deeper/five-k --key-file k1
+cmp -s out src/sub/deeper/five-k || fail "untouched file reads wrong"
+expect 3 "export of a tampered volume" -- "$SCPCTL" volume export tam out-tam --key-file k1
+cp -a imp tam2
+HDR_T=$(ls -S tam2/objects/*.t | head -1)
+printf '\x01' | dd of="$HDR_T" bs=1 seek=5 conv=notrunc status=none
+expect 3 "verify with a tampered chunk table" -- "$SCPCTL" volume verify tam2 --key-file k1
+cp -a imp tam3
+for s in tam3/manifest.0 tam3/manifest.1; do printf '\x01' | dd of="$s" bs=1 seek=40 conv=notrunc status=none; done
+expect 3 "both manifest slots tampered" -- "$SCPCTL" volume ls tam3 --key-file k1
+
+if [ "$FAILS" -ne 0 ]; then
+    echo "test_cli.sh: $FAILS failure(s)" >&2
+    exit 1
+fi
+echo "test_cli.sh: all checks passed"

@@ -1,0 +1,335 @@
+/* tests/volume/testutil.h - small helpers shared by the protected-volume test suites.
+ *
+ * Header-only (everything is static inline). CHECK-style macros print "FAIL file:line: ..." and
+ * count the failure; the test's main returns tu_exit_code() so that any failure makes the binary
+ * exit non-zero. REQUIRE-style macros stop the binary at once (for states where going on makes
+ * no sense). A deterministic PRNG (splitmix64) makes every run reproducible from its seed.
+ */
+#ifndef SCP_TESTS_VOLUME_TESTUTIL_H
+#define SCP_TESTS_VOLUME_TESTUTIL_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "scp/err.h"
+#include "scp/volume.h"
+
+/* ---- failure accounting ----------------------------------------------------------------- */
+
+static int tu_failures __attribute__((unused));
+static const char *tu_context __attribute__((unused)) = ""; /* printed with each failure */
+
+static inline void tu_fail_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static inline void tu_fail_at(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "FAIL %s:%d: %s%s", file, line, tu_context, tu_context[0] ? ": " : "");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+    va_end(ap);
+    if (++tu_failures >= 25) {
+        fprintf(stderr, "too many failures, stopping\n");
+        exit(1);
+    }
+}
+
+static inline int tu_exit_code(const char *name) {
+    if (tu_failures) {
+        fprintf(stderr, "%s: %d failure(s)\n", name, tu_failures);
+        return 1;
+    }
+    printf("%s: all checks passed\n", name);
+    return 0;
+}
+
+#define CHECK(cond)                                                                          \
+    do {                                                                                     \
+        if (!(cond)) tu_fail_at(__FILE__, __LINE__, "check failed: %s", #cond);             \
+    } while (0)
+#define CHECKF(cond, ...)                                                                    \
+    do {                                                                                     \
+        if (!(cond)) tu_fail_at(__FILE__, __LINE__, __VA_ARGS__);                           \
+    } while (0)
+#define REQUIRE(cond)                                                                        \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            tu_fail_at(__FILE__, __LINE__, "required: %s", #cond);                           \
+            exit(1);                                                                         \
+        }                                                                                    \
+    } while (0)
+/* expr returns < 0 / NULL on failure and fills scp_err e. */
+#define CHECK_OK(expr, e)                                                                    \
+    do {                                                                                     \
+        if ((expr) < 0)                                                                      \
+            tu_fail_at(__FILE__, __LINE__, "%s failed: %s (%s, sys %d)", #expr, (e).msg,     \
+                       scp_code_name((e).code), (e).sys);                                    \
+    } while (0)
+#define REQUIRE_OK(expr, e)                                                                  \
+    do {                                                                                     \
+        if ((expr) < 0) {                                                                    \
+            tu_fail_at(__FILE__, __LINE__, "%s failed: %s (%s, sys %d)", #expr, (e).msg,     \
+                       scp_code_name((e).code), (e).sys);                                    \
+            exit(1);                                                                         \
+        }                                                                                    \
+    } while (0)
+#define REQUIRE_PTR(expr, e)                                                                 \
+    __extension__({                                                                          \
+        __typeof__(expr) tu_p_ = (expr);                                                     \
+        if (!tu_p_) {                                                                        \
+            tu_fail_at(__FILE__, __LINE__, "%s failed: %s (%s, sys %d)", #expr, (e).msg,     \
+                       scp_code_name((e).code), (e).sys);                                    \
+            exit(1);                                                                         \
+        }                                                                                    \
+        tu_p_;                                                                               \
+    })
+
+static inline void tu_die(const char *what) {
+    fprintf(stderr, "FATAL: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+static inline void tu_err_clear(scp_err *e) {
+    memset(e, 0, sizeof *e);
+}
+
+/* ---- PRNG (splitmix64) ------------------------------------------------------------------- */
+
+typedef struct tu_rng {
+    uint64_t s;
+} tu_rng;
+
+static inline uint64_t tu_next(tu_rng *r) {
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* uniform in [0, n) (n > 0) */
+static inline uint64_t tu_below(tu_rng *r, uint64_t n) { return n ? tu_next(r) % n : 0; }
+static inline uint64_t tu_range(tu_rng *r, uint64_t lo, uint64_t hi) { /* [lo, hi] */
+    return lo + tu_below(r, hi - lo + 1);
+}
+static inline int tu_pct(tu_rng *r, unsigned pct) { return tu_below(r, 100) < pct; }
+static inline void tu_fill(tu_rng *r, void *buf, size_t n) {
+    uint8_t *p = buf;
+    while (n >= 8) {
+        uint64_t v = tu_next(r);
+        memcpy(p, &v, 8);
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        uint64_t v = tu_next(r);
+        memcpy(p, &v, n);
+    }
+}
+static inline void tu_key(tu_rng *r, uint8_t key[SCP_VOLUME_KEY_LEN]) {
+    tu_fill(r, key, SCP_VOLUME_KEY_LEN);
+}
+
+static inline double tu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- files and directories ------------------------------------------------------------- */
+
+/* A fresh directory under $TMPDIR (or /tmp). Returns a malloc'd path. */
+static inline char *tu_tmpdir(const char *tag) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    size_t n = strlen(base) + strlen(tag) + 32;
+    char *p = malloc(n);
+    if (!p) tu_die("malloc");
+    snprintf(p, n, "%s/scpvt-%s-XXXXXX", base, tag);
+    if (!mkdtemp(p)) tu_die("mkdtemp");
+    return p;
+}
+
+static inline char *tu_path(const char *a, const char *b) {
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *p = malloc(n);
+    if (!p) tu_die("malloc");
+    snprintf(p, n, "%s/%s", a, b);
+    return p;
+}
+
+static inline void tu_rm_rf(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        if (d) {
+            struct dirent *de;
+            while ((de = readdir(d))) {
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+                char *c = tu_path(path, de->d_name);
+                tu_rm_rf(c);
+                free(c);
+            }
+            closedir(d);
+        }
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
+}
+
+/* Read a whole host file. Returns malloc'd buffer (NULL and *len = 0 if it cannot be read). */
+static inline uint8_t *tu_read_file(const char *path, size_t *len) {
+    *len = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *b = malloc(cap);
+    if (!b) tu_die("malloc");
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            b = realloc(b, cap);
+            if (!b) tu_die("realloc");
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            free(b);
+            close(fd);
+            return NULL;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    close(fd);
+    *len = n;
+    return b;
+}
+
+static inline int tu_write_file(const char *path, const void *buf, size_t len, mode_t mode) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (fd < 0) return -1;
+    const uint8_t *p = buf;
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            close(fd);
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return close(fd);
+}
+
+/* Copy a directory tree (regular files and directories). Files that vanish while being
+ * copied are skipped (the copy may run while a writer changes the source). */
+static inline int tu_copy_tree(const char *src, const char *dst) {
+    if (mkdir(dst, 0700) != 0 && errno != EEXIST) return -1;
+    DIR *d = opendir(src);
+    if (!d) return -1;
+    struct dirent *de;
+    int rc = 0;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char *s = tu_path(src, de->d_name), *t = tu_path(dst, de->d_name);
+        struct stat st;
+        if (lstat(s, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) {
+                if (tu_copy_tree(s, t) != 0) rc = -1;
+            } else if (S_ISREG(st.st_mode)) {
+                size_t n;
+                uint8_t *b = tu_read_file(s, &n);
+                if (b) {
+                    if (tu_write_file(t, b, n, st.st_mode & 0777) != 0) rc = -1;
+                    free(b);
+                }
+            }
+        }
+        free(s);
+        free(t);
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Does `hay` contain `needle`? */
+static inline int tu_memmem(const void *hay, size_t hn, const void *needle, size_t nn) {
+    return memmem(hay, hn, needle, nn) != NULL;
+}
+
+/* ---- volume helpers --------------------------------------------------------------------- */
+
+/* Write a whole file into a volume (create/truncate) and close it (a commit). */
+static inline int tu_vput(scp_volume *v, const char *path, const void *buf, size_t len,
+                          scp_err *e) {
+    scp_vfile *f = scp_vfile_open(v, path, O_RDWR | O_CREAT | O_TRUNC, 0644, e);
+    if (!f) return -1;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = scp_vfile_pwrite(f, (const uint8_t *)buf + off, len - off, off, e);
+        if (w <= 0) {
+            scp_err tmp;
+            scp_vfile_close(f, &tmp);
+            return -1;
+        }
+        off += (size_t)w;
+    }
+    return scp_vfile_close(f, e);
+}
+
+/* Read a whole file from a volume. Returns malloc'd buffer or NULL (e filled). */
+static inline uint8_t *tu_vget(scp_volume *v, const char *path, size_t *len, scp_err *e) {
+    *len = 0;
+    scp_vfile *f = scp_vfile_open(v, path, O_RDONLY, 0, e);
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *b = malloc(cap);
+    if (!b) tu_die("malloc");
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            b = realloc(b, cap);
+            if (!b) tu_die("realloc");
+        }
+        ssize_t r = scp_vfile_pread(f, b + n, cap - n, n, e);
+        if (r < 0) {
+            scp_err tmp;
+            free(b);
+            scp_vfile_close(f, &tmp);
+            return NULL;
+        }
+        if (r == 0) break;
+        n += (size_t)r;
+    }
+    scp_err tmp;
+    scp_vfile_close(f, &tmp);
+    *len = n;
+    return b;
+}
+
+static inline uint64_t tu_be64(const uint8_t *p) {
+    uint64_t g = 0;
+    for (int i = 0; i < 8; i++) g = (g << 8) | p[i];
+    return g;
+}
+
+static inline uint64_t tu_tag_gen(const scp_volume_tag *t) {
+    uint64_t g = 0;
+    for (int i = 0; i < 8; i++) g = (g << 8) | t->bytes[i];
+    return g;
+}
+
+#endif
