@@ -25,6 +25,7 @@ struct scp_volume {
     int lockfd;     /* "lock": OFD write lock serializes commits across processes */
     int slotfd[2];  /* manifest.0, manifest.1 */
     pid_t pid;      /* process that opened the descriptors (fork detection) */
+    unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     uint32_t cs;    /* chunk size */
     uint8_t volid[SCP_VOLID_LEN];
     uint8_t k_man[32], k_tag[32], k_files[32];
@@ -79,6 +80,17 @@ static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + c
 int vol_lock(scp_volume *v, scp_err *err);   /* mutex + cross-process lock + manifest refresh */
 void vol_unlock(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
+/* Incremented in every child right after fork (pthread_atfork), so that the hot paths detect a
+ * fork with one load instead of a getpid() system call. */
+extern unsigned long vol_fork_gen;
+/* Call at the start of every file operation: after a fork, takes fresh descriptors and locks. */
+static inline void vol_after_fork_check(scp_volume *v) {
+    if (__atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED) != v->fork_gen) {
+        pthread_mutex_lock(&v->mu);
+        vol_check_fork(v, NULL);
+        pthread_mutex_unlock(&v->mu);
+    }
+}
 /* Write the in-memory manifest as generation gen+1 (caller holds vol_lock). */
 int vol_commit_manifest(scp_volume *v, scp_err *err);
 /* Find an entry by normalized path; returns its index or -1. */

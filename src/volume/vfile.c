@@ -819,6 +819,7 @@ fail:
 
 static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
+    vol_after_fork_check(h->f->vol);
     int acc = h->flags & O_ACCMODE;
     if (want_write && acc == O_RDONLY)
         return scp_fail(err, SCP_E_INVAL, EBADF, "'%s' was opened read-only",
@@ -925,6 +926,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
 
 int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if (!h) return 0;
+    vol_after_fork_check(h->f->vol);
     scp_file *f = h->f;
     scp_volume *v = f->vol;
     int rc = 0;
@@ -1046,6 +1048,7 @@ uint64_t scp_vfile_size(scp_vfile *h) { return __atomic_load_n(&h->f->size, __AT
 
 int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
+    vol_after_fork_check(h->f->vol);
     scp_volume *v = h->f->vol;
     if (vol_lock(v, err) < 0) return -1;
     memset(st, 0, sizeof *st);
@@ -1065,6 +1068,7 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
 
 int scp_vfile_fsync(scp_vfile *h, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
+    vol_after_fork_check(h->f->vol);
     pthread_rwlock_wrlock(&h->f->rw);
     int rc = commit(h->f, err);
     pthread_rwlock_unlock(&h->f->rw);

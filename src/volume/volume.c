@@ -15,6 +15,12 @@
 
 static const char HDR_NAME[] = "scpvol.hdr";
 
+unsigned long vol_fork_gen;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void on_fork_child(void) { __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED); }
+static void atfork_init(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+
 static int derive(const uint8_t key[32], const uint8_t volid[32], const char *label, uint8_t out[32],
                   scp_err *err) {
     return scp_hkdf(key, 32, volid, SCP_VOLID_LEN, label, strlen(label), out, 32, err);
@@ -131,7 +137,9 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     v->dirfd = v->objfd = v->lockfd = v->slotfd[0] = v->slotfd[1] = -1;
     pthread_mutex_init(&v->mu, NULL);
+    pthread_once(&atfork_once, atfork_init);
     v->pid = getpid();
+    v->fork_gen = __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED);
     uint8_t *hb = NULL;
     size_t hl = 0;
     scp_volhdr h;
@@ -212,6 +220,7 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
 }
 
 int vol_check_fork(scp_volume *v, scp_err *err) {
+    v->fork_gen = __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED);
     if (v->pid == getpid()) return 0;
     /* A forked child: its lock and file descriptors share open file descriptions (and so OFD
      * locks) with the parent. Take fresh ones so that the two processes exclude each other. */
