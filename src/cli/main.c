@@ -14,6 +14,7 @@ struct command {
 
 static const struct command commands[] = {
     {"volume", cmd_volume, "create and use protected volumes (encrypted, tamper-evident files)"},
+    {"run", cmd_run, "run an unmodified program with its files in protected volumes"},
 };
 
 static void usage(FILE *out) {
