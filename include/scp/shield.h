@@ -47,12 +47,28 @@ typedef struct scp_shield_volume {
     uint8_t key[SCP_VOLUME_KEY_LEN];
 } scp_shield_volume;
 
+#define SCP_SHIELD_MAX_INHERIT 16u
+#define SCP_SHIELD_MAX_ALIAS_FD 1024u /* ordinary numbers that may refer to protected files */
+
+/* A protected file open across exec (not close-on-exec): the new image reopens it. */
+typedef struct scp_shield_inherit {
+    int fd;
+    int vol;
+    int flags;  /* O_ACCMODE | O_APPEND */
+    int64_t offset;
+    char path[1024]; /* volume-relative */
+} scp_shield_inherit;
+
 typedef struct scp_shield_config {
     uint32_t flags;
     uint32_t fd_base;  /* first reserved descriptor number */
     int trace_fd;      /* where trace lines go (-1: none) */
     uint32_t nvol;
     scp_shield_volume vol[SCP_SHIELD_MAX_VOLUMES];
+    /* set by a shielded image when it execs (zero from the launcher) */
+    uint8_t filtered[SCP_SHIELD_MAX_ALIAS_FD / 8]; /* numbers with a filter of their own */
+    uint32_t ninherit;
+    scp_shield_inherit inherit[SCP_SHIELD_MAX_INHERIT];
 } scp_shield_config;
 
 /* Serialize the configuration into a new memfd (not close-on-exec, sealed against writes).
@@ -62,6 +78,9 @@ int scp_shield_config_to_memfd(const scp_shield_config *cfg, scp_err *err);
 
 /* Read the configuration from fd (from its start). Does not close fd. */
 int scp_shield_config_read(int fd, scp_shield_config *cfg, scp_err *err);
+/* Size of the serialized form, and parsing it from memory. */
+size_t scp_shield_config_size(void);
+int scp_shield_config_parse(const void *buf, size_t len, scp_shield_config *cfg, scp_err *err);
 
 /* Normalize an absolute path lexically ("//", "." and ".." resolved, no trailing '/').
  * Returns -1 if it is not absolute or does not fit in out_size. */

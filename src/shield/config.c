@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -44,21 +45,38 @@ int scp_shield_config_to_memfd(const scp_shield_config *cfg, scp_err *err) {
     return fd;
 }
 
-int scp_shield_config_read(int fd, scp_shield_config *cfg, scp_err *err) {
+size_t scp_shield_config_size(void) { return sizeof(struct cfg_header) + sizeof(scp_shield_config); }
+
+int scp_shield_config_parse(const void *buf, size_t len, scp_shield_config *cfg, scp_err *err) {
     struct cfg_header h;
-    if (pread(fd, &h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h.magic, CFG_MAGIC, 8) ||
-        h.size != sizeof *cfg)
-        return scp_fail(err, SCP_E_FORMAT, EINVAL,
-                        "the shield configuration descriptor does not hold a configuration of "
-                        "this version (launcher and libscp-shield.so must come from one build)");
-    if (pread(fd, cfg, sizeof *cfg, sizeof h) != (ssize_t)sizeof *cfg)
-        return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration is truncated");
-    if (cfg->nvol > SCP_SHIELD_MAX_VOLUMES)
-        return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration names too many volumes");
+    if (len != scp_shield_config_size()) goto bad;
+    memcpy(&h, buf, sizeof h);
+    if (memcmp(h.magic, CFG_MAGIC, 8) || h.size != sizeof *cfg) goto bad;
+    memcpy(cfg, (const char *)buf + sizeof h, sizeof *cfg);
+    if (cfg->nvol > SCP_SHIELD_MAX_VOLUMES || cfg->ninherit > SCP_SHIELD_MAX_INHERIT)
+        return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration has bad counts");
     for (uint32_t i = 0; i < cfg->nvol; i++)
         if (cfg->vol[i].mount[0] != '/' || !memchr(cfg->vol[i].mount, 0, SCP_SHIELD_MAX_MOUNT))
             return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration has a bad mount point");
+    for (uint32_t i = 0; i < cfg->ninherit; i++)
+        if (cfg->inherit[i].vol < 0 || (uint32_t)cfg->inherit[i].vol >= cfg->nvol ||
+            !memchr(cfg->inherit[i].path, 0, sizeof cfg->inherit[i].path))
+            return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration has a bad descriptor");
     return 0;
+bad:
+    return scp_fail(err, SCP_E_FORMAT, EINVAL,
+                    "the shield configuration descriptor does not hold a configuration of this "
+                    "version (launcher and libscp-shield.so must come from one build)");
+}
+
+int scp_shield_config_read(int fd, scp_shield_config *cfg, scp_err *err) {
+    size_t n = scp_shield_config_size();
+    char *buf = malloc(n);
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    int r = pread(fd, buf, n, 0) == (ssize_t)n ? scp_shield_config_parse(buf, n, cfg, err)
+                                                : scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration is truncated");
+    free(buf);
+    return r;
 }
 
 int scp_shield_path_normalize(const char *path, char *out, size_t out_size) {

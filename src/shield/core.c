@@ -30,6 +30,7 @@
 struct sh_state sh = {.mu = PTHREAD_MUTEX_INITIALIZER, .placeholder = -1};
 
 __thread int sh_in_trap;
+__thread int sh_in_lib;
 
 /* ---- trace ------------------------------------------------------------------------------- */
 
@@ -598,8 +599,15 @@ static void map_writeback(struct shmap *mp) {
 
 /* msync/munmap of [addr, addr+len): write back overlapping shared mappings; drop them on
  * unmap. Returns 1 if a protected mapping was involved. */
+static int sh_unmap_hook_(void *addr, size_t len, int unmap);
 int sh_unmap_hook(void *addr, size_t len, int unmap) {
     if (!sh.active) return 0;
+    sh_in_lib++;
+    int r = sh_unmap_hook_(addr, len, unmap);
+    sh_in_lib--;
+    return r;
+}
+static int sh_unmap_hook_(void *addr, size_t len, int unmap) {
     char *a = addr;
     int hit = 0;
     pfile *drop[MAXMAP];
@@ -635,7 +643,7 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
         pf_put(old);
         return newfd;
     }
-    if (newfd >= 0 && newfd < sh.lo) {
+    if (newfd >= 0 && newfd < sh.lo && newfd < (long)SCP_SHIELD_MAX_ALIAS_FD) {
         /* A protected description at an ordinary number (dd, shell redirections): the kernel
          * descriptor becomes an O_PATH placeholder, on which no raw I/O can succeed, and the
          * shield's wrappers serve it. Raw system calls on it fail (EBADF): closed, not open. */
@@ -757,7 +765,15 @@ int sh_trap_involves_prot(long nr, const long a[6]) {
     }
 }
 
+static long sh_syscall_(long nr, const long a[6]);
 long sh_syscall(long nr, const long a[6]) {
+    sh_in_lib++;
+    long r = sh_syscall_(nr, a);
+    sh_in_lib--;
+    return r;
+}
+
+static long sh_syscall_(long nr, const long a[6]) {
     long e = 0, r;
     pfile *pf = NULL;
     switch (nr) {
@@ -994,13 +1010,16 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         if (flags & ~RENAME_NOREPLACE) { *ret = -EINVAL; return 1; }
         scp_vstat v;
         if ((flags & RENAME_NOREPLACE) && path_vstat(vol, rel2, &v) == 0) { *ret = -EEXIST; return 1; }
+        sh_in_lib++;
         *ret = scp_volume_rename(sh.vol[vol].v, rel, rel2, &e) ? neg(&e) : 0;
+        sh_in_lib--;
         sh_trace("rename('%s', '%s') = %ld", rel, rel2, *ret);
         return 1;
     }
     c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
     if (c == 0) return 0;
     if (c < 0) { *ret = c; return 1; }
+    sh_in_lib++;
     switch (nr) {
     case SYS_openat:
         r = open_rel(vol, rel, (int)a[2], (mode_t)a[3]);
@@ -1071,6 +1090,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_execveat: r = -EACCES; break; /* nothing runs from a protected volume */
     default: r = -EOPNOTSUPP;
     }
+    sh_in_lib--;
     sh_trace("call %ld on '%s' (volume %d) = %ld", nr, rel, vol, r);
     *ret = r;
     return 1;
@@ -1111,6 +1131,7 @@ long sh_chdir(const char *path, int *handled) {
 /* Commit every modified protected file (before exec replaces this image). */
 int sh_commit_all(void) {
     int bad = 0;
+    sh_in_lib++;
     pthread_mutex_lock(&sh.mu);
     for (int i = 0; i < sh.nslots; i++) {
         pfile *pf = sh.slot[i];
@@ -1122,5 +1143,93 @@ int sh_commit_all(void) {
     for (int i = 0; i < MAXMAP; i++)
         if (maps[i].addr) map_writeback(&maps[i]);
     pthread_mutex_unlock(&sh.mu);
+    sh_in_lib--;
     return bad ? -1 : 0;
+}
+
+/* ---- exec hand-over ------------------------------------------------------------------------ */
+
+/* Fill the exec-time parts of cfg: numbers with their own filter (kept occupied across exec by
+ * non-close-on-exec placeholders so that the new image's loader never gets them) and the
+ * protected files that stay open. held[] receives the placeholders added here (to undo them
+ * if exec fails). */
+int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld) {
+    int nheld = 0;
+    memset(cfg->filtered, 0, sizeof cfg->filtered);
+    cfg->ninherit = 0;
+    pthread_mutex_lock(&sh.mu);
+    for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD; n++) {
+        if (!sh.alias_filtered[n]) continue;
+        cfg->filtered[n / 8] |= (uint8_t)(1u << (n % 8));
+        long fdfl = sh_gate(SYS_fcntl, n, F_GETFD, 0, 0, 0, 0);
+        if (fdfl == -EBADF) {
+            if (nheld < maxheld && sh_gate(SYS_dup3, sh.placeholder, n, 0, 0, 0, 0) == n) held[nheld++] = n;
+        } else if (sh.alias[n] && fdfl >= 0 && (fdfl & FD_CLOEXEC)) {
+            sh_gate(SYS_fcntl, n, F_SETFD, 0, 0, 0, 0); /* stays occupied, is not inherited */
+        } else if (sh.alias[n] && sh.alias[n]->kind == PF_FILE && cfg->ninherit < SCP_SHIELD_MAX_INHERIT) {
+            pfile *pf = sh.alias[n];
+            scp_shield_inherit *e = &cfg->inherit[cfg->ninherit];
+            if (strlen(pf->path) < sizeof e->path) {
+                e->fd = n;
+                e->vol = pf->vol;
+                e->flags = pf->flags & (O_ACCMODE | O_APPEND);
+                e->offset = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
+                strcpy(e->path, pf->path);
+                cfg->ninherit++;
+            }
+        }
+    }
+    for (int i = 0; i < sh.nslots && cfg->ninherit < SCP_SHIELD_MAX_INHERIT; i++) {
+        pfile *pf = sh.slot[i];
+        if (!pf || sh.slot_cloexec[i] || pf->kind != PF_FILE) continue;
+        scp_shield_inherit *e = &cfg->inherit[cfg->ninherit];
+        if (strlen(pf->path) >= sizeof e->path) continue;
+        e->fd = sh.base + i;
+        e->vol = pf->vol;
+        e->flags = pf->flags & (O_ACCMODE | O_APPEND);
+        e->offset = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
+        strcpy(e->path, pf->path);
+        cfg->ninherit++;
+    }
+    pthread_mutex_unlock(&sh.mu);
+    return nheld;
+}
+
+/* In the new image: take over what the previous image handed on. */
+void sh_exec_adopt(void) {
+    scp_shield_config *cfg = &sh.cfg;
+    sh_in_lib++;
+    for (uint32_t i = 0; i < cfg->ninherit; i++) {
+        scp_shield_inherit *e = &cfg->inherit[i];
+        scp_err err;
+        scp_vfile *vf = scp_vfile_open(sh.vol[e->vol].v, e->path, e->flags & (O_ACCMODE | O_APPEND), 0, &err);
+        if (!vf) {
+            sh_trace("descriptor %d ('%s') could not be reopened after exec: %s", e->fd, e->path, err.msg);
+            continue;
+        }
+        if (e->offset > 0) scp_vfile_seek(vf, e->offset, SEEK_SET, NULL);
+        pfile *pf = pf_new(PF_FILE, e->vol, e->flags, e->path);
+        if (!pf) {
+            scp_vfile_close(vf, NULL);
+            continue;
+        }
+        pf->vf = vf;
+        if (e->fd >= sh.base && e->fd < sh.base + sh.nslots) {
+            sh.slot[e->fd - sh.base] = pf;
+        } else if (e->fd >= 0 && e->fd < sh.lo) {
+            sh.alias[e->fd] = pf;
+            sh.nalias++;
+        } else pf_put(pf);
+        sh_trace("descriptor %d refers to protected '%s' after exec", e->fd, e->path);
+    }
+    for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD; n++) {
+        if (!(cfg->filtered[n / 8] & (1u << (n % 8)))) continue;
+        sh.alias_filtered[n] = 1;
+        if (sh.alias[n]) continue;
+        long fl = sh_gate(SYS_fcntl, n, F_GETFL, 0, 0, 0, 0);
+        if (fl >= 0 && (fl & O_PATH)) sh_gate(SYS_close, n, 0, 0, 0, 0, 0); /* a stale placeholder */
+    }
+    memset(cfg->filtered, 0, sizeof cfg->filtered);
+    cfg->ninherit = 0;
+    sh_in_lib--;
 }

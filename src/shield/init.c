@@ -21,6 +21,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "shield/internal.h"
 
 #ifndef SYS_SECCOMP
@@ -89,8 +90,22 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
     char *end;
     long cfd = strtol(v, &end, 10);
     if (*end || cfd < 0 || cfd > 1000000) die("bad " SCP_SHIELD_ENV_FD, NULL);
-    if (scp_shield_config_read((int)cfd, &sh.cfg, &e)) die("cannot read the configuration", &e);
-    close((int)cfd);
+    /* The gate first: an inherited filter traps calls on reserved or aliased numbers, and the
+     * configuration descriptor may be one of those. */
+    if (sh_gate_map(&e)) die("cannot map the syscall gate", &e);
+    size_t csz = scp_shield_config_size();
+    char *cbuf = malloc(csz);
+    if (!cbuf) die("out of memory", NULL);
+    size_t got = 0;
+    while (got < csz) {
+        long r = sh_gate(SYS_pread64, cfd, (long)(cbuf + got), (long)(csz - got), (long)got, 0, 0);
+        if (r == -EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
+    if (scp_shield_config_parse(cbuf, got, &sh.cfg, &e)) die("cannot read the configuration", &e);
+    free(cbuf);
     unsetenv(SCP_SHIELD_ENV_FD);
 
     Dl_info di;
@@ -114,8 +129,6 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         rl.rlim_cur = (rlim_t)sh.hi;
         if (setrlimit(RLIMIT_NOFILE, &rl)) die("cannot raise the descriptor limit", NULL);
     }
-    if (sh_gate_map(&e)) die("cannot map the syscall gate", &e);
-
     sh.slot = calloc((size_t)sh.nslots, sizeof *sh.slot);
     sh.slot_cloexec = calloc((size_t)sh.nslots, 1);
     sh.alias = calloc((size_t)sh.lo, sizeof *sh.alias);
@@ -133,7 +146,9 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         strcpy(sv->mount, sh.cfg.vol[i].mount);
         sv->mlen = strlen(sv->mount);
         if (sv->mlen == 1) sv->mlen = 0; /* "/" */
+        sh_in_lib++;
         sv->v = scp_volume_open(sv->dirpath, sh.cfg.vol[i].key, NULL, &e);
+        sh_in_lib--;
         if (!sv->v) {
             scp_err_prefix(&e, "volume at %s", sv->mount);
             die("cannot open a protected volume", &e);
@@ -163,6 +178,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         if (sh_filter_install(sh.lo, (int)SCP_SHIELD_FD_COUNT, 1, &e)) die("cannot install the filter", &e);
         sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
     }
+    sh_exec_adopt();
     sh.active = 1;
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
 }
@@ -197,8 +213,20 @@ long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp
     for (size_t i = 0; i < n; i++)
         if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "="))
             env[k++] = envp[i];
-    int mfd = scp_shield_config_to_memfd(&sh.cfg, NULL);
+    scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
+                                                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if ((unsigned long)cc > -4096ul) {
+        syscall(SYS_munmap, env, size);
+        return (long)cc;
+    }
+    memcpy(cc, &sh.cfg, sizeof *cc);
+    int held[64];
+    int nheld = sh_exec_prepare(cc, held, 64);
+    int mfd = scp_shield_config_to_memfd(cc, NULL);
+    scp_wipe(cc, sizeof *cc);
+    syscall(SYS_munmap, cc, sizeof *cc);
     if (mfd < 0) {
+        for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
     }
@@ -213,7 +241,8 @@ long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp
     long r = dirfd == AT_FDCWD && !flags
                  ? sh_gate(SYS_execve, (long)path, (long)argv, (long)env, 0, 0, 0)
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
-    syscall(SYS_close, mfd);
+    sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
+    for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     syscall(SYS_munmap, env, size);
     return r;
 }

@@ -77,6 +77,10 @@ int sh_filter_install(int base, int count, int full, scp_err *err);
 
 /* core.c */
 extern __thread int sh_in_trap;
+/* Set while the shield runs volume-library code: descriptors that the library opens are moved
+ * just below the reserved range, away from the numbers programs dup2 onto. */
+extern __thread int sh_in_lib;
+#define SH_LIB_FD_MIN(lo) ((lo) - 512)
 int sh_is_prot(long fd);
 int sh_trap_involves_prot(long nr, const long a[6]);
 int sh_unmap_hook(void *addr, size_t len, int unmap);
@@ -91,6 +95,7 @@ int sh_commit_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz);
 long sh_chdir(const char *path, int *handled);
-void sh_after_fork_child(void);
+int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
+void sh_exec_adopt(void);
 
 #endif

@@ -76,7 +76,18 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
     long r;
     if (pcall(SYS_openat, dirfd, (long)path, flags, mode, 0, &r)) return (int)r;
     REAL(int (*)(int, const char *, int, ...), openat);
-    return real_openat(dirfd, path, flags, mode);
+    int fd = real_openat(dirfd, path, flags, mode);
+    if (fd >= 0 && sh_in_lib && sh.lo && fd < SH_LIB_FD_MIN(sh.lo)) {
+        /* the volume library's own descriptor: keep it away from the program's numbers */
+        REAL(int (*)(int, int, ...), fcntl);
+        int hi = real_fcntl(fd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, SH_LIB_FD_MIN(sh.lo));
+        if (hi >= 0) {
+            REAL(int (*)(int), close);
+            real_close(fd);
+            fd = hi;
+        }
+    }
+    return fd;
 }
 #define MODE_ARG(flags) \
     mode_t mode = 0; \
