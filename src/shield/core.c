@@ -50,6 +50,58 @@ void sh_trace(const char *fmt, ...) {
     sh_gate(SYS_write, sh.cfg.trace_fd, (long)line, (long)len, 0, 0, 0);
 }
 
+const char *sh_sysname(long nr) {
+    switch (nr) {
+    case SYS_read: return "read";
+    case SYS_write: return "write";
+    case SYS_pread64: return "pread64";
+    case SYS_pwrite64: return "pwrite64";
+    case SYS_readv: return "readv";
+    case SYS_writev: return "writev";
+    case SYS_preadv: return "preadv";
+    case SYS_pwritev: return "pwritev";
+    case SYS_preadv2: return "preadv2";
+    case SYS_pwritev2: return "pwritev2";
+    case SYS_lseek: return "lseek";
+    case SYS_fstat: return "fstat";
+    case SYS_newfstatat: return "newfstatat";
+    case SYS_statx: return "statx";
+    case SYS_close: return "close";
+    case SYS_close_range: return "close_range";
+    case SYS_dup: return "dup";
+    case SYS_dup2: return "dup2";
+    case SYS_dup3: return "dup3";
+    case SYS_fcntl: return "fcntl";
+    case SYS_flock: return "flock";
+    case SYS_fsync: return "fsync";
+    case SYS_fdatasync: return "fdatasync";
+    case SYS_ftruncate: return "ftruncate";
+    case SYS_fallocate: return "fallocate";
+    case SYS_getdents64: return "getdents64";
+    case SYS_mmap: return "mmap";
+    case SYS_sendfile: return "sendfile";
+    case SYS_splice: return "splice";
+    case SYS_copy_file_range: return "copy_file_range";
+    case SYS_openat: return "openat";
+    case SYS_openat2: return "openat2";
+    case SYS_mkdirat: return "mkdirat";
+    case SYS_unlinkat: return "unlinkat";
+    case SYS_renameat: return "renameat";
+    case SYS_renameat2: return "renameat2";
+    case SYS_faccessat: return "faccessat";
+    case SYS_faccessat2: return "faccessat2";
+    case SYS_utimensat: return "utimensat";
+    case SYS_fchmodat: return "fchmodat";
+    case SYS_fchownat: return "fchownat";
+    case SYS_readlinkat: return "readlinkat";
+    case SYS_truncate: return "truncate";
+    case SYS_ioctl: return "ioctl";
+    case SYS_execve: return "execve";
+    case SYS_execveat: return "execveat";
+    default: return "syscall";
+    }
+}
+
 /* ---- descriptors ------------------------------------------------------------------------- */
 
 static long neg(const scp_err *e) { return -(long)(e->sys ? e->sys : EIO); }
@@ -770,6 +822,7 @@ long sh_syscall(long nr, const long a[6]) {
     sh_in_lib++;
     long r = sh_syscall_(nr, a);
     sh_in_lib--;
+    if (sh.cfg.flags & SCP_SHIELD_F_TRACE) sh_trace("%s(%ld) = %ld", sh_sysname(nr), a[0], r);
     return r;
 }
 
@@ -1091,7 +1144,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     default: r = -EOPNOTSUPP;
     }
     sh_in_lib--;
-    sh_trace("call %ld on '%s' (volume %d) = %ld", nr, rel, vol, r);
+    sh_trace("%s('%s' in volume %d) = %ld", sh_sysname(nr), rel, vol, r);
     *ret = r;
     return 1;
 }

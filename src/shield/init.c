@@ -51,7 +51,6 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     long r = sh_trap_involves_prot(si->si_syscall, a)
                  ? sh_syscall(si->si_syscall, a)
                  : sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
-    sh_trace("syscall %d = %ld", si->si_syscall, r);
     sh_in_trap = 0;
     g[REG_RAX] = (greg_t)r;
     errno = saved;

@@ -82,6 +82,7 @@ extern __thread int sh_in_trap;
 extern __thread int sh_in_lib;
 #define SH_LIB_FD_MIN(lo) ((lo) - 512)
 int sh_is_prot(long fd);
+const char *sh_sysname(long nr);
 int sh_trap_involves_prot(long nr, const long a[6]);
 int sh_unmap_hook(void *addr, size_t len, int unmap);
 static inline int sh_reserved(long fd) { return fd >= sh.lo && fd < sh.hi; }
