@@ -568,6 +568,11 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
                 w = sh_gate(SYS_write, out, (long)(buf + done), (long)(got - done), 0, 0, 0);
             }
             if (w <= 0) {
+                /* the output took only `done` bytes of this piece (EAGAIN on a socket...):
+                 * account for exactly those, and give the rest back to the input */
+                if (inoff) *inoff += (long long)done;
+                else if (pin && got > done) scp_vfile_seek(pin->vf, -(int64_t)(got - done), SEEK_CUR, NULL);
+                total += (long)done;
                 if (!total) total = w ? w : -EIO;
                 goto out;
             }

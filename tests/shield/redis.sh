@@ -30,7 +30,7 @@ dbfilename dump.rdb
 save ""
 logfile $T/redis.log
 CONF
-    run redis-server "$T/redis.conf" &
+    "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- redis-server "$T/redis.conf" &
     RPID=$!
     for _ in $(seq 1 100); do
         [ "$(cli ping 2>/dev/null)" = PONG ] && return 0
