@@ -177,10 +177,24 @@ function median(key,   n, i, j, t, a) {
     for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j >= 1 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
     return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 }
-function fig(fs, col, w,   k, s) {
-    k = fs "/" col SUBSEP w; s = median(k)
+function extreme(key, want_max,   i, x) {
+    if (!cnt[key]) return -1
+    x = val[key, 1]
+    for (i = 2; i <= cnt[key]; i++)
+        if (want_max ? val[key, i] > x : val[key, i] < x) x = val[key, i]
+    return x
+}
+# which: 0 = median, 1 = worst round (longest time), 2 = best round
+function figx(fs, col, w, which,   k, s) {
+    k = fs "/" col SUBSEP w
+    s = which == 0 ? median(k) : extreme(k, which == 1)
     if (s <= 0) return -1
     return (w ~ /^seq/) ? bytes[k] / s / 1e6 : ops[k] / s
+}
+function fig(fs, col, w) { return figx(fs, col, w, 0) }
+function span(fs, col, w,   lo, hi) {
+    lo = figx(fs, col, w, 1); hi = figx(fs, col, w, 2)
+    return lo < 0 ? "n/a" : cell(lo) "-" cell(hi)
 }
 function cell(x) { return x < 0 ? "n/a" : (x >= 100 ? sprintf("%.0f", x) : sprintf("%.1f", x)) }
 function ratio(a, b) { return (a < 0 || b <= 0) ? "n/a" : sprintf("%.2fx", a / b) }
@@ -212,5 +226,14 @@ END {
         printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s%s |\n", fsn, w,
             (w ~ /^seq/) ? "MB/s" : "ops/s", cell(p), cell(g), cell(s4), cell(s64),
             ratio(s4, p), ratio(s4, g), ratio(s64, p), ratio(s64, g), v, (v64 == "" ? "" : "; " v64)
+    }
+    printf "\nSpread: worst-best round of each cell (same units).\n\n"
+    print "| fs | workload | plain | gocryptfs | scp 4k | scp 64k |"
+    print "|---|---|---:|---:|---:|---:|"
+    for (i = 1; i <= nfs; i++) for (j = 1; j <= nw; j++) {
+        fsn = fsorder[i]; w = wl[j]
+        if (fig(fsn, "plain", w) < 0 && fig(fsn, "scp-4k", w) < 0) continue
+        printf "| %s | %s | %s | %s | %s | %s |\n", fsn, w, span(fsn, "plain", w),
+            span(fsn, "gocryptfs", w), span(fsn, "scp-4k", w), span(fsn, "scp-64k", w)
     }
 }' "$RAW"

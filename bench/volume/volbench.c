@@ -17,7 +17,8 @@
  *   randread-cold  the same after dropping the page cache
  * The timed section of each workload covers file open, the I/O, the fsync and the close; it
  * does not cover opening the volume (scp) - that is a mount-time cost, like a FUSE mount - nor
- * the unlink before seqwrite. The scp volume is closed and re-opened between workloads so that
+ * the unlink before seqwrite, nor a sync(2) before each workload (so that dirty data of an
+ * earlier workload, or of the unlink, is not flushed inside the timed fsync). The scp volume is closed and re-opened between workloads so that
  * no in-process state carries over from a write to a read (as with two processes).
  *
  * Page cache: the plain reads are "warm": whatever the write left in the page cache stays
@@ -350,6 +351,8 @@ static double run_plain(struct ctx *c, enum workload w, uint64_t *nops)
     }
     if (wl_is_cold(w))
         evict(c->o, c->plain_path);
+    else
+        sync(); /* start clean: earlier dirty data and the unlink's discards are not timed */
 
     double t0 = now();
     int fd = open(c->plain_path, flags, 0600);
@@ -387,6 +390,7 @@ static double run_scp(struct ctx *c, enum workload w, uint64_t *nops)
         flags = O_RDONLY;
         break;
     }
+    sync(); /* as in run_plain */
 
     double t0 = now();
     scp_vfile *f = scp_vfile_open(vol, o->file, flags, 0600, &e);
