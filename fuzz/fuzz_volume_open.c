@@ -7,6 +7,8 @@
  *   byte 0      base snapshot (mod the number of snapshots)
  *   byte 1      bit 0: open with the base snapshot's tag as `expected` (freshness check)
  *               bit 1: also run scp_volume_verify
+ *               bit 2: then write: 4 more bytes [file][mode][len][off:u16] follow (see below)
+ *               bit 3: first try a wrong key (must be refused)
  *   then ops    [op][file] args..., at most 16, where file is a number in the universe of all
  *               files the volume ever had (header, manifest slots, lock, objects/<id>.d/.t/.j):
  *     0 replace  [len:u16] bytes     3 from snapshot [k]   (replay / roll back one file)
@@ -19,7 +21,12 @@
  * the state opened at (its tag) is one that some commit produced, and not older than
  * `expected`; readdir lists exactly that state's names; every successful read returns exactly
  * that state's bytes (never a short read); a failed read leaves only zeros or untouched bytes in
- * the caller's buffer; when verify reports no problem, no read failed; close succeeds. */
+ * the caller's buffer; when verify reports no problem, no read failed; close succeeds.
+ * Write phase (bit 2): on the tampered volume, pwrite `len` bytes at `off` (mode bit 0 clear) or
+ * truncate to `off` (set) one file of the state, then fsync. If that succeeds, the new state
+ * must reopen with its tag as `expected`, and every successful read there must return the old
+ * state's bytes with exactly that change: a write never turns tampered bytes into authentic
+ * ones, never loses other files' data, never brings back stale bytes past a truncation. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -142,10 +149,88 @@ static void check_no_fd_leak(void) {
     closedir(d);
 }
 
+struct wparams {
+    unsigned file, mode, len, off;
+};
+
+/* Read every file of truth t in v; the one at index `changed` must read as (exp, elen). */
+static void check_files(scp_volume *v, const vf_truth *t, size_t changed, const uint8_t *exp,
+                        size_t elen) {
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->e[i].type != SCP_VTYPE_FILE) continue;
+        scp_err err;
+        scp_vfile *f = scp_vfile_open(v, t->e[i].path, O_RDONLY, 0, &err);
+        if (!f) {
+            FUZZ_CHECK(code_ok(err.code));
+            continue;
+        }
+        const uint8_t *want = i == changed ? exp : t->e[i].data;
+        size_t wlen = i == changed ? elen : t->e[i].len;
+        FUZZ_CHECK(scp_vfile_size(f) == wlen);
+        check_read(f, want, wlen, 0, wlen + 7);
+        FUZZ_CHECK(scp_vfile_close(f, &err) == 0);
+    }
+}
+
+/* See the header. Closes *pv (and sets it to NULL) when the write went through. */
+static void write_phase(scp_volume **pv, const vf_truth *t, const struct wparams *wp) {
+    size_t nf = 0, k;
+    for (size_t i = 0; i < t->n; i++) nf += t->e[i].type == SCP_VTYPE_FILE;
+    if (nf == 0) return;
+    size_t pick = wp->file % nf;
+    for (k = 0; k < t->n; k++)
+        if (t->e[k].type == SCP_VTYPE_FILE && pick-- == 0) break;
+    const vf_entry *e = &t->e[k];
+    int trunc = wp->mode & 1;
+    size_t elen = trunc ? wp->off : (e->len > wp->off + wp->len ? e->len : wp->off + wp->len);
+    if (!trunc && wp->len == 0) elen = e->len;
+    uint8_t *exp = calloc(1, elen + 1), wbuf[256];
+    FUZZ_CHECK(exp != NULL);
+    memcpy(exp, e->data, e->len < elen ? e->len : elen);
+    for (unsigned i = 0; i < wp->len; i++) wbuf[i] = (uint8_t)('a' + (i + wp->mode) % 26);
+    if (!trunc) memcpy(exp + wp->off, wbuf, wp->len);
+
+    scp_err err;
+    scp_vfile *f = scp_vfile_open(*pv, e->path, O_RDWR, 0, &err);
+    if (!f) {
+        FUZZ_CHECK(code_ok(err.code));
+        free(exp);
+        return;
+    }
+    int ok = trunc ? scp_vfile_truncate(f, wp->off, &err) == 0
+                   : scp_vfile_pwrite(f, wbuf, wp->len, wp->off, &err) == (ssize_t)wp->len;
+    if (ok) ok = scp_vfile_fsync(f, &err) == 0;
+    if (!ok) FUZZ_CHECK(code_ok(err.code));
+    if (ok) check_read(f, exp, elen, 0, elen + 7); /* may fail on other tampered chunks */
+    int c = scp_vfile_close(f, &err);
+    if (!ok) {
+        free(exp);
+        return;
+    }
+    FUZZ_CHECK(c == 0);
+    scp_volume_tag tag;
+    scp_volume_tag_get(*pv, &tag);
+    FUZZ_CHECK(scp_volume_close(*pv, &err) == 0);
+    *pv = NULL;
+    scp_volume *v = scp_volume_open(run_dir, fx.key, &tag, &err);
+    if (!v) fprintf(stderr, "fuzz_volume_open: reopen after the write: %s\n", err.msg);
+    FUZZ_CHECK(v != NULL); /* our own commit */
+    check_files(v, t, k, exp, elen);
+    FUZZ_CHECK(scp_volume_close(v, &err) == 0);
+    free(exp);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct in in = {data, size, 0};
     size_t base = get8(&in) % fx.nsnap;
     unsigned flags = get8(&in);
+    struct wparams wp = {0, 0, 0, 0};
+    if (flags & 4) {
+        wp.file = get8(&in);
+        wp.mode = get8(&in);
+        wp.len = get8(&in);
+        wp.off = get16(&in);
+    }
     vf_blob *set = calloc(fx.nuniv, sizeof *set);
     FUZZ_CHECK(set != NULL);
     memcpy(set, fx.snap[base].f, fx.nuniv * sizeof *set);
@@ -205,6 +290,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FUZZ_CHECK(vf_materialize(&fx, set, run_dir) == 0);
 
     scp_err err;
+    if (flags & 8) { /* any state, tampered or not, refuses a wrong key */
+        uint8_t bad[SCP_VOLUME_KEY_LEN];
+        memcpy(bad, fx.key, sizeof bad);
+        bad[flags % SCP_VOLUME_KEY_LEN] ^= (uint8_t)(1u << (flags >> 5));
+        scp_volume *w = scp_volume_open(run_dir, bad, NULL, &err);
+        FUZZ_CHECK(w == NULL);
+        FUZZ_CHECK(code_ok(err.code));
+    }
     const scp_volume_tag *expected = (flags & 1) ? &fx.snap[base].tag : NULL;
     scp_volume *v = scp_volume_open(run_dir, fx.key, expected, &err);
     if (!v) {
@@ -281,7 +374,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FUZZ_CHECK(code_ok(err.code));
         }
     }
-    FUZZ_CHECK(scp_volume_close(v, &err) == 0);
+    if (flags & 4) write_phase(&v, t, &wp);
+    if (v) FUZZ_CHECK(scp_volume_close(v, &err) == 0);
 out:
     for (size_t i = 0; i < nowned; i++) free(owned[i]);
     free(set);

@@ -230,6 +230,21 @@ static void volume_seeds(const vf_fixture *fx) {
     a8((unsigned)last); a8(1); a8(6); a8((unsigned)hdr); a16(20); a8(0); emit("flip-header");
     a8((unsigned)last); a8(1); a8(6); a8((unsigned)m1); a16(40); a8(0); emit("flip-manifest");
     a8((unsigned)last); a8(1); a8(0); a8((unsigned)hdr); a16(0); emit("empty-header");
+    a8((unsigned)last); a8(8); emit("wrong-key");
+    /* Writes after tampering (flag 4: [file][mode][len][off:u16] before the ops). */
+    for (unsigned f = 0; f < 3; f++) {
+        a8((unsigned)last); a8(7); a8(f); a8(0); a8(10); a16(5); /* in place, journaled */
+        snprintf(name, sizeof name, "write-%u", f);
+        emit(name);
+        a8((unsigned)last); a8(6); a8(f); a8(1); a8(0); a16(4000); /* truncate */
+        snprintf(name, sizeof name, "truncate-%u", f);
+        emit(name);
+    }
+    if (bd >= 0) { /* a write into a file whose data object was tampered */
+        a8((unsigned)last); a8(6); a8(1); a8(0); a8(200); a16(4000);
+        a8(6); a8((unsigned)bd); a16(4100); a8(3);
+        emit("write-over-flipped");
+    }
     /* Crash points with their journal damaged or gone. */
     if (bj >= 0) {
         for (size_t k = 0; k < fx->nsnap; k++) {
@@ -246,19 +261,22 @@ static void volume_seeds(const vf_fixture *fx) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s DIR   (writes DIR/<target>/ seed files)\n", argv[0]);
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s DIR [TARGET]  (writes DIR/<target>/ seed files)\n", argv[0]);
         return 2;
     }
     outdir = argv[1];
     vf_fixture fx;
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     if (vf_build(&fx, base) < 0) return 1;
-    volhdr_seeds(&fx);
-    manifest_seeds(&fx);
-    journal_seeds(&fx);
-    path_seeds();
-    volume_seeds(&fx);
+    const char *only = argc == 3 ? argv[2] : NULL;
+#define WANT(t) (!only || strcmp(only, t) == 0)
+    if (WANT("fuzz_volhdr")) volhdr_seeds(&fx);
+    if (WANT("fuzz_manifest")) manifest_seeds(&fx);
+    if (WANT("fuzz_journal")) journal_seeds(&fx);
+    if (WANT("fuzz_path")) path_seeds();
+    if (WANT("fuzz_volume_open")) volume_seeds(&fx);
+#undef WANT
     printf("gen_seeds: %d seeds in %s (fixture: %zu snapshots, %zu states, %zu files)\n",
            nwritten, outdir, fx.nsnap, fx.ntruth, fx.nuniv);
     for (size_t i = 0; i < fx.nuniv; i++) printf("  file %2zu  %s\n", i, fx.univ[i]);
