@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,7 +27,7 @@ int main(int argc, char **argv) {
     memset(buf, 'x', sizeof buf);
     snprintf(path, sizeof path, "%s/trapbench.dat", argv[1]);
     int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
-    if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) {
+    if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fsync(fd)) {
         perror(path);
         return 1;
     }
@@ -53,6 +55,24 @@ int main(int argc, char **argv) {
     for (long i = 0; i < n; i++)
         if (syscall(SYS_lseek, fd, 0, SEEK_CUR) < 0) return 1;
     printf("lseek in DIR (raw syscall)     %8.1f ns/op\n", (now() - t) / n);
+    if (argc > 3 && !strcmp(argv[3], "fork")) { /* the same loop in a forked child (nginx's worker) */
+        pid_t pid = fork();
+        if (pid > 0) {
+            int st;
+            waitpid(pid, &st, 0);
+            return 0;
+        }
+        printf("(in a forked child)\n");
+    }
+    t = now();
+    long m = n / 20;
+    for (long i = 0; i < m; i++) {
+        int f = open(path, O_RDONLY);
+        struct stat st;
+        if (f < 0 || fstat(f, &st) || pread(f, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return 1;
+        close(f);
+    }
+    printf("open+fstat+pread 4K+close DIR  %8.1f ns/op\n", (now() - t) / m);
     close(fd);
     close(plain);
     return 0;

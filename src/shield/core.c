@@ -689,6 +689,13 @@ static int sh_unmap_hook_(void *addr, size_t len, int unmap) {
 static long do_dup_to(long oldfd, long newfd, int cloexec) {
     long e = 0;
     if (oldfd == newfd) return sh_is_prot(oldfd) ? newfd : -EBADF;
+    if (!sh_is_prot(oldfd)) {
+        /* an ordinary descriptor onto an alias (a shell restoring stdout): the alias ends */
+        if (sh_reserved(newfd)) return -EBADF;
+        long r = sh_gate(SYS_dup3, oldfd, newfd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
+        if (r >= 0) pf_put(slot_take(newfd));
+        return r;
+    }
     pfile *pf = pf_get(oldfd, &e);
     if (!pf) return e;
     if (newfd >= sh.base && newfd < sh.base + sh.nslots) {
@@ -824,6 +831,10 @@ int sh_trap_involves_prot(long nr, const long a[6]) {
 
 static long sh_syscall_(long nr, const long a[6]);
 long sh_syscall(long nr, const long a[6]) {
+    /* exec may run in a vfork child, which shares this thread's TLS with its parent and never
+     * returns on success: it must not leave sh_in_lib raised */
+    if (nr == SYS_execve) return sh_execve(AT_FDCWD, (const char *)a[0], (char *const *)a[1], (char *const *)a[2], 0);
+    if (nr == SYS_execveat) return sh_execve((int)a[0], (const char *)a[1], (char *const *)a[2], (char *const *)a[3], (int)a[4]);
     sh_in_lib++;
     long r = sh_syscall_(nr, a);
     sh_in_lib--;
@@ -1193,6 +1204,13 @@ int sh_commit_all(void) {
     pthread_mutex_lock(&sh.mu);
     for (int i = 0; i < sh.nslots; i++) {
         pfile *pf = sh.slot[i];
+        if (pf && pf->kind == PF_FILE && writable(pf)) {
+            scp_err e;
+            if (scp_vfile_fsync(pf->vf, &e)) bad = 1;
+        }
+    }
+    for (int i = 0; i < sh.lo && sh.nalias; i++) {
+        pfile *pf = sh.alias[i];
         if (pf && pf->kind == PF_FILE && writable(pf)) {
             scp_err e;
             if (scp_vfile_fsync(pf->vf, &e)) bad = 1;

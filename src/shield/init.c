@@ -186,7 +186,16 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
 
 static int starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
+static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
+    int was_trap = sh_in_trap;
+    sh_in_trap = 0;
+    long r = sh_execve_(dirfd, path, argv, envp, flags);
+    sh_in_trap = was_trap;
+    return r;
+}
+
+static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
     char rel[PATH_MAX];
     int vol;
     int c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
@@ -194,7 +203,9 @@ long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp
         sh_trace("exec of a program inside a protected volume refused");
         return -EACCES;
     }
-    /* A vfork/posix_spawn child shares our memory: only the real owner commits. */
+    /* A vfork/posix_spawn child shares our memory (and this thread's TLS): only the real
+     * owner commits, and the thread-local flags must read as in the parent when exec
+     * succeeds and the parent resumes. */
     if (syscall(SYS_getpid) == sh.pid) sh_commit_all();
 
     size_t n = 0;

@@ -62,7 +62,7 @@ static long call6(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
 
 /* Path-based: returns 1 if handled (result in *r, errno set). */
 static int pcall(long nr, long a0, long a1, long a2, long a3, long a4, long *r) {
-    if (!sh.active) return 0;
+    if (!sh.active || sh_in_lib) return 0; /* the volume library never names protected paths */
     long a[6] = {a0, a1, a2, a3, a4, 0};
     long x;
     if (!sh_path_call(nr, a, &x)) return 0;

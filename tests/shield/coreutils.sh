@@ -58,6 +58,11 @@ note a shell redirection inside the shielded program
 run sh -c "cat '$MNT/a.txt' | sort | sha256sum > '$T/sh.out'" || fail "sh pipeline"
 [ "$(cut -d' ' -f1 "$T/sh.out")" = "$exp" ] || fail "pipeline output differs"
 
+note "shell redirections onto protected files (the descriptor crosses exec)"
+run sh -c "sort '$MNT/a.txt' > '$MNT/r.txt'; echo tail-line >> '$MNT/r.txt'; cat < '$MNT/r.txt' > '$T/r.out'" ||
+    fail "sh redirections"
+{ sort "$T/plain.txt"; echo tail-line; } | cmp - "$T/r.out" || fail "redirected output differs"
+
 check_no_plaintext "$M"
 [ ! -e "$MNT/a.txt" ] || fail "the mount point shows files outside the shield"
 
