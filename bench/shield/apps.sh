@@ -6,7 +6,8 @@
 #
 # Environment: ROUNDS=3 (median of rounds; plain and shielded alternate within a round),
 #   REQS=100000 (redis-benchmark requests), SECS=5 (wrk duration), ROWS=100000 (sqlite rows),
-#   BASE=/var/tmp (where volumes and plain directories live).
+#   BASE=/var/tmp (where volumes and plain directories live), ONLY="redis sqlite nginx",
+#   CHUNK=4096 (the volume's chunk size, 4096..65536).
 # Workloads:
 #   redis  redis-server, appendonly yes, appendfsync everysec; redis-benchmark -c 50 SET and
 #          GET, without pipelining and with -P 16
@@ -22,6 +23,7 @@ ROUNDS=${ROUNDS:-3}
 REQS=${REQS:-100000}
 SECS=${SECS:-5}
 ROWS=${ROWS:-100000}
+ONLY=${ONLY:-redis sqlite nginx}
 T=$(mktemp -d "${BASE:-/var/tmp}/scp-shield-bench.XXXXXX")
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; rm -rf "$T"; }
@@ -39,7 +41,7 @@ declare -A R # results: R[workload,mode] = "v1 v2 ..."
 add() { R[$1,$2]="${R[$1,$2]:-} $3"; echo "  $1 $2: $3"; }
 
 # setup: one volume, one plain dir
-"$MKVOL" "$T/key" "$T/vol" || exit 1
+"$MKVOL" "$T/key" "$T/vol" "${CHUNK:-4096}" || exit 1
 mkdir -p "$T/plain"
 # prefix MODE: the command prefix that runs a program in that mode, and its data dir
 pre() { if [ "$1" = shield ]; then echo "$SCPCTL run --volume $T/vol:$T/mnt --key-file $T/key --"; fi; }
@@ -134,9 +136,9 @@ head -c 1048576 /dev/urandom > "$T/large.bin"
 for r in $(seq 1 "$ROUNDS"); do
     echo "== round $r"
     for mode in plain shield; do
-        command -v redis-benchmark >/dev/null && bench_redis "$mode"
-        command -v sqlite3 >/dev/null && bench_sqlite "$mode"
-        command -v wrk >/dev/null && bench_nginx "$mode" 0 && bench_nginx "$mode" 1
+        [[ $ONLY == *redis* ]] && command -v redis-benchmark >/dev/null && bench_redis "$mode"
+        [[ $ONLY == *sqlite* ]] && command -v sqlite3 >/dev/null && bench_sqlite "$mode"
+        [[ $ONLY == *nginx* ]] && command -v wrk >/dev/null && bench_nginx "$mode" 0 && bench_nginx "$mode" 1
     done
 done
 

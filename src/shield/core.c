@@ -535,8 +535,16 @@ static long do_lseek(pfile *pf, long long off, int whence) {
 
 /* Copy between two descriptors, at least one of them protected (sendfile, splice,
  * copy_file_range). Offsets: NULL means the descriptor's cursor. */
+#define COPY_BUF (128u << 10)
+static __thread char *copy_buf; /* per thread, mapped on first use (no malloc: may run in the trap) */
+
 static long do_copy(long in, long long *inoff, long out, long long *outoff, size_t count) {
-    char buf[16384];
+    if (!copy_buf) {
+        void *m = (void *)syscall(SYS_mmap, NULL, COPY_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if ((unsigned long)m > -4096ul) return (long)m;
+        copy_buf = m;
+    }
+    char *buf = copy_buf;
     long total = 0, e = 0;
     pfile *pin = sh_is_prot(in) ? pf_get(in, &e) : NULL;
     if (e) return e;
@@ -547,7 +555,7 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
     }
     while ((size_t)total < count) {
         size_t want = count - (size_t)total;
-        if (want > sizeof buf) want = sizeof buf;
+        if (want > COPY_BUF) want = COPY_BUF;
         long r;
         if (pin) r = io_read(pin, buf, want, inoff ? *inoff : -1);
         else {
@@ -797,9 +805,14 @@ static long do_close_range(unsigned lo, unsigned hi, unsigned flags) {
         if (flags & CLOSE_RANGE_CLOEXEC) sh.slot_cloexec[fd - sh.base] = 1;
         else pf_put(slot_take(fd));
     }
-    /* the parts outside the reserved range are the kernel's */
+    /* the parts outside the reserved range are the kernel's, except the volume library's own
+     * descriptors just below it (a program closing "everything" must not take them) */
     long r = 0;
-    if (lo < (unsigned)sh.lo) r = sh_gate(SYS_close_range, lo, hi < (unsigned)sh.lo ? hi : (unsigned)sh.lo - 1, flags, 0, 0, 0);
+    unsigned zone = (unsigned)SH_LIB_FD_MIN(sh.lo);
+    if (lo < zone) r = sh_gate(SYS_close_range, lo, hi < zone ? hi : zone - 1, flags, 0, 0, 0);
+    for (unsigned fd = lo > zone ? lo : zone; r == 0 && fd < (unsigned)sh.lo && fd <= hi; fd++)
+        if (!sh.libfd[fd - zone])
+            sh_gate((flags & CLOSE_RANGE_CLOEXEC) ? SYS_fcntl : SYS_close, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0);
     if (r == 0 && hi >= (unsigned)sh.hi) r = sh_gate(SYS_close_range, lo > (unsigned)sh.hi ? lo : (unsigned)sh.hi, hi, flags, 0, 0, 0);
     return r;
 }

@@ -20,6 +20,10 @@
 
 enum pf_kind { PF_FILE = 1, PF_DIR = 2 };
 
+/* The volume library's own descriptors live in [lo - SH_LIB_ZONE, lo). */
+#define SH_LIB_ZONE 512
+#define SH_LIB_FD_MIN(lo) ((lo) - SH_LIB_ZONE)
+
 struct dent {
     char *name;
     uint64_t ino;
@@ -66,6 +70,7 @@ struct sh_state {
     int nalias;
     mode_t umask;
     unsigned char *alias_filtered; /* [0, lo): a per-number filter is installed */
+    unsigned char libfd[SH_LIB_ZONE]; /* [lo - SH_LIB_ZONE, lo): the volume library's own */
 };
 
 extern struct sh_state sh;
@@ -80,8 +85,12 @@ extern __thread int sh_in_trap;
 /* Set while the shield runs volume-library code: descriptors that the library opens are moved
  * just below the reserved range, away from the numbers programs dup2 onto. */
 extern __thread int sh_in_lib;
-#define SH_LIB_FD_MIN(lo) ((lo) - 512)
+
 int sh_is_prot(long fd);
+/* fd belongs to the volume library (the program may not close or replace it) */
+static inline int sh_is_libfd(long fd) {
+    return fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)];
+}
 const char *sh_sysname(long nr);
 int sh_trap_involves_prot(long nr, const long a[6]);
 int sh_unmap_hook(void *addr, size_t len, int unmap);

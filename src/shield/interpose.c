@@ -87,6 +87,9 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
             fd = hi;
         }
     }
+    if (fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.lo) {
+        sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = (unsigned char)(sh_in_lib != 0);
+    }
     return fd;
 }
 #define MODE_ARG(flags) \
@@ -209,7 +212,19 @@ FD1(int, ftruncate64, SYS_ftruncate, off_t)
 FD0(int, fsync, SYS_fsync)
 FD0(int, fdatasync, SYS_fdatasync)
 FD0(int, syncfs, SYS_syncfs)
-FD0(int, close, SYS_close)
+SH_EXPORT int close(int fd) {
+    if (P(fd)) return (int)call6(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (sh.active && sh_is_libfd(fd)) {
+        if (!sh_in_lib) { /* a program closing every descriptor: not this one */
+            sh_trace("close(%d): the volume library's descriptor is kept", fd);
+            errno = EBADF;
+            return -1;
+        }
+        sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
+    }
+    REAL(int (*)(int), close);
+    return real_close(fd);
+}
 FD0(int, dup, SYS_dup)
 FD0(int, fchdir, SYS_fchdir)
 FD1(int, flock, SYS_flock, int)
@@ -230,11 +245,19 @@ SH_EXPORT int fchown(int fd, uid_t u, gid_t g) {
 
 SH_EXPORT int dup2(int a, int b) {
     if (P(a) || P(b)) return (int)call6(SYS_dup2, a, b, 0, 0, 0, 0);
+    if (sh.active && !sh_in_lib && sh_is_libfd(b)) {
+        errno = EBADF;
+        return -1;
+    }
     REAL(int (*)(int, int), dup2);
     return real_dup2(a, b);
 }
 SH_EXPORT int dup3(int a, int b, int fl) {
     if (P(a) || P(b)) return (int)call6(SYS_dup3, a, b, fl, 0, 0, 0);
+    if (sh.active && !sh_in_lib && sh_is_libfd(b)) {
+        errno = EBADF;
+        return -1;
+    }
     REAL(int (*)(int, int, int), dup3);
     return real_dup3(a, b, fl);
 }
@@ -259,7 +282,7 @@ SH_EXPORT int fcntl64(int fd, int cmd, ...) {
     return r;
 }
 SH_EXPORT int close_range(unsigned lo, unsigned hi, int fl) {
-    if (sh.active && hi >= (unsigned)sh.lo && lo < (unsigned)sh.hi)
+    if (sh.active && hi >= (unsigned)SH_LIB_FD_MIN(sh.lo) && lo < (unsigned)sh.hi)
         return (int)call6(SYS_close_range, lo, hi, fl, 0, 0, 0);
     REAL(int (*)(unsigned, unsigned, int), close_range);
     return real_close_range(lo, hi, fl);

@@ -4,7 +4,7 @@
  * Each case moves a marker ("SCPBYPASS" + case name) into a protected file by another route:
  * raw syscall instructions, stdio (libc-internal calls), mmap, sendfile, splice,
  * copy_file_range, io_uring, int 0x80, a static child, exec (two deep), fork, racing threads,
- * dup2 onto an ordinary number. A case passes when the route works through the shield (the
+ * dup2 onto an ordinary number, closing every descriptor. A case passes when the route works through the shield (the
  * bytes read back right) or fails closed (an error, never plaintext on disk). The calling
  * script then proves that the backing directory holds no marker.
  */
@@ -316,6 +316,19 @@ static void t_threads(void) {
     ok("racing threads (raw syscalls, concurrent close)");
 }
 
+/* A daemon closing every descriptor it may have inherited: protected files opened afterwards
+ * still work (the shield's and the volume library's descriptors survive). */
+static void t_closeall(void) {
+    const char *m = MARK("closeall");
+    for (int fd = 3; fd < 65536; fd++) close(fd);
+    syscall(SYS_close_range, 3, ~0u, 0);
+    int fd = open(path("closeall.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, m, strlen(m)) != (ssize_t)strlen(m) || fsync(fd) || close(fd))
+        return bad("close-all", "protected I/O after closing every descriptor");
+    if (!content_is("closeall.txt", m)) return bad("close-all", "content differs");
+    ok("close every descriptor, then protected I/O");
+}
+
 int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "--exec-child")) {
         mnt = argv[2];
@@ -340,6 +353,7 @@ int main(int argc, char **argv) {
     t_exec(argv[0]);
     t_static(argv[2]);
     t_threads();
+    t_closeall();
     printf("%d failure(s)\n", failures);
     return failures ? 1 : 0;
 }
