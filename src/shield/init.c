@@ -104,7 +104,17 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
     }
     sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
     if (scp_shield_config_parse(cbuf, got, &sh.cfg, &e)) die("cannot read the configuration", &e);
+    scp_wipe(cbuf, csz);
     free(cbuf);
+    /* the keys move to a page of their own: locked in memory, left out of core dumps */
+    sh.keys = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sh.keys == MAP_FAILED) die("out of memory", NULL);
+    madvise(sh.keys, 4096, MADV_DONTDUMP);
+    (void)mlock(sh.keys, 4096);
+    for (uint32_t i = 0; i < sh.cfg.nvol; i++) {
+        memcpy(sh.keys[i], sh.cfg.vol[i].key, SCP_VOLUME_KEY_LEN);
+        scp_wipe(sh.cfg.vol[i].key, SCP_VOLUME_KEY_LEN);
+    }
     unsetenv(SCP_SHIELD_ENV_FD);
 
     Dl_info di;
@@ -146,7 +156,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         sv->mlen = strlen(sv->mount);
         if (sv->mlen == 1) sv->mlen = 0; /* "/" */
         sh_in_lib++;
-        sv->v = scp_volume_open(sv->dirpath, sh.cfg.vol[i].key, NULL, &e);
+        sv->v = scp_volume_open(sv->dirpath, sh.keys[i], NULL, &e);
         sh_in_lib--;
         if (!sv->v) {
             scp_err_prefix(&e, "volume at %s", sv->mount);
@@ -229,7 +239,9 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         syscall(SYS_munmap, env, size);
         return (long)cc;
     }
+    madvise(cc, sizeof *cc, MADV_DONTDUMP);
     memcpy(cc, &sh.cfg, sizeof *cc);
+    for (uint32_t i = 0; i < cc->nvol; i++) memcpy(cc->vol[i].key, sh.keys[i], SCP_VOLUME_KEY_LEN);
     int held[64];
     int nheld = sh_exec_prepare(cc, held, 64);
     int mfd = scp_shield_config_to_memfd(cc, NULL);

@@ -70,6 +70,7 @@ struct sh_state {
     int nalias;
     mode_t umask;
     unsigned char *alias_filtered; /* [0, lo): a per-number filter is installed */
+    uint8_t (*keys)[SCP_VOLUME_KEY_LEN]; /* volume keys for exec: locked, not in core dumps */
     unsigned char libfd[SH_LIB_ZONE]; /* [lo - SH_LIB_ZONE, lo): the volume library's own */
 };
 
