@@ -67,7 +67,8 @@ check_no_plaintext "$M"
 [ ! -e "$MNT/a.txt" ] || fail "the mount point shows files outside the shield"
 
 note tamper
-run rm -r "$MNT/dd.bin" "$MNT/d" || fail "rm -r"
+run rm -r "$MNT/dd.bin" "$MNT/d" "$MNT/r.txt" || fail "rm -r"
+[ "$(run ls "$MNT")" = a.txt ] || fail "the volume should hold only a.txt now"
 tamper_largest
 if run cat "$MNT/a.txt" > "$T/tampered.out" 2> "$T/tampered.err"; then
     fail "cat of a tampered file succeeded"
