@@ -825,6 +825,7 @@ int sh_trap_involves_prot(long nr, const long a[6]) {
     switch (nr) {
     case SYS_execve:
     case SYS_execveat:
+    case SYS_openat2:
     case SYS_close_range: return 1;
     case SYS_dup2:
     case SYS_dup3:

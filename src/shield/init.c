@@ -56,7 +56,13 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     errno = saved;
 }
 
-static void atfork_child(void) { sh.pid = (pid_t)syscall(SYS_getpid); }
+/* fork while another thread holds sh.mu would leave the child's copy locked forever */
+static void atfork_prepare(void) { pthread_mutex_lock(&sh.mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&sh.mu); }
+static void atfork_child(void) {
+    pthread_mutex_unlock(&sh.mu);
+    sh.pid = (pid_t)syscall(SYS_getpid);
+}
 
 /* Remove our library from LD_PRELOAD (the shield puts it back at exec). */
 static void scrub_preload(void) {
@@ -181,7 +187,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
     sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGSYS, &sa, NULL)) die("cannot install the SIGSYS handler", NULL);
-    pthread_atfork(NULL, NULL, atfork_child);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 
     if (!(sh.cfg.flags & SCP_SHIELD_F_FILTER_INSTALLED)) {
         if (sh_filter_install(sh.lo, (int)SCP_SHIELD_FD_COUNT, 1, &e)) die("cannot install the filter", &e);

@@ -58,7 +58,9 @@ static long call6(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
     long a[6] = {a0, a1, a2, a3, a4, a5};
     return ret(sh_syscall(nr, a));
 }
-#define P(fd) (sh.active && sh_is_prot(fd))
+/* The volume library's own calls (sh_in_lib) never name a protected descriptor, and must not
+ * take sh.mu (the shield may hold it while calling into the library). */
+#define P(fd) (sh.active && !sh_in_lib && sh_is_prot(fd))
 
 /* Path-based: returns 1 if handled (result in *r, errno set). */
 static int pcall(long nr, long a0, long a1, long a2, long a3, long a4, long *r) {

@@ -193,6 +193,21 @@ static void t_raw_path(void) {
     ok("raw path openat (fails closed: the mount point is an empty read-only tmpfs)");
 }
 
+static void t_openat2(void) {
+    const char *m = MARK("openat2");
+    struct { unsigned long long flags, mode, resolve; } how = {O_CREAT | O_RDWR | O_TRUNC, 0600, 0};
+    long fd = syscall(SYS_openat2, AT_FDCWD, path("openat2.txt"), &how, sizeof how);
+    if (fd < 0) return bad("openat2", "raw openat2 of a protected path");
+    long w = syscall(SYS_write, fd, m, strlen(m));
+    close((int)fd);
+    if (w != (long)strlen(m) || !content_is("openat2.txt", m)) return bad("openat2", "content differs");
+    struct { unsigned long long flags, mode, resolve; } ro = {O_RDONLY, 0, 0};
+    fd = syscall(SYS_openat2, AT_FDCWD, "/proc/self/status", &ro, sizeof ro);
+    if (fd < 0) return bad("openat2", "raw openat2 of an ordinary path");
+    close((int)fd);
+    ok("openat2 (raw, trapped: protected and ordinary paths)");
+}
+
 static void t_dup2_low(void) {
     const char *m = MARK("dup2");
     int fd = open(path("dup2.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
@@ -348,6 +363,7 @@ int main(int argc, char **argv) {
     t_io_uring();
     t_odirect();
     t_raw_path();
+    t_openat2();
     t_dup2_low();
     t_fork();
     t_exec(argv[0]);
