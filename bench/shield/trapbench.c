@@ -49,11 +49,11 @@ int main(int argc, char **argv) {
     printf("pread 4K in DIR (libc)         %8.1f ns/op\n", (now() - t) / n);
     t = now();
     for (long i = 0; i < n; i++)
-        if (syscall(SYS_pread64, fd, buf, sizeof buf, 0) != (long)sizeof buf) return 1;
+        if (syscall(SYS_pread64, fd, buf, sizeof buf, 0L) != (long)sizeof buf) return 1;
     printf("pread 4K in DIR (raw syscall)  %8.1f ns/op\n", (now() - t) / n);
     t = now();
     for (long i = 0; i < n; i++)
-        if (syscall(SYS_lseek, fd, 0, SEEK_CUR) < 0) return 1;
+        if (syscall(SYS_lseek, fd, 0L, (long)SEEK_CUR) < 0) return 1;
     printf("lseek in DIR (raw syscall)     %8.1f ns/op\n", (now() - t) / n);
     if (argc > 3 && !strcmp(argv[3], "fork")) { /* the same loop in a forked child (nginx's worker) */
         pid_t pid = fork();

@@ -1,4 +1,6 @@
 /* tests/shield/bypass.c - every route around the shield's fast path, run under `scpctl run`.
+ * (Raw syscall() arguments are passed as long: syscall() is variadic, and an int leaves the
+ * upper half of a 64-bit register undefined.)
  *
  * usage: shield-bypass MOUNT STATIC_HELPER
  * Each case moves a marker ("SCPBYPASS" + case name) into a protected file by another route:
@@ -56,7 +58,7 @@ static void t_raw_syscall(void) {
     if (fd < 0) return bad("raw-syscall", "open");
     long w = syscall(SYS_write, fd, m, strlen(m));
     char back[128] = {0};
-    long r = syscall(SYS_pread64, fd, back, sizeof back - 1, 0);
+    long r = syscall(SYS_pread64, fd, back, sizeof back - 1, 0L);
     struct stat st;
     long s = syscall(SYS_fstat, fd, &st);
     syscall(SYS_close, fd);
@@ -117,7 +119,7 @@ static void t_mmap(void) {
     if (pread(fd, back, strlen(m), 0) != (ssize_t)strlen(m) || strcmp(back, m))
         return bad("mmap", "shared mapping was not written back");
     /* a raw mmap syscall, private */
-    char *q = (char *)syscall(SYS_mmap, NULL, 4096, PROT_READ, MAP_PRIVATE, fd, 0);
+    char *q = (char *)syscall(SYS_mmap, NULL, 4096L, (long)PROT_READ, (long)MAP_PRIVATE, (long)fd, 0L);
     if ((long)q < 0 && (long)q > -4096) return bad("mmap", "raw private mmap");
     if (memcmp(q, m, strlen(m))) return bad("mmap", "private mapping differs");
     munmap(q, 4096);
@@ -151,14 +153,14 @@ static void t_sendfile_splice_cfr(void) {
     const char *ms = MARK("splice");
     fd = open(path("splice.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
     if (write(pp[1], ms, strlen(ms)) != (ssize_t)strlen(ms)) return bad("splice", "pipe write");
-    n = syscall(SYS_splice, pp[0], NULL, fd, NULL, strlen(ms), 0);
+    n = syscall(SYS_splice, pp[0], NULL, fd, NULL, strlen(ms), 0L);
     close(fd);
     if (n != (long)strlen(ms) || !content_is("splice.txt", ms)) return bad("splice", "splice into protected");
     ok("splice (raw, pipe to protected)");
 
     int a = open(path("splice.txt"), O_RDONLY);
     int b = open(path("cfr.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
-    n = syscall(SYS_copy_file_range, a, NULL, b, NULL, 4096, 0);
+    n = syscall(SYS_copy_file_range, a, NULL, b, NULL, 4096L, 0L);
     close(a);
     close(b);
     if (n != (long)strlen(ms) || !content_is("cfr.txt", ms)) return bad("copy_file_range", "protected to protected");
@@ -299,7 +301,7 @@ static void *racer(void *arg) {
         if (syscall(SYS_write, fd, m, strlen(m)) != (long)strlen(m)) t->errors++;
         char c;
         /* raw reads on a descriptor that another thread may be closing: EBADF or data, never a crash */
-        long r = syscall(SYS_pread64, t->shared, &c, 1, 0);
+        long r = syscall(SYS_pread64, t->shared, &c, 1L, 0L);
         (void)r;
         if (close(fd)) t->errors++;
     }

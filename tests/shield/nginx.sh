@@ -6,6 +6,7 @@
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] && command -v curl >/dev/null || { echo "nginx or curl not installed: skipped"; exit 77; }
 setup "$@"
+fail() { echo "FAIL: $*" >&2; [ -f "$T/error.log" ] && tail -20 "$T/error.log" >&2; exit 1; }
 
 free_port() {
     while :; do

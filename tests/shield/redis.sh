@@ -7,6 +7,7 @@
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
     { echo "redis not installed: skipped"; exit 77; }
 setup "$@"
+fail() { echo "FAIL: $*" >&2; [ -f "$T/redis.log" ] && tail -20 "$T/redis.log" >&2; exit 1; }
 
 free_port() {
     while :; do
