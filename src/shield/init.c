@@ -198,6 +198,15 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
 }
 
+/* At exit the kernel would keep what was written to a file even if it was never closed; the
+ * volume library keeps written bytes in memory until a commit. So: flush stdio (glibc flushes
+ * it only after the destructors) and commit every open protected file. */
+__attribute__((destructor)) static void sh_dtor(void) {
+    if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    fflush(NULL);
+    sh_commit_all();
+}
+
 /* ---- exec: the new image is shielded again ------------------------------------------------ */
 
 static int starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }

@@ -269,6 +269,26 @@ static int exec_child(int depth) {
     return 0;
 }
 
+/* A program that writes through stdio and a raw descriptor and exits without closing either:
+ * what it wrote must be there afterwards, as with a real file. */
+static void t_exit_unclosed(void) {
+    const char *m = MARK("exit");
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = fopen(path("exit-stdio.txt"), "w");
+        int fd = open(path("exit-raw.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (!f || fd < 0) _exit(1);
+        fputs(m, f);
+        if (write(fd, m, strlen(m)) != (ssize_t)strlen(m)) _exit(1);
+        exit(0); /* no fclose, no close */
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return bad("exit", "child failed");
+    if (!content_is("exit-stdio.txt", m) || !content_is("exit-raw.txt", m))
+        return bad("exit", "data written before exit without close is missing");
+    ok("exit without close (stdio and raw descriptor committed)");
+}
+
 static void t_static(const char *helper) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -368,6 +388,7 @@ int main(int argc, char **argv) {
     t_openat2();
     t_dup2_low();
     t_fork();
+    t_exit_unclosed();
     t_exec(argv[0]);
     t_static(argv[2]);
     t_threads();
