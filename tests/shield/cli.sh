@@ -28,4 +28,18 @@ grep -q SCP_SHIELD "$T/env" && fail "the configuration variable is still in the 
 grep -q libscp-shield "$T/env" && fail "LD_PRELOAD still names the shield"
 grep -q scp-shield-config "$T/fds" && fail "the configuration memfd is still open"
 grep -q "openat('f' in volume 0)" "$T/trace" || fail "the trace does not show the protected open"
+note "two volumes: copy between them, rename across them is EXDEV (mv falls back to copy)"
+"$MKVOL" "$T/key2" "$T/vol2" || fail "second volume"
+two() { "$SCPCTL" run --volume "$VOL:$MNT" --volume "$T/vol2:$T/m2:$T/key2" --key-file "$KEY" -- "$@"; }
+echo SCPMARK_two > "$T/two.txt"
+two cp "$T/two.txt" "$MNT/two.txt" || fail "cp into volume 1"
+two cp "$MNT/two.txt" "$T/m2/copy.txt" || fail "cp from volume 1 to volume 2"
+two python3 -c "import os,sys
+try: os.rename(sys.argv[1], sys.argv[2]); sys.exit(1)
+except OSError as e: sys.exit(0 if e.errno == 18 else 2)" "$MNT/two.txt" "$T/m2/moved.txt" || fail "rename across volumes is not EXDEV"
+two mv "$MNT/two.txt" "$T/m2/moved.txt" || fail "mv across volumes"
+[ "$(two cat "$T/m2/moved.txt" "$T/m2/copy.txt")" = "SCPMARK_two
+SCPMARK_two" ] || fail "contents after mv/cp across volumes"
+two test -e "$MNT/two.txt" && fail "mv left the source"
+grep -r -q SCPMARK_two "$VOL" "$T/vol2" && fail "plaintext in a backing dir"
 echo PASS
