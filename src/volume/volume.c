@@ -170,11 +170,11 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         derive(key, h.volid, "scp/v1/files", v->k_files, err) < 0)
         goto fail;
     v->objfd = openat(v->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    v->lockfd = openat(v->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    v->lockfd = openat(v->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     for (int i = 0; i < 2; i++) {
         char name[16];
         snprintf(name, sizeof name, "manifest.%d", i);
-        v->slotfd[i] = openat(v->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        v->slotfd[i] = openat(v->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     }
     if (v->objfd < 0 || v->lockfd < 0 || v->slotfd[0] < 0 || v->slotfd[1] < 0) {
         scp_fail_errno(err, "volume '%s' is incomplete (objects/, lock or manifest)", dir);
@@ -225,7 +225,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     if (v->pid == getpid()) return 0;
     /* A forked child: its lock and file descriptors share open file descriptions (and so OFD
      * locks) with the parent. Take fresh ones so that the two processes exclude each other. */
-    int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC);
+    int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return scp_fail_errno(err, "cannot reopen the volume lock after fork");
     close(v->lockfd);
     v->lockfd = fd;
@@ -238,7 +238,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
 int vol_lock(scp_volume *v, scp_err *err) {
     pthread_mutex_lock(&v->mu);
     if (vol_check_fork(v, err) < 0) goto fail;
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0) {
         if (errno == EINTR) continue;
         scp_fail_errno(err, "cannot lock the volume");
@@ -265,7 +265,7 @@ fail:
 }
 
 void vol_unlock(scp_volume *v) {
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
     pthread_mutex_unlock(&v->mu);
 }
@@ -403,6 +403,23 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
     return rc;
 }
 
+/* Remove manifest entry i and commit; on failure the entry is put back. The removed entry's id
+ * is copied to id_out if not NULL (caller holds vol_lock). */
+static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_LEN],
+                            scp_err *err) {
+    scp_mentry saved = v->man.e[i];
+    if (!(saved.path = strdup(saved.path)))
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    man_remove(&v->man, i);
+    if (vol_commit_manifest(v, err) < 0) {
+        man_insert(&v->man, &saved, NULL); /* cannot fail: the array had room for it */
+        return -1;
+    }
+    if (id_out) memcpy(id_out, saved.id, SCP_FILEID_LEN);
+    free(saved.path);
+    return 0;
+}
+
 int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
@@ -415,17 +432,7 @@ int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     else if (has_children(&v->man, p))
         rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", p);
-    if (rc == 0) {
-        scp_mentry saved = v->man.e[i];
-        saved.path = strdup(saved.path);
-        man_remove(&v->man, (size_t)i);
-        if (vol_commit_manifest(v, err) < 0) {
-            rc = -1;
-            if (saved.path) man_insert(&v->man, &saved, NULL);
-        } else {
-            free(saved.path);
-        }
-    }
+    if (rc == 0) rc = remove_committed(v, (size_t)i, NULL, err);
     vol_unlock(v);
     return rc;
 }
@@ -439,6 +446,10 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
             f->path = NULL;
             return;
         }
+    vol_unlink_objects(v, id);
+}
+
+void vol_unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
     static const char *const ext[] = {".d", ".t", ".j"};
     for (int k = 0; k < 3; k++) {
         char name[48];
@@ -456,18 +467,9 @@ int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
     else if (v->man.e[i].type == 2)
         rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory; use rmdir", p);
-    if (rc == 0) {
-        scp_mentry saved = v->man.e[i];
-        saved.path = strdup(saved.path);
-        man_remove(&v->man, (size_t)i);
-        if (vol_commit_manifest(v, err) < 0) {
-            rc = -1;
-            if (saved.path) man_insert(&v->man, &saved, NULL);
-        } else {
-            drop_objects(v, saved.id);
-            free(saved.path);
-        }
-    }
+    uint8_t id[SCP_FILEID_LEN];
+    if (rc == 0) rc = remove_committed(v, (size_t)i, id, err);
+    if (rc == 0) drop_objects(v, id);
     vol_unlock(v);
     return rc;
 }
