@@ -53,6 +53,7 @@ typedef struct scp_shield_volume {
 /* A protected file open across exec (not close-on-exec): the new image reopens it. */
 typedef struct scp_shield_inherit {
     int fd;
+    int share; /* index of an earlier entry with the same open file description, or -1 */
     int vol;
     int flags;  /* O_ACCMODE | O_APPEND */
     int64_t offset;

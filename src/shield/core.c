@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <signal.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -191,6 +192,7 @@ static long slot_alloc(pfile *pf, long min, int cloexec) {
             sh.slot[idx] = pf;
             sh.slot_cloexec[idx] = (unsigned char)(cloexec != 0);
             pthread_mutex_unlock(&sh.mu);
+            if (!cloexec) sh_gate(SYS_fcntl, sh.base + idx, F_SETFD, 0, 0, 0, 0);
             return sh.base + idx;
         }
     pthread_mutex_unlock(&sh.mu);
@@ -204,6 +206,7 @@ static pfile *slot_take(long fd) {
     if (fd >= sh.base && fd < sh.base + sh.nslots) {
         pf = sh.slot[fd - sh.base];
         sh.slot[fd - sh.base] = NULL;
+        if (pf && !sh.slot_cloexec[fd - sh.base]) sh_gate(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0);
     } else if (fd >= 0 && fd < sh.lo && sh.alias[fd]) {
         pf = sh.alias[fd];
         sh.alias[fd] = NULL;
@@ -211,6 +214,53 @@ static pfile *slot_take(long fd) {
     }
     pthread_mutex_unlock(&sh.mu);
     return pf;
+}
+
+/* The kernel's close-on-exec flag of a slot's placeholder mirrors the slot's, so that the
+ * kernel's descriptor table says which protected descriptors an exec hands on, also in a
+ * vfork child (which shares the shield's memory with its parent and so must not change it). */
+static void kset_cloexec(long fd, int on) { sh_gate(SYS_fcntl, fd, F_SETFD, on ? FD_CLOEXEC : 0, 0, 0, 0); }
+
+/* A vfork/posix_spawn child: same memory as the parent (atfork does not run for it). */
+static int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
+
+/* Protected descriptors that a vfork child set up before exec (dup2 onto stdout...). Indexed
+ * by nothing: entries carry the child's pid; the parent never reads them. */
+#define MAXVFK 16
+static struct vfk {
+    pid_t pid;
+    int fd;
+    const void *id; /* the description (compared, never dereferenced) */
+    scp_shield_inherit e;
+} vfk[MAXVFK];
+
+static void vfk_forget(pid_t pid, long fd) {
+    for (int i = 0; i < MAXVFK; i++)
+        if (vfk[i].pid == pid && vfk[i].fd == fd) vfk[i].pid = 0;
+}
+
+static long vfk_add(pfile *pf, long fd) {
+    pid_t pid = (pid_t)syscall(SYS_getpid);
+    vfk_forget(pid, fd);
+    for (int i = 0; i < MAXVFK; i++) {
+        /* in use while its owner still shares our memory (a vfork child that has not exec'd) */
+        if (vfk[i].pid) {
+            long same = sh_gate(SYS_kcmp, pid, vfk[i].pid, 0 /* KCMP_VM */, 0, 0, 0);
+            if (same == 0 || (same == -ENOSYS && !sh_gate(SYS_kill, vfk[i].pid, 0, 0, 0, 0, 0))) continue;
+        }
+        if (strlen(pf->path) >= sizeof vfk[i].e.path) return -ENAMETOOLONG;
+        vfk[i].fd = (int)fd;
+        vfk[i].id = pf;
+        vfk[i].e.fd = (int)fd;
+        vfk[i].e.share = -1;
+        vfk[i].e.vol = pf->vol;
+        vfk[i].e.flags = pf->flags & (O_ACCMODE | O_APPEND);
+        vfk[i].e.offset = pf->kind == PF_FILE ? scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL) : 0;
+        strcpy(vfk[i].e.path, pf->path);
+        vfk[i].pid = pid;
+        return 0;
+    }
+    return -EMFILE;
 }
 
 /* ---- paths ------------------------------------------------------------------------------- */
@@ -701,17 +751,38 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
         /* an ordinary descriptor onto an alias (a shell restoring stdout): the alias ends */
         if (sh_reserved(newfd)) return -EBADF;
         long r = sh_gate(SYS_dup3, oldfd, newfd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
-        if (r >= 0) pf_put(slot_take(newfd));
+        if (r >= 0) {
+            if (in_vfork_child()) vfk_forget((pid_t)syscall(SYS_getpid), newfd);
+            else pf_put(slot_take(newfd));
+        }
         return r;
     }
     pfile *pf = pf_get(oldfd, &e);
     if (!pf) return e;
+    if (in_vfork_child()) {
+        /* only the child's own kernel table and a note for its exec */
+        long r = -EBADF;
+        if ((newfd >= sh.base && newfd < sh.base + sh.nslots) ||
+            (newfd >= 0 && newfd < sh.lo && newfd < (long)SCP_SHIELD_MAX_ALIAS_FD)) {
+            r = 0;
+            if (newfd < sh.lo && !sh.alias_filtered[newfd]) {
+                scp_err fe;
+                if (sh_filter_install((int)newfd, 1, 0, &fe)) r = -EMFILE;
+            }
+            if (!r) r = sh_gate(SYS_dup3, sh.placeholder, newfd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
+            if (r >= 0) r = vfk_add(pf, newfd);
+            if (r >= 0) r = newfd;
+        }
+        pf_put(pf);
+        return r;
+    }
     if (newfd >= sh.base && newfd < sh.base + sh.nslots) {
         pthread_mutex_lock(&sh.mu);
         pfile *old = sh.slot[newfd - sh.base];
         sh.slot[newfd - sh.base] = pf;
         sh.slot_cloexec[newfd - sh.base] = (unsigned char)cloexec;
         pthread_mutex_unlock(&sh.mu);
+        kset_cloexec(newfd, cloexec);
         pf_put(old);
         return newfd;
     }
@@ -749,6 +820,11 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
 
 static long do_close(long fd) {
     if (!sh_is_prot(fd)) return -EBADF;
+    if (in_vfork_child()) { /* the kernel's copy only: the exec hands on what is still open */
+        if (sh_is_libfd(fd) || fd >= sh.base + sh.nslots) return -EBADF;
+        vfk_forget((pid_t)syscall(SYS_getpid), fd);
+        return sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    }
     pfile *pf = slot_take(fd);
     if (!pf) return -EBADF;
     if (fd < sh.lo) sh_gate(SYS_close, fd, 0, 0, 0, 0, 0); /* the alias placeholder */
@@ -763,17 +839,20 @@ static long do_fcntl(long fd, int cmd, long arg) {
     switch (cmd) {
     case F_DUPFD:
     case F_DUPFD_CLOEXEC:
+        if (in_vfork_child()) {
+            r = -EMFILE; /* not supported between vfork and exec */
+            break;
+        }
         r = slot_alloc(pf, arg, cmd == F_DUPFD_CLOEXEC);
         if (r >= 0) return r; /* the reference moved into the new slot */
         break;
     case F_GETFD:
-        if (fd >= sh.base && fd < sh.base + sh.nslots) r = sh.slot_cloexec[fd - sh.base] ? FD_CLOEXEC : 0;
-        else r = sh_gate(SYS_fcntl, fd, F_GETFD, 0, 0, 0, 0);
+        r = sh_gate(SYS_fcntl, fd, F_GETFD, 0, 0, 0, 0);
         break;
     case F_SETFD:
-        if (fd >= sh.base && fd < sh.base + sh.nslots) sh.slot_cloexec[fd - sh.base] = (arg & FD_CLOEXEC) != 0;
-        else sh_gate(SYS_fcntl, fd, F_SETFD, arg, 0, 0, 0);
-        r = 0;
+        if (fd >= sh.base && fd < sh.base + sh.nslots && !in_vfork_child())
+            sh.slot_cloexec[fd - sh.base] = (arg & FD_CLOEXEC) != 0;
+        r = sh_gate(SYS_fcntl, fd, F_SETFD, arg & FD_CLOEXEC, 0, 0, 0);
         break;
     case F_GETFL:
         r = (pf->flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_PATH | O_DIRECTORY)) | O_LARGEFILE;
@@ -800,11 +879,20 @@ static long do_fcntl(long fd, int cmd, long arg) {
 }
 
 static long do_close_range(unsigned lo, unsigned hi, unsigned flags) {
+    int vf = in_vfork_child();
     for (long fd = sh.base; fd < sh.base + sh.nslots; fd++) {
         if (fd < (long)lo || fd > (long)hi) continue;
-        if (flags & CLOSE_RANGE_CLOEXEC) sh.slot_cloexec[fd - sh.base] = 1;
-        else pf_put(slot_take(fd));
+        if (vf) { /* the kernel's copy only (placeholders), never the shield's own numbers */
+            if (flags & CLOSE_RANGE_CLOEXEC) kset_cloexec(fd, 1);
+            else sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+            vfk_forget((pid_t)syscall(SYS_getpid), fd);
+        } else if (flags & CLOSE_RANGE_CLOEXEC) {
+            sh.slot_cloexec[fd - sh.base] = 1;
+            kset_cloexec(fd, 1);
+        } else pf_put(slot_take(fd));
     }
+    for (long fd = lo; fd <= (long)hi && fd < sh.lo && sh.nalias && !vf; fd++)
+        if (sh.alias[fd] && !(flags & CLOSE_RANGE_CLOEXEC)) pf_put(slot_take(fd));
     /* the parts outside the reserved range are the kernel's, except the volume library's own
      * descriptors just below it (a program closing "everything" must not take them) */
     long r = 0;
@@ -826,6 +914,8 @@ int sh_trap_involves_prot(long nr, const long a[6]) {
     case SYS_execve:
     case SYS_execveat:
     case SYS_openat2:
+    case SYS_rt_sigaction:
+    case SYS_rt_sigprocmask:
     case SYS_close_range: return 1;
     case SYS_dup2:
     case SYS_dup3:
@@ -898,6 +988,18 @@ static long sh_syscall_(long nr, const long a[6]) {
     }
     case SYS_tee:
     case SYS_vmsplice: return -EINVAL;
+    case SYS_rt_sigprocmask: {
+        /* never block SIGSYS: the kernel kills a thread that traps with it blocked */
+        uint64_t set;
+        if (a[3] != 8) return -EINVAL;
+        memcpy(&set, (const void *)a[1], sizeof set);
+        set &= ~(1ull << (SIGSYS - 1));
+        return sh_gate(SYS_rt_sigprocmask, a[0], (long)&set, a[2], a[3], 0, 0);
+    }
+    case SYS_rt_sigaction:
+        /* SIGSYS stays the shield's: report the current action, change nothing */
+        if (a[2]) sh_gate(SYS_rt_sigaction, SIGSYS, 0, a[2], a[3], 0, 0);
+        return 0;
     case SYS_epoll_ctl: return sh_is_prot(a[2]) ? -EPERM : -EBADF;
     case SYS_execve: return sh_execve(AT_FDCWD, (const char *)a[0], (char *const *)a[1], (char *const *)a[2], 0);
     case SYS_execveat: return sh_execve((int)a[0], (const char *)a[1], (char *const *)a[2], (char *const *)a[3], (int)a[4]);
@@ -1243,43 +1345,80 @@ int sh_commit_all(void) {
  * non-close-on-exec placeholders so that the new image's loader never gets them) and the
  * protected files that stay open. held[] receives the placeholders added here (to undo them
  * if exec fails). */
+/* ids[i]: the description behind cfg->inherit[i], so that numbers sharing one description
+ * share it again after exec (one cursor, as dup2 promises) */
+static void inherit_link(scp_shield_config *cfg, const void **ids, const void *id) {
+    uint32_t n = cfg->ninherit - 1;
+    ids[n] = id;
+    cfg->inherit[n].share = -1;
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] == id) {
+            cfg->inherit[n].share = (int)i;
+            break;
+        }
+}
+
+static void inherit_add(scp_shield_config *cfg, const void **ids, long fd, const pfile *pf) {
+    if (cfg->ninherit >= SCP_SHIELD_MAX_INHERIT || pf->kind != PF_FILE) return;
+    scp_shield_inherit *e = &cfg->inherit[cfg->ninherit];
+    if (strlen(pf->path) >= sizeof e->path) return;
+    e->fd = (int)fd;
+    e->vol = pf->vol;
+    e->flags = pf->flags & (O_ACCMODE | O_APPEND);
+    e->offset = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
+    strcpy(e->path, pf->path);
+    cfg->ninherit++;
+    inherit_link(cfg, ids, pf);
+}
+
+/* Open in the kernel's table (ours, or a vfork child's own copy) and not close-on-exec. */
+static int kernel_keeps(long fd) {
+    long fl = sh_gate(SYS_fcntl, fd, F_GETFD, 0, 0, 0, 0);
+    return fl >= 0 && !(fl & FD_CLOEXEC);
+}
+
+/* Fill the exec-time parts of cfg: numbers with their own filter (kept occupied across exec by
+ * non-close-on-exec placeholders so that the new image's loader never gets them) and the
+ * protected files that stay open, read from the kernel's descriptor table (so that what a
+ * vfork child closed or redirected counts). held[] receives the placeholders added here (to
+ * undo them if exec fails). */
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld) {
     int nheld = 0;
+    pid_t me = (pid_t)syscall(SYS_getpid);
+    int vf = me != sh.pid;
+    const void *ids[SCP_SHIELD_MAX_INHERIT];
     memset(cfg->filtered, 0, sizeof cfg->filtered);
     cfg->ninherit = 0;
     pthread_mutex_lock(&sh.mu);
+    /* what a vfork child set up itself comes first */
+    for (int i = 0; vf && i < MAXVFK; i++)
+        if (vfk[i].pid == me && kernel_keeps(vfk[i].fd) && cfg->ninherit < SCP_SHIELD_MAX_INHERIT) {
+            cfg->inherit[cfg->ninherit++] = vfk[i].e;
+            inherit_link(cfg, ids, vfk[i].id);
+        }
     for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD; n++) {
-        if (!sh.alias_filtered[n]) continue;
+        int noted = 0;
+        for (int i = 0; vf && i < MAXVFK; i++) noted |= vfk[i].pid == me && vfk[i].fd == n;
+        if (!sh.alias_filtered[n] && !noted) continue;
         cfg->filtered[n / 8] |= (uint8_t)(1u << (n % 8));
         long fdfl = sh_gate(SYS_fcntl, n, F_GETFD, 0, 0, 0, 0);
         if (fdfl == -EBADF) {
             if (nheld < maxheld && sh_gate(SYS_dup3, sh.placeholder, n, 0, 0, 0, 0) == n) held[nheld++] = n;
-        } else if (sh.alias[n] && fdfl >= 0 && (fdfl & FD_CLOEXEC)) {
+        } else if (noted) {
+            continue;
+        } else if (sh.alias[n] && (fdfl & FD_CLOEXEC)) {
             sh_gate(SYS_fcntl, n, F_SETFD, 0, 0, 0, 0); /* stays occupied, is not inherited */
-        } else if (sh.alias[n] && sh.alias[n]->kind == PF_FILE && cfg->ninherit < SCP_SHIELD_MAX_INHERIT) {
-            pfile *pf = sh.alias[n];
-            scp_shield_inherit *e = &cfg->inherit[cfg->ninherit];
-            if (strlen(pf->path) < sizeof e->path) {
-                e->fd = n;
-                e->vol = pf->vol;
-                e->flags = pf->flags & (O_ACCMODE | O_APPEND);
-                e->offset = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
-                strcpy(e->path, pf->path);
-                cfg->ninherit++;
-            }
+        } else if (sh.alias[n]) {
+            long fl = sh_gate(SYS_fcntl, n, F_GETFL, 0, 0, 0, 0);
+            if (fl >= 0 && (fl & O_PATH)) inherit_add(cfg, ids, n, sh.alias[n]);
         }
     }
-    for (int i = 0; i < sh.nslots && cfg->ninherit < SCP_SHIELD_MAX_INHERIT; i++) {
+    for (int i = 0; i < sh.nslots; i++) {
         pfile *pf = sh.slot[i];
-        if (!pf || sh.slot_cloexec[i] || pf->kind != PF_FILE) continue;
-        scp_shield_inherit *e = &cfg->inherit[cfg->ninherit];
-        if (strlen(pf->path) >= sizeof e->path) continue;
-        e->fd = sh.base + i;
-        e->vol = pf->vol;
-        e->flags = pf->flags & (O_ACCMODE | O_APPEND);
-        e->offset = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
-        strcpy(e->path, pf->path);
-        cfg->ninherit++;
+        if (!pf) continue;
+        int noted = 0;
+        for (int j = 0; vf && j < MAXVFK; j++) noted |= vfk[j].pid == me && vfk[j].fd == sh.base + i;
+        if (!noted && kernel_keeps(sh.base + i)) inherit_add(cfg, ids, sh.base + i, pf);
     }
     pthread_mutex_unlock(&sh.mu);
     return nheld;
@@ -1289,21 +1428,30 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld) {
 void sh_exec_adopt(void) {
     scp_shield_config *cfg = &sh.cfg;
     sh_in_lib++;
+    pfile *made[SCP_SHIELD_MAX_INHERIT] = {0};
     for (uint32_t i = 0; i < cfg->ninherit; i++) {
         scp_shield_inherit *e = &cfg->inherit[i];
         scp_err err;
+        pfile *pf;
+        if (e->share >= 0 && (uint32_t)e->share < i && made[e->share]) {
+            pf = made[e->share];
+            __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
+            goto place;
+        }
         scp_vfile *vf = scp_vfile_open(sh.vol[e->vol].v, e->path, e->flags & (O_ACCMODE | O_APPEND), 0, &err);
         if (!vf) {
             sh_trace("descriptor %d ('%s') could not be reopened after exec: %s", e->fd, e->path, err.msg);
             continue;
         }
         if (e->offset > 0) scp_vfile_seek(vf, e->offset, SEEK_SET, NULL);
-        pfile *pf = pf_new(PF_FILE, e->vol, e->flags, e->path);
+        pf = pf_new(PF_FILE, e->vol, e->flags, e->path);
         if (!pf) {
             scp_vfile_close(vf, NULL);
             continue;
         }
         pf->vf = vf;
+        made[i] = pf;
+    place:
         if (e->fd >= sh.base && e->fd < sh.base + sh.nslots) {
             sh.slot[e->fd - sh.base] = pf;
         } else if (e->fd >= 0 && e->fd < sh.lo) {

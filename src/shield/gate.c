@@ -14,6 +14,7 @@
  * number through the gate.
  */
 #include <errno.h>
+#include <signal.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -43,6 +44,14 @@ static const unsigned char gate_code[] = {
 };
 #define GATE_RET_OFF 25 /* instruction pointer the kernel reports: just after `syscall` */
 
+/* rt_sigreturn trampoline for the SIGSYS handler, which the shield installs through the gate
+ * (libc's sigaction would be trapped by an inherited filter before the handler exists) */
+static const unsigned char restorer_code[] = {
+    0xb8, 0x0f, 0x00, 0x00, 0x00, /* mov eax, 15 (rt_sigreturn) */
+    0x0f, 0x05,                   /* syscall */
+};
+#define RESTORER_OFF 64
+
 typedef long (*gate_fn)(long, long, long, long, long, long, long);
 
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
@@ -60,8 +69,25 @@ int sh_gate_map(scp_err *err) {
         return scp_fail(err, SCP_E_SYS, EEXIST, "the shield's syscall gate address is taken");
     }
     memcpy(p, gate_code, sizeof gate_code);
+    memcpy((char *)p + RESTORER_OFF, restorer_code, sizeof restorer_code);
     if (mprotect(p, 4096, PROT_READ | PROT_EXEC))
         return scp_fail_errno(err, "cannot make the syscall gate executable");
+    return 0;
+}
+
+struct ksigaction {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    uint64_t mask;
+};
+#define KSA_RESTORER 0x04000000ul
+
+int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err) {
+    struct ksigaction ksa = {(void *)handler, SA_SIGINFO | SA_NODEFER | KSA_RESTORER,
+                             (void *)(SCP_SHIELD_GATE_ADDR + RESTORER_OFF), 0};
+    long r = sh_gate(SYS_rt_sigaction, SIGSYS, (long)&ksa, 0, 8, 0, 0);
+    if (r < 0) return scp_fail(err, SCP_E_SYS, (int)-r, "cannot install the SIGSYS handler");
     return 0;
 }
 
@@ -72,7 +98,7 @@ struct fixup {
     int at, field, label;
 };
 enum { L_ALLOW = 1, L_TRAP, L_ENOSYS, L_IPCHECK, L_A0, L_A01, L_A02, L_A1, L_A2, L_A4, L_CR,
-       L_A01b, L_A02b, L_ALLOW2, L_ALLOW3, NLABELS };
+       L_A01b, L_A02b, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, NLABELS };
 
 struct prog {
     struct sock_filter ins[MAXI];
@@ -158,6 +184,11 @@ int sh_filter_install(int base, int count, int full, scp_err *err) {
         jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, L_ENOSYS, 0);
     }
     jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, L_CR, 0);
+    if (full) { /* rt_sigaction(SIGSYS, ...): glibc's posix_spawn child resets handlers */
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_rt_sigaction, L_SIG, 0);
+        /* a seccomp trap while SIGSYS is blocked kills: no call may block it */
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_rt_sigprocmask, L_MASK, 0);
+    }
     for (size_t i = 0; i < sizeof arg0 / sizeof arg0[0]; i++)
         jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)arg0[i], L_A0, 0);
     for (size_t i = 0; i < sizeof arg01 / sizeof arg01[0]; i++)
@@ -196,6 +227,17 @@ int sh_filter_install(int base, int count, int full, scp_err *err) {
     emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
     jump(p, BPF_JMP | BPF_JGE | BPF_K, lo, L_IPCHECK, L_ALLOW2);
 
+    /* rt_sigprocmask(how, set, ...) may block SIGSYS when how != SIG_UNBLOCK and set != NULL */
+    label(p, L_MASK);
+    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIG_UNBLOCK, L_ALLOW2, 0);
+    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, L_IPCHECK);
+    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1) + 4);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, L_IPCHECK);
+    label(p, L_SIG);
+    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIGSYS, L_IPCHECK, L_ALLOW2);
     label(p, L_ALLOW2);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     label(p, L_IPCHECK);

@@ -181,12 +181,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         sh.active = 0;
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_sigsys;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSYS, &sa, NULL)) die("cannot install the SIGSYS handler", NULL);
+    if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 
     if (!(sh.cfg.flags & SCP_SHIELD_F_FILTER_INSTALLED)) {

@@ -80,6 +80,8 @@ extern struct sh_state sh;
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 int sh_gate_map(scp_err *err);
 int sh_filter_install(int base, int count, int full, scp_err *err);
+#include <signal.h>
+int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err);
 
 /* core.c */
 extern __thread int sh_in_trap;

@@ -698,3 +698,41 @@ XSET(lsetxattr)
     }
 XREM(removexattr)
 XREM(lremovexattr)
+
+/* ---- _exit: the kernel keeps what was written to unclosed files; commit it (dash, for one,
+ * leaves its redirections open and calls _exit) ----------------------------------------------- */
+
+SH_EXPORT void _exit(int status) {
+    if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    REAL(void (*)(int), _exit);
+    real__exit(status);
+    __builtin_unreachable();
+}
+SH_EXPORT void _Exit(int status) { _exit(status); }
+
+/* ---- signal masks: SIGSYS is never blocked (a trap with SIGSYS blocked kills the thread);
+ * these wrappers spare the common callers the trap that the filter would take ---------------- */
+
+static int mask_call(int how, const sigset_t *set, sigset_t *old, int internal) {
+    uint64_t s;
+    if (!set || how == SIG_UNBLOCK) return (int)sh_gate(SYS_rt_sigprocmask, how, (long)set, (long)old, 8, 0, 0);
+    memcpy(&s, set, sizeof s);
+    s &= ~(1ull << (SIGSYS - 1));
+    if (internal) s &= ~((1ull << 31) | (1ull << 32)); /* glibc's SIGCANCEL and SIGSETXID */
+    return (int)sh_gate(SYS_rt_sigprocmask, how, (long)&s, (long)old, 8, 0, 0);
+}
+SH_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    if (!sh.active) {
+        REAL(int (*)(int, const sigset_t *, sigset_t *), sigprocmask);
+        return real_sigprocmask(how, set, old);
+    }
+    return (int)ret(mask_call(how, set, old, 1));
+}
+SH_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    if (!sh.active) {
+        REAL(int (*)(int, const sigset_t *, sigset_t *), pthread_sigmask);
+        return real_pthread_sigmask(how, set, old);
+    }
+    long r = mask_call(how, set, old, 1);
+    return r < 0 ? (int)-r : 0;
+}

@@ -13,9 +13,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
@@ -289,6 +291,46 @@ static void t_exit_unclosed(void) {
     ok("exit without close (stdio and raw descriptor committed)");
 }
 
+/* posix_spawn (glibc: clone with CLONE_VM|CLONE_VFORK, the child shares our memory) with a
+ * protected file dup2'ed onto the child's stdout and stderr, which share one description. */
+static void t_spawn(void) {
+    int fd = open(path("spawn.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    if (fd < 0) return bad("posix_spawn", "open");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    char *argv[] = {"sh", "-c", "echo SCPBYPASS_spawn_1; echo SCPBYPASS_spawn_2 >&2", NULL};
+    extern char **environ;
+    pid_t pid;
+    int r = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (r) return bad("posix_spawn", "spawn");
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return bad("posix_spawn", "child failed");
+    if (fcntl(fd, F_GETFD) < 0 || write(fd, "", 0) != 0)
+        return bad("posix_spawn", "the parent's descriptor was closed by the child");
+    close(fd);
+    if (!content_is("spawn.txt", "SCPBYPASS_spawn_1\nSCPBYPASS_spawn_2\n"))
+        return bad("posix_spawn", "the child's output differs");
+    ok("posix_spawn with dup2 onto stdout and stderr (vfork child, shared description)");
+}
+
+/* A thread that blocks every signal (by raw syscall), then makes a trapped call: the kernel
+ * would kill it if SIGSYS were blocked at the trap. */
+static void t_blocked(void) {
+    const char *m = MARK("blocked");
+    int fd = open(path("blocked.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("signals-blocked", "open");
+    unsigned long all = ~0ul, old = 0;
+    syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &all, &old, 8L);
+    long w = syscall(SYS_write, fd, m, strlen(m));
+    syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &old, NULL, 8L);
+    close(fd);
+    if (w != (long)strlen(m) || !content_is("blocked.txt", m)) return bad("signals-blocked", "content differs");
+    ok("all signals blocked, then a trapped call (SIGSYS is never blocked)");
+}
+
 static void t_static(const char *helper) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -389,6 +431,8 @@ int main(int argc, char **argv) {
     t_dup2_low();
     t_fork();
     t_exit_unclosed();
+    t_spawn();
+    t_blocked();
     t_exec(argv[0]);
     t_static(argv[2]);
     t_threads();
