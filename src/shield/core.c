@@ -538,6 +538,7 @@ static long io_write(pfile *pf, const void *buf, size_t n, long long off) {
         sh_trace("write of '%s' failed: %s", pf->path, e.msg);
         return neg(&e);
     }
+    pf->wpid = sh.pid;
     return r;
 }
 
@@ -655,6 +656,7 @@ static struct shmap {
     size_t len;
     pfile *pf;
     long long off;
+    pid_t pid; /* the process that mapped it */
 } maps[MAXMAP];
 
 static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long long off) {
@@ -697,7 +699,7 @@ static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long
             return -ENOMEM;
         }
         __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
-        maps[i] = (struct shmap){m, len, pf, off};
+        maps[i] = (struct shmap){m, len, pf, off, sh.pid};
         pthread_mutex_unlock(&sh.mu);
     }
     return (long)m;
@@ -710,6 +712,7 @@ static void map_writeback(struct shmap *mp) {
     scp_err e;
     if (scp_vfile_pwrite(mp->pf->vf, mp->addr, n, (uint64_t)mp->off, &e) < 0)
         sh_trace("write-back of a shared mapping of '%s' failed: %s", mp->pf->path, e.msg);
+    else mp->pf->wpid = sh.pid;
 }
 
 /* msync/munmap of [addr, addr+len): write back overlapping shared mappings; drop them on
@@ -1071,6 +1074,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (a[1] < 0) { r = -EINVAL; break; }
         scp_err se;
         r = scp_vfile_truncate(pf->vf, (uint64_t)a[1], &se) ? neg(&se) : 0;
+        pf->wpid = sh.pid;
         break;
     }
     case SYS_fallocate: {
@@ -1082,6 +1086,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (!(mode & FALLOC_FL_KEEP_SIZE) && end > scp_vfile_size(pf->vf)) {
             scp_err se;
             r = scp_vfile_truncate(pf->vf, end, &se) ? neg(&se) : 0;
+            pf->wpid = sh.pid;
         }
         break;
     }
@@ -1318,22 +1323,24 @@ int sh_commit_all(void) {
     int bad = 0;
     sh_in_lib++;
     pthread_mutex_lock(&sh.mu);
+    /* only what this process wrote: a forked child exiting must not commit (or wait for) the
+     * writes its parent had buffered when it forked */
     for (int i = 0; i < sh.nslots; i++) {
         pfile *pf = sh.slot[i];
-        if (pf && pf->kind == PF_FILE && writable(pf)) {
+        if (pf && pf->kind == PF_FILE && writable(pf) && pf->wpid == sh.pid) {
             scp_err e;
             if (scp_vfile_fsync(pf->vf, &e)) bad = 1;
         }
     }
     for (int i = 0; i < sh.lo && sh.nalias; i++) {
         pfile *pf = sh.alias[i];
-        if (pf && pf->kind == PF_FILE && writable(pf)) {
+        if (pf && pf->kind == PF_FILE && writable(pf) && pf->wpid == sh.pid) {
             scp_err e;
             if (scp_vfile_fsync(pf->vf, &e)) bad = 1;
         }
     }
     for (int i = 0; i < MAXMAP; i++)
-        if (maps[i].addr) map_writeback(&maps[i]);
+        if (maps[i].addr && maps[i].pid == sh.pid) map_writeback(&maps[i]);
     pthread_mutex_unlock(&sh.mu);
     sh_in_lib--;
     return bad ? -1 : 0;

@@ -42,6 +42,7 @@ typedef struct pfile {
     struct dent *ents;
     size_t nents, pos;
     int listed;
+    pid_t wpid;          /* process that last wrote through it (commit at exit/exec only there) */
 } pfile;
 
 struct sh_volume {
