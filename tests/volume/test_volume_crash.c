@@ -2,16 +2,18 @@
  *
  * Part 1 (kills). Rounds on one volume with three files (chunk 4096). In each round a child
  * process opens the volume and runs a randomized workload from a seed: pwrite (random offsets
- * and lengths, some spanning chunks, some growing the file), truncate (down and up), fsync, and
- * close+reopen of a file (a commit); data carries a plaintext marker. After every commit the
+ * and lengths, some spanning chunks, some growing the file), truncate (down and up), fsync,
+ * close+reopen of a file (a commit), close+reopen with O_TRUNC, and the atomic-replace pattern
+ * (write "c/tmp" whole, rename it over the file); data carries a plaintext marker. After every commit the
  * child writes {op index, file, volume tag} to a pipe. The parent SIGKILLs it after a random
  * delay (from "during volume open" to "after the workload ended"), then replays the same
  * workload in memory (it knows the starting contents: what it read after the previous round),
  * and asserts after each kill:
  *   - the volume opens with the last tag the child reported as `expected` (no rollback of a
  *     finished commit), and scp_volume_verify reports 0 problems;
- *   - each file reads EXACTLY its content at its last reported commit, or at the one commit the
- *     child may have finished but not yet reported (the first commit after the last report):
+ *   - each file reads EXACTLY its content at its last reported commit, or at the one commit op
+ *     the child may have finished but not yet reported (the first commit op after the last
+ *     report; for a replace or O_TRUNC reopen, the state at its close or the final one):
  *     the volume.h contract "after a crash each file reads as its last committed state". So
  *     every fsynced byte reads back and no mix of states that never existed is accepted;
  *   - every few rounds, no file under the volume directory holds the plaintext marker (the
@@ -51,7 +53,7 @@ static void sha256(const uint8_t *p, size_t n, uint8_t out[HASHLEN]) {
 
 /* ---- the workload: generated identically by child and parent ---------------------------- */
 
-enum { OP_WRITE, OP_TRUNC, OP_FSYNC, OP_REOPEN };
+enum { OP_WRITE, OP_TRUNC, OP_FSYNC, OP_REOPEN, OP_REPLACE, OP_TRUNCOPEN };
 typedef struct op {
     int type, file;
     uint64_t off, len; /* write: offset/length; trunc: new size in off */
@@ -75,13 +77,22 @@ static void gen_op(tu_rng *r, op *o) {
         o->type = OP_TRUNC;
         o->off = tu_below(r, MAXSZ);
         o->len = 0;
-    } else if (k < 95) {
+    } else if (k < 91) {
         o->type = OP_FSYNC;
-    } else {
+    } else if (k < 95) {
         o->type = OP_REOPEN;
+    } else if (k < 98) {
+        /* atomic replace: close, write "c/tmp" whole, rename it over the file, reopen */
+        o->type = OP_REPLACE;
+        o->len = tu_below(r, MAXSZ / 2);
+        o->off = 0;
+        tu_fill(r, data, o->len);
+        memcpy(data, MARKER, o->len < sizeof MARKER - 1 ? o->len : sizeof MARKER - 1);
+    } else {
+        o->type = OP_TRUNCOPEN; /* close, reopen with O_TRUNC */
     }
 }
-static int is_commit(const op *o) { return o->type == OP_FSYNC || o->type == OP_REOPEN; }
+static int is_commit(const op *o) { return o->type >= OP_FSYNC; }
 
 typedef struct report {
     uint32_t opidx, file;
@@ -115,7 +126,25 @@ static void child_workload(const char *vd, const uint8_t *key, uint64_t seed, in
         case OP_TRUNC: rc = scp_vfile_truncate(f[o.file], o.off, &e); break;
         case OP_FSYNC: rc = scp_vfile_fsync(f[o.file], &e); break;
         case OP_REOPEN:
+        case OP_TRUNCOPEN:
             rc = scp_vfile_close(f[o.file], &e);
+            if (rc == 0) {
+                f[o.file] = scp_vfile_open(v, FILES[o.file],
+                                           O_RDWR | (o.type == OP_TRUNCOPEN ? O_TRUNC : 0), 0, &e);
+                if (!f[o.file]) rc = -1;
+            }
+            break;
+        case OP_REPLACE:
+            rc = scp_vfile_close(f[o.file], &e);
+            if (rc == 0) {
+                scp_vfile *t = scp_vfile_open(v, "c/tmp", O_RDWR | O_CREAT | O_TRUNC, 0600, &e);
+                if (!t) rc = -1;
+                if (rc == 0 && o.len &&
+                    scp_vfile_pwrite(t, data, o.len, 0, &e) != (ssize_t)o.len)
+                    rc = -1;
+                if (t && scp_vfile_close(t, rc ? NULL : &e) != 0) rc = -1;
+            }
+            if (rc == 0) rc = scp_volume_rename(v, "c/tmp", FILES[o.file], &e);
             if (rc == 0) {
                 f[o.file] = scp_vfile_open(v, FILES[o.file], O_RDWR, 0, &e);
                 if (!f[o.file]) rc = -1;
@@ -155,6 +184,11 @@ static void sim_apply(fbuf *fs, const op *o) {
     } else if (o->type == OP_TRUNC) {
         if (o->off > b->n) memset(b->p + b->n, 0, o->off - b->n);
         b->n = o->off;
+    } else if (o->type == OP_REPLACE) {
+        memcpy(b->p, data, o->len);
+        b->n = o->len;
+    } else if (o->type == OP_TRUNCOPEN) {
+        b->n = 0;
     }
 }
 
@@ -221,13 +255,13 @@ static void run_kills(void) {
     scp_volume_tag_get(v, &tag);
     REQUIRE_OK(scp_volume_close(v, &e), e);
 
-    fbuf cur[NF], sim[NF], cand[2];
+    fbuf cur[NF], sim[NF], cand[3];
     for (int i = 0; i < NF; i++) {
         cur[i].p = calloc(1, MAXSZ + 5 * CS);
         sim[i].p = calloc(1, MAXSZ + 5 * CS);
         cur[i].n = 0;
     }
-    for (int i = 0; i < 2; i++) cand[i].p = malloc(MAXSZ + 5 * CS);
+    for (int i = 0; i < 3; i++) cand[i].p = malloc(MAXSZ + 5 * CS);
 
     double t0 = tu_now(), full = 0;
     long kills = 0, rounds = 0, completed = 0, unreported = 0;
@@ -291,10 +325,17 @@ static void run_kills(void) {
             at_last[i].n = cur[i].n;
         }
         int extra_file = -1;
+        fbuf pre;
+        pre.p = malloc(MAXSZ + 5 * CS);
+        pre.n = 0;
         tu_rng r = {seed};
         for (long i = 0; i < NOPS; i++) {
             op o;
             gen_op(&r, &o);
+            if (is_commit(&o) && i > last_any) { /* the state before this op (its close) */
+                memcpy(pre.p, sim[o.file].p, sim[o.file].n);
+                pre.n = sim[o.file].n;
+            }
             sim_apply(sim, &o);
             if (!is_commit(&o)) continue;
             if (i <= last_any) {
@@ -317,6 +358,7 @@ static void run_kills(void) {
             CHECKF(0, "round %ld (seed %llu): open after kill: %s (%s)", rounds,
                    (unsigned long long)seed, e.msg, scp_code_name(e.code));
             for (int i = 0; i < NF; i++) free(at_last[i].p);
+            free(pre.p);
             break;
         }
         long probs = scp_volume_verify(v, problem_cb, NULL, NULL, &e);
@@ -338,6 +380,10 @@ static void run_kills(void) {
                 cand[nc].n = sim[i].n;
                 memcpy(cand[nc++].p, sim[i].p, sim[i].n);
             }
+            if (extra_file == i) { /* a replace or O_TRUNC reopen commits twice: close, then */
+                cand[nc].n = pre.n;
+                memcpy(cand[nc++].p, pre.p, pre.n);
+            }
             int which = -1;
             for (int c = 0; c < nc && which < 0; c++)
                 if (cand[c].n == n && !memcmp(cand[c].p, b, n)) which = c;
@@ -358,6 +404,7 @@ static void run_kills(void) {
         tu_err_clear(&e);
         CHECK_OK(scp_volume_close(v, &e), e);
         for (int i = 0; i < NF; i++) free(at_last[i].p);
+        free(pre.p);
         if (rounds % 16 == 0) scan_marker(vd);
     }
     scan_marker(vd);
@@ -370,7 +417,7 @@ static void run_kills(void) {
         free(cur[i].p);
         free(sim[i].p);
     }
-    for (int i = 0; i < 2; i++) free(cand[i].p);
+    for (int i = 0; i < 3; i++) free(cand[i].p);
     if (!tu_failures) tu_rm_rf(root);
     else fprintf(stderr, "  volume kept in %s\n", root);
     free(root);
@@ -380,7 +427,7 @@ static void run_kills(void) {
 
 /* ---- part 2: torn copies ------------------------------------------------------------------ */
 
-#define TNOPS 3000
+#define TNOPS 8000
 #define STATIC_SIZE (150u * 1024 + 123)
 
 /* Copy the volume directory file by file; order 0: natural, 1: objects/ first, 2: manifests
@@ -464,6 +511,7 @@ static void run_torn(void) {
             op o;
             gen_op(&r, &o);
             o.file = 0; /* everything goes to "busy" */
+            if (o.type >= OP_REPLACE) o.type = OP_FSYNC;
             sim_apply(sim, &o);
             if (is_commit(&o)) {
                 sha256(sim[0].p, sim[0].n, h);
@@ -483,6 +531,7 @@ static void run_torn(void) {
         for (int i = 0; i < TNOPS; i++) {
             op o;
             gen_op(&r, &o);
+            if (o.type >= OP_REPLACE) o.type = OP_FSYNC;
             int rc = 0;
             if (o.type == OP_WRITE)
                 rc = scp_vfile_pwrite(f, data, o.len, o.off, &e) == (ssize_t)o.len ? 0 : -1;
@@ -504,7 +553,7 @@ static void run_torn(void) {
         scp_volume_close(cv, &e);
         _exit(0);
     }
-    int ncopies = 0, opened = 0, busy_ok = 0, busy_int = 0, open_fail = 0;
+    int ncopies = 0, opened = 0, busy_ok = 0, busy_int = 0, open_fail = 0, live = 0;
     for (int k = 0; k < 60; k++) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -512,8 +561,9 @@ static void run_torn(void) {
             CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "torn writer failed (status 0x%x)", st);
             break;
         }
-        struct timespec ts = {0, (long)tu_below(&master, 4000) * 1000};
+        struct timespec ts = {0, (long)tu_below(&master, 2000) * 1000};
         nanosleep(&ts, NULL);
+        live++;
         char name[32];
         snprintf(name, sizeof name, "copy%d", k);
         char *cd = tu_path(root, name);
@@ -568,6 +618,7 @@ static void run_torn(void) {
         scp_volume_close(v, &e);
         free(cd);
     }
+    CHECKF(live >= 20, "only %d copies taken while the writer ran", live);
     printf("torn copies: %d copies in %.1fs; %d opened (busy: %d read a committed state, %d "
            "integrity error), %d refused to open\n",
            ncopies, tu_now() - t0, opened, busy_ok, busy_int, open_fail);

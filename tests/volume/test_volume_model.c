@@ -1184,6 +1184,106 @@ static void run_busy(void) {
     tu_context = "";
 }
 
+/* One process commits changes to a file over and over while another reads it through an open
+ * handle (and through fresh handles): every read returns whole, valid records (a state the
+ * writer committed, chunk by chunk) and never fails: an EIO here would be a false tamper alarm
+ * under ordinary concurrent use. */
+static void run_cross_reader(void) {
+    tu_context = "reader process vs writer process";
+    double t0 = tu_now();
+    tu_rng rng = {4242};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    tu_key(&rng, key);
+    char *root = tu_tmpdir("xread");
+    char *vd = tu_path(root, "vol");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(vd, key, 0, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    static uint8_t init[NSLOTS * SLOT];
+    for (uint32_t s = 0; s < NSLOTS; s++) make_record(init + s * SLOT, 0, 0, s);
+    REQUIRE_OK(tu_vput(v, "x", init, sizeof init, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    int go[2];
+    REQUIRE(pipe(go) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) tu_die("fork");
+    if (pid == 0) {
+        close(go[0]);
+        scp_volume *cv = scp_volume_open(vd, key, NULL, &e);
+        if (!cv) _exit(3);
+        scp_vfile *f = scp_vfile_open(cv, "x", O_RDWR, 0, &e);
+        if (!f) _exit(3);
+        if (write(go[1], "g", 1) != 1) _exit(3);
+        tu_rng r = {555};
+        uint8_t rec[SLOT];
+        uint32_t seq = 0;
+        double end = tu_now() + 1.5;
+        while (tu_now() < end) {
+            for (int k = 0; k < 4; k++) {
+                uint32_t s = (uint32_t)tu_below(&r, NSLOTS);
+                make_record(rec, 1, ++seq, s);
+                if (scp_vfile_pwrite(f, rec, SLOT, (uint64_t)s * SLOT, &e) != SLOT) {
+                    fprintf(stderr, "writer: %s\n", e.msg);
+                    _exit(4);
+                }
+            }
+            if (scp_vfile_fsync(f, &e) != 0) {
+                fprintf(stderr, "writer fsync: %s\n", e.msg);
+                _exit(4);
+            }
+        }
+        scp_vfile_close(f, &e);
+        scp_volume_close(cv, &e);
+        _exit(0);
+    }
+    close(go[1]);
+    char c;
+    REQUIRE(read(go[0], &c, 1) == 1);
+    close(go[0]);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "x", O_RDONLY, 0, &e), e);
+    tu_rng r = {556};
+    static uint8_t buf[NSLOTS * SLOT];
+    long reads = 0, eio = 0, torn = 0, reopen = 0;
+    char first[400] = "";
+    while (waitpid(pid, NULL, WNOHANG) == 0) {
+        uint32_t s = (uint32_t)tu_below(&r, NSLOTS), k = (uint32_t)tu_range(&r, 1, 24);
+        if (s + k > NSLOTS) k = NSLOTS - s;
+        tu_err_clear(&e);
+        ssize_t g = scp_vfile_pread(f, buf, k * SLOT, (uint64_t)s * SLOT, &e);
+        reads++;
+        if (g != (ssize_t)(k * SLOT)) {
+            if (!eio++)
+                snprintf(first, sizeof first, "pread of slots %u+%u: %zd, %s (sys %d): %s", s, k,
+                         g, scp_code_name(e.code), e.sys, e.msg);
+        } else {
+            for (uint32_t j = 0; j < k; j++) {
+                uint32_t th, sq;
+                if (check_record(buf + j * SLOT, s + j, &th, &sq) != 1) torn++;
+            }
+        }
+        if (tu_pct(&r, 3)) {
+            scp_vfile_close(f, &e);
+            f = REQUIRE_PTR(scp_vfile_open(v, "x", O_RDONLY, 0, &e), e);
+            reopen++;
+        }
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    CHECKF(!torn, "%ld reads returned torn or garbage records", torn);
+    CHECKF(!eio, "%ld of %ld reads failed while another process committed (first: %s)", eio,
+           reads, first);
+    scp_vfile_close(f, &e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    printf("%s: %ld reads (%ld reopens) in %.2fs, %ld failed, %ld torn\n", tu_context, reads,
+           reopen, tu_now() - t0, eio, torn);
+    if (!tu_failures) tu_rm_rf(root);
+    free(root);
+    free(vd);
+    tu_context = "";
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "all";
     int all = !strcmp(what, "all");
@@ -1208,6 +1308,7 @@ int main(int argc, char **argv) {
         run_threads(4096);
         run_threads(65536);
     }
+    if (all || !strcmp(what, "fork") || !strcmp(what, "xread")) run_cross_reader();
     if (all || !strcmp(what, "fork")) {
         run_two_procs(0);
         run_two_procs(1);

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# .ci/sanitize.sh - build everything with ASan + UBSan in build-asan/ and run the test suite.
+#
+#   CC=gcc|clang          compiler (default: cc)
+#   SANITIZE_BUILD_DIR    build directory (default build-asan)
+#   CTEST_ARGS            extra ctest arguments (e.g. "-L quick" or "-E crash")
+#
+# Any sanitizer report aborts the test that hit it, so the suite fails. Exits non-zero on a
+# configure, build or test failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=${SANITIZE_BUILD_DIR:-build-asan}
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER="${CC:-cc}" -DSCP_SANITIZE=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$BUILD"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+# shellcheck disable=SC2086  # CTEST_ARGS is a word list
+ctest --test-dir "$BUILD" --output-on-failure -j2 --no-tests=error ${CTEST_ARGS:-}

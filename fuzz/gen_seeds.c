@@ -1,0 +1,285 @@
+/* fuzz/gen_seeds.c - writes the seed corpora of the fuzz targets into DIR/<target>/.
+ *
+ *   fuzz_gen_seeds DIR        (DIR is usually fuzz/corpus)
+ *
+ * Seeds are made with the library (a real volume from volfix.c, the encoders of format.h) and
+ * kept small. The end-to-end seeds are attack descriptions (see fuzz_volume_open.c) that name
+ * files by their number in the fixture's universe, which is stable from run to run. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crypto/crypto.h"
+#include "volfix.h"
+#include "volume/format.h"
+
+static const char *outdir;
+static int nwritten;
+
+static void seed(const char *target, const char *name, const void *data, size_t len) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", outdir, target);
+    mkdir(outdir, 0755);
+    mkdir(p, 0755);
+    snprintf(p, sizeof p, "%s/%s/%s", outdir, target, name);
+    FILE *f = fopen(p, "wb");
+    if (!f || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+        fprintf(stderr, "gen_seeds: cannot write %s: %s\n", p, strerror(errno));
+        exit(1);
+    }
+    nwritten++;
+}
+
+static void volhdr_seeds(const vf_fixture *fx) {
+    long h = vf_find(fx, "scpvol.hdr");
+    const vf_blob *b = &fx->snap[fx->nsnap - 1].f[h];
+    seed("fuzz_volhdr", "real-4k", b->data, b->len);
+    scp_volhdr v = {.version = SCP_FMT_VERSION, .chunk_size = 65536};
+    memset(v.volid, 0x42, sizeof v.volid);
+    uint8_t out[SCP_VOLHDR_LEN];
+    scp_volhdr_encode(&v, out);
+    seed("fuzz_volhdr", "chunk-64k", out, sizeof out);
+    v.version = 2;
+    scp_volhdr_encode(&v, out);
+    seed("fuzz_volhdr", "version-2", out, sizeof out);
+}
+
+static void manifest_seeds(const vf_fixture *fx) {
+    const vf_snap *last = &fx->snap[fx->nsnap - 1];
+    const char *slots[2] = {"manifest.0", "manifest.1"};
+    for (int i = 0; i < 2; i++) {
+        const vf_blob *b = &last->f[vf_find(fx, slots[i])];
+        if (b->present && b->len) seed("fuzz_manifest", slots[i], b->data, b->len);
+    }
+    /* Bodies. */
+    static const struct {
+        int type;
+        const char *path;
+        uint64_t size;
+    } ents[] = {{2, "d", 0}, {1, "d/b.bin", 4106}, {2, "d/sub", 0}, {1, "d/sub/x", 1}, {1, "z", 7}};
+    for (size_t n = 0; n <= 5; n += 1) {
+        if (n == 1 || n == 3) continue;
+        scp_manifest m = {0};
+        scp_mentry e[5];
+        memset(e, 0, sizeof e);
+        for (size_t i = 0; i < n; i++) {
+            e[i].type = (uint8_t)ents[i].type;
+            e[i].path = (char *)ents[i].path;
+            memset(e[i].id, (int)(0x10 + i), SCP_FILEID_LEN);
+            e[i].size = ents[i].size;
+            if (e[i].type == 1) memset(e[i].root, (int)(0x80 + i), SCP_HASH_LEN);
+            e[i].mode = e[i].type == 2 ? 0750 : 0640;
+            e[i].uid = e[i].gid = 1000;
+            e[i].mtime_ns = 1700000000000000000ll + (int64_t)i;
+        }
+        m.e = e;
+        m.n = m.cap = n;
+        uint8_t *body;
+        size_t len;
+        if (scp_manifest_encode(&m, &body, &len, NULL) < 0) exit(1);
+        char name[32];
+        snprintf(name, sizeof name, "body-%zu", n);
+        seed("fuzz_manifest", name, body, len);
+        free(body);
+    }
+}
+
+/* A journal with chunk size cs (param byte p), nchunk chunk records and nent commit entries. */
+static void journal_seed(const char *name, uint8_t p, uint32_t cs, int nchunk, int nent,
+                         uint64_t new_size) {
+    size_t len = 1 + SCP_JRN_HDR_LEN + (size_t)nchunk * (SCP_JREC_HDR_LEN + cs) +
+                 SCP_JREC_HDR_LEN + 16 + (size_t)nent * 36 + 32;
+    uint8_t *b = calloc(1, len), *q = b + 1;
+    b[0] = p;
+    memcpy(q, "SCPJRN\0\1", 8);
+    memset(q + 8, 0x77, 32);
+    size_t off = SCP_JRN_HDR_LEN;
+    for (int i = 0; i < nchunk; i++) {
+        scp_put_u32(q + off, SCP_JREC_CHUNK);
+        scp_put_u64(q + off + 8, (uint64_t)i);
+        memset(q + off + 16, 0x30 + i, cs);
+        off += SCP_JREC_HDR_LEN + cs;
+    }
+    size_t commit = off;
+    scp_put_u32(q + off, SCP_JREC_COMMIT);
+    scp_put_u64(q + off + 16, new_size);
+    scp_put_u64(q + off + 24, (uint64_t)nent);
+    off += SCP_JREC_HDR_LEN + 16;
+    for (int i = 0; i < nent; i++) {
+        scp_put_u64(q + off, (uint64_t)i);
+        memset(q + off + 8, 0x50 + i, 28);
+        off += 36;
+    }
+    struct scp_buf parts[2] = {{q, SCP_JRN_HDR_LEN}, {q + commit, off - commit}};
+    scp_sha256(parts, 2, q + off);
+    seed("fuzz_journal", name, b, len);
+    free(b);
+}
+
+static void journal_seeds(const vf_fixture *fx) {
+    journal_seed("cs16-2chunks", 0x00, 16, 2, 2, 40);
+    journal_seed("cs16-repair", 0x80, 16, 3, 1, 16);
+    journal_seed("cs32-nochunk", 0x01, 32, 0, 3, 100);
+    journal_seed("cs16-cbfail", 0x40, 16, 2, 2, 40);
+    /* One real journal, from a crash-point snapshot (chunk size 4096: param 8). */
+    for (size_t k = 0; k < fx->nsnap; k++) {
+        for (size_t i = 0; i < fx->nuniv; i++) {
+            const vf_blob *b = &fx->snap[k].f[i];
+            size_t nl = strlen(fx->univ[i]);
+            if (!b->present || b->len == 0 || strcmp(fx->univ[i] + nl - 2, ".j") != 0) continue;
+            uint8_t *s = malloc(b->len + 1);
+            s[0] = 8;
+            memcpy(s + 1, b->data, b->len);
+            seed("fuzz_journal", "real-4k", s, b->len + 1);
+            free(s);
+            return;
+        }
+    }
+}
+
+static void path_seeds(void) {
+    static const char *p[] = {"a", "a/b/c.txt", "//a//b/", "/", "", "./x", "a/../b", "a/./b",
+                              "...", "a/..b/.c", "\x80name/with bytes\x7f"};
+    for (size_t i = 0; i < sizeof p / sizeof *p; i++) {
+        char b[64], name[16];
+        b[0] = (char)(i % 3 == 2 ? 0x88 : 0); /* some with an 9-byte output buffer */
+        size_t l = strlen(p[i]);
+        memcpy(b + 1, p[i], l);
+        snprintf(name, sizeof name, "p%02zu", i);
+        seed("fuzz_path", name, b, l + 1);
+    }
+    static char big[1 + 300];
+    memset(big, 'n', sizeof big);
+    big[0] = 0;
+    big[1 + 255] = '/';
+    seed("fuzz_path", "long-name", big, sizeof big);
+}
+
+/* End-to-end attack seeds. */
+static uint8_t att[256];
+static size_t natt;
+static void a8(unsigned v) { att[natt++] = (uint8_t)v; }
+static void a16(unsigned v) {
+    a8(v >> 8);
+    a8(v & 0xff);
+}
+static void emit(const char *name) {
+    seed("fuzz_volume_open", name, att, natt);
+    natt = 0;
+}
+
+/* Universe numbers of the objects of the file that the final state names `which`
+ * (0: first object set to appear, 1: second, ...), extension ext. */
+static long object(const vf_fixture *fx, int which, const char *ext) {
+    int seen = -1;
+    char last[64] = "";
+    for (size_t i = 0; i < fx->nuniv; i++) {
+        if (strncmp(fx->univ[i], "objects/", 8) != 0) continue;
+        if (strncmp(fx->univ[i], last, 40) != 0) {
+            snprintf(last, sizeof last, "%s", fx->univ[i]);
+            seen++;
+        }
+        if (seen == which) {
+            char name[64];
+            snprintf(name, sizeof name, "%.40s%s", fx->univ[i], ext);
+            return vf_find(fx, name);
+        }
+    }
+    return -1;
+}
+
+static void volume_seeds(const vf_fixture *fx) {
+    size_t last = fx->nsnap - 1;
+    char name[64];
+    for (size_t k = 0; k < fx->nsnap; k++) {
+        a8((unsigned)k);
+        a8(k % 2 ? 3 : 2);
+        snprintf(name, sizeof name, "base-%02zu", k);
+        emit(name);
+    }
+    long m0 = vf_find(fx, "manifest.0"), m1 = vf_find(fx, "manifest.1");
+    long hdr = vf_find(fx, "scpvol.hdr");
+    long ad = object(fx, 0, ".d"), bd = object(fx, 1, ".d"), bt = object(fx, 1, ".t");
+    long bj = object(fx, 1, ".j");
+    /* Replay the older manifest slot over the newer one, with and without freshness. */
+    a8((unsigned)last); a8(3); a8(5); a8((unsigned)m1); a8((unsigned)m0); emit("replay-slot-a");
+    a8((unsigned)last); a8(2); a8(5); a8((unsigned)m0); a8((unsigned)m1); emit("replay-slot-b");
+    a8((unsigned)last); a8(3); a8(1); a8((unsigned)m0); emit("delete-slot0");
+    a8((unsigned)last); a8(3); a8(1); a8((unsigned)m1); emit("delete-slot1");
+    if (ad >= 0 && bd >= 0) {
+        a8((unsigned)last); a8(3); a8(5); a8((unsigned)bd); a8((unsigned)ad); emit("swap-data");
+    }
+    if (bt >= 0) {
+        for (size_t k = 0; k < fx->nsnap; k += 3) { /* roll back one file's chunk table */
+            a8((unsigned)last); a8(2); a8(3); a8((unsigned)bt); a8((unsigned)k);
+            snprintf(name, sizeof name, "old-table-%02zu", k);
+            emit(name);
+        }
+        a8((unsigned)last); a8(3); a8(6); a8((unsigned)bt); a16(3); a8(1); emit("flip-table");
+    }
+    if (bd >= 0) {
+        a8((unsigned)last); a8(3); a8(2); a8((unsigned)bd); a16(4096); emit("truncate-data");
+        a8((unsigned)last); a8(3); a8(6); a8((unsigned)bd); a16(100); a8(7); emit("flip-data");
+        a8((unsigned)last); a8(2); a8(4); a8((unsigned)bd); a16(8192); a8(4);
+        a8('X'); a8('X'); a8('X'); a8('X'); emit("patch-hole");
+    }
+    a8((unsigned)last); a8(1); a8(6); a8((unsigned)hdr); a16(20); a8(0); emit("flip-header");
+    a8((unsigned)last); a8(1); a8(6); a8((unsigned)m1); a16(40); a8(0); emit("flip-manifest");
+    a8((unsigned)last); a8(1); a8(0); a8((unsigned)hdr); a16(0); emit("empty-header");
+    a8((unsigned)last); a8(8); emit("wrong-key");
+    /* Writes after tampering (flag 4: [file][mode][len][off:u16] before the ops). */
+    for (unsigned f = 0; f < 3; f++) {
+        a8((unsigned)last); a8(7); a8(f); a8(0); a8(10); a16(5); /* in place, journaled */
+        snprintf(name, sizeof name, "write-%u", f);
+        emit(name);
+        a8((unsigned)last); a8(6); a8(f); a8(1); a8(0); a16(4000); /* truncate */
+        snprintf(name, sizeof name, "truncate-%u", f);
+        emit(name);
+    }
+    if (bd >= 0) { /* a write into a file whose data object was tampered */
+        a8((unsigned)last); a8(6); a8(1); a8(0); a8(200); a16(4000);
+        a8(6); a8((unsigned)bd); a16(4100); a8(3);
+        emit("write-over-flipped");
+    }
+    /* Crash points with their journal damaged or gone. */
+    if (bj >= 0) {
+        for (size_t k = 0; k < fx->nsnap; k++) {
+            if (!fx->snap[k].crash || !fx->snap[k].f[bj].present || !fx->snap[k].f[bj].len)
+                continue;
+            a8((unsigned)k); a8(3); a8(1); a8((unsigned)bj);
+            snprintf(name, sizeof name, "crash%02zu-nojournal", k);
+            emit(name);
+            a8((unsigned)k); a8(3); a8(6); a8((unsigned)bj); a16(60); a8(2);
+            snprintf(name, sizeof name, "crash%02zu-flipjournal", k);
+            emit(name);
+        }
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: %s DIR [TARGET]  (writes DIR/<target>/ seed files)\n", argv[0]);
+        return 2;
+    }
+    outdir = argv[1];
+    vf_fixture fx;
+    const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
+    if (vf_build(&fx, base) < 0) return 1;
+    const char *only = argc == 3 ? argv[2] : NULL;
+#define WANT(t) (!only || strcmp(only, t) == 0)
+    if (WANT("fuzz_volhdr")) volhdr_seeds(&fx);
+    if (WANT("fuzz_manifest")) manifest_seeds(&fx);
+    if (WANT("fuzz_journal")) journal_seeds(&fx);
+    if (WANT("fuzz_path")) path_seeds();
+    if (WANT("fuzz_volume_open")) volume_seeds(&fx);
+#undef WANT
+    printf("gen_seeds: %d seeds in %s (fixture: %zu snapshots, %zu states, %zu files)\n",
+           nwritten, outdir, fx.nsnap, fx.ntruth, fx.nuniv);
+    for (size_t i = 0; i < fx.nuniv; i++) printf("  file %2zu  %s\n", i, fx.univ[i]);
+    vf_free(&fx);
+    return 0;
+}
