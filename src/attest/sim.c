@@ -2,6 +2,7 @@
  * measurement of a program (scp/attest.h). Memory is not protected in this mode. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,18 @@ int scp_sim_platform_create(const char *path, scp_err *err) {
     return r;
 }
 
+/* The parsed key is cached per process (PEM decoding costs ~0.5 ms with OpenSSL 3): the file
+ * is opened and checked (mode) on every use, and re-read when its identity or mtime changes. */
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+    char path[4096];
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+    off_t size;
+    EVP_PKEY *key;
+} cache;
+
 static EVP_PKEY *load_platform_key(const char *path, scp_err *err) {
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) {
@@ -54,6 +67,17 @@ static EVP_PKEY *load_platform_key(const char *path, scp_err *err) {
         scp_fail(err, SCP_E_KEY, EPERM, "platform key '%s' must be a regular file with mode 0600", path);
         return NULL;
     }
+    pthread_mutex_lock(&cache_mu);
+    if (cache.key && strcmp(cache.path, path) == 0 && cache.dev == st.st_dev && cache.ino == st.st_ino &&
+        cache.size == st.st_size && cache.mtime.tv_sec == st.st_mtim.tv_sec &&
+        cache.mtime.tv_nsec == st.st_mtim.tv_nsec) {
+        EVP_PKEY *k = cache.key;
+        EVP_PKEY_up_ref(k);
+        pthread_mutex_unlock(&cache_mu);
+        close(fd);
+        return k;
+    }
+    pthread_mutex_unlock(&cache_mu);
     FILE *f = fdopen(fd, "r");
     if (!f) {
         close(fd);
@@ -66,6 +90,18 @@ static EVP_PKEY *load_platform_key(const char *path, scp_err *err) {
         EVP_PKEY_free(k);
         scp_fail(err, SCP_E_KEY, EINVAL, "'%s' is not an Ed25519 platform key", path);
         return NULL;
+    }
+    if (strlen(path) < sizeof cache.path) {
+        pthread_mutex_lock(&cache_mu);
+        EVP_PKEY_free(cache.key);
+        strcpy(cache.path, path);
+        cache.dev = st.st_dev;
+        cache.ino = st.st_ino;
+        cache.size = st.st_size;
+        cache.mtime = st.st_mtim;
+        EVP_PKEY_up_ref(k);
+        cache.key = k;
+        pthread_mutex_unlock(&cache_mu);
     }
     return k;
 }

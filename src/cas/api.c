@@ -64,6 +64,7 @@ cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_i
     a->nonce_ttl_ms = nonce_ttl_ms > 0 ? nonce_ttl_ms : NONCE_TTL_MS;
     pthread_mutex_init(&a->nonce_mu, NULL);
     pthread_mutex_init(&a->audit_mu, NULL);
+    pthread_mutex_init(&a->pc_mu, NULL);
     a->nonces = calloc((size_t)NONCE_BUCKETS * NONCE_WAYS, sizeof *a->nonces);
     a->admins = calloc(n_admins + 1, sizeof *a->admins);
     if (!a->nonces || !a->admins) {
@@ -92,6 +93,8 @@ fail:
 void cas_api_free(cas_api *a) {
     if (!a) return;
     if (a->st) a->st->ops->close(a->st);
+    cas_policy_cache_free(a);
+    pthread_mutex_destroy(&a->pc_mu);
     for (size_t i = 0; i < a->n_admins; i++) free(a->admins[i]);
     free(a->admins);
     free(a->nonces);

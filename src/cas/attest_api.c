@@ -140,7 +140,7 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
         cas_deny(resp, 403, "bad_evidence", "verification failed: %s", e.msg);
         goto out;
     }
-    r = cas_load_policy(api, session, &row, &pol, NULL, resp);
+    r = cas_policy_acquire(api, session, &row, &pol, resp);
     if (r <= 0) goto out;
     const cas_service_def *svc = cas_policy_service(pol, service);
     if (!svc) {
@@ -175,7 +175,7 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
     cas_json_response(resp, 200, env);
 out:
     free(row.policy);
-    cas_policy_free(pol);
+    cas_policy_release(api, pol);
     free(evbuf);
     json_decref(j);
 }
@@ -209,7 +209,7 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
         cas_deny(resp, 403, "bad_token", "the volume token is not valid for this session and service");
         goto out;
     }
-    int r = cas_load_policy(api, session, &row, &pol, NULL, resp);
+    int r = cas_policy_acquire(api, session, &row, &pol, resp);
     if (r <= 0) goto out;
     const cas_service_def *svc = cas_policy_service(pol, service);
     if (!svc || !in_list(&svc->volumes, volume)) {
@@ -263,6 +263,6 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
 out:
     if (in_tx) api->st->ops->rollback(api->st);
     free(row.policy);
-    cas_policy_free(pol);
+    cas_policy_release(api, pol);
     json_decref(j);
 }

@@ -32,6 +32,15 @@ typedef struct cas_audit_info {
     char actor[65];
 } cas_audit_info;
 
+#define POLICY_CACHE 64
+typedef struct cached_policy {
+    char name[CAS_NAME_MAX];
+    char hash[65];
+    cas_policy *p;
+    int refs, dead;
+    uint64_t used;
+} cached_policy;
+
 struct cas_api {
     cas_store *st;
     uint8_t k_data[32];  /* encrypts policies, secrets, volume keys (AES-256-GCM) */
@@ -43,6 +52,9 @@ struct cas_api {
     int nonce_ttl_ms;
     pthread_mutex_t nonce_mu;
     nonce_slot *nonces; /* NONCE_BUCKETS * NONCE_WAYS */
+    pthread_mutex_t pc_mu;
+    cached_policy pc[POLICY_CACHE];
+    uint64_t pc_clock;
     pthread_mutex_t audit_mu;
     int64_t audit_seq;
     char audit_hash[65];
@@ -58,6 +70,12 @@ int cas_deny(cas_response *resp, int status, const char *code, const char *fmt, 
 /* sessions: load + decrypt + parse; 1 found, 0 not found (404 set), -1 error (resp set). */
 int cas_load_policy(cas_api *api, const char *name, cas_session_row *row, cas_policy **pol, char **yaml,
                     cas_response *resp);
+
+/* policy_cache.c: like cas_load_policy (without the text), sharing parsed policies of the
+ * session's current version; release with cas_policy_release. */
+int cas_policy_acquire(cas_api *api, const char *name, cas_session_row *row, cas_policy **pol, cas_response *resp);
+void cas_policy_release(cas_api *api, cas_policy *pol);
+void cas_policy_cache_free(cas_api *api);
 
 /* secrets.c */
 int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err);

@@ -252,6 +252,14 @@ static int open_listener(const char *listen_addr, int *port_out, scp_err *err) {
 
 int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     if (!o->data_dir || !o->listen) return scp_fail(err, SCP_E_INVAL, EINVAL, "data directory and listen address needed");
+    /* block the stop signals before any thread exists, so that all inherit the mask and the
+     * signalfd below receives them */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
     if (mkdir(o->data_dir, 0700) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create '%s'", o->data_dir);
     fprintf(stderr,
             "scp-cas: WARNING: running with the 'sim' TEE backend: memory is NOT protected and the master "
@@ -281,12 +289,6 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     lfd = open_listener(o->listen, &port, err);
     if (lfd < 0) goto done;
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
     sfd = signalfd(-1, &set, SFD_CLOEXEC);
     if (sfd < 0) {
         scp_fail_errno(err, "signalfd");

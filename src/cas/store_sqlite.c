@@ -65,7 +65,36 @@ typedef struct sq_store {
     sqlite3 *db;
     pthread_mutex_t mu;
     sqlite3_stmt *stmts[Q_COUNT];
+    /* WAL checkpoints (which fsync) run on their own connection and thread, so that no
+     * request waits for one */
+    sqlite3 *ckpt_db;
+    pthread_t ckpt_thread;
+    int ckpt_running;
+    pthread_mutex_t ckpt_mu;
+    pthread_cond_t ckpt_cv;
+    int ckpt_stop;
 } sq_store;
+
+static void *checkpointer(void *arg) {
+    sq_store *s = arg;
+    pthread_mutex_lock(&s->ckpt_mu);
+    while (!s->ckpt_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 500 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->ckpt_cv, &s->ckpt_mu, &ts);
+        if (s->ckpt_stop) break;
+        pthread_mutex_unlock(&s->ckpt_mu);
+        sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        pthread_mutex_lock(&s->ckpt_mu);
+    }
+    pthread_mutex_unlock(&s->ckpt_mu);
+    return NULL;
+}
 
 static int db_fail(sq_store *s, scp_err *err, const char *what) {
     return scp_fail(err, SCP_E_SYS, EIO, "database error (%s): %s", what, sqlite3_errmsg(s->db));
@@ -127,6 +156,19 @@ static int exec_stmt(sq_store *s, sqlite3_stmt *st, scp_err *err, const char *wh
 
 static void sq_close(cas_store *base) {
     sq_store *s = (sq_store *)base;
+    if (s->ckpt_running) {
+        pthread_mutex_lock(&s->ckpt_mu);
+        s->ckpt_stop = 1;
+        pthread_cond_signal(&s->ckpt_cv);
+        pthread_mutex_unlock(&s->ckpt_mu);
+        pthread_join(s->ckpt_thread, NULL);
+    }
+    if (s->ckpt_db) {
+        sqlite3_wal_checkpoint_v2(s->ckpt_db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        sqlite3_close(s->ckpt_db);
+    }
+    pthread_mutex_destroy(&s->ckpt_mu);
+    pthread_cond_destroy(&s->ckpt_cv);
     for (int i = 0; i < Q_COUNT; i++) sqlite3_finalize(s->stmts[i]);
     sqlite3_close(s->db);
     pthread_mutex_destroy(&s->mu);
@@ -468,12 +510,16 @@ cas_store *cas_store_open_sqlite(const char *path, scp_err *err) {
     pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
     pthread_mutex_init(&s->mu, &a);
     pthread_mutexattr_destroy(&a);
+    pthread_mutex_init(&s->ckpt_mu, NULL);
+    pthread_cond_init(&s->ckpt_cv, NULL);
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) !=
         SQLITE_OK) {
         scp_fail(err, SCP_E_SYS, EIO, "cannot open database '%s': %s", path,
                  s->db ? sqlite3_errmsg(s->db) : "out of memory");
         sqlite3_close(s->db);
         pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->ckpt_mu);
+        pthread_cond_destroy(&s->ckpt_cv);
         free(s);
         return NULL;
     }
@@ -482,6 +528,15 @@ cas_store *cas_store_open_sqlite(const char *path, scp_err *err) {
         sq_exec(s, SCHEMA, err) < 0) {
         sq_close(&s->base);
         return NULL;
+    }
+    if (sqlite3_open_v2(path, &s->ckpt_db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX, NULL) == SQLITE_OK) {
+        sqlite3_busy_timeout(s->ckpt_db, 1000);
+        sqlite3_wal_autocheckpoint(s->db, 0);
+        s->ckpt_running = pthread_create(&s->ckpt_thread, NULL, checkpointer, s) == 0;
+        if (!s->ckpt_running) sqlite3_wal_autocheckpoint(s->db, 1000);
+    } else {
+        sqlite3_close(s->ckpt_db);
+        s->ckpt_db = NULL;
     }
     return &s->base;
 }
