@@ -17,6 +17,7 @@
 
 #include "crypto/crypto.h"
 #include "fuzz_util.h"
+#include "journal_sum.h"
 #include "volume/format.h"
 
 #define JENTRY (8 + SCP_CHUNK_ENTRY_LEN)
@@ -59,10 +60,9 @@ static void ref_parse(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) 
     r->verdict = 2; /* structurally complete; the sum decides */
 }
 
-static int ref_sum_ok(const uint8_t *b, const struct ref *r) {
+static int ref_sum_ok(const uint8_t *b, const struct ref *r, uint32_t cs) {
     uint8_t sum[32];
-    struct scp_buf parts[2] = {{b, SCP_JRN_HDR_LEN}, {b + r->commit_off, r->sum_off - r->commit_off}};
-    scp_sha256(parts, 2, sum);
+    fz_journal_sum(b, r->commit_off, r->sum_off, cs, sum);
     return memcmp(sum, b + r->sum_off, 32) == 0;
 }
 
@@ -99,13 +99,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
     struct ref r;
     ref_parse(buf, len, cs, &r);
-    if ((p & 0x80) && r.verdict == 2) { /* repair the sum */
-        struct scp_buf parts[2] = {{buf, SCP_JRN_HDR_LEN},
-                                   {buf + r.commit_off, r.sum_off - r.commit_off}};
-        scp_sha256(parts, 2, buf + r.sum_off);
-    }
+    if ((p & 0x80) && r.verdict == 2) /* repair the sum */
+        fz_journal_sum(buf, r.commit_off, r.sum_off, cs, buf + r.sum_off);
     if (r.verdict == 2) {
-        r.verdict = ref_sum_ok(buf, &r) ? 1 : 0;
+        r.verdict = ref_sum_ok(buf, &r, cs) ? 1 : 0;
         uint64_t max_index = r.new_size / cs + 1;
         for (uint64_t i = 0; r.verdict == 1 && i < r.nentries; i++)
             if (scp_get_u64(buf + r.entries_off + i * JENTRY) >= max_index) r.verdict = 0;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
+#include "journal_sum.h"
 #include "volfix.h"
 #include "volume/format.h"
 
@@ -114,8 +115,7 @@ static void journal_seed(const char *name, uint8_t p, uint32_t cs, int nchunk, i
         memset(q + off + 8, 0x50 + i, 28);
         off += 36;
     }
-    struct scp_buf parts[2] = {{q, SCP_JRN_HDR_LEN}, {q + commit, off - commit}};
-    scp_sha256(parts, 2, q + off);
+    fz_journal_sum(q, commit, off, cs, q + off);
     seed("fuzz_journal", name, b, len);
     free(b);
 }

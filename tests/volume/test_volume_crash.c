@@ -265,7 +265,7 @@ static void run_kills(void) {
 
     double t0 = tu_now(), full = 0;
     long kills = 0, rounds = 0, completed = 0, unreported = 0;
-    long hist[2] = {0};
+    long hist[3] = {0};
     while (kills < want_kills && tu_now() - t0 < budget && tu_failures == 0) {
         uint64_t seed = tu_next(&master);
         int pfd[2];
@@ -394,7 +394,7 @@ static void run_kills(void) {
                 describe_mismatch(b, n, cand, nc);
             } else {
                 hist[which]++;
-                if (which == 1) unreported++;
+                if (which >= 1) unreported++;
             }
             memcpy(cur[i].p, b, n);
             cur[i].n = n;

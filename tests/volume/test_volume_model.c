@@ -232,7 +232,7 @@ static void compare_tree(mstate *m, const char *rel, int contents) {
     }
     closedir(d);
     free(mp);
-    qsort(ml.d, ml.n, sizeof *ml.d, dent_cmp);
+    if (ml.n) qsort(ml.d, ml.n, sizeof *ml.d, dent_cmp);
     scp_err e;
     tu_err_clear(&e);
     int rc = scp_volume_readdir(m->vol, rel, collect_cb, &vl, &e);
@@ -241,7 +241,7 @@ static void compare_tree(mstate *m, const char *rel, int contents) {
         CHECKF(strcmp(vl.d[i - 1].name, vl.d[i].name) < 0,
                "readdir '%s' not in name order: '%s' before '%s'", rel, vl.d[i - 1].name,
                vl.d[i].name);
-    qsort(vl.d, vl.n, sizeof *vl.d, dent_cmp);
+    if (vl.n) qsort(vl.d, vl.n, sizeof *vl.d, dent_cmp);
     if (ml.n != vl.n) {
         CHECKF(0, "readdir '%s': model has %zu entries, volume %zu", rel, ml.n, vl.n);
     } else {

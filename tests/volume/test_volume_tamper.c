@@ -379,8 +379,11 @@ static void setup(void) {
     char bonly[1][64];
     memcpy(bonly[0], idB, 64);
     new_stem(v2, bonly, 1, idA2);
+    char *ad = objpath(v2, idA2, ".d"), *at = objpath(v2, idA2, ".t");
     printf("objects: A %s (after commit 2: %s), B %s; object sizes A.d %ld A.t %ld\n", idA1,
-           idA2, idB, fsize(objpath(v2, idA2, ".d")), fsize(objpath(v2, idA2, ".t")));
+           idA2, idB, fsize(ad), fsize(at));
+    free(ad);
+    free(at);
     tu_rm_rf(vd);
     free(vd);
 
