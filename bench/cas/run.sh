@@ -60,6 +60,12 @@ for n in 1 16 64; do
     echo "$line"
     echo "$line" | awk -F'\t' '{printf "| %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6}' >>"$T/results.md"
 done
+{
+    echo
+    echo "Server CPU alone (\`$B/bench/cas/casbench_inproc 2000\`: handlers in-process, no TLS or client):"
+    echo "$("$B/bench/cas/casbench_inproc" 2000)."
+    echo "Load average when done: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
+} >>"$T/results.md"
 [ -f bench/RESULTS.md ] || echo "# Benchmark results" >bench/RESULTS.md
 cat "$T/results.md" >>bench/RESULTS.md
 cat "$T/results.md"
