@@ -583,7 +583,10 @@ void cas_api_handle(cas_api *api, const http_request *req, const char *cid, cas_
         json_decref(j);
     }
     const char *decision = resp->status >= 400 ? "denied" : strcmp(ai.action, "attest") == 0 ? "granted" : "ok";
-    cas_audit_append(api, &ai, decision, reason);
+    if (cas_audit_append(api, &ai, decision, reason) < 0 && resp->status < 400) {
+        /* fail closed: nothing is granted or changed-and-acknowledged without its audit row */
+        cas_api_error(resp, 503, "audit_unavailable", "the audit log cannot be written; request refused");
+    }
 }
 
 void cas_api_audit_transport(cas_api *api, const char *cid, int status, const char *why) {

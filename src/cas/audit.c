@@ -50,7 +50,7 @@ int cas_audit_init(cas_api *api, scp_err *err) {
     return api->st->ops->audit_last(api->st, &api->audit_seq, api->audit_hash, err);
 }
 
-void cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decision, const char *reason) {
+int cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decision, const char *reason) {
     cas_audit_row r;
     memset(&r, 0, sizeof r);
     r.ts_ms = cas_now_ms();
@@ -66,13 +66,15 @@ void cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decisi
     r.seq = api->audit_seq + 1;
     cas_audit_row_hash(api->k_audit, api->audit_hash, &r, r.hash);
     scp_err e = {0};
-    if (api->st->ops->audit_append(api->st, &r, &e) == 0) {
+    int rc = api->st->ops->audit_append(api->st, &r, &e);
+    if (rc == 0) {
         api->audit_seq = r.seq;
         memcpy(api->audit_hash, r.hash, 65);
     } else {
         fprintf(stderr, "scp-cas: cannot append to the audit log: %s\n", e.msg);
     }
     pthread_mutex_unlock(&api->audit_mu);
+    return rc;
 }
 
 typedef struct vctx {

@@ -94,7 +94,8 @@ int cas_nonce_take(cas_api *api, const uint8_t nonce[32]); /* 1 if it was valid 
 
 /* audit.c */
 int cas_audit_init(cas_api *api, scp_err *err);
-void cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decision, const char *reason);
+/* Append one row; -1 if it could not be stored (then nothing may be granted). */
+int cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decision, const char *reason);
 /* Verify the whole chain: returns 0 if intact, else the first bad seq (>0); -1 on error. */
 int64_t cas_audit_verify(cas_api *api, int64_t *count, scp_err *err);
 void cas_audit_row_hash(const uint8_t key[32], const char *prev_hash, const cas_audit_row *r, char out[65]);

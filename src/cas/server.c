@@ -328,7 +328,11 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
         }
         if (p[0].revents & POLLIN) {
             int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-            if (cfd < 0) continue;
+            if (cfd < 0) {
+                if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                    poll(NULL, 0, 20); /* out of descriptors: do not spin */
+                continue;
+            }
             pthread_mutex_lock(&s.mu);
             if (s.qlen == QUEUE_CAP) {
                 pthread_mutex_unlock(&s.mu);
