@@ -33,6 +33,17 @@ grep -P "\tattest\ts\tsvc\t$BADM\t$P\tdenied\t403 measurement" "$LOG" >/dev/null
 grep -P "\tsession.read\ts\t.*\tdenied\t403" "$LOG" >/dev/null || fail "denied read not audited"
 expect_err 1 "403 not_admin" "$SCPCTL" cas audit --identity "$B"
 
+# when the audit log cannot be written, nothing is granted: another process holds the
+# database's write lock longer than CAS waits (5 s)
+(echo "BEGIN IMMEDIATE;"; sleep 7; echo "COMMIT;") | sqlite3 "$T/data/cas.db" &
+LOCKER=$!
+sleep 0.5
+expect_err 1 "503 audit_unavailable" "$SCPCTL" platform attest --key "$T/p.key" --session s --service svc --measurement $M
+[ -s "$T/last.out" ] && fail "a configuration was released without an audit row"
+wait $LOCKER
+expect_rc 0 "$SCPCTL" platform attest --key "$T/p.key" --session s --service svc --measurement $M
+expect_rc 0 "$SCPCTL" cas audit --verify
+
 N=$(wc -l <"$LOG")
 [ "$N" -ge 7 ] || fail "only $N audit rows"
 DB=$T/data/cas.db
