@@ -113,6 +113,16 @@ grep -q "\"hash\": \"$HCUR\"" "$T/last.out" || fail "session hash changed across
 expect_rc 0 "$SCPCTL" session show shop --policy --identity "$A"
 grep -q "marker-concurrent" "$T/last.out" || fail "policy text not returned to its owner"
 
+# a crash (SIGKILL) loses nothing that was acknowledged
+kill -KILL "$CAS_PID"
+wait "$CAS_PID" 2>/dev/null
+CAS_PID=
+start_cas --admin "$A"
+[ "$PIN" = "$OLDPIN" ] || fail "the CA changed across a crash"
+expect_rc 0 "$SCPCTL" session show shop --identity "$A"
+grep -q "\"hash\": \"$HCUR\"" "$T/last.out" || fail "session lost or changed across a crash"
+expect_err 0 "audit chain verified" "$SCPCTL" cas audit --verify --identity "$A"
+
 # delete: owner only
 expect_err 1 "403 not_owner" "$SCPCTL" session delete shop --identity "$B"
 expect_rc 0 "$SCPCTL" session delete shop --identity "$A"
