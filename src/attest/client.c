@@ -118,6 +118,16 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
         scp_err_prefix(err, "the configuration from CAS");
         goto out;
     }
+    /* the configuration must be the one asked for */
+    json_t *cfg = json_loadb((const char *)pt, ptlen, 0, NULL);
+    const char *cs = cfg ? json_string_value(json_object_get(cfg, "session")) : NULL;
+    const char *cv = cfg ? json_string_value(json_object_get(cfg, "service")) : NULL;
+    int match = cs && cv && strcmp(cs, session) == 0 && strcmp(cv, service) == 0;
+    json_decref(cfg);
+    if (!match) {
+        scp_fail(err, SCP_E_INTEGRITY, EIO, "CAS sent a configuration for another session or service");
+        goto out;
+    }
     *config_json = (char *)pt;
     pt = NULL;
     rc = 0;
