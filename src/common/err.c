@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void vfill(scp_err *err, scp_code code, int sys, const char *fmt, va_list ap) {
+__attribute__((format(printf, 4, 0))) static void vfill(scp_err *err, scp_code code, int sys,
+                                                     const char *fmt, va_list ap) {
     err->code = code;
     err->sys = sys ? sys : EIO;
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);

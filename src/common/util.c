@@ -56,7 +56,7 @@ int scp_write_full(int fd, const void *buf, size_t n) {
 
 int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len,
                   scp_err *err) {
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never block on a FIFO */
     if (fd < 0) return scp_fail_errno(err, "cannot open '%s'", name);
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -118,7 +118,7 @@ void scp_wipe(void *p, size_t n) {
 }
 
 int scp_key_file_read(const char *path, uint8_t key[32], scp_err *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) {
         if (errno == ENOENT)
             return scp_fail(err, SCP_E_KEY, ENOENT,

@@ -213,6 +213,11 @@ void scp_manifest_free(scp_manifest *m) {
 
 #define JENTRY_LEN (8 + SCP_CHUNK_ENTRY_LEN)
 
+void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t len) {
+    struct scp_buf parts[2] = {{chain, SCP_HASH_LEN}, {rec, len}};
+    scp_sha256(parts, 2, chain);
+}
+
 int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_journal_view *out,
                       scp_journal_chunk_cb chunk_cb, void *ctx, scp_err *err) {
     (void)err; /* chunk_cb reports its own errors */
@@ -221,14 +226,16 @@ int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_j
     memcpy(out->target_root, buf + 8, SCP_HASH_LEN);
     size_t off = SCP_JRN_HDR_LEN;
     out->chunk_recs_off = off;
-    /* First pass: find the commit record, so that chunk_cb only ever sees records of a journal
-     * that is complete. */
+    /* First pass: chain the chunk records and find the commit record, so that chunk_cb only
+     * ever sees the records of a journal that checks out whole. */
+    uint8_t chain[SCP_HASH_LEN] = {0};
     size_t commit_off = 0;
     while (len - off >= SCP_JREC_HDR_LEN) {
         uint32_t type = scp_get_u32(buf + off);
         if (scp_get_u32(buf + off + 4) != 0) return 0;
         if (type == SCP_JREC_CHUNK) {
             if (len - off - SCP_JREC_HDR_LEN < chunk_size) return 0;
+            scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)chunk_size);
             off += SCP_JREC_HDR_LEN + chunk_size;
             out->nchunks++;
         } else if (type == SCP_JREC_COMMIT) {
@@ -249,8 +256,9 @@ int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_j
     out->entries = buf + off;
     off += (size_t)out->nentries * JENTRY_LEN;
     uint8_t sum[32];
-    struct scp_buf parts[2] = {{buf, SCP_JRN_HDR_LEN}, {buf + commit_off, off - commit_off}};
-    scp_sha256(parts, 2, sum);
+    struct scp_buf parts[3] = {
+        {buf, SCP_JRN_HDR_LEN}, {chain, SCP_HASH_LEN}, {buf + commit_off, off - commit_off}};
+    scp_sha256(parts, 3, sum);
     if (memcmp(sum, buf + off, 32) != 0) return 0;
     uint64_t max_index = out->new_size / chunk_size + 1;
     for (uint64_t i = 0; i < out->nentries; i++)

@@ -89,7 +89,10 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
  *   records: u32 type | u32 zero | u64 chunk index | payload
  *     type 1 (chunk):  payload = chunk_size bytes of ciphertext
  *     type 2 (commit): payload = u64 new size | u64 count | count * (u64 index | nonce | tag)
- *                      | SHA-256 over the header and this whole record up to here (32)
+ *                      | SHA-256(header || chain || this record up to here) (32)
+ *   chain: c0 = 32 zero bytes, c(k+1) = SHA-256(c(k) || chunk record k), over the chunk records
+ *   in order, so the checksum covers every record: a journal that mixes the records of two
+ *   commits (a truncation that did not reach the disk) never checks out.
  * Only a journal whose commit record checks out and whose target root equals the manifest's
  * root for the file is replayed; anything else is stale and ignored.                         */
 #define SCP_JRN_HDR_LEN 40
@@ -110,6 +113,9 @@ typedef struct scp_journal_view {
     uint64_t nchunks;         /* chunk records, in order of appearance */
     size_t chunk_recs_off;    /* offset of the first record */
 } scp_journal_view;
+
+/* Extend a journal chain by one chunk record (header and payload). */
+void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t len);
 
 /* Parse a whole journal held in memory. Returns 1 if a valid commit record was found, 0 if the
  * journal is empty, torn or has no commit (stale: ignore it), -1 on a hard error. For each chunk

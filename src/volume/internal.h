@@ -63,6 +63,7 @@ struct scp_file {
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
     uint64_t j_end;             /* journal append offset (0 = journal unused) */
+    uint8_t j_chain[SCP_HASH_LEN]; /* hash chain over the journal's chunk records (format.h) */
     int modified;               /* uncommitted changes exist */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
 };
@@ -85,7 +86,8 @@ int vol_check_fork(scp_volume *v, scp_err *err);
 extern unsigned long vol_fork_gen;
 /* Call at the start of every file operation: after a fork, takes fresh descriptors and locks. */
 static inline void vol_after_fork_check(scp_volume *v) {
-    if (__atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED) != v->fork_gen) {
+    if (__atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED) !=
+        __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED)) {
         pthread_mutex_lock(&v->mu);
         vol_check_fork(v, NULL);
         pthread_mutex_unlock(&v->mu);

@@ -291,19 +291,19 @@ static int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     ssize_t r = scp_pread_full(f->fd_t, f->table, n * ENT, 0);
     if (r < 0) return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
     f->size = f->c_size = e->size;
+    /* A journal that leads to the manifest's root means a commit whose apply may not have
+     * reached the disk whole (the table may already match while data chunks do not): redo it.
+     * Replay is idempotent. Any other journal is stale. */
+    int rc = try_replay(f, e, err);
+    if (rc < 0) return -1;
     uint8_t root[SCP_HASH_LEN];
     compute_root(f, root);
-    if (memcmp(root, e->root, SCP_HASH_LEN) != 0) {
-        int rc = try_replay(f, e, err);
-        if (rc < 0) return -1;
-        if (rc == 1) compute_root(f, root);
-        if (rc == 0 || memcmp(root, e->root, SCP_HASH_LEN) != 0)
-            return scp_fail(err, SCP_E_INTEGRITY, EIO,
-                            "'%s': its chunk table does not match the manifest (the file was "
-                            "modified, truncated, replaced or rolled back)",
-                            e->path);
-        if (ftruncate(f->fd_j, 0) < 0) { /* harmless if it fails: the journal is stale now */
-        }
+    if (memcmp(root, e->root, SCP_HASH_LEN) != 0)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest (the file was "
+                        "modified, truncated, replaced or rolled back)",
+                        e->path);
+    if (rc == 1 && ftruncate(f->fd_j, 0) < 0) { /* harmless if it fails: replay is idempotent */
     }
     memcpy(f->c_root, e->root, SCP_HASH_LEN);
     return 0;
@@ -456,6 +456,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (f->j_end == 0) {
         if (ftruncate(f->fd_j, 0) < 0) return scp_fail_errno(err, "cannot reset a journal");
         f->j_end = SCP_JRN_HDR_LEN;
+        memset(f->j_chain, 0, sizeof f->j_chain);
     }
     return 0;
 }
@@ -519,6 +520,7 @@ static int writeback(scp_file *f, scp_err *err) {
         u64map_get(&f->dirty, idx[k], &val);
         rc = seal_chunk(f, idx[k], (const uint8_t *)(uintptr_t)val, r + SCP_JREC_HDR_LEN,
                         nonces + k * SCP_NONCE_LEN, err);
+        if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JREC_HDR_LEN + (size_t)cs);
         if (rc == 0 && u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0)
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         jlen += SCP_JREC_HDR_LEN + cs;
@@ -696,8 +698,8 @@ static int journal_seal(scp_file *f, uint64_t lim, const uint8_t root[SCP_HASH_L
         memcpy(p + 8, ent(f, i), ENT);
         p += JENTRY_LEN;
     }
-    struct scp_buf parts[2] = {{hdr, sizeof hdr}, {rec, rlen}};
-    scp_sha256(parts, 2, rec + rlen);
+    struct scp_buf parts[3] = {{hdr, sizeof hdr}, {f->j_chain, SCP_HASH_LEN}, {rec, rlen}};
+    scp_sha256(parts, 3, rec + rlen);
     int rc = 0;
     if (scp_pwrite_full(f->fd_j, rec, rlen + SCP_HASH_LEN, f->j_end) < 0 ||
         scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0 || fdatasync(f->fd_j) < 0)
@@ -972,7 +974,10 @@ static ssize_t locked_pread(scp_file *f, void *buf, size_t n, uint64_t off, scp_
     pthread_rwlock_rdlock(&f->rw);
     ssize_t r = do_pread(f, buf, n, off, err);
     pthread_rwlock_unlock(&f->rw);
-    if (r < 0 && err->code == SCP_E_INTEGRITY && file_refresh(f)) {
+    /* Each retry needs the manifest to have moved on, so this ends unless another process
+     * keeps committing; then give up after a few rounds rather than starve. */
+    for (int tries = 0; r < 0 && err->code == SCP_E_INTEGRITY && tries < 16 && file_refresh(f);
+         tries++) {
         pthread_rwlock_rdlock(&f->rw);
         r = do_pread(f, buf, n, off, err);
         pthread_rwlock_unlock(&f->rw);
@@ -1007,7 +1012,7 @@ ssize_t scp_vfile_write(scp_vfile *h, const void *buf, size_t n, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
     pthread_mutex_lock(&h->cur_mu);
     pthread_rwlock_wrlock(&h->f->rw);
-    if (h->flags & O_APPEND) h->cursor = h->f->size;
+    if ((h->flags & O_APPEND) && n) h->cursor = h->f->size;
     ssize_t r = do_pwrite(h->f, buf, n, h->cursor, err);
     pthread_rwlock_unlock(&h->f->rw);
     if (r > 0) h->cursor += (uint64_t)r;

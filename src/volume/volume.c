@@ -220,7 +220,8 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
 }
 
 int vol_check_fork(scp_volume *v, scp_err *err) {
-    v->fork_gen = __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED);
+    __atomic_store_n(&v->fork_gen, __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED),
+                     __ATOMIC_RELAXED);
     if (v->pid == getpid()) return 0;
     /* A forked child: its lock and file descriptors share open file descriptions (and so OFD
      * locks) with the parent. Take fresh ones so that the two processes exclude each other. */
