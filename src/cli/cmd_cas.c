@@ -141,7 +141,7 @@ static int audit(int argc, char **argv) {
     } else {
         size_t i;
         json_t *r;
-        json_array_foreach(json_object_get(j, "entries"), i, r) {
+        for (i = 0; (r = json_array_get(json_object_get(j, "entries"), i)) != NULL; i++) {
             printf("%lld\t%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
                    (long long)json_integer_value(json_object_get(r, "seq")),
                    (long long)json_integer_value(json_object_get(r, "ts_ms")),

@@ -132,7 +132,7 @@ int cmd_platform(int argc, char **argv) {
         if (!code && !rev) {
             size_t i;
             json_t *p;
-            json_array_foreach(json_object_get(j, "platforms"), i, p) printf(
+            for (i = 0; (p = json_array_get(json_object_get(j, "platforms"), i)) != NULL; i++) printf(
                 "%s\t%s\t%s\t%s\n", json_string_value(json_object_get(p, "id")),
                 json_string_value(json_object_get(p, "name")), json_string_value(json_object_get(p, "backend")),
                 json_is_true(json_object_get(p, "revoked")) ? "revoked" : "active");

@@ -105,7 +105,7 @@ int cmd_session(int argc, char **argv) {
         size_t i;
         json_t *s;
         if (!code)
-            json_array_foreach(json_object_get(j, "sessions"), i, s) printf(
+            for (i = 0; (s = json_array_get(json_object_get(j, "sessions"), i)) != NULL; i++) printf(
                 "%s\t%s\n", json_string_value(json_object_get(s, "name")), json_string_value(json_object_get(s, "hash")));
     } else if (strcmp(sub, "delete") == 0) {
         snprintf(path, sizeof path, "/v1/sessions/%s", pos[0]);
