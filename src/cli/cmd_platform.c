@@ -22,7 +22,8 @@ static void platform_usage(FILE *out) {
             "       scpctl platform attest --key FILE --session S --service N --measurement HEX\n"
             "            run the runtime's attestation and print the configuration CAS releases\n"
             "            (it holds secrets: for tests and debugging only)\n"
-            "       scpctl platform report-tag --session S --service N --volume V --tag HEX --token HEX\n"
+            "       scpctl platform report-tag --session S --service N --volume V --tag HEX --token-file FILE\n"
+            "            report a volume's new tag (the token is the configuration's volume_token)\n"
             "Client options: --cas HOST:PORT --pin FINGERPRINT --identity FILE (see 'scpctl cas --help').\n"
             "The sim backend does NOT protect memory; it exists for development and tests.\n");
 }
@@ -52,7 +53,7 @@ int cmd_platform(int argc, char **argv) {
                            : strcmp(a, "--config") == 0      ? &config
                            : strcmp(a, "--volume") == 0      ? &volume
                            : strcmp(a, "--tag") == 0         ? &tag
-                           : strcmp(a, "--token") == 0       ? &token
+                           : strcmp(a, "--token-file") == 0  ? &token
                                                              : NULL;
         if (dst) {
             if (i + 1 >= argc) return cli_usage_error("'%s' needs a value", a);
@@ -155,12 +156,19 @@ int cmd_platform(int argc, char **argv) {
         scp_cas_client_free(c);
     } else if (strcmp(sub, "report-tag") == 0) {
         if (!session || !service || !volume || !tag || !token)
-            return cli_usage_error("platform report-tag needs --session, --service, --volume, --tag, --token");
+            return cli_usage_error("platform report-tag needs --session, --service, --volume, --tag, --token-file");
+        char *tok = NULL; /* a capability: read from a file, never from argv */
+        size_t tl = 0;
+        if (cas_read_file(token, 4096, &tok, &tl, &e) < 0) return cli_fail(&e);
+        tok[strcspn(tok, "\r\n")] = 0;
         scp_cas_client *c = cli_cas_client(&o, &code);
-        if (!c) return code;
-        if (scp_attest_report_tag(c, session, service, volume, tag, token, &e) < 0) code = cli_fail(&e);
-        else printf("reported tag of volume %s\n", volume);
-        scp_cas_client_free(c);
+        if (c) {
+            if (scp_attest_report_tag(c, session, service, volume, tag, tok, &e) < 0) code = cli_fail(&e);
+            else printf("reported tag of volume %s\n", volume);
+            scp_cas_client_free(c);
+        }
+        OPENSSL_cleanse(tok, tl);
+        free(tok);
     } else {
         return cli_usage_error("platform: unknown subcommand '%s'", sub);
     }

@@ -124,14 +124,14 @@ expect_rc 0 "$PROBE" garbage "$ADDR" "$PIN" "$T/p1.key" app web "$M"
 alive
 
 # volume tags: reported with the token, only forward; CAS hands back the expected tag
-TOKEN=$(cat "$T/token")
+tr 0-9a-f 1-9a-f0 <"$T/token" >"$T/badtoken"
 tag() { printf '%016x%064d' "$1" "$2"; } # generation, MAC stand-in
-expect_err 1 "403 bad_token" "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 5 1)" --token "$(echo "$TOKEN" | tr 0-9a-f 1-9a-f0)"
-expect_err 1 "403 not_mounted" "$SCPCTL" platform report-tag --session app --service web --volume other --tag "$(tag 5 1)" --token "$TOKEN"
-expect_rc 0 "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 5 1)" --token "$TOKEN"
-expect_err 3 "409 rollback" "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 4 1)" --token "$TOKEN"
-expect_err 3 "409 fork" "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 5 2)" --token "$TOKEN"
-expect_rc 0 "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 6 1)" --token "$TOKEN"
+expect_err 1 "403 bad_token" "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 5 1)" --token-file "$T/badtoken"
+expect_err 1 "403 not_mounted" "$SCPCTL" platform report-tag --session app --service web --volume other --tag "$(tag 5 1)" --token-file "$T/token"
+expect_rc 0 "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 5 1)" --token-file "$T/token"
+expect_err 3 "409 rollback" "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 4 1)" --token-file "$T/token"
+expect_err 3 "409 fork" "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 5 2)" --token-file "$T/token"
+expect_rc 0 "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 6 1)" --token-file "$T/token"
 expect_rc 0 "$SCPCTL" platform attest --key "$T/p1.key" --session app --service web --measurement "$M"
 grep -q "\"expected_tag\":\"$(tag 6 1)\"" "$T/last.out" || fail "CAS does not hand back the last reported tag"
 expect_err 1 "403 not_owner" "$SCPCTL" session set-tag app data --clear --identity "$B"

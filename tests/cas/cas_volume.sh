@@ -28,7 +28,7 @@ PY
 }
 vol_tag() { "$SCPCTL" volume info "$T/vol" --key-file "$T/vol.key" | sed -n 's/^tag: *//p'; }
 report() {
-    expect_rc 0 "$SCPCTL" platform report-tag --session db --service redis --volume data --tag "$(vol_tag)" --token "$(cat "$T/token")"
+    expect_rc 0 "$SCPCTL" platform report-tag --session db --service redis --volume data --tag "$(vol_tag)" --token-file "$T/token"
 }
 
 attest
@@ -49,7 +49,7 @@ rm -rf "$T/vol"
 mv "$T/vol.old" "$T/vol"
 expect_rc 3 "$SCPCTL" volume cat "$T/vol" acct.txt --key-file "$T/vol.key" --expect-tag "$(cat "$T/expected")"
 # and the old state cannot be reported to CAS either
-expect_err 3 "409 rollback" "$SCPCTL" platform report-tag --session db --service redis --volume data --tag "$(vol_tag)" --token "$(cat "$T/token")"
+expect_err 3 "409 rollback" "$SCPCTL" platform report-tag --session db --service redis --volume data --tag "$(vol_tag)" --token-file "$T/token"
 # the volume key is not stored in plaintext by CAS
 KEYHEX=$(od -An -tx1 "$T/vol.key" | tr -d ' \n')
 for f in "$T/data"/*; do grep -a -q "$KEYHEX" "$f" && fail "volume key in plaintext in $f"; done
