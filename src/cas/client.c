@@ -179,7 +179,17 @@ static int parse_response_head(const char *buf, size_t head_len, int *status, si
 static int request_once(scp_cas_client *c, const char *head, size_t hlen, const void *body, size_t blen, char **resp,
                         size_t *resp_len, int *sent_nothing_back, scp_err *err) {
     *sent_nothing_back = 0;
-    if (write_all(c->ssl, head, hlen) < 0 || (blen && write_all(c->ssl, body, blen) < 0)) {
+    /* head and a small body in one TLS record */
+    char small[8192];
+    int wr;
+    if (hlen + blen <= sizeof small) {
+        memcpy(small, head, hlen);
+        if (blen) memcpy(small + hlen, body, blen);
+        wr = write_all(c->ssl, small, hlen + blen);
+    } else {
+        wr = write_all(c->ssl, head, hlen) < 0 || (blen && write_all(c->ssl, body, blen) < 0) ? -1 : 0;
+    }
+    if (wr < 0) {
         *sent_nothing_back = 1;
         disconnect(c);
         return scp_fail(err, SCP_E_SYS, EIO, "lost the connection to CAS while sending");

@@ -31,6 +31,7 @@ SSL_CTX *cas_tls_server_ctx(const cas_identity *id, scp_err *err) {
     SSL_CTX_set_session_cache_mode(c, SSL_SESS_CACHE_SERVER);
     SSL_CTX_set_session_id_context(c, (const unsigned char *)"scp-cas", 7);
     SSL_CTX_set_mode(c, SSL_MODE_AUTO_RETRY);
+    SSL_CTX_set_read_ahead(c, 1); /* one read(2) per burst instead of two per record */
     return c;
 }
 
@@ -43,6 +44,7 @@ SSL_CTX *cas_tls_client_ctx(const char *identity, scp_err *err) {
     }
     SSL_CTX_set_verify(c, SSL_VERIFY_NONE, NULL); /* checked by cas_tls_check_pin */
     SSL_CTX_set_mode(c, SSL_MODE_AUTO_RETRY);
+    SSL_CTX_set_read_ahead(c, 1);
     if (identity) {
         struct stat st;
         if (stat(identity, &st) < 0) {
