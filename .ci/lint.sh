@@ -12,7 +12,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD=${LINT_BUILD_DIR:-build}
-if ! cmake -S . -B "$BUILD" -G Ninja -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null; then
+gen=(-G Ninja)
+[ -f "$BUILD/CMakeCache.txt" ] && gen=() # keep the generator of an existing build directory
+if ! cmake -S . -B "$BUILD" "${gen[@]}" -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null; then
     echo "lint: cmake configure of $BUILD failed" >&2
     exit 2
 fi

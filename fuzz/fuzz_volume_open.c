@@ -14,7 +14,7 @@
  *     0 replace  [len:u16] bytes     3 from snapshot [k]   (replay / roll back one file)
  *     1 delete                        4 patch [off:u16][n] bytes
  *     2 truncate [len:u16]            5 copy from file [g]  (swap / duplicate objects)
- *     6 flip bit [off:u16][bit]
+ *     6 flip bit [off:u16][bit]    7 make it a FIFO, a directory or a symlink to /dev/zero [k]
  * The directory is written out, opened with the right key, and every path of the state the
  * volume opens at is stat'ed, listed and read in full and across a chunk boundary.
  * Asserts: no memory error, leak or descriptor leak; failures carry an expected error code;
@@ -236,7 +236,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(set, fx.snap[base].f, fx.nuniv * sizeof *set);
     nowned = 0;
     for (int k = 0; k < 16 && in.off < in.n; k++) {
-        unsigned op = get8(&in) % 7;
+        unsigned op = get8(&in) % 8;
         vf_blob *b = &set[get8(&in) % fx.nuniv];
         switch (op) {
         case 0: { /* replace */
@@ -245,7 +245,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             uint8_t *d = own(n);
             memcpy(d, in.p + in.off, n);
             in.off += n;
-            *b = (vf_blob){1, d, n};
+            *b = (vf_blob){1, d, n, VF_REG};
             break;
         }
         case 1:
@@ -254,8 +254,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 2: { /* truncate (or extend with zeros) */
             size_t n = get16(&in);
             uint8_t *d = own(n);
-            if (b->present) memcpy(d, b->data, n < b->len ? n : b->len);
-            *b = (vf_blob){1, d, n};
+            if (b->present && b->kind == VF_REG) memcpy(d, b->data, n < b->len ? n : b->len);
+            *b = (vf_blob){1, d, n, VF_REG};
             break;
         }
         case 3: /* the same file from another snapshot */
@@ -264,12 +264,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 4: { /* patch */
             size_t o = get16(&in), n = get8(&in);
             if (n > in.n - in.off) n = in.n - in.off;
-            size_t len = b->present && b->len > o + n ? b->len : o + n;
+            int reg = b->present && b->kind == VF_REG;
+            size_t len = reg && b->len > o + n ? b->len : o + n;
             uint8_t *d = own(len);
-            if (b->present) memcpy(d, b->data, b->len);
+            if (reg) memcpy(d, b->data, b->len);
             memcpy(d + o, in.p + in.off, n);
             in.off += n;
-            *b = (vf_blob){1, d, len};
+            *b = (vf_blob){1, d, len, VF_REG};
             break;
         }
         case 5: /* copy another file over this one */
@@ -278,13 +279,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         case 6: { /* flip one bit */
             size_t o = get16(&in);
             unsigned bit = get8(&in) % 8;
-            if (!b->present || b->len == 0) break;
+            if (!b->present || b->len == 0 || b->kind != VF_REG) break;
             uint8_t *d = own(b->len);
             memcpy(d, b->data, b->len);
             d[o % b->len] ^= (uint8_t)(1u << bit);
             b->data = d;
             break;
         }
+        case 7: /* not a regular file at all */
+            *b = (vf_blob){1, NULL, 0, VF_FIFO + (int)(get8(&in) % 3)};
+            break;
         }
     }
     FUZZ_CHECK(vf_materialize(&fx, set, run_dir) == 0);

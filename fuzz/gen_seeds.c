@@ -231,6 +231,18 @@ static void volume_seeds(const vf_fixture *fx) {
     a8((unsigned)last); a8(1); a8(6); a8((unsigned)m1); a16(40); a8(0); emit("flip-manifest");
     a8((unsigned)last); a8(1); a8(0); a8((unsigned)hdr); a16(0); emit("empty-header");
     a8((unsigned)last); a8(8); emit("wrong-key");
+    /* Not regular files: FIFO (0), directory (1), symlink to /dev/zero (2). */
+    a8((unsigned)last); a8(1); a8(7); a8((unsigned)hdr); a8(0); emit("fifo-header");
+    a8((unsigned)last); a8(1); a8(7); a8((unsigned)m1); a8(0); emit("fifo-slot");
+    a8((unsigned)last); a8(1); a8(7); a8((unsigned)m0); a8(1); emit("dir-slot");
+    if (bd >= 0) {
+        a8((unsigned)last); a8(3); a8(7); a8((unsigned)bd); a8(2); emit("devzero-data");
+        a8((unsigned)last); a8(3); a8(7); a8((unsigned)bt); a8(0); emit("fifo-table");
+    }
+    if (bj >= 0) {
+        a8((unsigned)last); a8(6); a8(1); a8(0); a8(10); a16(5); a8(7); a8((unsigned)bj); a8(2);
+        emit("write-devzero-journal");
+    }
     /* Writes after tampering (flag 4: [file][mode][len][off:u16] before the ops). */
     for (unsigned f = 0; f < 3; f++) {
         a8((unsigned)last); a8(7); a8(f); a8(0); a8(10); a16(5); /* in place, journaled */

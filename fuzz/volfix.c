@@ -411,6 +411,16 @@ void vf_free(vf_fixture *fx) {
     memset(fx, 0, sizeof *fx);
 }
 
+/* Remove whatever is at p (a file, FIFO, symlink or directory tree). */
+static int clear_path(const char *p) {
+    if (unlink(p) == 0 || errno == ENOENT) return 0;
+    if (errno == EISDIR || errno == EPERM) {
+        rm_tree(p);
+        return 0;
+    }
+    return -1;
+}
+
 int vf_materialize(const vf_fixture *fx, const vf_blob *set, const char *dir) {
     char p[512];
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) return -1;
@@ -418,11 +428,23 @@ int vf_materialize(const vf_fixture *fx, const vf_blob *set, const char *dir) {
     if (mkdir(p, 0700) < 0 && errno != EEXIST) return -1;
     for (size_t i = 0; i < fx->nuniv; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, fx->univ[i]);
-        if (!set[i].present) {
-            if (unlink(p) < 0 && errno != ENOENT) return -1;
+        /* Never open what a previous run left there: it may be a FIFO. */
+        if (clear_path(p) < 0) return -1;
+        if (!set[i].present) continue;
+        switch (set[i].kind) {
+        case VF_FIFO:
+            if (mkfifo(p, 0600) < 0) return -1;
             continue;
+        case VF_DIR:
+            if (mkdir(p, 0700) < 0) return -1;
+            continue;
+        case VF_DEVZERO:
+            if (symlink("/dev/zero", p) < 0) return -1;
+            continue;
+        default:
+            break;
         }
-        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) return -1;
         size_t done = 0;
         while (done < set[i].len) {

@@ -19,10 +19,14 @@
 
 #include "scp/volume.h"
 
+/* kind of a present file when written out */
+enum { VF_REG = 0, VF_FIFO, VF_DIR, VF_DEVZERO /* a symlink to /dev/zero */ };
+
 typedef struct vf_blob {
     int present;
     uint8_t *data;
     size_t len;
+    int kind; /* VF_REG unless an attack made it something else */
 } vf_blob;
 
 typedef struct vf_snap {
@@ -64,7 +68,7 @@ int vf_build(vf_fixture *fx, const char *base);
 void vf_free(vf_fixture *fx);
 
 /* Write the given file set (nuniv blobs) as a volume directory at dir (created if needed);
- * names absent from the set are removed. Returns -1 on a system error. */
+ * names absent from the set are removed, whatever they were. Returns -1 on a system error. */
 int vf_materialize(const vf_fixture *fx, const vf_blob *set, const char *dir);
 
 /* Universe number of a name, or -1. */

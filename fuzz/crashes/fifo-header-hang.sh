@@ -1,5 +1,6 @@
 #!/bin/sh
-# Reproducer (found by review while writing fuzz_volume_open, not by a fuzzer input):
+# Reproducer (found by review while writing fuzz_volume_open, not by a fuzzer input; fixed in
+# f9c2ae7 "FIFO-safe reads", kept as a regression check):
 # a volume whose scpvol.hdr was replaced by a FIFO makes scp_volume_open block forever.
 # scp_read_file (src/common/util.c) opens the file O_RDONLY without O_NONBLOCK and checks
 # S_ISREG only after the open, which blocks waiting for a writer. The same helper reads the

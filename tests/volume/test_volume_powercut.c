@@ -555,7 +555,7 @@ static void write_image(void) {
             if (end > cap) cap = (size_t)end;
         }
         uint8_t *b = calloc(1, cap + 1);
-        memcpy(b, f->dur, f->dur_n);
+        if (f->dur_n) memcpy(b, f->dur, f->dur_n);
         size_t n = f->dur_n;
         for (size_t k = 0; k < f->np; k++) {
             if (!tu_pct(&W.rng, 50)) continue; /* this piece never reached the disk */
