@@ -20,6 +20,11 @@ typedef struct pctx {
 } pctx;
 
 static int perr(pctx *c, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int oom(pctx *c) {
+    scp_fail(c->err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    return -1;
+}
 static int perr(pctx *c, const yaml_node_t *n, const char *fmt, ...) {
     char msg[256];
     va_list ap;
@@ -27,8 +32,10 @@ static int perr(pctx *c, const yaml_node_t *n, const char *fmt, ...) {
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (n)
-        return scp_fail(c->err, SCP_E_INVAL, EINVAL, "policy line %zu: %s", (size_t)n->start_mark.line + 1, msg);
-    return scp_fail(c->err, SCP_E_INVAL, EINVAL, "policy: %s", msg);
+        scp_fail(c->err, SCP_E_INVAL, EINVAL, "policy line %zu: %s", (size_t)n->start_mark.line + 1, msg);
+    else
+        scp_fail(c->err, SCP_E_INVAL, EINVAL, "policy: %s", msg);
+    return -1;
 }
 
 int cas_name_ok(const char *s) {
@@ -54,7 +61,7 @@ static int get_str(pctx *c, yaml_node_t *n, const char *key, size_t maxlen, char
     if (l > maxlen) return perr(c, n, "'%s' is longer than %zu characters", key, maxlen);
     if (memchr(n->data.scalar.value, 0, l)) return perr(c, n, "'%s' contains a NUL character", key);
     *out = malloc(l + 1);
-    if (!*out) return scp_fail(c->err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (!*out) return oom(c);
     memcpy(*out, n->data.scalar.value, l);
     (*out)[l] = 0;
     return 0;
@@ -85,7 +92,7 @@ static int push(pctx *c, cas_strlist *l, char *s) {
     char **v = realloc(l->v, (l->n + 1) * sizeof *v);
     if (!v) {
         free(s);
-        return scp_fail(c->err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        return oom(c);
     }
     l->v = v;
     l->v[l->n++] = s;
@@ -182,7 +189,7 @@ static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
             if (s->files) return perr(c, k, "duplicate key 'files'");
             if (seq_len(v) > 64) return perr(c, v, "more than 64 files");
             s->files = calloc(seq_len(v) + 1, sizeof *s->files);
-            if (!s->files) return scp_fail(c->err, SCP_E_NOMEM, ENOMEM, "out of memory");
+            if (!s->files) return oom(c);
             for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
                 yaml_node_t *f = node(c, *it);
                 cas_file_def *fd = &s->files[s->n_files++];

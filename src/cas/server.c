@@ -104,7 +104,7 @@ static int send_response(SSL *ssl, cas_response *r, int keep) {
 }
 
 static void serve_conn(server *s, int fd) {
-    struct timeval tv = {0, SLICE_MS * 1000};
+    struct timeval tv = {0, (suseconds_t)SLICE_MS * 1000};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     struct timeval stv = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &stv, sizeof stv);
@@ -243,8 +243,13 @@ static int open_listener(const char *listen_addr, int *port_out, scp_err *err) {
     }
     freeaddrinfo(res);
     struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
     socklen_t sl = sizeof ss;
-    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0) {
+        scp_fail_errno(err, "getsockname");
+        close(fd);
+        return -1;
+    }
     *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                : ((struct sockaddr_in *)&ss)->sin_port);
     return fd;
