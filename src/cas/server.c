@@ -266,6 +266,12 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
     if (mkdir(o->data_dir, 0700) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create '%s'", o->data_dir);
+    struct stat dst;
+    if (stat(o->data_dir, &dst) < 0 || !S_ISDIR(dst.st_mode))
+        return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", o->data_dir);
+    if (dst.st_mode & 077)
+        fprintf(stderr, "scp-cas: warning: data directory '%s' is accessible by others (mode %03o); 0700 is advised\n",
+                o->data_dir, (unsigned)(dst.st_mode & 0777));
     fprintf(stderr,
             "scp-cas: WARNING: running with the 'sim' TEE backend: memory is NOT protected and the master "
             "key is a plain 0600 file; root on this machine can read every secret.\n");
