@@ -38,10 +38,12 @@ for t in $TARGETS; do
         fuzz_path) extra+=(-max_len=8300) ;;   # room for paths past SCP_MAX_PATH
         fuzz_journal) extra+=(-max_len=8192) ;;
     esac
+    seeds=()
+    [ -d "fuzz/corpus/$t" ] && seeds+=("fuzz/corpus/$t")
     set +e
     "$BUILD/fuzz/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" \
-        "$work" "fuzz/corpus/$t" >"$log" 2>&1
+        "$work" "${seeds[@]}" >"$log" 2>&1
     rc=$?
     set -e
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -39,7 +39,6 @@ int cli_fail(const scp_err *err) {
     case SCP_E_INTEGRITY:
     case SCP_E_ROLLBACK: return EXIT_INTEGRITY;
     case SCP_E_KEY: return EXIT_KEY;
-    case SCP_E_INVAL: return EXIT_FAILURE_;
     default: return EXIT_FAILURE_;
     }
 }
