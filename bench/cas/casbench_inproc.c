@@ -115,7 +115,7 @@ int main(int argc, char **argv) {
            n, tn / n * 1e6, ta / n * 1e6, (tn + ta) / n * 1e6, n / (tn + ta));
     cas_api_free(api);
     cas_identity_free(&id);
-    const char *files[] = {"cas.db", "cas.db-wal", "cas.db-shm", "ca.crt", "ca.key.enc", "server.crt", "server.key.enc",
+    const char *files[] = {"cas.db", "cas.db-wal", "cas.db-shm", "ca.crt", "ca.key.enc", "server.crt", "server.key.enc", "audit.head",
                            "platform.key"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[600];

@@ -83,7 +83,7 @@ cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_i
     snprintf(path, sizeof path, "%s/cas.db", data_dir);
     a->st = cas_store_open_sqlite(path, err);
     if (!a->st) goto fail;
-    if (cas_audit_init(a, err) < 0) goto fail;
+    if (cas_audit_init(a, data_dir, err) < 0) goto fail;
     return a;
 fail:
     cas_api_free(a);
@@ -92,6 +92,7 @@ fail:
 
 void cas_api_free(cas_api *a) {
     if (!a) return;
+    if (a->st && a->head_path[0]) cas_audit_close(a);
     if (a->st) a->st->ops->close(a->st);
     cas_policy_cache_free(a);
     pthread_mutex_destroy(&a->pc_mu);
@@ -486,7 +487,8 @@ static void read_audit(cas_api *api, const http_request *req, const char *cid, c
     if (limit < 1 || limit > 10000) limit = 10000;
     scp_err e = {0};
     int64_t count = 0;
-    int64_t bad = cas_audit_verify(api, &count, &e);
+    char problem[200];
+    int64_t bad = cas_audit_verify(api, &count, problem, &e);
     if (bad < 0) { server_error(resp, &e); return; }
     json_t *arr = json_array();
     if (api->st->ops->audit_scan(api->st, from, limit, audit_cb, arr, &e) < 0) {
@@ -494,7 +496,10 @@ static void read_audit(cas_api *api, const http_request *req, const char *cid, c
         { server_error(resp, &e); return; }
     }
     json_t *o = json_pack("{s:o, s:b, s:I}", "entries", arr, "verified", bad == 0, "count", (json_int_t)count);
-    if (bad > 0) json_object_set_new(o, "first_bad", json_integer(bad));
+    if (bad > 0) {
+        json_object_set_new(o, "first_bad", json_integer(bad));
+        json_object_set_new(o, "problem", json_string(problem));
+    }
     cas_json_response(resp, 200, o);
 }
 

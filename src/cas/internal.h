@@ -58,6 +58,14 @@ struct cas_api {
     pthread_mutex_t audit_mu;
     int64_t audit_seq;
     char audit_hash[65];
+    /* the audit head file: the last (seq, hash) known to be written, MACed, kept beside the
+     * database so that removing the newest rows is detected across restarts */
+    char head_path[4096];
+    int64_t head_written_ms;
+    int64_t floor_seq; /* the chain must reach this row ... */
+    char floor_hash[65]; /* ... with this hash */
+    int head_problem;    /* 1: head file missing or forged */
+    int head_frozen;     /* the chain was broken at start: never move the head (keep the evidence) */
 };
 
 int64_t cas_now_ms(void);
@@ -93,11 +101,14 @@ int cas_nonce_issue(cas_api *api, uint8_t nonce[32]); /* -1 if the table is full
 int cas_nonce_take(cas_api *api, const uint8_t nonce[32]); /* 1 if it was valid (and is now used) */
 
 /* audit.c */
-int cas_audit_init(cas_api *api, scp_err *err);
+int cas_audit_init(cas_api *api, const char *data_dir, scp_err *err);
+/* Write the head file now (at shutdown). */
+void cas_audit_close(cas_api *api);
 /* Append one row; -1 if it could not be stored (then nothing may be granted). */
 int cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decision, const char *reason);
-/* Verify the whole chain: returns 0 if intact, else the first bad seq (>0); -1 on error. */
-int64_t cas_audit_verify(cas_api *api, int64_t *count, scp_err *err);
+/* Verify the whole chain: returns 0 if intact, else the first bad seq (>0) and a sentence in
+ * problem; -1 on error. */
+int64_t cas_audit_verify(cas_api *api, int64_t *count, char problem[200], scp_err *err);
 void cas_audit_row_hash(const uint8_t key[32], const char *prev_hash, const cas_audit_row *r, char out[65]);
 
 /* handlers */

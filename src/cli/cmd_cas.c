@@ -158,7 +158,9 @@ static int audit(int argc, char **argv) {
     if (ok)
         fprintf(stderr, "scpctl: audit chain verified: %lld entries intact\n", count);
     else
-        fprintf(stderr, "scpctl: AUDIT CHAIN BROKEN at entry %lld: the log was edited, reordered or truncated\n", bad);
+        fprintf(stderr, "scpctl: AUDIT CHAIN BROKEN at entry %lld: %s\n", bad,
+                json_string_value(json_object_get(j, "problem")) ? json_string_value(json_object_get(j, "problem"))
+                                                                 : "the log was edited, reordered or truncated");
     json_decref(j);
     return (!ok && verify) ? EXIT_INTEGRITY : EXIT_OK;
 }

@@ -73,4 +73,42 @@ stop_cas
 start_cas --admin "$IDA"
 expect_err 3 "AUDIT CHAIN BROKEN at entry 2" "$SCPCTL" cas audit --verify
 stop_cas
+
+# removing the newest rows while CAS is down is detected at the next start (audit head file)
+fresh() {
+    rm -rf "$T/data" "$SCP_HOME/cas.conf"
+    start_cas --admin "$IDA"
+    for _ in 1 2 3 4 5; do expect_rc 0 "$SCPCTL" cas status; done
+    stop_cas
+}
+fresh
+LAST=$(sqlite3 "$T/data/cas.db" "SELECT max(seq) FROM audit")
+sqlite3 "$T/data/cas.db" "DELETE FROM audit WHERE seq >= $((LAST - 1))"
+start_cas --admin "$IDA"
+grep -q "audit log is broken" "$T/cas.err" || fail "CAS did not warn about a truncated audit log at start"
+expect_err 3 "newest rows were removed" "$SCPCTL" cas audit --verify
+stop_cas
+start_cas --admin "$IDA" # still detected after more restarts and appends
+expect_err 3 "newest rows were removed" "$SCPCTL" cas audit --verify
+stop_cas
+# ... and so is removing the head file with them
+fresh
+sqlite3 "$T/data/cas.db" "DELETE FROM audit WHERE seq > 3"
+rm "$T/data/audit.head"
+start_cas --admin "$IDA"
+expect_err 3 "missing or forged" "$SCPCTL" cas audit --verify
+stop_cas
+# a forged head file (no key) is refused too
+fresh
+echo "2 $(printf '%064d' 0) $(printf '%064d' 1)" >"$T/data/audit.head"
+start_cas --admin "$IDA"
+expect_err 3 "missing or forged" "$SCPCTL" cas audit --verify
+stop_cas
+# a clean or crashed stop and restart keep an intact log intact
+fresh
+start_cas --admin "$IDA"
+expect_rc 0 "$SCPCTL" cas status
+kill -KILL "$CAS_PID"; wait "$CAS_PID" 2>/dev/null; CAS_PID=
+start_cas --admin "$IDA"
+expect_err 0 "audit chain verified" "$SCPCTL" cas audit --verify
 echo "cas_audit: ok"
