@@ -281,13 +281,29 @@ static void get_session(cas_api *api, const char *cid, const char *name, cas_aud
     char *yaml = NULL;
     int r = cas_load_policy(api, name, &row, NULL, &yaml, resp);
     if (r <= 0) return;
-    if (strcmp(row.owner, cid) != 0)
+    if (strcmp(row.owner, cid) != 0) {
         cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may read it", name);
-    else
+    } else {
+        /* the volumes with the freshness tag CAS expects (never their keys) */
+        json_t *vols = json_array();
+        scp_err e = {0};
+        cas_policy *p = cas_policy_parse(yaml, strlen(yaml), &e);
+        for (size_t i = 0; p && i < p->n_volumes; i++) {
+            uint8_t *ct = NULL;
+            size_t ctlen = 0;
+            char tag[81] = "";
+            int g = api->st->ops->volume_get(api->st, name, p->volumes[i].name, &ct, &ctlen, tag, &e);
+            free(ct);
+            json_array_append_new(vols, json_pack("{s:s, s:s, s:o}", "name", p->volumes[i].name, "path",
+                                                  p->volumes[i].path,
+                                                  "expected_tag", g == 1 && tag[0] ? json_string(tag) : json_null()));
+        }
+        cas_policy_free(p);
         cas_json_response(resp, 200,
-                          json_pack("{s:s, s:s, s:s, s:s, s:I, s:s}", "name", row.name, "owner", row.owner, "hash",
-                                    row.hash, "predecessor", row.predecessor, "updated", (json_int_t)row.updated,
-                                    "policy", yaml));
+                          json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s}", "name", row.name, "owner", row.owner,
+                                    "hash", row.hash, "predecessor", row.predecessor, "updated",
+                                    (json_int_t)row.updated, "volumes", vols, "policy", yaml));
+    }
     OPENSSL_cleanse(yaml, strlen(yaml));
     free(yaml);
     free(row.policy);

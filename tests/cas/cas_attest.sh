@@ -134,6 +134,9 @@ expect_err 3 "409 fork" "$SCPCTL" platform report-tag --session app --service we
 expect_rc 0 "$SCPCTL" platform report-tag --session app --service web --volume data --tag "$(tag 6 1)" --token-file "$T/token"
 expect_rc 0 "$SCPCTL" platform attest --key "$T/p1.key" --session app --service web --measurement "$M"
 grep -q "\"expected_tag\":\"$(tag 6 1)\"" "$T/last.out" || fail "CAS does not hand back the last reported tag"
+expect_rc 0 "$SCPCTL" session show app
+grep -q "\"expected_tag\": \"$(tag 6 1)\"" "$T/last.out" || fail "the owner does not see the expected tag"
+grep -q '"key"' "$T/last.out" && fail "session show reveals a volume key"
 expect_err 1 "403 not_owner" "$SCPCTL" session set-tag app data --clear --identity "$B"
 expect_rc 0 "$SCPCTL" session set-tag app data "$(tag 2 7)"
 expect_rc 0 "$SCPCTL" platform attest --key "$T/p1.key" --session app --service web --measurement "$M"
