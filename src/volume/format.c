@@ -58,6 +58,7 @@ int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err 
 
 int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err) {
     size_t o = 0;
+    if (out_size == 0) return scp_fail(err, SCP_E_INVAL, EINVAL, "no room for a path");
     const char *p = in;
     while (*p == '/') p++;
     while (*p) {

@@ -210,24 +210,37 @@ static int load_chunk(scp_file *f, uint64_t i, uint8_t *pt, scp_err *err) {
 static int open_obj(scp_file *f, const char *ext, int flags, scp_err *err) {
     char name[48];
     vol_object_name(f->id, ext, name);
-    int fd = openat(f->vol->objfd, name, flags | O_CLOEXEC, 0600);
+    /* O_NOFOLLOW and O_NONBLOCK: the disk is the attacker's, and a symlink to a device or a
+     * FIFO must fail here, not hang or alias another file. */
+    int fd = openat(f->vol->objfd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     if (fd < 0) {
         if (errno == ENOENT)
             return scp_fail(err, SCP_E_INTEGRITY, EIO,
                             "'%s': its data object is missing from the volume directory",
                             f->path ? f->path : "file");
+        if (errno == ELOOP)
+            return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                            "'%s': an object of it was replaced by a symbolic link", f->path);
         return scp_fail_errno(err, "cannot open an object of '%s'", f->path ? f->path : "file");
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': an object of it is not a regular file", f->path ? f->path : "file");
     }
     return fd;
 }
 
 struct replay {
     scp_file *f;
+    uint64_t nchunks; /* of the target state: records beyond it are dead and skipped */
     scp_err *err;
 };
 
 static int replay_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
     struct replay *r = ctx;
+    if (index >= r->nchunks) return 0;
     if (scp_pwrite_full(r->f->fd_d, ct, r->f->vol->cs, index * r->f->vol->cs) < 0)
         return scp_fail_errno(r->err, "cannot replay the journal of '%s'", r->f->path);
     return 0;
@@ -254,7 +267,7 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     if (scp_pread_full(f->fd_j, buf, len, 0) != (ssize_t)len) goto out;
     if (scp_journal_parse(buf, len, f->vol->cs, &jv, NULL, NULL, err) != 1) goto out;
     if (memcmp(jv.target_root, e->root, SCP_HASH_LEN) != 0 || jv.new_size != e->size) goto out;
-    struct replay r = {f, err};
+    struct replay r = {f, nchunks_of(e->size, f->vol->cs), err};
     if (scp_journal_parse(buf, len, f->vol->cs, &jv, replay_chunk, &r, err) != 1) {
         rc = -1;
         goto out;
@@ -425,7 +438,9 @@ static int acquire_writer(scp_file *f, scp_err *err) {
     if (f->writer) return 0;
     if (!f->path)
         return 0; /* unlinked: nobody else can reach it through the namespace */
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    /* Byte 1 only: the volume lock is byte 0 of its own file, so even if the untrusted disk
+     * aliases the two files (a hard link), the locks cannot conflict and self-deadlock. */
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
     if (fcntl(f->fd_d, F_OFD_SETLK, &fl) < 0) {
         if (errno == EAGAIN || errno == EACCES)
             return scp_fail(err, SCP_E_BUSY, EBUSY,
@@ -939,7 +954,7 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     }
     pthread_mutex_lock(&v->mu);
     if (f->refs == 1 && f->writer) {
-        struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+        struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
         fcntl(f->fd_d, F_OFD_SETLK, &fl);
         f->writer = 0;
     }

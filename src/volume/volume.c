@@ -170,11 +170,11 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         derive(key, h.volid, "scp/v1/files", v->k_files, err) < 0)
         goto fail;
     v->objfd = openat(v->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    v->lockfd = openat(v->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    v->lockfd = openat(v->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     for (int i = 0; i < 2; i++) {
         char name[16];
         snprintf(name, sizeof name, "manifest.%d", i);
-        v->slotfd[i] = openat(v->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        v->slotfd[i] = openat(v->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     }
     if (v->objfd < 0 || v->lockfd < 0 || v->slotfd[0] < 0 || v->slotfd[1] < 0) {
         scp_fail_errno(err, "volume '%s' is incomplete (objects/, lock or manifest)", dir);
@@ -225,7 +225,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     if (v->pid == getpid()) return 0;
     /* A forked child: its lock and file descriptors share open file descriptions (and so OFD
      * locks) with the parent. Take fresh ones so that the two processes exclude each other. */
-    int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC);
+    int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return scp_fail_errno(err, "cannot reopen the volume lock after fork");
     close(v->lockfd);
     v->lockfd = fd;
@@ -238,7 +238,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
 int vol_lock(scp_volume *v, scp_err *err) {
     pthread_mutex_lock(&v->mu);
     if (vol_check_fork(v, err) < 0) goto fail;
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0) {
         if (errno == EINTR) continue;
         scp_fail_errno(err, "cannot lock the volume");
@@ -265,7 +265,7 @@ fail:
 }
 
 void vol_unlock(scp_volume *v) {
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET};
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
     pthread_mutex_unlock(&v->mu);
 }
