@@ -14,7 +14,13 @@ BENCH=$B/bench/cas/casbench
 T=$(mktemp -d /tmp/scp-casbench.XXXXXX)
 export SCP_HOME=$T/home
 PID=
-cleanup() { [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$T"; }
+cleanup() {
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+    fi
+    rm -rf "$T"
+}
 trap cleanup EXIT
 ID=$("$S" cas identity --out "$T/admin.pem" 2>/dev/null)
 "$S" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" --admin "$ID" >"$T/out" 2>"$T/err" &
