@@ -43,6 +43,10 @@ typedef struct server {
     size_t qhead, qlen;
 } server;
 
+/* While connections wait for a worker, a request (or handshake) may take at most this long:
+ * slow clients cannot hold every worker for the full read timeout. */
+#define CONTENDED_MS 2000
+
 static int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -54,6 +58,12 @@ static size_t pending(server *s) {
     size_t n = s->qlen;
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+/* Has a request (or handshake) that began at start_ms run out of time? */
+static int too_slow(server *s, int64_t start_ms) {
+    int64_t took = now_ms() - start_ms;
+    return took > s->read_timeout_ms || (took > CONTENDED_MS && pending(s) > 0);
 }
 
 /* Read more bytes into buf. Returns bytes read, 0 on a timeout slice, -1 on EOF/error. */
@@ -113,7 +123,7 @@ static void serve_conn(server *s, int fd) {
     SSL *ssl = SSL_new(s->tls);
     char *buf = NULL;
     if (!ssl || SSL_set_fd(ssl, fd) != 1) goto out;
-    int64_t deadline = now_ms() + s->read_timeout_ms;
+    int64_t hs_start = now_ms();
     for (;;) {
         ERR_clear_error();
         int r = SSL_accept(ssl);
@@ -121,7 +131,7 @@ static void serve_conn(server *s, int fd) {
         int e = SSL_get_error(ssl, r);
         int retry = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ||
                     (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EINTR));
-        if (!retry || now_ms() > deadline || atomic_load(&s->stopping)) goto out_nossl_shutdown;
+        if (!retry || too_slow(s, hs_start) || atomic_load(&s->stopping)) goto out_nossl_shutdown;
     }
     char client_id[65];
     const char *cid = cas_tls_peer_id(ssl, client_id) == 0 ? client_id : NULL;
@@ -143,7 +153,7 @@ static void serve_conn(server *s, int fd) {
             if (!have) {
                 if (atomic_load(&s->stopping) || t - start > IDLE_MS || (t - start > 50 && pending(s) > 0))
                     goto out;
-            } else if (t - first_byte > s->read_timeout_ms) {
+            } else if (too_slow(s, first_byte)) {
                 hl = -1;
                 status = 408;
                 break;
@@ -168,7 +178,7 @@ static void serve_conn(server *s, int fd) {
         }
         size_t total = (size_t)hl + req.content_length;
         while (have < total) {
-            if (now_ms() - first_byte > s->read_timeout_ms) {
+            if (too_slow(s, first_byte)) {
                 cas_api_error(&resp, 408, "timeout", "the request body did not arrive in time");
                 cas_api_audit_transport(s->api, cid, 408, "slow request body");
                 send_response(ssl, &resp, 0);
