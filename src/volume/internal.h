@@ -105,6 +105,8 @@ int vol_load_manifest(scp_volume *v, scp_err *err);
 uint64_t vol_peek_generation(scp_volume *v);
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]);
+/* Delete a file's three objects (best effort: a leftover is an orphan, never a hazard). */
+void vol_unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
 
 /* vfile.c */
 /* Content root of a file state: SHA-256 over id, size and page hashes of its table. */

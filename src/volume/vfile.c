@@ -397,14 +397,7 @@ void file_put(scp_volume *v, scp_file *f) {
             *pp = f->next;
             break;
         }
-    if (!f->path) { /* unlinked while open: the last close removes its objects */
-        static const char *const ext[] = {".d", ".t", ".j"};
-        for (int k = 0; k < 3; k++) {
-            char name[48];
-            vol_object_name(f->id, ext[k], name);
-            unlinkat(v->objfd, name, 0);
-        }
-    }
+    if (!f->path) vol_unlink_objects(v, f->id); /* unlinked while open: the last close */
     file_free(f);
 }
 

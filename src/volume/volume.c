@@ -403,6 +403,23 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
     return rc;
 }
 
+/* Remove manifest entry i and commit; on failure the entry is put back. The removed entry's id
+ * is copied to id_out if not NULL (caller holds vol_lock). */
+static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_LEN],
+                            scp_err *err) {
+    scp_mentry saved = v->man.e[i];
+    if (!(saved.path = strdup(saved.path)))
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    man_remove(&v->man, i);
+    if (vol_commit_manifest(v, err) < 0) {
+        man_insert(&v->man, &saved, NULL); /* cannot fail: the array had room for it */
+        return -1;
+    }
+    if (id_out) memcpy(id_out, saved.id, SCP_FILEID_LEN);
+    free(saved.path);
+    return 0;
+}
+
 int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
@@ -415,17 +432,7 @@ int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     else if (has_children(&v->man, p))
         rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", p);
-    if (rc == 0) {
-        scp_mentry saved = v->man.e[i];
-        saved.path = strdup(saved.path);
-        man_remove(&v->man, (size_t)i);
-        if (vol_commit_manifest(v, err) < 0) {
-            rc = -1;
-            if (saved.path) man_insert(&v->man, &saved, NULL);
-        } else {
-            free(saved.path);
-        }
-    }
+    if (rc == 0) rc = remove_committed(v, (size_t)i, NULL, err);
     vol_unlock(v);
     return rc;
 }
@@ -439,6 +446,10 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
             f->path = NULL;
             return;
         }
+    vol_unlink_objects(v, id);
+}
+
+void vol_unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
     static const char *const ext[] = {".d", ".t", ".j"};
     for (int k = 0; k < 3; k++) {
         char name[48];
@@ -456,18 +467,9 @@ int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
     else if (v->man.e[i].type == 2)
         rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory; use rmdir", p);
-    if (rc == 0) {
-        scp_mentry saved = v->man.e[i];
-        saved.path = strdup(saved.path);
-        man_remove(&v->man, (size_t)i);
-        if (vol_commit_manifest(v, err) < 0) {
-            rc = -1;
-            if (saved.path) man_insert(&v->man, &saved, NULL);
-        } else {
-            drop_objects(v, saved.id);
-            free(saved.path);
-        }
-    }
+    uint8_t id[SCP_FILEID_LEN];
+    if (rc == 0) rc = remove_committed(v, (size_t)i, id, err);
+    if (rc == 0) drop_objects(v, id);
     vol_unlock(v);
     return rc;
 }
