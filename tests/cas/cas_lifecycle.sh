@@ -127,17 +127,17 @@ expect_err 0 "audit chain verified" "$SCPCTL" cas audit --verify --identity "$A"
 # client is still served within a few seconds (under contention a request gets 2 s, not 10)
 stop_cas
 start_cas --admin "$A" --workers 2 --read-timeout-ms 10000
-"$PROBE" slow "$ADDR" "$PIN" 408 6 &
+"$PROBE" slow "$ADDR" "$PIN" 408 13 &
 S1=$!
-"$PROBE" slow "$ADDR" "$PIN" 408 6 &
+"$PROBE" slow "$ADDR" "$PIN" 408 13 &
 S2=$!
 sleep 0.5
 t0=$(date +%s%N)
 expect_rc 0 "$SCPCTL" cas status
 t1=$(date +%s%N)
 [ $(((t1 - t0) / 1000000)) -lt 5000 ] || fail "a client waited $(((t1 - t0) / 1000000)) ms behind slow clients"
-wait $S1 || fail "a slow client was not answered 408 in time"
-wait $S2 || fail "a slow client was not answered 408 in time"
+wait $S1 || fail "a slow client was not answered 408 within the read timeout"
+wait $S2 || fail "a slow client was not answered 408 within the read timeout"
 
 # delete: owner only
 expect_err 1 "403 not_owner" "$SCPCTL" session delete shop --identity "$B"
