@@ -66,6 +66,7 @@ struct scp_file {
     uint8_t j_chain[SCP_HASH_LEN]; /* hash chain over the journal's chunk records (format.h) */
     int modified;               /* uncommitted changes exist */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
+    size_t kick_pending;        /* bytes written in place since writeback was last started */
 };
 
 struct scp_vfile {

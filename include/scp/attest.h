@@ -1,0 +1,105 @@
+/* scp/attest.h - attestation evidence, the sim TEE backend, and the runtime's client flow.
+ *
+ * Evidence (version 1) is a binary structure, big-endian:
+ *   "SCPE" | u16 version (1) | u16 backend | u32 body_len | body
+ *   body = TLV fields: u16 type | u16 length | value
+ *     1 NONCE (32)        the CAS nonce, fresh and single-use
+ *     2 PUBKEY (32)       the runtime's ephemeral X25519 public key
+ *     3 MEASUREMENT (32)  SHA-256 identity of what runs (see scp_attest_measure)
+ *     4 PLATFORM (32)     platform id: SHA-256 of the platform's public key
+ *     5 QUOTE (<= 16 KiB) backend-specific report (hardware backends; absent in sim)
+ *     0x8000..0xfffe      optional extensions, ignored by version-1 verifiers
+ *     0xffff SIGNATURE    last field; sim: Ed25519 (64 bytes) by the platform key over
+ *                         "SCP-EVIDENCE-SIM-v1" NUL || every byte before this field
+ *   Fields 1-4 are required exactly once; unknown types below 0x8000 are refused; nothing may
+ *   follow the signature; the whole evidence is at most SCP_EVIDENCE_MAX bytes.
+ *
+ * The sim backend: a software TEE for any Linux machine. The "platform key" (Ed25519, a 0600
+ * file readable by root only) plays the hardware's quoting key. Memory is NOT protected and
+ * root can read the key: every run says so.
+ *
+ * Errors: see scp/err.h (malformed evidence: SCP_E_FORMAT; bad signature: SCP_E_INTEGRITY).
+ */
+#ifndef SCP_ATTEST_H
+#define SCP_ATTEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scp/cas.h"
+#include "scp/err.h"
+
+#define SCP_EVIDENCE_VERSION 1
+#define SCP_EVIDENCE_MAX 32768
+
+enum scp_tee_backend { SCP_TEE_SIM = 1, SCP_TEE_TDX = 2, SCP_TEE_SNP = 3, SCP_TEE_SGX = 4 };
+
+enum {
+    SCP_EV_NONCE = 1,
+    SCP_EV_PUBKEY = 2,
+    SCP_EV_MEASUREMENT = 3,
+    SCP_EV_PLATFORM = 4,
+    SCP_EV_QUOTE = 5,
+    SCP_EV_SIGNATURE = 0xffff,
+};
+
+/* Parsed evidence; pointers point into the buffer given to scp_evidence_parse. */
+typedef struct scp_evidence {
+    uint16_t version, backend;
+    uint8_t nonce[32], pubkey[32], measurement[32], platform_id[32];
+    const uint8_t *quote;
+    size_t quote_len;
+    const uint8_t *signed_part; /* bytes covered by the signature */
+    size_t signed_len;
+    const uint8_t *signature;
+    size_t signature_len;
+} scp_evidence;
+
+/* Parse (structure only, no signature check). */
+int scp_evidence_parse(const uint8_t *buf, size_t len, scp_evidence *out, scp_err *err);
+
+/* ---- sim backend ------------------------------------------------------------------------ */
+
+/* Create a sim platform key (Ed25519, PEM, mode 0600) at path; refuses to overwrite. */
+int scp_sim_platform_create(const char *path, scp_err *err);
+/* The platform's public key (32 bytes) and id (SHA-256 of the public key) from its key file.
+ * The key file must not be readable by group or others. */
+int scp_sim_platform_pubkey(const char *path, uint8_t pub[32], uint8_t id[32], scp_err *err);
+/* Produce sim evidence: *out is malloc'd. */
+int scp_sim_evidence(const char *platform_key_path, const uint8_t nonce[32], const uint8_t pubkey[32],
+                     const uint8_t measurement[32], uint8_t **out, size_t *out_len, scp_err *err);
+/* Verify sim evidence's signature against an enrolled platform public key (and that the
+ * platform id matches it). */
+int scp_sim_verify(const scp_evidence *ev, const uint8_t platform_pub[32], scp_err *err);
+
+/* The measurement: SHA-256 over, for each file in order (the program image, its loader and
+ * libraries, the shield runtime), "file" || u64 size || SHA-256(content), then "config" ||
+ * u64 len || SHA-256(config). Paths are not measured, contents are. */
+int scp_attest_measure(const char *const *files, size_t n_files, const void *config, size_t config_len,
+                       uint8_t out[32], scp_err *err);
+
+/* Print, once per process, the sim-mode warning (memory is not protected) to stderr. */
+void scp_sim_warn(void);
+
+/* ---- runtime client flow ---------------------------------------------------------------- */
+
+/* Ask CAS for a nonce, build sim evidence binding it, an ephemeral X25519 key and the
+ * measurement, send it with the session and service names, and decrypt the answer, which
+ * CAS encrypted to the ephemeral key. On success *config_json is the service's configuration
+ * (malloc'd JSON text: command, environment, cwd, files, volumes with keys and expected tags,
+ * volume_token); the caller must wipe and free it. A refusal returns -1 with CAS's message. */
+int scp_attest_get_config(scp_cas_client *c, const char *session, const char *service, const char *platform_key_path,
+                          const uint8_t measurement[32], char **config_json, scp_err *err);
+
+/* Report a volume's new tag (80 hex digits) after a durable commit; token is the
+ * volume_token of the configuration. */
+int scp_attest_report_tag(scp_cas_client *c, const char *session, const char *service, const char *volume,
+                          const char *tag_hex, const char *token, scp_err *err);
+
+/* Config channel: derive the AES-256-GCM key from an X25519 shared secret (used by CAS and
+ * the client): HKDF-SHA256(ikm = shared, salt = nonce, info = "scp cas config v1" ||
+ * runtime pubkey || CAS pubkey). */
+int scp_attest_channel_key(const uint8_t shared[32], const uint8_t nonce[32], const uint8_t runtime_pub[32],
+                           const uint8_t cas_pub[32], uint8_t key[32], scp_err *err);
+
+#endif

@@ -1,0 +1,621 @@
+/* cas/api.c - request routing, sessions, platforms, status and the audit endpoint.
+ * Every request ends in one audit row (see audit.c). */
+#include "cas/api.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/crypto.h>
+
+#include "cas/internal.h"
+#include "cas/util.h"
+
+int64_t cas_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void cas_json_response(cas_response *resp, int status, json_t *body) {
+    resp->status = status;
+    resp->ctype = "application/json";
+    resp->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!resp->body) {
+        resp->status = 500;
+        resp->body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
+    }
+    resp->len = resp->body ? strlen(resp->body) : 0;
+}
+
+void cas_api_error(cas_response *resp, int status, const char *code, const char *msg) {
+    free(resp->body);
+    resp->body = NULL;
+    cas_json_response(resp, status, json_pack("{s:s, s:s}", "error", code, "message", msg));
+}
+
+int cas_deny(cas_response *resp, int status, const char *code, const char *fmt, ...) {
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    cas_api_error(resp, status, code, msg);
+    return -1;
+}
+
+static void server_error(cas_response *resp, const scp_err *e) {
+    fprintf(stderr, "scp-cas: internal error: %s\n", e->msg);
+    cas_deny(resp, 500, "internal", "internal error: %s", e->msg);
+}
+
+cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_identity *id, const char *const *admins,
+                     size_t n_admins, int nonce_ttl_ms, scp_err *err) {
+    cas_api *a = calloc(1, sizeof *a);
+    if (!a) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    a->id = id;
+    a->nonce_ttl_ms = nonce_ttl_ms > 0 ? nonce_ttl_ms : NONCE_TTL_MS;
+    pthread_mutex_init(&a->nonce_mu, NULL);
+    pthread_mutex_init(&a->audit_mu, NULL);
+    pthread_mutex_init(&a->pc_mu, NULL);
+    a->nonces = calloc((size_t)NONCE_BUCKETS * NONCE_WAYS, sizeof *a->nonces);
+    a->admins = calloc(n_admins + 1, sizeof *a->admins);
+    if (!a->nonces || !a->admins) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < n_admins; i++) {
+        if (!(a->admins[i] = strdup(admins[i]))) goto fail;
+        a->n_admins++;
+    }
+    if (cas_hkdf(master, 32, NULL, 0, "scp-cas data v1", 15, a->k_data, 32, err) < 0 ||
+        cas_hkdf(master, 32, NULL, 0, "scp-cas audit v1", 16, a->k_audit, 32, err) < 0 ||
+        cas_hkdf(master, 32, NULL, 0, "scp-cas token v1", 16, a->k_token, 32, err) < 0)
+        goto fail;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/cas.db", data_dir);
+    a->st = cas_store_open_sqlite(path, err);
+    if (!a->st) goto fail;
+    if (cas_audit_init(a, data_dir, err) < 0) goto fail;
+    return a;
+fail:
+    cas_api_free(a);
+    return NULL;
+}
+
+void cas_api_free(cas_api *a) {
+    if (!a) return;
+    if (a->st && a->head_path[0]) cas_audit_close(a);
+    if (a->st) a->st->ops->close(a->st);
+    cas_policy_cache_free(a);
+    pthread_mutex_destroy(&a->pc_mu);
+    for (size_t i = 0; i < a->n_admins; i++) free(a->admins[i]);
+    free(a->admins);
+    free(a->nonces);
+    OPENSSL_cleanse(a->k_data, 32);
+    OPENSSL_cleanse(a->k_audit, 32);
+    OPENSSL_cleanse(a->k_token, 32);
+    pthread_mutex_destroy(&a->nonce_mu);
+    pthread_mutex_destroy(&a->audit_mu);
+    free(a);
+}
+
+static int is_admin(cas_api *a, const char *cid) {
+    if (!cid) return 0;
+    for (size_t i = 0; i < a->n_admins; i++)
+        if (strcasecmp(a->admins[i], cid) == 0) return 1;
+    return 0;
+}
+
+/* ---- sessions ------------------------------------------------------------------------------ */
+
+int cas_load_policy(cas_api *api, const char *name, cas_session_row *row, cas_policy **pol, char **yaml,
+                    cas_response *resp) {
+    scp_err e = {0};
+    int r = api->st->ops->session_get(api->st, name, row, &e);
+    if (r < 0) {
+        server_error(resp, &e);
+        return -1;
+    }
+    if (r == 0) {
+        cas_deny(resp, 404, "unknown_session", "no session named '%s'", name);
+        return 0;
+    }
+    uint8_t *pt = NULL;
+    size_t ptlen = 0;
+    if (cas_unseal(api, "policy", name, "", row->policy, row->policy_len, &pt, &ptlen, &e) < 0) {
+        free(row->policy);
+        row->policy = NULL;
+        server_error(resp, &e);
+        return -1;
+    }
+    if (pol) {
+        *pol = cas_policy_parse((char *)pt, ptlen, &e);
+        if (!*pol) {
+            OPENSSL_clear_free(pt, ptlen);
+            free(row->policy);
+            row->policy = NULL;
+            server_error(resp, &e);
+            return -1;
+        }
+    }
+    if (yaml)
+        *yaml = (char *)pt;
+    else
+        OPENSSL_clear_free(pt, ptlen);
+    return 1;
+}
+
+static void policy_hash(const http_request *req, char out[65]) {
+    uint8_t h[32];
+    cas_sha256(req->body, req->body_len, h);
+    cas_hex(h, 32, out);
+}
+
+/* POST /v1/sessions (create) and PUT /v1/sessions/NAME (update). */
+static void put_session(cas_api *api, const http_request *req, const char *cid, const char *url_name, cas_audit_info *ai,
+                        cas_response *resp) {
+    ai->action = url_name ? "session.update" : "session.create";
+    if (!cid) {
+        cas_deny(resp, 401, "no_identity", "managing sessions needs a client certificate (scpctl identity)");
+        return;
+    }
+    if (url_name) snprintf(ai->session, sizeof ai->session, "%s", url_name);
+    scp_err e = {0};
+    if (memchr(req->body, 0, req->body_len)) {
+        cas_deny(resp, 400, "bad_policy", "the policy contains a NUL byte");
+        return;
+    }
+    cas_policy *p = cas_policy_parse(req->body, req->body_len, &e);
+    if (!p) {
+        cas_deny(resp, 400, "bad_policy", "%s", e.msg);
+        return;
+    }
+    snprintf(ai->session, sizeof ai->session, "%s", p->name);
+    cas_session_row row, cur = {0};
+    memset(&row, 0, sizeof row);
+    snprintf(row.name, sizeof row.name, "%s", p->name);
+    snprintf(row.owner, sizeof row.owner, "%s", cid);
+    policy_hash(req, row.hash);
+    row.updated = cas_now_ms() / 1000;
+    int in_tx = 0;
+    if (url_name && strcmp(url_name, p->name) != 0) {
+        cas_deny(resp, 400, "bad_policy", "the policy's name '%s' is not the session '%s' being updated", p->name,
+                 url_name);
+        goto out;
+    }
+    if (!url_name && p->predecessor) {
+        cas_deny(resp, 400, "bad_policy", "a new session has no predecessor; to update, use 'scpctl session update'");
+        goto out;
+    }
+    if (url_name) {
+        if (!p->predecessor) {
+            cas_deny(resp, 400, "no_predecessor", "an update must name its predecessor (the current hash)");
+            goto out;
+        }
+        int r = api->st->ops->session_get(api->st, p->name, &cur, &e);
+        if (r < 0) {
+            server_error(resp, &e);
+            goto out;
+        }
+        if (r == 0) {
+            cas_deny(resp, 404, "unknown_session", "no session named '%s'", p->name);
+            goto out;
+        }
+        if (strcmp(cur.owner, cid) != 0) {
+            cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may update it", p->name);
+            goto out;
+        }
+        if (strcmp(cur.hash, p->predecessor) != 0) {
+            cas_deny(resp, 409, "stale_predecessor",
+                     "session '%s' is at %s, not at the predecessor %s: someone else updated it; fetch it and retry",
+                     p->name, cur.hash, p->predecessor);
+            goto out;
+        }
+        snprintf(row.predecessor, sizeof row.predecessor, "%s", p->predecessor);
+    }
+    if (cas_seal(api, "policy", p->name, "", req->body, req->body_len, &row.policy, &row.policy_len, &e) < 0) {
+        server_error(resp, &e);
+        goto out;
+    }
+    if (api->st->ops->begin(api->st, &e) < 0) {
+        server_error(resp, &e);
+        goto out;
+    }
+    in_tx = 1;
+    if (url_name) {
+        int r = api->st->ops->session_replace(api->st, &row, p->predecessor, &e);
+        if (r < 0) {
+            server_error(resp, &e);
+            goto out;
+        }
+        if (r == 0) {
+            cas_deny(resp, 409, "stale_predecessor", "session '%s' was updated concurrently; fetch it and retry",
+                     p->name);
+            goto out;
+        }
+    } else if (api->st->ops->session_insert(api->st, &row, &e) < 0) {
+        if (e.code == SCP_E_EXIST)
+            cas_deny(resp, 409, "exists", "a session named '%s' exists already", p->name);
+        else
+            server_error(resp, &e);
+        goto out;
+    }
+    if (cas_ensure_secrets(api, p, &e) < 0 || cas_ensure_volumes(api, p, &e) < 0) {
+        if (e.code == SCP_E_INVAL)
+            cas_deny(resp, 400, "bad_policy", "%s", e.msg);
+        else
+            server_error(resp, &e);
+        goto out;
+    }
+    if (api->st->ops->commit(api->st, &e) < 0) {
+        in_tx = 0;
+        server_error(resp, &e);
+        goto out;
+    }
+    in_tx = 0;
+    cas_json_response(resp, url_name ? 200 : 201,
+                      json_pack("{s:s, s:s, s:s}", "name", row.name, "hash", row.hash, "predecessor", row.predecessor));
+out:
+    if (in_tx) api->st->ops->rollback(api->st);
+    free(row.policy);
+    free(cur.policy);
+    cas_policy_free(p);
+}
+
+static void get_session(cas_api *api, const char *cid, const char *name, cas_audit_info *ai, cas_response *resp) {
+    ai->action = "session.read";
+    snprintf(ai->session, sizeof ai->session, "%s", name);
+    if (!cid) {
+        cas_deny(resp, 401, "no_identity", "reading sessions needs a client certificate");
+        return;
+    }
+    cas_session_row row = {0};
+    char *yaml = NULL;
+    int r = cas_load_policy(api, name, &row, NULL, &yaml, resp);
+    if (r <= 0) return;
+    if (strcmp(row.owner, cid) != 0) {
+        cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may read it", name);
+    } else {
+        /* the volumes with the freshness tag CAS expects (never their keys) */
+        json_t *vols = json_array();
+        scp_err e = {0};
+        cas_policy *p = cas_policy_parse(yaml, strlen(yaml), &e);
+        for (size_t i = 0; p && i < p->n_volumes; i++) {
+            uint8_t *ct = NULL;
+            size_t ctlen = 0;
+            char tag[81] = "";
+            int g = api->st->ops->volume_get(api->st, name, p->volumes[i].name, &ct, &ctlen, tag, &e);
+            free(ct);
+            json_array_append_new(vols, json_pack("{s:s, s:s, s:o}", "name", p->volumes[i].name, "path",
+                                                  p->volumes[i].path,
+                                                  "expected_tag", g == 1 && tag[0] ? json_string(tag) : json_null()));
+        }
+        cas_policy_free(p);
+        cas_json_response(resp, 200,
+                          json_pack("{s:s, s:s, s:s, s:s, s:I, s:o, s:s}", "name", row.name, "owner", row.owner,
+                                    "hash", row.hash, "predecessor", row.predecessor, "updated",
+                                    (json_int_t)row.updated, "volumes", vols, "policy", yaml));
+    }
+    OPENSSL_cleanse(yaml, strlen(yaml));
+    free(yaml);
+    free(row.policy);
+}
+
+static void delete_session(cas_api *api, const char *cid, const char *name, cas_audit_info *ai, cas_response *resp) {
+    ai->action = "session.delete";
+    snprintf(ai->session, sizeof ai->session, "%s", name);
+    if (!cid) {
+        cas_deny(resp, 401, "no_identity", "deleting sessions needs a client certificate");
+        return;
+    }
+    scp_err e = {0};
+    cas_session_row row = {0};
+    int r = api->st->ops->session_get(api->st, name, &row, &e);
+    free(row.policy);
+    if (r < 0) { server_error(resp, &e); return; }
+    if (r == 0) {
+        cas_deny(resp, 404, "unknown_session", "no session named '%s'", name);
+        return;
+    }
+    if (strcmp(row.owner, cid) != 0) {
+        cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may delete it", name);
+        return;
+    }
+    if (api->st->ops->session_delete(api->st, name, &e) < 0) { server_error(resp, &e); return; }
+    cas_json_response(resp, 200, json_pack("{s:s, s:b}", "name", name, "deleted", 1));
+}
+
+static int list_cb(void *ctx, const cas_session_row *r) {
+    json_array_append_new(ctx, json_pack("{s:s, s:s, s:I}", "name", r->name, "hash", r->hash, "updated",
+                                         (json_int_t)r->updated));
+    return 0;
+}
+
+static void list_sessions(cas_api *api, const char *cid, cas_audit_info *ai, cas_response *resp) {
+    ai->action = "session.list";
+    if (!cid) {
+        cas_deny(resp, 401, "no_identity", "listing sessions needs a client certificate");
+        return;
+    }
+    scp_err e = {0};
+    json_t *arr = json_array();
+    if (api->st->ops->session_list(api->st, cid, list_cb, arr, &e) < 0) {
+        json_decref(arr);
+        { server_error(resp, &e); return; }
+    }
+    cas_json_response(resp, 200, json_pack("{s:o}", "sessions", arr));
+}
+
+/* PUT /v1/sessions/NAME/volumes/VOL/tag {"tag": HEX|""}: the owner sets the expected tag
+ * (recovery when a reported commit was lost, see docs/cas.md). */
+static void owner_set_tag(cas_api *api, const http_request *req, const char *cid, const char *name, const char *vol,
+                          cas_audit_info *ai, cas_response *resp) {
+    ai->action = "volume.set_tag";
+    snprintf(ai->session, sizeof ai->session, "%s", name);
+    if (!cid) {
+        cas_deny(resp, 401, "no_identity", "this needs a client certificate");
+        return;
+    }
+    json_t *j = json_loadb(req->body, req->body_len, 0, NULL);
+    const char *tag = j ? json_string_value(json_object_get(j, "tag")) : NULL;
+    uint8_t tb[40];
+    if (!tag || (*tag && cas_unhex(tag, tb, 40) < 0)) {
+        json_decref(j);
+        cas_deny(resp, 400, "bad_request", "want {\"tag\": \"<80 hex digits>\" or \"\"}");
+        return;
+    }
+    scp_err e = {0};
+    cas_session_row row = {0};
+    int r = api->st->ops->session_get(api->st, name, &row, &e);
+    free(row.policy);
+    if (r <= 0) {
+        json_decref(j);
+        if (r < 0) { server_error(resp, &e); return; }
+        cas_deny(resp, 404, "unknown_session", "no session named '%s'", name);
+        return;
+    }
+    if (strcmp(row.owner, cid) != 0) {
+        json_decref(j);
+        cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may set volume tags", name);
+        return;
+    }
+    char lower[81] = "";
+    if (*tag) cas_hex(tb, 40, lower);
+    json_decref(j);
+    if (api->st->ops->volume_set_tag(api->st, name, vol, lower, &e) < 0) {
+        if (e.code == SCP_E_NOENT) {
+            cas_deny(resp, 404, "unknown_volume", "%s", e.msg);
+            return;
+        }
+        { server_error(resp, &e); return; }
+    }
+    cas_json_response(resp, 200, json_pack("{s:s, s:s, s:s}", "session", name, "volume", vol, "tag", lower));
+}
+
+/* ---- platforms ---------------------------------------------------------------------------- */
+
+static int need_admin(cas_api *api, const char *cid, cas_response *resp) {
+    if (is_admin(api, cid)) return 1;
+    cas_deny(resp, cid ? 403 : 401, "not_admin",
+             "this needs an administrator identity (started with 'scpctl cas serve --admin ID')");
+    return 0;
+}
+
+static void enroll_platform(cas_api *api, const http_request *req, const char *cid, cas_audit_info *ai,
+                            cas_response *resp) {
+    ai->action = "platform.enroll";
+    if (!need_admin(api, cid, resp)) return;
+    json_t *j = json_loadb(req->body, req->body_len, 0, NULL);
+    const char *name = j ? json_string_value(json_object_get(j, "name")) : NULL;
+    const char *backend = j ? json_string_value(json_object_get(j, "backend")) : NULL;
+    const char *pub = j ? json_string_value(json_object_get(j, "pubkey")) : NULL;
+    uint8_t pk[32], id[32];
+    cas_platform_row row;
+    memset(&row, 0, sizeof row);
+    if (!name || !cas_name_ok(name) || !pub || cas_unhex(pub, pk, 32) < 0) {
+        cas_deny(resp, 400, "bad_request", "want {\"name\": NAME, \"backend\": \"sim\", \"pubkey\": <64 hex digits>}");
+        goto out;
+    }
+    if (backend && strcmp(backend, "sim") != 0) {
+        cas_deny(resp, 400, "unsupported_backend", "only the 'sim' verifier is available");
+        goto out;
+    }
+    cas_sha256(pk, 32, id);
+    cas_hex(id, 32, row.id);
+    snprintf(row.name, sizeof row.name, "%s", name);
+    strcpy(row.backend, "sim");
+    cas_hex(pk, 32, row.pubkey);
+    row.created = cas_now_ms() / 1000;
+    snprintf(ai->platform, sizeof ai->platform, "%s", row.id);
+    scp_err e = {0};
+    if (api->st->ops->platform_put(api->st, &row, &e) < 0) {
+        if (e.code == SCP_E_EXIST)
+            cas_deny(resp, 409, "exists", "platform %s is enrolled already (revoked platforms stay revoked)", row.id);
+        else
+            server_error(resp, &e);
+        goto out;
+    }
+    cas_json_response(resp, 201, json_pack("{s:s, s:s, s:s}", "id", row.id, "name", row.name, "backend", row.backend));
+out:
+    json_decref(j);
+}
+
+static void revoke_platform(cas_api *api, const char *cid, const char *pid, cas_audit_info *ai, cas_response *resp) {
+    ai->action = "platform.revoke";
+    snprintf(ai->platform, sizeof ai->platform, "%s", pid);
+    if (!need_admin(api, cid, resp)) return;
+    scp_err e = {0};
+    int r = api->st->ops->platform_revoke(api->st, pid, &e);
+    if (r < 0) { server_error(resp, &e); return; }
+    if (r == 0) {
+        cas_deny(resp, 404, "unknown_platform", "no platform %s", pid);
+        return;
+    }
+    cas_json_response(resp, 200, json_pack("{s:s, s:b}", "id", pid, "revoked", 1));
+}
+
+static int plat_cb(void *ctx, const cas_platform_row *r) {
+    json_array_append_new(ctx, json_pack("{s:s, s:s, s:s, s:s, s:b, s:I}", "id", r->id, "name", r->name, "backend",
+                                         r->backend, "pubkey", r->pubkey, "revoked", r->revoked, "created",
+                                         (json_int_t)r->created));
+    return 0;
+}
+
+static void list_platforms(cas_api *api, const char *cid, cas_audit_info *ai, cas_response *resp) {
+    ai->action = "platform.list";
+    if (!need_admin(api, cid, resp)) return;
+    scp_err e = {0};
+    json_t *arr = json_array();
+    if (api->st->ops->platform_list(api->st, plat_cb, arr, &e) < 0) {
+        json_decref(arr);
+        { server_error(resp, &e); return; }
+    }
+    cas_json_response(resp, 200, json_pack("{s:o}", "platforms", arr));
+}
+
+/* ---- audit ----------------------------------------------------------------------------- */
+
+static int audit_cb(void *ctx, const cas_audit_row *r) {
+    json_array_append_new(ctx, json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "seq",
+                                         (json_int_t)r->seq, "ts_ms", (json_int_t)r->ts_ms, "actor", r->actor,
+                                         "action", r->action, "session", r->session, "service", r->service,
+                                         "measurement", r->measurement, "platform", r->platform, "decision",
+                                         r->decision, "reason", r->reason, "hash", r->hash));
+    return 0;
+}
+
+static void read_audit(cas_api *api, const http_request *req, const char *cid, cas_audit_info *ai, cas_response *resp) {
+    ai->action = "audit.read";
+    if (!need_admin(api, cid, resp)) return;
+    char v[24];
+    long long from = 1, limit = 1000;
+    if (http_query_get(req->query, "from", v, sizeof v)) from = atoll(v);
+    if (http_query_get(req->query, "limit", v, sizeof v)) limit = atoll(v);
+    if (from < 1) from = 1;
+    if (limit < 1 || limit > 10000) limit = 10000;
+    scp_err e = {0};
+    int64_t count = 0;
+    char problem[200];
+    int64_t bad = cas_audit_verify(api, &count, problem, &e);
+    if (bad < 0) { server_error(resp, &e); return; }
+    json_t *arr = json_array();
+    if (api->st->ops->audit_scan(api->st, from, limit, audit_cb, arr, &e) < 0) {
+        json_decref(arr);
+        { server_error(resp, &e); return; }
+    }
+    json_t *o = json_pack("{s:o, s:b, s:I}", "entries", arr, "verified", bad == 0, "count", (json_int_t)count);
+    if (bad > 0) {
+        json_object_set_new(o, "first_bad", json_integer(bad));
+        json_object_set_new(o, "problem", json_string(problem));
+    }
+    cas_json_response(resp, 200, o);
+}
+
+/* ---- router ------------------------------------------------------------------------------ */
+
+/* Split "/v1/a/b/c" into at most 6 segments (in place in a copy). */
+static int split_path(const char *path, char *buf, size_t bufsz, char *seg[6]) {
+    if (strlen(path) >= bufsz) return -1;
+    strcpy(buf, path);
+    int n = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+        if (n == 6) return -1;
+        seg[n++] = t;
+    }
+    return n;
+}
+
+void cas_api_handle(cas_api *api, const http_request *req, const char *cid, cas_response *resp) {
+    cas_audit_info ai;
+    memset(&ai, 0, sizeof ai);
+    ai.action = "request";
+    snprintf(ai.actor, sizeof ai.actor, "%s", cid ? cid : "anonymous");
+    memset(resp, 0, sizeof *resp);
+    char buf[1024], *s[6] = {0};
+    int n = split_path(req->path, buf, sizeof buf, s);
+    const char *m = req->method;
+    int get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, put = strcmp(m, "PUT") == 0,
+        del = strcmp(m, "DELETE") == 0;
+    if (n < 2 || strcmp(s[0], "v1") != 0) {
+        cas_deny(resp, 404, "not_found", "no such endpoint; the API lives under /v1");
+    } else if (n == 2 && strcmp(s[1], "status") == 0 && get) {
+        ai.action = "status";
+        cas_json_response(resp, 200,
+                          json_pack("{s:s, s:s, s:s, s:b, s:s, s:s*}", "service", "scp-cas", "version", "0.1.0",
+                                    "ca_fingerprint", api->id->ca_fp, "memory_protected", 0, "tee", "sim", "client",
+                                    cid));
+    } else if (n == 2 && strcmp(s[1], "sessions") == 0 && post) {
+        put_session(api, req, cid, NULL, &ai, resp);
+    } else if (n == 2 && strcmp(s[1], "sessions") == 0 && get) {
+        list_sessions(api, cid, &ai, resp);
+    } else if (n == 3 && strcmp(s[1], "sessions") == 0 && (get || put || del)) {
+        if (!cas_name_ok(s[2]))
+            cas_deny(resp, 400, "bad_request", "bad session name");
+        else if (get)
+            get_session(api, cid, s[2], &ai, resp);
+        else if (put)
+            put_session(api, req, cid, s[2], &ai, resp);
+        else
+            delete_session(api, cid, s[2], &ai, resp);
+    } else if (n == 6 && strcmp(s[1], "sessions") == 0 && strcmp(s[3], "volumes") == 0 && strcmp(s[5], "tag") == 0 &&
+               put) {
+        if (!cas_name_ok(s[2]) || !cas_name_ok(s[4]))
+            cas_deny(resp, 400, "bad_request", "bad session or volume name");
+        else
+            owner_set_tag(api, req, cid, s[2], s[4], &ai, resp);
+    } else if (n == 2 && strcmp(s[1], "platforms") == 0 && post) {
+        enroll_platform(api, req, cid, &ai, resp);
+    } else if (n == 2 && strcmp(s[1], "platforms") == 0 && get) {
+        list_platforms(api, cid, &ai, resp);
+    } else if (n == 3 && strcmp(s[1], "platforms") == 0 && del) {
+        uint8_t tmp[32];
+        if (cas_unhex(s[2], tmp, 32) < 0)
+            cas_deny(resp, 400, "bad_request", "a platform id is 64 hex digits");
+        else
+            revoke_platform(api, cid, s[2], &ai, resp);
+    } else if (n == 3 && strcmp(s[1], "attest") == 0 && strcmp(s[2], "nonce") == 0 && post) {
+        cas_handle_attest_nonce(api, req, &ai, resp);
+    } else if (n == 2 && strcmp(s[1], "attest") == 0 && post) {
+        cas_handle_attest(api, req, &ai, resp);
+    } else if (n == 3 && strcmp(s[1], "volumes") == 0 && strcmp(s[2], "tag") == 0 && post) {
+        cas_handle_volume_tag(api, req, &ai, resp);
+    } else if (n == 2 && strcmp(s[1], "audit") == 0 && get) {
+        read_audit(api, req, cid, &ai, resp);
+    } else {
+        cas_deny(resp, n >= 2 ? 405 : 404, n >= 2 ? "method_not_allowed" : "not_found", "no such endpoint: %s %s", m,
+                 req->path);
+    }
+    if (!resp->body) cas_api_error(resp, 500, "internal", "no response");
+    /* the reason of a refusal is the error message of the response */
+    char reason[256] = "";
+    if (resp->status >= 400) {
+        json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
+        const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
+        snprintf(reason, sizeof reason, "%d %s", resp->status, msg ? msg : "");
+        json_decref(j);
+    }
+    const char *decision = resp->status >= 400 ? "denied" : strcmp(ai.action, "attest") == 0 ? "granted" : "ok";
+    if (cas_audit_append(api, &ai, decision, reason) < 0 && resp->status < 400) {
+        /* fail closed: nothing is granted or changed-and-acknowledged without its audit row */
+        cas_api_error(resp, 503, "audit_unavailable", "the audit log cannot be written; request refused");
+    }
+}
+
+void cas_api_audit_transport(cas_api *api, const char *cid, int status, const char *why) {
+    cas_audit_info ai;
+    memset(&ai, 0, sizeof ai);
+    ai.action = "request";
+    snprintf(ai.actor, sizeof ai.actor, "%s", cid ? cid : "anonymous");
+    char reason[256];
+    snprintf(reason, sizeof reason, "%d %s", status, why);
+    cas_audit_append(api, &ai, "denied", reason);
+}

@@ -1,0 +1,36 @@
+/* cas/api.h - the CAS request router and its shared state. */
+#ifndef SCP_CAS_API_H
+#define SCP_CAS_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cas/http.h"
+#include "cas/keys.h"
+#include "scp/err.h"
+
+typedef struct cas_api cas_api;
+
+typedef struct cas_response {
+    int status;
+    const char *ctype; /* static string */
+    char *body;        /* malloc'd */
+    size_t len;
+} cas_response;
+
+/* Open the state under data_dir (store, audit key). Takes no ownership of id. */
+cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_identity *id,
+                     const char *const *admins, size_t n_admins, int nonce_ttl_ms, scp_err *err);
+void cas_api_free(cas_api *api);
+
+/* Handle one request. client_id is the hex id of the TLS client certificate or NULL.
+ * Always fills *resp (JSON, also for errors). */
+void cas_api_handle(cas_api *api, const http_request *req, const char *client_id, cas_response *resp);
+
+/* Build a JSON error response {"error": code, "message": msg}. */
+void cas_api_error(cas_response *resp, int status, const char *code, const char *msg);
+
+/* Record a transport-level refusal (malformed request, slow client) in the audit log. */
+void cas_api_audit_transport(cas_api *api, const char *client_id, int status, const char *why);
+
+#endif

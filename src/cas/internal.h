@@ -1,0 +1,119 @@
+/* cas/internal.h - state shared by the CAS request handlers (api.c, attest_api.c, secrets.c,
+ * audit.c, nonce.c). Not a public interface. */
+#ifndef SCP_CAS_INTERNAL_H
+#define SCP_CAS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "cas/api.h"
+#include "cas/keys.h"
+#include "cas/policy.h"
+#include "cas/store.h"
+
+#define NONCE_BUCKETS 4096
+#define NONCE_WAYS 16
+#define NONCE_TTL_MS 60000
+
+typedef struct nonce_slot {
+    uint8_t nonce[32];
+    int64_t expires_ms; /* 0 = free */
+} nonce_slot;
+
+/* What a handler tells the audit log about its request. */
+typedef struct cas_audit_info {
+    const char *action;
+    char session[CAS_NAME_MAX];
+    char service[CAS_NAME_MAX];
+    char measurement[65];
+    char platform[65];
+    char actor[65];
+} cas_audit_info;
+
+#define POLICY_CACHE 64
+typedef struct cached_policy {
+    char name[CAS_NAME_MAX];
+    char hash[65];
+    cas_policy *p;
+    int refs, dead;
+    uint64_t used;
+} cached_policy;
+
+struct cas_api {
+    cas_store *st;
+    uint8_t k_data[32];  /* encrypts policies, secrets, volume keys (AES-256-GCM) */
+    uint8_t k_audit[32]; /* HMAC key of the audit chain */
+    uint8_t k_token[32]; /* HMAC key of volume tokens */
+    const cas_identity *id;
+    char **admins;
+    size_t n_admins;
+    int nonce_ttl_ms;
+    pthread_mutex_t nonce_mu;
+    nonce_slot *nonces; /* NONCE_BUCKETS * NONCE_WAYS */
+    pthread_mutex_t pc_mu;
+    cached_policy pc[POLICY_CACHE];
+    uint64_t pc_clock;
+    pthread_mutex_t audit_mu;
+    int64_t audit_seq;
+    char audit_hash[65];
+    /* the audit head file: the last (seq, hash) known to be written, MACed, kept beside the
+     * database so that removing the newest rows is detected across restarts */
+    char head_path[4096];
+    int64_t head_written_ms;
+    int64_t floor_seq; /* the chain must reach this row ... */
+    char floor_hash[65]; /* ... with this hash */
+    int head_problem;    /* 1: head file missing or forged */
+    int head_frozen;     /* the chain was broken at start: never move the head (keep the evidence) */
+};
+
+int64_t cas_now_ms(void);
+
+/* JSON responses */
+void cas_json_response(cas_response *resp, int status, json_t *body); /* steals body */
+/* Set an error response and return -1 (for `return cas_deny(...)`). */
+int cas_deny(cas_response *resp, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/* sessions: load + decrypt + parse; 1 found, 0 not found (404 set), -1 error (resp set). */
+int cas_load_policy(cas_api *api, const char *name, cas_session_row *row, cas_policy **pol, char **yaml,
+                    cas_response *resp);
+
+/* policy_cache.c: like cas_load_policy (without the text), sharing parsed policies of the
+ * session's current version; release with cas_policy_release. */
+int cas_policy_acquire(cas_api *api, const char *name, cas_session_row *row, cas_policy **pol, cas_response *resp);
+void cas_policy_release(cas_api *api, cas_policy *pol);
+void cas_policy_cache_free(cas_api *api);
+
+/* secrets.c */
+int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err);
+int cas_ensure_volumes(cas_api *api, const cas_policy *p, scp_err *err);
+/* Render the service's configuration (JSON object) with placeholders replaced. */
+json_t *cas_render_config(cas_api *api, const cas_policy *p, const cas_service_def *svc, cas_response *resp);
+void cas_volume_token(cas_api *api, const char *session, const char *service, char out[65]);
+int cas_seal(cas_api *api, const char *kind, const char *a, const char *b, const void *pt, size_t len, uint8_t **out,
+             size_t *outlen, scp_err *err);
+int cas_unseal(cas_api *api, const char *kind, const char *a, const char *b, const uint8_t *ct, size_t len,
+               uint8_t **out, size_t *outlen, scp_err *err);
+
+/* nonce.c */
+int cas_nonce_issue(cas_api *api, uint8_t nonce[32]); /* -1 if the table is full */
+int cas_nonce_take(cas_api *api, const uint8_t nonce[32]); /* 1 if it was valid (and is now used) */
+
+/* audit.c */
+int cas_audit_init(cas_api *api, const char *data_dir, scp_err *err);
+/* Write the head file now (at shutdown). */
+void cas_audit_close(cas_api *api);
+/* Append one row; -1 if it could not be stored (then nothing may be granted). */
+int cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decision, const char *reason);
+/* Verify the whole chain: returns 0 if intact, else the first bad seq (>0) and a sentence in
+ * problem; -1 on error. */
+int64_t cas_audit_verify(cas_api *api, int64_t *count, char problem[200], scp_err *err);
+void cas_audit_row_hash(const uint8_t key[32], const char *prev_hash, const cas_audit_row *r, char out[65]);
+
+/* handlers */
+void cas_handle_attest_nonce(cas_api *api, const http_request *req, cas_audit_info *ai, cas_response *resp);
+void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai, cas_response *resp);
+void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info *ai, cas_response *resp);
+
+#endif

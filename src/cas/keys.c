@@ -1,0 +1,262 @@
+/* cas/keys.c - see keys.h. */
+#include "cas/keys.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+
+#include "cas/util.h"
+
+/* ---- sim keystore: a 0600 file ---------------------------------------------------------- */
+
+static int sim_load_or_create(const char *dir, uint8_t key[32], int *created, scp_err *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/master.key", dir);
+    *created = 0;
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        if (errno != ENOENT) return scp_fail_errno(err, "cannot stat '%s'", path);
+        if (cas_random(key, 32, err) < 0) return -1;
+        if (cas_write_file(path, key, 32, 0600, err) < 0) return -1;
+        *created = 1;
+        return 0;
+    }
+    if (!S_ISREG(st.st_mode) || (st.st_mode & 077) != 0 || st.st_uid != geteuid())
+        return scp_fail(err, SCP_E_KEY, EPERM,
+                        "master key '%s' must be a regular file owned by this user with mode 0600", path);
+    char *buf = NULL;
+    size_t len = 0;
+    if (cas_read_file(path, 64, &buf, &len, err) < 0) return -1;
+    if (len != 32) {
+        free(buf);
+        return scp_fail(err, SCP_E_KEY, EINVAL, "master key '%s' is not 32 bytes", path);
+    }
+    memcpy(key, buf, 32);
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+    return 0;
+}
+
+const cas_keystore cas_keystore_sim_file = {"sim-file", sim_load_or_create};
+
+/* ---- certificates --------------------------------------------------------------------------- */
+
+void cas_cert_fingerprint(X509 *cert, char out[65]) {
+    unsigned char *der = NULL;
+    int n = i2d_X509(cert, &der);
+    uint8_t h[32];
+    cas_sha256(der, n > 0 ? (size_t)n : 0, h);
+    OPENSSL_free(der);
+    cas_hex(h, 32, out);
+}
+
+int cas_pubkey_id(EVP_PKEY *key, char out[65]) {
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(key, &der);
+    if (n <= 0) return -1;
+    uint8_t h[32];
+    cas_sha256(der, (size_t)n, h);
+    OPENSSL_free(der);
+    cas_hex(h, 32, out);
+    return 0;
+}
+
+static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer ? issuer : cert, cert, NULL, NULL, 0);
+    X509_EXTENSION *ex = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (!ex) return -1;
+    int ok = X509_add_ext(cert, ex, -1);
+    X509_EXTENSION_free(ex);
+    return ok ? 0 : -1;
+}
+
+X509 *cas_x509_issue(EVP_PKEY *pub, const char *cn, const char *sans, int days, int is_ca, EVP_PKEY *issuer_key,
+                     X509 *issuer_cert, scp_err *err) {
+    X509 *c = X509_new();
+    uint8_t serial[16];
+    if (!c || cas_random(serial, sizeof serial, err) < 0) goto fail;
+    serial[0] &= 0x7f;
+    BIGNUM *bn = BN_bin2bn(serial, sizeof serial, NULL);
+    ASN1_INTEGER *sn = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+    BN_free(bn);
+    if (!sn) goto fail;
+    X509_set_serialNumber(c, sn);
+    ASN1_INTEGER_free(sn);
+    X509_set_version(c, 2);
+    X509_gmtime_adj(X509_getm_notBefore(c), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(c), (long)days * 86400);
+    X509_NAME *name = X509_get_subject_name(c);
+    if (!X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0)) goto fail;
+    X509_set_issuer_name(c, issuer_cert ? X509_get_subject_name(issuer_cert) : name);
+    if (!X509_set_pubkey(c, pub)) goto fail;
+    if (add_ext(c, issuer_cert, NID_basic_constraints, is_ca ? "critical,CA:TRUE,pathlen:0" : "critical,CA:FALSE") ||
+        add_ext(c, issuer_cert, NID_key_usage,
+                is_ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature,keyEncipherment") ||
+        add_ext(c, issuer_cert, NID_subject_key_identifier, "hash"))
+        goto fail;
+    if (!is_ca && add_ext(c, issuer_cert, NID_ext_key_usage, "serverAuth,clientAuth")) goto fail;
+    if (sans && *sans && add_ext(c, issuer_cert, NID_subject_alt_name, sans)) {
+        X509_free(c);
+        scp_fail(err, SCP_E_INVAL, EINVAL, "invalid subject alternative names '%s'", sans);
+        return NULL;
+    }
+    int id = EVP_PKEY_get_id(issuer_key);
+    const EVP_MD *md = (id == EVP_PKEY_ED25519 || id == EVP_PKEY_ED448) ? NULL : EVP_sha256();
+    if (!X509_sign(c, issuer_key, md)) goto fail;
+    return c;
+fail:
+    X509_free(c);
+    scp_fail(err, SCP_E_CRYPTO, EIO, "cannot issue a certificate for '%s'", cn);
+    return NULL;
+}
+
+char *cas_cert_pem(X509 *cert) {
+    BIO *b = BIO_new(BIO_s_mem());
+    char *out = NULL;
+    if (b && PEM_write_bio_X509(b, cert)) {
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        out = malloc((size_t)n + 1);
+        if (out) {
+            memcpy(out, p, (size_t)n);
+            out[n] = 0;
+        }
+    }
+    BIO_free(b);
+    return out;
+}
+
+char *cas_key_pem(EVP_PKEY *key) {
+    BIO *b = BIO_new(BIO_s_secmem());
+    char *out = NULL;
+    if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL)) {
+        char *p;
+        long n = BIO_get_mem_data(b, &p);
+        out = malloc((size_t)n + 1);
+        if (out) {
+            memcpy(out, p, (size_t)n);
+            out[n] = 0;
+        }
+    }
+    BIO_free(b);
+    return out;
+}
+
+/* ---- identity files --------------------------------------------------------------------- */
+
+static int save_key(const char *path, EVP_PKEY *key, const uint8_t master[32], const char *label, scp_err *err) {
+    unsigned char *der = NULL;
+    int n = i2d_PrivateKey(key, &der);
+    if (n <= 0) return scp_fail(err, SCP_E_CRYPTO, EIO, "cannot encode the %s key", label);
+    uint8_t *ct = NULL;
+    size_t ctlen = 0;
+    int r = cas_aead_seal(master, label, strlen(label), der, (size_t)n, &ct, &ctlen, err);
+    OPENSSL_clear_free(der, (size_t)n);
+    if (r < 0) return -1;
+    r = cas_write_file(path, ct, ctlen, 0600, err);
+    free(ct);
+    return r;
+}
+
+static EVP_PKEY *load_key(const char *path, const uint8_t master[32], const char *label, scp_err *err) {
+    char *ct = NULL;
+    size_t ctlen = 0;
+    if (cas_read_file(path, 65536, &ct, &ctlen, err) < 0) return NULL;
+    uint8_t *der = NULL;
+    size_t n = 0;
+    int r = cas_aead_open(master, label, strlen(label), (uint8_t *)ct, ctlen, &der, &n, err);
+    free(ct);
+    if (r < 0) {
+        scp_err_prefix(err, "'%s' (wrong master key?)", path);
+        return NULL;
+    }
+    const unsigned char *p = der;
+    EVP_PKEY *k = d2i_AutoPrivateKey(NULL, &p, (long)n);
+    OPENSSL_clear_free(der, n);
+    if (!k) scp_fail(err, SCP_E_FORMAT, EINVAL, "'%s' holds no valid key", path);
+    return k;
+}
+
+static X509 *load_cert(const char *path, scp_err *err) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        scp_fail_errno(err, "cannot open '%s'", path);
+        return NULL;
+    }
+    X509 *c = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!c) scp_fail(err, SCP_E_FORMAT, EINVAL, "'%s' holds no valid certificate", path);
+    return c;
+}
+
+static int save_cert(const char *path, X509 *cert, scp_err *err) {
+    char *pem = cas_cert_pem(cert);
+    if (!pem) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    int r = cas_write_file(path, pem, strlen(pem), 0644, err);
+    free(pem);
+    return r;
+}
+
+static EVP_PKEY *new_ed25519(scp_err *err) {
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    if (!k) scp_fail(err, SCP_E_CRYPTO, EIO, "cannot generate an Ed25519 key");
+    return k;
+}
+
+int cas_identity_load_or_create(const char *dir, const uint8_t master[32], cas_identity *id, int *created,
+                                scp_err *err) {
+    char ca_crt[4096], ca_key[4096], srv_crt[4096], srv_key[4096];
+    snprintf(ca_crt, sizeof ca_crt, "%s/ca.crt", dir);
+    snprintf(ca_key, sizeof ca_key, "%s/ca.key.enc", dir);
+    snprintf(srv_crt, sizeof srv_crt, "%s/server.crt", dir);
+    snprintf(srv_key, sizeof srv_key, "%s/server.key.enc", dir);
+    memset(id, 0, sizeof *id);
+    *created = 0;
+    if (access(ca_crt, F_OK) != 0) {
+        id->ca_key = new_ed25519(err);
+        if (!id->ca_key) goto fail;
+        id->ca_cert = cas_x509_issue(id->ca_key, "SCP CAS CA", NULL, 3650, 1, id->ca_key, NULL, err);
+        if (!id->ca_cert) goto fail;
+        id->server_key = new_ed25519(err);
+        if (!id->server_key) goto fail;
+        id->server_cert = cas_x509_issue(id->server_key, "scp-cas", "DNS:localhost,DNS:scp-cas,IP:127.0.0.1,IP:::1",
+                                         3650, 0, id->ca_key, id->ca_cert, err);
+        if (!id->server_cert) goto fail;
+        if (save_key(ca_key, id->ca_key, master, "scp-cas ca key", err) ||
+            save_key(srv_key, id->server_key, master, "scp-cas server key", err) ||
+            save_cert(srv_crt, id->server_cert, err) || save_cert(ca_crt, id->ca_cert, err))
+            goto fail;
+        *created = 1;
+    } else {
+        if (!(id->ca_cert = load_cert(ca_crt, err)) || !(id->ca_key = load_key(ca_key, master, "scp-cas ca key", err)) ||
+            !(id->server_cert = load_cert(srv_crt, err)) ||
+            !(id->server_key = load_key(srv_key, master, "scp-cas server key", err)))
+            goto fail;
+        if (X509_check_private_key(id->ca_cert, id->ca_key) != 1 ||
+            X509_verify(id->server_cert, id->ca_key) != 1) {
+            scp_fail(err, SCP_E_INTEGRITY, EIO, "the CA files in '%s' do not match each other", dir);
+            goto fail;
+        }
+    }
+    cas_cert_fingerprint(id->ca_cert, id->ca_fp);
+    return 0;
+fail:
+    cas_identity_free(id);
+    return -1;
+}
+
+void cas_identity_free(cas_identity *id) {
+    X509_free(id->ca_cert);
+    X509_free(id->server_cert);
+    EVP_PKEY_free(id->ca_key);
+    EVP_PKEY_free(id->server_key);
+    memset(id, 0, sizeof *id);
+}

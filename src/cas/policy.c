@@ -1,0 +1,573 @@
+/* cas/policy.c - YAML session policies (see policy.h), parsed with libyaml. */
+#include "cas/policy.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <yaml.h>
+
+#include "cas/util.h"
+
+#define MAX_NODES 20000
+#define MAX_DEPTH 16
+
+typedef struct pctx {
+    yaml_document_t *doc;
+    scp_err *err;
+} pctx;
+
+static int perr(pctx *c, const yaml_node_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int oom(pctx *c) {
+    scp_fail(c->err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    return -1;
+}
+static int perr(pctx *c, const yaml_node_t *n, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n)
+        scp_fail(c->err, SCP_E_INVAL, EINVAL, "policy line %zu: %s", (size_t)n->start_mark.line + 1, msg);
+    else
+        scp_fail(c->err, SCP_E_INVAL, EINVAL, "policy: %s", msg);
+    return -1;
+}
+
+int cas_name_ok(const char *s) {
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 || s[0] == '.') return 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+              ch == '-' || ch == '.'))
+            return 0;
+    }
+    return 1;
+}
+
+static int hex64_ok(const char *s) { return strlen(s) == 64 && strspn(s, "0123456789abcdef") == 64; }
+
+static yaml_node_t *node(pctx *c, int id) { return yaml_document_get_node(c->doc, id); }
+
+static int get_str(pctx *c, yaml_node_t *n, const char *key, size_t maxlen, char **out) {
+    if (!n || n->type != YAML_SCALAR_NODE) return perr(c, n, "'%s' must be a string", key);
+    if (*out) return perr(c, n, "duplicate key '%s'", key);
+    size_t l = n->data.scalar.length;
+    if (l > maxlen) return perr(c, n, "'%s' is longer than %zu characters", key, maxlen);
+    if (memchr(n->data.scalar.value, 0, l)) return perr(c, n, "'%s' contains a NUL character", key);
+    *out = malloc(l + 1);
+    if (!*out) return oom(c);
+    memcpy(*out, n->data.scalar.value, l);
+    (*out)[l] = 0;
+    return 0;
+}
+
+static int get_name(pctx *c, yaml_node_t *n, const char *key, char **out) {
+    if (get_str(c, n, key, 64, out) < 0) return -1;
+    if (!cas_name_ok(*out)) return perr(c, n, "'%s' must be 1-64 characters of [A-Za-z0-9_.-]", key);
+    return 0;
+}
+
+static int get_long(pctx *c, yaml_node_t *n, const char *key, long lo, long hi, long *out) {
+    if (!n || n->type != YAML_SCALAR_NODE) return perr(c, n, "'%s' must be a number", key);
+    char buf[32];
+    size_t l = n->data.scalar.length;
+    if (l == 0 || l >= sizeof buf) return perr(c, n, "'%s' must be a number", key);
+    memcpy(buf, n->data.scalar.value, l);
+    buf[l] = 0;
+    char *e;
+    errno = 0;
+    long v = strtol(buf, &e, 10);
+    if (*e || errno || v < lo || v > hi) return perr(c, n, "'%s' must be a number in [%ld, %ld]", key, lo, hi);
+    *out = v;
+    return 0;
+}
+
+static int push(pctx *c, cas_strlist *l, char *s) {
+    char **v = realloc(l->v, (l->n + 1) * sizeof *v);
+    if (!v) {
+        free(s);
+        return oom(c);
+    }
+    l->v = v;
+    l->v[l->n++] = s;
+    return 0;
+}
+
+static void free_list(cas_strlist *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    l->v = NULL;
+    l->n = 0;
+}
+
+/* A sequence of strings; kind 0 any (<= maxlen), 1 names, 2 hex64. */
+static int get_list(pctx *c, yaml_node_t *n, const char *key, size_t maxn, size_t maxlen, int kind, cas_strlist *out) {
+    if (!n || n->type != YAML_SEQUENCE_NODE) return perr(c, n, "'%s' must be a list", key);
+    if (out->n) return perr(c, n, "duplicate key '%s'", key);
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (cnt > maxn) return perr(c, n, "'%s' has more than %zu entries", key, maxn);
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        yaml_node_t *e = node(c, *it);
+        char *s = NULL;
+        if (get_str(c, e, key, maxlen, &s) < 0) return -1;
+        if (kind == 1 && !cas_name_ok(s)) {
+            free(s);
+            return perr(c, e, "entries of '%s' must be names of [A-Za-z0-9_.-]", key);
+        }
+        if (kind == 2 && !hex64_ok(s)) {
+            free(s);
+            return perr(c, e, "entries of '%s' must be 64 lower-case hex digits", key);
+        }
+        if (push(c, out, s) < 0) return -1;
+    }
+    return 0;
+}
+
+#define FOR_PAIRS(c, n, k, v)                                                                              \
+    for (yaml_node_pair_t *p_##k = (n)->data.mapping.pairs.start; p_##k < (n)->data.mapping.pairs.top; p_##k++) \
+        for (yaml_node_t *k = node(c, p_##k->key), *v = node(c, p_##k->value); k; k = NULL)
+
+static int key_is(yaml_node_t *k, const char *name) {
+    return k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(name) &&
+           memcmp(k->data.scalar.value, name, k->data.scalar.length) == 0;
+}
+
+static int want_map(pctx *c, yaml_node_t *n, const char *what) {
+    if (!n || n->type != YAML_MAPPING_NODE) return perr(c, n, "%s must be a mapping", what);
+    FOR_PAIRS(c, n, k, v) {
+        (void)v;
+        if (k->type != YAML_SCALAR_NODE) return perr(c, k, "keys of %s must be strings", what);
+    }
+    return 0;
+}
+
+static int unknown(pctx *c, yaml_node_t *k, const char *what) {
+    int l = (int)(k->data.scalar.length > 64 ? 64 : k->data.scalar.length);
+    return perr(c, k, "unknown key '%.*s' in %s", l, (const char *)k->data.scalar.value, what);
+}
+
+static size_t seq_len(yaml_node_t *n) { return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start); }
+
+static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
+    if (want_map(c, n, "a service") < 0) return -1;
+    FOR_PAIRS(c, n, k, v) {
+        int r;
+        if (key_is(k, "name")) r = get_name(c, v, "name", &s->name);
+        else if (key_is(k, "measurements")) r = get_list(c, v, "measurements", 64, 64, 2, &s->measurements);
+        else if (key_is(k, "platforms")) r = get_list(c, v, "platforms", 256, 64, 2, &s->platforms);
+        else if (key_is(k, "command")) r = get_list(c, v, "command", 256, 4096, 0, &s->command);
+        else if (key_is(k, "volumes")) r = get_list(c, v, "volumes", 64, 64, 1, &s->volumes);
+        else if (key_is(k, "cwd")) r = get_str(c, v, "cwd", 4096, &s->cwd);
+        else if (key_is(k, "environment")) {
+            if ((r = want_map(c, v, "environment")) < 0) return -1;
+            if (s->env_keys.n) return perr(c, k, "duplicate key 'environment'");
+            if ((size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start) > 256)
+                return perr(c, v, "more than 256 environment variables");
+            FOR_PAIRS(c, v, ek, ev) {
+                char *key = NULL, *val = NULL;
+                if (get_str(c, ek, "environment variable name", 256, &key) < 0) return -1;
+                if (!*key || strchr(key, '=')) {
+                    free(key);
+                    return perr(c, ek, "bad environment variable name");
+                }
+                for (size_t i = 0; i < s->env_keys.n; i++)
+                    if (strcmp(s->env_keys.v[i], key) == 0) {
+                        free(key);
+                        return perr(c, ek, "duplicate environment variable");
+                    }
+                if (push(c, &s->env_keys, key) < 0) return -1;
+                if (get_str(c, ev, "environment value", 65536, &val) < 0 || push(c, &s->env_values, val) < 0) return -1;
+            }
+        } else if (key_is(k, "files")) {
+            if (!v || v->type != YAML_SEQUENCE_NODE) return perr(c, v, "'files' must be a list");
+            if (s->files) return perr(c, k, "duplicate key 'files'");
+            if (seq_len(v) > 64) return perr(c, v, "more than 64 files");
+            s->files = calloc(seq_len(v) + 1, sizeof *s->files);
+            if (!s->files) return oom(c);
+            for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top; it++) {
+                yaml_node_t *f = node(c, *it);
+                cas_file_def *fd = &s->files[s->n_files++];
+                if (want_map(c, f, "a file") < 0) return -1;
+                FOR_PAIRS(c, f, fk, fv) {
+                    if (key_is(fk, "path")) {
+                        if (get_str(c, fv, "path", 4096, &fd->path) < 0) return -1;
+                    } else if (key_is(fk, "content")) {
+                        if (get_str(c, fv, "content", 128 * 1024, &fd->content) < 0) return -1;
+                    } else
+                        return unknown(c, fk, "a file");
+                }
+                if (!fd->path || fd->path[0] != '/') return perr(c, f, "a file needs an absolute 'path'");
+                if (!fd->content) return perr(c, f, "a file needs 'content'");
+            }
+            r = 0;
+        } else
+            return unknown(c, k, "a service");
+        if (r < 0) return -1;
+    }
+    if (!s->name) return perr(c, n, "a service needs a 'name'");
+    if (!s->measurements.n) return perr(c, n, "service '%s' needs at least one measurement", s->name);
+    return 0;
+}
+
+static int parse_secret(pctx *c, yaml_node_t *n, cas_secret_def *s) {
+    if (want_map(c, n, "a secret") < 0) return -1;
+    char *kind = NULL;
+    long size = -1, days = -1;
+    int r = 0;
+    FOR_PAIRS(c, n, k, v) {
+        if (key_is(k, "name")) r = get_name(c, v, "name", &s->name);
+        else if (key_is(k, "kind")) r = get_str(c, v, "kind", 16, &kind);
+        else if (key_is(k, "size")) r = get_long(c, v, "size", 1, 4096, &size);
+        else if (key_is(k, "value")) r = get_str(c, v, "value", 65536, &s->value);
+        else if (key_is(k, "common_name")) r = get_str(c, v, "common_name", 64, &s->common_name);
+        else if (key_is(k, "dns")) r = get_list(c, v, "dns", 32, 253, 0, &s->dns);
+        else if (key_is(k, "ip")) r = get_list(c, v, "ip", 32, 45, 0, &s->ip);
+        else if (key_is(k, "valid_days")) r = get_long(c, v, "valid_days", 1, 3650, &days);
+        else if (key_is(k, "session")) r = get_name(c, v, "session", &s->import_session);
+        else if (key_is(k, "secret")) r = get_name(c, v, "secret", &s->import_secret);
+        else if (key_is(k, "export")) r = get_list(c, v, "export", 64, 64, 1, &s->export_to);
+        else {
+            free(kind);
+            return unknown(c, k, "a secret");
+        }
+        if (r < 0) break;
+    }
+    if (r < 0) {
+        free(kind);
+        return -1;
+    }
+    if (!s->name) {
+        free(kind);
+        return perr(c, n, "a secret needs a 'name'");
+    }
+    const char *kinds[] = {NULL, "random", "ascii", "explicit", "x509", "imported"};
+    for (int i = 1; i <= 5; i++)
+        if (kind && strcmp(kind, kinds[i]) == 0) s->kind = (enum cas_secret_kind)i;
+    free(kind);
+    if (!s->kind) return perr(c, n, "secret '%s' needs a 'kind' of random, ascii, explicit, x509 or imported", s->name);
+    s->size = size > 0 ? (size_t)size : 0;
+    s->valid_days = days > 0 ? (int)days : 365;
+    int needs_size = s->kind == SECRET_RANDOM || s->kind == SECRET_ASCII;
+    if (needs_size != (size > 0)) return perr(c, n, "secret '%s': 'size' is %s", s->name, needs_size ? "required" : "not allowed here");
+    if ((s->kind == SECRET_EXPLICIT) != (s->value != NULL))
+        return perr(c, n, "secret '%s': 'value' is %s", s->name, s->kind == SECRET_EXPLICIT ? "required" : "not allowed here");
+    int x = s->kind == SECRET_X509;
+    if (x != (s->common_name != NULL) || (!x && (s->dns.n || s->ip.n || days > 0)))
+        return perr(c, n, "secret '%s': 'common_name' (and dns, ip, valid_days) go with kind x509 only", s->name);
+    if (s->common_name && !*s->common_name) return perr(c, n, "secret '%s': empty common_name", s->name);
+    for (size_t i = 0; i < s->dns.n; i++)
+        if (strspn(s->dns.v[i], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-*") != strlen(s->dns.v[i]) ||
+            !*s->dns.v[i])
+            return perr(c, n, "secret '%s': bad DNS name", s->name);
+    for (size_t i = 0; i < s->ip.n; i++)
+        if (strspn(s->ip.v[i], "0123456789abcdefABCDEF.:") != strlen(s->ip.v[i]) || !*s->ip.v[i])
+            return perr(c, n, "secret '%s': bad IP address", s->name);
+    int imp = s->kind == SECRET_IMPORTED;
+    if (imp != (s->import_session != NULL) || imp != (s->import_secret != NULL))
+        return perr(c, n, "secret '%s': 'session' and 'secret' go (together) with kind imported only", s->name);
+    if (imp && s->export_to.n) return perr(c, n, "secret '%s': an imported secret cannot be exported again", s->name);
+    return 0;
+}
+
+/* Every $$SCP::NAME[:crt|:key]$$ must name a secret. */
+static int check_placeholders(pctx *c, const cas_policy *p, const char *text, const char *where) {
+    const char *s = text;
+    while ((s = strstr(s, "$$SCP::")) != NULL) {
+        const char *b = s + 7, *e = strstr(b, "$$");
+        if (!e) return perr(c, NULL, "unterminated $$SCP:: placeholder in %s", where);
+        size_t l = (size_t)(e - b);
+        char name[80];
+        if (l == 0 || l >= sizeof name) return perr(c, NULL, "bad placeholder in %s", where);
+        memcpy(name, b, l);
+        name[l] = 0;
+        char *colon = strchr(name, ':');
+        if (colon) {
+            if (strcmp(colon, ":crt") != 0 && strcmp(colon, ":key") != 0)
+                return perr(c, NULL, "bad placeholder suffix in %s (use :crt or :key)", where);
+            *colon = 0;
+        }
+        const cas_secret_def *sd = cas_policy_secret(p, name);
+        if (!sd) return perr(c, NULL, "placeholder in %s names unknown secret '%s'", where, name);
+        if (colon && sd->kind != SECRET_X509 && sd->kind != SECRET_IMPORTED)
+            return perr(c, NULL, "placeholder in %s: ':crt'/':key' need an x509 secret", where);
+        s = e + 2;
+    }
+    return 0;
+}
+
+static int validate(pctx *c, cas_policy *p) {
+    for (size_t i = 0; i < p->n_services; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p->services[i].name, p->services[j].name) == 0)
+                return perr(c, NULL, "duplicate service '%s'", p->services[i].name);
+    for (size_t i = 0; i < p->n_secrets; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p->secrets[i].name, p->secrets[j].name) == 0)
+                return perr(c, NULL, "duplicate secret '%s'", p->secrets[i].name);
+    for (size_t i = 0; i < p->n_volumes; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(p->volumes[i].name, p->volumes[j].name) == 0)
+                return perr(c, NULL, "duplicate volume '%s'", p->volumes[i].name);
+    for (size_t i = 0; i < p->n_services; i++) {
+        cas_service_def *s = &p->services[i];
+        char where[128];
+        snprintf(where, sizeof where, "service '%s'", s->name);
+        for (size_t j = 0; j < s->command.n; j++)
+            if (check_placeholders(c, p, s->command.v[j], where) < 0) return -1;
+        for (size_t j = 0; j < s->env_values.n; j++)
+            if (check_placeholders(c, p, s->env_values.v[j], where) < 0) return -1;
+        for (size_t j = 0; j < s->n_files; j++)
+            if (check_placeholders(c, p, s->files[j].content, where) < 0) return -1;
+        for (size_t j = 0; j < s->volumes.n; j++)
+            if (!cas_policy_volume(p, s->volumes.v[j]))
+                return perr(c, NULL, "service '%s' mounts unknown volume '%s'", s->name, s->volumes.v[j]);
+    }
+    for (size_t i = 0; i < p->n_network; i++)
+        if (p->network[i].secret && !cas_policy_secret(p, p->network[i].secret))
+            return perr(c, NULL, "network rule names unknown secret '%s'", p->network[i].secret);
+    return 0;
+}
+
+/* Refuse anchors/aliases (no expansion bombs), deep nesting and huge documents up front. */
+static int prescan(const char *text, size_t len, scp_err *err) {
+    yaml_parser_t ps;
+    if (!yaml_parser_initialize(&ps)) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
+    int depth = 0, nodes = 0, docs = 0, rc = 0;
+    for (;;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&ps, &ev)) {
+            rc = scp_fail(err, SCP_E_INVAL, EINVAL, "policy is not valid YAML: %s at line %zu",
+                          ps.problem ? ps.problem : "syntax error", (size_t)ps.problem_mark.line + 1);
+            break;
+        }
+        yaml_event_type_t t = ev.type;
+        size_t line = (size_t)ev.start_mark.line + 1;
+        int anchored = (t == YAML_SCALAR_EVENT && ev.data.scalar.anchor) ||
+                       (t == YAML_SEQUENCE_START_EVENT && ev.data.sequence_start.anchor) ||
+                       (t == YAML_MAPPING_START_EVENT && ev.data.mapping_start.anchor);
+        yaml_event_delete(&ev);
+        if (t == YAML_ALIAS_EVENT || anchored) {
+            rc = scp_fail(err, SCP_E_INVAL, EINVAL, "policy line %zu: anchors and aliases are not allowed", line);
+            break;
+        }
+        if (t == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
+            rc = scp_fail(err, SCP_E_INVAL, EINVAL, "policy line %zu: only one YAML document is allowed", line);
+            break;
+        }
+        if (t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) depth++;
+        if (t == YAML_SEQUENCE_END_EVENT || t == YAML_MAPPING_END_EVENT) depth--;
+        if (t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT) nodes++;
+        if (depth > MAX_DEPTH || nodes > MAX_NODES) {
+            rc = scp_fail(err, SCP_E_INVAL, EINVAL, "policy line %zu: nested too deeply or too many nodes", line);
+            break;
+        }
+        if (t == YAML_STREAM_END_EVENT) break;
+    }
+    yaml_parser_delete(&ps);
+    return rc;
+}
+
+cas_policy *cas_policy_parse(const char *text, size_t len, scp_err *err) {
+    if (len > POLICY_MAX_DOC) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "policy larger than %d bytes", POLICY_MAX_DOC);
+        return NULL;
+    }
+    if (prescan(text, len, err) < 0) return NULL;
+    yaml_parser_t ps;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&ps)) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&ps, &doc)) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "policy is not valid YAML: %s", ps.problem ? ps.problem : "syntax error");
+        yaml_parser_delete(&ps);
+        return NULL;
+    }
+    yaml_parser_delete(&ps);
+    pctx c = {&doc, err};
+    cas_policy *p = calloc(1, sizeof *p);
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    int r = 0;
+    if (!p) {
+        r = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    if (!root) {
+        r = perr(&c, NULL, "the document is empty");
+        goto out;
+    }
+    if ((r = want_map(&c, root, "the policy")) < 0) goto out;
+    FOR_PAIRS(&c, root, k, v) {
+        if (key_is(k, "name")) r = get_name(&c, v, "name", &p->name);
+        else if (key_is(k, "predecessor")) {
+            r = get_str(&c, v, "predecessor", 64, &p->predecessor);
+            if (r == 0 && !hex64_ok(p->predecessor)) r = perr(&c, v, "'predecessor' must be 64 lower-case hex digits");
+        } else if (key_is(k, "version")) {
+            long ver;
+            r = get_long(&c, v, "version", 1, 1, &ver);
+        } else if (key_is(k, "services") || key_is(k, "secrets") || key_is(k, "volumes") || key_is(k, "network")) {
+            if (!v || v->type != YAML_SEQUENCE_NODE) {
+                r = perr(&c, v, "'%.*s' must be a list", (int)k->data.scalar.length, (const char *)k->data.scalar.value);
+                goto out;
+            }
+            size_t n = seq_len(v);
+            if (key_is(k, "services")) {
+                if (p->services || n > 64) { r = perr(&c, v, "duplicate 'services' or more than 64"); goto out; }
+                p->services = calloc(n + 1, sizeof *p->services);
+                if (!p->services) { r = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory"); goto out; }
+                for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top && r == 0; it++)
+                    r = parse_service(&c, node(&c, *it), &p->services[p->n_services++]);
+            } else if (key_is(k, "secrets")) {
+                if (p->secrets || n > 256) { r = perr(&c, v, "duplicate 'secrets' or more than 256"); goto out; }
+                p->secrets = calloc(n + 1, sizeof *p->secrets);
+                if (!p->secrets) { r = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory"); goto out; }
+                for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top && r == 0; it++)
+                    r = parse_secret(&c, node(&c, *it), &p->secrets[p->n_secrets++]);
+            } else if (key_is(k, "volumes")) {
+                if (p->volumes || n > 64) { r = perr(&c, v, "duplicate 'volumes' or more than 64"); goto out; }
+                p->volumes = calloc(n + 1, sizeof *p->volumes);
+                if (!p->volumes) { r = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory"); goto out; }
+                for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top && r == 0; it++) {
+                    yaml_node_t *vn = node(&c, *it);
+                    cas_volume_def *vd = &p->volumes[p->n_volumes++];
+                    if ((r = want_map(&c, vn, "a volume")) < 0) break;
+                    FOR_PAIRS(&c, vn, vk, vv) {
+                        if (r < 0) break;
+                        if (key_is(vk, "name")) r = get_name(&c, vv, "name", &vd->name);
+                        else if (key_is(vk, "path")) r = get_str(&c, vv, "path", 4096, &vd->path);
+                        else r = unknown(&c, vk, "a volume");
+                    }
+                    if (r == 0 && (!vd->name || !vd->path || vd->path[0] != '/'))
+                        r = perr(&c, vn, "a volume needs a 'name' and an absolute 'path'");
+                }
+            } else {
+                if (p->network || n > 256) { r = perr(&c, v, "duplicate 'network' or more than 256"); goto out; }
+                p->network = calloc(n + 1, sizeof *p->network);
+                if (!p->network) { r = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory"); goto out; }
+                for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top && r == 0; it++) {
+                    yaml_node_t *nn = node(&c, *it);
+                    cas_net_rule *nr = &p->network[p->n_network++];
+                    if ((r = want_map(&c, nn, "a network rule")) < 0) break;
+                    FOR_PAIRS(&c, nn, nk, nv) {
+                        if (r < 0) break;
+                        if (key_is(nk, "port")) r = get_long(&c, nv, "port", 1, 65535, &nr->port);
+                        else if (key_is(nk, "peer")) r = get_str(&c, nv, "peer", 300, &nr->peer);
+                        else if (key_is(nk, "secret")) r = get_name(&c, nv, "secret", &nr->secret);
+                        else r = unknown(&c, nk, "a network rule");
+                    }
+                    if (r == 0 && !nr->port && !nr->peer) r = perr(&c, nn, "a network rule needs a 'port' or a 'peer'");
+                }
+            }
+        } else
+            r = unknown(&c, k, "the policy");
+        if (r < 0) goto out;
+    }
+    if (!p->name) r = perr(&c, root, "the policy needs a 'name'");
+    else if (!p->n_services) r = perr(&c, root, "the policy needs at least one service");
+    else r = validate(&c, p);
+out:
+    yaml_document_delete(&doc);
+    if (r < 0) {
+        cas_policy_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void cas_policy_free(cas_policy *p) {
+    if (!p) return;
+    for (size_t i = 0; i < p->n_services; i++) {
+        cas_service_def *s = &p->services[i];
+        free(s->name);
+        free(s->cwd);
+        free_list(&s->measurements);
+        free_list(&s->platforms);
+        free_list(&s->command);
+        free_list(&s->env_keys);
+        free_list(&s->env_values);
+        free_list(&s->volumes);
+        for (size_t j = 0; j < s->n_files; j++) {
+            free(s->files[j].path);
+            free(s->files[j].content);
+        }
+        free(s->files);
+    }
+    for (size_t i = 0; i < p->n_secrets; i++) {
+        cas_secret_def *s = &p->secrets[i];
+        free(s->name);
+        free(s->value);
+        free(s->common_name);
+        free(s->import_session);
+        free(s->import_secret);
+        free_list(&s->dns);
+        free_list(&s->ip);
+        free_list(&s->export_to);
+    }
+    for (size_t i = 0; i < p->n_volumes; i++) {
+        free(p->volumes[i].name);
+        free(p->volumes[i].path);
+    }
+    for (size_t i = 0; i < p->n_network; i++) {
+        free(p->network[i].peer);
+        free(p->network[i].secret);
+    }
+    free(p->services);
+    free(p->secrets);
+    free(p->volumes);
+    free(p->network);
+    free(p->name);
+    free(p->predecessor);
+    free(p);
+}
+
+const cas_service_def *cas_policy_service(const cas_policy *p, const char *name) {
+    for (size_t i = 0; i < p->n_services; i++)
+        if (p->services[i].name && strcmp(p->services[i].name, name) == 0) return &p->services[i];
+    return NULL;
+}
+
+const cas_secret_def *cas_policy_secret(const cas_policy *p, const char *name) {
+    for (size_t i = 0; i < p->n_secrets; i++)
+        if (p->secrets[i].name && strcmp(p->secrets[i].name, name) == 0) return &p->secrets[i];
+    return NULL;
+}
+
+const cas_volume_def *cas_policy_volume(const cas_policy *p, const char *name) {
+    for (size_t i = 0; i < p->n_volumes; i++)
+        if (p->volumes[i].name && strcmp(p->volumes[i].name, name) == 0) return &p->volumes[i];
+    return NULL;
+}
+
+void cas_secret_spec(const cas_secret_def *s, char out[65]) {
+    /* kind, size, value, cn, sans, days, import: joined with separators that cannot occur
+     * unescaped in a way that matters (explicit values are hashed, not stored here) */
+    char buf[1024];
+    uint8_t vh[32] = {0};
+    if (s->value) cas_sha256(s->value, strlen(s->value), vh);
+    char vhex[65];
+    cas_hex(vh, 32, vhex);
+    int n = snprintf(buf, sizeof buf, "%d|%zu|%s|%s|%d|%s|%s|", (int)s->kind, s->size, vhex,
+                     s->common_name ? s->common_name : "", s->valid_days, s->import_session ? s->import_session : "",
+                     s->import_secret ? s->import_secret : "");
+    uint8_t h[32];
+    /* include the SANs by chaining the hash */
+    cas_sha256(buf, n > 0 ? (size_t)n : 0, h);
+    for (size_t i = 0; i < s->dns.n + s->ip.n; i++) {
+        const char *x = i < s->dns.n ? s->dns.v[i] : s->ip.v[i - s->dns.n];
+        char b2[400];
+        char hh[65];
+        cas_hex(h, 32, hh);
+        int m = snprintf(b2, sizeof b2, "%s|%s|%s", hh, i < s->dns.n ? "D" : "I", x);
+        cas_sha256(b2, m > 0 ? (size_t)m : 0, h);
+    }
+    cas_hex(h, 32, out);
+}

@@ -1,0 +1,107 @@
+/* cas/policy.h - session policies: YAML text -> validated struct.
+ *
+ * The schema (unknown keys are refused; anchors and aliases are refused):
+ *   name: NAME                       # [A-Za-z0-9_.-]{1,64}
+ *   predecessor: HASH                # required to update: hex SHA-256 of the current version
+ *   services:                        # 1..64
+ *     - name: NAME
+ *       measurements: [HEX64, ...]   # 1..64 allowed measurements
+ *       platforms: [HEX64, ...]      # optional: allowed platform ids (default: any enrolled)
+ *       command: [ARG, ...]          # optional, <= 256 args
+ *       environment: {KEY: VALUE}    # optional, <= 256
+ *       cwd: PATH                    # optional
+ *       files: [{path: PATH, content: TEXT}]   # optional, <= 64
+ *       volumes: [NAME, ...]         # optional: volumes of this session the service mounts
+ *   secrets:                         # optional, <= 256
+ *     - name: NAME
+ *       kind: random|ascii|explicit|x509|imported
+ *       size: N                      # random/ascii: 1..4096 (bytes/characters)
+ *       value: TEXT                  # explicit
+ *       common_name: CN              # x509
+ *       dns: [NAME, ...]  ip: [ADDR, ...]  valid_days: N   # x509, optional
+ *       session: NAME  secret: NAME  # imported: a secret that session exports to this one
+ *       export: [SESSION, ...]       # optional: sessions allowed to import it
+ *   volumes: [{name: NAME, path: PATH}]       # optional, <= 64
+ *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, used by the network shield
+ *
+ * Placeholders $$SCP::NAME$$ (or $$SCP::NAME:crt$$ / $$SCP::NAME:key$$ for x509 secrets) may
+ * appear in command arguments, environment values and file contents; every one must name a
+ * secret of the session. */
+#ifndef SCP_CAS_POLICY_H
+#define SCP_CAS_POLICY_H
+
+#include <stddef.h>
+
+#include "scp/err.h"
+
+#define POLICY_MAX_DOC (256 * 1024)
+
+enum cas_secret_kind { SECRET_RANDOM = 1, SECRET_ASCII, SECRET_EXPLICIT, SECRET_X509, SECRET_IMPORTED };
+
+typedef struct cas_strlist {
+    char **v;
+    size_t n;
+} cas_strlist;
+
+typedef struct cas_secret_def {
+    char *name;
+    enum cas_secret_kind kind;
+    size_t size;
+    char *value;
+    char *common_name;
+    cas_strlist dns, ip;
+    int valid_days;
+    char *import_session, *import_secret;
+    cas_strlist export_to;
+} cas_secret_def;
+
+typedef struct cas_file_def {
+    char *path, *content;
+} cas_file_def;
+
+typedef struct cas_service_def {
+    char *name;
+    cas_strlist measurements, platforms, command, env_keys, env_values, volumes;
+    char *cwd;
+    cas_file_def *files;
+    size_t n_files;
+} cas_service_def;
+
+typedef struct cas_volume_def {
+    char *name, *path;
+} cas_volume_def;
+
+typedef struct cas_net_rule {
+    long port;
+    char *peer, *secret;
+} cas_net_rule;
+
+typedef struct cas_policy {
+    char *name, *predecessor;
+    cas_service_def *services;
+    size_t n_services;
+    cas_secret_def *secrets;
+    size_t n_secrets;
+    cas_volume_def *volumes;
+    size_t n_volumes;
+    cas_net_rule *network;
+    size_t n_network;
+} cas_policy;
+
+/* Parse and validate. On failure returns NULL with SCP_E_INVAL and a message that names the
+ * offending key or line. */
+cas_policy *cas_policy_parse(const char *text, size_t len, scp_err *err);
+void cas_policy_free(cas_policy *p);
+
+const cas_service_def *cas_policy_service(const cas_policy *p, const char *name);
+const cas_secret_def *cas_policy_secret(const cas_policy *p, const char *name);
+const cas_volume_def *cas_policy_volume(const cas_policy *p, const char *name);
+
+/* A short fingerprint of a secret's definition (kind and parameters) to know whether a stored
+ * value still fits it after an update: hex SHA-256, 64 chars. */
+void cas_secret_spec(const cas_secret_def *s, char out[65]);
+
+/* Valid NAME: [A-Za-z0-9_.-]{1,64}, not starting with '.'. */
+int cas_name_ok(const char *s);
+
+#endif

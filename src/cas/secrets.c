@@ -1,0 +1,393 @@
+/* cas/secrets.c - secrets and volume keys: generation, encryption at rest, X.509 issuance,
+ * and rendering a service's configuration with $$SCP::NAME$$ placeholders replaced.
+ *
+ * At rest every value is AES-256-GCM under k_data with the AAD "kind\0a\0b" (e.g.
+ * "secret\0session\0name"), so a value moved to another row does not decrypt. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "cas/internal.h"
+#include "cas/util.h"
+#include "scp/volume.h"
+
+static size_t make_aad(char *buf, size_t sz, const char *kind, const char *a, const char *b) {
+    int n = snprintf(buf, sz, "%s%c%s%c%s", kind, 0, a, 0, b);
+    return n < 0 ? 0 : (size_t)n < sz ? (size_t)n : sz - 1;
+}
+
+int cas_seal(cas_api *api, const char *kind, const char *a, const char *b, const void *pt, size_t len, uint8_t **out,
+             size_t *outlen, scp_err *err) {
+    char aad[200];
+    size_t al = make_aad(aad, sizeof aad, kind, a, b);
+    return cas_aead_seal(api->k_data, aad, al, pt, len, out, outlen, err);
+}
+
+int cas_unseal(cas_api *api, const char *kind, const char *a, const char *b, const uint8_t *ct, size_t len,
+               uint8_t **out, size_t *outlen, scp_err *err) {
+    char aad[200];
+    size_t al = make_aad(aad, sizeof aad, kind, a, b);
+    return cas_aead_open(api->k_data, aad, al, ct, len, out, outlen, err);
+}
+
+/* ---- generation --------------------------------------------------------------------------- */
+
+static int gen_ascii(char *out, size_t n, scp_err *err) {
+    static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    size_t i = 0;
+    while (i < n) {
+        uint8_t r[64];
+        if (cas_random(r, sizeof r, err) < 0) return -1;
+        for (size_t j = 0; j < sizeof r && i < n; j++)
+            if (r[j] < 248) out[i++] = alphabet[r[j] % 62]; /* 248 = 4*62: no modulo bias */
+    }
+    out[n] = 0;
+    return 0;
+}
+
+static int gen_x509(cas_api *api, const cas_secret_def *s, char **out, size_t *len, scp_err *err) {
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    if (!k) return scp_fail(err, SCP_E_CRYPTO, EIO, "cannot generate a P-256 key");
+    char sans[4096] = "";
+    size_t o = 0;
+    for (size_t i = 0; i < s->dns.n + s->ip.n && o < sizeof sans; i++) {
+        int w = snprintf(sans + o, sizeof sans - o, "%s%s:%s", o ? "," : "", i < s->dns.n ? "DNS" : "IP",
+                         i < s->dns.n ? s->dns.v[i] : s->ip.v[i - s->dns.n]);
+        if (w < 0 || (size_t)w >= sizeof sans - o) {
+            EVP_PKEY_free(k);
+            return scp_fail(err, SCP_E_INVAL, EINVAL, "secret '%s': too many names", s->name);
+        }
+        o += (size_t)w;
+    }
+    X509 *c = cas_x509_issue(k, s->common_name, sans, s->valid_days, 0, api->id->ca_key, api->id->ca_cert, err);
+    if (!c) {
+        EVP_PKEY_free(k);
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "secret '%s': cannot issue the certificate (check dns/ip)", s->name);
+    }
+    char *cp = cas_cert_pem(c), *kp = cas_key_pem(k);
+    X509_free(c);
+    EVP_PKEY_free(k);
+    int rc = -1;
+    if (cp && kp) {
+        size_t cl = strlen(cp), kl = strlen(kp);
+        *out = malloc(cl + kl + 1);
+        if (*out) {
+            memcpy(*out, cp, cl);
+            memcpy(*out + cl, kp, kl + 1);
+            *len = cl + kl;
+            rc = 0;
+        }
+    }
+    if (rc < 0) scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (kp) OPENSSL_clear_free(kp, strlen(kp));
+    free(cp);
+    return rc;
+}
+
+int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
+    for (size_t i = 0; i < p->n_secrets; i++) {
+        const cas_secret_def *s = &p->secrets[i];
+        if (s->kind == SECRET_IMPORTED) continue;
+        char spec[65], old_spec[65];
+        cas_secret_spec(s, spec);
+        uint8_t *old = NULL;
+        size_t oldlen = 0;
+        int r = api->st->ops->secret_get(api->st, p->name, s->name, old_spec, &old, &oldlen, err);
+        free(old);
+        if (r < 0) return -1;
+        if (r == 1 && strcmp(old_spec, spec) == 0) continue; /* unchanged definition: keep the value */
+        char *val = NULL;
+        size_t len = 0;
+        if (s->kind == SECRET_RANDOM) {
+            val = malloc(s->size);
+            len = s->size;
+            if (!val || cas_random(val, len, err) < 0) {
+                free(val);
+                return val ? -1 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+            }
+        } else if (s->kind == SECRET_ASCII) {
+            val = malloc(s->size + 1);
+            len = s->size;
+            if (!val || gen_ascii(val, s->size, err) < 0) {
+                free(val);
+                return val ? -1 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+            }
+        } else if (s->kind == SECRET_EXPLICIT) {
+            len = strlen(s->value);
+            val = malloc(len + 1);
+            if (!val) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+            memcpy(val, s->value, len + 1);
+        } else if (gen_x509(api, s, &val, &len, err) < 0) {
+            return -1;
+        }
+        uint8_t *ct = NULL;
+        size_t ctlen = 0;
+        r = cas_seal(api, "secret", p->name, s->name, val, len, &ct, &ctlen, err);
+        OPENSSL_clear_free(val, len);
+        if (r < 0) return -1;
+        r = api->st->ops->secret_put(api->st, p->name, s->name, spec, ct, ctlen, err);
+        free(ct);
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
+int cas_ensure_volumes(cas_api *api, const cas_policy *p, scp_err *err) {
+    for (size_t i = 0; i < p->n_volumes; i++) {
+        uint8_t *old = NULL;
+        size_t oldlen = 0;
+        char tag[81];
+        int r = api->st->ops->volume_get(api->st, p->name, p->volumes[i].name, &old, &oldlen, tag, err);
+        free(old);
+        if (r < 0) return -1;
+        if (r == 1) continue; /* a volume keeps its key for the life of the session */
+        uint8_t key[SCP_VOLUME_KEY_LEN], *ct = NULL;
+        size_t ctlen = 0;
+        if (cas_random(key, sizeof key, err) < 0) return -1;
+        r = cas_seal(api, "volume", p->name, p->volumes[i].name, key, sizeof key, &ct, &ctlen, err);
+        OPENSSL_cleanse(key, sizeof key);
+        if (r < 0) return -1;
+        r = api->st->ops->volume_put_key(api->st, p->name, p->volumes[i].name, ct, ctlen, err);
+        free(ct);
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
+void cas_volume_token(cas_api *api, const char *session, const char *service, char out[65]) {
+    char buf[160];
+    int n = snprintf(buf, sizeof buf, "volume-token%c%s%c%s", 0, session, 0, service);
+    uint8_t h[32];
+    cas_hmac_sha256(api->k_token, 32, buf, (size_t)n, h, NULL);
+    cas_hex(h, 32, out);
+}
+
+/* ---- rendering ---------------------------------------------------------------------------- */
+
+typedef struct loaded {
+    char name[CAS_NAME_MAX];
+    enum cas_secret_kind kind;
+    char *val;
+    size_t len;
+} loaded;
+
+typedef struct render {
+    cas_api *api;
+    const cas_policy *p;
+    loaded items[16];
+    size_t n;
+    cas_response *resp;
+} render;
+
+static void render_free(render *r) {
+    for (size_t i = 0; i < r->n; i++) OPENSSL_clear_free(r->items[i].val, r->items[i].len + 1);
+    r->n = 0;
+}
+
+/* Load (and cache) a secret's plaintext. Imported secrets come from the exporting session,
+ * which must list this session in the secret's 'export'. */
+static loaded *get_secret(render *r, const char *name) {
+    for (size_t i = 0; i < r->n; i++)
+        if (strcmp(r->items[i].name, name) == 0) return &r->items[i];
+    if (r->n == sizeof r->items / sizeof r->items[0]) render_free(r); /* keep the cache small */
+    const cas_secret_def *s = cas_policy_secret(r->p, name);
+    if (!s) {
+        cas_deny(r->resp, 500, "internal", "secret '%s' is not defined", name);
+        return NULL;
+    }
+    const char *from_session = r->p->name, *from_name = name;
+    enum cas_secret_kind kind = s->kind;
+    cas_policy *other = NULL;
+    if (s->kind == SECRET_IMPORTED) {
+        cas_session_row row = {0};
+        int ok = cas_load_policy(r->api, s->import_session, &row, &other, NULL, r->resp);
+        free(row.policy);
+        if (ok <= 0) {
+            if (ok == 0)
+                cas_deny(r->resp, 403, "import_refused", "secret '%s' imports from session '%s', which does not exist",
+                         name, s->import_session);
+            return NULL;
+        }
+        const cas_secret_def *src = cas_policy_secret(other, s->import_secret);
+        int exported = 0;
+        for (size_t i = 0; src && i < src->export_to.n; i++)
+            if (strcmp(src->export_to.v[i], r->p->name) == 0) exported = 1;
+        if (!exported || src->kind == SECRET_IMPORTED) {
+            cas_deny(r->resp, 403, "import_refused", "session '%s' does not export secret '%s' to session '%s'",
+                     s->import_session, s->import_secret, r->p->name);
+            cas_policy_free(other);
+            return NULL;
+        }
+        kind = src->kind;
+        from_session = s->import_session;
+        from_name = s->import_secret;
+    }
+    scp_err e = {0};
+    char spec[65];
+    uint8_t *ct = NULL, *pt = NULL;
+    size_t ctlen = 0, ptlen = 0;
+    int g = r->api->st->ops->secret_get(r->api->st, from_session, from_name, spec, &ct, &ctlen, &e);
+    if (g == 1) g = cas_unseal(r->api, "secret", from_session, from_name, ct, ctlen, &pt, &ptlen, &e) < 0 ? -1 : 1;
+    free(ct);
+    cas_policy_free(other);
+    if (g <= 0) {
+        cas_deny(r->resp, 500, "internal", "secret '%s' is unavailable: %s", name, g < 0 ? e.msg : "not stored");
+        return NULL;
+    }
+    loaded *l = &r->items[r->n++];
+    snprintf(l->name, sizeof l->name, "%.64s", name);
+    l->kind = kind;
+    l->val = (char *)pt;
+    l->len = ptlen;
+    return l;
+}
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+} sbuf;
+
+static int sb_add(sbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t nc = (b->len + n + 1) * 2;
+        char *np = malloc(nc);
+        if (!np) return -1;
+        if (b->p) {
+            memcpy(np, b->p, b->len);
+            OPENSSL_clear_free(b->p, b->cap);
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = 0;
+    return 0;
+}
+
+/* Replace placeholders in text; returns a JSON string (or NULL with resp set). */
+static json_t *subst(render *r, const char *text) {
+    sbuf b = {0};
+    const char *s = text;
+    json_t *out = NULL;
+    if (sb_add(&b, "", 0) < 0) goto oom;
+    for (;;) {
+        const char *ph = strstr(s, "$$SCP::");
+        if (!ph) {
+            if (sb_add(&b, s, strlen(s)) < 0) goto oom;
+            break;
+        }
+        if (sb_add(&b, s, (size_t)(ph - s)) < 0) goto oom;
+        const char *nb = ph + 7, *ne = strstr(nb, "$$");
+        char name[80];
+        size_t nl = ne ? (size_t)(ne - nb) : 0;
+        if (!ne || nl == 0 || nl >= sizeof name) { /* validated at upload; be safe anyway */
+            cas_deny(r->resp, 500, "internal", "bad placeholder");
+            goto fail;
+        }
+        memcpy(name, nb, nl);
+        name[nl] = 0;
+        char *suffix = strchr(name, ':');
+        if (suffix) *suffix++ = 0;
+        loaded *l = get_secret(r, name);
+        if (!l) goto fail;
+        if (l->kind == SECRET_RANDOM) {
+            char *hex = malloc(2 * l->len + 1);
+            if (!hex) goto oom;
+            cas_hex((uint8_t *)l->val, l->len, hex);
+            int a = sb_add(&b, hex, 2 * l->len);
+            OPENSSL_clear_free(hex, 2 * l->len + 1);
+            if (a < 0) goto oom;
+        } else if (l->kind == SECRET_X509) {
+            const char *kp = strstr(l->val, "-----BEGIN PRIVATE KEY-----");
+            size_t cl = kp ? (size_t)(kp - l->val) : l->len;
+            int a = suffix && strcmp(suffix, "key") == 0 ? sb_add(&b, kp ? kp : "", kp ? strlen(kp) : 0)
+                                                         : sb_add(&b, l->val, cl);
+            if (a < 0) goto oom;
+        } else if (sb_add(&b, l->val, l->len) < 0) {
+            goto oom;
+        }
+        s = ne + 2;
+    }
+    out = json_stringn(b.p, b.len);
+    if (!out) cas_deny(r->resp, 500, "internal", "a rendered value is not valid UTF-8");
+    goto done;
+oom:
+    cas_deny(r->resp, 500, "internal", "out of memory");
+fail:
+    out = NULL;
+done:
+    if (b.p) OPENSSL_clear_free(b.p, b.cap);
+    return out;
+}
+
+json_t *cas_render_config(cas_api *api, const cas_policy *p, const cas_service_def *svc, cas_response *resp) {
+    render r = {api, p, {{{0}, 0, NULL, 0}}, 0, resp};
+    json_t *cmd = json_array(), *env = json_object(), *files = json_array(), *vols = json_array(),
+           *net = json_array();
+    json_t *cfg = NULL;
+    for (size_t i = 0; i < svc->command.n; i++) {
+        json_t *v = subst(&r, svc->command.v[i]);
+        if (!v) goto fail;
+        json_array_append_new(cmd, v);
+    }
+    for (size_t i = 0; i < svc->env_keys.n; i++) {
+        json_t *v = subst(&r, svc->env_values.v[i]);
+        if (!v) goto fail;
+        json_object_set_new(env, svc->env_keys.v[i], v);
+    }
+    for (size_t i = 0; i < svc->n_files; i++) {
+        json_t *v = subst(&r, svc->files[i].content);
+        if (!v) goto fail;
+        json_array_append_new(files, json_pack("{s:s, s:o}", "path", svc->files[i].path, "content", v));
+    }
+    for (size_t i = 0; i < svc->volumes.n; i++) {
+        const cas_volume_def *vd = cas_policy_volume(p, svc->volumes.v[i]);
+        scp_err e = {0};
+        uint8_t *ct = NULL, *key = NULL;
+        size_t ctlen = 0, klen = 0;
+        char tag[81];
+        int g = api->st->ops->volume_get(api->st, p->name, vd->name, &ct, &ctlen, tag, &e);
+        if (g == 1) g = cas_unseal(api, "volume", p->name, vd->name, ct, ctlen, &key, &klen, &e) < 0 ? -1 : 1;
+        free(ct);
+        if (g <= 0 || klen != SCP_VOLUME_KEY_LEN) {
+            if (key) OPENSSL_clear_free(key, klen);
+            cas_deny(resp, 500, "internal", "volume '%s' key unavailable: %s", vd->name, g < 0 ? e.msg : "not stored");
+            goto fail;
+        }
+        char khex[2 * SCP_VOLUME_KEY_LEN + 1];
+        cas_hex(key, klen, khex);
+        OPENSSL_clear_free(key, klen);
+        json_array_append_new(vols, json_pack("{s:s, s:s, s:s, s:o}", "name", vd->name, "path", vd->path, "key", khex,
+                                              "expected_tag", tag[0] ? json_string(tag) : json_null()));
+        OPENSSL_cleanse(khex, sizeof khex);
+    }
+    for (size_t i = 0; i < p->n_network; i++) {
+        const cas_net_rule *nr = &p->network[i];
+        json_t *o = json_object();
+        if (nr->port) json_object_set_new(o, "port", json_integer(nr->port));
+        if (nr->peer) json_object_set_new(o, "peer", json_string(nr->peer));
+        if (nr->secret) json_object_set_new(o, "secret", json_string(nr->secret));
+        json_array_append_new(net, o);
+    }
+    char token[65];
+    cas_volume_token(api, p->name, svc->name, token);
+    cfg = json_pack("{s:s, s:s, s:o, s:o, s:s?, s:o, s:o, s:o, s:s}", "session", p->name, "service", svc->name,
+                    "command", cmd, "environment", env, "cwd", svc->cwd, "files", files, "volumes", vols, "network",
+                    net, "volume_token", token);
+    render_free(&r);
+    if (!cfg) cas_deny(resp, 500, "internal", "cannot build the configuration");
+    return cfg;
+fail:
+    render_free(&r);
+    json_decref(cmd);
+    json_decref(env);
+    json_decref(files);
+    json_decref(vols);
+    json_decref(net);
+    return NULL;
+}

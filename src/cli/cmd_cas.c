@@ -1,0 +1,179 @@
+/* cli/cmd_cas.c - scpctl cas: run the CAS daemon, check it, make identities, read the audit log. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cas_common.h"
+#include "cli/commands.h"
+#include "scp/cas.h"
+
+static void cas_usage(FILE *out) {
+    fprintf(out,
+            "usage: scpctl cas serve --data DIR --listen ADDR:PORT [--admin ID|IDENTITY_FILE]... [--port-file FILE]\n"
+            "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N]\n"
+            "       scpctl cas status [--cas HOST:PORT --pin FINGERPRINT]   (a given --pin is remembered)\n"
+            "       scpctl cas identity [--out FILE] [--show]\n"
+            "       scpctl cas audit [--from N] [--limit N] [--verify] [--json]\n"
+            "\n"
+            "Client options (all but serve): --cas HOST:PORT, --pin FINGERPRINT, --identity FILE; defaults\n"
+            "from SCP_CAS, SCP_CAS_PIN, SCP_IDENTITY, $SCP_HOME/cas.conf and $SCP_HOME/identity.pem\n"
+            "(SCP_HOME defaults to ~/.scp).\n");
+}
+
+static int serve(int argc, char **argv) {
+    scp_cas_server_opts o = {0};
+    const char *admins[64];
+    char ids[64][65];
+    size_t na = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (cli_is_help(a)) {
+            cas_usage(stdout);
+            return EXIT_OK;
+        }
+        if (i + 1 >= argc) return cli_usage_error("cas serve: '%s' needs a value (or is unknown)", a);
+        const char *v = argv[++i];
+        if (strcmp(a, "--data") == 0) o.data_dir = v;
+        else if (strcmp(a, "--listen") == 0) o.listen = v;
+        else if (strcmp(a, "--port-file") == 0) o.port_file = v;
+        else if (strcmp(a, "--workers") == 0) o.workers = atoi(v);
+        else if (strcmp(a, "--read-timeout-ms") == 0) o.read_timeout_ms = atoi(v);
+        else if (strcmp(a, "--nonce-ttl-ms") == 0) o.nonce_ttl_ms = atoi(v);
+        else if (strcmp(a, "--admin") == 0) {
+            if (na == 64) return cli_usage_error("at most 64 admins");
+            if (strlen(v) == 64 && strspn(v, "0123456789abcdefABCDEF") == 64) {
+                snprintf(ids[na], 65, "%s", v);
+            } else {
+                scp_err e = {0};
+                if (scp_cas_identity_id(v, ids[na], &e) < 0) return cli_fail(&e);
+            }
+            admins[na] = ids[na];
+            na++;
+        } else
+            return cli_usage_error("cas serve: unknown option '%s'", a);
+    }
+    if (!o.data_dir || !o.listen) return cli_usage_error("cas serve needs --data DIR and --listen ADDR:PORT");
+    o.admins = admins;
+    o.n_admins = na;
+    scp_err e = {0};
+    if (scp_cas_serve(&o, &e) < 0) return cli_fail(&e);
+    return EXIT_OK;
+}
+
+static int status(int argc, char **argv) {
+    cli_cas o = {0};
+    for (int i = 1; i < argc; i++) {
+        int r = cli_cas_opt(argc, argv, &i, &o);
+        if (r < 0) return cli_usage_error("'%s' needs a value", argv[i]);
+        if (r == 0) return cli_usage_error("cas status: unknown option '%s'", argv[i]);
+    }
+    const char *given_pin = o.pin;
+    int code = 0;
+    scp_cas_client *c = cli_cas_client(&o, &code);
+    if (!c) return code;
+    json_t *j = NULL;
+    code = cli_cas_call(c, "GET", "/v1/status", NULL, NULL, 0, &j);
+    if (code == EXIT_OK) {
+        cli_print_json(j);
+        json_decref(j);
+        if (given_pin) {
+            scp_err e = {0};
+            if (cli_cas_save_conf(o.addr, given_pin, &e) < 0) code = cli_fail(&e);
+            else fprintf(stderr, "scpctl: pinned CA %s for %s in %s/cas.conf\n", given_pin, o.addr, cli_scp_home());
+        }
+    }
+    scp_cas_client_free(c);
+    return code;
+}
+
+static int identity(int argc, char **argv) {
+    const char *out = NULL;
+    int show = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc) out = argv[++i];
+        else if (strcmp(argv[i], "--show") == 0) show = 1;
+        else return cli_usage_error("cas identity: unknown option '%s'", argv[i]);
+    }
+    char path[4096], id[65];
+    if (!out) {
+        const char *home = cli_scp_home();
+        if (mkdir(home, 0700) < 0 && errno != EEXIST) {
+            perror(home);
+            return EXIT_FAILURE_;
+        }
+        snprintf(path, sizeof path, "%s/identity.pem", home);
+        out = path;
+    }
+    scp_err e = {0};
+    if (show ? scp_cas_identity_id(out, id, &e) : scp_cas_identity_create(out, id, &e)) return cli_fail(&e);
+    if (!show) fprintf(stderr, "scpctl: created identity %s\n", out);
+    printf("%s\n", id);
+    return EXIT_OK;
+}
+
+static int audit(int argc, char **argv) {
+    cli_cas o = {0};
+    long long from = 1, limit = 1000;
+    int verify = 0, as_json = 0;
+    for (int i = 1; i < argc; i++) {
+        int r = cli_cas_opt(argc, argv, &i, &o);
+        if (r < 0) return cli_usage_error("'%s' needs a value", argv[i]);
+        if (r) continue;
+        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) from = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) limit = atoll(argv[++i]);
+        else if (strcmp(argv[i], "--verify") == 0) verify = 1;
+        else if (strcmp(argv[i], "--json") == 0) as_json = 1;
+        else return cli_usage_error("cas audit: unknown option '%s'", argv[i]);
+    }
+    int code = 0;
+    scp_cas_client *c = cli_cas_client(&o, &code);
+    if (!c) return code;
+    char path[128];
+    snprintf(path, sizeof path, "/v1/audit?from=%lld&limit=%lld", from, limit);
+    json_t *j = NULL;
+    code = cli_cas_call(c, "GET", path, NULL, NULL, 0, &j);
+    scp_cas_client_free(c);
+    if (code != EXIT_OK) return code;
+    if (as_json) {
+        cli_print_json(j);
+    } else {
+        size_t i;
+        json_t *r;
+        for (i = 0; (r = json_array_get(json_object_get(j, "entries"), i)) != NULL; i++) {
+            printf("%lld\t%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+                   (long long)json_integer_value(json_object_get(r, "seq")),
+                   (long long)json_integer_value(json_object_get(r, "ts_ms")),
+                   json_string_value(json_object_get(r, "actor")), json_string_value(json_object_get(r, "action")),
+                   json_string_value(json_object_get(r, "session")), json_string_value(json_object_get(r, "service")),
+                   json_string_value(json_object_get(r, "measurement")),
+                   json_string_value(json_object_get(r, "platform")),
+                   json_string_value(json_object_get(r, "decision")), json_string_value(json_object_get(r, "reason")));
+        }
+    }
+    int ok = json_is_true(json_object_get(j, "verified"));
+    long long bad = (long long)json_integer_value(json_object_get(j, "first_bad"));
+    long long count = (long long)json_integer_value(json_object_get(j, "count"));
+    if (ok)
+        fprintf(stderr, "scpctl: audit chain verified: %lld entries intact\n", count);
+    else
+        fprintf(stderr, "scpctl: AUDIT CHAIN BROKEN at entry %lld: %s\n", bad,
+                json_string_value(json_object_get(j, "problem")) ? json_string_value(json_object_get(j, "problem"))
+                                                                 : "the log was edited, reordered or truncated");
+    json_decref(j);
+    return (!ok && verify) ? EXIT_INTEGRITY : EXIT_OK;
+}
+
+int cmd_cas(int argc, char **argv) {
+    if (argc < 2 || cli_is_help(argv[1])) {
+        cas_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    const char *sub = argv[1];
+    if (strcmp(sub, "serve") == 0) return serve(argc - 1, argv + 1);
+    if (strcmp(sub, "status") == 0) return status(argc - 1, argv + 1);
+    if (strcmp(sub, "identity") == 0) return identity(argc - 1, argv + 1);
+    if (strcmp(sub, "audit") == 0) return audit(argc - 1, argv + 1);
+    return cli_usage_error("cas: unknown subcommand '%s'; see 'scpctl cas --help'", sub);
+}

@@ -1,0 +1,177 @@
+/* cli/cmd_platform.c - scpctl platform: sim platform keys, enrolling and revoking platforms in
+ * CAS, measuring programs, and the runtime's attestation flow (for tests and debugging). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "cas/util.h"
+#include "cli/cas_common.h"
+#include "cli/commands.h"
+#include "scp/attest.h"
+
+static void platform_usage(FILE *out) {
+    fprintf(out,
+            "usage: scpctl platform create-key FILE          make a sim platform key (0600; root only)\n"
+            "       scpctl platform id FILE                  print the platform's id and public key\n"
+            "       scpctl platform enroll --name NAME (--key FILE | --pubkey HEX)   (admin)\n"
+            "       scpctl platform revoke ID                (admin)\n"
+            "       scpctl platform list                     (admin)\n"
+            "       scpctl platform measure [--config FILE] FILE...   print the measurement (hex)\n"
+            "       scpctl platform attest --key FILE --session S --service N --measurement HEX\n"
+            "            run the runtime's attestation and print the configuration CAS releases\n"
+            "            (it holds secrets: for tests and debugging only)\n"
+            "       scpctl platform report-tag --session S --service N --volume V --tag HEX --token-file FILE\n"
+            "            report a volume's new tag (the token is the configuration's volume_token)\n"
+            "Client options: --cas HOST:PORT --pin FINGERPRINT --identity FILE (see 'scpctl cas --help').\n"
+            "The sim backend does NOT protect memory; it exists for development and tests.\n");
+}
+
+int cmd_platform(int argc, char **argv) {
+    if (argc < 2 || cli_is_help(argv[1])) {
+        platform_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    const char *sub = argv[1];
+    cli_cas o = {0};
+    const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,
+               *config = NULL, *volume = NULL, *tag = NULL, *token = NULL;
+    const char *pos[64];
+    int npos = 0;
+    for (int i = 2; i < argc; i++) {
+        int r = cli_cas_opt(argc, argv, &i, &o);
+        if (r < 0) return cli_usage_error("'%s' needs a value", argv[i]);
+        if (r) continue;
+        const char *a = argv[i];
+        const char **dst = strcmp(a, "--name") == 0          ? &name
+                           : strcmp(a, "--key") == 0         ? &key
+                           : strcmp(a, "--pubkey") == 0      ? &pubhex
+                           : strcmp(a, "--session") == 0     ? &session
+                           : strcmp(a, "--service") == 0     ? &service
+                           : strcmp(a, "--measurement") == 0 ? &meas
+                           : strcmp(a, "--config") == 0      ? &config
+                           : strcmp(a, "--volume") == 0      ? &volume
+                           : strcmp(a, "--tag") == 0         ? &tag
+                           : strcmp(a, "--token-file") == 0  ? &token
+                                                             : NULL;
+        if (dst) {
+            if (i + 1 >= argc) return cli_usage_error("'%s' needs a value", a);
+            *dst = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            return cli_usage_error("platform: unknown option '%s'", a);
+        } else if (npos < 64) {
+            pos[npos++] = a;
+        } else {
+            return cli_usage_error("platform: too many arguments");
+        }
+    }
+    scp_err e = {0};
+    if (strcmp(sub, "create-key") == 0) {
+        if (npos != 1) return cli_usage_error("platform create-key FILE");
+        uint8_t pub[32], id[32];
+        char hex[65];
+        if (scp_sim_platform_create(pos[0], &e) < 0 || scp_sim_platform_pubkey(pos[0], pub, id, &e) < 0)
+            return cli_fail(&e);
+        cas_hex(id, 32, hex);
+        printf("%s\n", hex);
+        return EXIT_OK;
+    }
+    if (strcmp(sub, "id") == 0) {
+        if (npos != 1) return cli_usage_error("platform id FILE");
+        uint8_t pub[32], id[32];
+        char h1[65], h2[65];
+        if (scp_sim_platform_pubkey(pos[0], pub, id, &e) < 0) return cli_fail(&e);
+        cas_hex(id, 32, h1);
+        cas_hex(pub, 32, h2);
+        printf("id %s\npubkey %s\n", h1, h2);
+        return EXIT_OK;
+    }
+    if (strcmp(sub, "measure") == 0) {
+        if (npos < 1) return cli_usage_error("platform measure [--config FILE] FILE...");
+        char *cfg = NULL;
+        size_t cl = 0;
+        if (config && cas_read_file(config, 16u << 20, &cfg, &cl, &e) < 0) return cli_fail(&e);
+        uint8_t m[32];
+        char hex[65];
+        int r = scp_attest_measure(pos, (size_t)npos, cfg, cl, m, &e);
+        free(cfg);
+        if (r < 0) return cli_fail(&e);
+        cas_hex(m, 32, hex);
+        printf("%s\n", hex);
+        return EXIT_OK;
+    }
+    int code = 0;
+    json_t *j = NULL;
+    if (strcmp(sub, "enroll") == 0) {
+        uint8_t pub[32], id[32];
+        char hex[65];
+        if (!name || (!key == !pubhex)) return cli_usage_error("platform enroll --name NAME (--key FILE | --pubkey HEX)");
+        if (key) {
+            if (scp_sim_platform_pubkey(key, pub, id, &e) < 0) return cli_fail(&e);
+            cas_hex(pub, 32, hex);
+            pubhex = hex;
+        }
+        scp_cas_client *c = cli_cas_client(&o, &code);
+        if (!c) return code;
+        json_t *b = json_pack("{s:s, s:s, s:s}", "name", name, "backend", "sim", "pubkey", pubhex);
+        char *body = json_dumps(b, JSON_COMPACT);
+        json_decref(b);
+        code = cli_cas_call(c, "POST", "/v1/platforms", "application/json", body, strlen(body), &j);
+        free(body);
+        if (!code) printf("enrolled platform %s (%s)\n", json_string_value(json_object_get(j, "id")), name);
+        scp_cas_client_free(c);
+    } else if (strcmp(sub, "revoke") == 0 || strcmp(sub, "list") == 0) {
+        int rev = strcmp(sub, "revoke") == 0;
+        if (npos != rev) return cli_usage_error(rev ? "platform revoke ID" : "platform list");
+        scp_cas_client *c = cli_cas_client(&o, &code);
+        if (!c) return code;
+        char path[200];
+        snprintf(path, sizeof path, "/v1/platforms%s%s", rev ? "/" : "", rev ? pos[0] : "");
+        code = cli_cas_call(c, rev ? "DELETE" : "GET", path, NULL, NULL, 0, &j);
+        if (!code && rev) printf("revoked platform %s\n", pos[0]);
+        if (!code && !rev) {
+            size_t i;
+            json_t *p;
+            for (i = 0; (p = json_array_get(json_object_get(j, "platforms"), i)) != NULL; i++) printf(
+                "%s\t%s\t%s\t%s\n", json_string_value(json_object_get(p, "id")),
+                json_string_value(json_object_get(p, "name")), json_string_value(json_object_get(p, "backend")),
+                json_is_true(json_object_get(p, "revoked")) ? "revoked" : "active");
+        }
+        scp_cas_client_free(c);
+    } else if (strcmp(sub, "attest") == 0) {
+        uint8_t m[32];
+        if (!key || !session || !service || !meas) return cli_usage_error("platform attest needs --key, --session, --service, --measurement");
+        if (cas_unhex(meas, m, 32) < 0) return cli_usage_error("--measurement must be 64 hex digits");
+        scp_cas_client *c = cli_cas_client(&o, &code);
+        if (!c) return code;
+        char *cfg = NULL;
+        if (scp_attest_get_config(c, session, service, key, m, &cfg, &e) < 0) {
+            code = cli_fail(&e);
+        } else {
+            printf("%s\n", cfg);
+            OPENSSL_cleanse(cfg, strlen(cfg));
+            free(cfg);
+        }
+        scp_cas_client_free(c);
+    } else if (strcmp(sub, "report-tag") == 0) {
+        if (!session || !service || !volume || !tag || !token)
+            return cli_usage_error("platform report-tag needs --session, --service, --volume, --tag, --token-file");
+        char *tok = NULL; /* a capability: read from a file, never from argv */
+        size_t tl = 0;
+        if (cas_read_file(token, 4096, &tok, &tl, &e) < 0) return cli_fail(&e);
+        tok[strcspn(tok, "\r\n")] = 0;
+        scp_cas_client *c = cli_cas_client(&o, &code);
+        if (c) {
+            if (scp_attest_report_tag(c, session, service, volume, tag, tok, &e) < 0) code = cli_fail(&e);
+            else printf("reported tag of volume %s\n", volume);
+            scp_cas_client_free(c);
+        }
+        OPENSSL_cleanse(tok, tl);
+        free(tok);
+    } else {
+        return cli_usage_error("platform: unknown subcommand '%s'", sub);
+    }
+    json_decref(j);
+    return code;
+}

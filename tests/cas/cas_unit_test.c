@@ -1,0 +1,196 @@
+/* tests/cas/cas_unit_test.c - the parsers of CAS (HTTP head, YAML policy, evidence) and the
+ * audit row hash, on good and bad input. Each check prints what failed. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cas/http.h"
+#include "cas/policy.h"
+#include "cas/util.h"
+#include "scp/attest.h"
+
+static int failures;
+#define CHECK(cond, ...)                                      \
+    do {                                                      \
+        if (!(cond)) {                                        \
+            failures++;                                       \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+            fprintf(stderr, __VA_ARGS__);                     \
+            fputc('\n', stderr);                              \
+        }                                                     \
+    } while (0)
+
+static int parse(const char *s, http_request *r, int *st) { return http_parse_head(s, strlen(s), r, st); }
+
+static void test_http(void) {
+    http_request r;
+    int st = 0;
+    CHECK(parse("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n", &r, &st) > 0 && strcmp(r.path, "/v1/status") == 0 &&
+              r.keep_alive,
+          "simple GET");
+    CHECK(parse("GET /v1/status HTTP/1.1\r\nHost: x\r\n", &r, &st) == 0, "incomplete head needs more");
+    CHECK(parse("POST /v1/sessions HTTP/1.1\r\nContent-Length: 12\r\nConnection: close\r\n\r\n", &r, &st) > 0 &&
+              r.content_length == 12 && !r.keep_alive,
+          "POST with length, close");
+    CHECK(parse("GET /a?from=3&limit=9 HTTP/1.1\r\n\r\n", &r, &st) > 0 && strcmp(r.query, "from=3&limit=9") == 0,
+          "query");
+    char v[16];
+    CHECK(http_query_get(r.query, "limit", v, sizeof v) == 1 && strcmp(v, "9") == 0, "query_get");
+    struct {
+        const char *req;
+        int status;
+    } bad[] = {
+        {"GARBAGE\r\n\r\n", 400},
+        {"GET /x HTTP/2.0\r\n\r\n", 505},
+        {"get /x HTTP/1.1\r\n\r\n", 400},
+        {"GET x HTTP/1.1\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\n\r\n", 411},
+        {"POST /x HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413},
+        {"POST /x HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n", 413},
+        {"POST /x HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400},
+        {"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+        {"GET /x HTTP/1.1\r\nBad Header: 1\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nNoColon\r\n\r\n", 400},
+        {"GET /x HTTP/1.1\r\nX: a\x01b\r\n\r\n", 400},
+        {"VERYLONGMETHOD /x HTTP/1.1\r\n\r\n", 501},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        st = 0;
+        int r2 = parse(bad[i].req, &r, &st);
+        CHECK(r2 < 0 && st == bad[i].status, "bad request %zu: got %d status %d, want %d", i, r2, st, bad[i].status);
+    }
+    /* an endless head is refused at the limit */
+    char *big = malloc(HTTP_MAX_HEAD + 10);
+    memset(big, 'a', HTTP_MAX_HEAD + 10);
+    memcpy(big, "GET /x HTTP/1.1\r\nX: ", 20);
+    st = 0;
+    CHECK(http_parse_head(big, HTTP_MAX_HEAD + 10, &r, &st) < 0 && st == 431, "oversized head -> 431");
+    free(big);
+}
+
+static const char GOOD[] =
+    "name: s1\n"
+    "services:\n"
+    "  - name: web\n"
+    "    measurements: [0000000000000000000000000000000000000000000000000000000000000000]\n"
+    "    command: [/bin/x, \"$$SCP::pw$$\"]\n"
+    "    environment: {A: \"$$SCP::tls:key$$\"}\n"
+    "    files: [{path: /etc/a, content: \"x $$SCP::pw$$ y\"}]\n"
+    "    volumes: [data]\n"
+    "secrets:\n"
+    "  - {name: pw, kind: ascii, size: 8, export: [other]}\n"
+    "  - {name: tls, kind: x509, common_name: a, dns: [a.b], ip: [10.0.0.1]}\n"
+    "  - {name: imp, kind: imported, session: other, secret: x}\n"
+    "volumes: [{name: data, path: /data}]\n"
+    "network: [{port: 443, secret: tls}]\n";
+
+static void test_policy(void) {
+    scp_err e = {0};
+    cas_policy *p = cas_policy_parse(GOOD, strlen(GOOD), &e);
+    CHECK(p != NULL, "good policy refused: %s", e.msg);
+    if (p) {
+        CHECK(p->n_services == 1 && p->n_secrets == 3 && p->n_volumes == 1 && p->n_network == 1, "counts");
+        CHECK(strcmp(p->services[0].env_keys.v[0], "A") == 0, "env key");
+        cas_policy_free(p);
+    }
+    const char *bad[] = {
+        "",                                           /* empty */
+        "name: [unclosed\n",                          /* syntax */
+        "- a\n- b\n",                                 /* not a mapping */
+        "name: s\n",                                  /* no services */
+        "name: s\nservices: []\n",                    /* no services */
+        "name: 'bad name'\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+        "name: s\nservices: [{name: a}]\n",           /* no measurement */
+        "name: s\nservices: [{name: a, measurements: [xyz]}]\n",
+        "name: s\nunknown: 1\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+        "name: s\nservices: [{name: a, command: [\"$$SCP::nope$$\"], measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+        "name: s\nservices: [{name: a, command: [\"$$SCP::x\"], measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\nsecrets: [{name: x, kind: ascii, size: 3}]\n",
+        "name: s\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\nsecrets: [{name: x, kind: ascii}]\n",
+        "name: s\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\nsecrets: [{name: x, kind: magic}]\n",
+        "name: s\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\nsecrets: [{name: x, kind: ascii, size: 99999}]\n",
+        "name: s\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}, {name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+        "name: s\nservices: [{name: a, volumes: [v], measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+        "name: &a s\nservices: [{name: *a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+        "name: s\nname: t\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+        "name: s\npredecessor: 12\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+        "name: s\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n---\nname: t\n",
+        "name: s\nservices: [[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]\n",
+        "name: s\nservices: [{name: a, files: [{path: rel, content: x}], measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        scp_err e2 = {0};
+        cas_policy *q = cas_policy_parse(bad[i], strlen(bad[i]), &e2);
+        CHECK(q == NULL && e2.code == SCP_E_INVAL && e2.msg[0], "bad policy %zu accepted", i);
+        cas_policy_free(q);
+    }
+}
+
+static void test_evidence(const char *dir) {
+    char key[4096];
+    snprintf(key, sizeof key, "%s/plat.key", dir);
+    unlink(key);
+    scp_err e = {0};
+    CHECK(scp_sim_platform_create(key, &e) == 0, "create key: %s", e.msg);
+    uint8_t pub[32], id[32], nonce[32] = {1}, epk[32] = {2}, m[32] = {3};
+    CHECK(scp_sim_platform_pubkey(key, pub, id, &e) == 0, "pubkey: %s", e.msg);
+    uint8_t *ev = NULL;
+    size_t n = 0;
+    CHECK(scp_sim_evidence(key, nonce, epk, m, &ev, &n, &e) == 0, "evidence: %s", e.msg);
+    scp_evidence pe;
+    CHECK(scp_evidence_parse(ev, n, &pe, &e) == 0, "parse: %s", e.msg);
+    CHECK(memcmp(pe.nonce, nonce, 32) == 0 && memcmp(pe.measurement, m, 32) == 0 && memcmp(pe.platform_id, id, 32) == 0,
+          "fields round-trip");
+    CHECK(scp_sim_verify(&pe, pub, &e) == 0, "verify: %s", e.msg);
+    /* every single-byte change is refused by the parser or the signature */
+    for (size_t i = 0; i < n; i++) {
+        ev[i] ^= 0x40;
+        scp_evidence q;
+        scp_err e2 = {0};
+        int ok = scp_evidence_parse(ev, n, &q, &e2) == 0 && scp_sim_verify(&q, pub, &e2) == 0;
+        CHECK(!ok, "flipped byte %zu accepted", i);
+        ev[i] ^= 0x40;
+    }
+    for (size_t cut = 0; cut < n; cut++) {
+        scp_evidence q;
+        CHECK(scp_evidence_parse(ev, cut, &q, NULL) < 0, "truncated to %zu accepted", cut);
+    }
+    /* another platform's key does not verify it */
+    uint8_t other[32];
+    memcpy(other, pub, 32);
+    other[0] ^= 1;
+    CHECK(scp_sim_verify(&pe, other, NULL) < 0, "wrong platform key accepted");
+    free(ev);
+    /* a key file readable by others is refused */
+    chmod(key, 0644);
+    CHECK(scp_sim_evidence(key, nonce, epk, m, &ev, &n, &e) < 0 && e.code == SCP_E_KEY, "0644 platform key used");
+    unlink(key);
+}
+
+static void test_aead(void) {
+    uint8_t k[32] = {9}, *ct = NULL, *pt = NULL;
+    size_t cl = 0, pl = 0;
+    CHECK(cas_aead_seal(k, "aad", 3, "secret", 6, &ct, &cl, NULL) == 0, "seal");
+    CHECK(cas_aead_open(k, "aad", 3, ct, cl, &pt, &pl, NULL) == 0 && pl == 6 && memcmp(pt, "secret", 6) == 0, "open");
+    free(pt);
+    CHECK(cas_aead_open(k, "aaX", 3, ct, cl, &pt, &pl, NULL) < 0, "other AAD accepted");
+    ct[cl - 1] ^= 1;
+    CHECK(cas_aead_open(k, "aad", 3, ct, cl, &pt, &pl, NULL) < 0, "changed tag accepted");
+    free(ct);
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "/tmp";
+    test_http();
+    test_policy();
+    test_evidence(dir);
+    test_aead();
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("cas unit tests passed\n");
+    return 0;
+}

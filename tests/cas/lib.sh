@@ -1,0 +1,70 @@
+# tests/cas/lib.sh - helpers for the CAS integration tests (sourced).
+# Usage: source lib.sh SCPCTL CAS_PROBE
+set -u
+SCPCTL=$1
+PROBE=$2
+T=$(mktemp -d /tmp/scp-cas-test.XXXXXX)
+export SCP_HOME=$T/home
+unset SCP_CAS SCP_CAS_PIN SCP_IDENTITY
+CAS_PID=
+
+fail() {
+    echo "FAIL: $*" >&2
+    [ -f "$T/cas.err" ] && { echo "--- cas stderr:" >&2; tail -20 "$T/cas.err" >&2; }
+    exit 1
+}
+
+cleanup() {
+    if [ -n "$CAS_PID" ]; then
+        kill -TERM "$CAS_PID" 2>/dev/null
+        wait "$CAS_PID" 2>/dev/null
+    fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+[ -n "${CAS_TEST_DEBUG:-}" ] && set -x
+
+# start_cas [serve options]: start the daemon on a free port with data in $T/data.
+start_cas() {
+    rm -f "$T/port"
+    "$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" "$@" >"$T/cas.out" 2>"$T/cas.err" &
+    CAS_PID=$!
+    for _ in $(seq 200); do
+        [ -s "$T/port" ] && break
+        kill -0 "$CAS_PID" 2>/dev/null || fail "cas serve died: $(cat "$T/cas.err")"
+        sleep 0.05
+    done
+    [ -s "$T/port" ] || fail "cas serve did not start"
+    ADDR=127.0.0.1:$(cat "$T/port")
+    PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
+    [ ${#PIN} -eq 64 ] || fail "no CA fingerprint printed"
+    export SCP_CAS=$ADDR SCP_CAS_PIN=$PIN
+}
+
+# stop_cas: SIGTERM, and the daemon must exit 0.
+stop_cas() {
+    kill -TERM "$CAS_PID"
+    wait "$CAS_PID"
+    local rc=$?
+    CAS_PID=
+    [ $rc -eq 0 ] || fail "cas serve exited $rc after SIGTERM"
+}
+
+# expect_rc WANT CMD...: run CMD; its exit code must be WANT. Output in $T/last.out/.err.
+expect_rc() {
+    local want=$1
+    shift
+    "$@" >"$T/last.out" 2>"$T/last.err"
+    local rc=$?
+    [ $rc -eq "$want" ] || fail "'$*' exited $rc, want $want: $(cat "$T/last.err" "$T/last.out" | head -5)"
+}
+
+# expect_err WANT_RC PATTERN CMD...: like expect_rc, and stderr must match PATTERN.
+expect_err() {
+    local want=$1 pat=$2
+    shift 2
+    expect_rc "$want" "$@"
+    grep -q -- "$pat" "$T/last.err" || fail "'$*': stderr lacks '$pat': $(cat "$T/last.err")"
+}
+
+alive() { kill -0 "$CAS_PID" 2>/dev/null || fail "cas serve died"; }
