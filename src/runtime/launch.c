@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,12 +50,21 @@ static int private_mounts(scp_err *err) {
         return scp_fail_errno(err, "cannot create a mount namespace (neither as root nor in a user "
                                    "namespace); the shield needs one to hide its mount points");
     char m[64];
+    /* /proc/self/uid_map and gid_map belong to root while scpctl is not dumpable (it holds keys): open
+     * them for the moment it takes to write them */
+    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    int bad = 0;
     snprintf(m, sizeof m, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
-    if (write_file("/proc/self/uid_map", m)) return scp_fail_errno(err, "cannot write uid_map");
-    if (write_file("/proc/self/setgroups", "deny") && errno != ENOENT)
-        return scp_fail_errno(err, "cannot write setgroups");
-    snprintf(m, sizeof m, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
-    if (write_file("/proc/self/gid_map", m)) return scp_fail_errno(err, "cannot write gid_map");
+    if (write_file("/proc/self/uid_map", m)) bad = scp_fail_errno(err, "cannot write uid_map");
+    else if (write_file("/proc/self/setgroups", "deny") && errno != ENOENT)
+        bad = scp_fail_errno(err, "cannot write setgroups");
+    else {
+        snprintf(m, sizeof m, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+        if (write_file("/proc/self/gid_map", m)) bad = scp_fail_errno(err, "cannot write gid_map");
+    }
+    prctl(PR_SET_DUMPABLE, dumpable > 0 ? dumpable : 0, 0, 0, 0);
+    if (bad) return -1;
 ok:
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
         return scp_fail_errno(err, "cannot make the mount namespace private");
