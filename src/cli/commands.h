@@ -20,6 +20,7 @@ enum {
 };
 
 int cmd_volume(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 int cmd_cas(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_platform(int argc, char **argv);

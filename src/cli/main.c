@@ -14,6 +14,7 @@ struct command {
 
 static const struct command commands[] = {
     {"volume", cmd_volume, "create and use protected volumes (encrypted, tamper-evident files)"},
+    {"run", cmd_run, "run an unmodified program with its files in protected volumes"},
     {"cas", cmd_cas, "run and query the configuration and attestation service (CAS)"},
     {"session", cmd_session, "create, show, update, list and delete CAS sessions (YAML policies)"},
     {"platform", cmd_platform, "sim platform keys, enrolment in CAS, measurements, attestation"},

@@ -1,0 +1,79 @@
+/* bench/shield/trapbench.c - what the shield costs per call.
+ * usage: shield-trapbench DIR [ITERATIONS]
+ * Run once plainly and once under `scpctl run` with a volume at DIR (see run.sh). Prints
+ * ns/op for: an unlisted syscall (getppid: filter cost only), pread of 4 KiB on an ordinary
+ * file (wrapper + filter), and pread of 4 KiB on a file in DIR through the libc symbol (the
+ * fast path, no trap) and through a raw syscall instruction (the SIGSYS trap path). */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e9 + ts.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    long n = argc > 2 ? atol(argv[2]) : 200000;
+    char buf[4096], path[4096];
+    memset(buf, 'x', sizeof buf);
+    snprintf(path, sizeof path, "%s/trapbench.dat", argv[1]);
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fsync(fd)) {
+        perror(path);
+        return 1;
+    }
+    char tmpl[] = "/tmp/trapbench-XXXXXX";
+    int plain = mkstemp(tmpl);
+    unlink(tmpl);
+    if (plain < 0 || write(plain, buf, sizeof buf) != (ssize_t)sizeof buf) return 1;
+
+    double t = now();
+    for (long i = 0; i < n; i++) syscall(SYS_getppid);
+    printf("getppid (raw, unlisted)        %8.1f ns/op\n", (now() - t) / n);
+    t = now();
+    for (long i = 0; i < n; i++)
+        if (pread(plain, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return 1;
+    printf("pread 4K ordinary file (libc)  %8.1f ns/op\n", (now() - t) / n);
+    t = now();
+    for (long i = 0; i < n; i++)
+        if (pread(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return 1;
+    printf("pread 4K in DIR (libc)         %8.1f ns/op\n", (now() - t) / n);
+    t = now();
+    for (long i = 0; i < n; i++)
+        if (syscall(SYS_pread64, fd, buf, sizeof buf, 0L) != (long)sizeof buf) return 1;
+    printf("pread 4K in DIR (raw syscall)  %8.1f ns/op\n", (now() - t) / n);
+    t = now();
+    for (long i = 0; i < n; i++)
+        if (syscall(SYS_lseek, fd, 0L, (long)SEEK_CUR) < 0) return 1;
+    printf("lseek in DIR (raw syscall)     %8.1f ns/op\n", (now() - t) / n);
+    if (argc > 3 && !strcmp(argv[3], "fork")) { /* the same loop in a forked child (nginx's worker) */
+        pid_t pid = fork();
+        if (pid > 0) {
+            int st;
+            waitpid(pid, &st, 0);
+            return 0;
+        }
+        printf("(in a forked child)\n");
+    }
+    t = now();
+    long m = n / 20;
+    for (long i = 0; i < m; i++) {
+        int f = open(path, O_RDONLY);
+        struct stat st;
+        if (f < 0 || fstat(f, &st) || pread(f, buf, sizeof buf, 0) != (ssize_t)sizeof buf) return 1;
+        close(f);
+    }
+    printf("open+fstat+pread 4K+close DIR  %8.1f ns/op\n", (now() - t) / m);
+    close(fd);
+    close(plain);
+    return 0;
+}

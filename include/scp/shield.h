@@ -1,0 +1,90 @@
+/* scp/shield.h - the shield runtime: how a launcher hands a configuration to libscp-shield.so.
+ *
+ * The shield is a shared library preloaded into an unmodified program. Before main() it reads a
+ * binary configuration from an inherited file descriptor (a sealed memfd), closes it and removes
+ * the variable that named it from the environment, opens the protected volumes, reserves a range
+ * of descriptor numbers for protected files and installs a seccomp filter (see docs/shield.md).
+ * Keys travel only inside that memfd: never in argv, the environment or a file.
+ *
+ * Descriptor layout: [fd_base, fd_base + fd_count) is reserved. Its top SCP_SHIELD_OWN_FDS
+ * numbers hold descriptors that the shield owns (volume directories, the trace file); all the
+ * others are protected-file slots. Every reserved number that is not in use holds a placeholder
+ * (/dev/null opened O_PATH), so the kernel never hands these numbers to anybody else and a raw
+ * system call on one never reaches a real file.
+ *
+ * The syscall gate: the shield's own system calls on reserved descriptors (and execve) go
+ * through one `syscall` instruction on a page mapped at SCP_SHIELD_GATE_ADDR in every shielded
+ * image, so the filter inherited across exec recognizes the gate of the new image too.
+ */
+#ifndef SCP_SHIELD_H
+#define SCP_SHIELD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scp/err.h"
+#include "scp/volume.h"
+
+/* Environment variable that names the configuration descriptor (removed before main). */
+#define SCP_SHIELD_ENV_FD "SCP_SHIELD_CONFIG_FD"
+/* Environment variable that overrides where scpctl finds libscp-shield.so. */
+#define SCP_SHIELD_ENV_LIB "SCP_SHIELD_LIB"
+
+#define SCP_SHIELD_GATE_ADDR 0x2c5c00000000ul /* fixed page for the syscall gate */
+#define SCP_SHIELD_FD_COUNT 1024u             /* reserved descriptor numbers */
+#define SCP_SHIELD_OWN_FDS 16u                /* of which the top ones are the shield's own */
+#define SCP_SHIELD_MAX_VOLUMES 8u
+#define SCP_SHIELD_MAX_MOUNT 1024u
+
+enum {
+    SCP_SHIELD_F_TRACE = 1u,           /* log intercepted calls (never keys or contents) */
+    SCP_SHIELD_F_FILTER_INSTALLED = 2u /* an ancestor image already installed the filter */
+};
+
+typedef struct scp_shield_volume {
+    int dirfd;                         /* directory of the volume (O_PATH), inherited */
+    char mount[SCP_SHIELD_MAX_MOUNT];  /* absolute, normalized mount point in the program's view */
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+} scp_shield_volume;
+
+#define SCP_SHIELD_MAX_INHERIT 16u
+#define SCP_SHIELD_MAX_ALIAS_FD 1024u /* ordinary numbers that may refer to protected files */
+
+/* A protected file open across exec (not close-on-exec): the new image reopens it. */
+typedef struct scp_shield_inherit {
+    int fd;
+    int share; /* index of an earlier entry with the same open file description, or -1 */
+    int vol;
+    int flags;  /* O_ACCMODE | O_APPEND */
+    int64_t offset;
+    char path[1024]; /* volume-relative */
+} scp_shield_inherit;
+
+typedef struct scp_shield_config {
+    uint32_t flags;
+    uint32_t fd_base;  /* first reserved descriptor number */
+    int trace_fd;      /* where trace lines go (-1: none) */
+    uint32_t nvol;
+    scp_shield_volume vol[SCP_SHIELD_MAX_VOLUMES];
+    /* set by a shielded image when it execs (zero from the launcher) */
+    uint8_t filtered[SCP_SHIELD_MAX_ALIAS_FD / 8]; /* numbers with a filter of their own */
+    uint32_t ninherit;
+    scp_shield_inherit inherit[SCP_SHIELD_MAX_INHERIT];
+} scp_shield_config;
+
+/* Serialize the configuration into a new memfd (not close-on-exec, sealed against writes).
+ * Returns the descriptor or -1. Async-signal-safe (no allocation): the shield also calls it
+ * when it re-shields an exec. */
+int scp_shield_config_to_memfd(const scp_shield_config *cfg, scp_err *err);
+
+/* Read the configuration from fd (from its start). Does not close fd. */
+int scp_shield_config_read(int fd, scp_shield_config *cfg, scp_err *err);
+/* Size of the serialized form, and parsing it from memory. */
+size_t scp_shield_config_size(void);
+int scp_shield_config_parse(const void *buf, size_t len, scp_shield_config *cfg, scp_err *err);
+
+/* Normalize an absolute path lexically ("//", "." and ".." resolved, no trailing '/').
+ * Returns -1 if it is not absolute or does not fit in out_size. */
+int scp_shield_path_normalize(const char *path, char *out, size_t out_size);
+
+#endif

@@ -1,0 +1,213 @@
+/* runtime/launch.c - scpctl run: start a program under the shield. */
+#include "runtime/launch.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "scp/volume.h"
+
+static int mkdir_p(const char *path) {
+    char buf[PATH_MAX];
+    if (strlen(path) >= sizeof buf) return -1;
+    strcpy(buf, path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(buf, 0755) && errno != EEXIST) return -1;
+    return 0;
+}
+
+static int write_file(const char *path, const char *s) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int r = scp_write_full(fd, s, strlen(s));
+    close(fd);
+    return r;
+}
+
+/* A private mount namespace: as root directly, otherwise inside a user namespace that maps
+ * the caller's own uid and gid (the program keeps its identity). */
+static int private_mounts(scp_err *err) {
+    if (unshare(CLONE_NEWNS) == 0) goto ok;
+    if (errno != EPERM) return scp_fail_errno(err, "cannot create a mount namespace");
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
+        return scp_fail_errno(err, "cannot create a mount namespace (neither as root nor in a user "
+                                   "namespace); the shield needs one to hide its mount points");
+    char m[64];
+    snprintf(m, sizeof m, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+    if (write_file("/proc/self/uid_map", m)) return scp_fail_errno(err, "cannot write uid_map");
+    if (write_file("/proc/self/setgroups", "deny") && errno != ENOENT)
+        return scp_fail_errno(err, "cannot write setgroups");
+    snprintf(m, sizeof m, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+    if (write_file("/proc/self/gid_map", m)) return scp_fail_errno(err, "cannot write gid_map");
+ok:
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
+        return scp_fail_errno(err, "cannot make the mount namespace private");
+    return 0;
+}
+
+static int find_shield(const char *given, char *out, size_t n, scp_err *err) {
+    const char *env = getenv(SCP_SHIELD_ENV_LIB);
+    if (given || env) {
+        snprintf(out, n, "%s", given ? given : env);
+    } else {
+        char exe[PATH_MAX];
+        ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (l <= 0) return scp_fail_errno(err, "cannot find this executable");
+        exe[l] = 0;
+        char *slash = strrchr(exe, '/');
+        *slash = 0;
+        if (snprintf(out, n, "%s/libscp-shield.so", exe) >= (int)n || access(out, R_OK))
+            if (snprintf(out, n, "%s/../lib/scp/libscp-shield.so", exe) >= (int)n)
+                return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "path too long");
+    }
+    if (access(out, R_OK))
+        return scp_fail(err, SCP_E_NOENT, ENOENT,
+                        "cannot find libscp-shield.so (looked at %s); set " SCP_SHIELD_ENV_LIB, out);
+    char *real = realpath(out, NULL);
+    if (!real) return scp_fail_errno(err, "cannot resolve %s", out);
+    snprintf(out, n, "%s", real);
+    free(real);
+    return 0;
+}
+
+int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
+    static scp_shield_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    char lib[PATH_MAX];
+    int rc = -1;
+    if (!o->argv || !o->argv[0]) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "no program to run");
+        goto out;
+    }
+    if (o->nvol > SCP_SHIELD_MAX_VOLUMES) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "at most %u volumes", SCP_SHIELD_MAX_VOLUMES);
+        goto out;
+    }
+    if (find_shield(o->shield_lib, lib, sizeof lib, err)) goto out;
+
+    /* the reserved descriptor range: just below the hard limit (at most 65536) */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) {
+        scp_fail_errno(err, "getrlimit");
+        goto out;
+    }
+    rlim_t top = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
+    if (top < 4 * SCP_SHIELD_FD_COUNT) {
+        scp_fail(err, SCP_E_INVAL, EMFILE,
+                 "the descriptor hard limit (%lu) is too low for the shield; raise ulimit -Hn",
+                 (unsigned long)rl.rlim_max);
+        goto out;
+    }
+    cfg.fd_base = (uint32_t)(top - SCP_SHIELD_FD_COUNT);
+    int hi = (int)(cfg.fd_base + SCP_SHIELD_FD_COUNT);
+    if (rl.rlim_cur < (rlim_t)hi) {
+        rl.rlim_cur = (rlim_t)hi;
+        if (setrlimit(RLIMIT_NOFILE, &rl)) {
+            scp_fail_errno(err, "cannot raise the descriptor limit");
+            goto out;
+        }
+    }
+    int own = hi - 1;
+
+    for (unsigned i = 0; i < o->nvol; i++) {
+        struct scp_run_volume *v = &o->vol[i];
+        scp_shield_volume *cv = &cfg.vol[i];
+        if (scp_shield_path_normalize(v->mount, cv->mount, sizeof cv->mount) || !strcmp(cv->mount, "/")) {
+            scp_fail(err, SCP_E_INVAL, EINVAL, "mount point '%s' must be an absolute path other than /",
+                     v->mount);
+            goto out;
+        }
+        for (unsigned j = 0; j < i; j++)
+            if (!strcmp(cfg.vol[j].mount, cv->mount)) {
+                scp_fail(err, SCP_E_INVAL, EINVAL, "mount point '%s' given twice", cv->mount);
+                goto out;
+            }
+        scp_volume *vol = scp_volume_open(v->hostdir, v->key, NULL, err);
+        if (!vol) {
+            scp_err_prefix(err, "volume %s", v->hostdir);
+            goto out;
+        }
+        scp_volume_close(vol, NULL);
+        int dfd = open(v->hostdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0 || dup2(dfd, own) < 0) {
+            scp_fail_errno(err, "cannot open %s", v->hostdir);
+            goto out;
+        }
+        close(dfd);
+        cv->dirfd = own--;
+        memcpy(cv->key, v->key, sizeof cv->key);
+        cfg.nvol++;
+    }
+    cfg.trace_fd = -1;
+    if (o->trace) {
+        int tfd = o->trace_file ? open(o->trace_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)
+                                : fcntl(2, F_DUPFD_CLOEXEC, 3);
+        if (tfd < 0 || dup2(tfd, own) < 0) {
+            scp_fail_errno(err, "cannot open the trace file");
+            goto out;
+        }
+        close(tfd);
+        cfg.trace_fd = own--;
+        cfg.flags |= SCP_SHIELD_F_TRACE;
+    }
+
+    if (cfg.nvol) {
+        if (private_mounts(err)) goto out;
+        for (unsigned i = 0; i < cfg.nvol; i++) {
+            const char *mp = cfg.vol[i].mount;
+            if (mkdir_p(mp)) {
+                scp_fail_errno(err, "cannot create mount point %s", mp);
+                goto out;
+            }
+            if (mount("scp-shield", mp, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      "size=4k,mode=0555")) {
+                scp_fail_errno(err, "cannot cover mount point %s", mp);
+                goto out;
+            }
+        }
+    }
+
+    int mfd = scp_shield_config_to_memfd(&cfg, err);
+    if (mfd < 0) goto out;
+    char num[16];
+    snprintf(num, sizeof num, "%d", mfd);
+    const char *old = getenv("LD_PRELOAD");
+    size_t pl_len = strlen(lib) + (old ? strlen(old) + 1 : 0) + 1;
+    char *pl = malloc(pl_len);
+    if (!pl) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    snprintf(pl, pl_len, "%s%s%s", lib, old && *old ? ":" : "", old ? old : "");
+    if (setenv(SCP_SHIELD_ENV_FD, num, 1) || setenv("LD_PRELOAD", pl, 1)) {
+        scp_fail_errno(err, "setenv");
+        free(pl);
+        goto out;
+    }
+    free(pl);
+    scp_wipe(&cfg, sizeof cfg);
+    for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
+    execvp(o->argv[0], o->argv);
+    scp_fail_errno(err, "cannot run %s", o->argv[0]);
+    close(mfd);
+out:
+    scp_wipe(&cfg, sizeof cfg);
+    for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
+    return rc;
+}

@@ -1,0 +1,1480 @@
+/* shield/core.c - protected descriptors and the emulated system calls.
+ *
+ * sh_syscall(nr, args) is the one place where a system call on a protected descriptor is
+ * carried out; sh_path_call(nr, args) is the one place where a path-based call under a
+ * protected mount point is. Both return what the kernel would: a result or -errno.
+ *
+ * They may run inside the SIGSYS handler, on top of whatever the program was doing at a system
+ * call on a protected descriptor: typically inside stdio with the FILE lock held, never inside
+ * malloc (glibc's allocator makes no such calls). They take only the shield's own mutex and
+ * the volume library's locks, which the program cannot hold.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <signal.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "shield/internal.h"
+
+struct sh_state sh = {.mu = PTHREAD_MUTEX_INITIALIZER, .placeholder = -1};
+
+__thread int sh_in_trap;
+__thread int sh_in_lib;
+
+/* ---- trace ------------------------------------------------------------------------------- */
+
+void sh_trace(const char *fmt, ...) {
+    if (!(sh.cfg.flags & SCP_SHIELD_F_TRACE) || sh.cfg.trace_fd < 0) return;
+    char line[768];
+    int n = snprintf(line, sizeof line, "scp-shield[%ld]%s: ", (long)syscall(SYS_getpid),
+                     sh_in_trap ? " trap" : "");
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0) return;
+    size_t len = (size_t)n + (size_t)m;
+    if (len > sizeof line - 2) len = sizeof line - 2;
+    line[len++] = '\n';
+    sh_gate(SYS_write, sh.cfg.trace_fd, (long)line, (long)len, 0, 0, 0);
+}
+
+const char *sh_sysname(long nr) {
+    switch (nr) {
+    case SYS_read: return "read";
+    case SYS_write: return "write";
+    case SYS_pread64: return "pread64";
+    case SYS_pwrite64: return "pwrite64";
+    case SYS_readv: return "readv";
+    case SYS_writev: return "writev";
+    case SYS_preadv: return "preadv";
+    case SYS_pwritev: return "pwritev";
+    case SYS_preadv2: return "preadv2";
+    case SYS_pwritev2: return "pwritev2";
+    case SYS_lseek: return "lseek";
+    case SYS_fstat: return "fstat";
+    case SYS_newfstatat: return "newfstatat";
+    case SYS_statx: return "statx";
+    case SYS_close: return "close";
+    case SYS_close_range: return "close_range";
+    case SYS_dup: return "dup";
+    case SYS_dup2: return "dup2";
+    case SYS_dup3: return "dup3";
+    case SYS_fcntl: return "fcntl";
+    case SYS_flock: return "flock";
+    case SYS_fsync: return "fsync";
+    case SYS_fdatasync: return "fdatasync";
+    case SYS_ftruncate: return "ftruncate";
+    case SYS_fallocate: return "fallocate";
+    case SYS_getdents64: return "getdents64";
+    case SYS_mmap: return "mmap";
+    case SYS_sendfile: return "sendfile";
+    case SYS_splice: return "splice";
+    case SYS_copy_file_range: return "copy_file_range";
+    case SYS_openat: return "openat";
+    case SYS_openat2: return "openat2";
+    case SYS_mkdirat: return "mkdirat";
+    case SYS_unlinkat: return "unlinkat";
+    case SYS_renameat: return "renameat";
+    case SYS_renameat2: return "renameat2";
+    case SYS_faccessat: return "faccessat";
+    case SYS_faccessat2: return "faccessat2";
+    case SYS_utimensat: return "utimensat";
+    case SYS_fchmodat: return "fchmodat";
+    case SYS_fchownat: return "fchownat";
+    case SYS_readlinkat: return "readlinkat";
+    case SYS_truncate: return "truncate";
+    case SYS_ioctl: return "ioctl";
+    case SYS_execve: return "execve";
+    case SYS_execveat: return "execveat";
+    default: return "syscall";
+    }
+}
+
+/* ---- descriptors ------------------------------------------------------------------------- */
+
+static long neg(const scp_err *e) { return -(long)(e->sys ? e->sys : EIO); }
+
+static pfile *pf_new(enum pf_kind kind, int vol, int flags, const char *path) {
+    pfile *pf = calloc(1, sizeof *pf);
+    if (!pf) return NULL;
+    pf->path = strdup(path);
+    if (!pf->path) {
+        free(pf);
+        return NULL;
+    }
+    pf->kind = kind;
+    pf->vol = vol;
+    pf->flags = flags;
+    pf->refs = 1;
+    pthread_mutex_init(&pf->mu, NULL);
+    return pf;
+}
+
+static long pf_destroy(pfile *pf) {
+    long r = 0;
+    if (pf->vf) {
+        scp_err e;
+        if (scp_vfile_close(pf->vf, &e)) {
+            sh_trace("close of '%s' failed to commit: %s", pf->path, e.msg);
+            r = neg(&e);
+        }
+    }
+    for (size_t i = 0; i < pf->nents; i++) free(pf->ents[i].name);
+    free(pf->ents);
+    pthread_mutex_destroy(&pf->mu);
+    free(pf->path);
+    free(pf);
+    return r;
+}
+
+static long pf_put(pfile *pf) {
+    if (!pf) return 0;
+    if (__atomic_sub_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL) == 0) return pf_destroy(pf);
+    return 0;
+}
+
+static int alias_valid(long fd) {
+    long fl = sh_gate(SYS_fcntl, fd, F_GETFL, 0, 0, 0, 0);
+    return fl >= 0 && (fl & O_PATH);
+}
+
+int sh_is_prot(long fd) {
+    if (!sh.active) return 0;
+    if (sh_reserved(fd)) return 1;
+    if (fd < 0 || fd >= sh.lo || !__atomic_load_n(&sh.nalias, __ATOMIC_ACQUIRE)) return 0;
+    pthread_mutex_lock(&sh.mu);
+    pfile *pf = sh.alias[fd];
+    pthread_mutex_unlock(&sh.mu);
+    if (!pf) return 0;
+    if (alias_valid(fd)) return 1;
+    /* the program closed the alias behind the shield's back: forget it */
+    pthread_mutex_lock(&sh.mu);
+    if (sh.alias[fd] == pf) {
+        sh.alias[fd] = NULL;
+        sh.nalias--;
+    } else pf = NULL;
+    pthread_mutex_unlock(&sh.mu);
+    pf_put(pf);
+    return 0;
+}
+
+/* Reference to the description behind fd, or NULL with *e = -EBADF. */
+static pfile *pf_get(long fd, long *e) {
+    pfile *pf = NULL;
+    pthread_mutex_lock(&sh.mu);
+    if (fd >= sh.base && fd < sh.base + sh.nslots) pf = sh.slot[fd - sh.base];
+    else if (fd >= 0 && fd < sh.lo) pf = sh.alias[fd];
+    if (pf) __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&sh.mu);
+    if (!pf) *e = -EBADF;
+    return pf;
+}
+
+/* Put pf (whose reference the caller gives away) into the lowest free slot >= min. */
+static long slot_alloc(pfile *pf, long min, int cloexec) {
+    long idx = min > sh.base ? min - sh.base : 0;
+    pthread_mutex_lock(&sh.mu);
+    for (; idx < sh.nslots; idx++)
+        if (!sh.slot[idx]) {
+            sh.slot[idx] = pf;
+            sh.slot_cloexec[idx] = (unsigned char)(cloexec != 0);
+            pthread_mutex_unlock(&sh.mu);
+            if (!cloexec) sh_gate(SYS_fcntl, sh.base + idx, F_SETFD, 0, 0, 0, 0);
+            return sh.base + idx;
+        }
+    pthread_mutex_unlock(&sh.mu);
+    return -EMFILE;
+}
+
+/* Remove fd's description from its slot or alias; returns it (reference passes to caller). */
+static pfile *slot_take(long fd) {
+    pfile *pf = NULL;
+    pthread_mutex_lock(&sh.mu);
+    if (fd >= sh.base && fd < sh.base + sh.nslots) {
+        pf = sh.slot[fd - sh.base];
+        sh.slot[fd - sh.base] = NULL;
+        if (pf && !sh.slot_cloexec[fd - sh.base]) sh_gate(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0);
+    } else if (fd >= 0 && fd < sh.lo && sh.alias[fd]) {
+        pf = sh.alias[fd];
+        sh.alias[fd] = NULL;
+        sh.nalias--;
+    }
+    pthread_mutex_unlock(&sh.mu);
+    return pf;
+}
+
+/* The kernel's close-on-exec flag of a slot's placeholder mirrors the slot's, so that the
+ * kernel's descriptor table says which protected descriptors an exec hands on, also in a
+ * vfork child (which shares the shield's memory with its parent and so must not change it). */
+static void kset_cloexec(long fd, int on) { sh_gate(SYS_fcntl, fd, F_SETFD, on ? FD_CLOEXEC : 0, 0, 0, 0); }
+
+/* A vfork/posix_spawn child: same memory as the parent (atfork does not run for it). */
+static int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
+
+/* Protected descriptors that a vfork child set up before exec (dup2 onto stdout...). Indexed
+ * by nothing: entries carry the child's pid; the parent never reads them. */
+#define MAXVFK 16
+static struct vfk {
+    pid_t pid;
+    int fd;
+    const void *id; /* the description (compared, never dereferenced) */
+    scp_shield_inherit e;
+} vfk[MAXVFK];
+
+static void vfk_forget(pid_t pid, long fd) {
+    for (int i = 0; i < MAXVFK; i++)
+        if (vfk[i].pid == pid && vfk[i].fd == fd) vfk[i].pid = 0;
+}
+
+static long vfk_add(pfile *pf, long fd) {
+    pid_t pid = (pid_t)syscall(SYS_getpid);
+    vfk_forget(pid, fd);
+    for (int i = 0; i < MAXVFK; i++) {
+        /* in use while its owner still shares our memory (a vfork child that has not exec'd) */
+        if (vfk[i].pid) {
+            long same = sh_gate(SYS_kcmp, pid, vfk[i].pid, 0 /* KCMP_VM */, 0, 0, 0);
+            if (same == 0 || (same == -ENOSYS && !sh_gate(SYS_kill, vfk[i].pid, 0, 0, 0, 0, 0))) continue;
+        }
+        if (strlen(pf->path) >= sizeof vfk[i].e.path) return -ENAMETOOLONG;
+        vfk[i].fd = (int)fd;
+        vfk[i].id = pf;
+        vfk[i].e.fd = (int)fd;
+        vfk[i].e.share = -1;
+        vfk[i].e.vol = pf->vol;
+        vfk[i].e.flags = pf->flags & (O_ACCMODE | O_APPEND);
+        vfk[i].e.offset = pf->kind == PF_FILE ? scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL) : 0;
+        strcpy(vfk[i].e.path, pf->path);
+        vfk[i].pid = pid;
+        return 0;
+    }
+    return -EMFILE;
+}
+
+/* ---- paths ------------------------------------------------------------------------------- */
+
+static int match_mount(const char *abs, char *rel, size_t relsz) {
+    int best = -1;
+    size_t bestlen = 0;
+    for (int i = 0; i < sh.nvol; i++) {
+        size_t ml = sh.vol[i].mlen;
+        if (strncmp(abs, sh.vol[i].mount, ml) == 0 && (abs[ml] == 0 || abs[ml] == '/') &&
+            ml >= bestlen) {
+            best = i;
+            bestlen = ml;
+        }
+    }
+    if (best < 0) return 0;
+    const char *r = abs + bestlen;
+    while (*r == '/') r++;
+    if (strlen(r) >= relsz) return -ENAMETOOLONG;
+    strcpy(rel, r);
+    return best + 1;
+}
+
+/* Classify (dirfd, path): 0 not protected, >0 protected (volume index + 1, rel filled),
+ * <0 an error to return (-errno). */
+int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) {
+    if (!sh.active || !path) return 0;
+    char joined[PATH_MAX * 2], abs[PATH_MAX];
+    if (path[0] == '/') {
+        if (strlen(path) >= sizeof joined) return -ENAMETOOLONG;
+        strcpy(joined, path);
+    } else {
+        char base[PATH_MAX];
+        if (dirfd == AT_FDCWD) {
+            pthread_mutex_lock(&sh.mu);
+            int v = sh.vcwd;
+            if (v) strcpy(base, sh.cwd);
+            pthread_mutex_unlock(&sh.mu);
+            if (!v && syscall(SYS_getcwd, base, sizeof base) < 0) return 0;
+        } else if (sh_is_prot(dirfd)) {
+            long e;
+            pfile *pf = pf_get(dirfd, &e);
+            if (!pf) return (int)e;
+            if (pf->kind != PF_DIR) {
+                pf_put(pf);
+                return -ENOTDIR;
+            }
+            snprintf(base, sizeof base, "%s/%s", sh.vol[pf->vol].mount, pf->path);
+            pf_put(pf);
+        } else {
+            char link[64];
+            snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
+            ssize_t n = readlink(link, base, sizeof base - 1);
+            if (n <= 0 || base[0] != '/') return 0;
+            base[n] = 0;
+        }
+        if (snprintf(joined, sizeof joined, "%s/%s", base, path) >= (int)sizeof joined)
+            return -ENAMETOOLONG;
+    }
+    if (scp_shield_path_normalize(joined, abs, sizeof abs)) return -ENAMETOOLONG;
+    int m = match_mount(abs, rel, relsz);
+    if (m > 0) *vol = m - 1;
+    return m;
+}
+
+/* ---- stat -------------------------------------------------------------------------------- */
+
+
+static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
+    memset(st, 0, sizeof *st);
+    st->st_dev = (dev_t)(0x5c500 + vol);
+    st->st_ino = (ino_t)(v->ino + 2);
+    st->st_mode = (v->type == SCP_VTYPE_DIR ? S_IFDIR : S_IFREG) | (v->mode & 07777);
+    st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : 1;
+    st->st_uid = v->uid;
+    st->st_gid = v->gid;
+    st->st_size = (off_t)v->size;
+    st->st_blksize = 65536;
+    st->st_blocks = (blkcnt_t)((v->size + 511) / 512);
+    st->st_mtim.tv_sec = v->mtime_ns / 1000000000;
+    st->st_mtim.tv_nsec = v->mtime_ns % 1000000000;
+    st->st_atim = st->st_mtim;
+    st->st_ctim = st->st_mtim;
+}
+
+static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
+    struct stat st;
+    fill_stat(vol, v, &st);
+    memset(sx, 0, sizeof *sx);
+    sx->stx_mask = STATX_BASIC_STATS;
+    sx->stx_blksize = (uint32_t)st.st_blksize;
+    sx->stx_nlink = (uint32_t)st.st_nlink;
+    sx->stx_uid = st.st_uid;
+    sx->stx_gid = st.st_gid;
+    sx->stx_mode = (uint16_t)st.st_mode;
+    sx->stx_ino = st.st_ino;
+    sx->stx_size = (uint64_t)st.st_size;
+    sx->stx_blocks = (uint64_t)st.st_blocks;
+    sx->stx_atime.tv_sec = st.st_mtim.tv_sec;
+    sx->stx_atime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
+    sx->stx_mtime = sx->stx_atime;
+    sx->stx_ctime = sx->stx_atime;
+    sx->stx_dev_major = 0x5c;
+    sx->stx_dev_minor = (uint32_t)(0x500 + vol);
+}
+
+static long pf_vstat(pfile *pf, scp_vstat *v) {
+    scp_err e;
+    if (pf->kind == PF_FILE) {
+        if (scp_vfile_stat(pf->vf, v, &e)) return neg(&e);
+    } else if (scp_volume_stat(sh.vol[pf->vol].v, pf->path, v, &e)) {
+        if (!pf->path[0]) { /* the volume root */
+            memset(v, 0, sizeof *v);
+            v->type = SCP_VTYPE_DIR;
+            v->mode = 0755;
+            return 0;
+        }
+        return neg(&e);
+    }
+    return 0;
+}
+
+static long path_vstat(int vol, const char *rel, scp_vstat *v) {
+    scp_err e;
+    if (!rel[0]) {
+        memset(v, 0, sizeof *v);
+        v->type = SCP_VTYPE_DIR;
+        v->mode = 0755;
+        v->uid = (uint32_t)getuid();
+        v->gid = (uint32_t)getgid();
+        return 0;
+    }
+    if (scp_volume_stat(sh.vol[vol].v, rel, v, &e)) return neg(&e);
+    return 0;
+}
+
+/* ---- open -------------------------------------------------------------------------------- */
+
+static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
+    if (flags & O_DIRECT) {
+        sh_trace("open of '%s' with O_DIRECT refused (not supported on protected files)", rel);
+        return -EOPNOTSUPP;
+    }
+    if ((flags & O_TMPFILE) == O_TMPFILE) return -EOPNOTSUPP;
+    int cloexec = (flags & O_CLOEXEC) != 0;
+    scp_vstat v;
+    long r = path_vstat(vol, rel, &v);
+    if (r == 0 && v.type == SCP_VTYPE_DIR) {
+        if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_CREAT)) return -EISDIR;
+        pfile *pf = pf_new(PF_DIR, vol, flags, rel);
+        if (!pf) return -ENOMEM;
+        long fd = slot_alloc(pf, 0, cloexec);
+        if (fd < 0) pf_put(pf);
+        return fd;
+    }
+    if (r == 0 && (flags & O_DIRECTORY)) return -ENOTDIR;
+    if (r < 0 && r != -ENOENT) return r;
+    if (r == -ENOENT && !(flags & O_CREAT)) return -ENOENT;
+    int acc = flags & O_ACCMODE;
+    if (flags & O_PATH) acc = O_RDONLY;
+    int vflags = acc | (flags & (O_CREAT | O_EXCL | O_TRUNC | O_APPEND));
+    if (flags & O_PATH) vflags &= ~(O_CREAT | O_EXCL | O_TRUNC | O_APPEND);
+    scp_err e;
+    scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, vflags, (uint32_t)(mode & ~sh.umask & 07777), &e);
+    if (!vf) {
+        sh_trace("open of '%s' failed: %s", rel, e.msg);
+        return neg(&e);
+    }
+    pfile *pf = pf_new(PF_FILE, vol, (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)), rel);
+    if (!pf) {
+        scp_vfile_close(vf, NULL);
+        return -ENOMEM;
+    }
+    pf->vf = vf;
+    long fd = slot_alloc(pf, 0, cloexec);
+    if (fd < 0) pf_put(pf);
+    return fd;
+}
+
+/* ---- directories ------------------------------------------------------------------------- */
+
+struct list_ctx {
+    pfile *pf;
+    int err;
+};
+
+static int list_cb(void *ctx, const char *name, const scp_vstat *st) {
+    struct list_ctx *c = ctx;
+    pfile *pf = c->pf;
+    struct dent *n = realloc(pf->ents, (pf->nents + 1) * sizeof *n);
+    if (!n) return c->err = -ENOMEM;
+    pf->ents = n;
+    n[pf->nents].name = strdup(name);
+    if (!n[pf->nents].name) return c->err = -ENOMEM;
+    n[pf->nents].ino = st->ino + 2;
+    n[pf->nents].type = st->type == SCP_VTYPE_DIR ? DT_DIR : DT_REG;
+    pf->nents++;
+    return 0;
+}
+
+struct linux_dirent64 {
+    uint64_t d_ino;
+    int64_t d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+static long do_getdents(pfile *pf, char *buf, size_t len) {
+    if (pf->kind != PF_DIR) return -ENOTDIR;
+    pthread_mutex_lock(&pf->mu);
+    if (!pf->listed) {
+        struct list_ctx c = {pf, 0};
+        scp_err e;
+        int r = scp_volume_readdir(sh.vol[pf->vol].v, pf->path, list_cb, &c, &e);
+        if (r < 0 || c.err) {
+            pthread_mutex_unlock(&pf->mu);
+            return c.err ? c.err : neg(&e);
+        }
+        pf->listed = 1;
+    }
+    size_t out = 0;
+    while (pf->pos < pf->nents + 2) {
+        const char *name;
+        uint64_t ino;
+        unsigned char type;
+        if (pf->pos == 0) name = ".", ino = 1, type = DT_DIR;
+        else if (pf->pos == 1) name = "..", ino = 1, type = DT_DIR;
+        else {
+            struct dent *d = &pf->ents[pf->pos - 2];
+            name = d->name, ino = d->ino, type = d->type;
+        }
+        size_t nl = strlen(name);
+        size_t reclen = (offsetof(struct linux_dirent64, d_name) + nl + 1 + 7) & ~(size_t)7;
+        if (out + reclen > len) break;
+        struct linux_dirent64 *d = (struct linux_dirent64 *)(buf + out);
+        d->d_ino = ino;
+        d->d_off = (int64_t)pf->pos + 1;
+        d->d_reclen = (unsigned short)reclen;
+        d->d_type = type;
+        memcpy(d->d_name, name, nl + 1);
+        out += reclen;
+        pf->pos++;
+    }
+    pthread_mutex_unlock(&pf->mu);
+    if (out == 0 && pf->pos < pf->nents + 2) return -EINVAL;
+    return (long)out;
+}
+
+/* ---- I/O --------------------------------------------------------------------------------- */
+
+static int readable(const pfile *pf) { return (pf->flags & O_ACCMODE) != O_WRONLY && !(pf->flags & O_PATH); }
+static int writable(const pfile *pf) { return (pf->flags & O_ACCMODE) != O_RDONLY && !(pf->flags & O_PATH); }
+
+static long io_read(pfile *pf, void *buf, size_t n, long long off) {
+    if (pf->kind == PF_DIR) return -EISDIR;
+    if (!readable(pf)) return -EBADF;
+    scp_err e;
+    ssize_t r = off < 0 ? scp_vfile_read(pf->vf, buf, n, &e)
+                        : scp_vfile_pread(pf->vf, buf, n, (uint64_t)off, &e);
+    if (r < 0) {
+        sh_trace("read of '%s' failed: %s", pf->path, e.msg);
+        return neg(&e);
+    }
+    return r;
+}
+
+static long io_write(pfile *pf, const void *buf, size_t n, long long off) {
+    if (pf->kind == PF_DIR) return -EISDIR;
+    if (!writable(pf)) return -EBADF;
+    scp_err e;
+    ssize_t r = off < 0 ? scp_vfile_write(pf->vf, buf, n, &e)
+                        : scp_vfile_pwrite(pf->vf, buf, n, (uint64_t)off, &e);
+    if (r < 0) {
+        sh_trace("write of '%s' failed: %s", pf->path, e.msg);
+        return neg(&e);
+    }
+    pf->wpid = sh.pid;
+    return r;
+}
+
+static long io_vec(pfile *pf, const struct iovec *iov, long cnt, long long off, int wr) {
+    if (cnt < 0 || cnt > IOV_MAX) return -EINVAL;
+    long total = 0;
+    for (long i = 0; i < cnt; i++) {
+        if (!iov[i].iov_len) continue;
+        long r = wr ? io_write(pf, iov[i].iov_base, iov[i].iov_len, off < 0 ? -1 : off + total)
+                    : io_read(pf, iov[i].iov_base, iov[i].iov_len, off < 0 ? -1 : off + total);
+        if (r < 0) return total ? total : r;
+        total += r;
+        if ((size_t)r < iov[i].iov_len) break;
+    }
+    return total;
+}
+
+static long do_lseek(pfile *pf, long long off, int whence) {
+    if (pf->kind == PF_DIR) {
+        if (whence == SEEK_SET && off == 0) {
+            pthread_mutex_lock(&pf->mu);
+            pf->pos = 0;
+            pf->listed = 0;
+            for (size_t i = 0; i < pf->nents; i++) free(pf->ents[i].name);
+            free(pf->ents);
+            pf->ents = NULL;
+            pf->nents = 0;
+            pthread_mutex_unlock(&pf->mu);
+            return 0;
+        }
+        return -EINVAL;
+    }
+    scp_err e;
+    if (whence == SEEK_DATA || whence == SEEK_HOLE) {
+        uint64_t size = scp_vfile_size(pf->vf);
+        if (off < 0 || (uint64_t)off >= size) return -ENXIO;
+        long long to = whence == SEEK_DATA ? off : (long long)size;
+        int64_t r = scp_vfile_seek(pf->vf, to, SEEK_SET, &e);
+        return r < 0 ? neg(&e) : (long)r;
+    }
+    if (whence != SEEK_SET && whence != SEEK_CUR && whence != SEEK_END) return -EINVAL;
+    int64_t r = scp_vfile_seek(pf->vf, off, whence, &e);
+    return r < 0 ? neg(&e) : (long)r;
+}
+
+/* Copy between two descriptors, at least one of them protected (sendfile, splice,
+ * copy_file_range). Offsets: NULL means the descriptor's cursor. */
+#define COPY_BUF (128u << 10)
+static __thread char *copy_buf; /* per thread, mapped on first use (no malloc: may run in the trap) */
+
+static long do_copy(long in, long long *inoff, long out, long long *outoff, size_t count) {
+    if (!copy_buf) {
+        void *m = (void *)syscall(SYS_mmap, NULL, COPY_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if ((unsigned long)m > -4096ul) return (long)m;
+        copy_buf = m;
+    }
+    char *buf = copy_buf;
+    long total = 0, e = 0;
+    pfile *pin = sh_is_prot(in) ? pf_get(in, &e) : NULL;
+    if (e) return e;
+    pfile *pout = sh_is_prot(out) ? pf_get(out, &e) : NULL;
+    if (e) {
+        pf_put(pin);
+        return e;
+    }
+    while ((size_t)total < count) {
+        size_t want = count - (size_t)total;
+        if (want > COPY_BUF) want = COPY_BUF;
+        long r;
+        if (pin) r = io_read(pin, buf, want, inoff ? *inoff : -1);
+        else {
+            r = inoff ? sh_gate(SYS_pread64, in, (long)buf, (long)want, *inoff, 0, 0)
+                      : sh_gate(SYS_read, in, (long)buf, (long)want, 0, 0, 0);
+        }
+        if (r <= 0) {
+            if (r < 0 && !total) total = r;
+            break;
+        }
+        size_t got = (size_t)r, done = 0;
+        while (done < got) {
+            long w;
+            if (pout) w = io_write(pout, buf + done, got - done, outoff ? *outoff : -1);
+            else if (outoff) {
+                w = sh_gate(SYS_pwrite64, out, (long)(buf + done), (long)(got - done), *outoff, 0, 0);
+            } else {
+                w = sh_gate(SYS_write, out, (long)(buf + done), (long)(got - done), 0, 0, 0);
+            }
+            if (w <= 0) {
+                /* the output took only `done` bytes of this piece (EAGAIN on a socket...):
+                 * account for exactly those, and give the rest back to the input */
+                if (inoff) *inoff += (long long)done;
+                else if (pin && got > done) scp_vfile_seek(pin->vf, -(int64_t)(got - done), SEEK_CUR, NULL);
+                total += (long)done;
+                if (!total) total = w ? w : -EIO;
+                goto out;
+            }
+            done += (size_t)w;
+            if (outoff) *outoff += w;
+        }
+        if (inoff) *inoff += (long long)got;
+        total += (long)got;
+        if (got < want) break;
+    }
+out:
+    pf_put(pin);
+    pf_put(pout);
+    return total;
+}
+
+/* ---- mmap -------------------------------------------------------------------------------- */
+
+#define MAXMAP 64
+static struct shmap {
+    char *addr;
+    size_t len;
+    pfile *pf;
+    long long off;
+    pid_t pid; /* the process that mapped it */
+} maps[MAXMAP];
+
+static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long long off) {
+    if (pf->kind == PF_DIR) return -ENODEV;
+    if (!readable(pf)) return -EACCES;
+    int shared = (flags & MAP_TYPE) == MAP_SHARED || (flags & MAP_TYPE) == MAP_SHARED_VALIDATE;
+    int wb = shared && (prot & PROT_WRITE);
+    if (wb && !writable(pf)) return -EACCES;
+    if (len == 0 || off < 0 || (off & 4095)) return -EINVAL;
+    int mf = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS |
+             (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE | MAP_POPULATE));
+    char *m = (char *)syscall(SYS_mmap, addr, len, PROT_READ | PROT_WRITE, mf, -1, 0);
+    if ((unsigned long)m > -4096ul) return (long)m;
+    uint64_t size = scp_vfile_size(pf->vf);
+    if ((uint64_t)off < size) {
+        size_t want = (size_t)(size - (uint64_t)off) < len ? (size_t)(size - (uint64_t)off) : len;
+        scp_err e;
+        size_t done = 0;
+        while (done < want) {
+            ssize_t r = scp_vfile_pread(pf->vf, m + done, want - done, (uint64_t)off + done, &e);
+            if (r <= 0) {
+                syscall(SYS_munmap, m, len);
+                return r < 0 ? neg(&e) : -EIO;
+            }
+            done += (size_t)r;
+        }
+    }
+    if (syscall(SYS_mprotect, m, len, prot)) {
+        long r = -errno;
+        syscall(SYS_munmap, m, len);
+        return r;
+    }
+    if (wb) {
+        pthread_mutex_lock(&sh.mu);
+        int i;
+        for (i = 0; i < MAXMAP && maps[i].addr; i++) {}
+        if (i == MAXMAP) {
+            pthread_mutex_unlock(&sh.mu);
+            syscall(SYS_munmap, m, len);
+            return -ENOMEM;
+        }
+        __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
+        maps[i] = (struct shmap){m, len, pf, off, sh.pid};
+        pthread_mutex_unlock(&sh.mu);
+    }
+    return (long)m;
+}
+
+static void map_writeback(struct shmap *mp) {
+    uint64_t size = scp_vfile_size(mp->pf->vf);
+    if ((uint64_t)mp->off >= size) return;
+    size_t n = (size_t)(size - (uint64_t)mp->off) < mp->len ? (size_t)(size - (uint64_t)mp->off) : mp->len;
+    scp_err e;
+    if (scp_vfile_pwrite(mp->pf->vf, mp->addr, n, (uint64_t)mp->off, &e) < 0)
+        sh_trace("write-back of a shared mapping of '%s' failed: %s", mp->pf->path, e.msg);
+    else mp->pf->wpid = sh.pid;
+}
+
+/* msync/munmap of [addr, addr+len): write back overlapping shared mappings; drop them on
+ * unmap. Returns 1 if a protected mapping was involved. */
+static int sh_unmap_hook_(void *addr, size_t len, int unmap);
+int sh_unmap_hook(void *addr, size_t len, int unmap) {
+    if (!sh.active) return 0;
+    sh_in_lib++;
+    int r = sh_unmap_hook_(addr, len, unmap);
+    sh_in_lib--;
+    return r;
+}
+static int sh_unmap_hook_(void *addr, size_t len, int unmap) {
+    char *a = addr;
+    int hit = 0;
+    pfile *drop[MAXMAP];
+    int nd = 0;
+    pthread_mutex_lock(&sh.mu);
+    for (int i = 0; i < MAXMAP; i++) {
+        if (!maps[i].addr || maps[i].addr >= a + len || maps[i].addr + maps[i].len <= a) continue;
+        hit = 1;
+        map_writeback(&maps[i]);
+        if (unmap) {
+            drop[nd++] = maps[i].pf;
+            maps[i].addr = NULL;
+        }
+    }
+    pthread_mutex_unlock(&sh.mu);
+    for (int i = 0; i < nd; i++) pf_put(drop[i]);
+    return hit;
+}
+
+/* ---- fcntl, dup, close ------------------------------------------------------------------- */
+
+static long do_dup_to(long oldfd, long newfd, int cloexec) {
+    long e = 0;
+    if (oldfd == newfd) return sh_is_prot(oldfd) ? newfd : -EBADF;
+    if (!sh_is_prot(oldfd)) {
+        /* an ordinary descriptor onto an alias (a shell restoring stdout): the alias ends */
+        if (sh_reserved(newfd)) return -EBADF;
+        long r = sh_gate(SYS_dup3, oldfd, newfd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
+        if (r >= 0) {
+            if (in_vfork_child()) vfk_forget((pid_t)syscall(SYS_getpid), newfd);
+            else pf_put(slot_take(newfd));
+        }
+        return r;
+    }
+    pfile *pf = pf_get(oldfd, &e);
+    if (!pf) return e;
+    if (in_vfork_child()) {
+        /* only the child's own kernel table and a note for its exec */
+        long r = -EBADF;
+        if ((newfd >= sh.base && newfd < sh.base + sh.nslots) ||
+            (newfd >= 0 && newfd < sh.lo && newfd < (long)SCP_SHIELD_MAX_ALIAS_FD)) {
+            r = 0;
+            if (newfd < sh.lo && !sh.alias_filtered[newfd]) {
+                scp_err fe;
+                if (sh_filter_install((int)newfd, 1, 0, &fe)) r = -EMFILE;
+            }
+            if (!r) r = sh_gate(SYS_dup3, sh.placeholder, newfd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
+            if (r >= 0) r = vfk_add(pf, newfd);
+            if (r >= 0) r = newfd;
+        }
+        pf_put(pf);
+        return r;
+    }
+    if (newfd >= sh.base && newfd < sh.base + sh.nslots) {
+        pthread_mutex_lock(&sh.mu);
+        pfile *old = sh.slot[newfd - sh.base];
+        sh.slot[newfd - sh.base] = pf;
+        sh.slot_cloexec[newfd - sh.base] = (unsigned char)cloexec;
+        pthread_mutex_unlock(&sh.mu);
+        kset_cloexec(newfd, cloexec);
+        pf_put(old);
+        return newfd;
+    }
+    if (newfd >= 0 && newfd < sh.lo && newfd < (long)SCP_SHIELD_MAX_ALIAS_FD) {
+        /* A protected description at an ordinary number (dd, shell redirections): the kernel
+         * descriptor becomes an O_PATH placeholder, on which no raw I/O can succeed, and the
+         * shield's wrappers serve it. Raw system calls on it fail (EBADF): closed, not open. */
+        long r = sh_gate(SYS_dup3, sh.placeholder, newfd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
+        if (r < 0) {
+            pf_put(pf);
+            return r;
+        }
+        if (!sh.alias_filtered[newfd]) {
+            scp_err fe;
+            if (sh_filter_install((int)newfd, 1, 0, &fe)) {
+                sh_trace("cannot filter descriptor %ld: %s", newfd, fe.msg);
+                sh_gate(SYS_close, newfd, 0, 0, 0, 0, 0);
+                pf_put(pf);
+                return -EMFILE;
+            }
+            sh.alias_filtered[newfd] = 1;
+        }
+        pthread_mutex_lock(&sh.mu);
+        pfile *old = sh.alias[newfd];
+        sh.alias[newfd] = pf;
+        if (!old) sh.nalias++;
+        pthread_mutex_unlock(&sh.mu);
+        pf_put(old);
+        sh_trace("descriptor %ld now refers to protected '%s' (alias)", newfd, pf->path);
+        return newfd;
+    }
+    pf_put(pf);
+    return -EBADF;
+}
+
+static long do_close(long fd) {
+    if (!sh_is_prot(fd)) return -EBADF;
+    if (in_vfork_child()) { /* the kernel's copy only: the exec hands on what is still open */
+        if (sh_is_libfd(fd) || fd >= sh.base + sh.nslots) return -EBADF;
+        vfk_forget((pid_t)syscall(SYS_getpid), fd);
+        return sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    }
+    pfile *pf = slot_take(fd);
+    if (!pf) return -EBADF;
+    if (fd < sh.lo) sh_gate(SYS_close, fd, 0, 0, 0, 0, 0); /* the alias placeholder */
+    return pf_put(pf);
+}
+
+static long do_fcntl(long fd, int cmd, long arg) {
+    long e = 0;
+    pfile *pf = pf_get(fd, &e);
+    if (!pf) return e;
+    long r;
+    switch (cmd) {
+    case F_DUPFD:
+    case F_DUPFD_CLOEXEC:
+        if (in_vfork_child()) {
+            r = -EMFILE; /* not supported between vfork and exec */
+            break;
+        }
+        r = slot_alloc(pf, arg, cmd == F_DUPFD_CLOEXEC);
+        if (r >= 0) return r; /* the reference moved into the new slot */
+        break;
+    case F_GETFD:
+        r = sh_gate(SYS_fcntl, fd, F_GETFD, 0, 0, 0, 0);
+        break;
+    case F_SETFD:
+        if (fd >= sh.base && fd < sh.base + sh.nslots && !in_vfork_child())
+            sh.slot_cloexec[fd - sh.base] = (arg & FD_CLOEXEC) != 0;
+        r = sh_gate(SYS_fcntl, fd, F_SETFD, arg & FD_CLOEXEC, 0, 0, 0);
+        break;
+    case F_GETFL:
+        r = (pf->flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_PATH | O_DIRECTORY)) | O_LARGEFILE;
+        break;
+    case F_SETFL:
+        pf->flags = (pf->flags & ~(O_NONBLOCK | O_NOATIME)) | ((int)arg & (O_NONBLOCK | O_NOATIME));
+        r = 0;
+        break;
+    case F_GETLK:
+    case F_OFD_GETLK: {
+        struct flock *fl = (struct flock *)arg;
+        fl->l_type = F_UNLCK; /* locks on protected files are per process (see docs/shield.md) */
+        r = 0;
+        break;
+    }
+    case F_SETLK:
+    case F_SETLKW:
+    case F_OFD_SETLK:
+    case F_OFD_SETLKW: r = 0; break;
+    default: r = -EINVAL; sh_trace("fcntl %d on a protected descriptor is not supported", cmd);
+    }
+    pf_put(pf);
+    return r;
+}
+
+static long do_close_range(unsigned lo, unsigned hi, unsigned flags) {
+    int vf = in_vfork_child();
+    for (long fd = sh.base; fd < sh.base + sh.nslots; fd++) {
+        if (fd < (long)lo || fd > (long)hi) continue;
+        if (vf) { /* the kernel's copy only (placeholders), never the shield's own numbers */
+            if (flags & CLOSE_RANGE_CLOEXEC) kset_cloexec(fd, 1);
+            else sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+            vfk_forget((pid_t)syscall(SYS_getpid), fd);
+        } else if (flags & CLOSE_RANGE_CLOEXEC) {
+            sh.slot_cloexec[fd - sh.base] = 1;
+            kset_cloexec(fd, 1);
+        } else pf_put(slot_take(fd));
+    }
+    for (long fd = lo; fd <= (long)hi && fd < sh.lo && sh.nalias && !vf; fd++)
+        if (sh.alias[fd] && !(flags & CLOSE_RANGE_CLOEXEC)) pf_put(slot_take(fd));
+    /* the parts outside the reserved range are the kernel's, except the volume library's own
+     * descriptors just below it (a program closing "everything" must not take them) */
+    long r = 0;
+    unsigned zone = (unsigned)SH_LIB_FD_MIN(sh.lo);
+    if (lo < zone) r = sh_gate(SYS_close_range, lo, hi < zone ? hi : zone - 1, flags, 0, 0, 0);
+    for (unsigned fd = lo > zone ? lo : zone; r == 0 && fd < (unsigned)sh.lo && fd <= hi; fd++)
+        if (!sh.libfd[fd - zone])
+            sh_gate((flags & CLOSE_RANGE_CLOEXEC) ? SYS_fcntl : SYS_close, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0);
+    if (r == 0 && hi >= (unsigned)sh.hi) r = sh_gate(SYS_close_range, lo > (unsigned)sh.hi ? lo : (unsigned)sh.hi, hi, flags, 0, 0, 0);
+    return r;
+}
+
+/* ---- the dispatcher for descriptor-based calls ------------------------------------------- */
+
+/* Does a trapped call involve a protected descriptor (or is it one the shield always handles)?
+ * If not (an ordinary number that once was an alias), the trap handler forwards it. */
+int sh_trap_involves_prot(long nr, const long a[6]) {
+    switch (nr) {
+    case SYS_execve:
+    case SYS_execveat:
+    case SYS_openat2:
+    case SYS_rt_sigaction:
+    case SYS_rt_sigprocmask:
+    case SYS_close_range: return 1;
+    case SYS_dup2:
+    case SYS_dup3:
+    case SYS_sendfile:
+    case SYS_tee: return sh_is_prot((int)a[0]) || sh_is_prot((int)a[1]);
+    case SYS_splice:
+    case SYS_copy_file_range:
+    case SYS_renameat:
+    case SYS_renameat2:
+    case SYS_linkat: return sh_is_prot((int)a[0]) || sh_is_prot((int)a[2]);
+    case SYS_symlinkat: return sh_is_prot((int)a[1]);
+    case SYS_epoll_ctl: return sh_is_prot((int)a[2]);
+    case SYS_mmap: return sh_is_prot((int)a[4]);
+    default: return sh_is_prot((int)a[0]);
+    }
+}
+
+static long sh_syscall_(long nr, const long a[6]);
+long sh_syscall(long nr, const long a[6]) {
+    /* exec may run in a vfork child, which shares this thread's TLS with its parent and never
+     * returns on success: it must not leave sh_in_lib raised */
+    if (nr == SYS_execve) return sh_execve(AT_FDCWD, (const char *)a[0], (char *const *)a[1], (char *const *)a[2], 0);
+    if (nr == SYS_execveat) return sh_execve((int)a[0], (const char *)a[1], (char *const *)a[2], (char *const *)a[3], (int)a[4]);
+    sh_in_lib++;
+    long r = sh_syscall_(nr, a);
+    sh_in_lib--;
+    if (sh.cfg.flags & SCP_SHIELD_F_TRACE) sh_trace("%s(%ld) = %ld", sh_sysname(nr), a[0], r);
+    return r;
+}
+
+static long sh_syscall_(long nr, const long a[6]) {
+    long e = 0, r;
+    pfile *pf = NULL;
+    switch (nr) {
+    case SYS_close: return do_close(a[0]);
+    case SYS_dup: {
+        pf = pf_get(a[0], &e);
+        if (!pf) return e;
+        r = slot_alloc(pf, 0, 0);
+        if (r < 0) pf_put(pf);
+        return r;
+    }
+    case SYS_dup2: return do_dup_to(a[0], a[1], 0);
+    case SYS_dup3:
+        if (a[0] == a[1]) return -EINVAL;
+        return do_dup_to(a[0], a[1], (a[2] & O_CLOEXEC) != 0);
+    case SYS_fcntl: return do_fcntl(a[0], (int)a[1], a[2]);
+    case SYS_close_range: return do_close_range((unsigned)a[0], (unsigned)a[1], (unsigned)a[2]);
+    case SYS_sendfile: {
+        long long off, *po = NULL;
+        if (a[2]) {
+            off = *(long long *)a[2];
+            po = &off;
+        }
+        r = do_copy(a[1], po, a[0], NULL, (size_t)a[3]);
+        if (a[2] && r >= 0) *(long long *)a[2] = off;
+        return r;
+    }
+    case SYS_splice:
+    case SYS_copy_file_range: {
+        long long ino = 0, outo = 0, *pi = NULL, *po = NULL;
+        if (a[1]) ino = *(long long *)a[1], pi = &ino;
+        if (a[3]) outo = *(long long *)a[3], po = &outo;
+        r = do_copy(a[0], pi, a[2], po, (size_t)a[4]);
+        if (r >= 0) {
+            if (a[1]) *(long long *)a[1] = ino;
+            if (a[3]) *(long long *)a[3] = outo;
+        }
+        return r;
+    }
+    case SYS_tee:
+    case SYS_vmsplice: return -EINVAL;
+    case SYS_rt_sigprocmask: {
+        /* never block SIGSYS: the kernel kills a thread that traps with it blocked */
+        uint64_t set;
+        if (a[3] != 8) return -EINVAL;
+        memcpy(&set, (const void *)a[1], sizeof set);
+        set &= ~(1ull << (SIGSYS - 1));
+        return sh_gate(SYS_rt_sigprocmask, a[0], (long)&set, a[2], a[3], 0, 0);
+    }
+    case SYS_rt_sigaction:
+        /* SIGSYS stays the shield's: report the current action, change nothing */
+        if (a[2]) sh_gate(SYS_rt_sigaction, SIGSYS, 0, a[2], a[3], 0, 0);
+        return 0;
+    case SYS_epoll_ctl: return sh_is_prot(a[2]) ? -EPERM : -EBADF;
+    case SYS_execve: return sh_execve(AT_FDCWD, (const char *)a[0], (char *const *)a[1], (char *const *)a[2], 0);
+    case SYS_execveat: return sh_execve((int)a[0], (const char *)a[1], (char *const *)a[2], (char *const *)a[3], (int)a[4]);
+    case SYS_mmap:
+        pf = pf_get(a[4], &e);
+        if (!pf) return e;
+        r = do_mmap(pf, (void *)a[0], (size_t)a[1], (int)a[2], (int)a[3], a[5]);
+        pf_put(pf);
+        return r;
+    case SYS_newfstatat:
+    case SYS_statx:
+    case SYS_openat:
+    case SYS_openat2:
+    case SYS_mkdirat:
+    case SYS_mknodat:
+    case SYS_unlinkat:
+    case SYS_renameat:
+    case SYS_renameat2:
+    case SYS_linkat:
+    case SYS_symlinkat:
+    case SYS_readlinkat:
+    case SYS_fchmodat:
+    case SYS_fchownat:
+    case SYS_faccessat:
+    case SYS_faccessat2:
+    case SYS_utimensat:
+    case SYS_futimesat:
+    case SYS_name_to_handle_at:
+    case SYS_inotify_add_watch:
+        if (sh_path_call(nr, a, &r)) return r;
+        /* a reserved dirfd that the path ignores (absolute path): the kernel's business */
+        return sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    default: break;
+    }
+
+    pf = pf_get(a[0], &e);
+    if (!pf) return e;
+    switch (nr) {
+    case SYS_read: r = io_read(pf, (void *)a[1], (size_t)a[2], -1); break;
+    case SYS_write: r = io_write(pf, (const void *)a[1], (size_t)a[2], -1); break;
+    case SYS_pread64: r = a[3] < 0 ? -EINVAL : io_read(pf, (void *)a[1], (size_t)a[2], a[3]); break;
+    case SYS_pwrite64: r = a[3] < 0 ? -EINVAL : io_write(pf, (const void *)a[1], (size_t)a[2], a[3]); break;
+    case SYS_readv: r = io_vec(pf, (const struct iovec *)a[1], a[2], -1, 0); break;
+    case SYS_writev: r = io_vec(pf, (const struct iovec *)a[1], a[2], -1, 1); break;
+    case SYS_preadv: r = a[3] < 0 ? -EINVAL : io_vec(pf, (const struct iovec *)a[1], a[2], a[3], 0); break;
+    case SYS_pwritev: r = a[3] < 0 ? -EINVAL : io_vec(pf, (const struct iovec *)a[1], a[2], a[3], 1); break;
+    case SYS_preadv2: r = io_vec(pf, (const struct iovec *)a[1], a[2], a[3] == -1 ? -1 : a[3], 0); break;
+    case SYS_pwritev2: r = io_vec(pf, (const struct iovec *)a[1], a[2], a[3] == -1 ? -1 : a[3], 1); break;
+    case SYS_lseek: r = do_lseek(pf, a[1], (int)a[2]); break;
+    case SYS_fstat: {
+        scp_vstat v;
+        r = pf_vstat(pf, &v);
+        if (!r) fill_stat(pf->vol, &v, (struct stat *)a[1]);
+        break;
+    }
+    case SYS_getdents64: r = do_getdents(pf, (char *)a[1], (size_t)a[2]); break;
+    case SYS_getdents: r = -ENOSYS; break;
+    case SYS_fsync:
+    case SYS_fdatasync:
+    case SYS_syncfs:
+        if (pf->kind == PF_FILE) {
+            scp_err se;
+            r = scp_vfile_fsync(pf->vf, &se) ? neg(&se) : 0;
+        } else r = 0;
+        break;
+    case SYS_sync_file_range: r = 0; break;
+    case SYS_ftruncate: {
+        if (pf->kind != PF_FILE || !writable(pf)) { r = -EINVAL; break; }
+        if (a[1] < 0) { r = -EINVAL; break; }
+        scp_err se;
+        r = scp_vfile_truncate(pf->vf, (uint64_t)a[1], &se) ? neg(&se) : 0;
+        pf->wpid = sh.pid;
+        break;
+    }
+    case SYS_fallocate: {
+        if (pf->kind != PF_FILE || !writable(pf)) { r = -EBADF; break; }
+        int mode = (int)a[1];
+        if (mode & ~FALLOC_FL_KEEP_SIZE) { r = -EOPNOTSUPP; break; }
+        uint64_t end = (uint64_t)a[2] + (uint64_t)a[3];
+        r = 0;
+        if (!(mode & FALLOC_FL_KEEP_SIZE) && end > scp_vfile_size(pf->vf)) {
+            scp_err se;
+            r = scp_vfile_truncate(pf->vf, end, &se) ? neg(&se) : 0;
+            pf->wpid = sh.pid;
+        }
+        break;
+    }
+    case SYS_fadvise64:
+    case SYS_readahead:
+    case SYS_flock: r = 0; break;
+    case SYS_ioctl: r = -ENOTTY; break;
+    case SYS_fchdir: {
+        if (pf->kind != PF_DIR) { r = -ENOTDIR; break; }
+        pthread_mutex_lock(&sh.mu);
+        r = 0;
+        if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[pf->vol].mount, pf->path[0] ? "/" : "", pf->path) >= (int)sizeof sh.cwd) r = -ENAMETOOLONG;
+        else sh.vcwd = 1;
+        pthread_mutex_unlock(&sh.mu);
+        if (!r) syscall(SYS_chdir, sh.vol[pf->vol].mount); /* raw relative paths hit the empty mount */
+        break;
+    }
+    case SYS_fchmod:
+    case SYS_fchown: {
+        scp_err se;
+        int64_t mode = nr == SYS_fchmod ? (a[1] & 07777) : -1;
+        int64_t uid = nr == SYS_fchown ? (int64_t)(int)a[1] : -1, gid = nr == SYS_fchown ? (int64_t)(int)a[2] : -1;
+        if (nr == SYS_fchown && uid == -1) uid = -1;
+        r = scp_volume_setattr(sh.vol[pf->vol].v, pf->path, mode, uid, gid, INT64_MIN, &se) ? neg(&se) : 0;
+        break;
+    }
+    case SYS_fstatfs: {
+        r = syscall(SYS_statfs, sh.vol[pf->vol].dirpath, (struct statfs *)a[1]);
+        if (r < 0) r = -errno;
+        break;
+    }
+    case SYS_fsetxattr:
+    case SYS_fgetxattr:
+    case SYS_flistxattr:
+    case SYS_fremovexattr: r = -EOPNOTSUPP; break;
+    default:
+        sh_trace("system call %ld on protected '%s' is not supported", nr, pf->path);
+        r = -EOPNOTSUPP;
+    }
+    pf_put(pf);
+    return r;
+}
+
+/* ---- path-based calls -------------------------------------------------------------------- */
+
+static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int64_t gid, int64_t mt) {
+    scp_err e;
+    if (!rel[0]) return 0;
+    return scp_volume_setattr(sh.vol[vol].v, rel, mode, uid, gid, mt, &e) ? neg(&e) : 0;
+}
+
+int sh_path_call(long nr, const long a[6], long *ret) {
+    char rel[PATH_MAX], rel2[PATH_MAX];
+    int vol = -1, vol2 = -1;
+    int dirfd = (int)a[0];
+    const char *path = (const char *)a[1];
+    scp_err e;
+    long r;
+    int c;
+    switch (nr) {
+    case SYS_symlinkat:
+        c = sh_classify((int)a[1], (const char *)a[2], &vol, rel, sizeof rel);
+        if (c == 0) return 0;
+        *ret = c < 0 ? c : -EPERM;
+        return 1;
+    case SYS_inotify_add_watch:
+        c = sh_classify(AT_FDCWD, (const char *)a[1], &vol, rel, sizeof rel);
+        if (c == 0) return 0;
+        *ret = c < 0 ? c : -EOPNOTSUPP;
+        return 1;
+    case SYS_utimensat:
+        if (!path && sh_is_prot(dirfd)) { /* futimens() */
+            long ee = 0;
+            pfile *pf = pf_get(dirfd, &ee);
+            if (!pf) { *ret = ee; return 1; }
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            *ret = setattr_rel(pf->vol, pf->path, -1, -1, -1, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+            pf_put(pf);
+            return 1;
+        }
+        break;
+    case SYS_newfstatat:
+    case SYS_statx:
+        if (path && !path[0] && (a[nr == SYS_statx ? 2 : 3] & AT_EMPTY_PATH)) {
+            if (!sh_is_prot(dirfd)) return 0;
+            long ee = 0;
+            pfile *pf = pf_get(dirfd, &ee);
+            if (!pf) { *ret = ee; return 1; }
+            scp_vstat v;
+            r = pf_vstat(pf, &v);
+            if (!r) {
+                if (nr == SYS_statx) fill_statx(pf->vol, &v, (struct statx *)a[4]);
+                else fill_stat(pf->vol, &v, (struct stat *)a[2]);
+            }
+            pf_put(pf);
+            *ret = r;
+            return 1;
+        }
+        break;
+    default: break;
+    }
+    if (nr == SYS_renameat || nr == SYS_renameat2 || nr == SYS_linkat) {
+        int c1 = sh_classify(dirfd, path, &vol, rel, sizeof rel);
+        int c2 = sh_classify((int)a[2], (const char *)a[3], &vol2, rel2, sizeof rel2);
+        if (c1 == 0 && c2 == 0) return 0;
+        if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
+        if (c1 == 0 || c2 == 0 || vol != vol2) { *ret = -EXDEV; return 1; }
+        if (nr == SYS_linkat) { *ret = -EPERM; return 1; }
+        unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
+        if (flags & ~RENAME_NOREPLACE) { *ret = -EINVAL; return 1; }
+        scp_vstat v;
+        if ((flags & RENAME_NOREPLACE) && path_vstat(vol, rel2, &v) == 0) { *ret = -EEXIST; return 1; }
+        sh_in_lib++;
+        *ret = scp_volume_rename(sh.vol[vol].v, rel, rel2, &e) ? neg(&e) : 0;
+        sh_in_lib--;
+        sh_trace("rename('%s', '%s') = %ld", rel, rel2, *ret);
+        return 1;
+    }
+    c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
+    if (c == 0) return 0;
+    if (c < 0) { *ret = c; return 1; }
+    sh_in_lib++;
+    switch (nr) {
+    case SYS_openat:
+        r = open_rel(vol, rel, (int)a[2], (mode_t)a[3]);
+        break;
+    case SYS_openat2: {
+        struct open_how { uint64_t flags, mode, resolve; } *how = (void *)a[2];
+        r = open_rel(vol, rel, (int)how->flags, (mode_t)how->mode);
+        break;
+    }
+    case SYS_newfstatat:
+    case SYS_statx: {
+        scp_vstat v;
+        r = path_vstat(vol, rel, &v);
+        if (!r) {
+            if (nr == SYS_statx) fill_statx(vol, &v, (struct statx *)a[4]);
+            else fill_stat(vol, &v, (struct stat *)a[2]);
+        }
+        break;
+    }
+    case SYS_faccessat:
+    case SYS_faccessat2: {
+        scp_vstat v;
+        r = path_vstat(vol, rel, &v);
+        break;
+    }
+    case SYS_mkdirat:
+        r = scp_volume_mkdir(sh.vol[vol].v, rel, (uint32_t)(a[2] & ~sh.umask & 07777), &e) ? neg(&e) : 0;
+        break;
+    case SYS_unlinkat:
+        if (a[2] & AT_REMOVEDIR) r = scp_volume_rmdir(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
+        else r = scp_volume_unlink(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
+        break;
+    case SYS_readlinkat: {
+        scp_vstat v;
+        r = path_vstat(vol, rel, &v);
+        if (!r) r = -EINVAL; /* volumes hold no symbolic links */
+        break;
+    }
+    case SYS_fchmodat: r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN); break;
+    case SYS_fchownat: r = setattr_rel(vol, rel, -1, (int64_t)(int)a[2] == -1 ? -1 : (int64_t)(unsigned)a[2],
+                                      (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
+    case SYS_utimensat: {
+        const struct timespec *ts = (const struct timespec *)a[2];
+        int64_t mt;
+        if (!ts || ts[1].tv_nsec == UTIME_NOW) mt = -1;
+        else if (ts[1].tv_nsec == UTIME_OMIT) mt = INT64_MIN;
+        else mt = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
+        if (mt == -1) {
+            struct timespec now;
+            clock_gettime(CLOCK_REALTIME, &now);
+            mt = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        }
+        r = setattr_rel(vol, rel, -1, -1, -1, mt);
+        break;
+    }
+    case SYS_futimesat: r = setattr_rel(vol, rel, -1, -1, -1, INT64_MIN); break;
+    case SYS_mknodat: r = -EPERM; break;
+    case SYS_name_to_handle_at: r = -EOPNOTSUPP; break;
+    case SYS_truncate: {
+        scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY, 0, &e);
+        if (!vf) { r = neg(&e); break; }
+        r = scp_vfile_truncate(vf, (uint64_t)a[2], &e) ? neg(&e) : 0;
+        scp_err e2;
+        if (scp_vfile_close(vf, &e2) && !r) r = neg(&e2);
+        break;
+    }
+    case SYS_execve:
+    case SYS_execveat: r = -EACCES; break; /* nothing runs from a protected volume */
+    default: r = -EOPNOTSUPP;
+    }
+    sh_in_lib--;
+    sh_trace("%s('%s' in volume %d) = %ld", sh_sysname(nr), rel, vol, r);
+    *ret = r;
+    return 1;
+}
+
+long sh_chdir(const char *path, int *handled) {
+    char rel[PATH_MAX];
+    int vol;
+    int c = sh_classify(AT_FDCWD, path, &vol, rel, sizeof rel);
+    *handled = c != 0;
+    if (c < 0) return c;
+    if (c == 0) {
+        long r = syscall(SYS_chdir, path);
+        if (r == 0) {
+            pthread_mutex_lock(&sh.mu);
+            sh.vcwd = 0;
+            pthread_mutex_unlock(&sh.mu);
+        }
+        *handled = 1;
+        return r < 0 ? -errno : 0;
+    }
+    scp_vstat v;
+    long r = path_vstat(vol, rel, &v);
+    if (r) return r;
+    if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
+    pthread_mutex_lock(&sh.mu);
+    if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof sh.cwd) {
+        pthread_mutex_unlock(&sh.mu);
+        return -ENAMETOOLONG;
+    }
+    sh.vcwd = 1;
+    pthread_mutex_unlock(&sh.mu);
+    syscall(SYS_chdir, sh.vol[vol].mount);
+    sh_trace("chdir into protected '%s'", rel);
+    return 0;
+}
+
+/* Commit every modified protected file (before exec replaces this image). */
+int sh_commit_all(void) {
+    int bad = 0;
+    sh_in_lib++;
+    pthread_mutex_lock(&sh.mu);
+    /* only what this process wrote: a forked child exiting must not commit (or wait for) the
+     * writes its parent had buffered when it forked */
+    for (int i = 0; i < sh.nslots; i++) {
+        pfile *pf = sh.slot[i];
+        if (pf && pf->kind == PF_FILE && writable(pf) && pf->wpid == sh.pid) {
+            scp_err e;
+            if (scp_vfile_fsync(pf->vf, &e)) bad = 1;
+        }
+    }
+    for (int i = 0; i < sh.lo && sh.nalias; i++) {
+        pfile *pf = sh.alias[i];
+        if (pf && pf->kind == PF_FILE && writable(pf) && pf->wpid == sh.pid) {
+            scp_err e;
+            if (scp_vfile_fsync(pf->vf, &e)) bad = 1;
+        }
+    }
+    for (int i = 0; i < MAXMAP; i++)
+        if (maps[i].addr && maps[i].pid == sh.pid) map_writeback(&maps[i]);
+    pthread_mutex_unlock(&sh.mu);
+    sh_in_lib--;
+    return bad ? -1 : 0;
+}
+
+/* ---- exec hand-over ------------------------------------------------------------------------ */
+
+/* Fill the exec-time parts of cfg: numbers with their own filter (kept occupied across exec by
+ * non-close-on-exec placeholders so that the new image's loader never gets them) and the
+ * protected files that stay open. held[] receives the placeholders added here (to undo them
+ * if exec fails). */
+/* ids[i]: the description behind cfg->inherit[i], so that numbers sharing one description
+ * share it again after exec (one cursor, as dup2 promises) */
+static void inherit_link(scp_shield_config *cfg, const void **ids, const void *id) {
+    uint32_t n = cfg->ninherit - 1;
+    ids[n] = id;
+    cfg->inherit[n].share = -1;
+    for (uint32_t i = 0; i < n; i++)
+        if (ids[i] == id) {
+            cfg->inherit[n].share = (int)i;
+            break;
+        }
+}
+
+static void inherit_add(scp_shield_config *cfg, const void **ids, long fd, const pfile *pf) {
+    if (cfg->ninherit >= SCP_SHIELD_MAX_INHERIT || pf->kind != PF_FILE) return;
+    scp_shield_inherit *e = &cfg->inherit[cfg->ninherit];
+    if (strlen(pf->path) >= sizeof e->path) return;
+    e->fd = (int)fd;
+    e->vol = pf->vol;
+    e->flags = pf->flags & (O_ACCMODE | O_APPEND);
+    e->offset = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
+    strcpy(e->path, pf->path);
+    cfg->ninherit++;
+    inherit_link(cfg, ids, pf);
+}
+
+/* Open in the kernel's table (ours, or a vfork child's own copy) and not close-on-exec. */
+static int kernel_keeps(long fd) {
+    long fl = sh_gate(SYS_fcntl, fd, F_GETFD, 0, 0, 0, 0);
+    return fl >= 0 && !(fl & FD_CLOEXEC);
+}
+
+/* Fill the exec-time parts of cfg: numbers with their own filter (kept occupied across exec by
+ * non-close-on-exec placeholders so that the new image's loader never gets them) and the
+ * protected files that stay open, read from the kernel's descriptor table (so that what a
+ * vfork child closed or redirected counts). held[] receives the placeholders added here (to
+ * undo them if exec fails). */
+int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld) {
+    int nheld = 0;
+    pid_t me = (pid_t)syscall(SYS_getpid);
+    int vf = me != sh.pid;
+    const void *ids[SCP_SHIELD_MAX_INHERIT];
+    memset(cfg->filtered, 0, sizeof cfg->filtered);
+    cfg->ninherit = 0;
+    pthread_mutex_lock(&sh.mu);
+    /* what a vfork child set up itself comes first */
+    for (int i = 0; vf && i < MAXVFK; i++)
+        if (vfk[i].pid == me && kernel_keeps(vfk[i].fd) && cfg->ninherit < SCP_SHIELD_MAX_INHERIT) {
+            cfg->inherit[cfg->ninherit++] = vfk[i].e;
+            inherit_link(cfg, ids, vfk[i].id);
+        }
+    for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD; n++) {
+        int noted = 0;
+        for (int i = 0; vf && i < MAXVFK; i++) noted |= vfk[i].pid == me && vfk[i].fd == n;
+        if (!sh.alias_filtered[n] && !noted) continue;
+        cfg->filtered[n / 8] |= (uint8_t)(1u << (n % 8));
+        long fdfl = sh_gate(SYS_fcntl, n, F_GETFD, 0, 0, 0, 0);
+        if (fdfl == -EBADF) {
+            if (nheld < maxheld && sh_gate(SYS_dup3, sh.placeholder, n, 0, 0, 0, 0) == n) held[nheld++] = n;
+        } else if (noted) {
+            continue;
+        } else if (sh.alias[n] && (fdfl & FD_CLOEXEC)) {
+            sh_gate(SYS_fcntl, n, F_SETFD, 0, 0, 0, 0); /* stays occupied, is not inherited */
+        } else if (sh.alias[n]) {
+            long fl = sh_gate(SYS_fcntl, n, F_GETFL, 0, 0, 0, 0);
+            if (fl >= 0 && (fl & O_PATH)) inherit_add(cfg, ids, n, sh.alias[n]);
+        }
+    }
+    for (int i = 0; i < sh.nslots; i++) {
+        pfile *pf = sh.slot[i];
+        if (!pf) continue;
+        int noted = 0;
+        for (int j = 0; vf && j < MAXVFK; j++) noted |= vfk[j].pid == me && vfk[j].fd == sh.base + i;
+        if (!noted && kernel_keeps(sh.base + i)) inherit_add(cfg, ids, sh.base + i, pf);
+    }
+    pthread_mutex_unlock(&sh.mu);
+    return nheld;
+}
+
+/* In the new image: take over what the previous image handed on. */
+void sh_exec_adopt(void) {
+    scp_shield_config *cfg = &sh.cfg;
+    sh_in_lib++;
+    pfile *made[SCP_SHIELD_MAX_INHERIT] = {0};
+    for (uint32_t i = 0; i < cfg->ninherit; i++) {
+        scp_shield_inherit *e = &cfg->inherit[i];
+        scp_err err;
+        pfile *pf;
+        if (e->share >= 0 && (uint32_t)e->share < i && made[e->share]) {
+            pf = made[e->share];
+            __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
+            goto place;
+        }
+        scp_vfile *vf = scp_vfile_open(sh.vol[e->vol].v, e->path, e->flags & (O_ACCMODE | O_APPEND), 0, &err);
+        if (!vf) {
+            sh_trace("descriptor %d ('%s') could not be reopened after exec: %s", e->fd, e->path, err.msg);
+            continue;
+        }
+        if (e->offset > 0) scp_vfile_seek(vf, e->offset, SEEK_SET, NULL);
+        pf = pf_new(PF_FILE, e->vol, e->flags, e->path);
+        if (!pf) {
+            scp_vfile_close(vf, NULL);
+            continue;
+        }
+        pf->vf = vf;
+        made[i] = pf;
+    place:
+        if (e->fd >= sh.base && e->fd < sh.base + sh.nslots) {
+            sh.slot[e->fd - sh.base] = pf;
+        } else if (e->fd >= 0 && e->fd < sh.lo) {
+            sh.alias[e->fd] = pf;
+            sh.nalias++;
+        } else pf_put(pf);
+        sh_trace("descriptor %d refers to protected '%s' after exec", e->fd, e->path);
+    }
+    for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD; n++) {
+        if (!(cfg->filtered[n / 8] & (1u << (n % 8)))) continue;
+        sh.alias_filtered[n] = 1;
+        if (sh.alias[n]) continue;
+        long fl = sh_gate(SYS_fcntl, n, F_GETFL, 0, 0, 0, 0);
+        if (fl >= 0 && (fl & O_PATH)) sh_gate(SYS_close, n, 0, 0, 0, 0, 0); /* a stale placeholder */
+    }
+    memset(cfg->filtered, 0, sizeof cfg->filtered);
+    cfg->ninherit = 0;
+    sh_in_lib--;
+}

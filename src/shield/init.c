@@ -1,0 +1,280 @@
+/* shield/init.c - start-up before main(), the SIGSYS handler and exec.
+ *
+ * Start-up order matters: the configuration descriptor is read and closed and its variable
+ * removed from the environment first; then the gate page is mapped, the reserved range filled
+ * with placeholders, the volumes opened, the SIGSYS handler installed and, last, the seccomp
+ * filter (with TSYNC, so threads started by earlier constructors are covered too).
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "shield/internal.h"
+
+#ifndef SYS_SECCOMP
+#define SYS_SECCOMP 1
+#endif
+
+static void die(const char *what, const scp_err *e) {
+    char buf[600];
+    int n = snprintf(buf, sizeof buf, "scp-shield: %s%s%s; refusing to run the program\n", what,
+                     e ? ": " : "", e ? e->msg : "");
+    if (n > 0) {
+        ssize_t w = write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        (void)w;
+    }
+    _exit(126);
+}
+
+static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
+    (void)sig;
+    if (si->si_code != SYS_SECCOMP) return;
+    ucontext_t *uc = ucv;
+    greg_t *g = uc->uc_mcontext.gregs;
+    int saved = errno;
+    long a[6] = {(long)g[REG_RDI], (long)g[REG_RSI], (long)g[REG_RDX],
+                 (long)g[REG_R10], (long)g[REG_R8], (long)g[REG_R9]};
+    sh_in_trap = 1;
+    long r = sh_trap_involves_prot(si->si_syscall, a)
+                 ? sh_syscall(si->si_syscall, a)
+                 : sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+    sh_in_trap = 0;
+    g[REG_RAX] = (greg_t)r;
+    errno = saved;
+}
+
+/* fork while another thread holds sh.mu would leave the child's copy locked forever */
+static void atfork_prepare(void) { pthread_mutex_lock(&sh.mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&sh.mu); }
+static void atfork_child(void) {
+    pthread_mutex_unlock(&sh.mu);
+    sh.pid = (pid_t)syscall(SYS_getpid);
+}
+
+/* Remove our library from LD_PRELOAD (the shield puts it back at exec). */
+static void scrub_preload(void) {
+    const char *pl = getenv("LD_PRELOAD");
+    if (!pl) return;
+    char out[4096];
+    size_t o = 0;
+    const char *p = pl;
+    while (*p) {
+        while (*p == ':' || *p == ' ') p++;
+        const char *s = p;
+        while (*p && *p != ':' && *p != ' ') p++;
+        size_t len = (size_t)(p - s);
+        if (!len) continue;
+        if (len == strlen(sh.self_path) && !memcmp(s, sh.self_path, len)) continue;
+        if (o + len + 2 > sizeof out) break;
+        if (o) out[o++] = ':';
+        memcpy(out + o, s, len);
+        o += len;
+    }
+    out[o] = 0;
+    if (o) setenv("LD_PRELOAD", out, 1);
+    else unsetenv("LD_PRELOAD");
+}
+
+__attribute__((constructor(101))) static void sh_ctor(void) {
+    const char *v = getenv(SCP_SHIELD_ENV_FD);
+    if (!v) return;
+    scp_err e;
+    char *end;
+    long cfd = strtol(v, &end, 10);
+    if (*end || cfd < 0 || cfd > 1000000) die("bad " SCP_SHIELD_ENV_FD, NULL);
+    /* The gate first: an inherited filter traps calls on reserved or aliased numbers, and the
+     * configuration descriptor may be one of those. */
+    if (sh_gate_map(&e)) die("cannot map the syscall gate", &e);
+    size_t csz = scp_shield_config_size();
+    char *cbuf = malloc(csz);
+    if (!cbuf) die("out of memory", NULL);
+    size_t got = 0;
+    while (got < csz) {
+        long r = sh_gate(SYS_pread64, cfd, (long)(cbuf + got), (long)(csz - got), (long)got, 0, 0);
+        if (r == -EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
+    if (scp_shield_config_parse(cbuf, got, &sh.cfg, &e)) die("cannot read the configuration", &e);
+    scp_wipe(cbuf, csz);
+    free(cbuf);
+    /* the keys move to a page of their own: locked in memory, left out of core dumps */
+    sh.keys = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (sh.keys == MAP_FAILED) die("out of memory", NULL);
+    madvise(sh.keys, 4096, MADV_DONTDUMP);
+    (void)mlock(sh.keys, 4096);
+    for (uint32_t i = 0; i < sh.cfg.nvol; i++) {
+        memcpy(sh.keys[i], sh.cfg.vol[i].key, SCP_VOLUME_KEY_LEN);
+        scp_wipe(sh.cfg.vol[i].key, SCP_VOLUME_KEY_LEN);
+    }
+    unsetenv(SCP_SHIELD_ENV_FD);
+
+    Dl_info di;
+    if (dladdr((void *)sh_ctor, &di) && di.dli_fname && strlen(di.dli_fname) < sizeof sh.self_path)
+        strcpy(sh.self_path, di.dli_fname);
+    else die("cannot find the shield library's own path", NULL);
+    scrub_preload();
+
+    sh.umask = umask(022);
+    umask(sh.umask);
+    sh.lo = (int)sh.cfg.fd_base;
+    sh.hi = sh.lo + (int)SCP_SHIELD_FD_COUNT;
+    sh.base = sh.lo;
+    sh.nslots = (int)(SCP_SHIELD_FD_COUNT - SCP_SHIELD_OWN_FDS);
+    sh.pid = (pid_t)syscall(SYS_getpid);
+
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) die("getrlimit", NULL);
+    if (rl.rlim_cur < (rlim_t)sh.hi) {
+        if (rl.rlim_max < (rlim_t)sh.hi) die("the descriptor limit is below the reserved range", NULL);
+        rl.rlim_cur = (rlim_t)sh.hi;
+        if (setrlimit(RLIMIT_NOFILE, &rl)) die("cannot raise the descriptor limit", NULL);
+    }
+    sh.slot = calloc((size_t)sh.nslots, sizeof *sh.slot);
+    sh.slot_cloexec = calloc((size_t)sh.nslots, 1);
+    sh.alias = calloc((size_t)sh.lo, sizeof *sh.alias);
+    sh.alias_filtered = calloc((size_t)sh.lo, 1);
+    if (!sh.slot || !sh.slot_cloexec || !sh.alias || !sh.alias_filtered) die("out of memory", NULL);
+    sh.placeholder = open("/dev/null", O_PATH | O_CLOEXEC);
+    if (sh.placeholder < 0) die("cannot open the placeholder /dev/null", NULL);
+    for (int fd = sh.base; fd < sh.base + sh.nslots; fd++)
+        if (sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
+            die("cannot reserve the protected descriptor range", NULL);
+
+    for (uint32_t i = 0; i < sh.cfg.nvol; i++) {
+        struct sh_volume *sv = &sh.vol[i];
+        snprintf(sv->dirpath, sizeof sv->dirpath, "/proc/self/fd/%d", sh.cfg.vol[i].dirfd);
+        strcpy(sv->mount, sh.cfg.vol[i].mount);
+        sv->mlen = strlen(sv->mount);
+        if (sv->mlen == 1) sv->mlen = 0; /* "/" */
+        sh_in_lib++;
+        sv->v = scp_volume_open(sv->dirpath, sh.keys[i], NULL, &e);
+        sh_in_lib--;
+        if (!sv->v) {
+            scp_err_prefix(&e, "volume at %s", sv->mount);
+            die("cannot open a protected volume", &e);
+        }
+        sh.nvol++;
+    }
+
+    if (!syscall(SYS_getcwd, sh.cwd, sizeof sh.cwd)) sh.cwd[0] = 0;
+    {
+        char rel[PATH_MAX];
+        int vol;
+        /* started inside a protected mount: keep the view, move the real cwd to the mount */
+        sh.active = 1;
+        if (sh.cwd[0] == '/' && sh_classify(AT_FDCWD, sh.cwd, &vol, rel, sizeof rel) != 0) sh.vcwd = 1;
+        sh.active = 0;
+    }
+
+    if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+
+    if (!(sh.cfg.flags & SCP_SHIELD_F_FILTER_INSTALLED)) {
+        if (sh_filter_install(sh.lo, (int)SCP_SHIELD_FD_COUNT, 1, &e)) die("cannot install the filter", &e);
+        sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
+    }
+    sh_exec_adopt();
+    sh.active = 1;
+    sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
+}
+
+/* At exit the kernel would keep what was written to a file even if it was never closed; the
+ * volume library keeps written bytes in memory until a commit. So: flush stdio (glibc flushes
+ * it only after the destructors) and commit every open protected file. */
+__attribute__((destructor)) static void sh_dtor(void) {
+    if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    fflush(NULL);
+    sh_commit_all();
+}
+
+/* ---- exec: the new image is shielded again ------------------------------------------------ */
+
+static int starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
+
+static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
+long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
+    int was_trap = sh_in_trap;
+    sh_in_trap = 0;
+    long r = sh_execve_(dirfd, path, argv, envp, flags);
+    sh_in_trap = was_trap;
+    return r;
+}
+
+static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
+    char rel[PATH_MAX];
+    int vol;
+    int c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
+    if (c != 0) {
+        sh_trace("exec of a program inside a protected volume refused");
+        return -EACCES;
+    }
+    /* A vfork/posix_spawn child shares our memory (and this thread's TLS): only the real
+     * owner commits, and the thread-local flags must read as in the parent when exec
+     * succeeds and the parent resumes. */
+    if (syscall(SYS_getpid) == sh.pid) sh_commit_all();
+
+    size_t n = 0;
+    const char *old_pl = NULL;
+    if (envp)
+        for (; envp[n]; n++)
+            if (starts(envp[n], "LD_PRELOAD=")) old_pl = envp[n] + 11;
+    size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 + 64;
+    size_t size = (n + 3) * sizeof(char *) + strsz;
+    char **env = (char **)syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if ((unsigned long)env > -4096ul) return (long)env;
+    char *strs = (char *)(env + n + 3);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "="))
+            env[k++] = envp[i];
+    scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
+                                                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if ((unsigned long)cc > -4096ul) {
+        syscall(SYS_munmap, env, size);
+        return (long)cc;
+    }
+    madvise(cc, sizeof *cc, MADV_DONTDUMP);
+    memcpy(cc, &sh.cfg, sizeof *cc);
+    for (uint32_t i = 0; i < cc->nvol; i++) memcpy(cc->vol[i].key, sh.keys[i], SCP_VOLUME_KEY_LEN);
+    int held[64];
+    int nheld = sh_exec_prepare(cc, held, 64);
+    int mfd = scp_shield_config_to_memfd(cc, NULL);
+    scp_wipe(cc, sizeof *cc);
+    syscall(SYS_munmap, cc, sizeof *cc);
+    if (mfd < 0) {
+        for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
+        syscall(SYS_munmap, env, size);
+        return -EMFILE;
+    }
+    int l1 = snprintf(strs, strsz, "LD_PRELOAD=%s%s%s", sh.self_path, old_pl && *old_pl ? ":" : "",
+                      old_pl ? old_pl : "");
+    env[k++] = strs;
+    char *s2 = strs + l1 + 1;
+    snprintf(s2, strsz - (size_t)l1 - 1, "%s=%d", SCP_SHIELD_ENV_FD, mfd);
+    env[k++] = s2;
+    env[k] = NULL;
+    sh_trace("exec of '%s': the new image is shielded again", path ? path : "(null)");
+    long r = dirfd == AT_FDCWD && !flags
+                 ? sh_gate(SYS_execve, (long)path, (long)argv, (long)env, 0, 0, 0)
+                 : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
+    sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
+    for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
+    syscall(SYS_munmap, env, size);
+    return r;
+}

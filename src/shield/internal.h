@@ -1,0 +1,115 @@
+/* shield/internal.h - state shared by the files of libscp-shield.so (not a public API).
+ *
+ * Every emulated operation is a function that takes the arguments of the system call and
+ * returns what the kernel would (a result, or -errno). The exported wrappers (interpose.c) and
+ * the SIGSYS handler (init.c) both end in sh_syscall(), so the fast path and the trapped path
+ * behave the same.
+ */
+#ifndef SCP_SHIELD_INTERNAL_H
+#define SCP_SHIELD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "scp/shield.h"
+#include "scp/volume.h"
+
+#define SH_EXPORT __attribute__((visibility("default")))
+
+enum pf_kind { PF_FILE = 1, PF_DIR = 2 };
+
+/* The volume library's own descriptors live in [lo - SH_LIB_ZONE, lo). */
+#define SH_LIB_ZONE 512
+#define SH_LIB_FD_MIN(lo) ((lo) - SH_LIB_ZONE)
+
+struct dent {
+    char *name;
+    uint64_t ino;
+    unsigned char type; /* DT_REG / DT_DIR */
+};
+
+/* An open file description on a protected file or directory (shared by dup'ed slots). */
+typedef struct pfile {
+    int refs;            /* slots and in-flight operations (atomic) */
+    enum pf_kind kind;
+    int vol;             /* index into sh.vol */
+    int flags;           /* open flags (O_ACCMODE, O_APPEND, O_NONBLOCK, ...) */
+    char *path;          /* volume-relative path, no leading '/' ("" = root) */
+    scp_vfile *vf;       /* PF_FILE */
+    pthread_mutex_t mu;  /* PF_DIR: listing and position */
+    struct dent *ents;
+    size_t nents, pos;
+    int listed;
+    pid_t wpid;          /* process that last wrote through it (commit at exit/exec only there) */
+} pfile;
+
+struct sh_volume {
+    scp_volume *v;
+    char mount[SCP_SHIELD_MAX_MOUNT];
+    size_t mlen;
+    char dirpath[64]; /* "/proc/self/fd/N" */
+};
+
+struct sh_state {
+    int active;                 /* configuration read and volumes open */
+    scp_shield_config cfg;
+    int base, nslots;           /* protected-file slots: [base, base + nslots) */
+    int lo, hi;                 /* whole reserved range [lo, hi) */
+    struct sh_volume vol[SCP_SHIELD_MAX_VOLUMES];
+    int nvol;
+    pthread_mutex_t mu;         /* slots, cwd */
+    pfile **slot;
+    unsigned char *slot_cloexec;
+    char cwd[4096];             /* the program's view of its working directory */
+    int vcwd;                   /* cwd lies inside a protected mount */
+    pid_t pid;
+    char self_path[4096];       /* path of libscp-shield.so, for exec */
+    int placeholder;            /* O_PATH /dev/null that fills unused reserved numbers */
+    pfile **alias;              /* [0, lo): ordinary numbers that refer to protected files */
+    int nalias;
+    mode_t umask;
+    unsigned char *alias_filtered; /* [0, lo): a per-number filter is installed */
+    uint8_t (*keys)[SCP_VOLUME_KEY_LEN]; /* volume keys for exec: locked, not in core dumps */
+    unsigned char libfd[SH_LIB_ZONE]; /* [lo - SH_LIB_ZONE, lo): the volume library's own */
+};
+
+extern struct sh_state sh;
+
+/* gate.c */
+long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+int sh_gate_map(scp_err *err);
+int sh_filter_install(int base, int count, int full, scp_err *err);
+#include <signal.h>
+int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err);
+
+/* core.c */
+extern __thread int sh_in_trap;
+/* Set while the shield runs volume-library code: descriptors that the library opens are moved
+ * just below the reserved range, away from the numbers programs dup2 onto. */
+extern __thread int sh_in_lib;
+
+int sh_is_prot(long fd);
+/* fd belongs to the volume library (the program may not close or replace it) */
+static inline int sh_is_libfd(long fd) {
+    return fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)];
+}
+const char *sh_sysname(long nr);
+int sh_trap_involves_prot(long nr, const long a[6]);
+int sh_unmap_hook(void *addr, size_t len, int unmap);
+static inline int sh_reserved(long fd) { return fd >= sh.lo && fd < sh.hi; }
+long sh_syscall(long nr, const long a[6]);
+int sh_init_state(scp_err *err);
+void sh_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Path-based entry points: return 1 and set *ret when the path is protected (or an error). */
+int sh_path_call(long nr, const long a[6], long *ret);
+long sh_open_path(int dirfd, const char *path, int flags, mode_t mode, int *handled);
+int sh_commit_all(void);
+long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
+int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz);
+long sh_chdir(const char *path, int *handled);
+int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
+void sh_exec_adopt(void);
+
+#endif

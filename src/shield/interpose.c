@@ -1,0 +1,738 @@
+/* shield/interpose.c - the fast path: libc's exported file functions, replaced.
+ *
+ * Each wrapper checks cheaply whether its descriptor is protected (a range test, plus a table
+ * lookup for the rare ordinary numbers that a dup2 made protected) or whether its path lies
+ * under a protected mount; if so it runs the emulation (core.c) directly, without a trap;
+ * otherwise it calls the next definition (libc's). Everything not wrapped here that touches a
+ * protected descriptor is caught by the seccomp filter instead (init.c), so this list is about
+ * speed, not safety.
+ */
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <utime.h>
+#include <sys/xattr.h>
+
+#include "shield/internal.h"
+
+static void *next_sym(const char *name) {
+    void *p = dlsym(RTLD_NEXT, name);
+    if (!p) {
+        static const char msg[] = "scp-shield: a libc function is missing\n";
+        ssize_t w = write(2, msg, sizeof msg - 1);
+        (void)w;
+        abort();
+    }
+    return p;
+}
+#define REAL(type, name) \
+    static void *real_p_##name; \
+    if (!real_p_##name) real_p_##name = next_sym(#name); \
+    __typeof__(type) real_##name = (__typeof__(type))real_p_##name
+
+static long ret(long r) {
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
+static long call6(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
+    long a[6] = {a0, a1, a2, a3, a4, a5};
+    return ret(sh_syscall(nr, a));
+}
+/* The volume library's own calls (sh_in_lib) never name a protected descriptor, and must not
+ * take sh.mu (the shield may hold it while calling into the library). */
+#define P(fd) (sh.active && !sh_in_lib && sh_is_prot(fd))
+
+/* Path-based: returns 1 if handled (result in *r, errno set). */
+static int pcall(long nr, long a0, long a1, long a2, long a3, long a4, long *r) {
+    if (!sh.active || sh_in_lib) return 0; /* the volume library never names protected paths */
+    long a[6] = {a0, a1, a2, a3, a4, 0};
+    long x;
+    if (!sh_path_call(nr, a, &x)) return 0;
+    *r = ret(x);
+    return 1;
+}
+
+/* ---- open -------------------------------------------------------------------------------- */
+
+static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
+    long r;
+    if (pcall(SYS_openat, dirfd, (long)path, flags, mode, 0, &r)) return (int)r;
+    REAL(int (*)(int, const char *, int, ...), openat);
+    int fd = real_openat(dirfd, path, flags, mode);
+    if (fd >= 0 && sh_in_lib && sh.lo && fd < SH_LIB_FD_MIN(sh.lo)) {
+        /* the volume library's own descriptor: keep it away from the program's numbers */
+        REAL(int (*)(int, int, ...), fcntl);
+        int hi = real_fcntl(fd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, SH_LIB_FD_MIN(sh.lo));
+        if (hi >= 0) {
+            REAL(int (*)(int), close);
+            real_close(fd);
+            fd = hi;
+        }
+    }
+    if (fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.lo) {
+        sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = (unsigned char)(sh_in_lib != 0);
+    }
+    return fd;
+}
+#define MODE_ARG(flags) \
+    mode_t mode = 0; \
+    if ((flags) & (O_CREAT | O_TMPFILE)) { \
+        va_list ap; \
+        va_start(ap, flags); \
+        mode = (mode_t)va_arg(ap, int); \
+        va_end(ap); \
+    }
+SH_EXPORT int open(const char *path, int flags, ...) { MODE_ARG(flags); return do_openat(AT_FDCWD, path, flags, mode); }
+SH_EXPORT int open64(const char *path, int flags, ...) { MODE_ARG(flags); return do_openat(AT_FDCWD, path, flags, mode); }
+SH_EXPORT int openat(int d, const char *path, int flags, ...) { MODE_ARG(flags); return do_openat(d, path, flags, mode); }
+SH_EXPORT int openat64(int d, const char *path, int flags, ...) { MODE_ARG(flags); return do_openat(d, path, flags, mode); }
+SH_EXPORT int __open_2(const char *path, int flags);
+SH_EXPORT int __open_2(const char *path, int flags) { return do_openat(AT_FDCWD, path, flags, 0); }
+SH_EXPORT int __open64_2(const char *path, int flags);
+SH_EXPORT int __open64_2(const char *path, int flags) { return do_openat(AT_FDCWD, path, flags, 0); }
+SH_EXPORT int __openat_2(int d, const char *path, int flags);
+SH_EXPORT int __openat_2(int d, const char *path, int flags) { return do_openat(d, path, flags, 0); }
+SH_EXPORT int __openat64_2(int d, const char *path, int flags);
+SH_EXPORT int __openat64_2(int d, const char *path, int flags) { return do_openat(d, path, flags, 0); }
+SH_EXPORT int creat(const char *path, mode_t mode) { return do_openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, mode); }
+SH_EXPORT int creat64(const char *path, mode_t mode) { return do_openat(AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC, mode); }
+
+/* ---- descriptor I/O ---------------------------------------------------------------------- */
+
+SH_EXPORT ssize_t read(int fd, void *buf, size_t n) {
+    if (P(fd)) return call6(SYS_read, fd, (long)buf, (long)n, 0, 0, 0);
+    REAL(ssize_t (*)(int, void *, size_t), read);
+    return real_read(fd, buf, n);
+}
+SH_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+SH_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen) {
+    if (n > buflen) abort();
+    return read(fd, buf, n);
+}
+SH_EXPORT ssize_t write(int fd, const void *buf, size_t n) {
+    if (P(fd)) return call6(SYS_write, fd, (long)buf, (long)n, 0, 0, 0);
+    REAL(ssize_t (*)(int, const void *, size_t), write);
+    return real_write(fd, buf, n);
+}
+#define PREAD_LIKE(name, nr, bt) \
+    SH_EXPORT ssize_t name(int fd, bt buf, size_t n, off_t off) { \
+        if (P(fd)) return call6(nr, fd, (long)buf, (long)n, off, 0, 0); \
+        REAL(ssize_t (*)(int, bt, size_t, off_t), name); \
+        return real_##name(fd, buf, n, off); \
+    }
+PREAD_LIKE(pread, SYS_pread64, void *)
+PREAD_LIKE(pread64, SYS_pread64, void *)
+PREAD_LIKE(pwrite, SYS_pwrite64, const void *)
+PREAD_LIKE(pwrite64, SYS_pwrite64, const void *)
+SH_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
+SH_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen) {
+    if (n > buflen) abort();
+    return pread(fd, buf, n, off);
+}
+SH_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
+SH_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen) {
+    if (n > buflen) abort();
+    return pread(fd, buf, n, off);
+}
+#define VEC(name, nr) \
+    SH_EXPORT ssize_t name(int fd, const struct iovec *iov, int cnt) { \
+        if (P(fd)) return call6(nr, fd, (long)iov, cnt, 0, 0, 0); \
+        REAL(ssize_t (*)(int, const struct iovec *, int), name); \
+        return real_##name(fd, iov, cnt); \
+    }
+VEC(readv, SYS_readv)
+VEC(writev, SYS_writev)
+#define PVEC(name, nr) \
+    SH_EXPORT ssize_t name(int fd, const struct iovec *iov, int cnt, off_t off) { \
+        if (P(fd)) return call6(nr, fd, (long)iov, cnt, off, 0, 0); \
+        REAL(ssize_t (*)(int, const struct iovec *, int, off_t), name); \
+        return real_##name(fd, iov, cnt, off); \
+    }
+PVEC(preadv, SYS_preadv)
+PVEC(preadv64, SYS_preadv)
+PVEC(pwritev, SYS_pwritev)
+PVEC(pwritev64, SYS_pwritev)
+#define PVEC2(name, nr) \
+    SH_EXPORT ssize_t name(int fd, const struct iovec *iov, int cnt, off_t off, int fl) { \
+        if (P(fd)) return call6(nr, fd, (long)iov, cnt, off, 0, fl); \
+        REAL(ssize_t (*)(int, const struct iovec *, int, off_t, int), name); \
+        return real_##name(fd, iov, cnt, off, fl); \
+    }
+PVEC2(preadv2, SYS_preadv2)
+PVEC2(preadv64v2, SYS_preadv2)
+PVEC2(pwritev2, SYS_pwritev2)
+PVEC2(pwritev64v2, SYS_pwritev2)
+
+SH_EXPORT off_t lseek(int fd, off_t off, int whence) {
+    if (P(fd)) return call6(SYS_lseek, fd, off, whence, 0, 0, 0);
+    REAL(off_t (*)(int, off_t, int), lseek);
+    return real_lseek(fd, off, whence);
+}
+SH_EXPORT off_t lseek64(int fd, off_t off, int whence) { return lseek(fd, off, whence); }
+
+SH_EXPORT int fstat(int fd, struct stat *st) {
+    if (P(fd)) return (int)call6(SYS_fstat, fd, (long)st, 0, 0, 0, 0);
+    REAL(int (*)(int, struct stat *), fstat);
+    return real_fstat(fd, st);
+}
+SH_EXPORT int fstat64(int fd, struct stat64 *st) { return fstat(fd, (struct stat *)st); }
+
+#define FD1(rt, name, nr, t1) \
+    SH_EXPORT rt name(int fd, t1 x) { \
+        if (P(fd)) return (rt)call6(nr, fd, (long)x, 0, 0, 0, 0); \
+        REAL(rt (*)(int, t1), name); \
+        return real_##name(fd, x); \
+    }
+#define FD0(rt, name, nr) \
+    SH_EXPORT rt name(int fd) { \
+        if (P(fd)) return (rt)call6(nr, fd, 0, 0, 0, 0, 0); \
+        REAL(rt (*)(int), name); \
+        return real_##name(fd); \
+    }
+FD1(int, ftruncate, SYS_ftruncate, off_t)
+FD1(int, ftruncate64, SYS_ftruncate, off_t)
+FD0(int, fsync, SYS_fsync)
+FD0(int, fdatasync, SYS_fdatasync)
+FD0(int, syncfs, SYS_syncfs)
+SH_EXPORT int close(int fd) {
+    if (P(fd)) return (int)call6(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (sh.active && sh_is_libfd(fd)) {
+        if (!sh_in_lib) { /* a program closing every descriptor: not this one */
+            sh_trace("close(%d): the volume library's descriptor is kept", fd);
+            errno = EBADF;
+            return -1;
+        }
+        sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
+    }
+    REAL(int (*)(int), close);
+    return real_close(fd);
+}
+FD0(int, dup, SYS_dup)
+FD0(int, fchdir, SYS_fchdir)
+FD1(int, flock, SYS_flock, int)
+FD1(int, fchmod, SYS_fchmod, mode_t)
+FD1(int, fstatfs, SYS_fstatfs, struct statfs *)
+FD1(int, fstatfs64, SYS_fstatfs, struct statfs64 *)
+SH_EXPORT ssize_t getdents64(int fd, void *buf, size_t n) {
+    if (P(fd)) return call6(SYS_getdents64, fd, (long)buf, (long)n, 0, 0, 0);
+    REAL(ssize_t (*)(int, void *, size_t), getdents64);
+    return real_getdents64(fd, buf, n);
+}
+
+SH_EXPORT int fchown(int fd, uid_t u, gid_t g) {
+    if (P(fd)) return (int)call6(SYS_fchown, fd, (long)u, (long)g, 0, 0, 0);
+    REAL(int (*)(int, uid_t, gid_t), fchown);
+    return real_fchown(fd, u, g);
+}
+
+SH_EXPORT int dup2(int a, int b) {
+    if (P(a) || P(b)) return (int)call6(SYS_dup2, a, b, 0, 0, 0, 0);
+    if (sh.active && !sh_in_lib && sh_is_libfd(b)) {
+        errno = EBADF;
+        return -1;
+    }
+    REAL(int (*)(int, int), dup2);
+    return real_dup2(a, b);
+}
+SH_EXPORT int dup3(int a, int b, int fl) {
+    if (P(a) || P(b)) return (int)call6(SYS_dup3, a, b, fl, 0, 0, 0);
+    if (sh.active && !sh_in_lib && sh_is_libfd(b)) {
+        errno = EBADF;
+        return -1;
+    }
+    REAL(int (*)(int, int, int), dup3);
+    return real_dup3(a, b, fl);
+}
+static int do_fcntl(int fd, int cmd, va_list ap) {
+    long arg = va_arg(ap, long);
+    if (P(fd)) return (int)call6(SYS_fcntl, fd, cmd, arg, 0, 0, 0);
+    REAL(int (*)(int, int, ...), fcntl);
+    return real_fcntl(fd, cmd, arg);
+}
+SH_EXPORT int fcntl(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    int r = do_fcntl(fd, cmd, ap);
+    va_end(ap);
+    return r;
+}
+SH_EXPORT int fcntl64(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    int r = do_fcntl(fd, cmd, ap);
+    va_end(ap);
+    return r;
+}
+SH_EXPORT int close_range(unsigned lo, unsigned hi, int fl) {
+    if (sh.active && hi >= (unsigned)SH_LIB_FD_MIN(sh.lo) && lo < (unsigned)sh.hi)
+        return (int)call6(SYS_close_range, lo, hi, fl, 0, 0, 0);
+    REAL(int (*)(unsigned, unsigned, int), close_range);
+    return real_close_range(lo, hi, fl);
+}
+SH_EXPORT int fallocate(int fd, int mode, off_t off, off_t len) {
+    if (P(fd)) return (int)call6(SYS_fallocate, fd, mode, off, len, 0, 0);
+    REAL(int (*)(int, int, off_t, off_t), fallocate);
+    return real_fallocate(fd, mode, off, len);
+}
+SH_EXPORT int fallocate64(int fd, int mode, off_t off, off_t len) { return fallocate(fd, mode, off, len); }
+SH_EXPORT int posix_fallocate(int fd, off_t off, off_t len) {
+    if (P(fd)) {
+        int r = (int)call6(SYS_fallocate, fd, 0, off, len, 0, 0);
+        return r ? errno : 0;
+    }
+    REAL(int (*)(int, off_t, off_t), posix_fallocate);
+    return real_posix_fallocate(fd, off, len);
+}
+SH_EXPORT int posix_fallocate64(int fd, off_t off, off_t len) { return posix_fallocate(fd, off, len); }
+SH_EXPORT int posix_fadvise(int fd, off_t off, off_t len, int adv) {
+    if (P(fd)) return 0;
+    REAL(int (*)(int, off_t, off_t, int), posix_fadvise);
+    return real_posix_fadvise(fd, off, len, adv);
+}
+SH_EXPORT int posix_fadvise64(int fd, off_t off, off_t len, int adv) { return posix_fadvise(fd, off, len, adv); }
+SH_EXPORT int sync_file_range(int fd, off_t off, off_t n, unsigned fl) {
+    if (P(fd)) return (int)call6(SYS_sync_file_range, fd, off, n, fl, 0, 0);
+    REAL(int (*)(int, off_t, off_t, unsigned), sync_file_range);
+    return real_sync_file_range(fd, off, n, fl);
+}
+
+SH_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n) {
+    if (P(out) || P(in)) return call6(SYS_sendfile, out, in, (long)off, (long)n, 0, 0);
+    REAL(ssize_t (*)(int, int, off_t *, size_t), sendfile);
+    return real_sendfile(out, in, off, n);
+}
+SH_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n) { return sendfile(out, in, off, n); }
+SH_EXPORT ssize_t splice(int in, loff_t *oin, int out, loff_t *oout, size_t n, unsigned fl) {
+    if (P(out) || P(in)) return call6(SYS_splice, in, (long)oin, out, (long)oout, (long)n, fl);
+    REAL(ssize_t (*)(int, loff_t *, int, loff_t *, size_t, unsigned), splice);
+    return real_splice(in, oin, out, oout, n, fl);
+}
+SH_EXPORT ssize_t copy_file_range(int in, loff_t *oin, int out, loff_t *oout, size_t n, unsigned fl) {
+    if (P(out) || P(in)) return call6(SYS_copy_file_range, in, (long)oin, out, (long)oout, (long)n, fl);
+    REAL(ssize_t (*)(int, loff_t *, int, loff_t *, size_t, unsigned), copy_file_range);
+    return real_copy_file_range(in, oin, out, oout, n, fl);
+}
+
+/* ---- memory mappings --------------------------------------------------------------------- */
+
+SH_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    if (!(flags & MAP_ANONYMOUS) && P(fd)) {
+        long r = call6(SYS_mmap, (long)addr, (long)len, prot, flags, fd, off);
+        return r == -1 ? MAP_FAILED : (void *)r;
+    }
+    REAL(void *(*)(void *, size_t, int, int, int, off_t), mmap);
+    return real_mmap(addr, len, prot, flags, fd, off);
+}
+SH_EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    return mmap(addr, len, prot, flags, fd, off);
+}
+SH_EXPORT int munmap(void *addr, size_t len) {
+    sh_unmap_hook(addr, len, 1);
+    REAL(int (*)(void *, size_t), munmap);
+    return real_munmap(addr, len);
+}
+SH_EXPORT int msync(void *addr, size_t len, int fl) {
+    if (sh_unmap_hook(addr, len, 0)) return 0;
+    REAL(int (*)(void *, size_t, int), msync);
+    return real_msync(addr, len, fl);
+}
+
+/* ---- path-based calls -------------------------------------------------------------------- */
+
+#define PATHCALL(nr, a0, a1, a2, a3, a4) \
+    do { \
+        long r_; \
+        if (pcall(nr, a0, a1, a2, a3, a4, &r_)) return (int)r_; \
+    } while (0)
+
+SH_EXPORT int stat(const char *p, struct stat *st) {
+    PATHCALL(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, 0, 0);
+    REAL(int (*)(const char *, struct stat *), stat);
+    return real_stat(p, st);
+}
+SH_EXPORT int stat64(const char *p, struct stat64 *st) { return stat(p, (struct stat *)st); }
+SH_EXPORT int lstat(const char *p, struct stat *st) {
+    PATHCALL(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, AT_SYMLINK_NOFOLLOW, 0);
+    REAL(int (*)(const char *, struct stat *), lstat);
+    return real_lstat(p, st);
+}
+SH_EXPORT int lstat64(const char *p, struct stat64 *st) { return lstat(p, (struct stat *)st); }
+SH_EXPORT int fstatat(int d, const char *p, struct stat *st, int fl) {
+    PATHCALL(SYS_newfstatat, d, (long)p, (long)st, fl, 0);
+    REAL(int (*)(int, const char *, struct stat *, int), fstatat);
+    return real_fstatat(d, p, st, fl);
+}
+SH_EXPORT int fstatat64(int d, const char *p, struct stat64 *st, int fl) { return fstatat(d, p, (struct stat *)st, fl); }
+SH_EXPORT int statx(int d, const char *p, int fl, unsigned mask, struct statx *sx) {
+    PATHCALL(SYS_statx, d, (long)p, fl, mask, (long)sx);
+    REAL(int (*)(int, const char *, int, unsigned, struct statx *), statx);
+    return real_statx(d, p, fl, mask, sx);
+}
+SH_EXPORT int access(const char *p, int m) {
+    PATHCALL(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
+    REAL(int (*)(const char *, int), access);
+    return real_access(p, m);
+}
+SH_EXPORT int faccessat(int d, const char *p, int m, int fl) {
+    PATHCALL(SYS_faccessat, d, (long)p, m, fl, 0);
+    REAL(int (*)(int, const char *, int, int), faccessat);
+    return real_faccessat(d, p, m, fl);
+}
+SH_EXPORT int euidaccess(const char *p, int m) {
+    PATHCALL(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
+    REAL(int (*)(const char *, int), euidaccess);
+    return real_euidaccess(p, m);
+}
+SH_EXPORT int eaccess(const char *p, int m) { return euidaccess(p, m); }
+SH_EXPORT int mkdir(const char *p, mode_t m) {
+    PATHCALL(SYS_mkdirat, AT_FDCWD, (long)p, m, 0, 0);
+    REAL(int (*)(const char *, mode_t), mkdir);
+    return real_mkdir(p, m);
+}
+SH_EXPORT int mkdirat(int d, const char *p, mode_t m) {
+    PATHCALL(SYS_mkdirat, d, (long)p, m, 0, 0);
+    REAL(int (*)(int, const char *, mode_t), mkdirat);
+    return real_mkdirat(d, p, m);
+}
+SH_EXPORT int rmdir(const char *p) {
+    PATHCALL(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0);
+    REAL(int (*)(const char *), rmdir);
+    return real_rmdir(p);
+}
+SH_EXPORT int unlink(const char *p) {
+    PATHCALL(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0);
+    REAL(int (*)(const char *), unlink);
+    return real_unlink(p);
+}
+SH_EXPORT int unlinkat(int d, const char *p, int fl) {
+    PATHCALL(SYS_unlinkat, d, (long)p, fl, 0, 0);
+    REAL(int (*)(int, const char *, int), unlinkat);
+    return real_unlinkat(d, p, fl);
+}
+SH_EXPORT int remove(const char *p) {
+    long r;
+    if (pcall(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0, &r)) {
+        if (r == 0 || errno != EISDIR) return (int)r;
+        if (pcall(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0, &r)) return (int)r;
+    }
+    REAL(int (*)(const char *), remove);
+    return real_remove(p);
+}
+SH_EXPORT int rename(const char *a, const char *b) {
+    PATHCALL(SYS_renameat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
+    REAL(int (*)(const char *, const char *), rename);
+    return real_rename(a, b);
+}
+SH_EXPORT int renameat(int da, const char *a, int db, const char *b) {
+    PATHCALL(SYS_renameat, da, (long)a, db, (long)b, 0);
+    REAL(int (*)(int, const char *, int, const char *), renameat);
+    return real_renameat(da, a, db, b);
+}
+SH_EXPORT int renameat2(int da, const char *a, int db, const char *b, unsigned fl) {
+    PATHCALL(SYS_renameat2, da, (long)a, db, (long)b, fl);
+    REAL(int (*)(int, const char *, int, const char *, unsigned), renameat2);
+    return real_renameat2(da, a, db, b, fl);
+}
+SH_EXPORT int link(const char *a, const char *b) {
+    PATHCALL(SYS_linkat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
+    REAL(int (*)(const char *, const char *), link);
+    return real_link(a, b);
+}
+SH_EXPORT int symlink(const char *a, const char *b) {
+    PATHCALL(SYS_symlinkat, (long)a, AT_FDCWD, (long)b, 0, 0);
+    REAL(int (*)(const char *, const char *), symlink);
+    return real_symlink(a, b);
+}
+SH_EXPORT ssize_t readlink(const char *p, char *buf, size_t n) {
+    long r;
+    if (pcall(SYS_readlinkat, AT_FDCWD, (long)p, (long)buf, (long)n, 0, &r)) return r;
+    REAL(ssize_t (*)(const char *, char *, size_t), readlink);
+    return real_readlink(p, buf, n);
+}
+SH_EXPORT int chmod(const char *p, mode_t m) {
+    PATHCALL(SYS_fchmodat, AT_FDCWD, (long)p, m, 0, 0);
+    REAL(int (*)(const char *, mode_t), chmod);
+    return real_chmod(p, m);
+}
+SH_EXPORT int fchmodat(int d, const char *p, mode_t m, int fl) {
+    PATHCALL(SYS_fchmodat, d, (long)p, m, fl, 0);
+    REAL(int (*)(int, const char *, mode_t, int), fchmodat);
+    return real_fchmodat(d, p, m, fl);
+}
+SH_EXPORT int chown(const char *p, uid_t u, gid_t g) {
+    PATHCALL(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, 0);
+    REAL(int (*)(const char *, uid_t, gid_t), chown);
+    return real_chown(p, u, g);
+}
+SH_EXPORT int lchown(const char *p, uid_t u, gid_t g) {
+    PATHCALL(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, AT_SYMLINK_NOFOLLOW);
+    REAL(int (*)(const char *, uid_t, gid_t), lchown);
+    return real_lchown(p, u, g);
+}
+SH_EXPORT int fchownat(int d, const char *p, uid_t u, gid_t g, int fl) {
+    PATHCALL(SYS_fchownat, d, (long)p, (long)u, (long)g, fl);
+    REAL(int (*)(int, const char *, uid_t, gid_t, int), fchownat);
+    return real_fchownat(d, p, u, g, fl);
+}
+SH_EXPORT int utimensat(int d, const char *p, const struct timespec ts[2], int fl) {
+    PATHCALL(SYS_utimensat, d, (long)p, (long)ts, fl, 0);
+    REAL(int (*)(int, const char *, const struct timespec *, int), utimensat);
+    return real_utimensat(d, p, ts, fl);
+}
+SH_EXPORT int futimens(int fd, const struct timespec ts[2]) {
+    if (P(fd)) PATHCALL(SYS_utimensat, fd, 0, (long)ts, 0, 0);
+    REAL(int (*)(int, const struct timespec *), futimens);
+    return real_futimens(fd, ts);
+}
+SH_EXPORT int utime(const char *p, const struct utimbuf *t) {
+    struct timespec ts[2];
+    if (t) {
+        ts[0] = (struct timespec){t->actime, 0};
+        ts[1] = (struct timespec){t->modtime, 0};
+    }
+    PATHCALL(SYS_utimensat, AT_FDCWD, (long)p, t ? (long)ts : 0, 0, 0);
+    REAL(int (*)(const char *, const struct utimbuf *), utime);
+    return real_utime(p, t);
+}
+SH_EXPORT int utimes(const char *p, const struct timeval tv[2]) {
+    struct timespec ts[2];
+    if (tv) {
+        ts[0] = (struct timespec){tv[0].tv_sec, tv[0].tv_usec * 1000};
+        ts[1] = (struct timespec){tv[1].tv_sec, tv[1].tv_usec * 1000};
+    }
+    PATHCALL(SYS_utimensat, AT_FDCWD, (long)p, tv ? (long)ts : 0, 0, 0);
+    REAL(int (*)(const char *, const struct timeval *), utimes);
+    return real_utimes(p, tv);
+}
+SH_EXPORT int truncate(const char *p, off_t len) {
+    PATHCALL(SYS_truncate, AT_FDCWD, (long)p, len, 0, 0);
+    REAL(int (*)(const char *, off_t), truncate);
+    return real_truncate(p, len);
+}
+SH_EXPORT int truncate64(const char *p, off_t len) { return truncate(p, len); }
+
+SH_EXPORT int chdir(const char *p) {
+    if (sh.active) {
+        int handled;
+        long r = sh_chdir(p, &handled);
+        if (handled) return (int)ret(r);
+    }
+    REAL(int (*)(const char *), chdir);
+    return real_chdir(p);
+}
+SH_EXPORT char *getcwd(char *buf, size_t size) {
+    if (sh.active && sh.vcwd) {
+        pthread_mutex_lock(&sh.mu);
+        size_t n = strlen(sh.cwd) + 1;
+        char *out = buf;
+        if (!out) out = malloc(size > n ? size : n);
+        if (out && (size >= n || (!buf && !size))) memcpy(out, sh.cwd, n);
+        else if (out) {
+            if (!buf) free(out);
+            out = NULL;
+            errno = ERANGE;
+        } else errno = ENOMEM;
+        pthread_mutex_unlock(&sh.mu);
+        return out;
+    }
+    REAL(char *(*)(char *, size_t), getcwd);
+    return real_getcwd(buf, size);
+}
+
+/* ---- directories and stdio --------------------------------------------------------------- */
+
+SH_EXPORT DIR *opendir(const char *p) {
+    long r;
+    if (pcall(SYS_openat, AT_FDCWD, (long)p, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0, &r)) {
+        if (r < 0) return NULL;
+        DIR *d = fdopendir((int)r);
+        if (!d) {
+            int e = errno;
+            close((int)r);
+            errno = e;
+        }
+        return d;
+    }
+    REAL(DIR *(*)(const char *), opendir);
+    return real_opendir(p);
+}
+
+static int mode_flags(const char *mode) {
+    int fl;
+    switch (mode[0]) {
+    case 'r': fl = O_RDONLY; break;
+    case 'w': fl = O_WRONLY | O_CREAT | O_TRUNC; break;
+    case 'a': fl = O_WRONLY | O_CREAT | O_APPEND; break;
+    default: return -1;
+    }
+    for (const char *m = mode + 1; *m && *m != ','; m++) {
+        if (*m == '+') fl = (fl & ~O_ACCMODE) | O_RDWR;
+        else if (*m == 'x') fl |= O_EXCL;
+        else if (*m == 'e') fl |= O_CLOEXEC;
+    }
+    return fl;
+}
+
+static FILE *sh_fopen(const char *p, const char *mode, int *handled) {
+    *handled = 0;
+    int fl = mode_flags(mode);
+    if (fl < 0 || !sh.active) return NULL;
+    long r;
+    if (!pcall(SYS_openat, AT_FDCWD, (long)p, fl, 0666, 0, &r)) return NULL;
+    *handled = 1;
+    if (r < 0) return NULL;
+    /* stdio's own reads and writes on this descriptor are internal calls of libc: the filter
+     * traps them and the SIGSYS handler serves them. */
+    FILE *f = fdopen((int)r, mode);
+    if (!f) {
+        int e = errno;
+        close((int)r);
+        errno = e;
+    }
+    return f;
+}
+SH_EXPORT FILE *fopen(const char *p, const char *mode) {
+    int h;
+    FILE *f = sh_fopen(p, mode, &h);
+    if (h) return f;
+    REAL(FILE *(*)(const char *, const char *), fopen);
+    return real_fopen(p, mode);
+}
+SH_EXPORT FILE *fopen64(const char *p, const char *mode) { return fopen(p, mode); }
+SH_EXPORT FILE *freopen(const char *p, const char *mode, FILE *s) {
+    char rel[PATH_MAX];
+    int vol;
+    if (sh.active && p && sh_classify(AT_FDCWD, p, &vol, rel, sizeof rel) != 0) {
+        sh_trace("freopen onto a protected path is not supported");
+        errno = EOPNOTSUPP;
+        return NULL;
+    }
+    REAL(FILE *(*)(const char *, const char *, FILE *), freopen);
+    return real_freopen(p, mode, s);
+}
+SH_EXPORT FILE *freopen64(const char *p, const char *mode, FILE *s) { return freopen(p, mode, s); }
+
+/* ---- signals: SIGSYS belongs to the shield ----------------------------------------------- */
+
+SH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    REAL(int (*)(int, const struct sigaction *, struct sigaction *), sigaction);
+    if (sh.active && sig == SIGSYS && act) {
+        sh_trace("the program's SIGSYS handler was not installed (the shield owns SIGSYS)");
+        return real_sigaction(sig, NULL, old);
+    }
+    return real_sigaction(sig, act, old);
+}
+SH_EXPORT sighandler_t signal(int sig, sighandler_t h) {
+    if (sh.active && sig == SIGSYS) {
+        errno = EINVAL;
+        return SIG_ERR;
+    }
+    REAL(sighandler_t (*)(int, sighandler_t), signal);
+    return real_signal(sig, h);
+}
+
+/* ---- extended attributes: protected files have none --------------------------------------- */
+
+static int xattr_path(const char *p, int set, long *r) {
+    char rel[PATH_MAX];
+    int vol;
+    if (!sh.active || !p) return 0;
+    int c = sh_classify(AT_FDCWD, p, &vol, rel, sizeof rel);
+    if (c == 0) return 0;
+    *r = ret(c < 0 ? c : set ? -EOPNOTSUPP : -ENODATA);
+    return 1;
+}
+#define XGET(name) \
+    SH_EXPORT ssize_t name(const char *p, const char *n, void *v, size_t s) { \
+        long r; \
+        if (xattr_path(p, 0, &r)) return r; \
+        REAL(ssize_t (*)(const char *, const char *, void *, size_t), name); \
+        return real_##name(p, n, v, s); \
+    }
+XGET(getxattr)
+XGET(lgetxattr)
+#define XLIST(name) \
+    SH_EXPORT ssize_t name(const char *p, char *l, size_t s) { \
+        long r; \
+        if (xattr_path(p, 0, &r)) return r == -1 && errno == ENODATA ? 0 : r; \
+        REAL(ssize_t (*)(const char *, char *, size_t), name); \
+        return real_##name(p, l, s); \
+    }
+XLIST(listxattr)
+XLIST(llistxattr)
+#define XSET(name) \
+    SH_EXPORT int name(const char *p, const char *n, const void *v, size_t s, int fl) { \
+        long r; \
+        if (xattr_path(p, 1, &r)) return (int)r; \
+        REAL(int (*)(const char *, const char *, const void *, size_t, int), name); \
+        return real_##name(p, n, v, s, fl); \
+    }
+XSET(setxattr)
+XSET(lsetxattr)
+#define XREM(name) \
+    SH_EXPORT int name(const char *p, const char *n) { \
+        long r; \
+        if (xattr_path(p, 1, &r)) return (int)r; \
+        REAL(int (*)(const char *, const char *), name); \
+        return real_##name(p, n); \
+    }
+XREM(removexattr)
+XREM(lremovexattr)
+
+/* ---- _exit: the kernel keeps what was written to unclosed files; commit it (dash, for one,
+ * leaves its redirections open and calls _exit) ----------------------------------------------- */
+
+SH_EXPORT void _exit(int status) {
+    if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    REAL(void (*)(int), _exit);
+    real__exit(status);
+    __builtin_unreachable();
+}
+SH_EXPORT void _Exit(int status) { _exit(status); }
+
+/* ---- signal masks: SIGSYS is never blocked (a trap with SIGSYS blocked kills the thread);
+ * these wrappers spare the common callers the trap that the filter would take ---------------- */
+
+static int mask_call(int how, const sigset_t *set, sigset_t *old, int internal) {
+    uint64_t s;
+    if (!set || how == SIG_UNBLOCK) return (int)sh_gate(SYS_rt_sigprocmask, how, (long)set, (long)old, 8, 0, 0);
+    memcpy(&s, set, sizeof s);
+    s &= ~(1ull << (SIGSYS - 1));
+    if (internal) s &= ~((1ull << 31) | (1ull << 32)); /* glibc's SIGCANCEL and SIGSETXID */
+    return (int)sh_gate(SYS_rt_sigprocmask, how, (long)&s, (long)old, 8, 0, 0);
+}
+SH_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
+    if (!sh.active) {
+        REAL(int (*)(int, const sigset_t *, sigset_t *), sigprocmask);
+        return real_sigprocmask(how, set, old);
+    }
+    return (int)ret(mask_call(how, set, old, 1));
+}
+SH_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
+    if (!sh.active) {
+        REAL(int (*)(int, const sigset_t *, sigset_t *), pthread_sigmask);
+        return real_pthread_sigmask(how, set, old);
+    }
+    long r = mask_call(how, set, old, 1);
+    return r < 0 ? (int)-r : 0;
+}

@@ -1,0 +1,442 @@
+/* tests/shield/bypass.c - every route around the shield's fast path, run under `scpctl run`.
+ * (Raw syscall() arguments are passed as long: syscall() is variadic, and an int leaves the
+ * upper half of a 64-bit register undefined.)
+ *
+ * usage: shield-bypass MOUNT STATIC_HELPER
+ * Each case moves a marker ("SCPBYPASS" + case name) into a protected file by another route:
+ * raw syscall instructions, stdio (libc-internal calls), mmap, sendfile, splice,
+ * copy_file_range, io_uring, int 0x80, a static child, exec (two deep), fork, racing threads,
+ * dup2 onto an ordinary number, closing every descriptor. A case passes when the route works through the shield (the
+ * bytes read back right) or fails closed (an error, never plaintext on disk). The calling
+ * script then proves that the backing directory holds no marker.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <spawn.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static const char *mnt;
+static int failures;
+
+#define MARK(name) "SCPBYPASS_" name "_marker_0123456789"
+
+static void ok(const char *name) { printf("ok   %s\n", name); }
+static void bad(const char *name, const char *why) {
+    printf("FAIL %s: %s (errno %d: %s)\n", name, why, errno, strerror(errno));
+    failures++;
+}
+
+static char *path(const char *name) {
+    static __thread char buf[4096];
+    snprintf(buf, sizeof buf, "%s/%s", mnt, name);
+    return buf;
+}
+
+/* Read a protected file through the shield's fast path and compare. */
+static int content_is(const char *name, const char *want) {
+    int fd = open(path(name), O_RDONLY);
+    if (fd < 0) return 0;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0) return 0;
+    buf[n] = 0;
+    return strcmp(buf, want) == 0;
+}
+
+static void t_raw_syscall(void) {
+    const char *m = MARK("raw");
+    int fd = open(path("raw.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("raw-syscall", "open");
+    long w = syscall(SYS_write, fd, m, strlen(m));
+    char back[128] = {0};
+    long r = syscall(SYS_pread64, fd, back, sizeof back - 1, 0L);
+    struct stat st;
+    long s = syscall(SYS_fstat, fd, &st);
+    syscall(SYS_close, fd);
+    if (w != (long)strlen(m) || r != w || strcmp(back, m) || s || st.st_size != w)
+        return bad("raw-syscall", "raw write/pread/fstat on a protected descriptor misbehaved");
+    if (!content_is("raw.txt", m)) return bad("raw-syscall", "content differs");
+    ok("raw-syscall (trapped and emulated)");
+}
+
+static void t_int80(void) {
+    const char *m = MARK("int80");
+    int fd = open(path("int80.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("int80", "open");
+    long r;
+    /* i386 write(2) is number 4 */
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(4L), "b"((long)fd), "c"(m), "d"((long)strlen(m)) : "memory");
+    close(fd);
+    if (r != -ENOSYS) {
+        errno = (int)-r;
+        return bad("int80", "a 32-bit system call was not refused");
+    }
+    ok("int80 (refused: ENOSYS)");
+}
+
+static void t_stdio(void) {
+    const char *m = MARK("stdio");
+    FILE *f = fopen(path("stdio.txt"), "w");
+    if (!f) return bad("stdio", "fopen w");
+    fputs(m, f);
+    if (fclose(f)) return bad("stdio", "fclose");
+    f = fopen(path("stdio.txt"), "r");
+    if (!f) return bad("stdio", "fopen r");
+    char buf[128] = {0};
+    if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+    fclose(f);
+    if (strcmp(buf, m)) return bad("stdio", "content differs");
+    f = fopen(path("stdio.txt"), "a");
+    if (!f) return bad("stdio", "fopen a");
+    fputs("+", f);
+    fclose(f);
+    char want[128];
+    snprintf(want, sizeof want, "%s+", m);
+    if (!content_is("stdio.txt", want)) return bad("stdio", "append differs");
+    ok("stdio (libc-internal read/write trapped)");
+}
+
+static void t_mmap(void) {
+    const char *m = MARK("mmap");
+    int fd = open(path("mmap.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("mmap", "open");
+    if (ftruncate(fd, 4096)) return bad("mmap", "ftruncate");
+    char *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) return bad("mmap", "mmap shared");
+    memcpy(p, m, strlen(m));
+    if (msync(p, 4096, MS_SYNC)) return bad("mmap", "msync");
+    munmap(p, 4096);
+    char back[128] = {0};
+    if (pread(fd, back, strlen(m), 0) != (ssize_t)strlen(m) || strcmp(back, m))
+        return bad("mmap", "shared mapping was not written back");
+    /* a raw mmap syscall, private */
+    char *q = (char *)syscall(SYS_mmap, NULL, 4096L, (long)PROT_READ, (long)MAP_PRIVATE, (long)fd, 0L);
+    if ((long)q < 0 && (long)q > -4096) return bad("mmap", "raw private mmap");
+    if (memcmp(q, m, strlen(m))) return bad("mmap", "private mapping differs");
+    munmap(q, 4096);
+    close(fd);
+    ok("mmap (shared with write-back, raw private)");
+}
+
+static void t_sendfile_splice_cfr(void) {
+    const char *m = MARK("sendfile");
+    char tmpl[] = "/tmp/shield-bypass-XXXXXX";
+    int plain = mkstemp(tmpl);
+    if (plain < 0) return bad("sendfile", "mkstemp");
+    unlink(tmpl);
+    if (write(plain, m, strlen(m)) != (ssize_t)strlen(m)) return bad("sendfile", "write tmp");
+    int fd = open(path("sendfile.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("sendfile", "open");
+    off_t off = 0;
+    if (sendfile(fd, plain, &off, strlen(m)) != (ssize_t)strlen(m)) return bad("sendfile", "into protected");
+    /* raw sendfile out of the protected file into a pipe */
+    int pp[2];
+    if (pipe(pp)) return bad("sendfile", "pipe");
+    off_t o2 = 0;
+    long n = syscall(SYS_sendfile, pp[1], fd, &o2, strlen(m));
+    char back[128] = {0};
+    if (n != (long)strlen(m) || read(pp[0], back, sizeof back - 1) != n || strcmp(back, m))
+        return bad("sendfile", "raw sendfile out of a protected file");
+    close(fd);
+    if (!content_is("sendfile.txt", m)) return bad("sendfile", "content differs");
+    ok("sendfile (both directions, raw)");
+
+    const char *ms = MARK("splice");
+    fd = open(path("splice.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (write(pp[1], ms, strlen(ms)) != (ssize_t)strlen(ms)) return bad("splice", "pipe write");
+    n = syscall(SYS_splice, pp[0], NULL, fd, NULL, strlen(ms), 0L);
+    close(fd);
+    if (n != (long)strlen(ms) || !content_is("splice.txt", ms)) return bad("splice", "splice into protected");
+    ok("splice (raw, pipe to protected)");
+
+    int a = open(path("splice.txt"), O_RDONLY);
+    int b = open(path("cfr.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    n = syscall(SYS_copy_file_range, a, NULL, b, NULL, 4096L, 0L);
+    close(a);
+    close(b);
+    if (n != (long)strlen(ms) || !content_is("cfr.txt", ms)) return bad("copy_file_range", "protected to protected");
+    ok("copy_file_range (raw)");
+    close(pp[0]);
+    close(pp[1]);
+    close(plain);
+}
+
+static void t_io_uring(void) {
+    char params[120] = {0};
+    long r = syscall(SYS_io_uring_setup, 4, params);
+    if (r >= 0 || errno != ENOSYS) return bad("io_uring", "io_uring_setup was not refused");
+    ok("io_uring (refused: ENOSYS)");
+}
+
+static void t_odirect(void) {
+    int fd = open(path("direct.txt"), O_CREAT | O_RDWR | O_DIRECT, 0600);
+    if (fd >= 0 || errno != EOPNOTSUPP) return bad("O_DIRECT", "not refused with EOPNOTSUPP");
+    ok("O_DIRECT (refused: EOPNOTSUPP)");
+}
+
+static void t_raw_path(void) {
+    const char *m = MARK("rawpath");
+    long fd = syscall(SYS_openat, AT_FDCWD, path("rawpath.txt"), O_CREAT | O_WRONLY, 0600);
+    if (fd >= 0) {
+        long w = syscall(SYS_write, fd, m, strlen(m));
+        (void)w;
+        close((int)fd);
+        return bad("raw-path", "a raw openat under the mount point reached a real file");
+    }
+    ok("raw path openat (fails closed: the mount point is an empty read-only tmpfs)");
+}
+
+static void t_openat2(void) {
+    const char *m = MARK("openat2");
+    struct { unsigned long long flags, mode, resolve; } how = {O_CREAT | O_RDWR | O_TRUNC, 0600, 0};
+    long fd = syscall(SYS_openat2, AT_FDCWD, path("openat2.txt"), &how, sizeof how);
+    if (fd < 0) return bad("openat2", "raw openat2 of a protected path");
+    long w = syscall(SYS_write, fd, m, strlen(m));
+    close((int)fd);
+    if (w != (long)strlen(m) || !content_is("openat2.txt", m)) return bad("openat2", "content differs");
+    struct { unsigned long long flags, mode, resolve; } ro = {O_RDONLY, 0, 0};
+    fd = syscall(SYS_openat2, AT_FDCWD, "/proc/self/status", &ro, sizeof ro);
+    if (fd < 0) return bad("openat2", "raw openat2 of an ordinary path");
+    close((int)fd);
+    ok("openat2 (raw, trapped: protected and ordinary paths)");
+}
+
+static void t_dup2_low(void) {
+    const char *m = MARK("dup2");
+    int fd = open(path("dup2.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("dup2", "open");
+    if (dup2(fd, 7) != 7) return bad("dup2", "dup2 to 7");
+    close(fd);
+    long w = syscall(SYS_write, 7, m, strlen(m)); /* raw: the one-number filter traps it */
+    FILE *f = fdopen(7, "w");
+    if (!f) return bad("dup2", "fdopen");
+    fputs("+stdio", f);
+    fclose(f);
+    char want[128];
+    snprintf(want, sizeof want, "%s+stdio", m);
+    if (w != (long)strlen(m) || !content_is("dup2.txt", want)) return bad("dup2", "content differs");
+    ok("dup2 onto an ordinary number (raw and stdio)");
+}
+
+static void t_fork(void) {
+    const char *m = MARK("fork");
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(path("fork.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (fd < 0 || syscall(SYS_write, fd, m, strlen(m)) != (long)strlen(m) || close(fd)) _exit(1);
+        _exit(0);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return bad("fork", "child failed");
+    if (!content_is("fork.txt", m)) return bad("fork", "parent does not see the child's file");
+    ok("fork (child writes, parent reads)");
+}
+
+static void t_exec(const char *self) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(self, self, "--exec-child", mnt, "2", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return bad("exec", "exec chain failed");
+    if (!content_is("exec-1.txt", MARK("exec1")) || !content_is("exec-2.txt", MARK("exec2")))
+        return bad("exec", "files written after exec differ");
+    ok("exec two deep (each image re-shielded)");
+}
+
+static int exec_child(int depth) {
+    char name[32], m[64];
+    snprintf(name, sizeof name, "exec-%d.txt", 3 - depth);
+    snprintf(m, sizeof m, "SCPBYPASS_exec%d_marker_0123456789", 3 - depth);
+    FILE *f = fopen(path(name), "w");
+    if (!f) return 1;
+    fputs(m, f);
+    if (fclose(f)) return 1;
+    if (depth > 1) {
+        execl("/proc/self/exe", "shield-bypass", "--exec-child", mnt, "1", (char *)NULL);
+        return 1;
+    }
+    return 0;
+}
+
+/* A program that writes through stdio and a raw descriptor and exits without closing either:
+ * what it wrote must be there afterwards, as with a real file. */
+static void t_exit_unclosed(void) {
+    const char *m = MARK("exit");
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *f = fopen(path("exit-stdio.txt"), "w");
+        int fd = open(path("exit-raw.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (!f || fd < 0) _exit(1);
+        fputs(m, f);
+        if (write(fd, m, strlen(m)) != (ssize_t)strlen(m)) _exit(1);
+        exit(0); /* no fclose, no close */
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return bad("exit", "child failed");
+    if (!content_is("exit-stdio.txt", m) || !content_is("exit-raw.txt", m))
+        return bad("exit", "data written before exit without close is missing");
+    ok("exit without close (stdio and raw descriptor committed)");
+}
+
+/* posix_spawn (glibc: clone with CLONE_VM|CLONE_VFORK, the child shares our memory) with a
+ * protected file dup2'ed onto the child's stdout and stderr, which share one description. */
+static void t_spawn(void) {
+    int fd = open(path("spawn.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    if (fd < 0) return bad("posix_spawn", "open");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 1);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    char *argv[] = {"sh", "-c", "echo SCPBYPASS_spawn_1; echo SCPBYPASS_spawn_2 >&2", NULL};
+    extern char **environ;
+    pid_t pid;
+    int r = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (r) return bad("posix_spawn", "spawn");
+    int st;
+    if (waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) return bad("posix_spawn", "child failed");
+    if (fcntl(fd, F_GETFD) < 0 || write(fd, "", 0) != 0)
+        return bad("posix_spawn", "the parent's descriptor was closed by the child");
+    close(fd);
+    if (!content_is("spawn.txt", "SCPBYPASS_spawn_1\nSCPBYPASS_spawn_2\n"))
+        return bad("posix_spawn", "the child's output differs");
+    ok("posix_spawn with dup2 onto stdout and stderr (vfork child, shared description)");
+}
+
+/* A thread that blocks every signal (by raw syscall), then makes a trapped call: the kernel
+ * would kill it if SIGSYS were blocked at the trap. */
+static void t_blocked(void) {
+    const char *m = MARK("blocked");
+    int fd = open(path("blocked.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("signals-blocked", "open");
+    unsigned long all = ~0ul, old = 0;
+    syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &all, &old, 8L);
+    long w = syscall(SYS_write, fd, m, strlen(m));
+    syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &old, NULL, 8L);
+    close(fd);
+    if (w != (long)strlen(m) || !content_is("blocked.txt", m)) return bad("signals-blocked", "content differs");
+    ok("all signals blocked, then a trapped call (SIGSYS is never blocked)");
+}
+
+static void t_static(const char *helper) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(helper, helper, mnt, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid) return bad("static", "wait");
+    /* the helper exits 0 when none of its attempts reached a file; a SIGSYS kill is fine too */
+    if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+        errno = 0;
+        return bad("static", "the static child reached a file under the mount point");
+    }
+    ok(WIFSIGNALED(st) ? "static child (killed by the filter)" : "static child (failed closed)");
+}
+
+struct thr {
+    int id, errors;
+    int shared;
+};
+
+static void *racer(void *arg) {
+    struct thr *t = arg;
+    for (int i = 0; i < 200; i++) {
+        char name[32], m[64];
+        snprintf(name, sizeof name, "thr-%d.txt", t->id);
+        snprintf(m, sizeof m, "SCPBYPASS_thr%d_%03d_marker", t->id, i);
+        int fd = open(path(name), O_CREAT | O_RDWR | O_TRUNC, 0600);
+        if (fd < 0) { t->errors++; continue; }
+        if (syscall(SYS_write, fd, m, strlen(m)) != (long)strlen(m)) t->errors++;
+        char c;
+        /* raw reads on a descriptor that another thread may be closing: EBADF or data, never a crash */
+        long r = syscall(SYS_pread64, t->shared, &c, 1L, 0L);
+        (void)r;
+        if (close(fd)) t->errors++;
+    }
+    return NULL;
+}
+
+static void t_threads(void) {
+    int shared = open(path("raw.txt"), O_RDONLY);
+    pthread_t th[4];
+    struct thr t[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (struct thr){i, 0, shared};
+        pthread_create(&th[i], NULL, racer, &t[i]);
+    }
+    usleep(1000);
+    close(shared); /* races with the raw preads above */
+    int errors = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        errors += t[i].errors;
+    }
+    if (errors) return bad("threads", "racing threads saw errors");
+    for (int i = 0; i < 4; i++) {
+        char name[32], m[64];
+        snprintf(name, sizeof name, "thr-%d.txt", i);
+        snprintf(m, sizeof m, "SCPBYPASS_thr%d_199_marker", i);
+        if (!content_is(name, m)) return bad("threads", "final content differs");
+    }
+    ok("racing threads (raw syscalls, concurrent close)");
+}
+
+/* A daemon closing every descriptor it may have inherited: protected files opened afterwards
+ * still work (the shield's and the volume library's descriptors survive). */
+static void t_closeall(void) {
+    const char *m = MARK("closeall");
+    for (int fd = 3; fd < 65536; fd++) close(fd);
+    syscall(SYS_close_range, 3, ~0u, 0);
+    int fd = open(path("closeall.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0 || write(fd, m, strlen(m)) != (ssize_t)strlen(m) || fsync(fd) || close(fd))
+        return bad("close-all", "protected I/O after closing every descriptor");
+    if (!content_is("closeall.txt", m)) return bad("close-all", "content differs");
+    ok("close every descriptor, then protected I/O");
+}
+
+int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "--exec-child")) {
+        mnt = argv[2];
+        return exec_child(atoi(argv[3]));
+    }
+    if (argc != 3) {
+        fprintf(stderr, "usage: shield-bypass MOUNT STATIC_HELPER\n");
+        return 2;
+    }
+    mnt = argv[1];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    t_raw_syscall();
+    t_int80();
+    t_stdio();
+    t_mmap();
+    t_sendfile_splice_cfr();
+    t_io_uring();
+    t_odirect();
+    t_raw_path();
+    t_openat2();
+    t_dup2_low();
+    t_fork();
+    t_exit_unclosed();
+    t_spawn();
+    t_blocked();
+    t_exec(argv[0]);
+    t_static(argv[2]);
+    t_threads();
+    t_closeall();
+    printf("%d failure(s)\n", failures);
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,44 @@
+# tests/shield/lib.sh - helpers shared by the shield tests (sourced, POSIX sh).
+# Usage in a test:  . "$(dirname "$0")/lib.sh"; setup "$@"
+# Provides: $T (temp dir, removed at exit), $VOL (volume dir), $MNT (mount point), $KEY,
+#           run PROGRAM ARGS...   (runs under scpctl run with the volume at $MNT)
+#           fail MSG, check_no_plaintext MARKER, tamper_largest
+
+set -u
+fail() { echo "FAIL: $*" >&2; exit 1; }
+note() { echo "-- $*"; }
+
+setup() {
+    SCPCTL=$1
+    MKVOL=$2
+    T=$(mktemp -d "${TMPDIR:-/tmp}/scp-shield-test.XXXXXX") || exit 1
+    trap 'rm -rf "$T"' EXIT
+    VOL=$T/vol
+    MNT=$T/mnt
+    KEY=$T/key
+    "$MKVOL" "$KEY" "$VOL" || fail "cannot create a volume"
+}
+
+run() { "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$@"; }
+
+# The backing directory must not contain the marker anywhere (names or contents).
+check_no_plaintext() {
+    if grep -r -a -l -F -- "$1" "$VOL" >/dev/null 2>&1; then
+        grep -r -a -l -F -- "$1" "$VOL" >&2
+        fail "plaintext marker '$1' found in the backing directory"
+    fi
+    if find "$VOL" | grep -F -- "$1" >/dev/null; then fail "marker in a file name"; fi
+}
+
+# Flip one byte in the middle of the largest data file of the volume (not its header/manifest).
+tamper_largest() {
+    f=$(find "$VOL" -type f ! -name 'scpvol.hdr' ! -name 'manifest.*' ! -name 'lock' \
+             ! -name 'standin.hdr' -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+    [ -n "$f" ] || fail "no data file to tamper with"
+    size=$(stat -c %s "$f")
+    off=$((size / 2))
+    b=$(dd if="$f" bs=1 skip=$off count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+    printf "$(printf '\\%03o' $(((b + 1) % 256)))" |
+        dd of="$f" bs=1 seek=$off count=1 conv=notrunc 2>/dev/null || fail "tamper failed"
+    note "tampered with $(basename "$f") at offset $off"
+}
