@@ -35,7 +35,7 @@ static void *run(void *arg) {
     worker *w = arg;
     const char *const *a = w->argv;
     uint8_t m[32];
-    cas_unhex(a[6], m, 32);
+    scp_unhex(a[6], m, 32);
     scp_err e = {0};
     scp_cas_client *c = scp_cas_client_new(a[1], a[2], NULL, &e);
     if (!c) {

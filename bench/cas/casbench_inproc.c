@@ -46,7 +46,7 @@ int main(int argc, char **argv) {
     char dir[] = "/tmp/scp-casbench-inproc-XXXXXX";
     if (!mkdtemp(dir)) return 1;
     uint8_t master[32];
-    cas_random(master, 32, NULL);
+    scp_random(master, 32, NULL);
     cas_identity id;
     int created;
     scp_err e = {0};
@@ -62,11 +62,11 @@ int main(int argc, char **argv) {
     char hex[65];
     scp_sim_platform_create(key, NULL);
     scp_sim_platform_pubkey(key, pub, pid, NULL);
-    cas_hex(pub, 32, hex);
+    scp_hex(pub, 32, hex);
     snprintf(body, sizeof body, "{\"name\":\"p\",\"pubkey\":\"%s\"}", hex);
     int st1 = call("POST", "/v1/platforms", "bench-admin", body, NULL);
-    cas_random(m, 32, NULL);
-    cas_hex(m, 32, hex);
+    scp_random(m, 32, NULL);
+    scp_hex(m, 32, hex);
     snprintf(body, sizeof body,
              "name: bench\nservices:\n  - name: app\n    measurements: [%s]\n"
              "    command: [/usr/bin/app, \"--password=$$SCP::pw$$\"]\n"
@@ -92,7 +92,7 @@ int main(int argc, char **argv) {
         tn += now_s() - t0;
         json_t *j = json_loads(o, 0, NULL);
         uint8_t nonce[32];
-        cas_unhex(json_string_value(json_object_get(j, "nonce")), nonce, 32);
+        scp_unhex(json_string_value(json_object_get(j, "nonce")), nonce, 32);
         json_decref(j);
         free(o);
         uint8_t *ev;

@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
         memcpy(msg, ctx, sizeof ctx);
         memcpy(msg + sizeof ctx, buf, ev.signed_len);
         uint8_t id[32];
-        cas_sha256(pub, 32, id);
+        scp_sha256_buf(pub, 32, id);
         memcpy(ev.platform_id, id, 32); /* as if the platform field named the fixture key */
         size_t sl = 64;
         EVP_MD_CTX *md = EVP_MD_CTX_new();

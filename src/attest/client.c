@@ -18,7 +18,7 @@ int scp_attest_channel_key(const uint8_t shared[32], const uint8_t nonce[32], co
     memcpy(info, "scp cas config v1", 17);
     memcpy(info + 17, runtime_pub, 32);
     memcpy(info + 49, cas_pub, 32);
-    return cas_hkdf(shared, 32, nonce, 32, info, sizeof info, key, 32, err);
+    return scp_hkdf(shared, 32, nonce, 32, info, sizeof info, key, 32, err);
 }
 
 /* Turn a non-2xx answer into an error with CAS's message. */
@@ -73,7 +73,7 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
     json_decref(req);
     req = NULL;
     if (!resp) goto out;
-    if (cas_unhex(json_string_value(json_object_get(resp, "nonce")), nonce, 32) < 0) {
+    if (scp_unhex(json_string_value(json_object_get(resp, "nonce")), nonce, 32) < 0) {
         scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent no valid nonce");
         goto out;
     }
@@ -97,7 +97,7 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
     if (!resp) goto out;
     const char *cp = json_string_value(json_object_get(resp, "cas_pubkey"));
     const char *c64 = json_string_value(json_object_get(resp, "ciphertext"));
-    if (cas_unhex(cp, cas_pub, 32) < 0 || !c64 || !(ct = cas_b64dec(c64, &ctlen))) {
+    if (scp_unhex(cp, cas_pub, 32) < 0 || !c64 || !(ct = cas_b64dec(c64, &ctlen))) {
         scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed configuration envelope");
         goto out;
     }
@@ -113,7 +113,7 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
     }
     if (scp_attest_channel_key(shared, nonce, pub, cas_pub, key, err) < 0) goto out;
     uint8_t aad[32];
-    cas_sha256(ev, evlen, aad);
+    scp_sha256_buf(ev, evlen, aad);
     if (cas_aead_open(key, aad, 32, ct, ctlen, &pt, &ptlen, err) < 0) {
         scp_err_prefix(err, "the configuration from CAS");
         goto out;

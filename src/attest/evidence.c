@@ -14,17 +14,17 @@ int scp_evidence_parse(const uint8_t *buf, size_t len, scp_evidence *ev, scp_err
     if (!buf || len < 12) return bad(err, "too short");
     if (len > SCP_EVIDENCE_MAX) return bad(err, "too long");
     if (memcmp(buf, "SCPE", 4) != 0) return bad(err, "wrong magic");
-    ev->version = cas_get_u16(buf + 4);
-    ev->backend = cas_get_u16(buf + 6);
+    ev->version = scp_get_u16(buf + 4);
+    ev->backend = scp_get_u16(buf + 6);
     if (ev->version != SCP_EVIDENCE_VERSION) return bad(err, "unsupported version");
     if (ev->backend < SCP_TEE_SIM || ev->backend > SCP_TEE_SGX) return bad(err, "unknown backend");
-    uint32_t body = cas_get_u32(buf + 8);
+    uint32_t body = scp_get_u32(buf + 8);
     if ((size_t)body != len - 12) return bad(err, "length does not match");
     size_t off = 12;
     unsigned seen = 0;
     while (off < len) {
         if (len - off < 4) return bad(err, "truncated field header");
-        uint16_t type = cas_get_u16(buf + off), flen = cas_get_u16(buf + off + 2);
+        uint16_t type = scp_get_u16(buf + off), flen = scp_get_u16(buf + off + 2);
         size_t voff = off + 4;
         if (len - voff < flen) return bad(err, "truncated field");
         const uint8_t *v = buf + voff;

@@ -113,13 +113,13 @@ int scp_sim_platform_pubkey(const char *path, uint8_t pub[32], uint8_t id[32], s
     int ok = EVP_PKEY_get_raw_public_key(k, pub, &n) == 1 && n == 32;
     EVP_PKEY_free(k);
     if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "cannot read the platform public key");
-    cas_sha256(pub, 32, id);
+    scp_sha256_buf(pub, 32, id);
     return 0;
 }
 
 static size_t put_field(uint8_t *p, uint16_t type, const uint8_t *v, uint16_t len) {
-    cas_put_u16(p, type);
-    cas_put_u16(p + 2, len);
+    scp_put_u16(p, type);
+    scp_put_u16(p + 2, len);
     memcpy(p + 4, v, len);
     return 4u + len;
 }
@@ -134,7 +134,7 @@ int scp_sim_evidence(const char *platform_key_path, const uint8_t nonce[32], con
         EVP_PKEY_free(k);
         return scp_fail(err, SCP_E_CRYPTO, EIO, "cannot read the platform public key");
     }
-    cas_sha256(pub, 32, id);
+    scp_sha256_buf(pub, 32, id);
     size_t total = 12 + 4 * 36 + 4 + 64;
     uint8_t *buf = malloc(sizeof SIM_CONTEXT + total);
     if (!buf) {
@@ -144,16 +144,16 @@ int scp_sim_evidence(const char *platform_key_path, const uint8_t nonce[32], con
     uint8_t *ev = buf + sizeof SIM_CONTEXT; /* context prefix lives right before, for signing */
     memcpy(buf, SIM_CONTEXT, sizeof SIM_CONTEXT);
     memcpy(ev, "SCPE", 4);
-    cas_put_u16(ev + 4, SCP_EVIDENCE_VERSION);
-    cas_put_u16(ev + 6, SCP_TEE_SIM);
-    cas_put_u32(ev + 8, (uint32_t)(total - 12));
+    scp_put_u16(ev + 4, SCP_EVIDENCE_VERSION);
+    scp_put_u16(ev + 6, SCP_TEE_SIM);
+    scp_put_u32(ev + 8, (uint32_t)(total - 12));
     size_t off = 12;
     off += put_field(ev + off, SCP_EV_NONCE, nonce, 32);
     off += put_field(ev + off, SCP_EV_PUBKEY, pubkey, 32);
     off += put_field(ev + off, SCP_EV_MEASUREMENT, measurement, 32);
     off += put_field(ev + off, SCP_EV_PLATFORM, id, 32);
-    cas_put_u16(ev + off, SCP_EV_SIGNATURE);
-    cas_put_u16(ev + off + 2, 64);
+    scp_put_u16(ev + off, SCP_EV_SIGNATURE);
+    scp_put_u16(ev + off + 2, 64);
     size_t siglen = 64;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     int ok = md && EVP_DigestSignInit(md, NULL, NULL, NULL, k) == 1 &&
@@ -173,8 +173,8 @@ int scp_sim_evidence(const char *platform_key_path, const uint8_t nonce[32], con
 int scp_sim_verify(const scp_evidence *ev, const uint8_t platform_pub[32], scp_err *err) {
     if (ev->backend != SCP_TEE_SIM) return scp_fail(err, SCP_E_INVAL, EINVAL, "evidence is not from the sim backend");
     uint8_t id[32];
-    cas_sha256(platform_pub, 32, id);
-    if (!cas_memeq(id, ev->platform_id, 32))
+    scp_sha256_buf(platform_pub, 32, id);
+    if (!!scp_ct_cmp(id, ev->platform_id, 32))
         return scp_fail(err, SCP_E_INTEGRITY, EIO, "evidence names another platform than the key");
     if (ev->signature_len != 64) return scp_fail(err, SCP_E_INTEGRITY, EIO, "sim signature must be 64 bytes");
     EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, platform_pub, 32);
@@ -216,7 +216,7 @@ static int hash_file(const char *path, EVP_MD_CTX *outer, scp_err *err) {
     unsigned dl = 32;
     EVP_DigestFinal_ex(h, d, &dl);
     EVP_MD_CTX_free(h);
-    cas_put_u64(sz, total);
+    scp_put_u64(sz, total);
     EVP_DigestUpdate(outer, "file", 4);
     EVP_DigestUpdate(outer, sz, 8);
     EVP_DigestUpdate(outer, d, 32);
@@ -236,8 +236,8 @@ int scp_attest_measure(const char *const *files, size_t n_files, const void *con
             return -1;
         }
     uint8_t d[32], sz[8];
-    cas_sha256(config ? config : "", config_len, d);
-    cas_put_u64(sz, config_len);
+    scp_sha256_buf(config ? config : "", config_len, d);
+    scp_put_u64(sz, config_len);
     EVP_DigestUpdate(m, "config", 6);
     EVP_DigestUpdate(m, sz, 8);
     EVP_DigestUpdate(m, d, 32);

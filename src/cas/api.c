@@ -75,9 +75,9 @@ cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_i
         if (!(a->admins[i] = strdup(admins[i]))) goto fail;
         a->n_admins++;
     }
-    if (cas_hkdf(master, 32, NULL, 0, "scp-cas data v1", 15, a->k_data, 32, err) < 0 ||
-        cas_hkdf(master, 32, NULL, 0, "scp-cas audit v1", 16, a->k_audit, 32, err) < 0 ||
-        cas_hkdf(master, 32, NULL, 0, "scp-cas token v1", 16, a->k_token, 32, err) < 0)
+    if (scp_hkdf(master, 32, NULL, 0, "scp-cas data v1", 15, a->k_data, 32, err) < 0 ||
+        scp_hkdf(master, 32, NULL, 0, "scp-cas audit v1", 16, a->k_audit, 32, err) < 0 ||
+        scp_hkdf(master, 32, NULL, 0, "scp-cas token v1", 16, a->k_token, 32, err) < 0)
         goto fail;
     char path[4096];
     snprintf(path, sizeof path, "%s/cas.db", data_dir);
@@ -155,8 +155,8 @@ int cas_load_policy(cas_api *api, const char *name, cas_session_row *row, cas_po
 
 static void policy_hash(const http_request *req, char out[65]) {
     uint8_t h[32];
-    cas_sha256(req->body, req->body_len, h);
-    cas_hex(h, 32, out);
+    scp_sha256_buf(req->body, req->body_len, h);
+    scp_hex(h, 32, out);
 }
 
 /* POST /v1/sessions (create) and PUT /v1/sessions/NAME (update). */
@@ -367,7 +367,7 @@ static void owner_set_tag(cas_api *api, const http_request *req, const char *cid
     json_t *j = json_loadb(req->body, req->body_len, 0, NULL);
     const char *tag = j ? json_string_value(json_object_get(j, "tag")) : NULL;
     uint8_t tb[40];
-    if (!tag || (*tag && cas_unhex(tag, tb, 40) < 0)) {
+    if (!tag || (*tag && scp_unhex(tag, tb, 40) < 0)) {
         json_decref(j);
         cas_deny(resp, 400, "bad_request", "want {\"tag\": \"<80 hex digits>\" or \"\"}");
         return;
@@ -388,7 +388,7 @@ static void owner_set_tag(cas_api *api, const http_request *req, const char *cid
         return;
     }
     char lower[81] = "";
-    if (*tag) cas_hex(tb, 40, lower);
+    if (*tag) scp_hex(tb, 40, lower);
     json_decref(j);
     if (api->st->ops->volume_set_tag(api->st, name, vol, lower, &e) < 0) {
         if (e.code == SCP_E_NOENT) {
@@ -420,7 +420,7 @@ static void enroll_platform(cas_api *api, const http_request *req, const char *c
     uint8_t pk[32], id[32];
     cas_platform_row row;
     memset(&row, 0, sizeof row);
-    if (!name || !cas_name_ok(name) || !pub || cas_unhex(pub, pk, 32) < 0) {
+    if (!name || !cas_name_ok(name) || !pub || scp_unhex(pub, pk, 32) < 0) {
         cas_deny(resp, 400, "bad_request", "want {\"name\": NAME, \"backend\": \"sim\", \"pubkey\": <64 hex digits>}");
         goto out;
     }
@@ -428,11 +428,11 @@ static void enroll_platform(cas_api *api, const http_request *req, const char *c
         cas_deny(resp, 400, "unsupported_backend", "only the 'sim' verifier is available");
         goto out;
     }
-    cas_sha256(pk, 32, id);
-    cas_hex(id, 32, row.id);
+    scp_sha256_buf(pk, 32, id);
+    scp_hex(id, 32, row.id);
     snprintf(row.name, sizeof row.name, "%s", name);
     strcpy(row.backend, "sim");
-    cas_hex(pk, 32, row.pubkey);
+    scp_hex(pk, 32, row.pubkey);
     row.created = cas_now_ms() / 1000;
     snprintf(ai->platform, sizeof ai->platform, "%s", row.id);
     scp_err e = {0};
@@ -578,7 +578,7 @@ void cas_api_handle(cas_api *api, const http_request *req, const char *cid, cas_
         list_platforms(api, cid, &ai, resp);
     } else if (n == 3 && strcmp(s[1], "platforms") == 0 && del) {
         uint8_t tmp[32];
-        if (cas_unhex(s[2], tmp, 32) < 0)
+        if (scp_unhex(s[2], tmp, 32) < 0)
             cas_deny(resp, 400, "bad_request", "a platform id is 64 hex digits");
         else
             revoke_platform(api, cid, s[2], &ai, resp);

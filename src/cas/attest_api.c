@@ -20,7 +20,7 @@ typedef int (*verifier_fn)(const scp_evidence *ev, const cas_platform_row *plat,
 
 static int verify_sim(const scp_evidence *ev, const cas_platform_row *plat, scp_err *err) {
     uint8_t pub[32];
-    if (strcmp(plat->backend, "sim") != 0 || cas_unhex(plat->pubkey, pub, 32) < 0)
+    if (strcmp(plat->backend, "sim") != 0 || scp_unhex(plat->pubkey, pub, 32) < 0)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "platform is not a sim platform");
     return scp_sim_verify(ev, pub, err);
 }
@@ -36,7 +36,7 @@ void cas_handle_attest_nonce(cas_api *api, const http_request *req, cas_audit_in
         cas_deny(resp, 503, "busy", "too many outstanding nonces; retry shortly");
         return;
     }
-    cas_hex(n, 32, hex);
+    scp_hex(n, 32, hex);
     cas_json_response(resp, 200, json_pack("{s:s, s:i}", "nonce", hex, "expires_in_ms", api->nonce_ttl_ms));
 }
 
@@ -65,10 +65,10 @@ static int seal_to_runtime(const scp_evidence *ev, const uint8_t *evbuf, size_t 
         goto out;
     }
     if (scp_attest_channel_key(shared, ev->nonce, ev->pubkey, pub, key, err) < 0) goto out;
-    cas_sha256(evbuf, evlen, aad);
+    scp_sha256_buf(evbuf, evlen, aad);
     if (cas_aead_seal(key, aad, 32, cfg, strlen(cfg), &ct, &ctlen, err) < 0) goto out;
     char phex[65];
-    cas_hex(pub, 32, phex);
+    scp_hex(pub, 32, phex);
     char *c64 = cas_b64enc(ct, ctlen);
     if (!c64) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -110,8 +110,8 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
         cas_deny(resp, 400, "bad_evidence", "%s", e.msg);
         goto out;
     }
-    cas_hex(ev.measurement, 32, ai->measurement);
-    cas_hex(ev.platform_id, 32, ai->platform);
+    scp_hex(ev.measurement, 32, ai->measurement);
+    scp_hex(ev.platform_id, 32, ai->platform);
     /* the nonce is used up by this attempt, whatever its outcome */
     if (!cas_nonce_take(api, ev.nonce)) {
         cas_deny(resp, 403, "bad_nonce", "the evidence's nonce is unknown, expired or already used; get a new one");
@@ -196,7 +196,7 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
     scp_err e = {0};
     int in_tx = 0;
     if (!session || !service || !volume || !tag || !token || !cas_name_ok(session) || !cas_name_ok(service) ||
-        !cas_name_ok(volume) || cas_unhex(tag, nt, sizeof nt) < 0) {
+        !cas_name_ok(volume) || scp_unhex(tag, nt, sizeof nt) < 0) {
         cas_deny(resp, 400, "bad_request",
                  "want {\"session\", \"service\", \"volume\", \"tag\": <80 hex digits>, \"token\"}");
         goto out;
@@ -205,7 +205,7 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
     snprintf(ai->service, sizeof ai->service, "%s", service);
     char expect[65];
     cas_volume_token(api, session, service, expect);
-    if (strlen(token) != 64 || !cas_memeq(expect, token, 64)) {
+    if (strlen(token) != 64 || !!scp_ct_cmp(expect, token, 64)) {
         cas_deny(resp, 403, "bad_token", "the volume token is not valid for this session and service");
         goto out;
     }
@@ -232,11 +232,11 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
         goto out;
     }
     char lower[81];
-    cas_hex(nt, sizeof nt, lower);
+    scp_hex(nt, sizeof nt, lower);
     if (old[0]) {
         uint8_t ot[SCP_VOLUME_TAG_LEN];
-        if (cas_unhex(old, ot, sizeof ot) == 0) {
-            uint64_t og = cas_get_u64(ot), ng = cas_get_u64(nt);
+        if (scp_unhex(old, ot, sizeof ot) == 0) {
+            uint64_t og = scp_get_u64(ot), ng = scp_get_u64(nt);
             if (ng < og) {
                 cas_deny(resp, 409, "rollback", "volume '%s' is at generation %llu; refusing older generation %llu",
                          volume, (unsigned long long)og, (unsigned long long)ng);
@@ -259,7 +259,7 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
         goto out;
     }
     cas_json_response(resp, 200, json_pack("{s:s, s:s, s:I}", "volume", volume, "tag", lower, "generation",
-                                           (json_int_t)cas_get_u64(nt)));
+                                           (json_int_t)scp_get_u64(nt)));
 out:
     if (in_tx) api->st->ops->rollback(api->st);
     free(row.policy);

@@ -21,7 +21,7 @@ typedef struct abuf {
 static void put_str(abuf *a, const char *s) {
     size_t n = strlen(s);
     if (a->n + 4 + n > sizeof a->b) n = 0; /* cannot happen: fields are bounded */
-    cas_put_u32(a->b + a->n, (uint32_t)n);
+    scp_put_u32(a->b + a->n, (uint32_t)n);
     memcpy(a->b + a->n + 4, s, n);
     a->n += 4 + n;
 }
@@ -30,8 +30,8 @@ void cas_audit_row_hash(const uint8_t key[32], const char *prev, const cas_audit
     abuf a;
     a.n = 0;
     put_str(&a, prev);
-    cas_put_u64(a.b + a.n, (uint64_t)r->seq);
-    cas_put_u64(a.b + a.n + 8, (uint64_t)r->ts_ms);
+    scp_put_u64(a.b + a.n, (uint64_t)r->seq);
+    scp_put_u64(a.b + a.n + 8, (uint64_t)r->ts_ms);
     a.n += 16;
     put_str(&a, r->actor);
     put_str(&a, r->action);
@@ -42,16 +42,16 @@ void cas_audit_row_hash(const uint8_t key[32], const char *prev, const cas_audit
     put_str(&a, r->decision);
     put_str(&a, r->reason);
     uint8_t d[32];
-    cas_hmac_sha256(key, 32, a.b, a.n, d, NULL);
-    cas_hex(d, 32, out);
+    scp_hmac_buf(key, 32, a.b, a.n, d, NULL);
+    scp_hex(d, 32, out);
 }
 
 static void head_mac(cas_api *api, int64_t seq, const char *hash, char out[65]) {
     char buf[128];
     int n = snprintf(buf, sizeof buf, "scp-cas audit head%c%lld%c%s", 0, (long long)seq, 0, hash);
     uint8_t d[32];
-    cas_hmac_sha256(api->k_audit, 32, buf, (size_t)n, d, NULL);
-    cas_hex(d, 32, out);
+    scp_hmac_buf(api->k_audit, 32, buf, (size_t)n, d, NULL);
+    scp_hex(d, 32, out);
 }
 
 /* Called with audit_mu held (or before threads exist). */
@@ -78,7 +78,7 @@ int cas_audit_init(cas_api *api, const char *data_dir, scp_err *err) {
         if (sscanf(text, "%lld %79s %79s", &seq, hash, mac) == 3 && seq >= 0) {
             if (strcmp(hash, "-") == 0) hash[0] = 0;
             head_mac(api, seq, hash, want);
-            if (strlen(mac) == 64 && cas_memeq(mac, want, 64)) {
+            if (strlen(mac) == 64 && !scp_ct_cmp(mac, want, 64)) {
                 api->floor_seq = seq;
                 snprintf(api->floor_hash, sizeof api->floor_hash, "%.64s", hash);
             } else {
@@ -158,7 +158,7 @@ static int verify_cb(void *ctx, const cas_audit_row *r) {
         return 1;
     }
     cas_audit_row_hash(v->api->k_audit, v->prev, r, h);
-    if (!cas_memeq(h, r->hash, 64)) {
+    if (!!scp_ct_cmp(h, r->hash, 64)) {
         v->bad = r->seq;
         snprintf(v->problem, 200, "row %lld does not match its chain hash (edited, or chained to an edited row)",
                  (long long)r->seq);

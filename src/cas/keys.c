@@ -22,7 +22,7 @@ static int sim_load_or_create(const char *dir, uint8_t key[32], int *created, sc
     struct stat st;
     if (lstat(path, &st) < 0) {
         if (errno != ENOENT) return scp_fail_errno(err, "cannot stat '%s'", path);
-        if (cas_random(key, 32, err) < 0) return -1;
+        if (scp_random(key, 32, err) < 0) return -1;
         if (cas_write_file(path, key, 32, 0600, err) < 0) return -1;
         *created = 1;
         return 0;
@@ -51,9 +51,9 @@ void cas_cert_fingerprint(X509 *cert, char out[65]) {
     unsigned char *der = NULL;
     int n = i2d_X509(cert, &der);
     uint8_t h[32];
-    cas_sha256(der, n > 0 ? (size_t)n : 0, h);
+    scp_sha256_buf(der, n > 0 ? (size_t)n : 0, h);
     OPENSSL_free(der);
-    cas_hex(h, 32, out);
+    scp_hex(h, 32, out);
 }
 
 int cas_pubkey_id(EVP_PKEY *key, char out[65]) {
@@ -61,9 +61,9 @@ int cas_pubkey_id(EVP_PKEY *key, char out[65]) {
     int n = i2d_PUBKEY(key, &der);
     if (n <= 0) return -1;
     uint8_t h[32];
-    cas_sha256(der, (size_t)n, h);
+    scp_sha256_buf(der, (size_t)n, h);
     OPENSSL_free(der);
-    cas_hex(h, 32, out);
+    scp_hex(h, 32, out);
     return 0;
 }
 
@@ -82,7 +82,7 @@ X509 *cas_x509_issue(EVP_PKEY *pub, const char *cn, const char *sans, int days, 
                      X509 *issuer_cert, scp_err *err) {
     X509 *c = X509_new();
     uint8_t serial[16];
-    if (!c || cas_random(serial, sizeof serial, err) < 0) goto fail;
+    if (!c || scp_random(serial, sizeof serial, err) < 0) goto fail;
     serial[0] &= 0x7f;
     BIGNUM *bn = BN_bin2bn(serial, sizeof serial, NULL);
     ASN1_INTEGER *sn = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;

@@ -7,12 +7,12 @@
 #include "cas/util.h"
 
 static nonce_slot *bucket(cas_api *api, const uint8_t nonce[32]) {
-    uint32_t b = cas_get_u32(nonce) % NONCE_BUCKETS;
+    uint32_t b = scp_get_u32(nonce) % NONCE_BUCKETS;
     return &api->nonces[(size_t)b * NONCE_WAYS];
 }
 
 int cas_nonce_issue(cas_api *api, uint8_t nonce[32]) {
-    if (cas_random(nonce, 32, NULL) < 0) return -1;
+    if (scp_random(nonce, 32, NULL) < 0) return -1;
     int64_t now = cas_now_ms();
     pthread_mutex_lock(&api->nonce_mu);
     nonce_slot *b = bucket(api, nonce);
@@ -34,7 +34,7 @@ int cas_nonce_take(cas_api *api, const uint8_t nonce[32]) {
     nonce_slot *b = bucket(api, nonce);
     int found = 0;
     for (int i = 0; i < NONCE_WAYS; i++)
-        if (b[i].expires_ms != 0 && cas_memeq(b[i].nonce, nonce, 32)) {
+        if (b[i].expires_ms != 0 && !scp_ct_cmp(b[i].nonce, nonce, 32)) {
             found = b[i].expires_ms > now;
             b[i].expires_ms = 0; /* used (or expired): never again */
             break;

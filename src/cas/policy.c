@@ -552,22 +552,22 @@ void cas_secret_spec(const cas_secret_def *s, char out[65]) {
      * unescaped in a way that matters (explicit values are hashed, not stored here) */
     char buf[1024];
     uint8_t vh[32] = {0};
-    if (s->value) cas_sha256(s->value, strlen(s->value), vh);
+    if (s->value) scp_sha256_buf(s->value, strlen(s->value), vh);
     char vhex[65];
-    cas_hex(vh, 32, vhex);
+    scp_hex(vh, 32, vhex);
     int n = snprintf(buf, sizeof buf, "%d|%zu|%s|%s|%d|%s|%s|", (int)s->kind, s->size, vhex,
                      s->common_name ? s->common_name : "", s->valid_days, s->import_session ? s->import_session : "",
                      s->import_secret ? s->import_secret : "");
     uint8_t h[32];
     /* include the SANs by chaining the hash */
-    cas_sha256(buf, n > 0 ? (size_t)n : 0, h);
+    scp_sha256_buf(buf, n > 0 ? (size_t)n : 0, h);
     for (size_t i = 0; i < s->dns.n + s->ip.n; i++) {
         const char *x = i < s->dns.n ? s->dns.v[i] : s->ip.v[i - s->dns.n];
         char b2[400];
         char hh[65];
-        cas_hex(h, 32, hh);
+        scp_hex(h, 32, hh);
         int m = snprintf(b2, sizeof b2, "%s|%s|%s", hh, i < s->dns.n ? "D" : "I", x);
-        cas_sha256(b2, m > 0 ? (size_t)m : 0, h);
+        scp_sha256_buf(b2, m > 0 ? (size_t)m : 0, h);
     }
-    cas_hex(h, 32, out);
+    scp_hex(h, 32, out);
 }

@@ -41,7 +41,7 @@ static int gen_ascii(char *out, size_t n, scp_err *err) {
     size_t i = 0;
     while (i < n) {
         uint8_t r[64];
-        if (cas_random(r, sizeof r, err) < 0) return -1;
+        if (scp_random(r, sizeof r, err) < 0) return -1;
         for (size_t j = 0; j < sizeof r && i < n; j++)
             if (r[j] < 248) out[i++] = alphabet[r[j] % 62]; /* 248 = 4*62: no modulo bias */
     }
@@ -105,7 +105,7 @@ int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
         if (s->kind == SECRET_RANDOM) {
             val = malloc(s->size);
             len = s->size;
-            if (!val || cas_random(val, len, err) < 0) {
+            if (!val || scp_random(val, len, err) < 0) {
                 free(val);
                 return val ? -1 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
             }
@@ -147,7 +147,7 @@ int cas_ensure_volumes(cas_api *api, const cas_policy *p, scp_err *err) {
         if (r == 1) continue; /* a volume keeps its key for the life of the session */
         uint8_t key[SCP_VOLUME_KEY_LEN], *ct = NULL;
         size_t ctlen = 0;
-        if (cas_random(key, sizeof key, err) < 0) return -1;
+        if (scp_random(key, sizeof key, err) < 0) return -1;
         r = cas_seal(api, "volume", p->name, p->volumes[i].name, key, sizeof key, &ct, &ctlen, err);
         OPENSSL_cleanse(key, sizeof key);
         if (r < 0) return -1;
@@ -162,8 +162,8 @@ void cas_volume_token(cas_api *api, const char *session, const char *service, ch
     char buf[160];
     int n = snprintf(buf, sizeof buf, "volume-token%c%s%c%s", 0, session, 0, service);
     uint8_t h[32];
-    cas_hmac_sha256(api->k_token, 32, buf, (size_t)n, h, NULL);
-    cas_hex(h, 32, out);
+    scp_hmac_buf(api->k_token, 32, buf, (size_t)n, h, NULL);
+    scp_hex(h, 32, out);
 }
 
 /* ---- rendering ---------------------------------------------------------------------------- */
@@ -298,7 +298,7 @@ static json_t *subst(render *r, const char *text) {
         if (l->kind == SECRET_RANDOM) {
             char *hex = malloc(2 * l->len + 1);
             if (!hex) goto oom;
-            cas_hex((uint8_t *)l->val, l->len, hex);
+            scp_hex((uint8_t *)l->val, l->len, hex);
             int a = sb_add(&b, hex, 2 * l->len);
             OPENSSL_clear_free(hex, 2 * l->len + 1);
             if (a < 0) goto oom;
@@ -360,7 +360,7 @@ json_t *cas_render_config(cas_api *api, const cas_policy *p, const cas_service_d
             goto fail;
         }
         char khex[2 * SCP_VOLUME_KEY_LEN + 1];
-        cas_hex(key, klen, khex);
+        scp_hex(key, klen, khex);
         OPENSSL_clear_free(key, klen);
         json_array_append_new(vols, json_pack("{s:s, s:s, s:s, s:o}", "name", vd->name, "path", vd->path, "key", khex,
                                               "expected_tag", tag[0] ? json_string(tag) : json_null()));

@@ -11,35 +11,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/kdf.h>
-#include <openssl/rand.h>
-
-void cas_hex(const uint8_t *in, size_t n, char *out) {
-    static const char d[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = d[in[i] >> 4];
-        out[2 * i + 1] = d[in[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-int cas_unhex(const char *hex, uint8_t *out, size_t n) {
-    if (!hex || strlen(hex) != 2 * n) return -1;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0) return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
-}
 
 char *cas_b64enc(const uint8_t *in, size_t n) {
     if (n > (1u << 28)) return NULL;
@@ -73,55 +44,15 @@ uint8_t *cas_b64dec(const char *in, size_t *out_len) {
     return out;
 }
 
-int cas_random(void *buf, size_t n, scp_err *err) {
-    if (RAND_bytes(buf, (int)n) != 1) return scp_fail(err, SCP_E_CRYPTO, EIO, "the random generator failed");
-    return 0;
-}
-
-void cas_sha256(const void *data, size_t n, uint8_t out[32]) {
-    unsigned int len = 32;
-    EVP_Digest(data, n, out, &len, EVP_sha256(), NULL);
-}
-
-int cas_hmac_sha256(const uint8_t *key, size_t keylen, const void *data, size_t n, uint8_t out[32],
-                    scp_err *err) {
-    unsigned int len = 32;
-    if (!HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &len))
-        return scp_fail(err, SCP_E_CRYPTO, EIO, "HMAC-SHA256 failed");
-    return 0;
-}
-
-int cas_hkdf(const uint8_t *ikm, size_t ikmlen, const void *salt, size_t saltlen, const void *info,
-             size_t infolen, uint8_t *out, size_t outlen, scp_err *err) {
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-    int ok = c && EVP_PKEY_derive_init(c) > 0 && EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) > 0 &&
-             EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikmlen) > 0 &&
-             (saltlen == 0 || EVP_PKEY_CTX_set1_hkdf_salt(c, salt, (int)saltlen) > 0) &&
-             EVP_PKEY_CTX_add1_hkdf_info(c, info, (int)infolen) > 0 && EVP_PKEY_derive(c, out, &outlen) > 0;
-    EVP_PKEY_CTX_free(c);
-    if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "HKDF failed");
-    return 0;
-}
-
 int cas_aead_seal(const uint8_t key[32], const void *aad, size_t aadlen, const void *pt, size_t ptlen,
                   uint8_t **out, size_t *outlen, scp_err *err) {
     if (ptlen > (1u << 30)) return scp_fail(err, SCP_E_INVAL, EINVAL, "data too large to encrypt");
     uint8_t *buf = malloc(ptlen + CAS_AEAD_OVERHEAD);
     if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    if (cas_random(buf, 12, err) < 0) {
+    if (scp_random(buf, 12, err) < 0 ||
+        scp_aead_seal(key, buf, aad, aadlen, pt, ptlen, buf + 12, buf + 12 + ptlen, err) < 0) {
         free(buf);
         return -1;
-    }
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    int l = 0, ok = c && EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, buf) == 1 &&
-                    (aadlen == 0 || EVP_EncryptUpdate(c, NULL, &l, aad, (int)aadlen) == 1) &&
-                    EVP_EncryptUpdate(c, buf + 12, &l, pt, (int)ptlen) == 1 &&
-                    EVP_EncryptFinal_ex(c, buf + 12 + l, &l) == 1 &&
-                    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, buf + 12 + ptlen) == 1;
-    EVP_CIPHER_CTX_free(c);
-    if (!ok) {
-        free(buf);
-        return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-GCM encryption failed");
     }
     *out = buf;
     *outlen = ptlen + CAS_AEAD_OVERHEAD;
@@ -135,17 +66,7 @@ int cas_aead_open(const uint8_t key[32], const void *aad, size_t aadlen, const u
     size_t ptlen = inlen - CAS_AEAD_OVERHEAD;
     uint8_t *buf = malloc(ptlen + 1);
     if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    uint8_t tag[16];
-    memcpy(tag, in + 12 + ptlen, 16);
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    int l = 0, ok = c && EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, key, in) == 1 &&
-                    (aadlen == 0 || EVP_DecryptUpdate(c, NULL, &l, aad, (int)aadlen) == 1) &&
-                    EVP_DecryptUpdate(c, buf, &l, in + 12, (int)ptlen) == 1 &&
-                    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) == 1 &&
-                    EVP_DecryptFinal_ex(c, buf + l, &l) == 1;
-    EVP_CIPHER_CTX_free(c);
-    if (!ok) {
-        OPENSSL_cleanse(buf, ptlen);
+    if (scp_aead_open(key, in, aad, aadlen, in + 12, ptlen, in + 12 + ptlen, buf, err) < 0) {
         free(buf);
         return scp_fail(err, SCP_E_INTEGRITY, EIO, "encrypted data failed authentication");
     }
@@ -215,4 +136,3 @@ fail:
     return -1;
 }
 
-int cas_memeq(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) == 0; }

@@ -73,7 +73,7 @@ int cmd_platform(int argc, char **argv) {
         char hex[65];
         if (scp_sim_platform_create(pos[0], &e) < 0 || scp_sim_platform_pubkey(pos[0], pub, id, &e) < 0)
             return cli_fail(&e);
-        cas_hex(id, 32, hex);
+        scp_hex(id, 32, hex);
         printf("%s\n", hex);
         return EXIT_OK;
     }
@@ -82,8 +82,8 @@ int cmd_platform(int argc, char **argv) {
         uint8_t pub[32], id[32];
         char h1[65], h2[65];
         if (scp_sim_platform_pubkey(pos[0], pub, id, &e) < 0) return cli_fail(&e);
-        cas_hex(id, 32, h1);
-        cas_hex(pub, 32, h2);
+        scp_hex(id, 32, h1);
+        scp_hex(pub, 32, h2);
         printf("id %s\npubkey %s\n", h1, h2);
         return EXIT_OK;
     }
@@ -97,7 +97,7 @@ int cmd_platform(int argc, char **argv) {
         int r = scp_attest_measure(pos, (size_t)npos, cfg, cl, m, &e);
         free(cfg);
         if (r < 0) return cli_fail(&e);
-        cas_hex(m, 32, hex);
+        scp_hex(m, 32, hex);
         printf("%s\n", hex);
         return EXIT_OK;
     }
@@ -109,7 +109,7 @@ int cmd_platform(int argc, char **argv) {
         if (!name || (!key == !pubhex)) return cli_usage_error("platform enroll --name NAME (--key FILE | --pubkey HEX)");
         if (key) {
             if (scp_sim_platform_pubkey(key, pub, id, &e) < 0) return cli_fail(&e);
-            cas_hex(pub, 32, hex);
+            scp_hex(pub, 32, hex);
             pubhex = hex;
         }
         scp_cas_client *c = cli_cas_client(&o, &code);
@@ -142,7 +142,7 @@ int cmd_platform(int argc, char **argv) {
     } else if (strcmp(sub, "attest") == 0) {
         uint8_t m[32];
         if (!key || !session || !service || !meas) return cli_usage_error("platform attest needs --key, --session, --service, --measurement");
-        if (cas_unhex(meas, m, 32) < 0) return cli_usage_error("--measurement must be 64 hex digits");
+        if (scp_unhex(meas, m, 32) < 0) return cli_usage_error("--measurement must be 64 hex digits");
         scp_cas_client *c = cli_cas_client(&o, &code);
         if (!c) return code;
         char *cfg = NULL;

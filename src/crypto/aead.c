@@ -104,12 +104,12 @@ int scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t 
     return 0;
 }
 
-int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_len,
              const void *info, size_t info_len, uint8_t *out, size_t out_len, scp_err *err) {
     EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
     int ok = c && EVP_PKEY_derive_init(c) == 1 &&
              EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) == 1 &&
-             EVP_PKEY_CTX_set1_hkdf_salt(c, salt, (int)salt_len) == 1 &&
+             (salt_len == 0 || EVP_PKEY_CTX_set1_hkdf_salt(c, salt, (int)salt_len) == 1) &&
              EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikm_len) == 1 &&
              EVP_PKEY_CTX_add1_hkdf_info(c, info, (int)info_len) == 1 &&
              EVP_PKEY_derive(c, out, &out_len) == 1;
@@ -148,3 +148,14 @@ void scp_sha256(const struct scp_buf *parts, size_t n, uint8_t out[32]) {
 }
 
 int scp_ct_cmp(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) != 0; }
+
+void scp_sha256_buf(const void *p, size_t n, uint8_t out[32]) {
+    struct scp_buf b = {p, n};
+    scp_sha256(&b, 1, out);
+}
+
+int scp_hmac_buf(const uint8_t *key, size_t key_len, const void *p, size_t n, uint8_t out[32],
+                 scp_err *err) {
+    struct scp_buf b = {p, n};
+    return scp_hmac(key, key_len, &b, 1, out, err);
+}

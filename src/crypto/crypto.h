@@ -30,7 +30,7 @@ int scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t 
                   uint8_t *pt, scp_err *err);
 
 /* HKDF-SHA256 (RFC 5869). */
-int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_len,
              const void *info, size_t info_len, uint8_t *out, size_t out_len, scp_err *err);
 
 /* HMAC-SHA256 over the concatenation of n parts. */
@@ -43,6 +43,11 @@ int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, si
 
 /* SHA-256 over the concatenation of n parts. */
 void scp_sha256(const struct scp_buf *parts, size_t n, uint8_t out[32]);
+
+/* One-buffer forms of the two above. */
+void scp_sha256_buf(const void *p, size_t n, uint8_t out[32]);
+int scp_hmac_buf(const uint8_t *key, size_t key_len, const void *p, size_t n, uint8_t out[32],
+                 scp_err *err);
 
 /* Constant-time comparison; 0 when equal. */
 int scp_ct_cmp(const void *a, const void *b, size_t n);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/bytes.h"
 #include "scp/err.h"
 
 #define SCP_FMT_VERSION 1u
@@ -124,21 +125,5 @@ void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t l
 typedef int (*scp_journal_chunk_cb)(void *ctx, uint64_t index, const uint8_t *ct);
 int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_journal_view *out,
                       scp_journal_chunk_cb chunk_cb, void *ctx, scp_err *err);
-
-/* ---- big-endian helpers ------------------------------------------------------------------ */
-static inline void scp_put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static inline void scp_put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 3; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
-}
-static inline void scp_put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
-}
-static inline uint16_t scp_get_u16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static inline uint32_t scp_get_u32(const uint8_t *p) {
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-static inline uint64_t scp_get_u64(const uint8_t *p) {
-    return ((uint64_t)scp_get_u32(p) << 32) | scp_get_u32(p + 4);
-}
 
 #endif

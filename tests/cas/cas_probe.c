@@ -32,7 +32,7 @@ static int get_nonce(scp_cas_client *c, uint8_t nonce[32]) {
     if (st != 200) return -1;
     json_t *j = json_loads(r, 0, NULL);
     free(r);
-    int rc = cas_unhex(json_string_value(json_object_get(j, "nonce")), nonce, 32);
+    int rc = scp_unhex(json_string_value(json_object_get(j, "nonce")), nonce, 32);
     json_decref(j);
     return rc;
 }
@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
     if (argc < 8) return die("attestation probes need", "KEY SESSION SERVICE MEASUREMENT");
     const char *key = argv[4], *session = argv[5], *service = argv[6];
     uint8_t m[32], nonce[32], epk[32] = {9};
-    if (cas_unhex(argv[7], m, 32) < 0) return die("bad measurement", argv[7]);
+    if (scp_unhex(argv[7], m, 32) < 0) return die("bad measurement", argv[7]);
     scp_cas_client *c = scp_cas_client_new(addr, pin, NULL, &e);
     if (!c) return die("client:", e.msg);
     uint8_t *ev = NULL;
@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
     char code[64];
     int rc = 1;
     if (strcmp(mode, "forged-nonce") == 0) {
-        cas_random(nonce, 32, NULL);
+        scp_random(nonce, 32, NULL);
     } else if (get_nonce(c, nonce) < 0) {
         fprintf(stderr, "cas_probe: no nonce\n");
         goto out;
