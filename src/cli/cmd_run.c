@@ -68,6 +68,7 @@ int cmd_run(int argc, char **argv) {
     if (i >= argc) return cli_usage_error("no program given; see 'scpctl run --help'");
     o.argv = argv + i;
     scp_err err;
+    if (o.nvol && scp_run_isolate(&err)) return cli_fail(&err); /* before any key is read */
     for (unsigned v = 0; v < o.nvol; v++) {
         const char *kf = vol_key[v] ? vol_key[v] : keyfile;
         if (!kf) return cli_usage_error("volume %s has no key: give --key-file", o.vol[v].hostdir);

@@ -40,8 +40,12 @@ static int write_file(const char *path, const char *s) {
 }
 
 /* A private mount namespace: as root directly, otherwise inside a user namespace that maps
- * the caller's own uid and gid (the program keeps its identity). */
-static int private_mounts(scp_err *err) {
+ * the caller's own uid and gid (the program keeps its identity). Call it before reading keys:
+ * writing the maps needs the process to be dumpable for a moment. */
+static int isolated;
+
+int scp_run_isolate(scp_err *err) {
+    if (isolated) return 0;
     if (unshare(CLONE_NEWNS) == 0) goto ok;
     if (errno != EPERM) return scp_fail_errno(err, "cannot create a mount namespace");
     uid_t uid = getuid();
@@ -68,6 +72,7 @@ static int private_mounts(scp_err *err) {
 ok:
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
         return scp_fail_errno(err, "cannot make the mount namespace private");
+    isolated = 1;
     return 0;
 }
 
@@ -178,7 +183,7 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     }
 
     if (cfg.nvol) {
-        if (private_mounts(err)) goto out;
+        if (scp_run_isolate(err)) goto out;
         for (unsigned i = 0; i < cfg.nvol; i++) {
             const char *mp = cfg.vol[i].mount;
             if (mkdir_p(mp)) {

@@ -23,6 +23,11 @@ struct scp_run_opts {
     char *const *argv;       /* program and its arguments */
 };
 
+/* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it
+ * too; call it first, before any key is in memory, because an unprivileged caller must be
+ * dumpable for the moment it writes its uid/gid maps. */
+int scp_run_isolate(scp_err *err);
+
 /* Check the volumes and keys, isolate the mount points (a private mount namespace with an
  * empty read-only tmpfs on each, so that no raw path access reaches the host there), hand the
  * configuration over in a memfd and exec the program. Returns only on failure (-1). Wipes the
