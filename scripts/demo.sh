@@ -32,7 +32,8 @@ $S volume info "$work/vol" --key-file "$work/key"
 
 step "5. an attacker flips one byte of the largest object"
 victim=$(ls -S "$work"/vol/objects/*.d | head -1)
-printf 'Z' | dd of="$victim" bs=1 seek=5000 conv=notrunc status=none
+b=$(od -An -tu1 -j 5000 -N1 "$victim" | tr -d ' ')
+printf "$(printf '\\%03o' $((b ^ 255)))" | dd of="$victim" bs=1 seek=5000 conv=notrunc status=none
 set +e
 $S volume verify "$work/vol" --key-file "$work/key"; rc=$?
 set -e

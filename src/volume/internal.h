@@ -16,6 +16,7 @@
 
 #define SCP_TABLE_PAGE 256u            /* table entries per hashed page */
 #define SCP_DIRTY_LIMIT (16u << 20)    /* bytes of dirty plaintext per file before write-back */
+#define FILE_CACHE 64                  /* closed files whose state is kept for the next open */
 
 typedef struct scp_file scp_file;
 
@@ -120,6 +121,10 @@ void file_empty_root(const uint8_t id[SCP_FILEID_LEN], uint8_t out[SCP_HASH_LEN]
 scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err);
 /* Drop a reference (caller holds vol->mu). The last one frees the state. */
 void file_put(scp_volume *v, scp_file *f);
+/* Take a file off the volume's list and free it; if it was unlinked, delete its objects. */
+void file_unlist_free(scp_volume *v, scp_file *f);
+/* Free the state of every closed file kept for reuse (caller holds vol->mu or is closing). */
+void file_cache_drop(scp_volume *v);
 /* In a child after fork: reopen descriptors, give up writer status and uncommitted state. */
 int file_after_fork(scp_file *f, scp_err *err);
 /* Verify every chunk of a file (used by scp_volume_verify). */

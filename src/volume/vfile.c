@@ -474,8 +474,7 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     return f;
 }
 
-void file_put(scp_volume *v, scp_file *f) {
-    if (--f->refs > 0) return;
+void file_unlist_free(scp_volume *v, scp_file *f) {
     for (scp_file **pp = &v->files; *pp; pp = &(*pp)->next)
         if (*pp == f) {
             *pp = f->next;
@@ -483,6 +482,55 @@ void file_put(scp_volume *v, scp_file *f) {
         }
     if (!f->path) vol_unlink_objects(v, f->id); /* unlinked while open: the last close */
     file_free(f);
+}
+
+void file_put(scp_volume *v, scp_file *f) {
+    if (--f->refs > 0) return;
+    if (!f->path || f->modified || f->writer) {
+        file_unlist_free(v, f);
+        return;
+    }
+    /* Keep the closed file's state (descriptors, table) for the next open: servers such as
+     * nginx open a file per request. Beyond FILE_CACHE closed files, drop the one that was
+     * loaded earliest (the list grows at its head). */
+    scp_file *oldest = NULL;
+    size_t cached = 0;
+    for (scp_file *g = v->files; g; g = g->next)
+        if (g->refs == 0) {
+            cached++;
+            oldest = g;
+        }
+    if (cached > FILE_CACHE) file_unlist_free(v, oldest);
+}
+
+void file_cache_drop(scp_volume *v) {
+    for (scp_file *f = v->files, *next; f; f = next) {
+        next = f->next;
+        if (f->refs == 0) file_unlist_free(v, f);
+    }
+}
+
+/* The open fast path: an existing file whose state this process holds and that no other
+ * process has changed (the manifest generation on disk is ours) needs no lock, no disk read
+ * and no allocation. Returns the file with a new reference, or NULL to take the full path. */
+static scp_file *file_get_cached(scp_volume *v, const char *path) {
+    pthread_mutex_lock(&v->mu);
+    scp_file *hit = NULL;
+    if (vol_check_fork(v, NULL) == 0 && vol_peek_generation(v) <= v->gen) {
+        long i = man_find(&v->man, path);
+        if (i >= 0 && v->man.e[i].type == 1)
+            for (scp_file *f = v->files; f; f = f->next)
+                if (memcmp(f->id, v->man.e[i].id, SCP_FILEID_LEN) == 0) {
+                    if (memcmp(f->c_root, v->man.e[i].root, SCP_HASH_LEN) == 0) {
+                        f->refs++;
+                        v->nhandles++;
+                        hit = f;
+                    }
+                    break;
+                }
+    }
+    pthread_mutex_unlock(&v->mu);
+    return hit;
 }
 
 int file_after_fork(scp_file *f, scp_err *err) {
@@ -980,6 +1028,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     }
     h->flags = flags;
     pthread_mutex_init(&h->cur_mu, NULL);
+    if (!(flags & (O_TRUNC | O_EXCL)) && (h->f = file_get_cached(v, p))) return h;
     if (vol_lock(v, err) < 0) {
         free(h);
         return NULL;

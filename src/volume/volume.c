@@ -215,6 +215,7 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
                       "%ld file(s) of the volume were still open at close; their handles are now "
                       "invalid",
                       v->nhandles);
+    file_cache_drop(v);
     vol_free(v);
     return rc;
 }
@@ -444,6 +445,7 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
         if (memcmp(f->id, id, SCP_FILEID_LEN) == 0) {
             free(f->path);
             f->path = NULL;
+            if (f->refs == 0) file_unlist_free(v, f); /* only cached: delete now */
             return;
         }
     vol_unlink_objects(v, id);
