@@ -1,5 +1,6 @@
 /* cli/cmd_run.c - scpctl run: run an unmodified program with its files in protected volumes. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -67,6 +68,11 @@ int cmd_run(int argc, char **argv) {
     }
     if (i >= argc) return cli_usage_error("no program given; see 'scpctl run --help'");
     o.argv = argv + i;
+    /* Say plainly what is and is not protected: this entry point runs without a TEE. */
+    if (!getenv("SCP_QUIET"))
+        fprintf(stderr, "scpctl run: no TEE ('sim' mode): files under the mounts are encrypted and "
+                        "authenticated, but the program's memory is NOT protected from the host "
+                        "(set SCP_QUIET=1 to silence this notice)\n");
     scp_err err;
     if (o.nvol && scp_run_isolate(&err)) return cli_fail(&err); /* before any key is read */
     for (unsigned v = 0; v < o.nvol; v++) {
