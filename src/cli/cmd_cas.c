@@ -170,6 +170,11 @@ int cmd_cas(int argc, char **argv) {
         cas_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
+    for (int i = 2; i < argc; i++)
+        if (cli_is_help(argv[i])) { /* --help at every level */
+            cas_usage(stdout);
+            return EXIT_OK;
+        }
     const char *sub = argv[1];
     if (strcmp(sub, "serve") == 0) return serve(argc - 1, argv + 1);
     if (strcmp(sub, "status") == 0) return status(argc - 1, argv + 1);

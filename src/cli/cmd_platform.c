@@ -33,6 +33,11 @@ int cmd_platform(int argc, char **argv) {
         platform_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
+    for (int i = 2; i < argc; i++)
+        if (cli_is_help(argv[i])) { /* --help at every level */
+            platform_usage(stdout);
+            return EXIT_OK;
+        }
     const char *sub = argv[1];
     cli_cas o = {0};
     const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,

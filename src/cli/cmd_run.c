@@ -69,7 +69,8 @@ int cmd_run(int argc, char **argv) {
     if (i >= argc) return cli_usage_error("no program given; see 'scpctl run --help'");
     o.argv = argv + i;
     /* Say plainly what is and is not protected: this entry point runs without a TEE. */
-    if (!getenv("SCP_QUIET"))
+    const char *quiet = getenv("SCP_QUIET");
+    if (!quiet || !*quiet)
         fprintf(stderr, "scpctl run: no TEE ('sim' mode): files under the mounts are encrypted and "
                         "authenticated, but the program's memory is NOT protected from the host "
                         "(set SCP_QUIET=1 to silence this notice)\n");

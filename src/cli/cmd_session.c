@@ -27,6 +27,11 @@ int cmd_session(int argc, char **argv) {
         session_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
+    for (int i = 2; i < argc; i++)
+        if (cli_is_help(argv[i])) { /* --help at every level */
+            session_usage(stdout);
+            return EXIT_OK;
+        }
     const char *sub = argv[1];
     cli_cas o = {0};
     const char *pos[4] = {0}, *pred = NULL;
