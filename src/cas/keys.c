@@ -118,10 +118,11 @@ fail:
     return NULL;
 }
 
-char *cas_cert_pem(X509 *cert) {
-    BIO *b = BIO_new(BIO_s_mem());
+/* The contents of a memory BIO as a malloc'd NUL-terminated string (NULL on failure); frees
+ * the BIO. */
+static char *bio_take_string(BIO *b, int written) {
     char *out = NULL;
-    if (b && PEM_write_bio_X509(b, cert)) {
+    if (b && written) {
         char *p;
         long n = BIO_get_mem_data(b, &p);
         out = malloc((size_t)n + 1);
@@ -134,20 +135,14 @@ char *cas_cert_pem(X509 *cert) {
     return out;
 }
 
+char *cas_cert_pem(X509 *cert) {
+    BIO *b = BIO_new(BIO_s_mem());
+    return bio_take_string(b, b && PEM_write_bio_X509(b, cert));
+}
+
 char *cas_key_pem(EVP_PKEY *key) {
-    BIO *b = BIO_new(BIO_s_secmem());
-    char *out = NULL;
-    if (b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL)) {
-        char *p;
-        long n = BIO_get_mem_data(b, &p);
-        out = malloc((size_t)n + 1);
-        if (out) {
-            memcpy(out, p, (size_t)n);
-            out[n] = 0;
-        }
-    }
-    BIO_free(b);
-    return out;
+    BIO *b = BIO_new(BIO_s_secmem()); /* the key passes through secure memory */
+    return bio_take_string(b, b && PEM_write_bio_PrivateKey(b, key, NULL, NULL, 0, NULL, NULL));
 }
 
 /* ---- identity files --------------------------------------------------------------------- */
