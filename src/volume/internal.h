@@ -27,6 +27,7 @@ struct scp_volume {
     int slotfd[2];  /* manifest.0, manifest.1 */
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
+    int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
     uint32_t cs;    /* chunk size */
     uint8_t volid[SCP_VOLID_LEN];
     uint8_t k_man[32], k_tag[32], k_files[32];

@@ -16,9 +16,37 @@
 static const char HDR_NAME[] = "scpvol.hdr";
 
 unsigned long vol_fork_gen;
+
+/* Every open volume of the process, so that a forked child can repair its locks: the child
+ * has one thread, and a lock that another parent thread held at the fork (a commit in a
+ * background fsync thread, as redis has) would otherwise stay locked in the child forever. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static scp_volume *registry[64];
+
+static void on_fork_child(void) {
+    pthread_mutex_init(&registry_mu, NULL);
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
+        scp_volume *v = registry[i];
+        if (!v) continue;
+        pthread_mutex_init(&v->mu, NULL);
+        for (scp_file *f = v->files; f; f = f->next) pthread_rwlock_init(&f->rw, NULL);
+        v->forked_midway = 1; /* the manifest in memory may be half-updated: reload it */
+    }
+    __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED);
+}
+
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void on_fork_child(void) { __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED); }
 static void atfork_init(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+static void registry_set(scp_volume *old, scp_volume *v) {
+    pthread_mutex_lock(&registry_mu);
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+        if (registry[i] == old) {
+            registry[i] = v;
+            break;
+        }
+    pthread_mutex_unlock(&registry_mu);
+}
 
 
 static int derive(const uint8_t key[32], const uint8_t volid[32], const char *label, uint8_t out[32],
@@ -182,6 +210,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     if (vol_lock(v, err) < 0) goto fail;
     vol_unlock(v);
+    registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
     if (expected) {
         uint64_t eg = scp_get_u64(expected->bytes);
         if (v->gen < eg) {
@@ -202,6 +231,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     free(hb);
     return v;
 fail:
+    registry_set(v, NULL);
     free(hb);
     vol_free(v);
     return NULL;
@@ -215,6 +245,7 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
                       "%ld file(s) of the volume were still open at close; their handles are now "
                       "invalid",
                       v->nhandles);
+    registry_set(v, NULL);
     file_cache_drop(v);
     vol_free(v);
     return rc;
@@ -226,6 +257,12 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     if (v->pid == getpid()) return 0;
     /* A forked child: its lock and file descriptors share open file descriptions (and so OFD
      * locks) with the parent. Take fresh ones so that the two processes exclude each other. */
+    if (v->forked_midway) {
+        v->forked_midway = 0;
+        scp_manifest_free(&v->man);
+        v->gen = 0;
+        if (vol_load_manifest(v, err) < 0) return -1;
+    }
     int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return scp_fail_errno(err, "cannot reopen the volume lock after fork");
     close(v->lockfd);
