@@ -42,3 +42,11 @@ tamper_largest() {
         dd of="$f" bs=1 seek=$off count=1 conv=notrunc 2>/dev/null || fail "tamper failed"
     note "tampered with $(basename "$f") at offset $off"
 }
+
+# free_port: print a loopback TCP port that nothing listens on now.
+free_port() {
+    while :; do
+        p=$(shuf -i 20000-60999 -n 1)
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}

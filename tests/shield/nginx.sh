@@ -8,12 +8,6 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 setup "$@"
 fail() { echo "FAIL: $*" >&2; [ -f "$T/error.log" ] && tail -20 "$T/error.log" >&2; exit 1; }
 
-free_port() {
-    while :; do
-        p=$(shuf -i 20000-60999 -n 1)
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
 PORT=$(free_port)
 mkdir -p "$T/tmp"
 cat > "$T/nginx.conf" <<CONF

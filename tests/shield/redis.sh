@@ -9,12 +9,6 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
 setup "$@"
 fail() { echo "FAIL: $*" >&2; [ -f "$T/redis.log" ] && tail -20 "$T/redis.log" >&2; exit 1; }
 
-free_port() {
-    while :; do
-        p=$(shuf -i 20000-60999 -n 1)
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
 PORT=$(free_port)
 cli() { redis-cli -p "$PORT" "$@"; }
 
