@@ -13,7 +13,7 @@
 
 static const uint8_t volhdr_magic[8] = {'S', 'C', 'P', 'V', 'O', 'L', 0, 1};
 static const uint8_t manslot_magic[8] = {'S', 'C', 'P', 'M', 'A', 'N', 0, 1};
-static const uint8_t journal_magic[8] = {'S', 'C', 'P', 'J', 'R', 'N', 0, 1};
+static const uint8_t journal_magic[8] = {'S', 'C', 'P', 'J', 'R', 'N', 0, 2};
 
 static int bad(scp_err *err, scp_code code, const char *what) {
     return scp_fail(err, code, EIO, "%s", what);
@@ -212,65 +212,87 @@ void scp_manifest_free(scp_manifest *m) {
     memset(m, 0, sizeof *m);
 }
 
-#define JENTRY_LEN (8 + SCP_CHUNK_ENTRY_LEN)
+void scp_journal_start(uint8_t hdr[SCP_JRN_HDR_LEN], const uint8_t salt[SCP_HASH_LEN],
+                       uint8_t chain[SCP_HASH_LEN]) {
+    memcpy(hdr, journal_magic, 8);
+    memcpy(hdr + 8, salt, SCP_HASH_LEN);
+    scp_sha256_buf(hdr, SCP_JRN_HDR_LEN, chain);
+}
 
 void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t len) {
     struct scp_buf parts[2] = {{chain, SCP_HASH_LEN}, {rec, len}};
     scp_sha256(parts, 2, chain);
 }
 
-int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_journal_view *out,
-                      scp_journal_chunk_cb chunk_cb, void *ctx, scp_err *err) {
-    (void)err; /* chunk_cb reports its own errors */
+/* The commit record at buf+off, if it is whole and its entries are sane: returns its length
+ * (with the stored chain value) and its size and count, or 0. */
+static size_t commit_rec(const uint8_t *buf, size_t len, size_t off, uint32_t cs, uint64_t *size,
+                         uint64_t *count) {
+    if (len - off < SCP_JCOMMIT_LEN(0) || scp_get_u64(buf + off + 8) != 0) return 0;
+    *size = scp_get_u64(buf + off + SCP_JREC_HDR_LEN);
+    *count = scp_get_u64(buf + off + SCP_JREC_HDR_LEN + 8);
+    if (*count > (len - off - SCP_JCOMMIT_LEN(0)) / SCP_JENTRY_LEN) return 0;
+    const uint8_t *e = buf + off + SCP_JREC_HDR_LEN + 16;
+    uint64_t max_index = *size / cs + 1;
+    for (uint64_t i = 0; i < *count; i++)
+        if (scp_get_u64(e + i * SCP_JENTRY_LEN) >= max_index) return 0;
+    return SCP_JCOMMIT_LEN(*count);
+}
+
+int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                     const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out) {
     memset(out, 0, sizeof *out);
     if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
-    memcpy(out->target_root, buf + 8, SCP_HASH_LEN);
+    uint8_t chain[SCP_HASH_LEN];
+    scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
     size_t off = SCP_JRN_HDR_LEN;
-    out->chunk_recs_off = off;
-    /* First pass: chain the chunk records and find the commit record, so that chunk_cb only
-     * ever sees the records of a journal that checks out whole. */
-    uint8_t chain[SCP_HASH_LEN] = {0};
-    size_t commit_off = 0;
-    while (len - off >= SCP_JREC_HDR_LEN) {
+    uint64_t nchunks = 0, ncommits = 0;
+    int found = 0;
+    /* Walk while the chain holds; the first record that does not fit or check out ends the log. */
+    while (len - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off + 4) == 0) {
         uint32_t type = scp_get_u32(buf + off);
-        if (scp_get_u32(buf + off + 4) != 0) return 0;
         if (type == SCP_JREC_CHUNK) {
-            if (len - off - SCP_JREC_HDR_LEN < chunk_size) return 0;
+            if (len - off - SCP_JREC_HDR_LEN < chunk_size) break;
             scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)chunk_size);
             off += SCP_JREC_HDR_LEN + chunk_size;
-            out->nchunks++;
-        } else if (type == SCP_JREC_COMMIT) {
-            commit_off = off;
-            break;
-        } else {
-            return 0;
+            nchunks++;
+            continue;
+        }
+        uint64_t csize, count;
+        size_t rlen = type == SCP_JREC_COMMIT ? commit_rec(buf, len, off, chunk_size, &csize, &count)
+                                              : 0;
+        if (rlen == 0) break;
+        scp_journal_chain(chain, buf + off, rlen - SCP_HASH_LEN);
+        if (memcmp(chain, buf + off + rlen - SCP_HASH_LEN, SCP_HASH_LEN) != 0) break;
+        off += rlen;
+        ncommits++;
+        if (csize == size && memcmp(buf + off - 2 * SCP_HASH_LEN, root, SCP_HASH_LEN) == 0) {
+            found = 1;
+            out->new_size = csize;
+            out->end = off;
+            out->ncommits = ncommits;
+            out->nchunks = nchunks;
         }
     }
-    if (!commit_off) return 0;
-    off = commit_off + SCP_JREC_HDR_LEN;
-    if (len - off < 16) return 0;
-    out->new_size = scp_get_u64(buf + off);
-    out->nentries = scp_get_u64(buf + off + 8);
-    off += 16;
-    if (out->nentries > (len - off) / JENTRY_LEN || len - off - out->nentries * JENTRY_LEN < 32)
-        return 0;
-    out->entries = buf + off;
-    off += (size_t)out->nentries * JENTRY_LEN;
-    uint8_t sum[32];
-    struct scp_buf parts[3] = {
-        {buf, SCP_JRN_HDR_LEN}, {chain, SCP_HASH_LEN}, {buf + commit_off, off - commit_off}};
-    scp_sha256(parts, 3, sum);
-    if (memcmp(sum, buf + off, 32) != 0) return 0;
-    uint64_t max_index = out->new_size / chunk_size + 1;
-    for (uint64_t i = 0; i < out->nentries; i++)
-        if (scp_get_u64(out->entries + i * JENTRY_LEN) >= max_index) return 0;
-    if (chunk_cb) {
-        off = SCP_JRN_HDR_LEN;
-        while (off < commit_off) {
-            uint64_t index = scp_get_u64(buf + off + 8);
-            if (chunk_cb(ctx, index, buf + off + SCP_JREC_HDR_LEN) < 0) return -1;
+    return found;
+}
+
+int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
+                       scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx) {
+    size_t off = SCP_JRN_HDR_LEN;
+    while (off < v->end) {
+        if (scp_get_u32(buf + off) == SCP_JREC_CHUNK) {
+            if (chunk_cb && chunk_cb(ctx, scp_get_u64(buf + off + 8), buf + off + SCP_JREC_HDR_LEN) < 0)
+                return -1;
             off += SCP_JREC_HDR_LEN + chunk_size;
+            continue;
         }
+        uint64_t count = scp_get_u64(buf + off + SCP_JREC_HDR_LEN + 8);
+        const uint8_t *e = buf + off + SCP_JREC_HDR_LEN + 16;
+        for (uint64_t i = 0; entry_cb && i < count; i++)
+            if (entry_cb(ctx, scp_get_u64(e + i * SCP_JENTRY_LEN), e + i * SCP_JENTRY_LEN + 8) < 0)
+                return -1;
+        off += SCP_JCOMMIT_LEN(count);
     }
-    return 1;
+    return 0;
 }

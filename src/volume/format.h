@@ -86,44 +86,56 @@ void scp_manifest_free(scp_manifest *m);
 int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err);
 
 /* ---- journal: file "objects/<id>.j" ---------------------------------------------------------
- *   header:  magic "SCPJRN\0\1" (8) | target root (32)
+ * A log of the file's commits since its last checkpoint (the point where everything before was
+ * durable in place). A commit appends records and a commit record; a checkpoint starts a new log.
+ *   header:  magic "SCPJRN\0\2" (8) | salt (32), random per log, so that the records of an older
+ *            log left behind in the file never continue the chain of a newer one
  *   records: u32 type | u32 zero | u64 chunk index | payload
  *     type 1 (chunk):  payload = chunk_size bytes of ciphertext
- *     type 2 (commit): payload = u64 new size | u64 count | count * (u64 index | nonce | tag)
- *                      | SHA-256(header || chain || this record up to here) (32)
- *   chain: c0 = 32 zero bytes, c(k+1) = SHA-256(c(k) || chunk record k), over the chunk records
- *   in order, so the checksum covers every record: a journal that mixes the records of two
- *   commits (a truncation that did not reach the disk) never checks out.
- * Only a journal whose commit record checks out and whose target root equals the manifest's
- * root for the file is replayed; anything else is stale and ignored.                         */
+ *     type 2 (commit): index 0; payload = u64 new size | u64 count | count * (u64 index | nonce |
+ *                      tag) | target root (32) | chain value after this record (32)
+ *   chain: c0 = SHA-256(header); then c = SHA-256(c || record) over every record in order (a
+ *          commit record up to and including its target root); a commit record checks out when
+ *          its stored chain value equals c. So a commit covers every byte before it.
+ * Recovery replays, in order, every record up to the last commit record that checks out and
+ * names the manifest's root and size for the file. Records after it are stale (a commit whose
+ * manifest never landed, or the tail of an older log). The checksum is not a MAC: a forged
+ * journal can make the file unreadable (the chunk table it produces fails the manifest's root),
+ * never make it read forged data.                                                            */
 #define SCP_JRN_HDR_LEN 40
 #define SCP_JREC_HDR_LEN 16
 #define SCP_JREC_CHUNK 1u
 #define SCP_JREC_COMMIT 2u
-
-typedef struct scp_jentry {
-    uint64_t index;
-    uint8_t ent[SCP_CHUNK_ENTRY_LEN]; /* nonce || tag, or all zero for a hole */
-} scp_jentry;
+#define SCP_JENTRY_LEN (8 + SCP_CHUNK_ENTRY_LEN)
+/* Bytes of a commit record with `count` entries. */
+#define SCP_JCOMMIT_LEN(count) (SCP_JREC_HDR_LEN + 16 + (size_t)(count)*SCP_JENTRY_LEN + 2 * SCP_HASH_LEN)
 
 typedef struct scp_journal_view {
-    uint8_t target_root[SCP_HASH_LEN];
-    uint64_t new_size;
-    uint64_t nentries;
-    const uint8_t *entries;   /* nentries * (8 + SCP_CHUNK_ENTRY_LEN) bytes, inside the buffer */
-    uint64_t nchunks;         /* chunk records, in order of appearance */
-    size_t chunk_recs_off;    /* offset of the first record */
+    uint64_t new_size; /* the file size named by the commit found */
+    size_t end;        /* offset just past that commit record: replay stops here */
+    uint64_t ncommits; /* commit records up to end */
+    uint64_t nchunks;  /* chunk records before end */
 } scp_journal_view;
 
-/* Extend a journal chain by one chunk record (header and payload). */
+/* Write a new log's header (magic and salt) and start its chain. */
+void scp_journal_start(uint8_t hdr[SCP_JRN_HDR_LEN], const uint8_t salt[SCP_HASH_LEN],
+                       uint8_t chain[SCP_HASH_LEN]);
+
+/* Extend a journal chain by one record (header and payload). */
 void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t len);
 
-/* Parse a whole journal held in memory. Returns 1 if a valid commit record was found, 0 if the
- * journal is empty, torn or has no commit (stale: ignore it), -1 on a hard error. For each chunk
- * record before the commit, chunk_cb (may be NULL) is called with the index and ciphertext;
- * it returns -1 (having filled its own error) to abort the parse with -1. */
+/* In a whole journal held in memory, find the last commit record that checks out and names
+ * `root` and `size`. Returns 1 with *out filled, 0 if there is none (empty, torn, stale or
+ * forged journal: ignore it). Never fails otherwise. */
+int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                     const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out);
+
+/* Walk the records before out->end of a journal that scp_journal_find accepted, in order:
+ * chunk_cb for every chunk record, entry_cb for every entry of every commit record (either may
+ * be NULL). A callback returns -1 (having filled its own error) to stop the walk with -1. */
 typedef int (*scp_journal_chunk_cb)(void *ctx, uint64_t index, const uint8_t *ct);
-int scp_journal_parse(const uint8_t *buf, size_t len, uint32_t chunk_size, scp_journal_view *out,
-                      scp_journal_chunk_cb chunk_cb, void *ctx, scp_err *err);
+typedef int (*scp_journal_entry_cb)(void *ctx, uint64_t index, const uint8_t *ent);
+int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
+                       scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx);
 
 #endif

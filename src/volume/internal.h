@@ -64,8 +64,10 @@ struct scp_file {
     uint64_t page_cap;
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
-    uint64_t j_end;             /* journal append offset (0 = journal unused) */
-    uint8_t j_chain[SCP_HASH_LEN]; /* hash chain over the journal's chunk records (format.h) */
+    uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
+    uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
+    int j_clean;                /* every commit is durable in place: a new log needs no
+                                 * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
     size_t kick_pending;        /* bytes written in place since writeback was last started */

@@ -25,7 +25,6 @@
 
 #define AAD_LEN (SCP_VOLID_LEN + SCP_FILEID_LEN + 8)
 #define ENT SCP_CHUNK_ENTRY_LEN
-#define JENTRY_LEN (8 + ENT)
 #define WRITE_BATCH_BYTES (4u << 20) /* bytes sealed and written in place per batch */
 
 static const uint8_t zero_ent[ENT];
@@ -330,50 +329,74 @@ static int replay_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
     return 0;
 }
 
-/* Replay the journal if it leads to the manifest's root. Returns 1 if replayed, 0 if there was
- * no usable journal, -1 on error. */
+static int replay_entry(void *ctx, uint64_t index, const uint8_t *e) {
+    struct replay *r = ctx;
+    scp_file *f = r->f;
+    if (index >= r->nchunks) return 0;
+    memcpy(ent(f, index), e, ENT);
+    f->page_dirty[index / SCP_TABLE_PAGE] = 1;
+    if (scp_pwrite_full(f->fd_t, e, ENT, index * ENT) < 0)
+        return scp_fail_errno(r->err, "cannot replay the journal of '%s'", f->path);
+    return 0;
+}
+
+/* Take the writer lock without waiting (byte 1 of the data object; see acquire_writer).
+ * Returns 1 if taken, 0 if another process holds it. */
+static int try_writer_lock(scp_file *f) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    return fcntl(f->fd_d, F_OFD_SETLK, &fl) == 0;
+}
+
+static void writer_unlock(scp_file *f) {
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    (void)fcntl(f->fd_d, F_OFD_SETLK, &fl);
+}
+
+/* Redo the journal's commits up to the one that names the manifest's root (format.h), make
+ * the result durable and empty the journal. Only a process that can take the writer lock does
+ * this: a live writer's journal is its own (it appends to it), and its commits are applied in
+ * the page cache that we read, so there is nothing to redo while it lives. Returns 1 if
+ * replayed, 0 if there was nothing to do, -1 on error. Caller holds f->rw for writing. */
 static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     struct stat st;
+    if (f->writer) return 0;
     if (f->fd_j < 0) {
         char name[48];
         vol_object_name(f->id, ".j", name);
-        f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC);
+        f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (f->fd_j < 0) return 0;
     }
-    if (fstat(f->fd_j, &st) < 0 || st.st_size < SCP_JRN_HDR_LEN) return 0;
+    if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN) return 0;
     if ((uint64_t)st.st_size > (UINT64_C(1) << 34))
         return scp_fail(err, SCP_E_NOTSUP, EFBIG, "'%s': journal too large to replay", e->path);
+    if (!try_writer_lock(f)) return 0;
     size_t len = (size_t)st.st_size;
     uint8_t *buf = malloc(len);
-    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory replaying a journal");
     int rc = 0;
-    scp_journal_view jv;
-    if (scp_pread_full(f->fd_j, buf, len, 0) != (ssize_t)len) goto out;
-    if (scp_journal_parse(buf, len, f->vol->cs, &jv, NULL, NULL, err) != 1) goto out;
-    if (memcmp(jv.target_root, e->root, SCP_HASH_LEN) != 0 || jv.new_size != e->size) goto out;
-    struct replay r = {f, nchunks_of(e->size, f->vol->cs), err};
-    if (scp_journal_parse(buf, len, f->vol->cs, &jv, replay_chunk, &r, err) != 1) {
-        rc = -1;
+    if (!buf) {
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory replaying a journal");
         goto out;
     }
-    for (uint64_t k = 0; k < jv.nentries; k++) {
-        const uint8_t *je = jv.entries + k * JENTRY_LEN;
-        uint64_t i = scp_get_u64(je);
-        if (i >= nchunks_of(e->size, f->vol->cs)) continue; /* beyond the file: ignore */
-        memcpy(ent(f, i), je + 8, ENT);
-        f->page_dirty[i / SCP_TABLE_PAGE] = 1;
-        if (scp_pwrite_full(f->fd_t, je + 8, ENT, i * ENT) < 0) {
-            rc = scp_fail_errno(err, "cannot replay the journal of '%s'", e->path);
-            goto out;
-        }
+    scp_journal_view jv;
+    if (scp_pread_full(f->fd_j, buf, len, 0) != (ssize_t)len ||
+        scp_journal_find(buf, len, f->vol->cs, e->root, e->size, &jv) != 1)
+        goto out;
+    struct replay r = {f, nchunks_of(e->size, f->vol->cs), err};
+    if (scp_journal_replay(buf, &jv, f->vol->cs, replay_chunk, replay_entry, &r) < 0) {
+        rc = -1;
+        goto out;
     }
     if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0) {
         rc = scp_fail_errno(err, "cannot sync '%s' after journal replay", e->path);
         goto out;
     }
+    /* Harmless if it fails: replay is idempotent. */
+    if (ftruncate(f->fd_j, 0) < 0) {
+    }
     rc = 1;
 out:
     free(buf);
+    writer_unlock(f);
     return rc;
 }
 
@@ -400,9 +423,10 @@ static int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
                         "'%s': its chunk table does not match the manifest (the file was "
                         "modified, truncated, replaced or rolled back)",
                         e->path);
-    if (rc == 1 && ftruncate(f->fd_j, 0) < 0) { /* harmless if it fails: replay is idempotent */
-    }
     memcpy(f->c_root, e->root, SCP_HASH_LEN);
+    /* Whatever journal is on disk belongs to whoever writes next, who starts from a checkpoint. */
+    f->j_end = 0;
+    f->j_clean = 0;
     return 0;
 }
 
@@ -430,7 +454,8 @@ static void discard_uncommitted(scp_file *f) {
     while (u64map_next(&f->dirty, &pos, &k, &v)) free((void *)(uintptr_t)v);
     u64map_clear(&f->dirty);
     u64map_clear(&f->jmap);
-    f->j_end = 0;
+    f->j_end = 0; /* the records after the last commit are dead; the next commit checkpoints */
+    f->j_clean = 0;
     f->modified = 0;
 }
 
@@ -538,6 +563,8 @@ int file_after_fork(scp_file *f, scp_err *err) {
     if (f->fd_j >= 0) close(f->fd_j);
     f->fd_j = -1;
     f->writer = 0;
+    f->j_end = 0; /* the parent's journal log is the parent's */
+    f->j_clean = 0;
     if (!f->path) return 0;
     int d = open_obj(f, ".d", O_RDWR, err);
     int t = d >= 0 ? open_obj(f, ".t", O_RDWR, err) : -1;
@@ -578,6 +605,19 @@ static int acquire_writer(scp_file *f, scp_err *err) {
     return 0;
 }
 
+/* Make every commit this file has ever had durable in place: the data and table objects are
+ * synced whatever this process wrote, since the last writer's in-place applies may still sit in
+ * the page cache. After it the journal holds nothing that is needed. */
+static int checkpoint(scp_file *f, scp_err *err) {
+    if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0)
+        return scp_fail_errno(err, "cannot sync '%s'", f->path ? f->path : "file");
+    f->d_unsynced = f->t_unsynced = 0;
+    f->j_clean = 1;
+    return 0;
+}
+
+/* Make sure a journal log is open for appending (format.h): a new log starts from a
+ * checkpoint, because its header ends the old log's chain. */
 static int journal_begin(scp_file *f, scp_err *err) {
     if (f->fd_j < 0) {
         /* Every file is created with its journal object; a volume from elsewhere may lack it,
@@ -593,11 +633,19 @@ static int journal_begin(scp_file *f, scp_err *err) {
         }
         f->fd_j = fd;
     }
-    if (f->j_end == 0) {
-        if (ftruncate(f->fd_j, 0) < 0) return scp_fail_errno(err, "cannot reset a journal");
-        f->j_end = SCP_JRN_HDR_LEN;
-        memset(f->j_chain, 0, sizeof f->j_chain);
+    if (f->j_end != 0) return 0;
+    if (!f->j_clean) {
+        if (checkpoint(f, err) < 0) return -1;
+        if (ftruncate(f->fd_j, 0) < 0)
+            return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
     }
+    uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
+    if (scp_random(salt, sizeof salt, err) < 0) return -1;
+    scp_journal_start(hdr, salt, f->j_chain);
+    if (scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0)
+        return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    f->j_end = SCP_JRN_HDR_LEN;
+    f->j_clean = 0;
     return 0;
 }
 
@@ -805,7 +853,18 @@ static int sync_fd(int fd, int *flag, const char *path, scp_err *err) {
     return 0;
 }
 
-/* Apply the journal in place after the commit point (caller holds the volume lock). */
+/* A commit whose fresh chunks come to at most this many bytes copies them into the journal, so
+ * that it syncs one object instead of three (sqlite's and redis's small appends). */
+#ifndef SCP_FRESH_JOURNAL_BYTES
+#define SCP_FRESH_JOURNAL_BYTES (256u << 10)
+#endif
+/* A journal log longer than this is closed after the commit; the next one checkpoints. */
+#ifndef SCP_JOURNAL_MAX
+#define SCP_JOURNAL_MAX (8u << 20)
+#endif
+
+/* Apply the journal's newest commit in place after the commit point, without syncing: until a
+ * checkpoint the journal can redo it (caller holds the volume lock). */
 static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint8_t *ct = malloc(cs);
@@ -829,59 +888,110 @@ static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
     return rc;
 }
 
-/* Write the commit record and header of the journal. Returns 1 if a journal is in use. */
-static int journal_seal(scp_file *f, uint64_t lim, const uint8_t root[SCP_HASH_LEN],
-                        scp_err *err) {
-    uint64_t count = 0;
-    for (uint64_t i = 0; i < lim; i++) count += (uint64_t)changed_get(f, i);
-    if (count == 0 && u64map_count(&f->jmap) == 0) return 0;
+/* Append copies of the fresh chunks [from, to), read back from the page cache where they were
+ * just written in place. */
+static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    size_t cnt = 0, rl = SCP_JREC_HDR_LEN + (size_t)cs;
+    for (uint64_t i = from; i < to; i++) cnt += !is_hole(ent(f, i));
+    if (cnt == 0) return 0;
+    uint8_t *buf = malloc(cnt * rl), *r = buf;
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    int rc = 0;
+    for (uint64_t i = from; i < to && rc == 0; i++) {
+        if (is_hole(ent(f, i))) continue;
+        scp_put_u32(r, SCP_JREC_CHUNK);
+        scp_put_u32(r + 4, 0);
+        scp_put_u64(r + 8, i);
+        if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, i * cs) != (ssize_t)cs)
+            rc = scp_fail_errno(err, "cannot read back '%s'", f->path);
+        scp_journal_chain(f->j_chain, r, rl);
+        r += rl;
+    }
+    if (rc == 0 && scp_pwrite_full(f->fd_j, buf, cnt * rl, f->j_end) < 0)
+        rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    if (rc == 0) f->j_end += cnt * rl;
+    free(buf);
+    return rc;
+}
+
+/* Append the commit record (the changed entries below lim and every entry in [from, to)), and
+ * make the journal durable. */
+static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
+                        const uint8_t root[SCP_HASH_LEN], scp_err *err) {
     if (journal_begin(f, err) < 0) return -1;
-    size_t rlen = SCP_JREC_HDR_LEN + 16 + (size_t)count * JENTRY_LEN;
-    uint8_t *rec = malloc(rlen + SCP_HASH_LEN);
+    uint64_t count = to - from;
+    for (uint64_t i = 0; i < lim; i++) count += (uint64_t)changed_get(f, i);
+    size_t rlen = SCP_JCOMMIT_LEN(count);
+    uint8_t *rec = malloc(rlen);
     if (!rec) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    uint8_t hdr[SCP_JRN_HDR_LEN];
-    memcpy(hdr, "SCPJRN\0\1", 8);
-    memcpy(hdr + 8, root, SCP_HASH_LEN);
     memset(rec, 0, SCP_JREC_HDR_LEN);
     scp_put_u32(rec, SCP_JREC_COMMIT);
     scp_put_u64(rec + SCP_JREC_HDR_LEN, f->size);
     scp_put_u64(rec + SCP_JREC_HDR_LEN + 8, count);
     uint8_t *p = rec + SCP_JREC_HDR_LEN + 16;
-    for (uint64_t i = 0; i < lim; i++) {
-        if (!changed_get(f, i)) continue;
+    for (uint64_t i = 0; i < to; i++) {
+        if (i < lim ? !changed_get(f, i) : i < from) continue;
         scp_put_u64(p, i);
         memcpy(p + 8, ent(f, i), ENT);
-        p += JENTRY_LEN;
+        p += SCP_JENTRY_LEN;
     }
-    struct scp_buf parts[3] = {{hdr, sizeof hdr}, {f->j_chain, SCP_HASH_LEN}, {rec, rlen}};
-    scp_sha256(parts, 3, rec + rlen);
+    memcpy(p, root, SCP_HASH_LEN);
+    scp_journal_chain(f->j_chain, rec, rlen - SCP_HASH_LEN);
+    memcpy(p + SCP_HASH_LEN, f->j_chain, SCP_HASH_LEN);
     int rc = 0;
-    if (scp_pwrite_full(f->fd_j, rec, rlen + SCP_HASH_LEN, f->j_end) < 0 ||
-        scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0 || fdatasync(f->fd_j) < 0)
+    if (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 || fdatasync(f->fd_j) < 0)
         rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    else
+        f->j_end += rlen;
     free(rec);
-    return rc < 0 ? -1 : 1;
+    return rc;
 }
 
-/* Make f's state durable and advance the volume tag. Caller holds f->rw for writing. */
+static int any_changed(scp_file *f, uint64_t lim) {
+    for (uint64_t i = 0; i < lim; i += 8)
+        if (f->changed[i / 8]) return 1;
+    return 0;
+}
+
+/* Make f's state durable and advance the volume tag. Caller holds f->rw for writing.
+ *
+ * Two ways (docs/volume-format.md): through the journal (overwrites, small appends, and any
+ * commit while a journal log is open: its commits must stay reachable from the manifest), which
+ * syncs the journal and the manifest and applies in place without syncing; or in place (large
+ * appends with nothing to redo), which syncs data and table before the manifest and leaves
+ * nothing in the journal. */
 static int commit(scp_file *f, scp_err *err) {
     if (!f->modified || !f->path) return 0;
     scp_volume *v = f->vol;
     uint32_t cs = v->cs;
     if (writeback(f, err) < 0) return -1;
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
+    uint64_t nfresh = n > cn ? n - cn : 0;
+    int small = nfresh <= SCP_FRESH_JOURNAL_BYTES / cs;
+    int redo = u64map_count(&f->jmap) > 0 || any_changed(f, lim);
+    int journal = redo || (small && nfresh) || f->j_end;
+    if (!small && !redo) journal = 0; /* syncing in place anyway: that also closes the log */
     uint8_t root[SCP_HASH_LEN];
     compute_root(f, root);
-    /* 1. Fresh table entries in place, then everything durable except the commit point. */
-    if (n > cn) {
+    /* 1. Everything durable except the commit point. */
+    if ((!journal || !small) && n > cn) {
         if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
             return scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
         f->t_unsynced = 1;
     }
-    int journal = journal_seal(f, lim, root, err);
-    if (journal < 0 || sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
-        sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0)
+    if (journal) {
+        if (journal_begin(f, err) < 0 || (small && journal_fresh(f, cn, n, err) < 0) ||
+            journal_seal(f, lim, small && n > cn ? cn : n, n, root, err) < 0)
+            return -1;
+        if (!small && (sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
+                       sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0))
+            return -1;
+    } else if (!f->j_clean ? checkpoint(f, err) < 0
+                           : sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
+                                 sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0) {
         return -1;
+    }
     /* 2. The commit point: the manifest names the new root. */
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
@@ -899,20 +1009,22 @@ static int commit(scp_file *f, scp_err *err) {
         vol_unlock(v);
         return -1;
     }
-    /* 3. Apply in place; until this is durable the journal stays, so recovery can redo it. */
+    /* 3. Apply in place, unsynced: the journal redoes it until the next checkpoint. */
     if (journal) rc = apply_journal(f, lim, err);
+    if (rc == 0 && journal && small && n > cn) {
+        if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
+            rc = scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
     if (rc == 0 && n < cn &&
         (ftruncate(f->fd_d, (off_t)(n * cs)) < 0 || ftruncate(f->fd_t, (off_t)(n * ENT)) < 0))
         rc = scp_fail_errno(err, "cannot shrink '%s'", f->path);
-    if (rc == 0 && n < cn) f->d_unsynced = f->t_unsynced = 1;
-    if (rc == 0) rc = sync_fd(f->fd_d, &f->d_unsynced, f->path, err);
-    if (rc == 0) rc = sync_fd(f->fd_t, &f->t_unsynced, f->path, err);
-    if (rc == 0 && journal && ftruncate(f->fd_j, 0) < 0)
-        rc = scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
     vol_unlock(v);
     if (rc < 0) return -1;
     u64map_clear(&f->jmap);
-    f->j_end = 0;
+    /* Close the log after a shrink (a later append writes in place where the log may hold older
+     * records of the same chunk) or when it is long; the next journaled commit checkpoints. */
+    if (!journal || n < cn || f->j_end > SCP_JOURNAL_MAX) f->j_end = 0;
     f->c_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
     memset(f->changed, 0, f->table_cap / 8 + 1);
@@ -1069,9 +1181,12 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
                 rc = -1;
             }
         }
-        i = man_find(&v->man, p);
     }
+    int created = i < 0;
+    i = man_find(&v->man, p);
     if (rc == 0 && !(h->f = file_get(v, &v->man.e[i], err))) rc = -1;
+    /* Fresh objects: nothing in them needs a checkpoint before the file's first journal log. */
+    if (rc == 0 && created && h->f->refs == 1) h->f->j_clean = 1;
     if (rc == 0) v->nhandles++;
     vol_unlock(v);
     if (rc == 0 && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
@@ -1108,9 +1223,11 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     }
     pthread_mutex_lock(&v->mu);
     if (f->refs == 1 && f->writer) {
-        struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
-        fcntl(f->fd_d, F_OFD_SETLK, &fl);
+        writer_unlock(f);
         f->writer = 0;
+        /* Another process may write next and start its own journal log over ours. */
+        f->j_end = 0;
+        f->j_clean = 0;
     }
     file_put(v, f);
     v->nhandles--;

@@ -613,7 +613,10 @@ int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t ui
         if (uid >= 0) e->uid = (uint32_t)uid;
         if (gid >= 0) e->gid = (uint32_t)gid;
         if (mtime_ns != INT64_MIN) e->mtime_ns = mtime_ns;
-        if (vol_commit_manifest(v, err) < 0) {
+        /* No change, no commit: sqlite fchowns every journal it creates to the owner it has. */
+        int same = e->mode == saved.mode && e->uid == saved.uid && e->gid == saved.gid &&
+                   e->mtime_ns == saved.mtime_ns;
+        if (!same && vol_commit_manifest(v, err) < 0) {
             *e = saved;
             rc = -1;
         }
