@@ -36,63 +36,17 @@
 #include <sys/wait.h>
 
 #include "testutil.h"
+#define WL_MAXSZ (160u * 1024)
+#define WL_MARKER "CRASH-PLAINTEXT-MARKER-5a17"
+#include "workload.h"
 
-#define CS 4096u
-#define NF 3
-#define MAXSZ (160u * 1024)
 #define NOPS 400
 #define HASHLEN 32
-
-static const char *const FILES[NF] = {"c/alpha", "c/beta", "c/gamma"};
-static const char MARKER[] = "CRASH-PLAINTEXT-MARKER-5a17";
 
 static void sha256(const uint8_t *p, size_t n, uint8_t out[HASHLEN]) {
     unsigned len = HASHLEN;
     REQUIRE(EVP_Digest(p, n, out, &len, EVP_sha256(), NULL) == 1);
 }
-
-/* ---- the workload: generated identically by child and parent ---------------------------- */
-
-enum { OP_WRITE, OP_TRUNC, OP_FSYNC, OP_REOPEN, OP_REPLACE, OP_TRUNCOPEN };
-typedef struct op {
-    int type, file;
-    uint64_t off, len; /* write: offset/length; trunc: new size in off */
-} op;
-
-static uint8_t data[MAXSZ];
-
-/* Next op from rng; for writes, data[0..len) is filled (starting with the marker). */
-static void gen_op(tu_rng *r, op *o) {
-    unsigned k = (unsigned)tu_below(r, 100);
-    o->file = (int)tu_below(r, NF);
-    if (k < 55) {
-        o->type = OP_WRITE;
-        unsigned s = (unsigned)tu_below(r, 10);
-        o->len = s < 4 ? tu_range(r, 1, 300) : s < 8 ? tu_range(r, 1, 2 * CS) : tu_range(r, 1, 5 * CS);
-        o->off = tu_below(r, MAXSZ - o->len);
-        if (tu_pct(r, 20)) o->off = o->off / CS * CS;
-        tu_fill(r, data, o->len);
-        memcpy(data, MARKER, o->len < sizeof MARKER - 1 ? o->len : sizeof MARKER - 1);
-    } else if (k < 63) {
-        o->type = OP_TRUNC;
-        o->off = tu_below(r, MAXSZ);
-        o->len = 0;
-    } else if (k < 91) {
-        o->type = OP_FSYNC;
-    } else if (k < 95) {
-        o->type = OP_REOPEN;
-    } else if (k < 98) {
-        /* atomic replace: close, write "c/tmp" whole, rename it over the file, reopen */
-        o->type = OP_REPLACE;
-        o->len = tu_below(r, MAXSZ / 2);
-        o->off = 0;
-        tu_fill(r, data, o->len);
-        memcpy(data, MARKER, o->len < sizeof MARKER - 1 ? o->len : sizeof MARKER - 1);
-    } else {
-        o->type = OP_TRUNCOPEN; /* close, reopen with O_TRUNC */
-    }
-}
-static int is_commit(const op *o) { return o->type >= OP_FSYNC; }
 
 typedef struct report {
     uint32_t opidx, file;
@@ -106,90 +60,33 @@ static void child_workload(const char *vd, const uint8_t *key, uint64_t seed, in
         fprintf(stderr, "crash child: open: %s\n", e.msg);
         _exit(3);
     }
-    scp_vfile *f[NF];
-    for (int i = 0; i < NF; i++) {
-        f[i] = scp_vfile_open(v, FILES[i], O_RDWR, 0, &e);
+    scp_vfile *f[WL_NF];
+    for (int i = 0; i < WL_NF; i++) {
+        f[i] = scp_vfile_open(v, WL_FILES[i], O_RDWR, 0, &e);
         if (!f[i]) {
-            fprintf(stderr, "crash child: open %s: %s\n", FILES[i], e.msg);
+            fprintf(stderr, "crash child: open %s: %s\n", WL_FILES[i], e.msg);
             _exit(3);
         }
     }
     tu_rng r = {seed};
     for (uint32_t i = 0; i < NOPS; i++) {
         op o;
-        gen_op(&r, &o);
-        int rc = 0;
-        switch (o.type) {
-        case OP_WRITE:
-            rc = scp_vfile_pwrite(f[o.file], data, o.len, o.off, &e) == (ssize_t)o.len ? 0 : -1;
-            break;
-        case OP_TRUNC: rc = scp_vfile_truncate(f[o.file], o.off, &e); break;
-        case OP_FSYNC: rc = scp_vfile_fsync(f[o.file], &e); break;
-        case OP_REOPEN:
-        case OP_TRUNCOPEN:
-            rc = scp_vfile_close(f[o.file], &e);
-            if (rc == 0) {
-                f[o.file] = scp_vfile_open(v, FILES[o.file],
-                                           O_RDWR | (o.type == OP_TRUNCOPEN ? O_TRUNC : 0), 0, &e);
-                if (!f[o.file]) rc = -1;
-            }
-            break;
-        case OP_REPLACE:
-            rc = scp_vfile_close(f[o.file], &e);
-            if (rc == 0) {
-                scp_vfile *t = scp_vfile_open(v, "c/tmp", O_RDWR | O_CREAT | O_TRUNC, 0600, &e);
-                if (!t) rc = -1;
-                if (rc == 0 && o.len &&
-                    scp_vfile_pwrite(t, data, o.len, 0, &e) != (ssize_t)o.len)
-                    rc = -1;
-                if (t && scp_vfile_close(t, rc ? NULL : &e) != 0) rc = -1;
-            }
-            if (rc == 0) rc = scp_volume_rename(v, "c/tmp", FILES[o.file], &e);
-            if (rc == 0) {
-                f[o.file] = scp_vfile_open(v, FILES[o.file], O_RDWR, 0, &e);
-                if (!f[o.file]) rc = -1;
-            }
-            break;
-        }
+        wl_gen(&r, &o);
+        int rc = wl_run(v, f, &o, &e);
         if (rc != 0) {
-            fprintf(stderr, "crash child: op %u type %d on %s: %s\n", i, o.type, FILES[o.file],
+            fprintf(stderr, "crash child: op %u type %d on %s: %s\n", i, o.type, WL_FILES[o.file],
                     e.msg);
             _exit(4);
         }
-        if (is_commit(&o)) {
+        if (wl_is_commit(&o)) {
             report rep = {i, (uint32_t)o.file, {{0}}};
             scp_volume_tag_get(v, &rep.tag);
             if (write(wfd, &rep, sizeof rep) != sizeof rep) _exit(5);
         }
     }
-    for (int i = 0; i < NF; i++) scp_vfile_close(f[i], &e);
+    for (int i = 0; i < WL_NF; i++) scp_vfile_close(f[i], &e);
     scp_volume_close(v, &e);
     _exit(0);
-}
-
-/* Contents as the parent tracks them. */
-typedef struct fbuf {
-    uint8_t *p;
-    size_t n;
-} fbuf;
-
-static void sim_apply(fbuf *fs, const op *o) {
-    fbuf *b = &fs[o->file];
-    if (o->type == OP_WRITE) {
-        if (o->off + o->len > b->n) {
-            memset(b->p + b->n, 0, o->off + o->len - b->n);
-            b->n = o->off + o->len;
-        }
-        memcpy(b->p + o->off, data, o->len);
-    } else if (o->type == OP_TRUNC) {
-        if (o->off > b->n) memset(b->p + b->n, 0, o->off - b->n);
-        b->n = o->off;
-    } else if (o->type == OP_REPLACE) {
-        memcpy(b->p, data, o->len);
-        b->n = o->len;
-    } else if (o->type == OP_TRUNCOPEN) {
-        b->n = 0;
-    }
 }
 
 static int scan_marker(const char *dir) {
@@ -207,7 +104,7 @@ static int scan_marker(const char *dir) {
             } else {
                 size_t n;
                 uint8_t *b = tu_read_file(c, &n);
-                if (b && tu_memmem(b, n, MARKER, sizeof MARKER - 1)) {
+                if (b && tu_memmem(b, n, WL_MARKER, sizeof WL_MARKER - 1)) {
                     CHECKF(0, "plaintext marker found in '%s'", c);
                     hits++;
                 }
@@ -247,21 +144,21 @@ static void run_kills(void) {
     char *root = tu_tmpdir("crash");
     char *vd = tu_path(root, "vol");
     scp_err e;
-    REQUIRE_OK(scp_volume_create(vd, key, CS, &e), e);
+    REQUIRE_OK(scp_volume_create(vd, key, WL_CS, &e), e);
     scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(scp_volume_mkdir(v, "c", 0700, &e), e);
-    for (int i = 0; i < NF; i++) REQUIRE_OK(tu_vput(v, FILES[i], "", 0, &e), e);
+    for (int i = 0; i < WL_NF; i++) REQUIRE_OK(tu_vput(v, WL_FILES[i], "", 0, &e), e);
     scp_volume_tag tag;
     scp_volume_tag_get(v, &tag);
     REQUIRE_OK(scp_volume_close(v, &e), e);
 
-    fbuf cur[NF], sim[NF], cand[3];
-    for (int i = 0; i < NF; i++) {
-        cur[i].p = calloc(1, MAXSZ + 5 * CS);
-        sim[i].p = calloc(1, MAXSZ + 5 * CS);
+    fbuf cur[WL_NF], sim[WL_NF], cand[3];
+    for (int i = 0; i < WL_NF; i++) {
+        cur[i].p = calloc(1, WL_MAXSZ + 5 * WL_CS);
+        sim[i].p = calloc(1, WL_MAXSZ + 5 * WL_CS);
         cur[i].n = 0;
     }
-    for (int i = 0; i < 3; i++) cand[i].p = malloc(MAXSZ + 5 * CS);
+    for (int i = 0; i < 3; i++) cand[i].p = malloc(WL_MAXSZ + 5 * WL_CS);
 
     double t0 = tu_now(), full = 0;
     long kills = 0, rounds = 0, completed = 0, unreported = 0;
@@ -298,7 +195,7 @@ static void run_kills(void) {
         else CHECKF(0, "round %ld: child failed (status 0x%x)", rounds, st);
         (void)killed;
         /* all reports */
-        long last_any = -1, last_f[NF] = {-1, -1, -1};
+        long last_any = -1, last_f[WL_NF] = {-1, -1, -1};
         report rep, last_rep;
         int have_rep = 0;
         ssize_t got;
@@ -314,30 +211,30 @@ static void run_kills(void) {
 
         /* replay: the state of each file at its last reported commit, and the state at the
          * first commit after the last report (the child may have finished it unreported) */
-        for (int i = 0; i < NF; i++) {
+        for (int i = 0; i < WL_NF; i++) {
             memcpy(sim[i].p, cur[i].p, cur[i].n);
             sim[i].n = cur[i].n;
         }
-        fbuf at_last[NF];
-        for (int i = 0; i < NF; i++) {
-            at_last[i].p = malloc(MAXSZ + 5 * CS);
+        fbuf at_last[WL_NF];
+        for (int i = 0; i < WL_NF; i++) {
+            at_last[i].p = malloc(WL_MAXSZ + 5 * WL_CS);
             memcpy(at_last[i].p, cur[i].p, cur[i].n);
             at_last[i].n = cur[i].n;
         }
         int extra_file = -1;
         fbuf pre;
-        pre.p = malloc(MAXSZ + 5 * CS);
+        pre.p = malloc(WL_MAXSZ + 5 * WL_CS);
         pre.n = 0;
         tu_rng r = {seed};
         for (long i = 0; i < NOPS; i++) {
             op o;
-            gen_op(&r, &o);
-            if (is_commit(&o) && i > last_any) { /* the state before this op (its close) */
+            wl_gen(&r, &o);
+            if (wl_is_commit(&o) && i > last_any) { /* the state before this op (its close) */
                 memcpy(pre.p, sim[o.file].p, sim[o.file].n);
                 pre.n = sim[o.file].n;
             }
-            sim_apply(sim, &o);
-            if (!is_commit(&o)) continue;
+            wl_model(sim, &o);
+            if (!wl_is_commit(&o)) continue;
             if (i <= last_any) {
                 if (i == last_f[o.file]) {
                     memcpy(at_last[o.file].p, sim[o.file].p, sim[o.file].n);
@@ -350,33 +247,33 @@ static void run_kills(void) {
         }
         /* no commit op after the last report: the child's final closes commit every file's
          * end state (unreported) */
-        if (extra_file < 0) extra_file = NF;
+        if (extra_file < 0) extra_file = WL_NF;
         /* open with the last reported tag: a finished commit must never be lost */
         tu_err_clear(&e);
         v = scp_volume_open(vd, key, &tag, &e);
         if (!v) {
             CHECKF(0, "round %ld (seed %llu): open after kill: %s (%s)", rounds,
                    (unsigned long long)seed, e.msg, scp_code_name(e.code));
-            for (int i = 0; i < NF; i++) free(at_last[i].p);
+            for (int i = 0; i < WL_NF; i++) free(at_last[i].p);
             free(pre.p);
             break;
         }
         long probs = scp_volume_verify(v, problem_cb, NULL, NULL, &e);
         CHECKF(probs == 0, "round %ld (seed %llu): verify after kill: %ld problems (%s)", rounds,
                (unsigned long long)seed, probs, probs < 0 ? e.msg : "");
-        for (int i = 0; i < NF; i++) {
+        for (int i = 0; i < WL_NF; i++) {
             size_t n;
             tu_err_clear(&e);
-            uint8_t *b = tu_vget(v, FILES[i], &n, &e);
+            uint8_t *b = tu_vget(v, WL_FILES[i], &n, &e);
             if (!b) {
                 CHECKF(0, "round %ld (seed %llu): reading %s after kill: %s", rounds,
-                       (unsigned long long)seed, FILES[i], e.msg);
+                       (unsigned long long)seed, WL_FILES[i], e.msg);
                 continue;
             }
             int nc = 0;
             cand[nc].n = at_last[i].n;
             memcpy(cand[nc++].p, at_last[i].p, at_last[i].n);
-            if (extra_file == i || extra_file == NF) {
+            if (extra_file == i || extra_file == WL_NF) {
                 cand[nc].n = sim[i].n;
                 memcpy(cand[nc++].p, sim[i].p, sim[i].n);
             }
@@ -390,7 +287,7 @@ static void run_kills(void) {
             if (which < 0) {
                 CHECKF(0, "round %ld (seed %llu, killed after %.1f ms, last report op %ld): %s "
                           "reads a state that was never committed (%zu bytes)", rounds,
-                       (unsigned long long)seed, delay * 1000, last_any, FILES[i], n);
+                       (unsigned long long)seed, delay * 1000, last_any, WL_FILES[i], n);
                 describe_mismatch(b, n, cand, nc);
             } else {
                 hist[which]++;
@@ -403,7 +300,7 @@ static void run_kills(void) {
         scp_volume_tag_get(v, &tag);
         tu_err_clear(&e);
         CHECK_OK(scp_volume_close(v, &e), e);
-        for (int i = 0; i < NF; i++) free(at_last[i].p);
+        for (int i = 0; i < WL_NF; i++) free(at_last[i].p);
         free(pre.p);
         if (rounds % 16 == 0) scan_marker(vd);
     }
@@ -413,7 +310,7 @@ static void run_kills(void) {
            "child finished but had not reported\n",
            rounds, tu_now() - t0, kills, completed, full * 1000, hist[0], unreported);
     CHECKF(kills >= 50 || tu_failures, "only %ld kills", kills);
-    for (int i = 0; i < NF; i++) {
+    for (int i = 0; i < WL_NF; i++) {
         free(cur[i].p);
         free(sim[i].p);
     }
@@ -488,7 +385,7 @@ static void run_torn(void) {
     scp_err e;
     static uint8_t st_content[STATIC_SIZE];
     tu_fill(&master, st_content, STATIC_SIZE);
-    REQUIRE_OK(scp_volume_create(vd, key, CS, &e), e);
+    REQUIRE_OK(scp_volume_create(vd, key, WL_CS, &e), e);
     scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(tu_vput(v, "static", st_content, STATIC_SIZE, &e), e);
     REQUIRE_OK(tu_vput(v, "busy", "", 0, &e), e);
@@ -497,9 +394,9 @@ static void run_torn(void) {
     /* every state the writer will commit */
     uint64_t seed = tu_next(&master);
     hset states = {0};
-    fbuf sim[NF];
-    for (int i = 0; i < NF; i++) {
-        sim[i].p = calloc(1, MAXSZ + 5 * CS);
+    fbuf sim[WL_NF];
+    for (int i = 0; i < WL_NF; i++) {
+        sim[i].p = calloc(1, WL_MAXSZ + 5 * WL_CS);
         sim[i].n = 0;
     }
     uint8_t h[HASHLEN];
@@ -509,11 +406,11 @@ static void run_torn(void) {
         tu_rng r = {seed};
         for (int i = 0; i < TNOPS; i++) {
             op o;
-            gen_op(&r, &o);
+            wl_gen(&r, &o);
             o.file = 0; /* everything goes to "busy" */
             if (o.type >= OP_REPLACE) o.type = OP_FSYNC;
-            sim_apply(sim, &o);
-            if (is_commit(&o)) {
+            wl_model(sim, &o);
+            if (wl_is_commit(&o)) {
                 sha256(sim[0].p, sim[0].n, h);
                 hset_add(&states, h);
             }
@@ -530,11 +427,11 @@ static void run_torn(void) {
         tu_rng r = {seed};
         for (int i = 0; i < TNOPS; i++) {
             op o;
-            gen_op(&r, &o);
+            wl_gen(&r, &o);
             if (o.type >= OP_REPLACE) o.type = OP_FSYNC;
             int rc = 0;
             if (o.type == OP_WRITE)
-                rc = scp_vfile_pwrite(f, data, o.len, o.off, &e) == (ssize_t)o.len ? 0 : -1;
+                rc = scp_vfile_pwrite(f, wl_data, o.len, o.off, &e) == (ssize_t)o.len ? 0 : -1;
             else if (o.type == OP_TRUNC)
                 rc = scp_vfile_truncate(f, o.off, &e);
             else if (o.type == OP_FSYNC)
@@ -622,7 +519,7 @@ static void run_torn(void) {
     printf("torn copies: %d copies in %.1fs; %d opened (busy: %d read a committed state, %d "
            "integrity error), %d refused to open\n",
            ncopies, tu_now() - t0, opened, busy_ok, busy_int, open_fail);
-    for (int i = 0; i < NF; i++) free(sim[i].p);
+    for (int i = 0; i < WL_NF; i++) free(sim[i].p);
     free(states.h);
     if (!tu_failures) tu_rm_rf(root);
     else fprintf(stderr, "  copies kept in %s\n", root);

@@ -25,6 +25,8 @@
 #include <stdarg.h>
 
 #include "testutil.h"
+#define WL_MAXSZ (96u * 1024)
+#include "workload.h"
 
 /* ---- the wrappers ------------------------------------------------------------------------ */
 
@@ -444,68 +446,7 @@ static void model_stop(void) {
 
 /* ---- workload ---------------------------------------------------------------------------- */
 
-#define CS 4096u
-#define NF 3
-#define MAXSZ (96u * 1024)
 #define NOPS 250
-
-static const char *const FILES[NF] = {"c/alpha", "c/beta", "c/gamma"};
-enum { OP_WRITE, OP_TRUNC, OP_FSYNC, OP_REOPEN, OP_REPLACE, OP_TRUNCOPEN };
-typedef struct op {
-    int type, file;
-    uint64_t off, len;
-} op;
-static uint8_t data[MAXSZ];
-
-static void gen_op(tu_rng *r, op *o) {
-    unsigned k = (unsigned)tu_below(r, 100);
-    o->file = (int)tu_below(r, NF);
-    if (k < 55) {
-        o->type = OP_WRITE;
-        unsigned s = (unsigned)tu_below(r, 10);
-        o->len = s < 4 ? tu_range(r, 1, 300) : s < 8 ? tu_range(r, 1, 2 * CS) : tu_range(r, 1, 5 * CS);
-        o->off = tu_below(r, MAXSZ - o->len);
-        if (tu_pct(r, 20)) o->off = o->off / CS * CS;
-        tu_fill(r, data, o->len);
-    } else if (k < 63) {
-        o->type = OP_TRUNC;
-        o->off = tu_below(r, MAXSZ);
-    } else if (k < 91) {
-        o->type = OP_FSYNC;
-    } else if (k < 95) {
-        o->type = OP_REOPEN;
-    } else if (k < 98) {
-        o->type = OP_REPLACE;
-        o->len = tu_below(r, MAXSZ / 2);
-        tu_fill(r, data, o->len);
-    } else {
-        o->type = OP_TRUNCOPEN;
-    }
-}
-static int is_commit(const op *o) { return o->type >= OP_FSYNC; }
-
-typedef struct fbuf {
-    uint8_t *p;
-    size_t n;
-} fbuf;
-static void sim_apply(fbuf *fs, const op *o) {
-    fbuf *b = &fs[o->file];
-    if (o->type == OP_WRITE) {
-        if (o->off + o->len > b->n) {
-            memset(b->p + b->n, 0, o->off + o->len - b->n);
-            b->n = o->off + o->len;
-        }
-        memcpy(b->p + o->off, data, o->len);
-    } else if (o->type == OP_TRUNC) {
-        if (o->off > b->n) memset(b->p + b->n, 0, o->off - b->n);
-        b->n = o->off;
-    } else if (o->type == OP_REPLACE) {
-        memcpy(b->p, data, o->len);
-        b->n = o->len;
-    } else if (o->type == OP_TRUNCOPEN) {
-        b->n = 0;
-    }
-}
 
 /* What the workload was doing at each cut. */
 typedef struct cut {
@@ -582,10 +523,10 @@ static void write_image(void) {
 static void check_image(const cut *c, uint64_t seed, const uint8_t *key, fbuf *start,
                         long *nfailed) {
     /* candidates per file */
-    fbuf sim[NF], last[NF], pre = {malloc(MAXSZ + 5 * CS), 0}, post = {malloc(MAXSZ + 5 * CS), 0};
-    for (int i = 0; i < NF; i++) {
-        sim[i].p = malloc(MAXSZ + 5 * CS);
-        last[i].p = malloc(MAXSZ + 5 * CS);
+    fbuf sim[WL_NF], last[WL_NF], pre = {malloc(WL_MAXSZ + 5 * WL_CS), 0}, post = {malloc(WL_MAXSZ + 5 * WL_CS), 0};
+    for (int i = 0; i < WL_NF; i++) {
+        sim[i].p = malloc(WL_MAXSZ + 5 * WL_CS);
+        last[i].p = malloc(WL_MAXSZ + 5 * WL_CS);
         memcpy(sim[i].p, start[i].p, start[i].n);
         sim[i].n = start[i].n;
         memcpy(last[i].p, start[i].p, start[i].n);
@@ -595,13 +536,13 @@ static void check_image(const cut *c, uint64_t seed, const uint8_t *key, fbuf *s
     tu_rng r = {seed};
     for (long i = 0; i <= c->op && i < NOPS; i++) {
         op o;
-        gen_op(&r, &o);
-        if (i == c->op && is_commit(&o)) {
+        wl_gen(&r, &o);
+        if (i == c->op && wl_is_commit(&o)) {
             memcpy(pre.p, sim[o.file].p, sim[o.file].n);
             pre.n = sim[o.file].n;
         }
-        sim_apply(sim, &o);
-        if (!is_commit(&o)) continue;
+        wl_model(sim, &o);
+        if (!wl_is_commit(&o)) continue;
         if (i <= c->last_done) {
             memcpy(last[o.file].p, sim[o.file].p, sim[o.file].n);
             last[o.file].n = sim[o.file].n;
@@ -624,13 +565,13 @@ static void check_image(const cut *c, uint64_t seed, const uint8_t *key, fbuf *s
         long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
         CHECKF(probs == 0, "%s (seed %llu, op %ld): verify: %ld problems", c->dir,
                (unsigned long long)seed, c->op, probs);
-        for (int i = 0; i < NF; i++) {
+        for (int i = 0; i < WL_NF; i++) {
             size_t n;
             tu_err_clear(&e);
-            uint8_t *b = tu_vget(v, FILES[i], &n, &e);
+            uint8_t *b = tu_vget(v, WL_FILES[i], &n, &e);
             if (!b) {
                 CHECKF(0, "%s (seed %llu, op %ld, last commit %ld): reading %s: %s", c->dir,
-                       (unsigned long long)seed, c->op, c->last_done, FILES[i], e.msg);
+                       (unsigned long long)seed, c->op, c->last_done, WL_FILES[i], e.msg);
                 continue;
             }
             int ok = (n == last[i].n && !memcmp(b, last[i].p, n));
@@ -638,7 +579,7 @@ static void check_image(const cut *c, uint64_t seed, const uint8_t *key, fbuf *s
                 ok = (n == post.n && !memcmp(b, post.p, n)) || (n == pre.n && !memcmp(b, pre.p, n));
             CHECKF(ok, "%s (seed %llu, op %ld, last commit %ld): %s reads %zu bytes, not a "
                        "committed state (last commit: %zu bytes)", c->dir,
-                   (unsigned long long)seed, c->op, c->last_done, FILES[i], n, last[i].n);
+                   (unsigned long long)seed, c->op, c->last_done, WL_FILES[i], n, last[i].n);
             free(b);
         }
         scp_volume_close(v, &e);
@@ -646,7 +587,7 @@ static void check_image(const cut *c, uint64_t seed, const uint8_t *key, fbuf *s
     if (tu_failures != fails0) (*nfailed)++;
     else tu_rm_rf(d);
     free(d);
-    for (int i = 0; i < NF; i++) {
+    for (int i = 0; i < WL_NF; i++) {
         free(sim[i].p);
         free(last[i].p);
     }
@@ -662,20 +603,20 @@ static void run_one(uint64_t seed, long *images, long *nfailed) {
     char *vd = tu_path(root, "vol");
     images_root = root;
     scp_err e;
-    REQUIRE_OK(scp_volume_create(vd, key, CS, &e), e);
+    REQUIRE_OK(scp_volume_create(vd, key, WL_CS, &e), e);
     scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(scp_volume_mkdir(v, "c", 0700, &e), e);
-    fbuf start[NF];
-    for (int i = 0; i < NF; i++) {
-        start[i].p = malloc(MAXSZ + 5 * CS);
+    fbuf start[WL_NF];
+    for (int i = 0; i < WL_NF; i++) {
+        start[i].p = malloc(WL_MAXSZ + 5 * WL_CS);
         start[i].n = (size_t)tu_below(&rr, 30000);
         tu_fill(&rr, start[i].p, start[i].n);
-        REQUIRE_OK(tu_vput(v, FILES[i], start[i].p, start[i].n, &e), e);
+        REQUIRE_OK(tu_vput(v, WL_FILES[i], start[i].p, start[i].n, &e), e);
     }
     REQUIRE_OK(scp_volume_close(v, &e), e);
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_vfile *f[NF];
-    for (int i = 0; i < NF; i++) f[i] = REQUIRE_PTR(scp_vfile_open(v, FILES[i], O_RDWR, 0, &e), e);
+    scp_vfile *f[WL_NF];
+    for (int i = 0; i < WL_NF; i++) f[i] = REQUIRE_PTR(scp_vfile_open(v, WL_FILES[i], O_RDWR, 0, &e), e);
     scp_volume_tag_get(v, &cur_tag);
     ncuts = 0;
     last_done_commit = -1;
@@ -686,52 +627,21 @@ static void run_one(uint64_t seed, long *images, long *nfailed) {
     tu_rng r = {seed + 1};
     for (cur_op = 0; cur_op < NOPS; cur_op++) {
         op o;
-        gen_op(&r, &o);
-        int rc = 0;
-        switch (o.type) {
-        case OP_WRITE:
-            rc = scp_vfile_pwrite(f[o.file], data, o.len, o.off, &e) == (ssize_t)o.len ? 0 : -1;
-            break;
-        case OP_TRUNC: rc = scp_vfile_truncate(f[o.file], o.off, &e); break;
-        case OP_FSYNC: rc = scp_vfile_fsync(f[o.file], &e); break;
-        case OP_REOPEN:
-        case OP_TRUNCOPEN:
-            rc = scp_vfile_close(f[o.file], &e);
-            if (rc == 0) {
-                f[o.file] = scp_vfile_open(v, FILES[o.file],
-                                           O_RDWR | (o.type == OP_TRUNCOPEN ? O_TRUNC : 0), 0, &e);
-                if (!f[o.file]) rc = -1;
-            }
-            break;
-        case OP_REPLACE:
-            rc = scp_vfile_close(f[o.file], &e);
-            if (rc == 0) {
-                scp_vfile *t = scp_vfile_open(v, "c/tmp", O_RDWR | O_CREAT | O_TRUNC, 0600, &e);
-                if (!t) rc = -1;
-                if (rc == 0 && o.len && scp_vfile_pwrite(t, data, o.len, 0, &e) != (ssize_t)o.len)
-                    rc = -1;
-                if (t && scp_vfile_close(t, rc ? NULL : &e) != 0) rc = -1;
-            }
-            if (rc == 0) rc = scp_volume_rename(v, "c/tmp", FILES[o.file], &e);
-            if (rc == 0) {
-                f[o.file] = scp_vfile_open(v, FILES[o.file], O_RDWR, 0, &e);
-                if (!f[o.file]) rc = -1;
-            }
-            break;
-        }
+        wl_gen(&r, &o);
+        int rc = wl_run(v, f, &o, &e);
         REQUIRE_OK(rc, e);
-        if (is_commit(&o)) {
+        if (wl_is_commit(&o)) {
             last_done_commit = cur_op;
             scp_volume_tag_get(v, &cur_tag);
         }
     }
     W.on = 0;
-    for (int i = 0; i < NF; i++) scp_vfile_close(f[i], &e);
+    for (int i = 0; i < WL_NF; i++) scp_vfile_close(f[i], &e);
     scp_volume_close(v, &e);
     model_stop();
     for (size_t k = 0; k < ncuts; k++) check_image(&cuts[k], seed + 1, key, start, nfailed);
     *images += (long)ncuts;
-    for (int i = 0; i < NF; i++) free(start[i].p);
+    for (int i = 0; i < WL_NF; i++) free(start[i].p);
     if (!*nfailed) tu_rm_rf(root);
     else fprintf(stderr, "  images kept in %s\n", root);
     free(root);
