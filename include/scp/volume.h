@@ -90,7 +90,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
  * committing what it can) if some were still open or a commit failed. */
 int scp_volume_close(scp_volume *vol, scp_err *err);
 
-/* The tag of the latest committed state. */
+/* The tag of the latest durable state (what scp_volume_on_commit last reported). */
 void scp_volume_tag_get(scp_volume *vol, scp_volume_tag *out);
 
 /* Hex form of a tag (80 chars + NUL) and back. parse returns -1 on malformed input. */
@@ -105,6 +105,14 @@ typedef void (*scp_volume_commit_cb)(void *ctx, const scp_volume_tag *tag);
 void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
 
 /* ---- namespace -------------------------------------------------------------------------- */
+/* Namespace operations (create, mkdir, rename, unlink, rmdir, setattr) are visible at once to
+ * every process that opens the volume, and durable, as in POSIX, only at the next sync: a
+ * commit of any file's content (scp_vfile_fsync, or the close of a modified file),
+ * scp_volume_sync, or scp_volume_close. A power cut before that may undo them (never half of
+ * one). The objects of a removed file are deleted once its removal is durable. */
+
+/* Make every namespace operation so far durable (fsync of a directory). Reports the new tag. */
+int scp_volume_sync(scp_volume *vol, scp_err *err);
 
 int scp_volume_stat(scp_volume *vol, const char *path, scp_vstat *st, scp_err *err);
 int scp_volume_mkdir(scp_volume *vol, const char *path, uint32_t mode, scp_err *err);

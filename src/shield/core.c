@@ -1066,7 +1066,10 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (pf->kind == PF_FILE) {
             scp_err se;
             r = scp_vfile_fsync(pf->vf, &se) ? neg(&se) : 0;
-        } else r = 0;
+        } else { /* a directory: its creates, renames and unlinks become durable */
+            scp_err se;
+            r = scp_volume_sync(sh.vol[pf->vol].v, &se) ? neg(&se) : 0;
+        }
         break;
     case SYS_sync_file_range: r = 0; break;
     case SYS_ftruncate: {
@@ -1341,6 +1344,12 @@ int sh_commit_all(void) {
     }
     for (int i = 0; i < MAXMAP; i++)
         if (maps[i].addr && maps[i].pid == sh.pid) map_writeback(&maps[i]);
+    /* Namespace operations still pending durability, and the objects of removed files that
+     * wait for it: the next image (or nobody) would leave them to garbage collection. */
+    for (int i = 0; i < sh.nvol; i++) {
+        scp_err e;
+        if (scp_volume_sync(sh.vol[i].v, &e)) bad = 1;
+    }
     pthread_mutex_unlock(&sh.mu);
     sh_in_lib--;
     return bad ? -1 : 0;

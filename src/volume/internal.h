@@ -24,7 +24,7 @@ struct scp_volume {
     int dirfd;      /* the volume directory */
     int objfd;      /* its objects/ directory */
     int lockfd;     /* "lock": OFD write lock serializes commits across processes */
-    int slotfd[2];  /* manifest.0, manifest.1 */
+    int slotfd[3];  /* manifest.0, manifest.1 (durable), manifest.2 (scratch; -1 if absent) */
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
@@ -34,7 +34,11 @@ struct scp_volume {
     pthread_mutex_t mu;
     scp_manifest man; /* the committed manifest */
     uint64_t gen;     /* its generation */
-    scp_volume_tag tag;
+    scp_volume_tag tag; /* of the last durable commit (or of the state loaded) */
+    int lazy;         /* the newest manifest is in the scratch slot: not durable yet */
+    int objdir_dirty; /* objects created here since the last durable commit */
+    uint8_t (*doomed)[SCP_FILEID_LEN]; /* objects to delete after the next durable commit */
+    size_t ndoomed, doomcap;
     scp_file *files;  /* files loaded in this process */
     long nhandles;
     scp_volume_commit_cb cb;
@@ -98,8 +102,20 @@ static inline void vol_after_fork_check(scp_volume *v) {
         pthread_mutex_unlock(&v->mu);
     }
 }
-/* Write the in-memory manifest as generation gen+1 (caller holds vol_lock). */
-int vol_commit_manifest(scp_volume *v, scp_err *err);
+/* Write the in-memory manifest as generation gen+1 (caller holds vol_lock). durable: to a
+ * durable slot, synced, after the objects directory if files were created since (file
+ * commits); otherwise to the scratch slot without a sync (namespace operations, which POSIX
+ * makes durable only at an fsync). Only a durable commit reports its tag and deletes the
+ * objects of files removed before it. */
+int vol_commit_manifest(scp_volume *v, int durable, scp_err *err);
+/* Bytes of the lock file that every process shares (manifest.c). */
+#define VOL_LOCKBYTE_OBJDIR 256 /* objects were created and their directory is not synced */
+#define VOL_LOCKBYTE_DOOMED 257 /* some process may have left removed files' objects behind */
+void vol_lockbyte_set(scp_volume *v, off_t off, int on);
+/* Delete a removed file's objects after the next durable commit (volume.c); and do it now for
+ * every file so marked (called by a durable commit). */
+void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
+void vol_doomed_drain(scp_volume *v);
 /* Find an entry by normalized path; returns its index or -1. */
 long man_find(const scp_manifest *m, const char *path);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
@@ -110,8 +126,9 @@ int vol_load_manifest(scp_volume *v, scp_err *err);
 uint64_t vol_peek_generation(scp_volume *v);
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]);
-/* Delete a file's three objects (best effort: a leftover is an orphan, never a hazard). */
-void vol_unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
+/* If the lock file says removed files' objects may have been left behind, delete every object
+ * that no manifest slot names (caller holds vol_lock; best effort). */
+void vol_collect_garbage(scp_volume *v);
 
 /* vfile.c */
 /* Content root of a file state: SHA-256 over id, size and page hashes of its table. */

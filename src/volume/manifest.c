@@ -1,5 +1,7 @@
 /* volume/manifest.c - the in-memory manifest (a sorted array of entries) and its commit to the
- * two alternating manifest slots on disk. */
+ * manifest slots on disk: two durable ones, written alternately with a sync, and a scratch slot
+ * for namespace operations, written without one (docs/volume-format.md). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -61,7 +63,27 @@ static void tag_compute(scp_volume *v, uint64_t gen, const uint8_t *body, size_t
     if (scp_hmac(v->k_tag, 32, parts, 4, out->bytes + 8, NULL) < 0) memset(out->bytes + 8, 0, 32);
 }
 
-int vol_commit_manifest(scp_volume *v, scp_err *err) {
+/* Generation a slot's header claims (unauthenticated), or 0. */
+static uint64_t slot_peek(scp_volume *v, int i) {
+    uint8_t h[16];
+    if (v->slotfd[i] >= 0 && scp_pread_full(v->slotfd[i], h, sizeof h, 0) == (ssize_t)sizeof h &&
+        memcmp(h, "SCPMAN\0\1", 8) == 0)
+        return scp_get_u64(h + 8);
+    return 0;
+}
+
+/* One byte of the lock file, shared by every process that opens the volume (crash-consistency
+ * bookkeeping, not security: a host that changes it can only cost a sync or an orphan). */
+static int lockbyte_get(scp_volume *v, off_t off) {
+    uint8_t b = 0;
+    return v->lockfd >= 0 && pread(v->lockfd, &b, 1, off) == 1 && b;
+}
+void vol_lockbyte_set(scp_volume *v, off_t off, int on) {
+    uint8_t b = (uint8_t)(on != 0);
+    if (v->lockfd >= 0 && lockbyte_get(v, off) != on) (void)!pwrite(v->lockfd, &b, 1, off);
+}
+
+int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
     uint8_t *body = NULL;
     size_t blen = 0;
     if (scp_manifest_encode(&v->man, &body, &blen, err) < 0) return -1;
@@ -88,14 +110,35 @@ int vol_commit_manifest(scp_volume *v, scp_err *err) {
         rc = scp_aead_seal(v->k_man, slot + 16, aad, sizeof aad, body, blen,
                            slot + SCP_MANSLOT_HDR_LEN, slot + SCP_MANSLOT_HDR_LEN + blen, err);
     }
-    int fd = v->slotfd[gen % 2];
+    /* A durable commit makes the objects that the manifest names durable first (files created
+     * lazily, by any process, since the last durable commit), then overwrites the OLDER of the
+     * two durable slots: the newer stays intact if this write is torn. A lazy commit goes to
+     * the scratch slot without a sync: if a power cut loses or tears it, the durable slots
+     * still hold the last durable state, which is all POSIX promises before an fsync. */
+    int fd = v->slotfd[2];
+    if (durable) {
+        fd = v->slotfd[slot_peek(v, 0) <= slot_peek(v, 1) ? 0 : 1];
+        if (rc == 0 && (v->objdir_dirty || lockbyte_get(v, VOL_LOCKBYTE_OBJDIR))) {
+            if (fsync(v->objfd) < 0)
+                rc = scp_fail_errno(err, "cannot sync the objects directory");
+            else {
+                v->objdir_dirty = 0;
+                vol_lockbyte_set(v, VOL_LOCKBYTE_OBJDIR, 0);
+            }
+        }
+    }
+    if (rc == 0 && fd < 0) rc = scp_fail(err, SCP_E_SYS, EBADF, "the volume has no scratch slot (manifest.2)");
     if (rc == 0 && (scp_pwrite_full(fd, slot, slen, 0) < 0 || ftruncate(fd, (off_t)slen) < 0 ||
-                    fdatasync(fd) < 0))
+                    (durable && fdatasync(fd) < 0)))
         rc = scp_fail_errno(err, "cannot write the volume manifest");
     if (rc == 0) {
         v->gen = gen;
-        tag_compute(v, gen, body, blen, &v->tag);
-        if (v->cb) v->cb(v->cb_ctx, &v->tag);
+        v->lazy = !durable;
+        if (durable) {
+            tag_compute(v, gen, body, blen, &v->tag);
+            if (v->cb) v->cb(v->cb_ctx, &v->tag);
+            vol_doomed_drain(v);
+        }
     }
     free(slot);
     scp_wipe(body, blen);
@@ -136,24 +179,27 @@ out:
     return rc;
 }
 
-/* Load the newest authentic manifest slot. */
+/* Load the newest authentic manifest slot (durable or scratch). */
 int vol_load_manifest(scp_volume *v, scp_err *err) {
-    scp_manifest m[2] = {{0}};
-    uint64_t gen[2] = {0, 0};
-    scp_volume_tag tag[2];
-    scp_err e[2];
-    int ok[2];
-    for (int i = 0; i < 2; i++) ok[i] = slot_load(v, i, &m[i], &gen[i], &tag[i], &e[i]) == 0;
-    if (!ok[0] && !ok[1]) {
+    scp_manifest m[3] = {{0}};
+    uint64_t gen[3] = {0, 0, 0};
+    scp_volume_tag tag[3];
+    scp_err e[3];
+    memset(e, 0, sizeof e);
+    int ok[3], best = -1;
+    for (int i = 0; i < 3; i++) {
+        ok[i] = v->slotfd[i] >= 0 && slot_load(v, i, &m[i], &gen[i], &tag[i], &e[i]) == 0;
+        if (ok[i] && (best < 0 || gen[i] > gen[best])) best = i;
+    }
+    if (best < 0) {
         scp_fail(err, SCP_E_INTEGRITY, EIO,
-                 "the volume manifest fails authentication in both copies (%s); the volume was "
+                 "the volume manifest fails authentication in every copy (%s); the volume was "
                  "modified or damaged",
-                 e[1].msg);
+                 e[0].msg);
         return -1;
     }
-    int best = (!ok[0] || (ok[1] && gen[1] > gen[0])) ? 1 : 0;
     if (gen[best] < v->gen) { /* never go back in one process's lifetime */
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 3; i++)
             if (ok[i]) scp_manifest_free(&m[i]);
         return scp_fail(err, SCP_E_ROLLBACK, EIO,
                         "the volume manifest went back from generation %llu to %llu while open",
@@ -163,18 +209,66 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
     v->man = m[best];
     v->gen = gen[best];
     v->tag = tag[best];
-    if (ok[1 - best]) scp_manifest_free(&m[1 - best]);
+    v->lazy = best == 2;
+    for (int i = 0; i < 3; i++)
+        if (ok[i] && i != best) scp_manifest_free(&m[i]);
     return 0;
 }
 
 /* Highest generation claimed by the slot headers (unauthenticated: only a hint to reload). */
 uint64_t vol_peek_generation(scp_volume *v) {
     uint64_t best = 0;
-    for (int i = 0; i < 2; i++) {
-        uint8_t h[16];
-        if (scp_pread_full(v->slotfd[i], h, sizeof h, 0) == (ssize_t)sizeof h &&
-            memcmp(h, "SCPMAN\0\1", 8) == 0 && scp_get_u64(h + 8) > best)
-            best = scp_get_u64(h + 8);
+    for (int i = 0; i < 3; i++) {
+        uint64_t g = slot_peek(v, i);
+        if (g > best) best = g;
     }
     return best;
+}
+
+static int cmp_id(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID_LEN); }
+
+void vol_collect_garbage(scp_volume *v) {
+    if (!lockbyte_get(v, VOL_LOCKBYTE_DOOMED)) return;
+    /* Keep what any slot names: until two durable commits have passed a removal, a power cut
+     * can bring back a state that has the file. And what this process has loaded (a file
+     * unlinked while open is still read through its objects). */
+    size_t n = 0, cap = 0;
+    uint8_t(*ids)[SCP_FILEID_LEN] = NULL;
+    scp_manifest m[3] = {{0}};
+    for (int i = 0; i < 3; i++) {
+        uint64_t gen;
+        scp_volume_tag tag;
+        scp_err e;
+        if (v->slotfd[i] < 0 || slot_load(v, i, &m[i], &gen, &tag, &e) < 0) m[i].n = 0;
+        cap += m[i].n;
+    }
+    for (scp_file *f = v->files; f; f = f->next) cap++;
+    ids = malloc((cap ? cap : 1) * sizeof *ids);
+    for (int i = 0; i < 3; i++) {
+        for (size_t k = 0; ids && k < m[i].n; k++) memcpy(ids[n++], m[i].e[k].id, SCP_FILEID_LEN);
+        scp_manifest_free(&m[i]);
+    }
+    if (!ids) return; /* out of memory: keep every object rather than guess */
+    for (scp_file *f = v->files; f; f = f->next) memcpy(ids[n++], f->id, SCP_FILEID_LEN);
+    qsort(ids, n, sizeof *ids, cmp_id);
+    int dfd = dup(v->objfd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        if (dfd >= 0) close(dfd);
+        free(ids);
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        uint8_t id[SCP_FILEID_LEN];
+        const char *dot = strchr(de->d_name, '.');
+        if (!dot || dot - de->d_name != 2 * SCP_FILEID_LEN ||
+            (strcmp(dot, ".d") && strcmp(dot, ".t") && strcmp(dot, ".j")) ||
+            scp_unhex(de->d_name, id, SCP_FILEID_LEN) < 0)
+            continue; /* not ours to judge */
+        if (!bsearch(id, ids, n, sizeof *ids, cmp_id)) unlinkat(v->objfd, de->d_name, 0);
+    }
+    closedir(d);
+    free(ids);
+    vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 0);
 }

@@ -459,6 +459,29 @@ static void discard_uncommitted(scp_file *f) {
     f->modified = 0;
 }
 
+/* A file created without a durable commit after it may come back from a power cut in the
+ * scratch manifest while its objects, whose directory was not synced, did not. Only an empty
+ * file can (any content commit syncs the directory first), and its content is known: recreate
+ * its objects. Returns -1 with errno if that fails. */
+static int empty_lost_objects(scp_volume *v, const scp_mentry *e) {
+    uint8_t root[SCP_HASH_LEN];
+    if (e->size != 0) return 0;
+    file_empty_root(e->id, root);
+    if (memcmp(root, e->root, SCP_HASH_LEN) != 0) return 0;
+    static const char *const ext[] = {".d", ".t"}; /* a missing .j is made when needed */
+    for (int k = 0; k < 2; k++) {
+        char name[48];
+        vol_object_name(e->id, ext[k], name);
+        if (faccessat(v->objfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) continue;
+        if (errno != ENOENT) return 0; /* open_obj reports it */
+        int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) return -1;
+        close(fd);
+        v->objdir_dirty = 1;
+    }
+    return 0;
+}
+
 scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     for (scp_file *f = v->files; f; f = f->next) {
         if (memcmp(f->id, e->id, SCP_FILEID_LEN) != 0) continue;
@@ -486,6 +509,11 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     u64map_init(&f->jmap);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
     f->path = strdup(e->path);
+    if (f->path && empty_lost_objects(v, e) < 0) {
+        scp_fail_errno(err, "cannot recreate the objects of empty file '%s'", e->path);
+        file_free(f);
+        return NULL;
+    }
     if (!f->path || vol_file_key(v, f->id, f->key, err) < 0 ||
         (f->fd_d = open_obj(f, ".d", O_RDWR, err)) < 0 ||
         (f->fd_t = open_obj(f, ".t", O_RDWR, err)) < 0 || file_load(f, e, err) < 0) {
@@ -505,7 +533,7 @@ void file_unlist_free(scp_volume *v, scp_file *f) {
             *pp = f->next;
             break;
         }
-    if (!f->path) vol_unlink_objects(v, f->id); /* unlinked while open: the last close */
+    if (!f->path) vol_doom_objects(v, f->id); /* unlinked while open: the last close */
     file_free(f);
 }
 
@@ -1004,7 +1032,7 @@ static int commit(scp_file *f, scp_err *err) {
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     e->mtime_ns = scp_now_ns();
-    if (vol_commit_manifest(v, err) < 0) {
+    if (vol_commit_manifest(v, 1, err) < 0) {
         *e = saved;
         vol_unlock(v);
         return -1;
@@ -1121,7 +1149,10 @@ static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], scp_e
         if (fd < 0) return scp_fail_errno(err, "cannot create a file object");
         close(fd);
     }
-    if (fsync(v->objfd) < 0) return scp_fail_errno(err, "cannot sync the objects directory");
+    /* The directory is synced by the next durable commit (of any process: the lock file
+     * carries the flag), before a manifest that a power cut cannot lose names the objects. */
+    v->objdir_dirty = 1;
+    vol_lockbyte_set(v, VOL_LOCKBYTE_OBJDIR, 1);
     return 0;
 }
 
@@ -1176,7 +1207,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
             if (!e.path || man_insert(&v->man, &e, err) < 0) {
                 free(e.path);
                 rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-            } else if (vol_commit_manifest(v, err) < 0) {
+            } else if (vol_commit_manifest(v, 0, err) < 0) {
                 man_remove(&v->man, (size_t)man_find(&v->man, p));
                 rc = -1;
             }

@@ -112,6 +112,7 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
     uint8_t buf[SCP_VOLHDR_LEN];
     scp_volume v;
     memset(&v, 0, sizeof v);
+    v.objfd = v.lockfd = v.slotfd[2] = -1;
     int rc = scp_random(h.volid, sizeof h.volid, err);
     if (rc == 0) {
         scp_volhdr_encode(&h, buf);
@@ -124,6 +125,7 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
     /* The first manifest (generation 1, empty) goes to slot 1; slot 0 starts empty. */
     if (rc == 0) rc = write_new_file(dfd, "manifest.0", "", 0, err);
     if (rc == 0) rc = write_new_file(dfd, "manifest.1", "", 0, err);
+    if (rc == 0) rc = write_new_file(dfd, "manifest.2", "", 0, err);
     if (rc == 0) rc = write_new_file(dfd, "lock", "", 0, err);
     if (rc == 0) {
         v.dirfd = dfd;
@@ -133,7 +135,7 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
         if (v.slotfd[0] < 0 || v.slotfd[1] < 0) rc = scp_fail_errno(err, "cannot open manifest");
         if (rc == 0) rc = derive(key, h.volid, "scp/v1/manifest", v.k_man, err);
         if (rc == 0) rc = derive(key, h.volid, "scp/v1/tag", v.k_tag, err);
-        if (rc == 0) rc = vol_commit_manifest(&v, err);
+        if (rc == 0) rc = vol_commit_manifest(&v, 1, err);
         for (int i = 0; i < 2; i++)
             if (v.slotfd[i] >= 0) close(v.slotfd[i]);
     }
@@ -149,9 +151,10 @@ static void vol_free(scp_volume *v) {
     if (v->dirfd >= 0) close(v->dirfd);
     if (v->objfd >= 0) close(v->objfd);
     if (v->lockfd >= 0) close(v->lockfd);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (v->slotfd[i] >= 0) close(v->slotfd[i]);
     scp_manifest_free(&v->man);
+    free(v->doomed);
     pthread_mutex_destroy(&v->mu);
     scp_secure_free(v, sizeof *v);
 }
@@ -163,7 +166,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         return NULL;
     }
-    v->dirfd = v->objfd = v->lockfd = v->slotfd[0] = v->slotfd[1] = -1;
+    v->dirfd = v->objfd = v->lockfd = v->slotfd[0] = v->slotfd[1] = v->slotfd[2] = -1;
     pthread_mutex_init(&v->mu, NULL);
     pthread_once(&atfork_once, atfork_init);
     v->pid = getpid();
@@ -199,16 +202,18 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         goto fail;
     v->objfd = openat(v->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     v->lockfd = openat(v->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) { /* manifest.2 is created here for volumes made before it */
         char name[16];
         snprintf(name, sizeof name, "manifest.%d", i);
         v->slotfd[i] = openat(v->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     }
-    if (v->objfd < 0 || v->lockfd < 0 || v->slotfd[0] < 0 || v->slotfd[1] < 0) {
+    if (v->objfd < 0 || v->lockfd < 0 || v->slotfd[0] < 0 || v->slotfd[1] < 0 ||
+        v->slotfd[2] < 0) {
         scp_fail_errno(err, "volume '%s' is incomplete (objects/, lock or manifest)", dir);
         goto fail;
     }
     if (vol_lock(v, err) < 0) goto fail;
+    vol_collect_garbage(v);
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
     if (expected) {
@@ -246,7 +251,10 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
                       "invalid",
                       v->nhandles);
     registry_set(v, NULL);
+    pthread_mutex_lock(&v->mu);
     file_cache_drop(v);
+    pthread_mutex_unlock(&v->mu);
+    if (scp_volume_sync(v, rc < 0 ? NULL : err) < 0) rc = -1;
     vol_free(v);
     return rc;
 }
@@ -433,7 +441,7 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
         free(e.path);
         rc = -1;
     }
-    if (rc == 0 && vol_commit_manifest(v, err) < 0) {
+    if (rc == 0 && vol_commit_manifest(v, 0, err) < 0) {
         man_remove(&v->man, (size_t)man_find(&v->man, p));
         rc = -1;
     }
@@ -449,7 +457,7 @@ static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_L
     if (!(saved.path = strdup(saved.path)))
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     man_remove(&v->man, i);
-    if (vol_commit_manifest(v, err) < 0) {
+    if (vol_commit_manifest(v, 0, err) < 0) {
         man_insert(&v->man, &saved, NULL); /* cannot fail: the array had room for it */
         return -1;
     }
@@ -485,16 +493,45 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
             if (f->refs == 0) file_unlist_free(v, f); /* only cached: delete now */
             return;
         }
-    vol_unlink_objects(v, id);
+    vol_doom_objects(v, id);
 }
 
-void vol_unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+static void unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
     static const char *const ext[] = {".d", ".t", ".j"};
     for (int k = 0; k < 3; k++) {
         char name[48];
         vol_object_name(id, ext[k], name);
         unlinkat(v->objfd, name, 0);
     }
+}
+
+/* Until the removal is durable, a power cut can bring the file back: its objects must still
+ * be there then. So they go after the next durable commit, and the lock file says that some
+ * may be left behind (a process that exits without closing the volume, a crash) for the next
+ * opener's garbage collection. */
+void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    if (v->ndoomed == v->doomcap) {
+        size_t ncap = v->doomcap ? 2 * v->doomcap : 8;
+        void *nd = realloc(v->doomed, ncap * sizeof *v->doomed);
+        if (!nd) return; /* an orphan, collected later */
+        v->doomed = nd;
+        v->doomcap = ncap;
+    }
+    memcpy(v->doomed[v->ndoomed++], id, SCP_FILEID_LEN);
+    vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 1);
+}
+
+void vol_doomed_drain(scp_volume *v) {
+    for (size_t i = 0; i < v->ndoomed; i++) unlink_objects(v, v->doomed[i]);
+    v->ndoomed = 0;
+}
+
+int scp_volume_sync(scp_volume *v, scp_err *err) {
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = 0;
+    if (v->lazy || v->ndoomed || v->objdir_dirty) rc = vol_commit_manifest(v, 1, err);
+    vol_unlock(v);
+    return rc;
 }
 
 int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
@@ -571,7 +608,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
         scp_manifest old = v->man;
         uint64_t old_gen = v->gen;
         v->man = nm;
-        if (vol_commit_manifest(v, err) < 0) {
+        if (vol_commit_manifest(v, 0, err) < 0) {
             v->man = old;
             v->gen = old_gen;
             scp_manifest_free(&nm);
@@ -616,7 +653,7 @@ int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t ui
         /* No change, no commit: sqlite fchowns every journal it creates to the owner it has. */
         int same = e->mode == saved.mode && e->uid == saved.uid && e->gid == saved.gid &&
                    e->mtime_ns == saved.mtime_ns;
-        if (!same && vol_commit_manifest(v, err) < 0) {
+        if (!same && vol_commit_manifest(v, 0, err) < 0) {
             *e = saved;
             rc = -1;
         }

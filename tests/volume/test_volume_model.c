@@ -317,9 +317,13 @@ static void close_handle(mstate *m, int i) {
 
 static void reopen_volume(mstate *m) {
     while (m->nh) close_handle(m, m->nh - 1);
+    scp_err e;
+    tu_err_clear(&e);
+    /* Namespace operations become durable (and get a tag) at a sync; after it, a close and
+     * reopen must not change the tag. */
+    CHECK_OK(scp_volume_sync(m->vol, &e), e);
     scp_volume_tag before;
     scp_volume_tag_get(m->vol, &before);
-    scp_err e;
     tu_err_clear(&e);
     CHECK_OK(scp_volume_close(m->vol, &e), e);
     tu_err_clear(&e);

@@ -4,7 +4,7 @@
  *
  * Three files, ops drawn from a seeded PRNG so that a checker can regenerate the exact sequence:
  * pwrite, truncate, fsync, close+reopen, close+reopen with O_TRUNC, and atomic replace (write
- * "c/tmp" whole, rename it over the file). Every op but pwrite and truncate commits.
+ * "c/tmp" whole, rename it over the file, sync the volume as a program fsyncs the directory). Every op but pwrite and truncate commits.
  * Include after testutil.h. The including file defines WL_MAXSZ (largest file offset written)
  * and may define WL_MARKER (a string that starts every write, for plaintext scans).
  */
@@ -93,6 +93,7 @@ static int wl_run(scp_volume *v, scp_vfile *f[WL_NF], const op *o, scp_err *e) {
             if (t && scp_vfile_close(t, rc ? NULL : e) != 0) rc = -1;
         }
         if (rc == 0) rc = scp_volume_rename(v, "c/tmp", WL_FILES[o->file], e);
+        if (rc == 0) rc = scp_volume_sync(v, e); /* a rename is durable at the next sync */
         if (rc == 0) {
             f[o->file] = scp_vfile_open(v, WL_FILES[o->file], O_RDWR, 0, e);
             if (!f[o->file]) rc = -1;
