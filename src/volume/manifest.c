@@ -150,7 +150,7 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
 static int slot_load(scp_volume *v, int i, scp_manifest *m, uint64_t *gen, scp_volume_tag *tag,
                      scp_err *err) {
     char name[16];
-    snprintf(name, sizeof name, "manifest.%d", i);
+    snprintf(name, sizeof name, "manifest.%u", (unsigned)i % 3);
     uint8_t *buf = NULL, *body = NULL;
     size_t len = 0;
     scp_manslot s;
