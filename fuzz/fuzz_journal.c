@@ -1,139 +1,253 @@
-/* fuzz/fuzz_journal.c - scp_journal_parse against an independent reading of the format.
+/* fuzz/fuzz_journal.c - scp_journal_find and scp_journal_replay against an independent reading
+ * of the journal format (format.h, "journal: file objects/<id>.j").
  *
- * Input: byte 0 = parameters, the rest = the journal file.
- *   bits 0-3: chunk size 16 << (n % 13), i.e. 16 B .. 64 KiB (the parser takes the chunk size
- *             from the authenticated volume header, so any power of two is a valid caller; small
- *             ones let short inputs hold whole records);
- *   bit 7:    repair the commit record's SHA-256 before parsing, so that mutations get past the
- *             checksum and reach the code behind it;
- *   bit 6:    make the chunk callback fail on its second call.
- * Asserts: no memory error; the parser's verdict (1 valid / 0 stale / -1 callback error) and
- * every field of its view equal those of the reference reading below; entries and every chunk
- * handed to the callback lie inside the buffer, before the commit record, in file order, and
- * the callback sees exactly nchunks records, and only for a journal that is valid. */
+ * Input: byte 0 = parameters, byte 1 = target, byte 2 = failing call, the rest = the journal.
+ *   byte 0 bits 0-3: chunk size 16 << (n % 13), i.e. 16 B .. 64 KiB (the library takes the chunk
+ *                    size from the authenticated volume header, so any power of two is a valid
+ *                    caller; small ones let short inputs hold whole records);
+ *          bits 4-5: callbacks of the second replay: 0 both, 1 chunk only, 2 entry only, 3 none;
+ *          bit 7:    repair: before reading, store the right chain value in every commit record,
+ *                    so that mutations get past the checksum and reach the code behind it. The
+ *                    repair walk is lenient (any magic, reserved field, commit index and entry
+ *                    index; a record of another type read as a commit record, or with bit 6 as a
+ *                    chunk record), so that a parser accepting more than format.h allows is
+ *                    caught behind the checksum too.
+ *   byte 1: the (root, size) looked for. With k = bits 0-4 and at least one commit that checks
+ *           out: the k-th such commit (mod their number; from the end if bit 7), as is (bits
+ *           5-6 = 0), with size + 1 (1), with one root byte flipped (2); otherwise (3, or no
+ *           commit) a made-up target: root = 32 bytes 8k, size k.
+ *   byte 2: the second replay's callbacks fail on this call (1-based; 0: never).
+ * Asserts: no memory error; find's verdict and view (new_size, end, ncommits, nchunks) equal the
+ * reference's; find on the journal cut just past the commit found gives the same view; replay
+ * with both callbacks hands out exactly the chunk records and commit entries before `end`, in
+ * file order, with pointers into the buffer; with fewer callbacks it hands out the same sequence
+ * minus the kinds left out; a failing callback stops it at once with -1. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "crypto/crypto.h"
 #include "fuzz_util.h"
-#include "journal_sum.h"
 #include "volume/format.h"
 
-#define JENTRY (8 + SCP_CHUNK_ENTRY_LEN)
+/* The layout, written out from the spec (and checked against the header's constants). */
+#define J_HDR 40     /* magic (8) | salt (32) */
+#define J_REC 16     /* u32 type | u32 zero | u64 index */
+#define J_ENT 36     /* u64 index | nonce (12) | tag (16) */
+#define J_COMMIT0 96 /* record header | u64 size | u64 count | root (32) | chain (32) */
+_Static_assert(SCP_JRN_HDR_LEN == J_HDR && SCP_JREC_HDR_LEN == J_REC, "journal layout");
+_Static_assert(SCP_JENTRY_LEN == J_ENT && SCP_JCOMMIT_LEN(0) == J_COMMIT0, "journal layout");
+_Static_assert(SCP_JREC_CHUNK == 1 && SCP_JREC_COMMIT == 2, "journal record types");
 
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) << 32 | rd32(p + 4); }
+
+enum { EV_CHUNK = 1, EV_ENTRY = 2 };
+struct ev {
+    int kind;
+    uint64_t index;
+    size_t off; /* of the chunk's ciphertext, or of the entry's nonce */
+};
+struct commit {
+    size_t end;       /* just past the record */
+    uint64_t size;    /* new size */
+    size_t root_off;  /* of the target root */
+    size_t nev;       /* events up to and including this commit's entries */
+    uint64_t nchunks; /* chunk records before it */
+};
 struct ref {
-    int verdict;
-    uint64_t nchunks, new_size, nentries;
-    size_t commit_off, entries_off, sum_off;
+    struct ev *ev;
+    size_t nev;
+    struct commit *c;
+    size_t nc;
 };
 
-/* Reference reading, written from the layout in format.h. */
-static void ref_parse(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
-    memset(r, 0, sizeof *r);
-    if (len < SCP_JRN_HDR_LEN || memcmp(b, "SCPJRN\0\1", 8) != 0) return;
-    size_t off = SCP_JRN_HDR_LEN;
-    for (;;) {
-        if (len - off < SCP_JREC_HDR_LEN) return; /* torn, no commit */
-        uint32_t type = scp_get_u32(b + off);
-        if (scp_get_u32(b + off + 4) != 0) return;
-        if (type == SCP_JREC_CHUNK) {
-            if ((len - off - SCP_JREC_HDR_LEN) < cs) return;
-            off += SCP_JREC_HDR_LEN + cs;
-            r->nchunks++;
+/* The repair (see the top): a lenient walk that stores the chain value in each commit-shaped
+ * record it reaches. */
+static void repair(uint8_t *b, size_t len, uint32_t cs, int other_as_chunk) {
+    if (len < J_HDR) return;
+    uint8_t chain[32], next[32];
+    scp_sha256_buf(b, J_HDR, chain);
+    size_t off = J_HDR;
+    while (len - off >= J_REC) {
+        uint32_t type = rd32(b + off);
+        if (type == 1 || other_as_chunk) {
+            if (len - off - J_REC < cs) return;
+            struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)cs}};
+            scp_sha256(parts, 2, next);
+            memcpy(chain, next, 32);
+            off += J_REC + (size_t)cs;
             continue;
         }
-        if (type != SCP_JREC_COMMIT) return;
-        break;
+        if (len - off < J_COMMIT0) return;
+        uint64_t count = rd64(b + off + J_REC + 8);
+        if (count > (len - off - J_COMMIT0) / J_ENT) return;
+        size_t stored = off + J_REC + 16 + (size_t)count * J_ENT + 32;
+        struct scp_buf parts[2] = {{chain, 32}, {b + off, stored - off}};
+        scp_sha256(parts, 2, next);
+        memcpy(chain, next, 32);
+        memcpy(b + stored, chain, 32);
+        off = stored + 32;
     }
-    r->commit_off = off;
-    off += SCP_JREC_HDR_LEN;
-    if (len - off < 16) return;
-    r->new_size = scp_get_u64(b + off);
-    r->nentries = scp_get_u64(b + off + 8);
-    off += 16;
-    /* nentries entries and a 32-byte sum must fit (no overflow: compare by division). */
-    if (r->nentries > (len - off) / JENTRY) return;
-    if ((len - off) - r->nentries * JENTRY < 32) return;
-    r->entries_off = off;
-    r->sum_off = off + (size_t)r->nentries * JENTRY;
-    r->verdict = 2; /* structurally complete; the sum decides */
 }
 
-static int ref_sum_ok(const uint8_t *b, const struct ref *r, uint32_t cs) {
-    uint8_t sum[32];
-    fz_journal_sum(b, r->commit_off, r->sum_off, cs, sum);
-    return memcmp(sum, b + r->sum_off, 32) == 0;
+/* Walk the log as format.h describes it. */
+static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
+    r->nev = r->nc = 0;
+    /* Every event takes at least 32 bytes (a chunk record) or 36 (an entry); a commit 96. */
+    r->ev = malloc((len / 32 + 1) * sizeof *r->ev);
+    r->c = malloc((len / J_COMMIT0 + 1) * sizeof *r->c);
+    FUZZ_CHECK(r->ev && r->c);
+    if (len < J_HDR || memcmp(b, "SCPJRN\0\2", 8) != 0) return;
+    uint8_t chain[32];
+    scp_sha256_buf(b, J_HDR, chain);
+    uint64_t nchunks = 0;
+    size_t off = J_HDR;
+    for (;;) {
+        if (len - off < J_REC || rd32(b + off + 4) != 0) return;
+        uint32_t type = rd32(b + off);
+        uint64_t index = rd64(b + off + 8);
+        uint8_t next[32];
+        if (type == 1) {
+            if (len - off - J_REC < cs) return;
+            struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)cs}};
+            scp_sha256(parts, 2, next);
+            memcpy(chain, next, 32);
+            r->ev[r->nev++] = (struct ev){EV_CHUNK, index, off + J_REC};
+            off += J_REC + (size_t)cs;
+            nchunks++;
+            continue;
+        }
+        if (type != 2 || index != 0) return;
+        if (len - off < J_COMMIT0) return;
+        uint64_t size = rd64(b + off + J_REC), count = rd64(b + off + J_REC + 8);
+        size_t room = len - off - J_COMMIT0;
+        if (count > room / J_ENT) return;
+        size_t ents = off + J_REC + 16, root = ents + (size_t)count * J_ENT, stored = root + 32;
+        for (uint64_t i = 0; i < count; i++)
+            /* index < size / cs + 1: the library's rule (format.h's layout does not say it) */
+            if (rd64(b + ents + i * J_ENT) > size / cs) return;
+        struct scp_buf parts[2] = {{chain, 32}, {b + off, stored - off}};
+        scp_sha256(parts, 2, next);
+        if (memcmp(next, b + stored, 32) != 0) return;
+        memcpy(chain, next, 32);
+        for (uint64_t i = 0; i < count; i++)
+            r->ev[r->nev++] = (struct ev){EV_ENTRY, rd64(b + ents + i * J_ENT), ents + i * J_ENT + 8};
+        off = stored + 32;
+        r->c[r->nc++] = (struct commit){off, size, root, r->nev, nchunks};
+    }
 }
 
 struct cbctx {
     const uint8_t *buf;
-    size_t len, commit_off, next_off;
+    size_t end;
     uint32_t cs;
-    uint64_t calls;
-    int fail_second;
+    const struct ref *r;
+    size_t limit; /* events before end */
+    size_t pos;   /* next expected event */
+    int mask;     /* kinds handed out */
+    unsigned calls, fail_at;
 };
+
+static int expect(struct cbctx *c, int kind, uint64_t index, const uint8_t *p, size_t plen) {
+    while (c->pos < c->limit && !(c->r->ev[c->pos].kind & c->mask)) c->pos++;
+    FUZZ_CHECK(c->pos < c->limit); /* nothing beyond the commit found */
+    const struct ev *e = &c->r->ev[c->pos++];
+    FUZZ_CHECK(e->kind == kind && e->index == index);
+    FUZZ_CHECK(p == c->buf + e->off); /* in file order, none skipped, none invented */
+    FUZZ_CHECK(e->off + plen <= c->end);
+    c->calls++;
+    return c->fail_at && c->calls == c->fail_at ? -1 : 0;
+}
 
 static int chunk_cb(void *ctx, uint64_t index, const uint8_t *ct) {
     struct cbctx *c = ctx;
-    FUZZ_CHECK(ct >= c->buf + SCP_JRN_HDR_LEN + SCP_JREC_HDR_LEN);
-    size_t off = (size_t)(ct - c->buf) - SCP_JREC_HDR_LEN; /* the record header */
-    FUZZ_CHECK(off == c->next_off);                         /* records in order, none skipped */
-    FUZZ_CHECK(off + SCP_JREC_HDR_LEN + c->cs <= c->commit_off);
-    FUZZ_CHECK(scp_get_u32(c->buf + off) == SCP_JREC_CHUNK);
-    FUZZ_CHECK(index == scp_get_u64(c->buf + off + 8));
-    c->next_off = off + SCP_JREC_HDR_LEN + c->cs;
-    c->calls++;
-    if (c->fail_second && c->calls == 2) return -1;
-    return 0;
+    FUZZ_CHECK(c->mask & EV_CHUNK);
+    return expect(c, EV_CHUNK, index, ct, c->cs);
+}
+
+static int entry_cb(void *ctx, uint64_t index, const uint8_t *ent) {
+    struct cbctx *c = ctx;
+    FUZZ_CHECK(c->mask & EV_ENTRY);
+    return expect(c, EV_ENTRY, index, ent, SCP_CHUNK_ENTRY_LEN);
+}
+
+static void replay(const uint8_t *buf, const scp_journal_view *v, uint32_t cs, const struct ref *r,
+                   size_t limit, int mask, unsigned fail_at) {
+    struct cbctx c = {buf, v->end, cs, r, limit, 0, mask, 0, fail_at};
+    size_t handed = 0; /* events the walk should hand out */
+    for (size_t i = 0; i < limit; i++) handed += (r->ev[i].kind & mask) != 0;
+    int rc = scp_journal_replay(buf, v, cs, (mask & EV_CHUNK) ? chunk_cb : NULL,
+                                (mask & EV_ENTRY) ? entry_cb : NULL, &c);
+    if (fail_at && fail_at <= handed) {
+        FUZZ_CHECK(rc == -1 && c.calls == fail_at); /* stopped at once */
+    } else {
+        FUZZ_CHECK(rc == 0 && c.calls == handed);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    if (size < 1) return 0;
-    uint8_t p = data[0];
+    if (size < 3) return 0;
+    uint8_t p = data[0], sel = data[1];
+    unsigned fail_at = data[2];
     uint32_t cs = 16u << ((p & 15) % 13);
-    size_t len = size - 1;
+    size_t len = size - 3;
     uint8_t *buf = malloc(len ? len : 1); /* exact size, so that ASan sees any overread */
     FUZZ_CHECK(buf != NULL);
-    memcpy(buf, data + 1, len);
+    memcpy(buf, data + 3, len);
 
     struct ref r;
-    ref_parse(buf, len, cs, &r);
-    if ((p & 0x80) && r.verdict == 2) /* repair the sum */
-        fz_journal_sum(buf, r.commit_off, r.sum_off, cs, buf + r.sum_off);
-    if (r.verdict == 2) {
-        r.verdict = ref_sum_ok(buf, &r, cs) ? 1 : 0;
-        uint64_t max_index = r.new_size / cs + 1;
-        for (uint64_t i = 0; r.verdict == 1 && i < r.nentries; i++)
-            if (scp_get_u64(buf + r.entries_off + i * JENTRY) >= max_index) r.verdict = 0;
-    }
+    if (p & 0x80) repair(buf, len, cs, (p & 0x40) != 0);
+    ref_walk(buf, len, cs, &r);
 
-    /* Without a callback. */
-    scp_journal_view v;
-    scp_err err;
-    memset(&v, 0xA5, sizeof v);
-    int rc = scp_journal_parse(buf, len, cs, &v, NULL, NULL, &err);
-    FUZZ_CHECK(rc == r.verdict);
-    if (rc == 1) {
-        FUZZ_CHECK(v.new_size == r.new_size && v.nentries == r.nentries);
-        FUZZ_CHECK(v.nchunks == r.nchunks);
-        FUZZ_CHECK(v.entries == buf + r.entries_off);
-        FUZZ_CHECK(v.chunk_recs_off == SCP_JRN_HDR_LEN);
-        FUZZ_CHECK(memcmp(v.target_root, buf + 8, SCP_HASH_LEN) == 0);
-        FUZZ_CHECK(r.sum_off + 32 <= len);
-    }
-
-    /* With a callback. */
-    struct cbctx c = {buf, len, r.commit_off, SCP_JRN_HDR_LEN, cs, 0, (p & 0x40) != 0};
-    rc = scp_journal_parse(buf, len, cs, &v, chunk_cb, &c, &err);
-    if (r.verdict != 1) {
-        FUZZ_CHECK(rc == 0 && c.calls == 0); /* no chunk of a stale journal is ever handed out */
-    } else if (c.fail_second && r.nchunks >= 2) {
-        FUZZ_CHECK(rc == -1 && c.calls == 2);
+    /* The target. */
+    uint8_t root[32];
+    uint64_t tsize;
+    unsigned k = sel & 31, mode = (sel >> 5) & 3;
+    if (r.nc > 0 && mode != 3) {
+        const struct commit *c = &r.c[(sel & 0x80) ? r.nc - 1 - k % r.nc : k % r.nc];
+        memcpy(root, buf + c->root_off, 32);
+        tsize = c->size;
+        if (mode == 1) tsize++;
+        if (mode == 2) root[k] ^= 1;
     } else {
-        FUZZ_CHECK(rc == 1 && c.calls == r.nchunks);
-        FUZZ_CHECK(c.next_off == r.commit_off);
+        memset(root, (int)(8 * k), sizeof root);
+        tsize = k;
     }
+    /* The reference's answer: the last commit that checks out and names them. */
+    long want = -1;
+    for (size_t i = 0; i < r.nc; i++)
+        if (r.c[i].size == tsize && memcmp(buf + r.c[i].root_off, root, 32) == 0) want = (long)i;
+
+    scp_journal_view v;
+    memset(&v, 0xA5, sizeof v);
+    int rc = scp_journal_find(buf, len, cs, root, tsize, &v);
+    FUZZ_CHECK(rc == (want >= 0));
+    if (rc == 1) {
+        const struct commit *c = &r.c[want];
+        FUZZ_CHECK(v.new_size == c->size && v.end == c->end);
+        FUZZ_CHECK(v.ncommits == (uint64_t)want + 1 && v.nchunks == c->nchunks);
+        FUZZ_CHECK(v.end <= len);
+
+        /* Everything after the commit found is irrelevant: cut it off. */
+        uint8_t *cut = malloc(v.end);
+        FUZZ_CHECK(cut != NULL);
+        memcpy(cut, buf, v.end);
+        scp_journal_view w;
+        memset(&w, 0x5A, sizeof w);
+        FUZZ_CHECK(scp_journal_find(cut, v.end, cs, root, tsize, &w) == 1);
+        FUZZ_CHECK(w.new_size == v.new_size && w.end == v.end && w.ncommits == v.ncommits &&
+                   w.nchunks == v.nchunks);
+        free(cut);
+
+        replay(buf, &v, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0);
+        static const int masks[4] = {EV_CHUNK | EV_ENTRY, EV_CHUNK, EV_ENTRY, 0};
+        replay(buf, &v, cs, &r, c->nev, masks[(p >> 4) & 3], fail_at);
+    }
+    free(r.ev);
+    free(r.c);
     free(buf);
     return 0;
 }

@@ -14,7 +14,6 @@
 #include <unistd.h>
 
 #include "crypto/crypto.h"
-#include "journal_sum.h"
 #include "volfix.h"
 #include "volume/format.h"
 
@@ -89,55 +88,146 @@ static void manifest_seeds(const vf_fixture *fx) {
     }
 }
 
-/* A journal with chunk size cs (param byte p), nchunk chunk records and nent commit entries. */
-static void journal_seed(const char *name, uint8_t p, uint32_t cs, int nchunk, int nent,
-                         uint64_t new_size) {
-    size_t len = 1 + SCP_JRN_HDR_LEN + (size_t)nchunk * (SCP_JREC_HDR_LEN + cs) +
-                 SCP_JREC_HDR_LEN + 16 + (size_t)nent * 36 + 32;
-    uint8_t *b = calloc(1, len), *q = b + 1;
-    b[0] = p;
-    memcpy(q, "SCPJRN\0\1", 8);
-    memset(q + 8, 0x77, 32);
-    size_t off = SCP_JRN_HDR_LEN;
-    for (int i = 0; i < nchunk; i++) {
-        scp_put_u32(q + off, SCP_JREC_CHUNK);
-        scp_put_u64(q + off + 8, (uint64_t)i);
-        memset(q + off + 16, 0x30 + i, cs);
-        off += SCP_JREC_HDR_LEN + cs;
+/* Journal seeds: byte 0 = parameters, byte 1 = target, byte 2 = failing call (see
+ * fuzz_journal.c), then a log built with the library's chain functions. */
+static uint8_t jb[16384];
+static size_t jlen;
+static uint8_t jchain[SCP_HASH_LEN];
+
+static void jb_start(uint8_t p, uint8_t sel, uint8_t fail_at, uint8_t salt) {
+    uint8_t s[SCP_HASH_LEN];
+    memset(s, salt, sizeof s);
+    jb[0] = p;
+    jb[1] = sel;
+    jb[2] = fail_at;
+    scp_journal_start(jb + 3, s, jchain);
+    jlen = 3 + SCP_JRN_HDR_LEN;
+}
+
+static void jb_chunk(uint32_t cs, uint64_t index, uint8_t fill) {
+    uint8_t *r = jb + jlen;
+    memset(r, 0, SCP_JREC_HDR_LEN);
+    scp_put_u32(r, SCP_JREC_CHUNK);
+    scp_put_u64(r + 8, index);
+    memset(r + SCP_JREC_HDR_LEN, fill, cs);
+    scp_journal_chain(jchain, r, SCP_JREC_HDR_LEN + (size_t)cs);
+    jlen += SCP_JREC_HDR_LEN + cs;
+}
+
+/* A commit record naming (root = 32 bytes `rootb`, size) with entries for indexes idx[0..n). */
+static void jb_commit(uint64_t size, const uint64_t *idx, size_t n, uint8_t rootb) {
+    uint8_t *r = jb + jlen;
+    memset(r, 0, SCP_JREC_HDR_LEN);
+    scp_put_u32(r, SCP_JREC_COMMIT);
+    scp_put_u64(r + SCP_JREC_HDR_LEN, size);
+    scp_put_u64(r + SCP_JREC_HDR_LEN + 8, (uint64_t)n);
+    uint8_t *e = r + SCP_JREC_HDR_LEN + 16;
+    for (size_t i = 0; i < n; i++, e += SCP_JENTRY_LEN) {
+        scp_put_u64(e, idx[i]);
+        memset(e + 8, (int)(0x50 + i), SCP_CHUNK_ENTRY_LEN);
     }
-    size_t commit = off;
-    scp_put_u32(q + off, SCP_JREC_COMMIT);
-    scp_put_u64(q + off + 16, new_size);
-    scp_put_u64(q + off + 24, (uint64_t)nent);
-    off += SCP_JREC_HDR_LEN + 16;
-    for (int i = 0; i < nent; i++) {
-        scp_put_u64(q + off, (uint64_t)i);
-        memset(q + off + 8, 0x50 + i, 28);
-        off += 36;
-    }
-    fz_journal_sum(q, commit, off, cs, q + off);
-    seed("fuzz_journal", name, b, len);
-    free(b);
+    memset(e, rootb, SCP_HASH_LEN);
+    size_t rlen = SCP_JCOMMIT_LEN(n);
+    scp_journal_chain(jchain, r, rlen - SCP_HASH_LEN);
+    memcpy(r + rlen - SCP_HASH_LEN, jchain, SCP_HASH_LEN);
+    jlen += rlen;
+}
+
+static void jb_emit(const char *name) { seed("fuzz_journal", name, jb, jlen); }
+
+/* Three commits at chunk size cs: overwrite chunk 0 and 1, append chunk 2, overwrite 0 again. */
+static void jb_three(uint32_t cs) {
+    jb_chunk(cs, 0, 0x30);
+    jb_chunk(cs, 1, 0x31);
+    jb_commit(2 * (uint64_t)cs, (const uint64_t[]){0, 1}, 2, 0xA1);
+    jb_chunk(cs, 2, 0x32);
+    jb_commit(3 * (uint64_t)cs - 5, (const uint64_t[]){2}, 1, 0xA2);
+    jb_chunk(cs, 0, 0x33);
+    jb_commit(3 * (uint64_t)cs - 5, (const uint64_t[]){0}, 1, 0xA3);
 }
 
 static void journal_seeds(const vf_fixture *fx) {
-    journal_seed("cs16-2chunks", 0x00, 16, 2, 2, 40);
-    journal_seed("cs16-repair", 0x80, 16, 3, 1, 16);
-    journal_seed("cs32-nochunk", 0x01, 32, 0, 3, 100);
-    journal_seed("cs16-cbfail", 0x40, 16, 2, 2, 40);
-    /* One real journal, from a crash-point snapshot (chunk size 4096: param 8). */
+    /* cs 16 (param 0), target the middle commit, both callbacks. */
+    jb_start(0x00, 0x01, 0, 0x11);
+    jb_three(16);
+    jb_emit("cs16-3commits");
+    /* The last commit, counted from the end; repair on; the second replay fails on call 2. */
+    jb_start(0x80, 0x80, 2, 0x12);
+    jb_three(16);
+    jb_emit("cs16-last-cbfail");
+    /* The same with the repair walk reading records of other types as chunk records. */
+    jb[1] = 0x00;
+    jb[0] = 0xC0;
+    jb_emit("cs16-repair-other-as-chunk");
+    /* Two commits naming the same state (a setattr-like commit with no entries): the last one
+     * is the one found. Chunk callbacks only. */
+    jb_start(0x10, 0x00, 0, 0x13);
+    jb_chunk(16, 0, 0x40);
+    jb_commit(16, (const uint64_t[]){0}, 1, 0xB1);
+    jb_commit(16, NULL, 0, 0xB1);
+    jb_chunk(16, 1, 0x41);
+    jb_commit(32, (const uint64_t[]){1}, 1, 0xB2);
+    jb_emit("cs16-dup-state");
+    /* A commit whose size does not match, entry callbacks only; a torn chunk record after it. */
+    jb_start(0x21, 0x20, 0, 0x14);
+    jb_chunk(32, 0, 0x50);
+    jb_commit(100, (const uint64_t[]){0, 3}, 2, 0xC1);
+    jb_chunk(32, 1, 0x51);
+    jlen -= 7;
+    jb_emit("cs32-size-mismatch-torn");
+    /* A new log over a longer old one: the old log's tail is left behind and stays stale. */
+    {
+        jb_start(0x01, 0x00, 0, 0x21);
+        jb_three(32);
+        jb_chunk(32, 3, 0x34);
+        jb_commit(4 * 32, (const uint64_t[]){3}, 1, 0xA4);
+        static uint8_t old[sizeof jb];
+        size_t oldlen = jlen;
+        memcpy(old, jb, jlen);
+        /* Same shape as the old log's first commit, so that the tail starts on a record:
+         * a chunk record that chains on, then a commit record whose chain value fails. */
+        jb_start(0x01, 0x00, 0, 0x22);
+        jb_chunk(32, 1, 0x60);
+        jb_chunk(32, 2, 0x61);
+        jb_commit(4 * 32, (const uint64_t[]){1, 2}, 2, 0xD1);
+        memcpy(jb + jlen, old + jlen, oldlen - jlen);
+        jlen = oldlen;
+        jb_emit("cs32-new-log-stale-tail");
+        jb[1] = 0x60; /* a made-up target: nothing found */
+        jb_emit("cs32-new-log-no-target");
+    }
+    /* A commit record with a wrong chain value, and the repair bit that fixes it. */
+    jb_start(0x80, 0x00, 1, 0x15);
+    jb_chunk(16, 0, 0x70);
+    jb_commit(8, (const uint64_t[]){0}, 1, 0xE1);
+    jb[jlen - 1] ^= 1;
+    jb_emit("cs16-repair");
+    /* Chunk size 4096 (param 8): one overwrite and a commit with no new chunk. */
+    jb_start(0x08, 0x81, 0, 0x16);
+    jb_chunk(4096, 1, 0x35);
+    jb_commit(3 * 4096 + 10, (const uint64_t[]){1, 3}, 2, 0xF1);
+    jb_commit(3 * 4096 + 10, NULL, 0, 0xF2);
+    jb_emit("cs4k-2commits");
+    /* A real journal from a crash-point snapshot (chunk size 4096: param 8), the shortest with a
+     * commit; target its last commit. */
+    const vf_blob *best = NULL;
     for (size_t k = 0; k < fx->nsnap; k++) {
         for (size_t i = 0; i < fx->nuniv; i++) {
             const vf_blob *b = &fx->snap[k].f[i];
             size_t nl = strlen(fx->univ[i]);
-            if (!b->present || b->len == 0 || strcmp(fx->univ[i] + nl - 2, ".j") != 0) continue;
-            uint8_t *s = malloc(b->len + 1);
-            s[0] = 8;
-            memcpy(s + 1, b->data, b->len);
-            seed("fuzz_journal", "real-4k", s, b->len + 1);
-            free(s);
-            return;
+            if (!b->present || b->len <= SCP_JRN_HDR_LEN || strcmp(fx->univ[i] + nl - 2, ".j") != 0)
+                continue;
+            if (!best || b->len < best->len) best = b;
         }
+    }
+    if (best) {
+        uint8_t *s = malloc(best->len + 3);
+        s[0] = 8;
+        s[1] = 0x80;
+        s[2] = 0;
+        memcpy(s + 3, best->data, best->len);
+        seed("fuzz_journal", "real-4k", s, best->len + 3);
+        free(s);
     }
 }
 
