@@ -108,7 +108,8 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
 #define SCP_JREC_COMMIT 2u
 #define SCP_JENTRY_LEN (8 + SCP_CHUNK_ENTRY_LEN)
 /* Bytes of a commit record with `count` entries. */
-#define SCP_JCOMMIT_LEN(count) (SCP_JREC_HDR_LEN + 16 + (size_t)(count)*SCP_JENTRY_LEN + 2 * SCP_HASH_LEN)
+#define SCP_JCOMMIT_LEN(count)                                                                  \
+    ((size_t)SCP_JREC_HDR_LEN + 16 + (size_t)(count) * SCP_JENTRY_LEN + (size_t)2 * SCP_HASH_LEN)
 
 typedef struct scp_journal_view {
     uint64_t new_size; /* the file size named by the commit found */

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,8 +263,8 @@ void vol_collect_garbage(scp_volume *v) {
     while ((de = readdir(d))) {
         uint8_t id[SCP_FILEID_LEN];
         const char *dot = strchr(de->d_name, '.');
-        if (!dot || dot - de->d_name != 2 * SCP_FILEID_LEN ||
-            (strcmp(dot, ".d") && strcmp(dot, ".t") && strcmp(dot, ".j")) ||
+        if (!dot || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN ||
+            (strcmp(dot, ".d") != 0 && strcmp(dot, ".t") != 0 && strcmp(dot, ".j") != 0) ||
             scp_unhex(de->d_name, id, SCP_FILEID_LEN) < 0)
             continue; /* not ours to judge */
         if (!bsearch(id, ids, n, sizeof *ids, cmp_id)) unlinkat(v->objfd, de->d_name, 0);
