@@ -4,7 +4,9 @@
  *
  * Three files, ops drawn from a seeded PRNG so that a checker can regenerate the exact sequence:
  * pwrite, truncate, fsync, close+reopen, close+reopen with O_TRUNC, and atomic replace (write
- * "c/tmp" whole, rename it over the file, sync the volume as a program fsyncs the directory). Every op but pwrite and truncate commits.
+ * "c/tmp" whole, rename it over the file, sync the volume as a program fsyncs the directory),
+ * also without the sync (the rename is then visible at once but durable only at the next
+ * durable commit). Every op but pwrite and truncate commits.
  * Include after testutil.h. The including file defines WL_MAXSZ (largest file offset written)
  * and may define WL_MARKER (a string that starts every write, for plaintext scans).
  */
@@ -19,7 +21,7 @@
 #define WL_NF 3
 
 static const char *const WL_FILES[WL_NF] = {"c/alpha", "c/beta", "c/gamma"};
-enum { OP_WRITE, OP_TRUNC, OP_FSYNC, OP_REOPEN, OP_REPLACE, OP_TRUNCOPEN };
+enum { OP_WRITE, OP_TRUNC, OP_FSYNC, OP_REOPEN, OP_REPLACE, OP_TRUNCOPEN, OP_REPLACE_NOSYNC };
 typedef struct op {
     int type, file;
     uint64_t off, len; /* write: offset/length; trunc: new size in off; replace: length */
@@ -53,10 +55,10 @@ static void wl_gen(tu_rng *r, op *o) {
         o->off = tu_below(r, WL_MAXSZ);
     } else if (k < 91) {
         o->type = OP_FSYNC;
-    } else if (k < 95) {
+    } else if (k < 94) {
         o->type = OP_REOPEN;
     } else if (k < 98) {
-        o->type = OP_REPLACE;
+        o->type = k < 96 ? OP_REPLACE : OP_REPLACE_NOSYNC;
         o->len = tu_below(r, WL_MAXSZ / 2);
         wl_fill(r, o->len);
     } else {
@@ -84,6 +86,7 @@ static int wl_run(scp_volume *v, scp_vfile *f[WL_NF], const op *o, scp_err *e) {
         }
         return rc;
     case OP_REPLACE:
+    case OP_REPLACE_NOSYNC:
         rc = scp_vfile_close(f[o->file], e);
         if (rc == 0) {
             scp_vfile *t = scp_vfile_open(v, "c/tmp", O_RDWR | O_CREAT | O_TRUNC, 0600, e);
@@ -93,7 +96,7 @@ static int wl_run(scp_volume *v, scp_vfile *f[WL_NF], const op *o, scp_err *e) {
             if (t && scp_vfile_close(t, rc ? NULL : e) != 0) rc = -1;
         }
         if (rc == 0) rc = scp_volume_rename(v, "c/tmp", WL_FILES[o->file], e);
-        if (rc == 0) rc = scp_volume_sync(v, e); /* a rename is durable at the next sync */
+        if (rc == 0 && o->type == OP_REPLACE) rc = scp_volume_sync(v, e); /* durable now */
         if (rc == 0) {
             f[o->file] = scp_vfile_open(v, WL_FILES[o->file], O_RDWR, 0, e);
             if (!f[o->file]) rc = -1;
@@ -121,7 +124,7 @@ static void wl_model(fbuf *fs, const op *o) {
     } else if (o->type == OP_TRUNC) {
         if (o->off > b->n) memset(b->p + b->n, 0, o->off - b->n);
         b->n = o->off;
-    } else if (o->type == OP_REPLACE) {
+    } else if (o->type == OP_REPLACE || o->type == OP_REPLACE_NOSYNC) {
         memcpy(b->p, wl_data, o->len);
         b->n = o->len;
     } else if (o->type == OP_TRUNCOPEN) {
