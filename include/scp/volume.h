@@ -53,11 +53,11 @@ typedef struct scp_volume_tag {
 typedef struct scp_volume_info {
     uint32_t format_version;
     uint32_t chunk_size;
-    uint64_t generation;  /* number of commits since creation */
+    uint64_t generation;  /* of the state in memory: commits since creation, durable or not */
     uint64_t file_count;  /* regular files */
     uint64_t dir_count;   /* directories, not counting the root */
     uint64_t total_bytes; /* sum of file sizes */
-    scp_volume_tag tag;
+    scp_volume_tag tag;   /* of that state (scp_volume_tag_get: of the last durable one) */
 } scp_volume_info;
 
 enum scp_vtype { SCP_VTYPE_FILE = 1, SCP_VTYPE_DIR = 2 };

@@ -34,8 +34,9 @@ struct scp_volume {
     pthread_mutex_t mu;
     scp_manifest man; /* the committed manifest */
     uint64_t gen;     /* its generation */
-    scp_volume_tag tag; /* of the last durable commit (or of the state loaded) */
-    int lazy;         /* the newest manifest is in the scratch slot: not durable yet */
+    scp_volume_tag tag;     /* of the last durable commit (or of the state loaded) */
+    scp_volume_tag cur_tag; /* of the manifest in memory (gen), durable or not */
+    int lazy;         /* this process wrote the scratch slot since its last durable commit */
     int objdir_dirty; /* objects created here since the last durable commit */
     uint8_t (*doomed)[SCP_FILEID_LEN]; /* objects to delete after the next durable commit */
     size_t ndoomed, doomcap;
@@ -122,6 +123,8 @@ int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->
 void man_remove(scp_manifest *m, size_t i);
 /* Load the newest authentic manifest slot into v->man / gen / tag (manifest.c). */
 int vol_load_manifest(scp_volume *v, scp_err *err);
+/* Highest generation the durable slots' headers claim (unauthenticated). */
+uint64_t vol_durable_generation(scp_volume *v);
 /* Highest generation the slot headers claim (a hint that another process committed). */
 uint64_t vol_peek_generation(scp_volume *v);
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);

@@ -135,8 +135,9 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
     if (rc == 0) {
         v->gen = gen;
         v->lazy = !durable;
+        tag_compute(v, gen, body, blen, &v->cur_tag);
         if (durable) {
-            tag_compute(v, gen, body, blen, &v->tag);
+            v->tag = v->cur_tag;
             if (v->cb) v->cb(v->cb_ctx, &v->tag);
             vol_doomed_drain(v);
         }
@@ -209,11 +210,15 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
     scp_manifest_free(&v->man);
     v->man = m[best];
     v->gen = gen[best];
-    v->tag = tag[best];
-    v->lazy = best == 2;
+    v->tag = v->cur_tag = tag[best];
     for (int i = 0; i < 3; i++)
         if (ok[i] && i != best) scp_manifest_free(&m[i]);
     return 0;
+}
+
+uint64_t vol_durable_generation(scp_volume *v) {
+    uint64_t a = slot_peek(v, 0), b = slot_peek(v, 1);
+    return a > b ? a : b;
 }
 
 /* Highest generation claimed by the slot headers (unauthenticated: only a hint to reload). */

@@ -477,7 +477,7 @@ static int empty_lost_objects(scp_volume *v, const scp_mentry *e) {
         int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) return -1;
         close(fd);
-        v->objdir_dirty = 1;
+        if (fsync(v->objfd) < 0) return -1;
     }
     return 0;
 }

@@ -225,7 +225,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
                      dir, (unsigned long long)v->gen, (unsigned long long)eg);
             goto fail;
         }
-        if (v->gen == eg && scp_ct_cmp(v->tag.bytes, expected->bytes, SCP_VOLUME_TAG_LEN)) {
+        if (v->gen == eg && scp_ct_cmp(v->cur_tag.bytes, expected->bytes, SCP_VOLUME_TAG_LEN)) {
             scp_fail(err, SCP_E_INTEGRITY, EIO,
                      "volume '%s' has the expected generation %llu but another state: it was "
                      "replaced or forked",
@@ -242,6 +242,8 @@ fail:
     return NULL;
 }
 
+static int sync_pending(scp_volume *v, int all, scp_err *err);
+
 int scp_volume_close(scp_volume *v, scp_err *err) {
     if (!v) return 0;
     int rc = 0;
@@ -254,7 +256,8 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     pthread_mutex_lock(&v->mu);
     file_cache_drop(v);
     pthread_mutex_unlock(&v->mu);
-    if (scp_volume_sync(v, rc < 0 ? NULL : err) < 0) rc = -1;
+    /* Only what this process left pending: a close after reads alone writes nothing. */
+    if (sync_pending(v, 0, rc < 0 ? NULL : err) < 0) rc = -1;
     vol_free(v);
     return rc;
 }
@@ -364,7 +367,7 @@ int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     out->format_version = SCP_FMT_VERSION;
     out->chunk_size = v->cs;
     out->generation = v->gen;
-    out->tag = v->tag;
+    out->tag = v->cur_tag;
     for (size_t i = 0; i < v->man.n; i++) {
         if (v->man.e[i].type == 2) {
             out->dir_count++;
@@ -526,13 +529,18 @@ void vol_doomed_drain(scp_volume *v) {
     v->ndoomed = 0;
 }
 
-int scp_volume_sync(scp_volume *v, scp_err *err) {
+/* A durable commit if this process has namespace work pending durability, or (all) if the
+ * newest state, whoever wrote it, is only in the scratch slot. */
+static int sync_pending(scp_volume *v, int all, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
-    if (v->lazy || v->ndoomed || v->objdir_dirty) rc = vol_commit_manifest(v, 1, err);
+    if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)))
+        rc = vol_commit_manifest(v, 1, err);
     vol_unlock(v);
     return rc;
 }
+
+int scp_volume_sync(scp_volume *v, scp_err *err) { return sync_pending(v, 1, err); }
 
 int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
