@@ -176,17 +176,25 @@ static int history(vf_fixture *fx, const char *vdir) {
     scp_volume_on_commit(v, on_commit, &l);
     static uint8_t b[3 * 4096 + 200];
     int rc = 0;
-#define STEP(call)                                 \
-    do {                                           \
-        if (rc == 0 && (call) < 0) rc = fail(#call, &err); \
-        scp_volume_tag_get(v, &tag);               \
-        if (rc == 0) snap_take(fx, vdir, 0, &tag); \
+    /* After each step a quiescent snapshot at the state in memory (a namespace step leaves it
+     * in the scratch slot), then a sync, whose durable commit snapshots through on_commit. */
+    scp_volume_info info;
+#define STEP(call)                                                            \
+    do {                                                                      \
+        if (rc == 0 && (call) < 0) rc = fail(#call, &err);                    \
+        if (rc == 0 && scp_volume_info_get(v, &info, &err) < 0) rc = fail("info", &err); \
+        if (rc == 0) snap_take(fx, vdir, 0, &info.tag);                       \
+        if (rc == 0 && scp_volume_sync(v, &err) < 0) rc = fail("sync", &err); \
     } while (0)
     pattern(b, sizeof b, 1);
     STEP(scp_volume_mkdir(v, "d", 0750, &err));
-    STEP(put(v, "a.txt", O_CREAT | O_WRONLY, b, 100, 0, &err));
+    /* A create is a namespace step of its own (its state is only in the scratch slot until the
+     * sync), so that every state any slot can hold is the newest of some snapshot. */
+    STEP(put(v, "a.txt", O_CREAT | O_WRONLY, NULL, 0, 0, &err));
+    STEP(put(v, "a.txt", O_WRONLY, b, 100, 0, &err));
     pattern(b, sizeof b, 2);
-    STEP(put(v, "d/b.bin", O_CREAT | O_RDWR, b, 4096 + 100, 0, &err));
+    STEP(put(v, "d/b.bin", O_CREAT | O_RDWR, NULL, 0, 0, &err));
+    STEP(put(v, "d/b.bin", O_RDWR, b, 4096 + 100, 0, &err));
     STEP(put(v, "d/b.bin", O_RDWR, b + 500, 50, 3 * 4096 + 10, &err)); /* chunk 2 stays a hole */
     /* Overwrites below the committed size go through the journal. */
     pattern(b, sizeof b, 3);
