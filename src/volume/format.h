@@ -93,7 +93,8 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
  *   records: u32 type | u32 zero | u64 chunk index | payload
  *     type 1 (chunk):  payload = chunk_size bytes of ciphertext
  *     type 2 (commit): index 0; payload = u64 new size | u64 count | count * (u64 index | nonce |
- *                      tag) | target root (32) | chain value after this record (32)
+ *                      tag) | target root (32) | chain value after this record (32); every
+ *                      entry's index is below new size / chunk size + 1
  *   chain: c0 = SHA-256(header); then c = SHA-256(c || record) over every record in order (a
  *          commit record up to and including its target root); a commit record checks out when
  *          its stored chain value equals c. So a commit covers every byte before it.
