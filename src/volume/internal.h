@@ -24,6 +24,9 @@ struct scp_volume {
     int dirfd;      /* the volume directory */
     int objfd;      /* its objects/ directory */
     int lockfd;     /* "lock": OFD write lock serializes commits across processes */
+    uint64_t *hint; /* the lock file's first 8 bytes, mapped shared: the generation of the last
+                     * commit (a hint, see vol_fresh; NULL if the file cannot be mapped) */
+    int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
     int slotfd[2];  /* manifest.0, manifest.1 */
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
@@ -83,6 +86,13 @@ static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + c
 /* volume.c */
 int vol_lock(scp_volume *v, scp_err *err);   /* mutex + cross-process lock + manifest refresh */
 void vol_unlock(scp_volume *v);
+/* For lookups that only read the namespace: the mutex alone when vol_fresh() says no other
+ * process committed since we loaded the manifest, otherwise vol_lock. Release with vol_unlock. */
+int vol_lock_read(scp_volume *v, scp_err *err);
+/* Caller holds v->mu. True when the in-memory manifest is known to be the newest committed one
+ * without a system call: no fork since the descriptors were taken, and the shared generation
+ * hint equals our generation. */
+int vol_fresh(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
 /* Incremented in every child right after fork (pthread_atfork), so that the hot paths detect a
  * fork with one load instead of a getpid() system call. */

@@ -511,12 +511,12 @@ void file_cache_drop(scp_volume *v) {
 }
 
 /* The open fast path: an existing file whose state this process holds and that no other
- * process has changed (the manifest generation on disk is ours) needs no lock, no disk read
- * and no allocation. Returns the file with a new reference, or NULL to take the full path. */
+ * process has changed (the generation hint is ours, see vol_fresh) needs no lock, no system
+ * call and no allocation. Returns the file with a new reference, or NULL to take the full path. */
 static scp_file *file_get_cached(scp_volume *v, const char *path) {
     pthread_mutex_lock(&v->mu);
     scp_file *hit = NULL;
-    if (vol_check_fork(v, NULL) == 0 && vol_peek_generation(v) <= v->gen) {
+    if (vol_fresh(v)) {
         long i = man_find(&v->man, path);
         if (i >= 0 && v->man.e[i].type == 1)
             for (scp_file *f = v->files; f; f = f->next)
@@ -1224,7 +1224,7 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
     scp_volume *v = h->f->vol;
-    if (vol_lock(v, err) < 0) return -1;
+    if (vol_lock_read(v, err) < 0) return -1;
     memset(st, 0, sizeof *st);
     long i = h->f->path ? man_find(&v->man, h->f->path) : -1;
     if (i >= 0) {
