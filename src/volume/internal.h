@@ -72,6 +72,11 @@ struct scp_file {
     int modified;               /* uncommitted changes exist */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
     size_t kick_pending;        /* bytes written in place since writeback was last started */
+    /* plaintext of authenticated chunks (vfile.c, "plaintext cache"): chunk index -> struct
+     * pchunk *, each valid while the table entry it was decrypted under is the current one */
+    pthread_mutex_t pc_mu;
+    u64map pc;
+    size_t pc_scan;             /* where the next eviction in this file looks */
 };
 
 struct scp_vfile {

@@ -30,7 +30,10 @@ static void on_fork_child(void) {
         scp_volume *v = registry[i];
         if (!v) continue;
         pthread_mutex_init(&v->mu, NULL);
-        for (scp_file *f = v->files; f; f = f->next) pthread_rwlock_init(&f->rw, NULL);
+        for (scp_file *f = v->files; f; f = f->next) {
+            pthread_rwlock_init(&f->rw, NULL);
+            pthread_mutex_init(&f->pc_mu, NULL);
+        }
         v->forked_midway = 1; /* the manifest in memory may be half-updated: reload it */
     }
     __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED);
