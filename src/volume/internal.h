@@ -77,6 +77,7 @@ struct scp_file {
     pthread_mutex_t pc_mu;
     u64map pc;
     size_t pc_scan;             /* where the next eviction in this file looks */
+    long pc_pins;               /* scp_vfile_pin callers: no entry is freed or recycled */
 };
 
 struct scp_vfile {

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -255,7 +256,7 @@ static struct pchunk *pc_take(scp_file *f) {
     struct pchunk *c = NULL;
     uint64_t k, v;
     pthread_mutex_lock(&f->pc_mu);
-    if (u64map_count(&f->pc)) {
+    if (u64map_count(&f->pc) && !f->pc_pins) {
         if (!u64map_next(&f->pc, &f->pc_scan, &k, &v)) {
             f->pc_scan = 0;
             u64map_next(&f->pc, &f->pc_scan, &k, &v);
@@ -273,7 +274,9 @@ static void pc_put(scp_file *f, uint64_t i, struct pchunk *c) {
     uint64_t old = 0;
     pthread_mutex_lock(&f->pc_mu);
     int had = u64map_get(&f->pc, i, &old);
-    if (u64map_put(&f->pc, i, (uintptr_t)c) < 0) {
+    if (had && f->pc_pins) {
+        old = (uintptr_t)c; /* the old entry may be in use by a pin holder: keep it, drop c */
+    } else if (u64map_put(&f->pc, i, (uintptr_t)c) < 0) {
         had = 1; /* out of memory: drop c instead */
         old = (uintptr_t)c;
     }
@@ -1276,6 +1279,41 @@ static ssize_t locked_pread(scp_file *f, void *buf, size_t n, uint64_t off, scp_
 ssize_t scp_vfile_pread(scp_vfile *h, void *buf, size_t n, uint64_t off, scp_err *err) {
     if (check_handle(h, 0, err) < 0) return -1;
     return locked_pread(h->f, buf, n, off, err);
+}
+
+ssize_t scp_vfile_pin(scp_vfile *h, uint64_t off, size_t n, struct iovec *iov, int maxiov,
+                      int *niov, scp_err *err) {
+    *niov = 0;
+    if (check_handle(h, 0, err) < 0) return -1;
+    scp_file *f = h->f;
+    uint32_t cs = f->vol->cs;
+    size_t got = 0;
+    int k = 0;
+    pthread_rwlock_rdlock(&f->rw);
+    n = off < f->size ? (n < f->size - off ? n : (size_t)(f->size - off)) : 0;
+    pthread_mutex_lock(&f->pc_mu);
+    while (got < n && k < maxiov) {
+        uint64_t i = (off + got) / cs, v;
+        size_t in = (size_t)((off + got) % cs), len = cs - in;
+        if (len > n - got) len = n - got;
+        if (u64map_get(&f->dirty, i, NULL) || !u64map_get(&f->pc, i, &v)) break;
+        struct pchunk *c = (struct pchunk *)(uintptr_t)v;
+        if (memcmp(c->ent, ent(f, i), ENT) != 0) break;
+        iov[k].iov_base = c->data + in;
+        iov[k++].iov_len = len;
+        got += len;
+    }
+    if (k) f->pc_pins++;
+    pthread_mutex_unlock(&f->pc_mu);
+    pthread_rwlock_unlock(&f->rw);
+    *niov = k;
+    return (ssize_t)got;
+}
+
+void scp_vfile_unpin(scp_vfile *h) {
+    pthread_mutex_lock(&h->f->pc_mu);
+    h->f->pc_pins--;
+    pthread_mutex_unlock(&h->f->pc_mu);
 }
 
 ssize_t scp_vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, scp_err *err) {
