@@ -183,6 +183,11 @@ static pfile *pf_get(long fd, long *e) {
     return pf;
 }
 
+/* The kernel's close-on-exec flag of a slot's placeholder mirrors the slot's, so that the
+ * kernel's descriptor table says which protected descriptors an exec hands on, also in a
+ * vfork child (which shares the shield's memory with its parent and so must not change it). */
+static void kset_cloexec(long fd, int on) { sh_gate(SYS_fcntl, fd, F_SETFD, on ? FD_CLOEXEC : 0, 0, 0, 0); }
+
 /* Put pf (whose reference the caller gives away) into the lowest free slot >= min. */
 static long slot_alloc(pfile *pf, long min, int cloexec) {
     long idx = min > sh.base ? min - sh.base : 0;
@@ -190,9 +195,13 @@ static long slot_alloc(pfile *pf, long min, int cloexec) {
     for (; idx < sh.nslots; idx++)
         if (!sh.slot[idx]) {
             sh.slot[idx] = pf;
-            sh.slot_cloexec[idx] = (unsigned char)(cloexec != 0);
+            /* a free slot's placeholder keeps the flag its last user left (slot_take does not
+             * reset it): a server that opens and closes a file per request pays no fcntl */
+            if (sh.slot_cloexec[idx] != (cloexec != 0)) {
+                sh.slot_cloexec[idx] = (unsigned char)(cloexec != 0);
+                kset_cloexec(sh.base + idx, cloexec);
+            }
             pthread_mutex_unlock(&sh.mu);
-            if (!cloexec) sh_gate(SYS_fcntl, sh.base + idx, F_SETFD, 0, 0, 0, 0);
             return sh.base + idx;
         }
     pthread_mutex_unlock(&sh.mu);
@@ -205,8 +214,8 @@ static pfile *slot_take(long fd) {
     pthread_mutex_lock(&sh.mu);
     if (fd >= sh.base && fd < sh.base + sh.nslots) {
         pf = sh.slot[fd - sh.base];
-        sh.slot[fd - sh.base] = NULL;
-        if (pf && !sh.slot_cloexec[fd - sh.base]) sh_gate(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0);
+        sh.slot[fd - sh.base] = NULL; /* its placeholder may stay inheritable: harmless, an
+                                         * exec hands on occupied slots only */
     } else if (fd >= 0 && fd < sh.lo && sh.alias[fd]) {
         pf = sh.alias[fd];
         sh.alias[fd] = NULL;
@@ -216,10 +225,6 @@ static pfile *slot_take(long fd) {
     return pf;
 }
 
-/* The kernel's close-on-exec flag of a slot's placeholder mirrors the slot's, so that the
- * kernel's descriptor table says which protected descriptors an exec hands on, also in a
- * vfork child (which shares the shield's memory with its parent and so must not change it). */
-static void kset_cloexec(long fd, int on) { sh_gate(SYS_fcntl, fd, F_SETFD, on ? FD_CLOEXEC : 0, 0, 0, 0); }
 
 /* A vfork/posix_spawn child: same memory as the parent (atfork does not run for it). */
 static int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
