@@ -206,7 +206,9 @@ static int seal_range(void *ctx, size_t b, size_t e) {
  * and authenticating the chunk again would. Any change to a chunk (a write-back here, another
  * process's commit, a reload) changes its entry: nothing needs invalidating. Dirty chunks are
  * looked up first. The budget is per process (SCP_VOLUME_CACHE_MB, default 64, 0 = off);
- * beyond it a file recycles its own entries. Files this process writes are not cached. */
+ * beyond it a file recycles its own entries. A process that writes a file caches it too:
+ * its reads of chunks it has not changed since are as frequent (sqlite), and stale entries cost
+ * only memory within the budget. */
 struct pchunk {
     uint8_t ent[ENT];
     uint8_t data[];
@@ -243,10 +245,10 @@ static int pc_get(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out) 
 }
 
 /* An entry to fill for f: a new one within the budget, else one of f's own taken out of the
- * cache; NULL if neither (or f is being written here). The caller passes it to pc_put or
+ * cache; NULL if neither (or the cache is off). The caller passes it to pc_put or
  * pc_free. */
 static struct pchunk *pc_take(scp_file *f) {
-    if (f->writer || !pc_limit) return NULL;
+    if (!pc_limit) return NULL;
     size_t sz = sizeof(struct pchunk) + f->vol->cs;
     if (__atomic_add_fetch(&pc_used, sz, __ATOMIC_RELAXED) <= pc_limit) {
         struct pchunk *c = malloc(sz);
