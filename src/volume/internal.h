@@ -70,6 +70,9 @@ struct scp_file {
     uint64_t j_end;             /* journal append offset (0 = journal unused) */
     uint8_t j_chain[SCP_HASH_LEN]; /* hash chain over the journal's chunk records (format.h) */
     int modified;               /* uncommitted changes exist */
+    int unloaded;               /* a (re)load failed half-way: the table in memory is not the
+                                 * authenticated one, so reads and writes fail until a load
+                                 * succeeds */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
     size_t kick_pending;        /* bytes written in place since writeback was last started */
     /* plaintext of authenticated chunks (vfile.c, "plaintext cache"): chunk index -> struct

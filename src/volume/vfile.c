@@ -490,6 +490,9 @@ static int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint64_t n = nchunks_of(e->size, cs);
     if (table_reserve(f, n, err) < 0) return -1;
+    /* Until the root checks out, the table is whatever the disk holds: an attacker's mix of
+     * old entries would otherwise be served (each old chunk still authenticates on its own). */
+    f->unloaded = 1;
     memset(f->table, 0, f->table_cap * ENT);
     memset(f->changed, 0, f->table_cap / 8 + 1);
     memset(f->page_dirty, 1, f->page_cap);
@@ -511,6 +514,7 @@ static int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     if (rc == 1 && ftruncate(f->fd_j, 0) < 0) { /* harmless if it fails: replay is idempotent */
     }
     memcpy(f->c_root, e->root, SCP_HASH_LEN);
+    f->unloaded = 0;
     return 0;
 }
 
@@ -1067,6 +1071,11 @@ static inline int is_direct(scp_file *f, uint64_t i) {
 
 static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, scp_err *err) {
     uint32_t cs = f->vol->cs;
+    if (f->unloaded)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest (the file was "
+                        "modified, truncated, replaced or rolled back)",
+                        f->path ? f->path : "(unlinked file)");
     if (off >= f->size) return 0;
     if (n > f->size - off) n = (size_t)(f->size - off);
     uint8_t *tmp = scratch(2 * (size_t)cs);
@@ -1114,6 +1123,10 @@ fail:
 static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
+    if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED))
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest; not written",
+                        h->f->path ? h->f->path : "file");
     int acc = h->flags & O_ACCMODE;
     if (want_write && acc == O_RDONLY)
         return scp_fail(err, SCP_E_INVAL, EBADF, "'%s' was opened read-only",
@@ -1292,7 +1305,7 @@ ssize_t scp_vfile_pin(scp_vfile *h, uint64_t off, size_t n, struct iovec *iov, i
     size_t got = 0;
     int k = 0;
     pthread_rwlock_rdlock(&f->rw);
-    n = off < f->size ? (n < f->size - off ? n : (size_t)(f->size - off)) : 0;
+    n = off < f->size && !f->unloaded ? (n < f->size - off ? n : (size_t)(f->size - off)) : 0;
     pthread_mutex_lock(&f->pc_mu);
     while (got < n && k < maxiov) {
         uint64_t i = (off + got) / cs, v;
