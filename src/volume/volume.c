@@ -33,6 +33,7 @@ static void on_fork_child(void) {
         for (scp_file *f = v->files; f; f = f->next) {
             pthread_rwlock_init(&f->rw, NULL);
             pthread_mutex_init(&f->pc_mu, NULL);
+            f->pc_pins = 0; /* pins belong to threads the child does not have */
         }
         v->forked_midway = 1; /* the manifest in memory may be half-updated: reload it */
     }
