@@ -147,6 +147,17 @@ int scp_vfile_close(scp_vfile *f, scp_err *err);
 ssize_t scp_vfile_pread(scp_vfile *f, void *buf, size_t n, uint64_t off, scp_err *err);
 ssize_t scp_vfile_pwrite(scp_vfile *f, const void *buf, size_t n, uint64_t off, scp_err *err);
 
+/* For sending without a copy (the shield's sendfile): fills iov (at most maxiov entries) with
+ * read-only pointers to the plaintext of the bytes from off on, as far as they are in the
+ * library's plaintext cache of authenticated chunks, and returns how many bytes they cover
+ * (0 if the first one is not cached: read with scp_vfile_pread, which caches it; -1 on a bad
+ * handle). The memory stays valid and unchanged until scp_vfile_unpin; call it exactly once
+ * after a return > 0, and do not hold the pin longer than one system call. */
+struct iovec;
+ssize_t scp_vfile_pin(scp_vfile *f, uint64_t off, size_t n, struct iovec *iov, int maxiov,
+                      int *niov, scp_err *err);
+void scp_vfile_unpin(scp_vfile *f);
+
 /* Cursor I/O (one cursor per handle). */
 ssize_t scp_vfile_read(scp_vfile *f, void *buf, size_t n, scp_err *err);
 ssize_t scp_vfile_write(scp_vfile *f, const void *buf, size_t n, scp_err *err);

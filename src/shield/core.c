@@ -183,6 +183,11 @@ static pfile *pf_get(long fd, long *e) {
     return pf;
 }
 
+/* The kernel's close-on-exec flag of a slot's placeholder mirrors the slot's, so that the
+ * kernel's descriptor table says which protected descriptors an exec hands on, also in a
+ * vfork child (which shares the shield's memory with its parent and so must not change it). */
+static void kset_cloexec(long fd, int on) { sh_gate(SYS_fcntl, fd, F_SETFD, on ? FD_CLOEXEC : 0, 0, 0, 0); }
+
 /* Put pf (whose reference the caller gives away) into the lowest free slot >= min. */
 static long slot_alloc(pfile *pf, long min, int cloexec) {
     long idx = min > sh.base ? min - sh.base : 0;
@@ -190,9 +195,13 @@ static long slot_alloc(pfile *pf, long min, int cloexec) {
     for (; idx < sh.nslots; idx++)
         if (!sh.slot[idx]) {
             sh.slot[idx] = pf;
-            sh.slot_cloexec[idx] = (unsigned char)(cloexec != 0);
+            /* a free slot's placeholder keeps the flag its last user left (slot_take does not
+             * reset it): a server that opens and closes a file per request pays no fcntl */
+            if (sh.slot_cloexec[idx] != (cloexec != 0)) {
+                sh.slot_cloexec[idx] = (unsigned char)(cloexec != 0);
+                kset_cloexec(sh.base + idx, cloexec);
+            }
             pthread_mutex_unlock(&sh.mu);
-            if (!cloexec) sh_gate(SYS_fcntl, sh.base + idx, F_SETFD, 0, 0, 0, 0);
             return sh.base + idx;
         }
     pthread_mutex_unlock(&sh.mu);
@@ -205,8 +214,8 @@ static pfile *slot_take(long fd) {
     pthread_mutex_lock(&sh.mu);
     if (fd >= sh.base && fd < sh.base + sh.nslots) {
         pf = sh.slot[fd - sh.base];
-        sh.slot[fd - sh.base] = NULL;
-        if (pf && !sh.slot_cloexec[fd - sh.base]) sh_gate(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0);
+        sh.slot[fd - sh.base] = NULL; /* its placeholder may stay inheritable: harmless, an
+                                         * exec hands on occupied slots only */
     } else if (fd >= 0 && fd < sh.lo && sh.alias[fd]) {
         pf = sh.alias[fd];
         sh.alias[fd] = NULL;
@@ -216,10 +225,6 @@ static pfile *slot_take(long fd) {
     return pf;
 }
 
-/* The kernel's close-on-exec flag of a slot's placeholder mirrors the slot's, so that the
- * kernel's descriptor table says which protected descriptors an exec hands on, also in a
- * vfork child (which shares the shield's memory with its parent and so must not change it). */
-static void kset_cloexec(long fd, int on) { sh_gate(SYS_fcntl, fd, F_SETFD, on ? FD_CLOEXEC : 0, 0, 0, 0); }
 
 /* A vfork/posix_spawn child: same memory as the parent (atfork does not run for it). */
 static int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
@@ -587,6 +592,7 @@ static long do_lseek(pfile *pf, long long off, int whence) {
 /* Copy between two descriptors, at least one of them protected (sendfile, splice,
  * copy_file_range). Offsets: NULL means the descriptor's cursor. */
 #define COPY_BUF (128u << 10)
+#define COPY_IOV 128 /* cached chunks per writev (512 KiB with 4 KiB chunks) */
 static __thread char *copy_buf; /* per thread, mapped on first use (no malloc: may run in the trap) */
 
 static long do_copy(long in, long long *inoff, long out, long long *outoff, size_t count) {
@@ -606,6 +612,27 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
     }
     while ((size_t)total < count) {
         size_t want = count - (size_t)total;
+        if (pin && !pout && inoff && pin->kind == PF_FILE && readable(pin)) {
+            /* Chunks in the volume's plaintext cache go to the output straight from there (no
+             * copy through buf); the first read of a chunk takes the copy path below. */
+            struct iovec iov[COPY_IOV];
+            int niov;
+            ssize_t c = scp_vfile_pin(pin->vf, (uint64_t)*inoff, want, iov, COPY_IOV, &niov, NULL);
+            if (c > 0) {
+                long w = outoff ? sh_gate(SYS_pwritev, out, (long)iov, niov, *outoff, 0, 0)
+                                : sh_gate(SYS_writev, out, (long)iov, niov, 0, 0, 0);
+                scp_vfile_unpin(pin->vf);
+                if (w <= 0) {
+                    if (!total) total = w ? w : -EIO;
+                    break;
+                }
+                *inoff += w;
+                if (outoff) *outoff += w;
+                total += w;
+                if (w < c) break; /* the output is full */
+                continue;
+            }
+        }
         if (want > COPY_BUF) want = COPY_BUF;
         long r;
         if (pin) r = io_read(pin, buf, want, inoff ? *inoff : -1);

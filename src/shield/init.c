@@ -149,6 +149,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
     sh.alias = calloc((size_t)sh.lo, sizeof *sh.alias);
     sh.alias_filtered = calloc((size_t)sh.lo, 1);
     if (!sh.slot || !sh.slot_cloexec || !sh.alias || !sh.alias_filtered) die("out of memory", NULL);
+    memset(sh.slot_cloexec, 1, (size_t)sh.nslots); /* the placeholders below are O_CLOEXEC */
     sh.placeholder = open("/dev/null", O_PATH | O_CLOEXEC);
     if (sh.placeholder < 0) die("cannot open the placeholder /dev/null", NULL);
     for (int fd = sh.base; fd < sh.base + sh.nslots; fd++)

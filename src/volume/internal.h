@@ -24,6 +24,9 @@ struct scp_volume {
     int dirfd;      /* the volume directory */
     int objfd;      /* its objects/ directory */
     int lockfd;     /* "lock": OFD write lock serializes commits across processes */
+    uint64_t *hint; /* the lock file's first 8 bytes, mapped shared: the generation of the last
+                     * commit (a hint, see vol_fresh; NULL if the file cannot be mapped) */
+    int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
     int slotfd[3];  /* manifest.0, manifest.1 (durable), manifest.2 (scratch; -1 if absent) */
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
@@ -74,8 +77,17 @@ struct scp_file {
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
+    int unloaded;               /* a (re)load failed half-way: the table in memory is not the
+                                 * authenticated one, so reads and writes fail until a load
+                                 * succeeds */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
     size_t kick_pending;        /* bytes written in place since writeback was last started */
+    /* plaintext of authenticated chunks (vfile.c, "plaintext cache"): chunk index -> struct
+     * pchunk *, each valid while the table entry it was decrypted under is the current one */
+    pthread_mutex_t pc_mu;
+    u64map pc;
+    size_t pc_scan;             /* where the next eviction in this file looks */
+    long pc_pins;               /* scp_vfile_pin callers: no entry is freed or recycled */
 };
 
 struct scp_vfile {
@@ -90,6 +102,13 @@ static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + c
 /* volume.c */
 int vol_lock(scp_volume *v, scp_err *err);   /* mutex + cross-process lock + manifest refresh */
 void vol_unlock(scp_volume *v);
+/* For lookups that only read the namespace: the mutex alone when vol_fresh() says no other
+ * process committed since we loaded the manifest, otherwise vol_lock. Release with vol_unlock. */
+int vol_lock_read(scp_volume *v, scp_err *err);
+/* Caller holds v->mu. True when the in-memory manifest is known to be the newest committed one
+ * without a system call: no fork since the descriptors were taken, and the shared generation
+ * hint equals our generation. */
+int vol_fresh(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
 /* Incremented in every child right after fork (pthread_atfork), so that the hot paths detect a
  * fork with one load instead of a getpid() system call. */

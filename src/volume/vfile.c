@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -192,6 +193,105 @@ static int seal_range(void *ctx, size_t b, size_t e) {
     return 0;
 }
 
+/* ---- plaintext cache ------------------------------------------------------------------------ */
+
+/* Servers read the same files again and again (nginx sends a file per request, sqlite rereads
+ * pages its own cache dropped), and decrypting them each time costs more than the rest of the
+ * request. So a chunk that was read and authenticated keeps its plaintext in process memory
+ * (never in a kernel object), with the table entry (nonce and tag) it was decrypted under, and
+ * is served from there only while that entry is still the file's current one. The entry is
+ * bound to the content root that the manifest authenticates, and a nonce and tag name one
+ * ciphertext under the file's key and the chunk's index, so a hit returns exactly what reading
+ * and authenticating the chunk again would. Any change to a chunk (a write-back here, another
+ * process's commit, a reload) changes its entry: nothing needs invalidating. Dirty chunks are
+ * looked up first. The budget is per process (SCP_VOLUME_CACHE_MB, default 64, 0 = off);
+ * beyond it a file recycles its own entries. A process that writes a file caches it too:
+ * its reads of chunks it has not changed since are as frequent (sqlite), and stale entries cost
+ * only memory within the budget. */
+struct pchunk {
+    uint8_t ent[ENT];
+    uint8_t data[];
+};
+static size_t pc_used;  /* bytes held by all files' entries (atomic) */
+static size_t pc_limit; /* the budget, set once by pc_init */
+static pthread_once_t pc_once = PTHREAD_ONCE_INIT;
+static void pc_init(void) {
+    const char *s = getenv("SCP_VOLUME_CACHE_MB");
+    pc_limit = (size_t)(s && *s ? strtoul(s, NULL, 10) : 64) << 20;
+}
+
+static void pc_free(scp_file *f, struct pchunk *c) {
+    size_t sz = sizeof *c + f->vol->cs;
+    scp_wipe(c, sz);
+    free(c);
+    __atomic_sub_fetch(&pc_used, sz, __ATOMIC_RELAXED);
+}
+
+/* Copy bytes [in, in + len) of chunk i from the cache if its entry is current; 1 on a hit. */
+static int pc_get(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out) {
+    uint64_t v;
+    int hit = 0;
+    pthread_mutex_lock(&f->pc_mu);
+    if (u64map_get(&f->pc, i, &v)) {
+        const struct pchunk *c = (const struct pchunk *)(uintptr_t)v;
+        if (memcmp(c->ent, ent(f, i), ENT) == 0) {
+            if (out) memcpy(out, c->data + in, len);
+            hit = 1;
+        }
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    return hit;
+}
+
+/* An entry to fill for f: a new one within the budget, else one of f's own taken out of the
+ * cache; NULL if neither (or the cache is off). The caller passes it to pc_put or
+ * pc_free. */
+static struct pchunk *pc_take(scp_file *f) {
+    if (!pc_limit) return NULL;
+    size_t sz = sizeof(struct pchunk) + f->vol->cs;
+    if (__atomic_add_fetch(&pc_used, sz, __ATOMIC_RELAXED) <= pc_limit) {
+        struct pchunk *c = malloc(sz);
+        if (c) return c;
+    }
+    __atomic_sub_fetch(&pc_used, sz, __ATOMIC_RELAXED);
+    struct pchunk *c = NULL;
+    uint64_t k, v;
+    pthread_mutex_lock(&f->pc_mu);
+    if (u64map_count(&f->pc) && !f->pc_pins) {
+        if (!u64map_next(&f->pc, &f->pc_scan, &k, &v)) {
+            f->pc_scan = 0;
+            u64map_next(&f->pc, &f->pc_scan, &k, &v);
+        }
+        u64map_del(&f->pc, k, NULL);
+        c = (struct pchunk *)(uintptr_t)v;
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    return c;
+}
+
+/* Cache c (whose data is chunk i's authenticated plaintext) under chunk i's current entry. */
+static void pc_put(scp_file *f, uint64_t i, struct pchunk *c) {
+    memcpy(c->ent, ent(f, i), ENT);
+    uint64_t old = 0;
+    pthread_mutex_lock(&f->pc_mu);
+    int had = u64map_get(&f->pc, i, &old);
+    if (had && f->pc_pins) {
+        old = (uintptr_t)c; /* the old entry may be in use by a pin holder: keep it, drop c */
+    } else if (u64map_put(&f->pc, i, (uintptr_t)c) < 0) {
+        had = 1; /* out of memory: drop c instead */
+        old = (uintptr_t)c;
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    if (had) pc_free(f, (struct pchunk *)(uintptr_t)old);
+}
+
+static void pc_drop(scp_file *f) {
+    size_t pos = 0;
+    uint64_t k, v;
+    while (u64map_next(&f->pc, &pos, &k, &v)) pc_free(f, (struct pchunk *)(uintptr_t)v);
+    u64map_free(&f->pc);
+}
+
 /* A run of whole chunks read from the data object straight into the caller's buffer and
  * decrypted in place, split among several cores (each part reads and decrypts its own range,
  * so the kernel's copy runs in parallel too). */
@@ -234,9 +334,17 @@ static int read_range(void *ctx, size_t b, size_t e) {
         }
         const uint8_t *en = ent(j->f, i);
         aad_of(j->f, i, aad);
-        if (scp_aead_open(j->f->key, en, aad, AAD_LEN, p, cs, en + SCP_NONCE_LEN, p, NULL) < 0) {
+        /* With a cache entry: decrypt into it (out of place, so that what is cached is exactly
+         * what authenticated, whatever else touches dst), then copy to the caller. */
+        struct pchunk *c = pc_take(j->f);
+        uint8_t *pt = c ? c->data : p;
+        if (scp_aead_open(j->f->key, en, aad, AAD_LEN, p, cs, en + SCP_NONCE_LEN, pt, NULL) < 0) {
             read_job_fail(j, i, 2, 0);
             rc = -1;
+            if (c) pc_free(j->f, c);
+        } else if (c) {
+            memcpy(p, c->data, cs);
+            pc_put(j->f, i, c);
         }
     }
     return rc;
@@ -405,6 +513,9 @@ static int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint64_t n = nchunks_of(e->size, cs);
     if (table_reserve(f, n, err) < 0) return -1;
+    /* Until the root checks out, the table is whatever the disk holds: an attacker's mix of
+     * old entries would otherwise be served (each old chunk still authenticates on its own). */
+    f->unloaded = 1;
     memset(f->table, 0, f->table_cap * ENT);
     memset(f->changed, 0, f->table_cap / 8 + 1);
     memset(f->page_dirty, 1, f->page_cap);
@@ -427,6 +538,7 @@ static int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     /* Whatever journal is on disk belongs to whoever writes next, who starts from a checkpoint. */
     f->j_end = 0;
     f->j_clean = 0;
+    f->unloaded = 0;
     return 0;
 }
 
@@ -445,6 +557,8 @@ static void file_free(scp_file *f) {
     free(f->page_dirty);
     free(f->path);
     pthread_rwlock_destroy(&f->rw);
+    pc_drop(f);
+    pthread_mutex_destroy(&f->pc_mu);
     scp_secure_free(f, sizeof *f);
 }
 
@@ -505,8 +619,11 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     f->vol = v;
     f->fd_d = f->fd_t = f->fd_j = -1;
     pthread_rwlock_init(&f->rw, NULL);
+    pthread_mutex_init(&f->pc_mu, NULL);
+    pthread_once(&pc_once, pc_init);
     u64map_init(&f->dirty);
     u64map_init(&f->jmap);
+    u64map_init(&f->pc);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
     f->path = strdup(e->path);
     if (f->path && empty_lost_objects(v, e) < 0) {
@@ -564,12 +681,12 @@ void file_cache_drop(scp_volume *v) {
 }
 
 /* The open fast path: an existing file whose state this process holds and that no other
- * process has changed (the manifest generation on disk is ours) needs no lock, no disk read
- * and no allocation. Returns the file with a new reference, or NULL to take the full path. */
+ * process has changed (the generation hint is ours, see vol_fresh) needs no lock, no system
+ * call and no allocation. Returns the file with a new reference, or NULL to take the full path. */
 static scp_file *file_get_cached(scp_volume *v, const char *path) {
     pthread_mutex_lock(&v->mu);
     scp_file *hit = NULL;
-    if (vol_check_fork(v, NULL) == 0 && vol_peek_generation(v) <= v->gen) {
+    if (vol_fresh(v)) {
         long i = man_find(&v->man, path);
         if (i >= 0 && v->man.e[i].type == 1)
             for (scp_file *f = v->files; f; f = f->next)
@@ -1075,8 +1192,14 @@ static int read_one(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out
         memset(out, 0, len);
         return 0;
     }
-    if (fetch_ct(f, i, tmp + cs, err) < 0 || open_chunk(f, i, tmp + cs, tmp, err) < 0) return -1;
-    memcpy(out, tmp + in, len);
+    struct pchunk *c = pc_take(f); /* (do_pread looked in the cache already) */
+    uint8_t *pt = c ? c->data : tmp;
+    if (fetch_ct(f, i, tmp + cs, err) < 0 || open_chunk(f, i, tmp + cs, pt, err) < 0) {
+        if (c) pc_free(f, c);
+        return -1;
+    }
+    memcpy(out, pt + in, len);
+    if (c) pc_put(f, i, c);
     return 0;
 }
 
@@ -1088,6 +1211,11 @@ static inline int is_direct(scp_file *f, uint64_t i) {
 
 static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, scp_err *err) {
     uint32_t cs = f->vol->cs;
+    if (f->unloaded)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest (the file was "
+                        "modified, truncated, replaced or rolled back)",
+                        f->path ? f->path : "(unlinked file)");
     if (off >= f->size) return 0;
     if (n > f->size - off) n = (size_t)(f->size - off);
     uint8_t *tmp = scratch(2 * (size_t)cs);
@@ -1097,13 +1225,18 @@ static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, scp_e
         uint64_t i = (off + done) / cs;
         size_t in = (size_t)((off + done) % cs), len = cs - in;
         if (len > n - done) len = n - done;
+        if (!u64map_get(&f->dirty, i, NULL) && pc_get(f, i, in, len, dst + done)) {
+            done += len;
+            continue;
+        }
         if (len < cs || !is_direct(f, i)) {
             if (read_one(f, i, in, len, dst + done, tmp, err) < 0) goto fail;
             done += len;
             continue;
         }
         size_t run = 1;
-        while (done + (run + 1) * cs <= n && is_direct(f, i + run)) run++;
+        while (done + (run + 1) * cs <= n && is_direct(f, i + run) && !pc_get(f, i + run, 0, 0, NULL))
+            run++;
         struct read_job job = {f, i, dst + done, PTHREAD_MUTEX_INITIALIZER, UINT64_MAX, 0, 0};
         int rc = scp_parallel_for(run, PARALLEL_MIN, read_range, &job);
         pthread_mutex_destroy(&job.mu);
@@ -1130,6 +1263,10 @@ fail:
 static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
+    if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED))
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest; not written",
+                        h->f->path ? h->f->path : "file");
     int acc = h->flags & O_ACCMODE;
     if (want_write && acc == O_RDONLY)
         return scp_fail(err, SCP_E_INVAL, EBADF, "'%s' was opened read-only",
@@ -1307,6 +1444,41 @@ ssize_t scp_vfile_pread(scp_vfile *h, void *buf, size_t n, uint64_t off, scp_err
     return locked_pread(h->f, buf, n, off, err);
 }
 
+ssize_t scp_vfile_pin(scp_vfile *h, uint64_t off, size_t n, struct iovec *iov, int maxiov,
+                      int *niov, scp_err *err) {
+    *niov = 0;
+    if (check_handle(h, 0, err) < 0) return -1;
+    scp_file *f = h->f;
+    uint32_t cs = f->vol->cs;
+    size_t got = 0;
+    int k = 0;
+    pthread_rwlock_rdlock(&f->rw);
+    n = off < f->size && !f->unloaded ? (n < f->size - off ? n : (size_t)(f->size - off)) : 0;
+    pthread_mutex_lock(&f->pc_mu);
+    while (got < n && k < maxiov) {
+        uint64_t i = (off + got) / cs, v;
+        size_t in = (size_t)((off + got) % cs), len = cs - in;
+        if (len > n - got) len = n - got;
+        if (u64map_get(&f->dirty, i, NULL) || !u64map_get(&f->pc, i, &v)) break;
+        struct pchunk *c = (struct pchunk *)(uintptr_t)v;
+        if (memcmp(c->ent, ent(f, i), ENT) != 0) break;
+        iov[k].iov_base = c->data + in;
+        iov[k++].iov_len = len;
+        got += len;
+    }
+    if (k) f->pc_pins++;
+    pthread_mutex_unlock(&f->pc_mu);
+    pthread_rwlock_unlock(&f->rw);
+    *niov = k;
+    return (ssize_t)got;
+}
+
+void scp_vfile_unpin(scp_vfile *h) {
+    pthread_mutex_lock(&h->f->pc_mu);
+    h->f->pc_pins--;
+    pthread_mutex_unlock(&h->f->pc_mu);
+}
+
 ssize_t scp_vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
     pthread_rwlock_wrlock(&h->f->rw);
@@ -1372,7 +1544,7 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
     scp_volume *v = h->f->vol;
-    if (vol_lock(v, err) < 0) return -1;
+    if (vol_lock_read(v, err) < 0) return -1;
     memset(st, 0, sizeof *st);
     long i = h->f->path ? man_find(&v->man, h->f->path) : -1;
     if (i >= 0) {

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -29,7 +30,11 @@ static void on_fork_child(void) {
         scp_volume *v = registry[i];
         if (!v) continue;
         pthread_mutex_init(&v->mu, NULL);
-        for (scp_file *f = v->files; f; f = f->next) pthread_rwlock_init(&f->rw, NULL);
+        for (scp_file *f = v->files; f; f = f->next) {
+            pthread_rwlock_init(&f->rw, NULL);
+            pthread_mutex_init(&f->pc_mu, NULL);
+            f->pc_pins = 0; /* pins belong to threads the child does not have */
+        }
         v->forked_midway = 1; /* the manifest in memory may be half-updated: reload it */
     }
     __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED);
@@ -147,7 +152,26 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
     return rc;
 }
 
+/* The generation hint: a page of the lock file mapped shared, so that every process of the
+ * volume on this machine sees it without a system call. A committer stores its new generation
+ * there while it still holds the volume lock (vol_unlock); a reader whose generation equals the
+ * hint skips the lock and the two slot-header reads. It is only a hint: the host can change it,
+ * which at worst delays seeing another process's commit (as serving an older slot can) or makes
+ * every lookup take the lock; what is read is still the authenticated manifest. Old volumes
+ * have an empty lock file: it grows to one page here (only ever grown, never shrunk). If the
+ * host truncates the file while it is mapped, the next lookup faults (SIGBUS): the host can
+ * stop the program anyway. */
+#define HINT_LEN 4096
+static void hint_map(scp_volume *v) {
+    struct stat st;
+    if (fstat(v->lockfd, &st) < 0 || !S_ISREG(st.st_mode)) return;
+    if (st.st_size < HINT_LEN && ftruncate(v->lockfd, HINT_LEN) < 0) return;
+    void *m = mmap(NULL, HINT_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, v->lockfd, 0);
+    if (m != MAP_FAILED) v->hint = m;
+}
+
 static void vol_free(scp_volume *v) {
+    if (v->hint) munmap(v->hint, HINT_LEN);
     if (v->dirfd >= 0) close(v->dirfd);
     if (v->objfd >= 0) close(v->objfd);
     if (v->lockfd >= 0) close(v->lockfd);
@@ -212,6 +236,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         scp_fail_errno(err, "volume '%s' is incomplete (objects/, lock or manifest)", dir);
         goto fail;
     }
+    hint_map(v);
     if (vol_lock(v, err) < 0) goto fail;
     vol_collect_garbage(v);
     vol_unlock(v);
@@ -284,6 +309,16 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     return 0;
 }
 
+/* Release the cross-process lock; publish our generation as the hint first when the in-memory
+ * manifest is the newest (it is, under the lock, unless loading it failed). */
+static void ofd_unlock(scp_volume *v, int publish) {
+    if (publish && v->hint && v->gen && __atomic_load_n(v->hint, __ATOMIC_RELAXED) != v->gen)
+        __atomic_store_n(v->hint, v->gen, __ATOMIC_RELEASE);
+    v->ofd_held = 0;
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    fcntl(v->lockfd, F_OFD_SETLK, &fl);
+}
+
 int vol_lock(scp_volume *v, scp_err *err) {
     pthread_mutex_lock(&v->mu);
     if (vol_check_fork(v, err) < 0) goto fail;
@@ -293,10 +328,11 @@ int vol_lock(scp_volume *v, scp_err *err) {
         scp_fail_errno(err, "cannot lock the volume");
         goto fail;
     }
+    v->ofd_held = 1;
     if (v->gen == 0 || vol_peek_generation(v) > v->gen) {
         if (vol_load_manifest(v, err) < 0) {
-            vol_unlock(v);
-            return -1;
+            ofd_unlock(v, 0);
+            goto fail;
         }
         /* Another process may have renamed or removed files we have loaded. */
         for (scp_file *f = v->files; f; f = f->next) {
@@ -313,9 +349,24 @@ fail:
     return -1;
 }
 
+int vol_fresh(scp_volume *v) {
+    if (v->gen == 0 || v->forked_midway ||
+        __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) !=
+            __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED))
+        return 0;
+    if (v->hint) return __atomic_load_n(v->hint, __ATOMIC_ACQUIRE) == v->gen;
+    return vol_peek_generation(v) <= v->gen; /* no hint: the slot headers tell (two reads) */
+}
+
+int vol_lock_read(scp_volume *v, scp_err *err) {
+    pthread_mutex_lock(&v->mu);
+    if (vol_fresh(v)) return 0;
+    pthread_mutex_unlock(&v->mu);
+    return vol_lock(v, err);
+}
+
 void vol_unlock(scp_volume *v) {
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    fcntl(v->lockfd, F_OFD_SETLK, &fl);
+    if (v->ofd_held) ofd_unlock(v, 1);
     pthread_mutex_unlock(&v->mu);
 }
 
@@ -414,7 +465,7 @@ static int has_children(const scp_manifest *m, const char *path) {
 int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
-    if (vol_lock(v, err) < 0) return -1;
+    if (vol_lock_read(v, err) < 0) return -1;
     int rc = 0;
     if (p[0] == '\0') {
         memset(st, 0, sizeof *st);
@@ -679,7 +730,7 @@ int scp_volume_readdir(scp_volume *v, const char *path, scp_readdir_cb cb, void 
                        scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
-    if (vol_lock(v, err) < 0) return -1;
+    if (vol_lock_read(v, err) < 0) return -1;
     size_t pl = strlen(p), start = 0, n = 0, cap = 0;
     struct dent *list = NULL;
     int rc = 0;
