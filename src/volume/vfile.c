@@ -944,6 +944,10 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
     if (off + n < off || off + n > (UINT64_C(1) << 50))
         return scp_fail(err, SCP_E_INVAL, EFBIG, "write beyond the maximum file size");
     if (n == 0) return 0;
+    if (f->unloaded)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest; not written",
+                        f->path ? f->path : "file");
     if (acquire_writer(f, err) < 0) return -1;
     if (off + n > f->size && set_size(f, off + n, err) < 0) return -1;
     f->modified = 1;
@@ -1108,6 +1112,9 @@ static int any_changed(scp_file *f, uint64_t lim) {
  * nothing in the journal. */
 static int commit(scp_file *f, scp_err *err) {
     if (!f->modified || !f->path) return 0;
+    if (f->unloaded) /* checked again here, under the write lock (check_handle is outside it) */
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest; not committed", f->path);
     scp_volume *v = f->vol;
     uint32_t cs = v->cs;
     if (writeback(f, err) < 0) return -1;

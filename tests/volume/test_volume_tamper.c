@@ -865,6 +865,57 @@ static void confidentiality(void) {
     free(d);
 }
 
+/* Another process commits; the host then puts older objects back under a process that holds
+ * the file open. Its next reads must fail or show the newest commit (a journal replay may
+ * restore it), never the old bytes or the state it had loaded: a reload that fails its root
+ * check must not leave the table it read from disk in use. */
+static void attack_reload_rollback(void) {
+    char *d = tu_path(root, "reload");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(d, key, 4096, &e), e);
+    scp_volume *a = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e);
+    scp_volume *b = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e); /* "another process" */
+    static uint8_t buf[4 * 4096];
+    memset(buf, 'A', sizeof buf);
+    REQUIRE_OK(tu_vput(b, "x", buf, sizeof buf, &e), e);
+    char stems[4][64];
+    REQUIRE(list_stems(d, stems, 4) == 1);
+    char *od = objpath(d, stems[0], ".d"), *ot = objpath(d, stems[0], ".t");
+    char *sd = tu_path(root, "reload-A.d"), *st = tu_path(root, "reload-A.t");
+    copy_file(od, sd);
+    copy_file(ot, st);
+    memset(buf, 'B', sizeof buf);
+    REQUIRE_OK(tu_vput(b, "x", buf, sizeof buf, &e), e);
+    scp_vfile *h = REQUIRE_PTR(scp_vfile_open(a, "x", O_RDONLY, 0, &e), e);
+    uint8_t got[4096];
+    REQUIRE(scp_vfile_pread(h, got, 4096, 0, &e) == 4096 && got[0] == 'B');
+    memset(buf, 'C', sizeof buf);
+    REQUIRE_OK(tu_vput(b, "x", buf, sizeof buf, &e), e);
+    copy_file(sd, od); /* the host: version A back on disk, and no journal to redo C from */
+    copy_file(st, ot);
+    char *oj = objpath(d, stems[0], ".j");
+    REQUIRE(truncate(oj, 0) == 0);
+    free(oj);
+    for (int k = 0; k < 3; k++) {
+        memset(got, 0, sizeof got);
+        tu_err_clear(&e);
+        ssize_t r = scp_vfile_pread(h, got, 4096, 4096, &e);
+        CHECKF((r < 0 && e.code == SCP_E_INTEGRITY) || (r == 4096 && got[0] == 'C' && got[4095] == 'C'),
+               "reload after a rollback of the objects, read %d: %zd bytes starting '%c' (%s); "
+               "want EIO or the newest commit",
+               k, r, r > 0 ? got[0] : '-', r < 0 ? e.msg : "");
+    }
+    nattacks++;
+    scp_vfile_close(h, &e);
+    scp_volume_close(a, &e);
+    scp_volume_close(b, &e);
+    free(od);
+    free(ot);
+    free(sd);
+    free(st);
+    free(d);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     strict = getenv("SCP_TEST_STRICT") && atoi(getenv("SCP_TEST_STRICT"));
@@ -878,6 +929,7 @@ int main(void) {
     attack_replay();
     attack_manifest();
     attack_rollback();
+    attack_reload_rollback();
     confidentiality();
     printf("%d attacks in %.2fs\n", nattacks, tu_now() - t0);
     if (!tu_failures) tu_rm_rf(root);
