@@ -32,7 +32,8 @@ int cli_cas_opt(int argc, char **argv, int *i, cli_cas *o) {
 
 static void load_conf(cli_cas *o) {
     char path[4096];
-    snprintf(path, sizeof path, "%s/cas.conf", cli_scp_home());
+    int pl = snprintf(path, sizeof path, "%s/cas.conf", cli_scp_home());
+    if (pl < 0 || (size_t)pl >= sizeof path) return; /* no such file can exist */
     FILE *f = fopen(path, "r");
     if (!f) return;
     char line[512];
@@ -48,7 +49,9 @@ int cli_cas_save_conf(const char *addr, const char *pin, scp_err *err) {
     const char *home = cli_scp_home();
     if (mkdir(home, 0700) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create '%s'", home);
     char path[4096], text[512];
-    snprintf(path, sizeof path, "%s/cas.conf", home);
+    int pl = snprintf(path, sizeof path, "%s/cas.conf", home);
+    if (pl < 0 || (size_t)pl >= sizeof path)
+        return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "SCP_HOME '%.64s...' is too long", home);
     int n = snprintf(text, sizeof text, "cas=%s\npin=%s\n", addr, pin);
     return cas_write_file(path, text, (size_t)n, 0600, err);
 }
@@ -61,8 +64,9 @@ scp_cas_client *cli_cas_client(cli_cas *o, int *exit_code) {
     if (!o->pin && o->conf_pin[0]) o->pin = o->conf_pin;
     if (!o->identity) o->identity = getenv("SCP_IDENTITY");
     if (!o->identity) {
-        snprintf(o->id_path, sizeof o->id_path, "%s/identity.pem", cli_scp_home());
-        if (access(o->id_path, R_OK) == 0) o->identity = o->id_path;
+        int pl = snprintf(o->id_path, sizeof o->id_path, "%s/identity.pem", cli_scp_home());
+        if (pl > 0 && (size_t)pl < sizeof o->id_path && access(o->id_path, R_OK) == 0)
+            o->identity = o->id_path;
     }
     if (!o->addr) {
         *exit_code = cli_usage_error("where is CAS? give --cas HOST:PORT (or set SCP_CAS)");

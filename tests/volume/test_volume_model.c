@@ -114,8 +114,11 @@ static void ensure_buf(mstate *m, size_t n) {
 static void set_dirty(mstate *m, const char *p) {
     for (int i = 0; i < m->ndirty; i++)
         if (!strcmp(m->dirty[i], p)) return;
-    if (m->ndirty < (int)(sizeof m->dirty / sizeof m->dirty[0]))
-        snprintf(m->dirty[m->ndirty++], 64, "%s", p);
+    if (m->ndirty < (int)(sizeof m->dirty / sizeof m->dirty[0])) {
+        size_t l = strnlen(p, 63); /* p may point into *m: memmove, not snprintf */
+        memmove(m->dirty[m->ndirty], p, l);
+        m->dirty[m->ndirty++][l] = '\0';
+    }
 }
 static int clear_dirty(mstate *m, const char *p) {
     for (int i = 0; i < m->ndirty; i++)
