@@ -148,6 +148,8 @@ uint64_t vol_durable_generation(scp_volume *v);
 uint64_t vol_peek_generation(scp_volume *v);
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]);
+/* The extensions of a file's objects: data, table, journal (in that order). */
+extern const char *const vol_object_ext[3];
 /* If the lock file says removed files' objects may have been left behind, delete every object
  * that no manifest slot names (caller holds vol_lock; best effort). */
 void vol_collect_garbage(scp_volume *v);

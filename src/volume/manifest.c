@@ -268,8 +268,9 @@ void vol_collect_garbage(scp_volume *v) {
     while ((de = readdir(d))) {
         uint8_t id[SCP_FILEID_LEN];
         const char *dot = strchr(de->d_name, '.');
-        if (!dot || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN ||
-            (strcmp(dot, ".d") != 0 && strcmp(dot, ".t") != 0 && strcmp(dot, ".j") != 0) ||
+        int ours = 0;
+        for (int k = 0; dot && k < 3; k++) ours |= strcmp(dot, vol_object_ext[k]) == 0;
+        if (!ours || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN ||
             scp_unhex(de->d_name, id, SCP_FILEID_LEN) < 0)
             continue; /* not ours to judge */
         if (!bsearch(id, ids, n, sizeof *ids, cmp_id)) unlinkat(v->objfd, de->d_name, 0);

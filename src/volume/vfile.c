@@ -585,10 +585,9 @@ static int empty_lost_objects(scp_volume *v, const scp_mentry *e) {
     if (e->size != 0) return 0;
     file_empty_root(e->id, root);
     if (memcmp(root, e->root, SCP_HASH_LEN) != 0) return 0;
-    static const char *const ext[] = {".d", ".t"}; /* a missing .j is made when needed */
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 2; k++) { /* data and table; a missing journal is made when needed */
         char name[48];
-        vol_object_name(e->id, ext[k], name);
+        vol_object_name(e->id, vol_object_ext[k], name);
         if (faccessat(v->objfd, name, F_OK, AT_SYMLINK_NOFOLLOW) == 0) continue;
         if (errno != ENOENT) return 0; /* open_obj reports it */
         int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -1298,10 +1297,9 @@ static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
 }
 
 static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], scp_err *err) {
-    static const char *const ext[] = {".d", ".t", ".j"};
     for (int k = 0; k < 3; k++) {
         char name[48];
-        vol_object_name(id, ext[k], name);
+        vol_object_name(id, vol_object_ext[k], name);
         int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) return scp_fail_errno(err, "cannot create a file object");
         close(fd);

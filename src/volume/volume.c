@@ -72,6 +72,8 @@ int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32
     return scp_hkdf(v->k_files, 32, id, SCP_FILEID_LEN, "scp/v1/file", 11, key, 32, err);
 }
 
+const char *const vol_object_ext[3] = {".d", ".t", ".j"};
+
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]) {
     scp_hex(id, SCP_FILEID_LEN, out);
     strcat(out, ext);
@@ -560,10 +562,9 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 }
 
 static void unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
-    static const char *const ext[] = {".d", ".t", ".j"};
     for (int k = 0; k < 3; k++) {
         char name[48];
-        vol_object_name(id, ext[k], name);
+        vol_object_name(id, vol_object_ext[k], name);
         unlinkat(v->objfd, name, 0);
     }
 }
