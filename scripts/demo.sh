@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${SCPCTL:-build/src/scpctl}
 work=$(mktemp -d /tmp/scp-demo.XXXXXX)
-trap 'kill ${rpid:-} ${caspid:-} 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill ${rpid:-} ${caspid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "1. a key (32 random bytes, mode 0600) and an empty volume"
