@@ -739,8 +739,7 @@ static int acquire_writer(scp_file *f, scp_err *err) {
         return 0; /* unlinked: nobody else can reach it through the namespace */
     /* Byte 1 only: the volume lock is byte 0 of its own file, so even if the untrusted disk
      * aliases the two files (a hard link), the locks cannot conflict and self-deadlock. */
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
-    if (fcntl(f->fd_d, F_OFD_SETLK, &fl) < 0) {
+    if (!try_writer_lock(f)) {
         if (errno == EAGAIN || errno == EACCES)
             return scp_fail(err, SCP_E_BUSY, EBUSY,
                             "'%s' is being written by another process; retry when it closes the "

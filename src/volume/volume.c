@@ -289,6 +289,14 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     return rc;
 }
 
+/* Take the cross-process lock (byte 0 of the lock file), waiting for it. */
+static int ofd_lock(scp_volume *v, scp_err *err) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
+        if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
+    return 0;
+}
+
 int vol_check_fork(scp_volume *v, scp_err *err) {
     __atomic_store_n(&v->fork_gen, __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED),
                      __ATOMIC_RELAXED);
@@ -304,9 +312,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     v->lockfd = fd;
     v->pid = getpid();
     v->ofd_held = 0; /* the parent's */
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
-        if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume after fork");
+    if (ofd_lock(v, err) < 0) return -1;
     int rc = 0;
     if (v->forked_midway) {
         v->forked_midway = 0;
@@ -315,7 +321,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
         rc = vol_load_manifest(v, err);
     }
     for (scp_file *f = v->files; f && rc == 0; f = f->next) rc = file_after_fork(f, err);
-    fl.l_type = F_UNLCK;
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
     return rc;
 }
@@ -333,12 +339,7 @@ static void ofd_unlock(scp_volume *v, int publish) {
 int vol_lock(scp_volume *v, scp_err *err) {
     pthread_mutex_lock(&v->mu);
     if (vol_check_fork(v, err) < 0) goto fail;
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0) {
-        if (errno == EINTR) continue;
-        scp_fail_errno(err, "cannot lock the volume");
-        goto fail;
-    }
+    if (ofd_lock(v, err) < 0) goto fail;
     v->ofd_held = 1;
     if (v->gen == 0 || vol_peek_generation(v) > v->gen) {
         if (vol_load_manifest(v, err) < 0) {

@@ -379,14 +379,11 @@ static void run_torn(void) {
     double t0 = tu_now();
     tu_rng master = {0x70e7};
     uint8_t key[SCP_VOLUME_KEY_LEN];
-    tu_key(&master, key);
-    char *root = tu_tmpdir("torn");
-    char *vd = tu_path(root, "vol");
+    char *root, *vd;
+    scp_volume *v = tu_new_volume(&master, "torn", key, &root, &vd); /* chunk 4096 = WL_CS */
     scp_err e;
     static uint8_t st_content[STATIC_SIZE];
     tu_fill(&master, st_content, STATIC_SIZE);
-    REQUIRE_OK(scp_volume_create(vd, key, WL_CS, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(tu_vput(v, "static", st_content, STATIC_SIZE, &e), e);
     REQUIRE_OK(tu_vput(v, "busy", "", 0, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
