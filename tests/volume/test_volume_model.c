@@ -1288,104 +1288,6 @@ static void run_cross_reader(void) {
     tu_context = "";
 }
 
-/* Forks while another thread of the parent commits overwrites in a loop (redis forks its AOF
- * rewrite child while a background thread fsyncs the AOF): each child's first volume call
- * repairs the state it inherited, which may be mid-commit, and must then work (create, write
- * and close a file of its own). A repair outside the volume lock read a half-applied table and
- * failed with EIO now and then. */
-struct mid_commit {
-    scp_vfile *f;
-    volatile int stop;
-    long commits;
-    char err[320];
-};
-
-static void *mid_commit_main(void *arg) {
-    struct mid_commit *mc = arg;
-    uint8_t buf[8192];
-    tu_rng r = {99};
-    scp_err e;
-    while (!mc->stop) {
-        tu_fill(&r, buf, sizeof buf);
-        uint64_t off = tu_below(&r, 24) * 4096;
-        if (scp_vfile_pwrite(mc->f, buf, sizeof buf, off, &e) != (ssize_t)sizeof buf ||
-            scp_vfile_fsync(mc->f, &e) < 0) {
-            snprintf(mc->err, sizeof mc->err, "%s", e.msg);
-            break;
-        }
-        mc->commits++;
-    }
-    return NULL;
-}
-
-/* ASan's allocator is not fork-safe in a multithreaded process (a child mallocs while the
- * parent's committing thread held the allocator lock at the fork: the child hangs); glibc's
- * malloc is. So this case runs in the plain builds only. */
-#if defined(__SANITIZE_ADDRESS__)
-#define FORK_MID_COMMIT_RUNS 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define FORK_MID_COMMIT_RUNS 0
-#endif
-#endif
-#ifndef FORK_MID_COMMIT_RUNS
-#define FORK_MID_COMMIT_RUNS 1
-#endif
-
-static void run_fork_mid_commit(void) {
-    if (!FORK_MID_COMMIT_RUNS) {
-        printf("fork during another thread's commits: skipped under ASan (its allocator is not "
-               "fork-safe with threads)\n");
-        return;
-    }
-    tu_context = "fork during another thread's commits";
-    double t0 = tu_now();
-    tu_rng rng = {4242};
-    uint8_t key[SCP_VOLUME_KEY_LEN];
-    char *root, *vd;
-    scp_volume *v = tu_new_volume(&rng, "midc", key, &root, &vd);
-    scp_err e;
-    static uint8_t init[26 * 4096];
-    tu_fill(&rng, init, sizeof init);
-    REQUIRE_OK(tu_vput(v, "w", init, sizeof init, &e), e);
-    struct mid_commit mc = {REQUIRE_PTR(scp_vfile_open(v, "w", O_RDWR, 0, &e), e), 0, 0, ""};
-    pthread_t th;
-    REQUIRE(pthread_create(&th, NULL, mid_commit_main, &mc) == 0);
-    int failed = 0, forks = 120;
-    for (int i = 0; i < forks; i++) {
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid < 0) tu_die("fork");
-        if (pid == 0) {
-            char name[32];
-            snprintf(name, sizeof name, "child-%d", i);
-            scp_vfile *cf = scp_vfile_open(v, name, O_WRONLY | O_CREAT, 0600, &e);
-            int ok = cf && scp_vfile_pwrite(cf, name, strlen(name), 0, &e) == (ssize_t)strlen(name);
-            if (cf && scp_vfile_close(cf, ok ? &e : NULL) < 0) ok = 0;
-            if (!ok) fprintf(stderr, "  fork %d: %s\n", i, e.msg);
-            _exit(ok ? 0 : 1);
-        }
-        if (wait_child(pid, "child after a fork mid-commit")) failed++;
-    }
-    mc.stop = 1;
-    pthread_join(th, NULL);
-    CHECKF(!mc.err[0], "parent's committing thread: %s", mc.err);
-    CHECKF(failed == 0, "%d of %d children failed their first file", failed, forks);
-    CHECK_OK(scp_vfile_close(mc.f, &e), e);
-    CHECK_OK(scp_volume_close(v, &e), e);
-    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    long probs = scp_volume_verify(v, verify_problem_cb, NULL, NULL, &e);
-    CHECKF(probs == 0, "verify: %ld", probs);
-    CHECK_OK(scp_volume_close(v, &e), e);
-    printf("%s: %d forks during %ld commits, %.2fs\n", tu_context, forks, mc.commits,
-           tu_now() - t0);
-    fflush(stdout);
-    tu_rm_rf(root);
-    free(root);
-    free(vd);
-    tu_context = "";
-}
-
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "all";
     int all = !strcmp(what, "all");
@@ -1415,7 +1317,6 @@ int main(int argc, char **argv) {
         run_two_procs(0);
         run_two_procs(1);
         run_busy();
-        run_fork_mid_commit();
     }
     return tu_exit_code("test_volume_model");
 }
