@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -148,17 +149,21 @@ int cas_is_server_cert(X509 *cert) {
 }
 
 int cas_x509_name_reserved(const char *name) {
-    char n[256];
-    size_t len = 0;
+    static const char own[] = CAS_SERVER_NAME;
+    const size_t own_len = sizeof own - 1;
     while (*name == ' ') name++;
-    for (; name[len] && len < sizeof n - 1; len++) n[len] = (char)tolower((unsigned char)name[len]);
-    while (len > 0 && (n[len - 1] == '.' || n[len - 1] == ' ')) len--;
-    n[len] = 0;
-    static const char own[] = CAS_SERVER_NAME, under[] = "." CAS_SERVER_NAME;
-    if (strcmp(n, own) == 0) return 1;
-    if (len >= sizeof under - 1 && strcmp(n + len - (sizeof under - 1), under) == 0) return 1;
-    /* a wildcard pattern that covers the name (generic TLS clients match DNS wildcards) */
-    return strchr(n, '*') && !strchr(n, '.') && fnmatch(n, own, 0) == 0;
+    size_t len = strlen(name);
+    while (len > 0 && (name[len - 1] == '.' || name[len - 1] == ' ')) len--;
+    /* the name itself, or a name under it (including wildcards like *.scp-cas) */
+    if (len >= own_len && strncasecmp(name + len - own_len, own, own_len) == 0 &&
+        (len == own_len || name[len - own_len - 1] == '.'))
+        return 1;
+    /* a one-label wildcard pattern that covers it (generic TLS clients match DNS wildcards) */
+    char label[64];
+    if (len >= sizeof label || memchr(name, '.', len) || !memchr(name, '*', len)) return 0;
+    for (size_t i = 0; i < len; i++) label[i] = (char)tolower((unsigned char)name[i]);
+    label[len] = 0;
+    return fnmatch(label, own, 0) == 0;
 }
 
 X509 *cas_service_cert_issue(const cas_identity *id, EVP_PKEY *pub, const char *cn, const char *sans, int days,

@@ -221,6 +221,10 @@ static void test_identity(const char *base) {
         snprintf(sans, sizeof sans, "DNS:web.shop,DNS:%s", reserved[i]);
         CHECK(!cas_service_cert_issue(&id, k, "web.shop", sans, 30, &e), "issued DNS '%s'", reserved[i]);
     }
+    char longname[400];
+    memset(longname, 'a', 300);
+    snprintf(longname + 300, sizeof longname - 300, ".API.SCP-CAS.");
+    CHECK(cas_x509_name_reserved(longname) && cas_x509_name_reserved("*.scp-cas"), "a long name under CAS's");
     CHECK(!cas_x509_name_reserved("scp-cas.example") && !cas_x509_name_reserved("my-scp-cas") &&
               !cas_x509_name_reserved("localhost") && !cas_x509_name_reserved("*.shop"),
           "an ordinary name is reserved");
