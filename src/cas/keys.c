@@ -173,7 +173,10 @@ X509 *cas_service_cert_issue(const cas_identity *id, EVP_PKEY *pub, const char *
         return NULL;
     }
     char buf[4096], *save = NULL;
-    snprintf(buf, sizeof buf, "%s", sans ? sans : "");
+    if ((size_t)snprintf(buf, sizeof buf, "%s", sans ? sans : "") >= sizeof buf) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "too many subject alternative names");
+        return NULL;
+    }
     for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
         if (strncmp(t, "DNS:", 4) == 0 && cas_x509_name_reserved(t + 4)) {
             scp_fail(err, SCP_E_INVAL, EPERM, "DNS name '%s' is CAS's own", t + 4);
