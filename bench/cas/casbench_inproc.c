@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
     cas_api_free(api);
     cas_identity_free(&id);
     const char *files[] = {"cas.db", "cas.db-wal", "cas.db-shm", "ca.crt", "ca.key.enc", "server.crt", "server.key.enc", "audit.head",
-                           "platform.key"};
+                           "platform.key", "service-ca.crt", "service-ca.key.enc"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char p[600];
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);

@@ -21,7 +21,7 @@ static char dir[512];
 
 static void remove_state(void) {
     static const char *const files[] = {"cas.db", "cas.db-wal", "cas.db-shm", "ca.crt", "ca.key.enc", "server.crt",
-                                        "server.key.enc", "audit.head"};
+                                        "server.key.enc", "audit.head", "service-ca.crt", "service-ca.key.enc"};
     cas_api_free(api);
     api = NULL;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {

@@ -179,6 +179,11 @@ static void put_session(cas_api *api, const http_request *req, const char *cid, 
         return;
     }
     snprintf(ai->session, sizeof ai->session, "%s", p->name);
+    if (cas_check_reserved_names(p, &e) < 0) {
+        cas_deny(resp, 403, "reserved_name", "%s", e.msg);
+        cas_policy_free(p);
+        return;
+    }
     cas_session_row row, cur = {0};
     memset(&row, 0, sizeof row);
     snprintf(row.name, sizeof row.name, "%s", p->name);

@@ -87,6 +87,9 @@ void cas_policy_cache_free(cas_api *api);
 
 /* secrets.c */
 int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err);
+/* 0 if no x509 secret of p names CAS itself (CAS_SERVER_NAME) in its common name or DNS
+ * names; else -1 with err saying which. */
+int cas_check_reserved_names(const cas_policy *p, scp_err *err);
 int cas_ensure_volumes(cas_api *api, const cas_policy *p, scp_err *err);
 /* Render the service's configuration (JSON object) with placeholders replaced. */
 json_t *cas_render_config(cas_api *api, const cas_policy *p, const cas_service_def *svc, cas_response *resp);

@@ -1,10 +1,14 @@
 /* cas/keys.c - see keys.h. */
 #include "cas/keys.h"
 
+#include <assert.h>
+#include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -78,8 +82,13 @@ static int add_ext(X509 *cert, X509 *issuer, int nid, const char *value) {
     return ok ? 0 : -1;
 }
 
-X509 *cas_x509_issue(EVP_PKEY *pub, const char *cn, const char *sans, int days, int is_ca, EVP_PKEY *issuer_key,
-                     X509 *issuer_cert, scp_err *err) {
+/* The usages of a leaf: what cas_x509_issue gives every certificate, and what the root gives
+ * CAS's server certificate alone. */
+#define LEAF_EKU "serverAuth,clientAuth"
+#define SERVER_EKU "serverAuth," CAS_SERVER_EKU_OID
+
+static X509 *issue(EVP_PKEY *pub, const char *cn, const char *sans, int days, int is_ca, const char *eku,
+                   EVP_PKEY *issuer_key, X509 *issuer_cert, scp_err *err) {
     X509 *c = X509_new();
     uint8_t serial[16];
     if (!c || scp_random(serial, sizeof serial, err) < 0) goto fail;
@@ -102,7 +111,7 @@ X509 *cas_x509_issue(EVP_PKEY *pub, const char *cn, const char *sans, int days, 
                 is_ca ? "critical,keyCertSign,cRLSign" : "critical,digitalSignature,keyEncipherment") ||
         add_ext(c, issuer_cert, NID_subject_key_identifier, "hash"))
         goto fail;
-    if (!is_ca && add_ext(c, issuer_cert, NID_ext_key_usage, "serverAuth,clientAuth")) goto fail;
+    if (!is_ca && add_ext(c, issuer_cert, NID_ext_key_usage, eku)) goto fail;
     if (sans && *sans && add_ext(c, issuer_cert, NID_subject_alt_name, sans)) {
         X509_free(c);
         scp_fail(err, SCP_E_INVAL, EINVAL, "invalid subject alternative names '%s'", sans);
@@ -116,6 +125,74 @@ fail:
     X509_free(c);
     scp_fail(err, SCP_E_CRYPTO, EIO, "cannot issue a certificate for '%s'", cn);
     return NULL;
+}
+
+X509 *cas_x509_issue(EVP_PKEY *pub, const char *cn, const char *sans, int days, int is_ca, EVP_PKEY *issuer_key,
+                     X509 *issuer_cert, scp_err *err) {
+    return issue(pub, cn, sans, days, is_ca, LEAF_EKU, issuer_key, issuer_cert, err);
+}
+
+/* 1 if cert's extended key usage lists CAS's marker. */
+static int has_cas_eku(X509 *cert) {
+    EXTENDED_KEY_USAGE *eku = X509_get_ext_d2i(cert, NID_ext_key_usage, NULL, NULL);
+    ASN1_OBJECT *marker = OBJ_txt2obj(CAS_SERVER_EKU_OID, 1);
+    int found = 0;
+    for (int i = 0; eku && marker && i < sk_ASN1_OBJECT_num(eku); i++)
+        if (OBJ_cmp(sk_ASN1_OBJECT_value(eku, i), marker) == 0) found = 1;
+    ASN1_OBJECT_free(marker);
+    EXTENDED_KEY_USAGE_free(eku);
+    return found;
+}
+
+int cas_is_server_cert(X509 *cert) {
+    return has_cas_eku(cert) && (X509_get_extended_key_usage(cert) & XKU_SSL_SERVER) && X509_check_ca(cert) == 0;
+}
+
+int cas_x509_name_reserved(const char *name) {
+    static const char own[] = CAS_SERVER_NAME;
+    const size_t own_len = sizeof own - 1;
+    while (*name == ' ') name++;
+    size_t len = strlen(name);
+    while (len > 0 && (name[len - 1] == '.' || name[len - 1] == ' ')) len--;
+    /* the name itself, or a name under it (including wildcards like *.scp-cas) */
+    if (len >= own_len && strncasecmp(name + len - own_len, own, own_len) == 0 &&
+        (len == own_len || name[len - own_len - 1] == '.'))
+        return 1;
+    /* a one-label wildcard pattern that covers it (generic TLS clients match DNS wildcards) */
+    char label[64];
+    if (len >= sizeof label || memchr(name, '.', len) || !memchr(name, '*', len)) return 0;
+    for (size_t i = 0; i < len; i++) label[i] = (char)tolower((unsigned char)name[i]);
+    label[len] = 0;
+    return fnmatch(label, own, 0) == 0;
+}
+
+X509 *cas_service_cert_issue(const cas_identity *id, EVP_PKEY *pub, const char *cn, const char *sans, int days,
+                             scp_err *err) {
+    if (cas_x509_name_reserved(cn)) {
+        scp_fail(err, SCP_E_INVAL, EPERM, "common name '%s' is CAS's own", cn);
+        return NULL;
+    }
+    char buf[4096], *save = NULL;
+    if ((size_t)snprintf(buf, sizeof buf, "%s", sans ? sans : "") >= sizeof buf) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "too many subject alternative names");
+        return NULL;
+    }
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save))
+        if (strncmp(t, "DNS:", 4) == 0 && cas_x509_name_reserved(t + 4)) {
+            scp_fail(err, SCP_E_INVAL, EPERM, "DNS name '%s' is CAS's own", t + 4);
+            return NULL;
+        }
+    X509 *c = issue(pub, cn, sans, days, 0, LEAF_EKU, id->service_ca_key, id->service_ca_cert, err);
+    assert(!c || !has_cas_eku(c)); /* CAS's marker comes only from the root, on server.crt */
+    return c;
+}
+
+/* CAS's server certificate for key, issued by the root with CAS's marker. */
+static X509 *issue_server_cert(const cas_identity *id, EVP_PKEY *key, scp_err *err) {
+    X509 *c = issue(key, CAS_SERVER_NAME, "DNS:localhost,DNS:" CAS_SERVER_NAME ",IP:127.0.0.1,IP:::1", 3650, 0,
+                    SERVER_EKU, id->ca_key, id->ca_cert, err);
+    assert(!c || cas_is_server_cert(c));
+    return c;
 }
 
 /* The contents of a memory BIO as a malloc'd NUL-terminated string (NULL on failure); frees
@@ -206,13 +283,48 @@ static EVP_PKEY *new_ed25519(scp_err *err) {
     return k;
 }
 
+/* A data-directory file name. */
+static void data_path(char out[4096], const char *dir, const char *name) { snprintf(out, 4096, "%s/%s", dir, name); }
+
+/* Create the service CA and store it (key first: the certificate's presence means both are there). */
+static int create_service_ca(const char *dir, const uint8_t master[32], cas_identity *id, scp_err *err) {
+    char crt[4096], key[4096];
+    data_path(crt, dir, "service-ca.crt");
+    data_path(key, dir, "service-ca.key.enc");
+    id->service_ca_key = new_ed25519(err);
+    if (!id->service_ca_key) return -1;
+    id->service_ca_cert = cas_x509_issue(id->service_ca_key, "SCP CAS service CA", NULL, 3650, 1, id->service_ca_key,
+                                         NULL, err);
+    if (!id->service_ca_cert) return -1;
+    return save_key(key, id->service_ca_key, master, "scp-cas service ca key", err) || save_cert(crt, id->service_ca_cert, err)
+               ? -1
+               : 0;
+}
+
+static int load_service_ca(const char *dir, const uint8_t master[32], cas_identity *id, scp_err *err) {
+    char crt[4096], key[4096];
+    data_path(crt, dir, "service-ca.crt");
+    data_path(key, dir, "service-ca.key.enc");
+    if (access(crt, F_OK) != 0) {
+        if (errno != ENOENT) return scp_fail_errno(err, "cannot access '%s'", crt);
+        id->migrated |= CAS_MIGRATED_SERVICE_CA;
+        return create_service_ca(dir, master, id, err);
+    }
+    if (!(id->service_ca_cert = load_cert(crt, err)) ||
+        !(id->service_ca_key = load_key(key, master, "scp-cas service ca key", err)))
+        return -1;
+    if (X509_check_private_key(id->service_ca_cert, id->service_ca_key) != 1)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO, "the service CA files in '%s' do not match each other", dir);
+    return 0;
+}
+
 int cas_identity_load_or_create(const char *dir, const uint8_t master[32], cas_identity *id, int *created,
                                 scp_err *err) {
     char ca_crt[4096], ca_key[4096], srv_crt[4096], srv_key[4096];
-    snprintf(ca_crt, sizeof ca_crt, "%s/ca.crt", dir);
-    snprintf(ca_key, sizeof ca_key, "%s/ca.key.enc", dir);
-    snprintf(srv_crt, sizeof srv_crt, "%s/server.crt", dir);
-    snprintf(srv_key, sizeof srv_key, "%s/server.key.enc", dir);
+    data_path(ca_crt, dir, "ca.crt");
+    data_path(ca_key, dir, "ca.key.enc");
+    data_path(srv_crt, dir, "server.crt");
+    data_path(srv_key, dir, "server.key.enc");
     memset(id, 0, sizeof *id);
     *created = 0;
     if (access(ca_crt, F_OK) != 0) {
@@ -222,10 +334,9 @@ int cas_identity_load_or_create(const char *dir, const uint8_t master[32], cas_i
         if (!id->ca_cert) goto fail;
         id->server_key = new_ed25519(err);
         if (!id->server_key) goto fail;
-        id->server_cert = cas_x509_issue(id->server_key, "scp-cas", "DNS:localhost,DNS:scp-cas,IP:127.0.0.1,IP:::1",
-                                         3650, 0, id->ca_key, id->ca_cert, err);
+        id->server_cert = issue_server_cert(id, id->server_key, err);
         if (!id->server_cert) goto fail;
-        if (save_key(ca_key, id->ca_key, master, "scp-cas ca key", err) ||
+        if (create_service_ca(dir, master, id, err) || save_key(ca_key, id->ca_key, master, "scp-cas ca key", err) ||
             save_key(srv_key, id->server_key, master, "scp-cas server key", err) ||
             save_cert(srv_crt, id->server_cert, err) || save_cert(ca_crt, id->ca_cert, err))
             goto fail;
@@ -236,12 +347,23 @@ int cas_identity_load_or_create(const char *dir, const uint8_t master[32], cas_i
             !(id->server_key = load_key(srv_key, master, "scp-cas server key", err)))
             goto fail;
         if (X509_check_private_key(id->ca_cert, id->ca_key) != 1 ||
-            X509_verify(id->server_cert, id->ca_key) != 1) {
+            X509_verify(id->server_cert, id->ca_key) != 1 ||
+            X509_check_private_key(id->server_cert, id->server_key) != 1) {
             scp_fail(err, SCP_E_INTEGRITY, EIO, "the CA files in '%s' do not match each other", dir);
             goto fail;
         }
+        if (load_service_ca(dir, master, id, err) < 0) goto fail;
+        if (!cas_is_server_cert(id->server_cert)) { /* from before the marker: same key, same root, marked */
+            X509 *c = issue_server_cert(id, id->server_key, err);
+            if (!c) goto fail;
+            X509_free(id->server_cert);
+            id->server_cert = c;
+            if (save_cert(srv_crt, c, err) < 0) goto fail;
+            id->migrated |= CAS_MIGRATED_SERVER_CERT;
+        }
     }
     cas_cert_fingerprint(id->ca_cert, id->ca_fp);
+    cas_cert_fingerprint(id->service_ca_cert, id->service_ca_fp);
     return 0;
 fail:
     cas_identity_free(id);
@@ -253,5 +375,7 @@ void cas_identity_free(cas_identity *id) {
     X509_free(id->server_cert);
     EVP_PKEY_free(id->ca_key);
     EVP_PKEY_free(id->server_key);
+    X509_free(id->service_ca_cert);
+    EVP_PKEY_free(id->service_ca_key);
     memset(id, 0, sizeof *id);
 }

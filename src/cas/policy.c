@@ -275,7 +275,7 @@ static int parse_secret(pctx *c, yaml_node_t *n, cas_secret_def *s) {
     return 0;
 }
 
-/* Every $$SCP::NAME[:crt|:key]$$ must name a secret. */
+/* Every $$SCP::NAME[:crt|:key|:ca]$$ must name a secret. */
 static int check_placeholders(pctx *c, const cas_policy *p, const char *text, const char *where) {
     const char *s = text;
     while ((s = strstr(s, "$$SCP::")) != NULL) {
@@ -288,14 +288,14 @@ static int check_placeholders(pctx *c, const cas_policy *p, const char *text, co
         name[l] = 0;
         char *colon = strchr(name, ':');
         if (colon) {
-            if (strcmp(colon, ":crt") != 0 && strcmp(colon, ":key") != 0)
-                return perr(c, NULL, "bad placeholder suffix in %s (use :crt or :key)", where);
+            if (strcmp(colon, ":crt") != 0 && strcmp(colon, ":key") != 0 && strcmp(colon, ":ca") != 0)
+                return perr(c, NULL, "bad placeholder suffix in %s (use :crt, :key or :ca)", where);
             *colon = 0;
         }
         const cas_secret_def *sd = cas_policy_secret(p, name);
         if (!sd) return perr(c, NULL, "placeholder in %s names unknown secret '%s'", where, name);
         if (colon && sd->kind != SECRET_X509 && sd->kind != SECRET_IMPORTED)
-            return perr(c, NULL, "placeholder in %s: ':crt'/':key' need an x509 secret", where);
+            return perr(c, NULL, "placeholder in %s: ':crt'/':key'/':ca' need an x509 secret", where);
         s = e + 2;
     }
     return 0;

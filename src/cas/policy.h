@@ -24,7 +24,7 @@
  *   volumes: [{name: NAME, path: PATH}]       # optional, <= 64
  *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, used by the network shield
  *
- * Placeholders $$SCP::NAME$$ (or $$SCP::NAME:crt$$ / $$SCP::NAME:key$$ for x509 secrets) may
+ * Placeholders $$SCP::NAME$$ (or $$SCP::NAME:crt$$ / :key / :ca (the service CA) for x509 secrets) may
  * appear in command arguments, environment values and file contents; every one must name a
  * secret of the session. */
 #ifndef SCP_CAS_POLICY_H

@@ -63,9 +63,13 @@ static int gen_x509(cas_api *api, const cas_secret_def *s, char **out, size_t *l
         }
         o += (size_t)w;
     }
-    X509 *c = cas_x509_issue(k, s->common_name, sans, s->valid_days, 0, api->id->ca_key, api->id->ca_cert, err);
+    X509 *c = cas_service_cert_issue(api->id, k, s->common_name, sans, s->valid_days, err);
     if (!c) {
         EVP_PKEY_free(k);
+        if (err && err->code == SCP_E_INVAL) {
+            scp_err_prefix(err, "secret '%s'", s->name);
+            return -1;
+        }
         return scp_fail(err, SCP_E_INVAL, EINVAL, "secret '%s': cannot issue the certificate (check dns/ip)", s->name);
     }
     char *cp = cas_cert_pem(c), *kp = cas_key_pem(k);
@@ -86,6 +90,23 @@ static int gen_x509(cas_api *api, const cas_secret_def *s, char **out, size_t *l
     if (kp) OPENSSL_clear_free(kp, strlen(kp));
     free(cp);
     return rc;
+}
+
+int cas_check_reserved_names(const cas_policy *p, scp_err *err) {
+    for (size_t i = 0; i < p->n_secrets; i++) {
+        const cas_secret_def *s = &p->secrets[i];
+        if (s->kind != SECRET_X509) continue;
+        if (cas_x509_name_reserved(s->common_name))
+            return scp_fail(err, SCP_E_INVAL, EPERM,
+                            "secret '%s': common_name '%s' is CAS's own name; a session certificate cannot carry it",
+                            s->name, s->common_name);
+        for (size_t j = 0; j < s->dns.n; j++)
+            if (cas_x509_name_reserved(s->dns.v[j]))
+                return scp_fail(err, SCP_E_INVAL, EPERM,
+                                "secret '%s': DNS name '%s' is CAS's own name; a session certificate cannot carry it",
+                                s->name, s->dns.v[j]);
+    }
+    return 0;
 }
 
 int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
@@ -301,6 +322,12 @@ static json_t *subst(render *r, const char *text) {
             scp_hex((uint8_t *)l->val, l->len, hex);
             int a = sb_add(&b, hex, 2 * l->len);
             OPENSSL_clear_free(hex, 2 * l->len + 1);
+            if (a < 0) goto oom;
+        } else if (l->kind == SECRET_X509 && suffix && strcmp(suffix, "ca") == 0) {
+            /* the service CA, to verify peers' session certificates (never CAS's root) */
+            char *ca = cas_cert_pem(r->api->id->service_ca_cert);
+            int a = ca ? sb_add(&b, ca, strlen(ca)) : -1;
+            free(ca);
             if (a < 0) goto oom;
         } else if (l->kind == SECRET_X509) {
             const char *kp = strstr(l->val, "-----BEGIN " "PRIVATE KEY-----" /* split: no key-looking literal in the tree */);

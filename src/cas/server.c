@@ -327,6 +327,15 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
         }
 
     printf("scp-cas: %s CA; fingerprint (pin this): %s\n", created_id ? "created a new" : "loaded the", id.ca_fp);
+    printf("scp-cas: session certificates come from the service CA %s (service-ca.crt; do not pin it)\n",
+           id.service_ca_fp);
+    if (id.migrated & CAS_MIGRATED_SERVICE_CA)
+        printf("scp-cas: migrated the data directory: created the service CA; certificates issued to sessions "
+               "before were signed by the root, and clients older than this CAS would take them for CAS: "
+               "upgrade every client\n");
+    if (id.migrated & CAS_MIGRATED_SERVER_CERT)
+        printf("scp-cas: migrated the data directory: reissued server.crt (same key, same root) with CAS's "
+               "identity marker; the pin is unchanged\n");
     printf("scp-cas: listening on %s (port %d) with %d workers\n", o->listen, port, nworkers);
     fflush(stdout);
     if (o->port_file) {

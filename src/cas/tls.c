@@ -80,9 +80,17 @@ int cas_tls_check_pin(SSL *ssl, const char *pin_hex, char seen_fp[65], scp_err *
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "the server's CA fingerprint %s does not match the pinned %s: refusing to talk to it",
                         seen_fp, pin_hex ? pin_hex : "(none)");
+    /* The root certifies CAS's server certificate and nothing else, and only that certificate
+     * carries CAS's marker: a certificate of the service CA (which any session can obtain) is
+     * refused twice over. */
     EVP_PKEY *capub = X509_get0_pubkey(ca);
-    if (ca != leaf && (!capub || X509_verify(leaf, capub) != 1))
-        return scp_fail(err, SCP_E_INTEGRITY, EIO, "the server's certificate was not issued by the pinned CA");
+    if (ca == leaf || !capub || X509_verify(leaf, capub) != 1)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "the server's certificate was not issued by the pinned CA: it is not CAS, refusing to talk to it");
+    if (!cas_is_server_cert(leaf))
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "the server's certificate is not CAS's server certificate (no CAS identity marker): refusing "
+                        "to talk to it");
     if (X509_cmp_current_time(X509_get0_notAfter(leaf)) < 0 || X509_cmp_current_time(X509_get0_notBefore(leaf)) > 0)
         return scp_fail(err, SCP_E_INTEGRITY, EIO, "the server's certificate is not valid now");
     return 0;

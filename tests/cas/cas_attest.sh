@@ -55,6 +55,8 @@ services:
         content: "\$\$SCP::tls:crt\$\$"
       - path: /etc/web/tls.key
         content: "\$\$SCP::tls:key\$\$"
+      - path: /etc/web/ca.crt
+        content: "\$\$SCP::tls:ca\$\$"
     volumes: [data]
   - name: pinned
     measurements: [$M]
@@ -102,8 +104,11 @@ open(sys.argv[2] + "/secrets.txt", "w").write("\n".join([pw, env["RAW"], env["SH
 open(sys.argv[2] + "/cert.pem", "w").write(files["/etc/web/tls.crt"])
 open(sys.argv[2] + "/token", "w").write(c["volume_token"])
 PY
-# the certificate is issued by the CAS CA for the CN and SANs of the policy
-openssl verify -CAfile "$T/data/ca.crt" "$T/cert.pem" >/dev/null || fail "x509 secret not issued by the CAS CA"
+# the certificate is issued by the service CA (not by the root clients pin) for the CN and SANs of the policy
+openssl verify -CAfile "$T/data/service-ca.crt" "$T/cert.pem" >/dev/null || fail "x509 secret not issued by the service CA"
+openssl verify -CAfile "$T/data/ca.crt" "$T/cert.pem" >/dev/null 2>&1 && fail "x509 secret verifies under CAS's root"
+cmp -s <(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"][2]["content"], end="")' "$CFG") \
+    "$T/data/service-ca.crt" || fail "\$\$SCP::tls:ca\$\$ is not the service CA certificate"
 openssl x509 -in "$T/cert.pem" -noout -ext subjectAltName | grep -q "DNS:web.app, IP Address:127.0.0.1" ||
     fail "x509 secret lacks the SANs"
 

@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <openssl/ssl.h>
 
+#include "cas/keys.h"
 #include "cas/tls.h"
 #include "cas/util.h"
 #include "scp/attest.h"
@@ -126,10 +127,39 @@ static void unescape(const char *in, char *out, size_t *n) {
     *n = o;
 }
 
+/* legacy-cert DATA_DIR CERT KEY: what a CAS from before the service CA issued to a session
+ * asking for CAS's name: a leaf signed by the root itself (without CAS's marker). */
+static int legacy_cert(const char *dir, const char *cert_out, const char *key_out) {
+    scp_err e = {0};
+    uint8_t master[32];
+    int created = 0;
+    cas_identity id;
+    if (cas_keystore_sim_file.load_or_create(dir, master, &created, &e) < 0 ||
+        cas_identity_load_or_create(dir, master, &id, &created, &e) < 0)
+        return die("cannot load the CAS identity:", e.msg);
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *c = k ? cas_x509_issue(k, "scp-cas", "DNS:localhost,DNS:scp-cas,IP:127.0.0.1", 30, 0, id.ca_key, id.ca_cert, &e)
+                : NULL;
+    char *cp = c ? cas_cert_pem(c) : NULL, *kp = c ? cas_key_pem(k) : NULL;
+    int rc = cp && kp && cas_write_file(cert_out, cp, strlen(cp), 0644, &e) == 0 &&
+                     cas_write_file(key_out, kp, strlen(kp), 0600, &e) == 0
+                 ? 0
+                 : die("cannot issue the legacy certificate:", e.msg);
+    free(cp);
+    if (kp) OPENSSL_clear_free(kp, strlen(kp));
+    OPENSSL_cleanse(master, sizeof master);
+    X509_free(c);
+    EVP_PKEY_free(k);
+    cas_identity_free(&id);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) return die("usage: cas_probe MODE ADDR PIN ARGS...", "(see the source)");
     const char *mode = argv[1], *addr = argv[2], *pin = argv[3];
     scp_err e = {0};
+    if (strcmp(mode, "legacy-cert") == 0)
+        return argc == 5 ? legacy_cert(argv[2], argv[3], argv[4]) : die("usage:", "legacy-cert DATA_DIR CERT KEY");
     if (strcmp(mode, "inflight") == 0) {
         /* inflight ADDR PIN CAS_PID: a request that is half sent when CAS gets SIGTERM must
          * still be answered */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cas/http.h"
+#include "cas/keys.h"
 #include "cas/policy.h"
 #include "cas/util.h"
 #include "scp/attest.h"
@@ -181,12 +182,89 @@ static void test_aead(void) {
     free(ct);
 }
 
+/* CAS's identity: the root certifies only the marked server certificate, the service CA
+ * issues session certificates without the marker and refuses CAS's names, and a data
+ * directory from before the service CA (root-signed server.crt without the marker, no
+ * service CA) is migrated without changing the pin or the server key. */
+static void test_identity(const char *base) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/cas-identity-unit", base);
+    static const char *const files[] = {"ca.crt", "ca.key.enc", "server.crt", "server.key.enc", "service-ca.crt",
+                                        "service-ca.key.enc"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    mkdir(dir, 0700);
+    uint8_t master[32] = {7};
+    scp_err e = {0};
+    cas_identity id;
+    int created = 0;
+    CHECK(cas_identity_load_or_create(dir, master, &id, &created, &e) == 0 && created && !id.migrated,
+          "create identity: %s", e.msg);
+    if (!created) return;
+    CHECK(cas_is_server_cert(id.server_cert) && X509_verify(id.server_cert, id.ca_key) == 1, "server certificate");
+    CHECK(!cas_is_server_cert(id.ca_cert) && !cas_is_server_cert(id.service_ca_cert), "a CA is marked as CAS");
+    CHECK(X509_verify(id.service_ca_cert, id.ca_key) != 1, "the service CA is certified by the root");
+
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *c = cas_service_cert_issue(&id, k, "web.shop", "DNS:web.shop,DNS:localhost,IP:127.0.0.1", 30, &e);
+    CHECK(c && !cas_is_server_cert(c), "session certificate: %s", e.msg);
+    CHECK(c && X509_verify(c, id.service_ca_key) == 1 && X509_verify(c, id.ca_key) != 1, "session certificate issuer");
+    X509_free(c);
+    static const char *const reserved[] = {"scp-cas", "SCP-CAS", "scp-cas.", " scp-cas", "a.scp-cas", "*", "scp-*"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+        CHECK(cas_x509_name_reserved(reserved[i]), "'%s' is not reserved", reserved[i]);
+        CHECK(!cas_service_cert_issue(&id, k, reserved[i], NULL, 30, &e) && e.code == SCP_E_INVAL,
+              "issued CN '%s'", reserved[i]);
+        char sans[64];
+        snprintf(sans, sizeof sans, "DNS:web.shop,DNS:%s", reserved[i]);
+        CHECK(!cas_service_cert_issue(&id, k, "web.shop", sans, 30, &e), "issued DNS '%s'", reserved[i]);
+    }
+    char longname[400];
+    memset(longname, 'a', 300);
+    snprintf(longname + 300, sizeof longname - 300, ".API.SCP-CAS.");
+    CHECK(cas_x509_name_reserved(longname) && cas_x509_name_reserved("*.scp-cas"), "a long name under CAS's");
+    CHECK(!cas_x509_name_reserved("scp-cas.example") && !cas_x509_name_reserved("my-scp-cas") &&
+              !cas_x509_name_reserved("localhost") && !cas_x509_name_reserved("*.shop"),
+          "an ordinary name is reserved");
+    EVP_PKEY_free(k);
+
+    /* the data directory as a CAS from before the service CA left it */
+    char pin[65];
+    memcpy(pin, id.ca_fp, sizeof pin);
+    X509 *old = cas_x509_issue(id.server_key, "scp-cas", "DNS:localhost,DNS:scp-cas,IP:127.0.0.1,IP:::1", 3650, 0,
+                               id.ca_key, id.ca_cert, &e);
+    char *pem = old ? cas_cert_pem(old) : NULL;
+    snprintf(path, sizeof path, "%s/server.crt", dir);
+    CHECK(pem && !cas_is_server_cert(old) && cas_write_file(path, pem, strlen(pem), 0644, &e) == 0, "old server.crt");
+    free(pem);
+    for (size_t i = 4; i < 6; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    cas_identity_free(&id);
+    CHECK(cas_identity_load_or_create(dir, master, &id, &created, &e) == 0 && !created &&
+              id.migrated == (CAS_MIGRATED_SERVICE_CA | CAS_MIGRATED_SERVER_CERT),
+          "migrate: %s (migrated %u)", e.msg, id.migrated);
+    CHECK(strcmp(id.ca_fp, pin) == 0, "the migration changed the pin");
+    CHECK(id.server_cert && cas_is_server_cert(id.server_cert) && old &&
+              EVP_PKEY_eq(X509_get0_pubkey(id.server_cert), X509_get0_pubkey(old)) == 1,
+          "migrated server certificate");
+    X509_free(old);
+    cas_identity_free(&id);
+    CHECK(cas_identity_load_or_create(dir, master, &id, &created, &e) == 0 && !id.migrated, "migrated twice: %s",
+          e.msg);
+    cas_identity_free(&id);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
     test_http();
     test_policy();
     test_evidence(dir);
     test_aead();
+    test_identity(dir);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
