@@ -12,7 +12,7 @@
 static void cas_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl cas serve --data DIR --listen ADDR:PORT [--admin ID|IDENTITY_FILE]... [--port-file FILE]\n"
-            "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N]\n"
+            "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N] [--accept-audit-reset]\n"
             "       scpctl cas status [--cas HOST:PORT --pin FINGERPRINT]   (a given --pin is remembered)\n"
             "       scpctl cas identity [--out FILE] [--show]\n"
             "       scpctl cas audit [--from N] [--limit N] [--verify] [--json]\n"
@@ -32,6 +32,10 @@ static int serve(int argc, char **argv) {
         if (cli_is_help(a)) {
             cas_usage(stdout);
             return EXIT_OK;
+        }
+        if (strcmp(a, "--accept-audit-reset") == 0) {
+            o.accept_audit_reset = 1;
+            continue;
         }
         if (i + 1 >= argc) return cli_usage_error("cas serve: '%s' needs a value (or is unknown)", a);
         const char *v = argv[++i];
@@ -155,8 +159,12 @@ static int audit(int argc, char **argv) {
     int ok = json_is_true(json_object_get(j, "verified"));
     long long bad = (long long)json_integer_value(json_object_get(j, "first_bad"));
     long long count = (long long)json_integer_value(json_object_get(j, "count"));
+    long long reset_at = (long long)json_integer_value(json_object_get(j, "reset_at"));
     if (ok)
         fprintf(stderr, "scpctl: audit chain verified: %lld entries intact\n", count);
+    if (reset_at > 0)
+        fprintf(stderr, "scpctl: note: the operator accepted a reset of this log at entry %lld (rows before it were "
+                        "lost or removed; its reason says what was found)\n", reset_at);
     else
         fprintf(stderr, "scpctl: AUDIT CHAIN BROKEN at entry %lld: %s\n", bad,
                 json_string_value(json_object_get(j, "problem")) ? json_string_value(json_object_get(j, "problem"))
