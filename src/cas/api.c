@@ -49,7 +49,8 @@ int cas_deny(cas_response *resp, int status, const char *code, const char *fmt, 
 }
 
 static void server_error(cas_response *resp, const scp_err *e) {
-    fprintf(stderr, "scp-cas: internal error: %s\n", e->msg);
+    char esc[sizeof e->msg * 4];
+    fprintf(stderr, "scp-cas: internal error: %s\n", cas_escape_text(e->msg, esc, sizeof esc));
     cas_deny(resp, 500, "internal", "internal error: %s", e->msg);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cas/util.h"
 #include "cli/cas_common.h"
 #include "cli/commands.h"
 #include "scp/cas.h"
@@ -145,15 +146,19 @@ static int audit(int argc, char **argv) {
     } else {
         size_t i;
         json_t *r;
+        /* one row a line, tab-separated: the fields quote client text (a refused policy's key,
+         * say), so control characters are escaped or a client could forge rows */
+        static const char *const fields[] = {"actor", "action", "session", "service", "measurement",
+                                             "platform", "decision", "reason"};
         for (i = 0; (r = json_array_get(json_object_get(j, "entries"), i)) != NULL; i++) {
-            printf("%lld\t%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-                   (long long)json_integer_value(json_object_get(r, "seq")),
-                   (long long)json_integer_value(json_object_get(r, "ts_ms")),
-                   json_string_value(json_object_get(r, "actor")), json_string_value(json_object_get(r, "action")),
-                   json_string_value(json_object_get(r, "session")), json_string_value(json_object_get(r, "service")),
-                   json_string_value(json_object_get(r, "measurement")),
-                   json_string_value(json_object_get(r, "platform")),
-                   json_string_value(json_object_get(r, "decision")), json_string_value(json_object_get(r, "reason")));
+            printf("%lld\t%lld", (long long)json_integer_value(json_object_get(r, "seq")),
+                   (long long)json_integer_value(json_object_get(r, "ts_ms")));
+            for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+                const char *v = json_string_value(json_object_get(r, fields[f]));
+                char esc[1200]; /* 4 bytes per byte of the longest field (256) and more */
+                printf("\t%s", cas_escape_text(v ? v : "", esc, sizeof esc));
+            }
+            putchar('\n');
         }
     }
     int ok = json_is_true(json_object_get(j, "verified"));

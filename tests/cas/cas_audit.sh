@@ -33,6 +33,17 @@ grep -P "\tattest\ts\tsvc\t$BADM\t$P\tdenied\t403 measurement" "$LOG" >/dev/null
 grep -P "\tsession.read\ts\t.*\tdenied\t403" "$LOG" >/dev/null || fail "denied read not audited"
 expect_err 1 "403 not_admin" "$SCPCTL" cas audit --identity "$B"
 
+# a refused policy whose key holds a newline and tabs (quoted in the refusal reason) cannot
+# forge a row in the text output: control characters are escaped
+printf '"x\\n99\\t1\\troot\\tattest\\ts\\tsvc\\t%s\\t%s\\tgranted\\tforged": 1\nname: s2\n' $M $P >"$T/evil.yaml"
+expect_err 1 "400" "$SCPCTL" session create "$T/evil.yaml"
+grep -q "$(printf '\t')" "$T/last.err" && fail "the refusal printed by the client holds a raw tab: $(cat "$T/last.err")"
+expect_rc 0 "$SCPCTL" cas audit
+grep -q "^99	" "$T/last.out" && fail "a client forged an audit row: $(grep -n "^99	" "$T/last.out")"
+awk -F'\t' 'NF != 10 || $1 !~ /^[0-9]+$/ {bad = 1} END {exit bad}' "$T/last.out" ||
+    fail "an audit line is not one row of 10 fields: $(cat "$T/last.out")"
+grep -qF 'x\n99\t1\troot\tattest' "$T/last.out" || fail "the refused key is not shown escaped: $(tail -3 "$T/last.out")"
+
 # when the audit log cannot be written, nothing is granted: another process holds the
 # database's write lock longer than CAS waits (5 s)
 (echo "BEGIN IMMEDIATE;"; sleep 7; echo "COMMIT;") | sqlite3 "$T/data/cas.db" &

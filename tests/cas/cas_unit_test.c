@@ -169,6 +169,15 @@ static void test_policy_first_error_wins(void) {
     }
 }
 
+static void test_escape(void) {
+    char out[64];
+    CHECK(strcmp(cas_escape_text("a\nb\tc\rd\\e\x1b[2J\x7f\xc2\x9b\xc3\xa9", out, sizeof out),
+                 "a\\nb\\tc\\rd\\\\e\\x1b[2J\\x7f\\xc2\\x9b\xc3\xa9") == 0,
+          "escape: got '%s'", out);
+    CHECK(strcmp(cas_escape_text("ab\n", out, 4), "ab") == 0, "escape truncates at a whole escape: '%s'", out);
+    CHECK(strcmp(cas_escape_text("", out, 1), "") == 0, "escape of empty text");
+}
+
 static void test_evidence(const char *dir) {
     char key[4096];
     snprintf(key, sizeof key, "%s/plat.key", dir);
@@ -227,6 +236,7 @@ int main(int argc, char **argv) {
     test_http();
     test_policy();
     test_policy_first_error_wins();
+    test_escape();
     test_evidence(dir);
     test_aead();
     if (failures) {
