@@ -141,6 +141,20 @@ expect_err 1 "403 not_owner" "$SCPCTL" session set-tag app data --clear --identi
 expect_rc 0 "$SCPCTL" session set-tag app data "$(tag 2 7)"
 expect_rc 0 "$SCPCTL" platform attest --key "$T/p1.key" --session app --service web --measurement "$M"
 grep -q "\"expected_tag\":\"$(tag 2 7)\"" "$T/last.out" || fail "owner override of the expected tag not applied"
+# generations are unsigned 64-bit: 2^63 and 2^64-1 compare above 2 and are reported back exactly
+# (the JSON as a real TLS client sees it)
+report_raw() {
+    printf '{"session":"app","service":"web","volume":"data","tag":"%s","token":"%s"}' "$1" "$(cat "$T/token")" |
+        curl -sk --max-time 20 -o "$T/last.out" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @- \
+            "https://$ADDR/v1/volumes/tag"
+}
+[ "$(report_raw "$(tag 0x8000000000000000 1)")" = 200 ] || fail "generation 2^63 refused: $(cat "$T/last.out")"
+grep -q '"generation":"9223372036854775808"' "$T/last.out" || fail "generation 2^63 reported as: $(cat "$T/last.out")"
+[ "$(report_raw "$(tag 0xffffffffffffffff 1)")" = 200 ] || fail "generation 2^64-1 refused: $(cat "$T/last.out")"
+grep -q '"generation":"18446744073709551615"' "$T/last.out" || fail "generation 2^64-1 reported as: $(cat "$T/last.out")"
+[ "$(report_raw "$(tag 0x8000000000000000 1)")" = 409 ] || fail "a rollback from 2^64-1 to 2^63 accepted: $(cat "$T/last.out")"
+grep -q 'at generation 18446744073709551615; refusing older generation 9223372036854775808' "$T/last.out" ||
+    fail "rollback message: $(cat "$T/last.out")"
 
 # an update keeps secret values whose definition did not change
 HASH=$(sha256sum <"$T/app.yaml" | cut -c1-64)
