@@ -139,7 +139,7 @@ static int get_list(pctx *c, yaml_node_t *n, const char *key, size_t maxn, size_
     for (yaml_node_pair_t *p_##k = (n)->data.mapping.pairs.start, *e_##k = (n)->data.mapping.pairs.top;        \
          p_##k < e_##k; p_##k++)                                                                                \
         for (yaml_node_t *k = (e_##k = p_##k, node(c, p_##k->key)), *v = node(c, p_##k->value);                \
-             k || (e_##k = (n)->data.mapping.pairs.top, 0); k = NULL)
+             (k) || (e_##k = (n)->data.mapping.pairs.top, 0); (k) = NULL)
 
 static int key_is(yaml_node_t *k, const char *name) {
     return k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(name) &&
