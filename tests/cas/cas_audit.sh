@@ -43,6 +43,12 @@ grep -q "^99	" "$T/last.out" && fail "a client forged an audit row: $(grep -n "^
 awk -F'\t' 'NF != 10 || $1 !~ /^[0-9]+$/ {bad = 1} END {exit bad}' "$T/last.out" ||
     fail "an audit line is not one row of 10 fields: $(cat "$T/last.out")"
 grep -qF 'x\n99\t1\troot\tattest' "$T/last.out" || fail "the refused key is not shown escaped: $(tail -3 "$T/last.out")"
+# an invalid secret entry is refused even when more keys follow it (was 201: issue 10.6)
+for bad in '{name: "bad name!\n'"'"'%s", kind: random, size: 4}' '{name: i, kind: imported, session: "../../x y", secret: x}' \
+    '{name: a, name: b, kind: random, size: 4}'; do
+    printf 'name: s3\nservices: [{name: svc, measurements: [%s]}]\nsecrets: [%s]\n' $M "$bad" >"$T/bad.yaml"
+    expect_err 1 "400 bad_policy" "$SCPCTL" session create "$T/bad.yaml"
+done
 
 # when the audit log cannot be written, nothing is granted: another process holds the
 # database's write lock longer than CAS waits (5 s)
