@@ -28,6 +28,7 @@ typedef struct scp_cas_server_opts {
     size_t n_admins;
     int read_timeout_ms;    /* a request must arrive completely within this; 0 = default (10 s) */
     int nonce_ttl_ms;       /* attestation nonces expire after this; 0 = default (60 s) */
+    int accept_audit_reset; /* start even if audit rows were removed; the reset becomes a row */
 } scp_cas_server_opts;
 
 /* Run the daemon until SIGTERM or SIGINT (then in-flight requests finish and it returns 0).

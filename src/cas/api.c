@@ -49,12 +49,13 @@ int cas_deny(cas_response *resp, int status, const char *code, const char *fmt, 
 }
 
 static void server_error(cas_response *resp, const scp_err *e) {
-    fprintf(stderr, "scp-cas: internal error: %s\n", e->msg);
+    char esc[sizeof e->msg * 4];
+    fprintf(stderr, "scp-cas: internal error: %s\n", cas_escape_text(e->msg, esc, sizeof esc));
     cas_deny(resp, 500, "internal", "internal error: %s", e->msg);
 }
 
 cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_identity *id, const char *const *admins,
-                     size_t n_admins, int nonce_ttl_ms, scp_err *err) {
+                     size_t n_admins, int nonce_ttl_ms, unsigned audit_flags, scp_err *err) {
     cas_api *a = calloc(1, sizeof *a);
     if (!a) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -83,7 +84,7 @@ cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_i
     snprintf(path, sizeof path, "%s/cas.db", data_dir);
     a->st = cas_store_open_sqlite(path, err);
     if (!a->st) goto fail;
-    if (cas_audit_init(a, data_dir, err) < 0) goto fail;
+    if (cas_audit_init(a, data_dir, audit_flags, err) < 0) goto fail;
     return a;
 fail:
     cas_api_free(a);
@@ -507,9 +508,9 @@ static void read_audit(cas_api *api, const http_request *req, const char *cid, c
     if (from < 1) from = 1;
     if (limit < 1 || limit > 10000) limit = 10000;
     scp_err e = {0};
-    int64_t count = 0;
+    int64_t count = 0, reset_at = 0;
     char problem[200];
-    int64_t bad = cas_audit_verify(api, &count, problem, &e);
+    int64_t bad = cas_audit_verify(api, &count, &reset_at, problem, &e);
     if (bad < 0) { server_error(resp, &e); return; }
     json_t *arr = json_array();
     if (api->st->ops->audit_scan(api->st, from, limit, audit_cb, arr, &e) < 0) {
@@ -517,6 +518,7 @@ static void read_audit(cas_api *api, const http_request *req, const char *cid, c
         { server_error(resp, &e); return; }
     }
     json_t *o = json_pack("{s:o, s:b, s:I}", "entries", arr, "verified", bad == 0, "count", (json_int_t)count);
+    if (reset_at > 0) json_object_set_new(o, "reset_at", json_integer(reset_at));
     if (bad > 0) {
         json_object_set_new(o, "first_bad", json_integer(bad));
         json_object_set_new(o, "problem", json_string(problem));

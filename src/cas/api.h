@@ -18,9 +18,15 @@ typedef struct cas_response {
     size_t len;
 } cas_response;
 
-/* Open the state under data_dir (store, audit key). Takes no ownership of id. */
+/* audit_flags of cas_api_new */
+#define CAS_AUDIT_NEW_KEYSTORE 1u /* the master key was created at this start: no history yet */
+#define CAS_AUDIT_ACCEPT_RESET 2u /* the operator accepts a log that lost rows (recorded in it) */
+
+/* Open the state under data_dir (store, audit key). Takes no ownership of id. Fails if the
+ * audit log lost rows, unless audit_flags has CAS_AUDIT_ACCEPT_RESET. */
 cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_identity *id,
-                     const char *const *admins, size_t n_admins, int nonce_ttl_ms, scp_err *err);
+                     const char *const *admins, size_t n_admins, int nonce_ttl_ms, unsigned audit_flags,
+                     scp_err *err);
 void cas_api_free(cas_api *api);
 
 /* Handle one request. client_id is the hex id of the TLS client certificate or NULL.

@@ -258,8 +258,11 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
         cas_deny(resp, 500, "internal", "%s", e.msg);
         goto out;
     }
-    cas_json_response(resp, 200, json_pack("{s:s, s:s, s:I}", "volume", volume, "tag", lower, "generation",
-                                           (json_int_t)scp_get_u64(nt)));
+    /* a decimal string: generations are unsigned 64-bit, a JSON integer (jansson's, and
+     * JavaScript's beyond 2^53) is not */
+    char gen[24];
+    snprintf(gen, sizeof gen, "%llu", (unsigned long long)scp_get_u64(nt));
+    cas_json_response(resp, 200, json_pack("{s:s, s:s, s:s}", "volume", volume, "tag", lower, "generation", gen));
 out:
     if (in_tx) api->st->ops->rollback(api->st);
     free(row.policy);

@@ -5,7 +5,11 @@
  * measurement, platform, decision, reason) and hash_0 is "". Editing, deleting or reordering
  * a row breaks the chain from that row on; recomputing the chain needs the key (derived from
  * the master key), which the database does not hold. Truncating the newest rows is not
- * detectable from the database alone (see docs/cas.md). */
+ * detectable from the database alone: the MACed head file (audit.head) records the last row,
+ * and a CAS whose keystore existed before this start (so it has written rows: its first start
+ * wrote a genesis row) refuses to start without an intact head and a log that reaches it,
+ * unless the operator accepts a reset, which becomes the next row (see docs/cas.md). */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -66,12 +70,42 @@ static void write_head(cas_api *api) {
     api->head_written_ms = cas_now_ms();
 }
 
-int cas_audit_init(cas_api *api, const char *data_dir, scp_err *err) {
+/* Rows whose absence cannot be explained: a CAS with history (its keystore existed before this
+ * start) whose head file is missing or forged, whose log is empty (every log starts with a
+ * genesis or reset row), or whose log ends before the row the head recorded. problem[0] == 0
+ * if none. */
+static void find_lost_rows(const cas_api *api, int history, char problem[200]) {
+    problem[0] = 0;
+    if (history && api->head_problem)
+        snprintf(problem, 200, "the audit head file is missing or forged (log ends at row %lld)",
+                 (long long)api->audit_seq);
+    else if (history && api->audit_seq == 0)
+        snprintf(problem, 200, "the audit log is empty but this CAS has written rows before");
+    else if (api->audit_seq < api->floor_seq)
+        snprintf(problem, 200, "the audit log ends at row %lld but row %lld was written",
+                 (long long)api->audit_seq, (long long)api->floor_seq);
+}
+
+/* The first row of a new log (or of what is left of one, after an accepted reset). Written
+ * before any thread exists. */
+static int append_start_row(cas_api *api, const char *action, const char *actor, const char *decision,
+                            const char *reason, scp_err *err) {
+    cas_audit_info ai;
+    memset(&ai, 0, sizeof ai);
+    ai.action = action;
+    snprintf(ai.actor, sizeof ai.actor, "%s", actor);
+    if (cas_audit_append(api, &ai, decision, reason) < 0)
+        return scp_fail(err, SCP_E_SYS, EIO, "cannot write the audit log's %s row", action);
+    return 0;
+}
+
+int cas_audit_init(cas_api *api, const char *data_dir, unsigned flags, scp_err *err) {
     if (api->st->ops->audit_last(api->st, &api->audit_seq, api->audit_hash, err) < 0) return -1;
     snprintf(api->head_path, sizeof api->head_path, "%s/audit.head", data_dir);
     char *text = NULL;
     size_t len = 0;
     scp_err e = {0};
+    int history = !(flags & CAS_AUDIT_NEW_KEYSTORE);
     if (cas_read_file(api->head_path, 1024, &text, &len, &e) == 0) {
         long long seq = -1;
         char hash[80] = "", mac[80] = "", want[65];
@@ -88,12 +122,36 @@ int cas_audit_init(cas_api *api, const char *data_dir, scp_err *err) {
             api->head_problem = 1;
         }
         free(text);
-    } else if (api->audit_seq > 0) {
-        api->head_problem = 1; /* rows but no head: the head file was removed */
+    } else if (api->audit_seq > 0 || history) {
+        api->head_problem = 1; /* the head file was removed */
+    }
+    char lost[200];
+    find_lost_rows(api, history, lost);
+    if (lost[0] && !(flags & CAS_AUDIT_ACCEPT_RESET)) {
+        api->head_frozen = 1; /* a refused start leaves everything as it found it */
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "refusing to start: %s: audit rows were removed; if that is expected (a restored "
+                        "backup), start once with --accept-audit-reset (the reset is recorded in the log)",
+                        lost);
+    }
+    if (lost[0]) {
+        /* the operator accepts what is left: the head follows the log again, and the reset is
+         * the first row after it (the first row at all if the log was emptied) */
+        api->head_problem = 0;
+        api->floor_seq = 0;
+        api->floor_hash[0] = 0;
+        char reason[260];
+        snprintf(reason, sizeof reason, "reset accepted at start (--accept-audit-reset): %s", lost);
+        if (append_start_row(api, "audit.reset", "operator", "accepted", reason, err) < 0) return -1;
+        fprintf(stderr, "scp-cas: WARNING: audit log reset accepted: %s; recorded as row %lld\n", lost,
+                (long long)api->audit_seq);
+    } else if (!history && api->audit_seq == 0) {
+        if (append_start_row(api, "audit.genesis", "cas", "ok", "a new CAS: its audit log starts here", err) < 0)
+            return -1;
     }
     int64_t count;
     char problem[200];
-    int64_t bad = cas_audit_verify(api, &count, problem, err);
+    int64_t bad = cas_audit_verify(api, &count, NULL, problem, err);
     if (bad < 0) return -1;
     if (bad > 0) {
         /* keep the evidence: the head stays where it is for as long as the log is broken */
@@ -146,6 +204,7 @@ typedef struct vctx {
     char prev[65];
     int64_t expect, bad, count;
     char *problem;
+    int64_t reset_at; /* the last row that records an accepted reset */
 } vctx;
 
 static int verify_cb(void *ctx, const cas_audit_row *r) {
@@ -170,13 +229,14 @@ static int verify_cb(void *ctx, const cas_audit_row *r) {
                  (long long)r->seq);
         return 1;
     }
+    if (strcmp(r->action, "audit.reset") == 0) v->reset_at = r->seq;
     memcpy(v->prev, r->hash, 65);
     v->expect++;
     return 0;
 }
 
-int64_t cas_audit_verify(cas_api *api, int64_t *count, char problem[200], scp_err *err) {
-    vctx v = {api, "", 1, 0, 0, problem};
+int64_t cas_audit_verify(cas_api *api, int64_t *count, int64_t *reset_at, char problem[200], scp_err *err) {
+    vctx v = {api, "", 1, 0, 0, problem, 0};
     problem[0] = 0;
     /* hold the append lock so that the chain does not move under us */
     pthread_mutex_lock(&api->audit_mu);
@@ -193,10 +253,15 @@ int64_t cas_audit_verify(cas_api *api, int64_t *count, char problem[200], scp_er
         snprintf(problem, 200, "the log ends at row %lld but row %lld was written: the newest rows were removed",
                  (long long)(v.expect - 1), (long long)api->floor_seq);
     }
+    if (v.bad == 0 && last == 0) {
+        v.bad = 1;
+        snprintf(problem, 200, "the log is empty (every log starts with a genesis or reset row): it was deleted");
+    }
     if (v.bad == 0 && api->head_problem) {
         v.bad = 1;
         snprintf(problem, 200, "the audit head file is missing or forged: rows may have been removed");
     }
     *count = last;
+    if (reset_at) *reset_at = v.reset_at;
     return v.bad;
 }

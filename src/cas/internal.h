@@ -104,14 +104,16 @@ int cas_nonce_issue(cas_api *api, uint8_t nonce[32]); /* -1 if the table is full
 int cas_nonce_take(cas_api *api, const uint8_t nonce[32]); /* 1 if it was valid (and is now used) */
 
 /* audit.c */
-int cas_audit_init(cas_api *api, const char *data_dir, scp_err *err);
+/* flags: CAS_AUDIT_NEW_KEYSTORE, CAS_AUDIT_ACCEPT_RESET (api.h). Fails (SCP_E_INTEGRITY) when
+ * rows were removed and the reset is not accepted. */
+int cas_audit_init(cas_api *api, const char *data_dir, unsigned flags, scp_err *err);
 /* Write the head file now (at shutdown). */
 void cas_audit_close(cas_api *api);
 /* Append one row; -1 if it could not be stored (then nothing may be granted). */
 int cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decision, const char *reason);
 /* Verify the whole chain: returns 0 if intact, else the first bad seq (>0) and a sentence in
- * problem; -1 on error. */
-int64_t cas_audit_verify(cas_api *api, int64_t *count, char problem[200], scp_err *err);
+ * problem; -1 on error. *reset_at (if not NULL): the last row recording an accepted reset, or 0. */
+int64_t cas_audit_verify(cas_api *api, int64_t *count, int64_t *reset_at, char problem[200], scp_err *err);
 void cas_audit_row_hash(const uint8_t key[32], const char *prev_hash, const cas_audit_row *r, char out[65]);
 
 /* handlers */

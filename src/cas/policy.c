@@ -129,9 +129,17 @@ static int get_list(pctx *c, yaml_node_t *n, const char *key, size_t maxn, size_
     return 0;
 }
 
-#define FOR_PAIRS(c, n, k, v)                                                                              \
-    for (yaml_node_pair_t *p_##k = (n)->data.mapping.pairs.start; p_##k < (n)->data.mapping.pairs.top; p_##k++) \
-        for (yaml_node_t *k = node(c, p_##k->key), *v = node(c, p_##k->value); k; k = NULL)
+/* For each key k and value v of mapping n. Two nested loops (the pair pointer and the two node
+ * pointers have different types), built so that `break` in the body leaves both, as a reader
+ * expects: entering a pair moves the outer loop's end to that pair, and only the inner loop's
+ * own end (after the body ran to its end or `continue`d, or for a pair without a key node)
+ * moves it back. A `break` that left only the inner loop went on to the next key, whose result
+ * overwrote the error (issue 10.6). */
+#define FOR_PAIRS(c, n, k, v)                                                                                   \
+    for (yaml_node_pair_t *p_##k = (n)->data.mapping.pairs.start, *e_##k = (n)->data.mapping.pairs.top;        \
+         p_##k < e_##k; p_##k++)                                                                                \
+        for (yaml_node_t *k = (e_##k = p_##k, node(c, p_##k->key)), *v = node(c, p_##k->value);                \
+             (k) || (e_##k = (n)->data.mapping.pairs.top, 0); (k) = NULL)
 
 static int key_is(yaml_node_t *k, const char *name) {
     return k->type == YAML_SCALAR_NODE && k->data.scalar.length == strlen(name) &&

@@ -109,15 +109,37 @@ int cas_check_reserved_names(const cas_policy *p, scp_err *err) {
     return 0;
 }
 
+/* The definition digest as stored beside the value: keyed, because the plain digest of an
+ * explicit secret is a hash of its value, which a reader of cas.db could test guesses
+ * against. */
+static int stored_spec(cas_api *api, const char *plain, char out[65], scp_err *err) {
+    uint8_t k[32], d[32];
+    if (scp_hkdf(api->k_data, 32, NULL, 0, "scp-cas secret spec v1", 22, k, 32, err) < 0) return -1;
+    int r = scp_hmac_buf(k, 32, plain, strlen(plain), d, err);
+    OPENSSL_cleanse(k, 32);
+    if (r < 0) return -1;
+    scp_hex(d, 32, out);
+    return 0;
+}
+
 int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
     for (size_t i = 0; i < p->n_secrets; i++) {
         const cas_secret_def *s = &p->secrets[i];
         if (s->kind == SECRET_IMPORTED) continue;
-        char spec[65], old_spec[65];
-        cas_secret_spec(s, spec);
+        char plain[65], spec[65], old_spec[65];
+        cas_secret_spec(s, plain);
+        if (stored_spec(api, plain, spec, err) < 0) return -1;
         uint8_t *old = NULL;
         size_t oldlen = 0;
         int r = api->st->ops->secret_get(api->st, p->name, s->name, old_spec, &old, &oldlen, err);
+        if (r == 1 && strcmp(old_spec, plain) == 0) {
+            /* a row from before the digest was keyed: same definition, so keep the value and
+             * replace the digest */
+            r = api->st->ops->secret_put(api->st, p->name, s->name, spec, old, oldlen, err);
+            free(old);
+            if (r < 0) return -1;
+            continue;
+        }
         free(old);
         if (r < 0) return -1;
         if (r == 1 && strcmp(old_spec, spec) == 0) continue; /* unchanged definition: keep the value */

@@ -301,7 +301,9 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     int rc = -1, lfd = -1, sfd = -1, nworkers = o->workers > 0 ? o->workers : 64;
     pthread_t *threads = NULL;
     int started = 0;
-    s.api = cas_api_new(o->data_dir, master, &id, o->admins, o->n_admins, o->nonce_ttl_ms, err);
+    unsigned audit_flags = (created_master ? CAS_AUDIT_NEW_KEYSTORE : 0u) |
+                           (o->accept_audit_reset ? CAS_AUDIT_ACCEPT_RESET : 0u);
+    s.api = cas_api_new(o->data_dir, master, &id, o->admins, o->n_admins, o->nonce_ttl_ms, audit_flags, err);
     OPENSSL_cleanse(master, sizeof master);
     if (!s.api) goto done;
     s.tls = cas_tls_server_ctx(&id, err);

@@ -1,6 +1,7 @@
 /* cas/util.c - see util.h. */
 #include "cas/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -136,3 +137,23 @@ fail:
     return -1;
 }
 
+char *cas_escape_text(const char *in, char *out, size_t outsz) {
+    assert(outsz > 0);
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        char e[12];
+        int n;
+        if (*p == '\\') n = snprintf(e, sizeof e, "\\\\");
+        else if (*p == '\n') n = snprintf(e, sizeof e, "\\n");
+        else if (*p == '\t') n = snprintf(e, sizeof e, "\\t");
+        else if (*p == '\r') n = snprintf(e, sizeof e, "\\r");
+        else if (*p < 0x20 || *p == 0x7f) n = snprintf(e, sizeof e, "\\x%02x", *p);
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) n = snprintf(e, sizeof e, "\\xc2\\x%02x", *++p);
+        else n = snprintf(e, sizeof e, "%c", *p);
+        if (o + (size_t)n >= outsz) break;
+        memcpy(out + o, e, (size_t)n);
+        o += (size_t)n;
+    }
+    out[o] = 0;
+    return out;
+}

@@ -31,4 +31,10 @@ int cas_read_file(const char *path, size_t max, char **out, size_t *len, scp_err
 /* Write a file atomically (temp + fsync + rename) with the given mode. */
 int cas_write_file(const char *path, const void *data, size_t len, unsigned mode, scp_err *err);
 
+/* Copy text that may come from a client into a line of output: control characters (C0, DEL,
+ * and C1 in UTF-8) become \n, \t, \r or \xNN and a backslash becomes \\, so that the text
+ * can neither start a new line or field nor drive a terminal. Always NUL-terminates out
+ * (outsz > 0); a truncated result ends at a whole escape. Returns out. */
+char *cas_escape_text(const char *in, char *out, size_t outsz);
+
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "cas/util.h"
 #include "cli/cas_common.h"
 #include "cli/commands.h"
 #include "scp/cas.h"
@@ -12,7 +13,7 @@
 static void cas_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl cas serve --data DIR --listen ADDR:PORT [--admin ID|IDENTITY_FILE]... [--port-file FILE]\n"
-            "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N]\n"
+            "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N] [--accept-audit-reset]\n"
             "       scpctl cas status [--cas HOST:PORT --pin FINGERPRINT]   (a given --pin is remembered)\n"
             "       scpctl cas identity [--out FILE] [--show]\n"
             "       scpctl cas audit [--from N] [--limit N] [--verify] [--json]\n"
@@ -32,6 +33,10 @@ static int serve(int argc, char **argv) {
         if (cli_is_help(a)) {
             cas_usage(stdout);
             return EXIT_OK;
+        }
+        if (strcmp(a, "--accept-audit-reset") == 0) {
+            o.accept_audit_reset = 1;
+            continue;
         }
         if (i + 1 >= argc) return cli_usage_error("cas serve: '%s' needs a value (or is unknown)", a);
         const char *v = argv[++i];
@@ -141,22 +146,30 @@ static int audit(int argc, char **argv) {
     } else {
         size_t i;
         json_t *r;
+        /* one row a line, tab-separated: the fields quote client text (a refused policy's key,
+         * say), so control characters are escaped or a client could forge rows */
+        static const char *const fields[] = {"actor", "action", "session", "service", "measurement",
+                                             "platform", "decision", "reason"};
         for (i = 0; (r = json_array_get(json_object_get(j, "entries"), i)) != NULL; i++) {
-            printf("%lld\t%lld\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-                   (long long)json_integer_value(json_object_get(r, "seq")),
-                   (long long)json_integer_value(json_object_get(r, "ts_ms")),
-                   json_string_value(json_object_get(r, "actor")), json_string_value(json_object_get(r, "action")),
-                   json_string_value(json_object_get(r, "session")), json_string_value(json_object_get(r, "service")),
-                   json_string_value(json_object_get(r, "measurement")),
-                   json_string_value(json_object_get(r, "platform")),
-                   json_string_value(json_object_get(r, "decision")), json_string_value(json_object_get(r, "reason")));
+            printf("%lld\t%lld", (long long)json_integer_value(json_object_get(r, "seq")),
+                   (long long)json_integer_value(json_object_get(r, "ts_ms")));
+            for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
+                const char *v = json_string_value(json_object_get(r, fields[f]));
+                char esc[1200]; /* 4 bytes per byte of the longest field (256) and more */
+                printf("\t%s", cas_escape_text(v ? v : "", esc, sizeof esc));
+            }
+            putchar('\n');
         }
     }
     int ok = json_is_true(json_object_get(j, "verified"));
     long long bad = (long long)json_integer_value(json_object_get(j, "first_bad"));
     long long count = (long long)json_integer_value(json_object_get(j, "count"));
+    long long reset_at = (long long)json_integer_value(json_object_get(j, "reset_at"));
     if (ok)
         fprintf(stderr, "scpctl: audit chain verified: %lld entries intact\n", count);
+    if (reset_at > 0)
+        fprintf(stderr, "scpctl: note: the operator accepted a reset of this log at entry %lld (rows before it were "
+                        "lost or removed; its reason says what was found)\n", reset_at);
     else
         fprintf(stderr, "scpctl: AUDIT CHAIN BROKEN at entry %lld: %s\n", bad,
                 json_string_value(json_object_get(j, "problem")) ? json_string_value(json_object_get(j, "problem"))

@@ -146,14 +146,34 @@ expect_err 1 "403 not_owner" "$SCPCTL" session set-tag app data --clear --identi
 expect_rc 0 "$SCPCTL" session set-tag app data "$(tag 2 7)"
 expect_rc 0 "$SCPCTL" platform attest --key "$T/p1.key" --session app --service web --measurement "$M"
 grep -q "\"expected_tag\":\"$(tag 2 7)\"" "$T/last.out" || fail "owner override of the expected tag not applied"
+# generations are unsigned 64-bit: 2^63 and 2^64-1 compare above 2 and are reported back exactly
+# (the JSON as a real TLS client sees it)
+report_raw() {
+    printf '{"session":"app","service":"web","volume":"data","tag":"%s","token":"%s"}' "$1" "$(cat "$T/token")" |
+        curl -sk --max-time 20 -o "$T/last.out" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @- \
+            "https://$ADDR/v1/volumes/tag"
+}
+[ "$(report_raw "$(tag 0x8000000000000000 1)")" = 200 ] || fail "generation 2^63 refused: $(cat "$T/last.out")"
+grep -q '"generation":"9223372036854775808"' "$T/last.out" || fail "generation 2^63 reported as: $(cat "$T/last.out")"
+[ "$(report_raw "$(tag 0xffffffffffffffff 1)")" = 200 ] || fail "generation 2^64-1 refused: $(cat "$T/last.out")"
+grep -q '"generation":"18446744073709551615"' "$T/last.out" || fail "generation 2^64-1 reported as: $(cat "$T/last.out")"
+[ "$(report_raw "$(tag 0x8000000000000000 1)")" = 409 ] || fail "a rollback from 2^64-1 to 2^63 accepted: $(cat "$T/last.out")"
+grep -q 'at generation 18446744073709551615; refusing older generation 9223372036854775808' "$T/last.out" ||
+    fail "rollback message: $(cat "$T/last.out")"
 
-# an update keeps secret values whose definition did not change
+# an update keeps secret values whose definition did not change; also for a row written before
+# the stored definition digest was keyed (cas_secret_spec, unkeyed: kind|size|value hash|cn|days|import)
+ZERO=$(printf '%064d' 0)
+LEGACY_PW=$(printf '2|32|%s||365|||' "$ZERO" | sha256sum | cut -c1-64)
+sqlite3 "$T/data/cas.db" "UPDATE secrets SET spec='$LEGACY_PW' WHERE session='app' AND name='pw'" || fail "sqlite3 update failed"
 HASH=$(sha256sum <"$T/app.yaml" | cut -c1-64)
 sed 's|cwd: /srv|cwd: /srv2|' "$T/app.yaml" >"$T/app2.yaml"
 expect_rc 0 "$SCPCTL" session update "$T/app2.yaml" --predecessor "$HASH"
 expect_rc 0 "$SCPCTL" platform attest --key "$T/p1.key" --session app --service web --measurement "$M"
 grep -q "$(head -1 "$T/secrets.txt")" "$T/last.out" || fail "an unchanged secret changed value on update"
 grep -q '"cwd":"/srv2"' "$T/last.out" || fail "update not applied"
+[ "$(sqlite3 "$T/data/cas.db" "SELECT spec FROM secrets WHERE session='app' AND name='pw'")" != "$LEGACY_PW" ] ||
+    fail "the legacy digest was not replaced"
 
 # no secret in plaintext: database files, daemon output
 [ "$(grep -c . "$T/secrets.txt")" -eq 5 ] || fail "secrets were not collected"
@@ -163,6 +183,11 @@ while read -r s; do
     done
     grep -q -- "$s" "$T/cas.out" "$T/cas.err" && fail "secret '$s' in the daemon's output"
 done <"$T/secrets.txt"
+# nor an unkeyed digest an offline guess could be checked against (the stored definition digest
+# of an explicit secret hashes its value)
+VH=$(printf %s EXPLICIT-API-KEY-5d1e | sha256sum | cut -c1-64)
+PLAIN=$(printf '3|0|%s||365|||' "$VH" | sha256sum | cut -c1-64)
+sqlite3 "$T/data/cas.db" .dump | grep -q -e "$VH" -e "$PLAIN" && fail "cas.db holds an unkeyed digest of an explicit secret"
 
 # restart: same secrets, same volume key
 stop_cas

@@ -33,6 +33,23 @@ grep -P "\tattest\ts\tsvc\t$BADM\t$P\tdenied\t403 measurement" "$LOG" >/dev/null
 grep -P "\tsession.read\ts\t.*\tdenied\t403" "$LOG" >/dev/null || fail "denied read not audited"
 expect_err 1 "403 not_admin" "$SCPCTL" cas audit --identity "$B"
 
+# a refused policy whose key holds a newline and tabs (quoted in the refusal reason) cannot
+# forge a row in the text output: control characters are escaped
+printf '"x\\n99\\t1\\troot\\tattest\\ts\\tsvc\\t%s\\t%s\\tgranted\\tforged": 1\nname: s2\n' $M $P >"$T/evil.yaml"
+expect_err 1 "400" "$SCPCTL" session create "$T/evil.yaml"
+grep -q "$(printf '\t')" "$T/last.err" && fail "the refusal printed by the client holds a raw tab: $(cat "$T/last.err")"
+expect_rc 0 "$SCPCTL" cas audit
+grep -q "^99	" "$T/last.out" && fail "a client forged an audit row: $(grep -n "^99	" "$T/last.out")"
+awk -F'\t' 'NF != 10 || $1 !~ /^[0-9]+$/ {bad = 1} END {exit bad}' "$T/last.out" ||
+    fail "an audit line is not one row of 10 fields: $(cat "$T/last.out")"
+grep -qF 'x\n99\t1\troot\tattest' "$T/last.out" || fail "the refused key is not shown escaped: $(tail -3 "$T/last.out")"
+# an invalid secret entry is refused even when more keys follow it (was 201: issue 10.6)
+for bad in '{name: "bad name!\n'"'"'%s", kind: random, size: 4}' '{name: i, kind: imported, session: "../../x y", secret: x}' \
+    '{name: a, name: b, kind: random, size: 4}'; do
+    printf 'name: s3\nservices: [{name: svc, measurements: [%s]}]\nsecrets: [%s]\n' $M "$bad" >"$T/bad.yaml"
+    expect_err 1 "400 bad_policy" "$SCPCTL" session create "$T/bad.yaml"
+done
+
 # when the audit log cannot be written, nothing is granted: another process holds the
 # database's write lock longer than CAS waits (5 s)
 (echo "BEGIN IMMEDIATE;"; sleep 7; echo "COMMIT;") | sqlite3 "$T/data/cas.db" &
@@ -74,35 +91,73 @@ start_cas --admin "$IDA"
 expect_err 3 "AUDIT CHAIN BROKEN at entry 2" "$SCPCTL" cas audit --verify
 stop_cas
 
-# removing the newest rows while CAS is down is detected at the next start (audit head file)
+# removing rows while CAS is down: a CAS whose keystore existed before refuses to start unless
+# the operator accepts the loss, and that decision becomes a row of the log
 fresh() {
     rm -rf "$T/data" "$SCP_HOME/cas.conf"
     start_cas --admin "$IDA"
     for _ in 1 2 3 4 5; do expect_rc 0 "$SCPCTL" cas status; done
     stop_cas
 }
+# expect_refused PATTERN: cas serve must exit 3 at once with PATTERN on stderr, and then no
+# verification can pass
+expect_refused() {
+    expect_err 3 "refusing to start: $1" timeout 60 "$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --admin "$IDA"
+    grep -q -- "--accept-audit-reset" "$T/last.err" || fail "the refusal does not name the way out"
+    expect_rc 1 "$SCPCTL" cas audit --verify
+}
+# start_reset PATTERN: start with --accept-audit-reset; the log verifies from there on, and the
+# reset row names what was found
+start_reset() {
+    start_cas --admin "$IDA" --accept-audit-reset
+    grep -q "audit log reset accepted: $1" "$T/cas.err" || fail "no warning about the accepted reset: $(cat "$T/cas.err")"
+    expect_err 0 "operator accepted a reset of this log at entry $2" "$SCPCTL" cas audit --verify
+    awk -F'\t' -v n="$2" -v why="reset accepted at start (--accept-audit-reset): $1" \
+        '$1 == n && $3 == "operator" && $4 == "audit.reset" && $9 == "accepted" && index($10, why) == 1 {ok = 1}
+         END {exit !ok}' "$T/last.out" || fail "row $2 does not record the reset: $(cat "$T/last.out")"
+    stop_cas
+    start_cas --admin "$IDA" # accepted once: later starts need no flag
+    expect_err 0 "audit chain verified" "$SCPCTL" cas audit --verify
+    stop_cas
+}
+# a new CAS's log starts with a genesis row
+fresh
+start_cas --admin "$IDA"
+expect_rc 0 "$SCPCTL" cas audit --verify
+grep -P "^1\t[0-9]+\tcas\taudit.genesis\t" "$T/last.out" >/dev/null || fail "no genesis row: $(head -2 "$T/last.out")"
+stop_cas
+# the whole log and the head file deleted (the attack of issue 10.4)
+fresh
+sqlite3 "$T/data/cas.db" "DELETE FROM audit"
+rm "$T/data/audit.head"
+expect_refused "the audit head file is missing or forged"
+expect_refused "the audit head file is missing or forged" # nothing changed by a refused start
+start_reset "the audit head file is missing or forged (log ends at row 0)" 1
+# the whole log deleted, the head kept
+fresh
+sqlite3 "$T/data/cas.db" "DELETE FROM audit"
+expect_refused "the audit log is empty"
+start_reset "the audit log is empty" 1
+# the newest rows removed
 fresh
 LAST=$(sqlite3 "$T/data/cas.db" "SELECT max(seq) FROM audit")
 sqlite3 "$T/data/cas.db" "DELETE FROM audit WHERE seq >= $((LAST - 1))"
-start_cas --admin "$IDA"
-grep -q "audit log is broken" "$T/cas.err" || fail "CAS did not warn about a truncated audit log at start"
-expect_err 3 "newest rows were removed" "$SCPCTL" cas audit --verify
-stop_cas
-start_cas --admin "$IDA" # still detected after more restarts and appends
-expect_err 3 "newest rows were removed" "$SCPCTL" cas audit --verify
-stop_cas
-# ... and so is removing the head file with them
+expect_refused "the audit log ends at row $((LAST - 2)) but row $LAST was written"
+start_reset "the audit log ends at row $((LAST - 2)) but row $LAST was written" $((LAST - 1))
+# ... and the head file removed with them
 fresh
 sqlite3 "$T/data/cas.db" "DELETE FROM audit WHERE seq > 3"
 rm "$T/data/audit.head"
-start_cas --admin "$IDA"
-expect_err 3 "missing or forged" "$SCPCTL" cas audit --verify
-stop_cas
+expect_refused "the audit head file is missing or forged"
 # a forged head file (no key) is refused too
 fresh
 echo "2 $(printf '%064d' 0) $(printf '%064d' 1)" >"$T/data/audit.head"
+expect_refused "the audit head file is missing or forged"
+# the log emptied while CAS runs: --verify fails
+fresh
 start_cas --admin "$IDA"
-expect_err 3 "missing or forged" "$SCPCTL" cas audit --verify
+sqlite3 "$T/data/cas.db" "DELETE FROM audit"
+expect_err 3 "AUDIT CHAIN BROKEN at entry 1" "$SCPCTL" cas audit --verify
 stop_cas
 # a clean or crashed stop and restart keep an intact log intact
 fresh

@@ -129,6 +129,56 @@ static void test_policy(void) {
     }
 }
 
+/* An invalid value followed by more keys of the same mapping: the first error must win (a
+ * `break` out of FOR_PAIRS once left only its inner loop, and the next key's result
+ * overwrote the error: issue 10.6). */
+static void test_policy_first_error_wins(void) {
+#define SVC "services: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n"
+    struct {
+        const char *yaml, *want;
+    } cases[] = {
+        {"name: s\n" SVC "secrets: [{name: \"bad name!\\n'%s\", kind: random, size: 4}]\n", "'name' must be"},
+        {"name: s\n" SVC "secrets: [{name: i, kind: imported, session: \"../../x y\", secret: x}]\n",
+         "'session' must be"},
+        {"name: s\n" SVC "secrets: [{name: a, name: b, kind: random, size: 4}]\n", "duplicate key 'name'"},
+        {"name: s\n" SVC "secrets: [{name: a, size: 0, kind: random}]\n", "'size' must be a number"},
+        {"name: s\n" SVC "secrets: [{name: a, kind: x509, dns: [[1]], common_name: a}]\n", "'dns' must be a string"},
+        {"name: s\n" SVC "secrets: [{name: a, kind: random, export: [\"a b\"], size: 4}]\n", "entries of 'export'"},
+        {"name: s\n" SVC "volumes: [{name: \"v w\", path: /d}]\n", "'name' must be"},
+        {"name: s\n" SVC "volumes: [{path: /d, path: /e, name: v}]\n", "duplicate key 'path'"},
+        {"name: s\n" SVC "network: [{port: 99999, peer: x}]\n", "'port' must be a number"},
+        {"name: s\n" SVC "network: [{secret: \"x/y\", port: 1}]\n", "'secret' must be"},
+        {"name: s\nservices: [{name: \"a b\", measurements: "
+         "[0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+         "'name' must be"},
+        {"name: s\nservices: [{name: a, files: [{path: [x], content: y}], measurements: "
+         "[0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+         "'path' must be a string"},
+        {"name: s\nservices: [{name: a, environment: {\"A=B\": x, C: y}, measurements: "
+         "[0000000000000000000000000000000000000000000000000000000000000000]}]\n",
+         "bad environment variable name"},
+        {"name: \"s t\"\n" SVC, "'name' must be"},
+    };
+#undef SVC
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        scp_err e = {0};
+        cas_policy *q = cas_policy_parse(cases[i].yaml, strlen(cases[i].yaml), &e);
+        CHECK(q == NULL && e.code == SCP_E_INVAL && strstr(e.msg, cases[i].want),
+              "first-error case %zu: want an error with \"%s\", got %s (%s)", i, cases[i].want,
+              q ? "accepted" : "refused", e.msg);
+        cas_policy_free(q);
+    }
+}
+
+static void test_escape(void) {
+    char out[64];
+    CHECK(strcmp(cas_escape_text("a\nb\tc\rd\\e\x1b[2J\x7f\xc2\x9b\xc3\xa9", out, sizeof out),
+                 "a\\nb\\tc\\rd\\\\e\\x1b[2J\\x7f\\xc2\\x9b\xc3\xa9") == 0,
+          "escape: got '%s'", out);
+    CHECK(strcmp(cas_escape_text("ab\n", out, 4), "ab") == 0, "escape truncates at a whole escape: '%s'", out);
+    CHECK(strcmp(cas_escape_text("", out, 1), "") == 0, "escape of empty text");
+}
+
 static void test_evidence(const char *dir) {
     char key[4096];
     snprintf(key, sizeof key, "%s/plat.key", dir);
@@ -262,6 +312,8 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
     test_http();
     test_policy();
+    test_policy_first_error_wins();
+    test_escape();
     test_evidence(dir);
     test_aead();
     test_identity(dir);
