@@ -28,6 +28,9 @@ struct scp_volume {
                      * commit (a hint, see vol_fresh; NULL if the file cannot be mapped) */
     int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
     int slotfd[3];  /* manifest.0, manifest.1 (durable), manifest.2 (scratch; -1 if absent) */
+    uint64_t slot_gen[2]; /* generation of each durable slot as this process last authenticated
+                           * or wrote it (0: empty or not authentic): a durable commit overwrites
+                           * the older one, whatever the unauthenticated slot headers claim */
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */

@@ -116,9 +116,10 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
      * two durable slots: the newer stays intact if this write is torn. A lazy commit goes to
      * the scratch slot without a sync: if a power cut loses or tears it, the durable slots
      * still hold the last durable state, which is all POSIX promises before an fsync. */
-    int fd = v->slotfd[2];
+    int fd = v->slotfd[2], si = 2;
     if (durable) {
-        fd = v->slotfd[slot_peek(v, 0) <= slot_peek(v, 1) ? 0 : 1];
+        si = v->slot_gen[0] <= v->slot_gen[1] ? 0 : 1;
+        fd = v->slotfd[si];
         if (rc == 0 && (v->objdir_dirty || lockbyte_get(v, VOL_LOCKBYTE_OBJDIR))) {
             if (fsync(v->objfd) < 0)
                 rc = scp_fail_errno(err, "cannot sync the objects directory");
@@ -134,6 +135,7 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
         rc = scp_fail_errno(err, "cannot write the volume manifest");
     if (rc == 0) {
         v->gen = gen;
+        if (si < 2) v->slot_gen[si] = gen;
         v->lazy = !durable;
         tag_compute(v, gen, body, blen, &v->cur_tag);
         if (durable) {
@@ -210,6 +212,7 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
     scp_manifest_free(&v->man);
     v->man = m[best];
     v->gen = gen[best];
+    for (int i = 0; i < 2; i++) v->slot_gen[i] = ok[i] ? gen[i] : 0;
     v->tag = v->cur_tag = tag[best];
     for (int i = 0; i < 3; i++)
         if (ok[i] && i != best) scp_manifest_free(&m[i]);

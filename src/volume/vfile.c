@@ -470,7 +470,10 @@ static void writer_unlock(scp_file *f) {
  * replayed, 0 if there was nothing to do, -1 on error. Caller holds f->rw for writing. */
 static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     struct stat st;
-    if (f->writer) return 0;
+    /* A writer with a log open appends to it: that log is its own. A writer that has none (it
+     * has just taken the lock, see writer_refresh) replays what the previous writer left. */
+    int own = f->writer;
+    if (own && f->j_end) return 0;
     if (f->fd_j < 0) {
         char name[48];
         vol_object_name(f->id, ".j", name);
@@ -480,7 +483,7 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN) return 0;
     if ((uint64_t)st.st_size > (UINT64_C(1) << 34))
         return scp_fail(err, SCP_E_NOTSUP, EFBIG, "'%s': journal too large to replay", e->path);
-    if (!try_writer_lock(f)) return 0;
+    if (!own && !try_writer_lock(f)) return 0;
     size_t len = (size_t)st.st_size;
     uint8_t *buf = malloc(len);
     int rc = 0;
@@ -507,7 +510,7 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     rc = 1;
 out:
     free(buf);
-    writer_unlock(f);
+    if (!own) writer_unlock(f);
     return rc;
 }
 
@@ -733,6 +736,38 @@ int file_after_fork(scp_file *f, scp_err *err) {
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
+/* Just became the writer: bring the state up to the newest commit before writing on top of it.
+ * Another process may have committed since this one loaded the file (it held the writer lock
+ * then and released it at its close), and the generation hint that let an open skip the
+ * reload is not authenticated. So read the manifest under the volume lock (vol_lock reloads it
+ * whenever a slot header claims a newer generation; a header lowered by the host only makes
+ * the newest slot fail authentication, a rollback that the volume tag reports) and reload the
+ * file when its root moved. Writes start only after this, and no other process can commit the
+ * file while we hold the writer lock, so every write lands on top of every earlier commit.
+ * Caller holds f->rw for writing (lock order: file, then volume). */
+static int writer_refresh(scp_file *f, scp_err *err) {
+    scp_volume *v = f->vol;
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = 0;
+    long i = f->path ? man_find(&v->man, f->path) : -1; /* vol_lock renames or unlists f */
+    const scp_mentry *e = i >= 0 ? &v->man.e[i] : NULL;
+    if (e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 &&
+        memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0) {
+        /* Only a writer changes a file, and we were not one: nothing here is uncommitted,
+         * unless the host brought back a manifest entry of a file unlinked here (then refuse
+         * rather than guess which content wins). */
+        if (f->modified)
+            rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                          "'%s' changed on disk while this process held uncommitted writes to "
+                          "it; not written",
+                          f->path);
+        else
+            rc = file_load(f, e, err);
+    }
+    vol_unlock(v);
+    return rc;
+}
+
 static int acquire_writer(scp_file *f, scp_err *err) {
     if (f->writer) return 0;
     if (!f->path)
@@ -748,6 +783,11 @@ static int acquire_writer(scp_file *f, scp_err *err) {
         return scp_fail_errno(err, "cannot lock '%s' for writing", f->path);
     }
     f->writer = 1;
+    if (writer_refresh(f, err) < 0) {
+        writer_unlock(f);
+        f->writer = 0;
+        return -1;
+    }
     return 0;
 }
 
@@ -1158,6 +1198,18 @@ static int commit(scp_file *f, scp_err *err) {
         return 0;
     }
     scp_mentry *e = &v->man.e[mi], saved = *e;
+    /* The new state was built on c_root (writer_refresh made that the newest commit, and the
+     * writer lock kept every other process from committing the file since). An entry that
+     * names another root means that exclusion failed: the host aliased the objects so that two
+     * processes hold "the" writer lock, or brought back an older manifest. Replacing the entry
+     * would silently drop the other commit: refuse instead. */
+    if (memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0) {
+        vol_unlock(v);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': another process committed it while this one was writing it (the "
+                        "volume directory was tampered with); not committed",
+                        f->path);
+    }
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     e->mtime_ns = scp_now_ns();
@@ -1506,6 +1558,11 @@ void scp_vfile_unpin(scp_vfile *h) {
 ssize_t scp_vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
     pthread_rwlock_wrlock(&h->f->rw);
+    /* The end of the file is known only once the writer's state is the newest. */
+    if ((h->flags & O_APPEND) && n && acquire_writer(h->f, err) < 0) {
+        pthread_rwlock_unlock(&h->f->rw);
+        return -1;
+    }
     if (h->flags & O_APPEND) off = h->f->size;
     ssize_t r = do_pwrite(h->f, buf, n, off, err);
     pthread_rwlock_unlock(&h->f->rw);
@@ -1525,8 +1582,9 @@ ssize_t scp_vfile_write(scp_vfile *h, const void *buf, size_t n, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
     pthread_mutex_lock(&h->cur_mu);
     pthread_rwlock_wrlock(&h->f->rw);
-    if ((h->flags & O_APPEND) && n) h->cursor = h->f->size;
-    ssize_t r = do_pwrite(h->f, buf, n, h->cursor, err);
+    ssize_t r = (h->flags & O_APPEND) && n ? acquire_writer(h->f, err) : 0;
+    if ((h->flags & O_APPEND) && n && r == 0) h->cursor = h->f->size;
+    if (r == 0) r = do_pwrite(h->f, buf, n, h->cursor, err);
     pthread_rwlock_unlock(&h->f->rw);
     if (r > 0) h->cursor += (uint64_t)r;
     pthread_mutex_unlock(&h->cur_mu);

@@ -240,9 +240,11 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     hint_map(v);
     if (vol_lock(v, err) < 0) goto fail;
-    vol_collect_garbage(v);
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
+    /* Freshness before garbage collection: collection deletes every object that no slot names,
+     * and in a rolled-back directory those are the newer state's, which the owner may still
+     * recover from (copy the objects back with the newer slots). */
     if (expected) {
         uint64_t eg = scp_get_u64(expected->bytes);
         if (v->gen < eg) {
@@ -260,6 +262,9 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
             goto fail;
         }
     }
+    if (vol_lock(v, err) < 0) goto fail;
+    vol_collect_garbage(v);
+    vol_unlock(v);
     free(hb);
     return v;
 fail:
