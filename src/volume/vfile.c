@@ -426,6 +426,10 @@ static int open_obj(scp_file *f, const char *ext, int flags, scp_err *err) {
     return fd;
 }
 
+/* The most bytes a journal can legitimately hold for a file of `size` bytes (after the
+ * commit macros, below); anything longer is refused, not read. */
+static uint64_t journal_replay_max(uint64_t size, uint32_t cs);
+
 struct replay {
     scp_file *f;
     uint64_t nchunks; /* of the target state: records beyond it are dead and skipped */
@@ -481,12 +485,20 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
         if (f->fd_j < 0) return 0;
     }
     if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN) return 0;
-    if ((uint64_t)st.st_size > (UINT64_C(1) << 34))
-        return scp_fail(err, SCP_E_NOTSUP, EFBIG, "'%s': journal too large to replay", e->path);
     if (!own && !try_writer_lock(f)) return 0;
     size_t len = (size_t)st.st_size;
-    uint8_t *buf = malloc(len);
+    uint8_t *buf = NULL;
     int rc = 0;
+    /* Read whole into memory, so the host must not choose how much: beyond what a writer can
+     * produce for this (authenticated) size, the journal was inflated on purpose. */
+    if ((uint64_t)st.st_size > journal_replay_max(e->size, f->vol->cs)) {
+        rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                      "'%s': its journal (%llu bytes) is longer than any writer makes it; the "
+                      "volume was modified",
+                      e->path, (unsigned long long)st.st_size);
+        goto out;
+    }
+    buf = malloc(len);
     if (!buf) {
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory replaying a journal");
         goto out;
@@ -820,11 +832,11 @@ static int journal_begin(scp_file *f, scp_err *err) {
         f->fd_j = fd;
     }
     if (f->j_end != 0) return 0;
-    if (!f->j_clean) {
-        if (checkpoint(f, err) < 0) return -1;
-        if (ftruncate(f->fd_j, 0) < 0)
-            return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
-    }
+    if (!f->j_clean && checkpoint(f, err) < 0) return -1;
+    /* Also when clean: the tail of a longer older log would count against the next replay's
+     * bound (journal_replay_max), which this file's size may have shrunk since. */
+    if (ftruncate(f->fd_j, 0) < 0)
+        return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
     uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
     if (scp_random(salt, sizeof salt, err) < 0) return -1;
     scp_journal_start(hdr, salt, f->j_chain);
@@ -980,6 +992,14 @@ static void kick_writeback(scp_file *f, size_t n) {
     f->kick_pending = 0;
 }
 
+/* An uncommitted change whose journal log passes this many bytes is committed by the write that
+ * passed it (as the kernel may write a file's dirty pages back at any time): so the log stays
+ * within journal_replay_max, however much a program rewrites without an fsync. */
+#ifndef SCP_JOURNAL_PENDING_MAX
+#define SCP_JOURNAL_PENDING_MAX (32u << 20)
+#endif
+static int commit(scp_file *f, scp_err *err);
+
 static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off, scp_err *err) {
     uint32_t cs = f->vol->cs;
     if (off + n < off || off + n > (UINT64_C(1) << 50))
@@ -1031,6 +1051,7 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
         done += len;
     }
     if (u64map_count(&f->dirty) * cs > SCP_DIRTY_LIMIT && writeback(f, err) < 0) return -1;
+    if (f->j_end > SCP_JOURNAL_PENDING_MAX && commit(f, err) < 0) return -1;
     return (ssize_t)n;
 }
 
@@ -1056,6 +1077,20 @@ static int sync_fd(int fd, int *flag, const char *path, scp_err *err) {
 #ifndef SCP_CHECKPOINT_AT_CLOSE
 #define SCP_CHECKPOINT_AT_CLOSE (1u << 20)
 #endif
+
+/* A log holds at most SCP_JOURNAL_MAX bytes of earlier commits (a longer one is closed after
+ * its commit), then the commit that recovery redoes, then what a writer that died had written
+ * for its next one. Each of the last two: chunk records up to SCP_JOURNAL_PENDING_MAX plus one
+ * write-back batch (SCP_DIRTY_LIMIT) past it, the copies of a small append's fresh chunks, and
+ * a commit record with at most an entry per chunk of the committed size plus the fresh ones
+ * (journal_begin truncates, so no older log's tail adds to it). Not covered: a writer whose
+ * manifest writes keep failing while it keeps committing (each failed commit's record stays). */
+static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
+    uint64_t rec = SCP_JREC_HDR_LEN + (uint64_t)cs, fresh = SCP_FRESH_JOURNAL_BYTES / cs + 1;
+    uint64_t one = SCP_JOURNAL_PENDING_MAX + (SCP_DIRTY_LIMIT / cs + 1) * rec + fresh * rec +
+                   SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh);
+    return SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2 * one;
+}
 
 /* Apply the journal's newest commit in place after the commit point, without syncing: until a
  * checkpoint the journal can redo it (caller holds the volume lock). */
