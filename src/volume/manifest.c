@@ -248,15 +248,33 @@ void vol_collect_garbage(scp_volume *v) {
         uint64_t gen;
         scp_volume_tag tag;
         scp_err e;
-        if (v->slotfd[i] < 0 || slot_load(v, i, &m[i], &gen, &tag, &e) < 0) m[i].n = 0;
+        if (v->slotfd[i] >= 0 && slot_load(v, i, &m[i], &gen, &tag, &e) < 0) {
+            m[i].n = 0;
+            /* A slot that holds a manifest we cannot read (torn, or a read error) may name
+             * objects still needed: keep everything until it is rewritten. */
+            if (slot_peek(v, i) != 0) {
+                for (int k = 0; k < i; k++) scp_manifest_free(&m[k]);
+                return;
+            }
+        }
         cap += m[i].n;
     }
     for (scp_file *f = v->files; f; f = f->next) cap++;
     ids = malloc((cap ? cap : 1) * sizeof *ids);
+    /* A file that an older slot still names but the current manifest does not is collected at
+     * a later open, after more durable commits: the flag stays set until none is left. */
+    uint8_t(*cur)[SCP_FILEID_LEN] = malloc((v->man.n ? v->man.n : 1) * sizeof *cur);
+    for (size_t k = 0; cur && k < v->man.n; k++) memcpy(cur[k], v->man.e[k].id, SCP_FILEID_LEN);
+    if (cur) qsort(cur, v->man.n, sizeof *cur, cmp_id);
+    int pending = 0;
     for (int i = 0; i < 3; i++) {
-        for (size_t k = 0; ids && k < m[i].n; k++) memcpy(ids[n++], m[i].e[k].id, SCP_FILEID_LEN);
+        for (size_t k = 0; ids && k < m[i].n; k++) {
+            memcpy(ids[n++], m[i].e[k].id, SCP_FILEID_LEN);
+            if (!cur || !bsearch(m[i].e[k].id, cur, v->man.n, sizeof *cur, cmp_id)) pending = 1;
+        }
         scp_manifest_free(&m[i]);
     }
+    free(cur);
     if (!ids) return; /* out of memory: keep every object rather than guess */
     for (scp_file *f = v->files; f; f = f->next) memcpy(ids[n++], f->id, SCP_FILEID_LEN);
     qsort(ids, n, sizeof *ids, cmp_id);
@@ -267,18 +285,21 @@ void vol_collect_garbage(scp_volume *v) {
         free(ids);
         return;
     }
+    rewinddir(d); /* the duplicate shares its offset with objfd */
     struct dirent *de;
     while ((de = readdir(d))) {
         uint8_t id[SCP_FILEID_LEN];
+        char stem[2 * SCP_FILEID_LEN + 1];
         const char *dot = strchr(de->d_name, '.');
         int ours = 0;
         for (int k = 0; dot && k < 3; k++) ours |= strcmp(dot, vol_object_ext[k]) == 0;
-        if (!ours || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN ||
-            scp_unhex(de->d_name, id, SCP_FILEID_LEN) < 0)
-            continue; /* not ours to judge */
+        if (!ours || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN) continue;
+        memcpy(stem, de->d_name, 2 * SCP_FILEID_LEN); /* scp_unhex wants the digits alone */
+        stem[2 * SCP_FILEID_LEN] = '\0';
+        if (scp_unhex(stem, id, SCP_FILEID_LEN) < 0) continue; /* not ours to judge */
         if (!bsearch(id, ids, n, sizeof *ids, cmp_id)) unlinkat(v->objfd, de->d_name, 0);
     }
     closedir(d);
     free(ids);
-    vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 0);
+    if (!pending) vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 0);
 }

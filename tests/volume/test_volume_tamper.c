@@ -977,6 +977,13 @@ static void attack_gc_rollback(void) {
     int st;
     waitpid(pid, &st, 0);
     REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *newer[3];
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "gc-newer.%d", i);
+        newer[i] = tu_path(root, name);
+        copy_file(slots[i], newer[i]);
+    }
     for (int i = 0; i < 3; i++) copy_file(saved[i], slots[i]); /* the host's rollback */
     char *before = objects_listing(d);
     tu_err_clear(&e);
@@ -991,6 +998,42 @@ static void attack_gc_rollback(void) {
     printf("  gc after a rollback: %s, objects %s\n", scp_code_name(e.code),
            strcmp(before, after) ? "DELETED" : "kept");
     nattacks++;
+    /* The owner copies the newer slots back: the volume opens with the tag, "b" reads, and the
+     * objects of "c" go once two durable commits have passed its removal. */
+    for (int i = 0; i < 3; i++) copy_file(newer[i], slots[i]);
+    v = scp_volume_open(d, key, &tag, &e);
+    CHECKF(v, "the newer slots copied back: %s", e.msg);
+    if (v) {
+        size_t n;
+        uint8_t *b = tu_vget(v, "b", &n, &e);
+        CHECKF(b && n == FSIZE && !memcmp(b, contB, FSIZE), "'b' after the recovery: %s",
+               b ? "wrong bytes" : e.msg);
+        free(b);
+        CHECK_OK(tu_vput(v, "x", "1", 1, &e), e);
+        CHECK_OK(tu_vput(v, "x", "2", 1, &e), e);
+        CHECK_OK(scp_volume_close(v, &e), e);
+    }
+    char stems[8][64];
+    int nbefore = list_stems(d, stems, 8);
+    v = scp_volume_open(d, key, NULL, &e); /* collects */
+    CHECKF(v, "reopen: %s", e.msg);
+    int nafter = list_stems(d, stems, 8);
+    CHECKF(nbefore == 4 && nafter == 3,
+           "garbage collection: %d files' objects before, %d after (want 4, then 3: the "
+           "removed file's objects gone)",
+           nbefore, nafter);
+    if (v) {
+        size_t n;
+        uint8_t *a = tu_vget(v, "a", &n, &e);
+        CHECKF(a && n == 9 && !memcmp(a, "old state", 9), "'a' after collection: %s",
+               a ? "wrong bytes" : e.msg);
+        free(a);
+        scp_vstat vs;
+        tu_err_clear(&e);
+        CHECKF(scp_volume_stat(v, "c", &vs, &e) < 0 && e.code == SCP_E_NOENT, "'c' is back");
+        scp_volume_close(v, &e);
+    }
+    for (int i = 0; i < 3; i++) free(newer[i]);
     for (int i = 0; i < 3; i++) {
         free(saved[i]);
         free(slots[i]);
