@@ -110,7 +110,10 @@ void vol_unlock(scp_volume *v);
 int vol_lock_read(scp_volume *v, scp_err *err);
 /* Caller holds v->mu. True when the in-memory manifest is known to be the newest committed one
  * without a system call: no fork since the descriptors were taken, and the shared generation
- * hint equals our generation. */
+ * hint equals our generation. The hint is not authenticated (the host can write it): use this
+ * only to skip work for read-only lookups, where a wrong answer shows an older committed state
+ * (as a reader sees anyway until its next open), never to skip the manifest check before a
+ * write (acquire_writer, commit: both read the manifest under vol_lock). */
 int vol_fresh(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
 /* Incremented in every child right after fork (pthread_atfork), so that the hot paths detect a

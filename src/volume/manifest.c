@@ -294,8 +294,8 @@ void vol_collect_garbage(scp_volume *v) {
         int ours = 0;
         for (int k = 0; dot && k < 3; k++) ours |= strcmp(dot, vol_object_ext[k]) == 0;
         if (!ours || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN) continue;
-        memcpy(stem, de->d_name, 2 * SCP_FILEID_LEN); /* scp_unhex wants the digits alone */
-        stem[2 * SCP_FILEID_LEN] = '\0';
+        memcpy(stem, de->d_name, sizeof stem - 1); /* scp_unhex wants the digits alone */
+        stem[sizeof stem - 1] = '\0';
         if (scp_unhex(stem, id, SCP_FILEID_LEN) < 0) continue; /* not ours to judge */
         if (!bsearch(id, ids, n, sizeof *ids, cmp_id)) unlinkat(v->objfd, de->d_name, 0);
     }
