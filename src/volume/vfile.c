@@ -1457,13 +1457,16 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     int created = i < 0;
     i = man_find(&v->man, p);
     if (rc == 0 && !(h->f = file_get(v, &v->man.e[i], err))) rc = -1;
+    /* The committed size: file_get may have left a busy file's state stale (acquire_writer
+     * below refreshes it), and an O_TRUNC must not skip a file that only looks empty. */
+    uint64_t msize = rc == 0 ? v->man.e[i].size : 0;
     /* Fresh objects: nothing in them needs a checkpoint before the file's first journal log. */
     if (rc == 0 && created && h->f->refs == 1) h->f->j_clean = 1;
     if (rc == 0) v->nhandles++;
     vol_unlock(v);
     if (rc == 0 && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
         pthread_rwlock_wrlock(&h->f->rw);
-        if (h->f->size != 0 || h->f->c_size != 0) {
+        if (h->f->size != 0 || h->f->c_size != 0 || msize != 0) {
             rc = acquire_writer(h->f, err);
             if (rc == 0) rc = set_size(h->f, 0, err);
             if (rc == 0) rc = commit(h->f, err);
