@@ -160,10 +160,10 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
  * hint skips the lock and the two slot-header reads. It is only a hint: the host can change it,
  * which at worst delays seeing another process's commit (as serving an older slot can) or makes
  * every lookup take the lock; what is read is still the authenticated manifest, and a write
- * never relies on it (the writer checks the manifest under the lock, vfile.c writer_refresh). Old volumes
- * have an empty lock file: it grows to one page here (only ever grown, never shrunk). If the
- * host truncates the file while it is mapped, the next lookup faults (SIGBUS): the host can
- * stop the program anyway. */
+ * never relies on it (the writer checks the manifest under the lock, vfile.c writer_refresh).
+ * Old volumes have an empty lock file: it grows to one page here (only ever grown, never
+ * shrunk). If the host truncates the file while it is mapped, the next lookup faults (SIGBUS):
+ * the host can stop the program anyway. */
 #define HINT_LEN 4096
 static void hint_map(scp_volume *v) {
     struct stat st;
