@@ -28,6 +28,9 @@ struct scp_volume {
                      * commit (a hint, see vol_fresh; NULL if the file cannot be mapped) */
     int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
     int slotfd[3];  /* manifest.0, manifest.1 (durable), manifest.2 (scratch; -1 if absent) */
+    uint64_t slot_gen[2]; /* generation of each durable slot as this process last authenticated
+                           * or wrote it (0: empty or not authentic): a durable commit overwrites
+                           * the older one, whatever the unauthenticated slot headers claim */
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
@@ -107,7 +110,10 @@ void vol_unlock(scp_volume *v);
 int vol_lock_read(scp_volume *v, scp_err *err);
 /* Caller holds v->mu. True when the in-memory manifest is known to be the newest committed one
  * without a system call: no fork since the descriptors were taken, and the shared generation
- * hint equals our generation. */
+ * hint equals our generation. The hint is not authenticated (the host can write it): use this
+ * only to skip work for read-only lookups, where a wrong answer shows an older committed state
+ * (as a reader sees anyway until its next open), never to skip the manifest check before a
+ * write (acquire_writer, commit: both read the manifest under vol_lock). */
 int vol_fresh(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
 /* Incremented in every child right after fork (pthread_atfork), so that the hot paths detect a

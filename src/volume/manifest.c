@@ -116,9 +116,10 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
      * two durable slots: the newer stays intact if this write is torn. A lazy commit goes to
      * the scratch slot without a sync: if a power cut loses or tears it, the durable slots
      * still hold the last durable state, which is all POSIX promises before an fsync. */
-    int fd = v->slotfd[2];
+    int fd = v->slotfd[2], si = 2;
     if (durable) {
-        fd = v->slotfd[slot_peek(v, 0) <= slot_peek(v, 1) ? 0 : 1];
+        si = v->slot_gen[0] <= v->slot_gen[1] ? 0 : 1;
+        fd = v->slotfd[si];
         if (rc == 0 && (v->objdir_dirty || lockbyte_get(v, VOL_LOCKBYTE_OBJDIR))) {
             if (fsync(v->objfd) < 0)
                 rc = scp_fail_errno(err, "cannot sync the objects directory");
@@ -134,6 +135,7 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
         rc = scp_fail_errno(err, "cannot write the volume manifest");
     if (rc == 0) {
         v->gen = gen;
+        if (si < 2) v->slot_gen[si] = gen;
         v->lazy = !durable;
         tag_compute(v, gen, body, blen, &v->cur_tag);
         if (durable) {
@@ -210,6 +212,7 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
     scp_manifest_free(&v->man);
     v->man = m[best];
     v->gen = gen[best];
+    for (int i = 0; i < 2; i++) v->slot_gen[i] = ok[i] ? gen[i] : 0;
     v->tag = v->cur_tag = tag[best];
     for (int i = 0; i < 3; i++)
         if (ok[i] && i != best) scp_manifest_free(&m[i]);
@@ -245,15 +248,33 @@ void vol_collect_garbage(scp_volume *v) {
         uint64_t gen;
         scp_volume_tag tag;
         scp_err e;
-        if (v->slotfd[i] < 0 || slot_load(v, i, &m[i], &gen, &tag, &e) < 0) m[i].n = 0;
+        if (v->slotfd[i] >= 0 && slot_load(v, i, &m[i], &gen, &tag, &e) < 0) {
+            m[i].n = 0;
+            /* A slot that holds a manifest we cannot read (torn, or a read error) may name
+             * objects still needed: keep everything until it is rewritten. */
+            if (slot_peek(v, i) != 0) {
+                for (int k = 0; k < i; k++) scp_manifest_free(&m[k]);
+                return;
+            }
+        }
         cap += m[i].n;
     }
     for (scp_file *f = v->files; f; f = f->next) cap++;
     ids = malloc((cap ? cap : 1) * sizeof *ids);
+    /* A file that an older slot still names but the current manifest does not is collected at
+     * a later open, after more durable commits: the flag stays set until none is left. */
+    uint8_t(*cur)[SCP_FILEID_LEN] = malloc((v->man.n ? v->man.n : 1) * sizeof *cur);
+    for (size_t k = 0; cur && k < v->man.n; k++) memcpy(cur[k], v->man.e[k].id, SCP_FILEID_LEN);
+    if (cur) qsort(cur, v->man.n, sizeof *cur, cmp_id);
+    int pending = 0;
     for (int i = 0; i < 3; i++) {
-        for (size_t k = 0; ids && k < m[i].n; k++) memcpy(ids[n++], m[i].e[k].id, SCP_FILEID_LEN);
+        for (size_t k = 0; ids && k < m[i].n; k++) {
+            memcpy(ids[n++], m[i].e[k].id, SCP_FILEID_LEN);
+            if (!cur || !bsearch(m[i].e[k].id, cur, v->man.n, sizeof *cur, cmp_id)) pending = 1;
+        }
         scp_manifest_free(&m[i]);
     }
+    free(cur);
     if (!ids) return; /* out of memory: keep every object rather than guess */
     for (scp_file *f = v->files; f; f = f->next) memcpy(ids[n++], f->id, SCP_FILEID_LEN);
     qsort(ids, n, sizeof *ids, cmp_id);
@@ -264,18 +285,21 @@ void vol_collect_garbage(scp_volume *v) {
         free(ids);
         return;
     }
+    rewinddir(d); /* the duplicate shares its offset with objfd */
     struct dirent *de;
     while ((de = readdir(d))) {
         uint8_t id[SCP_FILEID_LEN];
+        char stem[2 * SCP_FILEID_LEN + 1];
         const char *dot = strchr(de->d_name, '.');
         int ours = 0;
         for (int k = 0; dot && k < 3; k++) ours |= strcmp(dot, vol_object_ext[k]) == 0;
-        if (!ours || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN ||
-            scp_unhex(de->d_name, id, SCP_FILEID_LEN) < 0)
-            continue; /* not ours to judge */
+        if (!ours || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN) continue;
+        memcpy(stem, de->d_name, sizeof stem - 1); /* scp_unhex wants the digits alone */
+        stem[sizeof stem - 1] = '\0';
+        if (scp_unhex(stem, id, SCP_FILEID_LEN) < 0) continue; /* not ours to judge */
         if (!bsearch(id, ids, n, sizeof *ids, cmp_id)) unlinkat(v->objfd, de->d_name, 0);
     }
     closedir(d);
     free(ids);
-    vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 0);
+    if (!pending) vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 0);
 }

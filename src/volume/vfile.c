@@ -426,6 +426,10 @@ static int open_obj(scp_file *f, const char *ext, int flags, scp_err *err) {
     return fd;
 }
 
+/* The most bytes a journal can legitimately hold for a file of `size` bytes (after the
+ * commit macros, below); anything longer is refused, not read. */
+static uint64_t journal_replay_max(uint64_t size, uint32_t cs);
+
 struct replay {
     scp_file *f;
     uint64_t nchunks; /* of the target state: records beyond it are dead and skipped */
@@ -470,7 +474,10 @@ static void writer_unlock(scp_file *f) {
  * replayed, 0 if there was nothing to do, -1 on error. Caller holds f->rw for writing. */
 static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     struct stat st;
-    if (f->writer) return 0;
+    /* A writer with a log open appends to it: that log is its own. A writer that has none (it
+     * has just taken the lock, see writer_refresh) replays what the previous writer left. */
+    int own = f->writer;
+    if (own && f->j_end) return 0;
     if (f->fd_j < 0) {
         char name[48];
         vol_object_name(f->id, ".j", name);
@@ -478,12 +485,20 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
         if (f->fd_j < 0) return 0;
     }
     if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN) return 0;
-    if ((uint64_t)st.st_size > (UINT64_C(1) << 34))
-        return scp_fail(err, SCP_E_NOTSUP, EFBIG, "'%s': journal too large to replay", e->path);
-    if (!try_writer_lock(f)) return 0;
+    if (!own && !try_writer_lock(f)) return 0;
     size_t len = (size_t)st.st_size;
-    uint8_t *buf = malloc(len);
+    uint8_t *buf = NULL;
     int rc = 0;
+    /* Read whole into memory, so the host must not choose how much: beyond what a writer can
+     * produce for this (authenticated) size, the journal was inflated on purpose. */
+    if ((uint64_t)st.st_size > journal_replay_max(e->size, f->vol->cs)) {
+        rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                      "'%s': its journal (%llu bytes) is longer than any writer makes it; the "
+                      "volume was modified",
+                      e->path, (unsigned long long)st.st_size);
+        goto out;
+    }
+    buf = malloc(len);
     if (!buf) {
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory replaying a journal");
         goto out;
@@ -507,7 +522,7 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     rc = 1;
 out:
     free(buf);
-    writer_unlock(f);
+    if (!own) writer_unlock(f);
     return rc;
 }
 
@@ -733,6 +748,38 @@ int file_after_fork(scp_file *f, scp_err *err) {
 
 /* ---- writing ----------------------------------------------------------------------------- */
 
+/* Just became the writer: bring the state up to the newest commit before writing on top of it.
+ * Another process may have committed since this one loaded the file (it held the writer lock
+ * then and released it at its close), and the generation hint that let an open skip the
+ * reload is not authenticated. So read the manifest under the volume lock (vol_lock reloads it
+ * whenever a slot header claims a newer generation; a header lowered by the host only makes
+ * the newest slot fail authentication, a rollback that the volume tag reports) and reload the
+ * file when its root moved. Writes start only after this, and no other process can commit the
+ * file while we hold the writer lock, so every write lands on top of every earlier commit.
+ * Caller holds f->rw for writing (lock order: file, then volume). */
+static int writer_refresh(scp_file *f, scp_err *err) {
+    scp_volume *v = f->vol;
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = 0;
+    long i = f->path ? man_find(&v->man, f->path) : -1; /* vol_lock renames or unlists f */
+    const scp_mentry *e = i >= 0 ? &v->man.e[i] : NULL;
+    if (e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 &&
+        memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0) {
+        /* Only a writer changes a file, and we were not one: nothing here is uncommitted,
+         * unless the host brought back a manifest entry of a file unlinked here (then refuse
+         * rather than guess which content wins). */
+        if (f->modified)
+            rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                          "'%s' changed on disk while this process held uncommitted writes to "
+                          "it; not written",
+                          f->path);
+        else
+            rc = file_load(f, e, err);
+    }
+    vol_unlock(v);
+    return rc;
+}
+
 static int acquire_writer(scp_file *f, scp_err *err) {
     if (f->writer) return 0;
     if (!f->path)
@@ -748,6 +795,11 @@ static int acquire_writer(scp_file *f, scp_err *err) {
         return scp_fail_errno(err, "cannot lock '%s' for writing", f->path);
     }
     f->writer = 1;
+    if (writer_refresh(f, err) < 0) {
+        writer_unlock(f);
+        f->writer = 0;
+        return -1;
+    }
     return 0;
 }
 
@@ -780,11 +832,11 @@ static int journal_begin(scp_file *f, scp_err *err) {
         f->fd_j = fd;
     }
     if (f->j_end != 0) return 0;
-    if (!f->j_clean) {
-        if (checkpoint(f, err) < 0) return -1;
-        if (ftruncate(f->fd_j, 0) < 0)
-            return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
-    }
+    if (!f->j_clean && checkpoint(f, err) < 0) return -1;
+    /* Also when clean: the tail of a longer older log would count against the next replay's
+     * bound (journal_replay_max), which this file's size may have shrunk since. */
+    if (ftruncate(f->fd_j, 0) < 0)
+        return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
     uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
     if (scp_random(salt, sizeof salt, err) < 0) return -1;
     scp_journal_start(hdr, salt, f->j_chain);
@@ -940,6 +992,14 @@ static void kick_writeback(scp_file *f, size_t n) {
     f->kick_pending = 0;
 }
 
+/* An uncommitted change whose journal log passes this many bytes is committed by the write that
+ * passed it (as the kernel may write a file's dirty pages back at any time): so the log stays
+ * within journal_replay_max, however much a program rewrites without an fsync. */
+#ifndef SCP_JOURNAL_PENDING_MAX
+#define SCP_JOURNAL_PENDING_MAX (32u << 20)
+#endif
+static int commit(scp_file *f, scp_err *err);
+
 static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off, scp_err *err) {
     uint32_t cs = f->vol->cs;
     if (off + n < off || off + n > (UINT64_C(1) << 50))
@@ -991,6 +1051,7 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
         done += len;
     }
     if (u64map_count(&f->dirty) * cs > SCP_DIRTY_LIMIT && writeback(f, err) < 0) return -1;
+    if (f->j_end > SCP_JOURNAL_PENDING_MAX && commit(f, err) < 0) return -1;
     return (ssize_t)n;
 }
 
@@ -1016,6 +1077,20 @@ static int sync_fd(int fd, int *flag, const char *path, scp_err *err) {
 #ifndef SCP_CHECKPOINT_AT_CLOSE
 #define SCP_CHECKPOINT_AT_CLOSE (1u << 20)
 #endif
+
+/* A log holds at most SCP_JOURNAL_MAX bytes of earlier commits (a longer one is closed after
+ * its commit), then the commit that recovery redoes, then what a writer that died had written
+ * for its next one. Each of the last two: chunk records up to SCP_JOURNAL_PENDING_MAX plus one
+ * write-back batch (SCP_DIRTY_LIMIT) past it, the copies of a small append's fresh chunks, and
+ * a commit record with at most an entry per chunk of the committed size plus the fresh ones
+ * (journal_begin truncates, so no older log's tail adds to it). Not covered: a writer whose
+ * manifest writes keep failing while it keeps committing (each failed commit's record stays). */
+static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
+    uint64_t rec = SCP_JREC_HDR_LEN + (uint64_t)cs, fresh = SCP_FRESH_JOURNAL_BYTES / cs + 1;
+    uint64_t one = SCP_JOURNAL_PENDING_MAX + (SCP_DIRTY_LIMIT / cs + 1) * rec + fresh * rec +
+                   SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh);
+    return SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2 * one;
+}
 
 /* Apply the journal's newest commit in place after the commit point, without syncing: until a
  * checkpoint the journal can redo it (caller holds the volume lock). */
@@ -1158,6 +1233,18 @@ static int commit(scp_file *f, scp_err *err) {
         return 0;
     }
     scp_mentry *e = &v->man.e[mi], saved = *e;
+    /* The new state was built on c_root (writer_refresh made that the newest commit, and the
+     * writer lock kept every other process from committing the file since). An entry that
+     * names another root means that exclusion failed: the host aliased the objects so that two
+     * processes hold "the" writer lock, or brought back an older manifest. Replacing the entry
+     * would silently drop the other commit: refuse instead. */
+    if (memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0) {
+        vol_unlock(v);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': another process committed it while this one was writing it (the "
+                        "volume directory was tampered with); not committed",
+                        f->path);
+    }
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     e->mtime_ns = scp_now_ns();
@@ -1370,13 +1457,16 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     int created = i < 0;
     i = man_find(&v->man, p);
     if (rc == 0 && !(h->f = file_get(v, &v->man.e[i], err))) rc = -1;
+    /* The committed size: file_get may have left a busy file's state stale (acquire_writer
+     * below refreshes it), and an O_TRUNC must not skip a file that only looks empty. */
+    uint64_t msize = rc == 0 ? v->man.e[i].size : 0;
     /* Fresh objects: nothing in them needs a checkpoint before the file's first journal log. */
     if (rc == 0 && created && h->f->refs == 1) h->f->j_clean = 1;
     if (rc == 0) v->nhandles++;
     vol_unlock(v);
     if (rc == 0 && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
         pthread_rwlock_wrlock(&h->f->rw);
-        if (h->f->size != 0 || h->f->c_size != 0) {
+        if (h->f->size != 0 || h->f->c_size != 0 || msize != 0) {
             rc = acquire_writer(h->f, err);
             if (rc == 0) rc = set_size(h->f, 0, err);
             if (rc == 0) rc = commit(h->f, err);
@@ -1506,6 +1596,11 @@ void scp_vfile_unpin(scp_vfile *h) {
 ssize_t scp_vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
     pthread_rwlock_wrlock(&h->f->rw);
+    /* The end of the file is known only once the writer's state is the newest. */
+    if ((h->flags & O_APPEND) && n && acquire_writer(h->f, err) < 0) {
+        pthread_rwlock_unlock(&h->f->rw);
+        return -1;
+    }
     if (h->flags & O_APPEND) off = h->f->size;
     ssize_t r = do_pwrite(h->f, buf, n, off, err);
     pthread_rwlock_unlock(&h->f->rw);
@@ -1525,8 +1620,9 @@ ssize_t scp_vfile_write(scp_vfile *h, const void *buf, size_t n, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
     pthread_mutex_lock(&h->cur_mu);
     pthread_rwlock_wrlock(&h->f->rw);
-    if ((h->flags & O_APPEND) && n) h->cursor = h->f->size;
-    ssize_t r = do_pwrite(h->f, buf, n, h->cursor, err);
+    ssize_t r = (h->flags & O_APPEND) && n ? acquire_writer(h->f, err) : 0;
+    if ((h->flags & O_APPEND) && n && r == 0) h->cursor = h->f->size;
+    if (r == 0) r = do_pwrite(h->f, buf, n, h->cursor, err);
     pthread_rwlock_unlock(&h->f->rw);
     if (r > 0) h->cursor += (uint64_t)r;
     pthread_mutex_unlock(&h->cur_mu);

@@ -159,10 +159,11 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
  * there while it still holds the volume lock (vol_unlock); a reader whose generation equals the
  * hint skips the lock and the two slot-header reads. It is only a hint: the host can change it,
  * which at worst delays seeing another process's commit (as serving an older slot can) or makes
- * every lookup take the lock; what is read is still the authenticated manifest. Old volumes
- * have an empty lock file: it grows to one page here (only ever grown, never shrunk). If the
- * host truncates the file while it is mapped, the next lookup faults (SIGBUS): the host can
- * stop the program anyway. */
+ * every lookup take the lock; what is read is still the authenticated manifest, and a write
+ * never relies on it (the writer checks the manifest under the lock, vfile.c writer_refresh).
+ * Old volumes have an empty lock file: it grows to one page here (only ever grown, never
+ * shrunk). If the host truncates the file while it is mapped, the next lookup faults (SIGBUS):
+ * the host can stop the program anyway. */
 #define HINT_LEN 4096
 static void hint_map(scp_volume *v) {
     struct stat st;
@@ -240,9 +241,11 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     hint_map(v);
     if (vol_lock(v, err) < 0) goto fail;
-    vol_collect_garbage(v);
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
+    /* Freshness before garbage collection: collection deletes every object that no slot names,
+     * and in a rolled-back directory those are the newer state's, which the owner may still
+     * recover from (copy the objects back with the newer slots). */
     if (expected) {
         uint64_t eg = scp_get_u64(expected->bytes);
         if (v->gen < eg) {
@@ -260,6 +263,9 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
             goto fail;
         }
     }
+    if (vol_lock(v, err) < 0) goto fail;
+    vol_collect_garbage(v);
+    vol_unlock(v);
     free(hb);
     return v;
 fail:

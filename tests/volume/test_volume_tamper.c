@@ -35,6 +35,8 @@
  * Also: no file under the volume directory contains the plaintext marker or a file or
  * directory name; identical plaintext chunks never give identical ciphertext.
  */
+#include <sys/wait.h>
+
 #include "testutil.h"
 
 #define CS 4096u
@@ -916,6 +918,205 @@ static void attack_reload_rollback(void) {
     free(d);
 }
 
+/* ---- attacks on availability: garbage collection, journal size, slot choice ------------- */
+
+/* Names and sizes of the files in objects/, sorted, as one string. */
+static char *objects_listing(const char *vol) {
+    char *od = tu_path(vol, "objects");
+    char names[64][80];
+    int n = 0;
+    DIR *d = opendir(od);
+    REQUIRE(d);
+    struct dirent *de;
+    while ((de = readdir(d)) && n < 64) {
+        if (de->d_name[0] == '.') continue;
+        char *p = tu_path(od, de->d_name);
+        snprintf(names[n++], sizeof names[0], "%.60s:%ld", de->d_name, fsize(p));
+        free(p);
+    }
+    closedir(d);
+    free(od);
+    qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);
+    char *out = calloc((size_t)n + 1, sizeof names[0]);
+    REQUIRE(out);
+    for (int i = 0; i < n; i++) strcat(strcat(out, names[i]), " ");
+    return out;
+}
+
+/* The host rolls the manifest slots back after a newer durable state, while the lock file says
+ * removed files' objects may be left (a process exited without a sync). Opening with the newer
+ * tag must fail with SCP_E_ROLLBACK before garbage collection deletes the newer state's
+ * objects, which the owner needs to recover it. */
+static void attack_gc_rollback(void) {
+    char *d = tu_path(root, "gc");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(d, key, CS, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "a", "old state", 9, &e), e);
+    REQUIRE_OK(tu_vput(v, "c", "removed later", 13, &e), e);
+    REQUIRE_OK(scp_volume_sync(v, &e), e);
+    char *saved[3], *slots[3];
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "gc-slot.%d", i);
+        saved[i] = tu_path(root, name);
+        slots[i] = slot_path(d, i);
+        copy_file(slots[i], saved[i]);
+    }
+    REQUIRE_OK(tu_vput(v, "b", contB, FSIZE, &e), e); /* the newer state: new objects */
+    scp_volume_tag tag;
+    REQUIRE_OK(scp_volume_sync(v, &e), e);
+    scp_volume_tag_get(v, &tag);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    pid_t pid = fork(); /* a process removes "c" and exits without a sync */
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_volume *w = scp_volume_open(d, key, NULL, &e);
+        _exit(w && scp_volume_unlink(w, "c", &e) == 0 ? 0 : 1);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    char *newer[3];
+    for (int i = 0; i < 3; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "gc-newer.%d", i);
+        newer[i] = tu_path(root, name);
+        copy_file(slots[i], newer[i]);
+    }
+    for (int i = 0; i < 3; i++) copy_file(saved[i], slots[i]); /* the host's rollback */
+    char *before = objects_listing(d);
+    tu_err_clear(&e);
+    v = scp_volume_open(d, key, &tag, &e);
+    CHECKF(!v && e.code == SCP_E_ROLLBACK, "rolled-back slots opened with the newer tag: %s (%s)",
+           v ? "opened" : e.msg, scp_code_name(e.code));
+    if (v) scp_volume_close(v, &e);
+    char *after = objects_listing(d);
+    CHECKF(!strcmp(before, after),
+           "a refused (rolled back) open changed objects/:\n  before: %s\n  after:  %s", before,
+           after);
+    printf("  gc after a rollback: %s, objects %s\n", scp_code_name(e.code),
+           strcmp(before, after) ? "DELETED" : "kept");
+    nattacks++;
+    /* The owner copies the newer slots back: the volume opens with the tag, "b" reads, and the
+     * objects of "c" go once two durable commits have passed its removal. */
+    for (int i = 0; i < 3; i++) copy_file(newer[i], slots[i]);
+    v = scp_volume_open(d, key, &tag, &e);
+    CHECKF(v, "the newer slots copied back: %s", e.msg);
+    if (v) {
+        size_t n;
+        uint8_t *b = tu_vget(v, "b", &n, &e);
+        CHECKF(b && n == FSIZE && !memcmp(b, contB, FSIZE), "'b' after the recovery: %s",
+               b ? "wrong bytes" : e.msg);
+        free(b);
+        CHECK_OK(tu_vput(v, "x", "1", 1, &e), e);
+        CHECK_OK(tu_vput(v, "x", "2", 1, &e), e);
+        CHECK_OK(scp_volume_close(v, &e), e);
+    }
+    char stems[8][64];
+    int nbefore = list_stems(d, stems, 8);
+    v = scp_volume_open(d, key, NULL, &e); /* collects */
+    CHECKF(v, "reopen: %s", e.msg);
+    int nafter = list_stems(d, stems, 8);
+    CHECKF(nbefore == 4 && nafter == 3,
+           "garbage collection: %d files' objects before, %d after (want 4, then 3: the "
+           "removed file's objects gone)",
+           nbefore, nafter);
+    if (v) {
+        size_t n;
+        uint8_t *a = tu_vget(v, "a", &n, &e);
+        CHECKF(a && n == 9 && !memcmp(a, "old state", 9), "'a' after collection: %s",
+               a ? "wrong bytes" : e.msg);
+        free(a);
+        scp_vstat vs;
+        tu_err_clear(&e);
+        CHECKF(scp_volume_stat(v, "c", &vs, &e) < 0 && e.code == SCP_E_NOENT, "'c' is back");
+        scp_volume_close(v, &e);
+    }
+    for (int i = 0; i < 3; i++) free(newer[i]);
+    for (int i = 0; i < 3; i++) {
+        free(saved[i]);
+        free(slots[i]);
+    }
+    free(before);
+    free(after);
+    free(d);
+}
+
+/* The host inflates a file's journal (sparse, so it costs the host nothing): recovery reads a
+ * journal whole, so beyond what a writer can produce it must refuse (SCP_E_INTEGRITY) instead
+ * of allocating and reading what the host chose. */
+static void attack_journal_size(void) {
+    char *d = tu_path(root, "jsize");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(d, key, CS, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "j", contA1, FSIZE, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    char stems[2][64];
+    REQUIRE(list_stems(d, stems, 2) == 1);
+    char *oj = objpath(d, stems[0], ".j");
+    REQUIRE(truncate(oj, 300l << 20) == 0);
+    v = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e);
+    tu_err_clear(&e);
+    double t0 = tu_now();
+    scp_vfile *h = scp_vfile_open(v, "j", O_RDONLY, 0, &e);
+    CHECKF(!h && e.code == SCP_E_INTEGRITY && e.sys == EIO,
+           "a 300 MiB journal on a %u-byte file: %s (%s), want SCP_E_INTEGRITY", FSIZE,
+           h ? "opened" : e.msg, scp_code_name(e.code));
+    printf("  300 MiB journal: %s in %.3fs\n", h ? "opened" : scp_code_name(e.code), tu_now() - t0);
+    if (h) scp_vfile_close(h, &e);
+    scp_volume_close(v, &e);
+    nattacks++;
+    free(oj);
+    free(d);
+}
+
+/* The host lowers the generation in the header of the newer durable slot. That slot no longer
+ * authenticates (a rollback, which the tag reports), but a process that has the volume open
+ * knows it and must not pick it for its next durable commit: a torn write there would leave
+ * only the older slot. */
+static void attack_slot_header(void) {
+    char *d = tu_path(root, "slothdr");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(d, key, CS, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "s1", "one", 3, &e), e);
+    REQUIRE_OK(tu_vput(v, "s2", "two", 3, &e), e);
+    int k = newest_slot(d);
+    uint64_t g_new = slot_gen(d, k), g_old = slot_gen(d, !k);
+    REQUIRE(g_old > 0 && g_new > g_old);
+    char *sp = slot_path(d, k);
+    int fd = open(sp, O_RDWR);
+    uint8_t one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+    REQUIRE(fd >= 0 && pwrite(fd, one, 8, 8) == 8);
+    close(fd);
+    size_t n0, n1;
+    uint8_t *forged = tu_read_file(sp, &n0);
+    REQUIRE_OK(tu_vput(v, "s3", "three", 5, &e), e); /* a durable commit */
+    uint8_t *now = tu_read_file(sp, &n1);
+    int kept = forged && now && n0 == n1 && !memcmp(forged, now, n0);
+    CHECKF(kept, "the durable commit after a forged header overwrote the newer durable slot "
+                 "(manifest.%d) instead of the older one",
+           k);
+    CHECKF(slot_gen(d, !k) > g_new, "the older slot was not written (generation %llu)",
+           (unsigned long long)slot_gen(d, !k));
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = scp_volume_open(d, key, NULL, &e);
+    CHECKF(v, "reopen: %s", e.msg);
+    if (v) {
+        scp_vstat vs;
+        CHECK_OK(scp_volume_stat(v, "s3", &vs, &e), e);
+        scp_volume_close(v, &e);
+    }
+    printf("  forged slot header: the newer slot %s\n", kept ? "kept" : "OVERWRITTEN");
+    nattacks++;
+    free(forged);
+    free(now);
+    free(sp);
+    free(d);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     strict = getenv("SCP_TEST_STRICT") && atoi(getenv("SCP_TEST_STRICT"));
@@ -930,6 +1131,9 @@ int main(void) {
     attack_manifest();
     attack_rollback();
     attack_reload_rollback();
+    attack_gc_rollback();
+    attack_journal_size();
+    attack_slot_header();
     confidentiality();
     printf("%d attacks in %.2fs\n", nattacks, tu_now() - t0);
     if (!tu_failures) tu_rm_rf(root);
