@@ -118,6 +118,18 @@ int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_l
     return 0;
 }
 
+int scp_derive_key(const uint8_t key[32], const char *label, const void *ctx, size_t ctx_len,
+                   uint8_t out[32], scp_err *err) {
+    uint8_t info[128];
+    size_t ll = strlen(label);
+    if (ll + 1 + ctx_len > sizeof info)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "key derivation context too long");
+    memcpy(info, label, ll);
+    info[ll] = 0;
+    if (ctx_len) memcpy(info + ll + 1, ctx, ctx_len);
+    return scp_hkdf(key, 32, NULL, 0, info, ll + 1 + ctx_len, out, 32, err);
+}
+
 int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
              uint8_t out[32], scp_err *err) {
     EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);

@@ -33,6 +33,12 @@ int scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t 
 int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_len,
              const void *info, size_t info_len, uint8_t *out, size_t out_len, scp_err *err);
 
+/* A 32-byte key for one purpose: HKDF-SHA256(ikm = key, no salt, info = label || 0x00 || ctx).
+ * The NUL ends the label, so two (label, ctx) pairs never give the same info. Every key that
+ * SCP derives has its own label; ctx (at most 64 bytes) names the instance (file id, salt). */
+int scp_derive_key(const uint8_t key[32], const char *label, const void *ctx, size_t ctx_len,
+                   uint8_t out[32], scp_err *err);
+
 /* HMAC-SHA256 over the concatenation of n parts. */
 struct scp_buf {
     const void *p;

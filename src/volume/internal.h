@@ -17,6 +17,7 @@
 #define SCP_TABLE_PAGE 256u            /* table entries per hashed page */
 #define SCP_DIRTY_LIMIT (16u << 20)    /* bytes of dirty plaintext per file before write-back */
 #define FILE_CACHE 64                  /* closed files whose state is kept for the next open */
+#define SCP_SUBKEY_CACHE 16            /* chunk subkeys kept per file for reading */
 
 typedef struct scp_file scp_file;
 
@@ -88,6 +89,18 @@ struct scp_file {
     u64map pc;
     size_t pc_scan;             /* where the next eviction in this file looks */
     long pc_pins;               /* scp_vfile_pin callers: no entry is freed or recycled */
+    /* chunk subkeys (format.h): the writer's current one (changed under rw held for writing)
+     * and the keys of recently read salts (under pc_mu) */
+    uint8_t w_salt[SCP_SALT_LEN];
+    uint8_t w_key[32];
+    uint32_t w_uses;            /* chunks sealed under w_key */
+    int w_have;                 /* w_salt and w_key are set */
+    struct {
+        uint8_t salt[SCP_SALT_LEN];
+        uint8_t key[32];
+    } sk[SCP_SUBKEY_CACHE];
+    unsigned sk_n, sk_next, sk_last;
+    uint8_t j_key[32];          /* the open journal log's key */
 };
 
 struct scp_vfile {

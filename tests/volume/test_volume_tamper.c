@@ -40,7 +40,7 @@
 #define CS 4096u
 #define NCH 6
 #define FSIZE (5 * CS + 1000)
-#define ENT 28 /* SCP_CHUNK_ENTRY_LEN: nonce + GCM tag per chunk in the .t table */
+#define ENT 44 /* SCP_CHUNK_ENTRY_LEN: subkey salt + nonce + GCM tag per chunk in the .t table */
 
 static const char MARKER[] = "SCP-PLAINTEXT-MARKER-d41d8cd98f00";
 static const char DIRN[] = "confidential-dir-Q7";
@@ -448,8 +448,9 @@ static void attack_chunks(void) {
         {"chunk 0 byte flipped (.d)", 0, 0},
         {"chunk 3 byte flipped (.d)", 0, 3},
         {"last (partial) chunk flipped (.d)", 0, 5},
-        {"table entry 1 nonce flipped (.t)", 1, 1 * ENT + 3},
-        {"table entry 4 tag flipped (.t)", 1, 4 * ENT + 20},
+        {"table entry 2 subkey salt flipped (.t)", 1, 2 * ENT + 5},
+        {"table entry 1 nonce flipped (.t)", 1, 1 * ENT + 16 + 3},
+        {"table entry 4 tag flipped (.t)", 1, 4 * ENT + 28 + 4},
         {"table last byte flipped (.t)", 1, -1},
         {".d truncated by 100 bytes", 2, 100},
         {".d truncated to one chunk", 3, CS},
