@@ -1,8 +1,8 @@
 /* crypto/crypto.h - the few primitives SCP uses, all through OpenSSL 3.
  *
  * AES-256-GCM goes through EVP so that AES-NI/VAES are used. Cipher contexts are cached per
- * thread (one per thread, re-keyed only when the key changes), so sealing a 4 KiB chunk costs
- * one IV setup and no allocation.
+ * thread (one per thread, re-keyed only when the key changes, kept in locked non-dumpable
+ * memory), so sealing a 4 KiB chunk costs one IV setup and no allocation.
  */
 #ifndef SCP_CRYPTO_H
 #define SCP_CRYPTO_H
@@ -19,6 +19,13 @@
 
 /* Cryptographically secure random bytes. */
 int scp_random(void *buf, size_t n, scp_err *err);
+
+/* Drop every thread's cached AES-GCM contexts and key copies (their key schedules are cleared):
+ * called when a volume closes, so that no key outlives it in a cache. The next operation of
+ * any thread re-keys. */
+void scp_crypto_forget_keys(void);
+/* Cached keyed contexts over all threads (for tests: 0 right after scp_crypto_forget_keys). */
+size_t scp_crypto_cached_keys(void);
 
 /* AES-256-GCM. ct/pt may alias (in place). open returns -1 with SCP_E_INTEGRITY when the tag
  * does not verify; pt is then zeroed so that no unauthenticated byte escapes. */

@@ -183,6 +183,7 @@ static void vol_free(scp_volume *v) {
     free(v->doomed);
     pthread_mutex_destroy(&v->mu);
     scp_secure_free(v, sizeof *v);
+    scp_crypto_forget_keys(); /* no thread's cached GCM context keeps this volume's keys */
 }
 
 scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],

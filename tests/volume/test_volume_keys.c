@@ -1,0 +1,114 @@
+/* tests/volume/test_volume_keys.c - key separation and key hygiene of protected volumes.
+ *
+ * Asserts: every derived key depends on its label and context (no key serves two purposes, and
+ * a label cannot be shifted into the context); a volume's keys live in a locked-if-possible,
+ * non-dumpable mapping that is gone after scp_volume_close; and after the close no thread, the
+ * closing one or any other, keeps a cached AES-GCM context (key schedule) of the volume.
+ */
+#include <pthread.h>
+
+#include "crypto/crypto.h"
+#include "testutil.h"
+
+/* The VmFlags line of the mapping that contains addr in /proc/self/smaps into flags; 0 if no
+ * mapping contains addr. */
+static int mapping_flags(const void *addr, char *flags, size_t cap) {
+    FILE *fp = fopen("/proc/self/smaps", "r");
+    REQUIRE(fp);
+    char line[512];
+    int inside = 0, found = 0;
+    uintptr_t a = (uintptr_t)addr;
+    while (fgets(line, sizeof line, fp)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            inside = a >= lo && a < hi;
+            continue;
+        }
+        if (inside && !strncmp(line, "VmFlags:", 8)) {
+            snprintf(flags, cap, "%s", line + 8);
+            found = 1;
+            break;
+        }
+    }
+    fclose(fp);
+    return found;
+}
+
+static void derived_keys_differ(void) {
+    uint8_t k[32], a[32], b[32], c[32], d[32], e2[32];
+    scp_err e;
+    memset(k, 0x42, sizeof k);
+    REQUIRE_OK(scp_derive_key(k, "scp/v2/chunk", "salt", 4, a, &e), e);
+    REQUIRE_OK(scp_derive_key(k, "scp/v2/journal", "salt", 4, b, &e), e);
+    REQUIRE_OK(scp_derive_key(k, "scp/v2/chunk", "salu", 4, c, &e), e);
+    REQUIRE_OK(scp_derive_key(k, "scp/v2/chun", "ksalt", 5, d, &e), e);
+    REQUIRE_OK(scp_derive_key(k, "scp/v2/chunk", "salt", 4, e2, &e), e);
+    CHECKF(memcmp(a, b, 32) != 0, "two labels gave the same key");
+    CHECKF(memcmp(a, c, 32) != 0, "two contexts gave the same key");
+    CHECKF(memcmp(a, d, 32) != 0, "label/context boundary is ambiguous");
+    CHECKF(memcmp(a, e2, 32) == 0, "derivation is not deterministic");
+    CHECKF(memcmp(a, k, 32) != 0, "derived key equals its input");
+}
+
+struct reader {
+    scp_volume *v;
+    pthread_barrier_t *bar;
+    int ok;
+};
+
+/* Reads a file (so this thread caches a keyed context), then waits while main closes. */
+static void *reader_main(void *p) {
+    struct reader *r = p;
+    scp_err e;
+    size_t n;
+    uint8_t *b = tu_vget(r->v, "f", &n, &e);
+    r->ok = b && n == 100000;
+    free(b);
+    pthread_barrier_wait(r->bar); /* read done */
+    pthread_barrier_wait(r->bar); /* main closed the volume and checked */
+    return NULL;
+}
+
+static void keys_gone_after_close(void) {
+    tu_rng rng = {77};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    scp_volume *v = tu_new_volume(&rng, "keys", key, &root, &vd);
+    static uint8_t data[100000];
+    tu_fill(&rng, data, sizeof data);
+    REQUIRE_OK(tu_vput(v, "f", data, sizeof data, &e), e);
+    char flags[512];
+    CHECKF(mapping_flags(v, flags, sizeof flags), "the volume's memory is not in any mapping");
+    CHECKF(strstr(flags, " dd") != NULL, "the volume's keys are dumpable (VmFlags:%s)", flags);
+    printf("  volume key region flags:%s", flags);
+    if (!strstr(flags, " lo")) printf("  (not locked: RLIMIT_MEMLOCK too small; mlock is best effort)\n");
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, 2);
+    struct reader r = {v, &bar, 0};
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, reader_main, &r) == 0);
+    pthread_barrier_wait(&bar);
+    CHECKF(r.ok, "the other thread read the file");
+    size_t before = scp_crypto_cached_keys();
+    CHECKF(before >= 2, "expected keyed contexts in two threads before close, found %zu", before);
+    const void *addr = v;
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    size_t after = scp_crypto_cached_keys();
+    CHECKF(after == 0, "%zu keyed AES-GCM contexts outlive scp_volume_close", after);
+    CHECKF(!mapping_flags(addr, flags, sizeof flags), "the volume's key region is still mapped");
+    printf("  keyed contexts: %zu before close, %zu after (another thread alive)\n", before, after);
+    pthread_barrier_wait(&bar);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&bar);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    derived_keys_differ();
+    keys_gone_after_close();
+    return tu_exit_code("test_volume_keys");
+}
