@@ -24,15 +24,16 @@ int scp_random(void *buf, size_t n, scp_err *err) {
 
 /* Per-thread cipher contexts: one for sealing and one for opening, each remembering the key it
  * was initialized with, so that the common case (many chunks under one file key) only sets the
- * IV. They hold keys and key schedules, so they live in locked, non-dumpable memory (the struct;
- * OpenSSL's context clears its own on free) and are listed, so that scp_crypto_forget_keys can
- * drop every thread's when a volume closes. `busy` is a spin flag: the owner takes it around
+ * IV. The copies of the keys live in a locked, non-dumpable page (OpenSSL keeps the key schedule
+ * in its context and clears it on free); the contexts are listed, so that scp_crypto_forget_keys
+ * can drop every thread's when a volume closes. The struct itself stays on the heap, so that
+ * leak checkers see the contexts it points to. `busy` is a spin flag: the owner takes it around
  * each operation, a forgetting thread around the wipe. Freed by the thread-exit destructor. */
 struct gcm_tls {
     struct gcm_tls *next, *prev;
     int busy;
     EVP_CIPHER_CTX *ctx[2]; /* 0 = encrypt, 1 = decrypt */
-    uint8_t key[2][32];
+    uint8_t (*key)[32];     /* [2], in a page of scp_secure_alloc */
     int keyed[2];
 };
 
@@ -52,7 +53,7 @@ static void tls_clear(struct gcm_tls *t) {
         EVP_CIPHER_CTX_free(t->ctx[i]); /* the provider clears its key schedule on free */
         t->ctx[i] = NULL;
         t->keyed[i] = 0;
-        OPENSSL_cleanse(t->key[i], sizeof t->key[i]);
+        OPENSSL_cleanse(t->key[i], 32);
     }
 }
 
@@ -64,7 +65,8 @@ static void tls_free(void *p) {
     if (t->next) t->next->prev = t->prev;
     pthread_mutex_unlock(&tls_reg_mu);
     tls_clear(t);
-    scp_secure_free(t, sizeof *t);
+    scp_secure_free(t->key, 2 * 32);
+    OPENSSL_free(t);
 }
 
 /* Fork: the list's lock must not be held by a thread that the child does not have, and the
@@ -86,8 +88,13 @@ static struct gcm_tls *tls_get(void) {
     pthread_once(&tls_once, tls_init);
     struct gcm_tls *t = pthread_getspecific(tls_key);
     if (!t) {
-        t = scp_secure_alloc(sizeof *t); /* zeroed: fresh anonymous pages */
+        t = OPENSSL_zalloc(sizeof *t);
         if (!t) return NULL;
+        t->key = scp_secure_alloc(2 * 32);
+        if (!t->key) {
+            OPENSSL_free(t);
+            return NULL;
+        }
         pthread_mutex_lock(&tls_reg_mu);
         t->next = tls_reg;
         if (tls_reg) tls_reg->prev = t;

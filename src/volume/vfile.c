@@ -2,8 +2,7 @@
  *
  * A file is three objects in objects/: <id>.d holds chunk i's ciphertext at offset i * chunk
  * size; <id>.t holds chunk i's table entry (subkey salt, nonce, GCM tag) at offset i * 44 (zero =
- * a hole); <id>.j is the
- * journal. The manifest entry holds the file's size and content root, a hash over the table, so
+ * a hole); <id>.j is the journal. The manifest entry holds the file's size and content root, a hash over the table, so
  * that no chunk can be modified, moved or replayed without the root changing.
  *
  * Crash safety (docs/volume-format.md has the full argument): chunks and table entries beyond
@@ -391,25 +390,28 @@ static int read_range(void *ctx, size_t b, size_t e) {
         read_job_fail(j, j->first + b, 3, errno);
         return -1;
     }
-    uint8_t aad[AAD_LEN];
-    int rc = 0;
+    uint8_t aad[AAD_LEN], key[32], salt[SCP_SALT_LEN];
+    int rc = 0, have_key = 0;
     for (size_t k = b; k < e; k++, p += cs) {
         uint64_t i = j->first + k;
         if ((size_t)got < (k - b + 1) * cs) {
             read_job_fail(j, i, 1, 0);
-            return -1;
+            rc = -1;
+            break;
         }
         const uint8_t *en = ent(j->f, i);
         aad_of(j->f, i, aad);
         /* With a cache entry: decrypt into it (out of place, so that what is cached is exactly
          * what authenticated, whatever else touches dst), then copy to the caller. */
         struct pchunk *c = pc_take(j->f);
-        uint8_t *pt = c ? c->data : p, key[32];
-        int ok = chunk_key(j->f, en, key, NULL) == 0 &&
-                 scp_aead_open(key, en + SCP_ENT_NONCE_OFF, aad, AAD_LEN, p, cs,
-                               en + SCP_ENT_TAG_OFF, pt, NULL) == 0;
-        scp_wipe(key, sizeof key);
-        if (!ok) {
+        uint8_t *pt = c ? c->data : p;
+        /* Neighbouring chunks were mostly written by one writer: look its subkey up once. */
+        if (!have_key || memcmp(salt, en, SCP_SALT_LEN) != 0) {
+            have_key = chunk_key(j->f, en, key, NULL) == 0;
+            memcpy(salt, en, SCP_SALT_LEN);
+        }
+        if (!have_key || scp_aead_open(key, en + SCP_ENT_NONCE_OFF, aad, AAD_LEN, p, cs,
+                                       en + SCP_ENT_TAG_OFF, pt, NULL) < 0) {
             read_job_fail(j, i, 2, 0);
             rc = -1;
             if (c) pc_free(j->f, c);
@@ -418,6 +420,7 @@ static int read_range(void *ctx, size_t b, size_t e) {
             pc_put(j->f, i, c);
         }
     }
+    scp_wipe(key, sizeof key);
     return rc;
 }
 
