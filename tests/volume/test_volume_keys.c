@@ -106,9 +106,37 @@ static void keys_gone_after_close(void) {
     free(vd);
 }
 
+/* A volume whose header says format version 1 is refused with SCP_E_FORMAT and a message that
+ * names the version (docs/volume-format.md, "Format versions"). */
+static void version1_refused(void) {
+    tu_rng rng = {78};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    scp_volume *v = tu_new_volume(&rng, "keys-v1", key, &root, &vd);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    char *h = tu_path(vd, "scpvol.hdr");
+    int fd = open(h, O_WRONLY);
+    REQUIRE(fd >= 0);
+    static const uint8_t one[4] = {0, 0, 0, 1};
+    REQUIRE(pwrite(fd, one, 4, 8) == 4);
+    close(fd);
+    v = scp_volume_open(vd, key, NULL, &e);
+    CHECKF(!v && e.code == SCP_E_FORMAT && strstr(e.msg, "version 1"),
+           "a version 1 header must fail with SCP_E_FORMAT naming the version, got %s: %s",
+           scp_code_name(e.code), e.msg);
+    printf("  version 1 volume: %s\n", e.msg);
+    if (v) scp_volume_close(v, &e);
+    free(h);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     derived_keys_differ();
     keys_gone_after_close();
+    version1_refused();
     return tu_exit_code("test_volume_keys");
 }
