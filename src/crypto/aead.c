@@ -65,7 +65,7 @@ static void tls_free(void *p) {
     if (t->next) t->next->prev = t->prev;
     pthread_mutex_unlock(&tls_reg_mu);
     tls_clear(t);
-    scp_secure_free(t->key, 2 * 32);
+    scp_secure_free(t->key, (size_t)2 * 32);
     OPENSSL_free(t);
 }
 
@@ -90,7 +90,7 @@ static struct gcm_tls *tls_get(void) {
     if (!t) {
         t = OPENSSL_zalloc(sizeof *t);
         if (!t) return NULL;
-        t->key = scp_secure_alloc(2 * 32);
+        t->key = scp_secure_alloc((size_t)2 * 32);
         if (!t->key) {
             OPENSSL_free(t);
             return NULL;

@@ -1162,8 +1162,9 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     /* The payload (size, entries, root) is encrypted: the disk shows how many entries changed,
      * never the file's exact size (format.h). */
     size_t rlen = SCP_JCOMMIT_LEN(count), ptlen = SCP_JCOMMIT_PT_LEN(count);
-    uint8_t *rec = malloc(rlen + ptlen), *pt = rec + rlen;
+    uint8_t *rec = malloc(rlen + ptlen);
     if (!rec) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    uint8_t *pt = rec + rlen;
     scp_put_u64(pt, f->size);
     uint8_t *p = pt + 8;
     for (uint64_t i = 0; i < to; i++) {
