@@ -216,7 +216,10 @@ static void journal_seeds(const vf_fixture *fx) {
     jb_commit(3 * 4096 + 10, NULL, 0, 0xF2);
     jb_emit("cs4k-2commits");
     /* A real journal from a crash-point snapshot (chunk size 4096: param 8), the shortest with a
-     * commit; target its last commit. */
+     * commit; target its last commit. Its commit payloads are sealed under the fixture's random
+     * file key, which the harness does not know: it exercises the walk and the chain, and the
+     * repair bit (param 0x80) turns it into one whose commits authenticate under the harness's
+     * key (with the ciphertext as their plaintext). */
     const vf_blob *best = NULL;
     for (size_t k = 0; k < fx->nsnap; k++) {
         for (size_t i = 0; i < fx->nuniv; i++) {
@@ -229,7 +232,7 @@ static void journal_seeds(const vf_fixture *fx) {
     }
     if (best) {
         uint8_t *s = malloc(best->len + 3);
-        s[0] = 8;
+        s[0] = 0x88;
         s[1] = 0x80;
         s[2] = 0;
         memcpy(s + 3, best->data, best->len);
