@@ -119,8 +119,9 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
  *                      (u64 new size | count * (u64 index | table entry) | target root (32)) |
  *                      GCM tag (16) | chain value after this record (32). AAD = file id ||
  *                      u64 offset of the record in the journal || record header (16). Every
- *                      entry's index is below new size / chunk size + 1. The disk shows the
- *                      count, never the size, the indexes or the root.
+ *                      entry's index is below new size / chunk size + 1. The record shows
+ *                      the count of entries; the size and root stay hidden (the indexes of
+ *                      changed chunks show anyway, in chunk records and in .t).
  *   chain: c0 = SHA-256(header); then c = SHA-256(c || record) over every record in order (a
  *          commit record up to and including its GCM tag); a commit record checks out when its
  *          stored chain value equals c and its payload authenticates. So a commit covers every

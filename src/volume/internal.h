@@ -55,7 +55,7 @@ struct scp_file {
     scp_volume *vol;
     char *path;                 /* current path; NULL once unlinked */
     uint8_t id[SCP_FILEID_LEN];
-    uint8_t key[32];            /* per-file AES key */
+    uint8_t key[32];            /* per-file key (derivation only: chunk subkeys, journal keys) */
     int fd_d, fd_t, fd_j;       /* data, table, journal (-1 until needed) */
     int refs;                   /* open handles (protected by vol->mu) */
     int writer;                 /* holds the cross-process writer lock */
