@@ -5,6 +5,7 @@
  * non-dumpable mapping that is gone after scp_volume_close; and after the close no thread, the
  * closing one or any other, keeps a cached AES-GCM context (key schedule) of the volume.
  */
+#include <dirent.h>
 #include <pthread.h>
 
 #include "crypto/crypto.h"
@@ -133,10 +134,77 @@ static void version1_refused(void) {
     free(vd);
 }
 
+/* The path of the only .t object of a volume (caller frees). */
+static char *only_table(const char *vd) {
+    char *od = tu_path(vd, "objects"), *found = NULL;
+    DIR *d = opendir(od);
+    REQUIRE(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l > 2 && !strcmp(de->d_name + l - 2, ".t")) {
+            REQUIRE(!found);
+            found = tu_path(od, de->d_name);
+        }
+    }
+    closedir(d);
+    free(od);
+    REQUIRE(found);
+    return found;
+}
+
+/* Chunks are sealed under per-writer subkeys: each table entry (44 bytes: salt 16, nonce 12,
+ * tag 16) names its subkey by a random salt; one writer's chunks share it, another writer (a
+ * later open of the volume) draws another. Format 1 had no salt: every chunk of a file for its
+ * whole life under the file key. */
+static void writer_salts(void) {
+    enum { CS = 4096, ENT = 44 };
+    tu_rng rng = {79};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    scp_volume *v = tu_new_volume(&rng, "keys-salt", key, &root, &vd);
+    static uint8_t data[6 * CS];
+    tu_fill(&rng, data, sizeof data);
+    REQUIRE_OK(tu_vput(v, "f", data, 3 * CS, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "f", O_RDWR, 0, &e), e);
+    REQUIRE(scp_vfile_pwrite(f, data + 3 * CS, 3 * CS, 3 * CS, &e) == 3 * CS);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    char *tp = only_table(vd);
+    size_t n;
+    uint8_t *t = tu_read_file(tp, &n);
+    REQUIRE(t);
+    CHECKF(n == 6 * ENT, "table of 6 chunks is %zu bytes, want %d", n, 6 * ENT);
+    static const uint8_t zero[16];
+    if (n == 6 * ENT) {
+        CHECKF(memcmp(t, zero, 16) != 0, "chunk 0 has no subkey salt");
+        CHECKF(memcmp(t, t + ENT, 16) == 0 && memcmp(t, t + 2 * ENT, 16) == 0,
+               "one writer's chunks do not share its subkey salt");
+        CHECKF(memcmp(t + 3 * ENT, t + 4 * ENT, 16) == 0 && memcmp(t + 3 * ENT, t + 5 * ENT, 16) == 0,
+               "the second writer's chunks do not share its subkey salt");
+        CHECKF(memcmp(t, t + 3 * ENT, 16) != 0, "two writers used the same subkey salt");
+    }
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    uint8_t *got = tu_vget(v, "f", &n, &e);
+    CHECKF(got && n == sizeof data && memcmp(got, data, n) == 0, "file written by two writers reads back");
+    free(got);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    printf("  two writers: two subkey salts in the table\n");
+    free(t);
+    free(tp);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     derived_keys_differ();
     keys_gone_after_close();
     version1_refused();
+    writer_salts();
     return tu_exit_code("test_volume_keys");
 }
