@@ -6,8 +6,10 @@
  *                    size from the authenticated volume header, so any power of two is a valid
  *                    caller; small ones let short inputs hold whole records);
  *          bits 4-5: callbacks of the second replay: 0 both, 1 chunk only, 2 entry only, 3 none;
- *          bit 7:    repair: before reading, store the right chain value in every commit record,
- *                    so that mutations get past the checksum and reach the code behind it. The
+ *          bit 7:    repair: before reading, encrypt every commit record's payload bytes in place
+ *                    (as if they were the plaintext) under the harness's file key and store the
+ *                    right GCM tag and chain value, so that mutations get past the tag and the
+ *                    checksum and reach the code behind them. The
  *                    repair walk is lenient (any magic, reserved field, commit index and entry
  *                    index; a record of another type read as a commit record, or with bit 6 as a
  *                    chunk record), so that a parser accepting more than format.h allows is
@@ -19,9 +21,11 @@
  *   byte 2: the second replay's callbacks fail on this call (1-based; 0: never).
  * Asserts: no memory error; find's verdict and view (new_size, end, ncommits, nchunks) equal the
  * reference's; find on the journal cut just past the commit found gives the same view; replay
- * with both callbacks hands out exactly the chunk records and commit entries before `end`, in
- * file order, with pointers into the buffer; with fewer callbacks it hands out the same sequence
- * minus the kinds left out; a failing callback stops it at once with -1. */
+ * with both callbacks hands out exactly the chunk records (pointers into the buffer) and the
+ * decrypted commit entries (same bytes) before `end`, in file order; with fewer callbacks it
+ * hands out the same sequence minus the kinds left out; a failing callback stops it at once
+ * with -1. Commit payloads are decrypted here with the crypto primitives (key derivation and
+ * AES-GCM), the layout is read independently. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,10 +35,18 @@
 #include "volume/format.h"
 
 /* The layout, written out from the spec (and checked against the header's constants). */
-#define J_HDR 40     /* magic (8) | salt (32) */
-#define J_REC 16     /* u32 type | u32 zero | u64 index */
-#define J_ENT 36     /* u64 index | nonce (12) | tag (16) */
-#define J_COMMIT0 96 /* record header | u64 size | u64 count | root (32) | chain (32) */
+#define J_HDR 40      /* magic (8) | salt (32) */
+#define J_REC 16      /* u32 type | u32 zero | u64 index (chunk) or count (commit) */
+#define J_ENT 52      /* u64 index | salt (16) | nonce (12) | tag (16) */
+#define J_COMMIT0 116 /* header | nonce (12) | enc(u64 size | root (32)) | GCM tag (16) | chain */
+#define J_PT(count) (8 + (size_t)(count) * J_ENT + 32)
+/* The file the journal belongs to (key derivation and associated data). */
+static const uint8_t file_key[32] = {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                     0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                     0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                     0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11};
+static const uint8_t file_id[16] = {0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+                                    0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22};
 _Static_assert(SCP_JRN_HDR_LEN == J_HDR && SCP_JREC_HDR_LEN == J_REC, "journal layout");
 _Static_assert(SCP_JENTRY_LEN == J_ENT && SCP_JCOMMIT_LEN(0) == J_COMMIT0, "journal layout");
 _Static_assert(SCP_JREC_CHUNK == 1 && SCP_JREC_COMMIT == 2, "journal record types");
@@ -53,7 +65,7 @@ struct ev {
 struct commit {
     size_t end;       /* just past the record */
     uint64_t size;    /* new size */
-    size_t root_off;  /* of the target root */
+    uint8_t root[32]; /* target root */
     size_t nev;       /* events up to and including this commit's entries */
     uint64_t nchunks; /* chunk records before it */
 };
@@ -62,13 +74,26 @@ struct ref {
     size_t nev;
     struct commit *c;
     size_t nc;
+    uint8_t **pt; /* each commit's decrypted payload: an entry event's off is into pt[commit] */
+    size_t npt;
 };
+
+/* The log's key and a commit record's associated data (format.h). */
+static void log_key(const uint8_t *b, uint8_t key[32]) {
+    FUZZ_CHECK(scp_derive_key(file_key, "scp/v2/journal", b + 8, 32, key, NULL) == 0);
+}
+static void commit_aad(const uint8_t *b, size_t off, uint8_t aad[40]) {
+    memcpy(aad, file_id, 16);
+    for (int i = 0; i < 8; i++) aad[16 + i] = (uint8_t)((uint64_t)off >> (56 - 8 * i));
+    memcpy(aad + 24, b + off, J_REC);
+}
 
 /* The repair (see the top): a lenient walk that stores the chain value in each commit-shaped
  * record it reaches. */
 static void repair(uint8_t *b, size_t len, uint32_t cs, int other_as_chunk) {
     if (len < J_HDR) return;
-    uint8_t chain[32], next[32];
+    uint8_t chain[32], next[32], key[32], aad[40];
+    log_key(b, key);
     scp_sha256_buf(b, J_HDR, chain);
     size_t off = J_HDR;
     while (len - off >= J_REC) {
@@ -82,9 +107,12 @@ static void repair(uint8_t *b, size_t len, uint32_t cs, int other_as_chunk) {
             continue;
         }
         if (len - off < J_COMMIT0) return;
-        uint64_t count = rd64(b + off + J_REC + 8);
+        uint64_t count = rd64(b + off + 8);
         if (count > (len - off - J_COMMIT0) / J_ENT) return;
-        size_t stored = off + J_REC + 16 + (size_t)count * J_ENT + 32;
+        size_t ct = off + J_REC + 12, stored = ct + J_PT(count) + 16;
+        commit_aad(b, off, aad);
+        FUZZ_CHECK(scp_aead_seal(key, b + off + J_REC, aad, sizeof aad, b + ct, J_PT(count),
+                                 b + ct, b + ct + J_PT(count), NULL) == 0);
         struct scp_buf parts[2] = {{chain, 32}, {b + off, stored - off}};
         scp_sha256(parts, 2, next);
         memcpy(chain, next, 32);
@@ -99,9 +127,12 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
     /* Every event takes at least 32 bytes (a chunk record) or 36 (an entry); a commit 96. */
     r->ev = malloc((len / 32 + 1) * sizeof *r->ev);
     r->c = malloc((len / J_COMMIT0 + 1) * sizeof *r->c);
-    FUZZ_CHECK(r->ev && r->c);
-    if (len < J_HDR || memcmp(b, "SCPJRN\0\2", 8) != 0) return;
-    uint8_t chain[32];
+    r->pt = malloc((len / J_COMMIT0 + 1) * sizeof *r->pt);
+    r->npt = 0;
+    FUZZ_CHECK(r->ev && r->c && r->pt);
+    if (len < J_HDR || memcmp(b, "SCPJRN\0\3", 8) != 0) return;
+    uint8_t chain[32], key[32], aad[40];
+    log_key(b, key);
     scp_sha256_buf(b, J_HDR, chain);
     uint64_t nchunks = 0;
     size_t off = J_HDR;
@@ -120,23 +151,40 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
             nchunks++;
             continue;
         }
-        if (type != 2 || index != 0) return;
+        if (type != 2) return;
         if (len - off < J_COMMIT0) return;
-        uint64_t size = rd64(b + off + J_REC), count = rd64(b + off + J_REC + 8);
+        uint64_t count = index;
         size_t room = len - off - J_COMMIT0;
         if (count > room / J_ENT) return;
-        size_t ents = off + J_REC + 16, root = ents + (size_t)count * J_ENT, stored = root + 32;
-        for (uint64_t i = 0; i < count; i++)
-            /* index < size / cs + 1: the library's rule (format.h's layout does not say it) */
-            if (rd64(b + ents + i * J_ENT) > size / cs) return;
+        size_t ct = off + J_REC + 12, stored = ct + J_PT(count) + 16;
         struct scp_buf parts[2] = {{chain, 32}, {b + off, stored - off}};
         scp_sha256(parts, 2, next);
         if (memcmp(next, b + stored, 32) != 0) return;
+        uint8_t *pt = malloc(J_PT(count));
+        FUZZ_CHECK(pt != NULL);
+        commit_aad(b, off, aad);
+        if (scp_aead_open(key, b + off + J_REC, aad, sizeof aad, b + ct, J_PT(count),
+                          b + ct + J_PT(count), pt, NULL) != 0) {
+            free(pt);
+            return;
+        }
+        uint64_t size = rd64(pt);
+        for (uint64_t i = 0; i < count; i++)
+            /* index < size / cs + 1: the library's rule (format.h's layout does not say it) */
+            if (rd64(pt + 8 + i * J_ENT) > size / cs) {
+                free(pt);
+                return;
+            }
         memcpy(chain, next, 32);
         for (uint64_t i = 0; i < count; i++)
-            r->ev[r->nev++] = (struct ev){EV_ENTRY, rd64(b + ents + i * J_ENT), ents + i * J_ENT + 8};
+            r->ev[r->nev++] = (struct ev){EV_ENTRY, rd64(pt + 8 + i * J_ENT), r->npt};
+        r->c[r->nc] = (struct commit){stored + 32, size, {0}, r->nev, nchunks};
+        memcpy(r->c[r->nc++].root, pt + J_PT(count) - 32, 32);
+        r->pt[r->npt++] = pt;
+        /* an entry event's off: commit number in the high bits, entry offset in pt below */
+        for (uint64_t i = 0; i < count; i++)
+            r->ev[r->nev - count + i].off = (r->npt - 1) << 32 | (size_t)(8 + i * J_ENT + 8);
         off = stored + 32;
-        r->c[r->nc++] = (struct commit){off, size, root, r->nev, nchunks};
     }
 }
 
@@ -156,8 +204,12 @@ static int expect(struct cbctx *c, int kind, uint64_t index, const uint8_t *p, s
     FUZZ_CHECK(c->pos < c->limit); /* nothing beyond the commit found */
     const struct ev *e = &c->r->ev[c->pos++];
     FUZZ_CHECK(e->kind == kind && e->index == index);
-    FUZZ_CHECK(p == c->buf + e->off); /* in file order, none skipped, none invented */
-    FUZZ_CHECK(e->off + plen <= c->end);
+    if (kind == EV_CHUNK) {
+        FUZZ_CHECK(p == c->buf + e->off); /* in file order, none skipped, none invented */
+        FUZZ_CHECK(e->off + plen <= c->end);
+    } else { /* the same bytes as the reference's decryption */
+        FUZZ_CHECK(memcmp(p, c->r->pt[e->off >> 32] + (e->off & 0xffffffffu), plen) == 0);
+    }
     c->calls++;
     return c->fail_at && c->calls == c->fail_at ? -1 : 0;
 }
@@ -179,8 +231,8 @@ static void replay(const uint8_t *buf, const scp_journal_view *v, uint32_t cs, c
     struct cbctx c = {buf, v->end, cs, r, limit, 0, mask, 0, fail_at};
     size_t handed = 0; /* events the walk should hand out */
     for (size_t i = 0; i < limit; i++) handed += (r->ev[i].kind & mask) != 0;
-    int rc = scp_journal_replay(buf, v, cs, (mask & EV_CHUNK) ? chunk_cb : NULL,
-                                (mask & EV_ENTRY) ? entry_cb : NULL, &c);
+    int rc = scp_journal_replay(buf, v, cs, file_id, (mask & EV_CHUNK) ? chunk_cb : NULL,
+                                (mask & EV_ENTRY) ? entry_cb : NULL, &c, NULL);
     if (fail_at && fail_at <= handed) {
         FUZZ_CHECK(rc == -1 && c.calls == fail_at); /* stopped at once */
     } else {
@@ -208,7 +260,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     unsigned k = sel & 31, mode = (sel >> 5) & 3;
     if (r.nc > 0 && mode != 3) {
         const struct commit *c = &r.c[(sel & 0x80) ? r.nc - 1 - k % r.nc : k % r.nc];
-        memcpy(root, buf + c->root_off, 32);
+        memcpy(root, c->root, 32);
         tsize = c->size;
         if (mode == 1) tsize++;
         if (mode == 2) root[k] ^= 1;
@@ -219,11 +271,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* The reference's answer: the last commit that checks out and names them. */
     long want = -1;
     for (size_t i = 0; i < r.nc; i++)
-        if (r.c[i].size == tsize && memcmp(buf + r.c[i].root_off, root, 32) == 0) want = (long)i;
+        if (r.c[i].size == tsize && memcmp(r.c[i].root, root, 32) == 0) want = (long)i;
 
     scp_journal_view v;
     memset(&v, 0xA5, sizeof v);
-    int rc = scp_journal_find(buf, len, cs, root, tsize, &v);
+    int rc = scp_journal_find(buf, len, cs, file_key, file_id, root, tsize, &v);
     FUZZ_CHECK(rc == (want >= 0));
     if (rc == 1) {
         const struct commit *c = &r.c[want];
@@ -237,7 +289,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         memcpy(cut, buf, v.end);
         scp_journal_view w;
         memset(&w, 0x5A, sizeof w);
-        FUZZ_CHECK(scp_journal_find(cut, v.end, cs, root, tsize, &w) == 1);
+        FUZZ_CHECK(scp_journal_find(cut, v.end, cs, file_key, file_id, root, tsize, &w) == 1);
         FUZZ_CHECK(w.new_size == v.new_size && w.end == v.end && w.ncommits == v.ncommits &&
                    w.nchunks == v.nchunks);
         free(cut);
@@ -246,6 +298,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static const int masks[4] = {EV_CHUNK | EV_ENTRY, EV_CHUNK, EV_ENTRY, 0};
         replay(buf, &v, cs, &r, c->nev, masks[(p >> 4) & 3], fail_at);
     }
+    for (size_t i = 0; i < r.npt; i++) free(r.pt[i]);
+    free(r.pt);
     free(r.ev);
     free(r.c);
     free(buf);

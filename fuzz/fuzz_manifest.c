@@ -25,15 +25,16 @@ static void check_slot(const uint8_t *data, size_t size) {
         return;
     }
     FUZZ_CHECK(size >= SCP_MANSLOT_HDR_LEN + SCP_GCMTAG_LEN);
-    FUZZ_CHECK(memcmp(data, "SCPMAN\0\1", 8) == 0);
+    FUZZ_CHECK(memcmp(data, "SCPMAN\0\2", 8) == 0);
     FUZZ_CHECK(s.body_len <= SCP_MANIFEST_MAX_BODY);
     FUZZ_CHECK((size_t)s.body_len + SCP_MANSLOT_HDR_LEN + SCP_GCMTAG_LEN == size);
     FUZZ_CHECK(s.ciphertext == data + SCP_MANSLOT_HDR_LEN);
     FUZZ_CHECK(s.tag == data + SCP_MANSLOT_HDR_LEN + s.body_len);
     FUZZ_CHECK(s.tag + SCP_GCMTAG_LEN == data + size);
     FUZZ_CHECK(s.generation == scp_get_u64(data + 8));
-    FUZZ_CHECK(memcmp(s.nonce, data + 16, SCP_NONCE_LEN) == 0);
-    FUZZ_CHECK(s.body_len == scp_get_u32(data + 28));
+    FUZZ_CHECK(memcmp(s.salt, data + 16, SCP_SALT_LEN) == 0);
+    FUZZ_CHECK(memcmp(s.nonce, data + 32, SCP_NONCE_LEN) == 0);
+    FUZZ_CHECK(s.body_len == scp_get_u32(data + 44));
 }
 
 static int entry_eq(const scp_mentry *a, const scp_mentry *b) {

@@ -114,23 +114,30 @@ static void jb_chunk(uint32_t cs, uint64_t index, uint8_t fill) {
     jlen += SCP_JREC_HDR_LEN + cs;
 }
 
-/* A commit record naming (root = 32 bytes `rootb`, size) with entries for indexes idx[0..n). */
+/* The file key and id that fuzz_journal.c uses. */
+static const uint8_t jkey_file[32] = {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                      0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                      0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+                                      0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11};
+static const uint8_t jfile_id[SCP_FILEID_LEN] = {0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
+                                                0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22};
+
+/* A commit record naming (root = 32 bytes `rootb`, size) with entries for indexes idx[0..n),
+ * encrypted as the library does (the journal starts at jb + 3). */
 static void jb_commit(uint64_t size, const uint64_t *idx, size_t n, uint8_t rootb) {
-    uint8_t *r = jb + jlen;
-    memset(r, 0, SCP_JREC_HDR_LEN);
-    scp_put_u32(r, SCP_JREC_COMMIT);
-    scp_put_u64(r + SCP_JREC_HDR_LEN, size);
-    scp_put_u64(r + SCP_JREC_HDR_LEN + 8, (uint64_t)n);
-    uint8_t *e = r + SCP_JREC_HDR_LEN + 16;
+    uint8_t *r = jb + jlen, pt[SCP_JCOMMIT_PT_LEN(8)], key[32];
+    if (n > 8) abort();
+    scp_put_u64(pt, size);
+    uint8_t *e = pt + 8;
     for (size_t i = 0; i < n; i++, e += SCP_JENTRY_LEN) {
         scp_put_u64(e, idx[i]);
         memset(e + 8, (int)(0x50 + i), SCP_CHUNK_ENTRY_LEN);
     }
     memset(e, rootb, SCP_HASH_LEN);
-    size_t rlen = SCP_JCOMMIT_LEN(n);
-    scp_journal_chain(jchain, r, rlen - SCP_HASH_LEN);
-    memcpy(r + rlen - SCP_HASH_LEN, jchain, SCP_HASH_LEN);
-    jlen += rlen;
+    if (scp_journal_key(jkey_file, jb + 3, key, NULL) < 0 ||
+        scp_journal_commit_seal(key, jfile_id, jlen - 3, n, pt, jchain, r, NULL) < 0)
+        abort();
+    jlen += SCP_JCOMMIT_LEN(n);
 }
 
 static void jb_emit(const char *name) { seed("fuzz_journal", name, jb, jlen); }
@@ -209,7 +216,10 @@ static void journal_seeds(const vf_fixture *fx) {
     jb_commit(3 * 4096 + 10, NULL, 0, 0xF2);
     jb_emit("cs4k-2commits");
     /* A real journal from a crash-point snapshot (chunk size 4096: param 8), the shortest with a
-     * commit; target its last commit. */
+     * commit; target its last commit. Its commit payloads are sealed under the fixture's random
+     * file key, which the harness does not know: it exercises the walk and the chain, and the
+     * repair bit (param 0x80) turns it into one whose commits authenticate under the harness's
+     * key (with the ciphertext as their plaintext). */
     const vf_blob *best = NULL;
     for (size_t k = 0; k < fx->nsnap; k++) {
         for (size_t i = 0; i < fx->nuniv; i++) {
@@ -222,7 +232,7 @@ static void journal_seeds(const vf_fixture *fx) {
     }
     if (best) {
         uint8_t *s = malloc(best->len + 3);
-        s[0] = 8;
+        s[0] = 0x88;
         s[1] = 0x80;
         s[2] = 0;
         memcpy(s + 3, best->data, best->len);

@@ -224,13 +224,23 @@ char *cas_key_pem(EVP_PKEY *key) {
 
 /* ---- identity files --------------------------------------------------------------------- */
 
+/* Key files are sealed under a key derived from the master key for this one purpose, so that
+ * the master key is only ever a derivation input. Files of the first version were sealed under
+ * the master key itself: load_key still opens them and rewrites them under the derived key. */
+#define KEYFILE_LABEL "scp-cas identity key file v2"
+static int keyfile_key(const uint8_t master[32], uint8_t out[32], scp_err *err) {
+    return scp_hkdf(master, 32, NULL, 0, KEYFILE_LABEL, strlen(KEYFILE_LABEL), out, 32, err);
+}
+
 static int save_key(const char *path, EVP_PKEY *key, const uint8_t master[32], const char *label, scp_err *err) {
     unsigned char *der = NULL;
     int n = i2d_PrivateKey(key, &der);
     if (n <= 0) return scp_fail(err, SCP_E_CRYPTO, EIO, "cannot encode the %s key", label);
-    uint8_t *ct = NULL;
+    uint8_t *ct = NULL, k[32];
     size_t ctlen = 0;
-    int r = cas_aead_seal(master, label, strlen(label), der, (size_t)n, &ct, &ctlen, err);
+    int r = keyfile_key(master, k, err);
+    if (r == 0) r = cas_aead_seal(k, label, strlen(label), der, (size_t)n, &ct, &ctlen, err);
+    OPENSSL_cleanse(k, sizeof k);
     OPENSSL_clear_free(der, (size_t)n);
     if (r < 0) return -1;
     r = cas_write_file(path, ct, ctlen, 0600, err);
@@ -242,19 +252,30 @@ static EVP_PKEY *load_key(const char *path, const uint8_t master[32], const char
     char *ct = NULL;
     size_t ctlen = 0;
     if (cas_read_file(path, 65536, &ct, &ctlen, err) < 0) return NULL;
-    uint8_t *der = NULL;
+    uint8_t *der = NULL, k[32];
     size_t n = 0;
-    int r = cas_aead_open(master, label, strlen(label), (uint8_t *)ct, ctlen, &der, &n, err);
+    scp_err first;
+    int legacy = 0, r = keyfile_key(master, k, err);
+    if (r == 0 && cas_aead_open(k, label, strlen(label), (uint8_t *)ct, ctlen, &der, &n, &first) < 0) {
+        legacy = 1; /* a version 1 file? */
+        r = cas_aead_open(master, label, strlen(label), (uint8_t *)ct, ctlen, &der, &n, err);
+    }
+    OPENSSL_cleanse(k, sizeof k);
     free(ct);
     if (r < 0) {
         scp_err_prefix(err, "'%s' (wrong master key?)", path);
         return NULL;
     }
     const unsigned char *p = der;
-    EVP_PKEY *k = d2i_AutoPrivateKey(NULL, &p, (long)n);
+    EVP_PKEY *key = d2i_AutoPrivateKey(NULL, &p, (long)n);
     OPENSSL_clear_free(der, n);
-    if (!k) scp_fail(err, SCP_E_FORMAT, EINVAL, "'%s' holds no valid key", path);
-    return k;
+    if (!key) {
+        scp_fail(err, SCP_E_FORMAT, EINVAL, "'%s' holds no valid key", path);
+        return NULL;
+    }
+    scp_err ignored; /* if the rewrite fails, the old file stays and opens next time too */
+    if (legacy) (void)save_key(path, key, master, label, &ignored);
+    return key;
 }
 
 static X509 *load_cert(const char *path, scp_err *err) {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,33 +24,115 @@ int scp_random(void *buf, size_t n, scp_err *err) {
 
 /* Per-thread cipher contexts: one for sealing and one for opening, each remembering the key it
  * was initialized with, so that the common case (many chunks under one file key) only sets the
- * IV. Freed by the thread-exit destructor. */
+ * IV. The copies of the keys live in a locked, non-dumpable page (OpenSSL keeps the key schedule
+ * in its context and clears it on free); the contexts are listed, so that scp_crypto_forget_keys
+ * can drop every thread's when a volume closes. The struct itself stays on the heap, so that
+ * leak checkers see the contexts it points to. `busy` is a spin flag: the owner takes it around
+ * each operation, a forgetting thread around the wipe. Freed by the thread-exit destructor. */
 struct gcm_tls {
+    struct gcm_tls *next, *prev;
+    int busy;
     EVP_CIPHER_CTX *ctx[2]; /* 0 = encrypt, 1 = decrypt */
-    uint8_t key[2][32];
+    uint8_t (*key)[32];     /* [2], in a page of scp_secure_alloc */
     int keyed[2];
 };
 
 static pthread_key_t tls_key;
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static pthread_mutex_t tls_reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct gcm_tls *tls_reg;
+
+static void tls_lock(struct gcm_tls *t) {
+    while (__atomic_exchange_n(&t->busy, 1, __ATOMIC_ACQUIRE)) sched_yield();
+}
+static void tls_unlock(struct gcm_tls *t) { __atomic_store_n(&t->busy, 0, __ATOMIC_RELEASE); }
+
+/* Drop the contexts and key copies (caller holds t->busy). */
+static void tls_clear(struct gcm_tls *t) {
+    for (int i = 0; i < 2; i++) {
+        EVP_CIPHER_CTX_free(t->ctx[i]); /* the provider clears its key schedule on free */
+        t->ctx[i] = NULL;
+        t->keyed[i] = 0;
+        OPENSSL_cleanse(t->key[i], 32);
+    }
+}
 
 static void tls_free(void *p) {
     struct gcm_tls *t = p;
-    for (int i = 0; i < 2; i++) EVP_CIPHER_CTX_free(t->ctx[i]);
-    scp_wipe(t, sizeof *t);
+    pthread_mutex_lock(&tls_reg_mu);
+    if (t->prev) t->prev->next = t->next;
+    else tls_reg = t->next;
+    if (t->next) t->next->prev = t->prev;
+    pthread_mutex_unlock(&tls_reg_mu);
+    tls_clear(t);
+    scp_secure_free(t->key, (size_t)2 * 32);
     OPENSSL_free(t);
 }
 
-static void tls_init(void) { pthread_key_create(&tls_key, tls_free); }
+/* Fork: the list's lock must not be held by a thread that the child does not have, and the
+ * busy flags of those threads' contexts would never be released. */
+static void tls_prepare(void) { pthread_mutex_lock(&tls_reg_mu); }
+static void tls_parent(void) { pthread_mutex_unlock(&tls_reg_mu); }
+static void tls_child(void) {
+    for (struct gcm_tls *t = tls_reg; t; t = t->next) t->busy = 0;
+    pthread_mutex_unlock(&tls_reg_mu);
+}
 
-static EVP_CIPHER_CTX *gcm_ctx(int dir, const uint8_t key[32], const uint8_t nonce[12]) {
+static void tls_init(void) {
+    pthread_key_create(&tls_key, tls_free);
+    pthread_atfork(tls_prepare, tls_parent, tls_child);
+}
+
+/* This thread's contexts, taken (release with tls_unlock); NULL if out of memory. */
+static struct gcm_tls *tls_get(void) {
     pthread_once(&tls_once, tls_init);
     struct gcm_tls *t = pthread_getspecific(tls_key);
     if (!t) {
         t = OPENSSL_zalloc(sizeof *t);
         if (!t) return NULL;
+        t->key = scp_secure_alloc((size_t)2 * 32);
+        if (!t->key) {
+            OPENSSL_free(t);
+            return NULL;
+        }
+        pthread_mutex_lock(&tls_reg_mu);
+        t->next = tls_reg;
+        if (tls_reg) tls_reg->prev = t;
+        tls_reg = t;
+        pthread_mutex_unlock(&tls_reg_mu);
         pthread_setspecific(tls_key, t);
     }
+    tls_lock(t);
+    return t;
+}
+
+void scp_crypto_forget_keys(void) {
+    pthread_once(&tls_once, tls_init);
+    pthread_mutex_lock(&tls_reg_mu);
+    for (struct gcm_tls *t = tls_reg; t; t = t->next) {
+        tls_lock(t);
+        tls_clear(t);
+        tls_unlock(t);
+    }
+    pthread_mutex_unlock(&tls_reg_mu);
+}
+
+size_t scp_crypto_cached_keys(void) {
+    size_t n = 0;
+    pthread_once(&tls_once, tls_init);
+    pthread_mutex_lock(&tls_reg_mu);
+    for (struct gcm_tls *t = tls_reg; t; t = t->next) {
+        tls_lock(t);
+        for (int i = 0; i < 2; i++) n += (size_t)(t->keyed[i] || t->ctx[i]);
+        tls_unlock(t);
+    }
+    pthread_mutex_unlock(&tls_reg_mu);
+    return n;
+}
+
+/* The context for dir, keyed with key and set to nonce (caller holds t->busy). */
+static EVP_CIPHER_CTX *gcm_ctx(struct gcm_tls *t, int dir, const uint8_t key[32],
+                               const uint8_t nonce[12]) {
     if (!t->ctx[dir]) {
         t->ctx[dir] = EVP_CIPHER_CTX_new();
         if (!t->ctx[dir]) return NULL;
@@ -74,30 +157,36 @@ static EVP_CIPHER_CTX *gcm_ctx(int dir, const uint8_t key[32], const uint8_t non
 int scp_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                   size_t aad_len, const uint8_t *pt, size_t len, uint8_t *ct, uint8_t tag[16],
                   scp_err *err) {
-    EVP_CIPHER_CTX *c = gcm_ctx(0, key, nonce);
+    struct gcm_tls *t = tls_get();
+    EVP_CIPHER_CTX *c = t ? gcm_ctx(t, 0, key, nonce) : NULL;
     int outl = 0;
-    if (!c) goto fail;
-    if (aad_len && EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aad_len) != 1) goto fail;
-    if (len && EVP_EncryptUpdate(c, ct, &outl, pt, (int)len) != 1) goto fail;
-    if (EVP_EncryptFinal_ex(c, ct + len, &outl) != 1) goto fail;
-    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1) goto fail;
+    int ok = c && (!aad_len || EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aad_len) == 1) &&
+             (!len || EVP_EncryptUpdate(c, ct, &outl, pt, (int)len) == 1) &&
+             EVP_EncryptFinal_ex(c, ct + len, &outl) == 1 &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) == 1;
+    if (t) tls_unlock(t);
+    if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM encryption failed in OpenSSL");
     return 0;
-fail:
-    return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM encryption failed in OpenSSL");
 }
 
 int scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                   size_t aad_len, const uint8_t *ct, size_t len, const uint8_t tag[16],
                   uint8_t *pt, scp_err *err) {
-    EVP_CIPHER_CTX *c = gcm_ctx(1, key, nonce);
+    struct gcm_tls *t = tls_get();
+    EVP_CIPHER_CTX *c = t ? gcm_ctx(t, 1, key, nonce) : NULL;
     int outl = 0;
-    if (!c) return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM setup failed in OpenSSL");
-    uint8_t t[16];
-    memcpy(t, tag, 16);
-    if ((aad_len && EVP_DecryptUpdate(c, NULL, &outl, aad, (int)aad_len) != 1) ||
-        (len && EVP_DecryptUpdate(c, pt, &outl, ct, (int)len) != 1) ||
-        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, t) != 1 ||
-        EVP_DecryptFinal_ex(c, pt + len, &outl) != 1) {
+    if (!c) {
+        if (t) tls_unlock(t);
+        return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM setup failed in OpenSSL");
+    }
+    uint8_t tg[16];
+    memcpy(tg, tag, 16);
+    int ok = (!aad_len || EVP_DecryptUpdate(c, NULL, &outl, aad, (int)aad_len) == 1) &&
+             (!len || EVP_DecryptUpdate(c, pt, &outl, ct, (int)len) == 1) &&
+             EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tg) == 1 &&
+             EVP_DecryptFinal_ex(c, pt + len, &outl) == 1;
+    tls_unlock(t);
+    if (!ok) {
         if (len) scp_wipe(pt, len);
         return scp_fail(err, SCP_E_INTEGRITY, EIO, "authentication failed");
     }
@@ -116,6 +205,18 @@ int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_l
     EVP_PKEY_CTX_free(c);
     if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "HKDF failed in OpenSSL");
     return 0;
+}
+
+int scp_derive_key(const uint8_t key[32], const char *label, const void *ctx, size_t ctx_len,
+                   uint8_t out[32], scp_err *err) {
+    uint8_t info[128];
+    size_t ll = strlen(label);
+    if (ll + 1 + ctx_len > sizeof info)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "key derivation context too long");
+    memcpy(info, label, ll);
+    info[ll] = 0;
+    if (ctx_len) memcpy(info + ll + 1, ctx, ctx_len);
+    return scp_hkdf(key, 32, NULL, 0, info, ll + 1 + ctx_len, out, 32, err);
 }
 
 int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,

@@ -1,8 +1,8 @@
 /* crypto/crypto.h - the few primitives SCP uses, all through OpenSSL 3.
  *
  * AES-256-GCM goes through EVP so that AES-NI/VAES are used. Cipher contexts are cached per
- * thread (one per thread, re-keyed only when the key changes), so sealing a 4 KiB chunk costs
- * one IV setup and no allocation.
+ * thread (one per thread, re-keyed only when the key changes, kept in locked non-dumpable
+ * memory), so sealing a 4 KiB chunk costs one IV setup and no allocation.
  */
 #ifndef SCP_CRYPTO_H
 #define SCP_CRYPTO_H
@@ -20,6 +20,13 @@
 /* Cryptographically secure random bytes. */
 int scp_random(void *buf, size_t n, scp_err *err);
 
+/* Drop every thread's cached AES-GCM contexts and key copies (their key schedules are cleared):
+ * called when a volume closes, so that no key outlives it in a cache. The next operation of
+ * any thread re-keys. */
+void scp_crypto_forget_keys(void);
+/* Cached keyed contexts over all threads (for tests: 0 right after scp_crypto_forget_keys). */
+size_t scp_crypto_cached_keys(void);
+
 /* AES-256-GCM. ct/pt may alias (in place). open returns -1 with SCP_E_INTEGRITY when the tag
  * does not verify; pt is then zeroed so that no unauthenticated byte escapes. */
 int scp_aead_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
@@ -32,6 +39,12 @@ int scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t 
 /* HKDF-SHA256 (RFC 5869). */
 int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_len,
              const void *info, size_t info_len, uint8_t *out, size_t out_len, scp_err *err);
+
+/* A 32-byte key for one purpose: HKDF-SHA256(ikm = key, no salt, info = label || 0x00 || ctx).
+ * The NUL ends the label, so two (label, ctx) pairs never give the same info. Every key that
+ * SCP derives has its own label; ctx (at most 64 bytes) names the instance (file id, salt). */
+int scp_derive_key(const uint8_t key[32], const char *label, const void *ctx, size_t ctx_len,
+                   uint8_t out[32], scp_err *err);
 
 /* HMAC-SHA256 over the concatenation of n parts. */
 struct scp_buf {

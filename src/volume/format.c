@@ -9,11 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "crypto/crypto.h"
 
 static const uint8_t volhdr_magic[8] = {'S', 'C', 'P', 'V', 'O', 'L', 0, 1};
-static const uint8_t manslot_magic[8] = {'S', 'C', 'P', 'M', 'A', 'N', 0, 1};
-static const uint8_t journal_magic[8] = {'S', 'C', 'P', 'J', 'R', 'N', 0, 2};
+static const uint8_t manslot_magic[8] = {'S', 'C', 'P', 'M', 'A', 'N', 0, 2};
+static const uint8_t journal_magic[8] = {'S', 'C', 'P', 'J', 'R', 'N', 0, 3};
 
 static int bad(scp_err *err, scp_code code, const char *what) {
     return scp_fail(err, code, EIO, "%s", what);
@@ -23,7 +24,11 @@ int scp_volhdr_parse(const uint8_t *buf, size_t len, scp_volhdr *out, scp_err *e
     if (len != SCP_VOLHDR_LEN || memcmp(buf, volhdr_magic, 6) != 0)
         return bad(err, SCP_E_FORMAT, "not an SCP volume (bad header magic or size)");
     if (memcmp(buf, volhdr_magic, 8) != 0 || scp_get_u32(buf + 8) != SCP_FMT_VERSION)
-        return bad(err, SCP_E_FORMAT, "unsupported SCP volume format version");
+        return scp_fail(err, SCP_E_FORMAT, EIO,
+                        "SCP volume format version %u is not supported (this build reads version "
+                        "%u only; version 1 volumes must be copied out with the older release "
+                        "and into a new volume)",
+                        (unsigned)scp_get_u32(buf + 8), SCP_FMT_VERSION);
     out->version = scp_get_u32(buf + 8);
     out->chunk_size = scp_get_u32(buf + 12);
     uint32_t cs = out->chunk_size;
@@ -46,8 +51,9 @@ int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err 
     if (len < SCP_MANSLOT_HDR_LEN + SCP_GCMTAG_LEN || memcmp(buf, manslot_magic, 8) != 0)
         return bad(err, SCP_E_INTEGRITY, "manifest slot is torn or not a manifest");
     out->generation = scp_get_u64(buf + 8);
-    memcpy(out->nonce, buf + 16, SCP_NONCE_LEN);
-    out->body_len = scp_get_u32(buf + 28);
+    memcpy(out->salt, buf + 16, SCP_SALT_LEN);
+    memcpy(out->nonce, buf + 32, SCP_NONCE_LEN);
+    out->body_len = scp_get_u32(buf + 44);
     if (out->body_len > SCP_MANIFEST_MAX_BODY ||
         (size_t)out->body_len != len - SCP_MANSLOT_HDR_LEN - SCP_GCMTAG_LEN)
         return bad(err, SCP_E_INTEGRITY, "manifest slot length does not match its contents");
@@ -224,25 +230,77 @@ void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t l
     scp_sha256(parts, 2, chain);
 }
 
-/* The commit record at buf+off, if it is whole and its entries are sane: returns its length
- * (with the stored chain value) and its size and count, or 0. */
-static size_t commit_rec(const uint8_t *buf, size_t len, size_t off, uint32_t cs, uint64_t *size,
-                         uint64_t *count) {
-    if (len - off < SCP_JCOMMIT_LEN(0) || scp_get_u64(buf + off + 8) != 0) return 0;
-    *size = scp_get_u64(buf + off + SCP_JREC_HDR_LEN);
-    *count = scp_get_u64(buf + off + SCP_JREC_HDR_LEN + 8);
+int scp_journal_key(const uint8_t file_key[32], const uint8_t hdr[SCP_JRN_HDR_LEN],
+                    uint8_t out[32], scp_err *err) {
+    return scp_derive_key(file_key, SCP_LABEL_JOURNAL, hdr + 8, SCP_HASH_LEN, out, err);
+}
+
+/* AAD of the commit record at offset off: file id || u64 offset || record header. */
+#define JAAD_LEN (SCP_FILEID_LEN + 8 + SCP_JREC_HDR_LEN)
+static void commit_aad(const uint8_t id[SCP_FILEID_LEN], uint64_t off, const uint8_t *rec,
+                       uint8_t aad[JAAD_LEN]) {
+    memcpy(aad, id, SCP_FILEID_LEN);
+    scp_put_u64(aad + SCP_FILEID_LEN, off);
+    memcpy(aad + SCP_FILEID_LEN + 8, rec, SCP_JREC_HDR_LEN);
+}
+
+int scp_journal_commit_seal(const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN], uint64_t off,
+                            uint64_t count, const uint8_t *pt, uint8_t chain[SCP_HASH_LEN],
+                            uint8_t *rec, scp_err *err) {
+    size_t rlen = SCP_JCOMMIT_LEN(count), ptlen = SCP_JCOMMIT_PT_LEN(count);
+    uint8_t *nonce = rec + SCP_JREC_HDR_LEN, *ct = nonce + SCP_NONCE_LEN, aad[JAAD_LEN];
+    scp_put_u32(rec, SCP_JREC_COMMIT);
+    scp_put_u32(rec + 4, 0);
+    scp_put_u64(rec + 8, count);
+    commit_aad(id, off, rec, aad);
+    /* A random nonce under the log's own key: a log holds at most SCP_JOURNAL_MAX bytes of
+     * records, so far below 2^20 commits. */
+    if (scp_random(nonce, SCP_NONCE_LEN, err) < 0 ||
+        scp_aead_seal(key, nonce, aad, sizeof aad, pt, ptlen, ct, ct + ptlen, err) < 0)
+        return -1;
+    scp_journal_chain(chain, rec, rlen - SCP_HASH_LEN);
+    memcpy(rec + rlen - SCP_HASH_LEN, chain, SCP_HASH_LEN);
+    return 0;
+}
+
+/* The length of the commit record at buf+off if it is whole, or 0. */
+static size_t commit_len(const uint8_t *buf, size_t len, size_t off, uint64_t *count) {
+    if (len - off < SCP_JCOMMIT_LEN(0)) return 0;
+    *count = scp_get_u64(buf + off + 8);
     if (*count > (len - off - SCP_JCOMMIT_LEN(0)) / SCP_JENTRY_LEN) return 0;
-    const uint8_t *e = buf + off + SCP_JREC_HDR_LEN + 16;
-    uint64_t max_index = *size / cs + 1;
-    for (uint64_t i = 0; i < *count; i++)
-        if (scp_get_u64(e + i * SCP_JENTRY_LEN) >= max_index) return 0;
     return SCP_JCOMMIT_LEN(*count);
 }
 
+/* Decrypt the payload of the whole commit record at buf+off into a malloc'd buffer and check
+ * its entries; NULL if it does not authenticate, is not sane, or memory runs out. */
+static uint8_t *commit_open(const uint8_t *buf, size_t off, uint64_t count, uint32_t cs,
+                            const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN]) {
+    size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
+    const uint8_t *rec = buf + off, *nonce = rec + SCP_JREC_HDR_LEN, *ct = nonce + SCP_NONCE_LEN;
+    uint8_t aad[JAAD_LEN], *pt = malloc(ptlen);
+    if (!pt) return NULL;
+    commit_aad(id, off, rec, aad);
+    if (scp_aead_open(key, nonce, aad, sizeof aad, ct, ptlen, ct + ptlen, pt, NULL) < 0) {
+        free(pt);
+        return NULL;
+    }
+    uint64_t max_index = scp_get_u64(pt) / cs + 1;
+    for (uint64_t i = 0; i < count; i++)
+        if (scp_get_u64(pt + 8 + i * SCP_JENTRY_LEN) >= max_index) {
+            scp_wipe(pt, ptlen);
+            free(pt);
+            return NULL;
+        }
+    return pt;
+}
+
 int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                     const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
                      const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out) {
     memset(out, 0, sizeof *out);
     if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
+    uint8_t key[32];
+    if (scp_journal_key(file_key, buf, key, NULL) < 0) return 0;
     uint8_t chain[SCP_HASH_LEN];
     scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
     size_t off = SCP_JRN_HDR_LEN;
@@ -258,15 +316,21 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
             nchunks++;
             continue;
         }
-        uint64_t csize, count;
-        size_t rlen = type == SCP_JREC_COMMIT ? commit_rec(buf, len, off, chunk_size, &csize, &count)
-                                              : 0;
+        uint64_t count;
+        size_t rlen = type == SCP_JREC_COMMIT ? commit_len(buf, len, off, &count) : 0;
         if (rlen == 0) break;
         scp_journal_chain(chain, buf + off, rlen - SCP_HASH_LEN);
         if (memcmp(chain, buf + off + rlen - SCP_HASH_LEN, SCP_HASH_LEN) != 0) break;
+        uint8_t *pt = commit_open(buf, off, count, chunk_size, key, id);
+        if (!pt) break;
+        size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
+        uint64_t csize = scp_get_u64(pt);
+        int match = csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
+        scp_wipe(pt, ptlen);
+        free(pt);
         off += rlen;
         ncommits++;
-        if (csize == size && memcmp(buf + off - 2 * SCP_HASH_LEN, root, SCP_HASH_LEN) == 0) {
+        if (match) {
             found = 1;
             out->new_size = csize;
             out->end = off;
@@ -274,11 +338,14 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
             out->nchunks = nchunks;
         }
     }
+    if (found) memcpy(out->key, key, sizeof key);
+    scp_wipe(key, sizeof key);
     return found;
 }
 
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
-                       scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx) {
+                       const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
+                       scp_journal_entry_cb entry_cb, void *ctx, scp_err *err) {
     size_t off = SCP_JRN_HDR_LEN;
     while (off < v->end) {
         if (scp_get_u32(buf + off) == SCP_JREC_CHUNK) {
@@ -287,11 +354,21 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
             off += SCP_JREC_HDR_LEN + chunk_size;
             continue;
         }
-        uint64_t count = scp_get_u64(buf + off + SCP_JREC_HDR_LEN + 8);
-        const uint8_t *e = buf + off + SCP_JREC_HDR_LEN + 16;
-        for (uint64_t i = 0; entry_cb && i < count; i++)
-            if (entry_cb(ctx, scp_get_u64(e + i * SCP_JENTRY_LEN), e + i * SCP_JENTRY_LEN + 8) < 0)
-                return -1;
+        uint64_t count = scp_get_u64(buf + off + 8);
+        if (entry_cb) {
+            /* scp_journal_find authenticated this record; it still must, in this buffer. */
+            uint8_t *pt = commit_open(buf, off, count, chunk_size, v->key, id);
+            if (!pt)
+                return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                                "a journal commit record no longer authenticates");
+            int rc = 0;
+            const uint8_t *e = pt + 8;
+            for (uint64_t i = 0; rc == 0 && i < count; i++)
+                rc = entry_cb(ctx, scp_get_u64(e + i * SCP_JENTRY_LEN), e + i * SCP_JENTRY_LEN + 8);
+            scp_wipe(pt, SCP_JCOMMIT_PT_LEN(count));
+            free(pt);
+            if (rc < 0) return -1;
+        }
         off += SCP_JCOMMIT_LEN(count);
     }
     return 0;

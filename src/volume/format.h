@@ -13,13 +13,33 @@
 #include "common/bytes.h"
 #include "scp/err.h"
 
-#define SCP_FMT_VERSION 1u
+/* Version 2: per-writer chunk subkeys (a salt in every table entry), a salt per manifest seal,
+ * encrypted journal commit payloads, labelled key derivation. Version 1 volumes are refused. */
+#define SCP_FMT_VERSION 2u
 #define SCP_VOLID_LEN 32
 #define SCP_FILEID_LEN 16
+#define SCP_SALT_LEN 16 /* random salt that names a subkey (chunk writer subkey, manifest seal) */
 #define SCP_NONCE_LEN 12
 #define SCP_GCMTAG_LEN 16
 #define SCP_HASH_LEN 32
-#define SCP_CHUNK_ENTRY_LEN (SCP_NONCE_LEN + SCP_GCMTAG_LEN) /* one table entry */
+/* One chunk table entry: subkey salt (16) | nonce (12) | GCM tag (16); all zero = a hole. The
+ * chunk's key is scp_derive_key(file key, SCP_LABEL_CHUNK, salt). */
+#define SCP_ENT_NONCE_OFF SCP_SALT_LEN
+#define SCP_ENT_TAG_OFF (SCP_SALT_LEN + SCP_NONCE_LEN)
+#define SCP_CHUNK_ENTRY_LEN (SCP_SALT_LEN + SCP_NONCE_LEN + SCP_GCMTAG_LEN)
+/* A writer rotates its chunk subkey after this many chunk seals (docs/volume-format.md has the
+ * nonce budget). */
+#define SCP_SUBKEY_MAX_USES (1u << 20)
+
+/* HKDF labels (info) of every key of a volume: each key has one purpose. */
+#define SCP_LABEL_HEADER "scp/v2/header"    /* volume key -> header MAC key */
+#define SCP_LABEL_MANIFEST "scp/v2/manifest" /* volume key -> manifest root key (derivation only) */
+#define SCP_LABEL_TAG "scp/v2/tag"          /* volume key -> volume tag HMAC key */
+#define SCP_LABEL_FILES "scp/v2/files"      /* volume key -> files root key (derivation only) */
+#define SCP_LABEL_FILE "scp/v2/file"        /* files key + file id -> file key (derivation only) */
+#define SCP_LABEL_CHUNK "scp/v2/chunk"      /* file key + salt -> chunk subkey (AES-GCM) */
+#define SCP_LABEL_JOURNAL "scp/v2/journal"  /* file key + log salt -> journal key (AES-GCM) */
+#define SCP_LABEL_SEAL "scp/v2/manifest-seal" /* manifest key + salt -> slot key (AES-GCM) */
 #define SCP_MAX_PATH 4096
 #define SCP_MAX_NAME 255
 
@@ -37,15 +57,17 @@ typedef struct scp_volhdr {
 int scp_volhdr_parse(const uint8_t *buf, size_t len, scp_volhdr *out, scp_err *err);
 void scp_volhdr_encode(const scp_volhdr *h, uint8_t out[SCP_VOLHDR_LEN]);
 
-/* ---- manifest slot: files "manifest.0" and "manifest.1", written alternately ------------
- *   0 magic "SCPMAN\0\1"  8 u64 generation  16 nonce (12)  28 u32 body length L
- *   32 ciphertext (L)   32+L GCM tag (16)
- * AAD = volume id || bytes 0..31. Key: manifest key. The slot with the highest generation that
- * authenticates is the committed manifest.                                                     */
-#define SCP_MANSLOT_HDR_LEN 32
+/* ---- manifest slot: files "manifest.0", ".1" (durable) and ".2" (scratch) ------------------
+ *   0 magic "SCPMAN\0\2"  8 u64 generation  16 salt (16)  32 nonce (12)  44 u32 body length L
+ *   48 ciphertext (L)   48+L GCM tag (16)
+ * AAD = volume id || bytes 0..47. Key: scp_derive_key(manifest key, SCP_LABEL_SEAL, salt), a
+ * fresh salt per seal, so every seal uses its own key. The slot with the highest generation
+ * that authenticates is the committed manifest.                                                */
+#define SCP_MANSLOT_HDR_LEN 48
 #define SCP_MANIFEST_MAX_BODY (256u << 20)
 typedef struct scp_manslot {
     uint64_t generation;
+    uint8_t salt[SCP_SALT_LEN];
     uint8_t nonce[SCP_NONCE_LEN];
     uint32_t body_len;
     const uint8_t *ciphertext; /* points into the parsed buffer */
@@ -88,35 +110,45 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
 /* ---- journal: file "objects/<id>.j" ---------------------------------------------------------
  * A log of the file's commits since its last checkpoint (the point where everything before was
  * durable in place). A commit appends records and a commit record; a checkpoint starts a new log.
- *   header:  magic "SCPJRN\0\2" (8) | salt (32), random per log, so that the records of an older
- *            log left behind in the file never continue the chain of a newer one
- *   records: u32 type | u32 zero | u64 chunk index | payload
- *     type 1 (chunk):  payload = chunk_size bytes of ciphertext
- *     type 2 (commit): index 0; payload = u64 new size | u64 count | count * (u64 index | nonce |
- *                      tag) | target root (32) | chain value after this record (32); every
- *                      entry's index is below new size / chunk size + 1
+ *   header:  magic "SCPJRN\0\3" (8) | salt (32), random per log, so that the records of an older
+ *            log left behind in the file never continue the chain of a newer one; the log's key
+ *            is scp_derive_key(file key, SCP_LABEL_JOURNAL, salt)
+ *   records: u32 type | u32 zero | u64 n | payload
+ *     type 1 (chunk):  n = chunk index; payload = chunk_size bytes of chunk ciphertext (as in .d)
+ *     type 2 (commit): n = count of entries; payload = nonce (12) | AES-GCM ciphertext of
+ *                      (u64 new size | count * (u64 index | table entry) | target root (32)) |
+ *                      GCM tag (16) | chain value after this record (32). AAD = file id ||
+ *                      u64 offset of the record in the journal || record header (16). Every
+ *                      entry's index is below new size / chunk size + 1. The record shows
+ *                      the count of entries; the size and root stay hidden (the indexes of
+ *                      changed chunks show anyway, in chunk records and in .t).
  *   chain: c0 = SHA-256(header); then c = SHA-256(c || record) over every record in order (a
- *          commit record up to and including its target root); a commit record checks out when
- *          its stored chain value equals c. So a commit covers every byte before it.
+ *          commit record up to and including its GCM tag); a commit record checks out when its
+ *          stored chain value equals c and its payload authenticates. So a commit covers every
+ *          byte before it.
  * Recovery replays, in order, every record up to the last commit record that checks out and
  * names the manifest's root and size for the file. Records after it are stale (a commit whose
- * manifest never landed, or the tail of an older log). The checksum is not a MAC: a forged
- * journal can make the file unreadable (the chunk table it produces fails the manifest's root),
- * never make it read forged data.                                                            */
+ * manifest never landed, or the tail of an older log). The chain is not a MAC and chunk records
+ * are not authenticated by the log: a forged journal can make the file unreadable (the chunk
+ * table it produces fails the manifest's root), never make it read forged data.              */
 #define SCP_JRN_HDR_LEN 40
 #define SCP_JREC_HDR_LEN 16
 #define SCP_JREC_CHUNK 1u
 #define SCP_JREC_COMMIT 2u
 #define SCP_JENTRY_LEN (8 + SCP_CHUNK_ENTRY_LEN)
+/* Plaintext bytes of a commit payload with `count` entries (size, entries, root). */
+#define SCP_JCOMMIT_PT_LEN(count) ((size_t)8 + (size_t)(count) * SCP_JENTRY_LEN + SCP_HASH_LEN)
 /* Bytes of a commit record with `count` entries. */
 #define SCP_JCOMMIT_LEN(count)                                                                  \
-    ((size_t)SCP_JREC_HDR_LEN + 16 + (size_t)(count) * SCP_JENTRY_LEN + (size_t)2 * SCP_HASH_LEN)
+    ((size_t)SCP_JREC_HDR_LEN + SCP_NONCE_LEN + SCP_JCOMMIT_PT_LEN(count) + SCP_GCMTAG_LEN +     \
+     SCP_HASH_LEN)
 
 typedef struct scp_journal_view {
     uint64_t new_size; /* the file size named by the commit found */
     size_t end;        /* offset just past that commit record: replay stops here */
     uint64_t ncommits; /* commit records up to end */
     uint64_t nchunks;  /* chunk records before end */
+    uint8_t key[32];   /* the log's key (wipe the view after use) */
 } scp_journal_view;
 
 /* Write a new log's header (magic and salt) and start its chain. */
@@ -126,18 +158,33 @@ void scp_journal_start(uint8_t hdr[SCP_JRN_HDR_LEN], const uint8_t salt[SCP_HASH
 /* Extend a journal chain by one record (header and payload). */
 void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t len);
 
+/* The key of the log whose header is hdr (the salt at bytes 8..39), under file_key. */
+int scp_journal_key(const uint8_t file_key[32], const uint8_t hdr[SCP_JRN_HDR_LEN],
+                    uint8_t out[32], scp_err *err);
+
+/* Build a commit record at rec (SCP_JCOMMIT_LEN(count) bytes) for a log at `off` in the
+ * journal: pt is the plaintext payload (SCP_JCOMMIT_PT_LEN(count) bytes: size, entries, root).
+ * Extends chain over it and stores the chain value. */
+int scp_journal_commit_seal(const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN], uint64_t off,
+                            uint64_t count, const uint8_t *pt, uint8_t chain[SCP_HASH_LEN],
+                            uint8_t *rec, scp_err *err);
+
 /* In a whole journal held in memory, find the last commit record that checks out and names
- * `root` and `size`. Returns 1 with *out filled, 0 if there is none (empty, torn, stale or
- * forged journal: ignore it). Never fails otherwise. */
+ * `root` and `size` (decrypting commit payloads under file_key, for file `id`). Returns 1 with
+ * *out filled, 0 if there is none (empty, torn, stale or forged journal: ignore it). Never
+ * fails otherwise. */
 int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                     const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
                      const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out);
 
 /* Walk the records before out->end of a journal that scp_journal_find accepted, in order:
  * chunk_cb for every chunk record, entry_cb for every entry of every commit record (either may
- * be NULL). A callback returns -1 (having filled its own error) to stop the walk with -1. */
+ * be NULL). A callback returns -1 (having filled its own error) to stop the walk with -1; so
+ * does a failure to allocate or decrypt (with err filled). */
 typedef int (*scp_journal_chunk_cb)(void *ctx, uint64_t index, const uint8_t *ct);
 typedef int (*scp_journal_entry_cb)(void *ctx, uint64_t index, const uint8_t *ent);
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
-                       scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx);
+                       const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
+                       scp_journal_entry_cb entry_cb, void *ctx, scp_err *err);
 
 #endif

@@ -17,6 +17,7 @@
 #define SCP_TABLE_PAGE 256u            /* table entries per hashed page */
 #define SCP_DIRTY_LIMIT (16u << 20)    /* bytes of dirty plaintext per file before write-back */
 #define FILE_CACHE 64                  /* closed files whose state is kept for the next open */
+#define SCP_SUBKEY_CACHE 16            /* chunk subkeys kept per file for reading */
 
 typedef struct scp_file scp_file;
 
@@ -57,7 +58,7 @@ struct scp_file {
     scp_volume *vol;
     char *path;                 /* current path; NULL once unlinked */
     uint8_t id[SCP_FILEID_LEN];
-    uint8_t key[32];            /* per-file AES key */
+    uint8_t key[32];            /* per-file key (derivation only: chunk subkeys, journal keys) */
     int fd_d, fd_t, fd_j;       /* data, table, journal (-1 until needed) */
     int refs;                   /* open handles (protected by vol->mu) */
     int writer;                 /* holds the cross-process writer lock */
@@ -91,6 +92,18 @@ struct scp_file {
     u64map pc;
     size_t pc_scan;             /* where the next eviction in this file looks */
     long pc_pins;               /* scp_vfile_pin callers: no entry is freed or recycled */
+    /* chunk subkeys (format.h): the writer's current one (changed under rw held for writing)
+     * and the keys of recently read salts (under pc_mu) */
+    uint8_t w_salt[SCP_SALT_LEN];
+    uint8_t w_key[32];
+    uint32_t w_uses;            /* chunks sealed under w_key */
+    int w_have;                 /* w_salt and w_key are set */
+    struct {
+        uint8_t salt[SCP_SALT_LEN];
+        uint8_t key[32];
+    } sk[SCP_SUBKEY_CACHE];
+    unsigned sk_n, sk_next, sk_last;
+    uint8_t j_key[32];          /* the open journal log's key */
 };
 
 struct scp_vfile {

@@ -68,7 +68,7 @@ static void tag_compute(scp_volume *v, uint64_t gen, const uint8_t *body, size_t
 static uint64_t slot_peek(scp_volume *v, int i) {
     uint8_t h[16];
     if (v->slotfd[i] >= 0 && scp_pread_full(v->slotfd[i], h, sizeof h, 0) == (ssize_t)sizeof h &&
-        memcmp(h, "SCPMAN\0\1", 8) == 0)
+        memcmp(h, "SCPMAN\0\2", 8) == 0)
         return scp_get_u64(h + 8);
     return 0;
 }
@@ -100,17 +100,20 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
         free(body);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing the manifest");
     }
-    memcpy(slot, "SCPMAN\0\1", 8);
+    memcpy(slot, "SCPMAN\0\2", 8);
     scp_put_u64(slot + 8, gen);
-    scp_put_u32(slot + 28, (uint32_t)blen);
-    uint8_t aad[SCP_VOLID_LEN + SCP_MANSLOT_HDR_LEN];
-    int rc = scp_random(slot + 16, SCP_NONCE_LEN, err);
+    scp_put_u32(slot + 44, (uint32_t)blen);
+    uint8_t aad[SCP_VOLID_LEN + SCP_MANSLOT_HDR_LEN], key[32];
+    /* A fresh salt (16) and nonce (12) per seal: each seal has its own key (format.h). */
+    int rc = scp_random(slot + 16, SCP_SALT_LEN + SCP_NONCE_LEN, err);
+    if (rc == 0) rc = scp_derive_key(v->k_man, SCP_LABEL_SEAL, slot + 16, SCP_SALT_LEN, key, err);
     if (rc == 0) {
         memcpy(aad, v->volid, SCP_VOLID_LEN);
         memcpy(aad + SCP_VOLID_LEN, slot, SCP_MANSLOT_HDR_LEN);
-        rc = scp_aead_seal(v->k_man, slot + 16, aad, sizeof aad, body, blen,
+        rc = scp_aead_seal(key, slot + 32, aad, sizeof aad, body, blen,
                            slot + SCP_MANSLOT_HDR_LEN, slot + SCP_MANSLOT_HDR_LEN + blen, err);
     }
+    scp_wipe(key, sizeof key);
     /* A durable commit makes the objects that the manifest names durable first (files created
      * lazily, by any process, since the last durable commit), then overwrites the OLDER of the
      * two durable slots: the newer stays intact if this write is torn. A lazy commit goes to
@@ -169,9 +172,12 @@ static int slot_load(scp_volume *v, int i, scp_manifest *m, uint64_t *gen, scp_v
     uint8_t aad[SCP_VOLID_LEN + SCP_MANSLOT_HDR_LEN];
     memcpy(aad, v->volid, SCP_VOLID_LEN);
     memcpy(aad + SCP_VOLID_LEN, buf, SCP_MANSLOT_HDR_LEN);
-    if (scp_aead_open(v->k_man, s.nonce, aad, sizeof aad, s.ciphertext, s.body_len, s.tag, body,
-                      err) < 0)
-        goto out;
+    uint8_t key[32];
+    int opened = scp_derive_key(v->k_man, SCP_LABEL_SEAL, s.salt, SCP_SALT_LEN, key, err) == 0 &&
+                 scp_aead_open(key, s.nonce, aad, sizeof aad, s.ciphertext, s.body_len, s.tag,
+                               body, err) == 0;
+    scp_wipe(key, sizeof key);
+    if (!opened) goto out;
     if (scp_manifest_parse(body, s.body_len, m, err) < 0) goto out;
     *gen = s.generation;
     tag_compute(v, s.generation, body, s.body_len, tag);

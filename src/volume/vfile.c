@@ -1,8 +1,8 @@
 /* volume/vfile.c - file contents: chunks, the chunk table, write-back, commit and recovery.
  *
  * A file is three objects in objects/: <id>.d holds chunk i's ciphertext at offset i * chunk
- * size; <id>.t holds chunk i's nonce and GCM tag at offset i * 28 (zero = a hole); <id>.j is the
- * journal. The manifest entry holds the file's size and content root, a hash over the table, so
+ * size; <id>.t holds chunk i's table entry (subkey salt, nonce, GCM tag) at offset i * 44 (zero =
+ * a hole); <id>.j is the journal. The manifest entry holds the file's size and content root, a hash over the table, so
  * that no chunk can be modified, moved or replayed without the root changing.
  *
  * Crash safety (docs/volume-format.md has the full argument): chunks and table entries beyond
@@ -11,6 +11,7 @@
  * commit makes the journal durable, then writes the manifest (the commit point), then applies
  * the journal in place. Recovery on load replays a journal whose target root is the manifest's.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -40,6 +41,7 @@ struct scratch {
 };
 static void scratch_free(void *p) {
     struct scratch *s = p;
+    if (s->p) scp_wipe(s->p, s->cap); /* it held plaintext */
     free(s->p);
     free(s);
 }
@@ -55,8 +57,10 @@ static uint8_t *scratch(size_t n) {
         pthread_setspecific(scratch_key, s);
     }
     if (s->cap < n) {
-        uint8_t *np = realloc(s->p, n);
+        uint8_t *np = malloc(n); /* not realloc: the old buffer is wiped before it is freed */
         if (!np) return NULL;
+        if (s->p) scp_wipe(s->p, s->cap);
+        free(s->p);
         s->p = np;
         s->cap = n;
     }
@@ -150,15 +154,74 @@ static int integrity_fail(scp_file *f, uint64_t i, const char *what, scp_err *er
                     (unsigned long long)i * f->vol->cs, what);
 }
 
-/* Encrypt plaintext chunk i into ct with a fresh nonce, and record nonce||tag in the table. */
+/* Chunk subkeys. A file's key is never a GCM key: each chunk is sealed under a subkey derived
+ * from it and a random 128-bit salt that the table entry stores (format.h). A writer draws a
+ * salt and derives its subkey once, and draws a new one after SCP_SUBKEY_MAX_USES seals, so that
+ * no GCM key ever sees more than 2^20 random nonces however long the file lives
+ * (docs/volume-format.md has the budget). Readers keep the subkeys of the last salts they met. */
+
+/* Remember the subkey of salt (caller holds pc_mu). */
+static void sk_insert(scp_file *f, const uint8_t salt[SCP_SALT_LEN], const uint8_t key[32]) {
+    unsigned s = f->sk_next;
+    memcpy(f->sk[s].salt, salt, SCP_SALT_LEN);
+    memcpy(f->sk[s].key, key, 32);
+    f->sk_next = (s + 1) % SCP_SUBKEY_CACHE;
+    if (f->sk_n < SCP_SUBKEY_CACHE) f->sk_n++;
+    f->sk_last = s;
+}
+
+/* The subkey that table entry e was sealed under. */
+static int chunk_key(scp_file *f, const uint8_t *e, uint8_t key[32], scp_err *err) {
+    pthread_mutex_lock(&f->pc_mu);
+    for (unsigned k = 0; k < f->sk_n; k++) {
+        unsigned s = (f->sk_last + k) % f->sk_n;
+        if (memcmp(f->sk[s].salt, e, SCP_SALT_LEN) == 0) {
+            memcpy(key, f->sk[s].key, 32);
+            f->sk_last = s;
+            pthread_mutex_unlock(&f->pc_mu);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    if (scp_derive_key(f->key, SCP_LABEL_CHUNK, e, SCP_SALT_LEN, key, err) < 0) return -1;
+    pthread_mutex_lock(&f->pc_mu);
+    sk_insert(f, e, key);
+    pthread_mutex_unlock(&f->pc_mu);
+    return 0;
+}
+
+/* Make the writer's subkey good for n more seals (caller holds f->rw for writing). */
+static int wkey_reserve(scp_file *f, size_t n, scp_err *err) {
+    assert(n <= SCP_SUBKEY_MAX_USES);
+    if (f->w_have && f->w_uses + n <= SCP_SUBKEY_MAX_USES) {
+        f->w_uses += (uint32_t)n;
+        return 0;
+    }
+    f->w_have = 0;
+    if (scp_random(f->w_salt, SCP_SALT_LEN, err) < 0 ||
+        scp_derive_key(f->key, SCP_LABEL_CHUNK, f->w_salt, SCP_SALT_LEN, f->w_key, err) < 0)
+        return -1;
+    f->w_have = 1;
+    f->w_uses = (uint32_t)n;
+    pthread_mutex_lock(&f->pc_mu);
+    sk_insert(f, f->w_salt, f->w_key);
+    pthread_mutex_unlock(&f->pc_mu);
+    return 0;
+}
+
+/* Encrypt plaintext chunk i into ct under the writer's subkey (reserved by the caller) with a
+ * fresh random nonce, and record salt||nonce||tag in the table. */
 /* Encrypt without recording the change (safe from several threads on distinct chunks). */
 static int seal_raw(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
                     const uint8_t nonce[SCP_NONCE_LEN], scp_err *err) {
     uint8_t aad[AAD_LEN];
     aad_of(f, i, aad);
     uint8_t *e = ent(f, i);
-    memcpy(e, nonce, SCP_NONCE_LEN);
-    return scp_aead_seal(f->key, nonce, aad, AAD_LEN, pt, f->vol->cs, ct, e + SCP_NONCE_LEN, err);
+    assert(f->w_have);
+    memcpy(e, f->w_salt, SCP_SALT_LEN);
+    memcpy(e + SCP_ENT_NONCE_OFF, nonce, SCP_NONCE_LEN);
+    return scp_aead_seal(f->w_key, nonce, aad, AAD_LEN, pt, f->vol->cs, ct, e + SCP_ENT_TAG_OFF,
+                         err);
 }
 
 static int seal_chunk(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
@@ -327,13 +390,14 @@ static int read_range(void *ctx, size_t b, size_t e) {
         read_job_fail(j, j->first + b, 3, errno);
         return -1;
     }
-    uint8_t aad[AAD_LEN];
-    int rc = 0;
+    uint8_t aad[AAD_LEN], key[32], salt[SCP_SALT_LEN];
+    int rc = 0, have_key = 0;
     for (size_t k = b; k < e; k++, p += cs) {
         uint64_t i = j->first + k;
         if ((size_t)got < (k - b + 1) * cs) {
             read_job_fail(j, i, 1, 0);
-            return -1;
+            rc = -1;
+            break;
         }
         const uint8_t *en = ent(j->f, i);
         aad_of(j->f, i, aad);
@@ -341,7 +405,13 @@ static int read_range(void *ctx, size_t b, size_t e) {
          * what authenticated, whatever else touches dst), then copy to the caller. */
         struct pchunk *c = pc_take(j->f);
         uint8_t *pt = c ? c->data : p;
-        if (scp_aead_open(j->f->key, en, aad, AAD_LEN, p, cs, en + SCP_NONCE_LEN, pt, NULL) < 0) {
+        /* Neighbouring chunks were mostly written by one writer: look its subkey up once. */
+        if (!have_key || memcmp(salt, en, SCP_SALT_LEN) != 0) {
+            have_key = chunk_key(j->f, en, key, NULL) == 0;
+            memcpy(salt, en, SCP_SALT_LEN);
+        }
+        if (!have_key || scp_aead_open(key, en + SCP_ENT_NONCE_OFF, aad, AAD_LEN, p, cs,
+                                       en + SCP_ENT_TAG_OFF, pt, NULL) < 0) {
             read_job_fail(j, i, 2, 0);
             rc = -1;
             if (c) pc_free(j->f, c);
@@ -350,6 +420,7 @@ static int read_range(void *ctx, size_t b, size_t e) {
             pc_put(j->f, i, c);
         }
     }
+    scp_wipe(key, sizeof key);
     return rc;
 }
 
@@ -360,8 +431,12 @@ static int open_chunk(scp_file *f, uint64_t i, const uint8_t *ct, uint8_t *pt, s
     uint8_t aad[AAD_LEN];
     aad_of(f, i, aad);
     const uint8_t *e = ent(f, i);
-    if (scp_aead_open(f->key, e, aad, AAD_LEN, ct, f->vol->cs, e + SCP_NONCE_LEN, pt, err) < 0)
-        return integrity_fail(f, i, "fails authentication", err);
+    uint8_t key[32];
+    if (chunk_key(f, e, key, err) < 0) return -1;
+    int rc = scp_aead_open(key, e + SCP_ENT_NONCE_OFF, aad, AAD_LEN, ct, f->vol->cs,
+                           e + SCP_ENT_TAG_OFF, pt, err);
+    scp_wipe(key, sizeof key);
+    if (rc < 0) return integrity_fail(f, i, "fails authentication", err);
     return 0;
 }
 
@@ -505,13 +580,12 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     }
     scp_journal_view jv;
     if (scp_pread_full(f->fd_j, buf, len, 0) != (ssize_t)len ||
-        scp_journal_find(buf, len, f->vol->cs, e->root, e->size, &jv) != 1)
+        scp_journal_find(buf, len, f->vol->cs, f->key, f->id, e->root, e->size, &jv) != 1)
         goto out;
     struct replay r = {f, nchunks_of(e->size, f->vol->cs), err};
-    if (scp_journal_replay(buf, &jv, f->vol->cs, replay_chunk, replay_entry, &r) < 0) {
-        rc = -1;
-        goto out;
-    }
+    rc = scp_journal_replay(buf, &jv, f->vol->cs, f->id, replay_chunk, replay_entry, &r, err);
+    scp_wipe(&jv, sizeof jv);
+    if (rc < 0) goto out;
     if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0) {
         rc = scp_fail_errno(err, "cannot sync '%s' after journal replay", e->path);
         goto out;
@@ -560,10 +634,16 @@ static int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     return 0;
 }
 
+/* Free a dirty chunk's buffer: it holds plaintext. */
+static void dirty_free(scp_file *f, uint64_t v) {
+    scp_wipe((void *)(uintptr_t)v, f->vol->cs);
+    free((void *)(uintptr_t)v);
+}
+
 static void file_free(scp_file *f) {
     size_t pos = 0;
     uint64_t k, v;
-    while (u64map_next(&f->dirty, &pos, &k, &v)) free((void *)(uintptr_t)v);
+    while (u64map_next(&f->dirty, &pos, &k, &v)) dirty_free(f, v);
     u64map_free(&f->dirty);
     u64map_free(&f->jmap);
     if (f->fd_d >= 0) close(f->fd_d);
@@ -583,7 +663,7 @@ static void file_free(scp_file *f) {
 static void discard_uncommitted(scp_file *f) {
     size_t pos = 0;
     uint64_t k, v;
-    while (u64map_next(&f->dirty, &pos, &k, &v)) free((void *)(uintptr_t)v);
+    while (u64map_next(&f->dirty, &pos, &k, &v)) dirty_free(f, v);
     u64map_clear(&f->dirty);
     u64map_clear(&f->jmap);
     f->j_end = 0; /* the records after the last commit are dead; the next commit checkpoints */
@@ -725,6 +805,7 @@ int file_after_fork(scp_file *f, scp_err *err) {
     if (f->fd_j >= 0) close(f->fd_j);
     f->fd_j = -1;
     f->writer = 0;
+    f->w_have = 0; /* our own chunk subkey: the parent's budget count is the parent's */
     f->j_end = 0; /* the parent's journal log is the parent's */
     f->j_clean = 0;
     if (!f->path) return 0;
@@ -840,6 +921,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
     if (scp_random(salt, sizeof salt, err) < 0) return -1;
     scp_journal_start(hdr, salt, f->j_chain);
+    if (scp_journal_key(f->key, hdr, f->j_key, err) < 0) return -1;
     if (scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0)
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     f->j_end = SCP_JRN_HDR_LEN;
@@ -869,7 +951,7 @@ static int writeback(scp_file *f, scp_err *err) {
     uint64_t key, val;
     while (u64map_next(&f->dirty, &pos, &key, &val)) idx[k++] = key;
     qsort(idx, n, sizeof *idx, cmp_u64);
-    if (scp_random(nonces, n * SCP_NONCE_LEN, err) < 0) {
+    if (wkey_reserve(f, n, err) < 0 || scp_random(nonces, n * SCP_NONCE_LEN, err) < 0) {
         rc = -1;
         goto out;
     }
@@ -919,7 +1001,7 @@ static int writeback(scp_file *f, scp_err *err) {
     }
     if (rc == 0) {
         for (k = 0; k < n; k++)
-            if (u64map_del(&f->dirty, idx[k], &val)) free((void *)(uintptr_t)val);
+            if (u64map_del(&f->dirty, idx[k], &val)) dirty_free(f, val);
     }
 out:
     free(idx);
@@ -939,11 +1021,11 @@ static uint8_t *dirty_chunk(scp_file *f, uint64_t i, int whole, scp_err *err) {
         return NULL;
     }
     if (!whole && load_chunk(f, i, b, err) < 0) {
-        free(b);
+        dirty_free(f, (uintptr_t)b);
         return NULL;
     }
     if (u64map_put(&f->dirty, i, (uint64_t)(uintptr_t)b) < 0) {
-        free(b);
+        dirty_free(f, (uintptr_t)b);
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         return NULL;
     }
@@ -968,7 +1050,7 @@ static int set_size(scp_file *f, uint64_t size, scp_err *err) {
         }
         for (uint64_t i = newn; i < oldn; i++) {
             uint64_t v;
-            if (u64map_del(&f->dirty, i, &v)) free((void *)(uintptr_t)v);
+            if (u64map_del(&f->dirty, i, &v)) dirty_free(f, v);
             u64map_del(&f->jmap, i, NULL);
             if (!is_hole(ent(f, i))) {
                 memset(ent(f, i), 0, ENT);
@@ -1026,10 +1108,11 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
             uint8_t *ct = scratch(run * cs);
             uint8_t nonces[(WRITE_BATCH_BYTES / SCP_VOLUME_MIN_CHUNK) * SCP_NONCE_LEN];
             if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-            if (scp_random(nonces, run * SCP_NONCE_LEN, err) < 0) return -1;
+            if (wkey_reserve(f, run, err) < 0 || scp_random(nonces, run * SCP_NONCE_LEN, err) < 0)
+                return -1;
             for (size_t k = 0; k < run; k++) {
                 uint64_t v;
-                if (u64map_del(&f->dirty, i + k, &v)) free((void *)(uintptr_t)v);
+                if (u64map_del(&f->dirty, i + k, &v)) dirty_free(f, v);
             }
             struct seal_job job = {f, i, src + done, nonces, ct, 0};
             f->d_unsynced = 1;
@@ -1151,14 +1234,14 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     if (journal_begin(f, err) < 0) return -1;
     uint64_t count = to - from;
     for (uint64_t i = 0; i < lim; i++) count += (uint64_t)changed_get(f, i);
-    size_t rlen = SCP_JCOMMIT_LEN(count);
-    uint8_t *rec = malloc(rlen);
+    /* The payload (size, entries, root) is encrypted: the disk shows how many entries changed,
+     * never the file's exact size (format.h). */
+    size_t rlen = SCP_JCOMMIT_LEN(count), ptlen = SCP_JCOMMIT_PT_LEN(count);
+    uint8_t *rec = malloc(rlen + ptlen);
     if (!rec) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    memset(rec, 0, SCP_JREC_HDR_LEN);
-    scp_put_u32(rec, SCP_JREC_COMMIT);
-    scp_put_u64(rec + SCP_JREC_HDR_LEN, f->size);
-    scp_put_u64(rec + SCP_JREC_HDR_LEN + 8, count);
-    uint8_t *p = rec + SCP_JREC_HDR_LEN + 16;
+    uint8_t *pt = rec + rlen;
+    scp_put_u64(pt, f->size);
+    uint8_t *p = pt + 8;
     for (uint64_t i = 0; i < to; i++) {
         if (i < lim ? !changed_get(f, i) : i < from) continue;
         scp_put_u64(p, i);
@@ -1166,13 +1249,16 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
         p += SCP_JENTRY_LEN;
     }
     memcpy(p, root, SCP_HASH_LEN);
-    scp_journal_chain(f->j_chain, rec, rlen - SCP_HASH_LEN);
-    memcpy(p + SCP_HASH_LEN, f->j_chain, SCP_HASH_LEN);
-    int rc = 0;
-    if (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 || fdatasync(f->fd_j) < 0)
+    uint8_t chain[SCP_HASH_LEN];
+    memcpy(chain, f->j_chain, SCP_HASH_LEN);
+    int rc = scp_journal_commit_seal(f->j_key, f->id, f->j_end, count, pt, chain, rec, err);
+    scp_wipe(pt, ptlen);
+    if (rc == 0 && (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 || fdatasync(f->fd_j) < 0))
         rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
-    else
+    if (rc == 0) {
+        memcpy(f->j_chain, chain, SCP_HASH_LEN);
         f->j_end += rlen;
+    }
     free(rec);
     return rc;
 }
@@ -1720,6 +1806,7 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
         if (pcb && (i & 255) == 0) pcb(ctx, *done, total);
     }
     pthread_rwlock_unlock(&f->rw);
+    scp_wipe(pt, cs);
     free(pt);
     free(ct);
     return problems;

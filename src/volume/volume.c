@@ -61,7 +61,7 @@ static int derive(const uint8_t key[32], const uint8_t volid[32], const char *la
 
 static int header_mac(const uint8_t key[32], const uint8_t *hdr, uint8_t out[32], scp_err *err) {
     uint8_t k[32];
-    if (derive(key, hdr + 16, "scp/v1/header", k, err) < 0) return -1;
+    if (derive(key, hdr + 16, SCP_LABEL_HEADER, k, err) < 0) return -1;
     struct scp_buf b = {hdr, SCP_VOLHDR_MAC_OFF};
     int rc = scp_hmac(k, 32, &b, 1, out, err);
     scp_wipe(k, sizeof k);
@@ -69,7 +69,7 @@ static int header_mac(const uint8_t key[32], const uint8_t *hdr, uint8_t out[32]
 }
 
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err) {
-    return scp_hkdf(v->k_files, 32, id, SCP_FILEID_LEN, "scp/v1/file", 11, key, 32, err);
+    return scp_derive_key(v->k_files, SCP_LABEL_FILE, id, SCP_FILEID_LEN, key, err);
 }
 
 const char *const vol_object_ext[3] = {".d", ".t", ".j"};
@@ -140,8 +140,8 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
         v.slotfd[0] = openat(dfd, "manifest.0", O_RDWR | O_CLOEXEC);
         v.slotfd[1] = openat(dfd, "manifest.1", O_RDWR | O_CLOEXEC);
         if (v.slotfd[0] < 0 || v.slotfd[1] < 0) rc = scp_fail_errno(err, "cannot open manifest");
-        if (rc == 0) rc = derive(key, h.volid, "scp/v1/manifest", v.k_man, err);
-        if (rc == 0) rc = derive(key, h.volid, "scp/v1/tag", v.k_tag, err);
+        if (rc == 0) rc = derive(key, h.volid, SCP_LABEL_MANIFEST, v.k_man, err);
+        if (rc == 0) rc = derive(key, h.volid, SCP_LABEL_TAG, v.k_tag, err);
         if (rc == 0) rc = vol_commit_manifest(&v, 1, err);
         for (int i = 0; i < 2; i++)
             if (v.slotfd[i] >= 0) close(v.slotfd[i]);
@@ -184,6 +184,7 @@ static void vol_free(scp_volume *v) {
     free(v->doomed);
     pthread_mutex_destroy(&v->mu);
     scp_secure_free(v, sizeof *v);
+    scp_crypto_forget_keys(); /* no thread's cached GCM context keeps this volume's keys */
 }
 
 scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
@@ -223,9 +224,9 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     v->cs = h.chunk_size;
     memcpy(v->volid, h.volid, SCP_VOLID_LEN);
-    if (derive(key, h.volid, "scp/v1/manifest", v->k_man, err) < 0 ||
-        derive(key, h.volid, "scp/v1/tag", v->k_tag, err) < 0 ||
-        derive(key, h.volid, "scp/v1/files", v->k_files, err) < 0)
+    if (derive(key, h.volid, SCP_LABEL_MANIFEST, v->k_man, err) < 0 ||
+        derive(key, h.volid, SCP_LABEL_TAG, v->k_tag, err) < 0 ||
+        derive(key, h.volid, SCP_LABEL_FILES, v->k_files, err) < 0)
         goto fail;
     v->objfd = openat(v->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     v->lockfd = openat(v->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);

@@ -42,7 +42,7 @@
 #define CS 4096u
 #define NCH 6
 #define FSIZE (5 * CS + 1000)
-#define ENT 28 /* SCP_CHUNK_ENTRY_LEN: nonce + GCM tag per chunk in the .t table */
+#define ENT 44 /* SCP_CHUNK_ENTRY_LEN: subkey salt + nonce + GCM tag per chunk in the .t table */
 
 static const char MARKER[] = "SCP-PLAINTEXT-MARKER-d41d8cd98f00";
 static const char DIRN[] = "confidential-dir-Q7";
@@ -450,8 +450,9 @@ static void attack_chunks(void) {
         {"chunk 0 byte flipped (.d)", 0, 0},
         {"chunk 3 byte flipped (.d)", 0, 3},
         {"last (partial) chunk flipped (.d)", 0, 5},
-        {"table entry 1 nonce flipped (.t)", 1, 1 * ENT + 3},
-        {"table entry 4 tag flipped (.t)", 1, 4 * ENT + 20},
+        {"table entry 2 subkey salt flipped (.t)", 1, 2 * ENT + 5},
+        {"table entry 1 nonce flipped (.t)", 1, 1 * ENT + 16 + 3},
+        {"table entry 4 tag flipped (.t)", 1, 4 * ENT + 28 + 4},
         {"table last byte flipped (.t)", 1, -1},
         {".d truncated by 100 bytes", 2, 100},
         {".d truncated to one chunk", 3, CS},
@@ -867,6 +868,77 @@ static void confidentiality(void) {
     free(d);
 }
 
+/* Count the backing files under dir that hold any of the n byte strings needles[i] (len each). */
+static int scan_bytes(const char *dir, const uint8_t (*needles)[8], const size_t *lens, int n) {
+    DIR *d = opendir(dir);
+    REQUIRE(d);
+    int hits = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char *c = tu_path(dir, de->d_name);
+        struct stat st;
+        lstat(c, &st);
+        if (S_ISDIR(st.st_mode)) {
+            hits += scan_bytes(c, needles, lens, n);
+        } else {
+            size_t len;
+            uint8_t *b = tu_read_file(c, &len);
+            for (int i = 0; b && i < n; i++)
+                if (tu_memmem(b, len, needles[i], lens[i])) {
+                    CHECKF(0, "'%s' holds the file size 10007 (encoding %d)", c, i);
+                    hits++;
+                }
+            free(b);
+        }
+        free(c);
+    }
+    closedir(d);
+    return hits;
+}
+
+/* The disk shows sizes only to the chunk: a 10007-byte file, written in one go or in two
+ * committed appends, must leave no encoding of 10007 in any backing file (journal commit
+ * records carried it in the clear before format 2). */
+static void size_leak(void) {
+    uint8_t needles[4][8] = {{0}};
+    size_t lens[4] = {4, 4, 8, 8};
+    uint32_t sz = 10007;
+    for (int k = 0; k < 4; k++) { /* u32 LE, u32 BE, u64 LE, u64 BE */
+        for (int b = 0; b < 4; b++) {
+            uint8_t byte = (uint8_t)(sz >> (8 * b));
+            if (k == 0 || k == 2) needles[k][b] = byte;
+            else needles[k][lens[k] - 1 - (size_t)b] = byte;
+        }
+    }
+    static uint8_t data[10007];
+    tu_rng r = {10007};
+    tu_fill(&r, data, sizeof data);
+    char *d = tu_path(root, "sizeleak");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(d, key, CS, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "one", data, sizeof data, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "two", O_RDWR | O_CREAT, 0600, &e), e);
+    REQUIRE(scp_vfile_pwrite(f, data, 5000, 0, &e) == 5000);
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    REQUIRE(scp_vfile_pwrite(f, data + 5000, 5007, 5000, &e) == 5007);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    int hits = scan_bytes(d, needles, lens, 4);
+    nattacks++;
+    printf("  %-48s -> %d files hold it\n", "exact size 10007 on disk after close", hits);
+    /* and the volume still reads back */
+    v = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e);
+    size_t n;
+    uint8_t *got = tu_vget(v, "two", &n, &e);
+    CHECKF(got && n == sizeof data && memcmp(got, data, n) == 0, "size-leak file reads back");
+    free(got);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(d);
+    free(d);
+}
+
 /* Another process commits; the host then puts older objects back under a process that holds
  * the file open. Its next reads must fail or show the newest commit (a journal replay may
  * restore it), never the old bytes or the state it had loaded: a reload that fails its root
@@ -1135,6 +1207,7 @@ int main(void) {
     attack_journal_size();
     attack_slot_header();
     confidentiality();
+    size_leak();
     printf("%d attacks in %.2fs\n", nattacks, tu_now() - t0);
     if (!tu_failures) tu_rm_rf(root);
     else fprintf(stderr, "snapshots kept in %s\n", root);
