@@ -128,6 +128,47 @@ static void test_policy(void) {
     }
 }
 
+/* export entries: NAME (the exporter's owner) or {session, owner}; imports may name the exporter's owner */
+static void test_policy_exports(void) {
+#define HEAD "name: s\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n"
+#define ID "abababababababababababababababababababababababababababababababab"
+    const char *good = HEAD "secrets:\n"
+                            "  - {name: x, kind: ascii, size: 8, export: [same, {session: other, owner: " ID "}]}\n"
+                            "  - {name: y, kind: imported, session: other, secret: z, owner: " ID "}\n";
+    scp_err e = {0};
+    cas_policy *p = cas_policy_parse(good, strlen(good), &e);
+    CHECK(p != NULL, "export forms refused: %s", e.msg);
+    if (p) {
+        const cas_secret_def *x = &p->secrets[0];
+        CHECK(x->export_to.n == 2 && x->export_owner.n == 2, "export count");
+        CHECK(x->export_to.n == 2 && strcmp(x->export_to.v[0], "same") == 0 && x->export_owner.v[0][0] == 0,
+              "short export form means the exporter's owner");
+        CHECK(x->export_to.n == 2 && strcmp(x->export_to.v[1], "other") == 0 && strcmp(x->export_owner.v[1], ID) == 0,
+              "long export form keeps session and owner");
+        CHECK(p->secrets[1].import_owner && strcmp(p->secrets[1].import_owner, ID) == 0, "import owner");
+        cas_policy_free(p);
+    }
+    const char *bad[] = {
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{session: other}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{owner: " ID "}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{session: other, owner: ABAB}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{session: other, owner: " ID ", extra: 1}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{session: 'bad name', owner: " ID "}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [[other]]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: other}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, owner: " ID "}]\n",
+        HEAD "secrets: [{name: x, kind: imported, session: o, secret: z, owner: nothex}]\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        scp_err e2 = {0};
+        cas_policy *q = cas_policy_parse(bad[i], strlen(bad[i]), &e2);
+        CHECK(q == NULL && e2.code == SCP_E_INVAL && e2.msg[0], "bad export policy %zu accepted", i);
+        cas_policy_free(q);
+    }
+#undef HEAD
+#undef ID
+}
+
 static void test_evidence(const char *dir) {
     char key[4096];
     snprintf(key, sizeof key, "%s/plat.key", dir);
@@ -185,6 +226,7 @@ int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
     test_http();
     test_policy();
+    test_policy_exports();
     test_evidence(dir);
     test_aead();
     if (failures) {
