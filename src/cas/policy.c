@@ -218,7 +218,8 @@ static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
 
 /* One export entry: NAME, or {session: NAME, owner: HEX64}. *owner is "" for the short form. */
 static int parse_export_entry(pctx *c, yaml_node_t *e, char **session, char **owner) {
-    if (e && e->type == YAML_SCALAR_NODE) {
+    if (!e) return perr(c, NULL, "an export entry is missing");
+    if (e->type == YAML_SCALAR_NODE) {
         if (get_name(c, e, "export", session) < 0) return -1;
     } else {
         if (want_map(c, e, "an export entry") < 0) return -1;
