@@ -592,7 +592,8 @@ cas_store *cas_store_open_sqlite(const char *path, scp_err *err) {
     }
     sqlite3_busy_timeout(s->db, 5000);
     if (sq_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;", err) < 0 ||
-        sq_exec(s, SCHEMA, err) < 0 || migrate(s, err) < 0) {
+        sq_exec(s, SCHEMA, err) < 0 || migrate(s, err) < 0 ||
+        sq_exec(s, "CREATE INDEX IF NOT EXISTS sessions_seq ON sessions(seq)", err) < 0) {
         sq_close(&s->base);
         return NULL;
     }
