@@ -418,12 +418,12 @@ json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_po
         size_t ctlen = 0, klen = 0;
         char tag[81];
         int g = cas_volume_read(api, p->name, row->incarnation, vd->name, &ct, &ctlen, tag, &e);
-        if (g == 1) g = cas_unseal(api, "volume", p->name, vd->name, ct, ctlen, &key, &klen, &e) < 0 ? -1 : 1;
-        free(ct);
-        if (g < 0 && e.code == SCP_E_INTEGRITY) {
+        if (g < 0 && e.code == SCP_E_INTEGRITY) { /* the volume must not be trusted: no key, no start */
             cas_deny(resp, 500, "tag_integrity", "%s", e.msg);
             goto fail;
         }
+        if (g == 1) g = cas_unseal(api, "volume", p->name, vd->name, ct, ctlen, &key, &klen, &e) < 0 ? -1 : 1;
+        free(ct);
         if (g <= 0 || klen != SCP_VOLUME_KEY_LEN) {
             if (key) OPENSSL_clear_free(key, klen);
             cas_deny(resp, 500, "internal", "volume '%s' key unavailable: %s", vd->name, g < 0 ? e.msg : "not stored");
