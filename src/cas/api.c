@@ -54,6 +54,48 @@ static void server_error(cas_response *resp, const scp_err *e) {
     cas_deny(resp, 500, "internal", "internal error: %s", e->msg);
 }
 
+typedef struct legacy_tag {
+    char session[CAS_NAME_MAX], incarnation[33], name[CAS_NAME_MAX], tag[81];
+} legacy_tag;
+
+typedef struct legacy_tags {
+    legacy_tag *v;
+    size_t n;
+} legacy_tags;
+
+static int collect_tag(void *ctx, const char *session, const char *incarnation, const char *name, const char *tag) {
+    legacy_tags *l = ctx;
+    legacy_tag *v = realloc(l->v, (l->n + 1) * sizeof *v);
+    if (!v) return -1;
+    l->v = v;
+    snprintf(v[l->n].session, sizeof v[l->n].session, "%s", session);
+    snprintf(v[l->n].incarnation, sizeof v[l->n].incarnation, "%s", incarnation);
+    snprintf(v[l->n].name, sizeof v[l->n].name, "%s", name);
+    snprintf(v[l->n].tag, sizeof v[l->n].tag, "%s", tag);
+    l->n++;
+    return 0;
+}
+
+/* A database from before tag MACs (the store just added the column): MAC the tags found there,
+ * trusting them once as the starting point. */
+static int seal_legacy_tags(cas_api *a, scp_err *err) {
+    legacy_tags l = {NULL, 0};
+    int r = a->st->ops->volume_list(a->st, collect_tag, &l, err);
+    if (r > 0) r = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (r == 0 && a->st->ops->begin(a->st, err) == 0) {
+        for (size_t i = 0; r == 0 && i < l.n; i++)
+            r = cas_volume_write_tag(a, l.v[i].session, l.v[i].incarnation, l.v[i].name, l.v[i].tag, err);
+        if (r == 0)
+            r = a->st->ops->commit(a->st, err);
+        else
+            a->st->ops->rollback(a->st);
+    } else {
+        r = -1;
+    }
+    free(l.v);
+    return r;
+}
+
 cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_identity *id, const char *const *admins,
                      size_t n_admins, int nonce_ttl_ms, unsigned audit_flags, scp_err *err) {
     cas_api *a = calloc(1, sizeof *a);
@@ -78,12 +120,14 @@ cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_i
     }
     if (scp_hkdf(master, 32, NULL, 0, "scp-cas data v1", 15, a->k_data, 32, err) < 0 ||
         scp_hkdf(master, 32, NULL, 0, "scp-cas audit v1", 16, a->k_audit, 32, err) < 0 ||
-        scp_hkdf(master, 32, NULL, 0, "scp-cas token v1", 16, a->k_token, 32, err) < 0)
+        scp_hkdf(master, 32, NULL, 0, "scp-cas token v1", 16, a->k_token, 32, err) < 0 ||
+        scp_hkdf(master, 32, NULL, 0, "scp-cas volume tag v1", 21, a->k_tag, 32, err) < 0)
         goto fail;
     char path[4096];
     snprintf(path, sizeof path, "%s/cas.db", data_dir);
     a->st = cas_store_open_sqlite(path, err);
     if (!a->st) goto fail;
+    if (a->st->tags_need_mac && seal_legacy_tags(a, err) < 0) goto fail;
     if (cas_audit_init(a, data_dir, audit_flags, err) < 0) goto fail;
     return a;
 fail:
@@ -103,6 +147,7 @@ void cas_api_free(cas_api *a) {
     OPENSSL_cleanse(a->k_data, 32);
     OPENSSL_cleanse(a->k_audit, 32);
     OPENSSL_cleanse(a->k_token, 32);
+    OPENSSL_cleanse(a->k_tag, 32);
     pthread_mutex_destroy(&a->nonce_mu);
     pthread_mutex_destroy(&a->audit_mu);
     free(a);
@@ -226,6 +271,14 @@ static void put_session(cas_api *api, const http_request *req, const char *cid, 
             goto out;
         }
         snprintf(row.predecessor, sizeof row.predecessor, "%s", p->predecessor);
+        snprintf(row.incarnation, sizeof row.incarnation, "%s", cur.incarnation);
+    } else {
+        uint8_t inc[16];
+        if (scp_random(inc, sizeof inc, &e) < 0) {
+            server_error(resp, &e);
+            goto out;
+        }
+        scp_hex(inc, sizeof inc, row.incarnation);
     }
     if (cas_seal(api, "policy", p->name, "", req->body, req->body_len, &row.policy, &row.policy_len, &e) < 0) {
         server_error(resp, &e);
@@ -254,7 +307,7 @@ static void put_session(cas_api *api, const http_request *req, const char *cid, 
             server_error(resp, &e);
         goto out;
     }
-    if (cas_ensure_secrets(api, p, &e) < 0 || cas_ensure_volumes(api, p, &e) < 0) {
+    if (cas_ensure_secrets(api, p, &e) < 0 || cas_ensure_volumes(api, p, row.incarnation, &e) < 0) {
         if (e.code == SCP_E_INVAL)
             cas_deny(resp, 400, "bad_policy", "%s", e.msg);
         else
@@ -298,11 +351,12 @@ static void get_session(cas_api *api, const char *cid, const char *name, cas_aud
             uint8_t *ct = NULL;
             size_t ctlen = 0;
             char tag[81] = "";
-            int g = api->st->ops->volume_get(api->st, name, p->volumes[i].name, &ct, &ctlen, tag, &e);
+            int g = cas_volume_read(api, name, row.incarnation, p->volumes[i].name, &ct, &ctlen, tag, &e);
             free(ct);
-            json_array_append_new(vols, json_pack("{s:s, s:s, s:o}", "name", p->volumes[i].name, "path",
-                                                  p->volumes[i].path,
-                                                  "expected_tag", g == 1 && tag[0] ? json_string(tag) : json_null()));
+            json_t *v = json_pack("{s:s, s:s, s:o}", "name", p->volumes[i].name, "path", p->volumes[i].path,
+                                  "expected_tag", g == 1 && tag[0] ? json_string(tag) : json_null());
+            if (g < 0 && e.code == SCP_E_INTEGRITY) json_object_set_new(v, "integrity_error", json_string(e.msg));
+            json_array_append_new(vols, v);
         }
         cas_policy_free(p);
         cas_json_response(resp, 200,
@@ -396,7 +450,7 @@ static void owner_set_tag(cas_api *api, const http_request *req, const char *cid
     char lower[81] = "";
     if (*tag) scp_hex(tb, 40, lower);
     json_decref(j);
-    if (api->st->ops->volume_set_tag(api->st, name, vol, lower, &e) < 0) {
+    if (cas_volume_write_tag(api, name, row.incarnation, vol, lower, &e) < 0) {
         if (e.code == SCP_E_NOENT) {
             cas_deny(resp, 404, "unknown_volume", "%s", e.msg);
             return;

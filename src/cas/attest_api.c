@@ -156,7 +156,7 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
         cas_deny(resp, 403, "platform_not_allowed", "platform %s is not allowed for service '%s'", ai->platform, service);
         goto out;
     }
-    json_t *cfg = cas_render_config(api, pol, svc, resp);
+    json_t *cfg = cas_render_config(api, &row, pol, svc, resp);
     if (!cfg) goto out;
     char *text = json_dumps(cfg, JSON_COMPACT);
     json_decref(cfg);
@@ -203,14 +203,16 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
     }
     snprintf(ai->session, sizeof ai->session, "%s", session);
     snprintf(ai->service, sizeof ai->service, "%s", service);
+    /* the token is bound to the session's incarnation: a token from a deleted session (even
+     * one re-created under the same names) is refused, and so is any report for a deleted one */
+    int r = cas_policy_acquire(api, session, &row, &pol, resp);
+    if (r < 0) goto out;
     char expect[65];
-    cas_volume_token(api, session, service, expect);
-    if (strlen(token) != 64 || !!scp_ct_cmp(expect, token, 64)) {
+    if (r == 1) cas_volume_token(api, session, row.incarnation, service, expect);
+    if (r == 0 || strlen(token) != 64 || !!scp_ct_cmp(expect, token, 64)) {
         cas_deny(resp, 403, "bad_token", "the volume token is not valid for this session and service");
         goto out;
     }
-    int r = cas_policy_acquire(api, session, &row, &pol, resp);
-    if (r <= 0) goto out;
     const cas_service_def *svc = cas_policy_service(pol, service);
     if (!svc || !in_list(&svc->volumes, volume)) {
         cas_deny(resp, 403, "not_mounted", "service '%s' does not mount volume '%s'", service, volume);
@@ -221,13 +223,25 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
         goto out;
     }
     in_tx = 1;
+    cas_session_row now = {0}; /* the session may have been deleted (and re-created) meanwhile */
+    r = api->st->ops->session_get(api->st, session, &now, &e);
+    free(now.policy);
+    if (r < 0) {
+        cas_deny(resp, 500, "internal", "%s", e.msg);
+        goto out;
+    }
+    if (r == 0 || strcmp(now.incarnation, row.incarnation) != 0) {
+        cas_deny(resp, 403, "bad_token", "the volume token is not valid for this session and service");
+        goto out;
+    }
     uint8_t *ct = NULL;
     size_t ctlen = 0;
     char old[81];
-    r = api->st->ops->volume_get(api->st, session, volume, &ct, &ctlen, old, &e);
+    r = cas_volume_read(api, session, row.incarnation, volume, &ct, &ctlen, old, &e);
     free(ct);
     if (r <= 0) {
-        cas_deny(resp, r < 0 ? 500 : 404, r < 0 ? "internal" : "unknown_volume", "%s",
+        int integrity = r < 0 && e.code == SCP_E_INTEGRITY;
+        cas_deny(resp, r < 0 ? 500 : 404, integrity ? "tag_integrity" : r < 0 ? "internal" : "unknown_volume", "%s",
                  r < 0 ? e.msg : "the volume has no key yet");
         goto out;
     }
@@ -249,7 +263,7 @@ void cas_handle_volume_tag(cas_api *api, const http_request *req, cas_audit_info
             }
         }
     }
-    if (api->st->ops->volume_set_tag(api->st, session, volume, lower, &e) < 0) {
+    if (cas_volume_write_tag(api, session, row.incarnation, volume, lower, &e) < 0) {
         cas_deny(resp, 500, "internal", "%s", e.msg);
         goto out;
     }

@@ -46,6 +46,7 @@ struct cas_api {
     uint8_t k_data[32];  /* encrypts policies, secrets, volume keys (AES-256-GCM) */
     uint8_t k_audit[32]; /* HMAC key of the audit chain */
     uint8_t k_token[32]; /* HMAC key of volume tokens */
+    uint8_t k_tag[32];   /* HMAC key of the expected volume tags kept in the store */
     const cas_identity *id;
     char **admins;
     size_t n_admins;
@@ -90,10 +91,23 @@ int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err);
 /* 0 if no x509 secret of p names CAS itself (CAS_SERVER_NAME) in its common name or DNS
  * names; else -1 with err saying which. */
 int cas_check_reserved_names(const cas_policy *p, scp_err *err);
-int cas_ensure_volumes(cas_api *api, const cas_policy *p, scp_err *err);
-/* Render the service's configuration (JSON object) with placeholders replaced. */
-json_t *cas_render_config(cas_api *api, const cas_policy *p, const cas_service_def *svc, cas_response *resp);
-void cas_volume_token(cas_api *api, const char *session, const char *service, char out[65]);
+int cas_ensure_volumes(cas_api *api, const cas_policy *p, const char *incarnation, scp_err *err);
+/* Render the service's configuration (JSON object) with placeholders replaced; row is the
+ * session's current row (its owner, incarnation and change counters). */
+json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_policy *p, const cas_service_def *svc,
+                          cas_response *resp);
+/* The capability a service uses to report tags: an HMAC over session, incarnation and service,
+ * so it dies with the session's incarnation. */
+void cas_volume_token(cas_api *api, const char *session, const char *incarnation, const char *service, char out[65]);
+/* The expected tag of a volume is kept with HMAC(k_tag, session, incarnation, volume, tag).
+ * cas_volume_read returns 1 with the key's ciphertext and the verified tag ("" = none yet), 0 if
+ * there is no row, -1 on error: SCP_E_INTEGRITY if the tag or its MAC was changed outside CAS. */
+void cas_tag_mac(cas_api *api, const char *session, const char *incarnation, const char *volume, const char *tag_hex,
+                 char out[65]);
+int cas_volume_read(cas_api *api, const char *session, const char *incarnation, const char *volume, uint8_t **key_ct,
+                    size_t *ctlen, char tag_hex[81], scp_err *err);
+int cas_volume_write_tag(cas_api *api, const char *session, const char *incarnation, const char *volume,
+                         const char *tag_hex, scp_err *err);
 int cas_seal(cas_api *api, const char *kind, const char *a, const char *b, const void *pt, size_t len, uint8_t **out,
              size_t *outlen, scp_err *err);
 int cas_unseal(cas_api *api, const char *kind, const char *a, const char *b, const uint8_t *ct, size_t len,

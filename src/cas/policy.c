@@ -1,6 +1,7 @@
 /* cas/policy.c - YAML session policies (see policy.h), parsed with libyaml. */
 #include "cas/policy.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -223,6 +224,52 @@ static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
     return 0;
 }
 
+/* One export entry: NAME, or {session: NAME, owner: HEX64}. *owner is "" for the short form. */
+static int parse_export_entry(pctx *c, yaml_node_t *e, char **session, char **owner) {
+    if (!e) return perr(c, NULL, "an export entry is missing");
+    if (e->type == YAML_SCALAR_NODE) {
+        if (get_name(c, e, "export", session) < 0) return -1;
+    } else {
+        if (want_map(c, e, "an export entry") < 0) return -1;
+        FOR_PAIRS(c, e, ek, ev) {
+            int r;
+            if (key_is(ek, "session")) r = get_name(c, ev, "session", session);
+            else if (key_is(ek, "owner")) r = get_str(c, ev, "owner", 64, owner);
+            else r = unknown(c, ek, "an export entry");
+            if (r < 0) return -1;
+        }
+        if (!*session || !*owner)
+            return perr(c, e, "an export entry needs 'session' and 'owner' (the importer's identity id)");
+        if (!hex64_ok(*owner)) return perr(c, e, "'owner' of an export must be an identity id: 64 lower-case hex digits");
+    }
+    if (!*owner && !(*owner = calloc(1, 1))) return oom(c);
+    return 0;
+}
+
+/* export: [entry, ...]. A grant names the importing session and the identity that owns it: a
+ * session name alone can be taken by anyone once it is free. The short form NAME means "owned
+ * by the exporter's owner". */
+static int parse_exports(pctx *c, yaml_node_t *n, cas_secret_def *s) {
+    if (!n || n->type != YAML_SEQUENCE_NODE) return perr(c, n, "'export' must be a list");
+    if (s->export_to.n) return perr(c, n, "duplicate key 'export'");
+    if (seq_len(n) > 64) return perr(c, n, "'export' has more than 64 entries");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        char *session = NULL, *owner = NULL;
+        if (parse_export_entry(c, node(c, *it), &session, &owner) < 0) {
+            free(session);
+            free(owner);
+            return -1;
+        }
+        if (push(c, &s->export_to, session) < 0) {
+            free(owner);
+            return -1;
+        }
+        if (push(c, &s->export_owner, owner) < 0) return -1;
+    }
+    assert(s->export_to.n == s->export_owner.n);
+    return 0;
+}
+
 static int parse_secret(pctx *c, yaml_node_t *n, cas_secret_def *s) {
     if (want_map(c, n, "a secret") < 0) return -1;
     char *kind = NULL;
@@ -239,7 +286,8 @@ static int parse_secret(pctx *c, yaml_node_t *n, cas_secret_def *s) {
         else if (key_is(k, "valid_days")) r = get_long(c, v, "valid_days", 1, 3650, &days);
         else if (key_is(k, "session")) r = get_name(c, v, "session", &s->import_session);
         else if (key_is(k, "secret")) r = get_name(c, v, "secret", &s->import_secret);
-        else if (key_is(k, "export")) r = get_list(c, v, "export", 64, 64, 1, &s->export_to);
+        else if (key_is(k, "owner")) r = get_str(c, v, "owner", 64, &s->import_owner);
+        else if (key_is(k, "export")) r = parse_exports(c, v, s);
         else {
             free(kind);
             return unknown(c, k, "a secret");
@@ -280,6 +328,9 @@ static int parse_secret(pctx *c, yaml_node_t *n, cas_secret_def *s) {
     if (imp != (s->import_session != NULL) || imp != (s->import_secret != NULL))
         return perr(c, n, "secret '%s': 'session' and 'secret' go (together) with kind imported only", s->name);
     if (imp && s->export_to.n) return perr(c, n, "secret '%s': an imported secret cannot be exported again", s->name);
+    if (s->import_owner && (!imp || !hex64_ok(s->import_owner)))
+        return perr(c, n, "secret '%s': 'owner' goes with kind imported and is an identity id (64 lower-case hex digits)",
+                    s->name);
     return 0;
 }
 
@@ -516,9 +567,11 @@ void cas_policy_free(cas_policy *p) {
         free(s->common_name);
         free(s->import_session);
         free(s->import_secret);
+        free(s->import_owner);
         free_list(&s->dns);
         free_list(&s->ip);
         free_list(&s->export_to);
+        free_list(&s->export_owner);
     }
     for (size_t i = 0; i < p->n_volumes; i++) {
         free(p->volumes[i].name);

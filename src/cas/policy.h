@@ -20,7 +20,10 @@
  *       common_name: CN              # x509
  *       dns: [NAME, ...]  ip: [ADDR, ...]  valid_days: N   # x509, optional
  *       session: NAME  secret: NAME  # imported: a secret that session exports to this one
- *       export: [SESSION, ...]       # optional: sessions allowed to import it
+ *       owner: ID                    # imported, optional: the exporting session's owner (default:
+ *                                    # this session's owner)
+ *       export: [SESSION | {session: SESSION, owner: ID}, ...]   # optional: who may import it;
+ *                                    # SESSION alone: that session of the exporter's own owner
  *   volumes: [{name: NAME, path: PATH}]       # optional, <= 64
  *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, used by the network shield
  *
@@ -52,7 +55,9 @@ typedef struct cas_secret_def {
     cas_strlist dns, ip;
     int valid_days;
     char *import_session, *import_secret;
-    cas_strlist export_to;
+    char *import_owner; /* the exporting session's owner; NULL: the importer's own owner */
+    cas_strlist export_to;    /* sessions that may import it ... */
+    cas_strlist export_owner; /* ... each owned by this identity id ("": the exporter's owner) */
 } cas_secret_def;
 
 typedef struct cas_file_def {

@@ -3,6 +3,7 @@
  *
  * At rest every value is AES-256-GCM under k_data with the AAD "kind\0a\0b" (e.g.
  * "secret\0session\0name"), so a value moved to another row does not decrypt. */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,12 +180,12 @@ int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
     return 0;
 }
 
-int cas_ensure_volumes(cas_api *api, const cas_policy *p, scp_err *err) {
+int cas_ensure_volumes(cas_api *api, const cas_policy *p, const char *incarnation, scp_err *err) {
     for (size_t i = 0; i < p->n_volumes; i++) {
         uint8_t *old = NULL;
         size_t oldlen = 0;
-        char tag[81];
-        int r = api->st->ops->volume_get(api->st, p->name, p->volumes[i].name, &old, &oldlen, tag, err);
+        char tag[81], mac[65];
+        int r = api->st->ops->volume_get(api->st, p->name, p->volumes[i].name, &old, &oldlen, tag, mac, err);
         free(old);
         if (r < 0) return -1;
         if (r == 1) continue; /* a volume keeps its key for the life of the session */
@@ -194,19 +195,57 @@ int cas_ensure_volumes(cas_api *api, const cas_policy *p, scp_err *err) {
         r = cas_seal(api, "volume", p->name, p->volumes[i].name, key, sizeof key, &ct, &ctlen, err);
         OPENSSL_cleanse(key, sizeof key);
         if (r < 0) return -1;
-        r = api->st->ops->volume_put_key(api->st, p->name, p->volumes[i].name, ct, ctlen, err);
+        cas_tag_mac(api, p->name, incarnation, p->volumes[i].name, "", mac);
+        r = api->st->ops->volume_put_key(api->st, p->name, p->volumes[i].name, ct, ctlen, mac, err);
         free(ct);
         if (r < 0) return -1;
     }
     return 0;
 }
 
-void cas_volume_token(cas_api *api, const char *session, const char *service, char out[65]) {
-    char buf[160];
-    int n = snprintf(buf, sizeof buf, "volume-token%c%s%c%s", 0, session, 0, service);
+void cas_volume_token(cas_api *api, const char *session, const char *incarnation, const char *service, char out[65]) {
+    char buf[200];
+    int n = snprintf(buf, sizeof buf, "volume-token%c%s%c%s%c%s", 0, session, 0, incarnation, 0, service);
+    assert(n > 0 && (size_t)n < sizeof buf);
     uint8_t h[32];
     scp_hmac_buf(api->k_token, 32, buf, (size_t)n, h, NULL);
     scp_hex(h, 32, out);
+}
+
+void cas_tag_mac(cas_api *api, const char *session, const char *incarnation, const char *volume, const char *tag_hex,
+                 char out[65]) {
+    char buf[300];
+    int n = snprintf(buf, sizeof buf, "volume-tag%c%s%c%s%c%s%c%s", 0, session, 0, incarnation, 0, volume, 0, tag_hex);
+    assert(n > 0 && (size_t)n < sizeof buf);
+    uint8_t h[32];
+    scp_hmac_buf(api->k_tag, 32, buf, (size_t)n, h, NULL);
+    scp_hex(h, 32, out);
+}
+
+int cas_volume_read(cas_api *api, const char *session, const char *incarnation, const char *volume, uint8_t **key_ct,
+                    size_t *ctlen, char tag_hex[81], scp_err *err) {
+    char mac[65] = "", want[65];
+    *key_ct = NULL;
+    int r = api->st->ops->volume_get(api->st, session, volume, key_ct, ctlen, tag_hex, mac, err);
+    if (r <= 0) return r;
+    cas_tag_mac(api, session, incarnation, volume, tag_hex, want);
+    if (strlen(mac) != 64 || scp_ct_cmp(mac, want, 64) != 0) {
+        free(*key_ct);
+        *key_ct = NULL;
+        tag_hex[0] = 0;
+        return scp_fail(err, SCP_E_INTEGRITY, EBADMSG,
+                        "the expected tag of volume '%s' in session '%s' fails its integrity check: cas.db was modified "
+                        "outside CAS (the owner may set the tag again after checking the volume)",
+                        volume, session);
+    }
+    return 1;
+}
+
+int cas_volume_write_tag(cas_api *api, const char *session, const char *incarnation, const char *volume,
+                         const char *tag_hex, scp_err *err) {
+    char mac[65];
+    cas_tag_mac(api, session, incarnation, volume, tag_hex, mac);
+    return api->st->ops->volume_set_tag(api->st, session, volume, tag_hex, mac, err);
 }
 
 /* ---- rendering ---------------------------------------------------------------------------- */
@@ -220,6 +259,7 @@ typedef struct loaded {
 
 typedef struct render {
     cas_api *api;
+    const cas_session_row *row; /* the session being rendered */
     const cas_policy *p;
     loaded items[16];
     size_t n;
@@ -231,8 +271,20 @@ static void render_free(render *r) {
     r->n = 0;
 }
 
+/* Whether the exporter's secret src is granted to the importer: an export entry names its session
+ * and its owner, and the grant ended if a session of that name was deleted after the exporter's
+ * version was written (a re-created session must be granted again). */
+static int export_granted(const cas_secret_def *src, const cas_session_row *exporter, const cas_session_row *importer) {
+    if (importer->ended_seq > exporter->seq) return 0;
+    for (size_t i = 0; i < src->export_to.n; i++) {
+        const char *owner = src->export_owner.v[i][0] ? src->export_owner.v[i] : exporter->owner;
+        if (strcmp(src->export_to.v[i], importer->name) == 0 && strcmp(owner, importer->owner) == 0) return 1;
+    }
+    return 0;
+}
+
 /* Load (and cache) a secret's plaintext. Imported secrets come from the exporting session,
- * which must list this session in the secret's 'export'. */
+ * which must grant them to this session and its owner (export_granted). */
 static loaded *get_secret(render *r, const char *name) {
     for (size_t i = 0; i < r->n; i++)
         if (strcmp(r->items[i].name, name) == 0) return &r->items[i];
@@ -255,13 +307,25 @@ static loaded *get_secret(render *r, const char *name) {
                          name, s->import_session);
             return NULL;
         }
+        const char *want_owner = s->import_owner ? s->import_owner : r->row->owner;
+        if (strcmp(row.owner, want_owner) != 0) {
+            cas_deny(r->resp, 403, "import_refused",
+                     "secret '%s' imports from session '%s', which is not owned by the identity the import names",
+                     name, s->import_session);
+            cas_policy_free(other);
+            return NULL;
+        }
         const cas_secret_def *src = cas_policy_secret(other, s->import_secret);
-        int exported = 0;
-        for (size_t i = 0; src && i < src->export_to.n; i++)
-            if (strcmp(src->export_to.v[i], r->p->name) == 0) exported = 1;
-        if (!exported || src->kind == SECRET_IMPORTED) {
-            cas_deny(r->resp, 403, "import_refused", "session '%s' does not export secret '%s' to session '%s'",
-                     s->import_session, s->import_secret, r->p->name);
+        if (!src || src->kind == SECRET_IMPORTED || !export_granted(src, &row, r->row)) {
+            if (src && r->row->ended_seq > row.seq)
+                cas_deny(r->resp, 403, "import_refused",
+                         "session '%s' exported secret '%s' before session '%s' was deleted; that ended the grant "
+                         "(the exporter's owner must update '%s' to grant it again)",
+                         s->import_session, s->import_secret, r->p->name, s->import_session);
+            else
+                cas_deny(r->resp, 403, "import_refused",
+                         "session '%s' does not export secret '%s' to session '%s' of this owner", s->import_session,
+                         s->import_secret, r->p->name);
             cas_policy_free(other);
             return NULL;
         }
@@ -374,8 +438,10 @@ done:
     return out;
 }
 
-json_t *cas_render_config(cas_api *api, const cas_policy *p, const cas_service_def *svc, cas_response *resp) {
-    render r = {api, p, {{{0}, 0, NULL, 0}}, 0, resp};
+json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_policy *p, const cas_service_def *svc,
+                          cas_response *resp) {
+    assert(strcmp(row->name, p->name) == 0);
+    render r = {api, row, p, {{{0}, 0, NULL, 0}}, 0, resp};
     json_t *cmd = json_array(), *env = json_object(), *files = json_array(), *vols = json_array(),
            *net = json_array();
     json_t *cfg = NULL;
@@ -400,7 +466,11 @@ json_t *cas_render_config(cas_api *api, const cas_policy *p, const cas_service_d
         uint8_t *ct = NULL, *key = NULL;
         size_t ctlen = 0, klen = 0;
         char tag[81];
-        int g = api->st->ops->volume_get(api->st, p->name, vd->name, &ct, &ctlen, tag, &e);
+        int g = cas_volume_read(api, p->name, row->incarnation, vd->name, &ct, &ctlen, tag, &e);
+        if (g < 0 && e.code == SCP_E_INTEGRITY) { /* the volume must not be trusted: no key, no start */
+            cas_deny(resp, 500, "tag_integrity", "%s", e.msg);
+            goto fail;
+        }
         if (g == 1) g = cas_unseal(api, "volume", p->name, vd->name, ct, ctlen, &key, &klen, &e) < 0 ? -1 : 1;
         free(ct);
         if (g <= 0 || klen != SCP_VOLUME_KEY_LEN) {
@@ -424,7 +494,7 @@ json_t *cas_render_config(cas_api *api, const cas_policy *p, const cas_service_d
         json_array_append_new(net, o);
     }
     char token[65];
-    cas_volume_token(api, p->name, svc->name, token);
+    cas_volume_token(api, p->name, row->incarnation, svc->name, token);
     cfg = json_pack("{s:s, s:s, s:o, s:o, s:s?, s:o, s:o, s:o, s:s}", "session", p->name, "service", svc->name,
                     "command", cmd, "environment", env, "cwd", svc->cwd, "files", files, "volumes", vols, "network",
                     net, "volume_token", token);

@@ -25,6 +25,13 @@ typedef struct cas_session_row {
     uint8_t *policy;      /* the policy document, encrypted (malloc'd in lookups) */
     size_t policy_len;
     int64_t updated;      /* unix seconds */
+    /* Made at create, kept by updates: a deleted and re-created session is another incarnation
+     * (volume tokens and tag MACs bind to it). 32 hex digits; set by the caller on insert. */
+    char incarnation[33];
+    /* The store's change counter (one sequence for every create, update and delete) at this
+     * version, and at the last deletion of a session of this name (0: never deleted). Filled by
+     * lookups; the store assigns seq on insert and replace. */
+    int64_t seq, ended_seq;
 } cas_session_row;
 
 typedef struct cas_platform_row {
@@ -54,6 +61,8 @@ typedef struct cas_store cas_store;
 typedef int (*cas_session_cb)(void *ctx, const cas_session_row *row);
 typedef int (*cas_platform_cb)(void *ctx, const cas_platform_row *row);
 typedef int (*cas_audit_cb)(void *ctx, const cas_audit_row *row);
+typedef int (*cas_volume_cb)(void *ctx, const char *session, const char *incarnation, const char *name,
+                             const char *tag_hex);
 
 typedef struct cas_store_ops {
     void (*close)(cas_store *st);
@@ -65,7 +74,8 @@ typedef struct cas_store_ops {
     int (*session_insert)(cas_store *st, const cas_session_row *row, scp_err *err); /* SCP_E_EXIST */
     /* Replace only if the stored hash is expected_hash; returns 1 if replaced, 0 if not. */
     int (*session_replace)(cas_store *st, const cas_session_row *row, const char *expected_hash, scp_err *err);
-    /* Delete a session with its secrets and volumes; returns 1 if it existed. */
+    /* Delete a session with its secrets and volumes, and record the deletion (ended_seq);
+     * returns 1 if it existed. */
     int (*session_delete)(cas_store *st, const char *name, scp_err *err);
     int (*session_list)(cas_store *st, const char *owner, cas_session_cb cb, void *ctx, scp_err *err);
 
@@ -74,12 +84,15 @@ typedef struct cas_store_ops {
     int (*secret_put)(cas_store *st, const char *session, const char *name, const char *spec, const uint8_t *val,
                       size_t len, scp_err *err);
 
-    /* tag_hex receives the stored tag (80 hex digits) or "" if none was reported yet. */
+    /* tag_hex receives the stored tag (80 hex digits) or "" if none was reported yet, mac_hex
+     * the MAC CAS keeps with it (64 hex digits; see cas_tag_mac); the store does not check it. */
     int (*volume_get)(cas_store *st, const char *session, const char *name, uint8_t **key, size_t *keylen,
-                      char tag_hex[81], scp_err *err);
+                      char tag_hex[81], char mac_hex[65], scp_err *err);
+    /* A new volume: its key, and the MAC of its empty tag. */
     int (*volume_put_key)(cas_store *st, const char *session, const char *name, const uint8_t *key, size_t keylen,
-                          scp_err *err);
-    int (*volume_set_tag)(cas_store *st, const char *session, const char *name, const char *tag_hex, scp_err *err);
+                          const char *mac_hex, scp_err *err);
+    int (*volume_set_tag)(cas_store *st, const char *session, const char *name, const char *tag_hex,
+                          const char *mac_hex, scp_err *err);
 
     int (*platform_put)(cas_store *st, const cas_platform_row *row, scp_err *err); /* SCP_E_EXIST */
     int (*platform_get)(cas_store *st, const char *id, cas_platform_row *out, scp_err *err);
@@ -89,10 +102,16 @@ typedef struct cas_store_ops {
     int (*audit_last)(cas_store *st, int64_t *seq, char hash[65], scp_err *err); /* seq 0, hash "" if empty */
     int (*audit_append)(cas_store *st, const cas_audit_row *row, scp_err *err);
     int (*audit_scan)(cas_store *st, int64_t from_seq, int64_t limit, cas_audit_cb cb, void *ctx, scp_err *err);
+
+    /* Every volume row with its session's incarnation (for the one-time MAC migration). */
+    int (*volume_list)(cas_store *st, cas_volume_cb cb, void *ctx, scp_err *err);
 } cas_store_ops;
 
 struct cas_store {
     const cas_store_ops *ops;
+    /* set by open when it added the tag MAC column to an older database: the tags found there
+     * have no MAC yet and are trusted once, as the upgrade's starting point (docs/cas.md) */
+    int tags_need_mac;
 };
 
 /* The embedded default: one SQLite file (WAL mode). */

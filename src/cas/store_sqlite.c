@@ -6,6 +6,7 @@
  * lose the last commits but never corrupts the file. Statements are prepared once and cached. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -18,24 +19,34 @@ enum {
     Q_SESSION_GET, Q_SESSION_INSERT, Q_SESSION_REPLACE, Q_SESSION_DELETE, Q_SECRETS_DELETE, Q_VOLUMES_DELETE,
     Q_SESSION_LIST, Q_SESSION_LIST_ALL, Q_SECRET_GET, Q_SECRET_PUT, Q_VOLUME_GET, Q_VOLUME_PUT_KEY, Q_VOLUME_SET_TAG,
     Q_PLATFORM_PUT, Q_PLATFORM_GET, Q_PLATFORM_REVOKE, Q_PLATFORM_LIST, Q_AUDIT_LAST, Q_AUDIT_APPEND, Q_AUDIT_SCAN,
-    Q_COUNT
+    Q_ENDED_PUT, Q_VOLUME_LIST, Q_COUNT
 };
 
+/* the next value of the change counter: above every version and every deletion recorded */
+#define NEXT_SEQ "(SELECT 1 + max(ifnull((SELECT max(seq) FROM sessions), 0), ifnull((SELECT max(seq) FROM ended), 0)))"
+
 static const char *const SQL[Q_COUNT] = {
-    [Q_SESSION_GET] = "SELECT name, owner, hash, predecessor, policy, updated FROM sessions WHERE name = ?1",
-    [Q_SESSION_INSERT] = "INSERT INTO sessions(name, owner, hash, predecessor, policy, updated) VALUES(?1,?2,?3,?4,?5,?6)",
-    [Q_SESSION_REPLACE] = "UPDATE sessions SET owner=?2, hash=?3, predecessor=?4, policy=?5, updated=?6 "
-                          "WHERE name=?1 AND hash=?7",
+    [Q_SESSION_GET] = "SELECT name, owner, hash, predecessor, policy, updated, incarnation, seq, "
+                      "ifnull((SELECT seq FROM ended WHERE name = ?1), 0) FROM sessions WHERE name = ?1",
+    [Q_SESSION_INSERT] = "INSERT INTO sessions(name, owner, hash, predecessor, policy, updated, incarnation, seq) "
+                         "VALUES(?1,?2,?3,?4,?5,?6,?7," NEXT_SEQ ")",
+    [Q_SESSION_REPLACE] = "UPDATE sessions SET owner=?2, hash=?3, predecessor=?4, policy=?5, updated=?6, seq=" NEXT_SEQ
+                          " WHERE name=?1 AND hash=?7",
+    [Q_ENDED_PUT] = "INSERT OR REPLACE INTO ended(name, seq) SELECT ?1, " NEXT_SEQ
+                    " WHERE EXISTS(SELECT 1 FROM sessions WHERE name = ?1)",
     [Q_SESSION_DELETE] = "DELETE FROM sessions WHERE name = ?1",
     [Q_SECRETS_DELETE] = "DELETE FROM secrets WHERE session = ?1",
     [Q_VOLUMES_DELETE] = "DELETE FROM volumes WHERE session = ?1",
-    [Q_SESSION_LIST] = "SELECT name, owner, hash, predecessor, NULL, updated FROM sessions WHERE owner = ?1 ORDER BY name",
-    [Q_SESSION_LIST_ALL] = "SELECT name, owner, hash, predecessor, NULL, updated FROM sessions ORDER BY name",
+    [Q_SESSION_LIST] = "SELECT name, owner, hash, predecessor, NULL, updated, incarnation, seq, 0 FROM sessions "
+                       "WHERE owner = ?1 ORDER BY name",
+    [Q_SESSION_LIST_ALL] = "SELECT name, owner, hash, predecessor, NULL, updated, incarnation, seq, 0 FROM sessions "
+                           "ORDER BY name",
     [Q_SECRET_GET] = "SELECT spec, value FROM secrets WHERE session = ?1 AND name = ?2",
     [Q_SECRET_PUT] = "INSERT OR REPLACE INTO secrets(session, name, spec, value) VALUES(?1,?2,?3,?4)",
-    [Q_VOLUME_GET] = "SELECT key, tag FROM volumes WHERE session = ?1 AND name = ?2",
-    [Q_VOLUME_PUT_KEY] = "INSERT INTO volumes(session, name, key, tag) VALUES(?1,?2,?3,'')",
-    [Q_VOLUME_SET_TAG] = "UPDATE volumes SET tag = ?3 WHERE session = ?1 AND name = ?2",
+    [Q_VOLUME_GET] = "SELECT key, tag, mac FROM volumes WHERE session = ?1 AND name = ?2",
+    [Q_VOLUME_PUT_KEY] = "INSERT INTO volumes(session, name, key, tag, mac) VALUES(?1,?2,?3,'',?4)",
+    [Q_VOLUME_SET_TAG] = "UPDATE volumes SET tag = ?3, mac = ?4 WHERE session = ?1 AND name = ?2",
+    [Q_VOLUME_LIST] = "SELECT v.session, s.incarnation, v.name, v.tag FROM volumes v JOIN sessions s ON s.name = v.session",
     [Q_PLATFORM_PUT] = "INSERT INTO platforms(id, name, backend, pubkey, revoked, created) VALUES(?1,?2,?3,?4,0,?5)",
     [Q_PLATFORM_GET] = "SELECT id, name, backend, pubkey, revoked, created FROM platforms WHERE id = ?1",
     [Q_PLATFORM_REVOKE] = "UPDATE platforms SET revoked = 1 WHERE id = ?1",
@@ -49,11 +60,13 @@ static const char *const SQL[Q_COUNT] = {
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS sessions(name TEXT PRIMARY KEY, owner TEXT NOT NULL, hash TEXT NOT NULL,"
-    " predecessor TEXT NOT NULL, policy BLOB NOT NULL, updated INTEGER NOT NULL);"
+    " predecessor TEXT NOT NULL, policy BLOB NOT NULL, updated INTEGER NOT NULL,"
+    " incarnation TEXT NOT NULL DEFAULT '', seq INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS ended(name TEXT PRIMARY KEY, seq INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS secrets(session TEXT NOT NULL, name TEXT NOT NULL, spec TEXT NOT NULL,"
     " value BLOB NOT NULL, PRIMARY KEY(session, name));"
     "CREATE TABLE IF NOT EXISTS volumes(session TEXT NOT NULL, name TEXT NOT NULL, key BLOB NOT NULL,"
-    " tag TEXT NOT NULL, PRIMARY KEY(session, name));"
+    " tag TEXT NOT NULL, mac TEXT NOT NULL DEFAULT '', PRIMARY KEY(session, name));"
     "CREATE TABLE IF NOT EXISTS platforms(id TEXT PRIMARY KEY, name TEXT NOT NULL, backend TEXT NOT NULL,"
     " pubkey TEXT NOT NULL, revoked INTEGER NOT NULL, created INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL,"
@@ -212,6 +225,9 @@ static void session_from_row(sqlite3_stmt *st, cas_session_row *r, int with_poli
     copy_col(st, 3, r->predecessor, sizeof r->predecessor);
     if (with_policy) r->policy = copy_blob(st, 4, &r->policy_len);
     r->updated = sqlite3_column_int64(st, 5);
+    copy_col(st, 6, r->incarnation, sizeof r->incarnation);
+    r->seq = sqlite3_column_int64(st, 7);
+    r->ended_seq = sqlite3_column_int64(st, 8);
 }
 
 static int sq_session_get(cas_store *base, const char *name, cas_session_row *out, scp_err *err) {
@@ -244,6 +260,7 @@ static int sq_session_insert(cas_store *base, const cas_session_row *row, scp_er
     sqlite3_stmt *st = q(s, Q_SESSION_INSERT, err);
     if (!st) return -1;
     bind_session(st, row);
+    TXT(st, 7, row->incarnation);
     return exec_stmt(s, st, err, "session") < 0 ? -1 : 0;
 }
 
@@ -261,8 +278,8 @@ static int sq_session_delete(cas_store *base, const char *name, scp_err *err) {
     sq_store *s = (sq_store *)base;
     if (sq_begin(base, err) < 0) return -1;
     int n = -1;
-    const int qs[3] = {Q_SECRETS_DELETE, Q_VOLUMES_DELETE, Q_SESSION_DELETE};
-    for (int i = 0; i < 3; i++) {
+    const int qs[4] = {Q_SECRETS_DELETE, Q_VOLUMES_DELETE, Q_ENDED_PUT, Q_SESSION_DELETE};
+    for (int i = 0; i < 4; i++) {
         sqlite3_stmt *st = q(s, qs[i], err);
         if (!st) goto fail;
         TXT(st, 1, name);
@@ -324,7 +341,7 @@ static int sq_secret_put(cas_store *base, const char *session, const char *name,
 }
 
 static int sq_volume_get(cas_store *base, const char *session, const char *name, uint8_t **key, size_t *keylen,
-                         char tag_hex[81], scp_err *err) {
+                         char tag_hex[81], char mac_hex[65], scp_err *err) {
     sq_store *s = (sq_store *)base;
     sqlite3_stmt *st = q(s, Q_VOLUME_GET, err);
     if (!st) return -1;
@@ -334,6 +351,7 @@ static int sq_volume_get(cas_store *base, const char *session, const char *name,
     if (r == SQLITE_ROW) {
         *key = copy_blob(st, 0, keylen);
         copy_col(st, 1, tag_hex, 81);
+        copy_col(st, 2, mac_hex, 65);
         rc = *key ? 1 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     } else if (r != SQLITE_DONE) {
         rc = db_fail(s, err, "volume_get");
@@ -343,26 +361,47 @@ static int sq_volume_get(cas_store *base, const char *session, const char *name,
 }
 
 static int sq_volume_put_key(cas_store *base, const char *session, const char *name, const uint8_t *key, size_t keylen,
-                             scp_err *err) {
+                             const char *mac_hex, scp_err *err) {
     sq_store *s = (sq_store *)base;
     sqlite3_stmt *st = q(s, Q_VOLUME_PUT_KEY, err);
     if (!st) return -1;
     TXT(st, 1, session);
     TXT(st, 2, name);
     sqlite3_bind_blob(st, 3, key, (int)keylen, SQLITE_STATIC);
+    TXT(st, 4, mac_hex);
     return exec_stmt(s, st, err, "volume") < 0 ? -1 : 0;
 }
 
-static int sq_volume_set_tag(cas_store *base, const char *session, const char *name, const char *tag_hex, scp_err *err) {
+static int sq_volume_set_tag(cas_store *base, const char *session, const char *name, const char *tag_hex,
+                             const char *mac_hex, scp_err *err) {
     sq_store *s = (sq_store *)base;
     sqlite3_stmt *st = q(s, Q_VOLUME_SET_TAG, err);
     if (!st) return -1;
     TXT(st, 1, session);
     TXT(st, 2, name);
     TXT(st, 3, tag_hex);
+    TXT(st, 4, mac_hex);
     int n = exec_stmt(s, st, err, "volume tag");
     if (n == 0) return scp_fail(err, SCP_E_NOENT, ENOENT, "no volume '%s' in session '%s'", name, session);
     return n < 0 ? -1 : 0;
+}
+
+static int sq_volume_list(cas_store *base, cas_volume_cb cb, void *ctx, scp_err *err) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = q(s, Q_VOLUME_LIST, err);
+    if (!st) return -1;
+    int r, rc = 0;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        char session[CAS_NAME_MAX], inc[33], name[CAS_NAME_MAX], tag[81];
+        copy_col(st, 0, session, sizeof session);
+        copy_col(st, 1, inc, sizeof inc);
+        copy_col(st, 2, name, sizeof name);
+        copy_col(st, 3, tag, sizeof tag);
+        if ((rc = cb(ctx, session, inc, name, tag)) != 0) break;
+    }
+    if (rc == 0 && r != SQLITE_DONE) rc = db_fail(s, err, "volume_list");
+    done(s, st);
+    return rc;
 }
 
 static void platform_from_row(sqlite3_stmt *st, cas_platform_row *r) {
@@ -490,12 +529,40 @@ static int sq_audit_scan(cas_store *base, int64_t from, int64_t limit, cas_audit
     return rc;
 }
 
+static int has_column(sq_store *s, const char *table, const char *col) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT %s FROM %s LIMIT 0", col, table);
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK;
+    sqlite3_finalize(st);
+    return ok;
+}
+
+/* Databases made before session incarnations and tag MACs: give every session a random
+ * incarnation, and mark the tags as needing their first MAC (tags_need_mac). Only when the
+ * columns are missing: a host that blanks them later gets integrity errors, not a migration. */
+static int migrate(sq_store *s, scp_err *err) {
+    int add_inc = !has_column(s, "sessions", "incarnation"), add_mac = !has_column(s, "volumes", "mac");
+    if (!add_inc && !add_mac) return 0;
+    if (sq_exec(s, "BEGIN IMMEDIATE", err) < 0) return -1;
+    if ((add_inc && (sq_exec(s, "ALTER TABLE sessions ADD COLUMN incarnation TEXT NOT NULL DEFAULT ''", err) < 0 ||
+                     sq_exec(s, "ALTER TABLE sessions ADD COLUMN seq INTEGER NOT NULL DEFAULT 0", err) < 0 ||
+                     sq_exec(s, "UPDATE sessions SET incarnation = lower(hex(randomblob(16)))", err) < 0)) ||
+        (add_mac && sq_exec(s, "ALTER TABLE volumes ADD COLUMN mac TEXT NOT NULL DEFAULT ''", err) < 0) ||
+        sq_exec(s, "COMMIT", err) < 0) {
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    s->base.tags_need_mac = add_mac;
+    return 0;
+}
+
 static const cas_store_ops SQLITE_OPS = {
     sq_close,          sq_begin,         sq_commit,          sq_rollback,       sq_session_get,
     sq_session_insert, sq_session_replace, sq_session_delete, sq_session_list,  sq_secret_get,
     sq_secret_put,     sq_volume_get,    sq_volume_put_key,  sq_volume_set_tag, sq_platform_put,
     sq_platform_get,   sq_platform_revoke, sq_platform_list, sq_audit_last,     sq_audit_append,
-    sq_audit_scan,
+    sq_audit_scan,     sq_volume_list,
 };
 
 cas_store *cas_store_open_sqlite(const char *path, scp_err *err) {
@@ -525,7 +592,8 @@ cas_store *cas_store_open_sqlite(const char *path, scp_err *err) {
     }
     sqlite3_busy_timeout(s->db, 5000);
     if (sq_exec(s, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;", err) < 0 ||
-        sq_exec(s, SCHEMA, err) < 0) {
+        sq_exec(s, SCHEMA, err) < 0 || migrate(s, err) < 0 ||
+        sq_exec(s, "CREATE INDEX IF NOT EXISTS sessions_seq ON sessions(seq)", err) < 0) {
         sq_close(&s->base);
         return NULL;
     }

@@ -143,7 +143,7 @@ static void test_policy_first_error_wins(void) {
         {"name: s\n" SVC "secrets: [{name: a, name: b, kind: random, size: 4}]\n", "duplicate key 'name'"},
         {"name: s\n" SVC "secrets: [{name: a, size: 0, kind: random}]\n", "'size' must be a number"},
         {"name: s\n" SVC "secrets: [{name: a, kind: x509, dns: [[1]], common_name: a}]\n", "'dns' must be a string"},
-        {"name: s\n" SVC "secrets: [{name: a, kind: random, export: [\"a b\"], size: 4}]\n", "entries of 'export'"},
+        {"name: s\n" SVC "secrets: [{name: a, kind: random, export: [\"a b\"], size: 4}]\n", "'export' must be"},
         {"name: s\n" SVC "volumes: [{name: \"v w\", path: /d}]\n", "'name' must be"},
         {"name: s\n" SVC "volumes: [{path: /d, path: /e, name: v}]\n", "duplicate key 'path'"},
         {"name: s\n" SVC "network: [{port: 99999, peer: x}]\n", "'port' must be a number"},
@@ -177,6 +177,47 @@ static void test_escape(void) {
           "escape: got '%s'", out);
     CHECK(strcmp(cas_escape_text("ab\n", out, 4), "ab") == 0, "escape truncates at a whole escape: '%s'", out);
     CHECK(strcmp(cas_escape_text("", out, 1), "") == 0, "escape of empty text");
+}
+
+/* export entries: NAME (the exporter's owner) or {session, owner}; imports may name the exporter's owner */
+static void test_policy_exports(void) {
+#define HEAD "name: s\nservices: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n"
+#define ID "abababababababababababababababababababababababababababababababab"
+    const char *good = HEAD "secrets:\n"
+                            "  - {name: x, kind: ascii, size: 8, export: [same, {session: other, owner: " ID "}]}\n"
+                            "  - {name: y, kind: imported, session: other, secret: z, owner: " ID "}\n";
+    scp_err e = {0};
+    cas_policy *p = cas_policy_parse(good, strlen(good), &e);
+    CHECK(p != NULL, "export forms refused: %s", e.msg);
+    if (p) {
+        const cas_secret_def *x = &p->secrets[0];
+        CHECK(x->export_to.n == 2 && x->export_owner.n == 2, "export count");
+        CHECK(x->export_to.n == 2 && strcmp(x->export_to.v[0], "same") == 0 && x->export_owner.v[0][0] == 0,
+              "short export form means the exporter's owner");
+        CHECK(x->export_to.n == 2 && strcmp(x->export_to.v[1], "other") == 0 && strcmp(x->export_owner.v[1], ID) == 0,
+              "long export form keeps session and owner");
+        CHECK(p->secrets[1].import_owner && strcmp(p->secrets[1].import_owner, ID) == 0, "import owner");
+        cas_policy_free(p);
+    }
+    const char *bad[] = {
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{session: other}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{owner: " ID "}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{session: other, owner: ABAB}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{session: other, owner: " ID ", extra: 1}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [{session: 'bad name', owner: " ID "}]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: [[other]]}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, export: other}]\n",
+        HEAD "secrets: [{name: x, kind: ascii, size: 8, owner: " ID "}]\n",
+        HEAD "secrets: [{name: x, kind: imported, session: o, secret: z, owner: nothex}]\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        scp_err e2 = {0};
+        cas_policy *q = cas_policy_parse(bad[i], strlen(bad[i]), &e2);
+        CHECK(q == NULL && e2.code == SCP_E_INVAL && e2.msg[0], "bad export policy %zu accepted", i);
+        cas_policy_free(q);
+    }
+#undef HEAD
+#undef ID
 }
 
 static void test_evidence(const char *dir) {
@@ -314,6 +355,7 @@ int main(int argc, char **argv) {
     test_policy();
     test_policy_first_error_wins();
     test_escape();
+    test_policy_exports();
     test_evidence(dir);
     test_aead();
     test_identity(dir);
