@@ -257,8 +257,9 @@ __attribute__((noreturn)) static void supervise(pid_t child, const sigset_t *set
         while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
             if (p != child) continue;
             int code = status_code(st);
-            if (init) {
-                /* like docker: the container ends with its program */
+            /* like docker: the container ends with its program. Only ever as pid 1 of a
+             * pid namespace: anywhere else kill(-1) would reach every process of the host. */
+            if (init && getpid() == 1) {
                 kill(-1, SIGKILL);
                 while (waitpid(-1, NULL, 0) > 0) {}
             }
