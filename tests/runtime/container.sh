@@ -76,17 +76,20 @@ assert libc.process_vm_readv(os.getpid(), ctypes.byref(l), 1, ctypes.byref(r), 1
         || fail "$who: /proc/PID/mem of another process readable"
 
     note "$who: /tmp empty and private"
+    rm -f /tmp/scp-private-probe
     n=$($as "$SCPCTL" run "$@" -- sh -c 'ls -A /tmp | wc -l; echo x > /tmp/scp-private-probe')
+    if [ -e /tmp/scp-private-probe ]; then rm -f /tmp/scp-private-probe; fail "$who: /tmp is the host's"; fi
     [ "$n" = 0 ] || fail "$who: /tmp not empty: $n"
-    [ ! -e /tmp/scp-private-probe ] || { rm -f /tmp/scp-private-probe; fail "$who: /tmp is the host's"; }
 
     note "$who: SIGTERM to scpctl run reaches the program; exit status 7"
     $as "$SCPCTL" run "$@" -- sh -c 'trap "exit 7" TERM; while :; do sleep 0.05; done' &
     pid=$!
     sleep 1
     kill -TERM $pid
+    (sleep 10; kill -KILL $pid 2>/dev/null) & watchdog=$! # a lost signal fails, not hangs
     wait $pid
     rc=$?
+    kill $watchdog 2>/dev/null
     [ $rc = 7 ] || fail "$who: exit status after TERM is $rc, not 7"
 
     note "$who: a program killed by SIGKILL gives 137"
