@@ -81,9 +81,9 @@ int cmd_run(int argc, char **argv) {
             o.container.rootfs = argv[i];
             o.container.enabled = 1;
         } else if (!strcmp(a, "--net")) {
-            if (++i >= argc || (strcmp(argv[i], "host") && strcmp(argv[i], "none")))
+            if (++i >= argc || (strcmp(argv[i], "host") != 0 && strcmp(argv[i], "none") != 0))
                 return cli_usage_error("--net wants host or none");
-            o.container.net_none = !strcmp(argv[i], "none");
+            o.container.net_none = strcmp(argv[i], "none") == 0;
             o.container.enabled = 1;
         } else if (!strcmp(a, "--hostname")) {
             if (++i >= argc || !*argv[i] || strlen(argv[i]) > 64)

@@ -50,13 +50,14 @@ int scp_container_cap_from_name(const char *name) {
 }
 
 static int last_cap(void) {
-    int last = NCAPS - 1;
-    FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-    if (f) {
-        if (fscanf(f, "%d", &last) != 1 || last < 0 || last > 63) last = NCAPS - 1;
-        fclose(f);
-    }
-    return last;
+    char buf[16] = {0};
+    int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return NCAPS - 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    char *end;
+    long last = n > 0 ? strtol(buf, &end, 10) : -1;
+    return last >= 0 && last <= 63 && end != buf ? (int)last : NCAPS - 1;
 }
 
 /* ---- namespaces -------------------------------------------------------------------------- */
