@@ -148,6 +148,14 @@ if [ "$(id -u)" = 0 ]; then
         AS="setpriv --reuid=nobody --regid=nogroup --clear-groups"
         check_core nobody "$AS" --container
         check_rootfs nobody "$AS"
+        note "nobody: a shielded volume under --rootfs"
+        mkdir "$T/nv" && chmod 777 "$T/nv"
+        $AS "$MKVOL" "$T/nv/key" "$T/nv/vol" || fail "nobody: cannot create a volume"
+        out=$($AS "$SCPCTL" run --rootfs "$R" --volume "$T/nv/vol:/data" --key-file "$T/nv/key" -- \
+              sh -c 'echo scp-nobody-marker > /data/g && cat /data/g') || fail "nobody: volume run failed"
+        [ "$out" = scp-nobody-marker ] || fail "nobody: read back inside: '$out'"
+        out=$($AS "$SCPCTL" volume cat --key-file "$T/nv/key" "$T/nv/vol" g) || fail "nobody: volume cat failed"
+        [ "$out" = scp-nobody-marker ] || fail "nobody: volume cat gave '$out'"
     else
         note "user namespaces unavailable to ordinary users here: rootless checks skipped"
     fi
