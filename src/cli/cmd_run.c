@@ -10,7 +10,8 @@
 static void run_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl run [--volume HOSTDIR:/MOUNT[:KEYFILE]]... [--key-file KEYFILE]\n"
-            "                  [--trace[=FILE]] -- PROGRAM [ARGS...]\n\n"
+            "                  [--trace[=FILE]] [--container] [--rootfs DIR] [--net host|none]\n"
+            "                  [--hostname NAME] [--cap NAME]... -- PROGRAM [ARGS...]\n\n"
             "Runs PROGRAM under the shield: every file it keeps under /MOUNT is stored in the\n"
             "protected volume HOSTDIR (encrypted and authenticated); nothing under /MOUNT ever\n"
             "reaches the host in plaintext, and what the shield cannot serve fails with an error.\n\n"
@@ -19,7 +20,18 @@ static void run_usage(FILE *out) {
             "  --key-file KEYFILE          32-byte key file (mode 0600) for volumes without their own\n"
             "  --trace[=FILE]              log every intercepted call and its result to FILE or\n"
             "                              standard error (never keys or file contents)\n\n"
-            "Exit status: PROGRAM's, or 1/2/3/4 as for every scpctl command when it cannot start;\n"
+            "Container (any of these options turns it on; see docs/runtime.md): new mount, pid,\n"
+            "ipc and uts namespaces, a fresh /proc, a minimal /dev, a private /tmp, no_new_privs,\n"
+            "no capabilities, no ptrace; as an ordinary user through a user namespace. The\n"
+            "container's pid 1 forwards TERM/INT/HUP/USR1/USR2 to PROGRAM (pid 2), reaps orphans,\n"
+            "and when PROGRAM ends, kills what is left.\n"
+            "  --container                 run in the container, with the host's root\n"
+            "  --rootfs DIR                pivot_root into DIR (an absolute path; volume mount\n"
+            "                              points are inside it)\n"
+            "  --net host|none             the host's network (default) or only lo\n"
+            "  --hostname NAME             the container's hostname (default scp)\n"
+            "  --cap NAME                  keep capability NAME, e.g. net_bind_service (repeatable)\n\n"
+            "Exit status: PROGRAM's (128+N when a signal N ended it), or 1/2/3/4 as for every scpctl command when it cannot start;\n"
             "126 when the shield refuses to run the program.\n");
 }
 
@@ -62,6 +74,27 @@ int cmd_run(int argc, char **argv) {
         } else if (!strncmp(a, "--trace=", 8)) {
             o.trace = 1;
             o.trace_file = a + 8;
+        } else if (!strcmp(a, "--container")) {
+            o.container.enabled = 1;
+        } else if (!strcmp(a, "--rootfs")) {
+            if (++i >= argc || argv[i][0] != '/') return cli_usage_error("--rootfs needs an absolute DIR");
+            o.container.rootfs = argv[i];
+            o.container.enabled = 1;
+        } else if (!strcmp(a, "--net")) {
+            if (++i >= argc || (strcmp(argv[i], "host") != 0 && strcmp(argv[i], "none") != 0))
+                return cli_usage_error("--net wants host or none");
+            o.container.net_none = strcmp(argv[i], "none") == 0;
+            o.container.enabled = 1;
+        } else if (!strcmp(a, "--hostname")) {
+            if (++i >= argc || !*argv[i] || strlen(argv[i]) > 64)
+                return cli_usage_error("--hostname needs a NAME of 1 to 64 characters");
+            o.container.hostname = argv[i];
+            o.container.enabled = 1;
+        } else if (!strcmp(a, "--cap")) {
+            int cap = ++i < argc ? scp_container_cap_from_name(argv[i]) : -1;
+            if (cap < 0) return cli_usage_error("--cap needs a capability name such as net_bind_service");
+            o.container.keep_caps |= 1ull << cap;
+            o.container.enabled = 1;
         } else if (a[0] == '-') {
             return cli_usage_error("unknown option '%s'; see 'scpctl run --help'", a);
         } else break;
@@ -75,7 +108,9 @@ int cmd_run(int argc, char **argv) {
                         "authenticated, but the program's memory is NOT protected from the host "
                         "(set SCP_QUIET=1 to silence this notice)\n");
     scp_err err;
-    if (o.nvol && scp_run_isolate(&err)) return cli_fail(&err); /* before any key is read */
+    /* before any key is read */
+    if (o.container.enabled ? scp_container_prepare(&o.container, &err) : o.nvol && scp_run_isolate(&err))
+        return cli_fail(&err);
     for (unsigned v = 0; v < o.nvol; v++) {
         const char *kf = vol_key[v] ? vol_key[v] : keyfile;
         if (!kf) return cli_usage_error("volume %s has no key: give --key-file", o.vol[v].hostdir);

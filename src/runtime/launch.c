@@ -101,6 +101,18 @@ static int find_shield(const char *given, char *out, size_t n, scp_err *err) {
     return 0;
 }
 
+struct run_secrets {
+    scp_shield_config *cfg;
+    struct scp_run_opts *o;
+};
+
+/* The container's relay and init keep no key. */
+static void wipe_secrets(void *ctx) {
+    struct run_secrets *s = ctx;
+    scp_wipe(s->cfg, sizeof *s->cfg);
+    for (unsigned i = 0; i < s->o->nvol; i++) scp_wipe(s->o->vol[i].key, sizeof s->o->vol[i].key);
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -182,8 +194,14 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         cfg.flags |= SCP_SHIELD_F_TRACE;
     }
 
+    if (o->container.enabled) {
+        struct run_secrets sec = {&cfg, o};
+        /* from here on this is the program's process, inside the container */
+        if (scp_container_start(&o->container, lib, lib, sizeof lib, wipe_secrets, &sec, err)) goto out;
+        cfg.flags |= SCP_SHIELD_F_NODUMP;
+    }
     if (cfg.nvol) {
-        if (scp_run_isolate(err)) goto out;
+        if (!o->container.enabled && scp_run_isolate(err)) goto out;
         for (unsigned i = 0; i < cfg.nvol; i++) {
             const char *mp = cfg.vol[i].mount;
             if (mkdir_p(mp)) {
@@ -218,6 +236,7 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     free(pl);
     scp_wipe(&cfg, sizeof cfg);
     for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
+    if (o->container.enabled && scp_container_seal(&o->container, err)) goto out;
     execvp(o->argv[0], o->argv);
     scp_fail_errno(err, "cannot run %s", o->argv[0]);
     close(mfd);

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "runtime/container.h"
 #include "scp/err.h"
 #include "scp/shield.h"
 
@@ -21,6 +22,8 @@ struct scp_run_opts {
     const char *trace_file;  /* NULL: standard error */
     const char *shield_lib;  /* NULL: find libscp-shield.so next to this executable */
     char *const *argv;       /* program and its arguments */
+    struct scp_container_opts container; /* enabled: run inside a container (container.h);
+                                            the caller calls scp_container_prepare first */
 };
 
 /* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -110,6 +111,9 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
     }
     sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
     if (scp_shield_config_parse(cbuf, got, &sh.cfg, &e)) die("cannot read the configuration", &e);
+    /* execve made this image dumpable again: no ptrace, /proc/PID/mem or core dump of it by
+     * another process of the same uid without CAP_SYS_PTRACE */
+    if (sh.cfg.flags & SCP_SHIELD_F_NODUMP) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     scp_wipe(cbuf, csz);
     free(cbuf);
     /* the keys move to a page of their own: locked in memory, left out of core dumps */
