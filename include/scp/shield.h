@@ -27,6 +27,11 @@
 
 /* Environment variable that names the configuration descriptor (removed before main). */
 #define SCP_SHIELD_ENV_FD "SCP_SHIELD_CONFIG_FD"
+/* Environment variable that names a pipe (in the shield's own descriptor range) to which the
+ * shield writes, after every commit of volume i, a record of 1 + SCP_VOLUME_TAG_LEN bytes:
+ * u8 i, then the new tag (an atomic pipe write). scpctl run's supervisor reads it and reports
+ * the tags to CAS. Left in the environment so that shielded children report too. */
+#define SCP_SHIELD_ENV_TAG_FD "SCP_SHIELD_TAG_FD"
 /* Environment variable that overrides where scpctl finds libscp-shield.so. */
 #define SCP_SHIELD_ENV_LIB "SCP_SHIELD_LIB"
 

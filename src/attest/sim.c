@@ -195,22 +195,25 @@ int scp_sim_verify(const scp_evidence *ev, const uint8_t platform_pub[32], scp_e
     return 0;
 }
 
-static int hash_file(const char *path, EVP_MD_CTX *outer, scp_err *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return scp_fail_errno(err, "cannot open '%s' to measure it", path);
+/* Hash an open file from offset 0 (pread: the descriptor's position does not matter). */
+static int hash_fd(int fd, EVP_MD_CTX *outer, scp_err *err) {
     EVP_MD_CTX *h = EVP_MD_CTX_new();
-    EVP_DigestInit_ex(h, EVP_sha256(), NULL);
-    uint8_t buf[65536];
+    if (!h || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h);
+        return scp_fail(err, SCP_E_CRYPTO, EIO, "SHA-256 failed");
+    }
+    static __thread uint8_t buf[65536];
     uint64_t total = 0;
     ssize_t r;
-    while ((r = read(fd, buf, sizeof buf)) > 0) {
+    while ((r = pread(fd, buf, sizeof buf, (off_t)total)) != 0) {
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) break;
         EVP_DigestUpdate(h, buf, (size_t)r);
         total += (uint64_t)r;
     }
-    close(fd);
     if (r < 0) {
         EVP_MD_CTX_free(h);
-        return scp_fail_errno(err, "cannot read '%s' to measure it", path);
+        return scp_fail_errno(err, "cannot read a file to measure it");
     }
     uint8_t d[32], sz[8];
     unsigned dl = 32;
@@ -223,15 +226,15 @@ static int hash_file(const char *path, EVP_MD_CTX *outer, scp_err *err) {
     return 0;
 }
 
-int scp_attest_measure(const char *const *files, size_t n_files, const void *config, size_t config_len,
-                       uint8_t out[32], scp_err *err) {
+int scp_attest_measure_fds(const int *fds, size_t n_fds, const void *config, size_t config_len, uint8_t out[32],
+                           scp_err *err) {
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     if (!m || EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(m);
         return scp_fail(err, SCP_E_CRYPTO, EIO, "SHA-256 failed");
     }
-    for (size_t i = 0; i < n_files; i++)
-        if (hash_file(files[i], m, err) < 0) {
+    for (size_t i = 0; i < n_fds; i++)
+        if (hash_fd(fds[i], m, err) < 0) {
             EVP_MD_CTX_free(m);
             return -1;
         }
@@ -245,4 +248,24 @@ int scp_attest_measure(const char *const *files, size_t n_files, const void *con
     EVP_DigestFinal_ex(m, out, &dl);
     EVP_MD_CTX_free(m);
     return 0;
+}
+
+int scp_attest_measure(const char *const *files, size_t n_files, const void *config, size_t config_len,
+                       uint8_t out[32], scp_err *err) {
+    int *fds = calloc(n_files ? n_files : 1, sizeof *fds);
+    if (!fds) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    size_t opened = 0;
+    int rc = -1;
+    for (; opened < n_files; opened++) {
+        fds[opened] = open(files[opened], O_RDONLY | O_CLOEXEC);
+        if (fds[opened] < 0) {
+            scp_fail_errno(err, "cannot open '%s' to measure it", files[opened]);
+            goto out;
+        }
+    }
+    rc = scp_attest_measure_fds(fds, n_files, config, config_len, out, err);
+out:
+    for (size_t i = 0; i < opened; i++) close(fds[i]);
+    free(fds);
+    return rc;
 }

@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -101,6 +102,10 @@ static int find_shield(const char *given, char *out, size_t n, scp_err *err) {
     return 0;
 }
 
+int scp_run_find_shield(const char *given, char *out, size_t n, scp_err *err) {
+    return find_shield(given, out, n, err);
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -182,6 +187,19 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         cfg.flags |= SCP_SHIELD_F_TRACE;
     }
 
+    if (o->tag_fd > 0) {
+        if (dup2(o->tag_fd, own) < 0) {
+            scp_fail_errno(err, "cannot place the tag pipe");
+            goto out;
+        }
+        char tnum[16];
+        snprintf(tnum, sizeof tnum, "%d", own--);
+        if (setenv(SCP_SHIELD_ENV_TAG_FD, tnum, 1)) {
+            scp_fail_errno(err, "setenv");
+            goto out;
+        }
+    }
+
     if (cfg.nvol) {
         if (scp_run_isolate(err)) goto out;
         for (unsigned i = 0; i < cfg.nvol; i++) {
@@ -218,7 +236,12 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     free(pl);
     scp_wipe(&cfg, sizeof cfg);
     for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
-    execvp(o->argv[0], o->argv);
+    if (o->exec_fd > 0) {
+        extern char **environ;
+        syscall(SYS_execveat, o->exec_fd, "", o->argv, environ, AT_EMPTY_PATH);
+    } else {
+        execvp(o->argv[0], o->argv);
+    }
     scp_fail_errno(err, "cannot run %s", o->argv[0]);
     close(mfd);
 out:

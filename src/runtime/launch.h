@@ -21,12 +21,20 @@ struct scp_run_opts {
     const char *trace_file;  /* NULL: standard error */
     const char *shield_lib;  /* NULL: find libscp-shield.so next to this executable */
     char *const *argv;       /* program and its arguments */
+    int exec_fd;             /* > 0: execveat this descriptor (the one that was measured) instead of
+                                searching argv[0] in PATH */
+    int tag_fd;              /* > 0: the write end of a pipe to which the shield reports every
+                                volume's new tag after each commit (see SCP_SHIELD_ENV_TAG_FD) */
 };
 
 /* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it
  * too; call it first, before any key is in memory, because an unprivileged caller must be
  * dumpable for the moment it writes its uid/gid maps. */
 int scp_run_isolate(scp_err *err);
+
+/* Where scp_run_exec finds libscp-shield.so: `given`, else $SCP_SHIELD_LIB, else next to this
+ * executable (or ../lib/scp/); the real path goes to out. */
+int scp_run_find_shield(const char *given, char *out, size_t n, scp_err *err);
 
 /* Check the volumes and keys, isolate the mount points (a private mount namespace with an
  * empty read-only tmpfs on each, so that no raw path access reaches the host there), hand the

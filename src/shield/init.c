@@ -88,6 +88,31 @@ static void scrub_preload(void) {
     else unsetenv("LD_PRELOAD");
 }
 
+/* The supervisor's tag pipe (scpctl run): -1 when the launcher gave none. */
+static int tag_fd = -1;
+
+/* After each commit of volume (uintptr_t)ctx: one atomic pipe record, u8 index || tag. A
+ * failed write (the supervisor is gone) is ignored: CAS then lags behind, which the next run
+ * sees as a volume newer than expected, never as a rollback. */
+static void report_tag(void *ctx, const scp_volume_tag *tag) {
+    uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
+    rec[0] = (uint8_t)(uintptr_t)ctx;
+    memcpy(rec + 1, tag, SCP_VOLUME_TAG_LEN);
+    long r;
+    do r = sh_gate(SYS_write, tag_fd, (long)rec, (long)sizeof rec, 0, 0, 0);
+    while (r == -EINTR);
+}
+
+static void tag_pipe_init(void) {
+    const char *v = getenv(SCP_SHIELD_ENV_TAG_FD);
+    if (!v) return;
+    char *end;
+    long fd = strtol(v, &end, 10);
+    /* only a number in the shield's own range, which the program cannot have reused */
+    if (*end || fd < sh.base + sh.nslots || fd >= sh.hi) die("bad " SCP_SHIELD_ENV_TAG_FD, NULL);
+    tag_fd = (int)fd;
+}
+
 __attribute__((constructor(101))) static void sh_ctor(void) {
     const char *v = getenv(SCP_SHIELD_ENV_FD);
     if (!v) return;
@@ -156,6 +181,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         if (sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
             die("cannot reserve the protected descriptor range", NULL);
 
+    tag_pipe_init();
     for (uint32_t i = 0; i < sh.cfg.nvol; i++) {
         struct sh_volume *sv = &sh.vol[i];
         snprintf(sv->dirpath, sizeof sv->dirpath, "/proc/self/fd/%d", sh.cfg.vol[i].dirfd);
@@ -169,6 +195,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
             scp_err_prefix(&e, "volume at %s", sv->mount);
             die("cannot open a protected volume", &e);
         }
+        if (tag_fd >= 0) scp_volume_on_commit(sv->v, report_tag, (void *)(uintptr_t)i);
         sh.nvol++;
     }
 

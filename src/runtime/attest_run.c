@@ -1,0 +1,336 @@
+/* runtime/attest_run.c - see attest_run.h. */
+#include "runtime/attest_run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "common/bytes.h"
+#include "common/util.h"
+#include "runtime/launch.h"
+#include "scp/attest.h"
+#include "scp/shield.h"
+#include "scp/volume.h"
+
+int scp_attest_run_measure(const char *prog, const char *shield_lib, scp_elf_set *set, uint8_t m[32], scp_err *err) {
+    char lib[PATH_MAX];
+    if (scp_run_find_shield(shield_lib, lib, sizeof lib, err) < 0) return -1;
+    if (scp_elf_set_open(prog, getenv("PATH"), lib, set, err) < 0) return -1;
+    if (scp_attest_measure_fds(set->fd, set->n, NULL, 0, m, err) < 0) {
+        scp_elf_set_close(set, -1);
+        return -1;
+    }
+    return 0;
+}
+
+const char *scp_attest_run_default_volume_dir(void) {
+    static char buf[PATH_MAX];
+    if (geteuid() == 0) return "/var/lib/scp/volumes";
+    const char *x = getenv("XDG_DATA_HOME"), *h = getenv("HOME");
+    if (x && x[0] == '/') snprintf(buf, sizeof buf, "%s/scp/volumes", x);
+    else snprintf(buf, sizeof buf, "%s/.local/share/scp/volumes", h && *h ? h : ".");
+    return buf;
+}
+
+static double now_s(void) { return (double)scp_now_ns() / 1e9; }
+
+/* scp_attest_get_config, retrying what looks like CAS being unreachable (system errors while
+ * connecting or talking) with exponential backoff until `timeout` seconds have passed. A pin
+ * mismatch (SCP_E_INTEGRITY) or a refusal is final at once. */
+static int attest_retry(scp_cas_client *c, const struct scp_attest_run_opts *o, const uint8_t m[32], char **cfg,
+                        scp_err *err) {
+    double start = now_s(), wait = 0.1;
+    for (;;) {
+        if (scp_attest_get_config(c, o->session, o->service, o->platform_key, m, cfg, err) == 0) return 0;
+        if (err->code != SCP_E_SYS) return -1;
+        double left = o->cas_timeout - (now_s() - start);
+        if (left <= 0) {
+            scp_err_prefix(err, "CAS unreachable for %.0f s (--cas-timeout)", o->cas_timeout);
+            return -1;
+        }
+        if (wait > left) wait = left;
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+        wait = wait * 2 > 5 ? 5 : wait * 2;
+    }
+}
+
+static int mkdirs(const char *path, mode_t mode) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, mode) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, mode) && errno != EEXIST ? -1 : 0;
+}
+
+struct run_volume {
+    const char *name;
+    char dir[PATH_MAX];
+    uint64_t reported_gen;
+    char reported[2 * SCP_VOLUME_TAG_LEN + 1];
+};
+
+/* Open (or, on first start, create) the volume at dir against the tag CAS expects. The tag
+ * on disk afterwards goes to *now. */
+static int prepare_volume(const char *name, const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
+                          const char *expected_hex, scp_volume_tag *now, scp_err *err) {
+    scp_volume_tag exp;
+    int have_exp = expected_hex != NULL;
+    if (have_exp && scp_volume_tag_parse(expected_hex, &exp, err) < 0) {
+        scp_err_prefix(err, "CAS's tag for volume %s", name);
+        return -1;
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0 || (S_ISDIR(st.st_mode) && rmdir(dir) == 0)) { /* missing or empty: first start */
+        if (have_exp)
+            return scp_fail(err, SCP_E_ROLLBACK, ENOENT,
+                            "volume %s: %s is missing, but CAS expects generation %llu of it", name, dir,
+                            (unsigned long long)scp_get_u64(exp.bytes));
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", dir);
+        char *sl = strrchr(parent, '/');
+        if (sl) *sl = 0;
+        if (mkdirs(parent, 0700) < 0) return scp_fail_errno(err, "cannot create %s", parent);
+        if (scp_volume_create(dir, key, 0, err) < 0) {
+            scp_err_prefix(err, "cannot create volume %s at %s", name, dir);
+            return -1;
+        }
+    }
+    scp_volume *v = scp_volume_open(dir, key, have_exp ? &exp : NULL, err);
+    if (!v) {
+        if (err->code == SCP_E_ROLLBACK || err->code == SCP_E_INTEGRITY) {
+            scp_err e2 = {0};
+            scp_volume *old = scp_volume_open(dir, key, NULL, &e2);
+            if (old) {
+                scp_volume_tag t;
+                scp_volume_tag_get(old, &t);
+                scp_volume_close(old, NULL);
+                return scp_fail(err, SCP_E_ROLLBACK, ESTALE,
+                                "volume %s (%s) was rolled back: it holds generation %llu, CAS expects generation %llu",
+                                name, dir, (unsigned long long)scp_get_u64(t.bytes),
+                                (unsigned long long)scp_get_u64(exp.bytes));
+            }
+        }
+        scp_err_prefix(err, "volume %s (%s)", name, dir);
+        return -1;
+    }
+    scp_volume_tag_get(v, now);
+    scp_volume_close(v, NULL);
+    return 0;
+}
+
+/* The policy's environment must not steer the loader: what it loads was measured. */
+static int env_name_ok(const char *k) {
+    return strncmp(k, "LD_", 3) != 0 && strncmp(k, "SCP_SHIELD", 10) != 0 && strncmp(k, "GLIBC_TUNABLES", 14) != 0;
+}
+
+static volatile sig_atomic_t child_pid;
+static void forward(int sig) {
+    if (child_pid > 0) kill((pid_t)child_pid, sig);
+}
+
+/* Report one tag record to CAS; keeps the highest generation reported per volume, so a late
+ * record of a forked writer never looks like a rollback to CAS. */
+static void report(scp_cas_client *c, const struct scp_attest_run_opts *o, const char *token, struct run_volume *rv,
+                   const uint8_t *tag) {
+    uint64_t gen = scp_get_u64(tag);
+    char hex[2 * SCP_VOLUME_TAG_LEN + 1];
+    scp_hex(tag, SCP_VOLUME_TAG_LEN, hex);
+    if (rv->reported[0] && (gen < rv->reported_gen || !strcmp(hex, rv->reported))) return;
+    scp_err e = {0};
+    int r = scp_attest_report_tag(c, o->session, o->service, rv->name, hex, token, &e);
+    if (r < 0 && e.code == SCP_E_SYS) r = scp_attest_report_tag(c, o->session, o->service, rv->name, hex, token, &e);
+    if (r < 0) {
+        fprintf(stderr, "scpctl run: cannot report the tag of volume %s (generation %llu) to CAS: %s\n", rv->name,
+                (unsigned long long)gen, e.msg);
+        return;
+    }
+    rv->reported_gen = gen;
+    memcpy(rv->reported, hex, sizeof hex);
+}
+
+static int wait_status(pid_t pid) {
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return 1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+}
+
+/* In the child: the environment, cwd and argv from the configuration, then exec. */
+static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct scp_run_opts *ro, const char *prog,
+                       int tag_wr) {
+    scp_err e = {0};
+    clearenv();
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(cfg, "environment"), k, v) {
+        if (setenv(k, json_string_value(v), 1) < 0) {
+            fprintf(stderr, "scpctl run: cannot set %s\n", k);
+            _exit(1);
+        }
+    }
+    const char *cwd = json_string_value(json_object_get(cfg, "cwd"));
+    if (cwd && chdir(cwd) < 0) {
+        fprintf(stderr, "scpctl run: the policy's working directory %s: %s\n", cwd, strerror(errno));
+        _exit(1);
+    }
+    json_t *cmd = json_object_get(cfg, "command");
+    int allow = json_is_true(json_object_get(cfg, "append_args"));
+    size_t nc = json_array_size(cmd), na = allow ? (size_t)o->argc - 1 : 0;
+    char **argv = calloc(nc + na + 2, sizeof *argv);
+    if (!argv) _exit(1);
+    size_t n = 0;
+    if (nc == 0) argv[n++] = (char *)prog;
+    for (size_t i = 0; i < nc; i++) argv[n++] = (char *)json_string_value(json_array_get(cmd, i));
+    for (size_t i = 0; i < na; i++) argv[n++] = o->argv[1 + i];
+    argv[n] = NULL;
+    ro->argv = argv;
+    ro->tag_fd = tag_wr;
+    scp_run_exec(ro, &e);
+    fprintf(stderr, "scpctl run: %s\n", e.msg);
+    _exit(e.code == SCP_E_NOENT ? 127 : 126);
+}
+
+int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_err *err) {
+    if (o->argc < 1 || !o->argv[0]) return scp_fail(err, SCP_E_INVAL, EINVAL, "no program given");
+    scp_elf_set *set = calloc(1, sizeof *set);
+    struct scp_run_opts *ro = calloc(1, sizeof *ro);
+    struct run_volume *rv = calloc(SCP_SHIELD_MAX_VOLUMES, sizeof *rv);
+    char *text = NULL;
+    json_t *cfg = NULL;
+    int rc = -1, pipefd[2] = {-1, -1};
+    if (!set || !ro || !rv) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    uint8_t m[32];
+    double t0 = now_s();
+    if (scp_attest_run_measure(o->argv[0], o->shield_lib, set, m, err) < 0) goto out;
+    double t1 = now_s();
+    if (attest_retry(c, o, m, &text, err) < 0) goto out;
+    double t2 = now_s();
+    if (getenv("SCP_RUN_TIMING"))
+        fprintf(stderr, "scpctl run: timing: measure %.1f ms (%zu files), attest %.1f ms\n", (t1 - t0) * 1e3, set->n,
+                (t2 - t1) * 1e3);
+    cfg = json_loads(text, 0, NULL);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    text = NULL;
+    if (!cfg) {
+        scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a configuration that is not JSON");
+        goto out;
+    }
+    const char *token = json_string_value(json_object_get(cfg, "volume_token"));
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(cfg, "environment"), k, v) {
+        if (!env_name_ok(k) || !json_is_string(v)) {
+            scp_fail(err, SCP_E_INVAL, EINVAL,
+                     "the policy's environment sets %s, which would change what the loader runs; refusing", k);
+            goto out;
+        }
+    }
+    json_t *cmd = json_object_get(cfg, "command");
+    for (size_t i = 0; i < json_array_size(cmd); i++)
+        if (!json_is_string(json_array_get(cmd, i))) {
+            scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed command");
+            goto out;
+        }
+    if (o->argc > 1 && !json_is_true(json_object_get(cfg, "append_args"))) {
+        scp_fail(err, SCP_E_INVAL, EPERM,
+                 "the policy of service %s does not allow arguments from the command line (append_args: true)",
+                 o->service);
+        goto out;
+    }
+    json_t *vols = json_object_get(cfg, "volumes");
+    size_t nv = json_array_size(vols);
+    if (nv > SCP_SHIELD_MAX_VOLUMES || !token) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, nv > SCP_SHIELD_MAX_VOLUMES ? "more than %u volumes" : "no volume token",
+                 SCP_SHIELD_MAX_VOLUMES);
+        goto out;
+    }
+    const char *vdir = o->volume_dir ? o->volume_dir : scp_attest_run_default_volume_dir();
+    for (size_t i = 0; i < nv; i++) {
+        json_t *jv = json_array_get(vols, i);
+        const char *name = json_string_value(json_object_get(jv, "name"));
+        const char *path = json_string_value(json_object_get(jv, "path"));
+        const char *khex = json_string_value(json_object_get(jv, "key"));
+        const char *exp = json_string_value(json_object_get(jv, "expected_tag"));
+        if (!name || !path || !khex || strchr(name, '/') || name[0] == '.' ||
+            scp_unhex(khex, ro->vol[i].key, SCP_VOLUME_KEY_LEN) < 0) {
+            scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed volume entry");
+            goto out;
+        }
+        rv[i].name = name;
+        if (snprintf(rv[i].dir, sizeof rv[i].dir, "%s/%s/%s", vdir, o->session, name) >= (int)sizeof rv[i].dir) {
+            scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "--volume-dir is too long");
+            goto out;
+        }
+        scp_volume_tag now;
+        if (prepare_volume(name, rv[i].dir, ro->vol[i].key, exp, &now, err) < 0) goto out;
+        ro->vol[i].hostdir = rv[i].dir;
+        ro->vol[i].mount = path;
+        ro->nvol++;
+        /* a new volume (or one whose last tag did not reach CAS) is reported before it is used */
+        report(c, o, token, &rv[i], now.bytes);
+    }
+    ro->trace = o->trace;
+    ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
+    ro->exec_fd = set->fd[0];
+    if (pipe2(pipefd, O_CLOEXEC) < 0) {
+        scp_fail_errno(err, "pipe");
+        goto out;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        scp_fail_errno(err, "fork");
+        goto out;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        child_exec(cfg, o, ro, o->argv[0], pipefd[1]);
+    }
+    child_pid = pid;
+    close(pipefd[1]);
+    pipefd[1] = -1;
+    for (size_t i = 0; i < nv; i++) scp_wipe(ro->vol[i].key, sizeof ro->vol[i].key);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
+    for (;;) {
+        ssize_t r = read(pipefd[0], rec, sizeof rec);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        if (r == (ssize_t)sizeof rec && rec[0] < nv) report(c, o, token, &rv[rec[0]], rec + 1);
+    }
+    rc = wait_status(pid);
+out:
+    if (pipefd[0] >= 0) close(pipefd[0]);
+    if (pipefd[1] >= 0) close(pipefd[1]);
+    if (set) scp_elf_set_close(set, -1);
+    if (ro) scp_wipe(ro, sizeof *ro);
+    free(ro);
+    free(set);
+    free(rv);
+    json_decref(cfg); /* keys were copied out and wiped; the JSON text itself was wiped above */
+    return rc;
+}
