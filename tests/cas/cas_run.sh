@@ -1,0 +1,112 @@
+#!/bin/bash
+# scpctl run --cas: a copy of Debian's redis-server, measured with 'platform measure --', gets its
+# command (password rendered by CAS) and a protected volume at /data only after attestation;
+# data is ciphertext on disk and back after a restart; the tag CAS holds advances with writes; a
+# rolled-back volume is refused (3); a program with one byte changed gets nothing and does not
+# start (1, CAS's reason); a revoked platform gets nothing; unreachable CAS (1), wrong pin (3),
+# missing program, arguments the policy does not allow.
+source "$(dirname "$0")/lib.sh" "$@"
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { echo "redis not installed: skipped"; exit 77; }
+
+A=$T/admin.pem
+expect_rc 0 "$SCPCTL" cas identity --out "$A"
+export SCP_IDENTITY=$A
+start_cas --admin "$A"
+expect_rc 0 "$SCPCTL" platform create-key "$T/p1.key"
+P1=$(cat "$T/last.out")
+expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
+
+mkdir -p "$T/bin" "$T/bad"
+cp "$(command -v redis-server)" "$T/bin/redis-server"
+expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-server"
+M=$(cat "$T/last.out")
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$T/db.yaml" <<YAML
+name: db
+services:
+  - name: redis
+    measurements: [$M]
+    command: [redis-server, --port, "$PORT", --bind, 127.0.0.1, --dir, /data, --appendonly, "yes",
+              --appendfsync, always, --save, "", --requirepass, "\$\$SCP::pw\$\$", --logfile, $T/redis.log]
+    environment: {SCP_TEST_ENV: "\$\$SCP::envsecret\$\$"}
+    volumes: [data]
+secrets:
+  - {name: pw, kind: ascii, size: 32}
+  - {name: envsecret, kind: ascii, size: 32}
+volumes:
+  - {name: data, path: /data}
+YAML
+expect_rc 0 "$SCPCTL" session create "$T/db.yaml"
+
+# the configuration as the runtime receives it (debug path): the password and CAS's tag
+config() { "$SCPCTL" platform attest --key "$T/p1.key" --session db --service redis --measurement "$M" 2>/dev/null; }
+PW=$(config | python3 -c 'import json,sys; c=json.load(sys.stdin)["command"]; print(c[c.index("--requirepass")+1])')
+[ ${#PW} -eq 32 ] || fail "no password in the configuration"
+cas_gen() { config | python3 -c 'import json,sys; t=json.load(sys.stdin)["volumes"][0]["expected_tag"]; print(int(t[:16],16) if t else -1)'; }
+
+cli() { redis-cli -p "$PORT" --no-auth-warning -a "$PW" "$@"; }
+RUN=("$SCPCTL" run --session db --service redis --platform-key "$T/p1.key" --volume-dir "$T/vols")
+start() {
+    "${RUN[@]}" -- "$T/bin/redis-server" >"$T/run.out" 2>"$T/run.err" &
+    RPID=$!
+    for _ in $(seq 1 100); do
+        [ "$(cli ping 2>/dev/null)" = PONG ] && return 0
+        kill -0 $RPID 2>/dev/null || fail "scpctl run exited: $(cat "$T/run.err")"
+        sleep 0.1
+    done
+    fail "redis did not answer: $(cat "$T/run.err"; tail -5 "$T/redis.log")"
+}
+stop() {
+    kill -TERM $RPID
+    wait $RPID
+    local rc=$?
+    [ $rc -eq 0 ] || fail "scpctl run exited $rc after SIGTERM, want redis's 0: $(cat "$T/run.err")"
+}
+
+start
+grep -q "memory is NOT protected" "$T/run.err" || fail "sim mode did not say that memory is not protected"
+[ -d "$T/vols/db/data" ] || fail "the volume was not created under --volume-dir/SESSION/VOLUME"
+G0=$(cas_gen)
+[ "$G0" -ge 0 ] || fail "the new volume's tag was not reported to CAS"
+for i in $(seq 1 50); do echo "SET key:$i SCPMARK_run_value_$i"; done | cli >/dev/null
+[ "$(cli get key:50)" = SCPMARK_run_value_50 ] || fail "redis does not serve what it was given"
+G1=$(cas_gen)
+[ "$G1" -gt "$G0" ] || fail "the tag CAS holds did not advance after writes ($G0 -> $G1)"
+stop
+grep -rq SCPMARK_run "$T/vols" && fail "plaintext marker in the volume directory"
+grep -rq "$PW" "$T/vols" && fail "the password in the volume directory"
+
+start
+[ "$(cli get key:17)" = SCPMARK_run_value_17 ] || fail "data not back after a restart"
+stop
+
+# rollback: keep a copy, write more (CAS's tag advances), put the copy back
+cp -a "$T/vols/db/data" "$T/snapshot"
+start
+cli set after-copy 1 >/dev/null
+stop
+rm -rf "$T/vols/db/data"
+cp -a "$T/snapshot" "$T/vols/db/data"
+expect_err 3 "volume data .* rolled back: it holds generation [0-9]*, CAS expects generation [0-9]*" \
+    "${RUN[@]}" -- "$T/bin/redis-server"
+[ "$(cli ping 2>/dev/null)" = PONG ] && fail "redis runs on a rolled-back volume"
+rm -rf "$T/vols/db/data"
+mv "$T/snapshot" "$T/vols/db/data.old"
+
+# one byte changed: no configuration, does not start
+cp "$T/bin/redis-server" "$T/bad/redis-server"
+printf '\x01' | dd of="$T/bad/redis-server" bs=1 seek=4096 conv=notrunc 2>/dev/null
+expect_err 1 "403 wrong_measurement" "${RUN[@]}" -- "$T/bad/redis-server"
+[ "$(cli ping 2>/dev/null)" = PONG ] && fail "the modified program runs"
+
+# bad input
+expect_err 1 "not found in PATH" "${RUN[@]}" -- no-such-program-xyz
+expect_err 1 "does not allow arguments" "${RUN[@]}" -- "$T/bin/redis-server" --port 1
+expect_err 3 "does not match the pinned" "${RUN[@]}" --pin "$(printf '0%.0s' $(seq 64))" -- "$T/bin/redis-server"
+expect_err 1 "CAS unreachable" "${RUN[@]}" --cas 127.0.0.1:1 --cas-timeout 0.5 -- "$T/bin/redis-server"
+
+# a revoked platform gets nothing
+expect_rc 0 "$SCPCTL" platform revoke "$P1"
+expect_err 1 "403 revoked_platform" "${RUN[@]}" -- "$T/bin/redis-server"
+[ "$(cli ping 2>/dev/null)" = PONG ] && fail "redis runs on a revoked platform"
+echo "cas_run: ok"
