@@ -32,6 +32,14 @@
  * u8 i, then the new tag (an atomic pipe write). scpctl run's supervisor reads it and reports
  * the tags to CAS. Left in the environment so that shielded children report too. */
 #define SCP_SHIELD_ENV_TAG_FD "SCP_SHIELD_TAG_FD"
+/* Environment variable that names a sealed memfd with the arguments and environment that the
+ * program must get without them appearing in /proc/PID/cmdline or /proc/PID/environ (scpctl run
+ * --cas passes placeholders there). Layout: "SCPL1\n" | u32 nargs | u32 nenv (little-endian) |
+ * nargs + nenv NUL-terminated strings: the values of argv[1..nargs], then "NAME=VALUE" entries.
+ * Before main the shield points argv[1..nargs] at the values and adds the environment entries;
+ * the variable and the descriptor are gone by then. */
+#define SCP_SHIELD_ENV_LAUNCH_FD "SCP_SHIELD_LAUNCH_FD"
+#define SCP_SHIELD_LAUNCH_MAX (4u << 20) /* bytes */
 /* Environment variable that overrides where scpctl finds libscp-shield.so. */
 #define SCP_SHIELD_ENV_LIB "SCP_SHIELD_LIB"
 

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -171,19 +172,59 @@ static int wait_status(pid_t pid) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
 }
 
-/* In the child: the environment, cwd and argv from the configuration, then exec. */
+static int buf_add(char **buf, size_t *len, const void *p, size_t n) {
+    if (*len + n > SCP_SHIELD_LAUNCH_MAX) return -1;
+    char *nb = malloc(*len + n);
+    if (!nb) return -1;
+    if (*len) memcpy(nb, *buf, *len);
+    memcpy(nb + *len, p, n);
+    if (*buf) scp_wipe(*buf, *len);
+    free(*buf);
+    *buf = nb;
+    *len += n;
+    return 0;
+}
+
+/* The launch memfd (SCP_SHIELD_ENV_LAUNCH_FD): the policy's arguments after argv[0] and its
+ * environment, which the shield installs before main. Returns the descriptor (inheritable,
+ * sealed) or -1. */
+static int launch_memfd(json_t *cmd, size_t first, json_t *env) {
+    char *buf = NULL;
+    size_t len = 0;
+    uint32_t nargs = (uint32_t)(json_array_size(cmd) - first), nenv = (uint32_t)json_object_size(env);
+    uint8_t head[14] = "SCPL1\n";
+    for (int i = 0; i < 4; i++) head[6 + i] = (uint8_t)(nargs >> (8 * i)), head[10 + i] = (uint8_t)(nenv >> (8 * i));
+    int bad = buf_add(&buf, &len, head, sizeof head);
+    for (size_t i = first; i < json_array_size(cmd) && !bad; i++) {
+        const char *a = json_string_value(json_array_get(cmd, i));
+        bad = buf_add(&buf, &len, a, strlen(a) + 1);
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(env, k, v) {
+        if (bad) break;
+        bad = buf_add(&buf, &len, k, strlen(k)) || buf_add(&buf, &len, "=", 1) ||
+              buf_add(&buf, &len, json_string_value(v), strlen(json_string_value(v)) + 1);
+    }
+    int fd = bad ? -1 : memfd_create("scp-launch", MFD_ALLOW_SEALING);
+    if (fd >= 0 && (scp_write_full(fd, buf, len) < 0 ||
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
+        close(fd);
+        fd = -1;
+    }
+    if (buf) scp_wipe(buf, len);
+    free(buf);
+    return fd;
+}
+
+/* In the child: cwd from the configuration; argv[0] as the policy names it and placeholders
+ * for the rest of the policy's command, whose values (and the policy's environment) reach the
+ * program through the launch memfd, so that no rendered secret is in /proc/PID/cmdline or
+ * /proc/PID/environ; then exec the measured descriptor under the shield. */
 static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct scp_run_opts *ro, const char *prog,
                        int tag_wr) {
     scp_err e = {0};
     clearenv();
-    const char *k;
-    json_t *v;
-    json_object_foreach(json_object_get(cfg, "environment"), k, v) {
-        if (setenv(k, json_string_value(v), 1) < 0) {
-            fprintf(stderr, "scpctl run: cannot set %s\n", k);
-            _exit(1);
-        }
-    }
     const char *cwd = json_string_value(json_object_get(cfg, "cwd"));
     if (cwd && chdir(cwd) < 0) {
         fprintf(stderr, "scpctl run: the policy's working directory %s: %s\n", cwd, strerror(errno));
@@ -195,10 +236,17 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
     char **argv = calloc(nc + na + 2, sizeof *argv);
     if (!argv) _exit(1);
     size_t n = 0;
-    if (nc == 0) argv[n++] = (char *)prog;
-    for (size_t i = 0; i < nc; i++) argv[n++] = (char *)json_string_value(json_array_get(cmd, i));
+    argv[n++] = (char *)(nc ? json_string_value(json_array_get(cmd, 0)) : prog);
+    for (size_t i = 1; i < nc; i++) argv[n++] = "(scp)";
     for (size_t i = 0; i < na; i++) argv[n++] = o->argv[1 + i];
     argv[n] = NULL;
+    int lfd = launch_memfd(cmd, nc ? 1 : 0, json_object_get(cfg, "environment"));
+    char num[16];
+    snprintf(num, sizeof num, "%d", lfd);
+    if (lfd < 0 || setenv(SCP_SHIELD_ENV_LAUNCH_FD, num, 1) < 0) {
+        fprintf(stderr, "scpctl run: cannot pass the configuration to the shield\n");
+        _exit(1);
+    }
     ro->argv = argv;
     ro->tag_fd = tag_wr;
     scp_run_exec(ro, &e);

@@ -113,7 +113,48 @@ static void tag_pipe_init(void) {
     tag_fd = (int)fd;
 }
 
-__attribute__((constructor(101))) static void sh_ctor(void) {
+/* The launch memfd (scp/shield.h): real arguments and environment. glibc runs constructors
+ * with (argc, argv, envp); argv is the very array main() gets, while /proc/PID/cmdline and
+ * environ show the strings on the initial stack, which stay the launcher's placeholders. The
+ * values live in a buffer that is never freed (the program may keep pointers into it). */
+static void apply_launch(int argc, char **argv) {
+    const char *v = getenv(SCP_SHIELD_ENV_LAUNCH_FD);
+    if (!v) return;
+    char *end;
+    long fd = strtol(v, &end, 10);
+    if (*end || fd < 0 || fd > INT_MAX) die("bad " SCP_SHIELD_ENV_LAUNCH_FD, NULL);
+    struct stat st;
+    if (sh_gate(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) < 0 || st.st_size < 14 ||
+        (uint64_t)st.st_size > SCP_SHIELD_LAUNCH_MAX)
+        die("bad launch descriptor", NULL);
+    size_t len = (size_t)st.st_size, got = 0;
+    char *buf = malloc(len);
+    if (!buf) die("out of memory", NULL);
+    while (got < len) {
+        long r = sh_gate(SYS_pread64, fd, (long)(buf + got), (long)(len - got), (long)got, 0, 0);
+        if (r == -EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    unsetenv(SCP_SHIELD_ENV_LAUNCH_FD);
+    if (got != len || memcmp(buf, "SCPL1\n", 6) != 0) die("malformed launch descriptor", NULL);
+    uint32_t nargs = (uint32_t)((uint8_t)buf[6] | (uint8_t)buf[7] << 8 | (uint8_t)buf[8] << 16 | (uint32_t)(uint8_t)buf[9] << 24);
+    uint32_t nenv = (uint32_t)((uint8_t)buf[10] | (uint8_t)buf[11] << 8 | (uint8_t)buf[12] << 16 | (uint32_t)(uint8_t)buf[13] << 24);
+    if (argc < 1 || nargs > (uint32_t)argc - 1) die("the launch descriptor has more arguments than the program got", NULL);
+    size_t off = 14;
+    for (uint32_t i = 0; i < nargs + nenv; i++) {
+        char *s = buf + off;
+        char *nul = off < len ? memchr(s, 0, len - off) : NULL;
+        if (!nul) die("malformed launch descriptor", NULL);
+        if (i < nargs) argv[1 + i] = s;
+        else if (!strchr(s, '=') || putenv(s) != 0) die("malformed launch environment", NULL);
+        off = (size_t)(nul - buf) + 1;
+    }
+}
+
+__attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, char **envp) {
+    (void)envp;
     const char *v = getenv(SCP_SHIELD_ENV_FD);
     if (!v) return;
     scp_err e;
@@ -147,6 +188,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         scp_wipe(sh.cfg.vol[i].key, SCP_VOLUME_KEY_LEN);
     }
     unsetenv(SCP_SHIELD_ENV_FD);
+    apply_launch(argc, argv);
 
     Dl_info di;
     if (dladdr((void *)sh_ctor, &di) && di.dli_fname && strlen(di.dli_fname) < sizeof sh.self_path)

@@ -18,8 +18,11 @@ expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
 
 mkdir -p "$T/bin" "$T/bad"
 cp "$(command -v redis-server)" "$T/bin/redis-server"
+cp "$(readlink -f /bin/sh)" "$T/bin/sh"
 expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-server"
 M=$(cat "$T/last.out")
+expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/sh"
+MSH=$(cat "$T/last.out")
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$T/db.yaml" <<YAML
 name: db
@@ -30,6 +33,10 @@ services:
               --appendfsync, always, --save, "", --requirepass, "\$\$SCP::pw\$\$", --logfile, $T/redis.log]
     environment: {SCP_TEST_ENV: "\$\$SCP::envsecret\$\$"}
     volumes: [data]
+  - name: probe
+    measurements: [$MSH]
+    command: [sh, -c, 'echo "env=\$SCP_TEST_ENV arg=\$0"; tr "\\0" " " </proc/self/cmdline; echo', "\$\$SCP::envsecret\$\$"]
+    environment: {SCP_TEST_ENV: "\$\$SCP::envsecret\$\$"}
 secrets:
   - {name: pw, kind: ascii, size: 32}
   - {name: envsecret, kind: ascii, size: 32}
@@ -72,6 +79,17 @@ for i in $(seq 1 50); do echo "SET key:$i SCPMARK_run_value_$i"; done | cli >/de
 [ "$(cli get key:50)" = SCPMARK_run_value_50 ] || fail "redis does not serve what it was given"
 G1=$(cas_gen)
 [ "$G1" -gt "$G0" ] || fail "the tag CAS holds did not advance after writes ($G0 -> $G1)"
+# no rendered secret is readable on the host while it runs (argv and environment reach redis
+# through the shield; redis accepting PW above shows that they did)
+for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do
+    tr '\0' '\n' <"$f" 2>/dev/null | grep -qF -- "$PW" && fail "the password is readable in $f"
+done
+ENVS=$("$SCPCTL" platform attest --key "$T/p1.key" --session db --service redis --measurement "$M" 2>/dev/null |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["environment"]["SCP_TEST_ENV"])')
+[ ${#ENVS} -eq 32 ] || fail "no environment secret in the configuration"
+for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do
+    tr '\0' '\n' <"$f" 2>/dev/null | grep -qF -- "$ENVS" && fail "the environment secret is readable in $f"
+done
 stop
 grep -rq SCPMARK_run "$T/vols" && fail "plaintext marker in the volume directory"
 grep -rq "$PW" "$T/vols" && fail "the password in the volume directory"
@@ -79,6 +97,13 @@ grep -rq "$PW" "$T/vols" && fail "the password in the volume directory"
 start
 [ "$(cli get key:17)" = SCPMARK_run_value_17 ] || fail "data not back after a restart"
 stop
+
+# the program gets the policy's environment and arguments; its own /proc/self/cmdline shows
+# only placeholders
+expect_rc 0 "$SCPCTL" run --session db --service probe --platform-key "$T/p1.key" --volume-dir "$T/vols" -- "$T/bin/sh"
+grep -qx "env=$ENVS arg=$ENVS" "$T/last.out" || fail "the program did not get its environment/arguments: $(cat "$T/last.out")"
+grep -qF "$ENVS" <(sed 1d "$T/last.out") && fail "the secret argument is in /proc/self/cmdline: $(cat "$T/last.out")"
+grep -q "^sh (scp) (scp) (scp) *$" "$T/last.out" || fail "unexpected cmdline: $(cat "$T/last.out")"
 
 # rollback: keep a copy, write more (CAS's tag advances), put the copy back
 cp -a "$T/vols/db/data" "$T/snapshot"
