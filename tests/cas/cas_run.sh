@@ -113,7 +113,7 @@ stop
 rm -rf "$T/vols/db/data"
 cp -a "$T/snapshot" "$T/vols/db/data"
 expect_err 3 "volume data .* rolled back: it holds generation [0-9]*, CAS expects generation [0-9]*" \
-    "${RUN[@]}" -- "$T/bin/redis-server"
+    timeout 30 "${RUN[@]}" -- "$T/bin/redis-server"
 [ "$(cli ping 2>/dev/null)" = PONG ] && fail "redis runs on a rolled-back volume"
 rm -rf "$T/vols/db/data"
 mv "$T/snapshot" "$T/vols/db/data.old"
@@ -121,7 +121,7 @@ mv "$T/snapshot" "$T/vols/db/data.old"
 # one byte changed: no configuration, does not start
 cp "$T/bin/redis-server" "$T/bad/redis-server"
 printf '\x01' | dd of="$T/bad/redis-server" bs=1 seek=4096 conv=notrunc 2>/dev/null
-expect_err 1 "403 wrong_measurement" "${RUN[@]}" -- "$T/bad/redis-server"
+expect_err 1 "403 wrong_measurement" timeout 30 "${RUN[@]}" -- "$T/bad/redis-server"
 [ "$(cli ping 2>/dev/null)" = PONG ] && fail "the modified program runs"
 
 # bad input
@@ -132,6 +132,6 @@ expect_err 1 "CAS unreachable" "${RUN[@]}" --cas 127.0.0.1:1 --cas-timeout 0.5 -
 
 # a revoked platform gets nothing
 expect_rc 0 "$SCPCTL" platform revoke "$P1"
-expect_err 1 "403 revoked_platform" "${RUN[@]}" -- "$T/bin/redis-server"
+expect_err 1 "403 revoked_platform" timeout 30 "${RUN[@]}" -- "$T/bin/redis-server"
 [ "$(cli ping 2>/dev/null)" = PONG ] && fail "redis runs on a revoked platform"
 echo "cas_run: ok"
