@@ -82,7 +82,7 @@ static int cmd_run_attested(int argc, char **argv) {
         }
     }
     if (!o.session || !o.service) return cli_usage_error("--cas needs --session S and --service NAME");
-    if (strcmp(tee, "sim")) return cli_usage_error("--tee: only 'sim' exists today");
+    if (strcmp(tee, "sim") != 0) return cli_usage_error("--tee: only 'sim' exists today");
     if (i >= argc) return cli_usage_error("no program given: scpctl run --cas ... -- PROGRAM [ARGS]");
     static char keypath[4096];
     if (!o.platform_key) o.platform_key = getenv("SCP_PLATFORM_KEY");
@@ -103,7 +103,7 @@ static int cmd_run_attested(int argc, char **argv) {
 }
 
 int cmd_run(int argc, char **argv) {
-    for (int k = 1; k < argc && strcmp(argv[k], "--"); k++)
+    for (int k = 1; k < argc && strcmp(argv[k], "--") != 0; k++)
         if (!strcmp(argv[k], "--cas") || !strcmp(argv[k], "--session") || !strcmp(argv[k], "--service"))
             return cmd_run_attested(argc, argv);
     static struct scp_run_opts o;

@@ -28,7 +28,7 @@
 #define SYS_SECCOMP 1
 #endif
 
-static void die(const char *what, const scp_err *e) {
+__attribute__((noreturn)) static void die(const char *what, const scp_err *e) {
     char buf[600];
     int n = snprintf(buf, sizeof buf, "scp-shield: %s%s%s; refusing to run the program\n", what,
                      e ? ": " : "", e ? e->msg : "");
