@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -126,23 +127,20 @@ int scp_elf_parse(const uint8_t *buf, size_t len, scp_elf_info *out, scp_err *er
 
 /* ---- resolution on the file system -------------------------------------------------------- */
 
-static int read_fd(int fd, uint8_t **buf, size_t *len, scp_err *err) {
+/* Map the file read-only: only the pages the parser touches (headers, dynamic section, string
+ * table) are read, not the whole image. A file truncated by someone else while it is parsed
+ * would raise SIGBUS; these are the host's program and libraries, whose integrity the
+ * measurement (and CAS's policy) decides anyway. */
+static int map_fd(int fd, uint8_t **buf, size_t *len, scp_err *err) {
     struct stat st;
     if (fstat(fd, &st) < 0) return scp_fail_errno(err, "fstat");
     if (!S_ISREG(st.st_mode)) return scp_fail(err, SCP_E_INVAL, EACCES, "not a regular file");
     if ((uint64_t)st.st_size > SCP_ELF_MAX_FILE) return scp_fail(err, SCP_E_INVAL, EFBIG, "larger than 1 GiB");
-    size_t n = (size_t)st.st_size;
-    uint8_t *b = malloc(n ? n : 1);
-    if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = pread(fd, b + got, n - got, (off_t)got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        got += (size_t)r;
-    }
-    *buf = b;
-    *len = got; /* a file that shrank meanwhile is parsed as it was read */
+    if (st.st_size < 64) return scp_fail(err, SCP_E_FORMAT, ENOEXEC, "not a usable ELF file: too short");
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) return scp_fail_errno(err, "mmap");
+    *buf = p;
+    *len = (size_t)st.st_size;
     return 0;
 }
 
@@ -260,12 +258,12 @@ int scp_elf_set_open(const char *prog, const char *search_path, const char *prel
     for (size_t i = 0; i < s->n; i++) {
         uint8_t *buf = NULL;
         size_t len = 0;
-        if (read_fd(s->fd[i], &buf, &len, err) < 0) {
+        if (map_fd(s->fd[i], &buf, &len, err) < 0) {
             scp_err_prefix(err, "%s", s->path[i]);
             goto fail;
         }
         int r = scp_elf_parse(buf, len, info, err);
-        free(buf);
+        munmap(buf, len);
         if (r < 0) {
             scp_err_prefix(err, "%s", s->path[i]);
             goto fail;
