@@ -12,7 +12,7 @@
 static void run_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee sim] [--platform-key FILE]\n"
-            "                  [--volume-dir DIR] [--cas-timeout SEC] [--pin FP] [--identity FILE]\n"
+            "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--pin FP] [--identity FILE]\n"
             "                  [--trace[=FILE]] -- PROGRAM [ARGS...]\n\n"
             "Measures PROGRAM (resolved in PATH), its loader, its libraries and the shield runtime from\n"
             "open descriptors, attests to CAS and runs PROGRAM from the measured descriptor with the\n"
@@ -21,10 +21,12 @@ static void run_usage(FILE *out) {
             "and its volumes, kept under --volume-dir (default: /var/lib/scp/volumes for root, else\n"
             "$XDG_DATA_HOME/scp/volumes or ~/.local/share/scp/volumes; DIR/SESSION/VOLUME, created on\n"
             "first start) and opened against the tag CAS expects. After every commit the new tag is\n"
-            "reported to CAS by this process, asynchronously. 'scpctl platform measure -- PROGRAM'\n"
+            "reported to CAS by this process (asynchronously unless --tag-sync). 'scpctl platform measure -- PROGRAM'\n"
             "prints the measurement to put into the policy.\n\n"
             "  --platform-key FILE   the sim platform key (default $SCP_PLATFORM_KEY or $SCP_HOME/platform.key)\n"
             "  --cas-timeout SEC     keep retrying an unreachable CAS this long (default 10)\n"
+            "  --tag-sync            every commit (fsync) waits until CAS acknowledged the volume's new tag;\n"
+            "                        if CAS cannot be told within --cas-timeout the program is killed\n"
             "  --tee sim             the only backend today: memory is NOT protected\n"
             "Exit status: PROGRAM's (128+N for signal N); 1 CAS unreachable or refused (CAS's reason\n"
             "shown), program missing; 2 usage; 3 wrong CAS pin or a rolled-back volume.\n\n"
@@ -77,6 +79,8 @@ static int cmd_run_attested(int argc, char **argv) {
                 return cli_usage_error("--cas-timeout wants 0..86400 seconds, not '%s'", argv[i]);
         } else if (!strcmp(a, "--trace")) {
             o.trace = 1;
+        } else if (!strcmp(a, "--tag-sync")) {
+            o.tag_sync = 1;
         } else {
             return cli_usage_error("unknown option '%s' with --cas; see 'scpctl run --help'", a);
         }

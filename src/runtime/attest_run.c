@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -146,23 +149,39 @@ static void forward(int sig) {
 }
 
 /* Report one tag record to CAS; keeps the highest generation reported per volume, so a late
- * record of a forked writer never looks like a rollback to CAS. */
-static void report(scp_cas_client *c, const struct scp_attest_run_opts *o, const char *token, struct run_volume *rv,
-                   const uint8_t *tag) {
+ * record of a forked writer never looks like a rollback to CAS. Returns 0 when CAS holds this
+ * generation or a newer one. */
+static int report(scp_cas_client *c, const struct scp_attest_run_opts *o, const char *token, struct run_volume *rv,
+                  const uint8_t *tag) {
     uint64_t gen = scp_get_u64(tag);
     char hex[2 * SCP_VOLUME_TAG_LEN + 1];
     scp_hex(tag, SCP_VOLUME_TAG_LEN, hex);
-    if (rv->reported[0] && (gen < rv->reported_gen || !strcmp(hex, rv->reported))) return;
+    if (rv->reported[0] && (gen < rv->reported_gen || !strcmp(hex, rv->reported))) return 0;
     scp_err e = {0};
     int r = scp_attest_report_tag(c, o->session, o->service, rv->name, hex, token, &e);
-    if (r < 0 && e.code == SCP_E_SYS) r = scp_attest_report_tag(c, o->session, o->service, rv->name, hex, token, &e);
+    /* an unreachable CAS (connection errors) is retried with backoff up to --cas-timeout */
+    for (double wait = 0.1, t0 = now_s(); r < 0 && e.code == SCP_E_SYS && now_s() - t0 < o->cas_timeout;) {
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+        wait = wait * 2 > 2 ? 2 : wait * 2;
+        r = scp_attest_report_tag(c, o->session, o->service, rv->name, hex, token, &e);
+    }
     if (r < 0) {
         fprintf(stderr, "scpctl run: cannot report the tag of volume %s (generation %llu) to CAS: %s\n", rv->name,
                 (unsigned long long)gen, e.msg);
-        return;
+        return -1;
     }
     rv->reported_gen = gen;
     memcpy(rv->reported, hex, sizeof hex);
+    return 0;
+}
+
+/* --tag-sync: publish CAS's acknowledgement to the waiting commits. */
+static void ack(struct scp_shield_tag_sync *ts, size_t i, uint64_t gen) {
+    if (!ts || i >= 8) return;
+    if (__atomic_load_n(&ts->acked[i], __ATOMIC_ACQUIRE) < gen) __atomic_store_n(&ts->acked[i], gen, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&ts->acks, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &ts->acks, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 static int wait_status(pid_t pid) {
@@ -261,7 +280,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     struct run_volume *rv = calloc(SCP_SHIELD_MAX_VOLUMES, sizeof *rv);
     char *text = NULL;
     json_t *cfg = NULL;
-    int rc = -1, pipefd[2] = {-1, -1};
+    int rc = -1, pipefd[2] = {-1, -1}, sync_fd = -1;
+    struct scp_shield_tag_sync *tsync = NULL;
     if (!set || !ro || !rv) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
@@ -335,14 +355,30 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         ro->vol[i].mount = path;
         ro->nvol++;
         /* a new volume (or one whose last tag did not reach CAS) is reported before it is used */
-        report(c, o, token, &rv[i], now.bytes);
+        if (report(c, o, token, &rv[i], now.bytes) < 0 && o->tag_sync) {
+            scp_fail(err, SCP_E_INVAL, EIO, "--tag-sync: CAS did not take the tag of volume %s", name);
+            goto out;
+        }
     }
     ro->trace = o->trace;
     ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
     ro->exec_fd = set->fd[0];
-    if (pipe2(pipefd, O_CLOEXEC) < 0) {
-        scp_fail_errno(err, "pipe");
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipefd) < 0) {
+        scp_fail_errno(err, "socketpair");
         goto out;
+    }
+    if (o->tag_sync) {
+        sync_fd = memfd_create("scp-tag-sync", MFD_CLOEXEC);
+        void *p = sync_fd >= 0 && ftruncate(sync_fd, 4096) == 0
+                      ? mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, sync_fd, 0)
+                      : MAP_FAILED;
+        if (p == MAP_FAILED) {
+            scp_fail_errno(err, "cannot make the tag-sync page");
+            goto out;
+        }
+        tsync = p;
+        for (size_t i = 0; i < nv; i++) tsync->acked[i] = rv[i].reported_gen;
+        ro->tag_sync_fd = sync_fd;
     }
     fflush(NULL);
     pid_t pid = fork();
@@ -368,10 +404,19 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         ssize_t r = read(pipefd[0], rec, sizeof rec);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
-        if (r == (ssize_t)sizeof rec && rec[0] < nv) report(c, o, token, &rv[rec[0]], rec + 1);
+        if (r != (ssize_t)sizeof rec || rec[0] >= nv) continue;
+        if (report(c, o, token, &rv[rec[0]], rec + 1) == 0) {
+            ack(tsync, rec[0], rv[rec[0]].reported_gen);
+        } else if (tsync) {
+            /* fail closed: an fsync must not return for a state that CAS does not know */
+            fprintf(stderr, "scpctl run: --tag-sync: CAS did not acknowledge a commit; stopping the program\n");
+            kill(pid, SIGKILL);
+        }
     }
     rc = wait_status(pid);
 out:
+    if (tsync) munmap(tsync, 4096);
+    if (sync_fd >= 0) close(sync_fd);
     if (pipefd[0] >= 0) close(pipefd[0]);
     if (pipefd[1] >= 0) close(pipefd[1]);
     if (set) scp_elf_set_close(set, -1);

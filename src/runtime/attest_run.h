@@ -7,7 +7,9 @@
  * execs the measured program from the measured descriptor (execveat). The parent stays as the
  * supervisor: it holds the CAS connection and the volume token (never the child), reads the
  * tags that the shield writes to a pipe after each commit (SCP_SHIELD_ENV_TAG_FD), reports them
- * with scp_attest_report_tag (asynchronously: a commit does not wait for CAS), forwards
+ * with scp_attest_report_tag (asynchronously: a commit does not wait for CAS; with tag_sync,
+ * every commit waits until CAS acknowledged its tag, and if CAS cannot be told within
+ * cas_timeout the program is killed rather than let an fsync return), forwards
  * SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2 to the child and exits with its status.
  */
 #ifndef SCP_RUNTIME_ATTEST_RUN_H
@@ -33,6 +35,7 @@ struct scp_attest_run_opts {
     const char *shield_lib;   /* NULL: next to scpctl or $SCP_SHIELD_LIB */
     double cas_timeout;       /* seconds to keep retrying an unreachable CAS */
     int trace;
+    int tag_sync;             /* an fsync returns only after CAS acknowledged the new tag */
     char *const *argv;        /* PROG [ARGS...] from the command line */
     int argc;
 };

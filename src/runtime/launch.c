@@ -199,6 +199,14 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
             goto out;
         }
     }
+    if (o->tag_sync_fd > 0) {
+        char snum[16];
+        snprintf(snum, sizeof snum, "%d", own);
+        if (dup2(o->tag_sync_fd, own--) < 0 || setenv(SCP_SHIELD_ENV_TAG_SYNC_FD, snum, 1)) {
+            scp_fail_errno(err, "cannot pass the tag-sync page");
+            goto out;
+        }
+    }
 
     if (cfg.nvol) {
         if (scp_run_isolate(err)) goto out;

@@ -23,8 +23,10 @@ struct scp_run_opts {
     char *const *argv;       /* program and its arguments */
     int exec_fd;             /* > 0: execveat this descriptor (the one that was measured) instead of
                                 searching argv[0] in PATH */
-    int tag_fd;              /* > 0: the write end of a pipe to which the shield reports every
-                                volume's new tag after each commit (see SCP_SHIELD_ENV_TAG_FD) */
+    int tag_fd;              /* > 0: one end of a SOCK_SEQPACKET pair on which the shield reports
+                                every volume's new tag after each commit (SCP_SHIELD_ENV_TAG_FD) */
+    int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits
+                                until CAS acknowledged its tag (SCP_SHIELD_ENV_TAG_SYNC_FD) */
 };
 
 /* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it

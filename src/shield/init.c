@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -21,9 +23,14 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
 #include "common/util.h"
 #include "shield/internal.h"
 
+/* <sys/socket.h> would clash with the shield's PF_FILE; the Linux value of MSG_NOSIGNAL */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0x4000
+#endif
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1
 #endif
@@ -88,19 +95,33 @@ static void scrub_preload(void) {
     else unsetenv("LD_PRELOAD");
 }
 
-/* The supervisor's tag pipe (scpctl run): -1 when the launcher gave none. */
+/* The supervisor's tag socket (scpctl run): -1 when the launcher gave none; with --tag-sync
+ * also the shared acknowledgement page. */
 static int tag_fd = -1;
+static struct scp_shield_tag_sync *tag_sync;
 
-/* After each commit of volume (uintptr_t)ctx: one atomic pipe record, u8 index || tag. A
- * failed write (the supervisor is gone) is ignored: CAS then lags behind, which the next run
- * sees as a volume newer than expected, never as a rollback. */
+/* After each commit of volume (uintptr_t)ctx: one record, u8 index || tag. If the supervisor
+ * is gone the send fails and is ignored (CAS then lags behind, which the next run sees as a
+ * volume newer than expected, never as a rollback), and a sync wait ends at once. */
 static void report_tag(void *ctx, const scp_volume_tag *tag) {
     uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
-    rec[0] = (uint8_t)(uintptr_t)ctx;
+    unsigned i = (unsigned)(uintptr_t)ctx;
+    rec[0] = (uint8_t)i;
     memcpy(rec + 1, tag, SCP_VOLUME_TAG_LEN);
     long r;
-    do r = sh_gate(SYS_write, tag_fd, (long)rec, (long)sizeof rec, 0, 0, 0);
+    do r = sh_gate(SYS_sendto, tag_fd, (long)rec, (long)sizeof rec, MSG_NOSIGNAL, 0, 0);
     while (r == -EINTR);
+    if (r < 0 || !tag_sync || i >= 8) return;
+    uint64_t gen = scp_get_u64(tag->bytes);
+    for (;;) {
+        uint32_t seen = __atomic_load_n(&tag_sync->acks, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&tag_sync->acked[i], __ATOMIC_ACQUIRE) >= gen) return;
+        /* the supervisor closes its end when it stops: then nobody will acknowledge */
+        struct pollfd pf = {.fd = tag_fd, .events = 0};
+        if (sh_gate(SYS_poll, (long)&pf, 1, 0, 0, 0, 0) > 0 && (pf.revents & (POLLHUP | POLLERR))) return;
+        struct timespec ts = {1, 0};
+        syscall(SYS_futex, &tag_sync->acks, FUTEX_WAIT, seen, &ts, NULL, 0);
+    }
 }
 
 static void tag_pipe_init(void) {
@@ -111,6 +132,13 @@ static void tag_pipe_init(void) {
     /* only a number in the shield's own range, which the program cannot have reused */
     if (*end || fd < sh.base + sh.nslots || fd >= sh.hi) die("bad " SCP_SHIELD_ENV_TAG_FD, NULL);
     tag_fd = (int)fd;
+    v = getenv(SCP_SHIELD_ENV_TAG_SYNC_FD);
+    if (!v) return;
+    fd = strtol(v, &end, 10);
+    if (*end || fd < sh.base + sh.nslots || fd >= sh.hi) die("bad " SCP_SHIELD_ENV_TAG_SYNC_FD, NULL);
+    void *p = (void *)sh_gate(SYS_mmap, 0, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    if ((unsigned long)p >= (unsigned long)-4095L) die("cannot map the tag-sync page", NULL);
+    tag_sync = p;
 }
 
 /* The launch memfd (scp/shield.h): real arguments and environment. glibc runs constructors
