@@ -105,6 +105,32 @@ grep -qx "env=$ENVS arg=$ENVS" "$T/last.out" || fail "the program did not get it
 grep -qF "$ENVS" <(sed 1d "$T/last.out") && fail "the secret argument is in /proc/self/cmdline: $(cat "$T/last.out")"
 grep -q "^sh (scp) (scp) (scp) *$" "$T/last.out" || fail "unexpected cmdline: $(cat "$T/last.out")"
 
+# --tag-sync: while CAS is frozen, a write that redis fsyncs (appendfsync always) is not
+# acknowledged; it is once CAS answers, and CAS then holds the new tag. Without --tag-sync the
+# write is acknowledged at once (the asynchronous mode's window).
+frozen_write() { # KEY -> prints "acked-while-frozen" or "waited"
+    kill -STOP "$CAS_PID"
+    cli set "$1" v >"$T/set.out" 2>&1 &
+    local cp=$!
+    sleep 1.5
+    local state=waited
+    [ -s "$T/set.out" ] && state=acked-while-frozen
+    kill -CONT "$CAS_PID"
+    wait $cp
+    grep -q OK "$T/set.out" || fail "the write failed: $(cat "$T/set.out")"
+    echo $state
+}
+start
+[ "$(frozen_write async-key)" = acked-while-frozen ] || fail "async mode: the write waited for CAS"
+stop
+RUN+=(--tag-sync)
+start
+GS=$(cas_gen)
+[ "$(frozen_write sync-key)" = waited ] || fail "--tag-sync: the write was acknowledged while CAS could not have the tag"
+[ "$(cas_gen)" -gt "$GS" ] || fail "--tag-sync: CAS does not hold the new tag after the write returned"
+stop
+unset 'RUN[${#RUN[@]}-1]'
+
 # rollback: keep a copy, write more (CAS's tag advances), put the copy back
 cp -a "$T/vols/db/data" "$T/snapshot"
 start
