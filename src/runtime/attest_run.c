@@ -325,6 +325,13 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
                  o->service);
         goto out;
     }
+    if (json_array_size(json_object_get(cfg, "files"))) {
+        /* fail closed: a program that expects its injected files (often its secrets) must not
+         * start without them */
+        scp_fail(err, SCP_E_NOTSUP, ENOTSUP,
+                 "the policy of service %s injects files, which scpctl run cannot serve yet", o->service);
+        goto out;
+    }
     json_t *vols = json_object_get(cfg, "volumes");
     size_t nv = json_array_size(vols);
     if (nv > SCP_SHIELD_MAX_VOLUMES || !token) {
