@@ -23,6 +23,23 @@ expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-server"
 M=$(cat "$T/last.out")
 expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/sh"
 MSH=$(cat "$T/last.out")
+# the measurement covers the libraries as the loader resolves them: a program whose library
+# sits next to it (RUNPATH $ORIGIN) measures differently when one byte of the library changes
+if command -v cc >/dev/null; then
+    mkdir -p "$T/app"
+    printf 'int scp_lib_answer(void) { return 42; }\n' >"$T/app/lib.c"
+    printf 'int scp_lib_answer(void);\nint main(void) { return scp_lib_answer() == 42 ? 0 : 1; }\n' >"$T/app/main.c"
+    cc -shared -fPIC -o "$T/app/libanswer.so" "$T/app/lib.c" &&
+        cc -o "$T/app/app" "$T/app/main.c" -L"$T/app" -lanswer -Wl,--enable-new-dtags,-rpath,'$ORIGIN' ||
+        fail "cannot build the library test program"
+    SCP_MEASURE_VERBOSE=1 "$SCPCTL" platform measure -- "$T/app/app" >"$T/m1" 2>"$T/m1.files" || fail "measure app"
+    grep -qx "measured $T/app/libanswer.so" "$T/m1.files" || fail "the library was not measured: $(cat "$T/m1.files")"
+    grep -q "measured .*libc.so.6" "$T/m1.files" || fail "libc was not measured: $(cat "$T/m1.files")"
+    printf '\x01' | dd of="$T/app/libanswer.so" bs=1 seek=100 conv=notrunc 2>/dev/null
+    "$SCPCTL" platform measure -- "$T/app/app" >"$T/m2" || fail "measure app"
+    cmp -s "$T/m1" "$T/m2" && fail "changing a library did not change the measurement"
+fi
+
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$T/db.yaml" <<YAML
 name: db
