@@ -243,6 +243,7 @@ static int launch_memfd(json_t *cmd, size_t first, json_t *env) {
 static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct scp_run_opts *ro, const char *prog,
                        int tag_wr) {
     scp_err e = {0};
+    signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored in the program */
     clearenv();
     const char *cwd = json_string_value(json_object_get(cfg, "cwd"));
     if (cwd && chdir(cwd) < 0) {
@@ -286,6 +287,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
+    /* CAS going away must show as an error on the connection, not kill the supervisor */
+    signal(SIGPIPE, SIG_IGN);
     uint8_t m[32];
     double t0 = now_s();
     if (scp_attest_run_measure(o->argv[0], o->shield_lib, set, m, err) < 0) goto out;

@@ -54,6 +54,13 @@ services:
     measurements: [$MSH]
     command: [sh, -c, 'echo "env=\$SCP_TEST_ENV arg=\$0"; tr "\\0" " " </proc/self/cmdline; echo', "\$\$SCP::envsecret\$\$"]
     environment: {SCP_TEST_ENV: "\$\$SCP::envsecret\$\$"}
+  - name: args
+    measurements: [$MSH]
+    append_args: true
+    command: [sh, -c, 'echo "args=\$*"', sh]
+  - name: loader
+    measurements: [$MSH]
+    environment: {LD_PRELOAD: /tmp/evil.so}
 secrets:
   - {name: pw, kind: ascii, size: 32}
   - {name: envsecret, kind: ascii, size: 32}
@@ -147,6 +154,13 @@ GS=$(cas_gen)
 [ "$(cas_gen)" -gt "$GS" ] || fail "--tag-sync: CAS does not hold the new tag after the write returned"
 stop
 unset 'RUN[${#RUN[@]}-1]'
+
+# ARGS are appended where the policy allows it; a policy environment that would steer the
+# loader (and so change what runs after measuring) is refused
+PROBE=("$SCPCTL" run --platform-key "$T/p1.key" --volume-dir "$T/vols" --session db)
+expect_rc 0 "${PROBE[@]}" --service args -- "$T/bin/sh" one two
+grep -qx "args=one two" "$T/last.out" || fail "ARGS not appended: $(cat "$T/last.out")"
+expect_err 1 "LD_PRELOAD, which would change what the loader runs" "${PROBE[@]}" --service loader -- "$T/bin/sh"
 
 # rollback: keep a copy, write more (CAS's tag advances), put the copy back
 cp -a "$T/vols/db/data" "$T/snapshot"
