@@ -3,6 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+#include <malloc.h>
+
 #include "cli/cas_common.h"
 #include "cli/commands.h"
 #include "common/util.h"
@@ -45,8 +48,17 @@ static void run_usage(FILE *out) {
             "126 when the shield refuses to run the program.\n");
 }
 
+/* jansson holds the configuration (keys, rendered secrets): wipe every block it frees. Blocks
+ * come from malloc, so anything jansson hands out may still be released with free(). */
+static void wiping_free(void *p) {
+    if (!p) return;
+    scp_wipe(p, malloc_usable_size(p));
+    free(p);
+}
+
 /* scpctl run --cas ...: the attested mode (runtime/attest_run.h). */
 static int cmd_run_attested(int argc, char **argv) {
+    json_set_alloc_funcs(malloc, wiping_free);
     cli_cas c = {0};
     struct scp_attest_run_opts o;
     memset(&o, 0, sizeof o);
