@@ -35,6 +35,17 @@ if command -v cc >/dev/null; then
     SCP_MEASURE_VERBOSE=1 "$SCPCTL" platform measure -- "$T/app/app" >"$T/m1" 2>"$T/m1.files" || fail "measure app"
     grep -qx "measured $T/app/libanswer.so" "$T/m1.files" || fail "the library was not measured: $(cat "$T/m1.files")"
     grep -q "measured .*libc.so.6" "$T/m1.files" || fail "libc was not measured: $(cat "$T/m1.files")"
+    # the value is the documented format over the files listed, computed independently
+    python3 - "$T/m1.files" "$T/m1" <<'PY' || fail "the measurement does not follow the documented format"
+import hashlib, struct, sys
+files = [l.split(" ", 1)[1].rstrip("\n") for l in open(sys.argv[1]) if l.startswith("measured ")]
+h = hashlib.sha256()
+for f in files:
+    b = open(f, "rb").read()
+    h.update(b"file" + struct.pack(">Q", len(b)) + hashlib.sha256(b).digest())
+h.update(b"config" + struct.pack(">Q", 0) + hashlib.sha256(b"").digest())
+sys.exit(0 if h.hexdigest() == open(sys.argv[2]).read().strip() else 1)
+PY
     printf '\x01' | dd of="$T/app/libanswer.so" bs=1 seek=100 conv=notrunc 2>/dev/null
     "$SCPCTL" platform measure -- "$T/app/app" >"$T/m2" || fail "measure app"
     cmp -s "$T/m1" "$T/m2" && fail "changing a library did not change the measurement"
