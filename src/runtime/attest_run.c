@@ -236,7 +236,7 @@ static int launch_memfd(json_t *cmd, size_t first, json_t *env) {
     return fd;
 }
 
-/* In the child: cwd from the configuration; argv[0] as the policy names it and placeholders
+/* In the child: argv[0] as the policy names it and placeholders
  * for the rest of the policy's command, whose values (and the policy's environment) reach the
  * program through the launch memfd, so that no rendered secret is in /proc/PID/cmdline or
  * /proc/PID/environ; then exec the measured descriptor under the shield. */
@@ -245,11 +245,7 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
     scp_err e = {0};
     signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored in the program */
     clearenv();
-    const char *cwd = json_string_value(json_object_get(cfg, "cwd"));
-    if (cwd && chdir(cwd) < 0) {
-        fprintf(stderr, "scpctl run: the policy's working directory %s: %s\n", cwd, strerror(errno));
-        _exit(1);
-    }
+    ro->cwd = json_string_value(json_object_get(cfg, "cwd"));
     json_t *cmd = json_object_get(cfg, "command");
     int allow = json_is_true(json_object_get(cfg, "append_args"));
     size_t nc = json_array_size(cmd), na = allow ? (size_t)o->argc - 1 : 0;
@@ -271,7 +267,7 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
     ro->tag_fd = tag_wr;
     scp_run_exec(ro, &e);
     fprintf(stderr, "scpctl run: %s\n", e.msg);
-    _exit(e.code == SCP_E_NOENT ? 127 : 126);
+    _exit(e.code == SCP_E_NOENT ? 127 : e.code == SCP_E_SYS ? 1 : 126);
 }
 
 int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_err *err) {

@@ -224,6 +224,11 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         }
     }
 
+    if (o->cwd && chdir(o->cwd)) {
+        scp_fail_errno(err, "cannot enter the working directory %s (inside a volume only its mount point can be)",
+                       o->cwd);
+        goto out;
+    }
     int mfd = scp_shield_config_to_memfd(&cfg, err);
     if (mfd < 0) goto out;
     char num[16];

@@ -25,6 +25,8 @@ struct scp_run_opts {
                                 searching argv[0] in PATH */
     int tag_fd;              /* > 0: one end of a SOCK_SEQPACKET pair on which the shield reports
                                 every volume's new tag after each commit (SCP_SHIELD_ENV_TAG_FD) */
+    const char *cwd;         /* NULL: keep; else the working directory, entered after the mount points
+                                are covered so that it may be a volume's mount point */
     int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits
                                 until CAS acknowledged its tag (SCP_SHIELD_ENV_TAG_SYNC_FD) */
 };

@@ -60,6 +60,7 @@ services:
     command: [redis-server, --port, "$PORT", --bind, 127.0.0.1, --dir, /data, --appendonly, "yes",
               --appendfsync, always, --save, "", --requirepass, "\$\$SCP::pw\$\$", --logfile, $T/redis.log]
     environment: {SCP_TEST_ENV: "\$\$SCP::envsecret\$\$"}
+    cwd: /data
     volumes: [data]
   - name: probe
     measurements: [$MSH]
@@ -112,6 +113,8 @@ G0=$(cas_gen)
 [ "$G0" -ge 0 ] || fail "the new volume's tag was not reported to CAS"
 for i in $(seq 1 50); do echo "SET key:$i SCPMARK_run_value_$i"; done | cli >/dev/null
 [ "$(cli get key:50)" = SCPMARK_run_value_50 ] || fail "redis does not serve what it was given"
+RPROG=$(pgrep -f "^redis-server" -P $RPID | head -1)
+[ "$(readlink /proc/$RPROG/cwd)" = /data ] || fail "redis does not run in the policy's cwd /data: $(readlink /proc/$RPROG/cwd)"
 G1=$(cas_gen)
 [ "$G1" -gt "$G0" ] || fail "the tag CAS holds did not advance after writes ($G0 -> $G1)"
 # no rendered secret is readable on the host while it runs (argv and environment reach redis
