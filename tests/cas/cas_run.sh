@@ -181,13 +181,13 @@ cp -a "$T/vols/db/data" "$T/snapshot"
 start
 cli set after-copy 1 >/dev/null
 stop
-rm -rf "$T/vols/db/data"
+mv "$T/vols/db/data" "$T/latest"
 cp -a "$T/snapshot" "$T/vols/db/data"
 expect_err 3 "volume data .* rolled back: it holds generation [0-9]*, CAS expects generation [0-9]*" \
     timeout 30 "${RUN[@]}" -- "$T/bin/redis-server"
 [ "$(cli ping 2>/dev/null)" = PONG ] && fail "redis runs on a rolled-back volume"
 rm -rf "$T/vols/db/data"
-mv "$T/snapshot" "$T/vols/db/data.old"
+mv "$T/latest" "$T/vols/db/data" # the latest state opens again
 
 # one byte changed: no configuration, does not start
 cp "$T/bin/redis-server" "$T/bad/redis-server"
@@ -200,6 +200,22 @@ expect_err 1 "not found in PATH" "${RUN[@]}" -- no-such-program-xyz
 expect_err 1 "does not allow arguments" "${RUN[@]}" -- "$T/bin/redis-server" --port 1
 expect_err 3 "does not match the pinned" "${RUN[@]}" --pin "$(printf '0%.0s' $(seq 64))" -- "$T/bin/redis-server"
 expect_err 1 "CAS unreachable" "${RUN[@]}" --cas 127.0.0.1:1 --cas-timeout 0.5 -- "$T/bin/redis-server"
+
+# CAS down at start: scpctl run retries with backoff and starts once CAS is back (same port)
+stop_cas
+"${RUN[@]}" --cas-timeout 60 -- "$T/bin/redis-server" >"$T/run.out" 2>"$T/run.err" &
+RPID=$!
+sleep 1
+kill -0 $RPID 2>/dev/null || fail "scpctl run gave up while CAS was down: $(cat "$T/run.err")"
+"$SCPCTL" cas serve --data "$T/data" --listen "$SCP_CAS" --admin "$A" >"$T/cas2.out" 2>"$T/cas.err" &
+CAS_PID=$!
+for _ in $(seq 1 200); do
+    [ "$(cli ping 2>/dev/null)" = PONG ] && break
+    kill -0 $RPID 2>/dev/null || fail "scpctl run exited: $(cat "$T/run.err")"
+    sleep 0.1
+done
+[ "$(cli get key:17)" = SCPMARK_run_value_17 ] || fail "no data after starting through a CAS that came back"
+stop
 
 # a revoked platform gets nothing
 expect_rc 0 "$SCPCTL" platform revoke "$P1"
