@@ -16,7 +16,7 @@ static void run_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee sim] [--platform-key FILE]\n"
             "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--pin FP] [--identity FILE]\n"
-            "                  [--trace[=FILE]] -- PROGRAM [ARGS...]\n\n"
+            "                  [--trace] -- PROGRAM [ARGS...]\n\n"
             "Measures PROGRAM (resolved in PATH), its loader, its libraries and the shield runtime from\n"
             "open descriptors, attests to CAS and runs PROGRAM from the measured descriptor with the\n"
             "configuration CAS releases: the policy's command (ARGS are appended only when the policy\n"
