@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,7 +412,22 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
     uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
+    int exited = 0, status = 1;
     for (;;) {
+        /* until every holder of the socket is gone, or the program itself has exited and what
+         * its leftovers had sent is drained (a daemonized grandchild may keep the socket) */
+        struct pollfd pf = {.fd = pipefd[0], .events = POLLIN};
+        int pr = poll(&pf, 1, exited ? 0 : 200);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr == 0) {
+            if (exited) break;
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                exited = 1;
+                status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+            }
+            continue;
+        }
         ssize_t r = read(pipefd[0], rec, sizeof rec);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
@@ -424,7 +440,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             kill(pid, SIGKILL);
         }
     }
-    rc = wait_status(pid);
+    rc = exited ? status : wait_status(pid);
 out:
     if (tsync) munmap(tsync, 4096);
     if (sync_fd >= 0) close(sync_fd);

@@ -70,6 +70,9 @@ services:
     measurements: [$MSH]
     append_args: true
     command: [sh, -c, 'echo "args=\$*"', sh]
+  - name: daemon
+    measurements: [$MSH]
+    command: [sh, -c, 'sleep 60 </dev/null >/dev/null 2>&1 & echo \$! >$T/daemon.pid']
   - name: loader
     measurements: [$MSH]
     environment: {LD_PRELOAD: /tmp/evil.so}
@@ -174,6 +177,9 @@ unset 'RUN[${#RUN[@]}-1]'
 PROBE=("$SCPCTL" run --platform-key "$T/p1.key" --volume-dir "$T/vols" --session db)
 expect_rc 0 "${PROBE[@]}" --service args -- "$T/bin/sh" one two
 grep -qx "args=one two" "$T/last.out" || fail "ARGS not appended: $(cat "$T/last.out")"
+# the run ends with the program, even if a child it left behind keeps the tag socket open
+expect_rc 0 timeout 30 "${PROBE[@]}" --service daemon -- "$T/bin/sh"
+kill "$(cat "$T/daemon.pid")" || fail "the program's background child is not running"
 expect_err 1 "LD_PRELOAD, which would change what the loader runs" "${PROBE[@]}" --service loader -- "$T/bin/sh"
 
 # rollback: keep a copy, write more (CAS's tag advances), put the copy back
