@@ -523,9 +523,9 @@ json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_po
     }
     char token[65];
     cas_volume_token(api, p->name, row->incarnation, svc->name, token);
-    cfg = json_pack("{s:s, s:s, s:o, s:o, s:s?, s:o, s:o, s:o, s:s}", "session", p->name, "service", svc->name,
-                    "command", cmd, "environment", env, "cwd", svc->cwd, "files", files, "volumes", vols, "network",
-                    net, "volume_token", token);
+    cfg = json_pack("{s:s, s:s, s:o, s:b, s:o, s:s?, s:o, s:o, s:o, s:s}", "session", p->name, "service", svc->name,
+                    "command", cmd, "append_args", svc->append_args, "environment", env, "cwd", svc->cwd, "files", files,
+                    "volumes", vols, "network", net, "volume_token", token);
     render_free(&r);
     if (!cfg) cas_deny(resp, 500, "internal", "cannot build the configuration");
     return cfg;
