@@ -165,15 +165,18 @@ static int audit(int argc, char **argv) {
     long long bad = (long long)json_integer_value(json_object_get(j, "first_bad"));
     long long count = (long long)json_integer_value(json_object_get(j, "count"));
     long long reset_at = (long long)json_integer_value(json_object_get(j, "reset_at"));
-    if (ok)
+    if (ok) {
         fprintf(stderr, "scpctl: audit chain verified: %lld entries intact\n", count);
-    if (reset_at > 0)
-        fprintf(stderr, "scpctl: note: the operator accepted a reset of this log at entry %lld (rows before it were "
-                        "lost or removed; its reason says what was found)\n", reset_at);
-    else
+        if (reset_at > 0)
+            fprintf(stderr,
+                    "scpctl: note: the operator accepted a reset of this log at entry %lld (rows before it were "
+                    "lost or removed; its reason says what was found)\n",
+                    reset_at);
+    } else {
         fprintf(stderr, "scpctl: AUDIT CHAIN BROKEN at entry %lld: %s\n", bad,
                 json_string_value(json_object_get(j, "problem")) ? json_string_value(json_object_get(j, "problem"))
                                                                  : "the log was edited, reordered or truncated");
+    }
     json_decref(j);
     return (!ok && verify) ? EXIT_INTEGRITY : EXIT_OK;
 }

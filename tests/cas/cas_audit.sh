@@ -25,6 +25,7 @@ expect_rc 1 "$SCPCTL" platform attest --key "$T/p.key" --session s --service svc
 expect_rc 1 "$SCPCTL" session show s --identity "$B"
 
 expect_err 0 "audit chain verified" "$SCPCTL" cas audit --verify
+grep -q "BROKEN" "$T/last.err" && fail "a verified log is also reported broken: $(cat "$T/last.err")"
 LOG=$T/audit.txt
 cp "$T/last.out" "$LOG"
 grep -P "\t$IDA\tsession.create\ts\t" "$LOG" >/dev/null || fail "session creation not audited with its actor"
