@@ -640,6 +640,12 @@ SH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
         sh_trace("the program's SIGSYS handler was not installed (the shield owns SIGSYS)");
         return real_sigaction(sig, NULL, old);
     }
+    if (sh.active && act && sigismember(&act->sa_mask, SIGSYS)) {
+        /* a handler that runs with SIGSYS blocked is killed by its first trapped call */
+        struct sigaction a = *act;
+        sigdelset(&a.sa_mask, SIGSYS);
+        return real_sigaction(sig, &a, old);
+    }
     return real_sigaction(sig, act, old);
 }
 SH_EXPORT sighandler_t signal(int sig, sighandler_t h) {

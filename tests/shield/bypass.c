@@ -331,6 +331,74 @@ static void t_blocked(void) {
     ok("all signals blocked, then a trapped call (SIGSYS is never blocked)");
 }
 
+/* Signal masks set by trapped calls take effect on the calling thread (issue 10.5: the shield
+ * changed the SIGSYS handler's own mask, which sigreturn threw away). The filter traps every
+ * rt_sigprocmask that may block SIGSYS; these are raw calls, so no wrapper can help. */
+#define SIGBIT(s) (1ul << ((s)-1))
+static unsigned long cur_mask(void) {
+    unsigned long m = ~0ul;
+    syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, NULL, &m, 8L); /* not trapped: set is NULL */
+    return m;
+}
+static volatile sig_atomic_t usr1_seen;
+static int mask_fd = -1;
+static void on_usr1(int sig) {
+    (void)sig;
+    usr1_seen++;
+    /* a trapped call inside a handler whose sa_mask was full: SIGSYS must not be blocked */
+    if (mask_fd >= 0) syscall(SYS_write, (long)mask_fd, "h", 1L);
+}
+static void t_sigmask(void) {
+    unsigned long start = cur_mask(), old = 1, set, all = ~0ul;
+    unsigned long never = SIGBIT(SIGKILL) | SIGBIT(SIGSTOP) | SIGBIT(SIGSYS);
+    set = SIGBIT(SIGUSR1) | SIGBIT(SIGTERM);
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, &old, 8L) || old != start)
+        return bad("sigmask", "raw SIG_BLOCK failed or reported a wrong old mask");
+    if (cur_mask() != (start | set)) return bad("sigmask", "raw SIG_BLOCK did not take effect");
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &all, &old, 8L) || old != (start | set))
+        return bad("sigmask", "raw SIG_SETMASK failed or reported a wrong old mask");
+    if (cur_mask() != (all & ~never)) return bad("sigmask", "raw SIG_SETMASK(all) did not take effect");
+    set = 0;
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &set, &old, 8L) || old != (all & ~never))
+        return bad("sigmask", "raw SIG_SETMASK(none) failed");
+    if (cur_mask() != 0) return bad("sigmask", "raw SIG_SETMASK(none) did not take effect");
+    /* the kernel's errors, and no change on a bad new set */
+    set = SIGBIT(SIGUSR2);
+    errno = 0;
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, (void *)8, NULL, 8L) != -1 || errno != EFAULT)
+        return bad("sigmask", "a bad set pointer did not fail with EFAULT");
+    errno = 0;
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, (void *)8, 8L) != -1 || errno != EFAULT)
+        return bad("sigmask", "a bad old-set pointer did not fail with EFAULT");
+    errno = 0;
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, NULL, 4L) != -1 || errno != EINVAL)
+        return bad("sigmask", "a wrong set size did not fail with EINVAL");
+    errno = 0;
+    if (syscall(SYS_rt_sigprocmask, 99L, &set, NULL, 8L) != -1 || errno != EINVAL)
+        return bad("sigmask", "a bad `how` did not fail with EINVAL");
+    if (cur_mask() != SIGBIT(SIGUSR2)) return bad("sigmask", "mask after the failed calls");
+    /* a blocked signal stays pending and is delivered when a raw call unblocks it; its
+     * handler, installed with every signal in sa_mask, makes a trapped call */
+    mask_fd = open(path("sigmask.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_usr1;
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    set = SIGBIT(SIGUSR1);
+    syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, NULL, 8L);
+    raise(SIGUSR1);
+    if (usr1_seen) return bad("sigmask", "SIGUSR1 was delivered while blocked");
+    set = 0;
+    syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &set, NULL, 8L);
+    if (usr1_seen != 1) return bad("sigmask", "SIGUSR1 was not delivered after the raw unblock");
+    close(mask_fd);
+    mask_fd = -1;
+    signal(SIGUSR1, SIG_DFL);
+    if (!content_is("sigmask.txt", "h")) return bad("sigmask", "the handler's write is missing");
+    syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &start, NULL, 8L);
+    ok("raw rt_sigprocmask changes the caller's mask (SIGSYS stays unblocked)");
+}
+
 static void t_static(const char *helper) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -433,6 +501,7 @@ int main(int argc, char **argv) {
     t_exit_unclosed();
     t_spawn();
     t_blocked();
+    t_sigmask();
     t_exec(argv[0]);
     t_static(argv[2]);
     t_threads();
