@@ -11,7 +11,7 @@ sigblk() { grep '^SigBlk' | cut -f2; }
 # Each command: a fork (cat), a pipeline, then exec into the program that reads its own mask;
 # the last one also works on a protected file (DIR is the mount, or a plain directory).
 mkdir "$T/plain"
-for cmd in 'cat /etc/hostname >/dev/null; exec grep SigBlk /proc/self/status' \
+for cmd in 'cat /etc/passwd >/dev/null; exec grep SigBlk /proc/self/status' \
            'echo x | cat >/dev/null; grep SigBlk /proc/self/status | cat' \
            'echo x > DIR/f; cat DIR/f >/dev/null; exec grep SigBlk /proc/self/status'; do
     want=$(sh -c "$(echo "$cmd" | sed "s|DIR|$T/plain|g")" | sigblk)
@@ -37,7 +37,7 @@ save ""
 logfile $T/redis.log
 CONF
 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- \
-    sh -c "cat /etc/hostname >/dev/null; exec redis-server $T/redis.conf" &
+    sh -c "cat /etc/passwd >/dev/null; exec redis-server $T/redis.conf" &
 RPID=$!
 trap 'kill -9 $RPID 2>/dev/null; rm -rf "$T"' EXIT
 for _ in $(seq 1 100); do
