@@ -109,6 +109,7 @@ int cli_cas_call(scp_cas_client *c, const char *method, const char *path, const 
     }
     const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
     const char *code = j ? json_string_value(json_object_get(j, "error")) : NULL;
+    fflush(stdout);
     fprintf(stderr, "scpctl: CAS refused (%d %s): %s\n", st, code ? code : "error", msg ? msg : "no details");
     json_decref(j);
     return EXIT_FAILURE_;

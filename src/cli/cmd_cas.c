@@ -155,6 +155,7 @@ static int audit(int argc, char **argv) {
     int ok = json_is_true(json_object_get(j, "verified"));
     long long bad = (long long)json_integer_value(json_object_get(j, "first_bad"));
     long long count = (long long)json_integer_value(json_object_get(j, "count"));
+    fflush(stdout); /* the verdict comes after the rows, also when both go to one pipe */
     if (ok)
         fprintf(stderr, "scpctl: audit chain verified: %lld entries intact\n", count);
     else
