@@ -734,6 +734,14 @@ SH_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
     }
     return (int)ret(mask_call(how, set, old, 1));
 }
+/* the mask sigsuspend waits with is also the mask its handlers start from */
+SH_EXPORT int sigsuspend(const sigset_t *set) {
+    REAL(int (*)(const sigset_t *), sigsuspend);
+    if (!sh.active || !sigismember(set, SIGSYS)) return real_sigsuspend(set);
+    sigset_t s = *set;
+    sigdelset(&s, SIGSYS);
+    return real_sigsuspend(&s);
+}
 SH_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
     if (!sh.active) {
         REAL(int (*)(int, const sigset_t *, sigset_t *), pthread_sigmask);

@@ -394,7 +394,23 @@ static void t_sigmask(void) {
     close(mask_fd);
     mask_fd = -1;
     signal(SIGUSR1, SIG_DFL);
-    if (!content_is("sigmask.txt", "h")) return bad("sigmask", "the handler's write is missing");
+    /* sigsuspend with every signal but SIGUSR1 blocked: its handler starts from that mask */
+    mask_fd = open(path("sigmask.txt"), O_RDWR | O_APPEND);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t wait_mask;
+    sigfillset(&wait_mask);
+    sigdelset(&wait_mask, SIGUSR1);
+    set = SIGBIT(SIGUSR1);
+    syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, NULL, 8L);
+    raise(SIGUSR1);
+    sigsuspend(&wait_mask);
+    if (usr1_seen != 2) return bad("sigmask", "SIGUSR1 was not delivered in sigsuspend");
+    close(mask_fd);
+    mask_fd = -1;
+    signal(SIGUSR1, SIG_DFL);
+    set = 0;
+    syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &set, NULL, 8L);
+    if (!content_is("sigmask.txt", "hh")) return bad("sigmask", "the handlers' writes are missing");
     syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &start, NULL, 8L);
     ok("raw rt_sigprocmask changes the caller's mask (SIGSYS stays unblocked)");
 }
