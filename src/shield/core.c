@@ -746,7 +746,10 @@ static void map_writeback(struct shmap *mp) {
  * unmap. Returns 1 if a protected mapping was involved. */
 static int sh_unmap_hook_(void *addr, size_t len, int unmap);
 int sh_unmap_hook(void *addr, size_t len, int unmap) {
-    if (!sh.active) return 0;
+    /* The volume library's own unmaps (a file's state freed under its volume mutex) are never
+     * the program's mappings; taking sh.mu there would invert the order sh.mu -> volume locks
+     * that the fork handlers rely on (the shield's prepare runs before the library's). */
+    if (!sh.active || sh_in_lib) return 0;
     sh_in_lib++;
     int r = sh_unmap_hook_(addr, len, unmap);
     sh_in_lib--;

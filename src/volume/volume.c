@@ -64,14 +64,16 @@ again:
     for (scp_file *f = v->files; f; f = f->next) pthread_mutex_lock(&f->pc_mu);
 }
 
-/* Drop the references fork_lock_volume took (the locks are released or new). */
-static void fork_put_files(scp_volume *v) {
-    for (;;) { /* file_put may free files and so change the list: start over after each */
-        scp_file *f = v->files;
-        while (f && !f->fork_held) f = f->next;
-        if (!f) break;
+/* Drop the reference fork_lock_volume took. Nothing is freed here: a fork handler must not
+ * call out of the library (the shield, which interposes munmap and close, holds its own lock
+ * until its handler, which runs after this one). A file whose last handle was closed while
+ * fork_lock_volume waited stays listed, as a closed file the cache keeps, until the cache
+ * drops it. */
+static void fork_unref_files(scp_volume *v) {
+    for (scp_file *f = v->files; f; f = f->next) {
+        assert(f->fork_held && f->refs > 0);
         f->fork_held = 0;
-        file_put(v, f);
+        f->refs--;
     }
 }
 
@@ -86,11 +88,10 @@ static void fork_parent(void) {
         scp_volume *v = registry[i];
         if (!v) continue;
         for (scp_file *f = v->files; f; f = f->next) {
-            assert(f->fork_held);
             pthread_mutex_unlock(&f->pc_mu);
             pthread_rwlock_unlock(&f->rw);
         }
-        fork_put_files(v);
+        fork_unref_files(v);
         pthread_mutex_unlock(&v->mu);
     }
     pthread_mutex_unlock(&registry_mu);
@@ -105,13 +106,12 @@ static void fork_child(void) {
         if (!v) continue;
         pthread_mutex_init(&v->mu, NULL);
         for (scp_file *f = v->files; f; f = f->next) {
-            assert(f->fork_held);
             pthread_rwlock_init(&f->rw, NULL);
             pthread_mutex_init(&f->pc_mu, NULL);
             f->pc_pins = 0; /* pins belong to threads the child does not have */
         }
         for (scp_vfile *h = v->handles; h; h = h->hnext) pthread_mutex_init(&h->cur_mu, NULL);
-        fork_put_files(v);
+        fork_unref_files(v);
         v->forked_midway = 1; /* the first call reloads the manifest, as before this handler */
     }
     __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED);

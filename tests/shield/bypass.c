@@ -243,6 +243,54 @@ static void t_fork(void) {
     ok("fork (child writes, parent reads)");
 }
 
+/* Forks while another thread opens, writes and closes protected files (more than the volume
+ * library keeps cached, so closes free file state, which unmaps memory): fork waits for the
+ * volume calls in progress (its atfork handler), and neither it nor they may wait for each
+ * other through the shield's own lock. */
+static volatile int churn_stop, churn_errno;
+static void *churn_main(void *arg) {
+    (void)arg;
+    for (int i = 0; !churn_stop; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "churn-%d.txt", i % 100);
+        int fd = open(path(name), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (fd < 0) { churn_errno = errno; return (void *)1; }
+        if (write(fd, name, strlen(name)) != (ssize_t)strlen(name)) { churn_errno = errno; return (void *)2; }
+        if (close(fd)) { churn_errno = errno; return (void *)3; }
+    }
+    return NULL;
+}
+static void t_fork_churn(void) {
+    int fd0 = open(path("churn-0.txt"), O_CREAT | O_WRONLY, 0600);
+    if (fd0 < 0 || close(fd0)) return bad("fork-churn", "create");
+    pthread_t th;
+    churn_stop = 0;
+    if (pthread_create(&th, NULL, churn_main, NULL)) return bad("fork-churn", "pthread_create");
+    alarm(60); /* a hang guard: a deadlocked fork kills the suite with SIGALRM */
+    int failed = 0;
+    for (int i = 0; i < 300 && !failed; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            int fd = open(path("churn-0.txt"), O_RDONLY);
+            _exit(fd < 0 ? 1 : 0);
+        }
+        int st;
+        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) failed = 1;
+    }
+    alarm(0);
+    churn_stop = 1;
+    void *r;
+    pthread_join(th, &r);
+    if (failed) return bad("fork-churn", "a child failed");
+    if (r) {
+        errno = churn_errno;
+        return bad("fork-churn", r == (void *)1 ? "the churning thread's open failed"
+                                 : r == (void *)2 ? "the churning thread's write failed"
+                                                  : "the churning thread's close failed");
+    }
+    ok("300 forks while another thread opens and closes files");
+}
+
 static void t_exec(const char *self) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -514,6 +562,7 @@ int main(int argc, char **argv) {
     t_openat2();
     t_dup2_low();
     t_fork();
+    t_fork_churn();
     t_exit_unclosed();
     t_spawn();
     t_blocked();
