@@ -165,6 +165,7 @@ static int audit(int argc, char **argv) {
     long long bad = (long long)json_integer_value(json_object_get(j, "first_bad"));
     long long count = (long long)json_integer_value(json_object_get(j, "count"));
     long long reset_at = (long long)json_integer_value(json_object_get(j, "reset_at"));
+    fflush(stdout); /* the verdict comes after the rows, also when both go to one pipe */
     if (ok) {
         fprintf(stderr, "scpctl: audit chain verified: %lld entries intact\n", count);
         if (reset_at > 0)

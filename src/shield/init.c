@@ -47,6 +47,31 @@ __attribute__((noreturn)) static void die(const char *what, const scp_err *e) {
     _exit(126);
 }
 
+#define SIGSYS_BIT (1ull << (SIGSYS - 1))
+
+/* A trapped rt_sigprocmask (glibc's own sigsetmask, sigprocmask inside libc, a raw syscall)
+ * is about the interrupted code's mask, which is uc_sigmask: the thread's mask while this
+ * handler runs is thrown away by sigreturn. The kernel still does the work (it checks `how`,
+ * the size and both pointers, and fails with EINVAL or EFAULT as it would): the handler's
+ * mask is first set to the interrupted one, the call made on it, and the result, with SIGSYS
+ * taken out again, becomes the mask that sigreturn restores. */
+static long trap_sigprocmask(ucontext_t *uc, const long a[6]) {
+    uint64_t interrupted, now;
+    /* the kernel's sigset_t, the first 8 bytes of uc_sigmask, is all that sigreturn reads */
+    memcpy(&interrupted, &uc->uc_sigmask, sizeof interrupted);
+    interrupted &= ~SIGSYS_BIT;
+    sh_gate(SYS_rt_sigprocmask, SIG_SETMASK, (long)&interrupted, 0, 8, 0, 0);
+    long r = sh_gate(SYS_rt_sigprocmask, a[0], a[1], a[2], a[3], 0, 0);
+    /* read back even after an error: a bad old-set pointer fails after the mask changed */
+    sh_gate(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&now, 8, 0, 0);
+    if (now & SIGSYS_BIT) { /* a trap with SIGSYS blocked kills the thread */
+        now &= ~SIGSYS_BIT;
+        sh_gate(SYS_rt_sigprocmask, SIG_SETMASK, (long)&now, 0, 8, 0, 0);
+    }
+    memcpy(&uc->uc_sigmask, &now, sizeof now);
+    return r;
+}
+
 static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     if (si->si_code != SYS_SECCOMP) return;
@@ -55,6 +80,11 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     int saved = errno;
     long a[6] = {(long)g[REG_RDI], (long)g[REG_RSI], (long)g[REG_RDX],
                  (long)g[REG_R10], (long)g[REG_R8], (long)g[REG_R9]};
+    if (si->si_syscall == SYS_rt_sigprocmask) {
+        g[REG_RAX] = (greg_t)trap_sigprocmask(uc, a);
+        errno = saved;
+        return;
+    }
     sh_in_trap = 1;
     long r = sh_trap_involves_prot(si->si_syscall, a)
                  ? sh_syscall(si->si_syscall, a)
