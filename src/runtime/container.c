@@ -292,16 +292,18 @@ int scp_container_start(const struct scp_container_opts *c, const char *shield_l
             scp_fail(err, SCP_E_NOENT, ENOENT, "rootfs %s is not a directory (an absolute path)", c->rootfs);
             goto out;
         }
-        if (shield_lib) {
-            h.shield = open(shield_lib, O_PATH | O_CLOEXEC);
-            if (h.shield < 0) {
-                scp_fail_errno(err, "cannot open %s", shield_lib);
-                goto out;
-            }
-            if (snprintf(shield_in, shield_in_len, "%s", SCP_CONTAINER_SHIELD_PATH) >= (int)shield_in_len) {
-                scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "path too long");
-                goto out;
-            }
+    }
+    /* The shield library is bound at a fixed path inside the container, with or without a
+     * rootfs: the host's copy may sit under a path the container hides (its private /tmp). */
+    if (shield_lib) {
+        h.shield = open(shield_lib, O_PATH | O_CLOEXEC);
+        if (h.shield < 0) {
+            scp_fail_errno(err, "cannot open %s", shield_lib);
+            goto out;
+        }
+        if (snprintf(shield_in, shield_in_len, "%s", SCP_CONTAINER_SHIELD_PATH) >= (int)shield_in_len) {
+            scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "path too long");
+            goto out;
         }
     }
 

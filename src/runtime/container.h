@@ -52,8 +52,8 @@ int scp_container_prepare(const struct scp_container_opts *c, scp_err *err);
 /* Fork the container's init, build its file system (rootfs, /proc, /dev, /tmp), hostname and
  * network, and fork the program's process. Returns 0 in the program's process only, with the
  * mounts in place and the signal mask restored; `shield_lib` (a host path, may be NULL) is then
- * visible at the path written to shield_in (SCP_CONTAINER_SHIELD_PATH with a rootfs, else
- * unchanged). The relay and the init call wipe(ctx) and never return: they exit with the
+ * visible at the path written to shield_in (SCP_CONTAINER_SHIELD_PATH, bound there with or
+ * without a rootfs, since the container's private /tmp may hide the host's path). The relay and the init call wipe(ctx) and never return: they exit with the
  * container's status. Returns -1 with err set when the container cannot be built (in whichever
  * process found it; the relay then exits with that process's exit status). Requires
  * scp_container_prepare first. */
