@@ -1,0 +1,97 @@
+/* scp/attest_hw.h - CAS-side verifiers of hardware attestation evidence.
+ *
+ * AMD SEV-SNP attestation reports (this file, scp_snp_*). Intel TDX / SGX DCAP quotes are the
+ * next step (see docs/attestation-hw.md).
+ *
+ * Report data binding (both platforms give 64 bytes of report data):
+ *   report_data = SHA-512("SCP-HW-REPORT-DATA-v1" NUL || nonce (32) || pubkey (32) || measurement (32))
+ * where nonce is the CAS nonce, pubkey the runtime's ephemeral X25519 key and measurement the
+ * scp_attest_measure() of the program (the platform's launch measurement covers the VM or
+ * enclave image, not the program that the runtime starts inside it).
+ *
+ * Collateral (read-only, usable offline; a missing file fails closed with a message naming it):
+ *   DIR/snp/<Product>/ark.pem   AMD root key certificate (self-signed, RSA-PSS), Product =
+ *   DIR/snp/<Product>/ask.pem   Milan or Genoa; the ARK must also match the SHA-256 pinned in
+ *                               the code for that product (or the policy's test override).
+ *   DIR/snp/vcek/<chip_id hex>-<reported_tcb hex>.der
+ *                               the VCEK for that chip at that TCB, as AMD's KDS serves it at
+ *                               https://kdsintf.amd.com/vcek/v1/<Product>/<chip_id hex>?blSPL=..
+ *                               (only when the evidence does not carry the VCEK itself).
+ *
+ * Errors: a malformed report or certificate: SCP_E_FORMAT; a signature, chain or binding that
+ * does not verify (a modified report, a wrong nonce or key): SCP_E_INTEGRITY; a report that is
+ * authentic but that the policy refuses (debug allowed, TCB below minimum, measurement or host
+ * data different): SCP_E_POLICY; missing collateral: SCP_E_NOENT; a VLEK-signed report or an
+ * unknown product: SCP_E_NOTSUP.
+ */
+#ifndef SCP_ATTEST_HW_H
+#define SCP_ATTEST_HW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scp/err.h"
+
+#define SCP_HW_REPORT_DATA_LABEL "SCP-HW-REPORT-DATA-v1"
+
+/* The 64 bytes of report data that bind a report to one CAS exchange (see above). */
+int scp_hw_report_data(const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
+                       uint8_t out[64], scp_err *err);
+
+/* ---- AMD SEV-SNP ------------------------------------------------------------------------ */
+
+#define SCP_SNP_REPORT_LEN 0x4a0   /* 1184 bytes */
+#define SCP_SNP_SIGNED_LEN 0x2a0   /* the signature covers bytes 0x000..0x29f */
+#define SCP_SNP_POLICY_DEBUG (1ull << 19)
+
+/* TCB_VERSION of Milan and Genoa (Turin's layout differs and is not supported yet). */
+typedef struct scp_snp_tcb {
+    uint8_t bootloader, tee, snp, microcode;
+} scp_snp_tcb;
+
+/* A parsed report; the fields are copies, in the report's byte order for arrays. */
+typedef struct scp_snp_report {
+    uint32_t version, guest_svn, vmpl, sig_algo, flags;
+    uint64_t policy;
+    uint64_t current_tcb_raw, reported_tcb_raw, committed_tcb_raw, launch_tcb_raw;
+    scp_snp_tcb reported_tcb;
+    uint8_t family_id[16], image_id[16];
+    uint8_t report_data[64];
+    uint8_t measurement[48];
+    uint8_t host_data[32];
+    uint8_t id_key_digest[48], author_key_digest[48];
+    uint8_t report_id[32];
+    uint8_t chip_id[64];
+    uint8_t cpuid_fam, cpuid_mod, cpuid_step; /* version >= 3; 0 otherwise */
+    uint8_t sig_r[72], sig_s[72];             /* little-endian, as in the report */
+} scp_snp_report;
+
+/* Structure only: exactly SCP_SNP_REPORT_LEN bytes, version 2, 3 or 5, signature algorithm 1
+ * (ECDSA P-384 with SHA-384), reserved signing-key encodings refused. */
+int scp_snp_report_parse(const uint8_t *buf, size_t len, scp_snp_report *out, scp_err *err);
+
+typedef struct scp_snp_policy {
+    const uint8_t *report_data;  /* 64 bytes, required (scp_hw_report_data) */
+    const uint8_t *measurement;  /* 48 bytes; NULL: the caller checks it */
+    const uint8_t *host_data;    /* 32 bytes; NULL: not checked */
+    scp_snp_tcb min_tcb;         /* each component of reported_tcb must be at least this */
+    uint32_t max_vmpl;           /* highest VMPL accepted (0: the report must come from VMPL0) */
+    int64_t now;                 /* seconds since the epoch for certificate validity; 0: the clock */
+    const uint8_t *ark_sha256;   /* tests only: trust this ARK certificate instead of AMD's */
+} scp_snp_policy;
+
+/* Verify a report: VCEK (vcek_der, or NULL to read it from the collateral cache) certified by
+ * the product's ASK and ARK in collateral_dir (ARK pinned), the VCEK's TCB and hardware id
+ * equal to the report's, the ECDSA P-384 signature, then the policy (debug refused, VMPL,
+ * minimum TCB, measurement, host data, report data). On success fills *out if not NULL and
+ * copies the product name ("Milan", "Genoa") into product (at least 16 bytes) if not NULL. */
+int scp_snp_verify(const uint8_t *report, size_t report_len, const uint8_t *vcek_der, size_t vcek_len,
+                   const char *collateral_dir, const scp_snp_policy *pol, scp_snp_report *out, char *product,
+                   scp_err *err);
+
+/* Parse a certificate chain (PEM bundle, or DER certificates back to back) and, for each
+ * certificate that carries them, AMD's VCEK extensions (TCB components, hardware id, product).
+ * Exposed for the fuzz target; returns the number of certificates (at most 8) or -1. */
+int scp_hw_chain_parse(const uint8_t *buf, size_t len, scp_err *err);
+
+#endif

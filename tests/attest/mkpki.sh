@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# tests/attest/mkpki.sh DIR - a test AMD-like PKI made with the openssl binary, for synthetic
+# SEV-SNP reports: DIR/collateral/snp/Milan/{ark,ask}.pem (RSA-PSS, like AMD's), a VCEK (P-384)
+# for chip id 0x11 * 64 at TCB bl 3 tee 0 snp 8 ucode 115 (DIR/vcek.der, DIR/vcek.key), and a
+# second VCEK of the same chip at TCB bl 2 (DIR/vcek-old.der) whose report must fail the minimum.
+set -euo pipefail
+d=$1
+mkdir -p "$d/collateral/snp/Milan"
+cd "$d"
+dn="/OU=Engineering/C=US/L=Santa Clara/ST=CA/O=Test Devices"
+cat >ext.cnf <<'CNF'
+[ca]
+basicConstraints=critical,CA:true
+keyUsage=critical,keyCertSign,cRLSign
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+[leaf]
+keyUsage=critical,digitalSignature
+CNF
+pss=(-sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:48 -sigopt rsa_mgf1_md:sha384 -sha384)
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ark.key 2>/dev/null
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out ask.key 2>/dev/null
+openssl req -new -x509 -key ark.key -subj "$dn/CN=ARK-Milan" -days 3650 "${pss[@]}" \
+    -extensions ca -config <(cat ext.cnf; echo '[req]'; echo 'distinguished_name=dn'; echo '[dn]') \
+    -out collateral/snp/Milan/ark.pem
+openssl req -new -key ask.key -subj "$dn/CN=SEV-Milan" -out ask.csr
+openssl x509 -req -in ask.csr -CA collateral/snp/Milan/ark.pem -CAkey ark.key -set_serial 2 -days 3650 \
+    "${pss[@]}" -extfile ext.cnf -extensions ca -out collateral/snp/Milan/ask.pem 2>/dev/null
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384 -out vcek.key
+hwid=$(printf '11%.0s' $(seq 64) | sed 's/../&:/g; s/:$//')
+vcek() { # name blSPL
+    cat ext.cnf >"$1.cnf"
+    cat >>"$1.cnf" <<CNF
+[amd]
+keyUsage=critical,digitalSignature
+1.3.6.1.4.1.3704.1.1=DER:02:01:00
+1.3.6.1.4.1.3704.1.2=DER:16:08:4D:69:6C:61:6E:2D:42:30
+1.3.6.1.4.1.3704.1.3.1=DER:02:01:$2
+1.3.6.1.4.1.3704.1.3.2=DER:02:01:00
+1.3.6.1.4.1.3704.1.3.3=DER:02:01:08
+1.3.6.1.4.1.3704.1.3.8=DER:02:01:73
+1.3.6.1.4.1.3704.1.4=DER:$hwid
+CNF
+    openssl req -new -key vcek.key -subj "$dn/CN=SEV-VCEK" -out "$1.csr"
+    openssl x509 -req -in "$1.csr" -CA collateral/snp/Milan/ask.pem -CAkey ask.key -set_serial "$3" -days 3650 \
+        "${pss[@]}" -extfile "$1.cnf" -extensions amd -outform DER -out "$1.der" 2>/dev/null
+}
+vcek vcek 03 3
+vcek vcek-old 02 4
+openssl x509 -in collateral/snp/Milan/ark.pem -outform DER | openssl dgst -sha256 -r | cut -c1-64 >ark.sha256
