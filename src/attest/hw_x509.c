@@ -105,12 +105,17 @@ X509 *hw_cert_load(const char *path, const char *what, scp_err *err) {
     return certs[0];
 }
 
-int hw_cert_check_link(X509 *cert, X509 *issuer, int64_t now, const char *what, scp_err *err) {
+int hw_cert_check_time(X509 *cert, int64_t now, const char *what, scp_err *err) {
     time_t t = now ? (time_t)now : time(NULL);
     if (X509_cmp_time(X509_get0_notBefore(cert), &t) != -1)
         return scp_fail(err, SCP_E_INTEGRITY, EIO, "%s: certificate not yet valid (or unreadable validity)", what);
     if (X509_cmp_time(X509_get0_notAfter(cert), &t) != 1)
         return scp_fail(err, SCP_E_INTEGRITY, EIO, "%s: certificate expired", what);
+    return 0;
+}
+
+int hw_cert_check_link(X509 *cert, X509 *issuer, int64_t now, const char *what, scp_err *err) {
+    if (hw_cert_check_time(cert, now, what, err) < 0) return -1;
     if (X509_check_issued(issuer, cert) != X509_V_OK) {
         ERR_clear_error();
         return scp_fail(err, SCP_E_INTEGRITY, EIO, "%s: not issued by the expected issuer", what);

@@ -24,6 +24,9 @@ X509 *hw_cert_load(const char *path, const char *what, scp_err *err);
  * since the epoch). issuer may equal cert (a self-signed root). SCP_E_INTEGRITY otherwise. */
 int hw_cert_check_link(X509 *cert, X509 *issuer, int64_t now, const char *what, scp_err *err);
 
+/* cert is valid at now (seconds since the epoch; 0: the clock). SCP_E_INTEGRITY otherwise. */
+int hw_cert_check_time(X509 *cert, int64_t now, const char *what, scp_err *err);
+
 /* SHA-256 of the certificate's DER encoding. */
 int hw_cert_sha256(X509 *cert, uint8_t out[32], scp_err *err);
 

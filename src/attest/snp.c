@@ -9,9 +9,11 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -186,31 +188,119 @@ static X509 *load_vcek(const uint8_t *der, size_t len, const char *dir, const sc
     return hw_cert_load(path, "the VCEK of this chip at this TCB (AMD KDS vcek/v1/<Product>/<chip id>)", err);
 }
 
-/* ARK (pinned) -> ASK -> VCEK. */
-static int check_chain(X509 *vcek, const struct snp_product *p, const char *dir, const scp_snp_policy *pol,
-                       scp_err *err) {
+/* Verified ARK/ASK pairs, so that a busy CAS parses AMD's certificates and checks their RSA
+ * signatures once per collateral file, not once per report. An entry is keyed by both files'
+ * identity (device, inode, size, modification time) and by the pin it was checked against;
+ * replacing a file in the collateral directory misses the cache. Validity periods are checked
+ * again on every use (they depend on the time). */
+struct file_id {
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+};
+static struct ask_cache_ent {
+    char ark_path[PATH_MAX];
+    struct file_id ark_id, ask_id;
+    uint8_t pin[32];
+    X509 *ark, *ask;
+} ask_cache[4];
+static unsigned ask_cache_next;
+static pthread_mutex_t ask_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int file_id_of(const char *path, struct file_id *id) {
+    struct stat st;
+    if (stat(path, &st) < 0) return -1;
+    memset(id, 0, sizeof *id);
+    id->dev = st.st_dev, id->ino = st.st_ino, id->size = st.st_size, id->mtime = st.st_mtim;
+    return 0;
+}
+
+static int same_id(const struct file_id *a, const struct file_id *b) {
+    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
+           a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* On a hit, *ark and *ask get new references. */
+static int ask_cache_get(const char *ark_path, const struct file_id *ark_id, const struct file_id *ask_id,
+                         const uint8_t pin[32], X509 **ark, X509 **ask) {
+    int hit = 0;
+    pthread_mutex_lock(&ask_cache_lock);
+    for (size_t i = 0; i < sizeof ask_cache / sizeof ask_cache[0] && !hit; i++) {
+        struct ask_cache_ent *c = &ask_cache[i];
+        if (c->ark && strcmp(c->ark_path, ark_path) == 0 && same_id(&c->ark_id, ark_id) &&
+            same_id(&c->ask_id, ask_id) && memcmp(c->pin, pin, 32) == 0 && X509_up_ref(c->ark) == 1) {
+            if (X509_up_ref(c->ask) != 1) {
+                X509_free(c->ark);
+                continue;
+            }
+            *ark = c->ark, *ask = c->ask;
+            hit = 1;
+        }
+    }
+    pthread_mutex_unlock(&ask_cache_lock);
+    return hit;
+}
+
+static void ask_cache_put(const char *ark_path, const struct file_id *ark_id, const struct file_id *ask_id,
+                          const uint8_t pin[32], X509 *ark, X509 *ask) {
+    if (X509_up_ref(ark) != 1) return;
+    if (X509_up_ref(ask) != 1) {
+        X509_free(ark);
+        return;
+    }
+    pthread_mutex_lock(&ask_cache_lock);
+    struct ask_cache_ent *c = &ask_cache[ask_cache_next++ % (sizeof ask_cache / sizeof ask_cache[0])];
+    X509_free(c->ark);
+    X509_free(c->ask);
+    snprintf(c->ark_path, sizeof c->ark_path, "%s", ark_path);
+    c->ark_id = *ark_id, c->ask_id = *ask_id;
+    memcpy(c->pin, pin, 32);
+    c->ark = ark, c->ask = ask;
+    pthread_mutex_unlock(&ask_cache_lock);
+}
+
+/* Load ARK and ASK, check the pin and the ARK -> ASK link (or take them from the cache). */
+static int load_roots(const struct snp_product *p, const char *dir, const scp_snp_policy *pol, X509 **ark_out,
+                      X509 **ask_out, scp_err *err) {
     char ark_path[PATH_MAX], ask_path[PATH_MAX];
     if (snprintf(ark_path, sizeof ark_path, "%s/snp/%s/ark.pem", dir, p->name) >= (int)sizeof ark_path ||
         snprintf(ask_path, sizeof ask_path, "%s/snp/%s/ask.pem", dir, p->name) >= (int)sizeof ask_path)
         return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "collateral directory path too long");
+    const uint8_t *pin = pol->ark_sha256 ? pol->ark_sha256 : p->ark_sha256;
+    struct file_id ark_id, ask_id;
+    int ids = file_id_of(ark_path, &ark_id) == 0 && file_id_of(ask_path, &ask_id) == 0;
+    if (ids && ask_cache_get(ark_path, &ark_id, &ask_id, pin, ark_out, ask_out)) return 0;
     X509 *ark = hw_cert_load(ark_path, "AMD root key certificate (ARK)", err);
     if (!ark) return -1;
     X509 *ask = hw_cert_load(ask_path, "AMD SEV signing key certificate (ASK)", err);
-    int rc = -1;
     uint8_t fp[32];
-    if (!ask) goto out;
-    if (hw_cert_sha256(ark, fp, err) < 0) goto out;
-    if (memcmp(fp, pol->ark_sha256 ? pol->ark_sha256 : p->ark_sha256, 32) != 0) {
+    if (!ask || hw_cert_sha256(ark, fp, err) < 0) goto fail;
+    if (memcmp(fp, pin, 32) != 0) {
         scp_fail(err, SCP_E_INTEGRITY, EIO, "%s is not AMD's root key for %s (its SHA-256 differs from the pinned one)",
                  ark_path, p->name);
-        goto out;
+        goto fail;
     }
-    if (hw_cert_check_link(ark, ark, pol->now, "ARK", err) < 0 ||
-        hw_cert_check_link(ask, ark, pol->now, "ASK", err) < 0 ||
-        hw_cert_check_link(vcek, ask, pol->now, "VCEK", err) < 0)
-        goto out;
-    rc = 0;
-out:
+    if (hw_cert_check_link(ark, ark, pol->now, "ARK", err) < 0 || hw_cert_check_link(ask, ark, pol->now, "ASK", err) < 0)
+        goto fail;
+    if (ids) ask_cache_put(ark_path, &ark_id, &ask_id, pin, ark, ask);
+    *ark_out = ark, *ask_out = ask;
+    return 0;
+fail:
+    X509_free(ask);
+    X509_free(ark);
+    return -1;
+}
+
+/* ARK (pinned) -> ASK -> VCEK. */
+static int check_chain(X509 *vcek, const struct snp_product *p, const char *dir, const scp_snp_policy *pol,
+                       scp_err *err) {
+    X509 *ark = NULL, *ask = NULL;
+    if (load_roots(p, dir, pol, &ark, &ask, err) < 0) return -1;
+    int rc = hw_cert_check_time(ark, pol->now, "ARK", err) < 0 || hw_cert_check_time(ask, pol->now, "ASK", err) < 0 ||
+                     hw_cert_check_link(vcek, ask, pol->now, "VCEK", err) < 0
+                 ? -1
+                 : 0;
     X509_free(ask);
     X509_free(ark);
     return rc;
