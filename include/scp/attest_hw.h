@@ -1,7 +1,7 @@
 /* scp/attest_hw.h - CAS-side verifiers of hardware attestation evidence.
  *
- * AMD SEV-SNP attestation reports (this file, scp_snp_*). Intel TDX / SGX DCAP quotes are the
- * next step (see docs/attestation-hw.md).
+ * AMD SEV-SNP attestation reports (scp_snp_*) and Intel DCAP ECDSA quotes: TDX quote v4 and
+ * SGX quote v3 (scp_dcap_*).
  *
  * Report data binding (both platforms give 64 bytes of report data):
  *   report_data = SHA-512("SCP-HW-REPORT-DATA-v1" NUL || nonce (32) || pubkey (32) || measurement (32))
@@ -93,5 +93,64 @@ int scp_snp_verify(const uint8_t *report, size_t report_len, const uint8_t *vcek
  * certificate that carries them, AMD's VCEK extensions (TCB components, hardware id, product).
  * Exposed for the fuzz target; returns the number of certificates (at most 8) or -1. */
 int scp_hw_chain_parse(const uint8_t *buf, size_t len, scp_err *err);
+
+/* ---- Intel DCAP quotes (TDX v4, SGX v3) --------------------------------------------------
+ *
+ * Checked: header (version 3 with an SGX body, or 4 with a TDX body; attestation key type 2 =
+ * ECDSA P-256; Intel's QE vendor id), the ECDSA P-256 signature by the attestation key over
+ * header and body, the QE report's signature by the PCK key, QE report data = SHA-256(attestation
+ * key || QE auth data) || 32 zero bytes, the PCK certificate chain (in the quote) to Intel's SGX
+ * Root CA (pinned by SHA-256), the PCK and intermediate CA against the CRLs (DER, current) in
+ * the collateral directory, all required:
+ *   DIR/sgx/rootcrl.der              the root CA's CRL (revokes intermediate CAs)
+ *   DIR/sgx/pckcrl-platform.der      the PCK CRL of the Platform CA, and/or
+ *   DIR/sgx/pckcrl-processor.der     that of the Processor CA (whichever issued the PCK)
+ * then the policy: debug refused, MRTD (TDX) or MRENCLAVE/MRSIGNER/ISVSVN (SGX), report data.
+ * NOT checked yet: Intel's TCB info (per FMSPC) and QE identity collateral, so no TCB status
+ * (UpToDate, OutOfDate, Revoked...) is derived; a policy must say allow_unevaluated_tcb or the
+ * quote is refused (SCP_E_NOTSUP, fail closed). */
+
+#define SCP_DCAP_TEE_SGX 0x00000000u
+#define SCP_DCAP_TEE_TDX 0x00000081u
+
+/* A parsed quote. Pointers point into the buffer given to scp_dcap_quote_parse. */
+typedef struct scp_dcap_quote {
+    uint16_t version, att_key_type;
+    uint32_t tee_type;
+    uint16_t qe_svn, pce_svn;
+    uint8_t qe_vendor_id[16];
+    /* TDX TD report body (tee_type 0x81) */
+    uint8_t tee_tcb_svn[16], mrseam[48], mrsignerseam[48], seam_attributes[8], td_attributes[8], xfam[8];
+    uint8_t mrtd[48], mrconfigid[48], mrowner[48], mrownerconfig[48], rtmr[4][48];
+    /* SGX enclave report body (tee_type 0) */
+    uint8_t cpusvn[16], sgx_attributes[16], mrenclave[32], mrsigner[32];
+    uint16_t isvprodid, isvsvn;
+    uint8_t report_data[64];
+    const uint8_t *signed_part; /* header || body */
+    size_t signed_len;
+    const uint8_t *signature, *attest_key; /* 64 bytes each: r || s, x || y (big-endian) */
+    const uint8_t *qe_report;              /* 384-byte SGX report body of the quoting enclave */
+    const uint8_t *qe_signature;           /* 64 bytes, by the PCK key */
+    const uint8_t *qe_auth;
+    size_t qe_auth_len;
+    const uint8_t *pck_chain; /* PEM: PCK, intermediate CA, root CA */
+    size_t pck_chain_len;
+} scp_dcap_quote;
+
+int scp_dcap_quote_parse(const uint8_t *buf, size_t len, scp_dcap_quote *out, scp_err *err);
+
+typedef struct scp_dcap_policy {
+    const uint8_t *report_data;  /* 64 bytes, required (scp_hw_report_data) */
+    const uint8_t *mrtd;         /* TDX, 48 bytes; NULL: the caller checks it */
+    const uint8_t *mrenclave;    /* SGX, 32 bytes; NULL: not checked */
+    const uint8_t *mrsigner;     /* SGX, 32 bytes; NULL: not checked */
+    uint16_t min_isvsvn;         /* SGX */
+    int allow_unevaluated_tcb;   /* accept without TCB info / QE identity evaluation (see above) */
+    int64_t now;                 /* seconds since the epoch (certificates, CRLs); 0: the clock */
+    const uint8_t *root_sha256;  /* tests only: trust this root instead of Intel's */
+} scp_dcap_policy;
+
+int scp_dcap_verify(const uint8_t *quote, size_t len, const char *collateral_dir, const scp_dcap_policy *pol,
+                    scp_dcap_quote *out, scp_err *err);
 
 #endif
