@@ -180,6 +180,188 @@ static void recorded(void) {
     free(qb);
 }
 
+/* ---- synthetic quotes under the test PKI ------------------------------------------------- */
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
+static void put32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static EVP_PKEY *load_key(const char *name) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/sgx/%s", pki_dir, name);
+    FILE *f = fopen(path, "r");
+    EVP_PKEY *k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f) fclose(f);
+    if (!k) {
+        fprintf(stderr, "cannot load %s\n", path);
+        exit(2);
+    }
+    return k;
+}
+
+/* ECDSA P-256 SHA-256 signature as big-endian r || s. */
+static void sign_rs(EVP_PKEY *k, const uint8_t *msg, size_t len, uint8_t out[64]) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    uint8_t der[128];
+    size_t dl = sizeof der;
+    if (!c || EVP_DigestSignInit(c, NULL, EVP_sha256(), NULL, k) != 1 || EVP_DigestSign(c, der, &dl, msg, len) != 1)
+        exit(2);
+    EVP_MD_CTX_free(c);
+    const uint8_t *p = der;
+    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)dl);
+    if (!sig || BN_bn2binpad(ECDSA_SIG_get0_r(sig), out, 32) != 32 ||
+        BN_bn2binpad(ECDSA_SIG_get0_s(sig), out + 32, 32) != 32)
+        exit(2);
+    ECDSA_SIG_free(sig);
+}
+
+typedef struct qspec {
+    int version;          /* 4: TDX, 3: SGX */
+    int debug;            /* TUD.DEBUG / SGX DEBUG attribute */
+    uint16_t isvsvn;
+    const char *chain;    /* file in PKI_DIR/sgx */
+    const char *pck_key;
+    int bad_qe_binding;   /* QE report data not over this attestation key */
+    uint8_t report_data[64];
+} qspec;
+
+static const uint8_t intel_vendor[16] = {0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9,
+                                         0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
+
+static uint8_t *build_quote(const qspec *s, size_t *out_len) {
+    size_t clen;
+    uint8_t *chain = slurp(pki_dir, s->chain, &clen);
+    EVP_PKEY *pck = load_key(s->pck_key), *ak = EVP_EC_gen("P-256");
+    uint8_t pub[65];
+    size_t pl = 0;
+    if (!ak || EVP_PKEY_get_octet_string_param(ak, "pub", pub, sizeof pub, &pl) != 1 || pl != 65) exit(2);
+    size_t body = s->version == 4 ? 584 : 384, auth_len = 32;
+    size_t qe_part = 384 + 64 + 2 + auth_len + 6 + clen;
+    size_t sig_len = 128 + (s->version == 4 ? 6 : 0) + qe_part;
+    size_t len = 48 + body + 4 + sig_len;
+    uint8_t *q = calloc(1, len);
+    put16(q, (uint16_t)s->version);
+    put16(q + 2, 2);
+    put32(q + 4, s->version == 4 ? 0x81 : 0);
+    memcpy(q + 12, intel_vendor, 16);
+    uint8_t *b = q + 48;
+    if (s->version == 4) {
+        memset(b + 136, 0x42, 48); /* MRTD */
+        b[120] = s->debug ? 1 : 0;
+        memcpy(b + 520, s->report_data, 64);
+    } else {
+        b[48] = s->debug ? 2 : 0;
+        memset(b + 64, 0x43, 32); /* MRENCLAVE */
+        memset(b + 128, 0x44, 32); /* MRSIGNER */
+        put16(b + 258, s->isvsvn);
+        memcpy(b + 320, s->report_data, 64);
+    }
+    uint8_t *p = q + 48 + body;
+    put32(p, (uint32_t)sig_len);
+    p += 4;
+    uint8_t *sig = p;
+    memcpy(p + 64, pub + 1, 64);
+    p += 128;
+    if (s->version == 4) {
+        put16(p, 6);
+        put32(p + 2, (uint32_t)qe_part);
+        p += 6;
+    }
+    uint8_t *qe = p, auth[32];
+    memset(auth, 0x5a, sizeof auth);
+    struct scp_buf parts[2] = {{pub + 1, 64}, {auth, s->bad_qe_binding ? 31 : 32}};
+    scp_sha256(parts, 2, qe + 320);
+    sign_rs(pck, qe, 384, qe + 384);
+    p += 384 + 64;
+    put16(p, (uint16_t)auth_len);
+    memcpy(p + 2, auth, auth_len);
+    p += 2 + auth_len;
+    put16(p, 5);
+    put32(p + 2, (uint32_t)clen);
+    memcpy(p + 6, chain, clen);
+    sign_rs(ak, q, 48 + body, sig);
+    EVP_PKEY_free(ak);
+    EVP_PKEY_free(pck);
+    free(chain);
+    *out_len = len;
+    return q;
+}
+
+static int verify_spec(const qspec *s, const scp_dcap_policy *pol, scp_err *e) {
+    size_t len;
+    uint8_t *q = build_quote(s, &len);
+    char coll[4096];
+    snprintf(coll, sizeof coll, "%s/sgxcoll", pki_dir);
+    memset(e, 0, sizeof *e);
+    int rc = scp_dcap_verify(q, len, coll, pol, NULL, e);
+    free(q);
+    return rc;
+}
+
+static void synthetic(void) {
+    size_t n;
+    char *hex = (char *)slurp(pki_dir, "sgx/root.sha256", &n);
+    uint8_t root[32];
+    CHECK(n >= 64 && scp_unhex((hex[64] = 0, hex), root, 32) == 0);
+    free(hex);
+    uint8_t nonce[32], pub[32], meas[32], rd[64];
+    memset(nonce, 7, 32), memset(pub, 8, 32), memset(meas, 9, 32);
+    scp_err e;
+    CHECK(scp_hw_report_data(nonce, pub, meas, rd, &e) == 0);
+    qspec s = {.version = 4, .chain = "sgx/chain.pem", .pck_key = "pck.key", .isvsvn = 5};
+    memcpy(s.report_data, rd, 64);
+    uint8_t mrtd[48], mre[32], mrs[32];
+    memset(mrtd, 0x42, 48), memset(mre, 0x43, 32), memset(mrs, 0x44, 32);
+    scp_dcap_policy pol = {.report_data = rd, .mrtd = mrtd, .allow_unevaluated_tcb = 1, .root_sha256 = root};
+    int rc = verify_spec(&s, &pol, &e);
+    if (rc) fprintf(stderr, "synthetic TDX: %s\n", e.msg);
+    CHECK(rc == 0);
+
+    qspec d = s;
+    d.debug = 1;
+    expect_fail(verify_spec(&d, &pol, &e), &e, SCP_E_POLICY, "debug TD", "debug TD");
+    printf("debug TD: %s\n", e.msg);
+    d = s;
+    d.chain = "sgx/chain-revoked.pem", d.pck_key = "pck2.key";
+    expect_fail(verify_spec(&d, &pol, &e), &e, SCP_E_INTEGRITY, "revoked", "revoked PCK");
+    printf("revoked PCK: %s\n", e.msg);
+    d = s;
+    d.bad_qe_binding = 1;
+    expect_fail(verify_spec(&d, &pol, &e), &e, SCP_E_INTEGRITY, "does not certify this attestation key",
+                "QE report over another key");
+    /* Another nonce. */
+    uint8_t rd2[64];
+    nonce[0] ^= 1;
+    CHECK(scp_hw_report_data(nonce, pub, meas, rd2, &e) == 0);
+    scp_dcap_policy p2 = pol;
+    p2.report_data = rd2;
+    expect_fail(verify_spec(&s, &p2, &e), &e, SCP_E_INTEGRITY, "report data", "wrong nonce");
+    p2 = pol;
+    p2.root_sha256 = NULL;
+    expect_fail(verify_spec(&s, &p2, &e), &e, SCP_E_INTEGRITY, "Intel's SGX Root CA", "test root without override");
+
+    /* SGX quote v3. */
+    qspec g = s;
+    g.version = 3;
+    scp_dcap_policy sp = {.report_data = rd, .mrenclave = mre, .mrsigner = mrs, .min_isvsvn = 5,
+                          .allow_unevaluated_tcb = 1, .root_sha256 = root};
+    rc = verify_spec(&g, &sp, &e);
+    if (rc) fprintf(stderr, "synthetic SGX: %s\n", e.msg);
+    CHECK(rc == 0);
+    d = g;
+    d.debug = 1;
+    expect_fail(verify_spec(&d, &sp, &e), &e, SCP_E_POLICY, "debug enclave", "debug enclave");
+    d = g;
+    d.isvsvn = 4;
+    expect_fail(verify_spec(&d, &sp, &e), &e, SCP_E_POLICY, "ISVSVN", "ISVSVN below minimum");
+    p2 = sp;
+    uint8_t other[32];
+    memset(other, 0x45, 32);
+    p2.mrsigner = other;
+    expect_fail(verify_spec(&g, &p2, &e), &e, SCP_E_POLICY, "MRSIGNER", "other MRSIGNER");
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s DATA_DIR PKI_DIR TMP_DIR\n", argv[0]);
@@ -187,6 +369,7 @@ int main(int argc, char **argv) {
     }
     data_dir = argv[1], pki_dir = argv[2], tmp_dir = argv[3];
     recorded();
+    synthetic();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

@@ -3,6 +3,9 @@
 # SEV-SNP reports: DIR/collateral/snp/Milan/{ark,ask}.pem (RSA-PSS, like AMD's), a VCEK (P-384)
 # for chip id 0x11 * 64 at TCB bl 3 tee 0 snp 8 ucode 115 (DIR/vcek.der, DIR/vcek.key), and a
 # second VCEK of the same chip at TCB bl 2 (DIR/vcek-old.der) whose report must fail the minimum.
+# Also an Intel-like DCAP PKI (ECDSA P-256): DIR/sgx/{root,plat}.pem, a PCK (DIR/sgx/pck.key,
+# chain DIR/sgx/chain.pem) and a revoked one (chain-revoked.pem, pck2.key), and the CRLs in
+# DIR/sgxcoll/sgx/{rootcrl,pckcrl-platform}.der.
 set -euo pipefail
 d=$1
 mkdir -p "$d/collateral/snp/Milan"
@@ -48,3 +51,48 @@ CNF
 vcek vcek 03 3
 vcek vcek-old 02 4
 openssl x509 -in collateral/snp/Milan/ark.pem -outform DER | openssl dgst -sha256 -r | cut -c1-64 >ark.sha256
+
+# ---- Intel-like DCAP PKI ----
+mkdir -p sgx sgxcoll/sgx
+cd sgx
+cat >ca.cnf <<'CNF'
+[ca]
+default_ca=ca_default
+[ca_default]
+database=./index.txt
+crlnumber=./crlnumber
+default_md=sha256
+default_crl_days=30
+[req]
+distinguished_name=dn
+[dn]
+[v3ca]
+basicConstraints=critical,CA:true
+keyUsage=critical,keyCertSign,cRLSign
+subjectKeyIdentifier=hash
+authorityKeyIdentifier=keyid
+[v3leaf]
+keyUsage=critical,digitalSignature
+CNF
+for k in root plat pck pck2; do openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $k.key; done
+openssl req -new -x509 -key root.key -subj "/CN=Test SGX Root CA/O=Test" -days 3650 -sha256 -extensions v3ca \
+    -config ca.cnf -out root.pem
+openssl req -new -key plat.key -subj "/CN=Test SGX PCK Platform CA/O=Test" -config ca.cnf -out plat.csr
+openssl x509 -req -in plat.csr -CA root.pem -CAkey root.key -set_serial 16 -days 3650 -sha256 -extfile ca.cnf \
+    -extensions v3ca -out plat.pem 2>/dev/null
+for k in pck pck2; do
+    openssl req -new -key $k.key -subj "/CN=Test SGX PCK Certificate/O=Test" -config ca.cnf -out $k.csr
+    openssl x509 -req -in $k.csr -CA plat.pem -CAkey plat.key -set_serial $([ $k = pck ] && echo 32 || echo 33) \
+        -days 3650 -sha256 -extfile ca.cnf -extensions v3leaf -out $k.pem 2>/dev/null
+done
+cat pck.pem plat.pem root.pem >chain.pem
+cat pck2.pem plat.pem root.pem >chain-revoked.pem
+: >index.txt
+echo 01 >crlnumber
+openssl ca -config ca.cnf -gencrl -keyfile root.key -cert root.pem -out rootcrl.pem 2>/dev/null
+openssl crl -in rootcrl.pem -outform DER -out ../sgxcoll/sgx/rootcrl.der
+: >index.txt
+openssl ca -config ca.cnf -keyfile plat.key -cert plat.pem -revoke pck2.pem 2>/dev/null
+openssl ca -config ca.cnf -gencrl -keyfile plat.key -cert plat.pem -out pckcrl.pem 2>/dev/null
+openssl crl -in pckcrl.pem -outform DER -out ../sgxcoll/sgx/pckcrl-platform.der
+openssl x509 -in root.pem -outform DER | openssl dgst -sha256 -r | cut -c1-64 >root.sha256
