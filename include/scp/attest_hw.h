@@ -105,10 +105,25 @@ int scp_hw_chain_parse(const uint8_t *buf, size_t len, scp_err *err);
  *   DIR/sgx/rootcrl.der              the root CA's CRL (revokes intermediate CAs)
  *   DIR/sgx/pckcrl-platform.der      the PCK CRL of the Platform CA, and/or
  *   DIR/sgx/pckcrl-processor.der     that of the Processor CA (whichever issued the PCK)
- * then the policy: debug refused, MRTD (TDX) or MRENCLAVE/MRSIGNER/ISVSVN (SGX), report data.
- * NOT checked yet: Intel's TCB info (per FMSPC) and QE identity collateral, so no TCB status
- * (UpToDate, OutOfDate, Revoked...) is derived; a policy must say allow_unevaluated_tcb or the
- * quote is refused (SCP_E_NOTSUP, fail closed). */
+ * then the policy: debug refused, MRTD (TDX) or MRENCLAVE/MRSIGNER/ISVSVN (SGX), report data,
+ * and the TCB status from Intel's signed TCB info (for the PCK's FMSPC) and QE identity:
+ *   DIR/sgx/tcbinfo-{tdx,sgx}-<fmspc hex>.json, DIR/sgx/qeidentity-{tdx,sgx}.json  (PCS v4
+ *   bodies as served), DIR/sgx/tcb-signing-chain.pem (their TCB-Info-Issuer-Chain header).
+ * The status is the worse of the platform's and the QE's; the policy lists the statuses it
+ * accepts (default: UpToDate only; Revoked never). */
+
+enum {
+    SCP_DCAP_TCB_UP_TO_DATE = 0,
+    SCP_DCAP_TCB_SW_HARDENING_NEEDED,
+    SCP_DCAP_TCB_CONFIGURATION_NEEDED,
+    SCP_DCAP_TCB_CONFIGURATION_AND_SW_HARDENING_NEEDED,
+    SCP_DCAP_TCB_OUT_OF_DATE,
+    SCP_DCAP_TCB_OUT_OF_DATE_CONFIGURATION_NEEDED,
+    SCP_DCAP_TCB_REVOKED,
+    SCP_DCAP_TCB_UNEVALUATED = -1,
+};
+/* Intel's name of a status ("UpToDate"...), "unevaluated" for -1. */
+const char *scp_dcap_tcb_status_name(int status);
 
 #define SCP_DCAP_TEE_SGX 0x00000000u
 #define SCP_DCAP_TEE_TDX 0x00000081u
@@ -135,6 +150,7 @@ typedef struct scp_dcap_quote {
     size_t qe_auth_len;
     const uint8_t *pck_chain; /* PEM: PCK, intermediate CA, root CA */
     size_t pck_chain_len;
+    int tcb_status; /* set by scp_dcap_verify: SCP_DCAP_TCB_* */
 } scp_dcap_quote;
 
 int scp_dcap_quote_parse(const uint8_t *buf, size_t len, scp_dcap_quote *out, scp_err *err);
@@ -145,7 +161,8 @@ typedef struct scp_dcap_policy {
     const uint8_t *mrenclave;    /* SGX, 32 bytes; NULL: not checked */
     const uint8_t *mrsigner;     /* SGX, 32 bytes; NULL: not checked */
     uint16_t min_isvsvn;         /* SGX */
-    int allow_unevaluated_tcb;   /* accept without TCB info / QE identity evaluation (see above) */
+    unsigned accept_tcb;         /* bit (1 << SCP_DCAP_TCB_x) per accepted status; 0: UpToDate only */
+    int allow_unevaluated_tcb;   /* skip TCB info / QE identity (tests, or collateral-less setups) */
     int64_t now;                 /* seconds since the epoch (certificates, CRLs); 0: the clock */
     const uint8_t *root_sha256;  /* tests only: trust this root instead of Intel's */
 } scp_dcap_policy;

@@ -23,6 +23,7 @@
 #include <openssl/param_build.h>
 #include <openssl/x509.h>
 
+#include "attest/dcap_tcb.h"
 #include "attest/hw_x509.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
@@ -286,11 +287,25 @@ static int check_policy(const scp_dcap_quote *q, const scp_dcap_policy *pol, scp
     if (memcmp(pol->report_data, q->report_data, 64) != 0)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "DCAP quote's report data does not bind this CAS nonce and runtime key (replayed or foreign quote)");
-    if (!pol->allow_unevaluated_tcb)
-        return scp_fail(err, SCP_E_NOTSUP, ENOTSUP,
-                        "DCAP quote authentic, but its TCB status is unknown: evaluating Intel's TCB info and QE "
-                        "identity collateral is not implemented, and the policy does not allow an unevaluated TCB");
     return 0;
+}
+
+static int check_tcb(scp_dcap_quote *q, X509 *pck, const char *dir, const scp_dcap_policy *pol, scp_err *err) {
+    q->tcb_status = SCP_DCAP_TCB_UNEVALUATED;
+    if (pol->allow_unevaluated_tcb) return 0;
+    int st;
+    if (dcap_tcb_evaluate(q, pck, dir, pol->root_sha256 ? pol->root_sha256 : intel_root_sha256, pol->now, &st, err) < 0)
+        return -1;
+    q->tcb_status = st;
+    unsigned accept = pol->accept_tcb ? pol->accept_tcb : 1u << SCP_DCAP_TCB_UP_TO_DATE;
+    if (st == SCP_DCAP_TCB_REVOKED || !(accept & (1u << st)))
+        return scp_fail(err, SCP_E_POLICY, EACCES, "DCAP TCB status %s is not accepted by the policy",
+                        dcap_tcb_status_name(st));
+    return 0;
+}
+
+const char *scp_dcap_tcb_status_name(int status) {
+    return status == SCP_DCAP_TCB_UNEVALUATED ? "unevaluated" : dcap_tcb_status_name(status);
 }
 
 int scp_dcap_verify(const uint8_t *quote, size_t len, const char *dir, const scp_dcap_policy *pol,
@@ -304,8 +319,10 @@ int scp_dcap_verify(const uint8_t *quote, size_t len, const char *dir, const scp
     X509 *pck = NULL;
     if (check_pck_chain(&q, dir, pol, &pck, err) < 0) return -1;
     int rc = check_signatures(&q, pck, err);
+    if (rc == 0) rc = check_policy(&q, pol, err);
+    if (rc == 0) rc = check_tcb(&q, pck, dir, pol, err);
     X509_free(pck);
-    if (rc < 0 || check_policy(&q, pol, err) < 0) return -1;
+    if (rc < 0) return -1;
     if (out) *out = q;
     return 0;
 }

@@ -78,6 +78,43 @@ static size_t pem_der(const uint8_t *pem, size_t len, uint8_t *out, size_t cap) 
 static const char *GTG_MRTD =
     "6363b8043668a3ad953278e10389574d326c6749fb78aa810ecd9336923db86f22fc00b8dcd404bc10d5e119d7215cbb";
 
+/* Intel's TCB info and QE identity of June 2023 for this platform (FMSPC 50806f000000), both
+ * signed by Intel. The QE identity matches the quoting enclave; the PCK's SGX TCB components
+ * (3,3,2,2,2,1,0,2) are below both TCB levels of that TCB info (5,5,2,2,3,1,0,3), so by Intel's
+ * algorithm the platform's TCB is not supported: refused. */
+static void tcb(uint8_t *qb, size_t len, const char *coll, const scp_dcap_policy *base) {
+    scp_dcap_policy pol = *base;
+    pol.allow_unevaluated_tcb = 0;
+    scp_err e;
+    scp_dcap_policy p2;
+    expect_fail(scp_dcap_verify(qb, len, coll, &pol, NULL, &e), &e, SCP_E_POLICY, "below every level",
+                "recorded TDX quote with TCB evaluation");
+    printf("recorded TDX quote, TCB evaluated: %s\n", e.msg);
+    /* Collateral copies: missing TCB info is named; an edited one fails its signature. */
+    char dir[1024], cmd[16384], path[8192];
+    snprintf(dir, sizeof dir, "%s/tcbcoll", tmp_dir);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp -r '%s/sgx' '%s/' && rm '%s/sgx/tcbinfo-tdx-50806f000000.json'",
+             dir, dir, coll, dir, dir);
+    CHECK(system(cmd) == 0);
+    expect_fail(scp_dcap_verify(qb, len, dir, &pol, NULL, &e), &e, SCP_E_NOENT, "tcbinfo-tdx-50806f000000.json",
+                "missing TCB info");
+    printf("missing TCB info: %s\n", e.msg);
+    snprintf(cmd, sizeof cmd, "sed 's/\"OutOfDate\"/\"UpToDate\"/' '%s/sgx/tcbinfo-tdx-50806f000000.json' > '%s/sgx/tcbinfo-tdx-50806f000000.json'",
+             coll, dir);
+    CHECK(system(cmd) == 0);
+    expect_fail(scp_dcap_verify(qb, len, dir, &pol, NULL, &e), &e, SCP_E_INTEGRITY, "TCB signing key",
+                "edited TCB info");
+    snprintf(path, sizeof path, "%s/sgx/qeidentity-tdx.json", dir);
+    CHECK(unlink(path) == 0);
+    snprintf(cmd, sizeof cmd, "cp '%s/sgx/tcbinfo-tdx-50806f000000.json' '%s/sgx/'", coll, dir);
+    CHECK(system(cmd) == 0);
+    expect_fail(scp_dcap_verify(qb, len, dir, &pol, NULL, &e), &e, SCP_E_NOENT, "QE identity", "missing QE identity");
+    /* After July 2023 the collateral has expired (the PCK CRL first, on 2023-07-08). */
+    p2 = pol;
+    p2.now = 1689724800; /* 2023-07-19 */
+    expect_fail(scp_dcap_verify(qb, len, coll, &p2, NULL, &e), &e, SCP_E_INTEGRITY, "expired", "expired collateral");
+}
+
 static void recorded(void) {
     size_t len;
     uint8_t *qb = slurp(data_dir, "tdx/gtg-spr-quote-v4.dat", &len);
@@ -97,10 +134,9 @@ static void recorded(void) {
     CHECK(out.tee_type == SCP_DCAP_TEE_TDX && out.version == 4);
     printf("recorded TDX quote v4: accepted, MRTD %s\n", GTG_MRTD);
 
-    /* The TCB status is not evaluated: refused unless the policy allows it (fail closed). */
-    scp_dcap_policy p2 = pol;
-    p2.allow_unevaluated_tcb = 0;
-    expect_fail(scp_dcap_verify(qb, len, coll, &p2, NULL, &e), &e, SCP_E_NOTSUP, "TCB info", "unevaluated TCB");
+    CHECK(out.tcb_status == SCP_DCAP_TCB_UNEVALUATED);
+    tcb(qb, len, coll, &pol);
+    scp_dcap_policy p2;
 
     /* One bit of every byte (bit = offset mod 8) flipped alone is refused; before the PEM chain
      * an integrity failure except in the structural fields (version, key type, TEE type, QE
