@@ -335,6 +335,86 @@ static int verify_spec(const qspec *s, const scp_dcap_policy *pol, scp_err *e) {
     return rc;
 }
 
+/* Write DIR/sgx/name = {"key":obj,"signature":"<r||s hex>"} signed by the test TCB signing key. */
+static void write_signed(const char *dir, const char *name, const char *key, const char *obj) {
+    EVP_PKEY *k = load_key("tcbsign.key");
+    uint8_t sig[64];
+    char hex[129], path[8192];
+    sign_rs(k, (const uint8_t *)obj, strlen(obj), sig);
+    EVP_PKEY_free(k);
+    scp_hex(sig, 64, hex);
+    snprintf(path, sizeof path, "%s/sgx/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fprintf(f, "{\"%s\":%s,\"signature\":\"%s\"}\n", key, obj, hex);
+        fclose(f);
+    }
+}
+
+/* Synthetic TCB info and QE identity for the test platform (the PCK's SGX extension is the
+ * recorded one: components 3,3,2,2,2,1,0,2, PCESVN 11), with the given platform status. */
+static void synth_collateral(const char *dir, const char *status, int sgx_comp0) {
+    char cmd[16384], obj[4096], comps[1024] = "", tdxc[1024] = "";
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s' && cp -r '%s/sgxcoll/sgx' '%s/'", dir, dir, pki_dir, dir);
+    CHECK(system(cmd) == 0);
+    static const int sv[16] = {3, 3, 2, 2, 2, 1, 0, 2};
+    for (int i = 0; i < 16; i++) {
+        size_t l = strlen(comps), m = strlen(tdxc);
+        snprintf(comps + l, sizeof comps - l, "%s{\"svn\":%d}", i ? "," : "", i == 0 ? sgx_comp0 : sv[i]);
+        snprintf(tdxc + m, sizeof tdxc - m, "%s{\"svn\":0}", i ? "," : "");
+    }
+    snprintf(obj, sizeof obj,
+             "{\"id\":\"TDX\",\"version\":3,\"issueDate\":\"2026-01-01T00:00:00Z\",\"nextUpdate\":\"2099-01-01T00:00:00Z\","
+             "\"fmspc\":\"50806f000000\",\"pceId\":\"0000\",\"tcbType\":0,\"tdxModule\":{\"mrsigner\":\"%096d\","
+             "\"attributes\":\"0000000000000000\",\"attributesMask\":\"FFFFFFFFFFFFFFFF\"},\"tcbLevels\":["
+             "{\"tcb\":{\"sgxtcbcomponents\":[%s],\"pcesvn\":11,\"tdxtcbcomponents\":[%s]},\"tcbStatus\":\"%s\"}]}",
+             0, comps, tdxc, status);
+    write_signed(dir, "tcbinfo-tdx-50806f000000.json", "tcbInfo", obj);
+    snprintf(obj, sizeof obj,
+             "{\"id\":\"TD_QE\",\"version\":2,\"issueDate\":\"2026-01-01T00:00:00Z\",\"nextUpdate\":\"2099-01-01T00:00:00Z\","
+             "\"miscselect\":\"00000000\",\"miscselectMask\":\"FFFFFFFF\",\"attributes\":\"%032d\","
+             "\"attributesMask\":\"FBFFFFFFFFFFFFFF0000000000000000\",\"mrsigner\":\"%064d\",\"isvprodid\":0,"
+             "\"tcbLevels\":[{\"tcb\":{\"isvsvn\":0},\"tcbStatus\":\"UpToDate\"}]}",
+             0, 0);
+    write_signed(dir, "qeidentity-tdx.json", "enclaveIdentity", obj);
+}
+
+static int verify_in(const qspec *s, const char *dir, const scp_dcap_policy *pol, scp_dcap_quote *out, scp_err *e) {
+    size_t len;
+    uint8_t *q = build_quote(s, &len);
+    memset(e, 0, sizeof *e);
+    int rc = scp_dcap_verify(q, len, dir, pol, out, e);
+    free(q);
+    return rc;
+}
+
+static void synthetic_tcb(const qspec *s, const uint8_t root[32]) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/synthtcb", tmp_dir);
+    scp_dcap_policy pol = {.report_data = s->report_data, .root_sha256 = root};
+    scp_dcap_quote out;
+    scp_err e;
+    synth_collateral(dir, "UpToDate", 3);
+    int rc = verify_in(s, dir, &pol, &out, &e);
+    if (rc) fprintf(stderr, "synthetic TCB UpToDate: %s\n", e.msg);
+    CHECK(rc == 0 && out.tcb_status == SCP_DCAP_TCB_UP_TO_DATE);
+    synth_collateral(dir, "SWHardeningNeeded", 3);
+    expect_fail(verify_in(s, dir, &pol, NULL, &e), &e, SCP_E_POLICY, "SWHardeningNeeded is not accepted",
+                "SWHardeningNeeded by default");
+    scp_dcap_policy p2 = pol;
+    p2.accept_tcb = 1u << SCP_DCAP_TCB_UP_TO_DATE | 1u << SCP_DCAP_TCB_SW_HARDENING_NEEDED;
+    rc = verify_in(s, dir, &p2, &out, &e);
+    CHECK(rc == 0 && out.tcb_status == SCP_DCAP_TCB_SW_HARDENING_NEEDED);
+    synth_collateral(dir, "Revoked", 3);
+    p2.accept_tcb = ~0u;
+    expect_fail(verify_in(s, dir, &p2, NULL, &e), &e, SCP_E_POLICY, "Revoked", "Revoked even if accepted");
+    printf("revoked TCB: %s\n", e.msg);
+    /* A level that needs a newer component than the PCK certifies: below every level. */
+    synth_collateral(dir, "UpToDate", 4);
+    expect_fail(verify_in(s, dir, &pol, NULL, &e), &e, SCP_E_POLICY, "below every level", "TCB below the level");
+}
+
 static void synthetic(void) {
     size_t n;
     char *hex = (char *)slurp(pki_dir, "sgx/root.sha256", &n);
@@ -376,6 +456,8 @@ static void synthetic(void) {
     p2 = pol;
     p2.root_sha256 = NULL;
     expect_fail(verify_spec(&s, &p2, &e), &e, SCP_E_INTEGRITY, "Intel's SGX Root CA", "test root without override");
+
+    synthetic_tcb(&s, root);
 
     /* SGX quote v3. */
     qspec g = s;

@@ -55,7 +55,10 @@ openssl x509 -in collateral/snp/Milan/ark.pem -outform DER | openssl dgst -sha25
 # ---- Intel-like DCAP PKI ----
 mkdir -p sgx sgxcoll/sgx
 cd sgx
-cat >ca.cnf <<'CNF'
+# The PCKs carry the SGX extension of the PCK recorded in tests/attest/data/tdx (FMSPC
+# 50806f000000, SGX TCB components 3,3,2,2,2,1,0,2,0..., PCESVN 11, PCE id 0000).
+SGXEXT=30820226301E060A2A864886F84D010D01010410089DDFDB9C0359C82A3BC7719239574E30820163060A2A864886F84D010D0102308201533010060B2A864886F84D010D0102010201033010060B2A864886F84D010D0102020201033010060B2A864886F84D010D0102030201023010060B2A864886F84D010D0102040201023010060B2A864886F84D010D0102050201023010060B2A864886F84D010D0102060201013010060B2A864886F84D010D0102070201003010060B2A864886F84D010D0102080201023010060B2A864886F84D010D0102090201003010060B2A864886F84D010D01020A0201003010060B2A864886F84D010D01020B0201003010060B2A864886F84D010D01020C0201003010060B2A864886F84D010D01020D0201003010060B2A864886F84D010D01020E0201003010060B2A864886F84D010D01020F0201003010060B2A864886F84D010D0102100201003010060B2A864886F84D010D01021102010B301F060B2A864886F84D010D0102120410030302020201000200000000000000003010060A2A864886F84D010D0103040200003014060A2A864886F84D010D0104040650806F000000300F060A2A864886F84D010D01050A0101301E060A2A864886F84D010D010604108C314D17D205DFAFCBECBB00FC87EFF73044060A2A864886F84D010D010730363010060B2A864886F84D010D0107010101FF3010060B2A864886F84D010D0107020101003010060B2A864886F84D010D0107030101FF
+cat >ca.cnf <<CNF
 [ca]
 default_ca=ca_default
 [ca_default]
@@ -73,6 +76,9 @@ subjectKeyIdentifier=hash
 authorityKeyIdentifier=keyid
 [v3leaf]
 keyUsage=critical,digitalSignature
+[v3pck]
+keyUsage=critical,digitalSignature
+1.2.840.113741.1.13.1=DER:$SGXEXT
 CNF
 for k in root plat pck pck2; do openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out $k.key; done
 openssl req -new -x509 -key root.key -subj "/CN=Test SGX Root CA/O=Test" -days 3650 -sha256 -extensions v3ca \
@@ -83,8 +89,14 @@ openssl x509 -req -in plat.csr -CA root.pem -CAkey root.key -set_serial 16 -days
 for k in pck pck2; do
     openssl req -new -key $k.key -subj "/CN=Test SGX PCK Certificate/O=Test" -config ca.cnf -out $k.csr
     openssl x509 -req -in $k.csr -CA plat.pem -CAkey plat.key -set_serial $([ $k = pck ] && echo 32 || echo 33) \
-        -days 3650 -sha256 -extfile ca.cnf -extensions v3leaf -out $k.pem 2>/dev/null
+        -days 3650 -sha256 -extfile ca.cnf -extensions v3pck -out $k.pem 2>/dev/null
 done
+# The TCB signing key (signs TCB info and QE identity) and its chain.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out tcbsign.key
+openssl req -new -key tcbsign.key -subj "/CN=Test SGX TCB Signing/O=Test" -config ca.cnf -out tcbsign.csr
+openssl x509 -req -in tcbsign.csr -CA root.pem -CAkey root.key -set_serial 48 -days 3650 -sha256 -extfile ca.cnf \
+    -extensions v3leaf -out tcbsign.pem 2>/dev/null
+cat tcbsign.pem root.pem >../sgxcoll/sgx/tcb-signing-chain.pem
 cat pck.pem plat.pem root.pem >chain.pem
 cat pck2.pem plat.pem root.pem >chain-revoked.pem
 : >index.txt
