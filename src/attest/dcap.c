@@ -161,42 +161,68 @@ static EVP_PKEY *p256_from_raw(const uint8_t xy[64]) {
     return k;
 }
 
+static int crl_up_ref(void *v) { return X509_CRL_up_ref(v); }
+static void crl_release(void *v) { X509_CRL_free(v); }
+static const hw_cache_ops crl_ops = {crl_up_ref, crl_release};
+
+/* The CRL at path, signed by issuer (from the verified-collateral cache when unchanged). */
+static X509_CRL *load_crl(const char *path, X509 *issuer, const char *what, scp_err *err) {
+    uint8_t ctx[32];
+    hw_file_id id;
+    if (hw_cert_sha256(issuer, ctx, err) < 0) return NULL;
+    int have_id = hw_file_id_of(path, &id) == 0;
+    X509_CRL *crl = have_id ? hw_cache_get(path, &id, ctx, &crl_ops) : NULL;
+    if (crl) return crl;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    scp_err e;
+    if (scp_read_file(AT_FDCWD, path, 1 << 20, &buf, &len, &e) < 0) {
+        if (e.sys == ENOENT)
+            scp_fail(err, SCP_E_NOENT, ENOENT, "missing attestation collateral: Intel CRL for the %s: %s", what, path);
+        else
+            scp_fail(err, e.code, e.sys, "attestation collateral: %s", e.msg);
+        return NULL;
+    }
+    const uint8_t *p = buf;
+    crl = d2i_X509_CRL(NULL, &p, (long)len);
+    EVP_PKEY *ik = X509_get0_pubkey(issuer);
+    int ok = 0;
+    if (!crl || p != buf + len)
+        scp_fail(err, SCP_E_FORMAT, EIO, "%s: not a DER CRL", path);
+    else if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0 || !ik ||
+             X509_CRL_verify(crl, ik) != 1)
+        scp_fail(err, SCP_E_INTEGRITY, EIO, "%s: CRL not signed by the %s's issuer", path, what);
+    else
+        ok = 1;
+    free(buf);
+    ERR_clear_error();
+    if (!ok) {
+        X509_CRL_free(crl);
+        return NULL;
+    }
+    if (have_id) hw_cache_put(path, &id, ctx, crl, &crl_ops);
+    return crl;
+}
+
 /* cert is not on the CRL at path, which its issuer signed and which is current. */
 static int check_crl(const char *dir, const char *name, X509 *issuer, X509 *cert, int64_t now, const char *what,
                      scp_err *err) {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/sgx/%s", dir, name) >= (int)sizeof path)
         return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "collateral directory path too long");
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    scp_err e;
-    if (scp_read_file(AT_FDCWD, path, 1 << 20, &buf, &len, &e) < 0) {
-        if (e.sys == ENOENT)
-            return scp_fail(err, SCP_E_NOENT, ENOENT, "missing attestation collateral: Intel CRL for the %s: %s", what,
-                            path);
-        return scp_fail(err, e.code, e.sys, "attestation collateral: %s", e.msg);
-    }
-    const uint8_t *p = buf;
-    X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)len);
+    X509_CRL *crl = load_crl(path, issuer, what, err);
+    if (!crl) return -1;
     int rc = -1;
     time_t t = now ? (time_t)now : time(NULL);
     X509_REVOKED *rev = NULL;
-    EVP_PKEY *ik = X509_get0_pubkey(issuer);
-    if (!crl || p != buf + len) {
-        scp_fail(err, SCP_E_FORMAT, EIO, "%s: not a DER CRL", path);
-    } else if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(issuer)) != 0 || !ik ||
-               X509_CRL_verify(crl, ik) != 1) {
-        scp_fail(err, SCP_E_INTEGRITY, EIO, "%s: CRL not signed by the %s's issuer", path, what);
-    } else if (X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &t) != -1 || !X509_CRL_get0_nextUpdate(crl) ||
-               X509_cmp_time(X509_CRL_get0_nextUpdate(crl), &t) != 1) {
+    if (X509_cmp_time(X509_CRL_get0_lastUpdate(crl), &t) != -1 || !X509_CRL_get0_nextUpdate(crl) ||
+        X509_cmp_time(X509_CRL_get0_nextUpdate(crl), &t) != 1)
         scp_fail(err, SCP_E_INTEGRITY, EIO, "%s: CRL expired or not yet valid (fetch a current one)", path);
-    } else if (X509_CRL_get0_by_cert(crl, &rev, cert) == 1) {
+    else if (X509_CRL_get0_by_cert(crl, &rev, cert) == 1)
         scp_fail(err, SCP_E_INTEGRITY, EIO, "%s certificate revoked (%s)", what, path);
-    } else {
+    else
         rc = 0;
-    }
     X509_CRL_free(crl);
-    free(buf);
     ERR_clear_error();
     return rc;
 }

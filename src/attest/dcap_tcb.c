@@ -153,13 +153,38 @@ static int parse_time(const char *s, time_t *out) {
     return 0;
 }
 
-/* The TCB signing certificate, checked to the pinned root. */
+static int x509_up_ref(void *v) { return X509_up_ref(v); }
+static void x509_release(void *v) { X509_free(v); }
+static const hw_cache_ops x509_ops = {x509_up_ref, x509_release};
+static int json_up_ref(void *v) { return json_incref(v) != NULL; }
+static void json_release(void *v) { json_decref(v); }
+static const hw_cache_ops json_ops = {json_up_ref, json_release};
+
+static X509 *tcb_signer_load(const char *path, const uint8_t root_pin[32], int64_t now, scp_err *err);
+
+/* The TCB signing certificate, checked to the pinned root (cached while the file is unchanged;
+ * its validity is checked on every use). */
 static X509 *tcb_signer(const char *dir, const uint8_t root_pin[32], int64_t now, scp_err *err) {
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/sgx/tcb-signing-chain.pem", dir) >= (int)sizeof path) {
         scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "collateral directory path too long");
         return NULL;
     }
+    hw_file_id id;
+    int have_id = hw_file_id_of(path, &id) == 0;
+    X509 *signer = have_id ? hw_cache_get(path, &id, root_pin, &x509_ops) : NULL;
+    if (!signer) {
+        signer = tcb_signer_load(path, root_pin, now, err);
+        if (signer && have_id) hw_cache_put(path, &id, root_pin, signer, &x509_ops);
+    }
+    if (signer && hw_cert_check_time(signer, now, "Intel SGX TCB Signing", err) < 0) {
+        X509_free(signer);
+        signer = NULL;
+    }
+    return signer;
+}
+
+static X509 *tcb_signer_load(const char *path, const uint8_t root_pin[32], int64_t now, scp_err *err) {
     uint8_t *buf = NULL;
     size_t len = 0;
     scp_err e;
@@ -187,7 +212,10 @@ static X509 *tcb_signer(const char *dir, const uint8_t root_pin[32], int64_t now
     return signer;
 }
 
-/* Read DIR/sgx/name, check the signature over the object named key, parse it. */
+static json_t *load_signed_file(const char *path, const char *key, X509 *signer, const char *what, scp_err *err);
+
+/* Read DIR/sgx/name, check the signature over the object named key, parse it (or take it from
+ * the verified-collateral cache), and check that it is current. */
 static json_t *load_signed(const char *dir, const char *name, const char *key, X509 *signer, int64_t now,
                            const char *what, scp_err *err) {
     char path[PATH_MAX];
@@ -195,6 +223,26 @@ static json_t *load_signed(const char *dir, const char *name, const char *key, X
         scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "collateral directory path too long");
         return NULL;
     }
+    uint8_t ctx[32];
+    hw_file_id id;
+    if (hw_cert_sha256(signer, ctx, err) < 0) return NULL;
+    int have_id = hw_file_id_of(path, &id) == 0;
+    json_t *obj = have_id ? hw_cache_get(path, &id, ctx, &json_ops) : NULL;
+    if (!obj) {
+        obj = load_signed_file(path, key, signer, what, err);
+        if (!obj) return NULL;
+        if (have_id) hw_cache_put(path, &id, ctx, obj, &json_ops);
+    }
+    time_t next, t = now ? (time_t)now : time(NULL);
+    if (parse_time(json_string_value(json_object_get(obj, "nextUpdate")), &next) < 0 || next <= t) {
+        json_decref(obj);
+        scp_fail(err, SCP_E_INTEGRITY, EIO, "%s: expired (nextUpdate passed; fetch a current one)", path);
+        return NULL;
+    }
+    return obj;
+}
+
+static json_t *load_signed_file(const char *path, const char *key, X509 *signer, const char *what, scp_err *err) {
     uint8_t *buf = NULL;
     size_t len = 0;
     scp_err e;
@@ -234,13 +282,6 @@ static json_t *load_signed(const char *dir, const char *name, const char *key, X
         json_decref(obj);
         obj = NULL;
         scp_fail(err, SCP_E_FORMAT, EIO, "%s: not a JSON object", path);
-        goto out;
-    }
-    time_t next, t = now ? (time_t)now : time(NULL);
-    if (parse_time(json_string_value(json_object_get(obj, "nextUpdate")), &next) < 0 || next <= t) {
-        json_decref(obj);
-        obj = NULL;
-        scp_fail(err, SCP_E_INTEGRITY, EIO, "%s: expired (nextUpdate passed; fetch a current one)", path);
     }
 out:
     free(buf);

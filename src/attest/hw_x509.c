@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -178,4 +180,59 @@ int hw_ecdsa_verify_rs(EVP_PKEY *key, const EVP_MD *md, const uint8_t *msg, size
     int rc = hw_ecdsa_verify_der(key, md, msg, msg_len, der, (size_t)der_len, err);
     OPENSSL_free(der);
     return rc;
+}
+
+/* ---- verified-collateral cache ---------------------------------------------------------- */
+
+#define HW_CACHE_SLOTS 16
+
+static struct hw_cache_ent {
+    char path[PATH_MAX];
+    hw_file_id id;
+    uint8_t ctx[32];
+    void *v;
+    const hw_cache_ops *ops;
+} hw_cache[HW_CACHE_SLOTS];
+static unsigned hw_cache_next;
+static pthread_mutex_t hw_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int hw_file_id_of(const char *path, hw_file_id *id) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (scp_read_file(AT_FDCWD, path, 1 << 20, &buf, &len, NULL) < 0) return -1;
+    unsigned int n = 0;
+    int ok = EVP_Digest(buf, len, id->sha256, &n, EVP_sha256(), NULL) == 1 && n == 32;
+    free(buf);
+    return ok ? 0 : -1;
+}
+
+static int hw_cache_match(const struct hw_cache_ent *c, const char *path, const hw_file_id *id, const uint8_t ctx[32],
+                          const hw_cache_ops *ops) {
+    return c->v && c->ops == ops && strcmp(c->path, path) == 0 && memcmp(&c->id, id, sizeof *id) == 0 &&
+           memcmp(c->ctx, ctx, 32) == 0;
+}
+
+void *hw_cache_get(const char *path, const hw_file_id *id, const uint8_t ctx[32], const hw_cache_ops *ops) {
+    void *v = NULL;
+    pthread_mutex_lock(&hw_cache_lock);
+    for (size_t i = 0; i < HW_CACHE_SLOTS && !v; i++)
+        if (hw_cache_match(&hw_cache[i], path, id, ctx, ops) && ops->up_ref(hw_cache[i].v) == 1) v = hw_cache[i].v;
+    pthread_mutex_unlock(&hw_cache_lock);
+    return v;
+}
+
+void hw_cache_put(const char *path, const hw_file_id *id, const uint8_t ctx[32], void *v, const hw_cache_ops *ops) {
+    if (strlen(path) >= PATH_MAX || ops->up_ref(v) != 1) return;
+    pthread_mutex_lock(&hw_cache_lock);
+    struct hw_cache_ent *slot = NULL;
+    for (size_t i = 0; i < HW_CACHE_SLOTS && !slot; i++)
+        if (hw_cache[i].v && strcmp(hw_cache[i].path, path) == 0) slot = &hw_cache[i];
+    if (!slot) slot = &hw_cache[hw_cache_next++ % HW_CACHE_SLOTS];
+    if (slot->v) slot->ops->release(slot->v);
+    snprintf(slot->path, sizeof slot->path, "%s", path);
+    slot->id = *id;
+    memcpy(slot->ctx, ctx, 32);
+    slot->v = v;
+    slot->ops = ops;
+    pthread_mutex_unlock(&hw_cache_lock);
 }

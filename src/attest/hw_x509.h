@@ -41,4 +41,27 @@ int hw_ecdsa_verify_der(EVP_PKEY *key, const EVP_MD *md, const uint8_t *msg, siz
 int hw_ecdsa_verify_rs(EVP_PKEY *key, const EVP_MD *md, const uint8_t *msg, size_t msg_len, const uint8_t *r,
                        const uint8_t *s, size_t rs_len, int little_endian, scp_err *err);
 
+/* ---- verified-collateral cache ----------------------------------------------------------
+ * Collateral files (CRLs, signed JSON) that were read, parsed and verified, kept per process so
+ * that a busy CAS verifies each once, not once per quote. An entry is keyed by the path, the
+ * SHA-256 of the file's content (read and hashed on every use: an edited or replaced file
+ * misses, whatever its timestamps) and a 32-byte context (the SHA-256 of the certificate whose
+ * key verified it, or the pinned root).
+ * Checks that depend on the time (validity, next update) stay with the caller, on every use. */
+typedef struct hw_file_id {
+    uint8_t sha256[32];
+} hw_file_id;
+typedef struct hw_cache_ops {
+    int (*up_ref)(void *v); /* 1 on success */
+    void (*release)(void *v);
+} hw_cache_ops;
+
+/* 0, or -1 if the file cannot be read (then nothing is cached for it; the caller's own read
+ * reports why). */
+int hw_file_id_of(const char *path, hw_file_id *id);
+/* A new reference to the cached value, or NULL. */
+void *hw_cache_get(const char *path, const hw_file_id *id, const uint8_t ctx[32], const hw_cache_ops *ops);
+/* Store (a new reference to) v; an older entry for the same path is replaced. */
+void hw_cache_put(const char *path, const hw_file_id *id, const uint8_t ctx[32], void *v, const hw_cache_ops *ops);
+
 #endif

@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -190,39 +189,23 @@ static X509 *load_vcek(const uint8_t *der, size_t len, const char *dir, const sc
 
 /* Verified ARK/ASK pairs, so that a busy CAS parses AMD's certificates and checks their RSA
  * signatures once per collateral file, not once per report. An entry is keyed by both files'
- * identity (device, inode, size, modification time) and by the pin it was checked against;
- * replacing a file in the collateral directory misses the cache. Validity periods are checked
- * again on every use (they depend on the time). */
-struct file_id {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime;
-};
+ * content (SHA-256, hw_file_id_of) and by the pin it was checked against; editing or replacing
+ * a file in the collateral directory misses the cache. Validity periods are checked again on
+ * every use (they depend on the time). */
+typedef hw_file_id file_id;
 static struct ask_cache_ent {
     char ark_path[PATH_MAX];
-    struct file_id ark_id, ask_id;
+    file_id ark_id, ask_id;
     uint8_t pin[32];
     X509 *ark, *ask;
 } ask_cache[4];
 static unsigned ask_cache_next;
 static pthread_mutex_t ask_cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int file_id_of(const char *path, struct file_id *id) {
-    struct stat st;
-    if (stat(path, &st) < 0) return -1;
-    memset(id, 0, sizeof *id);
-    id->dev = st.st_dev, id->ino = st.st_ino, id->size = st.st_size, id->mtime = st.st_mtim;
-    return 0;
-}
-
-static int same_id(const struct file_id *a, const struct file_id *b) {
-    return a->dev == b->dev && a->ino == b->ino && a->size == b->size && a->mtime.tv_sec == b->mtime.tv_sec &&
-           a->mtime.tv_nsec == b->mtime.tv_nsec;
-}
+static int same_id(const file_id *a, const file_id *b) { return memcmp(a->sha256, b->sha256, 32) == 0; }
 
 /* On a hit, *ark and *ask get new references. */
-static int ask_cache_get(const char *ark_path, const struct file_id *ark_id, const struct file_id *ask_id,
+static int ask_cache_get(const char *ark_path, const file_id *ark_id, const file_id *ask_id,
                          const uint8_t pin[32], X509 **ark, X509 **ask) {
     int hit = 0;
     pthread_mutex_lock(&ask_cache_lock);
@@ -242,7 +225,7 @@ static int ask_cache_get(const char *ark_path, const struct file_id *ark_id, con
     return hit;
 }
 
-static void ask_cache_put(const char *ark_path, const struct file_id *ark_id, const struct file_id *ask_id,
+static void ask_cache_put(const char *ark_path, const file_id *ark_id, const file_id *ask_id,
                           const uint8_t pin[32], X509 *ark, X509 *ask) {
     if (X509_up_ref(ark) != 1) return;
     if (X509_up_ref(ask) != 1) {
@@ -268,8 +251,8 @@ static int load_roots(const struct snp_product *p, const char *dir, const scp_sn
         snprintf(ask_path, sizeof ask_path, "%s/snp/%s/ask.pem", dir, p->name) >= (int)sizeof ask_path)
         return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "collateral directory path too long");
     const uint8_t *pin = pol->ark_sha256 ? pol->ark_sha256 : p->ark_sha256;
-    struct file_id ark_id, ask_id;
-    int ids = file_id_of(ark_path, &ark_id) == 0 && file_id_of(ask_path, &ask_id) == 0;
+    file_id ark_id, ask_id;
+    int ids = hw_file_id_of(ark_path, &ark_id) == 0 && hw_file_id_of(ask_path, &ask_id) == 0;
     if (ids && ask_cache_get(ark_path, &ark_id, &ask_id, pin, ark_out, ask_out)) return 0;
     X509 *ark = hw_cert_load(ark_path, "AMD root key certificate (ARK)", err);
     if (!ark) return -1;
