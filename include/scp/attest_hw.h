@@ -90,7 +90,8 @@ int scp_snp_verify(const uint8_t *report, size_t report_len, const uint8_t *vcek
                    scp_err *err);
 
 /* Parse a certificate chain (PEM bundle, or DER certificates back to back) and, for each
- * certificate that carries them, AMD's VCEK extensions (TCB components, hardware id, product).
+ * certificate that carries them, AMD's VCEK extensions (TCB components, product) and Intel's
+ * PCK SGX extension (FMSPC, TCB components).
  * Exposed for the fuzz target; returns the number of certificates (at most 8) or -1. */
 int scp_hw_chain_parse(const uint8_t *buf, size_t len, scp_err *err);
 

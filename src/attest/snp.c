@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "attest/dcap_tcb.h"
 #include "attest/hw_x509.h"
 #include "common/util.h"
 #include "scp/attest_hw.h"
@@ -374,6 +375,8 @@ int scp_hw_chain_parse(const uint8_t *buf, size_t len, scp_err *err) {
         (void)vcek_spl(certs[i], OID_AMD_BL_SPL, "blSPL", &v, &e);
         (void)vcek_spl(certs[i], OID_AMD_UCODE_SPL, "ucodeSPL", &v, &e);
         (void)hw_cert_check_link(certs[i], certs[i + 1 < n ? i + 1 : i], 0, "certificate", &e);
+        dcap_pck_info pk;
+        (void)dcap_pck_tcb(certs[i], &pk, &e);
     }
     hw_certs_free(certs, n);
     return n;
