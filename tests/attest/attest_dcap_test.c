@@ -216,6 +216,46 @@ static void recorded(void) {
     free(qb);
 }
 
+/* An SGX quote v3 recorded on a live system (Processor CA chain), from a debug enclave
+ * (ATTRIBUTES 0x07): authentic, so the verdict is the debug refusal, reached after every
+ * integrity check; any single-bit change is refused before that. */
+static void recorded_sgx(void) {
+    size_t len;
+    uint8_t *qb = slurp(data_dir, "sgx/mc-sgx-quote-v3.dat", &len);
+    char coll[4096];
+    snprintf(coll, sizeof coll, "%s/collateral", data_dir);
+    scp_dcap_quote q;
+    scp_err e;
+    CHECK(scp_dcap_quote_parse(qb, len, &q, &e) == 0);
+    CHECK(q.version == 3 && q.tee_type == SCP_DCAP_TEE_SGX);
+    scp_dcap_policy pol = {.report_data = q.report_data, .allow_unevaluated_tcb = 1, .now = 1683000000 /* 2023-05-02 */};
+    expect_fail(scp_dcap_verify(qb, len, coll, &pol, NULL, &e), &e, SCP_E_POLICY, "debug enclave", "recorded SGX quote");
+    printf("recorded SGX quote v3: refused: %s\n", e.msg);
+    size_t pem = (size_t)(q.pck_chain - qb), sig = 48 + 384;
+    unsigned refused = 0;
+    for (size_t off = 0; off < pem; off++) {
+        int bit = (int)(off % 8);
+        qb[off] ^= (uint8_t)(1u << bit);
+        memset(&e, 0, sizeof e);
+        int rc = scp_dcap_verify(qb, len, coll, &pol, NULL, &e);
+        qb[off] ^= (uint8_t)(1u << bit);
+        int structural = off < 28 || (off >= sig && off < sig + 4) || (off >= sig + 132 + 448 && off < sig + 132 + 450) ||
+                         off >= pem - 6;
+        if (rc == 0 || (!structural && e.code != SCP_E_INTEGRITY)) {
+            fprintf(stderr, "SGX quote: byte %#zx bit %d: %s (%s)\n", off, bit, rc ? scp_code_name(e.code) : "accepted",
+                    e.msg);
+            failures++;
+        } else {
+            refused++;
+        }
+    }
+    printf("recorded SGX quote: %u of %zu single-bit flips before the PEM chain refused as expected\n", refused, pem);
+    scp_dcap_policy p2 = pol;
+    p2.now = 0;
+    expect_fail(scp_dcap_verify(qb, len, coll, &p2, NULL, &e), &e, SCP_E_INTEGRITY, "CRL expired", "SGX: expired CRL");
+    free(qb);
+}
+
 /* ---- synthetic quotes under the test PKI ------------------------------------------------- */
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); }
@@ -487,6 +527,7 @@ int main(int argc, char **argv) {
     }
     data_dir = argv[1], pki_dir = argv[2], tmp_dir = argv[3];
     recorded();
+    recorded_sgx();
     synthetic();
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);
