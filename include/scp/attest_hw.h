@@ -89,6 +89,14 @@ int scp_snp_verify(const uint8_t *report, size_t report_len, const uint8_t *vcek
                    const char *collateral_dir, const scp_snp_policy *pol, scp_snp_report *out, char *product,
                    scp_err *err);
 
+/* Put one fetched collateral file (content as downloaded) where the verifiers read it in dir,
+ * atomically; what it is comes from its content (AMD cert_chain -> snp/<Product>/{ask,ark}.pem,
+ * a VCEK -> snp/vcek/<hwID>-<TCB>.der, Intel's TCB-Info-Issuer-Chain -> sgx/tcb-signing-chain.pem,
+ * Intel CRLs (DER or PEM) by issuer, TCB info and QE identity JSON by id and FMSPC). Signatures
+ * of CRLs and JSON are checked at every verification, not here. dest gets the path written. */
+int scp_hw_collateral_import(const char *dir, const uint8_t *buf, size_t len, char *dest, size_t dest_sz,
+                             scp_err *err);
+
 /* Parse a certificate chain (PEM bundle, or DER certificates back to back) and, for each
  * certificate that carries them, AMD's VCEK extensions (TCB components, product) and Intel's
  * PCK SGX extension (FMSPC, TCB components).
