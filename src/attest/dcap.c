@@ -83,7 +83,7 @@ static void parse_td_body(const uint8_t *b, scp_dcap_quote *q) {
     memcpy(q->mrconfigid, b + 184, 48);
     memcpy(q->mrowner, b + 232, 48);
     memcpy(q->mrownerconfig, b + 280, 48);
-    for (int i = 0; i < 4; i++) memcpy(q->rtmr[i], b + 328 + 48 * i, 48);
+    for (int i = 0; i < 4; i++) memcpy(q->rtmr[i], b + 328 + (size_t)48 * (size_t)i, 48);
     memcpy(q->report_data, b + 520, 64);
 }
 
@@ -106,7 +106,7 @@ static int parse_qe_part(struct cur *c, scp_dcap_quote *q, scp_err *err) {
 int scp_dcap_quote_parse(const uint8_t *buf, size_t len, scp_dcap_quote *q, scp_err *err) {
     memset(q, 0, sizeof *q);
     if (!buf || len < QUOTE_HEADER_LEN) return bad(err, "too short");
-    if (len > 64 * 1024) return bad(err, "too long");
+    if (len > (size_t)64 * 1024) return bad(err, "too long");
     q->version = le16(buf);
     q->att_key_type = le16(buf + 2);
     q->tee_type = le32(buf + 4);

@@ -20,7 +20,7 @@
 
 #include "common/util.h"
 
-#define HW_CERT_FILE_MAX (64 * 1024)
+#define HW_CERT_FILE_MAX ((size_t)64 * 1024)
 
 static int starts_pem(const uint8_t *buf, size_t len) {
     size_t i = 0;

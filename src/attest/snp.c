@@ -131,7 +131,7 @@ static const struct snp_product *vcek_product(X509 *vcek, scp_err *err) {
 
 /* The VCEK must be for this chip at exactly the TCB the report says it was signed under. */
 static int vcek_matches(X509 *vcek, const scp_snp_report *r, scp_err *err) {
-    scp_snp_tcb t;
+    scp_snp_tcb t = {0, 0, 0, 0};
     if (vcek_spl(vcek, OID_AMD_BL_SPL, "blSPL", &t.bootloader, err) < 0 ||
         vcek_spl(vcek, OID_AMD_TEE_SPL, "teeSPL", &t.tee, err) < 0 ||
         vcek_spl(vcek, OID_AMD_SNP_SPL, "snpSPL", &t.snp, err) < 0 ||
