@@ -26,7 +26,7 @@ done
 [ "$(openssl crl2pkcs7 -nocrl -certfile "$tmp/coll/sgx/tcb-signing-chain.pem" | openssl pkcs7 -print_certs -noout | grep -c subject)" = 2 ] \
     || fail "TCB signing chain"
 # Refusals: garbage, a single ARK without its ASK, and a bad directory argument.
-head -c 100 /dev/urandom >"$tmp/garbage"
+printf '\x30\x03\x02\x01 not collateral\n' >"$tmp/garbage"
 if "$scpctl" cas collateral import --dir "$tmp/coll" "$tmp/garbage" 2>"$tmp/err"; then fail "garbage imported"; fi
 grep -q "not a CRL, signed JSON or certificates" "$tmp/err" || { cat "$tmp/err"; fail "garbage message"; }
 if "$scpctl" cas collateral import --dir "$tmp/coll" "$c/snp/Milan/ark.pem" 2>"$tmp/err"; then fail "lone ARK imported"; fi
