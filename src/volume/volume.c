@@ -118,7 +118,12 @@ static void fork_child(void) {
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void atfork_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+static void atfork_init(void) {
+    /* the crypto layer's handlers first, so that its prepare (the context list's lock, which a
+     * committing thread takes while it holds its file's rw) runs after ours: see crypto.h */
+    scp_crypto_atfork_register();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 
 static void registry_set(scp_volume *old, scp_volume *v) {
     pthread_mutex_lock(&registry_mu);
