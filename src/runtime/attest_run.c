@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <linux/futex.h>
 #include <linux/openat2.h>
 #include <sys/socket.h>
@@ -309,6 +310,9 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
     scp_err e = {0};
     signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored in the program */
     clearenv();
+    /* no program without its supervisor: its commits would reach CAS no more */
+    pid_t sup = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != sup) _exit(1);
     if (ro->container.enabled && scp_container_prepare(&ro->container, &e) < 0) {
         fprintf(stderr, "scpctl run: %s\n", e.msg);
         _exit(1);

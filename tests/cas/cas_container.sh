@@ -17,6 +17,7 @@ note() { echo "-- $*"; }
 # the bind mounts go before the files: rm -rf must not walk into the host's /usr and /etc
 eval "lib_$(declare -f cleanup)"
 cleanup() {
+    [ -n "${RPID:-}" ] && kill -KILL $(tree "$RPID") 2>/dev/null # a failed check leaves no redis behind
     local r=${R:-/nonexistent}
     for m in "$r"/usr "$r"/etc "$r"/bin "$r"/sbin "$r"/lib "$r"/lib32 "$r"/lib64 "$r"/libx32; do
         mountpoint -q "$m" 2>/dev/null && umount -l "$m"
@@ -134,6 +135,14 @@ for i in $(seq 0 $((N - 1))); do echo "SCPMARK_value_$i"; done | cmp -s - "$T/go
 note "$N acknowledged writes, all back"
 kill -TERM $RPID
 wait $RPID || fail "scpctl run exited $? after SIGTERM, want redis's 0"
+
+note "SIGKILL of scpctl run alone ends the container"
+start
+RPROG=$(pgrep -n -f "^redis-server")
+kill -KILL $RPID
+wait $RPID 2>/dev/null
+for _ in $(seq 1 50); do kill -0 "$RPROG" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$RPROG" 2>/dev/null && { kill -KILL "$RPROG"; fail "redis outlived a SIGKILLed scpctl run"; }
 
 note "a crashing program leaves no core dump (not dumpable, core limit 0)"
 ulimit -c unlimited
