@@ -142,9 +142,11 @@ static int cmd_run_attested(int argc, char **argv) {
     o.argv = argv + i;
     o.argc = argc - i;
     int code = 0;
+    scp_err err = {0};
+    /* before the identity's key is loaded (runtime/container.h) */
+    if (scp_container_enter_userns(&err) < 0) return cli_fail(&err);
     scp_cas_client *cl = cli_cas_client(&c, &code);
     if (!cl) return code;
-    scp_err err = {0};
     int rc = scp_attest_run(cl, &o, &err);
     scp_cas_client_free(cl);
     if (rc < 0) return cli_fail(&err);

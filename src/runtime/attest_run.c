@@ -366,6 +366,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
+    /* an ordinary user: the user namespace now, while no secret is in memory */
+    if (o->container.enabled && scp_container_enter_userns(err) < 0) goto out;
     uint8_t ppub[32], pid_[32];
     if (scp_sim_platform_pubkey(o->platform_key, ppub, pid_, err) < 0) { /* before CAS is asked anything */
         scp_err_prefix(err, "platform key (--platform-key)");

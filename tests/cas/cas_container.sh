@@ -150,6 +150,16 @@ expect_rc 139 "${RUN[@]}" --service crash -- python3
 grep -qx "dumpable=0" "$T/last.out" || fail "the program is dumpable: $(cat "$T/last.out")"
 ls "$R/crash" | grep -q . && fail "a core dump was written: $(ls "$R/crash")"
 
+if setpriv --reuid=nobody --regid=nogroup --clear-groups unshare -U true 2>/dev/null; then
+    note "an ordinary user: the same container through a user namespace"
+    mkdir "$T/nb" && cp "$T/p1.key" "$T/nb/p1.key" && chown -R nobody:nogroup "$T/nb" || fail "cannot prepare for nobody"
+    expect_rc 139 env -u SCP_IDENTITY setpriv --reuid=nobody --regid=nogroup --clear-groups "$SCPCTL" run --session db --service crash \
+        --platform-key "$T/nb/p1.key" --volume-dir "$T/nb/vols" --rootfs "$R" -- python3
+    grep -qx "dumpable=0" "$T/last.out" || fail "nobody: the program is dumpable: $(cat "$T/last.out")"
+else
+    note "user namespaces unavailable to ordinary users here: the nobody check is skipped"
+fi
+
 note "no plaintext marker or secret in what CAS or the runtime wrote"
 for d in "$T/data" "$T/vols" "$R/crash" "$R/data"; do
     [ -e "$d" ] || continue
