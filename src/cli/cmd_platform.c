@@ -19,8 +19,9 @@ static void platform_usage(FILE *out) {
             "       scpctl platform enroll --name NAME (--key FILE | --pubkey HEX)   (admin)\n"
             "       scpctl platform revoke ID                (admin)\n"
             "       scpctl platform list                     (admin)\n"
-            "       scpctl platform measure -- PROGRAM      print the measurement of PROGRAM (resolved in PATH),\n"
-            "            its loader and libraries and the shield runtime, as 'scpctl run --cas' computes it\n"
+            "       scpctl platform measure [--rootfs DIR] -- PROGRAM   print the measurement of PROGRAM (resolved in\n"
+            "            PATH, or inside DIR), its loader and libraries and the shield runtime, as 'scpctl run --cas'\n"
+            "            [--rootfs DIR] computes it\n"
             "       scpctl platform measure [--config FILE] FILE...   print the measurement of these files (hex)\n"
             "       scpctl platform attest --key FILE --session S --service N --measurement HEX\n"
             "            run the runtime's attestation and print the configuration CAS releases\n"
@@ -44,7 +45,7 @@ int cmd_platform(int argc, char **argv) {
     const char *sub = argv[1];
     cli_cas o = {0};
     const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,
-               *config = NULL, *volume = NULL, *tag = NULL, *token = NULL;
+               *config = NULL, *volume = NULL, *tag = NULL, *token = NULL, *rootfs = NULL;
     const char *pos[64];
     int npos = 0, prog_form = 0;
     for (int i = 2; i < argc; i++) {
@@ -68,6 +69,7 @@ int cmd_platform(int argc, char **argv) {
                            : strcmp(a, "--volume") == 0      ? &volume
                            : strcmp(a, "--tag") == 0         ? &tag
                            : strcmp(a, "--token-file") == 0  ? &token
+                           : strcmp(a, "--rootfs") == 0      ? &rootfs
                                                              : NULL;
         if (dst) {
             if (i + 1 >= argc) return cli_usage_error("'%s' needs a value", a);
@@ -102,12 +104,13 @@ int cmd_platform(int argc, char **argv) {
         return EXIT_OK;
     }
     if (strcmp(sub, "measure") == 0 && prog_form) {
+        if (rootfs && rootfs[0] != '/') return cli_usage_error("--rootfs needs an absolute DIR");
         if (config || npos != 1) return cli_usage_error("platform measure -- PROGRAM takes no --config and one program");
         scp_elf_set *set = calloc(1, sizeof *set);
         uint8_t m[32];
         char hex[65];
         if (!set) return cli_usage_error("out of memory");
-        int r = scp_attest_run_measure(pos[0], NULL, set, m, &e);
+        int r = scp_attest_run_measure(pos[0], NULL, rootfs, set, m, &e);
         if (r == 0) {
             if (getenv("SCP_MEASURE_VERBOSE"))
                 for (size_t i = 0; i < set->n; i++) fprintf(stderr, "measured %s\n", set->path[i]);
@@ -120,6 +123,7 @@ int cmd_platform(int argc, char **argv) {
         return EXIT_OK;
     }
     if (strcmp(sub, "measure") == 0) {
+        if (rootfs) return cli_usage_error("--rootfs goes with platform measure -- PROGRAM");
         if (npos < 1) return cli_usage_error("platform measure [--config FILE] FILE...");
         char *cfg = NULL;
         size_t cl = 0;

@@ -16,9 +16,12 @@ static void run_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee sim] [--platform-key FILE]\n"
             "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--pin FP] [--identity FILE]\n"
+            "                  [--rootfs DIR] [--net host|none] [--hostname NAME] [--cap NAME]...\n"
             "                  [--trace] -- PROGRAM [ARGS...]\n\n"
-            "Measures PROGRAM (resolved in PATH), its loader, its libraries and the shield runtime from\n"
-            "open descriptors, attests to CAS and runs PROGRAM from the measured descriptor with the\n"
+            "Measures PROGRAM (resolved in PATH, or with --rootfs inside DIR, as are its loader and\n"
+            "libraries), its loader, its libraries and the shield runtime from open descriptors,\n"
+            "attests to CAS and runs PROGRAM from the measured descriptor, always in a container (the\n"
+            "options below; --hostname defaults to the service's name), with the\n"
             "configuration CAS releases: the policy's command (ARGS are appended only when the policy\n"
             "says append_args: true), its environment (nothing from the host) and working directory,\n"
             "and its volumes, kept under --volume-dir (default: /var/lib/scp/volumes for root, else\n"
@@ -31,6 +34,8 @@ static void run_usage(FILE *out) {
             "  --tag-sync            every commit (fsync) waits until CAS acknowledged the volume's new tag;\n"
             "                        if CAS cannot be told within --cas-timeout the program is killed\n"
             "  --tee sim             the only backend today: memory is NOT protected\n"
+            "  --rootfs DIR, --net host|none, --hostname NAME, --cap NAME: the container, as below;\n"
+            "                        the policy's cwd and volume paths must lie inside DIR\n"
             "Exit status: PROGRAM's (128+N for signal N); 1 CAS unreachable or refused (CAS's reason\n"
             "shown), program missing; 2 usage; 3 wrong CAS pin or a rolled-back volume.\n\n"
             "usage (development only, no CAS, keys from files):\n"
@@ -75,6 +80,7 @@ static int cmd_run_attested(int argc, char **argv) {
     struct scp_attest_run_opts o;
     memset(&o, 0, sizeof o);
     o.cas_timeout = 10;
+    o.container.enabled = 1; /* the attested run is always a container */
     const char *tee = "sim";
     int i;
     for (i = 1; i < argc; i++) {
@@ -105,6 +111,21 @@ static int cmd_run_attested(int argc, char **argv) {
             o.trace = 1;
         } else if (!strcmp(a, "--tag-sync")) {
             o.tag_sync = 1;
+        } else if (!strcmp(a, "--rootfs")) {
+            if (++i >= argc || argv[i][0] != '/') return cli_usage_error("--rootfs needs an absolute DIR");
+            o.container.rootfs = argv[i];
+        } else if (!strcmp(a, "--net")) {
+            if (++i >= argc || (strcmp(argv[i], "host") != 0 && strcmp(argv[i], "none") != 0))
+                return cli_usage_error("--net wants host or none");
+            o.container.net_none = strcmp(argv[i], "none") == 0;
+        } else if (!strcmp(a, "--hostname")) {
+            if (++i >= argc || !*argv[i] || strlen(argv[i]) > 64)
+                return cli_usage_error("--hostname needs a NAME of 1 to 64 characters");
+            o.container.hostname = argv[i];
+        } else if (!strcmp(a, "--cap")) {
+            int cap = ++i < argc ? scp_container_cap_from_name(argv[i]) : -1;
+            if (cap < 0) return cli_usage_error("--cap needs a capability name such as net_bind_service");
+            o.container.keep_caps |= 1ull << cap;
         } else {
             return cli_usage_error("unknown option '%s' with --cas; see 'scpctl run --help'", a);
         }
@@ -121,9 +142,11 @@ static int cmd_run_attested(int argc, char **argv) {
     o.argv = argv + i;
     o.argc = argc - i;
     int code = 0;
+    scp_err err = {0};
+    /* before the identity's key is loaded (runtime/container.h) */
+    if (scp_container_enter_userns(&err) < 0) return cli_fail(&err);
     scp_cas_client *cl = cli_cas_client(&c, &code);
     if (!cl) return code;
-    scp_err err = {0};
     int rc = scp_attest_run(cl, &o, &err);
     scp_cas_client_free(cl);
     if (rc < 0) return cli_fail(&err);

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <linux/futex.h>
+#include <linux/openat2.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -28,10 +30,25 @@
 #include "scp/shield.h"
 #include "scp/volume.h"
 
-int scp_attest_run_measure(const char *prog, const char *shield_lib, scp_elf_set *set, uint8_t m[32], scp_err *err) {
+int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs, scp_elf_set *set,
+                           uint8_t m[32], scp_err *err) {
     char lib[PATH_MAX];
     if (scp_run_find_shield(shield_lib, lib, sizeof lib, err) < 0) return -1;
-    if (scp_elf_set_open(prog, getenv("PATH"), lib, set, err) < 0) return -1;
+    int root = -1;
+    if (rootfs) {
+        root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0 || rootfs[0] != '/') {
+            if (root >= 0) close(root);
+            return scp_fail(err, SCP_E_NOENT, ENOENT, "rootfs %s is not a directory (an absolute path)", rootfs);
+        }
+    }
+    /* the host's PATH means nothing inside another root */
+    int r = scp_elf_set_open_in(root, prog, rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH"), lib, set, err);
+    if (root >= 0) close(root);
+    if (r < 0) {
+        if (rootfs) scp_err_prefix(err, "in rootfs %s", rootfs);
+        return -1;
+    }
     if (scp_attest_measure_fds(set->fd, set->n, NULL, 0, m, err) < 0) {
         scp_elf_set_close(set, -1);
         return -1;
@@ -137,6 +154,53 @@ static int prepare_volume(const char *name, const char *dir, const uint8_t key[S
     scp_volume_tag_get(v, now);
     scp_volume_close(v, NULL);
     return 0;
+}
+
+/* A path of the policy (the working directory, a volume's mount point) as the program will see
+ * it inside the rootfs `root`: refused when ".." climbs above "/" or when the part of it that
+ * exists goes through a symlink that leaves the rootfs (openat2 RESOLVE_BENEATH: absolute
+ * symlinks count as leaving). After pivot_root nothing could escape anyway; the point is to
+ * refuse, before anything starts, a policy that names a place the owner did not mean. */
+static int path_in_rootfs(int root, const char *what, const char *path, const char *rootfs, scp_err *err) {
+    if (path[0] != '/')
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "the policy's %s %s is not an absolute path", what, path);
+    int depth = 0;
+    for (const char *p = path; *p;) {
+        while (*p == '/') p++;
+        size_t l = strcspn(p, "/");
+        if (l == 2 && !strncmp(p, "..", 2)) depth--;
+        else if (l && !(l == 1 && *p == '.')) depth++;
+        if (depth < 0)
+            return scp_fail(err, SCP_E_INVAL, EXDEV, "the policy's %s %s leaves the rootfs %s through '..'", what, path,
+                            rootfs);
+        p += l;
+    }
+    char rel[PATH_MAX];
+    const char *r = path;
+    while (*r == '/') r++;
+    if (snprintf(rel, sizeof rel, "%s", *r ? r : ".") >= (int)sizeof rel)
+        return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "the policy's %s is too long", what);
+    for (;;) {
+        struct open_how how;
+        memset(&how, 0, sizeof how);
+        how.flags = O_PATH | O_CLOEXEC;
+        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+        int fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof how);
+        if (fd >= 0) {
+            close(fd);
+            return 0;
+        }
+        if (errno == EXDEV || errno == ELOOP)
+            return scp_fail(err, SCP_E_INVAL, EXDEV,
+                            "the policy's %s %s leaves the rootfs %s through a symlink (inside the rootfs, symlinks "
+                            "on its way must be relative and stay inside)",
+                            what, path, rootfs);
+        if (errno != ENOENT) return scp_fail_errno(err, "cannot check the policy's %s %s in the rootfs %s", what, path, rootfs);
+        if (!strcmp(rel, ".")) return 0;
+        char *sl = strrchr(rel, '/'); /* the rest is created inside the container */
+        if (sl) *sl = 0;
+        else strcpy(rel, ".");
+    }
 }
 
 /* The policy's environment must not steer the loader: what it loads was measured. */
@@ -246,14 +310,31 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
     scp_err e = {0};
     signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored in the program */
     clearenv();
-    ro->cwd = json_string_value(json_object_get(cfg, "cwd"));
+    /* no program without its supervisor: its commits would reach CAS no more */
+    pid_t sup = getppid();
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != sup) _exit(1);
+    if (ro->container.enabled && scp_container_prepare(&ro->container, &e) < 0) {
+        fprintf(stderr, "scpctl run: %s\n", e.msg);
+        _exit(1);
+    }
+    /* copies of what outlives the configuration, which is wiped and freed before the container's
+     * relay and init are forked from this process (they keep no secret) */
+    static char cwd[PATH_MAX], arg0[PATH_MAX], mounts[SCP_SHIELD_MAX_VOLUMES][PATH_MAX];
+    const char *c = json_string_value(json_object_get(cfg, "cwd"));
+    if (c) snprintf(cwd, sizeof cwd, "%s", c);
+    ro->cwd = c ? cwd : NULL;
+    for (unsigned i = 0; i < ro->nvol; i++) {
+        snprintf(mounts[i], sizeof mounts[i], "%s", ro->vol[i].mount);
+        ro->vol[i].mount = mounts[i];
+    }
     json_t *cmd = json_object_get(cfg, "command");
     int allow = json_is_true(json_object_get(cfg, "append_args"));
     size_t nc = json_array_size(cmd), na = allow ? (size_t)o->argc - 1 : 0;
     char **argv = calloc(nc + na + 2, sizeof *argv);
     if (!argv) _exit(1);
     size_t n = 0;
-    argv[n++] = (char *)(nc ? json_string_value(json_array_get(cmd, 0)) : prog);
+    snprintf(arg0, sizeof arg0, "%s", nc ? json_string_value(json_array_get(cmd, 0)) : prog);
+    argv[n++] = arg0;
     for (size_t i = 1; i < nc; i++) argv[n++] = "(scp)";
     for (size_t i = 0; i < na; i++) argv[n++] = o->argv[1 + i];
     argv[n] = NULL;
@@ -264,6 +345,7 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
         fprintf(stderr, "scpctl run: cannot pass the configuration to the shield\n");
         _exit(1);
     }
+    json_decref(cfg); /* the rendered secrets are in the launch memfd now */
     ro->argv = argv;
     ro->tag_fd = tag_wr;
     scp_run_exec(ro, &e);
@@ -284,6 +366,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
+    /* an ordinary user: the user namespace now, while no secret is in memory */
+    if (o->container.enabled && scp_container_enter_userns(err) < 0) goto out;
     uint8_t ppub[32], pid_[32];
     if (scp_sim_platform_pubkey(o->platform_key, ppub, pid_, err) < 0) { /* before CAS is asked anything */
         scp_err_prefix(err, "platform key (--platform-key)");
@@ -293,7 +377,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     signal(SIGPIPE, SIG_IGN);
     uint8_t m[32];
     double t0 = now_s();
-    if (scp_attest_run_measure(o->argv[0], o->shield_lib, set, m, err) < 0) goto out;
+    const char *rootfs = o->container.enabled ? o->container.rootfs : NULL;
+    if (scp_attest_run_measure(o->argv[0], o->shield_lib, rootfs, set, m, err) < 0) goto out;
     double t1 = now_s();
     if (attest_retry(c, o, m, &text, err) < 0) goto out;
     double t2 = now_s();
@@ -339,6 +424,18 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     json_t *vols = json_object_get(cfg, "volumes");
     size_t nv = json_array_size(vols);
+    if (rootfs) { /* before any volume is touched */
+        int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        const char *cwd = json_string_value(json_object_get(cfg, "cwd"));
+        int bad = root < 0 ? scp_fail_errno(err, "cannot open the rootfs %s", rootfs)
+                           : cwd ? path_in_rootfs(root, "working directory", cwd, rootfs, err) : 0;
+        for (size_t i = 0; i < nv && !bad; i++) {
+            const char *path = json_string_value(json_object_get(json_array_get(vols, i), "path"));
+            if (path) bad = path_in_rootfs(root, "volume path", path, rootfs, err);
+        }
+        if (root >= 0) close(root);
+        if (bad) goto out;
+    }
     if (nv > SCP_SHIELD_MAX_VOLUMES || !token) {
         scp_fail(err, SCP_E_INVAL, EINVAL, nv > SCP_SHIELD_MAX_VOLUMES ? "more than %u volumes" : "no volume token",
                  SCP_SHIELD_MAX_VOLUMES);
@@ -372,6 +469,9 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             goto out;
         }
     }
+    ro->container = o->container;
+    if (ro->container.enabled && !ro->container.hostname)
+        ro->container.hostname = strlen(o->service) <= 64 ? o->service : NULL;
     ro->trace = o->trace;
     ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
     ro->exec_fd = set->fd[0];

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "runtime/container.h"
 #include "runtime/elfdeps.h"
 #include "scp/cas.h"
 #include "scp/err.h"
@@ -26,7 +27,12 @@
  * (elfdeps.h), and measure them in that order with an empty configuration
  * (scp_attest_measure_fds). *set receives the open descriptors (set->fd[0] is the program). This is what both
  * `scpctl run --cas` and `scpctl platform measure -- PROG` compute. */
-int scp_attest_run_measure(const char *prog, const char *shield_lib, scp_elf_set *set, uint8_t m[32], scp_err *err);
+int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs, scp_elf_set *set,
+                           uint8_t m[32], scp_err *err);
+/* With a rootfs (not NULL), the program (searched in SCP_ATTEST_RUN_ROOTFS_PATH instead of $PATH),
+ * its interpreter and libraries are resolved inside it as the program will see them after
+ * pivot_root (scp_elf_set_open_in); the shield runtime stays a host file. */
+#define SCP_ATTEST_RUN_ROOTFS_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 struct scp_attest_run_opts {
     const char *session, *service;
@@ -36,6 +42,8 @@ struct scp_attest_run_opts {
     double cas_timeout;       /* seconds to keep retrying an unreachable CAS */
     int trace;
     int tag_sync;             /* an fsync returns only after CAS acknowledged the new tag */
+    struct scp_container_opts container; /* enabled: the program runs in a container (the
+                                            default of scpctl run --cas); hostname NULL: the service */
     char *const *argv;        /* PROG [ARGS...] from the command line */
     int argc;
 };

@@ -111,6 +111,19 @@ int scp_container_prepare(const struct scp_container_opts *c, scp_err *err) {
     return 0;
 }
 
+int scp_container_enter_userns(scp_err *err) {
+    static int entered;
+    if (entered || geteuid() == 0) return 0;
+    uid_t uid = getuid();
+    gid_t gid = getgid();
+    if (unshare(CLONE_NEWUSER))
+        return scp_fail_errno(err, "cannot create a user namespace for the container (are unprivileged user "
+                                   "namespaces disabled? see sysctl user.max_user_namespaces)");
+    if (map_ids(uid, gid, err)) return -1;
+    entered = 1;
+    return 0;
+}
+
 /* ---- file system ------------------------------------------------------------------------- */
 
 static int mkdir_in(const char *root, const char *rel, mode_t mode, char *out, size_t n, scp_err *err) {

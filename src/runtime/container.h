@@ -49,6 +49,12 @@ int scp_container_cap_from_name(const char *name);
  * an unprivileged caller must be dumpable for the moment it writes its uid/gid maps. */
 int scp_container_prepare(const struct scp_container_opts *c, scp_err *err);
 
+/* For a caller that is not root: enter a new user namespace that maps the caller's uid and gid
+ * (nothing else), so that a later scp_container_prepare, also in a child, needs no id maps.
+ * Call it before any secret is in memory (writing the maps needs the process dumpable for a
+ * moment). Root: does nothing. */
+int scp_container_enter_userns(scp_err *err);
+
 /* Fork the container's init, build its file system (rootfs, /proc, /dev, /tmp), hostname and
  * network, and fork the program's process. Returns 0 in the program's process only, with the
  * mounts in place and the signal mask restored; `shield_lib` (a host path, may be NULL) is then

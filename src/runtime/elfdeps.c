@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int bad(scp_err *err, const char *why) { return scp_fail(err, SCP_E_FORMAT, ENOEXEC, "not a usable ELF file: %s", why); }
@@ -152,9 +154,20 @@ static int already(const scp_elf_set *s, int fd) {
     return 0;
 }
 
+/* Open path on the host (root < 0) or as the program will see it inside the directory root:
+ * RESOLVE_IN_ROOT makes "/" and ".." (also in symlinks) stop at root, as after pivot_root. */
+static int open_in(int root, const char *path) {
+    if (root < 0) return open(path, O_RDONLY | O_CLOEXEC);
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = O_RDONLY | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+}
+
 /* Open path if it is a regular file whose ELF class and machine match (machine 0: any). */
-static int try_open(const char *path, uint16_t machine, int want_exec) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+static int try_open(int root, const char *path, uint16_t machine, int want_exec) {
+    int fd = open_in(root, path);
     if (fd < 0) return -1;
     struct stat st;
     uint8_t h[64];
@@ -190,13 +203,13 @@ static int join(char *out, size_t outsz, const char *dir, size_t dlen, const cha
 }
 
 /* Search a ':'-separated list; returns an fd and fills found, or -1. */
-static int search(const char *list, const char *name, const char *origin, uint16_t machine, char *found, size_t fsz) {
+static int search(int root, const char *list, const char *name, const char *origin, uint16_t machine, char *found, size_t fsz) {
     const char *p = list;
     while (p && *p) {
         const char *e = strchr(p, ':');
         size_t l = e ? (size_t)(e - p) : strlen(p);
         if (l && join(found, fsz, p, l, name, origin) == 0) {
-            int fd = try_open(found, machine, 0);
+            int fd = try_open(root, found, machine, 0);
             if (fd >= 0) return fd;
         }
         p = e ? e + 1 : NULL;
@@ -225,10 +238,10 @@ void scp_elf_set_close(scp_elf_set *s, int keep) {
     s->n = 0;
 }
 
-static int open_prog(const char *prog, const char *search_path, char *found, size_t fsz, scp_err *err) {
+static int open_prog(int root, const char *prog, const char *search_path, char *found, size_t fsz, scp_err *err) {
     if (strchr(prog, '/')) {
         snprintf(found, fsz, "%s", prog);
-        int fd = try_open(prog, 0, 1);
+        int fd = try_open(root, prog, 0, 1);
         if (fd < 0) return scp_fail(err, SCP_E_NOENT, ENOENT, "program '%s' does not exist or is not an executable file", prog);
         return fd;
     }
@@ -237,7 +250,7 @@ static int open_prog(const char *prog, const char *search_path, char *found, siz
         const char *e = strchr(p, ':');
         size_t l = e ? (size_t)(e - p) : strlen(p);
         if (l && (size_t)snprintf(found, fsz, "%.*s/%s", (int)l, p, prog) < fsz) {
-            int fd = try_open(found, 0, 1);
+            int fd = try_open(root, found, 0, 1);
             if (fd >= 0) return fd;
         }
         p = e ? e + 1 : NULL;
@@ -246,12 +259,17 @@ static int open_prog(const char *prog, const char *search_path, char *found, siz
 }
 
 int scp_elf_set_open(const char *prog, const char *search_path, const char *preload, scp_elf_set *s, scp_err *err) {
+    return scp_elf_set_open_in(-1, prog, search_path, preload, s, err);
+}
+
+int scp_elf_set_open_in(int root, const char *prog, const char *search_path, const char *preload, scp_elf_set *s,
+                        scp_err *err) {
     s->n = 0;
     char found[PATH_MAX];
     scp_elf_info *info = malloc(sizeof *info);
     if (!info) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     char exe_rpath[SCP_ELF_MAX_SEARCH] = "", exe_origin[PATH_MAX] = "";
-    int fd = open_prog(prog, search_path, found, sizeof found, err);
+    int fd = open_prog(root, prog, search_path, found, sizeof found, err);
     if (fd < 0) goto fail;
     add(s, fd, found, err);
     uint16_t machine = 0;
@@ -282,7 +300,7 @@ int scp_elf_set_open(const char *prog, const char *search_path, const char *prel
             if (info->has_rpath && !info->has_runpath) snprintf(exe_rpath, sizeof exe_rpath, "%s", info->rpath);
             snprintf(exe_origin, sizeof exe_origin, "%s", origin);
             if (info->interp[0]) {
-                int ifd = try_open(info->interp, machine, 0);
+                int ifd = try_open(root, info->interp, machine, 0);
                 if (ifd < 0) {
                     scp_fail(err, SCP_E_NOENT, ENOENT, "%s: its loader %s is missing", s->path[0], info->interp);
                     goto fail;
@@ -290,7 +308,7 @@ int scp_elf_set_open(const char *prog, const char *search_path, const char *prel
                 add(s, ifd, info->interp, err);
             }
             if (preload) {
-                int pfd = try_open(preload, machine, 0);
+                int pfd = try_open(-1, preload, machine, 0); /* a host path */
                 if (pfd < 0) {
                     scp_fail(err, SCP_E_NOENT, ENOENT, "cannot open %s (or it is built for another machine)", preload);
                     goto fail;
@@ -303,15 +321,15 @@ int scp_elf_set_open(const char *prog, const char *search_path, const char *prel
             int lfd = -1;
             if (strchr(name, '/')) {
                 snprintf(found, sizeof found, "%s", name);
-                lfd = try_open(name, machine, 0);
+                lfd = try_open(root, name, machine, 0);
             } else {
                 if (!info->has_runpath) {
-                    if (info->has_rpath) lfd = search(info->rpath, name, origin, machine, found, sizeof found);
+                    if (info->has_rpath) lfd = search(root, info->rpath, name, origin, machine, found, sizeof found);
                     if (lfd < 0 && i != 0 && exe_rpath[0])
-                        lfd = search(exe_rpath, name, exe_origin, machine, found, sizeof found);
+                        lfd = search(root, exe_rpath, name, exe_origin, machine, found, sizeof found);
                 }
-                if (lfd < 0 && info->has_runpath) lfd = search(info->runpath, name, origin, machine, found, sizeof found);
-                if (lfd < 0) lfd = search(SCP_ELF_DEFAULT_DIRS, name, origin, machine, found, sizeof found);
+                if (lfd < 0 && info->has_runpath) lfd = search(root, info->runpath, name, origin, machine, found, sizeof found);
+                if (lfd < 0) lfd = search(root, SCP_ELF_DEFAULT_DIRS, name, origin, machine, found, sizeof found);
             }
             if (lfd < 0) {
                 scp_fail(err, SCP_E_NOENT, ENOENT, "%s needs %s, which is not found (searched its RUNPATH/RPATH and "

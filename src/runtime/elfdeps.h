@@ -60,6 +60,13 @@ typedef struct scp_elf_set {
  * everything they load into *set. Fails with SCP_E_NOENT naming what is missing. On failure
  * nothing stays open. */
 int scp_elf_set_open(const char *prog, const char *search_path, const char *preload, scp_elf_set *set, scp_err *err);
+/* The same, with the program, its interpreter and its libraries resolved inside the directory
+ * `root` (a descriptor; -1: the host's root) as the program will see them after pivot_root:
+ * absolute paths and "..", also in symlinks, stay inside root (openat2 RESOLVE_IN_ROOT), and
+ * set->path holds the paths as seen inside. `preload` is a host path (it is bind-mounted into
+ * the container). */
+int scp_elf_set_open_in(int root, const char *prog, const char *search_path, const char *preload, scp_elf_set *set,
+                        scp_err *err);
 /* Close every descriptor of the set except `keep` (-1: none). */
 void scp_elf_set_close(scp_elf_set *set, int keep);
 
