@@ -29,6 +29,17 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
 fi
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 MARK=SCPINJ$RANDOM$RANDOM
+# As root, the program runs as nobody, so that "another process of the same user" below is
+# not root (root can read any process's descriptors).
+U=$T/u
+mkdir -p "$U"
+AS=()
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+    chmod 711 "$T"
+    AS=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+    cp "$T/p1.key" "$A" "$U/"
+    chown -R 65534:65534 "$U"
+fi
 
 # The reader: its own opens (sh's redirection, read), an exec'ed cat, stat, and the refusals;
 # then it waits (ready/go files) so that the host can look while it runs. It prints what it
@@ -63,7 +74,7 @@ services:
       - -c
       - |
 $(sed 's/^/        /' "$T/reader.sh")
-    environment: {DIR: "$T"}
+    environment: {DIR: "$U"}
     files:
       - {path: /etc/app/secret.conf, content: "pw=\$\$SCP::pw\$\$ $MARK"}
   - name: invol
@@ -97,15 +108,20 @@ rm -f "$T/last.out"
 
 RUN=("$SCPCTL" run --session app --platform-key "$T/p1.key" --volume-dir "$T/vols")
 [ -e /etc/app/secret.conf ] && fail "test setup: /etc/app/secret.conf exists on this host"
-"${RUN[@]}" --service reader -- "$T/bin/sh" >"$T/reader.out" 2>"$T/reader.err" &
+if [ ${#AS[@]} -gt 0 ]; then
+    SCP_IDENTITY=$U/admin.pem "${AS[@]}" "$SCPCTL" run --session app --platform-key "$U/p1.key" --volume-dir "$U/vols" \
+        --service reader -- "$T/bin/sh" >"$T/reader.out" 2>"$T/reader.err" &
+else
+    "${RUN[@]}" --service reader -- "$T/bin/sh" >"$T/reader.out" 2>"$T/reader.err" &
+fi
 RPID=$!
 for _ in $(seq 1 100); do
-    [ -e "$T/ready" ] && break
+    [ -e "$U/ready" ] && break
     kill -0 $RPID 2>/dev/null || fail "scpctl run exited: $(cat "$T/reader.err" "$T/reader.out")"
     sleep 0.1
 done
-[ -e "$T/ready" ] || fail "the reader did not start: $(cat "$T/reader.err")"
-SPID=$(cat "$T/pid")
+[ -e "$U/ready" ] || fail "the reader did not start: $(cat "$T/reader.err")"
+SPID=$(cat "$U/pid")
 
 # while it runs: nothing on the host's file system
 [ -e /etc/app/secret.conf ] && fail "the injected file exists on the host"
@@ -114,10 +130,10 @@ hits=$(grep -rlsF --devices=skip -e "$PW" -e "$MARK" /tmp "$T/vols" "$T/data" 2>
 [ -z "$hits" ] || fail "the rendered content or the password is in a file: $hits"
 # the program holds the file open (fd 7): the process is not dumpable, so another process of
 # the same user cannot open its descriptors (root on the host can: CAP_SYS_PTRACE)
-if [ "$(id -u)" -ne 0 ]; then
-    cat "/proc/$SPID/fd/7" >/dev/null 2>&1 && fail "another process of the same user reads the injected file through /proc/$SPID/fd/7"
-fi
-touch "$T/go"
+[ "$(stat -c %u "/proc/$SPID")" = "$(id -u)" ] || [ ${#AS[@]} -gt 0 ] || fail "the reader runs as another user"
+"${AS[@]}" cat "/proc/$SPID/fd/7" >/dev/null 2>&1 &&
+    fail "another process of the program's user reads the injected file through /proc/$SPID/fd/7"
+touch "$U/go"
 wait $RPID
 rc=$?
 [ $rc -eq 0 ] || fail "the reader exited $rc: $(cat "$T/reader.err" "$T/reader.out")"
