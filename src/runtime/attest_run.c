@@ -270,7 +270,7 @@ static int files_memfd(json_t *files) {
 static int path_within(const char *p, const char *dir) {
     size_t n = strlen(dir);
     if (n == 1) return 1; /* "/" */
-    return !strncmp(p, dir, n) && (p[n] == 0 || p[n] == '/');
+    return strncmp(p, dir, n) == 0 && (p[n] == 0 || p[n] == '/');
 }
 
 /* The policy's files: absolute normalized paths, each once, none inside (or holding) a volume
@@ -285,7 +285,7 @@ static int check_files(json_t *files, json_t *vols, const char *service, scp_err
         char norm[PATH_MAX];
         if (!path || !json_is_string(json_object_get(f, "content")))
             return scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed file entry");
-        if (path[0] != '/' || scp_shield_path_normalize(path, norm, sizeof norm) || strcmp(norm, path) ||
+        if (path[0] != '/' || scp_shield_path_normalize(path, norm, sizeof norm) || strcmp(norm, path) != 0 ||
             !strcmp(path, "/"))
             return scp_fail(err, SCP_E_INVAL, EINVAL,
                             "injected file '%s' of service %s: the path must be absolute and normalized (no '.', '..', "

@@ -47,7 +47,7 @@ static uint32_t get32(const uint8_t *p) {
 
 static int parse(scp_err *err) {
     const uint8_t *p = inj.region, *end = inj.region + inj.size;
-    if (inj.size < 10 || memcmp(p, "SCPF1\n", 6)) goto bad;
+    if (inj.size < 10 || memcmp(p, "SCPF1\n", 6) != 0) goto bad;
     uint32_t n = get32(p + 6);
     if (n > SCP_SHIELD_FILES_MAX) goto bad;
     p += 10;
@@ -62,7 +62,7 @@ static int parse(scp_err *err) {
         char norm[PATH_MAX];
         /* absolute, normalized, one NUL at its end: matching is a plain string compare */
         if (path[0] != '/' || memchr(path, 0, plen) != path + plen - 1 ||
-            scp_shield_path_normalize(path, norm, sizeof norm) || strcmp(norm, path) || !strcmp(path, "/"))
+            scp_shield_path_normalize(path, norm, sizeof norm) || strcmp(norm, path) != 0 || !strcmp(path, "/"))
             return scp_fail(err, SCP_E_FORMAT, EINVAL, "an injected file's path is not absolute and normalized");
         for (uint32_t j = 0; j < i; j++)
             if (!strcmp(inj.f[j].path, path)) return scp_fail(err, SCP_E_FORMAT, EINVAL, "an injected file twice");
@@ -142,7 +142,7 @@ int sh_injected_to_memfd(void) {
 static const struct inj_file *lookup(const char *abs, int *below) {
     for (uint32_t i = 0; i < inj.n; i++) {
         size_t pl = strlen(inj.f[i].path);
-        if (strncmp(abs, inj.f[i].path, pl)) continue;
+        if (strncmp(abs, inj.f[i].path, pl) != 0) continue;
         if (abs[pl] == 0 || abs[pl] == '/') {
             *below = abs[pl] == '/';
             return &inj.f[i];
