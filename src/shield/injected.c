@@ -112,11 +112,11 @@ int sh_injected_load(scp_err *err) {
     return 0;
 }
 
+/* Wiped, not unmapped: another thread may still be inside an open while the process exits. */
 __attribute__((destructor)) static void injected_wipe(void) {
     if (!inj.region) return;
-    inj.n = 0;
-    scp_secure_free(inj.region, inj.size); /* wipes first */
-    inj.region = NULL;
+    __atomic_store_n(&inj.n, 0, __ATOMIC_SEQ_CST);
+    scp_wipe(inj.region, inj.size);
 }
 
 int sh_injected_to_memfd(void) {
