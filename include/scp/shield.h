@@ -51,6 +51,14 @@ struct scp_shield_tag_sync {
  * the variable and the descriptor are gone by then. */
 #define SCP_SHIELD_ENV_LAUNCH_FD "SCP_SHIELD_LAUNCH_FD"
 #define SCP_SHIELD_LAUNCH_MAX (4u << 20) /* bytes */
+/* Environment variable that names a sealed memfd with the files that the shield serves from
+ * memory (policy `files`, scpctl run --cas; docs/shield.md "Injected files"). Layout:
+ * "SCPF1\n" | u32 nfiles | per file: u32 mode | u32 path length | u32 content length | path |
+ * content (little-endian; the path absolute and normalized, its length counting its final NUL). The shield reads it
+ * before main, keeps the files in locked memory left out of core dumps, and passes them on to
+ * the images that the program executes in the same way. */
+#define SCP_SHIELD_ENV_FILES_FD "SCP_SHIELD_FILES_FD"
+#define SCP_SHIELD_FILES_MAX 64u
 /* Environment variable that overrides where scpctl finds libscp-shield.so. */
 #define SCP_SHIELD_ENV_LIB "SCP_SHIELD_LIB"
 

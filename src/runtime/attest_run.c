@@ -301,6 +301,74 @@ static int launch_memfd(json_t *cmd, size_t first, json_t *env) {
     return fd;
 }
 
+static int put32(char **buf, size_t *len, uint32_t v) {
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    return buf_add(buf, len, b, 4);
+}
+
+/* The injected files (SCP_SHIELD_ENV_FILES_FD, layout in scp/shield.h) in a sealed memfd that
+ * only the shield reads: their content never touches a file system. Mode 0400: the program's
+ * own user reads them. Returns the descriptor (inheritable) or -1. */
+static int files_memfd(json_t *files) {
+    char *buf = NULL;
+    size_t len = 0;
+    int bad = buf_add(&buf, &len, "SCPF1\n", 6) || put32(&buf, &len, (uint32_t)json_array_size(files));
+    for (size_t i = 0; i < json_array_size(files) && !bad; i++) {
+        json_t *f = json_array_get(files, i), *c = json_object_get(f, "content");
+        const char *path = json_string_value(json_object_get(f, "path"));
+        bad = put32(&buf, &len, 0400) || put32(&buf, &len, (uint32_t)strlen(path) + 1) ||
+              put32(&buf, &len, (uint32_t)json_string_length(c)) || buf_add(&buf, &len, path, strlen(path) + 1) ||
+              buf_add(&buf, &len, json_string_value(c), json_string_length(c));
+    }
+    int fd = bad ? -1 : memfd_create("scp-files", MFD_ALLOW_SEALING);
+    if (fd >= 0 && (scp_write_full(fd, buf, len) < 0 ||
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
+        close(fd);
+        fd = -1;
+    }
+    if (buf) scp_wipe(buf, len);
+    free(buf);
+    return fd;
+}
+
+static int path_within(const char *p, const char *dir) {
+    size_t n = strlen(dir);
+    if (n == 1) return 1; /* "/" */
+    return strncmp(p, dir, n) == 0 && (p[n] == 0 || p[n] == '/');
+}
+
+/* The policy's files: absolute normalized paths, each once, none inside (or holding) a volume
+ * mount, whose files the volume serves. */
+static int check_files(json_t *files, json_t *vols, const char *service, scp_err *err) {
+    if (json_array_size(files) > SCP_SHIELD_FILES_MAX)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "the policy of service %s injects more than %u files", service,
+                        SCP_SHIELD_FILES_MAX);
+    for (size_t i = 0; i < json_array_size(files); i++) {
+        json_t *f = json_array_get(files, i);
+        const char *path = json_string_value(json_object_get(f, "path"));
+        char norm[PATH_MAX];
+        if (!path || !json_is_string(json_object_get(f, "content")))
+            return scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed file entry");
+        if (path[0] != '/' || scp_shield_path_normalize(path, norm, sizeof norm) || strcmp(norm, path) != 0 ||
+            !strcmp(path, "/"))
+            return scp_fail(err, SCP_E_INVAL, EINVAL,
+                            "injected file '%s' of service %s: the path must be absolute and normalized (no '.', '..', "
+                            "'//' or trailing '/')", path, service);
+        for (size_t j = 0; j < i; j++)
+            if (!strcmp(path, json_string_value(json_object_get(json_array_get(files, j), "path"))))
+                return scp_fail(err, SCP_E_INVAL, EINVAL, "injected file '%s' of service %s is listed twice", path,
+                                service);
+        for (size_t j = 0; j < json_array_size(vols); j++) {
+            const char *mnt = json_string_value(json_object_get(json_array_get(vols, j), "path"));
+            if (mnt && (path_within(path, mnt) || path_within(mnt, path)))
+                return scp_fail(err, SCP_E_INVAL, EINVAL,
+                                "injected file '%s' of service %s lies in the protected volume mounted at %s; put it "
+                                "outside the volume (or write it into the volume)", path, service, mnt);
+        }
+    }
+    return 0;
+}
+
 /* In the child: argv[0] as the policy names it and placeholders
  * for the rest of the policy's command, whose values (and the policy's environment) reach the
  * program through the launch memfd, so that no rendered secret is in /proc/PID/cmdline or
@@ -345,7 +413,16 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
         fprintf(stderr, "scpctl run: cannot pass the configuration to the shield\n");
         _exit(1);
     }
-    json_decref(cfg); /* the rendered secrets are in the launch memfd now */
+    json_t *files = json_object_get(cfg, "files");
+    if (json_array_size(files)) {
+        int ffd = files_memfd(files);
+        snprintf(num, sizeof num, "%d", ffd);
+        if (ffd < 0 || setenv(SCP_SHIELD_ENV_FILES_FD, num, 1) < 0) {
+            fprintf(stderr, "scpctl run: cannot pass the injected files to the shield\n");
+            _exit(1);
+        }
+    }
+    json_decref(cfg); /* the rendered secrets are in the launch and files memfds now */
     ro->argv = argv;
     ro->tag_fd = tag_wr;
     scp_run_exec(ro, &e);
@@ -415,14 +492,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
                  o->service);
         goto out;
     }
-    if (json_array_size(json_object_get(cfg, "files"))) {
-        /* fail closed: a program that expects its injected files (often its secrets) must not
-         * start without them */
-        scp_fail(err, SCP_E_NOTSUP, ENOTSUP,
-                 "the policy of service %s injects files, which scpctl run cannot serve yet", o->service);
-        goto out;
-    }
     json_t *vols = json_object_get(cfg, "volumes");
+    if (check_files(json_object_get(cfg, "files"), vols, o->service, err) < 0) goto out;
     size_t nv = json_array_size(vols);
     if (rootfs) { /* before any volume is touched */
         int root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);

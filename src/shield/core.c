@@ -292,8 +292,20 @@ static int match_mount(const char *abs, char *rel, size_t relsz) {
 /* Classify (dirfd, path): 0 not protected, >0 protected (volume index + 1, rel filled),
  * <0 an error to return (-errno). */
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) {
+    char abs[PATH_MAX];
+    int a = sh_abspath(dirfd, path, abs, sizeof abs);
+    if (a <= 0) return a;
+    int m = match_mount(abs, rel, relsz);
+    if (m > 0) *vol = m - 1;
+    return m;
+}
+
+/* (dirfd, path) as the program sees it, absolute and normalized: 1 (abs filled), 0 when it
+ * cannot be told (the shield is off, no path, a directory descriptor without a path), <0 an
+ * error to return (-errno). */
+int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz) {
     if (!sh.active || !path) return 0;
-    char joined[PATH_MAX * 2], abs[PATH_MAX];
+    char joined[PATH_MAX * 2];
     if (path[0] == '/') {
         if (strlen(path) >= sizeof joined) return -ENAMETOOLONG;
         strcpy(joined, path);
@@ -325,10 +337,8 @@ int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) 
         if (snprintf(joined, sizeof joined, "%s/%s", base, path) >= (int)sizeof joined)
             return -ENAMETOOLONG;
     }
-    if (scp_shield_path_normalize(joined, abs, sizeof abs)) return -ENAMETOOLONG;
-    int m = match_mount(abs, rel, relsz);
-    if (m > 0) *vol = m - 1;
-    return m;
+    if (scp_shield_path_normalize(joined, abs, abssz)) return -ENAMETOOLONG;
+    return 1;
 }
 
 /* ---- stat -------------------------------------------------------------------------------- */
@@ -1213,6 +1223,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         break;
     default: break;
     }
+    if (sh_injected_call(nr, a, ret)) return 1; /* injected.c: files served from memory */
     if (nr == SYS_renameat || nr == SYS_renameat2 || nr == SYS_linkat) {
         int c1 = sh_classify(dirfd, path, &vol, rel, sizeof rel);
         int c2 = sh_classify((int)a[2], (const char *)a[3], &vol2, rel2, sizeof rel2);

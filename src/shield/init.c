@@ -251,6 +251,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     }
     unsetenv(SCP_SHIELD_ENV_FD);
     apply_launch(argc, argv);
+    if (sh_injected_load(&e)) die("cannot read the injected files", &e);
 
     Dl_info di;
     if (dladdr((void *)sh_ctor, &di) && di.dli_fname && strlen(di.dli_fname) < sizeof sh.self_path)
@@ -366,14 +367,15 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         for (; envp[n]; n++)
             if (starts(envp[n], "LD_PRELOAD=")) old_pl = envp[n] + 11;
     size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 + 64;
-    size_t size = (n + 3) * sizeof(char *) + strsz;
+    size_t size = (n + 4) * sizeof(char *) + strsz + 64;
     char **env = (char **)syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if ((unsigned long)env > -4096ul) return (long)env;
-    char *strs = (char *)(env + n + 3);
+    char *strs = (char *)(env + n + 4);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "="))
+        if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "=") &&
+            !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "="))
             env[k++] = envp[i];
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -389,7 +391,9 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     int mfd = scp_shield_config_to_memfd(cc, NULL);
     scp_wipe(cc, sizeof *cc);
     syscall(SYS_munmap, cc, sizeof *cc);
-    if (mfd < 0) {
+    int ffd = mfd < 0 ? -1 : sh_injected_to_memfd(); /* the injected files go on with the image */
+    if (mfd < 0 || ffd == -2) {
+        if (mfd >= 0) sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
@@ -398,14 +402,20 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
                       old_pl ? old_pl : "");
     env[k++] = strs;
     char *s2 = strs + l1 + 1;
-    snprintf(s2, strsz - (size_t)l1 - 1, "%s=%d", SCP_SHIELD_ENV_FD, mfd);
+    int l2 = snprintf(s2, strsz - (size_t)l1 - 1, "%s=%d", SCP_SHIELD_ENV_FD, mfd);
     env[k++] = s2;
+    if (ffd >= 0) {
+        char *s3 = s2 + l2 + 1;
+        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_FILES_FD, ffd);
+        env[k++] = s3;
+    }
     env[k] = NULL;
     sh_trace("exec of '%s': the new image is shielded again", path ? path : "(null)");
     long r = dirfd == AT_FDCWD && !flags
                  ? sh_gate(SYS_execve, (long)path, (long)argv, (long)env, 0, 0, 0)
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
     sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
+    if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     syscall(SYS_munmap, env, size);
     return r;

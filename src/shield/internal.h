@@ -111,5 +111,13 @@ int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz);
 long sh_chdir(const char *path, int *handled);
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
 void sh_exec_adopt(void);
+int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz);
+
+/* injected.c: files served from memory (policy `files`) */
+int sh_injected_load(scp_err *err);
+/* Path-based call on an injected path: 1 and *ret set, else 0. */
+int sh_injected_call(long nr, const long a[6], long *ret);
+/* A sealed memfd with the injected files for an exec'ed image: -1 when there are none, -2 on error. */
+int sh_injected_to_memfd(void);
 
 #endif
