@@ -289,10 +289,85 @@ static int match_mount(const char *abs, char *rel, size_t relsz) {
     return best + 1;
 }
 
+/* Copy the program's string at p (NUL included) into buf: its length, or -EFAULT for an
+ * address the kernel would refuse (the program gets EFAULT, not a SIGSEGV in the shield), or
+ * -ENAMETOOLONG. Reads through process_vm_readv on this process, in pieces that never cross a
+ * page, so a string that ends just before an unmapped page is read as the kernel would. */
+long sh_copy_path_in(const char *p, char *buf, size_t n) {
+    size_t got = 0;
+    if (!p) return -EFAULT;
+    while (got < n) {
+        uintptr_t at = (uintptr_t)p + got;
+        size_t len = 4096 - (at & 4095);
+        if (len > 512) len = 512;
+        if (len > n - got) len = n - got;
+        struct iovec lv = {buf + got, len}, rv = {(void *)at, len};
+        long r = syscall(SYS_process_vm_readv, (long)getpid(), &lv, 1L, &rv, 1L, 0L);
+        if (r < 0 && (errno == ENOSYS || errno == EPERM)) { /* no such call here: trust p */
+            size_t l = strnlen(p, n);
+            if (l == n) return -ENAMETOOLONG;
+            memcpy(buf, p, l + 1);
+            return (long)l;
+        }
+        if (r <= 0) return -EFAULT;
+        void *z = memchr(buf + got, 0, (size_t)r);
+        if (z) return (long)((char *)z - buf);
+        got += (size_t)r;
+    }
+    return -ENAMETOOLONG;
+}
+
+/* Does the normalized absolute path abs name a descriptor link of this process
+ * (/proc/self/fd/N, /proc/thread-self/fd/N, /proc/PID/fd/N, /proc/PID/task/TID/fd/N, /dev/fd/N,
+ * /dev/stdin...)? Returns 1 with *fd and *rest (what follows N: "" or "/..."), 0 if not, and -1
+ * for a reserved number of another process (whose protected files this one cannot reach). */
+static int proc_fd_link(const char *abs, long *fd, const char **rest) {
+    static const char *const stdnames[] = {"/dev/stdin", "/dev/stdout", "/dev/stderr"};
+    for (int i = 0; i < 3; i++) {
+        size_t l = strlen(stdnames[i]);
+        if (!strncmp(abs, stdnames[i], l) && (abs[l] == 0 || abs[l] == '/')) {
+            *fd = i;
+            *rest = abs + l;
+            return 1;
+        }
+    }
+    const char *p;
+    int mine = 1;
+    if (!strncmp(abs, "/dev/fd/", 8)) p = abs + 8;
+    else if (!strncmp(abs, "/proc/self/fd/", 14)) p = abs + 14;
+    else if (!strncmp(abs, "/proc/thread-self/fd/", 21)) p = abs + 21;
+    else if (!strncmp(abs, "/proc/", 6) && abs[6] >= '0' && abs[6] <= '9') {
+        char *end;
+        long pid = strtol(abs + 6, &end, 10);
+        if (!strncmp(end, "/task/", 6)) {
+            strtol(end + 6, &end, 10); /* a thread of PID: same descriptor table (no CLONE_FILES split assumed) */
+        }
+        if (strncmp(end, "/fd/", 4)) return 0;
+        p = end + 4;
+        mine = pid == (long)getpid();
+    } else return 0;
+    if (*p < '0' || *p > '9') return 0;
+    char *end;
+    long n = strtol(p, &end, 10);
+    if (*end && *end != '/') return 0;
+    *fd = n;
+    *rest = end;
+    if (!mine) return sh_reserved(n) ? -1 : 0;
+    return 1;
+}
+
+/* Set by sh_classify when the path named a protected descriptor's /proc link itself (for
+ * readlink and the calls that act on the link, not on the file). */
+static __thread int fd_link_named;
+
 /* Classify (dirfd, path): 0 not protected, >0 protected (volume index + 1, rel filled),
  * <0 an error to return (-errno). */
-int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) {
-    if (!sh.active || !path) return 0;
+int sh_classify(int dirfd, const char *path_in, int *vol, char *rel, size_t relsz) {
+    fd_link_named = 0;
+    if (!sh.active || !path_in) return 0;
+    char path[PATH_MAX];
+    long pl = sh_copy_path_in(path_in, path, sizeof path);
+    if (pl < 0) return (int)pl;
     char joined[PATH_MAX * 2], abs[PATH_MAX];
     if (path[0] == '/') {
         if (strlen(path) >= sizeof joined) return -ENAMETOOLONG;
@@ -326,6 +401,22 @@ int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) 
             return -ENAMETOOLONG;
     }
     if (scp_shield_path_normalize(joined, abs, sizeof abs)) return -ENAMETOOLONG;
+    long lfd;
+    const char *rest;
+    int k = proc_fd_link(abs, &lfd, &rest);
+    if (k < 0) return -ENXIO;
+    if (k > 0 && sh_is_prot(lfd)) {
+        /* the kernel would follow the link to the placeholder (/dev/null): the file is the
+         * protected one, reopened with the new flags */
+        long e;
+        pfile *pf = pf_get(lfd, &e);
+        if (!pf) return (int)e;
+        int n = snprintf(joined, sizeof joined, "%s/%s%s", sh.vol[pf->vol].mount, pf->path, rest);
+        pf_put(pf);
+        int named = !rest[0]; /* rest points into abs, which the normalization rewrites */
+        if (n >= (int)sizeof joined || scp_shield_path_normalize(joined, abs, sizeof abs)) return -ENAMETOOLONG;
+        fd_link_named = named;
+    }
     int m = match_mount(abs, rel, relsz);
     if (m > 0) *vol = m - 1;
     return m;
@@ -1195,7 +1286,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         break;
     case SYS_newfstatat:
     case SYS_statx:
-        if (path && !path[0] && (a[nr == SYS_statx ? 2 : 3] & AT_EMPTY_PATH)) {
+        if ((a[nr == SYS_statx ? 2 : 3] & AT_EMPTY_PATH) && path && sh_copy_path_in(path, rel, sizeof rel) == 0) {
             if (!sh_is_prot(dirfd)) return 0;
             long ee = 0;
             pfile *pf = pf_get(dirfd, &ee);
@@ -1233,6 +1324,18 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
     if (c == 0) return 0;
     if (c < 0) { *ret = c; return 1; }
+    if (fd_link_named) { /* /proc/self/fd/N itself, N protected */
+        if (nr == SYS_readlinkat) {
+            char link[PATH_MAX * 2];
+            int n = snprintf(link, sizeof link, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel);
+            if ((long)a[3] <= 0) { *ret = -EINVAL; return 1; }
+            size_t len = (size_t)n < (size_t)a[3] ? (size_t)n : (size_t)a[3];
+            memcpy((char *)a[2], link, len);
+            *ret = (long)len;
+            return 1;
+        }
+        if (nr == SYS_unlinkat || nr == SYS_mkdirat || nr == SYS_mknodat) { *ret = -EACCES; return 1; }
+    }
     sh_in_lib++;
     switch (nr) {
     case SYS_openat:

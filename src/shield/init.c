@@ -279,8 +279,10 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     sh.alias_filtered = calloc((size_t)sh.lo, 1);
     if (!sh.slot || !sh.slot_cloexec || !sh.alias || !sh.alias_filtered) die("out of memory", NULL);
     memset(sh.slot_cloexec, 1, (size_t)sh.nslots); /* the placeholders below are O_CLOEXEC */
-    sh.placeholder = open("/dev/null", O_PATH | O_CLOEXEC);
-    if (sh.placeholder < 0) die("cannot open the placeholder /dev/null", NULL);
+    /* a directory: a raw reopen through /proc/self/fd/N, which the shield cannot see, then
+     * fails (EISDIR for writing) where /dev/null would swallow the bytes */
+    sh.placeholder = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (sh.placeholder < 0) die("cannot open the placeholder /", NULL);
     for (int fd = sh.base; fd < sh.base + sh.nslots; fd++)
         if (sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
             die("cannot reserve the protected descriptor range", NULL);
