@@ -463,6 +463,29 @@ static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
     sx->stx_dev_minor = (uint32_t)(0x500 + vol);
 }
 
+/* Copy n bytes to the program's address dst: 0, or -EFAULT where the kernel would give it. */
+static long copy_out(void *dst, const void *src, size_t n) {
+    struct iovec lv = {(void *)src, n}, rv = {dst, n};
+    long r = syscall(SYS_process_vm_writev, (long)getpid(), &lv, 1L, &rv, 1L, 0L);
+    if (r < 0 && (errno == ENOSYS || errno == EPERM)) { /* no such call here: trust dst */
+        memcpy(dst, src, n);
+        return 0;
+    }
+    return r == (long)n ? 0 : -EFAULT;
+}
+
+static long put_stat(int vol, const scp_vstat *v, void *dst) {
+    struct stat st;
+    fill_stat(vol, v, &st);
+    return copy_out(dst, &st, sizeof st);
+}
+
+static long put_statx(int vol, const scp_vstat *v, void *dst) {
+    struct statx sx;
+    fill_statx(vol, v, &sx);
+    return copy_out(dst, &sx, sizeof sx);
+}
+
 static long pf_vstat(pfile *pf, scp_vstat *v) {
     scp_err e;
     if (pf->kind == PF_FILE) {
@@ -1167,7 +1190,7 @@ static long sh_syscall_(long nr, const long a[6]) {
     case SYS_fstat: {
         scp_vstat v;
         r = pf_vstat(pf, &v);
-        if (!r) fill_stat(pf->vol, &v, (struct stat *)a[1]);
+        if (!r) r = put_stat(pf->vol, &v, (void *)a[1]);
         break;
     }
     case SYS_getdents64: r = do_getdents(pf, (char *)a[1], (size_t)a[2]); break;
@@ -1294,8 +1317,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
             scp_vstat v;
             r = pf_vstat(pf, &v);
             if (!r) {
-                if (nr == SYS_statx) fill_statx(pf->vol, &v, (struct statx *)a[4]);
-                else fill_stat(pf->vol, &v, (struct stat *)a[2]);
+                if (nr == SYS_statx) r = put_statx(pf->vol, &v, (void *)a[4]);
+                else r = put_stat(pf->vol, &v, (void *)a[2]);
             }
             pf_put(pf);
             *ret = r;
@@ -1309,6 +1332,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         int c2 = sh_classify((int)a[2], (const char *)a[3], &vol2, rel2, sizeof rel2);
         if (c1 == 0 && c2 == 0) return 0;
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
+        if (!path || !a[3]) { *ret = -EFAULT; return 1; } /* the other one is protected */
         if (c1 == 0 || c2 == 0 || vol != vol2) { *ret = -EXDEV; return 1; }
         if (nr == SYS_linkat) { *ret = -EPERM; return 1; }
         unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
@@ -1330,8 +1354,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
             int n = snprintf(link, sizeof link, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel);
             if ((long)a[3] <= 0) { *ret = -EINVAL; return 1; }
             size_t len = (size_t)n < (size_t)a[3] ? (size_t)n : (size_t)a[3];
-            memcpy((char *)a[2], link, len);
-            *ret = (long)len;
+            *ret = copy_out((char *)a[2], link, len);
+            if (!*ret) *ret = (long)len;
             return 1;
         }
         if (nr == SYS_unlinkat || nr == SYS_mkdirat || nr == SYS_mknodat) { *ret = -EACCES; return 1; }
@@ -1351,8 +1375,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         scp_vstat v;
         r = path_vstat(vol, rel, &v);
         if (!r) {
-            if (nr == SYS_statx) fill_statx(vol, &v, (struct statx *)a[4]);
-            else fill_stat(vol, &v, (struct stat *)a[2]);
+            if (nr == SYS_statx) r = put_statx(vol, &v, (void *)a[4]);
+            else r = put_stat(vol, &v, (void *)a[2]);
         }
         break;
     }

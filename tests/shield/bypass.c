@@ -267,6 +267,52 @@ static void t_procfd(void) {
     close(fd);
 }
 
+/* Bad pointers: the kernel answers EFAULT; the shield must too, never crash the program. */
+static int efault(long r) { return r == -1 && errno == EFAULT; }
+static void t_badptr(void) {
+    pid_t pid = fork();
+    if (pid < 0) return bad("bad-pointer", "fork");
+    if (pid == 0) {
+        int nbad = 0;
+        char *bads[] = {NULL, (char *)1};
+        char outside[] = "/tmp/scp-bypass-badptr-no-such-file";
+        int pfd = open(path("badptr.txt"), O_CREAT | O_RDWR, 0600);
+        if (pfd < 0) _exit(3);
+        for (int i = 0; i < 2; i++) {
+            char *b = bads[i];
+            struct stat st;
+#define EXPECT(call) do { errno = 0; if (!efault((long)(call))) { printf("     %s with %p: errno %d\n", #call, (void *)b, errno); nbad++; } } while (0)
+            EXPECT(chmod(b, 0644));
+            EXPECT(open(b, O_RDONLY));
+            EXPECT(open(b, O_CREAT | O_WRONLY, 0600));
+            EXPECT(stat(b, &st));
+            EXPECT(lstat(b, &st));
+            EXPECT(mkdir(b, 0700));
+            EXPECT(unlink(b));
+            EXPECT(rename(b, path("badptr2.txt")));
+            EXPECT(rename(path("badptr.txt"), b));
+            EXPECT(rename(b, outside));
+            EXPECT(rename(outside, b));
+            EXPECT(stat(path("badptr.txt"), (struct stat *)b));
+            EXPECT(stat(path(""), (struct stat *)b));
+            EXPECT(fstat(pfd, (struct stat *)b));
+            EXPECT(syscall(SYS_openat, (long)AT_FDCWD, b, (long)O_RDONLY, 0L));
+            EXPECT(syscall(SYS_newfstatat, (long)AT_FDCWD, b, &st, 0L));
+            EXPECT(syscall(SYS_fstat, (long)pfd, b));
+#undef EXPECT
+        }
+        _exit(nbad ? 1 : 0);
+    }
+    int stt;
+    if (waitpid(pid, &stt, 0) != pid) return bad("bad-pointer", "waitpid");
+    if (WIFSIGNALED(stt)) {
+        errno = 0;
+        return bad("bad-pointer", WTERMSIG(stt) == SIGSEGV ? "the program died of SIGSEGV" : "the program died of a signal");
+    }
+    if (!WIFEXITED(stt) || WEXITSTATUS(stt)) return bad("bad-pointer", "a call did not fail with EFAULT");
+    ok("bad-pointer (NULL and (char *)1: EFAULT, no crash)");
+}
+
 static void t_dup2_low(void) {
     const char *m = MARK("dup2");
     int fd = open(path("dup2.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
@@ -617,6 +663,7 @@ int main(int argc, char **argv) {
     t_openat2();
     t_dup2_low();
     t_procfd();
+    t_badptr();
     t_fork();
     t_fork_churn();
     t_exit_unclosed();
