@@ -1554,6 +1554,8 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld) {
     memset(cfg->filtered, 0, sizeof cfg->filtered);
     cfg->ninherit = 0;
     pthread_mutex_lock(&sh.mu);
+    if (sh.vcwd) snprintf(cfg->vcwd, sizeof cfg->vcwd, "%s", sh.cwd);
+    else cfg->vcwd[0] = 0;
     /* what a vfork child set up itself comes first */
     for (int i = 0; vf && i < MAXVFK; i++)
         if (vfk[i].pid == me && kernel_keeps(vfk[i].fd) && cfg->ninherit < SCP_SHIELD_MAX_INHERIT) {

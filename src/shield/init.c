@@ -312,6 +312,12 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         /* started inside a protected mount: keep the view, move the real cwd to the mount */
         sh.active = 1;
         if (sh.cwd[0] == '/' && sh_classify(AT_FDCWD, sh.cwd, &vol, rel, sizeof rel) != 0) sh.vcwd = 1;
+        /* exec'd from a shielded image whose cwd was inside a mount: the kernel's cwd is that
+         * mount's point; the directory below it comes with the configuration */
+        sh.cfg.vcwd[sizeof sh.cfg.vcwd - 1] = 0;
+        if (sh.vcwd && sh.cfg.vcwd[0] == '/' && sh_classify(AT_FDCWD, sh.cfg.vcwd, &vol, rel, sizeof rel) > 0 &&
+            !strcmp(sh.cwd, sh.vol[vol].mount))
+            snprintf(sh.cwd, sizeof sh.cwd, "%s", sh.cfg.vcwd);
         sh.active = 0;
     }
 
