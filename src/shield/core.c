@@ -9,6 +9,7 @@
  * malloc (glibc's allocator makes no such calls). They take only the shield's own mutex and
  * the volume library's locks, which the program cannot hold.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -289,30 +290,37 @@ static int match_mount(const char *abs, char *rel, size_t relsz) {
     return best + 1;
 }
 
+/* Can the program's page holding [q, q+8) be read (wr = 0) or written (wr = 1)? The kernel
+ * answers: rt_sigprocmask copies its 8-byte set from q (an invalid `how` then changes nothing)
+ * or its old mask to q, and fails with EFAULT where a system call would. One cheap call per
+ * page; protections are per page, so the rest of the page needs no probe. The caller keeps
+ * [q, q+8) inside one page. Through the gate: the filter traps rt_sigprocmask. */
+static int page_ok(uintptr_t q, int wr) {
+    if (q < 4096) return 0; /* NULL means "no set" to the kernel; page zero is never mapped */
+    long r = wr ? sh_gate(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)q, 8, 0, 0)
+                : sh_gate(SYS_rt_sigprocmask, -1, (long)q, 0, 8, 0, 0);
+    return r != -EFAULT;
+}
+
 /* Copy the program's string at p (NUL included) into buf: its length, or -EFAULT for an
  * address the kernel would refuse (the program gets EFAULT, not a SIGSEGV in the shield), or
- * -ENAMETOOLONG. Reads through process_vm_readv on this process, in pieces that never cross a
- * page, so a string that ends just before an unmapped page is read as the kernel would. */
+ * -ENAMETOOLONG. */
 long sh_copy_path_in(const char *p, char *buf, size_t n) {
-    size_t got = 0;
     if (!p) return -EFAULT;
-    while (got < n) {
-        uintptr_t at = (uintptr_t)p + got;
-        size_t len = 4096 - (at & 4095);
-        if (len > 512) len = 512;
+    uintptr_t at = (uintptr_t)p;
+    for (size_t got = 0; got < n;) {
+        uintptr_t page = (at + got) & ~(uintptr_t)4095;
+        uintptr_t q = at + got;
+        if (q > page + 4088) q = page + 4088;
+        if (!page_ok(q, 0)) return -EFAULT;
+        size_t len = page + 4096 - (at + got);
         if (len > n - got) len = n - got;
-        struct iovec lv = {buf + got, len}, rv = {(void *)at, len};
-        long r = syscall(SYS_process_vm_readv, (long)getpid(), &lv, 1L, &rv, 1L, 0L);
-        if (r < 0 && (errno == ENOSYS || errno == EPERM)) { /* no such call here: trust p */
-            size_t l = strnlen(p, n);
-            if (l == n) return -ENAMETOOLONG;
-            memcpy(buf, p, l + 1);
-            return (long)l;
-        }
-        if (r <= 0) return -EFAULT;
-        void *z = memchr(buf + got, 0, (size_t)r);
-        if (z) return (long)((char *)z - buf);
-        got += (size_t)r;
+        const char *src = (const char *)(at + got);
+        const char *z = memchr(src, 0, len);
+        size_t take = z ? (size_t)(z - src) + 1 : len;
+        memcpy(buf + got, src, take);
+        if (z) return (long)(got + take - 1);
+        got += take;
     }
     return -ENAMETOOLONG;
 }
@@ -463,15 +471,18 @@ static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
     sx->stx_dev_minor = (uint32_t)(0x500 + vol);
 }
 
-/* Copy n bytes to the program's address dst: 0, or -EFAULT where the kernel would give it. */
+/* Copy n (>= 8) bytes to the program's address dst: 0, or -EFAULT where the kernel would
+ * give it (each page is probed first; see page_ok). */
 static long copy_out(void *dst, const void *src, size_t n) {
-    struct iovec lv = {(void *)src, n}, rv = {dst, n};
-    long r = syscall(SYS_process_vm_writev, (long)getpid(), &lv, 1L, &rv, 1L, 0L);
-    if (r < 0 && (errno == ENOSYS || errno == EPERM)) { /* no such call here: trust dst */
-        memcpy(dst, src, n);
-        return 0;
+    assert(n >= 8);
+    uintptr_t d = (uintptr_t)dst, end = d + n;
+    if (end < d) return -EFAULT;
+    for (uintptr_t pg = d & ~(uintptr_t)4095; pg < end; pg += 4096) {
+        uintptr_t lo = d > pg ? d : pg, hi = end < pg + 4096 ? end : pg + 4096;
+        if (!page_ok(hi - lo >= 8 ? lo : hi - 8, 1)) return -EFAULT;
     }
-    return r == (long)n ? 0 : -EFAULT;
+    memcpy(dst, src, n);
+    return 0;
 }
 
 static long put_stat(int vol, const scp_vstat *v, void *dst) {
@@ -1354,7 +1365,12 @@ int sh_path_call(long nr, const long a[6], long *ret) {
             int n = snprintf(link, sizeof link, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel);
             if ((long)a[3] <= 0) { *ret = -EINVAL; return 1; }
             size_t len = (size_t)n < (size_t)a[3] ? (size_t)n : (size_t)a[3];
-            *ret = copy_out((char *)a[2], link, len);
+            if (len >= 8) *ret = copy_out((char *)a[2], link, len);
+            else { /* too small to probe by writing 8 bytes: its pages must at least be readable */
+                uintptr_t b0 = (uintptr_t)a[2], b1 = b0 + len - 1;
+                *ret = page_ok(b0 & ~(uintptr_t)4095, 0) && page_ok(b1 & ~(uintptr_t)4095, 0) ? 0 : -EFAULT;
+                if (!*ret) memcpy((char *)a[2], link, len);
+            }
             if (!*ret) *ret = (long)len;
             return 1;
         }
