@@ -302,6 +302,18 @@ static int page_ok(uintptr_t q, int wr) {
     return r != -EFAULT;
 }
 
+/* Copy n (>= 8) bytes from the program's address src: 0, or -EFAULT. */
+static long copy_in(void *dst, const void *src, size_t n) {
+    uintptr_t a = (uintptr_t)src, end = a + n;
+    if (n < 8 || end < a) return -EFAULT;
+    for (uintptr_t pg = a & ~(uintptr_t)4095; pg < end; pg += 4096) {
+        uintptr_t lo = a > pg ? a : pg, hi = end < pg + 4096 ? end : pg + 4096;
+        if (!page_ok(hi - lo >= 8 ? lo : hi - 8, 0)) return -EFAULT;
+    }
+    memcpy(dst, src, n);
+    return 0;
+}
+
 /* Copy the program's string at p (NUL included) into buf: its length, or -EFAULT for an
  * address the kernel would refuse (the program gets EFAULT, not a SIGSEGV in the shield), or
  * -ENAMETOOLONG. */
@@ -1382,8 +1394,9 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         r = open_rel(vol, rel, (int)a[2], (mode_t)a[3]);
         break;
     case SYS_openat2: {
-        struct open_how { uint64_t flags, mode, resolve; } *how = (void *)a[2];
-        r = open_rel(vol, rel, (int)how->flags, (mode_t)how->mode);
+        struct open_how { uint64_t flags, mode, resolve; } how;
+        r = (size_t)a[3] < sizeof how ? -EINVAL : copy_in(&how, (const void *)a[2], sizeof how);
+        if (!r) r = open_rel(vol, rel, (int)how.flags, (mode_t)how.mode);
         break;
     }
     case SYS_newfstatat:
@@ -1419,7 +1432,9 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_fchownat: r = setattr_rel(vol, rel, -1, (int64_t)(int)a[2] == -1 ? -1 : (int64_t)(unsigned)a[2],
                                       (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
     case SYS_utimensat: {
-        const struct timespec *ts = (const struct timespec *)a[2];
+        struct timespec tsb[2];
+        const struct timespec *ts = a[2] ? tsb : NULL;
+        if (a[2] && copy_in(tsb, (const void *)a[2], sizeof tsb)) { r = -EFAULT; break; }
         int64_t mt;
         if (!ts || ts[1].tv_nsec == UTIME_NOW) mt = -1;
         else if (ts[1].tv_nsec == UTIME_OMIT) mt = INT64_MIN;
