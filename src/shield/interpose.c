@@ -793,7 +793,7 @@ static int temp_mkdir(const char *p, int unused) {
 #define MKSTEMP_LIKE(name, args, tmpl, suffixlen, flags, realcall) \
     SH_EXPORT int name args { \
         if (temp_under_mount(tmpl)) return temp_make(tmpl, suffixlen, temp_open, flags); \
-        REAL(int (*) args, name); \
+        REAL(int (*) args, name); /* NOLINT(bugprone-macro-parentheses): a parameter list */ \
         return realcall; \
     }
 MKSTEMP_LIKE(mkstemp, (char *t), t, 0, 0, real_mkstemp(t))
