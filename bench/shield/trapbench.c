@@ -3,7 +3,8 @@
  * Run once plainly and once under `scpctl run` with a volume at DIR (see run.sh). Prints
  * ns/op for: an unlisted syscall (getppid: filter cost only), pread of 4 KiB on an ordinary
  * file (wrapper + filter), and pread of 4 KiB on a file in DIR through the libc symbol (the
- * fast path, no trap) and through a raw syscall instruction (the SIGSYS trap path). */
+ * fast path, no trap) and through a raw syscall instruction (the SIGSYS trap path); stat of
+ * an ordinary path and of a file in DIR (path classification). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,18 @@ int main(int argc, char **argv) {
     for (long i = 0; i < n; i++)
         if (syscall(SYS_lseek, fd, 0L, (long)SEEK_CUR) < 0) return 1;
     printf("lseek in DIR (raw syscall)     %8.1f ns/op\n", (now() - t) / n);
+    t = now();
+    for (long i = 0; i < n; i++) {
+        struct stat st;
+        if (stat("/tmp", &st)) return 1;
+    }
+    printf("stat ordinary path (libc)      %8.1f ns/op\n", (now() - t) / n);
+    t = now();
+    for (long i = 0; i < n; i++) {
+        struct stat st;
+        if (stat(path, &st)) return 1;
+    }
+    printf("stat in DIR (libc)             %8.1f ns/op\n", (now() - t) / n);
     if (argc > 3 && !strcmp(argv[3], "fork")) { /* the same loop in a forked child (nginx's worker) */
         pid_t pid = fork();
         if (pid > 0) {

@@ -103,6 +103,9 @@ typedef struct scp_shield_config {
     uint8_t filtered[SCP_SHIELD_MAX_ALIAS_FD / 8]; /* numbers with a filter of their own */
     uint32_t ninherit;
     scp_shield_inherit inherit[SCP_SHIELD_MAX_INHERIT];
+    /* the program's working directory when it lies inside a protected mount ("" if not): the
+     * kernel's is the mount point, so the next image could not find it by getcwd */
+    char vcwd[4096];
 } scp_shield_config;
 
 /* Serialize the configuration into a new memfd (not close-on-exec, sealed against writes).

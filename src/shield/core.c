@@ -9,6 +9,7 @@
  * malloc (glibc's allocator makes no such calls). They take only the shield's own mutex and
  * the volume library's locks, which the program cannot hold.
  */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -289,6 +290,96 @@ static int match_mount(const char *abs, char *rel, size_t relsz) {
     return best + 1;
 }
 
+/* Can the program's page holding [q, q+8) be read (wr = 0) or written (wr = 1)? The kernel
+ * answers: rt_sigprocmask copies its 8-byte set from q (an invalid `how` then changes nothing)
+ * or its old mask to q, and fails with EFAULT where a system call would. One cheap call per
+ * page; protections are per page, so the rest of the page needs no probe. The caller keeps
+ * [q, q+8) inside one page. Through the gate: the filter traps rt_sigprocmask. */
+static int page_ok(uintptr_t q, int wr) {
+    if (q < 4096) return 0; /* NULL means "no set" to the kernel; page zero is never mapped */
+    long r = wr ? sh_gate(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)q, 8, 0, 0)
+                : sh_gate(SYS_rt_sigprocmask, -1, (long)q, 0, 8, 0, 0);
+    return r != -EFAULT;
+}
+
+/* Copy n (>= 8) bytes from the program's address src: 0, or -EFAULT. */
+static long copy_in(void *dst, const void *src, size_t n) {
+    uintptr_t a = (uintptr_t)src, end = a + n;
+    if (n < 8 || end < a) return -EFAULT;
+    for (uintptr_t pg = a & ~(uintptr_t)4095; pg < end; pg += 4096) {
+        uintptr_t lo = a > pg ? a : pg, hi = end < pg + 4096 ? end : pg + 4096;
+        if (!page_ok(hi - lo >= 8 ? lo : hi - 8, 0)) return -EFAULT;
+    }
+    memcpy(dst, src, n);
+    return 0;
+}
+
+/* Copy the program's string at p (NUL included) into buf: its length, or -EFAULT for an
+ * address the kernel would refuse (the program gets EFAULT, not a SIGSEGV in the shield), or
+ * -ENAMETOOLONG. */
+long sh_copy_path_in(const char *p, char *buf, size_t n) {
+    if (!p) return -EFAULT;
+    uintptr_t at = (uintptr_t)p;
+    for (size_t got = 0; got < n;) {
+        uintptr_t page = (at + got) & ~(uintptr_t)4095;
+        uintptr_t q = at + got;
+        if (q > page + 4088) q = page + 4088;
+        if (!page_ok(q, 0)) return -EFAULT;
+        size_t len = page + 4096 - (at + got);
+        if (len > n - got) len = n - got;
+        const char *src = (const char *)(at + got);
+        const char *z = memchr(src, 0, len);
+        size_t take = z ? (size_t)(z - src) + 1 : len;
+        memcpy(buf + got, src, take);
+        if (z) return (long)(got + take - 1);
+        got += take;
+    }
+    return -ENAMETOOLONG;
+}
+
+/* Does the normalized absolute path abs name a descriptor link of this process
+ * (/proc/self/fd/N, /proc/thread-self/fd/N, /proc/PID/fd/N, /proc/PID/task/TID/fd/N, /dev/fd/N,
+ * /dev/stdin...)? Returns 1 with *fd and *rest (what follows N: "" or "/..."), 0 if not, and -1
+ * for a reserved number of another process (whose protected files this one cannot reach). */
+static int proc_fd_link(const char *abs, long *fd, const char **rest) {
+    static const char *const stdnames[] = {"/dev/stdin", "/dev/stdout", "/dev/stderr"};
+    for (int i = 0; i < 3; i++) {
+        size_t l = strlen(stdnames[i]);
+        if (!strncmp(abs, stdnames[i], l) && (abs[l] == 0 || abs[l] == '/')) {
+            *fd = i;
+            *rest = abs + l;
+            return 1;
+        }
+    }
+    const char *p;
+    int mine = 1;
+    if (!strncmp(abs, "/dev/fd/", 8)) p = abs + 8;
+    else if (!strncmp(abs, "/proc/self/fd/", 14)) p = abs + 14;
+    else if (!strncmp(abs, "/proc/thread-self/fd/", 21)) p = abs + 21;
+    else if (!strncmp(abs, "/proc/", 6) && abs[6] >= '0' && abs[6] <= '9') {
+        char *end;
+        long pid = strtol(abs + 6, &end, 10);
+        if (!strncmp(end, "/task/", 6)) {
+            strtol(end + 6, &end, 10); /* a thread of PID: same descriptor table (no CLONE_FILES split assumed) */
+        }
+        if (strncmp(end, "/fd/", 4)) return 0;
+        p = end + 4;
+        mine = pid == (long)getpid();
+    } else return 0;
+    if (*p < '0' || *p > '9') return 0;
+    char *end;
+    long n = strtol(p, &end, 10);
+    if (*end && *end != '/') return 0;
+    *fd = n;
+    *rest = end;
+    if (!mine) return sh_reserved(n) ? -1 : 0;
+    return 1;
+}
+
+/* Set by sh_classify when the path named a protected descriptor's /proc link itself (for
+ * readlink and the calls that act on the link, not on the file). */
+static __thread int fd_link_named;
+
 /* Classify (dirfd, path): 0 not protected, >0 protected (volume index + 1, rel filled),
  * <0 an error to return (-errno). */
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) {
@@ -300,11 +391,16 @@ int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) 
     return m;
 }
 
-/* (dirfd, path) as the program sees it, absolute and normalized: 1 (abs filled), 0 when it
+/* (dirfd, path_in) as the program sees it, absolute and normalized: 1 (abs filled), 0 when it
  * cannot be told (the shield is off, no path, a directory descriptor without a path), <0 an
- * error to return (-errno). */
-int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz) {
-    if (!sh.active || !path) return 0;
+ * error to return (-errno; -EFAULT for a bad pointer). A /proc/self/fd link of a protected
+ * descriptor becomes the protected file's path (fd_link_named says it named the link). */
+int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
+    fd_link_named = 0;
+    if (!sh.active || !path_in) return 0;
+    char path[PATH_MAX];
+    long pl = sh_copy_path_in(path_in, path, sizeof path);
+    if (pl < 0) return (int)pl;
     char joined[PATH_MAX * 2];
     if (path[0] == '/') {
         if (strlen(path) >= sizeof joined) return -ENAMETOOLONG;
@@ -338,6 +434,22 @@ int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz) {
             return -ENAMETOOLONG;
     }
     if (scp_shield_path_normalize(joined, abs, abssz)) return -ENAMETOOLONG;
+    long lfd;
+    const char *rest;
+    int k = proc_fd_link(abs, &lfd, &rest);
+    if (k < 0) return -ENXIO;
+    if (k > 0 && sh_is_prot(lfd)) {
+        /* the kernel would follow the link to the placeholder: the file is the protected
+         * one, reopened with the new flags */
+        long e;
+        pfile *pf = pf_get(lfd, &e);
+        if (!pf) return (int)e;
+        int n = snprintf(joined, sizeof joined, "%s/%s%s", sh.vol[pf->vol].mount, pf->path, rest);
+        pf_put(pf);
+        int named = !rest[0]; /* rest points into abs, which the normalization rewrites */
+        if (n >= (int)sizeof joined || scp_shield_path_normalize(joined, abs, abssz)) return -ENAMETOOLONG;
+        fd_link_named = named;
+    }
     return 1;
 }
 
@@ -380,6 +492,32 @@ static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
     sx->stx_ctime = sx->stx_atime;
     sx->stx_dev_major = 0x5c;
     sx->stx_dev_minor = (uint32_t)(0x500 + vol);
+}
+
+/* Copy n (>= 8) bytes to the program's address dst: 0, or -EFAULT where the kernel would
+ * give it (each page is probed first; see page_ok). */
+static long copy_out(void *dst, const void *src, size_t n) {
+    assert(n >= 8);
+    uintptr_t d = (uintptr_t)dst, end = d + n;
+    if (end < d) return -EFAULT;
+    for (uintptr_t pg = d & ~(uintptr_t)4095; pg < end; pg += 4096) {
+        uintptr_t lo = d > pg ? d : pg, hi = end < pg + 4096 ? end : pg + 4096;
+        if (!page_ok(hi - lo >= 8 ? lo : hi - 8, 1)) return -EFAULT;
+    }
+    memcpy(dst, src, n);
+    return 0;
+}
+
+static long put_stat(int vol, const scp_vstat *v, void *dst) {
+    struct stat st;
+    fill_stat(vol, v, &st);
+    return copy_out(dst, &st, sizeof st);
+}
+
+static long put_statx(int vol, const scp_vstat *v, void *dst) {
+    struct statx sx;
+    fill_statx(vol, v, &sx);
+    return copy_out(dst, &sx, sizeof sx);
 }
 
 static long pf_vstat(pfile *pf, scp_vstat *v) {
@@ -1086,7 +1224,7 @@ static long sh_syscall_(long nr, const long a[6]) {
     case SYS_fstat: {
         scp_vstat v;
         r = pf_vstat(pf, &v);
-        if (!r) fill_stat(pf->vol, &v, (struct stat *)a[1]);
+        if (!r) r = put_stat(pf->vol, &v, (void *)a[1]);
         break;
     }
     case SYS_getdents64: r = do_getdents(pf, (char *)a[1], (size_t)a[2]); break;
@@ -1205,7 +1343,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         break;
     case SYS_newfstatat:
     case SYS_statx:
-        if (path && !path[0] && (a[nr == SYS_statx ? 2 : 3] & AT_EMPTY_PATH)) {
+        if ((a[nr == SYS_statx ? 2 : 3] & AT_EMPTY_PATH) && path && sh_copy_path_in(path, rel, sizeof rel) == 0) {
             if (!sh_is_prot(dirfd)) return 0;
             long ee = 0;
             pfile *pf = pf_get(dirfd, &ee);
@@ -1213,8 +1351,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
             scp_vstat v;
             r = pf_vstat(pf, &v);
             if (!r) {
-                if (nr == SYS_statx) fill_statx(pf->vol, &v, (struct statx *)a[4]);
-                else fill_stat(pf->vol, &v, (struct stat *)a[2]);
+                if (nr == SYS_statx) r = put_statx(pf->vol, &v, (void *)a[4]);
+                else r = put_stat(pf->vol, &v, (void *)a[2]);
             }
             pf_put(pf);
             *ret = r;
@@ -1229,6 +1367,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         int c2 = sh_classify((int)a[2], (const char *)a[3], &vol2, rel2, sizeof rel2);
         if (c1 == 0 && c2 == 0) return 0;
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
+        if (!path || !a[3]) { *ret = -EFAULT; return 1; } /* the other one is protected */
         if (c1 == 0 || c2 == 0 || vol != vol2) { *ret = -EXDEV; return 1; }
         if (nr == SYS_linkat) { *ret = -EPERM; return 1; }
         unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
@@ -1244,14 +1383,32 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
     if (c == 0) return 0;
     if (c < 0) { *ret = c; return 1; }
+    if (fd_link_named) { /* /proc/self/fd/N itself, N protected */
+        if (nr == SYS_readlinkat) {
+            char link[PATH_MAX * 2];
+            int n = snprintf(link, sizeof link, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel);
+            if ((long)a[3] <= 0) { *ret = -EINVAL; return 1; }
+            size_t len = (size_t)n < (size_t)a[3] ? (size_t)n : (size_t)a[3];
+            if (len >= 8) *ret = copy_out((char *)a[2], link, len);
+            else { /* too small to probe by writing 8 bytes: its pages must at least be readable */
+                uintptr_t b0 = (uintptr_t)a[2], b1 = b0 + len - 1;
+                *ret = page_ok(b0 & ~(uintptr_t)4095, 0) && page_ok(b1 & ~(uintptr_t)4095, 0) ? 0 : -EFAULT;
+                if (!*ret) memcpy((char *)a[2], link, len);
+            }
+            if (!*ret) *ret = (long)len;
+            return 1;
+        }
+        if (nr == SYS_unlinkat || nr == SYS_mkdirat || nr == SYS_mknodat) { *ret = -EACCES; return 1; }
+    }
     sh_in_lib++;
     switch (nr) {
     case SYS_openat:
         r = open_rel(vol, rel, (int)a[2], (mode_t)a[3]);
         break;
     case SYS_openat2: {
-        struct open_how { uint64_t flags, mode, resolve; } *how = (void *)a[2];
-        r = open_rel(vol, rel, (int)how->flags, (mode_t)how->mode);
+        struct open_how { uint64_t flags, mode, resolve; } how;
+        r = (size_t)a[3] < sizeof how ? -EINVAL : copy_in(&how, (const void *)a[2], sizeof how);
+        if (!r) r = open_rel(vol, rel, (int)how.flags, (mode_t)how.mode);
         break;
     }
     case SYS_newfstatat:
@@ -1259,8 +1416,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         scp_vstat v;
         r = path_vstat(vol, rel, &v);
         if (!r) {
-            if (nr == SYS_statx) fill_statx(vol, &v, (struct statx *)a[4]);
-            else fill_stat(vol, &v, (struct stat *)a[2]);
+            if (nr == SYS_statx) r = put_statx(vol, &v, (void *)a[4]);
+            else r = put_stat(vol, &v, (void *)a[2]);
         }
         break;
     }
@@ -1287,7 +1444,9 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_fchownat: r = setattr_rel(vol, rel, -1, (int64_t)(int)a[2] == -1 ? -1 : (int64_t)(unsigned)a[2],
                                       (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
     case SYS_utimensat: {
-        const struct timespec *ts = (const struct timespec *)a[2];
+        struct timespec tsb[2];
+        const struct timespec *ts = a[2] ? tsb : NULL;
+        if (a[2] && copy_in(tsb, (const void *)a[2], sizeof tsb)) { r = -EFAULT; break; }
         int64_t mt;
         if (!ts || ts[1].tv_nsec == UTIME_NOW) mt = -1;
         else if (ts[1].tv_nsec == UTIME_OMIT) mt = INT64_MIN;
@@ -1438,6 +1597,8 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld) {
     memset(cfg->filtered, 0, sizeof cfg->filtered);
     cfg->ninherit = 0;
     pthread_mutex_lock(&sh.mu);
+    if (sh.vcwd) snprintf(cfg->vcwd, sizeof cfg->vcwd, "%s", sh.cwd);
+    else cfg->vcwd[0] = 0;
     /* what a vfork child set up itself comes first */
     for (int i = 0; vf && i < MAXVFK; i++)
         if (vfk[i].pid == me && kernel_keeps(vfk[i].fd) && cfg->ninherit < SCP_SHIELD_MAX_INHERIT) {

@@ -280,8 +280,10 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     sh.alias_filtered = calloc((size_t)sh.lo, 1);
     if (!sh.slot || !sh.slot_cloexec || !sh.alias || !sh.alias_filtered) die("out of memory", NULL);
     memset(sh.slot_cloexec, 1, (size_t)sh.nslots); /* the placeholders below are O_CLOEXEC */
-    sh.placeholder = open("/dev/null", O_PATH | O_CLOEXEC);
-    if (sh.placeholder < 0) die("cannot open the placeholder /dev/null", NULL);
+    /* a directory: a raw reopen through /proc/self/fd/N, which the shield cannot see, then
+     * fails (EISDIR for writing) where /dev/null would swallow the bytes */
+    sh.placeholder = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (sh.placeholder < 0) die("cannot open the placeholder /", NULL);
     for (int fd = sh.base; fd < sh.base + sh.nslots; fd++)
         if (sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
             die("cannot reserve the protected descriptor range", NULL);
@@ -311,6 +313,12 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         /* started inside a protected mount: keep the view, move the real cwd to the mount */
         sh.active = 1;
         if (sh.cwd[0] == '/' && sh_classify(AT_FDCWD, sh.cwd, &vol, rel, sizeof rel) != 0) sh.vcwd = 1;
+        /* exec'd from a shielded image whose cwd was inside a mount: the kernel's cwd is that
+         * mount's point; the directory below it comes with the configuration */
+        sh.cfg.vcwd[sizeof sh.cfg.vcwd - 1] = 0;
+        if (sh.vcwd && sh.cfg.vcwd[0] == '/' && sh_classify(AT_FDCWD, sh.cfg.vcwd, &vol, rel, sizeof rel) > 0 &&
+            !strcmp(sh.cwd, sh.vol[vol].mount))
+            snprintf(sh.cwd, sizeof sh.cwd, "%s", sh.cfg.vcwd);
         sh.active = 0;
     }
 

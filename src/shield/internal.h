@@ -108,6 +108,7 @@ long sh_open_path(int dirfd, const char *path, int flags, mode_t mode, int *hand
 int sh_commit_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz);
+long sh_copy_path_in(const char *p, char *buf, size_t n);
 long sh_chdir(const char *path, int *handled);
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
 void sh_exec_adopt(void);

@@ -750,3 +750,63 @@ SH_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
     long r = mask_call(how, set, old, 1);
     return r < 0 ? (int)-r : 0;
 }
+
+/* ---- temporary files ---------------------------------------------------------------------- */
+
+/* glibc's mkstemp family and mkdtemp create the file by an internal open/mkdir that no
+ * interposed symbol sees (the kernel would find the empty mount point: git init failed with
+ * "Unable to create temporary file"). Under a protected mount they are served here. */
+static int temp_under_mount(const char *tmpl) {
+    int vol;
+    char rel[PATH_MAX];
+    return sh.active && !sh_in_lib && tmpl && sh_classify(AT_FDCWD, tmpl, &vol, rel, sizeof rel) > 0;
+}
+
+/* Fill the six X before the suffix and try create(tmpl) until it does not exist: fd/0 or -1. */
+static int temp_make(char *tmpl, int suffixlen, int (*create)(const char *, int), int arg) {
+    size_t len = strlen(tmpl);
+    if (suffixlen < 0 || len < (size_t)suffixlen + 6 || memcmp(tmpl + len - suffixlen - 6, "XXXXXX", 6)) {
+        errno = EINVAL;
+        return -1;
+    }
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    char *x = tmpl + len - suffixlen - 6;
+    for (int attempt = 0; attempt < 1000; attempt++) {
+        unsigned char rnd[6];
+        if (syscall(SYS_getrandom, rnd, sizeof rnd, 0) != (long)sizeof rnd) return -1;
+        for (int i = 0; i < 6; i++) x[i] = chars[rnd[i] % (sizeof chars - 1)];
+        int r = create(tmpl, arg);
+        if (r >= 0 || errno != EEXIST) return r;
+    }
+    memcpy(x, "XXXXXX", 6);
+    errno = EEXIST;
+    return -1;
+}
+static int temp_open(const char *p, int flags) {
+    return do_openat(AT_FDCWD, p, (flags & ~O_ACCMODE) | O_RDWR | O_CREAT | O_EXCL, 0600);
+}
+static int temp_mkdir(const char *p, int unused) {
+    (void)unused;
+    return mkdir(p, 0700);
+}
+
+#define MKSTEMP_LIKE(name, args, tmpl, suffixlen, flags, realcall) \
+    SH_EXPORT int name args { \
+        if (temp_under_mount(tmpl)) return temp_make(tmpl, suffixlen, temp_open, flags); \
+        REAL(int (*) args, name); /* NOLINT(bugprone-macro-parentheses): a parameter list */ \
+        return realcall; \
+    }
+MKSTEMP_LIKE(mkstemp, (char *t), t, 0, 0, real_mkstemp(t))
+MKSTEMP_LIKE(mkstemp64, (char *t), t, 0, 0, real_mkstemp64(t))
+MKSTEMP_LIKE(mkostemp, (char *t, int fl), t, 0, fl, real_mkostemp(t, fl))
+MKSTEMP_LIKE(mkostemp64, (char *t, int fl), t, 0, fl, real_mkostemp64(t, fl))
+MKSTEMP_LIKE(mkstemps, (char *t, int sl), t, sl, 0, real_mkstemps(t, sl))
+MKSTEMP_LIKE(mkstemps64, (char *t, int sl), t, sl, 0, real_mkstemps64(t, sl))
+MKSTEMP_LIKE(mkostemps, (char *t, int sl, int fl), t, sl, fl, real_mkostemps(t, sl, fl))
+MKSTEMP_LIKE(mkostemps64, (char *t, int sl, int fl), t, sl, fl, real_mkostemps64(t, sl, fl))
+
+SH_EXPORT char *mkdtemp(char *t) {
+    if (temp_under_mount(t)) return temp_make(t, 0, temp_mkdir, 0) == 0 ? t : NULL;
+    REAL(char *(*)(char *), mkdtemp);
+    return real_mkdtemp(t);
+}

@@ -212,6 +212,109 @@ static void t_openat2(void) {
     ok("openat2 (raw, trapped: protected and ordinary paths)");
 }
 
+/* /proc/self/fd/N of a protected descriptor: the kernel would reopen the placeholder
+ * (/dev/null), so an unserved reopen reports success and loses the bytes. Every route must
+ * reopen the protected file (the bytes arrive) or fail. */
+static void procfd_case(const char *name, const char *link, int raw, const char *file, const char *m) {
+    long fd = raw ? syscall(SYS_openat, (long)AT_FDCWD, link, (long)(O_WRONLY | O_APPEND), 0L)
+                  : open(link, O_WRONLY | O_APPEND);
+    if (fd < 0) {
+        printf("ok   %s (refused: %s)\n", name, strerror(errno));
+        return;
+    }
+    long w = raw ? syscall(SYS_write, fd, m, (long)strlen(m)) : write((int)fd, m, strlen(m));
+    int s = raw ? (int)syscall(SYS_fsync, fd) : fsync((int)fd);
+    int c = raw ? (int)syscall(SYS_close, fd) : close((int)fd);
+    if (w < 0) {
+        printf("ok   %s (write refused: %s)\n", name, strerror(errno));
+        return;
+    }
+    (void)s, (void)c; /* a write that succeeded must be in the file, fsync or not */
+    char want[256];
+    snprintf(want, sizeof want, "start:%s", m);
+    if (!content_is(file, want)) return bad(name, "reported success but the bytes are not in the file");
+    ok(name);
+}
+
+static void t_procfd(void) {
+    int fd = open(path("procfd.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("procfd", "open");
+    if (write(fd, "start:", 6) != 6 || fsync(fd)) return bad("procfd", "write");
+    char link[64], back[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, back, sizeof back - 1);
+    if (n < 0) return bad("procfd-readlink", "readlink of /proc/self/fd/N");
+    back[n] = 0;
+    if (strcmp(back, path("procfd.txt"))) {
+        printf("     readlink gave '%s'\n", back);
+        bad("procfd-readlink", "readlink of /proc/self/fd/N is not the file's path");
+    } else ok("procfd-readlink");
+    const char *names[] = {"procfd-open", "procfd-devfd", "procfd-pid", "procfd-raw-openat", "procfd-alias"};
+    const char *marks[] = {MARK("procfd_open"), MARK("procfd_devfd"), MARK("procfd_pid"), MARK("procfd_raw"), MARK("procfd_alias")};
+    for (int i = 0; i < 5; i++) {
+        if (ftruncate(fd, 6)) return bad("procfd", "ftruncate");
+        int target = fd;
+        if (i == 4) {
+            target = dup2(fd, 9);
+            if (target != 9) return bad("procfd", "dup2");
+        }
+        if (i == 1) snprintf(link, sizeof link, "/dev/fd/%d", target);
+        else if (i == 2) snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)getpid(), target);
+        else snprintf(link, sizeof link, "/proc/self/fd/%d", target);
+        procfd_case(names[i], link, i == 3, "procfd.txt", marks[i]);
+        if (i == 4) close(9);
+    }
+    close(fd);
+}
+
+/* Bad pointers: the kernel answers EFAULT; the shield must too, never crash the program. */
+static int efault(long r) { return r == -1 && errno == EFAULT; }
+static void t_badptr(void) {
+    pid_t pid = fork();
+    if (pid < 0) return bad("bad-pointer", "fork");
+    if (pid == 0) {
+        int nbad = 0;
+        char *bads[] = {NULL, (char *)1};
+        char outside[] = "/tmp/scp-bypass-badptr-no-such-file";
+        int pfd = open(path("badptr.txt"), O_CREAT | O_RDWR, 0600);
+        if (pfd < 0) _exit(3);
+        for (int i = 0; i < 2; i++) {
+            char *volatile b = bads[i]; /* volatile: the libc prototypes say nonnull, the compiler must not assume it */
+            struct stat st;
+#define EXPECT(call) do { errno = 0; if (!efault((long)(call))) { printf("     %s with %p: errno %d\n", #call, (void *)b, errno); nbad++; } } while (0)
+            EXPECT(chmod(b, 0644));
+            EXPECT(open(b, O_RDONLY));
+            EXPECT(open(b, O_CREAT | O_WRONLY, 0600));
+            EXPECT(stat(b, &st));
+            EXPECT(lstat(b, &st));
+            EXPECT(mkdir(b, 0700));
+            EXPECT(unlink(b));
+            EXPECT(rename(b, path("badptr2.txt")));
+            EXPECT(rename(path("badptr.txt"), b));
+            EXPECT(rename(b, outside));
+            EXPECT(rename(outside, b));
+            EXPECT(stat(path("badptr.txt"), (struct stat *)b));
+            EXPECT(stat(path(""), (struct stat *)b));
+            EXPECT(fstat(pfd, (struct stat *)b));
+            EXPECT(syscall(SYS_openat, (long)AT_FDCWD, b, (long)O_RDONLY, 0L));
+            EXPECT(syscall(SYS_newfstatat, (long)AT_FDCWD, b, &st, 0L));
+            EXPECT(syscall(SYS_fstat, (long)pfd, b));
+            EXPECT(syscall(SYS_openat2, (long)AT_FDCWD, path("badptr.txt"), b, 24L));
+            if (b) EXPECT(utimensat(AT_FDCWD, path("badptr.txt"), (const struct timespec *)b, 0)); /* NULL: now */
+#undef EXPECT
+        }
+        _exit(nbad ? 1 : 0);
+    }
+    int stt;
+    if (waitpid(pid, &stt, 0) != pid) return bad("bad-pointer", "waitpid");
+    if (WIFSIGNALED(stt)) {
+        errno = 0;
+        return bad("bad-pointer", WTERMSIG(stt) == SIGSEGV ? "the program died of SIGSEGV" : "the program died of a signal");
+    }
+    if (!WIFEXITED(stt) || WEXITSTATUS(stt)) return bad("bad-pointer", "a call did not fail with EFAULT");
+    ok("bad-pointer (NULL and (char *)1: EFAULT, no crash)");
+}
+
 static void t_dup2_low(void) {
     const char *m = MARK("dup2");
     int fd = open(path("dup2.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
@@ -565,6 +668,8 @@ int main(int argc, char **argv) {
     t_raw_path();
     t_openat2();
     t_dup2_low();
+    t_procfd();
+    t_badptr();
     t_fork();
     t_fork_churn();
     t_exit_unclosed();
