@@ -1,0 +1,525 @@
+/* volume/commit.c - loading a file's committed state, recovery, write-back and commit.
+ *
+ * Crash safety (docs/volume-format.md has the full argument): chunks and table entries beyond
+ * the committed chunk count are "fresh" and written in place at any time, since no committed
+ * state refers to them. Any change below the committed count goes to the journal first. A
+ * commit makes the journal durable, then writes the manifest (the commit point), then applies
+ * the journal in place. Recovery on load replays a journal whose target root is the manifest's.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "crypto/parallel.h"
+#include "volume/internal.h"
+
+#define ENT SCP_CHUNK_ENTRY_LEN
+
+/* ---- loading and recovery ---------------------------------------------------------------- */
+
+int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err) {
+    char name[48];
+    vol_object_name(f->id, ext, name);
+    /* O_NOFOLLOW and O_NONBLOCK: the disk is the attacker's, and a symlink to a device or a
+     * FIFO must fail here, not hang or alias another file. */
+    int fd = openat(f->vol->objfd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                            "'%s': its data object is missing from the volume directory",
+                            f->path ? f->path : "file");
+        if (errno == ELOOP)
+            return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                            "'%s': an object of it was replaced by a symbolic link", f->path);
+        return scp_fail_errno(err, "cannot open an object of '%s'", f->path ? f->path : "file");
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': an object of it is not a regular file", f->path ? f->path : "file");
+    }
+    return fd;
+}
+
+/* The most bytes a journal can legitimately hold for a file of `size` bytes (after the
+ * commit macros, below); anything longer is refused, not read. */
+static uint64_t journal_replay_max(uint64_t size, uint32_t cs);
+
+struct replay {
+    scp_file *f;
+    uint64_t nchunks; /* of the target state: records beyond it are dead and skipped */
+    scp_err *err;
+};
+
+static int replay_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
+    struct replay *r = ctx;
+    if (index >= r->nchunks) return 0;
+    if (scp_pwrite_full(r->f->fd_d, ct, r->f->vol->cs, index * r->f->vol->cs) < 0)
+        return scp_fail_errno(r->err, "cannot replay the journal of '%s'", r->f->path);
+    return 0;
+}
+
+static int replay_entry(void *ctx, uint64_t index, const uint8_t *e) {
+    struct replay *r = ctx;
+    scp_file *f = r->f;
+    if (index >= r->nchunks) return 0;
+    memcpy(ent(f, index), e, ENT);
+    f->page_dirty[index / SCP_TABLE_PAGE] = 1;
+    if (scp_pwrite_full(f->fd_t, e, ENT, index * ENT) < 0)
+        return scp_fail_errno(r->err, "cannot replay the journal of '%s'", f->path);
+    return 0;
+}
+
+/* Take the writer lock without waiting (byte 1 of the data object; see acquire_writer).
+ * Returns 1 if taken, 0 if another process holds it. */
+int file_try_writer_lock(scp_file *f) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    return fcntl(f->fd_d, F_OFD_SETLK, &fl) == 0;
+}
+
+void file_writer_unlock(scp_file *f) {
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    (void)fcntl(f->fd_d, F_OFD_SETLK, &fl);
+}
+
+/* Redo the journal's commits up to the one that names the manifest's root (format.h), make
+ * the result durable and empty the journal. Only a process that can take the writer lock does
+ * this: a live writer's journal is its own (it appends to it), and its commits are applied in
+ * the page cache that we read, so there is nothing to redo while it lives. Returns 1 if
+ * replayed, 0 if there was nothing to do, -1 on error. Caller holds f->rw for writing. */
+static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
+    struct stat st;
+    /* A writer with a log open appends to it: that log is its own. A writer that has none (it
+     * has just taken the lock, see writer_refresh) replays what the previous writer left. */
+    int own = f->writer;
+    if (own && f->j_end) return 0;
+    if (f->fd_j < 0) {
+        char name[48];
+        vol_object_name(f->id, ".j", name);
+        f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (f->fd_j < 0) return 0;
+    }
+    if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN) return 0;
+    if (!own && !file_try_writer_lock(f)) return 0;
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = NULL;
+    int rc = 0;
+    /* Read whole into memory, so the host must not choose how much: beyond what a writer can
+     * produce for this (authenticated) size, the journal was inflated on purpose. */
+    if ((uint64_t)st.st_size > journal_replay_max(e->size, f->vol->cs)) {
+        rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                      "'%s': its journal (%llu bytes) is longer than any writer makes it; the "
+                      "volume was modified",
+                      e->path, (unsigned long long)st.st_size);
+        goto out;
+    }
+    buf = malloc(len);
+    if (!buf) {
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory replaying a journal");
+        goto out;
+    }
+    scp_journal_view jv;
+    if (scp_pread_full(f->fd_j, buf, len, 0) != (ssize_t)len ||
+        scp_journal_find(buf, len, f->vol->cs, f->key, f->id, e->root, e->size, &jv) != 1)
+        goto out;
+    struct replay r = {f, nchunks_of(e->size, f->vol->cs), err};
+    rc = scp_journal_replay(buf, &jv, f->vol->cs, f->id, replay_chunk, replay_entry, &r, err);
+    scp_wipe(&jv, sizeof jv);
+    if (rc < 0) goto out;
+    if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0) {
+        rc = scp_fail_errno(err, "cannot sync '%s' after journal replay", e->path);
+        goto out;
+    }
+    /* Harmless if it fails: replay is idempotent. */
+    if (ftruncate(f->fd_j, 0) < 0) {
+    }
+    rc = 1;
+out:
+    free(buf);
+    if (!own) file_writer_unlock(f);
+    return rc;
+}
+
+/* (Re)load the committed state of f from its objects and manifest entry e. */
+int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    uint64_t n = nchunks_of(e->size, cs);
+    if (table_reserve(f, n, err) < 0) return -1;
+    /* Until the root checks out, the table is whatever the disk holds: an attacker's mix of
+     * old entries would otherwise be served (each old chunk still authenticates on its own). */
+    f->unloaded = 1;
+    memset(f->table, 0, f->table_cap * ENT);
+    memset(f->changed, 0, f->table_cap / 8 + 1);
+    memset(f->page_dirty, 1, f->page_cap);
+    ssize_t r = scp_pread_full(f->fd_t, f->table, n * ENT, 0);
+    if (r < 0) return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
+    f->size = f->c_size = e->size;
+    /* A journal that leads to the manifest's root means a commit whose apply may not have
+     * reached the disk whole (the table may already match while data chunks do not): redo it.
+     * Replay is idempotent. Any other journal is stale. */
+    int rc = try_replay(f, e, err);
+    if (rc < 0) return -1;
+    uint8_t root[SCP_HASH_LEN];
+    table_root(f, root);
+    if (memcmp(root, e->root, SCP_HASH_LEN) != 0)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest (the file was "
+                        "modified, truncated, replaced or rolled back)",
+                        e->path);
+    memcpy(f->c_root, e->root, SCP_HASH_LEN);
+    /* Whatever journal is on disk belongs to whoever writes next, who starts from a checkpoint. */
+    f->j_end = 0;
+    f->j_clean = 0;
+    f->unloaded = 0;
+    return 0;
+}
+/* Make every commit this file has ever had durable in place: the data and table objects are
+ * synced whatever this process wrote, since the last writer's in-place applies may still sit in
+ * the page cache. After it the journal holds nothing that is needed. */
+int file_checkpoint(scp_file *f, scp_err *err) {
+    if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0)
+        return scp_fail_errno(err, "cannot sync '%s'", f->path ? f->path : "file");
+    f->d_unsynced = f->t_unsynced = 0;
+    f->j_clean = 1;
+    return 0;
+}
+
+/* Make sure a journal log is open for appending (format.h): a new log starts from a
+ * checkpoint, because its header ends the old log's chain. */
+static int journal_begin(scp_file *f, scp_err *err) {
+    if (f->fd_j < 0) {
+        /* Every file is created with its journal object; a volume from elsewhere may lack it,
+         * and then its directory entry must be durable before the journal is relied on. */
+        int fd = file_open_obj(f, ".j", O_RDWR, NULL);
+        if (fd < 0) {
+            fd = file_open_obj(f, ".j", O_RDWR | O_CREAT, err);
+            if (fd < 0) return -1;
+            if (fsync(f->vol->objfd) < 0) {
+                close(fd);
+                return scp_fail_errno(err, "cannot sync the objects directory");
+            }
+        }
+        f->fd_j = fd;
+    }
+    if (f->j_end != 0) return 0;
+    if (!f->j_clean && file_checkpoint(f, err) < 0) return -1;
+    /* Also when clean: the tail of a longer older log would count against the next replay's
+     * bound (journal_replay_max), which this file's size may have shrunk since. */
+    if (ftruncate(f->fd_j, 0) < 0)
+        return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
+    uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
+    if (scp_random(salt, sizeof salt, err) < 0) return -1;
+    scp_journal_start(hdr, salt, f->j_chain);
+    if (scp_journal_key(f->key, hdr, f->j_key, err) < 0) return -1;
+    if (scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0)
+        return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    f->j_end = SCP_JRN_HDR_LEN;
+    f->j_clean = 0;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */
+int file_writeback(scp_file *f, scp_err *err) {
+    size_t n = u64map_count(&f->dirty);
+    if (n == 0) return 0;
+    uint32_t cs = f->vol->cs;
+    uint64_t *idx = malloc(n * sizeof *idx);
+    uint8_t *nonces = malloc(n * SCP_NONCE_LEN);
+    uint8_t *buf = malloc(n * (SCP_JREC_HDR_LEN + (size_t)cs));
+    int rc = 0;
+    if (!idx || !nonces || !buf) {
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing back '%s'", f->path);
+        goto out;
+    }
+    size_t pos = 0, k = 0;
+    uint64_t key, val;
+    while (u64map_next(&f->dirty, &pos, &key, &val)) idx[k++] = key;
+    qsort(idx, n, sizeof *idx, cmp_u64);
+    if (chunk_wkey_reserve(f, n, err) < 0 || scp_random(nonces, n * SCP_NONCE_LEN, err) < 0) {
+        rc = -1;
+        goto out;
+    }
+    uint64_t cn = com_n(f), limit = cur_n(f);
+    /* Fresh chunks: contiguous runs, one pwrite each. */
+    size_t run_start = 0, run_len = 0;
+    uint8_t *jbuf = buf; /* journal records are built after the fresh runs, in the same buffer */
+    size_t jlen = 0;
+    for (k = 0; k <= n && rc == 0; k++) {
+        int fresh = k < n && idx[k] >= cn && idx[k] < limit;
+        if (run_len && (!fresh || idx[k] != idx[run_start] + run_len)) {
+            if (scp_pwrite_full(f->fd_d, buf, run_len * cs, idx[run_start] * cs) < 0)
+                rc = scp_fail_errno(err, "cannot write '%s'", f->path);
+            f->d_unsynced = 1;
+            run_len = 0;
+        }
+        if (!fresh) continue;
+        if (!run_len) run_start = k;
+        u64map_get(&f->dirty, idx[k], &val);
+        rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, buf + run_len * cs,
+                        nonces + k * SCP_NONCE_LEN, err);
+        run_len++;
+    }
+    for (k = 0; k < n && rc == 0; k++) {
+        if (idx[k] >= cn || idx[k] >= limit) continue;
+        if (jlen == 0 && journal_begin(f, err) < 0) {
+            rc = -1;
+            break;
+        }
+        uint8_t *r = jbuf + jlen;
+        scp_put_u32(r, SCP_JREC_CHUNK);
+        scp_put_u32(r + 4, 0);
+        scp_put_u64(r + 8, idx[k]);
+        u64map_get(&f->dirty, idx[k], &val);
+        rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, r + SCP_JREC_HDR_LEN,
+                        nonces + k * SCP_NONCE_LEN, err);
+        if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JREC_HDR_LEN + (size_t)cs);
+        if (rc == 0 && u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        jlen += SCP_JREC_HDR_LEN + cs;
+    }
+    if (rc == 0 && jlen) {
+        if (scp_pwrite_full(f->fd_j, jbuf, jlen, f->j_end) < 0)
+            rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+        else
+            f->j_end += jlen;
+    }
+    if (rc == 0) {
+        for (k = 0; k < n; k++)
+            if (u64map_del(&f->dirty, idx[k], &val)) file_dirty_free(f, val);
+    }
+out:
+    free(idx);
+    free(nonces);
+    free(buf);
+    return rc;
+}
+
+/* ---- commit ------------------------------------------------------------------------------- */
+
+static int sync_fd(int fd, int *flag, const char *path, scp_err *err) {
+    if (!*flag) return 0;
+    if (fdatasync(fd) < 0) return scp_fail_errno(err, "cannot sync '%s'", path);
+    *flag = 0;
+    return 0;
+}
+
+/* A log holds at most SCP_JOURNAL_MAX bytes of earlier commits (a longer one is closed after
+ * its commit), then the commit that recovery redoes, then what a writer that died had written
+ * for its next one. Each of the last two: chunk records up to SCP_JOURNAL_PENDING_MAX plus one
+ * write-back batch (SCP_DIRTY_LIMIT) past it, the copies of a small append's fresh chunks, and
+ * a commit record with at most an entry per chunk of the committed size plus the fresh ones
+ * (journal_begin truncates, so no older log's tail adds to it). Not covered: a writer whose
+ * manifest writes keep failing while it keeps committing (each failed commit's record stays). */
+static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
+    uint64_t rec = SCP_JREC_HDR_LEN + (uint64_t)cs, fresh = SCP_FRESH_JOURNAL_BYTES / cs + 1;
+    uint64_t one = SCP_JOURNAL_PENDING_MAX + (SCP_DIRTY_LIMIT / cs + 1) * rec + fresh * rec +
+                   SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh);
+    return SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2 * one;
+}
+
+/* Apply the journal's newest commit in place after the commit point, without syncing: until a
+ * checkpoint the journal can redo it (caller holds the volume lock). */
+static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    uint8_t *ct = malloc(cs);
+    if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    size_t pos = 0;
+    uint64_t i, off;
+    int rc = 0;
+    while (rc == 0 && u64map_next(&f->jmap, &pos, &i, &off)) {
+        if (scp_pread_full(f->fd_j, ct, cs, off + SCP_JREC_HDR_LEN) != (ssize_t)cs ||
+            scp_pwrite_full(f->fd_d, ct, cs, i * cs) < 0)
+            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        f->d_unsynced = 1;
+    }
+    free(ct);
+    for (i = 0; rc == 0 && i < lim; i++) {
+        if (!changed_get(f, i)) continue;
+        if (scp_pwrite_full(f->fd_t, ent(f, i), ENT, i * ENT) < 0)
+            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
+    return rc;
+}
+
+/* Append copies of the fresh chunks [from, to), read back from the page cache where they were
+ * just written in place. */
+static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    size_t cnt = 0, rl = SCP_JREC_HDR_LEN + (size_t)cs;
+    for (uint64_t i = from; i < to; i++) cnt += !is_hole(ent(f, i));
+    if (cnt == 0) return 0;
+    uint8_t *buf = malloc(cnt * rl), *r = buf;
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    int rc = 0;
+    for (uint64_t i = from; i < to && rc == 0; i++) {
+        if (is_hole(ent(f, i))) continue;
+        scp_put_u32(r, SCP_JREC_CHUNK);
+        scp_put_u32(r + 4, 0);
+        scp_put_u64(r + 8, i);
+        if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, i * cs) != (ssize_t)cs)
+            rc = scp_fail_errno(err, "cannot read back '%s'", f->path);
+        scp_journal_chain(f->j_chain, r, rl);
+        r += rl;
+    }
+    if (rc == 0 && scp_pwrite_full(f->fd_j, buf, cnt * rl, f->j_end) < 0)
+        rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    if (rc == 0) f->j_end += cnt * rl;
+    free(buf);
+    return rc;
+}
+
+/* Append the commit record (the changed entries below lim and every entry in [from, to)), and
+ * make the journal durable. */
+static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
+                        const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+    if (journal_begin(f, err) < 0) return -1;
+    uint64_t count = to - from;
+    for (uint64_t i = 0; i < lim; i++) count += (uint64_t)changed_get(f, i);
+    /* The payload (size, entries, root) is encrypted: the disk shows how many entries changed,
+     * never the file's exact size (format.h). */
+    size_t rlen = SCP_JCOMMIT_LEN(count), ptlen = SCP_JCOMMIT_PT_LEN(count);
+    uint8_t *rec = malloc(rlen + ptlen);
+    if (!rec) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    uint8_t *pt = rec + rlen;
+    scp_put_u64(pt, f->size);
+    uint8_t *p = pt + 8;
+    for (uint64_t i = 0; i < to; i++) {
+        if (i < lim ? !changed_get(f, i) : i < from) continue;
+        scp_put_u64(p, i);
+        memcpy(p + 8, ent(f, i), ENT);
+        p += SCP_JENTRY_LEN;
+    }
+    memcpy(p, root, SCP_HASH_LEN);
+    uint8_t chain[SCP_HASH_LEN];
+    memcpy(chain, f->j_chain, SCP_HASH_LEN);
+    int rc = scp_journal_commit_seal(f->j_key, f->id, f->j_end, count, pt, chain, rec, err);
+    scp_wipe(pt, ptlen);
+    if (rc == 0 && (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 || fdatasync(f->fd_j) < 0))
+        rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    if (rc == 0) {
+        memcpy(f->j_chain, chain, SCP_HASH_LEN);
+        f->j_end += rlen;
+    }
+    free(rec);
+    return rc;
+}
+
+static int any_changed(scp_file *f, uint64_t lim) {
+    for (uint64_t i = 0; i < lim; i += 8)
+        if (f->changed[i / 8]) return 1;
+    return 0;
+}
+
+/* Make f's state durable and advance the volume tag. Caller holds f->rw for writing.
+ *
+ * Two ways (docs/volume-format.md): through the journal (overwrites, small appends, and any
+ * commit while a journal log is open: its commits must stay reachable from the manifest), which
+ * syncs the journal and the manifest and applies in place without syncing; or in place (large
+ * appends with nothing to redo), which syncs data and table before the manifest and leaves
+ * nothing in the journal. */
+int file_commit(scp_file *f, scp_err *err) {
+    if (!f->modified || !f->path) return 0;
+    if (f->unloaded) /* checked again here, under the write lock (check_handle is outside it) */
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest; not committed", f->path);
+    scp_volume *v = f->vol;
+    uint32_t cs = v->cs;
+    if (file_writeback(f, err) < 0) return -1;
+    uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
+    uint64_t nfresh = n > cn ? n - cn : 0;
+    int small = nfresh <= SCP_FRESH_JOURNAL_BYTES / cs;
+    int redo = u64map_count(&f->jmap) > 0 || any_changed(f, lim);
+    int journal = redo || (small && nfresh) || f->j_end;
+    if (!small && !redo) journal = 0; /* syncing in place anyway: that also closes the log */
+    uint8_t root[SCP_HASH_LEN];
+    table_root(f, root);
+    /* 1. Everything durable except the commit point. */
+    if ((!journal || !small) && n > cn) {
+        if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
+            return scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
+    if (journal) {
+        if (journal_begin(f, err) < 0 || (small && journal_fresh(f, cn, n, err) < 0) ||
+            journal_seal(f, lim, small && n > cn ? cn : n, n, root, err) < 0)
+            return -1;
+        if (!small && (sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
+                       sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0))
+            return -1;
+    } else if (!f->j_clean ? file_checkpoint(f, err) < 0
+                           : sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
+                                 sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0) {
+        return -1;
+    }
+    /* 2. The commit point: the manifest names the new root. */
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = 0;
+    long mi = f->path ? man_find(&v->man, f->path) : -1;
+    if (mi < 0 || memcmp(v->man.e[mi].id, f->id, SCP_FILEID_LEN) != 0) {
+        vol_unlock(v); /* unlinked or replaced meanwhile by another process: nothing to name */
+        return 0;
+    }
+    scp_mentry *e = &v->man.e[mi], saved = *e;
+    /* The new state was built on c_root (writer_refresh made that the newest commit, and the
+     * writer lock kept every other process from committing the file since). An entry that
+     * names another root means that exclusion failed: the host aliased the objects so that two
+     * processes hold "the" writer lock, or brought back an older manifest. Replacing the entry
+     * would silently drop the other commit: refuse instead. */
+    if (memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0) {
+        vol_unlock(v);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': another process committed it while this one was writing it (the "
+                        "volume directory was tampered with); not committed",
+                        f->path);
+    }
+    e->size = f->size;
+    memcpy(e->root, root, SCP_HASH_LEN);
+    e->mtime_ns = scp_now_ns();
+    if (vol_commit_manifest(v, 1, err) < 0) {
+        *e = saved;
+        vol_unlock(v);
+        return -1;
+    }
+    /* 3. Apply in place, unsynced: the journal redoes it until the next checkpoint. */
+    if (journal) rc = apply_journal(f, lim, err);
+    if (rc == 0 && journal && small && n > cn) {
+        if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
+            rc = scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
+    if (rc == 0 && n < cn &&
+        (ftruncate(f->fd_d, (off_t)(n * cs)) < 0 || ftruncate(f->fd_t, (off_t)(n * ENT)) < 0))
+        rc = scp_fail_errno(err, "cannot shrink '%s'", f->path);
+    vol_unlock(v);
+    if (rc < 0) return -1;
+    u64map_clear(&f->jmap);
+    /* Close the log after a shrink (a later append writes in place where the log may hold older
+     * records of the same chunk; the next journaled commit checkpoints) or when it is long
+     * (checkpointed here, so that whoever loads the file next has little to redo). */
+    if (!journal || n < cn) {
+        f->j_end = 0;
+    } else if (f->j_end > SCP_JOURNAL_MAX) {
+        f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
+        if (file_checkpoint(f, NULL) == 0 && ftruncate(f->fd_j, 0) < 0) f->j_clean = 0;
+    }
+    f->c_size = f->size;
+    memcpy(f->c_root, root, SCP_HASH_LEN);
+    memset(f->changed, 0, f->table_cap / 8 + 1);
+    f->modified = 0;
+    return 0;
+}
+
