@@ -424,79 +424,150 @@ static int any_changed(scp_file *f, uint64_t lim) {
     return 0;
 }
 
-/* Make f's state durable and advance the volume tag. Caller holds f->rw for writing.
+/* ---- the commit state machine ------------------------------------------------------------
  *
- * Two ways (docs/volume-format.md): through the journal (overwrites, small appends, and any
- * commit while a journal log is open: its commits must stay reachable from the manifest), which
- * syncs the journal and the manifest and applies in place without syncing; or in place (large
- * appends with nothing to redo), which syncs data and table before the manifest and leaves
- * nothing in the journal. */
-int file_commit(scp_file *f, scp_err *err) {
-    if (!f->modified || !f->path) return 0;
-    if (f->unloaded) /* checked again here, under the write lock (check_handle is outside it) */
-        return scp_fail(err, SCP_E_INTEGRITY, EIO,
-                        "'%s': its chunk table does not match the manifest; not committed", f->path);
-    scp_volume *v = f->vol;
-    uint32_t cs = v->cs;
-    if (file_writeback(f, err) < 0) return -1;
-    uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
+ * One commit (file_commit) moves a file through these states, after SQLite's pager.c: each
+ * state says what is durable, and each step asserts the state it starts from (commit_step).
+ * f->cstate holds it; it is CS_IDLE whenever no commit runs (f->rw held for writing keeps
+ * commits of one file from overlapping).
+ *
+ *        CS_IDLE ---- nothing modified, or unlinked ----------------------> (return 0)
+ *           |
+ *           | file_writeback: every dirty chunk sealed; fresh chunks in place, overwrites
+ *           | as journal records; nothing synced, the committed state is untouched
+ *           v
+ *       CS_WRITTEN --- the path is chosen here (enum commit_path)
+ *           |
+ *           | IN_PLACE: data and table synced (or a checkpoint); JOURNAL_*: the journal's
+ *           | commit record appended and the journal synced (JOURNAL_REDO also syncs the fresh
+ *           | chunks and their entries in place)
+ *           v
+ *      CS_PREPARED --- everything durable but the commit point
+ *           |
+ *           | vol_commit_manifest(durable): the manifest names the new root
+ *           v
+ *      CS_COMMITTED --- a crash from here on recovers the new state (the journal redoes it)
+ *           |
+ *           | JOURNAL_*: the journal applied in place, unsynced; a shrink truncates the objects
+ *           v
+ *       CS_APPLIED ---- the in-memory committed state (c_size, c_root) becomes the new one
+ *           |
+ *           v
+ *        CS_IDLE
+ *
+ * A failure before CS_COMMITTED returns to CS_IDLE with the file still modified: the manifest
+ * names the old root, so the old state is the file's, and the next commit starts over (its
+ * write-back finds nothing dirty; what was sealed is in the table and the journal map). A
+ * manifest entry that is gone (unlinked or replaced meanwhile) also ends at CS_PREPARED. A
+ * failure in CS_COMMITTED (an apply error) returns to CS_IDLE without taking the new state as
+ * committed: the manifest names it, the durable journal redoes it at the next load. */
+enum commit_path {
+    COMMIT_IN_PLACE,      /* large appends, nothing below the committed size changed, no log
+                           * open: data and table synced before the manifest, no journal */
+    COMMIT_JOURNAL_SMALL, /* a small append (copied into the journal) and any overwrites: only
+                           * the journal is synced before the manifest */
+    COMMIT_JOURNAL_REDO,  /* overwrites and a large append: the overwrites through the journal,
+                           * the fresh chunks synced in place */
+};
+
+/* Move f's commit from state `from` to `to`: only the transitions of the diagram are legal. */
+static void commit_step(scp_file *f, enum commit_state from, enum commit_state to) {
+    assert(f->cstate == from);
+    assert((from == CS_IDLE && to == CS_WRITTEN) || (from == CS_WRITTEN && to == CS_PREPARED) ||
+           (from == CS_PREPARED && to == CS_COMMITTED) ||
+           (from == CS_COMMITTED && to == CS_APPLIED) || (to == CS_IDLE && from != CS_IDLE));
+    (void)from;
+    f->cstate = to;
+}
+
+/* Back to CS_IDLE from a failed step, passing its result through. */
+static int commit_abort(scp_file *f, int rc) {
+    commit_step(f, f->cstate, CS_IDLE);
+    return rc;
+}
+
+/* The way this commit makes itself durable, decided in CS_WRITTEN. A log that is open keeps
+ * the commit in the journal: its earlier commits must stay reachable from the manifest. */
+static enum commit_path choose_path(scp_file *f, uint64_t n, uint64_t cn, uint64_t lim) {
+    assert(f->cstate == CS_WRITTEN);
     uint64_t nfresh = n > cn ? n - cn : 0;
-    int small = nfresh <= SCP_FRESH_JOURNAL_BYTES / cs;
+    int small = nfresh <= SCP_FRESH_JOURNAL_BYTES / f->vol->cs;
     int redo = u64map_count(&f->jmap) > 0 || any_changed(f, lim);
-    int journal = redo || (small && nfresh) || f->j_end;
-    if (!small && !redo) journal = 0; /* syncing in place anyway: that also closes the log */
-    uint8_t root[SCP_HASH_LEN];
-    table_root(f, root);
-    /* 1. Everything durable except the commit point. */
-    if ((!journal || !small) && n > cn) {
+    if (redo) return small ? COMMIT_JOURNAL_SMALL : COMMIT_JOURNAL_REDO;
+    if (small && (nfresh || f->j_end)) return COMMIT_JOURNAL_SMALL;
+    return COMMIT_IN_PLACE; /* syncing in place anyway: that also closes an open log */
+}
+
+/* CS_WRITTEN -> CS_PREPARED: make everything but the commit point durable. */
+static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
+                          uint64_t lim, const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+    if (path != COMMIT_JOURNAL_SMALL && n > cn) {
         if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
             return scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
         f->t_unsynced = 1;
     }
-    if (journal) {
-        if (journal_begin(f, err) < 0 || (small && journal_fresh(f, cn, n, err) < 0) ||
-            journal_seal(f, lim, small && n > cn ? cn : n, n, root, err) < 0)
+    switch (path) {
+    case COMMIT_JOURNAL_SMALL:
+        if (journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
+            journal_seal(f, lim, n > cn ? cn : n, n, root, err) < 0)
             return -1;
-        if (!small && (sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
-                       sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0))
+        break;
+    case COMMIT_JOURNAL_REDO:
+        if (journal_begin(f, err) < 0 || journal_seal(f, lim, n, n, root, err) < 0 ||
+            sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
+            sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0)
             return -1;
-    } else if (!f->j_clean ? file_checkpoint(f, err) < 0
-                           : sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
-                                 sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0) {
-        return -1;
+        break;
+    case COMMIT_IN_PLACE:
+        if (!f->j_clean ? file_checkpoint(f, err) < 0
+                        : sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
+                              sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0)
+            return -1;
+        break;
     }
-    /* 2. The commit point: the manifest names the new root. */
-    if (vol_lock(v, err) < 0) return -1;
-    int rc = 0;
+    commit_step(f, CS_WRITTEN, CS_PREPARED);
+    return 0;
+}
+
+/* CS_PREPARED -> CS_COMMITTED: the manifest names the new root (caller holds vol_lock).
+ * Returns 1 if committed, 0 if the file has no entry of its own any more (nothing to name),
+ * -1 on error. */
+static int commit_point(scp_file *f, const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+    scp_volume *v = f->vol;
+    assert(f->cstate == CS_PREPARED);
     long mi = f->path ? man_find(&v->man, f->path) : -1;
-    if (mi < 0 || memcmp(v->man.e[mi].id, f->id, SCP_FILEID_LEN) != 0) {
-        vol_unlock(v); /* unlinked or replaced meanwhile by another process: nothing to name */
-        return 0;
-    }
+    if (mi < 0 || memcmp(v->man.e[mi].id, f->id, SCP_FILEID_LEN) != 0)
+        return 0; /* unlinked or replaced meanwhile by another process */
     scp_mentry *e = &v->man.e[mi], saved = *e;
     /* The new state was built on c_root (writer_refresh made that the newest commit, and the
      * writer lock kept every other process from committing the file since). An entry that
      * names another root means that exclusion failed: the host aliased the objects so that two
      * processes hold "the" writer lock, or brought back an older manifest. Replacing the entry
      * would silently drop the other commit: refuse instead. */
-    if (memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0) {
-        vol_unlock(v);
+    if (memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': another process committed it while this one was writing it (the "
                         "volume directory was tampered with); not committed",
                         f->path);
-    }
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     e->mtime_ns = scp_now_ns();
     if (vol_commit_manifest(v, 1, err) < 0) {
         *e = saved;
-        vol_unlock(v);
         return -1;
     }
-    /* 3. Apply in place, unsynced: the journal redoes it until the next checkpoint. */
-    if (journal) rc = apply_journal(f, lim, err);
-    if (rc == 0 && journal && small && n > cn) {
+    commit_step(f, CS_PREPARED, CS_COMMITTED);
+    return 1;
+}
+
+/* CS_COMMITTED -> CS_APPLIED: apply in place, unsynced (the journal redoes it until the next
+ * checkpoint), and shrink the objects (caller holds vol_lock). */
+static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
+                        uint64_t lim, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    int rc = 0;
+    if (path != COMMIT_IN_PLACE) rc = apply_journal(f, lim, err);
+    if (rc == 0 && path == COMMIT_JOURNAL_SMALL && n > cn) {
         if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
             rc = scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
         f->t_unsynced = 1;
@@ -504,13 +575,18 @@ int file_commit(scp_file *f, scp_err *err) {
     if (rc == 0 && n < cn &&
         (ftruncate(f->fd_d, (off_t)(n * cs)) < 0 || ftruncate(f->fd_t, (off_t)(n * ENT)) < 0))
         rc = scp_fail_errno(err, "cannot shrink '%s'", f->path);
-    vol_unlock(v);
-    if (rc < 0) return -1;
+    if (rc == 0) commit_step(f, CS_COMMITTED, CS_APPLIED);
+    return rc;
+}
+
+/* CS_APPLIED -> CS_IDLE: the new state is the committed one in memory too. */
+static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
+                          const uint8_t root[SCP_HASH_LEN]) {
     u64map_clear(&f->jmap);
     /* Close the log after a shrink (a later append writes in place where the log may hold older
      * records of the same chunk; the next journaled commit checkpoints) or when it is long
      * (checkpointed here, so that whoever loads the file next has little to redo). */
-    if (!journal || n < cn) {
+    if (path == COMMIT_IN_PLACE || n < cn) {
         f->j_end = 0;
     } else if (f->j_end > SCP_JOURNAL_MAX) {
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
@@ -520,6 +596,37 @@ int file_commit(scp_file *f, scp_err *err) {
     memcpy(f->c_root, root, SCP_HASH_LEN);
     memset(f->changed, 0, f->table_cap / 8 + 1);
     f->modified = 0;
-    return 0;
+    commit_step(f, CS_APPLIED, CS_IDLE);
 }
 
+/* Make f's state durable and advance the volume tag. Caller holds f->rw for writing.
+ *
+ * Three paths (enum commit_path, docs/volume-format.md): through the journal (overwrites, small
+ * appends, and any commit while a journal log is open), which syncs the journal and the
+ * manifest and applies in place without syncing; or in place (large appends with nothing to
+ * redo), which syncs data and table before the manifest and leaves nothing in the journal. */
+int file_commit(scp_file *f, scp_err *err) {
+    assert(f->cstate == CS_IDLE);
+    if (!f->modified || !f->path) return 0;
+    if (f->unloaded) /* checked again here, under the write lock (check_handle is outside it) */
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest; not committed", f->path);
+    if (file_writeback(f, err) < 0) return -1;
+    commit_step(f, CS_IDLE, CS_WRITTEN);
+    uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
+    enum commit_path path = choose_path(f, n, cn, lim);
+    uint8_t root[SCP_HASH_LEN];
+    table_root(f, root);
+    if (commit_prepare(f, path, n, cn, lim, root, err) < 0) return commit_abort(f, -1);
+    if (vol_lock(f->vol, err) < 0) return commit_abort(f, -1);
+    int rc = commit_point(f, root, err);
+    if (rc <= 0) {
+        vol_unlock(f->vol);
+        return commit_abort(f, rc);
+    }
+    rc = commit_apply(f, path, n, cn, lim, err);
+    vol_unlock(f->vol);
+    if (rc < 0) return commit_abort(f, rc);
+    commit_finish(f, path, n, cn, root);
+    return 0;
+}

@@ -24,6 +24,15 @@
 
 typedef struct scp_file scp_file;
 
+/* The states of a file's commit (commit.c has the diagram and the legal transitions). */
+enum commit_state {
+    CS_IDLE = 0,  /* no commit running */
+    CS_WRITTEN,   /* dirty chunks sealed and written (fresh in place, overwrites journaled) */
+    CS_PREPARED,  /* everything durable but the commit point */
+    CS_COMMITTED, /* the manifest names the new root */
+    CS_APPLIED,   /* the journal applied in place */
+};
+
 struct scp_volume {
     int dirfd;      /* the volume directory */
     int objfd;      /* its objects/ directory */
@@ -84,6 +93,7 @@ struct scp_file {
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
+    enum commit_state cstate;   /* of the commit running (under rw for writing), commit.c */
     int unloaded;               /* a (re)load failed half-way: the table in memory is not the
                                  * authenticated one, so reads and writes fail until a load
                                  * succeeds */
