@@ -223,6 +223,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     f->j_end = SCP_JRN_HDR_LEN;
     f->j_clean = 0;
+    u64map_clear(&f->jlogged); /* the old log is gone */
     return 0;
 }
 
@@ -239,8 +240,9 @@ int file_writeback(scp_file *f, scp_err *err) {
     uint64_t *idx = malloc(n * sizeof *idx);
     uint8_t *nonces = malloc(n * SCP_NONCE_LEN);
     uint8_t *buf = malloc(n * (SCP_JREC_HDR_LEN + (size_t)cs));
+    uint8_t *inplace = malloc(n);
     int rc = 0;
-    if (!idx || !nonces || !buf) {
+    if (!idx || !nonces || !buf || !inplace) {
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing back '%s'", f->path);
         goto out;
     }
@@ -253,12 +255,14 @@ int file_writeback(scp_file *f, scp_err *err) {
         goto out;
     }
     uint64_t cn = com_n(f), limit = cur_n(f);
-    /* Fresh chunks: contiguous runs, one pwrite each. */
+    /* Which chunks go in place, decided before any is sealed (sealing changes the table). */
+    for (k = 0; k < n; k++) inplace[k] = idx[k] < limit && chunk_in_place(f, idx[k]);
+    /* Fresh and unwritten chunks: contiguous runs, one pwrite each. */
     size_t run_start = 0, run_len = 0;
     uint8_t *jbuf = buf; /* journal records are built after the fresh runs, in the same buffer */
     size_t jlen = 0;
     for (k = 0; k <= n && rc == 0; k++) {
-        int fresh = k < n && idx[k] >= cn && idx[k] < limit;
+        int fresh = k < n && inplace[k];
         if (run_len && (!fresh || idx[k] != idx[run_start] + run_len)) {
             if (scp_pwrite_full(f->fd_d, buf, run_len * cs, idx[run_start] * cs) < 0)
                 rc = scp_fail_errno(err, "cannot write '%s'", f->path);
@@ -270,10 +274,12 @@ int file_writeback(scp_file *f, scp_err *err) {
         u64map_get(&f->dirty, idx[k], &val);
         rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, buf + run_len * cs,
                         nonces + k * SCP_NONCE_LEN, err);
+        if (rc == 0 && idx[k] < cn && u64map_put(&f->filled, idx[k], 1) < 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         run_len++;
     }
     for (k = 0; k < n && rc == 0; k++) {
-        if (idx[k] >= cn || idx[k] >= limit) continue;
+        if (inplace[k] || idx[k] >= limit) continue;
         if (jlen == 0 && journal_begin(f, err) < 0) {
             rc = -1;
             break;
@@ -286,7 +292,8 @@ int file_writeback(scp_file *f, scp_err *err) {
         rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, r + SCP_JREC_HDR_LEN,
                         nonces + k * SCP_NONCE_LEN, err);
         if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JREC_HDR_LEN + (size_t)cs);
-        if (rc == 0 && u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0)
+        if (rc == 0 && (u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0 ||
+                        u64map_put(&f->jlogged, idx[k], 1) < 0))
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         jlen += SCP_JREC_HDR_LEN + cs;
     }
@@ -304,6 +311,7 @@ out:
     free(idx);
     free(nonces);
     free(buf);
+    free(inplace);
     return rc;
 }
 
@@ -373,6 +381,8 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
         if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, i * cs) != (ssize_t)cs)
             rc = scp_fail_errno(err, "cannot read back '%s'", f->path);
         scp_journal_chain(f->j_chain, r, rl);
+        if (u64map_put(&f->jlogged, i, 1) < 0 && rc == 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         r += rl;
     }
     if (rc == 0 && scp_pwrite_full(f->fd_j, buf, cnt * rl, f->j_end) < 0)
@@ -508,7 +518,10 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
     }
     switch (path) {
     case COMMIT_JOURNAL_SMALL:
-        if (journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
+        /* Unwritten chunks filled in place: their ciphertext must be durable before the
+         * commit record names it (the journal holds only their entries). */
+        if ((u64map_count(&f->filled) && sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0) ||
+            journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
             journal_seal(f, lim, n > cn ? cn : n, n, root, err) < 0)
             return -1;
         break;
@@ -583,6 +596,7 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
 static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
                           const uint8_t root[SCP_HASH_LEN]) {
     u64map_clear(&f->jmap);
+    u64map_clear(&f->filled);
     /* Close the log after a shrink (a later append writes in place where the log may hold older
      * records of the same chunk; the next journaled commit checkpoints) or when it is long
      * (checkpointed here, so that whoever loads the file next has little to redo). */

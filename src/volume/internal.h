@@ -88,6 +88,10 @@ struct scp_file {
     uint64_t page_cap;
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
+    u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
+                                 * emptied only when a new log starts) */
+    u64map filled;              /* chunks below the committed count whose committed entry is a
+                                 * hole and that were written in place since (chunk_in_place) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
     int j_clean;                /* every commit is durable in place: a new log needs no
@@ -333,6 +337,16 @@ int file_checkpoint(scp_file *f, scp_err *err);
 int file_writeback(scp_file *f, scp_err *err);
 /* Make f's state durable and advance the volume tag (f->rw held for writing). */
 int file_commit(scp_file *f, scp_err *err);
+/* Whether chunk i may be written in place before the commit point: no committed state names
+ * its slot in the data object. True beyond the committed chunk count ("fresh"), and for an
+ * unwritten chunk below it (its committed entry is a hole: an extending truncate or a
+ * fallocate reserved it) that has no record in the open journal log, whose replay would
+ * otherwise overwrite it (docs/volume-format.md, "Unwritten chunks"). */
+static inline int chunk_in_place(scp_file *f, uint64_t i) {
+    if (i >= com_n(f)) return 1;
+    int committed_hole = u64map_get(&f->filled, i, NULL) || (is_hole(ent(f, i)) && !changed_get(f, i));
+    return committed_hole && !u64map_get(&f->jlogged, i, NULL);
+}
 /* Free a dirty chunk's buffer (a u64map value): it holds plaintext. */
 static inline void file_dirty_free(scp_file *f, uint64_t v) {
     scp_wipe((void *)(uintptr_t)v, f->vol->cs);

@@ -27,6 +27,8 @@ static void file_free(scp_file *f) {
     while (u64map_next(&f->dirty, &pos, &k, &v)) file_dirty_free(f, v);
     u64map_free(&f->dirty);
     u64map_free(&f->jmap);
+    u64map_free(&f->jlogged);
+    u64map_free(&f->filled);
     if (f->fd_d >= 0) close(f->fd_d);
     if (f->fd_t >= 0) close(f->fd_t);
     if (f->fd_j >= 0) close(f->fd_j);
@@ -47,6 +49,7 @@ static void discard_uncommitted(scp_file *f) {
     while (u64map_next(&f->dirty, &pos, &k, &v)) file_dirty_free(f, v);
     u64map_clear(&f->dirty);
     u64map_clear(&f->jmap);
+    u64map_clear(&f->filled);
     f->j_end = 0; /* the records after the last commit are dead; the next commit checkpoints */
     f->j_clean = 0;
     f->modified = 0;
@@ -101,6 +104,8 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     pc_setup();
     u64map_init(&f->dirty);
     u64map_init(&f->jmap);
+    u64map_init(&f->jlogged);
+    u64map_init(&f->filled);
     u64map_init(&f->pc);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
     f->path = strdup(e->path);
@@ -350,9 +355,13 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
         if (len > n - done) len = n - done;
         /* A run of whole fresh chunks is encrypted straight from the caller's buffer and
          * written in place: no copy, no cache. */
-        if (in == 0 && len == cs && i >= cn) {
+        if (in == 0 && len == cs && chunk_in_place(f, i)) {
             size_t run = 1, max_run = WRITE_BATCH_BYTES / cs;
-            while (run < max_run && done + (run + 1) * cs <= n) run++;
+            while (run < max_run && done + (run + 1) * cs <= n && chunk_in_place(f, i + run))
+                run++;
+            for (size_t k = 0; k < run; k++)
+                if (i + k < cn && u64map_put(&f->filled, i + k, 1) < 0)
+                    return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
             uint8_t *ct = vol_scratch(run * cs);
             uint8_t nonces[(WRITE_BATCH_BYTES / SCP_VOLUME_MIN_CHUNK) * SCP_NONCE_LEN];
             if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
