@@ -199,14 +199,17 @@ int chunk_wkey_reserve(scp_file *f, size_t n, scp_err *err) {
 }
 
 /* Encrypt plaintext chunk i into ct under the writer's subkey (reserved by the caller) with a
- * fresh random nonce, and record salt||nonce||tag in the table. */
-/* Encrypt without recording the change (safe from several threads on distinct chunks). */
+ * fresh random nonce whose low bit is set to `slot` (format.h: the nonce names the chunk's
+ * slot), and record salt||nonce||tag in the table. Without marking the change: safe from
+ * several threads on distinct chunks. */
 static int seal_raw(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
-                    const uint8_t nonce[SCP_NONCE_LEN], scp_err *err) {
-    uint8_t aad[AAD_LEN];
+                    const uint8_t nonce_in[SCP_NONCE_LEN], int slot, scp_err *err) {
+    uint8_t aad[AAD_LEN], nonce[SCP_NONCE_LEN];
     aad_of(f, i, aad);
+    memcpy(nonce, nonce_in, SCP_NONCE_LEN);
+    nonce[0] = (uint8_t)((nonce[0] & ~1u) | (unsigned)slot);
     uint8_t *e = ent(f, i);
-    assert(f->w_have);
+    assert(f->w_have && (slot == 0 || slot == 1));
     memcpy(e, f->w_salt, SCP_SALT_LEN);
     memcpy(e + SCP_ENT_NONCE_OFF, nonce, SCP_NONCE_LEN);
     return scp_aead_seal(f->w_key, nonce, aad, AAD_LEN, pt, f->vol->cs, ct, e + SCP_ENT_TAG_OFF,
@@ -214,8 +217,8 @@ static int seal_raw(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
 }
 
 int chunk_seal(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
-                      const uint8_t nonce[SCP_NONCE_LEN], scp_err *err) {
-    if (seal_raw(f, i, pt, ct, nonce, err) < 0) return -1;
+               const uint8_t nonce[SCP_NONCE_LEN], int slot, scp_err *err) {
+    if (seal_raw(f, i, pt, ct, nonce, slot, err) < 0) return -1;
     table_mark(f, i);
     return 0;
 }
@@ -227,9 +230,9 @@ int chunk_seal_range(void *ctx, size_t b, size_t e) {
     size_t cs = j->f->vol->cs;
     for (size_t k = b; k < e; k++)
         if (seal_raw(j->f, j->first + k, j->src + k * cs, j->ct + k * cs,
-                     j->nonces + k * SCP_NONCE_LEN, NULL) < 0)
+                     j->nonces + k * SCP_NONCE_LEN, j->slot, NULL) < 0)
             return -1;
-    if (scp_pwrite_full(j->f->fd_d, j->ct + b * cs, (e - b) * cs, (j->first + b) * cs) < 0) {
+    if (scp_pwrite_full(chunk_slot_fd(j->f, j->slot), j->ct + b * cs, (e - b) * cs, (j->first + b) * cs) < 0) {
         __atomic_store_n(&j->write_errno, errno ? errno : EIO, __ATOMIC_RELAXED);
         return -1;
     }
@@ -250,7 +253,7 @@ int chunk_read_range(void *ctx, size_t b, size_t e) {
     struct read_job *j = ctx;
     size_t cs = j->f->vol->cs;
     uint8_t *p = j->dst + b * cs;
-    ssize_t got = scp_pread_full(j->f->fd_d, p, (e - b) * cs, (j->first + b) * cs);
+    ssize_t got = scp_pread_full(chunk_slot_fd(j->f, j->slot), p, (e - b) * cs, (j->first + b) * cs);
     if (got < 0) {
         read_job_fail(j, j->first + b, 3, errno);
         return -1;
@@ -309,8 +312,10 @@ int chunk_fetch_ct(scp_file *f, uint64_t i, uint8_t *ct, scp_err *err) {
     ssize_t r;
     if (u64map_get(&f->jmap, i, &joff))
         r = scp_pread_full(f->fd_j, ct, cs, joff + SCP_JREC_HDR_LEN);
+    else if (chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i))) < 0)
+        return chunk_integrity_fail(f, i, "is missing (its slot object is)", err);
     else
-        r = scp_pread_full(f->fd_d, ct, cs, i * cs);
+        r = scp_pread_full(chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i))), ct, cs, i * cs);
     if (r < 0) return scp_fail_errno(err, "cannot read '%s'", f->path ? f->path : "file");
     if ((size_t)r != cs) return chunk_integrity_fail(f, i, "is missing", err);
     return 0;

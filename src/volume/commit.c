@@ -156,6 +156,7 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     /* Until the root checks out, the table is whatever the disk holds: an attacker's mix of
      * old entries would otherwise be served (each old chunk still authenticates on its own). */
     f->unloaded = 1;
+    (void)file_open_slot(f, 0, NULL); /* another process may have made it since: open it */
     memset(f->table, 0, f->table_cap * ENT);
     memset(f->changed, 0, f->table_cap / 8 + 1);
     memset(f->page_dirty, 1, f->page_cap);
@@ -227,6 +228,23 @@ static int journal_begin(scp_file *f, scp_err *err) {
     return 0;
 }
 
+int file_open_slot(scp_file *f, int create, scp_err *err) {
+    if (f->fd_s >= 0) return 0;
+    int fd = file_open_obj(f, ".s", O_RDWR, NULL);
+    if (fd < 0 && create) {
+        /* Its directory entry must be durable before a commit names a chunk in it. */
+        fd = file_open_obj(f, ".s", O_RDWR | O_CREAT, err);
+        if (fd < 0) return -1;
+        if (fsync(f->vol->objfd) < 0) {
+            close(fd);
+            return scp_fail_errno(err, "cannot sync the objects directory");
+        }
+    }
+    if (fd < 0) return create ? -1 : 0;
+    f->fd_s = fd;
+    return 0;
+}
+
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -255,26 +273,33 @@ int file_writeback(scp_file *f, scp_err *err) {
         goto out;
     }
     uint64_t cn = com_n(f), limit = cur_n(f);
-    /* Which chunks go in place, decided before any is sealed (sealing changes the table). */
-    for (k = 0; k < n; k++) inplace[k] = idx[k] < limit && chunk_in_place(f, idx[k]);
-    /* Fresh and unwritten chunks: contiguous runs, one pwrite each. */
+    /* Where each chunk goes (1 + its slot in place, 0 the journal), decided before any is
+     * sealed (sealing changes the table). A batch this large overwrites in the other slots. */
+    int over = (uint64_t)n * cs >= SCP_SLOT_MIN_BYTES;
+    for (k = 0; k < n; k++) {
+        inplace[k] = idx[k] < limit ? (uint8_t)(chunk_target(f, idx[k], over) + 1) : 0;
+        if (inplace[k] == 2 && rc == 0) rc = file_open_slot(f, 1, err);
+    }
+    /* In place: contiguous runs of one slot, one pwrite each. */
     size_t run_start = 0, run_len = 0;
     uint8_t *jbuf = buf; /* journal records are built after the fresh runs, in the same buffer */
     size_t jlen = 0;
     for (k = 0; k <= n && rc == 0; k++) {
         int fresh = k < n && inplace[k];
-        if (run_len && (!fresh || idx[k] != idx[run_start] + run_len)) {
-            if (scp_pwrite_full(f->fd_d, buf, run_len * cs, idx[run_start] * cs) < 0)
+        if (run_len && (!fresh || idx[k] != idx[run_start] + run_len ||
+                        inplace[k] != inplace[run_start])) {
+            int slot = inplace[run_start] - 1;
+            if (scp_pwrite_full(chunk_slot_fd(f, slot), buf, run_len * cs, idx[run_start] * cs) < 0)
                 rc = scp_fail_errno(err, "cannot write '%s'", f->path);
-            f->d_unsynced = 1;
+            *(slot ? &f->s_unsynced : &f->d_unsynced) = 1;
             run_len = 0;
         }
-        if (!fresh) continue;
+        if (!fresh || rc < 0) continue;
         if (!run_len) run_start = k;
         u64map_get(&f->dirty, idx[k], &val);
         rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, buf + run_len * cs,
-                        nonces + k * SCP_NONCE_LEN, err);
-        if (rc == 0 && idx[k] < cn && u64map_put(&f->filled, idx[k], 1) < 0)
+                        nonces + k * SCP_NONCE_LEN, inplace[k] - 1, err);
+        if (rc == 0 && idx[k] < cn && u64map_put(&f->placed, idx[k], inplace[k] - 1u) < 0)
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         run_len++;
     }
@@ -290,7 +315,7 @@ int file_writeback(scp_file *f, scp_err *err) {
         scp_put_u64(r + 8, idx[k]);
         u64map_get(&f->dirty, idx[k], &val);
         rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, r + SCP_JREC_HDR_LEN,
-                        nonces + k * SCP_NONCE_LEN, err);
+                        nonces + k * SCP_NONCE_LEN, 0, err); /* replay writes it to .d */
         if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JREC_HDR_LEN + (size_t)cs);
         if (rc == 0 && (u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0 ||
                         u64map_put(&f->jlogged, idx[k], 1) < 0))
@@ -508,6 +533,14 @@ static enum commit_path choose_path(scp_file *f, uint64_t n, uint64_t cn, uint64
     return COMMIT_IN_PLACE; /* syncing in place anyway: that also closes an open log */
 }
 
+/* Chunks written in place below the committed count (placed): their ciphertext must be
+ * durable before the commit record names it, since the journal holds only their entries. */
+static int sync_placed(scp_file *f, scp_err *err) {
+    if (!u64map_count(&f->placed)) return 0;
+    if (sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0) return -1;
+    return f->fd_s >= 0 ? sync_fd(f->fd_s, &f->s_unsynced, f->path, err) : 0;
+}
+
 /* CS_WRITTEN -> CS_PREPARED: make everything but the commit point durable. */
 static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
                           uint64_t lim, const uint8_t root[SCP_HASH_LEN], scp_err *err) {
@@ -518,15 +551,13 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
     }
     switch (path) {
     case COMMIT_JOURNAL_SMALL:
-        /* Unwritten chunks filled in place: their ciphertext must be durable before the
-         * commit record names it (the journal holds only their entries). */
-        if ((u64map_count(&f->filled) && sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0) ||
-            journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
+        if (sync_placed(f, err) < 0 || journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
             journal_seal(f, lim, n > cn ? cn : n, n, root, err) < 0)
             return -1;
         break;
     case COMMIT_JOURNAL_REDO:
-        if (journal_begin(f, err) < 0 || journal_seal(f, lim, n, n, root, err) < 0 ||
+        if (sync_placed(f, err) < 0 || journal_begin(f, err) < 0 ||
+            journal_seal(f, lim, n, n, root, err) < 0 ||
             sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
             sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0)
             return -1;
@@ -586,7 +617,8 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
         f->t_unsynced = 1;
     }
     if (rc == 0 && n < cn &&
-        (ftruncate(f->fd_d, (off_t)(n * cs)) < 0 || ftruncate(f->fd_t, (off_t)(n * ENT)) < 0))
+        (ftruncate(f->fd_d, (off_t)(n * cs)) < 0 || ftruncate(f->fd_t, (off_t)(n * ENT)) < 0 ||
+         (f->fd_s >= 0 && ftruncate(f->fd_s, (off_t)(n * cs)) < 0)))
         rc = scp_fail_errno(err, "cannot shrink '%s'", f->path);
     if (rc == 0) commit_step(f, CS_COMMITTED, CS_APPLIED);
     return rc;
@@ -596,7 +628,7 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
 static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
                           const uint8_t root[SCP_HASH_LEN]) {
     u64map_clear(&f->jmap);
-    u64map_clear(&f->filled);
+    u64map_clear(&f->placed);
     /* Close the log after a shrink (a later append writes in place where the log may hold older
      * records of the same chunk; the next journaled commit checkpoints) or when it is long
      * (checkpointed here, so that whoever loads the file next has little to redo). */

@@ -72,6 +72,7 @@ struct scp_file {
     uint8_t id[SCP_FILEID_LEN];
     uint8_t key[32];            /* per-file key (derivation only: chunk subkeys, journal keys) */
     int fd_d, fd_t, fd_j;       /* data, table, journal (-1 until needed) */
+    int fd_s;                   /* second slots (".s"; -1 until a chunk is first overwritten) */
     int refs;                   /* open handles (protected by vol->mu) */
     int writer;                 /* holds the cross-process writer lock */
     pthread_rwlock_t rw;
@@ -90,8 +91,9 @@ struct scp_file {
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
     u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
                                  * emptied only when a new log starts) */
-    u64map filled;              /* chunks below the committed count whose committed entry is a
-                                 * hole and that were written in place since (chunk_in_place) */
+    u64map placed;              /* chunk index -> slot: chunks below the committed count written
+                                 * in place since the last commit, to the slot that the
+                                 * committed entry does not name (chunk_target) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
     int j_clean;                /* every commit is durable in place: a new log needs no
@@ -102,6 +104,7 @@ struct scp_file {
                                  * authenticated one, so reads and writes fail until a load
                                  * succeeds */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
+    int s_unsynced;             /* and to .s */
     size_t kick_pending;        /* bytes written in place since writeback was last started */
     /* plaintext of authenticated chunks (vfile.c, "plaintext cache"): chunk index -> struct
      * pchunk *, each valid while the table entry it was decrypted under is the current one */
@@ -184,8 +187,10 @@ uint64_t vol_durable_generation(scp_volume *v);
 uint64_t vol_peek_generation(scp_volume *v);
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]);
-/* The extensions of a file's objects: data, table, journal (in that order). */
-extern const char *const vol_object_ext[3];
+/* The extensions of a file's objects: data, table, journal, second slots (in that order; the
+ * last is created when a chunk is first overwritten in place). */
+#define VOL_NOBJECTS 4
+extern const char *const vol_object_ext[VOL_NOBJECTS];
 /* If the lock file says removed files' objects may have been left behind, delete every object
  * that no manifest slot names (caller holds vol_lock; best effort). */
 void vol_collect_garbage(scp_volume *v);
@@ -236,6 +241,12 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
 #define SCP_JOURNAL_MAX (8u << 20)
 #endif
 /* A log longer than this is checkpointed when its writer closes the file. */
+/* An overwrite of at least this many bytes (one write call of whole chunks, or one write-back
+ * batch) writes the chunks' other slots in place; a smaller one goes through the journal,
+ * which makes data and commit record durable with one sync (sqlite's page writes). */
+#ifndef SCP_SLOT_MIN_BYTES
+#define SCP_SLOT_MIN_BYTES SCP_FRESH_JOURNAL_BYTES
+#endif
 #ifndef SCP_CHECKPOINT_AT_CLOSE
 #define SCP_CHECKPOINT_AT_CLOSE (1u << 20)
 #endif
@@ -270,7 +281,7 @@ int chunk_wkey_reserve(scp_file *f, size_t n, scp_err *err);
 /* Seal plaintext chunk i into ct under the writer's subkey with the given nonce, store the
  * entry in the table and mark it. */
 int chunk_seal(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
-               const uint8_t nonce[SCP_NONCE_LEN], scp_err *err);
+               const uint8_t nonce[SCP_NONCE_LEN], int slot, scp_err *err);
 /* A run of whole chunks sealed on several cores and written in place (crypto/parallel.h):
  * chunk_seal_range is the scp_parallel_for body over a struct seal_job. It stores the entries
  * but does not mark them (the caller marks the run). */
@@ -280,6 +291,7 @@ struct seal_job {
     const uint8_t *src, *nonces;
     uint8_t *ct;
     int write_errno; /* set by a part whose pwrite failed (any one of them) */
+    int slot;        /* where the run goes: every chunk of it has this target slot */
 };
 int chunk_seal_range(void *ctx, size_t b, size_t e);
 /* A run of whole chunks read from the data object straight into the caller's buffer and
@@ -289,6 +301,7 @@ struct read_job {
     scp_file *f;
     uint64_t first; /* chunk index of dst[0] */
     uint8_t *dst;
+    int slot;       /* every chunk of the run is in this slot */
     pthread_mutex_t mu;
     uint64_t bad;   /* smallest chunk that failed, UINT64_MAX if none */
     int bad_kind;   /* 1 missing, 2 fails authentication, 3 read error (errno in bad_errno) */
@@ -331,22 +344,37 @@ void file_writer_unlock(scp_file *f);
 /* (Re)load the committed state of f from its objects and manifest entry e, redoing a journal
  * that leads to e's root. On failure f->unloaded stays set. */
 int file_load(scp_file *f, const scp_mentry *e, scp_err *err);
+/* Open (creating it if needed, with the directory synced) the second-slot object ".s"
+ * (f->rw held for writing); if create is 0, only open an existing one. */
+int file_open_slot(scp_file *f, int create, scp_err *err);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
 /* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */
 int file_writeback(scp_file *f, scp_err *err);
 /* Make f's state durable and advance the volume tag (f->rw held for writing). */
 int file_commit(scp_file *f, scp_err *err);
-/* Whether chunk i may be written in place before the commit point: no committed state names
- * its slot in the data object. True beyond the committed chunk count ("fresh"), and for an
- * unwritten chunk below it (its committed entry is a hole: an extending truncate or a
- * fallocate reserved it) that has no record in the open journal log, whose replay would
- * otherwise overwrite it (docs/volume-format.md, "Unwritten chunks"). */
-static inline int chunk_in_place(scp_file *f, uint64_t i) {
-    if (i >= com_n(f)) return 1;
-    int committed_hole = u64map_get(&f->filled, i, NULL) || (is_hole(ent(f, i)) && !changed_get(f, i));
-    return committed_hole && !u64map_get(&f->jlogged, i, NULL);
+/* The slot that chunk i may be written to in place before the commit point, or -1 if the
+ * change must go through the journal. In place is safe where no committed state names the
+ * bytes written (docs/volume-format.md, "Overwrites" and "Unwritten chunks"): slot 0 beyond
+ * the committed chunk count ("fresh"); slot 0 of a chunk whose committed entry is a hole
+ * (an extending truncate or a fallocate reserved it); with overwrite_ok, the slot that the
+ * committed entry of a written chunk does not name. Never slot 0 of a chunk that has a record
+ * in the open journal log: replaying that older record would overwrite the bytes. A chunk
+ * keeps the slot it was first placed in until the commit. */
+static inline int chunk_target(scp_file *f, uint64_t i, int overwrite_ok) {
+    uint64_t s;
+    if (i >= com_n(f)) return 0;
+    if (u64map_get(&f->placed, i, &s)) return (int)s;
+    if (changed_get(f, i)) return -1; /* journaled or truncated since the commit */
+    const uint8_t *e = ent(f, i);
+    int hole = is_hole(e);
+    if (!hole && !overwrite_ok) return -1;
+    int t = hole ? 0 : 1 - SCP_ENT_SLOT(e);
+    if (t == 0 && u64map_get(&f->jlogged, i, NULL)) return -1;
+    return t;
 }
+/* The descriptor of slot 0 (".d") or 1 (".s", -1 if not open). */
+static inline int chunk_slot_fd(scp_file *f, int slot) { return slot ? f->fd_s : f->fd_d; }
 /* Free a dirty chunk's buffer (a u64map value): it holds plaintext. */
 static inline void file_dirty_free(scp_file *f, uint64_t v) {
     scp_wipe((void *)(uintptr_t)v, f->vol->cs);

@@ -28,8 +28,9 @@ static void file_free(scp_file *f) {
     u64map_free(&f->dirty);
     u64map_free(&f->jmap);
     u64map_free(&f->jlogged);
-    u64map_free(&f->filled);
+    u64map_free(&f->placed);
     if (f->fd_d >= 0) close(f->fd_d);
+    if (f->fd_s >= 0) close(f->fd_s);
     if (f->fd_t >= 0) close(f->fd_t);
     if (f->fd_j >= 0) close(f->fd_j);
     free(f->table);
@@ -49,7 +50,7 @@ static void discard_uncommitted(scp_file *f) {
     while (u64map_next(&f->dirty, &pos, &k, &v)) file_dirty_free(f, v);
     u64map_clear(&f->dirty);
     u64map_clear(&f->jmap);
-    u64map_clear(&f->filled);
+    u64map_clear(&f->placed);
     f->j_end = 0; /* the records after the last commit are dead; the next commit checkpoints */
     f->j_clean = 0;
     f->modified = 0;
@@ -98,14 +99,14 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
         return NULL;
     }
     f->vol = v;
-    f->fd_d = f->fd_t = f->fd_j = -1;
+    f->fd_d = f->fd_t = f->fd_j = f->fd_s = -1;
     pthread_rwlock_init(&f->rw, NULL);
     pthread_mutex_init(&f->pc_mu, NULL);
     pc_setup();
     u64map_init(&f->dirty);
     u64map_init(&f->jmap);
     u64map_init(&f->jlogged);
-    u64map_init(&f->filled);
+    u64map_init(&f->placed);
     u64map_init(&f->pc);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
     f->path = strdup(e->path);
@@ -328,10 +329,10 @@ static int set_size(scp_file *f, uint64_t size, scp_err *err) {
 /* Long sequential writes: start the disk's writeback every few MiB (without waiting), so the
  * final fdatasync of a commit does not begin from a cold start while encryption sat idle. */
 #define KICK_BYTES (8u << 20)
-static void kick_writeback(scp_file *f, size_t n) {
+static void kick_writeback(scp_file *f, int fd, size_t n) {
     f->kick_pending += n;
     if (f->kick_pending < KICK_BYTES) return;
-    (void)sync_file_range(f->fd_d, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: errors surface at fsync */
+    (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE); /* a hint: errors surface at fsync */
     f->kick_pending = 0;
 }
 
@@ -353,14 +354,19 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
         uint64_t pos = off + done, i = pos / cs;
         size_t in = (size_t)(pos % cs), len = cs - in;
         if (len > n - done) len = n - done;
-        /* A run of whole fresh chunks is encrypted straight from the caller's buffer and
-         * written in place: no copy, no cache. */
-        if (in == 0 && len == cs && chunk_in_place(f, i)) {
+        /* A run of whole chunks that may go in place (fresh, unwritten, or a large overwrite
+         * into the other slots: chunk_target) is encrypted straight from the caller's buffer
+         * and written in place: no copy, no cache, no journal. */
+        int over = n - done >= SCP_SLOT_MIN_BYTES, slot = -1;
+        if (in == 0 && len == cs) slot = chunk_target(f, i, over);
+        if (slot >= 0) {
             size_t run = 1, max_run = WRITE_BATCH_BYTES / cs;
-            while (run < max_run && done + (run + 1) * cs <= n && chunk_in_place(f, i + run))
+            while (run < max_run && done + (run + 1) * cs <= n &&
+                   chunk_target(f, i + run, over) == slot)
                 run++;
+            if (slot == 1 && file_open_slot(f, 1, err) < 0) return -1;
             for (size_t k = 0; k < run; k++)
-                if (i + k < cn && u64map_put(&f->filled, i + k, 1) < 0)
+                if (i + k < cn && u64map_put(&f->placed, i + k, (uint64_t)slot) < 0)
                     return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
             uint8_t *ct = vol_scratch(run * cs);
             uint8_t nonces[(WRITE_BATCH_BYTES / SCP_VOLUME_MIN_CHUNK) * SCP_NONCE_LEN];
@@ -371,8 +377,8 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
                 uint64_t v;
                 if (u64map_del(&f->dirty, i + k, &v)) file_dirty_free(f, v);
             }
-            struct seal_job job = {f, i, src + done, nonces, ct, 0};
-            f->d_unsynced = 1;
+            struct seal_job job = {f, i, src + done, nonces, ct, 0, slot};
+            *(slot ? &f->s_unsynced : &f->d_unsynced) = 1;
             if (scp_parallel_for(run, PARALLEL_MIN, chunk_seal_range, &job) < 0) {
                 if (job.write_errno) {
                     errno = job.write_errno;
@@ -381,7 +387,7 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
                 return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM encryption failed");
             }
             for (size_t k = 0; k < run; k++) table_mark(f, i + k);
-            kick_writeback(f, run * cs);
+            kick_writeback(f, chunk_slot_fd(f, slot), run * cs);
             done += run * cs;
             continue;
         }
@@ -421,10 +427,12 @@ static int read_one(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out
     return 0;
 }
 
-/* Whole chunks that can be read straight from the data object. */
+/* Whole chunks that can be read straight from their slot object: 1 + the slot, or 0. */
 static inline int is_direct(scp_file *f, uint64_t i) {
-    return !u64map_get(&f->dirty, i, NULL) && !is_hole(ent(f, i)) &&
-           !u64map_get(&f->jmap, i, NULL);
+    const uint8_t *e = ent(f, i);
+    if (u64map_get(&f->dirty, i, NULL) || is_hole(e) || u64map_get(&f->jmap, i, NULL)) return 0;
+    int slot = SCP_ENT_SLOT(e);
+    return chunk_slot_fd(f, slot) >= 0 ? 1 + slot : 0;
 }
 
 static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, scp_err *err) {
@@ -453,9 +461,12 @@ static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, scp_e
             continue;
         }
         size_t run = 1;
-        while (done + (run + 1) * cs <= n && is_direct(f, i + run) && !pc_get(f, i + run, 0, 0, NULL))
+        int direct = is_direct(f, i);
+        while (done + (run + 1) * cs <= n && is_direct(f, i + run) == direct &&
+               !pc_get(f, i + run, 0, 0, NULL))
             run++;
-        struct read_job job = {f, i, dst + done, PTHREAD_MUTEX_INITIALIZER, UINT64_MAX, 0, 0};
+        struct read_job job = {f, i, dst + done, direct - 1, PTHREAD_MUTEX_INITIALIZER,
+                               UINT64_MAX, 0, 0};
         int rc = scp_parallel_for(run, PARALLEL_MIN, chunk_read_range, &job);
         pthread_mutex_destroy(&job.mu);
         if (rc < 0) {
@@ -819,7 +830,8 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
     for (uint64_t i = 0; i < n; i++) {
         scp_err e;
         if (!is_hole(ent(f, i)) && !u64map_get(&f->jmap, i, NULL)) {
-            ssize_t r = scp_pread_full(f->fd_d, ct, cs, i * cs);
+            int fd = chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i)));
+            ssize_t r = fd >= 0 ? scp_pread_full(fd, ct, cs, i * cs) : 0;
             if (r != (ssize_t)cs) {
                 chunk_integrity_fail(f, i, "is missing", &e);
                 if (cb) cb(ctx, f->path, (int64_t)(i * cs), e.msg);

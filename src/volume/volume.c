@@ -72,7 +72,7 @@ int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32
     return scp_derive_key(v->k_files, SCP_LABEL_FILE, id, SCP_FILEID_LEN, key, err);
 }
 
-const char *const vol_object_ext[3] = {".d", ".t", ".j"};
+const char *const vol_object_ext[VOL_NOBJECTS] = {".d", ".t", ".j", ".s"};
 
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]) {
     scp_hex(id, SCP_FILEID_LEN, out);
@@ -570,7 +570,7 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 }
 
 static void unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < VOL_NOBJECTS; k++) {
         char name[48];
         vol_object_name(id, vol_object_ext[k], name);
         unlinkat(v->objfd, name, 0);

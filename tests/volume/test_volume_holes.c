@@ -6,6 +6,10 @@
  * writing process and after the volume is reopened; a writer killed after such a write but
  * before its commit leaves zeros (the committed state); and a file whose unwritten chunks were
  * rewritten through the journal again (second write) still reads right after a reopen.
+ * Overwrites: a large chunk-aligned overwrite of written chunks goes to their other slots
+ * without a copy in the journal, and a second one back to the first slots; both read right
+ * after a reopen; a writer killed after a large overwrite, before its commit, leaves the old
+ * content; and flipping an entry's slot selector in the table is an integrity error.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -120,6 +124,83 @@ int main(void) {
     REQUIRE_OK(v ? 0 : -1, e);
     check_content(v, model, "after a writer was killed before committing reserved chunks");
     CHECK_OK(scp_volume_close(v, &e), e);
+
+    /* Large overwrites of written chunks: the other slot, then back. */
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    f = scp_vfile_open(v, "f", O_RDWR, 0, &e);
+    REQUIRE_OK(f ? 0 : -1, e);
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t jb = journal_bytes(dir);
+        const uint8_t *src = data + (pass ? 512 << 10 : 4096);
+        REQUIRE_OK(scp_vfile_pwrite(f, src, 2 * MIB, 1 * MIB, &e), e);
+        memcpy(model + 1 * MIB, src, 2 * MIB);
+        REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+        uint64_t ja = journal_bytes(dir);
+        printf("overwrite %d: journal grew by %lld bytes for a 2 MiB overwrite\n", pass + 1,
+               (long long)(ja - jb));
+        CHECKF(ja < jb || ja - jb < MIB / 4,
+               "overwrite %d: a 2 MiB overwrite went through the journal (%llu bytes)", pass + 1,
+               (unsigned long long)(ja - jb));
+        check_content(v, model, pass ? "after the second overwrite" : "after the first overwrite");
+    }
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    check_content(v, model, "after the overwrites and a reopen");
+    CHECK_OK(scp_volume_close(v, &e), e);
+
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_volume *cv = scp_volume_open(dir, key, NULL, &e);
+        scp_vfile *cf = cv ? scp_vfile_open(cv, "f", O_RDWR, 0, &e) : NULL;
+        if (!cf) _exit(2);
+        if (scp_vfile_pwrite(cf, data + 99, 2 * MIB, 0, &e) != (ssize_t)(2 * MIB)) _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the writer did not get to its kill (%d)",
+           st);
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    check_content(v, model, "after a writer was killed before committing an overwrite");
+    CHECK_OK(scp_volume_close(v, &e), e);
+
+    /* Flip the slot selector (the nonce's low bit) of chunk 300's entry: an integrity error. */
+    {
+        char *objs = tu_path(dir, "objects");
+        DIR *d = opendir(objs);
+        REQUIRE(d);
+        struct dirent *de;
+        char *tpath = NULL;
+        while ((de = readdir(d)))
+            if (strlen(de->d_name) > 2 && !strcmp(de->d_name + strlen(de->d_name) - 2, ".t"))
+                tpath = tu_path(objs, de->d_name);
+        closedir(d);
+        REQUIRE(tpath);
+        int fd = open(tpath, O_RDWR);
+        REQUIRE(fd >= 0);
+        uint8_t b;
+        off_t at = (off_t)300 * 44 + 16; /* entry 300, first nonce byte */
+        REQUIRE(pread(fd, &b, 1, at) == 1);
+        b ^= 1;
+        REQUIRE(pwrite(fd, &b, 1, at) == 1);
+        close(fd);
+        v = scp_volume_open(dir, key, NULL, &e);
+        REQUIRE_OK(v ? 0 : -1, e);
+        scp_vfile *tf = scp_vfile_open(v, "f", O_RDONLY, 0, &e);
+        uint8_t tmp[4096];
+        ssize_t r = tf ? scp_vfile_pread(tf, tmp, sizeof tmp, 300 * 4096, &e) : -1;
+        CHECKF(r < 0 && e.code == SCP_E_INTEGRITY,
+               "a flipped slot selector was not detected (read %zd, %s)", r, e.msg);
+        if (tf) scp_vfile_close(tf, &e);
+        scp_volume_close(v, &e);
+        free(tpath);
+        free(objs);
+    }
 
     free(model);
     free(data);
