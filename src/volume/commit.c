@@ -379,11 +379,15 @@ static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
         f->d_unsynced = 1;
     }
     free(ct);
+    /* Changed entries, one pwrite per run of neighbours (a large overwrite changes many). */
     for (i = 0; rc == 0 && i < lim; i++) {
         if (!changed_get(f, i)) continue;
-        if (scp_pwrite_full(f->fd_t, ent(f, i), ENT, i * ENT) < 0)
+        uint64_t end = i + 1;
+        while (end < lim && changed_get(f, end)) end++;
+        if (scp_pwrite_full(f->fd_t, ent(f, i), (end - i) * ENT, i * ENT) < 0)
             rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
         f->t_unsynced = 1;
+        i = end;
     }
     return rc;
 }
