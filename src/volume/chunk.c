@@ -1,8 +1,9 @@
 /* volume/chunk.c - a file's chunk table, its content root, and chunk encryption.
  *
- * A file is three objects in objects/: <id>.d holds chunk i's ciphertext at offset i * chunk
- * size; <id>.t holds chunk i's table entry (subkey salt, nonce, GCM tag) at offset i * 44 (zero =
- * a hole); <id>.j is the journal (commit.c). The manifest entry holds the file's size and content
+ * A file is up to four objects in objects/: <id>.d holds chunk i's ciphertext at offset i *
+ * chunk size (slot 0); <id>.s, created when a chunk is first overwritten in place, its other
+ * slot at the same offset; <id>.t holds chunk i's table entry (subkey salt, nonce whose low bit
+ * names the slot, GCM tag) at offset i * 44 (zero = a hole); <id>.j is the journal (commit.c). The manifest entry holds the file's size and content
  * root, a hash over the table, so that no chunk can be modified, moved or replayed without the
  * root changing. This file keeps the table in memory, hashes it, and seals and opens chunks
  * under the per-writer subkeys that the entries name.
