@@ -77,6 +77,11 @@ int scp_sim_verify(const scp_evidence *ev, const uint8_t platform_pub[32], scp_e
  * u64 len || SHA-256(config). Paths are not measured, contents are. */
 int scp_attest_measure(const char *const *files, size_t n_files, const void *config, size_t config_len,
                        uint8_t out[32], scp_err *err);
+/* The same over open descriptors (read with pread from offset 0, so their positions are left
+ * alone): what scpctl run measures and then executes. scp_attest_measure opens its paths and
+ * calls this. */
+int scp_attest_measure_fds(const int *fds, size_t n_fds, const void *config, size_t config_len, uint8_t out[32],
+                           scp_err *err);
 
 /* Print, once per process, the sim-mode warning (memory is not protected) to stderr. */
 void scp_sim_warn(void);

@@ -30,6 +30,7 @@ typedef enum scp_code {
     SCP_E_ROLLBACK,  /* the volume state is older than the expected (fresh) tag */
     SCP_E_CRYPTO,    /* the crypto library failed unexpectedly */
     SCP_E_NOTSUP,    /* operation not supported */
+    SCP_E_POLICY,    /* authentic, but refused by policy (e.g. attestation: debug, TCB too old) */
 } scp_code;
 
 typedef struct scp_err {

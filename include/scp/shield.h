@@ -27,6 +27,30 @@
 
 /* Environment variable that names the configuration descriptor (removed before main). */
 #define SCP_SHIELD_ENV_FD "SCP_SHIELD_CONFIG_FD"
+/* Environment variable that names a SOCK_SEQPACKET socket (in the shield's own descriptor range)
+ * on which the shield sends, after every commit of volume i, a record of 1 + SCP_VOLUME_TAG_LEN
+ * bytes: u8 i, then the new tag (MSG_NOSIGNAL: a vanished reader never kills the program).
+ * scpctl run's supervisor reads them and reports the tags to CAS. Left in the environment so
+ * that shielded children report too. */
+#define SCP_SHIELD_ENV_TAG_FD "SCP_SHIELD_TAG_FD"
+/* With it (scpctl run --tag-sync): a memfd of one page holding struct scp_shield_tag_sync,
+ * mapped shared by the supervisor and every shielded process. After sending a record the
+ * commit waits (futex on `acks`) until acked[i] reaches its generation, so an fsync returns
+ * only after CAS stored the tag. */
+#define SCP_SHIELD_ENV_TAG_SYNC_FD "SCP_SHIELD_TAG_SYNC_FD"
+struct scp_shield_tag_sync {
+    uint32_t acks;                      /* bumped (and futex-woken) after every update */
+    uint32_t pad;
+    uint64_t acked[8];                  /* per volume: highest generation CAS acknowledged */
+};
+/* Environment variable that names a sealed memfd with the arguments and environment that the
+ * program must get without them appearing in /proc/PID/cmdline or /proc/PID/environ (scpctl run
+ * --cas passes placeholders there). Layout: "SCPL1\n" | u32 nargs | u32 nenv (little-endian) |
+ * nargs + nenv NUL-terminated strings: the values of argv[1..nargs], then "NAME=VALUE" entries.
+ * Before main the shield points argv[1..nargs] at the values and adds the environment entries;
+ * the variable and the descriptor are gone by then. */
+#define SCP_SHIELD_ENV_LAUNCH_FD "SCP_SHIELD_LAUNCH_FD"
+#define SCP_SHIELD_LAUNCH_MAX (4u << 20) /* bytes */
 /* Environment variable that overrides where scpctl finds libscp-shield.so. */
 #define SCP_SHIELD_ENV_LIB "SCP_SHIELD_LIB"
 
@@ -38,7 +62,8 @@
 
 enum {
     SCP_SHIELD_F_TRACE = 1u,           /* log intercepted calls (never keys or contents) */
-    SCP_SHIELD_F_FILTER_INSTALLED = 2u /* an ancestor image already installed the filter */
+    SCP_SHIELD_F_FILTER_INSTALLED = 2u, /* an ancestor image already installed the filter */
+    SCP_SHIELD_F_NODUMP = 4u            /* every image is made not dumpable (container) */
 };
 
 typedef struct scp_shield_volume {

@@ -18,7 +18,9 @@
  *
  * Concurrency
  *   All calls are thread-safe. Handles to one file within one process share one state, so
- *   writes by one thread are seen at once by the others. Across processes (two programs, or
+ *   writes by one thread are seen at once by the others. fork() may be called while other
+ *   threads are inside volume calls: it waits for them (pthread_atfork), so the child gets a
+ *   consistent state; the commit callback must not fork. Across processes (two programs, or
  *   parent and child after fork), commits are serialized by a lock file in the volume
  *   directory; a file is written by at most one process at a time (a second process's write
  *   fails with SCP_E_BUSY / EBUSY), and a process sees another's committed changes to a file

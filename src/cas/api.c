@@ -460,6 +460,61 @@ static void owner_set_tag(cas_api *api, const http_request *req, const char *cid
     cas_json_response(resp, 200, json_pack("{s:s, s:s, s:s}", "session", name, "volume", vol, "tag", lower));
 }
 
+/* GET /v1/sessions/NAME/secrets/SECRET: the owner reads a secret's value (a generated password
+ * that the owner's clients need; an x509 secret's certificate only). Audited with the secret's
+ * name; the value goes nowhere else. */
+static void owner_read_secret(cas_api *api, const char *cid, const char *name, const char *secret, cas_audit_info *ai,
+                              cas_response *resp) {
+    ai->action = "secret.read";
+    snprintf(ai->session, sizeof ai->session, "%s", name);
+    snprintf(ai->note, sizeof ai->note, "secret %s", secret);
+    if (!cid) {
+        cas_deny(resp, 401, "no_identity", "reading secrets needs a client certificate");
+        return;
+    }
+    cas_session_row row = {0};
+    cas_policy *p = NULL;
+    int r = cas_load_policy(api, name, &row, &p, NULL, resp);
+    free(row.policy);
+    if (r <= 0) return;
+    if (strcmp(row.owner, cid) != 0) {
+        cas_policy_free(p);
+        cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may read its secrets", name);
+        return;
+    }
+    scp_err e = {0};
+    char *val = NULL;
+    size_t len = 0;
+    const cas_secret_def *def = cas_policy_secret(p, secret);
+    int hex = def && def->kind == SECRET_RANDOM; /* bytes: hex, as placeholders render them */
+    r = cas_secret_owner_read(api, p, secret, &val, &len, &e);
+    cas_policy_free(p);
+    if (r < 0) {
+        if (e.code == SCP_E_NOENT) cas_deny(resp, 404, "unknown_secret", "%s", e.msg);
+        else if (e.code == SCP_E_NOTSUP) cas_deny(resp, 409, "imported_secret", "%s", e.msg);
+        else server_error(resp, &e);
+        return;
+    }
+    json_t *v = NULL;
+    if (hex) {
+        char *h = malloc(2 * len + 1);
+        if (h) {
+            scp_hex((const uint8_t *)val, len, h);
+            v = json_string(h);
+            OPENSSL_clear_free(h, 2 * len + 1);
+        }
+    } else {
+        v = json_stringn(val, len);
+    }
+    OPENSSL_clear_free(val, len + 1);
+    if (!v) {
+        cas_api_error(resp, 500, "internal", "out of memory");
+        return;
+    }
+    cas_json_response(resp, 200, json_pack("{s:s, s:s, s:s, s:o}", "session", name, "secret", secret, "encoding",
+                                           hex ? "hex" : "text", "value", v));
+}
+
 /* ---- platforms ---------------------------------------------------------------------------- */
 
 static int need_admin(cas_api *api, const char *cid, cas_response *resp) {
@@ -633,6 +688,11 @@ void cas_api_handle(cas_api *api, const http_request *req, const char *cid, cas_
             cas_deny(resp, 400, "bad_request", "bad session or volume name");
         else
             owner_set_tag(api, req, cid, s[2], s[4], &ai, resp);
+    } else if (n == 5 && strcmp(s[1], "sessions") == 0 && strcmp(s[3], "secrets") == 0 && get) {
+        if (!cas_name_ok(s[2]) || !cas_name_ok(s[4]))
+            cas_deny(resp, 400, "bad_request", "bad session or secret name");
+        else
+            owner_read_secret(api, cid, s[2], s[4], &ai, resp);
     } else if (n == 2 && strcmp(s[1], "platforms") == 0 && post) {
         enroll_platform(api, req, cid, &ai, resp);
     } else if (n == 2 && strcmp(s[1], "platforms") == 0 && get) {
@@ -663,6 +723,8 @@ void cas_api_handle(cas_api *api, const http_request *req, const char *cid, cas_
         const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
         snprintf(reason, sizeof reason, "%d %s", resp->status, msg ? msg : "");
         json_decref(j);
+    } else if (ai.note[0]) {
+        snprintf(reason, sizeof reason, "%s", ai.note);
     }
     const char *decision = resp->status >= 400 ? "denied" : strcmp(ai.action, "attest") == 0 ? "granted" : "ok";
     if (cas_audit_append(api, &ai, decision, reason) < 0 && resp->status < 400) {

@@ -30,6 +30,7 @@ typedef struct cas_audit_info {
     char measurement[65];
     char platform[65];
     char actor[65];
+    char note[96]; /* what an allowed request touched, for its row's reason (e.g. a secret read) */
 } cas_audit_info;
 
 #define POLICY_CACHE 64
@@ -91,6 +92,12 @@ int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err);
 /* 0 if no x509 secret of p names CAS itself (CAS_SERVER_NAME) in its common name or DNS
  * names; else -1 with err saying which. */
 int cas_check_reserved_names(const cas_policy *p, scp_err *err);
+/* The stored value of secret `name` of session p, for its owner (the caller checks ownership):
+ * *val is malloc'd and NUL-terminated, *len its length; the caller wipes and frees it. An x509
+ * secret yields its certificate only (never the key); an imported one is refused
+ * (SCP_E_NOTSUP: its owner reads it in the exporting session); SCP_E_NOENT if undefined. */
+int cas_secret_owner_read(cas_api *api, const cas_policy *p, const char *name, char **val, size_t *len,
+                          scp_err *err);
 int cas_ensure_volumes(cas_api *api, const cas_policy *p, const char *incarnation, scp_err *err);
 /* Render the service's configuration (JSON object) with placeholders replaced; row is the
  * session's current row (its owner, incarnation and change counters). */

@@ -173,6 +173,15 @@ static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
         else if (key_is(k, "command")) r = get_list(c, v, "command", 256, 4096, 0, &s->command);
         else if (key_is(k, "volumes")) r = get_list(c, v, "volumes", 64, 64, 1, &s->volumes);
         else if (key_is(k, "cwd")) r = get_str(c, v, "cwd", 4096, &s->cwd);
+        else if (key_is(k, "append_args")) {
+            char *b = NULL;
+            if (get_str(c, v, "append_args", 8, &b) < 0) return -1;
+            int t = strcmp(b, "true") == 0, f = strcmp(b, "false") == 0;
+            free(b);
+            if (!t && !f) return perr(c, v, "append_args must be true or false");
+            s->append_args = t;
+            r = 0;
+        }
         else if (key_is(k, "environment")) {
             if ((r = want_map(c, v, "environment")) < 0) return -1;
             if (s->env_keys.n) return perr(c, k, "duplicate key 'environment'");

@@ -10,6 +10,8 @@
  *       command: [ARG, ...]          # optional, <= 256 args
  *       environment: {KEY: VALUE}    # optional, <= 256
  *       cwd: PATH                    # optional
+ *       append_args: true|false      # optional, default false: whether `scpctl run ... -- PROG ARGS`
+ *                                    # may append ARGS to command (the operator is not trusted with it)
  *       files: [{path: PATH, content: TEXT}]   # optional, <= 64
  *       volumes: [NAME, ...]         # optional: volumes of this session the service mounts
  *   secrets:                         # optional, <= 256
@@ -70,6 +72,7 @@ typedef struct cas_service_def {
     char *cwd;
     cas_file_def *files;
     size_t n_files;
+    int append_args; /* the runtime may append the operator's ARGS to command (default: no) */
 } cas_service_def;
 
 typedef struct cas_volume_def {

@@ -180,6 +180,34 @@ int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
     return 0;
 }
 
+int cas_secret_owner_read(cas_api *api, const cas_policy *p, const char *name, char **val, size_t *len,
+                          scp_err *err) {
+    const cas_secret_def *s = cas_policy_secret(p, name);
+    if (!s) return scp_fail(err, SCP_E_NOENT, ENOENT, "session '%s' defines no secret '%s'", p->name, name);
+    if (s->kind == SECRET_IMPORTED)
+        return scp_fail(err, SCP_E_NOTSUP, EPERM,
+                        "secret '%s' is imported from session '%s': its owner reads it there", name, s->import_session);
+    char spec[65];
+    uint8_t *ct = NULL, *pt = NULL;
+    size_t ctlen = 0, ptlen = 0;
+    int g = api->st->ops->secret_get(api->st, p->name, name, spec, &ct, &ctlen, err);
+    if (g == 1) g = cas_unseal(api, "secret", p->name, name, ct, ctlen, &pt, &ptlen, err) < 0 ? -1 : 1;
+    free(ct);
+    if (g < 0) return -1;
+    if (g == 0) return scp_fail(err, SCP_E_NOENT, ENOENT, "secret '%s' of session '%s' is not stored", name, p->name);
+    if (s->kind == SECRET_X509) {
+        /* the certificate only: the service's private key never leaves CAS but to the service */
+        const char *k = strstr((const char *)pt, "-----BEGIN PRIVATE KEY-----");
+        size_t cl = k ? (size_t)(k - (const char *)pt) : ptlen;
+        OPENSSL_cleanse(pt + cl, ptlen - cl);
+        pt[cl] = 0;
+        ptlen = cl;
+    }
+    *val = (char *)pt;
+    *len = ptlen;
+    return 0;
+}
+
 int cas_ensure_volumes(cas_api *api, const cas_policy *p, const char *incarnation, scp_err *err) {
     for (size_t i = 0; i < p->n_volumes; i++) {
         uint8_t *old = NULL;
@@ -495,9 +523,9 @@ json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_po
     }
     char token[65];
     cas_volume_token(api, p->name, row->incarnation, svc->name, token);
-    cfg = json_pack("{s:s, s:s, s:o, s:o, s:s?, s:o, s:o, s:o, s:s}", "session", p->name, "service", svc->name,
-                    "command", cmd, "environment", env, "cwd", svc->cwd, "files", files, "volumes", vols, "network",
-                    net, "volume_token", token);
+    cfg = json_pack("{s:s, s:s, s:o, s:b, s:o, s:s?, s:o, s:o, s:o, s:s}", "session", p->name, "service", svc->name,
+                    "command", cmd, "append_args", svc->append_args, "environment", env, "cwd", svc->cwd, "files", files,
+                    "volumes", vols, "network", net, "volume_token", token);
     render_free(&r);
     if (!cfg) cas_deny(resp, 500, "internal", "cannot build the configuration");
     return cfg;

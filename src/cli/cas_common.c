@@ -109,6 +109,7 @@ int cli_cas_call(scp_cas_client *c, const char *method, const char *path, const 
     }
     const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
     const char *code = j ? json_string_value(json_object_get(j, "error")) : NULL;
+    fflush(stdout);
     char esc[1200];
     fprintf(stderr, "scpctl: CAS refused (%d %s): %s\n", st, cas_escape_text(code ? code : "error", esc, 64),
             msg ? cas_escape_text(msg, esc + 64, sizeof esc - 64) : "no details");

@@ -1,5 +1,6 @@
 /* cli/cmd_cas.c - scpctl cas: run the CAS daemon, check it, make identities, read the audit log. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "cas/util.h"
 #include "cli/cas_common.h"
 #include "cli/commands.h"
+#include "scp/attest_hw.h"
 #include "scp/cas.h"
 
 static void cas_usage(FILE *out) {
@@ -17,6 +19,7 @@ static void cas_usage(FILE *out) {
             "       scpctl cas status [--cas HOST:PORT --pin FINGERPRINT]   (a given --pin is remembered)\n"
             "       scpctl cas identity [--out FILE] [--show]\n"
             "       scpctl cas audit [--from N] [--limit N] [--verify] [--json]\n"
+            "       scpctl cas collateral import --dir COLLATERAL_DIR FILE...   (AMD/Intel attestation collateral)\n"
             "\n"
             "Client options (all but serve): --cas HOST:PORT, --pin FINGERPRINT, --identity FILE; defaults\n"
             "from SCP_CAS, SCP_CAS_PIN, SCP_IDENTITY, $SCP_HOME/cas.conf and $SCP_HOME/identity.pem\n"
@@ -165,17 +168,55 @@ static int audit(int argc, char **argv) {
     long long bad = (long long)json_integer_value(json_object_get(j, "first_bad"));
     long long count = (long long)json_integer_value(json_object_get(j, "count"));
     long long reset_at = (long long)json_integer_value(json_object_get(j, "reset_at"));
-    if (ok)
+    fflush(stdout); /* the verdict comes after the rows, also when both go to one pipe */
+    if (ok) {
         fprintf(stderr, "scpctl: audit chain verified: %lld entries intact\n", count);
-    if (reset_at > 0)
-        fprintf(stderr, "scpctl: note: the operator accepted a reset of this log at entry %lld (rows before it were "
-                        "lost or removed; its reason says what was found)\n", reset_at);
-    else
+        if (reset_at > 0)
+            fprintf(stderr,
+                    "scpctl: note: the operator accepted a reset of this log at entry %lld (rows before it were "
+                    "lost or removed; its reason says what was found)\n",
+                    reset_at);
+    } else {
         fprintf(stderr, "scpctl: AUDIT CHAIN BROKEN at entry %lld: %s\n", bad,
                 json_string_value(json_object_get(j, "problem")) ? json_string_value(json_object_get(j, "problem"))
                                                                  : "the log was edited, reordered or truncated");
+    }
     json_decref(j);
     return (!ok && verify) ? EXIT_INTEGRITY : EXIT_OK;
+}
+
+/* scpctl cas collateral import --dir DIR FILE...: file each fetched collateral file where the
+ * hardware verifiers read it (docs/attestation-hw.md). */
+static int collateral(int argc, char **argv) {
+    const char *dir = NULL;
+    int first = 0;
+    if (argc < 2 || strcmp(argv[1], "import") != 0)
+        return cli_usage_error("cas collateral: the only subcommand is 'import --dir DIR FILE...'");
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) dir = argv[++i];
+        else if (argv[i][0] == '-') return cli_usage_error("cas collateral import: unknown option '%s'", argv[i]);
+        else if (!first) first = i;
+    }
+    if (!dir || !first) return cli_usage_error("cas collateral import needs --dir DIR and at least one FILE");
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--dir") == 0) {
+            i++;
+            continue;
+        }
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        char dest[4096];
+        scp_err e;
+        if (scp_read_file(AT_FDCWD, argv[i], 1 << 20, &buf, &len, &e) < 0 ||
+            scp_hw_collateral_import(dir, buf, len, dest, sizeof dest, &e) < 0) {
+            free(buf);
+            scp_err_prefix(&e, "%s", argv[i]);
+            return cli_fail(&e);
+        }
+        free(buf);
+        printf("%s -> %s\n", argv[i], dest);
+    }
+    return EXIT_OK;
 }
 
 int cmd_cas(int argc, char **argv) {
@@ -193,5 +234,6 @@ int cmd_cas(int argc, char **argv) {
     if (strcmp(sub, "status") == 0) return status(argc - 1, argv + 1);
     if (strcmp(sub, "identity") == 0) return identity(argc - 1, argv + 1);
     if (strcmp(sub, "audit") == 0) return audit(argc - 1, argv + 1);
+    if (strcmp(sub, "collateral") == 0) return collateral(argc - 1, argv + 1);
     return cli_usage_error("cas: unknown subcommand '%s'; see 'scpctl cas --help'", sub);
 }

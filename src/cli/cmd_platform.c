@@ -9,6 +9,7 @@
 #include "cas/util.h"
 #include "cli/cas_common.h"
 #include "cli/commands.h"
+#include "runtime/attest_run.h"
 #include "scp/attest.h"
 
 static void platform_usage(FILE *out) {
@@ -18,7 +19,9 @@ static void platform_usage(FILE *out) {
             "       scpctl platform enroll --name NAME (--key FILE | --pubkey HEX)   (admin)\n"
             "       scpctl platform revoke ID                (admin)\n"
             "       scpctl platform list                     (admin)\n"
-            "       scpctl platform measure [--config FILE] FILE...   print the measurement (hex)\n"
+            "       scpctl platform measure -- PROGRAM      print the measurement of PROGRAM (resolved in PATH),\n"
+            "            its loader and libraries and the shield runtime, as 'scpctl run --cas' computes it\n"
+            "       scpctl platform measure [--config FILE] FILE...   print the measurement of these files (hex)\n"
             "       scpctl platform attest --key FILE --session S --service N --measurement HEX\n"
             "            run the runtime's attestation and print the configuration CAS releases\n"
             "            (it holds secrets: for tests and debugging only)\n"
@@ -43,8 +46,14 @@ int cmd_platform(int argc, char **argv) {
     const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,
                *config = NULL, *volume = NULL, *tag = NULL, *token = NULL;
     const char *pos[64];
-    int npos = 0;
+    int npos = 0, prog_form = 0;
     for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0 && strcmp(sub, "measure") == 0) { /* measure -- PROG: what run measures */
+            prog_form = 1;
+            if (i + 2 != argc) return cli_usage_error("platform measure -- PROGRAM (one program)");
+            pos[npos++] = argv[i + 1];
+            break;
+        }
         int r = cli_cas_opt(argc, argv, &i, &o);
         if (r < 0) return cli_usage_error("'%s' needs a value", argv[i]);
         if (r) continue;
@@ -90,6 +99,24 @@ int cmd_platform(int argc, char **argv) {
         scp_hex(id, 32, h1);
         scp_hex(pub, 32, h2);
         printf("id %s\npubkey %s\n", h1, h2);
+        return EXIT_OK;
+    }
+    if (strcmp(sub, "measure") == 0 && prog_form) {
+        if (config || npos != 1) return cli_usage_error("platform measure -- PROGRAM takes no --config and one program");
+        scp_elf_set *set = calloc(1, sizeof *set);
+        uint8_t m[32];
+        char hex[65];
+        if (!set) return cli_usage_error("out of memory");
+        int r = scp_attest_run_measure(pos[0], NULL, set, m, &e);
+        if (r == 0) {
+            if (getenv("SCP_MEASURE_VERBOSE"))
+                for (size_t i = 0; i < set->n; i++) fprintf(stderr, "measured %s\n", set->path[i]);
+            scp_elf_set_close(set, -1);
+        }
+        free(set);
+        if (r < 0) return cli_fail(&e);
+        scp_hex(m, 32, hex);
+        printf("%s\n", hex);
         return EXIT_OK;
     }
     if (strcmp(sub, "measure") == 0) {

@@ -3,14 +3,40 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+#include <malloc.h>
+
+#include "cli/cas_common.h"
 #include "cli/commands.h"
 #include "common/util.h"
+#include "runtime/attest_run.h"
 #include "runtime/launch.h"
 
 static void run_usage(FILE *out) {
     fprintf(out,
-            "usage: scpctl run [--volume HOSTDIR:/MOUNT[:KEYFILE]]... [--key-file KEYFILE]\n"
-            "                  [--trace[=FILE]] -- PROGRAM [ARGS...]\n\n"
+            "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee sim] [--platform-key FILE]\n"
+            "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--pin FP] [--identity FILE]\n"
+            "                  [--trace] -- PROGRAM [ARGS...]\n\n"
+            "Measures PROGRAM (resolved in PATH), its loader, its libraries and the shield runtime from\n"
+            "open descriptors, attests to CAS and runs PROGRAM from the measured descriptor with the\n"
+            "configuration CAS releases: the policy's command (ARGS are appended only when the policy\n"
+            "says append_args: true), its environment (nothing from the host) and working directory,\n"
+            "and its volumes, kept under --volume-dir (default: /var/lib/scp/volumes for root, else\n"
+            "$XDG_DATA_HOME/scp/volumes or ~/.local/share/scp/volumes; DIR/SESSION/VOLUME, created on\n"
+            "first start) and opened against the tag CAS expects. After every commit the new tag is\n"
+            "reported to CAS by this process (asynchronously unless --tag-sync). 'scpctl platform measure -- PROGRAM'\n"
+            "prints the measurement to put into the policy.\n\n"
+            "  --platform-key FILE   the sim platform key (default $SCP_PLATFORM_KEY or $SCP_HOME/platform.key)\n"
+            "  --cas-timeout SEC     keep retrying an unreachable CAS this long (default 10)\n"
+            "  --tag-sync            every commit (fsync) waits until CAS acknowledged the volume's new tag;\n"
+            "                        if CAS cannot be told within --cas-timeout the program is killed\n"
+            "  --tee sim             the only backend today: memory is NOT protected\n"
+            "Exit status: PROGRAM's (128+N for signal N); 1 CAS unreachable or refused (CAS's reason\n"
+            "shown), program missing; 2 usage; 3 wrong CAS pin or a rolled-back volume.\n\n"
+            "usage (development only, no CAS, keys from files):\n"
+            "       scpctl run [--volume HOSTDIR:/MOUNT[:KEYFILE]]... [--key-file KEYFILE]\n"
+            "                  [--trace[=FILE]] [--container] [--rootfs DIR] [--net host|none]\n"
+            "                  [--hostname NAME] [--cap NAME]... -- PROGRAM [ARGS...]\n\n"
             "Runs PROGRAM under the shield: every file it keeps under /MOUNT is stored in the\n"
             "protected volume HOSTDIR (encrypted and authenticated); nothing under /MOUNT ever\n"
             "reaches the host in plaintext, and what the shield cannot serve fails with an error.\n\n"
@@ -19,11 +45,95 @@ static void run_usage(FILE *out) {
             "  --key-file KEYFILE          32-byte key file (mode 0600) for volumes without their own\n"
             "  --trace[=FILE]              log every intercepted call and its result to FILE or\n"
             "                              standard error (never keys or file contents)\n\n"
-            "Exit status: PROGRAM's, or 1/2/3/4 as for every scpctl command when it cannot start;\n"
+            "Container (any of these options turns it on; see docs/runtime.md): new mount, pid,\n"
+            "ipc and uts namespaces, a fresh /proc, a minimal /dev, a private /tmp, no_new_privs,\n"
+            "no capabilities, no ptrace; as an ordinary user through a user namespace. The\n"
+            "container's pid 1 forwards TERM/INT/HUP/USR1/USR2 to PROGRAM (pid 2), reaps orphans,\n"
+            "and when PROGRAM ends, kills what is left.\n"
+            "  --container                 run in the container, with the host's root\n"
+            "  --rootfs DIR                pivot_root into DIR (an absolute path; volume mount\n"
+            "                              points are inside it)\n"
+            "  --net host|none             the host's network (default) or only lo\n"
+            "  --hostname NAME             the container's hostname (default scp)\n"
+            "  --cap NAME                  keep capability NAME, e.g. net_bind_service (repeatable)\n\n"
+            "Exit status: PROGRAM's (128+N when a signal N ended it), or 1/2/3/4 as for every scpctl command when it cannot start;\n"
             "126 when the shield refuses to run the program.\n");
 }
 
+/* jansson holds the configuration (keys, rendered secrets): wipe every block it frees. Blocks
+ * come from malloc, so anything jansson hands out may still be released with free(). */
+static void wiping_free(void *p) {
+    if (!p) return;
+    scp_wipe(p, malloc_usable_size(p));
+    free(p);
+}
+
+/* scpctl run --cas ...: the attested mode (runtime/attest_run.h). */
+static int cmd_run_attested(int argc, char **argv) {
+    json_set_alloc_funcs(malloc, wiping_free);
+    cli_cas c = {0};
+    struct scp_attest_run_opts o;
+    memset(&o, 0, sizeof o);
+    o.cas_timeout = 10;
+    const char *tee = "sim";
+    int i;
+    for (i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int r = cli_cas_opt(argc, argv, &i, &c);
+        if (r < 0) return cli_usage_error("'%s' needs a value", a);
+        if (r) continue;
+        if (!strcmp(a, "--")) {
+            i++;
+            break;
+        }
+        const char **dst = !strcmp(a, "--session")        ? &o.session
+                           : !strcmp(a, "--service")      ? &o.service
+                           : !strcmp(a, "--platform-key") ? &o.platform_key
+                           : !strcmp(a, "--volume-dir")   ? &o.volume_dir
+                           : !strcmp(a, "--tee")          ? &tee
+                                                          : NULL;
+        if (dst) {
+            if (++i >= argc) return cli_usage_error("'%s' needs a value", a);
+            *dst = argv[i];
+        } else if (!strcmp(a, "--cas-timeout")) {
+            char *end;
+            if (++i >= argc) return cli_usage_error("--cas-timeout needs seconds");
+            o.cas_timeout = strtod(argv[i], &end);
+            if (*end || !(o.cas_timeout >= 0 && o.cas_timeout <= 86400))
+                return cli_usage_error("--cas-timeout wants 0..86400 seconds, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--trace")) {
+            o.trace = 1;
+        } else if (!strcmp(a, "--tag-sync")) {
+            o.tag_sync = 1;
+        } else {
+            return cli_usage_error("unknown option '%s' with --cas; see 'scpctl run --help'", a);
+        }
+    }
+    if (!o.session || !o.service) return cli_usage_error("--cas needs --session S and --service NAME");
+    if (strcmp(tee, "sim") != 0) return cli_usage_error("--tee: only 'sim' exists today");
+    if (i >= argc) return cli_usage_error("no program given: scpctl run --cas ... -- PROGRAM [ARGS]");
+    static char keypath[4096];
+    if (!o.platform_key) o.platform_key = getenv("SCP_PLATFORM_KEY");
+    if (!o.platform_key) {
+        snprintf(keypath, sizeof keypath, "%s/platform.key", cli_scp_home());
+        o.platform_key = keypath;
+    }
+    o.argv = argv + i;
+    o.argc = argc - i;
+    int code = 0;
+    scp_cas_client *cl = cli_cas_client(&c, &code);
+    if (!cl) return code;
+    scp_err err = {0};
+    int rc = scp_attest_run(cl, &o, &err);
+    scp_cas_client_free(cl);
+    if (rc < 0) return cli_fail(&err);
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
+    for (int k = 1; k < argc && strcmp(argv[k], "--") != 0; k++)
+        if (!strcmp(argv[k], "--cas") || !strcmp(argv[k], "--session") || !strcmp(argv[k], "--service"))
+            return cmd_run_attested(argc, argv);
     static struct scp_run_opts o;
     memset(&o, 0, sizeof o);
     const char *keyfile = NULL;
@@ -62,6 +172,27 @@ int cmd_run(int argc, char **argv) {
         } else if (!strncmp(a, "--trace=", 8)) {
             o.trace = 1;
             o.trace_file = a + 8;
+        } else if (!strcmp(a, "--container")) {
+            o.container.enabled = 1;
+        } else if (!strcmp(a, "--rootfs")) {
+            if (++i >= argc || argv[i][0] != '/') return cli_usage_error("--rootfs needs an absolute DIR");
+            o.container.rootfs = argv[i];
+            o.container.enabled = 1;
+        } else if (!strcmp(a, "--net")) {
+            if (++i >= argc || (strcmp(argv[i], "host") != 0 && strcmp(argv[i], "none") != 0))
+                return cli_usage_error("--net wants host or none");
+            o.container.net_none = strcmp(argv[i], "none") == 0;
+            o.container.enabled = 1;
+        } else if (!strcmp(a, "--hostname")) {
+            if (++i >= argc || !*argv[i] || strlen(argv[i]) > 64)
+                return cli_usage_error("--hostname needs a NAME of 1 to 64 characters");
+            o.container.hostname = argv[i];
+            o.container.enabled = 1;
+        } else if (!strcmp(a, "--cap")) {
+            int cap = ++i < argc ? scp_container_cap_from_name(argv[i]) : -1;
+            if (cap < 0) return cli_usage_error("--cap needs a capability name such as net_bind_service");
+            o.container.keep_caps |= 1ull << cap;
+            o.container.enabled = 1;
         } else if (a[0] == '-') {
             return cli_usage_error("unknown option '%s'; see 'scpctl run --help'", a);
         } else break;
@@ -71,11 +202,14 @@ int cmd_run(int argc, char **argv) {
     /* Say plainly what is and is not protected: this entry point runs without a TEE. */
     const char *quiet = getenv("SCP_QUIET");
     if (!quiet || !*quiet)
-        fprintf(stderr, "scpctl run: no TEE ('sim' mode): files under the mounts are encrypted and "
+        fprintf(stderr, "scpctl run: development mode (keys from files, no CAS, no attestation; use --cas for "
+                        "production). No TEE ('sim' mode): files under the mounts are encrypted and "
                         "authenticated, but the program's memory is NOT protected from the host "
                         "(set SCP_QUIET=1 to silence this notice)\n");
     scp_err err;
-    if (o.nvol && scp_run_isolate(&err)) return cli_fail(&err); /* before any key is read */
+    /* before any key is read */
+    if (o.container.enabled ? scp_container_prepare(&o.container, &err) : o.nvol && scp_run_isolate(&err))
+        return cli_fail(&err);
     for (unsigned v = 0; v < o.nvol; v++) {
         const char *kf = vol_key[v] ? vol_key[v] : keyfile;
         if (!kf) return cli_usage_error("volume %s has no key: give --key-file", o.vol[v].hostdir);

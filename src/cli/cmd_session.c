@@ -16,10 +16,13 @@ static void session_usage(FILE *out) {
             "       scpctl session list\n"
             "       scpctl session delete NAME\n"
             "       scpctl session set-tag NAME VOLUME (TAG | --clear)\n"
+            "       scpctl session secret NAME SECRET\n"
             "Client options: --cas HOST:PORT --pin FINGERPRINT --identity FILE (see 'scpctl cas --help').\n"
             "An update must name the hash of the version it replaces: 'predecessor: HASH' in the file,\n"
             "or --predecessor HASH; if someone updated the session meanwhile, the update is refused.\n"
-            "set-tag overrides the expected freshness tag of a volume (recovery, see docs/cas.md).\n");
+            "set-tag overrides the expected freshness tag of a volume (recovery, see docs/cas.md).\n"
+            "secret prints a secret's value (hex for kind random; an x509 secret's certificate only) to\n"
+            "standard output, for the session's owner only; CAS records the read in its audit log.\n");
 }
 
 int cmd_session(int argc, char **argv) {
@@ -47,7 +50,10 @@ int cmd_session(int argc, char **argv) {
         else if (npos < 4) pos[npos++] = argv[i];
         else return cli_usage_error("session: too many arguments");
     }
-    int want = strcmp(sub, "list") == 0 ? 0 : strcmp(sub, "set-tag") == 0 ? (clear ? 2 : 3) : 1;
+    int want = strcmp(sub, "list") == 0      ? 0
+               : strcmp(sub, "set-tag") == 0 ? (clear ? 2 : 3)
+               : strcmp(sub, "secret") == 0  ? 2
+                                             : 1;
     if (npos != want) {
         session_usage(stderr);
         return EXIT_USAGE;
@@ -66,7 +72,8 @@ int cmd_session(int argc, char **argv) {
             doc = nd;
             len += (size_t)n;
         }
-    } else if (strcmp(sub, "show") && strcmp(sub, "list") && strcmp(sub, "delete") && strcmp(sub, "set-tag")) {
+    } else if (strcmp(sub, "show") && strcmp(sub, "list") && strcmp(sub, "delete") && strcmp(sub, "set-tag") &&
+               strcmp(sub, "secret")) {
         return cli_usage_error("session: unknown subcommand '%s'", sub);
     }
     int code = 0;
@@ -116,6 +123,17 @@ int cmd_session(int argc, char **argv) {
         snprintf(path, sizeof path, "/v1/sessions/%s", pos[0]);
         code = cli_cas_call(c, "DELETE", path, NULL, NULL, 0, NULL);
         if (!code) printf("deleted session %s\n", pos[0]);
+    } else if (strcmp(sub, "secret") == 0) {
+        snprintf(path, sizeof path, "/v1/sessions/%s/secrets/%s", pos[0], pos[1]);
+        code = cli_cas_call(c, "GET", path, NULL, NULL, 0, &j);
+        const char *v = j ? json_string_value(json_object_get(j, "value")) : NULL;
+        if (!code && v) {
+            fputs(v, stdout);
+            if (!*v || v[strlen(v) - 1] != '\n') putchar('\n');
+        } else if (!code) {
+            fprintf(stderr, "scpctl: CAS's answer holds no value\n");
+            code = EXIT_FAILURE_;
+        }
     } else {
         snprintf(path, sizeof path, "/v1/sessions/%s/volumes/%s/tag", pos[0], pos[1]);
         json_t *b = json_pack("{s:s}", "tag", clear ? "" : pos[2]);

@@ -35,6 +35,7 @@ static void usage(FILE *out) {
 }
 
 int cli_fail(const scp_err *err) {
+    fflush(stdout); /* what was printed comes before the error, also when both go to one pipe */
     fprintf(stderr, "scpctl: %s\n", err->msg[0] ? err->msg : scp_code_name(err->code));
     switch (err->code) {
     case SCP_E_INTEGRITY:

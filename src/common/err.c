@@ -70,6 +70,7 @@ const char *scp_code_name(scp_code code) {
     case SCP_E_ROLLBACK: return "rollback detected";
     case SCP_E_CRYPTO: return "crypto failure";
     case SCP_E_NOTSUP: return "not supported";
+    case SCP_E_POLICY: return "refused by policy";
     }
     return "unknown error";
 }

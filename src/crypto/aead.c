@@ -83,6 +83,8 @@ static void tls_init(void) {
     pthread_atfork(tls_prepare, tls_parent, tls_child);
 }
 
+void scp_crypto_atfork_register(void) { pthread_once(&tls_once, tls_init); }
+
 /* This thread's contexts, taken (release with tls_unlock); NULL if out of memory. */
 static struct gcm_tls *tls_get(void) {
     pthread_once(&tls_once, tls_init);

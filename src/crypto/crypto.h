@@ -26,6 +26,13 @@ int scp_random(void *buf, size_t n, scp_err *err);
 void scp_crypto_forget_keys(void);
 /* Cached keyed contexts over all threads (for tests: 0 right after scp_crypto_forget_keys). */
 size_t scp_crypto_cached_keys(void);
+/* Register the crypto layer's fork handlers now (idempotent; otherwise done at the first AEAD
+ * call). Its prepare handler takes the lock of the per-thread context list, which a thread
+ * inside a volume call may be waiting for while it holds volume locks. glibc runs prepare
+ * handlers in the reverse order of registration, so a library whose fork handlers take such
+ * locks calls this before it registers its own: its prepare then runs first, and the lock
+ * order (volume locks, then this list) is the one threads use. */
+void scp_crypto_atfork_register(void);
 
 /* AES-256-GCM. ct/pt may alias (in place). open returns -1 with SCP_E_INTEGRITY when the tag
  * does not verify; pt is then zeroed so that no unauthenticated byte escapes. */

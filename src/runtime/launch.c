@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -101,6 +102,22 @@ static int find_shield(const char *given, char *out, size_t n, scp_err *err) {
     return 0;
 }
 
+struct run_secrets {
+    scp_shield_config *cfg;
+    struct scp_run_opts *o;
+};
+
+/* The container's relay and init keep no key. */
+static void wipe_secrets(void *ctx) {
+    struct run_secrets *s = ctx;
+    scp_wipe(s->cfg, sizeof *s->cfg);
+    for (unsigned i = 0; i < s->o->nvol; i++) scp_wipe(s->o->vol[i].key, sizeof s->o->vol[i].key);
+}
+
+int scp_run_find_shield(const char *given, char *out, size_t n, scp_err *err) {
+    return find_shield(given, out, n, err);
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -182,8 +199,35 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         cfg.flags |= SCP_SHIELD_F_TRACE;
     }
 
+    if (o->container.enabled) {
+        struct run_secrets sec = {&cfg, o};
+        /* from here on this is the program's process, inside the container */
+        if (scp_container_start(&o->container, lib, lib, sizeof lib, wipe_secrets, &sec, err)) goto out;
+        cfg.flags |= SCP_SHIELD_F_NODUMP;
+    }
+    if (o->tag_fd > 0) {
+        if (dup2(o->tag_fd, own) < 0) {
+            scp_fail_errno(err, "cannot place the tag pipe");
+            goto out;
+        }
+        char tnum[16];
+        snprintf(tnum, sizeof tnum, "%d", own--);
+        if (setenv(SCP_SHIELD_ENV_TAG_FD, tnum, 1)) {
+            scp_fail_errno(err, "setenv");
+            goto out;
+        }
+    }
+    if (o->tag_sync_fd > 0) {
+        char snum[16];
+        snprintf(snum, sizeof snum, "%d", own);
+        if (dup2(o->tag_sync_fd, own--) < 0 || setenv(SCP_SHIELD_ENV_TAG_SYNC_FD, snum, 1)) {
+            scp_fail_errno(err, "cannot pass the tag-sync page");
+            goto out;
+        }
+    }
+
     if (cfg.nvol) {
-        if (scp_run_isolate(err)) goto out;
+        if (!o->container.enabled && scp_run_isolate(err)) goto out;
         for (unsigned i = 0; i < cfg.nvol; i++) {
             const char *mp = cfg.vol[i].mount;
             if (mkdir_p(mp)) {
@@ -198,6 +242,11 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         }
     }
 
+    if (o->cwd && chdir(o->cwd)) {
+        scp_fail_errno(err, "cannot enter the working directory %s (inside a volume only its mount point can be)",
+                       o->cwd);
+        goto out;
+    }
     int mfd = scp_shield_config_to_memfd(&cfg, err);
     if (mfd < 0) goto out;
     char num[16];
@@ -218,7 +267,13 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     free(pl);
     scp_wipe(&cfg, sizeof cfg);
     for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
-    execvp(o->argv[0], o->argv);
+    if (o->container.enabled && scp_container_seal(&o->container, err)) goto out;
+    if (o->exec_fd > 0) {
+        extern char **environ;
+        syscall(SYS_execveat, o->exec_fd, "", o->argv, environ, AT_EMPTY_PATH);
+    } else {
+        execvp(o->argv[0], o->argv);
+    }
     scp_fail_errno(err, "cannot run %s", o->argv[0]);
     close(mfd);
 out:

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "runtime/container.h"
 #include "scp/err.h"
 #include "scp/shield.h"
 
@@ -21,12 +22,26 @@ struct scp_run_opts {
     const char *trace_file;  /* NULL: standard error */
     const char *shield_lib;  /* NULL: find libscp-shield.so next to this executable */
     char *const *argv;       /* program and its arguments */
+    struct scp_container_opts container; /* enabled: run inside a container (container.h);
+                                            the caller calls scp_container_prepare first */
+    int exec_fd;             /* > 0: execveat this descriptor (the one that was measured) instead of
+                                searching argv[0] in PATH */
+    int tag_fd;              /* > 0: one end of a SOCK_SEQPACKET pair on which the shield reports
+                                every volume's new tag after each commit (SCP_SHIELD_ENV_TAG_FD) */
+    const char *cwd;         /* NULL: keep; else the working directory, entered after the mount points
+                                are covered so that it may be a volume's mount point */
+    int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits
+                                until CAS acknowledged its tag (SCP_SHIELD_ENV_TAG_SYNC_FD) */
 };
 
 /* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it
  * too; call it first, before any key is in memory, because an unprivileged caller must be
  * dumpable for the moment it writes its uid/gid maps. */
 int scp_run_isolate(scp_err *err);
+
+/* Where scp_run_exec finds libscp-shield.so: `given`, else $SCP_SHIELD_LIB, else next to this
+ * executable (or ../lib/scp/); the real path goes to out. */
+int scp_run_find_shield(const char *given, char *out, size_t n, scp_err *err);
 
 /* Check the volumes and keys, isolate the mount points (a private mount namespace with an
  * empty read-only tmpfs on each, so that no raw path access reaches the host there), hand the

@@ -746,7 +746,10 @@ static void map_writeback(struct shmap *mp) {
  * unmap. Returns 1 if a protected mapping was involved. */
 static int sh_unmap_hook_(void *addr, size_t len, int unmap);
 int sh_unmap_hook(void *addr, size_t len, int unmap) {
-    if (!sh.active) return 0;
+    /* The volume library's own unmaps (a file's state freed under its volume mutex) are never
+     * the program's mappings; taking sh.mu there would invert the order sh.mu -> volume locks
+     * that the fork handlers rely on (the shield's prepare runs before the library's). */
+    if (!sh.active || sh_in_lib) return 0;
     sh_in_lib++;
     int r = sh_unmap_hook_(addr, len, unmap);
     sh_in_lib--;
@@ -945,7 +948,6 @@ int sh_trap_involves_prot(long nr, const long a[6]) {
     case SYS_execveat:
     case SYS_openat2:
     case SYS_rt_sigaction:
-    case SYS_rt_sigprocmask:
     case SYS_close_range: return 1;
     case SYS_dup2:
     case SYS_dup3:
@@ -1018,14 +1020,6 @@ static long sh_syscall_(long nr, const long a[6]) {
     }
     case SYS_tee:
     case SYS_vmsplice: return -EINVAL;
-    case SYS_rt_sigprocmask: {
-        /* never block SIGSYS: the kernel kills a thread that traps with it blocked */
-        uint64_t set;
-        if (a[3] != 8) return -EINVAL;
-        memcpy(&set, (const void *)a[1], sizeof set);
-        set &= ~(1ull << (SIGSYS - 1));
-        return sh_gate(SYS_rt_sigprocmask, a[0], (long)&set, a[2], a[3], 0, 0);
-    }
     case SYS_rt_sigaction:
         /* SIGSYS stays the shield's: report the current action, change nothing */
         if (a[2]) sh_gate(SYS_rt_sigaction, SIGSYS, 0, a[2], a[3], 0, 0);

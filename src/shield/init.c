@@ -14,21 +14,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
 
+#include "common/bytes.h"
 #include "common/util.h"
 #include "shield/internal.h"
 
+/* <sys/socket.h> would clash with the shield's PF_FILE; the Linux value of MSG_NOSIGNAL */
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0x4000
+#endif
 #ifndef SYS_SECCOMP
 #define SYS_SECCOMP 1
 #endif
 
-static void die(const char *what, const scp_err *e) {
+__attribute__((noreturn)) static void die(const char *what, const scp_err *e) {
     char buf[600];
     int n = snprintf(buf, sizeof buf, "scp-shield: %s%s%s; refusing to run the program\n", what,
                      e ? ": " : "", e ? e->msg : "");
@@ -39,6 +47,31 @@ static void die(const char *what, const scp_err *e) {
     _exit(126);
 }
 
+#define SIGSYS_BIT (1ull << (SIGSYS - 1))
+
+/* A trapped rt_sigprocmask (glibc's own sigsetmask, sigprocmask inside libc, a raw syscall)
+ * is about the interrupted code's mask, which is uc_sigmask: the thread's mask while this
+ * handler runs is thrown away by sigreturn. The kernel still does the work (it checks `how`,
+ * the size and both pointers, and fails with EINVAL or EFAULT as it would): the handler's
+ * mask is first set to the interrupted one, the call made on it, and the result, with SIGSYS
+ * taken out again, becomes the mask that sigreturn restores. */
+static long trap_sigprocmask(ucontext_t *uc, const long a[6]) {
+    uint64_t interrupted, now;
+    /* the kernel's sigset_t, the first 8 bytes of uc_sigmask, is all that sigreturn reads */
+    memcpy(&interrupted, &uc->uc_sigmask, sizeof interrupted);
+    interrupted &= ~SIGSYS_BIT;
+    sh_gate(SYS_rt_sigprocmask, SIG_SETMASK, (long)&interrupted, 0, 8, 0, 0);
+    long r = sh_gate(SYS_rt_sigprocmask, a[0], a[1], a[2], a[3], 0, 0);
+    /* read back even after an error: a bad old-set pointer fails after the mask changed */
+    sh_gate(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&now, 8, 0, 0);
+    if (now & SIGSYS_BIT) { /* a trap with SIGSYS blocked kills the thread */
+        now &= ~SIGSYS_BIT;
+        sh_gate(SYS_rt_sigprocmask, SIG_SETMASK, (long)&now, 0, 8, 0, 0);
+    }
+    memcpy(&uc->uc_sigmask, &now, sizeof now);
+    return r;
+}
+
 static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     if (si->si_code != SYS_SECCOMP) return;
@@ -47,6 +80,11 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     int saved = errno;
     long a[6] = {(long)g[REG_RDI], (long)g[REG_RSI], (long)g[REG_RDX],
                  (long)g[REG_R10], (long)g[REG_R8], (long)g[REG_R9]};
+    if (si->si_syscall == SYS_rt_sigprocmask) {
+        g[REG_RAX] = (greg_t)trap_sigprocmask(uc, a);
+        errno = saved;
+        return;
+    }
     sh_in_trap = 1;
     long r = sh_trap_involves_prot(si->si_syscall, a)
                  ? sh_syscall(si->si_syscall, a)
@@ -88,7 +126,94 @@ static void scrub_preload(void) {
     else unsetenv("LD_PRELOAD");
 }
 
-__attribute__((constructor(101))) static void sh_ctor(void) {
+/* The supervisor's tag socket (scpctl run): -1 when the launcher gave none; with --tag-sync
+ * also the shared acknowledgement page. */
+static int tag_fd = -1;
+static struct scp_shield_tag_sync *tag_sync;
+
+/* After each commit of volume (uintptr_t)ctx: one record, u8 index || tag. If the supervisor
+ * is gone the send fails and is ignored (CAS then lags behind, which the next run sees as a
+ * volume newer than expected, never as a rollback), and a sync wait ends at once. */
+static void report_tag(void *ctx, const scp_volume_tag *tag) {
+    uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
+    unsigned i = (unsigned)(uintptr_t)ctx;
+    rec[0] = (uint8_t)i;
+    memcpy(rec + 1, tag, SCP_VOLUME_TAG_LEN);
+    long r;
+    do r = sh_gate(SYS_sendto, tag_fd, (long)rec, (long)sizeof rec, MSG_NOSIGNAL, 0, 0);
+    while (r == -EINTR);
+    if (r < 0 || !tag_sync || i >= 8) return;
+    uint64_t gen = scp_get_u64(tag->bytes);
+    for (;;) {
+        uint32_t seen = __atomic_load_n(&tag_sync->acks, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&tag_sync->acked[i], __ATOMIC_ACQUIRE) >= gen) return;
+        /* the supervisor closes its end when it stops: then nobody will acknowledge */
+        struct pollfd pf = {.fd = tag_fd, .events = 0};
+        if (sh_gate(SYS_poll, (long)&pf, 1, 0, 0, 0, 0) > 0 && (pf.revents & (POLLHUP | POLLERR))) return;
+        struct timespec ts = {1, 0};
+        syscall(SYS_futex, &tag_sync->acks, FUTEX_WAIT, seen, &ts, NULL, 0);
+    }
+}
+
+static void tag_pipe_init(void) {
+    const char *v = getenv(SCP_SHIELD_ENV_TAG_FD);
+    if (!v) return;
+    char *end;
+    long fd = strtol(v, &end, 10);
+    /* only a number in the shield's own range, which the program cannot have reused */
+    if (*end || fd < sh.base + sh.nslots || fd >= sh.hi) die("bad " SCP_SHIELD_ENV_TAG_FD, NULL);
+    tag_fd = (int)fd;
+    v = getenv(SCP_SHIELD_ENV_TAG_SYNC_FD);
+    if (!v) return;
+    fd = strtol(v, &end, 10);
+    if (*end || fd < sh.base + sh.nslots || fd >= sh.hi) die("bad " SCP_SHIELD_ENV_TAG_SYNC_FD, NULL);
+    void *p = (void *)sh_gate(SYS_mmap, 0, 4096, PROT_READ, MAP_SHARED, fd, 0);
+    if ((unsigned long)p >= (unsigned long)-4095L) die("cannot map the tag-sync page", NULL);
+    tag_sync = p;
+}
+
+/* The launch memfd (scp/shield.h): real arguments and environment. glibc runs constructors
+ * with (argc, argv, envp); argv is the very array main() gets, while /proc/PID/cmdline and
+ * environ show the strings on the initial stack, which stay the launcher's placeholders. The
+ * values live in a buffer that is never freed (the program may keep pointers into it). */
+static void apply_launch(int argc, char **argv) {
+    const char *v = getenv(SCP_SHIELD_ENV_LAUNCH_FD);
+    if (!v) return;
+    char *end;
+    long fd = strtol(v, &end, 10);
+    if (*end || fd < 0 || fd > INT_MAX) die("bad " SCP_SHIELD_ENV_LAUNCH_FD, NULL);
+    struct stat st;
+    if (sh_gate(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) < 0 || st.st_size < 14 ||
+        (uint64_t)st.st_size > SCP_SHIELD_LAUNCH_MAX)
+        die("bad launch descriptor", NULL);
+    size_t len = (size_t)st.st_size, got = 0;
+    char *buf = malloc(len);
+    if (!buf) die("out of memory", NULL);
+    while (got < len) {
+        long r = sh_gate(SYS_pread64, fd, (long)(buf + got), (long)(len - got), (long)got, 0, 0);
+        if (r == -EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    unsetenv(SCP_SHIELD_ENV_LAUNCH_FD);
+    if (got != len || memcmp(buf, "SCPL1\n", 6) != 0) die("malformed launch descriptor", NULL);
+    uint32_t nargs = (uint32_t)((uint8_t)buf[6] | (uint8_t)buf[7] << 8 | (uint8_t)buf[8] << 16 | (uint32_t)(uint8_t)buf[9] << 24);
+    uint32_t nenv = (uint32_t)((uint8_t)buf[10] | (uint8_t)buf[11] << 8 | (uint8_t)buf[12] << 16 | (uint32_t)(uint8_t)buf[13] << 24);
+    if (argc < 1 || nargs > (uint32_t)argc - 1) die("the launch descriptor has more arguments than the program got", NULL);
+    size_t off = 14;
+    for (uint32_t i = 0; i < nargs + nenv; i++) {
+        char *s = buf + off;
+        char *nul = off < len ? memchr(s, 0, len - off) : NULL;
+        if (!nul) die("malformed launch descriptor", NULL);
+        if (i < nargs) argv[1 + i] = s;
+        else if (!strchr(s, '=') || putenv(s) != 0) die("malformed launch environment", NULL);
+        off = (size_t)(nul - buf) + 1;
+    }
+}
+
+__attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, char **envp) {
+    (void)envp;
     const char *v = getenv(SCP_SHIELD_ENV_FD);
     if (!v) return;
     scp_err e;
@@ -110,6 +235,9 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
     }
     sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
     if (scp_shield_config_parse(cbuf, got, &sh.cfg, &e)) die("cannot read the configuration", &e);
+    /* execve made this image dumpable again: no ptrace, /proc/PID/mem or core dump of it by
+     * another process of the same uid without CAP_SYS_PTRACE */
+    if (sh.cfg.flags & SCP_SHIELD_F_NODUMP) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     scp_wipe(cbuf, csz);
     free(cbuf);
     /* the keys move to a page of their own: locked in memory, left out of core dumps */
@@ -122,6 +250,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         scp_wipe(sh.cfg.vol[i].key, SCP_VOLUME_KEY_LEN);
     }
     unsetenv(SCP_SHIELD_ENV_FD);
+    apply_launch(argc, argv);
 
     Dl_info di;
     if (dladdr((void *)sh_ctor, &di) && di.dli_fname && strlen(di.dli_fname) < sizeof sh.self_path)
@@ -156,6 +285,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
         if (sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
             die("cannot reserve the protected descriptor range", NULL);
 
+    tag_pipe_init();
     for (uint32_t i = 0; i < sh.cfg.nvol; i++) {
         struct sh_volume *sv = &sh.vol[i];
         snprintf(sv->dirpath, sizeof sv->dirpath, "/proc/self/fd/%d", sh.cfg.vol[i].dirfd);
@@ -169,6 +299,7 @@ __attribute__((constructor(101))) static void sh_ctor(void) {
             scp_err_prefix(&e, "volume at %s", sv->mount);
             die("cannot open a protected volume", &e);
         }
+        if (tag_fd >= 0) scp_volume_on_commit(sv->v, report_tag, (void *)(uintptr_t)i);
         sh.nvol++;
     }
 

@@ -640,6 +640,12 @@ SH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
         sh_trace("the program's SIGSYS handler was not installed (the shield owns SIGSYS)");
         return real_sigaction(sig, NULL, old);
     }
+    if (sh.active && act && sigismember(&act->sa_mask, SIGSYS)) {
+        /* a handler that runs with SIGSYS blocked is killed by its first trapped call */
+        struct sigaction a = *act;
+        sigdelset(&a.sa_mask, SIGSYS);
+        return real_sigaction(sig, &a, old);
+    }
     return real_sigaction(sig, act, old);
 }
 SH_EXPORT sighandler_t signal(int sig, sighandler_t h) {
@@ -727,6 +733,14 @@ SH_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
         return real_sigprocmask(how, set, old);
     }
     return (int)ret(mask_call(how, set, old, 1));
+}
+/* the mask sigsuspend waits with is also the mask its handlers start from */
+SH_EXPORT int sigsuspend(const sigset_t *set) {
+    REAL(int (*)(const sigset_t *), sigsuspend);
+    if (!sh.active || !sigismember(set, SIGSYS)) return real_sigsuspend(set);
+    sigset_t s = *set;
+    sigdelset(&s, SIGSYS);
+    return real_sigsuspend(&s);
 }
 SH_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
     if (!sh.active) {

@@ -1,7 +1,7 @@
 /* volume/internal.h - state shared by the files of src/volume (not a public API).
  *
  * Lock order: a file's rwlock before the volume mutex (vol_lock). Never take a file lock while
- * holding the volume lock.
+ * holding the volume lock. The whole order, fork included, is at the top of volume.c.
  */
 #ifndef SCP_VOLUME_INTERNAL_H
 #define SCP_VOLUME_INTERNAL_H
@@ -61,6 +61,7 @@ struct scp_volume {
     size_t ndoomed, doomcap;
     scp_file *files;  /* files loaded in this process */
     long nhandles;
+    scp_vfile *handles; /* the open handles (under mu), for the fork child (volume.c) */
     scp_volume_commit_cb cb;
     void *cb_ctx;
 };
@@ -74,6 +75,7 @@ struct scp_file {
     int fd_d, fd_t, fd_j;       /* data, table, journal (-1 until needed) */
     int fd_s;                   /* second slots (".s"; -1 until a chunk is first overwritten) */
     int refs;                   /* open handles (protected by vol->mu) */
+    int fork_held;              /* the atfork prepare handler holds rw and a reference */
     int writer;                 /* holds the cross-process writer lock */
     pthread_rwlock_t rw;
     /* committed state (matches the manifest entry) */
@@ -131,6 +133,7 @@ struct scp_vfile {
     int flags;                  /* open flags */
     pthread_mutex_t cur_mu;
     uint64_t cursor;
+    scp_vfile *hprev, *hnext;   /* on vol->handles */
 };
 
 static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + cs - 1) / cs; }

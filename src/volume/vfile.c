@@ -164,10 +164,27 @@ void file_cache_drop(scp_volume *v) {
     }
 }
 
+/* A handle joins or leaves the volume's list (caller holds v->mu): a fork child re-initializes
+ * every handle's cursor mutex (volume.c). */
+static void handle_link(scp_volume *v, scp_vfile *h) {
+    h->hprev = NULL;
+    h->hnext = v->handles;
+    if (v->handles) v->handles->hprev = h;
+    v->handles = h;
+    v->nhandles++;
+}
+static void handle_unlink(scp_volume *v, scp_vfile *h) {
+    if (h->hprev) h->hprev->hnext = h->hnext;
+    else v->handles = h->hnext;
+    if (h->hnext) h->hnext->hprev = h->hprev;
+    v->nhandles--;
+}
+
 /* The open fast path: an existing file whose state this process holds and that no other
  * process has changed (the generation hint is ours, see vol_fresh) needs no lock, no system
- * call and no allocation. Returns the file with a new reference, or NULL to take the full path. */
-static scp_file *file_get_cached(scp_volume *v, const char *path) {
+ * call and no allocation. Returns the file with a new reference (h joins the volume's handles),
+ * or NULL to take the full path. */
+static scp_file *file_get_cached(scp_volume *v, const char *path, scp_vfile *h) {
     pthread_mutex_lock(&v->mu);
     scp_file *hit = NULL;
     if (vol_fresh(v)) {
@@ -177,7 +194,7 @@ static scp_file *file_get_cached(scp_volume *v, const char *path) {
                 if (memcmp(f->id, v->man.e[i].id, SCP_FILEID_LEN) == 0) {
                     if (memcmp(f->c_root, v->man.e[i].root, SCP_HASH_LEN) == 0) {
                         f->refs++;
-                        v->nhandles++;
+                        handle_link(v, h);
                         hit = f;
                     }
                     break;
@@ -536,7 +553,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     }
     h->flags = flags;
     pthread_mutex_init(&h->cur_mu, NULL);
-    if (!(flags & (O_TRUNC | O_EXCL)) && (h->f = file_get_cached(v, p))) return h;
+    if (!(flags & (O_TRUNC | O_EXCL)) && (h->f = file_get_cached(v, p, h))) return h;
     if (vol_lock(v, err) < 0) {
         free(h);
         return NULL;
@@ -586,7 +603,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     uint64_t msize = rc == 0 ? v->man.e[i].size : 0;
     /* Fresh objects: nothing in them needs a checkpoint before the file's first journal log. */
     if (rc == 0 && created && h->f->refs == 1) h->f->j_clean = 1;
-    if (rc == 0) v->nhandles++;
+    if (rc == 0) handle_link(v, h);
     vol_unlock(v);
     if (rc == 0 && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
         pthread_rwlock_wrlock(&h->f->rw);
@@ -636,7 +653,7 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
         f->j_clean = 0;
     }
     file_put(v, f);
-    v->nhandles--;
+    handle_unlink(v, h);
     pthread_mutex_unlock(&v->mu);
     pthread_mutex_destroy(&h->cur_mu);
     free(h);
@@ -747,8 +764,9 @@ ssize_t scp_vfile_write(scp_vfile *h, const void *buf, size_t n, scp_err *err) {
     ssize_t r = (h->flags & O_APPEND) && n ? acquire_writer(h->f, err) : 0;
     if ((h->flags & O_APPEND) && n && r == 0) h->cursor = h->f->size;
     if (r == 0) r = do_pwrite(h->f, buf, n, h->cursor, err);
-    pthread_rwlock_unlock(&h->f->rw);
+    /* under rw, which a fork waits for: a child sees the bytes and the cursor move together */
     if (r > 0) h->cursor += (uint64_t)r;
+    pthread_rwlock_unlock(&h->f->rw);
     pthread_mutex_unlock(&h->cur_mu);
     return r;
 }

@@ -1,5 +1,25 @@
 /* volume/volume.c - creating and opening volumes, keys, locking and the namespace
- * (mkdir, rmdir, unlink, rename, stat, readdir). File contents live in vfile.c. */
+ * (mkdir, rmdir, unlink, rename, stat, readdir). File contents live in vfile.c
+ * (handles), chunk.c, cache.c and commit.c.
+ *
+ * Lock order (every thread, and the fork handlers below):
+ *   1. registry_mu          the list of open volumes; held across others only by fork_prepare
+ *   2. a handle's cur_mu    (vfile.c) cursor calls: read, write, seek
+ *   3. a file's rw          a thread holds at most one file's rw at a time
+ *   4. the volume's mu      vol_lock; the cross-process lock (OFD, byte 0) is taken under it
+ *   5. a file's pc_mu       (cache.c) the plaintext cache; a leaf
+ * Under mu a file's rw is only ever tried (pthread_rwlock_trywrlock: file_get, fork_prepare),
+ * never waited for. The commit callback (scp_volume_on_commit) runs under mu and must not
+ * call into the volume or fork.
+ *
+ * Fork: fork_prepare takes, for every registered volume, its mu, every loaded file's rw (for
+ * writing) and pc_mu, as glibc's malloc does with its arenas, so that no other thread is inside
+ * a volume call when the process is copied; the child inherits no half-made change. The parent
+ * handler releases them; the child, which has one thread, initializes them afresh (and every
+ * handle's cur_mu, which fork_prepare does not take: a cursor moves under its file's rw too),
+ * then repairs its descriptors and locks at its first volume call (vol_check_fork).
+ */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -24,7 +44,63 @@ unsigned long vol_fork_gen;
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static scp_volume *registry[64];
 
-static void on_fork_child(void) {
+/* Hold v->mu and every loaded file's rw and pc_mu. rw comes before mu in the lock order, so
+ * under mu it is only tried; a busy file is waited for with mu released, holding the rws
+ * already taken (no thread waits for a second rw) and a reference to each held file (so that
+ * no close frees it meanwhile), and then the list, which may have changed, is walked again. */
+static void fork_lock_volume(scp_volume *v) {
+    pthread_mutex_lock(&v->mu);
+again:
+    for (scp_file *f = v->files; f; f = f->next) {
+        if (f->fork_held) continue;
+        f->refs++;
+        f->fork_held = 1;
+        if (pthread_rwlock_trywrlock(&f->rw) == 0) continue;
+        pthread_mutex_unlock(&v->mu);
+        pthread_rwlock_wrlock(&f->rw);
+        pthread_mutex_lock(&v->mu);
+        goto again;
+    }
+    /* mu has been held since the walk that found every file held: the list is complete */
+    for (scp_file *f = v->files; f; f = f->next) pthread_mutex_lock(&f->pc_mu);
+}
+
+/* Drop the reference fork_lock_volume took. Nothing is freed here: a fork handler must not
+ * call out of the library (the shield, which interposes munmap and close, holds its own lock
+ * until its handler, which runs after this one). A file whose last handle was closed while
+ * fork_lock_volume waited stays listed, as a closed file the cache keeps, until the cache
+ * drops it. */
+static void fork_unref_files(scp_volume *v) {
+    for (scp_file *f = v->files; f; f = f->next) {
+        assert(f->fork_held && f->refs > 0);
+        f->fork_held = 0;
+        f->refs--;
+    }
+}
+
+static void fork_prepare(void) {
+    pthread_mutex_lock(&registry_mu);
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+        if (registry[i]) fork_lock_volume(registry[i]);
+}
+
+static void fork_parent(void) {
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
+        scp_volume *v = registry[i];
+        if (!v) continue;
+        for (scp_file *f = v->files; f; f = f->next) {
+            pthread_mutex_unlock(&f->pc_mu);
+            pthread_rwlock_unlock(&f->rw);
+        }
+        fork_unref_files(v);
+        pthread_mutex_unlock(&v->mu);
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+/* The child has one thread: every lock starts over (glibc's rwlock cannot be released by a
+ * thread other than the one that took it). */
+static void fork_child(void) {
     pthread_mutex_init(&registry_mu, NULL);
     for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++) {
         scp_volume *v = registry[i];
@@ -34,14 +110,24 @@ static void on_fork_child(void) {
             pthread_rwlock_init(&f->rw, NULL);
             pthread_mutex_init(&f->pc_mu, NULL);
             f->pc_pins = 0; /* pins belong to threads the child does not have */
+            /* fork_prepare waits for every commit (it holds rw), so this is already idle; a
+             * commit left half-way would trip commit_step's asserts at the child's first one */
+            f->cstate = CS_IDLE;
         }
-        v->forked_midway = 1; /* the manifest in memory may be half-updated: reload it */
+        for (scp_vfile *h = v->handles; h; h = h->hnext) pthread_mutex_init(&h->cur_mu, NULL);
+        fork_unref_files(v);
+        v->forked_midway = 1; /* the first call reloads the manifest, as before this handler */
     }
     __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED);
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static void atfork_init(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+static void atfork_init(void) {
+    /* the crypto layer's handlers first, so that its prepare (the context list's lock, which a
+     * committing thread takes while it holds its file's rw) runs after ours: see crypto.h */
+    scp_crypto_atfork_register();
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 
 static void registry_set(scp_volume *old, scp_volume *v) {
     pthread_mutex_lock(&registry_mu);

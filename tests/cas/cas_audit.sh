@@ -25,6 +25,10 @@ expect_rc 1 "$SCPCTL" platform attest --key "$T/p.key" --session s --service svc
 expect_rc 1 "$SCPCTL" session show s --identity "$B"
 
 expect_err 0 "audit chain verified" "$SCPCTL" cas audit --verify
+grep -q "BROKEN" "$T/last.err" && fail "a verified log is also reported broken: $(cat "$T/last.err")"
+# stdout and stderr into one pipe (as the demo shows it): the rows first, the verdict last
+"$SCPCTL" cas audit --verify 2>&1 | tail -1 | grep -q "audit chain verified" ||
+    fail "the verdict is not the last line of 'cas audit --verify 2>&1'"
 LOG=$T/audit.txt
 cp "$T/last.out" "$LOG"
 grep -P "\t$IDA\tsession.create\ts\t" "$LOG" >/dev/null || fail "session creation not audited with its actor"

@@ -243,6 +243,54 @@ static void t_fork(void) {
     ok("fork (child writes, parent reads)");
 }
 
+/* Forks while another thread opens, writes and closes protected files (more than the volume
+ * library keeps cached, so closes free file state, which unmaps memory): fork waits for the
+ * volume calls in progress (its atfork handler), and neither it nor they may wait for each
+ * other through the shield's own lock. */
+static volatile int churn_stop, churn_errno;
+static void *churn_main(void *arg) {
+    (void)arg;
+    for (int i = 0; !churn_stop; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "churn-%d.txt", i % 100);
+        int fd = open(path(name), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+        if (fd < 0) { churn_errno = errno; return (void *)1; }
+        if (write(fd, name, strlen(name)) != (ssize_t)strlen(name)) { churn_errno = errno; return (void *)2; }
+        if (close(fd)) { churn_errno = errno; return (void *)3; }
+    }
+    return NULL;
+}
+static void t_fork_churn(void) {
+    int fd0 = open(path("churn-0.txt"), O_CREAT | O_WRONLY, 0600);
+    if (fd0 < 0 || close(fd0)) return bad("fork-churn", "create");
+    pthread_t th;
+    churn_stop = 0;
+    if (pthread_create(&th, NULL, churn_main, NULL)) return bad("fork-churn", "pthread_create");
+    alarm(60); /* a hang guard: a deadlocked fork kills the suite with SIGALRM */
+    int failed = 0;
+    for (int i = 0; i < 300 && !failed; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            int fd = open(path("churn-0.txt"), O_RDONLY);
+            _exit(fd < 0 ? 1 : 0);
+        }
+        int st;
+        if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st)) failed = 1;
+    }
+    alarm(0);
+    churn_stop = 1;
+    void *r;
+    pthread_join(th, &r);
+    if (failed) return bad("fork-churn", "a child failed");
+    if (r) {
+        errno = churn_errno;
+        return bad("fork-churn", r == (void *)1 ? "the churning thread's open failed"
+                                 : r == (void *)2 ? "the churning thread's write failed"
+                                                  : "the churning thread's close failed");
+    }
+    ok("300 forks while another thread opens and closes files");
+}
+
 static void t_exec(const char *self) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -329,6 +377,90 @@ static void t_blocked(void) {
     close(fd);
     if (w != (long)strlen(m) || !content_is("blocked.txt", m)) return bad("signals-blocked", "content differs");
     ok("all signals blocked, then a trapped call (SIGSYS is never blocked)");
+}
+
+/* Signal masks set by trapped calls take effect on the calling thread (issue 10.5: the shield
+ * changed the SIGSYS handler's own mask, which sigreturn threw away). The filter traps every
+ * rt_sigprocmask that may block SIGSYS; these are raw calls, so no wrapper can help. */
+#define SIGBIT(s) (1ul << ((s)-1))
+static unsigned long cur_mask(void) {
+    unsigned long m = ~0ul;
+    syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, NULL, &m, 8L); /* not trapped: set is NULL */
+    return m;
+}
+static volatile sig_atomic_t usr1_seen;
+static int mask_fd = -1;
+static void on_usr1(int sig) {
+    (void)sig;
+    usr1_seen++;
+    /* a trapped call inside a handler whose sa_mask was full: SIGSYS must not be blocked */
+    if (mask_fd >= 0) syscall(SYS_write, (long)mask_fd, "h", 1L);
+}
+static void t_sigmask(void) {
+    unsigned long start = cur_mask(), old = 1, set, all = ~0ul;
+    unsigned long never = SIGBIT(SIGKILL) | SIGBIT(SIGSTOP) | SIGBIT(SIGSYS);
+    set = SIGBIT(SIGUSR1) | SIGBIT(SIGTERM);
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, &old, 8L) || old != start)
+        return bad("sigmask", "raw SIG_BLOCK failed or reported a wrong old mask");
+    if (cur_mask() != (start | set)) return bad("sigmask", "raw SIG_BLOCK did not take effect");
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &all, &old, 8L) || old != (start | set))
+        return bad("sigmask", "raw SIG_SETMASK failed or reported a wrong old mask");
+    if (cur_mask() != (all & ~never)) return bad("sigmask", "raw SIG_SETMASK(all) did not take effect");
+    set = 0;
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &set, &old, 8L) || old != (all & ~never))
+        return bad("sigmask", "raw SIG_SETMASK(none) failed");
+    if (cur_mask() != 0) return bad("sigmask", "raw SIG_SETMASK(none) did not take effect");
+    /* the kernel's errors, and no change on a bad new set */
+    set = SIGBIT(SIGUSR2);
+    errno = 0;
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, (void *)8, NULL, 8L) != -1 || errno != EFAULT)
+        return bad("sigmask", "a bad set pointer did not fail with EFAULT");
+    errno = 0;
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, (void *)8, 8L) != -1 || errno != EFAULT)
+        return bad("sigmask", "a bad old-set pointer did not fail with EFAULT");
+    errno = 0;
+    if (syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, NULL, 4L) != -1 || errno != EINVAL)
+        return bad("sigmask", "a wrong set size did not fail with EINVAL");
+    errno = 0;
+    if (syscall(SYS_rt_sigprocmask, 99L, &set, NULL, 8L) != -1 || errno != EINVAL)
+        return bad("sigmask", "a bad `how` did not fail with EINVAL");
+    if (cur_mask() != SIGBIT(SIGUSR2)) return bad("sigmask", "mask after the failed calls");
+    /* a blocked signal stays pending and is delivered when a raw call unblocks it; its
+     * handler, installed with every signal in sa_mask, makes a trapped call */
+    mask_fd = open(path("sigmask.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_usr1;
+    sigfillset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    set = SIGBIT(SIGUSR1);
+    syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, NULL, 8L);
+    raise(SIGUSR1);
+    if (usr1_seen) return bad("sigmask", "SIGUSR1 was delivered while blocked");
+    set = 0;
+    syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &set, NULL, 8L);
+    if (usr1_seen != 1) return bad("sigmask", "SIGUSR1 was not delivered after the raw unblock");
+    close(mask_fd);
+    mask_fd = -1;
+    signal(SIGUSR1, SIG_DFL);
+    /* sigsuspend with every signal but SIGUSR1 blocked: its handler starts from that mask */
+    mask_fd = open(path("sigmask.txt"), O_RDWR | O_APPEND);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t wait_mask;
+    sigfillset(&wait_mask);
+    sigdelset(&wait_mask, SIGUSR1);
+    set = SIGBIT(SIGUSR1);
+    syscall(SYS_rt_sigprocmask, (long)SIG_BLOCK, &set, NULL, 8L);
+    raise(SIGUSR1);
+    sigsuspend(&wait_mask);
+    if (usr1_seen != 2) return bad("sigmask", "SIGUSR1 was not delivered in sigsuspend");
+    close(mask_fd);
+    mask_fd = -1;
+    signal(SIGUSR1, SIG_DFL);
+    set = 0;
+    syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &set, NULL, 8L);
+    if (!content_is("sigmask.txt", "hh")) return bad("sigmask", "the handlers' writes are missing");
+    syscall(SYS_rt_sigprocmask, (long)SIG_SETMASK, &start, NULL, 8L);
+    ok("raw rt_sigprocmask changes the caller's mask (SIGSYS stays unblocked)");
 }
 
 static void t_static(const char *helper) {
@@ -430,9 +562,11 @@ int main(int argc, char **argv) {
     t_openat2();
     t_dup2_low();
     t_fork();
+    t_fork_churn();
     t_exit_unclosed();
     t_spawn();
     t_blocked();
+    t_sigmask();
     t_exec(argv[0]);
     t_static(argv[2]);
     t_threads();

@@ -1,0 +1,456 @@
+/* runtime/attest_run.c - see attest_run.h. */
+#include "runtime/attest_run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <linux/futex.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "common/bytes.h"
+#include "common/util.h"
+#include "runtime/launch.h"
+#include "scp/attest.h"
+#include "scp/shield.h"
+#include "scp/volume.h"
+
+int scp_attest_run_measure(const char *prog, const char *shield_lib, scp_elf_set *set, uint8_t m[32], scp_err *err) {
+    char lib[PATH_MAX];
+    if (scp_run_find_shield(shield_lib, lib, sizeof lib, err) < 0) return -1;
+    if (scp_elf_set_open(prog, getenv("PATH"), lib, set, err) < 0) return -1;
+    if (scp_attest_measure_fds(set->fd, set->n, NULL, 0, m, err) < 0) {
+        scp_elf_set_close(set, -1);
+        return -1;
+    }
+    return 0;
+}
+
+const char *scp_attest_run_default_volume_dir(void) {
+    static char buf[PATH_MAX];
+    if (geteuid() == 0) return "/var/lib/scp/volumes";
+    const char *x = getenv("XDG_DATA_HOME"), *h = getenv("HOME");
+    if (x && x[0] == '/') snprintf(buf, sizeof buf, "%s/scp/volumes", x);
+    else snprintf(buf, sizeof buf, "%s/.local/share/scp/volumes", h && *h ? h : ".");
+    return buf;
+}
+
+static double now_s(void) { return (double)scp_now_ns() / 1e9; }
+
+/* scp_attest_get_config, retrying what looks like CAS being unreachable (system errors while
+ * connecting or talking) with exponential backoff until `timeout` seconds have passed. A pin
+ * mismatch (SCP_E_INTEGRITY) or a refusal is final at once. */
+static int attest_retry(scp_cas_client *c, const struct scp_attest_run_opts *o, const uint8_t m[32], char **cfg,
+                        scp_err *err) {
+    double start = now_s(), wait = 0.1;
+    for (;;) {
+        if (scp_attest_get_config(c, o->session, o->service, o->platform_key, m, cfg, err) == 0) return 0;
+        if (err->code != SCP_E_SYS) return -1;
+        double left = o->cas_timeout - (now_s() - start);
+        if (left <= 0) {
+            scp_err_prefix(err, "CAS unreachable for %.0f s (--cas-timeout)", o->cas_timeout);
+            return -1;
+        }
+        if (wait > left) wait = left;
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+        wait = wait * 2 > 5 ? 5 : wait * 2;
+    }
+}
+
+static int mkdirs(const char *path, mode_t mode) {
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, mode) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, mode) && errno != EEXIST ? -1 : 0;
+}
+
+struct run_volume {
+    const char *name;
+    char dir[PATH_MAX];
+    uint64_t reported_gen;
+    char reported[2 * SCP_VOLUME_TAG_LEN + 1];
+};
+
+/* Open (or, on first start, create) the volume at dir against the tag CAS expects. The tag
+ * on disk afterwards goes to *now. */
+static int prepare_volume(const char *name, const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
+                          const char *expected_hex, scp_volume_tag *now, scp_err *err) {
+    scp_volume_tag exp;
+    int have_exp = expected_hex != NULL;
+    if (have_exp && scp_volume_tag_parse(expected_hex, &exp, err) < 0) {
+        scp_err_prefix(err, "CAS's tag for volume %s", name);
+        return -1;
+    }
+    struct stat st;
+    if (stat(dir, &st) < 0 || (S_ISDIR(st.st_mode) && rmdir(dir) == 0)) { /* missing or empty: first start */
+        if (have_exp)
+            return scp_fail(err, SCP_E_ROLLBACK, ENOENT,
+                            "volume %s: %s is missing, but CAS expects generation %llu of it", name, dir,
+                            (unsigned long long)scp_get_u64(exp.bytes));
+        char parent[PATH_MAX];
+        snprintf(parent, sizeof parent, "%s", dir);
+        char *sl = strrchr(parent, '/');
+        if (sl) *sl = 0;
+        if (mkdirs(parent, 0700) < 0) return scp_fail_errno(err, "cannot create %s", parent);
+        if (scp_volume_create(dir, key, 0, err) < 0) {
+            scp_err_prefix(err, "cannot create volume %s at %s", name, dir);
+            return -1;
+        }
+    }
+    scp_volume *v = scp_volume_open(dir, key, have_exp ? &exp : NULL, err);
+    if (!v) {
+        if (err->code == SCP_E_ROLLBACK || err->code == SCP_E_INTEGRITY) {
+            scp_err e2 = {0};
+            scp_volume *old = scp_volume_open(dir, key, NULL, &e2);
+            if (old) {
+                scp_volume_tag t;
+                scp_volume_tag_get(old, &t);
+                scp_volume_close(old, NULL);
+                return scp_fail(err, SCP_E_ROLLBACK, ESTALE,
+                                "volume %s (%s) was rolled back: it holds generation %llu, CAS expects generation %llu",
+                                name, dir, (unsigned long long)scp_get_u64(t.bytes),
+                                (unsigned long long)scp_get_u64(exp.bytes));
+            }
+        }
+        scp_err_prefix(err, "volume %s (%s)", name, dir);
+        return -1;
+    }
+    scp_volume_tag_get(v, now);
+    scp_volume_close(v, NULL);
+    return 0;
+}
+
+/* The policy's environment must not steer the loader: what it loads was measured. */
+static int env_name_ok(const char *k) {
+    return strncmp(k, "LD_", 3) != 0 && strncmp(k, "SCP_SHIELD", 10) != 0 && strncmp(k, "GLIBC_TUNABLES", 14) != 0;
+}
+
+static volatile sig_atomic_t child_pid;
+static void forward(int sig) {
+    if (child_pid > 0) kill((pid_t)child_pid, sig);
+}
+
+/* Report one tag record to CAS; keeps the highest generation reported per volume, so a late
+ * record of a forked writer never looks like a rollback to CAS. Returns 0 when CAS holds this
+ * generation or a newer one. */
+static int report(scp_cas_client *c, const struct scp_attest_run_opts *o, const char *token, struct run_volume *rv,
+                  const uint8_t *tag) {
+    uint64_t gen = scp_get_u64(tag);
+    char hex[2 * SCP_VOLUME_TAG_LEN + 1];
+    scp_hex(tag, SCP_VOLUME_TAG_LEN, hex);
+    if (rv->reported[0] && (gen < rv->reported_gen || !strcmp(hex, rv->reported))) return 0;
+    scp_err e = {0};
+    int r = scp_attest_report_tag(c, o->session, o->service, rv->name, hex, token, &e);
+    /* an unreachable CAS (connection errors) is retried with backoff up to --cas-timeout */
+    for (double wait = 0.1, t0 = now_s(); r < 0 && e.code == SCP_E_SYS && now_s() - t0 < o->cas_timeout;) {
+        struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+        nanosleep(&ts, NULL);
+        wait = wait * 2 > 2 ? 2 : wait * 2;
+        r = scp_attest_report_tag(c, o->session, o->service, rv->name, hex, token, &e);
+    }
+    if (r < 0) {
+        fprintf(stderr, "scpctl run: cannot report the tag of volume %s (generation %llu) to CAS: %s\n", rv->name,
+                (unsigned long long)gen, e.msg);
+        return -1;
+    }
+    rv->reported_gen = gen;
+    memcpy(rv->reported, hex, sizeof hex);
+    return 0;
+}
+
+/* --tag-sync: publish CAS's acknowledgement to the waiting commits. */
+static void ack(struct scp_shield_tag_sync *ts, size_t i, uint64_t gen) {
+    if (!ts || i >= 8) return;
+    if (__atomic_load_n(&ts->acked[i], __ATOMIC_ACQUIRE) < gen) __atomic_store_n(&ts->acked[i], gen, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&ts->acks, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, &ts->acks, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+static int wait_status(pid_t pid) {
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR) return 1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+}
+
+static int buf_add(char **buf, size_t *len, const void *p, size_t n) {
+    if (*len + n > SCP_SHIELD_LAUNCH_MAX) return -1;
+    char *nb = malloc(*len + n);
+    if (!nb) return -1;
+    if (*len) memcpy(nb, *buf, *len);
+    memcpy(nb + *len, p, n);
+    if (*buf) scp_wipe(*buf, *len);
+    free(*buf);
+    *buf = nb;
+    *len += n;
+    return 0;
+}
+
+/* The launch memfd (SCP_SHIELD_ENV_LAUNCH_FD): the policy's arguments after argv[0] and its
+ * environment, which the shield installs before main. Returns the descriptor (inheritable,
+ * sealed) or -1. */
+static int launch_memfd(json_t *cmd, size_t first, json_t *env) {
+    char *buf = NULL;
+    size_t len = 0;
+    uint32_t nargs = (uint32_t)(json_array_size(cmd) - first), nenv = (uint32_t)json_object_size(env);
+    uint8_t head[14] = "SCPL1\n";
+    for (int i = 0; i < 4; i++) head[6 + i] = (uint8_t)(nargs >> (8 * i)), head[10 + i] = (uint8_t)(nenv >> (8 * i));
+    int bad = buf_add(&buf, &len, head, sizeof head);
+    for (size_t i = first; i < json_array_size(cmd) && !bad; i++) {
+        const char *a = json_string_value(json_array_get(cmd, i));
+        bad = buf_add(&buf, &len, a, strlen(a) + 1);
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(env, k, v) {
+        if (bad) break;
+        bad = buf_add(&buf, &len, k, strlen(k)) || buf_add(&buf, &len, "=", 1) ||
+              buf_add(&buf, &len, json_string_value(v), strlen(json_string_value(v)) + 1);
+    }
+    int fd = bad ? -1 : memfd_create("scp-launch", MFD_ALLOW_SEALING);
+    if (fd >= 0 && (scp_write_full(fd, buf, len) < 0 ||
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
+        close(fd);
+        fd = -1;
+    }
+    if (buf) scp_wipe(buf, len);
+    free(buf);
+    return fd;
+}
+
+/* In the child: argv[0] as the policy names it and placeholders
+ * for the rest of the policy's command, whose values (and the policy's environment) reach the
+ * program through the launch memfd, so that no rendered secret is in /proc/PID/cmdline or
+ * /proc/PID/environ; then exec the measured descriptor under the shield. */
+static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct scp_run_opts *ro, const char *prog,
+                       int tag_wr) {
+    scp_err e = {0};
+    signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored in the program */
+    clearenv();
+    ro->cwd = json_string_value(json_object_get(cfg, "cwd"));
+    json_t *cmd = json_object_get(cfg, "command");
+    int allow = json_is_true(json_object_get(cfg, "append_args"));
+    size_t nc = json_array_size(cmd), na = allow ? (size_t)o->argc - 1 : 0;
+    char **argv = calloc(nc + na + 2, sizeof *argv);
+    if (!argv) _exit(1);
+    size_t n = 0;
+    argv[n++] = (char *)(nc ? json_string_value(json_array_get(cmd, 0)) : prog);
+    for (size_t i = 1; i < nc; i++) argv[n++] = "(scp)";
+    for (size_t i = 0; i < na; i++) argv[n++] = o->argv[1 + i];
+    argv[n] = NULL;
+    int lfd = launch_memfd(cmd, nc ? 1 : 0, json_object_get(cfg, "environment"));
+    char num[16];
+    snprintf(num, sizeof num, "%d", lfd);
+    if (lfd < 0 || setenv(SCP_SHIELD_ENV_LAUNCH_FD, num, 1) < 0) {
+        fprintf(stderr, "scpctl run: cannot pass the configuration to the shield\n");
+        _exit(1);
+    }
+    ro->argv = argv;
+    ro->tag_fd = tag_wr;
+    scp_run_exec(ro, &e);
+    fprintf(stderr, "scpctl run: %s\n", e.msg);
+    _exit(e.code == SCP_E_NOENT ? 127 : e.code == SCP_E_SYS ? 1 : 126);
+}
+
+int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_err *err) {
+    if (o->argc < 1 || !o->argv[0]) return scp_fail(err, SCP_E_INVAL, EINVAL, "no program given");
+    scp_elf_set *set = calloc(1, sizeof *set);
+    struct scp_run_opts *ro = calloc(1, sizeof *ro);
+    struct run_volume *rv = calloc(SCP_SHIELD_MAX_VOLUMES, sizeof *rv);
+    char *text = NULL;
+    json_t *cfg = NULL;
+    int rc = -1, pipefd[2] = {-1, -1}, sync_fd = -1;
+    struct scp_shield_tag_sync *tsync = NULL;
+    if (!set || !ro || !rv) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    uint8_t ppub[32], pid_[32];
+    if (scp_sim_platform_pubkey(o->platform_key, ppub, pid_, err) < 0) { /* before CAS is asked anything */
+        scp_err_prefix(err, "platform key (--platform-key)");
+        goto out;
+    }
+    /* CAS going away must show as an error on the connection, not kill the supervisor */
+    signal(SIGPIPE, SIG_IGN);
+    uint8_t m[32];
+    double t0 = now_s();
+    if (scp_attest_run_measure(o->argv[0], o->shield_lib, set, m, err) < 0) goto out;
+    double t1 = now_s();
+    if (attest_retry(c, o, m, &text, err) < 0) goto out;
+    double t2 = now_s();
+    if (getenv("SCP_RUN_TIMING"))
+        fprintf(stderr, "scpctl run: timing: measure %.1f ms (%zu files), attest %.1f ms\n", (t1 - t0) * 1e3, set->n,
+                (t2 - t1) * 1e3);
+    cfg = json_loads(text, 0, NULL);
+    OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    text = NULL;
+    if (!cfg) {
+        scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a configuration that is not JSON");
+        goto out;
+    }
+    const char *token = json_string_value(json_object_get(cfg, "volume_token"));
+    const char *k;
+    json_t *v;
+    json_object_foreach(json_object_get(cfg, "environment"), k, v) {
+        if (!env_name_ok(k) || !json_is_string(v)) {
+            scp_fail(err, SCP_E_INVAL, EINVAL,
+                     "the policy's environment sets %s, which would change what the loader runs; refusing", k);
+            goto out;
+        }
+    }
+    json_t *cmd = json_object_get(cfg, "command");
+    for (size_t i = 0; i < json_array_size(cmd); i++)
+        if (!json_is_string(json_array_get(cmd, i))) {
+            scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed command");
+            goto out;
+        }
+    if (o->argc > 1 && !json_is_true(json_object_get(cfg, "append_args"))) {
+        scp_fail(err, SCP_E_INVAL, EPERM,
+                 "the policy of service %s does not allow arguments from the command line (append_args: true)",
+                 o->service);
+        goto out;
+    }
+    if (json_array_size(json_object_get(cfg, "files"))) {
+        /* fail closed: a program that expects its injected files (often its secrets) must not
+         * start without them */
+        scp_fail(err, SCP_E_NOTSUP, ENOTSUP,
+                 "the policy of service %s injects files, which scpctl run cannot serve yet", o->service);
+        goto out;
+    }
+    json_t *vols = json_object_get(cfg, "volumes");
+    size_t nv = json_array_size(vols);
+    if (nv > SCP_SHIELD_MAX_VOLUMES || !token) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, nv > SCP_SHIELD_MAX_VOLUMES ? "more than %u volumes" : "no volume token",
+                 SCP_SHIELD_MAX_VOLUMES);
+        goto out;
+    }
+    const char *vdir = o->volume_dir ? o->volume_dir : scp_attest_run_default_volume_dir();
+    for (size_t i = 0; i < nv; i++) {
+        json_t *jv = json_array_get(vols, i);
+        const char *name = json_string_value(json_object_get(jv, "name"));
+        const char *path = json_string_value(json_object_get(jv, "path"));
+        const char *khex = json_string_value(json_object_get(jv, "key"));
+        const char *exp = json_string_value(json_object_get(jv, "expected_tag"));
+        if (!name || !path || !khex || strchr(name, '/') || name[0] == '.' ||
+            scp_unhex(khex, ro->vol[i].key, SCP_VOLUME_KEY_LEN) < 0) {
+            scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed volume entry");
+            goto out;
+        }
+        rv[i].name = name;
+        if (snprintf(rv[i].dir, sizeof rv[i].dir, "%s/%s/%s", vdir, o->session, name) >= (int)sizeof rv[i].dir) {
+            scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "--volume-dir is too long");
+            goto out;
+        }
+        scp_volume_tag now;
+        if (prepare_volume(name, rv[i].dir, ro->vol[i].key, exp, &now, err) < 0) goto out;
+        ro->vol[i].hostdir = rv[i].dir;
+        ro->vol[i].mount = path;
+        ro->nvol++;
+        /* a new volume (or one whose last tag did not reach CAS) is reported before it is used */
+        if (report(c, o, token, &rv[i], now.bytes) < 0 && o->tag_sync) {
+            scp_fail(err, SCP_E_INVAL, EIO, "--tag-sync: CAS did not take the tag of volume %s", name);
+            goto out;
+        }
+    }
+    ro->trace = o->trace;
+    ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
+    ro->exec_fd = set->fd[0];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipefd) < 0) {
+        scp_fail_errno(err, "socketpair");
+        goto out;
+    }
+    if (o->tag_sync) {
+        sync_fd = memfd_create("scp-tag-sync", MFD_CLOEXEC);
+        void *p = sync_fd >= 0 && ftruncate(sync_fd, 4096) == 0
+                      ? mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, sync_fd, 0)
+                      : MAP_FAILED;
+        if (p == MAP_FAILED) {
+            scp_fail_errno(err, "cannot make the tag-sync page");
+            goto out;
+        }
+        tsync = p;
+        for (size_t i = 0; i < nv; i++) tsync->acked[i] = rv[i].reported_gen;
+        ro->tag_sync_fd = sync_fd;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        scp_fail_errno(err, "fork");
+        goto out;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        child_exec(cfg, o, ro, o->argv[0], pipefd[1]);
+    }
+    child_pid = pid;
+    close(pipefd[1]);
+    pipefd[1] = -1;
+    for (size_t i = 0; i < nv; i++) scp_wipe(ro->vol[i].key, sizeof ro->vol[i].key);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
+    int exited = 0, status = 1;
+    for (;;) {
+        /* until every holder of the socket is gone, or the program itself has exited and what
+         * its leftovers had sent is drained (a daemonized grandchild may keep the socket) */
+        struct pollfd pf = {.fd = pipefd[0], .events = POLLIN};
+        int pr = poll(&pf, 1, exited ? 0 : 200);
+        if (pr < 0 && errno == EINTR) continue;
+        if (pr == 0) {
+            if (exited) break;
+            int st;
+            if (waitpid(pid, &st, WNOHANG) == pid) {
+                exited = 1;
+                status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+            }
+            continue;
+        }
+        ssize_t r = read(pipefd[0], rec, sizeof rec);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        if (r != (ssize_t)sizeof rec || rec[0] >= nv) continue;
+        if (report(c, o, token, &rv[rec[0]], rec + 1) == 0) {
+            ack(tsync, rec[0], rv[rec[0]].reported_gen);
+        } else if (tsync) {
+            /* fail closed: an fsync must not return for a state that CAS does not know */
+            fprintf(stderr, "scpctl run: --tag-sync: CAS did not acknowledge a commit; stopping the program\n");
+            kill(pid, SIGKILL);
+        }
+    }
+    rc = exited ? status : wait_status(pid);
+out:
+    if (tsync) munmap(tsync, 4096);
+    if (sync_fd >= 0) close(sync_fd);
+    if (pipefd[0] >= 0) close(pipefd[0]);
+    if (pipefd[1] >= 0) close(pipefd[1]);
+    if (set) scp_elf_set_close(set, -1);
+    if (ro) scp_wipe(ro, sizeof *ro);
+    free(ro);
+    free(set);
+    free(rv);
+    json_decref(cfg); /* keys were copied out and wiped; the JSON text itself was wiped above */
+    return rc;
+}

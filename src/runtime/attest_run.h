@@ -1,0 +1,53 @@
+/* runtime/attest_run.h - scpctl run with CAS: measure what will run from open descriptors,
+ * attest, apply the configuration that CAS releases (command, environment, working directory,
+ * volumes with their keys and expected tags) and run the program under the shield, while a
+ * supervising process reports every volume's new tag to CAS.
+ *
+ * Processes: scpctl measures and attests, then forks. The child applies the configuration and
+ * execs the measured program from the measured descriptor (execveat). The parent stays as the
+ * supervisor: it holds the CAS connection and the volume token (never the child), reads the
+ * tags that the shield writes to a pipe after each commit (SCP_SHIELD_ENV_TAG_FD), reports them
+ * with scp_attest_report_tag (asynchronously: a commit does not wait for CAS; with tag_sync,
+ * every commit waits until CAS acknowledged its tag, and if CAS cannot be told within
+ * cas_timeout the program is killed rather than let an fsync return), forwards
+ * SIGTERM/SIGINT/SIGHUP/SIGUSR1/SIGUSR2 to the child and exits with its status.
+ */
+#ifndef SCP_RUNTIME_ATTEST_RUN_H
+#define SCP_RUNTIME_ATTEST_RUN_H
+
+#include <stdint.h>
+
+#include "runtime/elfdeps.h"
+#include "scp/cas.h"
+#include "scp/err.h"
+
+/* Open the program (searched in $PATH when it has no '/'), its interpreter, the shield runtime
+ * (shield_lib, or where scpctl run finds it; it is preloaded) and every library they need
+ * (elfdeps.h), and measure them in that order with an empty configuration
+ * (scp_attest_measure_fds). *set receives the open descriptors (set->fd[0] is the program). This is what both
+ * `scpctl run --cas` and `scpctl platform measure -- PROG` compute. */
+int scp_attest_run_measure(const char *prog, const char *shield_lib, scp_elf_set *set, uint8_t m[32], scp_err *err);
+
+struct scp_attest_run_opts {
+    const char *session, *service;
+    const char *platform_key; /* the sim platform key file */
+    const char *volume_dir;   /* NULL: scp_attest_run_default_volume_dir() */
+    const char *shield_lib;   /* NULL: next to scpctl or $SCP_SHIELD_LIB */
+    double cas_timeout;       /* seconds to keep retrying an unreachable CAS */
+    int trace;
+    int tag_sync;             /* an fsync returns only after CAS acknowledged the new tag */
+    char *const *argv;        /* PROG [ARGS...] from the command line */
+    int argc;
+};
+
+/* The default volume directory: /var/lib/scp/volumes for root, else
+ * $XDG_DATA_HOME/scp/volumes or ~/.local/share/scp/volumes. Static storage. */
+const char *scp_attest_run_default_volume_dir(void);
+
+/* Measure, attest (retrying connection failures with backoff up to cas_timeout), prepare the
+ * volumes, run and supervise. Returns the program's exit status (128+N for signal N) or -1
+ * with err set: SCP_E_ROLLBACK for a rolled-back volume, SCP_E_INTEGRITY for a wrong pin,
+ * SCP_E_NOENT for a missing program, SCP_E_INVAL for a refusal (with CAS's reason). */
+int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_err *err);
+
+#endif

@@ -1,0 +1,330 @@
+/* runtime/elfdeps.c - see elfdeps.h. The file is untrusted: every read goes through the
+ * bounds-checked helpers below, and offsets are compared by subtraction so that nothing
+ * overflows. */
+#include "runtime/elfdeps.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int bad(scp_err *err, const char *why) { return scp_fail(err, SCP_E_FORMAT, ENOEXEC, "not a usable ELF file: %s", why); }
+
+/* buf[off, off + n) lies inside buf[0, len) */
+static int in_bounds(size_t len, uint64_t off, uint64_t n) { return off <= len && n <= len - off; }
+
+static uint64_t rd(const uint8_t *p, unsigned n) {
+    uint64_t v = 0;
+    for (unsigned i = n; i-- > 0;) v = v << 8 | p[i];
+    return v;
+}
+
+/* Map a virtual address to a file offset through the PT_LOAD headers. */
+static int vaddr_to_off(const uint8_t *buf, size_t len, uint64_t phoff, unsigned phnum, uint64_t va, uint64_t *off) {
+    for (unsigned i = 0; i < phnum; i++) {
+        const uint8_t *ph = buf + phoff + (uint64_t)i * 56;
+        if (rd(ph, 4) != PT_LOAD) continue;
+        uint64_t p_off = rd(ph + 8, 8), p_va = rd(ph + 16, 8), p_fsz = rd(ph + 32, 8);
+        if (va >= p_va && va - p_va < p_fsz) {
+            uint64_t o = p_off + (va - p_va);
+            if (o < p_off || o >= len) return -1;
+            *off = o;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Copy the NUL-terminated string at strtab[idx] (strtab of size strsz) into out. */
+static int get_str(const uint8_t *buf, uint64_t strtab, uint64_t strsz, uint64_t idx, char *out, size_t outsz) {
+    if (idx >= strsz) return -1;
+    const uint8_t *s = buf + strtab + idx;
+    size_t max = (size_t)(strsz - idx);
+    const uint8_t *nul = memchr(s, 0, max);
+    if (!nul) return -1;
+    size_t l = (size_t)(nul - s);
+    if (l + 1 > outsz) return -1;
+    memcpy(out, s, l + 1);
+    return 0;
+}
+
+int scp_elf_parse(const uint8_t *buf, size_t len, scp_elf_info *out, scp_err *err) {
+    memset(out, 0, sizeof *out);
+    if (!buf || len < 64) return bad(err, "too short");
+    if (memcmp(buf, ELFMAG, SELFMAG) != 0) return bad(err, "no ELF magic");
+    if (buf[EI_CLASS] != ELFCLASS64 || buf[EI_DATA] != ELFDATA2LSB) return bad(err, "not 64-bit little-endian");
+    out->type = (uint16_t)rd(buf + 16, 2);
+    out->machine = (uint16_t)rd(buf + 18, 2);
+    if (out->type != ET_EXEC && out->type != ET_DYN) return bad(err, "not an executable or shared object");
+    uint64_t phoff = rd(buf + 32, 8);
+    unsigned phentsize = (unsigned)rd(buf + 54, 2), phnum = (unsigned)rd(buf + 56, 2);
+    if (phnum == 0) return 0;
+    if (phentsize != 56) return bad(err, "unexpected program header size");
+    if (phnum == 0xffff) return bad(err, "extended program header count");
+    if (!in_bounds(len, phoff, (uint64_t)phnum * 56)) return bad(err, "program headers outside the file");
+    uint64_t dyn_off = 0, dyn_sz = 0;
+    int have_dyn = 0;
+    for (unsigned i = 0; i < phnum; i++) {
+        const uint8_t *ph = buf + phoff + (uint64_t)i * 56;
+        uint32_t type = (uint32_t)rd(ph, 4);
+        uint64_t off = rd(ph + 8, 8), fsz = rd(ph + 32, 8);
+        if (type == PT_INTERP) {
+            if (out->interp[0]) return bad(err, "two PT_INTERP headers");
+            if (!in_bounds(len, off, fsz) || fsz < 2 || fsz > sizeof out->interp) return bad(err, "bad PT_INTERP");
+            const uint8_t *s = buf + off;
+            const uint8_t *nul = memchr(s, 0, (size_t)fsz);
+            if (!nul || nul == s) return bad(err, "PT_INTERP is not a string");
+            memcpy(out->interp, s, (size_t)(nul - s) + 1);
+            if (out->interp[0] != '/') return bad(err, "PT_INTERP is not an absolute path");
+        } else if (type == PT_DYNAMIC) {
+            if (have_dyn) return bad(err, "two PT_DYNAMIC headers");
+            if (!in_bounds(len, off, fsz) || fsz % 16) return bad(err, "bad PT_DYNAMIC");
+            have_dyn = 1;
+            dyn_off = off;
+            dyn_sz = fsz;
+        }
+    }
+    if (!have_dyn) return 0;
+    uint64_t strtab_va = 0, strsz = 0;
+    int have_strtab = 0, have_strsz = 0;
+    for (uint64_t o = 0; o < dyn_sz; o += 16) {
+        int64_t tag = (int64_t)rd(buf + dyn_off + o, 8);
+        uint64_t val = rd(buf + dyn_off + o + 8, 8);
+        if (tag == DT_NULL) break;
+        if (tag == DT_STRTAB) strtab_va = val, have_strtab = 1;
+        if (tag == DT_STRSZ) strsz = val, have_strsz = 1;
+    }
+    if (!have_strtab || !have_strsz) return bad(err, "PT_DYNAMIC without a string table");
+    uint64_t strtab;
+    if (vaddr_to_off(buf, len, phoff, phnum, strtab_va, &strtab) < 0 || !in_bounds(len, strtab, strsz))
+        return bad(err, "the string table lies outside the file");
+    for (uint64_t o = 0; o < dyn_sz; o += 16) {
+        int64_t tag = (int64_t)rd(buf + dyn_off + o, 8);
+        uint64_t val = rd(buf + dyn_off + o + 8, 8);
+        if (tag == DT_NULL) break;
+        if (tag == DT_NEEDED) {
+            if (out->n_needed >= SCP_ELF_MAX_NEEDED) return bad(err, "too many DT_NEEDED entries");
+            char *dst = out->needed[out->n_needed];
+            if (get_str(buf, strtab, strsz, val, dst, SCP_ELF_MAX_NAME) < 0 || !dst[0])
+                return bad(err, "bad DT_NEEDED name");
+            out->n_needed++;
+        } else if (tag == DT_RUNPATH || tag == DT_RPATH) {
+            int rp = tag == DT_RUNPATH;
+            if (rp ? out->has_runpath : out->has_rpath) return bad(err, "two search paths of one kind");
+            if (get_str(buf, strtab, strsz, val, rp ? out->runpath : out->rpath, SCP_ELF_MAX_SEARCH) < 0)
+                return bad(err, "bad DT_RUNPATH/DT_RPATH");
+            if (rp) out->has_runpath = 1;
+            else out->has_rpath = 1;
+        }
+    }
+    return 0;
+}
+
+/* ---- resolution on the file system -------------------------------------------------------- */
+
+/* Map the file read-only: only the pages the parser touches (headers, dynamic section, string
+ * table) are read, not the whole image. A file truncated by someone else while it is parsed
+ * would raise SIGBUS; these are the host's program and libraries, whose integrity the
+ * measurement (and CAS's policy) decides anyway. */
+static int map_fd(int fd, uint8_t **buf, size_t *len, scp_err *err) {
+    struct stat st;
+    if (fstat(fd, &st) < 0) return scp_fail_errno(err, "fstat");
+    if (!S_ISREG(st.st_mode)) return scp_fail(err, SCP_E_INVAL, EACCES, "not a regular file");
+    if ((uint64_t)st.st_size > SCP_ELF_MAX_FILE) return scp_fail(err, SCP_E_INVAL, EFBIG, "larger than 1 GiB");
+    if (st.st_size < 64) return scp_fail(err, SCP_E_FORMAT, ENOEXEC, "not a usable ELF file: too short");
+    void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) return scp_fail_errno(err, "mmap");
+    *buf = p;
+    *len = (size_t)st.st_size;
+    return 0;
+}
+
+static int already(const scp_elf_set *s, int fd) {
+    struct stat a, b;
+    if (fstat(fd, &a) < 0) return 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (fstat(s->fd[i], &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return 1;
+    return 0;
+}
+
+/* Open path if it is a regular file whose ELF class and machine match (machine 0: any). */
+static int try_open(const char *path, uint16_t machine, int want_exec) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    struct stat st;
+    uint8_t h[64];
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (want_exec && !(st.st_mode & 0111)) ||
+        pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h) {
+        close(fd);
+        return -1;
+    }
+    if (machine && (memcmp(h, ELFMAG, SELFMAG) != 0 || h[EI_CLASS] != ELFCLASS64 || rd(h + 18, 2) != machine)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Append dir/name with $ORIGIN / ${ORIGIN} in dir replaced by origin. */
+static int join(char *out, size_t outsz, const char *dir, size_t dlen, const char *name, const char *origin) {
+    size_t o = 0;
+    for (size_t i = 0; i < dlen;) {
+        const char *rep = NULL;
+        size_t skip = 0;
+        if (!strncmp(dir + i, "$ORIGIN", 7) && (i + 7 >= dlen || dir[i + 7] == '/')) rep = origin, skip = 7;
+        else if (!strncmp(dir + i, "${ORIGIN}", 9)) rep = origin, skip = 9;
+        const char *src = rep ? rep : dir + i;
+        size_t sl = rep ? strlen(rep) : 1;
+        if (o + sl >= outsz) return -1;
+        memcpy(out + o, src, sl);
+        o += sl;
+        i += rep ? skip : 1;
+    }
+    int n = snprintf(out + o, outsz - o, "%s%s", o ? "/" : "", name);
+    return n < 0 || (size_t)n >= outsz - o ? -1 : 0;
+}
+
+/* Search a ':'-separated list; returns an fd and fills found, or -1. */
+static int search(const char *list, const char *name, const char *origin, uint16_t machine, char *found, size_t fsz) {
+    const char *p = list;
+    while (p && *p) {
+        const char *e = strchr(p, ':');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l && join(found, fsz, p, l, name, origin) == 0) {
+            int fd = try_open(found, machine, 0);
+            if (fd >= 0) return fd;
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return -1;
+}
+
+static int add(scp_elf_set *s, int fd, const char *path, scp_err *err) {
+    if (already(s, fd)) {
+        close(fd);
+        return 0;
+    }
+    if (s->n >= SCP_ELF_MAX_OBJECTS) {
+        close(fd);
+        return scp_fail(err, SCP_E_INVAL, E2BIG, "more than %u objects to load", SCP_ELF_MAX_OBJECTS);
+    }
+    s->fd[s->n] = fd;
+    snprintf(s->path[s->n], sizeof s->path[s->n], "%s", path);
+    s->n++;
+    return 1;
+}
+
+void scp_elf_set_close(scp_elf_set *s, int keep) {
+    for (size_t i = 0; i < s->n; i++)
+        if (s->fd[i] != keep) close(s->fd[i]);
+    s->n = 0;
+}
+
+static int open_prog(const char *prog, const char *search_path, char *found, size_t fsz, scp_err *err) {
+    if (strchr(prog, '/')) {
+        snprintf(found, fsz, "%s", prog);
+        int fd = try_open(prog, 0, 1);
+        if (fd < 0) return scp_fail(err, SCP_E_NOENT, ENOENT, "program '%s' does not exist or is not an executable file", prog);
+        return fd;
+    }
+    const char *p = search_path && *search_path ? search_path : "/usr/local/bin:/usr/bin:/bin";
+    while (p && *p) {
+        const char *e = strchr(p, ':');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l && (size_t)snprintf(found, fsz, "%.*s/%s", (int)l, p, prog) < fsz) {
+            int fd = try_open(found, 0, 1);
+            if (fd >= 0) return fd;
+        }
+        p = e ? e + 1 : NULL;
+    }
+    return scp_fail(err, SCP_E_NOENT, ENOENT, "program '%s' not found in PATH", prog);
+}
+
+int scp_elf_set_open(const char *prog, const char *search_path, const char *preload, scp_elf_set *s, scp_err *err) {
+    s->n = 0;
+    char found[PATH_MAX];
+    scp_elf_info *info = malloc(sizeof *info);
+    if (!info) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    char exe_rpath[SCP_ELF_MAX_SEARCH] = "", exe_origin[PATH_MAX] = "";
+    int fd = open_prog(prog, search_path, found, sizeof found, err);
+    if (fd < 0) goto fail;
+    add(s, fd, found, err);
+    uint16_t machine = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        if (map_fd(s->fd[i], &buf, &len, err) < 0) {
+            scp_err_prefix(err, "%s", s->path[i]);
+            goto fail;
+        }
+        int r = scp_elf_parse(buf, len, info, err);
+        munmap(buf, len);
+        if (r < 0) {
+            scp_err_prefix(err, "%s", s->path[i]);
+            goto fail;
+        }
+        if (i == 0) machine = info->machine;
+        else if (info->machine != machine) {
+            scp_fail(err, SCP_E_FORMAT, ENOEXEC, "%s: built for another machine", s->path[i]);
+            goto fail;
+        }
+        char origin[PATH_MAX];
+        snprintf(origin, sizeof origin, "%s", s->path[i]);
+        char *sl = strrchr(origin, '/');
+        if (sl && sl != origin) *sl = 0;
+        else snprintf(origin, sizeof origin, "%s", sl ? "/" : ".");
+        if (i == 0) {
+            if (info->has_rpath && !info->has_runpath) snprintf(exe_rpath, sizeof exe_rpath, "%s", info->rpath);
+            snprintf(exe_origin, sizeof exe_origin, "%s", origin);
+            if (info->interp[0]) {
+                int ifd = try_open(info->interp, machine, 0);
+                if (ifd < 0) {
+                    scp_fail(err, SCP_E_NOENT, ENOENT, "%s: its loader %s is missing", s->path[0], info->interp);
+                    goto fail;
+                }
+                add(s, ifd, info->interp, err);
+            }
+            if (preload) {
+                int pfd = try_open(preload, machine, 0);
+                if (pfd < 0) {
+                    scp_fail(err, SCP_E_NOENT, ENOENT, "cannot open %s (or it is built for another machine)", preload);
+                    goto fail;
+                }
+                if (add(s, pfd, preload, err) < 0) goto fail;
+            }
+        }
+        for (size_t k = 0; k < info->n_needed; k++) {
+            const char *name = info->needed[k];
+            int lfd = -1;
+            if (strchr(name, '/')) {
+                snprintf(found, sizeof found, "%s", name);
+                lfd = try_open(name, machine, 0);
+            } else {
+                if (!info->has_runpath) {
+                    if (info->has_rpath) lfd = search(info->rpath, name, origin, machine, found, sizeof found);
+                    if (lfd < 0 && i != 0 && exe_rpath[0])
+                        lfd = search(exe_rpath, name, exe_origin, machine, found, sizeof found);
+                }
+                if (lfd < 0 && info->has_runpath) lfd = search(info->runpath, name, origin, machine, found, sizeof found);
+                if (lfd < 0) lfd = search(SCP_ELF_DEFAULT_DIRS, name, origin, machine, found, sizeof found);
+            }
+            if (lfd < 0) {
+                scp_fail(err, SCP_E_NOENT, ENOENT, "%s needs %s, which is not found (searched its RUNPATH/RPATH and "
+                         SCP_ELF_DEFAULT_DIRS ")", s->path[i], name);
+                goto fail;
+            }
+            if (add(s, lfd, found, err) < 0) goto fail;
+        }
+    }
+    free(info);
+    return 0;
+fail:
+    free(info);
+    scp_elf_set_close(s, -1);
+    return -1;
+}
