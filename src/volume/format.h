@@ -23,10 +23,14 @@
 #define SCP_GCMTAG_LEN 16
 #define SCP_HASH_LEN 32
 /* One chunk table entry: subkey salt (16) | nonce (12) | GCM tag (16); all zero = a hole. The
- * chunk's key is scp_derive_key(file key, SCP_LABEL_CHUNK, salt). */
+ * chunk's key is scp_derive_key(file key, SCP_LABEL_CHUNK, salt). The low bit of the nonce's
+ * first byte names the chunk's slot: 0, the data object ".d", 1, the second-slot object ".s",
+ * both at offset index * chunk size (docs/volume-format.md, "Overwrites"); the other 95 bits
+ * are random. Like every entry byte it is covered by the content root. */
 #define SCP_ENT_NONCE_OFF SCP_SALT_LEN
 #define SCP_ENT_TAG_OFF (SCP_SALT_LEN + SCP_NONCE_LEN)
 #define SCP_CHUNK_ENTRY_LEN (SCP_SALT_LEN + SCP_NONCE_LEN + SCP_GCMTAG_LEN)
+#define SCP_ENT_SLOT(e) ((int)((e)[SCP_ENT_NONCE_OFF] & 1u))
 /* A writer rotates its chunk subkey after this many chunk seals (docs/volume-format.md has the
  * nonce budget). */
 #define SCP_SUBKEY_MAX_USES (1u << 20)

@@ -8,9 +8,12 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/types.h>
 
 #include "common/u64map.h"
+#include "common/util.h"
 #include "scp/volume.h"
 #include "volume/format.h"
 
@@ -20,6 +23,15 @@
 #define SCP_SUBKEY_CACHE 16            /* chunk subkeys kept per file for reading */
 
 typedef struct scp_file scp_file;
+
+/* The states of a file's commit (commit.c has the diagram and the legal transitions). */
+enum commit_state {
+    CS_IDLE = 0,  /* no commit running */
+    CS_WRITTEN,   /* dirty chunks sealed and written (fresh in place, overwrites journaled) */
+    CS_PREPARED,  /* everything durable but the commit point */
+    CS_COMMITTED, /* the manifest names the new root */
+    CS_APPLIED,   /* the journal applied in place */
+};
 
 struct scp_volume {
     int dirfd;      /* the volume directory */
@@ -61,6 +73,7 @@ struct scp_file {
     uint8_t id[SCP_FILEID_LEN];
     uint8_t key[32];            /* per-file key (derivation only: chunk subkeys, journal keys) */
     int fd_d, fd_t, fd_j;       /* data, table, journal (-1 until needed) */
+    int fd_s;                   /* second slots (".s"; -1 until a chunk is first overwritten) */
     int refs;                   /* open handles (protected by vol->mu) */
     int fork_held;              /* the atfork prepare handler holds rw and a reference */
     int writer;                 /* holds the cross-process writer lock */
@@ -78,15 +91,22 @@ struct scp_file {
     uint64_t page_cap;
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
+    u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
+                                 * emptied only when a new log starts) */
+    u64map placed;              /* chunk index -> slot: chunks below the committed count written
+                                 * in place since the last commit, to the slot that the
+                                 * committed entry does not name (chunk_target) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
+    enum commit_state cstate;   /* of the commit running (under rw for writing), commit.c */
     int unloaded;               /* a (re)load failed half-way: the table in memory is not the
                                  * authenticated one, so reads and writes fail until a load
                                  * succeeds */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
+    int s_unsynced;             /* and to .s */
     size_t kick_pending;        /* bytes written in place since writeback was last started */
     /* plaintext of authenticated chunks (vfile.c, "plaintext cache"): chunk index -> struct
      * pchunk *, each valid while the table entry it was decrypted under is the current one */
@@ -170,13 +190,15 @@ uint64_t vol_durable_generation(scp_volume *v);
 uint64_t vol_peek_generation(scp_volume *v);
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]);
-/* The extensions of a file's objects: data, table, journal (in that order). */
-extern const char *const vol_object_ext[3];
+/* The extensions of a file's objects: data, table, journal, second slots (in that order; the
+ * last is created when a chunk is first overwritten in place). */
+#define VOL_NOBJECTS 4
+extern const char *const vol_object_ext[VOL_NOBJECTS];
 /* If the lock file says removed files' objects may have been left behind, delete every object
  * that no manifest slot names (caller holds vol_lock; best effort). */
 void vol_collect_garbage(scp_volume *v);
 
-/* vfile.c */
+/* vfile.c, chunk.c */
 /* Content root of a file state: SHA-256 over id, size and page hashes of its table. */
 void file_root(const uint8_t id[SCP_FILEID_LEN], uint64_t size, uint64_t npages,
                const uint8_t (*page_hash)[SCP_HASH_LEN], uint8_t out[SCP_HASH_LEN]);
@@ -196,5 +218,170 @@ int file_after_fork(scp_file *f, scp_err *err);
 /* Verify every chunk of a file (used by scp_volume_verify). */
 long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *done,
                  scp_verify_progress_cb pcb, uint64_t total);
+
+/* ---- shared by chunk.c, cache.c, commit.c and vfile.c ----------------------------------------
+ * A file's contents: chunk.c holds the chunk table and chunk crypto, cache.c the plaintext
+ * cache, commit.c loading, recovery, write-back and commit, vfile.c the handle API on top.
+ * Every function below expects the caller to hold f->rw (for writing when it changes the
+ * table, the dirty map or the journal), unless it says otherwise. */
+
+/* Thresholds. The tight power-cut build (tests/volume) compiles commit.c and vfile.c with
+ * smaller values, so they are only defaults here. */
+#define PARALLEL_MIN 64 /* chunks per batch below which the work stays on one core */
+/* An uncommitted change whose journal log passes this many bytes is committed by the write that
+ * passed it (as the kernel may write a file's dirty pages back at any time): so the log stays
+ * within journal_replay_max, however much a program rewrites without an fsync. */
+#ifndef SCP_JOURNAL_PENDING_MAX
+#define SCP_JOURNAL_PENDING_MAX (32u << 20)
+#endif
+/* A commit whose fresh chunks come to at most this many bytes copies them into the journal, so
+ * that it syncs one object instead of three (sqlite's and redis's small appends). */
+#ifndef SCP_FRESH_JOURNAL_BYTES
+#define SCP_FRESH_JOURNAL_BYTES (256u << 10)
+#endif
+/* A journal log longer than this is closed after the commit; the next one checkpoints. */
+#ifndef SCP_JOURNAL_MAX
+#define SCP_JOURNAL_MAX (8u << 20)
+#endif
+/* A log longer than this is checkpointed when its writer closes the file. */
+/* An overwrite of at least this many bytes (one write call of whole chunks, or one write-back
+ * batch) writes the chunks' other slots in place; a smaller one goes through the journal,
+ * which makes data and commit record durable with one sync (sqlite's page writes). */
+#ifndef SCP_SLOT_MIN_BYTES
+#define SCP_SLOT_MIN_BYTES SCP_FRESH_JOURNAL_BYTES
+#endif
+#ifndef SCP_CHECKPOINT_AT_CLOSE
+#define SCP_CHECKPOINT_AT_CLOSE (1u << 20)
+#endif
+
+/* chunk.c: the table in memory (SCP_CHUNK_ENTRY_LEN bytes per chunk; all zero = a hole) */
+extern const uint8_t vol_zero_ent[SCP_CHUNK_ENTRY_LEN];
+static inline uint8_t *ent(scp_file *f, uint64_t i) { return f->table + i * SCP_CHUNK_ENTRY_LEN; }
+static inline int is_hole(const uint8_t *e) {
+    return memcmp(e, vol_zero_ent, SCP_CHUNK_ENTRY_LEN) == 0;
+}
+static inline uint64_t cur_n(scp_file *f) { return nchunks_of(f->size, f->vol->cs); } /* current */
+static inline uint64_t com_n(scp_file *f) { return nchunks_of(f->c_size, f->vol->cs); } /* committed */
+static inline int changed_get(scp_file *f, uint64_t i) { return f->changed[i / 8] >> (i % 8) & 1; }
+/* A per-thread buffer of at least n bytes (valid until the thread's next call); NULL if out of
+ * memory. Wiped when replaced or when the thread ends: it may hold plaintext. */
+uint8_t *vol_scratch(size_t n);
+/* Room for n entries in the table, the changed bitmap and the page hashes. */
+int table_reserve(scp_file *f, uint64_t n, scp_err *err);
+/* Record that entry i changed (its page must be hashed again; below the committed count, the
+ * commit must journal it). */
+void table_mark(scp_file *f, uint64_t i);
+/* The size changed from oldn to newn chunks: the pages at the boundary hash differently. */
+void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn);
+/* The content root of the table in memory (hashing the dirty pages again). */
+void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]);
+/* Fill err with an integrity failure of chunk i ("is missing", "fails authentication"); -1. */
+int chunk_integrity_fail(scp_file *f, uint64_t i, const char *what, scp_err *err);
+/* The subkey that table entry e was sealed under (takes pc_mu). */
+int chunk_key(scp_file *f, const uint8_t *e, uint8_t key[32], scp_err *err);
+/* Make the writer's subkey good for n more seals (f->rw held for writing). */
+int chunk_wkey_reserve(scp_file *f, size_t n, scp_err *err);
+/* Seal plaintext chunk i into ct under the writer's subkey with the given nonce, store the
+ * entry in the table and mark it. */
+int chunk_seal(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
+               const uint8_t nonce[SCP_NONCE_LEN], int slot, scp_err *err);
+/* A run of whole chunks sealed on several cores and written in place (crypto/parallel.h):
+ * chunk_seal_range is the scp_parallel_for body over a struct seal_job. It stores the entries
+ * but does not mark them (the caller marks the run). */
+struct seal_job {
+    scp_file *f;
+    uint64_t first;
+    const uint8_t *src, *nonces;
+    uint8_t *ct;
+    int write_errno; /* set by a part whose pwrite failed (any one of them) */
+    int slot;        /* where the run goes: every chunk of it has this target slot */
+};
+int chunk_seal_range(void *ctx, size_t b, size_t e);
+/* A run of whole chunks read from the data object straight into the caller's buffer and
+ * decrypted in place, split among several cores (each part reads and decrypts its own range,
+ * so the kernel's copy runs in parallel too): chunk_read_range over a struct read_job. */
+struct read_job {
+    scp_file *f;
+    uint64_t first; /* chunk index of dst[0] */
+    uint8_t *dst;
+    int slot;       /* every chunk of the run is in this slot */
+    pthread_mutex_t mu;
+    uint64_t bad;   /* smallest chunk that failed, UINT64_MAX if none */
+    int bad_kind;   /* 1 missing, 2 fails authentication, 3 read error (errno in bad_errno) */
+    int bad_errno;
+};
+int chunk_read_range(void *ctx, size_t b, size_t e);
+/* Authenticate and decrypt chunk i's ciphertext ct into pt under its table entry. */
+int chunk_open(scp_file *f, uint64_t i, const uint8_t *ct, uint8_t *pt, scp_err *err);
+/* Read the ciphertext of chunk i (not dirty, not a hole) into ct: from the journal if the
+ * open log holds its newest version, else from the data object. */
+int chunk_fetch_ct(scp_file *f, uint64_t i, uint8_t *ct, scp_err *err);
+/* Plaintext of chunk i into pt (cs bytes): dirty buffer, zeros for a hole, or decrypted. */
+int chunk_load(scp_file *f, uint64_t i, uint8_t *pt, scp_err *err);
+
+/* cache.c: the plaintext cache (see there). An entry holds chunk plaintext and the table
+ * entry it was decrypted under. */
+struct pchunk {
+    uint8_t ent[SCP_CHUNK_ENTRY_LEN];
+    uint8_t data[];
+};
+void pc_setup(void); /* reads the budget once (SCP_VOLUME_CACHE_MB) */
+/* Copy bytes [in, in + len) of chunk i from the cache if its entry is current; 1 on a hit. */
+int pc_get(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out);
+/* An entry to fill: new within the budget, else one of f's own recycled; NULL if none. The
+ * caller passes it to pc_put or pc_free. */
+struct pchunk *pc_take(scp_file *f);
+/* Cache c (whose data is chunk i's authenticated plaintext) under chunk i's current entry. */
+void pc_put(scp_file *f, uint64_t i, struct pchunk *c);
+void pc_free(scp_file *f, struct pchunk *c);
+void pc_drop(scp_file *f); /* free every entry of f */
+
+/* commit.c */
+/* Open one of f's objects (ext ".d", ".t", ".j") without following links; refuses anything
+ * but a regular file. */
+int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err);
+/* The cross-process writer lock (byte 1 of the data object): take it without waiting (1 if
+ * taken, 0 if another process holds it), release it. */
+int file_try_writer_lock(scp_file *f);
+void file_writer_unlock(scp_file *f);
+/* (Re)load the committed state of f from its objects and manifest entry e, redoing a journal
+ * that leads to e's root. On failure f->unloaded stays set. */
+int file_load(scp_file *f, const scp_mentry *e, scp_err *err);
+/* Open (creating it if needed, with the directory synced) the second-slot object ".s"
+ * (f->rw held for writing); if create is 0, only open an existing one. */
+int file_open_slot(scp_file *f, int create, scp_err *err);
+/* Make every commit durable in place (data and table synced); the journal needs nothing more. */
+int file_checkpoint(scp_file *f, scp_err *err);
+/* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */
+int file_writeback(scp_file *f, scp_err *err);
+/* Make f's state durable and advance the volume tag (f->rw held for writing). */
+int file_commit(scp_file *f, scp_err *err);
+/* The slot that chunk i may be written to in place before the commit point, or -1 if the
+ * change must go through the journal. In place is safe where no committed state names the
+ * bytes written (docs/volume-format.md, "Overwrites" and "Unwritten chunks"): slot 0 beyond
+ * the committed chunk count ("fresh"); slot 0 of a chunk whose committed entry is a hole
+ * (an extending truncate or a fallocate reserved it); with overwrite_ok, the slot that the
+ * committed entry of a written chunk does not name. Never slot 0 of a chunk that has a record
+ * in the open journal log: replaying that older record would overwrite the bytes. A chunk
+ * keeps the slot it was first placed in until the commit. */
+static inline int chunk_target(scp_file *f, uint64_t i, int overwrite_ok) {
+    uint64_t s;
+    if (i >= com_n(f)) return 0;
+    if (u64map_get(&f->placed, i, &s)) return (int)s;
+    if (changed_get(f, i)) return -1; /* journaled or truncated since the commit */
+    const uint8_t *e = ent(f, i);
+    int hole = is_hole(e);
+    if (!hole && !overwrite_ok) return -1;
+    int t = hole ? 0 : 1 - SCP_ENT_SLOT(e);
+    if (t == 0 && u64map_get(&f->jlogged, i, NULL)) return -1;
+    return t;
+}
+/* The descriptor of slot 0 (".d") or 1 (".s", -1 if not open). */
+static inline int chunk_slot_fd(scp_file *f, int slot) { return slot ? f->fd_s : f->fd_d; }
+/* Free a dirty chunk's buffer (a u64map value): it holds plaintext. */
+static inline void file_dirty_free(scp_file *f, uint64_t v) {
+    scp_wipe((void *)(uintptr_t)v, f->vol->cs);
+    free((void *)(uintptr_t)v);
+}
 
 #endif

@@ -298,7 +298,7 @@ void vol_collect_garbage(scp_volume *v) {
         char stem[2 * SCP_FILEID_LEN + 1];
         const char *dot = strchr(de->d_name, '.');
         int ours = 0;
-        for (int k = 0; dot && k < 3; k++) ours |= strcmp(dot, vol_object_ext[k]) == 0;
+        for (int k = 0; dot && k < VOL_NOBJECTS; k++) ours |= strcmp(dot, vol_object_ext[k]) == 0;
         if (!ours || dot - de->d_name != (ptrdiff_t)2 * SCP_FILEID_LEN) continue;
         memcpy(stem, de->d_name, sizeof stem - 1); /* scp_unhex wants the digits alone */
         stem[sizeof stem - 1] = '\0';

@@ -1,12 +1,13 @@
 /* volume/volume.c - creating and opening volumes, keys, locking and the namespace
- * (mkdir, rmdir, unlink, rename, stat, readdir). File contents live in vfile.c.
+ * (mkdir, rmdir, unlink, rename, stat, readdir). File contents live in vfile.c
+ * (handles), chunk.c, cache.c and commit.c.
  *
  * Lock order (every thread, and the fork handlers below):
  *   1. registry_mu          the list of open volumes; held across others only by fork_prepare
  *   2. a handle's cur_mu    (vfile.c) cursor calls: read, write, seek
  *   3. a file's rw          a thread holds at most one file's rw at a time
  *   4. the volume's mu      vol_lock; the cross-process lock (OFD, byte 0) is taken under it
- *   5. a file's pc_mu       (vfile.c) the plaintext cache; a leaf
+ *   5. a file's pc_mu       (cache.c) the plaintext cache; a leaf
  * Under mu a file's rw is only ever tried (pthread_rwlock_trywrlock: file_get, fork_prepare),
  * never waited for. The commit callback (scp_volume_on_commit) runs under mu and must not
  * call into the volume or fork.
@@ -109,6 +110,9 @@ static void fork_child(void) {
             pthread_rwlock_init(&f->rw, NULL);
             pthread_mutex_init(&f->pc_mu, NULL);
             f->pc_pins = 0; /* pins belong to threads the child does not have */
+            /* fork_prepare waits for every commit (it holds rw), so this is already idle; a
+             * commit left half-way would trip commit_step's asserts at the child's first one */
+            f->cstate = CS_IDLE;
         }
         for (scp_vfile *h = v->handles; h; h = h->hnext) pthread_mutex_init(&h->cur_mu, NULL);
         fork_unref_files(v);
@@ -154,7 +158,7 @@ int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32
     return scp_derive_key(v->k_files, SCP_LABEL_FILE, id, SCP_FILEID_LEN, key, err);
 }
 
-const char *const vol_object_ext[3] = {".d", ".t", ".j"};
+const char *const vol_object_ext[VOL_NOBJECTS] = {".d", ".t", ".j", ".s"};
 
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]) {
     scp_hex(id, SCP_FILEID_LEN, out);
@@ -652,7 +656,7 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 }
 
 static void unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < VOL_NOBJECTS; k++) {
         char name[48];
         vol_object_name(id, vol_object_ext[k], name);
         unlinkat(v->objfd, name, 0);

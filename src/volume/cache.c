@@ -1,0 +1,121 @@
+/* volume/cache.c - the plaintext cache: authenticated chunks kept in process memory, each
+ * valid while the table entry it was decrypted under is the file's current one.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "crypto/parallel.h"
+#include "volume/internal.h"
+
+#define ENT SCP_CHUNK_ENTRY_LEN
+
+/* ---- plaintext cache ------------------------------------------------------------------------ */
+
+/* Servers read the same files again and again (nginx sends a file per request, sqlite rereads
+ * pages its own cache dropped), and decrypting them each time costs more than the rest of the
+ * request. So a chunk that was read and authenticated keeps its plaintext in process memory
+ * (never in a kernel object), with the table entry (nonce and tag) it was decrypted under, and
+ * is served from there only while that entry is still the file's current one. The entry is
+ * bound to the content root that the manifest authenticates, and a nonce and tag name one
+ * ciphertext under the file's key and the chunk's index, so a hit returns exactly what reading
+ * and authenticating the chunk again would. Any change to a chunk (a write-back here, another
+ * process's commit, a reload) changes its entry: nothing needs invalidating. Dirty chunks are
+ * looked up first. The budget is per process (SCP_VOLUME_CACHE_MB, default 64, 0 = off);
+ * beyond it a file recycles its own entries; files over a quarter of it are not cached. A process that writes a file caches it too:
+ * its reads of chunks it has not changed since are as frequent (sqlite), and stale entries cost
+ * only memory within the budget. */
+static size_t pc_used;  /* bytes held by all files' entries (atomic) */
+static size_t pc_limit; /* the budget, set once by pc_init */
+static void pc_init(void) {
+    const char *s = getenv("SCP_VOLUME_CACHE_MB");
+    pc_limit = (size_t)(s && *s ? strtoul(s, NULL, 10) : 64) << 20;
+}
+
+void pc_setup(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, pc_init);
+}
+
+void pc_free(scp_file *f, struct pchunk *c) {
+    size_t sz = sizeof *c + f->vol->cs;
+    scp_wipe(c, sz);
+    free(c);
+    __atomic_sub_fetch(&pc_used, sz, __ATOMIC_RELAXED);
+}
+
+/* Copy bytes [in, in + len) of chunk i from the cache if its entry is current; 1 on a hit. */
+int pc_get(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out) {
+    uint64_t v;
+    int hit = 0;
+    pthread_mutex_lock(&f->pc_mu);
+    if (u64map_get(&f->pc, i, &v)) {
+        const struct pchunk *c = (const struct pchunk *)(uintptr_t)v;
+        if (memcmp(c->ent, ent(f, i), ENT) == 0) {
+            if (out) memcpy(out, c->data + in, len);
+            hit = 1;
+        }
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    return hit;
+}
+
+/* An entry to fill for f: a new one within the budget, else one of f's own taken out of the
+ * cache; NULL if neither (or the cache is off). The caller passes it to pc_put or
+ * pc_free. */
+struct pchunk *pc_take(scp_file *f) {
+    /* A file larger than a quarter of the budget is streamed, not cached: filling and recycling
+     * entries for it costs a third of the read speed (bench/volume: 512 MiB sequential and
+     * random reads), and it would push out the small hot files the cache is for. */
+    if (!pc_limit || __atomic_load_n(&f->size, __ATOMIC_RELAXED) > pc_limit / 4) return NULL;
+    size_t sz = sizeof(struct pchunk) + f->vol->cs;
+    if (__atomic_add_fetch(&pc_used, sz, __ATOMIC_RELAXED) <= pc_limit) {
+        struct pchunk *c = malloc(sz);
+        if (c) return c;
+    }
+    __atomic_sub_fetch(&pc_used, sz, __ATOMIC_RELAXED);
+    struct pchunk *c = NULL;
+    uint64_t k, v;
+    pthread_mutex_lock(&f->pc_mu);
+    if (u64map_count(&f->pc) && !f->pc_pins) {
+        if (!u64map_next(&f->pc, &f->pc_scan, &k, &v)) {
+            f->pc_scan = 0;
+            u64map_next(&f->pc, &f->pc_scan, &k, &v);
+        }
+        u64map_del(&f->pc, k, NULL);
+        c = (struct pchunk *)(uintptr_t)v;
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    return c;
+}
+
+/* Cache c (whose data is chunk i's authenticated plaintext) under chunk i's current entry. */
+void pc_put(scp_file *f, uint64_t i, struct pchunk *c) {
+    memcpy(c->ent, ent(f, i), ENT);
+    uint64_t old = 0;
+    pthread_mutex_lock(&f->pc_mu);
+    int had = u64map_get(&f->pc, i, &old);
+    if (had && f->pc_pins) {
+        old = (uintptr_t)c; /* the old entry may be in use by a pin holder: keep it, drop c */
+    } else if (u64map_put(&f->pc, i, (uintptr_t)c) < 0) {
+        had = 1; /* out of memory: drop c instead */
+        old = (uintptr_t)c;
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    if (had) pc_free(f, (struct pchunk *)(uintptr_t)old);
+}
+
+void pc_drop(scp_file *f) {
+    size_t pos = 0;
+    uint64_t k, v;
+    while (u64map_next(&f->pc, &pos, &k, &v)) pc_free(f, (struct pchunk *)(uintptr_t)v);
+    u64map_free(&f->pc);
+}
+

@@ -1,0 +1,344 @@
+/* volume/chunk.c - a file's chunk table, its content root, and chunk encryption.
+ *
+ * A file is up to four objects in objects/: <id>.d holds chunk i's ciphertext at offset i *
+ * chunk size (slot 0); <id>.s, created when a chunk is first overwritten in place, its other
+ * slot at the same offset; <id>.t holds chunk i's table entry (subkey salt, nonce whose low bit
+ * names the slot, GCM tag) at offset i * 44 (zero = a hole); <id>.j is the journal (commit.c). The manifest entry holds the file's size and content
+ * root, a hash over the table, so that no chunk can be modified, moved or replayed without the
+ * root changing. This file keeps the table in memory, hashes it, and seals and opens chunks
+ * under the per-writer subkeys that the entries name.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "crypto/parallel.h"
+#include "volume/internal.h"
+
+#define ENT SCP_CHUNK_ENTRY_LEN
+#define AAD_LEN (SCP_VOLID_LEN + SCP_FILEID_LEN + 8)
+
+const uint8_t vol_zero_ent[ENT];
+
+/* ---- per-thread scratch buffer -------------------------------------------------------- */
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+struct scratch {
+    uint8_t *p;
+    size_t cap;
+};
+static void scratch_free(void *p) {
+    struct scratch *s = p;
+    if (s->p) scp_wipe(s->p, s->cap); /* it held plaintext */
+    free(s->p);
+    free(s);
+}
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+/* A per-thread buffer of at least n bytes (valid until the thread's next call). */
+uint8_t *vol_scratch(size_t n) {
+    pthread_once(&scratch_once, scratch_init);
+    struct scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        pthread_setspecific(scratch_key, s);
+    }
+    if (s->cap < n) {
+        uint8_t *np = malloc(n); /* not realloc: the old buffer is wiped before it is freed */
+        if (!np) return NULL;
+        if (s->p) scp_wipe(s->p, s->cap);
+        free(s->p);
+        s->p = np;
+        s->cap = n;
+    }
+    return s->p;
+}
+
+/* ---- table and root -------------------------------------------------------------------- */
+
+int table_reserve(scp_file *f, uint64_t n, scp_err *err) {
+    if (n <= f->table_cap && f->table) return 0;
+    uint64_t cap = f->table_cap ? f->table_cap : 256;
+    while (cap < n) cap *= 2;
+    uint64_t pages = (cap + SCP_TABLE_PAGE - 1) / SCP_TABLE_PAGE;
+    uint8_t *t = realloc(f->table, cap * ENT);
+    if (t) f->table = t;
+    uint8_t *c = realloc(f->changed, cap / 8 + 1);
+    if (c) f->changed = c;
+    uint8_t(*ph)[SCP_HASH_LEN] = realloc(f->page_hash, pages * SCP_HASH_LEN);
+    if (ph) f->page_hash = ph;
+    uint8_t *pd = realloc(f->page_dirty, pages);
+    if (pd) f->page_dirty = pd;
+    if (!t || !c || !ph || !pd)
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory for the chunk table");
+    memset(f->table + f->table_cap * ENT, 0, (cap - f->table_cap) * ENT);
+    memset(f->changed + f->table_cap / 8 + (f->table_cap ? 1 : 0), 0,
+           cap / 8 + 1 - (f->table_cap / 8 + (f->table_cap ? 1 : 0)));
+    memset(f->page_dirty + f->page_cap, 1, pages - f->page_cap);
+    f->table_cap = cap;
+    f->page_cap = pages;
+    return 0;
+}
+
+/* Record that entry i changed. */
+void table_mark(scp_file *f, uint64_t i) {
+    f->page_dirty[i / SCP_TABLE_PAGE] = 1;
+    if (i < com_n(f)) f->changed[i / 8] |= (uint8_t)(1u << (i % 8));
+}
+
+void file_root(const uint8_t id[SCP_FILEID_LEN], uint64_t size, uint64_t npages,
+               const uint8_t (*page_hash)[SCP_HASH_LEN], uint8_t out[SCP_HASH_LEN]) {
+    uint8_t sz[8];
+    scp_put_u64(sz, size);
+    struct scp_buf parts[4] = {
+        {"scp/v1/root", 11}, {id, SCP_FILEID_LEN}, {sz, 8}, {page_hash, npages * SCP_HASH_LEN}};
+    scp_sha256(parts, 4, out);
+}
+
+void file_empty_root(const uint8_t id[SCP_FILEID_LEN], uint8_t out[SCP_HASH_LEN]) {
+    file_root(id, 0, 0, NULL, out);
+}
+
+void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]) {
+    uint64_t n = cur_n(f), npages = (n + SCP_TABLE_PAGE - 1) / SCP_TABLE_PAGE;
+    for (uint64_t p = 0; p < npages; p++) {
+        if (!f->page_dirty[p]) continue;
+        uint64_t first = p * SCP_TABLE_PAGE, cnt = n - first;
+        if (cnt > SCP_TABLE_PAGE) cnt = SCP_TABLE_PAGE;
+        struct scp_buf b = {ent(f, first), cnt * ENT};
+        scp_sha256(&b, 1, f->page_hash[p]);
+        f->page_dirty[p] = 0;
+    }
+    file_root(f->id, f->size, npages, (const uint8_t(*)[SCP_HASH_LEN])f->page_hash, out);
+}
+
+/* The size changed from oldn to newn chunks: the pages at the boundary hash differently. */
+void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn) {
+    uint64_t lo = oldn < newn ? oldn : newn, hi = oldn < newn ? newn : oldn;
+    uint64_t p0 = lo ? (lo - 1) / SCP_TABLE_PAGE : 0, p1 = hi ? (hi - 1) / SCP_TABLE_PAGE : 0;
+    for (uint64_t p = p0; p <= p1 && p < f->page_cap; p++) f->page_dirty[p] = 1;
+}
+
+/* ---- chunk crypto ---------------------------------------------------------------------- */
+
+static void aad_of(scp_file *f, uint64_t i, uint8_t aad[AAD_LEN]) {
+    memcpy(aad, f->vol->volid, SCP_VOLID_LEN);
+    memcpy(aad + SCP_VOLID_LEN, f->id, SCP_FILEID_LEN);
+    scp_put_u64(aad + SCP_VOLID_LEN + SCP_FILEID_LEN, i);
+}
+
+int chunk_integrity_fail(scp_file *f, uint64_t i, const char *what, scp_err *err) {
+    return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                    "'%s': chunk at offset %llu %s (the volume was modified, truncated or "
+                    "rolled back)",
+                    f->path ? f->path : "(unlinked file)",
+                    (unsigned long long)i * f->vol->cs, what);
+}
+
+/* Chunk subkeys. A file's key is never a GCM key: each chunk is sealed under a subkey derived
+ * from it and a random 128-bit salt that the table entry stores (format.h). A writer draws a
+ * salt and derives its subkey once, and draws a new one after SCP_SUBKEY_MAX_USES seals, so that
+ * no GCM key ever sees more than 2^20 random nonces however long the file lives
+ * (docs/volume-format.md has the budget). Readers keep the subkeys of the last salts they met. */
+
+/* Remember the subkey of salt (caller holds pc_mu). */
+static void sk_insert(scp_file *f, const uint8_t salt[SCP_SALT_LEN], const uint8_t key[32]) {
+    unsigned s = f->sk_next;
+    memcpy(f->sk[s].salt, salt, SCP_SALT_LEN);
+    memcpy(f->sk[s].key, key, 32);
+    f->sk_next = (s + 1) % SCP_SUBKEY_CACHE;
+    if (f->sk_n < SCP_SUBKEY_CACHE) f->sk_n++;
+    f->sk_last = s;
+}
+
+/* The subkey that table entry e was sealed under. */
+int chunk_key(scp_file *f, const uint8_t *e, uint8_t key[32], scp_err *err) {
+    pthread_mutex_lock(&f->pc_mu);
+    for (unsigned k = 0; k < f->sk_n; k++) {
+        unsigned s = (f->sk_last + k) % f->sk_n;
+        if (memcmp(f->sk[s].salt, e, SCP_SALT_LEN) == 0) {
+            memcpy(key, f->sk[s].key, 32);
+            f->sk_last = s;
+            pthread_mutex_unlock(&f->pc_mu);
+            return 0;
+        }
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    if (scp_derive_key(f->key, SCP_LABEL_CHUNK, e, SCP_SALT_LEN, key, err) < 0) return -1;
+    pthread_mutex_lock(&f->pc_mu);
+    sk_insert(f, e, key);
+    pthread_mutex_unlock(&f->pc_mu);
+    return 0;
+}
+
+/* Make the writer's subkey good for n more seals (caller holds f->rw for writing). */
+int chunk_wkey_reserve(scp_file *f, size_t n, scp_err *err) {
+    assert(n <= SCP_SUBKEY_MAX_USES);
+    if (f->w_have && f->w_uses + n <= SCP_SUBKEY_MAX_USES) {
+        f->w_uses += (uint32_t)n;
+        return 0;
+    }
+    f->w_have = 0;
+    if (scp_random(f->w_salt, SCP_SALT_LEN, err) < 0 ||
+        scp_derive_key(f->key, SCP_LABEL_CHUNK, f->w_salt, SCP_SALT_LEN, f->w_key, err) < 0)
+        return -1;
+    f->w_have = 1;
+    f->w_uses = (uint32_t)n;
+    pthread_mutex_lock(&f->pc_mu);
+    sk_insert(f, f->w_salt, f->w_key);
+    pthread_mutex_unlock(&f->pc_mu);
+    return 0;
+}
+
+/* Encrypt plaintext chunk i into ct under the writer's subkey (reserved by the caller) with a
+ * fresh random nonce whose low bit is set to `slot` (format.h: the nonce names the chunk's
+ * slot), and record salt||nonce||tag in the table. Without marking the change: safe from
+ * several threads on distinct chunks. */
+static int seal_raw(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
+                    const uint8_t nonce_in[SCP_NONCE_LEN], int slot, scp_err *err) {
+    uint8_t aad[AAD_LEN], nonce[SCP_NONCE_LEN];
+    aad_of(f, i, aad);
+    memcpy(nonce, nonce_in, SCP_NONCE_LEN);
+    nonce[0] = (uint8_t)((nonce[0] & ~1u) | (unsigned)slot);
+    uint8_t *e = ent(f, i);
+    assert(f->w_have && (slot == 0 || slot == 1));
+    memcpy(e, f->w_salt, SCP_SALT_LEN);
+    memcpy(e + SCP_ENT_NONCE_OFF, nonce, SCP_NONCE_LEN);
+    return scp_aead_seal(f->w_key, nonce, aad, AAD_LEN, pt, f->vol->cs, ct, e + SCP_ENT_TAG_OFF,
+                         err);
+}
+
+int chunk_seal(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
+               const uint8_t nonce[SCP_NONCE_LEN], int slot, scp_err *err) {
+    if (seal_raw(f, i, pt, ct, nonce, slot, err) < 0) return -1;
+    table_mark(f, i);
+    return 0;
+}
+
+/* Seal a part and write it in place: each part writes its own range, so the kernel's copy
+ * runs in parallel too. */
+int chunk_seal_range(void *ctx, size_t b, size_t e) {
+    struct seal_job *j = ctx;
+    size_t cs = j->f->vol->cs;
+    for (size_t k = b; k < e; k++)
+        if (seal_raw(j->f, j->first + k, j->src + k * cs, j->ct + k * cs,
+                     j->nonces + k * SCP_NONCE_LEN, j->slot, NULL) < 0)
+            return -1;
+    if (scp_pwrite_full(chunk_slot_fd(j->f, j->slot), j->ct + b * cs, (e - b) * cs, (j->first + b) * cs) < 0) {
+        __atomic_store_n(&j->write_errno, errno ? errno : EIO, __ATOMIC_RELAXED);
+        return -1;
+    }
+    return 0;
+}
+
+static void read_job_fail(struct read_job *j, uint64_t i, int kind, int e) {
+    pthread_mutex_lock(&j->mu);
+    if (i < j->bad) {
+        j->bad = i;
+        j->bad_kind = kind;
+        j->bad_errno = e;
+    }
+    pthread_mutex_unlock(&j->mu);
+}
+
+int chunk_read_range(void *ctx, size_t b, size_t e) {
+    struct read_job *j = ctx;
+    size_t cs = j->f->vol->cs;
+    uint8_t *p = j->dst + b * cs;
+    ssize_t got = scp_pread_full(chunk_slot_fd(j->f, j->slot), p, (e - b) * cs, (j->first + b) * cs);
+    if (got < 0) {
+        read_job_fail(j, j->first + b, 3, errno);
+        return -1;
+    }
+    uint8_t aad[AAD_LEN], key[32], salt[SCP_SALT_LEN];
+    int rc = 0, have_key = 0;
+    for (size_t k = b; k < e; k++, p += cs) {
+        uint64_t i = j->first + k;
+        if ((size_t)got < (k - b + 1) * cs) {
+            read_job_fail(j, i, 1, 0);
+            rc = -1;
+            break;
+        }
+        const uint8_t *en = ent(j->f, i);
+        aad_of(j->f, i, aad);
+        /* With a cache entry: decrypt into it (out of place, so that what is cached is exactly
+         * what authenticated, whatever else touches dst), then copy to the caller. */
+        struct pchunk *c = pc_take(j->f);
+        uint8_t *pt = c ? c->data : p;
+        /* Neighbouring chunks were mostly written by one writer: look its subkey up once. */
+        if (!have_key || memcmp(salt, en, SCP_SALT_LEN) != 0) {
+            have_key = chunk_key(j->f, en, key, NULL) == 0;
+            memcpy(salt, en, SCP_SALT_LEN);
+        }
+        if (!have_key || scp_aead_open(key, en + SCP_ENT_NONCE_OFF, aad, AAD_LEN, p, cs,
+                                       en + SCP_ENT_TAG_OFF, pt, NULL) < 0) {
+            read_job_fail(j, i, 2, 0);
+            rc = -1;
+            if (c) pc_free(j->f, c);
+        } else if (c) {
+            memcpy(p, c->data, cs);
+            pc_put(j->f, i, c);
+        }
+    }
+    scp_wipe(key, sizeof key);
+    return rc;
+}
+
+int chunk_open(scp_file *f, uint64_t i, const uint8_t *ct, uint8_t *pt, scp_err *err) {
+    uint8_t aad[AAD_LEN];
+    aad_of(f, i, aad);
+    const uint8_t *e = ent(f, i);
+    uint8_t key[32];
+    if (chunk_key(f, e, key, err) < 0) return -1;
+    int rc = scp_aead_open(key, e + SCP_ENT_NONCE_OFF, aad, AAD_LEN, ct, f->vol->cs,
+                           e + SCP_ENT_TAG_OFF, pt, err);
+    scp_wipe(key, sizeof key);
+    if (rc < 0) return chunk_integrity_fail(f, i, "fails authentication", err);
+    return 0;
+}
+
+/* Read the ciphertext of chunk i (not dirty, not a hole) into ct. */
+int chunk_fetch_ct(scp_file *f, uint64_t i, uint8_t *ct, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    uint64_t joff;
+    ssize_t r;
+    if (u64map_get(&f->jmap, i, &joff))
+        r = scp_pread_full(f->fd_j, ct, cs, joff + SCP_JREC_HDR_LEN);
+    else if (chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i))) < 0)
+        return chunk_integrity_fail(f, i, "is missing (its slot object is)", err);
+    else
+        r = scp_pread_full(chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i))), ct, cs, i * cs);
+    if (r < 0) return scp_fail_errno(err, "cannot read '%s'", f->path ? f->path : "file");
+    if ((size_t)r != cs) return chunk_integrity_fail(f, i, "is missing", err);
+    return 0;
+}
+
+/* Plaintext of chunk i into pt (cs bytes). */
+int chunk_load(scp_file *f, uint64_t i, uint8_t *pt, scp_err *err) {
+    uint64_t v;
+    uint32_t cs = f->vol->cs;
+    if (u64map_get(&f->dirty, i, &v)) {
+        memcpy(pt, (const void *)(uintptr_t)v, cs);
+        return 0;
+    }
+    if (i >= cur_n(f) || is_hole(ent(f, i))) {
+        memset(pt, 0, cs);
+        return 0;
+    }
+    uint8_t *ct = malloc(cs);
+    if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    int rc = chunk_fetch_ct(f, i, ct, err);
+    if (rc == 0) rc = chunk_open(f, i, ct, pt, err);
+    free(ct);
+    return rc;
+}
+

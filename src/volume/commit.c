@@ -1,0 +1,682 @@
+/* volume/commit.c - loading a file's committed state, recovery, write-back and commit.
+ *
+ * Crash safety (docs/volume-format.md has the full argument): chunks and table entries beyond
+ * the committed chunk count are "fresh" and written in place at any time, since no committed
+ * state refers to them. Any change below the committed count goes to the journal first. A
+ * commit makes the journal durable, then writes the manifest (the commit point), then applies
+ * the journal in place. Recovery on load replays a journal whose target root is the manifest's.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "crypto/parallel.h"
+#include "volume/internal.h"
+
+#define ENT SCP_CHUNK_ENTRY_LEN
+
+/* ---- loading and recovery ---------------------------------------------------------------- */
+
+int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err) {
+    char name[48];
+    vol_object_name(f->id, ext, name);
+    /* O_NOFOLLOW and O_NONBLOCK: the disk is the attacker's, and a symlink to a device or a
+     * FIFO must fail here, not hang or alias another file. */
+    int fd = openat(f->vol->objfd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                            "'%s': its data object is missing from the volume directory",
+                            f->path ? f->path : "file");
+        if (errno == ELOOP)
+            return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                            "'%s': an object of it was replaced by a symbolic link", f->path);
+        return scp_fail_errno(err, "cannot open an object of '%s'", f->path ? f->path : "file");
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': an object of it is not a regular file", f->path ? f->path : "file");
+    }
+    return fd;
+}
+
+/* The most bytes a journal can legitimately hold for a file of `size` bytes (after the
+ * commit macros, below); anything longer is refused, not read. */
+static uint64_t journal_replay_max(uint64_t size, uint32_t cs);
+
+struct replay {
+    scp_file *f;
+    uint64_t nchunks; /* of the target state: records beyond it are dead and skipped */
+    scp_err *err;
+};
+
+static int replay_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
+    struct replay *r = ctx;
+    if (index >= r->nchunks) return 0;
+    if (scp_pwrite_full(r->f->fd_d, ct, r->f->vol->cs, index * r->f->vol->cs) < 0)
+        return scp_fail_errno(r->err, "cannot replay the journal of '%s'", r->f->path);
+    return 0;
+}
+
+static int replay_entry(void *ctx, uint64_t index, const uint8_t *e) {
+    struct replay *r = ctx;
+    scp_file *f = r->f;
+    if (index >= r->nchunks) return 0;
+    memcpy(ent(f, index), e, ENT);
+    f->page_dirty[index / SCP_TABLE_PAGE] = 1;
+    if (scp_pwrite_full(f->fd_t, e, ENT, index * ENT) < 0)
+        return scp_fail_errno(r->err, "cannot replay the journal of '%s'", f->path);
+    return 0;
+}
+
+/* Take the writer lock without waiting (byte 1 of the data object; see acquire_writer).
+ * Returns 1 if taken, 0 if another process holds it. */
+int file_try_writer_lock(scp_file *f) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    return fcntl(f->fd_d, F_OFD_SETLK, &fl) == 0;
+}
+
+void file_writer_unlock(scp_file *f) {
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    (void)fcntl(f->fd_d, F_OFD_SETLK, &fl);
+}
+
+/* Redo the journal's commits up to the one that names the manifest's root (format.h), make
+ * the result durable and empty the journal. Only a process that can take the writer lock does
+ * this: a live writer's journal is its own (it appends to it), and its commits are applied in
+ * the page cache that we read, so there is nothing to redo while it lives. Returns 1 if
+ * replayed, 0 if there was nothing to do, -1 on error. Caller holds f->rw for writing. */
+static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
+    struct stat st;
+    /* A writer with a log open appends to it: that log is its own. A writer that has none (it
+     * has just taken the lock, see writer_refresh) replays what the previous writer left. */
+    int own = f->writer;
+    if (own && f->j_end) return 0;
+    if (f->fd_j < 0) {
+        char name[48];
+        vol_object_name(f->id, ".j", name);
+        f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (f->fd_j < 0) return 0;
+    }
+    if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN) return 0;
+    if (!own && !file_try_writer_lock(f)) return 0;
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = NULL;
+    int rc = 0;
+    /* Read whole into memory, so the host must not choose how much: beyond what a writer can
+     * produce for this (authenticated) size, the journal was inflated on purpose. */
+    if ((uint64_t)st.st_size > journal_replay_max(e->size, f->vol->cs)) {
+        rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                      "'%s': its journal (%llu bytes) is longer than any writer makes it; the "
+                      "volume was modified",
+                      e->path, (unsigned long long)st.st_size);
+        goto out;
+    }
+    buf = malloc(len);
+    if (!buf) {
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory replaying a journal");
+        goto out;
+    }
+    scp_journal_view jv;
+    if (scp_pread_full(f->fd_j, buf, len, 0) != (ssize_t)len ||
+        scp_journal_find(buf, len, f->vol->cs, f->key, f->id, e->root, e->size, &jv) != 1)
+        goto out;
+    struct replay r = {f, nchunks_of(e->size, f->vol->cs), err};
+    rc = scp_journal_replay(buf, &jv, f->vol->cs, f->id, replay_chunk, replay_entry, &r, err);
+    scp_wipe(&jv, sizeof jv);
+    if (rc < 0) goto out;
+    if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0) {
+        rc = scp_fail_errno(err, "cannot sync '%s' after journal replay", e->path);
+        goto out;
+    }
+    /* Harmless if it fails: replay is idempotent. */
+    if (ftruncate(f->fd_j, 0) < 0) {
+    }
+    rc = 1;
+out:
+    free(buf);
+    if (!own) file_writer_unlock(f);
+    return rc;
+}
+
+/* (Re)load the committed state of f from its objects and manifest entry e. */
+int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    uint64_t n = nchunks_of(e->size, cs);
+    if (table_reserve(f, n, err) < 0) return -1;
+    /* Until the root checks out, the table is whatever the disk holds: an attacker's mix of
+     * old entries would otherwise be served (each old chunk still authenticates on its own). */
+    f->unloaded = 1;
+    (void)file_open_slot(f, 0, NULL); /* another process may have made it since: open it */
+    memset(f->table, 0, f->table_cap * ENT);
+    memset(f->changed, 0, f->table_cap / 8 + 1);
+    memset(f->page_dirty, 1, f->page_cap);
+    ssize_t r = scp_pread_full(f->fd_t, f->table, n * ENT, 0);
+    if (r < 0) return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
+    f->size = f->c_size = e->size;
+    /* A journal that leads to the manifest's root means a commit whose apply may not have
+     * reached the disk whole (the table may already match while data chunks do not): redo it.
+     * Replay is idempotent. Any other journal is stale. */
+    int rc = try_replay(f, e, err);
+    if (rc < 0) return -1;
+    uint8_t root[SCP_HASH_LEN];
+    table_root(f, root);
+    if (memcmp(root, e->root, SCP_HASH_LEN) != 0)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest (the file was "
+                        "modified, truncated, replaced or rolled back)",
+                        e->path);
+    memcpy(f->c_root, e->root, SCP_HASH_LEN);
+    /* Whatever journal is on disk belongs to whoever writes next, who starts from a checkpoint. */
+    f->j_end = 0;
+    f->j_clean = 0;
+    f->unloaded = 0;
+    return 0;
+}
+/* Make every commit this file has ever had durable in place: the data and table objects are
+ * synced whatever this process wrote, since the last writer's in-place applies may still sit in
+ * the page cache. After it the journal holds nothing that is needed. */
+int file_checkpoint(scp_file *f, scp_err *err) {
+    if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0)
+        return scp_fail_errno(err, "cannot sync '%s'", f->path ? f->path : "file");
+    f->d_unsynced = f->t_unsynced = 0;
+    f->j_clean = 1;
+    return 0;
+}
+
+/* Make sure a journal log is open for appending (format.h): a new log starts from a
+ * checkpoint, because its header ends the old log's chain. */
+static int journal_begin(scp_file *f, scp_err *err) {
+    if (f->fd_j < 0) {
+        /* Every file is created with its journal object; a volume from elsewhere may lack it,
+         * and then its directory entry must be durable before the journal is relied on. */
+        int fd = file_open_obj(f, ".j", O_RDWR, NULL);
+        if (fd < 0) {
+            fd = file_open_obj(f, ".j", O_RDWR | O_CREAT, err);
+            if (fd < 0) return -1;
+            if (fsync(f->vol->objfd) < 0) {
+                close(fd);
+                return scp_fail_errno(err, "cannot sync the objects directory");
+            }
+        }
+        f->fd_j = fd;
+    }
+    if (f->j_end != 0) return 0;
+    if (!f->j_clean && file_checkpoint(f, err) < 0) return -1;
+    /* Also when clean: the tail of a longer older log would count against the next replay's
+     * bound (journal_replay_max), which this file's size may have shrunk since. */
+    if (ftruncate(f->fd_j, 0) < 0)
+        return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
+    uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
+    if (scp_random(salt, sizeof salt, err) < 0) return -1;
+    scp_journal_start(hdr, salt, f->j_chain);
+    if (scp_journal_key(f->key, hdr, f->j_key, err) < 0) return -1;
+    if (scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0)
+        return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    f->j_end = SCP_JRN_HDR_LEN;
+    f->j_clean = 0;
+    u64map_clear(&f->jlogged); /* the old log is gone */
+    return 0;
+}
+
+int file_open_slot(scp_file *f, int create, scp_err *err) {
+    if (f->fd_s >= 0) return 0;
+    int fd = file_open_obj(f, ".s", O_RDWR, NULL);
+    if (fd < 0 && create) {
+        /* Its directory entry must be durable before a commit names a chunk in it. */
+        fd = file_open_obj(f, ".s", O_RDWR | O_CREAT, err);
+        if (fd < 0) return -1;
+        if (fsync(f->vol->objfd) < 0) {
+            close(fd);
+            return scp_fail_errno(err, "cannot sync the objects directory");
+        }
+    }
+    if (fd < 0) return create ? -1 : 0;
+    f->fd_s = fd;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */
+int file_writeback(scp_file *f, scp_err *err) {
+    size_t n = u64map_count(&f->dirty);
+    if (n == 0) return 0;
+    uint32_t cs = f->vol->cs;
+    uint64_t *idx = malloc(n * sizeof *idx);
+    uint8_t *nonces = malloc(n * SCP_NONCE_LEN);
+    uint8_t *buf = malloc(n * (SCP_JREC_HDR_LEN + (size_t)cs));
+    uint8_t *inplace = malloc(n);
+    int rc = 0;
+    if (!idx || !nonces || !buf || !inplace) {
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing back '%s'", f->path);
+        goto out;
+    }
+    size_t pos = 0, k = 0;
+    uint64_t key, val;
+    while (u64map_next(&f->dirty, &pos, &key, &val)) idx[k++] = key;
+    qsort(idx, n, sizeof *idx, cmp_u64);
+    if (chunk_wkey_reserve(f, n, err) < 0 || scp_random(nonces, n * SCP_NONCE_LEN, err) < 0) {
+        rc = -1;
+        goto out;
+    }
+    uint64_t cn = com_n(f), limit = cur_n(f);
+    /* Where each chunk goes (1 + its slot in place, 0 the journal), decided before any is
+     * sealed (sealing changes the table). A batch this large overwrites in the other slots. */
+    int over = (uint64_t)n * cs >= SCP_SLOT_MIN_BYTES;
+    for (k = 0; k < n; k++) {
+        inplace[k] = idx[k] < limit ? (uint8_t)(chunk_target(f, idx[k], over) + 1) : 0;
+        if (inplace[k] == 2 && rc == 0) rc = file_open_slot(f, 1, err);
+    }
+    /* In place: contiguous runs of one slot, one pwrite each. */
+    size_t run_start = 0, run_len = 0;
+    uint8_t *jbuf = buf; /* journal records are built after the fresh runs, in the same buffer */
+    size_t jlen = 0;
+    for (k = 0; k <= n && rc == 0; k++) {
+        int fresh = k < n && inplace[k];
+        if (run_len && (!fresh || idx[k] != idx[run_start] + run_len ||
+                        inplace[k] != inplace[run_start])) {
+            int slot = inplace[run_start] - 1;
+            if (scp_pwrite_full(chunk_slot_fd(f, slot), buf, run_len * cs, idx[run_start] * cs) < 0)
+                rc = scp_fail_errno(err, "cannot write '%s'", f->path);
+            *(slot ? &f->s_unsynced : &f->d_unsynced) = 1;
+            run_len = 0;
+        }
+        if (!fresh || rc < 0) continue;
+        if (!run_len) run_start = k;
+        u64map_get(&f->dirty, idx[k], &val);
+        rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, buf + run_len * cs,
+                        nonces + k * SCP_NONCE_LEN, inplace[k] - 1, err);
+        if (rc == 0 && idx[k] < cn && u64map_put(&f->placed, idx[k], inplace[k] - 1u) < 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        run_len++;
+    }
+    for (k = 0; k < n && rc == 0; k++) {
+        if (inplace[k] || idx[k] >= limit) continue;
+        if (jlen == 0 && journal_begin(f, err) < 0) {
+            rc = -1;
+            break;
+        }
+        uint8_t *r = jbuf + jlen;
+        scp_put_u32(r, SCP_JREC_CHUNK);
+        scp_put_u32(r + 4, 0);
+        scp_put_u64(r + 8, idx[k]);
+        u64map_get(&f->dirty, idx[k], &val);
+        rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, r + SCP_JREC_HDR_LEN,
+                        nonces + k * SCP_NONCE_LEN, 0, err); /* replay writes it to .d */
+        if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JREC_HDR_LEN + (size_t)cs);
+        if (rc == 0 && (u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0 ||
+                        u64map_put(&f->jlogged, idx[k], 1) < 0))
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        jlen += SCP_JREC_HDR_LEN + cs;
+    }
+    if (rc == 0 && jlen) {
+        if (scp_pwrite_full(f->fd_j, jbuf, jlen, f->j_end) < 0)
+            rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+        else
+            f->j_end += jlen;
+    }
+    if (rc == 0) {
+        for (k = 0; k < n; k++)
+            if (u64map_del(&f->dirty, idx[k], &val)) file_dirty_free(f, val);
+    }
+out:
+    free(idx);
+    free(nonces);
+    free(buf);
+    free(inplace);
+    return rc;
+}
+
+/* ---- commit ------------------------------------------------------------------------------- */
+
+static int sync_fd(int fd, int *flag, const char *path, scp_err *err) {
+    if (!*flag) return 0;
+    if (fdatasync(fd) < 0) return scp_fail_errno(err, "cannot sync '%s'", path);
+    *flag = 0;
+    return 0;
+}
+
+/* A log holds at most SCP_JOURNAL_MAX bytes of earlier commits (a longer one is closed after
+ * its commit), then the commit that recovery redoes, then what a writer that died had written
+ * for its next one. Each of the last two: chunk records up to SCP_JOURNAL_PENDING_MAX plus one
+ * write-back batch (SCP_DIRTY_LIMIT) past it, the copies of a small append's fresh chunks, and
+ * a commit record with at most an entry per chunk of the committed size plus the fresh ones
+ * (journal_begin truncates, so no older log's tail adds to it). Not covered: a writer whose
+ * manifest writes keep failing while it keeps committing (each failed commit's record stays). */
+static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
+    uint64_t rec = SCP_JREC_HDR_LEN + (uint64_t)cs, fresh = SCP_FRESH_JOURNAL_BYTES / cs + 1;
+    uint64_t one = SCP_JOURNAL_PENDING_MAX + (SCP_DIRTY_LIMIT / cs + 1) * rec + fresh * rec +
+                   SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh);
+    return SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2 * one;
+}
+
+/* Apply the journal's newest commit in place after the commit point, without syncing: until a
+ * checkpoint the journal can redo it (caller holds the volume lock). */
+static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    uint8_t *ct = malloc(cs);
+    if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    size_t pos = 0;
+    uint64_t i, off;
+    int rc = 0;
+    while (rc == 0 && u64map_next(&f->jmap, &pos, &i, &off)) {
+        if (scp_pread_full(f->fd_j, ct, cs, off + SCP_JREC_HDR_LEN) != (ssize_t)cs ||
+            scp_pwrite_full(f->fd_d, ct, cs, i * cs) < 0)
+            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        f->d_unsynced = 1;
+    }
+    free(ct);
+    /* Changed entries, one pwrite per run of neighbours (a large overwrite changes many). */
+    for (i = 0; rc == 0 && i < lim; i++) {
+        if (!changed_get(f, i)) continue;
+        uint64_t end = i + 1;
+        while (end < lim && changed_get(f, end)) end++;
+        if (scp_pwrite_full(f->fd_t, ent(f, i), (end - i) * ENT, i * ENT) < 0)
+            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        f->t_unsynced = 1;
+        i = end;
+    }
+    return rc;
+}
+
+/* Append copies of the fresh chunks [from, to), read back from the page cache where they were
+ * just written in place. */
+static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    size_t cnt = 0, rl = SCP_JREC_HDR_LEN + (size_t)cs;
+    for (uint64_t i = from; i < to; i++) cnt += !is_hole(ent(f, i));
+    if (cnt == 0) return 0;
+    uint8_t *buf = malloc(cnt * rl), *r = buf;
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    int rc = 0;
+    for (uint64_t i = from; i < to && rc == 0; i++) {
+        if (is_hole(ent(f, i))) continue;
+        scp_put_u32(r, SCP_JREC_CHUNK);
+        scp_put_u32(r + 4, 0);
+        scp_put_u64(r + 8, i);
+        if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, i * cs) != (ssize_t)cs)
+            rc = scp_fail_errno(err, "cannot read back '%s'", f->path);
+        scp_journal_chain(f->j_chain, r, rl);
+        if (u64map_put(&f->jlogged, i, 1) < 0 && rc == 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        r += rl;
+    }
+    if (rc == 0 && scp_pwrite_full(f->fd_j, buf, cnt * rl, f->j_end) < 0)
+        rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    if (rc == 0) f->j_end += cnt * rl;
+    free(buf);
+    return rc;
+}
+
+/* Append the commit record (the changed entries below lim and every entry in [from, to)), and
+ * make the journal durable. */
+static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
+                        const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+    if (journal_begin(f, err) < 0) return -1;
+    uint64_t count = to - from;
+    for (uint64_t i = 0; i < lim; i++) count += (uint64_t)changed_get(f, i);
+    /* The payload (size, entries, root) is encrypted: the disk shows how many entries changed,
+     * never the file's exact size (format.h). */
+    size_t rlen = SCP_JCOMMIT_LEN(count), ptlen = SCP_JCOMMIT_PT_LEN(count);
+    uint8_t *rec = malloc(rlen + ptlen);
+    if (!rec) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    uint8_t *pt = rec + rlen;
+    scp_put_u64(pt, f->size);
+    uint8_t *p = pt + 8;
+    for (uint64_t i = 0; i < to; i++) {
+        if (i < lim ? !changed_get(f, i) : i < from) continue;
+        scp_put_u64(p, i);
+        memcpy(p + 8, ent(f, i), ENT);
+        p += SCP_JENTRY_LEN;
+    }
+    memcpy(p, root, SCP_HASH_LEN);
+    uint8_t chain[SCP_HASH_LEN];
+    memcpy(chain, f->j_chain, SCP_HASH_LEN);
+    int rc = scp_journal_commit_seal(f->j_key, f->id, f->j_end, count, pt, chain, rec, err);
+    scp_wipe(pt, ptlen);
+    if (rc == 0 && (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 || fdatasync(f->fd_j) < 0))
+        rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    if (rc == 0) {
+        memcpy(f->j_chain, chain, SCP_HASH_LEN);
+        f->j_end += rlen;
+    }
+    free(rec);
+    return rc;
+}
+
+static int any_changed(scp_file *f, uint64_t lim) {
+    for (uint64_t i = 0; i < lim; i += 8)
+        if (f->changed[i / 8]) return 1;
+    return 0;
+}
+
+/* ---- the commit state machine ------------------------------------------------------------
+ *
+ * One commit (file_commit) moves a file through these states, after SQLite's pager.c: each
+ * state says what is durable, and each step asserts the state it starts from (commit_step).
+ * f->cstate holds it; it is CS_IDLE whenever no commit runs (f->rw held for writing keeps
+ * commits of one file from overlapping).
+ *
+ *        CS_IDLE ---- nothing modified, or unlinked ----------------------> (return 0)
+ *           |
+ *           | file_writeback: every dirty chunk sealed; fresh chunks in place, overwrites
+ *           | as journal records; nothing synced, the committed state is untouched
+ *           v
+ *       CS_WRITTEN --- the path is chosen here (enum commit_path)
+ *           |
+ *           | IN_PLACE: data and table synced (or a checkpoint); JOURNAL_*: the journal's
+ *           | commit record appended and the journal synced (JOURNAL_REDO also syncs the fresh
+ *           | chunks and their entries in place)
+ *           v
+ *      CS_PREPARED --- everything durable but the commit point
+ *           |
+ *           | vol_commit_manifest(durable): the manifest names the new root
+ *           v
+ *      CS_COMMITTED --- a crash from here on recovers the new state (the journal redoes it)
+ *           |
+ *           | JOURNAL_*: the journal applied in place, unsynced; a shrink truncates the objects
+ *           v
+ *       CS_APPLIED ---- the in-memory committed state (c_size, c_root) becomes the new one
+ *           |
+ *           v
+ *        CS_IDLE
+ *
+ * A failure before CS_COMMITTED returns to CS_IDLE with the file still modified: the manifest
+ * names the old root, so the old state is the file's, and the next commit starts over (its
+ * write-back finds nothing dirty; what was sealed is in the table and the journal map). A
+ * manifest entry that is gone (unlinked or replaced meanwhile) also ends at CS_PREPARED. A
+ * failure in CS_COMMITTED (an apply error) returns to CS_IDLE without taking the new state as
+ * committed: the manifest names it, the durable journal redoes it at the next load. */
+enum commit_path {
+    COMMIT_IN_PLACE,      /* large appends, nothing below the committed size changed, no log
+                           * open: data and table synced before the manifest, no journal */
+    COMMIT_JOURNAL_SMALL, /* a small append (copied into the journal) and any overwrites: only
+                           * the journal is synced before the manifest */
+    COMMIT_JOURNAL_REDO,  /* overwrites and a large append: the overwrites through the journal,
+                           * the fresh chunks synced in place */
+};
+
+/* Move f's commit from state `from` to `to`: only the transitions of the diagram are legal. */
+static void commit_step(scp_file *f, enum commit_state from, enum commit_state to) {
+    assert(f->cstate == from);
+    assert((from == CS_IDLE && to == CS_WRITTEN) || (from == CS_WRITTEN && to == CS_PREPARED) ||
+           (from == CS_PREPARED && to == CS_COMMITTED) ||
+           (from == CS_COMMITTED && to == CS_APPLIED) || (to == CS_IDLE && from != CS_IDLE));
+    (void)from;
+    f->cstate = to;
+}
+
+/* Back to CS_IDLE from a failed step, passing its result through. */
+static int commit_abort(scp_file *f, int rc) {
+    commit_step(f, f->cstate, CS_IDLE);
+    return rc;
+}
+
+/* The way this commit makes itself durable, decided in CS_WRITTEN. A log that is open keeps
+ * the commit in the journal: its earlier commits must stay reachable from the manifest. */
+static enum commit_path choose_path(scp_file *f, uint64_t n, uint64_t cn, uint64_t lim) {
+    assert(f->cstate == CS_WRITTEN);
+    uint64_t nfresh = n > cn ? n - cn : 0;
+    int small = nfresh <= SCP_FRESH_JOURNAL_BYTES / f->vol->cs;
+    int redo = u64map_count(&f->jmap) > 0 || any_changed(f, lim);
+    if (redo) return small ? COMMIT_JOURNAL_SMALL : COMMIT_JOURNAL_REDO;
+    if (small && (nfresh || f->j_end)) return COMMIT_JOURNAL_SMALL;
+    return COMMIT_IN_PLACE; /* syncing in place anyway: that also closes an open log */
+}
+
+/* Chunks written in place below the committed count (placed): their ciphertext must be
+ * durable before the commit record names it, since the journal holds only their entries. */
+static int sync_placed(scp_file *f, scp_err *err) {
+    if (!u64map_count(&f->placed)) return 0;
+    if (sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0) return -1;
+    return f->fd_s >= 0 ? sync_fd(f->fd_s, &f->s_unsynced, f->path, err) : 0;
+}
+
+/* CS_WRITTEN -> CS_PREPARED: make everything but the commit point durable. */
+static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
+                          uint64_t lim, const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+    if (path != COMMIT_JOURNAL_SMALL && n > cn) {
+        if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
+            return scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
+    switch (path) {
+    case COMMIT_JOURNAL_SMALL:
+        if (sync_placed(f, err) < 0 || journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
+            journal_seal(f, lim, n > cn ? cn : n, n, root, err) < 0)
+            return -1;
+        break;
+    case COMMIT_JOURNAL_REDO:
+        if (sync_placed(f, err) < 0 || journal_begin(f, err) < 0 ||
+            journal_seal(f, lim, n, n, root, err) < 0 ||
+            sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
+            sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0)
+            return -1;
+        break;
+    case COMMIT_IN_PLACE:
+        if (!f->j_clean ? file_checkpoint(f, err) < 0
+                        : sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
+                              sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0)
+            return -1;
+        break;
+    }
+    commit_step(f, CS_WRITTEN, CS_PREPARED);
+    return 0;
+}
+
+/* CS_PREPARED -> CS_COMMITTED: the manifest names the new root (caller holds vol_lock).
+ * Returns 1 if committed, 0 if the file has no entry of its own any more (nothing to name),
+ * -1 on error. */
+static int commit_point(scp_file *f, const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+    scp_volume *v = f->vol;
+    assert(f->cstate == CS_PREPARED);
+    long mi = f->path ? man_find(&v->man, f->path) : -1;
+    if (mi < 0 || memcmp(v->man.e[mi].id, f->id, SCP_FILEID_LEN) != 0)
+        return 0; /* unlinked or replaced meanwhile by another process */
+    scp_mentry *e = &v->man.e[mi], saved = *e;
+    /* The new state was built on c_root (writer_refresh made that the newest commit, and the
+     * writer lock kept every other process from committing the file since). An entry that
+     * names another root means that exclusion failed: the host aliased the objects so that two
+     * processes hold "the" writer lock, or brought back an older manifest. Replacing the entry
+     * would silently drop the other commit: refuse instead. */
+    if (memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': another process committed it while this one was writing it (the "
+                        "volume directory was tampered with); not committed",
+                        f->path);
+    e->size = f->size;
+    memcpy(e->root, root, SCP_HASH_LEN);
+    e->mtime_ns = scp_now_ns();
+    if (vol_commit_manifest(v, 1, err) < 0) {
+        *e = saved;
+        return -1;
+    }
+    commit_step(f, CS_PREPARED, CS_COMMITTED);
+    return 1;
+}
+
+/* CS_COMMITTED -> CS_APPLIED: apply in place, unsynced (the journal redoes it until the next
+ * checkpoint), and shrink the objects (caller holds vol_lock). */
+static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
+                        uint64_t lim, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    int rc = 0;
+    if (path != COMMIT_IN_PLACE) rc = apply_journal(f, lim, err);
+    if (rc == 0 && path == COMMIT_JOURNAL_SMALL && n > cn) {
+        if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
+            rc = scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
+    if (rc == 0 && n < cn &&
+        (ftruncate(f->fd_d, (off_t)(n * cs)) < 0 || ftruncate(f->fd_t, (off_t)(n * ENT)) < 0 ||
+         (f->fd_s >= 0 && ftruncate(f->fd_s, (off_t)(n * cs)) < 0)))
+        rc = scp_fail_errno(err, "cannot shrink '%s'", f->path);
+    if (rc == 0) commit_step(f, CS_COMMITTED, CS_APPLIED);
+    return rc;
+}
+
+/* CS_APPLIED -> CS_IDLE: the new state is the committed one in memory too. */
+static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
+                          const uint8_t root[SCP_HASH_LEN]) {
+    u64map_clear(&f->jmap);
+    u64map_clear(&f->placed);
+    /* Close the log after a shrink (a later append writes in place where the log may hold older
+     * records of the same chunk; the next journaled commit checkpoints) or when it is long
+     * (checkpointed here, so that whoever loads the file next has little to redo). */
+    if (path == COMMIT_IN_PLACE || n < cn) {
+        f->j_end = 0;
+    } else if (f->j_end > SCP_JOURNAL_MAX) {
+        f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
+        if (file_checkpoint(f, NULL) == 0 && ftruncate(f->fd_j, 0) < 0) f->j_clean = 0;
+    }
+    f->c_size = f->size;
+    memcpy(f->c_root, root, SCP_HASH_LEN);
+    memset(f->changed, 0, f->table_cap / 8 + 1);
+    f->modified = 0;
+    commit_step(f, CS_APPLIED, CS_IDLE);
+}
+
+/* Make f's state durable and advance the volume tag. Caller holds f->rw for writing.
+ *
+ * Three paths (enum commit_path, docs/volume-format.md): through the journal (overwrites, small
+ * appends, and any commit while a journal log is open), which syncs the journal and the
+ * manifest and applies in place without syncing; or in place (large appends with nothing to
+ * redo), which syncs data and table before the manifest and leaves nothing in the journal. */
+int file_commit(scp_file *f, scp_err *err) {
+    assert(f->cstate == CS_IDLE);
+    if (!f->modified || !f->path) return 0;
+    if (f->unloaded) /* checked again here, under the write lock (check_handle is outside it) */
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest; not committed", f->path);
+    if (file_writeback(f, err) < 0) return -1;
+    commit_step(f, CS_IDLE, CS_WRITTEN);
+    uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
+    enum commit_path path = choose_path(f, n, cn, lim);
+    uint8_t root[SCP_HASH_LEN];
+    table_root(f, root);
+    if (commit_prepare(f, path, n, cn, lim, root, err) < 0) return commit_abort(f, -1);
+    if (vol_lock(f->vol, err) < 0) return commit_abort(f, -1);
+    int rc = commit_point(f, root, err);
+    if (rc <= 0) {
+        vol_unlock(f->vol);
+        return commit_abort(f, rc);
+    }
+    rc = commit_apply(f, path, n, cn, lim, err);
+    vol_unlock(f->vol);
+    if (rc < 0) return commit_abort(f, rc);
+    commit_finish(f, path, n, cn, root);
+    return 0;
+}

@@ -1,0 +1,210 @@
+/* tests/volume/test_volume_holes.c - unwritten chunks (extending truncates, fallocate).
+ *
+ * Asserts: chunks that an extending truncate reserved and a commit made part of the file read
+ * as zeros; the first write to them is written in place like a fresh write (the journal grows
+ * by the commit record's entries, not by a copy of the data); they read back right in the
+ * writing process and after the volume is reopened; a writer killed after such a write but
+ * before its commit leaves zeros (the committed state); and a file whose unwritten chunks were
+ * rewritten through the journal again (second write) still reads right after a reopen.
+ * Overwrites: a large chunk-aligned overwrite of written chunks goes to their other slots
+ * without a copy in the journal, and a second one back to the first slots; both read right
+ * after a reopen; a writer killed after a large overwrite, before its commit, leaves the old
+ * content; and flipping an entry's slot selector in the table is an integrity error.
+ */
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+#define MIB (1u << 20)
+#define FSIZE (8u * MIB)
+
+static uint64_t journal_bytes(const char *dir) {
+    char *objs = tu_path(dir, "objects");
+    DIR *d = opendir(objs);
+    REQUIRE(d);
+    uint64_t total = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l < 2 || strcmp(de->d_name + l - 2, ".j") != 0) continue;
+        char *p = tu_path(objs, de->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0) total += (uint64_t)st.st_size;
+        free(p);
+    }
+    closedir(d);
+    free(objs);
+    return total;
+}
+
+static void check_content(scp_volume *v, const uint8_t *model, const char *when) {
+    scp_err e;
+    scp_vfile *f = scp_vfile_open(v, "f", O_RDONLY, 0, &e);
+    REQUIRE_OK(f ? 0 : -1, e);
+    uint8_t *buf = malloc(FSIZE);
+    REQUIRE(buf);
+    ssize_t r = scp_vfile_pread(f, buf, FSIZE, 0, &e);
+    CHECKF(r == (ssize_t)FSIZE, "%s: read %zd bytes of %u (%s)", when, r, FSIZE, e.msg);
+    if (r == (ssize_t)FSIZE) {
+        size_t k = 0;
+        while (k < FSIZE && buf[k] == model[k]) k++;
+        CHECKF(k == FSIZE, "%s: content differs from the model at byte %zu", when, k);
+    }
+    free(buf);
+    CHECK_OK(scp_vfile_close(f, &e), e);
+}
+
+int main(void) {
+    tu_rng rng = {42};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    tu_key(&rng, key);
+    char *dir = tu_tmpdir("holes");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(dir, key, 0, &e), e);
+    uint8_t *model = calloc(1, FSIZE), *data = malloc(4 * MIB);
+    REQUIRE(model && data);
+    tu_fill(&rng, data, 4 * MIB);
+
+    scp_volume *v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE_OK(f ? 0 : -1, e);
+    /* 64 KiB of data, then reserve up to 8 MiB (what the shield does for fallocate). */
+    REQUIRE_OK(scp_vfile_pwrite(f, data, 64 << 10, 0, &e), e);
+    memcpy(model, data, 64 << 10);
+    REQUIRE_OK(scp_vfile_truncate(f, FSIZE, &e), e);
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    uint64_t j0 = journal_bytes(dir);
+
+    /* First write to the unwritten chunks: 2 MiB chunk-aligned, and a partial chunk. */
+    REQUIRE_OK(scp_vfile_pwrite(f, data + 64 * 1024, 2 * MIB, 1 * MIB, &e), e);
+    memcpy(model + 1 * MIB, data + 64 * 1024, 2 * MIB);
+    REQUIRE_OK(scp_vfile_pwrite(f, data + 7, 100, 5 * MIB + 10, &e), e);
+    memcpy(model + 5 * MIB + 10, data + 7, 100);
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    uint64_t j1 = journal_bytes(dir);
+    printf("journal grew by %llu bytes for a 2 MiB first write to reserved chunks\n",
+           (unsigned long long)(j1 - j0));
+    CHECKF(j1 - j0 < MIB / 4,
+           "the first write to reserved chunks went through the journal (%llu bytes): it "
+           "should cost a fresh write",
+           (unsigned long long)(j1 - j0));
+    check_content(v, model, "after the first write");
+
+    /* A second write to the same chunks is an overwrite (journaled); content stays right. */
+    REQUIRE_OK(scp_vfile_pwrite(f, data + 3 * MIB, 64 << 10, 1 * MIB + 4096, &e), e);
+    memcpy(model + 1 * MIB + 4096, data + 3 * MIB, 64 << 10);
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    check_content(v, model, "after the overwrite");
+    CHECK_OK(scp_volume_close(v, &e), e);
+
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    check_content(v, model, "after reopening");
+    CHECK_OK(scp_volume_close(v, &e), e);
+
+    /* A writer killed after writing reserved chunks in place, before committing them. */
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_volume *cv = scp_volume_open(dir, key, NULL, &e);
+        scp_vfile *cf = cv ? scp_vfile_open(cv, "f", O_RDWR, 0, &e) : NULL;
+        if (!cf) _exit(2);
+        if (scp_vfile_pwrite(cf, data, 2 * MIB, 6 * MIB, &e) != (ssize_t)(2 * MIB)) _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    int st;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the writer did not get to its kill (%d)",
+           st);
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    check_content(v, model, "after a writer was killed before committing reserved chunks");
+    CHECK_OK(scp_volume_close(v, &e), e);
+
+    /* Large overwrites of written chunks: the other slot, then back. */
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    f = scp_vfile_open(v, "f", O_RDWR, 0, &e);
+    REQUIRE_OK(f ? 0 : -1, e);
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t jb = journal_bytes(dir);
+        const uint8_t *src = data + (pass ? 512 << 10 : 4096);
+        REQUIRE_OK(scp_vfile_pwrite(f, src, 2 * MIB, 1 * MIB, &e), e);
+        memcpy(model + 1 * MIB, src, 2 * MIB);
+        REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+        uint64_t ja = journal_bytes(dir);
+        printf("overwrite %d: journal grew by %lld bytes for a 2 MiB overwrite\n", pass + 1,
+               (long long)(ja - jb));
+        CHECKF(ja < jb || ja - jb < MIB / 4,
+               "overwrite %d: a 2 MiB overwrite went through the journal (%llu bytes)", pass + 1,
+               (unsigned long long)(ja - jb));
+        check_content(v, model, pass ? "after the second overwrite" : "after the first overwrite");
+    }
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    check_content(v, model, "after the overwrites and a reopen");
+    CHECK_OK(scp_volume_close(v, &e), e);
+
+    pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_volume *cv = scp_volume_open(dir, key, NULL, &e);
+        scp_vfile *cf = cv ? scp_vfile_open(cv, "f", O_RDWR, 0, &e) : NULL;
+        if (!cf) _exit(2);
+        if (scp_vfile_pwrite(cf, data + 99, 2 * MIB, 0, &e) != (ssize_t)(2 * MIB)) _exit(3);
+        kill(getpid(), SIGKILL);
+        _exit(4);
+    }
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the writer did not get to its kill (%d)",
+           st);
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    check_content(v, model, "after a writer was killed before committing an overwrite");
+    CHECK_OK(scp_volume_close(v, &e), e);
+
+    /* Flip the slot selector (the nonce's low bit) of chunk 300's entry: an integrity error. */
+    {
+        char *objs = tu_path(dir, "objects");
+        DIR *d = opendir(objs);
+        REQUIRE(d);
+        struct dirent *de;
+        char *tpath = NULL;
+        while ((de = readdir(d)))
+            if (strlen(de->d_name) > 2 && !strcmp(de->d_name + strlen(de->d_name) - 2, ".t"))
+                tpath = tu_path(objs, de->d_name);
+        closedir(d);
+        REQUIRE(tpath);
+        int fd = open(tpath, O_RDWR);
+        REQUIRE(fd >= 0);
+        uint8_t b;
+        off_t at = (off_t)300 * 44 + 16; /* entry 300, first nonce byte */
+        REQUIRE(pread(fd, &b, 1, at) == 1);
+        b ^= 1;
+        REQUIRE(pwrite(fd, &b, 1, at) == 1);
+        close(fd);
+        v = scp_volume_open(dir, key, NULL, &e);
+        REQUIRE_OK(v ? 0 : -1, e);
+        scp_vfile *tf = scp_vfile_open(v, "f", O_RDONLY, 0, &e);
+        uint8_t tmp[4096];
+        ssize_t r = tf ? scp_vfile_pread(tf, tmp, sizeof tmp, 300 * 4096, &e) : -1;
+        CHECKF(r < 0 && e.code == SCP_E_INTEGRITY,
+               "a flipped slot selector was not detected (read %zd, %s)", r, e.msg);
+        if (tf) scp_vfile_close(tf, &e);
+        scp_volume_close(v, &e);
+        free(tpath);
+        free(objs);
+    }
+
+    free(model);
+    free(data);
+    tu_rm_rf(dir);
+    free(dir);
+    return tu_exit_code("test_volume_holes");
+}
