@@ -113,6 +113,11 @@ typedef struct scp_shield_config {
  * when it re-shields an exec. */
 int scp_shield_config_to_memfd(const scp_shield_config *cfg, scp_err *err);
 
+/* len bytes of buf in a new memfd named name (not close-on-exec, sealed against writes, offset
+ * 0): how the launcher hands the shield what must never touch a file system (the policy's
+ * arguments and environment, injected files). Returns the descriptor or -1. */
+int scp_shield_sealed_memfd(const char *name, const void *buf, size_t len, scp_err *err);
+
 /* Read the configuration from fd (from its start). Does not close fd. */
 int scp_shield_config_read(int fd, scp_shield_config *cfg, scp_err *err);
 /* Size of the serialized form, and parsing it from memory. */

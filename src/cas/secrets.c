@@ -180,6 +180,12 @@ int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
     return 0;
 }
 
+/* Where an x509 secret's private key begins: its stored value is the certificate's PEM, then
+ * the key's (gen_x509); NULL if there is no key. */
+static const char *x509_key_start(const char *pem) {
+    return strstr(pem, "-----BEGIN " "PRIVATE KEY-----" /* split: no key-looking literal in the tree */);
+}
+
 int cas_secret_owner_read(cas_api *api, const cas_policy *p, const char *name, char **val, size_t *len,
                           scp_err *err) {
     const cas_secret_def *s = cas_policy_secret(p, name);
@@ -197,7 +203,7 @@ int cas_secret_owner_read(cas_api *api, const cas_policy *p, const char *name, c
     if (g == 0) return scp_fail(err, SCP_E_NOENT, ENOENT, "secret '%s' of session '%s' is not stored", name, p->name);
     if (s->kind == SECRET_X509) {
         /* the certificate only: the service's private key never leaves CAS but to the service */
-        const char *k = strstr((const char *)pt, "-----BEGIN PRIVATE KEY-----");
+        const char *k = x509_key_start((const char *)pt);
         size_t cl = k ? (size_t)(k - (const char *)pt) : ptlen;
         OPENSSL_cleanse(pt + cl, ptlen - cl);
         pt[cl] = 0;
@@ -444,7 +450,7 @@ static json_t *subst(render *r, const char *text) {
             free(ca);
             if (a < 0) goto oom;
         } else if (l->kind == SECRET_X509) {
-            const char *kp = strstr(l->val, "-----BEGIN " "PRIVATE KEY-----" /* split: no key-looking literal in the tree */);
+            const char *kp = x509_key_start(l->val);
             size_t cl = kp ? (size_t)(kp - l->val) : l->len;
             int a = suffix && strcmp(suffix, "key") == 0 ? sb_add(&b, kp ? kp : "", kp ? strlen(kp) : 0)
                                                          : sb_add(&b, l->val, cl);

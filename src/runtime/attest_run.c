@@ -290,12 +290,7 @@ static int launch_memfd(json_t *cmd, size_t first, json_t *env) {
         bad = buf_add(&buf, &len, k, strlen(k)) || buf_add(&buf, &len, "=", 1) ||
               buf_add(&buf, &len, json_string_value(v), strlen(json_string_value(v)) + 1);
     }
-    int fd = bad ? -1 : memfd_create("scp-launch", MFD_ALLOW_SEALING);
-    if (fd >= 0 && (scp_write_full(fd, buf, len) < 0 ||
-                    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
-        close(fd);
-        fd = -1;
-    }
+    int fd = bad ? -1 : scp_shield_sealed_memfd("scp-launch", buf, len, NULL);
     if (buf) scp_wipe(buf, len);
     free(buf);
     return fd;
@@ -320,12 +315,7 @@ static int files_memfd(json_t *files) {
               put32(&buf, &len, (uint32_t)json_string_length(c)) || buf_add(&buf, &len, path, strlen(path) + 1) ||
               buf_add(&buf, &len, json_string_value(c), json_string_length(c));
     }
-    int fd = bad ? -1 : memfd_create("scp-files", MFD_ALLOW_SEALING);
-    if (fd >= 0 && (scp_write_full(fd, buf, len) < 0 ||
-                    fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)) {
-        close(fd);
-        fd = -1;
-    }
+    int fd = bad ? -1 : scp_shield_sealed_memfd("scp-files", buf, len, NULL);
     if (buf) scp_wipe(buf, len);
     free(buf);
     return fd;

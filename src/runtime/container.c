@@ -72,8 +72,7 @@ static int write_file(const char *path, const char *s) {
     return r;
 }
 
-/* uid/gid maps of a fresh user namespace: the caller's own ids, nothing else. */
-static int map_ids(uid_t uid, gid_t gid, scp_err *err) {
+int scp_userns_map_self(uid_t uid, gid_t gid, scp_err *err) {
     char m[64];
     /* the map files belong to root while this process is not dumpable: be dumpable for the
      * moment it takes to write them (no key is in memory yet) */
@@ -105,7 +104,7 @@ int scp_container_prepare(const struct scp_container_opts *c, scp_err *err) {
             return scp_fail_errno(err, "cannot create the container's namespaces, neither as root nor "
                                        "in a user namespace (are unprivileged user namespaces "
                                        "disabled? see sysctl user.max_user_namespaces)");
-        if (map_ids(uid, gid, err)) return -1;
+        if (scp_userns_map_self(uid, gid, err)) return -1;
     }
     prepared = 1;
     return 0;
@@ -119,7 +118,7 @@ int scp_container_enter_userns(scp_err *err) {
     if (unshare(CLONE_NEWUSER))
         return scp_fail_errno(err, "cannot create a user namespace for the container (are unprivileged user "
                                    "namespaces disabled? see sysctl user.max_user_namespaces)");
-    if (map_ids(uid, gid, err)) return -1;
+    if (scp_userns_map_self(uid, gid, err)) return -1;
     entered = 1;
     return 0;
 }

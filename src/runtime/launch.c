@@ -32,14 +32,6 @@ static int mkdir_p(const char *path) {
     return 0;
 }
 
-static int write_file(const char *path, const char *s) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int r = scp_write_full(fd, s, strlen(s));
-    close(fd);
-    return r;
-}
-
 /* A private mount namespace: as root directly, otherwise inside a user namespace that maps
  * the caller's own uid and gid (the program keeps its identity). Call it before reading keys:
  * writing the maps needs the process to be dumpable for a moment. */
@@ -54,22 +46,7 @@ int scp_run_isolate(scp_err *err) {
     if (unshare(CLONE_NEWUSER | CLONE_NEWNS))
         return scp_fail_errno(err, "cannot create a mount namespace (neither as root nor in a user "
                                    "namespace); the shield needs one to hide its mount points");
-    char m[64];
-    /* /proc/self/uid_map and gid_map belong to root while scpctl is not dumpable (it holds keys): open
-     * them for the moment it takes to write them */
-    int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-    int bad = 0;
-    snprintf(m, sizeof m, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
-    if (write_file("/proc/self/uid_map", m)) bad = scp_fail_errno(err, "cannot write uid_map");
-    else if (write_file("/proc/self/setgroups", "deny") && errno != ENOENT)
-        bad = scp_fail_errno(err, "cannot write setgroups");
-    else {
-        snprintf(m, sizeof m, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
-        if (write_file("/proc/self/gid_map", m)) bad = scp_fail_errno(err, "cannot write gid_map");
-    }
-    prctl(PR_SET_DUMPABLE, dumpable > 0 ? dumpable : 0, 0, 0, 0);
-    if (bad) return -1;
+    if (scp_userns_map_self(uid, gid, err)) return -1;
 ok:
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL))
         return scp_fail_errno(err, "cannot make the mount namespace private");

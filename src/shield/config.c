@@ -45,6 +45,18 @@ int scp_shield_config_to_memfd(const scp_shield_config *cfg, scp_err *err) {
     return fd;
 }
 
+int scp_shield_sealed_memfd(const char *name, const void *buf, size_t len, scp_err *err) {
+    int fd = memfd_create(name, MFD_ALLOW_SEALING);
+    if (fd < 0) return scp_fail_errno(err, "cannot create the %s memfd", name);
+    if (write_all(fd, buf, len) || lseek(fd, 0, SEEK_SET) != 0 ||
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL)) {
+        scp_fail_errno(err, "cannot write the %s memfd", name);
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 size_t scp_shield_config_size(void) { return sizeof(struct cfg_header) + sizeof(scp_shield_config); }
 
 int scp_shield_config_parse(const void *buf, size_t len, scp_shield_config *cfg, scp_err *err) {
