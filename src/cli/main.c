@@ -18,6 +18,7 @@ static const struct command commands[] = {
     {"cas", cmd_cas, "run and query the configuration and attestation service (CAS)"},
     {"session", cmd_session, "create, show, update, list and delete CAS sessions (YAML policies)"},
     {"platform", cmd_platform, "sim platform keys, enrolment in CAS, measurements, attestation"},
+    {"image", cmd_image, "build, inspect and verify secure container images"},
 };
 
 static void usage(FILE *out) {

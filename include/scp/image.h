@@ -1,0 +1,78 @@
+/* scp/image.h - secure images: read a container image, write one that runs under SCP.
+ *
+ * Input (any of):
+ *   - a `docker save` archive (a tar with manifest.json, the form of every Docker release;
+ *     Docker 25+ puts an OCI layout beside it in the same tar),
+ *   - an OCI image layout directory (oci-layout, index.json, blobs/sha256/...) or a tar of one,
+ *   - an image of the local Docker engine, by name (through its API socket,
+ *     $DOCKER_HOST=unix://PATH or /var/run/docker.sock).
+ * The input is untrusted in form: every JSON document is checked for the fields we use, every
+ * blob against its sha256 digest, every layer path against escaping the staging root.
+ *
+ * Build: the layers are applied in order (OCI whiteouts honoured) to a private staging
+ * directory on disk (streamed through libarchive, never held whole in memory); there the paths
+ * to protect are checked to exist, the trusted-files manifest is made (one line per regular file
+ * outside the protected paths: "sha256 size mode path", sorted by path), and the measurement is
+ * computed exactly as `scpctl run --rootfs STAGING` computes it for the entrypoint. The output
+ * image is the input's layers unchanged plus one layer under /scp (scpctl and the libraries it
+ * needs, the shield runtime, image.json, trusted-files), with a configuration whose entrypoint
+ * is `/scp/entry` (the original entrypoint and command are in /scp/image.json). Every
+ * timestamp, owner and order in what we write is fixed, so the same inputs give the same bytes.
+ *
+ * Output: one tar that is both a `docker load` archive (manifest.json, repositories) and an
+ * OCI image layout (oci-layout, index.json, blobs/sha256), or loaded straight into the engine.
+ */
+#ifndef SCP_IMAGE_H
+#define SCP_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scp/err.h"
+
+#define SCP_IMAGE_MAX_PATHS 64 /* --protect and --trusted, each */
+
+typedef struct scp_image_build_opts {
+    const char *from;       /* input: archive path, OCI directory, or engine image name */
+    const char *tag;        /* NAME:TAG of the output */
+    const char *session;    /* the CAS session and service the image attests as */
+    const char *service;
+    const char *protect[SCP_IMAGE_MAX_PATHS]; /* absolute paths inside the image */
+    size_t n_protect;
+    const char *output;     /* a tar file to write, "-" for stdout, NULL: load into the engine */
+    const char *scpctl;     /* this scpctl (copied into the image with its libraries) */
+    const char *shield_lib; /* libscp-shield.so to add */
+    const char *tmpdir;     /* where the staging directory goes (NULL: $TMPDIR or /var/tmp) */
+    void (*progress)(const char *line); /* NULL, or called with one line per step */
+} scp_image_build_opts;
+
+typedef struct scp_image_result {
+    uint8_t measurement[32];   /* what CAS's policy must list for the service */
+    char image_id[72];         /* "sha256:<hex>" of the output configuration */
+    size_t n_trusted;          /* files in the trusted-files manifest */
+    char entry[4096];          /* the original entrypoint + command, space-separated, for humans */
+    char *session_template;    /* malloc'd YAML: a session that admits this image */
+} scp_image_result;
+
+/* Build a secure image from opts->from. On success fills *res (free res->session_template). */
+int scp_image_build(const scp_image_build_opts *opts, scp_image_result *res, scp_err *err);
+
+/* What a secure image says about itself (from its /scp/image.json and trusted-files). */
+typedef struct scp_image_info {
+    char *image_json; /* malloc'd: the image.json document */
+    size_t n_trusted;
+    char image_id[72];
+} scp_image_info;
+
+/* Read a secure image (any input form) and return its image.json; SCP_E_FORMAT if it is not a
+ * secure image. */
+int scp_image_inspect(const char *from, const char *tmpdir, scp_image_info *info, scp_err *err);
+
+/* Recompute the trusted-files manifest and the measurement of a secure image from its layers and
+ * compare with what it claims: 0 when they match, -1 with SCP_E_INTEGRITY naming the first
+ * difference. `shield_lib` and `scpctl` are not needed: the copies inside the image are used. */
+int scp_image_verify(const char *from, const char *tmpdir, scp_image_info *info, scp_err *err);
+
+void scp_image_info_free(scp_image_info *info);
+
+#endif

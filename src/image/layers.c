@@ -1,0 +1,335 @@
+/* image/layers.c - apply an image's layers to a staging root, as a container engine would.
+ *
+ * Every entry is created with *at calls relative to its parent directory, and the parent is
+ * opened with openat2(RESOLVE_IN_ROOT): a symlink in an earlier layer that points at "/etc" or
+ * "../../.." resolves inside the staging root, never on the host. The final component is never
+ * followed (O_NOFOLLOW, symlinkat, linkat without AT_SYMLINK_FOLLOW). Whiteouts (OCI image
+ * spec, "Representing Changes"): ".wh.NAME" removes NAME of a lower layer; ".wh..wh..opq"
+ * empties its directory of everything the lower layers put there.
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "image/internal.h"
+
+#define WH_PREFIX ".wh."
+#define WH_OPAQUE ".wh..wh..opq"
+
+static int open_in_root(int root, const char *path, int flags) {
+    struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    return (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
+}
+
+/* ---- removal ------------------------------------------------------------------------------- */
+
+static int remove_children(int dfd, scp_err *err);
+
+static int remove_entry(int dfd, const char *name, scp_err *err) {
+    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT) return 0;
+    if (errno != EISDIR && errno != EPERM) return scp_fail_errno(err, "cannot remove '%s'", name);
+    int c = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (c < 0) return scp_fail_errno(err, "cannot open '%s'", name);
+    int r = remove_children(c, err);
+    close(c);
+    if (r < 0) return -1;
+    if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) return scp_fail_errno(err, "cannot remove '%s'", name);
+    return 0;
+}
+
+static int remove_children(int dfd, scp_err *err) {
+    int d2 = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own offset, unlike dup */
+    if (d2 < 0) return scp_fail_errno(err, "dup");
+    DIR *d = fdopendir(d2);
+    if (!d) {
+        close(d2);
+        return scp_fail_errno(err, "fdopendir");
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        rc = remove_entry(dfd, de->d_name, err);
+    }
+    closedir(d);
+    return rc;
+}
+
+int img_remove_tree(int root, const char *path, scp_err *err) {
+    char buf[PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *slash = strrchr(buf, '/');
+    const char *base = slash ? slash + 1 : buf;
+    if (slash) *slash = '\0';
+    int p = slash ? openat(root, buf, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : dup(root);
+    if (p < 0) return errno == ENOENT ? 0 : scp_fail_errno(err, "cannot open '%s'", buf);
+    int r = *base ? remove_entry(p, base, err) : remove_children(p, err);
+    close(p);
+    return r;
+}
+
+/* ---- one layer ------------------------------------------------------------------------------ */
+
+/* Names created by the current layer, so that an opaque whiteout (which may come after them in
+ * the tar) spares them. */
+typedef struct name_set {
+    char **v;
+    size_t n, cap;
+} name_set;
+
+static int set_add(name_set *s, const char *n) {
+    if (s->n == s->cap) {
+        size_t c = s->cap ? s->cap * 2 : 256;
+        char **v = realloc(s->v, c * sizeof *v);
+        if (!v) return -1;
+        s->v = v;
+        s->cap = c;
+    }
+    s->v[s->n] = strdup(n);
+    return s->v[s->n] ? (int)(s->n++, 0) : -1;
+}
+
+static void set_free(name_set *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    memset(s, 0, sizeof *s);
+}
+
+/* Empty directory `dir` (relative) of entries not created by this layer. */
+static int opaque(int root, const char *dir, const name_set *mine, scp_err *err) {
+    int dfd = open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0) return errno == ENOENT ? 0 : scp_fail_errno(err, "cannot open '%s'", dir);
+    int d2 = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own offset, unlike dup */
+    DIR *d = d2 < 0 ? NULL : fdopendir(d2);
+    if (!d) {
+        if (d2 >= 0) close(d2);
+        close(dfd);
+        return scp_fail_errno(err, "cannot read '%s'", dir);
+    }
+    int rc = 0;
+    struct dirent *de;
+    size_t dl = strlen(dir);
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char full[PATH_MAX];
+        snprintf(full, sizeof full, "%s%s%s", dir, dl ? "/" : "", de->d_name);
+        int keep = 0;
+        for (size_t i = 0; i < mine->n && !keep; i++) keep = strcmp(mine->v[i], full) == 0;
+        if (!keep) rc = remove_entry(dfd, de->d_name, err);
+    }
+    closedir(d);
+    close(dfd);
+    return rc;
+}
+
+/* Split a cleaned path into parent directory and base name (in buf). */
+static void split(const char *path, char *buf, size_t bufsz, const char **dir, const char **base) {
+    snprintf(buf, bufsz, "%s", path);
+    size_t l = strlen(buf);
+    while (l > 1 && buf[l - 1] == '/') buf[--l] = '\0';
+    char *s = strrchr(buf, '/');
+    if (s) {
+        *s = '\0';
+        *dir = buf;
+        *base = s + 1;
+    } else {
+        *dir = "";
+        *base = buf;
+    }
+}
+
+/* The parent of an entry, created if a layer did not list it (as engines do). */
+static int parent_fd(int root, const char *dir, scp_err *err) {
+    int fd = open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0 || errno != ENOENT) return fd >= 0 ? fd : scp_fail_errno(err, "cannot open directory '/%s'", dir);
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            const char *d, *b;
+            char sb[PATH_MAX];
+            split(tmp, sb, sizeof sb, &d, &b);
+            int pf = open_in_root(root, d, O_RDONLY | O_DIRECTORY);
+            if (pf < 0) return scp_fail_errno(err, "cannot open directory '/%s'", d);
+            int r = mkdirat(pf, b, 0755);
+            close(pf);
+            if (r < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create '/%s'", tmp);
+            *p = c;
+            if (!c) break;
+        }
+    }
+    fd = open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
+    return fd >= 0 ? fd : scp_fail_errno(err, "cannot open directory '/%s'", dir);
+}
+
+static void set_meta(int pfd, const char *base, struct archive_entry *e, int is_link) {
+    if (geteuid() == 0)
+        (void)!fchownat(pfd, base, (uid_t)archive_entry_uid(e), (gid_t)archive_entry_gid(e), AT_SYMLINK_NOFOLLOW);
+    if (!is_link) (void)!fchmodat(pfd, base, archive_entry_perm(e) & 07777, 0);
+    struct timespec ts[2] = {{archive_entry_mtime(e), archive_entry_mtime_nsec(e)},
+                             {archive_entry_mtime(e), archive_entry_mtime_nsec(e)}};
+    (void)!utimensat(pfd, base, ts, AT_SYMLINK_NOFOLLOW);
+}
+
+static int apply_entry(struct archive *a, struct archive_entry *e, const char *path, int root, name_set *mine,
+                       scp_err *err) {
+    char sb[PATH_MAX];
+    const char *dir, *base;
+    split(path, sb, sizeof sb, &dir, &base);
+    if (!strcmp(base, WH_OPAQUE)) return opaque(root, dir, mine, err);
+    int pfd = parent_fd(root, dir, err);
+    if (pfd < 0) return -1;
+    int rc = -1;
+    if (!strncmp(base, WH_PREFIX, strlen(WH_PREFIX))) {
+        rc = remove_entry(pfd, base + strlen(WH_PREFIX), err);
+        close(pfd);
+        return rc;
+    }
+    mode_t t = archive_entry_filetype(e);
+    const char *hl = archive_entry_hardlink(e);
+    struct stat st;
+    int exists = fstatat(pfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (exists && !(t == AE_IFDIR && S_ISDIR(st.st_mode)) && remove_entry(pfd, base, err) < 0) goto out;
+    if (hl) {
+        char hb[PATH_MAX];
+        const char *hd, *hbase;
+        const char *clean = hl;
+        while (clean[0] == '.' && clean[1] == '/') clean += 2;
+        while (clean[0] == '/') clean++;
+        split(clean, hb, sizeof hb, &hd, &hbase);
+        int tfd = open_in_root(root, hd, O_RDONLY | O_DIRECTORY);
+        if (tfd < 0) {
+            scp_fail_errno(err, "hard link '/%s' to '/%s': no such directory", path, clean);
+            goto out;
+        }
+        int r = linkat(tfd, hbase, pfd, base, 0);
+        close(tfd);
+        if (r < 0) {
+            scp_fail_errno(err, "cannot link '/%s' to '/%s'", path, clean);
+            goto out;
+        }
+    } else if (t == AE_IFDIR) {
+        if (!(exists && S_ISDIR(st.st_mode)) && mkdirat(pfd, base, 0755) < 0) {
+            scp_fail_errno(err, "cannot create directory '/%s'", path);
+            goto out;
+        }
+        set_meta(pfd, base, e, 0);
+    } else if (t == AE_IFLNK) {
+        const char *target = archive_entry_symlink(e);
+        if (!target || symlinkat(target, pfd, base) < 0) {
+            scp_fail_errno(err, "cannot create symlink '/%s'", path);
+            goto out;
+        }
+        set_meta(pfd, base, e, 1);
+    } else if (t == AE_IFREG) {
+        int fd = openat(pfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            scp_fail_errno(err, "cannot create '/%s'", path);
+            goto out;
+        }
+        int dr = archive_read_data_into_fd(a, fd);
+        if (close(fd) < 0 || dr != ARCHIVE_OK) {
+            scp_fail(err, SCP_E_FORMAT, EIO, "cannot extract '/%s': %s", path, archive_error_string(a));
+            goto out;
+        }
+        set_meta(pfd, base, e, 0);
+    } else if (t == AE_IFIFO) {
+        if (mkfifoat(pfd, base, 0600) < 0) {
+            scp_fail_errno(err, "cannot create fifo '/%s'", path);
+            goto out;
+        }
+        set_meta(pfd, base, e, 0);
+    } /* character and block devices are skipped: the container engine provides /dev */
+    rc = set_add(mine, path) < 0 ? scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory") : 0;
+out:
+    close(pfd);
+    return rc;
+}
+
+/* A layer entry name: relative, no "..", "." components dropped. Returns 0 for the root itself. */
+static int layer_name(const char *raw, char *out, size_t outsz) {
+    size_t o = 0;
+    const char *p = raw;
+    while (*p) {
+        while (*p == '/') p++;
+        const char *e = strchr(p, '/');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == 2 && p[0] == '.' && p[1] == '.') return -1;
+        if (l && !(l == 1 && p[0] == '.')) {
+            if (o + l + 2 > outsz) return -1;
+            if (o) out[o++] = '/';
+            memcpy(out + o, p, l);
+            o += l;
+        }
+        p += l;
+    }
+    out[o] = '\0';
+    return (int)o;
+}
+
+static int apply_layer(const img_src *src, size_t i, int root, scp_err *err) {
+    const img_layer *L = &src->layers[i];
+    char full[PATH_MAX * 2];
+    snprintf(full, sizeof full, "%s/%s", src->dir, L->path);
+    struct archive *a = archive_read_new();
+    if (!a) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    archive_read_support_filter_all(a);
+    archive_read_support_format_tar(a);
+    name_set mine = {0};
+    int rc = -1;
+    if (archive_read_open_filename(a, full, 1 << 16) != ARCHIVE_OK) {
+        scp_fail(err, SCP_E_FORMAT, EINVAL, "layer %zu (%s) is not a tar: %s", i, L->digest, archive_error_string(a));
+        goto out;
+    }
+    for (;;) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF) break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            scp_fail(err, SCP_E_FORMAT, EINVAL, "layer %zu (%s) is malformed: %s", i, L->digest, archive_error_string(a));
+            goto out;
+        }
+        char name[PATH_MAX];
+        const char *raw = archive_entry_pathname(e);
+        int n = raw ? layer_name(raw, name, sizeof name) : -1;
+        if (n < 0) {
+            scp_fail(err, SCP_E_FORMAT, EINVAL, "layer %zu holds an unsafe name '%s'", i, raw ? raw : "");
+            goto out;
+        }
+        if (n == 0) continue; /* "./": the root directory itself */
+        if (apply_entry(a, e, name, root, &mine, err) < 0) {
+            scp_err_prefix(err, "layer %zu", i);
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    set_free(&mine);
+    archive_read_free(a);
+    return rc;
+}
+
+int img_apply_layers(const img_src *src, int root, img_progress_fn progress, scp_err *err) {
+    for (size_t i = 0; i < src->n_layers; i++) {
+        if (progress) {
+            char m[160];
+            snprintf(m, sizeof m, "layer %zu/%zu %.19s (%llu bytes)", i + 1, src->n_layers, src->layers[i].digest,
+                     (unsigned long long)src->layers[i].size);
+            progress(m);
+        }
+        if (apply_layer(src, i, root, err) < 0) return -1;
+    }
+    return 0;
+}

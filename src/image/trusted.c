@@ -1,0 +1,183 @@
+/* image/trusted.c - the trusted-files manifest of a staged image root: every regular file with
+ * its SHA-256, size and mode, sorted by path, so that the same tree always gives the same bytes.
+ * The walk never follows a symlink; files are read through descriptors opened with O_NOFOLLOW
+ * under directories the walk itself opened.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "image/internal.h"
+
+int img_digest_fd(int fd, char out[IMG_DIGEST_LEN + 1], uint64_t *size, scp_err *err) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(c);
+        return scp_fail(err, SCP_E_CRYPTO, EIO, "sha256 unavailable");
+    }
+    static __thread uint8_t buf[1 << 16];
+    uint64_t off = 0;
+    for (;;) {
+        ssize_t r = scp_pread_full(fd, buf, sizeof buf, off);
+        if (r < 0) {
+            EVP_MD_CTX_free(c);
+            return scp_fail_errno(err, "read");
+        }
+        if (r == 0) break;
+        EVP_DigestUpdate(c, buf, (size_t)r);
+        off += (uint64_t)r;
+    }
+    uint8_t md[32];
+    EVP_DigestFinal_ex(c, md, NULL);
+    EVP_MD_CTX_free(c);
+    memcpy(out, "sha256:", 7);
+    scp_hex(md, 32, out + 7);
+    if (size) *size = off;
+    return 0;
+}
+
+int img_digest_buf(const void *p, size_t n, char out[IMG_DIGEST_LEN + 1]) {
+    uint8_t md[32];
+    if (EVP_Digest(p, n, md, NULL, EVP_sha256(), NULL) != 1) return -1;
+    memcpy(out, "sha256:", 7);
+    scp_hex(md, 32, out + 7);
+    return 0;
+}
+
+typedef struct path_list {
+    char **v;
+    size_t n, cap;
+} path_list;
+
+static int list_add(path_list *l, const char *p) {
+    if (l->n == l->cap) {
+        size_t c = l->cap ? l->cap * 2 : 1024;
+        char **v = realloc(l->v, c * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = c;
+    }
+    if (!(l->v[l->n] = strdup(p))) return -1;
+    l->n++;
+    return 0;
+}
+
+static int skipped(const char *path, const char *const *skip, size_t n_skip) {
+    for (size_t i = 0; i < n_skip; i++) {
+        size_t l = strlen(skip[i]);
+        while (l > 1 && skip[i][l - 1] == '/') l--;
+        if (l == 1 && skip[i][0] == '/') return 1;
+        if (!strncmp(path, skip[i], l) && (path[l] == '\0' || path[l] == '/')) return 1;
+    }
+    return 0;
+}
+
+/* Collect the regular files under dfd, whose image path is `prefix` ("" for the root). */
+static int walk(int dfd, const char *prefix, const char *const *skip, size_t n_skip, path_list *out, int depth,
+                scp_err *err) {
+    if (depth > 128) return scp_fail(err, SCP_E_NOTSUP, ELOOP, "directories nested deeper than 128 at '%s'", prefix);
+    int d2 = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own offset, unlike dup */
+    DIR *d = d2 < 0 ? NULL : fdopendir(d2);
+    if (!d) {
+        if (d2 >= 0) close(d2);
+        return scp_fail_errno(err, "cannot read directory '%s/'", prefix);
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        char path[PATH_MAX];
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", prefix, de->d_name) >= sizeof path) {
+            rc = scp_fail(err, SCP_E_NOTSUP, ENAMETOOLONG, "path too long under '%s'", prefix);
+            break;
+        }
+        if (skipped(path, skip, n_skip)) continue;
+        struct stat st;
+        if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            rc = scp_fail_errno(err, "cannot stat '%s'", path);
+            break;
+        }
+        if (S_ISREG(st.st_mode)) {
+            if (list_add(out, path) < 0) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        } else if (S_ISDIR(st.st_mode)) {
+            int c = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (c < 0) {
+                rc = scp_fail_errno(err, "cannot open '%s'", path);
+                break;
+            }
+            rc = walk(c, path, skip, n_skip, out, depth + 1, err);
+            close(c);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* A path on one line: control bytes, DEL and backslash as \xHH (out has room for 4x). */
+static size_t escape_path(const char *p, char *out) {
+    size_t o = 0;
+    for (const unsigned char *c = (const unsigned char *)p; *c; c++) {
+        if (*c < 0x20 || *c == 0x7f || *c == '\\')
+            o += (size_t)sprintf(out + o, "\\x%02x", *c);
+        else
+            out[o++] = (char)*c;
+    }
+    return o;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char **out, size_t *out_len,
+                         size_t *n_files, scp_err *err) {
+    path_list l = {0};
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = walk(root, "", skip, n_skip, &l, 0, err);
+    if (rc == 0) qsort(l.v, l.n, sizeof *l.v, cmp_str);
+    for (size_t i = 0; rc == 0 && i < l.n; i++) {
+        int fd = openat(root, l.v[i] + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) {
+            rc = scp_fail_errno(err, "cannot open '%s'", l.v[i]);
+            if (fd >= 0) close(fd);
+            break;
+        }
+        char dg[IMG_DIGEST_LEN + 1];
+        uint64_t sz;
+        rc = img_digest_fd(fd, dg, &sz, err);
+        close(fd);
+        if (rc < 0) break;
+        size_t need = 4 * strlen(l.v[i]) + 100;
+        if (len + need > cap) {
+            cap = (len + need) * 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+                break;
+            }
+            buf = nb;
+        }
+        len += (size_t)snprintf(buf + len, cap - len, "%s %llu %04o ", dg + 7, (unsigned long long)sz,
+                                (unsigned)(st.st_mode & 07777));
+        len += escape_path(l.v[i], buf + len);
+        buf[len++] = '\n';
+    }
+    for (size_t i = 0; i < l.n; i++) free(l.v[i]);
+    free(l.v);
+    if (rc < 0) {
+        free(buf);
+        return -1;
+    }
+    if (!buf) buf = calloc(1, 1);
+    *out = buf;
+    *out_len = len;
+    *n_files = l.n;
+    return 0;
+}

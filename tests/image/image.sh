@@ -1,0 +1,121 @@
+#!/bin/sh
+# tests/image/image.sh - scpctl image build/inspect/verify (docs/image.md) with a real Docker
+# engine, docker load and skopeo: a secure image of Debian's redis-server is built from a
+# `docker save` archive and from the engine by name; the same inputs give the same bytes; Docker
+# and skopeo read it (both the Docker and the OCI form); verify recomputes its trusted-files
+# manifest and measurement and refuses an archive rewritten with one byte of redis-server changed
+# (digests recomputed, as an attacker would); bad input gets a clear error and nothing escapes
+# the staging root.
+# Usage: image.sh SCPCTL
+set -u
+SCPCTL=$(realpath "$1")
+HERE=$(cd "$(dirname "$0")" && pwd)
+fail() { echo "FAIL: $*" >&2; exit 1; }
+note() { echo "-- $*"; }
+sh "$HERE/../../scripts/start-docker.sh" || fail "no Docker engine (scripts/start-docker.sh)"
+command -v skopeo >/dev/null || fail "skopeo is not installed (.ci/packages.txt)"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/scp-image-test.XXXXXX") || exit 1
+TAG=scptest-$$
+trap 'rm -rf "$T"; docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 >/dev/null 2>&1' EXIT
+export TMPDIR=$T
+
+note "a base image: Debian's redis-server and the libraries it links (docker import, docker save)"
+R=$T/root
+mkdir -p "$R/usr/bin" "$R/data" "$R/etc" "$R/tmp" "$R/srv/conf"
+cp /usr/bin/redis-server "$R/usr/bin/"
+for l in $(ldd /usr/bin/redis-server | grep -o '/[^ ]*'); do
+    mkdir -p "$R$(dirname "$l")"
+    cp -L "$l" "$R$l"
+done
+echo 'root:x:0:0::/:/bin/sh' > "$R/etc/passwd"
+echo 'bind 127.0.0.1' > "$R/srv/conf/redis.conf"
+tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/usr/bin/redis-server"]' -c 'CMD ["--port", "6390"]' - \
+    $TAG/redis-base:1 >/dev/null || fail "docker import"
+docker save $TAG/redis-base:1 -o "$T/base.tar" || fail "docker save"
+
+note "build from the archive: measurement printed, template written"
+"$SCPCTL" image build "$T/base.tar" -t $TAG/redis-secure:1 --session redis --service redis --protect /data \
+    -o "$T/secure.tar" > "$T/out" 2> "$T/err" || { cat "$T/err"; fail "image build"; }
+M=$(awk '/^measurement /{print $2}' "$T/out")
+echo "$M" | grep -Eq '^[0-9a-f]{64}$' || fail "no measurement printed: $(cat "$T/out")"
+grep -q "measurements: \[$M\]" "$T/secure.tar.session.yaml" || fail "template lacks the measurement"
+grep -q 'path: "/data"' "$T/secure.tar.session.yaml" || fail "template lacks the volume"
+grep -q 'command: \["/usr/bin/redis-server", "--port", "6390"\]' "$T/secure.tar.session.yaml" \
+    || fail "template lacks the original command: $(cat "$T/secure.tar.session.yaml")"
+
+note "reproducible: the same inputs give the same bytes"
+"$SCPCTL" image build "$T/base.tar" -t $TAG/redis-secure:1 --session redis --service redis --protect /data \
+    -o "$T/again.tar" > /dev/null 2>&1 || fail "second build"
+cmp -s "$T/secure.tar" "$T/again.tar" || fail "two builds of the same inputs differ"
+
+note "docker load and skopeo read it, in the Docker and the OCI form"
+docker load -i "$T/secure.tar" > "$T/load" 2>&1 || { cat "$T/load"; fail "docker load"; }
+L=$(docker image inspect -f '{{index .Config.Labels "org.scp.measurement"}}' $TAG/redis-secure:1) \
+    || fail "docker image inspect"
+[ "$L" = "$M" ] || fail "label $L is not the measurement $M"
+EP=$(docker image inspect -f '{{json .Config.Entrypoint}}' $TAG/redis-secure:1)
+echo "$EP" | grep -q '/scp/bin/scpctl' || fail "entrypoint is not the SCP entry: $EP"
+skopeo inspect "docker-archive:$T/secure.tar" | grep -q "$M" || fail "skopeo (docker-archive) does not see the label"
+skopeo inspect "oci-archive:$T/secure.tar" | grep -q "$M" || fail "skopeo (oci-archive) does not see the label"
+
+note "build from the engine by name, loaded straight into the engine: the same measurement"
+"$SCPCTL" image build $TAG/redis-base:1 -t $TAG/redis-secure:2 --session redis --service redis --protect /data \
+    --template "$T/t2.yaml" > "$T/out2" 2>&1 || { cat "$T/out2"; fail "build from the engine"; }
+L2=$(docker image inspect -f '{{index .Config.Labels "org.scp.measurement"}}' $TAG/redis-secure:2) \
+    || fail "the engine does not have the image built from it"
+[ "$L2" = "$M" ] || fail "engine build measures $L2, archive build $M"
+
+note "inspect and verify"
+"$SCPCTL" image inspect "$T/secure.tar" > "$T/insp" || fail "inspect"
+grep -q "\"measurement\": \"$M\"" "$T/insp" || fail "inspect lacks the measurement: $(cat "$T/insp")"
+grep -q '"/data"' "$T/insp" || fail "inspect lacks the protected path"
+"$SCPCTL" image verify "$T/secure.tar" > "$T/ver" || fail "verify of an untouched image: $(cat "$T/ver")"
+grep -q '^verified' "$T/ver" || fail "verify said: $(cat "$T/ver")"
+"$SCPCTL" image inspect "$T/base.tar" > /dev/null 2> "$T/err"
+[ $? -ne 0 ] && grep -q 'not a secure image' "$T/err" || fail "inspect of a plain image: $(cat "$T/err")"
+
+note "one byte of redis-server changed, every digest recomputed: verify refuses (3), naming the file"
+python3 "$HERE/archive.py" tamper "$T/secure.tar" "$T/tampered.tar" usr/bin/redis-server || fail "tamper"
+"$SCPCTL" image verify "$T/tampered.tar" > /dev/null 2> "$T/err"
+rc=$?
+[ $rc -eq 3 ] || fail "verify of a tampered image exited $rc: $(cat "$T/err")"
+grep -q '/usr/bin/redis-server' "$T/err" || fail "the refusal does not name the file: $(cat "$T/err")"
+note "a bit flipped in a layer blob without recomputing: the digest check refuses (3)"
+mkdir "$T/flip" && tar -C "$T/flip" -xf "$T/secure.tar"
+B=$(ls -S "$T/flip/blobs/sha256" | head -1)
+printf 'X' | dd of="$T/flip/blobs/sha256/$B" bs=1 seek=5000 conv=notrunc 2>/dev/null
+"$SCPCTL" image verify "$T/flip" > /dev/null 2> "$T/err"
+rc=$?
+[ $rc -eq 3 ] && grep -q 'does not match its digest' "$T/err" || fail "flipped blob: exit $rc: $(cat "$T/err")"
+
+note "bad input: clear errors, non-zero exits"
+expect_err() { # WHAT PATTERN ARGS...
+    what=$1; pat=$2; shift 2
+    "$SCPCTL" image build "$@" > /dev/null 2> "$T/err"
+    rc=$?
+    [ $rc -ne 0 ] || fail "$what: exit 0"
+    grep -q "$pat" "$T/err" || fail "$what: no '$pat' in: $(cat "$T/err")"
+}
+expect_err "missing archive" "no image archive" /nonexistent.tar -t x:1 --session s --service s -o "$T/x.tar"
+head -c 10000 /dev/urandom > "$T/junk.tar"
+expect_err "malformed archive" "not an image archive\|malformed\|no files" "$T/junk.tar" -t x:1 --session s --service s -o "$T/x.tar"
+expect_err "protected path missing" "no such directory in the image" "$T/base.tar" -t x:1 --session s --service s --protect /nope -o "$T/x.tar"
+expect_err "protected path with files" "not supported yet" "$T/base.tar" -t x:1 --session s --service s --protect /srv/conf -o "$T/x.tar"
+expect_err "relative protected path" "absolute path" "$T/base.tar" -t x:1 --session s --service s --protect data -o "$T/x.tar"
+expect_err "image not in the engine" "refused\|No such image" $TAG/absent:9 -t x:1 --session s --service s -o "$T/x.tar"
+expect_err "secure image as input" "already has /scp" "$T/secure.tar" -t x:1 --session s --service s -o "$T/x.tar"
+[ ! -e "$T/x.tar" ] || fail "a failed build left its output behind"
+
+note "a layer cannot write outside the staging root (symlinks to host paths, '..')"
+mkdir "$T/hostdir"
+python3 "$HERE/archive.py" layer-escape "$T/escape.tar" "$T/hostdir" || fail "craft"
+"$SCPCTL" image build "$T/escape.tar" -t x:1 --session s --service s -o "$T/x.tar" > /dev/null 2> "$T/err"
+[ -z "$(ls -A "$T/hostdir")" ] || fail "a layer wrote into the host through a symlink: $(ls "$T/hostdir")"
+grep -q 'entrypoint' "$T/err" || fail "escape archive: expected to stop at the entrypoint (a script), got: $(cat "$T/err")"
+python3 "$HERE/archive.py" layer-escape "$T/escape.dotdot.tar" "$T/hostdir" || fail "craft"
+expect_err "'..' in a layer" "unsafe name" "$T/escape.dotdot.tar" -t x:1 --session s --service s -o "$T/x.tar"
+[ ! -e "$T/escaped" ] && [ ! -e "$(dirname "$T")/escaped" ] || fail "'..' escaped"
+left=$(ls "$T" | grep "^scp-stage-\|^scp-image-")
+[ -z "$left" ] || fail "staging or spool directories left behind: $left"
+echo "image: ok"
