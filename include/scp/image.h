@@ -25,6 +25,7 @@
 #ifndef SCP_IMAGE_H
 #define SCP_IMAGE_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -74,5 +75,20 @@ int scp_image_inspect(const char *from, const char *tmpdir, scp_image_info *info
 int scp_image_verify(const char *from, const char *tmpdir, scp_image_info *info, scp_err *err);
 
 void scp_image_info_free(scp_image_info *info);
+
+/* ---- the local attestation service (image/attest_service.c) ------------------------------ */
+
+/* Serve evidence requests on the UNIX socket at socket_path (mode 0666: containers connect)
+ * until *stop, signing with the sim platform key at platform_key. Each caller must be the
+ * runtime (/scp/bin/scpctl and /scp/lib of its own image, checked by the hashes of its
+ * executable mappings); its image is measured by the service from the caller's root. `log`
+ * (may be NULL) gets one line per request. */
+int scp_image_attest_serve(const char *socket_path, const char *platform_key, const volatile sig_atomic_t *stop,
+                           void (*log)(const char *line), scp_err *err);
+
+/* Ask the service for evidence binding nonce and pub (the runtime's ephemeral X25519 key).
+ * *ev is malloc'd. A refusal is SCP_E_POLICY with the service's reason. */
+int scp_image_attest_request(const char *socket_path, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev,
+                             size_t *evlen, scp_err *err);
 
 #endif

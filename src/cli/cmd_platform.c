@@ -29,6 +29,9 @@ static void platform_usage(FILE *out) {
             "       scpctl platform report-tag --session S --service N --volume V --tag HEX --token-file FILE\n"
             "            report a volume's new tag (the token is the configuration's volume_token)\n"
             "Client options: --cas HOST:PORT --pin FINGERPRINT --identity FILE (see 'scpctl cas --help').\n"
+            "       scpctl platform serve --key FILE [--socket PATH]   the local attestation service for secure\n"
+            "            images in containers (default socket /run/scp/attest.sock; docs/image.md)\n"
+            "       scpctl platform evidence --nonce HEX --pubkey HEX [--socket PATH]   ask it (tests, debugging)\n"
             "The sim backend does NOT protect memory; it exists for development and tests.\n");
 }
 
@@ -43,6 +46,8 @@ int cmd_platform(int argc, char **argv) {
             return EXIT_OK;
         }
     const char *sub = argv[1];
+    if (strcmp(sub, "serve") == 0) return cmd_platform_serve(argc, argv);
+    if (strcmp(sub, "evidence") == 0) return cmd_platform_evidence(argc, argv);
     cli_cas o = {0};
     const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,
                *config = NULL, *volume = NULL, *tag = NULL, *token = NULL, *rootfs = NULL;

@@ -25,6 +25,9 @@ int cmd_cas(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_platform(int argc, char **argv);
 int cmd_image(int argc, char **argv);
+/* scpctl platform serve and evidence (cmd_platform_local.c). */
+int cmd_platform_serve(int argc, char **argv);
+int cmd_platform_evidence(int argc, char **argv);
 
 /* Map an error to the exit code above and print "scpctl: <msg>" to stderr. */
 int cli_fail(const scp_err *err);

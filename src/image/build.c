@@ -185,11 +185,7 @@ static json_t *image_json(const scp_image_build_opts *o, json_t *cfg, json_t *ar
 
 static char *dump(json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS); }
 
-/* The measurement: the program set as resolved in the staging root, with image.json. */
-static int measure(int root, const char *stage_dir, const char *prog, const char *img_json, uint8_t m[32],
-                   scp_err *err) {
-    char shield[PATH_MAX + 32];
-    snprintf(shield, sizeof shield, "%s%s", stage_dir, SHIELD_IN_IMAGE);
+int img_measure(int root, const char *shield, const char *prog, const char *img_json, uint8_t m[32], scp_err *err) {
     scp_elf_set *set = malloc(sizeof *set);
     if (!set) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     int rc = scp_elf_set_open_in(root, prog, SCP_ATTEST_RUN_ROOTFS_PATH, shield, set, err);
@@ -266,6 +262,14 @@ static char *session_template(const scp_image_build_opts *o, json_t *argv, const
     }
     fclose(f);
     return buf;
+}
+
+/* The measurement: the program set as resolved in the staging root, with image.json. */
+static int measure(int root, const char *stage_dir, const char *prog, const char *img_json, uint8_t m[32],
+                   scp_err *err) {
+    char shield[PATH_MAX + 32];
+    snprintf(shield, sizeof shield, "%s%s", stage_dir, SHIELD_IN_IMAGE);
+    return img_measure(root, shield, prog, img_json, m, err);
 }
 
 /* ---- writing the output ----------------------------------------------------------------------- */

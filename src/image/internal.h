@@ -57,6 +57,14 @@ typedef void (*img_progress_fn)(const char *line);
  * so no name or symlink in a layer can reach outside root. Device nodes are skipped. */
 int img_apply_layers(const img_src *src, int root, img_progress_fn progress, scp_err *err);
 
+/* openat2(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): absolute paths and
+ * symlinks resolve inside root. */
+int img_open_in_root(int root, const char *path, int flags);
+
+/* The measurement of a secure image (build.c): the program `prog` as resolved inside root, its
+ * loader and libraries, the shield at the host path `shield`, with image.json as configuration. */
+int img_measure(int root, const char *shield, const char *prog, const char *image_json, uint8_t m[32], scp_err *err);
+
 /* Remove the tree at root/path (path relative), not following symlinks. Missing is fine. */
 int img_remove_tree(int root, const char *path, scp_err *err);
 

@@ -26,7 +26,7 @@
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
 
-static int open_in_root(int root, const char *path, int flags) {
+int img_open_in_root(int root, const char *path, int flags) {
     struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
     return (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
 }
@@ -107,7 +107,7 @@ static void set_free(name_set *s) {
 
 /* Empty directory `dir` (relative) of entries not created by this layer. */
 static int opaque(int root, const char *dir, const name_set *mine, scp_err *err) {
-    int dfd = open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
+    int dfd = img_open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
     if (dfd < 0) return errno == ENOENT ? 0 : scp_fail_errno(err, "cannot open '%s'", dir);
     int d2 = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own offset, unlike dup */
     DIR *d = d2 < 0 ? NULL : fdopendir(d2);
@@ -150,7 +150,7 @@ static void split(const char *path, char *buf, size_t bufsz, const char **dir, c
 
 /* The parent of an entry, created if a layer did not list it (as engines do). */
 static int parent_fd(int root, const char *dir, scp_err *err) {
-    int fd = open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
+    int fd = img_open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
     if (fd >= 0 || errno != ENOENT) return fd >= 0 ? fd : scp_fail_errno(err, "cannot open directory '/%s'", dir);
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", dir);
@@ -161,7 +161,7 @@ static int parent_fd(int root, const char *dir, scp_err *err) {
             const char *d, *b;
             char sb[PATH_MAX];
             split(tmp, sb, sizeof sb, &d, &b);
-            int pf = open_in_root(root, d, O_RDONLY | O_DIRECTORY);
+            int pf = img_open_in_root(root, d, O_RDONLY | O_DIRECTORY);
             if (pf < 0) return scp_fail_errno(err, "cannot open directory '/%s'", d);
             int r = mkdirat(pf, b, 0755);
             close(pf);
@@ -170,7 +170,7 @@ static int parent_fd(int root, const char *dir, scp_err *err) {
             if (!c) break;
         }
     }
-    fd = open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
+    fd = img_open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
     return fd >= 0 ? fd : scp_fail_errno(err, "cannot open directory '/%s'", dir);
 }
 
@@ -209,7 +209,7 @@ static int apply_entry(struct archive *a, struct archive_entry *e, const char *p
         while (clean[0] == '.' && clean[1] == '/') clean += 2;
         while (clean[0] == '/') clean++;
         split(clean, hb, sizeof hb, &hd, &hbase);
-        int tfd = open_in_root(root, hd, O_RDONLY | O_DIRECTORY);
+        int tfd = img_open_in_root(root, hd, O_RDONLY | O_DIRECTORY);
         if (tfd < 0) {
             scp_fail_errno(err, "hard link '/%s' to '/%s': no such directory", path, clean);
             goto out;

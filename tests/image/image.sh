@@ -66,6 +66,32 @@ L2=$(docker image inspect -f '{{index .Config.Labels "org.scp.measurement"}}' $T
     || fail "the engine does not have the image built from it"
 [ "$L2" = "$M" ] || fail "engine build measures $L2, archive build $M"
 
+note "local attestation service: evidence for the image's own runtime only, measured by the service"
+"$SCPCTL" platform create-key "$T/platform.key" > /dev/null || fail "platform key"
+mkdir "$T/sock"
+"$SCPCTL" platform serve --key "$T/platform.key" --socket "$T/sock/attest.sock" > "$T/serve.log" 2>&1 &
+SERVE=$!
+trap 'kill $SERVE 2>/dev/null; rm -rf "$T"; docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 >/dev/null 2>&1' EXIT
+i=0; while [ ! -S "$T/sock/attest.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+N=$(openssl rand -hex 32); P=$(openssl rand -hex 32)
+in_image() { # ENV-OPTS... -- ARGS: run the image's scpctl in a container of the image
+    docker run --rm -v "$T/sock:/run/scp" "$@"
+}
+in_image --entrypoint /scp/lib/ld-linux-x86-64.so.2 $TAG/redis-secure:1 --library-path /scp/lib \
+    /scp/bin/scpctl platform evidence --nonce "$N" --pubkey "$P" > "$T/ev" 2> "$T/err" \
+    || fail "the image's runtime got no evidence: $(cat "$T/err") / $(cat "$T/serve.log")"
+grep -q "^measurement $M" "$T/ev" || fail "the service measured otherwise: $(cat "$T/ev")"
+grep -q "^nonce bound" "$T/ev" || fail "the evidence does not bind the nonce and key"
+note "the same runtime with a library of the image preloaded: refused"
+LZF=$(cd "$R" && find . -name 'liblzf.so.1' | head -1 | cut -c2-)
+in_image -e LD_PRELOAD="$LZF" --entrypoint /scp/lib/ld-linux-x86-64.so.2 $TAG/redis-secure:1 --library-path /scp/lib \
+    /scp/bin/scpctl platform evidence --nonce "$N" --pubkey "$P" > /dev/null 2> "$T/err" && fail "a preloaded caller got evidence"
+grep -q "not the image's runtime" "$T/err" || fail "preloaded caller: $(cat "$T/err")"
+note "a process outside any secure image: refused"
+"$SCPCTL" platform evidence --socket "$T/sock/attest.sock" --nonce "$N" --pubkey "$P" > /dev/null 2> "$T/err" \
+    && fail "a host process got evidence"
+grep -q "refused" "$T/err" || fail "host caller: $(cat "$T/err")"
+
 note "inspect and verify"
 "$SCPCTL" image inspect "$T/secure.tar" > "$T/insp" || fail "inspect"
 grep -q "\"measurement\": \"$M\"" "$T/insp" || fail "inspect lacks the measurement: $(cat "$T/insp")"
