@@ -185,20 +185,6 @@ static json_t *image_json(const scp_image_build_opts *o, json_t *cfg, json_t *ar
 
 static char *dump(json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS); }
 
-int img_measure(int root, const char *shield, const char *prog, const char *img_json, uint8_t m[32], scp_err *err) {
-    scp_elf_set *set = malloc(sizeof *set);
-    if (!set) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    int rc = scp_elf_set_open_in(root, prog, SCP_ATTEST_RUN_ROOTFS_PATH, shield, set, err);
-    if (rc < 0) {
-        scp_err_prefix(err, "the image's entrypoint");
-    } else {
-        rc = scp_attest_measure_fds(set->fd, set->n, img_json, strlen(img_json), m, err);
-        scp_elf_set_close(set, -1);
-    }
-    free(set);
-    return rc;
-}
-
 /* A volume name for a protected path: its last component, made an identifier. */
 static void volume_name(const char *path, size_t idx, char *out, size_t outsz) {
     const char *b = strrchr(path, '/');

@@ -26,11 +26,6 @@
 #define WH_PREFIX ".wh."
 #define WH_OPAQUE ".wh..wh..opq"
 
-int img_open_in_root(int root, const char *path, int flags) {
-    struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-    return (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
-}
-
 /* ---- removal ------------------------------------------------------------------------------- */
 
 static int remove_children(int dfd, scp_err *err);
