@@ -52,58 +52,6 @@ void sh_trace(const char *fmt, ...) {
     sh_gate(SYS_write, sh.cfg.trace_fd, (long)line, (long)len, 0, 0, 0);
 }
 
-const char *sh_sysname(long nr) {
-    switch (nr) {
-    case SYS_read: return "read";
-    case SYS_write: return "write";
-    case SYS_pread64: return "pread64";
-    case SYS_pwrite64: return "pwrite64";
-    case SYS_readv: return "readv";
-    case SYS_writev: return "writev";
-    case SYS_preadv: return "preadv";
-    case SYS_pwritev: return "pwritev";
-    case SYS_preadv2: return "preadv2";
-    case SYS_pwritev2: return "pwritev2";
-    case SYS_lseek: return "lseek";
-    case SYS_fstat: return "fstat";
-    case SYS_newfstatat: return "newfstatat";
-    case SYS_statx: return "statx";
-    case SYS_close: return "close";
-    case SYS_close_range: return "close_range";
-    case SYS_dup: return "dup";
-    case SYS_dup2: return "dup2";
-    case SYS_dup3: return "dup3";
-    case SYS_fcntl: return "fcntl";
-    case SYS_flock: return "flock";
-    case SYS_fsync: return "fsync";
-    case SYS_fdatasync: return "fdatasync";
-    case SYS_ftruncate: return "ftruncate";
-    case SYS_fallocate: return "fallocate";
-    case SYS_getdents64: return "getdents64";
-    case SYS_mmap: return "mmap";
-    case SYS_sendfile: return "sendfile";
-    case SYS_splice: return "splice";
-    case SYS_copy_file_range: return "copy_file_range";
-    case SYS_openat: return "openat";
-    case SYS_openat2: return "openat2";
-    case SYS_mkdirat: return "mkdirat";
-    case SYS_unlinkat: return "unlinkat";
-    case SYS_renameat: return "renameat";
-    case SYS_renameat2: return "renameat2";
-    case SYS_faccessat: return "faccessat";
-    case SYS_faccessat2: return "faccessat2";
-    case SYS_utimensat: return "utimensat";
-    case SYS_fchmodat: return "fchmodat";
-    case SYS_fchownat: return "fchownat";
-    case SYS_readlinkat: return "readlinkat";
-    case SYS_truncate: return "truncate";
-    case SYS_ioctl: return "ioctl";
-    case SYS_execve: return "execve";
-    case SYS_execveat: return "execveat";
-    default: return "syscall";
-    }
-}
-
 /* ---- descriptors ------------------------------------------------------------------------- */
 
 static long neg(const scp_err *e) { return -(long)(e->sys ? e->sys : EIO); }
@@ -1089,38 +1037,41 @@ static long do_close_range(unsigned lo, unsigned hi, unsigned flags) {
 /* ---- the dispatcher for descriptor-based calls ------------------------------------------- */
 
 /* Does a trapped call involve a protected descriptor (or is it one the shield always handles)?
- * If not (an ordinary number that once was an alias), the trap handler forwards it. */
+ * If not (an ordinary number that once was an alias), the trap handler forwards it. The
+ * table's descriptor column says which arguments to look at. */
 int sh_trap_involves_prot(long nr, const long a[6]) {
-    switch (nr) {
-    case SYS_execve:
-    case SYS_execveat:
-    case SYS_openat2:
-    case SYS_rt_sigaction:
-    case SYS_close_range: return 1;
-    case SYS_dup2:
-    case SYS_dup3:
-    case SYS_sendfile:
-    case SYS_tee: return sh_is_prot((int)a[0]) || sh_is_prot((int)a[1]);
-    case SYS_splice:
-    case SYS_copy_file_range:
-    case SYS_renameat:
-    case SYS_renameat2:
-    case SYS_linkat: return sh_is_prot((int)a[0]) || sh_is_prot((int)a[2]);
-    case SYS_symlinkat: return sh_is_prot((int)a[1]);
-    case SYS_epoll_ctl: return sh_is_prot((int)a[2]);
-    case SYS_mmap: return sh_is_prot((int)a[4]);
-    default: return sh_is_prot((int)a[0]);
-    }
+    const struct sh_sysent *s = sh_sys(nr);
+    if (!s) return sh_is_prot((int)a[0]);
+    if (s->handler == HND_EXEC || s->filter == FILT_ALWAYS || s->filter == FILT_CLOSE_RANGE ||
+        s->filter == FILT_SIGACTION)
+        return 1;
+    for (int i = 0; i < 6; i++)
+        if ((s->fds & SH_ARG(i)) && sh_is_prot((int)a[i])) return 1;
+    return 0;
 }
 
 static long sh_syscall_(long nr, const long a[6]);
+/* A path call whose path is not protected but whose dirfd is reserved (an absolute path
+ * ignores it): the kernel's business. */
+static long path_or_gate(long nr, const long a[6]) {
+    long r;
+    if (sh_path_call(nr, a, &r)) return r;
+    return sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* The dispatcher: the table's handler column says who serves nr. */
 long sh_syscall(long nr, const long a[6]) {
+    const struct sh_sysent *s = sh_sys(nr);
+    int h = s ? s->handler : HND_DESC;
     /* exec may run in a vfork child, which shares this thread's TLS with its parent and never
      * returns on success: it must not leave sh_in_lib raised */
-    if (nr == SYS_execve) return sh_execve(AT_FDCWD, (const char *)a[0], (char *const *)a[1], (char *const *)a[2], 0);
-    if (nr == SYS_execveat) return sh_execve((int)a[0], (const char *)a[1], (char *const *)a[2], (char *const *)a[3], (int)a[4]);
+    if (h == HND_EXEC) {
+        int d = s->dirfd;
+        return sh_execve(d < 0 ? AT_FDCWD : (int)a[d], (const char *)a[s->path], (char *const *)a[s->path + 1],
+                         (char *const *)a[s->path + 2], d < 0 ? 0 : (int)a[s->path + 3]);
+    }
     sh_in_lib++;
-    long r = sh_syscall_(nr, a);
+    long r = h == HND_PATH ? path_or_gate(nr, a) : sh_syscall_(nr, a);
     sh_in_lib--;
     if (sh.cfg.flags & SCP_SHIELD_F_TRACE) sh_trace("%s(%ld) = %ld", sh_sysname(nr), a[0], r);
     return r;
@@ -1173,37 +1124,12 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (a[2]) sh_gate(SYS_rt_sigaction, SIGSYS, 0, a[2], a[3], 0, 0);
         return 0;
     case SYS_epoll_ctl: return sh_is_prot(a[2]) ? -EPERM : -EBADF;
-    case SYS_execve: return sh_execve(AT_FDCWD, (const char *)a[0], (char *const *)a[1], (char *const *)a[2], 0);
-    case SYS_execveat: return sh_execve((int)a[0], (const char *)a[1], (char *const *)a[2], (char *const *)a[3], (int)a[4]);
     case SYS_mmap:
         pf = pf_get(a[4], &e);
         if (!pf) return e;
         r = do_mmap(pf, (void *)a[0], (size_t)a[1], (int)a[2], (int)a[3], a[5]);
         pf_put(pf);
         return r;
-    case SYS_newfstatat:
-    case SYS_statx:
-    case SYS_openat:
-    case SYS_openat2:
-    case SYS_mkdirat:
-    case SYS_mknodat:
-    case SYS_unlinkat:
-    case SYS_renameat:
-    case SYS_renameat2:
-    case SYS_linkat:
-    case SYS_symlinkat:
-    case SYS_readlinkat:
-    case SYS_fchmodat:
-    case SYS_fchownat:
-    case SYS_faccessat:
-    case SYS_faccessat2:
-    case SYS_utimensat:
-    case SYS_futimesat:
-    case SYS_name_to_handle_at:
-    case SYS_inotify_add_watch:
-        if (sh_path_call(nr, a, &r)) return r;
-        /* a reserved dirfd that the path ignores (absolute path): the kernel's business */
-        return sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
     default: break;
     }
 
@@ -1313,19 +1239,22 @@ static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int
 int sh_path_call(long nr, const long a[6], long *ret) {
     char rel[PATH_MAX], rel2[PATH_MAX];
     int vol = -1, vol2 = -1;
-    int dirfd = (int)a[0];
-    const char *path = (const char *)a[1];
+    const struct sh_sysent *s = sh_sys(nr);
+    if (!s || s->path < 0) return 0;
+    /* where the table says the directory descriptor and the path are */
+    int dirfd = s->dirfd < 0 ? AT_FDCWD : (int)a[s->dirfd];
+    const char *path = (const char *)a[s->path];
     scp_err e;
     long r;
     int c;
     switch (nr) {
     case SYS_symlinkat:
-        c = sh_classify((int)a[1], (const char *)a[2], &vol, rel, sizeof rel);
+        c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
         if (c == 0) return 0;
         *ret = c < 0 ? c : -EPERM;
         return 1;
     case SYS_inotify_add_watch:
-        c = sh_classify(AT_FDCWD, (const char *)a[1], &vol, rel, sizeof rel);
+        c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
         if (c == 0) return 0;
         *ret = c < 0 ? c : -EOPNOTSUPP;
         return 1;
@@ -1362,12 +1291,13 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     default: break;
     }
     if (sh_injected_call(nr, a, ret)) return 1; /* injected.c: files served from memory */
-    if (nr == SYS_renameat || nr == SYS_renameat2 || nr == SYS_linkat) {
+    if (s->path2 >= 0) { /* rename, link */
+        const char *path2 = (const char *)a[s->path2];
         int c1 = sh_classify(dirfd, path, &vol, rel, sizeof rel);
-        int c2 = sh_classify((int)a[2], (const char *)a[3], &vol2, rel2, sizeof rel2);
+        int c2 = sh_classify(s->dirfd2 < 0 ? AT_FDCWD : (int)a[s->dirfd2], path2, &vol2, rel2, sizeof rel2);
         if (c1 == 0 && c2 == 0) return 0;
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
-        if (!path || !a[3]) { *ret = -EFAULT; return 1; } /* the other one is protected */
+        if (!path || !path2) { *ret = -EFAULT; return 1; } /* the other one is protected */
         if (c1 == 0 || c2 == 0 || vol != vol2) { *ret = -EXDEV; return 1; }
         if (nr == SYS_linkat) { *ret = -EPERM; return 1; }
         unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
@@ -1440,7 +1370,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         if (!r) r = -EINVAL; /* volumes hold no symbolic links */
         break;
     }
-    case SYS_fchmodat: r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN); break;
+    case SYS_fchmodat:
+    case SYS_fchmodat2: r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN); break;
     case SYS_fchownat: r = setattr_rel(vol, rel, -1, (int64_t)(int)a[2] == -1 ? -1 : (int64_t)(unsigned)a[2],
                                       (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
     case SYS_utimensat: {

@@ -80,7 +80,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     int saved = errno;
     long a[6] = {(long)g[REG_RDI], (long)g[REG_RSI], (long)g[REG_RDX],
                  (long)g[REG_R10], (long)g[REG_R8], (long)g[REG_R9]};
-    if (si->si_syscall == SYS_rt_sigprocmask) {
+    const struct sh_sysent *s = sh_sys(si->si_syscall);
+    if (s && s->handler == HND_UCTX) { /* rt_sigprocmask: acts on the interrupted context */
         g[REG_RAX] = (greg_t)trap_sigprocmask(uc, a);
         errno = saved;
         return;

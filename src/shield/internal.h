@@ -77,6 +77,28 @@ struct sh_state {
 
 extern struct sh_state sh;
 
+/* table.c: the system calls the shield knows (table.def). Indexed by number; an entry
+ * without a name is a call the shield never sees. */
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+#define SH_SYS_MAX 512
+#define SH_ARG(i) (1u << (i)) /* argument i is a descriptor (the fds column) */
+enum sh_filter { FILT_NONE, FILT_FD, FILT_ALWAYS, FILT_ENOSYS, FILT_CLOSE_RANGE, FILT_SIGACTION, FILT_SIGMASK };
+enum sh_handler { HND_NONE, HND_DESC, HND_PATH, HND_EXEC, HND_UCTX };
+struct sh_sysent {
+    const char *name;
+    uint8_t fds;                 /* SH_ARG(i) bits */
+    uint8_t filter;              /* enum sh_filter */
+    int8_t dirfd, path;          /* argument positions, -1: none (AT_FDCWD) */
+    int8_t dirfd2, path2;
+    uint8_t handler;             /* enum sh_handler */
+};
+extern const struct sh_sysent sh_systab[SH_SYS_MAX];
+static inline const struct sh_sysent *sh_sys(long nr) {
+    return nr >= 0 && nr < SH_SYS_MAX && sh_systab[nr].name ? &sh_systab[nr] : 0;
+}
+
 /* gate.c */
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 int sh_gate_map(scp_err *err);
