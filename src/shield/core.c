@@ -360,7 +360,7 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
             int v = sh.vcwd;
             if (v) strcpy(base, sh.cwd);
             pthread_mutex_unlock(&sh.mu);
-            if (!v && syscall(SYS_getcwd, base, sizeof base) < 0) return 0;
+            if (!v && sh_gate(SYS_getcwd, (long)base, sizeof base, 0, 0, 0, 0) < 0) return 0;
         } else if (sh_is_prot(dirfd)) {
             long e;
             pfile *pf = pf_get(dirfd, &e);
@@ -374,7 +374,7 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
         } else {
             char link[64];
             snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
-            ssize_t n = readlink(link, base, sizeof base - 1);
+            long n = sh_gate(SYS_readlinkat, AT_FDCWD, (long)link, (long)base, sizeof base - 1, 0, 0);
             if (n <= 0 || base[0] != '/') return 0;
             base[n] = 0;
         }
@@ -1051,12 +1051,69 @@ int sh_trap_involves_prot(long nr, const long a[6]) {
 }
 
 static long sh_syscall_(long nr, const long a[6]);
-/* A path call whose path is not protected but whose dirfd is reserved (an absolute path
- * ignores it): the kernel's business. */
+/* A trapped path call without a directory descriptor (a raw open, stat, mkdir...) as the
+ * *at call that the path dispatcher serves: its number, b filled (nr and a copy of a when it
+ * is served as it is). */
+static long at_form(long nr, const long a[6], long b[6]) {
+    const long cwd = AT_FDCWD;
+    long at = nr;
+    long v[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
+#define AT(n, x0, x1, x2, x3, x4) (at = (n), v[0] = (x0), v[1] = (x1), v[2] = (x2), v[3] = (x3), v[4] = (x4))
+    switch (nr) {
+    case SYS_open: AT(SYS_openat, cwd, a[0], a[1], a[2], 0); break;
+    case SYS_creat: AT(SYS_openat, cwd, a[0], O_CREAT | O_WRONLY | O_TRUNC, a[1], 0); break;
+    case SYS_stat: AT(SYS_newfstatat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_lstat: AT(SYS_newfstatat, cwd, a[0], a[1], AT_SYMLINK_NOFOLLOW, 0); break;
+    case SYS_access: AT(SYS_faccessat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_mkdir: AT(SYS_mkdirat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_rmdir: AT(SYS_unlinkat, cwd, a[0], AT_REMOVEDIR, 0, 0); break;
+    case SYS_unlink: AT(SYS_unlinkat, cwd, a[0], 0, 0, 0); break;
+    case SYS_rename: AT(SYS_renameat, cwd, a[0], cwd, a[1], 0); break;
+    case SYS_link: AT(SYS_linkat, cwd, a[0], cwd, a[1], 0); break;
+    case SYS_symlink: AT(SYS_symlinkat, a[0], cwd, a[1], 0, 0); break;
+    case SYS_readlink: AT(SYS_readlinkat, cwd, a[0], a[1], a[2], 0); break;
+    case SYS_chmod: AT(SYS_fchmodat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_chown: AT(SYS_fchownat, cwd, a[0], a[1], a[2], 0); break;
+    case SYS_lchown: AT(SYS_fchownat, cwd, a[0], a[1], a[2], AT_SYMLINK_NOFOLLOW); break;
+    case SYS_mknod: AT(SYS_mknodat, cwd, a[0], a[1], a[2], 0); break;
+    case SYS_utimes: AT(SYS_futimesat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_utime: AT(SYS_futimesat, cwd, a[0], 0, 0, 0); break; /* times: as futimesat */
+    default: break;
+    }
+#undef AT
+    memcpy(b, v, sizeof v);
+    return at;
+}
+
+/* A path call: served when its path is protected, else (a path outside every mount, or an
+ * absolute path with a reserved dirfd that it ignores) the kernel's business. */
 static long path_or_gate(long nr, const long a[6]) {
-    long r;
-    if (sh_path_call(nr, a, &r)) return r;
+    long r, b[6];
+    long at = at_form(nr, a, b);
+    if (sh_path_call(at, b, &r)) return r;
     return sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* getcwd: the program's view when its cwd lies inside a mount (the kernel's is the mount
+ * point); the kernel's result otherwise. Returns the length with the NUL, as the kernel. */
+static long do_getcwd(char *buf, unsigned long size) {
+    char cwd[sizeof sh.cwd];
+    pthread_mutex_lock(&sh.mu);
+    int v = sh.vcwd;
+    if (v) memcpy(cwd, sh.cwd, sizeof cwd);
+    pthread_mutex_unlock(&sh.mu);
+    if (!v) return sh_gate(SYS_getcwd, (long)buf, (long)size, 0, 0, 0, 0);
+    size_t n = strlen(cwd) + 1;
+    if (size < n) return -ERANGE;
+    if (n < 8) { /* "/" and other short paths: copy_out takes 8 bytes at least */
+        char pad[8] = {0};
+        memcpy(pad, cwd, n);
+        long r = size >= 8 ? copy_out(buf, pad, 8) : (page_ok((uintptr_t)buf & ~(uintptr_t)4095, 0) ? 0 : -EFAULT);
+        if (!r && size < 8) memcpy(buf, cwd, n);
+        return r ? r : (long)n;
+    }
+    long r = copy_out(buf, cwd, n);
+    return r ? r : (long)n;
 }
 
 /* The dispatcher: the table's handler column says who serves nr. */
@@ -1070,6 +1127,12 @@ long sh_syscall(long nr, const long a[6]) {
         return sh_execve(d < 0 ? AT_FDCWD : (int)a[d], (const char *)a[s->path], (char *const *)a[s->path + 1],
                          (char *const *)a[s->path + 2], d < 0 ? 0 : (int)a[s->path + 3]);
     }
+    if (h == HND_CWD && nr == SYS_chdir) {
+        int handled;
+        long r = sh_chdir((const char *)a[0], &handled);
+        return handled ? r : sh_gate(nr, a[0], 0, 0, 0, 0, 0);
+    }
+    if (h == HND_CWD) return do_getcwd((char *)a[0], (unsigned long)a[1]);
     sh_in_lib++;
     long r = h == HND_PATH ? path_or_gate(nr, a) : sh_syscall_(nr, a);
     sh_in_lib--;
@@ -1199,7 +1262,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[pf->vol].mount, pf->path[0] ? "/" : "", pf->path) >= (int)sizeof sh.cwd) r = -ENAMETOOLONG;
         else sh.vcwd = 1;
         pthread_mutex_unlock(&sh.mu);
-        if (!r) syscall(SYS_chdir, sh.vol[pf->vol].mount); /* raw relative paths hit the empty mount */
+        if (!r) sh_gate(SYS_chdir, (long)sh.vol[pf->vol].mount, 0, 0, 0, 0, 0); /* the kernel's cwd: the mount point */
         break;
     }
     case SYS_fchmod:
@@ -1212,8 +1275,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         break;
     }
     case SYS_fstatfs: {
-        r = syscall(SYS_statfs, sh.vol[pf->vol].dirpath, (struct statfs *)a[1]);
-        if (r < 0) r = -errno;
+        r = sh_gate(SYS_statfs, (long)sh.vol[pf->vol].dirpath, a[1], 0, 0, 0, 0);
         break;
     }
     case SYS_fsetxattr:
@@ -1330,6 +1392,13 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         }
         if (nr == SYS_unlinkat || nr == SYS_mkdirat || nr == SYS_mknodat) { *ret = -EACCES; return 1; }
     }
+    if ((nr == SYS_openat || nr == SYS_openat2) && in_vfork_child()) {
+        /* a vfork or posix_spawn child shares the shield's memory with its parent, which a new
+         * protected descriptor would change (a raw open from glibc's spawn file actions) */
+        sh_trace("open of protected '%s' in a vfork child refused", rel);
+        *ret = -EACCES;
+        return 1;
+    }
     sh_in_lib++;
     switch (nr) {
     case SYS_openat:
@@ -1396,13 +1465,22 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_truncate: {
         scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY, 0, &e);
         if (!vf) { r = neg(&e); break; }
-        r = scp_vfile_truncate(vf, (uint64_t)a[2], &e) ? neg(&e) : 0;
+        r = (long)a[1] < 0 ? -EINVAL : scp_vfile_truncate(vf, (uint64_t)a[1], &e) ? neg(&e) : 0;
         scp_err e2;
         if (scp_vfile_close(vf, &e2) && !r) r = neg(&e2);
         break;
     }
     case SYS_execve:
     case SYS_execveat: r = -EACCES; break; /* nothing runs from a protected volume */
+    case SYS_statfs: r = sh_gate(SYS_statfs, (long)sh.vol[vol].dirpath, a[1], 0, 0, 0, 0); break;
+    case SYS_getxattr:
+    case SYS_lgetxattr: r = -ENODATA; break; /* protected files have no extended attributes */
+    case SYS_listxattr:
+    case SYS_llistxattr: r = 0; break;
+    case SYS_setxattr:
+    case SYS_lsetxattr:
+    case SYS_removexattr:
+    case SYS_lremovexattr: r = -EOPNOTSUPP; break;
     default: r = -EOPNOTSUPP;
     }
     sh_in_lib--;
@@ -1418,19 +1496,20 @@ long sh_chdir(const char *path, int *handled) {
     *handled = c != 0;
     if (c < 0) return c;
     if (c == 0) {
-        long r = syscall(SYS_chdir, path);
-        if (r == 0) {
+        long r = sh_gate(SYS_chdir, (long)path, 0, 0, 0, 0, 0);
+        if (r == 0 && !in_vfork_child()) {
             pthread_mutex_lock(&sh.mu);
             sh.vcwd = 0;
             pthread_mutex_unlock(&sh.mu);
         }
         *handled = 1;
-        return r < 0 ? -errno : 0;
+        return r;
     }
     scp_vstat v;
     long r = path_vstat(vol, rel, &v);
     if (r) return r;
     if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
+    if (in_vfork_child()) return -EACCES; /* the program's cwd view is the parent's memory */
     pthread_mutex_lock(&sh.mu);
     if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof sh.cwd) {
         pthread_mutex_unlock(&sh.mu);
@@ -1438,7 +1517,7 @@ long sh_chdir(const char *path, int *handled) {
     }
     sh.vcwd = 1;
     pthread_mutex_unlock(&sh.mu);
-    syscall(SYS_chdir, sh.vol[vol].mount);
+    sh_gate(SYS_chdir, (long)sh.vol[vol].mount, 0, 0, 0, 0, 0);
     sh_trace("chdir into protected '%s'", rel);
     return 0;
 }

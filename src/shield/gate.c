@@ -50,7 +50,16 @@ static const unsigned char restorer_code[] = {
 
 typedef long (*gate_fn)(long, long, long, long, long, long, long);
 
+/* Set once the gate page is mapped. Before that (other libraries' constructors, which may run
+ * before the shield's and call its wrappers) this image has no filter of its own yet, and a
+ * call goes to the kernel directly. */
+static int gate_mapped;
+
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+    if (__builtin_expect(!__atomic_load_n(&gate_mapped, __ATOMIC_RELAXED), 0)) {
+        long r = syscall(nr, a1, a2, a3, a4, a5, a6);
+        return r == -1 ? -errno : r;
+    }
     return ((gate_fn)SCP_SHIELD_GATE_ADDR)(nr, a1, a2, a3, a4, a5, a6);
 }
 
@@ -68,6 +77,7 @@ int sh_gate_map(scp_err *err) {
     memcpy((char *)p + RESTORER_OFF, restorer_code, sizeof restorer_code);
     if (mprotect(p, 4096, PROT_READ | PROT_EXEC))
         return scp_fail_errno(err, "cannot make the syscall gate executable");
+    __atomic_store_n(&gate_mapped, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -243,6 +253,101 @@ int sh_filter_install(int base, int count, int full, scp_err *err) {
     }
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog)) {
         scp_fail_errno(err, "cannot install the shield's seccomp filter");
+        goto out;
+    }
+    rc = 0;
+out:
+    munmap(p, sizeof *p);
+    return rc;
+}
+
+/* ---- the code filter: raw and libc-internal path calls ------------------------------------ */
+
+/* Each shielded image adds one: a path call from its program's code or its libc traps (the
+ * SIGSYS handler serves it under a mount and passes it through the gate otherwise). It is
+ * keyed on the instruction pointer because the next image inherits it: its loader, which runs
+ * before that image's shield has a SIGSYS handler, lies elsewhere (see docs/shield.md for the
+ * odds that address randomization puts it inside an old range). Calls that cannot name a
+ * protected file are let through: a NULL path (the kernel says EFAULT, or futimens acts on
+ * its descriptor) and AT_EMPTY_PATH on a descriptor >= 0 (fstat by newfstatat: a reserved
+ * descriptor is the main filter's business). */
+int sh_code_filter_install(const uintptr_t *rlo, const uintptr_t *rhi, int n, scp_err *err) {
+    struct prog *p = mmap(NULL, sizeof *p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return scp_fail_errno(err, "cannot build the seccomp filter");
+    memset(p, 0, sizeof *p);
+    p->nlabels = L_DYN;
+    int l_range = new_label(p), l_allow = new_label(p);
+    /* one block per (path, dirfd, empty) shape, shared by the calls that have it */
+    struct shape { int8_t path, dirfd, empty; int label; } shapes[16];
+    int nshapes = 0;
+
+    emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, l_allow); /* the main filter's */
+    emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
+    for (long nr = 0; nr < SH_SYS_MAX; nr++) {
+        const struct sh_sysent *s = sh_sys(nr);
+        if (!s || s->filter == FILT_ALWAYS || (s->filter != FILT_PATH && s->path < 0)) continue;
+        if (s->path < 0) { /* getcwd: no argument to look at */
+            jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, l_range, 0);
+            continue;
+        }
+        int k;
+        for (k = 0; k < nshapes; k++)
+            if (shapes[k].path == s->path && shapes[k].dirfd == s->dirfd && shapes[k].empty == s->empty) break;
+        if (k == nshapes) {
+            if (nshapes == 16) { p->bad = 1; break; }
+            shapes[nshapes++] = (struct shape){s->path, s->dirfd, s->empty, new_label(p)};
+        }
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, shapes[k].label, 0);
+    }
+    label(p, l_allow);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    for (int k = 0; k < nshapes; k++) {
+        label(p, shapes[k].label);
+        int l_null = new_label(p);
+        if (shapes[k].empty >= 0 && shapes[k].dirfd >= 0) {
+            emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].empty));
+            jump(p, BPF_JMP | BPF_JSET | BPF_K, 0x1000 /* AT_EMPTY_PATH */, 0, l_null);
+            emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].dirfd));
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x80000000u, l_null, L_ALLOW2); /* AT_FDCWD is < 0 */
+        }
+        label(p, l_null);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].path));
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, l_range);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].path) + 4);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, l_range);
+    }
+    /* the instruction pointer in one of the ranges (split so that none crosses a 4 GiB line) */
+    label(p, l_range);
+    for (int i = 0; i < n; i++) {
+        for (uintptr_t a = rlo[i]; a < rhi[i];) {
+            uintptr_t line = (a | 0xffffffffu) + 1, b = rhi[i] < line ? rhi[i] : line;
+            int next = new_label(p);
+            emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
+            jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(a >> 32), 0, next);
+            emit(p, BPF_LD | BPF_W | BPF_ABS, IP_LO);
+            if (b == line) jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)a, L_TRAP, next);
+            else {
+                jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)a, 0, next);
+                jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)b, next, L_TRAP);
+            }
+            label(p, next);
+            a = b;
+        }
+    }
+    label(p, L_ALLOW2);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    label(p, L_TRAP);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_TRAP);
+
+    int rc = -1;
+    if (resolve(p)) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "internal error: the code filter does not assemble");
+        goto out;
+    }
+    struct sock_fprog fprog = {.len = (unsigned short)p->n, .filter = p->ins};
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog)) {
+        scp_fail_errno(err, "cannot install the shield's code filter");
         goto out;
     }
     rc = 0;

@@ -11,8 +11,8 @@
 
 #define A(i) SH_ARG(i)
 
-#define SH_SYS(nm, f, flt, d1, p1, d2, p2, h) \
-    [SYS_##nm] = {#nm, (uint8_t)(f), (uint8_t)(flt), d1, p1, d2, p2, (uint8_t)(h)},
+#define SH_SYS(nm, f, flt, d1, p1, d2, p2, em, h) \
+    [SYS_##nm] = {#nm, (uint8_t)(f), (uint8_t)(flt), d1, p1, d2, p2, em, (uint8_t)(h)},
 const struct sh_sysent sh_systab[SH_SYS_MAX] = {
 #include "shield/table.def"
 };
