@@ -350,7 +350,7 @@ int sh_code_filter_install(const uintptr_t *rlo, const uintptr_t *rhi, int n, sc
         scp_fail_errno(err, "cannot install the shield's code filter");
         goto out;
     }
-    rc = 0;
+    rc = p->n;
 out:
     munmap(p, sizeof *p);
     return rc;

@@ -130,11 +130,13 @@ static int code_cb(struct dl_phdr_info *info, size_t size, void *ctx) {
 }
 
 static void code_filter(void) {
+    if (getenv("SCP_SHIELD_NO_RAW")) return; /* raw path calls fail closed instead */
     struct code_ranges c = {.n = 0};
     dl_iterate_phdr(code_cb, &c);
     scp_err e;
-    if (c.n == 0 || sh_code_filter_install(c.lo, c.hi, c.n, &e))
-        sh_trace("raw path calls are not served in this image: %s", c.n ? e.msg : "no code found");
+    int len = c.n ? sh_code_filter_install(c.lo, c.hi, c.n, &e) : -1;
+    if (len < 0) sh_trace("raw path calls are not served in this image: %s", c.n ? e.msg : "no code found");
+    else sh_trace("code filter: %d code range(s), %d instructions", c.n, len);
 }
 
 /* fork while another thread holds sh.mu would leave the child's copy locked forever */

@@ -106,7 +106,7 @@ long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 int sh_gate_map(scp_err *err);
 int sh_filter_install(int base, int count, int full, scp_err *err);
 /* Trap the table's path calls made from the code in [lo[i], hi[i]) (this image's program and
- * libc), except through the gate. */
+ * libc), except through the gate. Returns its length in instructions, or -1. */
 int sh_code_filter_install(const uintptr_t *lo, const uintptr_t *hi, int n, scp_err *err);
 #include <signal.h>
 int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err);
