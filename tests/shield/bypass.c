@@ -248,6 +248,28 @@ static void t_asm_path(void) {
     ok("inline-asm path calls (openat, newfstatat: served; bad pointer: EFAULT)");
 }
 
+/* fexecve is execveat(fd, "", AT_EMPTY_PATH) from libc: the new image is shielded again (it
+ * ran unshielded before and failed closed). */
+extern char **environ;
+static void t_fexecve(void) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "echo %s > '%s'", MARK("fexecve"), path("fexecve.txt"));
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/bin/sh", O_RDONLY | O_CLOEXEC);
+        char *args[] = {"sh", "-c", cmd, NULL};
+        fexecve(fd, args, environ);
+        _exit(127);
+    }
+    int st;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) return bad("fexecve", "fork");
+    char want[256];
+    snprintf(want, sizeof want, "%s\n", MARK("fexecve"));
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !content_is("fexecve.txt", want))
+        return bad("fexecve", "the exec'd shell could not write the protected file");
+    ok("fexecve (execveat AT_EMPTY_PATH from libc: the new image is shielded)");
+}
+
 /* glibc's own path calls that no exported symbol wraps: scandir's opendir, realpath's
  * readlink, served under a mount (they reached the empty mount point before). */
 static int not_dot(const struct dirent *d) { return d->d_name[0] != '.'; }
@@ -736,6 +758,7 @@ int main(int argc, char **argv) {
     t_raw_path();
     t_asm_path();
     t_libc_internal();
+    t_fexecve();
     t_openat2();
     t_dup2_low();
     t_procfd();
