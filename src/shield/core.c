@@ -52,58 +52,6 @@ void sh_trace(const char *fmt, ...) {
     sh_gate(SYS_write, sh.cfg.trace_fd, (long)line, (long)len, 0, 0, 0);
 }
 
-const char *sh_sysname(long nr) {
-    switch (nr) {
-    case SYS_read: return "read";
-    case SYS_write: return "write";
-    case SYS_pread64: return "pread64";
-    case SYS_pwrite64: return "pwrite64";
-    case SYS_readv: return "readv";
-    case SYS_writev: return "writev";
-    case SYS_preadv: return "preadv";
-    case SYS_pwritev: return "pwritev";
-    case SYS_preadv2: return "preadv2";
-    case SYS_pwritev2: return "pwritev2";
-    case SYS_lseek: return "lseek";
-    case SYS_fstat: return "fstat";
-    case SYS_newfstatat: return "newfstatat";
-    case SYS_statx: return "statx";
-    case SYS_close: return "close";
-    case SYS_close_range: return "close_range";
-    case SYS_dup: return "dup";
-    case SYS_dup2: return "dup2";
-    case SYS_dup3: return "dup3";
-    case SYS_fcntl: return "fcntl";
-    case SYS_flock: return "flock";
-    case SYS_fsync: return "fsync";
-    case SYS_fdatasync: return "fdatasync";
-    case SYS_ftruncate: return "ftruncate";
-    case SYS_fallocate: return "fallocate";
-    case SYS_getdents64: return "getdents64";
-    case SYS_mmap: return "mmap";
-    case SYS_sendfile: return "sendfile";
-    case SYS_splice: return "splice";
-    case SYS_copy_file_range: return "copy_file_range";
-    case SYS_openat: return "openat";
-    case SYS_openat2: return "openat2";
-    case SYS_mkdirat: return "mkdirat";
-    case SYS_unlinkat: return "unlinkat";
-    case SYS_renameat: return "renameat";
-    case SYS_renameat2: return "renameat2";
-    case SYS_faccessat: return "faccessat";
-    case SYS_faccessat2: return "faccessat2";
-    case SYS_utimensat: return "utimensat";
-    case SYS_fchmodat: return "fchmodat";
-    case SYS_fchownat: return "fchownat";
-    case SYS_readlinkat: return "readlinkat";
-    case SYS_truncate: return "truncate";
-    case SYS_ioctl: return "ioctl";
-    case SYS_execve: return "execve";
-    case SYS_execveat: return "execveat";
-    default: return "syscall";
-    }
-}
-
 /* ---- descriptors ------------------------------------------------------------------------- */
 
 static long neg(const scp_err *e) { return -(long)(e->sys ? e->sys : EIO); }
@@ -412,7 +360,7 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
             int v = sh.vcwd;
             if (v) strcpy(base, sh.cwd);
             pthread_mutex_unlock(&sh.mu);
-            if (!v && syscall(SYS_getcwd, base, sizeof base) < 0) return 0;
+            if (!v && sh_gate(SYS_getcwd, (long)base, sizeof base, 0, 0, 0, 0) < 0) return 0;
         } else if (sh_is_prot(dirfd)) {
             long e;
             pfile *pf = pf_get(dirfd, &e);
@@ -426,7 +374,7 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
         } else {
             char link[64];
             snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
-            ssize_t n = readlink(link, base, sizeof base - 1);
+            long n = sh_gate(SYS_readlinkat, AT_FDCWD, (long)link, (long)base, sizeof base - 1, 0, 0);
             if (n <= 0 || base[0] != '/') return 0;
             base[n] = 0;
         }
@@ -1089,38 +1037,104 @@ static long do_close_range(unsigned lo, unsigned hi, unsigned flags) {
 /* ---- the dispatcher for descriptor-based calls ------------------------------------------- */
 
 /* Does a trapped call involve a protected descriptor (or is it one the shield always handles)?
- * If not (an ordinary number that once was an alias), the trap handler forwards it. */
+ * If not (an ordinary number that once was an alias), the trap handler forwards it. The
+ * table's descriptor column says which arguments to look at. */
 int sh_trap_involves_prot(long nr, const long a[6]) {
-    switch (nr) {
-    case SYS_execve:
-    case SYS_execveat:
-    case SYS_openat2:
-    case SYS_rt_sigaction:
-    case SYS_close_range: return 1;
-    case SYS_dup2:
-    case SYS_dup3:
-    case SYS_sendfile:
-    case SYS_tee: return sh_is_prot((int)a[0]) || sh_is_prot((int)a[1]);
-    case SYS_splice:
-    case SYS_copy_file_range:
-    case SYS_renameat:
-    case SYS_renameat2:
-    case SYS_linkat: return sh_is_prot((int)a[0]) || sh_is_prot((int)a[2]);
-    case SYS_symlinkat: return sh_is_prot((int)a[1]);
-    case SYS_epoll_ctl: return sh_is_prot((int)a[2]);
-    case SYS_mmap: return sh_is_prot((int)a[4]);
-    default: return sh_is_prot((int)a[0]);
-    }
+    const struct sh_sysent *s = sh_sys(nr);
+    if (!s) return sh_is_prot((int)a[0]);
+    if (s->handler == HND_EXEC || s->filter == FILT_ALWAYS || s->filter == FILT_CLOSE_RANGE ||
+        s->filter == FILT_SIGACTION)
+        return 1;
+    for (int i = 0; i < 6; i++)
+        if ((s->fds & SH_ARG(i)) && sh_is_prot((int)a[i])) return 1;
+    return 0;
 }
 
 static long sh_syscall_(long nr, const long a[6]);
+/* A trapped path call without a directory descriptor (a raw open, stat, mkdir...) as the
+ * *at call that the path dispatcher serves: its number, b filled (nr and a copy of a when it
+ * is served as it is). */
+static long at_form(long nr, const long a[6], long b[6]) {
+    const long cwd = AT_FDCWD;
+    long at = nr;
+    long v[6] = {a[0], a[1], a[2], a[3], a[4], a[5]};
+#define AT(n, x0, x1, x2, x3, x4) (at = (n), v[0] = (x0), v[1] = (x1), v[2] = (x2), v[3] = (x3), v[4] = (x4))
+    switch (nr) {
+    case SYS_open: AT(SYS_openat, cwd, a[0], a[1], a[2], 0); break;
+    case SYS_creat: AT(SYS_openat, cwd, a[0], O_CREAT | O_WRONLY | O_TRUNC, a[1], 0); break;
+    case SYS_stat: AT(SYS_newfstatat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_lstat: AT(SYS_newfstatat, cwd, a[0], a[1], AT_SYMLINK_NOFOLLOW, 0); break;
+    case SYS_access: AT(SYS_faccessat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_mkdir: AT(SYS_mkdirat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_rmdir: AT(SYS_unlinkat, cwd, a[0], AT_REMOVEDIR, 0, 0); break;
+    case SYS_unlink: AT(SYS_unlinkat, cwd, a[0], 0, 0, 0); break;
+    case SYS_rename: AT(SYS_renameat, cwd, a[0], cwd, a[1], 0); break;
+    case SYS_link: AT(SYS_linkat, cwd, a[0], cwd, a[1], 0); break;
+    case SYS_symlink: AT(SYS_symlinkat, a[0], cwd, a[1], 0, 0); break;
+    case SYS_readlink: AT(SYS_readlinkat, cwd, a[0], a[1], a[2], 0); break;
+    case SYS_chmod: AT(SYS_fchmodat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_chown: AT(SYS_fchownat, cwd, a[0], a[1], a[2], 0); break;
+    case SYS_lchown: AT(SYS_fchownat, cwd, a[0], a[1], a[2], AT_SYMLINK_NOFOLLOW); break;
+    case SYS_mknod: AT(SYS_mknodat, cwd, a[0], a[1], a[2], 0); break;
+    case SYS_utimes: AT(SYS_futimesat, cwd, a[0], a[1], 0, 0); break;
+    case SYS_utime: AT(SYS_futimesat, cwd, a[0], 0, 0, 0); break; /* times: as futimesat */
+    default: break;
+    }
+#undef AT
+    memcpy(b, v, sizeof v);
+    return at;
+}
+
+/* A path call: served when its path is protected, else (a path outside every mount, or an
+ * absolute path with a reserved dirfd that it ignores) the kernel's business. */
+static long path_or_gate(long nr, const long a[6]) {
+    long r, b[6];
+    long at = at_form(nr, a, b);
+    if (sh_path_call(at, b, &r)) return r;
+    return sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* getcwd: the program's view when its cwd lies inside a mount (the kernel's is the mount
+ * point); the kernel's result otherwise. Returns the length with the NUL, as the kernel. */
+static long do_getcwd(char *buf, unsigned long size) {
+    char cwd[sizeof sh.cwd];
+    pthread_mutex_lock(&sh.mu);
+    int v = sh.vcwd;
+    if (v) memcpy(cwd, sh.cwd, sizeof cwd);
+    pthread_mutex_unlock(&sh.mu);
+    if (!v) return sh_gate(SYS_getcwd, (long)buf, (long)size, 0, 0, 0, 0);
+    size_t n = strlen(cwd) + 1;
+    if (size < n) return -ERANGE;
+    if (n < 8) { /* "/" and other short paths: copy_out takes 8 bytes at least */
+        char pad[8] = {0};
+        memcpy(pad, cwd, n);
+        long r = size >= 8 ? copy_out(buf, pad, 8) : (page_ok((uintptr_t)buf & ~(uintptr_t)4095, 0) ? 0 : -EFAULT);
+        if (!r && size < 8) memcpy(buf, cwd, n);
+        return r ? r : (long)n;
+    }
+    long r = copy_out(buf, cwd, n);
+    return r ? r : (long)n;
+}
+
+/* The dispatcher: the table's handler column says who serves nr. */
 long sh_syscall(long nr, const long a[6]) {
+    const struct sh_sysent *s = sh_sys(nr);
+    int h = s ? s->handler : HND_DESC;
     /* exec may run in a vfork child, which shares this thread's TLS with its parent and never
      * returns on success: it must not leave sh_in_lib raised */
-    if (nr == SYS_execve) return sh_execve(AT_FDCWD, (const char *)a[0], (char *const *)a[1], (char *const *)a[2], 0);
-    if (nr == SYS_execveat) return sh_execve((int)a[0], (const char *)a[1], (char *const *)a[2], (char *const *)a[3], (int)a[4]);
+    if (h == HND_EXEC) {
+        int d = s->dirfd;
+        return sh_execve(d < 0 ? AT_FDCWD : (int)a[d], (const char *)a[s->path], (char *const *)a[s->path + 1],
+                         (char *const *)a[s->path + 2], d < 0 ? 0 : (int)a[s->path + 3]);
+    }
+    if (h == HND_CWD && nr == SYS_chdir) {
+        int handled;
+        long r = sh_chdir((const char *)a[0], &handled);
+        return handled ? r : sh_gate(nr, a[0], 0, 0, 0, 0, 0);
+    }
+    if (h == HND_CWD) return do_getcwd((char *)a[0], (unsigned long)a[1]);
     sh_in_lib++;
-    long r = sh_syscall_(nr, a);
+    long r = h == HND_PATH ? path_or_gate(nr, a) : sh_syscall_(nr, a);
     sh_in_lib--;
     if (sh.cfg.flags & SCP_SHIELD_F_TRACE) sh_trace("%s(%ld) = %ld", sh_sysname(nr), a[0], r);
     return r;
@@ -1173,37 +1187,12 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (a[2]) sh_gate(SYS_rt_sigaction, SIGSYS, 0, a[2], a[3], 0, 0);
         return 0;
     case SYS_epoll_ctl: return sh_is_prot(a[2]) ? -EPERM : -EBADF;
-    case SYS_execve: return sh_execve(AT_FDCWD, (const char *)a[0], (char *const *)a[1], (char *const *)a[2], 0);
-    case SYS_execveat: return sh_execve((int)a[0], (const char *)a[1], (char *const *)a[2], (char *const *)a[3], (int)a[4]);
     case SYS_mmap:
         pf = pf_get(a[4], &e);
         if (!pf) return e;
         r = do_mmap(pf, (void *)a[0], (size_t)a[1], (int)a[2], (int)a[3], a[5]);
         pf_put(pf);
         return r;
-    case SYS_newfstatat:
-    case SYS_statx:
-    case SYS_openat:
-    case SYS_openat2:
-    case SYS_mkdirat:
-    case SYS_mknodat:
-    case SYS_unlinkat:
-    case SYS_renameat:
-    case SYS_renameat2:
-    case SYS_linkat:
-    case SYS_symlinkat:
-    case SYS_readlinkat:
-    case SYS_fchmodat:
-    case SYS_fchownat:
-    case SYS_faccessat:
-    case SYS_faccessat2:
-    case SYS_utimensat:
-    case SYS_futimesat:
-    case SYS_name_to_handle_at:
-    case SYS_inotify_add_watch:
-        if (sh_path_call(nr, a, &r)) return r;
-        /* a reserved dirfd that the path ignores (absolute path): the kernel's business */
-        return sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
     default: break;
     }
 
@@ -1273,7 +1262,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[pf->vol].mount, pf->path[0] ? "/" : "", pf->path) >= (int)sizeof sh.cwd) r = -ENAMETOOLONG;
         else sh.vcwd = 1;
         pthread_mutex_unlock(&sh.mu);
-        if (!r) syscall(SYS_chdir, sh.vol[pf->vol].mount); /* raw relative paths hit the empty mount */
+        if (!r) sh_gate(SYS_chdir, (long)sh.vol[pf->vol].mount, 0, 0, 0, 0, 0); /* the kernel's cwd: the mount point */
         break;
     }
     case SYS_fchmod:
@@ -1286,8 +1275,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         break;
     }
     case SYS_fstatfs: {
-        r = syscall(SYS_statfs, sh.vol[pf->vol].dirpath, (struct statfs *)a[1]);
-        if (r < 0) r = -errno;
+        r = sh_gate(SYS_statfs, (long)sh.vol[pf->vol].dirpath, a[1], 0, 0, 0, 0);
         break;
     }
     case SYS_fsetxattr:
@@ -1313,19 +1301,22 @@ static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int
 int sh_path_call(long nr, const long a[6], long *ret) {
     char rel[PATH_MAX], rel2[PATH_MAX];
     int vol = -1, vol2 = -1;
-    int dirfd = (int)a[0];
-    const char *path = (const char *)a[1];
+    const struct sh_sysent *s = sh_sys(nr);
+    if (!s || s->path < 0) return 0;
+    /* where the table says the directory descriptor and the path are */
+    int dirfd = s->dirfd < 0 ? AT_FDCWD : (int)a[s->dirfd];
+    const char *path = (const char *)a[s->path];
     scp_err e;
     long r;
     int c;
     switch (nr) {
     case SYS_symlinkat:
-        c = sh_classify((int)a[1], (const char *)a[2], &vol, rel, sizeof rel);
+        c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
         if (c == 0) return 0;
         *ret = c < 0 ? c : -EPERM;
         return 1;
     case SYS_inotify_add_watch:
-        c = sh_classify(AT_FDCWD, (const char *)a[1], &vol, rel, sizeof rel);
+        c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
         if (c == 0) return 0;
         *ret = c < 0 ? c : -EOPNOTSUPP;
         return 1;
@@ -1362,12 +1353,13 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     default: break;
     }
     if (sh_injected_call(nr, a, ret)) return 1; /* injected.c: files served from memory */
-    if (nr == SYS_renameat || nr == SYS_renameat2 || nr == SYS_linkat) {
+    if (s->path2 >= 0) { /* rename, link */
+        const char *path2 = (const char *)a[s->path2];
         int c1 = sh_classify(dirfd, path, &vol, rel, sizeof rel);
-        int c2 = sh_classify((int)a[2], (const char *)a[3], &vol2, rel2, sizeof rel2);
+        int c2 = sh_classify(s->dirfd2 < 0 ? AT_FDCWD : (int)a[s->dirfd2], path2, &vol2, rel2, sizeof rel2);
         if (c1 == 0 && c2 == 0) return 0;
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
-        if (!path || !a[3]) { *ret = -EFAULT; return 1; } /* the other one is protected */
+        if (!path || !path2) { *ret = -EFAULT; return 1; } /* the other one is protected */
         if (c1 == 0 || c2 == 0 || vol != vol2) { *ret = -EXDEV; return 1; }
         if (nr == SYS_linkat) { *ret = -EPERM; return 1; }
         unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
@@ -1399,6 +1391,13 @@ int sh_path_call(long nr, const long a[6], long *ret) {
             return 1;
         }
         if (nr == SYS_unlinkat || nr == SYS_mkdirat || nr == SYS_mknodat) { *ret = -EACCES; return 1; }
+    }
+    if ((nr == SYS_openat || nr == SYS_openat2) && in_vfork_child()) {
+        /* a vfork or posix_spawn child shares the shield's memory with its parent, which a new
+         * protected descriptor would change (a raw open from glibc's spawn file actions) */
+        sh_trace("open of protected '%s' in a vfork child refused", rel);
+        *ret = -EACCES;
+        return 1;
     }
     sh_in_lib++;
     switch (nr) {
@@ -1440,7 +1439,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         if (!r) r = -EINVAL; /* volumes hold no symbolic links */
         break;
     }
-    case SYS_fchmodat: r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN); break;
+    case SYS_fchmodat:
+    case SYS_fchmodat2: r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN); break;
     case SYS_fchownat: r = setattr_rel(vol, rel, -1, (int64_t)(int)a[2] == -1 ? -1 : (int64_t)(unsigned)a[2],
                                       (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
     case SYS_utimensat: {
@@ -1465,13 +1465,22 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_truncate: {
         scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY, 0, &e);
         if (!vf) { r = neg(&e); break; }
-        r = scp_vfile_truncate(vf, (uint64_t)a[2], &e) ? neg(&e) : 0;
+        r = (long)a[1] < 0 ? -EINVAL : scp_vfile_truncate(vf, (uint64_t)a[1], &e) ? neg(&e) : 0;
         scp_err e2;
         if (scp_vfile_close(vf, &e2) && !r) r = neg(&e2);
         break;
     }
     case SYS_execve:
     case SYS_execveat: r = -EACCES; break; /* nothing runs from a protected volume */
+    case SYS_statfs: r = sh_gate(SYS_statfs, (long)sh.vol[vol].dirpath, a[1], 0, 0, 0, 0); break;
+    case SYS_getxattr:
+    case SYS_lgetxattr: r = -ENODATA; break; /* protected files have no extended attributes */
+    case SYS_listxattr:
+    case SYS_llistxattr: r = 0; break;
+    case SYS_setxattr:
+    case SYS_lsetxattr:
+    case SYS_removexattr:
+    case SYS_lremovexattr: r = -EOPNOTSUPP; break;
     default: r = -EOPNOTSUPP;
     }
     sh_in_lib--;
@@ -1487,19 +1496,20 @@ long sh_chdir(const char *path, int *handled) {
     *handled = c != 0;
     if (c < 0) return c;
     if (c == 0) {
-        long r = syscall(SYS_chdir, path);
-        if (r == 0) {
+        long r = sh_gate(SYS_chdir, (long)path, 0, 0, 0, 0, 0);
+        if (r == 0 && !in_vfork_child()) {
             pthread_mutex_lock(&sh.mu);
             sh.vcwd = 0;
             pthread_mutex_unlock(&sh.mu);
         }
         *handled = 1;
-        return r < 0 ? -errno : 0;
+        return r;
     }
     scp_vstat v;
     long r = path_vstat(vol, rel, &v);
     if (r) return r;
     if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
+    if (in_vfork_child()) return -EACCES; /* the program's cwd view is the parent's memory */
     pthread_mutex_lock(&sh.mu);
     if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof sh.cwd) {
         pthread_mutex_unlock(&sh.mu);
@@ -1507,7 +1517,7 @@ long sh_chdir(const char *path, int *handled) {
     }
     sh.vcwd = 1;
     pthread_mutex_unlock(&sh.mu);
-    syscall(SYS_chdir, sh.vol[vol].mount);
+    sh_gate(SYS_chdir, (long)sh.vol[vol].mount, 0, 0, 0, 0, 0);
     sh_trace("chdir into protected '%s'", rel);
     return 0;
 }

@@ -1,9 +1,9 @@
 /* shield/gate.c - the fixed-address syscall gate and the seccomp filter.
  *
- * The filter runs on every system call of every thread. It lets a call through at once unless
- * the call is one that can take a descriptor in the reserved range (or execve), so the kernel's
- * seccomp action cache keeps all other system calls (epoll, sockets, futex, ...) free. For the
- * listed calls it tests the descriptor argument(s) against the range and traps (SIGSYS) when it
+ * The filter runs on every system call of every thread. It is generated from the system call
+ * table (table.def): a call that is not there is let through at once, so the kernel's seccomp
+ * action cache keeps all other system calls (epoll, sockets, futex, ...) free. For the calls
+ * in the table it tests the descriptor argument(s) against the range and traps (SIGSYS) when it
  * is reserved, except when the instruction pointer is the shield's gate. Calls from foreign
  * ABIs (int 0x80, x32) fail with ENOSYS, and io_uring is refused (ENOSYS) because its
  * operations name descriptors in memory where BPF cannot look.
@@ -26,10 +26,6 @@
 #include <unistd.h>
 
 #include "shield/internal.h"
-
-#ifndef SYS_fchmodat2
-#define SYS_fchmodat2 452
-#endif
 
 static const unsigned char gate_code[] = {
     0x48, 0x89, 0xf8,             /* mov rax, rdi */
@@ -54,7 +50,16 @@ static const unsigned char restorer_code[] = {
 
 typedef long (*gate_fn)(long, long, long, long, long, long, long);
 
+/* Set once the gate page is mapped. Before that (other libraries' constructors, which may run
+ * before the shield's and call its wrappers) this image has no filter of its own yet, and a
+ * call goes to the kernel directly. */
+static int gate_mapped;
+
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+    if (__builtin_expect(!__atomic_load_n(&gate_mapped, __ATOMIC_RELAXED), 0)) {
+        long r = syscall(nr, a1, a2, a3, a4, a5, a6);
+        return r == -1 ? -errno : r;
+    }
     return ((gate_fn)SCP_SHIELD_GATE_ADDR)(nr, a1, a2, a3, a4, a5, a6);
 }
 
@@ -72,6 +77,7 @@ int sh_gate_map(scp_err *err) {
     memcpy((char *)p + RESTORER_OFF, restorer_code, sizeof restorer_code);
     if (mprotect(p, 4096, PROT_READ | PROT_EXEC))
         return scp_fail_errno(err, "cannot make the syscall gate executable");
+    __atomic_store_n(&gate_mapped, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -93,17 +99,19 @@ int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err) {
 
 /* ---- a tiny BPF assembler with forward labels ------------------------------------------- */
 
-#define MAXI 512
+#define MAXI 1024
 struct fixup {
     int at, field, label;
 };
-enum { L_ALLOW = 1, L_TRAP, L_ENOSYS, L_IPCHECK, L_A0, L_A01, L_A02, L_A1, L_A2, L_A4, L_CR,
-       L_A01b, L_A02b, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, NLABELS };
+/* fixed labels; a block per descriptor-argument mask gets its own from L_FDS on */
+enum { L_NONE, L_TRAP, L_ENOSYS, L_IPCHECK, L_CR, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, L_FDS,
+       L_DYN = L_FDS + 256, NLABELS = L_DYN + 64 };
 
 struct prog {
     struct sock_filter ins[MAXI];
     int n;
     int label_at[NLABELS];
+    int nlabels; /* labels handed out by new_label */
     /* pending jumps: instruction index, which field, label */
     struct fixup fix[MAXI];
     int nfix;
@@ -116,13 +124,17 @@ static void emit(struct prog *p, uint16_t code, uint32_t k) {
 }
 /* conditional jump: jt/jf are labels (0 = fall through to the next instruction) */
 static void jump(struct prog *p, uint16_t code, uint32_t k, int jt, int jf) {
-    if (p->n >= MAXI) { p->bad = 1; return; }
+    if (p->n >= MAXI || p->nfix + 2 > MAXI) { p->bad = 1; return; }
     int at = p->n;
     p->ins[p->n++] = (struct sock_filter)BPF_JUMP(code, k, 0, 0);
     if (jt) p->fix[p->nfix++] = (struct fixup){at, 1, jt};
     if (jf) p->fix[p->nfix++] = (struct fixup){at, 2, jf};
 }
 static void label(struct prog *p, int l) { p->label_at[l] = p->n; }
+static int new_label(struct prog *p) {
+    if (p->nlabels >= NLABELS) { p->bad = 1; return L_TRAP; }
+    return p->nlabels++;
+}
 static int resolve(struct prog *p) {
     for (int i = 0; i < p->nfix; i++) {
         int off = p->label_at[p->fix[i].label] - p->fix[i].at - 1;
@@ -145,81 +157,58 @@ static void range_test(struct prog *p, int argi, uint32_t base, uint32_t end, in
     jump(p, BPF_JMP | BPF_JGE | BPF_K, end, miss, hit);
 }
 
+/* Where the table sends system call nr in this filter: a label, or L_NONE (allowed at once).
+ * A per-number filter (full = 0) has only the descriptor tests and close_range. */
+static int route(const struct sh_sysent *s, int full) {
+    switch (s->filter) {
+    case FILT_FD: return L_FDS + s->fds;
+    case FILT_ALWAYS: return full ? L_IPCHECK : s->fds ? L_FDS + s->fds : L_NONE;
+    case FILT_ENOSYS: return full ? L_ENOSYS : L_NONE;
+    case FILT_CLOSE_RANGE: return L_CR;
+    case FILT_SIGACTION: return full ? L_SIG : L_NONE;
+    case FILT_SIGMASK: return full ? L_MASK : L_NONE;
+    default: return L_NONE;
+    }
+}
+
 int sh_filter_install(int base, int count, int full, scp_err *err) {
-    static const int arg0[] = {
-        SYS_read, SYS_write, SYS_pread64, SYS_pwrite64, SYS_readv, SYS_writev, SYS_close,
-        SYS_fstat, SYS_lseek, SYS_ioctl, SYS_preadv, SYS_pwritev, SYS_preadv2, SYS_pwritev2,
-        SYS_dup, SYS_fcntl, SYS_flock, SYS_fsync, SYS_fdatasync, SYS_ftruncate, SYS_getdents,
-        SYS_getdents64, SYS_fchdir, SYS_fchmod, SYS_fchown, SYS_fstatfs, SYS_readahead,
-        SYS_fsetxattr, SYS_fgetxattr, SYS_flistxattr, SYS_fremovexattr, SYS_fadvise64,
-        SYS_openat, SYS_mkdirat, SYS_mknodat, SYS_fchownat, SYS_futimesat, SYS_newfstatat,
-        SYS_unlinkat, SYS_readlinkat, SYS_fchmodat, SYS_faccessat, SYS_sync_file_range,
-        SYS_vmsplice, SYS_utimensat, SYS_fallocate, SYS_name_to_handle_at, SYS_syncfs,
-        SYS_statx, SYS_openat2, SYS_faccessat2, SYS_execveat, SYS_fchmodat2,
-    };
-    static const int arg01[] = {SYS_dup2, SYS_dup3, SYS_sendfile, SYS_tee};
-    static const int arg02[] = {SYS_splice, SYS_copy_file_range, SYS_renameat, SYS_renameat2,
-                                SYS_linkat};
-    static const int arg1[] = {SYS_symlinkat};
-    static const int arg2[] = {SYS_epoll_ctl};
-    static const int arg4[] = {SYS_mmap};
     uint32_t lo = (uint32_t)base, hi = (uint32_t)(base + count);
 
     struct prog *p = mmap(NULL, sizeof *p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return scp_fail_errno(err, "cannot build the seccomp filter");
     memset(p, 0, sizeof *p);
+    p->nlabels = L_DYN;
 
     if (full) {
         emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
         jump(p, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, L_ENOSYS);
     }
     emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
-    if (full) {
-        jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, L_ENOSYS, 0); /* x32 */
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_execve, L_IPCHECK, 0);
-        /* openat2 has no libc wrapper to interpose: trap every one and look at its path */
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, L_IPCHECK, 0);
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, L_ENOSYS, 0);
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_enter, L_ENOSYS, 0);
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_register, L_ENOSYS, 0);
+    if (full) jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, L_ENOSYS, 0); /* x32 */
+    /* one comparison per system call in the table, in number order */
+    unsigned char used[256] = {0};
+    for (long nr = 0; nr < SH_SYS_MAX; nr++) {
+        const struct sh_sysent *s = sh_sys(nr);
+        if (!s) continue;
+        int to = route(s, full);
+        if (to == L_NONE) continue;
+        if (to >= L_FDS) used[to - L_FDS] = 1;
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, to, 0);
     }
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, L_CR, 0);
-    if (full) { /* rt_sigaction(SIGSYS, ...): glibc's posix_spawn child resets handlers */
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_rt_sigaction, L_SIG, 0);
-        /* a seccomp trap while SIGSYS is blocked kills: no call may block it */
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_rt_sigprocmask, L_MASK, 0);
-    }
-    for (size_t i = 0; i < sizeof arg0 / sizeof arg0[0]; i++)
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)arg0[i], L_A0, 0);
-    for (size_t i = 0; i < sizeof arg01 / sizeof arg01[0]; i++)
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)arg01[i], L_A01, 0);
-    for (size_t i = 0; i < sizeof arg02 / sizeof arg02[0]; i++)
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)arg02[i], L_A02, 0);
-    for (size_t i = 0; i < sizeof arg1 / sizeof arg1[0]; i++)
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)arg1[i], L_A1, 0);
-    for (size_t i = 0; i < sizeof arg2 / sizeof arg2[0]; i++)
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)arg2[i], L_A2, 0);
-    for (size_t i = 0; i < sizeof arg4 / sizeof arg4[0]; i++)
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)arg4[i], L_A4, 0);
-    label(p, L_ALLOW);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 
-    label(p, L_A0);
-    range_test(p, 0, lo, hi, L_IPCHECK, L_ALLOW2);
-    label(p, L_A01);
-    range_test(p, 0, lo, hi, L_IPCHECK, L_A01b);
-    label(p, L_A01b);
-    range_test(p, 1, lo, hi, L_IPCHECK, L_ALLOW2);
-    label(p, L_A02);
-    range_test(p, 0, lo, hi, L_IPCHECK, L_A02b);
-    label(p, L_A02b);
-    range_test(p, 2, lo, hi, L_IPCHECK, L_ALLOW2);
-    label(p, L_A1);
-    range_test(p, 1, lo, hi, L_IPCHECK, L_ALLOW2);
-    label(p, L_A2);
-    range_test(p, 2, lo, hi, L_IPCHECK, L_ALLOW2);
-    label(p, L_A4);
-    range_test(p, 4, lo, hi, L_IPCHECK, L_ALLOW2);
+    /* a block per descriptor mask: trap when any of its arguments is in the range */
+    for (int m = 1; m < 256; m++) {
+        if (!used[m]) continue;
+        label(p, L_FDS + m);
+        for (int i = 0; i < 6; i++) {
+            if (!(m & (1 << i))) continue;
+            int rest = m & ~((1 << (i + 1)) - 1);
+            int next = rest ? new_label(p) : L_ALLOW2;
+            range_test(p, i, lo, hi, L_IPCHECK, next);
+            if (rest) label(p, next);
+        }
+    }
     /* close_range(first, last, flags) overlaps [lo, hi) iff first < hi && last >= lo */
     label(p, L_CR);
     emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
@@ -267,6 +256,101 @@ int sh_filter_install(int base, int count, int full, scp_err *err) {
         goto out;
     }
     rc = 0;
+out:
+    munmap(p, sizeof *p);
+    return rc;
+}
+
+/* ---- the code filter: raw and libc-internal path calls ------------------------------------ */
+
+/* Each shielded image adds one: a path call from its program's code or its libc traps (the
+ * SIGSYS handler serves it under a mount and passes it through the gate otherwise). It is
+ * keyed on the instruction pointer because the next image inherits it: its loader, which runs
+ * before that image's shield has a SIGSYS handler, lies elsewhere (see docs/shield.md for the
+ * odds that address randomization puts it inside an old range). Calls that cannot name a
+ * protected file are let through: a NULL path (the kernel says EFAULT, or futimens acts on
+ * its descriptor) and AT_EMPTY_PATH on a descriptor >= 0 (fstat by newfstatat: a reserved
+ * descriptor is the main filter's business). */
+int sh_code_filter_install(const uintptr_t *rlo, const uintptr_t *rhi, int n, scp_err *err) {
+    struct prog *p = mmap(NULL, sizeof *p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return scp_fail_errno(err, "cannot build the seccomp filter");
+    memset(p, 0, sizeof *p);
+    p->nlabels = L_DYN;
+    int l_range = new_label(p), l_allow = new_label(p);
+    /* one block per (path, dirfd, empty) shape, shared by the calls that have it */
+    struct shape { int8_t path, dirfd, empty; int label; } shapes[16];
+    int nshapes = 0;
+
+    emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, l_allow); /* the main filter's */
+    emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
+    for (long nr = 0; nr < SH_SYS_MAX; nr++) {
+        const struct sh_sysent *s = sh_sys(nr);
+        if (!s || s->filter == FILT_ALWAYS || (s->filter != FILT_PATH && s->path < 0)) continue;
+        if (s->path < 0) { /* getcwd: no argument to look at */
+            jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, l_range, 0);
+            continue;
+        }
+        int k;
+        for (k = 0; k < nshapes; k++)
+            if (shapes[k].path == s->path && shapes[k].dirfd == s->dirfd && shapes[k].empty == s->empty) break;
+        if (k == nshapes) {
+            if (nshapes == 16) { p->bad = 1; break; }
+            shapes[nshapes++] = (struct shape){s->path, s->dirfd, s->empty, new_label(p)};
+        }
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, shapes[k].label, 0);
+    }
+    label(p, l_allow);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    for (int k = 0; k < nshapes; k++) {
+        label(p, shapes[k].label);
+        int l_null = new_label(p);
+        if (shapes[k].empty >= 0 && shapes[k].dirfd >= 0) {
+            emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].empty));
+            jump(p, BPF_JMP | BPF_JSET | BPF_K, 0x1000 /* AT_EMPTY_PATH */, 0, l_null);
+            emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].dirfd));
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x80000000u, l_null, L_ALLOW2); /* AT_FDCWD is < 0 */
+        }
+        label(p, l_null);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].path));
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, l_range);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].path) + 4);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, l_range);
+    }
+    /* the instruction pointer in one of the ranges (split so that none crosses a 4 GiB line) */
+    label(p, l_range);
+    for (int i = 0; i < n; i++) {
+        for (uintptr_t a = rlo[i]; a < rhi[i];) {
+            uintptr_t line = (a | 0xffffffffu) + 1, b = rhi[i] < line ? rhi[i] : line;
+            int next = new_label(p);
+            emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
+            jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(a >> 32), 0, next);
+            emit(p, BPF_LD | BPF_W | BPF_ABS, IP_LO);
+            if (b == line) jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)a, L_TRAP, next);
+            else {
+                jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)a, 0, next);
+                jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)b, next, L_TRAP);
+            }
+            label(p, next);
+            a = b;
+        }
+    }
+    label(p, L_ALLOW2);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    label(p, L_TRAP);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_TRAP);
+
+    int rc = -1;
+    if (resolve(p)) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "internal error: the code filter does not assemble");
+        goto out;
+    }
+    struct sock_fprog fprog = {.len = (unsigned short)p->n, .filter = p->ins};
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog)) {
+        scp_fail_errno(err, "cannot install the shield's code filter");
+        goto out;
+    }
+    rc = p->n;
 out:
     munmap(p, sizeof *p);
     return rc;

@@ -6,6 +6,7 @@
  * filter (with TSYNC, so threads started by earlier constructors are covered too).
  */
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -80,18 +81,62 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     int saved = errno;
     long a[6] = {(long)g[REG_RDI], (long)g[REG_RSI], (long)g[REG_RDX],
                  (long)g[REG_R10], (long)g[REG_R8], (long)g[REG_R9]};
-    if (si->si_syscall == SYS_rt_sigprocmask) {
+    const struct sh_sysent *s = sh_sys(si->si_syscall);
+    if (s && s->handler == HND_UCTX) { /* rt_sigprocmask: acts on the interrupted context */
         g[REG_RAX] = (greg_t)trap_sigprocmask(uc, a);
         errno = saved;
         return;
     }
+    /* A path call trapped by the code filter is served unless the shield itself made it
+     * (the volume library's own files, or a call made while serving a trap): those go on to
+     * the kernel, as does a call on an ordinary number that once was an alias. */
+    int was = sh_in_trap;
+    int serve = sh_trap_involves_prot(si->si_syscall, a) ||
+                (s && (s->handler == HND_PATH || s->handler == HND_CWD) && !was && !sh_in_lib);
     sh_in_trap = 1;
-    long r = sh_trap_involves_prot(si->si_syscall, a)
-                 ? sh_syscall(si->si_syscall, a)
-                 : sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
-    sh_in_trap = 0;
+    long r = serve ? sh_syscall(si->si_syscall, a)
+                   : sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+    sh_in_trap = was;
     g[REG_RAX] = (greg_t)r;
     errno = saved;
+}
+
+/* The code whose path calls the code filter traps: the program's own (when it is position
+ * independent: a fixed-address program's range would be where the next image, a static
+ * binary, may well run before it has a handler) and libc's (raw syscall(), glibc-internal
+ * opens such as mkstemp's). Not the loader's, which the next image's loader must not meet. */
+#define MAXCODE 8
+struct code_ranges {
+    uintptr_t lo[MAXCODE], hi[MAXCODE];
+    int n;
+};
+
+static int code_cb(struct dl_phdr_info *info, size_t size, void *ctx) {
+    (void)size;
+    struct code_ranges *c = ctx;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    size_t nl = strlen(name);
+    int main_prog = name[0] == 0 && info->dlpi_addr != 0 && c->n == 0;
+    int libc = nl >= 10 && !strcmp(name + nl - 10, "/libc.so.6");
+    if (!main_prog && !libc) return 0;
+    for (int i = 0; i < info->dlpi_phnum && c->n < MAXCODE; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+        c->lo[c->n] = info->dlpi_addr + ph->p_vaddr;
+        c->hi[c->n] = c->lo[c->n] + ph->p_memsz;
+        c->n++;
+    }
+    return 0;
+}
+
+static void code_filter(void) {
+    if (getenv("SCP_SHIELD_NO_RAW")) return; /* raw path calls fail closed instead */
+    struct code_ranges c = {.n = 0};
+    dl_iterate_phdr(code_cb, &c);
+    scp_err e;
+    int len = c.n ? sh_code_filter_install(c.lo, c.hi, c.n, &e) : -1;
+    if (len < 0) sh_trace("raw path calls are not served in this image: %s", c.n ? e.msg : "no code found");
+    else sh_trace("code filter: %d code range(s), %d instructions", c.n, len);
 }
 
 /* fork while another thread holds sh.mu would leave the child's copy locked forever */
@@ -331,6 +376,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     }
     sh_exec_adopt();
     sh.active = 1;
+    code_filter();
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
 }
 

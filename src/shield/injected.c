@@ -241,11 +241,12 @@ int sh_injected_call(long nr, const long a[6], long *ret) {
     int below = 0;
     long e;
     const struct inj_file *f;
-    if (nr == SYS_symlinkat) f = find((int)a[1], (const char *)a[2], &below, &e);
-    else if (nr == SYS_inotify_add_watch) f = find(AT_FDCWD, (const char *)a[1], &below, &e);
-    else f = find((int)a[0], (const char *)a[1], &below, &e);
-    if (!f && !e && (nr == SYS_renameat || nr == SYS_renameat2 || nr == SYS_linkat))
-        f = find((int)a[2], (const char *)a[3], &below, &e);
+    const struct sh_sysent *s = sh_sys(nr);
+    if (!s || s->path < 0) return 0;
+    /* the table says where the paths are */
+    f = find(s->dirfd < 0 ? AT_FDCWD : (int)a[s->dirfd], (const char *)a[s->path], &below, &e);
+    if (!f && !e && s->path2 >= 0)
+        f = find(s->dirfd2 < 0 ? AT_FDCWD : (int)a[s->dirfd2], (const char *)a[s->path2], &below, &e);
     if (!f) return 0; /* errors in resolving are the mount classification's to report */
     long r;
     if (below) r = nr == SYS_mkdirat || nr == SYS_openat || nr == SYS_openat2 || nr == SYS_newfstatat ||

@@ -77,10 +77,37 @@ struct sh_state {
 
 extern struct sh_state sh;
 
+/* table.c: the system calls the shield knows (table.def). Indexed by number; an entry
+ * without a name is a call the shield never sees. */
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+#define SH_SYS_MAX 512
+#define SH_ARG(i) (1u << (i)) /* argument i is a descriptor (the fds column) */
+enum sh_filter { FILT_NONE, FILT_FD, FILT_ALWAYS, FILT_ENOSYS, FILT_CLOSE_RANGE, FILT_SIGACTION, FILT_SIGMASK,
+                 FILT_PATH };
+enum sh_handler { HND_NONE, HND_DESC, HND_PATH, HND_EXEC, HND_UCTX, HND_CWD };
+struct sh_sysent {
+    const char *name;
+    uint8_t fds;                 /* SH_ARG(i) bits */
+    uint8_t filter;              /* enum sh_filter */
+    int8_t dirfd, path;          /* argument positions, -1: none (AT_FDCWD) */
+    int8_t dirfd2, path2;
+    int8_t empty;                /* flags argument with AT_EMPTY_PATH, -1: none */
+    uint8_t handler;             /* enum sh_handler */
+};
+extern const struct sh_sysent sh_systab[SH_SYS_MAX];
+static inline const struct sh_sysent *sh_sys(long nr) {
+    return nr >= 0 && nr < SH_SYS_MAX && sh_systab[nr].name ? &sh_systab[nr] : 0;
+}
+
 /* gate.c */
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 int sh_gate_map(scp_err *err);
 int sh_filter_install(int base, int count, int full, scp_err *err);
+/* Trap the table's path calls made from the code in [lo[i], hi[i]) (this image's program and
+ * libc), except through the gate. Returns its length in instructions, or -1. */
+int sh_code_filter_install(const uintptr_t *lo, const uintptr_t *hi, int n, scp_err *err);
 #include <signal.h>
 int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err);
 

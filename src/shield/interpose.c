@@ -72,13 +72,16 @@ static int pcall(long nr, long a0, long a1, long a2, long a3, long a4, long *r) 
     return 1;
 }
 
+/* The pass-through of a path call that is not protected: straight to the kernel through the
+ * gate (libc's own call would be trapped by the code filter and come back to the shield). */
+#define G(nr, a0, a1, a2, a3, a4) ret(sh_gate(nr, a0, a1, a2, a3, a4, 0))
+
 /* ---- open -------------------------------------------------------------------------------- */
 
 static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
     long r;
     if (pcall(SYS_openat, dirfd, (long)path, flags, mode, 0, &r)) return (int)r;
-    REAL(int (*)(int, const char *, int, ...), openat);
-    int fd = real_openat(dirfd, path, flags, mode);
+    int fd = (int)G(SYS_openat, dirfd, (long)path, flags, mode, 0);
     if (fd >= 0 && sh_in_lib && sh.lo && fd < SH_LIB_FD_MIN(sh.lo)) {
         /* the volume library's own descriptor: keep it away from the program's numbers */
         REAL(int (*)(int, int, ...), fcntl);
@@ -367,67 +370,62 @@ SH_EXPORT int msync(void *addr, size_t len, int fl) {
 
 SH_EXPORT int stat(const char *p, struct stat *st) {
     PATHCALL(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, 0, 0);
-    REAL(int (*)(const char *, struct stat *), stat);
-    return real_stat(p, st);
+    return (int)G(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, 0, 0);
 }
 SH_EXPORT int stat64(const char *p, struct stat64 *st) { return stat(p, (struct stat *)st); }
 SH_EXPORT int lstat(const char *p, struct stat *st) {
     PATHCALL(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, AT_SYMLINK_NOFOLLOW, 0);
-    REAL(int (*)(const char *, struct stat *), lstat);
-    return real_lstat(p, st);
+    return (int)G(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, AT_SYMLINK_NOFOLLOW, 0);
 }
 SH_EXPORT int lstat64(const char *p, struct stat64 *st) { return lstat(p, (struct stat *)st); }
 SH_EXPORT int fstatat(int d, const char *p, struct stat *st, int fl) {
     PATHCALL(SYS_newfstatat, d, (long)p, (long)st, fl, 0);
-    REAL(int (*)(int, const char *, struct stat *, int), fstatat);
-    return real_fstatat(d, p, st, fl);
+    return (int)G(SYS_newfstatat, d, (long)p, (long)st, fl, 0);
 }
 SH_EXPORT int fstatat64(int d, const char *p, struct stat64 *st, int fl) { return fstatat(d, p, (struct stat *)st, fl); }
 SH_EXPORT int statx(int d, const char *p, int fl, unsigned mask, struct statx *sx) {
     PATHCALL(SYS_statx, d, (long)p, fl, mask, (long)sx);
-    REAL(int (*)(int, const char *, int, unsigned, struct statx *), statx);
-    return real_statx(d, p, fl, mask, sx);
+    return (int)G(SYS_statx, d, (long)p, fl, mask, (long)sx);
 }
 SH_EXPORT int access(const char *p, int m) {
     PATHCALL(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
-    REAL(int (*)(const char *, int), access);
-    return real_access(p, m);
+    return (int)G(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
 }
 SH_EXPORT int faccessat(int d, const char *p, int m, int fl) {
     PATHCALL(SYS_faccessat, d, (long)p, m, fl, 0);
+    if (!fl) return (int)G(SYS_faccessat, d, (long)p, m, 0, 0);
+    long r = sh_gate(SYS_faccessat2, d, (long)p, m, fl, 0, 0);
+    if (r != -ENOSYS) return (int)ret(r);
     REAL(int (*)(int, const char *, int, int), faccessat);
     return real_faccessat(d, p, m, fl);
 }
 SH_EXPORT int euidaccess(const char *p, int m) {
     PATHCALL(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
+    long r = sh_gate(SYS_faccessat2, AT_FDCWD, (long)p, m, AT_EACCESS, 0, 0);
+    if (r != -ENOSYS) return (int)ret(r);
     REAL(int (*)(const char *, int), euidaccess);
     return real_euidaccess(p, m);
 }
 SH_EXPORT int eaccess(const char *p, int m) { return euidaccess(p, m); }
 SH_EXPORT int mkdir(const char *p, mode_t m) {
     PATHCALL(SYS_mkdirat, AT_FDCWD, (long)p, m, 0, 0);
-    REAL(int (*)(const char *, mode_t), mkdir);
-    return real_mkdir(p, m);
+    return (int)G(SYS_mkdirat, AT_FDCWD, (long)p, m, 0, 0);
 }
 SH_EXPORT int mkdirat(int d, const char *p, mode_t m) {
     PATHCALL(SYS_mkdirat, d, (long)p, m, 0, 0);
-    REAL(int (*)(int, const char *, mode_t), mkdirat);
-    return real_mkdirat(d, p, m);
+    return (int)G(SYS_mkdirat, d, (long)p, m, 0, 0);
 }
 SH_EXPORT int rmdir(const char *p) {
     PATHCALL(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0);
-    REAL(int (*)(const char *), rmdir);
-    return real_rmdir(p);
+    return (int)G(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0);
 }
 SH_EXPORT int unlink(const char *p) {
     PATHCALL(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0);
-    REAL(int (*)(const char *), unlink);
-    return real_unlink(p);
+    return (int)G(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0);
 }
 SH_EXPORT int unlinkat(int d, const char *p, int fl) {
     PATHCALL(SYS_unlinkat, d, (long)p, fl, 0, 0);
-    REAL(int (*)(int, const char *, int), unlinkat);
-    return real_unlinkat(d, p, fl);
+    return (int)G(SYS_unlinkat, d, (long)p, fl, 0, 0);
 }
 SH_EXPORT int remove(const char *p) {
     long r;
@@ -435,69 +433,61 @@ SH_EXPORT int remove(const char *p) {
         if (r == 0 || errno != EISDIR) return (int)r;
         if (pcall(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0, &r)) return (int)r;
     }
-    REAL(int (*)(const char *), remove);
-    return real_remove(p);
+    /* as glibc: unlink, and rmdir when it names a directory */
+    long r2 = sh_gate(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0, 0);
+    if (r2 == -EISDIR) r2 = sh_gate(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0, 0);
+    return (int)ret(r2);
 }
 SH_EXPORT int rename(const char *a, const char *b) {
     PATHCALL(SYS_renameat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
-    REAL(int (*)(const char *, const char *), rename);
-    return real_rename(a, b);
+    return (int)G(SYS_renameat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
 }
 SH_EXPORT int renameat(int da, const char *a, int db, const char *b) {
     PATHCALL(SYS_renameat, da, (long)a, db, (long)b, 0);
-    REAL(int (*)(int, const char *, int, const char *), renameat);
-    return real_renameat(da, a, db, b);
+    return (int)G(SYS_renameat, da, (long)a, db, (long)b, 0);
 }
 SH_EXPORT int renameat2(int da, const char *a, int db, const char *b, unsigned fl) {
     PATHCALL(SYS_renameat2, da, (long)a, db, (long)b, fl);
-    REAL(int (*)(int, const char *, int, const char *, unsigned), renameat2);
-    return real_renameat2(da, a, db, b, fl);
+    return (int)G(SYS_renameat2, da, (long)a, db, (long)b, fl);
 }
 SH_EXPORT int link(const char *a, const char *b) {
     PATHCALL(SYS_linkat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
-    REAL(int (*)(const char *, const char *), link);
-    return real_link(a, b);
+    return (int)G(SYS_linkat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
 }
 SH_EXPORT int symlink(const char *a, const char *b) {
     PATHCALL(SYS_symlinkat, (long)a, AT_FDCWD, (long)b, 0, 0);
-    REAL(int (*)(const char *, const char *), symlink);
-    return real_symlink(a, b);
+    return (int)G(SYS_symlinkat, (long)a, AT_FDCWD, (long)b, 0, 0);
 }
 SH_EXPORT ssize_t readlink(const char *p, char *buf, size_t n) {
     long r;
     if (pcall(SYS_readlinkat, AT_FDCWD, (long)p, (long)buf, (long)n, 0, &r)) return r;
-    REAL(ssize_t (*)(const char *, char *, size_t), readlink);
-    return real_readlink(p, buf, n);
+    return (ssize_t)G(SYS_readlinkat, AT_FDCWD, (long)p, (long)buf, (long)n, 0);
 }
 SH_EXPORT int chmod(const char *p, mode_t m) {
     PATHCALL(SYS_fchmodat, AT_FDCWD, (long)p, m, 0, 0);
-    REAL(int (*)(const char *, mode_t), chmod);
-    return real_chmod(p, m);
+    return (int)G(SYS_fchmodat, AT_FDCWD, (long)p, m, 0, 0);
 }
 SH_EXPORT int fchmodat(int d, const char *p, mode_t m, int fl) {
     PATHCALL(SYS_fchmodat, d, (long)p, m, fl, 0);
+    if (!fl) return (int)G(SYS_fchmodat, d, (long)p, m, 0, 0);
     REAL(int (*)(int, const char *, mode_t, int), fchmodat);
     return real_fchmodat(d, p, m, fl);
 }
 SH_EXPORT int chown(const char *p, uid_t u, gid_t g) {
     PATHCALL(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, 0);
-    REAL(int (*)(const char *, uid_t, gid_t), chown);
-    return real_chown(p, u, g);
+    return (int)G(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, 0);
 }
 SH_EXPORT int lchown(const char *p, uid_t u, gid_t g) {
     PATHCALL(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, AT_SYMLINK_NOFOLLOW);
-    REAL(int (*)(const char *, uid_t, gid_t), lchown);
-    return real_lchown(p, u, g);
+    return (int)G(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, AT_SYMLINK_NOFOLLOW);
 }
 SH_EXPORT int fchownat(int d, const char *p, uid_t u, gid_t g, int fl) {
     PATHCALL(SYS_fchownat, d, (long)p, (long)u, (long)g, fl);
-    REAL(int (*)(int, const char *, uid_t, gid_t, int), fchownat);
-    return real_fchownat(d, p, u, g, fl);
+    return (int)G(SYS_fchownat, d, (long)p, (long)u, (long)g, fl);
 }
 SH_EXPORT int utimensat(int d, const char *p, const struct timespec ts[2], int fl) {
     PATHCALL(SYS_utimensat, d, (long)p, (long)ts, fl, 0);
-    REAL(int (*)(int, const char *, const struct timespec *, int), utimensat);
-    return real_utimensat(d, p, ts, fl);
+    return (int)G(SYS_utimensat, d, (long)p, (long)ts, fl, 0);
 }
 SH_EXPORT int futimens(int fd, const struct timespec ts[2]) {
     if (P(fd)) PATHCALL(SYS_utimensat, fd, 0, (long)ts, 0, 0);
@@ -511,8 +501,7 @@ SH_EXPORT int utime(const char *p, const struct utimbuf *t) {
         ts[1] = (struct timespec){t->modtime, 0};
     }
     PATHCALL(SYS_utimensat, AT_FDCWD, (long)p, t ? (long)ts : 0, 0, 0);
-    REAL(int (*)(const char *, const struct utimbuf *), utime);
-    return real_utime(p, t);
+    return (int)G(SYS_utimensat, AT_FDCWD, (long)p, t ? (long)ts : 0, 0, 0);
 }
 SH_EXPORT int utimes(const char *p, const struct timeval tv[2]) {
     struct timespec ts[2];
@@ -521,13 +510,11 @@ SH_EXPORT int utimes(const char *p, const struct timeval tv[2]) {
         ts[1] = (struct timespec){tv[1].tv_sec, tv[1].tv_usec * 1000};
     }
     PATHCALL(SYS_utimensat, AT_FDCWD, (long)p, tv ? (long)ts : 0, 0, 0);
-    REAL(int (*)(const char *, const struct timeval *), utimes);
-    return real_utimes(p, tv);
+    return (int)G(SYS_utimensat, AT_FDCWD, (long)p, tv ? (long)ts : 0, 0, 0);
 }
 SH_EXPORT int truncate(const char *p, off_t len) {
-    PATHCALL(SYS_truncate, AT_FDCWD, (long)p, len, 0, 0);
-    REAL(int (*)(const char *, off_t), truncate);
-    return real_truncate(p, len);
+    PATHCALL(SYS_truncate, (long)p, len, 0, 0, 0);
+    return (int)G(SYS_truncate, (long)p, len, 0, 0, 0);
 }
 SH_EXPORT int truncate64(const char *p, off_t len) { return truncate(p, len); }
 
@@ -541,18 +528,30 @@ SH_EXPORT int chdir(const char *p) {
     return real_chdir(p);
 }
 SH_EXPORT char *getcwd(char *buf, size_t size) {
-    if (sh.active && sh.vcwd) {
+    if (sh.active) {
+        /* the program's view inside a mount, else the kernel's (through the gate: libc's call
+         * would be trapped); glibc's semantics for buf == NULL */
+        char cwd[sizeof sh.cwd];
         pthread_mutex_lock(&sh.mu);
-        size_t n = strlen(sh.cwd) + 1;
+        int v = sh.vcwd;
+        if (v) memcpy(cwd, sh.cwd, sizeof cwd);
+        pthread_mutex_unlock(&sh.mu);
+        if (!v) {
+            long r = sh_gate(SYS_getcwd, (long)cwd, sizeof cwd, 0, 0, 0, 0);
+            if (r < 0 || cwd[0] != '/') { /* unreachable, too long...: libc's answer */
+                REAL(char *(*)(char *, size_t), getcwd);
+                return real_getcwd(buf, size);
+            }
+        }
+        size_t n = strlen(cwd) + 1;
         char *out = buf;
         if (!out) out = malloc(size > n ? size : n);
-        if (out && (size >= n || (!buf && !size))) memcpy(out, sh.cwd, n);
+        if (out && (size >= n || (!buf && !size))) memcpy(out, cwd, n);
         else if (out) {
             if (!buf) free(out);
             out = NULL;
             errno = ERANGE;
         } else errno = ENOMEM;
-        pthread_mutex_unlock(&sh.mu);
         return out;
     }
     REAL(char *(*)(char *, size_t), getcwd);
@@ -573,8 +572,20 @@ SH_EXPORT DIR *opendir(const char *p) {
         }
         return d;
     }
-    REAL(DIR *(*)(const char *), opendir);
-    return real_opendir(p);
+    if (!sh.active) {
+        REAL(DIR *(*)(const char *), opendir);
+        return real_opendir(p);
+    }
+    /* libc's opendir: open (here through the gate, see G) and fdopendir */
+    r = G(SYS_openat, AT_FDCWD, (long)p, O_RDONLY | O_NONBLOCK | O_DIRECTORY | O_CLOEXEC, 0, 0);
+    if (r < 0) return NULL;
+    DIR *d = fdopendir((int)r);
+    if (!d) {
+        int e = errno;
+        sh_gate(SYS_close, r, 0, 0, 0, 0, 0);
+        errno = e;
+    }
+    return d;
 }
 
 static int mode_flags(const char *mode) {
@@ -615,6 +626,19 @@ SH_EXPORT FILE *fopen(const char *p, const char *mode) {
     int h;
     FILE *f = sh_fopen(p, mode, &h);
     if (h) return f;
+    int fl = mode_flags(mode);
+    if (sh.active && fl >= 0 && !strchr(mode, ',')) { /* (",ccs=" needs libc's own fopen) */
+        /* libc's fopen is open and fdopen: the open through the gate (see G) */
+        long r = G(SYS_openat, AT_FDCWD, (long)p, fl, 0666, 0);
+        if (r < 0) return NULL;
+        f = fdopen((int)r, mode);
+        if (!f) {
+            int e = errno;
+            sh_gate(SYS_close, r, 0, 0, 0, 0, 0);
+            errno = e;
+        }
+        return f;
+    }
     REAL(FILE *(*)(const char *, const char *), fopen);
     return real_fopen(p, mode);
 }
@@ -672,8 +696,7 @@ static int xattr_path(const char *p, int set, long *r) {
     SH_EXPORT ssize_t name(const char *p, const char *n, void *v, size_t s) { \
         long r; \
         if (xattr_path(p, 0, &r)) return r; \
-        REAL(ssize_t (*)(const char *, const char *, void *, size_t), name); \
-        return real_##name(p, n, v, s); \
+        return G(SYS_##name, (long)p, (long)n, (long)v, (long)s, 0); \
     }
 XGET(getxattr)
 XGET(lgetxattr)
@@ -681,8 +704,7 @@ XGET(lgetxattr)
     SH_EXPORT ssize_t name(const char *p, char *l, size_t s) { \
         long r; \
         if (xattr_path(p, 0, &r)) return r == -1 && errno == ENODATA ? 0 : r; \
-        REAL(ssize_t (*)(const char *, char *, size_t), name); \
-        return real_##name(p, l, s); \
+        return G(SYS_##name, (long)p, (long)l, (long)s, 0, 0); \
     }
 XLIST(listxattr)
 XLIST(llistxattr)
@@ -690,8 +712,7 @@ XLIST(llistxattr)
     SH_EXPORT int name(const char *p, const char *n, const void *v, size_t s, int fl) { \
         long r; \
         if (xattr_path(p, 1, &r)) return (int)r; \
-        REAL(int (*)(const char *, const char *, const void *, size_t, int), name); \
-        return real_##name(p, n, v, s, fl); \
+        return (int)G(SYS_##name, (long)p, (long)n, (long)v, (long)s, fl); \
     }
 XSET(setxattr)
 XSET(lsetxattr)
@@ -699,8 +720,7 @@ XSET(lsetxattr)
     SH_EXPORT int name(const char *p, const char *n) { \
         long r; \
         if (xattr_path(p, 1, &r)) return (int)r; \
-        REAL(int (*)(const char *, const char *), name); \
-        return real_##name(p, n); \
+        return (int)G(SYS_##name, (long)p, (long)n, 0, 0, 0); \
     }
 XREM(removexattr)
 XREM(lremovexattr)

@@ -10,6 +10,7 @@
  * bytes read back right) or fails closed (an error, never plaintext on disk). The calling
  * script then proves that the backing directory holds no marker.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -185,16 +186,105 @@ static void t_odirect(void) {
     ok("O_DIRECT (refused: EOPNOTSUPP)");
 }
 
+/* Raw path system calls (no libc wrapper: what static code, Go and inline syscalls do) are
+ * trapped by the code filter and served like the fast path. Each must store the bytes (read
+ * back through the fast path) or fail with an error; the calling script proves that no
+ * plaintext reached the backing store. */
 static void t_raw_path(void) {
     const char *m = MARK("rawpath");
-    long fd = syscall(SYS_openat, AT_FDCWD, path("rawpath.txt"), O_CREAT | O_WRONLY, 0600);
-    if (fd >= 0) {
-        long w = syscall(SYS_write, fd, m, strlen(m));
-        (void)w;
-        close((int)fd);
-        return bad("raw-path", "a raw openat under the mount point reached a real file");
+    long fd = syscall(SYS_openat, AT_FDCWD, path("rawpath.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    if (fd < 0) return bad("raw-path", "raw openat of a protected path");
+    long w = syscall(SYS_write, fd, m, strlen(m));
+    long c = syscall(SYS_close, fd);
+    if (w != (long)strlen(m) || c != 0 || !content_is("rawpath.txt", m)) return bad("raw-path", "raw openat: content differs");
+    /* the calls without a directory descriptor */
+    const char *m2 = MARK("rawopen");
+    fd = syscall(SYS_open, path("rawopen.tmp"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("raw-path", "raw open");
+    w = syscall(SYS_write, fd, m2, strlen(m2));
+    if (w != (long)strlen(m2) || syscall(SYS_fsync, fd) || syscall(SYS_close, fd)) return bad("raw-path", "raw write/fsync/close");
+    struct stat st;
+    if (syscall(SYS_stat, path("rawopen.tmp"), &st) || st.st_size != (off_t)strlen(m2)) return bad("raw-path", "raw stat");
+    if (syscall(SYS_mkdir, path("rawdir"), 0700)) return bad("raw-path", "raw mkdir");
+    char to[4096];
+    snprintf(to, sizeof to, "%s/rawdir/rawopen.txt", mnt);
+    if (syscall(SYS_rename, path("rawopen.tmp"), to)) return bad("raw-path", "raw rename");
+    if (!content_is("rawdir/rawopen.txt", m2)) return bad("raw-path", "raw open: content differs after rename");
+    if (syscall(SYS_access, path("rawopen.tmp"), F_OK) == 0 || errno != ENOENT) return bad("raw-path", "raw access of the old name");
+    fd = syscall(SYS_creat, path("rawdir/gone.txt"), 0600);
+    if (fd < 0 || syscall(SYS_close, fd) || syscall(SYS_unlink, path("rawdir/gone.txt")))
+        return bad("raw-path", "raw creat/unlink");
+    if (syscall(SYS_lstat, path("rawdir/gone.txt"), &st) == 0 || errno != ENOENT) return bad("raw-path", "unlinked file still there");
+    char lnk[64];
+    if (syscall(SYS_readlink, path("rawdir/rawopen.txt"), lnk, sizeof lnk) != -1 || errno != EINVAL)
+        return bad("raw-path", "raw readlink of a file is not EINVAL");
+    ok("raw path calls (openat, open, creat, stat, lstat, access, mkdir, rename, unlink, readlink: served)");
+}
+
+/* The same by a `syscall` instruction in this program's own code (Go, inline assembly). */
+static long asm6(long nr, long a0, long a1, long a2, long a3) {
+    long r;
+    register long r10 __asm__("r10") = a3;
+    __asm__ volatile("syscall" : "=a"(r) : "a"(nr), "D"(a0), "S"(a1), "d"(a2), "r"(r10) : "rcx", "r11", "memory");
+    return r;
+}
+
+static void t_asm_path(void) {
+    const char *m = MARK("asmpath");
+    long fd = asm6(SYS_openat, AT_FDCWD, (long)path("asmpath.txt"), O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    if (fd < 0) {
+        errno = (int)-fd;
+        return bad("asm-path", "inline-asm openat of a protected path");
     }
-    ok("raw path openat (fails closed: the mount point is an empty read-only tmpfs)");
+    long w = asm6(SYS_write, fd, (long)m, (long)strlen(m), 0);
+    long c = asm6(SYS_close, fd, 0, 0, 0);
+    if (w != (long)strlen(m) || c != 0 || !content_is("asmpath.txt", m)) return bad("asm-path", "content differs");
+    struct stat st;
+    long r = asm6(SYS_newfstatat, AT_FDCWD, (long)path("asmpath.txt"), (long)&st, 0);
+    if (r || st.st_size != (off_t)strlen(m)) return bad("asm-path", "inline-asm newfstatat");
+    /* a bad path pointer: EFAULT, as the kernel, not a crash */
+    r = asm6(SYS_openat, AT_FDCWD, 8, O_RDONLY, 0);
+    if (r != -EFAULT) return bad("asm-path", "bad path pointer is not EFAULT");
+    ok("inline-asm path calls (openat, newfstatat: served; bad pointer: EFAULT)");
+}
+
+/* fexecve is execveat(fd, "", AT_EMPTY_PATH) from libc: the new image is shielded again (it
+ * ran unshielded before and failed closed). */
+extern char **environ;
+static void t_fexecve(void) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "echo %s > '%s'", MARK("fexecve"), path("fexecve.txt"));
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/bin/sh", O_RDONLY | O_CLOEXEC);
+        char *args[] = {"sh", "-c", cmd, NULL};
+        fexecve(fd, args, environ);
+        _exit(127);
+    }
+    int st;
+    if (pid < 0 || waitpid(pid, &st, 0) != pid) return bad("fexecve", "fork");
+    char want[256];
+    snprintf(want, sizeof want, "%s\n", MARK("fexecve"));
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || !content_is("fexecve.txt", want))
+        return bad("fexecve", "the exec'd shell could not write the protected file");
+    ok("fexecve (execveat AT_EMPTY_PATH from libc: the new image is shielded)");
+}
+
+/* glibc's own path calls that no exported symbol wraps: scandir's opendir, realpath's
+ * readlink, served under a mount (they reached the empty mount point before). */
+static int not_dot(const struct dirent *d) { return d->d_name[0] != '.'; }
+static void t_libc_internal(void) {
+    struct dirent **list;
+    int n = scandir(path("rawdir"), &list, not_dot, alphasort);
+    if (n != 1) return bad("libc-internal", "scandir of a protected directory");
+    int okname = !strcmp(list[0]->d_name, "rawopen.txt");
+    free(list[0]);
+    free(list);
+    if (!okname) return bad("libc-internal", "scandir lists another name");
+    char rp[4096], want[4096];
+    snprintf(want, sizeof want, "%s/rawdir/rawopen.txt", mnt);
+    if (!realpath(path("rawdir/../rawdir/./rawopen.txt"), rp) || strcmp(rp, want)) return bad("libc-internal", "realpath");
+    ok("glibc-internal path calls (scandir, realpath: served)");
 }
 
 static void t_openat2(void) {
@@ -666,6 +756,9 @@ int main(int argc, char **argv) {
     t_io_uring();
     t_odirect();
     t_raw_path();
+    t_asm_path();
+    t_libc_internal();
+    t_fexecve();
     t_openat2();
     t_dup2_low();
     t_procfd();
