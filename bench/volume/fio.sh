@@ -11,6 +11,8 @@
 #   seq-write-fresh     1 MiB sequential writes to a new file, --fallocate=none
 #   seq-write-falloc    the same with fio's default layout (posix_fallocate first)
 #   seq-write-over      1 MiB sequential writes over the existing file (the one just written)
+#   seq-write-over2     the same again (a second overwrite: on a volume, the chunks' second
+#                       slots exist from the first one, as for a database rewriting its pages)
 #   seq-read            1 MiB sequential reads of that file
 #   rand-write-falloc   4 KiB random writes to a new file (fio's default: fallocated)
 #   rand-write-over     4 KiB random writes over the existing file
@@ -59,6 +61,7 @@ round() { # PLACE BASE
         rm_file "$t" "$mode" f
         v=$(run_fio "$t" "$mode" sw f write 1M --fallocate=none); R[$place,seq-write-fresh,$mode]+=" $v"
         v=$(run_fio "$t" "$mode" so f write 1M --fallocate=none); R[$place,seq-write-over,$mode]+=" $v"
+        v=$(run_fio "$t" "$mode" so f write 1M --fallocate=none); R[$place,seq-write-over2,$mode]+=" $v"
         v=$(run_fio "$t" "$mode" sr f read 1M); R[$place,seq-read,$mode]+=" $v"
         rm_file "$t" "$mode" f
         v=$(run_fio "$t" "$mode" sa f write 1M); R[$place,seq-write-falloc,$mode]+=" $v"
@@ -70,7 +73,7 @@ round() { # PLACE BASE
     done
 }
 
-LINES="seq-write-fresh seq-write-falloc seq-write-over seq-read rand-write-falloc rand-write-over"
+LINES="seq-write-fresh seq-write-falloc seq-write-over seq-write-over2 seq-read rand-write-falloc rand-write-over"
 for place in $ONLY; do
     case $place in tmpfs) base=${TMPFS:-/dev/shm} ;; disk) base=${DISK:-/var/tmp} ;; *) continue ;; esac
     t=$(mktemp -d "$base/scp-fio.XXXXXX")
@@ -94,10 +97,11 @@ for place in $ONLY; do
             "$(echo ${R[$place,$l,scp]:-} | tr ' ' ',')"
     done
 done
-printf '\n| place | scp overwrite / fresh (seq) | scp fallocated / fresh (seq) |\n|---|---:|---:|\n'
+printf '\n| place | scp overwrite / fresh (seq) | second overwrite / fresh | scp fallocated / fresh (seq) |\n|---|---:|---:|---:|\n'
 for place in $ONLY; do
     f=${M[$place,seq-write-fresh]}
-    printf '| %s | %s | %s |\n' "$place" \
+    printf '| %s | %s | %s | %s |\n' "$place" \
         "$(awk -v a="${M[$place,seq-write-over]}" -v b="$f" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}')" \
+        "$(awk -v a="${M[$place,seq-write-over2]}" -v b="$f" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}')" \
         "$(awk -v a="${M[$place,seq-write-falloc]}" -v b="$f" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}')"
 done

@@ -182,11 +182,24 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     f->unloaded = 0;
     return 0;
 }
+/* fdatasync one of f's objects. A commit makes each object durable at most once before its
+ * commit point (its data, then the journal that names it): a second flush of the same object
+ * there would only cost a device round trip, and asserts that the order of its steps lost
+ * track. Flushes after the commit point (a checkpoint of a long log) are the next state's. */
+enum { FLUSHED_D = 1, FLUSHED_T = 2, FLUSHED_S = 4, FLUSHED_J = 8 };
+static int flush(scp_file *f, int fd, unsigned which) {
+    if (f->cstate == CS_WRITTEN) {
+        assert(!(f->prep_flushed & which));
+        f->prep_flushed |= which;
+    }
+    return fdatasync(fd);
+}
+
 /* Make every commit this file has ever had durable in place: the data and table objects are
  * synced whatever this process wrote, since the last writer's in-place applies may still sit in
  * the page cache. After it the journal holds nothing that is needed. */
 int file_checkpoint(scp_file *f, scp_err *err) {
-    if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0)
+    if (flush(f, f->fd_d, FLUSHED_D) < 0 || flush(f, f->fd_t, FLUSHED_T) < 0)
         return scp_fail_errno(err, "cannot sync '%s'", f->path ? f->path : "file");
     f->d_unsynced = f->t_unsynced = 0;
     f->j_clean = 1;
@@ -342,9 +355,10 @@ out:
 
 /* ---- commit ------------------------------------------------------------------------------- */
 
-static int sync_fd(int fd, int *flag, const char *path, scp_err *err) {
+static int sync_fd(scp_file *f, int fd, int *flag, scp_err *err) {
     if (!*flag) return 0;
-    if (fdatasync(fd) < 0) return scp_fail_errno(err, "cannot sync '%s'", path);
+    unsigned which = fd == f->fd_d ? FLUSHED_D : fd == f->fd_t ? FLUSHED_T : FLUSHED_S;
+    if (flush(f, fd, which) < 0) return scp_fail_errno(err, "cannot sync '%s'", f->path);
     *flag = 0;
     return 0;
 }
@@ -447,7 +461,7 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     memcpy(chain, f->j_chain, SCP_HASH_LEN);
     int rc = scp_journal_commit_seal(f->j_key, f->id, f->j_end, count, pt, chain, rec, err);
     scp_wipe(pt, ptlen);
-    if (rc == 0 && (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 || fdatasync(f->fd_j) < 0))
+    if (rc == 0 && (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 || flush(f, f->fd_j, FLUSHED_J) < 0))
         rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     if (rc == 0) {
         memcpy(f->j_chain, chain, SCP_HASH_LEN);
@@ -541,8 +555,8 @@ static enum commit_path choose_path(scp_file *f, uint64_t n, uint64_t cn, uint64
  * durable before the commit record names it, since the journal holds only their entries. */
 static int sync_placed(scp_file *f, scp_err *err) {
     if (!u64map_count(&f->placed)) return 0;
-    if (sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0) return -1;
-    return f->fd_s >= 0 ? sync_fd(f->fd_s, &f->s_unsynced, f->path, err) : 0;
+    if (sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0) return -1;
+    return f->fd_s >= 0 ? sync_fd(f, f->fd_s, &f->s_unsynced, err) : 0;
 }
 
 /* CS_WRITTEN -> CS_PREPARED: make everything but the commit point durable. */
@@ -555,21 +569,22 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
     }
     switch (path) {
     case COMMIT_JOURNAL_SMALL:
-        if (sync_placed(f, err) < 0 || journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
+        /* journal_begin first: a checkpoint it makes syncs .d, which sync_placed then skips */
+        if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
             journal_seal(f, lim, n > cn ? cn : n, n, root, err) < 0)
             return -1;
         break;
     case COMMIT_JOURNAL_REDO:
-        if (sync_placed(f, err) < 0 || journal_begin(f, err) < 0 ||
+        if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 ||
             journal_seal(f, lim, n, n, root, err) < 0 ||
-            sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
-            sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0)
+            sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
+            sync_fd(f, f->fd_t, &f->t_unsynced, err) < 0)
             return -1;
         break;
     case COMMIT_IN_PLACE:
         if (!f->j_clean ? file_checkpoint(f, err) < 0
-                        : sync_fd(f->fd_d, &f->d_unsynced, f->path, err) < 0 ||
-                              sync_fd(f->fd_t, &f->t_unsynced, f->path, err) < 0)
+                        : sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
+                              sync_fd(f, f->fd_t, &f->t_unsynced, err) < 0)
             return -1;
         break;
     }
@@ -577,16 +592,18 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
     return 0;
 }
 
-/* CS_PREPARED -> CS_COMMITTED: the manifest names the new root (caller holds vol_lock).
- * Returns 1 if committed, 0 if the file has no entry of its own any more (nothing to name),
- * -1 on error. */
-static int commit_point(scp_file *f, const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+/* Name f's new root in the in-memory manifest (caller holds vol_lock); the durable manifest
+ * write that follows (commit_batch) is the commit point. Returns 1 if named (*saved holds the
+ * old entry, at index *mi, to put back if that write fails), 0 if the file has no entry of its
+ * own any more (nothing to name), -1 on error. */
+static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_out,
+                       scp_mentry *saved, scp_err *err) {
     scp_volume *v = f->vol;
     assert(f->cstate == CS_PREPARED);
     long mi = f->path ? man_find(&v->man, f->path) : -1;
     if (mi < 0 || memcmp(v->man.e[mi].id, f->id, SCP_FILEID_LEN) != 0)
         return 0; /* unlinked or replaced meanwhile by another process */
-    scp_mentry *e = &v->man.e[mi], saved = *e;
+    scp_mentry *e = &v->man.e[mi];
     /* The new state was built on c_root (writer_refresh made that the newest commit, and the
      * writer lock kept every other process from committing the file since). An entry that
      * names another root means that exclusion failed: the host aliased the objects so that two
@@ -597,15 +614,104 @@ static int commit_point(scp_file *f, const uint8_t root[SCP_HASH_LEN], scp_err *
                         "'%s': another process committed it while this one was writing it (the "
                         "volume directory was tampered with); not committed",
                         f->path);
+    *saved = *e;
+    *mi_out = mi;
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     e->mtime_ns = scp_now_ns();
-    if (vol_commit_manifest(v, 1, err) < 0) {
-        *e = saved;
-        return -1;
-    }
-    commit_step(f, CS_PREPARED, CS_COMMITTED);
     return 1;
+}
+
+/* ---- group commit ---------------------------------------------------------------------------
+ *
+ * Threads that commit files of one volume at the same time share one durable manifest write:
+ * each makes its own file's part durable (CS_PREPARED: its journal or its data, synced by the
+ * thread itself, so those syncs run in parallel), then queues a request. A thread that finds
+ * no leader becomes one: it takes every queued request, names all their roots under one
+ * vol_lock, writes and syncs the manifest once (the commit point of every file in the batch),
+ * applies each file's journal, and wakes the batch. Requests that arrive meanwhile wait for
+ * the next leader, which takes them all. Each waiting thread holds its file's rw, so nothing
+ * else touches a file while the leader works on it; the leader needs the volume's mu, which
+ * no holder waits a file's rw under (the lock order at the top of volume.c).
+ * Processes do not share manifest writes: each has its own manifest in memory; their commits
+ * are serialized by the cross-process lock. */
+struct gc_req {
+    struct gc_req *next;
+    scp_file *f;
+    enum commit_path path;
+    uint64_t n, cn, lim;
+    const uint8_t *root;
+    long mi;           /* the file's manifest entry (while named) */
+    scp_mentry saved;  /* its old value */
+    int named;         /* commit_name's result: 1 named, 0 nothing to name, -1 error */
+    int rc;            /* the request's result: 1 committed and applied, 0 nothing to name,
+                        * -1 failed before the commit point, -2 failed applying (committed) */
+    int done;          /* under gc_mu: the leader finished with this request */
+    scp_err err;
+};
+
+static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
+                        uint64_t lim, scp_err *err);
+
+/* The leader's work for one batch: one vol_lock, one durable manifest write. */
+static void commit_batch(scp_volume *v, struct gc_req *batch) {
+    scp_err lerr = {0};
+    struct gc_req *r;
+    if (vol_lock(v, &lerr) < 0) {
+        for (r = batch; r; r = r->next) {
+            r->rc = -1;
+            r->err = lerr;
+        }
+        return;
+    }
+    int named = 0;
+    for (r = batch; r; r = r->next) {
+        r->named = commit_name(r->f, r->root, &r->mi, &r->saved, &r->err);
+        r->rc = r->named <= 0 ? r->named : -1;
+        named += r->named > 0;
+    }
+    if (named && vol_commit_manifest(v, 1, &lerr) < 0) {
+        for (r = batch; r; r = r->next)
+            if (r->named > 0) {
+                v->man.e[r->mi] = r->saved;
+                r->err = lerr;
+            }
+        named = 0;
+    }
+    for (r = batch; r && named; r = r->next) {
+        if (r->named <= 0) continue;
+        commit_step(r->f, CS_PREPARED, CS_COMMITTED);
+        r->rc = commit_apply(r->f, r->path, r->n, r->cn, r->lim, &r->err) < 0 ? -2 : 1;
+    }
+    vol_unlock(v);
+}
+
+/* CS_PREPARED -> CS_APPLIED (or back to CS_PREPARED on failure, CS_COMMITTED if the apply
+ * failed): queue r and wait until a leader, possibly this thread, has committed it. */
+static void group_commit(scp_volume *v, struct gc_req *r) {
+    pthread_mutex_lock(&v->gc_mu);
+    r->next = v->gc_queue;
+    v->gc_queue = r;
+    while (!r->done) {
+        if (v->gc_leader) {
+            pthread_cond_wait(&v->gc_cv, &v->gc_mu);
+            continue;
+        }
+        v->gc_leader = 1;
+        struct gc_req *batch = v->gc_queue;
+        v->gc_queue = NULL;
+        pthread_mutex_unlock(&v->gc_mu);
+        commit_batch(v, batch);
+        pthread_mutex_lock(&v->gc_mu);
+        while (batch) { /* a request lives on its thread's stack: read next before done */
+            struct gc_req *next = batch->next;
+            batch->done = 1;
+            batch = next;
+        }
+        v->gc_leader = 0;
+        pthread_cond_broadcast(&v->gc_cv);
+    }
+    pthread_mutex_unlock(&v->gc_mu);
 }
 
 /* CS_COMMITTED -> CS_APPLIED: apply in place, unsynced (the journal redoes it until the next
@@ -662,21 +768,19 @@ int file_commit(scp_file *f, scp_err *err) {
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest; not committed", f->path);
     if (file_writeback(f, err) < 0) return -1;
+    f->prep_flushed = 0;
     commit_step(f, CS_IDLE, CS_WRITTEN);
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
     enum commit_path path = choose_path(f, n, cn, lim);
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);
     if (commit_prepare(f, path, n, cn, lim, root, err) < 0) return commit_abort(f, -1);
-    if (vol_lock(f->vol, err) < 0) return commit_abort(f, -1);
-    int rc = commit_point(f, root, err);
-    if (rc <= 0) {
-        vol_unlock(f->vol);
-        return commit_abort(f, rc);
+    struct gc_req r = {.f = f, .path = path, .n = n, .cn = cn, .lim = lim, .root = root};
+    group_commit(f->vol, &r);
+    if (r.rc <= 0) {
+        if (r.rc < 0 && err) *err = r.err;
+        return commit_abort(f, r.rc < 0 ? -1 : 0);
     }
-    rc = commit_apply(f, path, n, cn, lim, err);
-    vol_unlock(f->vol);
-    if (rc < 0) return commit_abort(f, rc);
     commit_finish(f, path, n, cn, root);
     return 0;
 }

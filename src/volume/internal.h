@@ -64,6 +64,12 @@ struct scp_volume {
     scp_vfile *handles; /* the open handles (under mu), for the fork child (volume.c) */
     scp_volume_commit_cb cb;
     void *cb_ctx;
+    /* Group commit (commit.c): file commits of this process's threads that wait for a manifest
+     * write share the next one. gc_mu is a leaf, held only to queue or take requests. */
+    pthread_mutex_t gc_mu;
+    pthread_cond_t gc_cv;
+    struct gc_req *gc_queue; /* commits waiting for a leader (under gc_mu) */
+    int gc_leader;           /* a thread is writing the manifest for a batch (under gc_mu) */
 };
 
 struct scp_file {
@@ -107,6 +113,8 @@ struct scp_file {
                                  * succeeds */
     int d_unsynced, t_unsynced; /* bytes written to .d / .t since their last fdatasync */
     int s_unsynced;             /* and to .s */
+    unsigned prep_flushed;      /* objects flushed by the commit running, before its commit
+                                 * point (FLUSHED_*): each at most once (commit.c) */
     size_t kick_pending;        /* bytes written in place since writeback was last started */
     /* plaintext of authenticated chunks (vfile.c, "plaintext cache"): chunk index -> struct
      * pchunk *, each valid while the table entry it was decrypted under is the current one */

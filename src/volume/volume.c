@@ -8,6 +8,9 @@
  *   3. a file's rw          a thread holds at most one file's rw at a time
  *   4. the volume's mu      vol_lock; the cross-process lock (OFD, byte 0) is taken under it
  *   5. a file's pc_mu       (cache.c) the plaintext cache; a leaf
+ *   -  the volume's gc_mu   (commit.c) group commit's queue; a leaf, taken with a file's rw
+ *                           held; a committer waits on gc_cv holding its rw (only for the
+ *                           leader, which needs mu and never a rw)
  * Under mu a file's rw is only ever tried (pthread_rwlock_trywrlock: file_get, fork_prepare),
  * never waited for. The commit callback (scp_volume_on_commit) runs under mu and must not
  * call into the volume or fork.
@@ -106,6 +109,12 @@ static void fork_child(void) {
         scp_volume *v = registry[i];
         if (!v) continue;
         pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->gc_mu, NULL);
+    pthread_cond_init(&v->gc_cv, NULL);
+        pthread_mutex_init(&v->gc_mu, NULL); /* idle: every committer holds a file's rw */
+        pthread_cond_init(&v->gc_cv, NULL);
+        v->gc_queue = NULL;
+        v->gc_leader = 0;
         for (scp_file *f = v->files; f; f = f->next) {
             pthread_rwlock_init(&f->rw, NULL);
             pthread_mutex_init(&f->pc_mu, NULL);
@@ -269,6 +278,8 @@ static void vol_free(scp_volume *v) {
     scp_manifest_free(&v->man);
     free(v->doomed);
     pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->gc_mu);
+    pthread_cond_destroy(&v->gc_cv);
     scp_secure_free(v, sizeof *v);
     scp_crypto_forget_keys(); /* no thread's cached GCM context keeps this volume's keys */
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# bench/volume/sqlite.sh - sqlite3 CLI one-row transactions on a protected volume (under
+# scpctl run) against the same on a plain directory, same run, ratios printed; and, with
+# STRACE=1, the flushes per transaction of each (strace -f -c).
+#
+#   bench/volume/sqlite.sh [BUILD_DIR]
+#
+# Environment: ROUNDS=3 (median; plain and scp alternate within a round), TXNS=2000,
+#   MODES="wal delete" (wal = journal_mode=WAL, synchronous=FULL; delete = rollback journal,
+#   synchronous=FULL, the default), BASE=/var/tmp, STRACE=0|1.
+set -uo pipefail
+B=${1:-build}
+SCPCTL=$B/src/scpctl
+MKVOL=$B/tests/shield/shield-mkvol
+ROUNDS=${ROUNDS:-3}
+TXNS=${TXNS:-2000}
+MODES=${MODES:-wal delete}
+T=$(mktemp -d "${BASE:-/var/tmp}/scp-sqlite-bench.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+"$MKVOL" "$T/key" "$T/vol" 4096 || exit 1
+mkdir -p "$T/plain"
+pre() { if [ "$1" = scp ]; then echo "$SCPCTL run --volume $T/vol:$T/mnt --key-file $T/key --"; fi; }
+dir() { if [ "$1" = scp ]; then echo "$T/mnt"; else echo "$T/plain"; fi; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+declare -A R
+pragma() { if [ "$1" = wal ]; then echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"; else echo "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"; fi; }
+{ for i in $(seq 1 "$TXNS"); do echo "INSERT INTO t(v) VALUES('txn-$i');"; done; } > "$T/txn.sql"
+
+run_once() { # FS JMODE -> txn/s
+    local fs=$1 jm=$2 db t0 t1
+    db=$(dir "$fs")/bench-$jm.db
+    $(pre "$fs") sqlite3 "$db" "$(pragma "$jm") CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" >/dev/null
+    { pragma "$jm"; cat "$T/txn.sql"; } > "$T/run.sql"
+    t0=$(date +%s%N)
+    $(pre "$fs") sqlite3 "$db" < "$T/run.sql" >/dev/null
+    t1=$(date +%s%N)
+    $(pre "$fs") rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
+    echo $(( TXNS * 1000000000 / (t1 - t0) ))
+}
+
+flushes() { # FS JMODE -> per-transaction counts of each flush call
+    local fs=$1 jm=$2 db
+    db=$(dir "$fs")/bench-s-$jm.db
+    $(pre "$fs") sqlite3 "$db" "$(pragma "$jm") CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" >/dev/null
+    { pragma "$jm"; head -n 500 "$T/txn.sql"; } > "$T/s.sql"
+    strace -f -c -o "$T/strace.txt" -e trace=fdatasync,fsync,msync,ftruncate,sync_file_range,pwrite64,write \
+        $(pre "$fs") sqlite3 "$db" < "$T/s.sql" >/dev/null
+    $(pre "$fs") rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
+    awk -v fs="$fs" -v jm="$jm" '$NF ~ /^(fdatasync|fsync|msync|ftruncate|sync_file_range|pwrite64|write)$/ {
+        printf "  %s %s %s: %.2f per txn\n", fs, jm, $NF, $(NF-1) / 500 }' "$T/strace.txt"
+}
+
+if [ "${STRACE:-0}" = 1 ]; then
+    for jm in $MODES; do for fs in plain scp; do flushes "$fs" "$jm"; done; done
+fi
+for r in $(seq 1 "$ROUNDS"); do
+    for jm in $MODES; do for fs in plain scp; do
+        v=$(run_once "$fs" "$jm"); R[$jm,$fs]="${R[$jm,$fs]:-} $v"; echo "  round $r $jm $fs: $v txn/s"
+    done; done
+done
+echo "| sqlite3, $TXNS one-row transactions | plain txn/s | scp txn/s | scp/plain |"
+echo "|---|---:|---:|---:|"
+for jm in $MODES; do
+    p=$(echo ${R[$jm,plain]} | tr ' ' '\n' | median); s=$(echo ${R[$jm,scp]} | tr ' ' '\n' | median)
+    awk -v j="$jm" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", j, p, s, s / p }'
+done
