@@ -232,6 +232,18 @@ static int add(scp_elf_set *s, int fd, const char *path, scp_err *err) {
     return 1;
 }
 
+int scp_elf_set_add_file(int root, const char *path, scp_elf_set *s, scp_err *err) {
+    if (path[0] != '/') return scp_fail(err, SCP_E_INVAL, EINVAL, "trusted file '%s' is not an absolute path", path);
+    int fd = open_in(root, path);
+    if (fd < 0) return scp_fail_errno(err, "trusted file %s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "trusted file %s is not a regular file", path);
+    }
+    return add(s, fd, path, err) < 0 ? -1 : 0;
+}
+
 void scp_elf_set_close(scp_elf_set *s, int keep) {
     for (size_t i = 0; i < s->n; i++)
         if (s->fd[i] != keep) close(s->fd[i]);

@@ -245,6 +245,13 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     scp_wipe(&cfg, sizeof cfg);
     for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
     if (o->container.enabled && scp_container_seal(&o->container, err)) goto out;
+    if (o->timing_ns) {
+        int64_t now = scp_now_ns();
+        char tv[32];
+        fprintf(stderr, "scpctl run: timing: container setup %.1f ms\n", (double)(now - o->timing_ns) / 1e6);
+        snprintf(tv, sizeof tv, "%lld", (long long)now);
+        setenv(SCP_SHIELD_ENV_TIMING, tv, 1);
+    }
     if (o->exec_fd > 0) {
         extern char **environ;
         syscall(SYS_execveat, o->exec_fd, "", o->argv, environ, AT_EMPTY_PATH);
