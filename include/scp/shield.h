@@ -68,6 +68,11 @@ struct scp_shield_tag_sync {
  * was measured: a file that still has it needs no hashing. The shield passes the manifest on
  * to every image that the program executes. Without it no file is checked. */
 #define SCP_SHIELD_ENV_TRUSTED_FD "SCP_SHIELD_TRUSTED_FD"
+/* "FIRST:COUNT": descriptors FIRST..FIRST+COUNT-1 are the files that scpctl run measured (open
+ * since then, not close-on-exec). The shield of the first image checks what the kernel and the
+ * loader mapped against them (same inode, stamp unchanged, else hashed through them) and closes
+ * them; images executed later have none and check by path. */
+#define SCP_SHIELD_ENV_MEASURED_FDS "SCP_SHIELD_MEASURED_FDS"
 #define SCP_SHIELD_TRUSTED_MAX 1024u
 typedef struct scp_shield_trusted {
     uint8_t digest[32];

@@ -19,7 +19,7 @@ static void platform_usage(FILE *out) {
             "       scpctl platform enroll --name NAME (--key FILE | --pubkey HEX)   (admin)\n"
             "       scpctl platform revoke ID                (admin)\n"
             "       scpctl platform list                     (admin)\n"
-            "       scpctl platform measure [--rootfs DIR] [--net host|none] [--cap NAME]... [--tag-sync]\n"
+            "       scpctl platform measure [--rootfs DIR] [--net host|none] [--cap NAME]...\n"
             "            [--trusted PATH]... -- PROGRAM   print the measurement of PROGRAM (resolved in PATH, or\n"
             "            inside DIR), its loader and libraries, the shield runtime, the --trusted files and the\n"
             "            service's configuration (these options), as 'scpctl run --cas' with the same options\n"
@@ -91,10 +91,6 @@ int cmd_platform(int argc, char **argv) {
             }
             continue;
         }
-        if (!strcmp(a, "--tag-sync")) {
-            conf.tag_sync = 1;
-            continue;
-        }
         if (dst) {
             if (i + 1 >= argc) return cli_usage_error("'%s' needs a value", a);
             *dst = argv[++i];
@@ -152,8 +148,8 @@ int cmd_platform(int argc, char **argv) {
         return EXIT_OK;
     }
     if (strcmp(sub, "measure") == 0) {
-        if (rootfs || conf.ntrusted || conf.net_none || conf.keep_caps || conf.tag_sync)
-            return cli_usage_error("--rootfs, --net, --cap, --tag-sync and --trusted go with platform measure -- PROGRAM");
+        if (rootfs || conf.ntrusted || conf.net_none || conf.keep_caps)
+            return cli_usage_error("--rootfs, --net, --cap and --trusted go with platform measure -- PROGRAM");
         if (npos < 1) return cli_usage_error("platform measure [--config FILE] FILE...");
         char *cfg = NULL;
         size_t cl = 0;

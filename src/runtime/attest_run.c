@@ -81,8 +81,8 @@ static int build_identity(const scp_elf_set *set, const char *lib, const char *r
                           const struct scp_attest_run_conf *conf, uint8_t (*digest)[32], const uint64_t *size,
                           const struct stat *st, struct scp_attest_run_identity *id, scp_err *err) {
     int bad = text_add(&id->config, &id->config_len,
-                       "scp-service-config 1\nroot %s\nnet %s\ncaps %016llx\ntag-sync %d\n", rootfs ? "rootfs" : "host",
-                       conf->net_none ? "none" : "host", (unsigned long long)conf->keep_caps, conf->tag_sync ? 1 : 0);
+                       "scp-service-config 1\nroot %s\nnet %s\ncaps %016llx\n", rootfs ? "rootfs" : "host",
+                       conf->net_none ? "none" : "host", (unsigned long long)conf->keep_caps);
     for (size_t i = 0; i < set->n && !bad; i++) {
         char path[PATH_MAX], hex[65];
         /* the shield runtime is a host file, bound into every container at one path */
@@ -118,8 +118,8 @@ int scp_attest_run_measure(const char *prog, const char *shield_lib, const char 
         if (!strcmp(root_real, "/")) root_real[0] = 0;
     }
     /* the host's PATH means nothing inside another root */
-    int r = scp_elf_set_open_in(root, prog, rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH"), lib, set, err);
-    for (size_t i = 0; r == 0 && i < conf->ntrusted; i++) r = scp_elf_set_add_file(root, conf->trusted[i], set, err);
+    int r = scp_elf_set_open_with(root, prog, rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH"), lib,
+                                  conf->trusted, conf->ntrusted, set, err);
     if (root >= 0) close(root);
     if (r < 0) {
         if (rootfs) scp_err_prefix(err, "in rootfs %s", rootfs);
@@ -559,8 +559,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     signal(SIGPIPE, SIG_IGN);
     double t0 = now_s();
     const char *rootfs = o->container.enabled ? o->container.rootfs : NULL;
-    struct scp_attest_run_conf conf = {o->container.net_none, o->container.keep_caps, o->tag_sync, o->trusted,
-                                       o->ntrusted};
+    struct scp_attest_run_conf conf = {o->container.net_none, o->container.keep_caps, o->trusted, o->ntrusted};
     if (scp_attest_run_measure(o->argv[0], o->shield_lib, rootfs, &conf, set, &ident, err) < 0) goto out;
     double t1 = now_s();
     if (attest_retry(c, o, ident.m, &text, err) < 0) goto out;
@@ -654,6 +653,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     ro->timing_ns = timing;
     ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
     ro->exec_fd = set->fd[0];
+    ro->measured_fds = set->fd;
+    ro->n_measured = set->n;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipefd) < 0) {
         scp_fail_errno(err, "socketpair");
         goto out;

@@ -28,7 +28,6 @@
 struct scp_attest_run_conf {
     int net_none;               /* --net none */
     uint64_t keep_caps;         /* --cap */
-    int tag_sync;               /* --tag-sync */
     const char *const *trusted; /* --trusted PATH (inside the rootfs) */
     size_t ntrusted;
 };

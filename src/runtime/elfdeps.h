@@ -67,10 +67,11 @@ int scp_elf_set_open(const char *prog, const char *search_path, const char *prel
  * the container). */
 int scp_elf_set_open_in(int root, const char *prog, const char *search_path, const char *preload, scp_elf_set *set,
                         scp_err *err);
-/* Open one more file (a trusted file that the operator lists: data, a script, a library the
- * program dlopens) at `path` inside root as scp_elf_set_open_in resolves paths, and append it
- * to the set unless it is already there. It must be a regular file. */
-int scp_elf_set_add_file(int root, const char *path, scp_elf_set *set, scp_err *err);
+/* The same, followed by `extra` files (absolute paths inside root: trusted files the operator
+ * lists, such as data, scripts, programs the program runs or libraries it dlopens), each a
+ * regular file; an ELF one brings its loader and libraries into the set as well. */
+int scp_elf_set_open_with(int root, const char *prog, const char *search_path, const char *preload,
+                          const char *const *extra, size_t nextra, scp_elf_set *set, scp_err *err);
 /* Close every descriptor of the set except `keep` (-1: none). */
 void scp_elf_set_close(scp_elf_set *set, int keep);
 

@@ -124,6 +124,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         goto out;
     }
     cfg.fd_base = (uint32_t)(top - SCP_SHIELD_FD_COUNT);
+    /* 1024 numbers below the reserved range: the volume library's zone is the top 512 */
+    uint32_t cfg_base_for_measured = cfg.fd_base - SCP_SHIELD_FD_COUNT;
     int hi = (int)(cfg.fd_base + SCP_SHIELD_FD_COUNT);
     if (rl.rlim_cur < (rlim_t)hi) {
         rl.rlim_cur = (rlim_t)hi;
@@ -244,6 +246,22 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     free(pl);
     scp_wipe(&cfg, sizeof cfg);
     for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
+    if (o->n_measured) {
+        /* below the shield's zones, where neither the loader nor the program puts anything
+         * before the shield has checked the start-up mappings against them and closed them */
+        int first = (int)cfg_base_for_measured - (int)o->n_measured;
+        char mv[32];
+        for (size_t i = 0; i < o->n_measured; i++)
+            if (first < 3 || dup2(o->measured_fds[i], first + (int)i) < 0) {
+                scp_fail_errno(err, "cannot pass the measured descriptors");
+                goto out;
+            }
+        snprintf(mv, sizeof mv, "%d:%zu", first, o->n_measured);
+        if (setenv(SCP_SHIELD_ENV_MEASURED_FDS, mv, 1)) {
+            scp_fail_errno(err, "setenv");
+            goto out;
+        }
+    }
     if (o->container.enabled && scp_container_seal(&o->container, err)) goto out;
     if (o->timing_ns) {
         int64_t now = scp_now_ns();

@@ -30,6 +30,8 @@ struct scp_run_opts {
                                 every volume's new tag after each commit (SCP_SHIELD_ENV_TAG_FD) */
     const char *cwd;         /* NULL: keep; else the working directory, entered after the mount points
                                 are covered so that it may be a volume's mount point */
+    const int *measured_fds; /* the descriptors that were measured (SCP_SHIELD_ENV_MEASURED_FDS) */
+    size_t n_measured;
     int64_t timing_ns;       /* SCP_RUN_TIMING: when the launch began (scp_now_ns); before exec the
                                 setup time since then is printed, and the shield prints its start */
     int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits
