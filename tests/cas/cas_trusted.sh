@@ -1,0 +1,151 @@
+#!/bin/bash
+# Trusted files (docs/runtime.md "Trusted files"): scpctl run --cas measures the files given with
+# --trusted along with the program, and the shield checks them while the program runs. A small
+# program built here, with a library it dlopens, a data file it reads and a helper it executes:
+# - unchanged, all three work;
+# - an exec of a binary that is not in the manifest is refused (EACCES), with a log line;
+# - after measurement (the program is running), one byte changed in the library: its dlopen
+#   fails and the log names it; one byte changed in the data file: its open fails with EACCES
+#   and the log names it; one byte changed in the helper: its exec is refused;
+# - a library that is not listed cannot be dlopened;
+# - 'platform measure' prints the configuration's hash; --net and --trusted change the measurement.
+source "$(dirname "$0")/lib.sh" "$@"
+command -v cc >/dev/null || { echo "no C compiler: skipped"; exit 77; }
+
+A=$T/admin.pem
+expect_rc 0 "$SCPCTL" cas identity --out "$A"
+export SCP_IDENTITY=$A
+start_cas --admin "$A"
+expect_rc 0 "$SCPCTL" platform create-key "$T/p1.key"
+expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
+
+# outside /tmp: the program runs in a container whose /tmp is private
+U=$(mktemp -d /var/tmp/scp-cas-trusted.XXXXXX)
+trap 'cleanup; rm -rf "$U"' EXIT
+chmod 755 "$U"
+cat >"$U/app.c" <<'C'
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int i = 1;
+    if (argc > 3 && !strcmp(argv[1], "wait")) { /* wait DIR: say ready, wait for DIR/go */
+        char p[4096];
+        snprintf(p, sizeof p, "%s/ready", argv[2]);
+        close(open(p, O_CREAT | O_WRONLY, 0644));
+        snprintf(p, sizeof p, "%s/go", argv[2]);
+        for (int k = 0; k < 300 && access(p, F_OK) != 0; k++) usleep(100000);
+        i = 3;
+    }
+    if (argc < i + 2) return 9;
+    const char *mode = argv[i], *path = argv[i + 1];
+    setvbuf(stdout, NULL, _IONBF, 0);
+    if (!strcmp(mode, "dlopen")) {
+        void *h = dlopen(path, RTLD_NOW);
+        if (!h) { printf("dlopen failed: %s\n", dlerror()); return 2; }
+        int (*f)(void) = (int (*)(void))dlsym(h, "plug_answer");
+        printf("dlopen ok: %d\n", f ? f() : -1);
+        return 0;
+    }
+    if (!strcmp(mode, "open")) {
+        char buf[128] = "";
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) { printf("open failed: %s\n", strerror(errno)); return 2; }
+        ssize_t n = read(fd, buf, sizeof buf - 1);
+        printf("open ok: %.*s\n", n > 0 ? (int)strcspn(buf, "\n") : 0, buf);
+        return 0;
+    }
+    if (!strcmp(mode, "exec")) {
+        execl(path, path, (char *)NULL);
+        printf("exec failed: %s\n", strerror(errno));
+        return 2;
+    }
+    return 9;
+}
+C
+printf 'const char plug_marker[] = "PLUGMARK-original";\nint plug_answer(void) { return 42; }\n' >"$U/plug.c"
+cc -o "$U/app" "$U/app.c" -ldl && cc -shared -fPIC -o "$U/libplug.so" "$U/plug.c" || fail "cannot build the test program"
+cp "$U/libplug.so" "$U/libother.so"
+cp "$(readlink -f /bin/true)" "$U/helper"
+cp "$(readlink -f /bin/true)" "$U/unlisted"
+echo "setting=original" >"$U/data.conf"
+
+TRUST=(--trusted "$U/libplug.so" --trusted "$U/data.conf" --trusted "$U/helper")
+expect_rc 0 "$SCPCTL" platform measure "${TRUST[@]}" -- "$U/app"
+M=$(cat "$T/last.out")
+grep -q "^configuration [0-9a-f]\{64\} " "$T/last.err" || fail "platform measure prints no configuration hash: $(cat "$T/last.err")"
+CFG=$(sed -n 's/^configuration \([0-9a-f]*\) .*/\1/p' "$T/last.err")
+# the configuration is part of the measurement: --net none and a different manifest change it
+expect_rc 0 "$SCPCTL" platform measure --net none "${TRUST[@]}" -- "$U/app"
+[ "$(cat "$T/last.out")" = "$M" ] && fail "--net none does not change the measurement"
+grep -q "^configuration $CFG " "$T/last.err" && fail "--net none does not change the configuration hash"
+expect_rc 0 "$SCPCTL" platform measure --trusted "$U/libplug.so" -- "$U/app"
+[ "$(cat "$T/last.out")" = "$M" ] && fail "the trusted-file manifest does not change the measurement"
+
+cat >"$T/t.yaml" <<YAML
+name: t
+services:
+  - {name: app, measurements: [$M], command: [app], append_args: true}
+YAML
+expect_rc 0 "$SCPCTL" session create "$T/t.yaml"
+RUN=("$SCPCTL" run --session t --service app --platform-key "$T/p1.key" --volume-dir "$T/vols" "${TRUST[@]}")
+
+# unchanged: all work
+expect_rc 0 "${RUN[@]}" -- "$U/app" dlopen "$U/libplug.so"
+grep -qx "dlopen ok: 42" "$T/last.out" || fail "dlopen of the listed library: $(cat "$T/last.out" "$T/last.err")"
+expect_rc 0 "${RUN[@]}" -- "$U/app" open "$U/data.conf"
+grep -qx "open ok: setting=original" "$T/last.out" || fail "open of the listed file: $(cat "$T/last.out" "$T/last.err")"
+expect_rc 0 "${RUN[@]}" -- "$U/app" exec "$U/helper"
+
+# an exec of a binary that is not in the manifest
+expect_rc 2 "${RUN[@]}" -- "$U/app" exec "$U/unlisted"
+grep -qx "exec failed: Permission denied" "$T/last.out" || fail "exec of an unlisted binary: $(cat "$T/last.out")"
+grep -q "exec of $U/unlisted refused: it is not in the measured trusted-file manifest" "$T/last.err" ||
+    fail "no log line for the refused exec: $(cat "$T/last.err")"
+# a library that is not listed
+expect_rc 2 "${RUN[@]}" -- "$U/app" dlopen "$U/libother.so"
+grep -q "^dlopen failed" "$T/last.out" || fail "dlopen of an unlisted library: $(cat "$T/last.out")"
+grep -q "mapping of $U/libother.so refused: it is not in the measured" "$T/last.err" ||
+    fail "no log line for the unlisted library: $(cat "$T/last.err")"
+
+# changed after measurement, while the program runs: ARGS... run after FILE got one byte changed
+changed_run() { # FILE OFFSET ARGS...
+    local f=$1 off=$2
+    shift 2
+    rm -f "$U/ready" "$U/go"
+    "${RUN[@]}" -- "$U/app" wait "$U" "$@" >"$T/last.out" 2>"$T/last.err" &
+    local pid=$!
+    for _ in $(seq 1 100); do
+        [ -e "$U/ready" ] && break
+        kill -0 $pid 2>/dev/null || fail "the program did not start: $(cat "$T/last.err")"
+        sleep 0.1
+    done
+    cp -p "$f" "$f.orig"
+    printf 'X' | dd of="$f" bs=1 seek="$off" conv=notrunc 2>/dev/null
+    touch "$U/go"
+    wait $pid
+    RC=$?
+    cp -p "$f.orig" "$f" # back as measured (the content; the stamp is new)
+}
+off=$(grep -obaF PLUGMARK-original "$U/libplug.so" | head -1 | cut -d: -f1)
+[ -n "$off" ] || fail "test setup: no marker in the library"
+changed_run "$U/libplug.so" "$off" dlopen "$U/libplug.so"
+[ $RC -eq 2 ] && grep -q "^dlopen failed" "$T/last.out" || fail "dlopen of a changed library: rc $RC: $(cat "$T/last.out")"
+grep -q "mapping of $U/libplug.so refused: its content differs from the measured trusted-file manifest" "$T/last.err" ||
+    fail "no log line naming the changed library: $(cat "$T/last.err")"
+changed_run "$U/data.conf" 8 open "$U/data.conf"
+[ $RC -eq 2 ] && grep -qx "open failed: Permission denied" "$T/last.out" ||
+    fail "open of a changed trusted file: rc $RC: $(cat "$T/last.out")"
+grep -q "open of $U/data.conf refused: its content differs from the measured trusted-file manifest (EACCES)" "$T/last.err" ||
+    fail "no log line naming the changed file: $(cat "$T/last.err")"
+changed_run "$U/helper" 200 exec "$U/helper"
+[ $RC -eq 2 ] && grep -qx "exec failed: Permission denied" "$T/last.out" || fail "exec of a changed binary: rc $RC: $(cat "$T/last.out")"
+grep -q "exec of $U/helper refused: its content differs" "$T/last.err" || fail "no log line for the changed binary"
+
+# restored content (new stamp): accepted again after a fresh hash
+expect_rc 0 "${RUN[@]}" -- "$U/app" dlopen "$U/libplug.so"
+grep -qx "dlopen ok: 42" "$T/last.out" || fail "the restored library is refused: $(cat "$T/last.err")"
+echo "cas_trusted: ok"
