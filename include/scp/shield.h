@@ -73,6 +73,9 @@ struct scp_shield_tag_sync {
  * loader mapped against them (same inode, stamp unchanged, else hashed through them) and closes
  * them; images executed later have none and check by path. */
 #define SCP_SHIELD_ENV_MEASURED_FDS "SCP_SHIELD_MEASURED_FDS"
+/* In the container: links to the measured libraries, the loader's first search directory for
+ * the first image (LD_LIBRARY_PATH, removed by the shield before main). */
+#define SCP_SHIELD_MEASURED_LIB_DIR "/dev/.scp/lib"
 #define SCP_SHIELD_TRUSTED_MAX 1024u
 typedef struct scp_shield_trusted {
     uint8_t digest[32];

@@ -654,6 +654,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
     ro->exec_fd = set->fd[0];
     ro->measured_fds = set->fd;
+    ro->measured_paths = (const char (*)[PATH_MAX])set->path;
     ro->n_measured = set->n;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipefd) < 0) {
         scp_fail_errno(err, "socketpair");

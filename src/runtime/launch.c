@@ -95,6 +95,26 @@ int scp_run_find_shield(const char *given, char *out, size_t n, scp_err *err) {
     return find_shield(given, out, n, err);
 }
 
+/* The loader opens the libraries by name after measurement. In the container, a directory of
+ * symbolic links, one per measured library under the name the program needs it by, each to
+ * /proc/self/fd/N of the measured descriptor, is put first in its search (LD_LIBRARY_PATH): it
+ * then opens the very files that were measured, whatever was put at their paths since. The
+ * shield removes the variable and closes the descriptors before main (the links then lead
+ * nowhere, and a later dlopen searches on). */
+static int measured_lib_dir(const struct scp_run_opts *o, int first, scp_err *err) {
+    if (mkdir(SCP_SHIELD_MEASURED_LIB_DIR, 0755) && errno != EEXIST)
+        return scp_fail_errno(err, "cannot create %s", SCP_SHIELD_MEASURED_LIB_DIR);
+    for (size_t i = 1; i < o->n_measured; i++) {
+        const char *name = strrchr(o->measured_paths[i], '/');
+        char link[PATH_MAX], target[64];
+        name = name ? name + 1 : o->measured_paths[i];
+        snprintf(target, sizeof target, "/proc/self/fd/%d", first + (int)i);
+        if (!*name || snprintf(link, sizeof link, "%s/%s", SCP_SHIELD_MEASURED_LIB_DIR, name) >= (int)sizeof link) continue;
+        if (symlink(target, link) && errno != EEXIST) return scp_fail_errno(err, "cannot create %s", link);
+    }
+    return setenv("LD_LIBRARY_PATH", SCP_SHIELD_MEASURED_LIB_DIR, 1) ? scp_fail_errno(err, "setenv") : 0;
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -257,8 +277,9 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
                 goto out;
             }
         snprintf(mv, sizeof mv, "%d:%zu", first, o->n_measured);
-        if (setenv(SCP_SHIELD_ENV_MEASURED_FDS, mv, 1)) {
-            scp_fail_errno(err, "setenv");
+        if (setenv(SCP_SHIELD_ENV_MEASURED_FDS, mv, 1) ||
+            (o->container.enabled && o->measured_paths && measured_lib_dir(o, first, err) < 0)) {
+            if (!err->code) scp_fail_errno(err, "setenv");
             goto out;
         }
     }

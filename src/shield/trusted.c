@@ -301,6 +301,8 @@ static void measured_take(void) {
         measured_count = count;
     }
     unsetenv(SCP_SHIELD_ENV_MEASURED_FDS);
+    const char *lp = getenv("LD_LIBRARY_PATH"); /* the launcher's, for this image's loader only */
+    if (lp && !strcmp(lp, SCP_SHIELD_MEASURED_LIB_DIR)) unsetenv("LD_LIBRARY_PATH");
 }
 
 static void measured_close(void) {

@@ -8,7 +8,8 @@
 #   fails and the log names it; one byte changed in the data file: its open fails with EACCES
 #   and the log names it; one byte changed in the helper: its exec is refused;
 # - a library that is not listed cannot be dlopened;
-# - 'platform measure' prints the configuration's hash; --net and --trusted change the measurement.
+# - 'platform measure' prints the configuration's hash; --net and --trusted change the measurement;
+# - a library replaced after measurement (before the loader runs) is not what gets loaded.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v cc >/dev/null || { echo "no C compiler: skipped"; exit 77; }
 
@@ -148,4 +149,34 @@ grep -q "exec of $U/helper refused: its content differs" "$T/last.err" || fail "
 # restored content (new stamp): accepted again after a fresh hash
 expect_rc 0 "${RUN[@]}" -- "$U/app" dlopen "$U/libplug.so"
 grep -qx "dlopen ok: 42" "$T/last.out" || fail "the restored library is refused: $(cat "$T/last.err")"
+# The loader reads the libraries that were measured, not what lies at their paths at exec time:
+# a library that links at start (RUNPATH $ORIGIN) is replaced (rename) after scpctl run measured
+# it, while attestation waits (CAS stopped); the replacement's constructor must never run.
+printf '#include <stdio.h>\n__attribute__((constructor)) static void c(void) { printf("START-original\\n"); }\nint start_answer(void) { return 7; }\n' >"$U/start.c"
+printf '#include <stdio.h>\n#include <fcntl.h>\n#include <unistd.h>\n__attribute__((constructor)) static void c(void) { printf("START-swapped\\n"); close(open("%s/swapped-ran", O_CREAT | O_WRONLY, 0644)); }\nint start_answer(void) { return 8; }\n' "$U" >"$U/swapped.c"
+printf 'int start_answer(void);\nint main(void) { return start_answer() == 7 ? 0 : 5; }\n' >"$U/app2.c"
+cc -shared -fPIC -Wl,-soname,libstart.so -o "$U/libstart.so" "$U/start.c" &&
+    cc -shared -fPIC -Wl,-soname,libstart.so -o "$U/libswapped.so" "$U/swapped.c" &&
+    cc -o "$U/app2" "$U/app2.c" -L"$U" -lstart -Wl,--enable-new-dtags,-rpath,'$ORIGIN' || fail "cannot build app2"
+expect_rc 0 "$SCPCTL" platform measure -- "$U/app2"
+M2=$(cat "$T/last.out")
+printf 'name: t2\nservices: [{name: app2, measurements: [%s], command: [app2]}]\n' "$M2" >"$T/t2.yaml"
+expect_rc 0 "$SCPCTL" session create "$T/t2.yaml"
+kill -STOP "$CAS_PID"
+"$SCPCTL" run --session t2 --service app2 --platform-key "$T/p1.key" --volume-dir "$T/vols" -- "$U/app2" \
+    >"$T/app2.out" 2>"$T/app2.err" &
+A2=$!
+# measured: scpctl holds the library open and talks to CAS (it connects after measuring)
+measured() { ls -l /proc/$A2/fd 2>/dev/null | grep -q "$U/libstart.so" && ls -l /proc/$A2/fd | grep -q socket:; }
+for _ in $(seq 1 200); do
+    measured && break
+    sleep 0.05
+done
+measured || { kill -CONT "$CAS_PID"; fail "scpctl run did not measure app2: $(cat "$T/app2.err")"; }
+mv "$U/libswapped.so" "$U/libstart.so"
+kill -CONT "$CAS_PID"
+wait $A2
+RC=$?
+[ -e "$U/swapped-ran" ] && fail "the library put in place after measurement ran: $(cat "$T/app2.out" "$T/app2.err")"
+[ $RC -eq 0 ] && grep -qx START-original "$T/app2.out" || fail "app2: rc $RC: $(cat "$T/app2.out" "$T/app2.err")"
 echo "cas_trusted: ok"
