@@ -656,6 +656,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     ro->measured_fds = set->fd;
     ro->measured_paths = (const char (*)[PATH_MAX])set->path;
     ro->n_measured = set->n;
+    ro->measured_interp = set->has_interp ? set->path[1] : NULL;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipefd) < 0) {
         scp_fail_errno(err, "socketpair");
         goto out;

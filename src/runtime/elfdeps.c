@@ -288,6 +288,7 @@ static int is_elf(int fd) {
 int scp_elf_set_open_with(int root, const char *prog, const char *search_path, const char *preload,
                           const char *const *extra, size_t nextra, scp_elf_set *s, scp_err *err) {
     s->n = 0;
+    s->has_interp = 0;
     size_t first_extra = SIZE_MAX;
     char found[PATH_MAX];
     scp_elf_info *info = malloc(sizeof *info);
@@ -333,6 +334,7 @@ int scp_elf_set_open_with(int root, const char *prog, const char *search_path, c
                     goto fail;
                 }
                 add(s, ifd, info->interp, err);
+                s->has_interp = 1;
             }
             if (preload) {
                 int pfd = try_open(-1, preload, machine, 0); /* a host path */

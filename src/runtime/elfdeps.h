@@ -51,6 +51,7 @@ int scp_elf_parse(const uint8_t *buf, size_t len, scp_elf_info *out, scp_err *er
  * libraries that all of them need, breadth-first without duplicates (same device and inode). */
 typedef struct scp_elf_set {
     size_t n;
+    int has_interp; /* [1] is the program's interpreter (PT_INTERP) */
     int fd[SCP_ELF_MAX_OBJECTS];
     char path[SCP_ELF_MAX_OBJECTS][PATH_MAX];
 } scp_elf_set;

@@ -115,6 +115,24 @@ static int measured_lib_dir(const struct scp_run_opts *o, int first, scp_err *er
     return setenv("LD_LIBRARY_PATH", SCP_SHIELD_MEASURED_LIB_DIR, 1) ? scp_fail_errno(err, "setenv") : 0;
 }
 
+/* The kernel opens the program's interpreter by its path (PT_INTERP) at exec, inside the
+ * container. Right before exec, that path must still be the measured file (same device and
+ * inode, same size and times): a loader put there since the measurement stops the run before it
+ * could run. What remains is the moment between this check and the kernel's open (and a change
+ * in place that restores the times, which only root can do); the shield checks the mapped
+ * loader against the measured descriptor again at start (docs/runtime.md "What is measured"). */
+static int measured_loader(const char *interp, int fd, scp_err *err) {
+    struct stat a, b;
+    if (fstat(fd, &a) || stat(interp, &b))
+        return scp_fail_errno(err, "cannot check the program's loader %s", interp);
+    if (a.st_dev != b.st_dev || a.st_ino != b.st_ino || a.st_size != b.st_size ||
+        a.st_mtim.tv_sec != b.st_mtim.tv_sec || a.st_mtim.tv_nsec != b.st_mtim.tv_nsec ||
+        a.st_ctim.tv_sec != b.st_ctim.tv_sec || a.st_ctim.tv_nsec != b.st_ctim.tv_nsec)
+        return scp_fail(err, SCP_E_INTEGRITY, EACCES,
+                        "the program's loader %s changed since it was measured; not starting", interp);
+    return 0;
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -278,7 +296,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
             }
         snprintf(mv, sizeof mv, "%d:%zu", first, o->n_measured);
         if (setenv(SCP_SHIELD_ENV_MEASURED_FDS, mv, 1) ||
-            (o->container.enabled && o->measured_paths && measured_lib_dir(o, first, err) < 0)) {
+            (o->container.enabled && o->measured_paths && measured_lib_dir(o, first, err) < 0) ||
+            (o->container.enabled && o->measured_interp && measured_loader(o->measured_interp, first + 1, err) < 0)) {
             if (!err->code) scp_fail_errno(err, "setenv");
             goto out;
         }

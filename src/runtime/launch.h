@@ -35,6 +35,7 @@ struct scp_run_opts {
     const char (*measured_paths)[PATH_MAX]; /* their paths as resolved: [0] the program, then the
                                 loader and the libraries under the names the program needs */
     size_t n_measured;
+    const char *measured_interp; /* the program's PT_INTERP (measured_fds[1]) or NULL */
     int64_t timing_ns;       /* SCP_RUN_TIMING: when the launch began (scp_now_ns); before exec the
                                 setup time since then is printed, and the shield prints its start */
     int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits

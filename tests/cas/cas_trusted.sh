@@ -9,7 +9,8 @@
 #   and the log names it; one byte changed in the helper: its exec is refused;
 # - a library that is not listed cannot be dlopened;
 # - 'platform measure' prints the configuration's hash; --net and --trusted change the measurement;
-# - a library replaced after measurement (before the loader runs) is not what gets loaded.
+# - a library replaced after measurement (before the loader runs) is not what gets loaded;
+# - a loader replaced after measurement stops the run before exec.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v cc >/dev/null || { echo "no C compiler: skipped"; exit 77; }
 
@@ -179,4 +180,37 @@ wait $A2
 RC=$?
 [ -e "$U/swapped-ran" ] && fail "the library put in place after measurement ran: $(cat "$T/app2.out" "$T/app2.err")"
 [ $RC -eq 0 ] && grep -qx START-original "$T/app2.out" || fail "app2: rc $RC: $(cat "$T/app2.out" "$T/app2.err")"
+
+# The program's loader (PT_INTERP, opened by the kernel by path) replaced after measurement: the
+# run stops before exec, so the replacement never runs.
+LDSO=$(readlink -f /lib64/ld-linux-x86-64.so.2)
+[ -f "$LDSO" ] || { echo "cas_trusted: ok (no x86-64 loader: the loader case skipped)"; exit 0; }
+cp "$LDSO" "$U/ld.so" && cp "$LDSO" "$U/ld-swapped.so"
+printf 'X' | dd of="$U/ld-swapped.so" bs=1 seek=1000 conv=notrunc 2>/dev/null
+cc -o "$U/app3" "$U/app2.c" -L"$U" -lstart -Wl,--enable-new-dtags,-rpath,'$ORIGIN' -Wl,--dynamic-linker="$U/ld.so" ||
+    fail "cannot build app3"
+mv "$U/libstart.so" "$U/libstart.swapped" && cc -shared -fPIC -Wl,-soname,libstart.so -o "$U/libstart.so" "$U/start.c"
+expect_rc 0 "$SCPCTL" platform measure -- "$U/app3"
+M3=$(cat "$T/last.out")
+printf 'name: t3\nservices: [{name: app3, measurements: [%s], command: [app3]}]\n' "$M3" >"$T/t3.yaml"
+expect_rc 0 "$SCPCTL" session create "$T/t3.yaml"
+RUN3=("$SCPCTL" run --session t3 --service app3 --platform-key "$T/p1.key" --volume-dir "$T/vols" -- "$U/app3")
+expect_rc 0 "${RUN3[@]}"
+grep -qx START-original "$T/last.out" || fail "app3 with its own loader: $(cat "$T/last.out" "$T/last.err")"
+kill -STOP "$CAS_PID"
+"${RUN3[@]}" >"$T/app3.out" 2>"$T/app3.err" &
+A2=$!
+measured() { ls -l /proc/$A2/fd 2>/dev/null | grep -q "$U/ld.so" && ls -l /proc/$A2/fd | grep -q socket:; }
+for _ in $(seq 1 200); do
+    measured && break
+    sleep 0.05
+done
+measured || { kill -CONT "$CAS_PID"; fail "scpctl run did not measure app3: $(cat "$T/app3.err")"; }
+mv "$U/ld-swapped.so" "$U/ld.so"
+kill -CONT "$CAS_PID"
+wait $A2
+RC=$?
+[ $RC -eq 126 ] && grep -q "loader $U/ld.so changed since it was measured; not starting" "$T/app3.err" ||
+    fail "a loader replaced after measurement: rc $RC: $(cat "$T/app3.out" "$T/app3.err")"
+grep -q START "$T/app3.out" && fail "the program ran with a replaced loader"
 echo "cas_trusted: ok"
