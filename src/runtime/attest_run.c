@@ -674,6 +674,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         for (size_t i = 0; i < nv; i++) tsync->acked[i] = rv[i].reported_gen;
         ro->tag_sync_fd = sync_fd;
     }
+    if (timing) fprintf(stderr, "scpctl run: timing: volumes %.1f ms\n", (now_s() - t2) * 1e3);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
