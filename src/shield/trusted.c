@@ -289,16 +289,45 @@ int sh_trusted_mmap(const long a[6], int exec_only, long *ret) {
 
 /* ---- the mappings of this image made before the shield ran ------------------------------ */
 
+/* One line of /proc/PID/maps: "START-END PERMS OFFSET MAJ:MIN INODE [PATH]". Returns 0 when it
+ * parses; *path points into line (empty when the mapping has no name). */
+struct maps_line {
+    unsigned long start, end, ino;
+    unsigned maj, min;
+    int exec;
+    const char *path;
+};
+static int parse_maps_line(const char *line, struct maps_line *m) {
+    char *e;
+    m->start = strtoul(line, &e, 16);
+    if (*e != '-') return -1;
+    m->end = strtoul(e + 1, &e, 16);
+    if (*e != ' ' || strlen(e) < 6) return -1;
+    m->exec = e[3] == 'x'; /* " rwxp " */
+    e += 6;
+    (void)strtoul(e, &e, 16); /* the offset */
+    m->maj = (unsigned)strtoul(e, &e, 16);
+    if (*e != ':') return -1;
+    m->min = (unsigned)strtoul(e + 1, &e, 16);
+    if (*e != ' ') return -1;
+    m->ino = strtoul(e, &e, 10);
+    while (*e == ' ') e++;
+    m->path = e;
+    return 0;
+}
+
 /* The descriptors scpctl run measured (first image only): [first, first + count). */
 static int measured_first = -1, measured_count;
 
 static void measured_take(void) {
     const char *v = getenv(SCP_SHIELD_ENV_MEASURED_FDS);
     if (!v) return;
-    int first, count;
-    if (sscanf(v, "%d:%d", &first, &count) == 2 && first > 2 && count > 0 && count <= (int)SCP_SHIELD_TRUSTED_MAX) {
-        measured_first = first;
-        measured_count = count;
+    char *e;
+    long first = strtol(v, &e, 10), count = *e == ':' ? strtol(e + 1, &e, 10) : 0;
+    if (!*e && first > 2 && first < INT_MAX - (long)SCP_SHIELD_TRUSTED_MAX && count > 0 &&
+        count <= (long)SCP_SHIELD_TRUSTED_MAX) {
+        measured_first = (int)first;
+        measured_count = (int)count;
     }
     unsetenv(SCP_SHIELD_ENV_MEASURED_FDS);
     const char *lp = getenv("LD_LIBRARY_PATH"); /* the launcher's, for this image's loader only */
@@ -363,13 +392,9 @@ int sh_trusted_check_mapped(scp_err *err) {
     for (char *line = buf; !rc && line && *line;) {
         char *nl = strchr(line, '\n');
         if (nl) *nl = 0;
-        char perms[8] = "";
-        unsigned maj = 0, min = 0;
-        unsigned long ino = 0;
-        int off = 0;
-        if (sscanf(line, "%*x-%*x %7s %*x %x:%x %lu %n", perms, &maj, &min, &ino, &off) >= 4 && strchr(perms, 'x') &&
-            ino && off > 0 && line[off] == '/')
-            rc = check_mapping(maj, min, ino, line + off, err);
+        struct maps_line m;
+        if (parse_maps_line(line, &m) == 0 && m.exec && m.ino && m.path[0] == '/')
+            rc = check_mapping(m.maj, m.min, m.ino, m.path, err);
         line = nl ? nl + 1 : NULL;
     }
     sh_gate(SYS_munmap, (long)buf, (long)cap, 0, 0, 0, 0);
@@ -429,13 +454,12 @@ static long check_protect(uintptr_t addr, size_t len) {
     char line[PATH_MAX + 128];
     long r = 0;
     while (!r && fgets(line, sizeof line, f)) {
-        unsigned long s, e, ino = 0;
-        int off = 0;
-        if (sscanf(line, "%lx-%lx %*s %*x %*x:%*x %lu %n", &s, &e, &ino, &off) < 3 || e <= addr || s >= addr + len ||
-            !ino || off <= 0 || line[off] != '/')
-            continue;
+        struct maps_line m;
         line[strcspn(line, "\n")] = 0;
-        const char *path = line + off;
+        if (parse_maps_line(line, &m) < 0 || m.end <= addr || m.start >= addr + len || !m.ino || m.path[0] != '/')
+            continue;
+        const char *path = m.path;
+        unsigned long ino = m.ino;
         if (!strncmp(path, "/memfd:scp-trusted", 18)) continue;
         long fd = sh_gate(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
         struct stat st;
