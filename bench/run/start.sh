@@ -70,6 +70,7 @@ echo "  split (median): measurement $(sed -n 's/.*measure \([0-9.]*\) ms.*/\1/p'
      "attestation round trip $(sed -n 's/.*attest \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms," \
      "volumes $(sed -n 's/.*volumes \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms (open against CAS's tag, first report)," \
      "container setup $(sed -n 's/.*container setup \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms (fork to exec: namespaces, mounts, relay, init)," \
-     "shield start $(sed -n 's/.*shield start \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms (exec, loader, shield, trusted-file checks);" \
+     "shield start $(sed -n 's/.*shield start \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms (exec, loader, shield;" \
+     "start-up trusted-file check $(sed -n 's/.*trusted-file check \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms);" \
      "the rest is redis's own start"
 echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
