@@ -48,7 +48,7 @@ int cmd_platform(int argc, char **argv) {
     cli_cas o = {0};
     const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,
                *config = NULL, *volume = NULL, *tag = NULL, *token = NULL, *rootfs = NULL;
-    const char *pos[64], *trusted[64];
+    const char *pos[64], *trusted[SCP_ELF_MAX_OBJECTS / 2];
     int npos = 0, prog_form = 0;
     struct scp_attest_run_conf conf = {0};
     for (int i = 2; i < argc; i++) {
@@ -85,7 +85,8 @@ int cmd_platform(int argc, char **argv) {
                 if (cap < 0) return cli_usage_error("--cap needs a capability name such as net_bind_service");
                 conf.keep_caps |= 1ull << cap;
             } else {
-                if (v[0] != '/' || conf.ntrusted >= 64) return cli_usage_error("--trusted needs an absolute PATH (at most 64)");
+                if (v[0] != '/' || conf.ntrusted >= SCP_ELF_MAX_OBJECTS / 2)
+                    return cli_usage_error("--trusted needs an absolute PATH (at most %u)", SCP_ELF_MAX_OBJECTS / 2);
                 trusted[conf.ntrusted++] = v;
                 conf.trusted = trusted;
             }
