@@ -7,7 +7,7 @@
 # - after measurement (the program is running), one byte changed in the library: its dlopen
 #   fails and the log names it; one byte changed in the data file: its open fails with EACCES
 #   and the log names it; one byte changed in the helper: its exec is refused;
-# - a library that is not listed cannot be dlopened;
+# - a library that is not listed cannot be dlopened, nor mapped executable by the program;
 # - 'platform measure' prints the configuration's hash; --net and --trusted change the measurement;
 # - a library replaced after measurement (before the loader runs) is not what gets loaded;
 # - a loader replaced after measurement stops the run before exec.
@@ -31,6 +31,7 @@ cat >"$U/app.c" <<'C'
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 int main(int argc, char **argv) {
     int i = 1;
@@ -58,6 +59,16 @@ int main(int argc, char **argv) {
         if (fd < 0) { printf("open failed: %s\n", strerror(errno)); return 2; }
         ssize_t n = read(fd, buf, sizeof buf - 1);
         printf("open ok: %.*s\n", n > 0 ? (int)strcspn(buf, "\n") : 0, buf);
+        return 0;
+    }
+    if (!strcmp(mode, "mmapx") || !strcmp(mode, "mprotect")) { /* the program's own code mapping */
+        int fd = open(path, O_RDONLY);
+        if (fd < 0) { printf("open failed: %s\n", strerror(errno)); return 2; }
+        int x = !strcmp(mode, "mmapx");
+        void *p = mmap(NULL, 4096, PROT_READ | (x ? PROT_EXEC : 0), MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) { printf("%s failed: %s\n", mode, strerror(errno)); return 2; }
+        if (!x && mprotect(p, 4096, PROT_READ | PROT_EXEC) != 0) { printf("%s failed: %s\n", mode, strerror(errno)); return 2; }
+        printf("%s ok\n", mode);
         return 0;
     }
     if (!strcmp(mode, "exec")) {
@@ -112,6 +123,15 @@ expect_rc 2 "${RUN[@]}" -- "$U/app" dlopen "$U/libother.so"
 grep -q "^dlopen failed" "$T/last.out" || fail "dlopen of an unlisted library: $(cat "$T/last.out")"
 grep -q "mapping of $U/libother.so refused: it is not in the measured" "$T/last.err" ||
     fail "no log line for the unlisted library: $(cat "$T/last.err")"
+
+# the program's own executable mapping of a file (mmap with PROT_EXEC, or mprotect adding it)
+for mode in mmapx mprotect; do
+    expect_rc 0 "${RUN[@]}" -- "$U/app" $mode "$U/libplug.so"
+    grep -qx "$mode ok" "$T/last.out" || fail "$mode of the listed library: $(cat "$T/last.out" "$T/last.err")"
+    expect_rc 2 "${RUN[@]}" -- "$U/app" $mode "$U/libother.so"
+    grep -qx "$mode failed: Permission denied" "$T/last.out" || fail "$mode of an unlisted file: $(cat "$T/last.out")"
+    grep -q "$U/libother.so refused: it is not in the measured" "$T/last.err" || fail "$mode: no log line"
+done
 
 # changed after measurement, while the program runs: ARGS... run after FILE got one byte changed
 changed_run() { # FILE OFFSET ARGS...
