@@ -177,6 +177,9 @@ int sh_filter_install(int base, int count, int full, scp_err *err) {
     if (full) {
         jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, L_ENOSYS, 0); /* x32 */
         jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_execve, L_IPCHECK, 0);
+        /* execveat of any descriptor (fexecve) too: every exec is re-shielded and checked
+         * against the trusted-file manifest (trusted.c) */
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_execveat, L_IPCHECK, 0);
         /* openat2 has no libc wrapper to interpose: trap every one and look at its path */
         jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_openat2, L_IPCHECK, 0);
         jump(p, BPF_JMP | BPF_JEQ | BPF_K, SYS_io_uring_setup, L_ENOSYS, 0);

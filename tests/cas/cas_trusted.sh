@@ -71,6 +71,13 @@ int main(int argc, char **argv) {
         printf("%s ok\n", mode);
         return 0;
     }
+    if (!strcmp(mode, "fexecve")) {
+        int fd = open(path, O_RDONLY);
+        char *av[] = {(char *)path, NULL}, *ev[] = {NULL};
+        if (fd >= 0) fexecve(fd, av, ev);
+        printf("exec failed: %s\n", strerror(errno));
+        return 2;
+    }
     if (!strcmp(mode, "exec")) {
         execl(path, path, (char *)NULL);
         printf("exec failed: %s\n", strerror(errno));
@@ -118,6 +125,10 @@ expect_rc 2 "${RUN[@]}" -- "$U/app" exec "$U/unlisted"
 grep -qx "exec failed: Permission denied" "$T/last.out" || fail "exec of an unlisted binary: $(cat "$T/last.out")"
 grep -q "exec of $U/unlisted refused: it is not in the measured trusted-file manifest" "$T/last.err" ||
     fail "no log line for the refused exec: $(cat "$T/last.err")"
+# the same through fexecve (execveat of a descriptor)
+expect_rc 2 "${RUN[@]}" -- "$U/app" fexecve "$U/unlisted"
+grep -qx "exec failed: Permission denied" "$T/last.out" || fail "fexecve of an unlisted binary: $(cat "$T/last.out")"
+expect_rc 0 "${RUN[@]}" -- "$U/app" fexecve "$U/helper"
 # a library that is not listed
 expect_rc 2 "${RUN[@]}" -- "$U/app" dlopen "$U/libother.so"
 grep -q "^dlopen failed" "$T/last.out" || fail "dlopen of an unlisted library: $(cat "$T/last.out")"
