@@ -64,7 +64,8 @@ struct scp_shield_tag_sync {
  * libraries, shield runtime, --trusted files), each with the hash the measurement used.
  * Layout (little-endian): "SCPT1\n" | u32 n | per file: digest[32] | u64 size | u64 dev |
  * u64 ino | i64 mtime_ns | i64 ctime_ns | u32 path length (with its NUL) | path (absolute, as
- * the program sees it, symlinks resolved). dev, ino and the times are the file's stamp when it
+ * the program sees it, symlinks resolved) | u32 length | the path as given (--trusted PATH, or
+ * as the loader's search found it). dev, ino and the times are the file's stamp when it
  * was measured: a file that still has it needs no hashing. The shield passes the manifest on
  * to every image that the program executes. Without it no file is checked. */
 #define SCP_SHIELD_ENV_TRUSTED_FD "SCP_SHIELD_TRUSTED_FD"
@@ -81,7 +82,8 @@ typedef struct scp_shield_trusted {
     uint8_t digest[32];
     uint64_t size, dev, ino;
     int64_t mtime_ns, ctime_ns;
-    const char *path; /* NUL-terminated; points into the buffer that was parsed */
+    const char *path;  /* real path; NUL-terminated; points into the buffer that was parsed */
+    const char *given; /* the path as given (NULL when adding: the real path) */
 } scp_shield_trusted;
 /* Append one entry to a serialized manifest in *buf (malloc'ed, grown; *len its length; an
  * empty *buf starts one). Returns 0 or -1 (out of memory, too many entries, path too long). */

@@ -90,9 +90,11 @@ static int build_identity(const scp_elf_set *set, const char *lib, const char *r
         else if (inside_path(set->fd[i], root_real, path, sizeof path, err) < 0) return -1;
         scp_hex(digest[i], 32, hex);
         scp_shield_trusted e = {.size = size[i], .dev = (uint64_t)st[i].st_dev, .ino = (uint64_t)st[i].st_ino,
-                                .mtime_ns = ts_ns(st[i].st_mtim), .ctime_ns = ts_ns(st[i].st_ctim), .path = path};
+                                .mtime_ns = ts_ns(st[i].st_mtim), .ctime_ns = ts_ns(st[i].st_ctim), .path = path,
+                                .given = set->path[i][0] == '/' && strcmp(set->path[i], lib) ? set->path[i] : path};
         memcpy(e.digest, digest[i], 32);
-        bad = text_add(&id->config, &id->config_len, "file %s %llu %s\n", hex, (unsigned long long)size[i], path) ||
+        bad = text_add(&id->config, &id->config_len, "file %s %llu %s%s%s\n", hex, (unsigned long long)size[i], path,
+                       strcmp(e.given, path) ? " as " : "", strcmp(e.given, path) ? e.given : "") ||
               scp_shield_trusted_add(&id->manifest, &id->manifest_len, &e);
     }
     if (bad) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "cannot build the configuration (too many or too long paths?)");

@@ -125,8 +125,9 @@ int sh_injected_to_memfd(void);
 int sh_trusted_load(scp_err *err);
 int sh_trusted_check_mapped(scp_err *err); /* the files this image was started from */
 int sh_trusted_arm(scp_err *err);          /* trap the loader's later mappings (dlopen) */
-/* 0, or -EACCES (logged) when the file open at fd is listed and changed */
-long sh_trusted_check_fd(int fd);
+/* 0, or -EACCES (logged) when the file open at fd, opened by path (from dirfd), is listed and
+ * changed */
+long sh_trusted_check_open(int fd, int dirfd, const char *path);
 /* 0, or -EACCES (logged) when the binary to execute is unlisted or changed */
 long sh_trusted_exec_check(int dirfd, const char *path, int flags);
 /* mmap of a descriptor (only PROT_EXEC ones when exec_only): 1 with *ret set when handled */

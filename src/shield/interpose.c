@@ -93,7 +93,7 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
         sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = (unsigned char)(sh_in_lib != 0);
     }
     if (fd >= 0 && sh.active && !sh_in_lib) { /* a listed trusted file must be unchanged (trusted.c) */
-        long t = sh_trusted_check_fd(fd);
+        long t = sh_trusted_check_open(fd, dirfd, path);
         if (t < 0) {
             REAL(int (*)(int), close);
             real_close(fd);
@@ -629,7 +629,7 @@ SH_EXPORT FILE *fopen(const char *p, const char *mode) {
     if (h) return f;
     REAL(FILE *(*)(const char *, const char *), fopen);
     f = real_fopen(p, mode);
-    long t = f && sh.active && !sh_in_lib ? sh_trusted_check_fd(fileno(f)) : 0; /* trusted.c */
+    long t = f && sh.active && !sh_in_lib ? sh_trusted_check_open(fileno(f), AT_FDCWD, p) : 0; /* trusted.c */
     if (t < 0) {
         fclose(f);
         errno = (int)-t;

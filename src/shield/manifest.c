@@ -20,12 +20,13 @@ static uint64_t get(const char *p, unsigned n) {
 }
 
 int scp_shield_trusted_add(char **buf, size_t *len, const scp_shield_trusted *e) {
-    size_t pl = strlen(e->path) + 1;
-    if (pl > PATH_MAX || e->path[0] != '/') return -1;
+    const char *given = e->given ? e->given : e->path;
+    size_t pl = strlen(e->path) + 1, gl = strlen(given) + 1;
+    if (pl > PATH_MAX || gl > PATH_MAX || e->path[0] != '/' || given[0] != '/') return -1;
     size_t head = *len ? 0 : T_HEAD;
     uint32_t n = *len ? (uint32_t)get(*buf + 6, 4) : 0;
     if (n >= SCP_SHIELD_TRUSTED_MAX) return -1;
-    char *nb = realloc(*buf, *len + head + T_FIXED + pl);
+    char *nb = realloc(*buf, *len + head + T_FIXED + pl + 4 + gl);
     if (!nb) return -1;
     if (head) memcpy(nb, T_MAGIC, 6);
     char *p = nb + *len + head;
@@ -37,11 +38,16 @@ int scp_shield_trusted_add(char **buf, size_t *len, const scp_shield_trusted *e)
     put(p + 64, (uint64_t)e->ctime_ns, 8);
     put(p + 72, pl, 4);
     memcpy(p + T_FIXED, e->path, pl);
+    put(p + T_FIXED + pl, gl, 4);
+    memcpy(p + T_FIXED + pl + 4, given, gl);
     put(nb + 6, n + 1, 4);
     *buf = nb;
-    *len += head + T_FIXED + pl;
+    *len += head + T_FIXED + pl + 4 + gl;
     return 0;
 }
+
+/* A NUL-terminated absolute path of length-with-NUL l at p (inside the buffer). */
+static int good_path(const char *p, uint64_t l) { return l >= 2 && l <= PATH_MAX && p[0] == '/' && memchr(p, 0, l) == p + l - 1; }
 
 long scp_shield_trusted_parse(const char *buf, size_t len, scp_shield_trusted *out, size_t max) {
     if (len < T_HEAD || memcmp(buf, T_MAGIC, 6) != 0) return -1;
@@ -52,9 +58,11 @@ long scp_shield_trusted_parse(const char *buf, size_t len, scp_shield_trusted *o
         if (len - off < T_FIXED) return -1;
         const char *p = buf + off;
         uint64_t pl = get(p + 72, 4);
-        if (pl < 2 || pl > PATH_MAX || len - off - T_FIXED < pl) return -1;
+        if (pl > PATH_MAX || len - off - T_FIXED < pl + 4) return -1;
         const char *path = p + T_FIXED;
-        if (path[0] != '/' || memchr(path, 0, pl) != path + pl - 1) return -1;
+        uint64_t gl = get(path + pl, 4);
+        if (!good_path(path, pl) || gl > PATH_MAX || len - off - T_FIXED - pl - 4 < gl || !good_path(path + pl + 4, gl))
+            return -1;
         scp_shield_trusted *e = &out[i];
         memcpy(e->digest, p, 32);
         e->size = get(p + 32, 8);
@@ -63,7 +71,8 @@ long scp_shield_trusted_parse(const char *buf, size_t len, scp_shield_trusted *o
         e->mtime_ns = (int64_t)get(p + 56, 8);
         e->ctime_ns = (int64_t)get(p + 64, 8);
         e->path = path;
-        off += T_FIXED + pl;
+        e->given = path + pl + 4;
+        off += T_FIXED + pl + 4 + gl;
     }
     return off == len ? (long)n : -1;
 }

@@ -14,8 +14,9 @@
  *   whose hash was checked, so what runs is what was hashed; an unlisted file may be mapped
  *   only without PROT_EXEC (the loader's cache), else EACCES. The program's own executable
  *   mmap and mprotect(PROT_EXEC) of a file through libc are checked the same way;
- * - every open through libc of a listed file (by device and inode, or by its real path, so a
- *   file replaced under a listed path is caught too): changed content fails with EACCES.
+ * - every open through libc of a listed file (by device and inode, or by the path it is opened
+ *   by when that is its listed or real path, so a file replaced under a listed path is caught
+ *   too): changed content fails with EACCES.
  *
  * A refusal writes one line naming the file to standard error. "Unchanged" is a stamp equal to
  * the measured one (or to one this process verified), otherwise a fresh hash of the file.
@@ -164,12 +165,12 @@ static int fd_path(int fd, char *out, size_t n) {
 }
 
 /* The manifest's entry for the file st (same device and inode) or, failing that, for its path
- * (a file put in place of a listed one). */
+ * (a file put in place of a listed one): its real path or the path it was listed by. */
 static struct tfile *find(const struct stat *st, const char *path) {
     for (uint32_t i = 0; i < tr.n; i++)
         if (tr.f[i].m.dev == (uint64_t)st->st_dev && tr.f[i].m.ino == (uint64_t)st->st_ino) return &tr.f[i];
     for (uint32_t i = 0; path && i < tr.n; i++)
-        if (!strcmp(tr.f[i].m.path, path)) return &tr.f[i];
+        if (!strcmp(tr.f[i].m.path, path) || !strcmp(tr.f[i].m.given, path)) return &tr.f[i];
     return NULL;
 }
 
@@ -197,29 +198,34 @@ static long refuse(const char *what, const char *path, const char *why) {
 #define DIFFERS "its content differs from the measured trusted-file manifest"
 #define UNLISTED "it is not in the measured trusted-file manifest"
 
-/* fd is open on a file: refuse it if it is listed and changed, or (must_list) not listed. */
-static long check_fd(int fd, const char *what, int must_list) {
+/* fd is open on a file: refuse it if it is listed and changed, or (must_list) not listed.
+ * opened_as: the absolute path it was opened by (NULL: look up its real path, which costs a
+ * readlink of /proc/self/fd/N, several microseconds, too much for every open). */
+static long check_fd(int fd, const char *what, int must_list, const char *opened_as) {
     struct stat st;
     char path[PATH_MAX];
     if (sh_gate(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) < 0 || !S_ISREG(st.st_mode)) return 0;
-    if (fd_path(fd, path, sizeof path) < 0) snprintf(path, sizeof path, "(descriptor %d)", fd);
+    if (opened_as) snprintf(path, sizeof path, "%s", opened_as);
+    else if (fd_path(fd, path, sizeof path) < 0) snprintf(path, sizeof path, "(descriptor %d)", fd);
     struct tfile *t = find(&st, path);
     if (!t) return must_list ? refuse(what, path, UNLISTED) : 0;
     return verify(t, fd, &st) < 0 ? refuse(what, path, DIFFERS) : 0;
 }
 
-long sh_trusted_check_fd(int fd) {
+long sh_trusted_check_open(int fd, int dirfd, const char *path) {
     if (!tr.on || fd < 0) return 0;
-    return check_fd(fd, "open", 0);
+    char abs[PATH_MAX];
+    /* the path as the program named it, made absolute and normalized (no system call) */
+    return check_fd(fd, "open", 0, sh_abspath(dirfd, path, abs, sizeof abs) > 0 ? abs : "");
 }
 
 long sh_trusted_exec_check(int dirfd, const char *path, int flags) {
     if (!tr.on) return 0;
-    if ((flags & AT_EMPTY_PATH) && path && !path[0]) return check_fd(dirfd, "exec", 1);
+    if ((flags & AT_EMPTY_PATH) && path && !path[0]) return check_fd(dirfd, "exec", 1, NULL);
     long fd = sh_gate(SYS_openat, dirfd, (long)path,
                       O_RDONLY | O_CLOEXEC | ((flags & AT_SYMLINK_NOFOLLOW) ? O_NOFOLLOW : 0), 0, 0, 0);
     if (fd < 0) return fd == -EACCES ? fd : 0; /* the kernel reports a missing file (execvp goes on) */
-    long r = check_fd((int)fd, "exec", 1);
+    long r = check_fd((int)fd, "exec", 1, NULL);
     sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
     return r;
 }
