@@ -5,8 +5,8 @@
 # - unchanged, all three work;
 # - an exec of a binary that is not in the manifest is refused (EACCES), with a log line;
 # - after measurement (the program is running), one byte changed in the library: its dlopen
-#   fails and the log names it; one byte changed in the data file: its open fails with EACCES
-#   and the log names it; one byte changed in the helper: its exec is refused;
+#   fails and the log names it; one byte changed in the data file (in place, or a changed copy
+#   put in its place): its open fails with EACCES and the log names it; one byte changed in the helper: its exec is refused;
 # - a library that is not listed cannot be dlopened, nor mapped executable by the program;
 # - 'platform measure' prints the configuration's hash; --net and --trusted change the measurement;
 # - a library replaced after measurement (before the loader runs) is not what gets loaded;
@@ -157,7 +157,11 @@ changed_run() { # FILE OFFSET ARGS...
         sleep 0.1
     done
     cp -p "$f" "$f.orig"
-    printf 'X' | dd of="$f" bs=1 seek="$off" conv=notrunc 2>/dev/null
+    if [ "${HOW:-}" = replace ]; then # a new file (another inode) put at the listed path
+        cp "$f" "$f.new" && printf 'X' | dd of="$f.new" bs=1 seek="$off" conv=notrunc 2>/dev/null && mv "$f.new" "$f"
+    else
+        printf 'X' | dd of="$f" bs=1 seek="$off" conv=notrunc 2>/dev/null
+    fi
     touch "$U/go"
     wait $pid
     RC=$?
@@ -174,6 +178,10 @@ changed_run "$U/data.conf" 8 open "$U/data.conf"
     fail "open of a changed trusted file: rc $RC: $(cat "$T/last.out")"
 grep -q "open of $U/data.conf refused: its content differs from the measured trusted-file manifest (EACCES)" "$T/last.err" ||
     fail "no log line naming the changed file: $(cat "$T/last.err")"
+HOW=replace changed_run "$U/data.conf" 8 open "$U/data.conf"
+[ $RC -eq 2 ] && grep -qx "open failed: Permission denied" "$T/last.out" ||
+    fail "open of a trusted file replaced by another: rc $RC: $(cat "$T/last.out")"
+grep -q "open of $U/data.conf refused: its content differs" "$T/last.err" || fail "no log line for the replaced file"
 changed_run "$U/helper" 200 exec "$U/helper"
 [ $RC -eq 2 ] && grep -qx "exec failed: Permission denied" "$T/last.out" || fail "exec of a changed binary: rc $RC: $(cat "$T/last.out")"
 grep -q "exec of $U/helper refused: its content differs" "$T/last.err" || fail "no log line for the changed binary"
