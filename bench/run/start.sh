@@ -2,7 +2,8 @@
 # bench/run/start.sh BUILD [N] - time from `scpctl run --cas ...` to redis-server answering PING,
 # against starting the same redis-server natively, with CAS on the same host (real daemon over
 # TLS on loopback, sim platform). N runs each (default 10); prints median and min in ms, and the
-# split that scpctl prints with SCP_RUN_TIMING=1 (measurement, attestation round trip). Not a test.
+# split that scpctl and the shield print with SCP_RUN_TIMING=1 (measurement, attestation round
+# trip, container setup, shield start). Not a test.
 set -u
 BUILD=${1:-build}
 N=${2:-10}
@@ -20,7 +21,7 @@ for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
 export SCP_CAS=127.0.0.1:$(cat "$T/port") SCP_CAS_PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
 "$SCPCTL" platform create-key "$T/p.key" >/dev/null
 "$SCPCTL" platform enroll --name p --key "$T/p.key" >/dev/null
-M=$("$SCPCTL" platform measure -- redis-server)
+M=$("$SCPCTL" platform measure -- redis-server 2>/dev/null)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat >"$T/s.yaml" <<YAML
 name: bench
@@ -66,5 +67,10 @@ echo "native redis-server to PING:   $(stat <"$T/native.t")"
 echo "scpctl run --cas to PING:       $(stat <"$T/scp.t")"
 med() { sort -n | awk '{a[NR]=$1} END {printf "%.1f", a[int((NR+1)/2)]}'; }
 echo "  split (median): measurement $(sed -n 's/.*measure \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms ($(sed -n 's/.*(\([0-9]*\) files).*/\1/p' "$T/split" | head -1) files)," \
-     "attestation round trip $(sed -n 's/.*attest \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms;" \
-     "the rest is volume preparation, fork, shield start and redis start"
+     "attestation round trip $(sed -n 's/.*attest \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms," \
+     "volumes $(sed -n 's/.*volumes \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms (open against CAS's tag, first report)," \
+     "container setup $(sed -n 's/.*container setup \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms (fork to exec: namespaces, mounts, relay, init)," \
+     "shield start $(sed -n 's/.*shield start \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms (exec, loader, shield;" \
+     "start-up trusted-file check $(sed -n 's/.*trusted-file check \([0-9.]*\) ms.*/\1/p' "$T/split" | med) ms);" \
+     "the rest is redis's own start"
+echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -82,6 +82,12 @@ int scp_attest_measure(const char *const *files, size_t n_files, const void *con
  * calls this. */
 int scp_attest_measure_fds(const int *fds, size_t n_fds, const void *config, size_t config_len, uint8_t out[32],
                            scp_err *err);
+/* Its two halves: the per-file hashes (digest[i], size[i]; on several cores), and the fold of
+ * such hashes and the configuration into the measurement. scpctl run needs the hashes for the
+ * trusted-file manifest, which is part of the configuration. */
+int scp_attest_hash_fds(const int *fds, size_t n_fds, uint8_t (*digest)[32], uint64_t *size, scp_err *err);
+int scp_attest_measure_fold(const uint8_t (*digest)[32], const uint64_t *size, size_t n, const void *config,
+                            size_t config_len, uint8_t out[32], scp_err *err);
 
 /* Print, once per process, the sim-mode warning (memory is not protected) to stderr. */
 void scp_sim_warn(void);

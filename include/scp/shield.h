@@ -59,6 +59,41 @@ struct scp_shield_tag_sync {
  * the images that the program executes in the same way. */
 #define SCP_SHIELD_ENV_FILES_FD "SCP_SHIELD_FILES_FD"
 #define SCP_SHIELD_FILES_MAX 64u
+/* Environment variable that names a sealed memfd with the trusted-file manifest (scpctl run
+ * --cas; docs/runtime.md "Trusted files"): the files that were measured (program, loader,
+ * libraries, shield runtime, --trusted files), each with the hash the measurement used.
+ * Layout (little-endian): "SCPT1\n" | u32 n | per file: digest[32] | u64 size | u64 dev |
+ * u64 ino | i64 mtime_ns | i64 ctime_ns | u32 path length (with its NUL) | path (absolute, as
+ * the program sees it, symlinks resolved) | u32 length | the path as given (--trusted PATH, or
+ * as the loader's search found it). dev, ino and the times are the file's stamp when it
+ * was measured: a file that still has it needs no hashing. The shield passes the manifest on
+ * to every image that the program executes. Without it no file is checked. */
+#define SCP_SHIELD_ENV_TRUSTED_FD "SCP_SHIELD_TRUSTED_FD"
+/* "FIRST:COUNT": descriptors FIRST..FIRST+COUNT-1 are the files that scpctl run measured (open
+ * since then, not close-on-exec). The shield of the first image checks what the kernel and the
+ * loader mapped against them (same inode, stamp unchanged, else hashed through them) and closes
+ * them; images executed later have none and check by path. */
+#define SCP_SHIELD_ENV_MEASURED_FDS "SCP_SHIELD_MEASURED_FDS"
+/* In the container: links to the measured libraries, the loader's first search directory for
+ * the first image (LD_LIBRARY_PATH, removed by the shield before main). */
+#define SCP_SHIELD_MEASURED_LIB_DIR "/dev/.scp/lib"
+#define SCP_SHIELD_TRUSTED_MAX 1024u
+typedef struct scp_shield_trusted {
+    uint8_t digest[32];
+    uint64_t size, dev, ino;
+    int64_t mtime_ns, ctime_ns;
+    const char *path;  /* real path; NUL-terminated; points into the buffer that was parsed */
+    const char *given; /* the path as given (NULL when adding: the real path) */
+} scp_shield_trusted;
+/* Append one entry to a serialized manifest in *buf (malloc'ed, grown; *len its length; an
+ * empty *buf starts one). Returns 0 or -1 (out of memory, too many entries, path too long). */
+int scp_shield_trusted_add(char **buf, size_t *len, const scp_shield_trusted *e);
+/* Parse buf[0, len) into at most max entries (paths point into buf). Returns the count or -1. */
+long scp_shield_trusted_parse(const char *buf, size_t len, scp_shield_trusted *out, size_t max);
+
+/* SCP_RUN_TIMING: the launcher's clock (scp_now_ns) right before exec; the shield
+ * prints the time from there to the end of its start-up (exec, loader, shield) and removes it. */
+#define SCP_SHIELD_ENV_TIMING "SCP_SHIELD_TIMING"
 /* Environment variable that overrides where scpctl finds libscp-shield.so. */
 #define SCP_SHIELD_ENV_LIB "SCP_SHIELD_LIB"
 

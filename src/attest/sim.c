@@ -197,27 +197,8 @@ int scp_sim_verify(const scp_evidence *ev, const uint8_t platform_pub[32], scp_e
 }
 
 /* Hash an open file from offset 0 (pread: the descriptor's position does not matter). */
-static int hash_fd(int fd, uint8_t d[32], uint64_t *size) {
-    EVP_MD_CTX *h = EVP_MD_CTX_new();
-    if (!h || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(h);
-        return -1;
-    }
-    static __thread uint8_t buf[65536];
-    uint64_t total = 0;
-    ssize_t r;
-    while ((r = pread(fd, buf, sizeof buf, (off_t)total)) != 0) {
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) break;
-        EVP_DigestUpdate(h, buf, (size_t)r);
-        total += (uint64_t)r;
-    }
-    unsigned dl = 32;
-    int ok = r == 0 && EVP_DigestFinal_ex(h, d, &dl) == 1;
-    EVP_MD_CTX_free(h);
-    *size = total;
-    return ok ? 0 : -1;
-}
+/* the shield checks trusted files with the same function (crypto.h) */
+static int hash_fd(int fd, uint8_t d[32], uint64_t *size) { return scp_sha256_fd(fd, d, size); }
 
 struct measure_job {
     const int *fds;
@@ -237,37 +218,37 @@ static int measure_range(void *ctx, size_t begin, size_t end) {
     return rc;
 }
 
-int scp_attest_measure_fds(const int *fds, size_t n_fds, const void *config, size_t config_len, uint8_t out[32],
-                           scp_err *err) {
-    /* files are hashed on several cores (each file whole on one), then folded in order */
-    struct measure_job j = {fds, calloc(n_fds ? n_fds : 1, 32), calloc(n_fds ? n_fds : 1, sizeof(uint64_t)),
-                            calloc(n_fds ? n_fds : 1, sizeof(int))};
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
-    int rc = -1;
-    if (!j.digest || !j.size || !j.errno_of) {
-        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-        goto out;
-    }
-    if (!m || EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1) {
-        scp_fail(err, SCP_E_CRYPTO, EIO, "SHA-256 failed");
-        goto out;
-    }
+int scp_attest_hash_fds(const int *fds, size_t n_fds, uint8_t (*digest)[32], uint64_t *size, scp_err *err) {
+    /* files are hashed on several cores (each file whole on one) */
+    struct measure_job j = {fds, digest, size, calloc(n_fds ? n_fds : 1, sizeof(int))};
+    if (!j.errno_of) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    int rc = 0;
     if (scp_parallel_for(n_fds, 2, measure_range, &j) < 0) {
+        rc = scp_fail(err, SCP_E_CRYPTO, EIO, "SHA-256 failed");
         for (size_t i = 0; i < n_fds; i++)
             if (j.errno_of[i]) {
                 scp_fail(err, SCP_E_SYS, j.errno_of[i], "cannot read file %zu of %zu to measure it: %s", i + 1,
                          n_fds, strerror(j.errno_of[i]));
-                goto out;
+                break;
             }
-        scp_fail(err, SCP_E_CRYPTO, EIO, "SHA-256 failed");
-        goto out;
     }
-    for (size_t i = 0; i < n_fds; i++) {
+    free(j.errno_of);
+    return rc;
+}
+
+int scp_attest_measure_fold(const uint8_t (*digest)[32], const uint64_t *size, size_t n, const void *config,
+                            size_t config_len, uint8_t out[32], scp_err *err) {
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    if (!m || EVP_DigestInit_ex(m, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(m);
+        return scp_fail(err, SCP_E_CRYPTO, EIO, "SHA-256 failed");
+    }
+    for (size_t i = 0; i < n; i++) {
         uint8_t sz[8];
-        scp_put_u64(sz, j.size[i]);
+        scp_put_u64(sz, size[i]);
         EVP_DigestUpdate(m, "file", 4);
         EVP_DigestUpdate(m, sz, 8);
-        EVP_DigestUpdate(m, j.digest[i], 32);
+        EVP_DigestUpdate(m, digest[i], 32);
     }
     uint8_t d[32], sz[8];
     scp_sha256_buf(config ? config : "", config_len, d);
@@ -277,12 +258,20 @@ int scp_attest_measure_fds(const int *fds, size_t n_fds, const void *config, siz
     EVP_DigestUpdate(m, d, 32);
     unsigned dl = 32;
     EVP_DigestFinal_ex(m, out, &dl);
-    rc = 0;
-out:
     EVP_MD_CTX_free(m);
-    free(j.digest);
-    free(j.size);
-    free(j.errno_of);
+    return 0;
+}
+
+int scp_attest_measure_fds(const int *fds, size_t n_fds, const void *config, size_t config_len, uint8_t out[32],
+                           scp_err *err) {
+    uint8_t (*digest)[32] = calloc(n_fds ? n_fds : 1, 32);
+    uint64_t *size = calloc(n_fds ? n_fds : 1, sizeof *size);
+    int rc = !digest || !size ? scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory")
+             : scp_attest_hash_fds(fds, n_fds, digest, size, err) < 0
+                 ? -1
+                 : scp_attest_measure_fold((const uint8_t (*)[32])digest, size, n_fds, config, config_len, out, err);
+    free(digest);
+    free(size);
     return rc;
 }
 

@@ -19,9 +19,11 @@ static void platform_usage(FILE *out) {
             "       scpctl platform enroll --name NAME (--key FILE | --pubkey HEX)   (admin)\n"
             "       scpctl platform revoke ID                (admin)\n"
             "       scpctl platform list                     (admin)\n"
-            "       scpctl platform measure [--rootfs DIR] -- PROGRAM   print the measurement of PROGRAM (resolved in\n"
-            "            PATH, or inside DIR), its loader and libraries and the shield runtime, as 'scpctl run --cas'\n"
-            "            [--rootfs DIR] computes it\n"
+            "       scpctl platform measure [--rootfs DIR] [--net host|none] [--cap NAME]...\n"
+            "            [--trusted PATH]... -- PROGRAM   print the measurement of PROGRAM (resolved in PATH, or\n"
+            "            inside DIR), its loader and libraries, the shield runtime, the --trusted files and the\n"
+            "            service's configuration (these options), as 'scpctl run --cas' with the same options\n"
+            "            computes it; the configuration's hash goes to stderr (SCP_MEASURE_VERBOSE=1: its text)\n"
             "       scpctl platform measure [--config FILE] FILE...   print the measurement of these files (hex)\n"
             "       scpctl platform attest --key FILE --session S --service N --measurement HEX\n"
             "            run the runtime's attestation and print the configuration CAS releases\n"
@@ -51,8 +53,9 @@ int cmd_platform(int argc, char **argv) {
     cli_cas o = {0};
     const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,
                *config = NULL, *volume = NULL, *tag = NULL, *token = NULL, *rootfs = NULL;
-    const char *pos[64];
+    const char *pos[64], *trusted[SCP_ELF_MAX_OBJECTS / 2];
     int npos = 0, prog_form = 0;
+    struct scp_attest_run_conf conf = {0};
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0 && strcmp(sub, "measure") == 0) { /* measure -- PROG: what run measures */
             prog_form = 1;
@@ -76,6 +79,24 @@ int cmd_platform(int argc, char **argv) {
                            : strcmp(a, "--token-file") == 0  ? &token
                            : strcmp(a, "--rootfs") == 0      ? &rootfs
                                                              : NULL;
+        if (!strcmp(a, "--trusted") || !strcmp(a, "--net") || !strcmp(a, "--cap")) {
+            if (i + 1 >= argc) return cli_usage_error("'%s' needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--net")) {
+                if (strcmp(v, "host") != 0 && strcmp(v, "none") != 0) return cli_usage_error("--net wants host or none");
+                conf.net_none = !strcmp(v, "none");
+            } else if (!strcmp(a, "--cap")) {
+                int cap = scp_container_cap_from_name(v);
+                if (cap < 0) return cli_usage_error("--cap needs a capability name such as net_bind_service");
+                conf.keep_caps |= 1ull << cap;
+            } else {
+                if (v[0] != '/' || conf.ntrusted >= SCP_ELF_MAX_OBJECTS / 2)
+                    return cli_usage_error("--trusted needs an absolute PATH (at most %u)", SCP_ELF_MAX_OBJECTS / 2);
+                trusted[conf.ntrusted++] = v;
+                conf.trusted = trusted;
+            }
+            continue;
+        }
         if (dst) {
             if (i + 1 >= argc) return cli_usage_error("'%s' needs a value", a);
             *dst = argv[++i];
@@ -112,23 +133,29 @@ int cmd_platform(int argc, char **argv) {
         if (rootfs && rootfs[0] != '/') return cli_usage_error("--rootfs needs an absolute DIR");
         if (config || npos != 1) return cli_usage_error("platform measure -- PROGRAM takes no --config and one program");
         scp_elf_set *set = calloc(1, sizeof *set);
-        uint8_t m[32];
+        struct scp_attest_run_identity id;
         char hex[65];
         if (!set) return cli_usage_error("out of memory");
-        int r = scp_attest_run_measure(pos[0], NULL, rootfs, set, m, &e);
+        int r = scp_attest_run_measure(pos[0], NULL, rootfs, &conf, set, &id, &e);
         if (r == 0) {
-            if (getenv("SCP_MEASURE_VERBOSE"))
+            if (getenv("SCP_MEASURE_VERBOSE")) {
                 for (size_t i = 0; i < set->n; i++) fprintf(stderr, "measured %s\n", set->path[i]);
+                fprintf(stderr, "--- configuration:\n%s---\n", id.config);
+            }
+            scp_hex(id.config_hash, 32, hex);
+            fprintf(stderr, "configuration %s (%zu files in the trusted manifest)\n", hex, set->n);
             scp_elf_set_close(set, -1);
+            scp_hex(id.m, 32, hex);
+            scp_attest_run_identity_free(&id);
         }
         free(set);
         if (r < 0) return cli_fail(&e);
-        scp_hex(m, 32, hex);
         printf("%s\n", hex);
         return EXIT_OK;
     }
     if (strcmp(sub, "measure") == 0) {
-        if (rootfs) return cli_usage_error("--rootfs goes with platform measure -- PROGRAM");
+        if (rootfs || conf.ntrusted || conf.net_none || conf.keep_caps)
+            return cli_usage_error("--rootfs, --net, --cap and --trusted go with platform measure -- PROGRAM");
         if (npos < 1) return cli_usage_error("platform measure [--config FILE] FILE...");
         char *cfg = NULL;
         size_t cl = 0;

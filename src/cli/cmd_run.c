@@ -17,7 +17,7 @@ static void run_usage(FILE *out) {
             "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee sim] [--platform-key FILE]\n"
             "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--pin FP] [--identity FILE]\n"
             "                  [--rootfs DIR] [--net host|none] [--hostname NAME] [--cap NAME]...\n"
-            "                  [--trace] -- PROGRAM [ARGS...]\n\n"
+            "                  [--trusted PATH]... [--trace] -- PROGRAM [ARGS...]\n\n"
             "Measures PROGRAM (resolved in PATH, or with --rootfs inside DIR, as are its loader and\n"
             "libraries), its loader, its libraries and the shield runtime from open descriptors,\n"
             "attests to CAS and runs PROGRAM from the measured descriptor, always in a container (the\n"
@@ -28,7 +28,12 @@ static void run_usage(FILE *out) {
             "$XDG_DATA_HOME/scp/volumes or ~/.local/share/scp/volumes; DIR/SESSION/VOLUME, created on\n"
             "first start) and opened against the tag CAS expects. After every commit the new tag is\n"
             "reported to CAS by this process (asynchronously unless --tag-sync). 'scpctl platform measure -- PROGRAM'\n"
-            "prints the measurement to put into the policy.\n\n"
+            "prints the measurement to put into the policy (given the same --rootfs, --net, --cap and\n"
+            "--trusted options, which the measurement covers).\n\n"
+            "  --trusted PATH        a file (inside the rootfs) that the program reads, runs or dlopens:\n"
+            "                        measured, and checked by the shield at every open, exec and\n"
+            "                        executable mapping (repeatable). Every exec of a binary that is not\n"
+            "                        measured (program, loader, libraries, --trusted) is refused\n"
             "  --platform-key FILE   the sim platform key (default $SCP_PLATFORM_KEY or $SCP_HOME/platform.key)\n"
             "  --cas-timeout SEC     keep retrying an unreachable CAS this long (default 10)\n"
             "  --tag-sync            every commit (fsync) waits until CAS acknowledged the volume's new tag;\n"
@@ -122,6 +127,12 @@ static int cmd_run_attested(int argc, char **argv) {
             if (++i >= argc || !*argv[i] || strlen(argv[i]) > 64)
                 return cli_usage_error("--hostname needs a NAME of 1 to 64 characters");
             o.container.hostname = argv[i];
+        } else if (!strcmp(a, "--trusted")) {
+            static const char *trusted[SCP_ELF_MAX_OBJECTS];
+            if (++i >= argc || argv[i][0] != '/') return cli_usage_error("--trusted needs an absolute PATH");
+            if (o.ntrusted >= SCP_ELF_MAX_OBJECTS / 2) return cli_usage_error("too many --trusted files");
+            trusted[o.ntrusted++] = argv[i];
+            o.trusted = trusted;
         } else if (!strcmp(a, "--cap")) {
             int cap = ++i < argc ? scp_container_cap_from_name(argv[i]) : -1;
             if (cap < 0) return cli_usage_error("--cap needs a capability name such as net_bind_service");

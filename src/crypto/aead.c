@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -255,6 +256,30 @@ int scp_ct_cmp(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a,
 void scp_sha256_buf(const void *p, size_t n, uint8_t out[32]) {
     struct scp_buf b = {p, n};
     scp_sha256(&b, 1, out);
+}
+
+int scp_sha256_fd(int fd, uint8_t out[32], uint64_t *size) {
+    EVP_MD_CTX *h = EVP_MD_CTX_new();
+    if (!h || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h);
+        errno = ENOMEM;
+        return -1;
+    }
+    uint8_t buf[16384]; /* on the stack: the shield calls this in a signal handler too */
+    uint64_t total = 0;
+    ssize_t r;
+    while ((r = pread(fd, buf, sizeof buf, (off_t)total)) != 0) {
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) break;
+        EVP_DigestUpdate(h, buf, (size_t)r);
+        total += (uint64_t)r;
+    }
+    unsigned dl = 32;
+    int ok = r == 0 && EVP_DigestFinal_ex(h, out, &dl) == 1;
+    EVP_MD_CTX_free(h);
+    *size = total;
+    if (!ok && r == 0) errno = EIO;
+    return ok ? 0 : -1;
 }
 
 int scp_hmac_buf(const uint8_t *key, size_t key_len, const void *p, size_t n, uint8_t out[32],

@@ -69,6 +69,11 @@ void scp_sha256_buf(const void *p, size_t n, uint8_t out[32]);
 int scp_hmac_buf(const uint8_t *key, size_t key_len, const void *p, size_t n, uint8_t out[32],
                  scp_err *err);
 
+/* SHA-256 of the whole content of the file open at fd (read with pread from offset 0) and its
+ * size: the per-file hash of the measurement (scp_attest_measure_fds) and of the shield's
+ * trusted-file checks, one function so that both always agree. Returns 0, or -1 with errno. */
+int scp_sha256_fd(int fd, uint8_t out[32], uint64_t *size);
+
 /* Constant-time comparison; 0 when equal. */
 int scp_ct_cmp(const void *a, const void *b, size_t n);
 

@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,35 +26,141 @@
 
 #include "common/bytes.h"
 #include "common/util.h"
+#include "crypto/crypto.h"
 #include "runtime/launch.h"
 #include "scp/attest.h"
 #include "scp/shield.h"
 #include "scp/volume.h"
 
-int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs, scp_elf_set *set,
-                           uint8_t m[32], scp_err *err) {
-    char lib[PATH_MAX];
+void scp_attest_run_identity_free(struct scp_attest_run_identity *id) {
+    free(id->config);
+    free(id->manifest);
+    id->config = id->manifest = NULL;
+}
+
+static int64_t ts_ns(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
+
+static int same_stamp(const struct stat *a, const struct stat *b) {
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           ts_ns(a->st_mtim) == ts_ns(b->st_mtim) && ts_ns(a->st_ctim) == ts_ns(b->st_ctim);
+}
+
+/* Where the program will see the file open at fd: its real path, with the rootfs's real path
+ * (root_real, "" for the host's root) taken off. */
+static int inside_path(int fd, const char *root_real, char *out, size_t n, scp_err *err) {
+    char link[64], real[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t l = readlink(link, real, sizeof real - 1);
+    if (l <= 0) return scp_fail_errno(err, "cannot find the path of a measured file");
+    real[l] = 0;
+    size_t rl = strlen(root_real);
+    if (strncmp(real, root_real, rl) != 0 || (real[rl] != '/' && rl))
+        return scp_fail(err, SCP_E_INVAL, EXDEV, "measured file %s lies outside the rootfs", real);
+    if (snprintf(out, n, "%s", real + rl) >= (int)n) return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "path too long");
+    return 0;
+}
+
+static int text_add(char **t, size_t *len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int text_add(char **t, size_t *len, const char *fmt, ...) {
+    char line[PATH_MAX + 160];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof line) return -1;
+    char *nt = realloc(*t, *len + (size_t)n + 1);
+    if (!nt) return -1;
+    memcpy(nt + *len, line, (size_t)n + 1);
+    *t = nt;
+    *len += (size_t)n;
+    return 0;
+}
+
+/* The configuration text and the manifest, from the measured files (digest, size, stamp). */
+static int build_identity(const scp_elf_set *set, const char *lib, const char *rootfs, const char *root_real,
+                          const struct scp_attest_run_conf *conf, uint8_t (*digest)[32], const uint64_t *size,
+                          const struct stat *st, struct scp_attest_run_identity *id, scp_err *err) {
+    int bad = text_add(&id->config, &id->config_len,
+                       "scp-service-config 1\nroot %s\nnet %s\ncaps %016llx\n", rootfs ? "rootfs" : "host",
+                       conf->net_none ? "none" : "host", (unsigned long long)conf->keep_caps);
+    for (size_t i = 0; i < set->n && !bad; i++) {
+        char path[PATH_MAX], hex[65];
+        /* the shield runtime is a host file, bound into every container at one path */
+        if (!strcmp(set->path[i], lib)) snprintf(path, sizeof path, "%s", SCP_CONTAINER_SHIELD_PATH);
+        else if (inside_path(set->fd[i], root_real, path, sizeof path, err) < 0) return -1;
+        scp_hex(digest[i], 32, hex);
+        scp_shield_trusted e = {.size = size[i], .dev = (uint64_t)st[i].st_dev, .ino = (uint64_t)st[i].st_ino,
+                                .mtime_ns = ts_ns(st[i].st_mtim), .ctime_ns = ts_ns(st[i].st_ctim), .path = path,
+                                .given = set->path[i][0] == '/' && strcmp(set->path[i], lib) ? set->path[i] : path};
+        memcpy(e.digest, digest[i], 32);
+        bad = text_add(&id->config, &id->config_len, "file %s %llu %s%s%s\n", hex, (unsigned long long)size[i], path,
+                       strcmp(e.given, path) ? " as " : "", strcmp(e.given, path) ? e.given : "") ||
+              scp_shield_trusted_add(&id->manifest, &id->manifest_len, &e);
+    }
+    if (bad) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "cannot build the configuration (too many or too long paths?)");
+    scp_sha256_buf(id->config, id->config_len, id->config_hash);
+    return 0;
+}
+
+int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs,
+                           const struct scp_attest_run_conf *conf, scp_elf_set *set,
+                           struct scp_attest_run_identity *id, scp_err *err) {
+    static const struct scp_attest_run_conf none;
+    if (!conf) conf = &none;
+    memset(id, 0, sizeof *id);
+    char lib[PATH_MAX], root_real[PATH_MAX] = "";
     if (scp_run_find_shield(shield_lib, lib, sizeof lib, err) < 0) return -1;
     int root = -1;
     if (rootfs) {
         root = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (root < 0 || rootfs[0] != '/') {
+        if (root < 0 || rootfs[0] != '/' || !realpath(rootfs, root_real)) {
             if (root >= 0) close(root);
             return scp_fail(err, SCP_E_NOENT, ENOENT, "rootfs %s is not a directory (an absolute path)", rootfs);
         }
+        if (!strcmp(root_real, "/")) root_real[0] = 0;
     }
     /* the host's PATH means nothing inside another root */
-    int r = scp_elf_set_open_in(root, prog, rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH"), lib, set, err);
+    int r = scp_elf_set_open_with(root, prog, rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH"), lib,
+                                  conf->trusted, conf->ntrusted, set, err);
     if (root >= 0) close(root);
     if (r < 0) {
         if (rootfs) scp_err_prefix(err, "in rootfs %s", rootfs);
-        return -1;
-    }
-    if (scp_attest_measure_fds(set->fd, set->n, NULL, 0, m, err) < 0) {
         scp_elf_set_close(set, -1);
         return -1;
     }
-    return 0;
+    uint8_t (*digest)[32] = calloc(set->n, 32);
+    uint64_t *size = calloc(set->n, sizeof *size);
+    struct stat *st = calloc(set->n, sizeof *st);
+    int rc = -1;
+    if (!digest || !size || !st) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < set->n; i++)
+        if (fstat(set->fd[i], &st[i]) < 0) {
+            scp_fail_errno(err, "fstat %s", set->path[i]);
+            goto out;
+        }
+    if (scp_attest_hash_fds(set->fd, set->n, digest, size, err) < 0) goto out;
+    for (size_t i = 0; i < set->n; i++) {
+        struct stat now;
+        /* the stamp lets the shield skip hashing an unchanged file: it must describe what was hashed */
+        if (fstat(set->fd[i], &now) < 0 || !same_stamp(&now, &st[i]) || (uint64_t)now.st_size != size[i]) {
+            scp_fail(err, SCP_E_INTEGRITY, EAGAIN, "%s changed while it was measured", set->path[i]);
+            goto out;
+        }
+    }
+    if (build_identity(set, lib, rootfs, root_real, conf, digest, size, st, id, err) < 0) goto out;
+    rc = scp_attest_measure_fold((const uint8_t (*)[32])digest, size, set->n, id->config, id->config_len, id->m, err);
+out:
+    free(digest);
+    free(size);
+    free(st);
+    if (rc < 0) {
+        scp_attest_run_identity_free(id);
+        scp_elf_set_close(set, -1);
+    }
+    return rc;
 }
 
 const char *scp_attest_run_default_volume_dir(void) {
@@ -364,8 +471,9 @@ static int check_files(json_t *files, json_t *vols, const char *service, scp_err
  * program through the launch memfd, so that no rendered secret is in /proc/PID/cmdline or
  * /proc/PID/environ; then exec the measured descriptor under the shield. */
 static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct scp_run_opts *ro, const char *prog,
-                       int tag_wr) {
+                       int tag_wr, const struct scp_attest_run_identity *id) {
     scp_err e = {0};
+    if (ro->timing_ns) ro->timing_ns = scp_now_ns(); /* the container setup starts here */
     signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored in the program */
     clearenv();
     /* no program without its supervisor: its commits would reach CAS no more */
@@ -412,6 +520,14 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
             _exit(1);
         }
     }
+    /* the trusted-file manifest: what the shield checks every exec, executable mapping and
+     * open of a listed file against (docs/runtime.md "Trusted files") */
+    int tfd = scp_shield_sealed_memfd("scp-trusted", id->manifest, id->manifest_len, NULL);
+    snprintf(num, sizeof num, "%d", tfd);
+    if (tfd < 0 || setenv(SCP_SHIELD_ENV_TRUSTED_FD, num, 1) < 0) {
+        fprintf(stderr, "scpctl run: cannot pass the trusted-file manifest to the shield\n");
+        _exit(1);
+    }
     json_decref(cfg); /* the rendered secrets are in the launch and files memfds now */
     ro->argv = argv;
     ro->tag_fd = tag_wr;
@@ -429,6 +545,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     json_t *cfg = NULL;
     int rc = -1, pipefd[2] = {-1, -1}, sync_fd = -1;
     struct scp_shield_tag_sync *tsync = NULL;
+    struct scp_attest_run_identity ident = {0};
     if (!set || !ro || !rv) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
@@ -442,14 +559,15 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     /* CAS going away must show as an error on the connection, not kill the supervisor */
     signal(SIGPIPE, SIG_IGN);
-    uint8_t m[32];
     double t0 = now_s();
     const char *rootfs = o->container.enabled ? o->container.rootfs : NULL;
-    if (scp_attest_run_measure(o->argv[0], o->shield_lib, rootfs, set, m, err) < 0) goto out;
+    struct scp_attest_run_conf conf = {o->container.net_none, o->container.keep_caps, o->trusted, o->ntrusted};
+    if (scp_attest_run_measure(o->argv[0], o->shield_lib, rootfs, &conf, set, &ident, err) < 0) goto out;
     double t1 = now_s();
-    if (attest_retry(c, o, m, &text, err) < 0) goto out;
+    if (attest_retry(c, o, ident.m, &text, err) < 0) goto out;
     double t2 = now_s();
-    if (getenv("SCP_RUN_TIMING"))
+    int timing = getenv("SCP_RUN_TIMING") != NULL;
+    if (timing)
         fprintf(stderr, "scpctl run: timing: measure %.1f ms (%zu files), attest %.1f ms\n", (t1 - t0) * 1e3, set->n,
                 (t2 - t1) * 1e3);
     cfg = json_loads(text, 0, NULL);
@@ -534,8 +652,13 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     if (ro->container.enabled && !ro->container.hostname)
         ro->container.hostname = strlen(o->service) <= 64 ? o->service : NULL;
     ro->trace = o->trace;
+    ro->timing_ns = timing;
     ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
     ro->exec_fd = set->fd[0];
+    ro->measured_fds = set->fd;
+    ro->measured_paths = (const char (*)[PATH_MAX])set->path;
+    ro->n_measured = set->n;
+    ro->measured_interp = set->has_interp ? set->path[1] : NULL;
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pipefd) < 0) {
         scp_fail_errno(err, "socketpair");
         goto out;
@@ -553,6 +676,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         for (size_t i = 0; i < nv; i++) tsync->acked[i] = rv[i].reported_gen;
         ro->tag_sync_fd = sync_fd;
     }
+    if (timing) fprintf(stderr, "scpctl run: timing: volumes %.1f ms\n", (now_s() - t2) * 1e3);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -561,7 +685,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     if (pid == 0) {
         close(pipefd[0]);
-        child_exec(cfg, o, ro, o->argv[0], pipefd[1]);
+        child_exec(cfg, o, ro, o->argv[0], pipefd[1], &ident);
     }
     child_pid = pid;
     close(pipefd[1]);
@@ -613,5 +737,6 @@ out:
     free(set);
     free(rv);
     json_decref(cfg); /* keys were copied out and wiped; the JSON text itself was wiped above */
+    scp_attest_run_identity_free(&ident);
     return rc;
 }

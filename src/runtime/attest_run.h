@@ -22,13 +22,38 @@
 #include "scp/cas.h"
 #include "scp/err.h"
 
+/* The service's configuration: the launch options that change what the program can do, and the
+ * trusted-file manifest. Its canonical text (docs/runtime.md "What is measured") is hashed into
+ * the measurement, so a policy's measurement names the configuration too. */
+struct scp_attest_run_conf {
+    int net_none;               /* --net none */
+    uint64_t keep_caps;         /* --cap */
+    const char *const *trusted; /* --trusted PATH (inside the rootfs) */
+    size_t ntrusted;
+};
+
+/* What scp_attest_run_measure computes besides the open descriptors. */
+struct scp_attest_run_identity {
+    uint8_t m[32];           /* the measurement */
+    uint8_t config_hash[32]; /* SHA-256 of config */
+    char *config;            /* the canonical configuration text (NUL-terminated) */
+    size_t config_len;
+    char *manifest;          /* the trusted-file manifest for the shield (scp/shield.h) */
+    size_t manifest_len;
+};
+void scp_attest_run_identity_free(struct scp_attest_run_identity *id);
+
 /* Open the program (searched in $PATH when it has no '/'), its interpreter, the shield runtime
- * (shield_lib, or where scpctl run finds it; it is preloaded) and every library they need
- * (elfdeps.h), and measure them in that order with an empty configuration
- * (scp_attest_measure_fds). *set receives the open descriptors (set->fd[0] is the program). This is what both
- * `scpctl run --cas` and `scpctl platform measure -- PROG` compute. */
-int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs, scp_elf_set *set,
-                           uint8_t m[32], scp_err *err);
+ * (shield_lib, or where scpctl run finds it; it is preloaded), every library they need
+ * (elfdeps.h) and the trusted files of conf, hash each (recording its stamp: device, inode,
+ * size, times, which must not change while it is hashed), and build the manifest and the
+ * configuration text from them; the measurement is scp_attest_measure_fold over the files in
+ * that order and the configuration. *set receives the open descriptors (set->fd[0] is the
+ * program). This is what both `scpctl run --cas` and `scpctl platform measure -- PROG`
+ * compute. */
+int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs,
+                           const struct scp_attest_run_conf *conf, scp_elf_set *set,
+                           struct scp_attest_run_identity *id, scp_err *err);
 /* With a rootfs (not NULL), the program (searched in SCP_ATTEST_RUN_ROOTFS_PATH instead of $PATH),
  * its interpreter and libraries are resolved inside it as the program will see them after
  * pivot_root (scp_elf_set_open_in); the shield runtime stays a host file. */
@@ -44,6 +69,8 @@ struct scp_attest_run_opts {
     int tag_sync;             /* an fsync returns only after CAS acknowledged the new tag */
     struct scp_container_opts container; /* enabled: the program runs in a container (the
                                             default of scpctl run --cas); hostname NULL: the service */
+    const char *const *trusted; /* --trusted PATH... (in the measurement and the manifest) */
+    size_t ntrusted;
     char *const *argv;        /* PROG [ARGS...] from the command line */
     int argc;
 };

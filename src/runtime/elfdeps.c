@@ -264,7 +264,32 @@ int scp_elf_set_open(const char *prog, const char *search_path, const char *prel
 
 int scp_elf_set_open_in(int root, const char *prog, const char *search_path, const char *preload, scp_elf_set *s,
                         scp_err *err) {
+    return scp_elf_set_open_with(root, prog, search_path, preload, NULL, 0, s, err);
+}
+
+/* An extra file: a regular file at an absolute path inside root. */
+static int open_extra(int root, const char *path, scp_err *err) {
+    if (path[0] != '/') return scp_fail(err, SCP_E_INVAL, EINVAL, "trusted file '%s' is not an absolute path", path);
+    int fd = open_in(root, path);
+    if (fd < 0) return scp_fail_errno(err, "trusted file %s", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "trusted file %s is not a regular file", path);
+    }
+    return fd;
+}
+
+static int is_elf(int fd) {
+    uint8_t h[SELFMAG];
+    return pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h, ELFMAG, SELFMAG) == 0;
+}
+
+int scp_elf_set_open_with(int root, const char *prog, const char *search_path, const char *preload,
+                          const char *const *extra, size_t nextra, scp_elf_set *s, scp_err *err) {
     s->n = 0;
+    s->has_interp = 0;
+    size_t first_extra = SIZE_MAX;
     char found[PATH_MAX];
     scp_elf_info *info = malloc(sizeof *info);
     if (!info) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -276,6 +301,9 @@ int scp_elf_set_open_in(int root, const char *prog, const char *search_path, con
     for (size_t i = 0; i < s->n; i++) {
         uint8_t *buf = NULL;
         size_t len = 0;
+        /* an extra file that is not ELF (a script, data) loads nothing; an ELF one is resolved
+         * like the program's libraries, so its own libraries are trusted too */
+        if (i >= first_extra && !is_elf(s->fd[i])) continue;
         if (map_fd(s->fd[i], &buf, &len, err) < 0) {
             scp_err_prefix(err, "%s", s->path[i]);
             goto fail;
@@ -306,6 +334,7 @@ int scp_elf_set_open_in(int root, const char *prog, const char *search_path, con
                     goto fail;
                 }
                 add(s, ifd, info->interp, err);
+                s->has_interp = 1;
             }
             if (preload) {
                 int pfd = try_open(-1, preload, machine, 0); /* a host path */
@@ -315,6 +344,18 @@ int scp_elf_set_open_in(int root, const char *prog, const char *search_path, con
                 }
                 if (add(s, pfd, preload, err) < 0) goto fail;
             }
+            first_extra = s->n;
+            for (size_t k = 0; k < nextra; k++) {
+                int xfd = open_extra(root, extra[k], err);
+                if (xfd < 0 || add(s, xfd, extra[k], err) < 0) goto fail;
+            }
+        } else if (info->interp[0]) { /* an extra program: its loader too */
+            int ifd = try_open(root, info->interp, machine, 0);
+            if (ifd < 0) {
+                scp_fail(err, SCP_E_NOENT, ENOENT, "%s: its loader %s is missing", s->path[i], info->interp);
+                goto fail;
+            }
+            if (add(s, ifd, info->interp, err) < 0) goto fail;
         }
         for (size_t k = 0; k < info->n_needed; k++) {
             const char *name = info->needed[k];

@@ -51,6 +51,7 @@ int scp_elf_parse(const uint8_t *buf, size_t len, scp_elf_info *out, scp_err *er
  * libraries that all of them need, breadth-first without duplicates (same device and inode). */
 typedef struct scp_elf_set {
     size_t n;
+    int has_interp; /* [1] is the program's interpreter (PT_INTERP) */
     int fd[SCP_ELF_MAX_OBJECTS];
     char path[SCP_ELF_MAX_OBJECTS][PATH_MAX];
 } scp_elf_set;
@@ -67,6 +68,11 @@ int scp_elf_set_open(const char *prog, const char *search_path, const char *prel
  * the container). */
 int scp_elf_set_open_in(int root, const char *prog, const char *search_path, const char *preload, scp_elf_set *set,
                         scp_err *err);
+/* The same, followed by `extra` files (absolute paths inside root: trusted files the operator
+ * lists, such as data, scripts, programs the program runs or libraries it dlopens), each a
+ * regular file; an ELF one brings its loader and libraries into the set as well. */
+int scp_elf_set_open_with(int root, const char *prog, const char *search_path, const char *preload,
+                          const char *const *extra, size_t nextra, scp_elf_set *set, scp_err *err);
 /* Close every descriptor of the set except `keep` (-1: none). */
 void scp_elf_set_close(scp_elf_set *set, int keep);
 

@@ -95,6 +95,44 @@ int scp_run_find_shield(const char *given, char *out, size_t n, scp_err *err) {
     return find_shield(given, out, n, err);
 }
 
+/* The loader opens the libraries by name after measurement. In the container, a directory of
+ * symbolic links, one per measured library under the name the program needs it by, each to
+ * /proc/self/fd/N of the measured descriptor, is put first in its search (LD_LIBRARY_PATH): it
+ * then opens the very files that were measured, whatever was put at their paths since. The
+ * shield removes the variable and closes the descriptors before main (the links then lead
+ * nowhere, and a later dlopen searches on). */
+static int measured_lib_dir(const struct scp_run_opts *o, int first, scp_err *err) {
+    if (mkdir(SCP_SHIELD_MEASURED_LIB_DIR, 0755) && errno != EEXIST)
+        return scp_fail_errno(err, "cannot create %s", SCP_SHIELD_MEASURED_LIB_DIR);
+    for (size_t i = 1; i < o->n_measured; i++) {
+        const char *name = strrchr(o->measured_paths[i], '/');
+        char link[PATH_MAX], target[64];
+        name = name ? name + 1 : o->measured_paths[i];
+        snprintf(target, sizeof target, "/proc/self/fd/%d", first + (int)i);
+        if (!*name || snprintf(link, sizeof link, "%s/%s", SCP_SHIELD_MEASURED_LIB_DIR, name) >= (int)sizeof link) continue;
+        if (symlink(target, link) && errno != EEXIST) return scp_fail_errno(err, "cannot create %s", link);
+    }
+    return setenv("LD_LIBRARY_PATH", SCP_SHIELD_MEASURED_LIB_DIR, 1) ? scp_fail_errno(err, "setenv") : 0;
+}
+
+/* The kernel opens the program's interpreter by its path (PT_INTERP) at exec, inside the
+ * container. Right before exec, that path must still be the measured file (same device and
+ * inode, same size and times): a loader put there since the measurement stops the run before it
+ * could run. What remains is the moment between this check and the kernel's open (and a change
+ * in place that restores the times, which only root can do); the shield checks the mapped
+ * loader against the measured descriptor again at start (docs/runtime.md "What is measured"). */
+static int measured_loader(const char *interp, int fd, scp_err *err) {
+    struct stat a, b;
+    if (fstat(fd, &a) || stat(interp, &b))
+        return scp_fail_errno(err, "cannot check the program's loader %s", interp);
+    if (a.st_dev != b.st_dev || a.st_ino != b.st_ino || a.st_size != b.st_size ||
+        a.st_mtim.tv_sec != b.st_mtim.tv_sec || a.st_mtim.tv_nsec != b.st_mtim.tv_nsec ||
+        a.st_ctim.tv_sec != b.st_ctim.tv_sec || a.st_ctim.tv_nsec != b.st_ctim.tv_nsec)
+        return scp_fail(err, SCP_E_INTEGRITY, EACCES,
+                        "the program's loader %s changed since it was measured; not starting", interp);
+    return 0;
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -124,6 +162,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         goto out;
     }
     cfg.fd_base = (uint32_t)(top - SCP_SHIELD_FD_COUNT);
+    /* 1024 numbers below the reserved range: the volume library's zone is the top 512 */
+    uint32_t cfg_base_for_measured = cfg.fd_base - SCP_SHIELD_FD_COUNT;
     int hi = (int)(cfg.fd_base + SCP_SHIELD_FD_COUNT);
     if (rl.rlim_cur < (rlim_t)hi) {
         rl.rlim_cur = (rlim_t)hi;
@@ -244,7 +284,32 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     free(pl);
     scp_wipe(&cfg, sizeof cfg);
     for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
+    if (o->n_measured) {
+        /* below the shield's zones, where neither the loader nor the program puts anything
+         * before the shield has checked the start-up mappings against them and closed them */
+        int first = (int)cfg_base_for_measured - (int)o->n_measured;
+        char mv[32];
+        for (size_t i = 0; i < o->n_measured; i++)
+            if (first < 3 || dup2(o->measured_fds[i], first + (int)i) < 0) {
+                scp_fail_errno(err, "cannot pass the measured descriptors");
+                goto out;
+            }
+        snprintf(mv, sizeof mv, "%d:%zu", first, o->n_measured);
+        if (setenv(SCP_SHIELD_ENV_MEASURED_FDS, mv, 1) ||
+            (o->container.enabled && o->measured_paths && measured_lib_dir(o, first, err) < 0) ||
+            (o->container.enabled && o->measured_interp && measured_loader(o->measured_interp, first + 1, err) < 0)) {
+            if (!err->code) scp_fail_errno(err, "setenv");
+            goto out;
+        }
+    }
     if (o->container.enabled && scp_container_seal(&o->container, err)) goto out;
+    if (o->timing_ns) {
+        int64_t now = scp_now_ns();
+        char tv[32];
+        fprintf(stderr, "scpctl run: timing: container setup %.1f ms\n", (double)(now - o->timing_ns) / 1e6);
+        snprintf(tv, sizeof tv, "%lld", (long long)now);
+        setenv(SCP_SHIELD_ENV_TIMING, tv, 1);
+    }
     if (o->exec_fd > 0) {
         extern char **environ;
         syscall(SYS_execveat, o->exec_fd, "", o->argv, environ, AT_EMPTY_PATH);

@@ -3,6 +3,7 @@
 #ifndef SCP_RUNTIME_LAUNCH_H
 #define SCP_RUNTIME_LAUNCH_H
 
+#include <limits.h>
 #include <stdint.h>
 
 #include "runtime/container.h"
@@ -30,6 +31,13 @@ struct scp_run_opts {
                                 every volume's new tag after each commit (SCP_SHIELD_ENV_TAG_FD) */
     const char *cwd;         /* NULL: keep; else the working directory, entered after the mount points
                                 are covered so that it may be a volume's mount point */
+    const int *measured_fds; /* the descriptors that were measured (SCP_SHIELD_ENV_MEASURED_FDS) */
+    const char (*measured_paths)[PATH_MAX]; /* their paths as resolved: [0] the program, then the
+                                loader and the libraries under the names the program needs */
+    size_t n_measured;
+    const char *measured_interp; /* the program's PT_INTERP (measured_fds[1]) or NULL */
+    int64_t timing_ns;       /* SCP_RUN_TIMING: when the launch began (scp_now_ns); before exec the
+                                setup time since then is printed, and the shield prints its start */
     int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits
                                 until CAS acknowledged its tag (SCP_SHIELD_ENV_TAG_SYNC_FD) */
 };

@@ -94,8 +94,10 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     int serve = sh_trap_involves_prot(si->si_syscall, a) ||
                 (s && (s->handler == HND_PATH || s->handler == HND_CWD) && !was && !sh_in_lib);
     sh_in_trap = 1;
-    long r = serve ? sh_syscall(si->si_syscall, a)
-                   : sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+    long r;
+    if (si->si_syscall == SYS_mmap && sh_trusted_mmap(a, 0, &r)) { /* the loader maps a file (trusted.c) */
+    } else
+        r = serve ? sh_syscall(si->si_syscall, a) : sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
     sh_in_trap = was;
     g[REG_RAX] = (greg_t)r;
     errno = saved;
@@ -297,6 +299,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     unsetenv(SCP_SHIELD_ENV_FD);
     apply_launch(argc, argv);
     if (sh_injected_load(&e)) die("cannot read the injected files", &e);
+    if (sh_trusted_load(&e) || sh_trusted_check_mapped(&e)) die("trusted files", &e);
 
     Dl_info di;
     if (dladdr((void *)sh_ctor, &di) && di.dli_fname && strlen(di.dli_fname) < sizeof sh.self_path)
@@ -374,9 +377,11 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         if (sh_filter_install(sh.lo, (int)SCP_SHIELD_FD_COUNT, 1, &e)) die("cannot install the filter", &e);
         sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
     }
+    if (sh_trusted_arm(&e)) die("trusted files", &e);
     sh_exec_adopt();
     sh.active = 1;
     code_filter();
+    sh_trusted_timing();
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
 }
 
@@ -410,6 +415,8 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         sh_trace("exec of a program inside a protected volume refused");
         return -EACCES;
     }
+    long tc = sh_trusted_exec_check(dirfd, path, flags);
+    if (tc < 0) return tc;
     /* A vfork/posix_spawn child shares our memory (and this thread's TLS): only the real
      * owner commits, and the thread-local flags must read as in the parent when exec
      * succeeds and the parent resumes. */
@@ -421,15 +428,15 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         for (; envp[n]; n++)
             if (starts(envp[n], "LD_PRELOAD=")) old_pl = envp[n] + 11;
     size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 + 64;
-    size_t size = (n + 4) * sizeof(char *) + strsz + 64;
+    size_t size = (n + 5) * sizeof(char *) + strsz + 128;
     char **env = (char **)syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if ((unsigned long)env > -4096ul) return (long)env;
-    char *strs = (char *)(env + n + 4);
+    char *strs = (char *)(env + n + 5);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "=") &&
-            !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "="))
+            !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_TRUSTED_FD "="))
             env[k++] = envp[i];
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -446,8 +453,10 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     scp_wipe(cc, sizeof *cc);
     syscall(SYS_munmap, cc, sizeof *cc);
     int ffd = mfd < 0 ? -1 : sh_injected_to_memfd(); /* the injected files go on with the image */
-    if (mfd < 0 || ffd == -2) {
+    int tfd = mfd < 0 || ffd == -2 ? -1 : sh_trusted_to_memfd(); /* and so does the manifest */
+    if (mfd < 0 || ffd == -2 || tfd == -2) {
         if (mfd >= 0) sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
+        if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
@@ -458,9 +467,14 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     char *s2 = strs + l1 + 1;
     int l2 = snprintf(s2, strsz - (size_t)l1 - 1, "%s=%d", SCP_SHIELD_ENV_FD, mfd);
     env[k++] = s2;
+    char *s3 = s2 + l2 + 1;
     if (ffd >= 0) {
-        char *s3 = s2 + l2 + 1;
-        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_FILES_FD, ffd);
+        int l3 = snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_FILES_FD, ffd);
+        env[k++] = s3;
+        s3 += l3 + 1;
+    }
+    if (tfd >= 0) {
+        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_TRUSTED_FD, tfd);
         env[k++] = s3;
     }
     env[k] = NULL;
@@ -470,6 +484,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
     sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
     if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
+    if (tfd >= 0) sh_gate(SYS_close, tfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     syscall(SYS_munmap, env, size);
     return r;

@@ -148,4 +148,19 @@ int sh_injected_call(long nr, const long a[6], long *ret);
 /* A sealed memfd with the injected files for an exec'ed image: -1 when there are none, -2 on error. */
 int sh_injected_to_memfd(void);
 
+/* trusted.c: trusted files (docs/runtime.md "Trusted files"); all do nothing without a manifest */
+int sh_trusted_load(scp_err *err);
+int sh_trusted_check_mapped(scp_err *err); /* the files this image was started from */
+int sh_trusted_arm(scp_err *err);          /* trap the loader's later mappings (dlopen) */
+/* 0, or -EACCES (logged) when the file open at fd, opened by path (from dirfd), is listed and
+ * changed */
+long sh_trusted_check_open(int fd, int dirfd, const char *path);
+/* 0, or -EACCES (logged) when the binary to execute is unlisted or changed */
+long sh_trusted_exec_check(int dirfd, const char *path, int flags);
+/* mmap of a descriptor (only PROT_EXEC ones when exec_only): 1 with *ret set when handled */
+int sh_trusted_mmap(const long a[6], int exec_only, long *ret);
+/* The manifest in a sealed memfd for an exec'ed image: -1 when there is none, -2 on error. */
+int sh_trusted_to_memfd(void);
+void sh_trusted_timing(void);
+
 #endif

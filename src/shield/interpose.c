@@ -95,6 +95,15 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
     if (fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.lo) {
         sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = (unsigned char)(sh_in_lib != 0);
     }
+    if (fd >= 0 && sh.active && !sh_in_lib) { /* a listed trusted file must be unchanged (trusted.c) */
+        long t = sh_trusted_check_open(fd, dirfd, path);
+        if (t < 0) {
+            REAL(int (*)(int), close);
+            real_close(fd);
+            errno = (int)-t;
+            return -1;
+        }
+    }
     return fd;
 }
 #define MODE_ARG(flags) \
@@ -339,6 +348,9 @@ SH_EXPORT ssize_t copy_file_range(int in, loff_t *oin, int out, loff_t *oout, si
 /* ---- memory mappings --------------------------------------------------------------------- */
 
 SH_EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    long a[6] = {(long)addr, (long)len, prot, flags, fd, off}, tr;
+    if ((prot & PROT_EXEC) && sh.active && !sh_in_lib && sh_trusted_mmap(a, 1, &tr)) /* trusted.c */
+        return ret(tr) == -1 ? MAP_FAILED : (void *)tr;
     if (!(flags & MAP_ANONYMOUS) && P(fd)) {
         long r = call6(SYS_mmap, (long)addr, (long)len, prot, flags, fd, off);
         return r == -1 ? MAP_FAILED : (void *)r;
@@ -640,7 +652,14 @@ SH_EXPORT FILE *fopen(const char *p, const char *mode) {
         return f;
     }
     REAL(FILE *(*)(const char *, const char *), fopen);
-    return real_fopen(p, mode);
+    f = real_fopen(p, mode);
+    long t = f && sh.active && !sh_in_lib ? sh_trusted_check_open(fileno(f), AT_FDCWD, p) : 0; /* trusted.c */
+    if (t < 0) {
+        fclose(f);
+        errno = (int)-t;
+        return NULL;
+    }
+    return f;
 }
 SH_EXPORT FILE *fopen64(const char *p, const char *mode) { return fopen(p, mode); }
 SH_EXPORT FILE *freopen(const char *p, const char *mode, FILE *s) {

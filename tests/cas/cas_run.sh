@@ -21,7 +21,9 @@ cp "$(command -v redis-server)" "$T/bin/redis-server"
 cp "$(readlink -f /bin/sh)" "$T/bin/sh"
 expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-server"
 M=$(cat "$T/last.out")
-expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/sh"
+# the shell services run tr and sleep: every exec of a binary that is not measured is refused
+SHTRUST=(--trusted "$(readlink -f "$(command -v tr)")" --trusted "$(readlink -f "$(command -v sleep)")")
+expect_rc 0 "$SCPCTL" platform measure "${SHTRUST[@]}" -- "$T/bin/sh"
 MSH=$(cat "$T/last.out")
 # the measurement covers the libraries as the loader resolves them: a program whose library
 # sits next to it (RUNPATH $ORIGIN) measures differently when one byte of the library changes
@@ -38,12 +40,17 @@ if command -v cc >/dev/null; then
     # the value is the documented format over the files listed, computed independently
     python3 - "$T/m1.files" "$T/m1" <<'PY' || fail "the measurement does not follow the documented format"
 import hashlib, struct, sys
-files = [l.split(" ", 1)[1].rstrip("\n") for l in open(sys.argv[1]) if l.startswith("measured ")]
+lines = open(sys.argv[1]).read().split("\n")
+files = [l.split(" ", 1)[1] for l in lines if l.startswith("measured ")]
+config = "\n".join(lines[lines.index("--- configuration:") + 1:lines.index("---")]).encode() + b"\n"
 h = hashlib.sha256()
 for f in files:
     b = open(f, "rb").read()
     h.update(b"file" + struct.pack(">Q", len(b)) + hashlib.sha256(b).digest())
-h.update(b"config" + struct.pack(">Q", 0) + hashlib.sha256(b"").digest())
+    # the configuration lists each file with its hash and size (the trusted-file manifest)
+    if (" %s %d " % (hashlib.sha256(b).hexdigest(), len(b))).encode() not in config:
+        sys.exit(1)
+h.update(b"config" + struct.pack(">Q", len(config)) + hashlib.sha256(config).digest())
 sys.exit(0 if h.hexdigest() == open(sys.argv[2]).read().strip() else 1)
 PY
     printf '\x01' | dd of="$T/app/libanswer.so" bs=1 seek=100 conv=notrunc 2>/dev/null
@@ -141,7 +148,7 @@ stop
 
 # the program gets the policy's environment and arguments; its own /proc/self/cmdline shows
 # only placeholders
-expect_rc 0 "$SCPCTL" run --session db --service probe --platform-key "$T/p1.key" --volume-dir "$T/vols" -- "$T/bin/sh"
+expect_rc 0 "$SCPCTL" run --session db --service probe --platform-key "$T/p1.key" --volume-dir "$T/vols" "${SHTRUST[@]}" -- "$T/bin/sh"
 grep -qx "env=$ENVS arg=$ENVS" "$T/last.out" || fail "the program did not get its environment/arguments: $(cat "$T/last.out")"
 grep -qF "$ENVS" <(sed 1d "$T/last.out") && fail "the secret argument is in /proc/self/cmdline: $(cat "$T/last.out")"
 grep -q "^sh (scp) (scp) (scp) *$" "$T/last.out" || fail "unexpected cmdline: $(cat "$T/last.out")"
@@ -174,7 +181,7 @@ unset 'RUN[${#RUN[@]}-1]'
 
 # ARGS are appended where the policy allows it; a policy environment that would steer the
 # loader (and so change what runs after measuring) is refused
-PROBE=("$SCPCTL" run --platform-key "$T/p1.key" --volume-dir "$T/vols" --session db)
+PROBE=("$SCPCTL" run --platform-key "$T/p1.key" --volume-dir "$T/vols" --session db "${SHTRUST[@]}")
 expect_rc 0 "${PROBE[@]}" --service args -- "$T/bin/sh" one two
 grep -qx "args=one two" "$T/last.out" || fail "ARGS not appended: $(cat "$T/last.out")"
 # the run ends with the program, even if a child it left behind keeps the tag socket open: the
