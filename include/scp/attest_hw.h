@@ -46,6 +46,9 @@ int scp_hw_report_data(const uint8_t nonce[32], const uint8_t pubkey[32], const 
  * only (the caller verifies the evidence). */
 #define SCP_HW_PLATFORM_LABEL "SCP-HW-PLATFORM-v1"
 int scp_hw_platform_identity(int backend, const uint8_t *quote, size_t len, uint8_t out[32], scp_err *err);
+/* The same from what a verifier returned (scp_snp_report.chip_id, scp_dcap_quote.ppid). */
+void scp_hw_platform_identity_snp(const uint8_t chip_id[64], uint8_t out[32]);
+void scp_hw_platform_identity_ppid(const uint8_t ppid[16], uint8_t out[32]);
 
 /* ---- AMD SEV-SNP ------------------------------------------------------------------------ */
 
@@ -176,6 +179,8 @@ typedef struct scp_dcap_quote {
     const uint8_t *pck_chain; /* PEM: PCK, intermediate CA, root CA */
     size_t pck_chain_len;
     int tcb_status; /* set by scp_dcap_verify: SCP_DCAP_TCB_* */
+    uint8_t ppid[16]; /* set by scp_dcap_verify: the PCK certificate's PPID, when has_ppid */
+    int has_ppid;
 } scp_dcap_quote;
 
 int scp_dcap_quote_parse(const uint8_t *buf, size_t len, scp_dcap_quote *out, scp_err *err);

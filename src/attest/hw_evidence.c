@@ -11,18 +11,24 @@
 #include "scp/attest.h"
 #include "scp/attest_hw.h"
 
-static int identity_of(const char *what, const uint8_t *id, size_t len, uint8_t out[32]) {
+static void identity_of(const char *what, const uint8_t *id, size_t len, uint8_t out[32]) {
     struct scp_buf parts[3] = {{SCP_HW_PLATFORM_LABEL, sizeof SCP_HW_PLATFORM_LABEL}, {what, strlen(what) + 1},
                                {id, len}};
     scp_sha256(parts, 3, out);
-    return 0;
 }
+
+void scp_hw_platform_identity_snp(const uint8_t chip_id[64], uint8_t out[32]) {
+    identity_of("snp chip_id", chip_id, 64, out);
+}
+
+void scp_hw_platform_identity_ppid(const uint8_t ppid[16], uint8_t out[32]) { identity_of("sgx ppid", ppid, 16, out); }
 
 int scp_hw_platform_identity(int backend, const uint8_t *quote, size_t len, uint8_t out[32], scp_err *err) {
     if (backend == SCP_TEE_SNP) {
         scp_snp_report r;
         if (scp_snp_report_parse(quote, len, &r, err) < 0) return -1;
-        return identity_of("snp chip_id", r.chip_id, sizeof r.chip_id, out);
+        scp_hw_platform_identity_snp(r.chip_id, out);
+        return 0;
     }
     if (backend != SCP_TEE_TDX && backend != SCP_TEE_SGX)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "backend %d has no hardware identity", backend);
@@ -36,7 +42,8 @@ int scp_hw_platform_identity(int backend, const uint8_t *quote, size_t len, uint
     hw_certs_free(c, n);
     if (rc < 0) return -1;
     if (!pk.has_ppid) return scp_fail(err, SCP_E_FORMAT, EINVAL, "the PCK certificate carries no PPID");
-    return identity_of("sgx ppid", pk.ppid, sizeof pk.ppid, out);
+    scp_hw_platform_identity_ppid(pk.ppid, out);
+    return 0;
 }
 
 static const uint8_t vcek_guid[16] = {0x8d, 0x75, 0xda, 0x63, 0x64, 0xe6, 0x64, 0x45,
@@ -55,17 +62,20 @@ int scp_snp_certtable_vcek(const uint8_t *buf, size_t len, const uint8_t **vcek,
         if (len / 24 <= n) return scp_fail(err, SCP_E_FORMAT, EINVAL, "SNP certificate table: no terminating entry");
         if (memcmp(buf + 24 * n, zero, 24) == 0) break;
     }
-    size_t table_end = 24 * (n + 1);
+    size_t table_end = 24 * (n + 1), found = n;
     for (size_t i = 0; i < n; i++) {
         const uint8_t *e = buf + 24 * i;
         uint32_t off = le32(e + 16), l = le32(e + 20);
         if (off < table_end || off > len || l > len - off)
             return scp_fail(err, SCP_E_FORMAT, EINVAL, "SNP certificate table: entry %zu lies outside the table", i);
         if (memcmp(e, vcek_guid, 16) != 0) continue;
-        if (*vcek) return scp_fail(err, SCP_E_FORMAT, EINVAL, "SNP certificate table: two VCEK entries");
+        if (found != n) return scp_fail(err, SCP_E_FORMAT, EINVAL, "SNP certificate table: two VCEK entries");
         if (l == 0) return scp_fail(err, SCP_E_FORMAT, EINVAL, "SNP certificate table: empty VCEK entry");
-        *vcek = buf + off;
-        *vcek_len = l;
+        found = i;
+    }
+    if (found < n) { /* only a table that is valid throughout yields its VCEK */
+        *vcek = buf + le32(buf + 24 * found + 16);
+        *vcek_len = le32(buf + 24 * found + 20);
     }
     return 0;
 }

@@ -32,7 +32,7 @@
 #include "scp/attest_hw.h"
 
 #define TSM_REPORT_ROOT "/sys/kernel/config/tsm/report"
-#define TSM_BLOB_MAX (64 * 1024)
+#define TSM_BLOB_MAX ((size_t)64 * 1024)
 
 /* Read an attribute to its end (configfs attributes report no useful size). */
 static int read_attr(int dfd, const char *name, size_t max, uint8_t **out, size_t *len, scp_err *err) {

@@ -83,7 +83,14 @@ static int verify_hw(cas_api *api, const scp_evidence *ev, const cas_platform_ro
         }
     }
     if (rc < 0) goto fail;
-    if (scp_hw_platform_identity(ev->backend, ev->quote, ev->quote_len, ident, &e) < 0) goto fail;
+    if (ev->backend == SCP_TEE_SNP) {
+        scp_hw_platform_identity_snp(hr->snp.chip_id, ident);
+    } else if (hr->dcap.has_ppid) {
+        scp_hw_platform_identity_ppid(hr->dcap.ppid, ident);
+    } else {
+        cas_deny(resp, 403, "bad_evidence", "the quote's PCK certificate carries no PPID (no platform identity)");
+        return -1;
+    }
     scp_sha256_buf(ident, 32, id);
     if (memcmp(id, ev->platform_id, 32) != 0) {
         cas_deny(resp, 403, "bad_evidence", "the evidence's platform id is not the id of the hardware that signed it");
@@ -148,7 +155,7 @@ static int check_tee_policy(const scp_evidence *ev, const cas_service_def *svc, 
         if ((t->has_mrenclave && !hex_is(q->mrenclave, t->mrenclave, 32, got)) ||
             (t->has_mrsigner && !hex_is(q->mrsigner, t->mrsigner, 32, got))) {
             cas_deny(resp, 403, "wrong_measurement", "sgx %s %s is not the one service '%s' allows",
-                     t->has_mrenclave && memcmp(q->mrenclave, t->mrenclave, 32) ? "MRENCLAVE" : "MRSIGNER", got,
+                     t->has_mrenclave && memcmp(q->mrenclave, t->mrenclave, 32) != 0 ? "MRENCLAVE" : "MRSIGNER", got,
                      svc->name);
             return -1;
         }

@@ -148,7 +148,40 @@ want 1 "403 missing_collateral.*tcbinfo-tdx-50806f000000.json" tdx web
 "$FORGE" tdx-collateral "$T/pki" "$C" UpToDate || fail "tdx-collateral"
 want 0 '"KEY":"' tdx web
 
-# a platform enrolled for one backend cannot present another's evidence; revocation
+# the whole run: scpctl run --tee auto picks snp (the fake entry), attests, and the program in
+# its container gets the configuration; no sim warning
+if [ "$(id -u)" = 0 ]; then
+    mkdir -p "$T/bin"
+    cp "$(readlink -f /bin/sh)" "$T/bin/sh"
+    expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/sh"
+    MSH=$(cat "$T/last.out")
+    cat >"$T/run.yaml" <<YAML
+name: run
+services:
+  - name: sh
+    measurements: [$MSH]
+    command: [sh, -c, 'echo "key=\$KEY"']
+    environment: {KEY: "\$\$SCP::k\$\$"}
+    snp: {measurement: $(X96 ab)}
+secrets:
+  - {name: k, kind: ascii, size: 24}
+YAML
+    expect_rc 0 "$SCPCTL" session create "$T/run.yaml"
+    expect_rc 0 "$SCPCTL" session secret run k
+    K=$(cat "$T/last.out")
+    SCP_TSM_REPORT=$T/tsm-snp expect_rc 0 "$SCPCTL" run --session run --service sh --volume-dir "$T/vols" -- "$T/bin/sh"
+    grep -qx "key=$K" "$T/last.out" || fail "the program did not get its configuration: $(cat "$T/last.out" "$T/last.err")"
+    grep -q "tee auto: using snp" "$T/last.err" || fail "run --tee auto did not say snp: $(cat "$T/last.err")"
+    grep -q "NOT protected" "$T/last.err" && fail "a hardware run printed the sim warning"
+    # and without the fake entry, auto falls back to sim and says so (no platform key: exit 1)
+    if [ ! -e /sys/kernel/config/tsm/report ]; then
+        expect_rc 1 "$SCPCTL" run --session run --service sh --volume-dir "$T/vols" -- "$T/bin/sh"
+        grep -q "tee auto: no TDX or SEV-SNP guest interface (configfs-tsm) on this machine; using sim" "$T/last.err" ||
+            fail "run --tee auto did not say sim: $(cat "$T/last.err")"
+    fi
+fi
+
+# revocation
 expect_rc 0 "$SCPCTL" platform revoke "$PTDX"
 want 1 "403 revoked_platform" tdx web
 
