@@ -53,7 +53,10 @@ static int verify_hw(cas_api *api, const scp_evidence *ev, const cas_platform_ro
     char product[16] = "";
     int rc;
     snprintf(ai->note, sizeof ai->note, "tee %s", backend_name(ev->backend));
-    if (strcmp(plat->backend, backend_name(ev->backend)) != 0) {
+    /* one Intel machine (one PPID) may run TDX guests and SGX enclaves: either enrolment serves */
+    int dcap_pair = (ev->backend == SCP_TEE_TDX || ev->backend == SCP_TEE_SGX) &&
+                    (strcmp(plat->backend, "tdx") == 0 || strcmp(plat->backend, "sgx") == 0);
+    if (!dcap_pair && strcmp(plat->backend, backend_name(ev->backend)) != 0) {
         cas_deny(resp, 403, "bad_evidence", "platform %s is enrolled as a %s platform, the evidence is %s", plat->id,
                  plat->backend, backend_name(ev->backend));
         return -1;
@@ -304,6 +307,12 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
         goto out;
     }
     if (ev.backend != SCP_TEE_SIM && check_tee_policy(&ev, svc, &hr, resp) < 0) goto out;
+    /* a service that names a hardware platform is not for the sim, whose memory nothing protects */
+    if (ev.backend == SCP_TEE_SIM && (svc->snp.present || svc->tdx.present || svc->sgx.present)) {
+        cas_deny(resp, 403, "tee_not_allowed", "service '%s' accepts hardware evidence only (its policy names %s%s%s)",
+                 service, svc->snp.present ? "snp " : "", svc->tdx.present ? "tdx " : "", svc->sgx.present ? "sgx" : "");
+        goto out;
+    }
     if (!in_list(&svc->measurements, ai->measurement)) {
         cas_deny(resp, 403, "wrong_measurement", "measurement %s is not allowed for service '%s' of session '%s'",
                  ai->measurement, service, session);

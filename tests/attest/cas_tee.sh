@@ -67,6 +67,10 @@ services:
     measurements: [$M]
     snp: {measurement: $(X96 ac)}
     tdx: {mrtd: $(X96 43)}
+    sgx: {mrenclave: $(X64 45), mrsigner: $(X64 44)}
+  - name: enclave
+    measurements: [$M]
+    sgx: {mrenclave: $(X64 43), mrsigner: $(X64 44), min_isvsvn: 5}
   - name: wronghost
     measurements: [$M]
     snp: {measurement: $(X96 ab), host_data: $(X64 ce)}
@@ -106,6 +110,13 @@ expect_rc 0 "$SCPCTL" platform enroll --name snp1 --backend snp --pubkey "$ISNP"
 PSNP=$(sed -n 's/^enrolled platform \([0-9a-f]*\).*/\1/p' "$T/last.out")
 expect_rc 0 "$SCPCTL" platform enroll --name tdx1 --backend tdx --pubkey "$ITDX"
 PTDX=$(sed -n 's/^enrolled platform \([0-9a-f]*\).*/\1/p' "$T/last.out")
+
+# a service that names a hardware platform refuses the sim; one that names none takes it
+expect_rc 0 "$SCPCTL" platform create-key "$T/sim.key"
+expect_rc 0 "$SCPCTL" platform enroll --name sim1 --key "$T/sim.key"
+expect_err 1 "403 tee_not_allowed.*accepts hardware evidence only (its policy names snp tdx" \
+    "$SCPCTL" platform attest --key "$T/sim.key" --session hw --service web --measurement "$M"
+expect_rc 0 "$SCPCTL" platform attest --key "$T/sim.key" --session hw --service simonly --measurement "$M"
 
 # SEV-SNP
 want 0 '"KEY":"' snp web
@@ -147,6 +158,38 @@ rm "$C/sgx/tcbinfo-tdx-50806f000000.json"
 want 1 "403 missing_collateral.*tcbinfo-tdx-50806f000000.json" tdx web
 "$FORGE" tdx-collateral "$T/pki" "$C" UpToDate || fail "tdx-collateral"
 want 0 '"KEY":"' tdx web
+
+# SGX: CAS's side only (the runtime side is a documented seam): evidence that hw_forge makes
+# with CAS's nonce stands in for it, posted by curl as a real TLS client; the tdx enrolment
+# (the same Intel machine, the same PPID) serves
+"$FORGE" sgx-collateral "$T/pki" "$C" UpToDate || fail "sgx-collateral"
+PUB=$(printf '09%062d' 0)
+sgx_attest() { # sgx_attest SERVICE [hw_forge options]: prints the HTTP status; body in $T/last.out
+    local svc=$1 n
+    shift
+    n=$(curl -sk -X POST -H 'Content-Type: application/json' -d '{}' "https://$ADDR/v1/attest/nonce" |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["nonce"])')
+    "$FORGE" sgx-evidence "$T/pki" "$n" "$PUB" "$M" "$@" >"$T/ev.bin" || fail "sgx-evidence"
+    printf '{"session":"hw","service":"%s","evidence":"%s"}' "$svc" "$(base64 -w0 "$T/ev.bin")" |
+        curl -sk -o "$T/last.out" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @- \
+            "https://$ADDR/v1/attest"
+}
+sgx_want() { # sgx_want STATUS PATTERN SERVICE [hw_forge options]
+    local st=$1 pat=$2 got
+    shift 2
+    got=$(sgx_attest "$@")
+    [ "$got" = "$st" ] && grep -q -- "$pat" "$T/last.out" || fail "sgx $*: $got $(cat "$T/last.out"), want $st '$pat'"
+}
+sgx_want 200 '"ciphertext"' enclave
+sgx_want 403 "wrong_measurement.*sgx MRENCLAVE \(43\)\{32\} is not the one service 'wrong' allows" wrong
+sgx_want 403 "tee_not_allowed.*accepts no sgx platform" simonly
+sgx_want 403 "tcb_too_low.*sgx ISVSVN 4 is below the minimum 5" enclave --isvsvn 4
+sgx_want 403 "tee_policy.*debug enclave" enclave --debug
+sgx_want 403 "bad_evidence.*report data" enclave --flip-rd
+"$FORGE" sgx-collateral "$T/pki" "$C" OutOfDate || fail "sgx-collateral"
+sgx_want 403 "tcb_too_low.*sgx TCB status OutOfDate is not accepted" enclave
+"$FORGE" sgx-collateral "$T/pki" "$C" UpToDate || fail "sgx-collateral"
+sgx_want 200 '"ciphertext"' enclave
 
 # the whole run: scpctl run --tee auto picks snp (the fake entry), attests, and the program in
 # its container gets the configuration; no sim warning

@@ -6,10 +6,15 @@
  *
  * usage: hw_forge snp PKI_DIR INBLOB AUXBLOB [OPTION...] > outblob
  *        hw_forge tdx PKI_DIR INBLOB [OPTION...] > outblob
- *        hw_forge tdx-collateral PKI_DIR DIR STATUS   (signed TCB info and QE identity in DIR/sgx)
+ *        hw_forge sgx-evidence PKI_DIR NONCE PUBKEY MEASUREMENT [OPTION...] > evidence
+ *            (whole SCP evidence of backend sgx with an SGX quote v3: the SGX runtime side is a
+ *            seam, so this stands in for it)
+ *        hw_forge tdx-collateral|sgx-collateral PKI_DIR DIR STATUS
+ *            (signed TCB info and QE identity in DIR/sgx)
  * options: --debug (debug guest/TD), --old-tcb (SNP: TCB bootloader 2 with its VCEK),
  *          --no-vcek (SNP: empty certificate table), --flip-rd (report data with one bit changed),
- *          --measure-byte N (SNP MEASUREMENT / TDX MRTD filled with byte N; default 0xab / 0x42)
+ *          --measure-byte N (SNP MEASUREMENT / TDX MRTD / SGX MRENCLAVE filled with byte N; default
+ *          0xab / 0x42 / 0x43; SGX MRSIGNER is 0x44), --isvsvn N (SGX, default 5)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +27,7 @@
 
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "scp/attest.h"
 #include "scp/attest_hw.h"
 
 static const char *pki;
@@ -86,7 +92,7 @@ static void put64(uint8_t *p, uint64_t v) {
 }
 
 struct opts {
-    int debug, old_tcb, no_vcek, flip_rd, measure_byte;
+    int debug, old_tcb, no_vcek, flip_rd, measure_byte, isvsvn;
 };
 
 static void snp(const char *inblob, const char *auxblob, const struct opts *o) {
@@ -132,11 +138,12 @@ static void snp(const char *inblob, const char *auxblob, const struct opts *o) {
     if (fwrite(rep, 1, sizeof rep, stdout) != sizeof rep) die("cannot write the report");
 }
 
-static void tdx(const char *inblob, const struct opts *o) {
+/* A DCAP quote: version 4 (TDX) or 3 (SGX), report data rd, on stdout... or into *out. */
+static uint8_t *dcap_quote(int version, const uint8_t rd_in[64], const struct opts *o, size_t *out_len) {
     static const uint8_t intel_vendor[16] = {0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9,
                                              0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07};
     uint8_t rd[64];
-    read_inblob(inblob, rd);
+    memcpy(rd, rd_in, 64);
     if (o->flip_rd) rd[0] ^= 1;
     size_t clen;
     uint8_t *chain = slurp("sgx/chain.pem", &clen);
@@ -144,28 +151,39 @@ static void tdx(const char *inblob, const struct opts *o) {
     uint8_t pub[65];
     size_t pl = 0;
     if (!ak || EVP_PKEY_get_octet_string_param(ak, "pub", pub, sizeof pub, &pl) != 1 || pl != 65) die("key");
-    size_t body = 584, auth_len = 32, qe_part = 384 + 64 + 2 + auth_len + 6 + clen;
-    size_t sig_len = 128 + 6 + qe_part, len = 48 + body + 4 + sig_len;
+    int v4 = version == 4;
+    size_t body = v4 ? 584 : 384, auth_len = 32, qe_part = 384 + 64 + 2 + auth_len + 6 + clen;
+    size_t sig_len = 128 + (v4 ? 6 : 0) + qe_part, len = 48 + body + 4 + sig_len;
     uint8_t *q = calloc(1, len);
     if (!q) die("out of memory");
-    put16(q, 4);
+    put16(q, (uint16_t)version);
     put16(q + 2, 2);
-    put32(q + 4, 0x81);
+    put32(q + 4, v4 ? 0x81 : 0);
     memcpy(q + 12, intel_vendor, 16);
     uint8_t *b = q + 48;
-    memset(b + 136, o->measure_byte >= 0 ? o->measure_byte : 0x42, 48); /* MRTD */
-    for (int i = 0; i < 4; i++) memset(b + 328 + 48 * i, 0x60 + i, 48); /* RTMR0..3 */
-    b[120] = o->debug ? 1 : 0;
-    memcpy(b + 520, rd, 64);
+    if (v4) {
+        memset(b + 136, o->measure_byte >= 0 ? o->measure_byte : 0x42, 48); /* MRTD */
+        for (int i = 0; i < 4; i++) memset(b + 328 + 48 * i, 0x60 + i, 48); /* RTMR0..3 */
+        b[120] = o->debug ? 1 : 0;
+        memcpy(b + 520, rd, 64);
+    } else {
+        b[48] = o->debug ? 2 : 0;
+        memset(b + 64, o->measure_byte >= 0 ? o->measure_byte : 0x43, 32); /* MRENCLAVE */
+        memset(b + 128, 0x44, 32);                                           /* MRSIGNER */
+        put16(b + 258, (uint16_t)o->isvsvn);
+        memcpy(b + 320, rd, 64);
+    }
     uint8_t *p = q + 48 + body;
     put32(p, (uint32_t)sig_len);
     p += 4;
     uint8_t *sig = p;
     memcpy(p + 64, pub + 1, 64);
     p += 128;
-    put16(p, 6);
-    put32(p + 2, (uint32_t)qe_part);
-    p += 6;
+    if (v4) {
+        put16(p, 6);
+        put32(p + 2, (uint32_t)qe_part);
+        p += 6;
+    }
     uint8_t *qe = p, auth[32];
     memset(auth, 0x5a, sizeof auth);
     struct scp_buf parts[2] = {{pub + 1, 64}, {auth, 32}};
@@ -179,10 +197,53 @@ static void tdx(const char *inblob, const struct opts *o) {
     put32(p + 2, (uint32_t)clen);
     memcpy(p + 6, chain, clen);
     sign_rs(ak, EVP_sha256(), q, 48 + body, sig, 32, 0);
-    if (fwrite(q, 1, len, stdout) != len) die("cannot write the quote");
     EVP_PKEY_free(ak);
     EVP_PKEY_free(pck);
     free(chain);
+    *out_len = len;
+    return q;
+}
+
+static void tdx(const char *inblob, const struct opts *o) {
+    uint8_t rd[64];
+    read_inblob(inblob, rd);
+    size_t len;
+    uint8_t *q = dcap_quote(4, rd, o, &len);
+    if (fwrite(q, 1, len, stdout) != len) die("cannot write the quote");
+    free(q);
+}
+
+static size_t put_field(uint8_t *p, uint16_t type, const uint8_t *v, size_t len) {
+    p[0] = (uint8_t)(type >> 8), p[1] = (uint8_t)type, p[2] = (uint8_t)(len >> 8), p[3] = (uint8_t)len;
+    memcpy(p + 4, v, len);
+    return 4 + len;
+}
+
+/* Whole SCP evidence of backend sgx (there is no SGX runtime side: this stands in for it). */
+static void sgx_evidence(const char *nonce_hex, const char *pub_hex, const char *meas_hex, const struct opts *o) {
+    uint8_t nonce[32], pub[32], meas[32], rd[64], ident[32], id[32];
+    scp_err e;
+    if (scp_unhex(nonce_hex, nonce, 32) < 0 || scp_unhex(pub_hex, pub, 32) < 0 || scp_unhex(meas_hex, meas, 32) < 0)
+        die("nonce, pubkey and measurement are 64 hex digits each");
+    if (scp_hw_report_data(nonce, pub, meas, rd, &e) < 0) die(e.msg);
+    size_t ql;
+    uint8_t *q = dcap_quote(3, rd, o, &ql);
+    if (scp_hw_platform_identity(SCP_TEE_SGX, q, ql, ident, &e) < 0) die(e.msg);
+    struct scp_buf b = {ident, 32};
+    scp_sha256(&b, 1, id);
+    size_t len = 12 + 4 * 36 + 4 + ql;
+    uint8_t *ev = malloc(len), *p = ev + 12;
+    if (!ev) die("out of memory");
+    memcpy(ev, "SCPE\0\1\0\4", 8); /* version 1, backend 4 (sgx) */
+    uint32_t body = (uint32_t)(len - 12);
+    ev[8] = (uint8_t)(body >> 24), ev[9] = (uint8_t)(body >> 16), ev[10] = (uint8_t)(body >> 8), ev[11] = (uint8_t)body;
+    p += put_field(p, 1, nonce, 32);
+    p += put_field(p, 2, pub, 32);
+    p += put_field(p, 3, meas, 32);
+    p += put_field(p, 4, id, 32);
+    p += put_field(p, 5, q, ql);
+    if ((size_t)(p - ev) != len || fwrite(ev, 1, len, stdout) != len) die("cannot write the evidence");
+    free(ev);
     free(q);
 }
 
@@ -203,13 +264,29 @@ static void write_signed(const char *dir, const char *name, const char *key, con
 
 /* TCB info for the test PCK (SGX components 3,3,2,2,2,1,0,2, PCESVN 11) with one level of the
  * given status, and a QE identity the forged quotes' zeroed QE report matches. */
-static void tdx_collateral(const char *dir, const char *status) {
+static void dcap_collateral(const char *dir, int tdx_, const char *status) {
     char obj[4096], comps[1024] = "", tdxc[1024] = "";
     static const int sv[16] = {3, 3, 2, 2, 2, 1, 0, 2};
     for (int i = 0; i < 16; i++) {
         size_t l = strlen(comps), m = strlen(tdxc);
         snprintf(comps + l, sizeof comps - l, "%s{\"svn\":%d}", i ? "," : "", sv[i]);
         snprintf(tdxc + m, sizeof tdxc - m, "%s{\"svn\":0}", i ? "," : "");
+    }
+    if (!tdx_) {
+        snprintf(obj, sizeof obj,
+                 "{\"id\":\"SGX\",\"version\":3,\"issueDate\":\"2026-01-01T00:00:00Z\",\"nextUpdate\":\"2099-01-01T00:00:00Z\","
+                 "\"fmspc\":\"50806f000000\",\"pceId\":\"0000\",\"tcbType\":0,\"tcbLevels\":["
+                 "{\"tcb\":{\"sgxtcbcomponents\":[%s],\"pcesvn\":11},\"tcbStatus\":\"%s\"}]}",
+                 comps, status);
+        write_signed(dir, "tcbinfo-sgx-50806f000000.json", "tcbInfo", obj);
+        snprintf(obj, sizeof obj,
+                 "{\"id\":\"QE\",\"version\":2,\"issueDate\":\"2026-01-01T00:00:00Z\",\"nextUpdate\":\"2099-01-01T00:00:00Z\","
+                 "\"miscselect\":\"00000000\",\"miscselectMask\":\"FFFFFFFF\",\"attributes\":\"%032d\","
+                 "\"attributesMask\":\"FBFFFFFFFFFFFFFF0000000000000000\",\"mrsigner\":\"%064d\",\"isvprodid\":0,"
+                 "\"tcbLevels\":[{\"tcb\":{\"isvsvn\":0},\"tcbStatus\":\"UpToDate\"}]}",
+                 0, 0);
+        write_signed(dir, "qeidentity-sgx.json", "enclaveIdentity", obj);
+        return;
     }
     snprintf(obj, sizeof obj,
              "{\"id\":\"TDX\",\"version\":3,\"issueDate\":\"2026-01-01T00:00:00Z\",\"nextUpdate\":\"2099-01-01T00:00:00Z\","
@@ -230,23 +307,30 @@ static void tdx_collateral(const char *dir, const char *status) {
 int main(int argc, char **argv) {
     if (argc < 4) die("usage: hw_forge snp|tdx|tdx-collateral PKI_DIR ...");
     pki = argv[2];
-    if (strcmp(argv[1], "tdx-collateral") == 0) {
-        if (argc != 5) die("usage: hw_forge tdx-collateral PKI_DIR DIR STATUS");
-        tdx_collateral(argv[3], argv[4]);
+    if (strcmp(argv[1], "tdx-collateral") == 0 || strcmp(argv[1], "sgx-collateral") == 0) {
+        if (argc != 5) die("usage: hw_forge tdx-collateral|sgx-collateral PKI_DIR DIR STATUS");
+        dcap_collateral(argv[3], argv[1][0] == 't', argv[4]);
         return 0;
     }
-    int is_snp = strcmp(argv[1], "snp") == 0, first = is_snp ? 5 : 4;
-    if (argc < first || (!is_snp && strcmp(argv[1], "tdx") != 0)) die("usage: hw_forge snp|tdx PKI_DIR INBLOB ...");
-    struct opts o = {.measure_byte = -1};
+    if (strcmp(argv[1], "sgx-evidence") == 0) {
+        if (argc < 6) die("usage: hw_forge sgx-evidence PKI_DIR NONCE PUBKEY MEASUREMENT [OPTION...]");
+    }
+    int is_snp = strcmp(argv[1], "snp") == 0, is_sgx = strcmp(argv[1], "sgx-evidence") == 0;
+    int first = is_sgx ? 6 : is_snp ? 5 : 4;
+    if (argc < first || (!is_snp && !is_sgx && strcmp(argv[1], "tdx") != 0))
+        die("usage: hw_forge snp|tdx PKI_DIR INBLOB ...");
+    struct opts o = {.measure_byte = -1, .isvsvn = 5};
     for (int i = first; i < argc; i++) {
         if (strcmp(argv[i], "--debug") == 0) o.debug = 1;
         else if (strcmp(argv[i], "--old-tcb") == 0) o.old_tcb = 1;
         else if (strcmp(argv[i], "--no-vcek") == 0) o.no_vcek = 1;
         else if (strcmp(argv[i], "--flip-rd") == 0) o.flip_rd = 1;
+        else if (strcmp(argv[i], "--isvsvn") == 0 && i + 1 < argc) o.isvsvn = atoi(argv[++i]);
         else if (strcmp(argv[i], "--measure-byte") == 0 && i + 1 < argc) o.measure_byte = (int)strtol(argv[++i], NULL, 0) & 0xff;
         else die("unknown option");
     }
-    if (is_snp) snp(argv[3], argv[4], &o);
+    if (is_sgx) sgx_evidence(argv[3], argv[4], argv[5], &o);
+    else if (is_snp) snp(argv[3], argv[4], &o);
     else tdx(argv[3], &o);
     return fflush(stdout) == 0 ? 0 : 2;
 }
