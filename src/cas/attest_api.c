@@ -61,6 +61,11 @@ static int verify_hw(cas_api *api, const scp_evidence *ev, const cas_platform_ro
                  plat->backend, backend_name(ev->backend));
         return -1;
     }
+    if (!api->collateral_dir[0]) { /* cas_api_set_hw was not called: nothing to verify with */
+        cas_deny(resp, 403, "missing_collateral", "this CAS has no collateral directory for %s evidence",
+                 backend_name(ev->backend));
+        return -1;
+    }
     if (scp_hw_report_data(ev->nonce, ev->pubkey, ev->measurement, rd, &e) < 0) goto fail;
     if (ev->backend == SCP_TEE_SNP) {
         /* everything the policy may refuse is checked by check_tee_policy */

@@ -191,19 +191,33 @@ static int get_accept_tcb(pctx *c, yaml_node_t *n, unsigned *out) {
     return r;
 }
 
+/* Keys of a tee section are each allowed once: a reader of the policy must see the value CAS uses. */
+static int once(pctx *c, yaml_node_t *k, unsigned *seen, unsigned bit) {
+    if (*seen & bit) {
+        int l = (int)(k->data.scalar.length > 64 ? 64 : k->data.scalar.length);
+        return perr(c, k, "duplicate key '%.*s'", l, (const char *)k->data.scalar.value);
+    }
+    *seen |= bit;
+    return 0;
+}
+
 /* snp: {measurement, host_data, min_tcb: {bootloader, tee, snp, microcode}} */
 static int parse_tee_snp(pctx *c, yaml_node_t *n, cas_tee_policy *t) {
+    unsigned seen = 0;
     FOR_PAIRS(c, n, k, v) {
         int r;
-        if (key_is(k, "measurement")) r = get_hex(c, v, "measurement", t->measurement, 48);
-        else if (key_is(k, "host_data")) r = get_hex(c, v, "host_data", t->host_data, 32), t->has_host_data = 1;
+        if (key_is(k, "measurement")) r = once(c, k, &seen, 1) < 0 ? -1 : get_hex(c, v, "measurement", t->measurement, 48);
+        else if (key_is(k, "host_data"))
+            r = once(c, k, &seen, 2) < 0 ? -1 : get_hex(c, v, "host_data", t->host_data, 32), t->has_host_data = 1;
         else if (key_is(k, "min_tcb")) {
+            if (once(c, k, &seen, 4) < 0) return -1;
             static const char *const comp[4] = {"bootloader", "tee", "snp", "microcode"};
             if (want_map(c, v, "min_tcb") < 0) return -1;
             FOR_PAIRS(c, v, tk, tv) {
                 int i = 0;
                 while (i < 4 && !key_is(tk, comp[i])) i++;
                 if (i == 4) return unknown(c, tk, "min_tcb (bootloader, tee, snp, microcode)");
+                if (once(c, tk, &seen, 8u << i) < 0) return -1;
                 long x;
                 if (get_long(c, tv, comp[i], 0, 255, &x) < 0) return -1;
                 t->min_tcb[i] = (uint8_t)x;
@@ -219,13 +233,16 @@ static int parse_tee_snp(pctx *c, yaml_node_t *n, cas_tee_policy *t) {
 /* tdx: {mrtd, rtmr0..rtmr3, accept_tcb} */
 static int parse_tee_tdx(pctx *c, yaml_node_t *n, cas_tee_policy *t) {
     static const char *const rtmr[4] = {"rtmr0", "rtmr1", "rtmr2", "rtmr3"};
+    unsigned seen = 0;
     FOR_PAIRS(c, n, k, v) {
         int r, i = 0;
         while (i < 4 && !key_is(k, rtmr[i])) i++;
+        unsigned bit = i < 4 ? 1u << i : key_is(k, "mrtd") ? 16 : key_is(k, "accept_tcb") ? 32 : 0;
+        if (!bit) return unknown(c, k, "tdx");
+        if (once(c, k, &seen, bit) < 0) return -1;
         if (i < 4) r = get_hex(c, v, rtmr[i], t->rtmr[i], 48), t->rtmr_set |= 1u << i;
-        else if (key_is(k, "mrtd")) r = get_hex(c, v, "mrtd", t->measurement, 48);
-        else if (key_is(k, "accept_tcb")) r = get_accept_tcb(c, v, &t->accept_tcb);
-        else return unknown(c, k, "tdx");
+        else if (bit == 16) r = get_hex(c, v, "mrtd", t->measurement, 48);
+        else r = get_accept_tcb(c, v, &t->accept_tcb);
         if (r < 0) return -1;
     }
     return 0;
@@ -233,9 +250,13 @@ static int parse_tee_tdx(pctx *c, yaml_node_t *n, cas_tee_policy *t) {
 
 /* sgx: {mrenclave, mrsigner, min_isvsvn, accept_tcb} */
 static int parse_tee_sgx(pctx *c, yaml_node_t *n, cas_tee_policy *t) {
+    unsigned seen = 0;
     FOR_PAIRS(c, n, k, v) {
         int r;
         long x = 0;
+        unsigned bit = key_is(k, "mrenclave") ? 1 : key_is(k, "mrsigner") ? 2 : key_is(k, "min_isvsvn") ? 4
+                       : key_is(k, "accept_tcb") ? 8 : 0;
+        if (bit && once(c, k, &seen, bit) < 0) return -1;
         if (key_is(k, "mrenclave")) r = get_hex(c, v, "mrenclave", t->mrenclave, 32), t->has_mrenclave = 1;
         else if (key_is(k, "mrsigner")) r = get_hex(c, v, "mrsigner", t->mrsigner, 32), t->has_mrsigner = 1;
         else if (key_is(k, "min_isvsvn")) r = get_long(c, v, "min_isvsvn", 0, 65535, &x), t->min_isvsvn = (unsigned)x;

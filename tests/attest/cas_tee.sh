@@ -89,6 +89,10 @@ sed "s/min_tcb: {bootloader: 3/min_tcb: {bootloder: 3/" "$T/hw.yaml" | sed 's/^n
 expect_err 1 "unknown key 'bootloder' in min_tcb" "$SCPCTL" session create "$T/bad.yaml"
 sed "s/accept_tcb: \[UpToDate\]/accept_tcb: [Revoked]/" "$T/hw.yaml" | sed 's/^name: hw/name: hw2/' >"$T/bad.yaml"
 expect_err 1 "'Revoked' is not an acceptable TCB status" "$SCPCTL" session create "$T/bad.yaml"
+sed "s/snp: {measurement: $(X96 ab), host_data/snp: {measurement: $(X96 ab), measurement: $(X96 ac), host_data/" "$T/hw.yaml" |
+    sed 's/^name: hw/name: hw2/' >"$T/bad.yaml"
+grep -q "measurement: $(X96 ac), host_data" "$T/bad.yaml" || fail "test setup: no duplicate key"
+expect_err 1 "duplicate key 'measurement'" "$SCPCTL" session create "$T/bad.yaml"
 
 att() { # att snp|tdx SERVICE [MEASUREMENT]
     SCP_TSM_REPORT=$T/tsm-$1 "$SCPCTL" platform attest --tee "$1" --session hw --service "$2" --measurement "${3:-$M}" \
