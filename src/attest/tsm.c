@@ -39,7 +39,7 @@ static int read_attr(int dfd, const char *name, size_t max, uint8_t **out, size_
     int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return scp_fail_errno(err, "configfs-tsm: cannot open '%s'", name);
     size_t cap = 4096, n = 0;
-    uint8_t *b = malloc(cap);
+    uint8_t *b = calloc(1, cap);
     for (;;) {
         if (!b) {
             close(fd);

@@ -134,7 +134,8 @@ static int cmd_run_attested(int argc, char **argv) {
         }
     }
     if (!o.session || !o.service) return cli_usage_error("--cas needs --session S and --service NAME");
-    if (strcmp(tee, "auto") && strcmp(tee, "sim") && strcmp(tee, "tdx") && strcmp(tee, "snp") && strcmp(tee, "sgx"))
+    if (strcmp(tee, "auto") != 0 && strcmp(tee, "sim") != 0 && strcmp(tee, "tdx") != 0 && strcmp(tee, "snp") != 0 &&
+        strcmp(tee, "sgx") != 0)
         return cli_usage_error("--tee wants auto, sim, tdx or snp, not '%s'", tee);
     if (i >= argc) return cli_usage_error("no program given: scpctl run --cas ... -- PROGRAM [ARGS]");
     static char keypath[4096];
