@@ -1,6 +1,7 @@
 /* fuzz/cas/fuzz_cas_evidence.c - the evidence parser and the sim verifier on arbitrary bytes.
  * Properties: parsed fields lie inside the input; the signed part ends where the signature
- * field begins; nothing but evidence signed by the fixed platform key verifies. Inputs that
+ * field begins; hardware evidence has a quote and no signature (its verifiers are fuzzed in
+ * fuzz/attest); nothing but evidence signed by the fixed platform key verifies. Inputs that
  * start with 0xA5 are "re-signed" by the fixture key first, so mutations get past the
  * signature and the verifier's acceptance path is explored too. */
 #include <string.h>
@@ -36,6 +37,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     memcpy(buf, data, size);
     scp_evidence ev;
     if (scp_evidence_parse(buf, size, &ev, NULL) < 0) return 0;
+    FUZZ_CHECK(!ev.vcek || (ev.backend == SCP_TEE_SNP && ev.vcek >= buf && ev.vcek + ev.vcek_len <= buf + size));
+    if (ev.backend != SCP_TEE_SIM) {
+        FUZZ_CHECK(!ev.signature && !ev.signed_part && ev.quote && ev.quote >= buf &&
+                   ev.quote + ev.quote_len <= buf + size);
+        return 0;
+    }
     FUZZ_CHECK(ev.signed_part == buf && ev.signed_len + 4 + ev.signature_len == size);
     FUZZ_CHECK(ev.signature == buf + ev.signed_len + 4);
     FUZZ_CHECK(!ev.quote || (ev.quote >= buf && ev.quote + ev.quote_len <= buf + size));

@@ -8,11 +8,18 @@
  *     3 MEASUREMENT (32)  SHA-256 identity of what runs (see scp_attest_measure)
  *     4 PLATFORM (32)     platform id: SHA-256 of the platform's public key
  *     5 QUOTE (<= 16 KiB) backend-specific report (hardware backends; absent in sim)
- *     0x8000..0xfffe      optional extensions, ignored by version-1 verifiers
+ *     0x8001 SNP_VCEK     SEV-SNP: the VCEK (DER) from the guest's certificate table (optional:
+ *                         CAS's collateral cache supplies it otherwise)
+ *     0x8000..0xfffe      other optional extensions, ignored by version-1 verifiers
  *     0xffff SIGNATURE    last field; sim: Ed25519 (64 bytes) by the platform key over
  *                         "SCP-EVIDENCE-SIM-v1" NUL || every byte before this field
  *   Fields 1-4 are required exactly once; unknown types below 0x8000 are refused; nothing may
- *   follow the signature; the whole evidence is at most SCP_EVIDENCE_MAX bytes.
+ *   follow the signature; the whole evidence is at most SCP_EVIDENCE_MAX bytes. sim evidence
+ *   needs the signature; hardware evidence (tdx, snp, sgx) needs QUOTE (the hardware's report,
+ *   signed by the hardware) and has no signature field. For those, PLATFORM is the SHA-256 of
+ *   scp_hw_platform_identity (scp/attest_hw.h), and the report data of the quote is
+ *   scp_hw_report_data(nonce, pubkey, measurement): the same three values the sim signature
+ *   covers, bound by the hardware's signature instead.
  *
  * The sim backend: a software TEE for any Linux machine. The "platform key" (Ed25519, a 0600
  * file readable by root only) plays the hardware's quoting key. Memory is NOT protected and
@@ -40,6 +47,7 @@ enum {
     SCP_EV_MEASUREMENT = 3,
     SCP_EV_PLATFORM = 4,
     SCP_EV_QUOTE = 5,
+    SCP_EV_SNP_VCEK = 0x8001,
     SCP_EV_SIGNATURE = 0xffff,
 };
 
@@ -49,6 +57,8 @@ typedef struct scp_evidence {
     uint8_t nonce[32], pubkey[32], measurement[32], platform_id[32];
     const uint8_t *quote;
     size_t quote_len;
+    const uint8_t *vcek; /* SCP_EV_SNP_VCEK, or NULL */
+    size_t vcek_len;
     const uint8_t *signed_part; /* bytes covered by the signature */
     size_t signed_len;
     const uint8_t *signature;
@@ -92,6 +102,25 @@ int scp_attest_measure_fold(const uint8_t (*digest)[32], const uint64_t *size, s
 /* Print, once per process, the sim-mode warning (memory is not protected) to stderr. */
 void scp_sim_warn(void);
 
+/* ---- tdx and snp backends: configfs-tsm (src/attest/tsm.c) ------------------------------ */
+
+/* The TEE this machine's configfs-tsm offers: SCP_TEE_TDX, SCP_TEE_SNP, or 0 when there is no
+ * configfs-tsm or its provider is unknown (provider receives its name, "" if none). */
+int scp_tsm_detect(char provider[32], scp_err *err);
+/* Evidence of backend SCP_TEE_TDX or SCP_TEE_SNP from a configfs-tsm report whose report data
+ * is scp_hw_report_data(nonce, pubkey, measurement); SNP evidence carries the VCEK from the
+ * auxblob's certificate table when there is one. identity receives the platform's hardware
+ * identity (scp_hw_platform_identity), which an administrator enrolls. *ev_out is malloc'd.
+ * Another process writing the same report entry meanwhile: SCP_E_BUSY (try again); the
+ * machine's provider is another TEE: SCP_E_NOTSUP; no configfs-tsm: SCP_E_NOENT. */
+int scp_tsm_evidence(int backend, const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
+                     uint8_t identity[32], uint8_t **ev_out, size_t *ev_len, scp_err *err);
+
+/* `--tee NAME`: "sim", "tdx", "snp" (this machine must offer it), "auto" (what configfs-tsm
+ * offers, else sim; said receives the sentence to show), "sgx" (not implemented at runtime:
+ * SCP_E_NOTSUP). Returns the backend, or -1 with a message saying what the machine has. */
+int scp_tee_select(const char *name, char *said, size_t said_len, scp_err *err);
+
 /* ---- runtime client flow ---------------------------------------------------------------- */
 
 /* Ask CAS for a nonce, build sim evidence binding it, an ephemeral X25519 key and the
@@ -101,6 +130,12 @@ void scp_sim_warn(void);
  * volume_token); the caller must wipe and free it. A refusal returns -1 with CAS's message. */
 int scp_attest_get_config(scp_cas_client *c, const char *session, const char *service, const char *platform_key_path,
                           const uint8_t measurement[32], char **config_json, scp_err *err);
+/* The same with evidence of the given backend: SCP_TEE_SIM (platform_key_path), SCP_TEE_TDX or
+ * SCP_TEE_SNP (configfs-tsm; platform_key_path unused). A hardware platform CAS does not know
+ * gets a refusal that names the identity to enroll. */
+int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char *service, int backend,
+                              const char *platform_key_path, const uint8_t measurement[32], char **config_json,
+                              scp_err *err);
 
 /* Report a volume's new tag (80 hex digits) after a durable commit; token is the
  * volume_token of the configuration. */

@@ -38,6 +38,18 @@
 int scp_hw_report_data(const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
                        uint8_t out[64], scp_err *err);
 
+/* The platform's hardware identity (32 bytes), from evidence of backend SCP_TEE_SNP, _TDX or
+ * _SGX (scp/attest.h): SHA-256(SCP_HW_PLATFORM_LABEL NUL || "snp chip_id" NUL || CHIP_ID) for
+ * SEV-SNP, SHA-256(SCP_HW_PLATFORM_LABEL NUL || "sgx ppid" NUL || PPID) for TDX/SGX (the PPID of
+ * the PCK certificate in the quote). It plays the sim platform key's part: CAS enrolls it as
+ * the platform's "pubkey", and the platform id that evidence carries is its SHA-256. Structure
+ * only (the caller verifies the evidence). */
+#define SCP_HW_PLATFORM_LABEL "SCP-HW-PLATFORM-v1"
+int scp_hw_platform_identity(int backend, const uint8_t *quote, size_t len, uint8_t out[32], scp_err *err);
+/* The same from what a verifier returned (scp_snp_report.chip_id, scp_dcap_quote.ppid). */
+void scp_hw_platform_identity_snp(const uint8_t chip_id[64], uint8_t out[32]);
+void scp_hw_platform_identity_ppid(const uint8_t ppid[16], uint8_t out[32]);
+
 /* ---- AMD SEV-SNP ------------------------------------------------------------------------ */
 
 #define SCP_SNP_REPORT_LEN 0x4a0   /* 1184 bytes */
@@ -88,6 +100,13 @@ typedef struct scp_snp_policy {
 int scp_snp_verify(const uint8_t *report, size_t report_len, const uint8_t *vcek_der, size_t vcek_len,
                    const char *collateral_dir, const scp_snp_policy *pol, scp_snp_report *out, char *product,
                    scp_err *err);
+
+/* The VCEK (DER) in an SEV-SNP certificate table, as the kernel's configfs-tsm auxblob and the
+ * extended guest request give it: 24-byte entries {GUID, u32 offset, u32 length} (little-
+ * endian, offsets from the table's start) up to an all-zero entry, then the certificates.
+ * *vcek points into buf (NULL when the table has no VCEK entry: the CAS cache supplies it).
+ * A table that runs past buf or an entry outside it: SCP_E_FORMAT. */
+int scp_snp_certtable_vcek(const uint8_t *buf, size_t len, const uint8_t **vcek, size_t *vcek_len, scp_err *err);
 
 /* Put one fetched collateral file (content as downloaded) where the verifiers read it in dir,
  * atomically; what it is comes from its content (AMD cert_chain -> snp/<Product>/{ask,ark}.pem,
@@ -160,6 +179,8 @@ typedef struct scp_dcap_quote {
     const uint8_t *pck_chain; /* PEM: PCK, intermediate CA, root CA */
     size_t pck_chain_len;
     int tcb_status; /* set by scp_dcap_verify: SCP_DCAP_TCB_* */
+    uint8_t ppid[16]; /* set by scp_dcap_verify: the PCK certificate's PPID, when has_ppid */
+    int has_ppid;
 } scp_dcap_quote;
 
 int scp_dcap_quote_parse(const uint8_t *buf, size_t len, scp_dcap_quote *out, scp_err *err);

@@ -29,6 +29,9 @@ typedef struct scp_cas_server_opts {
     int read_timeout_ms;    /* a request must arrive completely within this; 0 = default (10 s) */
     int nonce_ttl_ms;       /* attestation nonces expire after this; 0 = default (60 s) */
     int accept_audit_reset; /* start even if audit rows were removed; the reset becomes a row */
+    const char *collateral_dir; /* AMD/Intel collateral for hardware evidence; NULL: DATA_DIR/collateral */
+    const char *test_snp_ark;   /* tests only (hex SHA-256): trust this AMD ARK instead of AMD's */
+    const char *test_sgx_root;  /* tests only (hex SHA-256): trust this root instead of Intel's */
 } scp_cas_server_opts;
 
 /* Run the daemon until SIGTERM or SIGINT (then in-flight requests finish and it returns 0).

@@ -59,6 +59,21 @@ static json_t *post_json(scp_cas_client *c, const char *path, json_t *req, int *
 
 int scp_attest_get_config(scp_cas_client *c, const char *session, const char *service, const char *platform_key_path,
                           const uint8_t measurement[32], char **config_json, scp_err *err) {
+    return scp_attest_get_config_tee(c, session, service, SCP_TEE_SIM, platform_key_path, measurement, config_json,
+                                     err);
+}
+
+/* sim: signed by the platform key; tdx/snp: a configfs-tsm report. */
+static int make_evidence(int backend, const char *platform_key_path, const uint8_t nonce[32], const uint8_t pub[32],
+                         const uint8_t measurement[32], uint8_t identity[32], uint8_t **ev, size_t *evlen,
+                         scp_err *err) {
+    if (backend == SCP_TEE_SIM) return scp_sim_evidence(platform_key_path, nonce, pub, measurement, ev, evlen, err);
+    return scp_tsm_evidence(backend, nonce, pub, measurement, identity, ev, evlen, err);
+}
+
+int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char *service, int backend,
+                              const char *platform_key_path, const uint8_t measurement[32], char **config_json,
+                              scp_err *err) {
     int status, rc = -1;
     uint8_t nonce[32], pub[32], cas_pub[32], shared[32], key[32];
     uint8_t *ev = NULL, *ct = NULL, *pt = NULL;
@@ -67,7 +82,8 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
     json_t *req = NULL, *resp = NULL;
     char *ev64 = NULL;
 
-    scp_sim_warn();
+    uint8_t identity[32] = {0};
+    if (backend == SCP_TEE_SIM) scp_sim_warn();
     req = json_object();
     resp = post_json(c, "/v1/attest/nonce", req, &status, err);
     json_decref(req);
@@ -86,7 +102,7 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
         scp_fail(err, SCP_E_CRYPTO, EIO, "cannot make an ephemeral X25519 key");
         goto out;
     }
-    if (scp_sim_evidence(platform_key_path, nonce, pub, measurement, &ev, &evlen, err) < 0) goto out;
+    if (make_evidence(backend, platform_key_path, nonce, pub, measurement, identity, &ev, &evlen, err) < 0) goto out;
     ev64 = cas_b64enc(ev, evlen);
     req = json_pack("{s:s, s:s, s:s}", "session", session, "service", service, "evidence", ev64 ? ev64 : "");
     if (!ev64 || !req) {
@@ -94,6 +110,14 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
         goto out;
     }
     resp = post_json(c, "/v1/attest", req, &status, err);
+    if (!resp && backend != SCP_TEE_SIM && strstr(err->msg, "(403 unknown_platform)")) {
+        char hex[65];
+        size_t l = strlen(err->msg);
+        scp_hex(identity, 32, hex);
+        snprintf(err->msg + l, sizeof err->msg - l,
+                 "; to enroll this machine: scpctl platform enroll --name NAME --backend %s --pubkey %s",
+                 backend == SCP_TEE_TDX ? "tdx" : "snp", hex);
+    }
     if (!resp) goto out;
     const char *cp = json_string_value(json_object_get(resp, "cas_pubkey"));
     const char *c64 = json_string_value(json_object_get(resp, "ciphertext"));

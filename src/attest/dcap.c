@@ -347,6 +347,12 @@ int scp_dcap_verify(const uint8_t *quote, size_t len, const char *dir, const scp
     int rc = check_signatures(&q, pck, err);
     if (rc == 0) rc = check_policy(&q, pol, err);
     if (rc == 0) rc = check_tcb(&q, pck, dir, pol, err);
+    dcap_pck_info pk;
+    scp_err ignored;
+    if (rc == 0 && dcap_pck_tcb(pck, &pk, &ignored) == 0 && pk.has_ppid) { /* the platform's identity */
+        memcpy(q.ppid, pk.ppid, 16);
+        q.has_ppid = 1;
+    }
     X509_free(pck);
     if (rc < 0) return -1;
     if (out) *out = q;

@@ -89,8 +89,12 @@ int dcap_pck_tcb(X509 *pck, dcap_pck_info *t, scp_err *err) {
         if (der_next(&seq, &tag, &item) < 0 || tag != 0x30 || der_next(&item, &tag, &o) < 0 || tag != 0x06 ||
             der_next(&item, &tag, &val) < 0)
             return bad_pck(err, "malformed entry");
-        const uint8_t a_tcb[] = {2}, a_pceid[] = {3}, a_fmspc[] = {4};
-        if (oid_is(&o, a_fmspc, 1)) {
+        const uint8_t a_ppid[] = {1}, a_tcb[] = {2}, a_pceid[] = {3}, a_fmspc[] = {4};
+        if (oid_is(&o, a_ppid, 1)) {
+            if (tag != 0x04 || val.n != 16) return bad_pck(err, "bad PPID");
+            memcpy(t->ppid, val.p, 16);
+            t->has_ppid = 1;
+        } else if (oid_is(&o, a_fmspc, 1)) {
             if (tag != 0x04 || val.n != 6) return bad_pck(err, "bad FMSPC");
             memcpy(t->fmspc, val.p, 6);
             have |= 1;

@@ -12,6 +12,8 @@ typedef struct dcap_pck_info {
     uint8_t comp[16]; /* SGX TCB components 1..16 */
     uint16_t pcesvn;
     uint8_t fmspc[6], pceid[2];
+    uint8_t ppid[16]; /* the platform provisioning id (encrypted PPID as Intel issues it) */
+    int has_ppid;
 } dcap_pck_info;
 
 /* The PCK certificate's SGX extension. SCP_E_FORMAT if absent or malformed. */

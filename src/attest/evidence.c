@@ -41,6 +41,12 @@ int scp_evidence_parse(const uint8_t *buf, size_t len, scp_evidence *ev, scp_err
             ev->quote = v;
             ev->quote_len = flen;
             break;
+        case SCP_EV_SNP_VCEK:
+            if (ev->vcek) return bad(err, "duplicate VCEK");
+            if (flen == 0) return bad(err, "empty VCEK");
+            ev->vcek = v;
+            ev->vcek_len = flen;
+            break;
         case SCP_EV_SIGNATURE:
             if (voff + flen != len) return bad(err, "data after the signature");
             if (flen == 0) return bad(err, "empty signature");
@@ -62,6 +68,14 @@ int scp_evidence_parse(const uint8_t *buf, size_t len, scp_evidence *ev, scp_err
         off = voff + flen;
     }
     if ((seen & 0x1e) != 0x1e) return bad(err, "a required field is missing");
-    if (!ev->signature) return bad(err, "no signature");
+    if (ev->backend == SCP_TEE_SIM) {
+        if (!ev->signature) return bad(err, "no signature");
+        if (ev->quote) return bad(err, "sim evidence carries no quote");
+    } else {
+        /* the hardware signs the quote; a signature field would be a second, unchecked claim */
+        if (!ev->quote) return bad(err, "hardware evidence without a quote");
+        if (ev->signature) return bad(err, "hardware evidence carries no signature field");
+    }
+    if (ev->vcek && ev->backend != SCP_TEE_SNP) return bad(err, "a VCEK in evidence that is not SEV-SNP");
     return 0;
 }

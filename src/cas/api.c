@@ -135,6 +135,17 @@ fail:
     return NULL;
 }
 
+int cas_api_set_hw(cas_api *api, const char *data_dir, const char *collateral_dir, const uint8_t *test_ark,
+                   const uint8_t *test_intel_root, scp_err *err) {
+    int n = collateral_dir ? snprintf(api->collateral_dir, sizeof api->collateral_dir, "%s", collateral_dir)
+                           : snprintf(api->collateral_dir, sizeof api->collateral_dir, "%s/collateral", data_dir);
+    if (n < 0 || (size_t)n >= sizeof api->collateral_dir)
+        return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "collateral directory path too long");
+    if ((api->has_test_ark = test_ark != NULL)) memcpy(api->test_ark, test_ark, 32);
+    if ((api->has_test_intel_root = test_intel_root != NULL)) memcpy(api->test_intel_root, test_intel_root, 32);
+    return 0;
+}
+
 void cas_api_free(cas_api *a) {
     if (!a) return;
     if (a->st && a->head_path[0]) cas_audit_close(a);
@@ -536,17 +547,21 @@ static void enroll_platform(cas_api *api, const http_request *req, const char *c
     cas_platform_row row;
     memset(&row, 0, sizeof row);
     if (!name || !cas_name_ok(name) || !pub || scp_unhex(pub, pk, 32) < 0) {
-        cas_deny(resp, 400, "bad_request", "want {\"name\": NAME, \"backend\": \"sim\", \"pubkey\": <64 hex digits>}");
+        cas_deny(resp, 400, "bad_request",
+                 "want {\"name\": NAME, \"backend\": \"sim\"|\"snp\"|\"tdx\"|\"sgx\", \"pubkey\": <64 hex digits>}");
         goto out;
     }
-    if (backend && strcmp(backend, "sim") != 0) {
-        cas_deny(resp, 400, "unsupported_backend", "only the 'sim' verifier is available");
+    /* hardware platforms: pubkey is their hardware identity (scp_hw_platform_identity) */
+    if (!backend) backend = "sim";
+    if (strcmp(backend, "sim") != 0 && strcmp(backend, "snp") != 0 && strcmp(backend, "tdx") != 0 &&
+        strcmp(backend, "sgx") != 0) {
+        cas_deny(resp, 400, "unsupported_backend", "backend must be sim, snp, tdx or sgx");
         goto out;
     }
     scp_sha256_buf(pk, 32, id);
     scp_hex(id, 32, row.id);
     snprintf(row.name, sizeof row.name, "%s", name);
-    strcpy(row.backend, "sim");
+    snprintf(row.backend, sizeof row.backend, "%s", backend);
     scp_hex(pk, 32, row.pubkey);
     row.created = cas_now_ms() / 1000;
     snprintf(ai->platform, sizeof ai->platform, "%s", row.id);
@@ -721,7 +736,11 @@ void cas_api_handle(cas_api *api, const http_request *req, const char *cid, cas_
     if (resp->status >= 400) {
         json_t *j = json_loadb(resp->body, resp->len, 0, NULL);
         const char *msg = j ? json_string_value(json_object_get(j, "message")) : NULL;
-        snprintf(reason, sizeof reason, "%d %s", resp->status, msg ? msg : "");
+        /* what the decision was based on (an attestation's backend and TCB) stays in the row
+         * even when the message is long */
+        int room = (int)sizeof reason - 16 - (ai.note[0] ? (int)strlen(ai.note) + 3 : 0);
+        snprintf(reason, sizeof reason, "%d %.*s%s%s%s", resp->status, room, msg ? msg : "", ai.note[0] ? " [" : "",
+                 ai.note, ai.note[0] ? "]" : "");
         json_decref(j);
     } else if (ai.note[0]) {
         snprintf(reason, sizeof reason, "%s", ai.note);

@@ -29,6 +29,12 @@ cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_i
                      scp_err *err);
 void cas_api_free(cas_api *api);
 
+/* Hardware verifiers: the collateral directory (NULL: DATA_DIR/collateral) and, for tests
+ * only, roots trusted instead of the pinned AMD ARK / Intel SGX Root CA (SHA-256 of the
+ * certificate's DER; NULL: none). */
+int cas_api_set_hw(cas_api *api, const char *data_dir, const char *collateral_dir, const uint8_t *test_ark,
+                   const uint8_t *test_intel_root, scp_err *err);
+
 /* Handle one request. client_id is the hex id of the TLS client certificate or NULL.
  * Always fills *resp (JSON, also for errors). */
 void cas_api_handle(cas_api *api, const http_request *req, const char *client_id, cas_response *resp);

@@ -1,9 +1,11 @@
 /* cas/attest_api.c - attestation endpoints: nonces, evidence verification, configuration
  * release over a channel bound to the runtime's ephemeral key, and volume tag reports.
  *
- * Verifiers are chosen by the evidence's backend; only 'sim' exists now. A verifier checks
- * that the evidence was produced by an enrolled, unrevoked platform (signature) and yields
- * the measurement; the policy decides the rest. */
+ * Verifiers are chosen by the evidence's backend. sim: an Ed25519 signature by the enrolled
+ * platform key. snp, tdx, sgx: the hardware's signature and certificate chain to AMD's or
+ * Intel's root with the collateral cache (scp/attest_hw.h), report data binding nonce, key and
+ * measurement, the platform identity equal to the enrolled one; then the service's section for
+ * that platform (launch measurement, minimum TCB). The policy decides the rest. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "cas/internal.h"
 #include "cas/util.h"
 #include "scp/attest.h"
+#include "scp/attest_hw.h"
 #include "scp/volume.h"
 
 typedef int (*verifier_fn)(const scp_evidence *ev, const cas_platform_row *plat, scp_err *err);
@@ -26,6 +29,162 @@ static int verify_sim(const scp_evidence *ev, const cas_platform_row *plat, scp_
 }
 
 static verifier_fn verifier_for(uint16_t backend) { return backend == SCP_TEE_SIM ? verify_sim : NULL; }
+
+static const char *backend_name(uint16_t b) {
+    return b == SCP_TEE_SIM ? "sim" : b == SCP_TEE_TDX ? "tdx" : b == SCP_TEE_SNP ? "snp" : b == SCP_TEE_SGX ? "sgx" : "?";
+}
+
+/* What a hardware verification found, for the service's section and the audit row. */
+typedef struct hw_result {
+    scp_snp_report snp;
+    scp_dcap_quote dcap;
+} hw_result;
+
+/* Authenticity of hardware evidence: signature, chain to the vendor's root, debug refused,
+ * report data = scp_hw_report_data(nonce, key, measurement) (so the hardware signed exactly
+ * what the sim signature covers), and the platform id derived from the hardware. The
+ * service's own limits (launch measurement, minimum TCB) are checked afterwards
+ * (check_tee_policy), so that a refusal names what the policy asked for. On failure the
+ * response is set. ai->note receives the backend and what the TCB was. */
+static int verify_hw(cas_api *api, const scp_evidence *ev, const cas_platform_row *plat, hw_result *hr,
+                     cas_audit_info *ai, cas_response *resp) {
+    scp_err e = {0};
+    uint8_t rd[64], ident[32], id[32];
+    char product[16] = "";
+    int rc;
+    snprintf(ai->note, sizeof ai->note, "tee %s", backend_name(ev->backend));
+    /* one Intel machine (one PPID) may run TDX guests and SGX enclaves: either enrolment serves */
+    int dcap_pair = (ev->backend == SCP_TEE_TDX || ev->backend == SCP_TEE_SGX) &&
+                    (strcmp(plat->backend, "tdx") == 0 || strcmp(plat->backend, "sgx") == 0);
+    if (!dcap_pair && strcmp(plat->backend, backend_name(ev->backend)) != 0) {
+        cas_deny(resp, 403, "bad_evidence", "platform %s is enrolled as a %s platform, the evidence is %s", plat->id,
+                 plat->backend, backend_name(ev->backend));
+        return -1;
+    }
+    if (!api->collateral_dir[0]) { /* cas_api_set_hw was not called: nothing to verify with */
+        cas_deny(resp, 403, "missing_collateral", "this CAS has no collateral directory for %s evidence",
+                 backend_name(ev->backend));
+        return -1;
+    }
+    if (scp_hw_report_data(ev->nonce, ev->pubkey, ev->measurement, rd, &e) < 0) goto fail;
+    if (ev->backend == SCP_TEE_SNP) {
+        /* everything the policy may refuse is checked by check_tee_policy */
+        scp_snp_policy sp = {.report_data = rd, .ark_sha256 = api->has_test_ark ? api->test_ark : NULL};
+        rc = scp_snp_verify(ev->quote, ev->quote_len, ev->vcek, ev->vcek_len, api->collateral_dir, &sp, &hr->snp,
+                            product, &e);
+        if (rc == 0) {
+            const scp_snp_tcb *t = &hr->snp.reported_tcb;
+            snprintf(ai->note, sizeof ai->note, "tee snp %s, reported TCB bootloader %u tee %u snp %u microcode %u",
+                     product, t->bootloader, t->tee, t->snp, t->microcode);
+        }
+    } else {
+        scp_dcap_policy dp = {.report_data = rd,
+                              .accept_tcb = ~(1u << SCP_DCAP_TCB_REVOKED),
+                              .root_sha256 = api->has_test_intel_root ? api->test_intel_root : NULL};
+        rc = scp_dcap_verify(ev->quote, ev->quote_len, api->collateral_dir, &dp, &hr->dcap, &e);
+        if (rc == 0)
+            snprintf(ai->note, sizeof ai->note, "tee %s, TCB status %s", backend_name(ev->backend),
+                     scp_dcap_tcb_status_name(hr->dcap.tcb_status));
+        if (rc == 0 && (hr->dcap.tee_type == SCP_DCAP_TEE_TDX) != (ev->backend == SCP_TEE_TDX)) {
+            cas_deny(resp, 400, "bad_evidence", "the quote is not a %s quote", backend_name(ev->backend));
+            return -1;
+        }
+    }
+    if (rc < 0) goto fail;
+    if (ev->backend == SCP_TEE_SNP) {
+        scp_hw_platform_identity_snp(hr->snp.chip_id, ident);
+    } else if (hr->dcap.has_ppid) {
+        scp_hw_platform_identity_ppid(hr->dcap.ppid, ident);
+    } else {
+        cas_deny(resp, 403, "bad_evidence", "the quote's PCK certificate carries no PPID (no platform identity)");
+        return -1;
+    }
+    scp_sha256_buf(ident, 32, id);
+    if (memcmp(id, ev->platform_id, 32) != 0) {
+        cas_deny(resp, 403, "bad_evidence", "the evidence's platform id is not the id of the hardware that signed it");
+        return -1;
+    }
+    return 0;
+fail:
+    switch (e.code) {
+    case SCP_E_NOENT: cas_deny(resp, 403, "missing_collateral", "cannot verify %s evidence: %s", backend_name(ev->backend), e.msg); break;
+    case SCP_E_POLICY: cas_deny(resp, 403, "tee_policy", "%s evidence refused: %s", backend_name(ev->backend), e.msg); break;
+    case SCP_E_FORMAT: cas_deny(resp, 400, "bad_evidence", "malformed %s evidence: %s", backend_name(ev->backend), e.msg); break;
+    default: cas_deny(resp, 403, "bad_evidence", "verification failed: %s", e.msg); break;
+    }
+    return -1;
+}
+
+static int hex_is(const uint8_t *got, const uint8_t *want, size_t n, char *got_hex) {
+    scp_hex(got, n, got_hex);
+    return memcmp(got, want, n) == 0;
+}
+
+/* The service's section for the evidence's platform: its launch measurement (SNP MEASUREMENT,
+ * HOST_DATA; TDX MRTD, RTMRs; SGX MRENCLAVE, MRSIGNER) and minimum TCB. */
+static int check_tee_policy(const scp_evidence *ev, const cas_service_def *svc, const hw_result *hr,
+                            cas_response *resp) {
+    const char *b = backend_name(ev->backend);
+    const cas_tee_policy *t = ev->backend == SCP_TEE_SNP ? &svc->snp : ev->backend == SCP_TEE_TDX ? &svc->tdx : &svc->sgx;
+    char got[97];
+    if (!t->present) {
+        cas_deny(resp, 403, "tee_not_allowed", "service '%s' accepts no %s platform (its policy has no '%s' section)",
+                 svc->name, b, b);
+        return -1;
+    }
+    if (ev->backend == SCP_TEE_SNP) {
+        const scp_snp_report *r = &hr->snp;
+        if (!hex_is(r->measurement, t->measurement, 48, got)) goto wrong_measurement;
+        if (t->has_host_data && !hex_is(r->host_data, t->host_data, 32, got)) {
+            cas_deny(resp, 403, "wrong_measurement", "snp HOST_DATA %s is not the one service '%s' allows", got, svc->name);
+            return -1;
+        }
+        const uint8_t have[4] = {r->reported_tcb.bootloader, r->reported_tcb.tee, r->reported_tcb.snp,
+                                 r->reported_tcb.microcode};
+        static const char *const comp[4] = {"bootloader", "tee", "snp", "microcode"};
+        for (int i = 0; i < 4; i++)
+            if (have[i] < t->min_tcb[i]) {
+                cas_deny(resp, 403, "tcb_too_low", "snp reported TCB %s %u is below the minimum %u of service '%s'",
+                         comp[i], have[i], t->min_tcb[i], svc->name);
+                return -1;
+            }
+        return 0;
+    }
+    const scp_dcap_quote *q = &hr->dcap;
+    if (ev->backend == SCP_TEE_TDX) {
+        if (!hex_is(q->mrtd, t->measurement, 48, got)) goto wrong_measurement;
+        for (int i = 0; i < 4; i++)
+            if ((t->rtmr_set & 1u << i) && !hex_is(q->rtmr[i], t->rtmr[i], 48, got)) {
+                cas_deny(resp, 403, "wrong_measurement", "tdx RTMR%d %s is not the one service '%s' allows", i, got,
+                         svc->name);
+                return -1;
+            }
+    } else {
+        if ((t->has_mrenclave && !hex_is(q->mrenclave, t->mrenclave, 32, got)) ||
+            (t->has_mrsigner && !hex_is(q->mrsigner, t->mrsigner, 32, got))) {
+            cas_deny(resp, 403, "wrong_measurement", "sgx %s %s is not the one service '%s' allows",
+                     t->has_mrenclave && memcmp(q->mrenclave, t->mrenclave, 32) != 0 ? "MRENCLAVE" : "MRSIGNER", got,
+                     svc->name);
+            return -1;
+        }
+        if (q->isvsvn < t->min_isvsvn) {
+            cas_deny(resp, 403, "tcb_too_low", "sgx ISVSVN %u is below the minimum %u of service '%s'", q->isvsvn,
+                     t->min_isvsvn, svc->name);
+            return -1;
+        }
+    }
+    unsigned accept = t->accept_tcb ? t->accept_tcb : 1u << SCP_DCAP_TCB_UP_TO_DATE;
+    if (q->tcb_status < 0 || !(accept & 1u << q->tcb_status)) {
+        cas_deny(resp, 403, "tcb_too_low", "%s TCB status %s is not accepted by service '%s'", b,
+                 scp_dcap_tcb_status_name(q->tcb_status), svc->name);
+        return -1;
+    }
+    return 0;
+wrong_measurement:
+    cas_deny(resp, 403, "wrong_measurement", "%s %s %s is not the one service '%s' allows", b,
+             ev->backend == SCP_TEE_SNP ? "MEASUREMENT" : "MRTD", got, svc->name);
+    return -1;
+}
 
 void cas_handle_attest_nonce(cas_api *api, const http_request *req, cas_audit_info *ai, cas_response *resp) {
     (void)req;
@@ -131,20 +290,32 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
         cas_deny(resp, 403, "revoked_platform", "platform %s (%s) is revoked", ai->platform, plat.name);
         goto out;
     }
-    verifier_fn vf = verifier_for(ev.backend);
-    if (!vf) {
-        cas_deny(resp, 400, "unsupported_backend", "no verifier for TEE backend %u", ev.backend);
-        goto out;
-    }
-    if (vf(&ev, &plat, &e) < 0) {
-        cas_deny(resp, 403, "bad_evidence", "verification failed: %s", e.msg);
-        goto out;
+    hw_result hr;
+    if (ev.backend != SCP_TEE_SIM) {
+        if (verify_hw(api, &ev, &plat, &hr, ai, resp) < 0) goto out;
+    } else {
+        verifier_fn vf = verifier_for(ev.backend);
+        if (!vf) {
+            cas_deny(resp, 400, "unsupported_backend", "no verifier for TEE backend %u", ev.backend);
+            goto out;
+        }
+        if (vf(&ev, &plat, &e) < 0) {
+            cas_deny(resp, 403, "bad_evidence", "verification failed: %s", e.msg);
+            goto out;
+        }
     }
     r = cas_policy_acquire(api, session, &row, &pol, resp);
     if (r <= 0) goto out;
     const cas_service_def *svc = cas_policy_service(pol, service);
     if (!svc) {
         cas_deny(resp, 404, "unknown_service", "session '%s' has no service '%s'", session, service);
+        goto out;
+    }
+    if (ev.backend != SCP_TEE_SIM && check_tee_policy(&ev, svc, &hr, resp) < 0) goto out;
+    /* a service that names a hardware platform is not for the sim, whose memory nothing protects */
+    if (ev.backend == SCP_TEE_SIM && (svc->snp.present || svc->tdx.present || svc->sgx.present)) {
+        cas_deny(resp, 403, "tee_not_allowed", "service '%s' accepts hardware evidence only (its policy names %s%s%s)",
+                 service, svc->snp.present ? "snp " : "", svc->tdx.present ? "tdx " : "", svc->sgx.present ? "sgx" : "");
         goto out;
     }
     if (!in_list(&svc->measurements, ai->measurement)) {

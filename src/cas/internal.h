@@ -68,6 +68,10 @@ struct cas_api {
     char floor_hash[65]; /* ... with this hash */
     int head_problem;    /* 1: head file missing or forged */
     int head_frozen;     /* the chain was broken at start: never move the head (keep the evidence) */
+    /* hardware verifiers (cas_api_set_hw) */
+    char collateral_dir[4096];
+    uint8_t test_ark[32], test_intel_root[32]; /* tests only: trusted instead of the pinned roots */
+    int has_test_ark, has_test_intel_root;
 };
 
 int64_t cas_now_ms(void);

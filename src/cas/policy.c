@@ -11,6 +11,7 @@
 #include <yaml.h>
 
 #include "cas/util.h"
+#include "scp/attest_hw.h"
 
 #define MAX_NODES 20000
 #define MAX_DEPTH 16
@@ -163,6 +164,126 @@ static int unknown(pctx *c, yaml_node_t *k, const char *what) {
 
 static size_t seq_len(yaml_node_t *n) { return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start); }
 
+/* HEX of exactly n bytes (upper or lower case) into out. */
+static int get_hex(pctx *c, yaml_node_t *n, const char *key, uint8_t *out, size_t len) {
+    char *h = NULL;
+    if (get_str(c, n, key, 2 * len, &h) < 0) return -1;
+    int bad = strlen(h) != 2 * len || scp_unhex(h, out, len) < 0;
+    free(h);
+    return bad ? perr(c, n, "'%s' must be %zu hex digits", key, 2 * len) : 0;
+}
+
+/* accept_tcb: [STATUS, ...] of Intel's TCB status names; Revoked is never accepted. */
+static int get_accept_tcb(pctx *c, yaml_node_t *n, unsigned *out) {
+    cas_strlist l = {0};
+    int r = get_list(c, n, "accept_tcb", 8, 64, 0, &l);
+    for (size_t i = 0; r == 0 && i < l.n; i++) {
+        int st = SCP_DCAP_TCB_UP_TO_DATE;
+        while (st < SCP_DCAP_TCB_REVOKED && strcmp(scp_dcap_tcb_status_name(st), l.v[i]) != 0) st++;
+        if (st == SCP_DCAP_TCB_REVOKED)
+            r = perr(c, n, "accept_tcb: '%.64s' is not an acceptable TCB status (UpToDate, SWHardeningNeeded, "
+                     "ConfigurationNeeded, ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded)",
+                     l.v[i]);
+        else
+            *out |= 1u << st;
+    }
+    free_list(&l);
+    return r;
+}
+
+/* Keys of a tee section are each allowed once: a reader of the policy must see the value CAS uses. */
+static int once(pctx *c, yaml_node_t *k, unsigned *seen, unsigned bit) {
+    if (*seen & bit) {
+        int l = (int)(k->data.scalar.length > 64 ? 64 : k->data.scalar.length);
+        return perr(c, k, "duplicate key '%.*s'", l, (const char *)k->data.scalar.value);
+    }
+    *seen |= bit;
+    return 0;
+}
+
+/* snp: {measurement, host_data, min_tcb: {bootloader, tee, snp, microcode}} */
+static int parse_tee_snp(pctx *c, yaml_node_t *n, cas_tee_policy *t) {
+    unsigned seen = 0;
+    FOR_PAIRS(c, n, k, v) {
+        int r;
+        if (key_is(k, "measurement")) r = once(c, k, &seen, 1) < 0 ? -1 : get_hex(c, v, "measurement", t->measurement, 48);
+        else if (key_is(k, "host_data"))
+            r = once(c, k, &seen, 2) < 0 ? -1 : get_hex(c, v, "host_data", t->host_data, 32), t->has_host_data = 1;
+        else if (key_is(k, "min_tcb")) {
+            if (once(c, k, &seen, 4) < 0) return -1;
+            static const char *const comp[4] = {"bootloader", "tee", "snp", "microcode"};
+            if (want_map(c, v, "min_tcb") < 0) return -1;
+            FOR_PAIRS(c, v, tk, tv) {
+                int i = 0;
+                while (i < 4 && !key_is(tk, comp[i])) i++;
+                if (i == 4) return unknown(c, tk, "min_tcb (bootloader, tee, snp, microcode)");
+                if (once(c, tk, &seen, 8u << i) < 0) return -1;
+                long x;
+                if (get_long(c, tv, comp[i], 0, 255, &x) < 0) return -1;
+                t->min_tcb[i] = (uint8_t)x;
+            }
+            r = 0;
+        } else
+            return unknown(c, k, "snp");
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
+/* tdx: {mrtd, rtmr0..rtmr3, accept_tcb} */
+static int parse_tee_tdx(pctx *c, yaml_node_t *n, cas_tee_policy *t) {
+    static const char *const rtmr[4] = {"rtmr0", "rtmr1", "rtmr2", "rtmr3"};
+    unsigned seen = 0;
+    FOR_PAIRS(c, n, k, v) {
+        int r, i = 0;
+        while (i < 4 && !key_is(k, rtmr[i])) i++;
+        unsigned bit = i < 4 ? 1u << i : key_is(k, "mrtd") ? 16 : key_is(k, "accept_tcb") ? 32 : 0;
+        if (!bit) return unknown(c, k, "tdx");
+        if (once(c, k, &seen, bit) < 0) return -1;
+        if (i < 4) r = get_hex(c, v, rtmr[i], t->rtmr[i], 48), t->rtmr_set |= 1u << i;
+        else if (bit == 16) r = get_hex(c, v, "mrtd", t->measurement, 48);
+        else r = get_accept_tcb(c, v, &t->accept_tcb);
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
+/* sgx: {mrenclave, mrsigner, min_isvsvn, accept_tcb} */
+static int parse_tee_sgx(pctx *c, yaml_node_t *n, cas_tee_policy *t) {
+    unsigned seen = 0;
+    FOR_PAIRS(c, n, k, v) {
+        int r;
+        long x = 0;
+        unsigned bit = key_is(k, "mrenclave") ? 1 : key_is(k, "mrsigner") ? 2 : key_is(k, "min_isvsvn") ? 4
+                       : key_is(k, "accept_tcb") ? 8 : 0;
+        if (bit && once(c, k, &seen, bit) < 0) return -1;
+        if (key_is(k, "mrenclave")) r = get_hex(c, v, "mrenclave", t->mrenclave, 32), t->has_mrenclave = 1;
+        else if (key_is(k, "mrsigner")) r = get_hex(c, v, "mrsigner", t->mrsigner, 32), t->has_mrsigner = 1;
+        else if (key_is(k, "min_isvsvn")) r = get_long(c, v, "min_isvsvn", 0, 65535, &x), t->min_isvsvn = (unsigned)x;
+        else if (key_is(k, "accept_tcb")) r = get_accept_tcb(c, v, &t->accept_tcb);
+        else return unknown(c, k, "sgx");
+        if (r < 0) return -1;
+    }
+    return 0;
+}
+
+/* A service's snp, tdx or sgx section (k names which): what it accepts from that platform. */
+static int parse_tee(pctx *c, yaml_node_t *k, yaml_node_t *v, cas_service_def *s) {
+    int snp = key_is(k, "snp"), tdx = key_is(k, "tdx");
+    cas_tee_policy *t = snp ? &s->snp : tdx ? &s->tdx : &s->sgx;
+    const char *what = snp ? "snp" : tdx ? "tdx" : "sgx";
+    if (t->present) return perr(c, k, "duplicate key '%s'", what);
+    if (want_map(c, v, what) < 0) return -1;
+    t->present = 1;
+    if ((snp ? parse_tee_snp(c, v, t) : tdx ? parse_tee_tdx(c, v, t) : parse_tee_sgx(c, v, t)) < 0) return -1;
+    static const uint8_t zero[48];
+    if (!snp && !tdx && !t->has_mrenclave && !t->has_mrsigner)
+        return perr(c, v, "sgx needs 'mrenclave' or 'mrsigner'");
+    if ((snp || tdx) && memcmp(t->measurement, zero, 48) == 0)
+        return perr(c, v, "%s needs '%s' (96 hex digits, not all zero)", what, snp ? "measurement" : "mrtd");
+    return 0;
+}
+
 static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
     if (want_map(c, n, "a service") < 0) return -1;
     FOR_PAIRS(c, n, k, v) {
@@ -173,6 +294,7 @@ static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
         else if (key_is(k, "command")) r = get_list(c, v, "command", 256, 4096, 0, &s->command);
         else if (key_is(k, "volumes")) r = get_list(c, v, "volumes", 64, 64, 1, &s->volumes);
         else if (key_is(k, "cwd")) r = get_str(c, v, "cwd", 4096, &s->cwd);
+        else if (key_is(k, "snp") || key_is(k, "tdx") || key_is(k, "sgx")) r = parse_tee(c, k, v, s);
         else if (key_is(k, "append_args")) {
             char *b = NULL;
             if (get_str(c, v, "append_args", 8, &b) < 0) return -1;

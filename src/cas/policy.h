@@ -14,6 +14,12 @@
  *                                    # may append ARGS to command (the operator is not trusted with it)
  *       files: [{path: PATH, content: TEXT}]   # optional, <= 64
  *       volumes: [NAME, ...]         # optional: volumes of this session the service mounts
+ *       snp: {measurement: HEX96, host_data: HEX64,                       # optional: accept
+ *             min_tcb: {bootloader: N, tee: N, snp: N, microcode: N}}     # AMD SEV-SNP guests
+ *       tdx: {mrtd: HEX96, rtmr0: HEX96, ..., rtmr3: HEX96, accept_tcb: [STATUS, ...]}  # Intel TDX
+ *       sgx: {mrenclave: HEX64, mrsigner: HEX64, min_isvsvn: N, accept_tcb: [STATUS, ...]}  # SGX
+ *                                    # STATUS: Intel's TCB status names (default [UpToDate]);
+ *                                    # evidence of a platform without its section is refused
  *   secrets:                         # optional, <= 256
  *     - name: NAME
  *       kind: random|ascii|explicit|x509|imported
@@ -36,6 +42,7 @@
 #define SCP_CAS_POLICY_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "scp/err.h"
 
@@ -66,6 +73,21 @@ typedef struct cas_file_def {
     char *path, *content;
 } cas_file_def;
 
+/* What a service accepts from one hardware platform (snp, tdx or sgx key of a service).
+ * Hardware evidence of a platform the service has no section for is refused. */
+typedef struct cas_tee_policy {
+    int present;
+    uint8_t measurement[48];   /* SNP MEASUREMENT or TDX MRTD (required) */
+    uint8_t host_data[32];     /* SNP, when has_host_data */
+    uint8_t rtmr[4][48];       /* TDX, each when bit i of rtmr_set */
+    uint8_t mrenclave[32], mrsigner[32]; /* SGX, when has_mrenclave / has_mrsigner (one at least) */
+    int has_host_data, has_mrenclave, has_mrsigner;
+    unsigned rtmr_set;
+    unsigned min_isvsvn;       /* SGX */
+    uint8_t min_tcb[4];        /* SNP: bootloader, tee, snp, microcode */
+    unsigned accept_tcb;       /* TDX/SGX: bit (1 << SCP_DCAP_TCB_x) per accepted status; 0: UpToDate */
+} cas_tee_policy;
+
 typedef struct cas_service_def {
     char *name;
     cas_strlist measurements, platforms, command, env_keys, env_values, volumes;
@@ -73,6 +95,7 @@ typedef struct cas_service_def {
     cas_file_def *files;
     size_t n_files;
     int append_args; /* the runtime may append the operator's ARGS to command (default: no) */
+    cas_tee_policy snp, tdx, sgx; /* hardware platforms this service accepts (none: sim only) */
 } cas_service_def;
 
 typedef struct cas_volume_def {

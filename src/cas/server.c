@@ -265,6 +265,22 @@ static int open_listener(const char *listen_addr, int *port_out, scp_err *err) {
     return fd;
 }
 
+/* The hardware verifiers' collateral and the test roots, said loudly: a test root makes CAS
+ * accept evidence that no AMD or Intel machine produced. */
+static int set_hw(cas_api *api, const scp_cas_server_opts *o, scp_err *err) {
+    uint8_t ark[32], root[32];
+    if (o->test_snp_ark && scp_unhex(o->test_snp_ark, ark, 32) < 0)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "--test-snp-ark wants 64 hex digits");
+    if (o->test_sgx_root && scp_unhex(o->test_sgx_root, root, 32) < 0)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "--test-sgx-root wants 64 hex digits");
+    if (o->test_snp_ark || o->test_sgx_root)
+        fprintf(stderr, "scp-cas: WARNING: TEST ROOTS TRUSTED for hardware evidence (%s%s): evidence signed by keys "
+                        "no AMD or Intel machine holds is accepted. Never use this outside tests.\n",
+                o->test_snp_ark ? "--test-snp-ark" : "", o->test_sgx_root ? " --test-sgx-root" : "");
+    return cas_api_set_hw(api, o->data_dir, o->collateral_dir, o->test_snp_ark ? ark : NULL,
+                          o->test_sgx_root ? root : NULL, err);
+}
+
 int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     if (!o->data_dir || !o->listen) return scp_fail(err, SCP_E_INVAL, EINVAL, "data directory and listen address needed");
     /* block the stop signals before any thread exists, so that all inherit the mask and the
@@ -305,7 +321,7 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
                            (o->accept_audit_reset ? CAS_AUDIT_ACCEPT_RESET : 0u);
     s.api = cas_api_new(o->data_dir, master, &id, o->admins, o->n_admins, o->nonce_ttl_ms, audit_flags, err);
     OPENSSL_cleanse(master, sizeof master);
-    if (!s.api) goto done;
+    if (!s.api || set_hw(s.api, o, err) < 0) goto done;
     s.tls = cas_tls_server_ctx(&id, err);
     if (!s.tls) goto done;
     int port = 0;

@@ -16,6 +16,7 @@ static void cas_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl cas serve --data DIR --listen ADDR:PORT [--admin ID|IDENTITY_FILE]... [--port-file FILE]\n"
             "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N] [--accept-audit-reset]\n"
+            "                        [--collateral DIR] [--test-snp-ark SHA256] [--test-sgx-root SHA256]\n"
             "       scpctl cas status [--cas HOST:PORT --pin FINGERPRINT]   (a given --pin is remembered)\n"
             "       scpctl cas identity [--out FILE] [--show]\n"
             "       scpctl cas audit [--from N] [--limit N] [--verify] [--json]\n"
@@ -49,6 +50,9 @@ static int serve(int argc, char **argv) {
         else if (strcmp(a, "--workers") == 0) o.workers = atoi(v);
         else if (strcmp(a, "--read-timeout-ms") == 0) o.read_timeout_ms = atoi(v);
         else if (strcmp(a, "--nonce-ttl-ms") == 0) o.nonce_ttl_ms = atoi(v);
+        else if (strcmp(a, "--collateral") == 0) o.collateral_dir = v;
+        else if (strcmp(a, "--test-snp-ark") == 0) o.test_snp_ark = v;
+        else if (strcmp(a, "--test-sgx-root") == 0) o.test_sgx_root = v;
         else if (strcmp(a, "--admin") == 0) {
             if (na == 64) return cli_usage_error("at most 64 admins");
             if (strlen(v) == 64 && strspn(v, "0123456789abcdefABCDEF") == 64) {

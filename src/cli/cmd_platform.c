@@ -1,5 +1,6 @@
 /* cli/cmd_platform.c - scpctl platform: sim platform keys, enrolling and revoking platforms in
  * CAS, measuring programs, and the runtime's attestation flow (for tests and debugging). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,8 @@ static void platform_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl platform create-key FILE          make a sim platform key (0600; root only)\n"
             "       scpctl platform id FILE                  print the platform's id and public key\n"
-            "       scpctl platform enroll --name NAME (--key FILE | --pubkey HEX)   (admin)\n"
+            "       scpctl platform id --tee tdx|snp|auto    this TDX/SEV-SNP guest's id and hardware identity (pubkey)\n"
+            "       scpctl platform enroll --name NAME (--key FILE | [--backend sim|snp|tdx|sgx] --pubkey HEX)   (admin)\n"
             "       scpctl platform revoke ID                (admin)\n"
             "       scpctl platform list                     (admin)\n"
             "       scpctl platform measure [--rootfs DIR] [--net host|none] [--cap NAME]...\n"
@@ -25,7 +27,7 @@ static void platform_usage(FILE *out) {
             "            service's configuration (these options), as 'scpctl run --cas' with the same options\n"
             "            computes it; the configuration's hash goes to stderr (SCP_MEASURE_VERBOSE=1: its text)\n"
             "       scpctl platform measure [--config FILE] FILE...   print the measurement of these files (hex)\n"
-            "       scpctl platform attest --key FILE --session S --service N --measurement HEX\n"
+            "       scpctl platform attest (--key FILE | --tee tdx|snp|auto) --session S --service N --measurement HEX\n"
             "            run the runtime's attestation and print the configuration CAS releases\n"
             "            (it holds secrets: for tests and debugging only)\n"
             "       scpctl platform report-tag --session S --service N --volume V --tag HEX --token-file FILE\n"
@@ -52,7 +54,8 @@ int cmd_platform(int argc, char **argv) {
     if (strcmp(sub, "evidence") == 0) return cmd_platform_evidence(argc, argv);
     cli_cas o = {0};
     const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,
-               *config = NULL, *volume = NULL, *tag = NULL, *token = NULL, *rootfs = NULL;
+               *config = NULL, *volume = NULL, *tag = NULL, *token = NULL, *rootfs = NULL, *backend = NULL,
+               *tee = NULL;
     const char *pos[64], *trusted[SCP_ELF_MAX_OBJECTS / 2];
     int npos = 0, prog_form = 0;
     struct scp_attest_run_conf conf = {0};
@@ -78,6 +81,8 @@ int cmd_platform(int argc, char **argv) {
                            : strcmp(a, "--tag") == 0         ? &tag
                            : strcmp(a, "--token-file") == 0  ? &token
                            : strcmp(a, "--rootfs") == 0      ? &rootfs
+                           : strcmp(a, "--backend") == 0     ? &backend
+                           : strcmp(a, "--tee") == 0         ? &tee
                                                              : NULL;
         if (!strcmp(a, "--trusted") || !strcmp(a, "--net") || !strcmp(a, "--cap")) {
             if (i + 1 >= argc) return cli_usage_error("'%s' needs a value", a);
@@ -117,6 +122,30 @@ int cmd_platform(int argc, char **argv) {
             return cli_fail(&e);
         scp_hex(id, 32, hex);
         printf("%s\n", hex);
+        return EXIT_OK;
+    }
+    int hw = 0; /* --tee: the backend it names */
+    char said[256];
+    if (tee) {
+        if (strcmp(tee, "sim") == 0) return cli_usage_error("--tee sim: give the sim platform key instead (--key FILE)");
+        if ((hw = scp_tee_select(tee, said, sizeof said, &e)) < 0) return cli_fail(&e);
+        if (said[0]) fprintf(stderr, "scpctl: %s\n", said);
+        if (hw == SCP_TEE_SIM) {
+            scp_fail(&e, SCP_E_NOENT, ENOENT, "--tee %s: this machine is no TDX or SEV-SNP guest", tee);
+            return cli_fail(&e);
+        }
+    }
+    if (strcmp(sub, "id") == 0 && hw) {
+        if (npos) return cli_usage_error("platform id --tee tdx|snp|auto");
+        uint8_t zero[32] = {0}, ident[32], id[32], *ev = NULL;
+        size_t evlen = 0;
+        char h1[65], h2[65];
+        if (scp_tsm_evidence(hw, zero, zero, zero, ident, &ev, &evlen, &e) < 0) return cli_fail(&e);
+        free(ev);
+        scp_sha256_buf(ident, 32, id);
+        scp_hex(id, 32, h1);
+        scp_hex(ident, 32, h2);
+        printf("id %s\npubkey %s\nbackend %s\n", h1, h2, hw == SCP_TEE_TDX ? "tdx" : "snp");
         return EXIT_OK;
     }
     if (strcmp(sub, "id") == 0) {
@@ -182,7 +211,8 @@ int cmd_platform(int argc, char **argv) {
         }
         scp_cas_client *c = cli_cas_client(&o, &code);
         if (!c) return code;
-        json_t *b = json_pack("{s:s, s:s, s:s}", "name", name, "backend", "sim", "pubkey", pubhex);
+        if (key && backend && strcmp(backend, "sim") != 0) return cli_usage_error("--key is a sim platform key");
+        json_t *b = json_pack("{s:s, s:s, s:s}", "name", name, "backend", backend ? backend : "sim", "pubkey", pubhex);
         char *body = json_dumps(b, JSON_COMPACT);
         json_decref(b);
         code = cli_cas_call(c, "POST", "/v1/platforms", "application/json", body, strlen(body), &j);
@@ -209,12 +239,13 @@ int cmd_platform(int argc, char **argv) {
         scp_cas_client_free(c);
     } else if (strcmp(sub, "attest") == 0) {
         uint8_t m[32];
-        if (!key || !session || !service || !meas) return cli_usage_error("platform attest needs --key, --session, --service, --measurement");
+        if (!key == !hw || !session || !service || !meas)
+            return cli_usage_error("platform attest needs --key or --tee, --session, --service, --measurement");
         if (scp_unhex(meas, m, 32) < 0) return cli_usage_error("--measurement must be 64 hex digits");
         scp_cas_client *c = cli_cas_client(&o, &code);
         if (!c) return code;
         char *cfg = NULL;
-        if (scp_attest_get_config(c, session, service, key, m, &cfg, &e) < 0) {
+        if (scp_attest_get_config_tee(c, session, service, hw ? hw : SCP_TEE_SIM, key, m, &cfg, &e) < 0) {
             code = cli_fail(&e);
         } else {
             printf("%s\n", cfg);

@@ -11,10 +11,11 @@
 #include "common/util.h"
 #include "runtime/attest_run.h"
 #include "runtime/launch.h"
+#include "scp/attest.h"
 
 static void run_usage(FILE *out) {
     fprintf(out,
-            "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee sim] [--platform-key FILE]\n"
+            "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee auto|sim|tdx|snp] [--platform-key FILE]\n"
             "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--pin FP] [--identity FILE]\n"
             "                  [--rootfs DIR] [--net host|none] [--hostname NAME] [--cap NAME]...\n"
             "                  [--trusted PATH]... [--trace] -- PROGRAM [ARGS...]\n\n"
@@ -38,7 +39,9 @@ static void run_usage(FILE *out) {
             "  --cas-timeout SEC     keep retrying an unreachable CAS this long (default 10)\n"
             "  --tag-sync            every commit (fsync) waits until CAS acknowledged the volume's new tag;\n"
             "                        if CAS cannot be told within --cas-timeout the program is killed\n"
-            "  --tee sim             the only backend today: memory is NOT protected\n"
+            "  --tee auto|sim|tdx|snp  the TEE that attests (default auto: TDX or SEV-SNP through the kernel's\n"
+            "                        configfs-tsm when this machine is such a guest, else sim, and says which);\n"
+            "                        sim does NOT protect memory\n"
             "  --rootfs DIR, --net host|none, --hostname NAME, --cap NAME: the container, as below;\n"
             "                        the policy's cwd and volume paths must lie inside DIR\n"
             "Exit status: PROGRAM's (128+N for signal N); 1 CAS unreachable or refused (CAS's reason\n"
@@ -86,7 +89,7 @@ static int cmd_run_attested(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     o.cas_timeout = 10;
     o.container.enabled = 1; /* the attested run is always a container */
-    const char *tee = "sim";
+    const char *tee = "auto";
     int i;
     for (i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -142,7 +145,9 @@ static int cmd_run_attested(int argc, char **argv) {
         }
     }
     if (!o.session || !o.service) return cli_usage_error("--cas needs --session S and --service NAME");
-    if (strcmp(tee, "sim") != 0) return cli_usage_error("--tee: only 'sim' exists today");
+    if (strcmp(tee, "auto") != 0 && strcmp(tee, "sim") != 0 && strcmp(tee, "tdx") != 0 && strcmp(tee, "snp") != 0 &&
+        strcmp(tee, "sgx") != 0)
+        return cli_usage_error("--tee wants auto, sim, tdx or snp, not '%s'", tee);
     if (i >= argc) return cli_usage_error("no program given: scpctl run --cas ... -- PROGRAM [ARGS]");
     static char keypath[4096];
     if (!o.platform_key) o.platform_key = getenv("SCP_PLATFORM_KEY");
@@ -154,6 +159,9 @@ static int cmd_run_attested(int argc, char **argv) {
     o.argc = argc - i;
     int code = 0;
     scp_err err = {0};
+    char said[256];
+    if ((o.tee = scp_tee_select(tee, said, sizeof said, &err)) < 0) return cli_fail(&err);
+    if (said[0]) fprintf(stderr, "scpctl: %s\n", said);
     /* before the identity's key is loaded (runtime/container.h) */
     if (scp_container_enter_userns(&err) < 0) return cli_fail(&err);
     scp_cas_client *cl = cli_cas_client(&c, &code);

@@ -181,8 +181,11 @@ static int attest_retry(scp_cas_client *c, const struct scp_attest_run_opts *o, 
                         scp_err *err) {
     double start = now_s(), wait = 0.1;
     for (;;) {
-        if (scp_attest_get_config(c, o->session, o->service, o->platform_key, m, cfg, err) == 0) return 0;
-        if (err->code != SCP_E_SYS) return -1;
+        if (scp_attest_get_config_tee(c, o->session, o->service, o->tee ? o->tee : SCP_TEE_SIM, o->platform_key, m,
+                                      cfg, err) == 0)
+            return 0;
+        /* SCP_E_BUSY: another process wrote our configfs-tsm report entry meanwhile */
+        if (err->code != SCP_E_SYS && err->code != SCP_E_BUSY) return -1;
         double left = o->cas_timeout - (now_s() - start);
         if (left <= 0) {
             scp_err_prefix(err, "CAS unreachable for %.0f s (--cas-timeout)", o->cas_timeout);
@@ -553,7 +556,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     /* an ordinary user: the user namespace now, while no secret is in memory */
     if (o->container.enabled && scp_container_enter_userns(err) < 0) goto out;
     uint8_t ppub[32], pid_[32];
-    if (scp_sim_platform_pubkey(o->platform_key, ppub, pid_, err) < 0) { /* before CAS is asked anything */
+    if ((!o->tee || o->tee == SCP_TEE_SIM) &&
+        scp_sim_platform_pubkey(o->platform_key, ppub, pid_, err) < 0) { /* before CAS is asked anything */
         scp_err_prefix(err, "platform key (--platform-key)");
         goto out;
     }

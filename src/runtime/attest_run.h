@@ -61,6 +61,7 @@ int scp_attest_run_measure(const char *prog, const char *shield_lib, const char 
 
 struct scp_attest_run_opts {
     const char *session, *service;
+    int tee;                  /* SCP_TEE_SIM (default when 0), SCP_TEE_TDX or SCP_TEE_SNP (scp_tee_select) */
     const char *platform_key; /* the sim platform key file */
     const char *volume_dir;   /* NULL: scp_attest_run_default_volume_dir() */
     const char *shield_lib;   /* NULL: next to scpctl or $SCP_SHIELD_LIB */

@@ -261,6 +261,53 @@ static void test_evidence(const char *dir) {
     unlink(key);
 }
 
+/* Evidence of a given backend with the four fields and, as flags say, QUOTE, a VCEK extension
+ * and a signature; returns its length. */
+static size_t hw_ev(uint8_t *b, uint16_t backend, int quote, int vcek, int sig) {
+    uint16_t types[7] = {SCP_EV_NONCE, SCP_EV_PUBKEY, SCP_EV_MEASUREMENT, SCP_EV_PLATFORM};
+    int nt = 4;
+    if (quote) types[nt++] = SCP_EV_QUOTE;
+    if (vcek) types[nt++] = SCP_EV_SNP_VCEK;
+    if (sig) types[nt++] = SCP_EV_SIGNATURE; /* last */
+    size_t off = 12;
+    memcpy(b, "SCPE", 4);
+    scp_put_u16(b + 4, SCP_EVIDENCE_VERSION);
+    scp_put_u16(b + 6, backend);
+    for (int i = 0; i < nt; i++) {
+        uint16_t l = types[i] == SCP_EV_SIGNATURE ? 64 : types[i] == SCP_EV_QUOTE ? 100 : 32;
+        scp_put_u16(b + off, types[i]);
+        scp_put_u16(b + off + 2, l);
+        memset(b + off + 4, i + 1, l);
+        off += 4u + l;
+    }
+    scp_put_u32(b + 8, (uint32_t)(off - 12));
+    return off;
+}
+
+/* Hardware evidence has a quote and no signature; sim evidence a signature and no quote; a
+ * VCEK only in SEV-SNP evidence. */
+static void test_hw_evidence(void) {
+    uint8_t b[1024];
+    scp_evidence ev;
+    scp_err e = {0};
+    size_t n = hw_ev(b, SCP_TEE_SNP, 1, 1, 0);
+    CHECK(scp_evidence_parse(b, n, &ev, &e) == 0 && ev.quote_len == 100 && ev.vcek_len == 32 && !ev.signature,
+          "snp evidence: %s", e.msg);
+    n = hw_ev(b, SCP_TEE_TDX, 1, 0, 0);
+    CHECK(scp_evidence_parse(b, n, &ev, &e) == 0 && !ev.vcek, "tdx evidence: %s", e.msg);
+    n = hw_ev(b, SCP_TEE_TDX, 1, 0, 1);
+    CHECK(scp_evidence_parse(b, n, &ev, &e) < 0 && strstr(e.msg, "no signature field"), "tdx with a signature: %s", e.msg);
+    n = hw_ev(b, SCP_TEE_SNP, 0, 1, 0);
+    CHECK(scp_evidence_parse(b, n, &ev, &e) < 0 && strstr(e.msg, "without a quote"), "snp without a quote: %s", e.msg);
+    n = hw_ev(b, SCP_TEE_TDX, 1, 1, 0);
+    CHECK(scp_evidence_parse(b, n, &ev, &e) < 0 && strstr(e.msg, "not SEV-SNP"), "tdx with a VCEK: %s", e.msg);
+    n = hw_ev(b, SCP_TEE_SIM, 1, 0, 1);
+    CHECK(scp_evidence_parse(b, n, &ev, &e) < 0 && strstr(e.msg, "sim evidence carries no quote"), "sim with a quote: %s",
+          e.msg);
+    n = hw_ev(b, SCP_TEE_SIM, 0, 0, 0);
+    CHECK(scp_evidence_parse(b, n, &ev, &e) < 0 && strstr(e.msg, "no signature"), "sim without a signature: %s", e.msg);
+}
+
 static void test_aead(void) {
     uint8_t k[32] = {9}, *ct = NULL, *pt = NULL;
     size_t cl = 0, pl = 0;
@@ -357,6 +404,7 @@ int main(int argc, char **argv) {
     test_escape();
     test_policy_exports();
     test_evidence(dir);
+    test_hw_evidence();
     test_aead();
     test_identity(dir);
     if (failures) {
