@@ -152,3 +152,10 @@ long sh_cred_parent(int vol, const char *rel, int want) {
     if (scp_volume_stat(sh.vol[vol].v, parent, &v, &e)) return 0; /* the caller reports the error */
     return sh_cred_access(&v, want);
 }
+
+/* New files get mode & ~umask: follow the program's umask changes, not only the one at start. */
+SH_EXPORT mode_t umask(mode_t m) {
+    mode_t (*f)(mode_t) = (mode_t (*)(mode_t))real_sym("umask");
+    sh.umask = m & 0777;
+    return f(m);
+}
