@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/fsuid.h>
@@ -28,24 +29,44 @@
 
 /* ---- permission checks inside a volume --------------------------------------------------- */
 
+/* The program's credentials, read once and again after each change that goes through the
+ * interposed set*id calls below: the read path (open of a protected file) makes no system call. */
+static struct {
+    int valid; /* atomic */
+    uid_t euid;
+    gid_t egid;
+    gid_t groups[256];
+    int ngroups;
+} cr;
+
+static void cred_load(void) {
+    if (__atomic_load_n(&cr.valid, __ATOMIC_ACQUIRE)) return;
+    cr.euid = geteuid();
+    cr.egid = getegid();
+    int n = getgroups(256, cr.groups);
+    cr.ngroups = n < 0 ? 0 : n;
+    __atomic_store_n(&cr.valid, 1, __ATOMIC_RELEASE);
+}
+static void cred_changed(void) { __atomic_store_n(&cr.valid, 0, __ATOMIC_RELEASE); }
+
 static int in_group(gid_t g) {
-    if (g == getegid()) return 1;
-    gid_t list[256];
-    int n = getgroups(256, list);
-    for (int i = 0; i < n; i++)
-        if (list[i] == g) return 1;
+    cred_load();
+    if (g == cr.egid) return 1;
+    for (int i = 0; i < cr.ngroups; i++)
+        if (cr.groups[i] == g) return 1;
     return 0;
 }
 
 long sh_cred_access(const scp_vstat *v, int want) {
     uint32_t mode = v->mode & 0777;
-    if (geteuid() == 0) {
+    cred_load();
+    if (cr.euid == 0) {
         /* root: read and write always; execute needs one x bit on a file (the kernel's rule) */
         if ((want & 1) && v->type != SCP_VTYPE_DIR && !(mode & 0111)) return -EACCES;
         return 0;
     }
     unsigned bits;
-    if (v->uid == geteuid()) bits = (mode >> 6) & 7;
+    if (v->uid == cr.euid) bits = (mode >> 6) & 7;
     else if (in_group((gid_t)v->gid)) bits = (mode >> 3) & 7;
     else bits = mode & 7;
     return ((unsigned)want & ~bits) ? -EACCES : 0;
@@ -60,7 +81,8 @@ long sh_cred_open(const scp_vstat *v, int flags) {
 }
 
 long sh_cred_setattr(const scp_vstat *v, int64_t mode, int64_t uid, int64_t gid) {
-    uid_t me = geteuid();
+    cred_load();
+    uid_t me = cr.euid;
     if (me == 0) return 0;
     if (mode >= 0 && v->uid != me) return -EPERM;
     /* chown: only root gives a file away; the owner may change its group to one of its own */
@@ -115,27 +137,73 @@ static void *real_sym(const char *name) { return dlsym(RTLD_NEXT, name); }
 SH_EXPORT int setuid(uid_t u) {
     keep_volumes(u);
     int (*f)(uid_t) = (int (*)(uid_t))real_sym("setuid");
-    return f(u);
+    int rc = f(u);
+    cred_changed();
+    return rc;
 }
 SH_EXPORT int seteuid(uid_t u) {
     keep_volumes(u);
     int (*f)(uid_t) = (int (*)(uid_t))real_sym("seteuid");
-    return f(u);
+    int rc = f(u);
+    cred_changed();
+    return rc;
 }
 SH_EXPORT int setreuid(uid_t r, uid_t e) {
     keep_volumes(e);
     int (*f)(uid_t, uid_t) = (int (*)(uid_t, uid_t))real_sym("setreuid");
-    return f(r, e);
+    int rc = f(r, e);
+    cred_changed();
+    return rc;
 }
 SH_EXPORT int setresuid(uid_t r, uid_t e, uid_t s) {
     keep_volumes(e);
     int (*f)(uid_t, uid_t, uid_t) = (int (*)(uid_t, uid_t, uid_t))real_sym("setresuid");
-    return f(r, e, s);
+    int rc = f(r, e, s);
+    cred_changed();
+    return rc;
 }
 SH_EXPORT int setfsuid(uid_t u) {
     keep_volumes(u);
     int (*f)(uid_t) = (int (*)(uid_t))real_sym("setfsuid");
-    return f(u);
+    int rc = f(u);
+    cred_changed();
+    return rc;
+}
+SH_EXPORT int setgid(gid_t g) {
+    int (*f)(gid_t) = (int (*)(gid_t))real_sym("setgid");
+    int rc = f(g);
+    cred_changed();
+    return rc;
+}
+SH_EXPORT int setegid(gid_t g) {
+    int (*f)(gid_t) = (int (*)(gid_t))real_sym("setegid");
+    int rc = f(g);
+    cred_changed();
+    return rc;
+}
+SH_EXPORT int setregid(gid_t r, gid_t e) {
+    int (*f)(gid_t, gid_t) = (int (*)(gid_t, gid_t))real_sym("setregid");
+    int rc = f(r, e);
+    cred_changed();
+    return rc;
+}
+SH_EXPORT int setresgid(gid_t r, gid_t e, gid_t s) {
+    int (*f)(gid_t, gid_t, gid_t) = (int (*)(gid_t, gid_t, gid_t))real_sym("setresgid");
+    int rc = f(r, e, s);
+    cred_changed();
+    return rc;
+}
+SH_EXPORT int setgroups(size_t n, const gid_t *list) {
+    int (*f)(size_t, const gid_t *) = (int (*)(size_t, const gid_t *))real_sym("setgroups");
+    int rc = f(n, list);
+    cred_changed();
+    return rc;
+}
+SH_EXPORT int initgroups(const char *user, gid_t g) {
+    int (*f)(const char *, gid_t) = (int (*)(const char *, gid_t))real_sym("initgroups");
+    int rc = f(user, g);
+    cred_changed();
+    return rc;
 }
 
 /* Write and search permission on the directory that holds `rel` (creating or removing a name). */
