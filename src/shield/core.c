@@ -563,6 +563,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     long r = path_vstat(vol, rel, &v);
     if (r == 0 && v.type == SCP_VTYPE_DIR) {
         if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_CREAT)) return -EISDIR;
+        if ((r = sh_cred_open(&v, flags))) return r;
         pfile *pf = pf_new(PF_DIR, vol, flags, rel);
         if (!pf) return -ENOMEM;
         long fd = slot_alloc(pf, 0, cloexec);
@@ -572,6 +573,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     if (r == 0 && (flags & O_DIRECTORY)) return -ENOTDIR;
     if (r < 0 && r != -ENOENT) return r;
     if (r == -ENOENT && !(flags & O_CREAT)) return -ENOENT;
+    if ((r = r == 0 ? sh_cred_open(&v, flags) : sh_cred_parent(vol, rel, 3))) return r;
     int acc = flags & O_ACCMODE;
     if (flags & O_PATH) acc = O_RDONLY;
     int vflags = acc | (flags & (O_CREAT | O_EXCL | O_TRUNC | O_APPEND));
@@ -1282,6 +1284,8 @@ static long sh_syscall_(long nr, const long a[6]) {
         int64_t mode = nr == SYS_fchmod ? (a[1] & 07777) : -1;
         int64_t uid = nr == SYS_fchown ? (int64_t)(int)a[1] : -1, gid = nr == SYS_fchown ? (int64_t)(int)a[2] : -1;
         if (nr == SYS_fchown && uid == -1) uid = -1;
+        scp_vstat cv;
+        if ((r = pf_vstat(pf, &cv)) || (r = sh_cred_setattr(&cv, mode, uid, gid))) break;
         r = scp_volume_setattr(sh.vol[pf->vol].v, pf->path, mode, uid, gid, INT64_MIN, &se) ? neg(&se) : 0;
         break;
     }
@@ -1306,6 +1310,9 @@ static long sh_syscall_(long nr, const long a[6]) {
 
 static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int64_t gid, int64_t mt) {
     scp_err e;
+    scp_vstat cv;
+    long c = (mode >= 0 || uid >= 0 || gid >= 0) ? path_vstat(vol, rel, &cv) : 0;
+    if (c || (mode >= 0 || uid >= 0 || gid >= 0 ? (c = sh_cred_setattr(&cv, mode, uid, gid)) : 0)) return c;
     if (!rel[0]) return 0;
     return scp_volume_setattr(sh.vol[vol].v, rel, mode, uid, gid, mt, &e) ? neg(&e) : 0;
 }
@@ -1425,12 +1432,15 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_faccessat2: {
         scp_vstat v;
         r = path_vstat(vol, rel, &v);
+        if (!r) r = sh_cred_access(&v, (int)a[2] & 7);
         break;
     }
     case SYS_mkdirat:
+        if ((r = sh_cred_parent(vol, rel, 3))) break;
         r = scp_volume_mkdir(sh.vol[vol].v, rel, (uint32_t)(a[2] & ~sh.umask & 07777), &e) ? neg(&e) : 0;
         break;
     case SYS_unlinkat:
+        if ((r = sh_cred_parent(vol, rel, 3))) break;
         if (a[2] & AT_REMOVEDIR) r = scp_volume_rmdir(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         else r = scp_volume_unlink(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         break;

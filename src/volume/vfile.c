@@ -580,7 +580,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
                 rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", parent);
         }
         scp_mentry e = {.type = 1, .mode = mode & 07777, .mtime_ns = scp_now_ns(),
-                        .uid = (uint32_t)getuid(), .gid = (uint32_t)getgid()};
+                        .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
         if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
         if (rc == 0) rc = create_objects(v, e.id, err);
         if (rc == 0) {

@@ -593,7 +593,8 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
     int rc = check_parent(v, p, err);
     if (rc == 0 && man_find(&v->man, p) >= 0)
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
-    scp_mentry e = {.type = 2, .mode = mode & 07777, .mtime_ns = scp_now_ns()};
+    scp_mentry e = {.type = 2, .mode = mode & 07777, .mtime_ns = scp_now_ns(),
+                    .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
     if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
     if (rc == 0 && !(e.path = strdup(p))) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     if (rc == 0 && man_insert(&v->man, &e, err) < 0) {

@@ -1,0 +1,42 @@
+#!/bin/bash
+# Ownership inside a protected volume, as the kernel gives it: stat reports the stored owner,
+# group and mode; chmod/chown follow the kernel's rules; opens check the mode bits against the
+# caller's effective ids (root bypasses them); new files get the caller's euid/egid and
+# mode & ~umask; and a program that drops to another user (setpriv, like a daemon) keeps
+# reaching its volume.
+. "$(dirname "$0")/lib.sh"
+command -v setpriv >/dev/null || { echo "setpriv not installed: skipped"; exit 77; }
+[ "$(id -u)" = 0 ] || { echo "needs root: skipped"; exit 77; }
+setup "$@"
+NB="setpriv --reuid=65534 --regid=65534 --clear-groups"
+expect() { # expect WANT DESCRIPTION COMMAND...: run under the shield, compare stdout+stderr
+    want=$1; what=$2; shift 2
+    got=$(run "$@" 2>&1 | grep -v 'development mode')
+    case "$got" in *"$want"*) ;; *) fail "$what: got '$got', expected '$want'";; esac
+}
+run sh -c "echo secret > $MNT/secret && chmod 600 $MNT/secret && echo pub > $MNT/pub && chmod 644 $MNT/pub &&
+           mkdir $MNT/rootdir && mkdir $MNT/nbdir && chown 65534:65534 $MNT/nbdir" 2>/dev/null || fail populate
+
+note "stat reports the stored owner and mode"
+expect "0 0 600" "stat of the root file" stat -c '%u %g %a' "$MNT/secret"
+expect "65534 65534 755" "stat after chown" stat -c '%u %g %a' "$MNT/nbdir"
+
+note "opens are checked against the caller's credentials"
+expect "Permission denied" "nobody reads a 0600 root file" $NB cat "$MNT/secret"
+expect "pub" "nobody reads a 0644 file" $NB cat "$MNT/pub"
+expect "Permission denied" "nobody writes a 0644 root file" $NB sh -c "echo x >> $MNT/pub"
+expect "secret" "root reads the 0600 file" cat "$MNT/secret"
+expect "Permission denied" "nobody creates in a root 0755 dir" $NB touch "$MNT/rootdir/f"
+
+note "chmod and chown: the kernel's rules"
+expect "Operation not permitted" "nobody chmods root's file" $NB chmod 666 "$MNT/secret"
+expect "Operation not permitted" "nobody chowns root's file" $NB chown 65534 "$MNT/secret"
+expect "Operation not permitted" "nobody gives its file away" $NB sh -c "touch $MNT/nbdir/a && chown 0 $MNT/nbdir/a"
+expect "65534 65534 640" "nobody's new file" $NB sh -c "umask 027; echo x > $MNT/nbdir/new; stat -c '%u %g %a' $MNT/nbdir/new"
+expect "65534 65534 600" "nobody chmods its own file" $NB sh -c "chmod 600 $MNT/nbdir/new; stat -c '%u %g %a' $MNT/nbdir/new"
+expect "Permission denied" "root's 0600 file stays closed to nobody after the drop" $NB cat "$MNT/secret"
+expect "0 0 600" "root's file unchanged" stat -c '%u %g %a' "$MNT/secret"
+run chown 1:1 "$MNT/secret" 2>/dev/null || fail "root cannot chown"
+expect "1 1 600" "root's chown stored" stat -c '%u %g %a' "$MNT/secret"
+expect "secret" "root still reads its volume after a run dropped to nobody" cat "$MNT/secret"
+echo PASS
