@@ -106,6 +106,14 @@ int scp_volume_info_get(scp_volume *vol, scp_volume_info *out, scp_err *err);
 typedef void (*scp_volume_commit_cb)(void *ctx, const scp_volume_tag *tag);
 void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
 
+/* Shared mode, for processes that write the same files at once and expect each other's writes
+ * without a close in between, as a page cache gives (a forked server such as PostgreSQL):
+ * from now on every write of this process is committed (durably) before it returns and the
+ * file's writer lock is released, a write waits for another process's write instead of
+ * failing with EBUSY, and reads, sizes and stats first take in other processes' commits.
+ * Costs a commit per write. Call it with no uncommitted writes (commit first). Not undone. */
+void scp_volume_set_shared(scp_volume *vol);
+
 /* ---- namespace -------------------------------------------------------------------------- */
 /* Namespace operations (create, mkdir, rename, unlink, rmdir, setattr) are visible at once to
  * every process that opens the volume, and durable, as in POSIX, only at the next sync: a

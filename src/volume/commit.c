@@ -85,6 +85,16 @@ int file_try_writer_lock(scp_file *f) {
     return fcntl(f->fd_d, F_OFD_SETLK, &fl) == 0;
 }
 
+/* Wait for the writer lock (shared mode: a holder keeps it only for one call, see vfile.c).
+ * Returns 1 once taken, 0 on an error other than EINTR. */
+int file_wait_writer_lock(scp_file *f) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    int rc;
+    while ((rc = fcntl(f->fd_d, F_OFD_SETLKW, &fl)) != 0 && errno == EINTR) {
+    }
+    return rc == 0;
+}
+
 void file_writer_unlock(scp_file *f) {
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
     (void)fcntl(f->fd_d, F_OFD_SETLK, &fl);

@@ -47,6 +47,8 @@ struct scp_volume {
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
+    int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
+                     * write at once and pick up their commits before each read (vfile.c) */
     uint32_t cs;    /* chunk size */
     uint8_t volid[SCP_VOLID_LEN];
     uint8_t k_man[32], k_tag[32], k_files[32];
@@ -343,6 +345,7 @@ int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err);
 /* The cross-process writer lock (byte 1 of the data object): take it without waiting (1 if
  * taken, 0 if another process holds it), release it. */
 int file_try_writer_lock(scp_file *f);
+int file_wait_writer_lock(scp_file *f);
 void file_writer_unlock(scp_file *f);
 /* (Re)load the committed state of f from its objects and manifest entry e, redoing a journal
  * that leads to e's root. On failure f->unloaded stays set. */

@@ -492,6 +492,12 @@ int scp_volume_tag_parse(const char *hex, scp_volume_tag *out, scp_err *err) {
     return 0;
 }
 
+void scp_volume_set_shared(scp_volume *v) {
+    pthread_mutex_lock(&v->mu);
+    v->shared = 1;
+    pthread_mutex_unlock(&v->mu);
+}
+
 void scp_volume_on_commit(scp_volume *v, scp_volume_commit_cb cb, void *ctx) {
     pthread_mutex_lock(&v->mu);
     v->cb = cb;
