@@ -1285,7 +1285,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         int64_t uid = nr == SYS_fchown ? (int64_t)(int)a[1] : -1, gid = nr == SYS_fchown ? (int64_t)(int)a[2] : -1;
         if (nr == SYS_fchown && uid == -1) uid = -1;
         scp_vstat cv;
-        if ((r = pf_vstat(pf, &cv)) || (r = sh_cred_setattr(&cv, mode, uid, gid))) break;
+        if ((r = pf_vstat(pf, &cv)) || (r = sh_cred_setattr(&cv, &mode, uid, gid))) break;
         r = scp_volume_setattr(sh.vol[pf->vol].v, pf->path, mode, uid, gid, INT64_MIN, &se) ? neg(&se) : 0;
         break;
     }
@@ -1312,9 +1312,32 @@ static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int
     scp_err e;
     scp_vstat cv;
     long c = (mode >= 0 || uid >= 0 || gid >= 0) ? path_vstat(vol, rel, &cv) : 0;
-    if (c || (mode >= 0 || uid >= 0 || gid >= 0 ? (c = sh_cred_setattr(&cv, mode, uid, gid)) : 0)) return c;
+    if (c || (mode >= 0 || uid >= 0 || gid >= 0 ? (c = sh_cred_setattr(&cv, &mode, uid, gid)) : 0)) return c;
     if (!rel[0]) return 0;
     return scp_volume_setattr(sh.vol[vol].v, rel, mode, uid, gid, mt, &e) ? neg(&e) : 0;
+}
+
+/* utimensat/futimens: the modification time (the volume keeps no access time), checked as
+ * the kernel checks it (creds.c). */
+static long utimes_rel(int vol, const char *rel, const struct timespec *times) {
+    struct timespec tsb[2];
+    const struct timespec *ts = times ? tsb : NULL;
+    if (times && copy_in(tsb, times, sizeof tsb)) return -EFAULT;
+    int64_t mt;
+    if (!ts || ts[1].tv_nsec == UTIME_NOW) mt = -1;
+    else if (ts[1].tv_nsec == UTIME_OMIT) mt = INT64_MIN;
+    else mt = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
+    int explicit_times = ts && !((ts[0].tv_nsec == UTIME_NOW || ts[0].tv_nsec == UTIME_OMIT) &&
+                                 (ts[1].tv_nsec == UTIME_NOW || ts[1].tv_nsec == UTIME_OMIT));
+    scp_vstat cv;
+    long r;
+    if ((r = path_vstat(vol, rel, &cv)) || (r = sh_cred_utimes(&cv, explicit_times))) return r;
+    if (mt == -1) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        mt = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    }
+    return setattr_rel(vol, rel, -1, -1, -1, mt);
 }
 
 int sh_path_call(long nr, const long a[6], long *ret) {
@@ -1341,9 +1364,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
             long ee = 0;
             pfile *pf = pf_get(dirfd, &ee);
             if (!pf) { *ret = ee; return 1; }
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            *ret = setattr_rel(pf->vol, pf->path, -1, -1, -1, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+            *ret = utimes_rel(pf->vol, pf->path, (const struct timespec *)a[2]);
             pf_put(pf);
             return 1;
         }
@@ -1380,6 +1401,9 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
         if (flags & ~RENAME_NOREPLACE) { *ret = -EINVAL; return 1; }
         scp_vstat v;
+        long cr;
+        if ((cr = sh_cred_search(vol, rel)) || (cr = sh_cred_search(vol, rel2)) ||
+            (cr = sh_cred_parent(vol, rel, 3)) || (cr = sh_cred_parent(vol, rel2, 3))) { *ret = cr; return 1; }
         if ((flags & RENAME_NOREPLACE) && path_vstat(vol, rel2, &v) == 0) { *ret = -EEXIST; return 1; }
         sh_in_lib++;
         *ret = scp_volume_rename(sh.vol[vol].v, rel, rel2, &e) ? neg(&e) : 0;
@@ -1407,6 +1431,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         }
         if (nr == SYS_unlinkat || nr == SYS_mkdirat || nr == SYS_mknodat) { *ret = -EACCES; return 1; }
     }
+    if (!fd_link_named && (r = sh_cred_search(vol, rel))) { *ret = r; return 1; }
     sh_in_lib++;
     switch (nr) {
     case SYS_openat:
@@ -1432,7 +1457,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_faccessat2: {
         scp_vstat v;
         r = path_vstat(vol, rel, &v);
-        if (!r) r = sh_cred_access(&v, (int)a[2] & 7);
+        int eff = nr == SYS_faccessat2 && (a[3] & AT_EACCESS);
+        if (!r) r = eff ? sh_cred_access(&v, (int)a[2] & 7) : sh_cred_access_real(&v, (int)a[2] & 7);
         break;
     }
     case SYS_mkdirat:
@@ -1453,26 +1479,13 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_fchmodat: r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN); break;
     case SYS_fchownat: r = setattr_rel(vol, rel, -1, (int64_t)(int)a[2] == -1 ? -1 : (int64_t)(unsigned)a[2],
                                       (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
-    case SYS_utimensat: {
-        struct timespec tsb[2];
-        const struct timespec *ts = a[2] ? tsb : NULL;
-        if (a[2] && copy_in(tsb, (const void *)a[2], sizeof tsb)) { r = -EFAULT; break; }
-        int64_t mt;
-        if (!ts || ts[1].tv_nsec == UTIME_NOW) mt = -1;
-        else if (ts[1].tv_nsec == UTIME_OMIT) mt = INT64_MIN;
-        else mt = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
-        if (mt == -1) {
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            mt = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-        }
-        r = setattr_rel(vol, rel, -1, -1, -1, mt);
-        break;
-    }
+    case SYS_utimensat: r = utimes_rel(vol, rel, (const struct timespec *)a[2]); break;
     case SYS_futimesat: r = setattr_rel(vol, rel, -1, -1, -1, INT64_MIN); break;
     case SYS_mknodat: r = -EPERM; break;
     case SYS_name_to_handle_at: r = -EOPNOTSUPP; break;
     case SYS_truncate: {
+        scp_vstat cv;
+        if ((r = path_vstat(vol, rel, &cv)) || (r = sh_cred_access(&cv, 2))) break;
         scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY, 0, &e);
         if (!vf) { r = neg(&e); break; }
         r = scp_vfile_truncate(vf, (uint64_t)a[2], &e) ? neg(&e) : 0;

@@ -19,9 +19,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/fsuid.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,8 +35,8 @@
  * interposed set*id calls below: the read path (open of a protected file) makes no system call. */
 static struct {
     int valid; /* atomic */
-    uid_t euid;
-    gid_t egid;
+    uid_t euid, ruid;
+    gid_t egid, rgid;
     gid_t groups[256];
     int ngroups;
 } cr;
@@ -43,33 +45,77 @@ static void cred_load(void) {
     if (__atomic_load_n(&cr.valid, __ATOMIC_ACQUIRE)) return;
     cr.euid = geteuid();
     cr.egid = getegid();
+    cr.ruid = getuid();
+    cr.rgid = getgid();
     int n = getgroups(256, cr.groups);
     cr.ngroups = n < 0 ? 0 : n;
     __atomic_store_n(&cr.valid, 1, __ATOMIC_RELEASE);
 }
 static void cred_changed(void) { __atomic_store_n(&cr.valid, 0, __ATOMIC_RELEASE); }
 
-static int in_group(gid_t g) {
+static int in_group_as(gid_t g, gid_t primary) {
     cred_load();
-    if (g == cr.egid) return 1;
+    if (g == primary) return 1;
     for (int i = 0; i < cr.ngroups; i++)
         if (cr.groups[i] == g) return 1;
     return 0;
 }
+static int in_group(gid_t g) { return in_group_as(g, (cred_load(), cr.egid)); }
 
-long sh_cred_access(const scp_vstat *v, int want) {
+/* The mode bits against (uid, gid): the effective ids, or the real ones for access(2). */
+static long access_as(const scp_vstat *v, int want, uid_t uid, gid_t gid) {
     uint32_t mode = v->mode & 0777;
-    cred_load();
-    if (cr.euid == 0) {
+    if (uid == 0) {
         /* root: read and write always; execute needs one x bit on a file (the kernel's rule) */
         if ((want & 1) && v->type != SCP_VTYPE_DIR && !(mode & 0111)) return -EACCES;
         return 0;
     }
     unsigned bits;
-    if (v->uid == cr.euid) bits = (mode >> 6) & 7;
-    else if (in_group((gid_t)v->gid)) bits = (mode >> 3) & 7;
+    if (v->uid == uid) bits = (mode >> 6) & 7;
+    else if (in_group_as((gid_t)v->gid, gid)) bits = (mode >> 3) & 7;
     else bits = mode & 7;
     return ((unsigned)want & ~bits) ? -EACCES : 0;
+}
+
+long sh_cred_access(const scp_vstat *v, int want) {
+    cred_load();
+    return access_as(v, want, cr.euid, cr.egid);
+}
+
+/* access/faccessat check the real ids, faccessat2 with AT_EACCESS the effective ones. */
+long sh_cred_access_real(const scp_vstat *v, int want) {
+    cred_load();
+    return access_as(v, want, cr.ruid, cr.rgid);
+}
+
+/* The kernel checks search permission on every directory a path walks through (root passes
+ * by CAP_DAC_OVERRIDE): each directory above `rel` in the volume. A missing or non-directory
+ * component is left to the call itself (ENOENT, ENOTDIR). */
+long sh_cred_search(int vol, const char *rel) {
+    cred_load();
+    if (cr.euid == 0) return 0;
+    char p[PATH_MAX];
+    size_t n = strlen(rel);
+    if (n >= sizeof p) return -ENAMETOOLONG;
+    memcpy(p, rel, n + 1);
+    for (char *s = p; (s = strchr(s, '/')); *s++ = '/') {
+        *s = '\0';
+        scp_vstat v;
+        scp_err e;
+        if (scp_volume_stat(sh.vol[vol].v, p, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
+        long r = access_as(&v, 1, cr.euid, cr.egid);
+        if (r) return r;
+    }
+    return 0;
+}
+
+/* utimensat: explicit times only by the owner (EPERM); "now" also with write permission
+ * (EACCES otherwise). Root may do both. */
+long sh_cred_utimes(const scp_vstat *v, int explicit_times) {
+    cred_load();
+    if (cr.euid == 0 || v->uid == cr.euid) return 0;
+    if (explicit_times) return -EPERM;
+    return access_as(v, 2, cr.euid, cr.egid);
 }
 
 long sh_cred_open(const scp_vstat *v, int flags) {
@@ -80,15 +126,27 @@ long sh_cred_open(const scp_vstat *v, int flags) {
     return sh_cred_access(v, want);
 }
 
-long sh_cred_setattr(const scp_vstat *v, int64_t mode, int64_t uid, int64_t gid) {
+/* chmod/chown by the kernel's rules. *mode (-1: unchanged) may come back adjusted: chmod by
+ * a non-root caller outside the file's group drops S_ISGID; a chown of a regular file drops
+ * S_ISUID, and S_ISGID where group execute is set (for root too, as Linux does). */
+long sh_cred_setattr(const scp_vstat *v, int64_t *mode, int64_t uid, int64_t gid) {
     cred_load();
     uid_t me = cr.euid;
-    if (me == 0) return 0;
-    if (mode >= 0 && v->uid != me) return -EPERM;
-    /* chown: only root gives a file away; the owner may change its group to one of its own */
-    if (uid >= 0 && (uid != (int64_t)v->uid || v->uid != me)) return -EPERM;
-    if (gid >= 0 && gid != (int64_t)v->gid && (v->uid != me || !in_group((gid_t)gid))) return -EPERM;
-    if (gid >= 0 && v->uid != me) return -EPERM;
+    if (me != 0) {
+        if (*mode >= 0 && v->uid != me) return -EPERM;
+        /* chown: only root gives a file away; the owner may change its group to one of its own */
+        if (uid >= 0 && (uid != (int64_t)v->uid || v->uid != me)) return -EPERM;
+        if (gid >= 0 && gid != (int64_t)v->gid && (v->uid != me || !in_group((gid_t)gid))) return -EPERM;
+        if (gid >= 0 && v->uid != me) return -EPERM;
+        if (*mode >= 0 && v->type != SCP_VTYPE_DIR && (*mode & S_ISGID) && !in_group((gid_t)v->gid))
+            *mode &= ~(int64_t)S_ISGID;
+    }
+    if ((uid >= 0 || gid >= 0) && v->type != SCP_VTYPE_DIR && *mode < 0 && (v->mode & (S_ISUID | S_ISGID))) {
+        int64_t m = v->mode & 07777;
+        m &= ~(int64_t)S_ISUID;
+        if (m & S_IXGRP) m &= ~(int64_t)S_ISGID;
+        if (m != (int64_t)(v->mode & 07777)) *mode = m;
+    }
     return 0;
 }
 
