@@ -46,6 +46,7 @@ int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err) {
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': an object of it is not a regular file", f->path ? f->path : "file");
     }
+    if ((flags & O_CREAT) && st.st_uid == 0) vol_object_owner(f->vol, fd);
     return fd;
 }
 

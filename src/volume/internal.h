@@ -192,6 +192,7 @@ uint64_t vol_durable_generation(scp_volume *v);
 uint64_t vol_peek_generation(scp_volume *v);
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]);
+void vol_object_owner(scp_volume *v, int fd);
 /* The extensions of a file's objects: data, table, journal, second slots (in that order; the
  * last is created when a chunk is first overwritten in place). */
 #define VOL_NOBJECTS 4

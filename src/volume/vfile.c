@@ -72,6 +72,7 @@ static int empty_lost_objects(scp_volume *v, const scp_mentry *e) {
         if (errno != ENOENT) return 0; /* file_open_obj reports it */
         int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) return -1;
+        vol_object_owner(v, fd);
         close(fd);
         if (fsync(v->objfd) < 0) return -1;
     }
@@ -556,6 +557,7 @@ static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], scp_e
         vol_object_name(id, vol_object_ext[k], name);
         int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) return scp_fail_errno(err, "cannot create a file object");
+        vol_object_owner(v, fd);
         close(fd);
     }
     /* The directory is synced by the next durable commit (of any process: the lock file

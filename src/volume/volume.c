@@ -492,6 +492,16 @@ int scp_volume_tag_parse(const char *hex, scp_volume_tag *out, scp_err *err) {
     return 0;
 }
 
+/* A backing object that a root process creates in a store handed to another user (the shield
+ * does that when a program drops privileges, docs/shield.md) goes to that user as well, so that
+ * every process of the run still reaches every object. Best effort: on failure the object
+ * stays root's, and a process of that user gets EACCES on it, as before. */
+void vol_object_owner(scp_volume *v, int fd) {
+    if (geteuid() != 0) return;
+    struct stat ds;
+    if (fstat(v->objfd, &ds) == 0 && ds.st_uid != 0) (void)fchown(fd, ds.st_uid, ds.st_gid);
+}
+
 void scp_volume_set_shared(scp_volume *v) {
     pthread_mutex_lock(&v->mu);
     v->shared = 1;
