@@ -69,6 +69,8 @@ typedef struct scp_vstat {
     uint64_t size;       /* bytes for files, 0 for directories */
     uint32_t mode;       /* permission bits as the program set them (metadata only) */
     uint32_t uid, gid;   /* owner as the program set it (metadata only) */
+    int owner_unset;     /* a directory made before owners were recorded for directories:
+                          * uid and gid are 0 but say nothing (docs/volume-format.md) */
     int64_t mtime_ns;    /* modification time, ns since the epoch */
     uint64_t ino;        /* stable number for the file's identity within the volume */
 } scp_vstat;

@@ -524,7 +524,9 @@ static long pf_vstat(pfile *pf, scp_vstat *v) {
     scp_err e;
     if (pf->kind == PF_FILE) {
         if (scp_vfile_stat(pf->vf, v, &e)) return neg(&e);
-    } else if (scp_volume_stat(sh.vol[pf->vol].v, pf->path, v, &e)) {
+    } else if (scp_volume_stat(sh.vol[pf->vol].v, pf->path, v, &e) == 0) {
+        sh_cred_owner(v);
+    } else {
         if (!pf->path[0]) { /* the volume root */
             memset(v, 0, sizeof *v);
             v->type = SCP_VTYPE_DIR;
@@ -547,6 +549,7 @@ static long path_vstat(int vol, const char *rel, scp_vstat *v) {
         return 0;
     }
     if (scp_volume_stat(sh.vol[vol].v, rel, v, &e)) return neg(&e);
+    sh_cred_owner(v);
     return 0;
 }
 
@@ -1286,6 +1289,10 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (nr == SYS_fchown && uid == -1) uid = -1;
         scp_vstat cv;
         if ((r = pf_vstat(pf, &cv)) || (r = sh_cred_setattr(&cv, &mode, uid, gid))) break;
+        if (cv.owner_unset) { /* record the owner it was reported with */
+            if (uid < 0) uid = cv.uid;
+            if (gid < 0) gid = cv.gid;
+        }
         r = scp_volume_setattr(sh.vol[pf->vol].v, pf->path, mode, uid, gid, INT64_MIN, &se) ? neg(&se) : 0;
         break;
     }
@@ -1314,6 +1321,10 @@ static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int
     long c = (mode >= 0 || uid >= 0 || gid >= 0) ? path_vstat(vol, rel, &cv) : 0;
     if (c || (mode >= 0 || uid >= 0 || gid >= 0 ? (c = sh_cred_setattr(&cv, &mode, uid, gid)) : 0)) return c;
     if (!rel[0]) return 0;
+    if ((mode >= 0 || uid >= 0 || gid >= 0) && cv.owner_unset) { /* record the owner it was reported with */
+        if (uid < 0) uid = cv.uid;
+        if (gid < 0) gid = cv.gid;
+    }
     return scp_volume_setattr(sh.vol[vol].v, rel, mode, uid, gid, mt, &e) ? neg(&e) : 0;
 }
 

@@ -103,6 +103,7 @@ long sh_cred_search(int vol, const char *rel) {
         scp_vstat v;
         scp_err e;
         if (scp_volume_stat(sh.vol[vol].v, p, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
+        sh_cred_owner(&v);
         long r = access_as(&v, 1, cr.euid, cr.egid);
         if (r) return r;
     }
@@ -116,6 +117,15 @@ long sh_cred_utimes(const scp_vstat *v, int explicit_times) {
     if (cr.euid == 0 || v->uid == cr.euid) return 0;
     if (explicit_times) return -EPERM;
     return access_as(v, 2, cr.euid, cr.egid);
+}
+
+/* Entries that record no owner (the volume root; directories made before owners were kept for
+ * directories, which hold 0/0) are reported as the caller's (real ids). */
+void sh_cred_owner(scp_vstat *v) {
+    if (!v->owner_unset) return;
+    cred_load();
+    v->uid = cr.ruid;
+    v->gid = cr.rgid;
 }
 
 long sh_cred_open(const scp_vstat *v, int flags) {
@@ -133,7 +143,7 @@ long sh_cred_setattr(const scp_vstat *v, int64_t *mode, int64_t uid, int64_t gid
     cred_load();
     uid_t me = cr.euid;
     if (me != 0) {
-        if (*mode >= 0 && v->uid != me) return -EPERM;
+        if (*mode >= 0 && v->uid != me && !v->owner_unset) return -EPERM;
         /* chown: only root gives a file away; the owner may change its group to one of its own */
         if (uid >= 0 && (uid != (int64_t)v->uid || v->uid != me)) return -EPERM;
         if (gid >= 0 && gid != (int64_t)v->gid && (v->uid != me || !in_group((gid_t)gid))) return -EPERM;
@@ -276,6 +286,7 @@ long sh_cred_parent(int vol, const char *rel, int want) {
     scp_vstat v;
     scp_err e;
     if (scp_volume_stat(sh.vol[vol].v, parent, &v, &e)) return 0; /* the caller reports the error */
+    sh_cred_owner(&v);
     return sh_cred_access(&v, want);
 }
 

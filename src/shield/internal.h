@@ -114,6 +114,7 @@ long sh_chdir(const char *path, int *handled);
 long sh_cred_access(const scp_vstat *v, int want); /* want: 4 read, 2 write, 1 search/exec */
 long sh_cred_open(const scp_vstat *v, int flags);
 long sh_cred_access_real(const scp_vstat *v, int want);
+void sh_cred_owner(scp_vstat *v);
 long sh_cred_setattr(const scp_vstat *v, int64_t *mode, int64_t uid, int64_t gid);
 long sh_cred_search(int vol, const char *rel);
 long sh_cred_utimes(const scp_vstat *v, int explicit_times);

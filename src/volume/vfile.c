@@ -846,7 +846,7 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     memset(st, 0, sizeof *st);
     long i = h->f->path ? man_find(&v->man, h->f->path) : -1;
     if (i >= 0) {
-        st->mode = v->man.e[i].mode;
+        st->mode = v->man.e[i].mode & 07777;
         st->uid = v->man.e[i].uid;
         st->gid = v->man.e[i].gid;
         st->mtime_ns = v->man.e[i].mtime_ns;
