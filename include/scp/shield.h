@@ -106,7 +106,8 @@ long scp_shield_trusted_parse(const char *buf, size_t len, scp_shield_trusted *o
 enum {
     SCP_SHIELD_F_TRACE = 1u,           /* log intercepted calls (never keys or contents) */
     SCP_SHIELD_F_FILTER_INSTALLED = 2u, /* an ancestor image already installed the filter */
-    SCP_SHIELD_F_NODUMP = 4u            /* every image is made not dumpable (container) */
+    SCP_SHIELD_F_NODUMP = 4u,           /* every image is made not dumpable (container) */
+    SCP_SHIELD_F_SHARED = 8u            /* an ancestor forked: volumes in shared mode (init.c) */
 };
 
 typedef struct scp_shield_volume {

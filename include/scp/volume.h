@@ -69,6 +69,8 @@ typedef struct scp_vstat {
     uint64_t size;       /* bytes for files, 0 for directories */
     uint32_t mode;       /* permission bits as the program set them (metadata only) */
     uint32_t uid, gid;   /* owner as the program set it (metadata only) */
+    int owner_unset;     /* a directory made before owners were recorded for directories:
+                          * uid and gid are 0 but say nothing (docs/volume-format.md) */
     int64_t mtime_ns;    /* modification time, ns since the epoch */
     uint64_t ino;        /* stable number for the file's identity within the volume */
 } scp_vstat;
@@ -105,6 +107,14 @@ int scp_volume_info_get(scp_volume *vol, scp_volume_info *out, scp_err *err);
  * service). It runs with the volume lock held: it must not call back into the volume. */
 typedef void (*scp_volume_commit_cb)(void *ctx, const scp_volume_tag *tag);
 void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
+
+/* Shared mode, for processes that write the same files at once and expect each other's writes
+ * without a close in between, as a page cache gives (a forked server such as PostgreSQL):
+ * from now on every write of this process is committed (durably) before it returns and the
+ * file's writer lock is released, a write waits for another process's write instead of
+ * failing with EBUSY, and reads, sizes and stats first take in other processes' commits.
+ * Costs a commit per write. Call it with no uncommitted writes (commit first). Not undone. */
+void scp_volume_set_shared(scp_volume *vol);
 
 /* ---- namespace -------------------------------------------------------------------------- */
 /* Namespace operations (create, mkdir, rename, unlink, rmdir, setattr) are visible at once to

@@ -1,6 +1,8 @@
 /* runtime/launch.c - scpctl run: start a program under the shield. */
 #include "runtime/launch.h"
 
+#include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -30,6 +32,139 @@ static int mkdir_p(const char *path) {
     }
     if (mkdir(buf, 0755) && errno != EEXIST) return -1;
     return 0;
+}
+
+/* ---- mount points that do not exist on the host ---------------------------------------------
+ * Without the right to create a mount point (an ordinary user and /pgdata), the nearest
+ * existing ancestor is covered, inside the private mount namespace only, by a tmpfs that
+ * recreates what was visible there: each entry of the ancestor appears again (directories,
+ * files and devices as recursive bind mounts of the originals, symbolic links as copies), and
+ * the missing components are created in that tmpfs. Once every mount point exists the cover
+ * becomes read-only, so a new name created directly in a covered directory fails with EROFS
+ * (never lands in memory and vanishes). Nothing changes on the host. Covering "/" also means
+ * entering the cover as the root (chroot into it; the working directory is entered again by
+ * its path). */
+struct covers {
+    int fd[SCP_SHIELD_MAX_VOLUMES];
+    unsigned n;
+};
+
+static int bind_entry(int old, const char *name, const struct stat *st, int mnt, scp_err *err) {
+    if (S_ISLNK(st->st_mode)) {
+        char target[PATH_MAX];
+        ssize_t l = readlinkat(old, name, target, sizeof target - 1);
+        if (l < 0) return scp_fail_errno(err, "cannot read the symbolic link %s", name);
+        target[l] = 0;
+        return symlinkat(target, mnt, name) ? scp_fail_errno(err, "cannot copy the symbolic link %s", name) : 0;
+    }
+    /* the bind mount needs something of the same kind to land on */
+    int made;
+    if (S_ISDIR(st->st_mode)) {
+        made = mkdirat(mnt, name, st->st_mode & 07777);
+    } else {
+        int fd = openat(mnt, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+        made = fd < 0 ? -1 : close(fd);
+    }
+    if (made) return scp_fail_errno(err, "cannot recreate %s", name);
+    int tree = (int)syscall(SYS_open_tree, old, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
+    if (tree < 0) return scp_fail_errno(err, "cannot bind %s", name);
+    int rc = (int)syscall(SYS_move_mount, tree, "", mnt, name, MOVE_MOUNT_F_EMPTY_PATH);
+    close(tree);
+    return rc ? scp_fail_errno(err, "cannot bind %s", name) : 0;
+}
+
+/* Fill the new tmpfs `mnt` with what directory `old` shows. */
+static int recreate_entries(int old, int mnt, scp_err *err) {
+    int dfd = openat(old, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd < 0 ? NULL : fdopendir(dfd);
+    if (!d) {
+        if (dfd >= 0) close(dfd);
+        return scp_fail_errno(err, "cannot list the directory to cover");
+    }
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (errno = 0, de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+        struct stat st;
+        if (fstatat(old, de->d_name, &st, AT_SYMLINK_NOFOLLOW))
+            rc = scp_fail_errno(err, "cannot stat %s", de->d_name);
+        else
+            rc = bind_entry(old, de->d_name, &st, mnt, err);
+    }
+    if (rc == 0 && errno) rc = scp_fail_errno(err, "cannot list the directory to cover");
+    closedir(d);
+    return rc;
+}
+
+static int cover_dir(const char *dir, struct covers *cv, scp_err *err) {
+    if (cv->n == SCP_SHIELD_MAX_VOLUMES) return scp_fail(err, SCP_E_INVAL, EINVAL, "too many covered directories");
+    char cwd[PATH_MAX];
+    if (!getcwd(cwd, sizeof cwd)) return scp_fail_errno(err, "cannot read the working directory");
+    int old = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (old < 0 || fstat(old, &st)) {
+        if (old >= 0) close(old);
+        return scp_fail_errno(err, "cannot open %s", dir);
+    }
+    char mode[16];
+    snprintf(mode, sizeof mode, "%o", (unsigned)(st.st_mode & 07777));
+    int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), mnt = -1, rc = -1;
+    if (fs >= 0 && !syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", mode, 0) &&
+        !syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "size", "1m", 0) &&
+        !syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0))
+        mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    if (mnt < 0) {
+        scp_fail_errno(err, "cannot create a tmpfs to cover %s", dir);
+    } else if (recreate_entries(old, mnt, err) == 0) {
+        if (syscall(SYS_move_mount, mnt, "", AT_FDCWD, dir, MOVE_MOUNT_F_EMPTY_PATH))
+            scp_fail_errno(err, "cannot cover %s", dir);
+        else if (strcmp(dir, "/") == 0 && (fchdir(mnt) || chroot(".")))
+            scp_fail_errno(err, "cannot enter the cover of /");
+        else if (chdir(cwd))
+            scp_fail_errno(err, "cannot enter the working directory %s again", cwd);
+        else
+            rc = 0;
+    }
+    if (fs >= 0) close(fs);
+    close(old);
+    if (rc) {
+        if (mnt >= 0) close(mnt);
+        return -1;
+    }
+    cv->fd[cv->n++] = mnt;
+    return 0;
+}
+
+/* Create mount point `mp`: on the host if this process may, else under a cover (above). */
+static int make_mount_point(const char *mp, struct covers *cv, scp_err *err) {
+    if (mkdir_p(mp) == 0) return 0;
+    if (errno != EACCES && errno != EPERM && errno != EROFS)
+        return scp_fail_errno(err, "cannot create mount point %s", mp);
+    char anc[PATH_MAX];
+    snprintf(anc, sizeof anc, "%s", mp);
+    struct stat st;
+    while (stat(anc, &st)) {
+        if (errno != ENOENT) return scp_fail_errno(err, "cannot create mount point %s", mp);
+        char *slash = strrchr(anc, '/');
+        assert(slash); /* mount points are absolute (config.c), and "/" exists */
+        slash[slash == anc] = 0;
+    }
+    if (!S_ISDIR(st.st_mode)) return scp_fail(err, SCP_E_INVAL, ENOTDIR, "cannot create mount point %s: %s is not a directory", mp, anc);
+    if (cover_dir(anc, cv, err)) return -1;
+    return mkdir_p(mp) ? scp_fail_errno(err, "cannot create mount point %s in the cover of %s", mp, anc) : 0;
+}
+
+/* The covers become read-only once every mount point exists. */
+static int seal_covers(struct covers *cv, scp_err *err) {
+    struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+    int rc = 0;
+    for (unsigned i = 0; i < cv->n; i++) {
+        if (rc == 0 && syscall(SYS_mount_setattr, cv->fd[i], "", AT_EMPTY_PATH, &ro, sizeof ro))
+            rc = scp_fail_errno(err, "cannot make a mount point's cover read-only");
+        close(cv->fd[i]);
+    }
+    cv->n = 0;
+    return rc;
 }
 
 /* A private mount namespace: as root directly, otherwise inside a user namespace that maps
@@ -245,18 +380,23 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
 
     if (cfg.nvol) {
         if (!o->container.enabled && scp_run_isolate(err)) goto out;
+        struct covers cv = {.n = 0};
         for (unsigned i = 0; i < cfg.nvol; i++) {
             const char *mp = cfg.vol[i].mount;
-            if (mkdir_p(mp)) {
-                scp_fail_errno(err, "cannot create mount point %s", mp);
+            if (make_mount_point(mp, &cv, err)) {
+                scp_err ignored;
+                seal_covers(&cv, &ignored);
                 goto out;
             }
             if (mount("scp-shield", mp, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                       "size=4k,mode=0555")) {
                 scp_fail_errno(err, "cannot cover mount point %s", mp);
+                scp_err ignored;
+                seal_covers(&cv, &ignored);
                 goto out;
             }
         }
+        if (seal_covers(&cv, err)) goto out;
     }
 
     if (o->cwd && chdir(o->cwd)) {

@@ -472,7 +472,9 @@ static long pf_vstat(pfile *pf, scp_vstat *v) {
     scp_err e;
     if (pf->kind == PF_FILE) {
         if (scp_vfile_stat(pf->vf, v, &e)) return neg(&e);
-    } else if (scp_volume_stat(sh.vol[pf->vol].v, pf->path, v, &e)) {
+    } else if (scp_volume_stat(sh.vol[pf->vol].v, pf->path, v, &e) == 0) {
+        sh_cred_owner(v);
+    } else {
         if (!pf->path[0]) { /* the volume root */
             memset(v, 0, sizeof *v);
             v->type = SCP_VTYPE_DIR;
@@ -495,6 +497,7 @@ static long path_vstat(int vol, const char *rel, scp_vstat *v) {
         return 0;
     }
     if (scp_volume_stat(sh.vol[vol].v, rel, v, &e)) return neg(&e);
+    sh_cred_owner(v);
     return 0;
 }
 
@@ -511,6 +514,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     long r = path_vstat(vol, rel, &v);
     if (r == 0 && v.type == SCP_VTYPE_DIR) {
         if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_CREAT)) return -EISDIR;
+        if ((r = sh_cred_open(&v, flags))) return r;
         pfile *pf = pf_new(PF_DIR, vol, flags, rel);
         if (!pf) return -ENOMEM;
         long fd = slot_alloc(pf, 0, cloexec);
@@ -520,6 +524,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     if (r == 0 && (flags & O_DIRECTORY)) return -ENOTDIR;
     if (r < 0 && r != -ENOENT) return r;
     if (r == -ENOENT && !(flags & O_CREAT)) return -ENOENT;
+    if ((r = r == 0 ? sh_cred_open(&v, flags) : sh_cred_parent(vol, rel, 3))) return r;
     int acc = flags & O_ACCMODE;
     if (flags & O_PATH) acc = O_RDONLY;
     int vflags = acc | (flags & (O_CREAT | O_EXCL | O_TRUNC | O_APPEND));
@@ -1271,6 +1276,12 @@ static long sh_syscall_(long nr, const long a[6]) {
         int64_t mode = nr == SYS_fchmod ? (a[1] & 07777) : -1;
         int64_t uid = nr == SYS_fchown ? (int64_t)(int)a[1] : -1, gid = nr == SYS_fchown ? (int64_t)(int)a[2] : -1;
         if (nr == SYS_fchown && uid == -1) uid = -1;
+        scp_vstat cv;
+        if ((r = pf_vstat(pf, &cv)) || (r = sh_cred_setattr(&cv, &mode, uid, gid))) break;
+        if (cv.owner_unset) { /* record the owner it was reported with */
+            if (uid < 0) uid = cv.uid;
+            if (gid < 0) gid = cv.gid;
+        }
         r = scp_volume_setattr(sh.vol[pf->vol].v, pf->path, mode, uid, gid, INT64_MIN, &se) ? neg(&se) : 0;
         break;
     }
@@ -1294,8 +1305,38 @@ static long sh_syscall_(long nr, const long a[6]) {
 
 static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int64_t gid, int64_t mt) {
     scp_err e;
+    scp_vstat cv;
+    long c = (mode >= 0 || uid >= 0 || gid >= 0) ? path_vstat(vol, rel, &cv) : 0;
+    if (c || (mode >= 0 || uid >= 0 || gid >= 0 ? (c = sh_cred_setattr(&cv, &mode, uid, gid)) : 0)) return c;
     if (!rel[0]) return 0;
+    if ((mode >= 0 || uid >= 0 || gid >= 0) && cv.owner_unset) { /* record the owner it was reported with */
+        if (uid < 0) uid = cv.uid;
+        if (gid < 0) gid = cv.gid;
+    }
     return scp_volume_setattr(sh.vol[vol].v, rel, mode, uid, gid, mt, &e) ? neg(&e) : 0;
+}
+
+/* utimensat/futimens: the modification time (the volume keeps no access time), checked as
+ * the kernel checks it (creds.c). */
+static long utimes_rel(int vol, const char *rel, const struct timespec *times) {
+    struct timespec tsb[2];
+    const struct timespec *ts = times ? tsb : NULL;
+    if (times && copy_in(tsb, times, sizeof tsb)) return -EFAULT;
+    int64_t mt;
+    if (!ts || ts[1].tv_nsec == UTIME_NOW) mt = -1;
+    else if (ts[1].tv_nsec == UTIME_OMIT) mt = INT64_MIN;
+    else mt = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
+    int explicit_times = ts && !((ts[0].tv_nsec == UTIME_NOW || ts[0].tv_nsec == UTIME_OMIT) &&
+                                 (ts[1].tv_nsec == UTIME_NOW || ts[1].tv_nsec == UTIME_OMIT));
+    scp_vstat cv;
+    long r;
+    if ((r = path_vstat(vol, rel, &cv)) || (r = sh_cred_utimes(&cv, explicit_times))) return r;
+    if (mt == -1) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        mt = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    }
+    return setattr_rel(vol, rel, -1, -1, -1, mt);
 }
 
 int sh_path_call(long nr, const long a[6], long *ret) {
@@ -1325,9 +1366,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
             long ee = 0;
             pfile *pf = pf_get(dirfd, &ee);
             if (!pf) { *ret = ee; return 1; }
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            *ret = setattr_rel(pf->vol, pf->path, -1, -1, -1, (int64_t)now.tv_sec * 1000000000 + now.tv_nsec);
+            *ret = utimes_rel(pf->vol, pf->path, (const struct timespec *)a[2]);
             pf_put(pf);
             return 1;
         }
@@ -1365,6 +1404,9 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
         if (flags & ~RENAME_NOREPLACE) { *ret = -EINVAL; return 1; }
         scp_vstat v;
+        long cr;
+        if ((cr = sh_cred_search(vol, rel)) || (cr = sh_cred_search(vol, rel2)) ||
+            (cr = sh_cred_parent(vol, rel, 3)) || (cr = sh_cred_parent(vol, rel2, 3))) { *ret = cr; return 1; }
         if ((flags & RENAME_NOREPLACE) && path_vstat(vol, rel2, &v) == 0) { *ret = -EEXIST; return 1; }
         sh_in_lib++;
         *ret = scp_volume_rename(sh.vol[vol].v, rel, rel2, &e) ? neg(&e) : 0;
@@ -1399,6 +1441,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         *ret = -EACCES;
         return 1;
     }
+    if (!fd_link_named && (r = sh_cred_search(vol, rel))) { *ret = r; return 1; }
     sh_in_lib++;
     switch (nr) {
     case SYS_openat:
@@ -1424,12 +1467,16 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_faccessat2: {
         scp_vstat v;
         r = path_vstat(vol, rel, &v);
+        int eff = nr == SYS_faccessat2 && (a[3] & AT_EACCESS);
+        if (!r) r = eff ? sh_cred_access(&v, (int)a[2] & 7) : sh_cred_access_real(&v, (int)a[2] & 7);
         break;
     }
     case SYS_mkdirat:
+        if ((r = sh_cred_parent(vol, rel, 3))) break;
         r = scp_volume_mkdir(sh.vol[vol].v, rel, (uint32_t)(a[2] & ~sh.umask & 07777), &e) ? neg(&e) : 0;
         break;
     case SYS_unlinkat:
+        if ((r = sh_cred_parent(vol, rel, 3))) break;
         if (a[2] & AT_REMOVEDIR) r = scp_volume_rmdir(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         else r = scp_volume_unlink(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         break;
@@ -1443,26 +1490,13 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_fchmodat2: r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN); break;
     case SYS_fchownat: r = setattr_rel(vol, rel, -1, (int64_t)(int)a[2] == -1 ? -1 : (int64_t)(unsigned)a[2],
                                       (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
-    case SYS_utimensat: {
-        struct timespec tsb[2];
-        const struct timespec *ts = a[2] ? tsb : NULL;
-        if (a[2] && copy_in(tsb, (const void *)a[2], sizeof tsb)) { r = -EFAULT; break; }
-        int64_t mt;
-        if (!ts || ts[1].tv_nsec == UTIME_NOW) mt = -1;
-        else if (ts[1].tv_nsec == UTIME_OMIT) mt = INT64_MIN;
-        else mt = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
-        if (mt == -1) {
-            struct timespec now;
-            clock_gettime(CLOCK_REALTIME, &now);
-            mt = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-        }
-        r = setattr_rel(vol, rel, -1, -1, -1, mt);
-        break;
-    }
+    case SYS_utimensat: r = utimes_rel(vol, rel, (const struct timespec *)a[2]); break;
     case SYS_futimesat: r = setattr_rel(vol, rel, -1, -1, -1, INT64_MIN); break;
     case SYS_mknodat: r = -EPERM; break;
     case SYS_name_to_handle_at: r = -EOPNOTSUPP; break;
     case SYS_truncate: {
+        scp_vstat cv;
+        if ((r = path_vstat(vol, rel, &cv)) || (r = sh_cred_access(&cv, 2))) break;
         scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY, 0, &e);
         if (!vf) { r = neg(&e); break; }
         r = (long)a[1] < 0 ? -EINVAL : scp_vfile_truncate(vf, (uint64_t)a[1], &e) ? neg(&e) : 0;

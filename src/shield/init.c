@@ -142,7 +142,19 @@ static void code_filter(void) {
 }
 
 /* fork while another thread holds sh.mu would leave the child's copy locked forever */
-static void atfork_prepare(void) { pthread_mutex_lock(&sh.mu); }
+static void atfork_prepare(void) {
+    /* From the first fork on, parent and child may write the same files and expect each other's
+     * writes without a close in between (a forked server: PostgreSQL's backends and WAL writer
+     * write one WAL segment). So commit what this process buffered, and from now on both commit
+     * every write at once (scp_volume_set_shared; docs/shield.md, "fork"). A vfork does not come
+     * here: its child shares our memory and execs. */
+    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
+        sh_commit_all();
+        for (int i = 0; i < sh.nvol; i++) scp_volume_set_shared(sh.vol[i].v);
+        sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the images they exec */
+    }
+    pthread_mutex_lock(&sh.mu);
+}
 static void atfork_parent(void) { pthread_mutex_unlock(&sh.mu); }
 static void atfork_child(void) {
     pthread_mutex_unlock(&sh.mu);
@@ -351,6 +363,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
             die("cannot open a protected volume", &e);
         }
         if (tag_fd >= 0) scp_volume_on_commit(sv->v, report_tag, (void *)(uintptr_t)i);
+        if (sh.cfg.flags & SCP_SHIELD_F_SHARED) scp_volume_set_shared(sv->v);
         sh.nvol++;
     }
 

@@ -137,6 +137,15 @@ long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz);
 long sh_copy_path_in(const char *p, char *buf, size_t n);
 long sh_chdir(const char *path, int *handled);
+/* creds.c: the program's credentials against a volume's stored owner, group and mode */
+long sh_cred_access(const scp_vstat *v, int want); /* want: 4 read, 2 write, 1 search/exec */
+long sh_cred_open(const scp_vstat *v, int flags);
+long sh_cred_access_real(const scp_vstat *v, int want);
+void sh_cred_owner(scp_vstat *v);
+long sh_cred_setattr(const scp_vstat *v, int64_t *mode, int64_t uid, int64_t gid);
+long sh_cred_search(int vol, const char *rel);
+long sh_cred_utimes(const scp_vstat *v, int explicit_times);
+long sh_cred_parent(int vol, const char *rel, int want);
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
 void sh_exec_adopt(void);
 int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz);

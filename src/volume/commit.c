@@ -46,6 +46,7 @@ int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err) {
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': an object of it is not a regular file", f->path ? f->path : "file");
     }
+    if ((flags & O_CREAT) && st.st_uid == 0) vol_object_owner(f->vol, fd);
     return fd;
 }
 
@@ -83,6 +84,16 @@ static int replay_entry(void *ctx, uint64_t index, const uint8_t *e) {
 int file_try_writer_lock(scp_file *f) {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
     return fcntl(f->fd_d, F_OFD_SETLK, &fl) == 0;
+}
+
+/* Wait for the writer lock (shared mode: a holder keeps it only for one call, see vfile.c).
+ * Returns 1 once taken, 0 on an error other than EINTR. */
+int file_wait_writer_lock(scp_file *f) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+    int rc;
+    while ((rc = fcntl(f->fd_d, F_OFD_SETLKW, &fl)) != 0 && errno == EINTR) {
+    }
+    return rc == 0;
 }
 
 void file_writer_unlock(scp_file *f) {

@@ -90,9 +90,13 @@ typedef struct scp_mentry {
     uint8_t id[SCP_FILEID_LEN];
     uint64_t size;
     uint8_t root[SCP_HASH_LEN]; /* content root of a file; zero for directories */
-    uint32_t mode, uid, gid;
+    uint32_t mode, uid, gid; /* mode: permission bits | SCP_MODE_OWNED */
     int64_t mtime_ns;
 } scp_mentry;
+
+/* In an entry's mode: uid and gid were recorded (every directory made or changed since
+ * owners are kept for directories; files always had them). Never reported as a mode bit. */
+#define SCP_MODE_OWNED 0x80000000u
 
 typedef struct scp_manifest {
     scp_mentry *e;

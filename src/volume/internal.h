@@ -47,6 +47,8 @@ struct scp_volume {
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
+    int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
+                     * write at once and pick up their commits before each read (vfile.c) */
     uint32_t cs;    /* chunk size */
     uint8_t volid[SCP_VOLID_LEN];
     uint8_t k_man[32], k_tag[32], k_files[32];
@@ -198,6 +200,7 @@ uint64_t vol_durable_generation(scp_volume *v);
 uint64_t vol_peek_generation(scp_volume *v);
 int vol_file_key(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint8_t key[32], scp_err *err);
 void vol_object_name(const uint8_t id[SCP_FILEID_LEN], const char *ext, char out[48]);
+void vol_object_owner(scp_volume *v, int fd);
 /* The extensions of a file's objects: data, table, journal, second slots (in that order; the
  * last is created when a chunk is first overwritten in place). */
 #define VOL_NOBJECTS 4
@@ -351,6 +354,7 @@ int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err);
 /* The cross-process writer lock (byte 1 of the data object): take it without waiting (1 if
  * taken, 0 if another process holds it), release it. */
 int file_try_writer_lock(scp_file *f);
+int file_wait_writer_lock(scp_file *f);
 void file_writer_unlock(scp_file *f);
 /* (Re)load the committed state of f from its objects and manifest entry e, redoing a journal
  * that leads to e's root. On failure f->unloaded stays set. */

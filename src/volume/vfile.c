@@ -72,6 +72,7 @@ static int empty_lost_objects(scp_volume *v, const scp_mentry *e) {
         if (errno != ENOENT) return 0; /* file_open_obj reports it */
         int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) return -1;
+        vol_object_owner(v, fd);
         close(fd);
         if (fsync(v->objfd) < 0) return -1;
     }
@@ -271,7 +272,7 @@ static int acquire_writer(scp_file *f, scp_err *err) {
         return 0; /* unlinked: nobody else can reach it through the namespace */
     /* Byte 1 only: the volume lock is byte 0 of its own file, so even if the untrusted disk
      * aliases the two files (a hard link), the locks cannot conflict and self-deadlock. */
-    if (!file_try_writer_lock(f)) {
+    if (!(f->vol->shared ? file_wait_writer_lock(f) : file_try_writer_lock(f))) {
         if (errno == EAGAIN || errno == EACCES)
             return scp_fail(err, SCP_E_BUSY, EBUSY,
                             "'%s' is being written by another process; retry when it closes the "
@@ -504,6 +505,33 @@ fail:
     return -1;
 }
 
+/* ---- shared mode (scp_volume_set_shared) ------------------------------------------------------
+ * Processes that write the same files and expect one another's writes at once, as from a
+ * shared page cache (PostgreSQL's backends, WAL writer and checkpointer write one WAL segment
+ * and one relation file, each without an fsync, and read what the others wrote): every write
+ * is committed before the call returns and the writer lock released, so no process ever holds
+ * uncommitted bytes that another would need, and a writer waits for the lock instead of EBUSY
+ * (a holder keeps it only inside one call, so the wait is short and cannot close a cycle). A
+ * read, a size or a stat first reloads the file if another process committed since. */
+
+/* After a write: commit it and let the next process write. Caller holds f->rw for writing. */
+static int shared_publish(scp_file *f, int rc, scp_err *err) {
+    if (!f->vol->shared || !f->writer || rc < 0) return rc;
+    if (file_commit(f, err) < 0) return -1; /* keep the lock: the bytes are not out yet */
+    file_writer_unlock(f);
+    f->writer = 0;
+    f->j_end = 0; /* the next writer may start its own journal log over ours (as at close) */
+    f->j_clean = 0;
+    return rc;
+}
+
+static int file_refresh(scp_file *f);
+
+/* Before a read: take in what other processes committed (no system call when nobody did). */
+static void shared_catch_up(scp_file *f) {
+    if (f->vol->shared && !vol_fresh(f->vol)) (void)file_refresh(f);
+}
+
 /* ---- public file API ---------------------------------------------------------------------- */
 
 static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
@@ -529,6 +557,7 @@ static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], scp_e
         vol_object_name(id, vol_object_ext[k], name);
         int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) return scp_fail_errno(err, "cannot create a file object");
+        vol_object_owner(v, fd);
         close(fd);
     }
     /* The directory is synced by the next durable commit (of any process: the lock file
@@ -580,7 +609,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
                 rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", parent);
         }
         scp_mentry e = {.type = 1, .mode = mode & 07777, .mtime_ns = scp_now_ns(),
-                        .uid = (uint32_t)getuid(), .gid = (uint32_t)getgid()};
+                        .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
         if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
         if (rc == 0) rc = create_objects(v, e.id, err);
         if (rc == 0) {
@@ -611,6 +640,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
             rc = acquire_writer(h->f, err);
             if (rc == 0) rc = set_size(h->f, 0, err);
             if (rc == 0) rc = file_commit(h->f, err);
+            rc = shared_publish(h->f, rc, err);
         }
         pthread_rwlock_unlock(&h->f->rw);
         if (rc < 0) {
@@ -680,6 +710,7 @@ static int file_refresh(scp_file *f) {
 static ssize_t locked_pread(scp_file *f, void *buf, size_t n, uint64_t off, scp_err *err) {
     scp_err local;
     if (!err) err = &local;
+    shared_catch_up(f);
     pthread_rwlock_rdlock(&f->rw);
     ssize_t r = do_pread(f, buf, n, off, err);
     pthread_rwlock_unlock(&f->rw);
@@ -707,6 +738,7 @@ ssize_t scp_vfile_pin(scp_vfile *h, uint64_t off, size_t n, struct iovec *iov, i
     uint32_t cs = f->vol->cs;
     size_t got = 0;
     int k = 0;
+    shared_catch_up(f);
     pthread_rwlock_rdlock(&f->rw);
     n = off < f->size && !f->unloaded ? (n < f->size - off ? n : (size_t)(f->size - off)) : 0;
     pthread_mutex_lock(&f->pc_mu);
@@ -743,7 +775,7 @@ ssize_t scp_vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, 
         return -1;
     }
     if (h->flags & O_APPEND) off = h->f->size;
-    ssize_t r = do_pwrite(h->f, buf, n, off, err);
+    ssize_t r = shared_publish(h->f, do_pwrite(h->f, buf, n, off, err), err);
     pthread_rwlock_unlock(&h->f->rw);
     return r;
 }
@@ -763,7 +795,7 @@ ssize_t scp_vfile_write(scp_vfile *h, const void *buf, size_t n, scp_err *err) {
     pthread_rwlock_wrlock(&h->f->rw);
     ssize_t r = (h->flags & O_APPEND) && n ? acquire_writer(h->f, err) : 0;
     if ((h->flags & O_APPEND) && n && r == 0) h->cursor = h->f->size;
-    if (r == 0) r = do_pwrite(h->f, buf, n, h->cursor, err);
+    if (r == 0) r = shared_publish(h->f, do_pwrite(h->f, buf, n, h->cursor, err), err);
     /* under rw, which a fork waits for: a child sees the bytes and the cursor move together */
     if (r > 0) h->cursor += (uint64_t)r;
     pthread_rwlock_unlock(&h->f->rw);
@@ -796,11 +828,15 @@ int scp_vfile_truncate(scp_vfile *h, uint64_t size, scp_err *err) {
     pthread_rwlock_wrlock(&h->f->rw);
     int rc = acquire_writer(h->f, err);
     if (rc == 0) rc = set_size(h->f, size, err);
+    rc = shared_publish(h->f, rc, err);
     pthread_rwlock_unlock(&h->f->rw);
     return rc;
 }
 
-uint64_t scp_vfile_size(scp_vfile *h) { return __atomic_load_n(&h->f->size, __ATOMIC_RELAXED); }
+uint64_t scp_vfile_size(scp_vfile *h) {
+    shared_catch_up(h->f);
+    return __atomic_load_n(&h->f->size, __ATOMIC_RELAXED);
+}
 
 int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
@@ -810,7 +846,7 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     memset(st, 0, sizeof *st);
     long i = h->f->path ? man_find(&v->man, h->f->path) : -1;
     if (i >= 0) {
-        st->mode = v->man.e[i].mode;
+        st->mode = v->man.e[i].mode & 07777;
         st->uid = v->man.e[i].uid;
         st->gid = v->man.e[i].gid;
         st->mtime_ns = v->man.e[i].mtime_ns;

@@ -503,6 +503,22 @@ int scp_volume_tag_parse(const char *hex, scp_volume_tag *out, scp_err *err) {
     return 0;
 }
 
+/* A backing object that a root process creates in a store handed to another user (the shield
+ * does that when a program drops privileges, docs/shield.md) goes to that user as well, so that
+ * every process of the run still reaches every object. Best effort: on failure the object
+ * stays root's, and a process of that user gets EACCES on it, as before. */
+void vol_object_owner(scp_volume *v, int fd) {
+    if (geteuid() != 0) return;
+    struct stat ds;
+    if (fstat(v->objfd, &ds) == 0 && ds.st_uid != 0) (void)fchown(fd, ds.st_uid, ds.st_gid);
+}
+
+void scp_volume_set_shared(scp_volume *v) {
+    pthread_mutex_lock(&v->mu);
+    v->shared = 1;
+    pthread_mutex_unlock(&v->mu);
+}
+
 void scp_volume_on_commit(scp_volume *v, scp_volume_commit_cb cb, void *ctx) {
     pthread_mutex_lock(&v->mu);
     v->cb = cb;
@@ -521,7 +537,8 @@ static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
     memset(st, 0, sizeof *st);
     st->type = e->type == 2 ? SCP_VTYPE_DIR : SCP_VTYPE_FILE;
     st->size = e->type == 2 ? 0 : live_size(v, e);
-    st->mode = e->mode;
+    st->mode = e->mode & 07777;
+    st->owner_unset = e->type == 2 && !(e->mode & SCP_MODE_OWNED);
     st->uid = e->uid;
     st->gid = e->gid;
     st->mtime_ns = e->mtime_ns;
@@ -587,6 +604,7 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
         memset(st, 0, sizeof *st);
         st->type = SCP_VTYPE_DIR;
         st->mode = 0755;
+        st->owner_unset = 1;
     } else {
         long i = man_find(&v->man, p);
         if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
@@ -604,7 +622,8 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
     int rc = check_parent(v, p, err);
     if (rc == 0 && man_find(&v->man, p) >= 0)
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
-    scp_mentry e = {.type = 2, .mode = mode & 07777, .mtime_ns = scp_now_ns()};
+    scp_mentry e = {.type = 2, .mode = (mode & 07777) | SCP_MODE_OWNED, .mtime_ns = scp_now_ns(),
+                    .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
     if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
     if (rc == 0 && !(e.path = strdup(p))) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     if (rc == 0 && man_insert(&v->man, &e, err) < 0) {
@@ -820,9 +839,11 @@ int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t ui
         rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
     } else {
         scp_mentry *e = &v->man.e[i], saved = *e;
-        if (mode >= 0) e->mode = (uint32_t)mode & 07777;
+        if (mode >= 0) e->mode = ((uint32_t)mode & 07777) | (e->mode & SCP_MODE_OWNED);
         if (uid >= 0) e->uid = (uint32_t)uid;
         if (gid >= 0) e->gid = (uint32_t)gid;
+        /* a directory without a recorded owner has one once both ids are given */
+        if (uid >= 0 && gid >= 0) e->mode |= SCP_MODE_OWNED;
         if (mtime_ns != INT64_MIN) e->mtime_ns = mtime_ns;
         /* No change, no commit: sqlite fchowns every journal it creates to the owner it has. */
         int same = e->mode == saved.mode && e->uid == saved.uid && e->gid == saved.gid &&

@@ -1,0 +1,72 @@
+#!/bin/bash
+# Ownership inside a protected volume, as the kernel gives it: stat reports the stored owner,
+# group and mode; chmod/chown follow the kernel's rules; opens check the mode bits against the
+# caller's effective ids (root bypasses them); new files get the caller's euid/egid and
+# mode & ~umask; and a program that drops to another user (setpriv, like a daemon) keeps
+# reaching its volume.
+. "$(dirname "$0")/lib.sh"
+command -v setpriv >/dev/null || { echo "setpriv not installed: skipped"; exit 77; }
+[ "$(id -u)" = 0 ] || { echo "needs root: skipped"; exit 77; }
+setup "$@"
+NB="setpriv --reuid=65534 --regid=65534 --clear-groups"
+expect() { # expect WANT DESCRIPTION COMMAND...: run under the shield, compare stdout+stderr
+    want=$1; what=$2; shift 2
+    got=$(run "$@" 2>&1 | grep -v 'development mode')
+    case "$want" in # an error message somewhere in the output, anything else exactly
+    "Permission denied" | "Operation not permitted") case "$got" in *"$want"*) return ;; esac ;;
+    *) [ "$got" = "$want" ] && return ;;
+    esac
+    fail "$what: got '$got', expected '$want'"
+}
+run sh -c "echo secret > $MNT/secret && chmod 600 $MNT/secret && echo pub > $MNT/pub && chmod 644 $MNT/pub &&
+           mkdir $MNT/rootdir && mkdir $MNT/nbdir && chown 65534:65534 $MNT/nbdir" 2>/dev/null || fail populate
+
+note "stat reports the stored owner and mode"
+expect "0 0 600" "stat of the root file" stat -c '%u %g %a' "$MNT/secret"
+expect "65534 65534 755" "stat after chown" stat -c '%u %g %a' "$MNT/nbdir"
+
+note "opens are checked against the caller's credentials"
+expect "Permission denied" "nobody reads a 0600 root file" $NB cat "$MNT/secret"
+expect "pub" "nobody reads a 0644 file" $NB cat "$MNT/pub"
+expect "Permission denied" "nobody writes a 0644 root file" $NB sh -c "echo x >> $MNT/pub"
+expect "secret" "root reads the 0600 file" cat "$MNT/secret"
+expect "Permission denied" "nobody creates in a root 0755 dir" $NB touch "$MNT/rootdir/f"
+
+note "chmod and chown: the kernel's rules"
+expect "Operation not permitted" "nobody chmods root's file" $NB chmod 666 "$MNT/secret"
+expect "Operation not permitted" "nobody chowns root's file" $NB chown 65534 "$MNT/secret"
+expect "Operation not permitted" "nobody gives its file away" $NB sh -c "touch $MNT/nbdir/a && chown 0 $MNT/nbdir/a"
+expect "65534 65534 640" "nobody's new file" $NB sh -c "umask 027; echo x > $MNT/nbdir/new; stat -c '%u %g %a' $MNT/nbdir/new"
+expect "65534 65534 600" "nobody chmods its own file" $NB sh -c "chmod 600 $MNT/nbdir/new; stat -c '%u %g %a' $MNT/nbdir/new"
+expect "Permission denied" "root's 0600 file stays closed to nobody after the drop" $NB cat "$MNT/secret"
+expect "0 0 600" "root's file unchanged" stat -c '%u %g %a' "$MNT/secret"
+run chown 1:1 "$MNT/secret" 2>/dev/null || fail "root cannot chown"
+expect "1 1 600" "root's chown stored" stat -c '%u %g %a' "$MNT/secret"
+expect "secret" "root still reads its volume after a run dropped to nobody" cat "$MNT/secret"
+
+note "search permission on the directories of a path, truncate, rename, utimensat"
+run sh -c "mkdir $MNT/closed && echo in > $MNT/closed/f && chmod 644 $MNT/closed/f && chmod 700 $MNT/closed &&
+           echo w > $MNT/world && chmod 666 $MNT/world && echo s > $MNT/suid && chmod 4755 $MNT/suid && echo x > $MNT/rootdir/x" 2>/dev/null ||
+    fail "populate (2)"
+expect "Permission denied" "nobody opens a 0644 file in a 0700 root dir" $NB cat "$MNT/closed/f"
+expect "Permission denied" "nobody stats a file in a 0700 root dir" $NB stat -c %s "$MNT/closed/f"
+expect "in" "root opens it" cat "$MNT/closed/f"
+expect "Permission denied" "nobody truncates a 0644 root file" $NB truncate -s 0 "$MNT/pub"
+expect "pub" "the file is unchanged" cat "$MNT/pub"
+expect "Permission denied" "nobody renames out of a root 0755 dir" $NB mv "$MNT/rootdir/x" "$MNT/nbdir/x"
+expect "x" "the file stayed" cat "$MNT/rootdir/x"
+expect "Operation not permitted" "nobody sets explicit times on a file it may write" $NB touch -d @1000000000 "$MNT/world"
+expect "ok" "nobody sets the time to now on a file it may write" $NB sh -c "touch $MNT/world && echo ok"
+expect "Permission denied" "nobody sets the time to now on a root 0644 file" $NB touch "$MNT/pub"
+run touch -d @1000000000 "$MNT/pub" 2>/dev/null || fail "touch -d"
+expect "1000000000" "futimens stores explicit times" stat -c %Y "$MNT/pub"
+expect "4755" "the setuid bit is stored" stat -c %a "$MNT/suid"
+run chown 1 "$MNT/suid" 2>/dev/null || fail "chown suid"
+expect "1 755" "chown drops the setuid bit" stat -c '%u %a' "$MNT/suid"
+
+note "a file that root creates after another process dropped to nobody stays reachable to it"
+chmod 755 "$T" && mkfifo "$T/ready" "$T/go" && chmod 666 "$T/ready" "$T/go"
+expect "LATEOK" "the dropped process reads root's new file" sh -c "
+    $NB sh -c 'echo dropped > $T/ready; read x < $T/go; cat $MNT/nbdir/late' &
+    read r < $T/ready; echo LATEOK > $MNT/nbdir/late && chmod 644 $MNT/nbdir/late; echo go > $T/go; wait"
+echo PASS
