@@ -123,7 +123,7 @@ note "SIGKILL of the whole scpctl run tree mid-write loses nothing acknowledged"
     done
 ) &
 WPID=$!
-for _ in $(seq 1 100); do [ "$(wc -l <"$T/acked")" -ge 100 ] && break; sleep 0.05; done
+for _ in $(seq 1 1200); do [ "$(wc -l <"$T/acked")" -ge 100 ] && break; sleep 0.05; done # up to 60 s under load
 # shellcheck disable=SC2046
 kill -KILL $(tree $RPID)
 wait $WPID
