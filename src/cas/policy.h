@@ -14,6 +14,9 @@
  *                                    # may append ARGS to command (the operator is not trusted with it)
  *       files: [{path: PATH, content: TEXT}]   # optional, <= 64
  *       volumes: [NAME, ...]         # optional: volumes of this session the service mounts
+ *       console: {stdin: sealed|plain, stdout: sealed|plain, stderr: sealed|plain}
+ *                                    # optional, each default plain: sealed streams are sealed
+ *                                    # records (scp/sealed_stream.h) under the service's console key
  *   secrets:                         # optional, <= 256
  *     - name: NAME
  *       kind: random|ascii|explicit|x509|imported
@@ -73,6 +76,7 @@ typedef struct cas_service_def {
     cas_file_def *files;
     size_t n_files;
     int append_args; /* the runtime may append the operator's ARGS to command (default: no) */
+    int console_set, console_stdin, console_stdout, console_stderr; /* 1: sealed */
 } cas_service_def;
 
 typedef struct cas_volume_def {

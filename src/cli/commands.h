@@ -24,6 +24,7 @@ int cmd_run(int argc, char **argv);
 int cmd_cas(int argc, char **argv);
 int cmd_session(int argc, char **argv);
 int cmd_platform(int argc, char **argv);
+int cmd_console(int argc, char **argv); /* logs, attach */
 
 /* Map an error to the exit code above and print "scpctl: <msg>" to stderr. */
 int cli_fail(const scp_err *err);

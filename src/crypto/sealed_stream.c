@@ -366,7 +366,7 @@ static int frame(scp_ss_reader *r, scp_ss_event_fn fn, void *arg, scp_err *err) 
     if (seq + 1 < seq) return problem(r, fn, arg, st, SCP_SS_FORGED, seq, 1, "sequence number overflow");
     if (seq > st->next) {
         uint64_t gap = seq - st->next;
-        if (problem(r, fn, arg, st, SCP_SS_DROPPED, seq, gap, "%s: %llu record(s) from %llu missing before record %llu",
+        if (problem(r, fn, arg, st, SCP_SS_DROPPED, seq, gap, "%s: %llu record(s) from %llu missing (dropped) before record %llu",
                     label(st, lb, sizeof lb), (unsigned long long)gap, (unsigned long long)st->next,
                     (unsigned long long)seq) < 0)
             return -1;

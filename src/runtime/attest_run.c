@@ -321,6 +321,33 @@ static int files_memfd(json_t *files) {
     return fd;
 }
 
+/* The policy's console section (SCP_SHIELD_ENV_CONSOLE_FD) in a sealed memfd: which streams
+ * are sealed and the service's console key. Returns the descriptor, -1 when nothing is sealed,
+ * -2 on error. */
+static int console_memfd(json_t *con, const char *session, const char *service) {
+    if (!con) return -1;
+    scp_shield_console *c = calloc(1, sizeof *c);
+    if (!c) return -2;
+    memcpy(c->magic, SCP_SHIELD_CONSOLE_MAGIC, 8);
+    const char *names[3] = {"stdin", "stdout", "stderr"};
+    for (int k = 0; k < 3; k++)
+        if (json_is_true(json_object_get(con, names[k]))) c->flags |= 1u << k;
+    const char *khex = json_string_value(json_object_get(con, "key"));
+    int fd = -1;
+    if (c->flags && khex && scp_unhex(khex, c->key, sizeof c->key) == 0 && strlen(session) < sizeof c->session &&
+        strlen(service) < sizeof c->service) {
+        snprintf(c->session, sizeof c->session, "%s", session);
+        snprintf(c->service, sizeof c->service, "%s", service);
+        fd = scp_shield_sealed_memfd("scp-console", c, sizeof *c, NULL);
+        if (fd < 0) fd = -2;
+    } else if (c->flags) {
+        fd = -2;
+    }
+    scp_wipe(c, sizeof *c);
+    free(c);
+    return fd;
+}
+
 static int path_within(const char *p, const char *dir) {
     size_t n = strlen(dir);
     if (n == 1) return 1; /* "/" */
@@ -412,7 +439,16 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
             _exit(1);
         }
     }
-    json_decref(cfg); /* the rendered secrets are in the launch and files memfds now */
+    int cfd = console_memfd(json_object_get(cfg, "console"), o->session, o->service);
+    if (cfd == -2) {
+        fprintf(stderr, "scpctl run: CAS sent a malformed console section\n");
+        _exit(1);
+    }
+    if (cfd >= 0) {
+        snprintf(num, sizeof num, "%d", cfd);
+        if (setenv(SCP_SHIELD_ENV_CONSOLE_FD, num, 1) < 0) _exit(1);
+    }
+    json_decref(cfg); /* the rendered secrets are in the launch, files and console memfds now */
     ro->argv = argv;
     ro->tag_fd = tag_wr;
     scp_run_exec(ro, &e);

@@ -1,0 +1,135 @@
+#!/bin/bash
+# The console shield (docs/shield.md "Console"): a service whose policy seals stdout and stderr
+# prints a marker; the host's capture holds no marker, and `scpctl logs` (the owner, key from
+# CAS, audited) gives back exactly what the program printed, across fork and exec; a dropped,
+# reordered, replayed or cut-off record is reported (exit 3); another identity cannot get the
+# console key; stdin sealed by `scpctl attach` reaches the program and plain stdin is refused;
+# a raw write(2) system call on fd 1 (not through libc) leaves sealed too.
+source "$(dirname "$0")/lib.sh" "$@"
+
+A=$T/owner.pem
+B=$T/other.pem
+expect_rc 0 "$SCPCTL" cas identity --out "$A"
+expect_rc 0 "$SCPCTL" cas identity --out "$B"
+export SCP_IDENTITY=$A
+start_cas --admin "$A"
+expect_rc 0 "$SCPCTL" platform create-key "$T/p1.key"
+expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
+mkdir -p "$T/bin"
+cp "$(readlink -f /bin/sh)" "$T/bin/sh"
+expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/sh"
+MSH=$(cat "$T/last.out")
+
+cat >"$T/c.yaml" <<YAML
+name: con
+services:
+  - name: out
+    measurements: [$MSH]
+    append_args: true
+    command: [sh, -c]
+    console: {stdout: sealed, stderr: sealed}
+  - name: in
+    measurements: [$MSH]
+    append_args: true
+    command: [sh, -c]
+    console: {stdin: sealed, stdout: plain}
+  - name: plain
+    measurements: [$MSH]
+    append_args: true
+    command: [sh, -c]
+YAML
+expect_rc 0 "$SCPCTL" session create "$T/c.yaml"
+RUN=("$SCPCTL" run --session con --platform-key "$T/p1.key" --volume-dir "$T/vols")
+
+# stdout and stderr sealed; a fork (subshell) and an exec (cat, seq) in between
+SCRIPT='echo MARKER-one; echo MARKER-err >&2; (echo MARKER-child); printf "MARKER-%s\n" two three; seq 1 3; exec cat /etc/hostname'
+"${RUN[@]}" --service out -- "$T/bin/sh" "$SCRIPT" >"$T/out.rec" 2>"$T/err.rec" || fail "the sealed run failed: $(cat "$T/err.rec" | tr -cd '[:print:]\n' | head -5)"
+grep -q MARKER "$T/out.rec" && fail "the captured stdout holds the marker in plaintext"
+grep -q MARKER "$T/err.rec" && fail "the captured stderr holds the marker in plaintext"
+sh -c "$SCRIPT" >"$T/want.out" 2>"$T/want.err"
+expect_rc 0 "$SCPCTL" logs con out "$T/out.rec"
+cmp -s "$T/last.out" "$T/want.out" || fail "logs does not reproduce stdout: $(head -c 300 "$T/last.out")"
+expect_rc 0 "$SCPCTL" logs con out "$T/err.rec"
+cmp -s "$T/last.out" "$T/want.err" || fail "logs does not reproduce stderr: $(head -c 300 "$T/last.out")"
+expect_rc 0 "$SCPCTL" logs con out - <"$T/out.rec"
+cmp -s "$T/last.out" "$T/want.out" || fail "logs - does not reproduce stdout"
+echo "ok: sealed stdout/stderr reproduced exactly"
+
+# tampering, done on the record boundaries of the capture (python reads the frame lengths)
+frames() { python3 - "$@" <<'PY'
+import struct, sys
+src, dst, op = sys.argv[1], sys.argv[2], sys.argv[3]
+b = open(src, "rb").read()
+i = b.find(b"SCR1"); pre, b = b[:i], b[i:]
+f = []
+while b:
+    n = 57 + struct.unpack(">I", b[37:41])[0]
+    f.append(b[:n]); b = b[n:]
+# the data records of the first stream (type 2)
+sid = f[0][5:21]
+d = [k for k, x in enumerate(f) if x[4] == 2 and x[5:21] == sid]
+if op == "drop": del f[d[1]]
+elif op == "reorder": f[d[0]], f[d[1]] = f[d[1]], f[d[0]]
+elif op == "replay": f.insert(d[1] + 1, f[d[1]])
+elif op == "truncate": f = f[:-1]
+elif op == "flip": f[d[0]] = f[d[0]][:45] + bytes([f[d[0]][45] ^ 1]) + f[d[0]][46:]
+open(dst, "wb").write(pre + b"".join(f))
+PY
+}
+for op in drop:dropped reorder:reordered replay:replayed truncate:truncated flip:"does not authenticate"; do
+    frames "$T/out.rec" "$T/t.rec" "${op%%:*}" || fail "cannot tamper ($op)"
+    expect_err 3 "${op#*:}" "$SCPCTL" logs con out "$T/t.rec"
+    grep -q "NOT intact" "$T/last.err" || fail "logs does not say the stream is not intact ($op)"
+done
+# the stream cut in the middle of a record
+head -c $(( $(stat -c %s "$T/out.rec") - 10 )) "$T/out.rec" >"$T/t.rec"
+expect_err 3 "truncated" "$SCPCTL" logs con out "$T/t.rec"
+# plain bytes are not a stream
+echo "hello" >"$T/t.rec"
+expect_err 3 "no sealed record" "$SCPCTL" logs con out "$T/t.rec"
+# another service's key authenticates nothing
+expect_err 3 "no record authenticates" "$SCPCTL" logs con in "$T/out.rec"
+echo "ok: dropped, reordered, replayed, truncated and changed records reported"
+
+# only the owner gets the console key; the read is audited
+expect_err 1 "only the owner" "$SCPCTL" logs con out "$T/out.rec" --identity "$B"
+[ -s "$T/last.out" ] && fail "a non-owner got output"
+expect_rc 0 "$SCPCTL" cas audit --identity "$A"
+grep "console.key" "$T/last.out" | grep -q denied || fail "the refused console key read is not in the audit log"
+grep "console.key" "$T/last.out" | grep -q "	ok	" || fail "the owner's console key read is not in the audit log"
+echo "ok: console key for the owner only, audited"
+
+# a raw write system call on fd 1 (no libc write) is sealed too (python's os.write is libc's;
+# ctypes' syscall() is the raw instruction)
+if command -v python3 >/dev/null; then
+    "${RUN[@]}" --service out -- "$T/bin/sh" 'python3 -c "import ctypes; b=b\"MARKER-raw\n\"; ctypes.CDLL(None).syscall(1, 1, b, len(b))"' \
+        >"$T/raw.rec" 2>"$T/raw.err" || fail "raw write run failed"
+    grep -q MARKER "$T/raw.rec" && fail "a raw write(1) leaked plaintext"
+    expect_rc 0 "$SCPCTL" logs con out "$T/raw.rec"
+    grep -qx MARKER-raw "$T/last.out" || fail "the raw write did not come back: $(cat "$T/last.out")"
+    echo "ok: a raw write on fd 1 is sealed"
+fi
+
+# stdin: sealed by attach, read by the program; plain bytes refused
+printf 'line-1\nMARKER-in\n' >"$T/in.txt"
+expect_rc 0 "$SCPCTL" attach con in "$T/in.txt"
+mv "$T/last.out" "$T/in.rec"
+grep -q MARKER "$T/in.rec" && fail "attach wrote plaintext"
+"${RUN[@]}" --service in -- "$T/bin/sh" 'cat' <"$T/in.rec" >"$T/got.out" 2>"$T/got.err" || fail "cat of sealed stdin failed: $(cat "$T/got.err")"
+cmp -s "$T/got.out" "$T/in.txt" || fail "sealed stdin did not reach the program: $(cat "$T/got.out")"
+"${RUN[@]}" --service in -- "$T/bin/sh" 'cat' <"$T/in.txt" >"$T/got.out" 2>"$T/got.err" && fail "plain stdin was accepted"
+[ -s "$T/got.out" ] && fail "the program read plain stdin: $(cat "$T/got.out")"
+grep -q "Input/output error" "$T/got.err" || fail "plain stdin: no I/O error: $(cat "$T/got.err")"
+# a sealed stdin stream of another service is refused
+expect_rc 0 "$SCPCTL" attach con out "$T/in.txt"
+"${RUN[@]}" --service in -- "$T/bin/sh" 'cat' <"$T/last.out" >"$T/got.out" 2>"$T/got.err" && fail "another service's stdin was accepted"
+[ -s "$T/got.out" ] && fail "the program read another service's stdin"
+# a sealed stdin with a record dropped is refused (the bytes before the gap may have been read)
+frames "$T/in.rec" "$T/t.rec" truncate
+"${RUN[@]}" --service in -- "$T/bin/sh" 'cat' <"$T/t.rec" >"$T/got.out" 2>"$T/got.err" && fail "truncated stdin was accepted"
+echo "ok: sealed stdin read, plain and foreign stdin refused"
+
+# a service without a console section prints as before
+expect_rc 0 "${RUN[@]}" --service plain -- "$T/bin/sh" 'echo MARKER-plain'
+grep -qx MARKER-plain "$T/last.out" || fail "a plain service lost its output"
+echo "cas_console: all checks passed"
