@@ -129,6 +129,39 @@ frames "$T/in.rec" "$T/t.rec" truncate
 "${RUN[@]}" --service in -- "$T/bin/sh" 'cat' <"$T/t.rec" >"$T/got.out" 2>"$T/got.err" && fail "truncated stdin was accepted"
 echo "ok: sealed stdin read, plain and foreign stdin refused"
 
+# redis-server's own log on stdout (--logfile ""), sealed; redis-cli talks to it meanwhile
+if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+    cp "$(command -v redis-server)" "$T/bin/redis-server"
+    expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-server"
+    MR=$(cat "$T/last.out")
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    cat >"$T/r.yaml" <<YAML
+name: conr
+services:
+  - name: redis
+    measurements: [$MR]
+    command: [redis-server, --port, "$PORT", --bind, 127.0.0.1, --save, "", --appendonly, "no", --logfile, ""]
+    console: {stdout: sealed, stderr: sealed}
+YAML
+    expect_rc 0 "$SCPCTL" session create "$T/r.yaml"
+    "$SCPCTL" run --session conr --service redis --platform-key "$T/p1.key" --volume-dir "$T/vols" -- "$T/bin/redis-server" \
+        >"$T/redis.rec" 2>"$T/redis.err" &
+    RPID=$!
+    for _ in $(seq 1 100); do
+        [ "$(redis-cli -p "$PORT" ping 2>/dev/null)" = PONG ] && break
+        kill -0 $RPID 2>/dev/null || fail "redis under the console shield exited: $(tr -cd '[:print:]\n' <"$T/redis.err" | tail -3)"
+        sleep 0.1
+    done
+    [ "$(redis-cli -p "$PORT" set k MARKER-value)" = OK ] || fail "redis does not answer"
+    kill -TERM $RPID
+    wait $RPID || fail "redis did not exit 0 after SIGTERM"
+    grep -aq "Ready to accept" "$T/redis.rec" && fail "redis's log is in plaintext on the host"
+    expect_rc 0 "$SCPCTL" logs conr redis "$T/redis.rec"
+    grep -q "Ready to accept connections" "$T/last.out" || fail "redis's log did not come back: $(head -5 "$T/last.out")"
+    grep -q "ready to exit, bye bye" "$T/last.out" || fail "redis's shutdown log did not come back: $(tail -3 "$T/last.out")"
+    echo "ok: redis-server's log sealed and read back"
+fi
+
 # a service without a console section prints as before
 expect_rc 0 "${RUN[@]}" --service plain -- "$T/bin/sh" 'echo MARKER-plain'
 grep -qx MARKER-plain "$T/last.out" || fail "a plain service lost its output"
