@@ -419,6 +419,35 @@ static long con_copy_from(int k, long in, long *offp, size_t n) {
     return w;
 }
 
+int sh_console_open(long nr, const long a[6], long *ret) {
+    if (!con.active || (nr != SYS_openat && nr != SYS_openat2)) return 0;
+    char path[256], abs[256];
+    if (sh_copy_path_in((const char *)a[1], path, sizeof path) < 0 || path[0] != '/' ||
+        (strncmp(path, "/dev/", 5) && strncmp(path, "/proc/", 6)) ||
+        scp_shield_path_normalize(path, abs, sizeof abs))
+        return 0;
+    long fd;
+    const char *rest;
+    int k;
+    if (sh_proc_fd_link(abs, &fd, &rest) != 1 || rest[0] || (k = stream_of(fd)) < 0) return 0;
+    long flags = a[2];
+    if (nr == SYS_openat2) {
+        uint64_t f;
+        if (sh_copy_in(&f, (const void *)a[2], sizeof f) < 0) {
+            *ret = -EFAULT;
+            return 1;
+        }
+        flags = (long)f;
+    }
+    int acc = (int)(flags & O_ACCMODE);
+    if ((k == 0 && acc != O_RDONLY) || (k != 0 && acc == O_RDONLY) || (flags & (O_DIRECTORY | O_TMPFILE)))
+        *ret = -EACCES;
+    else
+        *ret = dup_lowest(k, 0, (flags & O_CLOEXEC) != 0);
+    sh_trace("console %s: open('%s') = %ld", NAMES[k], abs, *ret);
+    return 1;
+}
+
 int sh_console_call(long nr, const long a[6], long *ret) {
     if (!con.active) return 0;
     int k = -1;

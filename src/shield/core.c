@@ -1333,6 +1333,8 @@ static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int
     return scp_volume_setattr(sh.vol[vol].v, rel, mode, uid, gid, mt, &e) ? neg(&e) : 0;
 }
 
+int sh_proc_fd_link(const char *abs, long *fd, const char **rest) { return proc_fd_link(abs, fd, rest); }
+
 int sh_path_call(long nr, const long a[6], long *ret) {
     char rel[PATH_MAX], rel2[PATH_MAX];
     int vol = -1, vol2 = -1;
@@ -1341,6 +1343,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     scp_err e;
     long r;
     int c;
+    if (sh_console_open(nr, a, ret)) return 1; /* /dev/stdout and the like of a console number */
     switch (nr) {
     case SYS_symlinkat:
         c = sh_classify((int)a[1], (const char *)a[2], &vol, rel, sizeof rel);

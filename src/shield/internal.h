@@ -118,7 +118,15 @@ int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz);
 long sh_copy_in(void *dst, const void *src, size_t n);
 long sh_copy_out(void *dst, const void *src, size_t n);
 
+/* (core.c) Does the normalized absolute path name a descriptor link of this process
+ * (/proc/self/fd/N, /dev/fd/N, /dev/stdout...)? 1 with *fd and *rest, 0 not, -1 another
+ * process's reserved number. */
+int sh_proc_fd_link(const char *abs, long *fd, const char **rest);
+
 /* console.c: sealed stdin/stdout/stderr (policy `console`) */
+/* openat/openat2 of /dev/stdout, /proc/self/fd/N... naming a console number: 1 and *ret (a new
+ * console number, as the kernel's reopen of a pipe would give), else 0. */
+int sh_console_open(long nr, const long a[6], long *ret);
 int sh_console_init(scp_err *err);
 /* fd is a program number of a sealed console stream */
 int sh_console_fd(long fd);

@@ -42,7 +42,7 @@ expect_rc 0 "$SCPCTL" session create "$T/c.yaml"
 RUN=("$SCPCTL" run --session con --platform-key "$T/p1.key" --volume-dir "$T/vols")
 
 # stdout and stderr sealed; a fork (subshell) and an exec (cat, seq) in between
-SCRIPT='echo MARKER-one; echo MARKER-err >&2; (echo MARKER-child); printf "MARKER-%s\n" two three; seq 1 3; exec cat /etc/hostname'
+SCRIPT='echo MARKER-one; echo MARKER-err >&2; echo MARKER-devstderr >/dev/stderr; echo MARKER-devstdout >/dev/stdout; (echo MARKER-child); printf "MARKER-%s\n" two three; seq 1 3; exec cat /etc/hostname'
 "${RUN[@]}" --service out -- "$T/bin/sh" "$SCRIPT" >"$T/out.rec" 2>"$T/err.rec" || fail "the sealed run failed: $(cat "$T/err.rec" | tr -cd '[:print:]\n' | head -5)"
 grep -q MARKER "$T/out.rec" && fail "the captured stdout holds the marker in plaintext"
 grep -q MARKER "$T/err.rec" && fail "the captured stderr holds the marker in plaintext"
