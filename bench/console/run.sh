@@ -41,14 +41,12 @@ YAML
 "$SCPCTL" session create "$T/s.yaml" >/dev/null
 
 now() { date +%s.%N; }
-# run SERVICE SCRIPT: seconds for one run, output in $T/out
+# run SERVICE SCRIPT: "wall cpu" seconds for one run (cpu: user + system of scpctl run and every
+# process it waited for, the program included), output in $T/out
 run() {
-    local t0 t1
-    t0=$(now)
-    "$SCPCTL" run --session bench --service "$1" --platform-key "$T/p.key" --volume-dir "$T/vols" -- "$T/bin/sh" "$2" \
-        >"$T/out" 2>"$T/err" || { echo "run failed: $(tail -3 "$T/err")" >&2; exit 1; }
-    t1=$(now)
-    awk "BEGIN {print $t1 - $t0}"
+    /usr/bin/time -o "$T/time" -f "%e %U %S" "$SCPCTL" run --session bench --service "$1" --platform-key "$T/p.key" \
+        --volume-dir "$T/vols" -- "$T/bin/sh" "$2" >"$T/out" 2>"$T/err" || { echo "run failed: $(tail -3 "$T/err")" >&2; exit 1; }
+    awk '{print $1, $2 + $3}' "$T/time"
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -59,7 +57,7 @@ declare -A W=(
     [line-buffered]="stdbuf -oL seq 1 $((NLINES / 10))"
 )
 echo "console bench: $MIB MiB, $ROUNDS rounds, output in $T ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-printf '%-14s %10s %10s %7s %12s %12s\n' workload plain_s sealed_s ratio out_bytes logs_MiB/s
+printf '%-14s %8s %8s %7s %8s %8s %7s %20s %10s\n' workload plain_s sealed_s ratio p_cpu_s s_cpu_s ratio sealed/plain_bytes logs_MiB/s
 for w in bulk lines line-buffered; do
     p=() s=()
     for _ in $(seq "$ROUNDS"); do
@@ -72,9 +70,12 @@ for w in bulk lines line-buffered; do
     "$SCPCTL" logs bench sealed "$T/out" >"$T/plain.back"
     t1=$(now)
     [ "$(stat -c %s "$T/plain.back")" -eq "$plain_bytes" ] || { echo "logs gave a different size" >&2; exit 1; }
-    pm=$(printf '%s\n' "${p[@]}" | median)
-    sm=$(printf '%s\n' "${s[@]}" | median)
-    printf '%-14s %10.3f %10.3f %6.2fx %12s %12.0f\n' "$w" "$pm" "$sm" "$(awk "BEGIN {print $sm / $pm}")" \
+    pm=$(printf '%s\n' "${p[@]}" | cut -d' ' -f1 | median)
+    sm=$(printf '%s\n' "${s[@]}" | cut -d' ' -f1 | median)
+    pc=$(printf '%s\n' "${p[@]}" | cut -d' ' -f2 | median)
+    sc=$(printf '%s\n' "${s[@]}" | cut -d' ' -f2 | median)
+    printf '%-14s %8.3f %8.3f %6.2fx %8.3f %8.3f %6.2fx %20s %10.0f\n' "$w" "$pm" "$sm" "$(awk "BEGIN {print $sm / $pm}")" \
+        "$pc" "$sc" "$(awk "BEGIN {print $sc / ($pc > 0 ? $pc : 0.001)}")" \
         "$sealed_bytes/$plain_bytes" "$(awk "BEGIN {print $plain_bytes / 1048576 / ($t1 - $t0)}")"
 done
 
