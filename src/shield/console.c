@@ -21,6 +21,7 @@
  * next image continues; a vfork or raw clone child sharing our memory writes self-contained
  * one-off streams and leaves the parent's state alone.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -110,21 +111,21 @@ static long put_bytes(struct con_stream *st, const uint8_t *buf, size_t n, size_
     return 0;
 }
 
-/* Send a whole frame; a non-blocking stream keeps what did not fit. Returns 0 when the frame
- * is committed to the stream (sent or pending), -EAGAIN when nothing of it went out. */
+/* Send a whole frame. On a non-blocking stream whose pipe is full, what did not go out is kept
+ * (one frame at most: the caller flushes pending bytes first) and sent before the next frame
+ * or at exit; the frame counts as written, so no sequence number is ever spent on a record the
+ * program then writes again. */
 static long put_frame(struct con_stream *st, const uint8_t *f, size_t n) {
     size_t done;
     long r = put_bytes(st, f, n, &done);
-    if (r == 0) return 0;
-    if (r == -EAGAIN && done > 0) {
-        if (!st->pending) st->pending = locked_alloc(SCP_SS_MAX_FRAME);
-        if (!st->pending) return -ENOMEM;
-        memcpy(st->pending, f + done, n - done);
-        st->npending = n - done;
-        st->pend_off = 0;
-        return 0;
-    }
-    return r;
+    if (r != -EAGAIN) return r;
+    assert(st->npending == 0);
+    if (!st->pending) st->pending = locked_alloc(SCP_SS_MAX_FRAME);
+    if (!st->pending) return -ENOMEM;
+    memcpy(st->pending, f + done, n - done);
+    st->npending = n - done;
+    st->pend_off = 0;
+    return 0;
 }
 
 static long flush_pending(struct con_stream *st) {
@@ -215,6 +216,8 @@ static long con_writev(int k, const struct iovec *iov, int cnt) {
     for (int i = 0; i < cnt; i++) {
         size_t off = 0;
         while (off < iov[i].iov_len) {
+            /* a frame goes out only after everything before it (non-blocking: maybe not now) */
+            if ((r = flush_pending(st)) < 0) goto partial;
             /* gather up to one record's worth from this and the following vectors */
             size_t n = 0;
             int j = i;
@@ -419,6 +422,18 @@ static long con_copy_from(int k, long in, long *offp, size_t n) {
     return w;
 }
 
+/* O_NONBLOCK on a console number: as on the host's description, which plain output shares
+ * with the host too */
+static long set_nonblock(int k, int on) {
+    struct con_stream *st = &con.s[k];
+    if (st->real >= 0) {
+        long fl = sh_gate(SYS_fcntl, st->real, F_GETFL, 0, 0, 0, 0);
+        if (fl >= 0) sh_gate(SYS_fcntl, st->real, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK, 0, 0, 0);
+    }
+    st->nonblock = on;
+    return 0;
+}
+
 int sh_console_open(long nr, const long a[6], long *ret) {
     if (!con.active || (nr != SYS_openat && nr != SYS_openat2)) return 0;
     char path[256], abs[256];
@@ -534,7 +549,7 @@ int sh_console_call(long nr, const long a[6], long *ret) {
         if ((unsigned long)a[1] == FIONBIO) {
             int v = 0;
             r = sh_copy_in(&v, (const void *)a[2], sizeof v);
-            if (r == 0) con.s[k].nonblock = v != 0;
+            if (r == 0) r = set_nonblock(k, v != 0);
         } else {
             r = -ENOTTY; /* sealed streams are never terminals */
         }
@@ -553,10 +568,7 @@ int sh_console_call(long nr, const long a[6], long *ret) {
         case F_GETFD:
         case F_SETFD: r = sh_gate(SYS_fcntl, fd, a[1], a[2], 0, 0, 0); break;
         case F_GETFL: r = (k == 0 ? O_RDONLY : O_WRONLY) | (con.s[k].nonblock ? O_NONBLOCK : 0); break;
-        case F_SETFL:
-            con.s[k].nonblock = (a[2] & O_NONBLOCK) != 0;
-            r = 0;
-            break;
+        case F_SETFL: r = set_nonblock(k, (a[2] & O_NONBLOCK) != 0); break;
         default: r = -EINVAL;
         }
         break;
@@ -651,17 +663,15 @@ void sh_console_exit(void) {
         pthread_mutex_lock(&st->mu);
         scp_err e;
         if (own_stream(st) == 0) {
+            int nb = st->nonblock;
+            st->nonblock = 0; /* what is pending and the end record go out whole */
             long r = flush_pending(st);
             if (r == 0) r = write_header(st);
             ssize_t n = r == 0 && !st->w->ended
                             ? scp_ss_seal_end(st->w, SCP_SS_END_CLOSED, NULL, scp_now_ns(), st->frame, SCP_SS_MAX_FRAME, &e)
                             : -1;
-            if (n > 0) {
-                int nb = st->nonblock;
-                st->nonblock = 0; /* the end record goes out whole */
-                put_frame(st, st->frame, (size_t)n);
-                st->nonblock = nb;
-            }
+            if (n > 0) put_frame(st, st->frame, (size_t)n);
+            st->nonblock = nb;
         }
         pthread_mutex_unlock(&st->mu);
     }
@@ -686,6 +696,8 @@ int sh_console_exec_prepare(void) {
         scp_err e;
         uint8_t next[SCP_SS_ID_LEN];
         int shared = me != sh.pid; /* vfork child: the writer is the parent's */
+        int nb = st->nonblock;
+        st->nonblock = 0; /* the end record and what is pending go out before the exec */
         if (scp_random(next, sizeof next, &e) == 0) {
             c->s[k].live = 1;
             memcpy(c->s[k].id, next, sizeof next);
@@ -700,6 +712,7 @@ int sh_console_exec_prepare(void) {
                 if (scp_ss_writer_restart(st->w, SCP_SS_EXEC, next, &e) == 0) st->started = 0;
             }
         }
+        st->nonblock = nb;
         pthread_mutex_unlock(&st->mu);
     }
     pthread_mutex_lock(&con.fdmu);
