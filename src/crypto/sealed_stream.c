@@ -304,7 +304,7 @@ static int parse_header(scp_ss_reader *r, struct stream *st, const uint8_t *b, s
     if (o != n || in->kind > SCP_SS_OTHER || in->relation > SCP_SS_EXEC) return -1;
     memcpy(in->name, s[0], sizeof in->name);
     in->have_header = 1;
-    st->foreign = (r->check_session && strcmp(s[1], r->session)) || (r->check_service && strcmp(s[2], r->service)) ||
+    st->foreign = (r->check_session && strcmp(s[1], r->session) != 0) || (r->check_service && strcmp(s[2], r->service) != 0) ||
                   (r->kind >= 0 && in->kind != r->kind);
     return 0;
 }

@@ -438,7 +438,7 @@ int sh_console_open(long nr, const long a[6], long *ret) {
     if (!con.active || (nr != SYS_openat && nr != SYS_openat2)) return 0;
     char path[256], abs[256];
     if (sh_copy_path_in((const char *)a[1], path, sizeof path) < 0 || path[0] != '/' ||
-        (strncmp(path, "/dev/", 5) && strncmp(path, "/proc/", 6)) ||
+        (strncmp(path, "/dev/", 5) != 0 && strncmp(path, "/proc/", 6) != 0) ||
         scp_shield_path_normalize(path, abs, sizeof abs))
         return 0;
     long fd;
