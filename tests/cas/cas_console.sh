@@ -110,6 +110,13 @@ if command -v python3 >/dev/null; then
     expect_rc 0 "$SCPCTL" logs con out "$T/raw.rec"
     grep -qx MARKER-raw "$T/last.out" || fail "the raw write did not come back: $(cat "$T/last.out")"
     echo "ok: a raw write on fd 1 is sealed"
+    # a child spawned with its stdout on a pipe (python's subprocess: vfork, dup2 onto 1 in the
+    # child) leaves the parent's sealed stdout as it was
+    "${RUN[@]}" --service out -- "$T/bin/sh" 'python3 -c "import subprocess; print(subprocess.run([\"echo\", \"MARKER-sub\"], capture_output=True).stdout.decode().strip(), flush=True); print(\"MARKER-after\")"' \
+        >"$T/sub.rec" 2>"$T/sub.err" || fail "subprocess run failed: $(tr -cd '[:print:]\n' <"$T/sub.err" | tail -3)"
+    expect_rc 0 "$SCPCTL" logs con out "$T/sub.rec"
+    [ "$(cat "$T/last.out")" = "$(printf 'MARKER-sub\nMARKER-after')" ] || fail "stdout after a spawned child: $(cat "$T/last.out")"
+    echo "ok: a child spawned with a redirected stdout leaves the parent's sealed stdout alone"
 fi
 
 # large writes (split into records), writev, and a non-blocking stdout into a pipe that the
