@@ -119,6 +119,18 @@ if command -v python3 >/dev/null; then
     echo "ok: a child spawned with a redirected stdout leaves the parent's sealed stdout alone"
 fi
 
+# a static program (no libc to interpose, no shield) that writes a marker into every inherited
+# descriptor at 1024 and above, where the host's pipes now sit: killed by the filter (SIGSYS)
+# or refused, never a plaintext byte on the host's side
+H=$(dirname "$SCPCTL")/../tests/shield/shield-static-helper
+if [ -x "$H" ]; then
+    "${RUN[@]}" --service out -- "$T/bin/sh" "$(readlink -f "$H") /nonexistent; echo static-rc=\$?" >"$T/st.rec" 2>"$T/st.err"
+    grep -aq SCPBYPASS "$T/st.rec" "$T/st.err" && fail "a static program wrote plaintext past the console shield"
+    expect_rc 0 "$SCPCTL" logs con out "$T/st.rec"
+    grep -Eq "static-rc=(0|159)" "$T/last.out" || fail "the static program's fate is unexpected: $(cat "$T/last.out")"
+    echo "ok: a static program gets nothing past the console shield ($(cat "$T/last.out"))"
+fi
+
 # large writes (split into records), writev, and a non-blocking stdout into a pipe that the
 # host drains slowly: EAGAIN comes back as from a plain pipe, and nothing is lost or doubled
 if command -v python3 >/dev/null; then
