@@ -110,6 +110,26 @@ if command -v python3 >/dev/null; then
     expect_rc 0 "$SCPCTL" logs con out "$T/raw.rec"
     grep -qx MARKER-raw "$T/last.out" || fail "the raw write did not come back: $(cat "$T/last.out")"
     echo "ok: a raw write on fd 1 is sealed"
+    # a raw openat of /proc/self/fd/N of every descriptor the shield holds (the host's side of
+    # the sealed streams among them), then a raw write of a marker into what opened
+    cat >"$T/reopen.py" <<'PY'
+import ctypes, os
+libc = ctypes.CDLL(None)
+for n in sorted(int(x) for x in os.listdir("/proc/self/fd")):
+    if n < 3:
+        continue
+    fd = libc.syscall(257, -100, b"/proc/self/fd/%d" % n, 1, 0)  # openat(AT_FDCWD, ..., O_WRONLY)
+    if fd >= 0:
+        b = b"MARKER-reopen-%d\n" % n
+        libc.syscall(1, fd, b, len(b))
+print("reopen-done")
+PY
+    # (through a pipe, which a reopen appends to; a file's reopen would write at offset 0, where
+    # the shield's first record may land after it)
+    "${RUN[@]}" --service out -- "$T/bin/sh" "python3 -c \"$(sed 's/"/\\"/g' "$T/reopen.py")\"" 2>&1 | cat >"$T/re.rec"
+    grep -aq MARKER-reopen "$T/re.rec" && fail "a raw reopen through /proc/self/fd wrote plaintext to the host"
+    "$SCPCTL" logs con out "$T/re.rec" 2>/dev/null | grep -q reopen-done || fail "the reopen probe did not run"
+    echo "ok: a raw reopen of the shield's descriptors through /proc/self/fd reaches no host pipe"
     # a child spawned with its stdout on a pipe (python's subprocess: vfork, dup2 onto 1 in the
     # child) leaves the parent's sealed stdout as it was
     "${RUN[@]}" --service out -- "$T/bin/sh" 'python3 -c "import subprocess; print(subprocess.run([\"echo\", \"MARKER-sub\"], capture_output=True).stdout.decode().strip(), flush=True); print(\"MARKER-after\")"' \
