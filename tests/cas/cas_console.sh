@@ -39,6 +39,11 @@ services:
     command: [sh, -c]
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/c.yaml"
+# the console section's values and keys are checked
+printf 'name: bad1\nservices: [{name: s, measurements: [%s], console: {stdout: maybe}}]\n' "$MSH" >"$T/bad.yaml"
+expect_err 1 "'sealed' or 'plain'" "$SCPCTL" session create "$T/bad.yaml"
+printf 'name: bad2\nservices: [{name: s, measurements: [%s], console: {stdtty: sealed}}]\n' "$MSH" >"$T/bad.yaml"
+expect_err 1 "unknown key 'stdtty'" "$SCPCTL" session create "$T/bad.yaml"
 RUN=("$SCPCTL" run --session con --platform-key "$T/p1.key" --volume-dir "$T/vols")
 
 # stdout and stderr sealed; a fork (subshell) and an exec (cat, seq) in between
