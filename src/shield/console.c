@@ -589,6 +589,15 @@ int sh_console_call(long nr, const long a[6], long *ret) {
 
 /* ---- start, fork, exec, exit --------------------------------------------------------------- */
 
+/* A fork child: a lock that another thread of the parent held at the fork would stay locked
+ * forever; what it protected is restarted at the child's first operation (own_stream), so
+ * fresh locks are enough. */
+static void con_atfork_child(void) {
+    for (int k = 0; k < 3; k++) pthread_mutex_init(&con.s[k].mu, NULL);
+    pthread_mutex_init(&con.fdmu, NULL);
+    con_busy = 0;
+}
+
 static int start_writer(int k, int exec, scp_err *err) {
     struct con_stream *st = &con.s[k];
     st->w = locked_alloc(4096);
@@ -652,6 +661,7 @@ int sh_console_init(scp_err *err) {
                 sh.alias_filtered[n] = 1; /* the previous image installed its filter */
             }
     memset(c->fd_stream, 0, sizeof c->fd_stream);
+    pthread_atfork(NULL, NULL, con_atfork_child);
     con.active = 1;
     sh_trace("console shield: stdin %s, stdout %s, stderr %s", con.s[0].sealed ? "sealed" : "plain",
              con.s[1].sealed ? "sealed" : "plain", con.s[2].sealed ? "sealed" : "plain");
