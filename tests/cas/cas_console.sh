@@ -156,6 +156,32 @@ if [ -x "$H" ]; then
     echo "ok: a static program gets nothing past the console shield ($(cat "$T/last.out"))"
 fi
 
+# forks while another thread is inside a sealed write: each child writes and exits (a lock
+# held by the other thread at the fork must not stay locked in the child)
+if command -v python3 >/dev/null; then
+    cat >"$T/fk.py" <<'PY'
+import os, threading
+stop = False
+def spin():
+    while not stop:
+        os.write(1, b"t" * 60000)
+threading.Thread(target=spin, daemon=True).start()
+for i in range(200):
+    pid = os.fork()
+    if pid == 0:
+        os.write(1, b"child\n")
+        os._exit(0)
+    os.waitpid(pid, 0)
+stop = True
+os.write(2, b"forks-done\n")
+PY
+    timeout 120 "${RUN[@]}" --service out -- "$T/bin/sh" "python3 -c \"$(sed 's/"/\\"/g' "$T/fk.py")\"" 2>"$T/fk.err" |
+        cat >"$T/fk.rec" || fail "forks under a writing thread hung or failed"
+    expect_rc 0 "$SCPCTL" logs con out "$T/fk.err"
+    grep -q forks-done "$T/last.out" || fail "the fork loop did not finish"
+    echo "ok: forks while another thread writes"
+fi
+
 # large writes (split into records), writev, and a non-blocking stdout into a pipe that the
 # host drains slowly: EAGAIN comes back as from a plain pipe, and nothing is lost or doubled
 if command -v python3 >/dev/null; then
