@@ -94,6 +94,32 @@ long scp_shield_trusted_parse(const char *buf, size_t len, scp_shield_trusted *o
 /* SCP_RUN_TIMING: the launcher's clock (scp_now_ns) right before exec; the shield
  * prints the time from there to the end of its start-up (exec, loader, shield) and removes it. */
 #define SCP_SHIELD_ENV_TIMING "SCP_SHIELD_TIMING"
+
+/* Environment variable that names a sealed memfd holding one struct scp_shield_console (the
+ * policy's `console` section with the service's console key; docs/shield.md "Console"). The
+ * shield reads it before main and closes it; at exec it hands the next image a fresh one that
+ * also says which program descriptors are console streams and which stream ids continue. */
+#define SCP_SHIELD_ENV_CONSOLE_FD "SCP_SHIELD_CONSOLE_FD"
+#define SCP_SHIELD_CONSOLE_MAGIC "SCPCON1"
+enum {
+    SCP_SHIELD_CON_STDIN = 1u,  /* stdin accepted only as sealed records */
+    SCP_SHIELD_CON_STDOUT = 2u, /* stdout leaves as sealed records */
+    SCP_SHIELD_CON_STDERR = 4u, /* stderr leaves as sealed records */
+    SCP_SHIELD_CON_EXEC = 8u    /* written by a shielded image at exec (not by the launcher) */
+};
+typedef struct scp_shield_console {
+    char magic[8];
+    uint32_t flags;
+    uint8_t key[32]; /* the service's console key (scp_ss_service_key) */
+    char session[65], service[65];
+    struct {
+        uint8_t live, relation;  /* exec: the stream continues as `id` (relation to parent) */
+        uint8_t id[16], parent[16];
+        uint64_t parent_seq;
+    } s[3];                      /* stdin, stdout, stderr */
+    uint8_t fd_stream[1024]; /* exec: program number (< SCP_SHIELD_MAX_ALIAS_FD) -> stream + 1 */
+} scp_shield_console;
+
 /* Environment variable that overrides where scpctl finds libscp-shield.so. */
 #define SCP_SHIELD_ENV_LIB "SCP_SHIELD_LIB"
 

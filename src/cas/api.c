@@ -526,6 +526,48 @@ static void owner_read_secret(cas_api *api, const char *cid, const char *name, c
                                            hex ? "hex" : "text", "value", v));
 }
 
+/* GET /v1/sessions/NAME/console/SERVICE: the owner gets the service's console key, to read
+ * its sealed stdout/stderr and to seal its stdin (scpctl logs / attach). Audited. */
+static void owner_read_console(cas_api *api, const char *cid, const char *name, const char *service,
+                               cas_audit_info *ai, cas_response *resp) {
+    ai->action = "console.key";
+    snprintf(ai->session, sizeof ai->session, "%s", name);
+    snprintf(ai->service, sizeof ai->service, "%s", service);
+    if (!cid) {
+        cas_deny(resp, 401, "no_identity", "reading a console key needs a client certificate");
+        return;
+    }
+    cas_session_row row = {0};
+    cas_policy *p = NULL;
+    int r = cas_load_policy(api, name, &row, &p, NULL, resp);
+    free(row.policy);
+    if (r <= 0) return;
+    if (strcmp(row.owner, cid) != 0) {
+        cas_policy_free(p);
+        cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may read its console keys", name);
+        return;
+    }
+    int known = cas_policy_service(p, service) != NULL;
+    cas_policy_free(p);
+    if (!known) {
+        cas_deny(resp, 404, "unknown_service", "session '%s' has no service '%s'", name, service);
+        return;
+    }
+    uint8_t key[32];
+    char hex[65];
+    scp_err e = {0};
+    int g = cas_console_key(api, name, service, key, &e);
+    if (g <= 0) {
+        if (g == 0) cas_deny(resp, 404, "no_console_key", "session '%s' has no console key yet: update it once", name);
+        else server_error(resp, &e);
+        return;
+    }
+    scp_hex(key, 32, hex);
+    OPENSSL_cleanse(key, sizeof key);
+    cas_json_response(resp, 200, json_pack("{s:s, s:s, s:s}", "session", name, "service", service, "key", hex));
+    OPENSSL_cleanse(hex, sizeof hex);
+}
+
 /* ---- platforms ---------------------------------------------------------------------------- */
 
 static int need_admin(cas_api *api, const char *cid, cas_response *resp) {
@@ -708,6 +750,11 @@ void cas_api_handle(cas_api *api, const http_request *req, const char *cid, cas_
             cas_deny(resp, 400, "bad_request", "bad session or secret name");
         else
             owner_read_secret(api, cid, s[2], s[4], &ai, resp);
+    } else if (n == 5 && strcmp(s[1], "sessions") == 0 && strcmp(s[3], "console") == 0 && get) {
+        if (!cas_name_ok(s[2]) || !cas_name_ok(s[4]))
+            cas_deny(resp, 400, "bad_request", "bad session or service name");
+        else
+            owner_read_console(api, cid, s[2], s[4], &ai, resp);
     } else if (n == 2 && strcmp(s[1], "platforms") == 0 && post) {
         enroll_platform(api, req, cid, &ai, resp);
     } else if (n == 2 && strcmp(s[1], "platforms") == 0 && get) {

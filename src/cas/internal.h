@@ -100,6 +100,11 @@ int cas_check_reserved_names(const cas_policy *p, scp_err *err);
  * *val is malloc'd and NUL-terminated, *len its length; the caller wipes and frees it. An x509
  * secret yields its certificate only (never the key); an imported one is refused
  * (SCP_E_NOTSUP: its owner reads it in the exporting session); SCP_E_NOENT if undefined. */
+/* The console key of service `service` in session `session` (scp_ss_service_key of the
+ * session's console key, which CAS creates with the session and never releases). Returns 1,
+ * 0 when the session has no console key (created before console sections existed: an update
+ * makes one), -1 on error. */
+int cas_console_key(cas_api *api, const char *session, const char *service, uint8_t out[32], scp_err *err);
 int cas_secret_owner_read(cas_api *api, const cas_policy *p, const char *name, char **val, size_t *len,
                           scp_err *err);
 int cas_ensure_volumes(cas_api *api, const cas_policy *p, const char *incarnation, scp_err *err);

@@ -284,6 +284,25 @@ static int parse_tee(pctx *c, yaml_node_t *k, yaml_node_t *v, cas_service_def *s
     return 0;
 }
 
+/* console: {stdin: sealed|plain, stdout: ..., stderr: ...} (each optional, default plain) */
+static int parse_console(pctx *c, yaml_node_t *v, cas_service_def *s) {
+    if (want_map(c, v, "console") < 0) return -1;
+    if (s->console_set) return perr(c, v, "duplicate key 'console'");
+    s->console_set = 1;
+    FOR_PAIRS(c, v, ck, cv) {
+        int *slot = key_is(ck, "stdin") ? &s->console_stdin : key_is(ck, "stdout") ? &s->console_stdout
+                    : key_is(ck, "stderr") ? &s->console_stderr : NULL;
+        if (!slot) return unknown(c, ck, "console (stdin, stdout, stderr)");
+        char *b = NULL;
+        if (get_str(c, cv, "console stream", 8, &b) < 0) return -1;
+        int sealed = strcmp(b, "sealed") == 0, plain = strcmp(b, "plain") == 0;
+        free(b);
+        if (!sealed && !plain) return perr(c, cv, "a console stream is 'sealed' or 'plain'");
+        *slot = sealed;
+    }
+    return 0;
+}
+
 static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
     if (want_map(c, n, "a service") < 0) return -1;
     FOR_PAIRS(c, n, k, v) {
@@ -346,6 +365,8 @@ static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
                 if (!fd->content) return perr(c, f, "a file needs 'content'");
             }
             r = 0;
+        } else if (key_is(k, "console")) {
+            r = parse_console(c, v, s);
         } else
             return unknown(c, k, "a service");
         if (r < 0) return -1;

@@ -20,6 +20,9 @@
  *       sgx: {mrenclave: HEX64, mrsigner: HEX64, min_isvsvn: N, accept_tcb: [STATUS, ...]}  # SGX
  *                                    # STATUS: Intel's TCB status names (default [UpToDate]);
  *                                    # evidence of a platform without its section is refused
+ *       console: {stdin: sealed|plain, stdout: sealed|plain, stderr: sealed|plain}
+ *                                    # optional, each default plain: sealed streams are sealed
+ *                                    # records (scp/sealed_stream.h) under the service's console key
  *   secrets:                         # optional, <= 256
  *     - name: NAME
  *       kind: random|ascii|explicit|x509|imported
@@ -96,6 +99,7 @@ typedef struct cas_service_def {
     size_t n_files;
     int append_args; /* the runtime may append the operator's ARGS to command (default: no) */
     cas_tee_policy snp, tdx, sgx; /* hardware platforms this service accepts (none: sim only) */
+    int console_set, console_stdin, console_stdout, console_stderr; /* 1: sealed */
 } cas_service_def;
 
 typedef struct cas_volume_def {

@@ -14,6 +14,7 @@
 
 #include "cas/internal.h"
 #include "cas/util.h"
+#include "scp/sealed_stream.h"
 #include "scp/volume.h"
 
 static size_t make_aad(char *buf, size_t sz, const char *kind, const char *a, const char *b) {
@@ -123,7 +124,48 @@ static int stored_spec(cas_api *api, const char *plain, char out[65], scp_err *e
     return 0;
 }
 
+/* The session's console key is a secret row no policy can name (names never start with '.'),
+ * sealed under k_data like the others, kept for the life of the session. */
+#define CONSOLE_ROW ".console"
+#define CONSOLE_SPEC "console-key-v1"
+
+static int console_session_key(cas_api *api, const char *session, uint8_t key[32], scp_err *err) {
+    char spec[65];
+    uint8_t *ct = NULL, *pt = NULL;
+    size_t ctlen = 0, ptlen = 0;
+    int g = api->st->ops->secret_get(api->st, session, CONSOLE_ROW, spec, &ct, &ctlen, err);
+    if (g == 1) g = cas_unseal(api, "console", session, CONSOLE_ROW, ct, ctlen, &pt, &ptlen, err) < 0 ? -1 : 1;
+    free(ct);
+    if (g == 1 && ptlen != 32) g = scp_fail(err, SCP_E_INTEGRITY, EBADMSG, "the console key of session '%s' is malformed", session);
+    if (g == 1) memcpy(key, pt, 32);
+    if (pt) OPENSSL_clear_free(pt, ptlen);
+    return g;
+}
+
+static int ensure_console_key(cas_api *api, const char *session, scp_err *err) {
+    uint8_t key[32], *ct = NULL;
+    size_t ctlen = 0;
+    int g = console_session_key(api, session, key, err);
+    OPENSSL_cleanse(key, sizeof key);
+    if (g != 0) return g < 0 ? -1 : 0;
+    if (scp_random(key, sizeof key, err) < 0) return -1;
+    int r = cas_seal(api, "console", session, CONSOLE_ROW, key, sizeof key, &ct, &ctlen, err);
+    OPENSSL_cleanse(key, sizeof key);
+    if (r == 0) r = api->st->ops->secret_put(api->st, session, CONSOLE_ROW, CONSOLE_SPEC, ct, ctlen, err);
+    free(ct);
+    return r;
+}
+
+int cas_console_key(cas_api *api, const char *session, const char *service, uint8_t out[32], scp_err *err) {
+    uint8_t key[32];
+    int g = console_session_key(api, session, key, err);
+    if (g == 1 && scp_ss_service_key(key, service, out, err) < 0) g = -1;
+    OPENSSL_cleanse(key, sizeof key);
+    return g;
+}
+
 int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
+    if (ensure_console_key(api, p->name, err) < 0) return -1;
     for (size_t i = 0; i < p->n_secrets; i++) {
         const cas_secret_def *s = &p->secrets[i];
         if (s->kind == SECRET_IMPORTED) continue;
@@ -527,11 +569,29 @@ json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_po
         if (nr->secret) json_object_set_new(o, "secret", json_string(nr->secret));
         json_array_append_new(net, o);
     }
+    json_t *console = NULL;
+    if (svc->console_stdin || svc->console_stdout || svc->console_stderr) {
+        uint8_t ck[32];
+        scp_err e = {0};
+        char khex[65];
+        if (cas_console_key(api, p->name, svc->name, ck, &e) != 1) {
+            cas_deny(resp, 500, "internal", "the console key of session '%s' is unavailable: %s (update the session once)",
+                     p->name, e.msg[0] ? e.msg : "not stored");
+            goto fail;
+        }
+        scp_hex(ck, 32, khex);
+        OPENSSL_cleanse(ck, sizeof ck);
+        console = json_pack("{s:b, s:b, s:b, s:s}", "stdin", svc->console_stdin, "stdout", svc->console_stdout,
+                            "stderr", svc->console_stderr, "key", khex);
+        OPENSSL_cleanse(khex, sizeof khex);
+    }
     char token[65];
     cas_volume_token(api, p->name, row->incarnation, svc->name, token);
     cfg = json_pack("{s:s, s:s, s:o, s:b, s:o, s:s?, s:o, s:o, s:o, s:s}", "session", p->name, "service", svc->name,
                     "command", cmd, "append_args", svc->append_args, "environment", env, "cwd", svc->cwd, "files", files,
                     "volumes", vols, "network", net, "volume_token", token);
+    if (cfg && console) json_object_set_new(cfg, "console", console);
+    else json_decref(console);
     render_free(&r);
     if (!cfg) cas_deny(resp, 500, "internal", "cannot build the configuration");
     return cfg;

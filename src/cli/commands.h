@@ -28,6 +28,7 @@ int cmd_image(int argc, char **argv);
 /* scpctl platform serve and evidence (cmd_platform_local.c). */
 int cmd_platform_serve(int argc, char **argv);
 int cmd_platform_evidence(int argc, char **argv);
+int cmd_console(int argc, char **argv); /* logs, attach */
 
 /* Map an error to the exit code above and print "scpctl: <msg>" to stderr. */
 int cli_fail(const scp_err *err);

@@ -19,6 +19,8 @@ static const struct command commands[] = {
     {"session", cmd_session, "create, show, update, list and delete CAS sessions (YAML policies)"},
     {"platform", cmd_platform, "sim platform keys, enrolment in CAS, measurements, attestation"},
     {"image", cmd_image, "build, inspect and verify secure container images"},
+    {"logs", cmd_console, "decrypt a service's sealed stdout/stderr and check it is complete (owner)"},
+    {"attach", cmd_console, "seal input as a service's stdin (owner)"},
 };
 
 static void usage(FILE *out) {

@@ -431,6 +431,69 @@ static int files_memfd(json_t *files) {
     return fd;
 }
 
+/* The policy's console section (SCP_SHIELD_ENV_CONSOLE_FD) in a sealed memfd: which streams
+ * are sealed and the service's console key. Returns the descriptor, -1 when nothing is sealed,
+ * -2 on error. */
+static int console_memfd(json_t *con, const char *session, const char *service) {
+    if (!con) return -1;
+    scp_shield_console *c = calloc(1, sizeof *c);
+    if (!c) return -2;
+    memcpy(c->magic, SCP_SHIELD_CONSOLE_MAGIC, 8);
+    const char *names[3] = {"stdin", "stdout", "stderr"};
+    for (int k = 0; k < 3; k++)
+        if (json_is_true(json_object_get(con, names[k]))) c->flags |= 1u << k;
+    const char *khex = json_string_value(json_object_get(con, "key"));
+    int fd = -1;
+    if (c->flags && khex && scp_unhex(khex, c->key, sizeof c->key) == 0 && strlen(session) < sizeof c->session &&
+        strlen(service) < sizeof c->service) {
+        snprintf(c->session, sizeof c->session, "%s", session);
+        snprintf(c->service, sizeof c->service, "%s", service);
+        fd = scp_shield_sealed_memfd("scp-console", c, sizeof *c, NULL);
+        if (fd < 0) fd = -2;
+    } else if (c->flags) {
+        fd = -2;
+    }
+    scp_wipe(c, sizeof *c);
+    free(c);
+    return fd;
+}
+
+/* A sealed stdout or stderr (fd k) reaches the host through a relay: the program gets one end
+ * of a socket pair, and a process of scpctl's on the host copies what arrives on the other end
+ * to scpctl's own descriptor k. A pipe or file that the program held (in the shield's range)
+ * could be reopened through /proc/self/fd/N by a raw path call, which no filter sees, and
+ * written in plaintext; a socket cannot be reopened that way. The relay blocks when the host
+ * does not drain, and so, once the socket's buffer is full, does the program: as with plain
+ * output. It ends at end of file, when every process of the container has closed its end. */
+static pid_t console_relay(int k, int *prog_end) {
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) return -1;
+    fflush(NULL);
+    pid_t r = fork();
+    if (r < 0) {
+        close(sp[0]);
+        close(sp[1]);
+        return -1;
+    }
+    if (r == 0) {
+        /* only the socket and the host's descriptor: no other holder of the tag socket */
+        if (dup2(sp[0], 3) < 0) _exit(1);
+        syscall(SYS_close_range, 4u, ~0u, 0u);
+        signal(SIGINT, SIG_IGN); /* a terminal's Ctrl-C is the program's to act on */
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        static char buf[65536];
+        for (;;) {
+            ssize_t n = read(3, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n <= 0 || scp_write_full(k, buf, (size_t)n) < 0) _exit(n < 0 ? 1 : 0);
+        }
+    }
+    close(sp[0]);
+    *prog_end = sp[1];
+    return r;
+}
+
 static int path_within(const char *p, const char *dir) {
     size_t n = strlen(dir);
     if (n == 1) return 1; /* "/" */
@@ -474,9 +537,11 @@ static int check_files(json_t *files, json_t *vols, const char *service, scp_err
  * program through the launch memfd, so that no rendered secret is in /proc/PID/cmdline or
  * /proc/PID/environ; then exec the measured descriptor under the shield. */
 static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct scp_run_opts *ro, const char *prog,
-                       int tag_wr, const struct scp_attest_run_identity *id) {
+                       int tag_wr, const struct scp_attest_run_identity *id, const int con_end[3]) {
     scp_err e = {0};
     if (ro->timing_ns) ro->timing_ns = scp_now_ns(); /* the container setup starts here */
+    for (int k = 1; k < 3; k++) /* sealed streams: the relay's socket (console_relay) */
+        if (con_end[k] >= 0 && (dup2(con_end[k], k) < 0 || close(con_end[k]) < 0)) _exit(1);
     signal(SIGPIPE, SIG_DFL); /* an ignored signal would stay ignored in the program */
     clearenv();
     /* no program without its supervisor: its commits would reach CAS no more */
@@ -531,7 +596,16 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
         fprintf(stderr, "scpctl run: cannot pass the trusted-file manifest to the shield\n");
         _exit(1);
     }
-    json_decref(cfg); /* the rendered secrets are in the launch and files memfds now */
+    int cfd = console_memfd(json_object_get(cfg, "console"), o->session, o->service);
+    if (cfd == -2) {
+        fprintf(stderr, "scpctl run: CAS sent a malformed console section\n");
+        _exit(1);
+    }
+    if (cfd >= 0) {
+        snprintf(num, sizeof num, "%d", cfd);
+        if (setenv(SCP_SHIELD_ENV_CONSOLE_FD, num, 1) < 0) _exit(1);
+    }
+    json_decref(cfg); /* the rendered secrets are in the launch, files and console memfds now */
     ro->argv = argv;
     ro->tag_fd = tag_wr;
     scp_run_exec(ro, &e);
@@ -546,7 +620,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     struct run_volume *rv = calloc(SCP_SHIELD_MAX_VOLUMES, sizeof *rv);
     char *text = NULL;
     json_t *cfg = NULL;
-    int rc = -1, pipefd[2] = {-1, -1}, sync_fd = -1;
+    int rc = -1, pipefd[2] = {-1, -1}, sync_fd = -1, con_end[3] = {-1, -1, -1};
+    pid_t relay[3] = {0, 0, 0};
     struct scp_shield_tag_sync *tsync = NULL;
     struct scp_attest_run_identity ident = {0};
     if (!set || !ro || !rv) {
@@ -681,6 +756,13 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         ro->tag_sync_fd = sync_fd;
     }
     if (timing) fprintf(stderr, "scpctl run: timing: volumes %.1f ms\n", (now_s() - t2) * 1e3);
+    json_t *con = json_object_get(cfg, "console");
+    for (int sk = 1; sk < 3; sk++)
+        if (json_is_true(json_object_get(con, sk == 1 ? "stdout" : "stderr")) &&
+            (relay[sk] = console_relay(sk, &con_end[sk])) < 0) {
+            scp_fail_errno(err, "cannot start the console relay");
+            goto out;
+        }
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -689,11 +771,16 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     if (pid == 0) {
         close(pipefd[0]);
-        child_exec(cfg, o, ro, o->argv[0], pipefd[1], &ident);
+        child_exec(cfg, o, ro, o->argv[0], pipefd[1], &ident, con_end);
     }
     child_pid = pid;
     close(pipefd[1]);
     pipefd[1] = -1;
+    for (int sk = 1; sk < 3; sk++)
+        if (con_end[sk] >= 0) {
+            close(con_end[sk]);
+            con_end[sk] = -1;
+        }
     for (size_t i = 0; i < nv; i++) scp_wipe(ro->vol[i].key, sizeof ro->vol[i].key);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -731,6 +818,12 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     rc = exited ? status : wait_status(pid);
 out:
+    /* the relays end when the container's last holder of their socket is gone; scpctl returns
+     * after the program's last sealed byte reached the host's descriptor */
+    for (int sk = 1; sk < 3; sk++) {
+        if (con_end[sk] >= 0) close(con_end[sk]);
+        if (relay[sk] > 0) wait_status(relay[sk]);
+    }
     if (tsync) munmap(tsync, 4096);
     if (sync_fd >= 0) close(sync_fd);
     if (pipefd[0] >= 0) close(pipefd[0]);

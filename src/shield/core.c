@@ -102,7 +102,7 @@ static int alias_valid(long fd) {
 
 int sh_is_prot(long fd) {
     if (!sh.active) return 0;
-    if (sh_reserved(fd)) return 1;
+    if (sh_reserved(fd) || sh_console_fd(fd)) return 1;
     if (fd < 0 || fd >= sh.lo || !__atomic_load_n(&sh.nalias, __ATOMIC_ACQUIRE)) return 0;
     pthread_mutex_lock(&sh.mu);
     pfile *pf = sh.alias[fd];
@@ -454,6 +454,28 @@ static long copy_out(void *dst, const void *src, size_t n) {
     }
     memcpy(dst, src, n);
     return 0;
+}
+
+/* Any length (the console shield's writes and reads): each page that [addr, addr + n) touches
+ * is probed with an 8-byte window inside that page. */
+static long user_span_ok(uintptr_t a, size_t n, int wr) {
+    uintptr_t end = a + n;
+    if (end < a) return -EFAULT;
+    for (uintptr_t pg = a & ~(uintptr_t)4095; pg < end; pg += 4096) {
+        uintptr_t lo = a > pg ? a : pg;
+        if (!page_ok(lo < pg + 4096 - 8 ? lo : pg + 4096 - 8, wr)) return -EFAULT;
+    }
+    return 0;
+}
+long sh_copy_in(void *dst, const void *src, size_t n) {
+    long r = n ? user_span_ok((uintptr_t)src, n, 0) : 0;
+    if (r == 0 && n) memcpy(dst, src, n);
+    return r;
+}
+long sh_copy_out(void *dst, const void *src, size_t n) {
+    long r = n ? user_span_ok((uintptr_t)dst, n, 1) : 0;
+    if (r == 0 && n) memcpy(dst, src, n);
+    return r;
 }
 
 static long put_stat(int vol, const scp_vstat *v, void *dst) {
@@ -1147,6 +1169,7 @@ long sh_syscall(long nr, const long a[6]) {
 
 static long sh_syscall_(long nr, const long a[6]) {
     long e = 0, r;
+    if (sh_console_call(nr, a, &r)) return r; /* console.c: sealed stdio numbers */
     pfile *pf = NULL;
     switch (nr) {
     case SYS_close: return do_close(a[0]);
@@ -1338,6 +1361,7 @@ static long utimes_rel(int vol, const char *rel, const struct timespec *times) {
     }
     return setattr_rel(vol, rel, -1, -1, -1, mt);
 }
+int sh_proc_fd_link(const char *abs, long *fd, const char **rest) { return proc_fd_link(abs, fd, rest); }
 
 int sh_path_call(long nr, const long a[6], long *ret) {
     char rel[PATH_MAX], rel2[PATH_MAX];
@@ -1350,6 +1374,7 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     scp_err e;
     long r;
     int c;
+    if (sh_console_open(nr, a, ret)) return 1; /* /dev/stdout and the like of a console number */
     switch (nr) {
     case SYS_symlinkat:
         c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
@@ -1716,7 +1741,7 @@ void sh_exec_adopt(void) {
     for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD; n++) {
         if (!(cfg->filtered[n / 8] & (1u << (n % 8)))) continue;
         sh.alias_filtered[n] = 1;
-        if (sh.alias[n]) continue;
+        if (sh.alias[n] || sh_console_fd(n)) continue;
         long fl = sh_gate(SYS_fcntl, n, F_GETFL, 0, 0, 0, 0);
         if (fl >= 0 && (fl & O_PATH)) sh_gate(SYS_close, n, 0, 0, 0, 0, 0); /* a stale placeholder */
     }

@@ -391,6 +391,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
     }
     if (sh_trusted_arm(&e)) die("trusted files", &e);
+    if (sh_console_init(&e)) die("cannot start the console shield", &e);
     sh_exec_adopt();
     sh.active = 1;
     code_filter();
@@ -405,6 +406,7 @@ __attribute__((destructor)) static void sh_dtor(void) {
     if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
     fflush(NULL);
     sh_commit_all();
+    sh_console_exit();
 }
 
 /* ---- exec: the new image is shielded again ------------------------------------------------ */
@@ -440,16 +442,17 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     if (envp)
         for (; envp[n]; n++)
             if (starts(envp[n], "LD_PRELOAD=")) old_pl = envp[n] + 11;
-    size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 + 64;
-    size_t size = (n + 5) * sizeof(char *) + strsz + 128;
+    size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 + 64 + 64 + 64;
+    size_t size = (n + 6) * sizeof(char *) + strsz + 128;
     char **env = (char **)syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if ((unsigned long)env > -4096ul) return (long)env;
-    char *strs = (char *)(env + n + 5);
+    char *strs = (char *)(env + n + 6);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "=") &&
-            !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_TRUSTED_FD "="))
+            !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_TRUSTED_FD "=") &&
+            !starts(envp[i], SCP_SHIELD_ENV_CONSOLE_FD "="))
             env[k++] = envp[i];
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -467,7 +470,10 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     syscall(SYS_munmap, cc, sizeof *cc);
     int ffd = mfd < 0 ? -1 : sh_injected_to_memfd(); /* the injected files go on with the image */
     int tfd = mfd < 0 || ffd == -2 ? -1 : sh_trusted_to_memfd(); /* and so does the manifest */
-    if (mfd < 0 || ffd == -2 || tfd == -2) {
+    int cfd = mfd < 0 || ffd == -2 || tfd == -2 ? -1 : sh_console_exec_prepare(); /* and the console streams */
+    if (mfd < 0 || ffd == -2 || tfd == -2 || cfd == -2) {
+        if (tfd >= 0) sh_gate(SYS_close, tfd, 0, 0, 0, 0, 0);
+        if (cfd >= 0) sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
         if (mfd >= 0) sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
         if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
@@ -487,7 +493,12 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         s3 += l3 + 1;
     }
     if (tfd >= 0) {
-        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_TRUSTED_FD, tfd);
+        int l4 = snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_TRUSTED_FD, tfd);
+        env[k++] = s3;
+        s3 += l4 + 1;
+    }
+    if (cfd >= 0) {
+        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_CONSOLE_FD, cfd);
         env[k++] = s3;
     }
     env[k] = NULL;
@@ -498,6 +509,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
     if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
     if (tfd >= 0) sh_gate(SYS_close, tfd, 0, 0, 0, 0, 0);
+    if (cfd >= 0) sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     syscall(SYS_munmap, env, size);
     return r;

@@ -150,6 +150,30 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
 void sh_exec_adopt(void);
 int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz);
 
+/* Copy n bytes from/to the program's memory: 0, or -EFAULT (never a SIGSEGV in the shield). */
+long sh_copy_in(void *dst, const void *src, size_t n);
+long sh_copy_out(void *dst, const void *src, size_t n);
+
+/* (core.c) Does the normalized absolute path name a descriptor link of this process
+ * (/proc/self/fd/N, /dev/fd/N, /dev/stdout...)? 1 with *fd and *rest, 0 not, -1 another
+ * process's reserved number. */
+int sh_proc_fd_link(const char *abs, long *fd, const char **rest);
+
+/* console.c: sealed stdin/stdout/stderr (policy `console`) */
+/* openat/openat2 of /dev/stdout, /proc/self/fd/N... naming a console number: 1 and *ret (a new
+ * console number, as the kernel's reopen of a pipe would give), else 0. */
+int sh_console_open(long nr, const long a[6], long *ret);
+int sh_console_init(scp_err *err);
+/* fd is a program number of a sealed console stream */
+int sh_console_fd(long fd);
+/* Serve a call that involves a console number: 1 and *ret set; 0 to let the dispatcher go on. */
+int sh_console_call(long nr, const long a[6], long *ret);
+/* The host's descriptor of stream k (0 stdin, 1 stdout, 2 stderr) in the shield's own range. */
+int sh_console_real(int k);
+void sh_console_exit(void);
+/* A console memfd for the next image: -1 none, -2 error. */
+int sh_console_exec_prepare(void);
+
 /* injected.c: files served from memory (policy `files`) */
 int sh_injected_load(scp_err *err);
 /* Path-based call on an injected path: 1 and *ret set, else 0. */

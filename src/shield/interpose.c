@@ -749,6 +749,7 @@ XREM(lremovexattr)
 
 SH_EXPORT void _exit(int status) {
     if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    if (sh.active) sh_console_exit();
     REAL(void (*)(int), _exit);
     real__exit(status);
     __builtin_unreachable();
