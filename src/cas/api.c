@@ -471,6 +471,28 @@ static void owner_set_tag(cas_api *api, const http_request *req, const char *cid
     cas_json_response(resp, 200, json_pack("{s:s, s:s, s:s}", "session", name, "volume", vol, "tag", lower));
 }
 
+/* The policy of session `name` when the client `cid` owns it; otherwise NULL with the refusal
+ * (401 without a client certificate, 403 for another identity, 404 for no such session) in
+ * resp. `what` names what the owner reads, for the messages. */
+static cas_policy *owned_policy(cas_api *api, const char *cid, const char *name, const char *what,
+                                cas_response *resp) {
+    if (!cid) {
+        cas_deny(resp, 401, "no_identity", "reading %s needs a client certificate", what);
+        return NULL;
+    }
+    cas_session_row row = {0};
+    cas_policy *p = NULL;
+    int r = cas_load_policy(api, name, &row, &p, NULL, resp);
+    free(row.policy);
+    if (r <= 0) return NULL;
+    if (strcmp(row.owner, cid) != 0) {
+        cas_policy_free(p);
+        cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may read its %s", name, what);
+        return NULL;
+    }
+    return p;
+}
+
 /* GET /v1/sessions/NAME/secrets/SECRET: the owner reads a secret's value (a generated password
  * that the owner's clients need; an x509 secret's certificate only). Audited with the secret's
  * name; the value goes nowhere else. */
@@ -479,21 +501,10 @@ static void owner_read_secret(cas_api *api, const char *cid, const char *name, c
     ai->action = "secret.read";
     snprintf(ai->session, sizeof ai->session, "%s", name);
     snprintf(ai->note, sizeof ai->note, "secret %s", secret);
-    if (!cid) {
-        cas_deny(resp, 401, "no_identity", "reading secrets needs a client certificate");
-        return;
-    }
-    cas_session_row row = {0};
-    cas_policy *p = NULL;
-    int r = cas_load_policy(api, name, &row, &p, NULL, resp);
-    free(row.policy);
-    if (r <= 0) return;
-    if (strcmp(row.owner, cid) != 0) {
-        cas_policy_free(p);
-        cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may read its secrets", name);
-        return;
-    }
+    cas_policy *p = owned_policy(api, cid, name, "secrets", resp);
+    if (!p) return;
     scp_err e = {0};
+    int r;
     char *val = NULL;
     size_t len = 0;
     const cas_secret_def *def = cas_policy_secret(p, secret);
@@ -533,20 +544,8 @@ static void owner_read_console(cas_api *api, const char *cid, const char *name, 
     ai->action = "console.key";
     snprintf(ai->session, sizeof ai->session, "%s", name);
     snprintf(ai->service, sizeof ai->service, "%s", service);
-    if (!cid) {
-        cas_deny(resp, 401, "no_identity", "reading a console key needs a client certificate");
-        return;
-    }
-    cas_session_row row = {0};
-    cas_policy *p = NULL;
-    int r = cas_load_policy(api, name, &row, &p, NULL, resp);
-    free(row.policy);
-    if (r <= 0) return;
-    if (strcmp(row.owner, cid) != 0) {
-        cas_policy_free(p);
-        cas_deny(resp, 403, "not_owner", "only the owner of session '%s' may read its console keys", name);
-        return;
-    }
+    cas_policy *p = owned_policy(api, cid, name, "console keys", resp);
+    if (!p) return;
     int known = cas_policy_service(p, service) != NULL;
     cas_policy_free(p);
     if (!known) {

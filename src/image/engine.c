@@ -79,17 +79,23 @@ static int read_head(int s, char *extra, size_t *n_extra, scp_err *err) {
     }
 }
 
-/* The body of an error answer: {"message": "..."} as Docker sends it. */
-static void engine_error(int s, const char *first, size_t n_first, int code, const char *what, scp_err *err) {
-    char body[2048];
-    size_t n = n_first < sizeof body - 1 ? n_first : sizeof body - 1;
+/* The rest of an answer's body (after the `first` bytes read with the header) into body, at
+ * most cap - 1 bytes, NUL-terminated. */
+static void read_body(int s, const char *first, size_t n_first, char *body, size_t cap) {
+    size_t n = n_first < cap - 1 ? n_first : cap - 1;
     memcpy(body, first, n);
-    while (n < sizeof body - 1) {
-        ssize_t r = read(s, body + n, sizeof body - 1 - n);
+    while (n < cap - 1) {
+        ssize_t r = read(s, body + n, cap - 1 - n);
         if (r <= 0) break;
         n += (size_t)r;
     }
     body[n] = '\0';
+}
+
+/* The body of an error answer: {"message": "..."} as Docker sends it. */
+static void engine_error(int s, const char *first, size_t n_first, int code, const char *what, scp_err *err) {
+    char body[2048];
+    read_body(s, first, n_first, body, sizeof body);
     json_t *j = json_loads(body, 0, NULL);
     const char *m = json_string_value(json_object_get(j, "message"));
     scp_fail(err, code == 404 ? SCP_E_NOENT : SCP_E_SYS, code == 404 ? ENOENT : EIO, "the Docker engine refused %s (%d): %s",
@@ -202,14 +208,7 @@ int img_engine_load(const char *path, scp_err *err) {
     }
     /* The body is a stream of JSON messages; an "error" in any of them is a failure. */
     char body[65536];
-    size_t n = n_extra < sizeof body - 1 ? n_extra : sizeof body - 1;
-    memcpy(body, extra, n);
-    while (n < sizeof body - 1) {
-        ssize_t r = read(s, body + n, sizeof body - 1 - n);
-        if (r <= 0) break;
-        n += (size_t)r;
-    }
-    body[n] = '\0';
+    read_body(s, extra, n_extra, body, sizeof body);
     char *e = strstr(body, "\"error\"");
     if (e) {
         scp_fail(err, SCP_E_SYS, EIO, "the Docker engine could not load the image: %.200s", e);

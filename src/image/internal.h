@@ -74,6 +74,19 @@ int img_remove_tree(int root, const char *path, scp_err *err);
 int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char **out, size_t *out_len,
                          size_t *n_files, scp_err *err);
 
+/* A growable list of strings (trusted.c). */
+typedef struct img_strlist {
+    char **v;
+    size_t n, cap;
+} img_strlist;
+int img_strlist_add(img_strlist *l, const char *s); /* copies s; -1 when out of memory */
+void img_strlist_free(img_strlist *l);
+
+/* A name inside an image archive or layer, normalized into out: leading "/" and "." components
+ * dropped, "//" collapsed. Returns its length (0: the root itself), or -1 for a ".." component
+ * or a name longer than outsz (source.c). */
+int img_clean_name(const char *raw, char *out, size_t outsz);
+
 /* Deterministic writing (output.c). */
 typedef struct img_blob {
     char digest[IMG_DIGEST_LEN + 1];

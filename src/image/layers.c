@@ -75,33 +75,11 @@ int img_remove_tree(int root, const char *path, scp_err *err) {
 
 /* ---- one layer ------------------------------------------------------------------------------ */
 
-/* Names created by the current layer, so that an opaque whiteout (which may come after them in
- * the tar) spares them. */
-typedef struct name_set {
-    char **v;
-    size_t n, cap;
-} name_set;
-
-static int set_add(name_set *s, const char *n) {
-    if (s->n == s->cap) {
-        size_t c = s->cap ? s->cap * 2 : 256;
-        char **v = realloc(s->v, c * sizeof *v);
-        if (!v) return -1;
-        s->v = v;
-        s->cap = c;
-    }
-    s->v[s->n] = strdup(n);
-    return s->v[s->n] ? (int)(s->n++, 0) : -1;
-}
-
-static void set_free(name_set *s) {
-    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
-    free(s->v);
-    memset(s, 0, sizeof *s);
-}
+/* The names a layer created are kept (img_strlist), so that an opaque whiteout, which may come
+ * after them in the tar, spares them. */
 
 /* Empty directory `dir` (relative) of entries not created by this layer. */
-static int opaque(int root, const char *dir, const name_set *mine, scp_err *err) {
+static int opaque(int root, const char *dir, const img_strlist *mine, scp_err *err) {
     int dfd = img_open_in_root(root, dir, O_RDONLY | O_DIRECTORY);
     if (dfd < 0) return errno == ENOENT ? 0 : scp_fail_errno(err, "cannot open '%s'", dir);
     int d2 = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own offset, unlike dup */
@@ -178,7 +156,7 @@ static void set_meta(int pfd, const char *base, struct archive_entry *e, int is_
     (void)!utimensat(pfd, base, ts, AT_SYMLINK_NOFOLLOW);
 }
 
-static int apply_entry(struct archive *a, struct archive_entry *e, const char *path, int root, name_set *mine,
+static int apply_entry(struct archive *a, struct archive_entry *e, const char *path, int root, img_strlist *mine,
                        scp_err *err) {
     char sb[PATH_MAX];
     const char *dir, *base;
@@ -247,31 +225,10 @@ static int apply_entry(struct archive *a, struct archive_entry *e, const char *p
         }
         set_meta(pfd, base, e, 0);
     } /* character and block devices are skipped: the container engine provides /dev */
-    rc = set_add(mine, path) < 0 ? scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory") : 0;
+    rc = img_strlist_add(mine, path) < 0 ? scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory") : 0;
 out:
     close(pfd);
     return rc;
-}
-
-/* A layer entry name: relative, no "..", "." components dropped. Returns 0 for the root itself. */
-static int layer_name(const char *raw, char *out, size_t outsz) {
-    size_t o = 0;
-    const char *p = raw;
-    while (*p) {
-        while (*p == '/') p++;
-        const char *e = strchr(p, '/');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == 2 && p[0] == '.' && p[1] == '.') return -1;
-        if (l && !(l == 1 && p[0] == '.')) {
-            if (o + l + 2 > outsz) return -1;
-            if (o) out[o++] = '/';
-            memcpy(out + o, p, l);
-            o += l;
-        }
-        p += l;
-    }
-    out[o] = '\0';
-    return (int)o;
 }
 
 static int apply_layer(const img_src *src, size_t i, int root, scp_err *err) {
@@ -282,7 +239,7 @@ static int apply_layer(const img_src *src, size_t i, int root, scp_err *err) {
     if (!a) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
-    name_set mine = {0};
+    img_strlist mine = {0};
     int rc = -1;
     if (archive_read_open_filename(a, full, 1 << 16) != ARCHIVE_OK) {
         scp_fail(err, SCP_E_FORMAT, EINVAL, "layer %zu (%s) is not a tar: %s", i, L->digest, archive_error_string(a));
@@ -298,7 +255,7 @@ static int apply_layer(const img_src *src, size_t i, int root, scp_err *err) {
         }
         char name[PATH_MAX];
         const char *raw = archive_entry_pathname(e);
-        int n = raw ? layer_name(raw, name, sizeof name) : -1;
+        int n = raw ? img_clean_name(raw, name, sizeof name) : -1;
         if (n < 0) {
             scp_fail(err, SCP_E_FORMAT, EINVAL, "layer %zu holds an unsafe name '%s'", i, raw ? raw : "");
             goto out;
@@ -311,7 +268,7 @@ static int apply_layer(const img_src *src, size_t i, int root, scp_err *err) {
     }
     rc = 0;
 out:
-    set_free(&mine);
+    img_strlist_free(&mine);
     archive_read_free(a);
     return rc;
 }

@@ -43,19 +43,24 @@ json_t *img_json_read(const char *dir, const char *path, scp_err *err) {
     return j;
 }
 
-/* A relative name inside an image archive: no leading '/', no "." or ".." component, no
- * empty component; "./x" is accepted as "x". Returns the name without "./" or NULL. */
-static const char *clean_name(const char *n) {
-    while (n[0] == '.' && n[1] == '/') n += 2;
-    if (!*n || n[0] == '/') return NULL;
-    for (const char *p = n; *p;) {
+int img_clean_name(const char *raw, char *out, size_t outsz) {
+    size_t o = 0;
+    const char *p = raw;
+    while (*p) {
+        while (*p == '/') p++;
         const char *e = strchr(p, '/');
         size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == 0 && e && e[1] == '\0') break; /* trailing '/' of a directory */
-        if (l == 0 || (l == 1 && p[0] == '.') || (l == 2 && p[0] == '.' && p[1] == '.')) return NULL;
-        p = e ? e + 1 : p + l;
+        if (l == 2 && p[0] == '.' && p[1] == '.') return -1;
+        if (l && !(l == 1 && p[0] == '.')) {
+            if (o + l + 2 > outsz) return -1;
+            if (o) out[o++] = '/';
+            memcpy(out + o, p, l);
+            o += l;
+        }
+        p += l;
     }
-    return n;
+    out[o] = '\0';
+    return (int)o;
 }
 
 /* mkdir -p of a relative path under dirfd (components only, not the last when !last). */
@@ -93,8 +98,8 @@ int img_untar_flat(int fd, int dirfd, scp_err *err) {
             goto out;
         }
         const char *raw = archive_entry_pathname(e);
-        const char *name = raw ? clean_name(raw) : NULL;
-        if (!name) {
+        char name[PATH_MAX];
+        if (!raw || img_clean_name(raw, name, sizeof name) <= 0) {
             scp_fail(err, SCP_E_FORMAT, EINVAL, "image archive holds an unsafe name '%s'", raw ? raw : "");
             goto out;
         }
@@ -243,7 +248,8 @@ static int parse_docker_manifest(img_src *s, scp_err *err) {
     json_t *e = json_array_get(m, 0);
     const char *cfg = json_string_value(json_object_get(e, "Config"));
     json_t *layers = json_object_get(e, "Layers");
-    if (!cfg || !json_is_array(layers) || !clean_name(cfg)) {
+    char cfgname[PATH_MAX];
+    if (!cfg || !json_is_array(layers) || img_clean_name(cfg, cfgname, sizeof cfgname) <= 0) {
         scp_fail(err, SCP_E_FORMAT, EINVAL, "manifest.json lacks Config or Layers");
         goto out;
     }
@@ -254,20 +260,20 @@ static int parse_docker_manifest(img_src *s, scp_err *err) {
     const char *tag = json_string_value(json_array_get(json_object_get(e, "RepoTags"), 0));
     if (tag) snprintf(s->repo_tag, sizeof s->repo_tag, "%s", tag);
     uint64_t sz;
-    if (check_blob(s->dir, cfg, NULL, &sz, err) < 0) goto out;
+    if (check_blob(s->dir, cfgname, NULL, &sz, err) < 0) goto out;
     int cfd = -1;
     {
         char full[PATH_MAX * 2];
-        snprintf(full, sizeof full, "%s/%s", s->dir, cfg);
+        snprintf(full, sizeof full, "%s/%s", s->dir, cfgname);
         cfd = open(full, O_RDONLY | O_CLOEXEC);
         if (cfd < 0 || img_digest_fd(cfd, s->config_digest, NULL, err) < 0) {
             if (cfd >= 0) close(cfd);
-            else scp_fail_errno(err, "cannot open '%s'", cfg);
+            else scp_fail_errno(err, "cannot open '%s'", cfgname);
             goto out;
         }
         close(cfd);
     }
-    s->config = img_json_read(s->dir, cfg, err);
+    s->config = img_json_read(s->dir, cfgname, err);
     if (!s->config) goto out;
     json_t *diff = json_object_get(json_object_get(s->config, "rootfs"), "diff_ids");
     if (!json_is_array(diff) || json_array_size(diff) != json_array_size(layers)) {
@@ -280,11 +286,10 @@ static int parse_docker_manifest(img_src *s, scp_err *err) {
         img_layer *L = &s->layers[i];
         const char *p = json_string_value(l);
         const char *d = json_string_value(json_array_get(diff, i));
-        if (!p || !clean_name(p) || !img_digest_ok(d)) {
+        if (!p || img_clean_name(p, L->path, sizeof L->path) <= 0 || !img_digest_ok(d)) {
             scp_fail(err, SCP_E_FORMAT, EINVAL, "manifest.json layer %zu is malformed", i);
             goto out;
         }
-        snprintf(L->path, sizeof L->path, "%s", clean_name(p));
         snprintf(L->digest, sizeof L->digest, "%s", d);
         snprintf(L->media, sizeof L->media, "application/vnd.oci.image.layer.v1.tar");
         /* diff_ids name the uncompressed tar; a docker save layer is one. (A compressed one

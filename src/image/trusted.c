@@ -51,22 +51,23 @@ int img_digest_buf(const void *p, size_t n, char out[IMG_DIGEST_LEN + 1]) {
     return 0;
 }
 
-typedef struct path_list {
-    char **v;
-    size_t n, cap;
-} path_list;
-
-static int list_add(path_list *l, const char *p) {
+int img_strlist_add(img_strlist *l, const char *s) {
     if (l->n == l->cap) {
-        size_t c = l->cap ? l->cap * 2 : 1024;
+        size_t c = l->cap ? l->cap * 2 : 256;
         char **v = realloc(l->v, c * sizeof *v);
         if (!v) return -1;
         l->v = v;
         l->cap = c;
     }
-    if (!(l->v[l->n] = strdup(p))) return -1;
+    if (!(l->v[l->n] = strdup(s))) return -1;
     l->n++;
     return 0;
+}
+
+void img_strlist_free(img_strlist *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
 }
 
 static int skipped(const char *path, const char *const *skip, size_t n_skip) {
@@ -80,7 +81,7 @@ static int skipped(const char *path, const char *const *skip, size_t n_skip) {
 }
 
 /* Collect the regular files under dfd, whose image path is `prefix` ("" for the root). */
-static int walk(int dfd, const char *prefix, const char *const *skip, size_t n_skip, path_list *out, int depth,
+static int walk(int dfd, const char *prefix, const char *const *skip, size_t n_skip, img_strlist *out, int depth,
                 scp_err *err) {
     if (depth > 128) return scp_fail(err, SCP_E_NOTSUP, ELOOP, "directories nested deeper than 128 at '%s'", prefix);
     int d2 = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own offset, unlike dup */
@@ -105,7 +106,7 @@ static int walk(int dfd, const char *prefix, const char *const *skip, size_t n_s
             break;
         }
         if (S_ISREG(st.st_mode)) {
-            if (list_add(out, path) < 0) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+            if (img_strlist_add(out, path) < 0) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         } else if (S_ISDIR(st.st_mode)) {
             int c = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (c < 0) {
@@ -136,7 +137,7 @@ static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *
 
 int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char **out, size_t *out_len,
                          size_t *n_files, scp_err *err) {
-    path_list l = {0};
+    img_strlist l = {0};
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int rc = walk(root, "", skip, n_skip, &l, 0, err);
@@ -168,9 +169,10 @@ int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char 
                                 (unsigned)(st.st_mode & 07777));
         len += escape_path(l.v[i], buf + len);
         buf[len++] = '\n';
+        buf[len] = '\0'; /* need left room: the manifest is also a C string */
     }
-    for (size_t i = 0; i < l.n; i++) free(l.v[i]);
-    free(l.v);
+    size_t n = l.n;
+    img_strlist_free(&l);
     if (rc < 0) {
         free(buf);
         return -1;
@@ -178,6 +180,6 @@ int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char 
     if (!buf) buf = calloc(1, 1);
     *out = buf;
     *out_len = len;
-    *n_files = l.n;
+    *n_files = n;
     return 0;
 }

@@ -36,20 +36,25 @@ __thread int sh_in_lib;
 
 /* ---- trace ------------------------------------------------------------------------------- */
 
-void sh_trace(const char *fmt, ...) {
-    if (!(sh.cfg.flags & SCP_SHIELD_F_TRACE) || sh.cfg.trace_fd < 0) return;
-    char line[768];
-    int n = snprintf(line, sizeof line, "scp-shield[%ld]%s: ", (long)syscall(SYS_getpid),
-                     sh_in_trap ? " trap" : "");
-    va_list ap;
-    va_start(ap, fmt);
+void sh_vlog_line(int fd, const char *head, const char *fmt, va_list ap) {
+    char line[PATH_MAX + 256];
+    int n = snprintf(line, sizeof line, "%s", head);
     int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
-    va_end(ap);
     if (m < 0) return;
     size_t len = (size_t)n + (size_t)m;
     if (len > sizeof line - 2) len = sizeof line - 2;
     line[len++] = '\n';
-    sh_gate(SYS_write, sh.cfg.trace_fd, (long)line, (long)len, 0, 0, 0);
+    sh_gate(SYS_write, fd, (long)line, (long)len, 0, 0, 0);
+}
+
+void sh_trace(const char *fmt, ...) {
+    if (!(sh.cfg.flags & SCP_SHIELD_F_TRACE) || sh.cfg.trace_fd < 0) return;
+    char head[64];
+    snprintf(head, sizeof head, "scp-shield[%ld]%s: ", (long)syscall(SYS_getpid), sh_in_trap ? " trap" : "");
+    va_list ap;
+    va_start(ap, fmt);
+    sh_vlog_line(sh.cfg.trace_fd, head, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- descriptors ------------------------------------------------------------------------- */

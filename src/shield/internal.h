@@ -9,6 +9,7 @@
 #define SCP_SHIELD_INTERNAL_H
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -129,6 +130,9 @@ static inline int sh_reserved(long fd) { return fd >= sh.lo && fd < sh.hi; }
 long sh_syscall(long nr, const long a[6]);
 int sh_init_state(scp_err *err);
 void sh_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Write head, the formatted message and a newline to fd in one write through the gate (a line
+ * is cut at PATH_MAX + 256 bytes). Async-signal-safe as far as vsnprintf is. */
+void sh_vlog_line(int fd, const char *head, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 /* Path-based entry points: return 1 and set *ret when the path is protected (or an error). */
 int sh_path_call(long nr, const long a[6], long *ret);
 long sh_open_path(int dirfd, const char *path, int flags, mode_t mode, int *handled);

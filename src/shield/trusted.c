@@ -64,17 +64,10 @@ static struct {
 
 static void tlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void tlog(const char *fmt, ...) {
-    char line[PATH_MAX + 200];
-    int n = snprintf(line, sizeof line, "scp-shield: ");
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    sh_vlog_line(2, "scp-shield: ", fmt, ap);
     va_end(ap);
-    if (m < 0) return;
-    size_t len = (size_t)n + (size_t)m;
-    if (len > sizeof line - 2) len = sizeof line - 2;
-    line[len++] = '\n';
-    sh_gate(SYS_write, 2, (long)line, (long)len, 0, 0, 0);
 }
 
 static int64_t ns(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
