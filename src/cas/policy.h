@@ -14,6 +14,12 @@
  *                                    # may append ARGS to command (the operator is not trusted with it)
  *       files: [{path: PATH, content: TEXT}]   # optional, <= 64
  *       volumes: [NAME, ...]         # optional: volumes of this session the service mounts
+ *       network:                     # optional: the network shield (docs/shield.md "Network")
+ *         certificate: NAME          # an x509 secret: the service's certificate and key
+ *         listen: [{port: N, client_certificate: required|none, client_ca: service|SECRET}]
+ *         peers: [{host: HOST|IP|CIDR, port: N, name: NAME, ca: service|SECRET}]
+ *         default: allow|refuse      # other TCP traffic: plaintext, or ECONNREFUSED/EACCES
+ *         min_tls: "1.3"|"1.2"       # default 1.3
  *   secrets:                         # optional, <= 256
  *     - name: NAME
  *       kind: random|ascii|explicit|x509|imported
@@ -27,7 +33,8 @@
  *       export: [SESSION | {session: SESSION, owner: ID}, ...]   # optional: who may import it;
  *                                    # SESSION alone: that session of the exporter's own owner
  *   volumes: [{name: NAME, path: PATH}]       # optional, <= 64
- *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, used by the network shield
+ *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, legacy: accepted, not released
+ *                                    # (the network shield reads each service's `network`)
  *
  * Placeholders $$SCP::NAME$$ (or $$SCP::NAME:crt$$ / :key / :ca (the service CA) for x509 secrets) may
  * appear in command arguments, environment values and file contents; every one must name a
@@ -66,6 +73,32 @@ typedef struct cas_file_def {
     char *path, *content;
 } cas_file_def;
 
+/* A service's network shield section. A CA is "service" (CAS's service CA) or the name of a
+ * secret whose value is a PEM certificate (explicit or imported). */
+typedef struct cas_net_listen {
+    long port;
+    int client_cert; /* require a client certificate, verified against client_ca */
+    char *client_ca;
+} cas_net_listen;
+
+typedef struct cas_net_peer {
+    char *host; /* DNS name, IPv4/IPv6 address, or CIDR (a.b.c.d/n) */
+    long port;
+    char *name; /* the name the peer's certificate must carry (default: host unless a CIDR) */
+    char *ca;
+} cas_net_peer;
+
+typedef struct cas_service_net {
+    int present;
+    char *certificate;
+    cas_net_listen *listen;
+    size_t n_listen;
+    cas_net_peer *peers;
+    size_t n_peers;
+    int refuse;  /* default for other TCP traffic: 0 plaintext allowed, 1 refused */
+    int min_tls; /* 12 or 13 */
+} cas_service_net;
+
 typedef struct cas_service_def {
     char *name;
     cas_strlist measurements, platforms, command, env_keys, env_values, volumes;
@@ -73,6 +106,7 @@ typedef struct cas_service_def {
     cas_file_def *files;
     size_t n_files;
     int append_args; /* the runtime may append the operator's ARGS to command (default: no) */
+    cas_service_net net;
 } cas_service_def;
 
 typedef struct cas_volume_def {
