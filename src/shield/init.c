@@ -27,6 +27,7 @@
 #include "common/bytes.h"
 #include "common/util.h"
 #include "shield/internal.h"
+#include "shield/net.h"
 
 /* <sys/socket.h> would clash with the shield's PF_FILE; the Linux value of MSG_NOSIGNAL */
 #ifndef MSG_NOSIGNAL
@@ -86,9 +87,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
         return;
     }
     sh_in_trap = 1;
-    long r = sh_trap_involves_prot(si->si_syscall, a)
-                 ? sh_syscall(si->si_syscall, a)
-                 : sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+    long r;
+    if (sh_trap_involves_prot(si->si_syscall, a)) r = sh_syscall(si->si_syscall, a);
+    else if (!sh_net_trap(si->si_syscall, a, &r)) r = sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
     sh_in_trap = 0;
     g[REG_RAX] = (greg_t)r;
     errno = saved;
@@ -322,6 +323,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         sh.active = 0;
     }
 
+    if (sh_net_load(&e)) die("cannot read the network configuration", &e);
     if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 
@@ -329,6 +331,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         if (sh_filter_install(sh.lo, (int)SCP_SHIELD_FD_COUNT, 1, &e)) die("cannot install the filter", &e);
         sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
     }
+    if (sh_net_on && sh_net_filter_install(&e)) die("cannot install the network filter", &e);
     sh_exec_adopt();
     sh.active = 1;
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
@@ -375,15 +378,15 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         for (; envp[n]; n++)
             if (starts(envp[n], "LD_PRELOAD=")) old_pl = envp[n] + 11;
     size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 + 64;
-    size_t size = (n + 4) * sizeof(char *) + strsz + 64;
+    size_t size = (n + 5) * sizeof(char *) + strsz + 128;
     char **env = (char **)syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if ((unsigned long)env > -4096ul) return (long)env;
-    char *strs = (char *)(env + n + 4);
+    char *strs = (char *)(env + n + 5);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "=") &&
-            !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "="))
+            !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_NET_FD "="))
             env[k++] = envp[i];
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -400,8 +403,10 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     scp_wipe(cc, sizeof *cc);
     syscall(SYS_munmap, cc, sizeof *cc);
     int ffd = mfd < 0 ? -1 : sh_injected_to_memfd(); /* the injected files go on with the image */
-    if (mfd < 0 || ffd == -2) {
+    int nfd = mfd < 0 || ffd == -2 ? -1 : sh_net_to_memfd(); /* and the network configuration */
+    if (mfd < 0 || ffd == -2 || nfd == -2) {
         if (mfd >= 0) sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
+        if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
@@ -412,9 +417,14 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     char *s2 = strs + l1 + 1;
     int l2 = snprintf(s2, strsz - (size_t)l1 - 1, "%s=%d", SCP_SHIELD_ENV_FD, mfd);
     env[k++] = s2;
+    char *s3 = s2 + l2 + 1;
     if (ffd >= 0) {
-        char *s3 = s2 + l2 + 1;
-        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_FILES_FD, ffd);
+        int l3 = snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_FILES_FD, ffd);
+        env[k++] = s3;
+        s3 += l3 + 1;
+    }
+    if (nfd >= 0) {
+        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_NET_FD, nfd);
         env[k++] = s3;
     }
     env[k] = NULL;
@@ -424,6 +434,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
     sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
     if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
+    if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     syscall(SYS_munmap, env, size);
     return r;
