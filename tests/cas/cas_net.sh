@@ -77,3 +77,88 @@ for _ in $(seq 100); do
 done
 [ "$(tcli ping 2>&1)" = PONG ] || fail "redis-cli --tls gets no PONG: $(tcli ping 2>&1; cat "$T/redis.err")"
 echo "ok: redis-cli --tls with CAS's service CA"
+
+# A capture of the loopback traffic on the port while clients store and read a marker.
+CAP=$T/lo.pcap
+timeout 60 tcpdump -i lo -U -w "$CAP" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
+DPID=$!
+for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+[ "$(tcli set k "$MARK")" = OK ] || fail "SET over TLS failed"
+[ "$(tcli get k)" = "$MARK" ] || fail "GET over TLS does not return the marker"
+
+# A plaintext client on the shielded port gets nothing of redis (at most a TLS alert), while a
+# TLS connection opened before it keeps working.
+python3 - "$PORT" "$CA" >"$T/plain.out" 2>&1 <<'PY' || fail "plaintext probe: $(cat "$T/plain.out")"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+ctx.check_hostname = False
+good = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+good.sendall(b"*1\r\n$4\r\nPING\r\n")
+assert good.recv(100) == b"+PONG\r\n"
+bad = socket.create_connection(("127.0.0.1", port))
+bad.settimeout(5)
+bad.sendall(b"*1\r\n$4\r\nPING\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\nevil\r\n")
+got = b""
+try:
+    while True:
+        d = bad.recv(4096)
+        if not d: break
+        got += d
+except (socket.timeout, ConnectionResetError):
+    pass
+assert b"PONG" not in got and b"OK" not in got, got
+assert got == b"" or got[0] == 0x15, got  # nothing, or a TLS alert record
+good.sendall(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+r = good.recv(100)
+assert b"evil" not in r and r.startswith(b"$"), r
+print("a TLS alert" if got else "nothing")
+PY
+grep -q "TLS handshake failed" "$T/redis.err" || fail "no log line for the plaintext peer: $(cat "$T/redis.err")"
+echo "ok: a plaintext client gets $(cat "$T/plain.out"), a TLS connection next to it is undisturbed"
+
+# Many connections, pipelining: redis-benchmark --tls and a mass insert through --pipe.
+redis-benchmark --tls --cacert "$CA" -h 127.0.0.1 -p "$PORT" -c 50 -n 20000 -P 16 -t set,get -q >"$T/bench.out" 2>&1 ||
+    fail "redis-benchmark --tls failed: $(tail -5 "$T/bench.out")"
+grep -q "GET: " "$T/bench.out" || fail "redis-benchmark --tls did not finish: $(tail -5 "$T/bench.out")"
+python3 -c '
+for i in range(20000): print("SET key:%d %s" % (i, "v" * (1 + i % 300)))' | tcli --pipe >"$T/pipe.out" 2>&1 ||
+    fail "redis-cli --tls --pipe failed: $(tail -3 "$T/pipe.out")"
+grep -q "errors: 0, replies: 20000" "$T/pipe.out" || fail "mass insert: $(tail -3 "$T/pipe.out")"
+[ "$(tcli strlen key:19999)" = $((1 + 19999 % 300)) ] || fail "a pipelined value came back wrong"
+big=$(head -c 300000 /dev/zero | tr '\0' x)
+tcli -x set big <<<"$big" >/dev/null
+[ "$(tcli strlen big)" = 300001 ] || fail "a 300 kB value came back wrong: $(tcli strlen big)"
+echo "ok: redis-benchmark --tls -c 50 -P 16, a pipelined mass insert of 20000 keys and a 300 kB value"
+
+# A client that trusts another CA (CAS's root, which certifies only CAS itself) is refused.
+redis-cli --tls --cacert "$T/data/ca.crt" -h 127.0.0.1 -p "$PORT" ping >"$T/wrongca.out" 2>&1
+grep -q "certificate verify failed" "$T/wrongca.out" || fail "a client with the wrong CA was not refused: $(cat "$T/wrongca.out")"
+echo "ok: a client that trusts another CA fails: $(head -1 "$T/wrongca.out")"
+
+# Both ends attested: a plain redis-cli, shielded, reaches the shielded server through a peer rule.
+"${RUN[@]}" --service client -- "$T/bin/redis-cli" >"$T/client.out" 2>"$T/client.err" ||
+    fail "shielded redis-cli failed: $(cat "$T/client.err")"
+[ "$(cat "$T/client.out")" = "$MARK" ] || fail "shielded redis-cli got '$(cat "$T/client.out")': $(cat "$T/client.err")"
+echo "ok: a shielded plain redis-cli gets the marker from the shielded server"
+# a peer rule whose name the server's certificate does not carry: refused, with a clear line
+"${RUN[@]}" --service badname -- "$T/bin/redis-cli" >"$T/badname.out" 2>"$T/badname.err"
+grep -q "$MARK" "$T/badname.out" && fail "a client with a wrong peer name got the data"
+grep -q "network: TLS to 127.0.0.1:$PORT (peer name not-redis.example): TLS handshake failed: certificate verify failed: hostname mismatch" \
+    "$T/badname.err" || fail "no clear log line for the wrong name: $(cat "$T/badname.err" "$T/badname.out")"
+echo "ok: wrong peer name: $(grep -o 'network: TLS to.*' "$T/badname.err" | head -1)"
+# default refuse: any other destination
+"${RUN[@]}" --service refused -- "$T/bin/redis-cli" >"$T/refused.out" 2>"$T/refused.err"
+grep -q "Connection refused" "$T/refused.out" "$T/refused.err" || fail "default refuse: $(cat "$T/refused.out" "$T/refused.err")"
+grep -q "network: connection to 127.0.0.1:$PORT2 refused" "$T/refused.err" || fail "no log line for the refusal: $(cat "$T/refused.err")"
+echo "ok: default refuse gives ECONNREFUSED"
+
+sleep 0.5
+kill "$DPID" 2>/dev/null
+wait "$DPID" 2>/dev/null
+DPID=
+[ -s "$CAP" ] || fail "the capture is empty"
+tcpdump -r "$CAP" 2>/dev/null | grep -q . || fail "the capture holds no packets"
+grep -aq "$MARK" "$CAP" && fail "the marker is on the wire in plaintext"
+grep -aq "PONG" "$CAP" && fail "a redis reply is on the wire in plaintext"
+echo "ok: the capture ($(tcpdump -r "$CAP" 2>/dev/null | wc -l) packets) holds neither the marker nor a plaintext reply"
