@@ -30,7 +30,22 @@ MC=$(cat "$T/last.out")
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(freeport)
 PORT2=$(freeport)
+PORT3=$(freeport)
+PORT4=$(freeport)
+HAVE_NGINX=0
+if command -v nginx >/dev/null && command -v curl >/dev/null; then
+    HAVE_NGINX=1
+    cp "$(command -v nginx)" "$T/bin/nginx"
+fi
+expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/nginx"
+MN=$(cat "$T/last.out")
+cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
+expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/python3"
+MP=$(cat "$T/last.out")
 MARK=SCPNETMARK$RANDOM$RANDOM
+# a server that answers with raw write system calls (libc's syscall(), no symbol the shield
+# interposes): the network filter must trap them, so the marker still leaves only as TLS
+RAWPY="import socket,ctypes; l=ctypes.CDLL(None,use_errno=True); s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('127.0.0.1',$PORT4)); s.listen(); c,_=s.accept(); c.recv(100); m=b'RAW-$MARK'; l.syscall(1,c.fileno(),m,len(m)); v=(ctypes.c_char*5)(*b'-vec-'); io=(ctypes.c_void_p*2)(ctypes.addressof(v),5); l.syscall(20,c.fileno(),ctypes.byref(io),1); c.close()"
 
 cat >"$T/net.yaml" <<YAML
 name: net
@@ -59,6 +74,21 @@ services:
     network:
       peers: [{host: 127.0.0.1, port: $PORT, name: 127.0.0.1}]
       default: refuse
+  - name: nginx
+    measurements: [$MN]
+    command: [nginx, -c, /etc/nginx/scp.conf]
+    files:
+      - path: /etc/nginx/scp.conf
+        content: "user root root; daemon off; master_process on; worker_processes 2; error_log stderr; pid /dev/shm/scp-nginx.pid;\\nevents { worker_connections 256; }\\nhttp { access_log off; server { listen 127.0.0.1:$PORT3; location / { return 200 \\"$MARK-nginx\\\\n\\"; } } }\\n"
+    network:
+      certificate: tls
+      listen: [{port: $PORT3}]
+  - name: raw
+    measurements: [$MP]
+    command: [python3, -c, "$RAWPY"]
+    network:
+      certificate: tls
+      listen: [{port: $PORT4}]
 secrets:
   - {name: tls, kind: x509, common_name: redis.net, dns: [localhost], ip: [127.0.0.1]}
 YAML
@@ -152,6 +182,52 @@ echo "ok: wrong peer name: $(grep -o 'network: TLS to.*' "$T/badname.err" | head
 grep -q "Connection refused" "$T/refused.out" "$T/refused.err" || fail "default refuse: $(cat "$T/refused.out" "$T/refused.err")"
 grep -q "network: connection to 127.0.0.1:$PORT2 refused" "$T/refused.err" || fail "no log line for the refusal: $(cat "$T/refused.err")"
 echo "ok: default refuse gives ECONNREFUSED"
+
+# nginx with a plain HTTP configuration: HTTPS to curl (master and 2 workers, forked after listen)
+if [ $HAVE_NGINX = 1 ]; then
+    "${RUN[@]}" --service nginx -- "$T/bin/nginx" >"$T/nginx.out" 2>"$T/nginx.err" &
+    NPID=$!
+    for _ in $(seq 100); do
+        curl -s --cacert "$CA" "https://127.0.0.1:$PORT3/" >"$T/curl.out" 2>/dev/null && break
+        kill -0 $NPID 2>/dev/null || fail "nginx exited: $(cat "$T/nginx.err")"
+        sleep 0.1
+    done
+    grep -qx "$MARK-nginx" "$T/curl.out" || fail "curl over HTTPS: $(cat "$T/curl.out" "$T/nginx.err")"
+    for i in $(seq 20); do echo "url = https://127.0.0.1:$PORT3/$i"; done >"$T/curl.cfg"
+    [ "$(curl -s --cacert "$CA" -K "$T/curl.cfg" | grep -c "$MARK-nginx")" = 20 ] || fail "20 requests on one keep-alive connection"
+    curl -s --http1.1 "http://127.0.0.1:$PORT3/" >"$T/curlplain.out" 2>&1 && fail "plain HTTP to the shielded port was answered"
+    grep -q "$MARK" "$T/curlplain.out" && fail "plain HTTP got the page"
+    kill $NPID; wait $NPID 2>/dev/null
+    echo "ok: nginx (plain HTTP config) serves HTTPS to curl, 20 requests on one connection; plain HTTP gets nothing"
+fi
+
+# raw write and writev system calls on a shielded connection leave as TLS
+"${RUN[@]}" --service raw -- "$T/bin/python3" >"$T/raw.out" 2>"$T/raw.err" &
+WPID=$!
+timeout 60 tcpdump -i lo -U -w "$T/raw.pcap" "tcp port $PORT4" >/dev/null 2>"$T/tcpdump2.err" &
+D2=$!
+for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump2.err" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do
+    python3 - "$PORT4" "$CA" >"$T/rawcli.out" 2>&1 <<'PY' && break
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+s.sendall(b"go")
+d = b""
+while True:
+    x = s.recv(100)
+    if not x: break
+    d += x
+print(d.decode())
+PY
+    kill -0 $WPID 2>/dev/null || fail "the raw server exited: $(cat "$T/raw.err")"
+    sleep 0.1
+done
+grep -qx "RAW-$MARK-vec-" "$T/rawcli.out" || fail "raw syscalls over TLS: $(cat "$T/rawcli.out" "$T/raw.err")"
+wait $WPID
+sleep 0.3; kill $D2 2>/dev/null; wait $D2 2>/dev/null
+grep -aq "RAW-$MARK" "$T/raw.pcap" && fail "a raw write() system call put the marker on the wire in plaintext"
+echo "ok: raw write/writev system calls on a shielded connection leave as TLS (capture clean)"
 
 sleep 0.5
 kill "$DPID" 2>/dev/null
