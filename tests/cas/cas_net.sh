@@ -32,6 +32,25 @@ PORT=$(freeport)
 PORT2=$(freeport)
 PORT3=$(freeport)
 PORT4=$(freeport)
+PORT5=$(freeport)
+# An event loop that reads ONE byte per readiness event (level-triggered): after the first
+# byte, the rest of the TLS record waits decrypted inside the shield while the kernel socket is
+# empty; epoll, poll and select must still report the connection readable, or the loop hangs.
+cat >"$T/echo.py" <<PY
+import selectors, socket
+kinds = [selectors.EpollSelector, selectors.PollSelector, selectors.SelectSelector]
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", $PORT5)); ls.listen()
+for kind in kinds:
+    c, _ = ls.accept(); c.setblocking(False)
+    sel = kind(); sel.register(c, selectors.EVENT_READ)
+    buf = b""
+    while not buf.endswith(b"\\n"):
+        if not sel.select(timeout=20): raise SystemExit(kind.__name__ + " hung with " + repr(buf))
+        try: buf += c.recv(1)
+        except BlockingIOError: pass
+    c.setblocking(True); c.sendall(buf.upper()); c.close(); sel.close()
+PY
 HAVE_NGINX=0
 if command -v nginx >/dev/null && command -v curl >/dev/null; then
     HAVE_NGINX=1
@@ -89,6 +108,16 @@ services:
     network:
       certificate: tls
       listen: [{port: $PORT4}]
+  - name: echo
+    measurements: [$MP]
+    command: [python3, /srv/echo.py]
+    files:
+      - path: /srv/echo.py
+        content: |
+$(sed 's/^/          /' "$T/echo.py")
+    network:
+      certificate: tls
+      listen: [{port: $PORT5}]
 secrets:
   - {name: tls, kind: x509, common_name: redis.net, dns: [localhost], ip: [127.0.0.1]}
 YAML
@@ -228,6 +257,34 @@ sleep 0.3; kill $D2 2>/dev/null; wait $D2 2>/dev/null
 grep -aq "RAW-$MARK" "$T/raw.pcap" && fail "a raw write() system call put the marker on the wire in plaintext"
 grep -qx "RAW-$MARK-vec-" "$T/rawcli.out" || fail "raw syscalls over TLS: $(cat "$T/rawcli.out" "$T/raw.err")"
 echo "ok: raw write/writev system calls on a shielded connection leave as TLS (capture clean)"
+
+# readiness with plaintext waiting inside the shield: epoll, poll, select
+"${RUN[@]}" --service echo -- "$T/bin/python3" >"$T/echo.out" 2>"$T/echo.err" &
+EPID=$!
+python3 - "$PORT5" "$CA" "$MARK" >"$T/echocli.out" 2>&1 <<'PY' || fail "echo client: $(cat "$T/echocli.out" "$T/echo.err")"
+import socket, ssl, sys, time
+port, ca, mark = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca); ctx.check_hostname = False
+for kind in ("epoll", "poll", "select"):
+    for _ in range(100):
+        try:
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+            break
+        except OSError:
+            time.sleep(0.1)
+    msg = ("%s-%s-" % (kind, mark) + "x" * 200 + "\n").encode()
+    s.sendall(msg)
+    s.settimeout(30)
+    got = b""
+    while True:
+        d = s.recv(1000)
+        if not d: break
+        got += d
+    assert got == msg.upper(), (kind, got)
+    print(kind, "ok")
+PY
+wait $EPID || fail "the echo server failed: $(cat "$T/echo.err")"
+echo "ok: an event loop reading one byte per event is woken by epoll, poll and select for plaintext waiting in the shield"
 
 sleep 0.5
 kill "$DPID" 2>/dev/null
