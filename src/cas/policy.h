@@ -33,7 +33,7 @@
  *       export: [SESSION | {session: SESSION, owner: ID}, ...]   # optional: who may import it;
  *                                    # SESSION alone: that session of the exporter's own owner
  *   volumes: [{name: NAME, path: PATH}]       # optional, <= 64
- *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, legacy: accepted, not released
+ *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, legacy: accepted and ignored
  *                                    # (the network shield reads each service's `network`)
  *
  * Placeholders $$SCP::NAME$$ (or $$SCP::NAME:crt$$ / :key / :ca (the service CA) for x509 secrets) may
