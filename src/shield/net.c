@@ -444,8 +444,10 @@ void net_update(nconn *c) {
     pthread_mutex_unlock(&net_mu);
 }
 
+/* Lock-free for descriptors the shield does not hold (every write of the process comes here,
+ * also from a signal handler that interrupted the shield holding net_mu: a self-pipe). */
 nconn *net_get(int fd) {
-    if (fd < 0 || fd >= net_tbl_n) return NULL;
+    if (fd < 0 || fd >= net_tbl_n || !__atomic_load_n(&net_tbl[fd], __ATOMIC_ACQUIRE)) return NULL;
     pthread_mutex_lock(&net_mu);
     nconn *c = net_tbl[fd];
     if (c) c->users++;

@@ -190,6 +190,55 @@ tcli -x set big <<<"$big" >/dev/null
 [ "$(tcli strlen big)" = 300001 ] || fail "a 300 kB value came back wrong: $(tcli strlen big)"
 echo "ok: redis-benchmark --tls -c 50 -P 16, a pipelined mass insert of 20000 keys and a 300 kB value"
 
+# Torture: a client that sends its TLS bytes one at a time (partial records), a client that
+# stops reading while the server's replies fill its socket (output stuck in the shield), and
+# other clients served meanwhile; then the stalled client reads every reply, complete.
+python3 - "$PORT" "$CA" >"$T/torture.out" 2>&1 <<'PY' || fail "torture: $(cat "$T/torture.out"; tail -5 "$T/redis.err")"
+import socket, ssl, sys, time
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca); ctx.check_hostname = False
+def tls():
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)))
+# one byte per send, through a memory BIO so that the handshake is dribbled too
+raw = socket.create_connection(("127.0.0.1", port)); raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out)
+def pump():
+    data = out.read()
+    for i in range(len(data)):
+        raw.send(data[i:i+1]); time.sleep(0.001)
+while True:
+    try:
+        obj.do_handshake(); break
+    except ssl.SSLWantReadError:
+        pump(); inc.write(raw.recv(65536))
+pump()
+obj.write(b"*1\r\n$4\r\nPING\r\n"); pump()
+got = b""
+while b"\r\n" not in got:
+    try: got += obj.read(100)
+    except ssl.SSLWantReadError: inc.write(raw.recv(65536))
+assert got == b"+PONG\r\n", got
+print("one byte at a time: PONG")
+# a client that asks for 40 x 300 kB and does not read
+stall = tls()
+stall.sendall(b"*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n" * 40)
+time.sleep(1)
+for i in range(20):
+    s = tls(); s.sendall(b"*1\r\n$4\r\nPING\r\n"); assert s.recv(100) == b"+PONG\r\n"; s.close()
+print("others served while one client stalls")
+want = (b"$300001\r\n" + b"x" * 300000 + b"\n\r\n") * 40
+got = b""
+stall.settimeout(30)
+while len(got) < len(want):
+    d = stall.recv(1 << 20)
+    if not d: break
+    got += d
+assert got == want, (len(got), len(want))
+print("the stalled client got all 40 replies, complete")
+PY
+echo "ok: $(tr '\n' ';' <"$T/torture.out")"
+
 # A client that trusts another CA (CAS's root, which certifies only CAS itself) is refused.
 redis-cli --tls --cacert "$T/data/ca.crt" -h 127.0.0.1 -p "$PORT" ping >"$T/wrongca.out" 2>&1
 grep -q "certificate verify failed" "$T/wrongca.out" || fail "a client with the wrong CA was not refused: $(cat "$T/wrongca.out")"
