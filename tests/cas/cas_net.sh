@@ -180,6 +180,9 @@ echo "ok: a plaintext client gets $(cat "$T/plain.out"), a TLS connection next t
 redis-benchmark --tls --cacert "$CA" -h 127.0.0.1 -p "$PORT" -c 50 -n 20000 -P 16 -t set,get -q >"$T/bench.out" 2>&1 ||
     fail "redis-benchmark --tls failed: $(tail -5 "$T/bench.out")"
 grep -q "GET: " "$T/bench.out" || fail "redis-benchmark --tls did not finish: $(tail -5 "$T/bench.out")"
+redis-benchmark --tls --cacert "$CA" -h 127.0.0.1 -p "$PORT" -c 500 -n 5000 -t ping -q >"$T/bench500.out" 2>&1 ||
+    fail "redis-benchmark --tls -c 500 failed: $(tail -5 "$T/bench500.out")"
+grep -q "PING_MBULK: " "$T/bench500.out" || fail "redis-benchmark --tls -c 500 did not finish: $(tail -5 "$T/bench500.out")"
 python3 -c '
 for i in range(20000): print("SET key:%d %s" % (i, "v" * (1 + i % 300)))' | tcli --pipe >"$T/pipe.out" 2>&1 ||
     fail "redis-cli --tls --pipe failed: $(tail -3 "$T/pipe.out")"
@@ -188,7 +191,7 @@ grep -q "errors: 0, replies: 20000" "$T/pipe.out" || fail "mass insert: $(tail -
 big=$(head -c 300000 /dev/zero | tr '\0' x)
 tcli -x set big <<<"$big" >/dev/null
 [ "$(tcli strlen big)" = 300001 ] || fail "a 300 kB value came back wrong: $(tcli strlen big)"
-echo "ok: redis-benchmark --tls -c 50 -P 16, a pipelined mass insert of 20000 keys and a 300 kB value"
+echo "ok: redis-benchmark --tls -c 50 -P 16 and -c 500, a pipelined mass insert of 20000 keys and a 300 kB value"
 
 # Torture: a client that sends its TLS bytes one at a time (partial records), a client that
 # stops reading while the server's replies fill its socket (output stuck in the shield), and
