@@ -476,11 +476,74 @@ void net_put(nconn *c) {
 
 int sh_net_is(int fd) { return fd >= 0 && fd < net_tbl_n && __atomic_load_n(&net_tbl[fd], __ATOMIC_ACQUIRE) != NULL; }
 
+/* The write side: a memory BIO of the shield's own, an append-only buffer that is never
+ * cleared byte by byte (BIO_s_mem zeroes its buffer at every reset and every growth: 7% of a
+ * shielded redis's time with 16 KiB replies). The ciphertext in it is public. */
+struct obuf {
+    char *p;
+    size_t off, len, cap;
+};
+
+static int obuf_write(BIO *b, const char *data, int n) {
+    struct obuf *o = BIO_get_data(b);
+    if (n <= 0) return 0;
+    if (o->off == o->len) o->off = o->len = 0;
+    if (o->len + (size_t)n > o->cap) {
+        size_t ncap = o->cap ? o->cap : 32768;
+        while (ncap < o->len + (size_t)n) ncap *= 2;
+        char *np = realloc(o->p, ncap);
+        if (!np) return -1;
+        o->p = np;
+        o->cap = ncap;
+    }
+    memcpy(o->p + o->len, data, (size_t)n);
+    o->len += (size_t)n;
+    return n;
+}
+
+static long obuf_ctrl(BIO *b, int cmd, long num, void *ptr) {
+    (void)num;
+    (void)ptr;
+    struct obuf *o = BIO_get_data(b);
+    switch (cmd) {
+    case BIO_CTRL_PENDING:
+    case BIO_CTRL_WPENDING: return (long)(o->len - o->off);
+    case BIO_CTRL_FLUSH: return 1;
+    default: return 0;
+    }
+}
+
+static int obuf_create(BIO *b) {
+    struct obuf *o = calloc(1, sizeof *o);
+    if (!o) return 0;
+    BIO_set_data(b, o);
+    BIO_set_init(b, 1);
+    return 1;
+}
+
+static int obuf_destroy(BIO *b) {
+    struct obuf *o = BIO_get_data(b);
+    if (o) free(o->p);
+    free(o);
+    BIO_set_data(b, NULL);
+    return 1;
+}
+
+static BIO_METHOD *obuf_method;
+static pthread_once_t obuf_once = PTHREAD_ONCE_INIT;
+static void obuf_init(void) {
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "scp-shield out");
+    if (m && BIO_meth_set_write(m, obuf_write) && BIO_meth_set_ctrl(m, obuf_ctrl) && BIO_meth_set_create(m, obuf_create) &&
+        BIO_meth_set_destroy(m, obuf_destroy))
+        obuf_method = m;
+}
+
 static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
     nconn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->ssl = SSL_new(ctx);
-    BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+    pthread_once(&obuf_once, obuf_init);
+    BIO *r = BIO_new(BIO_s_mem()), *w = obuf_method ? BIO_new(obuf_method) : NULL;
     if (!c->ssl || !r || !w) {
         SSL_free(c->ssl);
         BIO_free(r);
@@ -489,7 +552,6 @@ static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
         return NULL;
     }
     BIO_set_mem_eof_return(r, -1); /* empty: "retry", never EOF (EOF is the kernel's to say) */
-    BIO_set_mem_eof_return(w, -1);
     SSL_set_bio(c->ssl, r, w);
     c->rbio = r;
     c->wbio = w;
@@ -550,28 +612,17 @@ static long wait_fd(int fd, short ev) {
     return r < 0 ? r : 0;
 }
 
-static void bio_drop(BIO *b, long k) {
-    char tmp[4096];
-    while (k > 0) {
-        int r = BIO_read(b, tmp, (int)(k < (long)sizeof tmp ? k : (long)sizeof tmp));
-        if (r <= 0) break;
-        k -= r;
-    }
-}
 
 /* Give the kernel the ciphertext in the write BIO. block: wait for room (blocking socket). */
 long net_flush(nconn *c, int block, int nosig) {
     for (;;) {
-        char *p;
-        long n = BIO_get_mem_data(c->wbio, &p);
+        struct obuf *o = BIO_get_data(c->wbio);
+        long n = (long)(o->len - o->off);
         if (n <= 0) return 0;
-        long w = sh_gate(SYS_sendto, c->fd, (long)p, n, MSG_DONTWAIT | (nosig ? MSG_NOSIGNAL : 0), 0, 0);
-        if (w == n) {
-            (void)BIO_reset(c->wbio);
-            return 0;
-        }
+        long w = sh_gate(SYS_sendto, c->fd, (long)(o->p + o->off), n, MSG_DONTWAIT | (nosig ? MSG_NOSIGNAL : 0), 0, 0);
         if (w > 0) {
-            bio_drop(c->wbio, w);
+            o->off += (size_t)w;
+            if (o->off == o->len) o->off = o->len = 0;
             continue;
         }
         if (w == -EINTR) continue;
