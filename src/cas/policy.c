@@ -303,6 +303,112 @@ static int parse_console(pctx *c, yaml_node_t *v, cas_service_def *s) {
     return 0;
 }
 
+/* A CA reference: "service" or a secret name (checked against the secrets in validate). */
+static int get_ca(pctx *c, yaml_node_t *n, const char *key, char **out) {
+    if (get_str(c, n, key, 64, out) < 0) return -1;
+    if (strcmp(*out, "service") != 0 && !cas_name_ok(*out))
+        return perr(c, n, "'%s' must be 'service' or the name of a secret holding a PEM certificate", key);
+    return 0;
+}
+
+/* A host of a peer rule: a DNS name, an IP address, or a CIDR: [A-Za-z0-9.:-]+ with at most one '/'. */
+static int host_ok(const char *h) {
+    size_t n = strlen(h);
+    if (n == 0 || n > 253 || h[0] == '.' || h[0] == '-') return 0;
+    int slash = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = h[i];
+        if (ch == '/') {
+            if (slash++ || i == 0 || i + 1 == n) return 0;
+        } else if (!((ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+                     ch == '-' || ch == ':'))
+            return 0;
+    }
+    return 1;
+}
+
+static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
+    if (want_map(c, n, "a listen rule") < 0) return -1;
+    FOR_PAIRS(c, n, k, v) {
+        int r;
+        if (key_is(k, "port")) r = get_long(c, v, "port", 1, 65535, &l->port);
+        else if (key_is(k, "client_ca")) r = get_ca(c, v, "client_ca", &l->client_ca);
+        else if (key_is(k, "client_certificate")) {
+            char *b = NULL;
+            if (get_str(c, v, "client_certificate", 16, &b) < 0) return -1;
+            int req = strcmp(b, "required") == 0, none = strcmp(b, "none") == 0;
+            free(b);
+            if (!req && !none) return perr(c, v, "client_certificate must be required or none");
+            l->client_cert = req;
+            r = 0;
+        } else
+            return unknown(c, k, "a listen rule");
+        if (r < 0) return -1;
+    }
+    if (!l->port) return perr(c, n, "a listen rule needs a 'port'");
+    if (l->client_ca && !l->client_cert) return perr(c, n, "'client_ca' goes with client_certificate: required");
+    return 0;
+}
+
+static int parse_peer(pctx *c, yaml_node_t *n, cas_net_peer *pe) {
+    if (want_map(c, n, "a peer") < 0) return -1;
+    FOR_PAIRS(c, n, k, v) {
+        int r;
+        if (key_is(k, "host")) {
+            r = get_str(c, v, "host", 253, &pe->host);
+            if (r == 0 && !host_ok(pe->host)) return perr(c, v, "'host' must be a DNS name, an IP address or a CIDR");
+        } else if (key_is(k, "port")) r = get_long(c, v, "port", 1, 65535, &pe->port);
+        else if (key_is(k, "name")) {
+            r = get_str(c, v, "name", 253, &pe->name);
+            if (r == 0 && (!host_ok(pe->name) || strchr(pe->name, '/'))) return perr(c, v, "'name' must be a DNS name or an IP address");
+        } else if (key_is(k, "ca")) r = get_ca(c, v, "ca", &pe->ca);
+        else
+            return unknown(c, k, "a peer");
+        if (r < 0) return -1;
+    }
+    if (!pe->host || !pe->port) return perr(c, n, "a peer needs a 'host' and a 'port'");
+    if (strchr(pe->host, '/') && !pe->name) return perr(c, n, "a peer given as a CIDR needs the 'name' to verify");
+    return 0;
+}
+
+static int parse_net(pctx *c, yaml_node_t *n, cas_service_net *net) {
+    if (want_map(c, n, "network") < 0) return -1;
+    if (net->present) return perr(c, n, "duplicate key 'network'");
+    net->present = 1;
+    net->min_tls = 13;
+    FOR_PAIRS(c, n, k, v) {
+        int r = 0;
+        if (key_is(k, "certificate")) r = get_name(c, v, "certificate", &net->certificate);
+        else if (key_is(k, "default") || key_is(k, "min_tls")) {
+            int isdef = key_is(k, "default");
+            char *b = NULL;
+            if (get_str(c, v, isdef ? "default" : "min_tls", 8, &b) < 0) return -1;
+            if (isdef && (strcmp(b, "allow") == 0 || strcmp(b, "refuse") == 0)) net->refuse = b[0] == 'r';
+            else if (!isdef && (strcmp(b, "1.3") == 0 || strcmp(b, "1.2") == 0)) net->min_tls = b[2] == '3' ? 13 : 12;
+            else r = perr(c, v, isdef ? "default must be allow or refuse" : "min_tls must be \"1.2\" or \"1.3\"");
+            free(b);
+        } else if (key_is(k, "listen") || key_is(k, "peers")) {
+            int lis = key_is(k, "listen");
+            if (!v || v->type != YAML_SEQUENCE_NODE) return perr(c, v, "'%s' must be a list", lis ? "listen" : "peers");
+            if (lis ? net->listen != NULL : net->peers != NULL) return perr(c, k, "duplicate key '%s'", lis ? "listen" : "peers");
+            if (seq_len(v) > 64) return perr(c, v, "more than 64 entries in '%s'", lis ? "listen" : "peers");
+            if (lis) net->listen = calloc(seq_len(v) + 1, sizeof *net->listen);
+            else net->peers = calloc(seq_len(v) + 1, sizeof *net->peers);
+            if (lis ? !net->listen : !net->peers) return oom(c);
+            for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top && r == 0; it++)
+                r = lis ? parse_listen(c, node(c, *it), &net->listen[net->n_listen++])
+                        : parse_peer(c, node(c, *it), &net->peers[net->n_peers++]);
+        } else
+            return unknown(c, k, "network");
+        if (r < 0) return -1;
+    }
+    if (net->n_listen && !net->certificate) return perr(c, n, "network: 'listen' needs a 'certificate'");
+    for (size_t i = 0; i < net->n_listen; i++)
+        for (size_t j = 0; j < i; j++)
+            if (net->listen[i].port == net->listen[j].port) return perr(c, n, "network: port %ld is listed twice", net->listen[i].port);
+    return 0;
+}
+
 static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
     if (want_map(c, n, "a service") < 0) return -1;
     FOR_PAIRS(c, n, k, v) {
@@ -313,6 +419,7 @@ static int parse_service(pctx *c, yaml_node_t *n, cas_service_def *s) {
         else if (key_is(k, "command")) r = get_list(c, v, "command", 256, 4096, 0, &s->command);
         else if (key_is(k, "volumes")) r = get_list(c, v, "volumes", 64, 64, 1, &s->volumes);
         else if (key_is(k, "cwd")) r = get_str(c, v, "cwd", 4096, &s->cwd);
+        else if (key_is(k, "network")) r = parse_net(c, v, &s->net);
         else if (key_is(k, "snp") || key_is(k, "tdx") || key_is(k, "sgx")) r = parse_tee(c, k, v, s);
         else if (key_is(k, "append_args")) {
             char *b = NULL;
@@ -512,6 +619,26 @@ static int check_placeholders(pctx *c, const cas_policy *p, const char *text, co
     return 0;
 }
 
+/* The secrets a service's network section names exist and have the right kind: the
+ * certificate an x509 secret (or an import), a CA a secret with a value (explicit or imported). */
+static int check_net(pctx *c, const cas_policy *p, const cas_service_def *s) {
+    const cas_service_net *net = &s->net;
+    if (net->certificate) {
+        const cas_secret_def *sd = cas_policy_secret(p, net->certificate);
+        if (!sd || (sd->kind != SECRET_X509 && sd->kind != SECRET_IMPORTED))
+            return perr(c, NULL, "service '%s': network certificate '%s' is not an x509 secret of the session", s->name,
+                        net->certificate);
+    }
+    for (size_t i = 0; i < net->n_listen + net->n_peers; i++) {
+        const char *ca = i < net->n_listen ? net->listen[i].client_ca : net->peers[i - net->n_listen].ca;
+        if (!ca || strcmp(ca, "service") == 0) continue;
+        const cas_secret_def *sd = cas_policy_secret(p, ca);
+        if (!sd || (sd->kind != SECRET_EXPLICIT && sd->kind != SECRET_IMPORTED))
+            return perr(c, NULL, "service '%s': network CA '%s' must be 'service' or an explicit (PEM) secret", s->name, ca);
+    }
+    return 0;
+}
+
 static int validate(pctx *c, cas_policy *p) {
     for (size_t i = 0; i < p->n_services; i++)
         for (size_t j = 0; j < i; j++)
@@ -538,6 +665,7 @@ static int validate(pctx *c, cas_policy *p) {
         for (size_t j = 0; j < s->volumes.n; j++)
             if (!cas_policy_volume(p, s->volumes.v[j]))
                 return perr(c, NULL, "service '%s' mounts unknown volume '%s'", s->name, s->volumes.v[j]);
+        if (check_net(c, p, s) < 0) return -1;
     }
     for (size_t i = 0; i < p->n_network; i++)
         if (p->network[i].secret && !cas_policy_secret(p, p->network[i].secret))
@@ -711,6 +839,15 @@ void cas_policy_free(cas_policy *p) {
             free(s->files[j].content);
         }
         free(s->files);
+        free(s->net.certificate);
+        for (size_t j = 0; j < s->net.n_listen; j++) free(s->net.listen[j].client_ca);
+        for (size_t j = 0; j < s->net.n_peers; j++) {
+            free(s->net.peers[j].host);
+            free(s->net.peers[j].name);
+            free(s->net.peers[j].ca);
+        }
+        free(s->net.listen);
+        free(s->net.peers);
     }
     for (size_t i = 0; i < p->n_secrets; i++) {
         cas_secret_def *s = &p->secrets[i];

@@ -14,6 +14,12 @@
  *                                    # may append ARGS to command (the operator is not trusted with it)
  *       files: [{path: PATH, content: TEXT}]   # optional, <= 64
  *       volumes: [NAME, ...]         # optional: volumes of this session the service mounts
+ *       network:                     # optional: the network shield (docs/shield.md "Network")
+ *         certificate: NAME          # an x509 secret: the service's certificate and key
+ *         listen: [{port: N, client_certificate: required|none, client_ca: service|SECRET}]
+ *         peers: [{host: HOST|IP|CIDR, port: N, name: NAME, ca: service|SECRET}]
+ *         default: allow|refuse      # other TCP traffic: plaintext, or ECONNREFUSED/EACCES
+ *         min_tls: "1.3"|"1.2"       # default 1.3
  *       snp: {measurement: HEX96, host_data: HEX64,                       # optional: accept
  *             min_tcb: {bootloader: N, tee: N, snp: N, microcode: N}}     # AMD SEV-SNP guests
  *       tdx: {mrtd: HEX96, rtmr0: HEX96, ..., rtmr3: HEX96, accept_tcb: [STATUS, ...]}  # Intel TDX
@@ -36,7 +42,8 @@
  *       export: [SESSION | {session: SESSION, owner: ID}, ...]   # optional: who may import it;
  *                                    # SESSION alone: that session of the exporter's own owner
  *   volumes: [{name: NAME, path: PATH}]       # optional, <= 64
- *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, used by the network shield
+ *   network: [{port: N, peer: HOST:PORT, secret: NAME}]  # optional, legacy: accepted and ignored
+ *                                    # (the network shield reads each service's `network`)
  *
  * Placeholders $$SCP::NAME$$ (or $$SCP::NAME:crt$$ / :key / :ca (the service CA) for x509 secrets) may
  * appear in command arguments, environment values and file contents; every one must name a
@@ -91,6 +98,32 @@ typedef struct cas_tee_policy {
     unsigned accept_tcb;       /* TDX/SGX: bit (1 << SCP_DCAP_TCB_x) per accepted status; 0: UpToDate */
 } cas_tee_policy;
 
+/* A service's network shield section. A CA is "service" (CAS's service CA) or the name of a
+ * secret whose value is a PEM certificate (explicit or imported). */
+typedef struct cas_net_listen {
+    long port;
+    int client_cert; /* require a client certificate, verified against client_ca */
+    char *client_ca;
+} cas_net_listen;
+
+typedef struct cas_net_peer {
+    char *host; /* DNS name, IPv4/IPv6 address, or CIDR (a.b.c.d/n) */
+    long port;
+    char *name; /* the name the peer's certificate must carry (default: host unless a CIDR) */
+    char *ca;
+} cas_net_peer;
+
+typedef struct cas_service_net {
+    int present;
+    char *certificate;
+    cas_net_listen *listen;
+    size_t n_listen;
+    cas_net_peer *peers;
+    size_t n_peers;
+    int refuse;  /* default for other TCP traffic: 0 plaintext allowed, 1 refused */
+    int min_tls; /* 12 or 13 */
+} cas_service_net;
+
 typedef struct cas_service_def {
     char *name;
     cas_strlist measurements, platforms, command, env_keys, env_values, volumes;
@@ -100,6 +133,7 @@ typedef struct cas_service_def {
     int append_args; /* the runtime may append the operator's ARGS to command (default: no) */
     cas_tee_policy snp, tdx, sgx; /* hardware platforms this service accepts (none: sim only) */
     int console_set, console_stdin, console_stdout, console_stderr; /* 1: sealed */
+    cas_service_net net;
 } cas_service_def;
 
 typedef struct cas_volume_def {

@@ -514,6 +514,65 @@ done:
     return out;
 }
 
+/* A CA of a network rule as PEM: CAS's service CA, or the value of the named secret. */
+static json_t *net_ca(render *r, const char *ca) {
+    if (!ca || strcmp(ca, "service") == 0) {
+        char *pem = cas_cert_pem(r->api->id->service_ca_cert);
+        json_t *j = pem ? json_string(pem) : NULL;
+        free(pem);
+        if (!j) cas_deny(r->resp, 500, "internal", "out of memory");
+        return j;
+    }
+    loaded *l = get_secret(r, ca);
+    if (!l) return NULL;
+    json_t *j = json_stringn(l->val, l->len);
+    if (!j) cas_deny(r->resp, 500, "internal", "network CA '%s' is not text", ca);
+    return j;
+}
+
+/* The service's network section for the shield: rules, the CAs as PEM and the certificate
+ * and key of the named x509 secret (the key goes nowhere but the attested service). */
+static json_t *render_net(render *r, const cas_service_net *net) {
+    if (!net->present) return json_null();
+    json_t *o = json_object(), *lis = json_array(), *peers = json_array();
+    json_object_set_new(o, "listen", lis);
+    json_object_set_new(o, "peers", peers);
+    json_object_set_new(o, "default", json_string(net->refuse ? "refuse" : "allow"));
+    json_object_set_new(o, "min_tls", json_string(net->min_tls == 12 ? "1.2" : "1.3"));
+    if (net->certificate) {
+        loaded *l = get_secret(r, net->certificate);
+        if (!l) goto fail;
+        const char *kp = x509_key_start(l->val);
+        if (!kp) {
+            cas_deny(r->resp, 500, "internal", "secret '%s' holds no private key", net->certificate);
+            goto fail;
+        }
+        json_object_set_new(o, "cert", json_stringn(l->val, (size_t)(kp - l->val)));
+        json_object_set_new(o, "key", json_string(kp));
+    }
+    for (size_t i = 0; i < net->n_listen; i++) {
+        const cas_net_listen *ln = &net->listen[i];
+        json_t *e = json_pack("{s:I, s:b}", "port", (json_int_t)ln->port, "client_cert", ln->client_cert);
+        json_array_append_new(lis, e);
+        if (ln->client_cert) {
+            json_t *ca = net_ca(r, ln->client_ca);
+            if (!ca) goto fail;
+            json_object_set_new(e, "client_ca", ca);
+        }
+    }
+    for (size_t i = 0; i < net->n_peers; i++) {
+        const cas_net_peer *pe = &net->peers[i];
+        json_t *ca = net_ca(r, pe->ca);
+        if (!ca) goto fail;
+        json_array_append_new(peers, json_pack("{s:s, s:I, s:s, s:o}", "host", pe->host, "port", (json_int_t)pe->port,
+                                               "name", pe->name ? pe->name : pe->host, "ca", ca));
+    }
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
 json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_policy *p, const cas_service_def *svc,
                           cas_response *resp) {
     assert(strcmp(row->name, p->name) == 0);
@@ -561,14 +620,9 @@ json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_po
                                               "expected_tag", tag[0] ? json_string(tag) : json_null()));
         OPENSSL_cleanse(khex, sizeof khex);
     }
-    for (size_t i = 0; i < p->n_network; i++) {
-        const cas_net_rule *nr = &p->network[i];
-        json_t *o = json_object();
-        if (nr->port) json_object_set_new(o, "port", json_integer(nr->port));
-        if (nr->peer) json_object_set_new(o, "peer", json_string(nr->peer));
-        if (nr->secret) json_object_set_new(o, "secret", json_string(nr->secret));
-        json_array_append_new(net, o);
-    }
+    json_decref(net);
+    net = render_net(&r, &svc->net);
+    if (!net) goto fail;
     json_t *console = NULL;
     if (svc->console_stdin || svc->console_stdout || svc->console_stderr) {
         uint8_t ck[32];

@@ -494,6 +494,65 @@ static pid_t console_relay(int k, int *prog_end) {
     return r;
 }
 
+/* The network section (SCP_SHIELD_ENV_NET_FD, layout in scp/shield.h) in a sealed memfd: the
+ * service's certificate and private key reach the shield only this way. Returns the
+ * descriptor (inheritable) or -1. */
+static int net_blob(char **buf, size_t *len, const char *word, const char *pem) {
+    char line[64];
+    int n = snprintf(line, sizeof line, "%s %zu\n", word, strlen(pem));
+    return buf_add(buf, len, line, (size_t)n) || buf_add(buf, len, pem, strlen(pem)) || buf_add(buf, len, "\n", 1);
+}
+
+static int net_word_ok(const char *s) { return s && *s && strlen(s) < 254 && !strpbrk(s, " \n\t"); }
+
+static int net_memfd(json_t *net) {
+    char *buf = NULL;
+    size_t len = 0;
+    char line[600];
+    int n = snprintf(line, sizeof line, "SCPN1\ndefault %s\nmin_tls %s\n",
+                     json_is_string(json_object_get(net, "default")) &&
+                             !strcmp(json_string_value(json_object_get(net, "default")), "refuse")
+                         ? "refuse"
+                         : "allow",
+                     json_is_string(json_object_get(net, "min_tls")) &&
+                             !strcmp(json_string_value(json_object_get(net, "min_tls")), "1.2")
+                         ? "12"
+                         : "13");
+    int bad = buf_add(&buf, &len, line, (size_t)n);
+    const char *cert = json_string_value(json_object_get(net, "cert")), *key = json_string_value(json_object_get(net, "key"));
+    if (cert && key) bad = bad || net_blob(&buf, &len, "cert", cert) || net_blob(&buf, &len, "key", key);
+    int nca = 0;
+    json_t *lis = json_object_get(net, "listen"), *peers = json_object_get(net, "peers");
+    for (size_t i = 0; i < json_array_size(lis) && !bad; i++) {
+        json_t *l = json_array_get(lis, i);
+        const char *ca = json_string_value(json_object_get(l, "client_ca"));
+        int idx = -1;
+        if (json_is_true(json_object_get(l, "client_cert"))) {
+            if (!ca) bad = 1;
+            else bad = net_blob(&buf, &len, "ca", ca), idx = nca++;
+        }
+        n = snprintf(line, sizeof line, "listen %lld %d\n", (long long)json_integer_value(json_object_get(l, "port")), idx);
+        bad = bad || buf_add(&buf, &len, line, (size_t)n);
+    }
+    for (size_t i = 0; i < json_array_size(peers) && !bad; i++) {
+        json_t *pe = json_array_get(peers, i);
+        const char *host = json_string_value(json_object_get(pe, "host")), *name = json_string_value(json_object_get(pe, "name")),
+                   *ca = json_string_value(json_object_get(pe, "ca"));
+        if (!net_word_ok(host) || !net_word_ok(name) || !ca) {
+            bad = 1;
+            break;
+        }
+        bad = net_blob(&buf, &len, "ca", ca);
+        n = snprintf(line, sizeof line, "peer %s %lld %s %d\n", host, (long long)json_integer_value(json_object_get(pe, "port")),
+                     name, nca++);
+        bad = bad || buf_add(&buf, &len, line, (size_t)n);
+    }
+    int fd = bad ? -1 : scp_shield_sealed_memfd("scp-net", buf, len, NULL);
+    if (buf) scp_wipe(buf, len);
+    free(buf);
+    return fd;
+}
+
 static int path_within(const char *p, const char *dir) {
     size_t n = strlen(dir);
     if (n == 1) return 1; /* "/" */
@@ -605,7 +664,16 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
         snprintf(num, sizeof num, "%d", cfd);
         if (setenv(SCP_SHIELD_ENV_CONSOLE_FD, num, 1) < 0) _exit(1);
     }
-    json_decref(cfg); /* the rendered secrets are in the launch, files and console memfds now */
+    json_t *net = json_object_get(cfg, "network");
+    if (json_is_object(net)) {
+        int nfd = net_memfd(net);
+        snprintf(num, sizeof num, "%d", nfd);
+        if (nfd < 0 || setenv(SCP_SHIELD_ENV_NET_FD, num, 1) < 0) {
+            fprintf(stderr, "scpctl run: cannot pass the network configuration to the shield\n");
+            _exit(1);
+        }
+    }
+    json_decref(cfg); /* the rendered secrets are in the launch, files, console and network memfds now */
     ro->argv = argv;
     ro->tag_fd = tag_wr;
     scp_run_exec(ro, &e);

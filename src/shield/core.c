@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "shield/internal.h"
+#include "shield/net.h"
 
 struct sh_state sh = {.mu = PTHREAD_MUTEX_INITIALIZER, .placeholder = -1};
 
@@ -747,8 +748,9 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
             int niov;
             ssize_t c = scp_vfile_pin(pin->vf, (uint64_t)*inoff, want, iov, COPY_IOV, &niov, NULL);
             if (c > 0) {
-                long w = outoff ? sh_gate(SYS_pwritev, out, (long)iov, niov, *outoff, 0, 0)
-                                : sh_gate(SYS_writev, out, (long)iov, niov, 0, 0, 0);
+                long w = outoff    ? sh_gate(SYS_pwritev, out, (long)iov, niov, *outoff, 0, 0)
+                         : sh_net_on ? sh_net_writev((int)out, iov, niov) /* a shielded socket: TLS */
+                                     : sh_gate(SYS_writev, out, (long)iov, niov, 0, 0, 0);
                 scp_vfile_unpin(pin->vf);
                 if (w <= 0) {
                     if (!total) total = w ? w : -EIO;
@@ -779,7 +781,8 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
             else if (outoff) {
                 w = sh_gate(SYS_pwrite64, out, (long)(buf + done), (long)(got - done), *outoff, 0, 0);
             } else {
-                w = sh_gate(SYS_write, out, (long)(buf + done), (long)(got - done), 0, 0, 0);
+                w = sh_net_on ? sh_net_write((int)out, buf + done, got - done)
+                              : sh_gate(SYS_write, out, (long)(buf + done), (long)(got - done), 0, 0, 0);
             }
             if (w <= 0) {
                 /* the output took only `done` bytes of this piece (EAGAIN on a socket...):

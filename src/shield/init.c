@@ -28,6 +28,7 @@
 #include "common/bytes.h"
 #include "common/util.h"
 #include "shield/internal.h"
+#include "shield/net.h"
 
 /* <sys/socket.h> would clash with the shield's PF_FILE; the Linux value of MSG_NOSIGNAL */
 #ifndef MSG_NOSIGNAL
@@ -97,7 +98,8 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     long r;
     if (si->si_syscall == SYS_mmap && sh_trusted_mmap(a, 0, &r)) { /* the loader maps a file (trusted.c) */
     } else
-        r = serve ? sh_syscall(si->si_syscall, a) : sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+        if (serve) r = sh_syscall(si->si_syscall, a);
+        else if (!sh_net_trap(si->si_syscall, a, &r)) r = sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
     sh_in_trap = was;
     g[REG_RAX] = (greg_t)r;
     errno = saved;
@@ -383,6 +385,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         sh.active = 0;
     }
 
+    if (sh_net_load(&e)) die("cannot read the network configuration", &e);
     if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 
@@ -392,6 +395,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     }
     if (sh_trusted_arm(&e)) die("trusted files", &e);
     if (sh_console_init(&e)) die("cannot start the console shield", &e);
+    if (sh_net_on && sh_net_filter_install(&e)) die("cannot install the network filter", &e);
     sh_exec_adopt();
     sh.active = 1;
     code_filter();
@@ -442,17 +446,17 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     if (envp)
         for (; envp[n]; n++)
             if (starts(envp[n], "LD_PRELOAD=")) old_pl = envp[n] + 11;
-    size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 + 64 + 64 + 64;
-    size_t size = (n + 6) * sizeof(char *) + strsz + 128;
+    size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 * 5;
+    size_t size = (n + 7) * sizeof(char *) + strsz + 128;
     char **env = (char **)syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if ((unsigned long)env > -4096ul) return (long)env;
-    char *strs = (char *)(env + n + 6);
+    char *strs = (char *)(env + n + 7);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "=") &&
             !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_TRUSTED_FD "=") &&
-            !starts(envp[i], SCP_SHIELD_ENV_CONSOLE_FD "="))
+            !starts(envp[i], SCP_SHIELD_ENV_CONSOLE_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_NET_FD "="))
             env[k++] = envp[i];
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -471,7 +475,8 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     int ffd = mfd < 0 ? -1 : sh_injected_to_memfd(); /* the injected files go on with the image */
     int tfd = mfd < 0 || ffd == -2 ? -1 : sh_trusted_to_memfd(); /* and so does the manifest */
     int cfd = mfd < 0 || ffd == -2 || tfd == -2 ? -1 : sh_console_exec_prepare(); /* and the console streams */
-    if (mfd < 0 || ffd == -2 || tfd == -2 || cfd == -2) {
+    int nfd = mfd < 0 || ffd == -2 || tfd == -2 || cfd == -2 ? -1 : sh_net_to_memfd(); /* and the network's */
+    if (mfd < 0 || ffd == -2 || tfd == -2 || cfd == -2 || nfd == -2) {
         if (tfd >= 0) sh_gate(SYS_close, tfd, 0, 0, 0, 0, 0);
         if (cfd >= 0) sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
         if (mfd >= 0) sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
@@ -498,7 +503,12 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         s3 += l4 + 1;
     }
     if (cfd >= 0) {
-        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_CONSOLE_FD, cfd);
+        int l5 = snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_CONSOLE_FD, cfd);
+        env[k++] = s3;
+        s3 += l5 + 1;
+    }
+    if (nfd >= 0) {
+        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_NET_FD, nfd);
         env[k++] = s3;
     }
     env[k] = NULL;
@@ -510,6 +520,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
     if (tfd >= 0) sh_gate(SYS_close, tfd, 0, 0, 0, 0, 0);
     if (cfd >= 0) sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
+    if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     syscall(SYS_munmap, env, size);
     return r;

@@ -30,6 +30,7 @@
 #include <sys/xattr.h>
 
 #include "shield/internal.h"
+#include "shield/net.h"
 
 static void *next_sym(const char *name) {
     void *p = dlsym(RTLD_NEXT, name);
@@ -133,6 +134,7 @@ SH_EXPORT int creat64(const char *path, mode_t mode) { return do_openat(AT_FDCWD
 
 SH_EXPORT ssize_t read(int fd, void *buf, size_t n) {
     if (P(fd)) return call6(SYS_read, fd, (long)buf, (long)n, 0, 0, 0);
+    if (sh_net_on && sh_net_is(fd)) return ret(sh_net_read(fd, buf, n));
     REAL(ssize_t (*)(int, void *, size_t), read);
     return real_read(fd, buf, n);
 }
@@ -143,6 +145,7 @@ SH_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen) {
 }
 SH_EXPORT ssize_t write(int fd, const void *buf, size_t n) {
     if (P(fd)) return call6(SYS_write, fd, (long)buf, (long)n, 0, 0, 0);
+    if (sh_net_on) return ret(sh_net_write(fd, buf, n)); /* the network filter traps libc's own */
     REAL(ssize_t (*)(int, const void *, size_t), write);
     return real_write(fd, buf, n);
 }
@@ -169,6 +172,8 @@ SH_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t b
 #define VEC(name, nr) \
     SH_EXPORT ssize_t name(int fd, const struct iovec *iov, int cnt) { \
         if (P(fd)) return call6(nr, fd, (long)iov, cnt, 0, 0, 0); \
+        long r_; \
+        if (sh_net_on && sh_net_vec(nr, fd, iov, cnt, &r_)) return ret(r_); \
         REAL(ssize_t (*)(int, const struct iovec *, int), name); \
         return real_##name(fd, iov, cnt); \
     }
@@ -236,10 +241,17 @@ SH_EXPORT int close(int fd) {
         }
         sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
     }
+    if (sh_net_on) sh_net_close(fd);
     REAL(int (*)(int), close);
     return real_close(fd);
 }
-FD0(int, dup, SYS_dup)
+SH_EXPORT int dup(int fd) {
+    if (P(fd)) return (int)call6(SYS_dup, fd, 0, 0, 0, 0, 0);
+    long a[6] = {fd, 0, 0, 0, 0, 0};
+    if (sh_net_on) return (int)ret(sh_net_dup(SYS_dup, a));
+    REAL(int (*)(int), dup);
+    return real_dup(fd);
+}
 FD0(int, fchdir, SYS_fchdir)
 FD1(int, flock, SYS_flock, int)
 FD1(int, fchmod, SYS_fchmod, mode_t)
@@ -263,6 +275,8 @@ SH_EXPORT int dup2(int a, int b) {
         errno = EBADF;
         return -1;
     }
+    long na[6] = {a, b, 0, 0, 0, 0};
+    if (sh_net_on) return (int)ret(sh_net_dup(SYS_dup2, na));
     REAL(int (*)(int, int), dup2);
     return real_dup2(a, b);
 }
@@ -272,12 +286,16 @@ SH_EXPORT int dup3(int a, int b, int fl) {
         errno = EBADF;
         return -1;
     }
+    long na[6] = {a, b, fl, 0, 0, 0};
+    if (sh_net_on) return (int)ret(sh_net_dup(SYS_dup3, na));
     REAL(int (*)(int, int, int), dup3);
     return real_dup3(a, b, fl);
 }
 static int do_fcntl(int fd, int cmd, va_list ap) {
     long arg = va_arg(ap, long);
     if (P(fd)) return (int)call6(SYS_fcntl, fd, cmd, arg, 0, 0, 0);
+    long na[6] = {fd, cmd, arg, 0, 0, 0};
+    if (sh_net_on && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) return (int)ret(sh_net_dup(SYS_fcntl, na));
     REAL(int (*)(int, int, ...), fcntl);
     return real_fcntl(fd, cmd, arg);
 }
@@ -330,12 +348,14 @@ SH_EXPORT int sync_file_range(int fd, off_t off, off_t n, unsigned fl) {
 
 SH_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n) {
     if (P(out) || P(in)) return call6(SYS_sendfile, out, in, (long)off, (long)n, 0, 0);
+    if (sh_net_on) return ret(sh_net_sendfile(out, in, (long long *)off, n));
     REAL(ssize_t (*)(int, int, off_t *, size_t), sendfile);
     return real_sendfile(out, in, off, n);
 }
 SH_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n) { return sendfile(out, in, off, n); }
 SH_EXPORT ssize_t splice(int in, loff_t *oin, int out, loff_t *oout, size_t n, unsigned fl) {
     if (P(out) || P(in)) return call6(SYS_splice, in, (long)oin, out, (long)oout, (long)n, fl);
+    if (sh_net_on) return ret(sh_net_splice(in, (long long *)oin, out, (long long *)oout, n, fl));
     REAL(ssize_t (*)(int, loff_t *, int, loff_t *, size_t, unsigned), splice);
     return real_splice(in, oin, out, oout, n, fl);
 }

@@ -88,8 +88,34 @@ static const char GOOD[] =
     "volumes: [{name: data, path: /data}]\n"
     "network: [{port: 443, secret: tls}]\n";
 
+static const char NETGOOD[] =
+    "name: n\n"
+    "services:\n"
+    "  - name: redis\n"
+    "    measurements: [0000000000000000000000000000000000000000000000000000000000000000]\n"
+    "    network:\n"
+    "      certificate: tls\n"
+    "      listen: [{port: 6379}, {port: 6380, client_certificate: required, client_ca: service}]\n"
+    "      peers: [{host: db.shop, port: 5432}, {host: 10.0.0.0/8, port: 443, name: api.shop, ca: myca}]\n"
+    "      default: refuse\n"
+    "      min_tls: \"1.2\"\n"
+    "secrets:\n"
+    "  - {name: tls, kind: x509, common_name: redis}\n"
+    "  - {name: myca, kind: explicit, value: \"-----BEGIN CERTIFICATE-----\"}\n";
+
 static void test_policy(void) {
     scp_err e = {0};
+    {
+        cas_policy *q = cas_policy_parse(NETGOOD, strlen(NETGOOD), &e);
+        CHECK(q != NULL, "good network policy refused: %s", e.msg);
+        if (q) {
+            const cas_service_net *n = &q->services[0].net;
+            CHECK(n->present && n->n_listen == 2 && n->n_peers == 2 && n->refuse == 1 && n->min_tls == 12 &&
+                      n->listen[1].client_cert && !strcmp(n->peers[1].name, "api.shop") && !strcmp(n->certificate, "tls"),
+                  "network section");
+            cas_policy_free(q);
+        }
+    }
     cas_policy *p = cas_policy_parse(GOOD, strlen(GOOD), &e);
     CHECK(p != NULL, "good policy refused: %s", e.msg);
     if (p) {
@@ -134,6 +160,8 @@ static void test_policy(void) {
  * overwrote the error: issue 10.6). */
 static void test_policy_first_error_wins(void) {
 #define SVC "services: [{name: a, measurements: [0000000000000000000000000000000000000000000000000000000000000000]}]\n"
+#define Z "[0000000000000000000000000000000000000000000000000000000000000000]"
+#define PW "secrets: [{name: pw, kind: ascii, size: 8}]\n"
     struct {
         const char *yaml, *want;
     } cases[] = {
@@ -148,6 +176,21 @@ static void test_policy_first_error_wins(void) {
         {"name: s\n" SVC "volumes: [{path: /d, path: /e, name: v}]\n", "duplicate key 'path'"},
         {"name: s\n" SVC "network: [{port: 99999, peer: x}]\n", "'port' must be a number"},
         {"name: s\n" SVC "network: [{secret: \"x/y\", port: 1}]\n", "'secret' must be"},
+        {"name: s\nservices: [{name: a, network: {listen: [{port: 1}]}, measurements: " Z "}]\n",
+         "'listen' needs a 'certificate'"},
+        {"name: s\nservices: [{name: a, network: {certificate: pw}, measurements: " Z "}]\n" PW,
+         "is not an x509 secret"},
+        {"name: s\nservices: [{name: a, network: {peers: [{host: 10.0.0.0/8, port: 5}]}, measurements: " Z "}]\n",
+         "needs the 'name' to verify"},
+        {"name: s\nservices: [{name: a, network: {peers: [{host: \"a b\", port: 5}]}, measurements: " Z "}]\n",
+         "'host' must be"},
+        {"name: s\nservices: [{name: a, network: {default: maybe}, measurements: " Z "}]\n", "default must be"},
+        {"name: s\nservices: [{name: a, network: {peers: [{host: h, port: 5, ca: pw}]}, measurements: " Z "}]\n"
+         "secrets: [{name: pw, kind: x509, common_name: a}]\n",
+         "must be 'service' or an explicit"},
+        {"name: s\nservices: [{name: a, network: {listen: [{port: 1, client_ca: service}], certificate: t}, "
+         "measurements: " Z "}]\nsecrets: [{name: t, kind: x509, common_name: a}]\n",
+         "goes with client_certificate"},
         {"name: s\nservices: [{name: \"a b\", measurements: "
          "[0000000000000000000000000000000000000000000000000000000000000000]}]\n",
          "'name' must be"},
@@ -160,6 +203,8 @@ static void test_policy_first_error_wins(void) {
         {"name: \"s t\"\n" SVC, "'name' must be"},
     };
 #undef SVC
+#undef Z
+#undef PW
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         scp_err e = {0};
         cas_policy *q = cas_policy_parse(cases[i].yaml, strlen(cases[i].yaml), &e);

@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# bench/net/run.sh - the network shield against redis-server's own TLS and stunnel4, same run.
+#
+#   bench/net/run.sh [BUILD_DIR]          (default build; needs redis-server, redis-benchmark,
+#                                          stunnel4, openssl; runs a CAS on a free port)
+#
+# Three servers run side by side, each a redis-server 7 (appendonly no, save ""):
+#   shield   plain redis under `scpctl run --cas`, its port in the policy's network section:
+#            TLS 1.3 by the shield with the certificate CAS issued (P-256)
+#   redis    redis-server --tls-port with a P-256 certificate (its own TLS, OpenSSL 3)
+#   stunnel  stunnel4 (TLS 1.3, same certificate) in front of a plain redis-server
+# Clients: redis-benchmark --tls -t set,get -q, at -c 1 and -c 50, value sizes 3 bytes and
+# 16 KiB (-d). ROUNDS rounds (default 3), servers interleaved within a round; the median of the
+# rounds is printed with the ratios shield/redis and shield/stunnel.
+# Environment: ROUNDS=3, REQS=20000 (requests at -c 50), REQS1=5000 (at -c 1; a tenth of it for
+# 16 KiB values, where every server runs at about 25 rps: redis-benchmark's own Nagle/delayed-ACK stall).
+set -uo pipefail
+B=${1:-build}
+SCPCTL=$(readlink -f "$B/src/scpctl")
+ROUNDS=${ROUNDS:-3}
+REQS=${REQS:-20000}
+REQS1=${REQS1:-5000}
+T=$(mktemp -d /var/tmp/scp-net-bench.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+die() { echo "bench/net: $*" >&2; exit 1; }
+
+export SCP_HOME=$T/home
+unset SCP_CAS SCP_CAS_PIN SCP_IDENTITY
+"$SCPCTL" cas identity --out "$T/admin.pem" >/dev/null 2>&1 || die "cas identity"
+export SCP_IDENTITY=$T/admin.pem
+"$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" --admin "$T/admin.pem" >"$T/cas.out" 2>"$T/cas.err" &
+PIDS+=($!)
+for _ in $(seq 200); do [ -s "$T/port" ] && break; sleep 0.05; done
+export SCP_CAS=127.0.0.1:$(cat "$T/port")
+export SCP_CAS_PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
+"$SCPCTL" platform create-key "$T/p.key" >/dev/null 2>&1 && "$SCPCTL" platform enroll --name b --key "$T/p.key" >/dev/null 2>&1 ||
+    die "platform"
+mkdir -p "$T/bin"
+cp "$(command -v redis-server)" "$T/bin/redis-server"
+M=$("$SCPCTL" platform measure -- "$T/bin/redis-server" 2>/dev/null) || die "measure"
+PS=$(free_port) PR=$(free_port) PP=$(free_port) PU=$(free_port)
+cat >"$T/s.yaml" <<YAML
+name: netbench
+services:
+  - name: redis
+    measurements: [$M]
+    command: [redis-server, --port, "$PS", --bind, 127.0.0.1, --save, "", --appendonly, "no", --protected-mode, "no"]
+    network: {certificate: tls, listen: [{port: $PS}]}
+secrets:
+  - {name: tls, kind: x509, common_name: redis, ip: [127.0.0.1]}
+YAML
+"$SCPCTL" session create "$T/s.yaml" >/dev/null 2>&1 || die "session create"
+"$SCPCTL" run --session netbench --service redis --platform-key "$T/p.key" --volume-dir "$T/vols" -- "$T/bin/redis-server" \
+    >"$T/shield.out" 2>"$T/shield.err" &
+PIDS+=($!)
+# the same kind of key for the others: P-256, self-signed
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=redis \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$T/k.pem" -out "$T/c.pem" >/dev/null 2>&1 || die "openssl req"
+redis-server --port 0 --tls-port "$PR" --bind 127.0.0.1 --save "" --appendonly no --tls-cert-file "$T/c.pem" \
+    --tls-key-file "$T/k.pem" --tls-ca-cert-file "$T/c.pem" --tls-auth-clients no --tls-protocols TLSv1.3 >"$T/redis.out" 2>&1 &
+PIDS+=($!)
+redis-server --port "$PP" --bind 127.0.0.1 --save "" --appendonly no >"$T/plain.out" 2>&1 &
+PIDS+=($!)
+cat >"$T/stunnel.conf" <<CONF
+foreground = yes
+pid =
+sslVersionMin = TLSv1.3
+[redis]
+accept = 127.0.0.1:$PU
+connect = 127.0.0.1:$PP
+cert = $T/c.pem
+key = $T/k.pem
+CONF
+stunnel4 "$T/stunnel.conf" >"$T/stunnel.out" 2>&1 &
+PIDS+=($!)
+CA_S=$T/data/service-ca.crt
+cli() { redis-cli --tls --cacert "$1" -p "$2" ping 2>/dev/null; }
+for _ in $(seq 100); do
+    [ "$(cli "$CA_S" "$PS")" = PONG ] && [ "$(cli "$T/c.pem" "$PR")" = PONG ] && [ "$(cli "$T/c.pem" "$PU")" = PONG ] && break
+    sleep 0.1
+done
+[ "$(cli "$CA_S" "$PS")" = PONG ] || die "shielded redis does not answer: $(cat "$T/shield.err")"
+[ "$(cli "$T/c.pem" "$PR")" = PONG ] || die "redis TLS does not answer"
+[ "$(cli "$T/c.pem" "$PU")" = PONG ] || die "stunnel does not answer: $(cat "$T/stunnel.out")"
+
+declare -A R
+bench() { # mode port ca clients size -> "set get" rps
+    local n=$REQS
+    [ "$3" = 1 ] && n=$REQS1
+    [ "$3" = 1 ] && [ "$4" -gt 1000 ] && n=$((REQS1 / 10)) # about 25 rps there for all three (the client's Nagle/delayed ACK)
+    redis-benchmark --tls --cacert "$2" -p "$1" -c "$3" -n "$n" -d "$4" -t set,get -q 2>/dev/null |
+        tr '\r' '\n' | awk '/ requests per second/ {printf "%s ", $2}'
+}
+for r in $(seq "$ROUNDS"); do
+    for c in 1 50; do
+        for d in 3 16384; do
+            for mode in shield redis stunnel; do
+                case $mode in
+                shield) out=$(bench "$PS" "$CA_S" "$c" "$d") ;;
+                redis) out=$(bench "$PR" "$T/c.pem" "$c" "$d") ;;
+                stunnel) out=$(bench "$PU" "$T/c.pem" "$c" "$d") ;;
+                esac
+                read -r s g <<<"$out"
+                R[$mode,$c,$d,set]+="${s:-0} "
+                R[$mode,$c,$d,get]+="${g:-0} "
+            done
+        done
+    done
+    echo "round $r done" >&2
+done
+printf "%-22s %12s %12s %12s %9s %10s\n" "workload (rps)" shield redis-tls stunnel "sh/redis" "sh/stunnel"
+for c in 1 50; do
+    for d in 3 16384; do
+        for op in set get; do
+            s=$(echo "${R[shield,$c,$d,$op]}" | tr ' ' '\n' | grep . | median)
+            rr=$(echo "${R[redis,$c,$d,$op]}" | tr ' ' '\n' | grep . | median)
+            u=$(echo "${R[stunnel,$c,$d,$op]}" | tr ' ' '\n' | grep . | median)
+            printf "%-22s %12.0f %12.0f %12.0f %8.2fx %9.2fx\n" "$op -c $c -d $d" "$s" "$rr" "$u" \
+                "$(echo "$s / $rr" | bc -l)" "$(echo "$s / $u" | bc -l)"
+        done
+    done
+done

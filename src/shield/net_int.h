@@ -1,0 +1,97 @@
+/* shield/net_int.h - state shared by net.c and net_io.c (the network shield's own files). */
+#ifndef SCP_SHIELD_NET_INT_H
+#define SCP_SHIELD_NET_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#define NET_MAX_RULES 64
+#define NET_MAX_CA 130
+#define NET_SCRATCH (64 * 1024)
+#define NET_PENDING_MAX (256 * 1024) /* plaintext written before the handshake ended */
+
+struct net_listen {
+    int port, ca;
+    SSL_CTX *ctx;
+};
+
+struct net_peer {
+    char host[256], name[256];
+    int port, ca;
+    int fam, prefix; /* fam 0: a DNS name */
+    unsigned char addr[16];
+    int resolved, nres, res_fam[8];
+    unsigned char res[8][16];
+    SSL_CTX *ctx;
+};
+
+struct net_conf {
+    int refuse, min_tls, filtered;
+    char *raw; /* the configuration as received (passed on at exec) */
+    size_t rawlen, rawcap;
+    char *cert, *key, *ca[NET_MAX_CA];
+    size_t certlen, keylen, calen[NET_MAX_CA];
+    int nca, nlis, npeer;
+    struct net_listen lis[NET_MAX_RULES];
+    struct net_peer peer[NET_MAX_RULES];
+    X509 *x509;
+    EVP_PKEY *pkey;
+};
+
+/* An epoll registration of a shielded connection (net_io.c). */
+struct net_epreg {
+    int epfd;
+    uint32_t gen, events;
+    uint64_t data;
+    uint32_t reported; /* EPOLLET: ready_seq last reported */
+    int disarmed;      /* EPOLLONESHOT fired */
+};
+
+typedef struct nconn {
+    pthread_mutex_t mu; /* the SSL object, BIOs and flags */
+    SSL *ssl;
+    BIO *rbio, *wbio;
+    int fd;          /* a number of the kernel socket (any of the table's numbers would do) */
+    int refs;        /* table entries (net_mu) */
+    int users;       /* operations in progress (net_mu) */
+    int server, port, pid;
+    struct net_peer *peer;
+    int hs_done, eof, failed, wr_shut;
+    char *pbuf;      /* plaintext written during the handshake */
+    size_t plen;
+    int ready_idx, stuck_idx; /* positions in net_ready / net_stuck, -1: absent (net_mu) */
+    uint32_t ready_seq;
+    struct net_epreg *ep; /* (net_mu) */
+    int nep, capep;
+} nconn;
+
+extern struct net_conf nc;
+extern pthread_mutex_t net_mu;
+extern nconn **net_tbl, **net_ready, **net_stuck;
+extern int net_tbl_n, net_nready, net_nstuck;
+extern uint32_t *net_epgen; /* per number: bumped when an epoll instance is created on it */
+
+void net_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+nconn *net_get(int fd);
+void net_tbl_set(int fd, nconn *c);
+void net_put(nconn *c);
+void net_update(nconn *c);
+int net_buffered(nconn *c);
+char *net_scratch(void);
+long net_flush(nconn *c, int block, int nosig);
+long net_read(nconn *c, void *buf, size_t n, int flags);
+long net_write(nconn *c, const void *buf, size_t n, int flags);
+long net_shutdown(nconn *c, int how);
+long net_accept(long nr, const long a[6]);
+void net_on_accept(int fd);
+long net_connect(int fd, const void *sa, size_t len);
+long net_listen(int fd, int backlog);
+int net_quarantine(int fd);
+int net_listen_rule(int port);
+int net_sa_parse(const void *sa, size_t len, int *fam, unsigned char *addr, int *port);
+struct net_peer *net_peer_for(int fam, const unsigned char *addr, int port);
+int net_sock_type(int fd);
+
+#endif

@@ -1,0 +1,849 @@
+/* shield/net_io.c - the network shield's entry points: the socket functions that libc exports,
+ * the hooks interpose.c calls for read/write/dup/close, the SIGSYS dispatch of the calls the
+ * network filter traps, readiness (poll, select, epoll) and the filter itself.
+ *
+ * Readiness (net.c, invariants I3 and I4): while no connection has plaintext waiting (the ready
+ * list) and none has ciphertext the kernel did not take (the stuck list), poll, select and
+ * epoll_wait go straight to the kernel, whose answer is then the truth. Otherwise they report
+ * ready-listed connections as readable without waiting (with the kernel's other events, asked
+ * with a zero timeout), and wait for stuck connections' sockets to become writable alongside
+ * the program's own descriptors, flushing them, until the program has an event or its timeout
+ * ends.
+ */
+#define _GNU_SOURCE 1
+#include <assert.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/aio_abi.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <linux/audit.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+
+#undef PF_FILE /* <sys/socket.h>'s; internal.h has its own */
+#include "shield/internal.h"
+#include "shield/net.h"
+#include "shield/net_int.h"
+
+uint32_t *net_epgen;
+
+static long ret(long r) {
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
+static void *next_sym(const char *name) {
+    void *p = dlsym(RTLD_NEXT, name);
+    if (!p) abort();
+    return p;
+}
+#define REAL(type, name)                                                \
+    static void *real_p_##name;                                         \
+    if (!real_p_##name) real_p_##name = next_sym(#name);                \
+    __typeof__(type) real_##name = (__typeof__(type))real_p_##name
+
+#define ON (sh_net_on && !sh_in_lib)
+
+/* ---- one connection operation ---------------------------------------------------------------- */
+
+static __thread char *gbuf; /* gathered plaintext of writev/sendmsg (GBUF bytes per thread) */
+#define GBUF (256 * 1024)
+static char *gather_buf(void) {
+    if (!gbuf) {
+        void *p = (void *)sh_gate(SYS_mmap, 0, GBUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if ((unsigned long)p >= (unsigned long)-4095L) return NULL;
+        gbuf = p;
+    }
+    return gbuf;
+}
+
+static long c_read(nconn *c, void *buf, size_t n, int flags) {
+    pthread_mutex_lock(&c->mu);
+    long r = net_read(c, buf, n, flags);
+    net_update(c);
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+static long c_write(nconn *c, const void *buf, size_t n, int flags) {
+    pthread_mutex_lock(&c->mu);
+    long r = net_write(c, buf, n, flags);
+    net_update(c);
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+/* The iovec's bytes (up to GBUF: a shorter write, as the kernel may do) in one buffer, so that
+ * many small pieces make one record, not one record each. */
+static long c_writev(nconn *c, const struct iovec *iov, long cnt, int flags) {
+    if (cnt < 0 || cnt > 1024) return -EINVAL;
+    if (cnt == 1) return c_write(c, iov[0].iov_base, iov[0].iov_len, flags);
+    char *g = gather_buf();
+    if (!g) return -ENOMEM;
+    size_t len = 0;
+    for (long i = 0; i < cnt && len < GBUF; i++) {
+        size_t k = iov[i].iov_len < GBUF - len ? iov[i].iov_len : GBUF - len;
+        memcpy(g + len, iov[i].iov_base, k);
+        len += k;
+    }
+    return c_write(c, g, len, flags);
+}
+
+static long c_readv(nconn *c, const struct iovec *iov, long cnt, int flags) {
+    if (cnt < 0 || cnt > 1024) return -EINVAL;
+    long total = 0;
+    for (long i = 0; i < cnt; i++) {
+        if (!iov[i].iov_len) continue;
+        long r = c_read(c, iov[i].iov_base, iov[i].iov_len, total ? flags | MSG_DONTWAIT : flags);
+        if (r < 0) return total ? total : r;
+        total += r;
+        if ((size_t)r < iov[i].iov_len) break;
+    }
+    return total;
+}
+
+/* ---- hooks for interpose.c and core.c -------------------------------------------------------- */
+
+long sh_net_read(int fd, void *buf, size_t n) {
+    nconn *c = net_get(fd);
+    if (!c) return sh_gate(SYS_read, fd, (long)buf, (long)n, 0, 0, 0);
+    long r = c_read(c, buf, n, 0);
+    net_put(c);
+    return r;
+}
+
+long sh_net_write(int fd, const void *buf, size_t n) {
+    nconn *c = net_get(fd);
+    if (!c) return sh_gate(SYS_write, fd, (long)buf, (long)n, 0, 0, 0);
+    long r = c_write(c, buf, n, 0);
+    net_put(c);
+    return r;
+}
+
+long sh_net_writev(int fd, const struct iovec *iov, int cnt) {
+    nconn *c = net_get(fd);
+    if (!c) return sh_gate(SYS_writev, fd, (long)iov, cnt, 0, 0, 0);
+    long r = c_writev(c, iov, cnt, 0);
+    net_put(c);
+    return r;
+}
+
+long sh_net_readv(int fd, const struct iovec *iov, int cnt) {
+    nconn *c = net_get(fd);
+    if (!c) return sh_gate(SYS_readv, fd, (long)iov, cnt, 0, 0, 0);
+    long r = c_readv(c, iov, cnt, 0);
+    net_put(c);
+    return r;
+}
+
+int sh_net_vec(long nr, int fd, const struct iovec *iov, int cnt, long *r) {
+    if (nr == SYS_writev) *r = sh_net_writev(fd, iov, cnt);
+    else if (sh_net_is(fd)) *r = sh_net_readv(fd, iov, cnt);
+    else return 0;
+    return 1;
+}
+
+long sh_net_dup(long nr, const long a[6]) {
+    long r = sh_gate(nr, a[0], a[1], a[2], 0, 0, 0);
+    if (r < 0) return r;
+    if (nr == SYS_fcntl && a[1] != F_DUPFD && a[1] != F_DUPFD_CLOEXEC) return r;
+    if ((nr == SYS_dup2 || nr == SYS_dup3) && a[0] == a[1]) return r;
+    if (r >= net_tbl_n) return r;
+    nconn *c = net_get((int)a[0]);
+    if (c || net_tbl[r]) net_tbl_set((int)r, c);
+    if (c) net_put(c);
+    return r;
+}
+
+/* sendfile/splice into a shielded socket: through the shield, at most one record at a time so
+ * that nothing taken from the input is lost when the socket is full. */
+static long copy_in_to(nconn *c, int in, long long *off, size_t n) {
+    char *g = gather_buf();
+    if (!g) return -ENOMEM;
+    if (n > 16384) n = 16384;
+    pthread_mutex_lock(&c->mu);
+    long r = 0;
+    if (BIO_pending(c->wbio) && net_flush(c, 0, 0) == -EAGAIN) r = -EAGAIN;
+    pthread_mutex_unlock(&c->mu);
+    if (r) return r;
+    r = off ? sh_gate(SYS_pread64, in, (long)g, (long)n, (long)*off, 0, 0) : sh_gate(SYS_read, in, (long)g, (long)n, 0, 0, 0);
+    if (r <= 0) return r;
+    long w = c_write(c, g, (size_t)r, 0);
+    if (w > 0 && off) *off += w;
+    return w;
+}
+
+long sh_net_sendfile(int out, int in, long long *off, size_t n) {
+    nconn *c = net_get(out), *ci = net_get(in);
+    long r;
+    if (ci) r = -EINVAL; /* as the kernel: sendfile's input must be a file */
+    else if (!c) r = sh_gate(SYS_sendfile, out, in, (long)off, (long)n, 0, 0);
+    else r = copy_in_to(c, in, off, n);
+    if (c) net_put(c);
+    if (ci) net_put(ci);
+    return r;
+}
+
+long sh_net_splice(int in, long long *oin, int out, long long *oout, size_t n, unsigned fl) {
+    nconn *c = net_get(out), *ci = net_get(in);
+    long r;
+    if (ci) r = -EINVAL; /* out of a shielded socket into a pipe: not served (docs/shield.md) */
+    else if (!c) r = sh_gate(SYS_splice, in, (long)oin, out, (long)oout, (long)n, fl);
+    else r = oout ? -ESPIPE : copy_in_to(c, in, oin, n);
+    if (c) net_put(c);
+    if (ci) net_put(ci);
+    return r;
+}
+
+/* ---- send/recv family ------------------------------------------------------------------------ */
+
+/* A datagram or fast-open destination on a socket the shield does not hold: UDP to a port the
+ * policy names for TLS is refused; TCP fast open to a peer or under default refuse too. */
+static long check_dest(int fd, const void *sa, size_t len, int flags) {
+    int fam, port;
+    unsigned char addr[16];
+    if (!sa || !net_sa_parse(sa, len, &fam, addr, &port)) return 0;
+    int named = net_listen_rule(port) >= 0 || net_peer_for(fam, addr, port);
+    if (!named && !((flags & MSG_FASTOPEN) && nc.refuse)) return 0;
+    int t = net_sock_type(fd);
+    if (t == SOCK_DGRAM && named) {
+        net_log("UDP to port %d refused (a port the policy names for TLS)", port);
+        return -EACCES;
+    }
+    if (t == SOCK_STREAM && (flags & MSG_FASTOPEN)) return nc.refuse && !named ? -ECONNREFUSED : -EOPNOTSUPP;
+    return 0;
+}
+
+/* SCM_RIGHTS carrying a shielded descriptor would let another process write to the connection
+ * without the shield's TLS state: refused. */
+static long check_rights_out(const struct msghdr *m) {
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR((struct msghdr *)m, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+            if (sh_net_is(fd)) {
+                net_log("passing TLS connection %d to another process refused", fd);
+                return -EPERM;
+            }
+        }
+    }
+    return 0;
+}
+
+static void check_rights_in(const struct msghdr *m) {
+    if (!m->msg_control || m->msg_controllen < sizeof(struct cmsghdr)) return;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR((struct msghdr *)m, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+        size_t nfd = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+            if (fd >= 0 && fd < net_tbl_n && net_tbl[fd]) net_tbl_set(fd, NULL);
+            if (fd >= 0) net_quarantine(fd);
+        }
+    }
+}
+
+static long n_sendto(int fd, const void *buf, size_t n, int flags, const void *sa, socklen_t sl) {
+    nconn *c = net_get(fd);
+    if (!c) {
+        long k = check_dest(fd, sa, sl, flags);
+        return k ? k : sh_gate(SYS_sendto, fd, (long)buf, (long)n, flags, (long)sa, sl);
+    }
+    long r = c_write(c, buf, n, flags);
+    net_put(c);
+    return r;
+}
+
+static long peer_name(int fd, void *sa, socklen_t *sl) {
+    if (!sa || !sl) return 0;
+    return sh_gate(SYS_getpeername, fd, (long)sa, (long)sl, 0, 0, 0);
+}
+
+static long n_recvfrom(int fd, void *buf, size_t n, int flags, void *sa, socklen_t *sl) {
+    nconn *c = net_get(fd);
+    if (!c) return sh_gate(SYS_recvfrom, fd, (long)buf, (long)n, flags, (long)sa, (long)sl);
+    long r = c_read(c, buf, n, flags);
+    net_put(c);
+    if (r >= 0) peer_name(fd, sa, sl);
+    return r;
+}
+
+static long n_sendmsg(int fd, const struct msghdr *m, int flags) {
+    nconn *c = net_get(fd);
+    if (!c) {
+        long k = check_dest(fd, m->msg_name, m->msg_namelen, flags);
+        if (!k && m->msg_control) k = check_rights_out(m);
+        return k ? k : sh_gate(SYS_sendmsg, fd, (long)m, flags, 0, 0, 0);
+    }
+    long r = c_writev(c, m->msg_iov, (long)m->msg_iovlen, flags);
+    net_put(c);
+    return r;
+}
+
+static long n_recvmsg(int fd, struct msghdr *m, int flags) {
+    nconn *c = net_get(fd);
+    if (!c) {
+        long r = sh_gate(SYS_recvmsg, fd, (long)m, flags, 0, 0, 0);
+        if (r >= 0) check_rights_in(m);
+        return r;
+    }
+    long r = c_readv(c, m->msg_iov, (long)m->msg_iovlen, flags);
+    net_put(c);
+    if (r >= 0) {
+        if (m->msg_name) {
+            socklen_t sl = m->msg_namelen;
+            if (peer_name(fd, m->msg_name, &sl) == 0) m->msg_namelen = sl;
+        }
+        m->msg_controllen = 0;
+        m->msg_flags = 0;
+    }
+    return r;
+}
+
+static long n_sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags) {
+    if (!sh_net_is(fd)) {
+        for (unsigned i = 0; i < n; i++) {
+            long k = check_dest(fd, v[i].msg_hdr.msg_name, v[i].msg_hdr.msg_namelen, flags);
+            if (!k && v[i].msg_hdr.msg_control) k = check_rights_out(&v[i].msg_hdr);
+            if (k) return k;
+        }
+        return sh_gate(SYS_sendmmsg, fd, (long)v, n, flags, 0, 0);
+    }
+    unsigned i;
+    for (i = 0; i < n; i++) {
+        long r = n_sendmsg(fd, &v[i].msg_hdr, flags);
+        if (r < 0) return i ? (long)i : r;
+        v[i].msg_len = (unsigned)r;
+    }
+    return (long)i;
+}
+
+static long n_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *ts) {
+    if (!sh_net_is(fd)) {
+        long r = sh_gate(SYS_recvmmsg, fd, (long)v, n, flags, (long)ts, 0);
+        for (long i = 0; i < r; i++) check_rights_in(&v[i].msg_hdr);
+        return r;
+    }
+    unsigned i;
+    for (i = 0; i < n; i++) {
+        long r = n_recvmsg(fd, &v[i].msg_hdr, i ? flags | MSG_DONTWAIT : flags);
+        if (r < 0) return i ? (long)i : r;
+        v[i].msg_len = (unsigned)r;
+        if (r == 0) { i++; break; }
+    }
+    return (long)i;
+}
+
+/* ---- readiness ------------------------------------------------------------------------------- */
+
+static long long now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+static int quiet(void) {
+    return __atomic_load_n(&net_nready, __ATOMIC_ACQUIRE) == 0 && __atomic_load_n(&net_nstuck, __ATOMIC_ACQUIRE) == 0;
+}
+
+#define MAX_EXTRA 64
+/* Try to flush every stuck connection; the ones still stuck (up to MAX_EXTRA) in fds. */
+static int flush_stuck(int *fds) {
+    nconn *cs[MAX_EXTRA];
+    int n = 0;
+    pthread_mutex_lock(&net_mu);
+    for (int i = 0; i < net_nstuck && n < MAX_EXTRA; i++) {
+        cs[n] = net_stuck[i];
+        cs[n++]->users++;
+    }
+    pthread_mutex_unlock(&net_mu);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        nconn *c = cs[i];
+        pthread_mutex_lock(&c->mu);
+        (void)net_flush(c, 0, 1);
+        if (BIO_pending(c->wbio) && !c->failed) fds[k++] = c->fd;
+        net_update(c);
+        pthread_mutex_unlock(&c->mu);
+        net_put(c);
+    }
+    return k;
+}
+
+static int conn_readable(int fd) {
+    if (!sh_net_is(fd)) return 0;
+    nconn *c = net_get(fd);
+    if (!c) return 0;
+    pthread_mutex_lock(&c->mu);
+    int r = net_buffered(c);
+    pthread_mutex_unlock(&c->mu);
+    net_put(c);
+    return r;
+}
+
+static long kpoll(struct pollfd *p, unsigned long n, long long deadline, const sigset_t *mask) {
+    struct timespec ts, *tp = NULL;
+    if (deadline >= 0) {
+        long long left = deadline - now_ns();
+        if (left < 0) left = 0;
+        ts.tv_sec = left / 1000000000LL;
+        ts.tv_nsec = left % 1000000000LL;
+        tp = &ts;
+    }
+    return sh_gate(SYS_ppoll, (long)p, (long)n, (long)tp, (long)mask, 8, 0);
+}
+
+/* poll with the shield's view; deadline in CLOCK_MONOTONIC ns, -1: none. */
+static long poll_core(struct pollfd *fds, unsigned long n, long long deadline, const sigset_t *mask) {
+    for (;;) {
+        int extra[MAX_EXTRA];
+        int nx = flush_stuck(extra), nsyn = 0;
+        for (unsigned long i = 0; i < n; i++) {
+            fds[i].revents = 0;
+            if (fds[i].fd >= 0 && (fds[i].events & (POLLIN | POLLRDNORM)) && conn_readable(fds[i].fd)) {
+                fds[i].revents = (short)(fds[i].events & (POLLIN | POLLRDNORM));
+                nsyn++;
+            }
+        }
+        if (!nx && !nsyn) return kpoll(fds, n, deadline, mask);
+        struct pollfd stackp[64], *k = n + (unsigned long)nx <= 64 ? stackp : malloc((n + (unsigned long)nx) * sizeof *k);
+        if (!k) return -ENOMEM;
+        memcpy(k, fds, n * sizeof *k);
+        for (int i = 0; i < nx; i++) k[n + (unsigned long)i] = (struct pollfd){extra[i], POLLOUT, 0};
+        long r = kpoll(k, n + (unsigned long)nx, nsyn ? 0 : deadline, mask);
+        long cnt = 0;
+        for (unsigned long i = 0; i < n; i++) {
+            if (r > 0) fds[i].revents |= k[i].revents;
+            if (fds[i].revents) cnt++;
+        }
+        if (k != stackp) free(k);
+        if (cnt) return cnt;
+        if (r < 0) return r;
+        if (r == 0 && deadline >= 0 && now_ns() >= deadline) return 0;
+        /* only stuck sockets became writable: flush them and wait again */
+    }
+}
+
+static long long deadline_ms(long ms) { return ms < 0 ? -1 : now_ns() + (long long)ms * 1000000LL; }
+static long long deadline_ts(const struct timespec *ts) {
+    return ts ? now_ns() + (long long)ts->tv_sec * 1000000000LL + ts->tv_nsec : -1;
+}
+
+static long n_select(int nfds, fd_set *r, fd_set *w, fd_set *x, long long deadline, const sigset_t *mask) {
+    if (nfds < 0 || nfds > FD_SETSIZE) return -EINVAL;
+    struct pollfd p[FD_SETSIZE];
+    int map[FD_SETSIZE];
+    unsigned long n = 0;
+    for (int fd = 0; fd < nfds; fd++) {
+        short ev = (short)((r && FD_ISSET(fd, r) ? POLLIN : 0) | (w && FD_ISSET(fd, w) ? POLLOUT : 0) |
+                           (x && FD_ISSET(fd, x) ? POLLPRI : 0));
+        if (!ev) continue;
+        p[n] = (struct pollfd){fd, ev, 0};
+        map[n++] = fd;
+    }
+    long k = poll_core(p, n, deadline, mask);
+    if (k < 0) return k;
+    for (unsigned long i = 0; i < n; i++)
+        if (p[i].revents & POLLNVAL) return -EBADF;
+    if (r) FD_ZERO(r);
+    if (w) FD_ZERO(w);
+    if (x) FD_ZERO(x);
+    long cnt = 0;
+    for (unsigned long i = 0; i < n; i++) {
+        short e = p[i].revents, ev = p[i].events;
+        if ((ev & POLLIN) && (e & (POLLIN | POLLHUP | POLLERR))) FD_SET(map[i], r), cnt++;
+        if ((ev & POLLOUT) && (e & (POLLOUT | POLLERR))) FD_SET(map[i], w), cnt++;
+        if ((ev & POLLPRI) && (e & POLLPRI)) FD_SET(map[i], x), cnt++;
+    }
+    return cnt;
+}
+
+/* Events for ready-listed connections registered in epfd. */
+static int ep_synth(int epfd, struct epoll_event *ev, int max) {
+    int n = 0;
+    uint32_t gen = epfd >= 0 && epfd < net_tbl_n ? net_epgen[epfd] : 0;
+    pthread_mutex_lock(&net_mu);
+    for (int i = 0; i < net_nready && n < max; i++) {
+        nconn *c = net_ready[i];
+        for (int j = 0; j < c->nep && n < max; j++) {
+            struct net_epreg *r = &c->ep[j];
+            if (r->epfd != epfd || r->gen != gen || r->disarmed || !(r->events & EPOLLIN)) continue;
+            if (r->events & EPOLLET) {
+                if (r->reported == c->ready_seq) continue;
+                r->reported = c->ready_seq;
+            }
+            ev[n].events = EPOLLIN | ((c->eof || c->failed) ? (r->events & EPOLLRDHUP) : 0);
+            ev[n++].data.u64 = r->data;
+            if (r->events & EPOLLONESHOT) {
+                struct epoll_event off = {EPOLLONESHOT, {.u64 = r->data}};
+                r->disarmed = 1;
+                sh_gate(SYS_epoll_ctl, epfd, EPOLL_CTL_MOD, c->fd, (long)&off, 0, 0);
+            }
+        }
+    }
+    pthread_mutex_unlock(&net_mu);
+    return n;
+}
+
+static long n_epoll_wait(int epfd, struct epoll_event *ev, int max, long long deadline, const sigset_t *mask) {
+    if (max <= 0) return -EINVAL;
+    for (;;) {
+        int extra[MAX_EXTRA];
+        int nx = flush_stuck(extra);
+        int ns = ep_synth(epfd, ev, max);
+        if (ns) {
+            long k = ns < max ? sh_gate(SYS_epoll_pwait, epfd, (long)(ev + ns), max - ns, 0, (long)mask, 8) : 0;
+            long total = ns;
+            for (long i = 0; i < k; i++) { /* the kernel's event for a connection already reported: merged */
+                struct epoll_event *e = &ev[ns + i];
+                int dup = 0;
+                for (int j = 0; j < ns && !dup; j++)
+                    if (ev[j].data.u64 == e->data.u64) ev[j].events |= e->events, dup = 1;
+                if (!dup) ev[total++] = *e;
+            }
+            return total;
+        }
+        if (!nx) {
+            long ms = deadline < 0 ? -1 : (deadline - now_ns() + 999999) / 1000000;
+            return sh_gate(SYS_epoll_pwait, epfd, (long)ev, max, ms < 0 && deadline >= 0 ? 0 : ms, (long)mask, 8);
+        }
+        struct pollfd p[MAX_EXTRA + 1];
+        p[0] = (struct pollfd){epfd, POLLIN, 0};
+        for (int i = 0; i < nx; i++) p[1 + i] = (struct pollfd){extra[i], POLLOUT, 0};
+        long r = kpoll(p, (unsigned long)nx + 1, deadline, mask);
+        if (r < 0) return r;
+        if (p[0].revents) {
+            long k = sh_gate(SYS_epoll_pwait, epfd, (long)ev, max, 0, 0, 8);
+            if (k != 0) return k;
+        }
+        if (r == 0 && deadline >= 0 && now_ns() >= deadline) return 0;
+    }
+}
+
+static long n_epoll_ctl(int epfd, int op, int fd, struct epoll_event *e) {
+    long r = sh_gate(SYS_epoll_ctl, epfd, op, fd, (long)e, 0, 0);
+    nconn *c = r == 0 ? net_get(fd) : NULL;
+    if (!c) return r;
+    uint32_t gen = epfd >= 0 && epfd < net_tbl_n ? net_epgen[epfd] : 0;
+    pthread_mutex_lock(&net_mu);
+    int j;
+    for (j = 0; j < c->nep; j++)
+        if (c->ep[j].epfd == epfd && c->ep[j].gen == gen) break;
+    if (op == EPOLL_CTL_DEL) {
+        if (j < c->nep) c->ep[j] = c->ep[--c->nep];
+    } else if (e) {
+        if (j == c->nep) {
+            if (c->nep == c->capep) {
+                int nc2 = c->capep ? c->capep * 2 : 2;
+                struct net_epreg *ne = realloc(c->ep, (size_t)nc2 * sizeof *ne);
+                if (ne) c->ep = ne, c->capep = nc2;
+            }
+            if (c->nep < c->capep) c->nep++;
+        }
+        if (j < c->nep)
+            c->ep[j] = (struct net_epreg){epfd, gen, e->events, e->data.u64, c->ready_seq - 1, 0};
+    }
+    pthread_mutex_unlock(&net_mu);
+    net_put(c);
+    return r;
+}
+
+/* ---- the trapped calls ------------------------------------------------------------------------- */
+
+static long n_io_submit(const long a[6]) {
+    struct iocb **v = (struct iocb **)a[2];
+    for (long i = 0; i < a[1]; i++)
+        if (v && v[i] && sh_net_is((int)v[i]->aio_fildes)) return -EINVAL;
+    return sh_gate(SYS_io_submit, a[0], a[1], a[2], 0, 0, 0);
+}
+
+int sh_net_trap(long nr, const long a[6], long *r) {
+    if (!sh_net_on) return 0;
+    switch (nr) {
+    case SYS_write: *r = sh_net_write((int)a[0], (const void *)a[1], (size_t)a[2]); return 1;
+    case SYS_writev: *r = sh_net_writev((int)a[0], (const struct iovec *)a[1], (int)a[2]); return 1;
+    case SYS_pwritev2:
+        if (!sh_net_is((int)a[0])) *r = sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+        else *r = a[3] == -1 ? sh_net_writev((int)a[0], (const struct iovec *)a[1], (int)a[2]) : -ESPIPE;
+        return 1;
+    case SYS_sendto: *r = n_sendto((int)a[0], (const void *)a[1], (size_t)a[2], (int)a[3], (const void *)a[4], (socklen_t)a[5]); return 1;
+    case SYS_sendmsg: *r = n_sendmsg((int)a[0], (const struct msghdr *)a[1], (int)a[2]); return 1;
+    case SYS_sendmmsg: *r = n_sendmmsg((int)a[0], (struct mmsghdr *)a[1], (unsigned)a[2], (int)a[3]); return 1;
+    case SYS_recvmsg: *r = n_recvmsg((int)a[0], (struct msghdr *)a[1], (int)a[2]); return 1;
+    case SYS_recvmmsg: *r = n_recvmmsg((int)a[0], (struct mmsghdr *)a[1], (unsigned)a[2], (int)a[3], (struct timespec *)a[4]); return 1;
+    case SYS_sendfile: *r = sh_net_sendfile((int)a[0], (int)a[1], (long long *)a[2], (size_t)a[3]); return 1;
+    case SYS_splice: *r = sh_net_splice((int)a[0], (long long *)a[1], (int)a[2], (long long *)a[3], (size_t)a[4], (unsigned)a[5]); return 1;
+    case SYS_connect: *r = net_connect((int)a[0], (const void *)a[1], (size_t)a[2]); return 1;
+    case SYS_accept:
+    case SYS_accept4: *r = net_accept(nr, a); return 1;
+    case SYS_listen: *r = net_listen((int)a[0], (int)a[1]); return 1;
+    case SYS_dup:
+    case SYS_dup2:
+    case SYS_dup3:
+    case SYS_fcntl: *r = sh_net_dup(nr, a); return 1;
+    case SYS_pidfd_getfd:
+        *r = sh_gate(nr, a[0], a[1], a[2], 0, 0, 0);
+        if (*r >= 0) net_quarantine((int)*r);
+        return 1;
+    case SYS_io_submit: *r = n_io_submit(a); return 1;
+    default: return 0;
+    }
+}
+
+/* ---- the filter ------------------------------------------------------------------------------ */
+
+/* The gate's `syscall` instruction ends 25 bytes into the gate page (gate.c, GATE_RET_OFF);
+ * checked against the code at start-up, so a change there fails closed. */
+#define NET_GATE_IP (SCP_SHIELD_GATE_ADDR + 25)
+
+int sh_net_filter_install(scp_err *err) {
+    if (nc.filtered) return 0;
+    const unsigned char *g = (const unsigned char *)SCP_SHIELD_GATE_ADDR;
+    if (g[23] != 0x0f || g[24] != 0x05) return scp_fail(err, SCP_E_INVAL, EINVAL, "internal error: the gate layout changed");
+    static const int nrs[] = {SYS_write,   SYS_writev,  SYS_pwritev2, SYS_sendto,      SYS_sendmsg, SYS_sendmmsg,
+                              SYS_sendfile, SYS_splice,  SYS_connect,  SYS_accept,      SYS_accept4, SYS_listen,
+                              SYS_dup,     SYS_dup2,    SYS_dup3,     SYS_recvmsg,     SYS_recvmmsg, SYS_pidfd_getfd,
+                              SYS_io_submit};
+    enum { N = sizeof nrs / sizeof nrs[0] };
+    struct sock_filter f[N + 16];
+    const int list = 4, fcntl_at = list + N + 2, ipcheck = fcntl_at + 4;
+    int k = 0;
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
+    f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW); /* the file filter refuses these */
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
+    for (int i = 0; i < N; i++, k++)
+        f[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nrs[i], (uint8_t)(ipcheck - k - 1), 0);
+    f[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_fcntl, (uint8_t)(fcntl_at - k - 1), 0);
+    k++;
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    /* fcntl: only F_DUPFD and F_DUPFD_CLOEXEC make new descriptors */
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, args[1]));
+    f[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_DUPFD, (uint8_t)(ipcheck - k - 1), 0);
+    k++;
+    f[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_DUPFD_CLOEXEC, (uint8_t)(ipcheck - k - 1), 0);
+    k++;
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    /* from the gate: allowed; from anywhere else: trapped */
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                          (uint32_t)offsetof(struct seccomp_data, instruction_pointer) + 4);
+    f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(NET_GATE_IP >> 32), 0, 2);
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, instruction_pointer));
+    f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)NET_GATE_IP, 1, 0);
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP);
+    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    assert(k == ipcheck + 6 && k <= N + 16);
+    struct sock_fprog fp = {.len = (unsigned short)k, .filter = f};
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fp))
+        return scp_fail_errno(err, "cannot install the network shield's seccomp filter");
+    nc.filtered = 1;
+    return 0;
+}
+
+/* ---- exported functions (the fast path) ------------------------------------------------------ */
+
+SH_EXPORT ssize_t send(int fd, const void *b, size_t n, int fl) {
+    if (!ON) {
+        REAL(ssize_t (*)(int, const void *, size_t, int), send);
+        return real_send(fd, b, n, fl);
+    }
+    return ret(n_sendto(fd, b, n, fl, NULL, 0));
+}
+SH_EXPORT ssize_t sendto(int fd, const void *b, size_t n, int fl, const struct sockaddr *sa, socklen_t sl) {
+    if (!ON) {
+        REAL(ssize_t (*)(int, const void *, size_t, int, const struct sockaddr *, socklen_t), sendto);
+        return real_sendto(fd, b, n, fl, sa, sl);
+    }
+    return ret(n_sendto(fd, b, n, fl, sa, sl));
+}
+SH_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl) {
+    if (!ON) {
+        REAL(ssize_t (*)(int, const struct msghdr *, int), sendmsg);
+        return real_sendmsg(fd, m, fl);
+    }
+    return ret(n_sendmsg(fd, m, fl));
+}
+SH_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int fl) {
+    if (!ON) {
+        REAL(int (*)(int, struct mmsghdr *, unsigned, int), sendmmsg);
+        return real_sendmmsg(fd, v, n, fl);
+    }
+    return (int)ret(n_sendmmsg(fd, v, n, fl));
+}
+SH_EXPORT ssize_t recv(int fd, void *b, size_t n, int fl) {
+    if (!ON || !sh_net_is(fd)) {
+        REAL(ssize_t (*)(int, void *, size_t, int), recv);
+        return real_recv(fd, b, n, fl);
+    }
+    return ret(n_recvfrom(fd, b, n, fl, NULL, NULL));
+}
+SH_EXPORT ssize_t __recv_chk(int fd, void *b, size_t n, size_t bl, int fl);
+SH_EXPORT ssize_t __recv_chk(int fd, void *b, size_t n, size_t bl, int fl) {
+    if (n > bl) abort();
+    return recv(fd, b, n, fl);
+}
+SH_EXPORT ssize_t recvfrom(int fd, void *b, size_t n, int fl, struct sockaddr *sa, socklen_t *sl) {
+    if (!ON || !sh_net_is(fd)) {
+        REAL(ssize_t (*)(int, void *, size_t, int, struct sockaddr *, socklen_t *), recvfrom);
+        return real_recvfrom(fd, b, n, fl, sa, sl);
+    }
+    return ret(n_recvfrom(fd, b, n, fl, sa, sl));
+}
+SH_EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t bl, int fl, struct sockaddr *sa, socklen_t *sl);
+SH_EXPORT ssize_t __recvfrom_chk(int fd, void *b, size_t n, size_t bl, int fl, struct sockaddr *sa, socklen_t *sl) {
+    if (n > bl) abort();
+    return recvfrom(fd, b, n, fl, sa, sl);
+}
+SH_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int fl) {
+    if (!ON) {
+        REAL(ssize_t (*)(int, struct msghdr *, int), recvmsg);
+        return real_recvmsg(fd, m, fl);
+    }
+    return ret(n_recvmsg(fd, m, fl));
+}
+SH_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int fl, struct timespec *ts) {
+    if (!ON) {
+        REAL(int (*)(int, struct mmsghdr *, unsigned, int, struct timespec *), recvmmsg);
+        return real_recvmmsg(fd, v, n, fl, ts);
+    }
+    return (int)ret(n_recvmmsg(fd, v, n, fl, ts));
+}
+SH_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *sl) {
+    if (!ON) {
+        REAL(int (*)(int, struct sockaddr *, socklen_t *), accept);
+        return real_accept(fd, sa, sl);
+    }
+    long a[6] = {fd, (long)sa, (long)sl, 0, 0, 0};
+    return (int)ret(net_accept(SYS_accept, a));
+}
+SH_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *sl, int fl) {
+    if (!ON) {
+        REAL(int (*)(int, struct sockaddr *, socklen_t *, int), accept4);
+        return real_accept4(fd, sa, sl, fl);
+    }
+    long a[6] = {fd, (long)sa, (long)sl, fl, 0, 0};
+    return (int)ret(net_accept(SYS_accept4, a));
+}
+SH_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t sl) {
+    if (!ON) {
+        REAL(int (*)(int, const struct sockaddr *, socklen_t), connect);
+        return real_connect(fd, sa, sl);
+    }
+    return (int)ret(net_connect(fd, sa, sl));
+}
+SH_EXPORT int listen(int fd, int backlog) {
+    if (!ON) {
+        REAL(int (*)(int, int), listen);
+        return real_listen(fd, backlog);
+    }
+    return (int)ret(net_listen(fd, backlog));
+}
+SH_EXPORT int shutdown(int fd, int how) {
+    nconn *c = ON ? net_get(fd) : NULL;
+    if (!c) {
+        REAL(int (*)(int, int), shutdown);
+        return real_shutdown(fd, how);
+    }
+    pthread_mutex_lock(&c->mu);
+    long r = net_shutdown(c, how);
+    net_update(c);
+    pthread_mutex_unlock(&c->mu);
+    net_put(c);
+    return (int)ret(r);
+}
+
+SH_EXPORT int poll(struct pollfd *fds, nfds_t n, int ms) {
+    if (!ON || quiet()) {
+        REAL(int (*)(struct pollfd *, nfds_t, int), poll);
+        return real_poll(fds, n, ms);
+    }
+    return (int)ret(poll_core(fds, n, deadline_ms(ms), NULL));
+}
+SH_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fl);
+SH_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fl) {
+    if (fl / sizeof *fds < n) abort();
+    return poll(fds, n, ms);
+}
+SH_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
+    if (!ON || quiet()) {
+        REAL(int (*)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *), ppoll);
+        return real_ppoll(fds, n, ts, mask);
+    }
+    return (int)ret(poll_core(fds, n, deadline_ts(ts), mask));
+}
+SH_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv) {
+    if (!ON || quiet()) {
+        REAL(int (*)(int, fd_set *, fd_set *, fd_set *, struct timeval *), select);
+        return real_select(nfds, r, w, x, tv);
+    }
+    long long dl = tv ? now_ns() + (long long)tv->tv_sec * 1000000000LL + (long long)tv->tv_usec * 1000 : -1;
+    long k = n_select(nfds, r, w, x, dl, NULL);
+    if (tv) { /* Linux reports the time left */
+        long long left = dl - now_ns();
+        if (left < 0) left = 0;
+        tv->tv_sec = left / 1000000000LL;
+        tv->tv_usec = (left % 1000000000LL) / 1000;
+    }
+    return (int)ret(k);
+}
+SH_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
+    if (!ON || quiet()) {
+        REAL(int (*)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *), pselect);
+        return real_pselect(nfds, r, w, x, ts, mask);
+    }
+    return (int)ret(n_select(nfds, r, w, x, deadline_ts(ts), mask));
+}
+SH_EXPORT int epoll_create(int size) {
+    REAL(int (*)(int), epoll_create);
+    int r = real_epoll_create(size);
+    if (ON && r >= 0 && r < net_tbl_n) __atomic_add_fetch(&net_epgen[r], 1, __ATOMIC_RELAXED);
+    return r;
+}
+SH_EXPORT int epoll_create1(int fl) {
+    REAL(int (*)(int), epoll_create1);
+    int r = real_epoll_create1(fl);
+    if (ON && r >= 0 && r < net_tbl_n) __atomic_add_fetch(&net_epgen[r], 1, __ATOMIC_RELAXED);
+    return r;
+}
+SH_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *e) {
+    if (!ON || !sh_net_is(fd)) {
+        REAL(int (*)(int, int, int, struct epoll_event *), epoll_ctl);
+        return real_epoll_ctl(epfd, op, fd, e);
+    }
+    return (int)ret(n_epoll_ctl(epfd, op, fd, e));
+}
+SH_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int ms) {
+    if (!ON || quiet()) {
+        REAL(int (*)(int, struct epoll_event *, int, int), epoll_wait);
+        return real_epoll_wait(epfd, ev, max, ms);
+    }
+    return (int)ret(n_epoll_wait(epfd, ev, max, deadline_ms(ms), NULL));
+}
+SH_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {
+    if (!ON || quiet()) {
+        REAL(int (*)(int, struct epoll_event *, int, int, const sigset_t *), epoll_pwait);
+        return real_epoll_pwait(epfd, ev, max, ms, mask);
+    }
+    return (int)ret(n_epoll_wait(epfd, ev, max, deadline_ms(ms), mask));
+}
