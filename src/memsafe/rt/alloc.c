@@ -452,7 +452,8 @@ void *calloc(size_t nmemb, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    void *p = malloc(n);
+    /* ms_alloc, not malloc: compilers turn malloc + memset into a call to calloc. */
+    void *p = ms_alloc(n, 16);
     if (p)
         memset(p, 0, n);
     return p;
