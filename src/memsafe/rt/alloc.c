@@ -221,7 +221,7 @@ static int ms_commit(struct ms_class *k, uintptr_t end)
 {
     if (end <= k->committed)
         return 0;
-    size_t page = 1u << 16;
+    size_t page = 1u << 14; /* small steps: a class that holds a few objects costs 16 KiB */
     uintptr_t to = (end + page - 1) & ~(uintptr_t)(page - 1);
     if (to - k->start > (UINT64_C(1) << MS_REGION_SHIFT))
         return -1;
