@@ -92,7 +92,8 @@ if [ -n "$TESTS" ]; then
         args=()
         for t in $TESTS; do args+=(--single "$t"); done
         echo "== redis test suite on $v: $TESTS" >&2
-        (cd "$d" && ./runtest --clients 2 --timeout 600 "${args[@]}" >"$d/runtest.log" 2>&1) &&
+        (cd "$d" && ./runtest --clients 2 --timeout 600 "${args[@]}" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >"$d/runtest.log"
+            grep -q 'All tests passed without errors' "$d/runtest.log") &&
             echo "$v: $(grep -c '^\[ok\]' "$d/runtest.log") tests ok, all passed" ||
             { echo "$v: test suite FAILED:"; grep -E '\[err\]|\[exception\]|memsafe:' "$d/runtest.log" | head; }
     done
