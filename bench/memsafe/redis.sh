@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# bench/memsafe/redis.sh - redis 7.0 (Debian 12's source package, its own make build with
+# MALLOC=libc so that the memsafe runtime is its allocator) under each compiler configuration:
+# redis-benchmark -P 16 on loopback (requests/s, server peak RSS), and optionally part of
+# redis's own test suite (TESTS="unit/type/string unit/type/list ...") against each build.
+#
+#   bench/memsafe/redis.sh BUILD_DIR [SRC_DIR]
+#   WORK=/tmp/scp-ms-bench  N=200000  VARIANTS="plain hardening harden full asan"  TESTS=...
+set -euo pipefail
+build=$(cd "$1" && pwd)
+scpcc=$build/scp-cc
+WORK=${WORK:-/tmp/scp-ms-bench}
+N=${N:-200000}
+VARIANTS=${VARIANTS:-plain hardening harden full asan}
+TESTS=${TESTS:-}
+mkdir -p "$WORK"
+# The asan build runs its own tools (lemon) and these leak by design: no leak report.
+export ASAN_OPTIONS=detect_leaks=0
+src=${2:-}
+if [ -z "$src" ]; then
+    src=$(ls -d "$WORK"/src/redis-7.* 2>/dev/null | head -1 || true)
+    if [ -z "$src" ]; then
+        mkdir -p "$WORK/src"
+        (cd "$WORK/src" && apt-get source redis >/dev/null) || {
+            echo "redis.sh: apt-get source redis failed (no deb-src line in the apt sources?)" >&2
+            exit 2
+        }
+        src=$(ls -d "$WORK"/src/redis-7.* | head -1)
+    fi
+fi
+src=$(cd "$src" && pwd)
+
+cc_for() {
+    case $1 in
+    plain) echo "clang-16" ;;
+    hardening) echo "$scpcc" ;;
+    harden) echo "$scpcc --memsafe" ;;
+    full) echo "$scpcc --memsafe=full" ;;
+    asan) echo "clang-16 -fsanitize=address" ;;
+    esac
+}
+
+for v in $VARIANTS; do
+    d=$WORK/redis-$v
+    [ -x "$d/src/redis-server" ] && continue
+    rm -rf "$d"
+    cp -a "$src" "$d"
+    echo "== building redis ($v: CC=$(cc_for $v))" >&2
+    ldflags=''
+    [ $v = asan ] && ldflags=-fsanitize=address
+    (cd "$d" && nice make -j2 MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC="$(cc_for $v)" \
+        OPTIMIZATION=-O2 LDFLAGS="$ldflags" redis-server redis-benchmark redis-cli >make.log 2>&1) || {
+        echo "redis.sh: build of $v failed, see $d/make.log" >&2
+        exit 1
+    }
+    # The test suite looks for src/redis-server and src/redis-check-aof (a copy of the server).
+    for t in redis-check-aof redis-check-rdb redis-sentinel; do ln -sf redis-server "$d/src/$t"; done
+done
+
+port=$((20000 + RANDOM % 20000))
+printf '%-10s %12s %12s %8s %12s %8s\n' variant SET/s GET/s ratio peakRSS_KB ratio
+base_r='' base_m=''
+for v in $VARIANTS; do
+    d=$WORK/redis-$v
+    "$d/src/redis-server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no >"$d/server.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 50); do
+        "$WORK/redis-plain/src/redis-cli" -p "$port" ping >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    out=$("$WORK/redis-plain/src/redis-benchmark" -p "$port" -P 16 -n "$N" -r 100000 -d 64 -q -t set,get 2>/dev/null |
+        tr '\r' '\n' | grep -E '^(SET|GET):.*requests per second' || true)
+    set_r=$(echo "$out" | awk '/^SET/ {print $2}' | tail -1)
+    get_r=$(echo "$out" | awk '/^GET/ {print $2}' | tail -1)
+    mem=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    if grep -q 'memsafe:' "$d/server.log"; then
+        echo "redis.sh: $v server reported a memsafe violation:" >&2
+        grep 'memsafe:' "$d/server.log" >&2
+    fi
+    sum=$(echo "$set_r + $get_r" | bc)
+    [ -n "$base_r" ] || { base_r=$sum; base_m=$mem; }
+    printf '%-10s %12s %12s %8s %12s %8s\n' "$v" "$set_r" "$get_r" \
+        "$(echo "scale=3; $base_r / $sum" | bc)" "$mem" "$(echo "scale=2; $mem / $base_m" | bc)"
+done
+echo "(ratio: plain requests/s over this build's, i.e. the slowdown; SET+GET summed)"
+
+if [ -n "$TESTS" ]; then
+    for v in $VARIANTS; do
+        [ "$v" = plain ] && continue
+        d=$WORK/redis-$v
+        args=()
+        for t in $TESTS; do args+=(--single "$t"); done
+        echo "== redis test suite on $v: $TESTS" >&2
+        (cd "$d" && ./runtest --clients 2 --timeout 600 "${args[@]}" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >"$d/runtest.log"
+            grep -q 'All tests passed without errors' "$d/runtest.log") &&
+            echo "$v: $(grep -c '^\[ok\]' "$d/runtest.log") tests ok, all passed" ||
+            { echo "$v: test suite FAILED:"; grep -E '\[err\]|\[exception\]|memsafe:' "$d/runtest.log" | head; }
+    done
+fi

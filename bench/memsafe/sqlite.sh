@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# bench/memsafe/sqlite.sh - sqlite 3.40 (Debian 12's source package) built with its own
+# autotools build under each compiler configuration, then speedtest1: time, peak memory, and
+# the --verify output compared with the plain build (a false positive would abort or differ).
+#
+#   bench/memsafe/sqlite.sh BUILD_DIR [SRC_DIR]
+#     BUILD_DIR  the CMake build with scp-cc (e.g. build)
+#     SRC_DIR    an unpacked sqlite3 source (default: apt-get source sqlite3 into $WORK)
+#   WORK=/tmp/scp-ms-bench  RUNS=3  SIZE=50  VARIANTS="plain hardening harden full asan"
+set -euo pipefail
+build=$(cd "$1" && pwd)
+scpcc=$build/scp-cc
+WORK=${WORK:-/tmp/scp-ms-bench}
+RUNS=${RUNS:-3}
+SIZE=${SIZE:-50}
+VARIANTS=${VARIANTS:-plain hardening harden full asan}
+mkdir -p "$WORK"
+# The asan build runs its own tools (lemon) and these leak by design: no leak report.
+export ASAN_OPTIONS=detect_leaks=0
+src=${2:-}
+if [ -z "$src" ]; then
+    src=$(ls -d "$WORK"/src/sqlite3-3.* 2>/dev/null | head -1 || true)
+    if [ -z "$src" ]; then
+        mkdir -p "$WORK/src"
+        (cd "$WORK/src" && apt-get source sqlite3 >/dev/null) || {
+            echo "sqlite.sh: apt-get source sqlite3 failed (no deb-src line in the apt sources?)" >&2
+            exit 2
+        }
+        src=$(ls -d "$WORK"/src/sqlite3-3.* | head -1)
+    fi
+fi
+src=$(cd "$src" && pwd)
+
+cc_for() {
+    case $1 in
+    plain) echo "clang-16" ;;
+    hardening) echo "$scpcc" ;;
+    harden) echo "$scpcc --memsafe" ;;
+    full) echo "$scpcc --memsafe=full" ;;
+    asan) echo "clang-16 -fsanitize=address" ;;
+    esac
+}
+
+for v in $VARIANTS; do
+    d=$WORK/sqlite-$v
+    [ -x "$d/speedtest1" ] && continue
+    rm -rf "$d"
+    mkdir -p "$d"
+    echo "== building sqlite ($v: CC=$(cc_for $v))" >&2
+    (cd "$d" && "$src/configure" CC="$(cc_for $v)" CFLAGS="-O2" --disable-tcl --disable-readline \
+        --disable-shared >configure.log 2>&1 && nice make speedtest1 >make.log 2>&1) || {
+        echo "sqlite.sh: build of $v failed, see $d/*.log" >&2
+        exit 1
+    }
+done
+
+db=$WORK/speedtest.db
+printf '%-10s %10s %8s %12s %8s %s\n' variant "time(s)" ratio "peakRSS(KB)" ratio verify
+base_t='' base_m=''
+for v in $VARIANTS; do
+    d=$WORK/sqlite-$v
+    times=() mems=()
+    for r in $(seq "$RUNS"); do
+        rm -f "$db"
+        /usr/bin/time -f '%e %M' -o "$d/time.txt" "$d/speedtest1" --size "$SIZE" --verify "$db" >"$d/out.txt" 2>&1
+        read -r t m <"$d/time.txt"
+        times+=("$t") mems+=("$m")
+    done
+    t=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(((RUNS + 1) / 2))p")
+    m=$(printf '%s\n' "${mems[@]}" | sort -n | sed -n "$(((RUNS + 1) / 2))p")
+    # The verify lines without the timings.
+    sed -E 's/[0-9]+\.[0-9]+s$//' "$d/out.txt" | grep -v -i 'total\|elapsed' >"$d/verify.txt" || true
+    same=n/a
+    if [ "$v" != plain ] && [ -f "$WORK/sqlite-plain/verify.txt" ]; then
+        cmp -s "$d/verify.txt" "$WORK/sqlite-plain/verify.txt" && same=identical || same=DIFFERENT
+    fi
+    [ -n "$base_t" ] || { base_t=$t; base_m=$m; }
+    printf '%-10s %10s %8s %12s %8s %s\n' "$v" "$t" "$(echo "scale=3; $t / $base_t" | bc)" "$m" \
+        "$(echo "scale=2; $m / $base_m" | bc)" "$same"
+done
+rm -f "$db"

@@ -1,0 +1,583 @@
+/* scp-ms-instr - the memsafe instrumentation pass, on the LLVM-C API of LLVM 16.
+ *
+ *   scp-ms-instr [--mode=harden|full] --rt=CHECK.bc IN.bc OUT.bc
+ *
+ * For every store (and, in full mode, every load), every atomic update, and both sides of
+ * memcpy/memmove and the destination of memset (the LLVM intrinsics and the libc calls,
+ * including the _FORTIFY_SOURCE __*_chk forms), it inserts a call
+ *   __scp_ms_check(base, ptr, n, site)
+ * where `base` is the pointer the accessed one was derived from (through GEPs, casts, PHIs and
+ * selects: a PHI or select of pointers gets a PHI or select of their bases). Checking against
+ * the object of the base, not of the accessed pointer, is what catches an access that runs
+ * past its object into the next one. `site` names the access for the report.
+ *
+ * Pruned: accesses whose base is a stack slot or a global (this mode protects the heap; see
+ * docs/memsafe.md), constant offsets from a malloc/calloc of constant size that are provably
+ * in bounds, and repeated accesses at constant offsets from the same pointer in one block
+ * between two calls, which share one check of the range they span.
+ *
+ * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
+ * optimizer that runs next inlines their fast path.
+ */
+#include <llvm-c/Analysis.h>
+#include <llvm-c/BitReader.h>
+#include <llvm-c/BitWriter.h>
+#include <llvm-c/Core.h>
+#include <llvm-c/DebugInfo.h>
+#include <llvm-c/Linker.h>
+#include <llvm-c/Target.h>
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum ms_mode { MODE_HARDEN, MODE_FULL };
+
+struct memo_entry {
+    LLVMValueRef key, val;
+};
+
+/* Pointer -> base pointer, open addressing; one per function. */
+struct memo {
+    struct memo_entry *tab;
+    size_t cap, len;
+};
+
+struct group {
+    LLVMValueRef x;     /* the pointer the accesses are constant offsets from */
+    LLVMValueRef base;
+    LLVMValueRef first; /* the first access, where the check goes */
+    int64_t lo, hi;     /* byte range [lo, hi) relative to x */
+    unsigned count;
+    char site[320];
+};
+
+struct pass {
+    LLVMContextRef ctx;
+    LLVMModuleRef mod;
+    LLVMTargetDataRef td;
+    LLVMBuilderRef b;
+    LLVMTypeRef ptr_ty, i64_ty, i8_ty, check_ty;
+    LLVMValueRef check_fn, check_mem_fn;
+    enum ms_mode mode;
+    struct memo memo;
+    struct group *groups;
+    size_t ngroups, cap_groups;
+    unsigned long checks, pruned, merged;
+    const char *fname;
+};
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    if (!q) {
+        fprintf(stderr, "scp-ms-instr: out of memory\n");
+        exit(1);
+    }
+    return q;
+}
+
+/* ---- memo ------------------------------------------------------------------------------ */
+
+static size_t memo_slot(const struct memo *m, LLVMValueRef k)
+{
+    return (size_t)(((uintptr_t)k >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 20) & (m->cap - 1);
+}
+
+static LLVMValueRef memo_get(const struct memo *m, LLVMValueRef k)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t s = memo_slot(m, k);; s = (s + 1) & (m->cap - 1)) {
+        if (m->tab[s].key == k)
+            return m->tab[s].val;
+        if (!m->tab[s].key)
+            return NULL;
+    }
+}
+
+static void memo_put(struct memo *m, LLVMValueRef k, LLVMValueRef v)
+{
+    if (2 * (m->len + 1) > m->cap) {
+        struct memo old = *m;
+        m->cap = old.cap ? old.cap * 2 : 256;
+        m->tab = calloc(m->cap, sizeof *m->tab);
+        if (!m->tab) {
+            fprintf(stderr, "scp-ms-instr: out of memory\n");
+            exit(1);
+        }
+        m->len = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.tab[i].key)
+                memo_put(m, old.tab[i].key, old.tab[i].val);
+        free(old.tab);
+    }
+    size_t s = memo_slot(m, k);
+    while (m->tab[s].key && m->tab[s].key != k)
+        s = (s + 1) & (m->cap - 1);
+    if (!m->tab[s].key)
+        m->len++;
+    m->tab[s] = (struct memo_entry){ k, v };
+}
+
+static void memo_clear(struct memo *m)
+{
+    free(m->tab);
+    *m = (struct memo){ 0 };
+}
+
+/* ---- pointer analysis ---------------------------------------------------------------------- */
+
+static int is_gep(LLVMValueRef v)
+{
+    if (LLVMIsAGetElementPtrInst(v))
+        return 1;
+    return LLVMIsAConstantExpr(v) && LLVMGetConstOpcode(v) == LLVMGetElementPtr;
+}
+
+static int is_ptr_cast(LLVMValueRef v)
+{
+    LLVMOpcode op;
+    if (LLVMIsABitCastInst(v) || LLVMIsAAddrSpaceCastInst(v))
+        return 1;
+    if (!LLVMIsAConstantExpr(v))
+        return 0;
+    op = LLVMGetConstOpcode(v);
+    return op == LLVMBitCast || op == LLVMAddrSpaceCast;
+}
+
+static int is_ptr(LLVMValueRef v)
+{
+    return LLVMGetTypeKind(LLVMTypeOf(v)) == LLVMPointerTypeKind;
+}
+
+/* The base of v: the pointer it was derived from through GEPs and casts; for a PHI or a
+ * select of pointers, a new PHI or select of their bases. */
+static LLVMValueRef base_of(struct pass *p, LLVMValueRef v)
+{
+    LLVMValueRef m = memo_get(&p->memo, v);
+    if (m)
+        return m;
+    LLVMValueRef r = v;
+    if (is_gep(v) || is_ptr_cast(v)) {
+        LLVMValueRef src = LLVMGetOperand(v, 0);
+        r = is_ptr(src) ? base_of(p, src) : v;
+    } else if (LLVMIsAPHINode(v)) {
+        LLVMBasicBlockRef bb = LLVMGetInstructionParent(v);
+        LLVMBuilderRef b = LLVMCreateBuilderInContext(p->ctx);
+        LLVMPositionBuilderBefore(b, LLVMGetFirstInstruction(bb));
+        r = LLVMBuildPhi(b, LLVMTypeOf(v), "ms.base");
+        LLVMDisposeBuilder(b);
+        memo_put(&p->memo, v, r); /* before the incoming values: loops come back here */
+        unsigned n = LLVMCountIncoming(v);
+        for (unsigned i = 0; i < n; i++) {
+            LLVMValueRef in = base_of(p, LLVMGetIncomingValue(v, i));
+            LLVMBasicBlockRef from = LLVMGetIncomingBlock(v, i);
+            LLVMAddIncoming(r, &in, &from, 1);
+        }
+        return r;
+    } else if (LLVMIsASelectInst(v)) {
+        LLVMValueRef a = base_of(p, LLVMGetOperand(v, 1));
+        LLVMValueRef c = base_of(p, LLVMGetOperand(v, 2));
+        if (a == c) {
+            r = a;
+        } else {
+            LLVMBuilderRef b = LLVMCreateBuilderInContext(p->ctx);
+            LLVMPositionBuilderBefore(b, v);
+            r = LLVMBuildSelect(b, LLVMGetOperand(v, 0), a, c, "ms.base");
+            LLVMDisposeBuilder(b);
+        }
+    }
+    memo_put(&p->memo, v, r);
+    return r;
+}
+
+/* v = x + *off with constant GEP offsets stripped; returns x. */
+static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t *off)
+{
+    *off = 0;
+    for (;;) {
+        if (is_ptr_cast(v) && is_ptr(LLVMGetOperand(v, 0))) {
+            v = LLVMGetOperand(v, 0);
+            continue;
+        }
+        if (!is_gep(v))
+            return v;
+        LLVMValueRef src = LLVMGetOperand(v, 0);
+        if (!is_ptr(src))
+            return v;
+        LLVMTypeRef ty = LLVMGetGEPSourceElementType(v);
+        int nops = LLVMGetNumOperands(v);
+        int64_t add = 0;
+        for (int i = 1; i < nops; i++) {
+            LLVMValueRef idx = LLVMGetOperand(v, i);
+            if (!LLVMIsAConstantInt(idx))
+                return v;
+            int64_t k = LLVMConstIntGetSExtValue(idx);
+            if (i == 1) {
+                add += k * (int64_t)LLVMABISizeOfType(p->td, ty);
+            } else if (LLVMGetTypeKind(ty) == LLVMStructTypeKind) {
+                add += (int64_t)LLVMOffsetOfElement(p->td, ty, (unsigned)k);
+                ty = LLVMStructGetTypeAtIndex(ty, (unsigned)k);
+            } else if (LLVMGetTypeKind(ty) == LLVMArrayTypeKind) {
+                ty = LLVMGetElementType(ty);
+                add += k * (int64_t)LLVMABISizeOfType(p->td, ty);
+            } else {
+                return v; /* vectors and the like: leave it */
+            }
+        }
+        *off += add;
+        v = src;
+    }
+}
+
+/* Stack slots, globals, null: not heap objects, not checked in this mode. */
+static int is_non_heap(LLVMValueRef base)
+{
+    return LLVMIsAAllocaInst(base) || LLVMIsAGlobalValue(base) || LLVMIsAConstantPointerNull(base) ||
+           LLVMIsAUndefValue(base);
+}
+
+static const char *callee_name(LLVMValueRef call)
+{
+    LLVMValueRef f = LLVMGetCalledValue(call);
+    size_t len;
+    if (!f || !LLVMIsAFunction(f))
+        return "";
+    return LLVMGetValueName2(f, &len);
+}
+
+/* The constant size of a malloc/calloc whose result is `base`, or -1. */
+static int64_t known_alloc_size(LLVMValueRef base)
+{
+    if (!LLVMIsACallInst(base))
+        return -1;
+    const char *n = callee_name(base);
+    if (!strcmp(n, "malloc") && LLVMIsAConstantInt(LLVMGetOperand(base, 0)))
+        return (int64_t)LLVMConstIntGetZExtValue(LLVMGetOperand(base, 0));
+    if (!strcmp(n, "calloc") && LLVMIsAConstantInt(LLVMGetOperand(base, 0)) &&
+        LLVMIsAConstantInt(LLVMGetOperand(base, 1))) {
+        uint64_t a = LLVMConstIntGetZExtValue(LLVMGetOperand(base, 0));
+        uint64_t c = LLVMConstIntGetZExtValue(LLVMGetOperand(base, 1));
+        if (a < (1u << 30) && c < (1u << 30))
+            return (int64_t)(a * c);
+    }
+    return -1;
+}
+
+/* ---- check emission -------------------------------------------------------------------------- */
+
+/* "what in f() at file:line", followed by the call sites it was inlined into, innermost
+ * first: the first place is often a libc inline wrapper, the last one the caller's line. */
+static void describe(struct pass *p, LLVMValueRef inst, const char *what, char *out, size_t cap)
+{
+    LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(inst);
+    size_t used = (size_t)snprintf(out, cap, "%s in %s()", what, p->fname);
+    if (!loc) {
+        snprintf(out + used, cap - used, " (build with -g for the line)");
+        return;
+    }
+    for (int depth = 0; loc && used < cap && depth < 8; depth++) {
+        unsigned len = 0;
+        LLVMMetadataRef scope = LLVMDILocationGetScope(loc);
+        LLVMMetadataRef file = scope ? LLVMDIScopeGetFile(scope) : NULL;
+        const char *name = file ? LLVMDIFileGetFilename(file, &len) : "?";
+        if (!file)
+            len = 1;
+        used += (size_t)snprintf(out + used, cap - used, "%s %.*s:%u", depth ? ", inlined at" : " at",
+                                 (int)len, name, LLVMDILocationGetLine(loc));
+        loc = LLVMDILocationGetInlinedAt(loc);
+    }
+}
+
+static void emit_check(struct pass *p, LLVMValueRef before, LLVMValueRef fn, LLVMValueRef base,
+                       LLVMValueRef ptr, LLVMValueRef n, const char *site)
+{
+    LLVMPositionBuilderBefore(p->b, before);
+    LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(before);
+    LLVMValueRef s = LLVMBuildGlobalStringPtr(p->b, site, "ms.site");
+    if (LLVMTypeOf(n) != p->i64_ty)
+        n = LLVMBuildZExt(p->b, n, p->i64_ty, "");
+    LLVMValueRef args[4] = { base, ptr, n, s };
+    LLVMValueRef call = LLVMBuildCall2(p->b, p->check_ty, fn, args, 4, "");
+    if (loc)
+        LLVMInstructionSetDebugLoc(call, loc);
+    p->checks++;
+}
+
+static void flush_groups(struct pass *p)
+{
+    for (size_t i = 0; i < p->ngroups; i++) {
+        struct group *g = &p->groups[i];
+        LLVMValueRef ptr = g->x;
+        if (g->lo != 0) {
+            LLVMPositionBuilderBefore(p->b, g->first);
+            LLVMValueRef off = LLVMConstInt(p->i64_ty, (unsigned long long)g->lo, 1);
+            ptr = LLVMBuildGEP2(p->b, p->i8_ty, g->x, &off, 1, "ms.lo");
+        }
+        if (g->count > 1) {
+            size_t l = strlen(g->site);
+            snprintf(g->site + l, sizeof g->site - l,
+                     " (checked together with %u more accesses at constant offsets)", g->count - 1);
+            p->merged += g->count - 1;
+        }
+        emit_check(p, g->first, p->check_fn, g->base, ptr,
+                   LLVMConstInt(p->i64_ty, (unsigned long long)(g->hi - g->lo), 0), g->site);
+    }
+    p->ngroups = 0;
+}
+
+/* A load or store of n bytes at ptr by `inst`. */
+static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, uint64_t n,
+                          const char *what)
+{
+    if (!is_ptr(ptr))
+        return;
+    int64_t off;
+    LLVMValueRef x = strip_const_offsets(p, ptr, &off);
+    LLVMValueRef base = base_of(p, x);
+    if (is_non_heap(base)) {
+        p->pruned++;
+        return;
+    }
+    int64_t known = x == base ? known_alloc_size(base) : -1;
+    if (known >= 0 && off >= 0 && (uint64_t)off + n <= (uint64_t)known) {
+        p->pruned++;
+        return;
+    }
+    for (size_t i = 0; i < p->ngroups; i++) {
+        struct group *g = &p->groups[i];
+        if (g->x == x) {
+            if (off < g->lo)
+                g->lo = off;
+            if (off + (int64_t)n > g->hi)
+                g->hi = off + (int64_t)n;
+            g->count++;
+            return;
+        }
+    }
+    if (p->ngroups == p->cap_groups) {
+        p->cap_groups = p->cap_groups ? 2 * p->cap_groups : 16;
+        p->groups = xrealloc(p->groups, p->cap_groups * sizeof *p->groups);
+    }
+    struct group *g = &p->groups[p->ngroups++];
+    *g = (struct group){ .x = x, .base = base, .first = inst, .lo = off, .hi = off + (int64_t)n,
+                         .count = 1 };
+    char what_n[64];
+    snprintf(what_n, sizeof what_n, "%s of %llu bytes", what, (unsigned long long)n);
+    describe(p, inst, what_n, g->site, sizeof g->site);
+}
+
+static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVMValueRef len,
+                       const char *what)
+{
+    if (!is_ptr(ptr))
+        return;
+    LLVMValueRef base = base_of(p, ptr);
+    if (is_non_heap(base)) {
+        p->pruned++;
+        return;
+    }
+    char site[320];
+    describe(p, inst, what, site, sizeof site);
+    emit_check(p, inst, p->check_mem_fn, base, ptr, len, site);
+}
+
+enum mem_fn { MEM_NONE, MEM_COPY, MEM_MOVE, MEM_SET };
+
+static enum mem_fn mem_kind(const char *n)
+{
+    if (!strncmp(n, "llvm.memcpy.", 12) || !strcmp(n, "memcpy") || !strcmp(n, "__memcpy_chk"))
+        return MEM_COPY;
+    if (!strncmp(n, "llvm.memmove.", 13) || !strcmp(n, "memmove") || !strcmp(n, "__memmove_chk"))
+        return MEM_MOVE;
+    if (!strncmp(n, "llvm.memset.", 12) || !strcmp(n, "memset") || !strcmp(n, "__memset_chk"))
+        return MEM_SET;
+    return MEM_NONE;
+}
+
+static void call_access(struct pass *p, LLVMValueRef inst)
+{
+    const char *n = callee_name(inst);
+    enum mem_fn k = mem_kind(n);
+    if (k == MEM_NONE) {
+        /* A call may free or exit: the range checks of earlier accesses go before it. */
+        if (strncmp(n, "llvm.", 5) != 0)
+            flush_groups(p);
+        return;
+    }
+    if (LLVMGetNumArgOperands(inst) < 3)
+        return;
+    const char *fn = k == MEM_COPY ? "memcpy" : k == MEM_MOVE ? "memmove" : "memset";
+    char what[64];
+    snprintf(what, sizeof what, "%s destination (write)", fn);
+    mem_access(p, inst, LLVMGetOperand(inst, 0), LLVMGetOperand(inst, 2), what);
+    if (k != MEM_SET) {
+        snprintf(what, sizeof what, "%s source (read)", fn);
+        mem_access(p, inst, LLVMGetOperand(inst, 1), LLVMGetOperand(inst, 2), what);
+    }
+}
+
+static void instrument_block(struct pass *p, LLVMBasicBlockRef bb)
+{
+    for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
+        switch (LLVMGetInstructionOpcode(i)) {
+        case LLVMStore: {
+            LLVMTypeRef t = LLVMTypeOf(LLVMGetOperand(i, 0));
+            scalar_access(p, i, LLVMGetOperand(i, 1), LLVMStoreSizeOfType(p->td, t), "store");
+            break;
+        }
+        case LLVMLoad:
+            if (p->mode == MODE_FULL)
+                scalar_access(p, i, LLVMGetOperand(i, 0), LLVMStoreSizeOfType(p->td, LLVMTypeOf(i)),
+                              "load");
+            break;
+        case LLVMAtomicRMW: {
+            LLVMTypeRef t = LLVMTypeOf(LLVMGetOperand(i, 1));
+            scalar_access(p, i, LLVMGetOperand(i, 0), LLVMStoreSizeOfType(p->td, t), "atomic update");
+            break;
+        }
+        case LLVMAtomicCmpXchg: {
+            LLVMTypeRef t = LLVMTypeOf(LLVMGetOperand(i, 2));
+            scalar_access(p, i, LLVMGetOperand(i, 0), LLVMStoreSizeOfType(p->td, t),
+                          "atomic compare-exchange");
+            break;
+        }
+        case LLVMCall:
+        case LLVMInvoke:
+            call_access(p, i);
+            break;
+        default:
+            break;
+        }
+    }
+    flush_groups(p);
+}
+
+static void instrument_module(struct pass *p)
+{
+    for (LLVMValueRef f = LLVMGetFirstFunction(p->mod); f; f = LLVMGetNextFunction(f)) {
+        size_t len;
+        const char *name = LLVMGetValueName2(f, &len);
+        if (LLVMIsDeclaration(f) || !strncmp(name, "__scp_ms_", 9))
+            continue;
+        p->fname = name;
+        /* Collect the blocks first: base_of may add PHIs, never blocks. */
+        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+            instrument_block(p, bb);
+        memo_clear(&p->memo);
+    }
+}
+
+/* ---- driver ---------------------------------------------------------------------------------- */
+
+static LLVMModuleRef read_module(LLVMContextRef ctx, const char *path)
+{
+    LLVMMemoryBufferRef buf;
+    char *msg = NULL;
+    LLVMModuleRef m;
+    if (LLVMCreateMemoryBufferWithContentsOfFile(path, &buf, &msg)) {
+        fprintf(stderr, "scp-ms-instr: cannot read %s: %s\n", path, msg ? msg : "?");
+        exit(1);
+    }
+    if (LLVMParseBitcodeInContext2(ctx, buf, &m)) {
+        fprintf(stderr, "scp-ms-instr: %s is not LLVM 16 bitcode\n", path);
+        exit(1);
+    }
+    LLVMDisposeMemoryBuffer(buf);
+    return m;
+}
+
+static void link_runtime(struct pass *p, const char *rt_path)
+{
+    LLVMModuleRef rt = read_module(p->ctx, rt_path);
+    LLVMSetTarget(rt, LLVMGetTarget(p->mod));
+    LLVMSetDataLayout(rt, LLVMGetDataLayoutStr(p->mod));
+    if (LLVMLinkModules2(p->mod, rt)) {
+        fprintf(stderr, "scp-ms-instr: cannot link %s\n", rt_path);
+        exit(1);
+    }
+    static const char *const fns[] = { "__scp_ms_check", "__scp_ms_check_mem" };
+    unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+        LLVMValueRef f = LLVMGetNamedFunction(p->mod, fns[i]);
+        if (f && !LLVMIsDeclaration(f)) {
+            LLVMSetLinkage(f, LLVMInternalLinkage);
+            LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                                    LLVMCreateEnumAttribute(p->ctx, inl, 0));
+        }
+    }
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: scp-ms-instr [--mode=harden|full] --rt=CHECK.bc IN.bc OUT.bc\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    struct pass p = { 0 };
+    const char *rt = NULL, *in = NULL, *out = NULL;
+    int stats = getenv("SCP_MS_STATS") != NULL;
+    p.mode = MODE_HARDEN;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--mode=harden"))
+            p.mode = MODE_HARDEN;
+        else if (!strcmp(argv[i], "--mode=full"))
+            p.mode = MODE_FULL;
+        else if (!strncmp(argv[i], "--rt=", 5))
+            rt = argv[i] + 5;
+        else if (argv[i][0] == '-')
+            usage();
+        else if (!in)
+            in = argv[i];
+        else if (!out)
+            out = argv[i];
+        else
+            usage();
+    }
+    if (!rt || !in || !out)
+        usage();
+
+    p.ctx = LLVMContextCreate();
+    p.mod = read_module(p.ctx, in);
+    p.td = LLVMCreateTargetData(LLVMGetDataLayoutStr(p.mod));
+    p.b = LLVMCreateBuilderInContext(p.ctx);
+    p.ptr_ty = LLVMPointerTypeInContext(p.ctx, 0);
+    p.i64_ty = LLVMInt64TypeInContext(p.ctx);
+    p.i8_ty = LLVMInt8TypeInContext(p.ctx);
+    LLVMTypeRef params[4] = { p.ptr_ty, p.ptr_ty, p.i64_ty, p.ptr_ty };
+    p.check_ty = LLVMFunctionType(LLVMVoidTypeInContext(p.ctx), params, 4, 0);
+    p.check_fn = LLVMGetNamedFunction(p.mod, "__scp_ms_check");
+    if (!p.check_fn)
+        p.check_fn = LLVMAddFunction(p.mod, "__scp_ms_check", p.check_ty);
+    p.check_mem_fn = LLVMGetNamedFunction(p.mod, "__scp_ms_check_mem");
+    if (!p.check_mem_fn)
+        p.check_mem_fn = LLVMAddFunction(p.mod, "__scp_ms_check_mem", p.check_ty);
+
+    instrument_module(&p);
+    link_runtime(&p, rt);
+
+    char *msg = NULL;
+    if (LLVMVerifyModule(p.mod, LLVMReturnStatusAction, &msg)) {
+        fprintf(stderr, "scp-ms-instr: internal error, the instrumented module of %s is invalid:\n%s\n",
+                in, msg ? msg : "");
+        return 1;
+    }
+    LLVMDisposeMessage(msg);
+    if (LLVMWriteBitcodeToFile(p.mod, out)) {
+        fprintf(stderr, "scp-ms-instr: cannot write %s\n", out);
+        return 1;
+    }
+    if (stats)
+        fprintf(stderr, "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned\n", in,
+                p.checks, p.merged, p.pruned);
+    free(p.groups);
+    LLVMDisposeBuilder(p.b);
+    LLVMDisposeTargetData(p.td);
+    LLVMDisposeModule(p.mod);
+    LLVMContextDispose(p.ctx);
+    return 0;
+}

@@ -1,0 +1,580 @@
+/* memsafe/rt/alloc.c - the memsafe allocator: malloc and friends for instrumented programs.
+ *
+ * It replaces the C library's malloc for the whole process (so libc's own allocations, e.g.
+ * strdup or fopen, come from here too). Each size class has its own region (layout.h), so the
+ * checks find an object's base and size from any pointer with one table lookup; the
+ * requested size of each object is kept in a per-region side array (meta) so that checks use
+ * the exact bounds, not the class size. One extra byte is allocated past each object so that
+ * a one-past-the-end pointer still belongs to its own object.
+ *
+ * Per-thread caches hold freed objects of each class; a global free list and a bump pointer
+ * per class, under one mutex per class, refill them. Requests larger than the largest class
+ * are plain mmaps, tracked in a small table so that free can tell them from invalid pointers.
+ *
+ * The runtime must not call malloc itself, nor print through stdio (a report may come while
+ * stdio's own locks are held): reports are formatted into a stack buffer and written to fd 2.
+ */
+#include "layout.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <malloc.h>
+
+#define MS_STEPS_PER_DOUBLING 8
+#define MS_MAX_CLASSES 200
+#define MS_TC_BYTES (32 * 1024)    /* cached bytes per class and thread before flushing */
+#define MS_REFILL_BYTES (16 * 1024) /* objects moved per refill, in bytes */
+#define MS_LARGE_SLOTS 65536
+#define MS_RELEASE_BYTES (64 * 1024) /* freed objects of classes this big return their pages */
+
+struct ms_region __scp_ms_regions[MS_TABLE_LEN];
+
+struct ms_class {
+    pthread_mutex_t lock;
+    uint64_t size;
+    uintptr_t start;     /* region start */
+    uintptr_t bump;      /* next never-used object */
+    uintptr_t committed; /* end of the read-write part of the region */
+    void *free_list;     /* objects returned by threads; link in the first word */
+};
+
+struct ms_tcache {
+    void *head[MS_MAX_CLASSES];
+    uint32_t count[MS_MAX_CLASSES];
+};
+
+struct ms_large {
+    uintptr_t addr; /* 0: empty, 1: deleted */
+    size_t size;    /* requested */
+    size_t map_len;
+};
+
+static struct ms_class ms_classes[MS_MAX_CLASSES];
+static unsigned ms_nclasses;
+static int ms_ready;
+static int ms_init_lock;
+static pthread_key_t ms_tc_key;
+static __thread struct ms_tcache ms_tc;
+static __thread int ms_tc_registered;
+
+static pthread_mutex_t ms_large_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ms_large *ms_large_tab;
+
+/* ---- reports ---------------------------------------------------------------------------- */
+
+static void ms_write_all(const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(2, s, n);
+        if (w <= 0) {
+            if (w < 0 && errno == EINTR)
+                continue;
+            return;
+        }
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+__attribute__((format(printf, 1, 2))) _Noreturn static void ms_die(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        ms_write_all(buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+    abort();
+}
+
+static const struct ms_region *ms_region_of(uintptr_t p)
+{
+    const struct ms_region *r = &__scp_ms_regions[(p >> MS_REGION_SHIFT) & (MS_TABLE_LEN - 1)];
+    return r->size ? r : NULL;
+}
+
+static uint64_t ms_index_in(const struct ms_region *r, uintptr_t p)
+{
+    return (uint64_t)(((unsigned __int128)(p & MS_REGION_MASK) * r->magic) >> 64);
+}
+
+_Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, const char *site)
+{
+    uintptr_t b = (uintptr_t)base, p = (uintptr_t)ptr;
+    const struct ms_region *r = ms_region_of(b);
+    if (!r)
+        ms_die("memsafe: bounds check failed on a pointer outside the heap: %s (%llu bytes at %p)\n",
+               site, (unsigned long long)n, ptr);
+    uint64_t idx = ms_index_in(r, b);
+    uintptr_t obj = b - (b & MS_REGION_MASK) + idx * r->size;
+    uint32_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
+    long long off = (long long)(p - obj);
+    if (lim == 0)
+        ms_die("memsafe: use of a freed heap object: %s: %llu bytes at offset %lld of a freed "
+               "object of the %llu-byte class at %p\n"
+               "memsafe: aborting\n",
+               site, (unsigned long long)n, off, (unsigned long long)r->size, (void *)obj);
+    const char *what = off < 0 ? "heap buffer underflow" : "heap buffer overflow";
+    ms_die("memsafe: %s: %s: %llu bytes at offset %lld of a %u-byte heap object at %p "
+           "(%lld bytes past its end)\n"
+           "memsafe: aborting\n",
+           what, site, (unsigned long long)n, off, lim - 1, (void *)obj,
+           off < 0 ? off : off + (long long)n - (long long)(lim - 1));
+}
+
+/* ---- size classes and regions ------------------------------------------------------------ */
+
+/* ceil(2^64 / size): floor(off * magic / 2^64) == off / size for off < 2^36, size <= 2^28. */
+static uint64_t ms_magic(uint64_t size)
+{
+    return (uint64_t)(((unsigned __int128)1 << 64) / size) + ((size & (size - 1)) != 0);
+}
+
+static void ms_init_classes(void)
+{
+    uint64_t size = 16;
+    unsigned c = 0;
+    while (size <= MS_MAX_CLASS_SIZE && c < MS_MAX_CLASSES) {
+        ms_classes[c].size = size;
+        c++;
+        uint64_t pow2 = UINT64_C(1) << (63 - __builtin_clzll(size));
+        uint64_t step = pow2 / MS_STEPS_PER_DOUBLING;
+        size += step < 16 ? 16 : step;
+    }
+    ms_nclasses = c;
+}
+
+static void ms_init_regions(void)
+{
+    size_t span = (size_t)ms_nclasses << MS_REGION_SHIFT;
+    void *want = (void *)((uintptr_t)MS_FIRST_REGION << MS_REGION_SHIFT);
+    void *got = mmap(want, span, PROT_NONE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (got != want)
+        ms_die("memsafe: cannot reserve the heap regions at %p (%zu GiB): %s\n", want,
+               span >> 30, strerror(errno));
+    for (unsigned c = 0; c < ms_nclasses; c++) {
+        struct ms_class *k = &ms_classes[c];
+        pthread_mutex_init(&k->lock, NULL);
+        k->start = (uintptr_t)want + ((uintptr_t)c << MS_REGION_SHIFT);
+        k->bump = k->start;
+        k->committed = k->start;
+        size_t meta_len = ((UINT64_C(1) << MS_REGION_SHIFT) / k->size) * sizeof(uint32_t);
+        void *meta = mmap(NULL, meta_len, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (meta == MAP_FAILED)
+            ms_die("memsafe: cannot reserve allocation metadata: %s\n", strerror(errno));
+        struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
+        r->magic = ms_magic(k->size);
+        r->meta = meta;
+        __atomic_store_n(&r->size, k->size, __ATOMIC_RELEASE);
+    }
+    ms_large_tab = mmap(NULL, MS_LARGE_SLOTS * sizeof *ms_large_tab, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (ms_large_tab == MAP_FAILED)
+        ms_die("memsafe: cannot map the large-object table: %s\n", strerror(errno));
+}
+
+static void ms_init(void)
+{
+    if (__atomic_load_n(&ms_ready, __ATOMIC_ACQUIRE))
+        return;
+    while (__atomic_exchange_n(&ms_init_lock, 1, __ATOMIC_ACQUIRE))
+        ;
+    if (!ms_ready) {
+        ms_init_classes();
+        ms_init_regions();
+        __atomic_store_n(&ms_ready, 1, __ATOMIC_RELEASE);
+    }
+    __atomic_store_n(&ms_init_lock, 0, __ATOMIC_RELEASE);
+}
+
+/* Smallest class of at least `need` bytes whose size is a multiple of `align` (a power of
+ * two): objects sit at multiples of their class size from a 2^36-aligned start. */
+static int ms_class_for(size_t need, size_t align)
+{
+    if (need > MS_MAX_CLASS_SIZE)
+        return -1;
+    unsigned lo = 0, hi = ms_nclasses;
+    while (lo < hi) {
+        unsigned mid = (lo + hi) / 2;
+        if (ms_classes[mid].size < need)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (unsigned c = lo; c < ms_nclasses; c++)
+        if (ms_classes[c].size % align == 0)
+            return (int)c;
+    return -1;
+}
+
+/* ---- the per-class pools ------------------------------------------------------------------ */
+
+static int ms_commit(struct ms_class *k, uintptr_t end)
+{
+    if (end <= k->committed)
+        return 0;
+    size_t page = 1u << 14; /* small steps: a class that holds a few objects costs 16 KiB */
+    uintptr_t to = (end + page - 1) & ~(uintptr_t)(page - 1);
+    if (to - k->start > (UINT64_C(1) << MS_REGION_SHIFT))
+        return -1;
+    if (mprotect((void *)k->committed, to - k->committed, PROT_READ | PROT_WRITE) != 0)
+        return -1;
+    k->committed = to;
+    return 0;
+}
+
+/* Move up to `want` objects of class c into the calling thread's cache. */
+static void ms_refill(unsigned c, unsigned want)
+{
+    struct ms_class *k = &ms_classes[c];
+    pthread_mutex_lock(&k->lock);
+    while (want > 0 && k->free_list) {
+        void *o = k->free_list;
+        k->free_list = *(void **)o;
+        *(void **)o = ms_tc.head[c];
+        ms_tc.head[c] = o;
+        ms_tc.count[c]++;
+        want--;
+    }
+    if (want > 0 && ms_commit(k, k->bump + want * k->size) == 0) {
+        for (; want > 0; want--) {
+            void *o = (void *)k->bump;
+            k->bump += k->size;
+            *(void **)o = ms_tc.head[c];
+            ms_tc.head[c] = o;
+            ms_tc.count[c]++;
+        }
+    }
+    pthread_mutex_unlock(&k->lock);
+}
+
+/* Return `keep`-exceeding objects of class c from this thread's cache to the global list. */
+static void ms_flush(unsigned c, unsigned keep)
+{
+    struct ms_class *k = &ms_classes[c];
+    pthread_mutex_lock(&k->lock);
+    while (ms_tc.count[c] > keep) {
+        void *o = ms_tc.head[c];
+        ms_tc.head[c] = *(void **)o;
+        ms_tc.count[c]--;
+        *(void **)o = k->free_list;
+        k->free_list = o;
+    }
+    pthread_mutex_unlock(&k->lock);
+}
+
+static void ms_thread_exit(void *unused)
+{
+    (void)unused;
+    for (unsigned c = 0; c < ms_nclasses; c++)
+        if (ms_tc.count[c])
+            ms_flush(c, 0);
+}
+
+static void ms_register_thread(void)
+{
+    ms_tc_registered = 1;
+    pthread_setspecific(ms_tc_key, &ms_tc);
+}
+
+static unsigned ms_batch(unsigned c)
+{
+    uint64_t n = MS_REFILL_BYTES / ms_classes[c].size;
+    return n < 1 ? 1 : n > 256 ? 256 : (unsigned)n;
+}
+
+static void *ms_alloc_small(unsigned c, size_t req)
+{
+    if (!ms_tc.head[c]) {
+        ms_refill(c, ms_batch(c));
+        if (!ms_tc.head[c])
+            return NULL;
+        if (!ms_tc_registered && ms_ready > 1)
+            ms_register_thread();
+    }
+    void *o = ms_tc.head[c];
+    ms_tc.head[c] = *(void **)o;
+    ms_tc.count[c]--;
+    *(void **)o = NULL;
+    const struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
+    __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)o)], (uint32_t)(req + 1), __ATOMIC_RELAXED);
+    return o;
+}
+
+/* ---- large objects ------------------------------------------------------------------------- */
+
+static size_t ms_large_slot(uintptr_t a)
+{
+    return (size_t)((a >> 12) * UINT64_C(0x9E3779B97F4A7C15) >> 48) % MS_LARGE_SLOTS;
+}
+
+static void *ms_alloc_large(size_t req)
+{
+    size_t len = (req + 4095) & ~(size_t)4095;
+    if (len < req)
+        return NULL;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    pthread_mutex_lock(&ms_large_lock);
+    size_t s = ms_large_slot((uintptr_t)p);
+    for (size_t i = 0; i < MS_LARGE_SLOTS; i++, s = (s + 1) % MS_LARGE_SLOTS) {
+        if (ms_large_tab[s].addr <= 1) {
+            ms_large_tab[s] = (struct ms_large){ (uintptr_t)p, req, len };
+            pthread_mutex_unlock(&ms_large_lock);
+            return p;
+        }
+    }
+    pthread_mutex_unlock(&ms_large_lock);
+    munmap(p, len);
+    return NULL;
+}
+
+/* The slot of large object p, or NULL; call with ms_large_lock held. */
+static struct ms_large *ms_large_find(uintptr_t p)
+{
+    size_t s = ms_large_slot(p);
+    for (size_t i = 0; i < MS_LARGE_SLOTS; i++, s = (s + 1) % MS_LARGE_SLOTS) {
+        if (ms_large_tab[s].addr == p)
+            return &ms_large_tab[s];
+        if (ms_large_tab[s].addr == 0)
+            return NULL;
+    }
+    return NULL;
+}
+
+/* ---- the C allocation interface ------------------------------------------------------------ */
+
+static void *ms_alloc(size_t req, size_t align)
+{
+    ms_init();
+    if (req >= MS_MAX_CLASS_SIZE || align > MS_MAX_CLASS_SIZE) {
+        if (align > 4096) {
+            errno = EINVAL;
+            return NULL;
+        }
+        void *p = ms_alloc_large(req);
+        if (!p)
+            errno = ENOMEM;
+        return p;
+    }
+    int c = ms_class_for(req + 1, align < 16 ? 16 : align);
+    void *p = c < 0 ? ms_alloc_large(req) : ms_alloc_small((unsigned)c, req);
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+/* Requested size of a live allocation; aborts on pointers that malloc did not return. */
+static size_t ms_live_size(const void *ptr, const char *op)
+{
+    uintptr_t p = (uintptr_t)ptr;
+    const struct ms_region *r = ms_region_of(p);
+    if (r) {
+        uint64_t idx = ms_index_in(r, p);
+        uintptr_t obj = p - (p & MS_REGION_MASK) + idx * r->size;
+        uint32_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
+        if (obj != p)
+            ms_die("memsafe: invalid %s: %p points %llu bytes into a heap object at %p, not to its "
+                   "start\nmemsafe: aborting\n",
+                   op, ptr, (unsigned long long)(p - obj), (void *)obj);
+        if (lim == 0)
+            ms_die("memsafe: %s of a freed heap object at %p (double free?)\nmemsafe: aborting\n",
+                   op, ptr);
+        return lim - 1;
+    }
+    pthread_mutex_lock(&ms_large_lock);
+    struct ms_large *l = ms_large_find(p);
+    size_t n = l ? l->size : 0;
+    pthread_mutex_unlock(&ms_large_lock);
+    if (!l)
+        ms_die("memsafe: invalid %s: %p was not returned by malloc (or was already freed)\n"
+               "memsafe: aborting\n",
+               op, ptr);
+    return n;
+}
+
+void *malloc(size_t n)
+{
+    return ms_alloc(n, 16);
+}
+
+void free(void *ptr)
+{
+    if (!ptr)
+        return;
+    uintptr_t p = (uintptr_t)ptr;
+    const struct ms_region *r = ms_region_of(p);
+    if (!r) {
+        pthread_mutex_lock(&ms_large_lock);
+        struct ms_large *l = ms_large_find(p);
+        struct ms_large gone = l ? *l : (struct ms_large){ 0, 0, 0 };
+        if (l)
+            l->addr = 1;
+        pthread_mutex_unlock(&ms_large_lock);
+        if (!l)
+            ms_die("memsafe: invalid free: %p was not returned by malloc (or was already freed)\n"
+                   "memsafe: aborting\n",
+                   ptr);
+        munmap((void *)gone.addr, gone.map_len);
+        return;
+    }
+    uint64_t idx = ms_index_in(r, p);
+    uintptr_t obj = p - (p & MS_REGION_MASK) + idx * r->size;
+    if (obj != p)
+        ms_die("memsafe: invalid free: %p points %llu bytes into a heap object at %p, not to its "
+               "start\nmemsafe: aborting\n",
+               ptr, (unsigned long long)(p - obj), (void *)obj);
+    if (__atomic_exchange_n(&r->meta[idx], 0, __ATOMIC_RELAXED) == 0)
+        ms_die("memsafe: double free of the heap object at %p (%llu-byte class)\n"
+               "memsafe: aborting\n",
+               ptr, (unsigned long long)r->size);
+    unsigned c = (unsigned)(r - &__scp_ms_regions[MS_FIRST_REGION]);
+    if (r->size >= MS_RELEASE_BYTES) {
+        /* Give a big object's pages back, as glibc does by unmapping its big chunks: kept,
+         * they would stay resident in every class a program ever used. The first page keeps
+         * the free-list link. */
+        uintptr_t from = (p + sizeof(void *) + 4095) & ~(uintptr_t)4095;
+        uintptr_t to = (p + r->size) & ~(uintptr_t)4095;
+        if (to > from)
+            madvise((void *)from, to - from, MADV_DONTNEED);
+    }
+    *(void **)ptr = ms_tc.head[c];
+    ms_tc.head[c] = ptr;
+    /* At most MS_TC_BYTES per class and thread (one object of a larger class): a floor of
+     * several objects kept 8 MB of 1 MB buffers resident in sqlite's speedtest1. */
+    uint64_t cap = MS_TC_BYTES / r->size;
+    if (++ms_tc.count[c] > (cap < 1 ? 1 : cap))
+        ms_flush(c, ms_tc.count[c] / 2);
+}
+
+void *calloc(size_t nmemb, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(nmemb, size, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    /* ms_alloc, not malloc: compilers turn malloc + memset into a call to calloc. */
+    void *p = ms_alloc(n, 16);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+
+void *realloc(void *ptr, size_t n)
+{
+    if (!ptr)
+        return malloc(n);
+    if (n == 0) {
+        free(ptr);
+        return NULL;
+    }
+    size_t old = ms_live_size(ptr, "realloc");
+    const struct ms_region *r = ms_region_of((uintptr_t)ptr);
+    if (r && n + 1 <= r->size && n >= r->size / 2) {
+        /* Same object: only the recorded size changes. */
+        __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)ptr)], (uint32_t)(n + 1),
+                         __ATOMIC_RELAXED);
+        return ptr;
+    }
+    void *q = malloc(n);
+    if (!q)
+        return NULL;
+    memcpy(q, ptr, old < n ? old : n);
+    free(ptr);
+    return q;
+}
+
+void *reallocarray(void *ptr, size_t nmemb, size_t size)
+{
+    size_t n;
+    if (__builtin_mul_overflow(nmemb, size, &n)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return realloc(ptr, n);
+}
+
+static int ms_pow2(size_t a)
+{
+    return a != 0 && (a & (a - 1)) == 0;
+}
+
+void *memalign(size_t align, size_t n)
+{
+    if (!ms_pow2(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return ms_alloc(n, align);
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+    return memalign(align, n);
+}
+
+int posix_memalign(void **out, size_t align, size_t n)
+{
+    if (!ms_pow2(align) || align % sizeof(void *) != 0)
+        return EINVAL;
+    void *p = ms_alloc(n, align);
+    if (!p)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *valloc(size_t n)
+{
+    return memalign(4096, n);
+}
+
+void *pvalloc(size_t n)
+{
+    return memalign(4096, (n + 4095) & ~(size_t)4095);
+}
+
+size_t malloc_usable_size(void *ptr)
+{
+    /* The requested size, not the class size: writes into the rounding are reported. */
+    return ptr ? ms_live_size(ptr, "malloc_usable_size") : 0;
+}
+
+/* ---- process setup --------------------------------------------------------------------- */
+
+static void ms_fork_prepare(void)
+{
+    pthread_mutex_lock(&ms_large_lock);
+    for (unsigned c = 0; c < ms_nclasses; c++)
+        pthread_mutex_lock(&ms_classes[c].lock);
+}
+
+static void ms_fork_release(void)
+{
+    for (unsigned c = ms_nclasses; c-- > 0;)
+        pthread_mutex_unlock(&ms_classes[c].lock);
+    pthread_mutex_unlock(&ms_large_lock);
+}
+
+/* After init (which may run inside the first malloc, too early for these): the key whose
+ * destructor returns an exiting thread's cache, and the fork handlers that keep the class
+ * locks consistent in a child. */
+__attribute__((constructor(101))) static void ms_setup(void)
+{
+    ms_init();
+    if (pthread_key_create(&ms_tc_key, ms_thread_exit) == 0)
+        __atomic_store_n(&ms_ready, 2, __ATOMIC_RELEASE);
+    pthread_atfork(ms_fork_prepare, ms_fork_release, ms_fork_release);
+    ms_register_thread();
+}

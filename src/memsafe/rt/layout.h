@@ -1,0 +1,39 @@
+/* memsafe/rt/layout.h - the address-space layout shared by the allocator and the checks.
+ *
+ * LowFat-style: every size class owns one region of 2^MS_REGION_SHIFT bytes, and the region
+ * index of any address is addr >> MS_REGION_SHIFT. Objects of a class sit at multiples of the
+ * class size from the region start, so base = start + floor(off / size) * size, and the
+ * division is a multiplication by a precomputed reciprocal (exact for off < 2^36 and
+ * size <= 2^28, see ms_magic). Addresses outside every region (stack, globals, mmap, libc's
+ * own data) find size 0 in the table and are not checked.
+ */
+#ifndef SCP_MEMSAFE_LAYOUT_H
+#define SCP_MEMSAFE_LAYOUT_H
+
+#include <stdint.h>
+
+#define MS_REGION_SHIFT 36                     /* 64 GiB per size class */
+#define MS_REGION_MASK ((UINT64_C(1) << MS_REGION_SHIFT) - 1)
+#define MS_TABLE_LEN 2048                      /* covers the 47-bit user address space */
+#define MS_FIRST_REGION 16                     /* class 0 starts at 1 TiB */
+#define MS_MAX_CLASS_SIZE (UINT64_C(1) << 28)  /* larger requests go to plain mmap, unchecked */
+
+/* One entry per region; size 0 marks addresses that are not in a heap region.
+ * meta[i] is the requested size + 1 of the i-th object of the region while it is allocated,
+ * and 0 while it is free (so a check against a freed, not yet reused object fails too). */
+struct ms_region {
+    uint64_t size;
+    uint64_t magic;
+    uint32_t *meta;
+    uint64_t pad;
+};
+
+extern struct ms_region __scp_ms_regions[MS_TABLE_LEN];
+
+/* Abort with a report; `site` describes the access (made by the instrumentation tool). */
+_Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, const char *site);
+
+void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *site);
+void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site);
+
+#endif

@@ -1,0 +1,51 @@
+#!/bin/sh
+# tests/memsafe/probes.sh SCP_CC PROBES_DIR - the memory-bug probes (tests/memsafe/probes):
+# each must abort (SIGABRT) with the memsafe report under scp-cc --memsafe, and its benign
+# input must run cleanly there. The plain build (clang-16) is run too: the over-reads and
+# overflows run silently to exit 0 there (the bugs are real, and nothing else sees them).
+set -u
+scpcc=$1
+probes=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0 pass=0
+
+# probe  benign-arg  bad-arg  expected-report-text  plain-silent(1/0)
+check() {
+    name=$1 good=$2 bad=$3 want=$4 plain_silent=$5
+    if ! "$scpcc" --memsafe -O2 -g -Wall -Werror -o "$tmp/$name" "$probes/$name.c" 2>"$tmp/cc.err"; then
+        echo "FAIL $name: scp-cc --memsafe did not build it:"; cat "$tmp/cc.err"
+        fail=$((fail + 1)); return
+    fi
+    clang-16 -O2 -g -o "$tmp/$name.plain" "$probes/$name.c"
+    if ! "$tmp/$name" $good >"$tmp/out" 2>"$tmp/err" || [ -s "$tmp/err" ]; then
+        echo "FAIL $name: the benign run ($good) failed or reported:"; cat "$tmp/err"
+        fail=$((fail + 1)); return
+    fi
+    "$tmp/$name" $bad >"$tmp/out" 2>"$tmp/err"
+    rc=$?
+    if [ $rc -ne 134 ] || ! grep -q "memsafe: $want" "$tmp/err"; then
+        echo "FAIL $name: exit $rc, expected SIGABRT (134) with 'memsafe: $want'; stderr:"; cat "$tmp/err"
+        fail=$((fail + 1)); return
+    fi
+    echo "ok   $name: $(head -1 "$tmp/err")"
+    if [ "$plain_silent" = 1 ]; then
+        "$tmp/$name.plain" $bad >"$tmp/out" 2>"$tmp/err"
+        rc=$?
+        if [ $rc -ne 0 ] || [ -s "$tmp/err" ]; then
+            echo "FAIL $name: the plain build was expected to run silently (exit $rc)"; cat "$tmp/err"
+            fail=$((fail + 1)); return
+        fi
+        echo "     plain build: exit 0, nothing reported: $(head -1 "$tmp/out")"
+    fi
+    pass=$((pass + 1))
+}
+
+check heartbleed 4 4096 "heap buffer overflow: memcpy source (read) in main() at" 1
+check overflow_index 10 11 "heap buffer overflow: store of 4 bytes in main() at .*overflow_index.c:10" 0
+check overflow_memcpy abc 0123456789abcdefXYZ "heap buffer overflow: memcpy destination (write)" 1
+check double_free 0 1 "double free of the heap object" 0
+check invalid_free "" 1 "invalid free: .* points 3 bytes into a heap object" 0
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]

@@ -1,0 +1,239 @@
+/* Unit tests of the memsafe runtime, built with scp-cc --memsafe (so the program runs on the
+ * memsafe malloc and its accesses are checked). Violations are tested in forked children:
+ * each must die by SIGABRT with the report on stderr. */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int failures;
+
+#define EXPECT(cond)                                                                     \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);              \
+            failures++;                                                                  \
+        }                                                                                \
+    } while (0)
+
+/* The bytes are touched through a pointer the compiler cannot see through. */
+static void *(*volatile opaque)(void *, int, size_t) = memset;
+
+/* Run fn(arg) in a child; true if it aborted with `needle` in its stderr. */
+static int aborts_with(void (*fn)(size_t), size_t arg, const char *needle)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        close(fds[0]);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    char buf[2048];
+    size_t len = 0;
+    ssize_t r;
+    while (len < sizeof buf - 1 && (r = read(fds[0], buf + len, sizeof buf - 1 - len)) > 0)
+        len += (size_t)r;
+    buf[len] = 0;
+    close(fds[0]);
+    int st;
+    waitpid(pid, &st, 0);
+    int ok = WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT && strstr(buf, needle) != NULL;
+    if (!ok)
+        fprintf(stderr, "child (arg %zu) did not abort with '%s'; stderr: %s\n", arg, needle, buf);
+    return ok;
+}
+
+/* Every size up to 5000 and a spread above: the whole object is usable, and one byte past
+ * it (in the class's rounding, or the next object) is reported with its exact size. */
+static void write_past_end(size_t n)
+{
+    char *p = malloc(n);
+    opaque(p, 0, n);
+    p[n] = 1;
+}
+
+static void test_sizes(void)
+{
+    for (size_t n = 0; n <= 5000; n++) {
+        unsigned char *p = malloc(n);
+        EXPECT(p != NULL);
+        EXPECT(((uintptr_t)p & 15) == 0);
+        EXPECT(malloc_usable_size(p) == n);
+        opaque(p, 0xa5, n);
+        if (n > 0)
+            p[n - 1] = 7; /* the last byte: in bounds */
+        free(p);
+    }
+    for (size_t n = 5001; n < (size_t)300 << 20; n = n * 3 / 2 + 11) {
+        unsigned char *p = malloc(n);
+        EXPECT(p != NULL);
+        p[0] = 1;
+        p[n - 1] = 2;
+        free(p);
+    }
+    static const size_t probes[] = { 1, 15, 16, 17, 100, 128, 4095, 4096, 10000, 1000000 };
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++)
+        EXPECT(aborts_with(write_past_end, probes[i], "heap buffer overflow"));
+}
+
+static void test_realloc_calloc_align(void)
+{
+    char *p = malloc(10);
+    memcpy(p, "0123456789", 10);
+    for (size_t n = 11; n < 100000; n *= 2) {
+        p = realloc(p, n);
+        EXPECT(p && memcmp(p, "0123456789", 10) == 0);
+        EXPECT(malloc_usable_size(p) == n);
+        p[n - 1] = 'x';
+    }
+    p = realloc(p, 5);
+    EXPECT(p && memcmp(p, "01234", 5) == 0 && malloc_usable_size(p) == 5);
+    free(p);
+
+    unsigned char *z = calloc(1000, 3);
+    size_t nz = 0;
+    for (size_t i = 0; i < 3000; i++)
+        nz += z[i] != 0;
+    EXPECT(nz == 0);
+    free(z);
+    errno = 0;
+    void *volatile huge = calloc(SIZE_MAX / 2, 3); /* volatile: the compiler may not elide it */
+    EXPECT(huge == NULL && errno == ENOMEM);
+
+    static const size_t aligns[] = { 16, 32, 64, 256, 4096 };
+    for (size_t i = 0; i < sizeof aligns / sizeof aligns[0]; i++) {
+        void *a = NULL;
+        EXPECT(posix_memalign(&a, aligns[i], 100) == 0);
+        EXPECT(((uintptr_t)a & (aligns[i] - 1)) == 0);
+        opaque(a, 0, 100);
+        free(a);
+        a = aligned_alloc(aligns[i], 3 * aligns[i]);
+        EXPECT(a && ((uintptr_t)a & (aligns[i] - 1)) == 0);
+        free(a);
+    }
+    void *a = NULL;
+    EXPECT(posix_memalign(&a, 24, 10) == EINVAL);
+}
+
+/* Per-thread caches: objects allocated in one thread and freed in another come back. */
+#define NTHREADS 4
+#define PER_THREAD 20000
+static void *handoff[NTHREADS][PER_THREAD];
+
+static void *producer(void *arg)
+{
+    size_t t = (size_t)arg;
+    for (size_t i = 0; i < PER_THREAD; i++) {
+        size_t n = 2 + (i * 7919 + t * 104729) % 3000;
+        char *p = malloc(n);
+        p[0] = (char)t;
+        p[n - 1] = (char)i;
+        handoff[t][i] = p;
+    }
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    size_t t = (size_t)arg;
+    for (size_t i = 0; i < PER_THREAD; i++) {
+        char *p = handoff[(t + 1) % NTHREADS][i];
+        if (p[0] != (char)((t + 1) % NTHREADS))
+            abort();
+        free(p);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    pthread_t th[NTHREADS];
+    for (int round = 0; round < 3; round++) {
+        for (size_t t = 0; t < NTHREADS; t++)
+            pthread_create(&th[t], NULL, producer, (void *)t);
+        for (size_t t = 0; t < NTHREADS; t++)
+            pthread_join(th[t], NULL);
+        for (size_t t = 0; t < NTHREADS; t++)
+            pthread_create(&th[t], NULL, consumer, (void *)t);
+        for (size_t t = 0; t < NTHREADS; t++)
+            pthread_join(th[t], NULL);
+    }
+}
+
+/* Allocations stored here escape, so the compiler cannot drop a malloc/free pair. */
+static void *volatile sink;
+
+static void double_free(size_t n)
+{
+    void *p = malloc(n);
+    sink = p;
+    free(p);
+    free(p);
+}
+
+static void interior_free(size_t n)
+{
+    char *p = malloc(n);
+    sink = p;
+    free(p + 1);
+}
+
+static void foreign_free(size_t n)
+{
+    static char not_heap[64];
+    free(not_heap + n);
+}
+
+static void large_double_free(size_t n)
+{
+    void *p = malloc(n);
+    sink = p;
+    free(p);
+    free(p);
+}
+
+static void underflow(size_t n)
+{
+    char *p = malloc(n);
+    char *volatile q = p;
+    q[-1] = 0;
+}
+
+static void use_after_free(size_t n)
+{
+    char *p = malloc(n);
+    sink = p;
+    free(p);
+    char *volatile q = p;
+    q[0] = 1; /* not reused yet: the object is marked free */
+}
+
+int main(void)
+{
+    test_sizes();
+    test_realloc_calloc_align();
+    test_threads();
+    EXPECT(aborts_with(double_free, 40, "double free"));
+    EXPECT(aborts_with(interior_free, 40, "invalid free"));
+    EXPECT(aborts_with(foreign_free, 8, "invalid free"));
+    EXPECT(aborts_with(large_double_free, (size_t)300 << 20, "invalid free"));
+    EXPECT(aborts_with(underflow, 100, "heap buffer underflow"));
+    EXPECT(aborts_with(use_after_free, 100, "use of a freed heap object"));
+    if (failures) {
+        fprintf(stderr, "memsafe runtime tests: %d failed\n", failures);
+        return 1;
+    }
+    printf("memsafe runtime tests: all passed\n");
+    return 0;
+}
