@@ -57,8 +57,26 @@ static json_t *post_json(scp_cas_client *c, const char *path, json_t *req, int *
     return j;
 }
 
+struct sim_source {
+    const char *key;
+    const uint8_t *m;
+};
+
+static int sim_evidence_cb(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev, size_t *evlen,
+                           scp_err *err) {
+    const struct sim_source *s = ctx;
+    return scp_sim_evidence(s->key, nonce, pub, s->m, ev, evlen, err);
+}
+
 int scp_attest_get_config(scp_cas_client *c, const char *session, const char *service, const char *platform_key_path,
                           const uint8_t measurement[32], char **config_json, scp_err *err) {
+    struct sim_source s = {platform_key_path, measurement};
+    scp_sim_warn();
+    return scp_attest_get_config_ev(c, session, service, sim_evidence_cb, &s, config_json, err);
+}
+
+int scp_attest_get_config_ev(scp_cas_client *c, const char *session, const char *service, scp_attest_evidence_fn get_ev,
+                             void *ctx, char **config_json, scp_err *err) {
     int status, rc = -1;
     uint8_t nonce[32], pub[32], cas_pub[32], shared[32], key[32];
     uint8_t *ev = NULL, *ct = NULL, *pt = NULL;
@@ -67,7 +85,6 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
     json_t *req = NULL, *resp = NULL;
     char *ev64 = NULL;
 
-    scp_sim_warn();
     req = json_object();
     resp = post_json(c, "/v1/attest/nonce", req, &status, err);
     json_decref(req);
@@ -86,7 +103,7 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
         scp_fail(err, SCP_E_CRYPTO, EIO, "cannot make an ephemeral X25519 key");
         goto out;
     }
-    if (scp_sim_evidence(platform_key_path, nonce, pub, measurement, &ev, &evlen, err) < 0) goto out;
+    if (get_ev(ctx, nonce, pub, &ev, &evlen, err) < 0) goto out;
     ev64 = cas_b64enc(ev, evlen);
     req = json_pack("{s:s, s:s, s:s}", "session", session, "service", service, "evidence", ev64 ? ev64 : "");
     if (!ev64 || !req) {

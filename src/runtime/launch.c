@@ -243,7 +243,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         }
     }
 
-    if (cfg.nvol) {
+    if (o->no_mount) cfg.flags |= SCP_SHIELD_F_NODUMP;
+    if (cfg.nvol && !o->no_mount) {
         if (!o->container.enabled && scp_run_isolate(err)) goto out;
         for (unsigned i = 0; i < cfg.nvol; i++) {
             const char *mp = cfg.vol[i].mount;
