@@ -190,8 +190,8 @@ static int checked_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pu
     const struct ev_check *k = ctx;
     if (k->o->evidence(k->o->evidence_ctx, nonce, pub, ev, evlen, err) < 0) return -1;
     scp_evidence e;
-    if (scp_evidence_parse(*ev, *evlen, &e, err) < 0 || memcmp(e.nonce, nonce, 32) || memcmp(e.pubkey, pub, 32) ||
-        memcmp(e.measurement, k->m, 32)) {
+    if (scp_evidence_parse(*ev, *evlen, &e, err) < 0 || memcmp(e.nonce, nonce, 32) != 0 ||
+        memcmp(e.pubkey, pub, 32) != 0 || memcmp(e.measurement, k->m, 32) != 0) {
         char got[65] = "", want[65];
         if (!err->code) scp_hex(e.measurement, 32, got);
         scp_hex(k->m, 32, want);
