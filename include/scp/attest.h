@@ -137,6 +137,13 @@ int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char
                               const char *platform_key_path, const uint8_t measurement[32], char **config_json,
                               scp_err *err);
 
+/* The same with the evidence from elsewhere (the local attestation service of a secure image,
+ * docs/image.md): get_ev makes evidence binding nonce and pub (*ev malloc'd). */
+typedef int (*scp_attest_evidence_fn)(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev,
+                                      size_t *evlen, scp_err *err);
+int scp_attest_get_config_ev(scp_cas_client *c, const char *session, const char *service, scp_attest_evidence_fn get_ev,
+                             void *ctx, char **config_json, scp_err *err);
+
 /* Report a volume's new tag (80 hex digits) after a durable commit; token is the
  * volume_token of the configuration. */
 int scp_attest_report_tag(scp_cas_client *c, const char *session, const char *service, const char *volume,

@@ -91,4 +91,10 @@ int scp_image_attest_serve(const char *socket_path, const char *platform_key, co
 int scp_image_attest_request(const char *socket_path, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev,
                              size_t *evlen, scp_err *err);
 
+/* `scpctl image entry [ARGS]`, the entrypoint of a secure image under Docker (docs/image.md):
+ * attest through the local attestation service, get the configuration from CAS ($SCP_CAS,
+ * $SCP_CAS_PIN) and run the program of /scp/image.json under the shield. Returns its exit status,
+ * or -1 with err set (a refusal carries CAS's reason). */
+int scp_image_entry(int argc, char *const *argv, scp_err *err);
+
 #endif

@@ -57,23 +57,26 @@ static json_t *post_json(scp_cas_client *c, const char *path, json_t *req, int *
     return j;
 }
 
+struct sim_source {
+    const char *key;
+    const uint8_t *m;
+};
+
+static int sim_evidence_cb(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev, size_t *evlen,
+                           scp_err *err) {
+    const struct sim_source *s = ctx;
+    return scp_sim_evidence(s->key, nonce, pub, s->m, ev, evlen, err);
+}
+
 int scp_attest_get_config(scp_cas_client *c, const char *session, const char *service, const char *platform_key_path,
                           const uint8_t measurement[32], char **config_json, scp_err *err) {
-    return scp_attest_get_config_tee(c, session, service, SCP_TEE_SIM, platform_key_path, measurement, config_json,
-                                     err);
+    struct sim_source s = {platform_key_path, measurement};
+    scp_sim_warn();
+    return scp_attest_get_config_ev(c, session, service, sim_evidence_cb, &s, config_json, err);
 }
 
-/* sim: signed by the platform key; tdx/snp: a configfs-tsm report. */
-static int make_evidence(int backend, const char *platform_key_path, const uint8_t nonce[32], const uint8_t pub[32],
-                         const uint8_t measurement[32], uint8_t identity[32], uint8_t **ev, size_t *evlen,
-                         scp_err *err) {
-    if (backend == SCP_TEE_SIM) return scp_sim_evidence(platform_key_path, nonce, pub, measurement, ev, evlen, err);
-    return scp_tsm_evidence(backend, nonce, pub, measurement, identity, ev, evlen, err);
-}
-
-int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char *service, int backend,
-                              const char *platform_key_path, const uint8_t measurement[32], char **config_json,
-                              scp_err *err) {
+int scp_attest_get_config_ev(scp_cas_client *c, const char *session, const char *service, scp_attest_evidence_fn get_ev,
+                             void *ctx, char **config_json, scp_err *err) {
     int status, rc = -1;
     uint8_t nonce[32], pub[32], cas_pub[32], shared[32], key[32];
     uint8_t *ev = NULL, *ct = NULL, *pt = NULL;
@@ -82,8 +85,6 @@ int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char
     json_t *req = NULL, *resp = NULL;
     char *ev64 = NULL;
 
-    uint8_t identity[32] = {0};
-    if (backend == SCP_TEE_SIM) scp_sim_warn();
     req = json_object();
     resp = post_json(c, "/v1/attest/nonce", req, &status, err);
     json_decref(req);
@@ -102,7 +103,7 @@ int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char
         scp_fail(err, SCP_E_CRYPTO, EIO, "cannot make an ephemeral X25519 key");
         goto out;
     }
-    if (make_evidence(backend, platform_key_path, nonce, pub, measurement, identity, &ev, &evlen, err) < 0) goto out;
+    if (get_ev(ctx, nonce, pub, &ev, &evlen, err) < 0) goto out;
     ev64 = cas_b64enc(ev, evlen);
     req = json_pack("{s:s, s:s, s:s}", "session", session, "service", service, "evidence", ev64 ? ev64 : "");
     if (!ev64 || !req) {
@@ -110,14 +111,6 @@ int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char
         goto out;
     }
     resp = post_json(c, "/v1/attest", req, &status, err);
-    if (!resp && backend != SCP_TEE_SIM && strstr(err->msg, "(403 unknown_platform)")) {
-        char hex[65];
-        size_t l = strlen(err->msg);
-        scp_hex(identity, 32, hex);
-        snprintf(err->msg + l, sizeof err->msg - l,
-                 "; to enroll this machine: scpctl platform enroll --name NAME --backend %s --pubkey %s",
-                 backend == SCP_TEE_TDX ? "tdx" : "snp", hex);
-    }
     if (!resp) goto out;
     const char *cp = json_string_value(json_object_get(resp, "cas_pubkey"));
     const char *c64 = json_string_value(json_object_get(resp, "ciphertext"));
@@ -167,6 +160,38 @@ out:
     json_decref(req);
     json_decref(resp);
     return rc;
+}
+
+/* tdx/snp: a configfs-tsm report (identity: the platform's hardware identity, for the
+ * enrolment hint). */
+struct tee_source {
+    int backend;
+    const uint8_t *m;
+    uint8_t identity[32];
+};
+
+static int tee_evidence_cb(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev, size_t *evlen,
+                           scp_err *err) {
+    struct tee_source *s = ctx;
+    return scp_tsm_evidence(s->backend, nonce, pub, s->m, s->identity, ev, evlen, err);
+}
+
+int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char *service, int backend,
+                              const char *platform_key_path, const uint8_t measurement[32], char **config_json,
+                              scp_err *err) {
+    if (backend == SCP_TEE_SIM)
+        return scp_attest_get_config(c, session, service, platform_key_path, measurement, config_json, err);
+    struct tee_source s = {.backend = backend, .m = measurement};
+    int r = scp_attest_get_config_ev(c, session, service, tee_evidence_cb, &s, config_json, err);
+    if (r < 0 && err && strstr(err->msg, "(403 unknown_platform)")) {
+        char hex[65];
+        size_t l = strlen(err->msg);
+        scp_hex(s.identity, 32, hex);
+        snprintf(err->msg + l, sizeof err->msg - l,
+                 "; to enroll this machine: scpctl platform enroll --name NAME --backend %s --pubkey %s",
+                 backend == SCP_TEE_TDX ? "tdx" : "snp", hex);
+    }
+    return r;
 }
 
 int scp_attest_report_tag(scp_cas_client *c, const char *session, const char *service, const char *volume,

@@ -123,9 +123,9 @@ int cmd_image(int argc, char **argv) {
     if (!strcmp(argv[1], "inspect")) return image_show(argc, argv, 0);
     if (!strcmp(argv[1], "verify")) return image_show(argc, argv, 1);
     if (!strcmp(argv[1], "entry")) { /* the entrypoint of a secure image: see docs/image.md */
-        fprintf(stderr, "scpctl: running a secure image under Docker is not implemented yet: this image can be\n"
-                        "scpctl: built, inspected and verified, but its entry does not attest or run anything (docs/image.md)\n");
-        return EXIT_FAILURE_;
+        scp_err e = {0};
+        int rc = scp_image_entry(argc - 2, argv + 2, &e);
+        return rc < 0 ? cli_fail(&e) : rc;
     }
     return cli_usage_error("unknown image command '%s'; see 'scpctl image --help'", argv[1]);
 }

@@ -86,7 +86,8 @@ static int build_identity(const scp_elf_set *set, const char *lib, const char *r
     for (size_t i = 0; i < set->n && !bad; i++) {
         char path[PATH_MAX], hex[65];
         /* the shield runtime is a host file, bound into every container at one path */
-        if (!strcmp(set->path[i], lib)) snprintf(path, sizeof path, "%s", SCP_CONTAINER_SHIELD_PATH);
+        if (!strcmp(set->path[i], lib) && !conf->shield_in_root)
+            snprintf(path, sizeof path, "%s", SCP_CONTAINER_SHIELD_PATH);
         else if (inside_path(set->fd[i], root_real, path, sizeof path, err) < 0) return -1;
         scp_hex(digest[i], 32, hex);
         scp_shield_trusted e = {.size = size[i], .dev = (uint64_t)st[i].st_dev, .ino = (uint64_t)st[i].st_ino,
@@ -177,13 +178,43 @@ static double now_s(void) { return (double)scp_now_ns() / 1e9; }
 /* scp_attest_get_config, retrying what looks like CAS being unreachable (system errors while
  * connecting or talking) with exponential backoff until `timeout` seconds have passed. A pin
  * mismatch (SCP_E_INTEGRITY) or a refusal is final at once. */
+struct ev_check {
+    const struct scp_attest_run_opts *o;
+    const uint8_t *m;
+};
+
+/* The evidence of o->evidence, refused unless it binds this nonce and key and vouches for the
+ * measurement computed here (so that what runs is what CAS releases the configuration to). */
+static int checked_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev, size_t *evlen,
+                            scp_err *err) {
+    const struct ev_check *k = ctx;
+    if (k->o->evidence(k->o->evidence_ctx, nonce, pub, ev, evlen, err) < 0) return -1;
+    scp_evidence e;
+    if (scp_evidence_parse(*ev, *evlen, &e, err) < 0 || memcmp(e.nonce, nonce, 32) != 0 ||
+        memcmp(e.pubkey, pub, 32) != 0 || memcmp(e.measurement, k->m, 32) != 0) {
+        char got[65] = "", want[65];
+        if (!err->code) scp_hex(e.measurement, 32, got);
+        scp_hex(k->m, 32, want);
+        free(*ev);
+        *ev = NULL;
+        if (err->code) return -1;
+        return scp_fail(err, SCP_E_INTEGRITY, EPERM,
+                        "the attestation service vouched for %s (or another nonce or key), but this runtime "
+                        "measured %s; refusing",
+                        got, want);
+    }
+    return 0;
+}
+
 static int attest_retry(scp_cas_client *c, const struct scp_attest_run_opts *o, const uint8_t m[32], char **cfg,
                         scp_err *err) {
     double start = now_s(), wait = 0.1;
+    struct ev_check k = {o, m};
     for (;;) {
-        if (scp_attest_get_config_tee(c, o->session, o->service, o->tee ? o->tee : SCP_TEE_SIM, o->platform_key, m,
-                                      cfg, err) == 0)
-            return 0;
+        int r = o->evidence ? scp_attest_get_config_ev(c, o->session, o->service, checked_evidence, &k, cfg, err)
+                            : scp_attest_get_config_tee(c, o->session, o->service, o->tee ? o->tee : SCP_TEE_SIM,
+                                                        o->platform_key, m, cfg, err);
+        if (r == 0) return 0;
         /* SCP_E_BUSY: another process wrote our configfs-tsm report entry meanwhile */
         if (err->code != SCP_E_SYS && err->code != SCP_E_BUSY) return -1;
         double left = o->cas_timeout - (now_s() - start);
@@ -699,7 +730,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     /* an ordinary user: the user namespace now, while no secret is in memory */
     if (o->container.enabled && scp_container_enter_userns(err) < 0) goto out;
     uint8_t ppub[32], pid_[32];
-    if ((!o->tee || o->tee == SCP_TEE_SIM) &&
+    if (!o->evidence && (!o->tee || o->tee == SCP_TEE_SIM) &&
         scp_sim_platform_pubkey(o->platform_key, ppub, pid_, err) < 0) { /* before CAS is asked anything */
         scp_err_prefix(err, "platform key (--platform-key)");
         goto out;
@@ -708,8 +739,15 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     signal(SIGPIPE, SIG_IGN);
     double t0 = now_s();
     const char *rootfs = o->container.enabled ? o->container.rootfs : NULL;
-    struct scp_attest_run_conf conf = {o->container.net_none, o->container.keep_caps, o->trusted, o->ntrusted};
-    if (scp_attest_run_measure(o->argv[0], o->shield_lib, rootfs, &conf, set, &ident, err) < 0) goto out;
+    struct scp_attest_run_conf conf = {o->container.net_none, o->container.keep_caps, o->trusted, o->ntrusted,
+                                       o->image_json != NULL};
+    if (scp_attest_run_measure(o->argv[0], o->shield_lib, o->image_json ? "/" : rootfs, &conf, set, &ident, err) < 0)
+        goto out;
+    /* a secure image: the files the same, the image's document instead of the configuration text,
+     * as image build and the local attestation service compute it */
+    if (o->image_json &&
+        scp_attest_measure_fds(set->fd, set->n, o->image_json, strlen(o->image_json), ident.m, err) < 0)
+        goto out;
     double t1 = now_s();
     if (attest_retry(c, o, ident.m, &text, err) < 0) goto out;
     double t2 = now_s();
@@ -799,6 +837,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     if (ro->container.enabled && !ro->container.hostname)
         ro->container.hostname = strlen(o->service) <= 64 ? o->service : NULL;
     ro->trace = o->trace;
+    ro->no_mount = o->no_mount;
     ro->timing_ns = timing;
     ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
     ro->exec_fd = set->fd[0];

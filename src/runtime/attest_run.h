@@ -19,6 +19,7 @@
 
 #include "runtime/container.h"
 #include "runtime/elfdeps.h"
+#include "scp/attest.h"
 #include "scp/cas.h"
 #include "scp/err.h"
 
@@ -30,6 +31,8 @@ struct scp_attest_run_conf {
     uint64_t keep_caps;         /* --cap */
     const char *const *trusted; /* --trusted PATH (inside the rootfs) */
     size_t ntrusted;
+    int shield_in_root;         /* the shield is a file of the root (a secure image's /scp/lib), not
+                                   bound into a container: the manifest names it by its own path */
 };
 
 /* What scp_attest_run_measure computes besides the open descriptors. */
@@ -74,6 +77,14 @@ struct scp_attest_run_opts {
     size_t ntrusted;
     char *const *argv;        /* PROG [ARGS...] from the command line */
     int argc;
+    /* A secure image's entry under Docker (docs/image.md "Running under Docker"): */
+    scp_attest_evidence_fn evidence; /* non-NULL: evidence from here (not platform_key); it must
+                                        carry the measurement computed here, else refused */
+    void *evidence_ctx;
+    const char *image_json;   /* non-NULL: the image's measurement (img_measure): argv[0] resolved
+                                 in "/", its loader and libraries, the shield, and this document */
+    int no_mount;             /* Docker is the container: no namespace, no mount; the shield alone
+                                 serves the volumes' mount points */
 };
 
 /* The default volume directory: /var/lib/scp/volumes for root, else

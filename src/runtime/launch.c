@@ -378,7 +378,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         }
     }
 
-    if (cfg.nvol) {
+    if (o->no_mount) cfg.flags |= SCP_SHIELD_F_NODUMP;
+    if (cfg.nvol && !o->no_mount) {
         if (!o->container.enabled && scp_run_isolate(err)) goto out;
         struct covers cv = {.n = 0};
         for (unsigned i = 0; i < cfg.nvol; i++) {

@@ -38,6 +38,8 @@ struct scp_run_opts {
     const char *measured_interp; /* the program's PT_INTERP (measured_fds[1]) or NULL */
     int64_t timing_ns;       /* SCP_RUN_TIMING: when the launch began (scp_now_ns); before exec the
                                 setup time since then is printed, and the shield prints its start */
+    int no_mount;            /* no namespace, no tmpfs over the mount points: the shield alone serves
+                                them (a secure image under Docker, which is the container) */
     int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits
                                 until CAS acknowledged its tag (SCP_SHIELD_ENV_TAG_SYNC_FD) */
 };

@@ -1,0 +1,143 @@
+#!/bin/bash
+# tests/image/docker_run.sh - docker run of a secure image, end to end with a real CAS
+# (docs/image.md "Running under Docker"): redis-server's secure image, built with /data
+# protected, runs with Docker's default seccomp profile and capabilities; its entry attests
+# through the local attestation service, gets its command (a password CAS generated) and the
+# volume key from CAS; the named Docker volume holds no plaintext and the image's /data stays
+# empty (the shield serves it, nothing reaches the container's layer); after docker stop and a new
+# docker run the data is back (the tag CAS holds is checked); a session that lists another
+# measurement gets nothing (non-zero exit, CAS's reason in docker logs); no SCP_CAS: a clear error.
+# Usage: docker_run.sh SCPCTL
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../cas/lib.sh" "$(realpath "$1")" none
+SCPCTL=$(realpath "$1")
+command -v redis-cli >/dev/null || { echo "redis-cli not installed: skipped"; exit 77; }
+sh "$HERE/../../scripts/start-docker.sh" || fail "no Docker engine (scripts/start-docker.sh)"
+note() { echo "-- $*"; }
+TAG=scptest-run-$$
+VOL=scptest-run-vol-$$
+SERVE=
+docker_cleanup() {
+    docker rm -f $TAG-c1 $TAG-c2 $TAG-old $TAG-bad $TAG-nocas >/dev/null 2>&1
+    docker volume rm -f $VOL >/dev/null 2>&1
+    docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 >/dev/null 2>&1
+    [ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null
+    cleanup
+}
+trap docker_cleanup EXIT
+
+A=$T/admin.pem
+expect_rc 0 "$SCPCTL" cas identity --out "$A"
+export SCP_IDENTITY=$A
+start_cas --admin "$A"
+expect_rc 0 "$SCPCTL" platform create-key "$T/p.key"
+expect_rc 0 "$SCPCTL" platform enroll --name p --key "$T/p.key"
+mkdir "$T/sock"
+"$SCPCTL" platform serve --key "$T/p.key" --socket "$T/sock/attest.sock" >"$T/serve.log" 2>&1 &
+SERVE=$!
+for _ in $(seq 50); do [ -S "$T/sock/attest.sock" ] && break; sleep 0.1; done
+
+note "the base image (redis-server and its libraries) and its secure image, /data protected"
+R=$T/root
+mkdir -p "$R/usr/bin" "$R/data" "$R/etc" "$R/tmp"
+cp /usr/bin/redis-server "$R/usr/bin/"
+for l in $(ldd /usr/bin/redis-server | grep -o '/[^ ]*'); do
+    mkdir -p "$R$(dirname "$l")"
+    cp -L "$l" "$R$l"
+done
+echo 'root:x:0:0::/:/bin/sh' >"$R/etc/passwd"
+tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/usr/bin/redis-server"]' -c 'WORKDIR /data' - \
+    $TAG/redis-base:1 >/dev/null || fail "docker import"
+docker save $TAG/redis-base:1 -o "$T/base.tar" || fail "docker save"
+build() { # TAG SESSION
+    "$SCPCTL" image build "$T/base.tar" -t "$1" --session "$2" --service redis --protect /data \
+        -o "$T/$2.tar" >"$T/$2.out" 2>"$T/$2.err" || fail "image build: $(cat "$T/$2.err")"
+    docker load -i "$T/$2.tar" >/dev/null || fail "docker load"
+}
+build $TAG/redis-secure:1 db
+M=$(awk '/^measurement /{print $2}' "$T/db.out")
+
+note "the session from the generated template, with a password CAS generates in the command"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -e "s|^    command: .*|    command: [redis-server, --port, \"$PORT\", --bind, 127.0.0.1, --dir, /data, --appendonly, \"yes\", --appendfsync, always, --save, \"\", --requirepass, \"\$\$SCP::pw\$\$\"]|" \
+    "$T/db.tar.session.yaml" >"$T/db.yaml"
+printf 'secrets:\n  - {name: pw, kind: ascii, size: 32}\n' >>"$T/db.yaml"
+grep -q "measurements: \[$M\]" "$T/db.yaml" || fail "template: $(cat "$T/db.yaml")"
+expect_rc 0 "$SCPCTL" session create "$T/db.yaml"
+config() { "$SCPCTL" platform attest --key "$T/p.key" --session db --service redis --measurement "$M" 2>/dev/null; }
+PW=$(config | python3 -c 'import json,sys; c=json.load(sys.stdin)["command"]; print(c[c.index("--requirepass")+1])')
+[ ${#PW} -eq 32 ] || fail "no password in the configuration"
+cli() { redis-cli -p "$PORT" --no-auth-warning -a "$PW" "$@"; }
+
+# exactly these flags; default seccomp profile and capabilities
+RUNFLAGS=(--network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" -v "$T/sock:/run/scp" -v "$VOL:/scp-volumes")
+# run_to_end NAME [DOCKER-RUN-ARGS...] IMAGE: a container that must stop by itself; its exit code
+# (a container still running after 60 s, i.e. a service that was let start, is 99)
+run_to_end() {
+    local name=$1
+    shift
+    docker run -d --name "$name" "$@" >/dev/null || fail "docker run $name"
+    local rc
+    rc=$(timeout 60 docker wait "$name") || rc=99
+    docker logs "$name" >"$T/$name.log" 2>&1
+    [ "$rc" = 99 ] && docker rm -f "$name" >/dev/null
+    return "$rc"
+}
+start() { # NAME
+    docker run -d --name "$1" "${RUNFLAGS[@]}" $TAG/redis-secure:1 >/dev/null || fail "docker run"
+    for _ in $(seq 150); do
+        [ "$(cli ping 2>/dev/null)" = PONG ] && return 0
+        [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ] || fail "container exited: $(docker logs "$1" 2>&1 | tail -5)"
+        sleep 0.1
+    done
+    fail "redis in the container did not answer: $(docker logs "$1" 2>&1 | tail -5)"
+}
+
+note "docker run: attested, redis-cli writes and reads"
+start $TAG-c1
+MARK=scp-docker-marker-$$-$RANDOM
+[ "$(cli set k "$MARK")" = OK ] || fail "SET"
+[ "$(cli get k)" = "$MARK" ] || fail "GET"
+redis-cli -p "$PORT" get k 2>&1 | grep -q NOAUTH || fail "redis answers without the password CAS generated"
+
+note "the Docker volume holds no plaintext; nothing reached the image's /data (the shield serves it)"
+VD=$(docker volume inspect -f '{{.Mountpoint}}' $VOL)
+[ -n "$(find "$VD" -type f | head -1)" ] || fail "the Docker volume is empty: $(ls -R "$VD")"
+grep -rqa "$MARK" "$VD" && fail "the marker is in plaintext in the Docker volume"
+docker diff $TAG-c1 >"$T/diff"
+grep -q '^[AC] /data/' "$T/diff" && fail "files reached the container's /data: $(cat "$T/diff")"
+G1=$(config | python3 -c 'import json,sys; t=json.load(sys.stdin)["volumes"][0]["expected_tag"]; print(int(t[:16],16) if t else -1)')
+[ "$G1" -ge 1 ] || fail "CAS holds no tag for the volume ($G1)"
+
+note "docker stop, docker run again: the data is back"
+docker stop -t 20 $TAG-c1 >/dev/null || fail "docker stop"
+[ "$(docker inspect -f '{{.State.ExitCode}}' $TAG-c1)" = 0 ] || fail "exit code after docker stop: $(docker logs $TAG-c1 2>&1 | tail -5)"
+docker rm $TAG-c1 >/dev/null
+cp -a "$VD" "$T/old-volume"
+start $TAG-c2
+[ "$(cli get k)" = "$MARK" ] || fail "the data did not come back"
+[ "$(cli set k2 later)" = OK ] || fail "SET after the restart"
+docker stop -t 20 $TAG-c2 >/dev/null
+
+note "the Docker volume put back as it was before the last start (a rollback): refused"
+rm -rf "$VD" && cp -a "$T/old-volume" "$VD" || fail "cannot roll the volume back"
+run_to_end $TAG-old "${RUNFLAGS[@]}" $TAG/redis-secure:1
+rc=$?
+[ $rc -eq 3 ] && grep -q "rolled back" "$T/$TAG-old.log" || fail "a rolled-back volume: exit $rc: $(cat "$T/$TAG-old.log")"
+
+note "a session whose measurement is not the image's: nothing released, non-zero exit, CAS's reason"
+build $TAG/redis-secure:2 wrong
+sed -e "s|^name: .*|name: wrong|" -e "s|measurements: \[.*\]|measurements: [$(printf '%064d' 0)]|" \
+    "$T/wrong.tar.session.yaml" >"$T/wrong.yaml"
+expect_rc 0 "$SCPCTL" session create "$T/wrong.yaml"
+run_to_end $TAG-bad "${RUNFLAGS[@]}" $TAG/redis-secure:2
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 99 ] || fail "a refused container exited $rc (99: still running)"
+grep -q "CAS refused.*wrong_measurement" "$T/$TAG-bad.log" || fail "docker logs lacks CAS's reason: $(cat "$T/$TAG-bad.log")"
+
+note "no SCP_CAS: a clear error"
+run_to_end $TAG-nocas -v "$T/sock:/run/scp" $TAG/redis-secure:1
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 99 ] || fail "a container without SCP_CAS exited $rc"
+grep -q "SCP_CAS is not set" "$T/$TAG-nocas.log" || fail "no clear error: $(cat "$T/$TAG-nocas.log")"
+echo "image docker run: ok"
