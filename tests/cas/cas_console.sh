@@ -26,8 +26,17 @@ for m in $(/usr/bin/python3 -c 'import ctypes, subprocess, os, fcntl, select, th
 print(" ".join(sorted({m.__file__ for m in list(sys.modules.values()) if (getattr(m, "__file__", "") or "").endswith(".so")})))'); do
     TRUST+=(--trusted "$m")
 done
+# (a copy outside /tmp: the program runs in a container whose /tmp is private, and CI's
+# checkout may be under /tmp)
 H=$(dirname "$SCPCTL")/../tests/shield/shield-static-helper
-[ -x "$H" ] && TRUST+=(--trusted "$(readlink -f "$H")")
+if [ -x "$H" ]; then
+    HD=$(mktemp -d /var/tmp/scp-cas-console.XXXXXX)
+    trap 'cleanup; rm -rf "$HD"' EXIT
+    chmod 755 "$HD"
+    cp "$H" "$HD/static-helper"
+    H=$HD/static-helper
+    TRUST+=(--trusted "$H")
+fi
 expect_rc 0 "$SCPCTL" platform measure "${TRUST[@]}" -- "$T/bin/sh"
 MSH=$(cat "$T/last.out")
 
