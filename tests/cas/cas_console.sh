@@ -22,6 +22,10 @@ cp "$(readlink -f /bin/sh)" "$T/bin/sh"
 # python snippets import, and the static helper
 TRUST=()
 for b in cat seq echo python3; do TRUST+=(--trusted "$(readlink -f "/usr/bin/$b")"); done
+# glibc dlopens libgcc_s for pthread_exit (python's threads end that way): an unlisted one is
+# refused, and the thread aborts ("libgcc_s.so.1 must be installed for pthread_exit to work")
+GCCS=$(/usr/bin/python3 -c 'import ctypes.util, os; print(os.path.realpath("/lib/x86_64-linux-gnu/" + (ctypes.util.find_library("gcc_s") or "libgcc_s.so.1")))')
+[ -f "$GCCS" ] && TRUST+=(--trusted "$GCCS")
 for m in $(/usr/bin/python3 -c 'import ctypes, subprocess, os, fcntl, select, threading, struct, socket, sys
 print(" ".join(sorted({m.__file__ for m in list(sys.modules.values()) if (getattr(m, "__file__", "") or "").endswith(".so")})))'); do
     TRUST+=(--trusted "$m")
