@@ -141,7 +141,7 @@ int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char 
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int rc = walk(root, "", skip, n_skip, &l, 0, err);
-    if (rc == 0) qsort(l.v, l.n, sizeof *l.v, cmp_str);
+    if (rc == 0 && l.n) qsort(l.v, l.n, sizeof *l.v, cmp_str); /* qsort(NULL, 0) is undefined */
     for (size_t i = 0; rc == 0 && i < l.n; i++) {
         int fd = openat(root, l.v[i] + 1, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
         struct stat st;

@@ -53,6 +53,11 @@ static void add(struct frames *fr, const uint8_t *p, ssize_t n) {
     fr->n[fr->count++] = (size_t)n;
 }
 
+static void free_frames(struct frames *fr) {
+    for (size_t i = 0; i < fr->count; i++) free(fr->f[i]);
+    fr->count = 0;
+}
+
 static const char *lines[] = {"first line\n", "MARKER-42\n", "third\n"};
 
 /* header, three data records, end */
@@ -177,7 +182,10 @@ int main(int argc, char **argv) {
         int both[] = {0, 1, 2, 3, 4, 5, -1}, first[] = {0, 1, 2, -1};
         CHECK(read_order(&fx, both, key, 100, &o, 0) == 1 && o.len == 2 && !memcmp(o.text, "ab", 2));
         CHECK(read_order(&fx, first, key, 100, &o, 0) == 0 && o.problems[SCP_SS_TRUNCATED] == 1);
+        free_frames(&fx);
     }
+    free_frames(&fr);
+    free_frames(&f2);
     if (failures) fprintf(stderr, "test_sealed_stream: %d failure(s)\n", failures);
     else printf("test_sealed_stream: all checks passed\n");
     return failures != 0;
