@@ -177,8 +177,9 @@ static json_t *image_json(const scp_image_build_opts *o, json_t *cfg, json_t *ar
     json_t *env = json_object_get(c, "Env");
     const char *wd = json_string_value(json_object_get(c, "WorkingDir"));
     const char *user = json_string_value(json_object_get(c, "User"));
-    return json_pack("{s:i, s:s, s:s, s:O, s:O, s:s, s:s, s:O, s:s, s:I, s:s}", "version", 1, "session", o->session,
-                     "service", o->service, "argv", argv, "env", json_is_array(env) ? env : json_array(), "cwd",
+    /* "O" takes a reference (argv stays the caller's), "o" steals one (prot, the env copy) */
+    return json_pack("{s:i, s:s, s:s, s:O, s:o, s:s, s:s, s:o, s:s, s:I, s:s}", "version", 1, "session", o->session,
+                     "service", o->service, "argv", argv, "env", json_is_array(env) ? json_incref(env) : json_array(), "cwd",
                      wd && *wd ? wd : "/", "user", user ? user : "", "protect", prot, "trusted", trusted_digest,
                      "trusted_files", (json_int_t)n_trusted, "shield", SHIELD_IN_IMAGE);
 }
