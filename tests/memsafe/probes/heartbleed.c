@@ -34,7 +34,7 @@ int main(int argc, char **argv)
     unsigned short claimed = argc > 1 ? (unsigned short)atoi(argv[1]) : 4096;
     /* Neighbouring records hold data the peer must not see. */
     char *secret = malloc(64);
-    strcpy(secret, "-----BEGIN PRIVATE KEY----- not for the peer");
+    strcpy(secret, "SESSION-SECRET-MARKER not for the peer");
     struct record *r = receive("bird", claimed);
     unsigned char *reply = heartbeat_reply(r);
     size_t leaked = 0;
