@@ -622,6 +622,17 @@ static int check_files(json_t *files, json_t *vols, const char *service, scp_err
     return 0;
 }
 
+/* In the child: name the memfd `fd` (from one of the *_memfd makers above; -1 when it failed) in
+ * the environment variable `env` for the shield, or exit. */
+static void pass_fd(const char *env, int fd, const char *what) {
+    char num[16];
+    snprintf(num, sizeof num, "%d", fd);
+    if (fd < 0 || setenv(env, num, 1) < 0) {
+        fprintf(stderr, "scpctl run: cannot pass %s to the shield\n", what);
+        _exit(1);
+    }
+}
+
 /* In the child: argv[0] as the policy names it and placeholders
  * for the rest of the policy's command, whose values (and the policy's environment) reach the
  * program through the launch memfd, so that no rendered secret is in /proc/PID/cmdline or
@@ -662,48 +673,22 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
     for (size_t i = 1; i < nc; i++) argv[n++] = "(scp)";
     for (size_t i = 0; i < na; i++) argv[n++] = o->argv[1 + i];
     argv[n] = NULL;
-    int lfd = launch_memfd(cmd, nc ? 1 : 0, json_object_get(cfg, "environment"));
-    char num[16];
-    snprintf(num, sizeof num, "%d", lfd);
-    if (lfd < 0 || setenv(SCP_SHIELD_ENV_LAUNCH_FD, num, 1) < 0) {
-        fprintf(stderr, "scpctl run: cannot pass the configuration to the shield\n");
-        _exit(1);
-    }
+    pass_fd(SCP_SHIELD_ENV_LAUNCH_FD, launch_memfd(cmd, nc ? 1 : 0, json_object_get(cfg, "environment")),
+            "the configuration");
     json_t *files = json_object_get(cfg, "files");
-    if (json_array_size(files)) {
-        int ffd = files_memfd(files);
-        snprintf(num, sizeof num, "%d", ffd);
-        if (ffd < 0 || setenv(SCP_SHIELD_ENV_FILES_FD, num, 1) < 0) {
-            fprintf(stderr, "scpctl run: cannot pass the injected files to the shield\n");
-            _exit(1);
-        }
-    }
+    if (json_array_size(files)) pass_fd(SCP_SHIELD_ENV_FILES_FD, files_memfd(files), "the injected files");
     /* the trusted-file manifest: what the shield checks every exec, executable mapping and
      * open of a listed file against (docs/runtime.md "Trusted files") */
-    int tfd = scp_shield_sealed_memfd("scp-trusted", id->manifest, id->manifest_len, NULL);
-    snprintf(num, sizeof num, "%d", tfd);
-    if (tfd < 0 || setenv(SCP_SHIELD_ENV_TRUSTED_FD, num, 1) < 0) {
-        fprintf(stderr, "scpctl run: cannot pass the trusted-file manifest to the shield\n");
-        _exit(1);
-    }
+    pass_fd(SCP_SHIELD_ENV_TRUSTED_FD, scp_shield_sealed_memfd("scp-trusted", id->manifest, id->manifest_len, NULL),
+            "the trusted-file manifest");
     int cfd = console_memfd(json_object_get(cfg, "console"), o->session, o->service);
     if (cfd == -2) {
         fprintf(stderr, "scpctl run: CAS sent a malformed console section\n");
         _exit(1);
     }
-    if (cfd >= 0) {
-        snprintf(num, sizeof num, "%d", cfd);
-        if (setenv(SCP_SHIELD_ENV_CONSOLE_FD, num, 1) < 0) _exit(1);
-    }
+    if (cfd >= 0) pass_fd(SCP_SHIELD_ENV_CONSOLE_FD, cfd, "the console configuration");
     json_t *net = json_object_get(cfg, "network");
-    if (json_is_object(net)) {
-        int nfd = net_memfd(net);
-        snprintf(num, sizeof num, "%d", nfd);
-        if (nfd < 0 || setenv(SCP_SHIELD_ENV_NET_FD, num, 1) < 0) {
-            fprintf(stderr, "scpctl run: cannot pass the network configuration to the shield\n");
-            _exit(1);
-        }
-    }
+    if (json_is_object(net)) pass_fd(SCP_SHIELD_ENV_NET_FD, net_memfd(net), "the network configuration");
     json_decref(cfg); /* the rendered secrets are in the launch, files, console and network memfds now */
     ro->argv = argv;
     ro->tag_fd = tag_wr;
