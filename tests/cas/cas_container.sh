@@ -90,14 +90,10 @@ start() {
     done
     fail "redis did not answer: $(cat "$T/run.err"; tail -5 "$T/run.out")"
 }
-tree() { # PID and all its descendants
-    echo "$1"
-    for c in $(pgrep -P "$1"); do tree "$c"; done
-}
 
 note "redis in the container answers the owner's password"
 start
-RPROG=$(pgrep -n -f "^redis-server")
+RPROG=$(redis_in $RPID)
 [ -n "$RPROG" ] || fail "no redis-server process"
 st=$(cat /proc/$RPROG/status)
 echo "$st" | grep -q '^NSpid:[[:space:]]*[0-9]*[[:space:]]*2$' || fail "redis is not pid 2 of its own pid namespace: $(echo "$st" | grep NSpid)"
@@ -140,7 +136,7 @@ wait $RPID || fail "scpctl run exited $? after SIGTERM, want redis's 0"
 
 note "SIGKILL of scpctl run alone ends the container"
 start
-RPROG=$(pgrep -n -f "^redis-server")
+RPROG=$(redis_in $RPID)
 kill -KILL $RPID
 wait $RPID 2>/dev/null
 for _ in $(seq 1 50); do kill -0 "$RPROG" 2>/dev/null || break; sleep 0.1; done

@@ -123,7 +123,7 @@ G0=$(cas_gen)
 [ "$G0" -ge 0 ] || fail "the new volume's tag was not reported to CAS"
 for i in $(seq 1 50); do echo "SET key:$i SCPMARK_run_value_$i"; done | cli >/dev/null
 [ "$(cli get key:50)" = SCPMARK_run_value_50 ] || fail "redis does not serve what it was given"
-RPROG=$(pgrep -n -f "^redis-server")
+RPROG=$(redis_in $RPID)
 [ "$(readlink /proc/$RPROG/cwd)" = /data ] || fail "redis does not run in the policy's cwd /data: $(readlink /proc/$RPROG/cwd)"
 G1=$(cas_gen)
 [ "$G1" -gt "$G0" ] || fail "the tag CAS holds did not advance after writes ($G0 -> $G1)"

@@ -68,3 +68,16 @@ expect_err() {
 }
 
 alive() { kill -0 "$CAS_PID" 2>/dev/null || fail "cas serve died"; }
+
+# PID and all its descendants.
+tree() {
+    echo "$1"
+    for c in $(pgrep -P "$1"); do tree "$c"; done
+}
+# The redis-server among PID's descendants (other tests run redis servers of their own, so
+# the newest redis-server on the machine need not be this test's).
+redis_in() {
+    for p in $(tree "$1"); do
+        tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q '^redis-server' && echo "$p"
+    done | tail -1
+}
