@@ -13,7 +13,8 @@
 
 #include <openssl/crypto.h>
 
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 #include "scp/cas.h"
 

@@ -14,7 +14,9 @@
 
 #include "cas/api.h"
 #include "cas/keys.h"
-#include "cas/util.h"
+#include "common/base64.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 
 static cas_api *api;
@@ -98,7 +100,7 @@ int main(int argc, char **argv) {
         uint8_t *ev;
         size_t evl;
         scp_sim_evidence(key, nonce, epk, m, &ev, &evl, NULL);
-        char *e64 = cas_b64enc(ev, evl);
+        char *e64 = scp_b64enc(ev, evl);
         free(ev);
         snprintf(body, sizeof body, "{\"session\":\"bench\",\"service\":\"app\",\"evidence\":\"%s\"}", e64);
         free(e64);

@@ -8,7 +8,8 @@
 
 #include <openssl/evp.h>
 
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 #include "../fuzz_util.h"
 

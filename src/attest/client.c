@@ -9,7 +9,9 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "cas/util.h"
+#include "common/base64.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 
 int scp_attest_channel_key(const uint8_t shared[32], const uint8_t nonce[32], const uint8_t runtime_pub[32],
@@ -104,7 +106,7 @@ int scp_attest_get_config_ev(scp_cas_client *c, const char *session, const char 
         goto out;
     }
     if (get_ev(ctx, nonce, pub, &ev, &evlen, err) < 0) goto out;
-    ev64 = cas_b64enc(ev, evlen);
+    ev64 = scp_b64enc(ev, evlen);
     req = json_pack("{s:s, s:s, s:s}", "session", session, "service", service, "evidence", ev64 ? ev64 : "");
     if (!ev64 || !req) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -114,7 +116,7 @@ int scp_attest_get_config_ev(scp_cas_client *c, const char *session, const char 
     if (!resp) goto out;
     const char *cp = json_string_value(json_object_get(resp, "cas_pubkey"));
     const char *c64 = json_string_value(json_object_get(resp, "ciphertext"));
-    if (scp_unhex(cp, cas_pub, 32) < 0 || !c64 || !(ct = cas_b64dec(c64, &ctlen))) {
+    if (scp_unhex(cp, cas_pub, 32) < 0 || !c64 || !(ct = scp_b64dec(c64, &ctlen))) {
         scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed configuration envelope");
         goto out;
     }
@@ -131,7 +133,7 @@ int scp_attest_get_config_ev(scp_cas_client *c, const char *session, const char 
     if (scp_attest_channel_key(shared, nonce, pub, cas_pub, key, err) < 0) goto out;
     uint8_t aad[32];
     scp_sha256_buf(ev, evlen, aad);
-    if (cas_aead_open(key, aad, 32, ct, ctlen, &pt, &ptlen, err) < 0) {
+    if (scp_envelope_open(key, aad, 32, ct, ctlen, &pt, &ptlen, err) < 0) {
         scp_err_prefix(err, "the configuration from CAS");
         goto out;
     }

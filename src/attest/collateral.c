@@ -20,7 +20,8 @@
 #include <openssl/x509.h>
 
 #include "attest/hw_x509.h"
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest_hw.h"
 
 static int mkdirs(const char *dir, const char *sub, char *out, size_t outsz, scp_err *err) {
@@ -44,7 +45,7 @@ static int put(const char *dir, const char *sub, const char *name, const void *d
     if (mkdirs(dir, sub, d, sizeof d, err) < 0) return -1;
     if (snprintf(dest, dest_sz, "%s/%s", d, name) >= (int)dest_sz)
         return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "collateral path too long");
-    return cas_write_file(dest, data, len, 0644, err);
+    return scp_write_file_atomic(dest, data, len, 0644, err);
 }
 
 static void cn_of(X509_NAME *n, char *out, size_t sz) {

@@ -2,7 +2,9 @@
 #include <errno.h>
 #include <string.h>
 
-#include "cas/util.h"
+#include "common/bytes.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 
 static int bad(scp_err *err, const char *why) {

@@ -6,7 +6,8 @@
 
 #include "attest/dcap_tcb.h"
 #include "attest/hw_x509.h"
-#include "cas/util.h"
+#include "common/bytes.h"
+#include "common/util.h"
 #include "crypto/crypto.h"
 #include "scp/attest.h"
 #include "scp/attest_hw.h"

@@ -12,7 +12,9 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
-#include "cas/util.h"
+#include "common/bytes.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "crypto/parallel.h"
 #include "scp/attest.h"
 
@@ -35,7 +37,7 @@ int scp_sim_platform_create(const char *path, scp_err *err) {
     if (b && PEM_write_bio_PrivateKey(b, k, NULL, NULL, 0, NULL, NULL)) {
         char *p;
         long n = BIO_get_mem_data(b, &p);
-        r = cas_write_file(path, p, (size_t)n, 0600, err);
+        r = scp_write_file_atomic(path, p, (size_t)n, 0600, err);
     } else {
         scp_fail(err, SCP_E_CRYPTO, EIO, "cannot encode the platform key");
     }

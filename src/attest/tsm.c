@@ -27,7 +27,9 @@
 
 #include <openssl/rand.h>
 
-#include "cas/util.h"
+#include "common/bytes.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 #include "scp/attest_hw.h"
 

@@ -12,7 +12,8 @@
 #include <openssl/crypto.h>
 
 #include "cas/internal.h"
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 
 int64_t cas_now_ms(void) {
     struct timespec ts;
@@ -50,7 +51,7 @@ int cas_deny(cas_response *resp, int status, const char *code, const char *fmt, 
 
 static void server_error(cas_response *resp, const scp_err *e) {
     char esc[sizeof e->msg * 4];
-    fprintf(stderr, "scp-cas: internal error: %s\n", cas_escape_text(e->msg, esc, sizeof esc));
+    fprintf(stderr, "scp-cas: internal error: %s\n", scp_escape_text(e->msg, esc, sizeof esc));
     cas_deny(resp, 500, "internal", "internal error: %s", e->msg);
 }
 

@@ -14,7 +14,10 @@
 #include <openssl/evp.h>
 
 #include "cas/internal.h"
-#include "cas/util.h"
+#include "common/base64.h"
+#include "common/bytes.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 #include "scp/attest_hw.h"
 #include "scp/volume.h"
@@ -225,10 +228,10 @@ static int seal_to_runtime(const scp_evidence *ev, const uint8_t *evbuf, size_t 
     }
     if (scp_attest_channel_key(shared, ev->nonce, ev->pubkey, pub, key, err) < 0) goto out;
     scp_sha256_buf(evbuf, evlen, aad);
-    if (cas_aead_seal(key, aad, 32, cfg, strlen(cfg), &ct, &ctlen, err) < 0) goto out;
+    if (scp_envelope_seal(key, aad, 32, cfg, strlen(cfg), &ct, &ctlen, err) < 0) goto out;
     char phex[65];
     scp_hex(pub, 32, phex);
-    char *c64 = cas_b64enc(ct, ctlen);
+    char *c64 = scp_b64enc(ct, ctlen);
     if (!c64) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
@@ -260,7 +263,7 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
     }
     snprintf(ai->session, sizeof ai->session, "%s", session);
     snprintf(ai->service, sizeof ai->service, "%s", service);
-    if (strlen(ev64) > 2 * SCP_EVIDENCE_MAX || !(evbuf = cas_b64dec(ev64, &evlen))) {
+    if (strlen(ev64) > 2 * SCP_EVIDENCE_MAX || !(evbuf = scp_b64dec(ev64, &evlen))) {
         cas_deny(resp, 400, "bad_evidence", "the evidence is not valid base64 of at most %d bytes", SCP_EVIDENCE_MAX);
         goto out;
     }

@@ -15,7 +15,9 @@
 
 
 #include "cas/internal.h"
-#include "cas/util.h"
+#include "common/bytes.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 
 typedef struct abuf {
     uint8_t b[2048];
@@ -65,7 +67,7 @@ static void write_head(cas_api *api) {
     int n = snprintf(text, sizeof text, "%lld %s %s\n", (long long)api->audit_seq,
                      api->audit_hash[0] ? api->audit_hash : "-", mac);
     scp_err e = {0};
-    if (cas_write_file(api->head_path, text, (size_t)n, 0600, &e) < 0)
+    if (scp_write_file_atomic(api->head_path, text, (size_t)n, 0600, &e) < 0)
         fprintf(stderr, "scp-cas: cannot write the audit head: %s\n", e.msg);
     api->head_written_ms = cas_now_ms();
 }
@@ -106,7 +108,7 @@ int cas_audit_init(cas_api *api, const char *data_dir, unsigned flags, scp_err *
     size_t len = 0;
     scp_err e = {0};
     int history = !(flags & CAS_AUDIT_NEW_KEYSTORE);
-    if (cas_read_file(api->head_path, 1024, &text, &len, &e) == 0) {
+    if (scp_read_path(api->head_path, 1024, &text, &len, &e) == 0) {
         long long seq = -1;
         char hash[80] = "", mac[80] = "", want[65];
         if (sscanf(text, "%lld %79s %79s", &seq, hash, mac) == 3 && seq >= 0) {

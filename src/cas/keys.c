@@ -15,7 +15,8 @@
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 
 /* ---- sim keystore: a 0600 file ---------------------------------------------------------- */
 
@@ -27,7 +28,7 @@ static int sim_load_or_create(const char *dir, uint8_t key[32], int *created, sc
     if (lstat(path, &st) < 0) {
         if (errno != ENOENT) return scp_fail_errno(err, "cannot stat '%s'", path);
         if (scp_random(key, 32, err) < 0) return -1;
-        if (cas_write_file(path, key, 32, 0600, err) < 0) return -1;
+        if (scp_write_file_atomic(path, key, 32, 0600, err) < 0) return -1;
         *created = 1;
         return 0;
     }
@@ -36,7 +37,7 @@ static int sim_load_or_create(const char *dir, uint8_t key[32], int *created, sc
                         "master key '%s' must be a regular file owned by this user with mode 0600", path);
     char *buf = NULL;
     size_t len = 0;
-    if (cas_read_file(path, 64, &buf, &len, err) < 0) return -1;
+    if (scp_read_path(path, 64, &buf, &len, err) < 0) return -1;
     if (len != 32) {
         free(buf);
         return scp_fail(err, SCP_E_KEY, EINVAL, "master key '%s' is not 32 bytes", path);
@@ -239,11 +240,11 @@ static int save_key(const char *path, EVP_PKEY *key, const uint8_t master[32], c
     uint8_t *ct = NULL, k[32];
     size_t ctlen = 0;
     int r = keyfile_key(master, k, err);
-    if (r == 0) r = cas_aead_seal(k, label, strlen(label), der, (size_t)n, &ct, &ctlen, err);
+    if (r == 0) r = scp_envelope_seal(k, label, strlen(label), der, (size_t)n, &ct, &ctlen, err);
     OPENSSL_cleanse(k, sizeof k);
     OPENSSL_clear_free(der, (size_t)n);
     if (r < 0) return -1;
-    r = cas_write_file(path, ct, ctlen, 0600, err);
+    r = scp_write_file_atomic(path, ct, ctlen, 0600, err);
     free(ct);
     return r;
 }
@@ -251,14 +252,14 @@ static int save_key(const char *path, EVP_PKEY *key, const uint8_t master[32], c
 static EVP_PKEY *load_key(const char *path, const uint8_t master[32], const char *label, scp_err *err) {
     char *ct = NULL;
     size_t ctlen = 0;
-    if (cas_read_file(path, 65536, &ct, &ctlen, err) < 0) return NULL;
+    if (scp_read_path(path, 65536, &ct, &ctlen, err) < 0) return NULL;
     uint8_t *der = NULL, k[32];
     size_t n = 0;
     scp_err first;
     int legacy = 0, r = keyfile_key(master, k, err);
-    if (r == 0 && cas_aead_open(k, label, strlen(label), (uint8_t *)ct, ctlen, &der, &n, &first) < 0) {
+    if (r == 0 && scp_envelope_open(k, label, strlen(label), (uint8_t *)ct, ctlen, &der, &n, &first) < 0) {
         legacy = 1; /* a version 1 file? */
-        r = cas_aead_open(master, label, strlen(label), (uint8_t *)ct, ctlen, &der, &n, err);
+        r = scp_envelope_open(master, label, strlen(label), (uint8_t *)ct, ctlen, &der, &n, err);
     }
     OPENSSL_cleanse(k, sizeof k);
     free(ct);
@@ -293,7 +294,7 @@ static X509 *load_cert(const char *path, scp_err *err) {
 static int save_cert(const char *path, X509 *cert, scp_err *err) {
     char *pem = cas_cert_pem(cert);
     if (!pem) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    int r = cas_write_file(path, pem, strlen(pem), 0644, err);
+    int r = scp_write_file_atomic(path, pem, strlen(pem), 0644, err);
     free(pem);
     return r;
 }

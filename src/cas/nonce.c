@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "cas/internal.h"
-#include "cas/util.h"
+#include "common/bytes.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 
 static nonce_slot *bucket(cas_api *api, const uint8_t nonce[32]) {
     uint32_t b = scp_get_u32(nonce) % NONCE_BUCKETS;

@@ -10,7 +10,8 @@
 
 #include <yaml.h>
 
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest_hw.h"
 
 #define MAX_NODES 20000

@@ -13,7 +13,8 @@
 #include <openssl/evp.h>
 
 #include "cas/internal.h"
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/sealed_stream.h"
 #include "scp/volume.h"
 
@@ -26,14 +27,14 @@ int cas_seal(cas_api *api, const char *kind, const char *a, const char *b, const
              size_t *outlen, scp_err *err) {
     char aad[200];
     size_t al = make_aad(aad, sizeof aad, kind, a, b);
-    return cas_aead_seal(api->k_data, aad, al, pt, len, out, outlen, err);
+    return scp_envelope_seal(api->k_data, aad, al, pt, len, out, outlen, err);
 }
 
 int cas_unseal(cas_api *api, const char *kind, const char *a, const char *b, const uint8_t *ct, size_t len,
                uint8_t **out, size_t *outlen, scp_err *err) {
     char aad[200];
     size_t al = make_aad(aad, sizeof aad, kind, a, b);
-    return cas_aead_open(api->k_data, aad, al, ct, len, out, outlen, err);
+    return scp_envelope_open(api->k_data, aad, al, ct, len, out, outlen, err);
 }
 
 /* ---- generation --------------------------------------------------------------------------- */

@@ -25,7 +25,8 @@
 #include "cas/http.h"
 #include "cas/keys.h"
 #include "cas/tls.h"
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/cas.h"
 
 #define QUEUE_CAP 1024
@@ -359,7 +360,7 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     if (o->port_file) {
         char pb[16];
         int n = snprintf(pb, sizeof pb, "%d\n", port);
-        if (cas_write_file(o->port_file, pb, (size_t)n, 0644, err) < 0) goto done;
+        if (scp_write_file_atomic(o->port_file, pb, (size_t)n, 0644, err) < 0) goto done;
     }
     for (;;) {
         struct pollfd p[2] = {{lfd, POLLIN, 0}, {sfd, POLLIN, 0}};

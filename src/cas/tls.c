@@ -10,7 +10,8 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/cas.h"
 
 static int accept_any(int ok, X509_STORE_CTX *ctx) {
@@ -120,7 +121,7 @@ int scp_cas_identity_create(const char *path, char id_hex[65], scp_err *err) {
         if (all) {
             memcpy(all, kp, kl);
             memcpy(all + kl, cp, cl + 1);
-            r = cas_write_file(path, all, kl + cl, 0600, err);
+            r = scp_write_file_atomic(path, all, kl + cl, 0600, err);
             OPENSSL_cleanse(all, kl + cl);
             free(all);
         }

@@ -8,7 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "cli/commands.h"
 
 const char *cli_scp_home(void) {
@@ -53,7 +54,7 @@ int cli_cas_save_conf(const char *addr, const char *pin, scp_err *err) {
     if (pl < 0 || (size_t)pl >= sizeof path)
         return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "SCP_HOME '%.64s...' is too long", home);
     int n = snprintf(text, sizeof text, "cas=%s\npin=%s\n", addr, pin);
-    return cas_write_file(path, text, (size_t)n, 0600, err);
+    return scp_write_file_atomic(path, text, (size_t)n, 0600, err);
 }
 
 scp_cas_client *cli_cas_client(cli_cas *o, int *exit_code) {
@@ -111,8 +112,8 @@ int cli_cas_call(scp_cas_client *c, const char *method, const char *path, const 
     const char *code = j ? json_string_value(json_object_get(j, "error")) : NULL;
     fflush(stdout);
     char esc[1200];
-    fprintf(stderr, "scpctl: CAS refused (%d %s): %s\n", st, cas_escape_text(code ? code : "error", esc, 64),
-            msg ? cas_escape_text(msg, esc + 64, sizeof esc - 64) : "no details");
+    fprintf(stderr, "scpctl: CAS refused (%d %s): %s\n", st, scp_escape_text(code ? code : "error", esc, 64),
+            msg ? scp_escape_text(msg, esc + 64, sizeof esc - 64) : "no details");
     json_decref(j);
     return EXIT_FAILURE_;
 }

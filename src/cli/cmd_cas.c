@@ -6,7 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "cli/cas_common.h"
 #include "cli/commands.h"
 #include "scp/attest_hw.h"
@@ -163,7 +164,7 @@ static int audit(int argc, char **argv) {
             for (size_t f = 0; f < sizeof fields / sizeof fields[0]; f++) {
                 const char *v = json_string_value(json_object_get(r, fields[f]));
                 char esc[1200]; /* 4 bytes per byte of the longest field (256) and more */
-                printf("\t%s", cas_escape_text(v ? v : "", esc, sizeof esc));
+                printf("\t%s", scp_escape_text(v ? v : "", esc, sizeof esc));
             }
             putchar('\n');
         }

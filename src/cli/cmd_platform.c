@@ -7,7 +7,8 @@
 
 #include <openssl/crypto.h>
 
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "cli/cas_common.h"
 #include "cli/commands.h"
 #include "runtime/attest_run.h"
@@ -188,7 +189,7 @@ int cmd_platform(int argc, char **argv) {
         if (npos < 1) return cli_usage_error("platform measure [--config FILE] FILE...");
         char *cfg = NULL;
         size_t cl = 0;
-        if (config && cas_read_file(config, 16u << 20, &cfg, &cl, &e) < 0) return cli_fail(&e);
+        if (config && scp_read_path(config, 16u << 20, &cfg, &cl, &e) < 0) return cli_fail(&e);
         uint8_t m[32];
         char hex[65];
         int r = scp_attest_measure(pos, (size_t)npos, cfg, cl, m, &e);
@@ -258,7 +259,7 @@ int cmd_platform(int argc, char **argv) {
             return cli_usage_error("platform report-tag needs --session, --service, --volume, --tag, --token-file");
         char *tok = NULL; /* a capability: read from a file, never from argv */
         size_t tl = 0;
-        if (cas_read_file(token, 4096, &tok, &tl, &e) < 0) return cli_fail(&e);
+        if (scp_read_path(token, 4096, &tok, &tl, &e) < 0) return cli_fail(&e);
         tok[strcspn(tok, "\r\n")] = 0;
         scp_cas_client *c = cli_cas_client(&o, &code);
         if (c) {

@@ -4,7 +4,8 @@
 #include <string.h>
 
 #include "cas/policy.h"
-#include "cas/util.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "cli/cas_common.h"
 #include "cli/commands.h"
 
@@ -62,7 +63,7 @@ int cmd_session(int argc, char **argv) {
     size_t len = 0;
     if (strcmp(sub, "create") == 0 || strcmp(sub, "update") == 0) {
         scp_err e = {0};
-        if (cas_read_file(pos[0], POLICY_MAX_DOC, &doc, &len, &e) < 0) return cli_fail(&e);
+        if (scp_read_path(pos[0], POLICY_MAX_DOC, &doc, &len, &e) < 0) return cli_fail(&e);
         if (pred) { /* prepend the predecessor: the root of a policy is a block mapping */
             char *nd = malloc(len + 100);
             if (!nd) return EXIT_FAILURE_;

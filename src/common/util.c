@@ -1,8 +1,10 @@
 /* common/util.c - see util.h. */
 #include "common/util.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -207,4 +209,85 @@ void scp_no_core_dumps(void) {
     struct rlimit rl = {0, 0};
     setrlimit(RLIMIT_CORE, &rl);
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+int scp_read_path(const char *path, size_t max, char **out, size_t *len, scp_err *err) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return scp_fail_errno(err, "cannot open '%s'", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+        close(fd);
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "'%s' is not a regular file of at most %zu bytes", path, max);
+    }
+    size_t n = (size_t)st.st_size, got = 0;
+    char *buf = malloc(n + 1);
+    if (!buf) {
+        close(fd);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            free(buf);
+            close(fd);
+            return scp_fail_errno(err, "cannot read '%s'", path);
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    buf[n] = 0;
+    *out = buf;
+    if (len) *len = n;
+    return 0;
+}
+
+int scp_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode, scp_err *err) {
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "path too long: '%s'", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0) return scp_fail_errno(err, "cannot create '%s'", tmp);
+    if (fchmod(fd, mode) < 0) goto fail;
+    const uint8_t *p = data;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, p + off, len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) goto fail;
+        off += (size_t)w;
+    }
+    if (fsync(fd) < 0) goto fail;
+    close(fd);
+    if (rename(tmp, path) < 0) {
+        unlink(tmp);
+        return scp_fail_errno(err, "cannot rename to '%s'", path);
+    }
+    return 0;
+fail:
+    scp_fail_errno(err, "cannot write '%s'", tmp);
+    close(fd);
+    unlink(tmp);
+    return -1;
+}
+
+char *scp_escape_text(const char *in, char *out, size_t outsz) {
+    assert(outsz > 0);
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
+        char e[12];
+        int n;
+        if (*p == '\\') n = snprintf(e, sizeof e, "\\\\");
+        else if (*p == '\n') n = snprintf(e, sizeof e, "\\n");
+        else if (*p == '\t') n = snprintf(e, sizeof e, "\\t");
+        else if (*p == '\r') n = snprintf(e, sizeof e, "\\r");
+        else if (*p < 0x20 || *p == 0x7f) n = snprintf(e, sizeof e, "\\x%02x", *p);
+        else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) n = snprintf(e, sizeof e, "\\xc2\\x%02x", *++p);
+        else n = snprintf(e, sizeof e, "%c", *p);
+        if (o + (size_t)n >= outsz) break;
+        memcpy(out + o, e, (size_t)n);
+        o += (size_t)n;
+    }
+    out[o] = 0;
+    return out;
 }

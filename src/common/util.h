@@ -44,4 +44,16 @@ int scp_key_file_generate(const char *path, scp_err *err);
 /* Current wall-clock time in ns since the epoch. */
 int64_t scp_now_ns(void);
 
+/* Read a whole regular file by path (at most max bytes; larger files fail). *out is malloc'd
+ * and NUL-terminated; *len (if not NULL) gets the length. */
+int scp_read_path(const char *path, size_t max, char **out, size_t *len, scp_err *err);
+/* Write a file atomically (temporary file, fsync, rename) with the given mode. */
+int scp_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode, scp_err *err);
+
+/* Copy text that may come from a client into a line of output: control characters (C0, DEL,
+ * and C1 in UTF-8) become \n, \t, \r or \xNN and a backslash becomes \\, so that the text
+ * can neither start a new line or field nor drive a terminal. Always NUL-terminates out
+ * (outsz > 0); a truncated result ends at a whole escape. Returns out. */
+char *scp_escape_text(const char *in, char *out, size_t outsz);
+
 #endif

@@ -287,3 +287,35 @@ int scp_hmac_buf(const uint8_t *key, size_t key_len, const void *p, size_t n, ui
     struct scp_buf b = {p, n};
     return scp_hmac(key, key_len, &b, 1, out, err);
 }
+
+int scp_envelope_seal(const uint8_t key[32], const void *aad, size_t aadlen, const void *pt, size_t ptlen,
+                  uint8_t **out, size_t *outlen, scp_err *err) {
+    if (ptlen > (1u << 30)) return scp_fail(err, SCP_E_INVAL, EINVAL, "data too large to encrypt");
+    uint8_t *buf = malloc(ptlen + SCP_ENVELOPE_OVERHEAD);
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (scp_random(buf, 12, err) < 0 ||
+        scp_aead_seal(key, buf, aad, aadlen, pt, ptlen, buf + 12, buf + 12 + ptlen, err) < 0) {
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    *outlen = ptlen + SCP_ENVELOPE_OVERHEAD;
+    return 0;
+}
+
+int scp_envelope_open(const uint8_t key[32], const void *aad, size_t aadlen, const uint8_t *in, size_t inlen,
+                  uint8_t **out, size_t *outlen, scp_err *err) {
+    if (inlen < SCP_ENVELOPE_OVERHEAD || inlen > (1u << 30))
+        return scp_fail(err, SCP_E_INTEGRITY, EIO, "encrypted data is truncated");
+    size_t ptlen = inlen - SCP_ENVELOPE_OVERHEAD;
+    uint8_t *buf = malloc(ptlen + 1);
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (scp_aead_open(key, in, aad, aadlen, in + 12, ptlen, in + 12 + ptlen, buf, err) < 0) {
+        free(buf);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO, "encrypted data failed authentication");
+    }
+    buf[ptlen] = 0;
+    *out = buf;
+    *outlen = ptlen;
+    return 0;
+}

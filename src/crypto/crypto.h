@@ -77,4 +77,14 @@ int scp_sha256_fd(int fd, uint8_t out[32], uint64_t *size);
 /* Constant-time comparison; 0 when equal. */
 int scp_ct_cmp(const void *a, const void *b, size_t n);
 
+/* A sealed envelope: AES-256-GCM under a fresh random IV, laid out IV || ciphertext || tag
+ * (SCP_ENVELOPE_OVERHEAD bytes more than the plaintext). *out is malloc'd. */
+#define SCP_ENVELOPE_OVERHEAD 28 /* 12-byte IV + 16-byte tag */
+int scp_envelope_seal(const uint8_t key[32], const void *aad, size_t aadlen, const void *pt, size_t ptlen,
+                      uint8_t **out, size_t *outlen, scp_err *err);
+/* Inverse of scp_envelope_seal. *out is malloc'd with a NUL after the plaintext. Fails with
+ * SCP_E_INTEGRITY if the data or the AAD were changed. */
+int scp_envelope_open(const uint8_t key[32], const void *aad, size_t aadlen, const uint8_t *in, size_t inlen,
+                      uint8_t **out, size_t *outlen, scp_err *err);
+
 #endif

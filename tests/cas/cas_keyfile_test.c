@@ -13,7 +13,7 @@
 #include <openssl/crypto.h>
 
 #include "cas/keys.h"
-#include "cas/util.h"
+#include "common/util.h"
 #include "crypto/crypto.h"
 
 static int failures;
@@ -33,8 +33,8 @@ static int opens_under(const char *path, const uint8_t key[32], const char *labe
     size_t n = 0, ptlen = 0;
     uint8_t *pt = NULL;
     scp_err e;
-    if (cas_read_file(path, 65536, &ct, &n, &e) < 0) return -1;
-    int ok = cas_aead_open(key, label, strlen(label), (uint8_t *)ct, n, &pt, &ptlen, &e) == 0;
+    if (scp_read_path(path, 65536, &ct, &n, &e) < 0) return -1;
+    int ok = scp_envelope_open(key, label, strlen(label), (uint8_t *)ct, n, &pt, &ptlen, &e) == 0;
     if (pt) OPENSSL_clear_free(pt, ptlen);
     free(ct);
     return ok;
@@ -47,10 +47,10 @@ static void make_legacy(const char *path, const uint8_t master[32], const char *
     size_t n = 0, ptlen = 0, ctlen = 0;
     scp_err e;
     if (scp_hkdf(master, 32, NULL, 0, "scp-cas identity key file v2", 28, k, 32, &e) < 0 ||
-        cas_read_file(path, 65536, &in, &n, &e) < 0 ||
-        cas_aead_open(k, label, strlen(label), (uint8_t *)in, n, &pt, &ptlen, &e) < 0 ||
-        cas_aead_seal(master, label, strlen(label), pt, ptlen, &ct, &ctlen, &e) < 0 ||
-        cas_write_file(path, ct, ctlen, 0600, &e) < 0) {
+        scp_read_path(path, 65536, &in, &n, &e) < 0 ||
+        scp_envelope_open(k, label, strlen(label), (uint8_t *)in, n, &pt, &ptlen, &e) < 0 ||
+        scp_envelope_seal(master, label, strlen(label), pt, ptlen, &ct, &ctlen, &e) < 0 ||
+        scp_write_file_atomic(path, ct, ctlen, 0600, &e) < 0) {
         fprintf(stderr, "FAIL: cannot make a legacy key file of '%s': %s\n", path, e.msg);
         exit(1);
     }

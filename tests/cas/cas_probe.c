@@ -16,7 +16,9 @@
 
 #include "cas/keys.h"
 #include "cas/tls.h"
-#include "cas/util.h"
+#include "common/base64.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 #include "scp/cas.h"
 
@@ -41,7 +43,7 @@ static int get_nonce(scp_cas_client *c, uint8_t nonce[32]) {
 /* POST /v1/attest with evidence; returns the status and the "error" code in code. */
 static int post_attest(scp_cas_client *c, const char *session, const char *service, const uint8_t *ev, size_t n,
                        char code[64]) {
-    char *b64 = cas_b64enc(ev, n);
+    char *b64 = scp_b64enc(ev, n);
     json_t *req = json_pack("{s:s, s:s, s:s}", "session", session, "service", service, "evidence", b64);
     char *body = json_dumps(req, JSON_COMPACT);
     json_decref(req);
@@ -141,8 +143,8 @@ static int legacy_cert(const char *dir, const char *cert_out, const char *key_ou
     X509 *c = k ? cas_x509_issue(k, "scp-cas", "DNS:localhost,DNS:scp-cas,IP:127.0.0.1", 30, 0, id.ca_key, id.ca_cert, &e)
                 : NULL;
     char *cp = c ? cas_cert_pem(c) : NULL, *kp = c ? cas_key_pem(k) : NULL;
-    int rc = cp && kp && cas_write_file(cert_out, cp, strlen(cp), 0644, &e) == 0 &&
-                     cas_write_file(key_out, kp, strlen(kp), 0600, &e) == 0
+    int rc = cp && kp && scp_write_file_atomic(cert_out, cp, strlen(cp), 0644, &e) == 0 &&
+                     scp_write_file_atomic(key_out, kp, strlen(kp), 0600, &e) == 0
                  ? 0
                  : die("cannot issue the legacy certificate:", e.msg);
     free(cp);

@@ -9,7 +9,9 @@
 #include "cas/http.h"
 #include "cas/keys.h"
 #include "cas/policy.h"
-#include "cas/util.h"
+#include "common/bytes.h"
+#include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/attest.h"
 
 static int failures;
@@ -217,11 +219,11 @@ static void test_policy_first_error_wins(void) {
 
 static void test_escape(void) {
     char out[64];
-    CHECK(strcmp(cas_escape_text("a\nb\tc\rd\\e\x1b[2J\x7f\xc2\x9b\xc3\xa9", out, sizeof out),
+    CHECK(strcmp(scp_escape_text("a\nb\tc\rd\\e\x1b[2J\x7f\xc2\x9b\xc3\xa9", out, sizeof out),
                  "a\\nb\\tc\\rd\\\\e\\x1b[2J\\x7f\\xc2\\x9b\xc3\xa9") == 0,
           "escape: got '%s'", out);
-    CHECK(strcmp(cas_escape_text("ab\n", out, 4), "ab") == 0, "escape truncates at a whole escape: '%s'", out);
-    CHECK(strcmp(cas_escape_text("", out, 1), "") == 0, "escape of empty text");
+    CHECK(strcmp(scp_escape_text("ab\n", out, 4), "ab") == 0, "escape truncates at a whole escape: '%s'", out);
+    CHECK(strcmp(scp_escape_text("", out, 1), "") == 0, "escape of empty text");
 }
 
 /* export entries: NAME (the exporter's owner) or {session, owner}; imports may name the exporter's owner */
@@ -356,12 +358,12 @@ static void test_hw_evidence(void) {
 static void test_aead(void) {
     uint8_t k[32] = {9}, *ct = NULL, *pt = NULL;
     size_t cl = 0, pl = 0;
-    CHECK(cas_aead_seal(k, "aad", 3, "secret", 6, &ct, &cl, NULL) == 0, "seal");
-    CHECK(cas_aead_open(k, "aad", 3, ct, cl, &pt, &pl, NULL) == 0 && pl == 6 && memcmp(pt, "secret", 6) == 0, "open");
+    CHECK(scp_envelope_seal(k, "aad", 3, "secret", 6, &ct, &cl, NULL) == 0, "seal");
+    CHECK(scp_envelope_open(k, "aad", 3, ct, cl, &pt, &pl, NULL) == 0 && pl == 6 && memcmp(pt, "secret", 6) == 0, "open");
     free(pt);
-    CHECK(cas_aead_open(k, "aaX", 3, ct, cl, &pt, &pl, NULL) < 0, "other AAD accepted");
+    CHECK(scp_envelope_open(k, "aaX", 3, ct, cl, &pt, &pl, NULL) < 0, "other AAD accepted");
     ct[cl - 1] ^= 1;
-    CHECK(cas_aead_open(k, "aad", 3, ct, cl, &pt, &pl, NULL) < 0, "changed tag accepted");
+    CHECK(scp_envelope_open(k, "aad", 3, ct, cl, &pt, &pl, NULL) < 0, "changed tag accepted");
     free(ct);
 }
 
@@ -420,7 +422,7 @@ static void test_identity(const char *base) {
                                id.ca_key, id.ca_cert, &e);
     char *pem = old ? cas_cert_pem(old) : NULL;
     snprintf(path, sizeof path, "%s/server.crt", dir);
-    CHECK(pem && !cas_is_server_cert(old) && cas_write_file(path, pem, strlen(pem), 0644, &e) == 0, "old server.crt");
+    CHECK(pem && !cas_is_server_cert(old) && scp_write_file_atomic(path, pem, strlen(pem), 0644, &e) == 0, "old server.crt");
     free(pem);
     for (size_t i = 4; i < 6; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
