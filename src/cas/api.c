@@ -2,6 +2,7 @@
  * Every request ends in one audit row (see audit.c). */
 #include "cas/api.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,40 +15,6 @@
 #include "cas/internal.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
-
-int64_t cas_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-void cas_json_response(cas_response *resp, int status, json_t *body) {
-    resp->status = status;
-    resp->ctype = "application/json";
-    resp->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
-    json_decref(body);
-    if (!resp->body) {
-        resp->status = 500;
-        resp->body = strdup("{\"error\":\"internal\",\"message\":\"out of memory\"}");
-    }
-    resp->len = resp->body ? strlen(resp->body) : 0;
-}
-
-void cas_api_error(cas_response *resp, int status, const char *code, const char *msg) {
-    free(resp->body);
-    resp->body = NULL;
-    cas_json_response(resp, status, json_pack("{s:s, s:s}", "error", code, "message", msg));
-}
-
-int cas_deny(cas_response *resp, int status, const char *code, const char *fmt, ...) {
-    char msg[400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    cas_api_error(resp, status, code, msg);
-    return -1;
-}
 
 static void server_error(cas_response *resp, const scp_err *e) {
     char esc[sizeof e->msg * 4];
@@ -695,6 +662,71 @@ static void read_audit(cas_api *api, const http_request *req, const char *cid, c
 /* ---- router ------------------------------------------------------------------------------ */
 
 /* Split "/v1/a/b/c" into at most 6 segments (in place in a copy). */
+/* ---- Routing ------------------------------------------------------------------------------
+ * One table names every endpoint: method, path pattern and handler. In a pattern, "*" is a
+ * name segment (a session, volume, secret or service name that cas_name_ok accepts) and "#" a
+ * platform id (64 hex digits); the handler gets them in order in c->arg. A path that matches a
+ * row's pattern under another method is answered 405, any other path 404. */
+
+typedef struct cas_call {
+    cas_api *api;
+    const http_request *req;
+    const char *cid; /* hex id of the client's certificate, or NULL */
+    const char *arg[2];
+    cas_audit_info *ai;
+    cas_response *resp;
+} cas_call;
+
+static void r_status(const cas_call *c) {
+    c->ai->action = "status";
+    cas_json_response(c->resp, 200,
+                      json_pack("{s:s, s:s, s:s, s:b, s:s, s:s*}", "service", "scp-cas", "version", "0.1.0",
+                                "ca_fingerprint", c->api->id->ca_fp, "memory_protected", 0, "tee", "sim", "client",
+                                c->cid));
+}
+static void r_create_session(const cas_call *c) { put_session(c->api, c->req, c->cid, NULL, c->ai, c->resp); }
+static void r_list_sessions(const cas_call *c) { list_sessions(c->api, c->cid, c->ai, c->resp); }
+static void r_get_session(const cas_call *c) { get_session(c->api, c->cid, c->arg[0], c->ai, c->resp); }
+static void r_put_session(const cas_call *c) { put_session(c->api, c->req, c->cid, c->arg[0], c->ai, c->resp); }
+static void r_delete_session(const cas_call *c) { delete_session(c->api, c->cid, c->arg[0], c->ai, c->resp); }
+static void r_set_tag(const cas_call *c) { owner_set_tag(c->api, c->req, c->cid, c->arg[0], c->arg[1], c->ai, c->resp); }
+static void r_read_secret(const cas_call *c) { owner_read_secret(c->api, c->cid, c->arg[0], c->arg[1], c->ai, c->resp); }
+static void r_read_console(const cas_call *c) {
+    owner_read_console(c->api, c->cid, c->arg[0], c->arg[1], c->ai, c->resp);
+}
+static void r_enroll_platform(const cas_call *c) { enroll_platform(c->api, c->req, c->cid, c->ai, c->resp); }
+static void r_list_platforms(const cas_call *c) { list_platforms(c->api, c->cid, c->ai, c->resp); }
+static void r_revoke_platform(const cas_call *c) { revoke_platform(c->api, c->cid, c->arg[0], c->ai, c->resp); }
+static void r_attest_nonce(const cas_call *c) { cas_handle_attest_nonce(c->api, c->req, c->ai, c->resp); }
+static void r_attest(const cas_call *c) { cas_handle_attest(c->api, c->req, c->ai, c->resp); }
+static void r_volume_tag(const cas_call *c) { cas_handle_volume_tag(c->api, c->req, c->ai, c->resp); }
+static void r_read_audit(const cas_call *c) { read_audit(c->api, c->req, c->cid, c->ai, c->resp); }
+
+static const struct route {
+    const char *method;
+    const char *pattern;
+    const char *bad_arg; /* the 400 message when a "*" or "#" segment is not acceptable */
+    void (*handler)(const cas_call *c);
+} routes[] = {
+    {"GET", "/v1/status", NULL, r_status},
+    {"POST", "/v1/sessions", NULL, r_create_session},
+    {"GET", "/v1/sessions", NULL, r_list_sessions},
+    {"GET", "/v1/sessions/*", "bad session name", r_get_session},
+    {"PUT", "/v1/sessions/*", "bad session name", r_put_session},
+    {"DELETE", "/v1/sessions/*", "bad session name", r_delete_session},
+    {"PUT", "/v1/sessions/*/volumes/*/tag", "bad session or volume name", r_set_tag},
+    {"GET", "/v1/sessions/*/secrets/*", "bad session or secret name", r_read_secret},
+    {"GET", "/v1/sessions/*/console/*", "bad session or service name", r_read_console},
+    {"POST", "/v1/platforms", NULL, r_enroll_platform},
+    {"GET", "/v1/platforms", NULL, r_list_platforms},
+    {"DELETE", "/v1/platforms/#", "a platform id is 64 hex digits", r_revoke_platform},
+    {"POST", "/v1/attest/nonce", NULL, r_attest_nonce},
+    {"POST", "/v1/attest", NULL, r_attest},
+    {"POST", "/v1/volumes/tag", NULL, r_volume_tag},
+    {"GET", "/v1/audit", NULL, r_read_audit},
+};
+
+/* Split path into at most 6 segments in buf; returns their number, -1 if too long or deep. */
 static int split_path(const char *path, char *buf, size_t bufsz, char *seg[6]) {
     if (strlen(path) >= bufsz) return -1;
     strcpy(buf, path);
@@ -707,76 +739,63 @@ static int split_path(const char *path, char *buf, size_t bufsz, char *seg[6]) {
     return n;
 }
 
+/* Does the path's segments match the pattern's shape? Fills arg with the variable segments and
+ * *args_ok with whether they are acceptable names or ids. */
+static int route_matches(const char *pattern, char *const *seg, int n, const char *arg[2], int *args_ok) {
+    char buf[128], *pseg[6];
+    int pn = split_path(pattern, buf, sizeof buf, pseg);
+    assert(pn > 0);
+    if (pn != n) return 0;
+    int na = 0;
+    *args_ok = 1;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(pseg[i], "*") == 0 || strcmp(pseg[i], "#") == 0) {
+            assert(na < 2);
+            arg[na++] = seg[i];
+            uint8_t id[32];
+            if (pseg[i][0] == '*' ? !cas_name_ok(seg[i]) : scp_unhex(seg[i], id, sizeof id) < 0) *args_ok = 0;
+        } else if (strcmp(pseg[i], seg[i]) != 0) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static void route(cas_api *api, const http_request *req, const char *cid, cas_audit_info *ai, cas_response *resp) {
+    char buf[1024], *seg[6] = {0};
+    int n = split_path(req->path, buf, sizeof buf, seg);
+    if (n < 1 || strcmp(seg[0], "v1") != 0) {
+        cas_deny(resp, 404, "not_found", "no such endpoint; the API lives under /v1");
+        return;
+    }
+    int other_method = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        cas_call c = {api, req, cid, {NULL, NULL}, ai, resp};
+        int args_ok;
+        if (!route_matches(routes[i].pattern, seg, n, c.arg, &args_ok)) continue;
+        if (strcmp(req->method, routes[i].method) != 0) {
+            other_method = 1;
+            continue;
+        }
+        if (!args_ok)
+            cas_deny(resp, 400, "bad_request", "%s", routes[i].bad_arg);
+        else
+            routes[i].handler(&c);
+        return;
+    }
+    if (other_method)
+        cas_deny(resp, 405, "method_not_allowed", "%s is not allowed on %s", req->method, req->path);
+    else
+        cas_deny(resp, 404, "not_found", "no such endpoint: %s %s", req->method, req->path);
+}
+
 void cas_api_handle(cas_api *api, const http_request *req, const char *cid, cas_response *resp) {
     cas_audit_info ai;
     memset(&ai, 0, sizeof ai);
     ai.action = "request";
     snprintf(ai.actor, sizeof ai.actor, "%s", cid ? cid : "anonymous");
     memset(resp, 0, sizeof *resp);
-    char buf[1024], *s[6] = {0};
-    int n = split_path(req->path, buf, sizeof buf, s);
-    const char *m = req->method;
-    int get = strcmp(m, "GET") == 0, post = strcmp(m, "POST") == 0, put = strcmp(m, "PUT") == 0,
-        del = strcmp(m, "DELETE") == 0;
-    if (n < 2 || strcmp(s[0], "v1") != 0) {
-        cas_deny(resp, 404, "not_found", "no such endpoint; the API lives under /v1");
-    } else if (n == 2 && strcmp(s[1], "status") == 0 && get) {
-        ai.action = "status";
-        cas_json_response(resp, 200,
-                          json_pack("{s:s, s:s, s:s, s:b, s:s, s:s*}", "service", "scp-cas", "version", "0.1.0",
-                                    "ca_fingerprint", api->id->ca_fp, "memory_protected", 0, "tee", "sim", "client",
-                                    cid));
-    } else if (n == 2 && strcmp(s[1], "sessions") == 0 && post) {
-        put_session(api, req, cid, NULL, &ai, resp);
-    } else if (n == 2 && strcmp(s[1], "sessions") == 0 && get) {
-        list_sessions(api, cid, &ai, resp);
-    } else if (n == 3 && strcmp(s[1], "sessions") == 0 && (get || put || del)) {
-        if (!cas_name_ok(s[2]))
-            cas_deny(resp, 400, "bad_request", "bad session name");
-        else if (get)
-            get_session(api, cid, s[2], &ai, resp);
-        else if (put)
-            put_session(api, req, cid, s[2], &ai, resp);
-        else
-            delete_session(api, cid, s[2], &ai, resp);
-    } else if (n == 6 && strcmp(s[1], "sessions") == 0 && strcmp(s[3], "volumes") == 0 && strcmp(s[5], "tag") == 0 &&
-               put) {
-        if (!cas_name_ok(s[2]) || !cas_name_ok(s[4]))
-            cas_deny(resp, 400, "bad_request", "bad session or volume name");
-        else
-            owner_set_tag(api, req, cid, s[2], s[4], &ai, resp);
-    } else if (n == 5 && strcmp(s[1], "sessions") == 0 && strcmp(s[3], "secrets") == 0 && get) {
-        if (!cas_name_ok(s[2]) || !cas_name_ok(s[4]))
-            cas_deny(resp, 400, "bad_request", "bad session or secret name");
-        else
-            owner_read_secret(api, cid, s[2], s[4], &ai, resp);
-    } else if (n == 5 && strcmp(s[1], "sessions") == 0 && strcmp(s[3], "console") == 0 && get) {
-        if (!cas_name_ok(s[2]) || !cas_name_ok(s[4]))
-            cas_deny(resp, 400, "bad_request", "bad session or service name");
-        else
-            owner_read_console(api, cid, s[2], s[4], &ai, resp);
-    } else if (n == 2 && strcmp(s[1], "platforms") == 0 && post) {
-        enroll_platform(api, req, cid, &ai, resp);
-    } else if (n == 2 && strcmp(s[1], "platforms") == 0 && get) {
-        list_platforms(api, cid, &ai, resp);
-    } else if (n == 3 && strcmp(s[1], "platforms") == 0 && del) {
-        uint8_t tmp[32];
-        if (scp_unhex(s[2], tmp, 32) < 0)
-            cas_deny(resp, 400, "bad_request", "a platform id is 64 hex digits");
-        else
-            revoke_platform(api, cid, s[2], &ai, resp);
-    } else if (n == 3 && strcmp(s[1], "attest") == 0 && strcmp(s[2], "nonce") == 0 && post) {
-        cas_handle_attest_nonce(api, req, &ai, resp);
-    } else if (n == 2 && strcmp(s[1], "attest") == 0 && post) {
-        cas_handle_attest(api, req, &ai, resp);
-    } else if (n == 3 && strcmp(s[1], "volumes") == 0 && strcmp(s[2], "tag") == 0 && post) {
-        cas_handle_volume_tag(api, req, &ai, resp);
-    } else if (n == 2 && strcmp(s[1], "audit") == 0 && get) {
-        read_audit(api, req, cid, &ai, resp);
-    } else {
-        cas_deny(resp, n >= 2 ? 405 : 404, n >= 2 ? "method_not_allowed" : "not_found", "no such endpoint: %s %s", m,
-                 req->path);
-    }
+    route(api, req, cid, &ai, resp);
     if (!resp->body) cas_api_error(resp, 500, "internal", "no response");
     /* the reason of a refusal is the error message of the response */
     char reason[256] = "";

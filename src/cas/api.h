@@ -7,16 +7,11 @@
 
 #include "cas/http.h"
 #include "cas/keys.h"
+#include "cas/response.h"
 #include "scp/err.h"
 
 typedef struct cas_api cas_api;
 
-typedef struct cas_response {
-    int status;
-    const char *ctype; /* static string */
-    char *body;        /* malloc'd */
-    size_t len;
-} cas_response;
 
 /* audit_flags of cas_api_new */
 #define CAS_AUDIT_NEW_KEYSTORE 1u /* the master key was created at this start: no history yet */
@@ -38,9 +33,6 @@ int cas_api_set_hw(cas_api *api, const char *data_dir, const char *collateral_di
 /* Handle one request. client_id is the hex id of the TLS client certificate or NULL.
  * Always fills *resp (JSON, also for errors). */
 void cas_api_handle(cas_api *api, const http_request *req, const char *client_id, cas_response *resp);
-
-/* Build a JSON error response {"error": code, "message": msg}. */
-void cas_api_error(cas_response *resp, int status, const char *code, const char *msg);
 
 /* Record a transport-level refusal (malformed request, slow client) in the audit log. */
 void cas_api_audit_transport(cas_api *api, const char *client_id, int status, const char *why);

@@ -74,13 +74,6 @@ struct cas_api {
     int has_test_ark, has_test_intel_root;
 };
 
-int64_t cas_now_ms(void);
-
-/* JSON responses */
-void cas_json_response(cas_response *resp, int status, json_t *body); /* steals body */
-/* Set an error response and return -1 (for `return cas_deny(...)`). */
-int cas_deny(cas_response *resp, int status, const char *code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
 /* sessions: load + decrypt + parse; 1 found, 0 not found (404 set), -1 error (resp set). */
 int cas_load_policy(cas_api *api, const char *name, cas_session_row *row, cas_policy **pol, char **yaml,
                     cas_response *resp);

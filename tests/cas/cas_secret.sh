@@ -62,6 +62,15 @@ expect_rc 2 "$SCPCTL" session secret shop
 code=$(curl -s -o "$T/anon.out" -w '%{http_code}' --cacert "$T/data/ca.crt" "https://$ADDR/v1/sessions/shop/secrets/pw")
 [ "$code" = 401 ] || fail "an anonymous read got HTTP $code, want 401"
 grep -q -- "$PW" "$T/anon.out" && fail "an anonymous client saw the password"
+# the router's answers: unknown endpoint 404, known path under another method 405, a bad
+# name in a path 400, each a JSON error body
+http() { curl -s -o "$T/http.out" -w '%{http_code}' --cacert "$T/data/ca.crt" "$@"; }
+[ "$(http "https://$ADDR/v1/nosuch")" = 404 ] || fail "an unknown endpoint did not get 404"
+[ "$(http -X PATCH "https://$ADDR/v1/sessions/shop")" = 405 ] || fail "PATCH on a session did not get 405"
+grep -q '"error":"method_not_allowed"' "$T/http.out" || fail "405 without its JSON error: $(cat "$T/http.out")"
+[ "$(http "https://$ADDR/v1/sessions/bad%01name/secrets/pw")" = 400 ] || [ "$(http "https://$ADDR/v1/sessions/b..d/secrets/pw")" = 400 ] \
+    || fail "a bad session name did not get 400: $(cat "$T/http.out")"
+[ "$(http -X DELETE "https://$ADDR/v1/platforms/xyz")" = 400 ] || fail "a malformed platform id did not get 400"
 
 # every read is audited, with the secret's name and never its value
 expect_rc 0 "$SCPCTL" cas audit --identity "$A"
