@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "common/log.h"
 #include "common/bytes.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
@@ -23,8 +24,8 @@ static const char SIM_CONTEXT[] = "SCP-EVIDENCE-SIM-v1"; /* signed with its NUL 
 void scp_sim_warn(void) {
     static int warned;
     if (__atomic_exchange_n(&warned, 1, __ATOMIC_SEQ_CST)) return;
-    fprintf(stderr, "scp: WARNING: 'sim' TEE backend: memory is NOT protected, and the platform key is a file "
-                    "that root can read. Use it for development and tests only.\n");
+    scp_log(SCP_LOG_WARN, "scp", "WARNING: 'sim' TEE backend: memory is NOT protected, and the platform key is a file "
+                    "that root can read. Use it for development and tests only.");
 }
 
 int scp_sim_platform_create(const char *path, scp_err *err) {

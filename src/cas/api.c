@@ -13,12 +13,12 @@
 #include <openssl/crypto.h>
 
 #include "cas/internal.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
 
 static void server_error(cas_response *resp, const scp_err *e) {
-    char esc[sizeof e->msg * 4];
-    fprintf(stderr, "scp-cas: internal error: %s\n", scp_escape_text(e->msg, esc, sizeof esc));
+    scp_log(SCP_LOG_ERROR, "scp-cas", "internal error: %s", e->msg); /* scp_log escapes it */
     cas_deny(resp, 500, "internal", "internal error: %s", e->msg);
 }
 

@@ -15,6 +15,7 @@
 
 
 #include "cas/internal.h"
+#include "common/log.h"
 #include "common/bytes.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
@@ -68,7 +69,7 @@ static void write_head(cas_api *api) {
                      api->audit_hash[0] ? api->audit_hash : "-", mac);
     scp_err e = {0};
     if (scp_write_file_atomic(api->head_path, text, (size_t)n, 0600, &e) < 0)
-        fprintf(stderr, "scp-cas: cannot write the audit head: %s\n", e.msg);
+        scp_log(SCP_LOG_ERROR, "scp-cas", "cannot write the audit head: %s", e.msg);
     api->head_written_ms = cas_now_ms();
 }
 
@@ -145,7 +146,7 @@ int cas_audit_init(cas_api *api, const char *data_dir, unsigned flags, scp_err *
         char reason[260];
         snprintf(reason, sizeof reason, "reset accepted at start (--accept-audit-reset): %s", lost);
         if (append_start_row(api, "audit.reset", "operator", "accepted", reason, err) < 0) return -1;
-        fprintf(stderr, "scp-cas: WARNING: audit log reset accepted: %s; recorded as row %lld\n", lost,
+        scp_log(SCP_LOG_WARN, "scp-cas", "WARNING: audit log reset accepted: %s; recorded as row %lld", lost,
                 (long long)api->audit_seq);
     } else if (!history && api->audit_seq == 0) {
         if (append_start_row(api, "audit.genesis", "cas", "ok", "a new CAS: its audit log starts here", err) < 0)
@@ -158,7 +159,7 @@ int cas_audit_init(cas_api *api, const char *data_dir, unsigned flags, scp_err *
     if (bad > 0) {
         /* keep the evidence: the head stays where it is for as long as the log is broken */
         api->head_frozen = 1;
-        fprintf(stderr, "scp-cas: WARNING: the audit log is broken at row %lld: %s\n", (long long)bad, problem);
+        scp_log(SCP_LOG_WARN, "scp-cas", "WARNING: the audit log is broken at row %lld: %s", (long long)bad, problem);
         return 0;
     }
     write_head(api);
@@ -195,7 +196,7 @@ int cas_audit_append(cas_api *api, const cas_audit_info *ai, const char *decisio
         if (!api->head_problem && !api->head_frozen && r.ts_ms - api->head_written_ms >= 1000)
             write_head(api);
     } else {
-        fprintf(stderr, "scp-cas: cannot append to the audit log: %s\n", e.msg);
+        scp_log(SCP_LOG_ERROR, "scp-cas", "cannot append to the audit log: %s", e.msg);
     }
     pthread_mutex_unlock(&api->audit_mu);
     return rc;

@@ -25,6 +25,7 @@
 #include "cas/http.h"
 #include "cas/keys.h"
 #include "cas/tls.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "scp/cas.h"
@@ -275,8 +276,8 @@ static int set_hw(cas_api *api, const scp_cas_server_opts *o, scp_err *err) {
     if (o->test_sgx_root && scp_unhex(o->test_sgx_root, root, 32) < 0)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "--test-sgx-root wants 64 hex digits");
     if (o->test_snp_ark || o->test_sgx_root)
-        fprintf(stderr, "scp-cas: WARNING: TEST ROOTS TRUSTED for hardware evidence (%s%s): evidence signed by keys "
-                        "no AMD or Intel machine holds is accepted. Never use this outside tests.\n",
+        scp_log(SCP_LOG_WARN, "scp-cas", "WARNING: TEST ROOTS TRUSTED for hardware evidence (%s%s): evidence signed by keys "
+                        "no AMD or Intel machine holds is accepted. Never use this outside tests.",
                 o->test_snp_ark ? "--test-snp-ark" : "", o->test_sgx_root ? " --test-sgx-root" : "");
     return cas_api_set_hw(api, o->data_dir, o->collateral_dir, o->test_snp_ark ? ark : NULL,
                           o->test_sgx_root ? root : NULL, err);
@@ -297,11 +298,11 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     if (stat(o->data_dir, &dst) < 0 || !S_ISDIR(dst.st_mode))
         return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", o->data_dir);
     if (dst.st_mode & 077)
-        fprintf(stderr, "scp-cas: warning: data directory '%s' is accessible by others (mode %03o); 0700 is advised\n",
+        scp_log(SCP_LOG_WARN, "scp-cas", "warning: data directory '%s' is accessible by others (mode %03o); 0700 is advised",
                 o->data_dir, (unsigned)(dst.st_mode & 0777));
-    fprintf(stderr,
-            "scp-cas: WARNING: running with the 'sim' TEE backend: memory is NOT protected and the master "
-            "key is a plain 0600 file; root on this machine can read every secret.\n");
+    scp_log(SCP_LOG_WARN, "scp-cas",
+            "WARNING: running with the 'sim' TEE backend: memory is NOT protected and the master "
+            "key is a plain 0600 file; root on this machine can read every secret.");
     uint8_t master[32];
     int created_master = 0, created_id = 0;
     if (cas_keystore_sim_file.load_or_create(o->data_dir, master, &created_master, err) < 0) return -1;
@@ -372,7 +373,7 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
         if (p[1].revents) {
             struct signalfd_siginfo si;
             if (read(sfd, &si, sizeof si) > 0)
-                fprintf(stderr, "scp-cas: signal %u: finishing in-flight requests and stopping\n", si.ssi_signo);
+                scp_log(SCP_LOG_INFO, "scp-cas", "signal %u: finishing in-flight requests and stopping", si.ssi_signo);
             break;
         }
         if (p[0].revents & POLLIN) {
@@ -414,6 +415,6 @@ done:
     cas_identity_free(&id);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);
-    if (rc == 0) fprintf(stderr, "scp-cas: stopped\n");
+    if (rc == 0) scp_log(SCP_LOG_INFO, "scp-cas", "stopped");
     return rc;
 }

@@ -35,6 +35,8 @@ start_cas() {
         sleep 0.05
     done
     [ -s "$T/port" ] || fail "cas serve did not start"
+    grep -q "^scp-cas: WARNING: running with the 'sim' TEE backend: memory is NOT protected" "$T/cas.err" ||
+        fail "CAS in sim mode did not say that memory is not protected: $(cat "$T/cas.err")"
     ADDR=127.0.0.1:$(cat "$T/port")
     PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
     [ ${#PIN} -eq 64 ] || fail "no CA fingerprint printed"
