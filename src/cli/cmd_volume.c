@@ -404,6 +404,13 @@ int cmd_volume(int argc, char **argv) {
         }
     struct opts o;
     if (parse_opts(argc - 1, argv + 1, &o) != 0) return EXIT_USAGE;
+    /* every subcommand but keygen opens a volume: a missing key is a command-line error (2),
+     * not a key failure (4) */
+    static const char *const keyed[] = {"create", "import", "export", "ls", "cat", "put", "mkdir", "rm", "verify", "info"};
+    int needs_key = 0;
+    for (size_t i = 0; i < sizeof keyed / sizeof keyed[0]; i++) needs_key |= strcmp(sub, keyed[i]) == 0;
+    if (needs_key && !o.key_file)
+        return cli_usage_error("'volume %s' needs --key-file KEY (make a key with 'scpctl volume keygen KEY')", sub);
     scp_err err = {0};
     int rc = 0, problems = 0;
     if (!strcmp(sub, "keygen")) {

@@ -64,6 +64,7 @@ head -c 300000 /dev/urandom > src/big.bin
 printf '%s' "$MARK" >> src/big.bin
 printf 'nested %s\n' "$MARK" > "src/sub/with space.txt"
 head -c 5000 /dev/urandom > src/sub/deeper/five-k
+expect 2 "create without --key-file (a command-line error)" -- "$SCPCTL" volume create vol
 expect 0 "create" -- "$SCPCTL" volume create vol --key-file k1
 [ -f vol/scpvol.hdr ] || fail "create: no scpvol.hdr"
 expect 1 "create in a non-empty directory" -- "$SCPCTL" volume create vol --key-file k1
