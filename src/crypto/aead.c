@@ -1,6 +1,7 @@
 /* crypto/aead.c - AES-256-GCM, HKDF, HMAC and SHA-256 through OpenSSL (see crypto.h). */
 #include "crypto/crypto.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -50,6 +51,7 @@ static void tls_unlock(struct gcm_tls *t) { __atomic_store_n(&t->busy, 0, __ATOM
 
 /* Drop the contexts and key copies (caller holds t->busy). */
 static void tls_clear(struct gcm_tls *t) {
+    assert(__atomic_load_n(&t->busy, __ATOMIC_RELAXED) == 1);
     for (int i = 0; i < 2; i++) {
         EVP_CIPHER_CTX_free(t->ctx[i]); /* the provider clears its key schedule on free */
         t->ctx[i] = NULL;
@@ -65,6 +67,7 @@ static void tls_free(void *p) {
     else tls_reg = t->next;
     if (t->next) t->next->prev = t->prev;
     pthread_mutex_unlock(&tls_reg_mu);
+    tls_lock(t); /* off the list now, so no forgetting thread holds it for long */
     tls_clear(t);
     scp_secure_free(t->key, (size_t)2 * 32);
     OPENSSL_free(t);
@@ -136,6 +139,7 @@ size_t scp_crypto_cached_keys(void) {
 /* The context for dir, keyed with key and set to nonce (caller holds t->busy). */
 static EVP_CIPHER_CTX *gcm_ctx(struct gcm_tls *t, int dir, const uint8_t key[32],
                                const uint8_t nonce[12]) {
+    assert(__atomic_load_n(&t->busy, __ATOMIC_RELAXED) == 1);
     if (!t->ctx[dir]) {
         t->ctx[dir] = EVP_CIPHER_CTX_new();
         if (!t->ctx[dir]) return NULL;
