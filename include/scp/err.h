@@ -7,6 +7,14 @@
  *   - sys:   the errno that a POSIX caller should see (EIO for integrity failures);
  *   - msg:   one sentence for a human that says what failed and, where possible, what to do.
  * On success *err is left untouched.
+ *
+ * Two layers speak other languages on purpose, and only they:
+ *   - the shield's system call emulation (src/shield) returns what the kernel would, a result
+ *     or -errno, because that value goes straight back to the program as a system call's;
+ *   - helpers that must be async-signal-safe or that wrap one POSIX call (full reads/writes in
+ *     common/util.h, the shield's config parsers in include/scp/shield.h) return -1 with errno
+ *     set or a count, and allocate nothing.
+ * Library code does not print: warnings go through scp_log (src/common/log.h).
  */
 #ifndef SCP_ERR_H
 #define SCP_ERR_H
