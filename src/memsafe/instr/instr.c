@@ -27,6 +27,8 @@
 #include <llvm-c/Linker.h>
 #include <llvm-c/Target.h>
 
+#include <assert.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,29 @@ struct group {
     char site[320];
 };
 
+/* "The object of x's base has been checked to hold [x+lo, x+hi), and no call came since":
+ * what is known at a point of a function, for at most MS_MAX_FACTS pointers (forgetting a
+ * fact only costs a check). `top` is the set of everything, before a block is first reached. */
+#define MS_MAX_FACTS 32
+struct fact {
+    LLVMValueRef x;
+    int64_t lo, hi;
+};
+struct facts {
+    int top;
+    unsigned n;
+    struct fact f[MS_MAX_FACTS];
+};
+
+/* The blocks of one function in reverse postorder, their predecessors and the facts known
+ * on entry to each (checks available on every path there). */
+struct cfg {
+    LLVMBasicBlockRef *bb;
+    size_t n;
+    size_t **preds; /* preds[i]: indexes into bb, terminated by SIZE_MAX */
+    struct facts *in, *out;
+};
+
 struct pass {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -64,8 +89,10 @@ struct pass {
     struct memo memo;
     struct group *groups;
     size_t ngroups, cap_groups;
-    unsigned long checks, pruned, merged;
+    unsigned long checks, pruned, merged, available;
     const char *fname;
+    int dry;          /* computing the facts at the end of a block: no checks emitted */
+    struct facts cur; /* what is known at the instruction being looked at */
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -266,6 +293,72 @@ static int64_t known_alloc_size(LLVMValueRef base)
     return -1;
 }
 
+/* ---- facts ------------------------------------------------------------------------------ */
+
+static struct fact *facts_find(struct facts *s, LLVMValueRef x)
+{
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->f[i].x == x)
+            return &s->f[i];
+    return NULL;
+}
+
+static int facts_cover(struct facts *s, LLVMValueRef x, int64_t lo, int64_t hi)
+{
+    const struct fact *f = facts_find(s, x);
+    return f && f->lo <= lo && hi <= f->hi;
+}
+
+/* [lo, hi) of x has been checked: extend a range it touches, or keep the larger one. */
+static void facts_add(struct facts *s, LLVMValueRef x, int64_t lo, int64_t hi)
+{
+    assert(!s->top);
+    struct fact *f = facts_find(s, x);
+    if (!f) {
+        if (s->n < MS_MAX_FACTS)
+            s->f[s->n++] = (struct fact){ x, lo, hi };
+        return;
+    }
+    if (lo <= f->hi && f->lo <= hi) {
+        f->lo = lo < f->lo ? lo : f->lo;
+        f->hi = hi > f->hi ? hi : f->hi;
+    } else if (hi - lo > f->hi - f->lo) {
+        *f = (struct fact){ x, lo, hi };
+    }
+}
+
+/* s = s ∩ t: what is known on both paths. */
+static void facts_meet(struct facts *s, const struct facts *t)
+{
+    if (t->top)
+        return;
+    if (s->top) {
+        *s = *t;
+        return;
+    }
+    unsigned k = 0;
+    for (unsigned i = 0; i < s->n; i++) {
+        const struct fact *g = NULL;
+        for (unsigned j = 0; j < t->n && !g; j++)
+            if (t->f[j].x == s->f[i].x)
+                g = &t->f[j];
+        if (!g)
+            continue;
+        int64_t lo = s->f[i].lo > g->lo ? s->f[i].lo : g->lo;
+        int64_t hi = s->f[i].hi < g->hi ? s->f[i].hi : g->hi;
+        if (lo < hi)
+            s->f[k++] = (struct fact){ s->f[i].x, lo, hi };
+    }
+    s->n = k;
+}
+
+static int facts_equal(const struct facts *s, const struct facts *t)
+{
+    if (s->top != t->top || s->n != t->n)
+        return 0;
+    return s->top || memcmp(s->f, t->f, s->n * sizeof s->f[0]) == 0;
+}
+
 /* ---- check emission -------------------------------------------------------------------------- */
 
 /* "what in f() at file:line", followed by the call sites it was inlined into, innermost
@@ -338,14 +431,23 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
     LLVMValueRef x = strip_const_offsets(p, ptr, &off);
     LLVMValueRef base = base_of(p, x);
     if (is_non_heap(base)) {
-        p->pruned++;
+        p->pruned += !p->dry;
         return;
     }
     int64_t known = x == base ? known_alloc_size(base) : -1;
     if (known >= 0 && off >= 0 && (uint64_t)off + n <= (uint64_t)known) {
-        p->pruned++;
+        p->pruned += !p->dry;
         return;
     }
+    /* Checked on every path here, with no call since: the object still holds the range. */
+    if (facts_cover(&p->cur, x, off, off + (int64_t)n)) {
+        if (!p->dry)
+            p->available++;
+        return;
+    }
+    facts_add(&p->cur, x, off, off + (int64_t)n);
+    if (p->dry)
+        return;
     for (size_t i = 0; i < p->ngroups; i++) {
         struct group *g = &p->groups[i];
         if (g->x == x) {
@@ -372,7 +474,7 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
 static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVMValueRef len,
                        const char *what)
 {
-    if (!is_ptr(ptr))
+    if (!is_ptr(ptr) || p->dry)
         return;
     LLVMValueRef base = base_of(p, ptr);
     if (is_non_heap(base)) {
@@ -402,9 +504,12 @@ static void call_access(struct pass *p, LLVMValueRef inst)
     const char *n = callee_name(inst);
     enum mem_fn k = mem_kind(n);
     if (k == MEM_NONE) {
-        /* A call may free or exit: the range checks of earlier accesses go before it. */
-        if (strncmp(n, "llvm.", 5) != 0)
+        /* A call may free or exit: the range checks of earlier accesses go before it, and
+         * what was checked before it is not known after it. */
+        if (strncmp(n, "llvm.", 5) != 0) {
             flush_groups(p);
+            p->cur.n = 0;
+        }
         return;
     }
     if (LLVMGetNumArgOperands(inst) < 3)
@@ -419,8 +524,12 @@ static void call_access(struct pass *p, LLVMValueRef inst)
     }
 }
 
-static void instrument_block(struct pass *p, LLVMBasicBlockRef bb)
+/* Checks the accesses of bb given what is known on entry (in); with p->dry, only computes
+ * what is known at its end (p->cur). */
+static void instrument_block(struct pass *p, LLVMBasicBlockRef bb, const struct facts *in)
 {
+    p->cur = *in;
+    assert(!p->cur.top);
     for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
         switch (LLVMGetInstructionOpcode(i)) {
         case LLVMStore: {
@@ -455,6 +564,130 @@ static void instrument_block(struct pass *p, LLVMBasicBlockRef bb)
     flush_groups(p);
 }
 
+/* ---- the CFG and the checks available at each block ----------------------------------------- */
+
+/* Index + 1 of each block of the function being instrumented (1 while the DFS runs). */
+static struct memo ms_bb_index;
+
+static size_t cfg_index(LLVMBasicBlockRef bb)
+{
+    LLVMValueRef v = memo_get(&ms_bb_index, LLVMBasicBlockAsValue(bb));
+    return v ? (size_t)(uintptr_t)v - 1 : SIZE_MAX;
+}
+
+static unsigned succ_count(LLVMBasicBlockRef bb)
+{
+    LLVMValueRef t = LLVMGetBasicBlockTerminator(bb);
+    return t ? LLVMGetNumSuccessors(t) : 0;
+}
+
+/* Reverse postorder of the blocks reachable from the entry, by an explicit-stack DFS. */
+static void cfg_build(struct cfg *g, LLVMValueRef f)
+{
+    size_t nblocks = LLVMCountBasicBlocks(f);
+    memo_clear(&ms_bb_index);
+    *g = (struct cfg){ 0 };
+    g->bb = xrealloc(NULL, nblocks * sizeof *g->bb);
+    LLVMBasicBlockRef *stack = xrealloc(NULL, nblocks * sizeof *stack);
+    unsigned *next = xrealloc(NULL, nblocks * sizeof *next);
+    LLVMBasicBlockRef *post = xrealloc(NULL, nblocks * sizeof *post);
+    size_t sp = 0, npost = 0;
+    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(f);
+    memo_put(&ms_bb_index, LLVMBasicBlockAsValue(entry), (LLVMValueRef)(uintptr_t)1);
+    stack[sp] = entry;
+    next[sp++] = 0;
+    while (sp > 0) {
+        LLVMBasicBlockRef bb = stack[sp - 1];
+        if (next[sp - 1] < succ_count(bb)) {
+            LLVMBasicBlockRef s = LLVMGetSuccessor(LLVMGetBasicBlockTerminator(bb), next[sp - 1]++);
+            if (!memo_get(&ms_bb_index, LLVMBasicBlockAsValue(s))) {
+                memo_put(&ms_bb_index, LLVMBasicBlockAsValue(s), (LLVMValueRef)(uintptr_t)1);
+                assert(sp < nblocks);
+                stack[sp] = s;
+                next[sp++] = 0;
+            }
+            continue;
+        }
+        post[npost++] = bb;
+        sp--;
+    }
+    g->n = npost;
+    for (size_t i = 0; i < npost; i++) {
+        g->bb[i] = post[npost - 1 - i];
+        memo_put(&ms_bb_index, LLVMBasicBlockAsValue(g->bb[i]), (LLVMValueRef)(uintptr_t)(i + 1));
+    }
+    /* Predecessors (reachable ones only), each list ended by SIZE_MAX. */
+    size_t *count = calloc(g->n + 1, sizeof *count);
+    if (!count)
+        exit(1);
+    for (size_t i = 0; i < g->n; i++)
+        for (unsigned k = 0; k < succ_count(g->bb[i]); k++)
+            count[cfg_index(LLVMGetSuccessor(LLVMGetBasicBlockTerminator(g->bb[i]), k))]++;
+    g->preds = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *g->preds);
+    for (size_t i = 0; i < g->n; i++) {
+        g->preds[i] = xrealloc(NULL, (count[i] + 1) * sizeof **g->preds);
+        g->preds[i][0] = SIZE_MAX;
+        count[i] = 0;
+    }
+    for (size_t i = 0; i < g->n; i++)
+        for (unsigned k = 0; k < succ_count(g->bb[i]); k++) {
+            size_t j = cfg_index(LLVMGetSuccessor(LLVMGetBasicBlockTerminator(g->bb[i]), k));
+            g->preds[j][count[j]++] = i;
+            g->preds[j][count[j]] = SIZE_MAX;
+        }
+    free(count);
+    free(stack);
+    free(next);
+    free(post);
+    g->in = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *g->in);
+    g->out = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *g->out);
+}
+
+static void cfg_free(struct cfg *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        free(g->preds[i]);
+    free(g->preds);
+    free(g->bb);
+    free(g->in);
+    free(g->out);
+    memo_clear(&ms_bb_index);
+}
+
+/* The checks available on entry to each block: an iterative must-analysis (intersection over
+ * predecessors, a call forgets everything), from "everything" down to its greatest fixpoint.
+ * It generalizes "an earlier check in a dominating block": a check made on every path in. If
+ * it does not settle in a bounded number of rounds, nothing is assumed known anywhere. */
+static void cfg_available(struct pass *p, struct cfg *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        g->out[i] = (struct facts){ .top = 1 };
+        g->in[i] = (struct facts){ 0 };
+    }
+    p->dry = 1;
+    int changed = 1;
+    for (int round = 0; changed && round < 16; round++) {
+        changed = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            struct facts in = { .top = i != 0 };
+            for (const size_t *q = g->preds[i]; *q != SIZE_MAX; q++)
+                facts_meet(&in, &g->out[*q]);
+            in.top = 0; /* a block with only unreached predecessors so far: nothing known */
+            g->in[i] = in;
+            instrument_block(p, g->bb[i], &in);
+            if (!facts_equal(&p->cur, &g->out[i])) {
+                g->out[i] = p->cur;
+                changed = 1;
+            }
+        }
+    }
+    p->dry = 0;
+    p->ngroups = 0;
+    if (changed)
+        for (size_t i = 0; i < g->n; i++)
+            g->in[i] = (struct facts){ 0 };
+}
+
 static void instrument_module(struct pass *p)
 {
     for (LLVMValueRef f = LLVMGetFirstFunction(p->mod); f; f = LLVMGetNextFunction(f)) {
@@ -463,9 +696,18 @@ static void instrument_module(struct pass *p)
         if (LLVMIsDeclaration(f) || !strncmp(name, "__scp_ms_", 9))
             continue;
         p->fname = name;
-        /* Collect the blocks first: base_of may add PHIs, never blocks. */
+        /* base_of may add PHIs, never blocks: the CFG stays as it is. */
+        struct cfg g;
+        cfg_build(&g, f);
+        cfg_available(p, &g);
+        for (size_t i = 0; i < g.n; i++)
+            instrument_block(p, g.bb[i], &g.in[i]);
+        /* Unreachable blocks: nothing known. */
+        static const struct facts none;
         for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
-            instrument_block(p, bb);
+            if (cfg_index(bb) == SIZE_MAX)
+                instrument_block(p, bb, &none);
+        cfg_free(&g);
         memo_clear(&p->memo);
     }
 }
@@ -489,6 +731,34 @@ static LLVMModuleRef read_module(LLVMContextRef ctx, const char *path)
     return m;
 }
 
+/* The loads a check makes, marked so that the optimizer can share them between checks of one
+ * base and move them out of loops, leaving a subtraction and two compares per access:
+ * - the region table's entries (size, reciprocal, metadata array) are written once, when the
+ *   regions are reserved, before any heap pointer exists; an instrumented program only reads
+ *   the entries of addresses it has, so each load it makes always returns the same value:
+ *   !invariant.load;
+ * - the object's requested size is written by malloc, free and realloc (calls) and read
+ *   concurrently by other threads' checks: C can only say "relaxed atomic", which the
+ *   optimizer treats as an ordered access it must not merge; LLVM's "unordered" ordering is
+ *   still a single untorn load but may be merged with an earlier one of the same address and
+ *   hoisted, as long as no store or call that may write the metadata comes between (a call to
+ *   free does: a check after a call still sees a free). */
+static void let_optimizer_share_loads(struct pass *p, LLVMValueRef f)
+{
+    unsigned kind = LLVMGetMDKindIDInContext(p->ctx, "invariant.load", 14);
+    LLVMValueRef table = LLVMGetNamedGlobal(p->mod, "__scp_ms_regions");
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
+            if (!LLVMIsALoadInst(i))
+                continue;
+            LLVMValueRef addr = LLVMGetOperand(i, 0);
+            if (LLVMGetOrdering(i) == LLVMAtomicOrderingMonotonic)
+                LLVMSetOrdering(i, LLVMAtomicOrderingUnordered);
+            else if (table && is_gep(addr) && LLVMGetOperand(addr, 0) == table)
+                LLVMSetMetadata(i, kind, LLVMMDNodeInContext(p->ctx, NULL, 0));
+        }
+}
+
 static void link_runtime(struct pass *p, const char *rt_path)
 {
     LLVMModuleRef rt = read_module(p->ctx, rt_path);
@@ -506,6 +776,7 @@ static void link_runtime(struct pass *p, const char *rt_path)
             LLVMSetLinkage(f, LLVMInternalLinkage);
             LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                                     LLVMCreateEnumAttribute(p->ctx, inl, 0));
+            let_optimizer_share_loads(p, f);
         }
     }
 }
@@ -572,8 +843,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (stats)
-        fprintf(stderr, "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned\n", in,
-                p.checks, p.merged, p.pruned);
+        fprintf(stderr,
+                "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
+                "on every path\n",
+                in, p.checks, p.merged, p.pruned, p.available);
     free(p.groups);
     LLVMDisposeBuilder(p.b);
     LLVMDisposeTargetData(p.td);
