@@ -7,6 +7,7 @@
 #     BUILD_DIR  the CMake build with scp-cc (e.g. build)
 #     SRC_DIR    an unpacked sqlite3 source (default: apt-get source sqlite3 into $WORK)
 #   WORK=/tmp/scp-ms-bench  RUNS=3  SIZE=50  VARIANTS="plain hardening harden full asan"
+#   ICOUNT_SIZE=2 (speedtest1 size for the instruction counts under valgrind; 0: skip them)
 set -euo pipefail
 build=$(cd "$1" && pwd)
 scpcc=$build/scp-cc
@@ -14,6 +15,7 @@ WORK=${WORK:-/tmp/scp-ms-bench}
 RUNS=${RUNS:-3}
 SIZE=${SIZE:-50}
 VARIANTS=${VARIANTS:-plain hardening harden full asan}
+ICOUNT_SIZE=${ICOUNT_SIZE:-2}
 mkdir -p "$WORK"
 # The asan build runs its own tools (lemon) and these leak by design: no leak report.
 export ASAN_OPTIONS=detect_leaks=0
@@ -85,4 +87,20 @@ for v in $VARIANTS; do
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(medians of $RUNS runs of speedtest1 --size $SIZE; ratios to the first variant; cpu = user+sys)"
+
+# Instructions executed, counted by valgrind (callgrind): the same on a quiet or a loaded
+# machine. A smaller size keeps it short (valgrind runs the program 20-50x slower).
+if [ "$ICOUNT_SIZE" != 0 ] && command -v valgrind >/dev/null; then
+    printf '%-10s %16s %8s\n' variant instructions ratio
+    base_i=''
+    for v in $VARIANTS; do
+        [ "$v" = asan ] && continue # ASan's shadow memory does not run under valgrind
+        rm -f "$db"
+        i=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$WORK/sqlite-$v/speedtest1" \
+            --size "$ICOUNT_SIZE" "$db" 2>&1 >/dev/null | sed -n 's/.*Collected : //p')
+        [ -n "$base_i" ] || base_i=$i
+        printf '%-10s %16s %8s\n' "$v" "$i" "$(echo "scale=3; $i / $base_i" | bc)"
+    done
+    echo "(instructions of speedtest1 --size $ICOUNT_SIZE under valgrind --tool=callgrind)"
+fi
 rm -f "$db"

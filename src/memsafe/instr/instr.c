@@ -92,7 +92,8 @@ struct pass {
     struct memo memo;
     struct group *groups;
     size_t ngroups, cap_groups;
-    unsigned long checks, pruned, merged, available, shared;
+    unsigned long checks, pruned, merged, available, shared, loops;
+    struct memo hoisted; /* accesses covered by one range check before their loop */
     const char *fname;
     int dry;          /* computing the facts at the end of a block: no checks emitted */
     struct facts cur; /* what is known at the instruction being looked at */
@@ -449,6 +450,10 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
         p->pruned += !p->dry;
         return;
     }
+    if (memo_get(&p->hoisted, inst)) {
+        p->pruned += !p->dry;
+        return;
+    }
     /* Checked on every path here, with no call since: the object still holds the range. */
     if (facts_cover(&p->cur, x, off, off + (int64_t)n)) {
         if (!p->dry)
@@ -512,6 +517,8 @@ static enum mem_fn mem_kind(const char *n)
 static void call_access(struct pass *p, LLVMValueRef inst)
 {
     const char *n = callee_name(inst);
+    if (!strncmp(n, "__scp_ms_", 9))
+        return; /* a check made before a loop: it frees nothing */
     enum mem_fn k = mem_kind(n);
     if (k == MEM_NONE) {
         /* A call may free or exit: the range checks of earlier accesses go before it, and
@@ -758,6 +765,263 @@ static void share_object_lookups(struct pass *p, LLVMValueRef f)
     p->nemitted = 0;
 }
 
+/* ---- loops: one range check before the loop for accesses at an induction variable --------- */
+
+/* Immediate dominators (Cooper, Harvey and Kennedy), by reverse-postorder index. */
+static size_t *cfg_dominators(const struct cfg *g)
+{
+    size_t *idom = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *idom);
+    for (size_t i = 0; i < g->n; i++)
+        idom[i] = SIZE_MAX;
+    idom[0] = 0;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 1; i < g->n; i++) {
+            size_t d = SIZE_MAX;
+            for (const size_t *q = g->preds[i]; *q != SIZE_MAX; q++) {
+                size_t a = *q;
+                if (idom[a] == SIZE_MAX)
+                    continue;
+                if (d == SIZE_MAX) {
+                    d = a;
+                    continue;
+                }
+                while (a != d) {
+                    while (a > d)
+                        a = idom[a];
+                    while (d > a)
+                        d = idom[d];
+                }
+            }
+            if (d != idom[i]) {
+                idom[i] = d;
+                changed = 1;
+            }
+        }
+    }
+    return idom;
+}
+
+static int dominates(const size_t *idom, size_t a, size_t b)
+{
+    while (b > a)
+        b = idom[b];
+    return a == b;
+}
+
+static int defined_outside(LLVMValueRef v, const unsigned char *in_loop)
+{
+    if (!LLVMIsAInstruction(v))
+        return LLVMIsAArgument(v) || LLVMIsAConstant(v);
+    size_t k = cfg_index(LLVMGetInstructionParent(v));
+    return k != SIZE_MAX && !in_loop[k];
+}
+
+/* A loop the range check can be made for: one latch T that is its only exit, a preheader P
+ * that only jumps to the header H, no call and no trap inside (nothing can end it early), and
+ * an induction variable i = phi [start, P], [i + C, T] (C > 0 constant) with the latch's
+ * test `i + C == N` (or !=) against a value N from outside. Then every block that dominates T
+ * runs once for each i in start, start + C, ..., N - C, and nothing else runs. */
+struct canon_loop {
+    size_t h, t, pre;
+    LLVMValueRef iv, start, step, end;
+};
+
+static int canonical_loop(const struct cfg *g, const size_t *idom, size_t h, size_t t,
+                          unsigned char *in_loop, struct canon_loop *L)
+{
+    /* The body: blocks that reach t without passing h. */
+    memset(in_loop, 0, g->n);
+    size_t *stack = xrealloc(NULL, g->n * sizeof *stack), sp = 0;
+    in_loop[h] = 1;
+    if (!in_loop[t]) {
+        in_loop[t] = 1;
+        stack[sp++] = t;
+    }
+    while (sp > 0) {
+        size_t b = stack[--sp];
+        for (const size_t *q = g->preds[b]; *q != SIZE_MAX; q++)
+            if (!in_loop[*q]) {
+                in_loop[*q] = 1;
+                stack[sp++] = *q;
+            }
+    }
+    free(stack);
+    size_t pre = SIZE_MAX, outside = 0;
+    for (const size_t *q = g->preds[h]; *q != SIZE_MAX; q++) {
+        if (in_loop[*q]) {
+            if (*q != t)
+                return 0; /* a second back edge */
+        } else {
+            pre = *q;
+            outside++;
+        }
+    }
+    if (outside != 1 || succ_count(g->bb[pre]) != 1)
+        return 0;
+    for (size_t b = 0; b < g->n; b++) {
+        if (!in_loop[b])
+            continue;
+        if (!dominates(idom, h, b))
+            return 0;
+        LLVMValueRef term = LLVMGetBasicBlockTerminator(g->bb[b]);
+        unsigned ns = succ_count(g->bb[b]);
+        if (!term || LLVMGetInstructionOpcode(term) != LLVMBr || ns == 0)
+            return 0;
+        for (unsigned k = 0; k < ns; k++) {
+            size_t sidx = cfg_index(LLVMGetSuccessor(term, k));
+            if (b != t && (sidx == SIZE_MAX || !in_loop[sidx]))
+                return 0; /* an exit other than the latch */
+        }
+        for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i; i = LLVMGetNextInstruction(i)) {
+            if (!LLVMIsACallInst(i) && !LLVMIsAInvokeInst(i))
+                continue;
+            const char *n = callee_name(i);
+            if (strncmp(n, "llvm.", 5) != 0 || strstr(n, "trap"))
+                return 0;
+        }
+    }
+    LLVMValueRef term = LLVMGetBasicBlockTerminator(g->bb[t]);
+    if (!LLVMIsConditional(term))
+        return 0;
+    LLVMValueRef cond = LLVMGetCondition(term);
+    if (!LLVMIsAICmpInst(cond))
+        return 0;
+    LLVMIntPredicate pr = LLVMGetICmpPredicate(cond);
+    size_t to_h = cfg_index(LLVMGetSuccessor(term, 0)) == h ? 0 : 1;
+    /* eq: true leaves the loop; ne: true goes round again. */
+    if (!((pr == LLVMIntEQ && to_h == 1) || (pr == LLVMIntNE && to_h == 0)))
+        return 0;
+    for (int side = 0; side < 2; side++) {
+        LLVMValueRef next = LLVMGetOperand(cond, (unsigned)side), end = LLVMGetOperand(cond, (unsigned)!side);
+        if (!LLVMIsAInstruction(next) || LLVMGetInstructionOpcode(next) != LLVMAdd ||
+            LLVMGetTypeKind(LLVMTypeOf(next)) != LLVMIntegerTypeKind ||
+            LLVMGetIntTypeWidth(LLVMTypeOf(next)) != 64 || !defined_outside(end, in_loop))
+            continue;
+        for (int o = 0; o < 2; o++) {
+            LLVMValueRef iv = LLVMGetOperand(next, (unsigned)o), c = LLVMGetOperand(next, (unsigned)!o);
+            if (!LLVMIsAPHINode(iv) || LLVMGetInstructionParent(iv) != g->bb[h] ||
+                LLVMCountIncoming(iv) != 2 || !LLVMIsAConstantInt(c) || LLVMConstIntGetSExtValue(c) <= 0 ||
+                LLVMConstIntGetSExtValue(c) > 4096)
+                continue;
+            LLVMValueRef start = NULL;
+            int back_ok = 0;
+            for (unsigned k = 0; k < 2; k++) {
+                size_t from = cfg_index(LLVMGetIncomingBlock(iv, k));
+                if (from == pre)
+                    start = LLVMGetIncomingValue(iv, k);
+                else if (from == t && LLVMGetIncomingValue(iv, k) == next)
+                    back_ok = 1;
+            }
+            if (!start || !back_ok)
+                continue;
+            *L = (struct canon_loop){ h, t, pre, iv, start, c, end };
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* x + i * stride + off, with i the loop's induction variable and x from outside: returns x. */
+static LLVMValueRef iv_address(struct pass *p, LLVMValueRef ptr, const struct canon_loop *L,
+                               const unsigned char *in_loop, int64_t *stride, int64_t *off)
+{
+    if (!LLVMIsAGetElementPtrInst(ptr) || LLVMGetNumOperands(ptr) < 2 || LLVMGetOperand(ptr, 1) != L->iv)
+        return NULL;
+    LLVMValueRef x = LLVMGetOperand(ptr, 0);
+    if (!is_ptr(x) || !defined_outside(x, in_loop))
+        return NULL;
+    LLVMTypeRef ty = LLVMGetGEPSourceElementType(ptr);
+    *stride = (int64_t)LLVMABISizeOfType(p->td, ty);
+    *off = 0;
+    for (int i = 2; i < LLVMGetNumOperands(ptr); i++) {
+        LLVMValueRef idx = LLVMGetOperand(ptr, i);
+        if (!LLVMIsAConstantInt(idx))
+            return NULL;
+        int64_t k = LLVMConstIntGetSExtValue(idx);
+        if (LLVMGetTypeKind(ty) == LLVMStructTypeKind) {
+            *off += (int64_t)LLVMOffsetOfElement(p->td, ty, (unsigned)k);
+            ty = LLVMStructGetTypeAtIndex(ty, (unsigned)k);
+        } else if (LLVMGetTypeKind(ty) == LLVMArrayTypeKind) {
+            ty = LLVMGetElementType(ty);
+            *off += k * (int64_t)LLVMABISizeOfType(p->td, ty);
+        } else {
+            return NULL;
+        }
+    }
+    return *stride > 0 ? x : NULL;
+}
+
+/* Before the loop: check [x + start*stride + off, x + (end - step)*stride + off + n), the bytes
+ * the access touches over all iterations, and mark the access as covered. */
+static void hoist_range_check(struct pass *p, const struct cfg *g, const struct canon_loop *L,
+                              LLVMValueRef inst, LLVMValueRef x, int64_t stride, int64_t off,
+                              uint64_t n, const char *what)
+{
+    LLVMValueRef base = base_of(p, x);
+    if (is_non_heap(base))
+        return;
+    LLVMValueRef before = LLVMGetBasicBlockTerminator(g->bb[L->pre]);
+    LLVMPositionBuilderBefore(p->b, before);
+    LLVMValueRef s = LLVMConstInt(p->i64_ty, (unsigned long long)stride, 0);
+    LLVMValueRef lo = LLVMBuildAdd(p->b, LLVMBuildMul(p->b, L->start, s, ""),
+                                   LLVMConstInt(p->i64_ty, (unsigned long long)off, 1), "");
+    LLVMValueRef first = LLVMBuildGEP2(p->b, p->i8_ty, x, &lo, 1, "ms.loop.lo");
+    LLVMValueRef span = LLVMBuildSub(p->b, LLVMBuildSub(p->b, L->end, L->step, ""), L->start, "");
+    LLVMValueRef len = LLVMBuildAdd(p->b, LLVMBuildMul(p->b, span, s, ""),
+                                    LLVMConstInt(p->i64_ty, n, 0), "ms.loop.len");
+    char what_n[96], site[320];
+    snprintf(what_n, sizeof what_n, "%s of %llu bytes in a loop (checked for all its iterations)", what,
+             (unsigned long long)n);
+    describe(p, inst, what_n, site, sizeof site);
+    emit_check(p, before, p->check_fn, base, first, len, site);
+    memo_put(&p->hoisted, inst, inst);
+    p->loops++;
+}
+
+static void hoist_loop_checks(struct pass *p, const struct cfg *g)
+{
+    if (g->n < 2)
+        return;
+    size_t *idom = cfg_dominators(g);
+    unsigned char *in_loop = xrealloc(NULL, g->n);
+    for (size_t t = 0; t < g->n; t++) {
+        for (unsigned k = 0; k < succ_count(g->bb[t]); k++) {
+            size_t h = cfg_index(LLVMGetSuccessor(LLVMGetBasicBlockTerminator(g->bb[t]), k));
+            struct canon_loop L;
+            if (h == SIZE_MAX || !dominates(idom, h, t) || !canonical_loop(g, idom, h, t, in_loop, &L))
+                continue;
+            for (size_t b = 0; b < g->n; b++) {
+                if (!in_loop[b] || !dominates(idom, b, t))
+                    continue;
+                for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i; i = LLVMGetNextInstruction(i)) {
+                    LLVMOpcode op = LLVMGetInstructionOpcode(i);
+                    LLVMValueRef ptr;
+                    uint64_t n;
+                    const char *what;
+                    if (op == LLVMStore) {
+                        ptr = LLVMGetOperand(i, 1);
+                        n = LLVMStoreSizeOfType(p->td, LLVMTypeOf(LLVMGetOperand(i, 0)));
+                        what = "store";
+                    } else if (op == LLVMLoad && p->mode == MODE_FULL) {
+                        ptr = LLVMGetOperand(i, 0);
+                        n = LLVMStoreSizeOfType(p->td, LLVMTypeOf(i));
+                        what = "load";
+                    } else {
+                        continue;
+                    }
+                    int64_t stride, off;
+                    LLVMValueRef x = iv_address(p, ptr, &L, in_loop, &stride, &off);
+                    if (x)
+                        hoist_range_check(p, g, &L, i, x, stride, off, n, what);
+                }
+            }
+        }
+    }
+    free(in_loop);
+    free(idom);
+}
+
 static void instrument_module(struct pass *p)
 {
     for (LLVMValueRef f = LLVMGetFirstFunction(p->mod); f; f = LLVMGetNextFunction(f)) {
@@ -769,6 +1033,7 @@ static void instrument_module(struct pass *p)
         /* base_of may add PHIs, never blocks: the CFG stays as it is. */
         struct cfg g;
         cfg_build(&g, f);
+        hoist_loop_checks(p, &g);
         cfg_available(p, &g);
         for (size_t i = 0; i < g.n; i++)
             instrument_block(p, g.bb[i], &g.in[i]);
@@ -780,6 +1045,7 @@ static void instrument_module(struct pass *p)
         cfg_free(&g);
         share_object_lookups(p, f);
         memo_clear(&p->memo);
+        memo_clear(&p->hoisted);
     }
 }
 
@@ -930,8 +1196,9 @@ int main(int argc, char **argv)
     if (stats)
         fprintf(stderr,
                 "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
-                "on every path; %lu share their object lookup with another check of the same base\n",
-                in, p.checks, p.merged, p.pruned, p.available, p.shared);
+                "on every path; %lu share their object lookup with another check of the same base; %lu "
+                "cover a loop\n",
+                in, p.checks, p.merged, p.pruned, p.available, p.shared, p.loops);
     free(p.groups);
     free(p.emitted);
     LLVMDisposeBuilder(p.b);
