@@ -84,15 +84,12 @@ struct pass {
     LLVMTargetDataRef td;
     LLVMBuilderRef b;
     LLVMTypeRef ptr_ty, i64_ty, i8_ty, check_ty;
-    LLVMValueRef check_fn, check_mem_fn, check_at_fn, meta_fn, obj_fn;
-    LLVMTypeRef check_at_ty, meta_ty, obj_ty;
-    LLVMValueRef *emitted; /* this function's __scp_ms_check calls (not the mem ones) */
-    size_t nemitted, cap_emitted;
+    LLVMValueRef check_fn, check_mem_fn;
     enum ms_mode mode;
     struct memo memo;
     struct group *groups;
     size_t ngroups, cap_groups;
-    unsigned long checks, pruned, merged, available, shared, loops;
+    unsigned long checks, pruned, merged, available, loops;
     struct memo hoisted; /* accesses covered by one range check before their loop */
     const char *fname;
     int dry;          /* computing the facts at the end of a block: no checks emitted */
@@ -401,13 +398,6 @@ static void emit_check(struct pass *p, LLVMValueRef before, LLVMValueRef fn, LLV
     if (loc)
         LLVMInstructionSetDebugLoc(call, loc);
     p->checks++;
-    if (fn == p->check_fn) {
-        if (p->nemitted == p->cap_emitted) {
-            p->cap_emitted = p->cap_emitted ? 2 * p->cap_emitted : 64;
-            p->emitted = xrealloc(p->emitted, p->cap_emitted * sizeof *p->emitted);
-        }
-        p->emitted[p->nemitted++] = call;
-    }
 }
 
 static void flush_groups(struct pass *p)
@@ -705,66 +695,6 @@ static void cfg_available(struct pass *p, struct cfg *g)
             g->in[i] = (struct facts){ 0 };
 }
 
-/* Where the object of `base` is can be computed once, right where base is defined (the first
- * point that dominates all its uses), instead of at each check. */
-static void position_after_def(struct pass *p, LLVMValueRef f, LLVMValueRef base)
-{
-    LLVMValueRef at;
-    if (LLVMIsAInstruction(base)) {
-        at = LLVMIsAPHINode(base) ? LLVMGetFirstInstruction(LLVMGetInstructionParent(base))
-                                  : LLVMGetNextInstruction(base);
-        while (at && LLVMIsAPHINode(at))
-            at = LLVMGetNextInstruction(at);
-    } else {
-        at = LLVMGetFirstInstruction(LLVMGetEntryBasicBlock(f)); /* argument or constant */
-    }
-    assert(at);
-    LLVMPositionBuilderBefore(p->b, at);
-}
-
-/* A base with several checks gets its object's place (metadata slot, start) computed once,
- * after its definition, and its checks become __scp_ms_check_at: a load of the object's
- * size, a subtraction and two compares. Calls still load the size afresh, so a free between
- * two checks is still seen. A base with one check keeps the whole check where it is (computing
- * at the definition could cost on paths without an access). */
-static void share_object_lookups(struct pass *p, LLVMValueRef f)
-{
-    struct memo count = { 0 };
-    for (size_t i = 0; i < p->nemitted; i++) {
-        LLVMValueRef base = LLVMGetOperand(p->emitted[i], 0);
-        uintptr_t c = (uintptr_t)memo_get(&count, base);
-        memo_put(&count, base, (LLVMValueRef)(c + 1));
-    }
-    struct memo place = { 0 }; /* base -> the meta call; its obj call follows it */
-    for (size_t i = 0; i < p->nemitted; i++) {
-        LLVMValueRef call = p->emitted[i];
-        LLVMValueRef base = LLVMGetOperand(call, 0);
-        if ((uintptr_t)memo_get(&count, base) < 2)
-            continue;
-        LLVMValueRef meta = memo_get(&place, base), obj;
-        if (!meta) {
-            position_after_def(p, f, base);
-            meta = LLVMBuildCall2(p->b, p->meta_ty, p->meta_fn, &base, 1, "ms.meta");
-            obj = LLVMBuildCall2(p->b, p->obj_ty, p->obj_fn, &base, 1, "ms.obj");
-            memo_put(&place, base, meta);
-        } else {
-            obj = LLVMGetNextInstruction(meta);
-        }
-        LLVMValueRef args[6] = { meta, obj, base, LLVMGetOperand(call, 1), LLVMGetOperand(call, 2),
-                                 LLVMGetOperand(call, 3) };
-        LLVMPositionBuilderBefore(p->b, call);
-        LLVMValueRef at = LLVMBuildCall2(p->b, p->check_at_ty, p->check_at_fn, args, 6, "");
-        LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(call);
-        if (loc)
-            LLVMInstructionSetDebugLoc(at, loc);
-        LLVMInstructionEraseFromParent(call);
-        p->shared++;
-    }
-    memo_clear(&count);
-    memo_clear(&place);
-    p->nemitted = 0;
-}
-
 /* ---- loops: one range check before the loop for accesses at an induction variable --------- */
 
 /* Immediate dominators (Cooper, Harvey and Kennedy), by reverse-postorder index. */
@@ -1043,7 +973,6 @@ static void instrument_module(struct pass *p)
             if (cfg_index(bb) == SIZE_MAX)
                 instrument_block(p, bb, &none);
         cfg_free(&g);
-        share_object_lookups(p, f);
         memo_clear(&p->memo);
         memo_clear(&p->hoisted);
     }
@@ -1105,8 +1034,7 @@ static void link_runtime(struct pass *p, const char *rt_path)
         fprintf(stderr, "scp-ms-instr: cannot link %s\n", rt_path);
         exit(1);
     }
-    static const char *const fns[] = { "__scp_ms_check", "__scp_ms_check_mem", "__scp_ms_check_at",
-                                       "__scp_ms_meta", "__scp_ms_obj" };
+    static const char *const fns[] = { "__scp_ms_check", "__scp_ms_check_mem" };
     unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         LLVMValueRef f = LLVMGetNamedFunction(p->mod, fns[i]);
@@ -1117,12 +1045,6 @@ static void link_runtime(struct pass *p, const char *rt_path)
             let_optimizer_share_loads(p, f);
         }
     }
-}
-
-static LLVMValueRef named_function(struct pass *p, const char *name, LLVMTypeRef ty)
-{
-    LLVMValueRef f = LLVMGetNamedFunction(p->mod, name);
-    return f ? f : LLVMAddFunction(p->mod, name, ty);
 }
 
 static void usage(void)
@@ -1171,13 +1093,6 @@ int main(int argc, char **argv)
     p.check_mem_fn = LLVMGetNamedFunction(p.mod, "__scp_ms_check_mem");
     if (!p.check_mem_fn)
         p.check_mem_fn = LLVMAddFunction(p.mod, "__scp_ms_check_mem", p.check_ty);
-    LLVMTypeRef at_params[6] = { p.ptr_ty, p.i64_ty, p.ptr_ty, p.ptr_ty, p.i64_ty, p.ptr_ty };
-    p.check_at_ty = LLVMFunctionType(LLVMVoidTypeInContext(p.ctx), at_params, 6, 0);
-    p.meta_ty = LLVMFunctionType(p.ptr_ty, &p.ptr_ty, 1, 0);
-    p.obj_ty = LLVMFunctionType(p.i64_ty, &p.ptr_ty, 1, 0);
-    p.check_at_fn = named_function(&p, "__scp_ms_check_at", p.check_at_ty);
-    p.meta_fn = named_function(&p, "__scp_ms_meta", p.meta_ty);
-    p.obj_fn = named_function(&p, "__scp_ms_obj", p.obj_ty);
 
     instrument_module(&p);
     link_runtime(&p, rt);
@@ -1196,11 +1111,9 @@ int main(int argc, char **argv)
     if (stats)
         fprintf(stderr,
                 "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
-                "on every path; %lu share their object lookup with another check of the same base; %lu "
-                "cover a loop\n",
-                in, p.checks, p.merged, p.pruned, p.available, p.shared, p.loops);
+                "on every path; %lu cover a loop\n",
+                in, p.checks, p.merged, p.pruned, p.available, p.loops);
     free(p.groups);
-    free(p.emitted);
     LLVMDisposeBuilder(p.b);
     LLVMDisposeTargetData(p.td);
     LLVMDisposeModule(p.mod);

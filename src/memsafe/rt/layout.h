@@ -34,10 +34,6 @@ extern struct ms_region __scp_ms_regions[MS_TABLE_LEN];
 __attribute__((cold)) _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, const char *site);
 
 void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *site);
-const uint32_t *__scp_ms_meta(const void *base);
-uintptr_t __scp_ms_obj(const void *base);
-void __scp_ms_check_at(const uint32_t *meta, uintptr_t obj, const void *base, const void *ptr,
-                       uint64_t n, const char *site);
 void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site);
 
 #endif
