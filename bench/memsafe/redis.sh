@@ -5,12 +5,13 @@
 # redis's own test suite (TESTS="unit/type/string unit/type/list ...") against each build.
 #
 #   bench/memsafe/redis.sh BUILD_DIR [SRC_DIR]
-#   WORK=/tmp/scp-ms-bench  N=200000  VARIANTS="plain hardening harden full asan"  TESTS=...
+#   WORK=/tmp/scp-ms-bench  N=200000  ROUNDS=3  VARIANTS="plain hardening harden full asan"  TESTS=...
 set -euo pipefail
 build=$(cd "$1" && pwd)
 scpcc=$build/scp-cc
 WORK=${WORK:-/tmp/scp-ms-bench}
 N=${N:-200000}
+ROUNDS=${ROUNDS:-3}
 VARIANTS=${VARIANTS:-plain hardening harden full asan}
 TESTS=${TESTS:-}
 mkdir -p "$WORK"
@@ -58,34 +59,51 @@ for v in $VARIANTS; do
 done
 
 port=$((20000 + RANDOM % 20000))
-printf '%-10s %12s %12s %8s %12s %8s\n' variant SET/s GET/s ratio peakRSS_KB ratio
-base_r='' base_m=''
+# Requests/s move 2x with the load of a shared machine; the server's own CPU time per request
+# (user+sys from /proc/PID/stat, in clock ticks of 10 ms) moves much less: medians of ROUNDS.
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-10s %12s %12s %8s %12s %8s %12s %8s\n' variant SET/s GET/s ratio cpu_us/req ratio peakRSS_KB ratio
+base_r='' base_m='' base_c=''
+median() { sort -n | sed -n "$(((ROUNDS + 1) / 2))p"; }
 for v in $VARIANTS; do
     d=$WORK/redis-$v
-    "$d/src/redis-server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
-        --daemonize no >"$d/server.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 50); do
-        "$WORK/redis-plain/src/redis-cli" -p "$port" ping >/dev/null 2>&1 && break
-        sleep 0.1
+    sets=() gets=() cpus=() mems=()
+    for _ in $(seq "$ROUNDS"); do
+        "$d/src/redis-server" --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+            --daemonize no >"$d/server.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 50); do
+            "$WORK/redis-plain/src/redis-cli" -p "$port" ping >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        t0=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+        out=$("$WORK/redis-plain/src/redis-benchmark" -p "$port" -P 16 -n "$N" -r 100000 -d 64 -q -t set,get 2>/dev/null |
+            tr '\r' '\n' | grep -E '^(SET|GET):.*requests per second' || true)
+        t1=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+        sets+=("$(echo "$out" | awk '/^SET/ {print $2}' | tail -1)")
+        gets+=("$(echo "$out" | awk '/^GET/ {print $2}' | tail -1)")
+        cpus+=("$(echo "scale=3; ($t1 - $t0) * 10000 / (2 * $N)" | bc)")
+        mems+=("$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)")
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+        if grep -q 'memsafe:' "$d/server.log"; then
+            echo "redis.sh: $v server reported a memsafe violation:" >&2
+            grep 'memsafe:' "$d/server.log" >&2
+        fi
     done
-    out=$("$WORK/redis-plain/src/redis-benchmark" -p "$port" -P 16 -n "$N" -r 100000 -d 64 -q -t set,get 2>/dev/null |
-        tr '\r' '\n' | grep -E '^(SET|GET):.*requests per second' || true)
-    set_r=$(echo "$out" | awk '/^SET/ {print $2}' | tail -1)
-    get_r=$(echo "$out" | awk '/^GET/ {print $2}' | tail -1)
-    mem=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
-    kill "$pid"
-    wait "$pid" 2>/dev/null || true
-    if grep -q 'memsafe:' "$d/server.log"; then
-        echo "redis.sh: $v server reported a memsafe violation:" >&2
-        grep 'memsafe:' "$d/server.log" >&2
-    fi
+    set_r=$(printf '%s\n' "${sets[@]}" | median)
+    get_r=$(printf '%s\n' "${gets[@]}" | median)
+    cpu=$(printf '%s\n' "${cpus[@]}" | median)
+    mem=$(printf '%s\n' "${mems[@]}" | median)
     sum=$(echo "$set_r + $get_r" | bc)
-    [ -n "$base_r" ] || { base_r=$sum; base_m=$mem; }
-    printf '%-10s %12s %12s %8s %12s %8s\n' "$v" "$set_r" "$get_r" \
-        "$(echo "scale=3; $base_r / $sum" | bc)" "$mem" "$(echo "scale=2; $mem / $base_m" | bc)"
+    [ -n "$base_r" ] || { base_r=$sum; base_m=$mem; base_c=$cpu; }
+    printf '%-10s %12s %12s %8s %12s %8s %12s %8s\n' "$v" "$set_r" "$get_r" \
+        "$(echo "scale=3; $base_r / $sum" | bc)" "$cpu" "$(echo "scale=3; $cpu / $base_c" | bc)" \
+        "$mem" "$(echo "scale=2; $mem / $base_m" | bc)"
 done
-echo "(ratio: plain requests/s over this build's, i.e. the slowdown; SET+GET summed)"
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "(medians of $ROUNDS rounds; ratio: plain requests/s over this build's, i.e. the slowdown, SET+GET summed;"
+echo " cpu_us/req: the server's user+sys per request; peakRSS: the server's VmHWM)"
 
 if [ -n "$TESTS" ]; then
     for v in $VARIANTS; do

@@ -78,6 +78,30 @@ static void *worker(void *arg)
     return cell;
 }
 
+/* Clears arr until it meets `stop` (bound: far past the object); returns where it stopped. */
+__attribute__((noinline)) static size_t scp_test_clear_until(int *arr, size_t bound, int stop)
+{
+    for (size_t i = 0; i < bound; i++) {
+        if (arr[i] == stop)
+            return i;
+        arr[i] = 0;
+    }
+    return bound;
+}
+
+struct pt {
+    long x;
+    short y;
+};
+
+__attribute__((noinline)) static void scp_test_fill_pts(struct pt *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        p[i].x = (long)i;
+        p[i].y = (short)(i * 2);
+    }
+}
+
 int main(void)
 {
     /* spans walked back from the end */
@@ -168,6 +192,22 @@ int main(void)
     }
     free(m);
     mix((uint64_t)tr);
+    /* loops whose bound lies past the object but which leave before it (no range check
+     * may cover them), and loops that fill an object exactly (one range check covers them) */
+    {
+        size_t len = 100;
+        int *arr = malloc(len * sizeof *arr);
+        for (size_t i = 0; i < len; i++)
+            arr[i] = (int)(i * 7);
+        arr[len - 1] = -1;
+        mix((uint64_t)scp_test_clear_until(arr, len * 1000, -1));
+        struct pt *pts = malloc(33 * sizeof *pts);
+        scp_test_fill_pts(pts, 33);
+        for (size_t i = 0; i < 33; i++)
+            mix((uint64_t)(pts[i].x + pts[i].y));
+        free(pts);
+        free(arr);
+    }
     /* threads */
     pthread_t th[4];
     for (long i = 0; i < 4; i++)

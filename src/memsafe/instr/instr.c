@@ -27,6 +27,8 @@
 #include <llvm-c/Linker.h>
 #include <llvm-c/Target.h>
 
+#include <assert.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +55,29 @@ struct group {
     char site[320];
 };
 
+/* "The object of x's base has been checked to hold [x+lo, x+hi), and no call came since":
+ * what is known at a point of a function, for at most MS_MAX_FACTS pointers (forgetting a
+ * fact only costs a check). `top` is the set of everything, before a block is first reached. */
+#define MS_MAX_FACTS 32
+struct fact {
+    LLVMValueRef x;
+    int64_t lo, hi;
+};
+struct facts {
+    int top;
+    unsigned n;
+    struct fact f[MS_MAX_FACTS];
+};
+
+/* The blocks of one function in reverse postorder, their predecessors and the facts known
+ * on entry to each (checks available on every path there). */
+struct cfg {
+    LLVMBasicBlockRef *bb;
+    size_t n;
+    size_t **preds; /* preds[i]: indexes into bb, terminated by SIZE_MAX */
+    struct facts *in, *out;
+};
+
 struct pass {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -64,8 +89,11 @@ struct pass {
     struct memo memo;
     struct group *groups;
     size_t ngroups, cap_groups;
-    unsigned long checks, pruned, merged;
+    unsigned long checks, pruned, merged, available, loops;
+    struct memo hoisted; /* accesses covered by one range check before their loop */
     const char *fname;
+    int dry;          /* computing the facts at the end of a block: no checks emitted */
+    struct facts cur; /* what is known at the instruction being looked at */
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -266,6 +294,72 @@ static int64_t known_alloc_size(LLVMValueRef base)
     return -1;
 }
 
+/* ---- facts ------------------------------------------------------------------------------ */
+
+static struct fact *facts_find(struct facts *s, LLVMValueRef x)
+{
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->f[i].x == x)
+            return &s->f[i];
+    return NULL;
+}
+
+static int facts_cover(struct facts *s, LLVMValueRef x, int64_t lo, int64_t hi)
+{
+    const struct fact *f = facts_find(s, x);
+    return f && f->lo <= lo && hi <= f->hi;
+}
+
+/* [lo, hi) of x has been checked: extend a range it touches, or keep the larger one. */
+static void facts_add(struct facts *s, LLVMValueRef x, int64_t lo, int64_t hi)
+{
+    assert(!s->top);
+    struct fact *f = facts_find(s, x);
+    if (!f) {
+        if (s->n < MS_MAX_FACTS)
+            s->f[s->n++] = (struct fact){ x, lo, hi };
+        return;
+    }
+    if (lo <= f->hi && f->lo <= hi) {
+        f->lo = lo < f->lo ? lo : f->lo;
+        f->hi = hi > f->hi ? hi : f->hi;
+    } else if (hi - lo > f->hi - f->lo) {
+        *f = (struct fact){ x, lo, hi };
+    }
+}
+
+/* s = s ∩ t: what is known on both paths. */
+static void facts_meet(struct facts *s, const struct facts *t)
+{
+    if (t->top)
+        return;
+    if (s->top) {
+        *s = *t;
+        return;
+    }
+    unsigned k = 0;
+    for (unsigned i = 0; i < s->n; i++) {
+        const struct fact *g = NULL;
+        for (unsigned j = 0; j < t->n && !g; j++)
+            if (t->f[j].x == s->f[i].x)
+                g = &t->f[j];
+        if (!g)
+            continue;
+        int64_t lo = s->f[i].lo > g->lo ? s->f[i].lo : g->lo;
+        int64_t hi = s->f[i].hi < g->hi ? s->f[i].hi : g->hi;
+        if (lo < hi)
+            s->f[k++] = (struct fact){ s->f[i].x, lo, hi };
+    }
+    s->n = k;
+}
+
+static int facts_equal(const struct facts *s, const struct facts *t)
+{
+    if (s->top != t->top || s->n != t->n)
+        return 0;
+    return s->top || memcmp(s->f, t->f, s->n * sizeof s->f[0]) == 0;
+}
+
 /* ---- check emission -------------------------------------------------------------------------- */
 
 /* "what in f() at file:line", followed by the call sites it was inlined into, innermost
@@ -338,14 +432,27 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
     LLVMValueRef x = strip_const_offsets(p, ptr, &off);
     LLVMValueRef base = base_of(p, x);
     if (is_non_heap(base)) {
-        p->pruned++;
+        p->pruned += !p->dry;
         return;
     }
     int64_t known = x == base ? known_alloc_size(base) : -1;
     if (known >= 0 && off >= 0 && (uint64_t)off + n <= (uint64_t)known) {
-        p->pruned++;
+        p->pruned += !p->dry;
         return;
     }
+    if (memo_get(&p->hoisted, inst)) {
+        p->pruned += !p->dry;
+        return;
+    }
+    /* Checked on every path here, with no call since: the object still holds the range. */
+    if (facts_cover(&p->cur, x, off, off + (int64_t)n)) {
+        if (!p->dry)
+            p->available++;
+        return;
+    }
+    facts_add(&p->cur, x, off, off + (int64_t)n);
+    if (p->dry)
+        return;
     for (size_t i = 0; i < p->ngroups; i++) {
         struct group *g = &p->groups[i];
         if (g->x == x) {
@@ -372,7 +479,7 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
 static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVMValueRef len,
                        const char *what)
 {
-    if (!is_ptr(ptr))
+    if (!is_ptr(ptr) || p->dry)
         return;
     LLVMValueRef base = base_of(p, ptr);
     if (is_non_heap(base)) {
@@ -400,11 +507,16 @@ static enum mem_fn mem_kind(const char *n)
 static void call_access(struct pass *p, LLVMValueRef inst)
 {
     const char *n = callee_name(inst);
+    if (!strncmp(n, "__scp_ms_", 9))
+        return; /* a check made before a loop: it frees nothing */
     enum mem_fn k = mem_kind(n);
     if (k == MEM_NONE) {
-        /* A call may free or exit: the range checks of earlier accesses go before it. */
-        if (strncmp(n, "llvm.", 5) != 0)
+        /* A call may free or exit: the range checks of earlier accesses go before it, and
+         * what was checked before it is not known after it. */
+        if (strncmp(n, "llvm.", 5) != 0) {
             flush_groups(p);
+            p->cur.n = 0;
+        }
         return;
     }
     if (LLVMGetNumArgOperands(inst) < 3)
@@ -419,8 +531,12 @@ static void call_access(struct pass *p, LLVMValueRef inst)
     }
 }
 
-static void instrument_block(struct pass *p, LLVMBasicBlockRef bb)
+/* Checks the accesses of bb given what is known on entry (in); with p->dry, only computes
+ * what is known at its end (p->cur). */
+static void instrument_block(struct pass *p, LLVMBasicBlockRef bb, const struct facts *in)
 {
+    p->cur = *in;
+    assert(!p->cur.top);
     for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
         switch (LLVMGetInstructionOpcode(i)) {
         case LLVMStore: {
@@ -455,6 +571,387 @@ static void instrument_block(struct pass *p, LLVMBasicBlockRef bb)
     flush_groups(p);
 }
 
+/* ---- the CFG and the checks available at each block ----------------------------------------- */
+
+/* Index + 1 of each block of the function being instrumented (1 while the DFS runs). */
+static struct memo ms_bb_index;
+
+static size_t cfg_index(LLVMBasicBlockRef bb)
+{
+    LLVMValueRef v = memo_get(&ms_bb_index, LLVMBasicBlockAsValue(bb));
+    return v ? (size_t)(uintptr_t)v - 1 : SIZE_MAX;
+}
+
+static unsigned succ_count(LLVMBasicBlockRef bb)
+{
+    LLVMValueRef t = LLVMGetBasicBlockTerminator(bb);
+    return t ? LLVMGetNumSuccessors(t) : 0;
+}
+
+/* Reverse postorder of the blocks reachable from the entry, by an explicit-stack DFS. */
+static void cfg_build(struct cfg *g, LLVMValueRef f)
+{
+    size_t nblocks = LLVMCountBasicBlocks(f);
+    memo_clear(&ms_bb_index);
+    *g = (struct cfg){ 0 };
+    g->bb = xrealloc(NULL, nblocks * sizeof *g->bb);
+    LLVMBasicBlockRef *stack = xrealloc(NULL, nblocks * sizeof *stack);
+    unsigned *next = xrealloc(NULL, nblocks * sizeof *next);
+    LLVMBasicBlockRef *post = xrealloc(NULL, nblocks * sizeof *post);
+    size_t sp = 0, npost = 0;
+    LLVMBasicBlockRef entry = LLVMGetEntryBasicBlock(f);
+    memo_put(&ms_bb_index, LLVMBasicBlockAsValue(entry), (LLVMValueRef)(uintptr_t)1);
+    stack[sp] = entry;
+    next[sp++] = 0;
+    while (sp > 0) {
+        LLVMBasicBlockRef bb = stack[sp - 1];
+        if (next[sp - 1] < succ_count(bb)) {
+            LLVMBasicBlockRef s = LLVMGetSuccessor(LLVMGetBasicBlockTerminator(bb), next[sp - 1]++);
+            if (!memo_get(&ms_bb_index, LLVMBasicBlockAsValue(s))) {
+                memo_put(&ms_bb_index, LLVMBasicBlockAsValue(s), (LLVMValueRef)(uintptr_t)1);
+                assert(sp < nblocks);
+                stack[sp] = s;
+                next[sp++] = 0;
+            }
+            continue;
+        }
+        post[npost++] = bb;
+        sp--;
+    }
+    g->n = npost;
+    for (size_t i = 0; i < npost; i++) {
+        g->bb[i] = post[npost - 1 - i];
+        memo_put(&ms_bb_index, LLVMBasicBlockAsValue(g->bb[i]), (LLVMValueRef)(uintptr_t)(i + 1));
+    }
+    /* Predecessors (reachable ones only), each list ended by SIZE_MAX. */
+    size_t *count = calloc(g->n + 1, sizeof *count);
+    if (!count)
+        exit(1);
+    for (size_t i = 0; i < g->n; i++)
+        for (unsigned k = 0; k < succ_count(g->bb[i]); k++)
+            count[cfg_index(LLVMGetSuccessor(LLVMGetBasicBlockTerminator(g->bb[i]), k))]++;
+    g->preds = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *g->preds);
+    for (size_t i = 0; i < g->n; i++) {
+        g->preds[i] = xrealloc(NULL, (count[i] + 1) * sizeof **g->preds);
+        g->preds[i][0] = SIZE_MAX;
+        count[i] = 0;
+    }
+    for (size_t i = 0; i < g->n; i++)
+        for (unsigned k = 0; k < succ_count(g->bb[i]); k++) {
+            size_t j = cfg_index(LLVMGetSuccessor(LLVMGetBasicBlockTerminator(g->bb[i]), k));
+            g->preds[j][count[j]++] = i;
+            g->preds[j][count[j]] = SIZE_MAX;
+        }
+    free(count);
+    free(stack);
+    free(next);
+    free(post);
+    g->in = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *g->in);
+    g->out = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *g->out);
+}
+
+static void cfg_free(struct cfg *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        free(g->preds[i]);
+    free(g->preds);
+    free(g->bb);
+    free(g->in);
+    free(g->out);
+    memo_clear(&ms_bb_index);
+}
+
+/* The checks available on entry to each block: an iterative must-analysis (intersection over
+ * predecessors, a call forgets everything), from "everything" down to its greatest fixpoint.
+ * It generalizes "an earlier check in a dominating block": a check made on every path in. If
+ * it does not settle in a bounded number of rounds, nothing is assumed known anywhere. */
+static void cfg_available(struct pass *p, struct cfg *g)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        g->out[i] = (struct facts){ .top = 1 };
+        g->in[i] = (struct facts){ 0 };
+    }
+    p->dry = 1;
+    int changed = 1;
+    for (int round = 0; changed && round < 16; round++) {
+        changed = 0;
+        for (size_t i = 0; i < g->n; i++) {
+            struct facts in = { .top = i != 0 };
+            for (const size_t *q = g->preds[i]; *q != SIZE_MAX; q++)
+                facts_meet(&in, &g->out[*q]);
+            in.top = 0; /* a block with only unreached predecessors so far: nothing known */
+            g->in[i] = in;
+            instrument_block(p, g->bb[i], &in);
+            if (!facts_equal(&p->cur, &g->out[i])) {
+                g->out[i] = p->cur;
+                changed = 1;
+            }
+        }
+    }
+    p->dry = 0;
+    p->ngroups = 0;
+    if (changed)
+        for (size_t i = 0; i < g->n; i++)
+            g->in[i] = (struct facts){ 0 };
+}
+
+/* ---- loops: one range check before the loop for accesses at an induction variable --------- */
+
+/* Immediate dominators (Cooper, Harvey and Kennedy), by reverse-postorder index. */
+static size_t *cfg_dominators(const struct cfg *g)
+{
+    size_t *idom = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *idom);
+    for (size_t i = 0; i < g->n; i++)
+        idom[i] = SIZE_MAX;
+    idom[0] = 0;
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 1; i < g->n; i++) {
+            size_t d = SIZE_MAX;
+            for (const size_t *q = g->preds[i]; *q != SIZE_MAX; q++) {
+                size_t a = *q;
+                if (idom[a] == SIZE_MAX)
+                    continue;
+                if (d == SIZE_MAX) {
+                    d = a;
+                    continue;
+                }
+                while (a != d) {
+                    while (a > d)
+                        a = idom[a];
+                    while (d > a)
+                        d = idom[d];
+                }
+            }
+            if (d != idom[i]) {
+                idom[i] = d;
+                changed = 1;
+            }
+        }
+    }
+    return idom;
+}
+
+static int dominates(const size_t *idom, size_t a, size_t b)
+{
+    while (b > a)
+        b = idom[b];
+    return a == b;
+}
+
+static int defined_outside(LLVMValueRef v, const unsigned char *in_loop)
+{
+    if (!LLVMIsAInstruction(v))
+        return LLVMIsAArgument(v) || LLVMIsAConstant(v);
+    size_t k = cfg_index(LLVMGetInstructionParent(v));
+    return k != SIZE_MAX && !in_loop[k];
+}
+
+/* A loop the range check can be made for: one latch T that is its only exit, a preheader P
+ * that only jumps to the header H, no call and no trap inside (nothing can end it early), and
+ * an induction variable i = phi [start, P], [i + C, T] (C > 0 constant) with the latch's
+ * test `i + C == N` (or !=) against a value N from outside. Then every block that dominates T
+ * runs once for each i in start, start + C, ..., N - C, and nothing else runs. */
+struct canon_loop {
+    size_t h, t, pre;
+    LLVMValueRef iv, start, step, end;
+};
+
+static int canonical_loop(const struct cfg *g, const size_t *idom, size_t h, size_t t,
+                          unsigned char *in_loop, struct canon_loop *L)
+{
+    /* The body: blocks that reach t without passing h. */
+    memset(in_loop, 0, g->n);
+    size_t *stack = xrealloc(NULL, g->n * sizeof *stack), sp = 0;
+    in_loop[h] = 1;
+    if (!in_loop[t]) {
+        in_loop[t] = 1;
+        stack[sp++] = t;
+    }
+    while (sp > 0) {
+        size_t b = stack[--sp];
+        for (const size_t *q = g->preds[b]; *q != SIZE_MAX; q++)
+            if (!in_loop[*q]) {
+                in_loop[*q] = 1;
+                stack[sp++] = *q;
+            }
+    }
+    free(stack);
+    size_t pre = SIZE_MAX, outside = 0;
+    for (const size_t *q = g->preds[h]; *q != SIZE_MAX; q++) {
+        if (in_loop[*q]) {
+            if (*q != t)
+                return 0; /* a second back edge */
+        } else {
+            pre = *q;
+            outside++;
+        }
+    }
+    if (outside != 1 || succ_count(g->bb[pre]) != 1)
+        return 0;
+    for (size_t b = 0; b < g->n; b++) {
+        if (!in_loop[b])
+            continue;
+        if (!dominates(idom, h, b))
+            return 0;
+        LLVMValueRef term = LLVMGetBasicBlockTerminator(g->bb[b]);
+        unsigned ns = succ_count(g->bb[b]);
+        if (!term || LLVMGetInstructionOpcode(term) != LLVMBr || ns == 0)
+            return 0;
+        for (unsigned k = 0; k < ns; k++) {
+            size_t sidx = cfg_index(LLVMGetSuccessor(term, k));
+            if (b != t && (sidx == SIZE_MAX || !in_loop[sidx]))
+                return 0; /* an exit other than the latch */
+        }
+        for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i; i = LLVMGetNextInstruction(i)) {
+            if (!LLVMIsACallInst(i) && !LLVMIsAInvokeInst(i))
+                continue;
+            const char *n = callee_name(i);
+            if (strncmp(n, "llvm.", 5) != 0 || strstr(n, "trap"))
+                return 0;
+        }
+    }
+    LLVMValueRef term = LLVMGetBasicBlockTerminator(g->bb[t]);
+    if (!LLVMIsConditional(term))
+        return 0;
+    LLVMValueRef cond = LLVMGetCondition(term);
+    if (!LLVMIsAICmpInst(cond))
+        return 0;
+    LLVMIntPredicate pr = LLVMGetICmpPredicate(cond);
+    size_t to_h = cfg_index(LLVMGetSuccessor(term, 0)) == h ? 0 : 1;
+    /* eq: true leaves the loop; ne: true goes round again. */
+    if (!((pr == LLVMIntEQ && to_h == 1) || (pr == LLVMIntNE && to_h == 0)))
+        return 0;
+    for (int side = 0; side < 2; side++) {
+        LLVMValueRef next = LLVMGetOperand(cond, (unsigned)side), end = LLVMGetOperand(cond, (unsigned)!side);
+        if (!LLVMIsAInstruction(next) || LLVMGetInstructionOpcode(next) != LLVMAdd ||
+            LLVMGetTypeKind(LLVMTypeOf(next)) != LLVMIntegerTypeKind ||
+            LLVMGetIntTypeWidth(LLVMTypeOf(next)) != 64 || !defined_outside(end, in_loop))
+            continue;
+        for (int o = 0; o < 2; o++) {
+            LLVMValueRef iv = LLVMGetOperand(next, (unsigned)o), c = LLVMGetOperand(next, (unsigned)!o);
+            if (!LLVMIsAPHINode(iv) || LLVMGetInstructionParent(iv) != g->bb[h] ||
+                LLVMCountIncoming(iv) != 2 || !LLVMIsAConstantInt(c) || LLVMConstIntGetSExtValue(c) <= 0 ||
+                LLVMConstIntGetSExtValue(c) > 4096)
+                continue;
+            LLVMValueRef start = NULL;
+            int back_ok = 0;
+            for (unsigned k = 0; k < 2; k++) {
+                size_t from = cfg_index(LLVMGetIncomingBlock(iv, k));
+                if (from == pre)
+                    start = LLVMGetIncomingValue(iv, k);
+                else if (from == t && LLVMGetIncomingValue(iv, k) == next)
+                    back_ok = 1;
+            }
+            if (!start || !back_ok)
+                continue;
+            *L = (struct canon_loop){ h, t, pre, iv, start, c, end };
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* x + i * stride + off, with i the loop's induction variable and x from outside: returns x. */
+static LLVMValueRef iv_address(struct pass *p, LLVMValueRef ptr, const struct canon_loop *L,
+                               const unsigned char *in_loop, int64_t *stride, int64_t *off)
+{
+    if (!LLVMIsAGetElementPtrInst(ptr) || LLVMGetNumOperands(ptr) < 2 || LLVMGetOperand(ptr, 1) != L->iv)
+        return NULL;
+    LLVMValueRef x = LLVMGetOperand(ptr, 0);
+    if (!is_ptr(x) || !defined_outside(x, in_loop))
+        return NULL;
+    LLVMTypeRef ty = LLVMGetGEPSourceElementType(ptr);
+    *stride = (int64_t)LLVMABISizeOfType(p->td, ty);
+    *off = 0;
+    for (int i = 2; i < LLVMGetNumOperands(ptr); i++) {
+        LLVMValueRef idx = LLVMGetOperand(ptr, i);
+        if (!LLVMIsAConstantInt(idx))
+            return NULL;
+        int64_t k = LLVMConstIntGetSExtValue(idx);
+        if (LLVMGetTypeKind(ty) == LLVMStructTypeKind) {
+            *off += (int64_t)LLVMOffsetOfElement(p->td, ty, (unsigned)k);
+            ty = LLVMStructGetTypeAtIndex(ty, (unsigned)k);
+        } else if (LLVMGetTypeKind(ty) == LLVMArrayTypeKind) {
+            ty = LLVMGetElementType(ty);
+            *off += k * (int64_t)LLVMABISizeOfType(p->td, ty);
+        } else {
+            return NULL;
+        }
+    }
+    return *stride > 0 ? x : NULL;
+}
+
+/* Before the loop: check [x + start*stride + off, x + (end - step)*stride + off + n), the bytes
+ * the access touches over all iterations, and mark the access as covered. */
+static void hoist_range_check(struct pass *p, const struct cfg *g, const struct canon_loop *L,
+                              LLVMValueRef inst, LLVMValueRef x, int64_t stride, int64_t off,
+                              uint64_t n, const char *what)
+{
+    LLVMValueRef base = base_of(p, x);
+    if (is_non_heap(base))
+        return;
+    LLVMValueRef before = LLVMGetBasicBlockTerminator(g->bb[L->pre]);
+    LLVMPositionBuilderBefore(p->b, before);
+    LLVMValueRef s = LLVMConstInt(p->i64_ty, (unsigned long long)stride, 0);
+    LLVMValueRef lo = LLVMBuildAdd(p->b, LLVMBuildMul(p->b, L->start, s, ""),
+                                   LLVMConstInt(p->i64_ty, (unsigned long long)off, 1), "");
+    LLVMValueRef first = LLVMBuildGEP2(p->b, p->i8_ty, x, &lo, 1, "ms.loop.lo");
+    LLVMValueRef span = LLVMBuildSub(p->b, LLVMBuildSub(p->b, L->end, L->step, ""), L->start, "");
+    LLVMValueRef len = LLVMBuildAdd(p->b, LLVMBuildMul(p->b, span, s, ""),
+                                    LLVMConstInt(p->i64_ty, n, 0), "ms.loop.len");
+    char what_n[96], site[320];
+    snprintf(what_n, sizeof what_n, "%s of %llu bytes in a loop (checked for all its iterations)", what,
+             (unsigned long long)n);
+    describe(p, inst, what_n, site, sizeof site);
+    emit_check(p, before, p->check_fn, base, first, len, site);
+    memo_put(&p->hoisted, inst, inst);
+    p->loops++;
+}
+
+static void hoist_loop_checks(struct pass *p, const struct cfg *g)
+{
+    if (g->n < 2)
+        return;
+    size_t *idom = cfg_dominators(g);
+    unsigned char *in_loop = xrealloc(NULL, g->n);
+    for (size_t t = 0; t < g->n; t++) {
+        for (unsigned k = 0; k < succ_count(g->bb[t]); k++) {
+            size_t h = cfg_index(LLVMGetSuccessor(LLVMGetBasicBlockTerminator(g->bb[t]), k));
+            struct canon_loop L;
+            if (h == SIZE_MAX || !dominates(idom, h, t) || !canonical_loop(g, idom, h, t, in_loop, &L))
+                continue;
+            for (size_t b = 0; b < g->n; b++) {
+                if (!in_loop[b] || !dominates(idom, b, t))
+                    continue;
+                for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i; i = LLVMGetNextInstruction(i)) {
+                    LLVMOpcode op = LLVMGetInstructionOpcode(i);
+                    LLVMValueRef ptr;
+                    uint64_t n;
+                    const char *what;
+                    if (op == LLVMStore) {
+                        ptr = LLVMGetOperand(i, 1);
+                        n = LLVMStoreSizeOfType(p->td, LLVMTypeOf(LLVMGetOperand(i, 0)));
+                        what = "store";
+                    } else if (op == LLVMLoad && p->mode == MODE_FULL) {
+                        ptr = LLVMGetOperand(i, 0);
+                        n = LLVMStoreSizeOfType(p->td, LLVMTypeOf(i));
+                        what = "load";
+                    } else {
+                        continue;
+                    }
+                    int64_t stride, off;
+                    LLVMValueRef x = iv_address(p, ptr, &L, in_loop, &stride, &off);
+                    if (x)
+                        hoist_range_check(p, g, &L, i, x, stride, off, n, what);
+                }
+            }
+        }
+    }
+    free(in_loop);
+    free(idom);
+}
+
 static void instrument_module(struct pass *p)
 {
     for (LLVMValueRef f = LLVMGetFirstFunction(p->mod); f; f = LLVMGetNextFunction(f)) {
@@ -463,10 +960,21 @@ static void instrument_module(struct pass *p)
         if (LLVMIsDeclaration(f) || !strncmp(name, "__scp_ms_", 9))
             continue;
         p->fname = name;
-        /* Collect the blocks first: base_of may add PHIs, never blocks. */
+        /* base_of may add PHIs, never blocks: the CFG stays as it is. */
+        struct cfg g;
+        cfg_build(&g, f);
+        hoist_loop_checks(p, &g);
+        cfg_available(p, &g);
+        for (size_t i = 0; i < g.n; i++)
+            instrument_block(p, g.bb[i], &g.in[i]);
+        /* Unreachable blocks: nothing known. */
+        static const struct facts none;
         for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
-            instrument_block(p, bb);
+            if (cfg_index(bb) == SIZE_MAX)
+                instrument_block(p, bb, &none);
+        cfg_free(&g);
         memo_clear(&p->memo);
+        memo_clear(&p->hoisted);
     }
 }
 
@@ -489,6 +997,34 @@ static LLVMModuleRef read_module(LLVMContextRef ctx, const char *path)
     return m;
 }
 
+/* The loads a check makes, marked so that the optimizer can share them between checks of one
+ * base and move them out of loops, leaving a subtraction and two compares per access:
+ * - the region table's entries (size, reciprocal, metadata array) are written once, when the
+ *   regions are reserved, before any heap pointer exists; an instrumented program only reads
+ *   the entries of addresses it has, so each load it makes always returns the same value:
+ *   !invariant.load;
+ * - the object's requested size is written by malloc, free and realloc (calls) and read
+ *   concurrently by other threads' checks: C can only say "relaxed atomic", which the
+ *   optimizer treats as an ordered access it must not merge; LLVM's "unordered" ordering is
+ *   still a single untorn load but may be merged with an earlier one of the same address and
+ *   hoisted, as long as no store or call that may write the metadata comes between (a call to
+ *   free does: a check after a call still sees a free). */
+static void let_optimizer_share_loads(struct pass *p, LLVMValueRef f)
+{
+    unsigned kind = LLVMGetMDKindIDInContext(p->ctx, "invariant.load", 14);
+    LLVMValueRef table = LLVMGetNamedGlobal(p->mod, "__scp_ms_regions");
+    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
+            if (!LLVMIsALoadInst(i))
+                continue;
+            LLVMValueRef addr = LLVMGetOperand(i, 0);
+            if (LLVMGetOrdering(i) == LLVMAtomicOrderingMonotonic)
+                LLVMSetOrdering(i, LLVMAtomicOrderingUnordered);
+            else if (table && is_gep(addr) && LLVMGetOperand(addr, 0) == table)
+                LLVMSetMetadata(i, kind, LLVMMDNodeInContext(p->ctx, NULL, 0));
+        }
+}
+
 static void link_runtime(struct pass *p, const char *rt_path)
 {
     LLVMModuleRef rt = read_module(p->ctx, rt_path);
@@ -506,6 +1042,7 @@ static void link_runtime(struct pass *p, const char *rt_path)
             LLVMSetLinkage(f, LLVMInternalLinkage);
             LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                                     LLVMCreateEnumAttribute(p->ctx, inl, 0));
+            let_optimizer_share_loads(p, f);
         }
     }
 }
@@ -572,8 +1109,10 @@ int main(int argc, char **argv)
         return 1;
     }
     if (stats)
-        fprintf(stderr, "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned\n", in,
-                p.checks, p.merged, p.pruned);
+        fprintf(stderr,
+                "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
+                "on every path; %lu cover a loop\n",
+                in, p.checks, p.merged, p.pruned, p.available, p.loops);
     free(p.groups);
     LLVMDisposeBuilder(p.b);
     LLVMDisposeTargetData(p.td);

@@ -16,6 +16,7 @@
  */
 #include "layout.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -44,9 +45,14 @@ struct ms_class {
     void *free_list;     /* objects returned by threads; link in the first word */
 };
 
+/* A thread's objects of each class: a free list of returned objects, and a span of objects
+ * never used yet, [fresh, fresh_end), taken from the class's bump pointer without writing to
+ * them: a refill must not make pages resident before they are used. */
 struct ms_tcache {
     void *head[MS_MAX_CLASSES];
     uint32_t count[MS_MAX_CLASSES];
+    uintptr_t fresh[MS_MAX_CLASSES];
+    uintptr_t fresh_end[MS_MAX_CLASSES];
 };
 
 struct ms_large {
@@ -232,10 +238,12 @@ static int ms_commit(struct ms_class *k, uintptr_t end)
     return 0;
 }
 
-/* Move up to `want` objects of class c into the calling thread's cache. */
+/* Give the calling thread up to `want` objects of class c: returned ones from the global
+ * list if there are any (they are resident already), else a span of never-used ones. */
 static void ms_refill(unsigned c, unsigned want)
 {
     struct ms_class *k = &ms_classes[c];
+    assert(!ms_tc.head[c] && ms_tc.fresh[c] == ms_tc.fresh_end[c]);
     pthread_mutex_lock(&k->lock);
     while (want > 0 && k->free_list) {
         void *o = k->free_list;
@@ -245,15 +253,29 @@ static void ms_refill(unsigned c, unsigned want)
         ms_tc.count[c]++;
         want--;
     }
-    if (want > 0 && ms_commit(k, k->bump + want * k->size) == 0) {
-        for (; want > 0; want--) {
-            void *o = (void *)k->bump;
-            k->bump += k->size;
-            *(void **)o = ms_tc.head[c];
-            ms_tc.head[c] = o;
-            ms_tc.count[c]++;
+    if (!ms_tc.head[c] && ms_commit(k, k->bump + want * k->size) == 0) {
+        ms_tc.fresh[c] = k->bump;
+        k->bump += want * k->size;
+        ms_tc.fresh_end[c] = k->bump;
+    }
+    pthread_mutex_unlock(&k->lock);
+}
+
+/* An exiting thread's unused span goes back to the bump pointer if nothing was taken after
+ * it, else onto the global free list. */
+static void ms_return_fresh(unsigned c)
+{
+    struct ms_class *k = &ms_classes[c];
+    pthread_mutex_lock(&k->lock);
+    if (k->bump == ms_tc.fresh_end[c]) {
+        k->bump = ms_tc.fresh[c];
+    } else {
+        for (uintptr_t o = ms_tc.fresh[c]; o < ms_tc.fresh_end[c]; o += k->size) {
+            *(void **)o = k->free_list;
+            k->free_list = (void *)o;
         }
     }
+    ms_tc.fresh[c] = ms_tc.fresh_end[c] = 0;
     pthread_mutex_unlock(&k->lock);
 }
 
@@ -275,9 +297,12 @@ static void ms_flush(unsigned c, unsigned keep)
 static void ms_thread_exit(void *unused)
 {
     (void)unused;
-    for (unsigned c = 0; c < ms_nclasses; c++)
+    for (unsigned c = 0; c < ms_nclasses; c++) {
         if (ms_tc.count[c])
             ms_flush(c, 0);
+        if (ms_tc.fresh[c] != ms_tc.fresh_end[c])
+            ms_return_fresh(c);
+    }
 }
 
 static void ms_register_thread(void)
@@ -294,17 +319,23 @@ static unsigned ms_batch(unsigned c)
 
 static void *ms_alloc_small(unsigned c, size_t req)
 {
-    if (!ms_tc.head[c]) {
+    void *o;
+    if (!ms_tc.head[c] && ms_tc.fresh[c] == ms_tc.fresh_end[c]) {
         ms_refill(c, ms_batch(c));
-        if (!ms_tc.head[c])
-            return NULL;
         if (!ms_tc_registered && ms_ready > 1)
             ms_register_thread();
     }
-    void *o = ms_tc.head[c];
-    ms_tc.head[c] = *(void **)o;
-    ms_tc.count[c]--;
-    *(void **)o = NULL;
+    if (ms_tc.head[c]) {
+        o = ms_tc.head[c];
+        ms_tc.head[c] = *(void **)o;
+        ms_tc.count[c]--;
+        *(void **)o = NULL;
+    } else if (ms_tc.fresh[c] != ms_tc.fresh_end[c]) {
+        o = (void *)ms_tc.fresh[c]; /* never used: zero, as mmap left it */
+        ms_tc.fresh[c] += ms_classes[c].size;
+    } else {
+        return NULL;
+    }
     const struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
     __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)o)], (uint32_t)(req + 1), __ATOMIC_RELAXED);
     return o;

@@ -31,7 +31,7 @@ struct ms_region {
 extern struct ms_region __scp_ms_regions[MS_TABLE_LEN];
 
 /* Abort with a report; `site` describes the access (made by the instrumentation tool). */
-_Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, const char *site);
+__attribute__((cold)) _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, const char *site);
 
 void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *site);
 void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site);
