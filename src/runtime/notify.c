@@ -66,6 +66,9 @@ int scp_notify_is_static(int fd) {
 
 /* ---- the filter ---------------------------------------------------------------------------- */
 
+/* where the kernel reports the shield gate's `syscall` (shield/gate.c, GATE_RET_OFF) */
+#define GATE_SYSCALL_RET (SCP_SHIELD_GATE_ADDR + 25)
+
 /* the calls the supervisor sees; everything else runs in the kernel at once */
 static const int notified[] = {
     SYS_open, SYS_openat, SYS_openat2, SYS_creat, SYS_stat, SYS_lstat, SYS_newfstatat, SYS_statx,
@@ -77,10 +80,16 @@ static const int notified[] = {
 };
 
 static int filter_install(void) {
-    struct sock_filter f[8 + 2 * sizeof notified / sizeof notified[0]];
+    struct sock_filter f[16 + 2 * sizeof notified / sizeof notified[0]];
     unsigned n = 0, nn = sizeof notified / sizeof notified[0];
     f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
     f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    /* the shield's gate (a shielded process on its way to exec the static image) */
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer));
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)GATE_SYSCALL_RET, 0, 3);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer) + 4);
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(GATE_SYSCALL_RET >> 32), 0, 1);
     f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
     for (unsigned i = 0; i < nn; i++) /* jump to the USER_NOTIF return after the ALLOW */
@@ -791,21 +800,24 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
         s.vol[i].v = scp_volume_open(p, v[i].key, NULL, &e);
         if (!s.vol[i].v) {
             fprintf(stderr, "scpctl run: static-image supervisor: %s\n", e.msg);
-            _exit(1);
+            syscall(SYS_exit_group, 1);
         }
         close(v[i].dirfd);
     }
     s.nvol = n;
     s.views = view_fs(&s.view_dev);
+    /* ready: only now may the caller make its calls wait for this process */
+    if (write(sock, "r", 1) != 1) syscall(SYS_exit_group, 1);
     s.listener = recv_fd(sock);
     close(sock);
-    if (s.listener < 0) _exit(0); /* the launch failed before exec */
+    if (s.listener < 0) syscall(SYS_exit_group, 0); /* the launch failed before exec */
     serve(&s);
     for (unsigned i = 0; i < s.nvol; i++) {
         scp_err e;
         scp_volume_close(s.vol[i].v, &e);
     }
-    _exit(0);
+    /* not _exit: forked from a shielded process, whose exit would commit its files again */
+    syscall(SYS_exit_group, 0);
 }
 
 int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err) {
@@ -813,7 +825,11 @@ int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err
     if (n > SCP_SHIELD_MAX_VOLUMES) return scp_fail(err, SCP_E_INVAL, EINVAL, "too many volumes");
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp))
         return scp_fail_errno(err, "cannot create the static-image supervisor's socket");
-    pid_t a = fork();
+    /* raw clones, not fork(): no fork handlers run (this may be a vfork child sharing its
+     * parent's memory, or inside the shield's SIGSYS handler). Their children use only
+     * what they set up themselves; the caller must be single-threaded here (a lock another
+     * thread held, malloc's, would stay held in them). */
+    pid_t a = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (a < 0) {
         close(sp[0]);
         close(sp[1]);
@@ -821,7 +837,7 @@ int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err
     }
     if (a == 0) {
         close(sp[0]);
-        pid_t b = fork();
+        pid_t b = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
         if (b == 0) {
             /* its own session: a terminal's ^C stops the program, which then commits at exit */
             setsid();
@@ -833,13 +849,14 @@ int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err
             }
             supervise(sp[1], v, n);
         }
-        _exit(b < 0);
+        syscall(SYS_exit_group, b < 0); /* not _exit: see supervise */
     }
     close(sp[1]);
     int st;
-    if (waitpid(a, &st, 0) != a || !WIFEXITED(st) || WEXITSTATUS(st)) {
+    char ready;
+    if (waitpid(a, &st, 0) != a || !WIFEXITED(st) || WEXITSTATUS(st) || read(sp[0], &ready, 1) != 1) {
         close(sp[0]);
-        return scp_fail(err, SCP_E_SYS, ECHILD, "cannot start the static-image supervisor");
+        return scp_fail(err, SCP_E_SYS, ECHILD, "cannot start the static-image supervisor (it could not open the volumes)");
     }
     return sp[0];
 }
