@@ -5,9 +5,12 @@
 # (src/runtime/notify.c). Each step must store its bytes (read back with `scpctl volume cat`,
 # the backing store scanned for the plaintext marker), and a static program killed by SIGKILL
 # mid-write must leave the last fsynced contents, never a torn file.
-# usage: static.sh SCPCTL MKVOL
+# The supervisor reads the program's memory as hostile: bad pointers give EFAULT, long paths
+# ENAMETOOLONG, files above the size limit EFBIG (shield-static-helper MOUNT probe).
+# usage: static.sh SCPCTL MKVOL [STATIC_HELPER]
 . "$(dirname "$0")/lib.sh"
 setup "$1" "$2"
+HELPER=${3:-}
 BB=$(command -v busybox || true)
 GO=$(command -v go || true)
 [ -n "$BB" ] && file -L "$BB" 2>/dev/null | grep -q 'statically linked' || BB=""
@@ -75,6 +78,13 @@ if [ -n "$GO" ]; then
     stored $? gosub/go1.txt SCPGO_marker_1
 else
     echo "SKIP go: golang-go is not installed"
+fi
+if [ -n "$HELPER" ]; then
+    head -c 2000000 /dev/zero > "$T/big"
+    "$SCPCTL" volume put "$VOL" big "$T/big" --key-file "$KEY" >/dev/null || fail "cannot put the big file"
+    SCP_STATIC_MAX_MB=1 timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$HELPER" "$MNT" probe ||
+        fail "hostile arguments: the supervisor did not answer as the kernel would (above)"
+    [ "$(cat_vol probe.txt)" = "x" ] || fail "probe.txt: the volume holds '$(cat_vol probe.txt)'"
 fi
 "$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
 check_no_plaintext SCPSTATIC
