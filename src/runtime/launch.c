@@ -455,7 +455,9 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         goto out;
     }
     snprintf(pl, pl_len, "%s%s%s", lib, old && *old ? ":" : "", old ? old : "");
-    if (setenv(SCP_SHIELD_ENV_FD, num, 1) || setenv("LD_PRELOAD", pl, 1)) {
+    /* a static program takes no shield, and a dynamic one it starts is served by its
+     * supervisor like itself: neither gets the shield's variables */
+    if (notify_sock < 0 && (setenv(SCP_SHIELD_ENV_FD, num, 1) || setenv("LD_PRELOAD", pl, 1))) {
         scp_fail_errno(err, "setenv");
         free(pl);
         goto out;

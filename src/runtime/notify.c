@@ -77,6 +77,8 @@ static const int notified[] = {
     SYS_lchown, SYS_fchownat, SYS_utimensat, SYS_truncate, SYS_readlink, SYS_readlinkat,
     SYS_execve, SYS_execveat, SYS_fsync, SYS_fdatasync, SYS_close, SYS_exit_group, SYS_exit,
     SYS_dup2, SYS_dup3, SYS_close_range, /* they close a descriptor too */
+    SYS_fstat, /* a served file's identity is its volume's (cp compares fstat with stat) */
+    SYS_getxattr, SYS_lgetxattr, SYS_listxattr, SYS_llistxattr,
 };
 
 static int filter_install(void) {
@@ -419,21 +421,15 @@ static int vstat(struct sup *s, const struct rpath *rp, scp_vstat *v) {
     return 0;
 }
 
-static int serve_stat(struct req *q, const struct rpath *rp, uint64_t buf) {
-    scp_vstat v;
-    int rc = vstat(q->s, rp, &v);
-    if (rc) return rc;
+static int put_stat(struct req *q, int vol, const scp_vstat *v, uint64_t buf) {
     struct stat st;
-    fill_stat(q->s, rp->vol, &v, &st);
+    fill_stat(q->s, vol, v, &st);
     return write_mem((pid_t)q->n->pid, buf, &st, sizeof st);
 }
 
-static int serve_statx(struct req *q, const struct rpath *rp, uint64_t buf) {
-    scp_vstat v;
-    int rc = vstat(q->s, rp, &v);
-    if (rc) return rc;
+static int put_statx(struct req *q, int vol, const scp_vstat *v, uint64_t buf) {
     struct stat st;
-    fill_stat(q->s, rp->vol, &v, &st);
+    fill_stat(q->s, vol, v, &st);
     struct statx x;
     memset(&x, 0, sizeof x);
     x.stx_mask = STATX_BASIC_STATS;
@@ -448,8 +444,45 @@ static int serve_statx(struct req *q, const struct rpath *rp, uint64_t buf) {
     x.stx_atime.tv_sec = x.stx_mtime.tv_sec = x.stx_ctime.tv_sec = st.st_mtim.tv_sec;
     x.stx_atime.tv_nsec = x.stx_mtime.tv_nsec = x.stx_ctime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
     x.stx_dev_major = 0xfc;
-    x.stx_dev_minor = (uint32_t)rp->vol;
+    x.stx_dev_minor = (uint32_t)vol;
     return write_mem((pid_t)q->n->pid, buf, &x, sizeof x);
+}
+
+static int serve_stat(struct req *q, const struct rpath *rp, uint64_t buf, int x) {
+    scp_vstat v;
+    int rc = vstat(q->s, rp, &v);
+    if (rc) return rc;
+    return x ? put_statx(q, rp->vol, &v, buf) : put_stat(q, rp->vol, &v, buf);
+}
+
+/* fstat of a served descriptor: the file's identity, owner and mode from the volume, its
+ * size and time from the memfd (what the program wrote so far). 1: not ours (the kernel). */
+static int serve_fstat(struct req *q, int fd, uint64_t buf, int x) {
+    struct sup *s = q->s;
+    pid_t pid = (pid_t)q->n->pid;
+    char link[64], t[64];
+    struct stat ms;
+    snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, fd);
+    long nr = memfd_entry(s, pid, fd);
+    const struct entry *en = NULL;
+    if (nr >= 0) {
+        en = &s->e[nr];
+    } else if (s->views >= 0 && stat(link, &ms) == 0 && ms.st_dev == s->view_dev) {
+        ssize_t l = readlink(link, t, sizeof t - 1);
+        unsigned long vn;
+        if (l > 0 && (t[l] = 0, sscanf(t, "/v%lu", &vn) == 1) && vn < s->nvw) en = &s->vw[vn];
+    }
+    if (!en || !en->path) return 1;
+    struct rpath rp = {.vol = en->vol};
+    snprintf(rp.rel, sizeof rp.rel, "%s", en->path);
+    scp_vstat v;
+    if (vstat(s, &rp, &v)) return 1;
+    if (nr >= 0) {
+        if (stat(link, &ms)) return 1;
+        v.size = (uint64_t)ms.st_size;
+        v.mtime_ns = (int64_t)ms.st_mtim.tv_sec * 1000000000 + ms.st_mtim.tv_nsec;
+    }
+    return x ? put_statx(q, en->vol, &v, buf) : put_stat(q, en->vol, &v, buf);
 }
 
 static int inject(struct req *q, int fd, int cloexec) {
@@ -633,6 +666,8 @@ static int path_call(struct req *q, long nr, const uint64_t *a) {
         char c = 1;
         if (!p || (read_mem((pid_t)q->n->pid, p, &c, 1) == 0 && c == 0)) {
             if (nr == SYS_execveat) commit_all(s, (pid_t)q->n->pid, -1, NULL);
+            if (nr == SYS_newfstatat && dirfd >= 0) return serve_fstat(q, dirfd, a[2], 0);
+            if (nr == SYS_statx && dirfd >= 0) return serve_fstat(q, dirfd, a[4], 1);
             return 1;
         }
     }
@@ -657,9 +692,12 @@ static int path_call(struct req *q, long nr, const uint64_t *a) {
         if (how.resolve) return -EOPNOTSUPP;
         return serve_open(q, &rp, (int)how.flags, (mode_t)how.mode);
     }
-    case SYS_stat: case SYS_lstat: return serve_stat(q, &rp, a[1]);
-    case SYS_newfstatat: return serve_stat(q, &rp, a[2]);
-    case SYS_statx: return serve_statx(q, &rp, a[4]);
+    case SYS_stat: case SYS_lstat: return serve_stat(q, &rp, a[1], 0);
+    case SYS_newfstatat: return serve_stat(q, &rp, a[2], 0);
+    case SYS_statx: return serve_stat(q, &rp, a[4], 1);
+    case SYS_getxattr: case SYS_lgetxattr: case SYS_listxattr: case SYS_llistxattr:
+        rc = vstat(s, &rp, &v); /* volumes hold no extended attributes */
+        return rc ? rc : nr == SYS_listxattr || nr == SYS_llistxattr ? 0 : -ENODATA;
     case SYS_access: case SYS_faccessat: case SYS_faccessat2: case SYS_readlink: case SYS_readlinkat:
         rc = vstat(s, &rp, &v);
         if (rc) return rc;
@@ -729,6 +767,7 @@ static void handle(struct req *q) {
         pass(q);
         return;
     }
+    case SYS_fstat: rc = serve_fstat(q, (int)a[0], a[1], 0); break;
     case SYS_rename: rc = serve_rename(q, AT_FDCWD, a[0], AT_FDCWD, a[1], 0); break;
     case SYS_renameat: rc = serve_rename(q, (int)a[0], a[1], (int)a[2], a[3], 0); break;
     case SYS_renameat2: rc = serve_rename(q, (int)a[0], a[1], (int)a[2], a[3], (unsigned)a[4]); break;

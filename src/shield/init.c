@@ -494,6 +494,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
             !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_TRUSTED_FD "=") &&
             !starts(envp[i], SCP_SHIELD_ENV_CONSOLE_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_NET_FD "="))
             env[k++] = envp[i];
+    size_t k_own = k; /* the shield's variables come after: a static image does not get them */
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if ((unsigned long)cc > -4096ul) {
@@ -554,6 +555,8 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         int pass[] = {mfd, ffd, tfd, cfd, nfd};
         for (unsigned i = 0; i < sizeof pass / sizeof pass[0]; i++)
             if (pass[i] >= 0) sh_gate(SYS_fcntl, pass[i], F_SETFD, FD_CLOEXEC, 0, 0, 0);
+        /* and a dynamic program it starts is served by its supervisor too, without a shield */
+        env[k_own] = NULL;
         scp_err e;
         if (scp_notify_attach(notify_sock, &e)) sh_trace("exec of static '%s': %s", path ? path : "(null)", e.msg);
     }

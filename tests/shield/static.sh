@@ -38,6 +38,10 @@ if [ -n "$BB" ]; then
     echo SCPSTATIC_cp > "$T/src/cp.txt"
     timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" cp "$T/src/cp.txt" "$MNT/cp.txt"
     stored $? cp.txt SCPSTATIC_cp
+    # a dynamic program (coreutils cp) started by the static shell runs without the shield and
+    # is served by the same supervisor (cp compares fstat of what it opened with stat)
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" sh -c 'cp "$1/cp.txt" "$1/dyn.txt"' sh "$MNT"
+    stored $? dyn.txt SCPSTATIC_cp
     mkdir -p "$T/tree/d/e"
     echo SCPSTATIC_tar_top > "$T/tree/top.txt"; chmod 750 "$T/tree/top.txt"
     echo SCPSTATIC_tar_a > "$T/tree/d/a.txt"; chmod 640 "$T/tree/d/a.txt"
