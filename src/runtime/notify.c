@@ -149,9 +149,11 @@ static int add_entry(struct entry **arr, size_t *n, size_t *cap, int vol, const 
         *arr = ne;
         *cap = nc;
     }
-    char *p = strdup(path);
-    if (!p) return -1;
-    (*arr)[*n] = (struct entry){vol, p, writable};
+    struct entry *en = &(*arr)[*n];
+    en->vol = vol;
+    en->writable = writable;
+    en->path = strdup(path);
+    if (!en->path) return -1;
     return (int)(*n)++;
 }
 
@@ -686,7 +688,7 @@ static int path_call(struct req *q, long nr, const uint64_t *a) {
     case SYS_creat: return serve_open(q, &rp, O_CREAT | O_WRONLY | O_TRUNC, (mode_t)a[1]);
     case SYS_openat: return serve_open(q, &rp, (int)a[2], (mode_t)a[3]);
     case SYS_openat2: {
-        struct { uint64_t flags, mode, resolve; } how;
+        struct { uint64_t flags, mode, resolve; } how = {0, 0, 0};
         if (a[3] < sizeof how) return -EINVAL;
         if (read_mem((pid_t)q->n->pid, a[2], &how, sizeof how)) return -EFAULT;
         if (how.resolve) return -EOPNOTSUPP;
