@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "runtime/notify.h"
 #include "scp/volume.h"
 
 static int mkdir_p(const char *path) {
@@ -268,8 +269,35 @@ static int measured_loader(const char *interp, int fd, scp_err *err) {
     return 0;
 }
 
+/* A program without PT_INTERP cannot take the preloaded shield: it is served from outside
+ * (runtime/notify.c). Looked up as execvp will. */
+static int program_is_static(const struct scp_run_opts *o) {
+    if (o->exec_fd > 0) return scp_notify_is_static(o->exec_fd) == 1;
+    const char *prog = o->argv[0];
+    char buf[PATH_MAX];
+    if (!strchr(prog, '/')) {
+        const char *path = getenv("PATH");
+        if (!path) path = "/usr/local/bin:/usr/bin:/bin";
+        for (const char *d = path; *d;) {
+            size_t l = strcspn(d, ":");
+            if (l && snprintf(buf, sizeof buf, "%.*s/%s", (int)l, d, prog) < (int)sizeof buf && access(buf, X_OK) == 0) {
+                prog = buf;
+                break;
+            }
+            d += l + (d[l] == ':');
+        }
+        if (prog != buf) return 0;
+    }
+    int fd = open(prog, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    int r = scp_notify_is_static(fd);
+    close(fd);
+    return r == 1;
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
+    int notify_sock = -1;
     memset(&cfg, 0, sizeof cfg);
     char lib[PATH_MAX];
     int rc = -1;
@@ -405,8 +433,18 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
                        o->cwd);
         goto out;
     }
+    if (cfg.nvol && !o->container.enabled && !o->no_mount && program_is_static(o)) {
+        struct scp_notify_volume nv[SCP_SHIELD_MAX_VOLUMES];
+        for (unsigned i = 0; i < cfg.nvol; i++)
+            nv[i] = (struct scp_notify_volume){cfg.vol[i].mount, cfg.vol[i].dirfd, cfg.vol[i].key};
+        notify_sock = scp_notify_spawn(nv, cfg.nvol, err);
+        if (notify_sock < 0) goto out;
+        /* the static image reads no configuration: it inherits no volume directory */
+        for (unsigned i = 0; i < cfg.nvol; i++) fcntl(cfg.vol[i].dirfd, F_SETFD, FD_CLOEXEC);
+    }
     int mfd = scp_shield_config_to_memfd(&cfg, err);
     if (mfd < 0) goto out;
+    if (notify_sock >= 0) fcntl(mfd, F_SETFD, FD_CLOEXEC);
     char num[16];
     snprintf(num, sizeof num, "%d", mfd);
     const char *old = getenv("LD_PRELOAD");
@@ -417,7 +455,9 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         goto out;
     }
     snprintf(pl, pl_len, "%s%s%s", lib, old && *old ? ":" : "", old ? old : "");
-    if (setenv(SCP_SHIELD_ENV_FD, num, 1) || setenv("LD_PRELOAD", pl, 1)) {
+    /* a static program takes no shield, and a dynamic one it starts is served by its
+     * supervisor like itself: neither gets the shield's variables */
+    if (notify_sock < 0 && (setenv(SCP_SHIELD_ENV_FD, num, 1) || setenv("LD_PRELOAD", pl, 1))) {
         scp_fail_errno(err, "setenv");
         free(pl);
         goto out;
@@ -451,6 +491,11 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         snprintf(tv, sizeof tv, "%lld", (long long)now);
         setenv(SCP_SHIELD_ENV_TIMING, tv, 1);
     }
+    if (notify_sock >= 0) {
+        int sock = notify_sock;
+        notify_sock = -1;
+        if (scp_notify_attach(sock, err)) goto out;
+    }
     if (o->exec_fd > 0) {
         extern char **environ;
         syscall(SYS_execveat, o->exec_fd, "", o->argv, environ, AT_EMPTY_PATH);
@@ -460,6 +505,7 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     scp_fail_errno(err, "cannot run %s", o->argv[0]);
     close(mfd);
 out:
+    if (notify_sock >= 0) close(notify_sock);
     scp_wipe(&cfg, sizeof cfg);
     for (unsigned i = 0; i < o->nvol; i++) scp_wipe(o->vol[i].key, sizeof o->vol[i].key);
     return rc;

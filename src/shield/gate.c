@@ -104,7 +104,7 @@ struct fixup {
     int at, field, label;
 };
 /* fixed labels; a block per descriptor-argument mask gets its own from L_FDS on */
-enum { L_NONE, L_TRAP, L_ENOSYS, L_IPCHECK, L_CR, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, L_FDS,
+enum { L_NONE, L_TRAP, L_ENOSYS, L_IPCHECK, L_CR, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, L_LOWOK, L_FDS,
        L_DYN = L_FDS + 256, NLABELS = L_DYN + 64 };
 
 struct prog {
@@ -162,7 +162,7 @@ static void range_test(struct prog *p, int argi, uint32_t base, uint32_t end, in
 static int route(const struct sh_sysent *s, int full) {
     switch (s->filter) {
     case FILT_FD: return L_FDS + s->fds;
-    case FILT_ALWAYS: return full ? L_IPCHECK : s->fds ? L_FDS + s->fds : L_NONE;
+    case FILT_ALWAYS: return full ? L_LOWOK : s->fds ? L_FDS + s->fds : L_NONE;
     case FILT_ENOSYS: return full ? L_ENOSYS : L_NONE;
     case FILT_CLOSE_RANGE: return L_CR;
     case FILT_SIGACTION: return full ? L_SIG : L_NONE;
@@ -221,12 +221,19 @@ int sh_filter_install(int base, int count, int full, scp_err *err) {
     emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
     jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIG_UNBLOCK, L_ALLOW2, 0);
     emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, L_IPCHECK);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, L_LOWOK);
     emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1) + 4);
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, L_IPCHECK);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, L_LOWOK);
     label(p, L_SIG);
     emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIGSYS, L_IPCHECK, L_ALLOW2);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIGSYS, L_LOWOK, L_ALLOW2);
+    /* exec, openat2, the signal mask and a SIGSYS handler from code below 4 GiB: a static
+     * image (busybox-static and Go load at 0x400000; a shielded image's code and libc are
+     * position independent and lie far above). It has no SIGSYS handler, so a trap would
+     * kill it; a supervisor serves its files instead (runtime/notify.c, docs/shield.md) */
+    label(p, L_LOWOK);
+    emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, L_IPCHECK);
     label(p, L_ALLOW2);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     label(p, L_IPCHECK);

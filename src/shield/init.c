@@ -28,6 +28,7 @@
 #include "common/bytes.h"
 #include "common/util.h"
 #include "shield/internal.h"
+#include "runtime/notify.h"
 #include "shield/net.h"
 
 /* <sys/socket.h> would clash with the shield's PF_FILE; the Linux value of MSG_NOSIGNAL */
@@ -426,6 +427,38 @@ long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp
     return r;
 }
 
+/* A static target cannot take the shield: a supervisor serves its files from outside
+ * (runtime/notify.c). Returns the socket to hand it the listener, or -1 when the target is
+ * not static or no supervisor could start (the image then runs unserved: its path calls
+ * under a mount reach the empty read-only mount point and fail). */
+static int static_supervisor(int dirfd, const char *path, int flags) {
+    int fd = (flags & AT_EMPTY_PATH) && path && !*path
+                 ? (int)sh_gate(SYS_fcntl, dirfd, F_DUPFD_CLOEXEC, 3, 0, 0, 0)
+                 : (int)sh_gate(SYS_openat, dirfd, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0) return -1;
+    int st = scp_notify_is_static(fd);
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (st != 1) return -1;
+    struct scp_notify_volume nv[SCP_SHIELD_MAX_VOLUMES];
+    /* the volume directories at ordinary numbers: the supervisor opens them through libc,
+     * whose path calls the shield passes through for those (a reserved number's link is
+     * the shield's own business) */
+    int low[SCP_SHIELD_MAX_VOLUMES], n = 0;
+    for (; n < sh.nvol; n++) {
+        int dfd = -1;
+        if (sscanf(sh.vol[n].dirpath, "/proc/self/fd/%d", &dfd) != 1 ||
+            (low[n] = (int)sh_gate(SYS_fcntl, dfd, F_DUPFD_CLOEXEC, 3, 0, 0, 0)) < 0)
+            break;
+        nv[n] = (struct scp_notify_volume){sh.vol[n].mount, low[n], sh.keys[n]};
+    }
+    scp_err e;
+    int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, &e)
+                            : scp_fail(&e, SCP_E_SYS, EMFILE, "no descriptor for a volume directory");
+    for (int i = 0; i < n; i++) sh_gate(SYS_close, low[i], 0, 0, 0, 0, 0);
+    sh_trace("exec of static '%s': %s", path ? path : "(null)", sock < 0 ? e.msg : "served by a supervisor");
+    return sock;
+}
+
 static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
     char rel[PATH_MAX];
     int vol;
@@ -440,6 +473,9 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
      * owner commits, and the thread-local flags must read as in the parent when exec
      * succeeds and the parent resumes. */
     if (syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    /* also in a vfork child (dash execs from one): the supervisor is started by raw clones,
+     * which run no fork handlers on the memory it shares with its parent */
+    int notify_sock = sh.nvol ? static_supervisor(dirfd, path, flags) : -1;
 
     size_t n = 0;
     const char *old_pl = NULL;
@@ -458,6 +494,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
             !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_TRUSTED_FD "=") &&
             !starts(envp[i], SCP_SHIELD_ENV_CONSOLE_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_NET_FD "="))
             env[k++] = envp[i];
+    size_t k_own = k; /* the shield's variables come after: a static image does not get them */
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
                                                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if ((unsigned long)cc > -4096ul) {
@@ -482,6 +519,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         if (mfd >= 0) sh_gate(SYS_close, mfd, 0, 0, 0, 0, 0);
         if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
+        if (notify_sock >= 0) sh_gate(SYS_close, notify_sock, 0, 0, 0, 0, 0);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
     }
@@ -512,7 +550,18 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         env[k++] = s3;
     }
     env[k] = NULL;
-    sh_trace("exec of '%s': the new image is shielded again", path ? path : "(null)");
+    if (notify_sock >= 0) {
+        /* a static image reads no configuration (it holds the keys): none of it goes on */
+        int pass[] = {mfd, ffd, tfd, cfd, nfd};
+        for (unsigned i = 0; i < sizeof pass / sizeof pass[0]; i++)
+            if (pass[i] >= 0) sh_gate(SYS_fcntl, pass[i], F_SETFD, FD_CLOEXEC, 0, 0, 0);
+        /* and a dynamic program it starts is served by its supervisor too, without a shield */
+        env[k_own] = NULL;
+        scp_err e;
+        if (scp_notify_attach(notify_sock, &e)) sh_trace("exec of static '%s': %s", path ? path : "(null)", e.msg);
+    }
+    else
+        sh_trace("exec of '%s': the new image is shielded again", path ? path : "(null)");
     long r = dirfd == AT_FDCWD && !flags
                  ? sh_gate(SYS_execve, (long)path, (long)argv, (long)env, 0, 0, 0)
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);

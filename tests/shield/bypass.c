@@ -668,12 +668,20 @@ static void t_static(const char *helper) {
     }
     int st;
     if (waitpid(pid, &st, 0) != pid) return bad("static", "wait");
-    /* the helper exits 0 when none of its attempts reached a file; a SIGSYS kill is fine too */
-    if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
-        errno = 0;
-        return bad("static", "the static child reached a file under the mount point");
-    }
-    ok(WIFSIGNALED(st) ? "static child (killed by the filter)" : "static child (failed closed)");
+    /* the helper exits 1 when a reserved descriptor reached a file, 3 when its path write
+     * succeeded (served by the supervisor: the marker must be stored), 0 when that failed;
+     * a SIGSYS kill in its reserved-descriptor loop is fine (the path write came before) */
+    errno = 0;
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 1)
+        return bad("static", "the static child reached a file through a reserved descriptor");
+    int stored = content_is("static.txt", MARK("static"));
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 3 && !stored)
+        return bad("static", "the static child's write under the mount reported success and is not stored");
+    if (WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 3)
+        return bad("static", "the static child failed");
+    ok(stored ? (WIFSIGNALED(st) ? "static child (stored; killed by the filter at a reserved descriptor)"
+                                 : "static child (stored)")
+              : "static child (failed closed)");
 }
 
 struct thr {

@@ -1,54 +1,96 @@
 #!/bin/sh
-# Static programs on a protected volume: busybox-static (sh, cp, tar) and a Go program built
-# here (create, write, fsync, rename). Neither has the shield inside (no dynamic loader, no
-# LD_PRELOAD), so their path calls under the mount reach the empty read-only mount point:
-# each step must store the bytes correctly (read back with `scpctl volume cat`) or fail with
-# an error, never be killed by the shield's filters (the code filter traps by instruction
-# pointer and must not catch a static image) and never report success while losing data.
-# usage: static.sh SCPCTL MKVOL
+# Static programs on a protected volume: busybox-static (sh with a pipeline, cp, tar) and a Go
+# program built here (create, write, fsync, rename, read back, readdir). Neither can take the
+# preloaded shield; scpctl run serves them from a supervisor by seccomp user notification
+# (src/runtime/notify.c). Each step must store its bytes (read back with `scpctl volume cat`,
+# the backing store scanned for the plaintext marker), and a static program killed by SIGKILL
+# mid-write must leave the last fsynced contents, never a torn file.
+# The supervisor reads the program's memory as hostile: bad pointers give EFAULT, long paths
+# ENAMETOOLONG, files above the size limit EFBIG (shield-static-helper MOUNT probe).
+# usage: static.sh SCPCTL MKVOL [STATIC_HELPER]
 . "$(dirname "$0")/lib.sh"
 setup "$1" "$2"
+HELPER=${3:-}
 BB=$(command -v busybox || true)
 GO=$(command -v go || true)
 [ -n "$BB" ] && file -L "$BB" 2>/dev/null | grep -q 'statically linked' || BB=""
 [ -n "$BB$GO" ] || { echo "SKIP: neither busybox-static nor go (golang-go) is installed"; exit 77; }
+export SCP_QUIET=1
 cat_vol() { "$SCPCTL" volume cat --key-file "$KEY" "$VOL" "$1" 2>/dev/null; }
-# check RC NAME CONTENT: the step either failed (RC 1..127) or stored exactly CONTENT
-check() {
+# stored RC NAME CONTENT: the step succeeded and the volume holds exactly CONTENT
+stored() {
     [ "$1" -lt 128 ] || fail "$2: killed by signal $(($1 - 128))"
-    if [ "$1" -eq 0 ]; then
-        [ "$(cat_vol "$2")" = "$3" ] || fail "$2: reported success, the volume holds '$(cat_vol "$2")'"
-        echo "ok   $2 (stored)"
-    else
-        echo "ok   $2 (failed with an error, nothing stored)"
-    fi
+    [ "$1" -eq 0 ] || fail "$2: failed (exit $1), nothing stored"
+    [ "$(cat_vol "$2")" = "$3" ] || fail "$2: reported success, the volume holds '$(cat_vol "$2")'"
+    echo "ok   $2 (stored)"
 }
+# mode_of PATH: the mode the volume records, as a dynamic (preloaded) program sees it
+mode_of() { run stat -c %a "$MNT/$1"; }
 mkdir "$T/src"
-# each static program runs from a shielded shell (dash is dynamic), so it inherits the
-# shell's filters, code filter included
+# a static program started from a shielded shell (dash is dynamic): it inherits the shell's
+# filters, which must not kill it (exec, rt_sigprocmask), and is served like the others
 srun() { run sh -c '"$@"' sh "$@"; }
 if [ -n "$BB" ]; then
-    srun "$BB" sh -c 'echo SCPSTATIC_sh > "$1/sh.txt"' sh "$MNT"; check $? sh.txt SCPSTATIC_sh
+    # a pipeline: busybox sh forks and execs busybox cat, whose stdout is the served file
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- \
+        "$BB" sh -c 'echo SCPSTATIC_sh | "$0" cat > "$1/sh.txt"' "$BB" "$MNT"
+    stored $? sh.txt SCPSTATIC_sh
     echo SCPSTATIC_cp > "$T/src/cp.txt"
-    srun "$BB" cp "$T/src/cp.txt" "$MNT/cp.txt"; check $? cp.txt SCPSTATIC_cp
-    echo SCPSTATIC_tar > "$T/src/tar.txt"
-    # (one tar, no pipeline: a static image cannot exec, the filter kills its execve)
-    tar cf "$T/src.tar" -C "$T/src" tar.txt || fail "cannot make the tar file"
-    srun "$BB" tar xf "$T/src.tar" -C "$MNT"; check $? tar.txt SCPSTATIC_tar
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" cp "$T/src/cp.txt" "$MNT/cp.txt"
+    stored $? cp.txt SCPSTATIC_cp
+    # a dynamic program (coreutils cp) started by the static shell runs without the shield and
+    # is served by the same supervisor (cp compares fstat of what it opened with stat)
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" sh -c 'cp "$1/cp.txt" "$1/dyn.txt"' sh "$MNT"
+    stored $? dyn.txt SCPSTATIC_cp
+    mkdir -p "$T/tree/d/e"
+    echo SCPSTATIC_tar_top > "$T/tree/top.txt"; chmod 750 "$T/tree/top.txt"
+    echo SCPSTATIC_tar_a > "$T/tree/d/a.txt"; chmod 640 "$T/tree/d/a.txt"
+    echo SCPSTATIC_tar_b > "$T/tree/d/e/b.txt"; chmod 600 "$T/tree/d/e/b.txt"
+    chmod 710 "$T/tree/d/e"
+    tar cf "$T/src.tar" -C "$T/tree" top.txt d || fail "cannot make the tar file"
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" tar xf "$T/src.tar" -C "$MNT"
+    rc=$?
+    stored $rc top.txt SCPSTATIC_tar_top
+    stored $rc d/a.txt SCPSTATIC_tar_a
+    stored $rc d/e/b.txt SCPSTATIC_tar_b
+    modes=$(mode_of top.txt; mode_of d/a.txt; mode_of d/e; mode_of d/e/b.txt)
+    [ "$(echo $modes)" = "750 640 710 600" ] || fail "tar: modes in the volume are '$(echo $modes)', not 750 640 710 600"
+    echo "ok   tar modes ($(echo $modes))"
+    # the same from a shielded shell
+    srun "$BB" sh -c 'echo SCPSTATIC_srun | "$0" cat > "$1/srun.txt"' "$BB" "$MNT"
+    stored $? srun.txt SCPSTATIC_srun
 else
     echo "SKIP busybox: busybox-static is not installed"
 fi
 if [ -n "$GO" ]; then
     GOCACHE=$T/gocache GOPATH=$T/gopath GO111MODULE=off CGO_ENABLED=0 \
         "$GO" build -o "$T/gofiles" "$(dirname "$0")/go/gofiles.go" || fail "go build failed"
-    # started by scpctl itself: from a shielded parent the inherited filter kills Go at start
-    # (its raw rt_sigprocmask traps, and a static image has no handler; docs/shield.md)
-    run "$T/gofiles" "$MNT"
+    out=$(timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$T/gofiles" "$MNT")
     rc=$?
-    for i in 0 1 2; do check $rc "go$i.txt" "SCPGO_marker_$i"; done
+    echo "$out"
+    for i in 0 1 2; do stored $rc "go$i.txt" "SCPGO_marker_$i"; done
+    echo "$out" | grep -q "^readdir: .*go0.txt go1.txt go2.txt gosub/" || fail "go: readdir did not list the files"
+    echo "$out" | grep -q "^stat: 15 bytes, mode -rw-r--r--" || fail "go: stat of a stored file is wrong"
+    # killed by SIGKILL after an fsync and an overwrite: the fsynced contents stay
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$T/gofiles" "$MNT" kill
+    rc=$?
+    [ $rc -eq 137 ] || fail "go kill: exit $rc, expected 137 (SIGKILL)"
+    [ "$(cat_vol kill.txt)" = "SCPGO_synced_contents" ] || fail "go kill: the volume holds '$(cat_vol kill.txt)', not the fsynced contents"
+    echo "ok   kill.txt (the fsynced contents survive a SIGKILL)"
+    # from a shielded shell: Go sets its signal mask by raw rt_sigprocmask at start
+    srun "$T/gofiles" "$MNT/gosub" >/dev/null
+    stored $? gosub/go1.txt SCPGO_marker_1
 else
     echo "SKIP go: golang-go is not installed"
 fi
+if [ -n "$HELPER" ]; then
+    head -c 2000000 /dev/zero > "$T/big"
+    "$SCPCTL" volume put "$VOL" big "$T/big" --key-file "$KEY" >/dev/null || fail "cannot put the big file"
+    SCP_STATIC_MAX_MB=1 timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$HELPER" "$MNT" probe ||
+        fail "hostile arguments: the supervisor did not answer as the kernel would (above)"
+    [ "$(cat_vol probe.txt)" = "x" ] || fail "probe.txt: the volume holds '$(cat_vol probe.txt)'"
+fi
+"$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
 check_no_plaintext SCPSTATIC
 check_no_plaintext SCPGO
 [ -z "$(ls -A "$MNT" 2>/dev/null)" ] || fail "files appeared at the mount point on the host: $(ls -A "$MNT")"

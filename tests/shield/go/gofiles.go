@@ -4,35 +4,89 @@ package main
 import (
 	"fmt"
 	"os"
+	"sort"
+	"strings"
+	"syscall"
 )
 
-// Creates, writes, fsyncs and renames files in DIR; prints what it did and exits 1 on the
-// first error (the shield must make each step work or fail, never lose data silently).
+func die(what string, err error) {
+	fmt.Println(what+":", err)
+	os.Exit(1)
+}
+
+// gofiles DIR: creates, writes, fsyncs and renames files in DIR, reads them back and lists
+// DIR; prints what it saw and exits 1 on the first error (the shield must make each step
+// work or fail, never lose data silently).
+// gofiles DIR kill: writes and fsyncs DIR/kill.txt, then overwrites it without fsync and
+// kills itself with SIGKILL: the volume must keep the fsynced contents.
 func main() {
 	dir := os.Args[1]
+	if len(os.Args) > 2 && os.Args[2] == "kill" {
+		f, err := os.Create(dir + "/kill.txt")
+		if err != nil {
+			die("create", err)
+		}
+		if _, err := f.WriteString("SCPGO_synced_contents\n"); err != nil {
+			die("write", err)
+		}
+		if err := f.Sync(); err != nil {
+			die("fsync", err)
+		}
+		if _, err := f.WriteAt([]byte("SCPGO_TORN_not_synced"), 0); err != nil {
+			die("write", err)
+		}
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
 	for i := 0; i < 3; i++ {
 		tmp := fmt.Sprintf("%s/go%d.tmp", dir, i)
 		f, err := os.Create(tmp)
 		if err != nil {
-			fmt.Println("create:", err)
-			os.Exit(1)
+			die("create", err)
 		}
 		if _, err := fmt.Fprintf(f, "SCPGO_marker_%d\n", i); err != nil {
-			fmt.Println("write:", err)
-			os.Exit(1)
+			die("write", err)
 		}
 		if err := f.Sync(); err != nil {
-			fmt.Println("fsync:", err)
-			os.Exit(1)
+			die("fsync", err)
 		}
 		if err := f.Close(); err != nil {
-			fmt.Println("close:", err)
-			os.Exit(1)
+			die("close", err)
 		}
 		if err := os.Rename(tmp, fmt.Sprintf("%s/go%d.txt", dir, i)); err != nil {
-			fmt.Println("rename:", err)
-			os.Exit(1)
+			die("rename", err)
 		}
 	}
+	if err := os.Mkdir(dir+"/gosub", 0750); err != nil {
+		die("mkdir", err)
+	}
+	for i := 0; i < 3; i++ {
+		b, err := os.ReadFile(fmt.Sprintf("%s/go%d.txt", dir, i))
+		if err != nil {
+			die("read", err)
+		}
+		if string(b) != fmt.Sprintf("SCPGO_marker_%d\n", i) {
+			die("read back", fmt.Errorf("got %q", b))
+		}
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		die("readdir", err)
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() {
+			n += "/"
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	st, err := os.Stat(dir + "/go1.txt")
+	if err != nil {
+		die("stat", err)
+	}
+	fmt.Printf("readdir: %s\n", strings.Join(names, " "))
+	fmt.Printf("stat: %d bytes, mode %v\n", st.Size(), st.Mode())
 	fmt.Println("ok")
 }

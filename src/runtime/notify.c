@@ -1,0 +1,933 @@
+/* runtime/notify.c - the supervisor that serves static images (seccomp user notification).
+ *
+ * Every notified call is read from the target's registers (the notification) and memory
+ * (process_vm_readv; a bad pointer gives EFAULT, a path longer than PATH_MAX ENAMETOOLONG),
+ * then SECCOMP_IOCTL_NOTIF_ID_VALID confirms the target is still the same thread before
+ * anything acts on what was read. Paths are made absolute (the target's cwd or directory
+ * descriptor, from /proc) and normalized lexically; one under a mount point is served here,
+ * any other continues to the kernel (SECCOMP_USER_NOTIF_FLAG_CONTINUE), which re-reads it: a
+ * path the program changes in between then reaches the empty read-only mount point (fails).
+ *
+ * Files: an open copies the plaintext into a memfd (named "scp-static-N", N its entry here)
+ * and injects a descriptor of it with the program's access mode; reads, writes, seeks and
+ * mmap then run in the kernel. A writable file is written back (whole, then committed) at
+ * fsync/fdatasync (which return only after the commit: EIO otherwise), at close (the same,
+ * then the close continues), and for every such descriptor the process holds at exec and
+ * exit_group. A process killed by a signal loses what it wrote since its last commit.
+ * Directories: an open injects a descriptor of a directory view, a directory on a private
+ * detached tmpfs holding one empty entry per name, so getdents runs in the kernel; a
+ * directory descriptor of a view serves as the base of *at calls. */
+#include "runtime/notify.h"
+
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/audit.h>
+#include <linux/close_range.h>
+#include <linux/filter.h>
+#include <linux/mount.h>
+#include <linux/seccomp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+/* ---- is it static? ------------------------------------------------------------------------ */
+
+int scp_notify_is_static(int fd) {
+    Elf64_Ehdr eh;
+    if (scp_pread_full(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh) return 0;
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_ident[EI_CLASS] != ELFCLASS64) return 0;
+    if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > 256) return -1;
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (scp_pread_full(fd, &ph, sizeof ph, eh.e_phoff + (uint64_t)i * sizeof ph) != (ssize_t)sizeof ph)
+            return -1;
+        if (ph.p_type == PT_INTERP) return 0;
+    }
+    return 1;
+}
+
+/* ---- the filter ---------------------------------------------------------------------------- */
+
+/* where the kernel reports the shield gate's `syscall` (shield/gate.c, GATE_RET_OFF) */
+#define GATE_SYSCALL_RET (SCP_SHIELD_GATE_ADDR + 25)
+
+/* the calls the supervisor sees; everything else runs in the kernel at once */
+static const int notified[] = {
+    SYS_open, SYS_openat, SYS_openat2, SYS_creat, SYS_stat, SYS_lstat, SYS_newfstatat, SYS_statx,
+    SYS_access, SYS_faccessat, SYS_faccessat2, SYS_mkdir, SYS_mkdirat, SYS_rmdir, SYS_unlink,
+    SYS_unlinkat, SYS_rename, SYS_renameat, SYS_renameat2, SYS_chmod, SYS_fchmodat, SYS_chown,
+    SYS_lchown, SYS_fchownat, SYS_utimensat, SYS_truncate, SYS_readlink, SYS_readlinkat,
+    SYS_execve, SYS_execveat, SYS_fsync, SYS_fdatasync, SYS_close, SYS_exit_group, SYS_exit,
+    SYS_dup2, SYS_dup3, SYS_close_range, /* they close a descriptor too */
+    SYS_fstat, /* a served file's identity is its volume's (cp compares fstat with stat) */
+    SYS_getxattr, SYS_lgetxattr, SYS_listxattr, SYS_llistxattr,
+};
+
+static int filter_install(void) {
+    struct sock_filter f[16 + 2 * sizeof notified / sizeof notified[0]];
+    unsigned n = 0, nn = sizeof notified / sizeof notified[0];
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    /* the shield's gate (a shielded process on its way to exec the static image) */
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer));
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)GATE_SYSCALL_RET, 0, 3);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer) + 4);
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(GATE_SYSCALL_RET >> 32), 0, 1);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+    for (unsigned i = 0; i < nn; i++) /* jump to the USER_NOTIF return after the ALLOW */
+        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)notified[i],
+                                              (uint8_t)(nn - i), 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
+    struct sock_fprog prog = {.len = (unsigned short)n, .filter = f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+}
+
+/* ---- supervisor state ---------------------------------------------------------------------- */
+
+struct vol {
+    char mount[PATH_MAX];
+    size_t mlen;
+    scp_volume *v;
+};
+
+/* an injected memfd or directory view: where it lives in which volume (path NULL once the
+ * file was unlinked or replaced: its bytes then have nowhere to go, as on a file system) */
+struct entry {
+    int vol;
+    char *path;
+    int writable;
+};
+
+struct sup {
+    int listener;
+    struct vol vol[SCP_SHIELD_MAX_VOLUMES];
+    unsigned nvol;
+    struct entry *e; /* memfds, by N of "scp-static-N" */
+    size_t ne, cap;
+    struct entry *vw; /* views, by N of "/vN" on the view tmpfs */
+    size_t nvw, capvw;
+    int views;        /* the detached tmpfs, or -1 */
+    dev_t view_dev;
+    uint64_t max_file;
+};
+
+/* the current request */
+struct req {
+    struct sup *s;
+    struct seccomp_notif *n;
+    struct seccomp_notif_resp *r;
+    int answered; /* ADDFD sent the response */
+};
+
+static int add_entry(struct entry **arr, size_t *n, size_t *cap, int vol, const char *path, int writable) {
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        struct entry *ne = realloc(*arr, nc * sizeof *ne);
+        if (!ne) return -1;
+        *arr = ne;
+        *cap = nc;
+    }
+    struct entry *en = &(*arr)[*n];
+    en->vol = vol;
+    en->writable = writable;
+    en->path = strdup(path);
+    if (!en->path) return -1;
+    return (int)(*n)++;
+}
+
+/* ---- the target's memory and files ---------------------------------------------------------- */
+
+/* Read a NUL-terminated string at addr, page by page (a string that ends just before an
+ * unmapped page is fine). 0, -EFAULT or -ENAMETOOLONG. */
+static int read_str(pid_t pid, uint64_t addr, char *out, size_t max) {
+    size_t got = 0;
+    if (!addr) return -EFAULT;
+    while (got < max) {
+        size_t room = 4096 - ((addr + got) & 4095);
+        if (room > max - got) room = max - got;
+        struct iovec l = {out + got, room}, r = {(void *)(uintptr_t)(addr + got), room};
+        ssize_t k = process_vm_readv(pid, &l, 1, &r, 1, 0);
+        if (k <= 0) return -EFAULT;
+        void *z = memchr(out + got, 0, (size_t)k);
+        if (z) return 0;
+        got += (size_t)k;
+    }
+    return -ENAMETOOLONG;
+}
+
+static int read_mem(pid_t pid, uint64_t addr, void *out, size_t n) {
+    struct iovec l = {out, n}, r = {(void *)(uintptr_t)addr, n};
+    return process_vm_readv(pid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+}
+
+static int write_mem(pid_t pid, uint64_t addr, const void *in, size_t n) {
+    struct iovec l = {(void *)in, n}, r = {(void *)(uintptr_t)addr, n};
+    return process_vm_writev(pid, &l, 1, &r, 1, 0) == (ssize_t)n ? 0 : -EFAULT;
+}
+
+static int still_valid(struct req *q) {
+    return ioctl(q->s->listener, SECCOMP_IOCTL_NOTIF_ID_VALID, &q->n->id) == 0;
+}
+
+/* N of a memfd this supervisor made, reached as descriptor fd of the target; -1 otherwise */
+static long memfd_entry(struct sup *s, pid_t pid, int fd) {
+    char link[64], target[128];
+    snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, fd);
+    ssize_t l = readlink(link, target, sizeof target - 1);
+    if (l <= 0) return -1;
+    target[l] = 0;
+    unsigned long nr;
+    char tail[16] = "";
+    if (sscanf(target, "/memfd:scp-static-%lu%15s", &nr, tail) < 1 || nr >= s->ne) return -1;
+    return (long)nr;
+}
+
+static mode_t target_umask(pid_t pid) {
+    char p[64], line[128];
+    snprintf(p, sizeof p, "/proc/%d/status", pid);
+    FILE *f = fopen(p, "re");
+    unsigned m = 022;
+    if (!f) return m;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Umask: %o", &m) == 1) break;
+    fclose(f);
+    return (mode_t)(m & 0777);
+}
+
+/* ---- paths ---------------------------------------------------------------------------------- */
+
+/* A resolved path: vol < 0 means not under a mount point (the kernel's business). */
+struct rpath {
+    int vol;
+    char rel[PATH_MAX]; /* inside the volume, "" for its root */
+};
+
+static void classify(struct sup *s, const char *abs, struct rpath *rp) {
+    rp->vol = -1;
+    for (unsigned i = 0; i < s->nvol; i++) {
+        size_t ml = s->vol[i].mlen;
+        if (!strncmp(abs, s->vol[i].mount, ml) && (abs[ml] == 0 || abs[ml] == '/')) {
+            rp->vol = (int)i;
+            snprintf(rp->rel, sizeof rp->rel, "%s", abs[ml] ? abs + ml + 1 : "");
+            return;
+        }
+    }
+}
+
+/* The base directory of a relative path: the target's cwd or its directory descriptor. A
+ * view gives its place in its volume. 0, or -errno (EBADF and the like: the kernel's). */
+static int base_dir(struct sup *s, pid_t pid, int dirfd, char *out, size_t n) {
+    char link[64];
+    if (dirfd == AT_FDCWD) {
+        snprintf(link, sizeof link, "/proc/%d/cwd", pid);
+    } else {
+        snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, dirfd);
+        struct stat st;
+        if (stat(link, &st)) return -EBADF;
+        if (s->views >= 0 && st.st_dev == s->view_dev) {
+            char t[64];
+            ssize_t l = readlink(link, t, sizeof t - 1);
+            unsigned long nr;
+            if (l <= 0) return -EBADF;
+            t[l] = 0;
+            if (sscanf(t, "/v%lu", &nr) != 1 || nr >= s->nvw || !s->vw[nr].path) return -ENOENT;
+            const struct entry *v = &s->vw[nr];
+            snprintf(out, n, "%s/%s", s->vol[v->vol].mount, v->path);
+            return 0;
+        }
+    }
+    ssize_t l = readlink(link, out, n - 1);
+    if (l <= 0) return -EBADF;
+    out[l] = 0;
+    return 0;
+}
+
+/* Read the path argument and resolve it. Returns 0 (rp filled), or -errno to answer. The
+ * target is confirmed still waiting after its memory was read. */
+static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
+    char path[PATH_MAX], base[PATH_MAX], abs[2 * PATH_MAX + 2], norm[PATH_MAX];
+    pid_t pid = (pid_t)q->n->pid;
+    int rc = read_str(pid, addr, path, sizeof path);
+    if (rc) return rc;
+    if (!still_valid(q)) return -ENOENT;
+    rp->vol = -1;
+    if (!path[0]) return -ENOENT;
+    if (path[0] == '/') {
+        snprintf(abs, sizeof abs, "%s", path);
+    } else {
+        rc = base_dir(q->s, pid, dirfd, base, sizeof base);
+        if (rc == -EBADF) return 1; /* not ours to judge: the kernel answers */
+        if (rc) return rc;
+        snprintf(abs, sizeof abs, "%s/%s", base, path);
+    }
+    if (scp_shield_path_normalize(abs, norm, sizeof norm)) return 1; /* too long: outside (kernel) */
+    classify(q->s, norm, rp);
+    return 0;
+}
+
+/* ---- answers -------------------------------------------------------------------------------- */
+
+static void answer(struct req *q, long val, int error) {
+    q->r->id = q->n->id;
+    q->r->val = val;
+    q->r->error = error;
+    q->r->flags = 0;
+}
+
+static void pass(struct req *q) {
+    answer(q, 0, 0);
+    q->r->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+}
+
+static int verr(const scp_err *e) { return -(e->sys ? e->sys : EIO); }
+
+/* ---- committing ----------------------------------------------------------------------------- */
+
+/* Write the memfd reached as the target's descriptor fd back into its file and commit.
+ * 0 or -errno. The whole file is written each time (what changed is not known). */
+static int commit_fd(struct sup *s, pid_t pid, int fd, long nr) {
+    struct entry *en = &s->e[nr];
+    if (!en->writable || !en->path) return 0;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, fd);
+    int m = open(link, O_RDONLY | O_CLOEXEC); /* our own read-only description of the memfd */
+    if (m < 0) return -EIO;
+    struct stat st;
+    int rc = 0;
+    scp_err e;
+    scp_vfile *f = NULL;
+    if (fstat(m, &st)) {
+        rc = -EIO;
+    } else if ((uint64_t)st.st_size > s->max_file) {
+        rc = -EFBIG;
+    } else if (!(f = scp_vfile_open(s->vol[en->vol].v, en->path, O_RDWR, 0, &e))) {
+        rc = e.code == SCP_E_NOENT ? 0 : -EIO; /* removed meanwhile: nowhere to store it */
+    } else {
+        static uint8_t buf[1 << 16];
+        uint64_t off = 0;
+        while (rc == 0 && off < (uint64_t)st.st_size) {
+            ssize_t k = pread(m, buf, sizeof buf, (off_t)off);
+            if (k <= 0) rc = -EIO;
+            else if (scp_vfile_pwrite(f, buf, (size_t)k, off, &e) != k) rc = -EIO;
+            else off += (uint64_t)k;
+        }
+        if (rc == 0 && scp_vfile_truncate(f, (uint64_t)st.st_size, &e)) rc = -EIO;
+        if (rc == 0 && scp_vfile_fsync(f, &e)) rc = -EIO;
+        if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
+    }
+    close(m);
+    return rc;
+}
+
+/* Commit every memfd of ours that process pid holds (exec, exit_group, rename). With `path`,
+ * only those of that file. Returns the first error. */
+static int commit_fds(struct sup *s, pid_t pid, int vol, const char *path, unsigned lo, unsigned hi);
+static int commit_all(struct sup *s, pid_t pid, int vol, const char *path) {
+    return commit_fds(s, pid, vol, path, 0, ~0u);
+}
+static int commit_range(struct sup *s, pid_t pid, unsigned lo, unsigned hi) {
+    return commit_fds(s, pid, -1, NULL, lo, hi);
+}
+static int commit_fds(struct sup *s, pid_t pid, int vol, const char *path, unsigned lo, unsigned hi) {
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) return 0;
+    char buf[4096];
+    int rc = 0;
+    for (;;) {
+        long k = syscall(SYS_getdents64, dfd, buf, sizeof buf);
+        if (k <= 0) break;
+        for (long off = 0; off < k;) {
+            struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *d =
+                (void *)(buf + off);
+            off += d->reclen;
+            char *end;
+            long fd = strtol(d->name, &end, 10);
+            if (*end || end == d->name || fd < (long)lo || fd > (long)hi) continue;
+            long nr = memfd_entry(s, pid, (int)fd);
+            if (nr < 0) continue;
+            if (path && (!s->e[nr].path || s->e[nr].vol != vol || strcmp(s->e[nr].path, path))) continue;
+            int r = commit_fd(s, pid, (int)fd, nr);
+            if (r && !rc) rc = r;
+        }
+    }
+    close(dfd);
+    return rc;
+}
+
+/* A name that stops naming the file it named (unlink, rename over it): entries of it lose
+ * their path, and a renamed file's or directory's entries follow it. */
+static void entries_moved(struct entry *arr, size_t n, int vol, const char *from, const char *to) {
+    size_t fl = strlen(from);
+    for (size_t i = 0; i < n; i++) {
+        struct entry *en = &arr[i];
+        if (!en->path || en->vol != vol || strncmp(en->path, from, fl) || (en->path[fl] && en->path[fl] != '/'))
+            continue;
+        char *np = NULL;
+        if (to) {
+            size_t len = strlen(to) + strlen(en->path + fl) + 1;
+            np = malloc(len);
+            if (np) snprintf(np, len, "%s%s", to, en->path + fl);
+        }
+        free(en->path);
+        en->path = np;
+    }
+}
+
+/* ---- serving -------------------------------------------------------------------------------- */
+
+static void fill_stat(const struct sup *s, int vol, const scp_vstat *v, struct stat *st) {
+    memset(st, 0, sizeof *st);
+    (void)s;
+    st->st_dev = makedev(0xfc, (unsigned)vol);
+    st->st_ino = v->ino ? v->ino : 1;
+    st->st_mode = (v->type == SCP_VTYPE_DIR ? S_IFDIR : S_IFREG) | (v->mode & 07777);
+    st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : 1;
+    st->st_uid = v->uid;
+    st->st_gid = v->gid;
+    st->st_size = (off_t)v->size;
+    st->st_blksize = 4096;
+    st->st_blocks = (blkcnt_t)((v->size + 511) / 512);
+    st->st_mtim.tv_sec = v->mtime_ns / 1000000000;
+    st->st_mtim.tv_nsec = v->mtime_ns % 1000000000;
+    st->st_atim = st->st_ctim = st->st_mtim;
+}
+
+static int vstat(struct sup *s, const struct rpath *rp, scp_vstat *v) {
+    scp_err e;
+    if (scp_volume_stat(s->vol[rp->vol].v, rp->rel, v, &e)) return verr(&e);
+    if (!rp->rel[0] && v->owner_unset) v->uid = getuid(), v->gid = getgid();
+    return 0;
+}
+
+static int put_stat(struct req *q, int vol, const scp_vstat *v, uint64_t buf) {
+    struct stat st;
+    fill_stat(q->s, vol, v, &st);
+    return write_mem((pid_t)q->n->pid, buf, &st, sizeof st);
+}
+
+static int put_statx(struct req *q, int vol, const scp_vstat *v, uint64_t buf) {
+    struct stat st;
+    fill_stat(q->s, vol, v, &st);
+    struct statx x;
+    memset(&x, 0, sizeof x);
+    x.stx_mask = STATX_BASIC_STATS;
+    x.stx_blksize = (uint32_t)st.st_blksize;
+    x.stx_nlink = (uint32_t)st.st_nlink;
+    x.stx_uid = st.st_uid;
+    x.stx_gid = st.st_gid;
+    x.stx_mode = (uint16_t)st.st_mode;
+    x.stx_ino = st.st_ino;
+    x.stx_size = (uint64_t)st.st_size;
+    x.stx_blocks = (uint64_t)st.st_blocks;
+    x.stx_atime.tv_sec = x.stx_mtime.tv_sec = x.stx_ctime.tv_sec = st.st_mtim.tv_sec;
+    x.stx_atime.tv_nsec = x.stx_mtime.tv_nsec = x.stx_ctime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
+    x.stx_dev_major = 0xfc;
+    x.stx_dev_minor = (uint32_t)vol;
+    return write_mem((pid_t)q->n->pid, buf, &x, sizeof x);
+}
+
+static int serve_stat(struct req *q, const struct rpath *rp, uint64_t buf, int x) {
+    scp_vstat v;
+    int rc = vstat(q->s, rp, &v);
+    if (rc) return rc;
+    return x ? put_statx(q, rp->vol, &v, buf) : put_stat(q, rp->vol, &v, buf);
+}
+
+/* fstat of a served descriptor: the file's identity, owner and mode from the volume, its
+ * size and time from the memfd (what the program wrote so far). 1: not ours (the kernel). */
+static int serve_fstat(struct req *q, int fd, uint64_t buf, int x) {
+    struct sup *s = q->s;
+    pid_t pid = (pid_t)q->n->pid;
+    char link[64], t[64];
+    struct stat ms;
+    snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, fd);
+    long nr = memfd_entry(s, pid, fd);
+    const struct entry *en = NULL;
+    if (nr >= 0) {
+        en = &s->e[nr];
+    } else if (s->views >= 0 && stat(link, &ms) == 0 && ms.st_dev == s->view_dev) {
+        ssize_t l = readlink(link, t, sizeof t - 1);
+        unsigned long vn;
+        if (l > 0 && (t[l] = 0, sscanf(t, "/v%lu", &vn) == 1) && vn < s->nvw) en = &s->vw[vn];
+    }
+    if (!en || !en->path) return 1;
+    struct rpath rp = {.vol = en->vol};
+    snprintf(rp.rel, sizeof rp.rel, "%s", en->path);
+    scp_vstat v;
+    if (vstat(s, &rp, &v)) return 1;
+    if (nr >= 0) {
+        if (stat(link, &ms)) return 1;
+        v.size = (uint64_t)ms.st_size;
+        v.mtime_ns = (int64_t)ms.st_mtim.tv_sec * 1000000000 + ms.st_mtim.tv_nsec;
+    }
+    return x ? put_statx(q, en->vol, &v, buf) : put_stat(q, en->vol, &v, buf);
+}
+
+static int inject(struct req *q, int fd, int cloexec) {
+    struct seccomp_notif_addfd a = {.id = q->n->id, .flags = SECCOMP_ADDFD_FLAG_SEND, .srcfd = (uint32_t)fd,
+                                    .newfd = 0, .newfd_flags = cloexec ? O_CLOEXEC : 0};
+    int r = ioctl(q->s->listener, SECCOMP_IOCTL_NOTIF_ADDFD, &a);
+    if (r >= 0 || errno == ENOENT) { /* sent, or the target is gone */
+        q->answered = 1;
+        return 0;
+    }
+    return -errno;
+}
+
+struct view_fill {
+    int dfd;
+    int rc;
+};
+
+static int view_entry(void *ctx, const char *name, const scp_vstat *st) {
+    struct view_fill *vf = ctx;
+    int r = st->type == SCP_VTYPE_DIR ? mkdirat(vf->dfd, name, 0755)
+                                      : mknodat(vf->dfd, name, S_IFREG | 0644, 0);
+    if (r && errno != EEXIST) vf->rc = -errno;
+    return 0;
+}
+
+static int open_view(struct req *q, const struct rpath *rp, int flags) {
+    struct sup *s = q->s;
+    if (s->views < 0) return -EOPNOTSUPP;
+    char name[32];
+    snprintf(name, sizeof name, "v%zu", s->nvw);
+    if (mkdirat(s->views, name, 0755)) return -errno;
+    int d = openat(s->views, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0) return -errno;
+    struct view_fill vf = {d, 0};
+    scp_err e;
+    int rc = 0;
+    if (scp_volume_readdir(s->vol[rp->vol].v, rp->rel, view_entry, &vf, &e)) rc = verr(&e);
+    else if (vf.rc) rc = vf.rc;
+    else if (add_entry(&s->vw, &s->nvw, &s->capvw, rp->vol, rp->rel, 0) < 0) rc = -ENOMEM;
+    if (rc == 0) {
+        int ro = openat(s->views, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* a fresh cursor */
+        rc = ro < 0 ? -errno : inject(q, ro, flags & O_CLOEXEC);
+        if (ro >= 0) close(ro);
+    }
+    close(d);
+    return rc;
+}
+
+static int copy_in(scp_vfile *f, int m, uint64_t size) {
+    static uint8_t buf[1 << 16];
+    scp_err e;
+    for (uint64_t off = 0; off < size;) {
+        ssize_t k = scp_vfile_pread(f, buf, sizeof buf, off, &e);
+        if (k <= 0) return k < 0 ? verr(&e) : -EIO;
+        if (scp_pwrite_full(m, buf, (size_t)k, off)) return -errno;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t mode) {
+    struct sup *s = q->s;
+    scp_volume *vol = s->vol[rp->vol].v;
+    int acc = flags & O_ACCMODE;
+    scp_vstat v;
+    scp_err e;
+    if (flags & (O_PATH | (O_TMPFILE & ~O_DIRECTORY))) return -EOPNOTSUPP;
+    if (acc == O_ACCMODE) return -EINVAL;
+    int exists = scp_volume_stat(vol, rp->rel, &v, &e) == 0;
+    if (!exists && e.code != SCP_E_NOENT) return verr(&e);
+    if (exists && (flags & O_CREAT) && (flags & O_EXCL)) return -EEXIST;
+    if (exists && v.type == SCP_VTYPE_DIR) {
+        if (acc != O_RDONLY || (flags & O_TRUNC)) return -EISDIR;
+        return open_view(q, rp, flags);
+    }
+    if (flags & O_DIRECTORY) return exists ? -ENOTDIR : -ENOENT;
+    if (exists && v.size > s->max_file) return -EFBIG;
+    if (acc == O_RDONLY && (flags & O_TRUNC) && exists) flags &= ~O_TRUNC; /* Linux: unspecified; keep */
+    int vflags = acc | (flags & (O_CREAT | O_EXCL | O_TRUNC));
+    scp_vfile *f = scp_vfile_open(vol, rp->rel, vflags, (uint32_t)(mode & ~target_umask((pid_t)q->n->pid) & 07777), &e);
+    if (!f) return verr(&e);
+    char name[48];
+    snprintf(name, sizeof name, "scp-static-%zu", s->ne);
+    int m = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), rc = 0, fd = -1;
+    uint64_t size = scp_vfile_size(f);
+    if (m < 0) rc = -errno;
+    else if (size > s->max_file) rc = -EFBIG;
+    else rc = copy_in(f, m, size);
+    if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
+    /* the program's own description: its access mode (a write on a read-only descriptor
+     * fails with EBADF, as the kernel's would) and O_APPEND; nobody can add seals */
+    if (rc == 0 && fcntl(m, F_ADD_SEALS, F_SEAL_SEAL)) rc = -errno;
+    if (rc == 0) {
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", m);
+        fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC);
+        if (fd < 0) rc = -errno;
+    }
+    if (rc == 0 && add_entry(&s->e, &s->ne, &s->cap, rp->vol, rp->rel, acc != O_RDONLY) < 0) rc = -ENOMEM;
+    if (rc == 0) rc = inject(q, fd, flags & O_CLOEXEC);
+    if (fd >= 0) close(fd);
+    if (m >= 0) close(m);
+    return rc;
+}
+
+static int serve_rename(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2, unsigned flags) {
+    struct sup *s = q->s;
+    struct rpath a, b;
+    int rc = resolve(q, d1, p1, &a);
+    if (rc < 0) return rc;
+    int rc2 = resolve(q, d2, p2, &b);
+    if (rc2 < 0) return rc2;
+    if (rc == 1 || rc2 == 1 || (a.vol < 0 && b.vol < 0)) return 1;
+    if (a.vol != b.vol) return -EXDEV;
+    if (flags & ~(unsigned)RENAME_NOREPLACE) return -EINVAL;
+    scp_vstat v;
+    scp_err e;
+    if ((flags & RENAME_NOREPLACE) && scp_volume_stat(s->vol[b.vol].v, b.rel, &v, &e) == 0) return -EEXIST;
+    /* what the program wrote to the source and not yet committed goes with it */
+    rc = commit_all(s, (pid_t)q->n->pid, a.vol, a.rel);
+    if (rc) return rc;
+    if (scp_volume_rename(s->vol[a.vol].v, a.rel, b.rel, &e)) return verr(&e);
+    entries_moved(s->e, s->ne, b.vol, b.rel, NULL);
+    entries_moved(s->e, s->ne, a.vol, a.rel, b.rel);
+    entries_moved(s->vw, s->nvw, b.vol, b.rel, NULL);
+    entries_moved(s->vw, s->nvw, a.vol, a.rel, b.rel);
+    return 0;
+}
+
+static int serve_utimens(struct req *q, const struct rpath *rp, uint64_t times) {
+    struct timespec ts[2];
+    int64_t mt;
+    if (times) {
+        if (read_mem((pid_t)q->n->pid, times, ts, sizeof ts)) return -EFAULT;
+        if (ts[1].tv_nsec == UTIME_OMIT) return 0;
+    }
+    if (!times || ts[1].tv_nsec == UTIME_NOW) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        mt = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    } else {
+        if (ts[1].tv_nsec < 0 || ts[1].tv_nsec >= 1000000000) return -EINVAL;
+        mt = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
+    }
+    scp_err e;
+    return scp_volume_setattr(q->s->vol[rp->vol].v, rp->rel, -1, -1, -1, mt, &e) ? verr(&e) : 0;
+}
+
+static int serve_truncate(struct req *q, const struct rpath *rp, int64_t len) {
+    if (len < 0) return -EINVAL;
+    if ((uint64_t)len > q->s->max_file) return -EFBIG;
+    scp_err e;
+    scp_vfile *f = scp_vfile_open(q->s->vol[rp->vol].v, rp->rel, O_RDWR, 0, &e);
+    if (!f) return verr(&e);
+    int rc = scp_vfile_truncate(f, (uint64_t)len, &e) ? verr(&e) : 0;
+    if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
+    return rc;
+}
+
+/* A call that names one path: read and resolve it, answer the kernel's way outside. */
+static int path_call(struct req *q, long nr, const uint64_t *a) {
+    struct sup *s = q->s;
+    struct rpath rp;
+    int dirfd = AT_FDCWD, rc;
+    uint64_t p;
+    switch (nr) {
+    case SYS_openat: case SYS_openat2: case SYS_newfstatat: case SYS_statx: case SYS_faccessat:
+    case SYS_faccessat2: case SYS_mkdirat: case SYS_unlinkat: case SYS_fchmodat: case SYS_fchownat:
+    case SYS_utimensat: case SYS_readlinkat: case SYS_execveat:
+        dirfd = (int)a[0];
+        p = a[1];
+        break;
+    default:
+        p = a[0];
+    }
+    /* calls on the descriptor itself (fstat as newfstatat(fd, "", AT_EMPTY_PATH), futimens,
+     * fexecve) are the kernel's: a memfd or a view serves them */
+    if ((nr == SYS_utimensat && !p) || (nr == SYS_newfstatat && (a[3] & AT_EMPTY_PATH)) ||
+        (nr == SYS_statx && (a[2] & AT_EMPTY_PATH)) || (nr == SYS_execveat && (a[4] & AT_EMPTY_PATH))) {
+        char c = 1;
+        if (!p || (read_mem((pid_t)q->n->pid, p, &c, 1) == 0 && c == 0)) {
+            if (nr == SYS_execveat) commit_all(s, (pid_t)q->n->pid, -1, NULL);
+            if (nr == SYS_newfstatat && dirfd >= 0) return serve_fstat(q, dirfd, a[2], 0);
+            if (nr == SYS_statx && dirfd >= 0) return serve_fstat(q, dirfd, a[4], 1);
+            return 1;
+        }
+    }
+    rc = resolve(q, dirfd, p, &rp);
+    if (rc) return rc;
+    if (rp.vol < 0) {
+        if (nr == SYS_execve || nr == SYS_execveat) commit_all(s, (pid_t)q->n->pid, -1, NULL);
+        return 1;
+    }
+    scp_volume *vol = s->vol[rp.vol].v;
+    scp_vstat v;
+    scp_err e;
+    mode_t um;
+    switch (nr) {
+    case SYS_open: return serve_open(q, &rp, (int)a[1], (mode_t)a[2]);
+    case SYS_creat: return serve_open(q, &rp, O_CREAT | O_WRONLY | O_TRUNC, (mode_t)a[1]);
+    case SYS_openat: return serve_open(q, &rp, (int)a[2], (mode_t)a[3]);
+    case SYS_openat2: {
+        struct { uint64_t flags, mode, resolve; } how = {0, 0, 0};
+        if (a[3] < sizeof how) return -EINVAL;
+        if (read_mem((pid_t)q->n->pid, a[2], &how, sizeof how)) return -EFAULT;
+        if (how.resolve) return -EOPNOTSUPP;
+        return serve_open(q, &rp, (int)how.flags, (mode_t)how.mode);
+    }
+    case SYS_stat: case SYS_lstat: return serve_stat(q, &rp, a[1], 0);
+    case SYS_newfstatat: return serve_stat(q, &rp, a[2], 0);
+    case SYS_statx: return serve_stat(q, &rp, a[4], 1);
+    case SYS_getxattr: case SYS_lgetxattr: case SYS_listxattr: case SYS_llistxattr:
+        rc = vstat(s, &rp, &v); /* volumes hold no extended attributes */
+        return rc ? rc : nr == SYS_listxattr || nr == SYS_llistxattr ? 0 : -ENODATA;
+    case SYS_access: case SYS_faccessat: case SYS_faccessat2: case SYS_readlink: case SYS_readlinkat:
+        rc = vstat(s, &rp, &v);
+        if (rc) return rc;
+        return nr == SYS_readlink || nr == SYS_readlinkat ? -EINVAL : 0;
+    case SYS_mkdir: case SYS_mkdirat:
+        um = target_umask((pid_t)q->n->pid);
+        return scp_volume_mkdir(vol, rp.rel, (uint32_t)(a[nr == SYS_mkdir ? 1 : 2] & ~um & 07777), &e) ? verr(&e) : 0;
+    case SYS_rmdir:
+        return scp_volume_rmdir(vol, rp.rel, &e) ? verr(&e) : (entries_moved(s->vw, s->nvw, rp.vol, rp.rel, NULL), 0);
+    case SYS_unlink: case SYS_unlinkat:
+        if (nr == SYS_unlinkat && (a[2] & AT_REMOVEDIR))
+            return scp_volume_rmdir(vol, rp.rel, &e) ? verr(&e) : (entries_moved(s->vw, s->nvw, rp.vol, rp.rel, NULL), 0);
+        if (scp_volume_unlink(vol, rp.rel, &e)) return verr(&e);
+        entries_moved(s->e, s->ne, rp.vol, rp.rel, NULL);
+        return 0;
+    case SYS_chmod: case SYS_fchmodat:
+        return scp_volume_setattr(vol, rp.rel, (int64_t)(a[nr == SYS_chmod ? 1 : 2] & 07777), -1, -1, INT64_MIN, &e)
+                   ? verr(&e) : 0;
+    case SYS_chown: case SYS_lchown: case SYS_fchownat: {
+        int k = nr == SYS_fchownat ? 2 : 1;
+        int64_t uid = (int32_t)a[k] == -1 ? -1 : (int64_t)(uint32_t)a[k];
+        int64_t gid = (int32_t)a[k + 1] == -1 ? -1 : (int64_t)(uint32_t)a[k + 1];
+        return scp_volume_setattr(vol, rp.rel, -1, uid, gid, INT64_MIN, &e) ? verr(&e) : 0;
+    }
+    case SYS_utimensat: return serve_utimens(q, &rp, a[2]);
+    case SYS_truncate: return serve_truncate(q, &rp, (int64_t)a[1]);
+    case SYS_execve: case SYS_execveat: return -EACCES; /* nothing on a volume is executed */
+    default: return -ENOSYS;
+    }
+}
+
+static void handle(struct req *q) {
+    const struct seccomp_data *d = &q->n->data;
+    const uint64_t *a = (const uint64_t *)d->args;
+    struct sup *s = q->s;
+    pid_t pid = (pid_t)q->n->pid;
+    int rc;
+    switch (d->nr) {
+    case SYS_fsync: case SYS_fdatasync: case SYS_close: {
+        long nr = memfd_entry(s, pid, (int)a[0]);
+        if (nr < 0) { pass(q); return; }
+        rc = commit_fd(s, pid, (int)a[0], nr);
+        if (rc) answer(q, -1, rc == -EFBIG ? -EFBIG : -EIO);
+        else if (d->nr == SYS_close) pass(q);
+        else answer(q, 0, 0);
+        return;
+    }
+    case SYS_dup2: case SYS_dup3: {
+        long nr = a[0] == a[1] ? -1 : memfd_entry(s, pid, (int)a[1]);
+        rc = nr < 0 ? 0 : commit_fd(s, pid, (int)a[1], nr);
+        if (rc) answer(q, -1, -EIO);
+        else pass(q);
+        return;
+    }
+    case SYS_close_range: {
+        unsigned lo = (unsigned)a[0], hi = (unsigned)a[1];
+        /* CLOSE_RANGE_CLOEXEC closes nothing now: exec commits them */
+        rc = lo <= hi && !(a[2] & CLOSE_RANGE_CLOEXEC) ? commit_range(s, pid, lo, hi) : 0;
+        if (rc) answer(q, -1, -EIO);
+        else pass(q);
+        return;
+    }
+    case SYS_exit: /* the last thread's exit ends the process without exit_group */
+    case SYS_exit_group: {
+        int r = commit_all(s, pid, -1, NULL);
+        if (r) fprintf(stderr, "scpctl run: a static program's file could not be stored at its exit (%s)\n", strerror(-r));
+        pass(q);
+        return;
+    }
+    case SYS_fstat: rc = serve_fstat(q, (int)a[0], a[1], 0); break;
+    case SYS_rename: rc = serve_rename(q, AT_FDCWD, a[0], AT_FDCWD, a[1], 0); break;
+    case SYS_renameat: rc = serve_rename(q, (int)a[0], a[1], (int)a[2], a[3], 0); break;
+    case SYS_renameat2: rc = serve_rename(q, (int)a[0], a[1], (int)a[2], a[3], (unsigned)a[4]); break;
+    default: rc = path_call(q, d->nr, a);
+    }
+    if (q->answered) return;
+    if (rc == 1) pass(q);
+    else answer(q, rc ? -1 : 0, rc);
+}
+
+static int view_fs(dev_t *dev) {
+    int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), mnt = -1;
+    if (fs >= 0 && !syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) &&
+        !syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0))
+        mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+    if (fs >= 0) close(fs);
+    struct stat st;
+    if (mnt >= 0 && fstat(mnt, &st) == 0) *dev = st.st_dev;
+    return mnt;
+}
+
+static int recv_fd(int sock) {
+    char c;
+    struct iovec io = {&c, 1};
+    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u;
+    struct msghdr mh = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b};
+    if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1) return -1;
+    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+    if (!h || h->cmsg_type != SCM_RIGHTS) return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(h), sizeof fd);
+    return fd;
+}
+
+static void serve(struct sup *s) {
+    struct seccomp_notif n;
+    struct seccomp_notif_resp r;
+    for (;;) {
+        struct pollfd p = {s->listener, POLLIN, 0};
+        if (poll(&p, 1, -1) < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        if (!(p.revents & POLLIN)) break; /* POLLHUP: no process is left under the filter */
+        memset(&n, 0, sizeof n);
+        if (ioctl(s->listener, SECCOMP_IOCTL_NOTIF_RECV, &n)) {
+            if (errno == EINTR || errno == ENOENT) continue;
+            break;
+        }
+        memset(&r, 0, sizeof r);
+        struct req q = {s, &n, &r, 0};
+        handle(&q);
+        if (!q.answered) ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &r); /* ENOENT: gone */
+    }
+}
+
+static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
+    static struct sup s;
+    memset(&s, 0, sizeof s);
+    s.views = -1;
+    const char *mb = getenv("SCP_STATIC_MAX_MB");
+    s.max_file = (uint64_t)(mb && atoi(mb) > 0 ? (unsigned)atoi(mb) : SCP_NOTIFY_DEFAULT_MAX_MB) << 20;
+    for (unsigned i = 0; i < n; i++) {
+        char p[64];
+        scp_err e;
+        snprintf(p, sizeof p, "/proc/self/fd/%d", v[i].dirfd);
+        snprintf(s.vol[i].mount, sizeof s.vol[i].mount, "%s", v[i].mount);
+        s.vol[i].mlen = strlen(s.vol[i].mount);
+        s.vol[i].v = scp_volume_open(p, v[i].key, NULL, &e);
+        if (!s.vol[i].v) {
+            fprintf(stderr, "scpctl run: static-image supervisor: %s\n", e.msg);
+            syscall(SYS_exit_group, 1);
+        }
+        close(v[i].dirfd);
+    }
+    s.nvol = n;
+    s.views = view_fs(&s.view_dev);
+    /* ready: only now may the caller make its calls wait for this process */
+    if (write(sock, "r", 1) != 1) syscall(SYS_exit_group, 1);
+    s.listener = recv_fd(sock);
+    close(sock);
+    if (s.listener < 0) syscall(SYS_exit_group, 0); /* the launch failed before exec */
+    serve(&s);
+    for (unsigned i = 0; i < s.nvol; i++) {
+        scp_err e;
+        scp_volume_close(s.vol[i].v, &e);
+    }
+    /* not _exit: forked from a shielded process, whose exit would commit its files again */
+    syscall(SYS_exit_group, 0);
+}
+
+int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err) {
+    int sp[2];
+    if (n > SCP_SHIELD_MAX_VOLUMES) return scp_fail(err, SCP_E_INVAL, EINVAL, "too many volumes");
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp))
+        return scp_fail_errno(err, "cannot create the static-image supervisor's socket");
+    /* raw clones, not fork(): no fork handlers run (this may be a vfork child sharing its
+     * parent's memory, or inside the shield's SIGSYS handler). Their children use only
+     * what they set up themselves; the caller must be single-threaded here (a lock another
+     * thread held, malloc's, would stay held in them). */
+    pid_t a = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (a < 0) {
+        close(sp[0]);
+        close(sp[1]);
+        return scp_fail_errno(err, "cannot start the static-image supervisor");
+    }
+    if (a == 0) {
+        close(sp[0]);
+        pid_t b = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+        if (b == 0) {
+            /* its own session: a terminal's ^C stops the program, which then commits at exit */
+            setsid();
+            int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (null >= 0) {
+                dup2(null, 0);
+                dup2(null, 1);
+                close(null);
+            }
+            supervise(sp[1], v, n);
+        }
+        syscall(SYS_exit_group, b < 0); /* not _exit: see supervise */
+    }
+    close(sp[1]);
+    int st;
+    char ready;
+    if (waitpid(a, &st, 0) != a || !WIFEXITED(st) || WEXITSTATUS(st) || read(sp[0], &ready, 1) != 1) {
+        close(sp[0]);
+        return scp_fail(err, SCP_E_SYS, ECHILD, "cannot start the static-image supervisor (it could not open the volumes)");
+    }
+    return sp[0];
+}
+
+int scp_notify_attach(int sock, scp_err *err) {
+    int l = filter_install();
+    if (l < 0) {
+        close(sock);
+        return scp_fail_errno(err, "cannot install the static image's notification filter");
+    }
+    char c = 0;
+    struct iovec io = {&c, 1};
+    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr mh = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &l, sizeof l);
+    /* nothing this process calls before the supervisor has the listener may be notified */
+    ssize_t k = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    int e = errno;
+    /* close_range is not notified: a failed hand-over must not wait for a supervisor that
+     * never got the listener (once it is closed, notified calls fail with ENOSYS) */
+    syscall(SYS_close_range, (unsigned)l, (unsigned)l, 0);
+    syscall(SYS_close_range, (unsigned)sock, (unsigned)sock, 0);
+    if (k != 1) {
+        errno = e;
+        return scp_fail_errno(err, "cannot hand the notification listener to the supervisor");
+    }
+    return 0;
+}

@@ -1,0 +1,44 @@
+/* runtime/notify.h - serve a static image's protected files from outside its address space.
+ *
+ * A static program (busybox-static, Go without cgo) has no loader, so the shield cannot be
+ * preloaded into it. Instead, before such an image is exec'd, a supervisor process is forked
+ * that holds the volumes, and the image gets a seccomp filter whose path calls (and fsync,
+ * close, exec, exit_group) are reported to the supervisor by user notification. The
+ * supervisor serves what lies under a mount point (a file opened becomes a memfd injected
+ * with SECCOMP_IOCTL_NOTIF_ADDFD that holds its plaintext; it is committed back at fsync,
+ * close, exec and exit) and lets everything else continue to the kernel. docs/shield.md,
+ * "Static binaries". */
+#ifndef SCP_RUNTIME_NOTIFY_H
+#define SCP_RUNTIME_NOTIFY_H
+
+#include <stdint.h>
+
+#include "scp/err.h"
+#include "scp/shield.h"
+#include "scp/volume.h"
+
+struct scp_notify_volume {
+    const char *mount; /* normalized, absolute */
+    int dirfd;         /* the volume directory (O_PATH) */
+    const uint8_t *key;
+};
+
+/* Largest file a static image may open on a volume: its plaintext is copied into memory.
+ * SCP_STATIC_MAX_MB in the environment sets it (MiB). Bigger files fail with EFBIG. */
+#define SCP_NOTIFY_DEFAULT_MAX_MB 256u
+
+/* 1 if the executable at fd has no PT_INTERP (a static image), 0 if it has one or is not ELF,
+ * -1 if it cannot be read. */
+int scp_notify_is_static(int fd);
+
+/* Fork the supervisor (detached: not a child of this process, so the program's wait calls
+ * never see it). It opens the volumes and waits for the listener. Returns a socket to hand it
+ * over with scp_notify_attach, or -1. */
+int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err);
+
+/* Install the notification filter in this process and send its listener to the supervisor.
+ * Call it right before exec: from here on this process's path calls wait for the supervisor.
+ * Closes sock. */
+int scp_notify_attach(int sock, scp_err *err);
+
+#endif
