@@ -440,6 +440,10 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
      * owner commits, and the thread-local flags must read as in the parent when exec
      * succeeds and the parent resumes. */
     if (syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    if (sh_net_on && syscall(SYS_getpid) == sh.pid) { /* established connections: to a relay (net_relay.c) */
+        long nr = sh_net_exec_relay();
+        if (nr < 0) return nr;
+    }
 
     size_t n = 0;
     const char *old_pl = NULL;

@@ -67,6 +67,7 @@ struct net_conf nc;
 pthread_mutex_t net_mu = PTHREAD_MUTEX_INITIALIZER;
 nconn **net_tbl;
 int net_tbl_n;
+int net_nconns;
 nconn **net_ready, **net_stuck;
 int net_nready, net_nstuck, net_cap_ready, net_cap_stuck;
 
@@ -570,6 +571,7 @@ void net_tbl_set(int fd, nconn *c) {
     if (c) c->refs++;
     nconn *old = net_tbl[fd];
     __atomic_store_n(&net_tbl[fd], c, __ATOMIC_RELEASE);
+    __atomic_store_n(&net_nconns, net_nconns + (c != NULL) - (old != NULL), __ATOMIC_RELEASE);
     int dead = 0;
     if (old) {
         old->refs--;

@@ -47,6 +47,7 @@ struct net_epreg {
     uint64_t data;
     uint32_t reported; /* EPOLLET: ready_seq last reported */
     int disarmed;      /* EPOLLONESHOT fired */
+    int fd;            /* the number it was registered with (moved by a relay, net_relay.c) */
 };
 
 typedef struct nconn {
@@ -71,6 +72,7 @@ extern struct net_conf nc;
 extern pthread_mutex_t net_mu;
 extern nconn **net_tbl, **net_ready, **net_stuck;
 extern int net_tbl_n, net_nready, net_nstuck;
+extern int net_nconns; /* table entries in use (net_mu; read without it to skip an empty table) */
 extern uint32_t *net_epgen; /* per number: bumped when an epoll instance is created on it */
 
 void net_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

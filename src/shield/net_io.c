@@ -562,7 +562,7 @@ static long n_epoll_ctl(int epfd, int op, int fd, struct epoll_event *e) {
             if (c->nep < c->capep) c->nep++;
         }
         if (j < c->nep)
-            c->ep[j] = (struct net_epreg){epfd, gen, e->events, e->data.u64, c->ready_seq - 1, 0};
+            c->ep[j] = (struct net_epreg){epfd, gen, e->events, e->data.u64, c->ready_seq - 1, 0, fd};
     }
     pthread_mutex_unlock(&net_mu);
     net_put(c);

@@ -1,0 +1,158 @@
+#!/bin/bash
+# The network shield's process semantics (docs/shield.md "fork, exec and threads"), with real
+# programs and real TLS clients: a Python server that forks with a connection open, parent and
+# child both writing and the child reading; a server that execs a new image on the connection (it
+# reads and answers on its stdin and stdout); both end with close_notify, and a loopback capture holds no
+# plaintext marker.
+source "$(dirname "$0")/lib.sh" "$@"
+command -v python3 >/dev/null && command -v tcpdump >/dev/null || { echo "SKIP: no python3 or tcpdump"; exit 0; }
+
+A=$T/admin.pem
+expect_rc 0 "$SCPCTL" cas identity --out "$A"
+export SCP_IDENTITY=$A
+start_cas --admin "$A"
+expect_rc 0 "$SCPCTL" platform create-key "$T/p1.key"
+expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
+CA=$T/data/service-ca.crt
+[ -s "$CA" ] || fail "no service CA in CAS's data directory"
+mkdir -p "$T/bin"
+cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
+# the image the exec test starts is a trusted file of the measurement (docs/shield.md, trusted files)
+PYEXE=$(readlink -f /usr/bin/python3)
+PYT=(--trusted "$PYEXE")
+expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
+MP=$(cat "$T/last.out")
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PF=$(freeport)
+PE=$(freeport)
+MARK=SCPFORKMARK$RANDOM$RANDOM
+
+# accepts, reads a line, answers; forks: the child writes, reads the next line and answers;
+# the parent waits for it, writes again and closes
+cat >"$T/fork.py" <<PY
+import os, socket
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", $PF)); ls.listen()
+c, _ = ls.accept()
+line = c.recv(100)
+c.sendall(b"parent-before-" + line)
+pid = os.fork()
+if pid == 0:
+    c.sendall(b"child-$MARK\\n")
+    c.sendall(b"child-read-" + c.recv(100))
+    os._exit(0)
+os.waitpid(pid, 0)
+c.sendall(b"parent-after-$MARK\\n")
+c.close()
+PY
+# accepts, answers, puts the connection on stdin and stdout and execs a new image that answers
+cat >"$T/exec.py" <<PY
+import os, socket, sys
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", $PE)); ls.listen()
+c, _ = ls.accept()
+c.sendall(b"before-exec-" + c.recv(100))
+os.dup2(c.fileno(), 0); os.dup2(c.fileno(), 1)
+os.execv("$PYEXE", ["python3", "-c", "import sys; l = sys.stdin.readline(); print('exec-' + l.strip() + '-$MARK')"])
+PY
+yaml_file() { sed 's/^/          /' "$1"; }
+cat >"$T/net.yaml" <<YAML
+name: netfork
+services:
+  - name: fork
+    measurements: [$MP]
+    command: [python3, /srv/fork.py]
+    files:
+      - path: /srv/fork.py
+        content: |
+$(yaml_file "$T/fork.py")
+    network:
+      certificate: tls
+      listen: [{port: $PF}]
+  - name: exec
+    measurements: [$MP]
+    command: [python3, /srv/exec.py]
+    files:
+      - path: /srv/exec.py
+        content: |
+$(yaml_file "$T/exec.py")
+    network:
+      certificate: tls
+      listen: [{port: $PE}]
+secrets:
+  - {name: tls, kind: x509, common_name: fork.net, dns: [localhost], ip: [127.0.0.1]}
+YAML
+expect_rc 0 "$SCPCTL" session create "$T/net.yaml"
+RUN=("$SCPCTL" run --session netfork --platform-key "$T/p1.key" --volume-dir "$T/vols")
+PIDS=()
+cleanup_all() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    cleanup
+}
+trap cleanup_all EXIT
+
+CAP=$T/lo.pcap
+timeout 120 tcpdump -i lo -U -w "$CAP" "tcp port $PF or tcp port $PE" >/dev/null 2>"$T/tcpdump.err" &
+DPID=$!
+PIDS+=($DPID)
+for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+
+# A real TLS client (CPython's ssl): suppress_ragged_eofs=False, so a TCP end without
+# close_notify is an error (SSLEOFError), not an end.
+cat >"$T/client.py" <<'PY'
+import socket, ssl, sys, time
+port, ca, steps = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+ctx = ssl.create_default_context(cafile=ca); ctx.check_hostname = False
+for _ in range(200):
+    try:
+        raw = socket.create_connection(("127.0.0.1", port)); break
+    except OSError:
+        time.sleep(0.1)
+s = ctx.wrap_socket(raw, suppress_ragged_eofs=False)
+s.settimeout(30)
+got = b""
+for st in steps:  # "send:TEXT" sends TEXT and a newline; "wait:TEXT" reads until TEXT has come
+    kind, text = st.split(":", 1)
+    if kind == "send":
+        s.sendall(text.encode() + b"\n")
+    else:
+        while text.encode() not in got:
+            try: d = s.recv(4096)
+            except ssl.SSLError as e: raise SystemExit("%s before %r: %r" % (e, text, got))
+            if not d: raise SystemExit("ended before %r: %r" % (text, got))
+            got += d
+while True:
+    try: d = s.recv(4096)
+    except ssl.SSLError as e: raise SystemExit("%s at the end: %r" % (e, got))
+    if not d: break
+    got += d
+sys.stdout.write(got.decode())
+print("END: close_notify")
+PY
+
+"${RUN[@]}" "${PYT[@]}" --service fork -- "$T/bin/python3" >"$T/fork.out" 2>"$T/fork.err" &
+FPID=$!
+PIDS+=($FPID)
+python3 "$T/client.py" "$PF" "$CA" send:hello "wait:child-$MARK" send:second >"$T/forkcli.out" 2>&1 ||
+    fail "fork: the client failed: $(cat "$T/forkcli.out" "$T/fork.err")"
+wait $FPID || fail "the forking server failed: $(cat "$T/fork.err")"
+printf 'parent-before-hello\nchild-%s\nchild-read-second\nparent-after-%s\nEND: close_notify\n' "$MARK" "$MARK" >"$T/fork.want"
+cmp -s "$T/forkcli.out" "$T/fork.want" || fail "fork: the client got: $(cat "$T/forkcli.out"; cat "$T/fork.err")"
+echo "ok: a server that forks with a TLS connection open: parent and child both write, the child reads, close_notify at the end"
+
+"${RUN[@]}" "${PYT[@]}" --service exec -- "$T/bin/python3" >"$T/exec.out" 2>"$T/exec.err" &
+EPID=$!
+PIDS+=($EPID)
+python3 "$T/client.py" "$PE" "$CA" send:hi "wait:before-exec-hi" send:there >"$T/execcli.out" 2>&1 ||
+    fail "exec: the client failed: $(cat "$T/execcli.out" "$T/exec.err")"
+wait $EPID || fail "the exec'ing server failed: $(cat "$T/exec.err")"
+printf 'before-exec-hi\nexec-there-%s\nEND: close_notify\n' "$MARK" >"$T/exec.want"
+cmp -s "$T/execcli.out" "$T/exec.want" || fail "exec: the client got: $(cat "$T/execcli.out"; cat "$T/exec.err")"
+echo "ok: exec keeps an established TLS connection: the new image reads and answers on it, close_notify at the end"
+
+sleep 0.5
+kill "$DPID" 2>/dev/null
+wait "$DPID" 2>/dev/null
+tcpdump -r "$CAP" 2>/dev/null | grep -q . || fail "the capture holds no packets"
+grep -aq "$MARK" "$CAP" && fail "the marker is on the wire in plaintext"
+echo "ok: the capture ($(tcpdump -r "$CAP" 2>/dev/null | wc -l) packets) holds no plaintext marker"
