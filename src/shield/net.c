@@ -439,10 +439,13 @@ void net_update(nconn *c) {
     int rd = net_buffered(c), st = BIO_pending(c->wbio) > 0 && !c->failed;
     if (rd == (c->ready_idx >= 0) && st == (c->stuck_idx >= 0)) return;
     pthread_mutex_lock(&net_mu);
-    if (rd && c->ready_idx < 0) c->ready_seq++;
+    int became_ready = rd && c->ready_idx < 0;
+    if (became_ready) c->ready_seq++;
     list_set(&net_ready, &net_nready, &net_cap_ready, c, &c->ready_idx, rd);
     list_set(&net_stuck, &net_nstuck, &net_cap_stuck, c, &c->stuck_idx, st);
     pthread_mutex_unlock(&net_mu);
+    /* another thread may be asleep in the kernel with only ciphertext in view (net_io.c) */
+    if (became_ready) net_wake_sleepers();
 }
 
 /* Lock-free for descriptors the shield does not hold (every write of the process comes here,
@@ -602,14 +605,26 @@ static int sock_nonblock(int fd) {
     return fl >= 0 && (fl & O_NONBLOCK);
 }
 
-/* Wait until fd is ready for ev, honouring SO_RCVTIMEO/SO_SNDTIMEO: 0, or -EAGAIN on timeout. */
-static long wait_fd(int fd, short ev) {
+/* Wait until c's socket is ready for ev, honouring SO_RCVTIMEO/SO_SNDTIMEO: 0, -EAGAIN on
+ * timeout, or the connection's failure. Called with c->mu held; the lock is released while the
+ * thread sleeps in the kernel, so that a blocking read does not hold the connection against
+ * another thread's write. Another thread may then leave plaintext buffered on c (it drained the
+ * kernel socket): it wakes this one through the thread's wake descriptor (net_io.c), and the
+ * caller's loop looks at the connection again. */
+static long wait_fd(nconn *c, short ev) {
     struct timeval tv = {0, 0};
     socklen_t l = sizeof tv;
-    sh_gate(SYS_getsockopt, fd, SOL_SOCKET, ev == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, (long)&tv, (long)&l, 0);
+    sh_gate(SYS_getsockopt, c->fd, SOL_SOCKET, ev == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, (long)&tv, (long)&l, 0);
     long ms = tv.tv_sec || tv.tv_usec ? tv.tv_sec * 1000 + tv.tv_usec / 1000 : -1;
-    struct pollfd p = {fd, ev, 0};
-    long r = sh_gate(SYS_poll, (long)&p, 1, ms, 0, 0, 0);
+    struct pollfd p[2] = {{c->fd, ev, 0}, {net_thread_wake_fd(), POLLIN, 0}};
+    int np = ev == POLLIN && p[1].fd >= 0 ? 2 : 1;
+    net_sleep(1); /* before the lock goes: a change after it wakes this thread */
+    pthread_mutex_unlock(&c->mu);
+    long r = sh_gate(SYS_poll, (long)p, np, ms, 0, 0, 0);
+    pthread_mutex_lock(&c->mu);
+    net_sleep(0);
+    if (np == 2 && r > 0 && p[1].revents) net_thread_wake_reset();
+    if (c->failed) return -c->failed;
     if (r == 0) return -EAGAIN;
     return r < 0 ? r : 0;
 }
@@ -630,7 +645,7 @@ long net_flush(nconn *c, int block, int nosig) {
         if (w == -EINTR) continue;
         if (w != -EAGAIN) return w;
         if (!block) return -EAGAIN;
-        long r = wait_fd(c->fd, POLLOUT);
+        long r = wait_fd(c, POLLOUT);
         if (r < 0) return r;
     }
 }
@@ -677,6 +692,7 @@ static long handshake(nconn *c, int block) {
         }
         if (r == 1) {
             c->hs_done = 1;
+            net_wake_sleepers(); /* another thread may wait for the handshake in the kernel */
             return c->plen ? write_pending_plain(c) : 1;
         }
         int e = SSL_get_error(c->ssl, r);
@@ -689,7 +705,7 @@ static long handshake(nconn *c, int block) {
             return g;
         }
         if (!block) return -EAGAIN;
-        long w = wait_fd(c->fd, POLLIN);
+        long w = wait_fd(c, POLLIN);
         if (w < 0) return w;
     }
 }
@@ -751,7 +767,7 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
         if (g != -EAGAIN) return total ? (long)total : g;
         if (total && !(flags & MSG_WAITALL)) return (long)total;
         if (NONBLOCK()) return total ? (long)total : -EAGAIN;
-        long w = wait_fd(c->fd, POLLIN);
+        long w = wait_fd(c, POLLIN);
         if (w < 0) return total ? (long)total : w;
     }
 #undef NONBLOCK

@@ -75,6 +75,16 @@ extern int net_tbl_n, net_nready, net_nstuck;
 extern int net_nconns; /* table entries in use (net_mu; read without it to skip an empty table) */
 extern uint32_t *net_epgen; /* per number: bumped when an epoll instance is created on it */
 
+/* Threads asleep in the kernel (net_io.c): a waiter calls net_sleep(1) before it looks at the
+ * connections and net_sleep(0) when it wakes; net_wake_sleepers (after a connection became
+ * ready) wakes every waiter through the wake eventfd, which the epoll sets the program waits on
+ * hold (edge-triggered) and, for poll, select and blocking reads and writes, each thread's own
+ * epoll instance does (net_thread_wake_fd; net_thread_wake_reset once it fired). */
+void net_sleep(int on);
+void net_wake_sleepers(void);
+int net_thread_wake_fd(void);
+void net_thread_wake_reset(void);
+void net_wake_after_fork(void);
 void net_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 nconn *net_get(int fd);
 void net_tbl_set(int fd, nconn *c);

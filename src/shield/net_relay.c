@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -182,6 +183,7 @@ static void relay_run(struct link *L, int n) {
 
 /* In the relay: only its sockets (and stderr, for the log) stay open. */
 static void relay_child(struct link *L, int n) {
+    prctl(PR_SET_NAME, "scp-net-relay", 0, 0, 0); /* the container waits for it (runtime/container.c) */
     int *keep = malloc(((size_t)n * 2 + 1) * sizeof *keep);
     if (!keep) sh_gate(SYS_exit_group, 1, 0, 0, 0, 0, 0);
     int k = 0;
@@ -355,5 +357,7 @@ SH_EXPORT pid_t fork(void) {
             return -1;
         }
     }
-    return real_fork();
+    pid_t pid = real_fork();
+    if (pid == 0 && sh_net_on) net_wake_after_fork();
+    return pid;
 }

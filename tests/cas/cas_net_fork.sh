@@ -1,9 +1,11 @@
 #!/bin/bash
 # The network shield's process semantics (docs/shield.md "fork, exec and threads"), with real
 # programs and real TLS clients: a Python server that forks with a connection open, parent and
-# child both writing and the child reading; a server that execs a new image on the connection (it
-# reads and answers on its stdin and stdout); both end with close_notify, and a loopback capture holds no
-# plaintext marker.
+# child both writing and the child reading; a server that execs a new image on the connection
+# (it reads and answers on its stdin and stdout); both end with close_notify. Threads: one
+# thread blocked reading a connection while another writes on it (a threaded server, and a
+# shielded threaded client); a thread asleep in poll while another drains the socket and leaves
+# plaintext in the shield. A loopback capture holds no plaintext marker.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v python3 >/dev/null && command -v tcpdump >/dev/null || { echo "SKIP: no python3 or tcpdump"; exit 0; }
 
@@ -25,6 +27,7 @@ MP=$(cat "$T/last.out")
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PF=$(freeport)
 PE=$(freeport)
+PT=$(freeport)
 MARK=SCPFORKMARK$RANDOM$RANDOM
 
 # accepts, reads a line, answers; forks: the child writes, reads the next line and answers;
@@ -55,6 +58,62 @@ c.sendall(b"before-exec-" + c.recv(100))
 os.dup2(c.fileno(), 0); os.dup2(c.fileno(), 1)
 os.execv("$PYEXE", ["python3", "-c", "import sys; l = sys.stdin.readline(); print('exec-' + l.strip() + '-$MARK')"])
 PY
+# threads: one blocks in recv while another writes (two clients), then a poll loop that must be
+# woken when the other thread leaves plaintext buffered in the shield
+cat >"$T/threads.py" <<PY
+import select, socket, threading, time
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", $PT)); ls.listen()
+def reader_writer(c):
+    got = []
+    r = threading.Thread(target=lambda: got.append(c.recv(100)))
+    r.start()
+    time.sleep(0.3)  # lets the reader block first (the order does not change what must happen)
+    for i in range(3):
+        c.sendall(b"tick-%d-$MARK\n" % i)
+    r.join()
+    c.sendall(b"reader-got-" + got[0])
+    c.close()
+def wake_loop(c, rounds):
+    p = select.poll(); p.register(c.fileno(), select.POLLIN)
+    for i in range(rounds):
+        taken = threading.Event()
+        t = threading.Thread(target=lambda: (c.recv(1), taken.set()))
+        t.start()
+        c.sendall(b"go\n")
+        # poll while the other thread takes one byte: the rest of the record then waits in the
+        # shield with the kernel socket empty, and a poll asleep in the kernel must be woken
+        while True:
+            done = taken.is_set()
+            if not p.poll(10000): raise SystemExit("poll slept with plaintext buffered, round %d" % i)
+            if done: break
+        t.join()
+        rest = c.recv(100)
+        assert rest == b"bcdefgh\n", rest
+        c.sendall(b"ok\n")
+    c.close()
+for _ in range(2):
+    reader_writer(ls.accept()[0])
+wake_loop(ls.accept()[0], 300)
+PY
+# a shielded client: one thread blocks reading while the main thread writes
+cat >"$T/tclient.py" <<PY
+import socket, threading, time
+s = socket.create_connection(("127.0.0.1", $PT))
+got = []
+def rd():
+    buf = b""
+    while True:
+        d = s.recv(4096)
+        if not d: break
+        buf += d
+    got.append(buf)
+t = threading.Thread(target=rd); t.start()
+time.sleep(0.5)
+s.sendall(b"stop\n")
+t.join()
+print(got[0].decode(), end="")
+PY
 yaml_file() { sed 's/^/          /' "$1"; }
 cat >"$T/net.yaml" <<YAML
 name: netfork
@@ -79,6 +138,26 @@ $(yaml_file "$T/exec.py")
     network:
       certificate: tls
       listen: [{port: $PE}]
+  - name: threads
+    measurements: [$MP]
+    command: [python3, /srv/threads.py]
+    files:
+      - path: /srv/threads.py
+        content: |
+$(yaml_file "$T/threads.py")
+    network:
+      certificate: tls
+      listen: [{port: $PT}]
+  - name: tclient
+    measurements: [$MP]
+    command: [python3, /srv/tclient.py]
+    files:
+      - path: /srv/tclient.py
+        content: |
+$(yaml_file "$T/tclient.py")
+    network:
+      certificate: tls
+      peers: [{host: 127.0.0.1, port: $PT, name: 127.0.0.1}]
 secrets:
   - {name: tls, kind: x509, common_name: fork.net, dns: [localhost], ip: [127.0.0.1]}
 YAML
@@ -92,7 +171,7 @@ cleanup_all() {
 trap cleanup_all EXIT
 
 CAP=$T/lo.pcap
-timeout 120 tcpdump -i lo -U -w "$CAP" "tcp port $PF or tcp port $PE" >/dev/null 2>"$T/tcpdump.err" &
+timeout 120 tcpdump -i lo -U -w "$CAP" "tcp port $PF or tcp port $PE or tcp port $PT" >/dev/null 2>"$T/tcpdump.err" &
 DPID=$!
 PIDS+=($DPID)
 for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
@@ -149,6 +228,34 @@ wait $EPID || fail "the exec'ing server failed: $(cat "$T/exec.err")"
 printf 'before-exec-hi\nexec-there-%s\nEND: close_notify\n' "$MARK" >"$T/exec.want"
 cmp -s "$T/execcli.out" "$T/exec.want" || fail "exec: the client got: $(cat "$T/execcli.out"; cat "$T/exec.err")"
 echo "ok: exec keeps an established TLS connection: the new image reads and answers on it, close_notify at the end"
+
+"${RUN[@]}" "${PYT[@]}" --service threads -- "$T/bin/python3" >"$T/threads.out" 2>"$T/threads.err" &
+TPID=$!
+PIDS+=($TPID)
+python3 "$T/client.py" "$PT" "$CA" "wait:tick-2-$MARK" send:stop >"$T/thrcli.out" 2>&1 ||
+    fail "threads: the client failed: $(cat "$T/thrcli.out" "$T/threads.err")"
+printf 'tick-0-%s\ntick-1-%s\ntick-2-%s\nreader-got-stop\nEND: close_notify\n' "$MARK" "$MARK" "$MARK" >"$T/thr.want"
+cmp -s "$T/thrcli.out" "$T/thr.want" || fail "threads: the client got: $(cat "$T/thrcli.out" "$T/threads.err")"
+echo "ok: a threaded server writes on a connection while another thread is blocked reading it"
+timeout 60 "${RUN[@]}" "${PYT[@]}" --service tclient -- "$T/bin/python3" >"$T/tclient.out" 2>"$T/tclient.err" ||
+    fail "the shielded threaded client failed: $(cat "$T/tclient.out" "$T/tclient.err" "$T/threads.err")"
+printf 'tick-0-%s\ntick-1-%s\ntick-2-%s\nreader-got-stop\n' "$MARK" "$MARK" "$MARK" >"$T/tc.want"
+cmp -s "$T/tclient.out" "$T/tc.want" || fail "threads: the shielded client got: $(cat "$T/tclient.out" "$T/tclient.err")"
+echo "ok: a shielded threaded client writes while its other thread is blocked reading (both ends shielded)"
+python3 - "$PT" "$CA" >"$T/wakecli.out" 2>&1 <<'PY' || fail "wake: $(cat "$T/wakecli.out" "$T/threads.err")"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2]); ctx.check_hostname = False
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1]))))
+s.settimeout(30)
+f = s.makefile("rb")
+for i in range(300):
+    assert f.readline() == b"go\n"
+    s.sendall(b"abcdefgh\n")
+    assert f.readline() == b"ok\n", i
+print("300 rounds")
+PY
+wait $TPID || fail "the threaded server failed: $(cat "$T/threads.err")"
+echo "ok: a thread asleep in poll is woken when another thread leaves plaintext in the shield ($(cat "$T/wakecli.out"))"
 
 sleep 0.5
 kill "$DPID" 2>/dev/null
