@@ -112,6 +112,46 @@ static void conn_desc(const nconn *c, char *out, size_t n) {
     else snprintf(out, n, "TLS to %s (peer name %s)", peer, c->peer ? c->peer->name : "?");
 }
 
+/* ---- session resumption (client side) -------------------------------------------------------- */
+
+/* A client connection keeps the session a peer gives it (TLS 1.3 sends tickets after the
+ * handshake), per peer rule and address, so the next connection to the same server resumes
+ * (no certificate exchange or signature). Only a session from a handshake that verified this
+ * rule's CA and name is kept, and only offered under the same rule, so resumption never skips
+ * a check the rule asks for. */
+static pthread_mutex_t sess_mu = PTHREAD_MUTEX_INITIALIZER;
+static int conn_idx = -1; /* SSL ex_data: the nconn */
+
+static int keep_session(SSL *ssl, SSL_SESSION *s) {
+    nconn *c = SSL_get_ex_data(ssl, conn_idx);
+    if (!c || !c->peer || !c->rfam || SSL_get_verify_result(ssl) != X509_V_OK) return 0;
+    struct net_peer *p = c->peer;
+    pthread_mutex_lock(&sess_mu);
+    SSL_SESSION *old = p->sess;
+    p->sess = s;
+    p->sess_fam = c->rfam;
+    memcpy(p->sess_addr, c->raddr, sizeof p->sess_addr);
+    pthread_mutex_unlock(&sess_mu);
+    SSL_SESSION_free(old);
+    return 1; /* the reference is ours */
+}
+
+/* Offer the kept session of c's peer when c goes to the address it came from. */
+static void offer_session(nconn *c) {
+    struct net_peer *p = c->peer;
+    pthread_mutex_lock(&sess_mu);
+    SSL_SESSION *s = p->sess && p->sess_fam == c->rfam && !memcmp(p->sess_addr, c->raddr, sizeof p->sess_addr) &&
+                             SSL_SESSION_is_resumable(p->sess)
+                         ? p->sess
+                         : NULL;
+    if (s) SSL_SESSION_up_ref(s);
+    pthread_mutex_unlock(&sess_mu);
+    if (s) {
+        SSL_set_session(c->ssl, s);
+        SSL_SESSION_free(s);
+    }
+}
+
 /* ---- configuration ------------------------------------------------------------------------- */
 
 static SSL_CTX *ctx_new(int server, int ca) {
@@ -141,7 +181,12 @@ static SSL_CTX *ctx_new(int server, int ca) {
         if (!n) goto bad;
         SSL_CTX_set_verify(ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER, NULL);
     }
-    if (server) SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"scp-shield", 10);
+    if (server) {
+        SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"scp-shield", 10);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, keep_session);
+    }
     return ctx;
 bad:
     SSL_CTX_free(ctx);
@@ -271,6 +316,7 @@ int sh_net_load(scp_err *err) {
     memcpy(work, nc.raw, len);
     if (conf_parse(work, len, err)) return -1;
     OPENSSL_init_ssl(0, NULL);
+    conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     if (nc.cert) {
         BIO *b = BIO_new_mem_buf(nc.cert, (int)nc.certlen);
         nc.x509 = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
@@ -914,6 +960,10 @@ long net_connect(int fd, const void *sa, size_t len) {
     if (!c) return -ENOMEM;
     c->peer = p;
     c->port = port;
+    c->rfam = fam;
+    memcpy(c->raddr, addr, fam == AF_INET ? 4 : 16);
+    SSL_set_ex_data(c->ssl, conn_idx, c);
+    offer_session(c);
     if (p->fam || inet_pton(AF_INET, p->name, addr) == 1 || inet_pton(AF_INET6, p->name, addr) == 1) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
         if (!X509_VERIFY_PARAM_set1_ip_asc(vp, p->name)) SSL_set1_host(c->ssl, p->name);

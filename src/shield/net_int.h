@@ -25,6 +25,11 @@ struct net_peer {
     int resolved, nres, res_fam[8];
     unsigned char res[8][16];
     SSL_CTX *ctx;
+    /* the latest session (TLS 1.3 ticket) from this peer and the address it came from: the
+     * next connection to that address offers it (net.c, sess_mu) */
+    SSL_SESSION *sess;
+    int sess_fam;
+    unsigned char sess_addr[16];
 };
 
 struct net_conf {
@@ -66,6 +71,8 @@ typedef struct nconn {
     uint32_t ready_seq;
     struct net_epreg *ep; /* (net_mu) */
     int nep, capep;
+    int rfam;                 /* a client: the address connected to (its session is kept for it) */
+    unsigned char raddr[16];
 } nconn;
 
 extern struct net_conf nc;

@@ -5,7 +5,10 @@
 # (it reads and answers on its stdin and stdout); both end with close_notify. Threads: one
 # thread blocked reading a connection while another writes on it (a threaded server, and a
 # shielded threaded client); a thread asleep in poll while another drains the socket and leaves
-# plaintext in the shield. A loopback capture holds no plaintext marker.
+# plaintext in the shield. Session resumption: `openssl s_client -sess_out/-sess_in` resumes
+# against a shielded server, and a shielded client's second connection to `openssl s_server
+# -www` resumes (the server's status page says "Reused"). A loopback capture holds no
+# plaintext marker.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v python3 >/dev/null && command -v tcpdump >/dev/null || { echo "SKIP: no python3 or tcpdump"; exit 0; }
 
@@ -28,6 +31,16 @@ freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0
 PF=$(freeport)
 PE=$(freeport)
 PT=$(freeport)
+PR=$(freeport)
+PS=$(freeport)
+# a CA of the test's own for `openssl s_server` (the shielded client's peer rule names it)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/tca.key" -out "$T/tca.crt" \
+    -subj /CN=scp-test-ca -days 2 >/dev/null 2>&1 || fail "cannot make a test CA"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/srv.key" -out "$T/srv.csr" \
+    -subj /CN=resume.test >/dev/null 2>&1 || fail "cannot make a server key"
+printf 'subjectAltName=IP:127.0.0.1\n' >"$T/srv.ext"
+openssl x509 -req -in "$T/srv.csr" -CA "$T/tca.crt" -CAkey "$T/tca.key" -CAcreateserial -days 2 \
+    -extfile "$T/srv.ext" -out "$T/srv.crt" >/dev/null 2>&1 || fail "cannot issue the server certificate"
 MARK=SCPFORKMARK$RANDOM$RANDOM
 
 # accepts, reads a line, answers; forks: the child writes, reads the next line and answers;
@@ -114,6 +127,31 @@ s.sendall(b"stop\n")
 t.join()
 print(got[0].decode(), end="")
 PY
+# serves connections until killed: reads a line, answers it, closes
+cat >"$T/resume.py" <<PY
+import socket
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", $PR)); ls.listen()
+while True:
+    c, _ = ls.accept()
+    try: c.sendall(b"echo-" + c.recv(100))
+    except OSError: pass
+    c.close()
+PY
+# a shielded client: two connections to the same server, one after the other
+cat >"$T/rclient.py" <<PY
+import socket
+for i in range(2):
+    s = socket.create_connection(("127.0.0.1", $PS))
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    page = b""
+    while True:
+        d = s.recv(65536)
+        if not d: break
+        page += d
+    s.close()
+    print("connection", i + 1, "Reused" if b"Reused, TLS" in page else "New" if b"New, TLS" in page else page)
+PY
 yaml_file() { sed 's/^/          /' "$1"; }
 cat >"$T/net.yaml" <<YAML
 name: netfork
@@ -158,7 +196,30 @@ $(yaml_file "$T/tclient.py")
     network:
       certificate: tls
       peers: [{host: 127.0.0.1, port: $PT, name: 127.0.0.1}]
+  - name: resume
+    measurements: [$MP]
+    command: [python3, /srv/resume.py]
+    files:
+      - path: /srv/resume.py
+        content: |
+$(yaml_file "$T/resume.py")
+    network:
+      certificate: tls
+      listen: [{port: $PR}]
+  - name: rclient
+    measurements: [$MP]
+    command: [python3, /srv/rclient.py]
+    files:
+      - path: /srv/rclient.py
+        content: |
+$(yaml_file "$T/rclient.py")
+    network:
+      peers: [{host: 127.0.0.1, port: $PS, name: 127.0.0.1, ca: testca}]
 secrets:
+  - name: testca
+    kind: explicit
+    value: |
+$(sed 's/^/      /' "$T/tca.crt")
   - {name: tls, kind: x509, common_name: fork.net, dns: [localhost], ip: [127.0.0.1]}
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/net.yaml"
@@ -171,7 +232,7 @@ cleanup_all() {
 trap cleanup_all EXIT
 
 CAP=$T/lo.pcap
-timeout 120 tcpdump -i lo -U -w "$CAP" "tcp port $PF or tcp port $PE or tcp port $PT" >/dev/null 2>"$T/tcpdump.err" &
+timeout 120 tcpdump -i lo -U -w "$CAP" "tcp port $PF or tcp port $PE or tcp port $PT or tcp port $PR or tcp port $PS" >/dev/null 2>"$T/tcpdump.err" &
 DPID=$!
 PIDS+=($DPID)
 for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
@@ -256,6 +317,35 @@ print("300 rounds")
 PY
 wait $TPID || fail "the threaded server failed: $(cat "$T/threads.err")"
 echo "ok: a thread asleep in poll is woken when another thread leaves plaintext in the shield ($(cat "$T/wakecli.out"))"
+
+# resumption, server side: s_client's second connection offers the first one's ticket
+"${RUN[@]}" "${PYT[@]}" --service resume -- "$T/bin/python3" >"$T/resume.out" 2>"$T/resume.err" &
+RPID=$!
+PIDS+=($RPID)
+sc() { (echo "$1"; sleep 1) | timeout 20 openssl s_client -connect "127.0.0.1:$PR" -CAfile "$T/data/service-ca.crt" \
+    -verify_return_error -ign_eof "${@:2}" 2>&1; }
+for _ in $(seq 100); do
+    sc first -sess_out "$T/sess.pem" >"$T/sc1.out"
+    grep -q "echo-first" "$T/sc1.out" && break
+    sleep 0.2
+done
+grep -q "^New, TLSv1.3" "$T/sc1.out" || fail "s_client's first connection: $(cat "$T/sc1.out" "$T/resume.err")"
+sc second -sess_in "$T/sess.pem" >"$T/sc2.out"
+grep -q "echo-second" "$T/sc2.out" || fail "s_client -sess_in: no answer: $(cat "$T/sc2.out" "$T/resume.err")"
+grep -q "^Reused, TLSv1.3" "$T/sc2.out" || fail "s_client -sess_in did not resume: $(grep -E '^(New|Reused)' "$T/sc1.out" "$T/sc2.out")"
+echo "ok: openssl s_client -sess_in resumes against the shielded server ($(grep -o '^Reused, TLSv1.3' "$T/sc2.out"))"
+kill $RPID 2>/dev/null
+
+# resumption, client side: a shielded client's second connection to openssl s_server resumes
+openssl s_server -accept "$PS" -cert "$T/srv.crt" -key "$T/srv.key" -www -naccept 2 >"$T/ss.out" 2>&1 &
+SPID=$!
+PIDS+=($SPID)
+for _ in $(seq 100); do grep -q ACCEPT "$T/ss.out" && break; sleep 0.1; done
+timeout 60 "${RUN[@]}" "${PYT[@]}" --service rclient -- "$T/bin/python3" >"$T/rclient.out" 2>"$T/rclient.err" ||
+    fail "the shielded client failed: $(cat "$T/rclient.out" "$T/rclient.err" "$T/ss.out")"
+printf 'connection 1 New\nconnection 2 Reused\n' >"$T/rc.want"
+cmp -s "$T/rclient.out" "$T/rc.want" || fail "the shielded client's connections: $(cat "$T/rclient.out" "$T/rclient.err")"
+echo "ok: a shielded client's second connection to openssl s_server resumes the first one's session (full handshakes: 1 of 2)"
 
 sleep 0.5
 kill "$DPID" 2>/dev/null
