@@ -3,6 +3,7 @@
 #include "runtime/container.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,6 +27,7 @@
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -254,6 +256,38 @@ static int status_code(int st) {
     return 1;
 }
 
+/* A process of the namespace that carries a shielded TLS connection for the program (the
+ * network shield's relay, src/shield/net_relay.c) still runs: it holds what the program wrote
+ * last and the close_notify, which killing it would lose. */
+static int relay_left(void) {
+    DIR *d = opendir("/proc");
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while (!found && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '1' || e->d_name[0] > '9') continue;
+        char p[300], comm[32] = "";
+        snprintf(p, sizeof p, "/proc/%s/comm", e->d_name);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        ssize_t n = read(fd, comm, sizeof comm - 1);
+        close(fd);
+        found = n > 0 && !strncmp(comm, "scp-net-relay\n", 14);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Before the namespace ends: relays get up to 10 s to pass on what they hold (they end when
+ * their connections do, and every holder of the program's side is gone by now). */
+static void wait_relays(void) {
+    for (int i = 0; i < 500 && relay_left(); i++) {
+        while (waitpid(-1, NULL, WNOHANG) > 0) {}
+        struct timespec ts = {0, 20 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Wait for child; forward the signals to it; exit with its status. `init`: also reap every
  * other process and, when child ends, kill what is left of the pid namespace. */
 __attribute__((noreturn)) static void supervise(pid_t child, const sigset_t *set, int init) {
@@ -273,6 +307,7 @@ __attribute__((noreturn)) static void supervise(pid_t child, const sigset_t *set
             /* like docker: the container ends with its program. Only ever as pid 1 of a
              * pid namespace: anywhere else kill(-1) would reach every process of the host. */
             if (init && getpid() == 1) {
+                wait_relays();
                 kill(-1, SIGKILL);
                 while (waitpid(-1, NULL, 0) > 0) {}
             }

@@ -473,6 +473,10 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
      * owner commits, and the thread-local flags must read as in the parent when exec
      * succeeds and the parent resumes. */
     if (syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    if (sh_net_on && syscall(SYS_getpid) == sh.pid) { /* established connections: to a relay (net_relay.c) */
+        long nr = sh_net_exec_relay();
+        if (nr < 0) return nr;
+    }
     /* also in a vfork child (dash execs from one): the supervisor is started by raw clones,
      * which run no fork handlers on the memory it shares with its parent */
     int notify_sock = sh.nvol ? static_supervisor(dirfd, path, flags) : -1;

@@ -67,6 +67,7 @@ struct net_conf nc;
 pthread_mutex_t net_mu = PTHREAD_MUTEX_INITIALIZER;
 nconn **net_tbl;
 int net_tbl_n;
+int net_nconns;
 nconn **net_ready, **net_stuck;
 int net_nready, net_nstuck, net_cap_ready, net_cap_stuck;
 
@@ -111,6 +112,46 @@ static void conn_desc(const nconn *c, char *out, size_t n) {
     else snprintf(out, n, "TLS to %s (peer name %s)", peer, c->peer ? c->peer->name : "?");
 }
 
+/* ---- session resumption (client side) -------------------------------------------------------- */
+
+/* A client connection keeps the session a peer gives it (TLS 1.3 sends tickets after the
+ * handshake), per peer rule and address, so the next connection to the same server resumes
+ * (no certificate exchange or signature). Only a session from a handshake that verified this
+ * rule's CA and name is kept, and only offered under the same rule, so resumption never skips
+ * a check the rule asks for. */
+static pthread_mutex_t sess_mu = PTHREAD_MUTEX_INITIALIZER;
+static int conn_idx = -1; /* SSL ex_data: the nconn */
+
+static int keep_session(SSL *ssl, SSL_SESSION *s) {
+    nconn *c = SSL_get_ex_data(ssl, conn_idx);
+    if (!c || !c->peer || !c->rfam || SSL_get_verify_result(ssl) != X509_V_OK) return 0;
+    struct net_peer *p = c->peer;
+    pthread_mutex_lock(&sess_mu);
+    SSL_SESSION *old = p->sess;
+    p->sess = s;
+    p->sess_fam = c->rfam;
+    memcpy(p->sess_addr, c->raddr, sizeof p->sess_addr);
+    pthread_mutex_unlock(&sess_mu);
+    SSL_SESSION_free(old);
+    return 1; /* the reference is ours */
+}
+
+/* Offer the kept session of c's peer when c goes to the address it came from. */
+static void offer_session(nconn *c) {
+    struct net_peer *p = c->peer;
+    pthread_mutex_lock(&sess_mu);
+    SSL_SESSION *s = p->sess && p->sess_fam == c->rfam && !memcmp(p->sess_addr, c->raddr, sizeof p->sess_addr) &&
+                             SSL_SESSION_is_resumable(p->sess)
+                         ? p->sess
+                         : NULL;
+    if (s) SSL_SESSION_up_ref(s);
+    pthread_mutex_unlock(&sess_mu);
+    if (s) {
+        SSL_set_session(c->ssl, s);
+        SSL_SESSION_free(s);
+    }
+}
+
 /* ---- configuration ------------------------------------------------------------------------- */
 
 static SSL_CTX *ctx_new(int server, int ca) {
@@ -140,7 +181,12 @@ static SSL_CTX *ctx_new(int server, int ca) {
         if (!n) goto bad;
         SSL_CTX_set_verify(ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER, NULL);
     }
-    if (server) SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"scp-shield", 10);
+    if (server) {
+        SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"scp-shield", 10);
+    } else {
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(ctx, keep_session);
+    }
     return ctx;
 bad:
     SSL_CTX_free(ctx);
@@ -270,6 +316,7 @@ int sh_net_load(scp_err *err) {
     memcpy(work, nc.raw, len);
     if (conf_parse(work, len, err)) return -1;
     OPENSSL_init_ssl(0, NULL);
+    conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     if (nc.cert) {
         BIO *b = BIO_new_mem_buf(nc.cert, (int)nc.certlen);
         nc.x509 = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
@@ -438,10 +485,13 @@ void net_update(nconn *c) {
     int rd = net_buffered(c), st = BIO_pending(c->wbio) > 0 && !c->failed;
     if (rd == (c->ready_idx >= 0) && st == (c->stuck_idx >= 0)) return;
     pthread_mutex_lock(&net_mu);
-    if (rd && c->ready_idx < 0) c->ready_seq++;
+    int became_ready = rd && c->ready_idx < 0;
+    if (became_ready) c->ready_seq++;
     list_set(&net_ready, &net_nready, &net_cap_ready, c, &c->ready_idx, rd);
     list_set(&net_stuck, &net_nstuck, &net_cap_stuck, c, &c->stuck_idx, st);
     pthread_mutex_unlock(&net_mu);
+    /* another thread may be asleep in the kernel with only ciphertext in view (net_io.c) */
+    if (became_ready) net_wake_sleepers();
 }
 
 /* Lock-free for descriptors the shield does not hold (every write of the process comes here,
@@ -570,6 +620,7 @@ void net_tbl_set(int fd, nconn *c) {
     if (c) c->refs++;
     nconn *old = net_tbl[fd];
     __atomic_store_n(&net_tbl[fd], c, __ATOMIC_RELEASE);
+    __atomic_store_n(&net_nconns, net_nconns + (c != NULL) - (old != NULL), __ATOMIC_RELEASE);
     int dead = 0;
     if (old) {
         old->refs--;
@@ -600,14 +651,26 @@ static int sock_nonblock(int fd) {
     return fl >= 0 && (fl & O_NONBLOCK);
 }
 
-/* Wait until fd is ready for ev, honouring SO_RCVTIMEO/SO_SNDTIMEO: 0, or -EAGAIN on timeout. */
-static long wait_fd(int fd, short ev) {
+/* Wait until c's socket is ready for ev, honouring SO_RCVTIMEO/SO_SNDTIMEO: 0, -EAGAIN on
+ * timeout, or the connection's failure. Called with c->mu held; the lock is released while the
+ * thread sleeps in the kernel, so that a blocking read does not hold the connection against
+ * another thread's write. Another thread may then leave plaintext buffered on c (it drained the
+ * kernel socket): it wakes this one through the thread's wake descriptor (net_io.c), and the
+ * caller's loop looks at the connection again. */
+static long wait_fd(nconn *c, short ev) {
     struct timeval tv = {0, 0};
     socklen_t l = sizeof tv;
-    sh_gate(SYS_getsockopt, fd, SOL_SOCKET, ev == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, (long)&tv, (long)&l, 0);
+    sh_gate(SYS_getsockopt, c->fd, SOL_SOCKET, ev == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, (long)&tv, (long)&l, 0);
     long ms = tv.tv_sec || tv.tv_usec ? tv.tv_sec * 1000 + tv.tv_usec / 1000 : -1;
-    struct pollfd p = {fd, ev, 0};
-    long r = sh_gate(SYS_poll, (long)&p, 1, ms, 0, 0, 0);
+    struct pollfd p[2] = {{c->fd, ev, 0}, {net_thread_wake_fd(), POLLIN, 0}};
+    int np = ev == POLLIN && p[1].fd >= 0 ? 2 : 1;
+    net_sleep(1); /* before the lock goes: a change after it wakes this thread */
+    pthread_mutex_unlock(&c->mu);
+    long r = sh_gate(SYS_poll, (long)p, np, ms, 0, 0, 0);
+    pthread_mutex_lock(&c->mu);
+    net_sleep(0);
+    if (np == 2 && r > 0 && p[1].revents) net_thread_wake_reset();
+    if (c->failed) return -c->failed;
     if (r == 0) return -EAGAIN;
     return r < 0 ? r : 0;
 }
@@ -628,7 +691,7 @@ long net_flush(nconn *c, int block, int nosig) {
         if (w == -EINTR) continue;
         if (w != -EAGAIN) return w;
         if (!block) return -EAGAIN;
-        long r = wait_fd(c->fd, POLLOUT);
+        long r = wait_fd(c, POLLOUT);
         if (r < 0) return r;
     }
 }
@@ -675,6 +738,7 @@ static long handshake(nconn *c, int block) {
         }
         if (r == 1) {
             c->hs_done = 1;
+            net_wake_sleepers(); /* another thread may wait for the handshake in the kernel */
             return c->plen ? write_pending_plain(c) : 1;
         }
         int e = SSL_get_error(c->ssl, r);
@@ -687,7 +751,7 @@ static long handshake(nconn *c, int block) {
             return g;
         }
         if (!block) return -EAGAIN;
-        long w = wait_fd(c->fd, POLLIN);
+        long w = wait_fd(c, POLLIN);
         if (w < 0) return w;
     }
 }
@@ -749,7 +813,7 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
         if (g != -EAGAIN) return total ? (long)total : g;
         if (total && !(flags & MSG_WAITALL)) return (long)total;
         if (NONBLOCK()) return total ? (long)total : -EAGAIN;
-        long w = wait_fd(c->fd, POLLIN);
+        long w = wait_fd(c, POLLIN);
         if (w < 0) return total ? (long)total : w;
     }
 #undef NONBLOCK
@@ -896,6 +960,10 @@ long net_connect(int fd, const void *sa, size_t len) {
     if (!c) return -ENOMEM;
     c->peer = p;
     c->port = port;
+    c->rfam = fam;
+    memcpy(c->raddr, addr, fam == AF_INET ? 4 : 16);
+    SSL_set_ex_data(c->ssl, conn_idx, c);
+    offer_session(c);
     if (p->fam || inet_pton(AF_INET, p->name, addr) == 1 || inet_pton(AF_INET6, p->name, addr) == 1) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
         if (!X509_VERIFY_PARAM_set1_ip_asc(vp, p->name)) SSL_set1_host(c->ssl, p->name);

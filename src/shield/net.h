@@ -41,6 +41,9 @@ int sh_net_vec(long nr, int fd, const struct iovec *iov, int cnt, long *r);
 /* The descriptor is about to be closed (the caller closes it in the kernel). */
 void sh_net_close(int fd);
 long sh_net_dup(long nr, const long a[6]);
+/* exec (init.c, not in a vfork child): connections that a number keeps across exec go to a
+ * relay first (net_relay.c); 0 or -errno (the exec fails). */
+long sh_net_exec_relay(void);
 long sh_net_sendfile(int out, int in, long long *off, size_t n);
 long sh_net_splice(int in, long long *oin, int out, long long *oout, size_t n, unsigned fl);
 

@@ -25,6 +25,11 @@ struct net_peer {
     int resolved, nres, res_fam[8];
     unsigned char res[8][16];
     SSL_CTX *ctx;
+    /* the latest session (TLS 1.3 ticket) from this peer and the address it came from: the
+     * next connection to that address offers it (net.c, sess_mu) */
+    SSL_SESSION *sess;
+    int sess_fam;
+    unsigned char sess_addr[16];
 };
 
 struct net_conf {
@@ -47,6 +52,7 @@ struct net_epreg {
     uint64_t data;
     uint32_t reported; /* EPOLLET: ready_seq last reported */
     int disarmed;      /* EPOLLONESHOT fired */
+    int fd;            /* the number it was registered with (moved by a relay, net_relay.c) */
 };
 
 typedef struct nconn {
@@ -65,14 +71,27 @@ typedef struct nconn {
     uint32_t ready_seq;
     struct net_epreg *ep; /* (net_mu) */
     int nep, capep;
+    int rfam;                 /* a client: the address connected to (its session is kept for it) */
+    unsigned char raddr[16];
 } nconn;
 
 extern struct net_conf nc;
 extern pthread_mutex_t net_mu;
 extern nconn **net_tbl, **net_ready, **net_stuck;
 extern int net_tbl_n, net_nready, net_nstuck;
+extern int net_nconns; /* table entries in use (net_mu; read without it to skip an empty table) */
 extern uint32_t *net_epgen; /* per number: bumped when an epoll instance is created on it */
 
+/* Threads asleep in the kernel (net_io.c): a waiter calls net_sleep(1) before it looks at the
+ * connections and net_sleep(0) when it wakes; net_wake_sleepers (after a connection became
+ * ready) wakes every waiter through the wake eventfd, which the epoll sets the program waits on
+ * hold (edge-triggered) and, for poll, select and blocking reads and writes, each thread's own
+ * epoll instance does (net_thread_wake_fd; net_thread_wake_reset once it fired). */
+void net_sleep(int on);
+void net_wake_sleepers(void);
+int net_thread_wake_fd(void);
+void net_thread_wake_reset(void);
+void net_wake_after_fork(void);
 void net_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 nconn *net_get(int fd);
 void net_tbl_set(int fd, nconn *c);

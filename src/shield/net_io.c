@@ -13,6 +13,7 @@
 #define _GNU_SOURCE 1
 #include <assert.h>
 #include <dlfcn.h>
+#include <stdint.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/aio_abi.h>
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -355,6 +357,123 @@ static long n_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct 
     return (long)i;
 }
 
+/* ---- waking threads asleep in the kernel ------------------------------------------------------ */
+
+/* A thread asleep in the kernel sees only ciphertext; another thread can leave plaintext
+ * buffered in the shield (it drained the kernel socket) while the first one sleeps, or between
+ * its look at the ready list and its system call. So every wait of the shield's counts itself
+ * in `sleepers` before it looks, and a connection that becomes ready while someone sleeps
+ * writes the wake eventfd. Epoll sets that the program waits on hold the eventfd edge-triggered
+ * (each write is one event for each set; the shield drops it from what the program sees);
+ * poll, select and blocking reads and writes wait on their thread's own epoll instance holding
+ * it, so every sleeper is woken and none takes another's wake. Nothing of this costs a system
+ * call while no thread sleeps, as in a single-threaded program. */
+#define WAKE_COOKIE 0x53435057414b4531ULL /* epoll_data of the wake eventfd: "SCPWAKE1" */
+static int wake_efd = -1, sleepers;
+static uint32_t *ep_wake; /* per epoll number: its generation + 1 once its set holds wake_efd */
+static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
+static pthread_key_t wake_key;
+static __thread int my_ep = -1;
+
+/* Out of the program's numbers, and kept from its close (as the volume library's own). */
+static int own_fd(long fd) {
+    if (fd < 0 || !sh.lo) return (int)fd;
+    long hi = sh_gate(SYS_fcntl, fd, F_DUPFD_CLOEXEC, SH_LIB_FD_MIN(sh.lo), 0, 0, 0);
+    if (hi < 0 || hi >= sh.lo) {
+        if (hi >= 0) sh_gate(SYS_close, hi, 0, 0, 0, 0, 0);
+        return (int)fd;
+    }
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    sh.libfd[hi - SH_LIB_FD_MIN(sh.lo)] = 1;
+    return (int)hi;
+}
+
+static void close_own(int fd) {
+    if (sh.lo && fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo) sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+}
+
+static void my_ep_gone(void *p) { close_own((int)(intptr_t)p - 1); } /* at the thread's exit */
+
+static void wake_init(void) {
+    pthread_key_create(&wake_key, my_ep_gone);
+    ep_wake = calloc((size_t)net_tbl_n, sizeof *ep_wake);
+    if (ep_wake) wake_efd = own_fd(sh_gate(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0, 0, 0, 0));
+}
+
+void net_sleep(int on) { __atomic_add_fetch(&sleepers, on ? 1 : -1, __ATOMIC_SEQ_CST); }
+
+void net_wake_sleepers(void) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the ready list's change before the look at sleepers */
+    if (!__atomic_load_n(&sleepers, __ATOMIC_SEQ_CST) || wake_efd < 0) return;
+    uint64_t one = 1;
+    if (sh_gate(SYS_write, wake_efd, (long)&one, 8, 0, 0, 0) == -EAGAIN) { /* the counter is full */
+        uint64_t v;
+        sh_gate(SYS_read, wake_efd, (long)&v, 8, 0, 0, 0);
+        sh_gate(SYS_write, wake_efd, (long)&one, 8, 0, 0, 0);
+    }
+}
+
+int net_thread_wake_fd(void) {
+    if (my_ep >= 0) return my_ep;
+    pthread_once(&wake_once, wake_init);
+    if (wake_efd < 0) return -1;
+    int e = own_fd(sh_gate(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0, 0, 0, 0));
+    if (e < 0) return -1;
+    struct epoll_event ev = {EPOLLIN | EPOLLET, {.u64 = WAKE_COOKIE}};
+    if (sh_gate(SYS_epoll_ctl, e, EPOLL_CTL_ADD, wake_efd, (long)&ev, 0, 0) < 0) {
+        close_own(e);
+        return -1;
+    }
+    my_ep = e;
+    pthread_setspecific(wake_key, (void *)(intptr_t)(e + 1));
+    return e;
+}
+
+/* The thread's epoll reported the wake: take the event (edge-triggered: it is then quiet). */
+void net_thread_wake_reset(void) {
+    struct epoll_event ev;
+    if (my_ep >= 0) sh_gate(SYS_epoll_pwait, my_ep, (long)&ev, 1, 0, 0, 8);
+}
+
+/* In a forked child: the thread's epoll instance is shared with the parent's thread, whose
+ * wake this one must not take. The eventfd stays shared (a wake then reaches both: one extra
+ * look at the connections). */
+void net_wake_after_fork(void) {
+    if (my_ep >= 0) {
+        close_own(my_ep);
+        my_ep = -1;
+        pthread_setspecific(wake_key, NULL);
+    }
+    __atomic_store_n(&sleepers, 0, __ATOMIC_SEQ_CST);
+}
+
+/* The wake eventfd in the program's epoll set epfd (once per set). */
+static void ep_wake_reg(int epfd) {
+    if (epfd < 0 || epfd >= net_tbl_n) return;
+    pthread_once(&wake_once, wake_init);
+    if (wake_efd < 0) return;
+    uint32_t want = __atomic_load_n(&net_epgen[epfd], __ATOMIC_RELAXED) + 1;
+    if (__atomic_load_n(&ep_wake[epfd], __ATOMIC_RELAXED) == want) return;
+    struct epoll_event ev = {EPOLLIN | EPOLLET, {.u64 = WAKE_COOKIE}};
+    long r = sh_gate(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, wake_efd, (long)&ev, 0, 0);
+    if (r == 0 || r == -EEXIST) __atomic_store_n(&ep_wake[epfd], want, __ATOMIC_RELAXED);
+}
+
+/* Drop the wake's events from what the kernel returned; *woke when there was one. */
+static long strip_wake(struct epoll_event *ev, long n, int *woke) {
+    long k = 0;
+    for (long i = 0; i < n; i++) {
+        if (ev[i].data.u64 == WAKE_COOKIE) {
+            *woke = 1;
+            continue;
+        }
+        if (k != i) ev[k] = ev[i];
+        k++;
+    }
+    return k;
+}
+
 /* ---- readiness ------------------------------------------------------------------------------- */
 
 static long long now_ns(void) {
@@ -418,6 +537,7 @@ static long kpoll(struct pollfd *p, unsigned long n, long long deadline, const s
 static long poll_core(struct pollfd *fds, unsigned long n, long long deadline, const sigset_t *mask) {
     for (;;) {
         int extra[MAX_EXTRA];
+        net_sleep(1);
         int nx = flush_stuck(extra), nsyn = 0;
         for (unsigned long i = 0; i < n; i++) {
             fds[i].revents = 0;
@@ -426,12 +546,24 @@ static long poll_core(struct pollfd *fds, unsigned long n, long long deadline, c
                 nsyn++;
             }
         }
-        if (!nx && !nsyn) return kpoll(fds, n, deadline, mask);
-        struct pollfd stackp[64], *k = n + (unsigned long)nx <= 64 ? stackp : malloc((n + (unsigned long)nx) * sizeof *k);
-        if (!k) return -ENOMEM;
+        int we = nsyn ? -1 : net_thread_wake_fd(); /* asleep: woken if a connection becomes ready */
+        if (!nx && !nsyn && we < 0) {
+            long r = kpoll(fds, n, deadline, mask);
+            net_sleep(0);
+            return r;
+        }
+        unsigned long tot = n + (unsigned long)nx + (we >= 0);
+        struct pollfd stackp[64], *k = tot <= 64 ? stackp : malloc(tot * sizeof *k);
+        if (!k) {
+            net_sleep(0);
+            return -ENOMEM;
+        }
         memcpy(k, fds, n * sizeof *k);
         for (int i = 0; i < nx; i++) k[n + (unsigned long)i] = (struct pollfd){extra[i], POLLOUT, 0};
-        long r = kpoll(k, n + (unsigned long)nx, nsyn ? 0 : deadline, mask);
+        if (we >= 0) k[tot - 1] = (struct pollfd){we, POLLIN, 0};
+        long r = kpoll(k, tot, nsyn ? 0 : deadline, mask);
+        net_sleep(0);
+        if (we >= 0 && r > 0 && k[tot - 1].revents) net_thread_wake_reset();
         long cnt = 0;
         for (unsigned long i = 0; i < n; i++) {
             if (r > 0) fds[i].revents |= k[i].revents;
@@ -508,12 +640,16 @@ static int ep_synth(int epfd, struct epoll_event *ev, int max) {
 
 static long n_epoll_wait(int epfd, struct epoll_event *ev, int max, long long deadline, const sigset_t *mask) {
     if (max <= 0) return -EINVAL;
+    ep_wake_reg(epfd);
     for (;;) {
-        int extra[MAX_EXTRA];
+        int extra[MAX_EXTRA], woke = 0;
+        net_sleep(1);
         int nx = flush_stuck(extra);
         int ns = ep_synth(epfd, ev, max);
         if (ns) {
+            net_sleep(0);
             long k = ns < max ? sh_gate(SYS_epoll_pwait, epfd, (long)(ev + ns), max - ns, 0, (long)mask, 8) : 0;
+            if (k > 0) k = strip_wake(ev + ns, k, &woke);
             long total = ns;
             for (long i = 0; i < k; i++) { /* the kernel's event for a connection already reported: merged */
                 struct epoll_event *e = &ev[ns + i];
@@ -526,15 +662,21 @@ static long n_epoll_wait(int epfd, struct epoll_event *ev, int max, long long de
         }
         if (!nx) {
             long ms = deadline < 0 ? -1 : (deadline - now_ns() + 999999) / 1000000;
-            return sh_gate(SYS_epoll_pwait, epfd, (long)ev, max, ms < 0 && deadline >= 0 ? 0 : ms, (long)mask, 8);
+            long k = sh_gate(SYS_epoll_pwait, epfd, (long)ev, max, ms < 0 && deadline >= 0 ? 0 : ms, (long)mask, 8);
+            net_sleep(0);
+            if (k > 0) k = strip_wake(ev, k, &woke);
+            if (k != 0 || !woke) return k;
+            continue; /* woken: a connection became ready (in this set or another) */
         }
         struct pollfd p[MAX_EXTRA + 1];
         p[0] = (struct pollfd){epfd, POLLIN, 0};
         for (int i = 0; i < nx; i++) p[1 + i] = (struct pollfd){extra[i], POLLOUT, 0};
         long r = kpoll(p, (unsigned long)nx + 1, deadline, mask);
+        net_sleep(0);
         if (r < 0) return r;
         if (p[0].revents) {
             long k = sh_gate(SYS_epoll_pwait, epfd, (long)ev, max, 0, 0, 8);
+            if (k > 0) k = strip_wake(ev, k, &woke);
             if (k != 0) return k;
         }
         if (r == 0 && deadline >= 0 && now_ns() >= deadline) return 0;
@@ -562,7 +704,7 @@ static long n_epoll_ctl(int epfd, int op, int fd, struct epoll_event *e) {
             if (c->nep < c->capep) c->nep++;
         }
         if (j < c->nep)
-            c->ep[j] = (struct net_epreg){epfd, gen, e->events, e->data.u64, c->ready_seq - 1, 0};
+            c->ep[j] = (struct net_epreg){epfd, gen, e->events, e->data.u64, c->ready_seq - 1, 0, fd};
     }
     pthread_mutex_unlock(&net_mu);
     net_put(c);
@@ -773,8 +915,23 @@ SH_EXPORT int shutdown(int fd, int how) {
     return (int)ret(r);
 }
 
+/* A wait that watches a connection for reading goes through the shield even when nothing is
+ * buffered: another thread may buffer plaintext while this one sleeps. */
+static int polls_conn(struct pollfd *fds, nfds_t n) { /* (not const: glibc declares poll's array write-only) */
+    if (!__atomic_load_n(&net_nconns, __ATOMIC_ACQUIRE)) return 0;
+    for (nfds_t i = 0; i < n; i++)
+        if ((fds[i].events & (POLLIN | POLLRDNORM)) && sh_net_is(fds[i].fd)) return 1;
+    return 0;
+}
+static int selects_conn(int nfds, const fd_set *r) {
+    if (!r || !__atomic_load_n(&net_nconns, __ATOMIC_ACQUIRE)) return 0;
+    for (int fd = 0; fd < nfds && fd < FD_SETSIZE; fd++)
+        if (FD_ISSET(fd, r) && sh_net_is(fd)) return 1;
+    return 0;
+}
+
 SH_EXPORT int poll(struct pollfd *fds, nfds_t n, int ms) {
-    if (!ON || quiet()) {
+    if (!ON || (quiet() && !polls_conn(fds, n))) {
         REAL(int (*)(struct pollfd *, nfds_t, int), poll);
         return real_poll(fds, n, ms);
     }
@@ -786,14 +943,14 @@ SH_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fl) {
     return poll(fds, n, ms);
 }
 SH_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
-    if (!ON || quiet()) {
+    if (!ON || (quiet() && !polls_conn(fds, n))) {
         REAL(int (*)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *), ppoll);
         return real_ppoll(fds, n, ts, mask);
     }
     return (int)ret(poll_core(fds, n, deadline_ts(ts), mask));
 }
 SH_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv) {
-    if (!ON || quiet()) {
+    if (!ON || (quiet() && !selects_conn(nfds, r))) {
         REAL(int (*)(int, fd_set *, fd_set *, fd_set *, struct timeval *), select);
         return real_select(nfds, r, w, x, tv);
     }
@@ -808,7 +965,7 @@ SH_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *
     return (int)ret(k);
 }
 SH_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
-    if (!ON || quiet()) {
+    if (!ON || (quiet() && !selects_conn(nfds, r))) {
         REAL(int (*)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *), pselect);
         return real_pselect(nfds, r, w, x, ts, mask);
     }
@@ -833,17 +990,46 @@ SH_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *e) {
     }
     return (int)ret(n_epoll_ctl(epfd, op, fd, e));
 }
+/* The kernel's answer when nothing is buffered (the wake eventfd in the set, counted as a
+ * sleeper before the look); 1 and *r set when that answer stands. */
+static int ep_fast(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask, int pw, long *r) {
+    ep_wake_reg(epfd);
+    net_sleep(1);
+    if (!quiet()) {
+        net_sleep(0);
+        return 0;
+    }
+    int k;
+    if (pw) {
+        REAL(int (*)(int, struct epoll_event *, int, int, const sigset_t *), epoll_pwait);
+        k = real_epoll_pwait(epfd, ev, max, ms, mask);
+    } else {
+        REAL(int (*)(int, struct epoll_event *, int, int), epoll_wait);
+        k = real_epoll_wait(epfd, ev, max, ms);
+    }
+    net_sleep(0);
+    int woke = 0;
+    if (k > 0) k = (int)strip_wake(ev, k, &woke);
+    *r = k;
+    return k != 0 || !woke; /* only the wake: the shield's view, for the time that is left */
+}
 SH_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int ms) {
-    if (!ON || quiet()) {
+    if (!ON) {
         REAL(int (*)(int, struct epoll_event *, int, int), epoll_wait);
         return real_epoll_wait(epfd, ev, max, ms);
     }
-    return (int)ret(n_epoll_wait(epfd, ev, max, deadline_ms(ms), NULL));
+    long long dl = deadline_ms(ms);
+    long r;
+    if (ep_fast(epfd, ev, max, ms, NULL, 0, &r)) return (int)r;
+    return (int)ret(n_epoll_wait(epfd, ev, max, dl, NULL));
 }
 SH_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {
-    if (!ON || quiet()) {
+    if (!ON) {
         REAL(int (*)(int, struct epoll_event *, int, int, const sigset_t *), epoll_pwait);
         return real_epoll_pwait(epfd, ev, max, ms, mask);
     }
-    return (int)ret(n_epoll_wait(epfd, ev, max, deadline_ms(ms), mask));
+    long long dl = deadline_ms(ms);
+    long r;
+    if (ep_fast(epfd, ev, max, ms, mask, 1, &r)) return (int)r;
+    return (int)ret(n_epoll_wait(epfd, ev, max, dl, mask));
 }
