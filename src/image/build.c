@@ -419,6 +419,9 @@ static json_t *output_config(json_t *in, const img_blob *layer, const char *mhex
                         json_pack("[s, s, s, s, s, s]", "/scp/lib/ld-linux-x86-64.so.2", "--library-path", "/scp/lib",
                                   "/scp/bin/scpctl", "image", "entry"));
     json_object_set_new(c, "Cmd", json_null());
+    /* the entry starts as root (it reads the volumes' store, hands it over) and applies image.json's
+     * user itself, right before it runs the program */
+    json_object_set_new(c, "User", json_string(""));
     json_t *labels = json_object_get(c, "Labels");
     if (!json_is_object(labels)) {
         labels = json_object();

@@ -7,6 +7,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -15,11 +18,13 @@
 #include <jansson.h>
 
 #include "common/util.h"
+#include "image/internal.h"
 #include "runtime/attest_run.h"
 #include "scp/cas.h"
 #include "scp/image.h"
 
 #define IMAGE_JSON "/scp/image.json"
+#define TRUSTED_FILES "/scp/trusted"
 #define DEFAULT_SOCKET "/run/scp/attest.sock"
 #define DEFAULT_VOLUME_DIR "/scp-volumes"
 
@@ -30,6 +35,80 @@ static int service_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pu
         scp_err_prefix(err, "the local attestation service at %s (mount its directory: -v /run/scp:/run/scp)", sock);
         return -1;
     }
+    return 0;
+}
+
+/* /scp/trusted, checked against image.json's digest of it (image.json is in the measurement, so
+ * CAS vouches for every line), as entries for the shield's manifest: the service may execute and
+ * map only these files, unchanged. *text holds the paths the entries point to. */
+static int image_trusted(json_t *ij, char **text, scp_shield_trusted **e, size_t *n, scp_err *err) {
+    uint8_t *doc = NULL;
+    size_t len = 0;
+    if (scp_read_file(AT_FDCWD, TRUSTED_FILES, 64u << 20, &doc, &len, err) < 0) {
+        scp_err_prefix(err, "not a secure image (%s)", TRUSTED_FILES);
+        return -1;
+    }
+    char got[IMG_DIGEST_LEN + 1];
+    const char *want = json_string_value(json_object_get(ij, "trusted"));
+    img_digest_buf(doc, len, got);
+    if (!want || strcmp(got, want) != 0) {
+        free(doc);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO, "%s does not match the digest in %s: the image was altered",
+                        TRUSTED_FILES, IMAGE_JSON);
+    }
+    if (img_trusted_parse((char *)doc, len, e, n, err) < 0) {
+        free(doc);
+        return -1;
+    }
+    *text = (char *)doc;
+    return 0;
+}
+
+/* Docker's USER forms: NAME, UID, NAME:GROUP, UID:GID, looked up in the image's own /etc/passwd
+ * and /etc/group (no NSS: the image's files are what Docker reads too). A numeric uid that
+ * /etc/passwd does not list runs with gid 0, as under Docker. */
+static int resolve_user(const char *spec, struct scp_run_user *u, scp_err *err) {
+    char name[256], group[256] = "";
+    const char *colon = strchr(spec, ':');
+    size_t nl = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (nl == 0 || nl >= sizeof name || (colon && strlen(colon + 1) >= sizeof group))
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "the image's USER '%s' is not NAME[:GROUP] or UID[:GID]", spec);
+    memcpy(name, spec, nl);
+    name[nl] = 0;
+    if (colon) snprintf(group, sizeof group, "%s", colon + 1);
+    char *end;
+    unsigned long num = strtoul(name, &end, 10);
+    int numeric = !*end && num < UINT32_MAX;
+    memset(u, 0, sizeof *u);
+    int found = 0;
+    FILE *f = fopen("/etc/passwd", "re");
+    for (struct passwd *pw; f && !found && (pw = fgetpwent(f));)
+        if (numeric ? pw->pw_uid == (uid_t)num : !strcmp(pw->pw_name, name)) {
+            u->uid = pw->pw_uid;
+            u->gid = pw->pw_gid;
+            snprintf(name, sizeof name, "%s", pw->pw_name);
+            found = 1;
+        }
+    if (f) fclose(f);
+    if (!found && !numeric)
+        return scp_fail(err, SCP_E_INVAL, ENOENT, "the image's USER '%s' is not in the image's /etc/passwd", spec);
+    if (!found) u->uid = (uid_t)num;
+    unsigned long gnum = group[0] ? strtoul(group, &end, 10) : 0;
+    int gnumeric = group[0] && !*end && gnum < UINT32_MAX;
+    int gfound = !group[0] || gnumeric;
+    if (gnumeric) u->gid = (gid_t)gnum;
+    f = fopen("/etc/group", "re");
+    for (struct group *gr; f && (gr = fgetgrent(f));) {
+        if (group[0] && !gnumeric && !strcmp(gr->gr_name, group)) u->gid = gr->gr_gid, gfound = 1;
+        /* supplementary groups: those that list the user (Docker's rule), when it has a name */
+        for (char **m = gr->gr_mem; found && m && *m && u->ngroups < sizeof u->groups / sizeof u->groups[0]; m++)
+            if (!strcmp(*m, name)) {
+                u->groups[u->ngroups++] = gr->gr_gid;
+                break;
+            }
+    }
+    if (f) fclose(f);
+    if (!gfound) return scp_fail(err, SCP_E_INVAL, ENOENT, "the image's USER '%s': no group '%s' in /etc/group", spec, group);
     return 0;
 }
 
@@ -61,13 +140,20 @@ int scp_image_entry(int argc, char *const *argv, scp_err *err) {
     const char *service = j ? json_string_value(json_object_get(j, "service")) : NULL;
     const char *shield = j ? json_string_value(json_object_get(j, "shield")) : NULL;
     const char *prog = j ? json_string_value(json_array_get(json_object_get(j, "argv"), 0)) : NULL;
+    const char *user = j ? json_string_value(json_object_get(j, "user")) : NULL;
     int rc = -1;
     scp_cas_client *c = NULL;
     char **args = calloc((size_t)argc + 2, sizeof *args);
+    char *trusted_text = NULL;
+    scp_shield_trusted *trusted = NULL;
+    size_t n_trusted = 0;
+    struct scp_run_user run_user;
     if (!session || !service || !shield || !prog || !args) {
         scp_fail(err, SCP_E_FORMAT, EINVAL, "%s lacks the session, service, shield or argv", IMAGE_JSON);
         goto out;
     }
+    if (image_trusted(j, &trusted_text, &trusted, &n_trusted, err) < 0) goto out;
+    if (user && *user && resolve_user(user, &run_user, err) < 0) goto out;
     /* the measured program, then what `docker run IMAGE ARGS` appended (only if the policy allows) */
     args[0] = (char *)prog;
     for (int i = 0; i < argc; i++) args[1 + i] = argv[i];
@@ -85,6 +171,9 @@ int scp_image_entry(int argc, char *const *argv, scp_err *err) {
         .evidence_ctx = (void *)(sock && *sock ? sock : DEFAULT_SOCKET),
         .image_json = ij,
         .no_mount = 1,
+        .user = user && *user ? &run_user : NULL,
+        .more_trusted = trusted,
+        .n_more_trusted = n_trusted,
     };
     c = scp_cas_client_new(cas, pin, NULL, err);
     if (!c) goto out;
@@ -94,5 +183,7 @@ out:
     json_decref(j);
     free(ij);
     free(args);
+    free(trusted);
+    free(trusted_text);
     return rc;
 }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "scp/err.h"
+#include "scp/shield.h"
 
 #define IMG_MAX_LAYERS 128
 #define IMG_MAX_JSON (4u << 20)  /* manifest, index and configuration documents */
@@ -73,6 +74,11 @@ int img_remove_tree(int root, const char *path, scp_err *err);
  * listed in `skip` (absolute paths inside the image). *out is malloc'd. */
 int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char **out, size_t *out_len,
                          size_t *n_files, scp_err *err);
+
+/* The lines of a trusted-files manifest (text, len: its bytes, modified in place: paths are
+ * unescaped and NUL-terminated) as shield manifest entries with no stamp (so the shield checks
+ * each file by its digest): paths point into text. *out is malloc'd. */
+int img_trusted_parse(char *text, size_t len, scp_shield_trusted **out, size_t *n, scp_err *err);
 
 /* A growable list of strings (trusted.c). */
 typedef struct img_strlist {

@@ -349,9 +349,32 @@ static int env_name_ok(const char *k) {
     return strncmp(k, "LD_", 3) != 0 && strncmp(k, "SCP_SHIELD", 10) != 0 && strncmp(k, "GLIBC_TUNABLES", 14) != 0;
 }
 
-static volatile sig_atomic_t child_pid;
+static volatile sig_atomic_t child_pid, pending_sig;
 static void forward(int sig) {
     if (child_pid > 0) kill((pid_t)child_pid, sig);
+    else pending_sig = sig; /* PID 1 before the program exists: delivered once it does */
+}
+
+static const int forwarded_sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+static void forward_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    for (size_t i = 0; i < sizeof forwarded_sigs / sizeof forwarded_sigs[0]; i++) sigaction(forwarded_sigs[i], &sa, NULL);
+}
+
+/* As PID 1 of a container (a secure image's entry) this process is the parent of every orphan
+ * of the program: reap them all, so that no zombie piles up. Returns the program's status once
+ * it has exited (-1 before); a console relay reaped here is marked done (0) in relay[]. */
+static int reap_all(pid_t prog, pid_t relay[3]) {
+    int st, status = -1;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (r == prog) status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+        for (int k = 1; k < 3; k++)
+            if (relay[k] == r) relay[k] = 0;
+    }
+    return status;
 }
 
 /* Report one tag record to CAS; keeps the highest generation reported per volume, so a late
@@ -722,6 +745,9 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     /* CAS going away must show as an error on the connection, not kill the supervisor */
     signal(SIGPIPE, SIG_IGN);
+    /* PID 1 ignores signals it has no handler for: docker stop during attestation must not be lost */
+    int pid1 = getpid() == 1;
+    if (pid1) forward_signals();
     double t0 = now_s();
     const char *rootfs = o->container.enabled ? o->container.rootfs : NULL;
     struct scp_attest_run_conf conf = {o->container.net_none, o->container.keep_caps, o->trusted, o->ntrusted,
@@ -733,6 +759,13 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     if (o->image_json &&
         scp_attest_measure_fds(set->fd, set->n, o->image_json, strlen(o->image_json), ident.m, err) < 0)
         goto out;
+    /* the image's other files: checked by the shield at exec, executable mapping and open */
+    for (size_t i = 0; i < o->n_more_trusted; i++)
+        if (scp_shield_trusted_add(&ident.manifest, &ident.manifest_len, &o->more_trusted[i]) < 0) {
+            scp_fail(err, SCP_E_INVAL, E2BIG, "cannot list %s in the trusted-file manifest (more than %u files?)",
+                     o->more_trusted[i].path, SCP_SHIELD_TRUSTED_MAX);
+            goto out;
+        }
     double t1 = now_s();
     if (attest_retry(c, o, ident.m, &text, err) < 0) goto out;
     double t2 = now_s();
@@ -823,6 +856,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         ro->container.hostname = strlen(o->service) <= 64 ? o->service : NULL;
     ro->trace = o->trace;
     ro->no_mount = o->no_mount;
+    ro->user = o->user;
     ro->timing_ns = timing;
     ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
     ro->exec_fd = set->fd[0];
@@ -874,11 +908,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             con_end[sk] = -1;
         }
     for (size_t i = 0; i < nv; i++) scp_wipe(ro->vol[i].key, sizeof ro->vol[i].key);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
-    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    forward_signals();
+    if (pending_sig) kill(pid, pending_sig);
     uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
     int exited = 0, status = 1;
     for (;;) {
@@ -890,7 +921,10 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         if (pr == 0) {
             if (exited) break;
             int st;
-            if (waitpid(pid, &st, WNOHANG) == pid) {
+            if (pid1) {
+                int s1 = reap_all(pid, relay);
+                if (s1 >= 0) exited = 1, status = s1;
+            } else if (waitpid(pid, &st, WNOHANG) == pid) {
                 exited = 1;
                 status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
             }

@@ -19,6 +19,7 @@
 
 #include "runtime/container.h"
 #include "runtime/elfdeps.h"
+#include "runtime/launch.h"
 #include "scp/attest.h"
 #include "scp/cas.h"
 #include "scp/err.h"
@@ -85,6 +86,10 @@ struct scp_attest_run_opts {
                                  in "/", its loader and libraries, the shield, and this document */
     int no_mount;             /* Docker is the container: no namespace, no mount; the shield alone
                                  serves the volumes' mount points */
+    const struct scp_run_user *user; /* non-NULL: the program runs as this user (the image's USER) */
+    const scp_shield_trusted *more_trusted; /* added to the shield's trusted-file manifest (the
+                                 image's /scp/trusted): files not measured here, checked by digest */
+    size_t n_more_trusted;
 };
 
 /* The default volume directory: /var/lib/scp/volumes for root, else
