@@ -27,6 +27,7 @@
 #define SCP_DIR "scp"
 #define IMAGE_JSON "scp/image.json"
 #define TRUSTED "scp/trusted"
+#define ENTRY_BIN "scp/bin/scp-entry"
 #define LAYER_MEDIA "application/vnd.oci.image.layer.v1.tar"
 #define SHIELD_IN_IMAGE "/scp/lib/libscp-shield.so"
 
@@ -122,18 +123,18 @@ static int copy_into(int root, const char *dst, const char *src, mode_t mode, sc
     return rc;
 }
 
-/* /scp: scpctl with every library it links (and its loader), and the shield runtime. The entry
- * runs scpctl with this loader and these libraries, so it works whatever the image's own
+/* /scp: scp-entry with every library it links (and its loader), and the shield runtime. The
+ * entry runs with this loader and these libraries, so it works whatever the image's own
  * libraries are. */
 static int stage_runtime(int root, const scp_image_build_opts *o, scp_err *err) {
     if (mkdirat(root, SCP_DIR, 0755) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create /scp");
     if (mkdirat(root, "scp/bin", 0755) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create /scp/bin");
     if (mkdirat(root, "scp/lib", 0755) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create /scp/lib");
-    if (copy_into(root, "scp/bin/scpctl", o->scpctl, 0755, err) < 0) return -1;
+    if (copy_into(root, ENTRY_BIN, o->entry, 0755, err) < 0) return -1;
     if (copy_into(root, "scp/lib/libscp-shield.so", o->shield_lib, 0644, err) < 0) return -1;
     scp_elf_set *set = malloc(sizeof *set);
     if (!set) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    int rc = scp_elf_set_open(o->scpctl, NULL, NULL, set, err);
+    int rc = scp_elf_set_open(o->entry, NULL, NULL, set, err);
     for (size_t i = 1; rc == 0 && i < set->n; i++) {
         const char *b = strrchr(set->path[i], '/');
         char dst[PATH_MAX];
@@ -293,9 +294,9 @@ static int write_scp_layer(int root, const char *path, const char *img_json, con
     int rc = t ? 0 : -1;
     if (rc == 0) rc = img_tar_dir(t, "scp/", 0755, err);
     if (rc == 0) rc = img_tar_dir(t, "scp/bin/", 0755, err);
-    int bfd = rc == 0 ? openat(root, "scp/bin/scpctl", O_RDONLY | O_CLOEXEC) : -1;
-    if (rc == 0 && bfd < 0) rc = scp_fail_errno(err, "cannot open /scp/bin/scpctl");
-    if (rc == 0) rc = img_tar_file(t, "scp/bin/scpctl", 0755, bfd, err);
+    int bfd = rc == 0 ? openat(root, ENTRY_BIN, O_RDONLY | O_CLOEXEC) : -1;
+    if (rc == 0 && bfd < 0) rc = scp_fail_errno(err, "cannot open /" ENTRY_BIN);
+    if (rc == 0) rc = img_tar_file(t, ENTRY_BIN, 0755, bfd, err);
     if (bfd >= 0) close(bfd);
     if (rc == 0) rc = img_tar_bytes(t, IMAGE_JSON, 0644, img_json, strlen(img_json), err);
     if (rc == 0) rc = img_tar_dir(t, "scp/lib/", 0755, err);
@@ -416,8 +417,8 @@ static json_t *output_config(json_t *in, const img_blob *layer, const char *mhex
         json_object_set_new(cfg, "config", c);
     }
     json_object_set_new(c, "Entrypoint",
-                        json_pack("[s, s, s, s, s, s]", "/scp/lib/ld-linux-x86-64.so.2", "--library-path", "/scp/lib",
-                                  "/scp/bin/scpctl", "image", "entry"));
+                        json_pack("[s, s, s, s]", "/scp/lib/ld-linux-x86-64.so.2", "--library-path", "/scp/lib",
+                                  "/" ENTRY_BIN));
     json_object_set_new(c, "Cmd", json_null());
     /* the entry starts as root (it reads the volumes' store, hands it over) and applies image.json's
      * user itself, right before it runs the program */
@@ -450,7 +451,7 @@ static json_t *output_config(json_t *in, const img_blob *layer, const char *mhex
 
 int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_err *err) {
     memset(res, 0, sizeof *res);
-    if (!o->from || !o->tag || !o->session || !o->service || !o->scpctl || !o->shield_lib)
+    if (!o->from || !o->tag || !o->session || !o->service || !o->entry || !o->shield_lib)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "image build needs an input, a tag, a session and a service");
     for (size_t i = 0; i < o->n_protect; i++)
         if (protect_ok(o->protect[i], err) < 0) return -1;

@@ -55,7 +55,11 @@ L=$(docker image inspect -f '{{index .Config.Labels "org.scp.measurement"}}' $TA
     || fail "docker image inspect"
 [ "$L" = "$M" ] || fail "label $L is not the measurement $M"
 EP=$(docker image inspect -f '{{json .Config.Entrypoint}}' $TAG/redis-secure:1)
-echo "$EP" | grep -q '/scp/bin/scpctl' || fail "entrypoint is not the SCP entry: $EP"
+echo "$EP" | grep -q '/scp/bin/scp-entry' || fail "entrypoint is not the SCP entry: $EP"
+note "the /scp layer is small: scp-entry and what it links, not scpctl's image builder (libarchive, ICU)"
+SCPL=$(python3 -c 'import json,sys,tarfile; t=tarfile.open(sys.argv[1]); m=json.load(t.extractfile("manifest.json")); print(t.getmember(m[0]["Layers"][-1]).size)' "$T/secure.tar")
+echo "   /scp layer: $SCPL bytes"
+[ "$SCPL" -lt 16000000 ] || fail "the /scp layer is $SCPL bytes"
 skopeo inspect "docker-archive:$T/secure.tar" | grep -q "$M" || fail "skopeo (docker-archive) does not see the label"
 skopeo inspect "oci-archive:$T/secure.tar" | grep -q "$M" || fail "skopeo (oci-archive) does not see the label"
 
@@ -74,18 +78,18 @@ SERVE=$!
 trap 'kill $SERVE 2>/dev/null; rm -rf "$T"; docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 >/dev/null 2>&1' EXIT
 i=0; while [ ! -S "$T/sock/attest.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 N=$(openssl rand -hex 32); P=$(openssl rand -hex 32)
-in_image() { # ENV-OPTS... -- ARGS: run the image's scpctl in a container of the image
+in_image() { # ENV-OPTS... -- ARGS: run the image's runtime in a container of the image
     docker run --rm -v "$T/sock:/run/scp" "$@"
 }
 in_image --entrypoint /scp/lib/ld-linux-x86-64.so.2 $TAG/redis-secure:1 --library-path /scp/lib \
-    /scp/bin/scpctl platform evidence --nonce "$N" --pubkey "$P" > "$T/ev" 2> "$T/err" \
+    /scp/bin/scp-entry platform evidence --nonce "$N" --pubkey "$P" > "$T/ev" 2> "$T/err" \
     || fail "the image's runtime got no evidence: $(cat "$T/err") / $(cat "$T/serve.log")"
 grep -q "^measurement $M" "$T/ev" || fail "the service measured otherwise: $(cat "$T/ev")"
 grep -q "^nonce bound" "$T/ev" || fail "the evidence does not bind the nonce and key"
 note "the same runtime with a library of the image preloaded: refused"
 LZF=$(cd "$R" && find . -name 'liblzf.so.1' | head -1 | cut -c2-)
 in_image -e LD_PRELOAD="$LZF" --entrypoint /scp/lib/ld-linux-x86-64.so.2 $TAG/redis-secure:1 --library-path /scp/lib \
-    /scp/bin/scpctl platform evidence --nonce "$N" --pubkey "$P" > /dev/null 2> "$T/err" && fail "a preloaded caller got evidence"
+    /scp/bin/scp-entry platform evidence --nonce "$N" --pubkey "$P" > /dev/null 2> "$T/err" && fail "a preloaded caller got evidence"
 # (a sanitizer build of scpctl cannot start with a library preloaded before its runtime: it
 # stops before it asks, which also gets it nothing)
 grep -q "not the image's runtime\|ASan runtime does not come first" "$T/err" || fail "preloaded caller: $(cat "$T/err")"
