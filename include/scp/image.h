@@ -33,6 +33,10 @@
 
 #define SCP_IMAGE_MAX_PATHS 64 /* --protect and --trusted, each */
 
+/* The policy environment variable that carries the key of a protected path's sealed files to
+ * the entry (suffixed with the volume's name; the entry removes it before the program runs). */
+#define SCP_IMAGE_SEED_ENV "SCP_SEED_"
+
 typedef struct scp_image_build_opts {
     const char *from;       /* input: archive path, OCI directory, or engine image name */
     const char *tag;        /* NAME:TAG of the output */

@@ -1,5 +1,6 @@
 /* cli/cmd_image.c - scpctl image: build, inspect and verify secure images (scp/image.h). */
 #include <limits.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,10 @@ static void image_usage(FILE *out) {
 static void show_progress(const char *line) { fprintf(stderr, "scpctl: %s\n", line); }
 
 static int write_template(const char *path, const char *doc) {
-    FILE *f = fopen(path, "w");
+    /* 0600: with files under a protected path it holds their seed key (docs/image.md) */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f && fd >= 0) close(fd);
     if (!f || fputs(doc, f) < 0 || fclose(f) != 0) {
         fprintf(stderr, "scpctl: cannot write the session template '%s'\n", path);
         return EXIT_FAILURE_;

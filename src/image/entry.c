@@ -22,6 +22,7 @@
 #include "runtime/attest_run.h"
 #include "scp/cas.h"
 #include "scp/image.h"
+#include "scp/volume.h"
 
 #define IMAGE_JSON "/scp/image.json"
 #define TRUSTED_FILES "/scp/trusted"
@@ -112,6 +113,80 @@ static int resolve_user(const char *spec, struct scp_run_user *u, scp_err *err) 
     return 0;
 }
 
+/* ---- a protected path's files, sealed by image build under /scp/seed/N ---------------------- */
+
+struct seed_copy {
+    scp_volume *from, *to;
+    const char *dir; /* the directory being copied ("" the root) */
+    scp_err *err;
+};
+
+static int copy_seed_file(scp_volume *from, scp_volume *to, const char *path, const scp_vstat *st, scp_err *err) {
+    scp_vfile *in = scp_vfile_open(from, path, O_RDONLY, 0, err);
+    scp_vfile *out = in ? scp_vfile_open(to, path, O_WRONLY | O_CREAT | O_EXCL, st->mode & 07777, err) : NULL;
+    int rc = out ? 0 : -1;
+    static char buf[1 << 16];
+    for (uint64_t off = 0; rc == 0;) {
+        ssize_t n = scp_vfile_pread(in, buf, sizeof buf, off, err);
+        if (n <= 0) {
+            rc = n < 0 ? -1 : 0;
+            break;
+        }
+        if (scp_vfile_pwrite(out, buf, (size_t)n, off, err) != n) rc = -1;
+        off += (uint64_t)n;
+    }
+    if (out && scp_vfile_close(out, rc == 0 ? err : NULL) < 0) rc = -1;
+    if (in) scp_vfile_close(in, NULL);
+    return rc;
+}
+
+static int copy_seed_entry(void *ctx, const char *name, const scp_vstat *st) {
+    const struct seed_copy *c = ctx;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s%s%s", c->dir, *c->dir ? "/" : "", name) >= (int)sizeof path)
+        return scp_fail(c->err, SCP_E_INVAL, ENAMETOOLONG, "a sealed path is too long");
+    int rc;
+    if (st->type == SCP_VTYPE_DIR) {
+        struct seed_copy sub = {c->from, c->to, path, c->err};
+        rc = scp_volume_mkdir(c->to, path, st->mode & 07777, c->err);
+        if (rc == 0) rc = scp_volume_readdir(c->from, path, copy_seed_entry, &sub, c->err);
+    } else {
+        rc = copy_seed_file(c->from, c->to, path, st, c->err);
+    }
+    if (rc == 0) rc = scp_volume_setattr(c->to, path, -1, st->uid, st->gid, st->mtime_ns, c->err);
+    return rc ? -1 : 0;
+}
+
+/* scp_attest_run_opts.seed: the image's sealed files for the volume at `mount` into `fresh`. */
+static int seed_from_image(void *ctx, const char *mount, const uint8_t *key, scp_volume *fresh, scp_err *err) {
+    json_t *seeds = json_object_get(ctx, "seeds");
+    const char *vol = NULL;
+    for (size_t i = 0; i < json_array_size(seeds) && !vol; i++)
+    {
+        const char *p = json_string_value(json_object_get(json_array_get(seeds, i), "path"));
+        if (p && !strcmp(p, mount)) vol = json_string_value(json_object_get(json_array_get(seeds, i), "volume"));
+    }
+    if (!vol) return 0; /* an empty directory in the image: the volume starts empty */
+    if (!key)
+        return scp_fail(err, SCP_E_INVAL, ENOKEY,
+                        "the image sealed the files under %s, but the policy gives no " SCP_IMAGE_SEED_ENV
+                        "<volume> key for them (take the environment and secrets of the build's session template)",
+                        mount);
+    if (strncmp(vol, "/scp/seed/", 10) || strstr(vol, ".."))
+        return scp_fail(err, SCP_E_FORMAT, EINVAL, "%s names a sealed volume outside /scp/seed", IMAGE_JSON);
+    scp_volume *from = scp_volume_open(vol, key, NULL, err);
+    if (!from) {
+        scp_err_prefix(err, "the files sealed under %s (%s)", mount, vol);
+        return -1;
+    }
+    struct seed_copy c = {from, fresh, "", err};
+    int rc = scp_volume_readdir(from, "", copy_seed_entry, &c, err);
+    if (rc == 0) rc = scp_volume_sync(fresh, err);
+    scp_volume_close(from, NULL);
+    if (rc) scp_err_prefix(err, "copying the files sealed under %s into its volume", mount);
+    return rc ? -1 : 0;
+}
+
 int scp_image_entry(int argc, char *const *argv, scp_err *err) {
     /* no other process of the container may read this one's memory (keys, configuration) */
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) return scp_fail_errno(err, "prctl(PR_SET_DUMPABLE)");
@@ -174,6 +249,8 @@ int scp_image_entry(int argc, char *const *argv, scp_err *err) {
         .user = user && *user ? &run_user : NULL,
         .more_trusted = trusted,
         .n_more_trusted = n_trusted,
+        .seed = seed_from_image,
+        .seed_ctx = j,
     };
     c = scp_cas_client_new(cas, pin, NULL, err);
     if (!c) goto out;

@@ -18,7 +18,7 @@
 #define IMG_DIGEST_LEN 71        /* "sha256:" + 64 hex */
 
 typedef struct img_layer {
-    char path[PATH_MAX];             /* the blob inside img_src.dir */
+    char path[PATH_MAX];             /* the blob inside img_src.dir, or an absolute path */
     char digest[IMG_DIGEST_LEN + 1]; /* of the blob as stored (may be compressed) */
     char media[128];
     uint64_t size;
@@ -57,6 +57,12 @@ typedef void (*img_progress_fn)(const char *line);
  * honoured; entries are created with *at calls under a parent resolved with RESOLVE_IN_ROOT,
  * so no name or symlink in a layer can reach outside root. Device nodes are skipped. */
 int img_apply_layers(const img_src *src, int root, img_progress_fn progress, scp_err *err);
+
+/* Write layer i of src to out_path (an uncompressed tar) without the entries strictly below
+ * the absolute directory paths `paths` (a protected path's files, which go into its volume
+ * instead); *dropped counts them. A hard link from outside to a dropped file is refused. */
+int img_filter_layer(img_src *src, size_t i, const char *const *paths, size_t n, const char *out_path,
+                     size_t *dropped, scp_err *err);
 
 /* openat2(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): absolute paths and
  * symlinks resolve inside root. */

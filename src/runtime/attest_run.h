@@ -23,6 +23,7 @@
 #include "scp/attest.h"
 #include "scp/cas.h"
 #include "scp/err.h"
+#include "scp/volume.h"
 
 /* The service's configuration: the launch options that change what the program can do, and the
  * trusted-file manifest. Its canonical text (docs/runtime.md "What is measured") is hashed into
@@ -87,6 +88,12 @@ struct scp_attest_run_opts {
     int no_mount;             /* Docker is the container: no namespace, no mount; the shield alone
                                  serves the volumes' mount points */
     const struct scp_run_user *user; /* non-NULL: the program runs as this user (the image's USER) */
+    /* non-NULL: called on a volume's first start, before it is used, with the fresh volume
+     * (mounted at `mount`) and the key the policy's environment gives as SCP_SEED_<volume name>
+     * (hex; NULL when none); it fills the volume (a secure image's files sealed at build). Every
+     * SCP_SEED_* variable is taken out of the program's environment. */
+    int (*seed)(void *ctx, const char *mount, const uint8_t *key, scp_volume *fresh, scp_err *err);
+    void *seed_ctx;
     const scp_shield_trusted *more_trusted; /* added to the shield's trusted-file manifest (the
                                  image's /scp/trusted): files not measured here, checked by digest */
     size_t n_more_trusted;
