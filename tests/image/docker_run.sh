@@ -39,7 +39,9 @@ for _ in $(seq 50); do [ -S "$T/sock/attest.sock" ] && break; sleep 0.1; done
 
 note "the base image (redis-server, sh, sleep and their libraries; USER redis) and its secure image, /data protected"
 R=$T/root
-mkdir -p "$R/usr/bin" "$R/bin" "$R/data" "$R/etc" "$R/tmp"
+mkdir -p "$R/usr/bin" "$R/bin" "$R/data" "$R/etc/redis" "$R/tmp"
+CONF_MARK=scp-conf-marker-$$-$RANDOM
+printf '# %s\nmaxmemory-policy allkeys-lru\n' "$CONF_MARK" >"$R/etc/redis/redis.conf"
 cp /usr/bin/redis-server "$R/usr/bin/"
 cp /bin/dash "$R/bin/sh"
 cp /bin/sleep "$R/bin/"
@@ -52,22 +54,24 @@ printf 'root:x:0:\nredis:x:998:\nscpextra:x:997:redis\n' >"$R/etc/group"
 tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/usr/bin/redis-server"]' -c 'WORKDIR /data' -c 'USER redis' - \
     $TAG/redis-base:1 >/dev/null || fail "docker import"
 docker save $TAG/redis-base:1 -o "$T/base.tar" || fail "docker save"
-build() { # TAG SESSION [BASE [PROTECT]] (PROTECT: /data by default, - for none)
+build() { # TAG SESSION [BASE [PROTECT [OPTIONS...]]] (PROTECT: /data by default, - for none)
     local tag=$1 ses=$2 base=${3:-$T/base.tar} prot=${4:-/data}
-    set --
-    [ "$prot" != - ] && set -- --protect "$prot"
+    shift $(($# < 4 ? $# : 4))
+    [ "$prot" != - ] && set -- --protect "$prot" "$@"
     "$SCPCTL" image build "$base" -t "$tag" --session "$ses" --service redis "$@" \
         -o "$T/$ses.tar" >"$T/$ses.out" 2>"$T/$ses.err" || fail "image build: $(cat "$T/$ses.err")"
     docker load -i "$T/$ses.tar" >/dev/null || fail "docker load"
 }
-build $TAG/redis-secure:1 db
+build $TAG/redis-secure:1 db "$T/base.tar" /data --protect /etc/redis
+grep -qa "$CONF_MARK" "$T/db.tar" && fail "the secure image holds /etc/redis/redis.conf in plaintext"
 M=$(awk '/^measurement /{print $2}' "$T/db.out")
 
 note "the session from the generated template, with a password CAS generates in the command"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sed -e "s|^    command: .*|    command: [redis-server, --port, \"$PORT\", --bind, 127.0.0.1, --dir, /data, --appendonly, \"yes\", --appendfsync, always, --save, \"\", --requirepass, \"\$\$SCP::pw\$\$\"]|" \
+sed -e "s|^    command: .*|    command: [redis-server, /etc/redis/redis.conf, --port, \"$PORT\", --bind, 127.0.0.1, --dir, /data, --appendonly, \"yes\", --appendfsync, always, --save, \"\", --requirepass, \"\$\$SCP::pw\$\$\"]|" \
     "$T/db.tar.session.yaml" >"$T/db.yaml"
-printf 'secrets:\n  - {name: pw, kind: ascii, size: 32}\n' >>"$T/db.yaml"
+grep -q '^secrets:' "$T/db.yaml" || fail "the template lacks the seed's secret: $(cat "$T/db.yaml")"
+printf '  - {name: pw, kind: ascii, size: 32}\n' >>"$T/db.yaml"
 grep -q "measurements: \[$M\]" "$T/db.yaml" || fail "template: $(cat "$T/db.yaml")"
 expect_rc 0 "$SCPCTL" session create "$T/db.yaml"
 config() { "$SCPCTL" platform attest --key "$T/p.key" --session db --service redis --measurement "$M" 2>/dev/null; }
@@ -114,10 +118,14 @@ grep -Eq '^Groups:.*\b997\b' "/proc/$RPID/status" || fail "no supplementary grou
 grep -Eq '^ *[0-9]+ +0 +0 ' "$T/top" || fail "the entry does not run as root: $(cat "$T/top")"
 [ "$(cli bgsave)" = "Background saving started" ] || fail "BGSAVE as redis"
 
+note "the configuration sealed at build: redis read it from its protected volume"
+[ "$(cli config get maxmemory-policy | tail -1)" = allkeys-lru ] || fail "redis did not read the sealed /etc/redis/redis.conf"
+
 note "the Docker volume holds no plaintext; nothing reached the image's /data (the shield serves it)"
 VD=$(docker volume inspect -f '{{.Mountpoint}}' $VOL)
 [ -n "$(find "$VD" -type f | head -1)" ] || fail "the Docker volume is empty: $(ls -R "$VD")"
 grep -rqa "$MARK" "$VD" && fail "the marker is in plaintext in the Docker volume"
+grep -rqa "$CONF_MARK" "$VD" && fail "the sealed configuration is in plaintext in the Docker volume"
 docker diff $TAG-c1 >"$T/diff"
 grep -q '^[AC] /data/' "$T/diff" && fail "files reached the container's /data: $(cat "$T/diff")"
 G1=$(config | python3 -c 'import json,sys; t=json.load(sys.stdin)["volumes"][0]["expected_tag"]; print(int(t[:16],16) if t else -1)')
@@ -157,8 +165,10 @@ note "PID 1: orphans reaped; the whole /scp/trusted under the shield (sleep and 
 tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/bin/sh"]' - $TAG/sh-base:1 >/dev/null || fail "docker import sh"
 docker save $TAG/sh-base:1 -o "$T/sh-base.tar" || fail "docker save sh"
 build $TAG/sh-secure:1 shs "$T/sh-base.tar" -
-SCRIPT='sh -c "sleep 0.2 &"; sleep 1; redis-server --version; echo scp-started; trap "echo scp-term; exit 7" TERM; sleep 1000 & wait'
-sed -e "s|^    command: .*|    command: [/bin/sh, -c, '${SCRIPT//&/\\&}']|" "$T/shs.tar.session.yaml" >"$T/shs.yaml"
+SCRIPT='sh -c "sleep 0.2 &"; sleep 1; redis-server --version; echo "seed=[$SCP_SEED_x]"; echo scp-started; trap "echo scp-term; exit 7" TERM; sleep 1000 & wait'
+# an SCP_SEED_ variable of the policy is the entry's: the program never sees it
+sed -e "s|^    command: .*|    command: [/bin/sh, -c, '${SCRIPT//&/\\&}']\n    environment: {SCP_SEED_x: \"$(printf '%064d' 7)\"}|" \
+    "$T/shs.tar.session.yaml" >"$T/shs.yaml"
 expect_rc 0 "$SCPCTL" session create "$T/shs.yaml"
 waitlog() { # NAME PATTERN: until docker logs NAME shows PATTERN or the container stops
     for _ in $(seq 150); do
@@ -173,6 +183,7 @@ waitlog $TAG-sh scp-started || fail "the sh service did not start: $(docker logs
 docker logs $TAG-sh >"$T/sh.log" 2>&1
 grep -q "Redis server v=" "$T/sh.log" || fail "redis-server (listed in /scp/trusted) did not run: $(cat "$T/sh.log")"
 grep -q "refused" "$T/sh.log" && fail "the shield refused a file of the image: $(cat "$T/sh.log")"
+grep -q '^seed=\[\]$' "$T/sh.log" || fail "the program saw an SCP_SEED_ variable: $(cat "$T/sh.log")"
 # the entry's children as the host sees them (docker top reads the cgroup, which zombies have left)
 EPID=$(docker inspect -f '{{.State.Pid}}' $TAG-sh)
 for c in $(cat /proc/"$EPID"/task/*/children); do
