@@ -2,7 +2,8 @@
  * picks what the rest of the input is:
  *   0: one layer tar, applied to an empty staging root (img_apply_layers); property: nothing is
  *      created outside the root (a sentinel directory beside it stays empty), and the root can
- *      always be removed again;
+ *      always be removed again; then filtered of what lies below /a (img_filter_layer, a
+ *      protected path's files): the filtered layer has nothing left to filter;
  *   1: manifest.json of a `docker save` archive, 2: index.json of an OCI layout (img_src_open
  *      of a directory holding it): never a crash, an error or a parsed image.
  */
@@ -70,6 +71,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         close(root);
         FUZZ_CHECK(empty_dir(out_path));
         FUZZ_CHECK(img_remove_tree(top, root_path + 1, &e) == 0);
+        /* the same layer without what lies below /a (a protected path's files): what the
+         * filter writes holds nothing below /a any more */
+        static const char *const prot[] = {"/a"};
+        char filtered[128], again[128];
+        size_t dropped = 0;
+        snprintf(filtered, sizeof filtered, "%s/filtered.tar", work);
+        snprintf(again, sizeof again, "%s/again.tar", work);
+        if (img_filter_layer(&src, 0, prot, 1, filtered, &dropped, &e) == 0) {
+            snprintf(src.layers[0].path, sizeof src.layers[0].path, "%s", filtered);
+            dropped = 1;
+            FUZZ_CHECK(img_filter_layer(&src, 0, prot, 1, again, &dropped, &e) == 0 && dropped == 0);
+        }
     } else {
         FUZZ_CHECK(mkdir(work, 0700) == 0);
         write_file(work, mode == 1 ? "manifest.json" : "index.json", data, size);

@@ -33,6 +33,10 @@
 
 #define SCP_IMAGE_MAX_PATHS 64 /* --protect and --trusted, each */
 
+/* The policy environment variable that carries the key of a protected path's sealed files to
+ * the entry (suffixed with the volume's name; the entry removes it before the program runs). */
+#define SCP_IMAGE_SEED_ENV "SCP_SEED_"
+
 typedef struct scp_image_build_opts {
     const char *from;       /* input: archive path, OCI directory, or engine image name */
     const char *tag;        /* NAME:TAG of the output */
@@ -41,7 +45,7 @@ typedef struct scp_image_build_opts {
     const char *protect[SCP_IMAGE_MAX_PATHS]; /* absolute paths inside the image */
     size_t n_protect;
     const char *output;     /* a tar file to write, "-" for stdout, NULL: load into the engine */
-    const char *scpctl;     /* this scpctl (copied into the image with its libraries) */
+    const char *entry;      /* scp-entry, the image's runtime (copied into /scp/bin with its libraries) */
     const char *shield_lib; /* libscp-shield.so to add */
     const char *tmpdir;     /* where the staging directory goes (NULL: $TMPDIR or /var/tmp) */
     void (*progress)(const char *line); /* NULL, or called with one line per step */
@@ -80,7 +84,7 @@ void scp_image_info_free(scp_image_info *info);
 
 /* Serve evidence requests on the UNIX socket at socket_path (mode 0666: containers connect)
  * until *stop, signing with the sim platform key at platform_key. Each caller must be the
- * runtime (/scp/bin/scpctl and /scp/lib of its own image, checked by the hashes of its
+ * runtime (/scp/bin/scp-entry and /scp/lib of its own image, checked by the hashes of its
  * executable mappings); its image is measured by the service from the caller's root. `log`
  * (may be NULL) gets one line per request. */
 int scp_image_attest_serve(const char *socket_path, const char *platform_key, const volatile sig_atomic_t *stop,

@@ -86,7 +86,8 @@ struct scp_shield_tag_sync {
 /* In the container: links to the measured libraries, the loader's first search directory for
  * the first image (LD_LIBRARY_PATH, removed by the shield before main). */
 #define SCP_SHIELD_MEASURED_LIB_DIR "/dev/.scp/lib"
-#define SCP_SHIELD_TRUSTED_MAX 1024u
+/* a secure image lists every file of the image (its /scp/trusted): a Debian base has thousands */
+#define SCP_SHIELD_TRUSTED_MAX 65536u
 typedef struct scp_shield_trusted {
     uint8_t digest[32];
     uint64_t size, dev, ino;

@@ -1,5 +1,6 @@
 /* cli/cmd_image.c - scpctl image: build, inspect and verify secure images (scp/image.h). */
 #include <limits.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,10 @@ static void image_usage(FILE *out) {
 static void show_progress(const char *line) { fprintf(stderr, "scpctl: %s\n", line); }
 
 static int write_template(const char *path, const char *doc) {
-    FILE *f = fopen(path, "w");
+    /* 0600: with files under a protected path it holds their seed key (docs/image.md) */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f && fd >= 0) close(fd);
     if (!f || fputs(doc, f) < 0 || fclose(f) != 0) {
         fprintf(stderr, "scpctl: cannot write the session template '%s'\n", path);
         return EXIT_FAILURE_;
@@ -59,11 +63,19 @@ static int image_build(int argc, char **argv) {
     }
     if (!o.from || !o.tag || !o.session || !o.service)
         return cli_usage_error("image build FROM -t NAME[:TAG] --session S --service NAME");
-    char self[PATH_MAX], shield[PATH_MAX];
+    /* the image's runtime: $SCP_ENTRY, else scp-entry next to this scpctl */
+    char self[PATH_MAX], shield[PATH_MAX], entry[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n < 0) return cli_usage_error("cannot find this scpctl");
     self[n] = '\0';
-    o.scpctl = self;
+    char *slash = strrchr(self, '/');
+    if (slash) *slash = '\0';
+    const char *env_entry = getenv("SCP_ENTRY");
+    if (env_entry && *env_entry) snprintf(entry, sizeof entry, "%s", env_entry);
+    else if (snprintf(entry, sizeof entry, "%s/scp-entry", self) >= (int)sizeof entry) return cli_usage_error("path too long");
+    if (access(entry, X_OK) < 0)
+        return cli_usage_error("cannot find scp-entry, the image's runtime, at %s (set SCP_ENTRY)", entry);
+    o.entry = entry;
     scp_err e = {0};
     if (scp_run_find_shield(NULL, shield, sizeof shield, &e) < 0) return cli_fail(&e);
     o.shield_lib = shield;

@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,15 +19,19 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "crypto/crypto.h"
 #include "image/internal.h"
 #include "runtime/attest_run.h"
 #include "runtime/elfdeps.h"
 #include "scp/attest.h"
 #include "scp/image.h"
+#include "scp/volume.h"
 
 #define SCP_DIR "scp"
 #define IMAGE_JSON "scp/image.json"
 #define TRUSTED "scp/trusted"
+#define ENTRY_BIN "scp/bin/scp-entry"
+#define SEED_DIR "scp/seed"
 #define LAYER_MEDIA "application/vnd.oci.image.layer.v1.tar"
 #define SHIELD_IN_IMAGE "/scp/lib/libscp-shield.so"
 
@@ -84,9 +89,9 @@ static int protect_ok(const char *p, scp_err *err) {
     return 0;
 }
 
-/* Each protected path must be a directory in the image. Its files are not carried into the
- * volume yet: a non-empty one is refused rather than silently left out. */
-static int check_protect(int root, const char *p, scp_err *err) {
+/* Each protected path must be a directory in the image; *n_files: how many files it holds
+ * (carried into its volume: seed_path). */
+static int check_protect(int root, const char *p, size_t *n_files, scp_err *err) {
     int fd = openat(root, p + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return scp_fail(err, errno == ENOENT ? SCP_E_NOENT : SCP_E_INVAL, errno,
@@ -97,13 +102,132 @@ static int check_protect(int root, const char *p, scp_err *err) {
     close(fd);
     free(m);
     if (r < 0) return -1;
-    if (n)
-        return scp_fail(err, SCP_E_NOTSUP, ENOTSUP,
-                        "--protect %s: the image has %zu files there; carrying files into a protected volume at build "
-                        "time is not supported yet (the volume starts empty): protect an empty directory",
-                        p, n);
+    *n_files = n;
     return 0;
 }
+
+/* ---- files under a protected path: sealed into a seed volume ----------------------------------
+ * They must not stay readable in the image. The build seals them into a volume of their own under
+ * /scp/seed/N with a fresh key, which only the session template (a secret of kind explicit, for
+ * CAS) holds; the input's layers are written again without them. On the first start, when the
+ * protected volume is created, the entry copies the seed into it (docs/image.md). */
+
+static int seed_copy_dir(int dfd, scp_volume *v, const char *vpath, const char *shown, scp_err *err);
+static int cmp_name(const void *a, const void *b);
+
+static int seed_copy_file(int dfd, const char *name, const struct stat *st, scp_volume *v, const char *child,
+                          scp_err *err) {
+    int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return scp_fail_errno(err, "cannot open /%s in the staging root", child);
+    scp_vfile *f = scp_vfile_open(v, child, O_WRONLY | O_CREAT | O_EXCL, st->st_mode & 07777, err);
+    int rc = f ? 0 : -1;
+    char buf[1 << 16];
+    uint64_t off = 0;
+    ssize_t n;
+    while (rc == 0 && (n = read(fd, buf, sizeof buf)) > 0) {
+        if (scp_vfile_pwrite(f, buf, (size_t)n, off, err) != n) rc = -1;
+        off += (uint64_t)n;
+    }
+    if (rc == 0 && n < 0) rc = scp_fail_errno(err, "cannot read %s", child);
+    if (f && scp_vfile_close(f, rc == 0 ? err : NULL) < 0) rc = -1;
+    close(fd);
+    return rc;
+}
+
+static int seed_entry(int dfd, const char *name, scp_volume *v, const char *vpath, const char *shown, scp_err *err) {
+    char child[PATH_MAX], show[PATH_MAX];
+    struct stat st;
+    if (snprintf(child, sizeof child, "%s%s%s", vpath, *vpath ? "/" : "", name) >= (int)sizeof child ||
+        snprintf(show, sizeof show, "%s/%s", shown, name) >= (int)sizeof show)
+        return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "a path under %s is too long", shown);
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) return scp_fail_errno(err, "cannot stat %s", show);
+    int rc;
+    if (S_ISDIR(st.st_mode)) {
+        int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        rc = sub < 0 ? scp_fail_errno(err, "cannot open %s", show) : scp_volume_mkdir(v, child, st.st_mode & 07777, err);
+        if (rc == 0) rc = seed_copy_dir(sub, v, child, show, err);
+        if (sub >= 0) close(sub);
+    } else if (S_ISREG(st.st_mode)) {
+        rc = seed_copy_file(dfd, name, &st, v, child, err);
+    } else {
+        return scp_fail(err, SCP_E_NOTSUP, ENOTSUP,
+                        "--protect: %s is not a regular file or a directory (a protected volume holds only those)",
+                        show);
+    }
+    if (rc == 0) rc = scp_volume_setattr(v, child, -1, st.st_uid, st.st_gid, (int64_t)st.st_mtim.tv_sec * 1000000000, err);
+    return rc;
+}
+
+static int seed_copy_dir(int dfd, scp_volume *v, const char *vpath, const char *shown, scp_err *err) {
+    int rd = dup(dfd);
+    DIR *d = rd >= 0 ? fdopendir(rd) : NULL;
+    if (!d) {
+        if (rd >= 0) close(rd);
+        return scp_fail_errno(err, "cannot list %s", shown);
+    }
+    img_strlist names = {0};
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && img_strlist_add(&names, e->d_name) < 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    closedir(d);
+    if (rc == 0 && names.n) qsort(names.v, names.n, sizeof *names.v, cmp_name);
+    for (size_t i = 0; rc == 0 && i < names.n; i++) rc = seed_entry(dfd, names.v[i], v, vpath, shown, err);
+    img_strlist_free(&names);
+    return rc;
+}
+
+/* Seal the files under the protected path p of the staged image into a new volume at
+ * STAGE/scp/seed/idx with a fresh key. */
+static int seed_path(const stage *st, const char *p, size_t idx, uint8_t key[SCP_VOLUME_KEY_LEN], scp_err *err) {
+    char dir[PATH_MAX * 2];
+    snprintf(dir, sizeof dir, "%s/%s/%zu", st->dir, SEED_DIR, idx);
+    if (mkdirat(st->root, SEED_DIR, 0755) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create /" SEED_DIR);
+    if (scp_random(key, SCP_VOLUME_KEY_LEN, err) < 0 || scp_volume_create(dir, key, 0, err) < 0) return -1;
+    scp_volume *v = scp_volume_open(dir, key, NULL, err);
+    if (!v) return -1;
+    int pd = openat(st->root, p + 1, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int rc = pd < 0 ? scp_fail_errno(err, "cannot open %s in the staging root", p) : seed_copy_dir(pd, v, "", p, err);
+    if (pd >= 0) close(pd);
+    if (scp_volume_close(v, rc == 0 ? err : NULL) < 0) rc = -1;
+    return rc;
+}
+
+/* The tree at root/rel into the tar, names sorted (the seed volumes' files). */
+static int tar_tree(img_tar *t, int root, const char *rel, scp_err *err) {
+    int dfd = openat(root, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0) return errno == ENOENT ? 0 : scp_fail_errno(err, "cannot open /%s", rel);
+    char dname[PATH_MAX];
+    snprintf(dname, sizeof dname, "%s/", rel);
+    int rc = img_tar_dir(t, dname, 0755, err);
+    int rd = rc == 0 ? dup(dfd) : -1;
+    DIR *d = rd >= 0 ? fdopendir(rd) : NULL;
+    img_strlist names = {0};
+    if (rc == 0 && !d) rc = scp_fail_errno(err, "cannot list /%s", rel);
+    for (struct dirent *e; rc == 0 && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && img_strlist_add(&names, e->d_name) < 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (d) closedir(d);
+    else if (rd >= 0) close(rd);
+    if (rc == 0 && names.n) qsort(names.v, names.n, sizeof *names.v, cmp_name);
+    for (size_t i = 0; rc == 0 && i < names.n; i++) {
+        char child[PATH_MAX];
+        struct stat sb;
+        snprintf(child, sizeof child, "%s/%s", rel, names.v[i]);
+        if (fstatat(dfd, names.v[i], &sb, AT_SYMLINK_NOFOLLOW) < 0) rc = scp_fail_errno(err, "cannot stat /%s", child);
+        else if (S_ISDIR(sb.st_mode)) rc = tar_tree(t, root, child, err);
+        else if (S_ISREG(sb.st_mode)) {
+            int fd = openat(dfd, names.v[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            rc = fd < 0 ? scp_fail_errno(err, "cannot open /%s", child) : img_tar_file(t, child, sb.st_mode & 0777, fd, err);
+            if (fd >= 0) close(fd);
+        }
+    }
+    img_strlist_free(&names);
+    close(dfd);
+    return rc;
+}
+
+static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int copy_into(int root, const char *dst, const char *src, mode_t mode, scp_err *err) {
     int in = open(src, O_RDONLY | O_CLOEXEC);
@@ -122,18 +246,18 @@ static int copy_into(int root, const char *dst, const char *src, mode_t mode, sc
     return rc;
 }
 
-/* /scp: scpctl with every library it links (and its loader), and the shield runtime. The entry
- * runs scpctl with this loader and these libraries, so it works whatever the image's own
+/* /scp: scp-entry with every library it links (and its loader), and the shield runtime. The
+ * entry runs with this loader and these libraries, so it works whatever the image's own
  * libraries are. */
 static int stage_runtime(int root, const scp_image_build_opts *o, scp_err *err) {
     if (mkdirat(root, SCP_DIR, 0755) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create /scp");
     if (mkdirat(root, "scp/bin", 0755) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create /scp/bin");
     if (mkdirat(root, "scp/lib", 0755) < 0 && errno != EEXIST) return scp_fail_errno(err, "cannot create /scp/lib");
-    if (copy_into(root, "scp/bin/scpctl", o->scpctl, 0755, err) < 0) return -1;
+    if (copy_into(root, ENTRY_BIN, o->entry, 0755, err) < 0) return -1;
     if (copy_into(root, "scp/lib/libscp-shield.so", o->shield_lib, 0644, err) < 0) return -1;
     scp_elf_set *set = malloc(sizeof *set);
     if (!set) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    int rc = scp_elf_set_open(o->scpctl, NULL, NULL, set, err);
+    int rc = scp_elf_set_open(o->entry, NULL, NULL, set, err);
     for (size_t i = 1; rc == 0 && i < set->n; i++) {
         const char *b = strrchr(set->path[i], '/');
         char dst[PATH_MAX];
@@ -214,7 +338,8 @@ static void yq(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-static char *session_template(const scp_image_build_opts *o, json_t *argv, const char *cwd, const char *mhex) {
+static char *session_template(const scp_image_build_opts *o, json_t *argv, const char *cwd, const char *mhex,
+                              const size_t *n_files, uint8_t (*seed_key)[SCP_VOLUME_KEY_LEN]) {
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -231,6 +356,15 @@ static char *session_template(const scp_image_build_opts *o, json_t *argv, const
     fputs("]\n    cwd: ", f);
     yq(f, cwd);
     fputc('\n', f);
+    /* a seeded volume's key reaches the entry (never the program) through the environment */
+    int seeded = 0;
+    for (size_t k = 0; k < o->n_protect; k++) {
+        if (!n_files[k]) continue;
+        char n[64];
+        volume_name(o->protect[k], k, n, sizeof n);
+        fprintf(f, "%s" SCP_IMAGE_SEED_ENV "%s: \"$$SCP::scp_seed_%s$$\"", seeded++ ? ", " : "    environment: {", n, n);
+    }
+    if (seeded) fputs("}\n", f);
     if (o->n_protect) {
         fputs("    volumes: [", f);
         for (size_t k = 0; k < o->n_protect; k++) {
@@ -245,6 +379,18 @@ static char *session_template(const scp_image_build_opts *o, json_t *argv, const
             fprintf(f, "  - {name: %s, path: ", n);
             yq(f, o->protect[k]);
             fputs("}\n", f);
+        }
+    }
+    if (seeded) {
+        fputs("# the keys of the files sealed under /scp/seed: keep this file secret, delete it once the\n"
+              "# session exists\nsecrets:\n", f);
+        for (size_t k = 0; k < o->n_protect; k++) {
+            if (!n_files[k]) continue;
+            char n[64], hex[2 * SCP_VOLUME_KEY_LEN + 1];
+            volume_name(o->protect[k], k, n, sizeof n);
+            scp_hex(seed_key[k], SCP_VOLUME_KEY_LEN, hex);
+            fprintf(f, "  - {name: scp_seed_%s, kind: explicit, value: \"%s\"}\n", n, hex);
+            scp_wipe(hex, sizeof hex);
         }
     }
     fclose(f);
@@ -293,9 +439,9 @@ static int write_scp_layer(int root, const char *path, const char *img_json, con
     int rc = t ? 0 : -1;
     if (rc == 0) rc = img_tar_dir(t, "scp/", 0755, err);
     if (rc == 0) rc = img_tar_dir(t, "scp/bin/", 0755, err);
-    int bfd = rc == 0 ? openat(root, "scp/bin/scpctl", O_RDONLY | O_CLOEXEC) : -1;
-    if (rc == 0 && bfd < 0) rc = scp_fail_errno(err, "cannot open /scp/bin/scpctl");
-    if (rc == 0) rc = img_tar_file(t, "scp/bin/scpctl", 0755, bfd, err);
+    int bfd = rc == 0 ? openat(root, ENTRY_BIN, O_RDONLY | O_CLOEXEC) : -1;
+    if (rc == 0 && bfd < 0) rc = scp_fail_errno(err, "cannot open /" ENTRY_BIN);
+    if (rc == 0) rc = img_tar_file(t, ENTRY_BIN, 0755, bfd, err);
     if (bfd >= 0) close(bfd);
     if (rc == 0) rc = img_tar_bytes(t, IMAGE_JSON, 0644, img_json, strlen(img_json), err);
     if (rc == 0) rc = img_tar_dir(t, "scp/lib/", 0755, err);
@@ -321,6 +467,7 @@ static int write_scp_layer(int root, const char *path, const char *img_json, con
     }
     free(man);
     if (lfd >= 0) close(lfd);
+    if (rc == 0) rc = tar_tree(t, root, SEED_DIR, err);
     if (rc == 0) rc = img_tar_bytes(t, TRUSTED, 0644, trusted, trusted_len, err);
     if (t && img_tar_close(t, rc == 0 ? err : NULL) < 0) rc = -1;
     if (rc == 0 && fsync(fd) < 0) rc = scp_fail_errno(err, "fsync '%s'", path);
@@ -343,7 +490,8 @@ static int write_output(const img_src *src, const char *layer_path, const img_bl
     for (size_t i = 0; i <= src->n_layers; i++) {
         out_blob ob;
         if (i < src->n_layers) {
-            snprintf(ob.path, sizeof ob.path, "%s/%s", src->dir, src->layers[i].path);
+            if (src->layers[i].path[0] == '/') snprintf(ob.path, sizeof ob.path, "%s", src->layers[i].path);
+            else snprintf(ob.path, sizeof ob.path, "%s/%s", src->dir, src->layers[i].path);
             char dg[IMG_DIGEST_LEN + 1];
             int lfd = open(ob.path, O_RDONLY | O_CLOEXEC);
             if (lfd < 0 || img_digest_fd(lfd, dg, &ob.b.size, err) < 0) {
@@ -416,9 +564,12 @@ static json_t *output_config(json_t *in, const img_blob *layer, const char *mhex
         json_object_set_new(cfg, "config", c);
     }
     json_object_set_new(c, "Entrypoint",
-                        json_pack("[s, s, s, s, s, s]", "/scp/lib/ld-linux-x86-64.so.2", "--library-path", "/scp/lib",
-                                  "/scp/bin/scpctl", "image", "entry"));
+                        json_pack("[s, s, s, s]", "/scp/lib/ld-linux-x86-64.so.2", "--library-path", "/scp/lib",
+                                  "/" ENTRY_BIN));
     json_object_set_new(c, "Cmd", json_null());
+    /* the entry starts as root (it reads the volumes' store, hands it over) and applies image.json's
+     * user itself, right before it runs the program */
+    json_object_set_new(c, "User", json_string(""));
     json_t *labels = json_object_get(c, "Labels");
     if (!json_is_object(labels)) {
         labels = json_object();
@@ -445,9 +596,54 @@ static json_t *output_config(json_t *in, const img_blob *layer, const char *mhex
 
 /* ---- build ------------------------------------------------------------------------------------ */
 
+/* The input's layers that hold files under a seeded protected path, written again without them
+ * (filtered[i]: the new file, to be removed afterwards); the configuration's diff_ids follow. */
+static int filter_layers(img_src *src, const stage *st, const scp_image_build_opts *o, char (*filtered)[PATH_MAX],
+                         scp_err *err) {
+    json_t *diff = json_object_get(json_object_get(src->config, "rootfs"), "diff_ids");
+    for (size_t i = 0; i < src->n_layers; i++) {
+        char out[PATH_MAX];
+        if (snprintf(out, sizeof out, "%s.layer-%zu.tar", st->dir, i) >= (int)sizeof out)
+            return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "--tmpdir is too long");
+        size_t dropped = 0;
+        snprintf(filtered[i], PATH_MAX, "%s", out);
+        if (img_filter_layer(src, i, o->protect, o->n_protect, out, &dropped, err) < 0) return -1;
+        if (!dropped) {
+            unlink(out);
+            filtered[i][0] = '\0';
+            continue;
+        }
+        img_layer *L = &src->layers[i];
+        int fd = open(out, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || img_digest_fd(fd, L->digest, &L->size, err) < 0) {
+            if (fd >= 0) close(fd);
+            else scp_fail_errno(err, "cannot open '%s'", out);
+            return -1;
+        }
+        close(fd);
+        snprintf(L->path, sizeof L->path, "%s", out);
+        snprintf(L->media, sizeof L->media, "%s", LAYER_MEDIA);
+        /* uncompressed now: its digest is its diff_id */
+        if (!json_is_array(diff) || json_array_set_new(diff, i, json_string(L->digest)) < 0)
+            return scp_fail(err, SCP_E_FORMAT, EINVAL, "the image configuration has no diff_id for layer %zu", i);
+    }
+    return 0;
+}
+
+/* image.json's "seeds": the protected paths whose files the entry copies into the new volume. */
+static int add_seeds(json_t *ij, const scp_image_build_opts *o, const size_t *n_files) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < o->n_protect; i++) {
+        char vol[64];
+        snprintf(vol, sizeof vol, "/" SEED_DIR "/%zu", i);
+        if (n_files[i]) json_array_append_new(a, json_pack("{s:s, s:s}", "path", o->protect[i], "volume", vol));
+    }
+    return a ? json_object_set_new(ij, "seeds", a) : -1;
+}
+
 int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_err *err) {
     memset(res, 0, sizeof *res);
-    if (!o->from || !o->tag || !o->session || !o->service || !o->scpctl || !o->shield_lib)
+    if (!o->from || !o->tag || !o->session || !o->service || !o->entry || !o->shield_lib)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "image build needs an input, a tag, a session and a service");
     for (size_t i = 0; i < o->n_protect; i++)
         if (protect_ok(o->protect[i], err) < 0) return -1;
@@ -456,26 +652,42 @@ int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_er
     json_t *argv = NULL, *ij = NULL, *cfg = NULL;
     char *trusted = NULL, *ij_doc = NULL;
     char layer_path[PATH_MAX * 2] = "";
+    char filtered[IMG_MAX_LAYERS][PATH_MAX];
+    uint8_t seed_key[SCP_IMAGE_MAX_PATHS][SCP_VOLUME_KEY_LEN];
+    memset(filtered, 0, sizeof filtered);
     int rc = -1, out_fd = -1;
     say(o, "reading ", o->from);
     if (img_src_open(o->from, o->tmpdir, &src, err) < 0) return -1;
     if (stage_open(o->tmpdir, &st, err) < 0) goto out;
     if (!(argv = entry_argv(src.config, err))) goto out;
     if (img_apply_layers(&src, st.root, o->progress, err) < 0) goto out;
-    for (size_t i = 0; i < o->n_protect; i++)
-        if (check_protect(st.root, o->protect[i], err) < 0) goto out;
+    size_t n_files[SCP_IMAGE_MAX_PATHS] = {0}, n_seeded = 0;
+    for (size_t i = 0; i < o->n_protect; i++) {
+        if (check_protect(st.root, o->protect[i], &n_files[i], err) < 0) goto out;
+        n_seeded += n_files[i] != 0;
+    }
     struct stat sb;
     if (fstatat(st.root, SCP_DIR, &sb, AT_SYMLINK_NOFOLLOW) == 0) {
         scp_fail(err, SCP_E_EXIST, EEXIST, "the image already has /scp: it is a secure image (or uses that path)");
         goto out;
     }
     if (stage_runtime(st.root, o, err) < 0) goto out;
+    for (size_t i = 0; i < o->n_protect; i++)
+        if (n_files[i]) {
+            say(o, "sealing the files under ", o->protect[i]);
+            if (seed_path(&st, o->protect[i], i, seed_key[i], err) < 0) goto out;
+        }
+    if (n_seeded && filter_layers(&src, &st, o, filtered, err) < 0) goto out;
     say(o, "hashing the image's files for the trusted-files manifest", "");
     size_t tl = 0;
-    if (img_trusted_manifest(st.root, o->protect, o->n_protect, &trusted, &tl, &res->n_trusted, err) < 0) goto out;
+    const char *skip[SCP_IMAGE_MAX_PATHS + 1];
+    for (size_t i = 0; i < o->n_protect; i++) skip[i] = o->protect[i];
+    skip[o->n_protect] = "/" SEED_DIR; /* random ciphertext, authenticated by its own key */
+    if (img_trusted_manifest(st.root, skip, o->n_protect + 1, &trusted, &tl, &res->n_trusted, err) < 0) goto out;
     char tdigest[IMG_DIGEST_LEN + 1];
     img_digest_buf(trusted, tl, tdigest);
-    if (!(ij = image_json(o, src.config, argv, tdigest, res->n_trusted)) || !(ij_doc = dump(ij))) {
+    if (!(ij = image_json(o, src.config, argv, tdigest, res->n_trusted)) || (n_seeded && add_seeds(ij, o, n_files) < 0) ||
+        !(ij_doc = dump(ij))) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
     }
@@ -526,7 +738,7 @@ int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_er
         if (img_engine_load(tmp_out, err) < 0) goto out_rm;
     }
     const char *cwd = json_string_value(json_object_get(ij, "cwd"));
-    res->session_template = session_template(o, argv, cwd ? cwd : "/", mhex);
+    res->session_template = session_template(o, argv, cwd ? cwd : "/", mhex, n_files, seed_key);
     size_t el = 0;
     size_t i;
     json_t *v;
@@ -540,6 +752,9 @@ out_rm:
 out:
     if (out_fd >= 0) close(out_fd);
     if (layer_path[0]) unlink(layer_path);
+    for (size_t k = 0; k < IMG_MAX_LAYERS; k++)
+        if (filtered[k][0]) unlink(filtered[k]);
+    scp_wipe(seed_key, sizeof seed_key);
     json_decref(argv);
     json_decref(ij);
     json_decref(cfg);
@@ -660,13 +875,14 @@ int scp_image_verify(const char *from, const char *tmpdir, scp_image_info *info,
         goto out;
     }
     if (stage_open(tmpdir, &st, err) < 0 || img_apply_layers(&src, st.root, NULL, err) < 0) goto out;
-    const char *skip[SCP_IMAGE_MAX_PATHS + 2];
+    const char *skip[SCP_IMAGE_MAX_PATHS + 3];
     size_t ns = 0;
     size_t i;
     json_t *v;
     for (i = 0; i < json_array_size(prot) && (v = json_array_get(prot, i)) != NULL; i++) if (json_is_string(v)) skip[ns++] = json_string_value(v);
     skip[ns++] = "/" IMAGE_JSON;
     skip[ns++] = "/" TRUSTED;
+    skip[ns++] = "/" SEED_DIR;
     if (img_trusted_manifest(st.root, skip, ns, &again, &al, &n, err) < 0) goto out;
     if (al != tl || memcmp(again, trusted, tl) != 0) {
         /* name the first line that differs */

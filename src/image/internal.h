@@ -11,13 +11,14 @@
 #include <stdio.h>
 
 #include "scp/err.h"
+#include "scp/shield.h"
 
 #define IMG_MAX_LAYERS 128
 #define IMG_MAX_JSON (4u << 20)  /* manifest, index and configuration documents */
 #define IMG_DIGEST_LEN 71        /* "sha256:" + 64 hex */
 
 typedef struct img_layer {
-    char path[PATH_MAX];             /* the blob inside img_src.dir */
+    char path[PATH_MAX];             /* the blob inside img_src.dir, or an absolute path */
     char digest[IMG_DIGEST_LEN + 1]; /* of the blob as stored (may be compressed) */
     char media[128];
     uint64_t size;
@@ -57,6 +58,12 @@ typedef void (*img_progress_fn)(const char *line);
  * so no name or symlink in a layer can reach outside root. Device nodes are skipped. */
 int img_apply_layers(const img_src *src, int root, img_progress_fn progress, scp_err *err);
 
+/* Write layer i of src to out_path (an uncompressed tar) without the entries strictly below
+ * the absolute directory paths `paths` (a protected path's files, which go into its volume
+ * instead); *dropped counts them. A hard link from outside to a dropped file is refused. */
+int img_filter_layer(img_src *src, size_t i, const char *const *paths, size_t n, const char *out_path,
+                     size_t *dropped, scp_err *err);
+
 /* openat2(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS): absolute paths and
  * symlinks resolve inside root. */
 int img_open_in_root(int root, const char *path, int flags);
@@ -73,6 +80,11 @@ int img_remove_tree(int root, const char *path, scp_err *err);
  * listed in `skip` (absolute paths inside the image). *out is malloc'd. */
 int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char **out, size_t *out_len,
                          size_t *n_files, scp_err *err);
+
+/* The lines of a trusted-files manifest (text, len: its bytes, modified in place: paths are
+ * unescaped and NUL-terminated) as shield manifest entries with no stamp (so the shield checks
+ * each file by its digest): paths point into text. *out is malloc'd. */
+int img_trusted_parse(char *text, size_t len, scp_shield_trusted **out, size_t *n, scp_err *err);
 
 /* A growable list of strings (trusted.c). */
 typedef struct img_strlist {

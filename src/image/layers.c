@@ -234,7 +234,8 @@ out:
 static int apply_layer(const img_src *src, size_t i, int root, scp_err *err) {
     const img_layer *L = &src->layers[i];
     char full[PATH_MAX * 2];
-    snprintf(full, sizeof full, "%s/%s", src->dir, L->path);
+    if (L->path[0] == '/') snprintf(full, sizeof full, "%s", L->path);
+    else snprintf(full, sizeof full, "%s/%s", src->dir, L->path);
     struct archive *a = archive_read_new();
     if (!a) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     archive_read_support_filter_all(a);
@@ -284,4 +285,88 @@ int img_apply_layers(const img_src *src, int root, img_progress_fn progress, scp
         if (apply_layer(src, i, root, err) < 0) return -1;
     }
     return 0;
+}
+
+/* name (clean, relative) lies strictly below the absolute directory path p */
+static int below(const char *name, const char *p) {
+    size_t l = strlen(p + 1);
+    return !strncmp(name, p + 1, l) && name[l] == '/';
+}
+
+static int below_any(const char *name, const char *const *paths, size_t n) {
+    for (size_t k = 0; k < n; k++)
+        if (below(name, paths[k])) return 1;
+    return 0;
+}
+
+int img_filter_layer(img_src *src, size_t i, const char *const *paths, size_t n, const char *out_path,
+                     size_t *dropped, scp_err *err) {
+    img_layer *L = &src->layers[i];
+    char full[PATH_MAX * 2];
+    if (L->path[0] == '/') snprintf(full, sizeof full, "%s", L->path);
+    else snprintf(full, sizeof full, "%s/%s", src->dir, L->path);
+    struct archive *a = archive_read_new(), *w = archive_write_new();
+    char *buf = malloc(1 << 16);
+    int rc = -1;
+    *dropped = 0;
+    if (!a || !w || !buf) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        goto out;
+    }
+    archive_read_support_filter_all(a);
+    archive_read_support_format_tar(a);
+    archive_write_set_format_pax_restricted(w);
+    archive_write_add_filter_none(w);
+    if (archive_read_open_filename(a, full, 1 << 16) != ARCHIVE_OK ||
+        archive_write_open_filename(w, out_path) != ARCHIVE_OK) {
+        scp_fail(err, SCP_E_FORMAT, EINVAL, "layer %zu (%s): %s", i, L->digest,
+                 archive_error_string(a) ? archive_error_string(a) : archive_error_string(w));
+        goto out;
+    }
+    for (;;) {
+        struct archive_entry *e;
+        int r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF) break;
+        char name[PATH_MAX], target[PATH_MAX];
+        const char *raw = r == ARCHIVE_OK || r == ARCHIVE_WARN ? archive_entry_pathname(e) : NULL;
+        if (!raw || img_clean_name(raw, name, sizeof name) < 0) {
+            scp_fail(err, SCP_E_FORMAT, EINVAL, "layer %zu is malformed or holds an unsafe name", i);
+            goto out;
+        }
+        if (below_any(name, paths, n)) { /* carried into the protected volume instead */
+            (*dropped)++;
+            continue;
+        }
+        const char *hl = archive_entry_hardlink(e);
+        if (hl && img_clean_name(hl, target, sizeof target) >= 0 && below_any(target, paths, n)) {
+            scp_fail(err, SCP_E_NOTSUP, ENOTSUP,
+                     "layer %zu: /%s is a hard link to /%s, a file under a protected path (not supported)", i, name,
+                     target);
+            goto out;
+        }
+        if (archive_write_header(w, e) != ARCHIVE_OK) {
+            scp_fail(err, SCP_E_SYS, EIO, "cannot write layer %zu again: %s", i, archive_error_string(w));
+            goto out;
+        }
+        ssize_t got;
+        while ((got = archive_read_data(a, buf, 1 << 16)) > 0)
+            if (archive_write_data(w, buf, (size_t)got) != got) {
+                scp_fail(err, SCP_E_SYS, EIO, "cannot write layer %zu again: %s", i, archive_error_string(w));
+                goto out;
+            }
+        if (got < 0) {
+            scp_fail(err, SCP_E_FORMAT, EINVAL, "layer %zu: %s", i, archive_error_string(a));
+            goto out;
+        }
+    }
+    if (archive_write_close(w) != ARCHIVE_OK) {
+        scp_fail(err, SCP_E_SYS, EIO, "cannot write layer %zu again: %s", i, archive_error_string(w));
+        goto out;
+    }
+    rc = 0;
+out:
+    free(buf);
+    if (a) archive_read_free(a);
+    if (w) archive_write_free(w);
+    return rc;
 }

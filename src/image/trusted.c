@@ -183,3 +183,55 @@ int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char 
     *n_files = n;
     return 0;
 }
+
+/* One "\xHH" escape of escape_path at p, or -1. */
+static int unescape_byte(const char *p) {
+    uint8_t b;
+    char hx[3] = {p[0], p[0] ? p[1] : 0, 0};
+    return p[0] && p[1] && scp_unhex(hx, &b, 1) == 0 ? b : -1;
+}
+
+int img_trusted_parse(char *text, size_t len, scp_shield_trusted **out, size_t *n, scp_err *err) {
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++) lines += text[i] == '\n';
+    scp_shield_trusted *v = calloc(lines + 1, sizeof *v);
+    if (!v) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    size_t k = 0;
+    for (char *p = text, *end = text + len; p < end; k++) {
+        char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl) break;
+        *nl = 0;
+        /* "<sha256 hex> <size> <mode octal> <path>" (img_trusted_manifest) */
+        char hex[65], *sp = strchr(p, ' ');
+        char *rest = NULL;
+        unsigned long long size = 0;
+        if (sp && sp - p == 64) {
+            memcpy(hex, p, 64);
+            hex[64] = 0;
+            size = strtoull(sp + 1, &rest, 10);
+        }
+        char *path = rest && *rest == ' ' ? strchr(rest + 1, ' ') : NULL;
+        if (!path || scp_unhex(hex, v[k].digest, 32) < 0 || path[1] != '/') {
+            free(v);
+            return scp_fail(err, SCP_E_FORMAT, EINVAL, "malformed line %zu of /scp/trusted", k + 1);
+        }
+        path++;
+        char *w = path;
+        for (const char *r = path; *r; r++) {
+            int b = *r == '\\' ? unescape_byte(r + 2) : *r;
+            if (*r == '\\' && (r[1] != 'x' || b <= 0)) {
+                free(v);
+                return scp_fail(err, SCP_E_FORMAT, EINVAL, "malformed escape on line %zu of /scp/trusted", k + 1);
+            }
+            if (*r == '\\') r += 3;
+            *w++ = (char)b;
+        }
+        *w = 0;
+        v[k].size = size;
+        v[k].path = path;
+        p = nl + 1;
+    }
+    *out = v;
+    *n = k;
+    return 0;
+}

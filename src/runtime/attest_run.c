@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -248,10 +249,35 @@ struct run_volume {
     char reported[2 * SCP_VOLUME_TAG_LEN + 1];
 };
 
-/* Open (or, on first start, create) the volume at dir against the tag CAS expects. The tag
- * on disk afterwards goes to *now. */
-static int prepare_volume(const char *name, const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
-                          const char *expected_hex, scp_volume_tag *now, scp_err *err) {
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(p) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* A new volume at dir that o->seed fills: made at DIR.seeding and renamed into place once
+ * filled, so that an interrupted first start leaves no half-filled volume that the next one
+ * would take for the service's own. */
+static int seed_volume(const struct scp_attest_run_opts *o, const char *dir, const char *mount,
+                       const uint8_t key[SCP_VOLUME_KEY_LEN], const uint8_t *seed_key, scp_err *err) {
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof tmp, "%s.seeding", dir) >= (int)sizeof tmp)
+        return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "--volume-dir is too long");
+    if (nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
+        return scp_fail_errno(err, "cannot remove the leftover %s", tmp);
+    if (scp_volume_create(tmp, key, 0, err) < 0) return -1;
+    scp_volume *v = scp_volume_open(tmp, key, NULL, err);
+    if (!v) return -1;
+    int rc = o->seed(o->seed_ctx, mount, seed_key, v, err);
+    if (scp_volume_close(v, rc == 0 ? err : NULL) < 0) rc = -1;
+    if (rc == 0 && rename(tmp, dir) < 0) rc = scp_fail_errno(err, "cannot move the new volume to %s", dir);
+    return rc;
+}
+
+/* Open (or, on first start, create, and fill through o->seed) the volume at dir against the tag
+ * CAS expects. The tag on disk afterwards goes to *now. */
+static int prepare_volume(const struct scp_attest_run_opts *o, const char *name, const char *dir, const char *mount,
+                          const uint8_t key[SCP_VOLUME_KEY_LEN], const uint8_t *seed_key, const char *expected_hex,
+                          scp_volume_tag *now, scp_err *err) {
     scp_volume_tag exp;
     int have_exp = expected_hex != NULL;
     if (have_exp && scp_volume_tag_parse(expected_hex, &exp, err) < 0) {
@@ -269,7 +295,12 @@ static int prepare_volume(const char *name, const char *dir, const uint8_t key[S
         char *sl = strrchr(parent, '/');
         if (sl) *sl = 0;
         if (mkdirs(parent, 0700) < 0) return scp_fail_errno(err, "cannot create %s", parent);
-        if (scp_volume_create(dir, key, 0, err) < 0) {
+        if (o->seed) {
+            if (seed_volume(o, dir, mount, key, seed_key, err) < 0) {
+                scp_err_prefix(err, "volume %s: its first start", name);
+                return -1;
+            }
+        } else if (scp_volume_create(dir, key, 0, err) < 0) {
             scp_err_prefix(err, "cannot create volume %s at %s", name, dir);
             return -1;
         }
@@ -349,9 +380,60 @@ static int env_name_ok(const char *k) {
     return strncmp(k, "LD_", 3) != 0 && strncmp(k, "SCP_SHIELD", 10) != 0 && strncmp(k, "GLIBC_TUNABLES", 14) != 0;
 }
 
-static volatile sig_atomic_t child_pid;
+/* The policy's SCP_SEED_<volume> (hex key of the files a secure image sealed for that volume),
+ * taken out of the environment: it is the entry's, never the program's. */
+static int take_seed_key(json_t *env, const char *vol, uint8_t key[SCP_VOLUME_KEY_LEN], int *found, scp_err *err) {
+    char var[128];
+    *found = 0;
+    snprintf(var, sizeof var, "SCP_SEED_%s", vol);
+    const char *hex = json_string_value(json_object_get(env, var));
+    if (!hex) return 0;
+    int bad = strlen(hex) != 2 * SCP_VOLUME_KEY_LEN || scp_unhex(hex, key, SCP_VOLUME_KEY_LEN) < 0;
+    OPENSSL_cleanse((char *)hex, strlen(hex));
+    json_object_del(env, var);
+    if (bad) return scp_fail(err, SCP_E_FORMAT, EINVAL, "the policy's %s is not %d hex digits", var, 2 * SCP_VOLUME_KEY_LEN);
+    *found = 1;
+    return 0;
+}
+
+/* Every other SCP_SEED_* (a volume this service does not use) goes too. */
+static void drop_seed_vars(json_t *env) {
+    const char *k;
+    json_t *v;
+    void *tmp;
+    json_object_foreach_safe(env, tmp, k, v) {
+        if (strncmp(k, "SCP_SEED_", 9)) continue;
+        if (json_is_string(v)) OPENSSL_cleanse((char *)json_string_value(v), json_string_length(v));
+        json_object_del(env, k);
+    }
+}
+
+static volatile sig_atomic_t child_pid, pending_sig;
 static void forward(int sig) {
     if (child_pid > 0) kill((pid_t)child_pid, sig);
+    else pending_sig = sig; /* PID 1 before the program exists: delivered once it does */
+}
+
+static const int forwarded_sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+static void forward_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward;
+    for (size_t i = 0; i < sizeof forwarded_sigs / sizeof forwarded_sigs[0]; i++) sigaction(forwarded_sigs[i], &sa, NULL);
+}
+
+/* As PID 1 of a container (a secure image's entry) this process is the parent of every orphan
+ * of the program: reap them all, so that no zombie piles up. Returns the program's status once
+ * it has exited (-1 before); a console relay reaped here is marked done (0) in relay[]. */
+static int reap_all(pid_t prog, pid_t relay[3]) {
+    int st, status = -1;
+    pid_t r;
+    while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
+        if (r == prog) status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+        for (int k = 1; k < 3; k++)
+            if (relay[k] == r) relay[k] = 0;
+    }
+    return status;
 }
 
 /* Report one tag record to CAS; keeps the highest generation reported per volume, so a late
@@ -722,6 +804,9 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     /* CAS going away must show as an error on the connection, not kill the supervisor */
     signal(SIGPIPE, SIG_IGN);
+    /* PID 1 ignores signals it has no handler for: docker stop during attestation must not be lost */
+    int pid1 = getpid() == 1;
+    if (pid1) forward_signals();
     double t0 = now_s();
     const char *rootfs = o->container.enabled ? o->container.rootfs : NULL;
     struct scp_attest_run_conf conf = {o->container.net_none, o->container.keep_caps, o->trusted, o->ntrusted,
@@ -733,6 +818,13 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     if (o->image_json &&
         scp_attest_measure_fds(set->fd, set->n, o->image_json, strlen(o->image_json), ident.m, err) < 0)
         goto out;
+    /* the image's other files: checked by the shield at exec, executable mapping and open */
+    for (size_t i = 0; i < o->n_more_trusted; i++)
+        if (scp_shield_trusted_add(&ident.manifest, &ident.manifest_len, &o->more_trusted[i]) < 0) {
+            scp_fail(err, SCP_E_INVAL, E2BIG, "cannot list %s in the trusted-file manifest (more than %u files?)",
+                     o->more_trusted[i].path, SCP_SHIELD_TRUSTED_MAX);
+            goto out;
+        }
     double t1 = now_s();
     if (attest_retry(c, o, ident.m, &text, err) < 0) goto out;
     double t2 = now_s();
@@ -808,7 +900,12 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             goto out;
         }
         scp_volume_tag now;
-        if (prepare_volume(name, rv[i].dir, ro->vol[i].key, exp, &now, err) < 0) goto out;
+        uint8_t seed_key[SCP_VOLUME_KEY_LEN];
+        int has_seed = 0;
+        if (take_seed_key(json_object_get(cfg, "environment"), name, seed_key, &has_seed, err) < 0) goto out;
+        int pr = prepare_volume(o, name, rv[i].dir, path, ro->vol[i].key, has_seed ? seed_key : NULL, exp, &now, err);
+        scp_wipe(seed_key, sizeof seed_key);
+        if (pr < 0) goto out;
         ro->vol[i].hostdir = rv[i].dir;
         ro->vol[i].mount = path;
         ro->nvol++;
@@ -818,11 +915,13 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             goto out;
         }
     }
+    drop_seed_vars(json_object_get(cfg, "environment"));
     ro->container = o->container;
     if (ro->container.enabled && !ro->container.hostname)
         ro->container.hostname = strlen(o->service) <= 64 ? o->service : NULL;
     ro->trace = o->trace;
     ro->no_mount = o->no_mount;
+    ro->user = o->user;
     ro->timing_ns = timing;
     ro->shield_lib = o->shield_lib; /* resolved as scp_attest_run_measure did */
     ro->exec_fd = set->fd[0];
@@ -874,11 +973,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             con_end[sk] = -1;
         }
     for (size_t i = 0; i < nv; i++) scp_wipe(ro->vol[i].key, sizeof ro->vol[i].key);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = forward;
-    int sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
-    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+    forward_signals();
+    if (pending_sig) kill(pid, pending_sig);
     uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
     int exited = 0, status = 1;
     for (;;) {
@@ -890,7 +986,10 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         if (pr == 0) {
             if (exited) break;
             int st;
-            if (waitpid(pid, &st, WNOHANG) == pid) {
+            if (pid1) {
+                int s1 = reap_all(pid, relay);
+                if (s1 >= 0) exited = 1, status = s1;
+            } else if (waitpid(pid, &st, WNOHANG) == pid) {
                 exited = 1;
                 status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
             }

@@ -19,9 +19,11 @@
 
 #include "runtime/container.h"
 #include "runtime/elfdeps.h"
+#include "runtime/launch.h"
 #include "scp/attest.h"
 #include "scp/cas.h"
 #include "scp/err.h"
+#include "scp/volume.h"
 
 /* The service's configuration: the launch options that change what the program can do, and the
  * trusted-file manifest. Its canonical text (docs/runtime.md "What is measured") is hashed into
@@ -85,6 +87,16 @@ struct scp_attest_run_opts {
                                  in "/", its loader and libraries, the shield, and this document */
     int no_mount;             /* Docker is the container: no namespace, no mount; the shield alone
                                  serves the volumes' mount points */
+    const struct scp_run_user *user; /* non-NULL: the program runs as this user (the image's USER) */
+    /* non-NULL: called on a volume's first start, before it is used, with the fresh volume
+     * (mounted at `mount`) and the key the policy's environment gives as SCP_SEED_<volume name>
+     * (hex; NULL when none); it fills the volume (a secure image's files sealed at build). Every
+     * SCP_SEED_* variable is taken out of the program's environment. */
+    int (*seed)(void *ctx, const char *mount, const uint8_t *key, scp_volume *fresh, scp_err *err);
+    void *seed_ctx;
+    const scp_shield_trusted *more_trusted; /* added to the shield's trusted-file manifest (the
+                                 image's /scp/trusted): files not measured here, checked by digest */
+    size_t n_more_trusted;
 };
 
 /* The default volume directory: /var/lib/scp/volumes for root, else

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <sched.h>
 #include <stdio.h>
@@ -225,6 +226,54 @@ static void wipe_secrets(void *ctx) {
     struct run_secrets *s = ctx;
     scp_wipe(s->cfg, sizeof *s->cfg);
     for (unsigned i = 0; i < s->o->nvol; i++) scp_wipe(s->o->vol[i].key, sizeof s->o->vol[i].key);
+}
+
+/* The entries of the directory dfd and, to `depth` levels, of its subdirectories, to uid:gid
+ * (no symlink followed). The volume format keeps a shallow tree: the volume directory and its
+ * objects/. */
+static int chown_entries(int dfd, uid_t uid, gid_t gid, int depth) {
+    int rd = dup(dfd);
+    DIR *d = rd >= 0 ? fdopendir(rd) : NULL;
+    if (!d) {
+        if (rd >= 0) close(rd);
+        return -1;
+    }
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        if (fchownat(dfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) rc = -1;
+        if (rc == 0 && e->d_type == DT_DIR && depth > 0) {
+            int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            rc = sub < 0 ? -1 : chown_entries(sub, uid, gid, depth - 1);
+            if (sub >= 0) close(sub);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+/* Become o->user (a secure image's USER) for the exec. The volume library opens the backing
+ * store by name each time a file is opened, and that store was created 0700 for root: it is
+ * handed to the user first (as the shield does for a program that drops privileges itself,
+ * shield/creds.c). Run by another user already (docker run --user), nothing changes. */
+static int become_user(const struct scp_run_opts *o, scp_err *err) {
+    const struct scp_run_user *u = o->user;
+    if (!u || geteuid() != 0 || u->uid == 0) return 0;
+    for (unsigned i = 0; i < o->nvol; i++) {
+        int d = open(o->vol[i].hostdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (d < 0 || fchown(d, u->uid, u->gid) < 0 || chown_entries(d, u->uid, u->gid, 2) < 0) {
+            scp_fail_errno(err, "cannot hand volume %s to uid %u", o->vol[i].hostdir, (unsigned)u->uid);
+            if (d >= 0) close(d);
+            return -1;
+        }
+        close(d);
+    }
+    if (setgroups(u->ngroups, u->groups) < 0 || setresgid(u->gid, u->gid, u->gid) < 0 ||
+        setresuid(u->uid, u->uid, u->uid) < 0)
+        return scp_fail_errno(err, "cannot become uid %u gid %u", (unsigned)u->uid, (unsigned)u->gid);
+    assert(geteuid() == u->uid && getuid() == u->uid);
+    return 0;
 }
 
 int scp_run_find_shield(const char *given, char *out, size_t n, scp_err *err) {
@@ -491,6 +540,9 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         snprintf(tv, sizeof tv, "%lld", (long long)now);
         setenv(SCP_SHIELD_ENV_TIMING, tv, 1);
     }
+    /* drop to the image's user first: the notification filter then goes on without privileges
+     * (filter_install sets no_new_privs) */
+    if (become_user(o, err) < 0) goto out;
     if (notify_sock >= 0) {
         int sock = notify_sock;
         notify_sock = -1;

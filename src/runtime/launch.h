@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "runtime/container.h"
 #include "scp/err.h"
@@ -14,6 +15,14 @@ struct scp_run_volume {
     const char *hostdir; /* the volume directory on the host */
     const char *mount;   /* where the program sees it (absolute) */
     uint8_t key[SCP_VOLUME_KEY_LEN];
+};
+
+/* The user the program runs as (a secure image's USER), set right before exec. */
+struct scp_run_user {
+    uid_t uid;
+    gid_t gid;
+    size_t ngroups; /* supplementary groups */
+    gid_t groups[64];
 };
 
 struct scp_run_opts {
@@ -42,6 +51,8 @@ struct scp_run_opts {
                                 them (a secure image under Docker, which is the container) */
     int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits
                                 until CAS acknowledged its tag (SCP_SHIELD_ENV_TAG_SYNC_FD) */
+    const struct scp_run_user *user; /* non-NULL, and run by root: the volumes' backing store is
+                                handed to this user, then the process becomes it, right before exec */
 };
 
 /* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it

@@ -59,6 +59,7 @@ static struct {
     size_t rawlen;
     struct tfile *f;
     uint32_t n;
+    uint32_t *by_id, *by_path, *by_given; /* indexes of f sorted by (dev, ino), path, given path */
     pthread_mutex_t mu;   /* ok, copy */
 } tr = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
@@ -82,6 +83,56 @@ static int measured_stamp(const struct tfile *t, const struct stat *st) {
            ns(st->st_mtim) == t->m.mtime_ns && ns(st->st_ctim) == t->m.ctime_ns;
 }
 
+/* ---- looking a file up: sorted indexes, so that a manifest of a whole image (thousands of
+ * files) costs a binary search per open, not a scan ------------------------------------------- */
+
+static int cmp_id(const void *a, const void *b) {
+    const scp_shield_trusted *x = &tr.f[*(const uint32_t *)a].m, *y = &tr.f[*(const uint32_t *)b].m;
+    if (x->dev != y->dev) return x->dev < y->dev ? -1 : 1;
+    return x->ino < y->ino ? -1 : x->ino > y->ino;
+}
+static int cmp_path(const void *a, const void *b) {
+    return strcmp(tr.f[*(const uint32_t *)a].m.path, tr.f[*(const uint32_t *)b].m.path);
+}
+static int cmp_given(const void *a, const void *b) {
+    return strcmp(tr.f[*(const uint32_t *)a].m.given, tr.f[*(const uint32_t *)b].m.given);
+}
+
+static uint32_t *sorted_index(int (*cmp)(const void *, const void *)) {
+    uint32_t *ix = malloc(((size_t)tr.n + 1) * sizeof *ix);
+    if (!ix) return NULL;
+    for (uint32_t i = 0; i < tr.n; i++) ix[i] = i;
+    qsort(ix, tr.n, sizeof *ix, cmp);
+    return ix;
+}
+
+static int index_manifest(void) {
+    tr.by_id = sorted_index(cmp_id);
+    tr.by_path = sorted_index(cmp_path);
+    tr.by_given = sorted_index(cmp_given);
+    return tr.by_id && tr.by_path && tr.by_given ? 0 : -1;
+}
+
+/* Binary search of index ix for an entry that cmp_key (key vs entry) calls equal. */
+static struct tfile *lookup(const uint32_t *ix, const void *key, int (*cmp_key)(const void *, const scp_shield_trusted *)) {
+    size_t lo = 0, hi = tr.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = cmp_key(key, &tr.f[ix[mid]].m);
+        if (!c) return &tr.f[ix[mid]];
+        if (c < 0) hi = mid;
+        else lo = mid + 1;
+    }
+    return NULL;
+}
+static int key_id(const void *k, const scp_shield_trusted *e) {
+    const struct stat *st = k;
+    if ((uint64_t)st->st_dev != e->dev) return (uint64_t)st->st_dev < e->dev ? -1 : 1;
+    return (uint64_t)st->st_ino < e->ino ? -1 : (uint64_t)st->st_ino > e->ino;
+}
+static int key_path(const void *k, const scp_shield_trusted *e) { return strcmp(k, e->path); }
+static int key_given(const void *k, const scp_shield_trusted *e) { return strcmp(k, e->given); }
+
 int sh_trusted_load(scp_err *err) {
     const char *v = getenv(SCP_SHIELD_ENV_TRUSTED_FD);
     if (!v) return 0;
@@ -96,8 +147,6 @@ int sh_trusted_load(scp_err *err) {
     }
     tr.rawlen = (size_t)st.st_size;
     tr.raw = malloc(tr.rawlen);
-    tr.f = calloc(SCP_SHIELD_TRUSTED_MAX, sizeof *tr.f);
-    scp_shield_trusted *e = calloc(SCP_SHIELD_TRUSTED_MAX, sizeof *e);
     size_t got = 0;
     while (tr.raw && got < tr.rawlen) {
         long r = sh_gate(SYS_pread64, fd, (long)(tr.raw + got), (long)(tr.rawlen - got), (long)got, 0, 0);
@@ -106,9 +155,14 @@ int sh_trusted_load(scp_err *err) {
         got += (size_t)r;
     }
     sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
-    long n = tr.raw && tr.f && e && got == tr.rawlen
-                 ? scp_shield_trusted_parse(tr.raw, tr.rawlen, e, SCP_SHIELD_TRUSTED_MAX)
-                 : -2;
+    /* as many entries as the header announces (parse checks it against the content) */
+    size_t cap = got == tr.rawlen ? (size_t)((uint8_t)tr.raw[6] | (uint8_t)tr.raw[7] << 8 | (uint8_t)tr.raw[8] << 16 |
+                                             (uint32_t)(uint8_t)tr.raw[9] << 24)
+                                  : 0;
+    if (cap > SCP_SHIELD_TRUSTED_MAX) cap = 0;
+    tr.f = calloc(cap + 1, sizeof *tr.f);
+    scp_shield_trusted *e = calloc(cap + 1, sizeof *e);
+    long n = tr.raw && tr.f && e && got == tr.rawlen ? scp_shield_trusted_parse(tr.raw, tr.rawlen, e, cap) : -2;
     if (n < 0) {
         free(e);
         return scp_fail(err, SCP_E_FORMAT, EINVAL, n == -2 ? "cannot read the trusted-file manifest"
@@ -120,6 +174,7 @@ int sh_trusted_load(scp_err *err) {
     }
     free(e);
     tr.n = (uint32_t)n;
+    if (index_manifest() < 0) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory for the trusted-file manifest");
     tr.on = 1;
     /* OpenSSL initializes itself on first use (it may read its configuration): here, not inside
      * the SIGSYS handler that serves a mapping while the loader holds its lock */
@@ -160,11 +215,10 @@ static int fd_path(int fd, char *out, size_t n) {
 /* The manifest's entry for the file st (same device and inode) or, failing that, for its path
  * (a file put in place of a listed one): its real path or the path it was listed by. */
 static struct tfile *find(const struct stat *st, const char *path) {
-    for (uint32_t i = 0; i < tr.n; i++)
-        if (tr.f[i].m.dev == (uint64_t)st->st_dev && tr.f[i].m.ino == (uint64_t)st->st_ino) return &tr.f[i];
-    for (uint32_t i = 0; path && i < tr.n; i++)
-        if (!strcmp(tr.f[i].m.path, path) || !strcmp(tr.f[i].m.given, path)) return &tr.f[i];
-    return NULL;
+    struct tfile *t = lookup(tr.by_id, st, key_id);
+    if (!t && path) t = lookup(tr.by_path, path, key_path);
+    if (!t && path) t = lookup(tr.by_given, path, key_given);
+    return t;
 }
 
 /* Is the content of fd (whose stamp is st) the measured one? */

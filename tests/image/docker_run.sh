@@ -18,9 +18,9 @@ TAG=scptest-run-$$
 VOL=scptest-run-vol-$$
 SERVE=
 docker_cleanup() {
-    docker rm -f $TAG-c1 $TAG-c2 $TAG-old $TAG-bad $TAG-nocas >/dev/null 2>&1
+    docker rm -f $TAG-c1 $TAG-c2 $TAG-old $TAG-bad $TAG-nocas $TAG-sh $TAG-sht $TAG-tamper >/dev/null 2>&1
     docker volume rm -f $VOL >/dev/null 2>&1
-    docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 >/dev/null 2>&1
+    docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 $TAG/sh-base:1 $TAG/sh-secure:1 $TAG/sh-tampered:1 >/dev/null 2>&1
     [ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null
     cleanup
 }
@@ -37,31 +37,41 @@ mkdir "$T/sock"
 SERVE=$!
 for _ in $(seq 50); do [ -S "$T/sock/attest.sock" ] && break; sleep 0.1; done
 
-note "the base image (redis-server and its libraries) and its secure image, /data protected"
+note "the base image (redis-server, sh, sleep and their libraries; USER redis) and its secure image, /data protected"
 R=$T/root
-mkdir -p "$R/usr/bin" "$R/data" "$R/etc" "$R/tmp"
+mkdir -p "$R/usr/bin" "$R/bin" "$R/data" "$R/etc/redis" "$R/tmp"
+CONF_MARK=scp-conf-marker-$$-$RANDOM
+printf '# %s\nmaxmemory-policy allkeys-lru\n' "$CONF_MARK" >"$R/etc/redis/redis.conf"
 cp /usr/bin/redis-server "$R/usr/bin/"
-for l in $(ldd /usr/bin/redis-server | grep -o '/[^ ]*'); do
+cp /bin/dash "$R/bin/sh"
+cp /bin/sleep "$R/bin/"
+for l in $(ldd /usr/bin/redis-server /bin/dash /bin/sleep | awk '$2 == "=>" {print $3} $1 ~ /^\/.*[^:]$/ {print $1}' | sort -u); do
     mkdir -p "$R$(dirname "$l")"
     cp -L "$l" "$R$l"
 done
-echo 'root:x:0:0::/:/bin/sh' >"$R/etc/passwd"
-tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/usr/bin/redis-server"]' -c 'WORKDIR /data' - \
+printf 'root:x:0:0::/:/bin/sh\nredis:x:999:998::/data:/bin/sh\n' >"$R/etc/passwd"
+printf 'root:x:0:\nredis:x:998:\nscpextra:x:997:redis\n' >"$R/etc/group"
+tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/usr/bin/redis-server"]' -c 'WORKDIR /data' -c 'USER redis' - \
     $TAG/redis-base:1 >/dev/null || fail "docker import"
 docker save $TAG/redis-base:1 -o "$T/base.tar" || fail "docker save"
-build() { # TAG SESSION
-    "$SCPCTL" image build "$T/base.tar" -t "$1" --session "$2" --service redis --protect /data \
-        -o "$T/$2.tar" >"$T/$2.out" 2>"$T/$2.err" || fail "image build: $(cat "$T/$2.err")"
-    docker load -i "$T/$2.tar" >/dev/null || fail "docker load"
+build() { # TAG SESSION [BASE [PROTECT [OPTIONS...]]] (PROTECT: /data by default, - for none)
+    local tag=$1 ses=$2 base=${3:-$T/base.tar} prot=${4:-/data}
+    shift $(($# < 4 ? $# : 4))
+    [ "$prot" != - ] && set -- --protect "$prot" "$@"
+    "$SCPCTL" image build "$base" -t "$tag" --session "$ses" --service redis "$@" \
+        -o "$T/$ses.tar" >"$T/$ses.out" 2>"$T/$ses.err" || fail "image build: $(cat "$T/$ses.err")"
+    docker load -i "$T/$ses.tar" >/dev/null || fail "docker load"
 }
-build $TAG/redis-secure:1 db
+build $TAG/redis-secure:1 db "$T/base.tar" /data --protect /etc/redis
+grep -qa "$CONF_MARK" "$T/db.tar" && fail "the secure image holds /etc/redis/redis.conf in plaintext"
 M=$(awk '/^measurement /{print $2}' "$T/db.out")
 
 note "the session from the generated template, with a password CAS generates in the command"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-sed -e "s|^    command: .*|    command: [redis-server, --port, \"$PORT\", --bind, 127.0.0.1, --dir, /data, --appendonly, \"yes\", --appendfsync, always, --save, \"\", --requirepass, \"\$\$SCP::pw\$\$\"]|" \
+sed -e "s|^    command: .*|    command: [redis-server, /etc/redis/redis.conf, --port, \"$PORT\", --bind, 127.0.0.1, --dir, /data, --appendonly, \"yes\", --appendfsync, always, --save, \"\", --requirepass, \"\$\$SCP::pw\$\$\"]|" \
     "$T/db.tar.session.yaml" >"$T/db.yaml"
-printf 'secrets:\n  - {name: pw, kind: ascii, size: 32}\n' >>"$T/db.yaml"
+grep -q '^secrets:' "$T/db.yaml" || fail "the template lacks the seed's secret: $(cat "$T/db.yaml")"
+printf '  - {name: pw, kind: ascii, size: 32}\n' >>"$T/db.yaml"
 grep -q "measurements: \[$M\]" "$T/db.yaml" || fail "template: $(cat "$T/db.yaml")"
 expect_rc 0 "$SCPCTL" session create "$T/db.yaml"
 config() { "$SCPCTL" platform attest --key "$T/p.key" --session db --service redis --measurement "$M" 2>/dev/null; }
@@ -100,17 +110,31 @@ MARK=scp-docker-marker-$$-$RANDOM
 [ "$(cli get k)" = "$MARK" ] || fail "GET"
 redis-cli -p "$PORT" get k 2>&1 | grep -q NOAUTH || fail "redis answers without the password CAS generated"
 
+note "the image's USER: redis-server runs as redis (uid 999, gid 998, group scpextra), the entry as root"
+docker top $TAG-c1 -eo pid,uid,gid,comm >"$T/top"
+grep -Eq ' 999 +998 +redis-server' "$T/top" || fail "redis-server does not run as the image's USER redis: $(cat "$T/top")"
+RPID=$(docker top $TAG-c1 -eo pid,comm | awk '$2=="redis-server"{print $1}')
+grep -Eq '^Groups:.*\b997\b' "/proc/$RPID/status" || fail "no supplementary group scpextra: $(grep Groups "/proc/$RPID/status")"
+grep -Eq '^ *[0-9]+ +0 +0 ' "$T/top" || fail "the entry does not run as root: $(cat "$T/top")"
+[ "$(cli bgsave)" = "Background saving started" ] || fail "BGSAVE as redis"
+
+note "the configuration sealed at build: redis read it from its protected volume"
+[ "$(cli config get maxmemory-policy | tail -1)" = allkeys-lru ] || fail "redis did not read the sealed /etc/redis/redis.conf"
+
 note "the Docker volume holds no plaintext; nothing reached the image's /data (the shield serves it)"
 VD=$(docker volume inspect -f '{{.Mountpoint}}' $VOL)
 [ -n "$(find "$VD" -type f | head -1)" ] || fail "the Docker volume is empty: $(ls -R "$VD")"
 grep -rqa "$MARK" "$VD" && fail "the marker is in plaintext in the Docker volume"
+grep -rqa "$CONF_MARK" "$VD" && fail "the sealed configuration is in plaintext in the Docker volume"
 docker diff $TAG-c1 >"$T/diff"
 grep -q '^[AC] /data/' "$T/diff" && fail "files reached the container's /data: $(cat "$T/diff")"
 G1=$(config | python3 -c 'import json,sys; t=json.load(sys.stdin)["volumes"][0]["expected_tag"]; print(int(t[:16],16) if t else -1)')
 [ "$G1" -ge 1 ] || fail "CAS holds no tag for the volume ($G1)"
 
 note "docker stop, docker run again: the data is back"
-docker stop -t 20 $TAG-c1 >/dev/null || fail "docker stop"
+t0=$(date +%s)
+docker stop -t 30 $TAG-c1 >/dev/null || fail "docker stop"
+[ $(($(date +%s) - t0)) -le 8 ] || fail "docker stop took $(($(date +%s) - t0)) s (SIGTERM not forwarded?)"
 [ "$(docker inspect -f '{{.State.ExitCode}}' $TAG-c1)" = 0 ] || fail "exit code after docker stop: $(docker logs $TAG-c1 2>&1 | tail -5)"
 docker rm $TAG-c1 >/dev/null
 cp -a "$VD" "$T/old-volume"
@@ -134,6 +158,57 @@ run_to_end $TAG-bad "${RUNFLAGS[@]}" $TAG/redis-secure:2
 rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 99 ] || fail "a refused container exited $rc (99: still running)"
 grep -q "CAS refused.*wrong_measurement" "$T/$TAG-bad.log" || fail "docker logs lacks CAS's reason: $(cat "$T/$TAG-bad.log")"
+
+note "PID 1: orphans reaped; the whole /scp/trusted under the shield (sleep and redis-server run from sh)"
+# a secure image of sh from the same files: the program measured is sh; sleep and redis-server are
+# only in /scp/trusted. An orphan (the inner sh's background sleep) is re-parented to the entry.
+tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/bin/sh"]' - $TAG/sh-base:1 >/dev/null || fail "docker import sh"
+docker save $TAG/sh-base:1 -o "$T/sh-base.tar" || fail "docker save sh"
+build $TAG/sh-secure:1 shs "$T/sh-base.tar" -
+SCRIPT='sh -c "sleep 0.2 &"; sleep 1; redis-server --version; echo "seed=[$SCP_SEED_x]"; echo scp-started; trap "echo scp-term; exit 7" TERM; sleep 1000 & wait'
+# an SCP_SEED_ variable of the policy is the entry's: the program never sees it
+sed -e "s|^    command: .*|    command: [/bin/sh, -c, '${SCRIPT//&/\\&}']\n    environment: {SCP_SEED_x: \"$(printf '%064d' 7)\"}|" \
+    "$T/shs.tar.session.yaml" >"$T/shs.yaml"
+expect_rc 0 "$SCPCTL" session create "$T/shs.yaml"
+waitlog() { # NAME PATTERN: until docker logs NAME shows PATTERN or the container stops
+    for _ in $(seq 150); do
+        docker logs "$1" 2>&1 | grep -q "$2" && return 0
+        [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ] || break
+        sleep 0.1
+    done
+    return 1
+}
+docker run -d --name $TAG-sh "${RUNFLAGS[@]}" $TAG/sh-secure:1 >/dev/null || fail "docker run sh"
+waitlog $TAG-sh scp-started || fail "the sh service did not start: $(docker logs $TAG-sh 2>&1 | tail -5)"
+docker logs $TAG-sh >"$T/sh.log" 2>&1
+grep -q "Redis server v=" "$T/sh.log" || fail "redis-server (listed in /scp/trusted) did not run: $(cat "$T/sh.log")"
+grep -q "refused" "$T/sh.log" && fail "the shield refused a file of the image: $(cat "$T/sh.log")"
+grep -q '^seed=\[\]$' "$T/sh.log" || fail "the program saw an SCP_SEED_ variable: $(cat "$T/sh.log")"
+# the entry's children as the host sees them (docker top reads the cgroup, which zombies have left)
+EPID=$(docker inspect -f '{{.State.Pid}}' $TAG-sh)
+for c in $(cat /proc/"$EPID"/task/*/children); do
+    grep -q '^State:.*Z' "/proc/$c/status" 2>/dev/null && fail "a zombie under the entry (PID 1 does not reap): $(grep Name "/proc/$c/status")"
+done
+t0=$(date +%s)
+docker stop -t 30 $TAG-sh >/dev/null || fail "docker stop sh"
+[ $(($(date +%s) - t0)) -le 8 ] || fail "docker stop of sh took $(($(date +%s) - t0)) s"
+[ "$(docker inspect -f '{{.State.ExitCode}}' $TAG-sh)" = 7 ] || fail "the service's exit code (7) was not propagated: $(docker inspect -f "{{.State.ExitCode}}" $TAG-sh): $(docker logs $TAG-sh 2>&1)"
+docker logs $TAG-sh 2>&1 | grep -q scp-term || fail "the service did not get SIGTERM"
+
+note "a library of the image replaced in a new layer (same measurement): redis-server does not run with it"
+LZF=$(ldd /usr/bin/redis-server | grep -o '/[^ ]*liblzf[^ ]*')
+cp -L "$LZF" "$T/liblzf" && printf 'tampered' >>"$T/liblzf"
+docker create --name $TAG-tamper $TAG/sh-secure:1 >/dev/null || fail "docker create"
+docker cp "$T/liblzf" "$TAG-tamper:$LZF" || fail "docker cp"
+docker commit $TAG-tamper $TAG/sh-tampered:1 >/dev/null || fail "docker commit"
+docker rm $TAG-tamper >/dev/null
+docker run -d --name $TAG-sht "${RUNFLAGS[@]}" $TAG/sh-tampered:1 >/dev/null || fail "docker run tampered"
+waitlog $TAG-sht scp-started
+docker stop -t 30 $TAG-sht >/dev/null 2>&1
+docker logs $TAG-sht >"$T/$TAG-sht.log" 2>&1
+grep -q "Redis server v=" "$T/$TAG-sht.log" && fail "redis-server ran with a tampered library: $(cat "$T/$TAG-sht.log")"
+grep -q "liblzf.*differs from the measured trusted-file manifest" "$T/$TAG-sht.log" ||
+    fail "no refusal naming the tampered library: $(cat "$T/$TAG-sht.log")"
 
 note "no SCP_CAS: a clear error"
 run_to_end $TAG-nocas -v "$T/sock:/run/scp" $TAG/redis-secure:1

@@ -29,7 +29,8 @@ for l in $(ldd /usr/bin/redis-server | grep -o '/[^ ]*'); do
     cp -L "$l" "$R$l"
 done
 echo 'root:x:0:0::/:/bin/sh' > "$R/etc/passwd"
-echo 'bind 127.0.0.1' > "$R/srv/conf/redis.conf"
+CONF_MARK=scp-conf-marker-$$-$(od -An -N4 -tx4 /dev/urandom | tr -d " ")
+printf 'bind 127.0.0.1\n# %s\n' "$CONF_MARK" > "$R/srv/conf/redis.conf"
 tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/usr/bin/redis-server"]' -c 'CMD ["--port", "6390"]' - \
     $TAG/redis-base:1 >/dev/null || fail "docker import"
 docker save $TAG/redis-base:1 -o "$T/base.tar" || fail "docker save"
@@ -55,7 +56,11 @@ L=$(docker image inspect -f '{{index .Config.Labels "org.scp.measurement"}}' $TA
     || fail "docker image inspect"
 [ "$L" = "$M" ] || fail "label $L is not the measurement $M"
 EP=$(docker image inspect -f '{{json .Config.Entrypoint}}' $TAG/redis-secure:1)
-echo "$EP" | grep -q '/scp/bin/scpctl' || fail "entrypoint is not the SCP entry: $EP"
+echo "$EP" | grep -q '/scp/bin/scp-entry' || fail "entrypoint is not the SCP entry: $EP"
+note "the /scp layer is small: scp-entry and what it links, not scpctl's image builder (libarchive, ICU)"
+SCPL=$(python3 -c 'import json,sys,tarfile; t=tarfile.open(sys.argv[1]); m=json.load(t.extractfile("manifest.json")); print(t.getmember(m[0]["Layers"][-1]).size)' "$T/secure.tar")
+echo "   /scp layer: $SCPL bytes"
+[ "$SCPL" -lt 16000000 ] || fail "the /scp layer is $SCPL bytes"
 skopeo inspect "docker-archive:$T/secure.tar" | grep -q "$M" || fail "skopeo (docker-archive) does not see the label"
 skopeo inspect "oci-archive:$T/secure.tar" | grep -q "$M" || fail "skopeo (oci-archive) does not see the label"
 
@@ -74,18 +79,18 @@ SERVE=$!
 trap 'kill $SERVE 2>/dev/null; rm -rf "$T"; docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 >/dev/null 2>&1' EXIT
 i=0; while [ ! -S "$T/sock/attest.sock" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 N=$(openssl rand -hex 32); P=$(openssl rand -hex 32)
-in_image() { # ENV-OPTS... -- ARGS: run the image's scpctl in a container of the image
+in_image() { # ENV-OPTS... -- ARGS: run the image's runtime in a container of the image
     docker run --rm -v "$T/sock:/run/scp" "$@"
 }
 in_image --entrypoint /scp/lib/ld-linux-x86-64.so.2 $TAG/redis-secure:1 --library-path /scp/lib \
-    /scp/bin/scpctl platform evidence --nonce "$N" --pubkey "$P" > "$T/ev" 2> "$T/err" \
+    /scp/bin/scp-entry platform evidence --nonce "$N" --pubkey "$P" > "$T/ev" 2> "$T/err" \
     || fail "the image's runtime got no evidence: $(cat "$T/err") / $(cat "$T/serve.log")"
 grep -q "^measurement $M" "$T/ev" || fail "the service measured otherwise: $(cat "$T/ev")"
 grep -q "^nonce bound" "$T/ev" || fail "the evidence does not bind the nonce and key"
 note "the same runtime with a library of the image preloaded: refused"
 LZF=$(cd "$R" && find . -name 'liblzf.so.1' | head -1 | cut -c2-)
 in_image -e LD_PRELOAD="$LZF" --entrypoint /scp/lib/ld-linux-x86-64.so.2 $TAG/redis-secure:1 --library-path /scp/lib \
-    /scp/bin/scpctl platform evidence --nonce "$N" --pubkey "$P" > /dev/null 2> "$T/err" && fail "a preloaded caller got evidence"
+    /scp/bin/scp-entry platform evidence --nonce "$N" --pubkey "$P" > /dev/null 2> "$T/err" && fail "a preloaded caller got evidence"
 # (a sanitizer build of scpctl cannot start with a library preloaded before its runtime: it
 # stops before it asks, which also gets it nothing)
 grep -q "not the image's runtime\|ASan runtime does not come first" "$T/err" || fail "preloaded caller: $(cat "$T/err")"
@@ -129,7 +134,17 @@ expect_err "missing archive" "no image archive" /nonexistent.tar -t x:1 --sessio
 head -c 10000 /dev/urandom > "$T/junk.tar"
 expect_err "malformed archive" "not an image archive\|malformed\|no files" "$T/junk.tar" -t x:1 --session s --service s -o "$T/x.tar"
 expect_err "protected path missing" "no such directory in the image" "$T/base.tar" -t x:1 --session s --service s --protect /nope -o "$T/x.tar"
-expect_err "protected path with files" "not supported yet" "$T/base.tar" -t x:1 --session s --service s --protect /srv/conf -o "$T/x.tar"
+note "files under a protected path: sealed into /scp/seed, gone from the layers, their key only in the template"
+"$SCPCTL" image build "$T/base.tar" -t $TAG/redis-conf:1 --session s --service s --protect /srv/conf --protect /data \
+    -o "$T/conf.tar" > "$T/conf.out" 2> "$T/err" || fail "build with files under a protected path: $(cat "$T/err")"
+grep -qa "$CONF_MARK" "$T/base.tar" || fail "the test's marker is not in the input"
+grep -qa "$CONF_MARK" "$T/conf.tar" && fail "the secure image holds the protected file in plaintext"
+grep -q 'SCP_SEED_conf: "\$\$SCP::scp_seed_conf\$\$"' "$T/conf.tar.session.yaml" || fail "template lacks the seed: $(cat "$T/conf.tar.session.yaml")"
+grep -Eq 'name: scp_seed_conf, kind: explicit, value: "[0-9a-f]{64}"' "$T/conf.tar.session.yaml" || fail "template lacks the seed key"
+[ "$(stat -c %a "$T/conf.tar.session.yaml")" = 600 ] || fail "the template (it holds a key) is not 0600"
+"$SCPCTL" image inspect "$T/conf.tar" | grep -q '"/scp/seed/0"' || fail "image.json lacks the seed"
+"$SCPCTL" image verify "$T/conf.tar" > /dev/null 2> "$T/err" || fail "verify of a seeded image: $(cat "$T/err")"
+skopeo inspect "oci-archive:$T/conf.tar" > /dev/null || fail "skopeo does not read the seeded image"
 expect_err "relative protected path" "absolute path" "$T/base.tar" -t x:1 --session s --service s --protect data -o "$T/x.tar"
 expect_err "image not in the engine" "refused\|No such image" $TAG/absent:9 -t x:1 --session s --service s -o "$T/x.tar"
 expect_err "secure image as input" "already has /scp" "$T/secure.tar" -t x:1 --session s --service s -o "$T/x.tar"

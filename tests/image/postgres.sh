@@ -1,0 +1,105 @@
+#!/bin/bash
+# tests/image/postgres.sh - the curated secure PostgreSQL (images/postgres) under docker run with a
+# real CAS: Debian's postgresql-15 on scp-debian:bookworm, USER postgres, the data directory
+# protected. The first start runs initdb with the superuser password CAS generates (injected,
+# never on disk); psql on the host connects with it; a marker row is written; the Docker volume
+# holds no plaintext of it; docker stop is prompt and clean (exit 0) and a new docker run has the
+# row back; a session listing another measurement gets nothing (non-zero exit, CAS's reason).
+# Usage: postgres.sh SCPCTL   (skipped, 77, without scp-debian:bookworm: images/base/build.sh)
+HERE=$(cd "$(dirname "$0")" && pwd)
+source "$HERE/../cas/lib.sh" "$(realpath "$1")" none
+SCPCTL=$(realpath "$1")
+command -v psql >/dev/null || { echo "psql not installed: skipped"; exit 77; }
+sh "$HERE/../../scripts/start-docker.sh" || fail "no Docker engine (scripts/start-docker.sh)"
+docker image inspect scp-debian:bookworm >/dev/null 2>&1 ||
+    { echo "no base image scp-debian:bookworm (images/base/build.sh): skipped"; exit 77; }
+note() { echo "-- $*"; }
+TAG=scptest-pg-$$
+VOL=scptest-pg-vol-$$
+BASE=${SCP_PG_BASE:-scp-postgres-base-image-runtime:bookworm}
+SERVE=
+docker_cleanup() {
+    docker rm -f $TAG-c1 $TAG-c2 $TAG-bad >/dev/null 2>&1
+    docker volume rm -f $VOL >/dev/null 2>&1
+    docker rmi -f $TAG/pg-secure:1 $TAG/pg-secure:2 >/dev/null 2>&1
+    [ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null
+    cleanup
+}
+trap docker_cleanup EXIT
+
+note "the PostgreSQL base image (docker build images/postgres) and its secure image"
+docker build -q --network host -t "$BASE" "$HERE/../../images/postgres" >/dev/null 2>"$T/dbuild.err" ||
+    fail "docker build images/postgres: $(cat "$T/dbuild.err")"
+"$SCPCTL" image build "$BASE" -t $TAG/pg-secure:1 --session pg --service postgres \
+    --protect /var/lib/postgresql/data -o "$T/pg.tar" >"$T/build.out" 2>"$T/build.err" || fail "image build: $(cat "$T/build.err")"
+docker load -i "$T/pg.tar" >/dev/null || fail "docker load"
+M=$(awk '/^measurement /{print $2}' "$T/build.out")
+
+A=$T/admin.pem
+expect_rc 0 "$SCPCTL" cas identity --out "$A"
+export SCP_IDENTITY=$A
+start_cas --admin "$A"
+expect_rc 0 "$SCPCTL" platform create-key "$T/p.key"
+expect_rc 0 "$SCPCTL" platform enroll --name p --key "$T/p.key"
+mkdir "$T/sock"
+"$SCPCTL" platform serve --key "$T/p.key" --socket "$T/sock/attest.sock" >"$T/serve.log" 2>&1 &
+SERVE=$!
+for _ in $(seq 50); do [ -S "$T/sock/attest.sock" ] && break; sleep 0.1; done
+
+note "the session from images/postgres/session.yaml"
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -e "s/@SESSION@/pg/g" -e "s/@MEASUREMENT@/$M/g" -e "s/@PORT@/$PORT/g" "$HERE/../../images/postgres/session.yaml" >"$T/pg.yaml"
+expect_rc 0 "$SCPCTL" session create "$T/pg.yaml"
+PW=$("$SCPCTL" session secret pg pgpass 2>/dev/null)
+[ ${#PW} -eq 24 ] || fail "no generated password ($("$SCPCTL" session secret pg pgpass 2>&1))"
+sqlq() { PGPASSWORD=$PW psql -h 127.0.0.1 -p "$PORT" -U postgres -At -d postgres "$@"; }
+
+RUNFLAGS=(--network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" -v "$T/sock:/run/scp" -v "$VOL:/scp-volumes")
+start() { # NAME
+    docker run -d --name "$1" "${RUNFLAGS[@]}" $TAG/pg-secure:1 >/dev/null || fail "docker run"
+    for _ in $(seq 600); do
+        sqlq -c 'select 1' >/dev/null 2>&1 && return 0
+        [ "$(docker inspect -f '{{.State.Running}}' "$1")" = true ] || fail "container exited: $(docker logs "$1" 2>&1 | tail -20)"
+        sleep 0.1
+    done
+    fail "postgres did not answer: $(docker logs "$1" 2>&1 | tail -20)"
+}
+
+note "docker run: initdb on the first start, psql with CAS's password"
+start $TAG-c1
+MARK=scp-pg-marker-$$-$RANDOM
+sqlq -c "create table marker(t text); insert into marker values ('$MARK')" >/dev/null || fail "create table"
+[ "$(sqlq -c 'select t from marker')" = "$MARK" ] || fail "select"
+PGPASSWORD=wrong psql -h 127.0.0.1 -p "$PORT" -U postgres -At -d postgres -c 'select 1' >/dev/null 2>&1 && fail "a wrong password was accepted"
+PGUID=$(docker run --rm --entrypoint /usr/bin/id "$BASE" -u postgres)
+docker top $TAG-c1 -eo pid,uid,comm | grep -E " $PGUID +postgres\$" >/dev/null ||
+    fail "postgres does not run as the image's USER (uid $PGUID): $(docker top $TAG-c1 -eo pid,uid,comm)"
+sqlq -c checkpoint >/dev/null
+
+note "the Docker volume holds no plaintext; docker stop is prompt and clean"
+VD=$(docker volume inspect -f '{{.Mountpoint}}' $VOL)
+grep -rqa "$MARK" "$VD" && fail "the marker is in plaintext in the Docker volume"
+grep -rqa "PG_VERSION\|pg_wal" "$VD" && fail "file names of the cluster are in plaintext in the Docker volume"
+t0=$(date +%s)
+docker stop -t 30 $TAG-c1 >/dev/null || fail "docker stop"
+[ $(($(date +%s) - t0)) -le 10 ] || fail "docker stop took $(($(date +%s) - t0)) s"
+[ "$(docker inspect -f '{{.State.ExitCode}}' $TAG-c1)" = 0 ] || fail "exit code after docker stop: $(docker logs $TAG-c1 2>&1 | tail -5)"
+
+note "docker run again: the row is back"
+start $TAG-c2
+[ "$(sqlq -c 'select t from marker')" = "$MARK" ] || fail "the row did not come back"
+docker stop -t 30 $TAG-c2 >/dev/null
+
+note "a session whose measurement is not the image's: nothing released"
+"$SCPCTL" image build "$BASE" -t $TAG/pg-secure:2 --session pgwrong --service postgres \
+    --protect /var/lib/postgresql/data -o "$T/pg2.tar" >/dev/null 2>"$T/build.err" || fail "image build: $(cat "$T/build.err")"
+docker load -i "$T/pg2.tar" >/dev/null || fail "docker load"
+sed -e "s|^name: .*|name: pgwrong|" -e "s|measurements: \[.*\]|measurements: [$(printf '%064d' 0)]|" "$T/pg.yaml" >"$T/wrong.yaml"
+expect_rc 0 "$SCPCTL" session create "$T/wrong.yaml"
+docker run -d --name $TAG-bad "${RUNFLAGS[@]}" $TAG/pg-secure:2 >/dev/null || fail "docker run"
+rc=$(timeout 60 docker wait $TAG-bad) || rc=99
+docker logs $TAG-bad >"$T/bad.log" 2>&1
+[ "$rc" != 0 ] && [ "$rc" != 99 ] || fail "a refused container exited $rc (99: still running)"
+grep -q "CAS refused.*wrong_measurement" "$T/bad.log" || fail "docker logs lacks CAS's reason: $(cat "$T/bad.log")"
+sqlq -c 'select 1' >/dev/null 2>&1 && fail "a postgres answers with the refused image"
+echo "image postgres: ok"
