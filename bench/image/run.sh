@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# bench/image/run.sh - the curated secure images (images/) against the same Debian service in a
+# plain Docker container made from the same base image, same run, same client.
+#
+#   bench/image/run.sh [redis|nginx|memcached|all] [BUILD_DIR]     (default: all, build)
+#
+# For each service, side by side on the host's loopback (--network host):
+#   secure  the curated secure image (images/build.sh) under docker run with a real CAS and the
+#           local attestation service: its session's configuration, data on a protected volume,
+#           TLS by the network shield with the certificate CAS issued
+#   plain   the service's Debian image (scp-NAME-base:bookworm, what the secure image is made
+#           from) run as is, the same configuration, data in a Docker volume, no TLS
+#   tls     (redis, nginx) the plain container with the service's own TLS (same kind of key, P-256)
+# Clients: redis-benchmark (--tls for secure and tls), memcslap (libmemcached-tools; it has no
+# TLS, so it talks to the secure memcached through a TLS client the shield makes: see below),
+# wrk for nginx (HTTPS for secure and tls). ROUNDS rounds (default 3), the servers interleaved in
+# each round; the median is printed with the ratios secure/plain and secure/tls. Beside
+# throughput, the CPU time of each container (its cgroup's cpuacct: the service, and for secure
+# also the entry and the shield) per request, which does not move with the machine's load.
+# Environment: ROUNDS=3, REQS=50000 (redis requests per test), SECS=5 (wrk, memcslap seconds).
+set -uo pipefail
+WHAT=${1:-all}
+B=${2:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SCPCTL=$(readlink -f "$B/src/scpctl")
+[ -x "$SCPCTL" ] || { echo "bench/image: no $B/src/scpctl (build first)" >&2; exit 1; }
+ROUNDS=${ROUNDS:-3}
+REQS=${REQS:-50000}
+SECS=${SECS:-5}
+T=$(mktemp -d /var/tmp/scp-image-bench.XXXXXX)
+N=scpbench-images-$$
+PIDS=()
+cleanup() {
+    docker rm -f $(docker ps -aq --filter "name=^$N-") >/dev/null 2>&1
+    docker volume rm -f $(docker volume ls -q --filter "name=^$N-") >/dev/null 2>&1
+    docker rmi -f $(docker images -q "$N/*") >/dev/null 2>&1
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+die() { echo "bench/image: $*" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+sh "$ROOT/scripts/start-docker.sh" || die "no Docker engine"
+
+# CAS, a platform, the local attestation service
+export SCP_HOME=$T/home
+unset SCP_CAS SCP_CAS_PIN SCP_IDENTITY
+"$SCPCTL" cas identity --out "$T/admin.pem" >/dev/null 2>&1 || die "cas identity"
+export SCP_IDENTITY=$T/admin.pem
+"$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" --admin "$T/admin.pem" >"$T/cas.out" 2>"$T/cas.err" &
+PIDS+=($!)
+for _ in $(seq 200); do [ -s "$T/port" ] && break; sleep 0.05; done
+export SCP_CAS=127.0.0.1:$(cat "$T/port")
+export SCP_CAS_PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
+CA=$T/data/service-ca.crt
+"$SCPCTL" platform create-key "$T/p.key" >/dev/null 2>&1 && "$SCPCTL" platform enroll --name b --key "$T/p.key" >/dev/null 2>&1 ||
+    die "platform"
+mkdir -p "$T/sock"
+"$SCPCTL" platform serve --key "$T/p.key" --socket "$T/sock/attest.sock" >"$T/serve.log" 2>&1 &
+PIDS+=($!)
+# the plain containers' own TLS: a P-256 certificate of a local CA, as CAS issues for secure
+mkdir -p "$T/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+    -keyout "$T/tls/ca.key" -out "$T/tls/ca.crt" >/dev/null 2>&1 &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+        -keyout "$T/tls/server.key" -out "$T/tls/server.csr" >/dev/null 2>&1 &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$T/tls/ext" &&
+    openssl x509 -req -in "$T/tls/server.csr" -CA "$T/tls/ca.crt" -CAkey "$T/tls/ca.key" -CAcreateserial \
+        -days 2 -extfile "$T/tls/ext" -out "$T/tls/server.crt" >/dev/null 2>&1 || die "openssl"
+chmod 0644 "$T/tls"/*
+
+# cg_ns NAME: CPU time (ns) the container's processes used so far (cgroup v1 or v2)
+cg_ns() {
+    local id
+    id=$(docker inspect -f '{{.Id}}' "$1")
+    if [ -r "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" ]; then
+        cat "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage"
+    else
+        local f
+        f=$(find /sys/fs/cgroup -maxdepth 3 -path "*$id*" -name cpu.stat | head -1)
+        echo $(($(awk '/^usage_usec/{print $2}' "$f") * 1000))
+    fi
+}
+RUNFLAGS=(--network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" -v "$T/sock:/run/scp")
+# secure_start NAME PORT: build the secure image, create its session, docker run it
+secure_start() {
+    local name=$1 port=$2
+    bash "$ROOT/images/build.sh" "$name" -t "$N/$name:1" --session "$N-$name" --port "$port" --out "$T" \
+        --scpctl "$SCPCTL" >"$T/$name.build.log" 2>&1 || die "images/build.sh $name: $(tail -5 "$T/$name.build.log")"
+    "$SCPCTL" session create "$T/$name.session.yaml" >/dev/null 2>"$T/$name.session.err" ||
+        die "session create: $(cat "$T/$name.session.err")"
+    docker run -d --name "$N-$name-secure" "${RUNFLAGS[@]}" -v "$N-$name-secure:/scp-volumes" "$N/$name:1" >/dev/null ||
+        die "docker run $name (secure)"
+}
+# wait_for WHAT CMD...: until CMD succeeds (60 s)
+wait_for() {
+    local what=$1
+    shift
+    for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    die "$what did not answer: $(docker logs "$N-$what" 2>&1 | tail -5)"
+}
+load() { awk '{print $1}' /proc/loadavg; }
+declare -A RPS CPU
+# record SERVICE/WORKLOAD SERVER RPS CPU_NS REQUESTS
+record() {
+    RPS[$1/$2]+="$3 "
+    CPU[$1/$2]+="$(awk -v c="$4" -v n="$5" 'BEGIN{printf "%.1f", c / n / 1000}') "
+}
+# report SERVICE WORKLOAD... : the medians and the ratios
+report() {
+    local svc=$1
+    shift
+    printf '\n%s (median of %s rounds; load average %s at the end)\n' "$svc" "$ROUNDS" "$(load)"
+    printf '%-22s %10s %10s %10s %8s %8s | %9s %9s %9s %8s %8s\n' workload secure plain tls s/plain s/tls \
+        "us/req s" "us/req p" "us/req t" cpu:s/p cpu:s/t
+    for w in "$@"; do
+        local rs rp rt cs cp ct
+        rs=$(echo ${RPS[$svc-$w/secure]:-0} | tr ' ' '\n' | median)
+        rp=$(echo ${RPS[$svc-$w/plain]:-0} | tr ' ' '\n' | median)
+        rt=$(echo ${RPS[$svc-$w/tls]:-0} | tr ' ' '\n' | median)
+        cs=$(echo ${CPU[$svc-$w/secure]:-0} | tr ' ' '\n' | median)
+        cp=$(echo ${CPU[$svc-$w/plain]:-0} | tr ' ' '\n' | median)
+        ct=$(echo ${CPU[$svc-$w/tls]:-0} | tr ' ' '\n' | median)
+        awk -v w="$w" -v rs="$rs" -v rp="$rp" -v rt="$rt" -v cs="$cs" -v cp="$cp" -v ct="$ct" 'function r(a,b){return b>0?sprintf("%.2fx",a/b):"-"}
+            BEGIN{printf "%-22s %10.0f %10.0f %10.0f %8s %8s | %9.1f %9.1f %9.1f %8s %8s\n", w, rs, rp, rt, r(rs,rp), r(rs,rt), cs, cp, ct, r(cs,cp), r(cs,ct)}'
+    done
+}
+
+bench_redis() {
+    command -v redis-benchmark >/dev/null || die "redis-benchmark not installed (redis-tools)"
+    local ps pp pt
+    ps=$(free_port) pp=$(free_port) pt=$(free_port)
+    secure_start redis "$ps"
+    local pw
+    pw=$("$SCPCTL" session secret "$N-redis" password) || die "no password"
+    # the same configuration as images/redis/session.yaml, and the same password
+    local conf=(--bind 127.0.0.1 --protected-mode no --requirepass "$pw" --dir /var/lib/redis --appendonly yes
+        --appendfsync everysec --save "")
+    docker run -d --name "$N-redis-plain" --network host -v "$N-redis-plain:/var/lib/redis" scp-redis-base:bookworm \
+        --port "$pp" "${conf[@]}" >/dev/null || die "docker run redis (plain)"
+    docker run -d --name "$N-redis-tls" --network host -v "$N-redis-tls:/var/lib/redis" -v "$T/tls:/tls:ro" \
+        scp-redis-base:bookworm --port 0 --tls-port "$pt" --tls-cert-file /tls/server.crt --tls-key-file /tls/server.key \
+        --tls-auth-clients no "${conf[@]}" >/dev/null || die "docker run redis (tls)"
+    local -A cli=(
+        [secure]="-p $ps --tls --cacert $CA"
+        [plain]="-p $pp"
+        [tls]="-p $pt --tls --cacert $T/tls/ca.crt"
+    )
+    for s in secure plain tls; do
+        # shellcheck disable=SC2086
+        wait_for "redis-$s" sh -c "redis-cli -h 127.0.0.1 ${cli[$s]} --no-auth-warning -a '$pw' ping | grep -q PONG"
+    done
+    for r in $(seq "$ROUNDS"); do
+        for t in set get; do
+            for c in 1 50; do
+                for s in secure plain tls; do
+                    local n=$REQS
+                    [ "$c" = 1 ] && n=$((REQS / 5))
+                    local c0 c1 out
+                    c0=$(cg_ns "$N-redis-$s")
+                    # shellcheck disable=SC2086
+                    out=$(redis-benchmark -h 127.0.0.1 ${cli[$s]} -a "$pw" -t $t -n $n -c $c -d 64 -r 100000 -q 2>&1)
+                    c1=$(cg_ns "$N-redis-$s")
+                    local rps
+                    rps=$(echo "$out" | tr '\r' '\n' | awk -F': ' '/requests per second/{split($2,a," "); v=a[1]} END{print v+0}')
+                    [ "${rps%.*}" -gt 0 ] 2>/dev/null || die "redis-benchmark against $s: $out"
+                    record "redis-${t^^} -c $c" $s "$rps" $((c1 - c0)) $n
+                done
+            done
+        done
+        echo "redis round $r done (load $(load))" >&2
+    done
+    report redis "SET -c 1" "SET -c 50" "GET -c 1" "GET -c 50"
+}
+
+case $WHAT in
+redis) bench_redis ;;
+all) bench_redis ;;
+*) die "unknown service '$WHAT' (redis, nginx, memcached, all)" ;;
+esac
