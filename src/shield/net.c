@@ -429,6 +429,23 @@ static int full_record_buffered(nconn *c) {
     return (size_t)n >= 5 + rl;
 }
 
+/* The plaintext a read would return without the kernel (FIONREAD): the record at hand, and
+ * every complete record after it at its length less TLS 1.3's overhead (a type byte and a
+ * 16-byte tag). An estimate: padding, or a record that carries no data, makes it high, and a
+ * read then returns less, as a reader must expect after FIONREAD anyway. */
+size_t net_readable(nconn *c) {
+    size_t n = (size_t)SSL_pending(c->ssl);
+    char *p;
+    long len = c->hs_done ? BIO_get_mem_data(c->rbio, &p) : 0;
+    for (size_t off = 0; len > 0 && (size_t)len - off >= 5;) {
+        size_t rl = ((size_t)(unsigned char)p[off + 3] << 8) | (unsigned char)p[off + 4];
+        if ((size_t)len - off < 5 + rl) break;
+        n += rl > 17 ? rl - 17 : 0;
+        off += 5 + rl;
+    }
+    return n;
+}
+
 int net_buffered(nconn *c) {
     return c->failed || c->eof || SSL_pending(c->ssl) > 0 || (c->hs_done && full_record_buffered(c));
 }
@@ -720,6 +737,7 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
     if (c->eof) return 0;
     if (n == 0) return 0;
     size_t total = 0;
+    int drained = 0; /* a fill of this call left the kernel's receive queue empty */
     for (;;) {
         size_t got = 0;
         ERR_clear_error();
@@ -728,7 +746,14 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
         if (BIO_pending(c->wbio)) (void)net_flush(c, 0, 1); /* tickets, key updates */
         if (ok) {
             total += got;
-            if (total == n || !(flags & MSG_WAITALL) || (flags & MSG_PEEK)) return (long)total;
+            if (total == n || (flags & MSG_PEEK)) return (long)total;
+            /* A short read means a drained socket, as from the kernel: event loops on
+             * edge-triggered epoll (nginx) then wait for the next edge, which never comes for
+             * records already in the read BIO or ciphertext the kernel held when it was last
+             * asked. So go on while a record is buffered, and unless a fill of this call found
+             * the kernel emptied (then any later byte makes a new edge), ask it once more. */
+            if (!(flags & MSG_WAITALL) && drained && SSL_pending(c->ssl) == 0 && !full_record_buffered(c))
+                return (long)total;
             continue;
         }
         int e = SSL_get_error(c->ssl, 0);
@@ -741,7 +766,10 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
             return total ? (long)total : r;
         }
         long g = fill(c);
-        if (g > 0) continue;
+        if (g > 0) {
+            drained = g < NET_SCRATCH;
+            continue;
+        }
         if (g == 0) {
             c->eof = 1; /* TCP end without close_notify: the program sees the end, as without TLS */
             return (long)total;
