@@ -42,8 +42,13 @@ for p in $PROTECT; do protect+=(--protect "$p"); done
 t3=$(date +%s)
 M=$(awk '/^measurement /{print $2}' "$OUT/$NAME.build.out")
 [ ${#M} -eq 64 ] || { echo "images/build.sh: no measurement from scpctl image build" >&2; exit 1; }
-sed -e "s/@SESSION@/$SESSION/g" -e "s/@MEASUREMENT@/$M/g" -e "s/@PORT@/$PORT/g" \
-    "$HERE/$NAME/session.yaml" >"$OUT/$NAME.session.yaml"
+# a line "@FILE:NAME@" is the file images/NAME/NAME, each of its lines indented as that line
+awk -v dir="$HERE/$NAME" 'match($0, /^ *@FILE:[^@]+@$/) {
+        ind = substr($0, 1, index($0, "@") - 1); f = substr($0, index($0, ":") + 1); sub(/@$/, "", f)
+        while ((getline l < (dir "/" f)) > 0) print ind l
+        close(dir "/" f); next
+    } { print }' "$HERE/$NAME/session.yaml" |
+    sed -e "s/@SESSION@/$SESSION/g" -e "s/@MEASUREMENT@/$M/g" -e "s/@PORT@/$PORT/g" >"$OUT/$NAME.session.yaml"
 echo "images/build.sh: base $((t1 - t0)) s, $BASE $((t2 - t1)) s, secure image $TAG $((t3 - t2)) s" >&2
 echo "session template $OUT/$NAME.session.yaml"
 echo "measurement $M"
