@@ -429,23 +429,6 @@ static int full_record_buffered(nconn *c) {
     return (size_t)n >= 5 + rl;
 }
 
-/* The plaintext a read would return without the kernel (FIONREAD): the record at hand, and
- * every complete record after it at its length less TLS 1.3's overhead (a type byte and a
- * 16-byte tag). An estimate: padding, or a record that carries no data, makes it high, and a
- * read then returns less, as a reader must expect after FIONREAD anyway. */
-size_t net_readable(nconn *c) {
-    size_t n = (size_t)SSL_pending(c->ssl);
-    char *p;
-    long len = c->hs_done ? BIO_get_mem_data(c->rbio, &p) : 0;
-    for (size_t off = 0; len > 0 && (size_t)len - off >= 5;) {
-        size_t rl = ((size_t)(unsigned char)p[off + 3] << 8) | (unsigned char)p[off + 4];
-        if ((size_t)len - off < 5 + rl) break;
-        n += rl > 17 ? rl - 17 : 0;
-        off += 5 + rl;
-    }
-    return n;
-}
-
 int net_buffered(nconn *c) {
     return c->failed || c->eof || SSL_pending(c->ssl) > 0 || (c->hs_done && full_record_buffered(c));
 }

@@ -79,7 +79,6 @@ void net_tbl_set(int fd, nconn *c);
 void net_put(nconn *c);
 void net_update(nconn *c);
 int net_buffered(nconn *c);
-size_t net_readable(nconn *c);
 char *net_scratch(void);
 long net_flush(nconn *c, int block, int nosig);
 long net_read(nconn *c, void *buf, size_t n, int flags);

@@ -15,16 +15,13 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <linux/aio_abi.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -402,24 +399,6 @@ static int conn_readable(int fd) {
     int r = net_buffered(c);
     pthread_mutex_unlock(&c->mu);
     net_put(c);
-    return r;
-}
-
-/* FIONREAD (SIOCINQ) on a shielded connection. The kernel counts ciphertext, and none once the
- * shield has taken it: a read may have left a whole request body's records in the shield. An
- * event loop that trusts the count (nginx: rev->available) then waits for an edge-triggered
- * event that never comes. So the count is the plaintext the shield holds (net_readable), and
- * the kernel's (more is coming) when it holds none. The kernel's call runs first: it checks the
- * descriptor and the pointer (EFAULT, never SIGSEGV). */
-static long n_fionread(int fd, int *out) {
-    long r = sh_gate(SYS_ioctl, fd, FIONREAD, (long)out, 0, 0, 0);
-    nconn *c = r == 0 ? net_get(fd) : NULL;
-    if (!c) return r;
-    pthread_mutex_lock(&c->mu);
-    size_t n = c->failed || c->eof ? 0 : net_readable(c);
-    pthread_mutex_unlock(&c->mu);
-    net_put(c);
-    if (n > 0) *out = n > INT_MAX ? INT_MAX : (int)n;
     return r;
 }
 
@@ -867,13 +846,4 @@ SH_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, con
         return real_epoll_pwait(epfd, ev, max, ms, mask);
     }
     return (int)ret(n_epoll_wait(epfd, ev, max, deadline_ms(ms), mask));
-}
-SH_EXPORT int ioctl(int fd, unsigned long req, ...) {
-    va_list ap;
-    va_start(ap, req);
-    void *arg = va_arg(ap, void *);
-    va_end(ap);
-    if (ON && req == FIONREAD && sh_net_is(fd)) return (int)ret(n_fionread(fd, arg));
-    REAL(int (*)(int, unsigned long, ...), ioctl);
-    return real_ioctl(fd, req, arg);
 }
