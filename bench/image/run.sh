@@ -176,8 +176,60 @@ bench_redis() {
     report redis "SET -c 1" "SET -c 50" "GET -c 1" "GET -c 50"
 }
 
+# render_conf NAME PORT [LISTEN-LINE]: images/NAME/scp.conf for a plain container
+render_conf() {
+    sed -e "s|listen @PORT@;|${3:-listen $2;}|" "$ROOT/images/$1/scp.conf"
+}
+bench_nginx() {
+    command -v wrk >/dev/null || die "wrk not installed"
+    local ps pp pt
+    ps=$(free_port) pp=$(free_port) pt=$(free_port)
+    secure_start nginx "$ps"
+    local pw
+    pw=$("$SCPCTL" session secret "$N-nginx" password) || die "no password"
+    mkdir -p "$T/nginx"
+    printf 'scp:{PLAIN}%s\n' "$pw" >"$T/nginx/htpasswd"
+    render_conf nginx "$pp" >"$T/nginx/plain.conf"
+    render_conf nginx "$pt" "listen $pt ssl; ssl_certificate /tls/server.crt; ssl_certificate_key /tls/server.key; ssl_protocols TLSv1.3;" \
+        >"$T/nginx/tls.conf"
+    for s in plain tls; do
+        docker run -d --name "$N-nginx-$s" --network host -v "$N-nginx-$s:/srv/www" -v "$T/tls:/tls:ro" \
+            -v "$T/nginx/$s.conf:/etc/nginx/scp.conf:ro" -v "$T/nginx/htpasswd:/etc/nginx/scp.htpasswd:ro" \
+            scp-nginx-base:bookworm >/dev/null || die "docker run nginx ($s)"
+    done
+    local -A url=([secure]="https://127.0.0.1:$ps" [plain]="http://127.0.0.1:$pp" [tls]="https://127.0.0.1:$pt")
+    local -A ca=([secure]="$CA" [plain]="$CA" [tls]="$T/tls/ca.crt")
+    head -c 1024 /dev/urandom | base64 -w 64 | head -c 1024 >"$T/nginx/1k.html"
+    head -c 102400 /dev/urandom >"$T/nginx/100k.bin"
+    for s in secure plain tls; do
+        wait_for "nginx-$s" sh -c "[ \"\$(curl -s --cacert ${ca[$s]} -o /dev/null -w '%{http_code}' ${url[$s]}/)\" != 000 ]"
+        for f in 1k.html 100k.bin; do
+            [ "$(curl -s --cacert "${ca[$s]}" -o /dev/null -w '%{http_code}' -u "scp:$pw" -T "$T/nginx/$f" "${url[$s]}/$f")" = 201 ] ||
+                die "PUT $f to nginx ($s)"
+        done
+    done
+    for r in $(seq "$ROUNDS"); do
+        for f in 1k.html 100k.bin; do
+            for s in secure plain tls; do
+                local c0 c1 out rps reqs
+                c0=$(cg_ns "$N-nginx-$s")
+                out=$(wrk -t 2 -c 50 -d "${SECS}s" "${url[$s]}/$f" 2>&1)
+                c1=$(cg_ns "$N-nginx-$s")
+                rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
+                reqs=$(echo "$out" | awk '/requests in/{print $1}')
+                [ -n "$rps" ] && [ "${reqs:-0}" -gt 0 ] || die "wrk against nginx ($s): $out"
+                echo "$out" | grep -q "Non-2xx" && die "wrk against nginx ($s): errors: $out"
+                record "nginx-GET $f" $s "$rps" $((c1 - c0)) "$reqs"
+            done
+        done
+        echo "nginx round $r done (load $(load))" >&2
+    done
+    report nginx "GET 1k.html" "GET 100k.bin"
+}
+
 case $WHAT in
 redis) bench_redis ;;
-all) bench_redis ;;
+nginx) bench_nginx ;;
+all) bench_redis; bench_nginx ;;
 *) die "unknown service '$WHAT' (redis, nginx, memcached, all)" ;;
 esac
