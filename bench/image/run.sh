@@ -11,9 +11,9 @@
 #   plain   the service's Debian image (scp-NAME-base:bookworm, what the secure image is made
 #           from) run as is, the same configuration, data in a Docker volume, no TLS
 #   tls     (redis, nginx) the plain container with the service's own TLS (same kind of key, P-256)
-# Clients: redis-benchmark (--tls for secure and tls), memcslap (libmemcached-tools; it has no
-# TLS, so it talks to the secure memcached through a TLS client the shield makes: see below),
-# wrk for nginx (HTTPS for secure and tls). ROUNDS rounds (default 3), the servers interleaved in
+# Clients: redis-benchmark (--tls for secure and tls), wrk for nginx (HTTPS for secure and tls),
+# memcaslap (libmemcached-tools, 90% get / 10% set, 2 threads x 16 connections; it speaks no
+# TLS, so stunnel4 in client mode sits in front of secure and tls, not of plain). ROUNDS rounds (default 3), the servers interleaved in
 # each round; the median is printed with the ratios secure/plain and secure/tls. Beside
 # throughput, the CPU time of each container (its cgroup's cpuacct: the service, and for secure
 # also the entry and the shield) per request, which does not move with the machine's load.
@@ -85,11 +85,13 @@ cg_ns() {
     fi
 }
 RUNFLAGS=(--network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" -v "$T/sock:/run/scp")
-# secure_start NAME PORT: build the secure image, create its session, docker run it
+# secure_start NAME PORT [SED]: build the secure image, create its session (SED applied to the
+# template), docker run it
 secure_start() {
     local name=$1 port=$2
     bash "$ROOT/images/build.sh" "$name" -t "$N/$name:1" --session "$N-$name" --port "$port" --out "$T" \
         --scpctl "$SCPCTL" >"$T/$name.build.log" 2>&1 || die "images/build.sh $name: $(tail -5 "$T/$name.build.log")"
+    [ -n "${3:-}" ] && sed -i -e "$3" "$T/$name.session.yaml"
     "$SCPCTL" session create "$T/$name.session.yaml" >/dev/null 2>"$T/$name.session.err" ||
         die "session create: $(cat "$T/$name.session.err")"
     docker run -d --name "$N-$name-secure" "${RUNFLAGS[@]}" -v "$N-$name-secure:/scp-volumes" "$N/$name:1" >/dev/null ||
@@ -227,9 +229,64 @@ bench_nginx() {
     report nginx "GET 1k.html" "GET 100k.bin"
 }
 
+bench_memcached() {
+    command -v memcaslap >/dev/null || die "memcaslap not installed (libmemcached-tools)"
+    command -v stunnel4 >/dev/null || die "stunnel4 not installed"
+    local ps pp pt ls lt
+    ps=$(free_port) pp=$(free_port) pt=$(free_port) ls=$(free_port) lt=$(free_port)
+    # the session's memcached without -Y: memcaslap has no ASCII authentication (it is one
+    # request per connection, outside the measured loop)
+    secure_start memcached "$ps" 's|, -Y, /etc/memcached/scp.auth||'
+    local conf=(-u memcache -l 127.0.0.1 -U 0 -m 256 -c 1024 -t 2)
+    docker run -d --name "$N-memcached-plain" --network host scp-memcached-base:bookworm -p "$pp" "${conf[@]}" >/dev/null ||
+        die "docker run memcached (plain)"
+    docker run -d --name "$N-memcached-tls" --network host -v "$T/tls:/tls:ro" scp-memcached-base:bookworm -p "$pt" \
+        "${conf[@]}" -Z -o ssl_chain_cert=/tls/server.crt,ssl_key=/tls/server.key,ssl_min_version=3 >/dev/null ||
+        die "docker run memcached (tls)"
+    # memcaslap speaks no TLS: stunnel4 in client mode, verifying each server's CA, in front of
+    # secure and tls (plain is measured without it: its figure is what a plain client gets)
+    cat >"$T/stunnel.conf" <<CONF
+foreground = yes
+pid =
+[secure]
+client = yes
+accept = 127.0.0.1:$ls
+connect = 127.0.0.1:$ps
+CAfile = $CA
+verifyChain = yes
+[tls]
+client = yes
+accept = 127.0.0.1:$lt
+connect = 127.0.0.1:$pt
+CAfile = $T/tls/ca.crt
+verifyChain = yes
+CONF
+    stunnel4 "$T/stunnel.conf" >"$T/stunnel.log" 2>&1 &
+    PIDS+=($!)
+    local -A addr=([secure]="127.0.0.1:$ls" [plain]="127.0.0.1:$pp" [tls]="127.0.0.1:$lt")
+    for s in secure plain tls; do
+        wait_for "memcached-$s" sh -c "memcstat --servers=${addr[$s]} | grep -q pid"
+    done
+    for r in $(seq "$ROUNDS"); do
+        for s in secure plain tls; do
+            local c0 c1 out tps ops
+            c0=$(cg_ns "$N-memcached-$s")
+            out=$(memcaslap -s "${addr[$s]}" -t "${SECS}s" -T 2 -c 16 2>&1)
+            c1=$(cg_ns "$N-memcached-$s")
+            tps=$(echo "$out" | awk '/^Run time:/{print $7}')
+            ops=$(echo "$out" | awk '/^Run time:/{print $5}')
+            [ "${ops:-0}" -gt 0 ] 2>/dev/null || die "memcaslap against memcached ($s): $(echo "$out" | tail -5)"
+            record "memcached-get 90%/set 10%" $s "$tps" $((c1 - c0)) "$ops"
+        done
+        echo "memcached round $r done (load $(load))" >&2
+    done
+    report memcached "get 90%/set 10%"
+}
+
 case $WHAT in
 redis) bench_redis ;;
 nginx) bench_nginx ;;
-all) bench_redis; bench_nginx ;;
+memcached) bench_memcached ;;
+all) bench_redis; bench_nginx; bench_memcached ;;
 *) die "unknown service '$WHAT' (redis, nginx, memcached, all)" ;;
 esac
