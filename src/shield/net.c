@@ -784,6 +784,7 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
     if (c->eof) return 0;
     if (n == 0) return 0;
     size_t total = 0;
+    int drained = 0; /* a fill of this call left the kernel's receive queue empty */
     for (;;) {
         size_t got = 0;
         ERR_clear_error();
@@ -792,7 +793,14 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
         if (BIO_pending(c->wbio)) (void)net_flush(c, 0, 1); /* tickets, key updates */
         if (ok) {
             total += got;
-            if (total == n || !(flags & MSG_WAITALL) || (flags & MSG_PEEK)) return (long)total;
+            if (total == n || (flags & MSG_PEEK)) return (long)total;
+            /* A short read means a drained socket, as from the kernel: event loops on
+             * edge-triggered epoll (nginx) then wait for the next edge, which never comes for
+             * records already in the read BIO or ciphertext the kernel held when it was last
+             * asked. So go on while a record is buffered, and unless a fill of this call found
+             * the kernel emptied (then any later byte makes a new edge), ask it once more. */
+            if (!(flags & MSG_WAITALL) && drained && SSL_pending(c->ssl) == 0 && !full_record_buffered(c))
+                return (long)total;
             continue;
         }
         int e = SSL_get_error(c->ssl, 0);
@@ -805,7 +813,10 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
             return total ? (long)total : r;
         }
         long g = fill(c);
-        if (g > 0) continue;
+        if (g > 0) {
+            drained = g < NET_SCRATCH;
+            continue;
+        }
         if (g == 0) {
             c->eof = 1; /* TCP end without close_notify: the program sees the end, as without TLS */
             return (long)total;

@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# bench/image/run.sh - the curated secure images (images/) against the same Debian service in a
+# plain Docker container made from the same base image, same run, same client.
+#
+#   bench/image/run.sh [redis|nginx|memcached|all] [BUILD_DIR]     (default: all, build)
+#
+# For each service, side by side on the host's loopback (--network host):
+#   secure  the curated secure image (images/build.sh) under docker run with a real CAS and the
+#           local attestation service: its session's configuration, data on a protected volume,
+#           TLS by the network shield with the certificate CAS issued
+#   plain   the service's Debian image (scp-NAME-base:bookworm, what the secure image is made
+#           from) run as is, the same configuration, data in a Docker volume, no TLS
+#   tls     (redis, nginx) the plain container with the service's own TLS (same kind of key, P-256)
+# Clients: redis-benchmark (--tls for secure and tls), wrk for nginx (HTTPS for secure and tls),
+# memcaslap (libmemcached-tools, 90% get / 10% set, 2 threads x 16 connections; it speaks no
+# TLS, so stunnel4 in client mode sits in front of secure and tls, not of plain). ROUNDS rounds (default 3), the servers interleaved in
+# each round; the median is printed with the ratios secure/plain and secure/tls. Beside
+# throughput, the CPU time of each container (its cgroup's cpuacct: the service, and for secure
+# also the entry and the shield) per request, which does not move with the machine's load.
+# Environment: ROUNDS=3, REQS=30000 (redis requests per test at -c 50, a fifth at -c 1), SECS=4
+# (wrk and memcaslap seconds per run). All three services take about 5 minutes.
+set -uo pipefail
+WHAT=${1:-all}
+B=${2:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SCPCTL=$(readlink -f "$B/src/scpctl")
+[ -x "$SCPCTL" ] || { echo "bench/image: no $B/src/scpctl (build first)" >&2; exit 1; }
+ROUNDS=${ROUNDS:-3}
+REQS=${REQS:-30000}
+SECS=${SECS:-4}
+T=$(mktemp -d /var/tmp/scp-image-bench.XXXXXX)
+N=scpbench-images-$$
+PIDS=()
+cleanup() {
+    docker rm -f $(docker ps -aq --filter "name=^$N-") >/dev/null 2>&1
+    docker volume rm -f $(docker volume ls -q --filter "name=^$N-") >/dev/null 2>&1
+    docker rmi -f $(docker images -q "$N/*") >/dev/null 2>&1
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+die() { echo "bench/image: $*" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+sh "$ROOT/scripts/start-docker.sh" || die "no Docker engine"
+
+# CAS, a platform, the local attestation service
+export SCP_HOME=$T/home
+unset SCP_CAS SCP_CAS_PIN SCP_IDENTITY
+"$SCPCTL" cas identity --out "$T/admin.pem" >/dev/null 2>&1 || die "cas identity"
+export SCP_IDENTITY=$T/admin.pem
+"$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" --admin "$T/admin.pem" >"$T/cas.out" 2>"$T/cas.err" &
+PIDS+=($!)
+for _ in $(seq 200); do [ -s "$T/port" ] && break; sleep 0.05; done
+export SCP_CAS=127.0.0.1:$(cat "$T/port")
+export SCP_CAS_PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
+CA=$T/data/service-ca.crt
+"$SCPCTL" platform create-key "$T/p.key" >/dev/null 2>&1 && "$SCPCTL" platform enroll --name b --key "$T/p.key" >/dev/null 2>&1 ||
+    die "platform"
+mkdir -p "$T/sock"
+"$SCPCTL" platform serve --key "$T/p.key" --socket "$T/sock/attest.sock" >"$T/serve.log" 2>&1 &
+PIDS+=($!)
+# the plain containers' own TLS: a P-256 certificate of a local CA, as CAS issues for secure
+mkdir -p "$T/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench-ca \
+    -keyout "$T/tls/ca.key" -out "$T/tls/ca.crt" >/dev/null 2>&1 &&
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+        -keyout "$T/tls/server.key" -out "$T/tls/server.csr" >/dev/null 2>&1 &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$T/tls/ext" &&
+    openssl x509 -req -in "$T/tls/server.csr" -CA "$T/tls/ca.crt" -CAkey "$T/tls/ca.key" -CAcreateserial \
+        -days 2 -extfile "$T/tls/ext" -out "$T/tls/server.crt" >/dev/null 2>&1 || die "openssl"
+chmod 0644 "$T/tls"/*
+
+# cg_ns NAME: CPU time (ns) the container's processes used so far (cgroup v1 or v2)
+cg_ns() {
+    local id
+    id=$(docker inspect -f '{{.Id}}' "$1")
+    if [ -r "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage" ]; then
+        cat "/sys/fs/cgroup/cpuacct/docker/$id/cpuacct.usage"
+    else
+        local f
+        f=$(find /sys/fs/cgroup -maxdepth 3 -path "*$id*" -name cpu.stat | head -1)
+        echo $(($(awk '/^usage_usec/{print $2}' "$f") * 1000))
+    fi
+}
+RUNFLAGS=(--network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" -v "$T/sock:/run/scp")
+# secure_start NAME PORT [SED]: build the secure image, create its session (SED applied to the
+# template), docker run it
+secure_start() {
+    local name=$1 port=$2
+    bash "$ROOT/images/build.sh" "$name" -t "$N/$name:1" --session "$N-$name" --port "$port" --out "$T" \
+        --scpctl "$SCPCTL" >"$T/$name.build.log" 2>&1 || die "images/build.sh $name: $(tail -5 "$T/$name.build.log")"
+    [ -n "${3:-}" ] && sed -i -e "$3" "$T/$name.session.yaml"
+    "$SCPCTL" session create "$T/$name.session.yaml" >/dev/null 2>"$T/$name.session.err" ||
+        die "session create: $(cat "$T/$name.session.err")"
+    docker run -d --name "$N-$name-secure" "${RUNFLAGS[@]}" -v "$N-$name-secure:/scp-volumes" "$N/$name:1" >/dev/null ||
+        die "docker run $name (secure)"
+}
+# wait_for WHAT CMD...: until CMD succeeds (60 s)
+wait_for() {
+    local what=$1
+    shift
+    for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    die "$what did not answer: $(docker logs "$N-$what" 2>&1 | tail -5)"
+}
+load() { awk '{print $1}' /proc/loadavg; }
+declare -A RPS CPU
+# record SERVICE/WORKLOAD SERVER RPS CPU_NS REQUESTS
+record() {
+    RPS[$1/$2]+="$3 "
+    CPU[$1/$2]+="$(awk -v c="$4" -v n="$5" 'BEGIN{printf "%.1f", c / n / 1000}') "
+}
+# report SERVICE WORKLOAD... : the medians and the ratios
+report() {
+    local svc=$1
+    shift
+    printf '\n%s (median of %s rounds; load average %s at the end)\n' "$svc" "$ROUNDS" "$(load)"
+    printf '%-22s %10s %10s %10s %8s %8s | %9s %9s %9s %8s %8s\n' workload secure plain tls s/plain s/tls \
+        "us/req s" "us/req p" "us/req t" cpu:s/p cpu:s/t
+    for w in "$@"; do
+        local rs rp rt cs cp ct
+        rs=$(echo ${RPS[$svc-$w/secure]:-0} | tr ' ' '\n' | median)
+        rp=$(echo ${RPS[$svc-$w/plain]:-0} | tr ' ' '\n' | median)
+        rt=$(echo ${RPS[$svc-$w/tls]:-0} | tr ' ' '\n' | median)
+        cs=$(echo ${CPU[$svc-$w/secure]:-0} | tr ' ' '\n' | median)
+        cp=$(echo ${CPU[$svc-$w/plain]:-0} | tr ' ' '\n' | median)
+        ct=$(echo ${CPU[$svc-$w/tls]:-0} | tr ' ' '\n' | median)
+        awk -v w="$w" -v rs="$rs" -v rp="$rp" -v rt="$rt" -v cs="$cs" -v cp="$cp" -v ct="$ct" 'function r(a,b){return b>0?sprintf("%.2fx",a/b):"-"}
+            BEGIN{printf "%-22s %10.0f %10.0f %10.0f %8s %8s | %9.1f %9.1f %9.1f %8s %8s\n", w, rs, rp, rt, r(rs,rp), r(rs,rt), cs, cp, ct, r(cs,cp), r(cs,ct)}'
+    done
+}
+
+bench_redis() {
+    command -v redis-benchmark >/dev/null || die "redis-benchmark not installed (redis-tools)"
+    local ps pp pt
+    ps=$(free_port) pp=$(free_port) pt=$(free_port)
+    secure_start redis "$ps"
+    local pw
+    pw=$("$SCPCTL" session secret "$N-redis" password) || die "no password"
+    # the same configuration as images/redis/session.yaml, and the same password
+    local conf=(--bind 127.0.0.1 --protected-mode no --requirepass "$pw" --dir /var/lib/redis --appendonly yes
+        --appendfsync everysec --save "")
+    docker run -d --name "$N-redis-plain" --network host -v "$N-redis-plain:/var/lib/redis" scp-redis-base:bookworm \
+        --port "$pp" "${conf[@]}" >/dev/null || die "docker run redis (plain)"
+    docker run -d --name "$N-redis-tls" --network host -v "$N-redis-tls:/var/lib/redis" -v "$T/tls:/tls:ro" \
+        scp-redis-base:bookworm --port 0 --tls-port "$pt" --tls-cert-file /tls/server.crt --tls-key-file /tls/server.key \
+        --tls-auth-clients no "${conf[@]}" >/dev/null || die "docker run redis (tls)"
+    local -A cli=(
+        [secure]="-p $ps --tls --cacert $CA"
+        [plain]="-p $pp"
+        [tls]="-p $pt --tls --cacert $T/tls/ca.crt"
+    )
+    for s in secure plain tls; do
+        # shellcheck disable=SC2086
+        wait_for "redis-$s" sh -c "redis-cli -h 127.0.0.1 ${cli[$s]} --no-auth-warning -a '$pw' ping | grep -q PONG"
+    done
+    for r in $(seq "$ROUNDS"); do
+        for t in set get; do
+            for c in 1 50; do
+                for s in secure plain tls; do
+                    local n=$REQS
+                    [ "$c" = 1 ] && n=$((REQS / 5))
+                    local c0 c1 out
+                    c0=$(cg_ns "$N-redis-$s")
+                    # shellcheck disable=SC2086
+                    out=$(redis-benchmark -h 127.0.0.1 ${cli[$s]} -a "$pw" -t $t -n $n -c $c -d 64 -r 100000 -q 2>&1)
+                    c1=$(cg_ns "$N-redis-$s")
+                    local rps
+                    rps=$(echo "$out" | tr '\r' '\n' | awk -F': ' '/requests per second/{split($2,a," "); v=a[1]} END{print v+0}')
+                    [ "${rps%.*}" -gt 0 ] 2>/dev/null || die "redis-benchmark against $s: $out"
+                    record "redis-${t^^} -c $c" $s "$rps" $((c1 - c0)) $n
+                done
+            done
+        done
+        echo "redis round $r done (load $(load))" >&2
+    done
+    report redis "SET -c 1" "SET -c 50" "GET -c 1" "GET -c 50"
+}
+
+# render_conf NAME PORT [LISTEN-LINE]: images/NAME/scp.conf for a plain container
+render_conf() {
+    sed -e "s|listen @PORT@;|${3:-listen $2;}|" "$ROOT/images/$1/scp.conf"
+}
+bench_nginx() {
+    command -v wrk >/dev/null || die "wrk not installed"
+    local ps pp pt
+    ps=$(free_port) pp=$(free_port) pt=$(free_port)
+    secure_start nginx "$ps"
+    local pw
+    pw=$("$SCPCTL" session secret "$N-nginx" password) || die "no password"
+    mkdir -p "$T/nginx"
+    printf 'scp:{PLAIN}%s\n' "$pw" >"$T/nginx/htpasswd"
+    render_conf nginx "$pp" >"$T/nginx/plain.conf"
+    render_conf nginx "$pt" "listen $pt ssl; ssl_certificate /tls/server.crt; ssl_certificate_key /tls/server.key; ssl_protocols TLSv1.3;" \
+        >"$T/nginx/tls.conf"
+    for s in plain tls; do
+        docker run -d --name "$N-nginx-$s" --network host -v "$N-nginx-$s:/srv/www" -v "$T/tls:/tls:ro" \
+            -v "$T/nginx/$s.conf:/etc/nginx/scp.conf:ro" -v "$T/nginx/htpasswd:/etc/nginx/scp.htpasswd:ro" \
+            scp-nginx-base:bookworm >/dev/null || die "docker run nginx ($s)"
+    done
+    local -A url=([secure]="https://127.0.0.1:$ps" [plain]="http://127.0.0.1:$pp" [tls]="https://127.0.0.1:$pt")
+    local -A ca=([secure]="$CA" [plain]="$CA" [tls]="$T/tls/ca.crt")
+    head -c 1024 /dev/urandom | base64 -w 64 | head -c 1024 >"$T/nginx/1k.html"
+    head -c 102400 /dev/urandom >"$T/nginx/100k.bin"
+    for s in secure plain tls; do
+        wait_for "nginx-$s" sh -c "[ \"\$(curl -s --cacert ${ca[$s]} -o /dev/null -w '%{http_code}' ${url[$s]}/)\" != 000 ]"
+        for f in 1k.html 100k.bin; do
+            [ "$(curl -s --cacert "${ca[$s]}" -o /dev/null -w '%{http_code}' -u "scp:$pw" -T "$T/nginx/$f" "${url[$s]}/$f")" = 201 ] ||
+                die "PUT $f to nginx ($s)"
+        done
+    done
+    for r in $(seq "$ROUNDS"); do
+        for f in 1k.html 100k.bin; do
+            for s in secure plain tls; do
+                local c0 c1 out rps reqs
+                c0=$(cg_ns "$N-nginx-$s")
+                out=$(wrk -t 2 -c 50 -d "${SECS}s" "${url[$s]}/$f" 2>&1)
+                c1=$(cg_ns "$N-nginx-$s")
+                rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
+                reqs=$(echo "$out" | awk '/requests in/{print $1}')
+                [ -n "$rps" ] && [ "${reqs:-0}" -gt 0 ] || die "wrk against nginx ($s): $out"
+                echo "$out" | grep -q "Non-2xx" && die "wrk against nginx ($s): errors: $out"
+                record "nginx-GET $f" $s "$rps" $((c1 - c0)) "$reqs"
+            done
+        done
+        echo "nginx round $r done (load $(load))" >&2
+    done
+    report nginx "GET 1k.html" "GET 100k.bin"
+}
+
+bench_memcached() {
+    command -v memcaslap >/dev/null || die "memcaslap not installed (libmemcached-tools)"
+    command -v stunnel4 >/dev/null || die "stunnel4 not installed"
+    local ps pp pt ls lt
+    ps=$(free_port) pp=$(free_port) pt=$(free_port) ls=$(free_port) lt=$(free_port)
+    # the session's memcached without -Y: memcaslap has no ASCII authentication (it is one
+    # request per connection, outside the measured loop)
+    secure_start memcached "$ps" 's|, -Y, /etc/memcached/scp.auth||'
+    local conf=(-u memcache -l 127.0.0.1 -U 0 -m 256 -c 1024 -t 2)
+    docker run -d --name "$N-memcached-plain" --network host scp-memcached-base:bookworm -p "$pp" "${conf[@]}" >/dev/null ||
+        die "docker run memcached (plain)"
+    docker run -d --name "$N-memcached-tls" --network host -v "$T/tls:/tls:ro" scp-memcached-base:bookworm -p "$pt" \
+        "${conf[@]}" -Z -o ssl_chain_cert=/tls/server.crt,ssl_key=/tls/server.key,ssl_min_version=3 >/dev/null ||
+        die "docker run memcached (tls)"
+    # memcaslap speaks no TLS: stunnel4 in client mode, verifying each server's CA, in front of
+    # secure and tls (plain is measured without it: its figure is what a plain client gets)
+    cat >"$T/stunnel.conf" <<CONF
+foreground = yes
+pid =
+[secure]
+client = yes
+accept = 127.0.0.1:$ls
+connect = 127.0.0.1:$ps
+CAfile = $CA
+verifyChain = yes
+[tls]
+client = yes
+accept = 127.0.0.1:$lt
+connect = 127.0.0.1:$pt
+CAfile = $T/tls/ca.crt
+verifyChain = yes
+CONF
+    stunnel4 "$T/stunnel.conf" >"$T/stunnel.log" 2>&1 &
+    PIDS+=($!)
+    local -A addr=([secure]="127.0.0.1:$ls" [plain]="127.0.0.1:$pp" [tls]="127.0.0.1:$lt")
+    for s in secure plain tls; do
+        wait_for "memcached-$s" sh -c "memcstat --servers=${addr[$s]} | grep -q pid"
+    done
+    for r in $(seq "$ROUNDS"); do
+        for s in secure plain tls; do
+            local c0 c1 out tps ops
+            c0=$(cg_ns "$N-memcached-$s")
+            out=$(memcaslap -s "${addr[$s]}" -t "${SECS}s" -T 2 -c 16 2>&1)
+            c1=$(cg_ns "$N-memcached-$s")
+            tps=$(echo "$out" | awk '/^Run time:/{print $7}')
+            ops=$(echo "$out" | awk '/^Run time:/{print $5}')
+            [ "${ops:-0}" -gt 0 ] 2>/dev/null || die "memcaslap against memcached ($s): $(echo "$out" | tail -5)"
+            record "memcached-get 90%/set 10%" $s "$tps" $((c1 - c0)) "$ops"
+        done
+        echo "memcached round $r done (load $(load))" >&2
+    done
+    report memcached "get 90%/set 10%"
+}
+
+case $WHAT in
+redis) bench_redis ;;
+nginx) bench_nginx ;;
+memcached) bench_memcached ;;
+all) bench_redis; bench_nginx; bench_memcached ;;
+*) die "unknown service '$WHAT' (redis, nginx, memcached, all)" ;;
+esac

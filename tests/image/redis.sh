@@ -1,0 +1,40 @@
+#!/bin/bash
+# tests/image/redis.sh - the curated secure redis (images/redis, images/README.md) under
+# `docker run` with a real CAS: built from Debian's redis-server package on the local bookworm
+# base (images/build.sh), its session from images/redis/session.yaml (a password CAS generates
+# in the injected configuration, a certificate CAS issues for the network shield, the data
+# directory a protected volume). redis-cli --tls, verifying CAS's service CA, writes and reads;
+# a plaintext client gets nothing; the configuration is the tuned one (AOF, everysec); the
+# Docker volume holds no plaintext marker and nothing reached the image's data directory or
+# /etc/redis; after docker stop and docker run the data is back; an image with a changed file in
+# a layer (re-imported) and a session listing another measurement get no secrets
+# (curated_lib.sh). Usage: redis.sh SCPCTL. Exit 77 (skipped) without Docker or redis-cli.
+command -v redis-cli >/dev/null || { echo "redis-cli not installed: skipped"; exit 77; }
+source "$(dirname "$0")/curated_lib.sh" "$1" redis
+cli() { redis-cli --tls --cacert "$CA" -h 127.0.0.1 -p "$PORT" --no-auth-warning -a "$PW" "$@"; }
+ping() { [ "$(cli ping)" = PONG ]; }
+
+note "docker run: attested; redis-cli --tls (CAS's service CA) writes and reads"
+start $TAG-c1 ping
+MARK=scp-images-redis-marker-$$-$RANDOM
+[ "$(cli set k "$MARK")" = OK ] || fail "SET"
+[ "$(cli get k)" = "$MARK" ] || fail "GET"
+redis-cli --tls --cacert "$CA" -h 127.0.0.1 -p "$PORT" get k 2>&1 | grep -q NOAUTH ||
+    fail "redis answers without the password CAS generated"
+out=$(timeout 10 redis-cli -h 127.0.0.1 -p "$PORT" --no-auth-warning -a "$PW" get k 2>&1)
+case $out in *"$MARK"*) fail "a plaintext client read the value: $out" ;; esac
+[ "$(cli config get appendonly | tail -1)" = yes ] && [ "$(cli config get appendfsync | tail -1)" = everysec ] &&
+    [ "$(cli config get dir | tail -1)" = /var/lib/redis ] || fail "not the session's configuration"
+
+note "the Docker volume holds no plaintext; nothing reached the image's /var/lib/redis or /etc/redis"
+sleep 2 # appendfsync everysec: the AOF reaches the volume within a second
+no_plaintext "$MARK" /var/lib/redis/ /etc/redis/
+
+note "docker stop, docker run again: the data is back"
+stop $TAG-c1
+start $TAG-c2 ping
+[ "$(cli get k)" = "$MARK" ] || fail "the data did not come back"
+stop $TAG-c2
+
+refused_checks
+echo "images redis: ok"
