@@ -56,9 +56,13 @@ done
 
 # when the audit log cannot be written, nothing is granted: another process holds the
 # database's write lock longer than CAS waits (5 s)
-(echo "BEGIN IMMEDIATE;"; sleep 7; echo "COMMIT;") | sqlite3 "$T/data/cas.db" &
+(echo ".timeout 5000"; echo "BEGIN IMMEDIATE;"; sleep 12; echo "COMMIT;") | sqlite3 "$T/data/cas.db" &
 LOCKER=$!
-sleep 0.5
+# wait until the locker holds the lock (a loaded machine may take seconds to start it)
+for _ in $(seq 100); do
+    sqlite3 -cmd ".timeout 20" "$T/data/cas.db" "BEGIN IMMEDIATE; ROLLBACK;" 2>/dev/null || break
+    sleep 0.1
+done
 expect_err 1 "503 audit_unavailable" "$SCPCTL" platform attest --key "$T/p.key" --session s --service svc --measurement $M
 [ -s "$T/last.out" ] && fail "a configuration was released without an audit row"
 wait $LOCKER
