@@ -293,7 +293,8 @@ static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
     }
     if (scp_shield_path_normalize(abs, norm, sizeof norm)) return 1; /* too long: outside (kernel) */
     classify(q->s, norm, rp);
-    return 0;
+    /* the base came from /proc/PID: still that thread, waiting in that call */
+    return rp->vol >= 0 && !still_valid(q) ? -ENOENT : 0;
 }
 
 /* ---- answers -------------------------------------------------------------------------------- */
