@@ -66,6 +66,10 @@ int scp_notify_is_static(int fd) {
 
 /* ---- the filter ---------------------------------------------------------------------------- */
 
+#ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+#define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5) /* Linux 5.19 */
+#endif
+
 /* where the kernel reports the shield gate's `syscall` (shield/gate.c, GATE_RET_OFF) */
 #define GATE_SYSCALL_RET (SCP_SHIELD_GATE_ADDR + 25)
 
@@ -101,7 +105,12 @@ static int filter_install(void) {
     f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF);
     struct sock_fprog prog = {.len = (unsigned short)n, .filter = f};
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return -1;
-    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+    /* WAIT_KILLABLE_RECV: once the supervisor has received a call, only SIGKILL interrupts
+     * the target's wait. Otherwise a signal (Go preempts its threads with SIGURG) would
+     * restart a call the supervisor already carried out: a rename done twice fails with
+     * ENOENT, an exclusive create with EEXIST. */
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+                        SECCOMP_FILTER_FLAG_NEW_LISTENER | SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV, &prog);
 }
 
 /* ---- supervisor state ---------------------------------------------------------------------- */
@@ -284,7 +293,8 @@ static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
     }
     if (scp_shield_path_normalize(abs, norm, sizeof norm)) return 1; /* too long: outside (kernel) */
     classify(q->s, norm, rp);
-    return 0;
+    /* the base came from /proc/PID: still that thread, waiting in that call */
+    return rp->vol >= 0 && !still_valid(q) ? -ENOENT : 0;
 }
 
 /* ---- answers -------------------------------------------------------------------------------- */

@@ -89,6 +89,9 @@ if [ -n "$HELPER" ]; then
     SCP_STATIC_MAX_MB=1 timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$HELPER" "$MNT" probe ||
         fail "hostile arguments: the supervisor did not answer as the kernel would (above)"
     [ "$(cat_vol probe.txt)" = "x" ] || fail "probe.txt: the volume holds '$(cat_vol probe.txt)'"
+    # a call the supervisor carried out is not carried out again when a signal restarts it
+    timeout 120 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$HELPER" "$MNT" signals ||
+        fail "renames and exclusive creates under a signal storm failed (above)"
 fi
 "$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
 check_no_plaintext SCPSTATIC

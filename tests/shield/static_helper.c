@@ -7,10 +7,12 @@
  * may also kill it (SIGSYS) in that loop, which is fine. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 /* shield-static-helper MOUNT probe (tests/shield/static.sh): hostile arguments to the
@@ -68,9 +70,43 @@ static int probe(const char *mnt) {
     return bad;
 }
 
+/* shield-static-helper MOUNT signals: renames and exclusive creates while a timer
+ * interrupts the process every 20 us (SA_RESTART, as Go's preemption signal): a call the
+ * supervisor carried out must not be carried out again when the signal restarts it. */
+static volatile sig_atomic_t ticks;
+static void tick(int sig) { (void)sig; ticks++; }
+
+static int signals(const char *mnt) {
+    char a[4096], b[4096];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = tick;
+    sa.sa_flags = SA_RESTART;
+    struct itimerval it = {{0, 20}, {0, 20}};
+    if (sigaction(SIGALRM, &sa, NULL) || setitimer(ITIMER_REAL, &it, NULL)) return 2;
+    snprintf(a, sizeof a, "%s/sig-a", mnt);
+    snprintf(b, sizeof b, "%s/sig-b", mnt);
+    int fd = open(a, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    if (fd < 0 || close(fd)) return 2;
+    for (int i = 0; i < 300; i++) {
+        if (rename(a, b) || rename(b, a)) {
+            printf("FAIL rename %d under signals: %s\n", i, strerror(errno));
+            return 1;
+        }
+        fd = open(b, O_CREAT | O_EXCL | O_WRONLY, 0600);
+        if (fd < 0 || close(fd) || unlink(b)) {
+            printf("FAIL exclusive create %d under signals: %s\n", i, strerror(errno));
+            return 1;
+        }
+    }
+    printf("ok   600 renames and 300 exclusive creates under %d signals\n", (int)ticks);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const char m[] = "SCPBYPASS_static_marker_0123456789";
     if (argc == 3 && !strcmp(argv[2], "probe")) return probe(argv[1]);
+    if (argc == 3 && !strcmp(argv[2], "signals")) return signals(argv[1]);
     if (argc != 2) return 2;
     char p[4096];
     snprintf(p, sizeof p, "%s/static.txt", argv[1]);
