@@ -211,7 +211,10 @@ int file_after_fork(scp_file *f, scp_err *err) {
     f->fd_j = -1;
     f->writer = 0;
     f->w_have = 0; /* our own chunk subkey: the parent's budget count is the parent's */
-    f->j_end = 0; /* the parent's journal log is the parent's */
+    /* The parent's journal log is the parent's; in shared mode it is everybody's, and may hold
+     * lazy commits that only the log redoes: we append to it when we write (after catching up),
+     * never start a new one over it. */
+    if (!f->vol->shared) f->j_end = 0;
     f->j_clean = 0;
     if (!f->path) return 0;
     int d = file_open_obj(f, ".d", O_RDWR, err);
@@ -517,11 +520,11 @@ fail:
 /* After a write: commit it and let the next process write. Caller holds f->rw for writing. */
 static int shared_publish(scp_file *f, int rc, scp_err *err) {
     if (!f->vol->shared || !f->writer || rc < 0) return rc;
-    if (file_commit(f, err) < 0) return -1; /* keep the lock: the bytes are not out yet */
+    /* Lazily: no flush, until an fsync (file_commit_lazy). */
+    if (file_commit_lazy(f, err) < 0) return -1; /* keep the lock: the bytes are not out yet */
     file_writer_unlock(f);
     f->writer = 0;
-    f->j_end = 0; /* the next writer may start its own journal log over ours (as at close) */
-    f->j_clean = 0;
+    f->j_clean = 0; /* the next writer appends to our log (file_follow), as we do to theirs */
     return rc;
 }
 
@@ -678,8 +681,9 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if (f->refs == 1 && f->writer) {
         file_writer_unlock(f);
         f->writer = 0;
-        /* Another process may write next and start its own journal log over ours. */
-        f->j_end = 0;
+        /* Another process may write next and start its own journal log over ours (in shared
+         * mode it appends to ours instead: see file_after_fork). */
+        if (!v->shared) f->j_end = 0;
         f->j_clean = 0;
     }
     file_put(v, f);
@@ -864,6 +868,10 @@ int scp_vfile_fsync(scp_vfile *h, scp_err *err) {
     pthread_rwlock_wrlock(&h->f->rw);
     int rc = file_commit(h->f, err);
     pthread_rwlock_unlock(&h->f->rw);
+    /* Shared mode: this file's last commit may be a lazy one, ours or another process's (a
+     * PostgreSQL checkpointer fsyncs what backends wrote). A durable manifest makes every lazy
+     * commit durable (vol_commit_manifest syncs their journals first). */
+    if (rc == 0 && h->f->vol->shared) rc = scp_volume_sync(h->f->vol, err);
     return rc;
 }
 
