@@ -29,7 +29,7 @@ SERVER_PID=
 cleanup() {
     touch "$T/stop"
     [ -n "$SERVER_PID" ] && wait "$SERVER_PID" 2>/dev/null
-    rm -rf "$T"
+    [ "${KEEP:-0}" = 1 ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
 $AS "$MKVOL" "$T/key" "$T/vol" || exit 1
@@ -117,6 +117,6 @@ if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
 fi
 p=$(echo "${TPS[plain]}" | tr ' ' '\n' | grep . | median)
 s=$(echo "${TPS[scp]}" | tr ' ' '\n' | grep . | median)
-echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", b > 0 ? a / b : 0}')"
+echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
 echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
-    awk '{printf " %.2f", $1 > 0 ? $2 / $1 : 0}')"
+    awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"

@@ -988,6 +988,7 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         v->man.e[mi] = saved;
         named = -1;
     }
+    if (named > 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     vol_unlock(v);
     if (named <= 0) return commit_abort(f, named);
     commit_step(f, CS_PREPARED, CS_COMMITTED);

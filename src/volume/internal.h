@@ -107,6 +107,9 @@ struct scp_file {
                                  * committed entry does not name (chunk_target) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
+    uint64_t seen_gen;          /* shared mode: the volume generation at which this file's
+                                 * state was last checked against the manifest (the hint is
+                                 * the volume's: a catch-up of another file moves v->gen) */
     uint8_t j_salt[SCP_HASH_LEN];  /* the open log's header salt (shared mode: another process
                                     * that starts a new log changes it, see file_follow) */
     int j_clean;                /* every commit is durable in place: a new log needs no

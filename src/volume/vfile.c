@@ -265,6 +265,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
         else
             rc = file_load(f, e, err);
     }
+    if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     vol_unlock(v);
     return rc;
 }
@@ -532,7 +533,10 @@ static int file_refresh(scp_file *f);
 
 /* Before a read: take in what other processes committed (no system call when nobody did). */
 static void shared_catch_up(scp_file *f) {
-    if (f->vol->shared && !vol_fresh(f->vol)) (void)file_refresh(f);
+    if (f->vol->shared &&
+        (!vol_fresh(f->vol) ||
+         __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED) != __atomic_load_n(&f->vol->gen, __ATOMIC_RELAXED)))
+        (void)file_refresh(f);
 }
 
 /* ---- public file API ---------------------------------------------------------------------- */
@@ -672,7 +676,7 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
          * file redo all of it; checkpoint now instead (a short one is cheaper to redo than
          * two syncs, and sqlite closes its journal file after every transaction). refs is
          * read without the volume mutex: a wrong guess only moves the checkpoint. */
-        if (rc == 0 && f->writer && f->refs == 1 && f->j_end > SCP_CHECKPOINT_AT_CLOSE &&
+        if (rc == 0 && f->writer && !v->shared && f->refs == 1 && f->j_end > SCP_CHECKPOINT_AT_CLOSE &&
             file_checkpoint(f, err) == 0 && ftruncate(f->fd_j, 0) == 0)
             f->j_end = 0;
         pthread_rwlock_unlock(&f->rw);
@@ -705,6 +709,7 @@ static int file_refresh(scp_file *f) {
         if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
             memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0)
             reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
+        if (!f->unloaded) __atomic_store_n(&f->seen_gen, f->vol->gen, __ATOMIC_RELAXED);
         vol_unlock(f->vol);
     }
     pthread_rwlock_unlock(&f->rw);

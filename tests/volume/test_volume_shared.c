@@ -9,6 +9,9 @@
  * 2. kill: a writer killed (SIGKILL) between its write and an fsync leaves a volume that opens
  *    clean and verifies, holding at least the last fsynced state: here the killed writer's
  *    write as well, since the page cache kept its journal (open makes it durable);
+ * 4. per file: after another process extends two files, taking in one of them (its size)
+ *    does not make this process take the other's old size as current (PostgreSQL's "unexpected
+ *    data beyond EOF": a backend read the free-space map's size, then the relation's, stale);
  * 3. power cut: the same, but the journal records of the lazy write are lost while the scratch
  *    slot that names them landed (what a power cut may leave, since neither was synced): the
  *    volume opens clean (no integrity error), verifies, and reads the last fsynced state.
@@ -131,6 +134,41 @@ static void scenario(const char *vol, const char *jsave, int fsync_in_parent) {
     /* (a close would sync what this process left pending: drop the state as an exit would) */
 }
 
+static void two_files(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
+    scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(x && y);
+    CHECK(scp_vfile_size(x) == 0 && scp_vfile_size(y) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        uint8_t b[2 * CS];
+        memset(b, 'x', sizeof b);
+        scp_err ce;
+        int ok = scp_vfile_pwrite(x, b, sizeof b, 0, &ce) == (ssize_t)sizeof b &&
+                 scp_vfile_pwrite(y, b, sizeof b, 0, &ce) == (ssize_t)sizeof b;
+        _exit(ok ? 0 : 1);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's writes failed");
+    CHECKF(scp_vfile_size(y) == 2 * CS, "y: size %llu after the other process extended it",
+           (unsigned long long)scp_vfile_size(y));
+    CHECKF(scp_vfile_size(x) == 2 * CS,
+           "x: size %llu after the other process extended it (and y's size was taken in first)",
+           (unsigned long long)scp_vfile_size(x));
+    scp_vfile_close(x, &e);
+    scp_vfile_close(y, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+}
+
 int main(void) {
     tu_rng rng = {20261129};
     tu_key(&rng, key);
@@ -177,6 +215,8 @@ int main(void) {
     REQUIRE(system(cmd) == 0);
     fill(want, 'A');
     expect_content(vol, want, "power cut after a lazy write");
+
+    two_files(vol);
 
     free(want);
     tu_rm_rf(dir);
