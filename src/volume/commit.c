@@ -191,7 +191,8 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
     if (index >= r->nchunks) return 0;
     memcpy(ent(f, index), e, ENT);
     f->page_dirty[index / SCP_TABLE_PAGE] = 1;
-    f->changed[index / 8] |= (uint8_t)(1u << (index % 8));
+    if (u64map_put(&f->unapplied, index, 1) < 0)
+        return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     return 0;
 }
 
@@ -236,7 +237,10 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         rc = table_reserve(f, n, err);
         if (rc == 0 && n < oldn) {
             memset(ent(f, n), 0, (oldn - n) * ENT);
-            for (uint64_t i = n; i < oldn; i++) u64map_del(&f->jmap, i, NULL);
+            for (uint64_t i = n; i < oldn; i++) {
+                u64map_del(&f->jmap, i, NULL);
+                u64map_del(&f->unapplied, i, NULL);
+            }
         }
         if (rc == 0) {
             table_mark_resize(f, oldn, n);
@@ -284,6 +288,7 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
     memset(f->page_dirty, 1, f->page_cap);
     u64map_clear(&f->jmap);
     u64map_clear(&f->jlogged);
+    u64map_clear(&f->unapplied);
     if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
         return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
     f->size = f->c_size = e->size;
@@ -548,6 +553,14 @@ static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
         f->d_unsynced = 1;
     }
     free(ct);
+    /* Entries of lazy commits (shared mode), each where it stands in the table now. */
+    pos = 0;
+    while (rc == 0 && u64map_next(&f->unapplied, &pos, &i, &off)) {
+        if (i >= cur_n(f)) continue; /* (shrunk since) */
+        if (scp_pwrite_full(f->fd_t, ent(f, i), ENT, i * ENT) < 0)
+            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
     /* Changed entries, one pwrite per run of neighbours (a large overwrite changes many). */
     for (i = 0; rc == 0 && i < lim; i++) {
         if (!changed_get(f, i)) continue;
@@ -701,7 +714,7 @@ static enum commit_path choose_path(scp_file *f, uint64_t n, uint64_t cn, uint64
     assert(f->cstate == CS_WRITTEN);
     uint64_t nfresh = n > cn ? n - cn : 0;
     int small = nfresh <= SCP_FRESH_JOURNAL_BYTES / f->vol->cs;
-    int redo = u64map_count(&f->jmap) > 0 || any_changed(f, lim);
+    int redo = u64map_count(&f->jmap) > 0 || u64map_count(&f->unapplied) > 0 || any_changed(f, lim);
     if (redo) return small ? COMMIT_JOURNAL_SMALL : COMMIT_JOURNAL_REDO;
     if (small && (nfresh || f->j_end)) return COMMIT_JOURNAL_SMALL;
     return COMMIT_IN_PLACE; /* syncing in place anyway: that also closes an open log */
@@ -895,6 +908,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
                           const uint8_t root[SCP_HASH_LEN]) {
     u64map_clear(&f->jmap);
     u64map_clear(&f->placed);
+    u64map_clear(&f->unapplied);
     /* Close the log after a shrink (a later append writes in place where the log may hold older
      * records of the same chunk; the next journaled commit checkpoints) or when it is long
      * (checkpointed here, so that whoever loads the file next has little to redo). */
@@ -992,10 +1006,15 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
     vol_unlock(v);
     if (named <= 0) return commit_abort(f, named);
     commit_step(f, CS_PREPARED, CS_COMMITTED);
-    /* Not applied: the records stay in the journal map (read from the log), the entries stay
-     * marked changed, and the fresh chunks' entries join them (the next durable commit of the
-     * file writes them to .t, as a small append's commit would). */
-    for (uint64_t i = cn; i < n; i++) f->changed[i / 8] |= (uint8_t)(1u << (i % 8));
+    /* Not applied: the records stay in the journal map (read from the log); the changed
+     * entries and the fresh chunks' join the unapplied set (the next durable commit of the file
+     * writes them to .t, as a small append's commit would), and the next commit record lists
+     * only what changes after this one (replay walks every record of the log). */
+    int nomem = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (i >= lim || changed_get(f, i)) nomem |= u64map_put(&f->unapplied, i, 1) < 0;
+    if (!nomem) /* (else they stay marked: the next records list them again, as before) */
+        memset(f->changed, 0, f->table_cap / 8 + 1);
     f->c_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
     f->modified = 0;

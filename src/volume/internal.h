@@ -100,6 +100,8 @@ struct scp_file {
     uint64_t page_cap;
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
+    u64map unapplied;           /* shared mode: chunk indexes whose entries lazy commits (ours or
+                                 * followed) changed and no durable commit has applied to .t */
     u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
                                  * emptied only when a new log starts) */
     u64map placed;              /* chunk index -> slot: chunks below the committed count written

@@ -28,6 +28,7 @@ static void file_free(scp_file *f) {
     u64map_free(&f->dirty);
     u64map_free(&f->jmap);
     u64map_free(&f->jlogged);
+    u64map_free(&f->unapplied);
     u64map_free(&f->placed);
     if (f->fd_d >= 0) close(f->fd_d);
     if (f->fd_s >= 0) close(f->fd_s);
@@ -107,6 +108,7 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     u64map_init(&f->dirty);
     u64map_init(&f->jmap);
     u64map_init(&f->jlogged);
+    u64map_init(&f->unapplied);
     u64map_init(&f->placed);
     u64map_init(&f->pc);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
