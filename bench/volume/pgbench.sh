@@ -4,8 +4,8 @@
 # same server on a plain directory of the same disk; same run, ratios printed. The server runs
 # as the ordinary user postgres (setpriv), as in tests/shield/postgres.sh; pgbench is the
 # client, outside the shield in both cases (it talks to the server over a Unix socket).
-# With STRACE=1 (the default) a further run of each is traced (strace -f -c attached to the
-# postmaster and every child) and the flushes per transaction are printed.
+# With STRACE=1 (the default) a further run of each is traced (the server under strace -f -c,
+# from its start to its shutdown) and the flush calls per transaction are printed.
 #
 #   bench/volume/pgbench.sh [BUILD_DIR]
 #
@@ -45,11 +45,13 @@ initdb_in() { # FS: initdb (under the shield for scp)
         >"$T/initdb-$1.log" 2>&1) || { cat "$T/initdb-$1.log"; exit 1; }
 }
 
-start_server() { # FS: start the server (in the background for scp: the run ends when it stops)
-    local fs=$1 pg
+start_server() { # FS [TRACE]: start the server in the background (the run ends when it stops);
+    # with TRACE, under strace -f -c (the whole server: start, the run, the shutdown checkpoint)
+    local fs=$1 pg tr=""
     rm -f "$T/stop"
+    [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write"
     pg="$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w"
-    (cd "$T" && SCP_QUIET=1 $AS $(pre "$fs") sh -c "$pg start >/dev/null || exit 1
+    (cd "$T" && SCP_QUIET=1 $tr $AS $(pre "$fs") sh -c "$pg start >/dev/null || exit 1
         while [ ! -e $T/stop ]; do sleep 0.2; done; $pg stop >/dev/null") &
     SERVER_PID=$!
     for _ in $(seq 1 300); do
@@ -71,24 +73,14 @@ bench() { # FS SECONDS -> tps (excluding connection time)
     sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/out-$1" | tail -1
 }
 
-server_pids() { # FS: the postmaster and its children
-    local pm
-    pm=$(pgrep -f -- "-D $(datadir "$1")" | head -1)
-    [ -n "$pm" ] && { echo "$pm"; pgrep -P "$pm"; }
-}
-
-flushes() { # FS: one traced run; flush calls per transaction
-    local fs=$1 args="" p
-    for p in $(server_pids "$fs"); do args="$args -p $p"; done
-    strace -f -c -o "$T/strace-$fs.txt" -e trace=fdatasync,fsync,sync_file_range,pwrite64,write $args &
-    local st=$!
-    sleep 1
+flushes() { # FS: one run of the server under strace; flush calls per transaction
+    local fs=$1 n
+    start_server "$fs" trace
     $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/sout-$fs" 2>&1
-    kill -INT "$st"; wait "$st"
-    local n
+    stop_server
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/sout-$fs")
     awk -v fs="$fs" -v n="$n" '$NF ~ /^(fdatasync|fsync|sync_file_range|pwrite64|write)$/ {
-        printf "  %s %s: %d calls, %.2f per txn (%d txns traced)\n", fs, $NF, $(NF-1), $(NF-1) / n, n }' "$T/strace-$fs.txt"
+        printf "  %s %s: %d calls, %.2f per txn (%d txns; server start and shutdown included)\n", fs, $NF, $4, $4 / n, n }' "$T/strace-$fs.txt"
 }
 
 declare -A TPS
@@ -109,11 +101,7 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
-    for fs in plain scp; do
-        start_server "$fs"
-        flushes "$fs"
-        stop_server
-    done
+    for fs in plain scp; do flushes "$fs"; done
 fi
 p=$(echo "${TPS[plain]}" | tr ' ' '\n' | grep . | median)
 s=$(echo "${TPS[scp]}" | tr ' ' '\n' | grep . | median)
