@@ -67,10 +67,27 @@ stop_server() {
     SERVER_PID=
 }
 
-bench() { # FS SECONDS -> tps (excluding connection time)
+server_ticks() { # FS: CPU clock ticks (user + system) of the server: the postmaster with the
+    # children it reaped, and its live children
+    local pm p t=0
+    pm=$(pgrep -f -- "postgres -D $(datadir "$1")" | head -1)
+    [ -n "$pm" ] || { echo 0; return; }
+    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+    for p in $(pgrep -P "$pm"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
+bench() { # FS SECONDS -> "tps cpu_ms_per_txn" (tps excluding connection time)
+    local c0 c1 n
+    c0=$(server_ticks "$1")
     $AS pgbench -h "$T/sock-$1" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$2" postgres >"$T/out-$1" 2>&1 ||
-        { cat "$T/out-$1" >&2; echo 0; return; }
-    sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/out-$1" | tail -1
+        { cat "$T/out-$1" >&2; echo "0 0"; return; }
+    sleep 1 # (the backends exit and are reaped)
+    c1=$(server_ticks "$1")
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/out-$1")
+    echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/out-$1" | tail -1) $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", n > 0 ? d * 1000 / hz / n : 0}')"
 }
 
 flushes() { # FS: one run of the server under strace; flush calls per transaction
@@ -83,7 +100,7 @@ flushes() { # FS: one run of the server under strace; flush calls per transactio
         printf "  %s %s: %d calls, %.2f per txn (%d txns; server start and shutdown included)\n", fs, $NF, $4, $4 / n, n }' "$T/strace-$fs.txt"
 }
 
-declare -A TPS
+declare -A TPS CPU
 for fs in plain scp; do
     initdb_in "$fs"
     start_server "$fs"
@@ -94,10 +111,11 @@ echo "pgbench scale $SCALE, $CLIENTS clients, $THREADS threads, ${SECS}s runs, $
 for r in $(seq 1 "$ROUNDS"); do
     for fs in plain scp; do
         start_server "$fs"
-        v=$(bench "$fs" "$SECS")
+        read -r v cpu < <(bench "$fs" "$SECS")
         stop_server
         TPS[$fs]="${TPS[$fs]:-} $v"
-        echo "  round $r $fs: $v tps (load $(load))"
+        CPU[$fs]="${CPU[$fs]:-} $cpu"
+        echo "  round $r $fs: $v tps, server CPU $cpu ms per transaction (load $(load))"
     done
 done
 if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
@@ -106,5 +124,8 @@ fi
 p=$(echo "${TPS[plain]}" | tr ' ' '\n' | grep . | median)
 s=$(echo "${TPS[scp]}" | tr ' ' '\n' | grep . | median)
 echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
+pc=$(echo "${CPU[plain]}" | tr ' ' '\n' | grep . | median)
+sc=$(echo "${CPU[scp]}" | tr ' ' '\n' | grep . | median)
+echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
 echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
     awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
