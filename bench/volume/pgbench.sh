@@ -87,7 +87,7 @@ bench() { # FS SECONDS -> "tps cpu_ms_per_txn" (tps excluding connection time)
     sleep 1 # (the backends exit and are reaped)
     c1=$(server_ticks "$1")
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/out-$1")
-    echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/out-$1" | tail -1) $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", n > 0 ? d * 1000 / hz / n : 0}')"
+    echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/out-$1" | tail -1) $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (n > 0 ? d * 1000 / hz / n : 0)}')"
 }
 
 flushes() { # FS: one run of the server under strace; flush calls per transaction
