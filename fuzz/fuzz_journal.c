@@ -20,7 +20,10 @@
  *           commit) a made-up target: root = 32 bytes 8k, size k.
  *   byte 2: the second replay's callbacks fail on this call (1-based; 0: never).
  * Asserts: no memory error; find's verdict and view (new_size, end, ncommits, nchunks) equal the
- * reference's; find on the journal cut just past the commit found gives the same view; replay
+ * reference's; find on the journal cut just past the commit found gives the same view; when
+ * the first commit that checks out ends before it, scp_journal_find_from from that commit's end
+ * and chain (what a process that follows the log holds) finds the same commit and chain value,
+ * and replay from there walks without a memory error; replay
  * with both callbacks hands out exactly the chunk records (pointers into the buffer) and the
  * decrypted commit entries (same bytes) before `end`, in file order; with fewer callbacks it
  * hands out the same sequence minus the kinds left out; a failing callback stops it at once
@@ -55,6 +58,15 @@ static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) << 32 | rd32(p + 4); }
+
+static int noop_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
+    (void)ctx, (void)index, (void)ct;
+    return 0;
+}
+static int noop_entry(void *ctx, uint64_t index, const uint8_t *e) {
+    (void)ctx, (void)index, (void)e;
+    return 0;
+}
 
 enum { EV_CHUNK = 1, EV_ENTRY = 2 };
 struct ev {
@@ -293,6 +305,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(w.new_size == v.new_size && w.end == v.end && w.ncommits == v.ncommits &&
                    w.nchunks == v.nchunks);
         free(cut);
+
+        /* Following from the first commit that checks out, as shared mode does. */
+        scp_journal_view u, x;
+        if (r.nc > 0 &&
+            scp_journal_find(buf, len, cs, file_key, file_id, r.c[0].root, r.c[0].size, &u) == 1 &&
+            u.end < v.end) {
+            FUZZ_CHECK(scp_journal_find_from(buf, len, u.end, cs, u.key, u.chain, file_id, root,
+                                             tsize, &x) == 1);
+            FUZZ_CHECK(x.end == v.end && x.new_size == v.new_size && x.start == u.end &&
+                       memcmp(x.chain, v.chain, sizeof x.chain) == 0);
+            scp_err e;
+            FUZZ_CHECK(scp_journal_replay(buf, &x, cs, file_id, noop_chunk, noop_entry, NULL, &e) == 0);
+        }
 
         replay(buf, &v, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0);
         static const int masks[4] = {EV_CHUNK | EV_ENTRY, EV_CHUNK, EV_ENTRY, 0};

@@ -159,8 +159,156 @@ out:
     return rc;
 }
 
+/* ---- following another process's log (shared mode) ------------------------------------------
+ * In shared mode the processes of a program take turns appending to one journal log per file,
+ * and lazy commits (file_commit_lazy) are not applied in place until a durable commit: the
+ * state a manifest names is the table on disk plus the log's records. A process takes in what
+ * others committed by redoing their records in memory: entries into its table (and marked
+ * changed, so its next durable commit applies them), chunk records into its journal map (read
+ * from the log until applied). It walks only what was appended since it last looked, as long
+ * as the log is the same one (same header salt). Nothing here writes an object: a state that
+ * may not be durable is never made durable in place, which is what keeps a power cut from
+ * leaving a table that the durable manifest does not name. */
+struct follow {
+    scp_file *f;
+    const uint8_t *buf;
+    uint64_t nchunks;
+    scp_err *err;
+};
+
+static int follow_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
+    struct follow *r = ctx;
+    if (index >= r->nchunks) return 0;
+    uint64_t off = (uint64_t)(ct - r->buf) - SCP_JREC_HDR_LEN;
+    if (u64map_put(&r->f->jmap, index, off) < 0 || u64map_put(&r->f->jlogged, index, 1) < 0)
+        return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
+    return 0;
+}
+
+static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
+    struct follow *r = ctx;
+    scp_file *f = r->f;
+    if (index >= r->nchunks) return 0;
+    memcpy(ent(f, index), e, ENT);
+    f->page_dirty[index / SCP_TABLE_PAGE] = 1;
+    if (u64map_put(&f->unapplied, index, 1) < 0)
+        return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
+    return 0;
+}
+
+/* Redo in memory the records of f's log from offset `from` (0: the whole log, over a table
+ * just read from .t) up to the commit that names e's root and size. Returns 1 if found and
+ * redone, 0 if the log has no such commit after `from` (or is another log), -1 on error. */
+static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    struct stat st;
+    if (f->fd_j < 0) {
+        char name[48];
+        vol_object_name(f->id, ".j", name);
+        f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (f->fd_j < 0) return 0;
+    }
+    if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN ||
+        (uint64_t)st.st_size < from)
+        return 0;
+    if ((uint64_t)st.st_size > journal_replay_max(e->size, cs))
+        return from ? 0
+                    : scp_fail(err, SCP_E_INTEGRITY, EIO,
+                               "'%s': its journal (%llu bytes) is longer than any writer makes "
+                               "it; the volume was modified",
+                               e->path, (unsigned long long)st.st_size);
+    size_t len = (size_t)st.st_size;
+    uint8_t *buf = malloc(len);
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
+    scp_journal_view jv;
+    memset(&jv, 0, sizeof jv);
+    int rc = 0, found = 0;
+    if (from) { /* the header (is it still our log?) and what was appended since */
+        if (scp_pread_full(f->fd_j, buf, SCP_JRN_HDR_LEN, 0) == SCP_JRN_HDR_LEN &&
+            memcmp(buf + 8, f->j_salt, SCP_HASH_LEN) == 0 &&
+            scp_pread_full(f->fd_j, buf + from, len - from, (off_t)from) == (ssize_t)(len - from))
+            found = scp_journal_find_from(buf, len, from, cs, f->j_key, f->j_chain, f->id,
+                                          e->root, e->size, &jv);
+    } else if (scp_pread_full(f->fd_j, buf, len, 0) == (ssize_t)len) {
+        found = scp_journal_find(buf, len, cs, f->key, f->id, e->root, e->size, &jv);
+    }
+    if (found) {
+        uint64_t n = nchunks_of(e->size, cs), oldn = cur_n(f);
+        rc = table_reserve(f, n, err);
+        if (rc == 0 && n < oldn) {
+            memset(ent(f, n), 0, (oldn - n) * ENT);
+            for (uint64_t i = n; i < oldn; i++) {
+                u64map_del(&f->jmap, i, NULL);
+                u64map_del(&f->unapplied, i, NULL);
+            }
+        }
+        if (rc == 0) {
+            table_mark_resize(f, oldn, n);
+            f->size = f->c_size = e->size;
+            struct follow r = {f, buf, n, err};
+            rc = scp_journal_replay(buf, &jv, cs, f->id, follow_chunk, follow_entry, &r, err);
+        }
+        if (rc == 0) {
+            f->j_end = jv.end;
+            memcpy(f->j_chain, jv.chain, SCP_HASH_LEN);
+            memcpy(f->j_key, jv.key, sizeof f->j_key);
+            memcpy(f->j_salt, buf + 8, SCP_HASH_LEN);
+            f->j_clean = 0;
+            rc = 1;
+        }
+    }
+    scp_wipe(&jv, sizeof jv);
+    free(buf);
+    return rc;
+}
+
+/* file_load in shared mode (or when the manifest in memory is the scratch slot's): catch up
+ * on our log if we can, else read the table and follow the whole log. */
+static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
+    uint32_t cs = f->vol->cs;
+    uint8_t root[SCP_HASH_LEN];
+    if (f->j_end && !f->unloaded && !f->modified) {
+        if (memcmp(e->root, f->c_root, SCP_HASH_LEN) == 0 && e->size == f->c_size) return 0;
+        int r = file_follow(f, e, f->j_end, err);
+        if (r < 0) return -1;
+        if (r == 1) {
+            table_root(f, root);
+            if (memcmp(root, e->root, SCP_HASH_LEN) == 0) {
+                memcpy(f->c_root, e->root, SCP_HASH_LEN);
+                return 0;
+            }
+        }
+    }
+    uint64_t n = nchunks_of(e->size, cs);
+    if (table_reserve(f, n, err) < 0) return -1;
+    f->unloaded = 1;
+    (void)file_open_slot(f, 0, NULL);
+    memset(f->table, 0, f->table_cap * ENT);
+    memset(f->changed, 0, f->table_cap / 8 + 1);
+    memset(f->page_dirty, 1, f->page_cap);
+    u64map_clear(&f->jmap);
+    u64map_clear(&f->jlogged);
+    u64map_clear(&f->unapplied);
+    if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
+        return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
+    f->size = f->c_size = e->size;
+    f->j_end = 0;
+    f->j_clean = 0;
+    if (file_follow(f, e, 0, err) < 0) return -1;
+    table_root(f, root);
+    if (memcmp(root, e->root, SCP_HASH_LEN) != 0)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest (the file was "
+                        "modified, truncated, replaced or rolled back)",
+                        e->path);
+    memcpy(f->c_root, e->root, SCP_HASH_LEN);
+    f->unloaded = 0;
+    return 0;
+}
+
 /* (Re)load the committed state of f from its objects and manifest entry e. */
 int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
+    if (f->vol->shared) return file_load_follow(f, e, err);
     uint32_t cs = f->vol->cs;
     uint64_t n = nchunks_of(e->size, cs);
     if (table_reserve(f, n, err) < 0) return -1;
@@ -244,6 +392,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (scp_random(salt, sizeof salt, err) < 0) return -1;
     scp_journal_start(hdr, salt, f->j_chain);
     if (scp_journal_key(f->key, hdr, f->j_key, err) < 0) return -1;
+    memcpy(f->j_salt, salt, SCP_HASH_LEN);
     if (scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0)
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     f->j_end = SCP_JRN_HDR_LEN;
@@ -404,6 +553,14 @@ static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
         f->d_unsynced = 1;
     }
     free(ct);
+    /* Entries of lazy commits (shared mode), each where it stands in the table now. */
+    pos = 0;
+    while (rc == 0 && u64map_next(&f->unapplied, &pos, &i, &off)) {
+        if (i >= cur_n(f)) continue; /* (shrunk since) */
+        if (scp_pwrite_full(f->fd_t, ent(f, i), ENT, i * ENT) < 0)
+            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
     /* Changed entries, one pwrite per run of neighbours (a large overwrite changes many). */
     for (i = 0; rc == 0 && i < lim; i++) {
         if (!changed_get(f, i)) continue;
@@ -449,7 +606,7 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
 /* Append the commit record (the changed entries below lim and every entry in [from, to)), and
  * make the journal durable. */
 static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
-                        const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+                        const uint8_t root[SCP_HASH_LEN], int sync, scp_err *err) {
     if (journal_begin(f, err) < 0) return -1;
     uint64_t count = to - from;
     for (uint64_t i = 0; i < lim; i++) count += (uint64_t)changed_get(f, i);
@@ -472,7 +629,8 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     memcpy(chain, f->j_chain, SCP_HASH_LEN);
     int rc = scp_journal_commit_seal(f->j_key, f->id, f->j_end, count, pt, chain, rec, err);
     scp_wipe(pt, ptlen);
-    if (rc == 0 && (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 || flush(f, f->fd_j, FLUSHED_J) < 0))
+    if (rc == 0 && (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 ||
+                    (sync && flush(f, f->fd_j, FLUSHED_J) < 0)))
         rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     if (rc == 0) {
         memcpy(f->j_chain, chain, SCP_HASH_LEN);
@@ -556,7 +714,7 @@ static enum commit_path choose_path(scp_file *f, uint64_t n, uint64_t cn, uint64
     assert(f->cstate == CS_WRITTEN);
     uint64_t nfresh = n > cn ? n - cn : 0;
     int small = nfresh <= SCP_FRESH_JOURNAL_BYTES / f->vol->cs;
-    int redo = u64map_count(&f->jmap) > 0 || any_changed(f, lim);
+    int redo = u64map_count(&f->jmap) > 0 || u64map_count(&f->unapplied) > 0 || any_changed(f, lim);
     if (redo) return small ? COMMIT_JOURNAL_SMALL : COMMIT_JOURNAL_REDO;
     if (small && (nfresh || f->j_end)) return COMMIT_JOURNAL_SMALL;
     return COMMIT_IN_PLACE; /* syncing in place anyway: that also closes an open log */
@@ -582,12 +740,12 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
     case COMMIT_JOURNAL_SMALL:
         /* journal_begin first: a checkpoint it makes syncs .d, which sync_placed then skips */
         if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
-            journal_seal(f, lim, n > cn ? cn : n, n, root, err) < 0)
+            journal_seal(f, lim, n > cn ? cn : n, n, root, 1, err) < 0)
             return -1;
         break;
     case COMMIT_JOURNAL_REDO:
         if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 ||
-            journal_seal(f, lim, n, n, root, err) < 0 ||
+            journal_seal(f, lim, n, n, root, 1, err) < 0 ||
             sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
             sync_fd(f, f->fd_t, &f->t_unsynced, err) < 0)
             return -1;
@@ -750,6 +908,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
                           const uint8_t root[SCP_HASH_LEN]) {
     u64map_clear(&f->jmap);
     u64map_clear(&f->placed);
+    u64map_clear(&f->unapplied);
     /* Close the log after a shrink (a later append writes in place where the log may hold older
      * records of the same chunk; the next journaled commit checkpoints) or when it is long
      * (checkpointed here, so that whoever loads the file next has little to redo). */
@@ -793,5 +952,72 @@ int file_commit(scp_file *f, scp_err *err) {
         return commit_abort(f, r.rc < 0 ? -1 : 0);
     }
     commit_finish(f, path, n, cn, root);
+    return 0;
+}
+
+/* Shared mode's commit after a write that no fsync has asked to be durable (vfile.c,
+ * shared_publish): the journal gets the commit record, unsynced, and the scratch manifest slot
+ * names the new root, unsynced; nothing is applied in place. Another process takes the state
+ * in by following the log (file_follow). A durable commit later (any process's fsync, close or
+ * exit: vol_commit_manifest) syncs the journals of every file listed in the lock file before
+ * its manifest names them, and the next durable commit of this file applies its records.
+ * Crash argument (docs/volume-format.md, "Shared mode"): until then the durable state is
+ * untouched on disk (overwrites go to the journal, fresh chunks beyond every committed size),
+ * so a kill or a power cut loses at most the lazy commits.
+ * Falls back to a durable commit for what is not done lazily: a shrink (the objects are
+ * truncated), a large append (its chunks are synced in place), a long log (checkpointed). */
+int file_commit_lazy(scp_file *f, scp_err *err) {
+    assert(f->cstate == CS_IDLE);
+    if (!f->modified || !f->path) return 0;
+    if (f->unloaded)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "'%s': its chunk table does not match the manifest; not committed", f->path);
+    if (file_writeback(f, err) < 0) return -1;
+    uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
+    if (n < cn || n - cn > SCP_FRESH_JOURNAL_BYTES / f->vol->cs || f->j_end > SCP_JOURNAL_MAX ||
+        u64map_count(&f->placed))
+        return file_commit(f, err);
+    f->prep_flushed = 0;
+    commit_step(f, CS_IDLE, CS_WRITTEN);
+    uint8_t root[SCP_HASH_LEN];
+    table_root(f, root);
+    if (journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
+        journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0)
+        return commit_abort(f, -1);
+    commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
+    scp_volume *v = f->vol;
+    if (vol_lock(v, err) < 0) return commit_abort(f, -1);
+    long mi = -1;
+    scp_mentry saved;
+    int named = commit_name(f, root, &mi, &saved, err), durable = 0;
+    if (named > 0 && vol_lazy_add(v, f->id) < 0) {
+        /* no room in the list: make this one durable (its journal first) */
+        durable = 1;
+        if (flush(f, f->fd_j, FLUSHED_J) < 0) {
+            named = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
+            v->man.e[mi] = saved;
+        }
+    }
+    if (named > 0 && vol_commit_manifest(v, durable, err) < 0) {
+        v->man.e[mi] = saved;
+        named = -1;
+    }
+    if (named > 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
+    vol_unlock(v);
+    if (named <= 0) return commit_abort(f, named);
+    commit_step(f, CS_PREPARED, CS_COMMITTED);
+    /* Not applied: the records stay in the journal map (read from the log); the changed
+     * entries and the fresh chunks' join the unapplied set (the next durable commit of the file
+     * writes them to .t, as a small append's commit would), and the next commit record lists
+     * only what changes after this one (replay walks every record of the log). */
+    int nomem = 0;
+    for (uint64_t i = 0; i < n; i++)
+        if (i >= lim || changed_get(f, i)) nomem |= u64map_put(&f->unapplied, i, 1) < 0;
+    if (!nomem) /* (else they stay marked: the next records list them again, as before) */
+        memset(f->changed, 0, f->table_cap / 8 + 1);
+    f->c_size = f->size;
+    memcpy(f->c_root, root, SCP_HASH_LEN);
+    f->modified = 0;
+    commit_step(f, CS_COMMITTED, CS_IDLE);
     return 0;
 }

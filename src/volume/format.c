@@ -294,19 +294,16 @@ static uint8_t *commit_open(const uint8_t *buf, size_t off, uint64_t count, uint
     return pt;
 }
 
-int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
-                     const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
-                     const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out) {
-    memset(out, 0, sizeof *out);
-    if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
-    uint8_t key[32];
-    if (scp_journal_key(file_key, buf, key, NULL) < 0) return 0;
-    uint8_t chain[SCP_HASH_LEN];
-    scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
-    size_t off = SCP_JRN_HDR_LEN;
+/* Walk the records of buf from `off`, where the chain stands at `chain`, while the chain holds;
+ * the first record that does not fit or check out ends the log. Fills *out for the last commit
+ * record that names root and size (1), or returns 0. */
+static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chunk_size,
+                        const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
+                        uint8_t chain[SCP_HASH_LEN], const uint8_t root[SCP_HASH_LEN],
+                        uint64_t size, scp_journal_view *out) {
     uint64_t nchunks = 0, ncommits = 0;
     int found = 0;
-    /* Walk while the chain holds; the first record that does not fit or check out ends the log. */
+    out->start = off;
     while (len - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off + 4) == 0) {
         uint32_t type = scp_get_u32(buf + off);
         if (type == SCP_JREC_CHUNK) {
@@ -336,17 +333,42 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
             out->end = off;
             out->ncommits = ncommits;
             out->nchunks = nchunks;
+            memcpy(out->chain, chain, SCP_HASH_LEN);
         }
     }
-    if (found) memcpy(out->key, key, sizeof key);
+    if (found) memcpy(out->key, key, 32);
+    return found;
+}
+
+int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                     const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                     const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out) {
+    memset(out, 0, sizeof *out);
+    if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
+    uint8_t key[32];
+    if (scp_journal_key(file_key, buf, key, NULL) < 0) return 0;
+    uint8_t chain[SCP_HASH_LEN];
+    scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
+    int found = journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, root, size, out);
     scp_wipe(key, sizeof key);
     return found;
+}
+
+int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t chunk_size,
+                          const uint8_t log_key[32], const uint8_t chain_at[SCP_HASH_LEN],
+                          const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
+                          uint64_t size, scp_journal_view *out) {
+    memset(out, 0, sizeof *out);
+    if (from < SCP_JRN_HDR_LEN || from > len) return 0;
+    uint8_t chain[SCP_HASH_LEN];
+    memcpy(chain, chain_at, SCP_HASH_LEN);
+    return journal_walk(buf, len, from, chunk_size, log_key, id, chain, root, size, out);
 }
 
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
                        const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
                        scp_journal_entry_cb entry_cb, void *ctx, scp_err *err) {
-    size_t off = SCP_JRN_HDR_LEN;
+    size_t off = v->start ? v->start : SCP_JRN_HDR_LEN;
     while (off < v->end) {
         if (scp_get_u32(buf + off) == SCP_JREC_CHUNK) {
             if (chunk_cb && chunk_cb(ctx, scp_get_u64(buf + off + 8), buf + off + SCP_JREC_HDR_LEN) < 0)

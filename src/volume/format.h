@@ -156,6 +156,9 @@ typedef struct scp_journal_view {
     size_t end;        /* offset just past that commit record: replay stops here */
     uint64_t ncommits; /* commit records up to end */
     uint64_t nchunks;  /* chunk records before end */
+    size_t start;      /* where the walk began (the header's end, or scp_journal_find_from's
+                        * offset): replay starts here */
+    uint8_t chain[SCP_HASH_LEN]; /* the chain value at end (to append after it) */
     uint8_t key[32];   /* the log's key (wipe the view after use) */
 } scp_journal_view;
 
@@ -185,7 +188,17 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
                      const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
                      const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out);
 
-/* Walk the records before out->end of a journal that scp_journal_find accepted, in order:
+/* The same, walking only from offset `from` of buf (a record boundary up to which the caller
+ * has checked the log, with the chain value chain_at there and the log's key log_key): how a
+ * process that follows another's appends to one log catches up without rehashing it all. The
+ * bytes of buf before `from` are not read (the commit records' AAD uses absolute offsets, so
+ * buf holds the journal from offset 0). */
+int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t chunk_size,
+                          const uint8_t log_key[32], const uint8_t chain_at[SCP_HASH_LEN],
+                          const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
+                          uint64_t size, scp_journal_view *out);
+
+/* Walk the records from out->start to out->end of a journal that scp_journal_find(_from) accepted, in order:
  * chunk_cb for every chunk record, entry_cb for every entry of every commit record (either may
  * be NULL). A callback returns -1 (having filled its own error) to stop the walk with -1; so
  * does a failure to allocate or decrypt (with err filled). */

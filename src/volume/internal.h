@@ -58,6 +58,7 @@ struct scp_volume {
     scp_volume_tag tag;     /* of the last durable commit (or of the state loaded) */
     scp_volume_tag cur_tag; /* of the manifest in memory (gen), durable or not */
     int lazy;         /* this process wrote the scratch slot since its last durable commit */
+    int man_scratch;  /* the manifest in memory is the scratch slot's (not durable) */
     int objdir_dirty; /* objects created here since the last durable commit */
     uint8_t (*doomed)[SCP_FILEID_LEN]; /* objects to delete after the next durable commit */
     size_t ndoomed, doomcap;
@@ -99,6 +100,8 @@ struct scp_file {
     uint64_t page_cap;
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
+    u64map unapplied;           /* shared mode: chunk indexes whose entries lazy commits (ours or
+                                 * followed) changed and no durable commit has applied to .t */
     u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
                                  * emptied only when a new log starts) */
     u64map placed;              /* chunk index -> slot: chunks below the committed count written
@@ -106,6 +109,11 @@ struct scp_file {
                                  * committed entry does not name (chunk_target) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
+    uint64_t seen_gen;          /* shared mode: the volume generation at which this file's
+                                 * state was last checked against the manifest (the hint is
+                                 * the volume's: a catch-up of another file moves v->gen) */
+    uint8_t j_salt[SCP_HASH_LEN];  /* the open log's header salt (shared mode: another process
+                                    * that starts a new log changes it, see file_follow) */
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
@@ -184,6 +192,19 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err);
 #define VOL_LOCKBYTE_OBJDIR 256 /* objects were created and their directory is not synced */
 #define VOL_LOCKBYTE_DOOMED 257 /* some process may have left removed files' objects behind */
 void vol_lockbyte_set(scp_volume *v, off_t off, int on);
+/* The lock file's list of files with lazy commits (shared mode): a u32 count at
+ * VOL_LAZY_OFF, then up to VOL_LAZY_MAX file ids. A durable commit syncs their journals
+ * before its manifest names them, then empties it (manifest.c). Not trusted: a host that
+ * changes it can only lose what a power cut may lose anyway. */
+#define VOL_LAZY_OFF 1024
+#define VOL_LAZY_MAX 180
+/* Add id (caller holds vol_lock); -1 if the list is full (commit durably instead). */
+int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
+/* At open (caller holds vol_lock): if lazy commits are listed, make the newest state durable
+ * when every listed file's journal still redoes it (the programs were killed: the page cache
+ * kept it all), else go back to the newest durable state (a power cut lost some of it), as a
+ * new durable generation either way. Returns 0, or -1 if the durable write failed. */
+int vol_settle_lazy(scp_volume *v, scp_err *err);
 /* Delete a removed file's objects after the next durable commit (volume.c); and do it now for
  * every file so marked (called by a durable commit). */
 void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
@@ -368,6 +389,11 @@ int file_checkpoint(scp_file *f, scp_err *err);
 int file_writeback(scp_file *f, scp_err *err);
 /* Make f's state durable and advance the volume tag (f->rw held for writing). */
 int file_commit(scp_file *f, scp_err *err);
+/* Shared mode: publish f's changes to the other processes without making them durable (no
+ * flush; the scratch manifest slot names the new root; nothing is applied in place until a
+ * durable commit). Falls back to file_commit for what it cannot do lazily (a shrink, a large
+ * append, a full list of lazy files). f->rw held for writing, f->writer set. */
+int file_commit_lazy(scp_file *f, scp_err *err);
 /* The slot that chunk i may be written to in place before the commit point, or -1 if the
  * change must go through the journal. In place is safe where no committed state names the
  * bytes written (docs/volume-format.md, "Overwrites" and "Unwritten chunks"): slot 0 beyond
@@ -379,6 +405,9 @@ int file_commit(scp_file *f, scp_err *err);
 static inline int chunk_target(scp_file *f, uint64_t i, int overwrite_ok) {
     uint64_t s;
     if (i >= com_n(f)) return 0;
+    /* Shared mode: the committed entry in memory may be a lazy commit's, not the durable one
+     * that a power cut falls back to, so nothing below the committed count goes in place. */
+    if (f->vol->shared) return -1;
     if (u64map_get(&f->placed, i, &s)) return (int)s;
     if (changed_get(f, i)) return -1; /* journaled or truncated since the commit */
     const uint8_t *e = ent(f, i);

@@ -84,6 +84,48 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on) {
     if (v->lockfd >= 0 && lockbyte_get(v, off) != on) (void)!pwrite(v->lockfd, &b, 1, off);
 }
 
+int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    uint8_t c[4] = {0};
+    if (v->lockfd < 0) return -1;
+    (void)!pread(v->lockfd, c, 4, VOL_LAZY_OFF);
+    uint32_t n = scp_get_u32(c);
+    if (n > VOL_LAZY_MAX) n = 0; /* (not ours: start over; the next durable commit is ours) */
+    uint8_t ids[VOL_LAZY_MAX * SCP_FILEID_LEN];
+    if (n && pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN))
+        n = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (memcmp(ids + i * SCP_FILEID_LEN, id, SCP_FILEID_LEN) == 0) return 0;
+    if (n == VOL_LAZY_MAX) return -1;
+    scp_put_u32(c, n + 1);
+    if (pwrite(v->lockfd, id, SCP_FILEID_LEN, VOL_LAZY_OFF + 16 + n * SCP_FILEID_LEN) != SCP_FILEID_LEN ||
+        pwrite(v->lockfd, c, 4, VOL_LAZY_OFF) != 4)
+        return -1;
+    return 0;
+}
+
+/* Before a durable manifest: sync the journal of every file with lazy commits (any process's),
+ * since the manifest names their roots. Returns the list's length (to empty it after), or -1. */
+static long lazy_sync(scp_volume *v, scp_err *err) {
+    uint8_t c[4] = {0};
+    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
+    uint32_t n = scp_get_u32(c);
+    if (n == 0) return 0;
+    if (n > VOL_LAZY_MAX) n = VOL_LAZY_MAX;
+    uint8_t ids[VOL_LAZY_MAX * SCP_FILEID_LEN];
+    if (pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN))
+        return 0;
+    for (uint32_t i = 0; i < n; i++) {
+        char name[48];
+        vol_object_name(ids + i * SCP_FILEID_LEN, ".j", name);
+        int fd = openat(v->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0) continue; /* removed since (or never ours) */
+        int rc = fdatasync(fd);
+        close(fd);
+        if (rc < 0) return scp_fail_errno(err, "cannot sync a journal before the manifest");
+    }
+    return n;
+}
+
 int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
     uint8_t *body = NULL;
     size_t blen = 0;
@@ -132,6 +174,8 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
             }
         }
     }
+    long nlazy = rc == 0 && durable ? lazy_sync(v, err) : 0;
+    if (nlazy < 0) rc = -1;
     if (rc == 0 && fd < 0) rc = scp_fail(err, SCP_E_SYS, EBADF, "the volume has no scratch slot (manifest.2)");
     if (rc == 0 && (scp_pwrite_full(fd, slot, slen, 0) < 0 || ftruncate(fd, (off_t)slen) < 0 ||
                     (durable && fdatasync(fd) < 0)))
@@ -140,6 +184,11 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
         v->gen = gen;
         if (si < 2) v->slot_gen[si] = gen;
         v->lazy = !durable;
+        v->man_scratch = !durable;
+        if (nlazy > 0) {
+            uint8_t zero[4] = {0};
+            (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
+        }
         tag_compute(v, gen, body, blen, &v->cur_tag);
         if (durable) {
             v->tag = v->cur_tag;
@@ -220,6 +269,7 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
     v->gen = gen[best];
     for (int i = 0; i < 2; i++) v->slot_gen[i] = ok[i] ? gen[i] : 0;
     v->tag = v->cur_tag = tag[best];
+    v->man_scratch = best == 2;
     for (int i = 0; i < 3; i++)
         if (ok[i] && i != best) scp_manifest_free(&m[i]);
     return 0;
@@ -308,4 +358,64 @@ void vol_collect_garbage(scp_volume *v) {
     closedir(d);
     free(ids);
     if (!pending) vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 0);
+}
+
+static const scp_mentry *entry_by_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN]) {
+    for (size_t i = 0; i < m->n; i++)
+        if (m->e[i].type == 1 && memcmp(m->e[i].id, id, SCP_FILEID_LEN) == 0) return &m->e[i];
+    return NULL;
+}
+
+/* Does file id's journal redo the state that entry e names? (Its commit record is there.) */
+static int journal_redoes(scp_volume *v, const scp_mentry *e) {
+    char name[48];
+    vol_object_name(e->id, ".j", name);
+    uint8_t *buf = NULL, key[32];
+    size_t len = 0;
+    scp_journal_view jv;
+    int ok = scp_read_file(v->objfd, name, (size_t)1 << 30, &buf, &len, NULL) == 0 &&
+             vol_file_key(v, e->id, key, NULL) == 0 &&
+             scp_journal_find(buf, len, v->cs, key, e->id, e->root, e->size, &jv) == 1;
+    scp_wipe(key, sizeof key);
+    scp_wipe(&jv, sizeof jv);
+    free(buf);
+    return ok;
+}
+
+int vol_settle_lazy(scp_volume *v, scp_err *err) {
+    uint8_t c[4] = {0};
+    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4 || scp_get_u32(c) == 0)
+        return 0;
+    uint32_t n = scp_get_u32(c);
+    if (!v->man_scratch) return 0; /* a durable commit failed to empty the list: stale */
+    if (n > VOL_LAZY_MAX) n = VOL_LAZY_MAX;
+    uint8_t ids[VOL_LAZY_MAX * SCP_FILEID_LEN];
+    if (pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN))
+        n = 0;
+    /* The newest durable state, to compare with and to fall back to. */
+    scp_manifest dm[2] = {{0}};
+    uint64_t dg[2] = {0, 0};
+    scp_volume_tag dt[2];
+    int ok[2], best = -1;
+    for (int i = 0; i < 2; i++) {
+        ok[i] = slot_load(v, i, &dm[i], &dg[i], &dt[i], NULL) == 0;
+        if (ok[i] && (best < 0 || dg[i] > dg[best])) best = i;
+    }
+    if (lazy_sync(v, NULL) < 0) n = 0; /* (a sync failure: take the durable state) */
+    int redone = best >= 0 && n > 0;
+    for (uint32_t k = 0; k < n && redone; k++) {
+        const scp_mentry *e = entry_by_id(&v->man, ids + k * SCP_FILEID_LEN);
+        const scp_mentry *d = entry_by_id(&dm[best], ids + k * SCP_FILEID_LEN);
+        if (e && !(d && d->size == e->size && memcmp(d->root, e->root, SCP_HASH_LEN) == 0) &&
+            !journal_redoes(v, e))
+            redone = 0;
+    }
+    if (!redone && best >= 0) { /* back to the durable state, under a newer generation */
+        scp_manifest_free(&v->man);
+        v->man = dm[best];
+        memset(&dm[best], 0, sizeof dm[best]);
+    }
+    for (int i = 0; i < 2; i++)
+        if (ok[i]) scp_manifest_free(&dm[i]);
+    return vol_commit_manifest(v, 1, err);
 }

@@ -28,6 +28,7 @@ static void file_free(scp_file *f) {
     u64map_free(&f->dirty);
     u64map_free(&f->jmap);
     u64map_free(&f->jlogged);
+    u64map_free(&f->unapplied);
     u64map_free(&f->placed);
     if (f->fd_d >= 0) close(f->fd_d);
     if (f->fd_s >= 0) close(f->fd_s);
@@ -107,6 +108,7 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     u64map_init(&f->dirty);
     u64map_init(&f->jmap);
     u64map_init(&f->jlogged);
+    u64map_init(&f->unapplied);
     u64map_init(&f->placed);
     u64map_init(&f->pc);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
@@ -211,7 +213,10 @@ int file_after_fork(scp_file *f, scp_err *err) {
     f->fd_j = -1;
     f->writer = 0;
     f->w_have = 0; /* our own chunk subkey: the parent's budget count is the parent's */
-    f->j_end = 0; /* the parent's journal log is the parent's */
+    /* The parent's journal log is the parent's; in shared mode it is everybody's, and may hold
+     * lazy commits that only the log redoes: we append to it when we write (after catching up),
+     * never start a new one over it. */
+    if (!f->vol->shared) f->j_end = 0;
     f->j_clean = 0;
     if (!f->path) return 0;
     int d = file_open_obj(f, ".d", O_RDWR, err);
@@ -262,6 +267,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
         else
             rc = file_load(f, e, err);
     }
+    if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     vol_unlock(v);
     return rc;
 }
@@ -517,11 +523,11 @@ fail:
 /* After a write: commit it and let the next process write. Caller holds f->rw for writing. */
 static int shared_publish(scp_file *f, int rc, scp_err *err) {
     if (!f->vol->shared || !f->writer || rc < 0) return rc;
-    if (file_commit(f, err) < 0) return -1; /* keep the lock: the bytes are not out yet */
+    /* Lazily: no flush, until an fsync (file_commit_lazy). */
+    if (file_commit_lazy(f, err) < 0) return -1; /* keep the lock: the bytes are not out yet */
     file_writer_unlock(f);
     f->writer = 0;
-    f->j_end = 0; /* the next writer may start its own journal log over ours (as at close) */
-    f->j_clean = 0;
+    f->j_clean = 0; /* the next writer appends to our log (file_follow), as we do to theirs */
     return rc;
 }
 
@@ -529,7 +535,10 @@ static int file_refresh(scp_file *f);
 
 /* Before a read: take in what other processes committed (no system call when nobody did). */
 static void shared_catch_up(scp_file *f) {
-    if (f->vol->shared && !vol_fresh(f->vol)) (void)file_refresh(f);
+    if (f->vol->shared &&
+        (!vol_fresh(f->vol) ||
+         __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED) != __atomic_load_n(&f->vol->gen, __ATOMIC_RELAXED)))
+        (void)file_refresh(f);
 }
 
 /* ---- public file API ---------------------------------------------------------------------- */
@@ -669,7 +678,7 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
          * file redo all of it; checkpoint now instead (a short one is cheaper to redo than
          * two syncs, and sqlite closes its journal file after every transaction). refs is
          * read without the volume mutex: a wrong guess only moves the checkpoint. */
-        if (rc == 0 && f->writer && f->refs == 1 && f->j_end > SCP_CHECKPOINT_AT_CLOSE &&
+        if (rc == 0 && f->writer && !v->shared && f->refs == 1 && f->j_end > SCP_CHECKPOINT_AT_CLOSE &&
             file_checkpoint(f, err) == 0 && ftruncate(f->fd_j, 0) == 0)
             f->j_end = 0;
         pthread_rwlock_unlock(&f->rw);
@@ -678,8 +687,9 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if (f->refs == 1 && f->writer) {
         file_writer_unlock(f);
         f->writer = 0;
-        /* Another process may write next and start its own journal log over ours. */
-        f->j_end = 0;
+        /* Another process may write next and start its own journal log over ours (in shared
+         * mode it appends to ours instead: see file_after_fork). */
+        if (!v->shared) f->j_end = 0;
         f->j_clean = 0;
     }
     file_put(v, f);
@@ -701,6 +711,7 @@ static int file_refresh(scp_file *f) {
         if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
             memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0)
             reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
+        if (!f->unloaded) __atomic_store_n(&f->seen_gen, f->vol->gen, __ATOMIC_RELAXED);
         vol_unlock(f->vol);
     }
     pthread_rwlock_unlock(&f->rw);
@@ -864,6 +875,10 @@ int scp_vfile_fsync(scp_vfile *h, scp_err *err) {
     pthread_rwlock_wrlock(&h->f->rw);
     int rc = file_commit(h->f, err);
     pthread_rwlock_unlock(&h->f->rw);
+    /* Shared mode: this file's last commit may be a lazy one, ours or another process's (a
+     * PostgreSQL checkpointer fsyncs what backends wrote). A durable manifest makes every lazy
+     * commit durable (vol_commit_manifest syncs their journals first). */
+    if (rc == 0 && h->f->vol->shared) rc = scp_volume_sync(h->f->vol, err);
     return rc;
 }
 

@@ -362,8 +362,10 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         }
     }
     if (vol_lock(v, err) < 0) goto fail;
-    vol_collect_garbage(v);
+    int settled = vol_settle_lazy(v, err);
+    if (settled == 0) vol_collect_garbage(v);
     vol_unlock(v);
+    if (settled < 0) goto fail;
     free(hb);
     return v;
 fail:

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# bench/volume/pgbench.sh - PostgreSQL 15 pgbench (TPC-B like; scale 10, 4 clients, 2 threads)
+# with the server's whole data directory on a protected volume under `scpctl run`, against the
+# same server on a plain directory of the same disk; same run, ratios printed. The server runs
+# as the ordinary user postgres (setpriv), as in tests/shield/postgres.sh; pgbench is the
+# client, outside the shield in both cases (it talks to the server over a Unix socket).
+# With STRACE=1 (the default) a further run of each is traced (the server under strace -f -c,
+# from its start to its shutdown) and the flush calls per transaction are printed.
+#
+#   bench/volume/pgbench.sh [BUILD_DIR]
+#
+# Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each
+#   pgbench run), SCALE=10, CLIENTS=4, THREADS=2, BASE=/var/tmp, STRACE=1, STRACE_SECS=10.
+# Needs root (to become postgres), PostgreSQL 15 (Debian), strace for the flush counts.
+set -uo pipefail
+B=$(cd "${1:-build}" && pwd)
+SCPCTL=$B/src/scpctl
+MKVOL=$B/tests/shield/shield-mkvol
+PGBIN=/usr/lib/postgresql/15/bin
+ROUNDS=${ROUNDS:-3} SECS=${SECS:-20} SCALE=${SCALE:-10} CLIENTS=${CLIENTS:-4} THREADS=${THREADS:-2}
+STRACE=${STRACE:-1} STRACE_SECS=${STRACE_SECS:-10}
+[ -x $PGBIN/initdb ] && command -v pgbench >/dev/null || { echo "PostgreSQL 15 not installed"; exit 77; }
+[ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 || { echo "needs root and the user postgres"; exit 77; }
+T=$(mktemp -d "${BASE:-/var/tmp}/scp-pgbench-vol-flush.XXXXXX") || exit 1
+chmod 755 "$T" && chown postgres: "$T"
+AS="setpriv --reuid=postgres --regid=postgres --init-groups"
+MNT=/scp-pgbench-$$/pgdata
+SERVER_PID=
+cleanup() {
+    touch "$T/stop"
+    [ -n "$SERVER_PID" ] && wait "$SERVER_PID" 2>/dev/null
+    [ "${KEEP:-0}" = 1 ] && echo "kept $T" || rm -rf "$T"
+}
+trap cleanup EXIT
+$AS "$MKVOL" "$T/key" "$T/vol" || exit 1
+$AS mkdir -p "$T/plain" "$T/sock-plain" "$T/sock-scp"
+
+pre() { [ "$1" = scp ] && echo "$SCPCTL run --volume $T/vol:$MNT --key-file $T/key --"; }
+datadir() { if [ "$1" = scp ]; then echo "$MNT/db"; else echo "$T/plain/db"; fi; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+
+initdb_in() { # FS: initdb (under the shield for scp)
+    (cd "$T" && SCP_QUIET=1 $AS $(pre "$1") $PGBIN/initdb -D "$(datadir "$1")" -A trust -U postgres \
+        >"$T/initdb-$1.log" 2>&1) || { cat "$T/initdb-$1.log"; exit 1; }
+}
+
+start_server() { # FS [TRACE]: start the server in the background (the run ends when it stops);
+    # with TRACE, under strace -f -c (the whole server: start, the run, the shutdown checkpoint)
+    local fs=$1 pg tr=""
+    rm -f "$T/stop"
+    [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write"
+    pg="$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w"
+    (cd "$T" && SCP_QUIET=1 $tr $AS $(pre "$fs") sh -c "$pg start >/dev/null || exit 1
+        while [ ! -e $T/stop ]; do sleep 0.2; done; $pg stop >/dev/null") &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do
+        $AS $PGBIN/pg_isready -q -h "$T/sock-$fs" && return 0
+        sleep 0.2
+    done
+    echo "the $fs server did not start"; tail -20 "$T/pg-$fs.log"; exit 1
+}
+
+stop_server() {
+    touch "$T/stop"
+    wait "$SERVER_PID"
+    SERVER_PID=
+}
+
+server_ticks() { # FS: CPU clock ticks (user + system) of the server: the postmaster with the
+    # children it reaped, and its live children
+    local pm p t=0
+    pm=$(pgrep -f -- "postgres -D $(datadir "$1")" | head -1)
+    [ -n "$pm" ] || { echo 0; return; }
+    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat")
+    for p in $(pgrep -P "$pm"); do
+        t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
+bench() { # FS SECONDS -> "tps cpu_ms_per_txn" (tps excluding connection time)
+    local c0 c1 n
+    c0=$(server_ticks "$1")
+    $AS pgbench -h "$T/sock-$1" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$2" postgres >"$T/out-$1" 2>&1 ||
+        { cat "$T/out-$1" >&2; echo "0 0"; return; }
+    sleep 1 # (the backends exit and are reaped)
+    c1=$(server_ticks "$1")
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/out-$1")
+    echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/out-$1" | tail -1) $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (n > 0 ? d * 1000 / hz / n : 0)}')"
+}
+
+flushes() { # FS: one run of the server under strace; flush calls per transaction
+    local fs=$1 n
+    start_server "$fs" trace
+    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/sout-$fs" 2>&1
+    stop_server
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/sout-$fs")
+    awk -v fs="$fs" -v n="$n" '$NF ~ /^(fdatasync|fsync|sync_file_range|pwrite64|write)$/ {
+        printf "  %s %s: %d calls, %.2f per txn (%d txns; server start and shutdown included)\n", fs, $NF, $4, $4 / n, n }' "$T/strace-$fs.txt"
+}
+
+declare -A TPS CPU
+for fs in plain scp; do
+    initdb_in "$fs"
+    start_server "$fs"
+    $AS pgbench -h "$T/sock-$fs" -U postgres -q -i -s "$SCALE" postgres >"$T/init-$fs" 2>&1 || { cat "$T/init-$fs"; exit 1; }
+    stop_server
+done
+echo "pgbench scale $SCALE, $CLIENTS clients, $THREADS threads, ${SECS}s runs, $ROUNDS rounds, data under ${BASE:-/var/tmp}"
+for r in $(seq 1 "$ROUNDS"); do
+    for fs in plain scp; do
+        start_server "$fs"
+        read -r v cpu < <(bench "$fs" "$SECS")
+        stop_server
+        TPS[$fs]="${TPS[$fs]:-} $v"
+        CPU[$fs]="${CPU[$fs]:-} $cpu"
+        echo "  round $r $fs: $v tps, server CPU $cpu ms per transaction (load $(load))"
+    done
+done
+if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
+    for fs in plain scp; do flushes "$fs"; done
+fi
+p=$(echo "${TPS[plain]}" | tr ' ' '\n' | grep . | median)
+s=$(echo "${TPS[scp]}" | tr ' ' '\n' | grep . | median)
+echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
+pc=$(echo "${CPU[plain]}" | tr ' ' '\n' | grep . | median)
+sc=$(echo "${CPU[scp]}" | tr ' ' '\n' | grep . | median)
+echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
+echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
+    awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"

@@ -1,0 +1,224 @@
+/* tests/volume/test_volume_shared.c - shared mode (scp_volume_set_shared): lazy commits.
+ *
+ * Processes of one program (a forked server) write one file without an fsync and read each
+ * other's writes. Asserts, through the public API and the bytes of the volume directory:
+ * 1. visible: a write in one process is read by the other at once;
+ *    not durable: it leaves both durable manifest slots as they were (no durable commit: a
+ *    write costs no flush), and an fsync in the other process makes it durable (a durable
+ *    slot's generation moves past the scratch one's);
+ * 2. kill: a writer killed (SIGKILL) between its write and an fsync leaves a volume that opens
+ *    clean and verifies, holding at least the last fsynced state: here the killed writer's
+ *    write as well, since the page cache kept its journal (open makes it durable);
+ * 4. per file: after another process extends two files, taking in one of them (its size)
+ *    does not make this process take the other's old size as current (PostgreSQL's "unexpected
+ *    data beyond EOF": a backend read the free-space map's size, then the relation's, stale);
+ * 3. power cut: the same, but the journal records of the lazy write are lost while the scratch
+ *    slot that names them landed (what a power cut may leave, since neither was synced): the
+ *    volume opens clean (no integrity error), verifies, and reads the last fsynced state.
+ */
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+#define CS 4096u
+#define SZ (8u * CS)
+
+static uint8_t key[SCP_VOLUME_KEY_LEN];
+
+static void fill(uint8_t *b, char c) { memset(b, c, SZ); }
+
+/* Generation a manifest slot's header claims (bytes 8-15, big-endian), or 0. */
+static uint64_t slot_gen(const char *vol, int i) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/manifest.%d", vol, i);
+    size_t len;
+    uint8_t *b = tu_read_file(p, &len);
+    uint64_t g = 0;
+    if (b && len >= 16)
+        for (int k = 8; k < 16; k++) g = g << 8 | b[k];
+    free(b);
+    return g;
+}
+static uint64_t durable_gen(const char *vol) {
+    uint64_t a = slot_gen(vol, 0), b = slot_gen(vol, 1);
+    return a > b ? a : b;
+}
+
+static void expect_content(const char *vol, const uint8_t *want, const char *what) {
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    CHECKF(v != NULL, "%s: the volume does not open: %s", what, e.msg);
+    if (!v) return;
+    long bad = scp_volume_verify(v, NULL, NULL, NULL, &e);
+    CHECKF(bad == 0, "%s: verify reports %ld problem(s): %s", what, bad, e.msg);
+    scp_vfile *f = scp_vfile_open(v, "f", O_RDONLY, 0, &e);
+    CHECKF(f != NULL, "%s: cannot open f: %s", what, e.msg);
+    if (f) {
+        uint8_t *got = malloc(SZ);
+        ssize_t r = scp_vfile_pread(f, got, SZ, 0, &e);
+        CHECKF(r == (ssize_t)SZ, "%s: read of f: %zd (%s)", what, r, e.msg);
+        CHECKF(r == (ssize_t)SZ && memcmp(got, want, SZ) == 0, "%s: f holds other bytes", what);
+        free(got);
+        scp_vfile_close(f, &e);
+    }
+    CHECK(scp_volume_close(v, &e) == 0);
+}
+
+/* One scenario: a durable base (fsynced 'A'), then a forked child overwrites chunks 2-3 with
+ * 'B' and stops; the parent reads 'B' there. Returns with the child killed and the volume
+ * closed in the parent. fsync_in_parent: the parent fsyncs the file after reading. */
+static void scenario(const char *vol, const char *jsave, int fsync_in_parent) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    uint8_t *buf = malloc(SZ);
+    fill(buf, 'A');
+    scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(f != NULL);
+    REQUIRE(scp_vfile_pwrite(f, buf, SZ, 0, &e) == (ssize_t)SZ);
+    REQUIRE(scp_vfile_fsync(f, &e) == 0);
+    uint64_t g0 = durable_gen(vol);
+    if (jsave) { /* the journals as the last fsync left them on disk (a power cut's view) */
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s' && cp -p '%s'/objects/*.j '%s'/", jsave,
+                 jsave, vol, jsave);
+        REQUIRE(system(cmd) == 0);
+    }
+    int ready[2];
+    REQUIRE(pipe(ready) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        uint8_t b[2 * CS];
+        memset(b, 'B', sizeof b);
+        scp_err ce;
+        ssize_t w = scp_vfile_pwrite(f, b, sizeof b, 2 * CS, &ce);
+        char c = w == (ssize_t)sizeof b ? 'y' : 'n';
+        if (c == 'n') fprintf(stderr, "child write: %s\n", ce.msg);
+        (void)!write(ready[1], &c, 1);
+        for (;;) pause(); /* killed here, between its write and any fsync */
+    }
+    char c = 0;
+    REQUIRE(read(ready[0], &c, 1) == 1);
+    CHECKF(c == 'y', "the child's write failed");
+    close(ready[0]);
+    close(ready[1]);
+    /* 1. visible at once, and not durable */
+    uint8_t got[2 * CS];
+    ssize_t r = scp_vfile_pread(f, got, sizeof got, 2 * CS, &e);
+    CHECKF(r == (ssize_t)sizeof got, "parent read: %zd (%s)", r, e.msg);
+    uint8_t wantb[2 * CS];
+    memset(wantb, 'B', sizeof wantb);
+    CHECKF(memcmp(got, wantb, sizeof got) == 0, "the parent does not see the child's write");
+    CHECKF(durable_gen(vol) == g0,
+           "a write in shared mode made a durable commit (durable generation %llu -> %llu): it "
+           "should wait for an fsync",
+           (unsigned long long)g0, (unsigned long long)durable_gen(vol));
+    CHECKF(slot_gen(vol, 2) > g0, "the write is not published in the scratch slot");
+    if (fsync_in_parent) {
+        CHECK_OK(scp_vfile_fsync(f, &e), e);
+        CHECKF(durable_gen(vol) > g0 && durable_gen(vol) >= slot_gen(vol, 2),
+               "an fsync in the other process did not make the write durable");
+    }
+    /* 2. kill the writer; this process goes away without a sync either */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    scp_vfile_close(f, &e);
+    free(buf);
+    /* (a close would sync what this process left pending: drop the state as an exit would) */
+}
+
+static void two_files(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
+    scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(x && y);
+    CHECK(scp_vfile_size(x) == 0 && scp_vfile_size(y) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        uint8_t b[2 * CS];
+        memset(b, 'x', sizeof b);
+        scp_err ce;
+        int ok = scp_vfile_pwrite(x, b, sizeof b, 0, &ce) == (ssize_t)sizeof b &&
+                 scp_vfile_pwrite(y, b, sizeof b, 0, &ce) == (ssize_t)sizeof b;
+        _exit(ok ? 0 : 1);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's writes failed");
+    CHECKF(scp_vfile_size(y) == 2 * CS, "y: size %llu after the other process extended it",
+           (unsigned long long)scp_vfile_size(y));
+    CHECKF(scp_vfile_size(x) == 2 * CS,
+           "x: size %llu after the other process extended it (and y's size was taken in first)",
+           (unsigned long long)scp_vfile_size(x));
+    scp_vfile_close(x, &e);
+    scp_vfile_close(y, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+}
+
+int main(void) {
+    tu_rng rng = {20261129};
+    tu_key(&rng, key);
+    char *dir = tu_tmpdir("shared");
+    char *vol = tu_path(dir, "vol"), *jsave = tu_path(dir, "jsave");
+    uint8_t *want = malloc(SZ);
+
+    /* fsync in the other process: durable, and kept after the writer's death */
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        scenario(vol, NULL, 1);
+        _exit(tu_failures ? 1 : 0);
+    }
+    int st;
+    waitpid(p, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "scenario with an fsync failed");
+    fill(want, 'A');
+    memset(want + 2 * CS, 'B', 2 * CS);
+    expect_content(vol, want, "fsynced by the other process, writer killed");
+
+    /* no fsync, writer killed: the page cache keeps the lazy write */
+    p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        scenario(vol, NULL, 0);
+        _exit(tu_failures ? 1 : 0);
+    }
+    waitpid(p, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "scenario without an fsync failed");
+    expect_content(vol, want, "writer killed before an fsync");
+
+    /* power cut: the lazy write's journal records are lost, the scratch slot landed */
+    p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        scenario(vol, jsave, 0);
+        _exit(tu_failures ? 1 : 0);
+    }
+    waitpid(p, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "scenario for the power cut failed");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp -p '%s'/*.j '%s'/objects/", jsave, vol);
+    REQUIRE(system(cmd) == 0);
+    fill(want, 'A');
+    expect_content(vol, want, "power cut after a lazy write");
+
+    two_files(vol);
+
+    free(want);
+    tu_rm_rf(dir);
+    return tu_exit_code("test_volume_shared");
+}
