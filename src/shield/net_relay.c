@@ -150,7 +150,10 @@ static void relay_run(struct link *L, int n) {
     sa.sa_handler = SIG_IGN;
     sigaction(SIGPIPE, &sa, NULL);
     struct pollfd *p = malloc((size_t)n * 2 * sizeof *p);
-    if (!p) sh_gate(SYS_exit_group, 1, 0, 0, 0, 0, 0);
+    if (!p) {
+        sh_gate(SYS_exit_group, 1, 0, 0, 0, 0, 0);
+        return;
+    }
     for (;;) {
         int np = 0, alive = 0;
         for (int i = 0; i < n; i++) {
@@ -185,7 +188,10 @@ static void relay_run(struct link *L, int n) {
 static void relay_child(struct link *L, int n) {
     prctl(PR_SET_NAME, "scp-net-relay", 0, 0, 0); /* the container waits for it (runtime/container.c) */
     int *keep = malloc(((size_t)n * 2 + 1) * sizeof *keep);
-    if (!keep) sh_gate(SYS_exit_group, 1, 0, 0, 0, 0, 0);
+    if (!keep) {
+        sh_gate(SYS_exit_group, 1, 0, 0, 0, 0, 0);
+        return;
+    }
     int k = 0;
     keep[k++] = 2;
     for (int i = 0; i < n; i++) {
@@ -222,8 +228,8 @@ static long start_relay(struct link *L, int n) {
     if (mid < 0) return -errno;
     if (mid == 0) { /* the intermediate: its child, the relay, is adopted by init when it exits */
         pid_t r = real_fork();
-        if (r == 0) relay_child(L, n);
-        sh_gate(SYS_exit_group, r < 0 ? 1 : 0, 0, 0, 0, 0, 0);
+        if (r == 0) relay_child(L, n); /* returns only if it could not run */
+        sh_gate(SYS_exit_group, r != 0 ? (r < 0) : 1, 0, 0, 0, 0, 0);
     }
     int st = 0;
     long w;
