@@ -49,6 +49,8 @@ typedef struct scp_image_build_opts {
     const char *shield_lib; /* libscp-shield.so to add */
     const char *tmpdir;     /* where the staging directory goes (NULL: $TMPDIR or /var/tmp) */
     void (*progress)(const char *line); /* NULL, or called with one line per step */
+    void (*bar)(uint64_t done, uint64_t total); /* NULL, or called as the layers are applied
+                                                   (bytes of their blobs read, of total) */
 } scp_image_build_opts;
 
 typedef struct scp_image_result {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "runtime/launch.h"
 #include "scp/image.h"
 
@@ -26,7 +27,16 @@ static void image_usage(FILE *out) {
             "Temporary files (the layers, unpacked) go under --tmpdir, $TMPDIR or /var/tmp.\n");
 }
 
-static void show_progress(const char *line) { fprintf(stderr, "scpctl: %s\n", line); }
+/* on a terminal: a line per step, and a bar while the layers are applied (the long part) */
+static progress layer_bar;
+static void show_progress(const char *line) {
+    progress_end(&layer_bar); /* the bar's line is cleared; its next update draws it again */
+    fprintf(stderr, "scpctl: %s\n", line);
+}
+static void show_bar(uint64_t done, uint64_t total) {
+    if (!layer_bar.label) progress_start(&layer_bar, "layers", total);
+    progress_update(&layer_bar, done);
+}
 
 static int write_template(const char *path, const char *doc) {
     /* 0600: with files under a protected path it holds their seed key (docs/image.md) */
@@ -79,7 +89,7 @@ static int image_build(int argc, char **argv) {
     scp_err e = {0};
     if (scp_run_find_shield(NULL, shield, sizeof shield, &e) < 0) return cli_fail(&e);
     o.shield_lib = shield;
-    if (isatty(2)) o.progress = show_progress;
+    if (isatty(2)) o.progress = show_progress, o.bar = show_bar;
     scp_image_result r;
     if (scp_image_build(&o, &r, &e) < 0) return cli_fail(&e);
     char mhex[65];

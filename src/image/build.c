@@ -660,7 +660,7 @@ int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_er
     if (img_src_open(o->from, o->tmpdir, &src, err) < 0) return -1;
     if (stage_open(o->tmpdir, &st, err) < 0) goto out;
     if (!(argv = entry_argv(src.config, err))) goto out;
-    if (img_apply_layers(&src, st.root, o->progress, err) < 0) goto out;
+    if (img_apply_layers_bar(&src, st.root, o->progress, o->bar, err) < 0) goto out;
     size_t n_files[SCP_IMAGE_MAX_PATHS] = {0}, n_seeded = 0;
     for (size_t i = 0; i < o->n_protect; i++) {
         if (check_protect(st.root, o->protect[i], &n_files[i], err) < 0) goto out;

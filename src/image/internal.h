@@ -57,6 +57,9 @@ typedef void (*img_progress_fn)(const char *line);
  * honoured; entries are created with *at calls under a parent resolved with RESOLVE_IN_ROOT,
  * so no name or symlink in a layer can reach outside root. Device nodes are skipped. */
 int img_apply_layers(const img_src *src, int root, img_progress_fn progress, scp_err *err);
+/* The same, with bar(bytes of the layer blobs read so far, their total) called as it goes. */
+typedef void (*img_bar_fn)(uint64_t done, uint64_t total);
+int img_apply_layers_bar(const img_src *src, int root, img_progress_fn progress, img_bar_fn bar, scp_err *err);
 
 /* Write layer i of src to out_path (an uncompressed tar) without the entries strictly below
  * the absolute directory paths `paths` (a protected path's files, which go into its volume

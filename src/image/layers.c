@@ -231,7 +231,8 @@ out:
     return rc;
 }
 
-static int apply_layer(const img_src *src, size_t i, int root, scp_err *err) {
+static int apply_layer(const img_src *src, size_t i, int root, img_bar_fn bar, uint64_t base, uint64_t total,
+                       scp_err *err) {
     const img_layer *L = &src->layers[i];
     char full[PATH_MAX * 2];
     if (L->path[0] == '/') snprintf(full, sizeof full, "%s", L->path);
@@ -266,6 +267,7 @@ static int apply_layer(const img_src *src, size_t i, int root, scp_err *err) {
             scp_err_prefix(err, "layer %zu", i);
             goto out;
         }
+        if (bar) bar(base + (uint64_t)archive_filter_bytes(a, -1), total);
     }
     rc = 0;
 out:
@@ -275,6 +277,12 @@ out:
 }
 
 int img_apply_layers(const img_src *src, int root, img_progress_fn progress, scp_err *err) {
+    return img_apply_layers_bar(src, root, progress, NULL, err);
+}
+
+int img_apply_layers_bar(const img_src *src, int root, img_progress_fn progress, img_bar_fn bar, scp_err *err) {
+    uint64_t total = 0, base = 0;
+    for (size_t i = 0; i < src->n_layers; i++) total += src->layers[i].size;
     for (size_t i = 0; i < src->n_layers; i++) {
         if (progress) {
             char m[160];
@@ -282,8 +290,10 @@ int img_apply_layers(const img_src *src, int root, img_progress_fn progress, scp
                      (unsigned long long)src->layers[i].size);
             progress(m);
         }
-        if (apply_layer(src, i, root, err) < 0) return -1;
+        if (apply_layer(src, i, root, bar, base, total, err) < 0) return -1;
+        base += src->layers[i].size;
     }
+    if (bar) bar(total, total);
     return 0;
 }
 

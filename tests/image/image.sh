@@ -50,6 +50,12 @@ note "reproducible: the same inputs give the same bytes"
     -o "$T/again.tar" > /dev/null 2>&1 || fail "second build"
 cmp -s "$T/secure.tar" "$T/again.tar" || fail "two builds of the same inputs differ"
 
+note "on a terminal: a line per step and a progress bar while the layers are applied"
+script -qec "'$SCPCTL' image build '$T/base.tar' -t $TAG/redis-secure:1 --session redis --service redis -o '$T/tty.tar'" \
+    /dev/null > "$T/tty.out" 2>&1 || fail "build on a terminal: $(cat "$T/tty.out")"
+grep -qa 'layers   \[#*\.*\] 100%' "$T/tty.out" || fail "no progress bar on a terminal: $(cat -v "$T/tty.out" | head -5)"
+grep -qa 'scpctl: hashing' "$T/tty.out" || fail "no step lines on a terminal"
+
 note "docker load and skopeo read it, in the Docker and the OCI form"
 docker load -i "$T/secure.tar" > "$T/load" 2>&1 || { cat "$T/load"; fail "docker load"; }
 L=$(docker image inspect -f '{{index .Config.Labels "org.scp.measurement"}}' $TAG/redis-secure:1) \
