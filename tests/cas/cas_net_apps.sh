@@ -5,8 +5,8 @@
 #    files) over HTTPS complete with no socket errors or timeouts;
 #  - 2,000 TLS connections open at once to the shielded nginx, every one served;
 #  - the event-loop torture against nginx: pipelined requests, a half-closed connection
-#    (close_notify and TCP FIN after the request), a client that stops reading 200 replies of
-#    16 KiB while others are served, a client that sends its TLS bytes one at a time;
+#    (close_notify and TCP FIN after the request), a client that stops reading 40 replies of
+#    1 MiB while others are served, a client that sends its TLS bytes one at a time;
 #  - memcached shielded with `client_certificate: required`, and shielded memccp/memccat as
 #    clients (peer rule): both ends attested (each holds only the certificate CAS issued after
 #    attestation, and each verifies the other's); a TLS client without that certificate and a
@@ -39,6 +39,7 @@ PM=$(freeport)
 MARK=SCPAPPMARK$RANDOM$RANDOM
 printf '%s-small\n' "$MARK" >"$W/www/small"
 python3 -c "import sys; sys.stdout.write(('$MARK-16k ' * 2000)[:16384])" >"$W/www/16k"
+for i in $(seq 64); do cat "$W/www/16k"; done >"$W/www/1m"
 printf '%s-memcached' "$MARK" >"$W/mcvalue"
 NGX="user root root; daemon off; master_process on; worker_processes 2; worker_rlimit_nofile 8192; error_log stderr; pid $W/ngx.pid;\\nevents { worker_connections 4096; }\\nhttp { access_log off; keepalive_requests 100000; client_body_temp_path $W/ngxtmp; proxy_temp_path $W/ngxtmp; fastcgi_temp_path $W/ngxtmp; uwsgi_temp_path $W/ngxtmp; scgi_temp_path $W/ngxtmp; server { listen 127.0.0.1:$PN; root $W/www; } }\\n"
 cat >"$T/apps.yaml" <<YAML
@@ -199,14 +200,15 @@ while True:
 assert resp.startswith(b"HTTP/1.1 200") and resp.endswith(big), resp[:200]
 print("half-closed after the request: the response arrived complete")
 
-# 4. a client that asks for 200 x 16 KiB and stops reading; others are served meanwhile
-stall = tls(); stall.sendall(req("16k") * 200)
+# 4. a client that asks for 40 x 1 MiB (more than the kernel's socket buffers hold) and stops
+# reading; others are served meanwhile
+stall = tls(); stall.sendall(req("1m") * 40)
 time.sleep(1)
 for i in range(30):
     o = tls(); o.sendall(req("small", True)); read_responses(o, 1, small); o.close()
 print("others served while one client stalls")
-read_responses(stall, 200, big); stall.close()
-print("the stalled client got all 200 responses, complete")
+read_responses(stall, 40, big * 64); stall.close()
+print("the stalled client got all 40 responses, complete")
 
 # 5. one byte at a time: the handshake and a request dribbled
 raw = socket.create_connection(("127.0.0.1", port)); raw.settimeout(60)
