@@ -787,7 +787,12 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
         if (BIO_pending(c->wbio)) (void)net_flush(c, 0, 1); /* tickets, key updates */
         if (ok) {
             total += got;
-            if (total == n || !(flags & MSG_WAITALL) || (flags & MSG_PEEK)) return (long)total;
+            if (total == n || (flags & MSG_PEEK)) return (long)total;
+            /* As the kernel: a read returns what is there (up to n), not one record, so that a
+             * short read means "drained". An edge-triggered loop (nginx) that reads until a
+             * short read otherwise waited forever for the records that one TCP segment
+             * brought after the first two (the ready list reports an edge once). */
+            if (!(flags & MSG_WAITALL) && !full_record_buffered(c)) return (long)total;
             continue;
         }
         int e = SSL_get_error(c->ssl, 0);

@@ -200,6 +200,32 @@ while True:
 assert resp.startswith(b"HTTP/1.1 200") and resp.endswith(big), resp[:200]
 print("half-closed after the request: the response arrived complete")
 
+# 3b. pipelined, one TLS record per request, all records in one TCP send: after the server's
+# first read the other records wait in the shield while the kernel socket is empty (nginx's
+# epoll is edge-triggered), so the shield must report the connection readable
+raw = socket.create_connection(("127.0.0.1", port)); raw.settimeout(60)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out)
+while True:
+    try: obj.do_handshake(); break
+    except ssl.SSLWantReadError: pump(); inc.write(raw.recv(65536))
+pump()
+for i in range(20): obj.write(req("small", i == 19))
+pump()
+resp = b""
+while True:
+    try:
+        d = obj.read(65536)
+        if not d: break
+        resp += d
+    except ssl.SSLWantReadError:
+        d = raw.recv(65536)
+        if not d: break
+        inc.write(d)
+    except (ssl.SSLZeroReturnError, ssl.SSLEOFError): break
+assert resp.count(b"HTTP/1.1 200") == 20 and resp.count(small) == 20, resp[-300:]
+print("20 requests in 20 records of one TCP send: all answered")
+
 # 4. a client that asks for 40 x 1 MiB (more than the kernel's socket buffers hold) and stops
 # reading; others are served meanwhile
 stall = tls(); stall.sendall(req("1m") * 40)
