@@ -21,13 +21,13 @@
 # Printed: requests per second (medians of ROUNDS rounds) and the servers' CPU time per request
 # (utime+stime of the server's processes from /proc/PID/stat; for stunnel, stunnel's and its
 # plain server's), which moves far less with the machine's load; ratios shield/own TLS and
-# shield/stunnel. Environment: ROUNDS=3, DUR=3 (wrk seconds), MEMC_N=4000, PARTS="nginx memcached".
+# shield/stunnel. Environment: ROUNDS=3, DUR=3 (wrk seconds), MEMC_N=3000, PARTS="nginx memcached".
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$(readlink -f "$B/src/scpctl")
 ROUNDS=${ROUNDS:-3}
 DUR=${DUR:-3}
-MEMC_N=${MEMC_N:-4000}
+MEMC_N=${MEMC_N:-3000}
 PARTS=${PARTS:-nginx memcached}
 T=$(mktemp -d /var/tmp/scp-net-apps.XXXXXX)
 PIDS=()
