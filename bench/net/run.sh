@@ -13,13 +13,18 @@
 # 16 KiB (-d). ROUNDS rounds (default 3), servers interleaved within a round; the median of the
 # rounds is printed with the ratios shield/redis and shield/stunnel.
 # Environment: ROUNDS=3, REQS=20000 (requests at -c 50), REQS1=5000 (at -c 1; a tenth of it for
-# 16 KiB values, where every server runs at about 25 rps: redis-benchmark's own Nagle/delayed-ACK stall).
+# SET of 16 KiB values, where every server runs at about 25 rps: redis-benchmark's own
+# Nagle/delayed-ACK stall), CONNS="1 50", SIZES="3 16384" (a subset for a quick look).
+# Printed beside the throughput: the servers' CPU time per request (utime+stime from
+# /proc/PID/stat; for stunnel, stunnel's and its plain redis's), which the load moves far less.
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$(readlink -f "$B/src/scpctl")
 ROUNDS=${ROUNDS:-3}
 REQS=${REQS:-20000}
 REQS1=${REQS1:-5000}
+CONNS=${CONNS:-1 50}
+SIZES=${SIZES:-3 16384}
 T=$(mktemp -d /var/tmp/scp-net-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
@@ -56,14 +61,17 @@ YAML
 "$SCPCTL" session create "$T/s.yaml" >/dev/null 2>&1 || die "session create"
 "$SCPCTL" run --session netbench --service redis --platform-key "$T/p.key" --volume-dir "$T/vols" -- "$T/bin/redis-server" \
     >"$T/shield.out" 2>"$T/shield.err" &
+RUNPID=$!
 PIDS+=($!)
 # the same kind of key for the others: P-256, self-signed
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=redis \
     -addext subjectAltName=IP:127.0.0.1 -keyout "$T/k.pem" -out "$T/c.pem" >/dev/null 2>&1 || die "openssl req"
 redis-server --port 0 --tls-port "$PR" --bind 127.0.0.1 --save "" --appendonly no --tls-cert-file "$T/c.pem" \
     --tls-key-file "$T/k.pem" --tls-ca-cert-file "$T/c.pem" --tls-auth-clients no --tls-protocols TLSv1.3 >"$T/redis.out" 2>&1 &
+RTPID=$!
 PIDS+=($!)
 redis-server --port "$PP" --bind 127.0.0.1 --save "" --appendonly no >"$T/plain.out" 2>&1 &
+PLPID=$!
 PIDS+=($!)
 cat >"$T/stunnel.conf" <<CONF
 foreground = yes
@@ -76,6 +84,7 @@ cert = $T/c.pem
 key = $T/k.pem
 CONF
 stunnel4 "$T/stunnel.conf" >"$T/stunnel.out" 2>&1 &
+STPID=$!
 PIDS+=($!)
 CA_S=$T/data/service-ca.crt
 cli() { redis-cli --tls --cacert "$1" -p "$2" ping 2>/dev/null; }
@@ -87,40 +96,66 @@ done
 [ "$(cli "$T/c.pem" "$PR")" = PONG ] || die "redis TLS does not answer"
 [ "$(cli "$T/c.pem" "$PU")" = PONG ] || die "stunnel does not answer: $(cat "$T/stunnel.out")"
 
-declare -A R
-bench() { # mode port ca clients size -> "set get" rps
-    local n=$REQS
+# Server CPU (utime+stime of the server's processes, /proc/PID/stat, in clock ticks): the figure
+# that does not move with the machine's load. The shielded redis is the redis-server under scpctl.
+tree() { echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
+SPID=
+for _ in $(seq 50); do
+    for p in $(tree "$RUNPID"); do [ "$(cat /proc/$p/comm 2>/dev/null)" = redis-server ] && SPID=$p; done
+    [ -n "$SPID" ] && break
+    sleep 0.1
+done
+[ -n "$SPID" ] || die "cannot find the shielded redis-server"
+cpu_of() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
+TCK=$(getconf CLK_TCK)
+declare -A R C
+bench() { # mode port ca clients size op -> rps, and server CPU us/request in C
+    local n=$REQS pids
     [ "$3" = 1 ] && n=$REQS1
-    [ "$3" = 1 ] && [ "$4" -gt 1000 ] && n=$((REQS1 / 10)) # about 25 rps there for all three (the client's Nagle/delayed ACK)
-    redis-benchmark --tls --cacert "$2" -p "$1" -c "$3" -n "$n" -d "$4" -t set,get -q 2>/dev/null |
-        tr '\r' '\n' | awk '/ requests per second/ {printf "%s ", $2}'
+    # SET of 16 KiB: about 25 rps at -c 1 and 1100 at -c 50 for all three servers (the client's
+    # Nagle/delayed ACK, not a server cost): fewer requests there
+    [ "$4" -gt 1000 ] && [ "$5" = set ] && { [ "$3" = 1 ] && n=$((REQS1 / 50)) || n=$((REQS / 10)); }
+    case $mode in shield) pids=$SPID ;; redis) pids=$RTPID ;; stunnel) pids="$STPID $PLPID" ;; esac
+    local c0 c1 out
+    c0=$(cpu_of $pids)
+    out=$(redis-benchmark --tls --cacert "$2" -p "$1" -c "$3" -n "$n" -d "$4" -t "$5" -q 2>/dev/null |
+        tr '\r' '\n' | awk '/ requests per second/ {printf "%s", $2}')
+    c1=$(cpu_of $pids)
+    C[$mode,$3,$4,$5]+="$(echo "($c1 - $c0) * 1000000 / $TCK / $n" | bc -l) "
+    R[$mode,$3,$4,$5]+="${out:-0} "
 }
+LOADS=()
 for r in $(seq "$ROUNDS"); do
-    for c in 1 50; do
-        for d in 3 16384; do
-            for mode in shield redis stunnel; do
-                case $mode in
-                shield) out=$(bench "$PS" "$CA_S" "$c" "$d") ;;
-                redis) out=$(bench "$PR" "$T/c.pem" "$c" "$d") ;;
-                stunnel) out=$(bench "$PU" "$T/c.pem" "$c" "$d") ;;
-                esac
-                read -r s g <<<"$out"
-                R[$mode,$c,$d,set]+="${s:-0} "
-                R[$mode,$c,$d,get]+="${g:-0} "
+    LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
+    for c in $CONNS; do
+        for d in $SIZES; do
+            for op in set get; do
+                for mode in shield redis stunnel; do
+                    case $mode in
+                    shield) bench "$PS" "$CA_S" "$c" "$d" "$op" ;;
+                    redis) bench "$PR" "$T/c.pem" "$c" "$d" "$op" ;;
+                    stunnel) bench "$PU" "$T/c.pem" "$c" "$d" "$op" ;;
+                    esac
+                done
             done
         done
     done
     echo "round $r done" >&2
 done
-printf "%-22s %12s %12s %12s %9s %10s\n" "workload (rps)" shield redis-tls stunnel "sh/redis" "sh/stunnel"
-for c in 1 50; do
-    for d in 3 16384; do
+LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
+med() { echo "$1" | tr ' ' '\n' | grep . | median; }
+echo "redis-benchmark --tls, medians of $ROUNDS rounds; load average (1 min) at each round's start and at the end: ${LOADS[*]}"
+printf "%-20s %9s %9s %9s %8s %8s | %7s %7s %7s %8s %8s\n" "workload" "shield" "redis-tls" "stunnel" "sh/redis" "sh/stun" \
+    "cpu-sh" "cpu-red" "cpu-stu" "sh/redis" "sh/stun"
+printf "%-20s %38s %8s | %-23s %8s %8s\n" "" "requests per second" "" "server CPU us/request" "" ""
+for c in $CONNS; do
+    for d in $SIZES; do
         for op in set get; do
-            s=$(echo "${R[shield,$c,$d,$op]}" | tr ' ' '\n' | grep . | median)
-            rr=$(echo "${R[redis,$c,$d,$op]}" | tr ' ' '\n' | grep . | median)
-            u=$(echo "${R[stunnel,$c,$d,$op]}" | tr ' ' '\n' | grep . | median)
-            printf "%-22s %12.0f %12.0f %12.0f %8.2fx %9.2fx\n" "$op -c $c -d $d" "$s" "$rr" "$u" \
-                "$(echo "$s / $rr" | bc -l)" "$(echo "$s / $u" | bc -l)"
+            s=$(med "${R[shield,$c,$d,$op]}") rr=$(med "${R[redis,$c,$d,$op]}") u=$(med "${R[stunnel,$c,$d,$op]}")
+            cs=$(med "${C[shield,$c,$d,$op]}") cr=$(med "${C[redis,$c,$d,$op]}") cu=$(med "${C[stunnel,$c,$d,$op]}")
+            printf "%-20s %9.0f %9.0f %9.0f %7.2fx %7.2fx | %7.1f %7.1f %7.1f %7.2fx %7.2fx\n" "$op -c $c -d $d" "$s" "$rr" "$u" \
+                "$(echo "$s / $rr" | bc -l)" "$(echo "$s / $u" | bc -l)" "$cs" "$cr" "$cu" \
+                "$(echo "$cs / ($cr + 0.0001)" | bc -l)" "$(echo "$cs / ($cu + 0.0001)" | bc -l)"
         done
     done
 done

@@ -2,8 +2,9 @@
  *
  * A shielded connection is a kernel TCP socket whose number the program holds (an ordinary
  * number, so event loops that index arrays by descriptor keep working) plus an nconn: an SSL
- * object whose read BIO holds ciphertext taken from the kernel and whose write BIO holds
- * ciphertext not yet given to the kernel. The program's reads and writes on the number go
+ * object whose read BIO holds ciphertext taken from the kernel (received straight into it) and
+ * whose write BIO holds ciphertext not yet given to the kernel (a full record goes to the kernel
+ * from OpenSSL's buffer without a stop there). The program's reads and writes on the number go
  * through tls_read/tls_write; poll, select and epoll_wait (net_io.c) add what the kernel cannot
  * know (plaintext waiting in the SSL object).
  *
@@ -467,13 +468,22 @@ static void list_set(nconn ***list, int *n, int *cap, nconn *c, int *idx, int on
     }
 }
 
+/* Both BIOs' storage (the read side's and the write side's, below): ciphertext, public. */
+struct obuf {
+    char *p;
+    size_t off, len, cap;
+    int fd;     /* write side: the socket, for direct */
+    int direct; /* write side: net_write's full records go to the kernel at once (obuf_write) */
+};
+
 /* A complete TLS record at the start of the read BIO (a read would make progress). */
 static int full_record_buffered(nconn *c) {
-    char *p;
-    long n = BIO_get_mem_data(c->rbio, &p);
+    const struct obuf *o = BIO_get_data(c->rbio);
+    size_t n = o->len - o->off;
+    const unsigned char *p = (const unsigned char *)o->p + o->off;
     if (n < 5) return 0;
-    size_t rl = ((size_t)(unsigned char)p[3] << 8) | (unsigned char)p[4];
-    return (size_t)n >= 5 + rl;
+    size_t rl = ((size_t)p[3] << 8) | p[4];
+    return n >= 5 + rl;
 }
 
 int net_buffered(nconn *c) {
@@ -529,26 +539,50 @@ int sh_net_is(int fd) { return fd >= 0 && fd < net_tbl_n && __atomic_load_n(&net
 /* The write side: a memory BIO of the shield's own, an append-only buffer that is never
  * cleared byte by byte (BIO_s_mem zeroes its buffer at every reset and every growth: 7% of a
  * shielded redis's time with 16 KiB replies). The ciphertext in it is public. */
-struct obuf {
-    char *p;
-    size_t off, len, cap;
-};
 
-static int obuf_write(BIO *b, const char *data, int n) {
-    struct obuf *o = BIO_get_data(b);
-    if (n <= 0) return 0;
+static int obuf_append(struct obuf *o, const char *data, size_t n) {
     if (o->off == o->len) o->off = o->len = 0;
-    if (o->len + (size_t)n > o->cap) {
+    if (o->len + n > o->cap) {
         size_t ncap = o->cap ? o->cap : 32768;
-        while (ncap < o->len + (size_t)n) ncap *= 2;
+        while (ncap < o->len + n) ncap *= 2;
         char *np = realloc(o->p, ncap);
         if (!np) return -1;
         o->p = np;
         o->cap = ncap;
     }
-    memcpy(o->p + o->len, data, (size_t)n);
-    o->len += (size_t)n;
-    return n;
+    memcpy(o->p + o->len, data, n);
+    o->len += n;
+    return 0;
+}
+
+/* In direct mode a record goes to the kernel from OpenSSL's own buffer, with what waits here
+ * ahead of it, in one sendmsg: no copy of the record, no second system call. What the kernel
+ * does not take (a full socket, an error) is kept and net_flush meets it as before. */
+static int obuf_write(BIO *b, const char *data, int n) {
+    struct obuf *o = BIO_get_data(b);
+    if (n <= 0) return 0;
+    size_t k = (size_t)n;
+    if (o->direct) {
+        struct iovec iov[2];
+        int cnt = 0;
+        size_t pend = o->len - o->off;
+        if (pend) iov[cnt++] = (struct iovec){o->p + o->off, pend};
+        iov[cnt++] = (struct iovec){(void *)data, k};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
+        long w;
+        do w = sh_gate(SYS_sendmsg, o->fd, (long)&m, MSG_DONTWAIT | MSG_NOSIGNAL, 0, 0, 0);
+        while (w == -EINTR);
+        if (w > 0) {
+            size_t from_pend = (size_t)w < pend ? (size_t)w : pend;
+            o->off += from_pend;
+            if (o->off == o->len) o->off = o->len = 0;
+            size_t sent = (size_t)w - from_pend;
+            data += sent;
+            k -= sent;
+        }
+        if (!k) return n;
+    }
+    return obuf_append(o, data, k) ? -1 : n;
 }
 
 static long obuf_ctrl(BIO *b, int cmd, long num, void *ptr) {
@@ -579,13 +613,38 @@ static int obuf_destroy(BIO *b) {
     return 1;
 }
 
-static BIO_METHOD *obuf_method;
+/* The read side: ciphertext goes from the kernel straight into this buffer (fill: one recv),
+ * and OpenSSL reads its records out of it. A BIO_s_mem took it through a second buffer (the
+ * per-thread scratch, then a copy into the BIO, which also moved and zeroed its own storage).
+ * Empty: "retry", never EOF (EOF is the kernel's to say, through fill). */
+#define IBUF_CAP (32 * 1024) /* a whole record (16 KiB + 256 + 5) fits, so a read can progress */
+
+static int ibuf_read(BIO *b, char *out, int n) {
+    struct obuf *o = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (n <= 0) return 0;
+    if (o->off == o->len) {
+        BIO_set_retry_read(b);
+        return -1;
+    }
+    size_t k = o->len - o->off < (size_t)n ? o->len - o->off : (size_t)n;
+    memcpy(out, o->p + o->off, k);
+    o->off += k;
+    if (o->off == o->len) o->off = o->len = 0;
+    return (int)k;
+}
+
+static BIO_METHOD *obuf_method, *ibuf_method;
 static pthread_once_t obuf_once = PTHREAD_ONCE_INIT;
 static void obuf_init(void) {
     BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "scp-shield out");
     if (m && BIO_meth_set_write(m, obuf_write) && BIO_meth_set_ctrl(m, obuf_ctrl) && BIO_meth_set_create(m, obuf_create) &&
         BIO_meth_set_destroy(m, obuf_destroy))
         obuf_method = m;
+    m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "scp-shield in");
+    if (m && BIO_meth_set_read(m, ibuf_read) && BIO_meth_set_ctrl(m, obuf_ctrl) && BIO_meth_set_create(m, obuf_create) &&
+        BIO_meth_set_destroy(m, obuf_destroy))
+        ibuf_method = m;
 }
 
 static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
@@ -593,7 +652,7 @@ static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
     if (!c) return NULL;
     c->ssl = SSL_new(ctx);
     pthread_once(&obuf_once, obuf_init);
-    BIO *r = BIO_new(BIO_s_mem()), *w = obuf_method ? BIO_new(obuf_method) : NULL;
+    BIO *r = ibuf_method ? BIO_new(ibuf_method) : NULL, *w = obuf_method ? BIO_new(obuf_method) : NULL;
     if (!c->ssl || !r || !w) {
         SSL_free(c->ssl);
         BIO_free(r);
@@ -601,11 +660,11 @@ static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
         free(c);
         return NULL;
     }
-    BIO_set_mem_eof_return(r, -1); /* empty: "retry", never EOF (EOF is the kernel's to say) */
     SSL_set_bio(c->ssl, r, w);
     c->rbio = r;
     c->wbio = w;
     c->fd = fd;
+    ((struct obuf *)BIO_get_data(w))->fd = fd;
     c->server = server;
     c->ready_idx = c->stuck_idx = -1;
     c->pid = (int)syscall(SYS_getpid);
@@ -635,16 +694,6 @@ void net_tbl_set(int fd, nconn *c) {
 }
 
 /* ---- moving ciphertext ----------------------------------------------------------------------- */
-
-static __thread char *scratch; /* NET_SCRATCH bytes per thread (no malloc: may run in the trap) */
-char *net_scratch(void) {
-    if (!scratch) {
-        void *p = (void *)sh_gate(SYS_mmap, 0, NET_SCRATCH, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if ((unsigned long)p >= (unsigned long)-4095L) return NULL;
-        scratch = p;
-    }
-    return scratch;
-}
 
 static int sock_nonblock(int fd) {
     long fl = sh_gate(SYS_fcntl, fd, F_GETFL, 0, 0, 0, 0);
@@ -697,13 +746,27 @@ long net_flush(nconn *c, int block, int nosig) {
 }
 
 /* Ciphertext from the kernel into the read BIO: bytes moved, 0 at EOF, or -errno. */
-static long fill(nconn *c) {
-    char *b = net_scratch();
-    if (!b) return -ENOMEM;
+/* Receive what the kernel holds into the read BIO. *drained (if not NULL) is set when the
+ * kernel gave less than there was room for: its receive queue is empty now. */
+static long fill(nconn *c, int *drained) {
+    struct obuf *o = BIO_get_data(c->rbio);
+    if (!o->p) {
+        o->p = malloc(IBUF_CAP);
+        if (!o->p) return -ENOMEM;
+        o->cap = IBUF_CAP;
+    }
+    if (o->off) { /* called when OpenSSL found too little: keep the start of the record */
+        memmove(o->p, o->p + o->off, o->len - o->off);
+        o->len -= o->off;
+        o->off = 0;
+    }
+    if (o->len == o->cap) return -ENOBUFS; /* cannot happen: OpenSSL reads a record as soon as it is whole */
+    size_t room = o->cap - o->len;
     long r;
-    do r = sh_gate(SYS_recvfrom, c->fd, (long)b, NET_SCRATCH, MSG_DONTWAIT, 0, 0);
+    do r = sh_gate(SYS_recvfrom, c->fd, (long)(o->p + o->len), (long)room, MSG_DONTWAIT, 0, 0);
     while (r == -EINTR);
-    if (r > 0 && BIO_write(c->rbio, b, (int)r) != (int)r) return -ENOMEM;
+    if (r > 0) o->len += (size_t)r;
+    if (drained) *drained = r >= 0 && (size_t)r < room;
     return r;
 }
 
@@ -743,7 +806,7 @@ static long handshake(nconn *c, int block) {
         }
         int e = SSL_get_error(c->ssl, r);
         if (e != SSL_ERROR_WANT_READ) return conn_fail(c, "TLS handshake failed", ECONNRESET);
-        long g = fill(c);
+        long g = fill(c, NULL);
         if (g > 0) continue;
         if (g == 0) return conn_fail(c, "the peer closed the connection during the TLS handshake", ECONNRESET);
         if (g != -EAGAIN) {
@@ -812,10 +875,8 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
             long r = conn_fail(c, "TLS read failed", ECONNRESET);
             return total ? (long)total : r;
         }
-        long g = fill(c);
-        if (g > 0) {
-            drained = g < NET_SCRATCH;
-            continue;
+        long g = fill(c, &drained);
+        if (g > 0) continue;
         }
         if (g == 0) {
             c->eof = 1; /* TCP end without close_notify: the program sees the end, as without TLS */
@@ -830,9 +891,10 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
 #undef NONBLOCK
 }
 
-/* Write plaintext: encrypted in records of up to 16 KiB, each handed to the kernel before the
- * next is made. Non-blocking: returns what was encrypted when the kernel stops taking bytes
- * (at most one record's ciphertext then waits in the write BIO, I4). */
+/* Write plaintext: encrypted in records of up to 16 KiB, each full record handed to the kernel
+ * (with a short leading record, if any) before the next is made. Non-blocking: returns what was
+ * encrypted when the kernel stops taking bytes (at most one record's ciphertext and a short one
+ * then wait in the write BIO, I4). */
 long net_write(nconn *c, const void *buf, size_t n, int flags) {
     if (c->failed) return -c->failed;
     if (c->wr_shut) return -EPIPE;
@@ -858,14 +920,23 @@ long net_write(nconn *c, const void *buf, size_t n, int flags) {
         if (h == -EAGAIN) h = handshake(c, 1);
         if (h < 0) return h;
     }
+    struct obuf *o = BIO_get_data(c->wbio);
     size_t done = 0;
     while (done < n) {
-        size_t chunk = n - done > 16384 ? 16384 : n - done, w = 0;
-        if (SSL_write_ex(c->ssl, (const char *)buf + done, chunk, &w) != 1) {
+        /* Records of 16 KiB, except a short one first (n not a multiple): it waits in the write
+         * BIO and leaves with the next record's sendmsg (obuf_write), which then is whole and
+         * sent from OpenSSL's buffer. 16 KiB + 8 bytes: two records, one system call. */
+        size_t left = n - done, chunk = left <= 16384 ? left : left % 16384 ? left % 16384 : 16384, w = 0;
+        int lead = chunk < left;
+        o->direct = !lead;
+        int ok = SSL_write_ex(c->ssl, (const char *)buf + done, chunk, &w);
+        o->direct = 0;
+        if (ok != 1) {
             long r = conn_fail(c, "TLS write failed", EIO);
             return done ? (long)done : r;
         }
         done += w;
+        if (lead) continue;
         long f = net_flush(c, 0, nosig);
         if (f == -EAGAIN) {
             if (NONBLOCK()) break;

@@ -9,7 +9,6 @@
 
 #define NET_MAX_RULES 64
 #define NET_MAX_CA 130
-#define NET_SCRATCH (64 * 1024)
 #define NET_PENDING_MAX (256 * 1024) /* plaintext written before the handshake ended */
 
 struct net_listen {
@@ -98,7 +97,6 @@ void net_tbl_set(int fd, nconn *c);
 void net_put(nconn *c);
 void net_update(nconn *c);
 int net_buffered(nconn *c);
-char *net_scratch(void);
 long net_flush(nconn *c, int block, int nosig);
 long net_read(nconn *c, void *buf, size_t n, int flags);
 long net_write(nconn *c, const void *buf, size_t n, int flags);

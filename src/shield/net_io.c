@@ -93,18 +93,53 @@ static long c_write(nconn *c, const void *buf, size_t n, int flags) {
     return r;
 }
 
-/* The iovec's bytes (up to GBUF: a shorter write, as the kernel may do) in one buffer, so that
- * many small pieces make one record, not one record each. */
+#define GATHER_MAX (64 * 1024)
+/* Large pieces (16 KiB and more) of a vector over GATHER_MAX are written where they are, the
+ * pieces between them gathered: beyond 64 KiB a copy saves no system call (every full record
+ * has its own), so it is only a cost. Stops at a short write, as the kernel's writev. */
+static long c_writev_big(nconn *c, const struct iovec *iov, long cnt, int flags, char *g) {
+    long total = 0;
+    size_t glen = 0;
+    for (long i = 0; i <= cnt; i++) {
+        size_t len = i < cnt ? iov[i].iov_len : 0;
+        int big = i == cnt || len >= 16384 || glen + len > GBUF;
+        if (big && glen) { /* the gathered small pieces first */
+            long r = c_write(c, g, glen, flags);
+            if (r < 0) return total ? total : r;
+            total += r;
+            if ((size_t)r < glen) return total;
+            glen = 0;
+        }
+        if (i == cnt || !len) continue;
+        if (len >= 16384) {
+            long r = c_write(c, iov[i].iov_base, len, flags);
+            if (r < 0) return total ? total : r;
+            total += r;
+            if ((size_t)r < len) return total;
+        } else {
+            memcpy(g + glen, iov[i].iov_base, len);
+            glen += len;
+        }
+    }
+    return total;
+}
+
+/* The iovec's bytes in one buffer, so that many small pieces make one record, not one record
+ * each (up to GATHER_MAX; beyond, c_writev_big). */
 static long c_writev(nconn *c, const struct iovec *iov, long cnt, int flags) {
     if (cnt < 0 || cnt > 1024) return -EINVAL;
     if (cnt == 1) return c_write(c, iov[0].iov_base, iov[0].iov_len, flags);
     char *g = gather_buf();
     if (!g) return -ENOMEM;
     size_t len = 0;
-    for (long i = 0; i < cnt && len < GBUF; i++) {
-        size_t k = iov[i].iov_len < GBUF - len ? iov[i].iov_len : GBUF - len;
-        memcpy(g + len, iov[i].iov_base, k);
-        len += k;
+    for (long i = 0; i < cnt; i++) {
+        if (iov[i].iov_len > GATHER_MAX - len) return c_writev_big(c, iov, cnt, flags, g);
+        len += iov[i].iov_len;
+    }
+    len = 0;
+    for (long i = 0; i < cnt; i++) {
+        memcpy(g + len, iov[i].iov_base, iov[i].iov_len);
+        len += iov[i].iov_len;
     }
     return c_write(c, g, len, flags);
 }
