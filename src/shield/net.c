@@ -877,7 +877,6 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
         }
         long g = fill(c, &drained);
         if (g > 0) continue;
-        }
         if (g == 0) {
             c->eof = 1; /* TCP end without close_notify: the program sees the end, as without TLS */
             return (long)total;
