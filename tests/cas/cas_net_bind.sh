@@ -6,8 +6,9 @@
 # certificate with the same DNS name and IP address as A's server and runs an impostor server
 # (shielded, so it has the key); a shielded client of A whose peer rule names session bind-a is
 # refused by the impostor with a clear log line and gets the marker from A's real server; a
-# client rule without a session still accepts the impostor (the default, unchanged). A listen
-# rule that names the client's session refuses a client of B's session.
+# client rule without a session still accepts the impostor (the default, unchanged); a rule
+# naming another secret of A, or naming 'bind-a' from B without an owner (default: B's own),
+# is refused. A listen rule that names the client's session refuses a client of B's session.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { echo "SKIP: no redis"; exit 0; }
 
@@ -49,7 +50,16 @@ grep -q "CAS puts the session's identity" "$T/last.err" || fail "no clear refusa
 sed 's/, uri: \[.*\]//; s/command: \[redis-server\]}/command: [redis-server], network: {peers: [{host: x, port: 1, session: bind-a, owner: nothex}]}}/' \
     "$T/uri.yaml" >"$T/badowner.yaml"
 expect_err 1 "400" "$SCPCTL" session create "$T/badowner.yaml" --identity "$B"
-echo "ok: a policy that sets a URI or a malformed owner gets 400"
+# owner without session; a session with another CA (no other CA puts a session in a
+# certificate); client_session without required client certificates
+for bad in "peers: [{host: x, port: 1, owner: $IDA}]|go with 'session'" \
+    "peers: [{host: x, port: 1, session: bind-a, ca: other}]|needs the service CA" \
+    "listen: [{port: 1, client_session: bind-a}]|goes with client_certificate: required"; do
+    sed "s/command: \[redis-server\]}/command: [redis-server], network: {${bad%|*}}}/; s/, uri: \[.*\]//" "$T/uri.yaml" >"$T/bad.yaml"
+    expect_err 1 "400" "$SCPCTL" session create "$T/bad.yaml" --identity "$B"
+    grep -q "${bad#*|}" "$T/last.err" || fail "'${bad%|*}': not refused for its reason: $(cat "$T/last.err")"
+done
+echo "ok: a policy that sets a URI, a malformed owner, an owner without session, a session with another CA or client_session without client certificates gets 400"
 
 cat >"$T/a.yaml" <<YAML
 name: bind-a
@@ -77,6 +87,11 @@ services:
     command: [redis-cli, -h, 127.0.0.1, -p, "$PB", get, k]
     network:
       peers: [{host: 127.0.0.1, port: $PB, session: bind-a}]
+  - name: to-real-other-secret
+    measurements: [$MC]
+    command: [redis-cli, -h, 127.0.0.1, -p, "$PA", get, k]
+    network:
+      peers: [{host: 127.0.0.1, port: $PA, session: bind-a, certificate: other}]
   - name: to-impostor-unbound
     measurements: [$MC]
     command: [redis-cli, -h, 127.0.0.1, -p, "$PB", get, k]
@@ -108,6 +123,11 @@ services:
     network:
       certificate: tls
       peers: [{host: 127.0.0.1, port: $PM, session: bind-a, owner: $IDA}]
+  - name: to-a-own-owner
+    measurements: [$MC]
+    command: [redis-cli, -h, 127.0.0.1, -p, "$PA", get, k]
+    network:
+      peers: [{host: 127.0.0.1, port: $PA, session: bind-a}]
 secrets:
   - {name: tls, kind: x509, common_name: redis.bind, dns: [localhost], ip: [127.0.0.1]}
 YAML
@@ -159,6 +179,16 @@ echo "ok: impostor refused: $(grep -o 'network: TLS to.*refused' "$T/imp.err" | 
 "${RUNA[@]}" --service to-real -- "$T/bin/redis-cli" >"$T/real.out" 2>"$T/real.err"
 [ "$(cat "$T/real.out")" = "$MARK-A" ] || fail "the bound client did not get A's marker: $(cat "$T/real.out" "$T/real.err")"
 echo "ok: the bound client gets the marker from A's real server"
+# the right session but another secret; the right session name but (by default) B's own owner
+"${RUNA[@]}" --service to-real-other-secret -- "$T/bin/redis-cli" >"$T/os.out" 2>"$T/os.err"
+grep -q "$MARK" "$T/os.out" && fail "a rule naming secret 'other' accepted A's 'tls'"
+grep -q "belongs to scp://$IDA/bind-a/tls, not the CAS session the policy names (scp://$IDA/bind-a/other)" "$T/os.err" ||
+    fail "no log line for another secret: $(cat "$T/os.err")"
+SCP_IDENTITY=$B "${RUNB[@]}" --service to-a-own-owner -- "$T/bin/redis-cli" >"$T/oo.out" 2>"$T/oo.err"
+grep -q "$MARK" "$T/oo.out" && fail "a rule of owner B naming 'bind-a' without owner accepted A's session"
+grep -q "belongs to scp://$IDA/bind-a/tls, not the CAS session the policy names (scp://$IDB/bind-a/\*)" "$T/oo.err" ||
+    fail "no log line for the owner default: $(cat "$T/oo.err")"
+echo "ok: a rule naming another secret, or the session name under its own owner (the default), is refused"
 
 # Server side: the mutual port requires a client certificate of session bind-a
 "${RUNA[@]}" --service to-mutual -- "$T/bin/redis-cli" >"$T/ma.out" 2>"$T/ma.err"
