@@ -62,11 +62,16 @@ struct scp_shield_tag_sync {
 /* Environment variable that names a sealed memfd with the network shield's configuration
  * (policy `network`, scpctl run --cas; docs/shield.md "Network shield"). Text lines after
  * "SCPN1\n": `default allow|refuse`, `min_tls 12|13`, `filtered` (an ancestor image installed the
- * network filter), `listen PORT CA` (CA: index of a `ca` blob that verifies required client
- * certificates, -1: none), `peer HOST PORT NAME CA`; blobs `cert N\n`, `key N\n`, `ca N\n`
+ * network filter), `listen PORT CA [ID]` (CA: index of a `ca` blob that verifies required client
+ * certificates, -1: none), `peer HOST PORT NAME CA [ID]` (ID: SCP_SHIELD_ID_SCHEME); blobs `cert N\n`, `key N\n`, `ca N\n`
  * followed by N bytes of PEM and "\n" (`ca` blobs are numbered from 0 in order). The shield
  * reads it before main and passes it on to the images the program executes. */
 #define SCP_SHIELD_ENV_NET_FD "SCP_SHIELD_NET_FD"
+/* The scheme of the URI SAN by which CAS names, in every certificate it issues for an x509
+ * secret, who holds its key: scp://OWNER/SESSION/SECRET (OWNER: the session owner's identity
+ * id). A `peer` or `listen` line may end with the identity the peer's certificate must carry:
+ * the whole URI, or a prefix ending in '/' (any secret of that session). */
+#define SCP_SHIELD_ID_SCHEME "scp://"
 #define SCP_SHIELD_NET_MAX (1u << 20)
 /* Environment variable that names a sealed memfd with the trusted-file manifest (scpctl run
  * --cas; docs/runtime.md "Trusted files"): the files that were measured (program, loader,

@@ -286,7 +286,7 @@ static void put_session(cas_api *api, const http_request *req, const char *cid, 
             server_error(resp, &e);
         goto out;
     }
-    if (cas_ensure_secrets(api, p, &e) < 0 || cas_ensure_volumes(api, p, row.incarnation, &e) < 0) {
+    if (cas_ensure_secrets(api, p, row.owner, &e) < 0 || cas_ensure_volumes(api, p, row.incarnation, &e) < 0) {
         if (e.code == SCP_E_INVAL)
             cas_deny(resp, 400, "bad_policy", "%s", e.msg);
         else

@@ -85,7 +85,7 @@ void cas_policy_release(cas_api *api, cas_policy *pol);
 void cas_policy_cache_free(cas_api *api);
 
 /* secrets.c */
-int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err);
+int cas_ensure_secrets(cas_api *api, const cas_policy *p, const char *owner, scp_err *err);
 /* 0 if no x509 secret of p names CAS itself (CAS_SERVER_NAME) in its common name or DNS
  * names; else -1 with err saying which. */
 int cas_check_reserved_names(const cas_policy *p, scp_err *err);

@@ -328,12 +328,21 @@ static int host_ok(const char *h) {
     return 1;
 }
 
+/* An identity id: 64 lower-case hex digits. */
+static int get_owner(pctx *c, yaml_node_t *v, const char *key, char **out) {
+    if (get_str(c, v, key, 64, out) < 0) return -1;
+    if (!hex64_ok(*out)) return perr(c, v, "'%s' must be an identity id: 64 lower-case hex digits", key);
+    return 0;
+}
+
 static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
     if (want_map(c, n, "a listen rule") < 0) return -1;
     FOR_PAIRS(c, n, k, v) {
         int r;
         if (key_is(k, "port")) r = get_long(c, v, "port", 1, 65535, &l->port);
         else if (key_is(k, "client_ca")) r = get_ca(c, v, "client_ca", &l->client_ca);
+        else if (key_is(k, "client_session")) r = get_name(c, v, "client_session", &l->client_session);
+        else if (key_is(k, "client_owner")) r = get_owner(c, v, "client_owner", &l->client_owner);
         else if (key_is(k, "client_certificate")) {
             char *b = NULL;
             if (get_str(c, v, "client_certificate", 16, &b) < 0) return -1;
@@ -348,6 +357,11 @@ static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
     }
     if (!l->port) return perr(c, n, "a listen rule needs a 'port'");
     if (l->client_ca && !l->client_cert) return perr(c, n, "'client_ca' goes with client_certificate: required");
+    if (l->client_session && !l->client_cert)
+        return perr(c, n, "'client_session' goes with client_certificate: required");
+    if (l->client_owner && !l->client_session) return perr(c, n, "'client_owner' goes with 'client_session'");
+    if (l->client_session && l->client_ca && strcmp(l->client_ca, "service") != 0)
+        return perr(c, n, "'client_session' needs the service CA (only CAS puts a session in a certificate)");
     return 0;
 }
 
@@ -363,12 +377,18 @@ static int parse_peer(pctx *c, yaml_node_t *n, cas_net_peer *pe) {
             r = get_str(c, v, "name", 253, &pe->name);
             if (r == 0 && (!host_ok(pe->name) || strchr(pe->name, '/'))) return perr(c, v, "'name' must be a DNS name or an IP address");
         } else if (key_is(k, "ca")) r = get_ca(c, v, "ca", &pe->ca);
+        else if (key_is(k, "session")) r = get_name(c, v, "session", &pe->session);
+        else if (key_is(k, "owner")) r = get_owner(c, v, "owner", &pe->owner);
+        else if (key_is(k, "certificate")) r = get_name(c, v, "certificate", &pe->certificate);
         else
             return unknown(c, k, "a peer");
         if (r < 0) return -1;
     }
     if (!pe->host || !pe->port) return perr(c, n, "a peer needs a 'host' and a 'port'");
     if (strchr(pe->host, '/') && !pe->name) return perr(c, n, "a peer given as a CIDR needs the 'name' to verify");
+    if ((pe->owner || pe->certificate) && !pe->session) return perr(c, n, "'owner' and 'certificate' of a peer go with 'session'");
+    if (pe->session && pe->ca && strcmp(pe->ca, "service") != 0)
+        return perr(c, n, "a peer's 'session' needs the service CA (only CAS puts a session in a certificate)");
     return 0;
 }
 
@@ -548,7 +568,10 @@ static int parse_secret(pctx *c, yaml_node_t *n, cas_secret_def *s) {
         else if (key_is(k, "secret")) r = get_name(c, v, "secret", &s->import_secret);
         else if (key_is(k, "owner")) r = get_str(c, v, "owner", 64, &s->import_owner);
         else if (key_is(k, "export")) r = parse_exports(c, v, s);
-        else {
+        else if (key_is(k, "uri")) {
+            free(kind);
+            return perr(c, k, "a secret cannot name a URI: CAS puts the session's identity (scp://) in its certificates");
+        } else {
             free(kind);
             return unknown(c, k, "a secret");
         }
@@ -841,11 +864,18 @@ void cas_policy_free(cas_policy *p) {
         }
         free(s->files);
         free(s->net.certificate);
-        for (size_t j = 0; j < s->net.n_listen; j++) free(s->net.listen[j].client_ca);
+        for (size_t j = 0; j < s->net.n_listen; j++) {
+            free(s->net.listen[j].client_ca);
+            free(s->net.listen[j].client_session);
+            free(s->net.listen[j].client_owner);
+        }
         for (size_t j = 0; j < s->net.n_peers; j++) {
             free(s->net.peers[j].host);
             free(s->net.peers[j].name);
             free(s->net.peers[j].ca);
+            free(s->net.peers[j].session);
+            free(s->net.peers[j].owner);
+            free(s->net.peers[j].certificate);
         }
         free(s->net.listen);
         free(s->net.peers);

@@ -104,6 +104,7 @@ typedef struct cas_net_listen {
     long port;
     int client_cert; /* require a client certificate, verified against client_ca */
     char *client_ca;
+    char *client_session, *client_owner; /* the identity the client's certificate must carry (NULL: any) */
 } cas_net_listen;
 
 typedef struct cas_net_peer {
@@ -111,6 +112,9 @@ typedef struct cas_net_peer {
     long port;
     char *name; /* the name the peer's certificate must carry (default: host unless a CIDR) */
     char *ca;
+    /* the CAS identity the peer's certificate must carry, scp://OWNER/SESSION/CERTIFICATE
+     * (session NULL: not checked; owner NULL: this session's owner; certificate NULL: any) */
+    char *session, *owner, *certificate;
 } cas_net_peer;
 
 typedef struct cas_service_net {

@@ -16,6 +16,7 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "scp/sealed_stream.h"
+#include "scp/shield.h"
 #include "scp/volume.h"
 
 static size_t make_aad(char *buf, size_t sz, const char *kind, const char *a, const char *b) {
@@ -52,13 +53,20 @@ static int gen_ascii(char *out, size_t n, scp_err *err) {
     return 0;
 }
 
-static int gen_x509(cas_api *api, const cas_secret_def *s, char **out, size_t *len, scp_err *err) {
+/* The certificate of an x509 secret names who holds its key: a URI SAN
+ * scp://OWNER/SESSION/SECRET (SCP_SHIELD_ID_SCHEME) that CAS fills in and no policy can set,
+ * which a shielded peer's rule can require (docs/shield.md, "What the two ends' attestations
+ * bind"). */
+static int gen_x509(cas_api *api, const cas_secret_def *s, const char *session, const char *owner, char **out,
+                    size_t *len, scp_err *err) {
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     if (!k) return scp_fail(err, SCP_E_CRYPTO, EIO, "cannot generate a P-256 key");
-    char sans[4096] = "";
-    size_t o = 0;
+    char sans[4096];
+    int o0 = snprintf(sans, sizeof sans, "URI:" SCP_SHIELD_ID_SCHEME "%s/%s/%s", owner, session, s->name);
+    assert(o0 > 0 && (size_t)o0 < sizeof sans); /* owner: 64 hex, names: at most 64 of [A-Za-z0-9_.-] */
+    size_t o = (size_t)o0;
     for (size_t i = 0; i < s->dns.n + s->ip.n && o < sizeof sans; i++) {
-        int w = snprintf(sans + o, sizeof sans - o, "%s%s:%s", o ? "," : "", i < s->dns.n ? "DNS" : "IP",
+        int w = snprintf(sans + o, sizeof sans - o, ",%s:%s", i < s->dns.n ? "DNS" : "IP",
                          i < s->dns.n ? s->dns.v[i] : s->ip.v[i - s->dns.n]);
         if (w < 0 || (size_t)w >= sizeof sans - o) {
             EVP_PKEY_free(k);
@@ -165,13 +173,21 @@ int cas_console_key(cas_api *api, const char *session, const char *service, uint
     return g;
 }
 
-int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
+int cas_ensure_secrets(cas_api *api, const cas_policy *p, const char *owner, scp_err *err) {
     if (ensure_console_key(api, p->name, err) < 0) return -1;
     for (size_t i = 0; i < p->n_secrets; i++) {
         const cas_secret_def *s = &p->secrets[i];
         if (s->kind == SECRET_IMPORTED) continue;
         char plain[65], spec[65], old_spec[65];
         cas_secret_spec(s, plain);
+        if (s->kind == SECRET_X509) {
+            /* certificates issued before they named the session's identity get a new one */
+            char b[100];
+            int bn = snprintf(b, sizeof b, "%s|identity-v1", plain);
+            uint8_t h[32];
+            scp_sha256_buf(b, (size_t)bn, h);
+            scp_hex(h, 32, plain);
+        }
         if (stored_spec(api, plain, spec, err) < 0) return -1;
         uint8_t *old = NULL;
         size_t oldlen = 0;
@@ -208,7 +224,7 @@ int cas_ensure_secrets(cas_api *api, const cas_policy *p, scp_err *err) {
             val = malloc(len + 1);
             if (!val) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
             memcpy(val, s->value, len + 1);
-        } else if (gen_x509(api, s, &val, &len, err) < 0) {
+        } else if (gen_x509(api, s, p->name, owner, &val, &len, err) < 0) {
             return -1;
         }
         uint8_t *ct = NULL;
@@ -531,6 +547,17 @@ static json_t *net_ca(render *r, const char *ca) {
     return j;
 }
 
+/* The identity a peer's certificate must carry (gen_x509): scp://OWNER/SESSION/ and the
+ * secret's name if given; the owner defaults to this session's. NULL without a session. */
+static json_t *net_identity(render *r, const char *session, const char *owner, const char *secret) {
+    if (!session) return NULL;
+    char id[300];
+    int n = snprintf(id, sizeof id, SCP_SHIELD_ID_SCHEME "%s/%s/%s", owner ? owner : r->row->owner, session,
+                     secret ? secret : "");
+    assert(n > 0 && (size_t)n < sizeof id); /* validated: 64 hex and two names of at most 64 */
+    return json_string(id);
+}
+
 /* The service's network section for the shield: rules, the CAs as PEM and the certificate
  * and key of the named x509 secret (the key goes nowhere but the attested service). */
 static json_t *render_net(render *r, const cas_service_net *net) {
@@ -559,14 +586,19 @@ static json_t *render_net(render *r, const cas_service_net *net) {
             json_t *ca = net_ca(r, ln->client_ca);
             if (!ca) goto fail;
             json_object_set_new(e, "client_ca", ca);
+            json_t *id = net_identity(r, ln->client_session, ln->client_owner, NULL);
+            if (id) json_object_set_new(e, "identity", id);
         }
     }
     for (size_t i = 0; i < net->n_peers; i++) {
         const cas_net_peer *pe = &net->peers[i];
         json_t *ca = net_ca(r, pe->ca);
         if (!ca) goto fail;
-        json_array_append_new(peers, json_pack("{s:s, s:I, s:s, s:o}", "host", pe->host, "port", (json_int_t)pe->port,
-                                               "name", pe->name ? pe->name : pe->host, "ca", ca));
+        json_t *e = json_pack("{s:s, s:I, s:s, s:o}", "host", pe->host, "port", (json_int_t)pe->port, "name",
+                              pe->name ? pe->name : pe->host, "ca", ca);
+        json_t *id = net_identity(r, pe->session, pe->owner, pe->certificate);
+        if (id) json_object_set_new(e, "identity", id);
+        json_array_append_new(peers, e);
     }
     return o;
 fail:

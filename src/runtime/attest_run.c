@@ -621,7 +621,7 @@ static int net_word_ok(const char *s) { return s && *s && strlen(s) < 254 && !st
 static int net_memfd(json_t *net) {
     char *buf = NULL;
     size_t len = 0;
-    char line[600];
+    char line[1024];
     int n = snprintf(line, sizeof line, "SCPN1\ndefault %s\nmin_tls %s\n",
                      json_is_string(json_object_get(net, "default")) &&
                              !strcmp(json_string_value(json_object_get(net, "default")), "refuse")
@@ -644,20 +644,24 @@ static int net_memfd(json_t *net) {
             if (!ca) bad = 1;
             else bad = net_blob(&buf, &len, "ca", ca), idx = nca++;
         }
-        n = snprintf(line, sizeof line, "listen %lld %d\n", (long long)json_integer_value(json_object_get(l, "port")), idx);
+        const char *id = json_string_value(json_object_get(l, "identity"));
+        if (id && !net_word_ok(id)) bad = 1;
+        n = snprintf(line, sizeof line, "listen %lld %d%s%s\n", (long long)json_integer_value(json_object_get(l, "port")),
+                     idx, id ? " " : "", id ? id : "");
         bad = bad || buf_add(&buf, &len, line, (size_t)n);
     }
     for (size_t i = 0; i < json_array_size(peers) && !bad; i++) {
         json_t *pe = json_array_get(peers, i);
         const char *host = json_string_value(json_object_get(pe, "host")), *name = json_string_value(json_object_get(pe, "name")),
-                   *ca = json_string_value(json_object_get(pe, "ca"));
-        if (!net_word_ok(host) || !net_word_ok(name) || !ca) {
+                   *ca = json_string_value(json_object_get(pe, "ca")),
+                   *id = json_string_value(json_object_get(pe, "identity"));
+        if (!net_word_ok(host) || !net_word_ok(name) || !ca || (id && !net_word_ok(id))) {
             bad = 1;
             break;
         }
         bad = net_blob(&buf, &len, "ca", ca);
-        n = snprintf(line, sizeof line, "peer %s %lld %s %d\n", host, (long long)json_integer_value(json_object_get(pe, "port")),
-                     name, nca++);
+        n = snprintf(line, sizeof line, "peer %s %lld %s %d%s%s\n", host,
+                     (long long)json_integer_value(json_object_get(pe, "port")), name, nca++, id ? " " : "", id ? id : "");
         bad = bad || buf_add(&buf, &len, line, (size_t)n);
     }
     int fd = bad ? -1 : scp_shield_sealed_memfd("scp-net", buf, len, NULL);

@@ -155,6 +155,58 @@ static void offer_session(nconn *c) {
 
 /* ---- configuration ------------------------------------------------------------------------- */
 
+/* The scp:// URI SAN of cert (gen_x509 in CAS puts exactly one in a session's certificate):
+ * 1 and the URI in out, 0 if there is none, -1 if there are several or it is too long. */
+static int cert_identity(X509 *cert, char *out, size_t n) {
+    GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    int found = 0;
+    size_t sl = strlen(SCP_SHIELD_ID_SCHEME);
+    for (int i = 0; i < sk_GENERAL_NAME_num(gens) && found >= 0; i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != GEN_URI) continue;
+        const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+        size_t ul = (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier);
+        if (ul < sl || strncmp(u, SCP_SHIELD_ID_SCHEME, sl) != 0) continue;
+        if (found++ || ul >= n || memchr(u, 0, ul)) found = -1;
+        else memcpy(out, u, ul), out[ul] = 0;
+    }
+    GENERAL_NAMES_free(gens);
+    return found;
+}
+
+/* A rule's identity: the whole URI, or a prefix ending in '/' that any secret of the session
+ * completes. */
+static int identity_matches(const char *want, const char *got) {
+    size_t wl = strlen(want);
+    if (wl && want[wl - 1] == '/') return strncmp(got, want, wl) == 0 && got[wl] && !strchr(got + wl, '/');
+    return strcmp(got, want) == 0;
+}
+
+/* After the chain and the name checks, the peer's certificate must carry the identity its rule
+ * names (the peer rule for a client, the listen rule for a server): CAS fills it in, so only a
+ * holder of that session's key has it (docs/shield.md, "What the two ends' attestations bind"). */
+static int verify_identity(int ok, X509_STORE_CTX *xs) {
+    if (!ok || X509_STORE_CTX_get_error_depth(xs) != 0) return ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    const nconn *c = ssl ? SSL_get_ex_data(ssl, conn_idx) : NULL;
+    int li = c && c->server ? net_listen_rule(c->port) : -1;
+    const char *want = !c ? NULL : c->server ? (li >= 0 ? nc.lis[li].id : NULL) : c->peer ? c->peer->id : NULL;
+    if (!c || !want) { /* no rule: cannot tell what to expect, so refuse */
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    if (!want[0]) return 1; /* the rule names no session: chain and name only */
+    char got[256] = "", d[400];
+    int r = cert_identity(X509_STORE_CTX_get_current_cert(xs), got, sizeof got);
+    if (r == 1 && identity_matches(want, got)) return 1;
+    conn_desc(c, d, sizeof d);
+    net_log("%s: the peer's certificate %s%s, not the CAS session the policy names (%s%s): connection refused", d,
+            r == 1 ? "belongs to " : r == 0 ? "names no CAS session" : "names several CAS sessions", r == 1 ? got : "",
+            want, want[strlen(want) - 1] == '/' ? "*" : "");
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
 static SSL_CTX *ctx_new(int server, int ca) {
     SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!ctx) return NULL;
@@ -180,7 +232,8 @@ static SSL_CTX *ctx_new(int server, int ca) {
         BIO_free(b);
         ERR_clear_error();
         if (!n) goto bad;
-        SSL_CTX_set_verify(ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER, NULL);
+        SSL_CTX_set_verify(ctx, server ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT : SSL_VERIFY_PEER,
+                           verify_identity);
     }
     if (server) {
         SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"scp-shield", 10);
@@ -213,6 +266,14 @@ static int parse_peer_host(struct net_peer *p) {
     if (p->fam == AF_INET && p->prefix > 32) return -1;
     if (p->fam && p->prefix < 0) p->prefix = p->fam == AF_INET ? 32 : 128;
     return 0;
+}
+
+/* An identity of a rule: SCP_SHIELD_ID_SCHEME OWNER/SESSION/[SECRET]. */
+static int id_ok(const char *id) {
+    size_t n = strlen(SCP_SHIELD_ID_SCHEME);
+    if (strncmp(id, SCP_SHIELD_ID_SCHEME, n) != 0) return 0;
+    const char *s1 = strchr(id + n, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+    return s1 && s1 > id + n && s2 && s2 > s1 + 1 && !strchr(s2 + 1, '/');
 }
 
 /* Parse the SCPN1 text (scp/shield.h). Blobs point into the buffer, which stays (locked). */
@@ -250,16 +311,20 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
                 nc.calen[nc.nca++] = (size_t)n1;
             }
         } else if (!strcmp(w, "listen")) {
-            if (nc.nlis >= NET_MAX_RULES || sscanf(ln, "listen %ld %ld", &n1, &n2) != 2 || n1 < 1 || n1 > 65535 ||
-                n2 < -1 || n2 >= nc.nca)
+            a[0] = 0;
+            if (nc.nlis >= NET_MAX_RULES || sscanf(ln, "listen %ld %ld %255s", &n1, &n2, a) < 2 || n1 < 1 || n1 > 65535 ||
+                n2 < -1 || n2 >= nc.nca || (a[0] && (n2 < 0 || !id_ok(a))))
                 goto bad;
+            snprintf(nc.lis[nc.nlis].id, sizeof nc.lis[nc.nlis].id, "%s", a);
             nc.lis[nc.nlis].port = (int)n1;
             nc.lis[nc.nlis++].ca = (int)n2;
         } else if (!strcmp(w, "peer")) {
             struct net_peer *p = &nc.peer[nc.npeer];
-            if (nc.npeer >= NET_MAX_RULES || sscanf(ln, "peer %255s %ld %255s %ld", a, &n1, b, &n2) != 4 || n1 < 1 ||
-                n1 > 65535 || n2 < 0 || n2 >= nc.nca)
+            char id[256] = "";
+            if (nc.npeer >= NET_MAX_RULES || sscanf(ln, "peer %255s %ld %255s %ld %255s", a, &n1, b, &n2, id) < 4 ||
+                n1 < 1 || n1 > 65535 || n2 < 0 || n2 >= nc.nca || (id[0] && !id_ok(id)))
                 goto bad;
+            snprintf(p->id, sizeof p->id, "%s", id);
             snprintf(p->host, sizeof p->host, "%s", a);
             snprintf(p->name, sizeof p->name, "%s", b);
             p->port = (int)n1;
@@ -669,6 +734,7 @@ static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
     c->ready_idx = c->stuck_idx = -1;
     c->pid = (int)syscall(SYS_getpid);
     pthread_mutex_init(&c->mu, NULL);
+    SSL_set_ex_data(c->ssl, conn_idx, c);
     if (server) SSL_set_accept_state(c->ssl);
     else SSL_set_connect_state(c->ssl);
     return c;
@@ -1043,7 +1109,6 @@ long net_connect(int fd, const void *sa, size_t len) {
     c->port = port;
     c->rfam = fam;
     memcpy(c->raddr, addr, fam == AF_INET ? 4 : 16);
-    SSL_set_ex_data(c->ssl, conn_idx, c);
     offer_session(c);
     if (p->fam || inet_pton(AF_INET, p->name, addr) == 1 || inet_pton(AF_INET6, p->name, addr) == 1) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);

@@ -13,11 +13,13 @@
 
 struct net_listen {
     int port, ca;
+    char id[256]; /* the identity the client's certificate must carry ("": not checked) */
     SSL_CTX *ctx;
 };
 
 struct net_peer {
     char host[256], name[256];
+    char id[256]; /* the identity the server's certificate must carry ("": not checked) */
     int port, ca;
     int fam, prefix; /* fam 0: a DNS name */
     unsigned char addr[16];
