@@ -62,7 +62,8 @@ typedef struct scp_volume_info {
     scp_volume_tag tag;   /* of that state (scp_volume_tag_get: of the last durable one) */
 } scp_volume_info;
 
-enum scp_vtype { SCP_VTYPE_FILE = 1, SCP_VTYPE_DIR = 2 };
+/* NODE: a FIFO, socket or device name (metadata only; node_type says which). */
+enum scp_vtype { SCP_VTYPE_FILE = 1, SCP_VTYPE_DIR = 2, SCP_VTYPE_NODE = 3 };
 
 typedef struct scp_vstat {
     enum scp_vtype type;
@@ -73,6 +74,8 @@ typedef struct scp_vstat {
                           * uid and gid are 0 but say nothing (docs/volume-format.md) */
     int64_t mtime_ns;    /* modification time, ns since the epoch */
     uint64_t ino;        /* stable number for the file's identity within the volume */
+    uint32_t node_type;  /* SCP_VTYPE_NODE: S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK */
+    uint64_t rdev;       /* SCP_VTYPE_NODE: the device number it was made with */
 } scp_vstat;
 
 /* ---- volumes ---------------------------------------------------------------------------- */
@@ -129,6 +132,10 @@ int scp_volume_sync(scp_volume *vol, scp_err *err);
 int scp_volume_stat(scp_volume *vol, const char *path, scp_vstat *st, scp_err *err);
 int scp_volume_mkdir(scp_volume *vol, const char *path, uint32_t mode, scp_err *err);
 int scp_volume_rmdir(scp_volume *vol, const char *path, scp_err *err);
+/* Make a node (mknod): mode holds its type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK) and permission
+ * bits; the volume keeps the name, owner, mode and rdev, never any data through it. */
+int scp_volume_mknod(scp_volume *vol, const char *path, uint32_t mode, uint64_t rdev,
+                     scp_err *err);
 int scp_volume_unlink(scp_volume *vol, const char *path, scp_err *err);
 /* Rename a file or directory; an existing destination file is replaced atomically (as
  * rename(2)); an existing destination directory must be empty. */

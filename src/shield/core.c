@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <signal.h>
 #include <sys/uio.h>
@@ -414,8 +415,10 @@ static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
     memset(st, 0, sizeof *st);
     st->st_dev = (dev_t)(0x5c500 + vol);
     st->st_ino = (ino_t)(v->ino + 2);
-    st->st_mode = (v->type == SCP_VTYPE_DIR ? S_IFDIR : S_IFREG) | (v->mode & 07777);
+    st->st_mode = (v->type == SCP_VTYPE_DIR ? S_IFDIR : v->type == SCP_VTYPE_NODE ? v->node_type : S_IFREG) |
+                  (v->mode & 07777);
     st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : 1;
+    st->st_rdev = (dev_t)v->rdev;
     st->st_uid = v->uid;
     st->st_gid = v->gid;
     st->st_size = (off_t)v->size;
@@ -444,6 +447,8 @@ static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
     sx->stx_atime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
     sx->stx_mtime = sx->stx_atime;
     sx->stx_ctime = sx->stx_atime;
+    sx->stx_rdev_major = major(st.st_rdev);
+    sx->stx_rdev_minor = minor(st.st_rdev);
     sx->stx_dev_major = 0x5c;
     sx->stx_dev_minor = (uint32_t)(0x500 + vol);
 }
@@ -531,6 +536,49 @@ static long path_vstat(int vol, const char *rel, scp_vstat *v) {
 
 /* ---- open -------------------------------------------------------------------------------- */
 
+/* A node holds no data in the volume, and no process can be on its other side: a FIFO opened
+ * for reading without blocking is an empty pipe whose writers have gone (reads give end of
+ * file, as the kernel's FIFO without writers); every other open of a FIFO or socket fails
+ * with ENXIO (the kernel's answer for a FIFO without readers), and a device with EACCES, as on
+ * a file system mounted nodev: a volume never opens a host device. */
+static long open_node(const scp_vstat *v, int flags) {
+    if (flags & O_CREAT && flags & O_EXCL) return -EEXIST;
+    long r = sh_cred_open(v, flags);
+    if (r) return r;
+    if (v->node_type == S_IFCHR || v->node_type == S_IFBLK) return -EACCES;
+    if (v->node_type != S_IFIFO || (flags & O_ACCMODE) != O_RDONLY || !(flags & O_NONBLOCK) ||
+        (flags & O_PATH))
+        return -ENXIO;
+    int p[2];
+    r = sh_gate(SYS_pipe2, (long)p, O_NONBLOCK | (flags & O_CLOEXEC), 0, 0, 0, 0);
+    if (r) return r;
+    sh_gate(SYS_close, p[1], 0, 0, 0, 0, 0);
+    return p[0];
+}
+
+/* mknod/mkfifo, in the kernel's order: the type, then the name (EEXIST), the parent's
+ * permissions, and CAP_MKNOD (root) for a device. A regular file is created empty. */
+static long mknod_rel(int vol, const char *rel, mode_t mode, dev_t dev) {
+    mode_t t = mode & S_IFMT;
+    if (t == S_IFDIR) return -EPERM;
+    if (t != 0 && t != S_IFREG && t != S_IFIFO && t != S_IFSOCK && t != S_IFCHR && t != S_IFBLK)
+        return -EINVAL;
+    scp_vstat v;
+    long r = path_vstat(vol, rel, &v);
+    if (r == 0) return -EEXIST;
+    if (r != -ENOENT) return r;
+    if ((r = sh_cred_parent(vol, rel, 3))) return r;
+    if ((t == S_IFCHR || t == S_IFBLK) && !sh_cred_root()) return -EPERM;
+    uint32_t perm = (uint32_t)(mode & ~sh.umask & 07777);
+    scp_err e;
+    if (t == 0 || t == S_IFREG) {
+        scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY | O_CREAT | O_EXCL, perm, &e);
+        if (!vf) return neg(&e);
+        return scp_vfile_close(vf, &e) ? neg(&e) : 0;
+    }
+    return scp_volume_mknod(sh.vol[vol].v, rel, (uint32_t)t | perm, (uint64_t)dev, &e) ? neg(&e) : 0;
+}
+
 static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     if (flags & O_DIRECT) {
         sh_trace("open of '%s' with O_DIRECT refused (not supported on protected files)", rel);
@@ -550,6 +598,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
         return fd;
     }
     if (r == 0 && (flags & O_DIRECTORY)) return -ENOTDIR;
+    if (r == 0 && v.type == SCP_VTYPE_NODE) return open_node(&v, flags);
     if (r < 0 && r != -ENOENT) return r;
     if (r == -ENOENT && !(flags & O_CREAT)) return -ENOENT;
     if ((r = r == 0 ? sh_cred_open(&v, flags) : sh_cred_parent(vol, rel, 3))) return r;
@@ -590,7 +639,7 @@ static int list_cb(void *ctx, const char *name, const scp_vstat *st) {
     n[pf->nents].name = strdup(name);
     if (!n[pf->nents].name) return c->err = -ENOMEM;
     n[pf->nents].ino = st->ino + 2;
-    n[pf->nents].type = st->type == SCP_VTYPE_DIR ? DT_DIR : DT_REG;
+    n[pf->nents].type = st->type == SCP_VTYPE_DIR ? DT_DIR : st->type == SCP_VTYPE_NODE ? IFTODT(st->node_type) : DT_REG;
     pf->nents++;
     return 0;
 }
@@ -1525,11 +1574,14 @@ int sh_path_call(long nr, const long a[6], long *ret) {
                                       (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
     case SYS_utimensat: r = utimes_rel(vol, rel, (const struct timespec *)a[2]); break;
     case SYS_futimesat: r = setattr_rel(vol, rel, -1, -1, -1, INT64_MIN); break;
-    case SYS_mknodat: r = -EPERM; break;
+    case SYS_mknodat: r = mknod_rel(vol, rel, (mode_t)a[2], (dev_t)a[3]); break;
     case SYS_name_to_handle_at: r = -EOPNOTSUPP; break;
     case SYS_truncate: {
         scp_vstat cv;
-        if ((r = path_vstat(vol, rel, &cv)) || (r = sh_cred_access(&cv, 2))) break;
+        if ((r = path_vstat(vol, rel, &cv))) break;
+        /* the kernel's order: the type (EISDIR, EINVAL for a node), then write permission */
+        if (cv.type != SCP_VTYPE_FILE) { r = cv.type == SCP_VTYPE_DIR ? -EISDIR : -EINVAL; break; }
+        if ((r = sh_cred_access(&cv, 2))) break;
         scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY, 0, &e);
         if (!vf) { r = neg(&e); break; }
         r = (long)a[1] < 0 ? -EINVAL : scp_vfile_truncate(vf, (uint64_t)a[1], &e) ? neg(&e) : 0;

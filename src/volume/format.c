@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/util.h"
 #include "crypto/crypto.h"
@@ -112,6 +113,11 @@ static int parent_is_dir(const scp_manifest *m, const char *path) {
     return 0;
 }
 
+int scp_node_type_ok(uint32_t mode) {
+    uint32_t t = mode & S_IFMT;
+    return t == S_IFIFO || t == S_IFSOCK || t == S_IFCHR || t == S_IFBLK;
+}
+
 static int id_cmp(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID_LEN); }
 
 int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_err *err) {
@@ -133,7 +139,7 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
         e->type = body[off];
         uint16_t plen = scp_get_u16(body + off + 1);
         off += 3;
-        if ((e->type != 1 && e->type != 2) || plen == 0 || plen > SCP_MAX_PATH ||
+        if ((e->type < SCP_MTYPE_FILE || e->type > SCP_MTYPE_NODE) || plen == 0 || plen > SCP_MAX_PATH ||
             len - off < (size_t)plen + MENTRY_FIXED - 3)
             goto malformed;
         e->path = malloc((size_t)plen + 1);
@@ -160,6 +166,7 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
         e->mtime_ns = (int64_t)scp_get_u64(body + off + 12);
         off += 20;
         if (e->type == 2 && e->size != 0) goto malformed;
+        if (e->type == SCP_MTYPE_NODE && !scp_node_type_ok(e->mode)) goto malformed;
         if (e->size > (UINT64_C(1) << 50)) goto malformed; /* 1 PiB: far beyond any real file */
     }
     if (off != len) goto malformed;

@@ -535,8 +535,12 @@ static uint64_t live_size(scp_volume *v, const scp_mentry *e) {
 
 static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
     memset(st, 0, sizeof *st);
-    st->type = e->type == 2 ? SCP_VTYPE_DIR : SCP_VTYPE_FILE;
-    st->size = e->type == 2 ? 0 : live_size(v, e);
+    st->type = e->type == SCP_MTYPE_DIR ? SCP_VTYPE_DIR : e->type == SCP_MTYPE_NODE ? SCP_VTYPE_NODE : SCP_VTYPE_FILE;
+    st->size = e->type == SCP_MTYPE_FILE ? live_size(v, e) : 0;
+    if (e->type == SCP_MTYPE_NODE) {
+        st->node_type = e->mode & S_IFMT;
+        st->rdev = e->size;
+    }
     st->mode = e->mode & 07777;
     st->owner_unset = e->type == 2 && !(e->mode & SCP_MODE_OWNED);
     st->uid = e->uid;
@@ -553,9 +557,9 @@ int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     out->generation = v->gen;
     out->tag = v->cur_tag;
     for (size_t i = 0; i < v->man.n; i++) {
-        if (v->man.e[i].type == 2) {
+        if (v->man.e[i].type == SCP_MTYPE_DIR) {
             out->dir_count++;
-        } else {
+        } else if (v->man.e[i].type == SCP_MTYPE_FILE) {
             out->file_count++;
             out->total_bytes += v->man.e[i].size;
         }
@@ -568,6 +572,21 @@ static int norm(const char *in, char *out, scp_err *err) {
     return scp_path_normalize(in, out, SCP_MAX_PATH + 1, err);
 }
 
+/* The error for a path that has no entry (caller holds the volume lock): ENOTDIR when one of
+ * its ancestors is not a directory (as the kernel says for "file/x"), otherwise ENOENT. */
+static int missing(scp_volume *v, const char *path, scp_err *err) {
+    char pre[SCP_MAX_PATH + 1];
+    for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
+        memcpy(pre, path, (size_t)(s - path));
+        pre[s - path] = '\0';
+        long i = man_find(&v->man, pre);
+        if (i < 0) break;
+        if (v->man.e[i].type != SCP_MTYPE_DIR)
+            return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", pre);
+    }
+    return scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", path);
+}
+
 /* Check that the parent of path exists and is a directory (caller holds vol_lock). */
 static int check_parent(scp_volume *v, const char *path, scp_err *err) {
     const char *slash = strrchr(path, '/');
@@ -576,9 +595,7 @@ static int check_parent(scp_volume *v, const char *path, scp_err *err) {
     memcpy(parent, path, (size_t)(slash - path));
     parent[slash - path] = '\0';
     long i = man_find(&v->man, parent);
-    if (i < 0)
-        return scp_fail(err, SCP_E_NOENT, ENOENT, "directory '%s' does not exist in the volume",
-                        parent);
+    if (i < 0) return missing(v, parent, err);
     if (v->man.e[i].type != 2)
         return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", parent);
     return 0;
@@ -607,14 +624,16 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
         st->owner_unset = 1;
     } else {
         long i = man_find(&v->man, p);
-        if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+        if (i < 0) rc = missing(v, p, err);
         else fill_stat(v, &v->man.e[i], st);
     }
     vol_unlock(v);
     return rc;
 }
 
-int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *err) {
+/* A new entry without objects (a directory or a node): mode as stored, size as given. */
+static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mode, uint64_t size,
+                      scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
     if (p[0] == '\0') return scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists");
@@ -622,7 +641,7 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
     int rc = check_parent(v, p, err);
     if (rc == 0 && man_find(&v->man, p) >= 0)
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
-    scp_mentry e = {.type = 2, .mode = (mode & 07777) | SCP_MODE_OWNED, .mtime_ns = scp_now_ns(),
+    scp_mentry e = {.type = type, .mode = mode | SCP_MODE_OWNED, .size = size, .mtime_ns = scp_now_ns(),
                     .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
     if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
     if (rc == 0 && !(e.path = strdup(p))) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -636,6 +655,16 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
     }
     vol_unlock(v);
     return rc;
+}
+
+int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *err) {
+    return make_entry(v, path, SCP_MTYPE_DIR, mode & 07777, 0, err);
+}
+
+int scp_volume_mknod(scp_volume *v, const char *path, uint32_t mode, uint64_t rdev, scp_err *err) {
+    if (!scp_node_type_ok(mode))
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "not a FIFO, socket or device node type");
+    return make_entry(v, path, SCP_MTYPE_NODE, mode & (S_IFMT | 07777), rdev, err);
 }
 
 /* Remove manifest entry i and commit; on failure the entry is put back. The removed entry's id
@@ -662,7 +691,7 @@ int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     long i = man_find(&v->man, p);
     int rc = 0;
-    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+    if (i < 0) rc = missing(v, p, err);
     else if (v->man.e[i].type != 2)
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     else if (has_children(&v->man, p))
@@ -733,12 +762,13 @@ int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     long i = man_find(&v->man, p);
     int rc = 0;
-    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+    if (i < 0) rc = missing(v, p, err);
     else if (v->man.e[i].type == 2)
         rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory; use rmdir", p);
     uint8_t id[SCP_FILEID_LEN];
+    int has_objects = rc == 0 && v->man.e[i].type == SCP_MTYPE_FILE;
     if (rc == 0) rc = remove_committed(v, (size_t)i, id, err);
-    if (rc == 0) drop_objects(v, id);
+    if (rc == 0 && has_objects) drop_objects(v, id);
     vol_unlock(v);
     return rc;
 }
@@ -763,7 +793,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
     long i = man_find(&v->man, a), j = man_find(&v->man, b);
-    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", a);
+    if (i < 0) rc = missing(v, a, err);
     if (rc == 0) rc = check_parent(v, b, err);
     if (rc == 0 && strcmp(a, b) == 0) goto out;
     int is_dir = rc == 0 && v->man.e[i].type == 2;
@@ -836,10 +866,10 @@ int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t ui
     long i = man_find(&v->man, p);
     int rc = 0;
     if (i < 0) {
-        rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+        rc = missing(v, p, err);
     } else {
         scp_mentry *e = &v->man.e[i], saved = *e;
-        if (mode >= 0) e->mode = ((uint32_t)mode & 07777) | (e->mode & SCP_MODE_OWNED);
+        if (mode >= 0) e->mode = ((uint32_t)mode & 07777) | (e->mode & (SCP_MODE_OWNED | S_IFMT));
         if (uid >= 0) e->uid = (uint32_t)uid;
         if (gid >= 0) e->gid = (uint32_t)gid;
         /* a directory without a recorded owner has one once both ids are given */
@@ -872,7 +902,7 @@ int scp_volume_readdir(scp_volume *v, const char *path, scp_readdir_cb cb, void 
     int rc = 0;
     if (pl) {
         long i = man_find(&v->man, p);
-        if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+        if (i < 0) rc = missing(v, p, err);
         else if (v->man.e[i].type != 2)
             rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
         start = (size_t)i + 1;
