@@ -541,10 +541,18 @@ static long path_vstat(int vol, const char *rel, scp_vstat *v) {
  * file, as the kernel's FIFO without writers); every other open of a FIFO or socket fails
  * with ENXIO (the kernel's answer for a FIFO without readers), and a device with EACCES, as on
  * a file system mounted nodev: a volume never opens a host device. */
-static long open_node(const scp_vstat *v, int flags) {
+static long open_node(int vol, const char *rel, const scp_vstat *v, int flags) {
     if (flags & O_CREAT && flags & O_EXCL) return -EEXIST;
     long r = sh_cred_open(v, flags);
     if (r) return r;
+    if (flags & O_PATH) { /* fstat, fchmod, fchown and /proc/self/fd/N act on the name: as a
+                           * directory's descriptor, whose listing says ENOTDIR */
+        pfile *pf = pf_new(PF_DIR, vol, flags, rel);
+        if (!pf) return -ENOMEM;
+        long fd = slot_alloc(pf, 0, (flags & O_CLOEXEC) != 0);
+        if (fd < 0) pf_put(pf);
+        return fd;
+    }
     if (v->node_type == S_IFCHR || v->node_type == S_IFBLK) return -EACCES;
     if (v->node_type != S_IFIFO || (flags & O_ACCMODE) != O_RDONLY || !(flags & O_NONBLOCK) ||
         (flags & O_PATH))
@@ -598,7 +606,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
         return fd;
     }
     if (r == 0 && (flags & O_DIRECTORY)) return -ENOTDIR;
-    if (r == 0 && v.type == SCP_VTYPE_NODE) return open_node(&v, flags);
+    if (r == 0 && v.type == SCP_VTYPE_NODE) return open_node(vol, rel, &v, flags);
     if (r < 0 && r != -ENOENT) return r;
     if (r == -ENOENT && !(flags & O_CREAT)) return -ENOENT;
     if ((r = r == 0 ? sh_cred_open(&v, flags) : sh_cred_parent(vol, rel, 3))) return r;
@@ -1341,7 +1349,8 @@ static long sh_syscall_(long nr, const long a[6]) {
     case SYS_flock: r = 0; break;
     case SYS_ioctl: r = -ENOTTY; break;
     case SYS_fchdir: {
-        if (pf->kind != PF_DIR) { r = -ENOTDIR; break; }
+        scp_vstat fv;
+        if (pf->kind != PF_DIR || pf_vstat(pf, &fv) || fv.type != SCP_VTYPE_DIR) { r = -ENOTDIR; break; }
         pthread_mutex_lock(&sh.mu);
         r = 0;
         if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[pf->vol].mount, pf->path[0] ? "/" : "", pf->path) >= (int)sizeof sh.cwd) r = -ENAMETOOLONG;
