@@ -535,8 +535,11 @@ static uint64_t live_size(scp_volume *v, const scp_mentry *e) {
 
 static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
     memset(st, 0, sizeof *st);
-    st->type = e->type == SCP_MTYPE_DIR ? SCP_VTYPE_DIR : e->type == SCP_MTYPE_NODE ? SCP_VTYPE_NODE : SCP_VTYPE_FILE;
-    st->size = e->type == SCP_MTYPE_FILE ? live_size(v, e) : 0;
+    st->type = e->type == SCP_MTYPE_DIR    ? SCP_VTYPE_DIR
+               : e->type == SCP_MTYPE_NODE ? SCP_VTYPE_NODE
+               : e->type == SCP_MTYPE_LINK ? SCP_VTYPE_LINK
+                                           : SCP_VTYPE_FILE;
+    st->size = e->type == SCP_MTYPE_FILE ? live_size(v, e) : e->type == SCP_MTYPE_LINK ? e->size : 0;
     if (e->type == SCP_MTYPE_NODE) {
         st->node_type = e->mode & S_IFMT;
         st->rdev = e->size;
@@ -633,7 +636,7 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
 
 /* A new entry without objects (a directory or a node): mode as stored, size as given. */
 static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mode, uint64_t size,
-                      scp_err *err) {
+                      const char *target, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
     if (p[0] == '\0') return scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists");
@@ -644,9 +647,14 @@ static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mo
     scp_mentry e = {.type = type, .mode = mode | SCP_MODE_OWNED, .size = size, .mtime_ns = scp_now_ns(),
                     .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
     if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
-    if (rc == 0 && !(e.path = strdup(p))) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    if (rc == 0 && man_insert(&v->man, &e, err) < 0) {
+    if (rc == 0 && (!(e.path = strdup(p)) || (target && !(e.target = strdup(target)))))
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (rc < 0) {
         free(e.path);
+        free(e.target);
+    } else if (man_insert(&v->man, &e, err) < 0) {
+        free(e.path);
+        free(e.target);
         rc = -1;
     }
     if (rc == 0 && vol_commit_manifest(v, 0, err) < 0) {
@@ -658,13 +666,69 @@ static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mo
 }
 
 int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *err) {
-    return make_entry(v, path, SCP_MTYPE_DIR, mode & 07777, 0, err);
+    return make_entry(v, path, SCP_MTYPE_DIR, mode & 07777, 0, NULL, err);
 }
 
 int scp_volume_mknod(scp_volume *v, const char *path, uint32_t mode, uint64_t rdev, scp_err *err) {
     if (!scp_node_type_ok(mode))
         return scp_fail(err, SCP_E_INVAL, EINVAL, "not a FIFO, socket or device node type");
-    return make_entry(v, path, SCP_MTYPE_NODE, mode & (S_IFMT | 07777), rdev, err);
+    return make_entry(v, path, SCP_MTYPE_NODE, mode & (S_IFMT | 07777), rdev, NULL, err);
+}
+
+int scp_volume_symlink(scp_volume *v, const char *target, const char *path, scp_err *err) {
+    size_t tl = strlen(target);
+    if (tl == 0) return scp_fail(err, SCP_E_NOENT, ENOENT, "empty symbolic link target");
+    if (tl > SCP_MAX_PATH) return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "symbolic link target too long");
+    return make_entry(v, path, SCP_MTYPE_LINK, 0777, tl, target, err);
+}
+
+long scp_volume_readlink(scp_volume *v, const char *path, char *buf, size_t size, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (vol_lock_read(v, err) < 0) return -1;
+    long i = p[0] ? man_find(&v->man, p) : -1, rc;
+    if (i < 0 && p[0]) rc = missing(v, p, err);
+    else if (i < 0 || v->man.e[i].type != SCP_MTYPE_LINK)
+        rc = scp_fail(err, SCP_E_INVAL, EINVAL, "'%s' is not a symbolic link", p);
+    else {
+        rc = (long)strlen(v->man.e[i].target);
+        memcpy(buf, v->man.e[i].target, (size_t)rc < size ? (size_t)rc : size);
+    }
+    vol_unlock(v);
+    return rc;
+}
+
+long scp_volume_first_link(scp_volume *v, const char *path, int follow_last, char *target,
+                           size_t tsize, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (!p[0]) return 0;
+    if (vol_lock_read(v, err) < 0) return -1;
+    long rc = 0;
+    size_t n = strlen(p);
+    for (size_t end = 0; end < n && rc == 0;) {
+        const char *s = strchr(p + end + 1, '/');
+        end = s ? (size_t)(s - p) : n;
+        if (end == n && !follow_last) break;
+        char c = p[end];
+        p[end] = '\0';
+        long i = man_find(&v->man, p);
+        p[end] = c;
+        if (i < 0) break;
+        const scp_mentry *e = &v->man.e[i];
+        if (e->type == SCP_MTYPE_LINK) {
+            if (strlen(e->target) >= tsize)
+                rc = scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "symbolic link target too long");
+            else {
+                strcpy(target, e->target);
+                rc = (long)end;
+            }
+        } else if (e->type != SCP_MTYPE_DIR) {
+            break;
+        }
+    }
+    vol_unlock(v);
+    return rc;
 }
 
 /* Remove manifest entry i and commit; on failure the entry is put back. The removed entry's id
@@ -672,8 +736,11 @@ int scp_volume_mknod(scp_volume *v, const char *path, uint32_t mode, uint64_t rd
 static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_LEN],
                             scp_err *err) {
     scp_mentry saved = v->man.e[i];
-    if (!(saved.path = strdup(saved.path)))
+    if (!(saved.path = strdup(saved.path)) ||
+        (saved.target && !(saved.target = strdup(saved.target)))) {
+        free(saved.path);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
     man_remove(&v->man, i);
     if (vol_commit_manifest(v, 0, err) < 0) {
         man_insert(&v->man, &saved, NULL); /* cannot fail: the array had room for it */
@@ -681,6 +748,7 @@ static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_L
     }
     if (id_out) memcpy(id_out, saved.id, SCP_FILEID_LEN);
     free(saved.path);
+    free(saved.target);
     return 0;
 }
 
@@ -822,8 +890,10 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
             e.path = reprefix(p, al, b);
         else
             e.path = strdup(p);
-        if (!e.path || man_insert(&nm, &e, err) < 0) {
+        int tfail = e.target && !(e.target = strdup(e.target));
+        if (!e.path || tfail || man_insert(&nm, &e, err) < 0) {
             free(e.path);
+            if (!tfail) free(e.target);
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         }
     }
