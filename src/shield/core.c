@@ -558,14 +558,23 @@ static long open_node(int vol, const char *rel, const scp_vstat *v, int flags) {
     }
     if (v->type == SCP_VTYPE_LINK) return -ELOOP; /* O_NOFOLLOW on a symbolic link */
     if (v->node_type == S_IFCHR || v->node_type == S_IFBLK) return -EACCES;
-    if (v->node_type != S_IFIFO || (flags & O_ACCMODE) != O_RDONLY || !(flags & O_NONBLOCK) ||
-        (flags & O_PATH))
+    int acc = flags & O_ACCMODE;
+    if (v->node_type != S_IFIFO || (acc == O_RDONLY && !(flags & O_NONBLOCK)) || acc == O_WRONLY)
         return -ENXIO;
     int p[2];
     r = sh_gate(SYS_pipe2, (long)p, O_NONBLOCK | (flags & O_CLOEXEC), 0, 0, 0, 0);
     if (r) return r;
+    if (acc == O_RDONLY) {
+        sh_gate(SYS_close, p[1], 0, 0, 0, 0, 0);
+        return p[0];
+    }
+    /* O_RDWR (which the kernel never blocks): the pipe reopened read-write is its own peer */
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", p[0]);
+    r = sh_gate(SYS_openat, AT_FDCWD, (long)link, O_RDWR | (flags & (O_NONBLOCK | O_CLOEXEC)), 0, 0, 0);
+    sh_gate(SYS_close, p[0], 0, 0, 0, 0, 0);
     sh_gate(SYS_close, p[1], 0, 0, 0, 0, 0);
-    return p[0];
+    return r < 0 ? -ENXIO : r;
 }
 
 /* mknod/mkfifo, in the kernel's order: the type, then the name (EEXIST), the parent's
@@ -614,6 +623,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     scp_vstat v;
     long r = path_vstat(vol, rel, &v);
     if (r == 0 && v.type == SCP_VTYPE_DIR) {
+        if ((flags & O_CREAT) && (flags & O_EXCL)) return -EEXIST;
         if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_CREAT)) return -EISDIR;
         if ((r = sh_cred_open(&v, flags))) return r;
         pfile *pf = pf_new(PF_DIR, vol, flags, rel);

@@ -2,7 +2,9 @@
 # POSIX file semantics inside a protected volume (issue 12, the pjdfstest families): each case
 # runs real programs (coreutils, python3) under scpctl run and compares what they see with what
 # the kernel gives on a plain directory in the same test. Cases: FIFO and device nodes
-# (mkfifo, mknod, stat, chmod, chown, mv, rm), ENOTDIR for a path below a file.
+# (mkfifo, mknod, stat, chmod, chown, mv, rm), ENOTDIR for a path below a file, symbolic
+# links (ln -s, readlink, following, O_NOFOLLOW, loops, dangling links, chown -h, mv, rm),
+# EEXIST for O_CREAT|O_EXCL on a directory.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "needs root (mknod of devices): skipped"; exit 77; }
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
@@ -48,4 +50,17 @@ same "a path below a regular file: ENOTDIR" \
     'touch file && python3 -c "$0
 print([e(f, \"file/x\") for f in (os.stat, os.unlink, os.rmdir, os.mkdir, os.listdir)])
 print(e(os.chmod, \"file/x/y\", 0o644), e(os.rename, \"file/x\", \"y\"), e(os.rename, \"file\", \"file/y\"))" && rm file' "$PY"
+same "symbolic links: ln -s, readlink, stat, following through files and directories" \
+    'umask 022; mkdir d && echo inside > d/f && ln -s d ld && ln -s f d/lf && ln -s ld/lf chain &&
+     readlink ld chain && stat -c "%n %F %s %a" ld chain && stat -L -c "%n %F %a" ld chain &&
+     cat ld/f chain && ls ld && (cd ld && cat lf && ls) && find . | sort'
+same "symbolic links: a dangling link creates its target, loops and O_NOFOLLOW give ELOOP" \
+    'ln -s new dangling && echo created > dangling && cat new && ln -s loop1 loop2 && ln -s loop2 loop1 &&
+     python3 -c "$0
+print(e(os.stat, \"loop1\"), e(os.open, \"chain\", os.O_RDONLY | os.O_NOFOLLOW), e(os.open, \"loop1/x\", os.O_RDONLY))
+print(e(os.symlink, \"x\", \"chain\"), e(os.readlink, \"d\"), e(os.rmdir, \"ld\"), e(os.open, \"d\", os.O_CREAT | os.O_EXCL))"' "$PY"
+same "symbolic links: chown -h, mv and rm act on the link, not the target" \
+    'chown -h 65534:65533 ld && chown 65532:65531 chain && mv ld ld2 && stat -c "%n %u:%g" ld2 d d/f &&
+     cat ld2/f && rm ld2 chain dangling loop1 loop2 && find . | sort'
+check_no_plaintext "inside"
 echo "PASS"
