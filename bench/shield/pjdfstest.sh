@@ -5,7 +5,8 @@
 # (/dev/shm, or TMPFS_DIR). Prints passed/failed assertions per syscall family and in total,
 # plus the test files whose plan was not met (crashed or stopped early).
 # PJDFSTEST_DIR is a built pjdfstest checkout (the `pjdfstest` binary beside `tests/`); it is
-# never part of this repository. FAMILIES="chmod rename" restricts the run; LOGDIR keeps logs.
+# never part of this repository. FAMILIES="chmod rename" restricts the run; LOGDIR keeps logs;
+# TMPFS=0 leaves the tmpfs side out.
 set -eu
 P=$(cd "${1:?usage: pjdfstest.sh PJDFSTEST_DIR [BUILD_DIR]}" && pwd)
 B=$(cd "${2:-build}" && pwd)
@@ -33,7 +34,11 @@ suite='cd "$1" && shift && for f in "$@"; do prove -j "$J" -v -r "$f"; done'
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 t0=$(date +%s)
 # shellcheck disable=SC2086
-J=${JOBS:-1} sh -c "$suite" sh "$PL" $targets > "$LOG/tmpfs.tap" 2>&1 &
+if [ "${TMPFS:-1}" = 1 ]; then # TMPFS=0: the protected side only
+    J=${JOBS:-1} sh -c "$suite" sh "$PL" $targets > "$LOG/tmpfs.tap" 2>&1 &
+else
+    : > "$LOG/tmpfs.tap"
+fi
 mkdir -p "$T/mnt"
 # shellcheck disable=SC2086
 J=${JOBS:-1} SCP_QUIET=1 "$B/src/scpctl" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- \
