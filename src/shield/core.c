@@ -338,7 +338,9 @@ static __thread int fd_link_named;
 /* Classify (dirfd, path): 0 not protected, >0 protected (volume index + 1, rel filled),
  * <0 an error to return (-errno). */
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) {
-    char abs[PATH_MAX];
+    /* room for the mount point before a path the kernel would take relative to the cwd (up
+     * to PATH_MAX - 1 bytes); rel, without the mount point, must still fit relsz */
+    char abs[PATH_MAX + SCP_SHIELD_MAX_MOUNT];
     int a = sh_abspath(dirfd, path, abs, sizeof abs);
     if (a <= 0) return a;
     int m = match_mount(abs, rel, relsz);

@@ -4,7 +4,7 @@
 # the kernel gives on a plain directory in the same test. Cases: FIFO and device nodes
 # (mkfifo, mknod, stat, chmod, chown, mv, rm), ENOTDIR for a path below a file, symbolic
 # links (ln -s, readlink, following, O_NOFOLLOW, loops, dangling links, chown -h, mv, rm),
-# EEXIST for O_CREAT|O_EXCL on a directory.
+# EEXIST for O_CREAT|O_EXCL on a directory, a path near PATH_MAX relative to the cwd.
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "needs root (mknod of devices): skipped"; exit 77; }
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
@@ -62,5 +62,12 @@ print(e(os.symlink, \"x\", \"chain\"), e(os.readlink, \"d\"), e(os.rmdir, \"ld\"
 same "symbolic links: chown -h, mv and rm act on the link, not the target" \
     'chown -h 65534:65533 ld && chown 65532:65531 chain && mv ld ld2 && stat -c "%n %u:%g" ld2 d d/f &&
      cat ld2/f && rm ld2 chain dangling loop1 loop2 && find . | sort'
+same "a path of 4,095 bytes relative to the working directory (the kernel walks it from the cwd)" \
+    'python3 -c "$0
+parts = [\"a\" * 250] * 16 + [\"b\" * 79]
+p = \"/\".join(parts)
+for i in range(1, 17): os.mkdir(\"/\".join(parts[:i]))
+fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b\"x\"); os.close(fd)
+os.truncate(p, 5); print(len(p), os.stat(p).st_size, e(os.unlink, p))" && rm -r aaaa*' "$PY"
 check_no_plaintext "inside"
 echo "PASS"
