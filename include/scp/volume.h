@@ -62,17 +62,20 @@ typedef struct scp_volume_info {
     scp_volume_tag tag;   /* of that state (scp_volume_tag_get: of the last durable one) */
 } scp_volume_info;
 
-enum scp_vtype { SCP_VTYPE_FILE = 1, SCP_VTYPE_DIR = 2 };
+/* NODE: a FIFO, socket or device name (metadata only; node_type says which). */
+enum scp_vtype { SCP_VTYPE_FILE = 1, SCP_VTYPE_DIR = 2, SCP_VTYPE_NODE = 3, SCP_VTYPE_LINK = 4 };
 
 typedef struct scp_vstat {
     enum scp_vtype type;
-    uint64_t size;       /* bytes for files, 0 for directories */
+    uint64_t size;       /* bytes for files, the target's length for links, 0 otherwise */
     uint32_t mode;       /* permission bits as the program set them (metadata only) */
     uint32_t uid, gid;   /* owner as the program set it (metadata only) */
     int owner_unset;     /* a directory made before owners were recorded for directories:
                           * uid and gid are 0 but say nothing (docs/volume-format.md) */
     int64_t mtime_ns;    /* modification time, ns since the epoch */
     uint64_t ino;        /* stable number for the file's identity within the volume */
+    uint32_t node_type;  /* SCP_VTYPE_NODE: S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK */
+    uint64_t rdev;       /* SCP_VTYPE_NODE: the device number it was made with */
 } scp_vstat;
 
 /* ---- volumes ---------------------------------------------------------------------------- */
@@ -129,6 +132,21 @@ int scp_volume_sync(scp_volume *vol, scp_err *err);
 int scp_volume_stat(scp_volume *vol, const char *path, scp_vstat *st, scp_err *err);
 int scp_volume_mkdir(scp_volume *vol, const char *path, uint32_t mode, scp_err *err);
 int scp_volume_rmdir(scp_volume *vol, const char *path, scp_err *err);
+/* Make a node (mknod): mode holds its type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK) and permission
+ * bits; the volume keeps the name, owner, mode and rdev, never any data through it. */
+int scp_volume_mknod(scp_volume *vol, const char *path, uint32_t mode, uint64_t rdev,
+                     scp_err *err);
+/* Symbolic links: the volume stores the target (any string of 1..4096 bytes) and never
+ * follows it; scp_volume_stat reports the link itself. readlink copies at most size bytes
+ * (no NUL) and returns the target's length (EINVAL: not a link). */
+int scp_volume_symlink(scp_volume *vol, const char *target, const char *path, scp_err *err);
+long scp_volume_readlink(scp_volume *vol, const char *path, char *buf, size_t size, scp_err *err);
+/* For a resolver that follows links: the length of the shortest prefix of path (whole
+ * components; the last one only if follow_last) that names a symbolic link, its target
+ * copied into target (tsize bytes, NUL-terminated; ENAMETOOLONG if it does not fit); 0 if
+ * the path walks through no link (up to its first missing or non-directory component). */
+long scp_volume_first_link(scp_volume *vol, const char *path, int follow_last, char *target,
+                           size_t tsize, scp_err *err);
 int scp_volume_unlink(scp_volume *vol, const char *path, scp_err *err);
 /* Rename a file or directory; an existing destination file is replaced atomically (as
  * rename(2)); an existing destination directory must be empty. */

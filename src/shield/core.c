@@ -22,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <signal.h>
 #include <sys/uio.h>
@@ -337,7 +338,9 @@ static __thread int fd_link_named;
 /* Classify (dirfd, path): 0 not protected, >0 protected (volume index + 1, rel filled),
  * <0 an error to return (-errno). */
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) {
-    char abs[PATH_MAX];
+    /* room for the mount point before a path the kernel would take relative to the cwd (up
+     * to PATH_MAX - 1 bytes); rel, without the mount point, must still fit relsz */
+    char abs[PATH_MAX + SCP_SHIELD_MAX_MOUNT];
     int a = sh_abspath(dirfd, path, abs, sizeof abs);
     if (a <= 0) return a;
     int m = match_mount(abs, rel, relsz);
@@ -414,8 +417,13 @@ static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
     memset(st, 0, sizeof *st);
     st->st_dev = (dev_t)(0x5c500 + vol);
     st->st_ino = (ino_t)(v->ino + 2);
-    st->st_mode = (v->type == SCP_VTYPE_DIR ? S_IFDIR : S_IFREG) | (v->mode & 07777);
+    st->st_mode = (v->type == SCP_VTYPE_DIR    ? S_IFDIR
+                   : v->type == SCP_VTYPE_NODE ? v->node_type
+                   : v->type == SCP_VTYPE_LINK ? S_IFLNK
+                                               : S_IFREG) |
+                  (v->mode & 07777);
     st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : 1;
+    st->st_rdev = (dev_t)v->rdev;
     st->st_uid = v->uid;
     st->st_gid = v->gid;
     st->st_size = (off_t)v->size;
@@ -444,6 +452,8 @@ static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
     sx->stx_atime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
     sx->stx_mtime = sx->stx_atime;
     sx->stx_ctime = sx->stx_atime;
+    sx->stx_rdev_major = major(st.st_rdev);
+    sx->stx_rdev_minor = minor(st.st_rdev);
     sx->stx_dev_major = 0x5c;
     sx->stx_dev_minor = (uint32_t)(0x500 + vol);
 }
@@ -531,6 +541,80 @@ static long path_vstat(int vol, const char *rel, scp_vstat *v) {
 
 /* ---- open -------------------------------------------------------------------------------- */
 
+/* A node holds no data in the volume, and no process can be on its other side: a FIFO opened
+ * for reading without blocking is an empty pipe whose writers have gone (reads give end of
+ * file, as the kernel's FIFO without writers); every other open of a FIFO or socket fails
+ * with ENXIO (the kernel's answer for a FIFO without readers), and a device with EACCES, as on
+ * a file system mounted nodev: a volume never opens a host device. */
+static long open_node(int vol, const char *rel, const scp_vstat *v, int flags) {
+    if (flags & O_CREAT && flags & O_EXCL) return -EEXIST;
+    long r = sh_cred_open(v, flags);
+    if (r) return r;
+    if (flags & O_PATH) { /* fstat, fchmod, fchown and /proc/self/fd/N act on the name: as a
+                           * directory's descriptor, whose listing says ENOTDIR */
+        pfile *pf = pf_new(PF_DIR, vol, flags, rel);
+        if (!pf) return -ENOMEM;
+        long fd = slot_alloc(pf, 0, (flags & O_CLOEXEC) != 0);
+        if (fd < 0) pf_put(pf);
+        return fd;
+    }
+    if (v->type == SCP_VTYPE_LINK) return -ELOOP; /* O_NOFOLLOW on a symbolic link */
+    if (v->node_type == S_IFCHR || v->node_type == S_IFBLK) return -EACCES;
+    int acc = flags & O_ACCMODE;
+    if (v->node_type != S_IFIFO || (acc == O_RDONLY && !(flags & O_NONBLOCK)) || acc == O_WRONLY)
+        return -ENXIO;
+    int p[2];
+    r = sh_gate(SYS_pipe2, (long)p, O_NONBLOCK | (flags & O_CLOEXEC), 0, 0, 0, 0);
+    if (r) return r;
+    if (acc == O_RDONLY) {
+        sh_gate(SYS_close, p[1], 0, 0, 0, 0, 0);
+        return p[0];
+    }
+    /* O_RDWR (which the kernel never blocks): the pipe reopened read-write is its own peer */
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", p[0]);
+    r = sh_gate(SYS_openat, AT_FDCWD, (long)link, O_RDWR | (flags & (O_NONBLOCK | O_CLOEXEC)), 0, 0, 0);
+    sh_gate(SYS_close, p[0], 0, 0, 0, 0, 0);
+    sh_gate(SYS_close, p[1], 0, 0, 0, 0, 0);
+    return r < 0 ? -ENXIO : r;
+}
+
+/* mknod/mkfifo, in the kernel's order: the type, then the name (EEXIST), the parent's
+ * permissions, and CAP_MKNOD (root) for a device. A regular file is created empty. */
+static long mknod_rel(int vol, const char *rel, mode_t mode, dev_t dev) {
+    mode_t t = mode & S_IFMT;
+    if (t == S_IFDIR) return -EPERM;
+    if (t != 0 && t != S_IFREG && t != S_IFIFO && t != S_IFSOCK && t != S_IFCHR && t != S_IFBLK)
+        return -EINVAL;
+    scp_vstat v;
+    long r = path_vstat(vol, rel, &v);
+    if (r == 0) return -EEXIST;
+    if (r != -ENOENT) return r;
+    if ((r = sh_cred_parent(vol, rel, 3))) return r;
+    if ((t == S_IFCHR || t == S_IFBLK) && !sh_cred_root()) return -EPERM;
+    uint32_t perm = (uint32_t)(mode & ~sh.umask & 07777);
+    scp_err e;
+    if (t == 0 || t == S_IFREG) {
+        scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY | O_CREAT | O_EXCL, perm, &e);
+        if (!vf) return neg(&e);
+        return scp_vfile_close(vf, &e) ? neg(&e) : 0;
+    }
+    return scp_volume_mknod(sh.vol[vol].v, rel, (uint32_t)t | perm, (uint64_t)dev, &e) ? neg(&e) : 0;
+}
+
+/* symlink(2): the target is stored as given (never resolved at creation). */
+static long symlink_rel(int vol, const char *rel, const char *target_in) {
+    char target[PATH_MAX];
+    long r = sh_copy_path_in(target_in, target, sizeof target);
+    if (r < 0) return r;
+    if (!target[0]) return -ENOENT;
+    scp_vstat v;
+    if (!rel[0] || path_vstat(vol, rel, &v) == 0) return -EEXIST;
+    if ((r = sh_cred_parent(vol, rel, 3))) return r;
+    scp_err e;
+    return scp_volume_symlink(sh.vol[vol].v, target, rel, &e) ? neg(&e) : 0;
+}
+
 static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     if (flags & O_DIRECT) {
         sh_trace("open of '%s' with O_DIRECT refused (not supported on protected files)", rel);
@@ -541,6 +625,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     scp_vstat v;
     long r = path_vstat(vol, rel, &v);
     if (r == 0 && v.type == SCP_VTYPE_DIR) {
+        if ((flags & O_CREAT) && (flags & O_EXCL)) return -EEXIST;
         if ((flags & O_ACCMODE) != O_RDONLY || (flags & O_CREAT)) return -EISDIR;
         if ((r = sh_cred_open(&v, flags))) return r;
         pfile *pf = pf_new(PF_DIR, vol, flags, rel);
@@ -550,6 +635,7 @@ static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
         return fd;
     }
     if (r == 0 && (flags & O_DIRECTORY)) return -ENOTDIR;
+    if (r == 0 && (v.type == SCP_VTYPE_NODE || v.type == SCP_VTYPE_LINK)) return open_node(vol, rel, &v, flags);
     if (r < 0 && r != -ENOENT) return r;
     if (r == -ENOENT && !(flags & O_CREAT)) return -ENOENT;
     if ((r = r == 0 ? sh_cred_open(&v, flags) : sh_cred_parent(vol, rel, 3))) return r;
@@ -590,7 +676,10 @@ static int list_cb(void *ctx, const char *name, const scp_vstat *st) {
     n[pf->nents].name = strdup(name);
     if (!n[pf->nents].name) return c->err = -ENOMEM;
     n[pf->nents].ino = st->ino + 2;
-    n[pf->nents].type = st->type == SCP_VTYPE_DIR ? DT_DIR : DT_REG;
+    n[pf->nents].type = st->type == SCP_VTYPE_DIR    ? DT_DIR
+                        : st->type == SCP_VTYPE_NODE ? IFTODT(st->node_type)
+                        : st->type == SCP_VTYPE_LINK ? DT_LNK
+                                                     : DT_REG;
     pf->nents++;
     return 0;
 }
@@ -1292,7 +1381,8 @@ static long sh_syscall_(long nr, const long a[6]) {
     case SYS_flock: r = 0; break;
     case SYS_ioctl: r = -ENOTTY; break;
     case SYS_fchdir: {
-        if (pf->kind != PF_DIR) { r = -ENOTDIR; break; }
+        scp_vstat fv;
+        if (pf->kind != PF_DIR || pf_vstat(pf, &fv) || fv.type != SCP_VTYPE_DIR) { r = -ENOTDIR; break; }
         pthread_mutex_lock(&sh.mu);
         r = 0;
         if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[pf->vol].mount, pf->path[0] ? "/" : "", pf->path) >= (int)sizeof sh.cwd) r = -ENAMETOOLONG;
@@ -1371,6 +1461,72 @@ static long utimes_rel(int vol, const char *rel, const struct timespec *times) {
 }
 int sh_proc_fd_link(const char *abs, long *fd, const char **rest) { return proc_fd_link(abs, fd, rest); }
 
+/* Follow the volume's symbolic links in (vol, rel) as the kernel does: every component but
+ * the last, and the last if follow_last; a relative target from the link's directory, an
+ * absolute one from the program's root (".." lexically, as everywhere in the shield). 1:
+ * (vol, rel) now name the result inside a volume; 2: it lies outside every volume, abs holds
+ * it (the kernel serves the call there); <0: -errno (ELOOP after 40 links). */
+static int follow_links(int *vol, char *rel, size_t relsz, int follow_last, char *abs, size_t abssz) {
+    char target[PATH_MAX], joined[PATH_MAX * 2];
+    for (int hops = 0;; hops++) {
+        scp_err e;
+        long n = scp_volume_first_link(sh.vol[*vol].v, rel, follow_last, target, sizeof target, &e);
+        if (n < 0) return (int)neg(&e);
+        if (n == 0) return 1;
+        if (hops >= 40) return -ELOOP;
+        const char *rest = rel + n;
+        int k;
+        if (target[0] == '/') {
+            k = snprintf(joined, sizeof joined, "%s%s", target, rest);
+        } else {
+            const char *slash = memrchr(rel, '/', (size_t)n);
+            int dl = slash ? (int)(slash - rel) : 0;
+            k = snprintf(joined, sizeof joined, "%s/%.*s%s%s%s", sh.vol[*vol].mount, dl, rel, dl ? "/" : "",
+                         target, rest);
+        }
+        if (k < 0 || (size_t)k >= sizeof joined || scp_shield_path_normalize(joined, abs, abssz))
+            return -ENAMETOOLONG;
+        int m = match_mount(abs, rel, relsz);
+        if (m <= 0) return m < 0 ? m : 2;
+        *vol = m - 1;
+    }
+}
+
+/* Does the call follow a symbolic link in its path's last component (the kernel's rule)? */
+static int follows_last(long nr, const long a[6], long oflags) {
+    switch (nr) {
+    case SYS_openat:
+    case SYS_openat2: return !(oflags & O_NOFOLLOW) && (oflags & (O_CREAT | O_EXCL)) != (O_CREAT | O_EXCL);
+    case SYS_newfstatat: return !(a[3] & AT_SYMLINK_NOFOLLOW);
+    case SYS_statx: return !(a[2] & AT_SYMLINK_NOFOLLOW);
+    case SYS_faccessat2:
+    case SYS_fchmodat2:
+    case SYS_utimensat: return !(a[3] & AT_SYMLINK_NOFOLLOW);
+    case SYS_fchownat: return !(a[4] & AT_SYMLINK_NOFOLLOW);
+    case SYS_execveat: return !(a[4] & AT_SYMLINK_NOFOLLOW);
+    case SYS_mkdirat:
+    case SYS_mknodat:
+    case SYS_unlinkat:
+    case SYS_readlinkat:
+    case SYS_symlinkat:
+    case SYS_lgetxattr:
+    case SYS_lsetxattr:
+    case SYS_llistxattr:
+    case SYS_lremovexattr:
+    case SYS_name_to_handle_at: return 0;
+    default: return 1;
+    }
+}
+
+/* The call on the path that a link outside the volumes led to: the kernel's business. */
+static long call_at(long nr, const struct sh_sysent *s, const long a[6], const char *abs) {
+    long b[6];
+    memcpy(b, a, sizeof b);
+    b[s->path] = (long)abs;
+    if (s->dirfd >= 0) b[s->dirfd] = AT_FDCWD;
+    return sh_gate(nr, b[0], b[1], b[2], b[3], b[4], b[5]);
+}
+
 int sh_path_call(long nr, const long a[6], long *ret) {
     char rel[PATH_MAX], rel2[PATH_MAX];
     int vol = -1, vol2 = -1;
@@ -1384,11 +1540,6 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     int c;
     if (sh_console_open(nr, a, ret)) return 1; /* /dev/stdout and the like of a console number */
     switch (nr) {
-    case SYS_symlinkat:
-        c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
-        if (c == 0) return 0;
-        *ret = c < 0 ? c : -EPERM;
-        return 1;
     case SYS_inotify_add_watch:
         c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
         if (c == 0) return 0;
@@ -1433,6 +1584,11 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
         if (!path || !path2) { *ret = -EFAULT; return 1; } /* the other one is protected */
         if (c1 == 0 || c2 == 0 || vol != vol2) { *ret = -EXDEV; return 1; }
+        char la[PATH_MAX];
+        int f1 = follow_links(&vol, rel, sizeof rel, nr == SYS_linkat && (a[4] & AT_SYMLINK_FOLLOW), la, sizeof la);
+        int f2 = f1 < 0 ? 1 : follow_links(&vol2, rel2, sizeof rel2, 0, la, sizeof la);
+        if (f1 < 0 || f2 < 0) { *ret = f1 < 0 ? f1 : f2; return 1; }
+        if (f1 == 2 || f2 == 2 || vol != vol2) { *ret = -EXDEV; return 1; }
         if (nr == SYS_linkat) { *ret = -EPERM; return 1; }
         unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
         if (flags & ~RENAME_NOREPLACE) { *ret = -EINVAL; return 1; }
@@ -1467,6 +1623,18 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         }
         if (nr == SYS_unlinkat || nr == SYS_mkdirat || nr == SYS_mknodat) { *ret = -EACCES; return 1; }
     }
+    struct open_how { uint64_t flags, mode, resolve; } how = {0};
+    if (nr == SYS_openat2) {
+        r = (size_t)a[3] < sizeof how ? -EINVAL : copy_in(&how, (const void *)a[2], sizeof how);
+        if (r) { *ret = r; return 1; }
+    }
+    if (!fd_link_named) {
+        char abs[PATH_MAX];
+        long of = nr == SYS_openat ? a[2] : (long)how.flags;
+        int f = follow_links(&vol, rel, sizeof rel, follows_last(nr, a, of), abs, sizeof abs);
+        if (f < 0) { *ret = f; return 1; }
+        if (f == 2) { *ret = call_at(nr, s, a, abs); return 1; }
+    }
     if ((nr == SYS_openat || nr == SYS_openat2) && in_vfork_child()) {
         /* a vfork or posix_spawn child shares the shield's memory with its parent, which a new
          * protected descriptor would change (a raw open from glibc's spawn file actions) */
@@ -1480,12 +1648,8 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     case SYS_openat:
         r = open_rel(vol, rel, (int)a[2], (mode_t)a[3]);
         break;
-    case SYS_openat2: {
-        struct open_how { uint64_t flags, mode, resolve; } how;
-        r = (size_t)a[3] < sizeof how ? -EINVAL : copy_in(&how, (const void *)a[2], sizeof how);
-        if (!r) r = open_rel(vol, rel, (int)how.flags, (mode_t)how.mode);
-        break;
-    }
+    case SYS_openat2: r = open_rel(vol, rel, (int)how.flags, (mode_t)how.mode); break;
+    case SYS_symlinkat: r = symlink_rel(vol, rel, (const char *)a[0]); break;
     case SYS_newfstatat:
     case SYS_statx: {
         scp_vstat v;
@@ -1514,22 +1678,35 @@ int sh_path_call(long nr, const long a[6], long *ret) {
         else r = scp_volume_unlink(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         break;
     case SYS_readlinkat: {
-        scp_vstat v;
-        r = path_vstat(vol, rel, &v);
-        if (!r) r = -EINVAL; /* volumes hold no symbolic links */
+        char t[PATH_MAX];
+        if ((long)a[3] <= 0) { r = -EINVAL; break; }
+        r = rel[0] ? scp_volume_readlink(sh.vol[vol].v, rel, t, sizeof t, &e) : -EINVAL;
+        if (r < 0) { r = rel[0] ? neg(&e) : r; break; }
+        size_t len = (size_t)r < (size_t)a[3] ? (size_t)r : (size_t)a[3];
+        if (sh_copy_out((char *)a[2], t, len)) r = -EFAULT;
+        else r = (long)len;
         break;
     }
     case SYS_fchmodat:
-    case SYS_fchmodat2: r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN); break;
+    case SYS_fchmodat2: {
+        scp_vstat lv;
+        if (nr == SYS_fchmodat2 && (a[3] & AT_SYMLINK_NOFOLLOW) && path_vstat(vol, rel, &lv) == 0 &&
+            lv.type == SCP_VTYPE_LINK) { r = -EOPNOTSUPP; break; } /* Linux links have no mode */
+        r = setattr_rel(vol, rel, a[2] & 07777, -1, -1, INT64_MIN);
+        break;
+    }
     case SYS_fchownat: r = setattr_rel(vol, rel, -1, (int64_t)(int)a[2] == -1 ? -1 : (int64_t)(unsigned)a[2],
                                       (int64_t)(int)a[3] == -1 ? -1 : (int64_t)(unsigned)a[3], INT64_MIN); break;
     case SYS_utimensat: r = utimes_rel(vol, rel, (const struct timespec *)a[2]); break;
     case SYS_futimesat: r = setattr_rel(vol, rel, -1, -1, -1, INT64_MIN); break;
-    case SYS_mknodat: r = -EPERM; break;
+    case SYS_mknodat: r = mknod_rel(vol, rel, (mode_t)a[2], (dev_t)a[3]); break;
     case SYS_name_to_handle_at: r = -EOPNOTSUPP; break;
     case SYS_truncate: {
         scp_vstat cv;
-        if ((r = path_vstat(vol, rel, &cv)) || (r = sh_cred_access(&cv, 2))) break;
+        if ((r = path_vstat(vol, rel, &cv))) break;
+        /* the kernel's order: the type (EISDIR, EINVAL for a node), then write permission */
+        if (cv.type != SCP_VTYPE_FILE) { r = cv.type == SCP_VTYPE_DIR ? -EISDIR : -EINVAL; break; }
+        if ((r = sh_cred_access(&cv, 2))) break;
         scp_vfile *vf = scp_vfile_open(sh.vol[vol].v, rel, O_WRONLY, 0, &e);
         if (!vf) { r = neg(&e); break; }
         r = (long)a[1] < 0 ? -EINVAL : scp_vfile_truncate(vf, (uint64_t)a[1], &e) ? neg(&e) : 0;
@@ -1572,6 +1749,10 @@ long sh_chdir(const char *path, int *handled) {
         *handled = 1;
         return r;
     }
+    char abs[PATH_MAX];
+    int f = follow_links(&vol, rel, sizeof rel, 1, abs, sizeof abs);
+    if (f < 0) return f;
+    if (f == 2) return sh_gate(SYS_chdir, (long)abs, 0, 0, 0, 0, 0); /* a link out of the volumes */
     scp_vstat v;
     long r = path_vstat(vol, rel, &v);
     if (r) return r;

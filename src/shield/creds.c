@@ -77,6 +77,11 @@ static long access_as(const scp_vstat *v, int want, uid_t uid, gid_t gid) {
     return ((unsigned)want & ~bits) ? -EACCES : 0;
 }
 
+int sh_cred_root(void) {
+    cred_load();
+    return cr.euid == 0;
+}
+
 long sh_cred_access(const scp_vstat *v, int want) {
     cred_load();
     return access_as(v, want, cr.euid, cr.egid);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/util.h"
 #include "crypto/crypto.h"
@@ -112,6 +113,11 @@ static int parent_is_dir(const scp_manifest *m, const char *path) {
     return 0;
 }
 
+int scp_node_type_ok(uint32_t mode) {
+    uint32_t t = mode & S_IFMT;
+    return t == S_IFIFO || t == S_IFSOCK || t == S_IFCHR || t == S_IFBLK;
+}
+
 static int id_cmp(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID_LEN); }
 
 int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_err *err) {
@@ -133,7 +139,7 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
         e->type = body[off];
         uint16_t plen = scp_get_u16(body + off + 1);
         off += 3;
-        if ((e->type != 1 && e->type != 2) || plen == 0 || plen > SCP_MAX_PATH ||
+        if ((e->type < SCP_MTYPE_FILE || e->type > SCP_MTYPE_LINK) || plen == 0 || plen > SCP_MAX_PATH ||
             len - off < (size_t)plen + MENTRY_FIXED - 3)
             goto malformed;
         e->path = malloc((size_t)plen + 1);
@@ -160,6 +166,18 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
         e->mtime_ns = (int64_t)scp_get_u64(body + off + 12);
         off += 20;
         if (e->type == 2 && e->size != 0) goto malformed;
+        if (e->type == SCP_MTYPE_NODE && !scp_node_type_ok(e->mode)) goto malformed;
+        if (e->type == SCP_MTYPE_LINK) {
+            if (len - off < 2) goto malformed;
+            uint16_t tlen = scp_get_u16(body + off);
+            off += 2;
+            if (tlen == 0 || tlen > SCP_MAX_PATH || len - off < tlen || e->size != tlen ||
+                memchr(body + off, 0, tlen) || !(e->target = malloc((size_t)tlen + 1)))
+                goto malformed;
+            memcpy(e->target, body + off, tlen);
+            e->target[tlen] = '\0';
+            off += tlen;
+        }
         if (e->size > (UINT64_C(1) << 50)) goto malformed; /* 1 PiB: far beyond any real file */
     }
     if (off != len) goto malformed;
@@ -182,7 +200,8 @@ nomem:
 
 int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err) {
     size_t len = 4;
-    for (size_t i = 0; i < m->n; i++) len += MENTRY_FIXED + strlen(m->e[i].path);
+    for (size_t i = 0; i < m->n; i++)
+        len += MENTRY_FIXED + strlen(m->e[i].path) + (m->e[i].target ? 2 + strlen(m->e[i].target) : 0);
     uint8_t *b = malloc(len), *p = b;
     if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding the manifest");
     scp_put_u32(p, (uint32_t)m->n);
@@ -206,6 +225,12 @@ int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, s
         scp_put_u32(p + 8, e->gid);
         scp_put_u64(p + 12, (uint64_t)e->mtime_ns);
         p += 20;
+        if (e->target) {
+            size_t tlen = strlen(e->target);
+            scp_put_u16(p, (uint16_t)tlen);
+            memcpy(p + 2, e->target, tlen);
+            p += 2 + tlen;
+        }
     }
     *out = b;
     *out_len = len;
@@ -213,7 +238,10 @@ int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, s
 }
 
 void scp_manifest_free(scp_manifest *m) {
-    for (size_t i = 0; i < m->n; i++) free(m->e[i].path);
+    for (size_t i = 0; i < m->n; i++) {
+        free(m->e[i].path);
+        free(m->e[i].target);
+    }
     free(m->e);
     memset(m, 0, sizeof *m);
 }

@@ -81,8 +81,13 @@ int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err 
 
 /* ---- manifest body (plaintext, inside the slot's ciphertext) ------------------------------
  *   u32 entry count, then entries sorted by path (strictly increasing, bytewise):
- *   u8 type (1 file, 2 dir) | u16 path length | path | id (16) | u64 size | root (32)
- *   | u32 mode | u32 uid | u32 gid | i64 mtime_ns
+ *   u8 type (1 file, 2 dir, 3 node, 4 symbolic link) | u16 path length | path | id (16)
+ *   | u64 size | root (32) | u32 mode | u32 uid | u32 gid | i64 mtime_ns
+ *   and for a symbolic link only: u16 target length | target (1..SCP_MAX_PATH bytes, no NUL);
+ *   its size is the target's length, its root zero, it has no objects.
+ * A node (a FIFO, socket or device name: metadata only, no objects) keeps its file type
+ * (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK) in the mode's S_IFMT bits and its device number in
+ * size; its root is zero.
  * Integers are big-endian. The root directory is implicit (not an entry).                    */
 typedef struct scp_mentry {
     uint8_t type;
@@ -92,11 +97,19 @@ typedef struct scp_mentry {
     uint8_t root[SCP_HASH_LEN]; /* content root of a file; zero for directories */
     uint32_t mode, uid, gid; /* mode: permission bits | SCP_MODE_OWNED */
     int64_t mtime_ns;
+    char *target; /* a symbolic link's target (NUL-terminated, owned by the entry); else NULL */
 } scp_mentry;
 
 /* In an entry's mode: uid and gid were recorded (every directory made or changed since
  * owners are kept for directories; files always had them). Never reported as a mode bit. */
 #define SCP_MODE_OWNED 0x80000000u
+#define SCP_MTYPE_FILE 1
+#define SCP_MTYPE_DIR 2
+#define SCP_MTYPE_NODE 3
+#define SCP_MTYPE_LINK 4
+
+/* A node's S_IFMT bits name one of the four node types. */
+int scp_node_type_ok(uint32_t mode);
 
 typedef struct scp_manifest {
     scp_mentry *e;

@@ -48,6 +48,7 @@ int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
 
 void man_remove(scp_manifest *m, size_t i) {
     free(m->e[i].path);
+    free(m->e[i].target);
     memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof *m->e);
     m->n--;
 }

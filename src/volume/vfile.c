@@ -602,6 +602,8 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
     else if (i >= 0 && v->man.e[i].type == 2)
         rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory", p);
+    else if (i >= 0 && v->man.e[i].type != SCP_MTYPE_FILE) /* a node: no data in the volume */
+        rc = scp_fail(err, SCP_E_INVAL, ENXIO, "'%s' is not a regular file", p);
     else if (i < 0 && !(flags & O_CREAT))
         rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
     if (rc == 0 && i < 0) {

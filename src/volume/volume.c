@@ -537,8 +537,15 @@ static uint64_t live_size(scp_volume *v, const scp_mentry *e) {
 
 static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
     memset(st, 0, sizeof *st);
-    st->type = e->type == 2 ? SCP_VTYPE_DIR : SCP_VTYPE_FILE;
-    st->size = e->type == 2 ? 0 : live_size(v, e);
+    st->type = e->type == SCP_MTYPE_DIR    ? SCP_VTYPE_DIR
+               : e->type == SCP_MTYPE_NODE ? SCP_VTYPE_NODE
+               : e->type == SCP_MTYPE_LINK ? SCP_VTYPE_LINK
+                                           : SCP_VTYPE_FILE;
+    st->size = e->type == SCP_MTYPE_FILE ? live_size(v, e) : e->type == SCP_MTYPE_LINK ? e->size : 0;
+    if (e->type == SCP_MTYPE_NODE) {
+        st->node_type = e->mode & S_IFMT;
+        st->rdev = e->size;
+    }
     st->mode = e->mode & 07777;
     st->owner_unset = e->type == 2 && !(e->mode & SCP_MODE_OWNED);
     st->uid = e->uid;
@@ -555,9 +562,9 @@ int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     out->generation = v->gen;
     out->tag = v->cur_tag;
     for (size_t i = 0; i < v->man.n; i++) {
-        if (v->man.e[i].type == 2) {
+        if (v->man.e[i].type == SCP_MTYPE_DIR) {
             out->dir_count++;
-        } else {
+        } else if (v->man.e[i].type == SCP_MTYPE_FILE) {
             out->file_count++;
             out->total_bytes += v->man.e[i].size;
         }
@@ -570,6 +577,21 @@ static int norm(const char *in, char *out, scp_err *err) {
     return scp_path_normalize(in, out, SCP_MAX_PATH + 1, err);
 }
 
+/* The error for a path that has no entry (caller holds the volume lock): ENOTDIR when one of
+ * its ancestors is not a directory (as the kernel says for "file/x"), otherwise ENOENT. */
+static int missing(scp_volume *v, const char *path, scp_err *err) {
+    char pre[SCP_MAX_PATH + 1];
+    for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
+        memcpy(pre, path, (size_t)(s - path));
+        pre[s - path] = '\0';
+        long i = man_find(&v->man, pre);
+        if (i < 0) break;
+        if (v->man.e[i].type != SCP_MTYPE_DIR)
+            return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", pre);
+    }
+    return scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", path);
+}
+
 /* Check that the parent of path exists and is a directory (caller holds vol_lock). */
 static int check_parent(scp_volume *v, const char *path, scp_err *err) {
     const char *slash = strrchr(path, '/');
@@ -578,9 +600,7 @@ static int check_parent(scp_volume *v, const char *path, scp_err *err) {
     memcpy(parent, path, (size_t)(slash - path));
     parent[slash - path] = '\0';
     long i = man_find(&v->man, parent);
-    if (i < 0)
-        return scp_fail(err, SCP_E_NOENT, ENOENT, "directory '%s' does not exist in the volume",
-                        parent);
+    if (i < 0) return missing(v, parent, err);
     if (v->man.e[i].type != 2)
         return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", parent);
     return 0;
@@ -609,14 +629,16 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
         st->owner_unset = 1;
     } else {
         long i = man_find(&v->man, p);
-        if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+        if (i < 0) rc = missing(v, p, err);
         else fill_stat(v, &v->man.e[i], st);
     }
     vol_unlock(v);
     return rc;
 }
 
-int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *err) {
+/* A new entry without objects (a directory or a node): mode as stored, size as given. */
+static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mode, uint64_t size,
+                      const char *target, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
     if (p[0] == '\0') return scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists");
@@ -624,12 +646,17 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
     int rc = check_parent(v, p, err);
     if (rc == 0 && man_find(&v->man, p) >= 0)
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
-    scp_mentry e = {.type = 2, .mode = (mode & 07777) | SCP_MODE_OWNED, .mtime_ns = scp_now_ns(),
+    scp_mentry e = {.type = type, .mode = mode | SCP_MODE_OWNED, .size = size, .mtime_ns = scp_now_ns(),
                     .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
     if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
-    if (rc == 0 && !(e.path = strdup(p))) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    if (rc == 0 && man_insert(&v->man, &e, err) < 0) {
+    if (rc == 0 && (!(e.path = strdup(p)) || (target && !(e.target = strdup(target)))))
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (rc < 0) {
         free(e.path);
+        free(e.target);
+    } else if (man_insert(&v->man, &e, err) < 0) {
+        free(e.path);
+        free(e.target);
         rc = -1;
     }
     if (rc == 0 && vol_commit_manifest(v, 0, err) < 0) {
@@ -640,13 +667,82 @@ int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *er
     return rc;
 }
 
+int scp_volume_mkdir(scp_volume *v, const char *path, uint32_t mode, scp_err *err) {
+    return make_entry(v, path, SCP_MTYPE_DIR, mode & 07777, 0, NULL, err);
+}
+
+int scp_volume_mknod(scp_volume *v, const char *path, uint32_t mode, uint64_t rdev, scp_err *err) {
+    if (!scp_node_type_ok(mode))
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "not a FIFO, socket or device node type");
+    return make_entry(v, path, SCP_MTYPE_NODE, mode & (S_IFMT | 07777), rdev, NULL, err);
+}
+
+int scp_volume_symlink(scp_volume *v, const char *target, const char *path, scp_err *err) {
+    size_t tl = strlen(target);
+    if (tl == 0) return scp_fail(err, SCP_E_NOENT, ENOENT, "empty symbolic link target");
+    if (tl > SCP_MAX_PATH) return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "symbolic link target too long");
+    return make_entry(v, path, SCP_MTYPE_LINK, 0777, tl, target, err);
+}
+
+long scp_volume_readlink(scp_volume *v, const char *path, char *buf, size_t size, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (vol_lock_read(v, err) < 0) return -1;
+    long i = p[0] ? man_find(&v->man, p) : -1, rc;
+    if (i < 0 && p[0]) rc = missing(v, p, err);
+    else if (i < 0 || v->man.e[i].type != SCP_MTYPE_LINK)
+        rc = scp_fail(err, SCP_E_INVAL, EINVAL, "'%s' is not a symbolic link", p);
+    else {
+        rc = (long)strlen(v->man.e[i].target);
+        memcpy(buf, v->man.e[i].target, (size_t)rc < size ? (size_t)rc : size);
+    }
+    vol_unlock(v);
+    return rc;
+}
+
+long scp_volume_first_link(scp_volume *v, const char *path, int follow_last, char *target,
+                           size_t tsize, scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (norm(path, p, err) < 0) return -1;
+    if (!p[0]) return 0;
+    if (vol_lock_read(v, err) < 0) return -1;
+    long rc = 0;
+    size_t n = strlen(p);
+    for (size_t end = 0; end < n && rc == 0;) {
+        const char *s = strchr(p + end + 1, '/');
+        end = s ? (size_t)(s - p) : n;
+        if (end == n && !follow_last) break;
+        char c = p[end];
+        p[end] = '\0';
+        long i = man_find(&v->man, p);
+        p[end] = c;
+        if (i < 0) break;
+        const scp_mentry *e = &v->man.e[i];
+        if (e->type == SCP_MTYPE_LINK) {
+            if (strlen(e->target) >= tsize)
+                rc = scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "symbolic link target too long");
+            else {
+                strcpy(target, e->target);
+                rc = (long)end;
+            }
+        } else if (e->type != SCP_MTYPE_DIR) {
+            break;
+        }
+    }
+    vol_unlock(v);
+    return rc;
+}
+
 /* Remove manifest entry i and commit; on failure the entry is put back. The removed entry's id
  * is copied to id_out if not NULL (caller holds vol_lock). */
 static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_LEN],
                             scp_err *err) {
     scp_mentry saved = v->man.e[i];
-    if (!(saved.path = strdup(saved.path)))
+    if (!(saved.path = strdup(saved.path)) ||
+        (saved.target && !(saved.target = strdup(saved.target)))) {
+        free(saved.path);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
     man_remove(&v->man, i);
     if (vol_commit_manifest(v, 0, err) < 0) {
         man_insert(&v->man, &saved, NULL); /* cannot fail: the array had room for it */
@@ -654,6 +750,7 @@ static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_L
     }
     if (id_out) memcpy(id_out, saved.id, SCP_FILEID_LEN);
     free(saved.path);
+    free(saved.target);
     return 0;
 }
 
@@ -664,7 +761,7 @@ int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     long i = man_find(&v->man, p);
     int rc = 0;
-    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+    if (i < 0) rc = missing(v, p, err);
     else if (v->man.e[i].type != 2)
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     else if (has_children(&v->man, p))
@@ -735,12 +832,13 @@ int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     long i = man_find(&v->man, p);
     int rc = 0;
-    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+    if (i < 0) rc = missing(v, p, err);
     else if (v->man.e[i].type == 2)
         rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory; use rmdir", p);
     uint8_t id[SCP_FILEID_LEN];
+    int has_objects = rc == 0 && v->man.e[i].type == SCP_MTYPE_FILE;
     if (rc == 0) rc = remove_committed(v, (size_t)i, id, err);
-    if (rc == 0) drop_objects(v, id);
+    if (rc == 0 && has_objects) drop_objects(v, id);
     vol_unlock(v);
     return rc;
 }
@@ -765,7 +863,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
     long i = man_find(&v->man, a), j = man_find(&v->man, b);
-    if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", a);
+    if (i < 0) rc = missing(v, a, err);
     if (rc == 0) rc = check_parent(v, b, err);
     if (rc == 0 && strcmp(a, b) == 0) goto out;
     int is_dir = rc == 0 && v->man.e[i].type == 2;
@@ -794,8 +892,10 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
             e.path = reprefix(p, al, b);
         else
             e.path = strdup(p);
-        if (!e.path || man_insert(&nm, &e, err) < 0) {
+        int tfail = e.target && !(e.target = strdup(e.target));
+        if (!e.path || tfail || man_insert(&nm, &e, err) < 0) {
             free(e.path);
+            if (!tfail) free(e.target);
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         }
     }
@@ -838,10 +938,10 @@ int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t ui
     long i = man_find(&v->man, p);
     int rc = 0;
     if (i < 0) {
-        rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+        rc = missing(v, p, err);
     } else {
         scp_mentry *e = &v->man.e[i], saved = *e;
-        if (mode >= 0) e->mode = ((uint32_t)mode & 07777) | (e->mode & SCP_MODE_OWNED);
+        if (mode >= 0) e->mode = ((uint32_t)mode & 07777) | (e->mode & (SCP_MODE_OWNED | S_IFMT));
         if (uid >= 0) e->uid = (uint32_t)uid;
         if (gid >= 0) e->gid = (uint32_t)gid;
         /* a directory without a recorded owner has one once both ids are given */
@@ -874,7 +974,7 @@ int scp_volume_readdir(scp_volume *v, const char *path, scp_readdir_cb cb, void 
     int rc = 0;
     if (pl) {
         long i = man_find(&v->man, p);
-        if (i < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
+        if (i < 0) rc = missing(v, p, err);
         else if (v->man.e[i].type != 2)
             rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
         start = (size_t)i + 1;
