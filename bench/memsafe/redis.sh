@@ -65,6 +65,8 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %12s %12s %8s %12s %8s %12s %8s\n' variant SET/s GET/s ratio cpu_us/req ratio peakRSS_KB ratio
 base_r='' base_m='' base_c=''
 median() { sort -n | sed -n "$(((ROUNDS + 1) / 2))p"; }
+# (a run too short for the 10 ms clock ticks measures 0 CPU: no ratio then; raise N)
+ratio() { if [ "$(echo "$2 > 0" | bc)" = 1 ]; then echo "scale=3; $1 / $2" | bc; else echo n/a; fi; }
 for v in $VARIANTS; do
     d=$WORK/redis-$v
     sets=() gets=() cpus=() mems=()
@@ -98,7 +100,7 @@ for v in $VARIANTS; do
     sum=$(echo "$set_r + $get_r" | bc)
     [ -n "$base_r" ] || { base_r=$sum; base_m=$mem; base_c=$cpu; }
     printf '%-10s %12s %12s %8s %12s %8s %12s %8s\n' "$v" "$set_r" "$get_r" \
-        "$(echo "scale=3; $base_r / $sum" | bc)" "$cpu" "$(echo "scale=3; $cpu / $base_c" | bc)" \
+        "$(echo "scale=3; $base_r / $sum" | bc)" "$cpu" "$(ratio "$cpu" "$base_c")" \
         "$mem" "$(echo "scale=2; $mem / $base_m" | bc)"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

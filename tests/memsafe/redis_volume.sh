@@ -23,7 +23,12 @@ fi
 nm "$SERVER" | grep -q ' T __scp_ms_report$' || fail "$SERVER is not built with scp-cc --memsafe"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/scp-ms-redis.XXXXXX") || exit 1
-trap 'kill $RPID 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
+# The server runs from a copy outside /tmp: the container's /tmp is private.
+B=$(mktemp -d /var/tmp/scp-ms-redis.XXXXXX) || exit 1
+trap 'kill $RPID 2>/dev/null; wait 2>/dev/null; rm -rf "$T" "$B"' EXIT
+chmod 755 "$B"
+cp "$SERVER" "$B/redis-server"
+SERVER=$B/redis-server
 RPID=
 PORT=$((20000 + RANDOM % 30000))
 MARK="memsafe-volume-marker-$RANDOM$RANDOM"

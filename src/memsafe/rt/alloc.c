@@ -180,6 +180,7 @@ static void ms_init_regions(void)
         struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
         r->magic = ms_magic(k->size);
         r->meta = meta;
+        r->start = k->start;
         __atomic_store_n(&r->size, k->size, __ATOMIC_RELEASE);
     }
     ms_large_tab = mmap(NULL, MS_LARGE_SLOTS * sizeof *ms_large_tab, PROT_READ | PROT_WRITE,

@@ -16,9 +16,9 @@ static inline int ms_out_of_bounds(const void *base, const void *ptr, uint64_t n
      * pointers are heap ones. */
     if (size == 0)
         return 0;
-    uint64_t off = b & MS_REGION_MASK;
-    uint64_t idx = (uint64_t)(((unsigned __int128)off * r->magic) >> 64);
-    uintptr_t obj = b - off + idx * size;
+    uintptr_t start = r->start;
+    uint64_t idx = (uint64_t)(((unsigned __int128)(b - start) * r->magic) >> 64);
+    uintptr_t obj = start + idx * size;
     uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED); /* requested + 1, 0 if free */
     uint64_t rel = (uintptr_t)ptr - obj; /* wraps to a huge value below the object */
     /* In bounds iff rel + n <= requested, written so that neither side can wrap. */

@@ -25,7 +25,7 @@ struct ms_region {
     uint64_t size;
     uint64_t magic;
     uint32_t *meta;
-    uint64_t pad;
+    uintptr_t start; /* the region's first address: a load is cheaper than two 64-bit masks */
 };
 
 extern struct ms_region __scp_ms_regions[MS_TABLE_LEN];
