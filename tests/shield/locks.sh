@@ -2,8 +2,7 @@
 # Record locks on a protected volume exclude across processes as the kernel's do (issue 12):
 # fcntl process-associated locks (lockf), F_GETLK's holder pid, OFD locks, flock, the POSIX
 # rule that closing any descriptor of the file releases the process's locks, and blocking
-# waits that end at the holder's release. Then two sqlite3 processes insert into one database
-# concurrently (rollback journal and WAL), and the database is intact with every row.
+# waits that end at the holder's release. (Two sqlite3 processes on one database: locks_sqlite.sh.)
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
 setup "$@"
@@ -119,27 +118,5 @@ cat "$T/locker.out"
 [ $rc -eq 0 ] || fail "lock semantics between two processes (exit $rc)"
 grep -q '^FAIL' "$T/locker.out" && fail "lock semantics"
 
-if command -v sqlite3 >/dev/null; then
-    for mode in DELETE WAL; do
-        db="$MNT/two-$mode.sqlite"
-        note "$mode: two sqlite3 processes, 200 INSERTs each, at the same time"
-        run sqlite3 "$db" "PRAGMA journal_mode=$mode; CREATE TABLE t(w TEXT, i INTEGER, v TEXT);" >/dev/null ||
-            fail "$mode: create"
-        for w in a b; do
-            { echo ".timeout 60000"
-              for i in $(seq 200); do echo "INSERT INTO t VALUES('$w', $i, 'SCPMARK_locks_$w$i');"; done
-            } > "$T/ins-$w.sql"
-        done
-        run sh -c "sqlite3 '$db' < '$T/ins-a.sql' & a=\$!; sqlite3 '$db' < '$T/ins-b.sql'; b=\$?; wait \$a; exit \$((\$? | b))" ||
-            fail "$mode: concurrent inserts failed"
-        out=$(run sqlite3 "$db" "PRAGMA integrity_check; SELECT count(*), count(DISTINCT w || i) FROM t;") ||
-            fail "$mode: reopen"
-        [ "$out" = "ok
-400|400" ] || fail "$mode: got '$out', want 'ok' and 400 distinct rows"
-        echo "ok: $mode: integrity_check ok, 400 rows"
-    done
-else
-    echo "sqlite3 not installed: its part skipped"
-fi
 check_no_plaintext SCPMARK_locks
 echo PASS
