@@ -199,6 +199,17 @@ int scp_vfile_truncate(scp_vfile *f, uint64_t size, scp_err *err);
 uint64_t scp_vfile_size(scp_vfile *f);
 int scp_vfile_stat(scp_vfile *f, scp_vstat *st, scp_err *err);
 
+/* Record locks: a descriptor for the kernel's record locks (fcntl, OFD, flock) that stand for
+ * locks on this file. It is a new open file description (O_RDWR, O_CLOEXEC) of the file's table
+ * object, an inode that every process opening this file shares and on which the library takes
+ * no locks of its own, so the kernel's lock semantics across processes apply unchanged (the
+ * object's size does not matter: locks need no data). have: the descriptor a previous call
+ * returned for this handle (returned as is), or -1 for a new one. Call it before every lock
+ * operation: it first lets the library finish its fork bookkeeping, which closes descriptors
+ * of the object (and so would drop the process's locks) if done after a lock was taken.
+ * Returns the descriptor, or -1. */
+int scp_vfile_lock_fd(scp_vfile *f, int have, scp_err *err);
+
 /* Make every write so far durable and advance the volume tag (a commit). */
 int scp_vfile_fsync(scp_vfile *f, scp_err *err);
 

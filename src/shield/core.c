@@ -75,6 +75,7 @@ static pfile *pf_new(enum pf_kind kind, int vol, int flags, const char *path) {
     pf->vol = vol;
     pf->flags = flags;
     pf->refs = 1;
+    pf->lkfd = -1;
     pthread_mutex_init(&pf->mu, NULL);
     return pf;
 }
@@ -87,6 +88,11 @@ static long pf_destroy(pfile *pf) {
             sh_trace("close of '%s' failed to commit: %s", pf->path, e.msg);
             r = neg(&e);
         }
+    }
+    if (pf->lkfd >= 0) { /* releases its OFD and flock locks, as the last close would */
+        sh_in_lib++; /* a volume-library descriptor: close() forgets it */
+        close(pf->lkfd);
+        sh_in_lib--;
     }
     for (size_t i = 0; i < pf->nents; i++) free(pf->ents[i].name);
     free(pf->ents);
@@ -995,6 +1001,178 @@ static int sh_unmap_hook_(void *addr, size_t len, int unmap) {
     return hit;
 }
 
+/* ---- record locks ------------------------------------------------------------------------ */
+
+/* The program's locks on a protected file are the kernel's own, taken on a descriptor of the
+ * file's table object (scp_vfile_lock_fd), one per open file description: OFD and flock locks
+ * belong to that description (shared by dup and fork, as the kernel's), process-associated
+ * locks to the process and the inode, which every process opening the file shares. So the
+ * kernel gives exclusion across processes, blocking waits, EDEADLK, F_GETLK's holder pid and
+ * release at exit. The descriptor is in the volume library's zone: the program never sees its
+ * number and cannot close it. */
+
+/* Set once this process took a process-associated lock: from then on a close must release them. */
+static int posix_locks_taken;
+
+/* Why pf's lock descriptor is opened lazily, and why with care: opening one moves it from the
+ * lowest free number into the library's zone, and the close of the temporary number is a
+ * close of a descriptor of the file, on which the kernel drops every process-associated lock
+ * of this process on it (POSIX). So process-associated locks go through a descriptor the
+ * process already has for the file when there is one (locks_fd_of), and a new description
+ * for OFD or flock locks is refused with ENOLCK while the process holds such locks, rather
+ * than dropping them silently (own_lock_fd). */
+
+/* Open pf's lock descriptor; or -errno. */
+static long open_lock_fd(pfile *pf) {
+    assert(pf->kind == PF_FILE);
+    int have = __atomic_load_n(&pf->lkfd, __ATOMIC_ACQUIRE);
+    /* a vfork child shares the shield's memory but not its descriptor table */
+    if (have < 0 && in_vfork_child()) return -ENOLCK;
+    scp_err e;
+    int fd = scp_vfile_lock_fd(pf->vf, have, &e);
+    if (fd < 0) return neg(&e);
+    if (fd == have) return fd;
+    scp_vstat st;
+    if (scp_vfile_stat(pf->vf, &st, &e)) {
+        close(fd); /* we run inside sh_in_lib: close forgets the library descriptor */
+        return neg(&e);
+    }
+    pf->lkino = st.ino;
+    int none = -1;
+    if (__atomic_compare_exchange_n(&pf->lkfd, &none, fd, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return fd;
+    close(fd); /* another thread opened one first */
+    return none;
+}
+
+/* Another description of the same file with a lock descriptor (a reference), or NULL. */
+static pfile *lock_sibling(pfile *pf) {
+    scp_vstat st;
+    scp_err e;
+    if (scp_vfile_stat(pf->vf, &st, &e)) return NULL;
+    pfile *hit = NULL;
+    pthread_mutex_lock(&sh.mu);
+    long amax = (long)SCP_SHIELD_MAX_ALIAS_FD, nalias = sh.nalias ? (sh.lo < amax ? sh.lo : amax) : 0;
+    for (long i = 0; i < sh.nslots + nalias && !hit; i++) {
+        pfile *q = i < sh.nslots ? sh.slot[i] : sh.alias[i - sh.nslots];
+        if (q && q != pf && q->kind == PF_FILE && q->vol == pf->vol &&
+            __atomic_load_n(&q->lkfd, __ATOMIC_ACQUIRE) >= 0 && q->lkino == st.ino)
+            hit = q;
+    }
+    if (hit) __atomic_add_fetch(&hit->refs, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_unlock(&sh.mu);
+    return hit;
+}
+
+/* Does this process hold process-associated locks on the file of lock descriptor fd? The
+ * kernel lists them in the descriptor's fdinfo. */
+static int holds_posix_locks(long fd) {
+    char path[64], buf[2048];
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%ld", fd);
+    long f = sh_gate(SYS_openat, AT_FDCWD, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (f < 0) return 1; /* unknown: assume so (refusing is safe, dropping is not) */
+    long n = sh_gate(SYS_read, f, (long)buf, sizeof buf - 1, 0, 0, 0);
+    sh_gate(SYS_close, f, 0, 0, 0, 0, 0);
+    if (n < 0) return 1;
+    buf[n] = 0;
+    return strstr(buf, "POSIX") != NULL;
+}
+
+/* The descriptor for pf's own (OFD, flock) locks; or -errno. */
+static long own_lock_fd(pfile *pf) {
+    int have = __atomic_load_n(&pf->lkfd, __ATOMIC_ACQUIRE);
+    if (have >= 0) return open_lock_fd(pf); /* returns it after the library's fork check */
+    if (__atomic_load_n(&posix_locks_taken, __ATOMIC_ACQUIRE)) {
+        pfile *q = lock_sibling(pf);
+        int busy = q && holds_posix_locks(q->lkfd);
+        pf_put(q);
+        if (busy) {
+            sh_trace("'%s': an OFD or flock lock through a second open while this process holds fcntl "
+                     "locks on the file is not supported (ENOLCK)", pf->path);
+            return -ENOLCK;
+        }
+    }
+    return open_lock_fd(pf);
+}
+
+/* A descriptor for the process-associated locks of pf's file: any lock descriptor of the file
+ * in this process will do (the kernel keeps those locks per process and file). *ref: a
+ * reference to drop with pf_put after use (or NULL). Returns it or -errno. */
+static long posix_lock_fd(pfile *pf, pfile **ref) {
+    *ref = NULL;
+    if (__atomic_load_n(&pf->lkfd, __ATOMIC_ACQUIRE) < 0) {
+        pfile *q = lock_sibling(pf);
+        if (q) {
+            *ref = q;
+            return open_lock_fd(q);
+        }
+    }
+    return open_lock_fd(pf);
+}
+
+/* fcntl's record-lock commands. The range is the plaintext file's: SEEK_CUR and SEEK_END are
+ * resolved against the protected file's position and size (the lock descriptor has neither). */
+static long do_record_lock(pfile *pf, int cmd, void *arg) {
+    struct flock fl;
+    long r = copy_in(&fl, arg, sizeof fl);
+    if (r) return r;
+    int get = cmd == F_GETLK || cmd == F_OFD_GETLK;
+    if (pf->kind != PF_FILE) { /* a directory: only read locks can be asked for, and exclude nothing */
+        if (fl.l_type == F_WRLCK && !get) return -EBADF;
+        if (get) {
+            fl.l_type = F_UNLCK;
+            return copy_out(arg, &fl, sizeof fl);
+        }
+        return 0;
+    }
+    long long base = 0;
+    if (fl.l_whence == SEEK_CUR) base = do_lseek(pf, 0, SEEK_CUR);
+    else if (fl.l_whence == SEEK_END) base = (long long)scp_vfile_size(pf->vf);
+    else if (fl.l_whence != SEEK_SET) return -EINVAL;
+    if (base < 0) return base;
+    if (fl.l_start > 0 && base > LLONG_MAX - fl.l_start) return -EOVERFLOW;
+    fl.l_start += base;
+    fl.l_whence = SEEK_SET;
+    if (!get) { /* the kernel checks the access mode of the descriptor the lock is taken on */
+        int acc = pf->flags & O_ACCMODE;
+        if ((fl.l_type == F_WRLCK && acc == O_RDONLY) || (fl.l_type == F_RDLCK && acc == O_WRONLY)) return -EBADF;
+    }
+    int posix = cmd == F_SETLK || cmd == F_SETLKW || cmd == F_GETLK;
+    pfile *ref = NULL;
+    long fd = posix ? posix_lock_fd(pf, &ref) : own_lock_fd(pf);
+    if (fd < 0) return fd;
+    if ((cmd == F_SETLK || cmd == F_SETLKW) && fl.l_type != F_UNLCK)
+        __atomic_store_n(&posix_locks_taken, 1, __ATOMIC_RELEASE);
+    r = sh_gate(SYS_fcntl, fd, cmd, (long)&fl, 0, 0, 0);
+    pf_put(ref);
+    if (r || !get) return r;
+    if (fl.l_type == F_UNLCK) { /* the kernel changes only l_type then */
+        if (copy_in(&fl, arg, sizeof fl)) return -EFAULT;
+        fl.l_type = F_UNLCK;
+    }
+    return copy_out(arg, &fl, sizeof fl);
+}
+
+static long do_flock(pfile *pf, int op) {
+    if (pf->kind != PF_FILE) return 0; /* directories: accepted, exclude nothing (docs/shield.md) */
+    long fd = own_lock_fd(pf);
+    return fd < 0 ? fd : sh_gate(SYS_flock, fd, op, 0, 0, 0, 0);
+}
+
+/* The program closes a descriptor of pf: POSIX releases every process-associated lock of this
+ * process on the file, whichever descriptor took it (the kernel keeps them per inode, so an
+ * unlock of the whole file on any descriptor of the table object releases them all). */
+static void locks_on_close(pfile *pf) {
+    if (!pf || pf->kind != PF_FILE || !__atomic_load_n(&posix_locks_taken, __ATOMIC_ACQUIRE)) return;
+    pfile *ref = NULL;
+    long fd = -1;
+    if (__atomic_load_n(&pf->lkfd, __ATOMIC_ACQUIRE) >= 0) fd = open_lock_fd(pf);
+    /* without a lock descriptor of the file in this process, it holds no such locks on it */
+    else if ((ref = lock_sibling(pf))) fd = open_lock_fd(ref);
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fd >= 0) sh_gate(SYS_fcntl, fd, F_SETLK, (long)&fl, 0, 0, 0);
+    pf_put(ref);
+}
+
 /* ---- fcntl, dup, close ------------------------------------------------------------------- */
 
 static long do_dup_to(long oldfd, long newfd, int cloexec) {
@@ -1006,7 +1184,11 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
         long r = sh_gate(SYS_dup3, oldfd, newfd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
         if (r >= 0) {
             if (in_vfork_child()) vfk_forget((pid_t)syscall(SYS_getpid), newfd);
-            else pf_put(slot_take(newfd));
+            else {
+                pfile *old = slot_take(newfd);
+                locks_on_close(old);
+                pf_put(old);
+            }
         }
         return r;
     }
@@ -1036,6 +1218,7 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
         sh.slot_cloexec[newfd - sh.base] = (unsigned char)cloexec;
         pthread_mutex_unlock(&sh.mu);
         kset_cloexec(newfd, cloexec);
+        locks_on_close(old);
         pf_put(old);
         return newfd;
     }
@@ -1063,6 +1246,7 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
         sh.alias[newfd] = pf;
         if (!old) sh.nalias++;
         pthread_mutex_unlock(&sh.mu);
+        locks_on_close(old);
         pf_put(old);
         sh_trace("descriptor %ld now refers to protected '%s' (alias)", newfd, pf->path);
         return newfd;
@@ -1081,6 +1265,7 @@ static long do_close(long fd) {
     pfile *pf = slot_take(fd);
     if (!pf) return -EBADF;
     if (fd < sh.lo) sh_gate(SYS_close, fd, 0, 0, 0, 0, 0); /* the alias placeholder */
+    locks_on_close(pf);
     return pf_put(pf);
 }
 
@@ -1115,16 +1300,11 @@ static long do_fcntl(long fd, int cmd, long arg) {
         r = 0;
         break;
     case F_GETLK:
-    case F_OFD_GETLK: {
-        struct flock *fl = (struct flock *)arg;
-        fl->l_type = F_UNLCK; /* locks on protected files are per process (see docs/shield.md) */
-        r = 0;
-        break;
-    }
+    case F_OFD_GETLK:
     case F_SETLK:
     case F_SETLKW:
     case F_OFD_SETLK:
-    case F_OFD_SETLKW: r = 0; break;
+    case F_OFD_SETLKW: r = do_record_lock(pf, cmd, (void *)arg); break;
     default: r = -EINVAL; sh_trace("fcntl %d on a protected descriptor is not supported", cmd);
     }
     pf_put(pf);
@@ -1142,10 +1322,18 @@ static long do_close_range(unsigned lo, unsigned hi, unsigned flags) {
         } else if (flags & CLOSE_RANGE_CLOEXEC) {
             sh.slot_cloexec[fd - sh.base] = 1;
             kset_cloexec(fd, 1);
-        } else pf_put(slot_take(fd));
+        } else {
+            pfile *old = slot_take(fd);
+            locks_on_close(old);
+            pf_put(old);
+        }
     }
     for (long fd = lo; fd <= (long)hi && fd < sh.lo && sh.nalias && !vf; fd++)
-        if (sh.alias[fd] && !(flags & CLOSE_RANGE_CLOEXEC)) pf_put(slot_take(fd));
+        if (sh.alias[fd] && !(flags & CLOSE_RANGE_CLOEXEC)) {
+            pfile *old = slot_take(fd);
+            locks_on_close(old);
+            pf_put(old);
+        }
     /* the parts outside the reserved range are the kernel's, except the volume library's own
      * descriptors just below it (a program closing "everything" must not take them) */
     long r = 0;
@@ -1377,8 +1565,8 @@ static long sh_syscall_(long nr, const long a[6]) {
         break;
     }
     case SYS_fadvise64:
-    case SYS_readahead:
-    case SYS_flock: r = 0; break;
+    case SYS_readahead: r = 0; break;
+    case SYS_flock: r = do_flock(pf, (int)a[1]); break;
     case SYS_ioctl: r = -ENOTTY; break;
     case SYS_fchdir: {
         scp_vstat fv;

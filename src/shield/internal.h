@@ -44,6 +44,9 @@ typedef struct pfile {
     size_t nents, pos;
     int listed;
     pid_t wpid;          /* process that last wrote through it (commit at exit/exec only there) */
+    int lkfd;            /* PF_FILE: the kernel descriptor its record locks live on (-1 until the
+                          * first lock; in the volume library's zone, see lock_fd in core.c) */
+    uint64_t lkino;      /* the file's inode number in its volume, once lkfd is open */
 } pfile;
 
 struct sh_volume {

@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -849,6 +850,28 @@ int scp_vfile_truncate(scp_vfile *h, uint64_t size, scp_err *err) {
 uint64_t scp_vfile_size(scp_vfile *h) {
     shared_catch_up(h->f);
     return __atomic_load_n(&h->f->size, __ATOMIC_RELAXED);
+}
+
+int scp_vfile_lock_fd(scp_vfile *h, int have, scp_err *err) {
+    if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
+    vol_after_fork_check(h->f->vol);
+    if (have >= 0) return have;
+    scp_file *f = h->f;
+    /* Through /proc: the very inode the library reads (also once the file is unlinked and its
+     * objects are gone), never a name in the attacker's directory. */
+    char path[40];
+    pthread_rwlock_rdlock(&f->rw);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", f->fd_t);
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NONBLOCK);
+    pthread_rwlock_unlock(&f->rw);
+    if (fd < 0) return scp_fail_errno(err, "cannot open a lock descriptor for '%s'", f->path ? f->path : "file");
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return scp_fail(err, SCP_E_INTEGRITY, ENOLCK, "'%s': its table object is not a regular file",
+                        f->path ? f->path : "file");
+    }
+    return fd;
 }
 
 int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
