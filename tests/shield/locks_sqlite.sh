@@ -8,7 +8,7 @@
 . "$(dirname "$0")/lib.sh"
 command -v sqlite3 >/dev/null || { echo "sqlite3 not installed: skipped"; exit 77; }
 setup "$@"
-    for mode in DELETE WAL; do
+    for mode in ${SQLITE_MODES:-DELETE WAL}; do
         db="$MNT/two-$mode.sqlite"
         note "$mode: two sqlite3 processes, 200 INSERTs each, at the same time"
         run sqlite3 "$db" "PRAGMA journal_mode=$mode; CREATE TABLE t(w TEXT, i INTEGER, v TEXT);" >/dev/null ||
