@@ -912,6 +912,8 @@ static struct shmap {
     pid_t pid; /* the process that mapped it */
 } maps[MAXMAP];
 
+static long map_guard(pfile *pf);
+
 static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long long off) {
     if (pf->kind == PF_DIR) return -ENODEV;
     if (!readable(pf)) return -EACCES;
@@ -919,6 +921,10 @@ static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long
     int wb = shared && (prot & PROT_WRITE);
     if (wb && !writable(pf)) return -EACCES;
     if (len == 0 || off < 0 || (off & 4095)) return -EINVAL;
+    if (wb) {
+        long g = map_guard(pf);
+        if (g < 0) return g;
+    }
     int mf = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS |
              (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE | MAP_POPULATE));
     char *m = (char *)syscall(SYS_mmap, addr, len, PROT_READ | PROT_WRITE, mf, -1, 0);
@@ -1010,6 +1016,9 @@ static int sh_unmap_hook_(void *addr, size_t len, int unmap) {
  * kernel gives exclusion across processes, blocking waits, EDEADLK, F_GETLK's holder pid and
  * release at exit. The descriptor is in the volume library's zone: the program never sees its
  * number and cannot close it. */
+
+/* The program's lock ranges end here; the byte at it is the shield's guard (map_guard). */
+#define SH_LOCK_LIMIT (1LL << 62)
 
 /* Set once this process took a process-associated lock: from then on a close must release them. */
 static int posix_locks_taken;
@@ -1109,6 +1118,39 @@ static long posix_lock_fd(pfile *pf, pfile **ref) {
     return open_lock_fd(pf);
 }
 
+/* A writable shared mapping of a protected file is a copy private to the process that made
+ * it (written back at msync and munmap, see do_mmap): two open descriptions that map one file
+ * so would each change their own copy and the later write-back would undo the other's changes
+ * (two sqlite3 processes on one WAL database: the -shm index). Until such copies are shared,
+ * the second is refused loudly instead: every description that maps a file writable and
+ * shared holds an OFD read lock on the guard byte SH_LOCK_LIMIT of the file's lock object
+ * (past every range of the program's own locks, do_record_lock), and a mapping is refused with
+ * EAGAIN when another description holds one. The lock lasts as long as the description. */
+static void map_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void map_log(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    sh_vlog_line(2, "scp-shield: ", fmt, ap);
+    va_end(ap);
+}
+
+static long map_guard(pfile *pf) {
+    long fd = own_lock_fd(pf);
+    if (fd < 0) return fd;
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = SH_LOCK_LIMIT, .l_len = 1};
+    long r = sh_gate(SYS_fcntl, fd, F_OFD_SETLK, (long)&fl, 0, 0, 0);
+    if (r) return r;
+    fl = (struct flock){.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = SH_LOCK_LIMIT, .l_len = 1};
+    r = sh_gate(SYS_fcntl, fd, F_OFD_GETLK, (long)&fl, 0, 0, 0);
+    if (r) return r;
+    if (fl.l_type != F_UNLCK) {
+        map_log("'%s' is mapped writable and shared by another process (or open file): a second such "
+                "mapping is refused (EAGAIN), as each would be a separate copy (docs/shield.md)", pf->path);
+        return -EAGAIN;
+    }
+    return 0;
+}
+
 /* fcntl's record-lock commands. The range is the plaintext file's: SEEK_CUR and SEEK_END are
  * resolved against the protected file's position and size (the lock descriptor has neither). */
 static long do_record_lock(pfile *pf, int cmd, void *arg) {
@@ -1132,6 +1174,11 @@ static long do_record_lock(pfile *pf, int cmd, void *arg) {
     if (fl.l_start > 0 && base > LLONG_MAX - fl.l_start) return -EOVERFLOW;
     fl.l_start += base;
     fl.l_whence = SEEK_SET;
+    /* The program's ranges end at SH_LOCK_LIMIT, so the shield's own guard byte (map_guard)
+     * never conflicts with them: "to the end of the file" (l_len 0) and ranges past it are cut
+     * there, and are reported back as "to the end". */
+    if (fl.l_start >= SH_LOCK_LIMIT) return -EINVAL;
+    if (fl.l_len == 0 || (fl.l_len > 0 && fl.l_len > SH_LOCK_LIMIT - fl.l_start)) fl.l_len = SH_LOCK_LIMIT - fl.l_start;
     if (!get) { /* the kernel checks the access mode of the descriptor the lock is taken on */
         int acc = pf->flags & O_ACCMODE;
         if ((fl.l_type == F_WRLCK && acc == O_RDONLY) || (fl.l_type == F_RDLCK && acc == O_WRONLY)) return -EBADF;
@@ -1148,6 +1195,8 @@ static long do_record_lock(pfile *pf, int cmd, void *arg) {
     if (fl.l_type == F_UNLCK) { /* the kernel changes only l_type then */
         if (copy_in(&fl, arg, sizeof fl)) return -EFAULT;
         fl.l_type = F_UNLCK;
+    } else if (fl.l_len > 0 && fl.l_start + fl.l_len == SH_LOCK_LIMIT) {
+        fl.l_len = 0; /* a holder's "to the end of the file" */
     }
     return copy_out(arg, &fl, sizeof fl);
 }
