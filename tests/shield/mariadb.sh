@@ -20,7 +20,13 @@ VOL=$T/vol
 KEY=$T/key
 DD=/scp-my-$$-$RANDOM/data
 AS="setpriv --reuid=mysql --regid=mysql --init-groups"
-fail() { echo "FAIL: $*" >&2; for f in "$T"/install.log "$T"/err.log; do [ -f "$f" ] && tail -25 "$f" >&2; done; exit 1; }
+fail() {
+    echo "FAIL: $*" >&2
+    for f in "$T"/install.log "$T"/err.log; do
+        [ -f "$f" ] && { grep -E "\[(ERROR|Warning)\]" "$f" | head -12; tail -8 "$f"; } >&2
+    done
+    exit 1
+}
 $AS "$MKVOL" "$KEY" "$VOL" || fail "cannot create a volume as mysql"
 M=SCPMARK_mariadb_$$
 run() { # run SHELL-COMMANDS: under the shield as mysql, with the volume at $DD
@@ -29,7 +35,7 @@ run() { # run SHELL-COMMANDS: under the shield as mysql, with the volume at $DD
 # mariadbd in the background, wait for its socket, SQL, shut down (inside one shielded run:
 # the server's files are only readable through the shield)
 SRV="/usr/sbin/mariadbd --no-defaults --datadir=$DD --socket=$T/sock --skip-networking --pid-file=$T/pid \
-     --log-error=$T/err.log --tmpdir=$T --innodb-buffer-pool-size=16M --innodb-log-file-size=8M"
+     --log-error=$T/err.log --tmpdir=$T --innodb-buffer-pool-size=16M --innodb-log-file-size=8M 2>>$T/srv.err"
 SQL="mariadb --no-defaults -S $T/sock -uroot -N -B"
 UP="i=0; while ! $SQL -e 'select 1' >/dev/null 2>&1; do i=\$((i+1)); [ \$i -lt 600 ] || exit 1;
      kill -0 \$! 2>/dev/null || exit 1; sleep 0.5; done"
