@@ -9,7 +9,8 @@
 #   bench/volume/mariadb.sh [BUILD_DIR]
 #
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each run),
-#   TABLES=4, ROWS=10000, THREADS=4, BASE=/var/tmp.
+#   TABLES=4, ROWS=10000, THREADS=4, BASE=/var/tmp, STRACE=0 (1: one more run of each under
+#   strace -f -c, from the server's start to its shutdown: flush calls per transaction).
 # Needs root (to become mysql), mariadb-server and sysbench.
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
@@ -45,9 +46,10 @@ install_in() { # FS
 }
 
 start_server() { # FS: mariadbd in the background until $T/stop exists, then shut down
-    local fs=$1
+    local fs=$1 tr=""
     rm -f "$T/stop"
-    (cd "$T" && SCP_QUIET=1 $AS $(pre "$fs") sh -c "/usr/sbin/mariadbd --no-defaults --datadir=$(datadir "$fs") \
+    [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fsync,fdatasync,sync_file_range,pwrite64,pwritev,io_submit"
+    (cd "$T" && SCP_QUIET=1 $tr $AS $(pre "$fs") sh -c "/usr/sbin/mariadbd --no-defaults --datadir=$(datadir "$fs") \
         --socket=$T/sock-$fs --skip-networking --pid-file=$T/pid-$fs --log-error=$T/err-$fs.log --tmpdir=$T 2>/dev/null &
         while [ ! -e $T/stop ]; do sleep 0.2; done
         mariadb-admin --no-defaults -S $T/sock-$fs -uroot shutdown; wait") &
@@ -100,6 +102,16 @@ for r in $(seq 1 "$ROUNDS"); do
         printf "round %d %-5s tps %8s  server CPU ms/txn %6s  (load %s)\n" "$r" "$fs" ${res} "$l"
     done
 done
+if [ "${STRACE:-0}" = 1 ]; then
+    for fs in plain scp; do
+        start_server "$fs" trace
+        res=$(bench "$fs")
+        stop_server
+        n=$(sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p' "$T/out-$fs")
+        awk -v fs="$fs" -v n="$n" '$NF ~ /^(fsync|fdatasync|sync_file_range|pwrite64|pwritev|io_submit)$/ {
+            printf "strace %-5s %-16s %8d calls, %.3f per txn\n", fs, $NF, $4, (n > 0 ? $4 / n : 0) }' "$T/strace-$fs.txt"
+    done
+fi
 grep -q "falling back to innodb_use_native_aio=OFF" "$T/err-scp.log" && echo "(scp: InnoDB fell back to simulated AIO)"
 tp=$(cut -d' ' -f1 "$T/res-plain" | median) ts=$(cut -d' ' -f1 "$T/res-scp" | median)
 cp_=$(cut -d' ' -f2 "$T/res-plain" | median) cs=$(cut -d' ' -f2 "$T/res-scp" | median)

@@ -820,6 +820,10 @@ static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long
     if (pf->kind == PF_DIR) return -ENODEV;
     if (!readable(pf)) return -EACCES;
     int shared = (flags & MAP_TYPE) == MAP_SHARED || (flags & MAP_TYPE) == MAP_SHARED_VALIDATE;
+    /* MAP_SYNC promises that stores reach the file without msync (DAX, persistent memory):
+     * the shield's copy is written back only on msync/munmap, so refuse it as the kernel does
+     * for a file that is not DAX (InnoDB would otherwise keep its redo log there, not durable) */
+    if ((flags & MAP_TYPE) == MAP_SHARED_VALIDATE && (flags & MAP_SYNC)) return -EOPNOTSUPP;
     int wb = shared && (prot & PROT_WRITE);
     if (wb && !writable(pf)) return -EACCES;
     if (len == 0 || off < 0 || (off & 4095)) return -EINVAL;

@@ -194,6 +194,19 @@ static void t_odirect(void) {
     ok("O_DIRECT (accepted, bytes stored)");
 }
 
+/* MAP_SYNC (stores durable without msync) cannot be kept by the shield's copy of a shared
+ * mapping: refused with EOPNOTSUPP, as the kernel does for a file that is not DAX */
+static void t_map_sync(void) {
+    int fd = open(path("mapsync.bin"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, 4096)) { if (fd >= 0) close(fd); return bad("MAP_SYNC", "setup"); }
+    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
+    int err = errno;
+    close(fd);
+    if (m != MAP_FAILED) { munmap(m, 4096); return bad("MAP_SYNC", "mapped"); }
+    if (err != EOPNOTSUPP) return bad("MAP_SYNC", "not refused with EOPNOTSUPP");
+    ok("MAP_SYNC (refused: EOPNOTSUPP)");
+}
+
 /* Kernel AIO is refused in a program with protected volumes (io_submit names descriptors in
  * memory, and the kernel cannot serve a protected one): io_setup fails with ENOSYS, so
  * programs fall back to their own I/O threads, and io_submit has no context to use */
@@ -784,6 +797,7 @@ int main(int argc, char **argv) {
     t_io_uring();
     t_odirect();
     t_aio();
+    t_map_sync();
     t_raw_path();
     t_asm_path();
     t_libc_internal();
