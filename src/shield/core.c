@@ -622,10 +622,9 @@ static long symlink_rel(int vol, const char *rel, const char *target_in) {
 }
 
 static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
-    if (flags & O_DIRECT) {
-        sh_trace("open of '%s' with O_DIRECT refused (not supported on protected files)", rel);
-        return -EOPNOTSUPP;
-    }
+    /* O_DIRECT is accepted and ignored: the shield does its own buffered, encrypted I/O,
+     * so the page cache is bypassed in spirit and no alignment is required */
+    flags &= ~O_DIRECT;
     if ((flags & O_TMPFILE) == O_TMPFILE) return -EOPNOTSUPP;
     int cloexec = (flags & O_CLOEXEC) != 0;
     scp_vstat v;
@@ -918,6 +917,10 @@ static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long
     if (pf->kind == PF_DIR) return -ENODEV;
     if (!readable(pf)) return -EACCES;
     int shared = (flags & MAP_TYPE) == MAP_SHARED || (flags & MAP_TYPE) == MAP_SHARED_VALIDATE;
+    /* MAP_SYNC promises that stores reach the file without msync (DAX, persistent memory):
+     * the shield's copy is written back only on msync/munmap, so refuse it as the kernel does
+     * for a file that is not DAX (InnoDB would otherwise keep its redo log there, not durable) */
+    if ((flags & MAP_TYPE) == MAP_SHARED_VALIDATE && (flags & MAP_SYNC)) return -EOPNOTSUPP;
     int wb = shared && (prot & PROT_WRITE);
     if (wb && !writable(pf)) return -EACCES;
     if (len == 0 || off < 0 || (off & 4095)) return -EINVAL;

@@ -6,7 +6,8 @@
  * in the table it tests the descriptor argument(s) against the range and traps (SIGSYS) when it
  * is reserved, except when the instruction pointer is the shield's gate. Calls from foreign
  * ABIs (int 0x80, x32) fail with ENOSYS, and io_uring is refused (ENOSYS) because its
- * operations name descriptors in memory where BPF cannot look.
+ * operations name descriptors in memory where BPF cannot look; so is io_setup (kernel AIO)
+ * when the program has protected volumes.
  *
  * A protected description moved to an ordinary number (dup2 onto stdout by dd, sort -o, a
  * shell redirection) gets a small filter of its own for that one number (full = 0); filters
@@ -164,6 +165,7 @@ static int route(const struct sh_sysent *s, int full) {
     case FILT_FD: return L_FDS + s->fds;
     case FILT_ALWAYS: return full ? L_LOWOK : s->fds ? L_FDS + s->fds : L_NONE;
     case FILT_ENOSYS: return full ? L_ENOSYS : L_NONE;
+    case FILT_ENOSYS_VOL: return full && sh.nvol ? L_ENOSYS : L_NONE;
     case FILT_CLOSE_RANGE: return L_CR;
     case FILT_SIGACTION: return full ? L_SIG : L_NONE;
     case FILT_SIGMASK: return full ? L_MASK : L_NONE;

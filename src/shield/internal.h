@@ -89,7 +89,7 @@ extern struct sh_state sh;
 #define SH_SYS_MAX 512
 #define SH_ARG(i) (1u << (i)) /* argument i is a descriptor (the fds column) */
 enum sh_filter { FILT_NONE, FILT_FD, FILT_ALWAYS, FILT_ENOSYS, FILT_CLOSE_RANGE, FILT_SIGACTION, FILT_SIGMASK,
-                 FILT_PATH };
+                 FILT_PATH, FILT_ENOSYS_VOL };
 enum sh_handler { HND_NONE, HND_DESC, HND_PATH, HND_EXEC, HND_UCTX, HND_CWD };
 struct sh_sysent {
     const char *name;

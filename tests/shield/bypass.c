@@ -5,7 +5,7 @@
  * usage: shield-bypass MOUNT STATIC_HELPER
  * Each case moves a marker ("SCPBYPASS" + case name) into a protected file by another route:
  * raw syscall instructions, stdio (libc-internal calls), mmap, sendfile, splice,
- * copy_file_range, io_uring, int 0x80, a static child, exec (two deep), fork, racing threads,
+ * copy_file_range, io_uring, kernel AIO, O_DIRECT, int 0x80, a static child, exec (two deep), fork, racing threads,
  * dup2 onto an ordinary number, closing every descriptor. A case passes when the route works through the shield (the
  * bytes read back right) or fails closed (an error, never plaintext on disk). The calling
  * script then proves that the backing directory holds no marker.
@@ -180,10 +180,43 @@ static void t_io_uring(void) {
     ok("io_uring (refused: ENOSYS)");
 }
 
+/* O_DIRECT is accepted and ignored on protected files (the shield does its own I/O): an
+ * unaligned write through it stores the bytes, encrypted, and F_SETFL(O_DIRECT) succeeds */
 static void t_odirect(void) {
-    int fd = open(path("direct.txt"), O_CREAT | O_RDWR | O_DIRECT, 0600);
-    if (fd >= 0 || errno != EOPNOTSUPP) return bad("O_DIRECT", "not refused with EOPNOTSUPP");
-    ok("O_DIRECT (refused: EOPNOTSUPP)");
+    const char *m = MARK("odirect");
+    int fd = open(path("direct.txt"), O_CREAT | O_RDWR | O_TRUNC | O_DIRECT, 0600);
+    if (fd < 0) return bad("O_DIRECT", "open refused");
+    if (write(fd, m, strlen(m)) != (ssize_t)strlen(m)) { close(fd); return bad("O_DIRECT", "unaligned write"); }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT)) { close(fd); return bad("O_DIRECT", "F_SETFL refused"); }
+    close(fd);
+    if (!content_is("direct.txt", m)) return bad("O_DIRECT", "bytes not read back");
+    ok("O_DIRECT (accepted, bytes stored)");
+}
+
+/* MAP_SYNC (stores durable without msync) cannot be kept by the shield's copy of a shared
+ * mapping: refused with EOPNOTSUPP, as the kernel does for a file that is not DAX */
+static void t_map_sync(void) {
+    int fd = open(path("mapsync.bin"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, 4096)) { if (fd >= 0) close(fd); return bad("MAP_SYNC", "setup"); }
+    void *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED_VALIDATE | MAP_SYNC, fd, 0);
+    int err = errno;
+    close(fd);
+    if (m != MAP_FAILED) { munmap(m, 4096); return bad("MAP_SYNC", "mapped"); }
+    if (err != EOPNOTSUPP) return bad("MAP_SYNC", "not refused with EOPNOTSUPP");
+    ok("MAP_SYNC (refused: EOPNOTSUPP)");
+}
+
+/* Kernel AIO is refused in a program with protected volumes (io_submit names descriptors in
+ * memory, and the kernel cannot serve a protected one): io_setup fails with ENOSYS, so
+ * programs fall back to their own I/O threads, and io_submit has no context to use */
+static void t_aio(void) {
+    unsigned long ctx = 0;
+    long r = syscall(SYS_io_setup, 4L, &ctx);
+    if (r == 0 || errno != ENOSYS) return bad("kernel AIO", "io_setup was not refused with ENOSYS");
+    r = syscall(SYS_io_submit, (long)ctx, 0L, 0L);
+    if (r >= 0 || errno != EINVAL) return bad("kernel AIO", "io_submit without a context did not fail with EINVAL");
+    ok("kernel AIO (io_setup refused: ENOSYS)");
 }
 
 /* Raw path system calls (no libc wrapper: what static code, Go and inline syscalls do) are
@@ -763,6 +796,8 @@ int main(int argc, char **argv) {
     t_sendfile_splice_cfr();
     t_io_uring();
     t_odirect();
+    t_aio();
+    t_map_sync();
     t_raw_path();
     t_asm_path();
     t_libc_internal();

@@ -34,6 +34,12 @@ run dd if="$T/plain.txt" of="$MNT/dd.bin" bs=100 seek=3 count=2 conv=notrunc 2>/
 run dd if="$MNT/dd.bin" bs=100 skip=3 count=2 2>/dev/null > "$T/dd-part"
 dd if="$T/plain.txt" bs=100 count=2 2>/dev/null | cmp - "$T/dd-part" || fail "dd seek/skip differs"
 
+note "dd oflag=direct, iflag=direct (O_DIRECT accepted and ignored; unaligned tail)"
+run dd if="$T/plain.txt" of="$MNT/direct.bin" bs=4096 oflag=direct 2>"$T/dd.err" || { cat "$T/dd.err"; fail "dd oflag=direct"; }
+"$SCPCTL" volume cat "$VOL" direct.bin --key-file "$KEY" | cmp - "$T/plain.txt" || fail "dd oflag=direct stored other bytes"
+got=$(run dd if="$MNT/direct.bin" bs=4096 iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)
+[ "$got" = "$want" ] || fail "dd iflag=direct read other bytes"
+
 note sort -o
 run sort -o "$MNT/sorted.txt" "$MNT/a.txt" || fail "sort -o into the volume"
 got=$(run cat "$MNT/sorted.txt" | sha256sum | cut -d' ' -f1)
@@ -67,7 +73,7 @@ check_no_plaintext "$M"
 [ ! -e "$MNT/a.txt" ] || fail "the mount point shows files outside the shield"
 
 note tamper
-run rm -r "$MNT/dd.bin" "$MNT/d" "$MNT/r.txt" || fail "rm -r"
+run rm -r "$MNT/dd.bin" "$MNT/direct.bin" "$MNT/d" "$MNT/r.txt" || fail "rm -r"
 [ "$(run ls "$MNT")" = a.txt ] || fail "the volume should hold only a.txt now"
 tamper_largest
 if run cat "$MNT/a.txt" > "$T/tampered.out" 2> "$T/tampered.err"; then

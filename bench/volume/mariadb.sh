@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench/volume/mariadb.sh - MariaDB 10.11 with sysbench oltp_write_only, the server's data
+# directory on a protected volume under `scpctl run` against the same server on a plain
+# directory of the same disk; same run, ratios printed. The server runs as mysql (setpriv) with
+# InnoDB's default options, as in tests/shield/mariadb.sh (on the volume it falls back to
+# simulated AIO, see docs/shield.md); sysbench is the client, outside the shield in both cases
+# (Unix socket). Besides tps, the server's CPU time (utime + stime of mariadbd) per transaction.
+#
+#   bench/volume/mariadb.sh [BUILD_DIR]
+#
+# Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each run),
+#   TABLES=4, ROWS=10000, THREADS=4, BASE=/var/tmp, STRACE=0 (1: one more run of each under
+#   strace -f -c, from the server's start to its shutdown: flush calls per transaction).
+# Needs root (to become mysql), mariadb-server and sysbench.
+set -uo pipefail
+B=$(cd "${1:-build}" && pwd)
+SCPCTL=$B/src/scpctl
+MKVOL=$B/tests/shield/shield-mkvol
+ROUNDS=${ROUNDS:-3} SECS=${SECS:-20} TABLES=${TABLES:-4} ROWS=${ROWS:-10000} THREADS=${THREADS:-4}
+command -v mariadb-install-db >/dev/null && command -v sysbench >/dev/null || { echo "mariadb-server or sysbench not installed"; exit 77; }
+[ "$(id -u)" = 0 ] && id mysql >/dev/null 2>&1 || { echo "needs root and the user mysql"; exit 77; }
+T=$(mktemp -d "${BASE:-/var/tmp}/scp-mariadb-bench.XXXXXX") || exit 1
+chmod 755 "$T" && chown mysql: "$T"
+AS="setpriv --reuid=mysql --regid=mysql --init-groups"
+MNT=/scp-mariadb-bench-$$/data
+SERVER_PID=
+cleanup() {
+    touch "$T/stop"
+    [ -n "$SERVER_PID" ] && wait "$SERVER_PID" 2>/dev/null
+    [ "${KEEP:-0}" = 1 ] && echo "kept $T" || rm -rf "$T"
+}
+trap cleanup EXIT
+$AS "$MKVOL" "$T/key" "$T/vol" || exit 1
+$AS mkdir -p "$T/plain"
+
+pre() { [ "$1" = scp ] && echo "$SCPCTL run --volume $T/vol:$MNT --key-file $T/key --"; }
+datadir() { if [ "$1" = scp ]; then echo "$MNT"; else echo "$T/plain/data"; fi; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+load() { cut -d' ' -f1 /proc/loadavg; }
+SQL() { mariadb --no-defaults -S "$T/sock-$1" -uroot -N -B -e "$2"; }
+
+install_in() { # FS
+    (cd "$T" && SCP_QUIET=1 $AS $(pre "$1") mariadb-install-db --no-defaults --datadir="$(datadir "$1")" \
+        --auth-root-authentication-method=normal --skip-test-db --skip-name-resolve --tmpdir="$T" \
+        >"$T/install-$1.log" 2>&1) || { tail -30 "$T/install-$1.log"; exit 1; }
+}
+
+start_server() { # FS: mariadbd in the background until $T/stop exists, then shut down
+    local fs=$1 tr=""
+    rm -f "$T/stop"
+    [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fsync,fdatasync,sync_file_range,pwrite64,pwritev,io_submit"
+    (cd "$T" && SCP_QUIET=1 $tr $AS $(pre "$fs") sh -c "/usr/sbin/mariadbd --no-defaults --datadir=$(datadir "$fs") \
+        --socket=$T/sock-$fs --skip-networking --pid-file=$T/pid-$fs --log-error=$T/err-$fs.log --tmpdir=$T 2>/dev/null &
+        while [ ! -e $T/stop ]; do sleep 0.2; done
+        mariadb-admin --no-defaults -S $T/sock-$fs -uroot shutdown; wait") &
+    SERVER_PID=$!
+    for _ in $(seq 1 600); do
+        SQL "$fs" "select 1" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "the $fs server did not start"; tail -20 "$T/err-$fs.log"; exit 1
+}
+
+stop_server() {
+    touch "$T/stop"
+    wait "$SERVER_PID"
+    SERVER_PID=
+}
+
+server_ticks() { awk '{print $14 + $15}' "/proc/$(cat "$T/pid-$1")/stat"; }
+
+SB() { # FS COMMAND [ARGS]
+    local fs=$1 cmd=$2; shift 2
+    sysbench oltp_write_only --db-driver=mysql --mysql-socket="$T/sock-$fs" --mysql-user=root \
+        --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" "$@" "$cmd"
+}
+
+bench() { # FS -> "tps cpu_ms_per_txn"
+    local c0 c1 n
+    c0=$(server_ticks "$1")
+    SB "$1" run --threads="$THREADS" --time="$SECS" >"$T/out-$1" 2>&1 || { cat "$T/out-$1" >&2; echo "0 0"; return; }
+    c1=$(server_ticks "$1")
+    n=$(sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p' "$T/out-$1")
+    echo "$(sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p' "$T/out-$1") $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (n > 0 ? d * 1000 / hz / n : 0)}')"
+}
+
+echo "MariaDB $(mariadbd --version | awk '{print $3}'), sysbench oltp_write_only: $TABLES tables x $ROWS rows, $THREADS threads, ${SECS}s runs, $ROUNDS rounds"
+for fs in plain scp; do
+    install_in "$fs"
+    start_server "$fs"
+    SQL "$fs" "create database sbtest" && SB "$fs" prepare >/dev/null || { echo "sysbench prepare ($fs) failed"; exit 1; }
+    stop_server
+done
+: >"$T/res-plain"; : >"$T/res-scp"
+for r in $(seq 1 "$ROUNDS"); do
+    for fs in plain scp; do
+        start_server "$fs"
+        l=$(load)
+        res=$(bench "$fs")
+        stop_server
+        echo "$res" >>"$T/res-$fs"
+        printf "round %d %-5s tps %8s  server CPU ms/txn %6s  (load %s)\n" "$r" "$fs" ${res} "$l"
+    done
+done
+if [ "${STRACE:-0}" = 1 ]; then
+    for fs in plain scp; do
+        start_server "$fs" trace
+        res=$(bench "$fs")
+        stop_server
+        n=$(sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p' "$T/out-$fs")
+        awk -v fs="$fs" -v n="$n" '$NF ~ /^(fsync|fdatasync|sync_file_range|pwrite64|pwritev|io_submit)$/ {
+            printf "strace %-5s %-16s %8d calls, %.3f per txn\n", fs, $NF, $4, (n > 0 ? $4 / n : 0) }' "$T/strace-$fs.txt"
+    done
+fi
+grep -q "falling back to innodb_use_native_aio=OFF" "$T/err-scp.log" && echo "(scp: InnoDB fell back to simulated AIO)"
+tp=$(cut -d' ' -f1 "$T/res-plain" | median) ts=$(cut -d' ' -f1 "$T/res-scp" | median)
+cp_=$(cut -d' ' -f2 "$T/res-plain" | median) cs=$(cut -d' ' -f2 "$T/res-scp" | median)
+printf "median: plain %s tps, %s ms CPU/txn; scp %s tps, %s ms CPU/txn\n" "$tp" "$cp_" "$ts" "$cs"
+awk -v a="$tp" -v b="$ts" -v c="$cp_" -v d="$cs" 'BEGIN {printf "ratio scp/plain: tps %.2f, server CPU per txn %.2f\n", (a > 0 ? b / a : 0), (c > 0 ? d / c : 0)}'
