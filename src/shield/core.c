@@ -767,6 +767,12 @@ static long io_write(pfile *pf, const void *buf, size_t n, long long off) {
         return neg(&e);
     }
     pf->wpid = sh.pid;
+    /* O_SYNC and O_DSYNC (O_SYNC includes O_DSYNC's bit): the write is durable when it returns,
+     * as the kernel's; a failed commit is the write's error, never a silent success */
+    if ((pf->flags & O_DSYNC) && r > 0 && scp_vfile_fsync(pf->vf, &e) < 0) {
+        sh_trace("O_DSYNC commit of '%s' failed: %s", pf->path, e.msg);
+        return neg(&e);
+    }
     return r;
 }
 
@@ -1573,7 +1579,14 @@ static long sh_syscall_(long nr, const long a[6]) {
     case SYS_preadv: r = a[3] < 0 ? -EINVAL : io_vec(pf, (const struct iovec *)a[1], a[2], a[3], 0); break;
     case SYS_pwritev: r = a[3] < 0 ? -EINVAL : io_vec(pf, (const struct iovec *)a[1], a[2], a[3], 1); break;
     case SYS_preadv2: r = io_vec(pf, (const struct iovec *)a[1], a[2], a[3] == -1 ? -1 : a[3], 0); break;
-    case SYS_pwritev2: r = io_vec(pf, (const struct iovec *)a[1], a[2], a[3] == -1 ? -1 : a[3], 1); break;
+    case SYS_pwritev2:
+        r = io_vec(pf, (const struct iovec *)a[1], a[2], a[3] == -1 ? -1 : a[3], 1);
+        /* RWF_DSYNC/RWF_SYNC: this write durable when it returns (O_DSYNC files already are) */
+        if (r > 0 && (a[5] & (RWF_DSYNC | RWF_SYNC)) && !(pf->flags & O_DSYNC)) {
+            scp_err se;
+            if (scp_vfile_fsync(pf->vf, &se) < 0) r = neg(&se);
+        }
+        break;
     case SYS_lseek: r = do_lseek(pf, a[1], (int)a[2]); break;
     case SYS_fstat: {
         scp_vstat v;
