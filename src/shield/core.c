@@ -59,6 +59,13 @@ void sh_trace(const char *fmt, ...) {
     va_end(ap);
 }
 
+void sh_log(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    sh_vlog_line(2, "scp-shield: ", fmt, ap);
+    va_end(ap);
+}
+
 /* ---- descriptors ------------------------------------------------------------------------- */
 
 static long neg(const scp_err *e) { return -(long)(e->sys ? e->sys : EIO); }
@@ -1135,14 +1142,6 @@ static long posix_lock_fd(pfile *pf, pfile **ref) {
  * shared holds an OFD read lock on the guard byte SH_LOCK_LIMIT of the file's lock object
  * (past every range of the program's own locks, do_record_lock), and a mapping is refused with
  * EAGAIN when another description holds one. The lock lasts as long as the description. */
-static void map_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void map_log(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    sh_vlog_line(2, "scp-shield: ", fmt, ap);
-    va_end(ap);
-}
-
 static long map_guard(pfile *pf) {
     long fd = own_lock_fd(pf);
     if (fd < 0) return fd;
@@ -1153,8 +1152,8 @@ static long map_guard(pfile *pf) {
     r = sh_gate(SYS_fcntl, fd, F_OFD_GETLK, (long)&fl, 0, 0, 0);
     if (r) return r;
     if (fl.l_type != F_UNLCK) {
-        map_log("'%s' is mapped writable and shared by another process (or open file): a second such "
-                "mapping is refused (EAGAIN), as each would be a separate copy (docs/shield.md)", pf->path);
+        sh_log("'%s' is mapped writable and shared by another process (or open file): a second such "
+               "mapping is refused (EAGAIN), as each would be a separate copy (docs/shield.md)", pf->path);
         return -EAGAIN;
     }
     return 0;

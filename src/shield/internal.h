@@ -133,6 +133,8 @@ static inline int sh_reserved(long fd) { return fd >= sh.lo && fd < sh.hi; }
 long sh_syscall(long nr, const long a[6]);
 int sh_init_state(scp_err *err);
 void sh_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* One line "scp-shield: ..." on stderr, always (a refusal the operator must see). */
+void sh_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write head, the formatted message and a newline to fd in one write through the gate (a line
  * is cut at PATH_MAX + 256 bytes). Async-signal-safe as far as vsnprintf is. */
 void sh_vlog_line(int fd, const char *head, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));

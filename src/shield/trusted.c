@@ -63,13 +63,6 @@ static struct {
     pthread_mutex_t mu;   /* ok, copy */
 } tr = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
-static void tlog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void tlog(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    sh_vlog_line(2, "scp-shield: ", fmt, ap);
-    va_end(ap);
-}
 
 static int64_t ns(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
 
@@ -239,7 +232,7 @@ static int verify(struct tfile *t, int fd, const struct stat *st) {
 }
 
 static long refuse(const char *what, const char *path, const char *why) {
-    tlog("%s of %s refused: %s (EACCES)", what, path, why);
+    sh_log("%s of %s refused: %s (EACCES)", what, path, why);
     return -EACCES;
 }
 #define DIFFERS "its content differs from the measured trusted-file manifest"
