@@ -220,5 +220,8 @@ int main(void) {
 
     free(want);
     tu_rm_rf(dir);
+    free(jsave);
+    free(vol);
+    free(dir);
     return tu_exit_code("test_volume_shared");
 }
