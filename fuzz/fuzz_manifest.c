@@ -41,14 +41,18 @@ static int entry_eq(const scp_mentry *a, const scp_mentry *b) {
     return a->type == b->type && strcmp(a->path, b->path) == 0 &&
            memcmp(a->id, b->id, SCP_FILEID_LEN) == 0 && a->size == b->size &&
            memcmp(a->root, b->root, SCP_HASH_LEN) == 0 && a->mode == b->mode && a->uid == b->uid &&
-           a->gid == b->gid && a->mtime_ns == b->mtime_ns;
+           a->gid == b->gid && a->mtime_ns == b->mtime_ns && !a->target == !b->target &&
+           (!a->target || strcmp(a->target, b->target) == 0);
 }
 
 static void check_invariants(const scp_manifest *m) {
     static char norm[SCP_MAX_PATH + 1];
     for (size_t i = 0; i < m->n; i++) {
         const scp_mentry *e = &m->e[i];
-        FUZZ_CHECK(e->type == 1 || e->type == 2);
+        /* file, directory, node (FIFO/device: metadata only), symbolic link (format.h) */
+        FUZZ_CHECK(e->type >= 1 && e->type <= 4);
+        FUZZ_CHECK((e->type == 4) == (e->target != NULL));
+        if (e->target) FUZZ_CHECK(strlen(e->target) >= 1 && strlen(e->target) <= SCP_MAX_PATH && e->size == strlen(e->target));
         FUZZ_CHECK(e->path != NULL && e->path[0] != '\0');
         size_t plen = strlen(e->path);
         FUZZ_CHECK(plen <= SCP_MAX_PATH);
