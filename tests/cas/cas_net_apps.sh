@@ -18,13 +18,7 @@ done
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge 4500 ] || { echo "SKIP: descriptor limit $(ulimit -n) is below 4500"; exit 0; }
 
-A=$T/admin.pem
-expect_rc 0 "$SCPCTL" cas identity --out "$A"
-export SCP_IDENTITY=$A
-start_cas --admin "$A"
-expect_rc 0 "$SCPCTL" platform create-key "$T/p1.key"
-expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
-CA=$T/data/service-ca.crt
+start_cas_p1
 # what the programs read must be outside /tmp (a shielded run has a private /tmp)
 W=$(mktemp -d /var/tmp/scp-net-apps.XXXXXX)
 mkdir -p "$T/bin" "$W/www" "$W/ngxtmp"

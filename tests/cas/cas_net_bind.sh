@@ -20,9 +20,7 @@ expect_rc 0 "$SCPCTL" cas identity --out "$B"
 IDB=$(cat "$T/last.out")
 export SCP_IDENTITY=$A
 start_cas --admin "$A"
-expect_rc 0 "$SCPCTL" platform create-key "$T/p1.key"
-expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
-CA=$T/data/service-ca.crt
+enroll_p1
 
 mkdir -p "$T/bin"
 cp "$(command -v redis-server)" "$T/bin/redis-server"

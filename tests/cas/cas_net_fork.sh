@@ -12,14 +12,7 @@
 source "$(dirname "$0")/lib.sh" "$@"
 command -v python3 >/dev/null && command -v tcpdump >/dev/null || { echo "SKIP: no python3 or tcpdump"; exit 0; }
 
-A=$T/admin.pem
-expect_rc 0 "$SCPCTL" cas identity --out "$A"
-export SCP_IDENTITY=$A
-start_cas --admin "$A"
-expect_rc 0 "$SCPCTL" platform create-key "$T/p1.key"
-expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
-CA=$T/data/service-ca.crt
-[ -s "$CA" ] || fail "no service CA in CAS's data directory"
+start_cas_p1
 mkdir -p "$T/bin"
 cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
 # the image the exec test starts is a trusted file of the measurement (docs/shield.md, trusted files)

@@ -83,3 +83,21 @@ redis_in() {
         tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q '^redis-server' && echo "$p"
     done | tail -1
 }
+
+# The sim platform p1 ($T/p1.key) enrolled in the running CAS; CA is CAS's service CA.
+enroll_p1() {
+    expect_rc 0 "$SCPCTL" platform create-key "$T/p1.key"
+    expect_rc 0 "$SCPCTL" platform enroll --name p1 --key "$T/p1.key"
+    CA=$T/data/service-ca.crt
+    [ -s "$CA" ] || fail "no service CA in CAS's data directory"
+}
+
+# An admin identity A (exported as SCP_IDENTITY), CAS started with it (extra arguments go to
+# start_cas), and p1 enrolled.
+start_cas_p1() {
+    A=$T/admin.pem
+    expect_rc 0 "$SCPCTL" cas identity --out "$A"
+    export SCP_IDENTITY=$A
+    start_cas --admin "$A" "$@"
+    enroll_p1
+}
