@@ -33,26 +33,12 @@ T=$(mktemp -d /var/tmp/scp-net-apps.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+BENCH=bench/net/apps
+. "$(dirname "$0")/lib.sh"
 med() { echo "$1" | tr ' ' '\n' | grep . | median; }
-die() { echo "bench/net/apps: $*" >&2; exit 1; }
-tree() { echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
-cpu_of() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
-TCK=$(getconf CLK_TCK)
 for p in nginx wrk memcached memcslap stunnel4 openssl; do command -v $p >/dev/null || die "needs $p"; done
 
-export SCP_HOME=$T/home
-unset SCP_CAS SCP_CAS_PIN SCP_IDENTITY
-"$SCPCTL" cas identity --out "$T/admin.pem" >/dev/null 2>&1 || die "cas identity"
-export SCP_IDENTITY=$T/admin.pem
-"$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" --admin "$T/admin.pem" >"$T/cas.out" 2>"$T/cas.err" &
-PIDS+=($!)
-for _ in $(seq 200); do [ -s "$T/port" ] && break; sleep 0.05; done
-export SCP_CAS=127.0.0.1:$(cat "$T/port")
-export SCP_CAS_PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
-"$SCPCTL" platform create-key "$T/p.key" >/dev/null 2>&1 && "$SCPCTL" platform enroll --name b --key "$T/p.key" >/dev/null 2>&1 ||
-    die "platform"
+bench_cas
 mkdir -p "$T/bin" "$T/www"
 for p in nginx memcached memcslap; do cp "$(command -v $p)" "$T/bin/$p"; done
 MN=$("$SCPCTL" platform measure -- "$T/bin/nginx" 2>/dev/null) || die "measure"

@@ -29,21 +29,10 @@ T=$(mktemp -d /var/tmp/scp-net-bench.XXXXXX)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-die() { echo "bench/net: $*" >&2; exit 1; }
+BENCH=bench/net
+. "$(dirname "$0")/lib.sh"
 
-export SCP_HOME=$T/home
-unset SCP_CAS SCP_CAS_PIN SCP_IDENTITY
-"$SCPCTL" cas identity --out "$T/admin.pem" >/dev/null 2>&1 || die "cas identity"
-export SCP_IDENTITY=$T/admin.pem
-"$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" --admin "$T/admin.pem" >"$T/cas.out" 2>"$T/cas.err" &
-PIDS+=($!)
-for _ in $(seq 200); do [ -s "$T/port" ] && break; sleep 0.05; done
-export SCP_CAS=127.0.0.1:$(cat "$T/port")
-export SCP_CAS_PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
-"$SCPCTL" platform create-key "$T/p.key" >/dev/null 2>&1 && "$SCPCTL" platform enroll --name b --key "$T/p.key" >/dev/null 2>&1 ||
-    die "platform"
+bench_cas
 mkdir -p "$T/bin"
 cp "$(command -v redis-server)" "$T/bin/redis-server"
 M=$("$SCPCTL" platform measure -- "$T/bin/redis-server" 2>/dev/null) || die "measure"
@@ -98,7 +87,6 @@ done
 
 # Server CPU (utime+stime of the server's processes, /proc/PID/stat, in clock ticks): the figure
 # that does not move with the machine's load. The shielded redis is the redis-server under scpctl.
-tree() { echo "$1"; for c in $(pgrep -P "$1"); do tree "$c"; done; }
 SPID=
 for _ in $(seq 50); do
     for p in $(tree "$RUNPID"); do [ "$(cat /proc/$p/comm 2>/dev/null)" = redis-server ] && SPID=$p; done
@@ -106,8 +94,6 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 [ -n "$SPID" ] || die "cannot find the shielded redis-server"
-cpu_of() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
-TCK=$(getconf CLK_TCK)
 declare -A R C
 bench() { # mode port ca clients size op -> rps, and server CPU us/request in C
     local n=$REQS pids
