@@ -19,29 +19,10 @@ ICOUNT_SIZE=${ICOUNT_SIZE:-2}
 mkdir -p "$WORK"
 # The asan build runs its own tools (lemon) and these leak by design: no leak report.
 export ASAN_OPTIONS=detect_leaks=0
+. "$(dirname "$0")/lib.sh"
 src=${2:-}
-if [ -z "$src" ]; then
-    src=$(ls -d "$WORK"/src/sqlite3-3.* 2>/dev/null | head -1 || true)
-    if [ -z "$src" ]; then
-        mkdir -p "$WORK/src"
-        (cd "$WORK/src" && apt-get source sqlite3 >/dev/null) || {
-            echo "sqlite.sh: apt-get source sqlite3 failed (no deb-src line in the apt sources?)" >&2
-            exit 2
-        }
-        src=$(ls -d "$WORK"/src/sqlite3-3.* | head -1)
-    fi
-fi
-src=$(cd "$src" && pwd)
+if [ -n "$src" ]; then src=$(cd "$src" && pwd) || exit 2; else src=$(debian_source sqlite3 'sqlite3-3.*') || exit 2; fi
 
-cc_for() {
-    case $1 in
-    plain) echo "clang-16" ;;
-    hardening) echo "$scpcc" ;;
-    harden) echo "$scpcc --memsafe" ;;
-    full) echo "$scpcc --memsafe=full" ;;
-    asan) echo "clang-16 -fsanitize=address" ;;
-    esac
-}
 
 for v in $VARIANTS; do
     d=$WORK/sqlite-$v
