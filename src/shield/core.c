@@ -365,7 +365,7 @@ int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) 
  * cannot be told (the shield is off, no path, a directory descriptor without a path), <0 an
  * error to return (-errno; -EFAULT for a bad pointer). A /proc/self/fd link of a protected
  * descriptor becomes the protected file's path (fd_link_named says it named the link). */
-int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
+static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abssz) {
     fd_link_named = 0;
     if (!sh.active || !path_in) return 0;
     char path[PATH_MAX];
@@ -421,6 +421,64 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
         fd_link_named = named;
     }
     return 1;
+}
+
+/* One shield call looks at its path up to three times (the console's and the injected files'
+ * look-ups, the mount classification, and after an open the trusted-file check), and each look
+ * is a probe system call per page plus a normalization. The memo keeps the first answer for
+ * the rest of the call: inside a scope (sh_abspath_scope_enter/leave, depth > 0) a look-up of
+ * the same (dirfd, pointer) reuses it. A nested scope (a signal handler of the program that
+ * makes a shielded call while an outer one runs) starts empty and leaves nothing behind, so
+ * a handler that rewrites the buffer at the same address is never answered from the outer
+ * call's memo. After the outermost scope the last answer stays for one sh_abspath_last. */
+static __thread struct abs_memo {
+    int depth, valid, dirfd, r, link_named;
+    const char *p;
+    char abs[PATH_MAX + SCP_SHIELD_MAX_MOUNT];
+} memo;
+
+void sh_abspath_scope_enter(void) {
+    memo.depth++;
+    memo.valid = 0;
+}
+
+void sh_abspath_scope_leave(void) {
+    assert(memo.depth > 0);
+    if (--memo.depth > 0) memo.valid = 0;
+}
+
+static int memo_hit(int dirfd, const char *path_in, char *abs, size_t abssz) {
+    if (!memo.valid || memo.dirfd != dirfd || memo.p != path_in) return 0;
+    if (memo.r > 0) {
+        size_t n = strlen(memo.abs);
+        if (n >= abssz) return 0;
+        memcpy(abs, memo.abs, n + 1);
+    }
+    fd_link_named = memo.link_named;
+    return 1;
+}
+
+int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
+    if (memo.depth > 0 && memo_hit(dirfd, path_in, abs, abssz)) return memo.r;
+    int r = abspath_compute(dirfd, path_in, abs, abssz);
+    memo.valid = 0;
+    if (memo.depth > 0 && (r <= 0 || strlen(abs) < sizeof memo.abs)) {
+        memo.dirfd = dirfd;
+        memo.p = path_in;
+        memo.r = r;
+        memo.link_named = fd_link_named;
+        if (r > 0) strcpy(memo.abs, abs);
+        memo.valid = 1;
+    }
+    return r;
+}
+
+int sh_abspath_last(int dirfd, const char *path_in, char *abs, size_t abssz) {
+    if (memo.depth == 0 && memo_hit(dirfd, path_in, abs, abssz)) {
+        memo.valid = 0;
+        return memo.r;
+    }
+    return sh_abspath(dirfd, path_in, abs, abssz);
 }
 
 /* ---- stat -------------------------------------------------------------------------------- */
@@ -1779,7 +1837,7 @@ static long call_at(long nr, const struct sh_sysent *s, const long a[6], const c
     return sh_gate(nr, b[0], b[1], b[2], b[3], b[4], b[5]);
 }
 
-int sh_path_call(long nr, const long a[6], long *ret) {
+static int path_call(long nr, const long a[6], long *ret) {
     char rel[PATH_MAX], rel2[PATH_MAX];
     int vol = -1, vol2 = -1;
     const struct sh_sysent *s = sh_sys(nr);
@@ -1983,6 +2041,13 @@ int sh_path_call(long nr, const long a[6], long *ret) {
     sh_trace("%s('%s' in volume %d) = %ld", sh_sysname(nr), rel, vol, r);
     *ret = r;
     return 1;
+}
+
+int sh_path_call(long nr, const long a[6], long *ret) {
+    sh_abspath_scope_enter();
+    int r = path_call(nr, a, ret);
+    sh_abspath_scope_leave();
+    return r;
 }
 
 long sh_chdir(const char *path, int *handled) {

@@ -14,6 +14,7 @@
  * cannot be removed, so after the alias is gone the SIGSYS handler forwards calls on that
  * number through the gate.
  */
+#include <assert.h>
 #include <errno.h>
 #include <signal.h>
 #include <linux/audit.h>
@@ -106,10 +107,15 @@ struct fixup {
 };
 /* fixed labels; a block per descriptor-argument mask gets its own from L_FDS on */
 enum { L_NONE, L_TRAP, L_ENOSYS, L_IPCHECK, L_CR, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, L_LOWOK, L_FDS,
-       L_DYN = L_FDS + 256, NLABELS = L_DYN + 64 };
+       L_DYN = L_FDS + 256, NLABELS = L_DYN + 160 };
 
+struct route_ent { /* a system call number and the label the filter sends it to */
+    uint32_t nr;
+    int to;
+};
 struct prog {
     struct sock_filter ins[MAXI];
+    struct route_ent ents[SH_SYS_MAX]; /* the numbers to dispatch on, ascending */
     int n;
     int label_at[NLABELS];
     int nlabels; /* labels handed out by new_label */
@@ -144,6 +150,31 @@ static int resolve(struct prog *p) {
         else p->ins[p->fix[i].at].jf = (uint8_t)off;
     }
     return p->bad ? -1 : 0;
+}
+
+/* ---- dispatch on the system call number ------------------------------------------------ */
+
+/* The filters run on every system call the program makes, listed or not (the kernel skips a
+ * filter only for numbers that every filter allows whatever the arguments), so the number is
+ * dispatched by a binary search over the table's sorted numbers: for the 70-odd numbers of the
+ * full filter at most 7 comparisons on the way to a group of at most DISPATCH_LEAF, where a
+ * chain of one comparison per number used to cost up to one per entry (60 for openat). */
+#define DISPATCH_LEAF 4
+
+static void dispatch(struct prog *p, const struct route_ent *e, int n) {
+    if (n <= DISPATCH_LEAF) {
+        for (int i = 0; i < n; i++) {
+            assert(i == 0 || e[i - 1].nr < e[i].nr);
+            jump(p, BPF_JMP | BPF_JEQ | BPF_K, e[i].nr, e[i].to, 0);
+        }
+        emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW); /* a number the table does not route */
+        return;
+    }
+    int mid = n / 2, right = new_label(p);
+    jump(p, BPF_JMP | BPF_JGE | BPF_K, e[mid].nr, right, 0);
+    dispatch(p, e, mid);
+    label(p, right);
+    dispatch(p, e + mid, n - mid);
 }
 
 #define ARG_LO(i) ((uint32_t)offsetof(struct seccomp_data, args[i]))
@@ -187,17 +218,19 @@ int sh_filter_install(int base, int count, int full, scp_err *err) {
     }
     emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
     if (full) jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, L_ENOSYS, 0); /* x32 */
-    /* one comparison per system call in the table, in number order */
+    /* the routed numbers, in number order, found by a binary search */
     unsigned char used[256] = {0};
+    struct route_ent *ents = p->ents;
+    int nents = 0;
     for (long nr = 0; nr < SH_SYS_MAX; nr++) {
         const struct sh_sysent *s = sh_sys(nr);
         if (!s) continue;
         int to = route(s, full);
         if (to == L_NONE) continue;
         if (to >= L_FDS) used[to - L_FDS] = 1;
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, to, 0);
+        ents[nents++] = (struct route_ent){(uint32_t)nr, to};
     }
-    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    dispatch(p, ents, nents);
 
     /* a block per descriptor mask: trap when any of its arguments is in the range */
     for (int m = 1; m < 256; m++) {
@@ -293,11 +326,13 @@ int sh_code_filter_install(const uintptr_t *rlo, const uintptr_t *rhi, int n, sc
     emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
     jump(p, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, l_allow); /* the main filter's */
     emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
+    struct route_ent *ents = p->ents;
+    int nents = 0;
     for (long nr = 0; nr < SH_SYS_MAX; nr++) {
         const struct sh_sysent *s = sh_sys(nr);
         if (!s || s->filter == FILT_ALWAYS || (s->filter != FILT_PATH && s->path < 0)) continue;
         if (s->path < 0) { /* getcwd: no argument to look at */
-            jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, l_range, 0);
+            ents[nents++] = (struct route_ent){(uint32_t)nr, l_range};
             continue;
         }
         int k;
@@ -307,8 +342,9 @@ int sh_code_filter_install(const uintptr_t *rlo, const uintptr_t *rhi, int n, sc
             if (nshapes == 16) { p->bad = 1; break; }
             shapes[nshapes++] = (struct shape){s->path, s->dirfd, s->empty, new_label(p)};
         }
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, shapes[k].label, 0);
+        ents[nents++] = (struct route_ent){(uint32_t)nr, shapes[k].label};
     }
+    dispatch(p, ents, nents);
     label(p, l_allow);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     for (int k = 0; k < nshapes; k++) {

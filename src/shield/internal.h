@@ -158,7 +158,16 @@ long sh_cred_parent(int vol, const char *rel, int want);
 int sh_cred_root(void); /* the effective uid is 0 */
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
 void sh_exec_adopt(void);
+/* (dirfd, path) as the program sees it, absolute and normalized: 1, 0 when it cannot be told,
+ * or -errno (-EFAULT for a bad pointer). Inside a scope (enter/leave, nestable; sh_path_call
+ * opens one) a second look-up of the same (dirfd, pointer) reuses the first answer: no probe
+ * and no normalization again. sh_abspath_last, called right after the outermost scope ended,
+ * takes that scope's last answer when it was for the same (dirfd, pointer) (the trusted-file
+ * check after an open that sh_path_call passed through), else looks up afresh. */
 int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz);
+int sh_abspath_last(int dirfd, const char *path, char *abs, size_t abssz);
+void sh_abspath_scope_enter(void);
+void sh_abspath_scope_leave(void);
 
 /* Copy n bytes from/to the program's memory: 0, or -EFAULT (never a SIGSEGV in the shield). */
 long sh_copy_in(void *dst, const void *src, size_t n);

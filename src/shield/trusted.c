@@ -243,10 +243,13 @@ static long refuse(const char *what, const char *path, const char *why) {
  * readlink of /proc/self/fd/N, several microseconds, too much for every open). */
 static long check_fd(int fd, const char *what, int must_list, const char *opened_as) {
     struct stat st;
-    char path[PATH_MAX];
+    char buf[PATH_MAX];
+    const char *path = opened_as;
     if (sh_gate(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) < 0 || !S_ISREG(st.st_mode)) return 0;
-    if (opened_as) snprintf(path, sizeof path, "%s", opened_as);
-    else if (fd_path(fd, path, sizeof path) < 0) snprintf(path, sizeof path, "(descriptor %d)", fd);
+    if (!path) {
+        if (fd_path(fd, buf, sizeof buf) < 0) snprintf(buf, sizeof buf, "(descriptor %d)", fd);
+        path = buf;
+    }
     struct tfile *t = find(&st, path);
     if (!t) return must_list ? refuse(what, path, UNLISTED) : 0;
     return verify(t, fd, &st) < 0 ? refuse(what, path, DIFFERS) : 0;
@@ -255,8 +258,9 @@ static long check_fd(int fd, const char *what, int must_list, const char *opened
 long sh_trusted_check_open(int fd, int dirfd, const char *path) {
     if (!tr.on || fd < 0) return 0;
     char abs[PATH_MAX];
-    /* the path as the program named it, made absolute and normalized (no system call) */
-    return check_fd(fd, "open", 0, sh_abspath(dirfd, path, abs, sizeof abs) > 0 ? abs : "");
+    /* the path as the program named it, made absolute and normalized (by the open's own
+     * classification just before: no second probe) */
+    return check_fd(fd, "open", 0, sh_abspath_last(dirfd, path, abs, sizeof abs) > 0 ? abs : "");
 }
 
 long sh_trusted_exec_check(int dirfd, const char *path, int flags) {
