@@ -48,6 +48,11 @@ c.sendall(b"spliced-%d-" % n + os.read(r, 65536))
 # 2. nothing to read: EAGAIN with SPLICE_F_NONBLOCK; into /dev/null (not a pipe): EINVAL
 c.sendall(b"nodata-%s-notpipe-%s\n" % (err(lambda: os.splice(fd, w, 100, flags=NB)).encode(),
           err(lambda: os.splice(fd, os.open("/dev/null", os.O_WRONLY), 100)).encode()))
+# the connection into a protected file (neither end a pipe): EINVAL as from the kernel, and no
+# TLS byte taken from the connection
+pf = os.open("/data/f", os.O_WRONLY | os.O_CREAT, 0o600)
+c.sendall(b"tofile-%s-sendfile-%s-size-%d\n" % (err(lambda: os.splice(fd, pf, 100)).encode(),
+          err(lambda: os.sendfile(pf, fd, None, 100)).encode(), os.fstat(pf).st_size))
 # tee and vmsplice on the connection: clean errors from the kernel, the connection unharmed
 libc = ctypes.CDLL(None, use_errno=True)
 def raw(nr, *a):  # a raw system call: errno name, or "none"
@@ -56,6 +61,7 @@ def raw(nr, *a):  # a raw system call: errno name, or "none"
 buf = ctypes.create_string_buffer(16)
 iov = (ctypes.c_void_p * 2)(ctypes.addressof(buf), 16)
 c.sendall(b"tee-%s-vmsplice-%s\n" % (raw(276, fd, w, 10, 0).encode(), raw(278, fd, ctypes.byref(iov), 1, 0).encode()))
+c.sendall(b"then-" + c.recv(100))
 # 3. 200 kB through a 4 KiB pipe that starts full
 r2, w2 = os.pipe()
 libc.fcntl(w2, F_SETPIPE_SZ, 4096)
@@ -80,10 +86,13 @@ PY
 cat >"$T/client.py" <<PY
 import socket, ssl, time
 ctx = ssl.create_default_context(cafile="$CA")
-s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", $PORT)), server_hostname="127.0.0.1")
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", $PORT), timeout=30), server_hostname="127.0.0.1")
 f = s.makefile("rb")
 s.sendall(b"line-$MARK\n")
 print(f.readline().decode().strip())
+print(f.readline().decode().strip())
+print(f.readline().decode().strip())
+s.sendall(b"next-line\n")  # what a splice into the protected file must not have taken
 print(f.readline().decode().strip())
 print(f.readline().decode().strip())
 data = bytes(i % 251 for i in range(200000))
@@ -105,11 +114,13 @@ services:
       - path: /srv/splice.py
         content: |
 $(yaml_file "$T/splice.py")
+    volumes: [data]
     network:
       certificate: tls
       listen: [{port: $PORT}]
 secrets:
   - {name: tls, kind: x509, common_name: splice.test, ip: [127.0.0.1]}
+volumes: [{name: data, path: /data}]
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/s.yaml"
 "$SCPCTL" run --session netsplice --service splice --platform-key "$T/p1.key" --volume-dir "$T/vols" \
@@ -125,17 +136,20 @@ for _ in $(seq 150); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT)).close()" 2>/dev/null && break
     sleep 0.1
 done
-python3 "$T/client.py" >"$T/cli.out" 2>"$T/cli.err" || fail "the client: $(cat "$T/cli.err" "$T/srv.err")"
+timeout 60 python3 "$T/client.py" >"$T/cli.out" 2>"$T/cli.err" || fail "the client: $(cat "$T/cli.err" "$T/srv.err")"
 cat "$T/cli.out"
 L=$(sed -n 1p "$T/cli.out")
 [ "$L" = "spliced-$((${#MARK} + 6))-line-$MARK" ] || fail "splice out of the shielded socket did not give the plaintext line: '$L' $(cat "$T/srv.err")"
 echo "ok: os.splice from the shielded socket into a pipe gave the plaintext: $L"
 [ "$(sed -n 2p "$T/cli.out")" = "nodata-EAGAIN-notpipe-EINVAL" ] || fail "nothing to read / not a pipe: $(sed -n 2p "$T/cli.out")"
-[ "$(sed -n 3p "$T/cli.out")" = "tee-EINVAL-vmsplice-EBADF" ] || fail "tee/vmsplice: $(sed -n 3p "$T/cli.out")"
-echo "ok: SPLICE_F_NONBLOCK with nothing to read gives EAGAIN, into /dev/null EINVAL; tee EINVAL and vmsplice EBADF"
-[ "$(sed -n 4p "$T/cli.out")" = "full-EAGAIN-first-4096-waited-1-len-200000-same-1" ] ||
-    fail "200 kB through a full 4 KiB pipe: $(sed -n 4p "$T/cli.out") $(cat "$T/srv.err")"
+[ "$(sed -n 3p "$T/cli.out")" = "tofile-EINVAL-sendfile-EINVAL-size-0" ] ||
+    fail "splice/sendfile from the connection into a protected file: $(sed -n 3p "$T/cli.out")"
+[ "$(sed -n 4p "$T/cli.out")" = "tee-EINVAL-vmsplice-EBADF" ] || fail "tee/vmsplice: $(sed -n 4p "$T/cli.out")"
+[ "$(sed -n 5p "$T/cli.out")" = "then-next-line" ] || fail "the connection after the refused calls: $(sed -n 5p "$T/cli.out")"
+echo "ok: SPLICE_F_NONBLOCK with nothing to read gives EAGAIN, into /dev/null EINVAL, into a protected file EINVAL (splice and sendfile, nothing taken); tee EINVAL and vmsplice EBADF"
+[ "$(sed -n 6p "$T/cli.out")" = "full-EAGAIN-first-4096-waited-1-len-200000-same-1" ] ||
+    fail "200 kB through a full 4 KiB pipe: $(sed -n 6p "$T/cli.out") $(cat "$T/srv.err")"
 echo "ok: a full pipe gives EAGAIN with SPLICE_F_NONBLOCK, a blocking splice waits for room; 200 kB arrive whole, in order"
-[ "$(sed -n 5p "$T/cli.out")" = "after-end-$MARK" ] || fail "the connection after splicing: $(sed -n 5p "$T/cli.out")"
+[ "$(sed -n 7p "$T/cli.out")" = "after-end-$MARK" ] || fail "the connection after splicing: $(sed -n 7p "$T/cli.out")"
 echo "ok: the connection reads normally afterwards"
 echo "PASS"
