@@ -339,7 +339,10 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
     json_t *cfg = cas_render_config(api, &row, pol, svc, resp);
     if (!cfg) goto out;
     if (svc->net.instance) {
-        char *pem = cas_instance_cert(api, &row, pol, svc, ev.instance_key, ai->measurement, ai->platform, resp);
+        char fp[65] = "";
+        char *pem = cas_instance_cert(api, &row, pol, svc, ev.instance_key, ai->measurement, ai->platform, fp, resp);
+        size_t nl = strlen(ai->note); /* the audit row names the certificate (hardware: after the TCB) */
+        if (pem) snprintf(ai->note + nl, sizeof ai->note - nl, "%sinstance certificate %.32s", nl ? "; " : "", fp);
         json_t *net = json_object_get(cfg, "network");
         if (!pem || json_object_set_new(net, "cert", json_string(pem)) < 0) {
             if (pem) cas_deny(resp, 500, "internal", "out of memory");

@@ -715,10 +715,11 @@ fail:
  * made and sent in its evidence, with the names of the service's x509 secret, its identity
  * URI, and URIs that no policy can set naming the service, the measurement and the platform
  * (SCP_SHIELD_SERVICE_URI, _MEASUREMENT_URI, _PLATFORM_URI). Short-lived: the instance
- * attests again (restarts) to get another. Returns the PEM (malloc'd) or NULL with resp set. */
+ * attests again (restarts) to get another. Returns the PEM (malloc'd; its SHA-256 fingerprint in
+ * fingerprint, for the audit row) or NULL with resp set. */
 char *cas_instance_cert(cas_api *api, const cas_session_row *row, const cas_policy *p, const cas_service_def *svc,
                         const uint8_t ik[SCP_INSTANCE_KEY_LEN], const char *measurement, const char *platform,
-                        cas_response *resp) {
+                        char fingerprint[65], cas_response *resp) {
     const cas_secret_def *sd = cas_policy_secret(p, svc->net.certificate);
     assert(sd && sd->kind == SECRET_X509); /* checked at upload (check_net) */
     OSSL_PARAM prm[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"P-256", 0),
@@ -742,6 +743,7 @@ char *cas_instance_cert(cas_api *api, const cas_session_row *row, const cas_poli
                   : cas_service_cert_issue(api->id, pub, sd->common_name, sans, CAS_INSTANCE_CERT_DAYS, &e);
     EVP_PKEY_free(pub);
     char *pem = c ? cas_cert_pem(c) : NULL;
+    if (c) cas_cert_fingerprint(c, fingerprint);
     X509_free(c);
     if (!pem) cas_deny(resp, 500, "internal", "cannot issue the instance certificate: %s", e.msg[0] ? e.msg : "out of memory");
     return pem;

@@ -126,7 +126,10 @@ PY
     fail "the instance certificate is not for the key the evidence carried"
 openssl verify -CAfile "$CA" "$T/ik-cert.pem" >/dev/null || fail "the instance certificate does not chain to the service CA"
 openssl x509 -in "$T/ik-cert.pem" -noout -checkend 90000 >/dev/null && fail "the instance certificate lives longer than a day"
-echo "ok: CAS certifies the instance's public key (no private key in the configuration; 403 no_instance_key without one); valid at most a day"
+FP=$(openssl x509 -in "$T/ik-cert.pem" -noout -fingerprint -sha256 | sed 's/.*=//; s/://g' | tr A-F a-f)
+expect_rc 0 "$SCPCTL" cas audit
+grep -q "instance certificate ${FP:0:32}" "$T/last.out" || fail "the audit log does not name the instance certificate ${FP:0:32}: $(grep attest "$T/last.out" | tail -3)"
+echo "ok: CAS certifies the instance's public key (no private key in the configuration; 403 no_instance_key without one); valid at most a day; the audit row names it"
 
 PIDS=()
 cleanup_all() {
