@@ -10,6 +10,11 @@
  *     5 QUOTE (<= 16 KiB) backend-specific report (hardware backends; absent in sim)
  *     0x8001 SNP_VCEK     SEV-SNP: the VCEK (DER) from the guest's certificate table (optional:
  *                         CAS's collateral cache supplies it otherwise)
+ *     0x8002 INSTANCE_KEY (65) optional: the instance's P-256 public key (uncompressed point),
+ *                         for which CAS issues a per-instance certificate when the service's
+ *                         network section says `identity: instance` (docs/cas.md). Bound like
+ *                         the channel key: the sim signature covers it, and hardware report data
+ *                         include it (scp_hw_report_data_ik)
  *     0x8000..0xfffe      other optional extensions, ignored by version-1 verifiers
  *     0xffff SIGNATURE    last field; sim: Ed25519 (64 bytes) by the platform key over
  *                         "SCP-EVIDENCE-SIM-v1" NUL || every byte before this field
@@ -38,6 +43,7 @@
 
 #define SCP_EVIDENCE_VERSION 1
 #define SCP_EVIDENCE_MAX 32768
+#define SCP_INSTANCE_KEY_LEN 65 /* an uncompressed P-256 point: 0x04 || X || Y */
 
 enum scp_tee_backend { SCP_TEE_SIM = 1, SCP_TEE_TDX = 2, SCP_TEE_SNP = 3, SCP_TEE_SGX = 4 };
 
@@ -48,6 +54,7 @@ enum {
     SCP_EV_PLATFORM = 4,
     SCP_EV_QUOTE = 5,
     SCP_EV_SNP_VCEK = 0x8001,
+    SCP_EV_INSTANCE_KEY = 0x8002,
     SCP_EV_SIGNATURE = 0xffff,
 };
 
@@ -59,6 +66,7 @@ typedef struct scp_evidence {
     size_t quote_len;
     const uint8_t *vcek; /* SCP_EV_SNP_VCEK, or NULL */
     size_t vcek_len;
+    const uint8_t *instance_key; /* SCP_EV_INSTANCE_KEY (SCP_INSTANCE_KEY_LEN bytes), or NULL */
     const uint8_t *signed_part; /* bytes covered by the signature */
     size_t signed_len;
     const uint8_t *signature;
@@ -78,6 +86,10 @@ int scp_sim_platform_pubkey(const char *path, uint8_t pub[32], uint8_t id[32], s
 /* Produce sim evidence: *out is malloc'd. */
 int scp_sim_evidence(const char *platform_key_path, const uint8_t nonce[32], const uint8_t pubkey[32],
                      const uint8_t measurement[32], uint8_t **out, size_t *out_len, scp_err *err);
+/* The same carrying an instance key (SCP_INSTANCE_KEY_LEN bytes; NULL: none) under the signature. */
+int scp_sim_evidence_ik(const char *platform_key_path, const uint8_t nonce[32], const uint8_t pubkey[32],
+                        const uint8_t measurement[32], const uint8_t *instance_key, uint8_t **out, size_t *out_len,
+                        scp_err *err);
 /* Verify sim evidence's signature against an enrolled platform public key (and that the
  * platform id matches it). */
 int scp_sim_verify(const scp_evidence *ev, const uint8_t platform_pub[32], scp_err *err);
@@ -116,6 +128,11 @@ int scp_tsm_detect(char provider[32], scp_err *err);
 int scp_tsm_evidence(int backend, const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
                      uint8_t identity[32], uint8_t **ev_out, size_t *ev_len, scp_err *err);
 
+/* The same carrying an instance key (NULL: none), which the report data then bind too. */
+int scp_tsm_evidence_ik(int backend, const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
+                        const uint8_t *instance_key, uint8_t identity[32], uint8_t **ev_out, size_t *ev_len,
+                        scp_err *err);
+
 /* `--tee NAME`: "sim", "tdx", "snp" (this machine must offer it), "auto" (what configfs-tsm
  * offers, else sim; said receives the sentence to show), "sgx" (not implemented at runtime:
  * SCP_E_NOTSUP). Returns the backend, or -1 with a message saying what the machine has. */
@@ -136,6 +153,13 @@ int scp_attest_get_config(scp_cas_client *c, const char *session, const char *se
 int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char *service, int backend,
                               const char *platform_key_path, const uint8_t measurement[32], char **config_json,
                               scp_err *err);
+
+/* The same (backend as scp_attest_get_config_tee) with evidence that also carries the
+ * instance's public key (SCP_INSTANCE_KEY_LEN bytes, uncompressed P-256; NULL: none): a
+ * service whose network identity is `instance` then gets a certificate for that key. */
+int scp_attest_get_config_ik(scp_cas_client *c, const char *session, const char *service, int backend,
+                             const char *platform_key_path, const uint8_t measurement[32], const uint8_t *instance_key,
+                             char **config_json, scp_err *err);
 
 /* The same with the evidence from elsewhere (the local attestation service of a secure image,
  * docs/image.md): get_ev makes evidence binding nonce and pub (*ev malloc'd). */

@@ -37,6 +37,10 @@
 /* The 64 bytes of report data that bind a report to one CAS exchange (see above). */
 int scp_hw_report_data(const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
                        uint8_t out[64], scp_err *err);
+/* With an instance key (SCP_INSTANCE_KEY_LEN bytes, scp/attest.h) hashed after the measurement;
+ * instance_key NULL gives scp_hw_report_data's value. */
+int scp_hw_report_data_ik(const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
+                          const uint8_t *instance_key, uint8_t out[64], scp_err *err);
 
 /* The platform's hardware identity (32 bytes), from evidence of backend SCP_TEE_SNP, _TDX or
  * _SGX (scp/attest.h): SHA-256(SCP_HW_PLATFORM_LABEL NUL || "snp chip_id" NUL || CHIP_ID) for

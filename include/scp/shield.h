@@ -72,6 +72,14 @@ struct scp_shield_tag_sync {
  * id). A `peer` or `listen` line may end with the identity the peer's certificate must carry:
  * the whole URI, or a prefix ending in '/' (any secret of that session). */
 #define SCP_SHIELD_ID_SCHEME "scp://"
+/* URI SANs that CAS puts, beside the scp:// identity, in a per-instance certificate (network
+ * `identity: instance`, issued at attestation for a key the instance made): the service's
+ * name, the measurement and the platform id (64 hex each) that the instance attested. A
+ * `peer`/`listen` line may be followed by `want service NAME` and `want measurement HEX`
+ * lines, which the peer's certificate must then carry (exactly one of each kind). */
+#define SCP_SHIELD_SERVICE_URI "scp-service:"
+#define SCP_SHIELD_MEASUREMENT_URI "scp-measurement:"
+#define SCP_SHIELD_PLATFORM_URI "scp-platform:"
 #define SCP_SHIELD_NET_MAX (1u << 20)
 /* Environment variable that names a sealed memfd with the trusted-file manifest (scpctl run
  * --cas; docs/runtime.md "Trusted files"): the files that were measured (program, loader,

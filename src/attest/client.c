@@ -62,17 +62,18 @@ static json_t *post_json(scp_cas_client *c, const char *path, json_t *req, int *
 struct sim_source {
     const char *key;
     const uint8_t *m;
+    const uint8_t *ik; /* the instance key, or NULL */
 };
 
 static int sim_evidence_cb(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev, size_t *evlen,
                            scp_err *err) {
     const struct sim_source *s = ctx;
-    return scp_sim_evidence(s->key, nonce, pub, s->m, ev, evlen, err);
+    return scp_sim_evidence_ik(s->key, nonce, pub, s->m, s->ik, ev, evlen, err);
 }
 
 int scp_attest_get_config(scp_cas_client *c, const char *session, const char *service, const char *platform_key_path,
                           const uint8_t measurement[32], char **config_json, scp_err *err) {
-    struct sim_source s = {platform_key_path, measurement};
+    struct sim_source s = {platform_key_path, measurement, NULL};
     scp_sim_warn();
     return scp_attest_get_config_ev(c, session, service, sim_evidence_cb, &s, config_json, err);
 }
@@ -169,21 +170,32 @@ out:
 struct tee_source {
     int backend;
     const uint8_t *m;
+    const uint8_t *ik; /* the instance key, or NULL */
     uint8_t identity[32];
 };
 
 static int tee_evidence_cb(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev, size_t *evlen,
                            scp_err *err) {
     struct tee_source *s = ctx;
-    return scp_tsm_evidence(s->backend, nonce, pub, s->m, s->identity, ev, evlen, err);
+    return scp_tsm_evidence_ik(s->backend, nonce, pub, s->m, s->ik, s->identity, ev, evlen, err);
 }
 
 int scp_attest_get_config_tee(scp_cas_client *c, const char *session, const char *service, int backend,
                               const char *platform_key_path, const uint8_t measurement[32], char **config_json,
                               scp_err *err) {
-    if (backend == SCP_TEE_SIM)
-        return scp_attest_get_config(c, session, service, platform_key_path, measurement, config_json, err);
-    struct tee_source s = {.backend = backend, .m = measurement};
+    return scp_attest_get_config_ik(c, session, service, backend, platform_key_path, measurement, NULL, config_json,
+                                    err);
+}
+
+int scp_attest_get_config_ik(scp_cas_client *c, const char *session, const char *service, int backend,
+                             const char *platform_key_path, const uint8_t measurement[32], const uint8_t *instance_key,
+                             char **config_json, scp_err *err) {
+    if (backend == SCP_TEE_SIM) {
+        struct sim_source ss = {platform_key_path, measurement, instance_key};
+        scp_sim_warn();
+        return scp_attest_get_config_ev(c, session, service, sim_evidence_cb, &ss, config_json, err);
+    }
+    struct tee_source s = {.backend = backend, .m = measurement, .ik = instance_key};
     int r = scp_attest_get_config_ev(c, session, service, tee_evidence_cb, &s, config_json, err);
     if (r < 0 && err && strstr(err->msg, "(403 unknown_platform)")) {
         char hex[65];

@@ -49,6 +49,11 @@ int scp_evidence_parse(const uint8_t *buf, size_t len, scp_evidence *ev, scp_err
             ev->vcek = v;
             ev->vcek_len = flen;
             break;
+        case SCP_EV_INSTANCE_KEY:
+            if (ev->instance_key) return bad(err, "duplicate instance key");
+            if (flen != SCP_INSTANCE_KEY_LEN || v[0] != 4) return bad(err, "the instance key is not an uncompressed P-256 point");
+            ev->instance_key = v;
+            break;
         case SCP_EV_SIGNATURE:
             if (voff + flen != len) return bad(err, "data after the signature");
             if (flen == 0) return bad(err, "empty signature");

@@ -130,6 +130,12 @@ static size_t put_field(uint8_t *p, uint16_t type, const uint8_t *v, uint16_t le
 
 int scp_sim_evidence(const char *platform_key_path, const uint8_t nonce[32], const uint8_t pubkey[32],
                      const uint8_t measurement[32], uint8_t **out, size_t *out_len, scp_err *err) {
+    return scp_sim_evidence_ik(platform_key_path, nonce, pubkey, measurement, NULL, out, out_len, err);
+}
+
+int scp_sim_evidence_ik(const char *platform_key_path, const uint8_t nonce[32], const uint8_t pubkey[32],
+                        const uint8_t measurement[32], const uint8_t *instance_key, uint8_t **out, size_t *out_len,
+                        scp_err *err) {
     EVP_PKEY *k = load_platform_key(platform_key_path, err);
     if (!k) return -1;
     uint8_t pub[32], id[32];
@@ -139,7 +145,7 @@ int scp_sim_evidence(const char *platform_key_path, const uint8_t nonce[32], con
         return scp_fail(err, SCP_E_CRYPTO, EIO, "cannot read the platform public key");
     }
     scp_sha256_buf(pub, 32, id);
-    size_t total = 12 + 4 * 36 + 4 + 64;
+    size_t total = 12 + 4 * 36 + (instance_key ? 4 + SCP_INSTANCE_KEY_LEN : 0) + 4 + 64;
     uint8_t *buf = malloc(sizeof SIM_CONTEXT + total);
     if (!buf) {
         EVP_PKEY_free(k);
@@ -156,6 +162,7 @@ int scp_sim_evidence(const char *platform_key_path, const uint8_t nonce[32], con
     off += put_field(ev + off, SCP_EV_PUBKEY, pubkey, 32);
     off += put_field(ev + off, SCP_EV_MEASUREMENT, measurement, 32);
     off += put_field(ev + off, SCP_EV_PLATFORM, id, 32);
+    if (instance_key) off += put_field(ev + off, SCP_EV_INSTANCE_KEY, instance_key, SCP_INSTANCE_KEY_LEN);
     scp_put_u16(ev + off, SCP_EV_SIGNATURE);
     scp_put_u16(ev + off + 2, 64);
     size_t siglen = 64;

@@ -20,6 +20,7 @@
 #include "attest/dcap_tcb.h"
 #include "attest/hw_x509.h"
 #include "common/util.h"
+#include "scp/attest.h"
 #include "scp/attest_hw.h"
 
 /* SHA-256 of AMD's ARK certificates (DER), as published at https://kdsintf.amd.com/vcek/v1/
@@ -384,12 +385,21 @@ int scp_hw_chain_parse(const uint8_t *buf, size_t len, scp_err *err) {
 
 int scp_hw_report_data(const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
                        uint8_t out[64], scp_err *err) {
+    return scp_hw_report_data_ik(nonce, pubkey, measurement, NULL, out, err);
+}
+
+/* The instance key comes last and has a fixed length, so evidence with and without one never
+ * hash the same bytes. */
+int scp_hw_report_data_ik(const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
+                          const uint8_t *instance_key, uint8_t out[64], scp_err *err) {
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     unsigned int n = 0;
     int ok = c && EVP_DigestInit_ex(c, EVP_sha512(), NULL) == 1 &&
              EVP_DigestUpdate(c, SCP_HW_REPORT_DATA_LABEL, sizeof SCP_HW_REPORT_DATA_LABEL) == 1 &&
              EVP_DigestUpdate(c, nonce, 32) == 1 && EVP_DigestUpdate(c, pubkey, 32) == 1 &&
-             EVP_DigestUpdate(c, measurement, 32) == 1 && EVP_DigestFinal_ex(c, out, &n) == 1 && n == 64;
+             EVP_DigestUpdate(c, measurement, 32) == 1 &&
+             (!instance_key || EVP_DigestUpdate(c, instance_key, SCP_INSTANCE_KEY_LEN) == 1) &&
+             EVP_DigestFinal_ex(c, out, &n) == 1 && n == 64;
     EVP_MD_CTX_free(c);
     return ok ? 0 : scp_fail(err, SCP_E_CRYPTO, EIO, "cannot compute SHA-512");
 }

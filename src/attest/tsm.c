@@ -227,13 +227,19 @@ static size_t put_field(uint8_t *p, uint16_t type, const uint8_t *v, size_t len)
 
 int scp_tsm_evidence(int backend, const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
                      uint8_t identity[32], uint8_t **ev_out, size_t *ev_len, scp_err *err) {
+    return scp_tsm_evidence_ik(backend, nonce, pubkey, measurement, NULL, identity, ev_out, ev_len, err);
+}
+
+int scp_tsm_evidence_ik(int backend, const uint8_t nonce[32], const uint8_t pubkey[32], const uint8_t measurement[32],
+                        const uint8_t *instance_key, uint8_t identity[32], uint8_t **ev_out, size_t *ev_len,
+                        scp_err *err) {
     if (backend != SCP_TEE_TDX && backend != SCP_TEE_SNP)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "configfs-tsm serves tdx and snp only");
     uint8_t rd[64], id[32], *rep = NULL, *aux = NULL, *ev = NULL;
     size_t rl = 0, al = 0, vl = 0;
     const uint8_t *vcek = NULL;
     int rc = -1;
-    if (scp_hw_report_data(nonce, pubkey, measurement, rd, err) < 0) return -1;
+    if (scp_hw_report_data_ik(nonce, pubkey, measurement, instance_key, rd, err) < 0) return -1;
     if (tsm_report(backend, rd, &rep, &rl, &aux, &al, err) < 0) return -1;
     if (rl > 16384) {
         scp_fail(err, SCP_E_FORMAT, EFBIG, "configfs-tsm: a %zu-byte report does not fit in evidence", rl);
@@ -246,7 +252,7 @@ int scp_tsm_evidence(int backend, const uint8_t nonce[32], const uint8_t pubkey[
         goto out;
     }
     scp_sha256_buf(identity, 32, id);
-    size_t len = 12 + 4 * 36 + 4 + rl + (vcek ? 4 + vl : 0);
+    size_t len = 12 + 4 * 36 + 4 + rl + (vcek ? 4 + vl : 0) + (instance_key ? 4 + SCP_INSTANCE_KEY_LEN : 0);
     if (!(ev = malloc(len))) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
@@ -262,6 +268,7 @@ int scp_tsm_evidence(int backend, const uint8_t nonce[32], const uint8_t pubkey[
     off += put_field(ev + off, SCP_EV_PLATFORM, id, 32);
     off += put_field(ev + off, SCP_EV_QUOTE, rep, rl);
     if (vcek) off += put_field(ev + off, SCP_EV_SNP_VCEK, vcek, vl);
+    if (instance_key) off += put_field(ev + off, SCP_EV_INSTANCE_KEY, instance_key, SCP_INSTANCE_KEY_LEN);
     assert(off == len);
     *ev_out = ev;
     *ev_len = len;

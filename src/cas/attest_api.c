@@ -44,7 +44,7 @@ typedef struct hw_result {
 } hw_result;
 
 /* Authenticity of hardware evidence: signature, chain to the vendor's root, debug refused,
- * report data = scp_hw_report_data(nonce, key, measurement) (so the hardware signed exactly
+ * report data = scp_hw_report_data_ik(nonce, key, measurement, instance key) (so the hardware signed exactly
  * what the sim signature covers), and the platform id derived from the hardware. The
  * service's own limits (launch measurement, minimum TCB) are checked afterwards
  * (check_tee_policy), so that a refusal names what the policy asked for. On failure the
@@ -69,7 +69,7 @@ static int verify_hw(cas_api *api, const scp_evidence *ev, const cas_platform_ro
                  backend_name(ev->backend));
         return -1;
     }
-    if (scp_hw_report_data(ev->nonce, ev->pubkey, ev->measurement, rd, &e) < 0) goto fail;
+    if (scp_hw_report_data_ik(ev->nonce, ev->pubkey, ev->measurement, ev->instance_key, rd, &e) < 0) goto fail;
     if (ev->backend == SCP_TEE_SNP) {
         /* everything the policy may refuse is checked by check_tee_policy */
         scp_snp_policy sp = {.report_data = rd, .ark_sha256 = api->has_test_ark ? api->test_ark : NULL};
@@ -330,8 +330,28 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
         cas_deny(resp, 403, "platform_not_allowed", "platform %s is not allowed for service '%s'", ai->platform, service);
         goto out;
     }
+    if (svc->net.instance && !ev.instance_key) {
+        cas_deny(resp, 403, "no_instance_key",
+                 "service '%s' has a per-instance network identity, and the evidence carries no instance key "
+                 "(a runtime that makes none, such as a secure image's attestation service)", service);
+        goto out;
+    }
     json_t *cfg = cas_render_config(api, &row, pol, svc, resp);
     if (!cfg) goto out;
+    if (svc->net.instance) {
+        char fp[65] = "";
+        char *pem = cas_instance_cert(api, &row, pol, svc, ev.instance_key, ai->measurement, ai->platform, fp, resp);
+        size_t nl = strlen(ai->note); /* the audit row names the certificate (hardware: after the TCB) */
+        if (pem) snprintf(ai->note + nl, sizeof ai->note - nl, "%sinstance certificate %.32s", nl ? "; " : "", fp);
+        json_t *net = json_object_get(cfg, "network");
+        if (!pem || json_object_set_new(net, "cert", json_string(pem)) < 0) {
+            if (pem) cas_deny(resp, 500, "internal", "out of memory");
+            free(pem);
+            json_decref(cfg);
+            goto out;
+        }
+        free(pem);
+    }
     char *text = json_dumps(cfg, JSON_COMPACT);
     json_decref(cfg);
     if (!text) {

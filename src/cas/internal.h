@@ -105,6 +105,13 @@ int cas_ensure_volumes(cas_api *api, const cas_policy *p, const char *incarnatio
  * session's current row (its owner, incarnation and change counters). */
 json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_policy *p, const cas_service_def *svc,
                           cas_response *resp);
+/* The certificate of an attested instance whose network identity is `instance` (docs/cas.md):
+ * for its P-256 key ik (65 bytes, uncompressed), valid CAS_INSTANCE_CERT_DAYS; PEM (malloc'd)
+ * and the certificate's SHA-256 fingerprint, or NULL with resp set. */
+#define CAS_INSTANCE_CERT_DAYS 1
+char *cas_instance_cert(cas_api *api, const cas_session_row *row, const cas_policy *p, const cas_service_def *svc,
+                        const uint8_t ik[65], const char *measurement, const char *platform, char fingerprint[65],
+                        cas_response *resp);
 /* The capability a service uses to report tags: an HMAC over session, incarnation and service,
  * so it dies with the session's incarnation. */
 void cas_volume_token(cas_api *api, const char *session, const char *incarnation, const char *service, char out[65]);

@@ -335,6 +335,13 @@ static int get_owner(pctx *c, yaml_node_t *v, const char *key, char **out) {
     return 0;
 }
 
+/* A measurement a peer's per-instance certificate must carry: 64 lower-case hex digits. */
+static int get_measurement(pctx *c, yaml_node_t *v, const char *key, char **out) {
+    if (get_str(c, v, key, 64, out) < 0) return -1;
+    if (!hex64_ok(*out)) return perr(c, v, "'%s' must be a measurement: 64 lower-case hex digits", key);
+    return 0;
+}
+
 static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
     if (want_map(c, n, "a listen rule") < 0) return -1;
     FOR_PAIRS(c, n, k, v) {
@@ -343,6 +350,8 @@ static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
         else if (key_is(k, "client_ca")) r = get_ca(c, v, "client_ca", &l->client_ca);
         else if (key_is(k, "client_session")) r = get_name(c, v, "client_session", &l->client_session);
         else if (key_is(k, "client_owner")) r = get_owner(c, v, "client_owner", &l->client_owner);
+        else if (key_is(k, "client_service")) r = get_name(c, v, "client_service", &l->client_service);
+        else if (key_is(k, "client_measurement")) r = get_measurement(c, v, "client_measurement", &l->client_measurement);
         else if (key_is(k, "client_certificate")) {
             char *b = NULL;
             if (get_str(c, v, "client_certificate", 16, &b) < 0) return -1;
@@ -362,6 +371,11 @@ static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
     if (l->client_owner && !l->client_session) return perr(c, n, "'client_owner' goes with 'client_session'");
     if (l->client_session && l->client_ca && strcmp(l->client_ca, "service") != 0)
         return perr(c, n, "'client_session' needs the service CA (only CAS puts a session in a certificate)");
+    if (l->client_service && !l->client_session) return perr(c, n, "'client_service' goes with 'client_session'");
+    if (l->client_measurement && !l->client_cert)
+        return perr(c, n, "'client_measurement' goes with client_certificate: required");
+    if (l->client_measurement && l->client_ca && strcmp(l->client_ca, "service") != 0)
+        return perr(c, n, "'client_measurement' needs the service CA (only CAS puts a measurement in a certificate)");
     return 0;
 }
 
@@ -380,6 +394,8 @@ static int parse_peer(pctx *c, yaml_node_t *n, cas_net_peer *pe) {
         else if (key_is(k, "session")) r = get_name(c, v, "session", &pe->session);
         else if (key_is(k, "owner")) r = get_owner(c, v, "owner", &pe->owner);
         else if (key_is(k, "certificate")) r = get_name(c, v, "certificate", &pe->certificate);
+        else if (key_is(k, "service")) r = get_name(c, v, "service", &pe->service);
+        else if (key_is(k, "measurement")) r = get_measurement(c, v, "measurement", &pe->measurement);
         else
             return unknown(c, k, "a peer");
         if (r < 0) return -1;
@@ -389,6 +405,9 @@ static int parse_peer(pctx *c, yaml_node_t *n, cas_net_peer *pe) {
     if ((pe->owner || pe->certificate) && !pe->session) return perr(c, n, "'owner' and 'certificate' of a peer go with 'session'");
     if (pe->session && pe->ca && strcmp(pe->ca, "service") != 0)
         return perr(c, n, "a peer's 'session' needs the service CA (only CAS puts a session in a certificate)");
+    if (pe->service && !pe->session) return perr(c, n, "a peer's 'service' goes with 'session'");
+    if (pe->measurement && pe->ca && strcmp(pe->ca, "service") != 0)
+        return perr(c, n, "a peer's 'measurement' needs the service CA (only CAS puts a measurement in a certificate)");
     return 0;
 }
 
@@ -400,7 +419,13 @@ static int parse_net(pctx *c, yaml_node_t *n, cas_service_net *net) {
     FOR_PAIRS(c, n, k, v) {
         int r = 0;
         if (key_is(k, "certificate")) r = get_name(c, v, "certificate", &net->certificate);
-        else if (key_is(k, "default") || key_is(k, "min_tls")) {
+        else if (key_is(k, "identity")) {
+            char *b = NULL;
+            if (get_str(c, v, "identity", 16, &b) < 0) return -1;
+            if (strcmp(b, "instance") == 0 || strcmp(b, "session") == 0) net->instance = b[0] == 'i';
+            else r = perr(c, v, "identity must be session or instance");
+            free(b);
+        } else if (key_is(k, "default") || key_is(k, "min_tls")) {
             int isdef = key_is(k, "default");
             char *b = NULL;
             if (get_str(c, v, isdef ? "default" : "min_tls", 8, &b) < 0) return -1;
@@ -424,6 +449,8 @@ static int parse_net(pctx *c, yaml_node_t *n, cas_service_net *net) {
         if (r < 0) return -1;
     }
     if (net->n_listen && !net->certificate) return perr(c, n, "network: 'listen' needs a 'certificate'");
+    if (net->instance && !net->certificate)
+        return perr(c, n, "network: 'identity: instance' needs a 'certificate' (whose names the instance's carries)");
     for (size_t i = 0; i < net->n_listen; i++)
         for (size_t j = 0; j < i; j++)
             if (net->listen[i].port == net->listen[j].port) return perr(c, n, "network: port %ld is listed twice", net->listen[i].port);
@@ -652,6 +679,9 @@ static int check_net(pctx *c, const cas_policy *p, const cas_service_def *s) {
         if (!sd || (sd->kind != SECRET_X509 && sd->kind != SECRET_IMPORTED))
             return perr(c, NULL, "service '%s': network certificate '%s' is not an x509 secret of the session", s->name,
                         net->certificate);
+        if (net->instance && sd->kind != SECRET_X509)
+            return perr(c, NULL, "service '%s': 'identity: instance' needs an x509 secret defined in the session, not "
+                        "an import ('%s')", s->name, net->certificate);
     }
     for (size_t i = 0; i < net->n_listen + net->n_peers; i++) {
         const char *ca = i < net->n_listen ? net->listen[i].client_ca : net->peers[i - net->n_listen].ca;
@@ -868,6 +898,8 @@ void cas_policy_free(cas_policy *p) {
             free(s->net.listen[j].client_ca);
             free(s->net.listen[j].client_session);
             free(s->net.listen[j].client_owner);
+            free(s->net.listen[j].client_service);
+            free(s->net.listen[j].client_measurement);
         }
         for (size_t j = 0; j < s->net.n_peers; j++) {
             free(s->net.peers[j].host);
@@ -876,6 +908,8 @@ void cas_policy_free(cas_policy *p) {
             free(s->net.peers[j].session);
             free(s->net.peers[j].owner);
             free(s->net.peers[j].certificate);
+            free(s->net.peers[j].service);
+            free(s->net.peers[j].measurement);
         }
         free(s->net.listen);
         free(s->net.peers);

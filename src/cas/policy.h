@@ -105,6 +105,9 @@ typedef struct cas_net_listen {
     int client_cert; /* require a client certificate, verified against client_ca */
     char *client_ca;
     char *client_session, *client_owner; /* the identity the client's certificate must carry (NULL: any) */
+    /* what a per-instance client certificate must carry (NULL: not checked): the service of
+     * client_session, the measurement (64 hex) the client attested */
+    char *client_service, *client_measurement;
 } cas_net_listen;
 
 typedef struct cas_net_peer {
@@ -115,6 +118,9 @@ typedef struct cas_net_peer {
     /* the CAS identity the peer's certificate must carry, scp://OWNER/SESSION/CERTIFICATE
      * (session NULL: not checked; owner NULL: this session's owner; certificate NULL: any) */
     char *session, *owner, *certificate;
+    /* what a per-instance certificate must carry (NULL: not checked; docs/cas.md): the service
+     * (of `session`) and the measurement (64 hex) the server attested */
+    char *service, *measurement;
 } cas_net_peer;
 
 typedef struct cas_service_net {
@@ -126,6 +132,7 @@ typedef struct cas_service_net {
     size_t n_peers;
     int refuse;  /* default for other TCP traffic: 0 plaintext allowed, 1 refused */
     int min_tls; /* 12 or 13 */
+    int instance; /* identity: instance: a certificate per attested instance, for a key it made */
 } cas_service_net;
 
 typedef struct cas_service_def {

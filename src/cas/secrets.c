@@ -10,11 +10,14 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "cas/internal.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "scp/attest.h"
 #include "scp/sealed_stream.h"
 #include "scp/shield.h"
 #include "scp/volume.h"
@@ -53,6 +56,23 @@ static int gen_ascii(char *out, size_t n, scp_err *err) {
     return 0;
 }
 
+/* The SANs CAS gives a certificate of x509 secret s: its identity URI, then extra (NULL or
+ * "URI:...,URI:..."), then the policy's DNS names and IP addresses. */
+static int x509_sans(const cas_secret_def *s, const char *session, const char *owner, const char *extra, char *sans,
+                     size_t cap, scp_err *err) {
+    int o0 = snprintf(sans, cap, "URI:" SCP_SHIELD_ID_SCHEME "%s/%s/%s%s%s", owner, session, s->name, extra ? "," : "",
+                      extra ? extra : "");
+    assert(o0 > 0 && (size_t)o0 < cap); /* owner: 64 hex, names: at most 64 of [A-Za-z0-9_.-], extra short */
+    size_t o = (size_t)o0;
+    for (size_t i = 0; i < s->dns.n + s->ip.n && o < cap; i++) {
+        int w = snprintf(sans + o, cap - o, ",%s:%s", i < s->dns.n ? "DNS" : "IP",
+                         i < s->dns.n ? s->dns.v[i] : s->ip.v[i - s->dns.n]);
+        if (w < 0 || (size_t)w >= cap - o) return scp_fail(err, SCP_E_INVAL, EINVAL, "secret '%s': too many names", s->name);
+        o += (size_t)w;
+    }
+    return 0;
+}
+
 /* The certificate of an x509 secret names who holds its key: a URI SAN
  * scp://OWNER/SESSION/SECRET (SCP_SHIELD_ID_SCHEME) that CAS fills in and no policy can set,
  * which a shielded peer's rule can require (docs/shield.md, "What the two ends' attestations
@@ -62,17 +82,9 @@ static int gen_x509(cas_api *api, const cas_secret_def *s, const char *session, 
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     if (!k) return scp_fail(err, SCP_E_CRYPTO, EIO, "cannot generate a P-256 key");
     char sans[4096];
-    int o0 = snprintf(sans, sizeof sans, "URI:" SCP_SHIELD_ID_SCHEME "%s/%s/%s", owner, session, s->name);
-    assert(o0 > 0 && (size_t)o0 < sizeof sans); /* owner: 64 hex, names: at most 64 of [A-Za-z0-9_.-] */
-    size_t o = (size_t)o0;
-    for (size_t i = 0; i < s->dns.n + s->ip.n && o < sizeof sans; i++) {
-        int w = snprintf(sans + o, sizeof sans - o, ",%s:%s", i < s->dns.n ? "DNS" : "IP",
-                         i < s->dns.n ? s->dns.v[i] : s->ip.v[i - s->dns.n]);
-        if (w < 0 || (size_t)w >= sizeof sans - o) {
-            EVP_PKEY_free(k);
-            return scp_fail(err, SCP_E_INVAL, EINVAL, "secret '%s': too many names", s->name);
-        }
-        o += (size_t)w;
+    if (x509_sans(s, session, owner, NULL, sans, sizeof sans, err) < 0) {
+        EVP_PKEY_free(k);
+        return -1;
     }
     X509 *c = cas_service_cert_issue(api->id, k, s->common_name, sans, s->valid_days, err);
     if (!c) {
@@ -567,7 +579,10 @@ static json_t *render_net(render *r, const cas_service_net *net) {
     json_object_set_new(o, "peers", peers);
     json_object_set_new(o, "default", json_string(net->refuse ? "refuse" : "allow"));
     json_object_set_new(o, "min_tls", json_string(net->min_tls == 12 ? "1.2" : "1.3"));
-    if (net->certificate) {
+    if (net->instance) {
+        /* the certificate is the instance's own (cas_instance_cert); no key leaves CAS */
+        json_object_set_new(o, "identity", json_string("instance"));
+    } else if (net->certificate) {
         loaded *l = get_secret(r, net->certificate);
         if (!l) goto fail;
         const char *kp = x509_key_start(l->val);
@@ -588,6 +603,8 @@ static json_t *render_net(render *r, const cas_service_net *net) {
             json_object_set_new(e, "client_ca", ca);
             json_t *id = net_identity(r, ln->client_session, ln->client_owner, NULL);
             if (id) json_object_set_new(e, "identity", id);
+            if (ln->client_service) json_object_set_new(e, "service", json_string(ln->client_service));
+            if (ln->client_measurement) json_object_set_new(e, "measurement", json_string(ln->client_measurement));
         }
     }
     for (size_t i = 0; i < net->n_peers; i++) {
@@ -598,6 +615,8 @@ static json_t *render_net(render *r, const cas_service_net *net) {
                               pe->name ? pe->name : pe->host, "ca", ca);
         json_t *id = net_identity(r, pe->session, pe->owner, pe->certificate);
         if (id) json_object_set_new(e, "identity", id);
+        if (pe->service) json_object_set_new(e, "service", json_string(pe->service));
+        if (pe->measurement) json_object_set_new(e, "measurement", json_string(pe->measurement));
         json_array_append_new(peers, e);
     }
     return o;
@@ -690,4 +709,42 @@ fail:
     json_decref(vols);
     json_decref(net);
     return NULL;
+}
+
+/* A per-instance certificate (identity: instance): for the public key the attested instance
+ * made and sent in its evidence, with the names of the service's x509 secret, its identity
+ * URI, and URIs that no policy can set naming the service, the measurement and the platform
+ * (SCP_SHIELD_SERVICE_URI, _MEASUREMENT_URI, _PLATFORM_URI). Short-lived: the instance
+ * attests again (restarts) to get another. Returns the PEM (malloc'd; its SHA-256 fingerprint in
+ * fingerprint, for the audit row) or NULL with resp set. */
+char *cas_instance_cert(cas_api *api, const cas_session_row *row, const cas_policy *p, const cas_service_def *svc,
+                        const uint8_t ik[SCP_INSTANCE_KEY_LEN], const char *measurement, const char *platform,
+                        char fingerprint[65], cas_response *resp) {
+    const cas_secret_def *sd = cas_policy_secret(p, svc->net.certificate);
+    assert(sd && sd->kind == SECRET_X509); /* checked at upload (check_net) */
+    OSSL_PARAM prm[] = {OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"P-256", 0),
+                        OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, (void *)ik, SCP_INSTANCE_KEY_LEN),
+                        OSSL_PARAM_construct_end()};
+    EVP_PKEY_CTX *kc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    EVP_PKEY *pub = NULL;
+    int ok = kc && EVP_PKEY_fromdata_init(kc) == 1 && EVP_PKEY_fromdata(kc, &pub, EVP_PKEY_PUBLIC_KEY, prm) == 1;
+    EVP_PKEY_CTX_free(kc);
+    if (!ok) {
+        EVP_PKEY_free(pub);
+        cas_deny(resp, 400, "bad_evidence", "the evidence's instance key is not a P-256 public key");
+        return NULL;
+    }
+    char extra[400], sans[4096];
+    snprintf(extra, sizeof extra, "URI:" SCP_SHIELD_SERVICE_URI "%s,URI:" SCP_SHIELD_MEASUREMENT_URI
+             "%s,URI:" SCP_SHIELD_PLATFORM_URI "%s", svc->name, measurement, platform);
+    scp_err e = {0};
+    X509 *c = x509_sans(sd, p->name, row->owner, extra, sans, sizeof sans, &e) < 0
+                  ? NULL
+                  : cas_service_cert_issue(api->id, pub, sd->common_name, sans, CAS_INSTANCE_CERT_DAYS, &e);
+    EVP_PKEY_free(pub);
+    char *pem = c ? cas_cert_pem(c) : NULL;
+    if (c) cas_cert_fingerprint(c, fingerprint);
+    X509_free(c);
+    if (!pem) cas_deny(resp, 500, "internal", "cannot issue the instance certificate: %s", e.msg[0] ? e.msg : "out of memory");
+    return pem;
 }

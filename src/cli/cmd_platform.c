@@ -29,7 +29,9 @@ static void platform_usage(FILE *out) {
             "            computes it; the configuration's hash goes to stderr (SCP_MEASURE_VERBOSE=1: its text)\n"
             "       scpctl platform measure [--config FILE] FILE...   print the measurement of these files (hex)\n"
             "       scpctl platform attest (--key FILE | --tee tdx|snp|auto) --session S --service N --measurement HEX\n"
-            "            run the runtime's attestation and print the configuration CAS releases\n"
+            "            [--instance-pubkey HEX]   run the runtime's attestation and print the configuration CAS\n"
+            "            releases (with --instance-pubkey, 130 hex digits: an uncompressed P-256 point that the\n"
+            "            evidence carries, for a per-instance network certificate)\n"
             "            (it holds secrets: for tests and debugging only)\n"
             "       scpctl platform report-tag --session S --service N --volume V --tag HEX --token-file FILE\n"
             "            report a volume's new tag (the token is the configuration's volume_token)\n"
@@ -56,7 +58,7 @@ int cmd_platform(int argc, char **argv) {
     cli_cas o = {0};
     const char *name = NULL, *key = NULL, *pubhex = NULL, *session = NULL, *service = NULL, *meas = NULL,
                *config = NULL, *volume = NULL, *tag = NULL, *token = NULL, *rootfs = NULL, *backend = NULL,
-               *tee = NULL;
+               *tee = NULL, *ikhex = NULL;
     const char *pos[64], *trusted[SCP_ELF_MAX_OBJECTS / 2];
     int npos = 0, prog_form = 0;
     struct scp_attest_run_conf conf = {0};
@@ -84,6 +86,7 @@ int cmd_platform(int argc, char **argv) {
                            : strcmp(a, "--rootfs") == 0      ? &rootfs
                            : strcmp(a, "--backend") == 0     ? &backend
                            : strcmp(a, "--tee") == 0         ? &tee
+                           : strcmp(a, "--instance-pubkey") == 0 ? &ikhex
                                                              : NULL;
         if (!strcmp(a, "--trusted") || !strcmp(a, "--net") || !strcmp(a, "--cap")) {
             if (i + 1 >= argc) return cli_usage_error("'%s' needs a value", a);
@@ -243,10 +246,14 @@ int cmd_platform(int argc, char **argv) {
         if (!key == !hw || !session || !service || !meas)
             return cli_usage_error("platform attest needs --key or --tee, --session, --service, --measurement");
         if (scp_unhex(meas, m, 32) < 0) return cli_usage_error("--measurement must be 64 hex digits");
+        uint8_t ik[SCP_INSTANCE_KEY_LEN];
+        if (ikhex && (scp_unhex(ikhex, ik, sizeof ik) < 0 || ik[0] != 4))
+            return cli_usage_error("--instance-pubkey must be an uncompressed P-256 point (130 hex digits, 04...)");
         scp_cas_client *c = cli_cas_client(&o, &code);
         if (!c) return code;
         char *cfg = NULL;
-        if (scp_attest_get_config_tee(c, session, service, hw ? hw : SCP_TEE_SIM, key, m, &cfg, &e) < 0) {
+        if (scp_attest_get_config_ik(c, session, service, hw ? hw : SCP_TEE_SIM, key, m, ikhex ? ik : NULL, &cfg, &e) <
+            0) {
             code = cli_fail(&e);
         } else {
             printf("%s\n", cfg);

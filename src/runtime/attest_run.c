@@ -23,7 +23,11 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "common/bytes.h"
 #include "common/util.h"
@@ -207,14 +211,14 @@ static int checked_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pu
     return 0;
 }
 
-static int attest_retry(scp_cas_client *c, const struct scp_attest_run_opts *o, const uint8_t m[32], char **cfg,
-                        scp_err *err) {
+static int attest_retry(scp_cas_client *c, const struct scp_attest_run_opts *o, const uint8_t m[32],
+                        const uint8_t *ik, char **cfg, scp_err *err) {
     double start = now_s(), wait = 0.1;
     struct ev_check k = {o, m};
     for (;;) {
         int r = o->evidence ? scp_attest_get_config_ev(c, o->session, o->service, checked_evidence, &k, cfg, err)
-                            : scp_attest_get_config_tee(c, o->session, o->service, o->tee ? o->tee : SCP_TEE_SIM,
-                                                        o->platform_key, m, cfg, err);
+                            : scp_attest_get_config_ik(c, o->session, o->service, o->tee ? o->tee : SCP_TEE_SIM,
+                                                       o->platform_key, m, ik, cfg, err);
         if (r == 0) return 0;
         /* SCP_E_BUSY: another process wrote our configfs-tsm report entry meanwhile */
         if (err->code != SCP_E_SYS && err->code != SCP_E_BUSY) return -1;
@@ -618,6 +622,21 @@ static int net_blob(char **buf, size_t *len, const char *word, const char *pem) 
 
 static int net_word_ok(const char *s) { return s && *s && strlen(s) < 254 && !strpbrk(s, " \n\t"); }
 
+/* A rule's checks of a per-instance certificate: `want service NAME`, `want measurement HEX`
+ * after its line (scp/shield.h). */
+static int net_wants(char **buf, size_t *len, json_t *rule) {
+    static const char *const what[] = {"service", "measurement"};
+    for (size_t i = 0; i < 2; i++) {
+        json_t *v = json_object_get(rule, what[i]);
+        if (!v) continue;
+        if (!net_word_ok(json_string_value(v))) return 1;
+        char line[320];
+        int n = snprintf(line, sizeof line, "want %s %s\n", what[i], json_string_value(v));
+        if (buf_add(buf, len, line, (size_t)n)) return 1;
+    }
+    return 0;
+}
+
 static int net_memfd(json_t *net) {
     char *buf = NULL;
     size_t len = 0;
@@ -648,7 +667,7 @@ static int net_memfd(json_t *net) {
         if (id && !net_word_ok(id)) bad = 1;
         n = snprintf(line, sizeof line, "listen %lld %d%s%s\n", (long long)json_integer_value(json_object_get(l, "port")),
                      idx, id ? " " : "", id ? id : "");
-        bad = bad || buf_add(&buf, &len, line, (size_t)n);
+        bad = bad || buf_add(&buf, &len, line, (size_t)n) || net_wants(&buf, &len, l);
     }
     for (size_t i = 0; i < json_array_size(peers) && !bad; i++) {
         json_t *pe = json_array_get(peers, i);
@@ -662,12 +681,50 @@ static int net_memfd(json_t *net) {
         bad = net_blob(&buf, &len, "ca", ca);
         n = snprintf(line, sizeof line, "peer %s %lld %s %d%s%s\n", host,
                      (long long)json_integer_value(json_object_get(pe, "port")), name, nca++, id ? " " : "", id ? id : "");
-        bad = bad || buf_add(&buf, &len, line, (size_t)n);
+        bad = bad || buf_add(&buf, &len, line, (size_t)n) || net_wants(&buf, &len, pe);
     }
     int fd = bad ? -1 : scp_shield_sealed_memfd("scp-net", buf, len, NULL);
     if (buf) scp_wipe(buf, len);
     free(buf);
     return fd;
+}
+
+/* The instance key (docs/cas.md "identity: instance"): a P-256 key made here for every
+ * attestation; its public half travels in the evidence, and CAS certifies it when the service's
+ * network identity is per instance. The private half goes only to the shield (the network
+ * memfd), never to CAS. pub receives the uncompressed point. */
+static EVP_PKEY *instance_key_new(uint8_t pub[SCP_INSTANCE_KEY_LEN], scp_err *err) {
+    EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    size_t n = 0;
+    if (!k || EVP_PKEY_get_octet_string_param(k, OSSL_PKEY_PARAM_PUB_KEY, pub, SCP_INSTANCE_KEY_LEN, &n) != 1 ||
+        n != SCP_INSTANCE_KEY_LEN || pub[0] != 4) {
+        EVP_PKEY_free(k);
+        scp_fail(err, SCP_E_CRYPTO, EIO, "cannot make the instance key (P-256)");
+        return NULL;
+    }
+    return k;
+}
+
+/* identity: instance: the certificate CAS sent must be for our key; the network section then
+ * gets the private key in PEM (it has none from CAS). */
+static int instance_key_install(json_t *net, EVP_PKEY *ik, scp_err *err) {
+    const char *pem = json_string_value(json_object_get(net, "cert"));
+    BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    int ours = x && ik && X509_check_private_key(x, ik) == 1;
+    X509_free(x);
+    if (!ours)
+        return scp_fail(err, SCP_E_INTEGRITY, EPROTO,
+                        "CAS sent a per-instance network certificate that is not for this instance's key");
+    BIO *kb = BIO_new(BIO_s_secmem());
+    char *data = NULL;
+    long len = kb && PEM_write_bio_PrivateKey(kb, ik, NULL, NULL, 0, NULL, NULL) == 1 ? BIO_get_mem_data(kb, &data) : 0;
+    int rc = len > 0 && json_object_set_new(net, "key", json_stringn(data, (size_t)len)) == 0
+                 ? 0
+                 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    BIO_free(kb); /* a secure-heap BIO: cleared when freed */
+    return rc;
 }
 
 static int path_within(const char *p, const char *dir) {
@@ -794,6 +851,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     pid_t relay[3] = {0, 0, 0};
     struct scp_shield_tag_sync *tsync = NULL;
     struct scp_attest_run_identity ident = {0};
+    EVP_PKEY *ik = NULL;
     if (!set || !ro || !rv) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
@@ -830,7 +888,10 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             goto out;
         }
     double t1 = now_s();
-    if (attest_retry(c, o, ident.m, &text, err) < 0) goto out;
+    uint8_t ik_pub[SCP_INSTANCE_KEY_LEN];
+    /* the secure image's attestation service makes its own evidence (no instance key) */
+    if (!o->evidence && !(ik = instance_key_new(ik_pub, err))) goto out;
+    if (attest_retry(c, o, ident.m, ik ? ik_pub : NULL, &text, err) < 0) goto out;
     double t2 = now_s();
     int timing = getenv("SCP_RUN_TIMING") != NULL;
     if (timing)
@@ -844,6 +905,11 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a configuration that is not JSON");
         goto out;
     }
+    json_t *jnet = json_object_get(cfg, "network");
+    const char *nid = json_string_value(json_object_get(jnet, "identity"));
+    if (nid && strcmp(nid, "instance") == 0 && instance_key_install(jnet, ik, err) < 0) goto out;
+    EVP_PKEY_free(ik); /* the network section holds it now */
+    ik = NULL;
     const char *token = json_string_value(json_object_get(cfg, "volume_token"));
     const char *k;
     json_t *v;
@@ -1029,6 +1095,7 @@ out:
     free(set);
     free(rv);
     json_decref(cfg); /* keys were copied out and wiped; the JSON text itself was wiped above */
+    EVP_PKEY_free(ik);
     scp_attest_run_identity_free(&ident);
     return rc;
 }

@@ -897,6 +897,10 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
     }
     char *buf = copy_buf;
     long total = 0, e = 0;
+    /* a shielded connection as the input: the kernel refuses it (no pipe, or no file), and a
+     * plain read here would take TLS records out of the connection (net_io.c serves splice
+     * into a pipe) */
+    if (!sh_is_prot(in) && sh_net_on && sh_net_is((int)in)) return -EINVAL;
     pfile *pin = sh_is_prot(in) ? pf_get(in, &e) : NULL;
     if (e) return e;
     pfile *pout = sh_is_prot(out) ? pf_get(out, &e) : NULL;

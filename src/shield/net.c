@@ -155,18 +155,19 @@ static void offer_session(nconn *c) {
 
 /* ---- configuration ------------------------------------------------------------------------- */
 
-/* The scp:// URI SAN of cert (gen_x509 in CAS puts exactly one in a session's certificate):
- * 1 and the URI in out, 0 if there is none, -1 if there are several or it is too long. */
-static int cert_identity(X509 *cert, char *out, size_t n) {
+/* The URI SAN of cert that starts with scheme (gen_x509 in CAS puts exactly one scp:// URI in
+ * a session's certificate, and one of each SCP_SHIELD_*_URI in an instance's): 1 and the URI in
+ * out, 0 if there is none, -1 if there are several or it is too long. */
+static int cert_uri(X509 *cert, const char *scheme, char *out, size_t n) {
     GENERAL_NAMES *gens = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     int found = 0;
-    size_t sl = strlen(SCP_SHIELD_ID_SCHEME);
+    size_t sl = strlen(scheme);
     for (int i = 0; i < sk_GENERAL_NAME_num(gens) && found >= 0; i++) {
         const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
         if (g->type != GEN_URI) continue;
         const char *u = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
         size_t ul = (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier);
-        if (ul < sl || strncmp(u, SCP_SHIELD_ID_SCHEME, sl) != 0) continue;
+        if (ul < sl || strncmp(u, scheme, sl) != 0) continue;
         if (found++ || ul >= n || memchr(u, 0, ul)) found = -1;
         else memcpy(out, u, ul), out[ul] = 0;
     }
@@ -182,9 +183,27 @@ static int identity_matches(const char *want, const char *got) {
     return strcmp(got, want) == 0;
 }
 
+/* A per-instance certificate's service or measurement URI is the one the rule wants (want ""
+ * checks nothing). Logs the refusal. */
+static int want_matches(const nconn *c, X509 *cert, const char *scheme, const char *what, const char *want) {
+    if (!want[0]) return 1;
+    char got[256] = "", d[400];
+    int r = cert_uri(cert, scheme, got, sizeof got);
+    if (r == 1 && strcmp(got + strlen(scheme), want) == 0) return 1;
+    char has[300];
+    if (r == 1) snprintf(has, sizeof has, "%s", got);
+    else snprintf(has, sizeof has, r == 0 ? "no %s (not a per-instance certificate)" : "several %ss", what);
+    conn_desc(c, d, sizeof d);
+    net_log("%s: the peer's certificate carries %s, not the %s the policy names (%s%s): connection refused", d, has,
+            what, scheme, want);
+    return 0;
+}
+
 /* After the chain and the name checks, the peer's certificate must carry the identity its rule
  * names (the peer rule for a client, the listen rule for a server): CAS fills it in, so only a
- * holder of that session's key has it (docs/shield.md, "What the two ends' attestations bind"). */
+ * holder of that session's key has it (docs/shield.md, "What the two ends' attestations bind").
+ * A rule that wants a service or a measurement also needs a per-instance certificate that
+ * carries them: CAS issues one only to an instance that attested with that measurement. */
 static int verify_identity(int ok, X509_STORE_CTX *xs) {
     if (!ok || X509_STORE_CTX_get_error_depth(xs) != 0) return ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
@@ -195,9 +214,16 @@ static int verify_identity(int ok, X509_STORE_CTX *xs) {
         X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
-    if (!want[0]) return 1; /* the rule names no session: chain and name only */
+    const struct net_want *w = c->server ? &nc.lis[li].want : &c->peer->want;
+    X509 *cert = X509_STORE_CTX_get_current_cert(xs);
+    if (!want_matches(c, cert, SCP_SHIELD_SERVICE_URI, "service", w->service) ||
+        !want_matches(c, cert, SCP_SHIELD_MEASUREMENT_URI, "measurement", w->measurement)) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
+    if (!want[0]) return 1; /* the rule names no session: chain and name (and the wants) only */
     char got[256] = "", d[400];
-    int r = cert_identity(X509_STORE_CTX_get_current_cert(xs), got, sizeof got);
+    int r = cert_uri(cert, SCP_SHIELD_ID_SCHEME, got, sizeof got);
     if (r == 1 && identity_matches(want, got)) return 1;
     conn_desc(c, d, sizeof d);
     net_log("%s: the peer's certificate %s%s, not the CAS session the policy names (%s%s): connection refused", d,
@@ -281,6 +307,7 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
     if (len < 6 || memcmp(buf, "SCPN1\n", 6) != 0) goto bad;
     nc.min_tls = 13;
     size_t off = 6;
+    struct net_want *last = NULL; /* the rule that `want` lines refine */
     while (off < len) {
         char *nl = memchr(buf + off, '\n', len - off);
         if (!nl) goto bad;
@@ -316,6 +343,7 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
                 n2 < -1 || n2 >= nc.nca || (a[0] && (n2 < 0 || !id_ok(a))))
                 goto bad;
             snprintf(nc.lis[nc.nlis].id, sizeof nc.lis[nc.nlis].id, "%s", a);
+            last = n2 >= 0 ? &nc.lis[nc.nlis].want : NULL; /* only a verified client certificate can be checked */
             nc.lis[nc.nlis].port = (int)n1;
             nc.lis[nc.nlis++].ca = (int)n2;
         } else if (!strcmp(w, "peer")) {
@@ -330,7 +358,15 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
             p->port = (int)n1;
             p->ca = (int)n2;
             if (parse_peer_host(p)) goto bad;
+            last = &p->want;
             nc.npeer++;
+        } else if (!strcmp(w, "want")) {
+            if (!last || sscanf(ln, "want %15s %255s", b, a) != 2) goto bad;
+            int svc = !strcmp(b, "service");
+            if (!svc && strcmp(b, "measurement")) goto bad;
+            char *dst = svc ? last->service : last->measurement;
+            if (strlen(a) >= sizeof last->service) goto bad;
+            memcpy(dst, a, strlen(a) + 1);
         } else
             goto bad;
     }

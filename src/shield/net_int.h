@@ -11,15 +11,22 @@
 #define NET_MAX_CA 130
 #define NET_PENDING_MAX (256 * 1024) /* plaintext written before the handshake ended */
 
+/* What a per-instance certificate must carry (`want` lines; "": not checked). */
+struct net_want {
+    char service[72], measurement[72];
+};
+
 struct net_listen {
     int port, ca;
     char id[256]; /* the identity the client's certificate must carry ("": not checked) */
+    struct net_want want;
     SSL_CTX *ctx;
 };
 
 struct net_peer {
     char host[256], name[256];
     char id[256]; /* the identity the server's certificate must carry ("": not checked) */
+    struct net_want want;
     int port, ca;
     int fam, prefix; /* fam 0: a DNS name */
     unsigned char addr[16];

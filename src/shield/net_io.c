@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -239,10 +240,69 @@ long sh_net_sendfile(int out, int in, long long *off, size_t n) {
     return r;
 }
 
+/* One step of splice_out under the connection's lock: the plaintext buffered in the shield
+ * (one record at most, peeked) goes into the empty private pipe p, a non-blocking splice moves
+ * what the program's pipe takes, and exactly that much is consumed from the connection. The
+ * rest is drained from p. Returns the bytes moved, 0 at the end, or -errno (-EAGAIN: nothing
+ * buffered, or the pipe is full). */
+static long splice_step(nconn *c, const int p[2], int out, size_t n, unsigned fl, char *g) {
+    pthread_mutex_lock(&c->mu);
+    long k = net_read(c, g, n, MSG_PEEK | MSG_DONTWAIT), m = k;
+    if (k > 0) {
+        long w = sh_gate(SYS_write, p[1], (long)g, k, 0, 0, 0); /* 64 KiB of room: takes it whole */
+        m = w == k ? sh_gate(SYS_splice, p[0], 0, out, 0, k, SPLICE_F_NONBLOCK | (fl & SPLICE_F_MORE)) : w < 0 ? w : -EIO;
+        if (m > 0) {
+            long t = net_read(c, g, (size_t)m, MSG_DONTWAIT); /* the same bytes: they were buffered */
+            assert(t == m);
+            (void)t;
+        }
+        long left = w > 0 ? w - (m > 0 ? m : 0) : 0;
+        while (left > 0) {
+            long d = sh_gate(SYS_read, p[0], (long)g, left, 0, 0, 0);
+            if (d <= 0) break;
+            left -= d;
+        }
+    }
+    net_update(c);
+    pthread_mutex_unlock(&c->mu);
+    return m;
+}
+
+/* splice out of a shielded socket into a pipe: the plaintext goes through a private pipe of
+ * the shield (splice_step), so no decrypted byte is lost when the program's pipe is full and no
+ * other reader of the connection gets a byte twice. It waits as the kernel's splice does,
+ * outside the lock: never with SPLICE_F_NONBLOCK; otherwise for plaintext as a read would (the
+ * socket's O_NONBLOCK), and for room in the pipe whatever the pipe's O_NONBLOCK. */
+static long splice_out(nconn *c, int out, size_t n, unsigned fl) {
+    struct stat st;
+    long r = sh_gate(SYS_fstat, out, (long)&st, 0, 0, 0, 0);
+    if (r < 0) return r;
+    if (!S_ISFIFO(st.st_mode)) return -EINVAL; /* as the kernel: one end must be a pipe */
+    if (n == 0) return 0;
+    char *g = gather_buf();
+    if (!g) return -ENOMEM;
+    if (n > 16384) n = 16384; /* a record */
+    int p[2], nb = (fl & SPLICE_F_NONBLOCK) != 0;
+    r = sh_gate(SYS_pipe2, (long)p, O_CLOEXEC, 0, 0, 0, 0);
+    if (r < 0) return r;
+    for (;;) {
+        r = c_read(c, g, n, MSG_PEEK | (nb ? MSG_DONTWAIT : 0)); /* waits for plaintext, if it may */
+        if (r <= 0) break;
+        r = splice_step(c, p, out, n, fl, g);
+        if (r != -EAGAIN || nb) break;
+        struct pollfd pf = {out, POLLOUT, 0}; /* the pipe is full: wait for room */
+        r = sh_gate(SYS_poll, (long)&pf, 1, -1, 0, 0, 0);
+        if (r < 0) break;
+    }
+    sh_gate(SYS_close, p[0], 0, 0, 0, 0, 0);
+    sh_gate(SYS_close, p[1], 0, 0, 0, 0, 0);
+    return r;
+}
+
 long sh_net_splice(int in, long long *oin, int out, long long *oout, size_t n, unsigned fl) {
     nconn *c = net_get(out), *ci = net_get(in);
     long r;
-    if (ci) r = -EINVAL; /* out of a shielded socket into a pipe: not served (docs/shield.md) */
+    if (ci) r = oin || oout ? -ESPIPE : splice_out(ci, out, n, fl); /* sockets and pipes have no offset */
     else if (!c) r = sh_gate(SYS_splice, in, (long)oin, out, (long)oout, (long)n, fl);
     else r = oout ? -ESPIPE : copy_in_to(c, in, oin, n);
     if (c) net_put(c);

@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "scp/attest.h"
+#include "scp/attest_hw.h"
 
 static int failures;
 #define CHECK(cond, ...)                                      \
@@ -301,7 +302,29 @@ static void test_evidence(const char *dir) {
     memcpy(other, pub, 32);
     other[0] ^= 1;
     CHECK(scp_sim_verify(&pe, other, NULL) < 0, "wrong platform key accepted");
+    CHECK(!pe.instance_key, "evidence without an instance key has one");
     free(ev);
+    /* an instance key rides under the signature: changing it (a replay that would carry
+     * another key) breaks the signature; a malformed or second one is refused */
+    uint8_t ik[SCP_INSTANCE_KEY_LEN];
+    memset(ik, 7, sizeof ik);
+    ik[0] = 4;
+    CHECK(scp_sim_evidence_ik(key, nonce, epk, m, ik, &ev, &n, &e) == 0, "evidence with an instance key: %s", e.msg);
+    CHECK(scp_evidence_parse(ev, n, &pe, &e) == 0 && pe.instance_key && memcmp(pe.instance_key, ik, sizeof ik) == 0,
+          "the instance key round-trips");
+    CHECK(scp_sim_verify(&pe, pub, &e) == 0, "verify with an instance key: %s", e.msg);
+    size_t at = (size_t)(pe.instance_key - ev);
+    ev[at + 10] ^= 1;
+    CHECK(scp_evidence_parse(ev, n, &pe, &e) == 0 && scp_sim_verify(&pe, pub, NULL) < 0, "a changed instance key verified");
+    ev[at + 10] ^= 1;
+    ev[at] = 2; /* a compressed point: not the format */
+    CHECK(scp_evidence_parse(ev, n, &pe, NULL) < 0, "an instance key that is not an uncompressed point parsed");
+    free(ev);
+    uint8_t hw1[64], hw2[64], hw3[64];
+    CHECK(scp_hw_report_data(nonce, epk, m, hw1, &e) == 0 && scp_hw_report_data_ik(nonce, epk, m, NULL, hw2, &e) == 0 &&
+              scp_hw_report_data_ik(nonce, epk, m, ik, hw3, &e) == 0,
+          "report data: %s", e.msg);
+    CHECK(memcmp(hw1, hw2, 64) == 0 && memcmp(hw1, hw3, 64) != 0, "hardware report data do not bind the instance key");
     /* a key file readable by others is refused */
     chmod(key, 0644);
     CHECK(scp_sim_evidence(key, nonce, epk, m, &ev, &n, &e) < 0 && e.code == SCP_E_KEY, "0644 platform key used");
