@@ -301,7 +301,9 @@ long sh_cred_parent(int vol, const char *rel, int want) {
     parent[n] = '\0';
     scp_vstat v;
     scp_err e;
-    if (scp_volume_stat(sh.vol[vol].v, parent, &v, &e)) return 0; /* the caller reports the error */
+    /* a missing parent, or one that is not a directory: the call reports ENOENT or ENOTDIR,
+     * which the kernel finds before permissions (its lookup fails first) */
+    if (scp_volume_stat(sh.vol[vol].v, parent, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
     sh_cred_owner(&v);
     return sh_cred_access(&v, want);
 }
