@@ -7,8 +7,10 @@
  *   body: no memory error, no leak; a refused body leaves the manifest empty; an accepted one
  *     satisfies every invariant the format promises (types, normalized non-empty paths in
  *     strictly increasing order, each parent an existing directory, directories of size 0,
- *     distinct ids), encodes back to exactly the input (canonical form), and the round trip
- *     parse(encode(parse(x))) == parse(x) holds field by field. */
+ *     an id shared only by hard links: entries that are not directories and agree on type,
+ *     size, root, mode, owner, mtime and target, each with nlink = the number of entries of its
+ *     id), encodes back to exactly the input (canonical form), and the round trip
+ *     parse(encode(parse(x))) == parse(x) holds field by field (nlink included). */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -42,7 +44,7 @@ static int entry_eq(const scp_mentry *a, const scp_mentry *b) {
            memcmp(a->id, b->id, SCP_FILEID_LEN) == 0 && a->size == b->size &&
            memcmp(a->root, b->root, SCP_HASH_LEN) == 0 && a->mode == b->mode && a->uid == b->uid &&
            a->gid == b->gid && a->mtime_ns == b->mtime_ns && !a->target == !b->target &&
-           (!a->target || strcmp(a->target, b->target) == 0);
+           (!a->target || strcmp(a->target, b->target) == 0) && a->nlink == b->nlink;
 }
 
 static void check_invariants(const scp_manifest *m) {
@@ -70,7 +72,19 @@ static void check_invariants(const scp_manifest *m) {
                         m->e[j].type == 2;
             FUZZ_CHECK(found);
         }
-        for (size_t j = 0; j < i; j++) FUZZ_CHECK(memcmp(m->e[j].id, e->id, SCP_FILEID_LEN) != 0);
+        /* hard links: names of one file share its id and all its metadata (format.h) */
+        uint32_t names = 0;
+        for (size_t j = 0; j < m->n; j++) {
+            const scp_mentry *o = &m->e[j];
+            if (memcmp(o->id, e->id, SCP_FILEID_LEN) != 0) continue;
+            names++;
+            if (j == i) continue;
+            FUZZ_CHECK(e->type != 2 && o->type == e->type && o->size == e->size &&
+                       memcmp(o->root, e->root, SCP_HASH_LEN) == 0 && o->mode == e->mode &&
+                       o->uid == e->uid && o->gid == e->gid && o->mtime_ns == e->mtime_ns);
+            FUZZ_CHECK(!o->target == !e->target && (!e->target || strcmp(o->target, e->target) == 0));
+        }
+        FUZZ_CHECK(e->nlink == names);
     }
 }
 

@@ -76,6 +76,8 @@ typedef struct scp_vstat {
     uint64_t ino;        /* stable number for the file's identity within the volume */
     uint32_t node_type;  /* SCP_VTYPE_NODE: S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK */
     uint64_t rdev;       /* SCP_VTYPE_NODE: the device number it was made with */
+    uint32_t nlink;      /* names of the file (hard links); 0 for an open file without one
+                          * left; 2 for a directory */
 } scp_vstat;
 
 /* ---- volumes ---------------------------------------------------------------------------- */
@@ -147,9 +149,16 @@ long scp_volume_readlink(scp_volume *vol, const char *path, char *buf, size_t si
  * the path walks through no link (up to its first missing or non-directory component). */
 long scp_volume_first_link(scp_volume *vol, const char *path, int follow_last, char *target,
                            size_t tsize, scp_err *err);
+/* Hard links: a second name `to` for the file, node or symbolic link at `from` (not a
+ * directory: EPERM). Both names then read and write the same data, share mode, owner and
+ * times, and report nlink; the objects go with the last name (and the last open handle).
+ * EEXIST if `to` exists, EMLINK beyond SCP_VOLUME_LINK_MAX names. */
+#define SCP_VOLUME_LINK_MAX 65000u
+int scp_volume_link(scp_volume *vol, const char *from, const char *to, scp_err *err);
 int scp_volume_unlink(scp_volume *vol, const char *path, scp_err *err);
 /* Rename a file or directory; an existing destination file is replaced atomically (as
- * rename(2)); an existing destination directory must be empty. */
+ * rename(2)); an existing destination directory must be empty. Two names of one file (hard
+ * links): nothing happens, as POSIX says. */
 int scp_volume_rename(scp_volume *vol, const char *from, const char *to, scp_err *err);
 /* Metadata only (kept in the manifest, not enforced by the library). uid/gid of -1 or
  * mtime_ns of INT64_MIN leave that field unchanged. */
@@ -209,6 +218,10 @@ int scp_vfile_stat(scp_vfile *f, scp_vstat *st, scp_err *err);
  * of the object (and so would drop the process's locks) if done after a lock was taken.
  * Returns the descriptor, or -1. */
 int scp_vfile_lock_fd(scp_vfile *f, int have, scp_err *err);
+
+/* A new name `to` for the handle's file (linkat with AT_EMPTY_PATH), as scp_volume_link;
+ * ENOENT if the file has no name left (unlinked while open). */
+int scp_vfile_link(scp_vfile *f, const char *to, scp_err *err);
 
 /* Make every write so far durable and advance the volume tag (a commit). */
 int scp_vfile_fsync(scp_vfile *f, scp_err *err);

@@ -77,7 +77,7 @@ int scp_notify_is_static(int fd) {
 static const int notified[] = {
     SYS_open, SYS_openat, SYS_openat2, SYS_creat, SYS_stat, SYS_lstat, SYS_newfstatat, SYS_statx,
     SYS_access, SYS_faccessat, SYS_faccessat2, SYS_mkdir, SYS_mkdirat, SYS_rmdir, SYS_unlink,
-    SYS_unlinkat, SYS_rename, SYS_renameat, SYS_renameat2, SYS_chmod, SYS_fchmodat, SYS_chown,
+    SYS_unlinkat, SYS_rename, SYS_renameat, SYS_renameat2, SYS_link, SYS_linkat, SYS_chmod, SYS_fchmodat, SYS_chown,
     SYS_lchown, SYS_fchownat, SYS_utimensat, SYS_truncate, SYS_readlink, SYS_readlinkat,
     SYS_execve, SYS_execveat, SYS_fsync, SYS_fdatasync, SYS_close, SYS_exit_group, SYS_exit,
     SYS_dup2, SYS_dup3, SYS_close_range, /* they close a descriptor too */
@@ -415,7 +415,7 @@ static void fill_stat(const struct sup *s, int vol, const scp_vstat *v, struct s
     st->st_dev = makedev(0xfc, (unsigned)vol);
     st->st_ino = v->ino ? v->ino : 1;
     st->st_mode = (v->type == SCP_VTYPE_DIR ? S_IFDIR : S_IFREG) | (v->mode & 07777);
-    st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : 1;
+    st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : v->nlink;
     st->st_uid = v->uid;
     st->st_gid = v->gid;
     st->st_size = (off_t)v->size;
@@ -625,6 +625,26 @@ static int serve_rename(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2,
     return 0;
 }
 
+/* link/linkat within one volume (names only: the served copies of open files are written
+ * back at their close, as for any two opens of a file). AT_EMPTY_PATH (a descriptor, no path)
+ * goes to the kernel: a served file is a memfd there, which no volume holds, so it fails. */
+static int serve_link(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2, long flags) {
+    struct sup *s = q->s;
+    struct rpath a, b;
+    if (flags & AT_EMPTY_PATH) return 1;
+    if (flags & ~(long)AT_SYMLINK_FOLLOW) return -EINVAL;
+    int rc = resolve(q, d1, p1, &a);
+    if (rc < 0) return rc;
+    int rc2 = resolve(q, d2, p2, &b);
+    if (rc2 < 0) return rc2;
+    if (rc == 1 || rc2 == 1 || (a.vol < 0 && b.vol < 0)) return 1;
+    if (a.vol != b.vol) return -EXDEV;
+    rc = commit_all(s, (pid_t)q->n->pid, a.vol, a.rel); /* the new name shows what was written */
+    if (rc) return rc;
+    scp_err e;
+    return scp_volume_link(s->vol[a.vol].v, a.rel, b.rel, &e) ? verr(&e) : 0;
+}
+
 static int serve_utimens(struct req *q, const struct rpath *rp, uint64_t times) {
     struct timespec ts[2];
     int64_t mt;
@@ -783,6 +803,8 @@ static void handle(struct req *q) {
     case SYS_rename: rc = serve_rename(q, AT_FDCWD, a[0], AT_FDCWD, a[1], 0); break;
     case SYS_renameat: rc = serve_rename(q, (int)a[0], a[1], (int)a[2], a[3], 0); break;
     case SYS_renameat2: rc = serve_rename(q, (int)a[0], a[1], (int)a[2], a[3], (unsigned)a[4]); break;
+    case SYS_link: rc = serve_link(q, AT_FDCWD, a[0], AT_FDCWD, a[1], 0); break;
+    case SYS_linkat: rc = serve_link(q, (int)a[0], a[1], (int)a[2], a[3], (long)a[4]); break;
     default: rc = path_call(q, d->nr, a);
     }
     if (q->answered) return;

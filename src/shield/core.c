@@ -493,7 +493,7 @@ static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
                    : v->type == SCP_VTYPE_LINK ? S_IFLNK
                                                : S_IFREG) |
                   (v->mode & 07777);
-    st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : 1;
+    st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : v->nlink; /* 0: unlinked while open */
     st->st_rdev = (dev_t)v->rdev;
     st->st_uid = v->uid;
     st->st_gid = v->gid;
@@ -1841,6 +1841,65 @@ static long call_at(long nr, const struct sh_sysent *s, const long a[6], const c
     return sh_gate(nr, b[0], b[1], b[2], b[3], b[4], b[5]);
 }
 
+/* ---- hard links -------------------------------------------------------------------------- */
+
+/* The checks of link(2) before the volume gives `to` (new name) to `v` (the file): search on
+ * both paths, write and search on the new name's directory, fs.protected_hardlinks. */
+static long link_check(int vol, const char *to, const scp_vstat *v) {
+    long r;
+    if ((r = sh_cred_search(vol, to)) || (r = sh_cred_parent(vol, to, 3))) return r;
+    if (v->type == SCP_VTYPE_DIR) return -EPERM;
+    return sh_cred_link(v);
+}
+
+static long link_rel(int vol, const char *from, const char *to, long flags) {
+    scp_vstat v;
+    scp_err e;
+    long r;
+    if (flags & ~(long)(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH)) return -EINVAL;
+    if ((r = sh_cred_search(vol, from)) || (r = path_vstat(vol, from, &v))) return r;
+    if ((r = link_check(vol, to, &v))) return r;
+    sh_in_lib++;
+    r = scp_volume_link(sh.vol[vol].v, from, to, &e) ? neg(&e) : 0;
+    sh_in_lib--;
+    sh_trace("link('%s', '%s' in volume %d) = %ld", from, to, vol, r);
+    return r;
+}
+
+/* linkat(fd, "", dirfd2, path2, AT_EMPTY_PATH): a new name for the open protected file fd,
+ * whatever name it has now. */
+static int link_fd(int fd, const long a[6], long *ret) {
+    char rel2[PATH_MAX];
+    int vol2 = -1;
+    long ee = 0;
+    int c2 = sh_classify((int)a[2], (const char *)a[3], &vol2, rel2, sizeof rel2);
+    if (c2 < 0) { *ret = c2; return 1; }
+    pfile *pf = pf_get(fd, &ee);
+    if (!pf) { *ret = ee; return 1; }
+    long r = 0;
+    if (c2 == 0 || vol2 != pf->vol) r = -EXDEV;
+    else if (pf->kind != PF_FILE) r = -EPERM; /* a directory (or the console's) */
+    else if ((a[4] & ~(long)(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH))) r = -EINVAL;
+    if (!r) {
+        char la[PATH_MAX];
+        int f2 = follow_links(&vol2, rel2, sizeof rel2, 0, la, sizeof la);
+        r = f2 < 0 ? f2 : f2 == 2 || vol2 != pf->vol ? -EXDEV : 0;
+    }
+    scp_vstat v;
+    if (!r) r = pf_vstat(pf, &v);
+    if (!r) r = link_check(pf->vol, rel2, &v);
+    if (!r) {
+        scp_err e;
+        sh_in_lib++;
+        r = scp_vfile_link(pf->vf, rel2, &e) ? neg(&e) : 0;
+        sh_in_lib--;
+    }
+    sh_trace("linkat(%d, '', '%s' in volume %d, AT_EMPTY_PATH) = %ld", fd, rel2, pf->vol, r);
+    pf_put(pf);
+    *ret = r;
+    return 1;
+}
+
 static int path_call(long nr, const long a[6], long *ret) {
     char rel[PATH_MAX], rel2[PATH_MAX];
     int vol = -1, vol2 = -1;
@@ -1890,9 +1949,13 @@ static int path_call(long nr, const long a[6], long *ret) {
     default: break;
     }
     if (sh_injected_call(nr, a, ret)) return 1; /* injected.c: files served from memory */
+    if (nr == SYS_linkat && (a[4] & AT_EMPTY_PATH) && sh_is_prot(dirfd) && path &&
+        sh_copy_path_in(path, rel, sizeof rel) == 0)
+        return link_fd(dirfd, a, ret);
     if (s->path2 >= 0) { /* rename, link */
         const char *path2 = (const char *)a[s->path2];
         int c1 = sh_classify(dirfd, path, &vol, rel, sizeof rel);
+        int named1 = fd_link_named; /* /proc/self/fd/N of a protected descriptor */
         int c2 = sh_classify(s->dirfd2 < 0 ? AT_FDCWD : (int)a[s->dirfd2], path2, &vol2, rel2, sizeof rel2);
         if (c1 == 0 && c2 == 0) return 0;
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
@@ -1903,7 +1966,13 @@ static int path_call(long nr, const long a[6], long *ret) {
         int f2 = f1 < 0 ? 1 : follow_links(&vol2, rel2, sizeof rel2, 0, la, sizeof la);
         if (f1 < 0 || f2 < 0) { *ret = f1 < 0 ? f1 : f2; return 1; }
         if (f1 == 2 || f2 == 2 || vol != vol2) { *ret = -EXDEV; return 1; }
-        if (nr == SYS_linkat) { *ret = -EPERM; return 1; }
+        if (nr == SYS_linkat) {
+            /* without AT_SYMLINK_FOLLOW, link names /proc's magic link itself: another file
+             * system (the kernel says EXDEV); with it, the file that the descriptor names */
+            if (named1 && !(a[4] & AT_SYMLINK_FOLLOW)) { *ret = -EXDEV; return 1; }
+            *ret = link_rel(vol, rel, rel2, a[4]);
+            return 1;
+        }
         unsigned flags = nr == SYS_renameat2 ? (unsigned)a[4] : 0;
         if (flags & ~RENAME_NOREPLACE) { *ret = -EINVAL; return 1; }
         scp_vstat v;

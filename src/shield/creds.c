@@ -279,6 +279,17 @@ SH_EXPORT int initgroups(const char *user, gid_t g) {
     return rc;
 }
 
+/* link(2) under fs.protected_hardlinks (Linux's default): the owner, root, or a caller that may
+ * read and write a regular file that is neither setuid nor setgid-executable; else EPERM. */
+long sh_cred_link(const scp_vstat *v) {
+    cred_load();
+    if (cr.euid == 0 || v->uid == cr.euid) return 0;
+    if (v->type != SCP_VTYPE_FILE || (v->mode & S_ISUID) ||
+        (v->mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+        return -EPERM;
+    return access_as(v, 6, cr.euid, cr.egid) ? -EPERM : 0;
+}
+
 /* Write and search permission on the directory that holds `rel` (creating or removing a name). */
 long sh_cred_parent(int vol, const char *rel, int want) {
     const char *slash = strrchr(rel, '/');
@@ -290,7 +301,9 @@ long sh_cred_parent(int vol, const char *rel, int want) {
     parent[n] = '\0';
     scp_vstat v;
     scp_err e;
-    if (scp_volume_stat(sh.vol[vol].v, parent, &v, &e)) return 0; /* the caller reports the error */
+    /* a missing parent, or one that is not a directory: the call reports ENOENT or ENOTDIR,
+     * which the kernel finds before permissions (its lookup fails first) */
+    if (scp_volume_stat(sh.vol[vol].v, parent, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
     sh_cred_owner(&v);
     return sh_cred_access(&v, want);
 }

@@ -486,6 +486,10 @@ SH_EXPORT int link(const char *a, const char *b) {
     PATHCALL(SYS_linkat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
     return (int)G(SYS_linkat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
 }
+SH_EXPORT int linkat(int da, const char *a, int db, const char *b, int fl) {
+    PATHCALL(SYS_linkat, da, (long)a, db, (long)b, fl);
+    return (int)G(SYS_linkat, da, (long)a, db, (long)b, fl);
+}
 SH_EXPORT int symlink(const char *a, const char *b) {
     PATHCALL(SYS_symlinkat, (long)a, AT_FDCWD, (long)b, 0, 0);
     return (int)G(SYS_symlinkat, (long)a, AT_FDCWD, (long)b, 0, 0);

@@ -788,6 +788,7 @@ static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_o
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     e->mtime_ns = scp_now_ns();
+    man_sync_links(&v->man, (size_t)mi); /* every name of the file names the new root */
     return 1;
 }
 
@@ -843,6 +844,7 @@ static void commit_batch(scp_volume *v, struct gc_req *batch) {
         for (r = batch; r; r = r->next)
             if (r->named > 0) {
                 v->man.e[r->mi] = r->saved;
+                man_sync_links(&v->man, (size_t)r->mi);
                 r->err = lerr;
             }
         named = 0;
@@ -996,10 +998,12 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         if (flush(f, f->fd_j, FLUSHED_J) < 0) {
             named = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
             v->man.e[mi] = saved;
+            man_sync_links(&v->man, (size_t)mi);
         }
     }
     if (named > 0 && vol_commit_manifest(v, durable, err) < 0) {
         v->man.e[mi] = saved;
+        man_sync_links(&v->man, (size_t)mi);
         named = -1;
     }
     if (named > 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);

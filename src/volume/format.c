@@ -118,7 +118,31 @@ int scp_node_type_ok(uint32_t mode) {
     return t == S_IFIFO || t == S_IFSOCK || t == S_IFCHR || t == S_IFBLK;
 }
 
+/* An entry's id and its index, sorted by id to find the entries that share one. */
+struct id_ref {
+    uint8_t id[SCP_FILEID_LEN];
+    uint32_t i;
+};
 static int id_cmp(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID_LEN); }
+
+int scp_mentry_same_file(const scp_mentry *a, const scp_mentry *b) {
+    return a->type == b->type && a->type != SCP_MTYPE_DIR && a->size == b->size &&
+           memcmp(a->root, b->root, SCP_HASH_LEN) == 0 && a->mode == b->mode && a->uid == b->uid &&
+           a->gid == b->gid && a->mtime_ns == b->mtime_ns &&
+           (a->target ? b->target && strcmp(a->target, b->target) == 0 : !b->target);
+}
+
+/* Entries that share an id are hard links of one file: check that they agree, and count them
+ * into every entry's nlink. ids holds every entry's id and index. */
+static int count_links(scp_manifest *m, struct id_ref *ids) {
+    qsort(ids, m->n, sizeof *ids, id_cmp);
+    for (size_t s = 0, k; s < m->n; s = k) {
+        for (k = s + 1; k < m->n && memcmp(ids[k].id, ids[s].id, SCP_FILEID_LEN) == 0; k++)
+            if (!scp_mentry_same_file(&m->e[ids[s].i], &m->e[ids[k].i])) return -1;
+        for (size_t j = s; j < k; j++) m->e[ids[j].i].nlink = (uint32_t)(k - s);
+    }
+    return 0;
+}
 
 int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_err *err) {
     memset(out, 0, sizeof *out);
@@ -130,7 +154,7 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
     if (!out->e) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing the manifest");
     out->cap = count ? count : 1;
     size_t off = 4;
-    uint8_t *ids = malloc((size_t)(count ? count : 1) * SCP_FILEID_LEN);
+    struct id_ref *ids = malloc((size_t)(count ? count : 1) * sizeof *ids);
     if (!ids) goto nomem;
     char norm[SCP_MAX_PATH + 1];
     for (uint32_t i = 0; i < count; i++) {
@@ -154,7 +178,8 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
         if (out->n > 1 && strcmp(out->e[out->n - 2].path, e->path) >= 0) goto malformed;
         if (!parent_is_dir(out, e->path)) goto malformed;
         memcpy(e->id, body + off, SCP_FILEID_LEN);
-        memcpy(ids + (size_t)i * SCP_FILEID_LEN, e->id, SCP_FILEID_LEN);
+        memcpy(ids[i].id, e->id, SCP_FILEID_LEN);
+        ids[i].i = i;
         off += SCP_FILEID_LEN;
         e->size = scp_get_u64(body + off);
         off += 8;
@@ -181,11 +206,7 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
         if (e->size > (UINT64_C(1) << 50)) goto malformed; /* 1 PiB: far beyond any real file */
     }
     if (off != len) goto malformed;
-    qsort(ids, count, SCP_FILEID_LEN, id_cmp);
-    for (uint32_t i = 1; i < count; i++)
-        if (memcmp(ids + (size_t)(i - 1) * SCP_FILEID_LEN, ids + (size_t)i * SCP_FILEID_LEN,
-                   SCP_FILEID_LEN) == 0)
-            goto malformed;
+    if (count_links(out, ids) < 0) goto malformed;
     free(ids);
     return 0;
 malformed:

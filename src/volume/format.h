@@ -88,6 +88,9 @@ int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err 
  * A node (a FIFO, socket or device name: metadata only, no objects) keeps its file type
  * (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK) in the mode's S_IFMT bits and its device number in
  * size; its root is zero.
+ * Hard links: entries that share an id are names of one file (or node, or symbolic link): no
+ * directory shares its id, and every entry of an id has the same type, size, root, mode, uid,
+ * gid, mtime and target, so that each name reads the same objects under the same root.
  * Integers are big-endian. The root directory is implicit (not an entry).                    */
 typedef struct scp_mentry {
     uint8_t type;
@@ -98,6 +101,7 @@ typedef struct scp_mentry {
     uint32_t mode, uid, gid; /* mode: permission bits | SCP_MODE_OWNED */
     int64_t mtime_ns;
     char *target; /* a symbolic link's target (NUL-terminated, owned by the entry); else NULL */
+    uint32_t nlink; /* in memory only: how many entries share this id (its hard links) */
 } scp_mentry;
 
 /* In an entry's mode: uid and gid were recorded (every directory made or changed since
@@ -117,9 +121,13 @@ typedef struct scp_manifest {
 } scp_manifest;
 
 /* Parse a manifest body. Checks: counts and lengths fit, paths are valid and sorted, every
- * entry's parent directory exists, no duplicate ids. On failure *out is left empty. */
+ * entry's parent directory exists, entries that share an id are links of one non-directory
+ * (scp_mentry_same_file); sets each entry's nlink. On failure *out is left empty. */
 int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_err *err);
 /* Encode into a malloc'd buffer. Returns -1 on allocation failure. */
+/* a and b may share an id: both are names of one file, node or symbolic link (same type and
+ * metadata, neither a directory). */
+int scp_mentry_same_file(const scp_mentry *a, const scp_mentry *b);
 int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err);
 void scp_manifest_free(scp_manifest *m);
 

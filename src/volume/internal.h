@@ -213,6 +213,14 @@ void vol_doomed_drain(scp_volume *v);
 long man_find(const scp_manifest *m, const char *path);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
 void man_remove(scp_manifest *m, size_t i);
+/* Hard links (entries that share an id, format.h). The first entry of id other than index skip
+ * (-1: none skipped), or -1. */
+long man_find_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], long skip);
+/* Add delta to the nlink of every entry of id (a name of it was added or removed). */
+void man_links_add(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], int delta);
+/* Entry i's size, root, mode, owner and mtime changed: give every other name of its file the
+ * same (call after every change of an entry's metadata, and after putting an old one back). */
+void man_sync_links(scp_manifest *m, size_t i);
 /* Load the newest authentic manifest slot into v->man / gen / tag (manifest.c). */
 int vol_load_manifest(scp_volume *v, scp_err *err);
 /* Highest generation the durable slots' headers claim (unauthenticated). */

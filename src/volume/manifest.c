@@ -1,6 +1,7 @@
 /* volume/manifest.c - the in-memory manifest (a sorted array of entries) and its commit to the
  * manifest slots on disk: two durable ones, written alternately with a sync, and a scratch slot
  * for namespace operations, written without one (docs/volume-format.md). */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -42,8 +43,36 @@ int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
     }
     memmove(&m->e[lo + 1], &m->e[lo], (m->n - lo) * sizeof *m->e);
     m->e[lo] = *e;
+    if (!m->e[lo].nlink) m->e[lo].nlink = 1; /* a new name of its own */
     m->n++;
     return 0;
+}
+
+long man_find_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], long skip) {
+    for (size_t k = 0; k < m->n; k++)
+        if ((long)k != skip && memcmp(m->e[k].id, id, SCP_FILEID_LEN) == 0) return (long)k;
+    return -1;
+}
+
+void man_links_add(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], int delta) {
+    for (size_t k = 0; k < m->n; k++)
+        if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) == 0) m->e[k].nlink = (uint32_t)((int)m->e[k].nlink + delta);
+}
+
+void man_sync_links(scp_manifest *m, size_t i) {
+    const scp_mentry *src = &m->e[i];
+    if (src->nlink <= 1) return;
+    for (size_t k = 0; k < m->n; k++) {
+        scp_mentry *d = &m->e[k];
+        if (k == i || memcmp(d->id, src->id, SCP_FILEID_LEN) != 0) continue;
+        d->size = src->size;
+        memcpy(d->root, src->root, SCP_HASH_LEN);
+        d->mode = src->mode;
+        d->uid = src->uid;
+        d->gid = src->gid;
+        d->mtime_ns = src->mtime_ns;
+        assert(scp_mentry_same_file(d, src));
+    }
 }
 
 void man_remove(scp_manifest *m, size_t i) {

@@ -886,7 +886,8 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
         st->uid = v->man.e[i].uid;
         st->gid = v->man.e[i].gid;
         st->mtime_ns = v->man.e[i].mtime_ns;
-    }
+        st->nlink = v->man.e[i].nlink ? v->man.e[i].nlink : 1;
+    } /* else no name is left (unlinked while open): nlink 0, as the kernel says */
     vol_unlock(v);
     st->type = SCP_VTYPE_FILE;
     st->size = scp_vfile_size(h);

@@ -552,6 +552,7 @@ static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
     st->gid = e->gid;
     st->mtime_ns = e->mtime_ns;
     st->ino = scp_get_u64(e->id) >> 1;
+    st->nlink = e->type == SCP_MTYPE_DIR ? 2 : e->nlink ? e->nlink : 1;
 }
 
 int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
@@ -564,8 +565,9 @@ int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     for (size_t i = 0; i < v->man.n; i++) {
         if (v->man.e[i].type == SCP_MTYPE_DIR) {
             out->dir_count++;
-        } else if (v->man.e[i].type == SCP_MTYPE_FILE) {
-            out->file_count++;
+        } else if (v->man.e[i].type == SCP_MTYPE_FILE &&
+                   (v->man.e[i].nlink <= 1 || man_find_id(&v->man, v->man.e[i].id, -1) == (long)i)) {
+            out->file_count++; /* a file with several names (hard links) once */
             out->total_bytes += v->man.e[i].size;
         }
     }
@@ -744,7 +746,9 @@ static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_L
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     man_remove(&v->man, i);
+    man_links_add(&v->man, saved.id, -1); /* the file's other names, if any */
     if (vol_commit_manifest(v, 0, err) < 0) {
+        man_links_add(&v->man, saved.id, 1);
         man_insert(&v->man, &saved, NULL); /* cannot fail: the array had room for it */
         return -1;
     }
@@ -782,6 +786,25 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
             return;
         }
     vol_doom_objects(v, id);
+}
+
+/* Name `path` of the file `id` is gone from the manifest (caller holds vol->mu): if the file
+ * has another name (a hard link), a loaded state that went by this one goes by that one now;
+ * otherwise its objects go (drop_objects). */
+static void name_gone(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], const char *path) {
+    long other = man_find_id(&v->man, id, -1);
+    if (other < 0) {
+        drop_objects(v, id);
+        return;
+    }
+    for (scp_file *f = v->files; f; f = f->next)
+        if (memcmp(f->id, id, SCP_FILEID_LEN) == 0 && f->path && strcmp(f->path, path) == 0) {
+            char *np = strdup(v->man.e[other].path);
+            if (np) { /* (else it keeps the old name: its commits then fail to find an entry) */
+                free(f->path);
+                f->path = np;
+            }
+        }
 }
 
 static void unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
@@ -838,7 +861,69 @@ int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     uint8_t id[SCP_FILEID_LEN];
     int has_objects = rc == 0 && v->man.e[i].type == SCP_MTYPE_FILE;
     if (rc == 0) rc = remove_committed(v, (size_t)i, id, err);
-    if (rc == 0 && has_objects) drop_objects(v, id);
+    if (rc == 0 && has_objects) name_gone(v, id, p);
+    vol_unlock(v);
+    return rc;
+}
+
+/* Add name b for the entry at normalized path a (caller holds vol_lock). */
+static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err) {
+    if (!b[0]) return scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists");
+    long i = a[0] ? man_find(&v->man, a) : -1;
+    if (a[0] && i < 0) return missing(v, a, err);
+    if (i < 0 || v->man.e[i].type == SCP_MTYPE_DIR)
+        return scp_fail(err, SCP_E_INVAL, EPERM, "'%s' is a directory: it cannot have hard links", a);
+    if (check_parent(v, b, err) < 0) return -1;
+    if (man_find(&v->man, b) >= 0)
+        return scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", b);
+    if (v->man.e[i].nlink >= SCP_VOLUME_LINK_MAX)
+        return scp_fail(err, SCP_E_INVAL, EMLINK, "'%s' has too many links", a);
+    scp_mentry e = v->man.e[i];
+    e.path = strdup(b);
+    e.target = e.target ? strdup(e.target) : NULL;
+    if (!e.path || (v->man.e[i].target && !e.target)) {
+        free(e.path);
+        free(e.target);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
+    uint8_t id[SCP_FILEID_LEN];
+    memcpy(id, e.id, SCP_FILEID_LEN);
+    if (man_insert(&v->man, &e, err) < 0) {
+        free(e.path);
+        free(e.target);
+        return -1;
+    }
+    long ni = man_find(&v->man, b);
+    assert(ni >= 0);
+    man_links_add(&v->man, id, 1); /* every name, the new one included (it had the old count) */
+    if (vol_commit_manifest(v, 0, err) < 0) {
+        man_remove(&v->man, (size_t)ni);
+        man_links_add(&v->man, id, -1);
+        return -1;
+    }
+    return 0;
+}
+
+int scp_volume_link(scp_volume *v, const char *from, const char *to, scp_err *err) {
+    char a[SCP_MAX_PATH + 1], b[SCP_MAX_PATH + 1];
+    if (norm(from, a, err) < 0 || norm(to, b, err) < 0) return -1;
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = link_locked(v, a, b, err);
+    vol_unlock(v);
+    return rc;
+}
+
+int scp_vfile_link(scp_vfile *h, const char *to, scp_err *err) {
+    char b[SCP_MAX_PATH + 1];
+    if (norm(to, b, err) < 0) return -1;
+    scp_volume *v = h->f->vol;
+    if (vol_lock(v, err) < 0) return -1;
+    /* vol_lock follows other processes' renames and removals into f->path */
+    char *a = h->f->path ? strdup(h->f->path) : NULL;
+    int rc = !h->f->path ? scp_fail(err, SCP_E_NOENT, ENOENT, "the file has no name left in the volume")
+             : !a        ? scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory")
+                         : link_locked(v, a, b, err);
+    free(a);
     vol_unlock(v);
     return rc;
 }
@@ -866,6 +951,10 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
     if (i < 0) rc = missing(v, a, err);
     if (rc == 0) rc = check_parent(v, b, err);
     if (rc == 0 && strcmp(a, b) == 0) goto out;
+    /* two names of one file: POSIX says rename does nothing and succeeds */
+    if (rc == 0 && j >= 0 && v->man.e[i].type != SCP_MTYPE_DIR &&
+        memcmp(v->man.e[i].id, v->man.e[j].id, SCP_FILEID_LEN) == 0)
+        goto out;
     int is_dir = rc == 0 && v->man.e[i].type == 2;
     if (rc == 0 && j >= 0) {
         if (is_dir && v->man.e[j].type != 2)
@@ -885,7 +974,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
         const char *p = e.path;
         if ((long)k == j) {
             memcpy(replaced_id, e.id, SCP_FILEID_LEN);
-            replaced = e.type == 1;
+            replaced = e.type;
             continue;
         }
         if (strcmp(p, a) == 0 || (is_dir && strncmp(p, a, al) == 0 && p[al] == '/'))
@@ -899,6 +988,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         }
     }
+    if (rc == 0 && replaced) man_links_add(&nm, replaced_id, -1); /* its other names, if any */
     if (rc == 0) {
         scp_manifest old = v->man;
         uint64_t old_gen = v->gen;
@@ -910,7 +1000,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
             rc = -1;
         } else {
             scp_manifest_free(&old);
-            if (replaced) drop_objects(v, replaced_id);
+            if (replaced == SCP_MTYPE_FILE) name_gone(v, replaced_id, b);
             for (scp_file *f = v->files; f; f = f->next) {
                 if (!f->path) continue;
                 if (strcmp(f->path, a) == 0 || (is_dir && strncmp(f->path, a, al) == 0 && f->path[al] == '/')) {
@@ -950,8 +1040,10 @@ int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t ui
         /* No change, no commit: sqlite fchowns every journal it creates to the owner it has. */
         int same = e->mode == saved.mode && e->uid == saved.uid && e->gid == saved.gid &&
                    e->mtime_ns == saved.mtime_ns;
+        man_sync_links(&v->man, (size_t)i); /* every name of a file shows its mode and owner */
         if (!same && vol_commit_manifest(v, 0, err) < 0) {
             *e = saved;
+            man_sync_links(&v->man, (size_t)i);
             rc = -1;
         }
     }
