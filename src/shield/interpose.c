@@ -84,13 +84,14 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
     if (pcall(SYS_openat, dirfd, (long)path, flags, mode, 0, &r)) return (int)r;
     int fd = (int)G(SYS_openat, dirfd, (long)path, flags, mode, 0);
     if (fd >= 0 && sh_in_lib && sh.lo && fd < SH_LIB_FD_MIN(sh.lo)) {
-        /* the volume library's own descriptor: keep it away from the program's numbers */
-        REAL(int (*)(int, int, ...), fcntl);
-        int hi = real_fcntl(fd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, SH_LIB_FD_MIN(sh.lo));
+        /* the volume library's own descriptor: keep it away from the program's numbers. Through
+         * the gate: in an image exec'd by a shielded program, the network filter it inherited
+         * traps F_DUPFD, and the shield's init opens its volumes before its SIGSYS handler is
+         * installed (libc's fcntl killed every such child: "Bad system call") */
+        long hi = sh_gate(SYS_fcntl, fd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, SH_LIB_FD_MIN(sh.lo), 0, 0, 0);
         if (hi >= 0) {
-            REAL(int (*)(int), close);
-            real_close(fd);
-            fd = hi;
+            sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+            fd = (int)hi;
         }
     }
     if (fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.lo) {
