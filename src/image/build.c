@@ -293,6 +293,20 @@ static json_t *entry_argv(json_t *cfg, scp_err *err) {
     return argv;
 }
 
+/* The image's Env reaches the program (beneath the policy's environment): refuse at build what
+ * the entry would refuse at run. */
+static int check_env(json_t *cfg, scp_err *err) {
+    json_t *env = json_object_get(json_object_get(cfg, "config"), "Env");
+    if (env && !json_is_array(env) && !json_is_null(env))
+        return scp_fail(err, SCP_E_FORMAT, EINVAL, "the image's Env is not an array");
+    for (size_t i = 0; i < json_array_size(env); i++) {
+        const char *e = json_string_value(json_array_get(env, i));
+        if (!e) return scp_fail(err, SCP_E_FORMAT, EINVAL, "the image's Env holds a non-string");
+        if (scp_attest_run_image_env_check(e, err) < 0) return -1;
+    }
+    return 0;
+}
+
 static json_t *image_json(const scp_image_build_opts *o, json_t *cfg, json_t *argv, const char *trusted_digest,
                           size_t n_trusted) {
     json_t *c = json_object_get(cfg, "config");
@@ -659,7 +673,7 @@ int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_er
     say(o, "reading ", o->from);
     if (img_src_open(o->from, o->tmpdir, &src, err) < 0) return -1;
     if (stage_open(o->tmpdir, &st, err) < 0) goto out;
-    if (!(argv = entry_argv(src.config, err))) goto out;
+    if (!(argv = entry_argv(src.config, err)) || check_env(src.config, err) < 0) goto out;
     if (img_apply_layers_bar(&src, st.root, o->progress, o->bar, err) < 0) goto out;
     size_t n_files[SCP_IMAGE_MAX_PATHS] = {0}, n_seeded = 0;
     for (size_t i = 0; i < o->n_protect; i++) {

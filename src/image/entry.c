@@ -113,6 +113,29 @@ static int resolve_user(const char *spec, struct scp_run_user *u, scp_err *err) 
     return 0;
 }
 
+/* image.json's env (the image's Env, in the measurement through image.json): a NULL-terminated
+ * array pointing into ij, or NULL with err when it is not an array of strings. */
+static char **image_env(json_t *ij, scp_err *err) {
+    json_t *env = json_object_get(ij, "env");
+    size_t n = json_array_size(env);
+    if (env && !json_is_array(env)) {
+        scp_fail(err, SCP_E_FORMAT, EINVAL, "%s: env is not an array", IMAGE_JSON);
+        return NULL;
+    }
+    char **v = calloc(n + 1, sizeof *v);
+    if (!v) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!(v[i] = (char *)json_string_value(json_array_get(env, i)))) {
+            free(v);
+            scp_fail(err, SCP_E_FORMAT, EINVAL, "%s: env holds a non-string", IMAGE_JSON);
+            return NULL;
+        }
+    return v;
+}
+
 /* ---- a protected path's files, sealed by image build under /scp/seed/N ---------------------- */
 
 struct seed_copy {
@@ -219,6 +242,7 @@ int scp_image_entry(int argc, char *const *argv, scp_err *err) {
     int rc = -1;
     scp_cas_client *c = NULL;
     char **args = calloc((size_t)argc + 2, sizeof *args);
+    char **env = NULL;
     char *trusted_text = NULL;
     scp_shield_trusted *trusted = NULL;
     size_t n_trusted = 0;
@@ -229,6 +253,7 @@ int scp_image_entry(int argc, char *const *argv, scp_err *err) {
     }
     if (image_trusted(j, &trusted_text, &trusted, &n_trusted, err) < 0) goto out;
     if (user && *user && resolve_user(user, &run_user, err) < 0) goto out;
+    if (!(env = image_env(j, err))) goto out;
     /* the measured program, then what `docker run IMAGE ARGS` appended (only if the policy allows) */
     args[0] = (char *)prog;
     for (int i = 0; i < argc; i++) args[1 + i] = argv[i];
@@ -247,6 +272,7 @@ int scp_image_entry(int argc, char *const *argv, scp_err *err) {
         .image_json = ij,
         .no_mount = 1,
         .user = user && *user ? &run_user : NULL,
+        .image_env = env,
         .more_trusted = trusted,
         .n_more_trusted = n_trusted,
         .seed = seed_from_image,
@@ -260,6 +286,7 @@ out:
     json_decref(j);
     free(ij);
     free(args);
+    free(env);
     free(trusted);
     free(trusted_text);
     return rc;

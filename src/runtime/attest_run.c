@@ -384,6 +384,35 @@ static int env_name_ok(const char *k) {
     return strncmp(k, "LD_", 3) != 0 && strncmp(k, "SCP_SHIELD", 10) != 0 && strncmp(k, "GLIBC_TUNABLES", 14) != 0;
 }
 
+int scp_attest_run_image_env_check(const char *entry, scp_err *err) {
+    const char *eq = strchr(entry, '=');
+    if (!eq || eq == entry) return scp_fail(err, SCP_E_FORMAT, EINVAL, "the image's Env entry '%s' is not NAME=VALUE", entry);
+    int len = (int)(eq - entry);
+    if (!env_name_ok(entry) || !strncmp(entry, "SCP_SEED_", 9))
+        return scp_fail(err, SCP_E_INVAL, EINVAL,
+                        "the image's Env sets %.*s, which would change what the loader or the entry runs; refusing", len,
+                        entry);
+    return 0;
+}
+
+/* The image's Env beneath the policy's environment in cfg (a name the policy sets keeps the
+ * policy's value), so the program gets both through the launch memfd. */
+static int merge_image_env(json_t *cfg, char *const *image_env, scp_err *err) {
+    if (!image_env || !*image_env) return 0;
+    json_t *env = json_object_get(cfg, "environment");
+    if (!json_is_object(env) && json_object_set_new(cfg, "environment", env = json_object()) < 0)
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    for (char *const *e = image_env; *e; e++) {
+        if (scp_attest_run_image_env_check(*e, err) < 0) return -1;
+        const char *eq = strchr(*e, '=');
+        size_t len = (size_t)(eq - *e);
+        if (json_object_getn(env, *e, len)) continue;
+        if (json_object_setn_new(env, *e, len, json_string(eq + 1)) < 0)
+            return scp_fail(err, SCP_E_FORMAT, EINVAL, "the image's Env entry '%.*s' is not UTF-8", (int)len, *e);
+    }
+    return 0;
+}
+
 /* The policy's SCP_SEED_<volume> (hex key of the files a secure image sealed for that volume),
  * taken out of the environment: it is the entry's, never the program's. */
 static int take_seed_key(json_t *env, const char *vol, uint8_t key[SCP_VOLUME_KEY_LEN], int *found, scp_err *err) {
@@ -911,6 +940,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     EVP_PKEY_free(ik); /* the network section holds it now */
     ik = NULL;
     const char *token = json_string_value(json_object_get(cfg, "volume_token"));
+    if (merge_image_env(cfg, o->image_env, err) < 0) goto out;
     const char *k;
     json_t *v;
     json_object_foreach(json_object_get(cfg, "environment"), k, v) {

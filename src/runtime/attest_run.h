@@ -94,10 +94,18 @@ struct scp_attest_run_opts {
      * SCP_SEED_* variable is taken out of the program's environment. */
     int (*seed)(void *ctx, const char *mount, const uint8_t *key, scp_volume *fresh, scp_err *err);
     void *seed_ctx;
+    /* NULL-terminated NAME=VALUE: a secure image's Env (its image.json, so in the measurement),
+     * the program's environment beneath the policy's, which wins for a name both set */
+    char *const *image_env;
     const scp_shield_trusted *more_trusted; /* added to the shield's trusted-file manifest (the
                                  image's /scp/trusted): files not measured here, checked by digest */
     size_t n_more_trusted;
 };
+
+/* One entry of a secure image's Env: 0 when it is NAME=VALUE with a name the program may get;
+ * else -1 with err (a name that steers the loader or the shield, LD_*, GLIBC_TUNABLES,
+ * SCP_SHIELD*, or the entry's own SCP_SEED_*: what the loader runs was measured without it). */
+int scp_attest_run_image_env_check(const char *entry, scp_err *err);
 
 /* The default volume directory: /var/lib/scp/volumes for root, else
  * $XDG_DATA_HOME/scp/volumes or ~/.local/share/scp/volumes. Static storage. */

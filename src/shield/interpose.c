@@ -84,13 +84,12 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
     if (pcall(SYS_openat, dirfd, (long)path, flags, mode, 0, &r)) return (int)r;
     int fd = (int)G(SYS_openat, dirfd, (long)path, flags, mode, 0);
     if (fd >= 0 && sh_in_lib && sh.lo && fd < SH_LIB_FD_MIN(sh.lo)) {
-        /* the volume library's own descriptor: keep it away from the program's numbers */
-        REAL(int (*)(int, int, ...), fcntl);
-        int hi = real_fcntl(fd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, SH_LIB_FD_MIN(sh.lo));
+        /* the volume library's own descriptor: keep it away from the program's numbers (through
+         * the gate: LIB_DUP) */
+        long hi = sh_gate(SYS_fcntl, fd, (flags & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, SH_LIB_FD_MIN(sh.lo), 0, 0, 0);
         if (hi >= 0) {
-            REAL(int (*)(int), close);
-            real_close(fd);
-            fd = hi;
+            sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+            fd = (int)hi;
         }
     }
     if (fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.lo) {
@@ -245,8 +244,13 @@ SH_EXPORT int close(int fd) {
     REAL(int (*)(int), close);
     return real_close(fd);
 }
+/* LIB_DUP: the volume library's own dup/fcntl(F_DUPFD) go through the gate. In an image exec'd
+ * by a shielded program the network filter it inherited traps them, and the shield's init
+ * opens its volumes (which may collect deleted files' objects: a dup) before its SIGSYS handler
+ * is installed: libc's call killed the program with "Bad system call". */
 SH_EXPORT int dup(int fd) {
     if (P(fd)) return (int)call6(SYS_dup, fd, 0, 0, 0, 0, 0);
+    if (sh_in_lib) return (int)G(SYS_dup, fd, 0, 0, 0, 0); /* see LIB_DUP */
     long a[6] = {fd, 0, 0, 0, 0, 0};
     if (sh_net_on) return (int)ret(sh_net_dup(SYS_dup, a));
     REAL(int (*)(int), dup);
@@ -294,6 +298,7 @@ SH_EXPORT int dup3(int a, int b, int fl) {
 static int do_fcntl(int fd, int cmd, va_list ap) {
     long arg = va_arg(ap, long);
     if (P(fd)) return (int)call6(SYS_fcntl, fd, cmd, arg, 0, 0, 0);
+    if (sh_in_lib && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) return (int)G(SYS_fcntl, fd, cmd, arg, 0, 0); /* LIB_DUP */
     long na[6] = {fd, cmd, arg, 0, 0, 0};
     if (sh_net_on && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) return (int)ret(sh_net_dup(SYS_fcntl, na));
     REAL(int (*)(int, int, ...), fcntl);

@@ -3,6 +3,7 @@
 # images/build.sh and its session created; docker run with the documented flags; the checks that
 # a tampered image and a session naming another measurement get no secrets.
 # Usage: source curated_lib.sh SCPCTL NAME   (sets T, CA, PORT, S (session), M, HASH, PW, TAG, VOL)
+# PW is the session's secret $PWSECRET (default: password).
 # Exits 77 (skipped) without a Docker engine or a way to make the base image.
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCPCTL=$(realpath "$1")
@@ -45,7 +46,7 @@ M=$(awk '/^measurement /{print $2}' "$T/build.log")
 grep -q "measurements: \[$M\]" "$T/$CURATED.session.yaml" || fail "template: $(cat "$T/$CURATED.session.yaml")"
 expect_rc 0 "$SCPCTL" session create "$T/$CURATED.session.yaml"
 HASH=$(awk '/^hash /{print $2}' "$T/last.out")
-expect_rc 0 "$SCPCTL" session secret $S password
+expect_rc 0 "$SCPCTL" session secret $S "${PWSECRET:-password}"
 PW=$(cat "$T/last.out")
 [ ${#PW} -eq 32 ] || fail "no password from CAS"
 
@@ -60,14 +61,16 @@ run_to_end() {
     [ "$rc" = 99 ] && docker rm -f "$1" >/dev/null
     return "$rc"
 }
-# start NAME READY-COMMAND...: docker run the secure image until READY-COMMAND succeeds (30 s)
+# start NAME READY-COMMAND...: docker run the secure image until READY-COMMAND succeeds (30 s,
+# $START_SECS)
 start() {
     local name=$1
     shift
     docker run -d --name "$name" "${RUNFLAGS[@]}" $TAG/$CURATED:1 >/dev/null || fail "docker run"
-    for _ in $(seq 300); do
+    local end=$((SECONDS + ${START_SECS:-30}))
+    while [ $SECONDS -lt $end ]; do
         "$@" >/dev/null 2>&1 && return 0
-        [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] || fail "container exited: $(docker logs "$name" 2>&1 | tail -5)"
+        [ "$(docker inspect -f '{{.State.Running}}' "$name")" = true ] || fail "container exited: $(docker logs "$name" 2>&1 | tail -20)"
         sleep 0.1
     done
     fail "$CURATED in the container did not answer over TLS: $(docker logs "$name" 2>&1 | tail -5)"

@@ -20,7 +20,7 @@ SERVE=
 docker_cleanup() {
     docker rm -f $TAG-c1 $TAG-c2 $TAG-old $TAG-bad $TAG-nocas $TAG-sh $TAG-sht $TAG-tamper >/dev/null 2>&1
     docker volume rm -f $VOL >/dev/null 2>&1
-    docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 $TAG/sh-base:1 $TAG/sh-secure:1 $TAG/sh-tampered:1 >/dev/null 2>&1
+    docker rmi -f $TAG/redis-base:1 $TAG/redis-secure:1 $TAG/redis-secure:2 $TAG/sh-secure:1 $TAG/sh-secure:2 $TAG/sh-tampered:1 >/dev/null 2>&1
     [ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null
     cleanup
 }
@@ -162,12 +162,29 @@ grep -q "CAS refused.*wrong_measurement" "$T/$TAG-bad.log" || fail "docker logs 
 note "PID 1: orphans reaped; the whole /scp/trusted under the shield (sleep and redis-server run from sh)"
 # a secure image of sh from the same files: the program measured is sh; sleep and redis-server are
 # only in /scp/trusted. An orphan (the inner sh's background sleep) is re-parented to the entry.
-tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/bin/sh"]' - $TAG/sh-base:1 >/dev/null || fail "docker import sh"
-docker save $TAG/sh-base:1 -o "$T/sh-base.tar" || fail "docker save sh"
-build $TAG/sh-secure:1 shs "$T/sh-base.tar" -
-SCRIPT='sh -c "sleep 0.2 &"; sleep 1; redis-server --version; echo "seed=[$SCP_SEED_x]"; echo scp-started; trap "echo scp-term; exit 7" TERM; sleep 1000 & wait'
+# The image's Env (ENV lines) reaches the program beneath the policy's environment, which wins
+# for a name both set; it is in image.json, so another value is another measurement.
+shimg() { # TAG ENV...: the sh image with these ENV lines, saved as $T/TAG.tar
+    local t=$1 c=(-c 'ENTRYPOINT ["/bin/sh"]')
+    shift
+    for e in "$@"; do c+=(-c "ENV $e"); done
+    tar -C "$R" -c . | docker import "${c[@]}" - $TAG/sh-base:$t >/dev/null || fail "docker import sh"
+    docker save $TAG/sh-base:$t -o "$T/sh-base-$t.tar" || fail "docker save sh"
+    docker rmi $TAG/sh-base:$t >/dev/null
+}
+shimg 1 'SCP_IMG_VAR="from the image"' SCP_IMG_OVER=image
+build $TAG/sh-secure:1 shs "$T/sh-base-1.tar" -
+shimg 2 'SCP_IMG_VAR="from another image"' SCP_IMG_OVER=image
+"$SCPCTL" image build "$T/sh-base-2.tar" -t $TAG/sh-secure:2 --session shs --service redis -o "$T/sh2.tar" \
+    >"$T/sh2.out" 2>"$T/sh2.err" || fail "image build: $(cat "$T/sh2.err")"
+[ "$(awk '/^measurement /{print $2}' "$T/sh2.out")" != "$(awk '/^measurement /{print $2}' "$T/shs.out")" ] ||
+    fail "an image with another Env value has the same measurement"
+shimg 3 LD_PRELOAD=/tmp/x.so
+expect_rc 1 "$SCPCTL" image build "$T/sh-base-3.tar" -t $TAG/sh-secure:3 --session shs --service redis -o "$T/sh3.tar"
+grep -q "the image's Env sets LD_PRELOAD" "$T/last.err" || fail "an image whose Env sets LD_PRELOAD: $(cat "$T/last.err")"
+SCRIPT='sh -c "sleep 0.2 &"; sleep 1; redis-server --version; echo "seed=[$SCP_SEED_x]"; echo "env=[$SCP_IMG_VAR][$SCP_IMG_OVER]"; echo scp-started; trap "echo scp-term; exit 7" TERM; sleep 1000 & wait'
 # an SCP_SEED_ variable of the policy is the entry's: the program never sees it
-sed -e "s|^    command: .*|    command: [/bin/sh, -c, '${SCRIPT//&/\\&}']\n    environment: {SCP_SEED_x: \"$(printf '%064d' 7)\"}|" \
+sed -e "s|^    command: .*|    command: [/bin/sh, -c, '${SCRIPT//&/\\&}']\n    environment: {SCP_SEED_x: \"$(printf '%064d' 7)\", SCP_IMG_OVER: policy}|" \
     "$T/shs.tar.session.yaml" >"$T/shs.yaml"
 expect_rc 0 "$SCPCTL" session create "$T/shs.yaml"
 waitlog() { # NAME PATTERN: until docker logs NAME shows PATTERN or the container stops
@@ -184,6 +201,8 @@ docker logs $TAG-sh >"$T/sh.log" 2>&1
 grep -q "Redis server v=" "$T/sh.log" || fail "redis-server (listed in /scp/trusted) did not run: $(cat "$T/sh.log")"
 grep -q "refused" "$T/sh.log" && fail "the shield refused a file of the image: $(cat "$T/sh.log")"
 grep -q '^seed=\[\]$' "$T/sh.log" || fail "the program saw an SCP_SEED_ variable: $(cat "$T/sh.log")"
+grep -q '^env=\[from the image\]\[policy\]$' "$T/sh.log" ||
+    fail "the image's Env did not reach the program beneath the policy's: $(grep '^env=' "$T/sh.log")"
 # the entry's children as the host sees them (docker top reads the cgroup, which zombies have left)
 EPID=$(docker inspect -f '{{.State.Pid}}' $TAG-sh)
 for c in $(cat /proc/"$EPID"/task/*/children); do

@@ -8,6 +8,7 @@
 # plain HTTP gets no page; the Docker volume holds no plaintext marker and nothing reached
 # /srv/www or the configuration in the container's layer; after docker stop and docker run the
 # pages are back; a tampered image and a wrong measurement get no secrets (curated_lib.sh).
+# nginx runs with Debian's `user www-data;`: the test checks the workers' uid (docker top).
 # Usage: nginx.sh SCPCTL. Exit 77 (skipped) without Docker or curl.
 command -v curl >/dev/null || { echo "curl not installed: skipped"; exit 77; }
 source "$(dirname "$0")/curated_lib.sh" "$1" nginx
@@ -32,6 +33,12 @@ done
 get "$URL/site/big.bin" -o "$T/big.got" || fail "GET big.bin"
 cmp -s "$T/big.bin" "$T/big.got" || fail "GET big.bin: other bytes ($(stat -c %s "$T/big.got") of $(stat -c %s "$T/big.bin"))"
 [ "$(get -o /dev/null -w '%{http_code}' "$URL/.tmp/")" = 403 ] || fail "the upload directory is served"
+# Debian's `user www-data;`: the master stays root, the workers (which wrote the uploads) are www-data
+WWW=$(docker run --rm --entrypoint /usr/bin/id $TAG/$CURATED:1 -u www-data)
+docker top $TAG-c1 -eo pid,uid,args >"$T/top"
+grep -Eq "^ *[0-9]+ +$WWW +nginx: worker" "$T/top" || fail "no nginx worker runs as www-data (uid $WWW): $(cat "$T/top")"
+grep -E "nginx: worker" "$T/top" | grep -Evq "^ *[0-9]+ +$WWW " && fail "an nginx worker does not run as www-data: $(cat "$T/top")"
+grep -Eq "^ *[0-9]+ +0 +nginx: master" "$T/top" || fail "the nginx master does not run as root: $(cat "$T/top")"
 out=$(curl -s --max-time 10 "http://127.0.0.1:$PORT/site/index.html" 2>&1)
 case $out in *"$MARK"*) fail "plain HTTP got the page" ;; esac
 
