@@ -47,6 +47,12 @@ per_exec() { # NAME NATIVE_BODY SHIELD_BODY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 per_exec true /bin/true /bin/true
 per_exec cat "cat $T/plain/small" "cat $T/mnt/small"
+# the part of it that is only the dynamic loader's: libscp-shield.so and the libraries it
+# needs (libssl, libcrypto) preloaded without a configuration (the shield then stays off)
+L=$(cd "$B/src" && pwd)/libscp-shield.so
+l0=$(cpu_ms sh -c "$loop /bin/true; i=\$((i+1)); done" sh "$N")
+l1=$(cpu_ms sh -c "$loop LD_PRELOAD=$L /bin/true; i=\$((i+1)); done" sh "$N")
+echo "$l0 $l1" | awk -v n="$N" '{printf "per exec, loading libscp-shield.so, libssl and libcrypto alone (no configuration): %.3f ms cpu\n", ($3 - $1) / n}'
 e2e() { # NAME CMD...: cpu and wall per run, R runs
     name=$1; shift
     perf stat -r "$R" -x, -e task-clock -- "$@" 2>&1 >/dev/null | awk -F, -v name="$name" '/task-clock/ {printf "%s cpu %.3f ms\n", name, $1}'
