@@ -15,6 +15,8 @@
 #          journal), a full scan and 2000 point selects
 #   nginx  nginx (sendfile on, 1 worker): wrk -t2 -c50 on a 4 KiB and a 1 MiB static file,
 #          without and with open_file_cache (nginx-ofc: descriptors kept open across requests)
+# Prints throughput and, load-independent, CPU time per operation (the server's utime+stime for
+# redis and nginx's worker, 10 ms ticks; perf's task-clock for sqlite3), both with ratios.
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$B/src/scpctl
@@ -39,6 +41,13 @@ free_port() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A R # results: R[workload,mode] = "v1 v2 ..."
 add() { R[$1,$2]="${R[$1,$2]:-} $3"; echo "  $1 $2: $3"; }
+# CPU time per operation (microseconds; utime + stime of the server process, or perf's
+# task-clock of the sqlite3 process tree): unlike the throughput it does not move with the
+# machine's load. C[workload,mode] as R.
+declare -A C
+addc() { C[$1,$2]="${C[$1,$2]:-} $3"; echo "  $1 $2: $3 us cpu/op"; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+HZ=$(getconf CLK_TCK)
 
 # setup: one volume, one plain dir
 "$MKVOL" "$T/key" "$T/vol" "${CHUNK:-4096}" || exit 1
@@ -58,35 +67,49 @@ bench_redis() { # MODE
     PIDS+=("$pid")
     for _ in $(seq 1 100); do [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && break; sleep 0.1; done
     for p in 1 16; do
+        local c0 c1
+        c0=$(ticks "$pid")
         while read -r op pp rps; do add "redis-$op-P$pp" "$mode" "$rps"; done < <(
             redis-benchmark -p "$port" -c 50 -n "$REQS" -P $p -t set,get -q 2>/dev/null | tr '\r' '\n' |
             awk -v p=$p '/requests per second/ {gsub(":","",$1); print $1, p, $2}')
+        c1=$(ticks "$pid")
+        addc "redis-SET+GET-P$p" "$mode" "$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$REQS" 'BEGIN {printf "%.2f", t * 1e6 / hz / (2 * n)}')"
     done
     redis-cli -p "$port" shutdown nosave >/dev/null 2>&1
     wait "$pid" 2>/dev/null
     $(pre "$mode") rm -rf "$d"
 }
 
+# cpu_of OPS CMD...: run CMD under perf stat; prints CPU microseconds per op of its process tree
+cpu_of() {
+    local ops=$1
+    shift
+    perf stat -x, -e task-clock -o "$T/cpu" -- "$@"
+    awk -F, -v n="$ops" '/task-clock/ {printf "%.2f", $1 * 1000 / n}' "$T/cpu" > "$T/cpu.op"
+}
 bench_sqlite() { # MODE
     local mode=$1 db t0 t1
     db=$(dir "$mode")/bench.db
     t0=$(date +%s%N)
-    $(pre "$mode") sqlite3 "$db" "PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
+    cpu_of "$ROWS" $(pre "$mode") sqlite3 "$db" "PRAGMA journal_mode=DELETE; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);
         BEGIN; WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c WHERE x<$ROWS)
         INSERT INTO t SELECT x, printf('value-%08d-padding-padding-padding', x) FROM c; COMMIT;" >/dev/null
     t1=$(date +%s%N)
     add sqlite-bulk-insert-rows/s "$mode" "$(( ROWS * 1000000000 / (t1 - t0) ))"
+    addc sqlite-bulk-insert-row "$mode" "$(cat "$T/cpu.op")"
     { for i in $(seq 1 2000); do echo "INSERT INTO t(v) VALUES('txn-$i');"; done; } > "$T/txn.sql"
     t0=$(date +%s%N)
-    $(pre "$mode") sqlite3 "$db" < "$T/txn.sql"
+    cpu_of 2000 $(pre "$mode") sqlite3 "$db" < "$T/txn.sql"
     t1=$(date +%s%N)
     add sqlite-txn/s "$mode" "$(( 2000 * 1000000000 / (t1 - t0) ))"
+    addc sqlite-txn "$mode" "$(cat "$T/cpu.op")"
     { for i in $(seq 1 2000); do echo "SELECT v FROM t WHERE id = $(( (i * 7919) % ROWS + 1 ));"; done
       echo "SELECT count(*), sum(length(v)) FROM t;"; } > "$T/sel.sql"
     t0=$(date +%s%N)
-    $(pre "$mode") sqlite3 "$db" < "$T/sel.sql" >/dev/null
+    cpu_of 2001 $(pre "$mode") sqlite3 "$db" < "$T/sel.sql" >/dev/null
     t1=$(date +%s%N)
     add sqlite-select/s "$mode" "$(( 2001 * 1000000000 / (t1 - t0) ))"
+    addc sqlite-select "$mode" "$(cat "$T/cpu.op")"
     $(pre "$mode") rm -f "$db"
 }
 
@@ -122,9 +145,15 @@ CONF
     local pid=$!
     PIDS+=("$pid")
     for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/small.bin" && break; sleep 0.1; done
+    local wpid c0 c1 rps
+    wpid=$(pgrep -P "$pid" | head -1) # the worker (master_process on, one worker)
     for f in small large; do
-        while read -r rps; do add "nginx$tag-$f-req/s" "$mode" "$rps"; done < <(
-            wrk -t2 -c50 -d"${SECS}s" "http://127.0.0.1:$port/$f.bin" 2>/dev/null | awk '/Requests\/sec/ {print $2}')
+        c0=$(ticks "$wpid")
+        rps=$(wrk -t2 -c50 -d"${SECS}s" "http://127.0.0.1:$port/$f.bin" 2>/dev/null | awk '/Requests\/sec/ {print $2}')
+        c1=$(ticks "$wpid")
+        [ -n "$rps" ] || continue
+        add "nginx$tag-$f-req/s" "$mode" "$rps"
+        addc "nginx$tag-$f-req" "$mode" "$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v r="$rps" -v s="$SECS" 'BEGIN {printf "%.2f", t * 1e6 / hz / (r * s)}')"
     done
     kill -QUIT "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
@@ -133,6 +162,7 @@ CONF
 
 head -c 4096 /dev/urandom > "$T/small.bin"
 head -c 1048576 /dev/urandom > "$T/large.bin"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$ROUNDS"); do
     echo "== round $r"
     for mode in plain shield; do
@@ -151,3 +181,13 @@ for k in "${!R[@]}"; do echo "${k%,*}"; done | sort -u | while read -r w; do
     [ -n "$p" ] && [ -n "$s" ] || continue
     awk -v w="$w" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", w, p, s, s / p }'
 done
+echo
+echo "| CPU per operation (us) | plain | shielded | ratio (shielded/plain: above 1 costs more) |"
+echo "|---|---:|---:|---:|"
+for k in "${!C[@]}"; do echo "${k%,*}"; done | sort -u | while read -r w; do
+    p=$(echo ${C[$w,plain]:-} | tr ' ' '\n' | median)
+    s=$(echo ${C[$w,shield]:-} | tr ' ' '\n' | median)
+    [ -n "$p" ] && [ -n "$s" ] || continue
+    awk -v w="$w" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", w, p, s, (p > 0 ? s / p : 0) }'
+done
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -163,6 +163,11 @@ typedef struct scp_shield_volume {
     int dirfd;                         /* directory of the volume (O_PATH), inherited */
     char mount[SCP_SHIELD_MAX_MOUNT];  /* absolute, normalized mount point in the program's view */
     uint8_t key[SCP_VOLUME_KEY_LEN];
+    /* the newest state of the volume this run is known to have reached (the launcher's open,
+     * the exec'ing image's last commit): the shield opens the volume only when the program
+     * first uses it, and refuses an older state then (a rollback on the host meanwhile) */
+    uint8_t have_seen;
+    scp_volume_tag seen;
 } scp_shield_volume;
 
 #define SCP_SHIELD_MAX_INHERIT 16u

@@ -120,6 +120,11 @@ void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
  * failing with EBUSY, and reads, sizes and stats first take in other processes' commits.
  * Costs a commit per write. Call it with no uncommitted writes (commit first). Not undone. */
 void scp_volume_set_shared(scp_volume *vol);
+/* Register the library's fork handlers now (idempotent; otherwise done at the first open).
+ * glibc runs prepare handlers in the reverse order of registration: a caller whose own prepare
+ * handler makes volume calls (a commit before fork) and that opens volumes only later registers
+ * the library's first, so that its prepare runs before the library takes its locks. */
+void scp_volume_atfork_register(void);
 
 /* ---- namespace -------------------------------------------------------------------------- */
 /* Namespace operations (create, mkdir, rename, unlink, rmdir, setattr) are visible at once to

@@ -18,6 +18,11 @@
 
 #include "common/util.h"
 
+/* Any option makes OpenSSL do its base initialisation, which registers the exit cleanup (with
+ * none it returns at once). ASYNC only creates two thread-local keys; the configuration file
+ * (LOAD_CONFIG) is still loaded at the first real use, as without this call. */
+void scp_crypto_early_init(void) { OPENSSL_init_crypto(OPENSSL_INIT_ASYNC, NULL); }
+
 int scp_random(void *buf, size_t n, scp_err *err) {
     if (RAND_bytes(buf, (int)n) != 1)
         return scp_fail(err, SCP_E_CRYPTO, EIO, "the random generator failed (RAND_bytes)");

@@ -33,6 +33,11 @@ size_t scp_crypto_cached_keys(void);
  * locks calls this before it registers its own: its prepare then runs first, and the lock
  * order (volume locks, then this list) is the one threads use. */
 void scp_crypto_atfork_register(void);
+/* OpenSSL's base initialisation only (tens of microseconds: no configuration file, no
+ * algorithms, which the first real use still loads). It registers OpenSSL's exit cleanup now:
+ * a library that initialises OpenSSL lazily but uses it in a destructor (the shield commits at
+ * exit) calls this from its constructor, so that the cleanup runs after that destructor. */
+void scp_crypto_early_init(void);
 
 /* AES-256-GCM. ct/pt may alias (in place). open returns -1 with SCP_E_INTEGRITY when the tag
  * does not verify; pt is then zeroed so that no unauthenticated byte escapes. */

@@ -404,6 +404,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
             scp_err_prefix(err, "volume %s", v->hostdir);
             goto out;
         }
+        scp_volume_tag_get(vol, &cv->seen); /* the shield refuses anything older */
+        cv->have_seen = 1;
         scp_volume_close(vol, NULL);
         int dfd = open(v->hostdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0 || dup2(dfd, own) < 0) {

@@ -251,6 +251,8 @@ static int match_mount(const char *abs, char *rel, size_t relsz) {
         }
     }
     if (best < 0) return 0;
+    long ready = sh_volume_ready(best); /* opened at the first use of its mount */
+    if (ready < 0) return (int)ready;
     const char *r = abs + bestlen;
     while (*r == '/') r++;
     if (strlen(r) >= relsz) return -ENAMETOOLONG;
@@ -2187,7 +2189,7 @@ int sh_commit_all(void) {
      * wait for it: the next image (or nobody) would leave them to garbage collection. */
     for (int i = 0; i < sh.nvol; i++) {
         scp_err e;
-        if (scp_volume_sync(sh.vol[i].v, &e)) bad = 1;
+        if (sh.vol[i].v && scp_volume_sync(sh.vol[i].v, &e)) bad = 1;
     }
     pthread_mutex_unlock(&sh.mu);
     sh_in_lib--;
@@ -2295,7 +2297,10 @@ void sh_exec_adopt(void) {
             __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
             goto place;
         }
-        scp_vfile *vf = scp_vfile_open(sh.vol[e->vol].v, e->path, e->flags & (O_ACCMODE | O_APPEND), 0, &err);
+        long ready = sh_volume_ready(e->vol);
+        scp_vfile *vf = ready < 0 ? NULL
+                                  : scp_vfile_open(sh.vol[e->vol].v, e->path, e->flags & (O_ACCMODE | O_APPEND), 0, &err);
+        if (ready < 0) scp_fail(&err, SCP_E_SYS, (int)-ready, "its volume cannot be opened");
         if (!vf) {
             sh_trace("descriptor %d ('%s') could not be reopened after exec: %s", e->fd, e->path, err.msg);
             continue;

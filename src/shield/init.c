@@ -5,6 +5,7 @@
  * with placeholders, the volumes opened, the SIGSYS handler installed and, last, the seccomp
  * filter (with TSYNC, so threads started by earlier constructors are covered too).
  */
+#include <assert.h>
 #include <dlfcn.h>
 #include <link.h>
 #include <errno.h>
@@ -27,6 +28,7 @@
 
 #include "common/bytes.h"
 #include "common/util.h"
+#include "crypto/crypto.h"
 #include "shield/internal.h"
 #include "runtime/notify.h"
 #include "shield/net.h"
@@ -144,6 +146,7 @@ static void code_filter(void) {
     else sh_trace("code filter: %d code range(s), %d instructions", c.n, len);
 }
 
+static pthread_mutex_t vol_open_mu;
 /* fork while another thread holds sh.mu would leave the child's copy locked forever */
 static void atfork_prepare(void) {
     /* From the first fork on, parent and child may write the same files and expect each other's
@@ -153,14 +156,21 @@ static void atfork_prepare(void) {
      * here: its child shares our memory and execs. */
     if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
         sh_commit_all();
-        for (int i = 0; i < sh.nvol; i++) scp_volume_set_shared(sh.vol[i].v);
-        sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the images they exec */
+        for (int i = 0; i < sh.nvol; i++)
+            if (sh.vol[i].v) scp_volume_set_shared(sh.vol[i].v);
+        /* and for the volumes opened later (sh_volume_ready) and the images they exec */
+        sh.cfg.flags |= SCP_SHIELD_F_SHARED;
     }
+    pthread_mutex_lock(&vol_open_mu);
     pthread_mutex_lock(&sh.mu);
 }
-static void atfork_parent(void) { pthread_mutex_unlock(&sh.mu); }
+static void atfork_parent(void) {
+    pthread_mutex_unlock(&sh.mu);
+    pthread_mutex_unlock(&vol_open_mu);
+}
 static void atfork_child(void) {
     pthread_mutex_unlock(&sh.mu);
+    pthread_mutex_unlock(&vol_open_mu);
     sh.pid = (pid_t)syscall(SYS_getpid);
 }
 
@@ -234,6 +244,53 @@ static void tag_pipe_init(void) {
     tag_sync = p;
 }
 
+/* The volumes are opened when the program first uses one (a path under its mount point, or a
+ * protected descriptor handed on by exec), not before main: opening one is the first use of
+ * OpenSSL in the process (its initialisation and first algorithm fetches, about 1-1.5 ms of
+ * CPU), which a program that never touches a volume (most of what a shell or git execs)
+ * need not pay. The key check and the integrity of the state are the same as at start: the
+ * open authenticates the header and the manifest, and it refuses a state older than the one
+ * this run already reached (the configuration's `seen`: the launcher's open, or the exec'ing
+ * image's last commit), so a rollback on the host before the first use is refused as one at
+ * start would be. */
+static pthread_mutex_t vol_open_mu = PTHREAD_MUTEX_INITIALIZER;
+/* a program's signal handler that interrupts an open and uses a mount in the same thread gets
+ * an error, not a deadlock */
+static __thread int vol_opening;
+
+static long open_volume(int i) {
+    struct sh_volume *sv = &sh.vol[i];
+    const scp_shield_volume *cv = &sh.cfg.vol[i];
+    scp_err e;
+    sh_in_lib++; /* its own calls through libc go to the kernel */
+    scp_volume *v = scp_volume_open(sv->dirpath, sh.keys[i], cv->have_seen ? &cv->seen : NULL, &e);
+    sh_in_lib--;
+    if (!v) {
+        sh_trace("cannot open the protected volume at %s: %s", sv->mount, e.msg);
+        return -(long)(e.sys ? e.sys : EIO);
+    }
+    if (tag_fd >= 0) scp_volume_on_commit(v, report_tag, (void *)(uintptr_t)i);
+    if (sh.cfg.flags & SCP_SHIELD_F_SHARED) scp_volume_set_shared(v);
+    __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
+    sh_trace("volume at %s opened", sv->mount);
+    return 0;
+}
+
+long sh_volume_ready(int i) {
+    assert(i >= 0 && i < sh.nvol);
+    if (__builtin_expect(__atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE) != NULL, 1)) return 0;
+    /* a vfork or posix_spawn child shares our memory (but not our descriptor table): the
+     * volume it opened would be half its own, half its parent's (as for protected opens) */
+    if ((pid_t)syscall(SYS_getpid) != sh.pid) return -EACCES;
+    if (vol_opening) return -EDEADLK;
+    vol_opening = 1;
+    pthread_mutex_lock(&vol_open_mu);
+    long r = sh.vol[i].v ? 0 : open_volume(i);
+    pthread_mutex_unlock(&vol_open_mu);
+    vol_opening = 0;
+    return r;
+}
+
 /* The launch memfd (scp/shield.h): real arguments and environment. glibc runs constructors
  * with (argc, argv, envp); argv is the very array main() gets, while /proc/PID/cmdline and
  * environ show the strings on the initial stack, which stay the launcher's placeholders. The
@@ -272,6 +329,16 @@ static void apply_launch(int argc, char **argv) {
         else if (!strchr(s, '=') || putenv(s) != 0) die("malformed launch environment", NULL);
         off = (size_t)(nul - buf) + 1;
     }
+}
+
+/* The top numbers of the range that nothing holds (fewer volumes, no trace file, no sealed
+ * console stream) get a placeholder too, last, once everything that goes there is in place:
+ * otherwise a program that uses up every lower number is handed them (tests/shield/startup.sh). */
+static void fill_own_numbers(void) {
+    for (int fd = sh.base + sh.nslots; fd < sh.hi; fd++)
+        if (sh_gate(SYS_fcntl, fd, F_GETFD, 0, 0, 0, 0) == -EBADF &&
+            sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
+            die("cannot reserve the protected descriptor range", NULL);
 }
 
 __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, char **envp) {
@@ -352,21 +419,21 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
             die("cannot reserve the protected descriptor range", NULL);
 
     tag_pipe_init();
-    for (uint32_t i = 0; i < sh.cfg.nvol; i++) {
+    if (sh.cfg.nvol) {
+        /* What opening the volumes here did before they were opened at their first use: the
+         * volume library's (and crypto layer's) fork handlers come before the shield's (prepare
+         * handlers run in the reverse order: the shield's commit first, then they take their
+         * locks), and OpenSSL's exit cleanup is registered before the program's exit handlers
+         * (it then runs after the shield's destructor, whose commits use it). */
+        scp_volume_atfork_register();
+        scp_crypto_early_init();
+    }
+    for (uint32_t i = 0; i < sh.cfg.nvol; i++) { /* opened at first use: sh_volume_ready */
         struct sh_volume *sv = &sh.vol[i];
         snprintf(sv->dirpath, sizeof sv->dirpath, "/proc/self/fd/%d", sh.cfg.vol[i].dirfd);
         strcpy(sv->mount, sh.cfg.vol[i].mount);
         sv->mlen = strlen(sv->mount);
         if (sv->mlen == 1) sv->mlen = 0; /* "/" */
-        sh_in_lib++;
-        sv->v = scp_volume_open(sv->dirpath, sh.keys[i], NULL, &e);
-        sh_in_lib--;
-        if (!sv->v) {
-            scp_err_prefix(&e, "volume at %s", sv->mount);
-            die("cannot open a protected volume", &e);
-        }
-        if (tag_fd >= 0) scp_volume_on_commit(sv->v, report_tag, (void *)(uintptr_t)i);
-        if (sh.cfg.flags & SCP_SHIELD_F_SHARED) scp_volume_set_shared(sv->v);
         sh.nvol++;
     }
 
@@ -398,6 +465,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     if (sh_console_init(&e)) die("cannot start the console shield", &e);
     if (sh_net_on && sh_net_filter_install(&e)) die("cannot install the network filter", &e);
     sh_exec_adopt();
+    fill_own_numbers();
     sh.active = 1;
     code_filter();
     sh_trusted_timing();
@@ -507,7 +575,14 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     }
     madvise(cc, sizeof *cc, MADV_DONTDUMP);
     memcpy(cc, &sh.cfg, sizeof *cc);
-    for (uint32_t i = 0; i < cc->nvol; i++) memcpy(cc->vol[i].key, sh.keys[i], SCP_VOLUME_KEY_LEN);
+    for (uint32_t i = 0; i < cc->nvol; i++) {
+        memcpy(cc->vol[i].key, sh.keys[i], SCP_VOLUME_KEY_LEN);
+        scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+        if (v) { /* committed above (unless in a vfork child: then the parent's last state) */
+            scp_volume_tag_get(v, &cc->vol[i].seen);
+            cc->vol[i].have_seen = 1;
+        }
+    }
     int held[64];
     int nheld = sh_exec_prepare(cc, held, 64);
     int mfd = scp_shield_config_to_memfd(cc, NULL);

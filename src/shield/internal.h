@@ -128,6 +128,8 @@ static inline int sh_is_libfd(long fd) {
 }
 const char *sh_sysname(long nr);
 int sh_trap_involves_prot(long nr, const long a[6]);
+/* Open volume i if this process has not yet (at the first use of its mount): 0 or -errno. */
+long sh_volume_ready(int i);
 int sh_unmap_hook(void *addr, size_t len, int unmap);
 static inline int sh_reserved(long fd) { return fd >= sh.lo && fd < sh.hi; }
 long sh_syscall(long nr, const long a[6]);

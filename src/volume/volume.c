@@ -284,6 +284,8 @@ static void vol_free(scp_volume *v) {
     scp_crypto_forget_keys(); /* no thread's cached GCM context keeps this volume's keys */
 }
 
+void scp_volume_atfork_register(void) { pthread_once(&atfork_once, atfork_init); }
+
 scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
                             const scp_volume_tag *expected, scp_err *err) {
     scp_volume *v = scp_secure_alloc(sizeof *v); /* holds keys: kept out of core dumps */

@@ -77,6 +77,19 @@ if [ -n "$GO" ]; then
     [ $rc -eq 137 ] || fail "go kill: exit $rc, expected 137 (SIGKILL)"
     [ "$(cat_vol kill.txt)" = "SCPGO_synced_contents" ] || fail "go kill: the volume holds '$(cat_vol kill.txt)', not the fsynced contents"
     echo "ok   kill.txt (the fsynced contents survive a SIGKILL)"
+    # close after fsync: the supervisor stores the bytes again only if they changed since
+    gen() { "$SCPCTL" volume info "$VOL" --key-file "$KEY" | awk '/^generation:/ {print $2}'; }
+    g0=$(gen)
+    "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$T/gofiles" "$MNT" write wc.txt SCPGO_write_close || fail "go write+close"
+    g1=$(gen)
+    "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$T/gofiles" "$MNT" write wsc.txt SCPGO_write_sync_close sync || fail "go write+fsync+close"
+    g2=$(gen)
+    "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$T/gofiles" "$MNT" write wsoc.txt SCPGO_synced_first sync SCPGO_changed_next || fail "go write+fsync+overwrite+close"
+    stored 0 wc.txt SCPGO_write_close
+    stored 0 wsc.txt SCPGO_write_sync_close
+    stored 0 wsoc.txt SCPGO_changed_next # same size as the fsynced bytes: must not be taken for them
+    echo "ok   volume commits: write+close $((g1 - g0)), write+fsync+close $((g2 - g1))"
+    [ $((g2 - g1)) -eq $((g1 - g0)) ] || fail "a close right after an fsync committed the same bytes again"
     # from a shielded shell: Go sets its signal mask by raw rt_sigprocmask at start
     srun "$T/gofiles" "$MNT/gosub" >/dev/null
     stored $? gosub/go1.txt SCPGO_marker_1

@@ -21,6 +21,31 @@ func die(what string, err error) {
 // kills itself with SIGKILL: the volume must keep the fsynced contents.
 func main() {
 	dir := os.Args[1]
+	// gofiles DIR write NAME CONTENT [sync [OVERWRITE]]: create NAME, write CONTENT, then
+	// (sync) fsync and (OVERWRITE) write OVERWRITE at offset 0, and close
+	if len(os.Args) > 4 && os.Args[2] == "write" {
+		f, err := os.Create(dir + "/" + os.Args[3])
+		if err != nil {
+			die("create", err)
+		}
+		if _, err := f.WriteString(os.Args[4]); err != nil {
+			die("write", err)
+		}
+		if len(os.Args) > 5 {
+			if err := f.Sync(); err != nil {
+				die("fsync", err)
+			}
+		}
+		if len(os.Args) > 6 {
+			if _, err := f.WriteAt([]byte(os.Args[6]), 0); err != nil {
+				die("write", err)
+			}
+		}
+		if err := f.Close(); err != nil {
+			die("close", err)
+		}
+		return
+	}
 	if len(os.Args) > 2 && os.Args[2] == "kill" {
 		f, err := os.Create(dir + "/kill.txt")
 		if err != nil {

@@ -1,0 +1,64 @@
+#!/bin/sh
+# bench/shield/startup.sh [BUILD_DIR] - what the shield adds to a program's start, one command
+# (about a minute). Prints CPU time (task-clock of the whole process tree, from perf stat: the
+# load-independent figure) and wall time, shielded against native, and the load average.
+#
+#   per exec   a shell execs N programs (N=200): under scpctl run each exec starts the shield
+#              again (what git, make and shell scripts pay); the same loop natively. The figure
+#              is (loop of N - loop of 0) / N, so scpctl's own start is not in it.
+#              true: a program that never touches a volume; cat: one that reads a 4 KiB
+#              protected file (native: the same file in an ordinary directory).
+#   scpctl run end to end: `scpctl run --volume V:/m -- /bin/true` (launcher, namespace,
+#              shield) against /bin/true, R runs (R=50); and `scpctl --version` (the
+#              launcher's own loading of its libraries).
+set -eu
+B=${1:-build}
+N=${N:-200}
+R=${R:-50}
+S=$B/src/scpctl
+command -v perf >/dev/null || { echo "needs perf (linux-perf)"; exit 1; }
+T=$(mktemp -d "${BASE:-/var/tmp}/scp-startup.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+export SCP_QUIET=1
+"$B/tests/shield/shield-mkvol" "$T/key" "$T/vol" >/dev/null
+mkdir -p "$T/plain"
+head -c 4096 /dev/urandom > "$T/plain/small"
+"$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- cp "$T/plain/small" "$T/mnt/small"
+
+# cpu_ms CMD...: "CPU WALL", the task-clock (ms) of CMD and its children, and the wall ms
+cpu_ms() {
+    t0=$(date +%s%N)
+    c=$(perf stat -x, -e task-clock -- "$@" 2>&1 >/dev/null | awk -F, '/task-clock/ {print $1}')
+    t1=$(date +%s%N)
+    awk -v c="$c" -v a="$t0" -v b="$t1" 'BEGIN {printf "%s %.3f\n", c, (b - a) / 1e6}'
+}
+loop='i=0; while [ $i -lt $1 ]; do '
+per_exec() { # NAME NATIVE_BODY SHIELD_BODY
+    set -- "$1" "$loop $2; i=\$((i+1)); done" "$loop $3; i=\$((i+1)); done"
+    set -- "$1" "$(cpu_ms sh -c "$2" sh 0)" "$(cpu_ms sh -c "$2" sh "$N")" \
+        "$(cpu_ms "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- sh -c "$3" sh 0)" \
+        "$(cpu_ms "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- sh -c "$3" sh "$N")"
+    echo "$2 $3 $4 $5" | awk -v n="$N" -v name="$1" '{
+        c0 = $1; w0 = $2; cN = $3; wN = $4; s0 = $5; v0 = $6; sN = $7; vN = $8
+        nc = (cN - c0) / n; sc = (sN - s0) / n; nw = (wN - w0) / n; sw = (vN - v0) / n
+        printf "per exec, %-5s cpu: native %.3f ms, shielded %.3f ms, shield adds %.3f ms (%.1fx); wall: native %.3f ms, shielded %.3f ms (%.1fx)\n",
+               name, nc, sc, sc - nc, sc / nc, nw, sw, sw / nw }'
+}
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+per_exec true /bin/true /bin/true
+per_exec cat "cat $T/plain/small" "cat $T/mnt/small"
+# the part of it that is only the dynamic loader's: libscp-shield.so and the libraries it
+# needs (libssl, libcrypto) preloaded without a configuration (the shield then stays off)
+L=$(cd "$B/src" && pwd)/libscp-shield.so
+l0=$(cpu_ms sh -c "$loop /bin/true; i=\$((i+1)); done" sh "$N")
+l1=$(cpu_ms sh -c "$loop LD_PRELOAD=$L /bin/true; i=\$((i+1)); done" sh "$N")
+echo "$l0 $l1" | awk -v n="$N" '{printf "per exec, loading libscp-shield.so, libssl and libcrypto alone (no configuration): %.3f ms cpu\n", ($3 - $1) / n}'
+e2e() { # NAME CMD...: cpu and wall per run, R runs
+    name=$1; shift
+    perf stat -r "$R" -x, -e task-clock -- "$@" 2>&1 >/dev/null | awk -F, -v name="$name" '/task-clock/ {printf "%s cpu %.3f ms\n", name, $1}'
+}
+a=$(e2e native /bin/true)
+b=$(e2e shielded "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- /bin/true)
+c=$(e2e launcher-load "$S" --version)
+echo "scpctl run -- /bin/true end to end ($R runs): $a; $b; of which scpctl loading its libraries: $c" | sed 's/native cpu/native \/bin\/true cpu/'
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -1,0 +1,78 @@
+#!/bin/bash
+# tests/shield/startup.sh SCPCTL MKVOL - what the shield's start-up relies on (docs/shield.md,
+# "Start-up"):
+#  - the reserved descriptor range is full before main: the program gets no number in it,
+#    neither by asking for one (dup2, F_DUPFD with a minimum in the range) nor by using up
+#    every lower number;
+#  - a volume is opened at its first use, not at start (a program that never touches it does
+#    not open it), with the same checks: a state older than the one the run had reached when
+#    it started (a rollback on the host before the first use) is refused, not served.
+. "$(dirname "$0")/lib.sh"
+setup "$@"
+export SCP_QUIET=1
+command -v python3 >/dev/null || { echo "SKIP: needs python3"; exit 77; }
+
+note "the reserved range: no number in it for the program"
+"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" --trace="$T/trace0" -- true || fail "run true"
+range=$(sed -n 's/.*reserved descriptors \([0-9]*\)-\([0-9]*\).*/\1 \2/p' "$T/trace0" | head -1)
+[ -n "$range" ] || fail "the trace does not name the reserved range"
+set -- $range
+lo=$1 hi=$2
+out=$(run python3 - "$lo" "$hi" <<'EOF'
+import errno, os, resource, sys
+lo, hi = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # as servers (and Go) do
+got = []
+for n in (lo, (lo + hi) // 2, hi):
+    try:
+        got.append(os.dup2(0, n))
+    except OSError:
+        pass
+    try:
+        import fcntl
+        got.append(fcntl.fcntl(0, fcntl.F_DUPFD, n))
+    except OSError:
+        pass
+# every number below the range, then one more: EMFILE, never a number in the range
+fds = []
+try:
+    while True:
+        fds.append(os.open("/dev/null", os.O_RDONLY))
+except OSError as e:
+    last = e.errno
+print("in range:", [n for n in got + fds if lo <= n <= hi], "highest:", max(fds), "last error:", errno.errorcode[last])
+EOF
+) || fail "python3 under the shield"
+echo "  $out"
+case $out in "in range: [] highest: $((lo - 1)) last error: EMFILE") ;; *) fail "the program got a reserved number: $out" ;; esac
+
+note "a volume is opened at its first use"
+echo SCPMARK_old > "$T/f"
+run cp "$T/f" "$MNT/f" || fail "cp into the volume"
+"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" --trace="$T/trace1" -- true || fail "run true"
+grep -q "volume at $MNT opened" "$T/trace1" && fail "true (which never touches the volume) opened it"
+"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" --trace="$T/trace2" -- sh -c "/bin/true; cat '$MNT/f'" > "$T/got" ||
+    fail "cat after a start that did not open the volume"
+grep -q SCPMARK_old "$T/got" || fail "cat did not read the file"
+[ "$(grep -c "volume at $MNT opened" "$T/trace2")" = 1 ] || fail "the volume was not opened exactly once (by cat)"
+
+note "a rollback on the host between the start and the first use is refused"
+cp -a "$VOL" "$T/old"                                   # the state with SCPMARK_old
+echo SCPMARK_new > "$T/f"
+run cp "$T/f" "$MNT/f" || fail "cp the new content"
+# the run starts at the new state; the program waits, the host rolls the volume back in place
+# (the launcher holds the directory itself open), then the program reads for the first time
+"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- \
+    sh -c "while [ ! -e '$T/go' ]; do sleep 0.05; done; cat '$MNT/f'" > "$T/got2" 2> "$T/err2" &
+pid=$!
+sleep 0.3
+find "$VOL" -mindepth 1 -delete
+cp -a "$T/old/." "$VOL/"
+touch "$T/go"
+wait $pid
+rc=$?
+echo "  after the rollback: exit $rc, output '$(cat "$T/got2")', error '$(tr '\n' ' ' < "$T/err2")'"
+grep -q SCPMARK_old "$T/got2" && fail "the rolled-back state was served"
+[ $rc -ne 0 ] || fail "the read after the rollback reported success"
+echo PASS
