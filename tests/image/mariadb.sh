@@ -22,8 +22,8 @@ APW=$(cat "$T/last.out")
 [ ${#APW} -eq 32 ] && [ "$APW" != "$PW" ] || fail "no app password from CAS"
 # the client's end of TLS: a local port that socat carries over TLS to the shielded port
 LPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-socat TCP-LISTEN:"$LPORT",bind=127.0.0.1,reuseaddr,fork \
-    OPENSSL:127.0.0.1:"$PORT",cafile="$CA",verify=1,commonname=127.0.0.1 2>"$T/socat.log" &
+socat TCP-LISTEN:"$LPORT",bind=127.0.0.1,reuseaddr,fork,nodelay \
+    OPENSSL:127.0.0.1:"$PORT",cafile="$CA",verify=1,commonname=127.0.0.1,nodelay 2>"$T/socat.log" &
 TUNNEL=$!
 sql() { # USER PASSWORD SQL...: through the tunnel
     local u=$1 p=$2

@@ -1,0 +1,139 @@
+#!/bin/bash
+# bench/image/mariadb.sh - sysbench oltp against the curated secure MariaDB (images/mariadb) and
+# the same Debian mariadb-server in a plain Docker container made from the same base image, same
+# configuration (images/mariadb/scp.cnf), same client, on the host's loopback (--network host).
+#
+#   bench/image/mariadb.sh [BUILD_DIR]        (default build; needs scp-debian:bookworm)
+#
+#   secure      the secure image under docker run with a real CAS and the local attestation
+#               service: data directory on a protected volume, USER mysql under the shield, the
+#               port TLS through the network shield; sysbench reaches it through a local TLS
+#               tunnel (socat, verifying CAS's service CA: MySQL clients start in plaintext)
+#   plain       the base image run as is, data in a Docker volume, plain TCP (no TLS)
+#   plain+tls   the plain container behind a socat TLS server on the host, sysbench through the
+#               same client tunnel: the cost of the tunnel and of TLS without the shield
+# mariadb-install-db and sysbench prepare once each, then ROUNDS rounds of sysbench TEST (THREADS
+# threads, SECS seconds) with the servers interleaved; medians and the ratios. Beside throughput,
+# the CPU time of each container (its cgroup's cpuacct.usage: mariadbd, and for secure also the
+# entry and the shield) per transaction, which moves less with the load than throughput.
+# Environment: TEST=oltp_read_write TABLES=4 ROWS=10000 THREADS=4 SECS=20 ROUNDS=3, FLUSH_AT_COMMIT=
+# (1: innodb_flush_log_at_trx_commit = 1 in both servers instead of the image's 2). About 5 minutes.
+# Besides the ratio of the medians, the median of the per-round ratios (the three runs of a round
+# are a minute apart, so they share more of the machine's load).
+set -uo pipefail
+B=${1:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+SCPCTL=$(readlink -f "$B/src/scpctl")
+[ -x "$SCPCTL" ] || { echo "bench/image/mariadb: no $B/src/scpctl (build first)" >&2; exit 1; }
+command -v sysbench >/dev/null && command -v socat >/dev/null && command -v mariadb >/dev/null ||
+    { echo "bench/image/mariadb: needs sysbench, socat and the mariadb client" >&2; exit 1; }
+TEST=${TEST:-oltp_read_write} TABLES=${TABLES:-4} ROWS=${ROWS:-10000} THREADS=${THREADS:-4}
+SECS=${SECS:-20} ROUNDS=${ROUNDS:-3}
+# shellcheck source=/dev/null
+source "$ROOT/tests/cas/lib.sh" "$SCPCTL" none
+N=scpbench-mariadb-$$
+BASE=scp-mariadb-base:bookworm
+SERVE= TUNNELS=()
+bench_cleanup() {
+    for p in "${TUNNELS[@]}"; do kill "$p" 2>/dev/null; done
+    docker rm -f $N-secure $N-plain >/dev/null 2>&1
+    docker volume rm -f $N-svol $N-pvol >/dev/null 2>&1
+    docker rmi -f $N/mariadb:1 >/dev/null 2>&1
+    [ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null
+    cleanup
+}
+trap bench_cleanup EXIT
+say() { echo "bench/image/mariadb: $*" >&2; }
+median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+sh "$ROOT/scripts/start-docker.sh" || fail "no Docker engine"
+
+"$SCPCTL" cas identity --out "$T/admin.pem" >/dev/null 2>&1 || fail "cas identity"
+export SCP_IDENTITY=$T/admin.pem
+start_cas --admin "$T/admin.pem"
+CA=$T/data/service-ca.crt
+"$SCPCTL" platform create-key "$T/p.key" >/dev/null 2>&1 && "$SCPCTL" platform enroll --name p --key "$T/p.key" >/dev/null 2>&1 ||
+    fail "platform"
+mkdir "$T/sock"
+"$SCPCTL" platform serve --key "$T/p.key" --socket "$T/sock/attest.sock" >"$T/serve.log" 2>&1 &
+SERVE=$!
+SPORT=$(free_port) PPORT=$(free_port) STUN=$(free_port) PTUN=$(free_port) PTLS=$(free_port)
+
+say "images: $BASE and its secure image (images/build.sh)"
+bash "$ROOT/images/build.sh" mariadb -t $N/mariadb:1 --session mdb --port "$SPORT" --out "$T" --scpctl "$SCPCTL" \
+    >"$T/build.log" 2>&1 || fail "images/build.sh: $(tail -5 "$T/build.log")"
+[ -n "${FLUSH_AT_COMMIT:-}" ] &&
+    sed -i "s/innodb_flush_log_at_trx_commit = 2/innodb_flush_log_at_trx_commit = $FLUSH_AT_COMMIT/" "$T/mariadb.session.yaml"
+"$SCPCTL" session create "$T/mariadb.session.yaml" >/dev/null 2>&1 || fail "session create"
+PW=$("$SCPCTL" session secret mdb root_password 2>/dev/null)
+[ ${#PW} -eq 32 ] || fail "no root password from CAS"
+
+# the plain server: the same configuration file and command, the init file written here
+mkdir -m 755 "$T/pconf"
+sed -e "s/^port = .*/port = $PPORT/" -e "s|^init-file = .*|init-file = /scp-etc/init.sql|" "$ROOT/images/mariadb/scp.cnf" >"$T/pconf/scp.cnf"
+sed -n '/path: \/etc\/mysql\/scp-init.sql/,/^    volumes:/p' "$T/mariadb.session.yaml" | sed -e '1,2d' -e '$d' -e 's/^          //' |
+    sed -e 's/[$][$]SCP::[a-z_]*_password[$][$]/'"$PW"'/g' >"$T/pconf/init.sql"
+grep -q "ALTER USER 'root'@'%' IDENTIFIED BY '$PW'" "$T/pconf/init.sql" || fail "cannot read the init file of the session template"
+chmod 644 "$T/pconf/"*
+[ -n "${FLUSH_AT_COMMIT:-}" ] &&
+    sed -i "s/innodb_flush_log_at_trx_commit = 2/innodb_flush_log_at_trx_commit = $FLUSH_AT_COMMIT/" "$T/pconf/scp.cnf"
+CMD=$(sed -n "s/^    command: \[\/bin\/sh, -c, '\(.*\)'\]$/\1/p" "$T/mariadb.session.yaml" | sed -e 's|/etc/mysql/scp.cnf|/scp-etc/scp.cnf|')
+[ -n "$CMD" ] || fail "cannot read the command of the session template"
+
+# the client's TLS tunnel to the secure server, and a TLS server in front of the plain one
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/tls.key" -out "$T/tls.crt" \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -days 2 >/dev/null 2>&1 || fail "openssl req"
+socat TCP-LISTEN:"$STUN",bind=127.0.0.1,reuseaddr,fork,nodelay OPENSSL:127.0.0.1:"$SPORT",cafile="$CA",verify=1,commonname=127.0.0.1,nodelay 2>/dev/null &
+TUNNELS+=($!)
+socat OPENSSL-LISTEN:"$PTLS",bind=127.0.0.1,reuseaddr,fork,cert="$T/tls.crt",key="$T/tls.key",verify=0,nodelay TCP:127.0.0.1:"$PPORT",nodelay 2>/dev/null &
+TUNNELS+=($!)
+socat TCP-LISTEN:"$PTUN",bind=127.0.0.1,reuseaddr,fork,nodelay OPENSSL:127.0.0.1:"$PTLS",cafile="$T/tls.crt",verify=1,commonname=127.0.0.1,nodelay 2>/dev/null &
+TUNNELS+=($!)
+
+say "starting both (mariadb-install-db on the first start)"
+docker run -d --name $N-secure --network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" \
+    -v "$T/sock:/run/scp" -v $N-svol:/scp-volumes $N/mariadb:1 >/dev/null || fail "docker run secure"
+docker run -d --name $N-plain --network host -v $N-pvol:/var/lib/mysql -v "$T/pconf:/scp-etc:ro" \
+    --entrypoint /bin/sh "$BASE" -c "$CMD" >/dev/null || fail "docker run plain"
+sqlp() { mariadb --no-defaults --skip-ssl -h 127.0.0.1 -P "$1" -uroot -p"$PW" -N -B -e "$2"; }
+SB() { # PORT COMMAND [ARGS]
+    local p=$1 c=$2
+    shift 2
+    sysbench "$TEST" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$p" --mysql-user=root --mysql-password="$PW" \
+        --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" "$@" "$c"
+}
+for p in $STUN $PPORT; do
+    for _ in $(seq 900); do sqlp "$p" 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
+    sqlp "$p" 'select 1' >/dev/null 2>&1 ||
+        fail "mariadb on $p does not answer: $(docker logs $N-secure 2>&1 | tail -5) $(docker logs $N-plain 2>&1 | tail -5)"
+    sqlp "$p" 'create database sbtest' && SB "$p" prepare >/dev/null 2>&1 || fail "sysbench prepare on $p"
+done
+
+cpu_ns() { cat "/sys/fs/cgroup/cpuacct/docker/$(docker inspect -f '{{.Id}}' "$1")/cpuacct.usage" 2>/dev/null || echo 0; }
+run() { # CONTAINER PORT: one sysbench run; prints "TPS CPU_US_PER_TXN"
+    local c0 c1 out n tps
+    c0=$(cpu_ns "$1")
+    out=$(SB "$2" run --threads="$THREADS" --time="$SECS" 2>&1) || fail "sysbench on $1 ($2): $(echo "$out" | grep -m3 -i 'error')"
+    c1=$(cpu_ns "$1")
+    n=$(echo "$out" | sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p')
+    tps=$(echo "$out" | sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p')
+    echo "$tps $(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN {printf "%.0f", n ? (b - a) / 1000 / n : 0}')"
+}
+: >"$T/secure" && : >"$T/plain" && : >"$T/plaintls"
+for r in $(seq "$ROUNDS"); do
+    l=$(cut -d' ' -f1 /proc/loadavg)
+    run $N-secure "$STUN" >>"$T/secure"
+    run $N-plain "$PPORT" >>"$T/plain"
+    run $N-plain "$PTUN" >>"$T/plaintls"
+    say "round $r (load $l): secure $(tail -1 "$T/secure") plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") (tps, container CPU us/txn)"
+done
+med() { cut -d' ' -f"$2" "$T/$1" | median; }
+rr=$(paste -d' ' "$T/secure" "$T/plain" | awk '$3 > 0 {printf "%.3f\n", $1 / $3}' | median)
+st=$(med secure 1) pt=$(med plain 1) tt=$(med plaintls 1) sc=$(med secure 2) pc=$(med plain 2) tc=$(med plaintls 2)
+echo "sysbench $TEST, innodb_flush_log_at_trx_commit=${FLUSH_AT_COMMIT:-2}, $TABLES tables x $ROWS rows, $THREADS threads, ${SECS}s x $ROUNDS rounds (medians), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '  %-9s %9s tps  %6s us container CPU/txn\n' secure "$st" "$sc" plain "$pt" "$pc" plain+tls "$tt" "$tc"
+awk -v s="$st" -v p="$pt" -v t="$tt" -v sc="$sc" -v pc="$pc" 'BEGIN {
+    printf "  secure/plain: throughput %.2fx, container CPU per transaction %.2fx\n", p ? s / p : 0, pc ? sc / pc : 0
+    printf "  secure/plain+tls: throughput %.2fx\n", t ? s / t : 0 }'
+echo "  secure/plain per round: throughput $(paste -d' ' "$T/secure" "$T/plain" | awk '$3 > 0 {printf "%.2f ", $1 / $3}')(median ${rr}x)"
