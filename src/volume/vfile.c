@@ -835,6 +835,13 @@ int64_t scp_vfile_seek(scp_vfile *h, int64_t off, int whence, scp_err *err) {
     return r;
 }
 
+void scp_vfile_set_append(scp_vfile *h, int on) {
+    if (!h) return;
+    pthread_mutex_lock(&h->cur_mu); /* a cursor write reads the flag under it */
+    h->flags = on ? h->flags | O_APPEND : h->flags & ~O_APPEND;
+    pthread_mutex_unlock(&h->cur_mu);
+}
+
 int scp_vfile_truncate(scp_vfile *h, uint64_t size, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
     if (size > (UINT64_C(1) << 50))
