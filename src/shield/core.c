@@ -322,11 +322,17 @@ static void ofd_share(pfile *pf, int fork_child, unsigned pass) {
 
 static unsigned ofd_pass;
 
+/* The descriptions at numbers, for i < ndesc(): the aliases (only numbers below
+ * SCP_SHIELD_MAX_ALIAS_FD can be), then the slots; NULL where there is none. Under sh.mu. */
+static unsigned ndesc(void) { return SCP_SHIELD_MAX_ALIAS_FD + (unsigned)sh.nslots; }
+static pfile *desc_at(unsigned i) {
+    if (i >= SCP_SHIELD_MAX_ALIAS_FD) return sh.slot[i - SCP_SHIELD_MAX_ALIAS_FD];
+    return i < (unsigned)sh.lo && sh.nalias ? sh.alias[i] : NULL;
+}
+
 static int any_open_file(void) {
-    for (int i = 0; i < sh.nslots; i++)
-        if (sh.slot[i] && sh.slot[i]->kind == PF_FILE) return 1;
-    for (int n = 0; n < sh.lo && __atomic_load_n(&sh.nalias, __ATOMIC_RELAXED); n++)
-        if (sh.alias[n] && sh.alias[n]->kind == PF_FILE) return 1;
+    for (unsigned i = 0; i < ndesc(); i++)
+        if (desc_at(i) && desc_at(i)->kind == PF_FILE) return 1;
     return 0;
 }
 
@@ -355,8 +361,7 @@ void sh_fork_share(int fork_child) {
     pthread_mutex_lock(&sh.mu);
     if (sh.active) {
         unsigned pass = ++ofd_pass;
-        for (int i = 0; i < sh.nslots; i++) ofd_share(sh.slot[i], fork_child, pass);
-        for (int n = 0; n < sh.lo && sh.nalias; n++) ofd_share(sh.alias[n], fork_child, pass);
+        for (unsigned i = 0; i < ndesc(); i++) ofd_share(desc_at(i), fork_child, pass);
     }
     if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
 }
@@ -374,8 +379,7 @@ void sh_ofd_release_all(void) {
     if (!sh.active || !sh.ofd_map || in_vfork_child()) return;
     pthread_mutex_lock(&sh.mu);
     unsigned pass = ++ofd_pass;
-    for (int i = 0; i < sh.nslots; i++) ofd_release(sh.slot[i], pass);
-    for (int n = 0; n < sh.lo && sh.nalias; n++) ofd_release(sh.alias[n], pass);
+    for (unsigned i = 0; i < ndesc(); i++) ofd_release(desc_at(i), pass);
     pthread_mutex_unlock(&sh.mu);
 }
 
@@ -2337,8 +2341,8 @@ static int exec_ofd_refs(scp_shield_config *cfg, const void **ids, int vf, struc
         return ntook;
     }
     unsigned pass = ++ofd_pass;
-    for (int n = 0; n < sh.lo + sh.nslots; n++) { /* the aliases, then the slots (base == lo) */
-        pfile *pf = n < sh.lo ? sh.alias[n] : sh.slot[n - sh.lo];
+    for (unsigned n = 0; n < ndesc(); n++) {
+        pfile *pf = desc_at(n);
         if (!pf || !pf->ofd || pf->ofd_pass == pass) continue;
         pf->ofd_pass = pass;
         int kept = 0;
