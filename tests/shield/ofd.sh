@@ -5,12 +5,16 @@
 # (`{ echo 1; sh -c 'echo 2'; echo 3; } > f`, `(cmd1; cmd2) >> log`, a script whose commands
 # write through its inherited stdout, `exec 3>f; sh -c 'echo >&3'`) run with bash and dash,
 # and a python program forks, seeks, spawns and writes concurrently; every file is read back
-# with `scpctl volume cat` and compared with the same run on a plain directory.
+# with `scpctl volume cat` and compared with the same run on tmpfs.
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
 command -v dash >/dev/null || { echo "dash not installed: skipped"; exit 77; }
 setup "$@"
+# the reference run: on tmpfs where there is one (/dev/shm), else beside the volume
 PLAIN=$T/plain
+if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && PLAIN=$(mktemp -d /dev/shm/scp-ofd.XXXXXX); then
+    trap 'rm -rf "$T" "$PLAIN"' EXIT
+fi
 mkdir -p "$PLAIN"
 
 cat > "$T/shells.sh" <<'SH'
