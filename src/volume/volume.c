@@ -339,6 +339,9 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     hint_map(v);
     if (vol_lock(v, err) < 0) goto fail;
+    /* A one-flush commit's manifest copy is newer than every slot if a power cut lost the
+     * scratch slot that showed it: that state is the durable one (made a slot's below). */
+    int adopted = vol_adopt_copies(v);
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
     /* Freshness before garbage collection: collection deletes every object that no slot names,
@@ -363,6 +366,12 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     if (vol_lock(v, err) < 0) goto fail;
     int settled = vol_settle_lazy(v, err);
+    /* Manifest copies left in journals (by this open's adoption, or a process that closed
+     * without a durable slot write after its one-flush commits): a durable slot takes over, so
+     * that loads may empty those journals again; before collection, which reads the slots. */
+    if (settled == 0 && (adopted || vol_jlist_any(v)) && v->gen > v->slot_gen[0] &&
+        v->gen > v->slot_gen[1])
+        settled = vol_commit_manifest(v, 1, err);
     if (settled == 0) vol_collect_garbage(v);
     vol_unlock(v);
     if (settled < 0) goto fail;
@@ -447,6 +456,7 @@ int vol_lock(scp_volume *v, scp_err *err) {
     if (vol_check_fork(v, err) < 0) goto fail;
     if (ofd_lock(v, err) < 0) goto fail;
     v->ofd_held = 1;
+    vol_jmark_recover(v);
     if (v->gen == 0 || vol_peek_generation(v) > v->gen) {
         if (vol_load_manifest(v, err) < 0) {
             ofd_unlock(v, 0);
@@ -814,11 +824,13 @@ void vol_doomed_drain(scp_volume *v) {
 }
 
 /* A durable commit if this process has namespace work pending durability, or (all) if the
- * newest state, whoever wrote it, is only in the scratch slot. */
+ * newest state, whoever wrote it, is only in the scratch slot; and if it is only in a journal's
+ * manifest copy (one-flush commits): a closed volume's slots hold its newest state. */
 static int sync_pending(scp_volume *v, int all, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
-    if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)))
+    if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)) ||
+        (v->gen > v->slot_gen[0] && v->gen > v->slot_gen[1] && vol_jlist_any(v)))
         rc = vol_commit_manifest(v, 1, err);
     vol_unlock(v);
     return rc;
