@@ -373,7 +373,9 @@ int journal_release(scp_file *f, scp_err *err) {
     scp_volume *v = f->vol;
     if (!vol_jlist_has(v, f->id)) return 0;
     if (vol_lock(v, err) < 0) return -1;
-    int rc = vol_jlist_has(v, f->id) ? vol_commit_manifest(v, 1, err) : 0;
+    int rc = vol_jlist_has(v, f->id) && v->gen > v->slot_gen[0] && v->gen > v->slot_gen[1]
+                 ? vol_commit_manifest(v, 1, err)
+                 : 0;
     vol_unlock(v);
     return rc;
 }

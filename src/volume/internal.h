@@ -60,6 +60,8 @@ struct scp_volume {
     int lazy;         /* this process wrote the scratch slot since its last durable commit */
     int man_scratch;  /* the manifest in memory is the scratch slot's (not durable) */
     int objdir_dirty; /* objects created here since the last durable commit */
+    uint64_t copy_gen; /* generation of this process's last one-flush commit (its manifest
+                        * copy is durable in a journal) */
     int adopted;      /* the manifest in memory is a journal's copy newer than every slot
                        * (vol_adopt_copies at open), until a durable slot write */
     uint8_t (*doomed)[SCP_FILEID_LEN]; /* objects to delete after the next durable commit */
@@ -224,7 +226,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err);
  * list: use a durable slot), or -1 on error (nothing committed). */
 int vol_commit_manifest_journal(scp_volume *v, scp_file *f, scp_err *err);
 int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
-int vol_jlist_any(scp_volume *v);
+int vol_jlist_any(scp_volume *v); /* some file is listed */
 /* Under the cross-process lock: sync the journal of a copy commit whose committer died. */
 void vol_jmark_recover(scp_volume *v);
 /* At open (caller holds vol_lock): take the newest manifest copy of the listed journals if it

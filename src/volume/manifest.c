@@ -203,28 +203,58 @@ int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
     return 0;
 }
 
-int vol_jlist_any(scp_volume *v) {
-    uint8_t c[4] = {0};
-    return v->lockfd >= 0 && pread(v->lockfd, c, 4, VOL_JLIST_OFF) == 4 && scp_get_u32(c) != 0;
-}
+static const uint8_t zero_id[SCP_FILEID_LEN];
 
-/* Add id and make the list durable (before the copy that it leads to can be). -1 if full. */
-static int jlist_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
-    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN], c[4];
+int vol_jlist_any(scp_volume *v) {
+    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN];
     uint32_t n = jlist_read(v, ids);
     for (uint32_t i = 0; i < n; i++)
+        if (memcmp(ids[i], zero_id, SCP_FILEID_LEN) != 0) return 1;
+    return 0;
+}
+
+/* Add id and make the list durable (before the copy that it leads to can be): in a free
+ * (zero) place, else at the end. -1 if full. */
+static int jlist_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN], c[4];
+    uint32_t n = jlist_read(v, ids), at = n;
+    for (uint32_t i = 0; i < n; i++) {
         if (memcmp(ids[i], id, SCP_FILEID_LEN) == 0) return 0;
-    if (n == VOL_JLIST_MAX) return -1;
-    scp_put_u32(c, n + 1);
-    if (pwrite(v->lockfd, id, SCP_FILEID_LEN, VOL_JLIST_OFF + 16 + n * SCP_FILEID_LEN) != SCP_FILEID_LEN ||
+        if (at == n && memcmp(ids[i], zero_id, SCP_FILEID_LEN) == 0) at = i;
+    }
+    if (at == VOL_JLIST_MAX) return -1;
+    scp_put_u32(c, at == n ? n + 1 : n);
+    if (pwrite(v->lockfd, id, SCP_FILEID_LEN, VOL_JLIST_OFF + 16 + at * SCP_FILEID_LEN) != SCP_FILEID_LEN ||
         pwrite(v->lockfd, c, 4, VOL_JLIST_OFF) != 4 || fdatasync(v->lockfd) < 0)
         return -1;
     return 0;
 }
 
-static void jlist_clear(scp_volume *v) {
-    uint8_t zero[4] = {0};
-    if (vol_jlist_any(v)) (void)!pwrite(v->lockfd, zero, 4, VOL_JLIST_OFF);
+/* After a durable slot write (which supersedes every copy): free the places of the files that
+ * this process does not write now, and keep the others' (their entries were made durable when
+ * added and are not rewritten, so the next copy of a file in use needs no sync of the list;
+ * another process's file that loses its place is added again, with a sync, at its next copy). */
+static void jlist_prune(scp_volume *v) {
+    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN];
+    uint32_t n = jlist_read(v, ids), live = 0;
+    int changed = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int keep = 0;
+        for (scp_file *f = v->files; f && !keep && memcmp(ids[i], zero_id, SCP_FILEID_LEN); f = f->next)
+            keep = f->writer && f->path && memcmp(f->id, ids[i], SCP_FILEID_LEN) == 0;
+        if (keep) {
+            live++;
+        } else if (memcmp(ids[i], zero_id, SCP_FILEID_LEN) != 0) {
+            memset(ids[i], 0, SCP_FILEID_LEN);
+            changed = 1;
+        }
+    }
+    if (!live && n) {
+        uint8_t c[4] = {0};
+        (void)!pwrite(v->lockfd, c, 4, VOL_JLIST_OFF);
+    } else if (changed) {
+        (void)!pwrite(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_JLIST_OFF + 16);
+    }
 }
 
 /* The mark of a one-flush commit between its scratch slot write and its journal's sync. */
@@ -344,7 +374,7 @@ int vol_commit_manifest_journal(scp_volume *v, scp_file *f, scp_err *err) {
         } /* else durable but not shown: the mark stays, and the next vol_lock shows it */
     }
     if (rc == 0) {
-        v->gen = gen;
+        v->gen = v->copy_gen = gen;
         v->lazy = 0;
         v->man_scratch = 0;
         v->cur_tag = v->tag = tag;
@@ -405,7 +435,7 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
         }
         v->cur_tag = tag;
         if (durable) {
-            jlist_clear(v); /* this slot supersedes every manifest copy in a journal */
+            jlist_prune(v); /* this slot supersedes every manifest copy in a journal */
             v->adopted = 0;
             v->tag = v->cur_tag;
             if (v->cb) v->cb(v->cb_ctx, &v->tag);
@@ -539,6 +569,7 @@ void vol_collect_garbage(scp_volume *v) {
         cap += m[i].n;
     }
     for (scp_file *f = v->files; f; f = f->next) cap++;
+    cap += v->man.n; /* (the state in memory may be a journal's manifest copy, in no slot) */
     ids = malloc((cap ? cap : 1) * sizeof *ids);
     /* A file that an older slot still names but the current manifest does not is collected at
      * a later open, after more durable commits: the flag stays set until none is left. */
@@ -556,6 +587,7 @@ void vol_collect_garbage(scp_volume *v) {
     free(cur);
     if (!ids) return; /* out of memory: keep every object rather than guess */
     for (scp_file *f = v->files; f; f = f->next) memcpy(ids[n++], f->id, SCP_FILEID_LEN);
+    for (size_t k = 0; k < v->man.n; k++) memcpy(ids[n++], v->man.e[k].id, SCP_FILEID_LEN);
     qsort(ids, n, sizeof *ids, cmp_id);
     int dfd = dup(v->objfd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;

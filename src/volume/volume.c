@@ -340,8 +340,10 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     hint_map(v);
     if (vol_lock(v, err) < 0) goto fail;
     /* A one-flush commit's manifest copy is newer than every slot if a power cut lost the
-     * scratch slot that showed it: that state is the durable one (made a slot's below). */
-    int adopted = vol_adopt_copies(v);
+     * scratch slot that showed it: that state is the durable one. It stays a copy (the open
+     * reports the tag the committer was given) until a durable slot write: the close, or
+     * before its journal is emptied (journal_release). */
+    (void)vol_adopt_copies(v);
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
     /* Freshness before garbage collection: collection deletes every object that no slot names,
@@ -366,12 +368,6 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     if (vol_lock(v, err) < 0) goto fail;
     int settled = vol_settle_lazy(v, err);
-    /* Manifest copies left in journals (by this open's adoption, or a process that closed
-     * without a durable slot write after its one-flush commits): a durable slot takes over, so
-     * that loads may empty those journals again; before collection, which reads the slots. */
-    if (settled == 0 && (adopted || vol_jlist_any(v)) && v->gen > v->slot_gen[0] &&
-        v->gen > v->slot_gen[1])
-        settled = vol_commit_manifest(v, 1, err);
     if (settled == 0) vol_collect_garbage(v);
     vol_unlock(v);
     if (settled < 0) goto fail;
@@ -824,14 +820,18 @@ void vol_doomed_drain(scp_volume *v) {
 }
 
 /* A durable commit if this process has namespace work pending durability, or (all) if the
- * newest state, whoever wrote it, is only in the scratch slot; and if it is only in a journal's
- * manifest copy (one-flush commits): a closed volume's slots hold its newest state. */
+ * newest state, whoever wrote it, is only in the scratch slot (a state that this process made
+ * durable as a manifest copy needs none). And, best effort, if this process's last one-flush
+ * commit is newer than the durable slots: a volume closed after them has its newest state in a
+ * slot (if that write fails, the copy still holds it, and the next open finds it). */
 static int sync_pending(scp_volume *v, int all, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
-    if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)) ||
-        (v->gen > v->slot_gen[0] && v->gen > v->slot_gen[1] && vol_jlist_any(v)))
+    if (v->lazy || v->ndoomed || v->objdir_dirty ||
+        (all && v->gen > vol_durable_generation(v) && v->gen != v->copy_gen))
         rc = vol_commit_manifest(v, 1, err);
+    else if (v->copy_gen > v->slot_gen[0] && v->copy_gen > v->slot_gen[1])
+        (void)vol_commit_manifest(v, 1, NULL);
     vol_unlock(v);
     return rc;
 }
