@@ -1042,10 +1042,12 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
                         "'%s': its chunk table does not match the manifest; not committed", f->path);
     if (file_writeback(f, err) < 0) return -1;
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
-    /* (and a state that only a manifest copy in a journal holds: a durable slot takes over
-     * before the lazy commits, which the settle step at open may undo, start) */
-    if (n < cn || n - cn > SCP_FRESH_JOURNAL_BYTES / f->vol->cs || f->j_end > SCP_JOURNAL_MAX ||
-        u64map_count(&f->placed) || vol_jlist_any(f->vol))
+    /* (and while this process's last one-flush commit is newer than the durable slots: a
+     * durable slot takes over before lazy commits, which the settle step at open may undo,
+     * start; file_commit writes one in shared mode) */
+    scp_volume *v = f->vol;
+    if (n < cn || n - cn > SCP_FRESH_JOURNAL_BYTES / v->cs || f->j_end > SCP_JOURNAL_MAX ||
+        u64map_count(&f->placed) || (v->copy_gen > v->slot_gen[0] && v->copy_gen > v->slot_gen[1]))
         return file_commit(f, err);
     f->prep_flushed = 0;
     commit_step(f, CS_IDLE, CS_WRITTEN);
@@ -1055,7 +1057,6 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0)
         return commit_abort(f, -1);
     commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
-    scp_volume *v = f->vol;
     if (vol_lock(v, err) < 0) return commit_abort(f, -1);
     long mi = -1;
     scp_mentry saved;

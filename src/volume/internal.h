@@ -226,7 +226,6 @@ int vol_settle_lazy(scp_volume *v, scp_err *err);
  * list: use a durable slot), or -1 on error (nothing committed). */
 int vol_commit_manifest_journal(scp_volume *v, scp_file *f, scp_err *err);
 int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
-int vol_jlist_any(scp_volume *v); /* some file is listed */
 /* Under the cross-process lock: sync the journal of a copy commit whose committer died. */
 void vol_jmark_recover(scp_volume *v);
 /* At open (caller holds vol_lock): take the newest manifest copy of the listed journals if it

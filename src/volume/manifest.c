@@ -205,14 +205,6 @@ int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 
 static const uint8_t zero_id[SCP_FILEID_LEN];
 
-int vol_jlist_any(scp_volume *v) {
-    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN];
-    uint32_t n = jlist_read(v, ids);
-    for (uint32_t i = 0; i < n; i++)
-        if (memcmp(ids[i], zero_id, SCP_FILEID_LEN) != 0) return 1;
-    return 0;
-}
-
 /* Add id and make the list durable (before the copy that it leads to can be): in a free
  * (zero) place, else at the end. -1 if full. */
 static int jlist_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
