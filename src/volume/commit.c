@@ -368,7 +368,7 @@ int file_checkpoint(scp_file *f, scp_err *err) {
 
 /* Before a log's records are dropped (a new log, or a checkpoint's truncation): if the lock
  * file lists the file, its journal may hold the newest durable manifest (a one-flush commit's
- * copy), so a durable slot takes over first (which also empties the list). */
+ * copy), so a durable slot takes over first (which also frees the list's places). */
 int journal_release(scp_file *f, scp_err *err) {
     scp_volume *v = f->vol;
     if (!vol_jlist_has(v, f->id)) return 0;

@@ -212,10 +212,11 @@ int vol_settle_lazy(scp_volume *v, scp_err *err);
 /* One-flush commits (docs/volume-format.md): the commit point is a manifest copy in the
  * committing file's journal. The lock file lists the files whose journals may hold a copy newer
  * than both durable slots (a u32 count at VOL_JLIST_OFF, then up to VOL_JLIST_MAX ids from 16
- * bytes further; made durable before a copy that it leads to), and marks (VOL_JMARK_OFF, in the
- * mapped first page: a file id, zero if none) a copy commit whose state other processes may
- * already see while its journal is not synced yet. Neither is trusted: a host that changes
- * them can only make an open find an older state (a rollback, which the tag detects). */
+ * bytes further, a zero id being a free place; each made durable before a copy that it leads
+ * to), and marks (VOL_JMARK_OFF, in the mapped first page: a file id, zero if none) a copy
+ * commit between its journal's sync and the scratch slot write that shows its state to the
+ * other processes. Neither is trusted: a host that changes them can only make an open find an
+ * older state (a rollback, which the tag detects). */
 #define VOL_JMARK_OFF 3968
 #define VOL_JLIST_OFF 4096
 #define VOL_JLIST_MAX 32

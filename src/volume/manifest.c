@@ -183,7 +183,8 @@ static int objdir_sync(scp_volume *v, scp_err *err) {
 
 /* ---- one-flush commits: the manifest copy in a file's journal --------------------------------
  * The lock file lists (durably) the files whose journals may hold a manifest copy newer than
- * both durable slots; a durable slot write supersedes every copy and empties the list. */
+ * both durable slots (and, kept from before, files their writers still hold); a durable slot
+ * write supersedes every copy and frees the places of the files nobody here writes. */
 static uint32_t jlist_read(scp_volume *v, uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN]) {
     uint8_t c[4] = {0};
     if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_JLIST_OFF) != 4) return 0;
