@@ -156,6 +156,7 @@ long sh_cred_search(int vol, const char *rel);
 long sh_cred_utimes(const scp_vstat *v, int explicit_times);
 long sh_cred_parent(int vol, const char *rel, int want);
 long sh_cred_link(const scp_vstat *v); /* may the caller give v another name (hard link) */
+long sh_cred_sticky(int vol, const char *rel); /* may the caller remove name rel (sticky dir) */
 int sh_cred_root(void); /* the effective uid is 0 */
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
 void sh_exec_adopt(void);
