@@ -2207,7 +2207,8 @@ static int path_call(long nr, const long a[6], long *ret) {
         scp_vstat v;
         long cr;
         if ((cr = sh_cred_search(vol, rel)) || (cr = sh_cred_search(vol, rel2)) ||
-            (cr = sh_cred_parent(vol, rel, 3)) || (cr = sh_cred_parent(vol, rel2, 3))) { *ret = cr; return 1; }
+            (cr = sh_cred_parent(vol, rel, 3)) || (cr = sh_cred_parent(vol, rel2, 3)) ||
+            (cr = sh_cred_sticky(vol, rel)) || (cr = sh_cred_sticky(vol, rel2))) { *ret = cr; return 1; }
         if ((flags & RENAME_NOREPLACE) && path_vstat(vol, rel2, &v) == 0) { *ret = -EEXIST; return 1; }
         sh_in_lib++;
         *ret = scp_volume_rename(sh.vol[vol].v, rel, rel2, &e) ? neg(&e) : 0;
@@ -2285,7 +2286,7 @@ static int path_call(long nr, const long a[6], long *ret) {
         r = scp_volume_mkdir(sh.vol[vol].v, rel, (uint32_t)(a[2] & ~sh.umask & 07777), &e) ? neg(&e) : 0;
         break;
     case SYS_unlinkat:
-        if ((r = sh_cred_parent(vol, rel, 3))) break;
+        if ((r = sh_cred_parent(vol, rel, 3)) || (r = sh_cred_sticky(vol, rel))) break;
         if (a[2] & AT_REMOVEDIR) r = scp_volume_rmdir(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         else r = scp_volume_unlink(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         break;

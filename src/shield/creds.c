@@ -308,6 +308,28 @@ long sh_cred_parent(int vol, const char *rel, int want) {
     return sh_cred_access(&v, want);
 }
 
+/* Removing or replacing the name `rel` (unlink, rmdir, rename from or over it) in a sticky
+ * directory (S_ISVTX, /tmp's 01777): only root, the directory's owner or the entry's owner
+ * may (EPERM, the kernel's check_sticky). A missing entry or parent: the call reports it. */
+long sh_cred_sticky(int vol, const char *rel) {
+    cred_load();
+    const char *slash = strrchr(rel, '/');
+    if (cr.euid == 0 || !slash) return 0; /* the volume root is 0755, never sticky */
+    char parent[4096];
+    size_t n = (size_t)(slash - rel);
+    if (n >= sizeof parent) return -ENAMETOOLONG;
+    memcpy(parent, rel, n);
+    parent[n] = '\0';
+    scp_vstat d, v;
+    scp_err e;
+    if (scp_volume_stat(sh.vol[vol].v, parent, &d, &e) || d.type != SCP_VTYPE_DIR || !(d.mode & S_ISVTX))
+        return 0;
+    sh_cred_owner(&d);
+    if (d.uid == cr.euid || scp_volume_stat(sh.vol[vol].v, rel, &v, &e)) return 0;
+    sh_cred_owner(&v);
+    return v.uid == cr.euid ? 0 : -EPERM;
+}
+
 /* New files get mode & ~umask: follow the program's umask changes, not only the one at start. */
 SH_EXPORT mode_t umask(mode_t m) {
     mode_t (*f)(mode_t) = (mode_t (*)(mode_t))real_sym("umask");

@@ -181,6 +181,7 @@ long sh_cred_search(int vol, const char *rel);
 long sh_cred_utimes(const scp_vstat *v, int explicit_times);
 long sh_cred_parent(int vol, const char *rel, int want);
 long sh_cred_link(const scp_vstat *v); /* may the caller give v another name (hard link) */
+long sh_cred_sticky(int vol, const char *rel); /* may the caller remove name rel (sticky dir) */
 int sh_cred_root(void); /* the effective uid is 0 */
 /* took[SCP_SHIELD_MAX_INHERIT], *ntook: references taken for the new image (sh_exec_failed
  * gives them back when the exec fails) */

@@ -2,7 +2,8 @@
 # Hard links on a protected volume with real programs: ln, python3's os.link and linkat
 # (AT_EMPTY_PATH, /proc/self/fd/N with AT_SYMLINK_FOLLOW), cp -al, tar (an archive of linked
 # files restored as links), git clone --local (which hard-links the object files), rename
-# between two names of one file (a no-op), EXDEV to outside the volume, EPERM for a directory.
+# between two names of one file (a no-op), EXDEV to outside the volume, EPERM for a directory,
+# and busybox-static's ln (the static supervisor) when it is installed.
 # Checked from outside with `scpctl volume cat` (every name shows the bytes written through
 # another), across a second run (the links survive a restart), and the backing store holds no
 # plaintext; removing the last name frees the file's objects.
@@ -92,8 +93,17 @@ rm a b d/c e
 SCPLINK_four" ] || fail "volume cat f after the second run: '$(cat_vol f)'"
 [ "$(find "$VOL/objects" -type f | wc -l)" = "$nobj" ] || fail "objects went while a name was left"
 
+names=f
+if [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; then
+    note "a static program (busybox, served by the supervisor): ln and stat"
+    run /bin/busybox sh -c 'cd "$1" && ln f fs && [ "$(stat -c %h fs)" = 2 ]' sh "$MNT" ||
+        fail "busybox ln on the volume failed"
+    [ "$(cat_vol fs)" = "$(cat_vol f)" ] || fail "volume cat fs after busybox ln: '$(cat_vol fs)'"
+    names="f fs"
+fi
+
 note "third run: the last name goes, and so do its objects"
-run rm "$MNT/f" || fail "rm of the last name failed"
+run sh -c 'cd "$1" && shift && rm "$@"' sh "$MNT" $names || fail "rm of the last names failed"
 left=$(find "$VOL/objects" -type f | wc -l)
 [ "$left" -lt "$nobj" ] || fail "the objects of a file without names are still there ($left of $nobj)"
 check_no_plaintext SCPLINK

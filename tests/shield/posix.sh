@@ -4,7 +4,8 @@
 # the kernel gives on a plain directory in the same test. Cases: FIFO and device nodes
 # (mkfifo, mknod, stat, chmod, chown, mv, rm), ENOTDIR for a path below a file, symbolic
 # links (ln -s, readlink, following, O_NOFOLLOW, loops, dangling links, chown -h, mv, rm),
-# EEXIST for O_CREAT|O_EXCL on a directory, a path near PATH_MAX relative to the cwd.
+# EEXIST for O_CREAT|O_EXCL on a directory, a path near PATH_MAX relative to the cwd, sticky
+# directories (EPERM for a name neither the caller nor the directory's owner owns).
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "needs root (mknod of devices): skipped"; exit 77; }
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
@@ -69,5 +70,11 @@ p = \"/\".join(parts)
 for i in range(1, 17): os.mkdir(\"/\".join(parts[:i]))
 fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o644); os.write(fd, b\"x\"); os.close(fd)
 os.truncate(p, 5); print(len(p), os.stat(p).st_size, e(os.unlink, p))" && rm -r aaaa*' "$PY"
+same "a sticky directory: only root and the owners of the directory or the name remove or replace it" \
+    'mkdir -m 1777 s && touch s/other s/mine s/gone && chown 1000:1000 s/other && chown 65534:65534 s/mine s/gone &&
+     python3 -c "$0
+os.setgid(65534); os.setuid(65534)
+print(e(os.unlink, \"s/other\"), e(os.rename, \"s/other\", \"s/x\"), e(os.rename, \"s/mine\", \"s/other\"))
+print(e(os.rename, \"s/mine\", \"s/mine2\"), e(os.unlink, \"s/gone\"))" && ls s && rm -r s' "$PY"
 check_no_plaintext "inside"
 echo "PASS"
