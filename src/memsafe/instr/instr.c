@@ -83,13 +83,13 @@ struct pass {
     LLVMModuleRef mod;
     LLVMTargetDataRef td;
     LLVMBuilderRef b;
-    LLVMTypeRef ptr_ty, i64_ty, i8_ty, check_ty;
-    LLVMValueRef check_fn, check_mem_fn;
+    LLVMTypeRef ptr_ty, i64_ty, i8_ty, check_ty, check_at_ty;
+    LLVMValueRef check_fn, check_mem_fn, check_at_fn;
     enum ms_mode mode;
     struct memo memo;
     struct group *groups;
     size_t ngroups, cap_groups;
-    unsigned long checks, pruned, merged, available, loops;
+    unsigned long checks, pruned, merged, available, loops, at_base;
     struct memo hoisted; /* accesses covered by one range check before their loop */
     const char *fname;
     int dry;          /* computing the facts at the end of a block: no checks emitted */
@@ -400,6 +400,23 @@ static void emit_check(struct pass *p, LLVMValueRef before, LLVMValueRef fn, LLV
     p->checks++;
 }
 
+/* A check of [base + lo, base + hi), 0 <= lo < hi, constants: __scp_ms_check_at. */
+static void emit_check_at(struct pass *p, LLVMValueRef before, LLVMValueRef base, int64_t lo,
+                          int64_t hi, const char *site)
+{
+    assert(0 <= lo && lo < hi);
+    LLVMPositionBuilderBefore(p->b, before);
+    LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(before);
+    LLVMValueRef s = LLVMBuildGlobalStringPtr(p->b, site, "ms.site");
+    LLVMValueRef args[4] = { base, LLVMConstInt(p->i64_ty, (unsigned long long)lo, 0),
+                             LLVMConstInt(p->i64_ty, (unsigned long long)hi, 0), s };
+    LLVMValueRef call = LLVMBuildCall2(p->b, p->check_at_ty, p->check_at_fn, args, 4, "");
+    if (loc)
+        LLVMInstructionSetDebugLoc(call, loc);
+    p->checks++;
+    p->at_base++;
+}
+
 static void flush_groups(struct pass *p)
 {
     for (size_t i = 0; i < p->ngroups; i++) {
@@ -415,6 +432,13 @@ static void flush_groups(struct pass *p)
             snprintf(g->site + l, sizeof g->site - l,
                      " (checked together with %u more accesses at constant offsets)", g->count - 1);
             p->merged += g->count - 1;
+        }
+        /* Constant offsets from the base itself (x is its own base: loaded, an argument, a
+         * call's result) cannot start before the object: the cheaper check. Sizes and offsets
+         * this large are not real accesses, they keep the general check. */
+        if (g->x == g->base && g->lo >= 0 && g->hi < (INT64_C(1) << 40)) {
+            emit_check_at(p, g->first, g->base, g->lo, g->hi, g->site);
+            continue;
         }
         emit_check(p, g->first, p->check_fn, g->base, ptr,
                    LLVMConstInt(p->i64_ty, (unsigned long long)(g->hi - g->lo), 0), g->site);
@@ -1034,7 +1058,7 @@ static void link_runtime(struct pass *p, const char *rt_path)
         fprintf(stderr, "scp-ms-instr: cannot link %s\n", rt_path);
         exit(1);
     }
-    static const char *const fns[] = { "__scp_ms_check", "__scp_ms_check_mem" };
+    static const char *const fns[] = { "__scp_ms_check", "__scp_ms_check_at", "__scp_ms_check_mem" };
     unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         LLVMValueRef f = LLVMGetNamedFunction(p->mod, fns[i]);
@@ -1090,6 +1114,11 @@ int main(int argc, char **argv)
     p.check_fn = LLVMGetNamedFunction(p.mod, "__scp_ms_check");
     if (!p.check_fn)
         p.check_fn = LLVMAddFunction(p.mod, "__scp_ms_check", p.check_ty);
+    LLVMTypeRef at_params[4] = { p.ptr_ty, p.i64_ty, p.i64_ty, p.ptr_ty };
+    p.check_at_ty = LLVMFunctionType(LLVMVoidTypeInContext(p.ctx), at_params, 4, 0);
+    p.check_at_fn = LLVMGetNamedFunction(p.mod, "__scp_ms_check_at");
+    if (!p.check_at_fn)
+        p.check_at_fn = LLVMAddFunction(p.mod, "__scp_ms_check_at", p.check_at_ty);
     p.check_mem_fn = LLVMGetNamedFunction(p.mod, "__scp_ms_check_mem");
     if (!p.check_mem_fn)
         p.check_mem_fn = LLVMAddFunction(p.mod, "__scp_ms_check_mem", p.check_ty);
@@ -1111,8 +1140,8 @@ int main(int argc, char **argv)
     if (stats)
         fprintf(stderr,
                 "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
-                "on every path; %lu cover a loop\n",
-                in, p.checks, p.merged, p.pruned, p.available, p.loops);
+                "on every path; %lu cover a loop; %lu at constant offsets from their base\n",
+                in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base);
     free(p.groups);
     LLVMDisposeBuilder(p.b);
     LLVMDisposeTargetData(p.td);
