@@ -528,6 +528,17 @@ static enum mem_fn mem_kind(const char *n)
     return MEM_NONE;
 }
 
+static int call_is_nofree(LLVMValueRef call)
+{
+    static unsigned kind;
+    if (!kind)
+        kind = LLVMGetEnumAttributeKindForName("nofree", 6);
+    if (LLVMGetCallSiteEnumAttribute(call, LLVMAttributeFunctionIndex, kind))
+        return 1;
+    LLVMValueRef f = LLVMGetCalledValue(call);
+    return f && LLVMIsAFunction(f) && LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, kind);
+}
+
 static void call_access(struct pass *p, LLVMValueRef inst)
 {
     const char *n = callee_name(inst);
@@ -535,11 +546,14 @@ static void call_access(struct pass *p, LLVMValueRef inst)
         return; /* a check made before a loop: it frees nothing */
     enum mem_fn k = mem_kind(n);
     if (k == MEM_NONE) {
-        /* A call may free or exit: the range checks of earlier accesses go before it, and
-         * what was checked before it is not known after it. */
+        /* A call may exit: the range checks of earlier accesses go before it. A call may
+         * free: what was checked before it is not known after it, unless the optimizer
+         * proved that it frees nothing that existed before it (nofree: neither the callee
+         * nor anything it calls frees or reallocates such memory). */
         if (strncmp(n, "llvm.", 5) != 0) {
             flush_groups(p);
-            p->cur.n = 0;
+            if (!call_is_nofree(inst))
+                p->cur.n = 0;
         }
         return;
     }
