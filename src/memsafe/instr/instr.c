@@ -14,7 +14,9 @@
  * Pruned: accesses whose base is a stack slot or a global (this mode protects the heap; see
  * docs/memsafe.md), constant offsets from a malloc/calloc of constant size that are provably
  * in bounds, and repeated accesses at constant offsets from the same pointer in one block
- * between two calls, which share one check of the range they span.
+ * between two calls, which share one check of the range they span. Accesses at constant,
+ * non-negative offsets from a pointer that is its own base get __scp_ms_check_at, which needs
+ * one compare instead of two.
  *
  * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
  * optimizer that runs next inlines their fast path.
