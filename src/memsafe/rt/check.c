@@ -7,10 +7,19 @@
  */
 #include "layout.h"
 
+/* The table entry of b's region. Written as a byte offset, (b >> 31) & (mask << 5), so that the
+ * compiled check is a shift and an and (the index form compiles to shift, and, shift). */
+static inline const struct ms_region *ms_region_entry(uintptr_t b)
+{
+    _Static_assert(sizeof(struct ms_region) == 32, "the byte offset below assumes 32-byte entries");
+    uintptr_t at = (b >> (MS_REGION_SHIFT - 5)) & ((uintptr_t)(MS_TABLE_LEN - 1) << 5);
+    return (const struct ms_region *)((const char *)__scp_ms_regions + at);
+}
+
 static inline int ms_out_of_bounds(const void *base, const void *ptr, uint64_t n)
 {
     uintptr_t b = (uintptr_t)base;
-    const struct ms_region *r = &__scp_ms_regions[(b >> MS_REGION_SHIFT) & (MS_TABLE_LEN - 1)];
+    const struct ms_region *r = ms_region_entry(b);
     uint64_t size = r->size;
     /* No hint here: in a program whose stack and global accesses were pruned, most checked
      * pointers are heap ones. */
@@ -29,6 +38,27 @@ void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *s
 {
     if (__builtin_expect(ms_out_of_bounds(base, ptr, n), 0))
         __scp_ms_report(base, ptr, n, site);
+}
+
+/* The bytes [base + lo, base + end), with 0 <= lo < end < 2^62 constants of the instrumented
+ * code (an access, or merged accesses, at constant offsets from a pointer that is its own
+ * base: a pointer loaded from memory, an argument, a malloc result). base's offset in its slot
+ * is below 2^28, so nothing can wrap and the access cannot start before the object: one
+ * compare against the requested size instead of two, and the accessed address is not needed
+ * (fewer live registers around the check). */
+void __scp_ms_check_at(const void *base, uint64_t lo, uint64_t end, const char *site)
+{
+    uintptr_t b = (uintptr_t)base;
+    const struct ms_region *r = ms_region_entry(b);
+    uint64_t size = r->size;
+    if (size == 0)
+        return;
+    uint64_t off = b - r->start;
+    uint64_t idx = (uint64_t)(((unsigned __int128)off * r->magic) >> 64);
+    uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED); /* requested + 1, 0 if free */
+    /* off - idx * size (b's offset in its slot) + end >= lim, without the subtraction. */
+    if (__builtin_expect(off + end >= idx * size + lim, 0))
+        __scp_ms_report(base, (const char *)base + lo, end - lo, site);
 }
 
 /* memcpy/memmove/memset: a zero length touches nothing, whatever the pointer. */

@@ -34,6 +34,7 @@ extern struct ms_region __scp_ms_regions[MS_TABLE_LEN];
 __attribute__((cold)) _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, const char *site);
 
 void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *site);
+void __scp_ms_check_at(const void *base, uint64_t lo, uint64_t end, const char *site);
 void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site);
 
 #endif
