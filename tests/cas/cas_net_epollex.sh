@@ -68,7 +68,6 @@ for t in ts: t.start()
 for t in ts: t.join()
 for r in res: print(r)
 PY
-yaml_file() { sed 's/^/          /' "$1"; }
 cat >"$T/s.yaml" <<YAML
 name: netepollex
 services:

@@ -145,7 +145,6 @@ for i in range(2):
     s.close()
     print("connection", i + 1, "Reused" if b"Reused, TLS" in page else "New" if b"New, TLS" in page else page)
 PY
-yaml_file() { sed 's/^/          /' "$1"; }
 cat >"$T/net.yaml" <<YAML
 name: netfork
 services:

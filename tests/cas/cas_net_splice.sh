@@ -103,7 +103,6 @@ print(f.readline().decode().strip())
 s.sendall(b"end-$MARK\n")
 print(f.readline().decode().strip())
 PY
-yaml_file() { sed 's/^/          /' "$1"; }
 cat >"$T/s.yaml" <<YAML
 name: netsplice
 services:

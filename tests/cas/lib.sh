@@ -72,6 +72,9 @@ expect_err() {
 alive() { kill -0 "$CAS_PID" 2>/dev/null || fail "cas serve died"; }
 
 # PID and all its descendants.
+# a file's lines indented to sit under `content: |` of a service's files entry in a policy
+yaml_file() { sed 's/^/          /' "$1"; }
+
 tree() {
     echo "$1"
     for c in $(pgrep -P "$1"); do tree "$c"; done
