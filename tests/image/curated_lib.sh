@@ -94,7 +94,7 @@ no_plaintext() {
 # stop NAME: docker stop, exit code 0
 stop() {
     docker stop -t 20 "$1" >/dev/null || fail "docker stop"
-    [ "$(docker inspect -f '{{.State.ExitCode}}' "$1")" = 0 ] || fail "exit code after docker stop: $(docker logs "$1" 2>&1 | tail -5)"
+    [ "$(docker inspect -f '{{.State.ExitCode}}' "$1")" = 0 ] || fail "exit code after docker stop: $(docker logs "$1" 2>&1 | tail -40)"
     docker rm "$1" >/dev/null
 }
 # refused_checks: the image with one changed file in a layer (libc in the base layer, the archive's
