@@ -1,5 +1,5 @@
-/* fuzz/fuzz_journal.c - scp_journal_find, scp_journal_replay and scp_journal_manifests against an
- * independent reading of the journal format (format.h, "journal: file objects/<id>.j").
+/* fuzz/fuzz_journal.c - scp_journal_find and scp_journal_replay against an independent reading
+ * of the journal format (format.h, "journal: file objects/<id>.j").
  *
  * Input: byte 0 = parameters, byte 1 = target, byte 2 = failing call, the rest = the journal.
  *   byte 0 bits 0-3: chunk size 16 << (n % 13), i.e. 16 B .. 64 KiB (the library takes the chunk
@@ -27,8 +27,7 @@
  * with both callbacks hands out exactly the chunk records (pointers into the buffer) and the
  * decrypted commit entries (same bytes) before `end`, in file order; with fewer callbacks it
  * hands out the same sequence minus the kinds left out; a failing callback stops it at once
- * with -1; scp_journal_manifests reports exactly the manifest copies (type 3) that directly follow
- * a commit record that checks out, in file order. Commit payloads are decrypted here with the crypto primitives (key derivation and
+ * with -1. Commit payloads are decrypted here with the crypto primitives (key derivation and
  * AES-GCM), the layout is read independently. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,7 +43,6 @@
 #define J_ENT 52      /* u64 index | salt (16) | nonce (12) | tag (16) */
 #define J_COMMIT0 116 /* header | nonce (12) | enc(u64 size | root (32)) | GCM tag (16) | chain */
 #define J_PT(count) (8 + (size_t)(count) * J_ENT + 32)
-#define J_MAN_MAX (48 + 65536 + 16) /* a manifest copy: a sealed slot with a body <= 64 KiB */
 /* The file the journal belongs to (key derivation and associated data). */
 static const uint8_t file_key[32] = {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
                                      0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
@@ -54,9 +52,7 @@ static const uint8_t file_id[16] = {0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x
                                     0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22};
 _Static_assert(SCP_JRN_HDR_LEN == J_HDR && SCP_JREC_HDR_LEN == J_REC, "journal layout");
 _Static_assert(SCP_JENTRY_LEN == J_ENT && SCP_JCOMMIT_LEN(0) == J_COMMIT0, "journal layout");
-_Static_assert(SCP_JREC_CHUNK == 1 && SCP_JREC_COMMIT == 2 && SCP_JREC_MANIFEST == 3,
-               "journal record types");
-_Static_assert(SCP_JMAN_MAX == J_MAN_MAX, "journal layout");
+_Static_assert(SCP_JREC_CHUNK == 1 && SCP_JREC_COMMIT == 2, "journal record types");
 
 static uint32_t rd32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -92,9 +88,6 @@ struct ref {
     size_t nc;
     uint8_t **pt; /* each commit's decrypted payload: an entry event's off is into pt[commit] */
     size_t npt;
-    size_t *man;  /* offsets of the manifest copies' payloads, and their lengths */
-    size_t *manlen;
-    size_t nman;
 };
 
 /* The log's key and a commit record's associated data (format.h). */
@@ -117,15 +110,6 @@ static void repair(uint8_t *b, size_t len, uint32_t cs, int other_as_chunk) {
     size_t off = J_HDR;
     while (len - off >= J_REC) {
         uint32_t type = rd32(b + off);
-        if (type == 3 && !other_as_chunk) {
-            uint64_t n = rd64(b + off + 8);
-            if (n > len - off - J_REC) return;
-            struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)n}};
-            scp_sha256(parts, 2, next);
-            memcpy(chain, next, 32);
-            off += J_REC + (size_t)n;
-            continue;
-        }
         if (type == 1 || other_as_chunk) {
             if (len - off - J_REC < cs) return;
             struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)cs}};
@@ -157,34 +141,18 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
     r->c = malloc((len / J_COMMIT0 + 1) * sizeof *r->c);
     r->pt = malloc((len / J_COMMIT0 + 1) * sizeof *r->pt);
     r->npt = 0;
-    r->man = malloc((len / J_REC + 1) * sizeof *r->man);
-    r->manlen = malloc((len / J_REC + 1) * sizeof *r->manlen);
-    r->nman = 0;
-    FUZZ_CHECK(r->ev && r->c && r->pt && r->man && r->manlen);
+    FUZZ_CHECK(r->ev && r->c && r->pt);
     if (len < J_HDR || memcmp(b, "SCPJRN\0\3", 8) != 0) return;
     uint8_t chain[32], key[32], aad[40];
     log_key(b, key);
     scp_sha256_buf(b, J_HDR, chain);
     uint64_t nchunks = 0;
     size_t off = J_HDR;
-    int after_commit = 0; /* the record before is a commit record that checked out */
     for (;;) {
         if (len - off < J_REC || rd32(b + off + 4) != 0) return;
         uint32_t type = rd32(b + off);
         uint64_t index = rd64(b + off + 8);
         uint8_t next[32];
-        if (type == 3) { /* a manifest copy: only right after a commit, at most J_MAN_MAX */
-            if (!after_commit || index > J_MAN_MAX || index > len - off - J_REC) return;
-            struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)index}};
-            scp_sha256(parts, 2, next);
-            memcpy(chain, next, 32);
-            r->man[r->nman] = off + J_REC;
-            r->manlen[r->nman++] = (size_t)index;
-            off += J_REC + (size_t)index;
-            after_commit = 0;
-            continue;
-        }
-        after_commit = 0;
         if (type == 1) {
             if (len - off - J_REC < cs) return;
             struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)cs}};
@@ -229,7 +197,6 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
         for (uint64_t i = 0; i < count; i++)
             r->ev[r->nev - count + i].off = (r->npt - 1) << 32 | (size_t)(8 + i * J_ENT + 8);
         off = stored + 32;
-        after_commit = 1;
     }
 }
 
@@ -283,19 +250,6 @@ static void replay(const uint8_t *buf, const scp_journal_view *v, uint32_t cs, c
     } else {
         FUZZ_CHECK(rc == 0 && c.calls == handed);
     }
-}
-
-struct manctx {
-    const uint8_t *buf;
-    const struct ref *r;
-    size_t pos;
-};
-
-static void man_cb(void *ctx, const uint8_t *slot, size_t len) {
-    struct manctx *m = ctx;
-    FUZZ_CHECK(m->pos < m->r->nman);
-    FUZZ_CHECK(slot == m->buf + m->r->man[m->pos] && len == m->r->manlen[m->pos]);
-    m->pos++;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -369,13 +323,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static const int masks[4] = {EV_CHUNK | EV_ENTRY, EV_CHUNK, EV_ENTRY, 0};
         replay(buf, &v, cs, &r, c->nev, masks[(p >> 4) & 3], fail_at);
     }
-    struct manctx mc = {buf, &r, 0};
-    FUZZ_CHECK(scp_journal_manifests(buf, len, cs, file_key, file_id, man_cb, &mc) == r.nman);
-    FUZZ_CHECK(mc.pos == r.nman);
     for (size_t i = 0; i < r.npt; i++) free(r.pt[i]);
     free(r.pt);
-    free(r.man);
-    free(r.manlen);
     free(r.ev);
     free(r.c);
     free(buf);

@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # bench/volume/sqlite.sh - sqlite3 CLI one-row transactions on a protected volume (under
-# scpctl run) against the same on a plain directory, same run, ratios printed, with the CPU
-# time per transaction (user + system of every process of the run: sqlite3, and scpctl with
-# the shield; load-independent); and, with STRACE=1, the flushes per transaction of each
-# (strace -f -c).
+# scpctl run) against the same on a plain directory, same run, ratios printed; and, with
+# STRACE=1, the flushes per transaction of each (strace -f -c).
 #
 #   bench/volume/sqlite.sh [BUILD_DIR]
 #
@@ -24,20 +22,20 @@ mkdir -p "$T/plain"
 pre() { if [ "$1" = scp ]; then echo "$SCPCTL run --volume $T/vol:$T/mnt --key-file $T/key --"; fi; }
 dir() { if [ "$1" = scp ]; then echo "$T/mnt"; else echo "$T/plain"; fi; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A R C
+declare -A R
 pragma() { if [ "$1" = wal ]; then echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"; else echo "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"; fi; }
 { for i in $(seq 1 "$TXNS"); do echo "INSERT INTO t(v) VALUES('txn-$i');"; done; } > "$T/txn.sql"
 
-run_once() { # FS JMODE -> "txn/s CPU-us-per-txn"
-    local fs=$1 jm=$2 db t0 t1 cpu
+run_once() { # FS JMODE -> txn/s
+    local fs=$1 jm=$2 db t0 t1
     db=$(dir "$fs")/bench-$jm.db
     $(pre "$fs") sqlite3 "$db" "$(pragma "$jm") CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" >/dev/null
     { pragma "$jm"; cat "$T/txn.sql"; } > "$T/run.sql"
     t0=$(date +%s%N)
-    cpu=$( { TIMEFORMAT='%U %S'; time $(pre "$fs") sqlite3 "$db" < "$T/run.sql" >/dev/null; } 2>&1 )
+    $(pre "$fs") sqlite3 "$db" < "$T/run.sql" >/dev/null
     t1=$(date +%s%N)
     $(pre "$fs") rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
-    echo "$(( TXNS * 1000000000 / (t1 - t0) )) $(awk -v c="$cpu" -v n="$TXNS" 'BEGIN { split(c, a, " "); printf "%.0f", (a[1] + a[2]) * 1e6 / n }')"
+    echo $(( TXNS * 1000000000 / (t1 - t0) ))
 }
 
 flushes() { # FS JMODE -> per-transaction counts of each flush call
@@ -57,16 +55,12 @@ if [ "${STRACE:-0}" = 1 ]; then
 fi
 for r in $(seq 1 "$ROUNDS"); do
     for jm in $MODES; do for fs in plain scp; do
-        read -r v c < <(run_once "$fs" "$jm")
-        R[$jm,$fs]="${R[$jm,$fs]:-} $v"; C[$jm,$fs]="${C[$jm,$fs]:-} $c"
-        echo "  round $r $jm $fs: $v txn/s, $c us CPU per txn (load $(cut -d' ' -f1 /proc/loadavg))"
+        v=$(run_once "$fs" "$jm"); R[$jm,$fs]="${R[$jm,$fs]:-} $v"; echo "  round $r $jm $fs: $v txn/s"
     done; done
 done
-echo "| sqlite3, $TXNS one-row transactions | plain txn/s | scp txn/s | scp/plain | plain CPU us/txn | scp CPU us/txn | CPU scp/plain |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
+echo "| sqlite3, $TXNS one-row transactions | plain txn/s | scp txn/s | scp/plain |"
+echo "|---|---:|---:|---:|"
 for jm in $MODES; do
     p=$(echo ${R[$jm,plain]} | tr ' ' '\n' | median); s=$(echo ${R[$jm,scp]} | tr ' ' '\n' | median)
-    pc=$(echo ${C[$jm,plain]} | tr ' ' '\n' | median); sc=$(echo ${C[$jm,scp]} | tr ' ' '\n' | median)
-    awk -v j="$jm" -v p="$p" -v s="$s" -v pc="$pc" -v sc="$sc" \
-        'BEGIN { printf "| %s | %s | %s | %.2fx | %s | %s | %.2fx |\n", j, p, s, s / p, pc, sc, sc / (pc > 0 ? pc : 1) }'
+    awk -v j="$jm" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", j, p, s, s / p }'
 done

@@ -149,9 +149,8 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
         rc = scp_fail_errno(err, "cannot sync '%s' after journal replay", e->path);
         goto out;
     }
-    /* Harmless if it fails: replay is idempotent. A listed journal may hold the newest
-     * durable manifest (a one-flush commit's copy): its next writer drops it (journal_release). */
-    if (!vol_jlist_has(f->vol, f->id) && ftruncate(f->fd_j, 0) < 0) {
+    /* Harmless if it fails: replay is idempotent. */
+    if (ftruncate(f->fd_j, 0) < 0) {
     }
     rc = 1;
 out:
@@ -366,41 +365,6 @@ int file_checkpoint(scp_file *f, scp_err *err) {
     return 0;
 }
 
-/* Before a log's records are dropped (a new log, or a checkpoint's truncation): if the lock
- * file lists the file, its journal may hold the newest durable manifest (a one-flush commit's
- * copy), so a durable slot takes over first (which also frees the list's places). */
-int journal_release(scp_file *f, scp_err *err) {
-    scp_volume *v = f->vol;
-    if (!vol_jlist_has(v, f->id)) return 0;
-    if (vol_lock(v, err) < 0) return -1;
-    int rc = vol_jlist_has(v, f->id) && v->gen > v->slot_gen[0] && v->gen > v->slot_gen[1]
-                 ? vol_commit_manifest(v, 1, err)
-                 : 0;
-    vol_unlock(v);
-    return rc;
-}
-
-int journal_put_manifest(scp_file *f, const uint8_t *slot, size_t slen, scp_err *err) {
-    assert(f->j_end && slen <= SCP_JMAN_MAX);
-    uint8_t *rec = malloc(SCP_JREC_HDR_LEN + slen), chain[SCP_HASH_LEN];
-    if (!rec) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    scp_put_u32(rec, SCP_JREC_MANIFEST);
-    scp_put_u32(rec + 4, 0);
-    scp_put_u64(rec + 8, slen);
-    memcpy(rec + SCP_JREC_HDR_LEN, slot, slen);
-    memcpy(chain, f->j_chain, SCP_HASH_LEN);
-    scp_journal_chain(chain, rec, SCP_JREC_HDR_LEN + slen);
-    int rc = scp_pwrite_full(f->fd_j, rec, SCP_JREC_HDR_LEN + slen, f->j_end) < 0
-                 ? scp_fail_errno(err, "cannot write the journal of '%s'", f->path)
-                 : 0;
-    if (rc == 0) {
-        memcpy(f->j_chain, chain, SCP_HASH_LEN);
-        f->j_end += SCP_JREC_HDR_LEN + slen;
-    }
-    free(rec);
-    return rc;
-}
-
 /* Make sure a journal log is open for appending (format.h): a new log starts from a
  * checkpoint, because its header ends the old log's chain. */
 static int journal_begin(scp_file *f, scp_err *err) {
@@ -422,7 +386,6 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (!f->j_clean && file_checkpoint(f, err) < 0) return -1;
     /* Also when clean: the tail of a longer older log would count against the next replay's
      * bound (journal_replay_max), which this file's size may have shrunk since. */
-    if (journal_release(f, err) < 0) return -1;
     if (ftruncate(f->fd_j, 0) < 0)
         return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
     uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
@@ -564,14 +527,13 @@ static int sync_fd(scp_file *f, int fd, int *flag, scp_err *err) {
  * its commit), then the commit that recovery redoes, then what a writer that died had written
  * for its next one. Each of the last two: chunk records up to SCP_JOURNAL_PENDING_MAX plus one
  * write-back batch (SCP_DIRTY_LIMIT) past it, the copies of a small append's fresh chunks, and
- * a commit record with at most an entry per chunk of the committed size plus the fresh ones,
- * and its manifest copy (a one-flush commit; journal_begin truncates, so no older log's tail
- * adds to it). Not covered: a writer whose
+ * a commit record with at most an entry per chunk of the committed size plus the fresh ones
+ * (journal_begin truncates, so no older log's tail adds to it). Not covered: a writer whose
  * manifest writes keep failing while it keeps committing (each failed commit's record stays). */
 static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
     uint64_t rec = SCP_JREC_HDR_LEN + (uint64_t)cs, fresh = SCP_FRESH_JOURNAL_BYTES / cs + 1;
     uint64_t one = SCP_JOURNAL_PENDING_MAX + (SCP_DIRTY_LIMIT / cs + 1) * rec + fresh * rec +
-                   SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh) + SCP_JREC_HDR_LEN + SCP_JMAN_MAX;
+                   SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh);
     return SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2 * one;
 }
 
@@ -766,14 +728,9 @@ static int sync_placed(scp_file *f, scp_err *err) {
     return f->fd_s >= 0 ? sync_fd(f, f->fd_s, &f->s_unsynced, err) : 0;
 }
 
-/* CS_WRITTEN -> CS_PREPARED: make everything but the commit point durable. Outside shared
- * mode a journaled commit leaves its journal unsynced (*jdefer): the commit point, a manifest
- * copy after its commit record, is made durable with the same sync (commit_point). */
+/* CS_WRITTEN -> CS_PREPARED: make everything but the commit point durable. */
 static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
-                          uint64_t lim, const uint8_t root[SCP_HASH_LEN], int *jdefer,
-                          scp_err *err) {
-    int jsync = f->vol->shared;
-    *jdefer = path != COMMIT_IN_PLACE && !jsync;
+                          uint64_t lim, const uint8_t root[SCP_HASH_LEN], scp_err *err) {
     if (path != COMMIT_JOURNAL_SMALL && n > cn) {
         if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
             return scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
@@ -783,12 +740,12 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
     case COMMIT_JOURNAL_SMALL:
         /* journal_begin first: a checkpoint it makes syncs .d, which sync_placed then skips */
         if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
-            journal_seal(f, lim, n > cn ? cn : n, n, root, jsync, err) < 0)
+            journal_seal(f, lim, n > cn ? cn : n, n, root, 1, err) < 0)
             return -1;
         break;
     case COMMIT_JOURNAL_REDO:
         if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 ||
-            journal_seal(f, lim, n, n, root, jsync, err) < 0 ||
+            journal_seal(f, lim, n, n, root, 1, err) < 0 ||
             sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
             sync_fd(f, f->fd_t, &f->t_unsynced, err) < 0)
             return -1;
@@ -857,7 +814,6 @@ struct gc_req {
     long mi;           /* the file's manifest entry (while named) */
     scp_mentry saved;  /* its old value */
     int named;         /* commit_name's result: 1 named, 0 nothing to name, -1 error */
-    int jdefer;        /* its journal holds the commit record unsynced (commit_prepare) */
     int rc;            /* the request's result: 1 committed and applied, 0 nothing to name,
                         * -1 failed before the commit point, -2 failed applying (committed) */
     int done;          /* under gc_mu: the leader finished with this request */
@@ -866,26 +822,6 @@ struct gc_req {
 
 static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
                         uint64_t lim, scp_err *err);
-
-/* The commit point of a batch with `named` commits to name (caller holds vol_lock). One commit
- * whose journal is not synced yet: a manifest copy after its commit record, and one sync of its
- * journal for both (vol_commit_manifest_journal), where plain's commit syncs once too. Several
- * (or one that cannot take a copy): their journals synced, then one durable manifest slot. */
-static int commit_point(scp_volume *v, struct gc_req *batch, int named, scp_err *err) {
-    struct gc_req *r;
-    for (r = batch; named == 1 && r; r = r->next) {
-        if (r->named <= 0 || !r->jdefer) continue;
-        int rc = vol_commit_manifest_journal(v, r->f, err);
-        if (rc <= 0) return rc;
-    }
-    for (r = batch; r; r = r->next) {
-        if (r->named <= 0 || !r->jdefer) continue;
-        if (fdatasync(r->f->fd_j) < 0)
-            return scp_fail_errno(err, "cannot sync the journal of '%s'", r->f->path);
-        r->jdefer = 0;
-    }
-    return vol_commit_manifest(v, 1, err);
-}
 
 /* The leader's work for one batch: one vol_lock, one durable manifest write. */
 static void commit_batch(scp_volume *v, struct gc_req *batch) {
@@ -904,7 +840,7 @@ static void commit_batch(scp_volume *v, struct gc_req *batch) {
         r->rc = r->named <= 0 ? r->named : -1;
         named += r->named > 0;
     }
-    if (named && commit_point(v, batch, named, &lerr) < 0) {
+    if (named && vol_commit_manifest(v, 1, &lerr) < 0) {
         for (r = batch; r; r = r->next)
             if (r->named > 0) {
                 v->man.e[r->mi] = r->saved;
@@ -982,9 +918,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
         f->j_end = 0;
     } else if (f->j_end > SCP_JOURNAL_MAX) {
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
-        if (file_checkpoint(f, NULL) == 0 &&
-            (journal_release(f, NULL) < 0 || ftruncate(f->fd_j, 0) < 0))
-            f->j_clean = 0;
+        if (file_checkpoint(f, NULL) == 0 && ftruncate(f->fd_j, 0) < 0) f->j_clean = 0;
     }
     f->c_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
@@ -1012,10 +946,8 @@ int file_commit(scp_file *f, scp_err *err) {
     enum commit_path path = choose_path(f, n, cn, lim);
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);
-    int jdefer = 0;
-    if (commit_prepare(f, path, n, cn, lim, root, &jdefer, err) < 0) return commit_abort(f, -1);
-    struct gc_req r = {.f = f, .path = path, .n = n, .cn = cn, .lim = lim, .root = root,
-                       .jdefer = jdefer};
+    if (commit_prepare(f, path, n, cn, lim, root, err) < 0) return commit_abort(f, -1);
+    struct gc_req r = {.f = f, .path = path, .n = n, .cn = cn, .lim = lim, .root = root};
     group_commit(f->vol, &r);
     if (r.rc <= 0) {
         if (r.rc < 0 && err) *err = r.err;
@@ -1044,12 +976,8 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
                         "'%s': its chunk table does not match the manifest; not committed", f->path);
     if (file_writeback(f, err) < 0) return -1;
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
-    /* (and while this process's last one-flush commit is newer than the durable slots: a
-     * durable slot takes over before lazy commits, which the settle step at open may undo,
-     * start; file_commit writes one in shared mode) */
-    scp_volume *v = f->vol;
-    if (n < cn || n - cn > SCP_FRESH_JOURNAL_BYTES / v->cs || f->j_end > SCP_JOURNAL_MAX ||
-        u64map_count(&f->placed) || (v->copy_gen > v->slot_gen[0] && v->copy_gen > v->slot_gen[1]))
+    if (n < cn || n - cn > SCP_FRESH_JOURNAL_BYTES / f->vol->cs || f->j_end > SCP_JOURNAL_MAX ||
+        u64map_count(&f->placed))
         return file_commit(f, err);
     f->prep_flushed = 0;
     commit_step(f, CS_IDLE, CS_WRITTEN);
@@ -1059,6 +987,7 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0)
         return commit_abort(f, -1);
     commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
+    scp_volume *v = f->vol;
     if (vol_lock(v, err) < 0) return commit_abort(f, -1);
     long mi = -1;
     scp_mentry saved;

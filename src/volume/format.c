@@ -345,14 +345,13 @@ static uint8_t *commit_open(const uint8_t *buf, size_t off, uint64_t count, uint
 
 /* Walk the records of buf from `off`, where the chain stands at `chain`, while the chain holds;
  * the first record that does not fit or check out ends the log. Fills *out for the last commit
- * record that names root and size (1), or returns 0. With mcb, also reports every manifest copy
- * that directly follows a commit record that checked out (root may then be NULL). */
+ * record that names root and size (1), or returns 0. */
 static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chunk_size,
                         const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
-                        uint8_t chain[SCP_HASH_LEN], const uint8_t *root, uint64_t size,
-                        scp_journal_view *out, scp_journal_manifest_cb mcb, void *mctx) {
+                        uint8_t chain[SCP_HASH_LEN], const uint8_t root[SCP_HASH_LEN],
+                        uint64_t size, scp_journal_view *out) {
     uint64_t nchunks = 0, ncommits = 0;
-    int found = 0, after_commit = 0;
+    int found = 0;
     out->start = off;
     while (len - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off + 4) == 0) {
         uint32_t type = scp_get_u32(buf + off);
@@ -361,16 +360,6 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)chunk_size);
             off += SCP_JREC_HDR_LEN + chunk_size;
             nchunks++;
-            after_commit = 0;
-            continue;
-        }
-        if (type == SCP_JREC_MANIFEST) {
-            uint64_t n = scp_get_u64(buf + off + 8);
-            if (!after_commit || n > SCP_JMAN_MAX || n > len - off - SCP_JREC_HDR_LEN) break;
-            scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)n);
-            if (mcb) mcb(mctx, buf + off + SCP_JREC_HDR_LEN, (size_t)n);
-            off += SCP_JREC_HDR_LEN + (size_t)n;
-            after_commit = 0;
             continue;
         }
         uint64_t count;
@@ -382,12 +371,11 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
         if (!pt) break;
         size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
         uint64_t csize = scp_get_u64(pt);
-        int match = root && csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
+        int match = csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
         scp_wipe(pt, ptlen);
         free(pt);
         off += rlen;
         ncommits++;
-        after_commit = 1;
         if (match) {
             found = 1;
             out->new_size = csize;
@@ -410,8 +398,7 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
     if (scp_journal_key(file_key, buf, key, NULL) < 0) return 0;
     uint8_t chain[SCP_HASH_LEN];
     scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
-    int found = journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, root, size, out,
-                             NULL, NULL);
+    int found = journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, root, size, out);
     scp_wipe(key, sizeof key);
     return found;
 }
@@ -424,7 +411,7 @@ int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t 
     if (from < SCP_JRN_HDR_LEN || from > len) return 0;
     uint8_t chain[SCP_HASH_LEN];
     memcpy(chain, chain_at, SCP_HASH_LEN);
-    return journal_walk(buf, len, from, chunk_size, log_key, id, chain, root, size, out, NULL, NULL);
+    return journal_walk(buf, len, from, chunk_size, log_key, id, chain, root, size, out);
 }
 
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
@@ -432,10 +419,6 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
                        scp_journal_entry_cb entry_cb, void *ctx, scp_err *err) {
     size_t off = v->start ? v->start : SCP_JRN_HDR_LEN;
     while (off < v->end) {
-        if (scp_get_u32(buf + off) == SCP_JREC_MANIFEST) { /* nothing to redo in the file */
-            off += SCP_JREC_HDR_LEN + (size_t)scp_get_u64(buf + off + 8);
-            continue;
-        }
         if (scp_get_u32(buf + off) == SCP_JREC_CHUNK) {
             if (chunk_cb && chunk_cb(ctx, scp_get_u64(buf + off + 8), buf + off + SCP_JREC_HDR_LEN) < 0)
                 return -1;
@@ -460,33 +443,4 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
         off += SCP_JCOMMIT_LEN(count);
     }
     return 0;
-}
-
-struct man_count {
-    scp_journal_manifest_cb cb;
-    void *ctx;
-    size_t n;
-};
-
-static void man_count_cb(void *ctx, const uint8_t *slot, size_t len) {
-    struct man_count *c = ctx;
-    c->n++;
-    c->cb(c->ctx, slot, len);
-}
-
-size_t scp_journal_manifests(const uint8_t *buf, size_t len, uint32_t chunk_size,
-                             const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
-                             scp_journal_manifest_cb cb, void *ctx) {
-    if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
-    uint8_t key[32], chain[SCP_HASH_LEN];
-    if (scp_journal_key(file_key, buf, key, NULL) < 0) return 0;
-    scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
-    scp_journal_view jv;
-    struct man_count c = {cb, ctx, 0};
-    memset(&jv, 0, sizeof jv);
-    (void)journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, NULL, 0, &jv,
-                       man_count_cb, &c);
-    scp_wipe(key, sizeof key);
-    scp_wipe(&jv, sizeof jv);
-    return c.n;
 }

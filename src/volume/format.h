@@ -164,12 +164,6 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
 #define SCP_JREC_HDR_LEN 16
 #define SCP_JREC_CHUNK 1u
 #define SCP_JREC_COMMIT 2u
-/* type 3 (manifest copy): n = length of the payload, a sealed manifest slot exactly as in
- * "manifest.N" (at most SCP_JMAN_MAX bytes). It follows the commit record of the same commit
- * and is that commit's commit point (docs/volume-format.md, "One-flush commits"); it is chained
- * like every record, and counts only directly after a commit record that checks out. */
-#define SCP_JREC_MANIFEST 3u
-#define SCP_JMAN_MAX ((size_t)SCP_MANSLOT_HDR_LEN + (64u << 10) + SCP_GCMTAG_LEN)
 #define SCP_JENTRY_LEN (8 + SCP_CHUNK_ENTRY_LEN)
 /* Plaintext bytes of a commit payload with `count` entries (size, entries, root). */
 #define SCP_JCOMMIT_PT_LEN(count) ((size_t)8 + (size_t)(count) * SCP_JENTRY_LEN + SCP_HASH_LEN)
@@ -234,14 +228,5 @@ typedef int (*scp_journal_entry_cb)(void *ctx, uint64_t index, const uint8_t *en
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
                        const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
                        scp_journal_entry_cb entry_cb, void *ctx, scp_err *err);
-
-/* Every manifest copy (type 3 record) of a whole journal held in memory that directly follows a
- * commit record that checks out, in order: cb(ctx, slot, slot_len) with the sealed slot bytes
- * (not authenticated here: the caller opens them as a manifest slot). Returns the count; a
- * torn, stale or forged journal gives fewer (never an error). */
-typedef void (*scp_journal_manifest_cb)(void *ctx, const uint8_t *slot, size_t len);
-size_t scp_journal_manifests(const uint8_t *buf, size_t len, uint32_t chunk_size,
-                             const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
-                             scp_journal_manifest_cb cb, void *ctx);
 
 #endif

@@ -60,10 +60,6 @@ struct scp_volume {
     int lazy;         /* this process wrote the scratch slot since its last durable commit */
     int man_scratch;  /* the manifest in memory is the scratch slot's (not durable) */
     int objdir_dirty; /* objects created here since the last durable commit */
-    uint64_t copy_gen; /* generation of this process's last one-flush commit (its manifest
-                        * copy is durable in a journal) */
-    int adopted;      /* the manifest in memory is a journal's copy newer than every slot
-                       * (vol_adopt_copies at open), until a durable slot write */
     uint8_t (*doomed)[SCP_FILEID_LEN]; /* objects to delete after the next durable commit */
     size_t ndoomed, doomcap;
     scp_file *files;  /* files loaded in this process */
@@ -209,29 +205,6 @@ int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
  * kept it all), else go back to the newest durable state (a power cut lost some of it), as a
  * new durable generation either way. Returns 0, or -1 if the durable write failed. */
 int vol_settle_lazy(scp_volume *v, scp_err *err);
-/* One-flush commits (docs/volume-format.md): the commit point is a manifest copy in the
- * committing file's journal. The lock file lists the files whose journals may hold a copy newer
- * than both durable slots (a u32 count at VOL_JLIST_OFF, then up to VOL_JLIST_MAX ids from 16
- * bytes further, a zero id being a free place; each made durable before a copy that it leads
- * to), and marks (VOL_JMARK_OFF, in the mapped first page: a file id, zero if none) a copy
- * commit between its journal's sync and the scratch slot write that shows its state to the
- * other processes. Neither is trusted: a host that changes them can only make an open find an
- * older state (a rollback, which the tag detects). */
-#define VOL_JMARK_OFF 3968
-#define VOL_JLIST_OFF 4096
-#define VOL_JLIST_MAX 32
-/* Write the in-memory manifest as generation gen+1 as a copy after f's journal commit record
- * (just appended, unsynced) and to the scratch slot, and make both the commit record and the
- * copy durable with one fdatasync of the journal (caller holds vol_lock and f->rw). Returns 0,
- * 1 if this commit cannot be made that way (shared mode, a manifest over SCP_JMAN_MAX, a full
- * list: use a durable slot), or -1 on error (nothing committed). */
-int vol_commit_manifest_journal(scp_volume *v, scp_file *f, scp_err *err);
-int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
-/* Under the cross-process lock: sync the journal of a copy commit whose committer died. */
-void vol_jmark_recover(scp_volume *v);
-/* At open (caller holds vol_lock): take the newest manifest copy of the listed journals if it
- * is newer than every slot (a power cut lost the scratch slot). Returns 1 if it did. */
-int vol_adopt_copies(scp_volume *v);
 /* Delete a removed file's objects after the next durable commit (volume.c); and do it now for
  * every file so marked (called by a durable commit). */
 void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
@@ -418,12 +391,6 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err);
 /* Open (creating it if needed, with the directory synced) the second-slot object ".s"
  * (f->rw held for writing); if create is 0, only open an existing one. */
 int file_open_slot(scp_file *f, int create, scp_err *err);
-/* Append a manifest copy record (format.h, type 3) with the sealed slot to f's open log,
- * unsynced. */
-int journal_put_manifest(scp_file *f, const uint8_t *slot, size_t slen, scp_err *err);
-/* Before f's journal log is dropped: a durable manifest slot first if f is listed (its journal
- * may hold the newest durable manifest). Takes vol_lock; f->rw held for writing. */
-int journal_release(scp_file *f, scp_err *err);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
 /* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */

@@ -156,10 +156,7 @@ static long lazy_sync(scp_volume *v, scp_err *err) {
     return n;
 }
 
-/* Seal the in-memory manifest as generation gen into a malloc'd slot (*slot, *slen) and compute
- * its tag. */
-static int man_seal(scp_volume *v, uint64_t gen, uint8_t **slot_out, size_t *slen_out,
-                    scp_volume_tag *tag, scp_err *err) {
+int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
     uint8_t *body = NULL;
     size_t blen = 0;
     if (scp_manifest_encode(&v->man, &body, &blen, err) < 0) return -1;
@@ -168,6 +165,7 @@ static int man_seal(scp_volume *v, uint64_t gen, uint8_t **slot_out, size_t *sle
         return scp_fail(err, SCP_E_NOTSUP, EFBIG, "the manifest would exceed %u bytes",
                         SCP_MANIFEST_MAX_BODY);
     }
+    uint64_t gen = v->gen + 1;
     size_t slen = SCP_MANSLOT_HDR_LEN + blen + SCP_GCMTAG_LEN;
     uint8_t *slot = malloc(slen);
     if (!slot) {
@@ -188,247 +186,6 @@ static int man_seal(scp_volume *v, uint64_t gen, uint8_t **slot_out, size_t *sle
                            slot + SCP_MANSLOT_HDR_LEN, slot + SCP_MANSLOT_HDR_LEN + blen, err);
     }
     scp_wipe(key, sizeof key);
-    if (rc == 0) tag_compute(v, gen, body, blen, tag);
-    scp_wipe(body, blen);
-    free(body);
-    if (rc < 0) {
-        free(slot);
-        return -1;
-    }
-    *slot_out = slot;
-    *slen_out = slen;
-    return 0;
-}
-
-/* Make the objects that the manifest names durable first (files created lazily, by any
- * process, since the last durable commit). */
-static int objdir_sync(scp_volume *v, scp_err *err) {
-    if (!v->objdir_dirty && !lockbyte_get(v, VOL_LOCKBYTE_OBJDIR)) return 0;
-    if (fsync(v->objfd) < 0) return scp_fail_errno(err, "cannot sync the objects directory");
-    v->objdir_dirty = 0;
-    vol_lockbyte_set(v, VOL_LOCKBYTE_OBJDIR, 0);
-    return 0;
-}
-
-/* ---- one-flush commits: the manifest copy in a file's journal --------------------------------
- * The lock file lists (durably) the files whose journals may hold a manifest copy newer than
- * both durable slots (and, kept from before, files their writers still hold); a durable slot
- * write supersedes every copy and frees the places of the files nobody here writes. */
-static uint32_t jlist_read(scp_volume *v, uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN]) {
-    uint8_t c[4] = {0};
-    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_JLIST_OFF) != 4) return 0;
-    uint32_t n = scp_get_u32(c);
-    if (n > VOL_JLIST_MAX) n = VOL_JLIST_MAX; /* (the host's doing: read what fits) */
-    /* A power cut may keep the count and lose the last id written with it (before the sync
-     * that the copy it leads to waits for): take the ids that are there. */
-    ssize_t got = n ? pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_JLIST_OFF + 16) : 0;
-    return got > 0 ? (uint32_t)got / SCP_FILEID_LEN : 0;
-}
-
-int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
-    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN];
-    uint32_t n = jlist_read(v, ids);
-    for (uint32_t i = 0; i < n; i++)
-        if (memcmp(ids[i], id, SCP_FILEID_LEN) == 0) return 1;
-    return 0;
-}
-
-static const uint8_t zero_id[SCP_FILEID_LEN];
-
-/* Add id and make the list durable (before the copy that it leads to can be): in a free
- * (zero) place, else at the end. -1 if full. */
-static int jlist_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
-    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN], c[4];
-    uint32_t n = jlist_read(v, ids), at = n;
-    for (uint32_t i = 0; i < n; i++) {
-        if (memcmp(ids[i], id, SCP_FILEID_LEN) == 0) return 0;
-        if (at == n && memcmp(ids[i], zero_id, SCP_FILEID_LEN) == 0) at = i;
-    }
-    if (at == VOL_JLIST_MAX) return -1;
-    scp_put_u32(c, at == n ? n + 1 : n);
-    if (pwrite(v->lockfd, id, SCP_FILEID_LEN, VOL_JLIST_OFF + 16 + at * SCP_FILEID_LEN) != SCP_FILEID_LEN ||
-        pwrite(v->lockfd, c, 4, VOL_JLIST_OFF) != 4 || fdatasync(v->lockfd) < 0)
-        return -1;
-    return 0;
-}
-
-/* After a durable slot write (which supersedes every copy): free the places of the files that
- * this process does not write now, and keep the others' (their entries were made durable when
- * added and are not rewritten, so the next copy of a file in use needs no sync of the list;
- * another process's file that loses its place is added again, with a sync, at its next copy). */
-static void jlist_prune(scp_volume *v) {
-    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN];
-    uint32_t n = jlist_read(v, ids), live = 0;
-    int changed = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        int keep = 0;
-        for (scp_file *f = v->files; f && !keep && memcmp(ids[i], zero_id, SCP_FILEID_LEN); f = f->next)
-            keep = f->writer && f->path && memcmp(f->id, ids[i], SCP_FILEID_LEN) == 0;
-        if (keep) {
-            live++;
-        } else if (memcmp(ids[i], zero_id, SCP_FILEID_LEN) != 0) {
-            memset(ids[i], 0, SCP_FILEID_LEN);
-            changed = 1;
-        }
-    }
-    if (!live && n) {
-        uint8_t c[4] = {0};
-        (void)!pwrite(v->lockfd, c, 4, VOL_JLIST_OFF);
-    } else if (changed) {
-        (void)!pwrite(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_JLIST_OFF + 16);
-    }
-}
-
-/* The mark of a one-flush commit between its scratch slot write and its journal's sync. */
-static void jmark_set(scp_volume *v, const uint8_t *id) {
-    static const uint8_t zero[SCP_FILEID_LEN];
-    if (v->hint) /* the mapped first page: no system call (the kernel's page either way) */
-        memcpy((uint8_t *)v->hint + VOL_JMARK_OFF, id ? id : zero, SCP_FILEID_LEN);
-    else
-        (void)!pwrite(v->lockfd, id ? id : zero, SCP_FILEID_LEN, VOL_JMARK_OFF);
-}
-
-/* The newest authentic manifest copy of a journal (adopt_copy over scp_journal_manifests). */
-struct adopt {
-    scp_volume *v;
-    scp_manifest man;
-    uint64_t gen;
-    scp_volume_tag tag;
-    uint8_t *raw; /* its sealed slot bytes */
-    size_t rawlen;
-    int have;
-};
-
-static int slot_open(scp_volume *v, const uint8_t *buf, size_t len, scp_manifest *m,
-                     uint64_t *gen, scp_volume_tag *tag, scp_err *err);
-
-static void adopt_copy(void *ctx, const uint8_t *slot, size_t len) {
-    struct adopt *a = ctx;
-    scp_manifest m = {0};
-    uint64_t gen;
-    scp_volume_tag tag;
-    if (slot_open(a->v, slot, len, &m, &gen, &tag, NULL) < 0) return;
-    uint8_t *raw = gen > a->gen ? malloc(len) : NULL;
-    if (!raw) {
-        scp_manifest_free(&m);
-        return;
-    }
-    memcpy(raw, slot, len);
-    scp_manifest_free(&a->man);
-    free(a->raw);
-    a->man = m;
-    a->gen = gen;
-    a->tag = tag;
-    a->raw = raw;
-    a->rawlen = len;
-    a->have = 1;
-}
-
-static void adopt_journal(struct adopt *a, const uint8_t id[SCP_FILEID_LEN]) {
-    scp_volume *v = a->v;
-    char name[48];
-    uint8_t *buf = NULL, key[32];
-    size_t len = 0;
-    vol_object_name(id, ".j", name);
-    if (scp_read_file(v->objfd, name, (size_t)1 << 30, &buf, &len, NULL) == 0 &&
-        vol_file_key(v, id, key, NULL) == 0)
-        (void)scp_journal_manifests(buf, len, v->cs, key, id, adopt_copy, a);
-    scp_wipe(key, sizeof key);
-    free(buf);
-}
-
-void vol_jmark_recover(scp_volume *v) {
-    uint8_t id[SCP_FILEID_LEN];
-    static const uint8_t zero[SCP_FILEID_LEN];
-    if (v->hint) memcpy(id, (const uint8_t *)v->hint + VOL_JMARK_OFF, SCP_FILEID_LEN);
-    else if (v->lockfd < 0 || pread(v->lockfd, id, SCP_FILEID_LEN, VOL_JMARK_OFF) != SCP_FILEID_LEN)
-        return;
-    if (memcmp(id, zero, SCP_FILEID_LEN) == 0) return;
-    /* A committer died (or failed to write the scratch slot) between its manifest copy and the
-     * scratch slot that shows it to the other processes: sync its journal for it (the copy may
-     * be durable already, and the next commits must build on it, not beside it under the same
-     * generation), then show the copy in the scratch slot if it is newer than every slot. */
-    char name[48];
-    vol_object_name(id, ".j", name);
-    int fd = openat(v->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd >= 0) {
-        int rc = fdatasync(fd);
-        close(fd);
-        if (rc < 0) return; /* (tried again at the next lock) */
-        struct adopt a = {.v = v, .gen = vol_peek_generation(v)};
-        adopt_journal(&a, id);
-        int bad = a.have && (scp_pwrite_full(v->slotfd[2], a.raw, a.rawlen, 0) < 0 ||
-                             ftruncate(v->slotfd[2], (off_t)a.rawlen) < 0);
-        scp_manifest_free(&a.man);
-        free(a.raw);
-        if (bad) return;
-    }
-    jmark_set(v, NULL);
-}
-
-int vol_commit_manifest_journal(scp_volume *v, scp_file *f, scp_err *err) {
-    if (v->shared || v->slotfd[2] < 0 || f->fd_j < 0 || !f->j_end) return 1;
-    uint64_t gen = v->gen + 1;
-    uint8_t *slot = NULL;
-    size_t slen = 0;
-    scp_volume_tag tag;
-    if (man_seal(v, gen, &slot, &slen, &tag, err) < 0) return -1;
-    int rc = slen > SCP_JMAN_MAX ? 1 : objdir_sync(v, err);
-    if (rc == 0 && jlist_add(v, f->id) < 0) rc = 1; /* full: a durable slot empties it */
-    uint64_t jend = f->j_end;
-    uint8_t chain[SCP_HASH_LEN];
-    memcpy(chain, f->j_chain, SCP_HASH_LEN);
-    if (rc == 0) rc = journal_put_manifest(f, slot, slen, err);
-    if (rc == 0) {
-        /* The journal first: the scratch slot shows the state to other processes and may land
-         * in a power cut, so it must never name a commit record that is not durable. The mark
-         * covers the moment between: if we die there, the next lock holder syncs the journal
-         * and shows its copy (vol_jmark_recover), so that nobody commits beside it. */
-        jmark_set(v, f->id);
-        if (fdatasync(f->fd_j) < 0) {
-            rc = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
-            jmark_set(v, NULL);
-            f->j_end = jend; /* the next record goes where the copy was */
-            memcpy(f->j_chain, chain, SCP_HASH_LEN);
-        } else if (scp_pwrite_full(v->slotfd[2], slot, slen, 0) == 0 &&
-                   ftruncate(v->slotfd[2], (off_t)slen) == 0) {
-            jmark_set(v, NULL);
-        } /* else durable but not shown: the mark stays, and the next vol_lock shows it */
-    }
-    if (rc == 0) {
-        v->gen = v->copy_gen = gen;
-        v->lazy = 0;
-        v->man_scratch = 0;
-        v->cur_tag = v->tag = tag;
-        if (v->cb) v->cb(v->cb_ctx, &v->tag);
-    }
-    free(slot);
-    return rc;
-}
-
-int vol_adopt_copies(scp_volume *v) {
-    uint8_t ids[VOL_JLIST_MAX][SCP_FILEID_LEN];
-    uint32_t n = jlist_read(v, ids);
-    struct adopt a = {.v = v, .gen = v->gen};
-    for (uint32_t i = 0; i < n; i++) adopt_journal(&a, ids[i]);
-    free(a.raw);
-    if (!a.have) return 0;
-    scp_manifest_free(&v->man);
-    v->man = a.man;
-    v->gen = a.gen;
-    v->tag = v->cur_tag = a.tag;
-    v->man_scratch = 0;
-    v->adopted = 1;
-    return 1;
-}
-
-int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
-    uint64_t gen = v->gen + 1;
-    uint8_t *slot = NULL;
-    size_t slen = 0;
-    scp_volume_tag tag;
-    if (man_seal(v, gen, &slot, &slen, &tag, err) < 0) return -1;
-    int rc = 0;
     /* A durable commit makes the objects that the manifest names durable first (files created
      * lazily, by any process, since the last durable commit), then overwrites the OLDER of the
      * two durable slots: the newer stays intact if this write is torn. A lazy commit goes to
@@ -438,7 +195,14 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
     if (durable) {
         si = v->slot_gen[0] <= v->slot_gen[1] ? 0 : 1;
         fd = v->slotfd[si];
-        rc = objdir_sync(v, err);
+        if (rc == 0 && (v->objdir_dirty || lockbyte_get(v, VOL_LOCKBYTE_OBJDIR))) {
+            if (fsync(v->objfd) < 0)
+                rc = scp_fail_errno(err, "cannot sync the objects directory");
+            else {
+                v->objdir_dirty = 0;
+                vol_lockbyte_set(v, VOL_LOCKBYTE_OBJDIR, 0);
+            }
+        }
     }
     long nlazy = rc == 0 && durable ? lazy_sync(v, err) : 0;
     if (nlazy < 0) rc = -1;
@@ -455,42 +219,15 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
             uint8_t zero[4] = {0};
             (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
         }
-        v->cur_tag = tag;
+        tag_compute(v, gen, body, blen, &v->cur_tag);
         if (durable) {
-            jlist_prune(v); /* this slot supersedes every manifest copy in a journal */
-            v->adopted = 0;
             v->tag = v->cur_tag;
             if (v->cb) v->cb(v->cb_ctx, &v->tag);
             vol_doomed_drain(v);
         }
     }
     free(slot);
-    return rc;
-}
-
-/* Authenticate and parse a slot held in memory. Returns 0 with *m filled, or -1. */
-static int slot_open(scp_volume *v, const uint8_t *buf, size_t len, scp_manifest *m,
-                     uint64_t *gen, scp_volume_tag *tag, scp_err *err) {
-    uint8_t *body = NULL;
-    scp_manslot s;
-    int rc = -1;
-    if (scp_manslot_parse(buf, len, &s, err) < 0) return -1;
-    body = malloc(s.body_len ? s.body_len : 1);
-    if (!body) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest");
-    uint8_t aad[SCP_VOLID_LEN + SCP_MANSLOT_HDR_LEN];
-    memcpy(aad, v->volid, SCP_VOLID_LEN);
-    memcpy(aad + SCP_VOLID_LEN, buf, SCP_MANSLOT_HDR_LEN);
-    uint8_t key[32];
-    int opened = scp_derive_key(v->k_man, SCP_LABEL_SEAL, s.salt, SCP_SALT_LEN, key, err) == 0 &&
-                 scp_aead_open(key, s.nonce, aad, sizeof aad, s.ciphertext, s.body_len, s.tag,
-                               body, err) == 0;
-    scp_wipe(key, sizeof key);
-    if (opened && scp_manifest_parse(body, s.body_len, m, err) == 0) {
-        *gen = s.generation;
-        tag_compute(v, s.generation, body, s.body_len, tag);
-        rc = 0;
-    }
-    scp_wipe(body, s.body_len);
+    scp_wipe(body, blen);
     free(body);
     return rc;
 }
@@ -500,10 +237,33 @@ static int slot_load(scp_volume *v, int i, scp_manifest *m, uint64_t *gen, scp_v
                      scp_err *err) {
     char name[16];
     snprintf(name, sizeof name, "manifest.%u", (unsigned)i % 3);
-    uint8_t *buf = NULL;
+    uint8_t *buf = NULL, *body = NULL;
     size_t len = 0;
+    scp_manslot s;
+    int rc = -1;
     if (scp_read_file(v->dirfd, name, SCP_MANIFEST_MAX_BODY + 64, &buf, &len, err) < 0) return -1;
-    int rc = slot_open(v, buf, len, m, gen, tag, err);
+    if (scp_manslot_parse(buf, len, &s, err) < 0) goto out;
+    body = malloc(s.body_len ? s.body_len : 1);
+    if (!body) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest");
+        goto out;
+    }
+    uint8_t aad[SCP_VOLID_LEN + SCP_MANSLOT_HDR_LEN];
+    memcpy(aad, v->volid, SCP_VOLID_LEN);
+    memcpy(aad + SCP_VOLID_LEN, buf, SCP_MANSLOT_HDR_LEN);
+    uint8_t key[32];
+    int opened = scp_derive_key(v->k_man, SCP_LABEL_SEAL, s.salt, SCP_SALT_LEN, key, err) == 0 &&
+                 scp_aead_open(key, s.nonce, aad, sizeof aad, s.ciphertext, s.body_len, s.tag,
+                               body, err) == 0;
+    scp_wipe(key, sizeof key);
+    if (!opened) goto out;
+    if (scp_manifest_parse(body, s.body_len, m, err) < 0) goto out;
+    *gen = s.generation;
+    tag_compute(v, s.generation, body, s.body_len, tag);
+    rc = 0;
+out:
+    if (body) scp_wipe(body, s.body_len);
+    free(body);
     free(buf);
     return rc;
 }
@@ -526,11 +286,6 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
                  "modified or damaged",
                  e[0].msg);
         return -1;
-    }
-    if (gen[best] < v->gen && v->adopted) { /* newer than the slots: keep it */
-        for (int i = 0; i < 3; i++)
-            if (ok[i]) scp_manifest_free(&m[i]);
-        return 0;
     }
     if (gen[best] < v->gen) { /* never go back in one process's lifetime */
         for (int i = 0; i < 3; i++)
@@ -591,7 +346,6 @@ void vol_collect_garbage(scp_volume *v) {
         cap += m[i].n;
     }
     for (scp_file *f = v->files; f; f = f->next) cap++;
-    cap += v->man.n; /* (the state in memory may be a journal's manifest copy, in no slot) */
     ids = malloc((cap ? cap : 1) * sizeof *ids);
     /* A file that an older slot still names but the current manifest does not is collected at
      * a later open, after more durable commits: the flag stays set until none is left. */
@@ -609,7 +363,6 @@ void vol_collect_garbage(scp_volume *v) {
     free(cur);
     if (!ids) return; /* out of memory: keep every object rather than guess */
     for (scp_file *f = v->files; f; f = f->next) memcpy(ids[n++], f->id, SCP_FILEID_LEN);
-    for (size_t k = 0; k < v->man.n; k++) memcpy(ids[n++], v->man.e[k].id, SCP_FILEID_LEN);
     qsort(ids, n, sizeof *ids, cmp_id);
     int dfd = dup(v->objfd);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;

@@ -341,11 +341,6 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     hint_map(v);
     if (vol_lock(v, err) < 0) goto fail;
-    /* A one-flush commit's manifest copy is newer than every slot if a power cut lost the
-     * scratch slot that showed it: that state is the durable one. It stays a copy (the open
-     * reports the tag the committer was given) until a durable slot write: the close, or
-     * before its journal is emptied (journal_release). */
-    (void)vol_adopt_copies(v);
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
     /* Freshness before garbage collection: collection deletes every object that no slot names,
@@ -454,7 +449,6 @@ int vol_lock(scp_volume *v, scp_err *err) {
     if (vol_check_fork(v, err) < 0) goto fail;
     if (ofd_lock(v, err) < 0) goto fail;
     v->ofd_held = 1;
-    vol_jmark_recover(v);
     if (v->gen == 0 || vol_peek_generation(v) > v->gen) {
         if (vol_load_manifest(v, err) < 0) {
             ofd_unlock(v, 0);
@@ -860,18 +854,12 @@ void vol_doomed_drain(scp_volume *v) {
 }
 
 /* A durable commit if this process has namespace work pending durability, or (all) if the
- * newest state, whoever wrote it, is only in the scratch slot (a state that this process made
- * durable as a manifest copy needs none). And, best effort, if this process's last one-flush
- * commit is newer than the durable slots: a volume closed after them has its newest state in a
- * slot (if that write fails, the copy still holds it, and the next open finds it). */
+ * newest state, whoever wrote it, is only in the scratch slot. */
 static int sync_pending(scp_volume *v, int all, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
-    if (v->lazy || v->ndoomed || v->objdir_dirty ||
-        (all && v->gen > vol_durable_generation(v) && v->gen != v->copy_gen))
+    if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)))
         rc = vol_commit_manifest(v, 1, err);
-    else if (v->copy_gen > v->slot_gen[0] && v->copy_gen > v->slot_gen[1])
-        (void)vol_commit_manifest(v, 1, NULL);
     vol_unlock(v);
     return rc;
 }
