@@ -424,6 +424,9 @@ int journal_put_manifest(scp_file *f, const uint8_t *slot, size_t slen, scp_err 
 /* Before f's journal log is dropped: a durable manifest slot first if f is listed (its journal
  * may hold the newest durable manifest). Takes vol_lock; f->rw held for writing. */
 int journal_release(scp_file *f, scp_err *err);
+/* Shared mode: f's journal map points into a log that another process has since dropped
+ * (commit.c); reload before reading, applying or appending. */
+int file_log_stale(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
 /* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "scp/volume.h"
+#include "testutil.h"
 #define PG 8192
 static uint8_t key[32];
 static int bad;
@@ -71,13 +72,12 @@ static void worker(scp_volume *v, int who) {
     scp_volume_close(v, &e);
     exit(bad);
 }
-int main(int argc, char **argv) {
-    const char *dir = argv[1];
-    int np = argc > 2 ? atoi(argv[2]) : 4;
-    memset(key, 3, sizeof key);
+/* One run in a new volume at dir: 1 if it failed. */
+static int run_once(const char *dir, int np) {
     scp_err e;
     if (scp_volume_create(dir, key, 4096, &e) < 0) { fprintf(stderr, "%s\n", e.msg); return 1; }
     scp_volume *v = scp_volume_open(dir, key, NULL, &e);
+    if (!v) { fprintf(stderr, "open: %s\n", e.msg); return 1; }
     for (int k = 0; k < 2; k++) { scp_vfile *f = scp_vfile_open(v, k ? "big1" : "big0", O_RDWR | O_CREAT, 0644, &e); scp_vfile_close(f, &e); }
     scp_volume_set_shared(v);
     pid_t pids[16];
@@ -88,7 +88,27 @@ int main(int argc, char **argv) {
     v = scp_volume_open(dir, key, NULL, &e);
     if (!v) { fprintf(stderr, "reopen: %s\n", e.msg); return 1; }
     long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
-    printf("workers failed: %d, verify problems: %ld\n", fails, probs);
+    printf("%s: workers failed: %d, verify problems: %ld\n", dir, fails, probs);
+    fflush(stdout);
     scp_volume_close(v, &e);
     return fails || probs;
+}
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: %s DIR [NPROC] [RUNS]\n", argv[0]); return 2; }
+    const char *dir = argv[1];
+    int np = argc > 2 ? atoi(argv[2]) : 4, runs = argc > 3 ? atoi(argv[3]) : 1;
+    if (np < 1 || np > 16 || runs < 1) { fprintf(stderr, "NPROC 1-16, RUNS >= 1\n"); return 2; }
+    memset(key, 3, sizeof key);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) { perror(dir); return 1; }
+    int failed = 0;
+    for (int r = 0; r < runs; r++) {
+        char d[4096];
+        snprintf(d, sizeof d, "%s/run-%d-%d", dir, np, r);
+        tu_rm_rf(d);
+        int bad_run = run_once(d, np);
+        failed += bad_run;
+        if (!bad_run) tu_rm_rf(d); /* a failed run's volume stays for inspection */
+    }
+    printf("%d processes: %d of %d runs failed\n", np, failed, runs);
+    return failed != 0;
 }
