@@ -23,6 +23,7 @@
 #define PG 8192
 static uint8_t key[32];
 static int bad;
+static int iters = 3000; /* operations per process and run */
 static void stamp(uint8_t *b, uint64_t idx, uint32_t who, uint32_t ver) {
     for (size_t i = 0; i < PG; i += 16) { memcpy(b + i, &idx, 8); memcpy(b + i + 8, &who, 4); memcpy(b + i + 12, &ver, 4); }
 }
@@ -44,7 +45,7 @@ static void worker(scp_volume *v, int who) {
     f[1] = scp_vfile_open(v, "big1", O_RDWR, 0, &e);
     if (!f[0] || !f[1]) { fprintf(stderr, "open: %s\n", e.msg); exit(1); }
     uint8_t b[PG];
-    for (int it = 0; it < 3000; it++) {
+    for (int it = 0; it < iters; it++) {
         int k = rand() % 2;
         uint64_t sz = scp_vfile_size(f[k]);
         uint64_t npg = sz / PG;
@@ -94,10 +95,11 @@ static int run_once(const char *dir, int np) {
     return fails || probs;
 }
 int main(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: %s DIR [NPROC] [RUNS]\n", argv[0]); return 2; }
+    if (argc < 2) { fprintf(stderr, "usage: %s DIR [NPROC] [RUNS] [ITERS]\n", argv[0]); return 2; }
     const char *dir = argv[1];
     int np = argc > 2 ? atoi(argv[2]) : 4, runs = argc > 3 ? atoi(argv[3]) : 1;
-    if (np < 1 || np > 16 || runs < 1) { fprintf(stderr, "NPROC 1-16, RUNS >= 1\n"); return 2; }
+    if (argc > 4) iters = atoi(argv[4]);
+    if (np < 1 || np > 16 || runs < 1 || iters < 1) { fprintf(stderr, "NPROC 1-16, RUNS and ITERS >= 1\n"); return 2; }
     memset(key, 3, sizeof key);
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) { perror(dir); return 1; }
     int failed = 0;
