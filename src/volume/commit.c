@@ -263,7 +263,9 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
     return rc;
 }
 
-/* Shared mode: 1 if the log that f's journal map and chain refer to is gone from disk. A
+/* Shared mode. Invariant: a process reads, applies or appends at offsets of a log only while
+ * that log is the one on disk. Returns 1 if the log that f's journal map, chain and append
+ * offset refer to is gone from disk (another header salt, or shorter than f->j_end). A
  * writer drops a log after a checkpoint (commit_finish, journal_begin) and the next one
  * starts a new log at offset 0, while other processes may still hold offsets into the old
  * one (they followed it, possibly just before it was dropped: the drop is outside the volume

@@ -1,16 +1,19 @@
-/* tests/volume/repro_shared_writers.c - a reproducer, NOT registered with ctest (it fails on
- * main at cdc430c as on this branch): shared mode (scp_volume_set_shared) with N processes
+/* tests/volume/repro_shared_writers.c - shared mode (scp_volume_set_shared) with N processes
  * (default 4) that each append and overwrite 8 KiB pages of the same two files, read pages
  * back, and now and then fsync and rewrite one of 100 small files, as PostgreSQL's backends
- * do. Every page is stamped with its index, so a read must return its stamp or zeros.
+ * do. Every page is stamped with its index, so a read must return its stamp or zeros; after
+ * all processes closed, scp_volume_verify must find nothing. Registered with ctest as
+ * volume_shared_writers (also built with 64 KiB journal logs: repro_shared_writers_tight).
  *
- *   repro_shared_writers DIR [N]     (DIR: a new directory, e.g. on /dev/shm)
+ *   repro_shared_writers DIR [NPROC] [RUNS] [ITERS]   (each run in a new volume under DIR)
  *
- * Observed (2026-11-29, 2 cores, loaded): with 2-4 processes most runs fail within seconds:
- * "chunk at offset X fails authentication" on reads, and `scp_volume_verify` after all
- * processes closed reports hundreds of chunks whose table entry names data that is not in
- * the data object; with 1 process it passes. The same failure as pgbench's "could not read
- * block N of base/5/16396" under load (bench/RESULTS.md, "the manifest log"). */
+ * The bug it found (docs/volume-format.md, "Shared mode"): a process that had followed a
+ * journal log just before its writer dropped it (checkpoint) kept offsets into it, then
+ * appended there and applied what now sat at those offsets to .d as the writer: reads failed
+ * with "chunk at offset X fails authentication" and verify reported hundreds of chunks whose
+ * table entry names data not in the data object (pgbench: "could not read block N of
+ * base/5/16396"). Before the fix: 3 of 10 runs with 2 processes, 6 of 10 with 4, and every run
+ * of the 64 KiB-log build failed (2026-11-29, 2 cores, load 2-4). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
