@@ -13,7 +13,8 @@
  * with "chunk at offset X fails authentication" and verify reported hundreds of chunks whose
  * table entry names data not in the data object (pgbench: "could not read block N of
  * base/5/16396"). Before the fix: 3 of 10 runs with 2 processes, 6 of 10 with 4, and every run
- * of the 64 KiB-log build failed (2026-11-29, 2 cores, load 2-4). */
+ * of the 64 KiB-log build failed (2026-11-29, 2 cores, load 2-4); after it: 0 of 10 runs in
+ * each of the four (2 and 4 processes, both builds, 3000 operations per process). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
