@@ -262,6 +262,23 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
     return rc;
 }
 
+/* Shared mode. Invariant: a process reads, applies or appends at offsets of a log only while
+ * that log is the one on disk. Returns 1 if the log that f's journal map, chain and append
+ * offset refer to is gone from disk (another header salt, or shorter than f->j_end). A
+ * writer drops a log after a checkpoint (commit_finish, journal_begin) and the next one
+ * starts a new log at offset 0, while other processes may still hold offsets into the old
+ * one (they followed it, possibly just before it was dropped: the drop is outside the volume
+ * lock). Such offsets name other bytes now, so they must never be read, applied or appended
+ * to; the caller reloads from .t instead (which the checkpoint made complete). */
+int file_log_stale(scp_file *f) {
+    uint8_t hdr[SCP_JRN_HDR_LEN];
+    struct stat st;
+    if (!f->j_end) return 0;
+    return f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
+           scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+           memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
+}
+
 /* file_load in shared mode (or when the manifest in memory is the scratch slot's): catch up
  * on our log if we can, else read the table and follow the whole log. */
 static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {

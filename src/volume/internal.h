@@ -391,6 +391,9 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err);
 /* Open (creating it if needed, with the directory synced) the second-slot object ".s"
  * (f->rw held for writing); if create is 0, only open an existing one. */
 int file_open_slot(scp_file *f, int create, scp_err *err);
+/* Shared mode: f's journal map points into a log that another process has since dropped
+ * (commit.c); reload before reading, applying or appending. */
+int file_log_stale(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
 /* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */

@@ -260,8 +260,13 @@ static int writer_refresh(scp_file *f, scp_err *err) {
     int rc = 0;
     long i = f->path ? man_find(&v->man, f->path) : -1; /* vol_lock renames or unlists f */
     const scp_mentry *e = i >= 0 ? &v->man.e[i] : NULL;
+    /* Shared mode: also when the root is ours but the log we followed was dropped since
+     * (file_log_stale): appending at our stale offset, or applying our journal map, would
+     * write over the new log or put other bytes under committed entries. */
+    int stale = v->shared && !f->modified && e && file_log_stale(f);
+    if (stale) f->j_end = 0; /* file_load then reads .t and follows the log from its start */
     if (e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 &&
-        memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0) {
+        (stale || memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0)) {
         /* Only a writer changes a file, and we were not one: nothing here is uncommitted,
          * unless the host brought back a manifest entry of a file unlinked here (then refuse
          * rather than guess which content wins). */
@@ -716,8 +721,10 @@ static int file_refresh(scp_file *f) {
     pthread_rwlock_wrlock(&f->rw);
     if (!f->modified && !f->writer && f->path && vol_lock(f->vol, NULL) == 0) {
         long i = man_find(&f->vol->man, f->path);
+        int stale = f->vol->shared && i >= 0 && file_log_stale(f); /* see writer_refresh */
+        if (stale) f->j_end = 0;
         if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
-            memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0)
+            (stale || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
             reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
         if (!f->unloaded) __atomic_store_n(&f->seen_gen, f->vol->gen, __ATOMIC_RELAXED);
         vol_unlock(f->vol);

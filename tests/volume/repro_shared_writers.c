@@ -1,16 +1,20 @@
-/* tests/volume/repro_shared_writers.c - a reproducer, NOT registered with ctest (it fails on
- * main at cdc430c as on this branch): shared mode (scp_volume_set_shared) with N processes
+/* tests/volume/repro_shared_writers.c - shared mode (scp_volume_set_shared) with N processes
  * (default 4) that each append and overwrite 8 KiB pages of the same two files, read pages
  * back, and now and then fsync and rewrite one of 100 small files, as PostgreSQL's backends
- * do. Every page is stamped with its index, so a read must return its stamp or zeros.
+ * do. Every page is stamped with its index, so a read must return its stamp or zeros; after
+ * all processes closed, scp_volume_verify must find nothing. Registered with ctest as
+ * volume_shared_writers (also built with 64 KiB journal logs: repro_shared_writers_tight).
  *
- *   repro_shared_writers DIR [N]     (DIR: a new directory, e.g. on /dev/shm)
+ *   repro_shared_writers DIR [NPROC] [RUNS] [ITERS]   (each run in a new volume under DIR)
  *
- * Observed (2026-11-29, 2 cores, loaded): with 2-4 processes most runs fail within seconds:
- * "chunk at offset X fails authentication" on reads, and `scp_volume_verify` after all
- * processes closed reports hundreds of chunks whose table entry names data that is not in
- * the data object; with 1 process it passes. The same failure as pgbench's "could not read
- * block N of base/5/16396" under load (bench/RESULTS.md, "the manifest log"). */
+ * The bug it found (docs/volume-format.md, "Shared mode"): a process that had followed a
+ * journal log just before its writer dropped it (checkpoint) kept offsets into it, then
+ * appended there and applied what now sat at those offsets to .d as the writer: reads failed
+ * with "chunk at offset X fails authentication" and verify reported hundreds of chunks whose
+ * table entry names data not in the data object (pgbench: "could not read block N of
+ * base/5/16396"). Before the fix: 3 of 10 runs with 2 processes, 6 of 10 with 4, and every run
+ * of the 64 KiB-log build failed (2026-11-29, 2 cores, load 2-4); after it: 0 of 10 runs in
+ * each of the four (2 and 4 processes, both builds, 3000 operations per process). */
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,9 +23,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "scp/volume.h"
+#include "testutil.h"
 #define PG 8192
 static uint8_t key[32];
 static int bad;
+static int iters = 3000; /* operations per process and run */
 static void stamp(uint8_t *b, uint64_t idx, uint32_t who, uint32_t ver) {
     for (size_t i = 0; i < PG; i += 16) { memcpy(b + i, &idx, 8); memcpy(b + i + 8, &who, 4); memcpy(b + i + 12, &ver, 4); }
 }
@@ -43,7 +49,7 @@ static void worker(scp_volume *v, int who) {
     f[1] = scp_vfile_open(v, "big1", O_RDWR, 0, &e);
     if (!f[0] || !f[1]) { fprintf(stderr, "open: %s\n", e.msg); exit(1); }
     uint8_t b[PG];
-    for (int it = 0; it < 3000; it++) {
+    for (int it = 0; it < iters; it++) {
         int k = rand() % 2;
         uint64_t sz = scp_vfile_size(f[k]);
         uint64_t npg = sz / PG;
@@ -71,13 +77,12 @@ static void worker(scp_volume *v, int who) {
     scp_volume_close(v, &e);
     exit(bad);
 }
-int main(int argc, char **argv) {
-    const char *dir = argv[1];
-    int np = argc > 2 ? atoi(argv[2]) : 4;
-    memset(key, 3, sizeof key);
+/* One run in a new volume at dir: 1 if it failed. */
+static int run_once(const char *dir, int np) {
     scp_err e;
     if (scp_volume_create(dir, key, 4096, &e) < 0) { fprintf(stderr, "%s\n", e.msg); return 1; }
     scp_volume *v = scp_volume_open(dir, key, NULL, &e);
+    if (!v) { fprintf(stderr, "open: %s\n", e.msg); return 1; }
     for (int k = 0; k < 2; k++) { scp_vfile *f = scp_vfile_open(v, k ? "big1" : "big0", O_RDWR | O_CREAT, 0644, &e); scp_vfile_close(f, &e); }
     scp_volume_set_shared(v);
     pid_t pids[16];
@@ -88,7 +93,28 @@ int main(int argc, char **argv) {
     v = scp_volume_open(dir, key, NULL, &e);
     if (!v) { fprintf(stderr, "reopen: %s\n", e.msg); return 1; }
     long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
-    printf("workers failed: %d, verify problems: %ld\n", fails, probs);
+    printf("%s: workers failed: %d, verify problems: %ld\n", dir, fails, probs);
+    fflush(stdout);
     scp_volume_close(v, &e);
     return fails || probs;
+}
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: %s DIR [NPROC] [RUNS] [ITERS]\n", argv[0]); return 2; }
+    const char *dir = argv[1];
+    int np = argc > 2 ? atoi(argv[2]) : 4, runs = argc > 3 ? atoi(argv[3]) : 1;
+    if (argc > 4) iters = atoi(argv[4]);
+    if (np < 1 || np > 16 || runs < 1 || iters < 1) { fprintf(stderr, "NPROC 1-16, RUNS and ITERS >= 1\n"); return 2; }
+    memset(key, 3, sizeof key);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) { perror(dir); return 1; }
+    int failed = 0;
+    for (int r = 0; r < runs; r++) {
+        char d[4096];
+        snprintf(d, sizeof d, "%s/run-%d-%d", dir, np, r);
+        tu_rm_rf(d);
+        int bad_run = run_once(d, np);
+        failed += bad_run;
+        if (!bad_run) tu_rm_rf(d); /* a failed run's volume stays for inspection */
+    }
+    printf("%d processes: %d of %d runs failed\n", np, failed, runs);
+    return failed != 0;
 }
