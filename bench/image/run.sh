@@ -41,24 +41,14 @@ cleanup() {
     rm -rf "$T"
 }
 trap cleanup EXIT
-die() { echo "bench/image: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+BENCH=bench/image
+. "$ROOT/bench/net/lib.sh" # die, free_port, median, tree, cpu_of, bench_cas
 sh "$ROOT/scripts/start-docker.sh" || die "no Docker engine"
 
-# CAS, a platform, the local attestation service
-export SCP_HOME=$T/home
-unset SCP_CAS SCP_CAS_PIN SCP_IDENTITY
-"$SCPCTL" cas identity --out "$T/admin.pem" >/dev/null 2>&1 || die "cas identity"
-export SCP_IDENTITY=$T/admin.pem
-"$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" --admin "$T/admin.pem" >"$T/cas.out" 2>"$T/cas.err" &
-PIDS+=($!)
-for _ in $(seq 200); do [ -s "$T/port" ] && break; sleep 0.05; done
-export SCP_CAS=127.0.0.1:$(cat "$T/port")
-export SCP_CAS_PIN=$(sed -n 's/.*fingerprint (pin this): \([0-9a-f]*\).*/\1/p' "$T/cas.out")
+# CAS and a platform (bench_cas: SCP_CAS, SCP_CAS_PIN, SCP_IDENTITY, $T/p.key), the local
+# attestation service
+bench_cas
 CA=$T/data/service-ca.crt
-"$SCPCTL" platform create-key "$T/p.key" >/dev/null 2>&1 && "$SCPCTL" platform enroll --name b --key "$T/p.key" >/dev/null 2>&1 ||
-    die "platform"
 mkdir -p "$T/sock"
 "$SCPCTL" platform serve --key "$T/p.key" --socket "$T/sock/attest.sock" >"$T/serve.log" 2>&1 &
 PIDS+=($!)
