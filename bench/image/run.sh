@@ -186,6 +186,10 @@ bench_nginx() {
     render_conf nginx "$pt" "listen $pt ssl; ssl_certificate /tls/server.crt; ssl_certificate_key /tls/server.key; ssl_protocols TLSv1.3;" \
         >"$T/nginx/tls.conf"
     for s in plain tls; do
+        # the workers run as www-data (images/nginx/scp.conf): the plain container's fresh Docker
+        # volume must be theirs, as the shield makes the secure image's volume
+        docker run --rm -v "$N-nginx-$s:/srv/www" scp-nginx-base:bookworm chown www-data:www-data /srv/www ||
+            die "chown the plain nginx volume ($s)"
         docker run -d --name "$N-nginx-$s" --network host -v "$N-nginx-$s:/srv/www" -v "$T/tls:/tls:ro" \
             -v "$T/nginx/$s.conf:/etc/nginx/scp.conf:ro" -v "$T/nginx/htpasswd:/etc/nginx/scp.htpasswd:ro" \
             scp-nginx-base:bookworm >/dev/null || die "docker run nginx ($s)"
