@@ -92,10 +92,11 @@ void scp_image_info_free(scp_image_info *info);
 int scp_image_attest_serve(const char *socket_path, const char *platform_key, const volatile sig_atomic_t *stop,
                            void (*log)(const char *line), scp_err *err);
 
-/* Ask the service for evidence binding nonce and pub (the runtime's ephemeral X25519 key).
- * *ev is malloc'd. A refusal is SCP_E_POLICY with the service's reason. */
-int scp_image_attest_request(const char *socket_path, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev,
-                             size_t *evlen, scp_err *err);
+/* Ask the service for evidence binding nonce and pub (the runtime's ephemeral X25519 key) and,
+ * when instance_key is not NULL, the instance's P-256 public key (SCP_INSTANCE_KEY_LEN bytes,
+ * scp/attest.h). *ev is malloc'd. A refusal is SCP_E_POLICY with the service's reason. */
+int scp_image_attest_request(const char *socket_path, const uint8_t nonce[32], const uint8_t pub[32],
+                             const uint8_t *instance_key, uint8_t **ev, size_t *evlen, scp_err *err);
 
 /* `scpctl image entry [ARGS]`, the entrypoint of a secure image under Docker (docs/image.md):
  * attest through the local attestation service, get the configuration from CAS ($SCP_CAS,

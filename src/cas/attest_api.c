@@ -333,7 +333,7 @@ void cas_handle_attest(cas_api *api, const http_request *req, cas_audit_info *ai
     if (svc->net.instance && !ev.instance_key) {
         cas_deny(resp, 403, "no_instance_key",
                  "service '%s' has a per-instance network identity, and the evidence carries no instance key "
-                 "(a runtime that makes none, such as a secure image's attestation service)", service);
+                 "(a runtime that makes none: an scpctl older than the policy, or platform attest without --instance-pubkey)", service);
         goto out;
     }
     json_t *cfg = cas_render_config(api, &row, pol, svc, resp);

@@ -63,7 +63,7 @@ int cmd_platform_evidence(int argc, char **argv) {
     scp_err e = {0};
     uint8_t *ev = NULL;
     size_t evl = 0;
-    if (scp_image_attest_request(opt(argc, argv, "--socket", DEFAULT_SOCKET), nonce, pub, &ev, &evl, &e) < 0)
+    if (scp_image_attest_request(opt(argc, argv, "--socket", DEFAULT_SOCKET), nonce, pub, NULL, &ev, &evl, &e) < 0)
         return cli_fail(&e);
     scp_evidence pe;
     if (scp_evidence_parse(ev, evl, &pe, &e) < 0) {

@@ -5,6 +5,10 @@
  *
  * Protocol (SOCK_SEQPACKET, one request and one answer per connection):
  *   request  "SCPA1" || nonce (32) || ephemeral X25519 public key (32)
+ *        or  "SCPA2" || nonce (32) || ephemeral X25519 public key (32) || instance key (65)
+ *            (the instance's P-256 public key, an uncompressed point, for a per-instance network
+ *            identity: docs/shield.md "identity: instance"; the evidence carries it under the
+ *            signature, so CAS certifies the key of the process that was measured)
  *   answer   "OK" || evidence        or   "ER" || one line of text
  *
  * What the service checks before it signs (the caller is untrusted: any process in any
@@ -43,7 +47,9 @@
 #define SO_PEERPIDFD 77 /* Linux 6.5; Debian 12's headers predate it */
 #endif
 #define REQ_MAGIC "SCPA1"
+#define REQ_MAGIC_IK "SCPA2"
 #define REQ_LEN (5 + 32 + 32)
+#define REQ_LEN_IK (REQ_LEN + SCP_INSTANCE_KEY_LEN)
 
 /* Is `hex` (64 digits) the hash of a file under /scp/bin/ or /scp/lib/ in the manifest? */
 static int runtime_hash(const char *man, const char *hex) {
@@ -182,12 +188,17 @@ static void answer_error(int conn, const scp_err *e) {
 }
 
 static void serve_one(int conn, const char *key, void (*log)(const char *line)) {
-    uint8_t req[REQ_LEN + 1];
+    uint8_t req[REQ_LEN_IK + 1];
     scp_err e = {0};
     ssize_t n = recv(conn, req, sizeof req, 0);
     char what[200] = "?", line[600];
     uint8_t m[32];
-    if (n != REQ_LEN || memcmp(req, REQ_MAGIC, 5) != 0) {
+    /* the instance key is the caller's word, like the X25519 key beside it: it needs no check
+     * here beyond its form, because it is bound to the measurement of the caller we looked at
+     * (only the image's own runtime, step 2, can ask), and CAS parses the point before it
+     * certifies it */
+    int with_ik = n == REQ_LEN_IK && memcmp(req, REQ_MAGIC_IK, 5) == 0 && req[REQ_LEN] == 0x04;
+    if (!with_ik && (n != REQ_LEN || memcmp(req, REQ_MAGIC, 5) != 0)) {
         scp_fail(&e, SCP_E_INVAL, EINVAL, "malformed request");
         answer_error(conn, &e);
         return;
@@ -200,7 +211,7 @@ static void serve_one(int conn, const char *key, void (*log)(const char *line)) 
     }
     uint8_t *ev = NULL;
     size_t evl = 0;
-    if (scp_sim_evidence(key, req + 5, req + 37, m, &ev, &evl, &e) < 0) {
+    if (scp_sim_evidence_ik(key, req + 5, req + 37, m, with_ik ? req + REQ_LEN : NULL, &ev, &evl, &e) < 0) {
         answer_error(conn, &e);
         return;
     }
@@ -214,7 +225,7 @@ static void serve_one(int conn, const char *key, void (*log)(const char *line)) 
     free(ev);
     char mh[65];
     scp_hex(m, 32, mh);
-    snprintf(line, sizeof line, "evidence for %s, measurement %s", what, mh);
+    snprintf(line, sizeof line, "evidence for %s, measurement %s%s", what, mh, with_ik ? ", with an instance key" : "");
     if (log) log(line);
 }
 
@@ -251,8 +262,8 @@ int scp_image_attest_serve(const char *socket_path, const char *platform_key, co
     return 0;
 }
 
-int scp_image_attest_request(const char *socket_path, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev,
-                             size_t *evlen, scp_err *err) {
+int scp_image_attest_request(const char *socket_path, const uint8_t nonce[32], const uint8_t pub[32],
+                             const uint8_t *instance_key, uint8_t **ev, size_t *evlen, scp_err *err) {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(socket_path) >= sizeof sa.sun_path) return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "socket path too long");
     strcpy(sa.sun_path, socket_path);
@@ -265,10 +276,12 @@ int scp_image_attest_request(const char *socket_path, const uint8_t nonce[32], c
         close(s);
         return -1;
     }
-    uint8_t req[REQ_LEN];
-    memcpy(req, REQ_MAGIC, 5);
+    uint8_t req[REQ_LEN_IK];
+    size_t rl = instance_key ? REQ_LEN_IK : REQ_LEN;
+    memcpy(req, instance_key ? REQ_MAGIC_IK : REQ_MAGIC, 5);
     memcpy(req + 5, nonce, 32);
     memcpy(req + 37, pub, 32);
+    if (instance_key) memcpy(req + REQ_LEN, instance_key, SCP_INSTANCE_KEY_LEN);
     int rc = -1;
     size_t cap = SCP_EVIDENCE_MAX + 2;
     uint8_t *b = malloc(cap + 1);
@@ -277,7 +290,7 @@ int scp_image_attest_request(const char *socket_path, const uint8_t nonce[32], c
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     ssize_t n;
-    if (send(s, req, sizeof req, MSG_NOSIGNAL) != (ssize_t)sizeof req || (n = recv(s, b, cap + 1, 0)) < 2) {
+    if (send(s, req, rl, MSG_NOSIGNAL) != (ssize_t)rl || (n = recv(s, b, cap + 1, 0)) < 2) {
         scp_fail(err, SCP_E_SYS, EIO, "the local attestation service did not answer");
     } else if (!memcmp(b, "OK", 2) && (size_t)n <= cap) {
         *evlen = (size_t)n - 2;

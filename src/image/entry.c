@@ -29,10 +29,10 @@
 #define DEFAULT_SOCKET "/run/scp/attest.sock"
 #define DEFAULT_VOLUME_DIR "/scp-volumes"
 
-static int service_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev, size_t *evlen,
-                            scp_err *err) {
+static int service_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], const uint8_t *instance_key,
+                            uint8_t **ev, size_t *evlen, scp_err *err) {
     const char *sock = ctx;
-    if (scp_image_attest_request(sock, nonce, pub, ev, evlen, err) < 0) {
+    if (scp_image_attest_request(sock, nonce, pub, instance_key, ev, evlen, err) < 0) {
         scp_err_prefix(err, "the local attestation service at %s (mount its directory: -v /run/scp:/run/scp)", sock);
         return -1;
     }

@@ -186,17 +186,20 @@ static double now_s(void) { return (double)scp_now_ns() / 1e9; }
 struct ev_check {
     const struct scp_attest_run_opts *o;
     const uint8_t *m;
+    const uint8_t *ik; /* the instance key (SCP_INSTANCE_KEY_LEN bytes) */
 };
 
-/* The evidence of o->evidence, refused unless it binds this nonce and key and vouches for the
- * measurement computed here (so that what runs is what CAS releases the configuration to). */
+/* The evidence of o->evidence, refused unless it binds this nonce, key and instance key and
+ * vouches for the measurement computed here (so that what runs is what CAS releases the
+ * configuration to, and a per-instance certificate is for the key this process holds). */
 static int checked_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], uint8_t **ev, size_t *evlen,
                             scp_err *err) {
     const struct ev_check *k = ctx;
-    if (k->o->evidence(k->o->evidence_ctx, nonce, pub, ev, evlen, err) < 0) return -1;
+    if (k->o->evidence(k->o->evidence_ctx, nonce, pub, k->ik, ev, evlen, err) < 0) return -1;
     scp_evidence e;
     if (scp_evidence_parse(*ev, *evlen, &e, err) < 0 || memcmp(e.nonce, nonce, 32) != 0 ||
-        memcmp(e.pubkey, pub, 32) != 0 || memcmp(e.measurement, k->m, 32) != 0) {
+        memcmp(e.pubkey, pub, 32) != 0 || memcmp(e.measurement, k->m, 32) != 0 || !e.instance_key ||
+        memcmp(e.instance_key, k->ik, SCP_INSTANCE_KEY_LEN) != 0) {
         char got[65] = "", want[65];
         if (!err->code) scp_hex(e.measurement, 32, got);
         scp_hex(k->m, 32, want);
@@ -204,7 +207,7 @@ static int checked_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pu
         *ev = NULL;
         if (err->code) return -1;
         return scp_fail(err, SCP_E_INTEGRITY, EPERM,
-                        "the attestation service vouched for %s (or another nonce or key), but this runtime "
+                        "the attestation service vouched for %s (or another nonce, key or instance key), but this runtime "
                         "measured %s; refusing",
                         got, want);
     }
@@ -214,7 +217,7 @@ static int checked_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pu
 static int attest_retry(scp_cas_client *c, const struct scp_attest_run_opts *o, const uint8_t m[32],
                         const uint8_t *ik, char **cfg, scp_err *err) {
     double start = now_s(), wait = 0.1;
-    struct ev_check k = {o, m};
+    struct ev_check k = {o, m, ik};
     for (;;) {
         int r = o->evidence ? scp_attest_get_config_ev(c, o->session, o->service, checked_evidence, &k, cfg, err)
                             : scp_attest_get_config_ik(c, o->session, o->service, o->tee ? o->tee : SCP_TEE_SIM,
@@ -918,9 +921,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         }
     double t1 = now_s();
     uint8_t ik_pub[SCP_INSTANCE_KEY_LEN];
-    /* the secure image's attestation service makes its own evidence (no instance key) */
-    if (!o->evidence && !(ik = instance_key_new(ik_pub, err))) goto out;
-    if (attest_retry(c, o, ident.m, ik ? ik_pub : NULL, &text, err) < 0) goto out;
+    if (!(ik = instance_key_new(ik_pub, err))) goto out;
+    if (attest_retry(c, o, ident.m, ik_pub, &text, err) < 0) goto out;
     double t2 = now_s();
     int timing = getenv("SCP_RUN_TIMING") != NULL;
     if (timing)

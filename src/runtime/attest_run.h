@@ -80,8 +80,11 @@ struct scp_attest_run_opts {
     char *const *argv;        /* PROG [ARGS...] from the command line */
     int argc;
     /* A secure image's entry under Docker (docs/image.md "Running under Docker"): */
-    scp_attest_evidence_fn evidence; /* non-NULL: evidence from here (not platform_key); it must
-                                        carry the measurement computed here, else refused */
+    /* non-NULL: evidence from here (not platform_key), binding nonce, pub and the instance key
+     * (scp/attest.h; SCP_INSTANCE_KEY_LEN bytes); it must carry the measurement computed here
+     * and that key, else refused */
+    int (*evidence)(void *ctx, const uint8_t nonce[32], const uint8_t pub[32], const uint8_t *instance_key,
+                    uint8_t **ev, size_t *evlen, scp_err *err);
     void *evidence_ctx;
     const char *image_json;   /* non-NULL: the image's measurement (img_measure): argv[0] resolved
                                  in "/", its loader and libraries, the shield, and this document */

@@ -36,5 +36,20 @@ start $TAG-c2 ping
 [ "$(cli get k)" = "$MARK" ] || fail "the data did not come back"
 stop $TAG-c2
 
+note "identity: instance: the container makes its own key; CAS certifies it for the image's measurement"
+sed -e 's/^      certificate: tls$/      certificate: tls\n      identity: instance/' "$T/$CURATED.session.yaml" >"$T/inst.yaml"
+grep -q 'identity: instance' "$T/inst.yaml" || fail "cannot make the per-instance session: $(cat "$T/inst.yaml")"
+expect_rc 0 "$SCPCTL" session update "$T/inst.yaml" --predecessor "$HASH"
+HASH=$(awk '/^hash /{print $2}' "$T/last.out")
+start $TAG-c3 ping
+openssl s_client -connect 127.0.0.1:"$PORT" -CAfile "$CA" </dev/null 2>/dev/null |
+    openssl x509 -noout -ext subjectAltName >"$T/san.txt" 2>&1 || fail "no certificate: $(cat "$T/san.txt")"
+grep -q "URI:scp-measurement:$M" "$T/san.txt" && grep -q "URI:scp-service:redis" "$T/san.txt" ||
+    fail "the served certificate is not the per-instance one for measurement $M: $(cat "$T/san.txt")"
+grep -q "evidence for $S/redis, measurement $M, with an instance key" "$T/serve.log" ||
+    fail "the attestation service's log: $(tail -3 "$T/serve.log")"
+[ "$(cli get k)" = "$MARK" ] || fail "the data is not there under the per-instance identity"
+stop $TAG-c3
+
 refused_checks
 echo "images redis: ok"
