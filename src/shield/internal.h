@@ -138,7 +138,8 @@ void sh_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* One line "scp-shield: ..." on stderr, always (a refusal the operator must see). */
 void sh_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write head, the formatted message and a newline to fd in one write through the gate (a line
- * is cut at PATH_MAX + 256 bytes). Async-signal-safe as far as vsnprintf is. */
+ * is cut at PATH_MAX + 256 bytes), or as one sealed record when fd is a sealed console stream.
+ * Async-signal-safe as far as vsnprintf and the console's re-entry guard are. */
 void sh_vlog_line(int fd, const char *head, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 /* Path-based entry points: return 1 and set *ret when the path is protected (or an error). */
 int sh_path_call(long nr, const long a[6], long *ret);

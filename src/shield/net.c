@@ -75,17 +75,12 @@ int net_nready, net_nstuck, net_cap_ready, net_cap_stuck;
 /* ---- log ----------------------------------------------------------------------------------- */
 
 void net_log(const char *fmt, ...) {
-    char line[700];
-    int n = snprintf(line, sizeof line, "scp-shield[%ld]: network: ", (long)syscall(SYS_getpid));
+    char head[64];
+    snprintf(head, sizeof head, "scp-shield[%ld]: network: ", (long)syscall(SYS_getpid));
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    sh_vlog_line(2, head, fmt, ap);
     va_end(ap);
-    if (m < 0) return;
-    size_t len = (size_t)n + (size_t)m;
-    if (len > sizeof line - 2) len = sizeof line - 2;
-    line[len++] = '\n';
-    sh_gate(SYS_write, 2, (long)line, (long)len, 0, 0, 0);
 }
 
 static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t n) {

@@ -61,6 +61,12 @@ services:
     measurements: [$MSH]
     append_args: true
     command: [sh, -c]
+  - name: netlog
+    measurements: [$MSH]
+    append_args: true
+    command: [sh, -c]
+    console: {stdout: sealed, stderr: sealed}
+    network: {default: refuse}
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/c.yaml"
 # the console section's values and keys are checked
@@ -282,6 +288,22 @@ YAML
     grep -q "Ready to accept connections" "$T/last.out" || fail "redis's log did not come back: $(head -5 "$T/last.out")"
     grep -q "ready to exit, bye bye" "$T/last.out" || fail "redis's shutdown log did not come back: $(tail -3 "$T/last.out")"
     echo "ok: redis-server's log sealed and read back"
+fi
+
+# the shield's own log lines (here the network shield refusing a connection) leave sealed too:
+# the host reads no plaintext line, the owner reads it with scpctl logs
+if command -v python3 >/dev/null; then
+    NP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    "${RUN[@]}" --service netlog -- "$T/bin/sh" "python3 -c 'import socket
+try: socket.create_connection((\"127.0.0.1\", $NP))
+except OSError as e: print(\"MARKER-refused\", e.errno)'" >"$T/nl.rec" 2>"$T/nl.err" || fail "netlog run failed"
+    grep -aq "not a peer" "$T/nl.err" "$T/nl.rec" && fail "the shield's log line reached the host in plaintext"
+    expect_rc 0 "$SCPCTL" logs con netlog "$T/nl.rec"
+    grep -q "^MARKER-refused" "$T/last.out" || fail "the program's output did not come back: $(cat "$T/last.out")"
+    expect_rc 0 "$SCPCTL" logs con netlog "$T/nl.err"
+    grep -q "network: connection to 127.0.0.1:$NP refused: not a peer of the policy" "$T/last.out" ||
+        fail "the shield's log line is not in the sealed stderr: $(cat "$T/last.out")"
+    echo "ok: the shield's own log lines are sealed with stderr"
 fi
 
 # a service without a console section prints as before
