@@ -187,8 +187,10 @@ bench_nginx() {
         >"$T/nginx/tls.conf"
     for s in plain tls; do
         # the workers run as www-data (images/nginx/scp.conf): the plain container's fresh Docker
-        # volume must be theirs, as the shield makes the secure image's volume
-        docker run --rm --entrypoint chown -v "$N-nginx-$s:/srv/www" scp-nginx-base:bookworm www-data:www-data /srv/www ||
+        # volume must be theirs, as the shield makes the secure image's volume. Not empty, or
+        # Docker copies the image's (root's) directory over it again at the next mount.
+        docker run --rm --entrypoint sh -v "$N-nginx-$s:/srv/www" scp-nginx-base:bookworm \
+            -c 'mkdir -p /srv/www/.tmp && chown -R www-data:www-data /srv/www' ||
             die "chown the plain nginx volume ($s)"
         docker run -d --name "$N-nginx-$s" --network host -v "$N-nginx-$s:/srv/www" -v "$T/tls:/tls:ro" \
             -v "$T/nginx/$s.conf:/etc/nginx/scp.conf:ro" -v "$T/nginx/htpasswd:/etc/nginx/scp.htpasswd:ro" \
