@@ -38,6 +38,20 @@
  * commit waits (futex on `acks`) until acked[i] reaches its generation, so an fsync returns
  * only after CAS stored the tag. */
 #define SCP_SHIELD_ENV_TAG_SYNC_FD "SCP_SHIELD_TAG_SYNC_FD"
+/* Environment variable naming a memfd that holds struct scp_shield_net_renew, mapped shared by
+ * the supervisor (scpctl run, the secure image's entry) and every shielded process of a service
+ * whose network identity is per instance: before the instance certificate expires the
+ * supervisor attests again with the same instance key and publishes the certificate CAS issued,
+ * and every TLS connection made after that presents it. A seqlock: `seq` is odd while the
+ * supervisor writes, and a reader that sees it change retries. Like the tag pipe, its number
+ * stays in the shield's own range across exec. */
+#define SCP_SHIELD_ENV_NET_RENEW_FD "SCP_SHIELD_NET_RENEW_FD"
+#define SCP_SHIELD_NET_RENEW_SIZE 16384
+struct scp_shield_net_renew {
+    uint32_t seq;                                /* even: pem[0..len) is complete */
+    uint32_t len;                                /* 0: no renewal yet */
+    char pem[SCP_SHIELD_NET_RENEW_SIZE - 8];     /* the certificate, PEM */
+};
 struct scp_shield_tag_sync {
     uint32_t acks;                      /* bumped (and futex-woken) after every update */
     uint32_t pad;

@@ -16,7 +16,8 @@
 static void run_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee auto|sim|tdx|snp] [--platform-key FILE]\n"
-            "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--pin FP] [--identity FILE]\n"
+            "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--renew-interval SEC]\n"
+            "                  [--pin FP] [--identity FILE]\n"
             "                  [--rootfs DIR] [--net host|none] [--hostname NAME] [--cap NAME]...\n"
             "                  [--trusted PATH]... [--trace] -- PROGRAM [ARGS...]\n\n"
             "Measures PROGRAM (resolved in PATH, or with --rootfs inside DIR, as are its loader and\n"
@@ -37,6 +38,8 @@ static void run_usage(FILE *out) {
             "                        measured (program, loader, libraries, --trusted) is refused\n"
             "  --platform-key FILE   the sim platform key (default $SCP_PLATFORM_KEY or $SCP_HOME/platform.key)\n"
             "  --cas-timeout SEC     keep retrying an unreachable CAS this long (default 10)\n"
+            "  --renew-interval SEC  network identity: instance: attest again and renew the instance\n"
+            "                        certificate this often (default: at half its remaining validity)\n"
             "  --tag-sync            every commit (fsync) waits until CAS acknowledged the volume's new tag;\n"
             "                        if CAS cannot be told within --cas-timeout the program is killed\n"
             "  --tee auto|sim|tdx|snp  the TEE that attests (default auto: TDX or SEV-SNP through the kernel's\n"
@@ -115,6 +118,12 @@ static int cmd_run_attested(int argc, char **argv) {
             o.cas_timeout = strtod(argv[i], &end);
             if (*end || !(o.cas_timeout >= 0 && o.cas_timeout <= 86400))
                 return cli_usage_error("--cas-timeout wants 0..86400 seconds, not '%s'", argv[i]);
+        } else if (!strcmp(a, "--renew-interval")) {
+            char *end;
+            if (++i >= argc) return cli_usage_error("--renew-interval needs seconds");
+            o.renew_interval = strtod(argv[i], &end);
+            if (*end || !(o.renew_interval >= 1 && o.renew_interval <= 86400))
+                return cli_usage_error("--renew-interval wants 1..86400 seconds, not '%s'", argv[i]);
         } else if (!strcmp(a, "--trace")) {
             o.trace = 1;
         } else if (!strcmp(a, "--tag-sync")) {

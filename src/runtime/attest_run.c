@@ -25,6 +25,7 @@
 #include <jansson.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
@@ -214,14 +215,19 @@ static int checked_evidence(void *ctx, const uint8_t nonce[32], const uint8_t pu
     return 0;
 }
 
+static int attest_once(scp_cas_client *c, const struct scp_attest_run_opts *o, const uint8_t m[32],
+                       const uint8_t *ik, char **cfg, scp_err *err) {
+    struct ev_check k = {o, m, ik};
+    return o->evidence ? scp_attest_get_config_ev(c, o->session, o->service, checked_evidence, &k, cfg, err)
+                       : scp_attest_get_config_ik(c, o->session, o->service, o->tee ? o->tee : SCP_TEE_SIM,
+                                                  o->platform_key, m, ik, cfg, err);
+}
+
 static int attest_retry(scp_cas_client *c, const struct scp_attest_run_opts *o, const uint8_t m[32],
                         const uint8_t *ik, char **cfg, scp_err *err) {
     double start = now_s(), wait = 0.1;
-    struct ev_check k = {o, m, ik};
     for (;;) {
-        int r = o->evidence ? scp_attest_get_config_ev(c, o->session, o->service, checked_evidence, &k, cfg, err)
-                            : scp_attest_get_config_ik(c, o->session, o->service, o->tee ? o->tee : SCP_TEE_SIM,
-                                                       o->platform_key, m, ik, cfg, err);
+        int r = attest_once(c, o, m, ik, cfg, err);
         if (r == 0) return 0;
         /* SCP_E_BUSY: another process wrote our configfs-tsm report entry meanwhile */
         if (err->code != SCP_E_SYS && err->code != SCP_E_BUSY) return -1;
@@ -759,6 +765,101 @@ static int instance_key_install(json_t *net, EVP_PKEY *ik, scp_err *err) {
     return rc;
 }
 
+/* ---- renewal of the instance certificate -------------------------------------------------
+ * CAS certifies the instance key for a day (docs/shield.md "identity: instance"). The supervisor
+ * attests again with the same key before that, and publishes what CAS issues on a page that
+ * every shielded process maps (struct scp_shield_net_renew; shield/net_renew.c takes it for new
+ * connections). A renewal CAS refuses (the policy no longer names the measurement, the session
+ * is gone) leaves the current certificate to expire: that is when a policy change reaches a
+ * running per-instance service. One attempt per turn, never the retry loop: the supervisor's
+ * loop also acknowledges volume tags, which must not wait behind an unreachable CAS. */
+struct renewal {
+    int fd;                              /* the page's memfd; -1: no renewal */
+    struct scp_shield_net_renew *page;
+    uint8_t ik_pub[SCP_INSTANCE_KEY_LEN];
+    double next;                         /* when to try (now_s) */
+    time_t expires;                      /* the current certificate's notAfter */
+};
+
+/* The certificate's notAfter, or 0; the public key must be the instance's. */
+static time_t cert_for_key(const char *pem, const uint8_t ik_pub[SCP_INSTANCE_KEY_LEN]) {
+    BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
+    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    unsigned char *pt = NULL;
+    size_t n = x ? EVP_PKEY_get1_encoded_public_key(X509_get0_pubkey(x), &pt) : 0;
+    time_t t = 0;
+    struct tm tm;
+    if (n == SCP_INSTANCE_KEY_LEN && memcmp(pt, ik_pub, n) == 0 && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+        t = timegm(&tm);
+    OPENSSL_free(pt);
+    X509_free(x);
+    ERR_clear_error();
+    return t;
+}
+
+static void renewal_schedule(struct renewal *rn, const struct scp_attest_run_opts *o, int failed) {
+    double left = difftime(rn->expires, time(NULL));
+    double in = o->renew_interval > 0 ? o->renew_interval : left / 2;
+    if (failed && in > 60) in = 60; /* CAS away: try again soon, not at half of what is left */
+    rn->next = now_s() + (in < 1 ? 1 : in);
+}
+
+static int renewal_start(struct renewal *rn, json_t *net, const uint8_t ik_pub[SCP_INSTANCE_KEY_LEN],
+                         const struct scp_attest_run_opts *o, scp_err *err) {
+    memcpy(rn->ik_pub, ik_pub, SCP_INSTANCE_KEY_LEN);
+    rn->expires = cert_for_key(json_string_value(json_object_get(net, "cert")), ik_pub);
+    if (!rn->expires) return scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent an unreadable instance certificate");
+    rn->fd = memfd_create("scp-net-renew", MFD_CLOEXEC);
+    void *p = rn->fd >= 0 && ftruncate(rn->fd, sizeof *rn->page) == 0
+                  ? mmap(NULL, sizeof *rn->page, PROT_READ | PROT_WRITE, MAP_SHARED, rn->fd, 0)
+                  : MAP_FAILED;
+    if (p == MAP_FAILED) return scp_fail_errno(err, "cannot make the certificate renewal page");
+    rn->page = p;
+    renewal_schedule(rn, o, 0);
+    return 0;
+}
+
+static void renewal_publish(struct scp_shield_net_renew *pg, const char *pem, size_t len) {
+    uint32_t s = __atomic_load_n(&pg->seq, __ATOMIC_RELAXED);
+    __atomic_store_n(&pg->seq, s + 1, __ATOMIC_RELAXED); /* odd: readers retry */
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    memcpy(pg->pem, pem, len);
+    __atomic_store_n(&pg->len, (uint32_t)len, __ATOMIC_RELAXED);
+    __atomic_store_n(&pg->seq, s + 2, __ATOMIC_RELEASE);
+}
+
+static void renewal_try(struct renewal *rn, scp_cas_client *c, const struct scp_attest_run_opts *o,
+                        const uint8_t m[32]) {
+    char *text = NULL;
+    scp_err e = {0};
+    json_t *cfg = NULL;
+    if (attest_once(c, o, m, rn->ik_pub, &text, &e) == 0) {
+        cfg = json_loads(text, 0, NULL);
+        OPENSSL_cleanse(text, strlen(text)); /* it holds every secret of the service */
+        free(text);
+        const char *pem = json_string_value(json_object_get(json_object_get(cfg, "network"), "cert"));
+        time_t t = pem ? cert_for_key(pem, rn->ik_pub) : 0;
+        size_t len = pem ? strlen(pem) : 0;
+        if (t && len <= sizeof rn->page->pem) {
+            renewal_publish(rn->page, pem, len);
+            rn->expires = t;
+        } else {
+            scp_fail(&e, SCP_E_FORMAT, EPROTO, "CAS sent no certificate for this instance's key");
+        }
+    }
+    json_decref(cfg); /* the volume keys in it: jansson frees, the text was wiped above */
+    char until[32];
+    struct tm tm;
+    strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&rn->expires, &tm));
+    if (e.code)
+        fprintf(stderr, "scpctl run: cannot renew the instance certificate of service %s: %s; the current one is "
+                "valid until %s\n", o->service, e.msg, until);
+    else
+        fprintf(stderr, "scpctl run: renewed the instance certificate of service %s (valid until %s)\n", o->service, until);
+    renewal_schedule(rn, o, e.code != 0);
+}
+
 static int path_within(const char *p, const char *dir) {
     size_t n = strlen(dir);
     if (n == 1) return 1; /* "/" */
@@ -884,6 +985,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     struct scp_shield_tag_sync *tsync = NULL;
     struct scp_attest_run_identity ident = {0};
     EVP_PKEY *ik = NULL;
+    struct renewal rn = {.fd = -1};
     if (!set || !ro || !rv) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;
@@ -938,7 +1040,10 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     json_t *jnet = json_object_get(cfg, "network");
     const char *nid = json_string_value(json_object_get(jnet, "identity"));
-    if (nid && strcmp(nid, "instance") == 0 && instance_key_install(jnet, ik, err) < 0) goto out;
+    if (nid && strcmp(nid, "instance") == 0 &&
+        (instance_key_install(jnet, ik, err) < 0 || renewal_start(&rn, jnet, ik_pub, o, err) < 0))
+        goto out;
+    ro->net_renew_fd = rn.fd;
     EVP_PKEY_free(ik); /* the network section holds it now */
     ik = NULL;
     const char *token = json_string_value(json_object_get(cfg, "volume_token"));
@@ -1084,6 +1189,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
          * its leftovers had sent is drained (a daemonized grandchild may keep the socket) */
         struct pollfd pf = {.fd = pipefd[0], .events = POLLIN};
         int pr = poll(&pf, 1, exited ? 0 : 200);
+        if (rn.page && !exited && now_s() >= rn.next) renewal_try(&rn, c, o, ident.m);
         if (pr < 0 && errno == EINTR) continue;
         if (pr == 0) {
             if (exited) break;
@@ -1118,6 +1224,8 @@ out:
         if (relay[sk] > 0) wait_status(relay[sk]);
     }
     if (tsync) munmap(tsync, 4096);
+    if (rn.page) munmap(rn.page, sizeof *rn.page);
+    if (rn.fd >= 0) close(rn.fd);
     if (sync_fd >= 0) close(sync_fd);
     if (pipefd[0] >= 0) close(pipefd[0]);
     if (pipefd[1] >= 0) close(pipefd[1]);

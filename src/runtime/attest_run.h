@@ -71,6 +71,8 @@ struct scp_attest_run_opts {
     const char *volume_dir;   /* NULL: scp_attest_run_default_volume_dir() */
     const char *shield_lib;   /* NULL: next to scpctl or $SCP_SHIELD_LIB */
     double cas_timeout;       /* seconds to keep retrying an unreachable CAS */
+    double renew_interval;    /* identity: instance: seconds between renewals of the instance
+                                 certificate (0: at half its remaining validity) */
     int trace;
     int tag_sync;             /* an fsync returns only after CAS acknowledged the new tag */
     struct scp_container_opts container; /* enabled: the program runs in a container (the

@@ -456,6 +456,14 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
             goto out;
         }
     }
+    if (o->net_renew_fd > 0) {
+        char rnum[16];
+        snprintf(rnum, sizeof rnum, "%d", own);
+        if (dup2(o->net_renew_fd, own--) < 0 || setenv(SCP_SHIELD_ENV_NET_RENEW_FD, rnum, 1)) {
+            scp_fail_errno(err, "cannot pass the certificate renewal page");
+            goto out;
+        }
+    }
 
     if (o->no_mount) cfg.flags |= SCP_SHIELD_F_NODUMP;
     if (cfg.nvol && !o->no_mount) {

@@ -51,6 +51,8 @@ struct scp_run_opts {
                                 them (a secure image under Docker, which is the container) */
     int tag_sync_fd;         /* > 0: a memfd holding struct scp_shield_tag_sync: each commit waits
                                 until CAS acknowledged its tag (SCP_SHIELD_ENV_TAG_SYNC_FD) */
+    int net_renew_fd;        /* > 0: a memfd holding struct scp_shield_net_renew: the renewed
+                                instance certificate (SCP_SHIELD_ENV_NET_RENEW_FD) */
     const struct scp_run_user *user; /* non-NULL, and run by root: the volumes' backing store is
                                 handed to this user, then the process becomes it, right before exec */
 };

@@ -423,6 +423,7 @@ int sh_net_load(scp_err *err) {
         BIO_free(b);
         if (nc.key) OPENSSL_cleanse(nc.key, nc.keylen); /* the EVP_PKEY holds it now */
         if (!nc.x509 || !nc.pkey) return scp_fail(err, SCP_E_FORMAT, EINVAL, "the service certificate or key is unreadable");
+        if (net_renew_load(err) < 0) return -1;
     }
     for (int i = 0; i < nc.nlis; i++)
         if (!(nc.lis[i].ctx = ctx_new(1, nc.lis[i].ca)))
@@ -747,6 +748,7 @@ static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
     nconn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->ssl = SSL_new(ctx);
+    if (c->ssl && nc.renew) net_renew_apply(c->ssl);
     pthread_once(&obuf_once, obuf_init);
     BIO *r = ibuf_method ? BIO_new(ibuf_method) : NULL, *w = obuf_method ? BIO_new(obuf_method) : NULL;
     if (!c->ssl || !r || !w) {

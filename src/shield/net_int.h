@@ -51,6 +51,7 @@ struct net_conf {
     struct net_peer peer[NET_MAX_RULES];
     X509 *x509;
     EVP_PKEY *pkey;
+    const struct scp_shield_net_renew *renew; /* per-instance identity: the supervisor's page */
 };
 
 /* An epoll registration of a shielded connection (net_io.c). */
@@ -119,5 +120,12 @@ int net_listen_rule(int port);
 int net_sa_parse(const void *sa, size_t len, int *fam, unsigned char *addr, int *port);
 struct net_peer *net_peer_for(int fam, const unsigned char *addr, int port);
 int net_sock_type(int fd);
+
+/* Per-instance certificate renewal (net_renew.c; scp/shield.h SCP_SHIELD_ENV_NET_RENEW_FD).
+ * net_renew_load maps the supervisor's page if the launcher passed one (0 when none);
+ * net_renew_apply gives a new connection's SSL object the newest certificate the supervisor
+ * published, if it is for the instance's own key (else the connection keeps the first). */
+int net_renew_load(scp_err *err);
+void net_renew_apply(SSL *ssl);
 
 #endif

@@ -34,6 +34,7 @@ PA=$(freeport)
 PB=$(freeport)
 PS=$(freeport)
 PM=$(freeport)
+PR=$(freeport)
 MARK=SCPINSTMARK$RANDOM$RANDOM
 srv() { echo "[redis-server, --port, \"$1\", --bind, 127.0.0.1, --save, \"\", --appendonly, \"no\", --protected-mode, \"no\"]"; }
 
@@ -97,6 +98,10 @@ services:
     measurements: [$MC]
     command: [redis-cli, -h, 127.0.0.1, -p, "$PS", get, k]
     network: {peers: [{host: 127.0.0.1, port: $PS, measurement: $MA}]}
+  - name: r
+    measurements: [$MA]
+    command: $(srv "$PR")
+    network: {certificate: tls, identity: instance, listen: [{port: $PR}]}
   - name: cli
     measurements: [$MC, $MX]
     command: [redis-cli, -h, 127.0.0.1, -p, "$PM", ping]
@@ -105,6 +110,7 @@ secrets:
   - {name: tls, kind: x509, common_name: redis.inst, dns: [localhost], ip: [127.0.0.1]}
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/inst.yaml"
+HASH=$(awk '/^hash /{print $2}' "$T/last.out")
 RUN=("$SCPCTL" run --session inst --platform-key "$T/p1.key" --volume-dir "$T/vols")
 
 # CAS certifies a key it never sees: evidence without an instance key is refused for a
@@ -205,4 +211,33 @@ grep -q PONG "$T/mx.out" && fail "the client with another measurement got an ans
 grep -q "network: TLS from 127.0.0.1:[0-9]* on port $PM: the peer's certificate carries scp-measurement:$MX, not the measurement the policy names (scp-measurement:$MC): connection refused" \
     "$T/rm.err" || fail "the measured port did not refuse MX with the log line: $(cat "$T/rm.err" "$T/mx.err")"
 echo "ok: a listen rule with client_measurement serves MC and refuses MX: $(grep -o 'network: TLS from.*refused' "$T/rm.err" | head -1)"
+# Renewal: the supervisor attests again with the same instance key (--renew-interval 2 here; a
+# day's certificate is renewed at half its validity by default); new connections get the new
+# certificate, same key, same measurement; once the policy drops the measurement, renewal is
+# refused with CAS's reason and the current certificate stays until it expires
+"${RUN[@]}" --renew-interval 2 --service r -- "$T/bin/redis-server" >"$T/rr.out" 2>"$T/rr.err" &
+PIDS+=($!)
+for _ in $(seq 150); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $PR)).close()" 2>/dev/null && break
+    sleep 0.1
+done
+S1=$(san "$PR" -noout -serial)
+K1=$(san "$PR" -noout -pubkey)
+[ -n "$S1" ] || fail "r serves no certificate: $(cat "$T/rr.err")"
+for _ in $(seq 100); do grep -q "renewed the instance certificate of service r" "$T/rr.err" && break; sleep 0.1; done
+grep -q "renewed the instance certificate of service r (valid until 20" "$T/rr.err" || fail "no renewal: $(cat "$T/rr.err")"
+S2=$(san "$PR" -noout -serial)
+K2=$(san "$PR" -noout -pubkey)
+san "$PR" -noout -ext subjectAltName >"$T/sanr.txt"
+[ "$S1" != "$S2" ] && [ "$K1" = "$K2" ] || fail "after renewal: serial $S1 -> $S2, same key: $([ "$K1" = "$K2" ] && echo yes || echo no)"
+grep -q "URI:scp-measurement:$MA" "$T/sanr.txt" || fail "the renewed certificate does not carry MA: $(cat "$T/sanr.txt")"
+[ "$(tcli "$PR" ping)" = PONG ] || fail "r does not answer with its renewed certificate"
+sed -e "/name: r\$/,/network:/ s/measurements: \[$MA\]/measurements: [$MB]/" "$T/inst.yaml" >"$T/inst2.yaml"
+cmp -s "$T/inst.yaml" "$T/inst2.yaml" && fail "cannot make the policy without r's measurement"
+expect_rc 0 "$SCPCTL" session update "$T/inst2.yaml" --predecessor "$HASH"
+for _ in $(seq 100); do grep -q "cannot renew the instance certificate of service r" "$T/rr.err" && break; sleep 0.1; done
+grep -q "cannot renew the instance certificate of service r: .*wrong_measurement.*; the current one is valid until 20" "$T/rr.err" ||
+    fail "a refused renewal is not reported: $(tail -3 "$T/rr.err")"
+[ "$(tcli "$PR" ping)" = PONG ] || fail "r stopped serving when its renewal was refused"
+echo "ok: renewed every 2 s (serial $S1 -> $S2, same key, MA); refused once the policy dropped MA, the current certificate kept"
 echo "PASS"
