@@ -342,6 +342,12 @@ static int get_measurement(pctx *c, yaml_node_t *v, const char *key, char **out)
     return 0;
 }
 
+static int get_platform_id(pctx *c, yaml_node_t *v, const char *key, char **out) {
+    if (get_str(c, v, key, 64, out) < 0) return -1;
+    if (!hex64_ok(*out)) return perr(c, v, "'%s' must be a platform id: 64 lower-case hex digits (scpctl platform id)", key);
+    return 0;
+}
+
 static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
     if (want_map(c, n, "a listen rule") < 0) return -1;
     FOR_PAIRS(c, n, k, v) {
@@ -352,6 +358,7 @@ static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
         else if (key_is(k, "client_owner")) r = get_owner(c, v, "client_owner", &l->client_owner);
         else if (key_is(k, "client_service")) r = get_name(c, v, "client_service", &l->client_service);
         else if (key_is(k, "client_measurement")) r = get_measurement(c, v, "client_measurement", &l->client_measurement);
+        else if (key_is(k, "client_platform")) r = get_platform_id(c, v, "client_platform", &l->client_platform);
         else if (key_is(k, "client_certificate")) {
             char *b = NULL;
             if (get_str(c, v, "client_certificate", 16, &b) < 0) return -1;
@@ -376,6 +383,10 @@ static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
         return perr(c, n, "'client_measurement' goes with client_certificate: required");
     if (l->client_measurement && l->client_ca && strcmp(l->client_ca, "service") != 0)
         return perr(c, n, "'client_measurement' needs the service CA (only CAS puts a measurement in a certificate)");
+    if (l->client_platform && !l->client_cert)
+        return perr(c, n, "'client_platform' goes with client_certificate: required");
+    if (l->client_platform && l->client_ca && strcmp(l->client_ca, "service") != 0)
+        return perr(c, n, "'client_platform' needs the service CA (only CAS puts a platform in a certificate)");
     return 0;
 }
 
@@ -396,6 +407,7 @@ static int parse_peer(pctx *c, yaml_node_t *n, cas_net_peer *pe) {
         else if (key_is(k, "certificate")) r = get_name(c, v, "certificate", &pe->certificate);
         else if (key_is(k, "service")) r = get_name(c, v, "service", &pe->service);
         else if (key_is(k, "measurement")) r = get_measurement(c, v, "measurement", &pe->measurement);
+        else if (key_is(k, "platform")) r = get_platform_id(c, v, "platform", &pe->platform);
         else
             return unknown(c, k, "a peer");
         if (r < 0) return -1;
@@ -408,6 +420,8 @@ static int parse_peer(pctx *c, yaml_node_t *n, cas_net_peer *pe) {
     if (pe->service && !pe->session) return perr(c, n, "a peer's 'service' goes with 'session'");
     if (pe->measurement && pe->ca && strcmp(pe->ca, "service") != 0)
         return perr(c, n, "a peer's 'measurement' needs the service CA (only CAS puts a measurement in a certificate)");
+    if (pe->platform && pe->ca && strcmp(pe->ca, "service") != 0)
+        return perr(c, n, "a peer's 'platform' needs the service CA (only CAS puts a platform in a certificate)");
     return 0;
 }
 
@@ -900,6 +914,7 @@ void cas_policy_free(cas_policy *p) {
             free(s->net.listen[j].client_owner);
             free(s->net.listen[j].client_service);
             free(s->net.listen[j].client_measurement);
+            free(s->net.listen[j].client_platform);
         }
         for (size_t j = 0; j < s->net.n_peers; j++) {
             free(s->net.peers[j].host);
@@ -910,6 +925,7 @@ void cas_policy_free(cas_policy *p) {
             free(s->net.peers[j].certificate);
             free(s->net.peers[j].service);
             free(s->net.peers[j].measurement);
+            free(s->net.peers[j].platform);
         }
         free(s->net.listen);
         free(s->net.peers);

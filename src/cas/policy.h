@@ -106,8 +106,9 @@ typedef struct cas_net_listen {
     char *client_ca;
     char *client_session, *client_owner; /* the identity the client's certificate must carry (NULL: any) */
     /* what a per-instance client certificate must carry (NULL: not checked): the service of
-     * client_session, the measurement (64 hex) the client attested */
-    char *client_service, *client_measurement;
+     * client_session, the measurement (64 hex) the client attested, the platform id (64 hex)
+     * it attested on */
+    char *client_service, *client_measurement, *client_platform;
 } cas_net_listen;
 
 typedef struct cas_net_peer {
@@ -119,8 +120,8 @@ typedef struct cas_net_peer {
      * (session NULL: not checked; owner NULL: this session's owner; certificate NULL: any) */
     char *session, *owner, *certificate;
     /* what a per-instance certificate must carry (NULL: not checked; docs/cas.md): the service
-     * (of `session`) and the measurement (64 hex) the server attested */
-    char *service, *measurement;
+     * (of `session`), the measurement (64 hex) the server attested and its platform id (64 hex) */
+    char *service, *measurement, *platform;
 } cas_net_peer;
 
 typedef struct cas_service_net {

@@ -605,6 +605,7 @@ static json_t *render_net(render *r, const cas_service_net *net) {
             if (id) json_object_set_new(e, "identity", id);
             if (ln->client_service) json_object_set_new(e, "service", json_string(ln->client_service));
             if (ln->client_measurement) json_object_set_new(e, "measurement", json_string(ln->client_measurement));
+            if (ln->client_platform) json_object_set_new(e, "platform", json_string(ln->client_platform));
         }
     }
     for (size_t i = 0; i < net->n_peers; i++) {
@@ -617,6 +618,7 @@ static json_t *render_net(render *r, const cas_service_net *net) {
         if (id) json_object_set_new(e, "identity", id);
         if (pe->service) json_object_set_new(e, "service", json_string(pe->service));
         if (pe->measurement) json_object_set_new(e, "measurement", json_string(pe->measurement));
+        if (pe->platform) json_object_set_new(e, "platform", json_string(pe->platform));
         json_array_append_new(peers, e);
     }
     return o;

@@ -660,11 +660,11 @@ static int net_blob(char **buf, size_t *len, const char *word, const char *pem) 
 
 static int net_word_ok(const char *s) { return s && *s && strlen(s) < 254 && !strpbrk(s, " \n\t"); }
 
-/* A rule's checks of a per-instance certificate: `want service NAME`, `want measurement HEX`
- * after its line (scp/shield.h). */
+/* A rule's checks of a per-instance certificate: `want service NAME`, `want measurement HEX`,
+ * `want platform HEX` after its line (scp/shield.h). */
 static int net_wants(char **buf, size_t *len, json_t *rule) {
-    static const char *const what[] = {"service", "measurement"};
-    for (size_t i = 0; i < 2; i++) {
+    static const char *const what[] = {"service", "measurement", "platform"};
+    for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
         json_t *v = json_object_get(rule, what[i]);
         if (!v) continue;
         if (!net_word_ok(json_string_value(v))) return 1;

@@ -212,7 +212,8 @@ static int verify_identity(int ok, X509_STORE_CTX *xs) {
     const struct net_want *w = c->server ? &nc.lis[li].want : &c->peer->want;
     X509 *cert = X509_STORE_CTX_get_current_cert(xs);
     if (!want_matches(c, cert, SCP_SHIELD_SERVICE_URI, "service", w->service) ||
-        !want_matches(c, cert, SCP_SHIELD_MEASUREMENT_URI, "measurement", w->measurement)) {
+        !want_matches(c, cert, SCP_SHIELD_MEASUREMENT_URI, "measurement", w->measurement) ||
+        !want_matches(c, cert, SCP_SHIELD_PLATFORM_URI, "platform", w->platform)) {
         X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
@@ -357,9 +358,11 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
             nc.npeer++;
         } else if (!strcmp(w, "want")) {
             if (!last || sscanf(ln, "want %15s %255s", b, a) != 2) goto bad;
-            int svc = !strcmp(b, "service");
-            if (!svc && strcmp(b, "measurement")) goto bad;
-            char *dst = svc ? last->service : last->measurement;
+            char *dst = !strcmp(b, "service") ? last->service
+                        : !strcmp(b, "measurement") ? last->measurement
+                        : !strcmp(b, "platform") ? last->platform
+                        : NULL;
+            if (!dst) goto bad;
             if (strlen(a) >= sizeof last->service) goto bad;
             memcpy(dst, a, strlen(a) + 1);
         } else

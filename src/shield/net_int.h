@@ -13,7 +13,7 @@
 
 /* What a per-instance certificate must carry (`want` lines; "": not checked). */
 struct net_want {
-    char service[72], measurement[72];
+    char service[72], measurement[72], platform[72];
 };
 
 struct net_listen {

@@ -35,6 +35,7 @@ PB=$(freeport)
 PS=$(freeport)
 PM=$(freeport)
 PR=$(freeport)
+POTHER=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n') # a platform a never attested on
 MARK=SCPINSTMARK$RANDOM$RANDOM
 srv() { echo "[redis-server, --port, \"$1\", --bind, 127.0.0.1, --save, \"\", --appendonly, \"no\", --protected-mode, \"no\"]"; }
 
@@ -47,6 +48,8 @@ secrets: [{name: tls, kind: x509, common_name: x}]
 YAML
 for bad in "{peers: [{host: x, port: 1, service: a}]}|'service' goes with 'session'" \
     "{peers: [{host: x, port: 1, measurement: abc}]}|must be a measurement: 64 lower-case hex digits" \
+    "{peers: [{host: x, port: 1, platform: P1}]}|must be a platform id: 64 lower-case hex digits" \
+    "{certificate: tls, listen: [{port: 1, client_platform: $MA}]}|'client_platform' goes with client_certificate: required" \
     "{identity: instance}|needs a 'certificate'" \
     "{identity: machine, certificate: tls}|identity must be session or instance" \
     "{certificate: tls, listen: [{port: 1, client_measurement: $MA}]}|goes with client_certificate: required"; do
@@ -82,6 +85,14 @@ services:
     measurements: [$MC]
     command: [redis-cli, -h, 127.0.0.1, -p, "$PA", get, k]
     network: {peers: [{host: 127.0.0.1, port: $PA, session: inst, service: a, measurement: $MA}]}
+  - name: to-a-on-p1
+    measurements: [$MC]
+    command: [redis-cli, -h, 127.0.0.1, -p, "$PA", get, k]
+    network: {peers: [{host: 127.0.0.1, port: $PA, session: inst, service: a, platform: $P1}]}
+  - name: to-a-elsewhere
+    measurements: [$MC]
+    command: [redis-cli, -h, 127.0.0.1, -p, "$PA", get, k]
+    network: {peers: [{host: 127.0.0.1, port: $PA, session: inst, platform: $POTHER}]}
   - name: to-b-as-a
     measurements: [$MC]
     command: [redis-cli, -h, 127.0.0.1, -p, "$PB", get, k]
@@ -185,6 +196,13 @@ echo "ok: a's certificate carries $(grep -o 'URI:scp-measurement:[0-9a-f]*' "$T/
 # Clients: the rule naming a's measurement reaches a and is refused by b
 "${RUN[@]}" --service to-a -- "$T/bin/redis-cli" >"$T/toa.out" 2>"$T/toa.err"
 [ "$(cat "$T/toa.out")" = "$MARK-A" ] || fail "the client bound to a's measurement did not get a's marker: $(cat "$T/toa.out" "$T/toa.err")"
+"${RUN[@]}" --service to-a-on-p1 -- "$T/bin/redis-cli" >"$T/tap.out" 2>"$T/tap.err"
+[ "$(cat "$T/tap.out")" = "$MARK-A" ] || fail "a rule naming a's platform did not reach a: $(cat "$T/tap.out" "$T/tap.err")"
+"${RUN[@]}" --service to-a-elsewhere -- "$T/bin/redis-cli" >"$T/tae.out" 2>"$T/tae.err"
+grep -q "$MARK" "$T/tae.out" && fail "a client bound to another platform got data from a"
+grep -q "the peer's certificate carries scp-platform:$P1, not the platform the policy names (scp-platform:$POTHER): connection refused" \
+    "$T/tae.err" || fail "no clear log line for a's platform: $(cat "$T/tae.err" "$T/tae.out")"
+echo "ok: a peer rule naming a's platform reaches a; one naming another platform is refused"
 "${RUN[@]}" --service to-b-as-a -- "$T/bin/redis-cli" >"$T/tob.out" 2>"$T/tob.err"
 grep -q "$MARK" "$T/tob.out" && fail "a client bound to a's measurement got data from b (another measurement)"
 grep -q "network: TLS to 127.0.0.1:$PB (peer name 127.0.0.1): the peer's certificate carries scp-measurement:$MB, not the measurement the policy names (scp-measurement:$MA): connection refused" \
