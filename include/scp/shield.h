@@ -89,8 +89,9 @@ struct scp_shield_tag_sync {
 /* URI SANs that CAS puts, beside the scp:// identity, in a per-instance certificate (network
  * `identity: instance`, issued at attestation for a key the instance made): the service's
  * name, the measurement and the platform id (64 hex each) that the instance attested. A
- * `peer`/`listen` line may be followed by `want service NAME` and `want measurement HEX`
- * lines, which the peer's certificate must then carry (exactly one of each kind). */
+ * `peer`/`listen` line may be followed by `want service NAME`, `want measurement HEX` and
+ * `want platform HEX` lines, which the peer's certificate must then carry (exactly one of each
+ * kind). */
 #define SCP_SHIELD_SERVICE_URI "scp-service:"
 #define SCP_SHIELD_MEASUREMENT_URI "scp-measurement:"
 #define SCP_SHIELD_PLATFORM_URI "scp-platform:"
