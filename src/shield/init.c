@@ -465,7 +465,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     }
     if (sh_trusted_arm(&fs.ldr_lo, &fs.ldr_hi, &e)) die("trusted files", &e);
     if (sh_console_init(&e)) die("cannot start the console shield", &e);
-    if (sh_net_on && sh_net_filter_nrs(&fs.net_nrs, &fs.nnet, &e)) die("cannot install the network filter", &e);
+    if (sh_net_on && sh_net_filter_nrs(&fs.net_nrs, &fs.nnet, &e)) die("cannot set up the network shield's filter rules", &e);
     sh_exec_adopt();
     fill_own_numbers();
     sh.active = 1;
@@ -475,6 +475,11 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     fs.code_hi = c.hi;
     fs.ncode = c.n;
     int len = sh_shield_filter_install(&fs, &e);
+    if (len < 0 && fs.ncode) { /* seccomp's limit on all filters' length, deep in an exec chain */
+        sh_trace("raw path calls are not served in this image: %s", e.msg);
+        fs.ncode = 0;
+        len = fs.count || fs.nnet || fs.ldr_lo ? sh_shield_filter_install(&fs, &e) : 0;
+    }
     if (len < 0) die("cannot install the filter", &e);
     sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
     sh_trace("shield filter: %d instructions (%s%s%s%s)", len, fs.count ? "main " : "", fs.nnet ? "network " : "",
