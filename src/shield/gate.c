@@ -461,7 +461,7 @@ int sh_shield_filter_install(const struct sh_filter_spec *f, scp_err *err) {
     if (p == MAP_FAILED) return scp_fail_errno(err, "cannot build the seccomp filter");
     memset(p->far, 0, sizeof p->far);
     int r = 1;
-    for (int pass = 0; pass < 4 && r == 1; pass++) { /* each pass puts more far jumps on trampolines */
+    for (int pass = 0; pass < 16 && r == 1; pass++) { /* each pass puts more far jumps on trampolines */
         prog_reset(p);
         build(p, f);
         r = resolve(p);
