@@ -21,7 +21,9 @@
 # Printed: requests per second (medians of ROUNDS rounds) and the servers' CPU time per request
 # (utime+stime of the server's processes from /proc/PID/stat; for stunnel, stunnel's and its
 # plain server's), which moves far less with the machine's load; ratios shield/own TLS and
-# shield/stunnel. Environment: ROUNDS=3, DUR=3 (wrk seconds), MEMC_N=3000, PARTS="nginx memcached".
+# shield/stunnel. Environment: ROUNDS=3, DUR=3 (wrk seconds), MEMC_N=3000, PARTS="nginx memcached",
+# FILTERCOUNT=1 (also print shield-filtercount for the shielded nginx worker: load-independent),
+# FILTERDUMP=FILE (save that worker's filters for shield-filtercmp; ROUNDS=0 to do only that).
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$(readlink -f "$B/src/scpctl")
@@ -138,6 +140,16 @@ if [[ " $PARTS " == *" nginx "* ]]; then
     cmp -s <(curl -sfk "https://127.0.0.1:$NT/16k") "$T/www/16k" || die "nginx TLS: $(cat "$T/n-tls.out")"
     cmp -s <(curl -sfk "https://127.0.0.1:$NU/16k") "$T/www/16k" || die "stunnel+nginx: $(cat "$T/st-n.out")"
     NSPIDS=$(tree "$RN" | while read -r p; do [ "$(cat /proc/$p/comm 2>/dev/null)" = nginx ] && echo "$p"; done | tr '\n' ' ')
+    # FILTERCOUNT=1: the BPF instructions the shielded nginx worker's seccomp filters run per call
+    if [ "${FILTERCOUNT:-0}" = 1 ]; then
+        echo "== shield-filtercount, shielded nginx worker" >&2
+        "$B/bench/shield/shield-filtercount" "$(echo $NSPIDS | awk '{print $NF}')" >&2 || true
+    fi
+    # FILTERDUMP=FILE: save the worker's filters for bench/shield/filtercmp.c (FILTERCMP: the tool)
+    if [ -n "${FILTERDUMP:-}" ]; then
+        "${FILTERCMP:-$B/bench/shield/shield-filtercmp}" dump "$(echo $NSPIDS | awk '{print $NF}')" "$FILTERDUMP" >&2 || true
+    fi
+    [ "$ROUNDS" = 0 ] && exit 0
     NTPIDS=$(tree "$NTPID" | tr '\n' ' ')
     NUPIDS="$SNPID $(tree "$NPPID" | tr '\n' ' ')"
     for r in $(seq "$ROUNDS"); do

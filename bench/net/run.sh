@@ -14,7 +14,8 @@
 # rounds is printed with the ratios shield/redis and shield/stunnel.
 # Environment: ROUNDS=3, REQS=20000 (requests at -c 50), REQS1=5000 (at -c 1; a tenth of it for
 # SET of 16 KiB values, where every server runs at about 25 rps: redis-benchmark's own
-# Nagle/delayed-ACK stall), CONNS="1 50", SIZES="3 16384" (a subset for a quick look).
+# Nagle/delayed-ACK stall), CONNS="1 50", SIZES="3 16384" (a subset for a quick look),
+# FILTERCOUNT=1 (also print shield-filtercount for the shielded redis-server).
 # Printed beside the throughput: the servers' CPU time per request (utime+stime from
 # /proc/PID/stat; for stunnel, stunnel's and its plain redis's), which the load moves far less.
 set -uo pipefail
@@ -94,6 +95,8 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 [ -n "$SPID" ] || die "cannot find the shielded redis-server"
+# FILTERCOUNT=1: the BPF instructions its seccomp filters run per call (load-independent)
+[ "${FILTERCOUNT:-0}" = 1 ] && { "$B/bench/shield/shield-filtercount" "$SPID" >&2 || true; }
 declare -A R C
 bench() { # mode port ca clients size op -> rps, and server CPU us/request in C
     local n=$REQS pids

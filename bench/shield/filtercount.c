@@ -6,8 +6,8 @@
  * Reads every filter of PID (the kernel runs them all on each system call, unless every one
  * of them allows the number whatever the arguments) and runs each on a seccomp_data for the
  * listed calls, made from the program's code (an instruction pointer outside the shield's
- * gate) on descriptor 5: prints the instructions each filter executed, newest filter last,
- * and the total. Only the classic-BPF instructions that the shield's filters use are known;
+ * gate) on descriptor 5: prints the instructions each filter executed, newest filter first
+ * (PTRACE_SECCOMP_GET_FILTER's index 0 is the oldest), and the total. Only the classic-BPF instructions that the shield's filters use are known;
  * another one stops the run with a message. */
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -69,7 +69,7 @@ int main(int argc, char **argv) {
         if (ptrace(PTRACE_SECCOMP_GET_FILTER, pid, nf, f[nf]) != n) break;
     }
     ptrace(PTRACE_DETACH, pid, 0, 0);
-    printf("%d filters, lengths (oldest first):", nf);
+    printf("%d filters, lengths (newest first):", nf);
     for (int i = nf - 1; i >= 0; i--) printf(" %d", len[i]);
     printf("\n");
     static const struct { const char *name; int nr; } calls[] = {

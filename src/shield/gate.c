@@ -16,6 +16,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -103,28 +104,36 @@ int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err) {
 
 #define MAXI 1024
 struct fixup {
-    int at, field, label;
+    int at, field, label; /* field 1: jt, 2: jf, 3: the offset of an unconditional jump */
 };
-/* fixed labels; a block per descriptor-argument mask gets its own from L_FDS on */
+/* fixed labels; a block per descriptor-argument mask gets its own from L_FDS on, and the
+ * trampolines of far jumps (stub) theirs from L_STUB on, so that the other labels keep their
+ * numbers from one assembly pass to the next */
 enum { L_NONE, L_TRAP, L_ENOSYS, L_IPCHECK, L_CR, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, L_LOWOK, L_FDS,
-       L_DYN = L_FDS + 256, NLABELS = L_DYN + 160 };
+       L_DYN = L_FDS + 256, L_STUB = L_DYN + 512, NLABELS = L_STUB + 256 };
 
 struct route_ent { /* a system call number and the label the filter sends it to */
     uint32_t nr;
     int to;
 };
 struct prog {
+    unsigned char far[NLABELS]; /* labels too far for a conditional jump: kept across passes */
     struct sock_filter ins[MAXI];
     struct route_ent ents[SH_SYS_MAX]; /* the numbers to dispatch on, ascending */
     int n;
     int label_at[NLABELS];
-    int nlabels; /* labels handed out by new_label */
+    int nlabels, nstubs; /* labels handed out by new_label and by dispatch's trampolines */
     /* pending jumps: instruction index, which field, label */
     struct fixup fix[MAXI];
     int nfix;
     int bad;
 };
 
+static void prog_reset(struct prog *p) {
+    memset(&p->ins, 0, sizeof *p - offsetof(struct prog, ins));
+    p->nlabels = L_DYN;
+    p->nstubs = L_STUB;
+}
 static void emit(struct prog *p, uint16_t code, uint32_t k) {
     if (p->n >= MAXI) { p->bad = 1; return; }
     p->ins[p->n++] = (struct sock_filter)BPF_STMT(code, k);
@@ -137,37 +146,64 @@ static void jump(struct prog *p, uint16_t code, uint32_t k, int jt, int jf) {
     if (jt) p->fix[p->nfix++] = (struct fixup){at, 1, jt};
     if (jf) p->fix[p->nfix++] = (struct fixup){at, 2, jf};
 }
+/* unconditional jump (32-bit offset): the way to a label more than 255 instructions on */
+static void jump_far(struct prog *p, int to) {
+    if (p->n >= MAXI || p->nfix + 1 > MAXI) { p->bad = 1; return; }
+    p->fix[p->nfix++] = (struct fixup){p->n, 3, to};
+    p->ins[p->n++] = (struct sock_filter)BPF_STMT(BPF_JMP | BPF_JA, 0);
+}
 static void label(struct prog *p, int l) { p->label_at[l] = p->n; }
 static int new_label(struct prog *p) {
-    if (p->nlabels >= NLABELS) { p->bad = 1; return L_TRAP; }
+    if (p->nlabels >= L_STUB) { p->bad = 1; return L_TRAP; }
     return p->nlabels++;
 }
+/* 0: assembled; 1: some conditional jump was too long, its label is now marked far (assemble
+ * again); -1: cannot assemble */
 static int resolve(struct prog *p) {
+    int again = 0;
     for (int i = 0; i < p->nfix; i++) {
-        int off = p->label_at[p->fix[i].label] - p->fix[i].at - 1;
-        if (off < 0 || off > 255) return -1;
-        if (p->fix[i].field == 1) p->ins[p->fix[i].at].jt = (uint8_t)off;
-        else p->ins[p->fix[i].at].jf = (uint8_t)off;
+        const struct fixup *f = &p->fix[i];
+        int off = p->label_at[f->label] - f->at - 1;
+        if (off < 0) return -1; /* a label never placed, or behind the jump */
+        if (f->field == 3) p->ins[f->at].k = (uint32_t)off;
+        else if (off > 255) {
+            if (!p->far[f->label]) again = 1;
+            p->far[f->label] = 1;
+        } else if (f->field == 1) p->ins[f->at].jt = (uint8_t)off;
+        else p->ins[f->at].jf = (uint8_t)off;
     }
-    return p->bad ? -1 : 0;
+    return p->bad ? -1 : again;
 }
 
 /* ---- dispatch on the system call number ------------------------------------------------ */
 
-/* The filters run on every system call the program makes, listed or not (the kernel skips a
- * filter only for numbers that every filter allows whatever the arguments), so the number is
- * dispatched by a binary search over the table's sorted numbers: for the 70-odd numbers of the
- * full filter at most 7 comparisons on the way to a group of at most DISPATCH_LEAF, where a
- * chain of one comparison per number used to cost up to one per entry (60 for openat). */
+/* The filter runs on every system call the program makes, listed or not (the kernel skips it
+ * only for numbers that every filter allows whatever the arguments), so the number is
+ * dispatched by a binary search over the sorted numbers: for the 80-odd numbers of an image's
+ * filter at most 7 comparisons on the way to a group of at most DISPATCH_LEAF, where a chain
+ * of one comparison per number used to cost up to one per entry (60 for openat). A leaf whose
+ * target lies too far for a conditional jump goes there through an unconditional one placed
+ * after the leaf (one more instruction for that call). */
 #define DISPATCH_LEAF 4
 
 static void dispatch(struct prog *p, const struct route_ent *e, int n) {
     if (n <= DISPATCH_LEAF) {
+        int via[DISPATCH_LEAF];
         for (int i = 0; i < n; i++) {
             assert(i == 0 || e[i - 1].nr < e[i].nr);
-            jump(p, BPF_JMP | BPF_JEQ | BPF_K, e[i].nr, e[i].to, 0);
+            via[i] = e[i].to;
+            if (p->far[e[i].to]) {
+                if (p->nstubs >= NLABELS) p->bad = 1;
+                else via[i] = p->nstubs++;
+            }
+            jump(p, BPF_JMP | BPF_JEQ | BPF_K, e[i].nr, via[i], 0);
         }
-        emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW); /* a number the table does not route */
+        emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW); /* a number the filter does not route */
+        for (int i = 0; i < n; i++) {
+            if (via[i] == e[i].to) continue;
+            label(p, via[i]);
+            jump_far(p, e[i].to);
+        }
         return;
     }
     int mid = n / 2, right = new_label(p);
@@ -189,8 +225,27 @@ static void range_test(struct prog *p, int argi, uint32_t base, uint32_t end, in
     jump(p, BPF_JMP | BPF_JGE | BPF_K, end, miss, hit);
 }
 
-/* Where the table sends system call nr in this filter: a label, or L_NONE (allowed at once).
- * A per-number filter (full = 0) has only the descriptor tests and close_range. */
+/* Jumps to `hit` when the instruction pointer lies in [lo, hi), else falls through (split so
+ * that no piece crosses a 4 GiB line: the pointer is compared a 32-bit word at a time). */
+static void ip_range_test(struct prog *p, uintptr_t lo, uintptr_t hi, int hit) {
+    for (uintptr_t a = lo; a < hi;) {
+        uintptr_t line = (a | 0xffffffffu) + 1, b = hi < line ? hi : line;
+        int next = new_label(p);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(a >> 32), 0, next);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, IP_LO);
+        if (b == line) jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)a, hit, next);
+        else {
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)a, 0, next);
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)b, next, hit);
+        }
+        label(p, next);
+        a = b;
+    }
+}
+
+/* Where the table sends system call nr in the main part: a label, or L_NONE (allowed at
+ * once). A per-number filter (full = 0) has only the descriptor tests and close_range. */
 static int route(const struct sh_sysent *s, int full) {
     switch (s->filter) {
     case FILT_FD: return L_FDS + s->fds;
@@ -204,149 +259,138 @@ static int route(const struct sh_sysent *s, int full) {
     }
 }
 
-int sh_filter_install(int base, int count, int full, scp_err *err) {
-    uint32_t lo = (uint32_t)base, hi = (uint32_t)(base + count);
+/* ---- the shield's filter ------------------------------------------------------------------ */
 
-    struct prog *p = mmap(NULL, sizeof *p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return scp_fail_errno(err, "cannot build the seccomp filter");
-    memset(p, 0, sizeof *p);
-    p->nlabels = L_DYN;
+/* The kernel runs every installed filter on every system call that some filter cannot decide
+ * by its number alone, and the fixed cost of running one filter came to outweigh the
+ * instructions in it; so an image's rules are one program. Each rule below decides "trap
+ * unless from the gate" (or ENOSYS) on its own, and a call is trapped when any rule says so,
+ * which is what separate filters gave (the kernel takes the most severe verdict):
+ *   main     a descriptor argument in the reserved range; exec, openat2, a SIGSYS handler,
+ *            a mask that could block SIGSYS, close_range over the range; io_uring and foreign
+ *            ABIs: ENOSYS. Installed by the first shielded image only: filters survive exec,
+ *            and the next image's numbers are the same (count = 0 leaves it out).
+ *   net      the calls that could put a shielded connection's bytes on the wire or copy its
+ *            descriptor (net_io.c): all of them, fcntl only for F_DUPFD(_CLOEXEC).
+ *   code     path calls from this image's program and libc (see sh_code_ranges in init.c).
+ *   loader   mmap of a file from the loader's text (trusted.c, sh_trusted_arm).
+ * The gate lies in none of the code or loader ranges, so sending a call to the gate check is
+ * the same as trapping it there. Per number, the main rule comes first and falls through to
+ * the one other rule that may apply (the tables give no number two of net, code and loader). */
+struct fdblk { /* a descriptor test block, and where a call that passes it goes on */
+    int mask, tail, label;
+};
+struct shape { /* a path test block, shared by the calls with the same (path, dirfd, empty) */
+    int8_t path, dirfd, empty;
+    int label;
+};
 
-    if (full) {
+static int has_nr(const int *nrs, int n, long nr) {
+    for (int i = 0; i < n; i++)
+        if (nrs[i] == nr) return 1;
+    return 0;
+}
+
+static void build(struct prog *p, const struct sh_filter_spec *f) {
+    const int full = f->full, main_part = f->count > 0;
+    const uint32_t lo = (uint32_t)f->lo, hi = (uint32_t)(f->lo + f->count);
+    const int l_range = new_label(p), l_fcntl = new_label(p), l_mmap = new_label(p);
+    struct shape shapes[16];
+    struct fdblk blk[64];
+    int nshapes = 0, nblk = 0, use_range = 0, use_fcntl = 0, use_mmap = 0;
+
+    if (full) { /* foreign ABIs: the main rule's ENOSYS, the other rules' business never */
+        int l_native = new_label(p);
         emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, L_ENOSYS);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, l_native, 0);
+        emit(p, BPF_RET | BPF_K, main_part ? SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA) : SECCOMP_RET_ALLOW);
+        label(p, l_native);
     }
     emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
-    if (full) jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, L_ENOSYS, 0); /* x32 */
+    if (full && main_part) { /* x32 */
+        int l_x64 = new_label(p);
+        jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, l_x64);
+        emit(p, BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));
+        label(p, l_x64);
+    }
+
     /* the routed numbers, in number order, found by a binary search */
-    unsigned char used[256] = {0};
-    struct route_ent *ents = p->ents;
     int nents = 0;
     for (long nr = 0; nr < SH_SYS_MAX; nr++) {
         const struct sh_sysent *s = sh_sys(nr);
-        if (!s) continue;
-        int to = route(s, full);
-        if (to == L_NONE) continue;
-        if (to >= L_FDS) used[to - L_FDS] = 1;
-        ents[nents++] = (struct route_ent){(uint32_t)nr, to};
+        int to = main_part && s ? route(s, full) : L_NONE, tail = L_ALLOW2, rules = 0;
+        if (full && has_nr(f->net_nrs, f->nnet, nr)) {
+            tail = nr == SYS_fcntl ? l_fcntl : L_IPCHECK;
+            use_fcntl |= nr == SYS_fcntl;
+            rules++;
+        }
+        if (full && f->ldr_lo && nr == SYS_mmap) {
+            tail = l_mmap;
+            use_mmap = 1;
+            rules++;
+        }
+        if (full && f->ncode && s && s->filter != FILT_ALWAYS && (s->filter == FILT_PATH || s->path >= 0)) {
+            rules++;
+            use_range = 1;
+            if (s->path < 0) tail = l_range; /* getcwd: no argument to look at */
+            else {
+                int k;
+                for (k = 0; k < nshapes; k++)
+                    if (shapes[k].path == s->path && shapes[k].dirfd == s->dirfd && shapes[k].empty == s->empty) break;
+                if (k == nshapes) {
+                    if (nshapes == 16) { p->bad = 1; return; }
+                    shapes[nshapes++] = (struct shape){s->path, s->dirfd, s->empty, new_label(p)};
+                }
+                tail = shapes[k].label;
+            }
+        }
+        if (rules > 1) { p->bad = 1; return; } /* see above: one rule besides the main one */
+        if (to == L_NONE) to = tail;
+        else if (tail == L_IPCHECK && to != L_ENOSYS) to = L_IPCHECK;
+        else if (to >= L_FDS && to < L_DYN) {
+            int k;
+            for (k = 0; k < nblk; k++)
+                if (blk[k].mask == to - L_FDS && blk[k].tail == tail) break;
+            if (k == nblk) {
+                if (nblk == 64) { p->bad = 1; return; }
+                blk[nblk++] = (struct fdblk){to - L_FDS, tail, new_label(p)};
+            }
+            to = blk[k].label;
+        } else if (tail != L_ALLOW2) { /* ENOSYS and the signal rules end in a verdict of their own */
+            p->bad = 1;
+            return;
+        }
+        if (to != L_ALLOW2) p->ents[nents++] = (struct route_ent){(uint32_t)nr, to};
     }
-    dispatch(p, ents, nents);
+    dispatch(p, p->ents, nents);
 
     /* a block per descriptor mask: trap when any of its arguments is in the range */
-    for (int m = 1; m < 256; m++) {
-        if (!used[m]) continue;
-        label(p, L_FDS + m);
+    for (int k = 0; k < nblk; k++) {
+        label(p, blk[k].label);
         for (int i = 0; i < 6; i++) {
-            if (!(m & (1 << i))) continue;
-            int rest = m & ~((1 << (i + 1)) - 1);
-            int next = rest ? new_label(p) : L_ALLOW2;
+            if (!(blk[k].mask & (1 << i))) continue;
+            int rest = blk[k].mask & ~((1 << (i + 1)) - 1);
+            int next = rest ? new_label(p) : blk[k].tail;
             range_test(p, i, lo, hi, L_IPCHECK, next);
             if (rest) label(p, next);
         }
     }
-    /* close_range(first, last, flags) overlaps [lo, hi) iff first < hi && last >= lo */
-    label(p, L_CR);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
-    jump(p, BPF_JMP | BPF_JGE | BPF_K, hi, L_ALLOW2, 0);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
-    jump(p, BPF_JMP | BPF_JGE | BPF_K, lo, L_IPCHECK, L_ALLOW2);
-
-    /* rt_sigprocmask(how, set, ...) may block SIGSYS when how != SIG_UNBLOCK and set != NULL */
-    label(p, L_MASK);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIG_UNBLOCK, L_ALLOW2, 0);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, L_LOWOK);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1) + 4);
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, L_LOWOK);
-    label(p, L_SIG);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIGSYS, L_LOWOK, L_ALLOW2);
-    /* exec, openat2, the signal mask and a SIGSYS handler from code below 4 GiB: a static
-     * image (busybox-static and Go load at 0x400000; a shielded image's code and libc are
-     * position independent and lie far above). It has no SIGSYS handler, so a trap would
-     * kill it; a supervisor serves its files instead (runtime/notify.c, docs/shield.md) */
-    label(p, L_LOWOK);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, L_IPCHECK);
-    label(p, L_ALLOW2);
-    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    label(p, L_IPCHECK);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)((SCP_SHIELD_GATE_ADDR + GATE_RET_OFF) >> 32), 0, L_TRAP);
-    emit(p, BPF_LD | BPF_W | BPF_ABS, IP_LO);
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(SCP_SHIELD_GATE_ADDR + GATE_RET_OFF), L_ALLOW3, L_TRAP);
-    label(p, L_TRAP);
-    emit(p, BPF_RET | BPF_K, SECCOMP_RET_TRAP);
-    label(p, L_ENOSYS);
-    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));
-    label(p, L_ALLOW3);
-    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-
-    int rc = -1;
-    if (resolve(p)) {
-        scp_fail(err, SCP_E_INVAL, EINVAL, "internal error: the seccomp filter does not assemble");
-        goto out;
+    if (use_fcntl) { /* net: only F_DUPFD and F_DUPFD_CLOEXEC make new descriptors */
+        label(p, l_fcntl);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, F_DUPFD, L_IPCHECK, 0);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, F_DUPFD_CLOEXEC, L_IPCHECK, L_ALLOW2);
     }
-    struct sock_fprog fprog = {.len = (unsigned short)p->n, .filter = p->ins};
-    if (full && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
-        scp_fail_errno(err, "cannot set no_new_privs for the seccomp filter");
-        goto out;
+    if (use_mmap) { /* loader: a mapping of a file (descriptor -1: anonymous) */
+        label(p, l_mmap);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(4));
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0xffffffffu, L_ALLOW2, 0);
+        ip_range_test(p, f->ldr_lo, f->ldr_hi, L_TRAP);
+        emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     }
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog)) {
-        scp_fail_errno(err, "cannot install the shield's seccomp filter");
-        goto out;
-    }
-    rc = 0;
-out:
-    munmap(p, sizeof *p);
-    return rc;
-}
-
-/* ---- the code filter: raw and libc-internal path calls ------------------------------------ */
-
-/* Each shielded image adds one: a path call from its program's code or its libc traps (the
- * SIGSYS handler serves it under a mount and passes it through the gate otherwise). It is
- * keyed on the instruction pointer because the next image inherits it: its loader, which runs
- * before that image's shield has a SIGSYS handler, lies elsewhere (see docs/shield.md for the
- * odds that address randomization puts it inside an old range). Calls that cannot name a
- * protected file are let through: a NULL path (the kernel says EFAULT, or futimens acts on
- * its descriptor) and AT_EMPTY_PATH on a descriptor >= 0 (fstat by newfstatat: a reserved
- * descriptor is the main filter's business). */
-int sh_code_filter_install(const uintptr_t *rlo, const uintptr_t *rhi, int n, scp_err *err) {
-    struct prog *p = mmap(NULL, sizeof *p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return scp_fail_errno(err, "cannot build the seccomp filter");
-    memset(p, 0, sizeof *p);
-    p->nlabels = L_DYN;
-    int l_range = new_label(p), l_allow = new_label(p);
-    /* one block per (path, dirfd, empty) shape, shared by the calls that have it */
-    struct shape { int8_t path, dirfd, empty; int label; } shapes[16];
-    int nshapes = 0;
-
-    emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, l_allow); /* the main filter's */
-    emit(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
-    struct route_ent *ents = p->ents;
-    int nents = 0;
-    for (long nr = 0; nr < SH_SYS_MAX; nr++) {
-        const struct sh_sysent *s = sh_sys(nr);
-        if (!s || s->filter == FILT_ALWAYS || (s->filter != FILT_PATH && s->path < 0)) continue;
-        if (s->path < 0) { /* getcwd: no argument to look at */
-            ents[nents++] = (struct route_ent){(uint32_t)nr, l_range};
-            continue;
-        }
-        int k;
-        for (k = 0; k < nshapes; k++)
-            if (shapes[k].path == s->path && shapes[k].dirfd == s->dirfd && shapes[k].empty == s->empty) break;
-        if (k == nshapes) {
-            if (nshapes == 16) { p->bad = 1; break; }
-            shapes[nshapes++] = (struct shape){s->path, s->dirfd, s->empty, new_label(p)};
-        }
-        ents[nents++] = (struct route_ent){(uint32_t)nr, shapes[k].label};
-    }
-    dispatch(p, ents, nents);
-    label(p, l_allow);
-    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    /* code: a path call that cannot name a protected file is let through: a NULL path (the
+     * kernel says EFAULT, or futimens acts on its descriptor) and AT_EMPTY_PATH on a
+     * descriptor >= 0 (fstat by newfstatat: a reserved descriptor is the main rule's) */
     for (int k = 0; k < nshapes; k++) {
         label(p, shapes[k].label);
         int l_null = new_label(p);
@@ -362,41 +406,87 @@ int sh_code_filter_install(const uintptr_t *rlo, const uintptr_t *rhi, int n, sc
         emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(shapes[k].path) + 4);
         jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, l_range);
     }
-    /* the instruction pointer in one of the ranges (split so that none crosses a 4 GiB line) */
-    label(p, l_range);
-    for (int i = 0; i < n; i++) {
-        for (uintptr_t a = rlo[i]; a < rhi[i];) {
-            uintptr_t line = (a | 0xffffffffu) + 1, b = rhi[i] < line ? rhi[i] : line;
-            int next = new_label(p);
-            emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
-            jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(a >> 32), 0, next);
-            emit(p, BPF_LD | BPF_W | BPF_ABS, IP_LO);
-            if (b == line) jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)a, L_TRAP, next);
-            else {
-                jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)a, 0, next);
-                jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)b, next, L_TRAP);
-            }
-            label(p, next);
-            a = b;
-        }
+    if (use_range) { /* code: the instruction pointer in one of the ranges */
+        label(p, l_range);
+        for (int i = 0; i < f->ncode; i++) ip_range_test(p, f->code_lo[i], f->code_hi[i], L_TRAP);
+        emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    }
+
+    if (main_part) {
+        /* close_range(first, last, flags) overlaps [lo, hi) iff first < hi && last >= lo */
+        label(p, L_CR);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
+        jump(p, BPF_JMP | BPF_JGE | BPF_K, hi, L_ALLOW2, 0);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
+        jump(p, BPF_JMP | BPF_JGE | BPF_K, lo, L_IPCHECK, L_ALLOW2);
+    }
+    if (main_part && full) {
+        /* rt_sigprocmask(how, set, ...) may block SIGSYS when how != SIG_UNBLOCK and set != NULL */
+        label(p, L_MASK);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIG_UNBLOCK, L_ALLOW2, 0);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, L_LOWOK);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1) + 4);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, L_LOWOK);
+        label(p, L_SIG);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, SIGSYS, L_LOWOK, L_ALLOW2);
+        /* exec, openat2, the signal mask and a SIGSYS handler from code below 4 GiB: a static
+         * image (busybox-static and Go load at 0x400000; a shielded image's code and libc are
+         * position independent and lie far above). It has no SIGSYS handler, so a trap would
+         * kill it; a supervisor serves its files instead (runtime/notify.c, docs/shield.md) */
+        label(p, L_LOWOK);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW2, L_IPCHECK);
     }
     label(p, L_ALLOW2);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    label(p, L_IPCHECK);
+    emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)((SCP_SHIELD_GATE_ADDR + GATE_RET_OFF) >> 32), 0, L_TRAP);
+    emit(p, BPF_LD | BPF_W | BPF_ABS, IP_LO);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(SCP_SHIELD_GATE_ADDR + GATE_RET_OFF), L_ALLOW3, L_TRAP);
     label(p, L_TRAP);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_TRAP);
+    label(p, L_ENOSYS);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));
+    label(p, L_ALLOW3);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+}
 
+int sh_shield_filter_install(const struct sh_filter_spec *f, scp_err *err) {
+    assert(f->ncode >= 0 && f->nnet >= 0 && (f->count > 0 || f->full));
+    struct prog *p = mmap(NULL, sizeof *p, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return scp_fail_errno(err, "cannot build the seccomp filter");
+    memset(p->far, 0, sizeof p->far);
+    int r = 1;
+    for (int pass = 0; pass < 16 && r == 1; pass++) { /* each pass puts more far jumps on trampolines */
+        prog_reset(p);
+        build(p, f);
+        r = resolve(p);
+    }
     int rc = -1;
-    if (resolve(p)) {
-        scp_fail(err, SCP_E_INVAL, EINVAL, "internal error: the code filter does not assemble");
+    if (r) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "internal error: the seccomp filter does not assemble");
         goto out;
     }
     struct sock_fprog fprog = {.len = (unsigned short)p->n, .filter = p->ins};
+    if (f->full && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) {
+        scp_fail_errno(err, "cannot set no_new_privs for the seccomp filter");
+        goto out;
+    }
     if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fprog)) {
-        scp_fail_errno(err, "cannot install the shield's code filter");
+        scp_fail_errno(err, "cannot install the shield's seccomp filter");
         goto out;
     }
     rc = p->n;
 out:
     munmap(p, sizeof *p);
     return rc;
+}
+
+int sh_filter_install(int base, int count, int full, scp_err *err) {
+    struct sh_filter_spec f = {.full = full, .lo = base, .count = count};
+    return sh_shield_filter_install(&f, err) < 0 ? -1 : 0;
 }

@@ -3,7 +3,8 @@
  * Start-up order matters: the configuration descriptor is read and closed and its variable
  * removed from the environment first; then the gate page is mapped, the reserved range filled
  * with placeholders, the volumes opened, the SIGSYS handler installed and, last, the seccomp
- * filter (with TSYNC, so threads started by earlier constructors are covered too).
+ * filter, one for all of the image's rules (with TSYNC, so threads started by earlier
+ * constructors are covered too).
  */
 #include <assert.h>
 #include <dlfcn.h>
@@ -136,14 +137,11 @@ static int code_cb(struct dl_phdr_info *info, size_t size, void *ctx) {
     return 0;
 }
 
-static void code_filter(void) {
+static void code_ranges(struct code_ranges *c) {
+    c->n = 0;
     if (getenv("SCP_SHIELD_NO_RAW")) return; /* raw path calls fail closed instead */
-    struct code_ranges c = {.n = 0};
-    dl_iterate_phdr(code_cb, &c);
-    scp_err e;
-    int len = c.n ? sh_code_filter_install(c.lo, c.hi, c.n, &e) : -1;
-    if (len < 0) sh_trace("raw path calls are not served in this image: %s", c.n ? e.msg : "no code found");
-    else sh_trace("code filter: %d code range(s), %d instructions", c.n, len);
+    dl_iterate_phdr(code_cb, c);
+    if (!c->n) sh_trace("raw path calls are not served in this image: no code found");
 }
 
 static pthread_mutex_t vol_open_mu;
@@ -457,17 +455,35 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 
+    /* The image's rules make one seccomp filter (gate.c): the main rule (the first shielded
+     * image only: filters survive exec), the network shield's, the loader's mappings and the
+     * path calls of this image's code. It goes in last, with TSYNC, before main(). */
+    struct sh_filter_spec fs = {.full = 1};
     if (!(sh.cfg.flags & SCP_SHIELD_F_FILTER_INSTALLED)) {
-        if (sh_filter_install(sh.lo, (int)SCP_SHIELD_FD_COUNT, 1, &e)) die("cannot install the filter", &e);
-        sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
+        fs.lo = sh.lo;
+        fs.count = (int)SCP_SHIELD_FD_COUNT;
     }
-    if (sh_trusted_arm(&e)) die("trusted files", &e);
+    if (sh_trusted_arm(&fs.ldr_lo, &fs.ldr_hi, &e)) die("trusted files", &e);
     if (sh_console_init(&e)) die("cannot start the console shield", &e);
-    if (sh_net_on && sh_net_filter_install(&e)) die("cannot install the network filter", &e);
+    if (sh_net_on && sh_net_filter_nrs(&fs.net_nrs, &fs.nnet, &e)) die("cannot set up the network shield's filter rules", &e);
     sh_exec_adopt();
     fill_own_numbers();
     sh.active = 1;
-    code_filter();
+    struct code_ranges c;
+    code_ranges(&c);
+    fs.code_lo = c.lo;
+    fs.code_hi = c.hi;
+    fs.ncode = c.n;
+    int len = sh_shield_filter_install(&fs, &e);
+    if (len < 0 && fs.ncode) { /* seccomp's limit on all filters' length, deep in an exec chain */
+        sh_trace("raw path calls are not served in this image: %s", e.msg);
+        fs.ncode = 0;
+        len = fs.count || fs.nnet || fs.ldr_lo ? sh_shield_filter_install(&fs, &e) : 0;
+    }
+    if (len < 0) die("cannot install the filter", &e);
+    sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
+    sh_trace("shield filter: %d instructions (%s%s%s%s)", len, fs.count ? "main " : "", fs.nnet ? "network " : "",
+             fs.ldr_lo ? "loader " : "", fs.ncode ? "code" : "");
     sh_trusted_timing();
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
 }

@@ -108,10 +108,21 @@ static inline const struct sh_sysent *sh_sys(long nr) {
 /* gate.c */
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 int sh_gate_map(scp_err *err);
+/* A per-number filter (full = 0): trap calls on descriptors in [base, base + count) that do
+ * not come through the gate. 0 or -1. */
 int sh_filter_install(int base, int count, int full, scp_err *err);
-/* Trap the table's path calls made from the code in [lo[i], hi[i]) (this image's program and
- * libc), except through the gate. Returns its length in instructions, or -1. */
-int sh_code_filter_install(const uintptr_t *lo, const uintptr_t *hi, int n, scp_err *err);
+/* What an image's one shield filter holds (gate.c explains how the rules combine). */
+struct sh_filter_spec {
+    int full;                           /* an image's filter (0: a per-number one) */
+    int lo, count;                      /* the reserved range; count 0: an earlier image's filter has it */
+    const uintptr_t *code_lo, *code_hi; /* path calls from this code trap (the program and libc) */
+    int ncode;
+    const int *net_nrs;                 /* calls the network shield traps unless from the gate */
+    int nnet;
+    uintptr_t ldr_lo, ldr_hi;           /* the loader's text: its mmap of a file traps; 0: none */
+};
+/* Install it (TSYNC). Returns its length in instructions, or -1. */
+int sh_shield_filter_install(const struct sh_filter_spec *f, scp_err *err);
 #include <signal.h>
 int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err);
 
@@ -208,7 +219,8 @@ int sh_injected_to_memfd(void);
 /* trusted.c: trusted files (docs/runtime.md "Trusted files"); all do nothing without a manifest */
 int sh_trusted_load(scp_err *err);
 int sh_trusted_check_mapped(scp_err *err); /* the files this image was started from */
-int sh_trusted_arm(scp_err *err);          /* trap the loader's later mappings (dlopen) */
+/* the loader's text, whose later mappings (dlopen) the shield filter traps; *lo = 0: none */
+int sh_trusted_arm(uintptr_t *lo, uintptr_t *hi, scp_err *err);
 /* 0, or -EACCES (logged) when the file open at fd, opened by path (from dirfd), is listed and
  * changed */
 long sh_trusted_check_open(int fd, int dirfd, const char *path);

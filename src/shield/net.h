@@ -20,10 +20,11 @@
 /* Set once the network configuration is loaded: every hook below is a no-op otherwise. */
 extern int sh_net_on;
 
-/* init.c: read SCP_SHIELD_NET_FD (before main); install the network filter (after the
- * file shield's); a sealed memfd for the next image at exec (-1 none, -2 error). */
+/* init.c: read SCP_SHIELD_NET_FD (before main); the calls the shield's filter must trap for
+ * the network shield (their number in *n, 0 when an earlier image's filter has them: init.c
+ * installs the filter or dies); a sealed memfd for the next image at exec (-1 none, -2 error). */
 int sh_net_load(scp_err *err);
-int sh_net_filter_install(scp_err *err);
+int sh_net_filter_nrs(const int **nrs, int *n, scp_err *err);
 int sh_net_to_memfd(void);
 
 /* The SIGSYS handler: 1 and *ret set when nr is one of the calls the network filter traps. */

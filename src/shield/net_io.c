@@ -32,9 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <linux/audit.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 
@@ -850,51 +847,25 @@ int sh_net_trap(long nr, const long a[6], long *r) {
 
 /* ---- the filter ------------------------------------------------------------------------------ */
 
-/* The gate's `syscall` instruction ends 25 bytes into the gate page (gate.c, GATE_RET_OFF);
- * checked against the code at start-up, so a change there fails closed. */
-#define NET_GATE_IP (SCP_SHIELD_GATE_ADDR + 25)
+/* What the shield's filter traps for the network shield unless it comes from the gate (gate.c
+ * builds it into the image's one filter): every call that could put a shielded connection's
+ * bytes on the wire or make another descriptor for it; fcntl for F_DUPFD(_CLOEXEC) only. */
+static const int net_nrs[] = {SYS_write,    SYS_writev,  SYS_pwritev2, SYS_sendto,  SYS_sendmsg,  SYS_sendmmsg,
+                              SYS_sendfile, SYS_splice,  SYS_connect,  SYS_accept,  SYS_accept4,  SYS_listen,
+                              SYS_dup,      SYS_dup2,    SYS_dup3,     SYS_recvmsg, SYS_recvmmsg, SYS_pidfd_getfd,
+                              SYS_io_submit, SYS_fcntl};
 
-int sh_net_filter_install(scp_err *err) {
+int sh_net_filter_nrs(const int **nrs, int *n, scp_err *err) {
+    *nrs = net_nrs;
+    *n = 0;
     if (nc.filtered) return 0;
+    /* the gate's `syscall` instruction, which the filter lets through, ends 25 bytes into the
+     * gate page (gate.c, GATE_RET_OFF): checked here so that a change there fails closed */
     const unsigned char *g = (const unsigned char *)SCP_SHIELD_GATE_ADDR;
-    if (g[23] != 0x0f || g[24] != 0x05) return scp_fail(err, SCP_E_INVAL, EINVAL, "internal error: the gate layout changed");
-    static const int nrs[] = {SYS_write,   SYS_writev,  SYS_pwritev2, SYS_sendto,      SYS_sendmsg, SYS_sendmmsg,
-                              SYS_sendfile, SYS_splice,  SYS_connect,  SYS_accept,      SYS_accept4, SYS_listen,
-                              SYS_dup,     SYS_dup2,    SYS_dup3,     SYS_recvmsg,     SYS_recvmmsg, SYS_pidfd_getfd,
-                              SYS_io_submit};
-    enum { N = sizeof nrs / sizeof nrs[0] };
-    struct sock_filter f[N + 16];
-    const int list = 4, fcntl_at = list + N + 2, ipcheck = fcntl_at + 4;
-    int k = 0;
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
-    f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0);
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW); /* the file filter refuses these */
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
-    for (int i = 0; i < N; i++, k++)
-        f[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nrs[i], (uint8_t)(ipcheck - k - 1), 0);
-    f[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_fcntl, (uint8_t)(fcntl_at - k - 1), 0);
-    k++;
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    /* fcntl: only F_DUPFD and F_DUPFD_CLOEXEC make new descriptors */
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, args[1]));
-    f[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_DUPFD, (uint8_t)(ipcheck - k - 1), 0);
-    k++;
-    f[k] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_DUPFD_CLOEXEC, (uint8_t)(ipcheck - k - 1), 0);
-    k++;
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    /* from the gate: allowed; from anywhere else: trapped */
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-                                          (uint32_t)offsetof(struct seccomp_data, instruction_pointer) + 4);
-    f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(NET_GATE_IP >> 32), 0, 2);
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, instruction_pointer));
-    f[k++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)NET_GATE_IP, 1, 0);
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP);
-    f[k++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
-    assert(k == ipcheck + 6 && k <= N + 16);
-    struct sock_fprog fp = {.len = (unsigned short)k, .filter = f};
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &fp))
-        return scp_fail_errno(err, "cannot install the network shield's seccomp filter");
-    nc.filtered = 1;
+    if (g[23] != 0x0f || g[24] != 0x05)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "internal error: the gate layout changed");
+    *n = (int)(sizeof net_nrs / sizeof net_nrs[0]);
+    nc.filtered = 1; /* the caller installs the filter or the image dies */
     return 0;
 }
 

@@ -468,11 +468,13 @@ static int check_mapped(scp_err *err) {
 
 /* ---- the loader's mappings after start (dlopen) --------------------------------------- */
 
-/* A seccomp filter that traps mmap of a descriptor made from the loader's text (AT_BASE's
- * executable segment). It is inherited by the images this one executes, whose loaders lie
- * elsewhere (address space randomization), so it does not fire before their own shield is up;
- * with randomization off (personality ADDR_NO_RANDOMIZE) it is not installed. */
-int sh_trusted_arm(scp_err *err) {
+/* The shield's filter (gate.c) traps mmap of a descriptor made from the loader's text
+ * (AT_BASE's executable segment), which this finds. The rule is inherited by the images this
+ * one executes, whose loaders lie elsewhere (address space randomization), so it does not fire
+ * before their own shield is up; with randomization off (personality ADDR_NO_RANDOMIZE) there
+ * is no such rule. */
+int sh_trusted_arm(uintptr_t *lo_out, uintptr_t *hi_out, scp_err *err) {
+    *lo_out = *hi_out = 0;
     if (!tr.on) return 0;
     long pers = syscall(SYS_personality, 0xffffffffL);
     if (pers >= 0 && (pers & 0x0040000)) { /* ADDR_NO_RANDOMIZE */
@@ -490,23 +492,8 @@ int sh_trusted_arm(scp_err *err) {
         }
     if (!lo || lo >> 32 != (hi - 1) >> 32)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "cannot locate the loader's code to watch its mappings");
-    struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 0, 7),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[4])),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0xffffffffu, 5, 0), /* fd -1: anonymous */
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer) + 4),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(lo >> 32), 0, 3),
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, instruction_pointer)),
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, (uint32_t)lo, 0, 1),
-        BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, (uint32_t)hi, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_TRAP),
-    };
-    struct sock_fprog prog = {.len = (unsigned short)(sizeof f / sizeof f[0]), .filter = f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
-        syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog))
-        return scp_fail_errno(err, "cannot install the loader's mapping filter");
+    *lo_out = lo;
+    *hi_out = hi;
     return 0;
 }
 

@@ -61,9 +61,11 @@ fi
 expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
 MP=$(cat "$T/last.out")
 MARK=SCPNETMARK$RANDOM$RANDOM
-# a server that answers with raw write system calls (libc's syscall(), no symbol the shield
-# interposes): the network filter must trap them, so the marker still leaves only as TLS
-RAWPY="import socket,ctypes; l=ctypes.CDLL(None,use_errno=True); s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('127.0.0.1',$PORT4)); s.listen(); c,_=s.accept(); c.recv(100); m=b'RAW-$MARK'; l.syscall(1,c.fileno(),m,len(m)); v=(ctypes.c_char*5)(*b'-vec-'); io=(ctypes.c_void_p*2)(ctypes.addressof(v),5); l.syscall(20,c.fileno(),ctypes.byref(io),1); c.close()"
+# a server that answers with raw write, sendto (on a copy made by a raw fcntl F_DUPFD) and
+# writev system calls (libc's syscall(), no symbol the shield interposes): the shield's filter
+# must trap them, so the marker still leaves only as TLS. It also reports how many seccomp
+# filters run on each of its system calls: the launcher's and the shield's one (gate.c).
+RAWPY="import socket,ctypes,os,sys; l=ctypes.CDLL(None,use_errno=True); sys.stderr.write([x for x in open('/proc/self/status') if x.startswith('Seccomp_filters')][0]); sys.stderr.flush(); s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1); s.bind(('127.0.0.1',$PORT4)); s.listen(); c,_=s.accept(); c.recv(100); m=b'RAW-$MARK'; l.syscall(1,c.fileno(),m,len(m)); d=l.syscall(72,c.fileno(),0,100); l.syscall(44,d,b'-dup-',5,0,None,0); os.close(d); v=(ctypes.c_char*5)(*b'-vec-'); io=(ctypes.c_void_p*2)(ctypes.addressof(v),5); l.syscall(20,c.fileno(),ctypes.byref(io),1); c.close()"
 
 cat >"$T/net.yaml" <<YAML
 name: net
@@ -286,7 +288,7 @@ if [ $HAVE_NGINX = 1 ]; then
     echo "ok: nginx (plain HTTP config) serves HTTPS to curl, 20 requests on one connection; plain HTTP gets nothing"
 fi
 
-# raw write and writev system calls on a shielded connection leave as TLS
+# raw write, sendto, fcntl and writev system calls on a shielded connection leave as TLS
 "${RUN[@]}" "${PYT[@]}" --service raw -- "$T/bin/python3" >"$T/raw.out" 2>"$T/raw.err" &
 WPID=$!
 timeout 60 tcpdump -i lo -U -w "$T/raw.pcap" "tcp port $PORT4" >/dev/null 2>"$T/tcpdump2.err" &
@@ -312,8 +314,13 @@ done
 wait $WPID
 sleep 0.3; kill $D2 2>/dev/null; wait $D2 2>/dev/null
 grep -aq "RAW-$MARK" "$T/raw.pcap" && fail "a raw write() system call put the marker on the wire in plaintext"
-grep -qx "RAW-$MARK-vec-" "$T/rawcli.out" || fail "raw syscalls over TLS: $(cat "$T/rawcli.out" "$T/raw.err")"
-echo "ok: raw write/writev system calls on a shielded connection leave as TLS (capture clean)"
+grep -qx "RAW-$MARK-dup--vec-" "$T/rawcli.out" || fail "raw syscalls over TLS: $(cat "$T/rawcli.out" "$T/raw.err")"
+echo "ok: raw write/fcntl(F_DUPFD)+sendto/writev system calls on a shielded connection leave as TLS (capture clean)"
+# one filter for the file, network, loader and code rules (each ran as a filter of its own
+# before, and the kernel pays a fixed cost per filter on every listed call)
+grep -qx "Seccomp_filters:[[:space:]]*2" "$T/raw.err" ||
+    fail "the shielded program runs other than 2 seccomp filters (the launcher's and the shield's): $(grep Seccomp_filters "$T/raw.err")"
+echo "ok: the shielded program runs 2 seccomp filters (the launcher's and one of the shield's)"
 
 # readiness with plaintext waiting inside the shield: epoll, poll, select
 "${RUN[@]}" "${PYT[@]}" --service echo -- "$T/bin/python3" >"$T/echo.out" 2>"$T/echo.err" &
