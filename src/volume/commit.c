@@ -620,13 +620,28 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
     return rc;
 }
 
+/* The first index in [i, lim) whose entry changed since the commit, or lim. Skips unchanged
+ * bytes of the bitmap whole: a shared-mode write commits lazily every time, and walking a
+ * large file's bitmap bit by bit at each one made a run of writes quadratic in its size. */
+static uint64_t changed_next(scp_file *f, uint64_t i, uint64_t lim) {
+    while (i < lim) {
+        if (i % 8 == 0 && !f->changed[i / 8]) {
+            i += 8;
+            continue;
+        }
+        if (changed_get(f, i)) return i;
+        i++;
+    }
+    return lim;
+}
+
 /* Append the commit record (the changed entries below lim and every entry in [from, to)), and
  * make the journal durable. */
 static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
                         const uint8_t root[SCP_HASH_LEN], int sync, scp_err *err) {
     if (journal_begin(f, err) < 0) return -1;
     uint64_t count = to - from;
-    for (uint64_t i = 0; i < lim; i++) count += (uint64_t)changed_get(f, i);
+    for (uint64_t i = changed_next(f, 0, lim); i < lim; i = changed_next(f, i + 1, lim)) count++;
     /* The payload (size, entries, root) is encrypted: the disk shows how many entries changed,
      * never the file's exact size (format.h). */
     size_t rlen = SCP_JCOMMIT_LEN(count), ptlen = SCP_JCOMMIT_PT_LEN(count);
@@ -635,8 +650,13 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     uint8_t *pt = rec + rlen;
     scp_put_u64(pt, f->size);
     uint8_t *p = pt + 8;
-    for (uint64_t i = 0; i < to; i++) {
-        if (i < lim ? !changed_get(f, i) : i < from) continue;
+    assert(from >= lim); /* the entries go in index order: changed ones, then [from, to) */
+    for (uint64_t i = changed_next(f, 0, lim); i < lim; i = changed_next(f, i + 1, lim)) {
+        scp_put_u64(p, i);
+        memcpy(p + 8, ent(f, i), ENT);
+        p += SCP_JENTRY_LEN;
+    }
+    for (uint64_t i = from; i < to; i++) {
         scp_put_u64(p, i);
         memcpy(p + 8, ent(f, i), ENT);
         p += SCP_JENTRY_LEN;
@@ -1037,8 +1057,9 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
      * writes them to .t, as a small append's commit would), and the next commit record lists
      * only what changes after this one (replay walks every record of the log). */
     int nomem = 0;
-    for (uint64_t i = 0; i < n; i++)
-        if (i >= lim || changed_get(f, i)) nomem |= u64map_put(&f->unapplied, i, 1) < 0;
+    for (uint64_t i = changed_next(f, 0, lim); i < lim; i = changed_next(f, i + 1, lim))
+        nomem |= u64map_put(&f->unapplied, i, 1) < 0;
+    for (uint64_t i = lim; i < n; i++) nomem |= u64map_put(&f->unapplied, i, 1) < 0;
     if (!nomem) /* (else they stay marked: the next records list them again, as before) */
         memset(f->changed, 0, f->table_cap / 8 + 1);
     u64map_clear(&f->placed); /* (their entries are committed: later writes journal them) */
