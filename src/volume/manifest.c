@@ -519,16 +519,21 @@ static int journal_redoes(scp_volume *v, const scp_mentry *e) {
     return ok;
 }
 
+/* Does the scratch manifest's file entry e name content that the durable manifest dm does
+ * not (a lazy commit's)? A file created since, still empty, names none. */
+static int entry_is_lazy(const scp_manifest *dm, const scp_mentry *e) {
+    const scp_mentry *d = entry_by_id(dm, e->id);
+    if (d) return !(d->size == e->size && memcmp(d->root, e->root, SCP_HASH_LEN) == 0);
+    uint8_t empty[SCP_HASH_LEN];
+    file_empty_root(e->id, empty);
+    return !(e->size == 0 && memcmp(e->root, empty, SCP_HASH_LEN) == 0);
+}
+
 int vol_settle_lazy(scp_volume *v, scp_err *err) {
     uint8_t c[4] = {0};
-    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4 || scp_get_u32(c) == 0)
-        return 0;
+    if (!v->man_scratch) return 0; /* the newest state is a durable one */
+    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) memset(c, 0, sizeof c);
     uint32_t n = scp_get_u32(c);
-    if (!v->man_scratch) return 0; /* a durable commit failed to empty the list: stale */
-    if (n > VOL_LAZY_MAX) n = VOL_LAZY_MAX;
-    uint8_t ids[VOL_LAZY_MAX * SCP_FILEID_LEN];
-    if (pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN))
-        n = 0;
     /* The newest durable state, to compare with and to fall back to. */
     scp_manifest dm[2] = {{0}};
     uint64_t dg[2] = {0, 0};
@@ -538,13 +543,29 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
         ok[i] = slot_load(v, i, &dm[i], &dg[i], &dt[i], NULL) == 0;
         if (ok[i] && (best < 0 || dg[i] > dg[best])) best = i;
     }
-    if (lazy_sync(v, NULL) < 0) n = 0; /* (a sync failure: take the durable state) */
-    int redone = best >= 0 && n > 0;
-    for (uint32_t k = 0; k < n && redone; k++) {
-        const scp_mentry *e = entry_by_id(&v->man, ids + k * SCP_FILEID_LEN);
-        const scp_mentry *d = entry_by_id(&dm[best], ids + k * SCP_FILEID_LEN);
-        if (e && !(d && d->size == e->size && memcmp(d->root, e->root, SCP_HASH_LEN) == 0) &&
-            !journal_redoes(v, e))
+    /* Every file whose content the scratch slot names beyond the durable state, listed in the
+     * lock file or not: the list is written without a sync, so a power cut may keep the
+     * scratch slot that names a lazy root and lose the list entry (volume_powercut_shared). */
+    size_t nlazy = 0;
+    int sync_failed = 0; /* (then take the durable state) */
+    for (size_t k = 0; best >= 0 && k < v->man.n; k++) {
+        const scp_mentry *e = &v->man.e[k];
+        if (e->type != SCP_MTYPE_FILE || !entry_is_lazy(&dm[best], e)) continue;
+        nlazy++;
+        if (sync_object(v, e->id, ".j") < 0 || sync_object(v, e->id, ".d") < 0 ||
+            sync_object(v, e->id, ".s") < 0)
+            sync_failed = 1;
+    }
+    if (n == 0 && nlazy == 0) { /* nothing lazy: the scratch slot holds namespace changes only */
+        for (int i = 0; i < 2; i++)
+            if (ok[i]) scp_manifest_free(&dm[i]);
+        return 0;
+    }
+    if (lazy_sync(v, NULL) < 0) sync_failed = 1;
+    int redone = best >= 0 && !sync_failed;
+    for (size_t k = 0; k < v->man.n && redone; k++) {
+        const scp_mentry *e = &v->man.e[k];
+        if (e->type == SCP_MTYPE_FILE && entry_is_lazy(&dm[best], e) && !journal_redoes(v, e))
             redone = 0;
     }
     if (!redone && best >= 0) { /* back to the durable state, under a newer generation */
