@@ -204,10 +204,12 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on);
 /* Add id (caller holds vol_lock), marked if inplace; -1 if the list is full (commit durably
  * instead). */
 int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace);
-/* At open (caller holds vol_lock): if lazy commits are listed, make the newest state durable
- * when every listed file's journal still redoes it (the programs were killed: the page cache
- * kept it all), else go back to the newest durable state (a power cut lost some of it), as a
- * new durable generation either way. Returns 0, or -1 if the durable write failed. */
+/* At open (caller holds vol_lock): if the newest manifest is the scratch slot and names
+ * lazy commits (file contents beyond the durable slot's, listed in the lock file or not: the
+ * list is unsynced), make that state durable when every such file's journal still redoes it
+ * and the chunks it names in place authenticate (the programs were killed: the page cache kept
+ * it all), else go back to the newest durable state (a power cut lost some of it), as a new
+ * durable generation either way. Returns 0, or -1 if the durable write failed. */
 int vol_settle_lazy(scp_volume *v, scp_err *err);
 /* Delete a removed file's objects after the next durable commit (volume.c); and do it now for
  * every file so marked (called by a durable commit). */
