@@ -9,35 +9,41 @@
 #
 # Environment: ROUNDS=3 (medians; the four runs of a place alternate within a round),
 #   SIZE=128M, TMPFS=/dev/shm, DISK=/var/tmp, CHUNK=4096, ONLY="tmpfs disk".
-# Besides MB/s (which moves 2x with the load of a shared machine), it prints the CPU time of
-# the whole run (user + system of scpctl, fio and the job, from getrusage of the children) per
-# MiB written: a figure that the load moves much less. Under 5 minutes with the defaults.
+# Besides MB/s (which moves 2x with the load of a shared machine), it prints CPU time (user +
+# system of scpctl, fio and the job, from getrusage of the children), which the load moves much
+# less: per MiB written, and the marginal cost per MiB (the difference between a SIZE run and a
+# SMALL run of the same job, which cancels fio's and scpctl's start-up). Under 5 minutes with
+# the defaults.
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$B/src/scpctl
 MKVOL=$B/tests/shield/shield-mkvol
 ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-128M}
+SMALL=${SMALL:-16M}
 ONLY=${ONLY:-tmpfs disk}
 command -v fio >/dev/null || { echo "fio-fork.sh: needs fio (apt-get install fio)" >&2; exit 2; }
 [ -x "$SCPCTL" ] && [ -x "$MKVOL" ] || { echo "fio-fork.sh: build $B first" >&2; exit 2; }
 TMPS=()
 cleanup() { rm -rf "${TMPS[@]}"; }
 trap cleanup EXIT
-MIB=$(numfmt --from=iec "$SIZE" | awk '{print $1 / 1048576}')
+mib() { numfmt --from=iec "$1" | awk '{print $1 / 1048576}'; }
+MIB=$(mib "$SIZE")
+MIB_SMALL=$(mib "$SMALL")
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A R C # R[place,job,mode] = "MB/s ...", C[...] = "CPU ms per MiB ..."
+# R[place,job,mode] = "MB/s ...", C[...] = "CPU ms per MiB ...", D[...] = "marginal CPU ms per MiB ..."
+declare -A R C D
 
-# run_job PLACE_DIR MODE JOB -> prints "MB/s cpu_ms_per_MiB"
+# run_job PLACE_DIR MODE JOB [SIZE] -> prints "MB/s cpu_ms_per_MiB cpu_ms"
 run_job() {
-    local t=$1 mode=$2 job=$3 pre=() d=$t/plain extra=()
+    local t=$1 mode=$2 job=$3 size=${4:-$SIZE} pre=() d=$t/plain extra=()
     if [ "$mode" = scp ]; then
         pre=(env SCP_QUIET=1 "$SCPCTL" run --volume "$t/vol:$t/mnt" --key-file "$t/key" --)
         d=$t/mnt
     fi
     [ "$job" = thread ] && extra=(--thread)
-    python3 - "$MIB" "${pre[@]}" fio --name=u --filename="$d/f" --rw=write --bs=1M --size="$SIZE" \
+    python3 - "$(mib "$size")" "${pre[@]}" fio --name=u --filename="$d/f" --rw=write --bs=1M --size="$size" \
         --ioengine=psync --end_fsync=1 --output-format=json "${extra[@]}" 2>"$t/fio.err" <<'EOF'
 import json, resource, subprocess, sys
 mib = float(sys.argv[1])
@@ -45,9 +51,10 @@ p = subprocess.run(sys.argv[2:], stdout=subprocess.PIPE)
 ru = resource.getrusage(resource.RUSAGE_CHILDREN)
 try:
     j = json.loads(p.stdout)["jobs"][0]
-    print("%.0f %.2f" % (j["write"]["bw_bytes"] / 1e6, (ru.ru_utime + ru.ru_stime) * 1000 / mib))
+    cpu = (ru.ru_utime + ru.ru_stime) * 1000
+    print("%.0f %.2f %.1f" % (j["write"]["bw_bytes"] / 1e6, cpu / mib, cpu))
 except Exception:
-    print("0 0")
+    print("0 0 0")
 EOF
 }
 
@@ -61,10 +68,13 @@ round() { # PLACE BASE
     for job in fork thread; do
         for mode in plain scp; do
             rm_file "$t" "$mode"
-            read -r v c < <(run_job "$t" "$mode" "$job")
+            read -r _ _ c0 < <(run_job "$t" "$mode" "$job" "$SMALL")
+            rm_file "$t" "$mode"
+            read -r v c c1 < <(run_job "$t" "$mode" "$job")
             [ "$v" = 0 ] && cat "$t/fio.err" >&2
             R[$place,$job,$mode]+=" $v"
             C[$place,$job,$mode]+=" $c"
+            D[$place,$job,$mode]+=" $(awk -v a="$c1" -v b="$c0" -v m="$MIB" -v s="$MIB_SMALL" 'BEGIN {printf "%.3f", (a - b) / (m - s)}')"
         done
     done
     rm_file "$t" plain
@@ -97,15 +107,17 @@ for place in $ONLY; do
         pc=$(echo ${C[$place,$job,plain]:-0} | tr ' ' '\n' | median)
         sc=$(echo ${C[$place,$job,scp]:-0} | tr ' ' '\n' | median)
         M[$place,$job]=$s
-        MC[$place,$job]=$(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2f", a - b}')
+        pd=$(echo ${D[$place,$job,plain]:-0} | tr ' ' '\n' | median)
+        sd=$(echo ${D[$place,$job,scp]:-0} | tr ' ' '\n' | median)
+        MC[$place,$job]=$(awk -v a="$sd" -v b="$pd" 'BEGIN {printf "%.3f", a - b}')
         printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$place" "$job" "$p" "$s" "$(ratio "$s" "$p")" \
             "$pc" "$sc" "$(echo ${R[$place,$job,scp]:-} | tr ' ' ',')"
     done
 done
-# The CPU that the volume adds (scp - plain, per MiB) leaves out fio's and scpctl's start-up,
-# which is most of a short run's CPU; its ratio is the load-independent form of the target
-# "forked >= 0.8x of --thread".
-printf '\n| place | scp forked / --thread (MB/s) | volume CPU ms/MiB forked | --thread | --thread / forked |\n'
+# The marginal CPU that the volume adds (scp - plain, per MiB beyond the SMALL run) leaves out
+# fio's and scpctl's start-up, which is most of a short run's CPU; its ratio is the
+# load-independent form of the target "forked >= 0.8x of --thread".
+printf '\n| place | scp forked / --thread (MB/s) | volume marginal CPU ms/MiB forked | --thread | --thread / forked |\n'
 printf '|---|---:|---:|---:|---:|\n'
 for place in $ONLY; do
     printf '| %s | %s | %s | %s | %s |\n' "$place" "$(ratio "${M[$place,fork]}" "${M[$place,thread]}")" \
