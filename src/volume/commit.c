@@ -620,13 +620,28 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
     return rc;
 }
 
+/* The first index in [i, lim) whose entry changed since the commit, or lim. Skips unchanged
+ * bytes of the bitmap whole: a shared-mode write commits lazily every time, and walking a
+ * large file's bitmap bit by bit at each one made a run of writes quadratic in its size. */
+static uint64_t changed_next(scp_file *f, uint64_t i, uint64_t lim) {
+    while (i < lim) {
+        if (i % 8 == 0 && !f->changed[i / 8]) {
+            i += 8;
+            continue;
+        }
+        if (changed_get(f, i)) return i;
+        i++;
+    }
+    return lim;
+}
+
 /* Append the commit record (the changed entries below lim and every entry in [from, to)), and
  * make the journal durable. */
 static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
                         const uint8_t root[SCP_HASH_LEN], int sync, scp_err *err) {
     if (journal_begin(f, err) < 0) return -1;
     uint64_t count = to - from;
-    for (uint64_t i = 0; i < lim; i++) count += (uint64_t)changed_get(f, i);
+    for (uint64_t i = changed_next(f, 0, lim); i < lim; i = changed_next(f, i + 1, lim)) count++;
     /* The payload (size, entries, root) is encrypted: the disk shows how many entries changed,
      * never the file's exact size (format.h). */
     size_t rlen = SCP_JCOMMIT_LEN(count), ptlen = SCP_JCOMMIT_PT_LEN(count);
@@ -635,8 +650,13 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     uint8_t *pt = rec + rlen;
     scp_put_u64(pt, f->size);
     uint8_t *p = pt + 8;
-    for (uint64_t i = 0; i < to; i++) {
-        if (i < lim ? !changed_get(f, i) : i < from) continue;
+    assert(from >= lim); /* the entries go in index order: changed ones, then [from, to) */
+    for (uint64_t i = changed_next(f, 0, lim); i < lim; i = changed_next(f, i + 1, lim)) {
+        scp_put_u64(p, i);
+        memcpy(p + 8, ent(f, i), ENT);
+        p += SCP_JENTRY_LEN;
+    }
+    for (uint64_t i = from; i < to; i++) {
         scp_put_u64(p, i);
         memcpy(p + 8, ent(f, i), ENT);
         p += SCP_JENTRY_LEN;
@@ -981,10 +1001,11 @@ int file_commit(scp_file *f, scp_err *err) {
  * exit: vol_commit_manifest) syncs the journals of every file listed in the lock file before
  * its manifest names them, and the next durable commit of this file applies its records.
  * Crash argument (docs/volume-format.md, "Shared mode"): until then the durable state is
- * untouched on disk (overwrites go to the journal, fresh chunks beyond every committed size),
- * so a kill or a power cut loses at most the lazy commits.
+ * untouched on disk (overwrites go to the journal; fresh and filled-hole chunks go in place
+ * where the durable state has holes or nothing), so a kill or a power cut loses at most the
+ * lazy commits.
  * Falls back to a durable commit for what is not done lazily: a shrink (the objects are
- * truncated), a large append (its chunks are synced in place), a long log (checkpointed). */
+ * truncated), a long log (checkpointed). */
 int file_commit_lazy(scp_file *f, scp_err *err) {
     assert(f->cstate == CS_IDLE);
     if (!f->modified || !f->path) return 0;
@@ -993,15 +1014,17 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
                         "'%s': its chunk table does not match the manifest; not committed", f->path);
     if (file_writeback(f, err) < 0) return -1;
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
-    if (n < cn || n - cn > SCP_FRESH_JOURNAL_BYTES / f->vol->cs || f->j_end > SCP_JOURNAL_MAX ||
-        u64map_count(&f->placed))
-        return file_commit(f, err);
+    if (n < cn || f->j_end > SCP_JOURNAL_MAX) return file_commit(f, err);
+    /* Chunks written in place (fresh, or filling holes: chunk_target_shared) are not copied
+     * into the log: the record lists their entries, the lock file marks the file so that a
+     * durable commit syncs its data objects first, and a volume opened after a crash takes
+     * this state only if those chunks authenticate (vol_settle_lazy). */
+    int inplace = n > cn || u64map_count(&f->placed) > 0;
     f->prep_flushed = 0;
     commit_step(f, CS_IDLE, CS_WRITTEN);
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);
-    if (journal_begin(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
-        journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0)
+    if (journal_begin(f, err) < 0 || journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0)
         return commit_abort(f, -1);
     commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
     scp_volume *v = f->vol;
@@ -1009,11 +1032,13 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
     long mi = -1;
     scp_mentry saved;
     int named = commit_name(f, root, &mi, &saved, err), durable = 0;
-    if (named > 0 && vol_lazy_add(v, f->id) < 0) {
-        /* no room in the list: make this one durable (its journal first) */
+    if (named > 0 && vol_lazy_add(v, f->id, inplace) < 0) {
+        /* no room in the list: make this one durable (its in-place chunks, then its journal) */
         durable = 1;
-        if (flush(f, f->fd_j, FLUSHED_J) < 0) {
-            named = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
+        if (sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
+            (f->fd_s >= 0 && sync_fd(f, f->fd_s, &f->s_unsynced, err) < 0) ||
+            flush(f, f->fd_j, FLUSHED_J) < 0) {
+            named = scp_fail_errno(err, "cannot sync '%s'", f->path);
             v->man.e[mi] = saved;
             man_sync_links(&v->man, (size_t)mi);
         }
@@ -1032,10 +1057,12 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
      * writes them to .t, as a small append's commit would), and the next commit record lists
      * only what changes after this one (replay walks every record of the log). */
     int nomem = 0;
-    for (uint64_t i = 0; i < n; i++)
-        if (i >= lim || changed_get(f, i)) nomem |= u64map_put(&f->unapplied, i, 1) < 0;
+    for (uint64_t i = changed_next(f, 0, lim); i < lim; i = changed_next(f, i + 1, lim))
+        nomem |= u64map_put(&f->unapplied, i, 1) < 0;
+    for (uint64_t i = lim; i < n; i++) nomem |= u64map_put(&f->unapplied, i, 1) < 0;
     if (!nomem) /* (else they stay marked: the next records list them again, as before) */
         memset(f->changed, 0, f->table_cap / 8 + 1);
+    u64map_clear(&f->placed); /* (their entries are committed: later writes journal them) */
     f->c_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
     f->modified = 0;

@@ -198,12 +198,18 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on);
  * changes it can only lose what a power cut may lose anyway. */
 #define VOL_LAZY_OFF 1024
 #define VOL_LAZY_MAX 180
-/* Add id (caller holds vol_lock); -1 if the list is full (commit durably instead). */
-int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
-/* At open (caller holds vol_lock): if lazy commits are listed, make the newest state durable
- * when every listed file's journal still redoes it (the programs were killed: the page cache
- * kept it all), else go back to the newest durable state (a power cut lost some of it), as a
- * new durable generation either way. Returns 0, or -1 if the durable write failed. */
+/* A bit per list entry: the file's lazy commits wrote chunks in place (fresh or filling
+ * holes), so a durable commit syncs its data objects too (bytes 3920-3942). */
+#define VOL_LAZY_INPLACE_OFF (VOL_LAZY_OFF + 16 + VOL_LAZY_MAX * SCP_FILEID_LEN)
+/* Add id (caller holds vol_lock), marked if inplace; -1 if the list is full (commit durably
+ * instead). */
+int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace);
+/* At open (caller holds vol_lock): if the newest manifest is the scratch slot and names
+ * lazy commits (file contents beyond the durable slot's, listed in the lock file or not: the
+ * list is unsynced), make that state durable when every such file's journal still redoes it
+ * and the chunks it names in place authenticate (the programs were killed: the page cache kept
+ * it all), else go back to the newest durable state (a power cut lost some of it), as a new
+ * durable generation either way. Returns 0, or -1 if the durable write failed. */
 int vol_settle_lazy(scp_volume *v, scp_err *err);
 /* Delete a removed file's objects after the next durable commit (volume.c); and do it now for
  * every file so marked (called by a durable commit). */
@@ -405,6 +411,25 @@ int file_commit(scp_file *f, scp_err *err);
  * durable commit). Falls back to file_commit for what it cannot do lazily (a shrink, a large
  * append, a full list of lazy files). f->rw held for writing, f->writer set. */
 int file_commit_lazy(scp_file *f, scp_err *err);
+/* Shared mode's chunk_target: the committed entry in memory may be a lazy commit's, not the
+ * durable one that a power cut falls back to, so only a chunk that is a hole (or beyond the
+ * size) in every state goes in place, to slot 0: one that is a hole in the newest (lazy) state.
+ * A lazy commit never turns data into a hole (a shrink commits durably), so such a chunk is a
+ * hole, or beyond the size, in the durable state too, and no reader can be reading it (a hole
+ * reads as zeros without a read). Never a chunk with a record in the open log (any process's:
+ * replaying or applying that record would overwrite the bytes), nor one changed since the
+ * commit. Overwrites of written chunks go through the log (no second slots: another process
+ * may be reading the other slot's bytes under a lazy entry). The in-place ciphertext is made
+ * durable before any durable manifest names it (lazy_sync), and a volume opened after a crash
+ * checks it before it takes a lazy state as durable (vol_settle_lazy). */
+static inline int chunk_target_shared(scp_file *f, uint64_t i) {
+    uint64_t s;
+    if (u64map_get(&f->placed, i, &s)) return (int)s;
+    if (u64map_get(&f->jlogged, i, NULL)) return -1;
+    if (i >= com_n(f)) return 0;
+    if (changed_get(f, i) || !is_hole(ent(f, i))) return -1;
+    return 0;
+}
 /* The slot that chunk i may be written to in place before the commit point, or -1 if the
  * change must go through the journal. In place is safe where no committed state names the
  * bytes written (docs/volume-format.md, "Overwrites" and "Unwritten chunks"): slot 0 beyond
@@ -415,10 +440,8 @@ int file_commit_lazy(scp_file *f, scp_err *err);
  * keeps the slot it was first placed in until the commit. */
 static inline int chunk_target(scp_file *f, uint64_t i, int overwrite_ok) {
     uint64_t s;
+    if (f->vol->shared) return chunk_target_shared(f, i);
     if (i >= com_n(f)) return 0;
-    /* Shared mode: the committed entry in memory may be a lazy commit's, not the durable one
-     * that a power cut falls back to, so nothing below the committed count goes in place. */
-    if (f->vol->shared) return -1;
     if (u64map_get(&f->placed, i, &s)) return (int)s;
     if (changed_get(f, i)) return -1; /* journaled or truncated since the commit */
     const uint8_t *e = ent(f, i);

@@ -114,7 +114,17 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on) {
     if (v->lockfd >= 0 && lockbyte_get(v, off) != on) (void)!pwrite(v->lockfd, &b, 1, off);
 }
 
-int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+/* Mark entry k of the lazy list as having chunks written in place (its bit in the map at
+ * VOL_LAZY_INPLACE_OFF); on=0 clears it (a new entry starts without). */
+static int lazy_mark(scp_volume *v, uint32_t k, int on) {
+    uint8_t b = 0;
+    off_t off = VOL_LAZY_INPLACE_OFF + k / 8;
+    if (pread(v->lockfd, &b, 1, off) < 0) return -1;
+    uint8_t nb = on ? (uint8_t)(b | 1u << (k % 8)) : (uint8_t)(b & ~(1u << (k % 8)));
+    return nb == b || pwrite(v->lockfd, &nb, 1, off) == 1 ? 0 : -1;
+}
+
+int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace) {
     uint8_t c[4] = {0};
     if (v->lockfd < 0) return -1;
     (void)!pread(v->lockfd, c, 4, VOL_LAZY_OFF);
@@ -124,34 +134,51 @@ int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
     if (n && pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN))
         n = 0;
     for (uint32_t i = 0; i < n; i++)
-        if (memcmp(ids + i * SCP_FILEID_LEN, id, SCP_FILEID_LEN) == 0) return 0;
+        if (memcmp(ids + i * SCP_FILEID_LEN, id, SCP_FILEID_LEN) == 0)
+            return inplace ? lazy_mark(v, i, 1) : 0;
     if (n == VOL_LAZY_MAX) return -1;
     scp_put_u32(c, n + 1);
-    if (pwrite(v->lockfd, id, SCP_FILEID_LEN, VOL_LAZY_OFF + 16 + n * SCP_FILEID_LEN) != SCP_FILEID_LEN ||
+    /* The mark before the count: a listed file is never seen without its mark. */
+    if (lazy_mark(v, n, inplace) < 0 ||
+        pwrite(v->lockfd, id, SCP_FILEID_LEN, VOL_LAZY_OFF + 16 + n * SCP_FILEID_LEN) != SCP_FILEID_LEN ||
         pwrite(v->lockfd, c, 4, VOL_LAZY_OFF) != 4)
         return -1;
     return 0;
 }
 
+/* fdatasync objects/<id><ext> if it exists (a file removed since, or never ours, is skipped). */
+static int sync_object(scp_volume *v, const uint8_t *id, const char *ext) {
+    char name[48];
+    vol_object_name(id, ext, name);
+    int fd = openat(v->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return 0;
+    int rc = fdatasync(fd);
+    close(fd);
+    return rc;
+}
+
 /* Before a durable manifest: sync the journal of every file with lazy commits (any process's),
- * since the manifest names their roots. Returns the list's length (to empty it after), or -1. */
+ * since the manifest names their roots, and the data objects of those marked as having chunks
+ * written in place (the journal holds only their entries). Returns the list's length (to empty
+ * it after), or -1. */
 static long lazy_sync(scp_volume *v, scp_err *err) {
     uint8_t c[4] = {0};
     if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
     uint32_t n = scp_get_u32(c);
     if (n == 0) return 0;
     if (n > VOL_LAZY_MAX) n = VOL_LAZY_MAX;
-    uint8_t ids[VOL_LAZY_MAX * SCP_FILEID_LEN];
+    uint8_t ids[VOL_LAZY_MAX * SCP_FILEID_LEN], marks[(VOL_LAZY_MAX + 7) / 8];
     if (pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN))
         return 0;
+    /* Unreadable marks: sync every data object (slower, never less durable). */
+    if (pread(v->lockfd, marks, sizeof marks, VOL_LAZY_INPLACE_OFF) != (ssize_t)sizeof marks)
+        memset(marks, 0xff, sizeof marks);
     for (uint32_t i = 0; i < n; i++) {
-        char name[48];
-        vol_object_name(ids + i * SCP_FILEID_LEN, ".j", name);
-        int fd = openat(v->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        if (fd < 0) continue; /* removed since (or never ours) */
-        int rc = fdatasync(fd);
-        close(fd);
-        if (rc < 0) return scp_fail_errno(err, "cannot sync a journal before the manifest");
+        const uint8_t *id = ids + i * SCP_FILEID_LEN;
+        int rc = sync_object(v, id, ".j");
+        if (rc == 0 && (marks[i / 8] >> (i % 8) & 1))
+            rc = sync_object(v, id, ".d") < 0 || sync_object(v, id, ".s") < 0 ? -1 : 0;
+        if (rc < 0) return scp_fail_errno(err, "cannot sync a file's objects before the manifest");
     }
     return n;
 }
@@ -396,7 +423,86 @@ static const scp_mentry *entry_by_id(const scp_manifest *m, const uint8_t id[SCP
     return NULL;
 }
 
-/* Does file id's journal redo the state that entry e names? (Its commit record is there.) */
+/* The entries that a log's commit records name, the newest per chunk, and the chunks that have
+ * a record in the log (whose bytes the log itself redoes). */
+struct settle_walk {
+    u64map logged;   /* chunk index -> 1 */
+    u64map at;       /* chunk index -> its newest entry's place in ents */
+    uint8_t *ents;   /* SCP_CHUNK_ENTRY_LEN each */
+    size_t n, cap;
+    uint64_t nchunks; /* of the state checked: entries beyond it are dead */
+};
+
+static int settle_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
+    (void)ct;
+    struct settle_walk *w = ctx;
+    return u64map_put(&w->logged, index, 1) < 0 ? -1 : 0;
+}
+
+static int settle_entry(void *ctx, uint64_t index, const uint8_t *e) {
+    struct settle_walk *w = ctx;
+    uint64_t k;
+    if (index >= w->nchunks) return 0;
+    if (!u64map_get(&w->at, index, &k)) {
+        if (w->n == w->cap) {
+            size_t cap = w->cap ? 2 * w->cap : 256;
+            uint8_t *p = realloc(w->ents, cap * SCP_CHUNK_ENTRY_LEN);
+            if (!p) return -1;
+            w->ents = p;
+            w->cap = cap;
+        }
+        k = w->n++;
+        if (u64map_put(&w->at, index, k) < 0) return -1;
+    }
+    memcpy(w->ents + k * SCP_CHUNK_ENTRY_LEN, e, SCP_CHUNK_ENTRY_LEN);
+    return 0;
+}
+
+/* Do the chunks that the log's commit records name in place (no record of their own in the
+ * log: shared mode's fresh and filled-hole writes, chunk_target_shared) authenticate? A lazy
+ * commit does not sync them, so a power cut may have kept the commit record and lost them. */
+static int inplace_chunks_ok(scp_volume *v, const scp_mentry *e, const uint8_t *buf,
+                             const scp_journal_view *jv, const uint8_t key[32]) {
+    struct settle_walk w = {.nchunks = nchunks_of(e->size, v->cs)};
+    u64map_init(&w.logged);
+    u64map_init(&w.at);
+    int ok = scp_journal_replay(buf, jv, v->cs, e->id, settle_chunk, settle_entry, &w, NULL) == 0;
+    int fd[2] = {-1, -1};
+    for (int s = 0; s < 2 && ok; s++) {
+        char name[48];
+        vol_object_name(e->id, s ? ".s" : ".d", name);
+        fd[s] = openat(v->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    }
+    uint8_t *ct = malloc(v->cs), *pt = malloc(v->cs), aad[SCP_VOLID_LEN + SCP_FILEID_LEN + 8], sk[32];
+    ok = ok && ct && pt;
+    size_t pos = 0;
+    uint64_t i, k;
+    while (ok && u64map_next(&w.at, &pos, &i, &k)) {
+        const uint8_t *en = w.ents + k * SCP_CHUNK_ENTRY_LEN;
+        if (u64map_get(&w.logged, i, NULL) || is_hole(en)) continue;
+        int f = fd[SCP_ENT_SLOT(en)];
+        memcpy(aad, v->volid, SCP_VOLID_LEN);
+        memcpy(aad + SCP_VOLID_LEN, e->id, SCP_FILEID_LEN);
+        scp_put_u64(aad + SCP_VOLID_LEN + SCP_FILEID_LEN, i);
+        ok = f >= 0 && scp_pread_full(f, ct, v->cs, (off_t)(i * v->cs)) == (ssize_t)v->cs &&
+             scp_derive_key(key, SCP_LABEL_CHUNK, en, SCP_SALT_LEN, sk, NULL) == 0 &&
+             scp_aead_open(sk, en + SCP_ENT_NONCE_OFF, aad, sizeof aad, ct, v->cs,
+                           en + SCP_ENT_TAG_OFF, pt, NULL) == 0;
+    }
+    scp_wipe(sk, sizeof sk);
+    if (pt) scp_wipe(pt, v->cs);
+    free(ct);
+    free(pt);
+    for (int s = 0; s < 2; s++)
+        if (fd[s] >= 0) close(fd[s]);
+    free(w.ents);
+    u64map_free(&w.logged);
+    u64map_free(&w.at);
+    return ok;
+}
+
+/* Does file id's journal redo the state that entry e names? (Its commit record is there, and
+ * the chunks it names in place are on disk.) */
 static int journal_redoes(scp_volume *v, const scp_mentry *e) {
     char name[48];
     vol_object_name(e->id, ".j", name);
@@ -405,23 +511,29 @@ static int journal_redoes(scp_volume *v, const scp_mentry *e) {
     scp_journal_view jv;
     int ok = scp_read_file(v->objfd, name, (size_t)1 << 30, &buf, &len, NULL) == 0 &&
              vol_file_key(v, e->id, key, NULL) == 0 &&
-             scp_journal_find(buf, len, v->cs, key, e->id, e->root, e->size, &jv) == 1;
+             scp_journal_find(buf, len, v->cs, key, e->id, e->root, e->size, &jv) == 1 &&
+             inplace_chunks_ok(v, e, buf, &jv, key);
     scp_wipe(key, sizeof key);
     scp_wipe(&jv, sizeof jv);
     free(buf);
     return ok;
 }
 
+/* Does the scratch manifest's file entry e name content that the durable manifest dm does
+ * not (a lazy commit's)? A file created since, still empty, names none. */
+static int entry_is_lazy(const scp_manifest *dm, const scp_mentry *e) {
+    const scp_mentry *d = entry_by_id(dm, e->id);
+    if (d) return !(d->size == e->size && memcmp(d->root, e->root, SCP_HASH_LEN) == 0);
+    uint8_t empty[SCP_HASH_LEN];
+    file_empty_root(e->id, empty);
+    return !(e->size == 0 && memcmp(e->root, empty, SCP_HASH_LEN) == 0);
+}
+
 int vol_settle_lazy(scp_volume *v, scp_err *err) {
     uint8_t c[4] = {0};
-    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4 || scp_get_u32(c) == 0)
-        return 0;
+    if (!v->man_scratch) return 0; /* the newest state is a durable one */
+    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) memset(c, 0, sizeof c);
     uint32_t n = scp_get_u32(c);
-    if (!v->man_scratch) return 0; /* a durable commit failed to empty the list: stale */
-    if (n > VOL_LAZY_MAX) n = VOL_LAZY_MAX;
-    uint8_t ids[VOL_LAZY_MAX * SCP_FILEID_LEN];
-    if (pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN))
-        n = 0;
     /* The newest durable state, to compare with and to fall back to. */
     scp_manifest dm[2] = {{0}};
     uint64_t dg[2] = {0, 0};
@@ -431,13 +543,29 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
         ok[i] = slot_load(v, i, &dm[i], &dg[i], &dt[i], NULL) == 0;
         if (ok[i] && (best < 0 || dg[i] > dg[best])) best = i;
     }
-    if (lazy_sync(v, NULL) < 0) n = 0; /* (a sync failure: take the durable state) */
-    int redone = best >= 0 && n > 0;
-    for (uint32_t k = 0; k < n && redone; k++) {
-        const scp_mentry *e = entry_by_id(&v->man, ids + k * SCP_FILEID_LEN);
-        const scp_mentry *d = entry_by_id(&dm[best], ids + k * SCP_FILEID_LEN);
-        if (e && !(d && d->size == e->size && memcmp(d->root, e->root, SCP_HASH_LEN) == 0) &&
-            !journal_redoes(v, e))
+    /* Every file whose content the scratch slot names beyond the durable state, listed in the
+     * lock file or not: the list is written without a sync, so a power cut may keep the
+     * scratch slot that names a lazy root and lose the list entry (volume_powercut_shared). */
+    size_t nlazy = 0;
+    int sync_failed = 0; /* (then take the durable state) */
+    for (size_t k = 0; best >= 0 && k < v->man.n; k++) {
+        const scp_mentry *e = &v->man.e[k];
+        if (e->type != SCP_MTYPE_FILE || !entry_is_lazy(&dm[best], e)) continue;
+        nlazy++;
+        if (sync_object(v, e->id, ".j") < 0 || sync_object(v, e->id, ".d") < 0 ||
+            sync_object(v, e->id, ".s") < 0)
+            sync_failed = 1;
+    }
+    if (n == 0 && nlazy == 0) { /* nothing lazy: the scratch slot holds namespace changes only */
+        for (int i = 0; i < 2; i++)
+            if (ok[i]) scp_manifest_free(&dm[i]);
+        return 0;
+    }
+    if (lazy_sync(v, NULL) < 0) sync_failed = 1;
+    int redone = best >= 0 && !sync_failed;
+    for (size_t k = 0; k < v->man.n && redone; k++) {
+        const scp_mentry *e = &v->man.e[k];
+        if (e->type == SCP_MTYPE_FILE && entry_is_lazy(&dm[best], e) && !journal_redoes(v, e))
             redone = 0;
     }
     if (!redone && best >= 0) { /* back to the durable state, under a newer generation */

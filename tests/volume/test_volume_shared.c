@@ -15,6 +15,13 @@
  * 3. power cut: the same, but the journal records of the lazy write are lost while the scratch
  *    slot that names them landed (what a power cut may leave, since neither was synced): the
  *    volume opens clean (no integrity error), verifies, and reads the last fsynced state.
+ * 5. in place (fio's forked job: 1 MiB writes to a fallocated file, then appends): whole-chunk
+ *    writes that fill holes of the committed state, or extend the file, go in place without a
+ *    copy in the journal (the journal grows by a commit record, not by the data), are seen by
+ *    the other process at once, survive a kill of the writer, and after a power cut that kept
+ *    the journal and the scratch slot but lost the in-place chunks (never synced), the volume
+ *    opens clean and reads the last fsynced state (it does not take the lazy state whose
+ *    chunks are gone).
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -169,6 +176,151 @@ static void two_files(const char *vol) {
     CHECK(scp_volume_close(v, &e) == 0);
 }
 
+/* Total bytes of the objects of the volume whose names end in ext (one file here). */
+static long long objects_bytes(const char *vol, const char *ext) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cat '%s'/objects/*%s 2>/dev/null | wc -c", vol, ext);
+    FILE *p = popen(cmd, "r");
+    long long n = -1;
+    if (p && fscanf(p, "%lld", &n) != 1) n = -1;
+    if (p) pclose(p);
+    return n;
+}
+
+/* Open the volume and check that f holds exactly want[0, len), or alt[0, alen) if alt. */
+static void expect_file(const char *vol, const uint8_t *want, size_t len, const uint8_t *alt,
+                        size_t alen, const char *what) {
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    CHECKF(v != NULL, "%s: the volume does not open: %s", what, e.msg);
+    if (!v) return;
+    long bad = scp_volume_verify(v, NULL, NULL, NULL, &e);
+    CHECKF(bad == 0, "%s: verify reports %ld problem(s): %s", what, bad, e.msg);
+    scp_vfile *f = scp_vfile_open(v, "f", O_RDONLY, 0, &e);
+    CHECKF(f != NULL, "%s: cannot open f: %s", what, e.msg);
+    if (f) {
+        if (alt && scp_vfile_size(f) == alen) {
+            want = alt;
+            len = alen;
+        }
+        CHECKF(scp_vfile_size(f) == len, "%s: f has %llu bytes, want %zu", what,
+               (unsigned long long)scp_vfile_size(f), len);
+        uint8_t *got = calloc(1, len + 1);
+        ssize_t r = scp_vfile_pread(f, got, len + 1, 0, &e);
+        CHECKF(r == (ssize_t)len, "%s: read of f: %zd (%s)", what, r, e.msg);
+        CHECKF(r == (ssize_t)len && memcmp(got, want, len) == 0, "%s: f holds other bytes", what);
+        free(got);
+        scp_vfile_close(f, &e);
+    }
+    CHECK(scp_volume_close(v, &e) == 0);
+}
+
+/* 5. A durable base: 8 chunks of 'A', then a truncate to 16 (holes), fsynced. A forked child
+ * writes 'C' over chunks 8-11 (holes) and 16-19 (appended), whole chunks, without an fsync.
+ * dsave: keep the data objects as the fsync left them (a power cut's view). */
+static void inplace_scenario(const char *vol, const char *dsave) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    uint8_t *buf = malloc(SZ);
+    fill(buf, 'A');
+    scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(f != NULL);
+    REQUIRE(scp_vfile_pwrite(f, buf, SZ, 0, &e) == (ssize_t)SZ);
+    REQUIRE(scp_vfile_truncate(f, 2 * SZ, &e) == 0);
+    REQUIRE(scp_vfile_fsync(f, &e) == 0);
+    uint64_t g0 = durable_gen(vol);
+    if (dsave) {
+        char cmd[8192];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s' && cp -p '%s'/objects/*.d '%s'/", dsave,
+                 dsave, vol, dsave);
+        REQUIRE(system(cmd) == 0);
+    }
+    long long j0 = objects_bytes(vol, ".j");
+    int ready[2];
+    REQUIRE(pipe(ready) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        uint8_t b[4 * CS];
+        memset(b, 'C', sizeof b);
+        scp_err ce;
+        int ok = scp_vfile_pwrite(f, b, sizeof b, 8 * CS, &ce) == (ssize_t)sizeof b &&
+                 scp_vfile_pwrite(f, b, sizeof b, 16 * CS, &ce) == (ssize_t)sizeof b;
+        char c = ok ? 'y' : 'n';
+        if (!ok) fprintf(stderr, "child write: %s\n", ce.msg);
+        (void)!write(ready[1], &c, 1);
+        for (;;) pause(); /* killed here, between its writes and any fsync */
+    }
+    char c = 0;
+    REQUIRE(read(ready[0], &c, 1) == 1);
+    CHECKF(c == 'y', "the child's writes failed");
+    close(ready[0]);
+    close(ready[1]);
+    uint8_t got[4 * CS], wantc[4 * CS];
+    memset(wantc, 'C', sizeof wantc);
+    CHECKF(scp_vfile_size(f) == 20 * CS, "size %llu after the other process appended",
+           (unsigned long long)scp_vfile_size(f));
+    ssize_t r = scp_vfile_pread(f, got, sizeof got, 8 * CS, &e);
+    CHECKF(r == (ssize_t)sizeof got && memcmp(got, wantc, sizeof got) == 0,
+           "the parent does not see the child's write into the holes (%zd: %s)", r, e.msg);
+    r = scp_vfile_pread(f, got, sizeof got, 16 * CS, &e);
+    CHECKF(r == (ssize_t)sizeof got && memcmp(got, wantc, sizeof got) == 0,
+           "the parent does not see the child's append (%zd: %s)", r, e.msg);
+    CHECKF(durable_gen(vol) == g0, "a write in shared mode made a durable commit");
+    long long jgrow = objects_bytes(vol, ".j") - j0;
+    CHECKF(jgrow >= 0 && jgrow < 2 * (long long)CS,
+           "the lazy writes of 8 whole chunks (holes filled, appended) grew the journal by %lld "
+           "bytes: the data went through the journal instead of in place",
+           jgrow);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    scp_vfile_close(f, &e);
+    free(buf);
+}
+
+static void inplace(const char *vol, const char *dsave) {
+    size_t len = 20 * CS;
+    uint8_t *want = calloc(1, len);
+    memset(want, 'A', SZ);
+    memset(want + 8 * CS, 'C', 4 * CS);
+    memset(want + 16 * CS, 'C', 4 * CS);
+    int st;
+    /* killed writer: the page cache kept the in-place chunks, and open takes the lazy state */
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        inplace_scenario(vol, NULL);
+        _exit(tu_failures ? 1 : 0);
+    }
+    waitpid(p, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "in-place scenario failed");
+    expect_file(vol, want, len, NULL, 0, "in place, writer killed before an fsync");
+    /* power cut: journal and scratch slot landed, the in-place chunks did not */
+    p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        inplace_scenario(vol, dsave);
+        _exit(tu_failures ? 1 : 0);
+    }
+    waitpid(p, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "in-place scenario for the power cut failed");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp -p '%s'/*.d '%s'/objects/", dsave, vol);
+    REQUIRE(system(cmd) == 0);
+    /* the last fsynced state; or, if the writes were journaled (not in place), all of them */
+    uint8_t *base = calloc(1, 2 * SZ);
+    memset(base, 'A', SZ);
+    expect_file(vol, base, 2 * SZ, want, len, "in place, power cut that lost the in-place chunks");
+    free(base);
+    free(want);
+}
+
 int main(void) {
     tu_rng rng = {20261129};
     tu_key(&rng, key);
@@ -217,6 +369,10 @@ int main(void) {
     expect_content(vol, want, "power cut after a lazy write");
 
     two_files(vol);
+
+    char *dsave = tu_path(dir, "dsave");
+    inplace(vol, dsave);
+    free(dsave);
 
     free(want);
     tu_rm_rf(dir);
