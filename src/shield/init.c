@@ -341,6 +341,7 @@ static void fill_own_numbers(void) {
             die("cannot reserve the protected descriptor range", NULL);
 }
 
+static void commit_at_exit(void);
 __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, char **envp) {
     (void)envp;
     const char *v = getenv(SCP_SHIELD_ENV_FD);
@@ -423,10 +424,11 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         /* What opening the volumes here did before they were opened at their first use: the
          * volume library's (and crypto layer's) fork handlers come before the shield's (prepare
          * handlers run in the reverse order: the shield's commit first, then they take their
-         * locks), and OpenSSL's exit cleanup is registered before the program's exit handlers
-         * (it then runs after the shield's destructor, whose commits use it). */
+         * locks); OpenSSL itself is loaded at its first use, unless the program links it
+         * (openssl_lazy.c: then its exit cleanup is registered here, before the program's
+         * exit handlers, and runs after the shield's destructor, whose commits use it). */
         scp_volume_atfork_register();
-        scp_crypto_early_init();
+        sh_openssl_early(commit_at_exit);
     }
     for (uint32_t i = 0; i < sh.cfg.nvol; i++) { /* opened at first use: sh_volume_ready */
         struct sh_volume *sv = &sh.vol[i];
@@ -475,6 +477,14 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 /* At exit the kernel would keep what was written to a file even if it was never closed; the
  * volume library keeps written bytes in memory until a commit. So: flush stdio (glibc flushes
  * it only after the destructors) and commit every open protected file. */
+/* The destructor's commit, also run from atexit when OpenSSL's cleanup would otherwise come
+ * first (openssl_lazy.c) */
+static void commit_at_exit(void) {
+    if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    fflush(NULL);
+    sh_commit_all();
+}
+
 __attribute__((destructor)) static void sh_dtor(void) {
     if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
     fflush(NULL);
