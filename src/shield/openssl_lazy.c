@@ -52,7 +52,8 @@
 
 /* Every OpenSSL function the shield calls: F(return type, name, (parameters), (arguments)),
  * V(name, (parameters), (arguments)) for those returning void. Generated once from the
- * undefined symbols of the shield when it linked OpenSSL, with prototypes from the headers. */
+ * undefined symbols of the shield when it linked OpenSSL, with prototypes from the headers,
+ * and those of all of libscp (the sanitized build compiles every libscp source in). */
 #define OSSL_CRYPTO_FNS(F, V) \
     F(const unsigned char *, ASN1_STRING_get0_data, (const ASN1_STRING *x), (x)) \
     F(int, ASN1_STRING_length, (const ASN1_STRING *x), (x)) \
@@ -85,9 +86,11 @@
     F(int, EVP_CipherInit_ex, (EVP_CIPHER_CTX *ctx, const EVP_CIPHER *cipher, ENGINE *impl, const unsigned char *key, const unsigned char *iv, int enc), (ctx, cipher, impl, key, iv, enc)) \
     F(int, EVP_DecryptFinal_ex, (EVP_CIPHER_CTX *ctx, unsigned char *outm, int *outl), (ctx, outm, outl)) \
     F(int, EVP_DecryptUpdate, (EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in, int inl), (ctx, out, outl, in, inl)) \
+    F(int, EVP_DecodeBlock, (unsigned char *t, const unsigned char *f, int n), (t, f, n)) \
     F(int, EVP_DigestFinal_ex, (EVP_MD_CTX *ctx, unsigned char *md, unsigned int *s), (ctx, md, s)) \
     F(int, EVP_DigestInit_ex, (EVP_MD_CTX *ctx, const EVP_MD *type, ENGINE *impl), (ctx, type, impl)) \
     F(int, EVP_DigestUpdate, (EVP_MD_CTX *ctx, const void *d, size_t cnt), (ctx, d, cnt)) \
+    F(int, EVP_EncodeBlock, (unsigned char *t, const unsigned char *f, int n), (t, f, n)) \
     F(int, EVP_EncryptFinal_ex, (EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl), (ctx, out, outl)) \
     F(int, EVP_EncryptUpdate, (EVP_CIPHER_CTX *ctx, unsigned char *out, int *outl, const unsigned char *in, int inl), (ctx, out, outl, in, inl)) \
     V(EVP_MAC_CTX_free, (EVP_MAC_CTX *ctx), (ctx)) \
