@@ -474,9 +474,6 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
 }
 
-/* At exit the kernel would keep what was written to a file even if it was never closed; the
- * volume library keeps written bytes in memory until a commit. So: flush stdio (glibc flushes
- * it only after the destructors) and commit every open protected file. */
 /* The destructor's commit, also run from atexit when OpenSSL's cleanup would otherwise come
  * first (openssl_lazy.c) */
 static void commit_at_exit(void) {
@@ -485,6 +482,9 @@ static void commit_at_exit(void) {
     sh_commit_all();
 }
 
+/* At exit the kernel would keep what was written to a file even if it was never closed; the
+ * volume library keeps written bytes in memory until a commit. So: flush stdio (glibc flushes
+ * it only after the destructors) and commit every open protected file. */
 __attribute__((destructor)) static void sh_dtor(void) {
     if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
     fflush(NULL);

@@ -139,9 +139,8 @@ void sh_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * constructor of an image with volumes: if the program links libcrypto, initialise it now (its
  * exit cleanup then runs after the shield's destructor); commit_at_exit is what the shield
  * registers with atexit if the program initialised OpenSSL itself before the shield's first
- * use (see openssl_lazy.c). sh_openssl_loaded: libcrypto's table is filled. */
+ * use (see openssl_lazy.c). */
 void sh_openssl_early(void (*commit_at_exit)(void));
-int sh_openssl_loaded(void);
 /* One line "scp-shield: ..." on stderr, always (a refusal the operator must see). */
 void sh_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write head, the formatted message and a newline to fd in one write through the gate (a line

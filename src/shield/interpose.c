@@ -891,14 +891,14 @@ SH_EXPORT char *mkdtemp(char *t) {
  * error that says why. Abstract names and paths elsewhere go to the kernel. Raw bind calls
  * (static programs) are not seen here: the kernel's answer above. */
 static long unix_bind_on_volume(const struct sockaddr *sa, socklen_t len) {
-    struct sockaddr_un sun;
-    size_t n = len < sizeof sun ? len : sizeof sun;
-    if (len <= offsetof(struct sockaddr_un, sun_path) || len > sizeof sun) return 1; /* the kernel's EINVAL */
-    if (sh_copy_in(&sun, sa, n)) return -EFAULT;
-    if (sun.sun_family != AF_UNIX || !sun.sun_path[0]) return 1; /* abstract: no file */
-    char path[sizeof sun.sun_path + 1], rel[PATH_MAX];
+    struct sockaddr_un un;
+    size_t n = len < sizeof un ? len : sizeof un;
+    if (len <= offsetof(struct sockaddr_un, sun_path) || len > sizeof un) return 1; /* the kernel's EINVAL */
+    if (sh_copy_in(&un, sa, n)) return -EFAULT;
+    if (un.sun_family != AF_UNIX || !un.sun_path[0]) return 1; /* abstract: no file */
+    char path[sizeof un.sun_path + 1], rel[PATH_MAX];
     size_t plen = n - offsetof(struct sockaddr_un, sun_path);
-    memcpy(path, sun.sun_path, plen);
+    memcpy(path, un.sun_path, plen);
     path[plen] = 0;
     int vol;
     if (sh_classify(AT_FDCWD, path, &vol, rel, sizeof rel) <= 0) return 1;

@@ -275,8 +275,6 @@ void sh_openssl_early(void (*commit_at_exit)(void)) {
     if (!__atomic_load_n(&crypto_tab, __ATOMIC_ACQUIRE)) crypto_load(1);
 }
 
-int sh_openssl_loaded(void) { return __atomic_load_n(&crypto_tab, __ATOMIC_ACQUIRE) != NULL; }
-
 /* ---- the stubs -------------------------------------------------------------------------- */
 
 #define CRYPTO_STUB(ret, name, params, args) \
