@@ -128,8 +128,10 @@
     V(X509_STORE_CTX_set_error, (X509_STORE_CTX *ctx, int s), (ctx, s)) \
     F(int, X509_STORE_add_cert, (X509_STORE *ctx, X509 *x), (ctx, x)) \
     F(int, X509_VERIFY_PARAM_set1_ip_asc, (X509_VERIFY_PARAM *param, const char *ipasc), (param, ipasc)) \
+    F(int, X509_check_private_key, (const X509 *x509, const EVP_PKEY *pkey), (x509, pkey)) \
     V(X509_free, (X509 *a), (a)) \
     F(void *, X509_get_ext_d2i, (const X509 *x, int nid, int *crit, int *idx), (x, nid, crit, idx)) \
+    F(int, X509_up_ref, (X509 *x), (x)) \
     F(const char *, X509_verify_cert_error_string, (long n), (n))
 
 #define OSSL_SSL_FNS(F, V) \
@@ -167,6 +169,7 @@
     F(int, SSL_set_ex_data, (SSL *ssl, int idx, void *data), (ssl, idx, data)) \
     F(int, SSL_set_session, (SSL *to, SSL_SESSION *session), (to, session)) \
     F(int, SSL_shutdown, (SSL *s), (s)) \
+    F(int, SSL_use_certificate, (SSL *ssl, X509 *x), (ssl, x)) \
     F(int, SSL_write_ex, (SSL *s, const void *buf, size_t num, size_t *written), (s, buf, num, written)) \
     F(const SSL_METHOD *, TLS_client_method, (void), ()) \
     F(const SSL_METHOD *, TLS_server_method, (void), ())
