@@ -70,6 +70,19 @@ got=$(run sh -c "read x < '$MNT/f'; echo \$x; grep -c libcrypto /proc/\$\$/maps;
 echo "  after the first read: $got"
 case $got in "SCPMARK_old "[1-9]*" 0 ") ;; *) fail "after a read of the volume: '$got' (want the content, libcrypto mapped, libssl not)" ;; esac
 
+# the first use through the trap path: a raw openat, served in the SIGSYS handler, which then
+# loads libcrypto (dlopen inside the handler: the loader's own calls are not trapped)
+"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" --trace="$T/trace_raw" -- python3 -c "
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+fd = libc.syscall(257, -100, b'$MNT/f', os.O_RDONLY, 0)  # SYS_openat, AT_FDCWD
+assert fd >= 0, ctypes.get_errno()
+print(os.read(fd, 100).decode().strip())
+" > "$T/got_raw" || fail "a raw openat as the first use of the volume failed"
+grep -q SCPMARK_old "$T/got_raw" || fail "the raw openat read '$(cat "$T/got_raw")'"
+grep -q "trap: libcrypto.so.3 loaded" "$T/trace_raw" || fail "libcrypto was not loaded in the SIGSYS handler: $(grep loaded "$T/trace_raw")"
+
 note "a program that initialises OpenSSL itself before its first volume use still commits at exit"
 # python's hashlib loads and initialises libcrypto (which registers its exit cleanup) before the
 # shield's first use; the file is never closed, so the shield commits it at exit, which must
