@@ -7,7 +7,8 @@
 #              again (what git, make and shell scripts pay); the same loop natively. The figure
 #              is (loop of N - loop of 0) / N, so scpctl's own start is not in it.
 #              true: a program that never touches a volume; cat: one that reads a 4 KiB
-#              protected file (native: the same file in an ordinary directory).
+#              protected file (native: the same file in an ordinary directory), so it pays
+#              the volume's first use (loading libcrypto, OpenSSL's start, the volume's open).
 #   scpctl run end to end: `scpctl run --volume V:/m -- /bin/true` (launcher, namespace,
 #              shield) against /bin/true, R runs (R=50); and `scpctl --version` (the
 #              launcher's own loading of its libraries).
@@ -48,11 +49,12 @@ echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 per_exec true /bin/true /bin/true
 per_exec cat "cat $T/plain/small" "cat $T/mnt/small"
 # the part of it that is only the dynamic loader's: libscp-shield.so and the libraries it
-# needs (libssl, libcrypto) preloaded without a configuration (the shield then stays off)
+# needs preloaded without a configuration (the shield then stays off); libssl and libcrypto
+# were among them until the shield loaded OpenSSL at its first use (src/shield/openssl_lazy.c)
 L=$(cd "$B/src" && pwd)/libscp-shield.so
 l0=$(cpu_ms sh -c "$loop /bin/true; i=\$((i+1)); done" sh "$N")
 l1=$(cpu_ms sh -c "$loop LD_PRELOAD=$L /bin/true; i=\$((i+1)); done" sh "$N")
-echo "$l0 $l1" | awk -v n="$N" '{printf "per exec, loading libscp-shield.so, libssl and libcrypto alone (no configuration): %.3f ms cpu\n", ($3 - $1) / n}'
+echo "$l0 $l1" | awk -v n="$N" '{printf "per exec, loading libscp-shield.so and what it links alone (no configuration): %.3f ms cpu\n", ($3 - $1) / n}'
 e2e() { # NAME CMD...: cpu and wall per run, R runs
     name=$1; shift
     perf stat -r "$R" -x, -e task-clock -- "$@" 2>&1 >/dev/null | awk -F, -v name="$name" '/task-clock/ {printf "%s cpu %.3f ms\n", name, $1}'

@@ -114,6 +114,11 @@ struct scp_shield_tag_sync {
 /* In the container: links to the measured libraries, the loader's first search directory for
  * the first image (LD_LIBRARY_PATH, removed by the shield before main). */
 #define SCP_SHIELD_MEASURED_LIB_DIR "/dev/.scp/lib"
+/* The libraries the shield loads at its first use of OpenSSL (dlopen, shield/openssl_lazy.c),
+ * not at start: a measurement counts them with the shield's own (runtime/elfdeps.c), so that
+ * they are trusted files when it loads them. */
+#define SCP_SHIELD_LIBSSL "libssl.so.3"
+#define SCP_SHIELD_LIBCRYPTO "libcrypto.so.3"
 /* a secure image lists every file of the image (its /scp/trusted): a Debian base has thousands */
 #define SCP_SHIELD_TRUSTED_MAX 65536u
 typedef struct scp_shield_trusted {

@@ -15,6 +15,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "scp/shield.h"
+
 static int bad(scp_err *err, const char *why) { return scp_fail(err, SCP_E_FORMAT, ENOEXEC, "not a usable ELF file: %s", why); }
 
 /* buf[off, off + n) lies inside buf[0, len) */
@@ -285,11 +287,22 @@ static int is_elf(int fd) {
     return pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h, ELFMAG, SELFMAG) == 0;
 }
 
+/* The shield loads OpenSSL with dlopen at its first use (scp/shield.h): what it will map is
+ * resolved as if the shield needed those libraries, from the shield's own search path. */
+static int lazy_needed(scp_elf_info *info) {
+    static const char *const lazy[] = {SCP_SHIELD_LIBSSL, SCP_SHIELD_LIBCRYPTO};
+    for (size_t k = 0; k < sizeof lazy / sizeof lazy[0]; k++) {
+        if (info->n_needed >= SCP_ELF_MAX_NEEDED) return -1;
+        snprintf(info->needed[info->n_needed++], SCP_ELF_MAX_NAME, "%s", lazy[k]);
+    }
+    return 0;
+}
+
 int scp_elf_set_open_with(int root, const char *prog, const char *search_path, const char *preload,
                           const char *const *extra, size_t nextra, scp_elf_set *s, scp_err *err) {
     s->n = 0;
     s->has_interp = 0;
-    size_t first_extra = SIZE_MAX;
+    size_t first_extra = SIZE_MAX, preload_at = SIZE_MAX;
     char found[PATH_MAX];
     scp_elf_info *info = malloc(sizeof *info);
     if (!info) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -312,6 +325,10 @@ int scp_elf_set_open_with(int root, const char *prog, const char *search_path, c
         munmap(buf, len);
         if (r < 0) {
             scp_err_prefix(err, "%s", s->path[i]);
+            goto fail;
+        }
+        if (i == preload_at && lazy_needed(info) < 0) {
+            scp_fail(err, SCP_E_FORMAT, ENOEXEC, "%s: too many needed libraries", s->path[i]);
             goto fail;
         }
         if (i == 0) machine = info->machine;
@@ -342,7 +359,9 @@ int scp_elf_set_open_with(int root, const char *prog, const char *search_path, c
                     scp_fail(err, SCP_E_NOENT, ENOENT, "cannot open %s (or it is built for another machine)", preload);
                     goto fail;
                 }
-                if (add(s, pfd, preload, err) < 0) goto fail;
+                int added = add(s, pfd, preload, err);
+                if (added < 0) goto fail;
+                if (added > 0) preload_at = s->n - 1;
             }
             first_extra = s->n;
             for (size_t k = 0; k < nextra; k++) {

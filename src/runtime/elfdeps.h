@@ -48,7 +48,9 @@ int scp_elf_parse(const uint8_t *buf, size_t len, scp_elf_info *out, scp_err *er
 
 /* The objects a program consists of, each open (O_RDONLY | O_CLOEXEC) in loading order:
  * [0] the program, [1] its interpreter (if any), then the preloaded library (if any), then the
- * libraries that all of them need, breadth-first without duplicates (same device and inode). */
+ * libraries that all of them need, breadth-first without duplicates (same device and inode).
+ * The preloaded library is the shield, which also loads OpenSSL at its first use: it counts as
+ * needing SCP_SHIELD_LIBSSL and SCP_SHIELD_LIBCRYPTO (scp/shield.h). */
 typedef struct scp_elf_set {
     size_t n;
     int has_interp; /* [1] is the program's interpreter (PT_INTERP) */

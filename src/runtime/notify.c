@@ -586,7 +586,9 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
     if (flags & O_DIRECTORY) return exists ? -ENOTDIR : -ENOENT;
     if (exists && v.size > s->max_file) return -EFBIG;
     if (acc == O_RDONLY && (flags & O_TRUNC) && exists) flags &= ~O_TRUNC; /* Linux: unspecified; keep */
-    int vflags = acc | (flags & (O_CREAT | O_EXCL | O_TRUNC));
+    /* the copy starts as the file's content, which the supervisor reads even when the program
+     * opens it write-only (O_APPEND, or no O_TRUNC); the program's descriptor gets acc below */
+    int vflags = (acc == O_RDONLY ? O_RDONLY : O_RDWR) | (flags & (O_CREAT | O_EXCL | O_TRUNC));
     scp_vfile *f = scp_vfile_open(vol, rp->rel, vflags, (uint32_t)(mode & ~target_umask((pid_t)q->n->pid) & 07777), &e);
     if (!f) return verr(&e);
     char name[48];

@@ -339,6 +339,7 @@ static void fill_own_numbers(void) {
             die("cannot reserve the protected descriptor range", NULL);
 }
 
+static void commit_at_exit(void);
 __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, char **envp) {
     (void)envp;
     const char *v = getenv(SCP_SHIELD_ENV_FD);
@@ -421,10 +422,11 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         /* What opening the volumes here did before they were opened at their first use: the
          * volume library's (and crypto layer's) fork handlers come before the shield's (prepare
          * handlers run in the reverse order: the shield's commit first, then they take their
-         * locks), and OpenSSL's exit cleanup is registered before the program's exit handlers
-         * (it then runs after the shield's destructor, whose commits use it). */
+         * locks); OpenSSL itself is loaded at its first use, unless the program links it
+         * (openssl_lazy.c: then its exit cleanup is registered here, before the program's
+         * exit handlers, and runs after the shield's destructor, whose commits use it). */
         scp_volume_atfork_register();
-        scp_crypto_early_init();
+        sh_openssl_early(commit_at_exit);
     }
     for (uint32_t i = 0; i < sh.cfg.nvol; i++) { /* opened at first use: sh_volume_ready */
         struct sh_volume *sv = &sh.vol[i];
@@ -486,6 +488,14 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
              fs.ldr_lo ? "loader " : "", fs.ncode ? "code" : "");
     sh_trusted_timing();
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
+}
+
+/* The destructor's commit, also run from atexit when OpenSSL's cleanup would otherwise come
+ * first (openssl_lazy.c) */
+static void commit_at_exit(void) {
+    if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    fflush(NULL);
+    sh_commit_all();
 }
 
 /* At exit the kernel would keep what was written to a file even if it was never closed; the

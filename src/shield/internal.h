@@ -146,6 +146,12 @@ static inline int sh_reserved(long fd) { return fd >= sh.lo && fd < sh.hi; }
 long sh_syscall(long nr, const long a[6]);
 int sh_init_state(scp_err *err);
 void sh_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* openssl_lazy.c: OpenSSL is loaded at the first call of one of its functions. From the
+ * constructor of an image with volumes: if the program links libcrypto, initialise it now (its
+ * exit cleanup then runs after the shield's destructor); commit_at_exit is what the shield
+ * registers with atexit if the program initialised OpenSSL itself before the shield's first
+ * use (see openssl_lazy.c). */
+void sh_openssl_early(void (*commit_at_exit)(void));
 /* One line "scp-shield: ..." on stderr, always (a refusal the operator must see). */
 void sh_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Write head, the formatted message and a newline to fd in one write through the gate (a line

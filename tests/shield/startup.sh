@@ -4,6 +4,8 @@
 #  - the reserved descriptor range is full before main: the program gets no number in it,
 #    neither by asking for one (dup2, F_DUPFD with a minimum in the range) nor by using up
 #    every lower number;
+#  - OpenSSL is loaded at the first use of a volume (an image that never touches one does not
+#    map it), and a program that initialised OpenSSL itself still has its files committed at exit;
 #  - a volume is opened at its first use, not at start (a program that never touches it does
 #    not open it), with the same checks: a state older than the one the run had reached when
 #    it started (a rollback on the host before the first use) is refused, not served.
@@ -56,6 +58,43 @@ grep -q "volume at $MNT opened" "$T/trace1" && fail "true (which never touches t
     fail "cat after a start that did not open the volume"
 grep -q SCPMARK_old "$T/got" || fail "cat did not read the file"
 [ "$(grep -c "volume at $MNT opened" "$T/trace2")" = 1 ] || fail "the volume was not opened exactly once (by cat)"
+
+note "OpenSSL is loaded at the first use of a volume, not at start"
+# grep reads its own maps: an image that never touches a volume maps neither library
+maps=$(run grep -c -e libcrypto -e libssl /proc/self/maps || true) # grep -c exits 1 on a count of 0
+[ "$maps" = 0 ] || fail "an image that never touched the volume mapped OpenSSL ($maps mapping(s))"
+# the shell reads a protected file, then counts its own mappings: libcrypto now, libssl not
+# (the volume needs no TLS)
+got=$(run sh -c "read x < '$MNT/f'; echo \$x; grep -c libcrypto /proc/\$\$/maps; grep -c libssl /proc/\$\$/maps" |
+      tr '\n' ' ')
+echo "  after the first read: $got"
+case $got in "SCPMARK_old "[1-9]*" 0 ") ;; *) fail "after a read of the volume: '$got' (want the content, libcrypto mapped, libssl not)" ;; esac
+
+# the first use through the trap path: a raw openat, served in the SIGSYS handler, which then
+# loads libcrypto (dlopen inside the handler: the loader's own calls are not trapped)
+"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" --trace="$T/trace_raw" -- python3 -c "
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+fd = libc.syscall(257, -100, b'$MNT/f', os.O_RDONLY, 0)  # SYS_openat, AT_FDCWD
+assert fd >= 0, ctypes.get_errno()
+print(os.read(fd, 100).decode().strip())
+" > "$T/got_raw" || fail "a raw openat as the first use of the volume failed"
+grep -q SCPMARK_old "$T/got_raw" || fail "the raw openat read '$(cat "$T/got_raw")'"
+grep -q "trap: libcrypto.so.3 loaded" "$T/trace_raw" || fail "libcrypto was not loaded in the SIGSYS handler: $(grep loaded "$T/trace_raw")"
+
+note "a program that initialises OpenSSL itself before its first volume use still commits at exit"
+# python's hashlib loads and initialises libcrypto (which registers its exit cleanup) before the
+# shield's first use; the file is never closed, so the shield commits it at exit, which must
+# come before that cleanup
+run python3 -c "
+import hashlib, os
+hashlib.sha256(b'x').hexdigest()
+fd = os.open('$MNT/late', os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.write(fd, b'SCPMARK_late\n')
+" || fail "python3 (hashlib, then an unclosed write to the volume) exited $?"
+[ "$("$SCPCTL" volume cat --key-file "$KEY" "$VOL" late)" = SCPMARK_late ] || fail "the unclosed write was not committed"
+check_no_plaintext SCPMARK_late
 
 note "a rollback on the host between the start and the first use is refused"
 cp -a "$VOL" "$T/old"                                   # the state with SCPMARK_old

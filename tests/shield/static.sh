@@ -38,6 +38,23 @@ if [ -n "$BB" ]; then
     echo SCPSTATIC_cp > "$T/src/cp.txt"
     timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" cp "$T/src/cp.txt" "$MNT/cp.txt"
     stored $? cp.txt SCPSTATIC_cp
+    # appending to an existing file opens it write-only without O_TRUNC: the served copy must
+    # start as the file's content (the supervisor reads it through a write-only open: EBADF)
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- \
+        "$BB" sh -c 'echo SCPSTATIC_app1 > "$1/app.txt" && echo SCPSTATIC_app2 >> "$1/app.txt"' sh "$MNT"
+    stored $? app.txt "SCPSTATIC_app1
+SCPSTATIC_app2"
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- \
+        "$BB" sh -c 'echo SCPSTATIC_app3 >> "$1/app.txt"' sh "$MNT"
+    stored $? app.txt "SCPSTATIC_app1
+SCPSTATIC_app2
+SCPSTATIC_app3"
+    # write-only without O_TRUNC or O_APPEND: bytes in place, the rest kept
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- \
+        "$BB" sh -c 'printf XX | "$0" dd of="$1/app.txt" conv=notrunc 2>/dev/null' "$BB" "$MNT"
+    stored $? app.txt "XXPSTATIC_app1
+SCPSTATIC_app2
+SCPSTATIC_app3"
     # a dynamic program (coreutils cp) started by the static shell runs without the shield and
     # is served by the same supervisor (cp compares fstat of what it opened with stat)
     timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" sh -c 'cp "$1/cp.txt" "$1/dyn.txt"' sh "$MNT"
