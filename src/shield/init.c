@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <linux/futex.h>
+#include <openssl/crypto.h> /* OPENSSL_cleanup, which the shield defines */
 #include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -501,11 +502,45 @@ static void commit_at_exit(void) {
 /* At exit the kernel would keep what was written to a file even if it was never closed; the
  * volume library keeps written bytes in memory until a commit. So: flush stdio (glibc flushes
  * it only after the destructors) and commit every open protected file. */
+static void openssl_release(void);
 __attribute__((destructor)) static void sh_dtor(void) {
-    if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
-    fflush(NULL);
-    sh_commit_all();
-    sh_console_exit();
+    if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) {
+        fflush(NULL);
+        sh_commit_all();
+        sh_console_exit();
+    }
+    openssl_release();
+}
+
+/* ---- OPENSSL_cleanup: the program and the shield share one libcrypto ------------------------
+ * A program may tear OpenSSL down itself before it exits (mariadbd does, after "Shutdown
+ * complete"). The shield still needs it after that call: the destructor's commits (random
+ * nonces, sealing), reads and writes of protected files the program makes later, the console's
+ * records. After the real cleanup those use freed state (mariadbd died of SIGSEGV in
+ * RAND_bytes under the destructor's manifest write). So while the shield may still use it, a
+ * call only records the request, and the destructor makes it after its own last use; OpenSSL's
+ * own exit handler, if it comes here (its address may bind to this definition) before then,
+ * waits the same way. After OPENSSL_cleanup a program may call no OpenSSL function, so it
+ * cannot tell the difference. */
+static int openssl_stop_wanted, openssl_shield_done;
+
+static void openssl_stop(void) {
+    void (*real_cleanup)(void) = (void (*)(void))dlsym(RTLD_NEXT, "OPENSSL_cleanup");
+    if (real_cleanup) real_cleanup(); /* (the shield links libcrypto: always found) */
+}
+
+SH_EXPORT void OPENSSL_cleanup(void) {
+    if (sh.active && !__atomic_load_n(&openssl_shield_done, __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&openssl_stop_wanted, 1, __ATOMIC_RELEASE);
+        return;
+    }
+    openssl_stop();
+}
+
+/* The destructor's last step: from now on the shield uses OpenSSL no more in this process. */
+static void openssl_release(void) {
+    __atomic_store_n(&openssl_shield_done, 1, __ATOMIC_RELEASE);
+    if (__atomic_load_n(&openssl_stop_wanted, __ATOMIC_ACQUIRE)) openssl_stop();
 }
 
 /* ---- exec: the new image is shielded again ------------------------------------------------ */
