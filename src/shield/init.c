@@ -149,20 +149,13 @@ static void code_filter(void) {
 static pthread_mutex_t vol_open_mu;
 /* fork while another thread holds sh.mu would leave the child's copy locked forever */
 static void atfork_prepare(void) {
-    /* From the first fork on, parent and child may write the same files and expect each other's
-     * writes without a close in between (a forked server: PostgreSQL's backends and WAL writer
-     * write one WAL segment). So commit what this process buffered, and from now on both commit
-     * every write at once (scp_volume_set_shared; docs/shield.md, "fork"). A vfork does not come
-     * here: its child shares our memory and execs. */
-    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
-        sh_commit_all();
-        for (int i = 0; i < sh.nvol; i++)
-            if (sh.vol[i].v) scp_volume_set_shared(sh.vol[i].v);
-        /* and for the volumes opened later (sh_volume_ready) and the images they exec */
-        sh.cfg.flags |= SCP_SHIELD_F_SHARED;
-    }
+    /* a volume is never half-opened in the child: a late open (sh_volume_ready) ends first,
+     * and one after the fork sees the shared flag that sh_fork_share sets */
     pthread_mutex_lock(&vol_open_mu);
-    pthread_mutex_lock(&sh.mu);
+    /* volumes to shared mode, open descriptions to shared offsets with a reference for the
+     * child; returns holding sh.mu (core.c). A vfork does not come here: vfork and
+     * posix_spawn call sh_fork_share(0) themselves (interpose.c). */
+    sh_fork_share(1);
 }
 static void atfork_parent(void) {
     pthread_mutex_unlock(&sh.mu);
@@ -412,7 +405,11 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     memset(sh.slot_cloexec, 1, (size_t)sh.nslots); /* the placeholders below are O_CLOEXEC */
     /* a directory: a raw reopen through /proc/self/fd/N, which the shield cannot see, then
      * fails (EISDIR for writing) where /dev/null would swallow the bytes */
-    sh.placeholder = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int ph = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    /* at a number of the shield's own: at the lowest free one (often 3) it was the number that
+     * `exec 3>/mnt/f` makes an alias, and dup3 of the placeholder onto itself failed (EINVAL) */
+    sh.placeholder = ph < 0 ? -1 : (int)sh_gate(SYS_dup3, ph, SH_PLACEHOLDER_FD(), O_CLOEXEC, 0, 0, 0);
+    if (ph >= 0) close(ph);
     if (sh.placeholder < 0) die("cannot open the placeholder /", NULL);
     for (int fd = sh.base; fd < sh.base + sh.nslots; fd++)
         if (sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
@@ -479,6 +476,7 @@ __attribute__((destructor)) static void sh_dtor(void) {
     if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
     fflush(NULL);
     sh_commit_all();
+    sh_ofd_release_all();
     sh_console_exit();
 }
 
@@ -583,8 +581,9 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
             cc->vol[i].have_seen = 1;
         }
     }
-    int held[64];
-    int nheld = sh_exec_prepare(cc, held, 64);
+    int held[64], ntook = 0;
+    struct sh_ofd *took[SCP_SHIELD_MAX_INHERIT];
+    int nheld = sh_exec_prepare(cc, held, 64, took, &ntook);
     int mfd = scp_shield_config_to_memfd(cc, NULL);
     scp_wipe(cc, sizeof *cc);
     syscall(SYS_munmap, cc, sizeof *cc);
@@ -599,6 +598,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         if (notify_sock >= 0) sh_gate(SYS_close, notify_sock, 0, 0, 0, 0, 0);
+        sh_exec_failed(took, ntook);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
     }
@@ -650,6 +650,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     if (cfd >= 0) sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
     if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
+    sh_exec_failed(took, ntook);
     syscall(SYS_munmap, env, size);
     return r;
 }
