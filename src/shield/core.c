@@ -353,16 +353,21 @@ void sh_fork_share(int fork_child) {
      * commit what this process buffered, and from now on both commit every write at once
      * (scp_volume_set_shared, which also lets go of the writer locks of committed files;
      * docs/shield.md, "fork"). */
+    /* Late volume opens (sh_volume_ready) are held off meanwhile: one that read the flag
+     * before it is set and published its volume after the loop below would leave that volume
+     * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
+     * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
+    if (!fork_child) sh_vol_open_hold(1);
     if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
         sh_commit_all();
-        /* and for the volumes opened later (sh_volume_ready) and the images they exec; a fork
-         * holds the late opens off meanwhile (init.c), a vfork or posix_spawn does not */
+        /* and for the volumes opened later and the images they exec */
         sh.cfg.flags |= SCP_SHIELD_F_SHARED;
         for (int i = 0; i < sh.nvol; i++) {
             scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
             if (v) scp_volume_set_shared(v); /* not opened yet: opened shared */
         }
     }
+    if (!fork_child) sh_vol_open_hold(0);
     pthread_mutex_lock(&sh.mu);
     if (sh.active) {
         unsigned pass = ++ofd_pass;

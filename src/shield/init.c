@@ -147,8 +147,24 @@ static void code_filter(void) {
 }
 
 static pthread_mutex_t vol_open_mu;
-/* fork while another thread holds sh.mu would leave the child's copy locked forever */
+/* Fork. The child has only the forking thread: every lock that the child may need must be free
+ * or held by this thread at the fork, so the prepare handlers take them all, always in this
+ * order (glibc runs prepare handlers in the reverse order of their registration):
+ *   1. the console's output streams' locks (console.c, registered last: runs first), so that
+ *      no thread is inside OpenSSL sealing a record;
+ *   2. vol_open_mu (here): no volume half-opened;
+ *   3. sh_fork_share(1) (core.c): sh_commit_all with the volume library's locks, taken and
+ *      released, then sh.mu, held;
+ *   4. the volume library's locks (volume.c fork_prepare: each volume's mu, each file's rw),
+ *   5. the crypto layer's context list (aead.c tls_prepare).
+ * A thread that holds one of these never waits for an earlier one. The slots of the shared
+ * offsets' region (struct sh_ofd) are not taken: their mutexes live in a MAP_SHARED region, so
+ * the child does not get a copy but the very mutex, which the parent's thread unlocks when its
+ * call ends (a robust mutex would only recover from a holder that died). A thread holding a
+ * slot waits for no lock of this list but the volume library's (its read or write), which the
+ * fork takes after sh.mu and which that thread releases without waiting for sh.mu. */
 static void atfork_prepare(void) {
+    assert(sh_console_fork_ready());
     /* a volume is never half-opened in the child: a late open (sh_volume_ready) ends first,
      * and one after the fork sees the shared flag that sh_fork_share sets */
     pthread_mutex_lock(&vol_open_mu);
@@ -282,6 +298,12 @@ long sh_volume_ready(int i) {
     pthread_mutex_unlock(&vol_open_mu);
     vol_opening = 0;
     return r;
+}
+
+void sh_vol_open_hold(int on) {
+    if (vol_opening) return; /* this thread holds it, in open_volume */
+    if (on) pthread_mutex_lock(&vol_open_mu);
+    else pthread_mutex_unlock(&vol_open_mu);
 }
 
 /* The launch memfd (scp/shield.h): real arguments and environment. glibc runs constructors

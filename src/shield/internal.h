@@ -165,6 +165,9 @@ int sh_commit_all(void);
  * posix_spawn): volumes to shared mode, offsets into the shared region. for_child: a fork, whose
  * child holds a reference of its own to each description. */
 void sh_fork_share(int for_child);
+/* Hold late volume opens off (on: 1) or let them go on (0) (init.c); nothing when this thread
+ * is inside an open itself (a signal handler's spawn) */
+void sh_vol_open_hold(int on);
 /* At exit: this image's references to shared descriptions go back (cursors become private). */
 void sh_ofd_release_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
@@ -220,6 +223,8 @@ int sh_console_call(long nr, const long a[6], long *ret);
 /* The host's descriptor of stream k (0 stdin, 1 stdout, 2 stderr) in the shield's own range. */
 int sh_console_real(int k);
 void sh_console_exit(void);
+/* In a fork's prepare handlers: the console holds what a fork needs (console.c, "Fork") */
+int sh_console_fork_ready(void);
 /* A console memfd for the next image: -1 none, -2 error. */
 int sh_console_exec_prepare(void);
 
