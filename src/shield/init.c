@@ -157,6 +157,9 @@ static pthread_mutex_t vol_open_mu;
  *      released, then sh.mu, held;
  *   4. the volume library's locks (volume.c fork_prepare: each volume's mu, each file's rw),
  *   5. the crypto layer's context list (aead.c tls_prepare).
+ * sh_ctor registers 4 and 5 before 2-3, and sh_console_init 1 after them; a handler that
+ * registered later than 1 would run before it (the crypto layer's did, left to its first use:
+ * a thread's first sealed write then waited for it, and the fork for that thread's stream).
  * A thread that holds one of these never waits for an earlier one. The slots of the shared
  * offsets' region (struct sh_ofd) are not taken: their mutexes live in a MAP_SHARED region, so
  * the child does not get a copy but the very mutex, which the parent's thread unlocks when its
@@ -474,6 +477,12 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 
     if (sh_net_load(&e)) die("cannot read the network configuration", &e);
     if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
+    /* the crypto layer's fork handlers before ours, and so before the console's (registered in
+     * sh_console_init): its prepare (the context list's lock) then runs after theirs. Left to
+     * its first use, which may come later (a thread's first sealed console write, with no
+     * volume), it ran first, and a fork waited for the console lock of a thread that waited
+     * for the context list's lock (the fork's lock order: atfork_prepare) */
+    scp_crypto_atfork_register();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 
     if (!(sh.cfg.flags & SCP_SHIELD_F_FILTER_INSTALLED)) {
