@@ -5,8 +5,8 @@
  * file (wrapper + filter), and pread of 4 KiB on a file in DIR through the libc symbol (the
  * fast path, no trap) and through a raw syscall instruction (the SIGSYS trap path); stat of
  * an ordinary path and of a file in DIR (path classification) through libc and by raw
- * syscall (the code filter's trap path), and open+close of an ordinary file. Wall and CPU time
- * per operation. */
+ * syscall (the code filter's trap path), open+close of an ordinary file, and 64-byte writes
+ * and reads at the cursor of a file in DIR. Wall and CPU time per operation. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +40,22 @@ static void report(const char *what, long ops) {
     printf("%-30s %8.1f ns/op  cpu %8.1f ns/op\n", what, w, u);
 }
 
+/* Cursor I/O on the file in DIR: 64-byte writes and reads that move the description's offset
+ * (back to 0 every 64, so the file stays in one chunk). Wall and CPU ns per call. */
+static int cursor_loops(int fd, long n) {
+    char b[64];
+    memset(b, 'y', sizeof b);
+    double t0 = now(), c0 = cpu();
+    for (long i = 0; i < n; i++)
+        if (((i & 63) == 0 && lseek(fd, 0, SEEK_SET) != 0) || write(fd, b, sizeof b) != (ssize_t)sizeof b) return 1;
+    printf("write 64B at the cursor in DIR %8.1f ns/op %8.1f cpu-ns/op\n", (now() - t0) / n, (cpu() - c0) / n);
+    t0 = now(), c0 = cpu();
+    for (long i = 0; i < n; i++)
+        if (((i & 63) == 0 && lseek(fd, 0, SEEK_SET) != 0) || read(fd, b, sizeof b) != (ssize_t)sizeof b) return 1;
+    printf("read 64B at the cursor in DIR  %8.1f ns/op %8.1f cpu-ns/op\n", (now() - t0) / n, (cpu() - c0) / n);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) return 2;
     long n = argc > 2 ? atol(argv[2]) : 200000;
@@ -50,6 +66,22 @@ int main(int argc, char **argv) {
     if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fsync(fd)) {
         perror(path);
         return 1;
+    }
+    /* "cursor": only the cursor loops; "cursor-fork": the same in a forked child, on the
+     * description it shares with its parent (bench/shield/ofd.sh) */
+    if (argc > 3 && !strncmp(argv[3], "cursor", 6)) {
+        int forked = !strcmp(argv[3], "cursor-fork");
+        pid_t pid = forked ? fork() : 0;
+        if (pid > 0) {
+            int st;
+            waitpid(pid, &st, 0);
+            return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+        }
+        if (pid < 0) return 1;
+        int r = cursor_loops(fd, n);
+        fflush(stdout);
+        if (forked) _exit(r);
+        return r;
     }
     char tmpl[] = "/tmp/trapbench-XXXXXX";
     int plain = mkstemp(tmpl);
@@ -113,6 +145,7 @@ int main(int argc, char **argv) {
         if (f < 0 || close(f)) return 1;
     }
     report("open+close ordinary (libc)", n);
+    if (cursor_loops(fd, n / 4)) return 1;
     if (argc > 3 && !strcmp(argv[3], "fork")) { /* the same loop in a forked child (nginx's worker) */
         pid_t pid = fork();
         if (pid > 0) {

@@ -176,8 +176,12 @@ enum {
     SCP_SHIELD_F_TRACE = 1u,           /* log intercepted calls (never keys or contents) */
     SCP_SHIELD_F_FILTER_INSTALLED = 2u, /* an ancestor image already installed the filter */
     SCP_SHIELD_F_NODUMP = 4u,           /* every image is made not dumpable (container) */
-    SCP_SHIELD_F_SHARED = 8u            /* an ancestor forked: volumes in shared mode (init.c) */
+    SCP_SHIELD_F_SHARED = 8u,           /* an ancestor forked: volumes in shared mode (init.c) */
+    SCP_SHIELD_F_OFD = 16u              /* the shared offsets' region is open (core.c, "shared
+                                         * open file descriptions") */
 };
+#define SCP_SHIELD_OFD_SLOTS 16384u   /* open file descriptions the region can share */
+#define SCP_SHIELD_MAX_OFD_DROP 64u   /* references an exec hands back (descriptions not inherited) */
 
 typedef struct scp_shield_volume {
     int dirfd;                         /* directory of the volume (O_PATH), inherited */
@@ -200,6 +204,8 @@ typedef struct scp_shield_inherit {
     int vol;
     int flags;  /* O_ACCMODE | O_APPEND */
     int64_t offset;
+    int32_t ofd;     /* its slot in the shared offsets' region (the new image takes over this
+                      * image's reference), or -1: a cursor of its own from `offset` */
     char path[1024]; /* volume-relative */
 } scp_shield_inherit;
 
@@ -213,6 +219,10 @@ typedef struct scp_shield_config {
     uint8_t filtered[SCP_SHIELD_MAX_ALIAS_FD / 8]; /* numbers with a filter of their own */
     uint32_t ninherit;
     scp_shield_inherit inherit[SCP_SHIELD_MAX_INHERIT];
+    /* slots of the shared offsets' region whose reference the exec'ing image held and does not
+     * hand on (close-on-exec descriptions): the new image drops them */
+    uint32_t nofd_drop;
+    int32_t ofd_drop[SCP_SHIELD_MAX_OFD_DROP];
     /* the program's working directory when it lies inside a protected mount ("" if not): the
      * kernel's is the mount point, so the next image could not find it by getcwd */
     char vcwd[4096];

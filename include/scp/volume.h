@@ -118,7 +118,9 @@ void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
  * from now on every write of this process is committed (durably) before it returns and the
  * file's writer lock is released, a write waits for another process's write instead of
  * failing with EBUSY, and reads, sizes and stats first take in other processes' commits.
- * Costs a commit per write. Call it with no uncommitted writes (commit first). Not undone. */
+ * Costs a commit per write. Call it with no uncommitted writes (commit first): the writer
+ * locks that this process holds on files without uncommitted writes are released, so another
+ * process of the program can write them at once. Not undone. */
 void scp_volume_set_shared(scp_volume *vol);
 /* Register the library's fork handlers now (idempotent; otherwise done at the first open).
  * glibc runs prepare handlers in the reverse order of registration: a caller whose own prepare
@@ -207,6 +209,8 @@ ssize_t scp_vfile_read(scp_vfile *f, void *buf, size_t n, scp_err *err);
 ssize_t scp_vfile_write(scp_vfile *f, const void *buf, size_t n, scp_err *err);
 /* whence: SEEK_SET, SEEK_CUR or SEEK_END. Returns the new offset or -1. */
 int64_t scp_vfile_seek(scp_vfile *f, int64_t off, int whence, scp_err *err);
+/* Turn the handle's O_APPEND on or off (fcntl F_SETFL): later writes go to the end, as at open. */
+void scp_vfile_set_append(scp_vfile *f, int on);
 
 /* Set the size; growing adds a hole that reads as zeros. */
 int scp_vfile_truncate(scp_vfile *f, uint64_t size, scp_err *err);

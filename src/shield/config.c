@@ -65,15 +65,20 @@ int scp_shield_config_parse(const void *buf, size_t len, scp_shield_config *cfg,
     memcpy(&h, buf, sizeof h);
     if (memcmp(h.magic, CFG_MAGIC, 8) || h.size != sizeof *cfg) goto bad;
     memcpy(cfg, (const char *)buf + sizeof h, sizeof *cfg);
-    if (cfg->nvol > SCP_SHIELD_MAX_VOLUMES || cfg->ninherit > SCP_SHIELD_MAX_INHERIT)
+    if (cfg->nvol > SCP_SHIELD_MAX_VOLUMES || cfg->ninherit > SCP_SHIELD_MAX_INHERIT ||
+        cfg->nofd_drop > SCP_SHIELD_MAX_OFD_DROP)
         return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration has bad counts");
     for (uint32_t i = 0; i < cfg->nvol; i++)
         if (cfg->vol[i].mount[0] != '/' || !memchr(cfg->vol[i].mount, 0, SCP_SHIELD_MAX_MOUNT))
             return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration has a bad mount point");
     for (uint32_t i = 0; i < cfg->ninherit; i++)
         if (cfg->inherit[i].vol < 0 || (uint32_t)cfg->inherit[i].vol >= cfg->nvol ||
-            !memchr(cfg->inherit[i].path, 0, sizeof cfg->inherit[i].path))
+            !memchr(cfg->inherit[i].path, 0, sizeof cfg->inherit[i].path) ||
+            cfg->inherit[i].ofd < -1 || cfg->inherit[i].ofd >= (int32_t)SCP_SHIELD_OFD_SLOTS)
             return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration has a bad descriptor");
+    for (uint32_t i = 0; i < cfg->nofd_drop; i++)
+        if (cfg->ofd_drop[i] < 0 || cfg->ofd_drop[i] >= (int32_t)SCP_SHIELD_OFD_SLOTS)
+            return scp_fail(err, SCP_E_FORMAT, EINVAL, "the shield configuration has a bad offset slot");
     return 0;
 bad:
     return scp_fail(err, SCP_E_FORMAT, EINVAL,

@@ -589,14 +589,42 @@ int sh_console_call(long nr, const long a[6], long *ret) {
 
 /* ---- start, fork, exec, exit --------------------------------------------------------------- */
 
-/* A fork child: a lock that another thread of the parent held at the fork would stay locked
- * forever; what it protected is restarted at the child's first operation (own_stream), so
- * fresh locks are enough. */
+/* Fork. A thread writing stdout or stderr holds its stream's lock while it seals the record,
+ * inside OpenSSL, which takes locks of its own (the algorithm store's, the random generator's).
+ * Forked in the middle of that, the child inherited those OpenSSL locks held by a thread it does
+ * not have, and its first write (own_stream: a fresh stream id from RAND_bytes, a key, a seal)
+ * waited for them forever (cas_console, "forks while another thread writes": the child hung in
+ * RAND_bytes -> EVP_RAND_fetch -> CRYPTO_THREAD_write_lock). So the prepare handler takes the
+ * output streams' locks: no thread is sealing a record when the process forks (a blocked write
+ * finishes first, as the host drains the pipe). This handler is registered after the shield's
+ * (init.c), so it runs first: the output streams' locks come before every other lock of the
+ * fork (order: init.c, atfork_prepare). stdin's is not taken: a reader holds it while it waits
+ * for input, which may never come; the child gets a fresh one (the buffered plaintext and the
+ * reader are the parent's as they were). */
+static __thread int con_fork_held; /* this thread took the output streams' locks for a fork */
+
+static void con_atfork_prepare(void) {
+    /* a fork from a signal handler that interrupted this thread's own console write: its lock
+     * is this thread's (taking it would never return); the record in progress stays as it is */
+    if (con_busy) return;
+    for (int k = 1; k < 3; k++) pthread_mutex_lock(&con.s[k].mu);
+    con_fork_held = 1;
+}
+static void con_atfork_parent(void) {
+    if (!con_fork_held) return;
+    con_fork_held = 0;
+    for (int k = 2; k > 0; k--) pthread_mutex_unlock(&con.s[k].mu);
+}
+/* what the locks protected is restarted at the child's first operation (own_stream), so fresh
+ * locks are enough, also for those that another thread of the parent held */
 static void con_atfork_child(void) {
+    con_fork_held = 0;
     for (int k = 0; k < 3; k++) pthread_mutex_init(&con.s[k].mu, NULL);
     pthread_mutex_init(&con.fdmu, NULL);
     con_busy = 0;
 }
+
+int sh_console_fork_ready(void) { return !con.active || con_busy || con_fork_held; }
 
 static int start_writer(int k, int exec, scp_err *err) {
     struct con_stream *st = &con.s[k];
@@ -661,7 +689,7 @@ int sh_console_init(scp_err *err) {
                 sh.alias_filtered[n] = 1; /* the previous image installed its filter */
             }
     memset(c->fd_stream, 0, sizeof c->fd_stream);
-    pthread_atfork(NULL, NULL, con_atfork_child);
+    pthread_atfork(con_atfork_prepare, con_atfork_parent, con_atfork_child);
     con.active = 1;
     sh_trace("console shield: stdin %s, stdout %s, stderr %s", con.s[0].sealed ? "sealed" : "plain",
              con.s[1].sealed ? "sealed" : "plain", con.s[2].sealed ? "sealed" : "plain");

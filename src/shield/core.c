@@ -90,8 +90,11 @@ static pfile *pf_new(enum pf_kind kind, int vol, int flags, const char *path) {
     return pf;
 }
 
+static void ofd_put(struct sh_ofd *o);
+
 static long pf_destroy(pfile *pf) {
     long r = 0;
+    if (pf->ofd) ofd_put(pf->ofd);
     if (pf->vf) {
         scp_err e;
         if (scp_vfile_close(pf->vf, &e)) {
@@ -201,6 +204,198 @@ static pfile *slot_take(long fd) {
 /* A vfork/posix_spawn child: same memory as the parent (atfork does not run for it). */
 static int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
 
+/* ---- shared open file descriptions ---------------------------------------------------------
+ * The kernel keeps a file's offset and status flags in the open file description, which fork
+ * and exec share: `{ echo 1; sh -c 'echo 2'; echo 3; } > f` writes 1, 2, 3 one after the other.
+ * A protected description's cursor lives in the volume library's handle, in process memory, so
+ * once another process may hold the description (sh_fork_share: fork, vfork, posix_spawn) its
+ * offset and flags move to a slot of a region that every process of the program maps shared
+ * (struct sh_ofd). Every cursor operation then runs under the slot's lock, on the handle's
+ * cursor set from the slot and stored back: two processes' writes land one after the other. A
+ * description that no other process can hold keeps the handle's cursor and pays nothing. */
+
+#define OFD_MAP_LEN ((size_t)SCP_SHIELD_OFD_SLOTS * sizeof(struct sh_ofd))
+#define OFD_UNSET (-1) /* off: take the first user's cursor (the fork copied it to both) */
+
+static struct sh_ofd *ofd_map_fd(int fd) {
+    long p = sh_gate(SYS_mmap, 0, (long)OFD_MAP_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    return (unsigned long)p >= -4095ul ? NULL : (struct sh_ofd *)p;
+}
+
+/* The region, made once per program (forks and execs inherit its descriptor). Under sh.mu. */
+static int ofd_region(void) {
+    if (sh.ofd_map) return 0;
+    long m = sh_gate(SYS_memfd_create, (long)"scp-shield-ofd", 0, 0, 0, 0, 0);
+    if (m < 0) return (int)m;
+    long r = sh_gate(SYS_ftruncate, m, (long)OFD_MAP_LEN, 0, 0, 0, 0);
+    if (r == 0) r = sh_gate(SYS_dup3, m, SH_OFD_FD(), 0, 0, 0, 0);
+    sh_gate(SYS_close, m, 0, 0, 0, 0, 0);
+    if (r < 0) return (int)r;
+    struct sh_ofd *map = ofd_map_fd(SH_OFD_FD());
+    if (!map) {
+        sh_gate(SYS_close, SH_OFD_FD(), 0, 0, 0, 0, 0);
+        return -ENOMEM;
+    }
+    sh.ofd_map = map;
+    sh.cfg.flags |= SCP_SHIELD_F_OFD; /* the images this one execs map it too */
+    return 0;
+}
+
+static int32_t ofd_index(const struct sh_ofd *o) { return o ? (int32_t)(o - sh.ofd_map) : -1; }
+
+/* A free slot (refs 0) with refs references, or NULL when all are taken. */
+static struct sh_ofd *ofd_alloc(int flags, int32_t refs) {
+    static uint32_t next;
+    for (uint32_t n = 0; n < SCP_SHIELD_OFD_SLOTS; n++) {
+        struct sh_ofd *o = &sh.ofd_map[(next + n) % SCP_SHIELD_OFD_SLOTS];
+        int32_t free_ = 0;
+        /* -1 while it is set up: nobody else holds it, so no put can see it */
+        if (!__atomic_compare_exchange_n(&o->refs, &free_, -1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            continue;
+        pthread_mutexattr_t at;
+        pthread_mutexattr_init(&at);
+        pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+        pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+        pthread_mutex_init(&o->mu, &at);
+        pthread_mutexattr_destroy(&at);
+        o->off = OFD_UNSET;
+        o->flags = flags & (O_APPEND | O_NONBLOCK);
+        __atomic_store_n(&o->refs, refs, __ATOMIC_RELEASE);
+        next = (uint32_t)(o - sh.ofd_map) + 1;
+        return o;
+    }
+    return NULL;
+}
+
+static void ofd_get(struct sh_ofd *o) { __atomic_add_fetch(&o->refs, 1, __ATOMIC_ACQ_REL); }
+static void ofd_put(struct sh_ofd *o) {
+    int32_t left = __atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL);
+    assert(left >= 0);
+    (void)left; /* 0: the slot is free again */
+}
+
+/* Lock pf's shared description and put its offset and flags into the handle; NULL when pf
+ * has none (the handle's own cursor is the description's). */
+static struct sh_ofd *ofd_enter(pfile *pf) {
+    struct sh_ofd *o = __atomic_load_n(&pf->ofd, __ATOMIC_ACQUIRE);
+    if (!o) return NULL;
+    /* a holder that died inside a call leaves the last offset it stored: take it as it is */
+    if (pthread_mutex_lock(&o->mu) == EOWNERDEAD) pthread_mutex_consistent(&o->mu);
+    if (o->off == OFD_UNSET) o->off = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
+    else scp_vfile_seek(pf->vf, o->off, SEEK_SET, NULL);
+    if ((o->flags ^ pf->flags) & O_APPEND) scp_vfile_set_append(pf->vf, o->flags & O_APPEND);
+    pf->flags = (pf->flags & ~(O_APPEND | O_NONBLOCK)) | o->flags;
+    return o;
+}
+
+static void ofd_leave(pfile *pf, struct sh_ofd *o) {
+    if (!o) return;
+    int64_t off = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
+    if (off >= 0) o->off = off;
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* The description's offset as an exec hands it on (the new image's cursor if it cannot map
+ * the region). */
+static int64_t pf_offset(const pfile *pf) {
+    struct sh_ofd *o = pf->ofd;
+    int64_t off = o ? __atomic_load_n(&o->off, __ATOMIC_ACQUIRE) : OFD_UNSET;
+    return off >= 0 ? off : scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
+}
+
+/* Give pf a shared slot (once) and, for a fork, the child's reference. pass marks the
+ * descriptions already seen in this walk (dup'ed numbers share one). Under sh.mu. */
+static void ofd_share(pfile *pf, int fork_child, unsigned pass) {
+    if (!pf || pf->kind != PF_FILE || !pf->vf || pf->ofd_pass == pass) return;
+    pf->ofd_pass = pass;
+    if (!pf->ofd) {
+        if (ofd_region() < 0) {
+            sh_trace("no region for shared offsets: '%s' keeps a cursor per process", pf->path);
+            return;
+        }
+        struct sh_ofd *o = ofd_alloc(pf->flags, 1);
+        if (!o) {
+            sh_trace("all %u shared offsets taken: '%s' keeps a cursor per process", SCP_SHIELD_OFD_SLOTS, pf->path);
+            return;
+        }
+        __atomic_store_n(&pf->ofd, o, __ATOMIC_RELEASE);
+    }
+    if (fork_child) ofd_get(pf->ofd);
+}
+
+static unsigned ofd_pass;
+
+/* The descriptions at numbers, for i < ndesc(): the aliases (only numbers below
+ * SCP_SHIELD_MAX_ALIAS_FD can be), then the slots; NULL where there is none. Under sh.mu. */
+static unsigned ndesc(void) { return SCP_SHIELD_MAX_ALIAS_FD + (unsigned)sh.nslots; }
+static pfile *desc_at(unsigned i) {
+    if (i >= SCP_SHIELD_MAX_ALIAS_FD) return sh.slot[i - SCP_SHIELD_MAX_ALIAS_FD];
+    return i < (unsigned)sh.lo && sh.nalias ? sh.alias[i] : NULL;
+}
+
+static int any_open_file(void) {
+    for (unsigned i = 0; i < ndesc(); i++)
+        if (desc_at(i) && desc_at(i)->kind == PF_FILE) return 1;
+    return 0;
+}
+
+void sh_fork_share(int fork_child) {
+    if (in_vfork_child()) { /* a vfork child's own spawn: the memory is its parent's */
+        if (fork_child) pthread_mutex_lock(&sh.mu);
+        return;
+    }
+    if (!fork_child) { /* vfork, posix_spawn: only what a child's exec could inherit */
+        pthread_mutex_lock(&sh.mu);
+        int any = sh.active && any_open_file();
+        pthread_mutex_unlock(&sh.mu);
+        if (!any) return;
+    }
+    /* From the first fork on, parent and child may write the same files and expect each
+     * other's writes without a close in between (a forked server: PostgreSQL's backends and WAL
+     * writer write one WAL segment; a shell and the command it runs write one redirection). So
+     * commit what this process buffered, and from now on both commit every write at once
+     * (scp_volume_set_shared, which also lets go of the writer locks of committed files;
+     * docs/shield.md, "fork"). */
+    /* Late volume opens (sh_volume_ready) are held off meanwhile: one that read the flag
+     * before it is set and published its volume after the loop below would leave that volume
+     * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
+     * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
+    if (!fork_child) sh_vol_open_hold(1);
+    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
+        sh_commit_all();
+        /* and for the volumes opened later and the images they exec */
+        sh.cfg.flags |= SCP_SHIELD_F_SHARED;
+        for (int i = 0; i < sh.nvol; i++) {
+            scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+            if (v) scp_volume_set_shared(v); /* not opened yet: opened shared */
+        }
+    }
+    if (!fork_child) sh_vol_open_hold(0);
+    pthread_mutex_lock(&sh.mu);
+    if (sh.active) {
+        unsigned pass = ++ofd_pass;
+        for (unsigned i = 0; i < ndesc(); i++) ofd_share(desc_at(i), fork_child, pass);
+    }
+    if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
+}
+
+static void ofd_release(pfile *pf, unsigned pass) {
+    if (!pf || !pf->ofd || pf->ofd_pass == pass) return;
+    pf->ofd_pass = pass;
+    struct sh_ofd *o = ofd_enter(pf); /* the handle keeps the offset, for a late write */
+    __atomic_store_n(&pf->ofd, NULL, __ATOMIC_RELEASE);
+    ofd_leave(pf, o);
+    ofd_put(o);
+}
+
+void sh_ofd_release_all(void) {
+    if (!sh.active || !sh.ofd_map || in_vfork_child()) return;
+    pthread_mutex_lock(&sh.mu);
+    unsigned pass = ++ofd_pass;
+    for (unsigned i = 0; i < ndesc(); i++) ofd_release(desc_at(i), pass);
+    pthread_mutex_unlock(&sh.mu);
+}
+
 /* Protected descriptors that a vfork child set up before exec (dup2 onto stdout...). Indexed
  * by nothing: entries carry the child's pid; the parent never reads them. */
 #define MAXVFK 16
@@ -232,7 +427,8 @@ static long vfk_add(pfile *pf, long fd) {
         vfk[i].e.share = -1;
         vfk[i].e.vol = pf->vol;
         vfk[i].e.flags = pf->flags & (O_ACCMODE | O_APPEND);
-        vfk[i].e.offset = pf->kind == PF_FILE ? scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL) : 0;
+        vfk[i].e.offset = pf->kind == PF_FILE ? pf_offset(pf) : 0;
+        vfk[i].e.ofd = ofd_index(pf->ofd);
         strcpy(vfk[i].e.path, pf->path);
         vfk[i].pid = pid;
         return 0;
@@ -888,6 +1084,14 @@ static long do_lseek(pfile *pf, long long off, int whence) {
     return r < 0 ? neg(&e) : (long)r;
 }
 
+/* The description's offset, shared or not (fcntl locks relative to SEEK_CUR). */
+static long cur_offset(pfile *pf) {
+    struct sh_ofd *o = ofd_enter(pf);
+    long r = do_lseek(pf, 0, SEEK_CUR);
+    ofd_leave(pf, o);
+    return r;
+}
+
 /* Copy between two descriptors, at least one of them protected (sendfile, splice,
  * copy_file_range). Offsets: NULL means the descriptor's cursor. */
 #define COPY_BUF (128u << 10)
@@ -913,6 +1117,13 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
         pf_put(pin);
         return e;
     }
+    /* the cursors this copy moves, locked in one order (by slot) across processes */
+    pfile *ci = pin && !inoff && pin->kind == PF_FILE ? pin : NULL;
+    pfile *co = pout && !outoff && pout != pin && pout->kind == PF_FILE ? pout : NULL;
+    struct sh_ofd *oi = NULL, *oo = NULL;
+    if (ci && co && (uintptr_t)co->ofd < (uintptr_t)ci->ofd) oo = ofd_enter(co);
+    if (ci) oi = ofd_enter(ci);
+    if (co && !oo) oo = ofd_enter(co);
     while ((size_t)total < count) {
         size_t want = count - (size_t)total;
         if (pin && !pout && inoff && pin->kind == PF_FILE && readable(pin)) {
@@ -975,6 +1186,8 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
         if (got < want) break;
     }
 out:
+    if (co) ofd_leave(co, oo);
+    if (ci) ofd_leave(ci, oi);
     pf_put(pin);
     pf_put(pout);
     return total;
@@ -1242,7 +1455,7 @@ static long do_record_lock(pfile *pf, int cmd, void *arg) {
         return 0;
     }
     long long base = 0;
-    if (fl.l_whence == SEEK_CUR) base = do_lseek(pf, 0, SEEK_CUR);
+    if (fl.l_whence == SEEK_CUR) base = cur_offset(pf);
     else if (fl.l_whence == SEEK_END) base = (long long)scp_vfile_size(pf->vf);
     else if (fl.l_whence != SEEK_SET) return -EINVAL;
     if (base < 0) return base;
@@ -1416,13 +1629,24 @@ static long do_fcntl(long fd, int cmd, long arg) {
             sh.slot_cloexec[fd - sh.base] = (arg & FD_CLOEXEC) != 0;
         r = sh_gate(SYS_fcntl, fd, F_SETFD, arg & FD_CLOEXEC, 0, 0, 0);
         break;
-    case F_GETFL:
-        r = (pf->flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_PATH | O_DIRECTORY)) | O_LARGEFILE;
+    case F_GETFL: {
+        int fl = pf->flags;
+        if (pf->ofd) /* the status flags are the description's: another process may set them */
+            fl = (fl & ~(O_APPEND | O_NONBLOCK)) | __atomic_load_n(&pf->ofd->flags, __ATOMIC_ACQUIRE);
+        r = (fl & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_NOATIME | O_PATH | O_DIRECTORY)) | O_LARGEFILE;
         break;
-    case F_SETFL:
-        pf->flags = (pf->flags & ~(O_NONBLOCK | O_NOATIME)) | ((int)arg & (O_NONBLOCK | O_NOATIME));
+    }
+    case F_SETFL: {
+        /* the kernel's F_SETFL changes O_APPEND too (O_ASYNC and O_DIRECT mean nothing here) */
+        const int settable = O_APPEND | O_NONBLOCK | O_NOATIME;
+        struct sh_ofd *o = pf->kind == PF_FILE ? ofd_enter(pf) : NULL;
+        pf->flags = (pf->flags & ~settable) | ((int)arg & settable);
+        if (pf->kind == PF_FILE) scp_vfile_set_append(pf->vf, pf->flags & O_APPEND);
+        if (o) __atomic_store_n(&o->flags, pf->flags & (O_APPEND | O_NONBLOCK), __ATOMIC_RELEASE);
+        ofd_leave(pf, o);
         r = 0;
         break;
+    }
     case F_GETLK:
     case F_OFD_GETLK:
     case F_SETLK:
@@ -1635,6 +1859,13 @@ static long sh_syscall_(long nr, const long a[6]) {
 
     pf = pf_get(a[0], &e);
     if (!pf) return e;
+    /* calls that move or use the description's offset or status flags: under its shared
+     * lock when other processes may hold it (one load and branch otherwise) */
+    struct sh_ofd *ofd = NULL;
+    if (pf->ofd && pf->kind == PF_FILE &&
+        (nr == SYS_read || nr == SYS_write || nr == SYS_readv || nr == SYS_writev || nr == SYS_lseek ||
+         nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2 || (nr == SYS_preadv2 && a[3] == -1)))
+        ofd = ofd_enter(pf);
     switch (nr) {
     case SYS_read: r = io_read(pf, (void *)a[1], (size_t)a[2], -1); break;
     case SYS_write: r = io_write(pf, (const void *)a[1], (size_t)a[2], -1); break;
@@ -1737,6 +1968,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         sh_trace("system call %ld on protected '%s' is not supported", nr, pf->path);
         r = -EOPNOTSUPP;
     }
+    ofd_leave(pf, ofd);
     pf_put(pf);
     return r;
 }
@@ -2225,8 +2457,10 @@ static void inherit_add(scp_shield_config *cfg, const void **ids, long fd, const
     if (strlen(pf->path) >= sizeof e->path) return;
     e->fd = (int)fd;
     e->vol = pf->vol;
-    e->flags = pf->flags & (O_ACCMODE | O_APPEND);
-    e->offset = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
+    int fl = pf->ofd ? (pf->flags & ~O_APPEND) | (__atomic_load_n(&pf->ofd->flags, __ATOMIC_ACQUIRE) & O_APPEND) : pf->flags;
+    e->flags = fl & (O_ACCMODE | O_APPEND);
+    e->offset = pf_offset(pf);
+    e->ofd = ofd_index(pf->ofd);
     strcpy(e->path, pf->path);
     cfg->ninherit++;
     inherit_link(cfg, ids, pf);
@@ -2243,7 +2477,38 @@ static int kernel_keeps(long fd) {
  * protected files that stay open, read from the kernel's descriptor table (so that what a
  * vfork child closed or redirected counts). held[] receives the placeholders added here (to
  * undo them if exec fails). */
-int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld) {
+/* The references to shared descriptions that the new image holds. A vfork child's exec takes
+ * one for each it hands on (the parent keeps its own; taken before the exec, so that a parent
+ * that closes at once cannot free the slot first: took[] lists them, to give back if the exec
+ * fails). Any other exec hands its own on, and lists those it does not for the new image to
+ * drop (an exec cannot undo anything once it succeeded). Under sh.mu. */
+static int exec_ofd_refs(scp_shield_config *cfg, const void **ids, int vf, struct sh_ofd **took) {
+    int ntook = 0;
+    cfg->nofd_drop = 0;
+    if (!sh.ofd_map) return 0;
+    if (vf) {
+        for (uint32_t i = 0; i < cfg->ninherit; i++)
+            if (cfg->inherit[i].share < 0 && cfg->inherit[i].ofd >= 0) {
+                took[ntook] = &sh.ofd_map[cfg->inherit[i].ofd];
+                ofd_get(took[ntook++]);
+            }
+        return ntook;
+    }
+    unsigned pass = ++ofd_pass;
+    for (unsigned n = 0; n < ndesc(); n++) {
+        pfile *pf = desc_at(n);
+        if (!pf || !pf->ofd || pf->ofd_pass == pass) continue;
+        pf->ofd_pass = pass;
+        int kept = 0;
+        for (uint32_t i = 0; i < cfg->ninherit; i++) kept |= ids[i] == pf;
+        if (kept) continue;
+        if (cfg->nofd_drop < SCP_SHIELD_MAX_OFD_DROP) cfg->ofd_drop[cfg->nofd_drop++] = ofd_index(pf->ofd);
+        else sh_trace("exec: more than %u shared offsets to drop; '%s' keeps its slot", SCP_SHIELD_MAX_OFD_DROP, pf->path);
+    }
+    return 0;
+}
+
+int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_ofd **took, int *ntook) {
     int nheld = 0;
     pid_t me = (pid_t)syscall(SYS_getpid);
     int vf = me != sh.pid;
@@ -2283,14 +2548,26 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld) {
         for (int j = 0; vf && j < MAXVFK; j++) noted |= vfk[j].pid == me && vfk[j].fd == sh.base + i;
         if (!noted && kernel_keeps(sh.base + i)) inherit_add(cfg, ids, sh.base + i, pf);
     }
+    *ntook = exec_ofd_refs(cfg, ids, vf, took);
     pthread_mutex_unlock(&sh.mu);
     return nheld;
+}
+
+void sh_exec_failed(struct sh_ofd **took, int ntook) {
+    for (int i = 0; i < ntook; i++) ofd_put(took[i]);
 }
 
 /* In the new image: take over what the previous image handed on. */
 void sh_exec_adopt(void) {
     scp_shield_config *cfg = &sh.cfg;
     sh_in_lib++;
+    /* the region of shared offsets that the previous image used (its descriptor is inherited) */
+    if ((cfg->flags & SCP_SHIELD_F_OFD) && !(sh.ofd_map = ofd_map_fd(SH_OFD_FD()))) {
+        sh_trace("the region of shared offsets could not be mapped: inherited descriptors keep a cursor per process");
+        cfg->flags &= ~(uint32_t)SCP_SHIELD_F_OFD;
+    }
+    for (uint32_t i = 0; sh.ofd_map && i < cfg->nofd_drop; i++) ofd_put(&sh.ofd_map[cfg->ofd_drop[i]]);
+    cfg->nofd_drop = 0;
     pfile *made[SCP_SHIELD_MAX_INHERIT] = {0};
     for (uint32_t i = 0; i < cfg->ninherit; i++) {
         scp_shield_inherit *e = &cfg->inherit[i];
@@ -2301,21 +2578,26 @@ void sh_exec_adopt(void) {
             __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
             goto place;
         }
+        /* the first entry of a description holds its reference (sh_exec_prepare) */
+        struct sh_ofd *o = sh.ofd_map && e->ofd >= 0 && e->share < 0 ? &sh.ofd_map[e->ofd] : NULL;
         long ready = sh_volume_ready(e->vol);
         scp_vfile *vf = ready < 0 ? NULL
                                   : scp_vfile_open(sh.vol[e->vol].v, e->path, e->flags & (O_ACCMODE | O_APPEND), 0, &err);
         if (ready < 0) scp_fail(&err, SCP_E_SYS, (int)-ready, "its volume cannot be opened");
         if (!vf) {
             sh_trace("descriptor %d ('%s') could not be reopened after exec: %s", e->fd, e->path, err.msg);
+            if (o) ofd_put(o);
             continue;
         }
         if (e->offset > 0) scp_vfile_seek(vf, e->offset, SEEK_SET, NULL);
         pf = pf_new(PF_FILE, e->vol, e->flags, e->path);
         if (!pf) {
             scp_vfile_close(vf, NULL);
+            if (o) ofd_put(o);
             continue;
         }
         pf->vf = vf;
+        pf->ofd = o; /* the reference the previous image held (or took for us) */
         made[i] = pf;
     place:
         if (e->fd >= sh.base && e->fd < sh.base + sh.nslots) {

@@ -146,22 +146,34 @@ static void code_ranges(struct code_ranges *c) {
 }
 
 static pthread_mutex_t vol_open_mu;
-/* fork while another thread holds sh.mu would leave the child's copy locked forever */
+/* Fork. The child has only the forking thread: every lock that the child may need must be free
+ * or held by this thread at the fork, so the prepare handlers take them all, always in this
+ * order (glibc runs prepare handlers in the reverse order of their registration):
+ *   1. the console's output streams' locks (console.c, registered last: runs first), so that
+ *      no thread is inside OpenSSL sealing a record;
+ *   2. vol_open_mu (here): no volume half-opened;
+ *   3. sh_fork_share(1) (core.c): sh_commit_all with the volume library's locks, taken and
+ *      released, then sh.mu, held;
+ *   4. the volume library's locks (volume.c fork_prepare: each volume's mu, each file's rw),
+ *   5. the crypto layer's context list (aead.c tls_prepare).
+ * sh_ctor registers 4 and 5 before 2-3, and sh_console_init 1 after them; a handler that
+ * registered later than 1 would run before it (the crypto layer's did, left to its first use:
+ * a thread's first sealed write then waited for it, and the fork for that thread's stream).
+ * A thread that holds one of these never waits for an earlier one. The slots of the shared
+ * offsets' region (struct sh_ofd) are not taken: their mutexes live in a MAP_SHARED region, so
+ * the child does not get a copy but the very mutex, which the parent's thread unlocks when its
+ * call ends (a robust mutex would only recover from a holder that died). A thread holding a
+ * slot waits for no lock of this list but the volume library's (its read or write), which the
+ * fork takes after sh.mu and which that thread releases without waiting for sh.mu. */
 static void atfork_prepare(void) {
-    /* From the first fork on, parent and child may write the same files and expect each other's
-     * writes without a close in between (a forked server: PostgreSQL's backends and WAL writer
-     * write one WAL segment). So commit what this process buffered, and from now on both commit
-     * every write at once (scp_volume_set_shared; docs/shield.md, "fork"). A vfork does not come
-     * here: its child shares our memory and execs. */
-    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
-        sh_commit_all();
-        for (int i = 0; i < sh.nvol; i++)
-            if (sh.vol[i].v) scp_volume_set_shared(sh.vol[i].v);
-        /* and for the volumes opened later (sh_volume_ready) and the images they exec */
-        sh.cfg.flags |= SCP_SHIELD_F_SHARED;
-    }
+    assert(sh_console_fork_ready());
+    /* a volume is never half-opened in the child: a late open (sh_volume_ready) ends first,
+     * and one after the fork sees the shared flag that sh_fork_share sets */
     pthread_mutex_lock(&vol_open_mu);
-    pthread_mutex_lock(&sh.mu);
+    /* volumes to shared mode, open descriptions to shared offsets with a reference for the
+     * child; returns holding sh.mu (core.c). A vfork does not come here: vfork and
+     * posix_spawn call sh_fork_share(0) themselves (interpose.c). */
+    sh_fork_share(1);
 }
 static void atfork_parent(void) {
     pthread_mutex_unlock(&sh.mu);
@@ -290,6 +302,12 @@ long sh_volume_ready(int i) {
     return r;
 }
 
+void sh_vol_open_hold(int on) {
+    if (vol_opening) return; /* this thread holds it, in open_volume */
+    if (on) pthread_mutex_lock(&vol_open_mu);
+    else pthread_mutex_unlock(&vol_open_mu);
+}
+
 /* The launch memfd (scp/shield.h): real arguments and environment. glibc runs constructors
  * with (argc, argv, envp); argv is the very array main() gets, while /proc/PID/cmdline and
  * environ show the strings on the initial stack, which stay the launcher's placeholders. The
@@ -412,7 +430,11 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     memset(sh.slot_cloexec, 1, (size_t)sh.nslots); /* the placeholders below are O_CLOEXEC */
     /* a directory: a raw reopen through /proc/self/fd/N, which the shield cannot see, then
      * fails (EISDIR for writing) where /dev/null would swallow the bytes */
-    sh.placeholder = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int ph = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    /* at a number of the shield's own: at the lowest free one (often 3) it was the number that
+     * `exec 3>/mnt/f` makes an alias, and dup3 of the placeholder onto itself failed (EINVAL) */
+    sh.placeholder = ph < 0 ? -1 : (int)sh_gate(SYS_dup3, ph, SH_PLACEHOLDER_FD(), O_CLOEXEC, 0, 0, 0);
+    if (ph >= 0) close(ph);
     if (sh.placeholder < 0) die("cannot open the placeholder /", NULL);
     for (int fd = sh.base; fd < sh.base + sh.nslots; fd++)
         if (sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
@@ -456,6 +478,12 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 
     if (sh_net_load(&e)) die("cannot read the network configuration", &e);
     if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
+    /* the crypto layer's fork handlers before ours, and so before the console's (registered in
+     * sh_console_init): its prepare (the context list's lock) then runs after theirs. Left to
+     * its first use, which may come later (a thread's first sealed console write, with no
+     * volume), it ran first, and a fork waited for the console lock of a thread that waited
+     * for the context list's lock (the fork's lock order: atfork_prepare) */
+    scp_crypto_atfork_register();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 
     /* The image's rules make one seccomp filter (gate.c): the main rule (the first shielded
@@ -507,6 +535,7 @@ __attribute__((destructor)) static void sh_dtor(void) {
     if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) {
         fflush(NULL);
         sh_commit_all();
+        sh_ofd_release_all();
         sh_console_exit();
     }
     openssl_release();
@@ -526,7 +555,9 @@ static int openssl_stop_wanted, openssl_shield_done;
 
 static void openssl_stop(void) {
     void (*real_cleanup)(void) = (void (*)(void))dlsym(RTLD_NEXT, "OPENSSL_cleanup");
-    if (real_cleanup) real_cleanup(); /* (the shield links libcrypto: always found) */
+    /* the program's libcrypto (a program that calls OPENSSL_cleanup links it); the shield's
+     * lazily loaded copy of the same library is that one (openssl_lazy.c) */
+    if (real_cleanup) real_cleanup();
 }
 
 SH_EXPORT void OPENSSL_cleanup(void) {
@@ -644,8 +675,9 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
             cc->vol[i].have_seen = 1;
         }
     }
-    int held[64];
-    int nheld = sh_exec_prepare(cc, held, 64);
+    int held[64], ntook = 0;
+    struct sh_ofd *took[SCP_SHIELD_MAX_INHERIT];
+    int nheld = sh_exec_prepare(cc, held, 64, took, &ntook);
     int mfd = scp_shield_config_to_memfd(cc, NULL);
     scp_wipe(cc, sizeof *cc);
     syscall(SYS_munmap, cc, sizeof *cc);
@@ -660,6 +692,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
         if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         if (notify_sock >= 0) sh_gate(SYS_close, notify_sock, 0, 0, 0, 0, 0);
+        sh_exec_failed(took, ntook);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
     }
@@ -711,6 +744,7 @@ static long sh_execve_(int dirfd, const char *path, char *const argv[], char *co
     if (cfd >= 0) sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
     if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
+    sh_exec_failed(took, ntook);
     syscall(SYS_munmap, env, size);
     return r;
 }

@@ -31,6 +31,19 @@ struct dent {
     unsigned char type; /* DT_REG / DT_DIR */
 };
 
+/* What the kernel keeps in an open file description and POSIX shares between the processes
+ * that hold it (fork, exec): the offset and the status flags. A slot of a region mapped
+ * MAP_SHARED by every process of the program (a memfd at SH_OFD_FD, inherited across fork and
+ * exec). refs counts the processes (images) that hold the description; 0 is a free slot. */
+struct sh_ofd {
+    pthread_mutex_t mu; /* process-shared and robust: a holder killed mid-write releases it */
+    int64_t off;
+    int32_t flags;      /* O_APPEND | O_NONBLOCK */
+    int32_t refs;
+};
+#define SH_OFD_FD() (sh.base + sh.nslots + 3) /* own numbers: console 0-2, then this */
+#define SH_PLACEHOLDER_FD() (sh.base + sh.nslots + 4) /* and the placeholder's original */
+
 /* An open file description on a protected file or directory (shared by dup'ed slots). */
 typedef struct pfile {
     int refs;            /* slots and in-flight operations (atomic) */
@@ -47,6 +60,9 @@ typedef struct pfile {
     int lkfd;            /* PF_FILE: the kernel descriptor its record locks live on (-1 until the
                           * first lock; in the volume library's zone, see lock_fd in core.c) */
     uint64_t lkino;      /* the file's inode number in its volume, once lkfd is open */
+    struct sh_ofd *ofd;  /* PF_FILE: shared offset and flags once another process may hold
+                          * the description (sh_fork_share); NULL: the handle's own cursor */
+    unsigned ofd_pass;   /* the last walk over the descriptions that saw it (core.c) */
 } pfile;
 
 struct sh_volume {
@@ -77,6 +93,7 @@ struct sh_state {
     unsigned char *alias_filtered; /* [0, lo): a per-number filter is installed */
     uint8_t (*keys)[SCP_VOLUME_KEY_LEN]; /* volume keys for exec: locked, not in core dumps */
     unsigned char libfd[SH_LIB_ZONE]; /* [lo - SH_LIB_ZONE, lo): the volume library's own */
+    struct sh_ofd *ofd_map;     /* the shared offsets' region (SCP_SHIELD_OFD_SLOTS), or NULL */
 };
 
 extern struct sh_state sh;
@@ -162,6 +179,15 @@ void sh_vlog_line(int fd, const char *head, const char *fmt, va_list ap) __attri
 int sh_path_call(long nr, const long a[6], long *ret);
 long sh_open_path(int dirfd, const char *path, int flags, mode_t mode, int *handled);
 int sh_commit_all(void);
+/* Before another process may come to hold this one's protected descriptions (fork, vfork,
+ * posix_spawn): volumes to shared mode, offsets into the shared region. for_child: a fork, whose
+ * child holds a reference of its own to each description. */
+void sh_fork_share(int for_child);
+/* Hold late volume opens off (on: 1) or let them go on (0) (init.c); nothing when this thread
+ * is inside an open itself (a signal handler's spawn) */
+void sh_vol_open_hold(int on);
+/* At exit: this image's references to shared descriptions go back (cursors become private). */
+void sh_ofd_release_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz);
 long sh_copy_path_in(const char *p, char *buf, size_t n);
@@ -178,7 +204,10 @@ long sh_cred_parent(int vol, const char *rel, int want);
 long sh_cred_link(const scp_vstat *v); /* may the caller give v another name (hard link) */
 long sh_cred_sticky(int vol, const char *rel); /* may the caller remove name rel (sticky dir) */
 int sh_cred_root(void); /* the effective uid is 0 */
-int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld);
+/* took[SCP_SHIELD_MAX_INHERIT], *ntook: references taken for the new image (sh_exec_failed
+ * gives them back when the exec fails) */
+int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_ofd **took, int *ntook);
+void sh_exec_failed(struct sh_ofd **took, int ntook);
 void sh_exec_adopt(void);
 /* (dirfd, path) as the program sees it, absolute and normalized: 1, 0 when it cannot be told,
  * or -errno (-EFAULT for a bad pointer). Inside a scope (enter/leave, nestable; sh_path_call
@@ -212,6 +241,8 @@ int sh_console_call(long nr, const long a[6], long *ret);
 /* The host's descriptor of stream k (0 stdin, 1 stdout, 2 stderr) in the shield's own range. */
 int sh_console_real(int k);
 void sh_console_exit(void);
+/* In a fork's prepare handlers: the console holds what a fork needs (console.c, "Fork") */
+int sh_console_fork_ready(void);
 /* A console memfd for the next image: -1 none, -2 error. */
 int sh_console_exec_prepare(void);
 

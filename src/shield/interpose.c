@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -780,13 +781,68 @@ XREM(lremovexattr)
  * leaves its redirections open and calls _exit) ----------------------------------------------- */
 
 SH_EXPORT void _exit(int status) {
-    if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) {
+        sh_commit_all();
+        sh_ofd_release_all();
+    }
     if (sh.active) sh_console_exit();
     REAL(void (*)(int), _exit);
     real__exit(status);
     __builtin_unreachable();
 }
 SH_EXPORT void _Exit(int status) { _exit(status); }
+
+/* ---- vfork, posix_spawn, system, popen: a child that shares our memory (and runs no fork
+ * handlers) may exec an image that inherits protected descriptors; before it starts, the
+ * volumes go to shared mode and the descriptions to shared offsets (sh_fork_share, core.c), as
+ * at a fork. Only when a protected file is open. ------------------------------------------- */
+
+void sh_vfork_prepare(void);
+void *sh_real_vfork;
+void sh_vfork_prepare(void) {
+    int saved = errno;
+    if (!sh_real_vfork) sh_real_vfork = next_sym("vfork");
+    if (sh.active) sh_fork_share(0);
+    errno = saved;
+}
+/* vfork cannot be wrapped by a C function (the child would return through the wrapper's frame
+ * and the parent find it overwritten): prepare, then enter glibc's vfork by a jump, with the
+ * caller's return address on top of the stack as it expects. */
+__asm__(".text\n"
+        ".globl vfork\n"
+        ".type vfork, @function\n"
+        "vfork:\n"
+        "    endbr64\n"
+        "    sub $8, %rsp\n" /* the call below needs a 16-byte aligned stack */
+        "    call sh_vfork_prepare\n"
+        "    add $8, %rsp\n"
+        "    jmp *sh_real_vfork(%rip)\n"
+        ".size vfork, .-vfork\n");
+
+SH_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
+                          const posix_spawnattr_t *at, char *const argv[], char *const envp[]) {
+    if (sh.active) sh_fork_share(0);
+    REAL(int (*)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+                 char *const[], char *const[]), posix_spawn);
+    return real_posix_spawn(pid, path, fa, at, argv, envp);
+}
+SH_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
+                           const posix_spawnattr_t *at, char *const argv[], char *const envp[]) {
+    if (sh.active) sh_fork_share(0);
+    REAL(int (*)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
+                 char *const[], char *const[]), posix_spawnp);
+    return real_posix_spawnp(pid, file, fa, at, argv, envp);
+}
+SH_EXPORT int system(const char *cmd) {
+    if (sh.active && cmd) sh_fork_share(0);
+    REAL(int (*)(const char *), system);
+    return real_system(cmd);
+}
+SH_EXPORT FILE *popen(const char *cmd, const char *mode) {
+    if (sh.active) sh_fork_share(0);
+    REAL(FILE *(*)(const char *, const char *), popen);
+    return real_popen(cmd, mode);
+}
 
 /* ---- signal masks: SIGSYS is never blocked (a trap with SIGSYS blocked kills the thread);
  * these wrappers spare the common callers the trap that the filter would take ---------------- */

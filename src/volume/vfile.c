@@ -210,7 +210,8 @@ static scp_file *file_get_cached(scp_volume *v, const char *path, scp_vfile *h) 
 
 int file_after_fork(scp_file *f, scp_err *err) {
     /* The descriptors are shared with the parent, and so is its writer lock: take our own. */
-    if (f->fd_j >= 0) close(f->fd_j);
+    int had_log = f->fd_j >= 0;
+    if (had_log) close(f->fd_j);
     f->fd_j = -1;
     f->writer = 0;
     f->w_have = 0; /* our own chunk subkey: the parent's budget count is the parent's */
@@ -230,6 +231,10 @@ int file_after_fork(scp_file *f, scp_err *err) {
     close(f->fd_t);
     f->fd_d = d;
     f->fd_t = t;
+    /* and of the log: chunks whose newest bytes a followed log holds (jmap: shared mode, after
+     * another process's writes) are read from it; left closed, the child's first read or
+     * write of such a chunk failed with EBADF */
+    if (had_log) f->fd_j = file_open_obj(f, ".j", O_RDWR, NULL);
     if (f->modified) { /* the parent owns its uncommitted writes; we restart from the commit */
         discard_uncommitted(f);
         long i = man_find(&f->vol->man, f->path);
@@ -840,6 +845,13 @@ int64_t scp_vfile_seek(scp_vfile *h, int64_t off, int whence, scp_err *err) {
     }
     pthread_mutex_unlock(&h->cur_mu);
     return r;
+}
+
+void scp_vfile_set_append(scp_vfile *h, int on) {
+    if (!h) return;
+    pthread_mutex_lock(&h->cur_mu); /* a cursor write reads the flag under it */
+    h->flags = on ? h->flags | O_APPEND : h->flags & ~O_APPEND;
+    pthread_mutex_unlock(&h->cur_mu);
 }
 
 int scp_vfile_truncate(scp_vfile *h, uint64_t size, scp_err *err) {

@@ -520,6 +520,21 @@ void vol_object_owner(scp_volume *v, int fd) {
 void scp_volume_set_shared(scp_volume *v) {
     pthread_mutex_lock(&v->mu);
     v->shared = 1;
+    /* A writer lock held from before (a write of this process, committed since) would make
+     * every other process's shared write wait until this one writes again or closes: a shell
+     * that wrote to a redirection and then waits for the child it started on the same file
+     * would wait forever. Let go of it where nothing is uncommitted; a file busy in another
+     * thread is left alone (its next shared write publishes and releases it). Under mu a
+     * file's rw is only tried (lock order, above). */
+    for (scp_file *f = v->files; f; f = f->next) {
+        if (!f->writer || pthread_rwlock_trywrlock(&f->rw) != 0) continue;
+        if (f->writer && !f->modified && f->cstate == CS_IDLE) {
+            file_writer_unlock(f);
+            f->writer = 0;
+            f->j_clean = 0; /* the next writer appends to our log (file_follow) */
+        }
+        pthread_rwlock_unlock(&f->rw);
+    }
     pthread_mutex_unlock(&v->mu);
 }
 
