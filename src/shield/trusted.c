@@ -255,12 +255,16 @@ static long check_fd(int fd, const char *what, int must_list, const char *opened
     return verify(t, fd, &st) < 0 ? refuse(what, path, DIFFERS) : 0;
 }
 
-long sh_trusted_check_open(int fd, int dirfd, const char *path) {
+long sh_trusted_check_open(int fd, int dirfd, const char *path, long flags) {
     if (!tr.on || fd < 0) return 0;
+    /* Nothing to check without the inode (see check_fd): O_PATH reads no content (mmap and read
+     * fail with EBADF; a reopen through /proc/self/fd is an open of its own, an exec of it is
+     * checked at exec), and with O_DIRECTORY the kernel opened a directory or nothing. */
+    if (flags & (O_PATH | O_DIRECTORY)) return 0;
     char abs[PATH_MAX];
-    /* the path as the program named it, made absolute and normalized (by the open's own
-     * classification just before: no second probe) */
-    return check_fd(fd, "open", 0, sh_abspath_last(dirfd, path, abs, sizeof abs) > 0 ? abs : "");
+    /* the path as the program named it, made absolute and normalized (inside the open's path
+     * call: the classification's answer for the same copy of the path, no second look) */
+    return check_fd(fd, "open", 0, sh_abspath(dirfd, path, abs, sizeof abs) > 0 ? abs : "");
 }
 
 long sh_trusted_exec_check(int dirfd, const char *path, int flags) {
