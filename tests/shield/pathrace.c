@@ -15,6 +15,15 @@
  * and the kernel's. With the two threads on two cores (or a preemption inside that window) it
  * lands often: before the fix every run here failed within a few thousand rounds.
  * Exit 0: no mismatch in ROUNDS rounds per case; 1: a mismatch (printed).
+ *
+ * usage: shield-pathrace --console ROUNDS (under a session whose console seals stdout;
+ * tests/cas/cas_console.sh): the same race on "/proc/self/fd/N", N the shield's own descriptor
+ * of the host's stdout (the top of the reserved range less 15), against "/proc/selF/fd/N"
+ * (nothing there). The shield refuses the first (EBADF: no protected file behind the number)
+ * and the kernel finds nothing at the second (ENOENT); any other answer is the kernel acting
+ * on the first: a descriptor of the host's stdout past the console shield (a marker is
+ * written to it, so the caller can look for plaintext), or the kernel's own refusal to reopen
+ * it (ENXIO when the host's end is a socket, as `scpctl run` gives).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,20 +32,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 static char buf[4096];
 static size_t flip_at;
+static char flip_a = 't', flip_b = 'u';
 static atomic_int stop;
 
 static void *flipper(void *arg) {
     (void)arg;
     volatile char *c = (volatile char *)&buf[flip_at];
     while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
-        *c = 't';
-        *c = 'u';
+        *c = flip_a;
+        *c = flip_b;
     }
     return NULL;
 }
@@ -44,6 +55,42 @@ static void *flipper(void *arg) {
 static long open_buf(int raw, int flags) {
     if (raw) return syscall(SYS_openat, (long)AT_FDCWD, buf, (long)flags, 0600L);
     return open(buf, flags, 0600);
+}
+
+static int console_race(long rounds) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl)) return 2;
+    long top = rl.rlim_max > 65536 ? 65536 : (long)rl.rlim_max;
+    snprintf(buf, sizeof buf, "/proc/self/fd/%ld", top - 15);
+    flip_at = 9; /* the 'f' of "self" */
+    flip_a = 'f';
+    flip_b = 'F';
+    pthread_t th;
+    if (pthread_create(&th, NULL, flipper, NULL)) return 2;
+    long opened = 0, by_errno[256] = {0};
+    static const char mark[] = "MARKER-pathrace: plaintext past the console shield\n";
+    for (long i = 0; i < 2 * rounds && opened < 5; i++) {
+        long fd = open_buf(i & 1, O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            by_errno[errno & 255]++;
+            continue;
+        }
+        opened++;
+        syscall(SYS_write, fd, mark, sizeof mark - 1);
+        close((int)fd);
+    }
+    atomic_store(&stop, 1);
+    pthread_join(th, NULL);
+    long kernel_real = opened; /* answers only the kernel's walk of the real path gives */
+    for (int e = 1; e < 256; e++)
+        if (e != EBADF && e != ENOENT) kernel_real += by_errno[e];
+    printf("%s console race: %ld refused by the shield (EBADF), %ld not found (ENOENT), %ld opened the host's "
+           "stdout\n",
+           kernel_real ? "FAIL" : "ok  ", by_errno[EBADF], by_errno[ENOENT], opened);
+    for (int e = 1; e < 256; e++)
+        if (by_errno[e] && e != EBADF && e != ENOENT)
+            printf("  %ld x %s: the kernel acted on the path the shield refused\n", by_errno[e], strerror(e));
+    return kernel_real != 0;
 }
 
 /* One case: ROUNDS opens of buf with flags. host: the st_dev/st_ino of the host's object. */
@@ -78,6 +125,10 @@ static int run_case(const char *name, int raw, int flags, const struct stat *hos
 }
 
 int main(int argc, char **argv) {
+    if (argc == 3 && !strcmp(argv[1], "--console")) {
+        setvbuf(stdout, NULL, _IOLBF, 0);
+        return console_race(atol(argv[2]));
+    }
     if (argc != 3) {
         fprintf(stderr, "usage: shield-pathrace MOUNT ROUNDS\n");
         return 2;
