@@ -294,7 +294,7 @@ static __thread const char *own_path[2];
 long sh_copy_path_in(const char *p, char *buf, size_t n) {
     if (!p) return -EFAULT;
     if (p == own_path[0] || p == own_path[1]) { /* this call's copy: our own memory, no probe */
-        size_t l = strlen(p);
+        size_t l = strnlen(p, n);
         if (l >= n) return -ENAMETOOLONG;
         memcpy(buf, p, l + 1);
         return (long)l;
