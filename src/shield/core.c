@@ -486,7 +486,6 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
     return r;
 }
 
-
 /* ---- stat -------------------------------------------------------------------------------- */
 
 
@@ -1521,7 +1520,6 @@ static long at_form(long nr, const long a[6], long b[6]) {
     memcpy(b, v, sizeof v);
     return at;
 }
-
 
 /* getcwd: the program's view when its cwd lies inside a mount (the kernel's is the mount
  * point); the kernel's result otherwise. Returns the length with the NUL, as the kernel. */
