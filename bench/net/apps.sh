@@ -23,7 +23,8 @@
 # plain server's), which moves far less with the machine's load; ratios shield/own TLS and
 # shield/stunnel. Environment: ROUNDS=3, DUR=3 (wrk seconds), MEMC_N=3000, PARTS="nginx memcached",
 # FILTERCOUNT=1 (also print shield-filtercount for the shielded nginx worker: load-independent),
-# FILTERDUMP=FILE (save that worker's filters for shield-filtercmp; ROUNDS=0 to do only that).
+# FILTERDUMP=FILE (save that worker's filters for shield-filtercmp; ROUNDS=0 to do only that);
+# STRACE=1 adds the shielded nginx worker's system calls per request (strace -c -f; not timed).
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$(readlink -f "$B/src/scpctl")
@@ -171,6 +172,25 @@ if [[ " $PARTS " == *" nginx "* ]]; then
         LOADS+=("$(cut -d' ' -f1 /proc/loadavg)")
         echo "nginx round $r done" >&2
     done
+    if [ -n "${STRACE:-}" ]; then # the shielded worker's system calls per request (strace -c -f)
+        command -v strace >/dev/null || die "STRACE=1 needs strace"
+        W=
+        for p in $NSPIDS; do
+            pp=$(awk '/^PPid:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+            [[ " $NSPIDS " == *" $pp "* ]] && W=$p
+        done
+        [ -n "$W" ] || die "no shielded nginx worker"
+        strace -c -f -p "$W" -o "$T/strace.out" 2>/dev/null &
+        SP=$!
+        sleep 1
+        out=$(wrk -t 1 -c 1 -d "${DUR}s" "https://127.0.0.1:$NS/small" 2>&1)
+        kill -INT "$SP"
+        wait "$SP"
+        n=$(echo "$out" | awk '/requests in/ {print $1}')
+        echo "strace -c -f of the shielded nginx worker, wrk -c 1 GET /small, ${n:-0} requests: system calls per request"
+        awk -v n="${n:-0}" '$NF ~ /^[a-z_0-9]+$/ && $NF != "syscall" && $NF != "total" {
+            c = $4; if (n > 0 && c / n >= 0.05) printf "  %-20s %6.2f\n", $NF, c / n }' "$T/strace.out"
+    fi
 fi
 
 if [[ " $PARTS " == *" memcached "* ]]; then

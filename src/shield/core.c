@@ -483,11 +483,21 @@ static long copy_in(void *dst, const void *src, size_t n) {
     return 0;
 }
 
+/* Inside a path call (path_run): the copies of its paths that every look-up and the kernel
+ * read. A nested call (a signal handler of the program) sets its own and puts these back. */
+static __thread const char *own_path[2];
+
 /* Copy the program's string at p (NUL included) into buf: its length, or -EFAULT for an
  * address the kernel would refuse (the program gets EFAULT, not a SIGSEGV in the shield), or
  * -ENAMETOOLONG. */
 long sh_copy_path_in(const char *p, char *buf, size_t n) {
     if (!p) return -EFAULT;
+    if (p == own_path[0] || p == own_path[1]) { /* this call's copy: our own memory, no probe */
+        size_t l = strnlen(p, n);
+        if (l >= n) return -ENAMETOOLONG;
+        memcpy(buf, p, l + 1);
+        return (long)l;
+    }
     uintptr_t at = (uintptr_t)p;
     for (size_t got = 0; got < n;) {
         uintptr_t page = (at + got) & ~(uintptr_t)4095;
@@ -626,12 +636,12 @@ static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abs
 
 /* One shield call looks at its path up to three times (the console's and the injected files'
  * look-ups, the mount classification, and after an open the trusted-file check), and each look
- * is a probe system call per page plus a normalization. The memo keeps the first answer for
- * the rest of the call: inside a scope (sh_abspath_scope_enter/leave, depth > 0) a look-up of
- * the same (dirfd, pointer) reuses it. A nested scope (a signal handler of the program that
- * makes a shielded call while an outer one runs) starts empty and leaves nothing behind, so
- * a handler that rewrites the buffer at the same address is never answered from the outer
- * call's memo. After the outermost scope the last answer stays for one sh_abspath_last. */
+ * is a normalization (and a cwd or directory look-up for a relative path). The memo keeps the
+ * first answer for the rest of the call: inside a scope (sh_abspath_scope_enter/leave,
+ * depth > 0) a look-up of the same (dirfd, pointer) reuses it. The pointer is the call's own
+ * copy of the path (path_run), which nothing else writes while the scope lasts. A nested scope
+ * (a signal handler of the program that makes a shielded call while an outer one runs) starts
+ * empty and leaves nothing behind. */
 static __thread struct abs_memo {
     int depth, valid, dirfd, r, link_named;
     const char *p;
@@ -645,7 +655,8 @@ void sh_abspath_scope_enter(void) {
 
 void sh_abspath_scope_leave(void) {
     assert(memo.depth > 0);
-    if (--memo.depth > 0) memo.valid = 0;
+    memo.depth--;
+    memo.valid = 0;
 }
 
 static int memo_hit(int dirfd, const char *path_in, char *abs, size_t abssz) {
@@ -672,14 +683,6 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
         memo.valid = 1;
     }
     return r;
-}
-
-int sh_abspath_last(int dirfd, const char *path_in, char *abs, size_t abssz) {
-    if (memo.depth == 0 && memo_hit(dirfd, path_in, abs, abssz)) {
-        memo.valid = 0;
-        return memo.r;
-    }
-    return sh_abspath(dirfd, path_in, abs, abssz);
 }
 
 /* ---- stat -------------------------------------------------------------------------------- */
@@ -1745,15 +1748,6 @@ static long at_form(long nr, const long a[6], long b[6]) {
     return at;
 }
 
-/* A path call: served when its path is protected, else (a path outside every mount, or an
- * absolute path with a reserved dirfd that it ignores) the kernel's business. */
-static long path_or_gate(long nr, const long a[6]) {
-    long r, b[6];
-    long at = at_form(nr, a, b);
-    if (sh_path_call(at, b, &r)) return r;
-    return sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
-}
-
 /* getcwd: the program's view when its cwd lies inside a mount (the kernel's is the mount
  * point); the kernel's result otherwise. Returns the length with the NUL, as the kernel. */
 static long do_getcwd(char *buf, unsigned long size) {
@@ -1794,7 +1788,7 @@ long sh_syscall(long nr, const long a[6]) {
     }
     if (h == HND_CWD) return do_getcwd((char *)a[0], (unsigned long)a[1]);
     sh_in_lib++;
-    long r = h == HND_PATH ? path_or_gate(nr, a) : sh_syscall_(nr, a);
+    long r = h == HND_PATH ? sh_path_syscall(nr, a, 0) : sh_syscall_(nr, a);
     sh_in_lib--;
     if (sh.cfg.flags & SCP_SHIELD_F_TRACE) sh_trace("%s(%ld) = %ld", sh_sysname(nr), a[0], r);
     return r;
@@ -2354,16 +2348,92 @@ static int path_call(long nr, const long a[6], long *ret) {
     return 1;
 }
 
-int sh_path_call(long nr, const long a[6], long *ret) {
+/* A path call's arguments with its paths (the table's path and path2 positions) copied once
+ * from the program's memory. The console's and the injected files' look-ups, the mount
+ * classification, the emulation, the trusted-file check and, when the path is not protected,
+ * the kernel all read this one copy: reading the program's string again at each step let
+ * another thread of the program change it in between, so that the shield classified one path
+ * ("/tmp/x": not protected) and the kernel acted on another ("/secure/x", the empty read-only
+ * mount point, or "/proc/self/fd/N" of a number in the shield's range), unchecked
+ * (tests/shield/pathrace.c). */
+struct path_copy {
+    long a[6];
+    char buf[2][PATH_MAX];
+};
+
+/* 0, or the kernel's error for a path it cannot read: -EFAULT (a bad address), -ENAMETOOLONG
+ * (no NUL within PATH_MAX bytes). A NULL path stays NULL: the kernel's EFAULT, or the calls
+ * that take NULL for "the descriptor itself" (futimens). */
+static long path_copy_in(long nr, const long a[6], struct path_copy *c) {
+    const struct sh_sysent *s = sh_sys(nr);
+    const int at[2] = {s ? s->path : -1, s ? s->path2 : -1};
+    memcpy(c->a, a, sizeof c->a);
+    for (int i = 0; i < 2; i++) {
+        if (at[i] < 0 || !a[at[i]]) continue;
+        long n = sh_copy_path_in((const char *)a[at[i]], c->buf[i], sizeof c->buf[i]);
+        if (n < 0) return n;
+        c->a[at[i]] = (long)c->buf[i];
+    }
+    return 0;
+}
+
+/* The trusted-file check of a descriptor that the kernel just opened on the path the call
+ * named (b: the openat form): the descriptor, or -EACCES with it closed. */
+static long trusted_after_open(long fd, const long b[6]) {
+    long t = sh_trusted_check_open((int)fd, (int)b[0], (const char *)b[1], b[2]);
+    if (t >= 0) return fd;
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    return t;
+}
+
+/* Serve (nr, a) when its path is protected (1, *ret); else, with pass, let the kernel carry it
+ * out on the same copy (0, *ret its result; without pass the caller does, *ret unset). */
+static int path_run(long nr, const long a[6], int pass, int trusted, long *ret) {
+    struct path_copy c;
+    long r = path_copy_in(nr, a, &c);
+    if (r < 0) {
+        *ret = r;
+        return 1;
+    }
+    const char *outer[2] = {own_path[0], own_path[1]};
+    const struct sh_sysent *s = sh_sys(nr);
+    own_path[0] = s && s->path >= 0 ? (const char *)c.a[s->path] : NULL;
+    own_path[1] = s && s->path2 >= 0 ? (const char *)c.a[s->path2] : NULL;
+    long b[6];
+    long at = at_form(nr, c.a, b); /* the raw open, stat... as the *at call the dispatcher serves */
     sh_abspath_scope_enter();
-    int r = path_call(nr, a, ret);
+    int served = path_call(at, b, ret);
+    if (!served && pass) {
+        *ret = sh_gate(nr, c.a[0], c.a[1], c.a[2], c.a[3], c.a[4], c.a[5]);
+        if (trusted && *ret >= 0 && at == SYS_openat) *ret = trusted_after_open(*ret, b);
+    }
     sh_abspath_scope_leave();
+    own_path[0] = outer[0];
+    own_path[1] = outer[1];
+    return served;
+}
+
+int sh_path_call(long nr, const long a[6], long *ret) { return path_run(nr, a, 0, 0, ret); }
+
+long sh_path_syscall(long nr, const long a[6], int trusted) {
+    long r;
+    path_run(nr, a, 1, trusted, &r);
     return r;
 }
 
-long sh_chdir(const char *path, int *handled) {
-    char rel[PATH_MAX];
+long sh_chdir(const char *path_in, int *handled) {
+    char rel[PATH_MAX], path[PATH_MAX];
     int vol;
+    /* one copy, classified and handed to the kernel alike (see path_copy) */
+    long pl = path_in ? sh_copy_path_in(path_in, path, sizeof path) : 0;
+    if (pl < 0) {
+        *handled = 1;
+        return pl;
+    }
+    if (!path_in) {
+        *handled = 1;
+        return sh_gate(SYS_chdir, 0, 0, 0, 0, 0, 0); /* the kernel's EFAULT */
+    }
     int c = sh_classify(AT_FDCWD, path, &vol, rel, sizeof rel);
     *handled = c != 0;
     if (c < 0) return c;

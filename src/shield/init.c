@@ -619,9 +619,14 @@ static int static_supervisor(int dirfd, const char *path, int flags) {
     return sock;
 }
 
-static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
-    char rel[PATH_MAX];
+static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char *const envp[], int flags) {
+    char rel[PATH_MAX], copy[PATH_MAX];
     int vol;
+    /* one copy of the path: classified, checked against the trusted files and executed alike
+     * (another thread could change the program's string in between; core.c, path_copy) */
+    long pl = path_in ? sh_copy_path_in(path_in, copy, sizeof copy) : 0;
+    if (pl < 0) return pl;
+    const char *path = path_in ? copy : NULL;
     int c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
     if (c != 0) {
         sh_trace("exec of a program inside a protected volume refused");

@@ -175,8 +175,15 @@ void sh_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * is cut at PATH_MAX + 256 bytes), or as one sealed record when fd is a sealed console stream.
  * Async-signal-safe as far as vsnprintf and the console's re-entry guard are. */
 void sh_vlog_line(int fd, const char *head, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
-/* Path-based entry points: return 1 and set *ret when the path is protected (or an error). */
+/* Path-based entry points. Both copy the call's paths once; every look-up, the emulation and
+ * the kernel read that copy, so what the shield classifies is what the kernel acts on.
+ * sh_path_call returns 1 and sets *ret when the path is protected (or an error), else 0 (the
+ * caller must not hand the program's pointer to the kernel itself when another thread may
+ * change the string: sh_path_syscall is for that). sh_path_syscall serves the call or lets the
+ * kernel carry it out (through the gate) on the copy: the result or -errno; with trusted, an
+ * openat that the kernel carried out gets the trusted-file check (trusted.c). */
 int sh_path_call(long nr, const long a[6], long *ret);
+long sh_path_syscall(long nr, const long a[6], int trusted);
 long sh_open_path(int dirfd, const char *path, int flags, mode_t mode, int *handled);
 int sh_commit_all(void);
 /* Before another process may come to hold this one's protected descriptions (fork, vfork,
@@ -210,13 +217,10 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_of
 void sh_exec_failed(struct sh_ofd **took, int ntook);
 void sh_exec_adopt(void);
 /* (dirfd, path) as the program sees it, absolute and normalized: 1, 0 when it cannot be told,
- * or -errno (-EFAULT for a bad pointer). Inside a scope (enter/leave, nestable; sh_path_call
- * opens one) a second look-up of the same (dirfd, pointer) reuses the first answer: no probe
- * and no normalization again. sh_abspath_last, called right after the outermost scope ended,
- * takes that scope's last answer when it was for the same (dirfd, pointer) (the trusted-file
- * check after an open that sh_path_call passed through), else looks up afresh. */
+ * or -errno (-EFAULT for a bad pointer). Inside a scope (enter/leave, nestable; a path call
+ * opens one around its copy of the path) a second look-up of the same (dirfd, pointer) reuses
+ * the first answer: no normalization again. */
 int sh_abspath(int dirfd, const char *path, char *abs, size_t abssz);
-int sh_abspath_last(int dirfd, const char *path, char *abs, size_t abssz);
 void sh_abspath_scope_enter(void);
 void sh_abspath_scope_leave(void);
 
@@ -258,9 +262,9 @@ int sh_trusted_load(scp_err *err);
 int sh_trusted_check_mapped(scp_err *err); /* the files this image was started from */
 /* the loader's text, whose later mappings (dlopen) the shield filter traps; *lo = 0: none */
 int sh_trusted_arm(uintptr_t *lo, uintptr_t *hi, scp_err *err);
-/* 0, or -EACCES (logged) when the file open at fd, opened by path (from dirfd), is listed and
- * changed */
-long sh_trusted_check_open(int fd, int dirfd, const char *path);
+/* 0, or -EACCES (logged) when the file open at fd, opened by path (from dirfd) with flags, is
+ * listed and changed */
+long sh_trusted_check_open(int fd, int dirfd, const char *path, long flags);
 /* 0, or -EACCES (logged) when the binary to execute is unlisted or changed */
 long sh_trusted_exec_check(int dirfd, const char *path, int flags);
 /* mmap of a descriptor (only PROT_EXEC ones when exec_only): 1 with *ret set when handled */

@@ -77,15 +77,37 @@ static int pcall(long nr, long a0, long a1, long a2, long a3, long a4, long *r) 
     return 1;
 }
 
-/* The pass-through of a path call that is not protected: straight to the kernel through the
- * gate (libc's own call would be trapped by the code filter and come back to the shield). */
+/* Straight to the kernel through the gate (libc's own call would be trapped by the code filter
+ * and come back to the shield). */
 #define G(nr, a0, a1, a2, a3, a4) ret(sh_gate(nr, a0, a1, a2, a3, a4, 0))
+
+/* A path call: served when its path is protected, else carried out by the kernel through the
+ * gate; either way on one copy of the path, so that another thread changing the string cannot
+ * make the kernel act on a path the shield never looked at (sh_path_syscall). The volume
+ * library's own calls name no protected path and go straight to the kernel. Returns the
+ * result or -errno (pathcall: errno set). */
+static long pathcall_r(long nr, long a0, long a1, long a2, long a3, long a4) {
+    if (!sh.active || sh_in_lib) return sh_gate(nr, a0, a1, a2, a3, a4, 0);
+    long a[6] = {a0, a1, a2, a3, a4, 0};
+    return sh_path_syscall(nr, a, 0);
+}
+#define pathcall(nr, a0, a1, a2, a3, a4) ret(pathcall_r(nr, a0, a1, a2, a3, a4))
 
 /* ---- open -------------------------------------------------------------------------------- */
 
+/* The program's open: served, or the kernel's open of the same copy of the path followed by
+ * the trusted-file check (trusted.c). */
+static long open_checked(int dirfd, const char *path, int flags, mode_t mode) {
+    long a[6] = {dirfd, (long)path, flags, mode, 0, 0};
+    return sh_path_syscall(SYS_openat, a, 1);
+}
+
 static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
-    long r;
-    if (pcall(SYS_openat, dirfd, (long)path, flags, mode, 0, &r)) return (int)r;
+    if (sh.active && !sh_in_lib) {
+        long fd = open_checked(dirfd, path, flags, mode);
+        if (fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.lo) sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
+        return (int)ret(fd);
+    }
     int fd = (int)G(SYS_openat, dirfd, (long)path, flags, mode, 0);
     if (fd >= 0 && sh_in_lib && sh.lo && fd < SH_LIB_FD_MIN(sh.lo)) {
         /* the volume library's own descriptor: keep it away from the program's numbers (through
@@ -98,15 +120,6 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
     }
     if (fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.lo) {
         sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = (unsigned char)(sh_in_lib != 0);
-    }
-    if (fd >= 0 && sh.active && !sh_in_lib) { /* a listed trusted file must be unchanged (trusted.c) */
-        long t = sh_trusted_check_open(fd, dirfd, path);
-        if (t < 0) {
-            REAL(int (*)(int), close);
-            real_close(fd);
-            errno = (int)-t;
-            return -1;
-        }
     }
     return fd;
 }
@@ -410,129 +423,100 @@ SH_EXPORT int msync(void *addr, size_t len, int fl) {
     } while (0)
 
 SH_EXPORT int stat(const char *p, struct stat *st) {
-    PATHCALL(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, 0, 0);
-    return (int)G(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, 0, 0);
+    return (int)pathcall(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, 0, 0);
 }
 SH_EXPORT int stat64(const char *p, struct stat64 *st) { return stat(p, (struct stat *)st); }
 SH_EXPORT int lstat(const char *p, struct stat *st) {
-    PATHCALL(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, AT_SYMLINK_NOFOLLOW, 0);
-    return (int)G(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, AT_SYMLINK_NOFOLLOW, 0);
+    return (int)pathcall(SYS_newfstatat, AT_FDCWD, (long)p, (long)st, AT_SYMLINK_NOFOLLOW, 0);
 }
 SH_EXPORT int lstat64(const char *p, struct stat64 *st) { return lstat(p, (struct stat *)st); }
 SH_EXPORT int fstatat(int d, const char *p, struct stat *st, int fl) {
-    PATHCALL(SYS_newfstatat, d, (long)p, (long)st, fl, 0);
-    return (int)G(SYS_newfstatat, d, (long)p, (long)st, fl, 0);
+    return (int)pathcall(SYS_newfstatat, d, (long)p, (long)st, fl, 0);
 }
 SH_EXPORT int fstatat64(int d, const char *p, struct stat64 *st, int fl) { return fstatat(d, p, (struct stat *)st, fl); }
 SH_EXPORT int statx(int d, const char *p, int fl, unsigned mask, struct statx *sx) {
-    PATHCALL(SYS_statx, d, (long)p, fl, mask, (long)sx);
-    return (int)G(SYS_statx, d, (long)p, fl, mask, (long)sx);
+    return (int)pathcall(SYS_statx, d, (long)p, fl, mask, (long)sx);
 }
 SH_EXPORT int access(const char *p, int m) {
-    PATHCALL(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
-    return (int)G(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
+    return (int)pathcall(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
 }
 SH_EXPORT int faccessat(int d, const char *p, int m, int fl) {
-    PATHCALL(SYS_faccessat, d, (long)p, m, fl, 0);
-    if (!fl) return (int)G(SYS_faccessat, d, (long)p, m, 0, 0);
-    long r = sh_gate(SYS_faccessat2, d, (long)p, m, fl, 0, 0);
+    if (!fl) return (int)pathcall(SYS_faccessat, d, (long)p, m, 0, 0);
+    long r = pathcall_r(SYS_faccessat2, d, (long)p, m, fl, 0);
     if (r != -ENOSYS) return (int)ret(r);
     REAL(int (*)(int, const char *, int, int), faccessat);
     return real_faccessat(d, p, m, fl);
 }
 SH_EXPORT int euidaccess(const char *p, int m) {
-    PATHCALL(SYS_faccessat, AT_FDCWD, (long)p, m, 0, 0);
-    long r = sh_gate(SYS_faccessat2, AT_FDCWD, (long)p, m, AT_EACCESS, 0, 0);
+    long r = pathcall_r(SYS_faccessat2, AT_FDCWD, (long)p, m, AT_EACCESS, 0);
     if (r != -ENOSYS) return (int)ret(r);
     REAL(int (*)(const char *, int), euidaccess);
     return real_euidaccess(p, m);
 }
 SH_EXPORT int eaccess(const char *p, int m) { return euidaccess(p, m); }
 SH_EXPORT int mkdir(const char *p, mode_t m) {
-    PATHCALL(SYS_mkdirat, AT_FDCWD, (long)p, m, 0, 0);
-    return (int)G(SYS_mkdirat, AT_FDCWD, (long)p, m, 0, 0);
+    return (int)pathcall(SYS_mkdirat, AT_FDCWD, (long)p, m, 0, 0);
 }
 SH_EXPORT int mkdirat(int d, const char *p, mode_t m) {
-    PATHCALL(SYS_mkdirat, d, (long)p, m, 0, 0);
-    return (int)G(SYS_mkdirat, d, (long)p, m, 0, 0);
+    return (int)pathcall(SYS_mkdirat, d, (long)p, m, 0, 0);
 }
 SH_EXPORT int rmdir(const char *p) {
-    PATHCALL(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0);
-    return (int)G(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0);
+    return (int)pathcall(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0);
 }
 SH_EXPORT int unlink(const char *p) {
-    PATHCALL(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0);
-    return (int)G(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0);
+    return (int)pathcall(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0);
 }
 SH_EXPORT int unlinkat(int d, const char *p, int fl) {
-    PATHCALL(SYS_unlinkat, d, (long)p, fl, 0, 0);
-    return (int)G(SYS_unlinkat, d, (long)p, fl, 0, 0);
+    return (int)pathcall(SYS_unlinkat, d, (long)p, fl, 0, 0);
 }
 SH_EXPORT int remove(const char *p) {
-    long r;
-    if (pcall(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0, &r)) {
-        if (r == 0 || errno != EISDIR) return (int)r;
-        if (pcall(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0, &r)) return (int)r;
-    }
     /* as glibc: unlink, and rmdir when it names a directory */
-    long r2 = sh_gate(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0, 0);
-    if (r2 == -EISDIR) r2 = sh_gate(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0, 0);
-    return (int)ret(r2);
+    long r = pathcall_r(SYS_unlinkat, AT_FDCWD, (long)p, 0, 0, 0);
+    if (r == -EISDIR) r = pathcall_r(SYS_unlinkat, AT_FDCWD, (long)p, AT_REMOVEDIR, 0, 0);
+    return (int)ret(r);
 }
 SH_EXPORT int rename(const char *a, const char *b) {
-    PATHCALL(SYS_renameat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
-    return (int)G(SYS_renameat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
+    return (int)pathcall(SYS_renameat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
 }
 SH_EXPORT int renameat(int da, const char *a, int db, const char *b) {
-    PATHCALL(SYS_renameat, da, (long)a, db, (long)b, 0);
-    return (int)G(SYS_renameat, da, (long)a, db, (long)b, 0);
+    return (int)pathcall(SYS_renameat, da, (long)a, db, (long)b, 0);
 }
 SH_EXPORT int renameat2(int da, const char *a, int db, const char *b, unsigned fl) {
-    PATHCALL(SYS_renameat2, da, (long)a, db, (long)b, fl);
-    return (int)G(SYS_renameat2, da, (long)a, db, (long)b, fl);
+    return (int)pathcall(SYS_renameat2, da, (long)a, db, (long)b, fl);
 }
 SH_EXPORT int link(const char *a, const char *b) {
-    PATHCALL(SYS_linkat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
-    return (int)G(SYS_linkat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
+    return (int)pathcall(SYS_linkat, AT_FDCWD, (long)a, AT_FDCWD, (long)b, 0);
 }
 SH_EXPORT int linkat(int da, const char *a, int db, const char *b, int fl) {
-    PATHCALL(SYS_linkat, da, (long)a, db, (long)b, fl);
-    return (int)G(SYS_linkat, da, (long)a, db, (long)b, fl);
+    return (int)pathcall(SYS_linkat, da, (long)a, db, (long)b, fl);
 }
 SH_EXPORT int symlink(const char *a, const char *b) {
-    PATHCALL(SYS_symlinkat, (long)a, AT_FDCWD, (long)b, 0, 0);
-    return (int)G(SYS_symlinkat, (long)a, AT_FDCWD, (long)b, 0, 0);
+    return (int)pathcall(SYS_symlinkat, (long)a, AT_FDCWD, (long)b, 0, 0);
 }
 SH_EXPORT ssize_t readlink(const char *p, char *buf, size_t n) {
-    long r;
-    if (pcall(SYS_readlinkat, AT_FDCWD, (long)p, (long)buf, (long)n, 0, &r)) return r;
-    return (ssize_t)G(SYS_readlinkat, AT_FDCWD, (long)p, (long)buf, (long)n, 0);
+    return (ssize_t)pathcall(SYS_readlinkat, AT_FDCWD, (long)p, (long)buf, (long)n, 0);
 }
 SH_EXPORT int chmod(const char *p, mode_t m) {
-    PATHCALL(SYS_fchmodat, AT_FDCWD, (long)p, m, 0, 0);
-    return (int)G(SYS_fchmodat, AT_FDCWD, (long)p, m, 0, 0);
+    return (int)pathcall(SYS_fchmodat, AT_FDCWD, (long)p, m, 0, 0);
 }
 SH_EXPORT int fchmodat(int d, const char *p, mode_t m, int fl) {
-    PATHCALL(SYS_fchmodat, d, (long)p, m, fl, 0);
-    if (!fl) return (int)G(SYS_fchmodat, d, (long)p, m, 0, 0);
+    if (!fl) return (int)pathcall(SYS_fchmodat, d, (long)p, m, 0, 0);
+    long r = pathcall_r(SYS_fchmodat2, d, (long)p, m, fl, 0);
+    if (r != -ENOSYS) return (int)ret(r);
     REAL(int (*)(int, const char *, mode_t, int), fchmodat);
     return real_fchmodat(d, p, m, fl);
 }
 SH_EXPORT int chown(const char *p, uid_t u, gid_t g) {
-    PATHCALL(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, 0);
-    return (int)G(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, 0);
+    return (int)pathcall(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, 0);
 }
 SH_EXPORT int lchown(const char *p, uid_t u, gid_t g) {
-    PATHCALL(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, AT_SYMLINK_NOFOLLOW);
-    return (int)G(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, AT_SYMLINK_NOFOLLOW);
+    return (int)pathcall(SYS_fchownat, AT_FDCWD, (long)p, (long)u, (long)g, AT_SYMLINK_NOFOLLOW);
 }
 SH_EXPORT int fchownat(int d, const char *p, uid_t u, gid_t g, int fl) {
-    PATHCALL(SYS_fchownat, d, (long)p, (long)u, (long)g, fl);
-    return (int)G(SYS_fchownat, d, (long)p, (long)u, (long)g, fl);
+    return (int)pathcall(SYS_fchownat, d, (long)p, (long)u, (long)g, fl);
 }
 SH_EXPORT int utimensat(int d, const char *p, const struct timespec ts[2], int fl) {
-    PATHCALL(SYS_utimensat, d, (long)p, (long)ts, fl, 0);
-    return (int)G(SYS_utimensat, d, (long)p, (long)ts, fl, 0);
+    return (int)pathcall(SYS_utimensat, d, (long)p, (long)ts, fl, 0);
 }
 SH_EXPORT int futimens(int fd, const struct timespec ts[2]) {
     if (P(fd)) PATHCALL(SYS_utimensat, fd, 0, (long)ts, 0, 0);
@@ -545,8 +529,7 @@ SH_EXPORT int utime(const char *p, const struct utimbuf *t) {
         ts[0] = (struct timespec){t->actime, 0};
         ts[1] = (struct timespec){t->modtime, 0};
     }
-    PATHCALL(SYS_utimensat, AT_FDCWD, (long)p, t ? (long)ts : 0, 0, 0);
-    return (int)G(SYS_utimensat, AT_FDCWD, (long)p, t ? (long)ts : 0, 0, 0);
+    return (int)pathcall(SYS_utimensat, AT_FDCWD, (long)p, t ? (long)ts : 0, 0, 0);
 }
 SH_EXPORT int utimes(const char *p, const struct timeval tv[2]) {
     struct timespec ts[2];
@@ -554,12 +537,10 @@ SH_EXPORT int utimes(const char *p, const struct timeval tv[2]) {
         ts[0] = (struct timespec){tv[0].tv_sec, tv[0].tv_usec * 1000};
         ts[1] = (struct timespec){tv[1].tv_sec, tv[1].tv_usec * 1000};
     }
-    PATHCALL(SYS_utimensat, AT_FDCWD, (long)p, tv ? (long)ts : 0, 0, 0);
-    return (int)G(SYS_utimensat, AT_FDCWD, (long)p, tv ? (long)ts : 0, 0, 0);
+    return (int)pathcall(SYS_utimensat, AT_FDCWD, (long)p, tv ? (long)ts : 0, 0, 0);
 }
 SH_EXPORT int truncate(const char *p, off_t len) {
-    PATHCALL(SYS_truncate, (long)p, len, 0, 0, 0);
-    return (int)G(SYS_truncate, (long)p, len, 0, 0, 0);
+    return (int)pathcall(SYS_truncate, (long)p, len, 0, 0, 0);
 }
 SH_EXPORT int truncate64(const char *p, off_t len) { return truncate(p, len); }
 
@@ -606,28 +587,17 @@ SH_EXPORT char *getcwd(char *buf, size_t size) {
 /* ---- directories and stdio --------------------------------------------------------------- */
 
 SH_EXPORT DIR *opendir(const char *p) {
-    long r;
-    if (pcall(SYS_openat, AT_FDCWD, (long)p, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0, &r)) {
-        if (r < 0) return NULL;
-        DIR *d = fdopendir((int)r);
-        if (!d) {
-            int e = errno;
-            close((int)r);
-            errno = e;
-        }
-        return d;
-    }
     if (!sh.active) {
         REAL(DIR *(*)(const char *), opendir);
         return real_opendir(p);
     }
-    /* libc's opendir: open (here through the gate, see G) and fdopendir */
-    r = G(SYS_openat, AT_FDCWD, (long)p, O_RDONLY | O_NONBLOCK | O_DIRECTORY | O_CLOEXEC, 0, 0);
+    /* libc's opendir: open (served, or through the gate: see pathcall) and fdopendir */
+    long r = pathcall(SYS_openat, AT_FDCWD, (long)p, O_RDONLY | O_NONBLOCK | O_DIRECTORY | O_CLOEXEC, 0, 0);
     if (r < 0) return NULL;
     DIR *d = fdopendir((int)r);
     if (!d) {
         int e = errno;
-        sh_gate(SYS_close, r, 0, 0, 0, 0, 0);
+        close((int)r);
         errno = e;
     }
     return d;
@@ -668,25 +638,26 @@ static FILE *sh_fopen(const char *p, const char *mode, int *handled) {
     return f;
 }
 SH_EXPORT FILE *fopen(const char *p, const char *mode) {
-    int h;
-    FILE *f = sh_fopen(p, mode, &h);
-    if (h) return f;
     int fl = mode_flags(mode);
+    FILE *f;
     if (sh.active && fl >= 0 && !strchr(mode, ',')) { /* (",ccs=" needs libc's own fopen) */
-        /* libc's fopen is open and fdopen: the open through the gate (see G) */
-        long r = G(SYS_openat, AT_FDCWD, (long)p, fl, 0666, 0);
+        /* libc's fopen is open and fdopen: the open served, or through the gate (open_checked) */
+        long r = sh_in_lib ? G(SYS_openat, AT_FDCWD, (long)p, fl, 0666, 0) : ret(open_checked(AT_FDCWD, p, fl, 0666));
         if (r < 0) return NULL;
         f = fdopen((int)r, mode);
         if (!f) {
             int e = errno;
-            sh_gate(SYS_close, r, 0, 0, 0, 0, 0);
+            close((int)r);
             errno = e;
         }
         return f;
     }
+    int h;
+    f = sh_fopen(p, mode, &h);
+    if (h) return f;
     REAL(FILE *(*)(const char *, const char *), fopen);
     f = real_fopen(p, mode);
-    long t = f && sh.active && !sh_in_lib ? sh_trusted_check_open(fileno(f), AT_FDCWD, p) : 0; /* trusted.c */
+    long t = f && sh.active && !sh_in_lib ? sh_trusted_check_open(fileno(f), AT_FDCWD, p, fl) : 0; /* trusted.c */
     if (t < 0) {
         fclose(f);
         errno = (int)-t;
@@ -735,44 +706,27 @@ SH_EXPORT sighandler_t signal(int sig, sighandler_t h) {
 
 /* ---- extended attributes: protected files have none --------------------------------------- */
 
-static int xattr_path(const char *p, int set, long *r) {
-    char rel[PATH_MAX];
-    int vol;
-    if (!sh.active || !p) return 0;
-    int c = sh_classify(AT_FDCWD, p, &vol, rel, sizeof rel);
-    if (c == 0) return 0;
-    *r = ret(c < 0 ? c : set ? -EOPNOTSUPP : -ENODATA);
-    return 1;
-}
 #define XGET(name) \
     SH_EXPORT ssize_t name(const char *p, const char *n, void *v, size_t s) { \
-        long r; \
-        if (xattr_path(p, 0, &r)) return r; \
-        return G(SYS_##name, (long)p, (long)n, (long)v, (long)s, 0); \
+        return pathcall(SYS_##name, (long)p, (long)n, (long)v, (long)s, 0); \
     }
 XGET(getxattr)
 XGET(lgetxattr)
 #define XLIST(name) \
     SH_EXPORT ssize_t name(const char *p, char *l, size_t s) { \
-        long r; \
-        if (xattr_path(p, 0, &r)) return r == -1 && errno == ENODATA ? 0 : r; \
-        return G(SYS_##name, (long)p, (long)l, (long)s, 0, 0); \
+        return pathcall(SYS_##name, (long)p, (long)l, (long)s, 0, 0); \
     }
 XLIST(listxattr)
 XLIST(llistxattr)
 #define XSET(name) \
     SH_EXPORT int name(const char *p, const char *n, const void *v, size_t s, int fl) { \
-        long r; \
-        if (xattr_path(p, 1, &r)) return (int)r; \
-        return (int)G(SYS_##name, (long)p, (long)n, (long)v, (long)s, fl); \
+        return (int)pathcall(SYS_##name, (long)p, (long)n, (long)v, (long)s, fl); \
     }
 XSET(setxattr)
 XSET(lsetxattr)
 #define XREM(name) \
     SH_EXPORT int name(const char *p, const char *n) { \
-        long r; \
-        if (xattr_path(p, 1, &r)) return (int)r; \
-        return (int)G(SYS_##name, (long)p, (long)n, 0, 0, 0); \
+        return (int)pathcall(SYS_##name, (long)p, (long)n, 0, 0, 0); \
     }
 XREM(removexattr)
 XREM(lremovexattr)

@@ -255,12 +255,29 @@ static long check_fd(int fd, const char *what, int must_list, const char *opened
     return verify(t, fd, &st) < 0 ? refuse(what, path, DIFFERS) : 0;
 }
 
-long sh_trusted_check_open(int fd, int dirfd, const char *path) {
+long sh_trusted_check_open(int fd, int dirfd, const char *path, long flags) {
     if (!tr.on || fd < 0) return 0;
+    /* Why one fstat per open, and when none (docs/shield.md "Trusted files: the open check").
+     * What must be refused is a descriptor through which the program reads a listed file whose
+     * content is not the measured one. The only name-independent identity of what the kernel
+     * opened is the inode of the open description: a symbolic link, a hard link, a bind mount,
+     * a reopen through /proc/self/fd/N or /proc/PID/root, ".." across a mount, all end at the
+     * same (st_dev, st_ino), and no name the program used can rule them out. So any test by
+     * the name, or by the device the name's mount point suggests, would be unsound, and the
+     * inode costs one system call: fstat is the cheapest that tells it (statx with
+     * AT_EMPTY_PATH and only STATX_INO costs more: it looks the empty path up), and no open
+     * flag returns it. The check is skipped only where the kernel itself guarantees that no
+     * listed content can be read through the descriptor: O_PATH (read and mmap fail with EBADF;
+     * a reopen through /proc/self/fd is an open of its own, checked, and an exec of it is
+     * checked at exec), O_DIRECTORY (a directory or nothing), and O_CREAT|O_EXCL or O_TMPFILE
+     * (a file that did not exist before this open is no measured file, even when it got the
+     * inode number of a deleted one). */
+    if ((flags & (O_PATH | O_DIRECTORY)) || (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+        return 0; /* (O_TMPFILE includes O_DIRECTORY's bit) */
     char abs[PATH_MAX];
-    /* the path as the program named it, made absolute and normalized (by the open's own
-     * classification just before: no second probe) */
-    return check_fd(fd, "open", 0, sh_abspath_last(dirfd, path, abs, sizeof abs) > 0 ? abs : "");
+    /* the path as the program named it, made absolute and normalized (inside the open's path
+     * call: the classification's answer for the same copy of the path, no second look) */
+    return check_fd(fd, "open", 0, sh_abspath(dirfd, path, abs, sizeof abs) > 0 ? abs : "");
 }
 
 long sh_trusted_exec_check(int dirfd, const char *path, int flags) {

@@ -26,6 +26,7 @@ U=$(mktemp -d /var/tmp/scp-cas-trusted.XXXXXX)
 trap 'cleanup; rm -rf "$U"' EXIT
 chmod 755 "$U"
 cat >"$U/app.c" <<'C'
+#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,11 @@ cat >"$U/app.c" <<'C'
 #include <unistd.h>
 int main(int argc, char **argv) {
     int i = 1;
+    /* procfd PATH: an O_PATH descriptor of PATH taken now (before a wait), reopened for reading
+     * through /proc/self/fd later */
+    int pre = -1;
+    for (int k = 1; k + 1 < argc; k++)
+        if (!strcmp(argv[k], "procfd")) pre = open(argv[k + 1], O_PATH);
     if (argc > 3 && !strcmp(argv[1], "wait")) { /* wait DIR: say ready, wait for DIR/go */
         char p[4096];
         snprintf(p, sizeof p, "%s/ready", argv[2]);
@@ -53,12 +59,24 @@ int main(int argc, char **argv) {
         printf("dlopen ok: %d\n", f ? f() : -1);
         return 0;
     }
-    if (!strcmp(mode, "open")) {
-        char buf[128] = "";
+    if (!strcmp(mode, "open") || !strcmp(mode, "procfd")) {
+        char buf[128] = "", link[64];
+        if (pre >= 0) {
+            snprintf(link, sizeof link, "/proc/self/fd/%d", pre);
+            path = link;
+        }
         int fd = open(path, O_RDONLY);
         if (fd < 0) { printf("open failed: %s\n", strerror(errno)); return 2; }
         ssize_t n = read(fd, buf, sizeof buf - 1);
         printf("open ok: %.*s\n", n > 0 ? (int)strcspn(buf, "\n") : 0, buf);
+        return 0;
+    }
+    if (!strcmp(mode, "fopen")) {
+        char buf[128] = "";
+        FILE *f = fopen(path, "r");
+        if (!f) { printf("open failed: %s\n", strerror(errno)); return 2; }
+        if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+        printf("open ok: %.*s\n", (int)strcspn(buf, "\n"), buf);
         return 0;
     }
     if (!strcmp(mode, "mmapx") || !strcmp(mode, "mprotect")) { /* the program's own code mapping */
@@ -182,6 +200,33 @@ HOW=replace changed_run "$U/data.conf" 8 open "$U/data.conf"
 [ $RC -eq 2 ] && grep -qx "open failed: Permission denied" "$T/last.out" ||
     fail "open of a trusted file replaced by another: rc $RC: $(cat "$T/last.out")"
 grep -q "open of $U/data.conf refused: its content differs" "$T/last.err" || fail "no log line for the replaced file"
+# The same file changed while the program runs, opened by another name: the check goes by the
+# opened file's device and inode, so every alias of a listed file is caught (trusted.c,
+# check_fd): fopen, a symbolic link, a hard link, a reopen through /proc/self/fd of an O_PATH
+# descriptor taken before the change, and (as root) a bind mount of the file elsewhere.
+ln -sf "$U/data.conf" "$U/alias-sym"
+ln -f "$U/data.conf" "$U/alias-hard"
+ROUTES=("fopen $U/data.conf" "open $U/alias-sym" "open $U/alias-hard" "procfd $U/data.conf")
+BIND=
+if [ "$(id -u)" = 0 ] && : >"$U/alias-bind" && mount --bind "$U/data.conf" "$U/alias-bind" 2>/dev/null; then
+    BIND=$U/alias-bind
+    trap 'umount "$BIND" 2>/dev/null; cleanup; rm -rf "$U"' EXIT
+    ROUTES+=("open $BIND")
+else
+    echo "cas_trusted: not root (or no mount): the bind-mount alias is not tested"
+fi
+for route in "${ROUTES[@]}"; do
+    # unchanged: every route opens the file
+    expect_rc 0 "${RUN[@]}" -- "$U/app" $route
+    grep -qx "open ok: setting=original" "$T/last.out" || fail "$route of the unchanged file: $(cat "$T/last.out" "$T/last.err")"
+    # changed in place (the hard link and the bind mount see the same inode)
+    changed_run "$U/data.conf" 8 $route
+    [ $RC -eq 2 ] && grep -qx "open failed: Permission denied" "$T/last.out" ||
+        fail "$route of a changed trusted file: rc $RC: $(cat "$T/last.out" "$T/last.err")"
+    grep -q "refused: its content differs from the measured trusted-file manifest (EACCES)" "$T/last.err" ||
+        fail "$route: no log line for the changed file: $(cat "$T/last.err")"
+done
+[ -n "$BIND" ] && umount "$BIND"
 changed_run "$U/helper" 200 exec "$U/helper"
 [ $RC -eq 2 ] && grep -qx "exec failed: Permission denied" "$T/last.out" || fail "exec of a changed binary: rc $RC: $(cat "$T/last.out")"
 grep -q "exec of $U/helper refused: its content differs" "$T/last.err" || fail "no log line for the changed binary"
