@@ -16,7 +16,8 @@
  * in bounds, and repeated accesses at constant offsets from the same pointer in one block
  * between two calls, which share one check of the range they span. Accesses at constant,
  * non-negative offsets from a pointer that is its own base get __scp_ms_check_at, which needs
- * one compare instead of two.
+ * one compare instead of two. In a loop that cannot free (its calls are all nofree), the checks
+ * of a base defined outside it compare against bounds read once in the preheader.
  *
  * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
  * optimizer that runs next inlines their fast path.
@@ -1006,7 +1007,9 @@ static void hoist_loop_checks(struct pass *p, const struct cfg *g)
  * object to load its table entry and size again, and a loop that stores keeps its checks'
  * lookups inside. With it, a check's lookup is shared with an earlier one of the same base
  * across stores, and hoisted out of loops that make no call (a call may free: it still
- * clobbers the metadata). */
+ * clobbers the metadata). Measured on sqlite's speedtest1 (instructions): the scope alone
+ * 434.6M -> 440.6M (the interpreter loop keeps more lookups live, and spills them), the scope
+ * with straight-line checks (check.c) 431.1M, the straight-line checks alone 441.3M. */
 static void add_noalias_scope(struct pass *p, LLVMValueRef inst)
 {
     LLVMValueRef old = LLVMGetMetadata(inst, p->md_noalias);
@@ -1025,17 +1028,6 @@ static void add_noalias_scope(struct pass *p, LLVMValueRef inst)
 
 static void mark_program_accesses(struct pass *p, LLVMValueRef f)
 {
-    static long max = -2;
-    if (max == -2)
-        max = getenv("SCP_MS_SCOPE_MAX") ? atol(getenv("SCP_MS_SCOPE_MAX")) : -1;
-    if (max >= 0) {
-        long n = 0;
-        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
-            for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
-                n++;
-        if (n > max)
-            return;
-    }
     for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
         for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
             LLVMOpcode op = LLVMGetInstructionOpcode(i);
