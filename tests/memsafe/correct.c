@@ -89,6 +89,25 @@ __attribute__((noinline)) static size_t scp_test_clear_until(int *arr, size_t bo
     return bound;
 }
 
+/* A loop that is not counted (it stops at `stop`), calling only a function that frees nothing:
+ * the bounds of dst and src are read once before it. Called on stack buffers (outside the
+ * heap: every check passes) and on heap buffers that it fills to their last byte. */
+__attribute__((noinline)) static unsigned scp_test_weight(char c)
+{
+    return (unsigned)(c & 0x7f) * 3u;
+}
+
+__attribute__((noinline)) static size_t scp_test_copy_until(char *dst, const char *src, char stop)
+{
+    size_t i = 0;
+    unsigned w = 0;
+    do {
+        w += scp_test_weight(src[i]);
+        dst[i] = src[i];
+    } while (src[i++] != stop);
+    return i + w;
+}
+
 struct pt {
     long x;
     short y;
@@ -207,6 +226,22 @@ int main(void)
             mix((uint64_t)(pts[i].x + pts[i].y));
         free(pts);
         free(arr);
+    }
+    /* loops whose bases' bounds are read once before them: stack and heap buffers */
+    {
+        char sbuf[16], sdst[16];
+        memcpy(sbuf, "stack buffer.", 14);
+        mix((uint64_t)scp_test_copy_until(sdst, sbuf, '.'));
+        mix((uint64_t)(unsigned char)sdst[12]);
+        size_t n = 37;
+        char *hsrc = malloc(n), *hdst = malloc(n);
+        for (size_t i = 0; i < n; i++)
+            hsrc[i] = (char)('a' + i % 26);
+        hsrc[n - 1] = '!';
+        mix((uint64_t)scp_test_copy_until(hdst, hsrc, '!'));
+        mix((uint64_t)(unsigned char)hdst[n - 1]);
+        free(hsrc);
+        free(hdst);
     }
     /* threads */
     pthread_t th[4];

@@ -34,7 +34,24 @@
 #define MS_LARGE_SLOTS 65536
 #define MS_RELEASE_BYTES (64 * 1024) /* freed objects of classes this big return their pages */
 
-struct ms_region __scp_ms_regions[MS_TABLE_LEN];
+/* The entry of an address outside every heap region: size 0, magic 0 (so the index is 0) and
+ * a meta array that can be read at that index. The checks read an entry's fields and meta
+ * entry without first testing size (see check.c), so every entry needs a readable meta from the
+ * first instruction of the program on: a static initializer, 2048 = 2^11 copies. */
+static const uint32_t ms_no_meta[1];
+#define MS_E1 { .meta = (uint32_t *)ms_no_meta }
+#define MS_E2 MS_E1, MS_E1
+#define MS_E4 MS_E2, MS_E2
+#define MS_E8 MS_E4, MS_E4
+#define MS_E16 MS_E8, MS_E8
+#define MS_E32 MS_E16, MS_E16
+#define MS_E64 MS_E32, MS_E32
+#define MS_E128 MS_E64, MS_E64
+#define MS_E256 MS_E128, MS_E128
+#define MS_E512 MS_E256, MS_E256
+#define MS_E1024 MS_E512, MS_E512
+_Static_assert(MS_TABLE_LEN == 2048, "the initializer below has 2048 entries");
+struct ms_region __scp_ms_regions[MS_TABLE_LEN] = { MS_E1024, MS_E1024 };
 
 struct ms_class {
     pthread_mutex_t lock;

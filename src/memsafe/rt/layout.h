@@ -36,5 +36,13 @@ __attribute__((cold)) _Noreturn void __scp_ms_report(const void *base, const voi
 void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *site);
 void __scp_ms_check_at(const void *base, uint64_t lo, uint64_t end, const char *site);
 void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site);
+uint64_t __scp_ms_lookup_obj(const void *base);
+uint64_t __scp_ms_lookup_lim(const void *base);
+void __scp_ms_check_lk(uint64_t obj, uint64_t lim, const void *base, const void *ptr, uint64_t n,
+                       const char *site);
+void __scp_ms_check_lk_at(uint64_t obj, uint64_t lim, const void *base, uint64_t lo, uint64_t end,
+                          const char *site);
+void __scp_ms_check_lk_mem(uint64_t obj, uint64_t lim, const void *base, const void *ptr, uint64_t n,
+                           const char *site);
 
 #endif
