@@ -756,7 +756,9 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         }
     }
     int best = ok[0] && (!ok[1] || si[0].gen >= si[1].gen) ? 0 : ok[1] ? 1 : -1;
-    int use_log = rc == 0 && base >= 0 && (best < 0 || w.gen > si[best].gen);
+    /* (a log with no records that continues the newest slot is that slot's: keep appending) */
+    int use_log = rc == 0 && base >= 0 &&
+                  (best < 0 || w.gen > si[best].gen || (base == best && w.nrec == 0));
     uint64_t gen = use_log ? w.gen : best >= 0 ? si[best].gen : 0;
     if (rc == 0 && !use_log && best < 0)
         rc = scp_fail(err, SCP_E_INTEGRITY, EIO, "the volume manifest fails authentication in every copy");
@@ -780,7 +782,8 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
             v->ml_end = w.off;
             v->ml_nrec = w.nrec;
             memcpy(v->ml_chain, w.chain, SCP_HASH_LEN);
-            memcpy(v->statehash, w.chain, SCP_HASH_LEN);
+            /* (the state of a log without records is its base's) */
+            memcpy(v->statehash, w.nrec ? w.chain : si[base].sh, SCP_HASH_LEN);
             v->dur_gen = w.dur_gen;
             v->man_scratch = !w.last_durable;
         } else {
