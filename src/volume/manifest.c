@@ -310,7 +310,9 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
                  e[0].msg);
         return -1;
     }
-    if (si[best].gen < v->gen) { /* never go back in one process's lifetime */
+    /* never go back in one process's lifetime (format 3: mlog_load checks, since the state
+     * may be the log's, newer than any slot) */
+    if (!v->mlog && si[best].gen < v->gen) {
         for (int i = 0; i < 3; i++)
             if (ok[i]) scp_manifest_free(&m[i]);
         return scp_fail(err, SCP_E_ROLLBACK, EIO,
