@@ -577,7 +577,7 @@ static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
 int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     memset(out, 0, sizeof *out);
-    out->format_version = SCP_FMT_VERSION;
+    out->format_version = v->mlog ? SCP_FMT_VERSION : SCP_FMT_VERSION_MIN;
     out->chunk_size = v->cs;
     out->generation = v->gen;
     out->tag = v->cur_tag;
