@@ -15,7 +15,22 @@
  *             log: records after a gap or out of order are never applied)
  *   fold      a close after commits writes the state to a slot under the same generation:
  *             the tag taken before the close still opens the volume, the log is a bare header
+ *   links     a file with three names (hard links) in the slot; three writers, each killed
+ *             (SIGKILL, no close: no fold, their records stay in the log) after one step:
+ *             append through one name and fsync, append through another and fsync, unlink
+ *             the first and sync. After each kill, an opener that was open throughout (its
+ *             catch-up applies the new records) and a fresh open (the slot and the whole log)
+ *             see every name of the file with the same bytes, the ones of that step, and
+ *             nlink equal to the number of names (3, 3, then 2)
+ *   fork      two copies of one volume each commit other bytes up to the same generation; a
+ *             copy replaced by the other, log-extended (not folded) state is refused with the
+ *             tag of its own state (SCP_E_INTEGRITY: same generation, another state), as is a
+ *             log cut back to an older generation (SCP_E_ROLLBACK): the tag of a log state
+ *             binds the chain of its records, not only its generation
  */
+#include <signal.h>
+#include <sys/wait.h>
+
 #include "testutil.h"
 
 #define NFILES 1000
@@ -281,6 +296,199 @@ static void test_attacks(void) {
     free(vd);
 }
 
+
+/* ---- hard links in delta records ------------------------------------------------------- */
+
+static const char *link_names[3] = {"x", "d/y", "z"};
+
+/* What the names read in v: all present names must read the same bytes, one of the
+ * committed contents, and report nlink = the number of present names. Returns a bit set:
+ * 1 "base+one" with 3 names, 2 "base+one+two" with 3 names, 4 "base+one+two" with 2. */
+static int observe(scp_volume *v, const char *what) {
+    static const char *contents[3] = {"base", "base+one", "base+one+two"};
+    scp_err e;
+    int present = 0, c = -1, x_gone = 0;
+    for (int k = 0; k < 3; k++) {
+        scp_vstat st;
+        tu_err_clear(&e);
+        if (scp_volume_stat(v, link_names[k], &st, &e) < 0) {
+            CHECKF(k == 0 && e.code == SCP_E_NOENT, "%s: '%s' is missing: %s", what, link_names[k], e.msg);
+            x_gone = 1;
+            continue;
+        }
+        present++;
+        size_t n;
+        uint8_t *got = tu_vget(v, link_names[k], &n, &e);
+        int which = -1;
+        for (int i = 0; got && i < 3; i++)
+            if (n == strlen(contents[i]) && !memcmp(got, contents[i], n)) which = i;
+        CHECKF(which >= 0, "%s: '%s' reads '%.*s', never committed (%s)", what, link_names[k],
+               got ? (int)n : 0, got ? (const char *)got : "", got ? "" : e.msg);
+        CHECKF(c < 0 || which == c, "%s: the names disagree: '%s' reads '%s', another '%s'",
+               what, link_names[k], which >= 0 ? contents[which] : "?", contents[c]);
+        if (c < 0) c = which;
+        free(got);
+    }
+    for (int k = x_gone; k < 3; k++) {
+        scp_vstat st;
+        if (scp_volume_stat(v, link_names[k], &st, &e) == 0)
+            CHECKF(st.nlink == (uint32_t)present, "%s: '%s' reports nlink %u, with %d names", what,
+                   link_names[k], (unsigned)st.nlink, present);
+    }
+    return c == 1 && present == 3 ? 1 : c == 2 && present == 3 ? 2 : c == 2 && present == 2 ? 4 : 0;
+}
+
+static void append_sync(scp_volume *v, const char *path, const char *s) {
+    scp_err e;
+    scp_vfile *f = scp_vfile_open(v, path, O_RDWR | O_APPEND, 0, &e);
+    if (!f || scp_vfile_write(f, s, strlen(s), &e) != (ssize_t)strlen(s) ||
+        scp_vfile_fsync(f, &e) < 0 || scp_vfile_close(f, &e) < 0)
+        _exit(4);
+}
+
+/* A writer that opens vd, takes one step (each durable) and is killed without a close: its
+ * records stay in the log (no fold). */
+static void killed_writer(const char *vd, int step) {
+    pid_t pid = fork();
+    if (pid < 0) tu_die("fork");
+    if (pid == 0) {
+        scp_err e;
+        scp_volume *cv = scp_volume_open(vd, key, NULL, &e);
+        if (!cv) _exit(3);
+        if (step == 0) append_sync(cv, "d/y", "+one");
+        if (step == 1) append_sync(cv, "z", "+two");
+        if (step == 2 && (scp_volume_unlink(cv, "x", &e) < 0 || scp_volume_sync(cv, &e) < 0))
+            _exit(5);
+        raise(SIGKILL);
+        _exit(6);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) != pid) tu_die("waitpid");
+    REQUIRE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+}
+
+/* A fresh open of a copy of vd (its close folds the copy's log, not vd's). */
+static int observe_copy(const char *vd, const char *what) {
+    char *d = tu_path(root, "links-copy");
+    tu_rm_rf(d);
+    REQUIRE(tu_copy_tree(vd, d) == 0);
+    scp_err e;
+    scp_volume *v = scp_volume_open(d, key, NULL, &e);
+    CHECKF(v, "%s: %s", what, e.msg);
+    int seen = v ? observe(v, what) : 0;
+    if (v) CHECK_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(d);
+    free(d);
+    return seen;
+}
+
+static void test_links(void) {
+    char *vd = tu_path(root, "links");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(vd, key, 4096, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    REQUIRE_OK(scp_volume_mkdir(v, "d", 0700, &e), e);
+    for (int i = 0; i < 20; i++) { /* other entries around the names */
+        char p[32];
+        snprintf(p, sizeof p, "d/other-%02d", i);
+        REQUIRE_OK(tu_vput(v, p, p, strlen(p), &e), e);
+    }
+    REQUIRE_OK(tu_vput(v, "x", "base", 4, &e), e);
+    REQUIRE_OK(scp_volume_link(v, "x", "d/y", &e), e);
+    REQUIRE_OK(scp_volume_link(v, "d/y", "z", &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e); /* folds: the three names in a slot */
+    scp_volume *w = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    observe(w, "before the writers");
+    char *lg = tu_path(vd, "manifest.log");
+    static const char *steps[3] = {"a write through 'd/y'", "a write through 'z'", "unlink 'x'"};
+    static const int want[3] = {1, 2, 4};
+    for (int step = 0; step < 3; step++) {
+        killed_writer(vd, step);
+        char what[96];
+        snprintf(what, sizeof what, "after %s and a kill, the opener open throughout", steps[step]);
+        int got = observe(w, what);
+        CHECKF(got == want[step], "%s sees state %d, want %d", what, got, want[step]);
+        snprintf(what, sizeof what, "after %s and a kill, a fresh open", steps[step]);
+        got = observe_copy(vd, what);
+        CHECKF(got == want[step], "%s sees state %d, want %d", what, got, want[step]);
+    }
+    size_t len, off[64];
+    uint8_t *b = tu_read_file(lg, &len);
+    REQUIRE(b);
+    int k = records(b, len, off, 63);
+    free(b);
+    printf("  a file with 3 names, 3 killed writers: %d records in the log (%zu bytes), every "
+           "name checked after each\n", k, len);
+    CHECKF(k >= 3, "the log holds %d records after three killed writers (want >= 3: no fold)", k);
+    CHECK_OK(scp_volume_close(w, &e), e);
+    free(lg);
+    free(vd);
+}
+
+/* ---- a forked history at the same generation ------------------------------------------- */
+
+static void test_fork(void) {
+    char *a = tu_path(root, "fork-a"), *bdir = tu_path(root, "fork-b"),
+         *swapped = tu_path(root, "fork-swapped");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(a, key, 4096, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(a, key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "m", "base", 4, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    REQUIRE(tu_copy_tree(a, bdir) == 0);
+    /* the same steps on both copies, other bytes: the same generations, other states */
+    scp_volume *va = REQUIRE_PTR(scp_volume_open(a, key, NULL, &e), e);
+    scp_volume *vb = REQUIRE_PTR(scp_volume_open(bdir, key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(va, "m", "history A", 9, &e), e);
+    REQUIRE_OK(tu_vput(vb, "m", "history B", 9, &e), e);
+    scp_volume_tag ta, tb;
+    scp_volume_tag_get(va, &ta);
+    scp_volume_tag_get(vb, &tb);
+    printf("  two histories at generations %llu and %llu\n", (unsigned long long)tu_tag_gen(&ta),
+           (unsigned long long)tu_tag_gen(&tb));
+    REQUIRE(tu_tag_gen(&ta) == tu_tag_gen(&tb));
+    /* the host puts B's log-extended state (open, not folded) where A was */
+    REQUIRE(tu_copy_tree(bdir, swapped) == 0);
+    char *lg = tu_path(swapped, "manifest.log");
+    CHECKF(fsz(lg) > 48, "the copy's log holds no records (%ld bytes)", fsz(lg));
+    tu_err_clear(&e);
+    scp_volume *s = scp_volume_open(swapped, key, &ta, &e);
+    printf("  the other history at the same generation, with A's tag -> %s\n",
+           s ? "OPENED" : scp_code_name(e.code));
+    CHECKF(!s && e.code == SCP_E_INTEGRITY,
+           "the other history's log state at the same generation opens with A's tag: %s",
+           s ? "accepted" : e.msg);
+    if (s) scp_volume_close(s, &e);
+    /* and A's own log state cut back by a record: an older generation */
+    tu_rm_rf(swapped);
+    REQUIRE(tu_copy_tree(a, swapped) == 0);
+    size_t len, off[64];
+    uint8_t *b = tu_read_file(lg, &len);
+    int k = b ? records(b, len, off, 63) : 0;
+    REQUIRE(k >= 1 && tu_write_file(lg, b, off[k - 1], 0600) == 0);
+    free(b);
+    tu_err_clear(&e);
+    s = scp_volume_open(swapped, key, &ta, &e);
+    printf("  A's log cut by its last record, with A's tag -> %s\n",
+           s ? "OPENED" : scp_code_name(e.code));
+    CHECKF(!s && e.code == SCP_E_ROLLBACK, "A's log cut back opens with A's tag: %s",
+           s ? "accepted" : e.msg);
+    if (s) scp_volume_close(s, &e);
+    /* the untouched log state opens with its own tag */
+    tu_rm_rf(swapped);
+    REQUIRE(tu_copy_tree(a, swapped) == 0);
+    s = scp_volume_open(swapped, key, &ta, &e);
+    CHECKF(s, "A's untouched log state does not open with its tag: %s", e.msg);
+    if (s) scp_volume_close(s, &e);
+    CHECK_OK(scp_volume_close(va, &e), e);
+    CHECK_OK(scp_volume_close(vb, &e), e);
+    tu_rm_rf(swapped);
+    free(lg);
+    free(a);
+    free(bdir);
+    free(swapped);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     tu_rng rng = {0x6d6c6f67};
@@ -290,6 +498,10 @@ int main(void) {
     test_cost_and_catch_up();
     printf("attacks on the manifest log:\n");
     test_attacks();
+    printf("hard links in the log:\n");
+    test_links();
+    printf("a forked history:\n");
+    test_fork();
     tu_rm_rf(root);
     free(root);
     return tu_exit_code("test_volume_mlog");
