@@ -13,7 +13,8 @@
  *     success the result satisfies every manifest invariant (sorted, each parent an existing
  *     directory), holds every put as given, none of the removed paths, and encodes to a body
  *     that the manifest parser accepts, whose entries have the same nlink (hard links: the
- *     names of an id agree and each counts them; the fixed manifest has a file with two). */
+ *     names of an id agree and each counts them; the fixed manifest has a file with two); it
+ *     returns 1 exactly when it removed a path or gave one another id. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -124,7 +125,13 @@ static void check_delta(const uint8_t *data, size_t size) {
     }
     scp_manifest m;
     base_manifest(&m);
-    if (scp_manifest_apply(&m, &d, &err) == 0) {
+    int lost = 0;
+    for (size_t i = 0; i < d.nput; i++)
+        for (size_t k = 0; k < m.n; k++)
+            if (!strcmp(m.e[k].path, d.put[i].path)) lost |= memcmp(m.e[k].id, d.put[i].id, SCP_FILEID_LEN) != 0;
+    int rc = scp_manifest_apply(&m, &d, &err);
+    if (rc >= 0) {
+        FUZZ_CHECK(rc == (d.ndel > 0 || lost)); /* a path lost its entry or its id */
         check_manifest(&m);
         for (size_t i = 0; i < d.nput; i++) {
             size_t k = 0;

@@ -192,8 +192,11 @@ typedef struct scp_mdelta {
 int scp_mdelta_parse(const uint8_t *body, size_t len, scp_mdelta *out, scp_err *err);
 void scp_mdelta_free(scp_mdelta *d);
 /* Apply d to m (copies what it takes from d). Checks that every removed path exists and leaves
- * no child behind, and that every put's parent is a directory and a replaced directory keeps
- * its type if it has children. On failure m may be partly changed: the caller drops it. */
+ * no child behind, that every put's parent is a directory and a replaced directory keeps its
+ * type if it has children, and that the names of each file (entries that share an id) agree;
+ * counts them into nlink. Returns 1 if a path lost its entry or changed its id (a file loaded
+ * by that path must look for its name again), 0 if entries were only added or updated, -1 on
+ * failure (m may be partly changed: the caller drops it). */
 int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err);
 /* Encoded length of one entry, and its encoding at p (returns the end). */
 size_t scp_mentry_encoded_len(const scp_mentry *e);

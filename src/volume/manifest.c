@@ -504,6 +504,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
     /* Every entry of m has its nlink right (parsed, or kept so here); a name whose file had
      * only this one (nlink 1) and that keeps its id needs no count: no other entry has it. */
     struct relink r = {.n = 0};
+    int lost = d->ndel > 0;
     for (size_t k = 0; k < d->ndel; k++) {
         long i = man_find(m, d->del[k]);
         if (i < 0) return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta removes a path it does not have");
@@ -529,6 +530,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
                 return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta turns a directory with entries into a file");
             }
             int same_id = memcmp(m->e[i].id, p->id, SCP_FILEID_LEN) == 0;
+            lost |= !same_id;
             if (!same_id && m->e[i].nlink != 1) relink_note(&r, m->e[i].id);
             if (!same_id || m->e[i].nlink != 1) relink_note(&r, p->id);
             free(m->e[i].path);
@@ -542,7 +544,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
             relink_note(&r, p->id); /* a new name: maybe of a file that has others */
         }
     }
-    return relink(m, &r, err);
+    return relink(m, &r, err) < 0 ? -1 : lost;
 }
 
 /* The delta from `old` to `cur` (both sorted) as a record body. *nchanged: puts + removals. */
@@ -641,9 +643,9 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         free(body);
         if (!ok) break; /* a torn tail, or not ours: the log ends here */
         int rc = scp_manifest_apply(w->m, &d, err);
-        if (rc == 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, err);
-        for (size_t k = 0; rc == 0 && w->on_put && k < d.nput; k++) w->on_put(w->ctx, &d.put[k]);
-        if (d.ndel) w->removed = 1;
+        if (rc > 0) w->removed = 1;
+        if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, err);
+        for (size_t k = 0; rc >= 0 && w->on_put && k < d.nput; k++) w->on_put(w->ctx, &d.put[k]);
         scp_mdelta_free(&d);
         if (rc < 0) return -1; /* authentic but inapplicable: not a crash outcome */
         scp_journal_chain(w->chain, w->buf + w->off, r.len);
