@@ -88,6 +88,42 @@ static void manifest_seeds(const vf_fixture *fx) {
     }
 }
 
+/* Manifest log seeds: the fixture's log as written, and delta bodies built with the entry
+ * encoder (puts, removals, both). */
+static void mlog_seeds(const vf_fixture *fx) {
+    const vf_snap *last = &fx->snap[fx->nsnap - 1];
+    long li = vf_find(fx, "manifest.log");
+    if (li >= 0 && last->f[li].present && last->f[li].len)
+        seed("fuzz_mlog", "log", last->f[li].data, last->f[li].len);
+    for (int k = 0; k < 3; k++) {
+        uint8_t b[1024], *p = b + 8;
+        scp_mentry e[2];
+        memset(e, 0, sizeof e);
+        e[0].type = 2;
+        e[0].path = (char *)"d/new";
+        memset(e[0].id, 0x61, SCP_FILEID_LEN);
+        e[0].mode = 0750;
+        e[1].type = 1;
+        e[1].path = (char *)"d/new/file";
+        memset(e[1].id, 0x62, SCP_FILEID_LEN);
+        e[1].size = 4106;
+        memset(e[1].root, 0x63, SCP_HASH_LEN);
+        e[1].mode = 0640;
+        uint32_t np = k == 1 ? 0 : 2, nd = k == 0 ? 0 : 1;
+        for (uint32_t i = 0; i < np; i++) p = scp_mentry_encode(&e[i], p);
+        if (nd) {
+            scp_put_u16(p, 5);
+            memcpy(p + 2, "d/s/x", 5);
+            p += 7;
+        }
+        scp_put_u32(b, np);
+        scp_put_u32(b + 4, nd);
+        char name[32];
+        snprintf(name, sizeof name, "delta-%d", k);
+        seed("fuzz_mlog", name, b, (size_t)(p - b));
+    }
+}
+
 /* Journal seeds: byte 0 = parameters, byte 1 = target, byte 2 = failing call (see
  * fuzz_journal.c), then a log built with the library's chain functions. */
 static uint8_t jb[16384];
@@ -385,6 +421,7 @@ int main(int argc, char **argv) {
 #define WANT(t) (!only || strcmp(only, t) == 0)
     if (WANT("fuzz_volhdr")) volhdr_seeds(&fx);
     if (WANT("fuzz_manifest")) manifest_seeds(&fx);
+    if (WANT("fuzz_mlog")) mlog_seeds(&fx);
     if (WANT("fuzz_journal")) journal_seeds(&fx);
     if (WANT("fuzz_path")) path_seeds();
     if (WANT("fuzz_volume_open")) volume_seeds(&fx);

@@ -15,6 +15,7 @@
 
 static const uint8_t volhdr_magic[8] = {'S', 'C', 'P', 'V', 'O', 'L', 0, 1};
 static const uint8_t manslot_magic[8] = {'S', 'C', 'P', 'M', 'A', 'N', 0, 2};
+static const uint8_t mlog_magic[8] = {'S', 'C', 'P', 'M', 'L', 'O', 'G', 1};
 static const uint8_t journal_magic[8] = {'S', 'C', 'P', 'J', 'R', 'N', 0, 3};
 
 static int bad(scp_err *err, scp_code code, const char *what) {
@@ -24,12 +25,13 @@ static int bad(scp_err *err, scp_code code, const char *what) {
 int scp_volhdr_parse(const uint8_t *buf, size_t len, scp_volhdr *out, scp_err *err) {
     if (len != SCP_VOLHDR_LEN || memcmp(buf, volhdr_magic, 6) != 0)
         return bad(err, SCP_E_FORMAT, "not an SCP volume (bad header magic or size)");
-    if (memcmp(buf, volhdr_magic, 8) != 0 || scp_get_u32(buf + 8) != SCP_FMT_VERSION)
+    if (memcmp(buf, volhdr_magic, 8) != 0 || scp_get_u32(buf + 8) < SCP_FMT_VERSION_MIN ||
+        scp_get_u32(buf + 8) > SCP_FMT_VERSION)
         return scp_fail(err, SCP_E_FORMAT, EIO,
-                        "SCP volume format version %u is not supported (this build reads version "
-                        "%u only; version 1 volumes must be copied out with the older release "
+                        "SCP volume format version %u is not supported (this build reads versions "
+                        "%u to %u; version 1 volumes must be copied out with the older release "
                         "and into a new volume)",
-                        (unsigned)scp_get_u32(buf + 8), SCP_FMT_VERSION);
+                        (unsigned)scp_get_u32(buf + 8), SCP_FMT_VERSION_MIN, SCP_FMT_VERSION);
     out->version = scp_get_u32(buf + 8);
     out->chunk_size = scp_get_u32(buf + 12);
     uint32_t cs = out->chunk_size;
@@ -144,6 +146,69 @@ static int count_links(scp_manifest *m, struct id_ref *ids) {
     return 0;
 }
 
+int scp_manifest_count_links(scp_manifest *m) {
+    struct id_ref *ids = malloc((m->n ? m->n : 1) * sizeof *ids);
+    if (!ids) return -2;
+    for (size_t i = 0; i < m->n; i++) {
+        memcpy(ids[i].id, m->e[i].id, SCP_FILEID_LEN);
+        ids[i].i = (uint32_t)i;
+    }
+    int rc = count_links(m, ids);
+    free(ids);
+    return rc;
+}
+
+/* One entry at body + *off (from its type byte through a link's target): fields checked one
+ * by one; sortedness, parents and ids are the caller's. Returns 0, -1 (malformed; e->path and
+ * e->target may be set: the caller frees them) or -2 (out of memory). */
+static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentry *e) {
+    char norm[SCP_MAX_PATH + 1];
+    size_t off = *offp;
+    if (len - off < MENTRY_FIXED) return -1;
+    e->type = body[off];
+    uint16_t plen = scp_get_u16(body + off + 1);
+    off += 3;
+    if ((e->type < SCP_MTYPE_FILE || e->type > SCP_MTYPE_LINK) || plen == 0 || plen > SCP_MAX_PATH ||
+        len - off < (size_t)plen + MENTRY_FIXED - 3)
+        return -1;
+    e->path = malloc((size_t)plen + 1);
+    if (!e->path) return -2;
+    memcpy(e->path, body + off, plen);
+    e->path[plen] = '\0';
+    off += plen;
+    if (strlen(e->path) != plen || scp_path_normalize(e->path, norm, sizeof norm, NULL) < 0 ||
+        strcmp(norm, e->path) != 0 || norm[0] == '\0')
+        return -1;
+    memcpy(e->id, body + off, SCP_FILEID_LEN);
+    off += SCP_FILEID_LEN;
+    e->size = scp_get_u64(body + off);
+    off += 8;
+    memcpy(e->root, body + off, SCP_HASH_LEN);
+    off += SCP_HASH_LEN;
+    e->mode = scp_get_u32(body + off);
+    e->uid = scp_get_u32(body + off + 4);
+    e->gid = scp_get_u32(body + off + 8);
+    e->mtime_ns = (int64_t)scp_get_u64(body + off + 12);
+    off += 20;
+    if (e->type == 2 && e->size != 0) return -1;
+    if (e->type == SCP_MTYPE_NODE && !scp_node_type_ok(e->mode)) return -1;
+    if (e->type == SCP_MTYPE_LINK) {
+        if (len - off < 2) return -1;
+        uint16_t tlen = scp_get_u16(body + off);
+        off += 2;
+        if (tlen == 0 || tlen > SCP_MAX_PATH || len - off < tlen || e->size != tlen ||
+            memchr(body + off, 0, tlen))
+            return -1;
+        if (!(e->target = malloc((size_t)tlen + 1))) return -2;
+        memcpy(e->target, body + off, tlen);
+        e->target[tlen] = '\0';
+        off += tlen;
+    }
+    if (e->size > (UINT64_C(1) << 50)) return -1; /* 1 PiB: far beyond any real file */
+    *offp = off;
+    return 0;
+}
+
 int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_err *err) {
     memset(out, 0, sizeof *out);
     if (len < 4) return bad(err, SCP_E_INTEGRITY, "manifest body too short");
@@ -156,54 +221,16 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
     size_t off = 4;
     struct id_ref *ids = malloc((size_t)(count ? count : 1) * sizeof *ids);
     if (!ids) goto nomem;
-    char norm[SCP_MAX_PATH + 1];
     for (uint32_t i = 0; i < count; i++) {
-        if (len - off < MENTRY_FIXED) goto malformed;
         scp_mentry *e = &out->e[out->n];
-        e->type = body[off];
-        uint16_t plen = scp_get_u16(body + off + 1);
-        off += 3;
-        if ((e->type < SCP_MTYPE_FILE || e->type > SCP_MTYPE_LINK) || plen == 0 || plen > SCP_MAX_PATH ||
-            len - off < (size_t)plen + MENTRY_FIXED - 3)
-            goto malformed;
-        e->path = malloc((size_t)plen + 1);
-        if (!e->path) goto nomem;
-        memcpy(e->path, body + off, plen);
-        e->path[plen] = '\0';
-        out->n++;
-        off += plen;
-        if (strlen(e->path) != plen || scp_path_normalize(e->path, norm, sizeof norm, NULL) < 0 ||
-            strcmp(norm, e->path) != 0 || norm[0] == '\0')
-            goto malformed;
+        int r = mentry_parse(body, len, &off, e);
+        if (e->path) out->n++; /* (freed with the manifest, even if malformed) */
+        if (r == -2) goto nomem;
+        if (r < 0) goto malformed;
         if (out->n > 1 && strcmp(out->e[out->n - 2].path, e->path) >= 0) goto malformed;
         if (!parent_is_dir(out, e->path)) goto malformed;
-        memcpy(e->id, body + off, SCP_FILEID_LEN);
         memcpy(ids[i].id, e->id, SCP_FILEID_LEN);
         ids[i].i = i;
-        off += SCP_FILEID_LEN;
-        e->size = scp_get_u64(body + off);
-        off += 8;
-        memcpy(e->root, body + off, SCP_HASH_LEN);
-        off += SCP_HASH_LEN;
-        e->mode = scp_get_u32(body + off);
-        e->uid = scp_get_u32(body + off + 4);
-        e->gid = scp_get_u32(body + off + 8);
-        e->mtime_ns = (int64_t)scp_get_u64(body + off + 12);
-        off += 20;
-        if (e->type == 2 && e->size != 0) goto malformed;
-        if (e->type == SCP_MTYPE_NODE && !scp_node_type_ok(e->mode)) goto malformed;
-        if (e->type == SCP_MTYPE_LINK) {
-            if (len - off < 2) goto malformed;
-            uint16_t tlen = scp_get_u16(body + off);
-            off += 2;
-            if (tlen == 0 || tlen > SCP_MAX_PATH || len - off < tlen || e->size != tlen ||
-                memchr(body + off, 0, tlen) || !(e->target = malloc((size_t)tlen + 1)))
-                goto malformed;
-            memcpy(e->target, body + off, tlen);
-            e->target[tlen] = '\0';
-            off += tlen;
-        }
-        if (e->size > (UINT64_C(1) << 50)) goto malformed; /* 1 PiB: far beyond any real file */
     }
     if (off != len) goto malformed;
     if (count_links(out, ids) < 0) goto malformed;
@@ -219,43 +246,141 @@ nomem:
     return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing the manifest");
 }
 
+size_t scp_mentry_encoded_len(const scp_mentry *e) {
+    return MENTRY_FIXED + strlen(e->path) + (e->target ? 2 + strlen(e->target) : 0);
+}
+
+uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p) {
+    size_t plen = strlen(e->path);
+    *p++ = e->type;
+    scp_put_u16(p, (uint16_t)plen);
+    p += 2;
+    memcpy(p, e->path, plen);
+    p += plen;
+    memcpy(p, e->id, SCP_FILEID_LEN);
+    p += SCP_FILEID_LEN;
+    scp_put_u64(p, e->size);
+    p += 8;
+    memcpy(p, e->root, SCP_HASH_LEN);
+    p += SCP_HASH_LEN;
+    scp_put_u32(p, e->mode);
+    scp_put_u32(p + 4, e->uid);
+    scp_put_u32(p + 8, e->gid);
+    scp_put_u64(p + 12, (uint64_t)e->mtime_ns);
+    p += 20;
+    if (e->target) {
+        size_t tlen = strlen(e->target);
+        scp_put_u16(p, (uint16_t)tlen);
+        memcpy(p + 2, e->target, tlen);
+        p += 2 + tlen;
+    }
+    return p;
+}
+
 int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err) {
     size_t len = 4;
-    for (size_t i = 0; i < m->n; i++)
-        len += MENTRY_FIXED + strlen(m->e[i].path) + (m->e[i].target ? 2 + strlen(m->e[i].target) : 0);
+    for (size_t i = 0; i < m->n; i++) len += scp_mentry_encoded_len(&m->e[i]);
     uint8_t *b = malloc(len), *p = b;
     if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding the manifest");
     scp_put_u32(p, (uint32_t)m->n);
     p += 4;
-    for (size_t i = 0; i < m->n; i++) {
-        const scp_mentry *e = &m->e[i];
-        size_t plen = strlen(e->path);
-        *p++ = e->type;
-        scp_put_u16(p, (uint16_t)plen);
-        p += 2;
-        memcpy(p, e->path, plen);
-        p += plen;
-        memcpy(p, e->id, SCP_FILEID_LEN);
-        p += SCP_FILEID_LEN;
-        scp_put_u64(p, e->size);
-        p += 8;
-        memcpy(p, e->root, SCP_HASH_LEN);
-        p += SCP_HASH_LEN;
-        scp_put_u32(p, e->mode);
-        scp_put_u32(p + 4, e->uid);
-        scp_put_u32(p + 8, e->gid);
-        scp_put_u64(p + 12, (uint64_t)e->mtime_ns);
-        p += 20;
-        if (e->target) {
-            size_t tlen = strlen(e->target);
-            scp_put_u16(p, (uint16_t)tlen);
-            memcpy(p + 2, e->target, tlen);
-            p += 2 + tlen;
-        }
-    }
+    for (size_t i = 0; i < m->n; i++) p = scp_mentry_encode(&m->e[i], p);
     *out = b;
     *out_len = len;
     return 0;
+}
+
+int scp_mlog_hdr_parse(const uint8_t *buf, size_t len, scp_mlog_hdr *out, scp_err *err) {
+    if (len < SCP_MLOG_HDR_LEN || memcmp(buf, mlog_magic, 8) != 0)
+        return bad(err, SCP_E_INTEGRITY, "manifest log header is torn or not a manifest log");
+    out->base_gen = scp_get_u64(buf + 8);
+    memcpy(out->base_salt, buf + 16, SCP_SALT_LEN);
+    memcpy(out->log_salt, buf + 32, SCP_SALT_LEN);
+    return 0;
+}
+
+void scp_mlog_hdr_encode(const scp_mlog_hdr *h, uint8_t out[SCP_MLOG_HDR_LEN]) {
+    memcpy(out, mlog_magic, 8);
+    scp_put_u64(out + 8, h->base_gen);
+    memcpy(out + 16, h->base_salt, SCP_SALT_LEN);
+    memcpy(out + 32, h->log_salt, SCP_SALT_LEN);
+}
+
+int scp_mrec_parse(const uint8_t *buf, size_t len, scp_mrec *out, scp_err *err) {
+    if (len < SCP_MREC_HDR_LEN + SCP_GCMTAG_LEN)
+        return bad(err, SCP_E_INTEGRITY, "manifest log record is torn");
+    out->body_len = scp_get_u32(buf);
+    out->flags = scp_get_u32(buf + 4);
+    out->generation = scp_get_u64(buf + 8);
+    if (out->body_len > SCP_MREC_MAX_BODY || (out->flags & ~SCP_MREC_DURABLE) != 0 ||
+        len - SCP_MREC_HDR_LEN - SCP_GCMTAG_LEN < out->body_len)
+        return bad(err, SCP_E_INTEGRITY, "manifest log record is torn or malformed");
+    out->nonce = buf + 16;
+    out->ciphertext = buf + SCP_MREC_HDR_LEN;
+    out->tag = buf + SCP_MREC_HDR_LEN + out->body_len;
+    out->len = (size_t)SCP_MREC_HDR_LEN + out->body_len + SCP_GCMTAG_LEN;
+    return 0;
+}
+
+void scp_mdelta_free(scp_mdelta *d) {
+    for (size_t i = 0; d->put && i < d->nput; i++) {
+        free(d->put[i].path);
+        free(d->put[i].target);
+    }
+    for (size_t i = 0; d->del && i < d->ndel; i++) free(d->del[i]);
+    free(d->put);
+    free(d->del);
+    memset(d, 0, sizeof *d);
+}
+
+int scp_mdelta_parse(const uint8_t *body, size_t len, scp_mdelta *out, scp_err *err) {
+    memset(out, 0, sizeof *out);
+    if (len < 8) return bad(err, SCP_E_INTEGRITY, "manifest delta too short");
+    uint32_t np = scp_get_u32(body), nd = scp_get_u32(body + 4);
+    if ((size_t)np > (len - 8) / MENTRY_FIXED || (size_t)nd > (len - 8) / 3)
+        return bad(err, SCP_E_INTEGRITY, "manifest delta counts exceed its size");
+    out->put = calloc(np ? np : 1, sizeof *out->put);
+    out->del = calloc(nd ? nd : 1, sizeof *out->del);
+    if (!out->put || !out->del) goto nomem;
+    size_t off = 8;
+    char norm[SCP_MAX_PATH + 1];
+    for (uint32_t i = 0; i < np; i++) {
+        scp_mentry *e = &out->put[i];
+        int r = mentry_parse(body, len, &off, e);
+        out->nput = i + 1; /* (what was set is freed with the delta) */
+        if (r == -2) goto nomem;
+        if (r < 0 || (i > 0 && strcmp(out->put[i - 1].path, e->path) >= 0)) goto malformed;
+    }
+    for (uint32_t i = 0; i < nd; i++) {
+        if (len - off < 2) goto malformed;
+        uint16_t plen = scp_get_u16(body + off);
+        off += 2;
+        if (plen == 0 || plen > SCP_MAX_PATH || len - off < plen) goto malformed;
+        char *p = malloc((size_t)plen + 1);
+        if (!p) goto nomem;
+        memcpy(p, body + off, plen);
+        p[plen] = '\0';
+        out->del[out->ndel++] = p;
+        off += plen;
+        if (strlen(p) != plen || scp_path_normalize(p, norm, sizeof norm, NULL) < 0 ||
+            strcmp(norm, p) != 0 || (i > 0 && strcmp(out->del[i - 1], p) >= 0))
+            goto malformed;
+    }
+    if (off != len) goto malformed;
+    /* Both lists are sorted: one merge finds a path in both. */
+    for (size_t i = 0, j = 0; i < out->nput && j < out->ndel;) {
+        int c = strcmp(out->put[i].path, out->del[j]);
+        if (c == 0) goto malformed;
+        if (c < 0) i++;
+        else j++;
+    }
+    return 0;
+malformed:
+    scp_mdelta_free(out);
+    return bad(err, SCP_E_INTEGRITY, "manifest delta is malformed");
+nomem:
+    scp_mdelta_free(out);
+    return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing a manifest delta");
 }
 
 void scp_manifest_free(scp_manifest *m) {

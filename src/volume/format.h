@@ -14,8 +14,11 @@
 #include "scp/err.h"
 
 /* Version 2: per-writer chunk subkeys (a salt in every table entry), a salt per manifest seal,
- * encrypted journal commit payloads, labelled key derivation. Version 1 volumes are refused. */
-#define SCP_FMT_VERSION 2u
+ * encrypted journal commit payloads, labelled key derivation. Version 3: the manifest log
+ * (manifest.log, below): commits append sealed deltas; slots carry a state hash. Version 2
+ * volumes are read and written as before (no log); version 1 volumes are refused. */
+#define SCP_FMT_VERSION 3u
+#define SCP_FMT_VERSION_MIN 2u
 #define SCP_VOLID_LEN 32
 #define SCP_FILEID_LEN 16
 #define SCP_SALT_LEN 16 /* random salt that names a subkey (chunk writer subkey, manifest seal) */
@@ -78,6 +81,9 @@ typedef struct scp_manslot {
     const uint8_t *tag;        /* points into the parsed buffer */
 } scp_manslot;
 int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err *err);
+/* Format 3: a slot's plaintext is the state hash (32, below) followed by the manifest body. */
+#define SCP_STATEHASH_LEN 32
+
 
 /* ---- manifest body (plaintext, inside the slot's ciphertext) ------------------------------
  *   u32 entry count, then entries sorted by path (strictly increasing, bytewise):
@@ -128,6 +134,9 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
 /* a and b may share an id: both are names of one file, node or symbolic link (same type and
  * metadata, neither a directory). */
 int scp_mentry_same_file(const scp_mentry *a, const scp_mentry *b);
+/* Count the names of every id of m into nlink, checking that they agree as the parser does.
+ * Returns 0, -1 if they do not (m's nlinks are then partly set), or -2 out of memory. */
+int scp_manifest_count_links(scp_manifest *m);
 int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err);
 void scp_manifest_free(scp_manifest *m);
 
@@ -135,6 +144,63 @@ void scp_manifest_free(scp_manifest *m);
  * The empty string is the root. Refuses "." and ".." components, empty components, NUL bytes,
  * names over SCP_MAX_NAME and paths over SCP_MAX_PATH. */
 int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err);
+
+/* ---- manifest log: file "manifest.log" (format 3) ------------------------------------------
+ * The commits since a base (a durable slot), each a sealed delta of the entries it changed:
+ *   header (48): magic "SCPMLOG\1" | u64 base generation | base salt (16: the base slot's seal
+ *                salt, which names one seal) | log salt (16, random per log)
+ *   records:     u32 body length L | u32 flags (bit 0: durable) | u64 generation | nonce (12)
+ *                | ciphertext (L) | GCM tag (16)
+ * Key of every record of a log: scp_derive_key(manifest key, SCP_LABEL_MLOG, log salt).
+ * Chain: c0 = SHA-256("scp/v3/mlog" || header || base state hash); after a record,
+ * c = SHA-256(c || record) over its bytes. AAD of a record = volume id || c before it || its
+ * first 28 bytes. A record is accepted only in order: its generation is the previous one + 1
+ * (the base's for the first) and it authenticates under the chain value before it, so a
+ * dropped, repeated, reordered or foreign record ends the log there. The state hash of the
+ * state after a record is c after it (docs/volume-format.md, "Manifest log").               */
+#define SCP_LABEL_MLOG "scp/v3/manifest-log"
+#define SCP_MLOG_HDR_LEN 48
+#define SCP_MREC_HDR_LEN 28
+#define SCP_MREC_MAX_BODY (1u << 20)
+#define SCP_MREC_DURABLE 1u
+typedef struct scp_mlog_hdr {
+    uint64_t base_gen;
+    uint8_t base_salt[SCP_SALT_LEN];
+    uint8_t log_salt[SCP_SALT_LEN];
+} scp_mlog_hdr;
+int scp_mlog_hdr_parse(const uint8_t *buf, size_t len, scp_mlog_hdr *out, scp_err *err);
+void scp_mlog_hdr_encode(const scp_mlog_hdr *h, uint8_t out[SCP_MLOG_HDR_LEN]);
+typedef struct scp_mrec {
+    uint32_t body_len, flags;
+    uint64_t generation;
+    const uint8_t *nonce, *ciphertext, *tag; /* point into the parsed buffer */
+    size_t len;                              /* bytes of the whole record */
+} scp_mrec;
+/* Parse the record at the start of buf (len bytes available, maybe more than one record). */
+int scp_mrec_parse(const uint8_t *buf, size_t len, scp_mrec *out, scp_err *err);
+
+/* A delta body (a record's plaintext): u32 puts | u32 removals | the put entries (manifest
+ * entry encoding, strictly increasing paths) | the removed paths (u16 length | path, strictly
+ * increasing). No path is both put and removed. Applied: removals, then puts (an existing
+ * path is replaced, a new one inserted).                                                    */
+typedef struct scp_mdelta {
+    scp_mentry *put;
+    size_t nput;
+    char **del;
+    size_t ndel;
+} scp_mdelta;
+int scp_mdelta_parse(const uint8_t *body, size_t len, scp_mdelta *out, scp_err *err);
+void scp_mdelta_free(scp_mdelta *d);
+/* Apply d to m (copies what it takes from d). Checks that every removed path exists and leaves
+ * no child behind, that every put's parent is a directory and a replaced directory keeps its
+ * type if it has children, and that the names of each file (entries that share an id) agree;
+ * counts them into nlink. Returns 1 if a path lost its entry or changed its id (a file loaded
+ * by that path must look for its name again), 0 if entries were only added or updated, -1 on
+ * failure (m may be partly changed: the caller drops it). */
+int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err);
+/* Encoded length of one entry, and its encoding at p (returns the end). */
+size_t scp_mentry_encoded_len(const scp_mentry *e);
+uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p);
 
 /* ---- journal: file "objects/<id>.j" ---------------------------------------------------------
  * A log of the file's commits since its last checkpoint (the point where everything before was

@@ -57,6 +57,26 @@ struct scp_volume {
     uint64_t gen;     /* its generation */
     scp_volume_tag tag;     /* of the last durable commit (or of the state loaded) */
     scp_volume_tag cur_tag; /* of the manifest in memory (gen), durable or not */
+    /* The manifest log (format 3, manifest.c; mlog == 0 for a format 2 volume, whose commits
+     * write whole slots). A commit appends a sealed delta of what changed since the state at
+     * ml_end, which `disk` holds; a commit that cannot (no usable log, a long log, a large
+     * delta) writes a whole durable slot and starts a new log from it. */
+    int mlog;         /* the volume has a manifest log */
+    int mlog_fd;      /* manifest.log */
+    int ml_base;      /* durable slot the log in memory continues, -1: none usable */
+    int ml_adopt;     /* with no usable log: the slot whose state is in memory (a new log can
+                       * start from it without a slot write), else -1 */
+    uint8_t ml_hdr[SCP_MLOG_HDR_LEN]; /* the log's header as last read or written */
+    uint64_t ml_end;  /* offset after the last record taken in */
+    uint64_t ml_size; /* the log's size as last seen (beyond ml_end: a torn tail to cut) */
+    uint64_t ml_nrec; /* records in the log */
+    uint8_t ml_chain[SCP_HASH_LEN]; /* chain value at ml_end */
+    uint8_t ml_key[32];             /* the log's key */
+    uint8_t statehash[SCP_HASH_LEN]; /* of the state at gen (the volume tag binds it) */
+    uint8_t slot_salt[2][SCP_SALT_LEN];  /* each durable slot's seal salt (names its seal) */
+    uint8_t slot_sh[2][SCP_HASH_LEN];    /* and the state hash it carries */
+    uint64_t dur_gen; /* generation of the newest durable state (format 3) */
+    scp_manifest disk; /* the state at ml_end: what the next delta is computed against */
     int lazy;         /* this process wrote the scratch slot since its last durable commit */
     int man_scratch;  /* the manifest in memory is the scratch slot's (not durable) */
     int objdir_dirty; /* objects created here since the last durable commit */
@@ -229,6 +249,13 @@ void man_links_add(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], int delta)
 void man_sync_links(scp_manifest *m, size_t i);
 /* Load the newest authentic manifest slot into v->man / gen / tag (manifest.c). */
 int vol_load_manifest(scp_volume *v, scp_err *err);
+/* Under vol_lock: take in what other processes committed since (format 3: the new records of
+ * the manifest log; a whole reload when the log was restarted). Returns -1 on failure, 0 if
+ * nothing changed, 1 if entries may have been renamed or removed, 2 if only updated or added. */
+int vol_refresh_manifest(scp_volume *v, scp_err *err);
+/* Format 3, at close (under vol_lock): write the state of a log with records to a durable
+ * slot at the same generation and start a new log, so that a volume at rest is in a slot. */
+int vol_fold_manifest(scp_volume *v, scp_err *err);
 /* Highest generation the durable slots' headers claim (unauthenticated). */
 uint64_t vol_durable_generation(scp_volume *v);
 /* Highest generation the slot headers claim (a hint that another process committed). */

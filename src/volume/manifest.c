@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -82,16 +83,23 @@ void man_remove(scp_manifest *m, size_t i) {
     m->n--;
 }
 
-static void tag_compute(scp_volume *v, uint64_t gen, const uint8_t *body, size_t len,
-                        scp_volume_tag *out) {
-    uint8_t h[32], g[8];
-    struct scp_buf b = {body, len};
-    scp_sha256(&b, 1, h);
+/* The volume tag of generation gen whose state hash is h: format 2, SHA-256 of the manifest
+ * body; format 3, the state hash that the slot carries or the log's chain gives. */
+static void tag_of(scp_volume *v, uint64_t gen, const uint8_t h[32], scp_volume_tag *out) {
+    uint8_t g[8];
     scp_put_u64(g, gen);
-    struct scp_buf parts[4] = {{"scp/v1/tag", 10}, {v->volid, SCP_VOLID_LEN}, {g, 8}, {h, 32}};
+    struct scp_buf parts[4] = {{v->mlog ? "scp/v3/tag" : "scp/v1/tag", 10},
+                               {v->volid, SCP_VOLID_LEN}, {g, 8}, {h, 32}};
     memcpy(out->bytes, g, 8);
     /* HMAC cannot fail short of an OpenSSL malfunction; a zero MAC then fails every check. */
     if (scp_hmac(v->k_tag, 32, parts, 4, out->bytes + 8, NULL) < 0) memset(out->bytes + 8, 0, 32);
+}
+
+static void tag_compute(scp_volume *v, uint64_t gen, const uint8_t *body, size_t len,
+                        scp_volume_tag *out) {
+    uint8_t h[32];
+    scp_sha256_buf(body, len, h);
+    tag_of(v, gen, h, out);
 }
 
 /* Generation a slot's header claims (unauthenticated), or 0. */
@@ -183,75 +191,96 @@ static long lazy_sync(scp_volume *v, scp_err *err) {
     return n;
 }
 
-int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
-    uint8_t *body = NULL;
-    size_t blen = 0;
-    if (scp_manifest_encode(&v->man, &body, &blen, err) < 0) return -1;
-    if (blen > SCP_MANIFEST_MAX_BODY) {
-        free(body);
+/* Seal plaintext pt as a slot of generation gen into a malloc'd buffer (header, ciphertext,
+ * tag). A fresh salt (16) and nonce (12) per seal: each seal has its own key (format.h). */
+static int slot_seal(scp_volume *v, uint64_t gen, const uint8_t *pt, size_t ptlen, uint8_t **out,
+                     size_t *out_len, scp_err *err) {
+    if (ptlen > SCP_MANIFEST_MAX_BODY)
         return scp_fail(err, SCP_E_NOTSUP, EFBIG, "the manifest would exceed %u bytes",
                         SCP_MANIFEST_MAX_BODY);
-    }
-    uint64_t gen = v->gen + 1;
-    size_t slen = SCP_MANSLOT_HDR_LEN + blen + SCP_GCMTAG_LEN;
+    size_t slen = SCP_MANSLOT_HDR_LEN + ptlen + SCP_GCMTAG_LEN;
     uint8_t *slot = malloc(slen);
-    if (!slot) {
-        free(body);
-        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing the manifest");
-    }
+    if (!slot) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing the manifest");
     memcpy(slot, "SCPMAN\0\2", 8);
     scp_put_u64(slot + 8, gen);
-    scp_put_u32(slot + 44, (uint32_t)blen);
+    scp_put_u32(slot + 44, (uint32_t)ptlen);
     uint8_t aad[SCP_VOLID_LEN + SCP_MANSLOT_HDR_LEN], key[32];
-    /* A fresh salt (16) and nonce (12) per seal: each seal has its own key (format.h). */
     int rc = scp_random(slot + 16, SCP_SALT_LEN + SCP_NONCE_LEN, err);
     if (rc == 0) rc = scp_derive_key(v->k_man, SCP_LABEL_SEAL, slot + 16, SCP_SALT_LEN, key, err);
     if (rc == 0) {
         memcpy(aad, v->volid, SCP_VOLID_LEN);
         memcpy(aad + SCP_VOLID_LEN, slot, SCP_MANSLOT_HDR_LEN);
-        rc = scp_aead_seal(key, slot + 32, aad, sizeof aad, body, blen,
-                           slot + SCP_MANSLOT_HDR_LEN, slot + SCP_MANSLOT_HDR_LEN + blen, err);
+        rc = scp_aead_seal(key, slot + 32, aad, sizeof aad, pt, ptlen, slot + SCP_MANSLOT_HDR_LEN,
+                           slot + SCP_MANSLOT_HDR_LEN + ptlen, err);
     }
     scp_wipe(key, sizeof key);
-    /* A durable commit makes the objects that the manifest names durable first (files created
-     * lazily, by any process, since the last durable commit), then overwrites the OLDER of the
-     * two durable slots: the newer stays intact if this write is torn. A lazy commit goes to
-     * the scratch slot without a sync: if a power cut loses or tears it, the durable slots
-     * still hold the last durable state, which is all POSIX promises before an fsync. */
+    if (rc < 0) {
+        free(slot);
+        return -1;
+    }
+    *out = slot;
+    *out_len = slen;
+    return 0;
+}
+
+/* What a durable commit does before its commit point: make the objects that the manifest
+ * names durable (files created lazily, by any process, since the last durable commit), and
+ * the journals of the files with lazy commits. Returns the lazy list's length (to empty it
+ * after the commit point), or -1. */
+static long durable_prepare(scp_volume *v, scp_err *err) {
+    if (v->objdir_dirty || lockbyte_get(v, VOL_LOCKBYTE_OBJDIR)) {
+        if (fsync(v->objfd) < 0) return scp_fail_errno(err, "cannot sync the objects directory");
+        v->objdir_dirty = 0;
+        vol_lockbyte_set(v, VOL_LOCKBYTE_OBJDIR, 0);
+    }
+    return lazy_sync(v, err);
+}
+
+/* After a commit point: the state in memory is generation gen, durable or not. */
+static void commit_done(scp_volume *v, uint64_t gen, int durable, long nlazy) {
+    v->gen = gen;
+    v->lazy = !durable;
+    v->man_scratch = !durable;
+    if (durable) v->dur_gen = gen;
+    if (nlazy > 0) {
+        uint8_t zero[4] = {0};
+        (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
+    }
+    if (durable) {
+        v->tag = v->cur_tag;
+        if (v->cb) v->cb(v->cb_ctx, &v->tag);
+        vol_doomed_drain(v);
+    }
+}
+
+static int mlog_commit(scp_volume *v, int durable, scp_err *err);
+
+int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
+    if (v->mlog) return mlog_commit(v, durable, err);
+    uint8_t *body = NULL, *slot = NULL;
+    size_t blen = 0, slen = 0;
+    if (scp_manifest_encode(&v->man, &body, &blen, err) < 0) return -1;
+    uint64_t gen = v->gen + 1;
+    int rc = slot_seal(v, gen, body, blen, &slot, &slen, err);
+    /* A durable commit overwrites the OLDER of the two durable slots: the newer stays intact
+     * if this write is torn. A lazy commit goes to the scratch slot without a sync: if a power
+     * cut loses or tears it, the durable slots still hold the last durable state, which is all
+     * POSIX promises before an fsync. */
     int fd = v->slotfd[2], si = 2;
     if (durable) {
         si = v->slot_gen[0] <= v->slot_gen[1] ? 0 : 1;
         fd = v->slotfd[si];
-        if (rc == 0 && (v->objdir_dirty || lockbyte_get(v, VOL_LOCKBYTE_OBJDIR))) {
-            if (fsync(v->objfd) < 0)
-                rc = scp_fail_errno(err, "cannot sync the objects directory");
-            else {
-                v->objdir_dirty = 0;
-                vol_lockbyte_set(v, VOL_LOCKBYTE_OBJDIR, 0);
-            }
-        }
     }
-    long nlazy = rc == 0 && durable ? lazy_sync(v, err) : 0;
+    long nlazy = rc == 0 && durable ? durable_prepare(v, err) : 0;
     if (nlazy < 0) rc = -1;
     if (rc == 0 && fd < 0) rc = scp_fail(err, SCP_E_SYS, EBADF, "the volume has no scratch slot (manifest.2)");
     if (rc == 0 && (scp_pwrite_full(fd, slot, slen, 0) < 0 || ftruncate(fd, (off_t)slen) < 0 ||
                     (durable && fdatasync(fd) < 0)))
         rc = scp_fail_errno(err, "cannot write the volume manifest");
     if (rc == 0) {
-        v->gen = gen;
         if (si < 2) v->slot_gen[si] = gen;
-        v->lazy = !durable;
-        v->man_scratch = !durable;
-        if (nlazy > 0) {
-            uint8_t zero[4] = {0};
-            (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
-        }
         tag_compute(v, gen, body, blen, &v->cur_tag);
-        if (durable) {
-            v->tag = v->cur_tag;
-            if (v->cb) v->cb(v->cb_ctx, &v->tag);
-            vol_doomed_drain(v);
-        }
+        commit_done(v, gen, durable, nlazy);
     }
     free(slot);
     scp_wipe(body, blen);
@@ -259,9 +288,16 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
     return rc;
 }
 
+/* What one authentic slot holds besides its manifest. */
+struct slot_info {
+    uint64_t gen;
+    uint8_t salt[SCP_SALT_LEN];
+    uint8_t sh[SCP_HASH_LEN]; /* state hash (format 3; format 2: SHA-256 of the body) */
+    scp_volume_tag tag;
+};
+
 /* Read and authenticate one slot. Returns 0 with *m filled, or -1. */
-static int slot_load(scp_volume *v, int i, scp_manifest *m, uint64_t *gen, scp_volume_tag *tag,
-                     scp_err *err) {
+static int slot_load(scp_volume *v, int i, scp_manifest *m, struct slot_info *si, scp_err *err) {
     char name[16];
     snprintf(name, sizeof name, "manifest.%u", (unsigned)i % 3);
     uint8_t *buf = NULL, *body = NULL;
@@ -284,9 +320,18 @@ static int slot_load(scp_volume *v, int i, scp_manifest *m, uint64_t *gen, scp_v
                                body, err) == 0;
     scp_wipe(key, sizeof key);
     if (!opened) goto out;
-    if (scp_manifest_parse(body, s.body_len, m, err) < 0) goto out;
-    *gen = s.generation;
-    tag_compute(v, s.generation, body, s.body_len, tag);
+    /* Format 3: the state hash, then the body. */
+    size_t skip = v->mlog ? SCP_STATEHASH_LEN : 0;
+    if (s.body_len < skip) {
+        scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest slot is too short for its state hash");
+        goto out;
+    }
+    if (scp_manifest_parse(body + skip, s.body_len - skip, m, err) < 0) goto out;
+    si->gen = s.generation;
+    memcpy(si->salt, s.salt, SCP_SALT_LEN);
+    if (v->mlog) memcpy(si->sh, body, SCP_HASH_LEN);
+    else scp_sha256_buf(body, s.body_len, si->sh);
+    tag_of(v, s.generation, si->sh, &si->tag);
     rc = 0;
 out:
     if (body) scp_wipe(body, s.body_len);
@@ -295,17 +340,23 @@ out:
     return rc;
 }
 
-/* Load the newest authentic manifest slot (durable or scratch). */
+static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
+                     const struct slot_info si[2], scp_err *err);
+
+/* Load the newest authentic state: a manifest slot (durable or scratch) or, format 3, the end
+ * of the manifest log. */
 int vol_load_manifest(scp_volume *v, scp_err *err) {
     scp_manifest m[3] = {{0}};
-    uint64_t gen[3] = {0, 0, 0};
-    scp_volume_tag tag[3];
+    struct slot_info si[3];
     scp_err e[3];
     memset(e, 0, sizeof e);
+    memset(si, 0, sizeof si);
     int ok[3], best = -1;
     for (int i = 0; i < 3; i++) {
-        ok[i] = v->slotfd[i] >= 0 && slot_load(v, i, &m[i], &gen[i], &tag[i], &e[i]) == 0;
-        if (ok[i] && (best < 0 || gen[i] > gen[best])) best = i;
+        /* (format 3 never writes the scratch slot: what it holds is not ours) */
+        ok[i] = v->slotfd[i] >= 0 && !(i == 2 && v->mlog) &&
+                slot_load(v, i, &m[i], &si[i], &e[i]) == 0;
+        if (ok[i] && (best < 0 || si[i].gen > si[best].gen)) best = i;
     }
     if (best < 0) {
         scp_fail(err, SCP_E_INTEGRITY, EIO,
@@ -314,18 +365,29 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
                  e[0].msg);
         return -1;
     }
-    if (gen[best] < v->gen) { /* never go back in one process's lifetime */
+    /* never go back in one process's lifetime (format 3: mlog_load checks, since the state
+     * may be the log's, newer than any slot) */
+    if (!v->mlog && si[best].gen < v->gen) {
         for (int i = 0; i < 3; i++)
             if (ok[i]) scp_manifest_free(&m[i]);
         return scp_fail(err, SCP_E_ROLLBACK, EIO,
                         "the volume manifest went back from generation %llu to %llu while open",
-                        (unsigned long long)v->gen, (unsigned long long)gen[best]);
+                        (unsigned long long)v->gen, (unsigned long long)si[best].gen);
+    }
+    for (int i = 0; i < 2; i++) {
+        v->slot_gen[i] = ok[i] ? si[i].gen : 0;
+        memcpy(v->slot_salt[i], si[i].salt, SCP_SALT_LEN);
+        memcpy(v->slot_sh[i], si[i].sh, SCP_HASH_LEN);
+    }
+    if (v->mlog) {
+        int rc = mlog_load(v, m, ok, si, err); /* takes m[0] and m[1] */
+        if (ok[2]) scp_manifest_free(&m[2]);
+        return rc;
     }
     scp_manifest_free(&v->man);
     v->man = m[best];
-    v->gen = gen[best];
-    for (int i = 0; i < 2; i++) v->slot_gen[i] = ok[i] ? gen[i] : 0;
-    v->tag = v->cur_tag = tag[best];
+    v->gen = si[best].gen;
+    v->tag = v->cur_tag = si[best].tag;
     v->man_scratch = best == 2;
     for (int i = 0; i < 3; i++)
         if (ok[i] && i != best) scp_manifest_free(&m[i]);
@@ -333,18 +395,672 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
 }
 
 uint64_t vol_durable_generation(scp_volume *v) {
+    if (v->mlog) return v->dur_gen; /* (under vol_lock: the log was read up to its end) */
     uint64_t a = slot_peek(v, 0), b = slot_peek(v, 1);
     return a > b ? a : b;
 }
 
+static int mlog_changed(scp_volume *v);
+
 /* Highest generation claimed by the slot headers (unauthenticated: only a hint to reload). */
 uint64_t vol_peek_generation(scp_volume *v) {
     uint64_t best = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < (v->mlog ? 2 : 3); i++) {
         uint64_t g = slot_peek(v, i);
         if (g > best) best = g;
     }
+    if (v->mlog && best <= v->gen && mlog_changed(v)) best = v->gen + 1;
     return best;
+}
+
+
+/* ---- the manifest log (format 3; format.h has the layout, docs/volume-format.md the design) --
+ * A commit seals the entries that changed since the state at the log's end (`disk`) as one
+ * record and appends it: a lazy commit without a sync, a durable one with an fdatasync of the
+ * log. Another process takes in only the records after the offset it has read to. A commit
+ * that cannot append (no usable log, a log past MLOG_MAX_BYTES or MLOG_MAX_RECS records, a
+ * delta past SCP_MREC_MAX_BODY) writes the whole manifest to the durable slot that the log
+ * does not continue, syncs it, and starts a new log from it. */
+#ifndef SCP_MLOG_MAX_BYTES
+#define SCP_MLOG_MAX_BYTES (1u << 20)
+#endif
+#define MLOG_MAX_RECS 16384u /* records per log key: far below GCM's random-nonce bound */
+#define MLOG_READ_MAX (2 * SCP_MLOG_MAX_BYTES + 2 * SCP_MREC_MAX_BODY)
+
+static int mentry_eq(const scp_mentry *a, const scp_mentry *b) {
+    return a->type == b->type && memcmp(a->id, b->id, SCP_FILEID_LEN) == 0 && a->size == b->size &&
+           memcmp(a->root, b->root, SCP_HASH_LEN) == 0 && a->mode == b->mode && a->uid == b->uid &&
+           a->gid == b->gid && a->mtime_ns == b->mtime_ns && !a->target == !b->target &&
+           (!a->target || strcmp(a->target, b->target) == 0);
+}
+
+static int mentry_copy(scp_mentry *dst, const scp_mentry *src) {
+    *dst = *src;
+    dst->path = strdup(src->path);
+    dst->target = src->target ? strdup(src->target) : NULL;
+    if (dst->path && (dst->target || !src->target)) return 0;
+    free(dst->path);
+    free(dst->target);
+    return -1;
+}
+
+static int man_copy(scp_manifest *dst, const scp_manifest *src) {
+    memset(dst, 0, sizeof *dst);
+    dst->e = malloc((src->n ? src->n : 1) * sizeof *dst->e);
+    if (!dst->e) return -1;
+    dst->cap = src->n ? src->n : 1;
+    for (; dst->n < src->n; dst->n++)
+        if (mentry_copy(&dst->e[dst->n], &src->e[dst->n]) < 0) {
+            scp_manifest_free(dst);
+            return -1;
+        }
+    return 0;
+}
+
+/* Does an entry below path (path + '/') exist? */
+static int man_has_child(const scp_manifest *m, const char *path) {
+    size_t pl = strlen(path), lo = 0, hi = m->n;
+    while (lo < hi) { /* first entry that sorts at or after path + "/" */
+        size_t mid = (lo + hi) / 2;
+        const char *q = m->e[mid].path;
+        int c = strncmp(q, path, pl);
+        if (c == 0) c = (unsigned char)q[pl] - (unsigned char)'/';
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < m->n && strncmp(m->e[lo].path, path, pl) == 0 && m->e[lo].path[pl] == '/';
+}
+
+static int man_parent_is_dir(const scp_manifest *m, const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return 1;
+    char parent[SCP_MAX_PATH + 1];
+    size_t pl = (size_t)(slash - path);
+    memcpy(parent, path, pl);
+    parent[pl] = '\0';
+    long i = man_find(m, parent);
+    return i >= 0 && m->e[i].type == SCP_MTYPE_DIR;
+}
+
+/* Hard links (format.h): the ids whose set of names a delta may have changed, to count again
+ * after it. Past RELINK_MAX of them, every id is counted (one sort of the manifest). */
+#define RELINK_MAX 16
+struct relink {
+    uint8_t id[RELINK_MAX][SCP_FILEID_LEN];
+    size_t n;
+    int all;
+};
+static void relink_note(struct relink *r, const uint8_t id[SCP_FILEID_LEN]) {
+    if (r->all) return;
+    if (r->n == RELINK_MAX) {
+        r->all = 1;
+        return;
+    }
+    memcpy(r->id[r->n++], id, SCP_FILEID_LEN);
+}
+
+/* Count the names of id into their nlink; -1 if they do not agree (or one is a directory
+ * that shares its id). */
+static int relink_one(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN]) {
+    long first = -1;
+    uint32_t names = 0;
+    for (size_t k = 0; k < m->n; k++) {
+        if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) != 0) continue;
+        if (first < 0) first = (long)k;
+        else if (!scp_mentry_same_file(&m->e[first], &m->e[k])) return -1;
+        names++;
+    }
+    if (names == 1) m->e[first].nlink = 1;
+    for (size_t k = 0; names > 1 && k < m->n; k++)
+        if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) == 0) m->e[k].nlink = names;
+    return 0;
+}
+
+static int relink(scp_manifest *m, const struct relink *r, scp_err *err) {
+    int rc = 0;
+    if (r->all) rc = scp_manifest_count_links(m);
+    for (size_t k = 0; !r->all && rc == 0 && k < r->n; k++) rc = relink_one(m, r->id[k]);
+    if (rc == -2) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory applying a manifest delta");
+    if (rc < 0)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                        "manifest delta leaves names of one file that disagree (hard links)");
+    return 0;
+}
+
+int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
+    /* Every entry of m has its nlink right (parsed, or kept so here); a name whose file had
+     * only this one (nlink 1) and that keeps its id needs no count: no other entry has it. */
+    struct relink r = {.n = 0};
+    int lost = d->ndel > 0;
+    for (size_t k = 0; k < d->ndel; k++) {
+        long i = man_find(m, d->del[k]);
+        if (i < 0) return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta removes a path it does not have");
+        if (m->e[i].nlink != 1) relink_note(&r, m->e[i].id); /* the file's other names */
+        man_remove(m, (size_t)i);
+    }
+    for (size_t k = 0; k < d->ndel; k++)
+        if (man_has_child(m, d->del[k]))
+            return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta removes a directory that keeps entries");
+    for (size_t k = 0; k < d->nput; k++) {
+        const scp_mentry *p = &d->put[k];
+        if (!man_parent_is_dir(m, p->path))
+            return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta puts an entry outside a directory");
+        scp_mentry e;
+        if (mentry_copy(&e, p) < 0)
+            return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory applying a manifest delta");
+        e.nlink = 1;
+        long i = man_find(m, p->path);
+        if (i >= 0) {
+            if (m->e[i].type == SCP_MTYPE_DIR && p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) {
+                free(e.path);
+                free(e.target);
+                return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta turns a directory with entries into a file");
+            }
+            int same_id = memcmp(m->e[i].id, p->id, SCP_FILEID_LEN) == 0;
+            lost |= !same_id;
+            if (!same_id && m->e[i].nlink != 1) relink_note(&r, m->e[i].id);
+            if (!same_id || m->e[i].nlink != 1) relink_note(&r, p->id);
+            free(m->e[i].path);
+            free(m->e[i].target);
+            m->e[i] = e;
+        } else if (man_insert(m, &e, err) < 0) {
+            free(e.path);
+            free(e.target);
+            return -1;
+        } else {
+            relink_note(&r, p->id); /* a new name: maybe of a file that has others */
+        }
+    }
+    return relink(m, &r, err) < 0 ? -1 : lost;
+}
+
+/* The delta from `old` to `cur` (both sorted) as a record body. *nchanged: puts + removals. */
+static int man_diff_encode(const scp_manifest *old, const scp_manifest *cur, uint8_t **out,
+                           size_t *out_len, size_t *nchanged, scp_err *err) {
+    size_t np = 0, nd = 0, cap = 16, len = 8;
+    size_t *put = malloc(cap * sizeof *put), *del = malloc(cap * sizeof *del);
+    size_t i = 0, j = 0;
+    while (put && del && (i < old->n || j < cur->n)) {
+        int c = i == old->n ? 1 : j == cur->n ? -1 : strcmp(old->e[i].path, cur->e[j].path);
+        if ((np == cap || nd == cap)) {
+            cap *= 2;
+            size_t *a = realloc(put, cap * sizeof *put), *b = a ? realloc(del, cap * sizeof *del) : NULL;
+            if (a) put = a;
+            if (b) del = b;
+            if (!a || !b) break;
+        }
+        if (c < 0) { /* only in old: removed */
+            del[nd++] = i;
+            len += 2 + strlen(old->e[i++].path);
+        } else if (c > 0) { /* only in cur: added */
+            len += scp_mentry_encoded_len(&cur->e[j]);
+            put[np++] = j++;
+        } else {
+            if (!mentry_eq(&old->e[i], &cur->e[j])) {
+                len += scp_mentry_encoded_len(&cur->e[j]);
+                put[np++] = j;
+            }
+            i++;
+            j++;
+        }
+    }
+    uint8_t *b = NULL;
+    if (put && del && i == old->n && j == cur->n) b = malloc(len);
+    if (!b) {
+        free(put);
+        free(del);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding a manifest delta");
+    }
+    uint8_t *p = b;
+    scp_put_u32(p, (uint32_t)np);
+    scp_put_u32(p + 4, (uint32_t)nd);
+    p += 8;
+    for (size_t k = 0; k < np; k++) p = scp_mentry_encode(&cur->e[put[k]], p);
+    for (size_t k = 0; k < nd; k++) {
+        size_t pl = strlen(old->e[del[k]].path);
+        scp_put_u16(p, (uint16_t)pl);
+        memcpy(p + 2, old->e[del[k]].path, pl);
+        p += 2 + pl;
+    }
+    assert((size_t)(p - b) == len);
+    free(put);
+    free(del);
+    *out = b;
+    *out_len = len;
+    *nchanged = np + nd;
+    return 0;
+}
+
+static void mlog_chain0(const uint8_t hdr[SCP_MLOG_HDR_LEN], const uint8_t base_sh[SCP_HASH_LEN],
+                        uint8_t out[SCP_HASH_LEN]) {
+    struct scp_buf parts[3] = {{"scp/v3/mlog", 11}, {hdr, SCP_MLOG_HDR_LEN}, {base_sh, SCP_HASH_LEN}};
+    scp_sha256(parts, 3, out);
+}
+
+/* Walk records of a log held in buf (from offset 0; records start at w->off, where the chain
+ * value is w->chain and the generation w->gen) and apply each that checks out to w->m (and
+ * w->m2), stopping at the first that does not, or after generation stop_gen. */
+struct mlog_walk {
+    const uint8_t *buf;
+    size_t len, off;
+    uint8_t chain[SCP_HASH_LEN];
+    uint64_t gen, stop_gen, nrec, dur_gen;
+    int last_durable, removed;
+    scp_manifest *m, *m2;
+    void (*on_put)(void *ctx, const scp_mentry *e);
+    void *ctx;
+};
+
+static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
+    while (w->off < w->len && w->gen < w->stop_gen) {
+        scp_mrec r;
+        if (scp_mrec_parse(w->buf + w->off, w->len - w->off, &r, NULL) < 0 || r.generation != w->gen + 1)
+            break;
+        uint8_t aad[SCP_VOLID_LEN + SCP_HASH_LEN + SCP_MREC_HDR_LEN];
+        memcpy(aad, v->volid, SCP_VOLID_LEN);
+        memcpy(aad + SCP_VOLID_LEN, w->chain, SCP_HASH_LEN);
+        memcpy(aad + SCP_VOLID_LEN + SCP_HASH_LEN, w->buf + w->off, SCP_MREC_HDR_LEN);
+        uint8_t *body = malloc(r.body_len ? r.body_len : 1);
+        if (!body) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
+        scp_mdelta d;
+        int ok = scp_aead_open(v->ml_key, r.nonce, aad, sizeof aad, r.ciphertext, r.body_len, r.tag,
+                               body, NULL) == 0 &&
+                 scp_mdelta_parse(body, r.body_len, &d, NULL) == 0;
+        scp_wipe(body, r.body_len);
+        free(body);
+        if (!ok) break; /* a torn tail, or not ours: the log ends here */
+        int rc = scp_manifest_apply(w->m, &d, err);
+        if (rc > 0) w->removed = 1;
+        if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, err);
+        for (size_t k = 0; rc >= 0 && w->on_put && k < d.nput; k++) w->on_put(w->ctx, &d.put[k]);
+        scp_mdelta_free(&d);
+        if (rc < 0) return -1; /* authentic but inapplicable: not a crash outcome */
+        scp_journal_chain(w->chain, w->buf + w->off, r.len);
+        w->off += r.len;
+        w->gen = r.generation;
+        w->nrec++;
+        w->last_durable = (r.flags & SCP_MREC_DURABLE) != 0;
+        if (w->last_durable) w->dur_gen = w->gen;
+    }
+    return 0;
+}
+
+/* Start a new log that continues durable slot si, whose state is the one in memory. */
+static int mlog_restart(scp_volume *v, int si, scp_err *err) {
+    scp_mlog_hdr h = {.base_gen = v->slot_gen[si]};
+    memcpy(h.base_salt, v->slot_salt[si], SCP_SALT_LEN);
+    uint8_t hdr[SCP_MLOG_HDR_LEN];
+    v->ml_base = -1;
+    if (scp_random(h.log_salt, SCP_SALT_LEN, err) < 0) return -1;
+    scp_mlog_hdr_encode(&h, hdr);
+    if (scp_derive_key(v->k_man, SCP_LABEL_MLOG, h.log_salt, SCP_SALT_LEN, v->ml_key, err) < 0)
+        return -1;
+    /* Not synced: until a durable record syncs it, a power cut may leave the old log or a torn
+     * header, which no longer continues the newest slot (ignored, or ended by its chain). */
+    if (ftruncate(v->mlog_fd, 0) < 0 || scp_pwrite_full(v->mlog_fd, hdr, sizeof hdr, 0) < 0)
+        return scp_fail_errno(err, "cannot start a new manifest log");
+    memcpy(v->ml_hdr, hdr, sizeof hdr);
+    mlog_chain0(hdr, v->slot_sh[si], v->ml_chain);
+    v->ml_end = v->ml_size = SCP_MLOG_HDR_LEN;
+    v->ml_nrec = 0;
+    v->ml_base = si;
+    v->ml_adopt = -1;
+    return 0;
+}
+
+/* Write the whole state to the durable slot that the log does not continue, then start a new
+ * log from it. same_gen: the state in memory is the committed one (a fold at close), written
+ * under its own generation and state hash, so that its tag does not change; else a new
+ * generation whose state hash is the body's SHA-256. Always durable. */
+static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
+    uint8_t *body = NULL, *slot = NULL, sh[SCP_HASH_LEN];
+    size_t blen = 0, slen = 0;
+    if (scp_manifest_encode(&v->man, &body, &blen, err) < 0) return -1;
+    uint8_t *pt = malloc(SCP_STATEHASH_LEN + blen);
+    if (!pt) {
+        scp_wipe(body, blen);
+        free(body);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing the manifest");
+    }
+    if (same_gen) memcpy(sh, v->statehash, SCP_HASH_LEN);
+    else scp_sha256_buf(body, blen, sh);
+    memcpy(pt, sh, SCP_HASH_LEN);
+    memcpy(pt + SCP_HASH_LEN, body, blen);
+    scp_wipe(body, blen);
+    free(body);
+    uint64_t gen = same_gen ? v->gen : v->gen + 1;
+    int keep = v->ml_base >= 0 ? v->ml_base : v->ml_adopt;
+    int si = keep >= 0 ? 1 - keep : (v->slot_gen[0] <= v->slot_gen[1] ? 0 : 1);
+    int rc = slot_seal(v, gen, pt, SCP_STATEHASH_LEN + blen, &slot, &slen, err);
+    scp_wipe(pt, SCP_STATEHASH_LEN + blen);
+    free(pt);
+    long nlazy = rc == 0 ? durable_prepare(v, err) : 0;
+    if (nlazy < 0) rc = -1;
+    if (rc == 0 && (scp_pwrite_full(v->slotfd[si], slot, slen, 0) < 0 ||
+                    ftruncate(v->slotfd[si], (off_t)slen) < 0 || fdatasync(v->slotfd[si]) < 0))
+        rc = scp_fail_errno(err, "cannot write the volume manifest");
+    if (rc == 0) { /* the commit point */
+        v->slot_gen[si] = gen;
+        memcpy(v->slot_salt[si], slot + 16, SCP_SALT_LEN);
+        memcpy(v->slot_sh[si], sh, SCP_HASH_LEN);
+        memcpy(v->statehash, sh, SCP_HASH_LEN);
+        tag_of(v, gen, sh, &v->cur_tag);
+        scp_manifest fresh;
+        if (man_copy(&fresh, &v->man) == 0) {
+            scp_manifest_free(&v->disk);
+            v->disk = fresh;
+            v->ml_adopt = si;
+            /* (a failure leaves no usable log: the next commit writes a slot again) */
+            (void)mlog_restart(v, si, NULL);
+        } else {
+            v->ml_base = v->ml_adopt = -1;
+        }
+        commit_done(v, gen, 1, nlazy);
+    }
+    free(slot);
+    return rc;
+}
+
+static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
+    if (v->ml_base < 0 && v->ml_adopt >= 0) (void)mlog_restart(v, v->ml_adopt, NULL);
+    if (v->ml_base < 0 || v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS)
+        return mlog_full(v, 0, err);
+    uint8_t *body = NULL;
+    size_t blen = 0, nchg = 0;
+    if (man_diff_encode(&v->disk, &v->man, &body, &blen, &nchg, err) < 0) return -1;
+    if (blen > SCP_MREC_MAX_BODY) {
+        scp_wipe(body, blen);
+        free(body);
+        return mlog_full(v, 0, err);
+    }
+    uint64_t gen = v->gen + 1;
+    size_t rlen = SCP_MREC_HDR_LEN + blen + SCP_GCMTAG_LEN;
+    uint8_t *rec = malloc(rlen);
+    scp_mdelta d = {0};
+    int rc = rec ? 0 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing the manifest log");
+    if (rc == 0) {
+        scp_put_u32(rec, (uint32_t)blen);
+        scp_put_u32(rec + 4, durable ? SCP_MREC_DURABLE : 0);
+        scp_put_u64(rec + 8, gen);
+        rc = scp_random(rec + 16, SCP_NONCE_LEN, err);
+    }
+    if (rc == 0) {
+        uint8_t aad[SCP_VOLID_LEN + SCP_HASH_LEN + SCP_MREC_HDR_LEN];
+        memcpy(aad, v->volid, SCP_VOLID_LEN);
+        memcpy(aad + SCP_VOLID_LEN, v->ml_chain, SCP_HASH_LEN);
+        memcpy(aad + SCP_VOLID_LEN + SCP_HASH_LEN, rec, SCP_MREC_HDR_LEN);
+        rc = scp_aead_seal(v->ml_key, rec + 16, aad, sizeof aad, body, blen, rec + SCP_MREC_HDR_LEN,
+                           rec + SCP_MREC_HDR_LEN + blen, err);
+    }
+    /* What the record says is what `disk` becomes (parsed back: the walk's own path). */
+    if (rc == 0) rc = scp_mdelta_parse(body, blen, &d, err);
+    scp_wipe(body, blen);
+    free(body);
+    long nlazy = rc == 0 && durable ? durable_prepare(v, err) : 0;
+    if (nlazy < 0) rc = -1;
+    if (rc == 0) {
+        /* Append after the last record taken in; a torn tail beyond it is cut. A durable
+         * commit's fdatasync covers every record before it (the commit point). */
+        uint64_t end = v->ml_end + rlen;
+        if (scp_pwrite_full(v->mlog_fd, rec, rlen, v->ml_end) < 0 ||
+            (v->ml_size > end && ftruncate(v->mlog_fd, (off_t)end) < 0) ||
+            (durable && fdatasync(v->mlog_fd) < 0)) {
+            rc = scp_fail_errno(err, "cannot append to the manifest log");
+            if (v->ml_size < end) v->ml_size = end; /* (what landed is cut at the next append) */
+        }
+    }
+    if (rc == 0) {
+        if (scp_manifest_apply(&v->disk, &d, NULL) < 0) {
+            /* cannot happen (the delta is disk -> man); start over from the slot next time */
+            v->ml_base = v->ml_adopt = -1;
+        }
+        scp_journal_chain(v->ml_chain, rec, rlen);
+        v->ml_end += rlen;
+        v->ml_size = v->ml_end;
+        v->ml_nrec++;
+        memcpy(v->statehash, v->ml_chain, SCP_HASH_LEN);
+        tag_of(v, gen, v->statehash, &v->cur_tag);
+        commit_done(v, gen, durable, nlazy);
+    }
+    scp_mdelta_free(&d);
+    free(rec);
+    return rc;
+}
+
+/* Read the log whole; walk it from its base slot (one of m[0..1]) when it continues one.
+ * Chooses the newest state: a slot's or the log's end (a slot on a tie: a fold). Takes m[0]
+ * and m[1]. */
+static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
+                     const struct slot_info si[2], scp_err *err) {
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    scp_mlog_hdr h;
+    struct mlog_walk w;
+    memset(&w, 0, sizeof w);
+    scp_manifest lm = {0};
+    int base = -1, rc = 0;
+    v->ml_base = v->ml_adopt = -1;
+    v->ml_size = 0;
+    memset(v->ml_hdr, 0, sizeof v->ml_hdr);
+    if (scp_read_file(v->dirfd, "manifest.log", MLOG_READ_MAX, &buf, &len, NULL) == 0) {
+        v->ml_size = len;
+        if (len >= SCP_MLOG_HDR_LEN) memcpy(v->ml_hdr, buf, SCP_MLOG_HDR_LEN);
+        if (scp_mlog_hdr_parse(buf, len, &h, NULL) == 0)
+            for (int i = 0; i < 2 && base < 0; i++)
+                if (ok[i] && si[i].gen == h.base_gen &&
+                    memcmp(si[i].salt, h.base_salt, SCP_SALT_LEN) == 0)
+                    base = i;
+    }
+    if (base >= 0 &&
+        scp_derive_key(v->k_man, SCP_LABEL_MLOG, h.log_salt, SCP_SALT_LEN, v->ml_key, err) < 0)
+        rc = -1;
+    if (rc == 0 && base >= 0) {
+        if (man_copy(&lm, &m[base]) < 0) {
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
+        } else {
+            w.buf = buf;
+            w.len = len;
+            w.off = SCP_MLOG_HDR_LEN;
+            mlog_chain0(buf, si[base].sh, w.chain);
+            w.gen = w.dur_gen = si[base].gen;
+            w.stop_gen = UINT64_MAX;
+            w.last_durable = 1;
+            w.m = &lm;
+            if (mlog_walk(v, &w, err) < 0) rc = -1;
+        }
+    }
+    int best = ok[0] && (!ok[1] || si[0].gen >= si[1].gen) ? 0 : ok[1] ? 1 : -1;
+    /* (a log with no records that continues the newest slot is that slot's: keep appending) */
+    int use_log = rc == 0 && base >= 0 &&
+                  (best < 0 || w.gen > si[best].gen || (base == best && w.nrec == 0));
+    uint64_t gen = use_log ? w.gen : best >= 0 ? si[best].gen : 0;
+    if (rc == 0 && !use_log && best < 0)
+        rc = scp_fail(err, SCP_E_INTEGRITY, EIO, "the volume manifest fails authentication in every copy");
+    if (rc == 0 && gen < v->gen)
+        rc = scp_fail(err, SCP_E_ROLLBACK, EIO,
+                      "the volume manifest went back from generation %llu to %llu while open",
+                      (unsigned long long)v->gen, (unsigned long long)gen);
+    scp_manifest *chosen = use_log ? &lm : best >= 0 ? &m[best] : NULL;
+    scp_manifest copy = {0};
+    if (rc == 0 && man_copy(&copy, chosen) < 0)
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest");
+    if (rc == 0) {
+        scp_manifest_free(&v->man);
+        scp_manifest_free(&v->disk);
+        v->man = *chosen;
+        memset(chosen, 0, sizeof *chosen);
+        v->disk = copy;
+        v->gen = gen;
+        if (use_log) {
+            v->ml_base = base;
+            v->ml_end = w.off;
+            v->ml_nrec = w.nrec;
+            memcpy(v->ml_chain, w.chain, SCP_HASH_LEN);
+            /* (the state of a log without records is its base's) */
+            memcpy(v->statehash, w.nrec ? w.chain : si[base].sh, SCP_HASH_LEN);
+            v->dur_gen = w.dur_gen;
+            v->man_scratch = !w.last_durable;
+        } else {
+            v->ml_adopt = best;
+            memcpy(v->statehash, si[best].sh, SCP_HASH_LEN);
+            v->dur_gen = gen;
+            v->man_scratch = 0;
+        }
+        tag_of(v, gen, v->statehash, &v->cur_tag);
+        v->tag = v->cur_tag;
+    }
+    scp_manifest_free(&lm);
+    for (int i = 0; i < 2; i++)
+        if (ok[i]) scp_manifest_free(&m[i]);
+    free(buf);
+    return rc;
+}
+
+/* Did another process append to the log or start a new one since we read it? */
+static int mlog_changed(scp_volume *v) {
+    uint8_t hdr[SCP_MLOG_HDR_LEN];
+    struct stat st;
+    if (fstat(v->mlog_fd, &st) < 0) return 1;
+    if ((uint64_t)st.st_size == v->ml_size && st.st_size < SCP_MLOG_HDR_LEN) return 0;
+    return (uint64_t)st.st_size != v->ml_size ||
+           scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+           memcmp(hdr, v->ml_hdr, sizeof hdr) != 0;
+}
+
+int vol_refresh_manifest(scp_volume *v, scp_err *err) {
+    if (!v->mlog || v->gen == 0 || v->ml_base < 0) {
+        if (v->gen != 0 && vol_peek_generation(v) <= v->gen) return 0;
+        return vol_load_manifest(v, err) < 0 ? -1 : 1;
+    }
+    /* Same log, grown: read only its new records. Anything else (a new log, a slot written
+     * since, a record that does not check out) reloads the whole state. */
+    uint8_t hdr[SCP_MLOG_HDR_LEN];
+    struct stat st;
+    if (slot_peek(v, 0) > v->gen || slot_peek(v, 1) > v->gen || fstat(v->mlog_fd, &st) < 0 ||
+        scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        memcmp(hdr, v->ml_hdr, sizeof hdr) != 0 || (uint64_t)st.st_size < v->ml_end ||
+        (uint64_t)st.st_size - v->ml_end > MLOG_READ_MAX)
+        return vol_load_manifest(v, err) < 0 ? -1 : 1;
+    if ((uint64_t)st.st_size == v->ml_size) return 0;
+    size_t n = (size_t)((uint64_t)st.st_size - v->ml_end);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
+    struct mlog_walk w;
+    memset(&w, 0, sizeof w);
+    /* (buf holds the log from ml_end: offsets in the walk are relative to it) */
+    w.buf = buf;
+    w.len = (size_t)scp_pread_full(v->mlog_fd, buf, n, v->ml_end);
+    if (w.len > n) w.len = 0; /* (a read error: nothing new) */
+    memcpy(w.chain, v->ml_chain, SCP_HASH_LEN);
+    w.gen = v->gen;
+    w.dur_gen = v->dur_gen;
+    w.last_durable = !v->man_scratch;
+    w.stop_gen = UINT64_MAX;
+    w.m = &v->man;
+    w.m2 = &v->disk;
+    int rc = mlog_walk(v, &w, err);
+    free(buf);
+    if (rc < 0) /* the state in memory may be half-changed: start over from the disk */
+        return vol_load_manifest(v, err) < 0 ? -1 : 1;
+    v->ml_size = (uint64_t)st.st_size;
+    if (w.nrec == 0) return 0;
+    v->ml_end += w.off;
+    v->ml_nrec += w.nrec;
+    memcpy(v->ml_chain, w.chain, SCP_HASH_LEN);
+    memcpy(v->statehash, w.chain, SCP_HASH_LEN);
+    v->gen = w.gen;
+    v->dur_gen = w.dur_gen;
+    v->man_scratch = !w.last_durable;
+    tag_of(v, v->gen, v->statehash, &v->cur_tag);
+    v->tag = v->cur_tag;
+    return w.removed ? 1 : 2;
+}
+
+int vol_fold_manifest(scp_volume *v, scp_err *err) {
+    if (!v->mlog || v->ml_base < 0 || v->ml_nrec == 0) return 0;
+    return mlog_full(v, 1, err);
+}
+
+/* The newest durable state (format 3: the log up to its last durable record). */
+static int durable_state(scp_volume *v, scp_manifest *out) {
+    memset(out, 0, sizeof *out);
+    if (v->ml_base < 0 || v->dur_gen == v->gen) return man_copy(out, &v->man);
+    scp_manifest base = {0};
+    struct slot_info si;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = -1;
+    if (slot_load(v, v->ml_base, &base, &si, NULL) == 0 &&
+        scp_read_file(v->dirfd, "manifest.log", MLOG_READ_MAX, &buf, &len, NULL) == 0 &&
+        len >= SCP_MLOG_HDR_LEN && memcmp(buf, v->ml_hdr, SCP_MLOG_HDR_LEN) == 0) {
+        struct mlog_walk w;
+        memset(&w, 0, sizeof w);
+        w.buf = buf;
+        w.len = len;
+        w.off = SCP_MLOG_HDR_LEN;
+        mlog_chain0(buf, si.sh, w.chain);
+        w.gen = si.gen;
+        w.stop_gen = v->dur_gen;
+        w.m = &base;
+        if (mlog_walk(v, &w, NULL) == 0 && w.gen == v->dur_gen) {
+            *out = base;
+            memset(&base, 0, sizeof base);
+            rc = 0;
+        }
+    }
+    scp_manifest_free(&base);
+    free(buf);
+    return rc;
+}
+
+struct id_list {
+    uint8_t (*ids)[SCP_FILEID_LEN];
+    size_t n, cap;
+    int nomem;
+};
+static void id_list_add(void *ctx, const scp_mentry *e) {
+    struct id_list *l = ctx;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? 2 * l->cap : 64;
+        void *p = realloc(l->ids, nc * sizeof *l->ids);
+        if (!p) {
+            l->nomem = 1;
+            return;
+        }
+        l->ids = p;
+        l->cap = nc;
+    }
+    memcpy(l->ids[l->n++], e->id, SCP_FILEID_LEN);
+}
+
+/* Every id that a record of the log puts (any state a power cut could bring back names only
+ * these, the slots' and the current ones). Returns -1 if the log cannot be walked whole. */
+static int mlog_ids(scp_volume *v, struct id_list *l) {
+    if (!v->mlog || v->ml_base < 0) return 0;
+    scp_manifest base = {0};
+    struct slot_info si;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = -1;
+    if (slot_load(v, v->ml_base, &base, &si, NULL) == 0 &&
+        scp_read_file(v->dirfd, "manifest.log", MLOG_READ_MAX, &buf, &len, NULL) == 0 &&
+        len >= SCP_MLOG_HDR_LEN) {
+        struct mlog_walk w;
+        memset(&w, 0, sizeof w);
+        w.buf = buf;
+        w.len = len;
+        w.off = SCP_MLOG_HDR_LEN;
+        mlog_chain0(buf, si.sh, w.chain);
+        w.gen = si.gen;
+        w.stop_gen = UINT64_MAX;
+        w.m = &base;
+        w.on_put = id_list_add;
+        w.ctx = l;
+        rc = mlog_walk(v, &w, NULL) == 0 && !l->nomem ? 0 : -1;
+    }
+    scp_manifest_free(&base);
+    free(buf);
+    return rc;
 }
 
 static int cmp_id(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID_LEN); }
@@ -357,22 +1073,34 @@ void vol_collect_garbage(scp_volume *v) {
     size_t n = 0, cap = 0;
     uint8_t(*ids)[SCP_FILEID_LEN] = NULL;
     scp_manifest m[3] = {{0}};
+    struct id_list logged = {0};
+    if (mlog_ids(v, &logged) < 0) { /* a log we cannot walk may name objects still needed */
+        free(logged.ids);
+        return;
+    }
+    /* Format 3: the state is the base slot's (or a log's that continues it), which was synced
+     * before any record: no power cut brings back the other slot, nor the scratch slot, which
+     * format 3 never writes. Only a host that destroys the base could (a rollback that the tag
+     * reports), and then the files removed since may not read (availability). */
+    int only = !v->mlog ? -1 : v->ml_base >= 0 ? v->ml_base : v->ml_adopt;
     for (int i = 0; i < 3; i++) {
-        uint64_t gen;
-        scp_volume_tag tag;
+        struct slot_info si;
         scp_err e;
-        if (v->slotfd[i] >= 0 && slot_load(v, i, &m[i], &gen, &tag, &e) < 0) {
+        if (only >= 0 && i != only) continue;
+        if (v->slotfd[i] >= 0 && slot_load(v, i, &m[i], &si, &e) < 0) {
             m[i].n = 0;
             /* A slot that holds a manifest we cannot read (torn, or a read error) may name
              * objects still needed: keep everything until it is rewritten. */
             if (slot_peek(v, i) != 0) {
                 for (int k = 0; k < i; k++) scp_manifest_free(&m[k]);
+                free(logged.ids);
                 return;
             }
         }
         cap += m[i].n;
     }
     for (scp_file *f = v->files; f; f = f->next) cap++;
+    cap += logged.n;
     ids = malloc((cap ? cap : 1) * sizeof *ids);
     /* A file that an older slot still names but the current manifest does not is collected at
      * a later open, after more durable commits: the flag stays set until none is left. */
@@ -387,6 +1115,11 @@ void vol_collect_garbage(scp_volume *v) {
         }
         scp_manifest_free(&m[i]);
     }
+    for (size_t k = 0; ids && k < logged.n; k++) {
+        memcpy(ids[n++], logged.ids[k], SCP_FILEID_LEN);
+        if (!cur || !bsearch(logged.ids[k], cur, v->man.n, sizeof *cur, cmp_id)) pending = 1;
+    }
+    free(logged.ids);
     free(cur);
     if (!ids) return; /* out of memory: keep every object rather than guess */
     for (scp_file *f = v->files; f; f = f->next) memcpy(ids[n++], f->id, SCP_FILEID_LEN);
@@ -535,45 +1268,55 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
     if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) memset(c, 0, sizeof c);
     uint32_t n = scp_get_u32(c);
     /* The newest durable state, to compare with and to fall back to. */
-    scp_manifest dm[2] = {{0}};
-    uint64_t dg[2] = {0, 0};
-    scp_volume_tag dt[2];
-    int ok[2], best = -1;
-    for (int i = 0; i < 2; i++) {
-        ok[i] = slot_load(v, i, &dm[i], &dg[i], &dt[i], NULL) == 0;
-        if (ok[i] && (best < 0 || dg[i] > dg[best])) best = i;
+    scp_manifest dm = {0};
+    int have_dm = 0;
+    if (v->mlog) {
+        have_dm = durable_state(v, &dm) == 0;
+    } else {
+        scp_manifest sm[2] = {{0}};
+        struct slot_info si[2];
+        int ok[2], best = -1;
+        for (int i = 0; i < 2; i++) {
+            ok[i] = slot_load(v, i, &sm[i], &si[i], NULL) == 0;
+            if (ok[i] && (best < 0 || si[i].gen > si[best].gen)) best = i;
+        }
+        if (best >= 0) {
+            dm = sm[best];
+            memset(&sm[best], 0, sizeof sm[best]);
+            have_dm = 1;
+        }
+        for (int i = 0; i < 2; i++)
+            if (ok[i]) scp_manifest_free(&sm[i]);
     }
     /* Every file whose content the scratch slot names beyond the durable state, listed in the
      * lock file or not: the list is written without a sync, so a power cut may keep the
      * scratch slot that names a lazy root and lose the list entry (volume_powercut_shared). */
     size_t nlazy = 0;
     int sync_failed = 0; /* (then take the durable state) */
-    for (size_t k = 0; best >= 0 && k < v->man.n; k++) {
+    for (size_t k = 0; have_dm && k < v->man.n; k++) {
         const scp_mentry *e = &v->man.e[k];
-        if (e->type != SCP_MTYPE_FILE || !entry_is_lazy(&dm[best], e)) continue;
+        if (e->type != SCP_MTYPE_FILE || !entry_is_lazy(&dm, e)) continue;
         nlazy++;
         if (sync_object(v, e->id, ".j") < 0 || sync_object(v, e->id, ".d") < 0 ||
             sync_object(v, e->id, ".s") < 0)
             sync_failed = 1;
     }
     if (n == 0 && nlazy == 0) { /* nothing lazy: the scratch slot holds namespace changes only */
-        for (int i = 0; i < 2; i++)
-            if (ok[i]) scp_manifest_free(&dm[i]);
+        scp_manifest_free(&dm);
         return 0;
     }
     if (lazy_sync(v, NULL) < 0) sync_failed = 1;
-    int redone = best >= 0 && !sync_failed;
+    int redone = have_dm && !sync_failed;
     for (size_t k = 0; k < v->man.n && redone; k++) {
         const scp_mentry *e = &v->man.e[k];
-        if (e->type == SCP_MTYPE_FILE && entry_is_lazy(&dm[best], e) && !journal_redoes(v, e))
+        if (e->type == SCP_MTYPE_FILE && entry_is_lazy(&dm, e) && !journal_redoes(v, e))
             redone = 0;
     }
-    if (!redone && best >= 0) { /* back to the durable state, under a newer generation */
+    if (!redone && have_dm) { /* back to the durable state, under a newer generation */
         scp_manifest_free(&v->man);
-        v->man = dm[best];
-        memset(&dm[best], 0, sizeof dm[best]);
+        v->man = dm;
+        memset(&dm, 0, sizeof dm);
     }
-    for (int i = 0; i < 2; i++)
-        if (ok[i]) scp_manifest_free(&dm[i]);
+    scp_manifest_free(&dm);
     return vol_commit_manifest(v, 1, err);
 }

@@ -214,7 +214,9 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
     uint8_t buf[SCP_VOLHDR_LEN];
     scp_volume v;
     memset(&v, 0, sizeof v);
-    v.objfd = v.lockfd = v.slotfd[2] = -1;
+    v.objfd = v.lockfd = v.slotfd[2] = v.mlog_fd = -1;
+    v.mlog = 1;
+    v.ml_base = v.ml_adopt = -1;
     int rc = scp_random(h.volid, sizeof h.volid, err);
     if (rc == 0) {
         scp_volhdr_encode(&h, buf);
@@ -228,18 +230,24 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
     if (rc == 0) rc = write_new_file(dfd, "manifest.0", "", 0, err);
     if (rc == 0) rc = write_new_file(dfd, "manifest.1", "", 0, err);
     if (rc == 0) rc = write_new_file(dfd, "manifest.2", "", 0, err);
+    if (rc == 0) rc = write_new_file(dfd, "manifest.log", "", 0, err);
     if (rc == 0) rc = write_new_file(dfd, "lock", "", 0, err);
     if (rc == 0) {
         v.dirfd = dfd;
         memcpy(v.volid, h.volid, SCP_VOLID_LEN);
         v.slotfd[0] = openat(dfd, "manifest.0", O_RDWR | O_CLOEXEC);
         v.slotfd[1] = openat(dfd, "manifest.1", O_RDWR | O_CLOEXEC);
-        if (v.slotfd[0] < 0 || v.slotfd[1] < 0) rc = scp_fail_errno(err, "cannot open manifest");
+        v.mlog_fd = openat(dfd, "manifest.log", O_RDWR | O_CLOEXEC);
+        if (v.slotfd[0] < 0 || v.slotfd[1] < 0 || v.mlog_fd < 0)
+            rc = scp_fail_errno(err, "cannot open manifest");
         if (rc == 0) rc = derive(key, h.volid, SCP_LABEL_MANIFEST, v.k_man, err);
         if (rc == 0) rc = derive(key, h.volid, SCP_LABEL_TAG, v.k_tag, err);
         if (rc == 0) rc = vol_commit_manifest(&v, 1, err);
         for (int i = 0; i < 2; i++)
             if (v.slotfd[i] >= 0) close(v.slotfd[i]);
+        if (v.mlog_fd >= 0) close(v.mlog_fd);
+        scp_manifest_free(&v.man);
+        scp_manifest_free(&v.disk);
     }
     /* The header is written last: a directory without it is not a volume yet. */
     if (rc == 0) rc = write_new_file(dfd, HDR_NAME, buf, sizeof buf, err);
@@ -275,7 +283,9 @@ static void vol_free(scp_volume *v) {
     if (v->lockfd >= 0) close(v->lockfd);
     for (int i = 0; i < 3; i++)
         if (v->slotfd[i] >= 0) close(v->slotfd[i]);
+    if (v->mlog_fd >= 0) close(v->mlog_fd);
     scp_manifest_free(&v->man);
+    scp_manifest_free(&v->disk);
     free(v->doomed);
     pthread_mutex_destroy(&v->mu);
     pthread_mutex_destroy(&v->gc_mu);
@@ -294,6 +304,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         return NULL;
     }
     v->dirfd = v->objfd = v->lockfd = v->slotfd[0] = v->slotfd[1] = v->slotfd[2] = -1;
+    v->mlog_fd = v->ml_base = v->ml_adopt = -1;
     pthread_mutex_init(&v->mu, NULL);
     pthread_once(&atfork_once, atfork_init);
     v->pid = getpid();
@@ -322,6 +333,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         goto fail;
     }
     v->cs = h.chunk_size;
+    v->mlog = h.version >= 3; /* format 2: every commit writes a whole slot, as before */
     memcpy(v->volid, h.volid, SCP_VOLID_LEN);
     if (derive(key, h.volid, SCP_LABEL_MANIFEST, v->k_man, err) < 0 ||
         derive(key, h.volid, SCP_LABEL_TAG, v->k_tag, err) < 0 ||
@@ -334,8 +346,9 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         snprintf(name, sizeof name, "manifest.%d", i);
         v->slotfd[i] = openat(v->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     }
+    if (v->mlog) v->mlog_fd = openat(v->dirfd, "manifest.log", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
     if (v->objfd < 0 || v->lockfd < 0 || v->slotfd[0] < 0 || v->slotfd[1] < 0 ||
-        v->slotfd[2] < 0) {
+        v->slotfd[2] < 0 || (v->mlog && v->mlog_fd < 0)) {
         scp_fail_errno(err, "volume '%s' is incomplete (objects/, lock or manifest)", dir);
         goto fail;
     }
@@ -393,6 +406,12 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     pthread_mutex_unlock(&v->mu);
     /* Only what this process left pending: a close after reads alone writes nothing. */
     if (sync_pending(v, 0, rc < 0 ? NULL : err) < 0) rc = -1;
+    /* Format 3: a volume at rest keeps its state in a slot, its log empty (one whole write per
+     * close that follows commits; a failure only leaves the log to be read at the next open). */
+    if (rc == 0 && v->mlog && vol_lock(v, NULL) == 0) {
+        (void)vol_fold_manifest(v, NULL);
+        vol_unlock(v);
+    }
     vol_free(v);
     return rc;
 }
@@ -449,11 +468,12 @@ int vol_lock(scp_volume *v, scp_err *err) {
     if (vol_check_fork(v, err) < 0) goto fail;
     if (ofd_lock(v, err) < 0) goto fail;
     v->ofd_held = 1;
-    if (v->gen == 0 || vol_peek_generation(v) > v->gen) {
-        if (vol_load_manifest(v, err) < 0) {
-            ofd_unlock(v, 0);
-            goto fail;
-        }
+    int changed = vol_refresh_manifest(v, err);
+    if (changed < 0) {
+        ofd_unlock(v, 0);
+        goto fail;
+    }
+    if (changed == 1) {
         /* Another process may have renamed or removed files we have loaded. */
         for (scp_file *f = v->files; f; f = f->next) {
             char *np = NULL;
@@ -575,7 +595,7 @@ static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
 int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     memset(out, 0, sizeof *out);
-    out->format_version = SCP_FMT_VERSION;
+    out->format_version = v->mlog ? SCP_FMT_VERSION : SCP_FMT_VERSION_MIN;
     out->chunk_size = v->cs;
     out->generation = v->gen;
     out->tag = v->cur_tag;

@@ -8,7 +8,10 @@
 #    map it), and a program that initialised OpenSSL itself still has its files committed at exit;
 #  - a volume is opened at its first use, not at start (a program that never touches it does
 #    not open it), with the same checks: a state older than the one the run had reached when
-#    it started (a rollback on the host before the first use) is refused, not served.
+#    it started (a rollback on the host before the first use) is refused, not served;
+#  - so is one below the state an exec'ing image reached: with volume format 3 that state is
+#    the manifest log's (records the image appended, not folded into a slot), and the new
+#    image refuses the log cut back to the state the run started at (a rollback, by the tag).
 . "$(dirname "$0")/lib.sh"
 setup "$@"
 export SCP_QUIET=1
@@ -114,4 +117,33 @@ rc=$?
 echo "  after the rollback: exit $rc, output '$(cat "$T/got2")', error '$(tr '\n' ' ' < "$T/err2")'"
 grep -q SCPMARK_old "$T/got2" && fail "the rolled-back state was served"
 [ $rc -ne 0 ] || fail "the read after the rollback reported success"
+
+note "a rollback of the manifest log that an exec'ing image extended is refused in the new image"
+# The shell creates a file itself (its redirection: this image opens the volume and appends
+# records to manifest.log) and execs: the new image gets the tag of that log state (the
+# launcher's is older). While it waits, the host cuts the log back to its header, which leaves
+# an authentic older state (the slot the log continues, in which f is intact and g does not
+# exist); then the first read, of f.
+echo SCPMARK_start > "$T/f"
+run cp "$T/f" "$MNT/f" || fail "cp the start content"
+rm -f "$T/go" "$T/waiting"
+"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" --trace="$T/trace3" -- \
+    sh -c "echo SCPMARK_exec > '$MNT/g' && exec sh -c \": > '$T/waiting'; while [ ! -e '$T/go' ]; do sleep 0.05; done; cat '$MNT/f'\"" \
+    > "$T/got3" 2> "$T/err3" &
+pid=$!
+for _ in $(seq 600); do [ -e "$T/waiting" ] && break; sleep 0.05; done
+[ -e "$T/waiting" ] || fail "the exec'd image did not start"
+size=$(stat -c %s "$VOL/manifest.log")
+echo "  manifest.log after the write and the exec: $size bytes"
+[ "$size" -gt 48 ] || fail "the write left no record in the manifest log ($size bytes)"
+truncate -s 48 "$VOL/manifest.log"
+touch "$T/go"
+wait $pid
+rc=$?
+echo "  after the log was cut back: exit $rc, output '$(cat "$T/got3")', error '$(tr '\n' ' ' < "$T/err3")'"
+grep "cannot open the protected volume" "$T/trace3" | sed 's/^/  trace: /'
+grep -q SCPMARK_start "$T/got3" && fail "the state before the exec'ing image's write was served"
+[ $rc -ne 0 ] || fail "the read after the log was cut back reported success"
+grep -q "cannot open the protected volume.*rolled back" "$T/trace3" ||
+    fail "the new image did not refuse the volume as rolled back"
 echo PASS
