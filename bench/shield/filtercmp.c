@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bpf_run.h"
+
 #define MAXF 16
 #define MAXI 4096
 enum { IP_GATE, IP_LIBC, IP_LD, IP_PROG, IP_SHIELD, IP_LOW, IP_OTHER, NIP };
@@ -49,25 +51,8 @@ struct stack {
 };
 
 static int run(const struct sock_filter *f, int n, const struct seccomp_data *d, uint32_t *ret) {
-    uint32_t a = 0;
-    for (int pc = 0; pc >= 0 && pc < n;) {
-        const struct sock_filter *i = &f[pc];
-        switch (i->code) {
-        case BPF_LD | BPF_W | BPF_ABS:
-            if (i->k > sizeof *d - 4) return -1;
-            memcpy(&a, (const char *)d + i->k, 4);
-            pc++;
-            break;
-        case BPF_JMP | BPF_JEQ | BPF_K: pc += 1 + (a == i->k ? i->jt : i->jf); break;
-        case BPF_JMP | BPF_JGE | BPF_K: pc += 1 + (a >= i->k ? i->jt : i->jf); break;
-        case BPF_JMP | BPF_JGT | BPF_K: pc += 1 + (a > i->k ? i->jt : i->jf); break;
-        case BPF_JMP | BPF_JSET | BPF_K: pc += 1 + ((a & i->k) ? i->jt : i->jf); break;
-        case BPF_JMP | BPF_JA: pc += 1 + (int)i->k; break;
-        case BPF_RET | BPF_K: *ret = i->k; return 0;
-        default: return -1;
-        }
-    }
-    return -1;
+    int count;
+    return bpf_run(f, n, d, ret, &count);
 }
 
 static int severity(uint32_t r) {

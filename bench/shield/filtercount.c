@@ -20,32 +20,16 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
+#include "bpf_run.h"
+
 #define MAXF 16
 #define MAXI 4096
 
-/* The instructions executed on d, or -1 for an instruction this emulator does not know. */
+/* The instructions executed on d, or -1 for an instruction the interpreter does not know. */
 static int run(const struct sock_filter *f, int n, const struct seccomp_data *d) {
-    uint32_t a = 0;
-    int pc = 0, count = 0;
-    while (pc >= 0 && pc < n) {
-        const struct sock_filter *i = &f[pc];
-        count++;
-        switch (i->code) {
-        case BPF_LD | BPF_W | BPF_ABS:
-            if (i->k > sizeof *d - 4) return -1;
-            a = *(const uint32_t *)((const char *)d + i->k);
-            pc++;
-            break;
-        case BPF_JMP | BPF_JEQ | BPF_K: pc += 1 + (a == i->k ? i->jt : i->jf); break;
-        case BPF_JMP | BPF_JGE | BPF_K: pc += 1 + (a >= i->k ? i->jt : i->jf); break;
-        case BPF_JMP | BPF_JGT | BPF_K: pc += 1 + (a > i->k ? i->jt : i->jf); break;
-        case BPF_JMP | BPF_JSET | BPF_K: pc += 1 + ((a & i->k) ? i->jt : i->jf); break;
-        case BPF_JMP | BPF_JA: pc += 1 + (int)i->k; break;
-        case BPF_RET | BPF_K: return count;
-        default: return -1;
-        }
-    }
-    return -1;
+    uint32_t ret;
+    int count;
+    return bpf_run(f, n, d, &ret, &count) == 0 ? count : -1;
 }
 
 int main(int argc, char **argv) {
