@@ -1,0 +1,281 @@
+#!/bin/bash
+# The socket API on shielded connections (docs/shield.md "Network shield"), call by call, with a
+# shielded Python server and clients nobody here wrote (Python's ssl, openssl s_client):
+#  - accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC gives a connection with both flags set;
+#  - recvmsg/sendmsg (two buffers) and readv/writev carry the plaintext, the wire TLS;
+#  - epoll with EPOLLRDHUP|EPOLLET reports the peer's close after its last bytes;
+#  - SO_LINGER: a close right after a 1 MB reply still delivers all of it;
+#  - UDP to the named port is refused (EACCES), never sent; UDP to another port is not filtered;
+#  - a socketpair is left alone (its bytes are the program's own);
+#  - `default: refuse`: a listen on a port the policy does not name gets EACCES, a connect
+#    elsewhere ECONNREFUSED; `default: allow` lets a plaintext connect through;
+#  - `min_tls: "1.2"` admits a TLS 1.2 client, the default (1.3) refuses it;
+#  - a loopback capture of the whole run holds no plaintext marker on the shielded port.
+source "$(dirname "$0")/lib.sh" "$@"
+command -v python3 >/dev/null && command -v openssl >/dev/null || { echo "SKIP: no python3/openssl"; exit 0; }
+
+start_cas_p1
+mkdir -p "$T/bin"
+cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
+# ctypes (for accept4) is a module the trusted-file manifest must list when scpctl checks one
+PYT=()
+CTYPES=$(ls /usr/lib/python3*/lib-dynload/_ctypes.*.so 2>/dev/null | head -1)
+if [ -n "$CTYPES" ] && "$SCPCTL" platform measure --trusted "$CTYPES" -- "$T/bin/python3" >/dev/null 2>&1; then
+    PYT=(--trusted "$CTYPES")
+fi
+expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
+MP=$(cat "$T/last.out")
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(freeport)      # the server's listen port (TLS, min_tls 1.2)
+PORT2=$(freeport)     # a strict server (TLS 1.3 only)
+OPEN=$(freeport)      # a port the policy does not name (listen refused)
+PLAIN=$(freeport)     # a plaintext listener outside the shield
+UDPP=$(freeport)      # a UDP port the policy does not name
+MARK=SCPSOCKAPI$RANDOM$RANDOM
+
+cat >"$T/api.py" <<PY
+import ctypes, errno, os, select, socket, sys
+MARK = b"$MARK"
+libc = ctypes.CDLL(None, use_errno=True)
+def log(*a): print(*a, flush=True)
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", $PORT)); ls.listen(16)
+
+# what the policy's default (refuse) says about other ports, before any client comes
+try:
+    o = socket.socket(); o.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    o.bind(("127.0.0.1", $OPEN)); o.listen(); log("listen-unnamed: allowed")
+except OSError as e: log("listen-unnamed:", errno.errorcode.get(e.errno, e.errno))
+try:
+    socket.create_connection(("127.0.0.1", $PLAIN), timeout=5); log("connect-unnamed: allowed")
+except OSError as e: log("connect-unnamed:", errno.errorcode.get(e.errno, e.errno))
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.sendto(MARK + b"-udp-named", ("127.0.0.1", $PORT)); log("udp-named: sent")
+except OSError as e: log("udp-named:", errno.errorcode.get(e.errno, e.errno))
+try:
+    u.sendto(b"udp-other", ("127.0.0.1", $UDPP)); log("udp-other: sent")
+except OSError as e: log("udp-other:", errno.errorcode.get(e.errno, e.errno))
+a, b = socket.socketpair()
+a.sendall(MARK + b"-pair"); log("socketpair:", b.recv(100).decode())
+a.close(); b.close()
+log("ready")
+
+def accept4():
+    select.select([ls], [], [], 30)
+    fd = libc.accept4(ls.fileno(), None, None, socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    if fd < 0: raise OSError(ctypes.get_errno(), "accept4")
+    import fcntl
+    nb = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_NONBLOCK)
+    ce = bool(fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC)
+    return socket.socket(fileno=fd), nb, ce
+
+def wait(c, ev, t=20):
+    ep = select.epoll(); ep.register(c.fileno(), ev)
+    r = ep.poll(t); ep.close()
+    return r[0][1] if r else 0
+
+def readline(c):
+    buf = b""
+    while not buf.endswith(b"\n"):
+        if not wait(c, select.EPOLLIN): raise SystemExit("timed out reading a line: %r" % buf)
+        try:
+            d = c.recv(1)
+        except BlockingIOError: continue
+        if not d: break
+        buf += d
+    return buf
+
+for _ in range(4):
+    c, nb, ce = accept4()
+    log("accept4: nonblock=%s cloexec=%s" % (nb, ce))
+    cmd = readline(c).strip()
+    if cmd == b"MSG":
+        wait(c, select.EPOLLIN)
+        data, anc, flags, addr = c.recvmsg(100)
+        n = c.sendmsg([b"msg-a-", b"msg-b-", MARK, b"-", data, b"\n"])
+        log("msg: got %r, sent %d" % (data, n))
+    elif cmd == b"VEC":
+        wait(c, select.EPOLLIN)
+        b1, b2 = bytearray(4), bytearray(60)
+        n = os.readv(c.fileno(), [b1, b2])
+        got = bytes(b1 + b2)[:n]
+        m = os.writev(c.fileno(), [b"vec-a-", b"vec-b-", MARK, b"-", got, b"\n"])
+        log("vec: got %r, sent %d" % (got, m))
+    elif cmd == b"RDHUP":
+        seen, data = 0, b""
+        for _ in range(50):
+            ev = wait(c, select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET)
+            seen |= ev
+            try:
+                while True:
+                    d = c.recv(100)
+                    if not d: break
+                    data += d
+            except (BlockingIOError, ConnectionResetError): pass
+            if seen & select.EPOLLRDHUP: break
+        log("rdhup: events=%#x rdhup=%s data=%r" % (seen, bool(seen & select.EPOLLRDHUP), data))
+    elif cmd == b"LINGER":
+        import struct
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 10))
+        c.setblocking(True)
+        c.sendall((MARK + b"-linger ") * (1048576 // (len(MARK) + 8)) + b"END\n")
+        log("linger: sent")
+    c.close()
+log("done")
+PY
+cat >"$T/strict.py" <<PY
+import socket
+ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", $PORT2)); ls.listen()
+o = socket.create_connection(("127.0.0.1", $PLAIN), timeout=5); o.sendall(b"allowed-plain"); o.close()
+print("ready", flush=True)
+while True:
+    c, _ = ls.accept()
+    try: c.sendall(b"strict-$MARK\n")
+    except OSError as e: print("strict: send:", e, flush=True)
+    c.close()
+PY
+cat >"$T/s.yaml" <<YAML
+name: sockapi
+services:
+  - name: api
+    measurements: [$MP]
+    command: [python3, /srv/api.py]
+    files:
+      - path: /srv/api.py
+        content: |
+$(yaml_file "$T/api.py")
+    network:
+      certificate: tls
+      listen: [{port: $PORT}]
+      default: refuse
+      min_tls: "1.2"
+  - name: strict
+    measurements: [$MP]
+    command: [python3, /srv/strict.py]
+    files:
+      - path: /srv/strict.py
+        content: |
+$(yaml_file "$T/strict.py")
+    network:
+      certificate: tls
+      listen: [{port: $PORT2}]
+      default: allow
+secrets:
+  - {name: tls, kind: x509, common_name: sockapi.test, ip: [127.0.0.1]}
+YAML
+expect_rc 0 "$SCPCTL" session create "$T/s.yaml"
+
+# a plaintext listener and a UDP receiver outside the shield (the 'allowed' and 'other' routes)
+cat >"$T/outside.py" <<PY
+import socket, select
+t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+t.bind(("127.0.0.1", $PLAIN)); t.listen()
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", $UDPP))
+n = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); n.bind(("127.0.0.1", $PORT))
+print("ready", flush=True)
+while True:
+    r, _, _ = select.select([t, u, n], [], [])
+    if t in r:
+        c, _ = t.accept(); c.settimeout(5)
+        try: print("tcp:", c.recv(100).decode(), flush=True)
+        except OSError: print("tcp: (nothing)", flush=True)
+        c.close()
+    if u in r: print("udp-other:", u.recv(100).decode(), flush=True)
+    if n in r: print("udp-named:", n.recv(100).decode(), flush=True)
+PY
+CAP="$T/lo.pcap"
+TCPD=""
+if command -v tcpdump >/dev/null; then
+    tcpdump -i lo -w "$CAP" -U "tcp port $PORT or tcp port $PORT2 or udp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
+    TCPD=$!
+fi
+python3 "$T/outside.py" >"$T/outside.out" 2>&1 &
+OUT=$!
+RUN=("$SCPCTL" run --session sockapi --platform-key "$T/p1.key" --volume-dir "$T/vols" "${PYT[@]}")
+cleanup_all() {
+    for p in ${SRV:-} ${SRV2:-} $OUT $TCPD; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    cleanup
+}
+trap cleanup_all EXIT
+for _ in $(seq 50); do grep -q ready "$T/outside.out" 2>/dev/null && break; sleep 0.1; done
+[ -n "$TCPD" ] && sleep 1
+"${RUN[@]}" --service api -- "$T/bin/python3" >"$T/api.out" 2>"$T/api.err" &
+SRV=$!
+"${RUN[@]}" --service strict -- "$T/bin/python3" >"$T/strict.out" 2>"$T/strict.err" &
+SRV2=$!
+for _ in $(seq 200); do grep -q ready "$T/api.out" 2>/dev/null && grep -q ready "$T/strict.out" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$T/api.out" || fail "the api server did not start: $(cat "$T/api.out" "$T/api.err")"
+grep -q ready "$T/strict.out" || fail "the strict server did not start: $(cat "$T/strict.err")"
+
+grep -q "^listen-unnamed: EACCES$" "$T/api.out" || fail "listen on an unnamed port under refuse: $(grep listen-unnamed "$T/api.out")"
+grep -q "^connect-unnamed: ECONNREFUSED$" "$T/api.out" || fail "connect under refuse: $(grep connect-unnamed "$T/api.out")"
+grep -q "^udp-named: EACCES$" "$T/api.out" || fail "UDP to the named port: $(grep udp-named "$T/api.out")"
+grep -q "^udp-other: sent$" "$T/api.out" || fail "UDP to another port: $(grep udp-other "$T/api.out")"
+grep -q "^socketpair: $MARK-pair$" "$T/api.out" || fail "socketpair: $(grep socketpair "$T/api.out")"
+echo "ok: under default refuse: listen elsewhere EACCES, connect elsewhere ECONNREFUSED, UDP to the named port EACCES; UDP elsewhere and a socketpair untouched"
+
+cat >"$T/cli.py" <<PY
+import socket, ssl, sys, time
+ctx = ssl.create_default_context(cafile="$CA")
+def conn():
+    return ctx.wrap_socket(socket.create_connection(("127.0.0.1", $PORT), timeout=20), server_hostname="127.0.0.1")
+def readall(s):
+    got = b""
+    while True:
+        try: d = s.recv(65536)
+        except (ssl.SSLError, ConnectionResetError) as e: print("err", e); break
+        if not d: break
+        got += d
+    return got
+s = conn(); s.sendall(b"MSG\n"); time.sleep(0.2); s.sendall(b"hello-msg"); print(readall(s).decode().strip()); s.close()
+s = conn(); s.sendall(b"VEC\n"); time.sleep(0.2); s.sendall(b"hello-vec"); print(readall(s).decode().strip()); s.close()
+s = conn(); s.sendall(b"RDHUP\n"); time.sleep(0.2); s.sendall(b"last-bytes"); time.sleep(0.2); s.close(); time.sleep(0.5)
+s = conn(); s.sendall(b"LINGER\n"); g = readall(s); print("linger %d %s" % (len(g), g.endswith(b"END\n"))); s.close()
+PY
+timeout 60 python3 "$T/cli.py" >"$T/cli.out" 2>"$T/cli.err" || fail "the client: $(tail -3 "$T/cli.err"; cat "$T/api.out" "$T/api.err")"
+for _ in $(seq 100); do grep -q "^done" "$T/api.out" && break; sleep 0.1; done
+[ "$(grep -c '^accept4: nonblock=True cloexec=True$' "$T/api.out")" = 4 ] || fail "accept4 flags: $(grep accept4 "$T/api.out")"
+echo "ok: accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) gives both flags on 4 of 4 shielded connections"
+grep -qx "msg-a-msg-b-$MARK-hello-msg" "$T/cli.out" || fail "recvmsg/sendmsg: $(cat "$T/cli.out"; grep msg: "$T/api.out")"
+grep -qx "vec-a-vec-b-$MARK-hello-vec" "$T/cli.out" || fail "readv/writev: $(cat "$T/cli.out"; grep vec: "$T/api.out")"
+echo "ok: recvmsg/sendmsg with two buffers and readv/writev carry the plaintext"
+grep -q "^rdhup: .* rdhup=True data=b'last-bytes'$" "$T/api.out" || fail "EPOLLRDHUP: $(grep rdhup "$T/api.out")"
+echo "ok: edge-triggered epoll reports EPOLLRDHUP after the peer's last bytes ($(grep -o 'events=[0-9a-fx]*' "$T/api.out"))"
+grep -q "^linger [0-9]* True$" "$T/cli.out" || fail "SO_LINGER close lost the reply's end: $(grep linger "$T/cli.out")"
+[ "$(sed -n 's/^linger \([0-9]*\) True$/\1/p' "$T/cli.out")" -ge 1040000 ] || fail "SO_LINGER: short reply: $(grep linger "$T/cli.out")"
+echo "ok: SO_LINGER then close right after a 1 MB reply: $(sed -n 's/^linger \([0-9]*\) .*/\1/p' "$T/cli.out") bytes arrive, ending in END"
+
+# TLS versions: min_tls 1.2 admits a TLS 1.2 client (the api server has ended its loop, so use
+# a fresh run of it); the strict server (default 1.3) refuses one and serves a 1.3 client
+kill "$SRV" 2>/dev/null; wait "$SRV" 2>/dev/null
+"${RUN[@]}" --service api -- "$T/bin/python3" >"$T/api2.out" 2>"$T/api2.err" &
+SRV=$!
+for _ in $(seq 200); do grep -q ready "$T/api2.out" 2>/dev/null && break; sleep 0.1; done
+(echo MSG; sleep 0.5; echo hello12) | timeout 30 openssl s_client -tls1_2 -CAfile "$CA" -verify_return_error \
+    -connect 127.0.0.1:"$PORT" -ign_eof >"$T/t12.out" 2>&1
+grep -q "Protocol *: TLSv1.2" "$T/t12.out" || fail "a TLS 1.2 client against min_tls 1.2: $(grep -i 'protocol\|error\|alert' "$T/t12.out" | head -3)"
+grep -q "msg-a-msg-b-$MARK-hello12" "$T/t12.out" || fail "TLS 1.2: no answer: $(tail -3 "$T/t12.out"; tail -3 "$T/api2.out" "$T/api2.err")"
+echo "ok: min_tls 1.2 admits openssl s_client -tls1_2 ($(grep -o 'Protocol *: TLSv1.2' "$T/t12.out" | head -1))"
+timeout 20 openssl s_client -tls1_2 -CAfile "$CA" -connect 127.0.0.1:"$PORT2" </dev/null >"$T/s12.out" 2>&1
+grep -q "strict-$MARK" "$T/s12.out" && fail "the 1.3-only server answered a TLS 1.2 client"
+grep -qi "alert\|error" "$T/s12.out" || fail "no handshake failure shown for TLS 1.2 against the 1.3-only server: $(tail -3 "$T/s12.out")"
+timeout 20 openssl s_client -CAfile "$CA" -verify_return_error -ign_eof -connect 127.0.0.1:"$PORT2" </dev/null >"$T/s13.out" 2>&1
+grep -q "strict-$MARK" "$T/s13.out" || fail "a TLS 1.3 client of the strict server: $(tail -3 "$T/s13.out")"
+echo "ok: the default (TLS 1.3 only) refuses s_client -tls1_2 ($(grep -o -i 'alert [a-z ]*\|tlsv1 alert [a-z ]*' "$T/s12.out" | head -1)) and serves TLS 1.3"
+
+# default allow: the strict service connected in plaintext to a port no rule names
+grep -q "^udp-other: udp-other$" "$T/outside.out" || fail "the UDP datagram to another port did not arrive: $(cat "$T/outside.out")"
+grep -q "^udp-named:" "$T/outside.out" && fail "a UDP datagram to the named port left the shield: $(grep udp-named "$T/outside.out")"
+[ "$(grep -c '^tcp:' "$T/outside.out")" = 1 ] && grep -q '^tcp: allowed-plain$' "$T/outside.out" ||
+    fail "plaintext listener: want only the allowed service's connect: $(grep '^tcp' "$T/outside.out")"
+echo "ok: outside the shield: the UDP datagram to another port arrived, nothing on the named UDP port; default allow connected in plaintext, refuse did not"
+
+if [ -n "$TCPD" ]; then
+    sleep 1; kill "$TCPD" 2>/dev/null; wait "$TCPD" 2>/dev/null; TCPD=""
+    [ -s "$CAP" ] || fail "the capture is empty"
+    if grep -a -q "$MARK" "$CAP"; then fail "the capture holds the plaintext marker"; fi
+    echo "ok: the capture ($(tcpdump -r "$CAP" 2>/dev/null | wc -l) packets) holds no plaintext marker"
+fi
+echo "PASS"
