@@ -1156,12 +1156,16 @@ long net_connect(int fd, const void *sa, size_t len) {
     long r = sh_gate(SYS_connect, fd, (long)sa, (long)len, 0, 0, 0);
     if (r == 0 || r == -EINPROGRESS || r == -EINTR) {
         net_tbl_set(fd, c);
-        if (r == 0) { /* the ClientHello now: a program may wait for the server to speak first */
-            pthread_mutex_lock(&c->mu);
-            (void)handshake(c, 0);
-            net_update(c);
-            pthread_mutex_unlock(&c->mu);
-        }
+        /* The ClientHello now: a program may wait for the server to speak first. Also while a
+         * non-blocking connect is in progress (EINPROGRESS): the kernel does not take the bytes
+         * yet (EAGAIN), so they wait in the write BIO and the connection is "stuck" (I4): the
+         * next poll, select or epoll_wait flushes them once the socket is writable. Without
+         * this, a client that connects without blocking and then waits for the server to
+         * speak (Python's create_connection with a timeout, then recv) waited forever. */
+        pthread_mutex_lock(&c->mu);
+        (void)handshake(c, 0);
+        net_update(c);
+        pthread_mutex_unlock(&c->mu);
     } else {
         conn_free(c);
     }

@@ -59,6 +59,22 @@ except OSError as e: log("udp-other:", errno.errorcode.get(e.errno, e.errno))
 a, b = socket.socketpair()
 a.sendall(MARK + b"-pair"); log("socketpair:", b.recv(100).decode())
 a.close(); b.close()
+try:
+    d = socket.create_connection(("localhost", $PORT2), timeout=10)
+    log("dns-peer:", d.recv(100).decode().strip()); d.close()
+except OSError as e: log("dns-peer:", e)
+# a non-blocking connect, then epoll: EPOLLOUT for the connect, EPOLLIN for the server's words
+d = socket.socket(); d.setblocking(False)
+try: d.connect(("127.0.0.1", $PORT2))
+except BlockingIOError: pass
+ep = select.epoll(); ep.register(d.fileno(), select.EPOLLOUT)
+got = "timed out" if not ep.poll(10) else ""
+ep.modify(d.fileno(), select.EPOLLIN)
+for _ in range(50):
+    if got or not ep.poll(10): break
+    try: got = d.recv(100).decode().strip()
+    except BlockingIOError: pass
+log("nb-epoll:", got or "timed out"); d.close(); ep.close()
 log("ready")
 
 def accept4():
@@ -86,7 +102,7 @@ def readline(c):
         buf += d
     return buf
 
-for _ in range(4):
+for _ in range(5):
     c, nb, ce = accept4()
     log("accept4: nonblock=%s cloexec=%s" % (nb, ce))
     cmd = readline(c).strip()
@@ -121,6 +137,14 @@ for _ in range(4):
         c.setblocking(True)
         c.sendall((MARK + b"-linger ") * (1048576 // (len(MARK) + 8)) + b"END\n")
         log("linger: sent")
+    elif cmd == b"SENDFILE":
+        c.setblocking(True)
+        with open("/tmp/sockapi-$MARK", "wb") as f: f.write(b"sendfile-" + MARK + b"-" * 200000 + b"END\n")
+        with open("/tmp/sockapi-$MARK", "rb") as f:
+            off, size = 0, os.fstat(f.fileno()).st_size
+            while off < size: off += os.sendfile(c.fileno(), f.fileno(), off, size - off)
+        os.unlink("/tmp/sockapi-$MARK")
+        log("sendfile: sent %d" % off)
     c.close()
 log("done")
 PY
@@ -149,6 +173,7 @@ $(yaml_file "$T/api.py")
     network:
       certificate: tls
       listen: [{port: $PORT}]
+      peers: [{host: localhost, port: $PORT2, name: 127.0.0.1}]
       default: refuse
       min_tls: "1.2"
   - name: strict
@@ -201,10 +226,11 @@ cleanup_all() {
 trap cleanup_all EXIT
 for _ in $(seq 50); do grep -q ready "$T/outside.out" 2>/dev/null && break; sleep 0.1; done
 [ -n "$TCPD" ] && sleep 1
-"${RUN[@]}" --service api -- "$T/bin/python3" >"$T/api.out" 2>"$T/api.err" &
-SRV=$!
 "${RUN[@]}" --service strict -- "$T/bin/python3" >"$T/strict.out" 2>"$T/strict.err" &
 SRV2=$!
+for _ in $(seq 200); do grep -q ready "$T/strict.out" 2>/dev/null && break; sleep 0.1; done
+"${RUN[@]}" --service api -- "$T/bin/python3" >"$T/api.out" 2>"$T/api.err" &
+SRV=$!
 for _ in $(seq 200); do grep -q ready "$T/api.out" 2>/dev/null && grep -q ready "$T/strict.out" 2>/dev/null && break; sleep 0.1; done
 grep -q ready "$T/api.out" || fail "the api server did not start: $(cat "$T/api.out" "$T/api.err")"
 grep -q ready "$T/strict.out" || fail "the strict server did not start: $(cat "$T/strict.err")"
@@ -214,6 +240,9 @@ grep -q "^connect-unnamed: ECONNREFUSED$" "$T/api.out" || fail "connect under re
 grep -q "^udp-named: EACCES$" "$T/api.out" || fail "UDP to the named port: $(grep udp-named "$T/api.out")"
 grep -q "^udp-other: sent$" "$T/api.out" || fail "UDP to another port: $(grep udp-other "$T/api.out")"
 grep -q "^socketpair: $MARK-pair$" "$T/api.out" || fail "socketpair: $(grep socketpair "$T/api.out")"
+grep -q "^dns-peer: strict-$MARK$" "$T/api.out" || fail "a peer named by DNS (localhost): $(grep dns-peer "$T/api.out"; cat "$T/api.err"; echo STRICT; cat "$T/strict.out" "$T/strict.err")"
+grep -q "^nb-epoll: strict-$MARK$" "$T/api.out" || fail "a non-blocking connect to a peer, then epoll: $(grep nb-epoll "$T/api.out")"
+echo "ok: a peer named by a DNS name (localhost) is reached over TLS (the 1.3-only server answered), with a blocking connect and with a non-blocking connect then epoll"
 echo "ok: under default refuse: listen elsewhere EACCES, connect elsewhere ECONNREFUSED, UDP to the named port EACCES; UDP elsewhere and a socketpair untouched"
 
 cat >"$T/cli.py" <<PY
@@ -233,11 +262,14 @@ s = conn(); s.sendall(b"MSG\n"); time.sleep(0.2); s.sendall(b"hello-msg"); print
 s = conn(); s.sendall(b"VEC\n"); time.sleep(0.2); s.sendall(b"hello-vec"); print(readall(s).decode().strip()); s.close()
 s = conn(); s.sendall(b"RDHUP\n"); time.sleep(0.2); s.sendall(b"last-bytes"); time.sleep(0.2); s.close(); time.sleep(0.5)
 s = conn(); s.sendall(b"LINGER\n"); g = readall(s); print("linger %d %s" % (len(g), g.endswith(b"END\n"))); s.close()
+s = conn(); s.sendall(b"SENDFILE\n"); g = readall(s); print("sendfile %d %s %s" % (len(g), g.startswith(b"sendfile-$MARK-"), g.endswith(b"END\n"))); s.close()
 PY
 timeout 60 python3 "$T/cli.py" >"$T/cli.out" 2>"$T/cli.err" || fail "the client: $(tail -3 "$T/cli.err"; cat "$T/api.out" "$T/api.err")"
 for _ in $(seq 100); do grep -q "^done" "$T/api.out" && break; sleep 0.1; done
-[ "$(grep -c '^accept4: nonblock=True cloexec=True$' "$T/api.out")" = 4 ] || fail "accept4 flags: $(grep accept4 "$T/api.out")"
-echo "ok: accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) gives both flags on 4 of 4 shielded connections"
+[ "$(grep -c '^accept4: nonblock=True cloexec=True$' "$T/api.out")" = 5 ] || fail "accept4 flags: $(grep accept4 "$T/api.out")"
+echo "ok: accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) gives both flags on 5 of 5 shielded connections"
+grep -qx "sendfile $((9 + ${#MARK} + 200000 + 4)) True True" "$T/cli.out" || fail "sendfile from a plain file into the shielded socket: $(grep sendfile "$T/cli.out" "$T/api.out")"
+echo "ok: sendfile of a 200 kB plain file into the shielded socket arrives whole"
 grep -qx "msg-a-msg-b-$MARK-hello-msg" "$T/cli.out" || fail "recvmsg/sendmsg: $(cat "$T/cli.out"; grep msg: "$T/api.out")"
 grep -qx "vec-a-vec-b-$MARK-hello-vec" "$T/cli.out" || fail "readv/writev: $(cat "$T/cli.out"; grep vec: "$T/api.out")"
 echo "ok: recvmsg/sendmsg with two buffers and readv/writev carry the plaintext"
