@@ -10,7 +10,8 @@
 #  - `default: refuse`: a listen on a port the policy does not name gets EACCES, a connect
 #    elsewhere ECONNREFUSED; `default: allow` lets a plaintext connect through;
 #  - `min_tls: "1.2"` admits a TLS 1.2 client, the default (1.3) refuses it;
-#  - a loopback capture of the whole run holds no plaintext marker on the shielded port.
+#  - a listening socket inherited across exec keeps serving TLS in the new image;
+#  - a loopback capture of the whole run holds no plaintext marker on the shielded ports.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v python3 >/dev/null && command -v openssl >/dev/null || { echo "SKIP: no python3/openssl"; exit 0; }
 
@@ -18,10 +19,12 @@ start_cas_p1
 mkdir -p "$T/bin"
 cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
 # ctypes (for accept4) is a module the trusted-file manifest must list when scpctl checks one
-PYT=()
+# (and the exec case's new image is python3 itself: a trusted file of the measurement)
+PYEXE=$(readlink -f /usr/bin/python3)
+PYT=(--trusted "$PYEXE")
 CTYPES=$(ls /usr/lib/python3*/lib-dynload/_ctypes.*.so 2>/dev/null | head -1)
-if [ -n "$CTYPES" ] && "$SCPCTL" platform measure --trusted "$CTYPES" -- "$T/bin/python3" >/dev/null 2>&1; then
-    PYT=(--trusted "$CTYPES")
+if [ -n "$CTYPES" ] && "$SCPCTL" platform measure "${PYT[@]}" --trusted "$CTYPES" -- "$T/bin/python3" >/dev/null 2>&1; then
+    PYT+=(--trusted "$CTYPES")
 fi
 expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
 MP=$(cat "$T/last.out")
@@ -30,6 +33,7 @@ PORT=$(freeport)      # the server's listen port (TLS, min_tls 1.2)
 PORT2=$(freeport)     # a strict server (TLS 1.3 only)
 OPEN=$(freeport)      # a port the policy does not name (listen refused)
 PLAIN=$(freeport)     # a plaintext listener outside the shield
+PX=$(freeport)        # the exec case's listen port
 UDPP=$(freeport)      # a UDP port the policy does not name
 MARK=SCPSOCKAPI$RANDOM$RANDOM
 
@@ -160,6 +164,19 @@ while True:
     except OSError as e: print("strict: send:", e, flush=True)
     c.close()
 PY
+# a server that listens, then execs a new image that inherits the listening socket and accepts
+# on it (nginx's binary upgrade, socket activation)
+cat >"$T/reexec.py" <<PY
+import os, socket, sys
+if len(sys.argv) < 2:
+    ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", $PX)); ls.listen(); ls.set_inheritable(True)
+    os.execv("$PYEXE", ["python3", "/srv/reexec.py", str(ls.fileno())])
+ls = socket.socket(fileno=int(sys.argv[1]))
+print("ready", flush=True)
+c, _ = ls.accept()
+c.sendall(b"after-exec-$MARK-" + c.recv(100)); c.close()
+PY
 cat >"$T/s.yaml" <<YAML
 name: sockapi
 services:
@@ -187,6 +204,16 @@ $(yaml_file "$T/strict.py")
       certificate: tls
       listen: [{port: $PORT2}]
       default: allow
+  - name: reexec
+    measurements: [$MP]
+    command: [python3, /srv/reexec.py]
+    files:
+      - path: /srv/reexec.py
+        content: |
+$(yaml_file "$T/reexec.py")
+    network:
+      certificate: tls
+      listen: [{port: $PX}]
 secrets:
   - {name: tls, kind: x509, common_name: sockapi.test, ip: [127.0.0.1]}
 YAML
@@ -213,7 +240,7 @@ PY
 CAP="$T/lo.pcap"
 TCPD=""
 if command -v tcpdump >/dev/null; then
-    tcpdump -i lo -w "$CAP" -U "tcp port $PORT or tcp port $PORT2 or udp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
+    tcpdump -i lo -w "$CAP" -U "tcp port $PORT or tcp port $PORT2 or tcp port $PX or udp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
     TCPD=$!
 fi
 python3 "$T/outside.py" >"$T/outside.out" 2>&1 &
@@ -303,6 +330,20 @@ grep -q "^udp-named:" "$T/outside.out" && fail "a UDP datagram to the named port
 [ "$(grep -c '^tcp:' "$T/outside.out")" = 1 ] && grep -q '^tcp: allowed-plain$' "$T/outside.out" ||
     fail "plaintext listener: want only the allowed service's connect: $(grep '^tcp' "$T/outside.out")"
 echo "ok: outside the shield: the UDP datagram to another port arrived, nothing on the named UDP port; default allow connected in plaintext, refuse did not"
+
+# exec keeps a listening socket: the new image's accepted connection is TLS
+"${RUN[@]}" --service reexec -- "$T/bin/python3" >"$T/rx.out" 2>"$T/rx.err" &
+RX=$!
+for _ in $(seq 200); do grep -q ready "$T/rx.out" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$T/rx.out" || fail "the exec'ing server did not start: $(cat "$T/rx.err")"
+python3 -c "
+import socket, ssl
+ctx = ssl.create_default_context(cafile='$CA')
+s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', $PX), timeout=20), server_hostname='127.0.0.1')
+s.sendall(b'hi'); print(s.recv(200).decode())" >"$T/rxcli.out" 2>&1 || fail "exec: the TLS client: $(cat "$T/rxcli.out" "$T/rx.err")"
+wait $RX || fail "the exec'ing server failed: $(cat "$T/rx.err")"
+grep -qx "after-exec-$MARK-hi" "$T/rxcli.out" || fail "exec: got $(cat "$T/rxcli.out")"
+echo "ok: a listening socket inherited across exec: the new image's connection is TLS (verified by CAS's CA)"
 
 if [ -n "$TCPD" ]; then
     sleep 1; kill "$TCPD" 2>/dev/null; wait "$TCPD" 2>/dev/null; TCPD=""
