@@ -33,8 +33,9 @@
 #include "shield/net_int.h"
 
 static pthread_mutex_t renew_mu = PTHREAD_MUTEX_INITIALIZER;
-static X509 *renewed;      /* the newest accepted certificate (renew_mu), or NULL */
-static uint32_t taken_seq; /* the page's seq it came from (renew_mu; read unlocked as a hint) */
+/* Both written under renew_mu, with atomic stores: net_renew_apply reads them unlocked as a hint. */
+static X509 *renewed;      /* the newest accepted certificate, or NULL */
+static uint32_t taken_seq; /* the page's seq it came from */
 
 int net_renew_load(scp_err *err) {
     const char *v = getenv(SCP_SHIELD_ENV_NET_RENEW_FD);
@@ -83,15 +84,19 @@ static X509 *read_page(uint32_t *seq_out) {
 void net_renew_apply(SSL *ssl) {
     if (!nc.renew || !nc.pkey) return;
     uint32_t s = __atomic_load_n(&nc.renew->seq, __ATOMIC_ACQUIRE);
+    /* Nothing renewed and the page unchanged (every connection until the first renewal): no
+     * lock. A stale read only sends us to the locked path below, which decides again. */
+    if (s == __atomic_load_n(&taken_seq, __ATOMIC_RELAXED) && !__atomic_load_n(&renewed, __ATOMIC_RELAXED)) return;
     X509 *use = NULL;
     pthread_mutex_lock(&renew_mu);
     if (s != taken_seq && !(s & 1)) {
         uint32_t got = 0;
         X509 *x = read_page(&got);
-        taken_seq = got ? got : s; /* a bad page is not read again until it changes */
+        /* a bad page is not read again until it changes */
+        __atomic_store_n(&taken_seq, got ? got : s, __ATOMIC_RELAXED);
         if (x) {
             X509_free(renewed);
-            renewed = x;
+            __atomic_store_n(&renewed, x, __ATOMIC_RELAXED);
         }
     }
     if (renewed && X509_up_ref(renewed) == 1) use = renewed;
