@@ -336,16 +336,19 @@ static int get_owner(pctx *c, yaml_node_t *v, const char *key, char **out) {
 }
 
 /* A measurement a peer's per-instance certificate must carry: 64 lower-case hex digits. */
-static int get_measurement(pctx *c, yaml_node_t *v, const char *key, char **out) {
+/* A 64-hex-digit identifier; what it is and where to get one go in the message. */
+static int get_hex64(pctx *c, yaml_node_t *v, const char *key, const char *what, const char *hint, char **out) {
     if (get_str(c, v, key, 64, out) < 0) return -1;
-    if (!hex64_ok(*out)) return perr(c, v, "'%s' must be a measurement: 64 lower-case hex digits", key);
+    if (!hex64_ok(*out)) return perr(c, v, "'%s' must be %s: 64 lower-case hex digits%s", key, what, hint);
     return 0;
 }
 
+static int get_measurement(pctx *c, yaml_node_t *v, const char *key, char **out) {
+    return get_hex64(c, v, key, "a measurement", "", out);
+}
+
 static int get_platform_id(pctx *c, yaml_node_t *v, const char *key, char **out) {
-    if (get_str(c, v, key, 64, out) < 0) return -1;
-    if (!hex64_ok(*out)) return perr(c, v, "'%s' must be a platform id: 64 lower-case hex digits (scpctl platform id)", key);
-    return 0;
+    return get_hex64(c, v, key, "a platform id", " (scpctl platform id)", out);
 }
 
 static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
