@@ -743,16 +743,29 @@ static EVP_PKEY *instance_key_new(uint8_t pub[SCP_INSTANCE_KEY_LEN], scp_err *er
     return k;
 }
 
-/* identity: instance: the certificate CAS sent must be for our key; the network section then
- * gets the private key in PEM (it has none from CAS). */
-static int instance_key_install(json_t *net, EVP_PKEY *ik, scp_err *err) {
-    const char *pem = json_string_value(json_object_get(net, "cert"));
+/* The certificate's notAfter, or 0; the public key must be the instance's. */
+static time_t cert_for_key(const char *pem, const uint8_t ik_pub[SCP_INSTANCE_KEY_LEN]) {
     BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
     X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
     BIO_free(b);
-    int ours = x && ik && X509_check_private_key(x, ik) == 1;
+    unsigned char *pt = NULL;
+    size_t n = x ? EVP_PKEY_get1_encoded_public_key(X509_get0_pubkey(x), &pt) : 0;
+    time_t t = 0;
+    struct tm tm;
+    if (n == SCP_INSTANCE_KEY_LEN && memcmp(pt, ik_pub, n) == 0 && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
+        t = timegm(&tm);
+    OPENSSL_free(pt);
     X509_free(x);
-    if (!ours)
+    ERR_clear_error();
+    return t;
+}
+
+/* identity: instance: the certificate CAS sent must be for our key (*expires: its notAfter);
+ * the network section then gets the private key in PEM (it has none from CAS). */
+static int instance_key_install(json_t *net, EVP_PKEY *ik, const uint8_t ik_pub[SCP_INSTANCE_KEY_LEN],
+                                time_t *expires, scp_err *err) {
+    *expires = cert_for_key(json_string_value(json_object_get(net, "cert")), ik_pub);
+    if (!*expires)
         return scp_fail(err, SCP_E_INTEGRITY, EPROTO,
                         "CAS sent a per-instance network certificate that is not for this instance's key");
     BIO *kb = BIO_new(BIO_s_secmem());
@@ -781,23 +794,6 @@ struct renewal {
     time_t expires;                      /* the current certificate's notAfter */
 };
 
-/* The certificate's notAfter, or 0; the public key must be the instance's. */
-static time_t cert_for_key(const char *pem, const uint8_t ik_pub[SCP_INSTANCE_KEY_LEN]) {
-    BIO *b = pem ? BIO_new_mem_buf(pem, -1) : NULL;
-    X509 *x = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
-    BIO_free(b);
-    unsigned char *pt = NULL;
-    size_t n = x ? EVP_PKEY_get1_encoded_public_key(X509_get0_pubkey(x), &pt) : 0;
-    time_t t = 0;
-    struct tm tm;
-    if (n == SCP_INSTANCE_KEY_LEN && memcmp(pt, ik_pub, n) == 0 && ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1)
-        t = timegm(&tm);
-    OPENSSL_free(pt);
-    X509_free(x);
-    ERR_clear_error();
-    return t;
-}
-
 static void renewal_schedule(struct renewal *rn, const struct scp_attest_run_opts *o, int failed) {
     double left = difftime(rn->expires, time(NULL));
     double in = o->renew_interval > 0 ? o->renew_interval : left / 2;
@@ -805,11 +801,10 @@ static void renewal_schedule(struct renewal *rn, const struct scp_attest_run_opt
     rn->next = now_s() + (in < 1 ? 1 : in);
 }
 
-static int renewal_start(struct renewal *rn, json_t *net, const uint8_t ik_pub[SCP_INSTANCE_KEY_LEN],
+static int renewal_start(struct renewal *rn, time_t expires, const uint8_t ik_pub[SCP_INSTANCE_KEY_LEN],
                          const struct scp_attest_run_opts *o, scp_err *err) {
     memcpy(rn->ik_pub, ik_pub, SCP_INSTANCE_KEY_LEN);
-    rn->expires = cert_for_key(json_string_value(json_object_get(net, "cert")), ik_pub);
-    if (!rn->expires) return scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent an unreadable instance certificate");
+    rn->expires = expires;
     rn->fd = memfd_create("scp-net-renew", MFD_CLOEXEC);
     void *p = rn->fd >= 0 && ftruncate(rn->fd, sizeof *rn->page) == 0
                   ? mmap(NULL, sizeof *rn->page, PROT_READ | PROT_WRITE, MAP_SHARED, rn->fd, 0)
@@ -1040,8 +1035,9 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     }
     json_t *jnet = json_object_get(cfg, "network");
     const char *nid = json_string_value(json_object_get(jnet, "identity"));
+    time_t ik_expires = 0;
     if (nid && strcmp(nid, "instance") == 0 &&
-        (instance_key_install(jnet, ik, err) < 0 || renewal_start(&rn, jnet, ik_pub, o, err) < 0))
+        (instance_key_install(jnet, ik, ik_pub, &ik_expires, err) < 0 || renewal_start(&rn, ik_expires, ik_pub, o, err) < 0))
         goto out;
     ro->net_renew_fd = rn.fd;
     EVP_PKEY_free(ik); /* the network section holds it now */
