@@ -7,18 +7,26 @@
 #
 #   secure      the secure image under docker run with a real CAS and the local attestation
 #               service: data directory on a protected volume, USER mysql under the shield, the
-#               port TLS through the network shield; sysbench reaches it through a local TLS
-#               tunnel (socat, verifying CAS's service CA: MySQL clients start in plaintext)
+#               port TLS through the network shield; sysbench is itself a shielded client
+#               (`scpctl run` with a session whose peer rule names the port, verifying CAS's
+#               service CA: MySQL clients start in plaintext, the shield's TLS from the first byte)
+#   secure-socat  the same server, sysbench through a local socat TLS tunnel instead (a stock
+#               client as images/README.md describes; the tunnel costs more CPU than the server's
+#               whole TLS, on the same two cores)
 #   plain       the base image run as is, data in a Docker volume, plain TCP (no TLS)
-#   plain+tls   the plain container behind a socat TLS server on the host, sysbench through the
-#               same client tunnel: the cost of the tunnel and of TLS without the shield
+#   plain+tls   the plain container behind a socat TLS server on the host, sysbench through a
+#               socat client tunnel: the cost of tunnels and TLS without the shield
 # mariadb-install-db and sysbench prepare once each, then ROUNDS rounds of sysbench TEST (THREADS
 # threads, SECS seconds) with the servers interleaved; medians and the ratios. Beside throughput,
 # the CPU time of each container (its cgroup's cpuacct.usage: mariadbd, and for secure also the
-# entry and the shield) per transaction, which moves less with the load than throughput.
-# Environment: TEST=oltp_read_write TABLES=4 ROWS=10000 THREADS=4 SECS=20 ROUNDS=3, FLUSH_AT_COMMIT=
+# entry and the shield) per transaction, which moves less with the load than throughput; the
+# client side's (sysbench, the shielded client's launcher, the socat tunnels: a cpuacct cgroup of
+# the benchmark's own) per transaction; and how much of the machine was idle during the run
+# (from /proc/stat, in % of one core): on two cores the client and the server share the CPU, so
+# a server that is not CPU-bound while the machine has no idle time waits for its client.
+# Environment: TEST=oltp_read_write TABLES=4 ROWS=10000 THREADS=4 SECS=15 ROUNDS=3, FLUSH_AT_COMMIT=
 # (1: innodb_flush_log_at_trx_commit = 1 in both servers instead of the image's 2). About 5 minutes.
-# Besides the ratio of the medians, the median of the per-round ratios (the three runs of a round
+# Besides the ratio of the medians, the median of the per-round ratios (the four runs of a round
 # are a minute apart, so they share more of the machine's load).
 set -uo pipefail
 B=${1:-build}
@@ -29,12 +37,14 @@ SCPCTL=$(readlink -f "$B/src/scpctl")
 command -v sysbench >/dev/null && command -v socat >/dev/null && command -v mariadb >/dev/null ||
     { echo "bench/image/mariadb: needs sysbench, socat and the mariadb client" >&2; exit 1; }
 TEST=${TEST:-oltp_read_write} TABLES=${TABLES:-4} ROWS=${ROWS:-10000} THREADS=${THREADS:-4}
-SECS=${SECS:-20} ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-15} ROUNDS=${ROUNDS:-3}
 # shellcheck source=/dev/null
 source "$ROOT/tests/cas/lib.sh" "$SCPCTL" none
 N=scpbench-mariadb-$$
 BASE=scp-mariadb-base:bookworm
 SERVE= TUNNELS=()
+CG=/sys/fs/cgroup/cpuacct/$N-client
+mkdir -p "$CG" 2>/dev/null || CG=
 bench_cleanup() {
     for p in "${TUNNELS[@]}"; do kill "$p" 2>/dev/null; done
     docker rm -f $N-secure $N-plain >/dev/null 2>&1
@@ -42,6 +52,7 @@ bench_cleanup() {
     docker rmi -f $N/mariadb:1 >/dev/null 2>&1
     [ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null
     cleanup
+    [ -n "$CG" ] && rmdir "$CG" 2>/dev/null
 }
 trap bench_cleanup EXIT
 say() { echo "bench/image/mariadb: $*" >&2; }
@@ -90,6 +101,24 @@ socat OPENSSL-LISTEN:"$PTLS",bind=127.0.0.1,reuseaddr,fork,cert="$T/tls.crt",key
 TUNNELS+=($!)
 socat TCP-LISTEN:"$PTUN",bind=127.0.0.1,reuseaddr,fork,nodelay OPENSSL:127.0.0.1:"$PTLS",cafile="$T/tls.crt",verify=1,commonname=127.0.0.1,nodelay 2>/dev/null &
 TUNNELS+=($!)
+[ -n "$CG" ] && for p in "${TUNNELS[@]}"; do echo "$p" >"$CG/cgroup.procs"; done # their forks follow
+
+# the shielded client: sysbench under `scpctl run`, its arguments (and the password) in a
+# session of its own, TLS by its network shield to the secure server's port
+mkdir -p "$T/bin" && cp "$(command -v sysbench)" "$T/bin/sysbench"
+MS=$("$SCPCTL" platform measure -- "$T/bin/sysbench" 2>/dev/null) || fail "platform measure sysbench"
+cat >"$T/client.session.yaml" <<YAML
+name: mdbclient
+services:
+  - name: sysbench
+    measurements: [$MS]
+    command: [sysbench, $TEST, --db-driver=mysql, --mysql-host=127.0.0.1, --mysql-port=$SPORT, --mysql-user=root,
+              --mysql-password=$PW, --mysql-db=sbtest, --tables=$TABLES, --table-size=$ROWS, --threads=$THREADS,
+              --time=$SECS, run]
+    network:
+      peers: [{host: 127.0.0.1, port: $SPORT}]
+YAML
+"$SCPCTL" session create "$T/client.session.yaml" >/dev/null 2>&1 || fail "session create (client)"
 
 say "starting both (mariadb-install-db on the first start)"
 docker run -d --name $N-secure --network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" \
@@ -111,29 +140,50 @@ for p in $STUN $PPORT; do
 done
 
 cpu_ns() { cat "/sys/fs/cgroup/cpuacct/docker/$(docker inspect -f '{{.Id}}' "$1")/cpuacct.usage" 2>/dev/null || echo 0; }
-run() { # CONTAINER PORT: one sysbench run; prints "TPS CPU_US_PER_TXN"
-    local c0 c1 out n tps
-    c0=$(cpu_ns "$1")
-    out=$(SB "$2" run --threads="$THREADS" --time="$SECS" 2>&1) || fail "sysbench on $1 ($2): $(echo "$out" | grep -m3 -i 'error')"
-    c1=$(cpu_ns "$1")
+client_ns() { if [ -n "$CG" ]; then cat "$CG/cpuacct.usage"; else echo 0; fi; }
+idle_ticks() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
+client() { # PORT|shield: sysbench run, in the client cgroup
+    if [ "$1" = shield ]; then
+        (if [ -n "$CG" ]; then echo $BASHPID >"$CG/cgroup.procs"; fi
+         exec "$SCPCTL" run --session mdbclient --service sysbench --platform-key "$T/p.key" -- "$T/bin/sysbench")
+    else
+        (if [ -n "$CG" ]; then echo $BASHPID >"$CG/cgroup.procs"; fi
+         SB "$1" run --threads="$THREADS" --time="$SECS")
+    fi
+}
+run() { # CONTAINER PORT|shield: one sysbench run; prints "TPS CONTAINER_CPU_US/TXN CLIENT_CPU_US/TXN IDLE_%"
+    local c0 c1 k0 k1 i0 i1 out n tps
+    c0=$(cpu_ns "$1") k0=$(client_ns) i0=$(idle_ticks)
+    out=$(client "$2" 2>&1) || fail "sysbench on $1 ($2): $(echo "$out" | grep -m3 -i 'error')"
+    sleep 0.3 # socat reaps its children (their CPU time is the parent's then)
+    c1=$(cpu_ns "$1") k1=$(client_ns) i1=$(idle_ticks)
     n=$(echo "$out" | sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p')
     tps=$(echo "$out" | sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p')
-    echo "$tps $(awk -v a="$c0" -v b="$c1" -v n="$n" 'BEGIN {printf "%.0f", n ? (b - a) / 1000 / n : 0}')"
+    [ -n "$n" ] && [ "$n" -gt 0 ] || fail "sysbench on $1 ($2) ran no transaction: $(echo "$out" | tail -5)"
+    awk -v t="$tps" -v a="$c0" -v b="$c1" -v k="$k0" -v l="$k1" -v i="$i0" -v j="$i1" -v n="$n" -v s="$SECS" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%s %.0f %.0f %.0f\n", t, (b - a) / 1000 / n, (l - k) / 1000 / n, (j - i) * 100 / hz / (s + 0.3)}'
 }
-: >"$T/secure" && : >"$T/plain" && : >"$T/plaintls"
+: >"$T/secure" && : >"$T/securesocat" && : >"$T/plain" && : >"$T/plaintls"
 for r in $(seq "$ROUNDS"); do
     l=$(cut -d' ' -f1 /proc/loadavg)
-    run $N-secure "$STUN" >>"$T/secure"
+    run $N-secure shield >>"$T/secure"
+    run $N-secure "$STUN" >>"$T/securesocat"
     run $N-plain "$PPORT" >>"$T/plain"
     run $N-plain "$PTUN" >>"$T/plaintls"
-    say "round $r (load $l): secure $(tail -1 "$T/secure") plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") (tps, container CPU us/txn)"
+    say "round $r (load $l): secure $(tail -1 "$T/secure") secure-socat $(tail -1 "$T/securesocat") plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") (tps, container and client CPU us/txn, idle %)"
 done
 med() { cut -d' ' -f"$2" "$T/$1" | median; }
-rr=$(paste -d' ' "$T/secure" "$T/plain" | awk '$3 > 0 {printf "%.3f\n", $1 / $3}' | median)
-st=$(med secure 1) pt=$(med plain 1) tt=$(med plaintls 1) sc=$(med secure 2) pc=$(med plain 2) tc=$(med plaintls 2)
+rr=$(paste -d' ' "$T/secure" "$T/plain" | awk '$5 > 0 {printf "%.3f\n", $1 / $5}' | median)
 echo "sysbench $TEST, innodb_flush_log_at_trx_commit=${FLUSH_AT_COMMIT:-2}, $TABLES tables x $ROWS rows, $THREADS threads, ${SECS}s x $ROUNDS rounds (medians), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '  %-9s %9s tps  %6s us container CPU/txn\n' secure "$st" "$sc" plain "$pt" "$pc" plain+tls "$tt" "$tc"
-awk -v s="$st" -v p="$pt" -v t="$tt" -v sc="$sc" -v pc="$pc" 'BEGIN {
-    printf "  secure/plain: throughput %.2fx, container CPU per transaction %.2fx\n", p ? s / p : 0, pc ? sc / pc : 0
+printf '  %-12s %9s %14s %11s %9s\n' "" tps "container us" "client us" "idle %"
+for f in secure securesocat plain plaintls; do
+    case $f in securesocat) name=secure-socat ;; plaintls) name=plain+tls ;; *) name=$f ;; esac
+    printf '  %-12s %9s %14s %11s %9s\n' "$name" "$(med $f 1)" "$(med $f 2)" "$(med $f 3)" "$(med $f 4)"
+done
+echo "  (container and client: CPU time per transaction; idle: the machine's idle time during the run, % of one core)"
+awk -v s="$(med secure 1)" -v o="$(med securesocat 1)" -v p="$(med plain 1)" -v t="$(med plaintls 1)" \
+    -v sc="$(med secure 2)" -v pc="$(med plain 2)" -v sk="$(med secure 3)" -v ok="$(med securesocat 3)" -v pk="$(med plain 3)" 'BEGIN {
+    printf "  secure/plain: throughput %.2fx, container CPU per transaction %.2fx, client CPU per transaction %.2fx\n", p ? s / p : 0, pc ? sc / pc : 0, pk ? sk / pk : 0
+    printf "  secure-socat/plain: throughput %.2fx, client CPU per transaction %.2fx\n", p ? o / p : 0, pk ? ok / pk : 0
     printf "  secure/plain+tls: throughput %.2fx\n", t ? s / t : 0 }'
-echo "  secure/plain per round: throughput $(paste -d' ' "$T/secure" "$T/plain" | awk '$3 > 0 {printf "%.2f ", $1 / $3}')(median ${rr}x)"
+echo "  secure/plain per round: throughput $(paste -d' ' "$T/secure" "$T/plain" | awk '$5 > 0 {printf "%.2f ", $1 / $5}')(median ${rr}x)"

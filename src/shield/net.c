@@ -600,8 +600,11 @@ void net_update(nconn *c) {
     list_set(&net_ready, &net_nready, &net_cap_ready, c, &c->ready_idx, rd);
     list_set(&net_stuck, &net_nstuck, &net_cap_stuck, c, &c->stuck_idx, st);
     pthread_mutex_unlock(&net_mu);
-    /* another thread may be asleep in the kernel with only ciphertext in view (net_io.c) */
-    if (became_ready) net_wake_sleepers();
+    /* another thread may be asleep in the kernel with only ciphertext in view (net_io.c); one
+     * asleep on other connections only is left alone (a threaded server's readers each wait on
+     * their own connection: waking them all for every partial read cost them a round of system
+     * calls and two context switches each) */
+    if (became_ready) net_wake_for(c);
 }
 
 /* Lock-free for descriptors the shield does not hold (every write of the process comes here,
@@ -815,11 +818,11 @@ static long wait_fd(nconn *c, short ev) {
     long ms = tv.tv_sec || tv.tv_usec ? tv.tv_sec * 1000 + tv.tv_usec / 1000 : -1;
     struct pollfd p[2] = {{c->fd, ev, 0}, {net_thread_wake_fd(), POLLIN, 0}};
     int np = ev == POLLIN && p[1].fd >= 0 ? 2 : 1;
-    net_sleep(1); /* before the lock goes: a change after it wakes this thread */
+    net_sleep_on(c, 1); /* before the lock goes: a change after it wakes this thread */
     pthread_mutex_unlock(&c->mu);
     long r = sh_gate(SYS_poll, (long)p, np, ms, 0, 0, 0);
     pthread_mutex_lock(&c->mu);
-    net_sleep(0);
+    net_sleep_on(c, 0);
     if (np == 2 && r > 0 && p[1].revents) net_thread_wake_reset();
     if (c->failed) return -c->failed;
     if (r == 0) return -EAGAIN;

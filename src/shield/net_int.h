@@ -78,6 +78,7 @@ typedef struct nconn {
     size_t plen;
     int ready_idx, stuck_idx; /* positions in net_ready / net_stuck, -1: absent (net_mu) */
     uint32_t ready_seq;
+    int waiters; /* threads asleep in a wait that names this connection (atomic; net_sleep_on) */
     struct net_epreg *ep; /* (net_mu) */
     int nep, capep;
     int rfam;                 /* a client: the address connected to (its session is kept for it) */
@@ -91,13 +92,18 @@ extern int net_tbl_n, net_nready, net_nstuck;
 extern int net_nconns; /* table entries in use (net_mu; read without it to skip an empty table) */
 extern uint32_t *net_epgen; /* per number: bumped when an epoll instance is created on it */
 
-/* Threads asleep in the kernel (net_io.c): a waiter calls net_sleep(1) before it looks at the
- * connections and net_sleep(0) when it wakes; net_wake_sleepers (after a connection became
- * ready) wakes every waiter through the wake eventfd, which the epoll sets the program waits on
- * hold (edge-triggered) and, for poll, select and blocking reads and writes, each thread's own
- * epoll instance does (net_thread_wake_fd; net_thread_wake_reset once it fired). */
+/* Threads asleep in the kernel (net_io.c): a waiter calls net_sleep(1) (an epoll set: any
+ * connection may concern it) or net_sleep_on(c, 1) for each connection it waits for (poll,
+ * select, a blocking read or write) before it looks at the connections, and the same with 0
+ * when it wakes. net_wake_for(c) (c became ready) wakes the waiters if an epoll waiter or a
+ * waiter on c sleeps; net_wake_sleepers wakes them whoever sleeps. A wake goes through the wake
+ * eventfd, which the epoll sets the program waits on hold (edge-triggered) and, for poll,
+ * select and blocking reads and writes, each thread's own epoll instance does
+ * (net_thread_wake_fd; net_thread_wake_reset once it fired). */
 void net_sleep(int on);
+void net_sleep_on(nconn *c, int on);
 void net_wake_sleepers(void);
+void net_wake_for(nconn *c);
 int net_thread_wake_fd(void);
 void net_thread_wake_reset(void);
 void net_wake_after_fork(void);

@@ -454,14 +454,19 @@ static long n_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct 
 /* A thread asleep in the kernel sees only ciphertext; another thread can leave plaintext
  * buffered in the shield (it drained the kernel socket) while the first one sleeps, or between
  * its look at the ready list and its system call. So every wait of the shield's counts itself
- * in `sleepers` before it looks, and a connection that becomes ready while someone sleeps
- * writes the wake eventfd. Epoll sets that the program waits on hold the eventfd edge-triggered
+ * before it looks: in `sleepers`, and in `wide_sleepers` (an epoll set, which may hold any
+ * connection) or in the `waiters` of each connection it waits for (poll, select, a blocking
+ * read or write); a connection that becomes ready while a wide waiter or one of its own
+ * sleeps writes the wake eventfd (net_wake_for). The count and the ready list are read and
+ * changed in opposite orders with sequentially consistent operations (and the waiter looks at
+ * the connection under its mutex, which the waker holds), so either the waiter sees the
+ * connection ready or the waker sees the waiter. Epoll sets that the program waits on hold the eventfd edge-triggered
  * (each write is one event for each set; the shield drops it from what the program sees);
  * poll, select and blocking reads and writes wait on their thread's own epoll instance holding
  * it, so every sleeper is woken and none takes another's wake. Nothing of this costs a system
  * call while no thread sleeps, as in a single-threaded program. */
 #define WAKE_COOKIE 0x53435057414b4531ULL /* epoll_data of the wake eventfd: "SCPWAKE1" */
-static int wake_efd = -1, sleepers;
+static int wake_efd = -1, sleepers, wide_sleepers;
 static uint32_t *ep_wake; /* per epoll number: its generation + 1 once its set holds wake_efd */
 static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
 static pthread_key_t wake_key;
@@ -493,17 +498,35 @@ static void wake_init(void) {
     if (ep_wake) wake_efd = own_fd(sh_gate(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0, 0, 0, 0));
 }
 
-void net_sleep(int on) { __atomic_add_fetch(&sleepers, on ? 1 : -1, __ATOMIC_SEQ_CST); }
+void net_sleep(int on) {
+    __atomic_add_fetch(&sleepers, on ? 1 : -1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&wide_sleepers, on ? 1 : -1, __ATOMIC_SEQ_CST);
+}
 
-void net_wake_sleepers(void) {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the ready list's change before the look at sleepers */
-    if (!__atomic_load_n(&sleepers, __ATOMIC_SEQ_CST) || wake_efd < 0) return;
+void net_sleep_on(nconn *c, int on) {
+    __atomic_add_fetch(&c->waiters, on ? 1 : -1, __ATOMIC_SEQ_CST);
+    __atomic_add_fetch(&sleepers, on ? 1 : -1, __ATOMIC_SEQ_CST);
+}
+
+static void wake_write(void) {
+    if (wake_efd < 0) return;
     uint64_t one = 1;
     if (sh_gate(SYS_write, wake_efd, (long)&one, 8, 0, 0, 0) == -EAGAIN) { /* the counter is full */
         uint64_t v;
         sh_gate(SYS_read, wake_efd, (long)&v, 8, 0, 0, 0);
         sh_gate(SYS_write, wake_efd, (long)&one, 8, 0, 0, 0);
     }
+}
+
+void net_wake_sleepers(void) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the ready list's change before the look at sleepers */
+    if (__atomic_load_n(&sleepers, __ATOMIC_SEQ_CST)) wake_write();
+}
+
+void net_wake_for(nconn *c) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the ready list's change before the look at waiters */
+    if (__atomic_load_n(&wide_sleepers, __ATOMIC_SEQ_CST) || __atomic_load_n(&c->waiters, __ATOMIC_SEQ_CST))
+        wake_write();
 }
 
 int net_thread_wake_fd(void) {
@@ -537,7 +560,10 @@ void net_wake_after_fork(void) {
         my_ep = -1;
         pthread_setspecific(wake_key, NULL);
     }
+    /* the parent's other threads do not exist here; their counts in the connections' waiters
+     * (not reset: the table may be held locked by one of them) only cost a needless wake */
     __atomic_store_n(&sleepers, 0, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&wide_sleepers, 0, __ATOMIC_SEQ_CST);
 }
 
 /* The wake eventfd in the program's epoll set epfd (once per set). */
@@ -602,15 +628,50 @@ static int flush_stuck(int *fds) {
     return k;
 }
 
-static int conn_readable(int fd) {
-    if (!sh_net_is(fd)) return 0;
-    nconn *c = net_get(fd);
-    if (!c) return 0;
-    pthread_mutex_lock(&c->mu);
-    int r = net_buffered(c);
-    pthread_mutex_unlock(&c->mu);
-    net_put(c);
-    return r;
+/* The shielded connections that a poll waits to read from, each counted as waited on before
+ * its look (net_sleep_on, holding a reference until the wait ends), so that only one of them
+ * becoming ready wakes the thread; past MAX_NAMED the thread is a wide waiter (net_sleep). */
+#define MAX_NAMED 64
+struct poll_waits {
+    nconn *c[MAX_NAMED];
+    int n, wide;
+};
+
+/* Marks the connections in fds that a read would serve without the kernel; their count. */
+static long poll_look(struct pollfd *fds, unsigned long n, struct poll_waits *w) {
+    long nsyn = 0;
+    w->n = w->wide = 0;
+    for (unsigned long i = 0; i < n; i++) {
+        fds[i].revents = 0;
+        if (fds[i].fd < 0 || !(fds[i].events & (POLLIN | POLLRDNORM)) || !sh_net_is(fds[i].fd)) continue;
+        nconn *c = net_get(fds[i].fd);
+        if (!c) continue;
+        int kept = w->n < MAX_NAMED;
+        if (kept) {
+            net_sleep_on(c, 1);
+            w->c[w->n++] = c;
+        } else if (!w->wide) {
+            net_sleep(1);
+            w->wide = 1;
+        }
+        pthread_mutex_lock(&c->mu);
+        int r = net_buffered(c);
+        pthread_mutex_unlock(&c->mu);
+        if (!kept) net_put(c);
+        if (r) {
+            fds[i].revents = (short)(fds[i].events & (POLLIN | POLLRDNORM));
+            nsyn++;
+        }
+    }
+    return nsyn;
+}
+
+static void poll_unwait(struct poll_waits *w) {
+    for (int i = 0; i < w->n; i++) {
+        net_sleep_on(w->c[i], 0);
+        net_put(w->c[i]);
+    }
+    if (w->wide) net_sleep(0);
 }
 
 static long kpoll(struct pollfd *p, unsigned long n, long long deadline, const sigset_t *mask) {
@@ -629,32 +690,26 @@ static long kpoll(struct pollfd *p, unsigned long n, long long deadline, const s
 static long poll_core(struct pollfd *fds, unsigned long n, long long deadline, const sigset_t *mask) {
     for (;;) {
         int extra[MAX_EXTRA];
-        net_sleep(1);
-        int nx = flush_stuck(extra), nsyn = 0;
-        for (unsigned long i = 0; i < n; i++) {
-            fds[i].revents = 0;
-            if (fds[i].fd >= 0 && (fds[i].events & (POLLIN | POLLRDNORM)) && conn_readable(fds[i].fd)) {
-                fds[i].revents = (short)(fds[i].events & (POLLIN | POLLRDNORM));
-                nsyn++;
-            }
-        }
+        struct poll_waits w;
+        int nx = flush_stuck(extra);
+        long nsyn = poll_look(fds, n, &w);
         int we = nsyn ? -1 : net_thread_wake_fd(); /* asleep: woken if a connection becomes ready */
         if (!nx && !nsyn && we < 0) {
             long r = kpoll(fds, n, deadline, mask);
-            net_sleep(0);
+            poll_unwait(&w);
             return r;
         }
         unsigned long tot = n + (unsigned long)nx + (we >= 0);
         struct pollfd stackp[64], *k = tot <= 64 ? stackp : malloc(tot * sizeof *k);
         if (!k) {
-            net_sleep(0);
+            poll_unwait(&w);
             return -ENOMEM;
         }
         memcpy(k, fds, n * sizeof *k);
         for (int i = 0; i < nx; i++) k[n + (unsigned long)i] = (struct pollfd){extra[i], POLLOUT, 0};
         if (we >= 0) k[tot - 1] = (struct pollfd){we, POLLIN, 0};
         long r = kpoll(k, tot, nsyn ? 0 : deadline, mask);
-        net_sleep(0);
+        poll_unwait(&w);
         if (we >= 0 && r > 0 && k[tot - 1].revents) net_thread_wake_reset();
         long cnt = 0;
         for (unsigned long i = 0; i < n; i++) {
