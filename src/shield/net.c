@@ -656,7 +656,7 @@ static int obuf_append(struct obuf *o, const char *data, size_t n) {
 }
 
 /* In direct mode a record goes to the kernel from OpenSSL's own buffer, with what waits here
- * ahead of it, in one sendmsg: no copy of the record, no second system call. What the kernel
+ * ahead of it, in one sendmsg (sendto when nothing waits): no copy of the record, no second system call. What the kernel
  * does not take (a full socket, an error) is kept and net_flush meets it as before. */
 static int obuf_write(BIO *b, const char *data, int n) {
     struct obuf *o = BIO_get_data(b);
