@@ -177,8 +177,11 @@ enum {
     SCP_SHIELD_F_FILTER_INSTALLED = 2u, /* an ancestor image already installed the filter */
     SCP_SHIELD_F_NODUMP = 4u,           /* every image is made not dumpable (container) */
     SCP_SHIELD_F_SHARED = 8u,           /* an ancestor forked: volumes in shared mode (init.c) */
-    SCP_SHIELD_F_OFD = 16u              /* the shared offsets' region is open (core.c, "shared
+    SCP_SHIELD_F_OFD = 16u,             /* the shared offsets' region is open (core.c, "shared
                                          * open file descriptions") */
+    SCP_SHIELD_F_NOPTRACE = 32u         /* the first image's filter answers ptrace and
+                                         * process_vm_readv/writev with EPERM (a container whose
+                                         * launcher leaves that rule to the shield: launch.c) */
 };
 #define SCP_SHIELD_OFD_SLOTS 16384u   /* open file descriptions the region can share */
 #define SCP_SHIELD_MAX_OFD_DROP 64u   /* references an exec hands back (descriptions not inherited) */

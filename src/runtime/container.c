@@ -430,7 +430,7 @@ static int deny_tracing(scp_err *err) {
     return 0;
 }
 
-int scp_container_seal(const struct scp_container_opts *c, scp_err *err) {
+int scp_container_seal(const struct scp_container_opts *c, int shield_denies_tracing, scp_err *err) {
     assert(c && c->enabled);
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) return scp_fail_errno(err, "cannot set no_new_privs");
     int last = last_cap();
@@ -455,5 +455,5 @@ int scp_container_seal(const struct scp_container_opts *c, scp_err *err) {
         if (c->keep_caps >> i & 1 && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, i, 0, 0))
             return scp_fail_errno(err, "cannot keep capability %s", i < NCAPS ? cap_names[i] : "?");
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    return deny_tracing(err);
+    return shield_denies_tracing ? 0 : deny_tracing(err);
 }

@@ -75,9 +75,11 @@ int scp_container_start(const struct scp_container_opts *c, const char *shield_l
 
 /* Right before exec, in the program's process: no_new_privs, drop every capability not in
  * keep_caps (bounding set, ambient, effective, permitted, inheritable), not dumpable, and a
- * seccomp filter that answers ptrace, process_vm_readv and process_vm_writev with EPERM. The
- * filter and no_new_privs survive exec; dumpability does not (execve resets it), which is why
- * the shield sets it again in the program (SCP_SHIELD_F_NODUMP). */
-int scp_container_seal(const struct scp_container_opts *c, scp_err *err);
+ * seccomp filter that answers ptrace, process_vm_readv and process_vm_writev with EPERM,
+ * unless shield_denies_tracing: then the shield's own filter has that rule
+ * (SCP_SHIELD_F_NOPTRACE), installed before the program's main(), and this one is left out.
+ * The filter and no_new_privs survive exec; dumpability does not (execve resets it), which is
+ * why the shield sets it again in the program (SCP_SHIELD_F_NODUMP). */
+int scp_container_seal(const struct scp_container_opts *c, int shield_denies_tracing, scp_err *err);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -320,8 +321,8 @@ static int measured_loader(const char *interp, int fd, scp_err *err) {
 
 /* A program without PT_INTERP cannot take the preloaded shield: it is served from outside
  * (runtime/notify.c). Looked up as execvp will. */
-static int program_is_static(const struct scp_run_opts *o) {
-    if (o->exec_fd > 0) return scp_notify_is_static(o->exec_fd) == 1;
+static int program_check(const struct scp_run_opts *o, int (*check)(int fd)) {
+    if (o->exec_fd > 0) return check(o->exec_fd);
     const char *prog = o->argv[0];
     char buf[PATH_MAX];
     if (!strchr(prog, '/')) {
@@ -339,14 +340,27 @@ static int program_is_static(const struct scp_run_opts *o) {
     }
     int fd = open(prog, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return 0;
-    int r = scp_notify_is_static(fd);
+    int r = check(fd);
     close(fd);
-    return r == 1;
+    return r;
+}
+
+static int elf_is_static(int fd) { return scp_notify_is_static(fd) == 1; }
+static int program_is_static(const struct scp_run_opts *o) { return program_check(o, elf_is_static); }
+
+/* An x86-64 ELF with an interpreter: the loader preloads the shield into it, and the shield's
+ * filter is installed before its main(). A script, a static program or anything else is not
+ * looked into (its interpreter could be static). */
+static int elf_takes_shield(int fd) {
+    Elf64_Ehdr eh;
+    if (scp_pread_full(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh) return 0;
+    return !memcmp(eh.e_ident, ELFMAG, SELFMAG) && eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_machine == EM_X86_64 &&
+           scp_notify_is_static(fd) == 0;
 }
 
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
-    int notify_sock = -1;
+    int notify_sock = -1, shield_denies_tracing = 0;
     memset(&cfg, 0, sizeof cfg);
     char lib[PATH_MAX];
     int rc = -1;
@@ -435,6 +449,12 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         /* from here on this is the program's process, inside the container */
         if (scp_container_start(&o->container, lib, lib, sizeof lib, wipe_secrets, &sec, err)) goto out;
         cfg.flags |= SCP_SHIELD_F_NODUMP;
+        /* the container's ptrace rule goes into the shield's one filter where the shield
+         * certainly starts (one filter fewer on every listed call of the program) */
+        if (program_check(o, elf_takes_shield)) {
+            cfg.flags |= SCP_SHIELD_F_NOPTRACE;
+            shield_denies_tracing = 1;
+        }
     }
     if (o->tag_fd > 0) {
         if (dup2(o->tag_fd, own) < 0) {
@@ -542,7 +562,7 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
             goto out;
         }
     }
-    if (o->container.enabled && scp_container_seal(&o->container, err)) goto out;
+    if (o->container.enabled && scp_container_seal(&o->container, shield_denies_tracing, err)) goto out;
     if (o->timing_ns) {
         int64_t now = scp_now_ns();
         char tv[32];

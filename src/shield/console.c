@@ -3,11 +3,13 @@
  *
  * Fail closed by descriptor numbers, as the file shield does: at start the host's descriptor of
  * each sealed stream moves to a number in the shield's own range (console_real(k)), and the
- * program's number (0, 1, 2) becomes an O_PATH placeholder with a filter of its own, so every
+ * program's number (0, 1, 2) becomes an O_PATH placeholder that the image's filter guards
+ * (gate.c: the first image's program tests these numbers as the reserved range), so every
  * call on it that does not come from the gate traps and lands here (stdio's internal writes,
  * raw `syscall` instructions). A raw write on a placeholder that nothing serves fails (EBADF);
  * none reaches the host's pipe in plaintext. dup/dup2/F_DUPFD of a console number make more
- * console numbers (placeholders with filters); close ends them.
+ * console numbers (placeholders, each with a filter of its own: a filter cannot change once
+ * installed); close ends them.
  *
  * Blocking: a record is written whole, with the blocking behaviour the program asked for on
  * its number (O_NONBLOCK through fcntl or FIONBIO): blocking writes wait for the host to drain
@@ -360,7 +362,8 @@ static long con_read(int k, void *buf, size_t n) {
  * the kernel table then holds (placeholders that the table names). */
 static int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
 
-/* Make `fd` a console number of stream k: a placeholder with its own filter. */
+/* Make `fd` a console number of stream k: a placeholder that a filter guards (its own, unless
+ * one already does: the image's, or an earlier per-number one). */
 static long make_number(long fd, int k, int cloexec) {
     if (fd < 0 || fd >= (long)SCP_SHIELD_MAX_ALIAS_FD || fd >= sh.lo) return -EMFILE;
     if (!sh.alias_filtered[fd]) {
@@ -639,7 +642,7 @@ static int start_writer(int k, int exec, scp_err *err) {
                                exec && c->s[k].live ? c->s[k].id : NULL, err);
 }
 
-int sh_console_init(scp_err *err) {
+int sh_console_init(uint32_t *guard, scp_err *err) {
     const char *v = getenv(SCP_SHIELD_ENV_CONSOLE_FD);
     if (!v) return 0;
     char *end;
@@ -668,6 +671,10 @@ int sh_console_init(scp_err *err) {
             long r = sh_gate(SYS_dup3, k, real, 0, 0, 0, 0);
             if (r == real) {
                 st->real = real;
+                if (guard) { /* the image's one filter guards it: no filter of its own */
+                    *guard |= 1u << k;
+                    sh.alias_filtered[k] = 1;
+                }
                 if (make_number(k, k, 0) < 0) return scp_fail(err, SCP_E_SYS, EMFILE, "cannot guard descriptor %d", k);
             }
         } else if (sh_gate(SYS_fcntl, real, F_GETFD, 0, 0, 0, 0) >= 0) {

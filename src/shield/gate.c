@@ -9,8 +9,9 @@
  * operations name descriptors in memory where BPF cannot look; so is io_setup (kernel AIO)
  * when the program has protected volumes.
  *
- * A protected description moved to an ordinary number (dup2 onto stdout by dd, sort -o, a
- * shell redirection) gets a small filter of its own for that one number (full = 0); filters
+ * A protected description (or a sealed console stream) moved to an ordinary number later
+ * (dup2 onto stdout by dd, sort -o, a shell redirection) gets a small filter of its own for
+ * that one number (full = 0); the console's 0-2 at start are in the main part instead. Filters
  * cannot be removed, so after the alias is gone the SIGSYS handler forwards calls on that
  * number through the gate.
  */
@@ -109,7 +110,7 @@ struct fixup {
 /* fixed labels; a block per descriptor-argument mask gets its own from L_FDS on, and the
  * trampolines of far jumps (stub) theirs from L_STUB on, so that the other labels keep their
  * numbers from one assembly pass to the next */
-enum { L_NONE, L_TRAP, L_ENOSYS, L_IPCHECK, L_CR, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, L_LOWOK, L_FDS,
+enum { L_NONE, L_TRAP, L_ENOSYS, L_EPERM, L_IPCHECK, L_CR, L_ALLOW2, L_ALLOW3, L_SIG, L_MASK, L_LOWOK, L_FDS,
        L_DYN = L_FDS + 256, L_STUB = L_DYN + 512, NLABELS = L_STUB + 256 };
 
 struct route_ent { /* a system call number and the label the filter sends it to */
@@ -118,6 +119,7 @@ struct route_ent { /* a system call number and the label the filter sends it to 
 };
 struct prog {
     unsigned char far[NLABELS]; /* labels too far for a conditional jump: kept across passes */
+    uint32_t low;               /* sh_filter_spec's low numbers, which range_test guards too */
     struct sock_filter ins[MAXI];
     struct route_ent ents[SH_SYS_MAX]; /* the numbers to dispatch on, ascending */
     int n;
@@ -217,13 +219,50 @@ static void dispatch(struct prog *p, const struct route_ent *e, int n) {
 #define IP_LO ((uint32_t)offsetof(struct seccomp_data, instruction_pointer))
 #define IP_HI (IP_LO + 4)
 
-/* A reserved-range test on argument i: jumps to `hit` when base <= arg < base+count, else
- * falls through. The kernel reads descriptor arguments as 32-bit ints: only the low word counts. */
+/* The number in A (below the reserved range) is one of p->low: to `hit`, else to `miss`.
+ * First one comparison with the highest (the common case: an ordinary descriptor above
+ * them), then one run of consecutive numbers [a, b) after the other, in ascending order. */
+static void low_test(struct prog *p, int hit, int miss) {
+    const uint32_t m = p->low, top = 32u - (uint32_t)__builtin_clz(m);
+    assert(m != 0);
+    jump(p, BPF_JMP | BPF_JGE | BPF_K, top, miss, 0);
+    for (uint32_t a = 0; a < top;) {
+        if (!(m >> a & 1)) {
+            a++;
+            continue;
+        }
+        uint32_t b = a;
+        while (b < top && (m >> b & 1)) b++;
+        if (b == top) { /* the last run: below top, so a number >= a is in it */
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, a, hit, miss);
+        } else {
+            int next = new_label(p);
+            if (a) jump(p, BPF_JMP | BPF_JGE | BPF_K, a, 0, miss);
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, b, next, hit);
+            label(p, next);
+        }
+        a = b;
+    }
+}
+
+/* A reserved-range test on argument i: jumps to `hit` when base <= arg < base+count (or the
+ * argument is one of p->low), else to `miss`. The kernel reads descriptor arguments as 32-bit
+ * ints: only the low word counts. */
 static void range_test(struct prog *p, int argi, uint32_t base, uint32_t end, int hit, int miss) {
     emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(argi));
-    jump(p, BPF_JMP | BPF_JGE | BPF_K, base, 0, miss);
+    if (!p->low) {
+        jump(p, BPF_JMP | BPF_JGE | BPF_K, base, 0, miss);
+        jump(p, BPF_JMP | BPF_JGE | BPF_K, end, miss, hit);
+        return;
+    }
+    int l_low = new_label(p);
+    jump(p, BPF_JMP | BPF_JGE | BPF_K, base, 0, l_low);
     jump(p, BPF_JMP | BPF_JGE | BPF_K, end, miss, hit);
+    label(p, l_low);
+    low_test(p, hit, miss);
 }
+
+static int is_trace_nr(long nr) { return nr == SYS_ptrace || nr == SYS_process_vm_readv || nr == SYS_process_vm_writev; }
 
 /* Jumps to `hit` when the instruction pointer lies in [lo, hi), else falls through (split so
  * that no piece crosses a 4 GiB line: the pointer is compared a 32-bit word at a time). */
@@ -269,7 +308,10 @@ static int route(const struct sh_sysent *s, int full) {
  *   main     a descriptor argument in the reserved range; exec, openat2, a SIGSYS handler,
  *            a mask that could block SIGSYS, close_range over the range; io_uring and foreign
  *            ABIs: ENOSYS. Installed by the first shielded image only: filters survive exec,
- *            and the next image's numbers are the same (count = 0 leaves it out).
+ *            and the next image's numbers are the same (count = 0 leaves it out). It also
+ *            guards the low numbers (the sealed console streams' 0-2: low_test) as the range,
+ *            and in a container answers ptrace and process_vm_readv/writev with EPERM
+ *            (deny_trace): both were filters of their own.
  *   net      the calls that could put a shielded connection's bytes on the wire or copy its
  *            descriptor (net_io.c): all of them, fcntl only for F_DUPFD(_CLOEXEC).
  *   code     path calls from this image's program and libc (see sh_code_ranges in init.c).
@@ -294,6 +336,8 @@ static int has_nr(const int *nrs, int n, long nr) {
 static void build(struct prog *p, const struct sh_filter_spec *f) {
     const int full = f->full, main_part = f->count > 0;
     const uint32_t lo = (uint32_t)f->lo, hi = (uint32_t)(f->lo + f->count);
+    assert(!f->low || (full && main_part && lo >= 32));
+    p->low = full && main_part ? f->low : 0;
     const int l_range = new_label(p), l_fcntl = new_label(p), l_mmap = new_label(p);
     struct shape shapes[16];
     struct fdblk blk[64];
@@ -345,6 +389,10 @@ static void build(struct prog *p, const struct sh_filter_spec *f) {
             }
         }
         if (rules > 1) { p->bad = 1; return; } /* see above: one rule besides the main one */
+        if (full && main_part && f->deny_trace && is_trace_nr(nr)) { /* no other rule has these */
+            if (to != L_NONE || rules) { p->bad = 1; return; }
+            to = L_EPERM;
+        }
         if (to == L_NONE) to = tail;
         else if (tail == L_IPCHECK && to != L_ENOSYS) to = L_IPCHECK;
         else if (to >= L_FDS && to < L_DYN) {
@@ -413,12 +461,21 @@ static void build(struct prog *p, const struct sh_filter_spec *f) {
     }
 
     if (main_part) {
-        /* close_range(first, last, flags) overlaps [lo, hi) iff first < hi && last >= lo */
+        /* close_range(first, last, flags) overlaps [lo, hi) iff first < hi && last >= lo; the
+         * low numbers are tested as the one range from the lowest to the highest (a range that
+         * falls between two of them traps too, and the handler serves it as any other) */
         label(p, L_CR);
         emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
         jump(p, BPF_JMP | BPF_JGE | BPF_K, hi, L_ALLOW2, 0);
         emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
-        jump(p, BPF_JMP | BPF_JGE | BPF_K, lo, L_IPCHECK, L_ALLOW2);
+        if (!p->low) {
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, lo, L_IPCHECK, L_ALLOW2);
+        } else {
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, lo, L_IPCHECK, 0);
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)__builtin_ctz(p->low), 0, L_ALLOW2);
+            emit(p, BPF_LD | BPF_W | BPF_ABS, ARG_LO(0));
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, 32u - (uint32_t)__builtin_clz(p->low), L_ALLOW2, L_IPCHECK);
+        }
     }
     if (main_part && full) {
         /* rt_sigprocmask(how, set, ...) may block SIGSYS when how != SIG_UNBLOCK and set != NULL */
@@ -451,6 +508,8 @@ static void build(struct prog *p, const struct sh_filter_spec *f) {
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_TRAP);
     label(p, L_ENOSYS);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA));
+    label(p, L_EPERM);
+    emit(p, BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA));
     label(p, L_ALLOW3);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 }

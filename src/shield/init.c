@@ -493,9 +493,11 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     if (!(sh.cfg.flags & SCP_SHIELD_F_FILTER_INSTALLED)) {
         fs.lo = sh.lo;
         fs.count = (int)SCP_SHIELD_FD_COUNT;
+        fs.deny_trace = (sh.cfg.flags & SCP_SHIELD_F_NOPTRACE) != 0; /* the container's rule */
     }
     if (sh_trusted_arm(&fs.ldr_lo, &fs.ldr_hi, &e)) die("trusted files", &e);
-    if (sh_console_init(&e)) die("cannot start the console shield", &e);
+    /* the sealed streams' numbers go into the main part (one filter fewer per number) */
+    if (sh_console_init(fs.count ? &fs.low : NULL, &e)) die("cannot start the console shield", &e);
     if (sh_net_on && sh_net_filter_nrs(&fs.net_nrs, &fs.nnet, &e)) die("cannot set up the network shield's filter rules", &e);
     sh_exec_adopt();
     fill_own_numbers();
@@ -513,8 +515,9 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     }
     if (len < 0) die("cannot install the filter", &e);
     sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
-    sh_trace("shield filter: %d instructions (%s%s%s%s)", len, fs.count ? "main " : "", fs.nnet ? "network " : "",
-             fs.ldr_lo ? "loader " : "", fs.ncode ? "code" : "");
+    sh_trace("shield filter: %d instructions (%s%s%s%s%s%s)", len, fs.count ? "main " : "", fs.low ? "console " : "",
+             fs.deny_trace ? "no-ptrace " : "", fs.nnet ? "network " : "", fs.ldr_lo ? "loader " : "",
+             fs.ncode ? "code" : "");
     sh_trusted_timing();
     sh_trace("shield active: %d volume(s), reserved descriptors %d-%d", sh.nvol, sh.lo, sh.hi - 1);
 }

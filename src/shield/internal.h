@@ -137,6 +137,10 @@ struct sh_filter_spec {
     const int *net_nrs;                 /* calls the network shield traps unless from the gate */
     int nnet;
     uintptr_t ldr_lo, ldr_hi;           /* the loader's text: its mmap of a file traps; 0: none */
+    uint32_t low;                       /* numbers below 32 guarded as the reserved range (the
+                                         * console's at start; main part only) */
+    int deny_trace;                     /* ptrace, process_vm_readv/writev: EPERM (the container's
+                                         * rule, SCP_SHIELD_F_NOPTRACE; main part only) */
 };
 /* Install it (TSYNC). Returns its length in instructions, or -1. */
 int sh_shield_filter_install(const struct sh_filter_spec *f, scp_err *err);
@@ -237,7 +241,9 @@ int sh_proc_fd_link(const char *abs, long *fd, const char **rest);
 /* openat/openat2 of /dev/stdout, /proc/self/fd/N... naming a console number: 1 and *ret (a new
  * console number, as the kernel's reopen of a pipe would give), else 0. */
 int sh_console_open(long nr, const long a[6], long *ret);
-int sh_console_init(scp_err *err);
+/* guard non-NULL: the image's filter (being built) will guard the sealed streams' numbers,
+ * which are added to *guard; NULL: each gets a per-number filter */
+int sh_console_init(uint32_t *guard, scp_err *err);
 /* fd is a program number of a sealed console stream */
 int sh_console_fd(long fd);
 /* Serve a call that involves a console number: 1 and *ret set; 0 to let the dispatcher go on. */

@@ -170,6 +170,28 @@ if command -v python3 >/dev/null; then
     expect_rc 0 "$SCPCTL" logs con out "$T/raw.rec"
     grep -qx MARKER-raw "$T/last.out" || fail "the raw write did not come back: $(cat "$T/last.out")"
     echo "ok: a raw write on fd 1 is sealed"
+    # the sealed streams' numbers are guarded by the first image's one filter (they each had a
+    # filter of their own, and the container's ptrace rule one more): python3, exec'd by the
+    # shielded sh, runs sh's filter and its own image's, 2 in all; a number dup'd later (9)
+    # still gets a filter of its own, and a raw write on it is sealed too
+    cat >"$T/filters.py" <<'PY'
+import ctypes, os
+libc = ctypes.CDLL(None)
+def filters():
+    return [x.split()[1] for x in open("/proc/self/status") if x.startswith("Seccomp_filters")][0]
+print("filters", filters(), flush=True)
+os.dup2(1, 9)
+b = b"MARKER-raw9\n"
+libc.syscall(1, 9, b, len(b))
+print("filters", filters(), flush=True)
+PY
+    "${RUN[@]}" --service out -- "$T/bin/sh" "python3 -c \"$(sed 's/"/\\"/g' "$T/filters.py")\"" >"$T/filt.rec" 2>"$T/filt.err" ||
+        fail "filter count run failed: $(tr -cd '[:print:]\n' <"$T/filt.err" | tail -3)"
+    grep -q MARKER "$T/filt.rec" && fail "a raw write on a dup of fd 1 leaked plaintext"
+    expect_rc 0 "$SCPCTL" logs con out "$T/filt.rec"
+    [ "$(cat "$T/last.out")" = "$(printf 'filters 2\nMARKER-raw9\nfilters 3')" ] ||
+        fail "seccomp filters of a sealed-console program (want 2, then 3 after a dup of fd 1): $(cat "$T/last.out")"
+    echo "ok: the sealed streams' numbers are in the image's filter (2 filters, the container's rule folded too); a later dup gets its own and is sealed"
     # a raw openat of /proc/self/fd/N of every descriptor the shield holds (the host's side of
     # the sealed streams among them), then a raw write of a marker into what opened
     cat >"$T/reopen.py" <<'PY'

@@ -70,6 +70,16 @@ assert libc.process_vm_readv(os.getpid(), ctypes.byref(l), 1, ctypes.byref(r), 1
     and ctypes.get_errno() == errno.EPERM, "process_vm_readv allowed"
 ' || fail "$who: ptrace or process_vm_readv allowed"
 
+    # the rule is in the shield's one filter for a dynamic program (one filter fewer on every
+    # listed call); a static one takes no shield and keeps the launcher's filter
+    note "$who: a shielded program runs 1 seccomp filter, a static one the launcher's"
+    n=$($as "$SCPCTL" run "$@" -- $PY -c 'print([l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp_filters")][0])')
+    [ "$n" = 1 ] || fail "$who: the shielded python3 runs $n seccomp filters, not 1 (the shield's with the ptrace rule)"
+    if [ -x /usr/bin/busybox ] && ! ldd /usr/bin/busybox >/dev/null 2>&1; then
+        n=$($as "$SCPCTL" run "$@" -- /usr/bin/busybox awk '/^Seccomp_filters/ {print $2}' /proc/self/status)
+        [ "$n" = 1 ] || fail "$who: a static program runs $n seccomp filters, not 1 (the launcher's ptrace rule)"
+    fi
+
     note "$who: /proc/PID/mem of the (shielded, not dumpable) program refused"
     $as "$SCPCTL" run "$@" -- sh -c 'sleep 5 & p=$!; sleep 0.3
         if (exec 3< /proc/$p/mem) 2>/dev/null; then echo "mem of $p readable"; exit 1; fi; kill $p' \
