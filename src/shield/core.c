@@ -421,6 +421,7 @@ static long vfk_add(pfile *pf, long fd) {
             if (same == 0 || (same == -ENOSYS && !sh_gate(SYS_kill, vfk[i].pid, 0, 0, 0, 0, 0))) continue;
         }
         if (strlen(pf->path) >= sizeof vfk[i].e.path) return -ENAMETOOLONG;
+        if (__atomic_load_n(&pf->nameless, __ATOMIC_ACQUIRE)) return -EOPNOTSUPP; /* no name to reopen */
         vfk[i].fd = (int)fd;
         vfk[i].id = pf;
         vfk[i].e.fd = (int)fd;
@@ -556,8 +557,11 @@ static int proc_fd_link(const char *abs, long *fd, const char **rest) {
 }
 
 /* Set by sh_classify when the path named a protected descriptor's /proc link itself (for
- * readlink and the calls that act on the link, not on the file). */
+ * readlink and the calls that act on the link, not on the file): that descriptor + 1. */
 static __thread int fd_link_named;
+/* Set around the classification of linkat's first path with AT_SYMLINK_FOLLOW: the one call
+ * that may name a nameless file's /proc link. */
+static __thread int nameless_link_ok;
 
 /* Classify (dirfd, path): 0 not protected, >0 protected (volume index + 1, rel filled),
  * <0 an error to return (-errno). */
@@ -625,11 +629,15 @@ static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abs
         long e;
         pfile *pf = pf_get(lfd, &e);
         if (!pf) return (int)e;
+        /* a nameless file (O_TMPFILE) has no path to stand for it: only linkat may name its
+         * link (it gives the file a name, link_fd); a reopen or a stat through it is refused */
+        int nameless = __atomic_load_n(&pf->nameless, __ATOMIC_ACQUIRE);
         int n = snprintf(joined, sizeof joined, "%s/%s%s", sh.vol[pf->vol].mount, pf->path, rest);
         pf_put(pf);
         int named = !rest[0]; /* rest points into abs, which the normalization rewrites */
+        if (nameless && (!named || !nameless_link_ok)) return named ? -EOPNOTSUPP : -ENOTDIR;
         if (n >= (int)sizeof joined || scp_shield_path_normalize(joined, abs, abssz)) return -ENAMETOOLONG;
-        fd_link_named = named;
+        fd_link_named = named ? (int)lfd + 1 : 0;
     }
     return 1;
 }
@@ -643,7 +651,7 @@ static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abs
  * (a signal handler of the program that makes a shielded call while an outer one runs) starts
  * empty and leaves nothing behind. */
 static __thread struct abs_memo {
-    int depth, valid, dirfd, r, link_named;
+    int depth, valid, dirfd, r, link_named, nameless_ok;
     const char *p;
     char abs[PATH_MAX + SCP_SHIELD_MAX_MOUNT];
 } memo;
@@ -660,7 +668,7 @@ void sh_abspath_scope_leave(void) {
 }
 
 static int memo_hit(int dirfd, const char *path_in, char *abs, size_t abssz) {
-    if (!memo.valid || memo.dirfd != dirfd || memo.p != path_in) return 0;
+    if (!memo.valid || memo.dirfd != dirfd || memo.p != path_in || memo.nameless_ok != nameless_link_ok) return 0;
     if (memo.r > 0) {
         size_t n = strlen(memo.abs);
         if (n >= abssz) return 0;
@@ -679,6 +687,7 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
         memo.p = path_in;
         memo.r = r;
         memo.link_named = fd_link_named;
+        memo.nameless_ok = nameless_link_ok;
         if (r > 0) strcpy(memo.abs, abs);
         memo.valid = 1;
     }
@@ -890,11 +899,45 @@ static long symlink_rel(int vol, const char *rel, const char *target_in) {
     return scp_volume_symlink(sh.vol[vol].v, target, rel, &e) ? neg(&e) : 0;
 }
 
+/* O_TMPFILE: a protected file with no name in directory rel, until linkat gives it one
+ * (link_fd); closed without one it leaves nothing in the volume (scp_vfile_open_nameless). */
+static long open_nameless(int vol, const char *rel, int flags, mode_t mode) {
+    int acc = flags & O_ACCMODE;
+    /* the kernel's checks, in its order: the flags, then the directory (glibc's O_TMPFILE
+     * holds O_DIRECTORY's bit) */
+    if ((flags & (O_TMPFILE | O_CREAT)) != O_TMPFILE || (acc != O_WRONLY && acc != O_RDWR))
+        return -EINVAL;
+    scp_vstat v;
+    long r = path_vstat(vol, rel, &v);
+    if (r) return r;
+    if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
+    if ((r = sh_cred_access(&v, 3))) return r;
+    scp_err e;
+    scp_vfile *vf = scp_vfile_open_nameless(sh.vol[vol].v, rel, acc | (flags & O_EXCL),
+                                            (uint32_t)(mode & ~sh.umask & 07777), &e);
+    if (!vf) return neg(&e);
+    pfile *pf = pf_new(PF_FILE, vol, flags & ~(O_TMPFILE | O_EXCL | O_CLOEXEC), rel);
+    char *room = pf ? realloc(pf->path, PATH_MAX) : NULL;
+    if (!room) {
+        if (pf) pf_put(pf);
+        scp_vfile_close(vf, NULL);
+        return -ENOMEM;
+    }
+    pf->path = room;
+    pf->vf = vf;
+    pf->nameless = 1;
+    if (flags & O_APPEND) scp_vfile_set_append(vf, 1);
+    long fd = slot_alloc(pf, 0, (flags & O_CLOEXEC) != 0);
+    if (fd < 0) pf_put(pf);
+    sh_trace("open(O_TMPFILE) in '%s' = %ld", rel, fd);
+    return fd;
+}
+
 static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     /* O_DIRECT is accepted and ignored: the shield does its own buffered, encrypted I/O,
      * so the page cache is bypassed in spirit and no alignment is required */
     flags &= ~O_DIRECT;
-    if ((flags & O_TMPFILE) == O_TMPFILE) return -EOPNOTSUPP;
+    if ((flags & O_TMPFILE) == O_TMPFILE) return open_nameless(vol, rel, flags, mode);
     int cloexec = (flags & O_CLOEXEC) != 0;
     scp_vstat v;
     long r = path_vstat(vol, rel, &v);
@@ -1942,6 +1985,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         int64_t uid = nr == SYS_fchown ? (int64_t)(int)a[1] : -1, gid = nr == SYS_fchown ? (int64_t)(int)a[2] : -1;
         if (nr == SYS_fchown && uid == -1) uid = -1;
         scp_vstat cv;
+        if (pf->nameless) { r = -EOPNOTSUPP; break; } /* its path is its directory's */
         if ((r = pf_vstat(pf, &cv)) || (r = sh_cred_setattr(&cv, &mode, uid, gid))) break;
         if (cv.owner_unset) { /* record the owner it was reported with */
             if (uid < 0) uid = cv.uid;
@@ -2124,6 +2168,11 @@ static int link_fd(int fd, const long a[6], long *ret) {
         sh_in_lib++;
         r = scp_vfile_link(pf->vf, rel2, &e) ? neg(&e) : 0;
         sh_in_lib--;
+        /* a nameless file's first name is the one its descriptor goes by from now on */
+        if (!r && pf->nameless) {
+            snprintf(pf->path, PATH_MAX, "%s", rel2);
+            __atomic_store_n(&pf->nameless, 0, __ATOMIC_RELEASE);
+        }
     }
     sh_trace("linkat(%d, '', '%s' in volume %d, AT_EMPTY_PATH) = %ld", fd, rel2, pf->vol, r);
     pf_put(pf);
@@ -2154,7 +2203,8 @@ static int path_call(long nr, const long a[6], long *ret) {
             long ee = 0;
             pfile *pf = pf_get(dirfd, &ee);
             if (!pf) { *ret = ee; return 1; }
-            *ret = utimes_rel(pf->vol, pf->path, (const struct timespec *)a[2]);
+            *ret = pf->nameless ? -EOPNOTSUPP /* its path is its directory's */
+                                : utimes_rel(pf->vol, pf->path, (const struct timespec *)a[2]);
             pf_put(pf);
             return 1;
         }
@@ -2185,8 +2235,10 @@ static int path_call(long nr, const long a[6], long *ret) {
         return link_fd(dirfd, a, ret);
     if (s->path2 >= 0) { /* rename, link */
         const char *path2 = (const char *)a[s->path2];
+        nameless_link_ok = nr == SYS_linkat && (a[4] & AT_SYMLINK_FOLLOW);
         int c1 = sh_classify(dirfd, path, &vol, rel, sizeof rel);
-        int named1 = fd_link_named; /* /proc/self/fd/N of a protected descriptor */
+        nameless_link_ok = 0;
+        int named1 = fd_link_named; /* /proc/self/fd/N of a protected descriptor, + 1 */
         int c2 = sh_classify(s->dirfd2 < 0 ? AT_FDCWD : (int)a[s->dirfd2], path2, &vol2, rel2, sizeof rel2);
         if (c1 == 0 && c2 == 0) return 0;
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
@@ -2201,6 +2253,8 @@ static int path_call(long nr, const long a[6], long *ret) {
             /* without AT_SYMLINK_FOLLOW, link names /proc's magic link itself: another file
              * system (the kernel says EXDEV); with it, the file that the descriptor names */
             if (named1 && !(a[4] & AT_SYMLINK_FOLLOW)) { *ret = -EXDEV; return 1; }
+            /* with it, the file the descriptor holds, whatever name it has now (or none yet) */
+            if (named1) return link_fd(named1 - 1, a, ret);
             *ret = link_rel(vol, rel, rel2, a[4]);
             return 1;
         }
@@ -2523,6 +2577,10 @@ static void inherit_link(scp_shield_config *cfg, const void **ids, const void *i
 
 static void inherit_add(scp_shield_config *cfg, const void **ids, long fd, const pfile *pf) {
     if (cfg->ninherit >= SCP_SHIELD_MAX_INHERIT || pf->kind != PF_FILE) return;
+    if (__atomic_load_n(&pf->nameless, __ATOMIC_ACQUIRE)) { /* the next image reopens by name */
+        sh_trace("exec: nameless (O_TMPFILE) descriptor %ld is not handed on", fd);
+        return;
+    }
     scp_shield_inherit *e = &cfg->inherit[cfg->ninherit];
     if (strlen(pf->path) >= sizeof e->path) return;
     e->fd = (int)fd;
