@@ -951,18 +951,20 @@ int scp_volume_link(scp_volume *v, const char *from, const char *to, scp_err *er
 }
 
 int vol_insert_name(scp_volume *v, scp_mentry *e, scp_err *err) {
-    int rc = 0;
-    if (!e->path[0]) rc = scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists");
-    else if (check_parent(v, e->path, err) < 0) rc = -1;
-    else if (man_find(&v->man, e->path) >= 0)
-        rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", e->path);
-    else if (man_insert(&v->man, e, err) < 0) rc = -1;
-    else if (vol_commit_manifest(v, 0, err) < 0) {
+    int rc = !e->path[0] ? scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists")
+             : check_parent(v, e->path, err) < 0 ? -1
+             : man_find(&v->man, e->path) >= 0
+                 ? scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", e->path)
+                 : man_insert(&v->man, e, err);
+    if (rc < 0) {
+        free(e->path);
+        return -1;
+    }
+    if (vol_commit_manifest(v, 0, err) < 0) {
         man_remove(&v->man, (size_t)man_find(&v->man, e->path)); /* frees e->path */
         return -1;
-    } else return 0;
-    free(e->path);
-    return rc;
+    }
+    return 0;
 }
 
 int scp_vfile_link(scp_vfile *h, const char *to, scp_err *err) {

@@ -11,11 +11,11 @@ command -v sqlite3 >/dev/null || { echo "sqlite3 not installed: skipped"; exit 7
 setup "$@"
     for mode in ${SQLITE_MODES:-DELETE WAL}; do
         db="$MNT/two-$mode.sqlite"
-        note "$mode: two sqlite3 processes, 200 INSERTs each, at the same time"
-        run sqlite3 "$db" "PRAGMA journal_mode=$mode; CREATE TABLE t(w TEXT, i INTEGER, v TEXT);" >/dev/null ||
-            fail "$mode: create"
         rows=200
         [ "$mode" = WAL ] && rows=500
+        note "$mode: two sqlite3 processes, $rows INSERTs each, at the same time"
+        run sqlite3 "$db" "PRAGMA journal_mode=$mode; CREATE TABLE t(w TEXT, i INTEGER, v TEXT);" >/dev/null ||
+            fail "$mode: create"
         for w in a b; do
             { echo ".timeout 60000"
               for i in $(seq $rows); do echo "INSERT INTO t VALUES('$w', $i, 'SCPMARK_locks_$w$i');"; done
