@@ -1295,7 +1295,7 @@ static int shm_name(const pfile *pf, char *out, size_t n) {
     int ml = snprintf(msg, sizeof msg, "scp-shm %llu", (unsigned long long)st.ino);
     if (scp_hmac_buf(sh.keys[pf->vol], SCP_VOLUME_KEY_LEN, msg, (size_t)ml, mac, &e)) return -EIO;
     char hex[33];
-    for (int i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    for (size_t i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
     unsigned uid = (unsigned)sh_gate(SYS_geteuid, 0, 0, 0, 0, 0, 0);
     char dir[64];
     snprintf(dir, sizeof dir, "/dev/shm/scp-shm-%u", uid);
@@ -1335,7 +1335,7 @@ static int shm_attach(pfile *pf, long long off, size_t len) {
     for (int tries = 0; tries < 8; tries++) {
         int fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600); /* library zone */
         if (fd < 0) return -errno;
-        struct stat st;
+        struct stat st = {0};
         if ((r = shm_lock(fd, F_WRLCK, SHM_INIT, 1)) == 0 && fstat(fd, &st) < 0) r = -errno;
         if (r == 0 && st.st_nlink == 0) { /* the last user unlinked it while we waited */
             close(fd);
