@@ -185,6 +185,16 @@ int scp_volume_readdir(scp_volume *vol, const char *path, scp_readdir_cb cb, voi
 scp_vfile *scp_vfile_open(scp_volume *vol, const char *path, int flags, uint32_t mode,
                           scp_err *err);
 
+/* O_TMPFILE: a new empty file in directory dir ("" = the root) that has no name: its writes
+ * stay in this process (nothing is committed) until scp_vfile_link gives it a name; closed
+ * without one, its objects go as an unlinked file's do. flags: O_RDWR or O_WRONLY, with
+ * O_EXCL it can never get a name (scp_vfile_link: ENOENT). A crash leaves no name, only
+ * encrypted objects that no manifest names, which garbage collection removes later.
+ * Another process's garbage collection may remove them meanwhile (it sees no name): the link
+ * then fails with EIO instead of naming missing content. */
+scp_vfile *scp_vfile_open_nameless(scp_volume *vol, const char *dir, int flags, uint32_t mode,
+                                   scp_err *err);
+
 /* Commit if modified, then release the handle (always released, even on error). */
 int scp_vfile_close(scp_vfile *f, scp_err *err);
 
@@ -229,7 +239,9 @@ int scp_vfile_stat(scp_vfile *f, scp_vstat *st, scp_err *err);
 int scp_vfile_lock_fd(scp_vfile *f, int have, scp_err *err);
 
 /* A new name `to` for the handle's file (linkat with AT_EMPTY_PATH), as scp_volume_link;
- * ENOENT if the file has no name left (unlinked while open). */
+ * ENOENT if the file has no name left (unlinked while open). A nameless file
+ * (scp_vfile_open_nameless) gets its first name, and what was written so far is committed
+ * under it. */
 int scp_vfile_link(scp_vfile *f, const char *to, scp_err *err);
 
 /* Make every write so far durable and advance the volume tag (a commit). */

@@ -28,6 +28,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "crypto/crypto.h"
 #include "shield/internal.h"
 #include "shield/net.h"
 
@@ -388,7 +389,9 @@ static void ofd_release(pfile *pf, unsigned pass) {
     ofd_put(o);
 }
 
+static void shm_release_all(void);
 void sh_ofd_release_all(void) {
+    shm_release_all();
     if (!sh.active || !sh.ofd_map || in_vfork_child()) return;
     pthread_mutex_lock(&sh.mu);
     unsigned pass = ++ofd_pass;
@@ -421,6 +424,7 @@ static long vfk_add(pfile *pf, long fd) {
             if (same == 0 || (same == -ENOSYS && !sh_gate(SYS_kill, vfk[i].pid, 0, 0, 0, 0, 0))) continue;
         }
         if (strlen(pf->path) >= sizeof vfk[i].e.path) return -ENAMETOOLONG;
+        if (__atomic_load_n(&pf->nameless, __ATOMIC_ACQUIRE)) return -EOPNOTSUPP; /* no name to reopen */
         vfk[i].fd = (int)fd;
         vfk[i].id = pf;
         vfk[i].e.fd = (int)fd;
@@ -556,8 +560,11 @@ static int proc_fd_link(const char *abs, long *fd, const char **rest) {
 }
 
 /* Set by sh_classify when the path named a protected descriptor's /proc link itself (for
- * readlink and the calls that act on the link, not on the file). */
+ * readlink and the calls that act on the link, not on the file): that descriptor + 1. */
 static __thread int fd_link_named;
+/* Set around the classification of linkat's first path with AT_SYMLINK_FOLLOW: the one call
+ * that may name a nameless file's /proc link. */
+static __thread int nameless_link_ok;
 
 /* Classify (dirfd, path): 0 not protected, >0 protected (volume index + 1, rel filled),
  * <0 an error to return (-errno). */
@@ -625,11 +632,15 @@ static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abs
         long e;
         pfile *pf = pf_get(lfd, &e);
         if (!pf) return (int)e;
+        /* a nameless file (O_TMPFILE) has no path to stand for it: only linkat may name its
+         * link (it gives the file a name, link_fd); a reopen or a stat through it is refused */
+        int nameless = __atomic_load_n(&pf->nameless, __ATOMIC_ACQUIRE);
         int n = snprintf(joined, sizeof joined, "%s/%s%s", sh.vol[pf->vol].mount, pf->path, rest);
         pf_put(pf);
         int named = !rest[0]; /* rest points into abs, which the normalization rewrites */
+        if (nameless && (!named || !nameless_link_ok)) return named ? -EOPNOTSUPP : -ENOTDIR;
         if (n >= (int)sizeof joined || scp_shield_path_normalize(joined, abs, abssz)) return -ENAMETOOLONG;
-        fd_link_named = named;
+        fd_link_named = named ? (int)lfd + 1 : 0;
     }
     return 1;
 }
@@ -643,7 +654,7 @@ static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abs
  * (a signal handler of the program that makes a shielded call while an outer one runs) starts
  * empty and leaves nothing behind. */
 static __thread struct abs_memo {
-    int depth, valid, dirfd, r, link_named;
+    int depth, valid, dirfd, r, link_named, nameless_ok;
     const char *p;
     char abs[PATH_MAX + SCP_SHIELD_MAX_MOUNT];
 } memo;
@@ -660,7 +671,7 @@ void sh_abspath_scope_leave(void) {
 }
 
 static int memo_hit(int dirfd, const char *path_in, char *abs, size_t abssz) {
-    if (!memo.valid || memo.dirfd != dirfd || memo.p != path_in) return 0;
+    if (!memo.valid || memo.dirfd != dirfd || memo.p != path_in || memo.nameless_ok != nameless_link_ok) return 0;
     if (memo.r > 0) {
         size_t n = strlen(memo.abs);
         if (n >= abssz) return 0;
@@ -679,6 +690,7 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
         memo.p = path_in;
         memo.r = r;
         memo.link_named = fd_link_named;
+        memo.nameless_ok = nameless_link_ok;
         if (r > 0) strcpy(memo.abs, abs);
         memo.valid = 1;
     }
@@ -890,11 +902,45 @@ static long symlink_rel(int vol, const char *rel, const char *target_in) {
     return scp_volume_symlink(sh.vol[vol].v, target, rel, &e) ? neg(&e) : 0;
 }
 
+/* O_TMPFILE: a protected file with no name in directory rel, until linkat gives it one
+ * (link_fd); closed without one it leaves nothing in the volume (scp_vfile_open_nameless). */
+static long open_nameless(int vol, const char *rel, int flags, mode_t mode) {
+    int acc = flags & O_ACCMODE;
+    /* the kernel's checks, in its order: the flags, then the directory (glibc's O_TMPFILE
+     * holds O_DIRECTORY's bit) */
+    if ((flags & (O_TMPFILE | O_CREAT)) != O_TMPFILE || (acc != O_WRONLY && acc != O_RDWR))
+        return -EINVAL;
+    scp_vstat v;
+    long r = path_vstat(vol, rel, &v);
+    if (r) return r;
+    if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
+    if ((r = sh_cred_access(&v, 3))) return r;
+    scp_err e;
+    scp_vfile *vf = scp_vfile_open_nameless(sh.vol[vol].v, rel, acc | (flags & O_EXCL),
+                                            (uint32_t)(mode & ~sh.umask & 07777), &e);
+    if (!vf) return neg(&e);
+    pfile *pf = pf_new(PF_FILE, vol, flags & ~(O_TMPFILE | O_EXCL | O_CLOEXEC), rel);
+    char *room = pf ? realloc(pf->path, PATH_MAX) : NULL;
+    if (!room) {
+        if (pf) pf_put(pf);
+        scp_vfile_close(vf, NULL);
+        return -ENOMEM;
+    }
+    pf->path = room;
+    pf->vf = vf;
+    pf->nameless = 1;
+    if (flags & O_APPEND) scp_vfile_set_append(vf, 1);
+    long fd = slot_alloc(pf, 0, (flags & O_CLOEXEC) != 0);
+    if (fd < 0) pf_put(pf);
+    sh_trace("open(O_TMPFILE) in '%s' = %ld", rel, fd);
+    return fd;
+}
+
 static long open_rel(int vol, const char *rel, int flags, mode_t mode) {
     /* O_DIRECT is accepted and ignored: the shield does its own buffered, encrypted I/O,
      * so the page cache is bypassed in spirit and no alignment is required */
     flags &= ~O_DIRECT;
-    if ((flags & O_TMPFILE) == O_TMPFILE) return -EOPNOTSUPP;
+    if ((flags & O_TMPFILE) == O_TMPFILE) return open_nameless(vol, rel, flags, mode);
     int cloexec = (flags & O_CLOEXEC) != 0;
     scp_vstat v;
     long r = path_vstat(vol, rel, &v);
@@ -1205,9 +1251,149 @@ static struct shmap {
     pfile *pf;
     long long off;
     pid_t pid; /* the process that mapped it */
+    int shm;   /* the shared object it maps (shm_attach), or -1: a copy of its own */
 } maps[MAXMAP];
 
 static long map_guard(pfile *pf);
+
+/* ---- shared objects of writable shared mappings --------------------------------------------
+ *
+ * Every process that maps a protected file writable and shared maps one shared memory object
+ * of that file, so that each sees the others' stores at once (sqlite's WAL index, the -shm
+ * file, is the user). The object is a file in tmpfs (/dev/shm, memory: never on the host's
+ * disk; like all of the program's memory, readable by the host in sim mode), in a directory
+ * of the program's user that only it may enter (0700), named by an HMAC of the file's inode
+ * number under its volume key (the name tells nothing about the file; only a holder of the
+ * key finds it). Its content is the plaintext of the mapped range, as the private copy was;
+ * written back to the volume at msync, munmap and exit as before.
+ * Who uses it is told by OFD locks on the object: every attached description holds a read
+ * lock on byte 0; byte 1 is held for writing while one attaches or detaches. The first to
+ * attach (no other reader) fills it from the volume (a previous program's leftover after a
+ * crash is overwritten), the last to detach unlinks it; a description that attached a name
+ * unlinked meanwhile (nlink 0) opens it again. */
+#define SHM_USERS 0
+#define SHM_INIT 1
+
+static int shm_lock(int fd, short type, int start, int wait) {
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = 1};
+    return (int)sh_gate(SYS_fcntl, fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, (long)&fl, 0, 0, 0);
+}
+
+/* Does another description hold byte 0 (a user)? 1 yes, 0 no, <0 -errno. */
+static int shm_others(int fd) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = SHM_USERS, .l_len = 1};
+    long r = sh_gate(SYS_fcntl, fd, F_OFD_GETLK, (long)&fl, 0, 0, 0);
+    return r < 0 ? (int)r : fl.l_type != F_UNLCK;
+}
+
+static int shm_name(const pfile *pf, char *out, size_t n) {
+    scp_vstat st;
+    scp_err e;
+    if (scp_vfile_stat(pf->vf, &st, &e)) return (int)neg(&e);
+    uint8_t mac[32];
+    char msg[40];
+    int ml = snprintf(msg, sizeof msg, "scp-shm %llu", (unsigned long long)st.ino);
+    if (scp_hmac_buf(sh.keys[pf->vol], SCP_VOLUME_KEY_LEN, msg, (size_t)ml, mac, &e)) return -EIO;
+    char hex[33];
+    for (size_t i = 0; i < 16; i++) snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    unsigned uid = (unsigned)sh_gate(SYS_geteuid, 0, 0, 0, 0, 0, 0);
+    char dir[64];
+    snprintf(dir, sizeof dir, "/dev/shm/scp-shm-%u", uid);
+    (void)sh_gate(SYS_mkdirat, AT_FDCWD, (long)dir, 0700, 0, 0, 0); /* EEXIST: checked below */
+    struct stat ds;
+    /* the directory must be ours, private and no link: another user could otherwise read the
+     * plaintext or plant an object */
+    if (sh_gate(SYS_newfstatat, AT_FDCWD, (long)dir, (long)&ds, AT_SYMLINK_NOFOLLOW, 0, 0) < 0 ||
+        !S_ISDIR(ds.st_mode) || ds.st_uid != uid || (ds.st_mode & 077))
+        return -EACCES;
+    return snprintf(out, n, "%s/%s", dir, hex) < (int)n ? 0 : -ENAMETOOLONG;
+}
+
+/* Fill a fresh object from the volume: the file's bytes in [off, off + need) (zeros beyond). */
+static long shm_fill(pfile *pf, int fd, long long off, size_t need) {
+    if (ftruncate(fd, 0) < 0 || ftruncate(fd, off + (off_t)need) < 0) return -errno;
+    uint64_t size = scp_vfile_size(pf->vf);
+    char buf[16384];
+    scp_err e;
+    for (uint64_t at = (uint64_t)off; at < size && at < (uint64_t)off + need;) {
+        size_t want = sizeof buf;
+        if (want > size - at) want = (size_t)(size - at);
+        ssize_t r = scp_vfile_pread(pf->vf, buf, want, at, &e);
+        if (r <= 0) return r < 0 ? neg(&e) : -EIO;
+        if (pwrite(fd, buf, (size_t)r, (off_t)at) != r) return -EIO;
+        at += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* A descriptor of pf's shared object, at least off + len bytes long, with this description's
+ * user lock; or -errno (then the mapping is a copy of its own, as before). */
+static int shm_attach(pfile *pf, long long off, size_t len) {
+    char name[128];
+    int r = shm_name(pf, name, sizeof name);
+    if (r < 0) return r;
+    for (int tries = 0; tries < 8; tries++) {
+        int fd = open(name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600); /* library zone */
+        if (fd < 0) return -errno;
+        struct stat st = {0};
+        if ((r = shm_lock(fd, F_WRLCK, SHM_INIT, 1)) == 0 && fstat(fd, &st) < 0) r = -errno;
+        if (r == 0 && st.st_nlink == 0) { /* the last user unlinked it while we waited */
+            close(fd);
+            continue;
+        }
+        int others = r == 0 ? shm_others(fd) : r;
+        if (others == 1 && st.st_size < off + (off_t)len && ftruncate(fd, off + (off_t)len) < 0) others = -errno;
+        if (others == 0) others = (int)shm_fill(pf, fd, off, len);
+        if (others >= 0) others = shm_lock(fd, F_RDLCK, SHM_USERS, 0);
+        shm_lock(fd, F_UNLCK, SHM_INIT, 0);
+        if (others < 0) {
+            close(fd);
+            return others;
+        }
+        return fd;
+    }
+    return -EAGAIN;
+}
+
+/* This description stops using the object: the last user unlinks it (its plaintext goes). */
+static void shm_detach(pfile *pf, int fd) {
+    char name[128];
+    if (shm_lock(fd, F_WRLCK, SHM_INIT, 1) == 0 && shm_others(fd) == 0 && shm_name(pf, name, sizeof name) == 0)
+        unlink(name);
+    close(fd); /* drops both locks, unless a forked child still holds the description */
+}
+
+/* At exit (after the write-back of sh_commit_all): the mappings go with the process, and the
+ * last user's object with them. */
+static void shm_release_all(void) {
+    if (!sh.active || in_vfork_child()) return;
+    sh_in_lib++;
+    pthread_mutex_lock(&sh.mu);
+    for (int i = 0; i < MAXMAP; i++)
+        if (maps[i].addr && maps[i].pid == sh.pid && maps[i].shm >= 0) {
+            shm_detach(maps[i].pf, maps[i].shm);
+            maps[i].shm = -1;
+        }
+    pthread_mutex_unlock(&sh.mu);
+    sh_in_lib--;
+}
+
+/* Keep a writable shared mapping for its write-back (and its object's detach): m, or -errno. */
+static long map_record(pfile *pf, char *m, size_t len, long long off, int shm) {
+    pthread_mutex_lock(&sh.mu);
+    int i;
+    for (i = 0; i < MAXMAP && maps[i].addr; i++) {}
+    if (i == MAXMAP) {
+        pthread_mutex_unlock(&sh.mu);
+        syscall(SYS_munmap, m, len);
+        if (shm >= 0) shm_detach(pf, shm);
+        return -ENOMEM;
+    }
+    __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
+    maps[i] = (struct shmap){m, len, pf, off, sh.pid, shm};
+    pthread_mutex_unlock(&sh.mu);
+    return (long)m;
+}
 
 static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long long off) {
     if (pf->kind == PF_DIR) return -ENODEV;
@@ -1220,12 +1406,22 @@ static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long
     int wb = shared && (prot & PROT_WRITE);
     if (wb && !writable(pf)) return -EACCES;
     if (len == 0 || off < 0 || (off & 4095)) return -EINVAL;
-    if (wb) {
+    int shm = wb ? shm_attach(pf, off, len) : -1;
+    if (wb && shm < 0) {
+        sh_trace("no shared object for a mapping of '%s' (%d): a copy of its own", pf->path, shm);
         long g = map_guard(pf);
         if (g < 0) return g;
     }
-    int mf = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS |
-             (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE | MAP_POPULATE));
+    int fixed = flags & (MAP_FIXED | MAP_FIXED_NOREPLACE | MAP_NORESERVE | MAP_POPULATE);
+    if (shm >= 0) { /* every process's stores land in the one object */
+        char *m = (char *)sh_gate(SYS_mmap, (long)addr, (long)len, prot, MAP_SHARED | fixed, shm, off);
+        if ((unsigned long)m > -4096ul) {
+            shm_detach(pf, shm);
+            return (long)m;
+        }
+        return map_record(pf, m, len, off, shm);
+    }
+    int mf = (shared ? MAP_SHARED : MAP_PRIVATE) | MAP_ANONYMOUS | fixed;
     char *m = (char *)syscall(SYS_mmap, addr, len, PROT_READ | PROT_WRITE, mf, -1, 0);
     if ((unsigned long)m > -4096ul) return (long)m;
     uint64_t size = scp_vfile_size(pf->vf);
@@ -1247,20 +1443,7 @@ static long do_mmap(pfile *pf, void *addr, size_t len, int prot, int flags, long
         syscall(SYS_munmap, m, len);
         return r;
     }
-    if (wb) {
-        pthread_mutex_lock(&sh.mu);
-        int i;
-        for (i = 0; i < MAXMAP && maps[i].addr; i++) {}
-        if (i == MAXMAP) {
-            pthread_mutex_unlock(&sh.mu);
-            syscall(SYS_munmap, m, len);
-            return -ENOMEM;
-        }
-        __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
-        maps[i] = (struct shmap){m, len, pf, off, sh.pid};
-        pthread_mutex_unlock(&sh.mu);
-    }
-    return (long)m;
+    return wb ? map_record(pf, m, len, off, -1) : (long)m;
 }
 
 static void map_writeback(struct shmap *mp) {
@@ -1290,6 +1473,7 @@ static int sh_unmap_hook_(void *addr, size_t len, int unmap) {
     char *a = addr;
     int hit = 0;
     pfile *drop[MAXMAP];
+    int dshm[MAXMAP];
     int nd = 0;
     pthread_mutex_lock(&sh.mu);
     for (int i = 0; i < MAXMAP; i++) {
@@ -1297,12 +1481,16 @@ static int sh_unmap_hook_(void *addr, size_t len, int unmap) {
         hit = 1;
         map_writeback(&maps[i]);
         if (unmap) {
+            dshm[nd] = maps[i].pid == sh.pid ? maps[i].shm : -1; /* a fork child's copy: the parent's */
             drop[nd++] = maps[i].pf;
             maps[i].addr = NULL;
         }
     }
     pthread_mutex_unlock(&sh.mu);
-    for (int i = 0; i < nd; i++) pf_put(drop[i]);
+    for (int i = 0; i < nd; i++) {
+        if (dshm[i] >= 0) shm_detach(drop[i], dshm[i]);
+        pf_put(drop[i]);
+    }
     return hit;
 }
 
@@ -1942,6 +2130,7 @@ static long sh_syscall_(long nr, const long a[6]) {
         int64_t uid = nr == SYS_fchown ? (int64_t)(int)a[1] : -1, gid = nr == SYS_fchown ? (int64_t)(int)a[2] : -1;
         if (nr == SYS_fchown && uid == -1) uid = -1;
         scp_vstat cv;
+        if (pf->nameless) { r = -EOPNOTSUPP; break; } /* its path is its directory's */
         if ((r = pf_vstat(pf, &cv)) || (r = sh_cred_setattr(&cv, &mode, uid, gid))) break;
         if (cv.owner_unset) { /* record the owner it was reported with */
             if (uid < 0) uid = cv.uid;
@@ -2124,6 +2313,11 @@ static int link_fd(int fd, const long a[6], long *ret) {
         sh_in_lib++;
         r = scp_vfile_link(pf->vf, rel2, &e) ? neg(&e) : 0;
         sh_in_lib--;
+        /* a nameless file's first name is the one its descriptor goes by from now on */
+        if (!r && pf->nameless) {
+            snprintf(pf->path, PATH_MAX, "%s", rel2);
+            __atomic_store_n(&pf->nameless, 0, __ATOMIC_RELEASE);
+        }
     }
     sh_trace("linkat(%d, '', '%s' in volume %d, AT_EMPTY_PATH) = %ld", fd, rel2, pf->vol, r);
     pf_put(pf);
@@ -2154,7 +2348,8 @@ static int path_call(long nr, const long a[6], long *ret) {
             long ee = 0;
             pfile *pf = pf_get(dirfd, &ee);
             if (!pf) { *ret = ee; return 1; }
-            *ret = utimes_rel(pf->vol, pf->path, (const struct timespec *)a[2]);
+            *ret = pf->nameless ? -EOPNOTSUPP /* its path is its directory's */
+                                : utimes_rel(pf->vol, pf->path, (const struct timespec *)a[2]);
             pf_put(pf);
             return 1;
         }
@@ -2185,8 +2380,10 @@ static int path_call(long nr, const long a[6], long *ret) {
         return link_fd(dirfd, a, ret);
     if (s->path2 >= 0) { /* rename, link */
         const char *path2 = (const char *)a[s->path2];
+        nameless_link_ok = nr == SYS_linkat && (a[4] & AT_SYMLINK_FOLLOW);
         int c1 = sh_classify(dirfd, path, &vol, rel, sizeof rel);
-        int named1 = fd_link_named; /* /proc/self/fd/N of a protected descriptor */
+        nameless_link_ok = 0;
+        int named1 = fd_link_named; /* /proc/self/fd/N of a protected descriptor, + 1 */
         int c2 = sh_classify(s->dirfd2 < 0 ? AT_FDCWD : (int)a[s->dirfd2], path2, &vol2, rel2, sizeof rel2);
         if (c1 == 0 && c2 == 0) return 0;
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
@@ -2201,6 +2398,8 @@ static int path_call(long nr, const long a[6], long *ret) {
             /* without AT_SYMLINK_FOLLOW, link names /proc's magic link itself: another file
              * system (the kernel says EXDEV); with it, the file that the descriptor names */
             if (named1 && !(a[4] & AT_SYMLINK_FOLLOW)) { *ret = -EXDEV; return 1; }
+            /* with it, the file the descriptor holds, whatever name it has now (or none yet) */
+            if (named1) return link_fd(named1 - 1, a, ret);
             *ret = link_rel(vol, rel, rel2, a[4]);
             return 1;
         }
@@ -2523,6 +2722,10 @@ static void inherit_link(scp_shield_config *cfg, const void **ids, const void *i
 
 static void inherit_add(scp_shield_config *cfg, const void **ids, long fd, const pfile *pf) {
     if (cfg->ninherit >= SCP_SHIELD_MAX_INHERIT || pf->kind != PF_FILE) return;
+    if (__atomic_load_n(&pf->nameless, __ATOMIC_ACQUIRE)) { /* the next image reopens by name */
+        sh_trace("exec: nameless (O_TMPFILE) descriptor %ld is not handed on", fd);
+        return;
+    }
     scp_shield_inherit *e = &cfg->inherit[cfg->ninherit];
     if (strlen(pf->path) >= sizeof e->path) return;
     e->fd = (int)fd;

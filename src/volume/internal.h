@@ -98,7 +98,10 @@ struct scp_volume {
 struct scp_file {
     scp_file *next;
     scp_volume *vol;
-    char *path;                 /* current path; NULL once unlinked */
+    char *path;                 /* current path; NULL once unlinked, or nameless */
+    int nameless;               /* O_TMPFILE (scp_vfile_open_nameless): never had a name; 1 may
+                                 * get one (scp_vfile_link), 2 never (O_EXCL) */
+    uint32_t nl_mode, nl_uid, nl_gid; /* a nameless file's metadata, for its first entry */
     uint8_t id[SCP_FILEID_LEN];
     uint8_t key[32];            /* per-file key (derivation only: chunk subkeys, journal keys) */
     int fd_d, fd_t, fd_j;       /* data, table, journal (-1 until needed) */
@@ -413,6 +416,11 @@ void pc_drop(scp_file *f); /* free every entry of f */
 /* Open one of f's objects (ext ".d", ".t", ".j") without following links; refuses anything
  * but a regular file. */
 int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err);
+/* The first name of a nameless file (vfile.c), and the manifest half of it (volume.c: checks
+ * the parent and that the name is free, inserts e and commits the manifest; caller holds
+ * vol_lock; takes e->path, also on failure). */
+int file_link_nameless(scp_file *f, const char *to, scp_err *err);
+int vol_insert_name(scp_volume *v, scp_mentry *e, scp_err *err);
 /* The cross-process writer lock (byte 1 of the data object): take it without waiting (1 if
  * taken, 0 if another process holds it), release it. */
 int file_try_writer_lock(scp_file *f);

@@ -678,6 +678,127 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     return h;
 }
 
+scp_vfile *scp_vfile_open_nameless(scp_volume *v, const char *dir, int flags, uint32_t mode,
+                                   scp_err *err) {
+    char p[SCP_MAX_PATH + 1];
+    if (scp_path_normalize(dir, p, sizeof p, err) < 0) return NULL;
+    if ((flags & O_ACCMODE) == O_RDONLY) {
+        scp_fail(err, SCP_E_INVAL, EINVAL, "a nameless file must be opened for writing");
+        return NULL;
+    }
+    scp_vfile *h = calloc(1, sizeof *h);
+    if (!h) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    h->flags = flags & (O_ACCMODE | O_APPEND);
+    pthread_mutex_init(&h->cur_mu, NULL);
+    if (vol_lock(v, err) < 0) {
+        pthread_mutex_destroy(&h->cur_mu);
+        free(h);
+        return NULL;
+    }
+    long di = p[0] ? man_find(&v->man, p) : -1;
+    int rc = 0;
+    if (p[0] && di < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "directory '%s' does not exist", p);
+    else if (p[0] && v->man.e[di].type != SCP_MTYPE_DIR)
+        rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
+    /* An entry that never enters the manifest: it only seeds the file's state (file_get). */
+    scp_mentry e = {.type = SCP_MTYPE_FILE, .mode = mode & 07777, .path = (char *)"(nameless file)"};
+    if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
+    if (rc == 0) rc = create_objects(v, e.id, err);
+    if (rc == 0) {
+        file_empty_root(e.id, e.root);
+        if (!(h->f = file_get(v, &e, err))) rc = -1;
+    }
+    if (rc == 0) {
+        scp_file *f = h->f;
+        free(f->path);
+        f->path = NULL; /* what an unlinked file has: no commit, no writer lock */
+        f->nameless = (flags & O_EXCL) ? 2 : 1;
+        f->nl_mode = mode & 07777;
+        f->nl_uid = (uint32_t)geteuid();
+        f->nl_gid = (uint32_t)getegid();
+        f->j_clean = 1; /* fresh objects */
+        handle_link(v, h);
+    }
+    vol_unlock(v);
+    if (rc < 0) {
+        pthread_mutex_destroy(&h->cur_mu);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* The objects still are the ones f reads and writes: another process's garbage collection sees
+ * no name for a nameless file and may have removed them. */
+static int objects_intact(scp_file *f) {
+    const int fds[2] = {f->fd_d, f->fd_t};
+    for (int k = 0; k < 3; k++) {
+        char name[48];
+        struct stat a, b;
+        vol_object_name(f->id, vol_object_ext[k], name);
+        if (fstatat(f->vol->objfd, name, &a, AT_SYMLINK_NOFOLLOW) < 0) return 0;
+        if (k < 2 && (fstat(fds[k], &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)) return 0;
+    }
+    return 1;
+}
+
+int file_link_nameless(scp_file *f, const char *to, scp_err *err) {
+    scp_volume *v = f->vol;
+    pthread_rwlock_wrlock(&f->rw); /* lock order: file, then volume */
+    if (vol_lock(v, err) < 0) {
+        pthread_rwlock_unlock(&f->rw);
+        return -1;
+    }
+    int rc = 0;
+    char *mine = strdup(to);
+    scp_mentry e = {.type = SCP_MTYPE_FILE, .size = f->c_size, .mode = f->nl_mode, .uid = f->nl_uid,
+                    .gid = f->nl_gid, .mtime_ns = scp_now_ns(), .path = strdup(to)};
+    memcpy(e.id, f->id, SCP_FILEID_LEN);
+    memcpy(e.root, f->c_root, SCP_HASH_LEN);
+    if (f->nameless != 1) /* another thread named it first, or O_EXCL */
+        rc = scp_fail(err, SCP_E_NOENT, ENOENT, "the file has no name left in the volume");
+    else if (!mine || !e.path) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    else if (!objects_intact(f))
+        rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                      "the objects of a nameless file are gone (another process collected them); "
+                      "not linked as '%s'", to);
+    /* Nobody else can reach the file yet: its writer lock is free, and taking it before the
+     * name exists keeps every other process from writing under the new name meanwhile. */
+    else if (!file_try_writer_lock(f))
+        rc = scp_fail_errno(err, "cannot lock the nameless file for writing");
+    if (rc == 0) {
+        f->writer = 1;
+        e.nlink = 1;
+        rc = vol_insert_name(v, &e, err);
+        e.path = NULL; /* the manifest's, or freed */
+        if (rc < 0) {
+            file_writer_unlock(f);
+            f->writer = 0;
+        }
+    }
+    free(e.path);
+    if (rc == 0) {
+        f->path = mine;
+        mine = NULL;
+        __atomic_store_n(&f->nameless, 0, __ATOMIC_RELEASE);
+        __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
+    }
+    free(mine);
+    vol_unlock(v);
+    /* What was written so far is the named file's content (a kernel file's link shows it). */
+    if (rc == 0) rc = file_commit(f, err);
+    if (rc == 0 && v->shared) { /* shared mode takes the writer lock per write (shared_publish) */
+        file_writer_unlock(f);
+        f->writer = 0;
+        f->j_clean = 0;
+    }
+    pthread_rwlock_unlock(&f->rw);
+    return rc;
+}
+
 int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if (!h) return 0;
     vol_after_fork_check(h->f->vol);
@@ -906,6 +1027,10 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
         st->gid = v->man.e[i].gid;
         st->mtime_ns = v->man.e[i].mtime_ns;
         st->nlink = v->man.e[i].nlink ? v->man.e[i].nlink : 1;
+    } else if (h->f->nameless) { /* O_TMPFILE before its link: nlink 0, as the kernel says */
+        st->mode = h->f->nl_mode;
+        st->uid = h->f->nl_uid;
+        st->gid = h->f->nl_gid;
     } /* else no name is left (unlinked while open): nlink 0, as the kernel says */
     vol_unlock(v);
     st->type = SCP_VTYPE_FILE;

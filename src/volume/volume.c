@@ -950,9 +950,28 @@ int scp_volume_link(scp_volume *v, const char *from, const char *to, scp_err *er
     return rc;
 }
 
+int vol_insert_name(scp_volume *v, scp_mentry *e, scp_err *err) {
+    int rc = !e->path[0] ? scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists")
+             : check_parent(v, e->path, err) < 0 ? -1
+             : man_find(&v->man, e->path) >= 0
+                 ? scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", e->path)
+                 : man_insert(&v->man, e, err);
+    if (rc < 0) {
+        free(e->path);
+        return -1;
+    }
+    if (vol_commit_manifest(v, 0, err) < 0) {
+        man_remove(&v->man, (size_t)man_find(&v->man, e->path)); /* frees e->path */
+        return -1;
+    }
+    return 0;
+}
+
 int scp_vfile_link(scp_vfile *h, const char *to, scp_err *err) {
     char b[SCP_MAX_PATH + 1];
     if (norm(to, b, err) < 0) return -1;
+    vol_after_fork_check(h->f->vol);
+    if (__atomic_load_n(&h->f->nameless, __ATOMIC_ACQUIRE) == 1) return file_link_nameless(h->f, b, err);
     scp_volume *v = h->f->vol;
     if (vol_lock(v, err) < 0) return -1;
     /* vol_lock follows other processes' renames and removals into f->path */
