@@ -159,6 +159,14 @@ static void memo_put(struct memo *m, LLVMValueRef k, LLVMValueRef v)
     m->tab[s] = (struct memo_entry){ k, v };
 }
 
+/* Every value `from` becomes `to` (keys stay). */
+static void memo_replace_values(struct memo *m, LLVMValueRef from, LLVMValueRef to)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->tab[i].key && m->tab[i].val == from)
+            m->tab[i].val = to;
+}
+
 static void memo_clear(struct memo *m)
 {
     free(m->tab);
@@ -209,10 +217,28 @@ static LLVMValueRef base_of(struct pass *p, LLVMValueRef v)
         LLVMDisposeBuilder(b);
         memo_put(&p->memo, v, r); /* before the incoming values: loops come back here */
         unsigned n = LLVMCountIncoming(v);
+        /* self: every incoming value is its own base (or v, round a loop), so v is too: its
+         * accesses at constant offsets get the cheaper check (check_at). one: every incoming
+         * base is `one` (or r, round a loop: p = phi [a], [p + 1]). */
+        int self = 1, single = 1;
+        LLVMValueRef one = NULL;
         for (unsigned i = 0; i < n; i++) {
-            LLVMValueRef in = base_of(p, LLVMGetIncomingValue(v, i));
+            LLVMValueRef val = LLVMGetIncomingValue(v, i);
+            LLVMValueRef in = base_of(p, val);
             LLVMBasicBlockRef from = LLVMGetIncomingBlock(v, i);
             LLVMAddIncoming(r, &in, &from, 1);
+            self &= in == val || (in == r && val == v);
+            if (in != r) {
+                single &= !one || one == in;
+                one = in;
+            }
+        }
+        if (self || (single && one)) {
+            LLVMValueRef to = self ? v : one;
+            LLVMReplaceAllUsesWith(r, to);
+            LLVMInstructionEraseFromParent(r);
+            memo_replace_values(&p->memo, r, to);
+            return to;
         }
         return r;
     } else if (LLVMIsASelectInst(v)) {
@@ -220,6 +246,8 @@ static LLVMValueRef base_of(struct pass *p, LLVMValueRef v)
         LLVMValueRef c = base_of(p, LLVMGetOperand(v, 2));
         if (a == c) {
             r = a;
+        } else if (a == LLVMGetOperand(v, 1) && c == LLVMGetOperand(v, 2)) {
+            r = v; /* a choice between two pointers that are their own bases */
         } else {
             LLVMBuilderRef b = LLVMCreateBuilderInContext(p->ctx);
             LLVMPositionBuilderBefore(b, v);

@@ -148,9 +148,10 @@ _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, co
     const char *what = off < 0 ? "heap buffer underflow" : "heap buffer overflow";
     long long req = (long long)(lim - obj - 1);
     ms_die("memsafe: %s: %s: %llu bytes at offset %lld of a %lld-byte heap object at %p "
-           "(%lld bytes past its end)\n"
+           "(%lld bytes %s)\n"
            "memsafe: aborting\n",
-           what, site, (unsigned long long)n, off, req, (void *)obj, off < 0 ? off : off + (long long)n - req);
+           what, site, (unsigned long long)n, off, req, (void *)obj, off < 0 ? -off : off + (long long)n - req,
+           off < 0 ? "before its start" : "past its end");
 }
 
 /* ---- size classes and regions ------------------------------------------------------------ */
@@ -191,7 +192,7 @@ static void ms_init_regions(void)
         ms_die("memsafe: cannot reserve the heap regions at %p (%zu GiB): %s\n", want,
                span >> 30, strerror(errno));
     /* The classes' meta arrays (8 bytes per possible object: 32 GiB for the 16-byte class,
-     * about 128 GiB in all, address space only) in one reservation right after the regions, at a
+     * about 130 GiB in all, address space only) in one reservation right after the regions, at a
      * fixed address as they are (valgrind refuses that much address space where it picks). */
     size_t meta_total = 0;
     for (unsigned c = 0; c < ms_nclasses; c++)
