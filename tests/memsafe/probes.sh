@@ -45,6 +45,7 @@ check heartbleed 4 4096 "heap buffer overflow: memcpy source (read) in main() at
 check overflow_index 10 11 "heap buffer overflow: store of 4 bytes.* in main() at .*overflow_index.c:10" 0
 check overflow_field 16 13 "heap buffer overflow: store of 4 bytes in main() at .*overflow_field.c:25.* at offset 12 of a 13-byte heap object" 1
 check overflow_loop abcdefg abcdefghijklmnop "heap buffer overflow: store of 1 bytes in main() at .*overflow_loop.c:21" 0
+check underflow_index 16 17 "heap buffer underflow: store of 1 bytes in main() at .*underflow_index.c:18.* at offset -1 of a 32-byte heap object" 0
 check overflow_memcpy abc 0123456789abcdefXYZ "heap buffer overflow: memcpy destination (write)" 1
 check use_after_free_call 0 1 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_call.c:35" 0
 check double_free 0 1 "double free of the heap object" 0

@@ -88,9 +88,9 @@ struct pass {
     LLVMBuilderRef b;
     LLVMTypeRef ptr_ty, i64_ty, i8_ty, check_ty, check_at_ty;
     LLVMValueRef check_fn, check_mem_fn, check_at_fn;
-    /* A base's bounds looked up once before a loop, and the checks against them (lk_ty). */
+    /* A base's limit looked up once before a loop, and the checks against it (lk_ty). */
     LLVMTypeRef lookup_ty, check_lk_ty, check_lk_at_ty;
-    LLVMValueRef lk_obj_fn, lk_lim_fn, check_lk_fn, check_lk_at_fn, check_lk_mem_fn;
+    LLVMValueRef lk_lim_fn, check_lk_fn, check_lk_at_fn, check_lk_mem_fn;
     unsigned long lk_loops, lk_checks;
     enum ms_mode mode;
     struct memo memo;
@@ -159,6 +159,14 @@ static void memo_put(struct memo *m, LLVMValueRef k, LLVMValueRef v)
     m->tab[s] = (struct memo_entry){ k, v };
 }
 
+/* Every value `from` becomes `to` (keys stay). */
+static void memo_replace_values(struct memo *m, LLVMValueRef from, LLVMValueRef to)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->tab[i].key && m->tab[i].val == from)
+            m->tab[i].val = to;
+}
+
 static void memo_clear(struct memo *m)
 {
     free(m->tab);
@@ -209,10 +217,28 @@ static LLVMValueRef base_of(struct pass *p, LLVMValueRef v)
         LLVMDisposeBuilder(b);
         memo_put(&p->memo, v, r); /* before the incoming values: loops come back here */
         unsigned n = LLVMCountIncoming(v);
+        /* self: every incoming value is its own base (or v, round a loop), so v is too: its
+         * accesses at constant offsets get the cheaper check (check_at). one: every incoming
+         * base is `one` (or r, round a loop: p = phi [a], [p + 1]). */
+        int self = 1, single = 1;
+        LLVMValueRef one = NULL;
         for (unsigned i = 0; i < n; i++) {
-            LLVMValueRef in = base_of(p, LLVMGetIncomingValue(v, i));
+            LLVMValueRef val = LLVMGetIncomingValue(v, i);
+            LLVMValueRef in = base_of(p, val);
             LLVMBasicBlockRef from = LLVMGetIncomingBlock(v, i);
             LLVMAddIncoming(r, &in, &from, 1);
+            self &= in == val || (in == r && val == v);
+            if (in != r) {
+                single &= !one || one == in;
+                one = in;
+            }
+        }
+        if (self || (single && one)) {
+            LLVMValueRef to = self ? v : one;
+            LLVMReplaceAllUsesWith(r, to);
+            LLVMInstructionEraseFromParent(r);
+            memo_replace_values(&p->memo, r, to);
+            return to;
         }
         return r;
     } else if (LLVMIsASelectInst(v)) {
@@ -220,6 +246,8 @@ static LLVMValueRef base_of(struct pass *p, LLVMValueRef v)
         LLVMValueRef c = base_of(p, LLVMGetOperand(v, 2));
         if (a == c) {
             r = a;
+        } else if (a == LLVMGetOperand(v, 1) && c == LLVMGetOperand(v, 2)) {
+            r = v; /* a choice between two pointers that are their own bases */
         } else {
             LLVMBuilderRef b = LLVMCreateBuilderInContext(p->ctx);
             LLVMPositionBuilderBefore(b, v);
@@ -450,8 +478,11 @@ static void flush_groups(struct pass *p)
             emit_check_at(p, g->first, g->base, g->lo, g->hi, g->site);
             continue;
         }
-        emit_check(p, g->first, p->check_fn, g->base, ptr,
-                   LLVMConstInt(p->i64_ty, (unsigned long long)(g->hi - g->lo), 0), g->site);
+        /* __scp_ms_check takes lengths below 2^40 (check.c); longer ones cannot be real
+         * accesses, but get the check of any length. */
+        uint64_t len = (uint64_t)g->hi - (uint64_t)g->lo;
+        emit_check(p, g->first, len < (UINT64_C(1) << 40) ? p->check_fn : p->check_mem_fn, g->base, ptr,
+                   LLVMConstInt(p->i64_ty, len, 0), g->site);
     }
     p->ngroups = 0;
 }
@@ -952,7 +983,9 @@ static void hoist_range_check(struct pass *p, const struct cfg *g, const struct 
     snprintf(what_n, sizeof what_n, "%s of %llu bytes in a loop (checked for all its iterations)", what,
              (unsigned long long)n);
     describe(p, inst, what_n, site, sizeof site);
-    emit_check(p, before, p->check_fn, base, first, len, site);
+    /* A length computed at run time: the check of any length (which takes a zero length as
+     * touching nothing; the loop's length is at least n unless its bounds make it wrap). */
+    emit_check(p, before, p->check_mem_fn, base, first, len, site);
     memo_put(&p->hoisted, inst, inst);
     p->loops++;
 }
@@ -1051,8 +1084,8 @@ static int call_may_free(LLVMValueRef call)
     return !call_is_nofree(call);
 }
 
-/* The check calls of bb whose base is defined outside the loop: against bounds looked up in the
- * preheader. `lk` memoizes base -> the lookup's obj (its lim is the obj call's next value). */
+/* The check calls of bb whose base is defined outside the loop: against a limit looked up in the
+ * preheader. `lk` memoizes base -> the lookup. */
 static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef pre_term,
                              const unsigned char *in_loop, struct memo *lk)
 {
@@ -1067,20 +1100,17 @@ static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef 
         LLVMValueRef base = LLVMGetOperand(i, 0);
         if (!defined_outside(base, in_loop))
             continue;
-        LLVMValueRef obj = memo_get(lk, base), lim;
-        if (obj) {
-            lim = LLVMGetNextInstruction(obj);
-        } else {
+        LLVMValueRef lim = memo_get(lk, base);
+        if (!lim) {
             LLVMPositionBuilderBefore(p->b, pre_term);
-            obj = LLVMBuildCall2(p->b, p->lookup_ty, p->lk_obj_fn, &base, 1, "ms.lk.obj");
             lim = LLVMBuildCall2(p->b, p->lookup_ty, p->lk_lim_fn, &base, 1, "ms.lk.lim");
-            memo_put(lk, base, obj);
+            memo_put(lk, base, lim);
         }
         LLVMValueRef to = fn == p->check_fn ? p->check_lk_fn : fn == p->check_at_fn ? p->check_lk_at_fn : p->check_lk_mem_fn;
-        LLVMValueRef args[6] = { obj, lim, base, LLVMGetOperand(i, 1), LLVMGetOperand(i, 2), LLVMGetOperand(i, 3) };
+        LLVMValueRef args[5] = { lim, base, LLVMGetOperand(i, 1), LLVMGetOperand(i, 2), LLVMGetOperand(i, 3) };
         LLVMPositionBuilderBefore(p->b, i);
         LLVMValueRef call = LLVMBuildCall2(p->b, fn == p->check_at_fn ? p->check_lk_at_ty : p->check_lk_ty, to,
-                                           args, 6, "");
+                                           args, 5, "");
         LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(i);
         if (loc)
             LLVMInstructionSetDebugLoc(call, loc);
@@ -1237,16 +1267,19 @@ static void link_runtime(struct pass *p, const char *rt_path)
         fprintf(stderr, "scp-ms-instr: cannot link %s\n", rt_path);
         exit(1);
     }
-    static const char *const fns[] = { "__scp_ms_check",     "__scp_ms_check_at",     "__scp_ms_check_mem",
-                                       "__scp_ms_lookup_obj", "__scp_ms_lookup_lim",   "__scp_ms_check_lk",
-                                       "__scp_ms_check_lk_at", "__scp_ms_check_lk_mem" };
+    /* The last one is the out-of-line exact check (noinline, cold): internal too, one copy per
+     * module. */
+    static const char *const fns[] = { "__scp_ms_check",       "__scp_ms_check_at",    "__scp_ms_check_mem",
+                                       "__scp_ms_lookup_lim",  "__scp_ms_check_lk",    "__scp_ms_check_lk_at",
+                                       "__scp_ms_check_lk_mem", "__scp_ms_check_exact" };
     unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         LLVMValueRef f = LLVMGetNamedFunction(p->mod, fns[i]);
         if (f && !LLVMIsDeclaration(f)) {
             LLVMSetLinkage(f, LLVMInternalLinkage);
-            LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
-                                    LLVMCreateEnumAttribute(p->ctx, inl, 0));
+            if (strcmp(fns[i], "__scp_ms_check_exact") != 0)
+                LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
+                                        LLVMCreateEnumAttribute(p->ctx, inl, 0));
             let_optimizer_share_loads(f);
             set_check_scope(p, f);
         }
@@ -1305,12 +1338,11 @@ int main(int argc, char **argv)
     if (!p.check_mem_fn)
         p.check_mem_fn = LLVMAddFunction(p.mod, "__scp_ms_check_mem", p.check_ty);
     p.lookup_ty = LLVMFunctionType(p.i64_ty, &p.ptr_ty, 1, 0);
-    p.lk_obj_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_obj", p.lookup_ty);
     p.lk_lim_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_lim", p.lookup_ty);
-    LLVMTypeRef lk_params[6] = { p.i64_ty, p.i64_ty, p.ptr_ty, p.ptr_ty, p.i64_ty, p.ptr_ty };
-    p.check_lk_ty = LLVMFunctionType(LLVMVoidTypeInContext(p.ctx), lk_params, 6, 0);
-    LLVMTypeRef lk_at_params[6] = { p.i64_ty, p.i64_ty, p.ptr_ty, p.i64_ty, p.i64_ty, p.ptr_ty };
-    p.check_lk_at_ty = LLVMFunctionType(LLVMVoidTypeInContext(p.ctx), lk_at_params, 6, 0);
+    LLVMTypeRef lk_params[5] = { p.i64_ty, p.ptr_ty, p.ptr_ty, p.i64_ty, p.ptr_ty };
+    p.check_lk_ty = LLVMFunctionType(LLVMVoidTypeInContext(p.ctx), lk_params, 5, 0);
+    LLVMTypeRef lk_at_params[5] = { p.i64_ty, p.ptr_ty, p.i64_ty, p.i64_ty, p.ptr_ty };
+    p.check_lk_at_ty = LLVMFunctionType(LLVMVoidTypeInContext(p.ctx), lk_at_params, 5, 0);
     p.check_lk_at_fn = LLVMAddFunction(p.mod, "__scp_ms_check_lk_at", p.check_lk_at_ty);
     p.check_lk_fn = LLVMAddFunction(p.mod, "__scp_ms_check_lk", p.check_lk_ty);
     p.check_lk_mem_fn = LLVMAddFunction(p.mod, "__scp_ms_check_lk_mem", p.check_lk_ty);

@@ -2,9 +2,9 @@
  *
  * It replaces the C library's malloc for the whole process (so libc's own allocations, e.g.
  * strdup or fopen, come from here too). Each size class has its own region (layout.h), so the
- * checks find an object's base and size from any pointer with one table lookup; the
- * requested size of each object is kept in a per-region side array (meta) so that checks use
- * the exact bounds, not the class size. One extra byte is allocated past each object so that
+ * checks find an object's base and size from any pointer with one table lookup; the end of
+ * each object (its address + requested size + 1) is kept in a per-region side array (meta) so
+ * that checks use the exact bounds, not the class size. One extra byte is allocated past each object so that
  * a one-past-the-end pointer still belongs to its own object.
  *
  * Per-thread caches hold freed objects of each class; a global free list and a bump pointer
@@ -35,11 +35,12 @@
 #define MS_RELEASE_BYTES (64 * 1024) /* freed objects of classes this big return their pages */
 
 /* The entry of an address outside every heap region: size 0, magic 0 (so the index is 0) and
- * a meta array that can be read at that index. The checks read an entry's fields and meta
- * entry without first testing size (see check.c), so every entry needs a readable meta from the
- * first instruction of the program on: a static initializer, 2048 = 2^11 copies. */
-static const uint32_t ms_no_meta[1];
-#define MS_E1 { .meta = (uint32_t *)ms_no_meta }
+ * a meta array that can be read at that index, whose limit UINT64_MAX no access reaches. The
+ * checks read an entry's fields and meta entry without first testing size (see check.c), so
+ * every entry needs a readable meta from the first instruction of the program on: a static
+ * initializer, 2048 = 2^11 copies. */
+static const uint64_t ms_no_meta[1] = { UINT64_MAX };
+#define MS_E1 { .meta = (uint64_t *)ms_no_meta }
 #define MS_E2 MS_E1, MS_E1
 #define MS_E4 MS_E2, MS_E2
 #define MS_E8 MS_E4, MS_E4
@@ -137,7 +138,7 @@ _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, co
                site, (unsigned long long)n, ptr);
     uint64_t idx = ms_index_in(r, b);
     uintptr_t obj = b - (b & MS_REGION_MASK) + idx * r->size;
-    uint32_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
+    uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
     long long off = (long long)(p - obj);
     if (lim == 0)
         ms_die("memsafe: use of a freed heap object: %s: %llu bytes at offset %lld of a freed "
@@ -145,11 +146,12 @@ _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, co
                "memsafe: aborting\n",
                site, (unsigned long long)n, off, (unsigned long long)r->size, (void *)obj);
     const char *what = off < 0 ? "heap buffer underflow" : "heap buffer overflow";
-    ms_die("memsafe: %s: %s: %llu bytes at offset %lld of a %u-byte heap object at %p "
-           "(%lld bytes past its end)\n"
+    long long req = (long long)(lim - obj - 1);
+    ms_die("memsafe: %s: %s: %llu bytes at offset %lld of a %lld-byte heap object at %p "
+           "(%lld bytes %s)\n"
            "memsafe: aborting\n",
-           what, site, (unsigned long long)n, off, lim - 1, (void *)obj,
-           off < 0 ? off : off + (long long)n - (long long)(lim - 1));
+           what, site, (unsigned long long)n, off, req, (void *)obj, off < 0 ? -off : off + (long long)n - req,
+           off < 0 ? "before its start" : "past its end");
 }
 
 /* ---- size classes and regions ------------------------------------------------------------ */
@@ -174,6 +176,12 @@ static void ms_init_classes(void)
     ms_nclasses = c;
 }
 
+/* The bytes of a class's meta array: one limit per object the region can hold, whole pages. */
+static size_t ms_meta_len(uint64_t size)
+{
+    return (((UINT64_C(1) << MS_REGION_SHIFT) / size) * sizeof(uint64_t) + 4095) & ~(size_t)4095;
+}
+
 static void ms_init_regions(void)
 {
     size_t span = (size_t)ms_nclasses << MS_REGION_SHIFT;
@@ -183,20 +191,28 @@ static void ms_init_regions(void)
     if (got != want)
         ms_die("memsafe: cannot reserve the heap regions at %p (%zu GiB): %s\n", want,
                span >> 30, strerror(errno));
+    /* The classes' meta arrays (8 bytes per possible object: 32 GiB for the 16-byte class,
+     * about 130 GiB in all, address space only) in one reservation right after the regions, at a
+     * fixed address as they are (valgrind refuses that much address space where it picks). */
+    size_t meta_total = 0;
+    for (unsigned c = 0; c < ms_nclasses; c++)
+        meta_total += ms_meta_len(ms_classes[c].size);
+    void *meta_want = (char *)want + span;
+    char *meta = mmap(meta_want, meta_total, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+    if (meta != meta_want)
+        ms_die("memsafe: cannot reserve allocation metadata at %p (%zu GiB): %s\n", meta_want,
+               meta_total >> 30, strerror(errno));
     for (unsigned c = 0; c < ms_nclasses; c++) {
         struct ms_class *k = &ms_classes[c];
         pthread_mutex_init(&k->lock, NULL);
         k->start = (uintptr_t)want + ((uintptr_t)c << MS_REGION_SHIFT);
         k->bump = k->start;
         k->committed = k->start;
-        size_t meta_len = ((UINT64_C(1) << MS_REGION_SHIFT) / k->size) * sizeof(uint32_t);
-        void *meta = mmap(NULL, meta_len, PROT_READ | PROT_WRITE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (meta == MAP_FAILED)
-            ms_die("memsafe: cannot reserve allocation metadata: %s\n", strerror(errno));
         struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
         r->magic = ms_magic(k->size);
-        r->meta = meta;
+        r->meta = (uint64_t *)meta;
+        meta += ms_meta_len(k->size);
         r->start = k->start;
         __atomic_store_n(&r->size, k->size, __ATOMIC_RELEASE);
     }
@@ -355,7 +371,7 @@ static void *ms_alloc_small(unsigned c, size_t req)
         return NULL;
     }
     const struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
-    __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)o)], (uint32_t)(req + 1), __ATOMIC_RELAXED);
+    __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)o)], (uintptr_t)o + req + 1, __ATOMIC_RELAXED);
     return o;
 }
 
@@ -431,7 +447,7 @@ static size_t ms_live_size(const void *ptr, const char *op)
     if (r) {
         uint64_t idx = ms_index_in(r, p);
         uintptr_t obj = p - (p & MS_REGION_MASK) + idx * r->size;
-        uint32_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
+        uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
         if (obj != p)
             ms_die("memsafe: invalid %s: %p points %llu bytes into a heap object at %p, not to its "
                    "start\nmemsafe: aborting\n",
@@ -439,7 +455,7 @@ static size_t ms_live_size(const void *ptr, const char *op)
         if (lim == 0)
             ms_die("memsafe: %s of a freed heap object at %p (double free?)\nmemsafe: aborting\n",
                    op, ptr);
-        return lim - 1;
+        return lim - obj - 1;
     }
     pthread_mutex_lock(&ms_large_lock);
     struct ms_large *l = ms_large_find(p);
@@ -532,7 +548,7 @@ void *realloc(void *ptr, size_t n)
     const struct ms_region *r = ms_region_of((uintptr_t)ptr);
     if (r && n + 1 <= r->size && n >= r->size / 2) {
         /* Same object: only the recorded size changes. */
-        __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)ptr)], (uint32_t)(n + 1),
+        __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)ptr)], (uintptr_t)ptr + n + 1,
                          __ATOMIC_RELAXED);
         return ptr;
     }

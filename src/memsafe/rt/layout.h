@@ -19,12 +19,17 @@
 #define MS_MAX_CLASS_SIZE (UINT64_C(1) << 28)  /* larger requests go to plain mmap, unchecked */
 
 /* One entry per region; size 0 marks addresses that are not in a heap region.
- * meta[i] is the requested size + 1 of the i-th object of the region while it is allocated,
- * and 0 while it is free (so a check against a freed, not yet reused object fails too). */
+ * meta[i] is the limit of the i-th object of the region: its address + requested size + 1
+ * while it is allocated (an access [p, p + n) is in bounds iff p + n < limit and p is not
+ * below the object), and 0 while it is free (so a check against a freed, not yet reused object
+ * fails too). An absolute address, not a size, so that a check compares against it directly,
+ * without the object's start (size * index) or a test for "outside the heap": there, meta is a
+ * one-entry array holding UINT64_MAX. 8 bytes per object (a 32-bit size was 4, but cost a load,
+ * a multiply, an add and a branch more in every check). */
 struct ms_region {
     uint64_t size;
     uint64_t magic;
-    uint32_t *meta;
+    uint64_t *meta;
     uintptr_t start; /* the region's first address: a load is cheaper than two 64-bit masks */
 };
 
@@ -36,13 +41,18 @@ __attribute__((cold)) _Noreturn void __scp_ms_report(const void *base, const voi
 void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *site);
 void __scp_ms_check_at(const void *base, uint64_t lo, uint64_t end, const char *site);
 void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site);
-uint64_t __scp_ms_lookup_obj(const void *base);
+/* The out-of-line exact check (check.c): preserve_most, so that its call site keeps its
+ * registers (only clang knows the convention; the copy gcc compiles into the runtime is only
+ * called from code gcc compiled). */
+#if defined(__clang__) && defined(__x86_64__)
+#define MS_SLOW_CC __attribute__((preserve_most))
+#else
+#define MS_SLOW_CC
+#endif
+MS_SLOW_CC void __scp_ms_check_exact(const void *base, const void *ptr, uint64_t n, const char *site);
 uint64_t __scp_ms_lookup_lim(const void *base);
-void __scp_ms_check_lk(uint64_t obj, uint64_t lim, const void *base, const void *ptr, uint64_t n,
-                       const char *site);
-void __scp_ms_check_lk_at(uint64_t obj, uint64_t lim, const void *base, uint64_t lo, uint64_t end,
-                          const char *site);
-void __scp_ms_check_lk_mem(uint64_t obj, uint64_t lim, const void *base, const void *ptr, uint64_t n,
-                           const char *site);
+void __scp_ms_check_lk(uint64_t lim, const void *base, const void *ptr, uint64_t n, const char *site);
+void __scp_ms_check_lk_at(uint64_t lim, const void *base, uint64_t lo, uint64_t end, const char *site);
+void __scp_ms_check_lk_mem(uint64_t lim, const void *base, const void *ptr, uint64_t n, const char *site);
 
 #endif
