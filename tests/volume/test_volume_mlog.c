@@ -31,6 +31,8 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
+
 #include "testutil.h"
 
 #define NFILES 1000
@@ -459,19 +461,50 @@ static void test_fork(void) {
            "the other history's log state at the same generation opens with A's tag: %s",
            s ? "accepted" : e.msg);
     if (s) scp_volume_close(s, &e);
-    /* and A's own log state cut back by a record: an older generation */
+    /* A's own log state cut back by a record: A's last commit was a one-flush commit, whose
+     * record the file's journal holds too (its commit point), so the open takes it from
+     * there: A's state, as a power cut that lost the log's unsynced append would leave it */
     tu_rm_rf(swapped);
     REQUIRE(tu_copy_tree(a, swapped) == 0);
     size_t len, off[64];
     uint8_t *b = tu_read_file(lg, &len);
     int k = b ? records(b, len, off, 63) : 0;
     REQUIRE(k >= 1 && tu_write_file(lg, b, off[k - 1], 0600) == 0);
-    free(b);
     tu_err_clear(&e);
     s = scp_volume_open(swapped, key, &ta, &e);
     printf("  A's log cut by its last record, with A's tag -> %s\n",
+           s ? "OPENED (the record taken from the file's journal)" : scp_code_name(e.code));
+    CHECKF(s != NULL, "A's log cut back (its record still in the journal) does not open: %s", e.msg);
+    if (s) {
+        size_t n = 0;
+        uint8_t *got = tu_vget(s, "m", &n, &e);
+        CHECKF(got && n == 9 && memcmp(got, "history A", 9) == 0,
+               "A's state taken from the journal reads %.*s", (int)n, got ? (char *)got : "");
+        free(got);
+        scp_volume_close(s, &e);
+    }
+    /* cut in both places (the log and every journal): an older generation */
+    tu_rm_rf(swapped);
+    REQUIRE(tu_copy_tree(a, swapped) == 0);
+    REQUIRE(tu_write_file(lg, b, off[k - 1], 0600) == 0);
+    free(b);
+    char *objs = tu_path(swapped, "objects");
+    DIR *dir = opendir(objs);
+    REQUIRE(dir != NULL);
+    for (struct dirent *de; (de = readdir(dir));) {
+        size_t nl = strlen(de->d_name);
+        if (nl < 2 || strcmp(de->d_name + nl - 2, ".j") != 0) continue;
+        char *j = tu_path(objs, de->d_name);
+        REQUIRE(truncate(j, 0) == 0);
+        free(j);
+    }
+    closedir(dir);
+    free(objs);
+    tu_err_clear(&e);
+    s = scp_volume_open(swapped, key, &ta, &e);
+    printf("  A's log and journals cut by its last record, with A's tag -> %s\n",
            s ? "OPENED" : scp_code_name(e.code));
-    CHECKF(!s && e.code == SCP_E_ROLLBACK, "A's log cut back opens with A's tag: %s",
+    CHECKF(!s && e.code == SCP_E_ROLLBACK, "A's log and journal cut back open with A's tag: %s",
            s ? "accepted" : e.msg);
     if (s) scp_volume_close(s, &e);
     /* the untouched log state opens with its own tag */
