@@ -1045,7 +1045,10 @@ static void cand_take(void *ctx, const uint8_t *rec, size_t len) {
         return;
     }
     memcpy(copy, rec, len);
-    c->a[c->n++] = (struct cand){copy, len, scp_get_u64(rec + 8)};
+    struct cand *k = &c->a[c->n++];
+    k->rec = copy;
+    k->len = len;
+    k->gen = scp_get_u64(rec + 8);
 }
 
 /* A journal larger than this is not read for one-flush records (a writer closes its log past
