@@ -1171,7 +1171,11 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         }
     }
     v->ml_dur_end = 0;
-    if (rc == 0 && base >= 0) {
+    /* Only at the open (a first load): after a power cut every process opens anew. A process
+     * that reloads while it runs (another one committed, or after a fork) does not read the
+     * listed journals (up to 8 MiB each); what it could find there is a commit whose
+     * committer died before its log append, never acknowledged, which the next open takes. */
+    if (rc == 0 && base >= 0 && v->gen == 0) {
         long took = mlog_adopt_journals(v, &w, err);
         if (took < 0) rc = -1;
         if (took > 0) len = w.off;
