@@ -27,7 +27,8 @@
  * with both callbacks hands out exactly the chunk records (pointers into the buffer) and the
  * decrypted commit entries (same bytes) before `end`, in file order; with fewer callbacks it
  * hands out the same sequence minus the kinds left out; a failing callback stops it at once
- * with -1. Commit payloads are decrypted here with the crypto primitives (key derivation and
+ * with -1; scp_journal_mrecs hands out exactly as many type 3 records (within the buffer) as
+ * directly follow a commit record that checks out. Commit payloads are decrypted here with the crypto primitives (key derivation and
  * AES-GCM), the layout is read independently. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,6 +44,8 @@
 #define J_ENT 52      /* u64 index | salt (16) | nonce (12) | tag (16) */
 #define J_COMMIT0 116 /* header | nonce (12) | enc(u64 size | root (32)) | GCM tag (16) | chain */
 #define J_PT(count) (8 + (size_t)(count) * J_ENT + 32)
+#define J_MREC_MAX (28 + 65536 + 16) /* a type 3 record's payload: a manifest-log record */
+_Static_assert(SCP_JREC_MLOG == 3 && SCP_JMREC_MAX == J_MREC_MAX, "journal type 3 layout");
 /* The file the journal belongs to (key derivation and associated data). */
 static const uint8_t file_key[32] = {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
                                      0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
@@ -88,6 +91,7 @@ struct ref {
     size_t nc;
     uint8_t **pt; /* each commit's decrypted payload: an entry event's off is into pt[commit] */
     size_t npt;
+    size_t nmrec; /* manifest-log records (type 3) directly behind a commit that checks out */
 };
 
 /* The log's key and a commit record's associated data (format.h). */
@@ -118,6 +122,15 @@ static void repair(uint8_t *b, size_t len, uint32_t cs, int other_as_chunk) {
             off += J_REC + (size_t)cs;
             continue;
         }
+        if (type == 3) {
+            uint64_t n = rd64(b + off + 8);
+            if (n > J_MREC_MAX || n > len - off - J_REC) return;
+            struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)n}};
+            scp_sha256(parts, 2, next);
+            memcpy(chain, next, 32);
+            off += J_REC + (size_t)n;
+            continue;
+        }
         if (len - off < J_COMMIT0) return;
         uint64_t count = rd64(b + off + 8);
         if (count > (len - off - J_COMMIT0) / J_ENT) return;
@@ -140,7 +153,7 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
     r->ev = malloc((len / 32 + 1) * sizeof *r->ev);
     r->c = malloc((len / J_COMMIT0 + 1) * sizeof *r->c);
     r->pt = malloc((len / J_COMMIT0 + 1) * sizeof *r->pt);
-    r->npt = 0;
+    r->npt = r->nmrec = 0;
     FUZZ_CHECK(r->ev && r->c && r->pt);
     if (len < J_HDR || memcmp(b, "SCPJRN\0\3", 8) != 0) return;
     uint8_t chain[32], key[32], aad[40];
@@ -148,6 +161,7 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
     scp_sha256_buf(b, J_HDR, chain);
     uint64_t nchunks = 0;
     size_t off = J_HDR;
+    int after_commit = 0;
     for (;;) {
         if (len - off < J_REC || rd32(b + off + 4) != 0) return;
         uint32_t type = rd32(b + off);
@@ -161,6 +175,17 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
             r->ev[r->nev++] = (struct ev){EV_CHUNK, index, off + J_REC};
             off += J_REC + (size_t)cs;
             nchunks++;
+            after_commit = 0;
+            continue;
+        }
+        if (type == 3) { /* chained and skipped; counted when directly behind a commit */
+            if (index > J_MREC_MAX || index > len - off - J_REC) return;
+            struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)index}};
+            scp_sha256(parts, 2, next);
+            memcpy(chain, next, 32);
+            r->nmrec += after_commit;
+            after_commit = 0;
+            off += J_REC + (size_t)index;
             continue;
         }
         if (type != 2) return;
@@ -197,6 +222,7 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
         for (uint64_t i = 0; i < count; i++)
             r->ev[r->nev - count + i].off = (r->npt - 1) << 32 | (size_t)(8 + i * J_ENT + 8);
         off = stored + 32;
+        after_commit = 1;
     }
 }
 
@@ -250,6 +276,16 @@ static void replay(const uint8_t *buf, const scp_journal_view *v, uint32_t cs, c
     } else {
         FUZZ_CHECK(rc == 0 && c.calls == handed);
     }
+}
+
+struct mrecs {
+    const uint8_t *buf;
+    size_t len, n;
+};
+static void count_mrec(void *ctx, const uint8_t *rec, size_t len) {
+    struct mrecs *m = ctx;
+    FUZZ_CHECK(rec >= m->buf && len <= m->len && (size_t)(rec - m->buf) <= m->len - len);
+    m->n++;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -323,6 +359,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static const int masks[4] = {EV_CHUNK | EV_ENTRY, EV_CHUNK, EV_ENTRY, 0};
         replay(buf, &v, cs, &r, c->nev, masks[(p >> 4) & 3], fail_at);
     }
+    /* The manifest-log records that an open may take from this journal: the same number. */
+    struct mrecs m = {buf, len, 0};
+    scp_journal_mrecs(buf, len, cs, file_key, file_id, count_mrec, &m);
+    FUZZ_CHECK(m.n == r.nmrec);
     for (size_t i = 0; i < r.npt; i++) free(r.pt[i]);
     free(r.pt);
     free(r.ev);

@@ -149,8 +149,9 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
         rc = scp_fail_errno(err, "cannot sync '%s' after journal replay", e->path);
         goto out;
     }
-    /* Harmless if it fails: replay is idempotent. */
-    if (ftruncate(f->fd_j, 0) < 0) {
+    /* Harmless if it fails: replay is idempotent. (A listed journal may hold one-flush
+     * records that only it keeps: kept until manifest.log is synced.) */
+    if (journal_release(f, NULL) == 0 && ftruncate(f->fd_j, 0) < 0) {
     }
     rc = 1;
 out:
@@ -382,6 +383,31 @@ int file_checkpoint(scp_file *f, scp_err *err) {
     return 0;
 }
 
+int journal_release(scp_file *f, scp_err *err) {
+    return vol_jlist_has(f->vol, f->id) ? vol_mlog_sync(f->vol, err) : 0;
+}
+
+int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) {
+    assert(f->j_end && len <= SCP_JMREC_MAX);
+    uint8_t *r = malloc(SCP_JREC_HDR_LEN + len), chain[SCP_HASH_LEN];
+    if (!r) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    scp_put_u32(r, SCP_JREC_MLOG);
+    scp_put_u32(r + 4, 0);
+    scp_put_u64(r + 8, len);
+    memcpy(r + SCP_JREC_HDR_LEN, rec, len);
+    memcpy(chain, f->j_chain, SCP_HASH_LEN);
+    scp_journal_chain(chain, r, SCP_JREC_HDR_LEN + len);
+    int rc = scp_pwrite_full(f->fd_j, r, SCP_JREC_HDR_LEN + len, f->j_end) < 0
+                 ? scp_fail_errno(err, "cannot write the journal of '%s'", f->path)
+                 : 0;
+    if (rc == 0) {
+        memcpy(f->j_chain, chain, SCP_HASH_LEN);
+        f->j_end += SCP_JREC_HDR_LEN + len;
+    }
+    free(r);
+    return rc;
+}
+
 /* Make sure a journal log is open for appending (format.h): a new log starts from a
  * checkpoint, because its header ends the old log's chain. */
 static int journal_begin(scp_file *f, scp_err *err) {
@@ -403,6 +429,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (!f->j_clean && file_checkpoint(f, err) < 0) return -1;
     /* Also when clean: the tail of a longer older log would count against the next replay's
      * bound (journal_replay_max), which this file's size may have shrunk since. */
+    if (journal_release(f, err) < 0) return -1;
     if (ftruncate(f->fd_j, 0) < 0)
         return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
     uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
@@ -544,13 +571,14 @@ static int sync_fd(scp_file *f, int fd, int *flag, scp_err *err) {
  * its commit), then the commit that recovery redoes, then what a writer that died had written
  * for its next one. Each of the last two: chunk records up to SCP_JOURNAL_PENDING_MAX plus one
  * write-back batch (SCP_DIRTY_LIMIT) past it, the copies of a small append's fresh chunks, and
- * a commit record with at most an entry per chunk of the committed size plus the fresh ones
- * (journal_begin truncates, so no older log's tail adds to it). Not covered: a writer whose
+ * a commit record with at most an entry per chunk of the committed size plus the fresh ones,
+ * and a one-flush commit's manifest-log record (journal_begin truncates, so no older log's
+ * tail adds to it). Not covered: a writer whose
  * manifest writes keep failing while it keeps committing (each failed commit's record stays). */
 static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
     uint64_t rec = SCP_JREC_HDR_LEN + (uint64_t)cs, fresh = SCP_FRESH_JOURNAL_BYTES / cs + 1;
     uint64_t one = SCP_JOURNAL_PENDING_MAX + (SCP_DIRTY_LIMIT / cs + 1) * rec + fresh * rec +
-                   SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh);
+                   SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh) + SCP_JREC_HDR_LEN + SCP_JMREC_MAX;
     return SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2 * one;
 }
 
@@ -765,9 +793,15 @@ static int sync_placed(scp_file *f, scp_err *err) {
     return f->fd_s >= 0 ? sync_fd(f, f->fd_s, &f->s_unsynced, err) : 0;
 }
 
-/* CS_WRITTEN -> CS_PREPARED: make everything but the commit point durable. */
+/* CS_WRITTEN -> CS_PREPARED: make everything but the commit point durable. Outside shared
+ * mode a journaled commit leaves its journal unsynced (*jdefer): its commit point, a
+ * manifest-log record behind its commit record, is made durable by the same sync (one-flush
+ * commits, commit_point); if that cannot be, the journal is synced before the manifest. */
 static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
-                          uint64_t lim, const uint8_t root[SCP_HASH_LEN], scp_err *err) {
+                          uint64_t lim, const uint8_t root[SCP_HASH_LEN], int *jdefer,
+                          scp_err *err) {
+    int jsync = f->vol->shared || !f->vol->mlog;
+    *jdefer = path != COMMIT_IN_PLACE && !jsync;
     if (path != COMMIT_JOURNAL_SMALL && n > cn) {
         if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
             return scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
@@ -777,12 +811,12 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
     case COMMIT_JOURNAL_SMALL:
         /* journal_begin first: a checkpoint it makes syncs .d, which sync_placed then skips */
         if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
-            journal_seal(f, lim, n > cn ? cn : n, n, root, 1, err) < 0)
+            journal_seal(f, lim, n > cn ? cn : n, n, root, jsync, err) < 0)
             return -1;
         break;
     case COMMIT_JOURNAL_REDO:
         if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 ||
-            journal_seal(f, lim, n, n, root, 1, err) < 0 ||
+            journal_seal(f, lim, n, n, root, jsync, err) < 0 ||
             sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
             sync_fd(f, f->fd_t, &f->t_unsynced, err) < 0)
             return -1;
@@ -851,6 +885,7 @@ struct gc_req {
     long mi;           /* the file's manifest entry (while named) */
     scp_mentry saved;  /* its old value */
     int named;         /* commit_name's result: 1 named, 0 nothing to name, -1 error */
+    int jdefer;        /* its journal holds the commit record unsynced (commit_prepare) */
     int rc;            /* the request's result: 1 committed and applied, 0 nothing to name,
                         * -1 failed before the commit point, -2 failed applying (committed) */
     int done;          /* under gc_mu: the leader finished with this request */
@@ -859,6 +894,26 @@ struct gc_req {
 
 static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
                         uint64_t lim, scp_err *err);
+
+/* The commit point of a batch with `named` commits to name (caller holds vol_lock). One
+ * whose journal is not synced yet: a one-flush commit, its manifest-log record in its journal
+ * and one sync of the journal for both (plain's commit syncs once too). Otherwise (several,
+ * or one that cannot go that way): their journals synced, then the manifest log. */
+static int commit_point(scp_volume *v, struct gc_req *batch, int named, scp_err *err) {
+    struct gc_req *r;
+    for (r = batch; named == 1 && r; r = r->next) {
+        if (r->named <= 0 || !r->jdefer) continue;
+        int rc = vol_commit_oneflush(v, r->f, err);
+        if (rc <= 0) return rc;
+    }
+    for (r = batch; r; r = r->next) {
+        if (r->named <= 0 || !r->jdefer) continue;
+        if (fdatasync(r->f->fd_j) < 0)
+            return scp_fail_errno(err, "cannot sync the journal of '%s'", r->f->path);
+        r->jdefer = 0;
+    }
+    return vol_commit_manifest(v, 1, err);
+}
 
 /* The leader's work for one batch: one vol_lock, one durable manifest write. */
 static void commit_batch(scp_volume *v, struct gc_req *batch) {
@@ -877,7 +932,7 @@ static void commit_batch(scp_volume *v, struct gc_req *batch) {
         r->rc = r->named <= 0 ? r->named : -1;
         named += r->named > 0;
     }
-    if (named && vol_commit_manifest(v, 1, &lerr) < 0) {
+    if (named && commit_point(v, batch, named, &lerr) < 0) {
         for (r = batch; r; r = r->next)
             if (r->named > 0) {
                 v->man.e[r->mi] = r->saved;
@@ -955,7 +1010,9 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
         f->j_end = 0;
     } else if (f->j_end > SCP_JOURNAL_MAX) {
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
-        if (file_checkpoint(f, NULL) == 0 && ftruncate(f->fd_j, 0) < 0) f->j_clean = 0;
+        if (file_checkpoint(f, NULL) == 0 &&
+            (journal_release(f, NULL) < 0 || ftruncate(f->fd_j, 0) < 0))
+            f->j_clean = 0;
     }
     f->c_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
@@ -983,8 +1040,10 @@ int file_commit(scp_file *f, scp_err *err) {
     enum commit_path path = choose_path(f, n, cn, lim);
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);
-    if (commit_prepare(f, path, n, cn, lim, root, err) < 0) return commit_abort(f, -1);
-    struct gc_req r = {.f = f, .path = path, .n = n, .cn = cn, .lim = lim, .root = root};
+    int jdefer = 0;
+    if (commit_prepare(f, path, n, cn, lim, root, &jdefer, err) < 0) return commit_abort(f, -1);
+    struct gc_req r = {.f = f, .path = path, .n = n, .cn = cn, .lim = lim, .root = root,
+                       .jdefer = jdefer};
     group_commit(f->vol, &r);
     if (r.rc <= 0) {
         if (r.rc < 0 && err) *err = r.err;

@@ -474,9 +474,10 @@ static uint8_t *commit_open(const uint8_t *buf, size_t off, uint64_t count, uint
 static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chunk_size,
                         const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
                         uint8_t chain[SCP_HASH_LEN], const uint8_t root[SCP_HASH_LEN],
-                        uint64_t size, scp_journal_view *out) {
+                        uint64_t size, scp_journal_view *out, scp_journal_mrec_cb mrec_cb,
+                        void *ctx) {
     uint64_t nchunks = 0, ncommits = 0;
-    int found = 0;
+    int found = 0, after_commit = 0;
     out->start = off;
     while (len - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off + 4) == 0) {
         uint32_t type = scp_get_u32(buf + off);
@@ -485,6 +486,18 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)chunk_size);
             off += SCP_JREC_HDR_LEN + chunk_size;
             nchunks++;
+            after_commit = 0;
+            continue;
+        }
+        if (type == SCP_JREC_MLOG) {
+            uint64_t n = scp_get_u64(buf + off + 8);
+            if (n > SCP_JMREC_MAX || n > len - off - SCP_JREC_HDR_LEN) break;
+            /* (whole, and behind a commit record that checks out: the chain covers every
+             * byte of the log up to that record, so that commit's data all landed) */
+            if (after_commit && mrec_cb) mrec_cb(ctx, buf + off + SCP_JREC_HDR_LEN, (size_t)n);
+            scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)n);
+            off += SCP_JREC_HDR_LEN + (size_t)n;
+            after_commit = 0;
             continue;
         }
         uint64_t count;
@@ -501,6 +514,7 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
         free(pt);
         off += rlen;
         ncommits++;
+        after_commit = 1;
         if (match) {
             found = 1;
             out->new_size = csize;
@@ -523,7 +537,8 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
     if (scp_journal_key(file_key, buf, key, NULL) < 0) return 0;
     uint8_t chain[SCP_HASH_LEN];
     scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
-    int found = journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, root, size, out);
+    int found = journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, root, size,
+                             out, NULL, NULL);
     scp_wipe(key, sizeof key);
     return found;
 }
@@ -536,7 +551,23 @@ int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t 
     if (from < SCP_JRN_HDR_LEN || from > len) return 0;
     uint8_t chain[SCP_HASH_LEN];
     memcpy(chain, chain_at, SCP_HASH_LEN);
-    return journal_walk(buf, len, from, chunk_size, log_key, id, chain, root, size, out);
+    return journal_walk(buf, len, from, chunk_size, log_key, id, chain, root, size, out, NULL,
+                        NULL);
+}
+
+void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                       const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                       scp_journal_mrec_cb cb, void *ctx) {
+    scp_journal_view jv;
+    memset(&jv, 0, sizeof jv);
+    if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return;
+    uint8_t key[32], chain[SCP_HASH_LEN], none[SCP_HASH_LEN] = {0};
+    if (scp_journal_key(file_key, buf, key, NULL) < 0) return;
+    scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
+    (void)journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, none, UINT64_MAX,
+                       &jv, cb, ctx);
+    scp_wipe(key, sizeof key);
+    scp_wipe(&jv, sizeof jv);
 }
 
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
@@ -548,6 +579,10 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
             if (chunk_cb && chunk_cb(ctx, scp_get_u64(buf + off + 8), buf + off + SCP_JREC_HDR_LEN) < 0)
                 return -1;
             off += SCP_JREC_HDR_LEN + chunk_size;
+            continue;
+        }
+        if (scp_get_u32(buf + off) == SCP_JREC_MLOG) { /* (the manifest's, not the file's) */
+            off += SCP_JREC_HDR_LEN + (size_t)scp_get_u64(buf + off + 8);
             continue;
         }
         uint64_t count = scp_get_u64(buf + off + 8);

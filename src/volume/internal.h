@@ -72,6 +72,9 @@ struct scp_volume {
     uint64_t ml_nrec; /* records in the log */
     uint8_t ml_chain[SCP_HASH_LEN]; /* chain value at ml_end */
     uint8_t ml_key[32];             /* the log's key */
+    uint64_t ml_dur_end; /* the log up to here is known durable: synced by this process, or
+                          * its records past the last sync are one-flush records, each in a
+                          * listed journal (a one-flush commit needs ml_dur_end == ml_end) */
     uint8_t statehash[SCP_HASH_LEN]; /* of the state at gen (the volume tag binds it) */
     uint8_t slot_salt[2][SCP_SALT_LEN];  /* each durable slot's seal salt (names its seal) */
     uint8_t slot_sh[2][SCP_HASH_LEN];    /* and the state hash it carries */
@@ -227,6 +230,29 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on);
 /* Add id (caller holds vol_lock), marked if inplace; -1 if the list is full (commit durably
  * instead). */
 int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace);
+/* One-flush commits (docs/volume-format.md, "One-flush commits"): the commit point of a
+ * journaled commit is its manifest-log record appended to the file's journal (type 3, format.h)
+ * behind its commit record, made durable with the journal's one fdatasync. The lock file lists
+ * the files whose journals may hold such records that manifest.log has not synced (a u32
+ * count at VOL_JLIST_OFF, then up to VOL_JLIST_MAX ids from 16 bytes further; the list is
+ * synced before a journal that it names becomes a commit point), and VOL_JMARK_OFF holds the
+ * generation of a one-flush commit between its journal's sync and its append to manifest.log
+ * (0 when none: a non-zero value under the lock means its committer died there). Neither is
+ * trusted: a host that changes them can only make an open find an older state (a rollback,
+ * which the tag detects). */
+#define VOL_JMARK_OFF 4096
+#define VOL_JLIST_OFF 4104
+#define VOL_JLIST_MAX 32
+/* Commit the in-memory manifest as a one-flush commit of f, whose journal holds the commit
+ * record just appended, unsynced (caller holds vol_lock and f->rw). Returns 0 (committed:
+ * durable, tag reported), 1 if it cannot be done so (use vol_commit_manifest after syncing the
+ * journal; nothing written that matters), -1 on error (not committed). */
+int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err);
+/* Is id in the lock file's list of journals with one-flush records? */
+int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
+/* Make every one-flush record in manifest.log durable there (an fdatasync of the log), so
+ * that a listed journal may be emptied. */
+int vol_mlog_sync(scp_volume *v, scp_err *err);
 /* At open (caller holds vol_lock): if the newest manifest is the scratch slot and names
  * lazy commits (file contents beyond the durable slot's, listed in the lock file or not: the
  * list is unsynced), make that state durable when every such file's journal still redoes it
@@ -437,6 +463,12 @@ int file_open_slot(scp_file *f, int create, scp_err *err);
 int file_log_stale(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
+/* Before f's journal is emptied or restarted: if it is listed as holding one-flush records,
+ * make them durable in manifest.log first (vol_mlog_sync). */
+int journal_release(scp_file *f, scp_err *err);
+/* Append a type 3 record (format.h) holding the manifest-log record rec to f's open log,
+ * unsynced. */
+int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err);
 /* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */
 int file_writeback(scp_file *f, scp_err *err);
 /* Make f's state durable and advance the volume tag (f->rw held for writing). */

@@ -254,6 +254,7 @@ static void commit_done(scp_volume *v, uint64_t gen, int durable, long nlazy) {
 }
 
 static int mlog_commit(scp_volume *v, int durable, scp_err *err);
+static void jlist_clear(scp_volume *v);
 
 int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
     if (v->mlog) return mlog_commit(v, durable, err);
@@ -646,6 +647,7 @@ struct mlog_walk {
     uint8_t chain[SCP_HASH_LEN];
     uint64_t gen, stop_gen, nrec, dur_gen;
     int last_durable, removed;
+    long adopted; /* records taken in from journals (mlog_adopt_journals) */
     scp_manifest *m, *m2;
     void (*on_put)(void *ctx, const scp_mentry *e);
     void *ctx;
@@ -705,6 +707,7 @@ static int mlog_restart(scp_volume *v, int si, scp_err *err) {
     v->ml_nrec = 0;
     v->ml_base = si;
     v->ml_adopt = -1;
+    v->ml_dur_end = 0; /* (the header is not synced yet) */
     return 0;
 }
 
@@ -740,6 +743,7 @@ static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
                     ftruncate(v->slotfd[si], (off_t)slen) < 0 || fdatasync(v->slotfd[si]) < 0))
         rc = scp_fail_errno(err, "cannot write the volume manifest");
     if (rc == 0) { /* the commit point */
+        jlist_clear(v); /* (the slot holds every state that a listed journal could) */
         v->slot_gen[si] = gen;
         memcpy(v->slot_salt[si], slot + 16, SCP_SALT_LEN);
         memcpy(v->slot_sh[si], sh, SCP_HASH_LEN);
@@ -761,27 +765,65 @@ static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
     return rc;
 }
 
-static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
-    if (v->ml_base < 0 && v->ml_adopt >= 0) (void)mlog_restart(v, v->ml_adopt, NULL);
-    if (v->ml_base < 0 || v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS)
-        return mlog_full(v, 0, err);
+/* Does the state in memory keep the manifest's rules where delta d (from `disk` to `man`)
+ * changes it? The checks that applying d to `disk` makes (scp_manifest_apply), made on `man`,
+ * which is what that apply yields: a record that an opener would refuse must never be written,
+ * since it ends every later walk with an error and the volume would not open. */
+static int names_agree(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN]) {
+    long first = -1;
+    for (size_t k = 0; k < m->n; k++) {
+        if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) != 0) continue;
+        if (first < 0) first = (long)k;
+        else if (!scp_mentry_same_file(&m->e[first], &m->e[k])) return 0;
+    }
+    return 1;
+}
+
+static int mlog_check(const scp_volume *v, const scp_mdelta *d, scp_err *err) {
+    const scp_manifest *m = &v->man;
+    for (size_t k = 0; k < d->ndel; k++) {
+        long i = man_find(&v->disk, d->del[k]);
+        if (i < 0 || man_find(m, d->del[k]) >= 0 || man_has_child(m, d->del[k]) ||
+            !names_agree(m, v->disk.e[i].id))
+            return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                            "refusing a manifest record that removes '%s' inconsistently",
+                            d->del[k]);
+    }
+    for (size_t k = 0; k < d->nput; k++) {
+        const scp_mentry *p = &d->put[k];
+        long i = man_find(&v->disk, p->path);
+        if (!man_parent_is_dir(m, p->path) ||
+            (p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) || !names_agree(m, p->id) ||
+            (i >= 0 && !names_agree(m, v->disk.e[i].id)))
+            return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                            "refusing a manifest record whose entry '%s' breaks the manifest's "
+                            "rules (the names of one file disagree, or no parent directory)",
+                            p->path);
+    }
+    return 0;
+}
+
+/* Seal the delta from `disk` to `man` as the record of generation gen + 1 (*rec, *rlen; *d:
+ * the delta parsed back, what `disk` becomes). Returns 0, 1 if the delta is past max_body
+ * (nothing sealed), or -1. */
+static int mlog_seal(scp_volume *v, int durable, size_t max_body, uint8_t **rec_out,
+                     size_t *rlen_out, scp_mdelta *d, scp_err *err) {
     uint8_t *body = NULL;
     size_t blen = 0, nchg = 0;
+    memset(d, 0, sizeof *d);
     if (man_diff_encode(&v->disk, &v->man, &body, &blen, &nchg, err) < 0) return -1;
-    if (blen > SCP_MREC_MAX_BODY) {
+    if (blen > max_body) {
         scp_wipe(body, blen);
         free(body);
-        return mlog_full(v, 0, err);
+        return 1;
     }
-    uint64_t gen = v->gen + 1;
     size_t rlen = SCP_MREC_HDR_LEN + blen + SCP_GCMTAG_LEN;
     uint8_t *rec = malloc(rlen);
-    scp_mdelta d = {0};
     int rc = rec ? 0 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory writing the manifest log");
     if (rc == 0) {
         scp_put_u32(rec, (uint32_t)blen);
         scp_put_u32(rec + 4, durable ? SCP_MREC_DURABLE : 0);
-        scp_put_u64(rec + 8, gen);
+        scp_put_u64(rec + 8, v->gen + 1);
         rc = scp_random(rec + 16, SCP_NONCE_LEN, err);
     }
     if (rc == 0) {
@@ -793,38 +835,297 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
                            rec + SCP_MREC_HDR_LEN + blen, err);
     }
     /* What the record says is what `disk` becomes (parsed back: the walk's own path). */
-    if (rc == 0) rc = scp_mdelta_parse(body, blen, &d, err);
+    if (rc == 0) rc = scp_mdelta_parse(body, blen, d, err);
+    if (rc == 0) rc = mlog_check(v, d, err);
     scp_wipe(body, blen);
     free(body);
+    if (rc < 0) {
+        scp_mdelta_free(d);
+        memset(d, 0, sizeof *d);
+        free(rec);
+        return -1;
+    }
+    *rec_out = rec;
+    *rlen_out = rlen;
+    return 0;
+}
+
+/* Append rec at ml_end (a torn tail beyond it is cut); sync if durable. */
+static int mlog_append(scp_volume *v, const uint8_t *rec, size_t rlen, int sync, scp_err *err) {
+    uint64_t end = v->ml_end + rlen;
+    if (scp_pwrite_full(v->mlog_fd, rec, rlen, v->ml_end) < 0 ||
+        (v->ml_size > end && ftruncate(v->mlog_fd, (off_t)end) < 0) ||
+        (sync && fdatasync(v->mlog_fd) < 0)) {
+        if (v->ml_size < end) v->ml_size = end; /* (what landed is cut at the next append) */
+        return scp_fail_errno(err, "cannot append to the manifest log");
+    }
+    return 0;
+}
+
+/* After rec (delta d, generation gen + 1) is the log's last record: the state in memory. */
+static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_mdelta *d,
+                      int durable, long nlazy) {
+    if (scp_manifest_apply(&v->disk, d, NULL) < 0) {
+        /* cannot happen (mlog_check passed); start over from the slot next time */
+        v->ml_base = v->ml_adopt = -1;
+    }
+    scp_journal_chain(v->ml_chain, rec, rlen);
+    v->ml_end += rlen;
+    v->ml_size = v->ml_end;
+    v->ml_nrec++;
+    memcpy(v->statehash, v->ml_chain, SCP_HASH_LEN);
+    tag_of(v, v->gen + 1, v->statehash, &v->cur_tag);
+    commit_done(v, v->gen + 1, durable, nlazy);
+}
+
+/* The lock file's list of journals with one-flush records (internal.h). */
+static uint32_t jlist_read(scp_volume *v, uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN]) {
+    uint8_t c[4] = {0};
+    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_JLIST_OFF) != 4) return 0;
+    uint32_t n = scp_get_u32(c);
+    if (n > VOL_JLIST_MAX) n = VOL_JLIST_MAX; /* (not ours: look at what fits) */
+    ssize_t got = n ? pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_JLIST_OFF + 16) : 0;
+    /* (a short list: the ids that are there) */
+    return got > 0 ? (uint32_t)((size_t)got / SCP_FILEID_LEN) : 0;
+}
+
+int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN];
+    uint32_t n = jlist_read(v, ids);
+    for (uint32_t i = 0; i < n; i++)
+        if (memcmp(ids + i * SCP_FILEID_LEN, id, SCP_FILEID_LEN) == 0) return 1;
+    return 0;
+}
+
+/* List id, durably (a journal becomes a commit point only once an open would look in it).
+ * Returns 0, or -1 if the list is full or cannot be written. */
+static int jlist_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN], c[4];
+    uint32_t n = jlist_read(v, ids);
+    for (uint32_t i = 0; i < n; i++)
+        if (memcmp(ids + i * SCP_FILEID_LEN, id, SCP_FILEID_LEN) == 0) return 0;
+    if (n == VOL_JLIST_MAX) return -1;
+    scp_put_u32(c, n + 1);
+    if (pwrite(v->lockfd, id, SCP_FILEID_LEN, VOL_JLIST_OFF + 16 + n * SCP_FILEID_LEN) != SCP_FILEID_LEN ||
+        pwrite(v->lockfd, c, 4, VOL_JLIST_OFF) != 4 || fdatasync(v->lockfd) < 0)
+        return -1;
+    return 0;
+}
+
+static uint64_t jmark_get(scp_volume *v) {
+    uint8_t b[8];
+    return v->lockfd >= 0 && pread(v->lockfd, b, 8, VOL_JMARK_OFF) == 8 ? scp_get_u64(b) : 0;
+}
+static void jmark_set(scp_volume *v, uint64_t gen) {
+    uint8_t b[8];
+    scp_put_u64(b, gen);
+    if (v->lockfd >= 0) (void)!pwrite(v->lockfd, b, 8, VOL_JMARK_OFF);
+}
+
+/* manifest.log was synced with every record this process took in (or a slot holds the
+ * state): no journal is needed to recover any of them, so the list and the mark go (unsynced:
+ * a stale list only makes an open look in more journals). */
+static void jlist_clear(scp_volume *v) {
+    uint8_t z[12] = {0};
+    if (v->lockfd < 0) return;
+    if (jmark_get(v)) (void)!pwrite(v->lockfd, z, 8, VOL_JMARK_OFF);
+    uint8_t c[4] = {0};
+    if (pread(v->lockfd, c, 4, VOL_JLIST_OFF) == 4 && scp_get_u32(c))
+        (void)!pwrite(v->lockfd, z, 4, VOL_JLIST_OFF);
+}
+
+int vol_mlog_sync(scp_volume *v, scp_err *err) {
+    if (!v->mlog || v->mlog_fd < 0) return 0;
+    /* Not under the lock: the log is synced as it stands, and every state it can stand in
+     * is one the slots and journals recover (a fold synced its slot before restarting it). */
+    if (fdatasync(v->mlog_fd) < 0) return scp_fail_errno(err, "cannot sync the manifest log");
+    return 0;
+}
+
+static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
+    if (v->ml_base < 0 && v->ml_adopt >= 0) (void)mlog_restart(v, v->ml_adopt, NULL);
+    if (v->ml_base < 0 || v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS)
+        return mlog_full(v, 0, err);
+    uint8_t *rec = NULL;
+    size_t rlen = 0;
+    scp_mdelta d;
+    int rc = mlog_seal(v, durable, SCP_MREC_MAX_BODY, &rec, &rlen, &d, err);
+    if (rc > 0) return mlog_full(v, 0, err);
     long nlazy = rc == 0 && durable ? durable_prepare(v, err) : 0;
     if (nlazy < 0) rc = -1;
+    /* A durable commit's fdatasync covers every record before it (the commit point). */
+    if (rc == 0) rc = mlog_append(v, rec, rlen, durable, err);
     if (rc == 0) {
-        /* Append after the last record taken in; a torn tail beyond it is cut. A durable
-         * commit's fdatasync covers every record before it (the commit point). */
-        uint64_t end = v->ml_end + rlen;
-        if (scp_pwrite_full(v->mlog_fd, rec, rlen, v->ml_end) < 0 ||
-            (v->ml_size > end && ftruncate(v->mlog_fd, (off_t)end) < 0) ||
-            (durable && fdatasync(v->mlog_fd) < 0)) {
-            rc = scp_fail_errno(err, "cannot append to the manifest log");
-            if (v->ml_size < end) v->ml_size = end; /* (what landed is cut at the next append) */
+        mlog_took(v, rec, rlen, &d, durable, nlazy);
+        if (durable) {
+            v->ml_dur_end = v->ml_end;
+            jlist_clear(v);
         }
-    }
-    if (rc == 0) {
-        if (scp_manifest_apply(&v->disk, &d, NULL) < 0) {
-            /* cannot happen (the delta is disk -> man); start over from the slot next time */
-            v->ml_base = v->ml_adopt = -1;
-        }
-        scp_journal_chain(v->ml_chain, rec, rlen);
-        v->ml_end += rlen;
-        v->ml_size = v->ml_end;
-        v->ml_nrec++;
-        memcpy(v->statehash, v->ml_chain, SCP_HASH_LEN);
-        tag_of(v, gen, v->statehash, &v->cur_tag);
-        commit_done(v, gen, durable, nlazy);
     }
     scp_mdelta_free(&d);
     free(rec);
     return rc;
+}
+
+/* The one-flush commit (internal.h; crash argument in docs/volume-format.md). */
+int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
+    /* Only onto a log that is durable up to its end (its header and every record before this
+     * one are synced or in listed journals: an open reaches this record's place), and not
+     * after a committer that died between its journal's sync and its append to the log (its
+     * record, of the same generation and place, may lie in its journal). */
+    if (!v->mlog || v->shared || v->ml_base < 0 || v->ml_dur_end != v->ml_end ||
+        v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS || jmark_get(v))
+        return 1;
+    uint8_t *rec = NULL;
+    size_t rlen = 0;
+    scp_mdelta d;
+    int rc = mlog_seal(v, 1, SCP_JMREC_MAX_BODY, &rec, &rlen, &d, err);
+    if (rc != 0) return rc;
+    long nlazy = durable_prepare(v, err);
+    if (nlazy < 0) rc = -1;
+    else if (jlist_add(v, f->id) < 0) rc = 1;
+    if (rc == 0) {
+        jmark_set(v, v->gen + 1);
+        if (journal_put_mlog(f, rec, rlen, err) < 0) rc = -1;
+        else if (fdatasync(f->fd_j) < 0)
+            rc = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
+        if (rc < 0) {
+            /* The record may have landed: the next commit goes through the synced log, whose
+             * walk then passes this record's place with a record of its own. */
+            v->ml_dur_end = 0;
+        }
+    }
+    if (rc == 0) { /* the commit point has passed */
+        int appended = mlog_append(v, rec, rlen, 0, NULL) == 0;
+        jmark_set(v, 0);
+        mlog_took(v, rec, rlen, &d, 1, nlazy);
+        v->ml_dur_end = v->ml_end;
+        /* (the record is in the journal only: a full slot of this state takes over) */
+        if (!appended && mlog_full(v, 1, NULL) < 0) v->ml_base = v->ml_adopt = -1;
+    }
+    scp_mdelta_free(&d);
+    free(rec);
+    return rc;
+}
+
+/* The type 3 records (format.h) of one journal whose generation is past gen, appended to *c. */
+struct cand {
+    uint8_t *rec;
+    size_t len;
+    uint64_t gen;
+};
+struct cands {
+    struct cand *a;
+    size_t n, cap;
+};
+
+struct cand_ctx {
+    struct cands *c;
+    uint64_t gen;
+    int nomem;
+};
+
+static void cand_take(void *ctx, const uint8_t *rec, size_t len) {
+    struct cand_ctx *x = ctx;
+    struct cands *c = x->c;
+    if (x->nomem || len < SCP_MREC_HDR_LEN || scp_get_u64(rec + 8) <= x->gen) return;
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 16;
+        struct cand *na = realloc(c->a, ncap * sizeof *na);
+        if (!na) {
+            x->nomem = 1;
+            return;
+        }
+        c->a = na;
+        c->cap = ncap;
+    }
+    uint8_t *copy = malloc(len);
+    if (!copy) {
+        x->nomem = 1;
+        return;
+    }
+    memcpy(copy, rec, len);
+    struct cand *k = &c->a[c->n++];
+    k->rec = copy;
+    k->len = len;
+    k->gen = scp_get_u64(rec + 8);
+}
+
+/* A journal larger than this is not read for one-flush records (a writer closes its log past
+ * SCP_JOURNAL_MAX; what is left past it is a big last commit, not worth the memory here: the
+ * open then finds an older state, as after the loss of that commit). */
+#define JOURNAL_SCAN_MAX (64u << 20)
+
+/* The one-flush records of one listed journal past generation gen, appended to *c: only those
+ * behind a commit record that checks out (scp_journal_mrecs), so that a record that landed
+ * without its commit's data is never taken. */
+static int journal_cands(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t gen,
+                         struct cands *c) {
+    char name[48];
+    vol_object_name(id, ".j", name);
+    uint8_t *buf = NULL, fkey[32];
+    size_t len = 0;
+    if (scp_read_file(v->objfd, name, JOURNAL_SCAN_MAX, &buf, &len, NULL) < 0) return 0;
+    struct cand_ctx x = {c, gen, 0};
+    if (vol_file_key(v, id, fkey, NULL) == 0)
+        scp_journal_mrecs(buf, len, v->cs, fkey, id, cand_take, &x);
+    scp_wipe(fkey, sizeof fkey);
+    free(buf);
+    return x.nomem ? -1 : 0;
+}
+
+/* One-flush commits (docs/volume-format.md): after the walk of the log (w), take in from the
+ * listed journals each record of the next generation that authenticates at the chain value
+ * reached, and repeat; append what was taken to manifest.log and sync it. Returns how many
+ * were taken, or -1. */
+static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err) {
+    uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN];
+    uint32_t nid = jlist_read(v, ids);
+    struct cands c = {0};
+    long took = 0;
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < nid; i++)
+        if (journal_cands(v, ids + i * SCP_FILEID_LEN, w->gen, &c) < 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the journals");
+    for (int progress = 1; rc == 0 && progress;) {
+        progress = 0;
+        for (size_t k = 0; rc == 0 && k < c.n; k++) {
+            if (c.a[k].gen != w->gen + 1) continue;
+            struct mlog_walk one = *w;
+            one.buf = c.a[k].rec;
+            one.len = c.a[k].len;
+            one.off = 0;
+            one.nrec = 0;
+            one.stop_gen = w->gen + 1;
+            if (mlog_walk(v, &one, err) < 0) rc = -1;
+            else if (one.nrec == 1 && one.off == one.len) {
+                if (scp_pwrite_full(v->mlog_fd, c.a[k].rec, c.a[k].len, (off_t)w->off) < 0) {
+                    rc = scp_fail_errno(err, "cannot append to the manifest log");
+                    break;
+                }
+                memcpy(w->chain, one.chain, SCP_HASH_LEN);
+                w->gen = one.gen;
+                w->dur_gen = one.dur_gen;
+                w->last_durable = one.last_durable;
+                w->removed |= one.removed;
+                w->off += c.a[k].len;
+                w->nrec++;
+                took++;
+                progress = 1;
+            }
+        }
+    }
+    /* Durable in the log now, so that the journals may be emptied. */
+    if (rc == 0 && took > 0 &&
+        (ftruncate(v->mlog_fd, (off_t)w->off) < 0 || fdatasync(v->mlog_fd) < 0))
+        rc = scp_fail_errno(err, "cannot sync the manifest log");
+    if (rc == 0 && took > 0) {
+        w->adopted = took;
+        jlist_clear(v);
+    }
+    for (size_t k = 0; k < c.n; k++) free(c.a[k].rec);
+    free(c.a);
+    return rc < 0 ? -1 : took;
 }
 
 /* Read the log whole; walk it from its base slot (one of m[0..1]) when it continues one.
@@ -869,6 +1170,16 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
             if (mlog_walk(v, &w, err) < 0) rc = -1;
         }
     }
+    v->ml_dur_end = 0;
+    /* Only at the open (a first load): after a power cut every process opens anew. A process
+     * that reloads while it runs (another one committed, or after a fork) does not read the
+     * listed journals (up to 8 MiB each); what it could find there is a commit whose
+     * committer died before its log append, never acknowledged, which the next open takes. */
+    if (rc == 0 && base >= 0 && v->gen == 0) {
+        long took = mlog_adopt_journals(v, &w, err);
+        if (took < 0) rc = -1;
+        if (took > 0) len = w.off;
+    }
     int best = ok[0] && (!ok[1] || si[0].gen >= si[1].gen) ? 0 : ok[1] ? 1 : -1;
     /* (a log with no records that continues the newest slot is that slot's: keep appending) */
     int use_log = rc == 0 && base >= 0 &&
@@ -891,9 +1202,11 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         memset(chosen, 0, sizeof *chosen);
         v->disk = copy;
         v->gen = gen;
+        v->ml_size = len;
         if (use_log) {
             v->ml_base = base;
             v->ml_end = w.off;
+            if (w.off == len && w.adopted) v->ml_dur_end = w.off; /* (synced just now) */
             v->ml_nrec = w.nrec;
             memcpy(v->ml_chain, w.chain, SCP_HASH_LEN);
             /* (the state of a log without records is its base's) */

@@ -813,7 +813,7 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
          * two syncs, and sqlite closes its journal file after every transaction). refs is
          * read without the volume mutex: a wrong guess only moves the checkpoint. */
         if (rc == 0 && f->writer && !v->shared && f->refs == 1 && f->j_end > SCP_CHECKPOINT_AT_CLOSE &&
-            file_checkpoint(f, err) == 0 && ftruncate(f->fd_j, 0) == 0)
+            file_checkpoint(f, err) == 0 && journal_release(f, err) == 0 && ftruncate(f->fd_j, 0) == 0)
             f->j_end = 0;
         pthread_rwlock_unlock(&f->rw);
     }

@@ -31,7 +31,10 @@
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
+
 #include "testutil.h"
+#include "volume/internal.h"
 
 #define NFILES 1000
 
@@ -459,19 +462,50 @@ static void test_fork(void) {
            "the other history's log state at the same generation opens with A's tag: %s",
            s ? "accepted" : e.msg);
     if (s) scp_volume_close(s, &e);
-    /* and A's own log state cut back by a record: an older generation */
+    /* A's own log state cut back by a record: A's last commit was a one-flush commit, whose
+     * record the file's journal holds too (its commit point), so the open takes it from
+     * there: A's state, as a power cut that lost the log's unsynced append would leave it */
     tu_rm_rf(swapped);
     REQUIRE(tu_copy_tree(a, swapped) == 0);
     size_t len, off[64];
     uint8_t *b = tu_read_file(lg, &len);
     int k = b ? records(b, len, off, 63) : 0;
     REQUIRE(k >= 1 && tu_write_file(lg, b, off[k - 1], 0600) == 0);
-    free(b);
     tu_err_clear(&e);
     s = scp_volume_open(swapped, key, &ta, &e);
     printf("  A's log cut by its last record, with A's tag -> %s\n",
+           s ? "OPENED (the record taken from the file's journal)" : scp_code_name(e.code));
+    CHECKF(s != NULL, "A's log cut back (its record still in the journal) does not open: %s", e.msg);
+    if (s) {
+        size_t n = 0;
+        uint8_t *got = tu_vget(s, "m", &n, &e);
+        CHECKF(got && n == 9 && memcmp(got, "history A", 9) == 0,
+               "A's state taken from the journal reads %.*s", (int)n, got ? (char *)got : "");
+        free(got);
+        scp_volume_close(s, &e);
+    }
+    /* cut in both places (the log and every journal): an older generation */
+    tu_rm_rf(swapped);
+    REQUIRE(tu_copy_tree(a, swapped) == 0);
+    REQUIRE(tu_write_file(lg, b, off[k - 1], 0600) == 0);
+    free(b);
+    char *objs = tu_path(swapped, "objects");
+    DIR *dir = opendir(objs);
+    REQUIRE(dir != NULL);
+    for (struct dirent *de; (de = readdir(dir));) {
+        size_t nl = strlen(de->d_name);
+        if (nl < 2 || strcmp(de->d_name + nl - 2, ".j") != 0) continue;
+        char *j = tu_path(objs, de->d_name);
+        REQUIRE(truncate(j, 0) == 0);
+        free(j);
+    }
+    closedir(dir);
+    free(objs);
+    tu_err_clear(&e);
+    s = scp_volume_open(swapped, key, &ta, &e);
+    printf("  A's log and journals cut by its last record, with A's tag -> %s\n",
            s ? "OPENED" : scp_code_name(e.code));
-    CHECKF(!s && e.code == SCP_E_ROLLBACK, "A's log cut back opens with A's tag: %s",
+    CHECKF(!s && e.code == SCP_E_ROLLBACK, "A's log and journal cut back open with A's tag: %s",
            s ? "accepted" : e.msg);
     if (s) scp_volume_close(s, &e);
     /* the untouched log state opens with its own tag */
@@ -489,6 +523,54 @@ static void test_fork(void) {
     free(swapped);
 }
 
+/* ---- the writer checks its record before appending it ----------------------------------
+ * A record that an opener would refuse (here: two names of one file that disagree, as a bug in
+ * a writer could leave its manifest in memory) must not reach the log: every later walk would
+ * end with an error and the volume would not open. A child makes its in-memory manifest so,
+ * commits and dies without closing (no fold to hide the record): the commit is refused, and
+ * the volume opens with both names reading the file. */
+static void test_check(void) {
+    char *vd = tu_path(root, "check");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(vd, key, 4096, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "f", "linked", 6, &e), e);
+    REQUIRE_OK(scp_volume_link(v, "f", "g", &e), e);
+    REQUIRE_OK(scp_volume_sync(v, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_volume *c = scp_volume_open(vd, key, NULL, &e);
+        if (!c || vol_lock(c, &e) < 0) _exit(2);
+        long i = man_find(&c->man, "f");
+        if (i < 0) _exit(3);
+        c->man.e[i].mode ^= 0100; /* one name only */
+        int rc = vol_commit_manifest(c, 1, &e);
+        vol_unlock(c);
+        _exit(rc < 0 && e.code == SCP_E_INTEGRITY ? 0 : 1);
+    }
+    int st;
+    REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st));
+    printf("  a record whose names of one file disagree -> %s\n",
+           WEXITSTATUS(st) == 0 ? "refused by the writer" : "WRITTEN");
+    CHECKF(WEXITSTATUS(st) == 0, "the writer appended a record with disagreeing names (exit %d)",
+           WEXITSTATUS(st));
+    tu_err_clear(&e);
+    v = scp_volume_open(vd, key, NULL, &e);
+    printf("  the volume after it -> %s\n", v ? "opens" : e.msg);
+    CHECKF(v != NULL, "the volume does not open after the refused record: %s", e.msg);
+    for (int k = 0; v && k < 2; k++) {
+        size_t n = 0;
+        uint8_t *got = tu_vget(v, k ? "g" : "f", &n, &e);
+        CHECKF(got && n == 6 && memcmp(got, "linked", 6) == 0, "name %s does not read the file",
+               k ? "g" : "f");
+        free(got);
+    }
+    if (v) scp_volume_close(v, &e);
+    free(vd);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     tu_rng rng = {0x6d6c6f67};
@@ -502,6 +584,8 @@ int main(void) {
     test_links();
     printf("a forked history:\n");
     test_fork();
+    printf("the writer's check of its record:\n");
+    test_check();
     tu_rm_rf(root);
     free(root);
     return tu_exit_code("test_volume_mlog");
