@@ -822,6 +822,9 @@ static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_o
                         f->path);
     *saved = *e;
     *mi_out = mi;
+    /* Before the manifest that names the new root: a reader that then finds the slot at or
+     * below its generation read the file before this commit (vol_file_unchanged). */
+    vol_file_hint_bump(v, f->id, v->gen + 1);
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     e->mtime_ns = scp_now_ns();

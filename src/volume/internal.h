@@ -38,7 +38,8 @@ struct scp_volume {
     int objfd;      /* its objects/ directory */
     int lockfd;     /* "lock": OFD write lock serializes commits across processes */
     uint64_t *hint; /* the lock file's first 8 bytes, mapped shared: the generation of the last
-                     * commit (a hint, see vol_fresh; NULL if the file cannot be mapped) */
+                     * commit (a hint, see vol_fresh; NULL if the file cannot be mapped); the
+                     * mapping goes on to the per-file hints (vol_file_unchanged) */
     int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
     int slotfd[3];  /* manifest.0, manifest.1 (durable), manifest.2 (scratch; -1 if absent) */
     uint64_t slot_gen[2]; /* generation of each durable slot as this process last authenticated
@@ -190,6 +191,16 @@ int vol_lock_read(scp_volume *v, scp_err *err);
  * write (acquire_writer, commit: both read the manifest under vol_lock). */
 int vol_fresh(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
+/* Per-file generation hints in the lock file (volume.c): VOL_FILE_HINTS u64 slots from
+ * VOL_FILE_HINT_OFF, mapped with the generation hint. A commit that names a file raises its
+ * slot to the generation it writes, before that manifest is written (caller holds vol_lock);
+ * vol_file_unchanged says, without a system call, that no commit named the file after
+ * generation seen (a hint, like vol_fresh: for reads only). */
+#define VOL_FILE_HINT_OFF 4096
+#define VOL_FILE_HINTS 1024
+void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t gen);
+void vol_file_hints_bump_all(scp_volume *v, uint64_t gen);
+int vol_file_unchanged(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t seen);
 /* Incremented in every child right after fork (pthread_atfork), so that the hot paths detect a
  * fork with one load instead of a getpid() system call. */
 extern unsigned long vol_fork_gen;
