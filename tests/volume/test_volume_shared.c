@@ -22,7 +22,10 @@
  *    the journal and the scratch slot but lost the in-place chunks (never synced), the volume
  *    opens clean and reads the last fsynced state (it does not take the lazy state whose
  *    chunks are gone).
+ * 6. per-file hints (file_hints below): a read and a size of a file that no other process
+ *    committed since take no volume lock, and a file another process wrote is still read new.
  */
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -204,6 +207,96 @@ static void two_files(const char *vol) {
            (unsigned long long)scp_vfile_size(x));
     scp_vfile_close(x, &e);
     scp_vfile_close(y, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+}
+
+/* One byte over a pipe, waiting at most secs for it (a deadlock detector, not a timing
+ * check: what is waited for needs no lock unless it is broken). Returns the byte, or 0. */
+static char pipe_get(int fd, int secs) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char c = 0;
+    if (poll(&pfd, 1, secs * 1000) == 1 && read(fd, &c, 1) != 1) c = 0;
+    return c;
+}
+
+/* 6. per-file hints: another process reads and sizes a file that nobody committed since it
+ *    last looked without the volume lock, while the volume's generation moved (other files
+ *    were written) and a third party holds that lock (as a durable commit does across its
+ *    flushes: PostgreSQL's backends waited there at every lseek of a relation); and once the
+ *    lock is free it still reads the new bytes of a file that was written meanwhile. */
+static void file_hints(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    uint8_t *buf = malloc(SZ);
+    scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
+    scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
+    scp_vfile *z = scp_vfile_open(v, "z", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(x && y && z);
+    fill(buf, 'X');
+    REQUIRE(scp_vfile_pwrite(x, buf, SZ, 0, &e) == (ssize_t)SZ);
+    fill(buf, 'Y');
+    REQUIRE(scp_vfile_pwrite(y, buf, SZ, 0, &e) == (ssize_t)SZ);
+    REQUIRE(scp_vfile_fsync(y, &e) == 0);
+    int up[2], down[2];
+    REQUIRE(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) { /* the reader: looks at both files, then waits for the writer's turns */
+        scp_err ce;
+        uint8_t *b = malloc(SZ);
+        char c = scp_vfile_pread(x, b, SZ, 0, &ce) == (ssize_t)SZ && scp_vfile_pread(y, b, SZ, 0, &ce) == (ssize_t)SZ ? 'r' : 'n';
+        if (write(up[1], &c, 1) != 1 || pipe_get(down[0], 60) != 'g') _exit(2);
+        memset(b, 0, SZ);
+        c = scp_vfile_size(y) == SZ && scp_vfile_pread(y, b, SZ, 0, &ce) == (ssize_t)SZ && b[0] == 'Y' &&
+                    b[SZ - 1] == 'Y'
+                ? 'y'
+                : 'n';
+        if (write(up[1], &c, 1) != 1 || pipe_get(down[0], 60) != 'g') _exit(2);
+        memset(b, 0, SZ);
+        c = scp_vfile_pread(x, b, SZ, 0, &ce) == (ssize_t)SZ && b[0] == 'C' && b[CS] == 'X' ? 'x' : 'n';
+        if (write(up[1], &c, 1) != 1) _exit(2);
+        free(b);
+        _exit(0);
+    }
+    CHECKF(pipe_get(up[0], 60) == 'r', "the reader could not read x and y");
+    /* The volume's generation moves (z), and x changes (its first chunk). */
+    fill(buf, 'Z');
+    REQUIRE(scp_vfile_pwrite(z, buf, SZ, 0, &e) == (ssize_t)SZ);
+    memset(buf, 'C', CS);
+    REQUIRE(scp_vfile_pwrite(x, buf, CS, 0, &e) == (ssize_t)CS);
+    /* A third party holds the volume lock (byte 0 of the lock file, as ofd_lock takes it). */
+    char lp[4096];
+    snprintf(lp, sizeof lp, "%s/lock", vol);
+    int lfd = open(lp, O_RDWR | O_CLOEXEC);
+    REQUIRE(lfd >= 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    REQUIRE(fcntl(lfd, F_OFD_SETLK, &fl) == 0);
+    REQUIRE(write(down[1], "g", 1) == 1);
+    char got = pipe_get(up[0], 30);
+    CHECKF(got == 'y', "the reader's read and size of y, which nobody wrote since it last looked, %s",
+           got == 'n' ? "returned other bytes or sizes" : "waited for the volume lock (30 s)");
+    fl.l_type = F_UNLCK;
+    REQUIRE(fcntl(lfd, F_OFD_SETLK, &fl) == 0);
+    close(lfd);
+    if (got == 0) got = pipe_get(up[0], 60); /* (the read that waited, once the lock is free) */
+    REQUIRE(write(down[1], "g", 1) == 1);
+    CHECKF(pipe_get(up[0], 60) == 'x', "the reader did not see the other process's write to x");
+    int st;
+    waitpid(pid, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader failed");
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+    free(buf);
+    scp_vfile_close(x, &e);
+    scp_vfile_close(y, &e);
+    scp_vfile_close(z, &e);
     CHECK(scp_volume_close(v, &e) == 0);
 }
 
@@ -400,6 +493,7 @@ int main(void) {
     expect_content(vol, want, "power cut after a lazy write");
 
     two_files(vol);
+    file_hints(vol);
 
     char *dsave = tu_path(dir, "dsave");
     inplace(vol, dsave);
