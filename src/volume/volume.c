@@ -917,6 +917,11 @@ void vol_doomed_drain(scp_volume *v) {
 static int sync_pending(scp_volume *v, int all, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
+    /* Our lazy commits are durable once a durable commit of any process followed them (it
+     * synced every listed journal and names their roots): PostgreSQL's backends fsync the WAL
+     * one after another, and each one whose write the previous flush covered paid a manifest
+     * write and its flush of nothing new. */
+    if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
     if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)))
         rc = vol_commit_manifest(v, 1, err);
     vol_unlock(v);

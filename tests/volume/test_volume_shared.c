@@ -24,6 +24,8 @@
  *    chunks are gone).
  * 6. per-file hints (file_hints below): a read and a size of a file that no other process
  *    committed since take no volume lock, and a file another process wrote is still read new.
+ * 7. covered fsync (covered_fsync below): an fsync whose lazy writes another process's fsync
+ *    already made durable writes no manifest.
  */
 #include <poll.h>
 #include <signal.h>
@@ -300,6 +302,76 @@ static void file_hints(const char *vol) {
     CHECK(scp_volume_close(v, &e) == 0);
 }
 
+/* 7. covered fsync: a process whose lazy write another process's fsync has since made durable
+ *    writes no manifest when it fsyncs in turn (PostgreSQL's backends fsync the WAL one after
+ *    another): the durable and published generations stay where that fsync left them, and the
+ *    write is there after a reopen. */
+static void covered_fsync(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    uint8_t *buf = malloc(SZ);
+    scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
+    scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(x && y);
+    fill(buf, 'A');
+    REQUIRE(scp_vfile_pwrite(x, buf, SZ, 0, &e) == (ssize_t)SZ);
+    REQUIRE(scp_vfile_pwrite(y, buf, SZ, 0, &e) == (ssize_t)SZ);
+    REQUIRE(scp_vfile_fsync(x, &e) == 0);
+    int up[2], down[2];
+    REQUIRE(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_err ce;
+        uint8_t b[CS];
+        memset(b, 'B', sizeof b);
+        char c = scp_vfile_pwrite(y, b, sizeof b, CS, &ce) == (ssize_t)sizeof b ? 'w' : 'n';
+        if (write(up[1], &c, 1) != 1 || pipe_get(down[0], 60) != 'g') _exit(2);
+        c = scp_vfile_fsync(y, &ce) == 0 ? 's' : 'n';
+        if (write(up[1], &c, 1) != 1) _exit(2);
+        _exit(0);
+    }
+    CHECKF(pipe_get(up[0], 60) == 'w', "the child's write failed");
+    memset(buf, 'C', CS);
+    REQUIRE(scp_vfile_pwrite(x, buf, CS, 0, &e) == (ssize_t)CS);
+    REQUIRE(scp_vfile_fsync(x, &e) == 0); /* durable: the child's write to y too */
+    uint64_t d0 = durable_gen(vol), p0 = published_gen(vol);
+    REQUIRE(write(down[1], "g", 1) == 1);
+    CHECKF(pipe_get(up[0], 60) == 's', "the child's fsync failed");
+    uint64_t d1 = durable_gen(vol), p1 = published_gen(vol);
+    CHECKF(d1 == d0 && p1 == p0,
+           "an fsync whose write was already durable wrote a manifest (durable generation %llu -> "
+           "%llu, published %llu -> %llu)",
+           (unsigned long long)d0, (unsigned long long)d1, (unsigned long long)p0,
+           (unsigned long long)p1);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed");
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+    scp_vfile_close(x, &e);
+    scp_vfile_close(y, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+    /* The state the fsyncs promised, after a reopen. */
+    v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    y = scp_vfile_open(v, "y", O_RDONLY, 0, &e);
+    REQUIRE(y != NULL);
+    memset(buf, 0, SZ);
+    CHECK(scp_vfile_pread(y, buf, SZ, 0, &e) == (ssize_t)SZ && buf[0] == 'A' && buf[CS] == 'B' &&
+          buf[2 * CS] == 'A');
+    scp_vfile_close(y, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+    free(buf);
+}
+
 /* Total bytes of the objects of the volume whose names end in ext (one file here). */
 static long long objects_bytes(const char *vol, const char *ext) {
     char cmd[8192];
@@ -494,6 +566,7 @@ int main(void) {
 
     two_files(vol);
     file_hints(vol);
+    covered_fsync(vol);
 
     char *dsave = tu_path(dir, "dsave");
     inplace(vol, dsave);
