@@ -9,6 +9,10 @@
 #
 #   bench/volume/pgbench.sh [BUILD_DIR]
 #
+# With AB=OTHER_BUILD_DIR a third server runs in each round: the same volume setup under that
+# build's scpctl ("base", e.g. main built elsewhere), and the ratios scp/base are printed too
+# (before/after of a change, in the same run).
+#
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each
 #   pgbench run), SCALE=10, CLIENTS=4, THREADS=2, BASE=/var/tmp, STRACE=1, STRACE_SECS=10.
 # Needs root (to become postgres), PostgreSQL 15 (Debian), strace for the flush counts.
@@ -33,10 +37,19 @@ cleanup() {
 }
 trap cleanup EXIT
 $AS "$MKVOL" "$T/key" "$T/vol" || exit 1
-$AS mkdir -p "$T/plain" "$T/sock-plain" "$T/sock-scp"
+FSLIST="plain scp"
+if [ -n "${AB:-}" ]; then
+    AB=$(cd "$AB" && pwd)
+    $AS "$AB/tests/shield/shield-mkvol" "$T/key-base" "$T/vol-base" || exit 1
+    FSLIST="plain scp base"
+fi
+$AS mkdir -p "$T/plain" "$T/sock-plain" "$T/sock-scp" "$T/sock-base"
 
-pre() { [ "$1" = scp ] && echo "$SCPCTL run --volume $T/vol:$MNT --key-file $T/key --"; }
-datadir() { if [ "$1" = scp ]; then echo "$MNT/db"; else echo "$T/plain/db"; fi; }
+pre() {
+    [ "$1" = scp ] && echo "$SCPCTL run --volume $T/vol:$MNT --key-file $T/key --"
+    [ "$1" = base ] && echo "$AB/src/scpctl run --volume $T/vol-base:$MNT --key-file $T/key-base --"
+}
+datadir() { if [ "$1" = plain ]; then echo "$T/plain/db"; else echo "$MNT/db"; fi; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -101,7 +114,7 @@ flushes() { # FS: one run of the server under strace; flush calls per transactio
 }
 
 declare -A TPS CPU
-for fs in plain scp; do
+for fs in $FSLIST; do
     initdb_in "$fs"
     start_server "$fs"
     $AS pgbench -h "$T/sock-$fs" -U postgres -q -i -s "$SCALE" postgres >"$T/init-$fs" 2>&1 || { cat "$T/init-$fs"; exit 1; }
@@ -109,7 +122,7 @@ for fs in plain scp; do
 done
 echo "pgbench scale $SCALE, $CLIENTS clients, $THREADS threads, ${SECS}s runs, $ROUNDS rounds, data under ${BASE:-/var/tmp}"
 for r in $(seq 1 "$ROUNDS"); do
-    for fs in plain scp; do
+    for fs in $FSLIST; do
         start_server "$fs"
         read -r v cpu < <(bench "$fs" "$SECS")
         stop_server
@@ -129,3 +142,10 @@ sc=$(echo "${CPU[scp]}" | tr ' ' '\n' | grep . | median)
 echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
 echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
     awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
+if [ -n "${AB:-}" ]; then
+    bt=$(echo "${TPS[base]}" | tr ' ' '\n' | grep . | median)
+    bc=$(echo "${CPU[base]}" | tr ' ' '\n' | grep . | median)
+    echo "base ($AB): median tps $bt ($(awk -v a="$bt" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain), CPU $bc ms per transaction"
+    echo "scp/base: tps $(awk -v a="$s" -v b="$bt" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'), CPU per transaction $(awk -v a="$sc" -v b="$bc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'); per round tps:$(paste -d' ' <(echo "${TPS[base]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
+        awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
+fi

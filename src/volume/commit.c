@@ -598,14 +598,22 @@ static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
         f->d_unsynced = 1;
     }
     free(ct);
-    /* Entries of lazy commits (shared mode), each where it stands in the table now. */
+    /* Entries of lazy commits (shared mode), each where it stands in the table now: in index
+     * order, one pwrite per run of neighbours (a WAL segment's lazy commits leave hundreds). */
+    size_t nu = u64map_count(&f->unapplied), k = 0;
+    uint64_t *idx = rc == 0 && nu ? malloc(nu * sizeof *idx) : NULL;
+    if (rc == 0 && nu && !idx) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     pos = 0;
-    while (rc == 0 && u64map_next(&f->unapplied, &pos, &i, &off)) {
-        if (i >= cur_n(f)) continue; /* (shrunk since) */
-        if (scp_pwrite_full(f->fd_t, ent(f, i), ENT, i * ENT) < 0)
+    while (idx && u64map_next(&f->unapplied, &pos, &i, &off))
+        if (i < cur_n(f)) idx[k++] = i; /* (else shrunk since) */
+    if (k) qsort(idx, k, sizeof *idx, cmp_u64);
+    for (size_t a = 0, b; rc == 0 && a < k; a = b) {
+        for (b = a + 1; b < k && idx[b] == idx[b - 1] + 1;) b++;
+        if (scp_pwrite_full(f->fd_t, ent(f, idx[a]), (b - a) * ENT, idx[a] * ENT) < 0)
             rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
         f->t_unsynced = 1;
     }
+    free(idx);
     /* Changed entries, one pwrite per run of neighbours (a large overwrite changes many). */
     for (i = 0; rc == 0 && i < lim; i++) {
         if (!changed_get(f, i)) continue;
@@ -856,6 +864,9 @@ static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_o
                         f->path);
     *saved = *e;
     *mi_out = mi;
+    /* Before the manifest that names the new root: a reader that then finds the slot at or
+     * below its generation read the file before this commit (vol_file_unchanged). */
+    vol_file_hint_bump(v, f->id, v->gen + 1);
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     e->mtime_ns = scp_now_ns();

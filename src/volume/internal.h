@@ -38,7 +38,8 @@ struct scp_volume {
     int objfd;      /* its objects/ directory */
     int lockfd;     /* "lock": OFD write lock serializes commits across processes */
     uint64_t *hint; /* the lock file's first 8 bytes, mapped shared: the generation of the last
-                     * commit (a hint, see vol_fresh; NULL if the file cannot be mapped) */
+                     * commit (a hint, see vol_fresh; NULL if the file cannot be mapped); the
+                     * mapping goes on to the per-file hints (vol_file_unchanged) */
     int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
     int slotfd[3];  /* manifest.0, manifest.1 (durable), manifest.2 (scratch; -1 if absent) */
     uint64_t slot_gen[2]; /* generation of each durable slot as this process last authenticated
@@ -196,6 +197,16 @@ int vol_lock_read(scp_volume *v, scp_err *err);
  * write (acquire_writer, commit: both read the manifest under vol_lock). */
 int vol_fresh(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
+/* Per-file generation hints in the lock file (volume.c): VOL_FILE_HINTS u64 slots from
+ * VOL_FILE_HINT_OFF, mapped with the generation hint. A commit that names a file raises its
+ * slot to the generation it writes, before that manifest is written (caller holds vol_lock);
+ * vol_file_unchanged says, without a system call, that no commit named the file after
+ * generation seen (a hint, like vol_fresh: for reads only). */
+#define VOL_FILE_HINT_OFF 8192 /* after the one-flush mark and journal list (4096-4631) */
+#define VOL_FILE_HINTS 1024
+void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t gen);
+void vol_file_hints_bump_all(scp_volume *v, uint64_t gen);
+int vol_file_unchanged(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t seen);
 /* Incremented in every child right after fork (pthread_atfork), so that the hot paths detect a
  * fork with one load instead of a getpid() system call. */
 extern unsigned long vol_fork_gen;
@@ -243,6 +254,9 @@ int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace);
 #define VOL_JMARK_OFF 4096
 #define VOL_JLIST_OFF 4104
 #define VOL_JLIST_MAX 32
+/* the lock file's regions must not overlap: the journal list ends before the file hints */
+_Static_assert(VOL_JLIST_OFF + 16 + VOL_JLIST_MAX * SCP_FILEID_LEN <= VOL_FILE_HINT_OFF,
+               "lock file: journal list and per-file hints overlap");
 /* Commit the in-memory manifest as a one-flush commit of f, whose journal holds the commit
  * record just appended, unsynced (caller holds vol_lock and f->rw). Returns 0 (committed:
  * durable, tag reported), 1 if it cannot be done so (use vol_commit_manifest after syncing the

@@ -1626,6 +1626,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
             redone = 0;
     }
     if (!redone && have_dm) { /* back to the durable state, under a newer generation */
+        vol_file_hints_bump_all(v, v->gen + 1); /* (files went back: no reader may skip) */
         scp_manifest_free(&v->man);
         v->man = dm;
         memset(&dm, 0, sizeof dm);

@@ -546,10 +546,12 @@ static int file_refresh(scp_file *f);
 
 /* Before a read: take in what other processes committed (no system call when nobody did). */
 static void shared_catch_up(scp_file *f) {
-    if (f->vol->shared &&
-        (!vol_fresh(f->vol) ||
-         __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED) != __atomic_load_n(&f->vol->gen, __ATOMIC_RELAXED)))
-        (void)file_refresh(f);
+    if (!f->vol->shared) return;
+    uint64_t seen = __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED);
+    if (vol_fresh(f->vol) && seen == __atomic_load_n(&f->vol->gen, __ATOMIC_RELAXED)) return;
+    /* Other files committed since (the volume's generation moved), this one not. */
+    if (vol_file_unchanged(f->vol, f->id, seen)) return;
+    (void)file_refresh(f);
 }
 
 /* ---- public file API ---------------------------------------------------------------------- */

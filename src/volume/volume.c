@@ -267,7 +267,7 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
  * Old volumes have an empty lock file: it grows to one page here (only ever grown, never
  * shrunk). If the host truncates the file while it is mapped, the next lookup faults (SIGBUS):
  * the host can stop the program anyway. */
-#define HINT_LEN 4096
+#define HINT_LEN (VOL_FILE_HINT_OFF + VOL_FILE_HINTS * 8)
 static void hint_map(scp_volume *v) {
     struct stat st;
     if (fstat(v->lockfd, &st) < 0 || !S_ISREG(st.st_mode)) return;
@@ -496,6 +496,45 @@ int vol_fresh(scp_volume *v) {
         return 0;
     if (v->hint) return __atomic_load_n(v->hint, __ATOMIC_ACQUIRE) == v->gen;
     return vol_peek_generation(v) <= v->gen; /* no hint: the slot headers tell (two reads) */
+}
+
+/* Per-file hints (shared mode): slot h(id) of the lock file's second and third pages holds the
+ * highest generation of a commit that named a file hashing there. A reader whose state of a
+ * file was last checked at a generation at or above its slot needs no volume lock to know
+ * that the file is unchanged, however many other files moved the volume's generation since:
+ * PostgreSQL's backends read and size relations (lseek SEEK_END per relation per query)
+ * while the WAL commits every transaction, and each such look-up waited for the volume lock,
+ * held across the durable commit's flushes. Collisions only cost a needless refresh. Not
+ * authenticated, like the generation hint: a host that lowers a slot delays seeing another
+ * process's commit of that file, as a host that sets the generation hint can; writes never
+ * rely on it (writer_refresh checks the manifest under the lock). */
+static uint64_t *file_hint_slot(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    uint64_t h;
+    memcpy(&h, id, sizeof h); /* (the id is random: its first bytes spread uniformly) */
+    return v->hint + VOL_FILE_HINT_OFF / 8 + h % VOL_FILE_HINTS;
+}
+
+void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t gen) {
+    if (!v->hint) return;
+    uint64_t *s = file_hint_slot(v, id);
+    /* Committers hold the volume lock, so this read-then-store cannot lose a newer value. */
+    if (__atomic_load_n(s, __ATOMIC_RELAXED) < gen) __atomic_store_n(s, gen, __ATOMIC_RELEASE);
+}
+
+void vol_file_hints_bump_all(scp_volume *v, uint64_t gen) {
+    if (!v->hint) return;
+    for (size_t k = 0; k < VOL_FILE_HINTS; k++) {
+        uint64_t *s = v->hint + VOL_FILE_HINT_OFF / 8 + k;
+        if (__atomic_load_n(s, __ATOMIC_RELAXED) < gen) __atomic_store_n(s, gen, __ATOMIC_RELEASE);
+    }
+}
+
+int vol_file_unchanged(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t seen) {
+    if (!v->hint || seen == 0 || v->forked_midway ||
+        __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) !=
+            __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED))
+        return 0;
+    return __atomic_load_n(file_hint_slot(v, id), __ATOMIC_ACQUIRE) <= seen;
 }
 
 int vol_lock_read(scp_volume *v, scp_err *err) {
@@ -878,6 +917,11 @@ void vol_doomed_drain(scp_volume *v) {
 static int sync_pending(scp_volume *v, int all, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
+    /* Our lazy commits are durable once a durable commit of any process followed them (it
+     * synced every listed journal and names their roots): PostgreSQL's backends fsync the WAL
+     * one after another, and each one whose write the previous flush covered paid a manifest
+     * write and its flush of nothing new. */
+    if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
     if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)))
         rc = vol_commit_manifest(v, 1, err);
     vol_unlock(v);

@@ -22,7 +22,12 @@
  *    the journal and the scratch slot but lost the in-place chunks (never synced), the volume
  *    opens clean and reads the last fsynced state (it does not take the lazy state whose
  *    chunks are gone).
+ * 6. per-file hints (file_hints below): a read and a size of a file that no other process
+ *    committed since take no volume lock, and a file another process wrote is still read new.
+ * 7. covered fsync (covered_fsync below): an fsync whose lazy writes another process's fsync
+ *    already made durable writes no manifest.
  */
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -205,6 +210,166 @@ static void two_files(const char *vol) {
     scp_vfile_close(x, &e);
     scp_vfile_close(y, &e);
     CHECK(scp_volume_close(v, &e) == 0);
+}
+
+/* One byte over a pipe, waiting at most secs for it (a deadlock detector, not a timing
+ * check: what is waited for needs no lock unless it is broken). Returns the byte, or 0. */
+static char pipe_get(int fd, int secs) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char c = 0;
+    if (poll(&pfd, 1, secs * 1000) == 1 && read(fd, &c, 1) != 1) c = 0;
+    return c;
+}
+
+/* 6. per-file hints: another process reads and sizes a file that nobody committed since it
+ *    last looked without the volume lock, while the volume's generation moved (other files
+ *    were written) and a third party holds that lock (as a durable commit does across its
+ *    flushes: PostgreSQL's backends waited there at every lseek of a relation); and once the
+ *    lock is free it still reads the new bytes of a file that was written meanwhile. */
+static void file_hints(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    uint8_t *buf = malloc(SZ);
+    scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
+    scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
+    scp_vfile *z = scp_vfile_open(v, "z", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(x && y && z);
+    fill(buf, 'X');
+    REQUIRE(scp_vfile_pwrite(x, buf, SZ, 0, &e) == (ssize_t)SZ);
+    fill(buf, 'Y');
+    REQUIRE(scp_vfile_pwrite(y, buf, SZ, 0, &e) == (ssize_t)SZ);
+    REQUIRE(scp_vfile_fsync(y, &e) == 0);
+    int up[2], down[2];
+    REQUIRE(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) { /* the reader: looks at both files, then waits for the writer's turns */
+        scp_err ce;
+        uint8_t *b = malloc(SZ);
+        char c = scp_vfile_pread(x, b, SZ, 0, &ce) == (ssize_t)SZ && scp_vfile_pread(y, b, SZ, 0, &ce) == (ssize_t)SZ ? 'r' : 'n';
+        if (write(up[1], &c, 1) != 1 || pipe_get(down[0], 60) != 'g') _exit(2);
+        memset(b, 0, SZ);
+        c = scp_vfile_size(y) == SZ && scp_vfile_pread(y, b, SZ, 0, &ce) == (ssize_t)SZ && b[0] == 'Y' &&
+                    b[SZ - 1] == 'Y'
+                ? 'y'
+                : 'n';
+        if (write(up[1], &c, 1) != 1 || pipe_get(down[0], 60) != 'g') _exit(2);
+        memset(b, 0, SZ);
+        c = scp_vfile_pread(x, b, SZ, 0, &ce) == (ssize_t)SZ && b[0] == 'C' && b[CS] == 'X' ? 'x' : 'n';
+        if (write(up[1], &c, 1) != 1) _exit(2);
+        free(b);
+        _exit(0);
+    }
+    CHECKF(pipe_get(up[0], 60) == 'r', "the reader could not read x and y");
+    /* The volume's generation moves (z), and x changes (its first chunk). */
+    fill(buf, 'Z');
+    REQUIRE(scp_vfile_pwrite(z, buf, SZ, 0, &e) == (ssize_t)SZ);
+    memset(buf, 'C', CS);
+    REQUIRE(scp_vfile_pwrite(x, buf, CS, 0, &e) == (ssize_t)CS);
+    /* A third party holds the volume lock (byte 0 of the lock file, as ofd_lock takes it). */
+    char lp[4096];
+    snprintf(lp, sizeof lp, "%s/lock", vol);
+    int lfd = open(lp, O_RDWR | O_CLOEXEC);
+    REQUIRE(lfd >= 0);
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    REQUIRE(fcntl(lfd, F_OFD_SETLK, &fl) == 0);
+    REQUIRE(write(down[1], "g", 1) == 1);
+    char got = pipe_get(up[0], 30);
+    CHECKF(got == 'y', "the reader's read and size of y, which nobody wrote since it last looked, %s",
+           got == 'n' ? "returned other bytes or sizes" : "waited for the volume lock (30 s)");
+    fl.l_type = F_UNLCK;
+    REQUIRE(fcntl(lfd, F_OFD_SETLK, &fl) == 0);
+    close(lfd);
+    if (got == 0) got = pipe_get(up[0], 60); /* (the read that waited, once the lock is free) */
+    REQUIRE(write(down[1], "g", 1) == 1);
+    CHECKF(pipe_get(up[0], 60) == 'x', "the reader did not see the other process's write to x");
+    int st;
+    waitpid(pid, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the reader failed");
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+    free(buf);
+    scp_vfile_close(x, &e);
+    scp_vfile_close(y, &e);
+    scp_vfile_close(z, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+}
+
+/* 7. covered fsync: a process whose lazy write another process's fsync has since made durable
+ *    writes no manifest when it fsyncs in turn (PostgreSQL's backends fsync the WAL one after
+ *    another): the durable and published generations stay where that fsync left them, and the
+ *    write is there after a reopen. */
+static void covered_fsync(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    uint8_t *buf = malloc(SZ);
+    scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
+    scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(x && y);
+    fill(buf, 'A');
+    REQUIRE(scp_vfile_pwrite(x, buf, SZ, 0, &e) == (ssize_t)SZ);
+    REQUIRE(scp_vfile_pwrite(y, buf, SZ, 0, &e) == (ssize_t)SZ);
+    REQUIRE(scp_vfile_fsync(x, &e) == 0);
+    int up[2], down[2];
+    REQUIRE(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_err ce;
+        uint8_t b[CS];
+        memset(b, 'B', sizeof b);
+        char c = scp_vfile_pwrite(y, b, sizeof b, CS, &ce) == (ssize_t)sizeof b ? 'w' : 'n';
+        if (write(up[1], &c, 1) != 1 || pipe_get(down[0], 60) != 'g') _exit(2);
+        c = scp_vfile_fsync(y, &ce) == 0 ? 's' : 'n';
+        if (write(up[1], &c, 1) != 1) _exit(2);
+        _exit(0);
+    }
+    CHECKF(pipe_get(up[0], 60) == 'w', "the child's write failed");
+    memset(buf, 'C', CS);
+    REQUIRE(scp_vfile_pwrite(x, buf, CS, 0, &e) == (ssize_t)CS);
+    REQUIRE(scp_vfile_fsync(x, &e) == 0); /* durable: the child's write to y too */
+    uint64_t d0 = durable_gen(vol), p0 = published_gen(vol);
+    REQUIRE(write(down[1], "g", 1) == 1);
+    CHECKF(pipe_get(up[0], 60) == 's', "the child's fsync failed");
+    uint64_t d1 = durable_gen(vol), p1 = published_gen(vol);
+    CHECKF(d1 == d0 && p1 == p0,
+           "an fsync whose write was already durable wrote a manifest (durable generation %llu -> "
+           "%llu, published %llu -> %llu)",
+           (unsigned long long)d0, (unsigned long long)d1, (unsigned long long)p0,
+           (unsigned long long)p1);
+    int st;
+    waitpid(pid, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed");
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+    scp_vfile_close(x, &e);
+    scp_vfile_close(y, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+    /* The state the fsyncs promised, after a reopen. */
+    v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    y = scp_vfile_open(v, "y", O_RDONLY, 0, &e);
+    REQUIRE(y != NULL);
+    memset(buf, 0, SZ);
+    CHECK(scp_vfile_pread(y, buf, SZ, 0, &e) == (ssize_t)SZ && buf[0] == 'A' && buf[CS] == 'B' &&
+          buf[2 * CS] == 'A');
+    scp_vfile_close(y, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+    free(buf);
 }
 
 /* Total bytes of the objects of the volume whose names end in ext (one file here). */
@@ -400,6 +565,8 @@ int main(void) {
     expect_content(vol, want, "power cut after a lazy write");
 
     two_files(vol);
+    file_hints(vol);
+    covered_fsync(vol);
 
     char *dsave = tu_path(dir, "dsave");
     inplace(vol, dsave);
