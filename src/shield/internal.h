@@ -223,6 +223,10 @@ long sh_unix_sendto(int fd, const void *buf, size_t n, int flags, const struct s
 long sh_unix_sendmsg(int fd, const struct msghdr *m, int flags, int *handled);
 /* A rendezvous address the kernel wrote at sa (cap: the caller's room) becomes the program's path. */
 void sh_unix_addr_out(struct sockaddr *sa, unsigned *len, unsigned cap);
+/* unlink: the file number of the socket node at rel when rel is its last name (else 0), and
+ * the removal of its kernel socket once the name is gone (a listener is then unreachable). */
+uint64_t sh_unix_last_name(int vol, const char *rel);
+void sh_unix_node_gone(int vol, uint64_t ino);
 /* took[SCP_SHIELD_MAX_INHERIT], *ntook: references taken for the new image (sh_exec_failed
  * gives them back when the exec fails) */
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_ofd **took, int *ntook);

@@ -10,8 +10,8 @@
  *    the volume's backing directory (0700, reached through the launcher's descriptor for it:
  *    /proc/self/fd/N/sock/), under a name made from the node's stable file number. A rename
  *    or link of the node keeps the number, so it keeps reaching the same socket; an unlinked
- *    node can no longer be found, so its host socket is unreachable (and is removed when a new
- *    node reuses the number).
+ *    node can no longer be found, and unlink of its last name removes the host socket (a
+ *    listener stays open and unreachable, as on Linux).
  * connect, sendto and sendmsg to a path in a volume resolve the node as the kernel would
  * (search permission, write permission on the node, ECONNREFUSED for a node that is not a
  * socket or that no one listens on) and go to the rendezvous socket. getsockname,
@@ -176,11 +176,10 @@ long sh_unix_bind(int fd, const struct sockaddr *sa, socklen_t len, int *handled
     int vol = (r = node_stat(path, 0, &st)) == 0 ? st_vol(&st) : -1;
     if (vol < 0) return r < 0 ? r : -EIO;
     int dfd = sh.cfg.vol[vol].dirfd;
-    char name[64];
-    snprintf(name, sizeof name, RDV_DIR "/%" PRIx64, (uint64_t)st.st_ino);
     sh_gate(SYS_mkdirat, dfd, (long)RDV_DIR, 0700, 0, 0, 0);
-    /* a socket left under this number belongs to a node that was unlinked: unreachable since */
-    sh_gate(SYS_unlinkat, dfd, (long)name, 0, 0, 0, 0);
+    /* a socket left under this number belongs to a node that is gone (a rename over its last
+     * name, or an unlink by a process without the shield): unreachable since */
+    sh_unix_node_gone(vol, (uint64_t)st.st_ino);
     struct sockaddr_un host;
     socklen_t hl = rdv_addr(vol, (uint64_t)st.st_ino, &host);
     r = sh_gate(SYS_bind, fd, (long)&host, hl, 0, 0, 0);
@@ -194,6 +193,22 @@ long sh_unix_bind(int fd, const struct sockaddr *sa, socklen_t len, int *handled
     name_note(vol, (uint64_t)st.st_ino, path);
     sh_trace("bind '%s': node %" PRIx64 " in volume %d", path, (uint64_t)st.st_ino, vol);
     return 0;
+}
+
+/* Only a socket node's last name matters: another name still reaches the socket. The
+ * number is st_ino's (core.c's fill_stat), as bind named the host socket. */
+uint64_t sh_unix_last_name(int vol, const char *rel) {
+    scp_vstat v;
+    scp_err e;
+    if (!rel[0] || scp_volume_stat(sh.vol[vol].v, rel, &v, &e)) return 0;
+    if (v.type != SCP_VTYPE_NODE || v.node_type != S_IFSOCK || v.nlink > 1) return 0;
+    return v.ino + 2;
+}
+
+void sh_unix_node_gone(int vol, uint64_t ino) {
+    char name[64];
+    snprintf(name, sizeof name, RDV_DIR "/%" PRIx64, ino);
+    sh_gate(SYS_unlinkat, sh.cfg.vol[vol].dirfd, (long)name, 0, 0, 0, 0);
 }
 
 /* ---- connect, sendto, sendmsg -------------------------------------------------------------- */

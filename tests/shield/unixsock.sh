@@ -65,9 +65,14 @@ os.chdir(mnt + "/run")
 c4 = connect("moved.sock"); srv.accept()[0].sendall(b"r")
 print("rename-link-relative", c2.recv(1) + c3.recv(1) + c4.recv(1) == b"mlr",
       err(lambda: connect(mnt + "/run/srv.sock")))
+# unlink of the last name removes the host socket in the rendezvous directory
+host = lambda: len(os.listdir(tmp + "/vol/sock"))
+n0 = host()
 os.unlink(mnt + "/run/moved.sock")
+n1 = host()
 os.unlink(mnt + "/run/linked.sock")
-print("unlinked", err(lambda: connect(mnt + "/run/moved.sock")), os.path.lexists(mnt + "/run/moved.sock"))
+print("unlinked", err(lambda: connect(mnt + "/run/moved.sock")), os.path.lexists(mnt + "/run/moved.sock"),
+      "host sockets", n0 - n1, n1 - host())
 # a name without a listener, a file, a directory, a path through a file
 lone = socket.socket(socket.AF_UNIX); lone.bind(mnt + "/run/lone.sock"); lone.close()
 print("refused", *[err(lambda: connect(mnt + p)) for p in ("/run/lone.sock", "/run/taken", "/run", "/run/taken/x")])
@@ -104,7 +109,7 @@ data True
 getpeername True accepted True
 accept-address True
 rename-link-relative True ENOENT
-unlinked ENOENT False
+unlinked ENOENT False host sockets 0 1
 refused ECONNREFUSED ECONNREFUSED ECONNREFUSED ENOTDIR
 dgram True ENOENT
 nobody EACCES ok"
