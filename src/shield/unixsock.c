@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -102,6 +103,25 @@ static void name_note(int vol, uint64_t ino, const char *path) {
     pthread_mutex_unlock(&names.mu);
 }
 
+/* "/proc/self/fd/<dfd>/sock/<hex ino>", as rdv_addr writes it: 1, else 0. */
+static int rdv_parse(const char *host, int *dfd, uint64_t *ino) {
+    static const char pre[] = "/proc/self/fd/", mid[] = "/" RDV_DIR "/";
+    if (strncmp(host, pre, sizeof pre - 1) != 0) return 0;
+    const char *p = host + sizeof pre - 1;
+    char *end;
+    if (*p < '0' || *p > '9') return 0;
+    long n = strtol(p, &end, 10);
+    if (n > INT_MAX || strncmp(end, mid, sizeof mid - 1) != 0) return 0;
+    p = end + sizeof mid - 1;
+    if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f'))) return 0;
+    errno = 0;
+    unsigned long long v = strtoull(p, &end, 16);
+    if (*end || errno) return 0;
+    *dfd = (int)n;
+    *ino = (uint64_t)v;
+    return 1;
+}
+
 /* A kernel address that is a rendezvous name of this process's volumes becomes the program's
  * path (when this process bound or connected to it); anything else is left as it is. */
 static int name_unmap(struct sockaddr_un *un, socklen_t *len) {
@@ -111,9 +131,9 @@ static int name_unmap(struct sockaddr_un *un, socklen_t *len) {
     if (plen > sizeof un->sun_path) plen = sizeof un->sun_path;
     memcpy(host, un->sun_path, plen);
     host[plen] = 0;
-    int dfd, end = 0;
+    int dfd;
     uint64_t ino;
-    if (sscanf(host, "/proc/self/fd/%d/" RDV_DIR "/%" SCNx64 "%n", &dfd, &ino, &end) != 2 || host[end]) return 0;
+    if (!rdv_parse(host, &dfd, &ino)) return 0;
     int vol = -1;
     for (int i = 0; i < sh.nvol; i++)
         if (sh.cfg.vol[i].dirfd == dfd) vol = i;
