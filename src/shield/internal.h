@@ -221,7 +221,9 @@ long sh_unix_connect(int fd, const struct sockaddr *sa, unsigned len, int *handl
 long sh_unix_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa, unsigned len,
                     int *handled);
 long sh_unix_sendmsg(int fd, const struct msghdr *m, int flags, int *handled);
-/* A rendezvous address the kernel wrote at sa (cap: the caller's room) becomes the program's path. */
+/* A rendezvous address the kernel wrote at sa (cap: the caller's room) becomes the program's
+ * path; only once sh_unix_named is set (this process bound or connected to such a name). */
+extern int sh_unix_named;
 void sh_unix_addr_out(struct sockaddr *sa, unsigned *len, unsigned cap);
 /* unlink: the file number of the socket node at rel when rel is its last name (else 0), and
  * the removal of its kernel socket once the name is gone (a listener is then unreachable). */

@@ -967,7 +967,8 @@ SH_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *sl) {
 }
 SH_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *sl, int fl) {
     socklen_t cap = 0; /* the room for the address: the peer may be a name in a volume */
-    if (UNIX_ADDR(sa) && sl && sh_copy_in(&cap, sl, sizeof cap)) cap = 0;
+    if (UNIX_ADDR(sa) && sl && __atomic_load_n(&sh_unix_named, __ATOMIC_ACQUIRE) && sh_copy_in(&cap, sl, sizeof cap))
+        cap = 0;
     int r;
     if (!ON) {
         REAL(int (*)(int, struct sockaddr *, socklen_t *, int), accept4);

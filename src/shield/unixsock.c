@@ -90,6 +90,7 @@ static struct {
     } e[64];
     unsigned next;
 } names = {.mu = PTHREAD_MUTEX_INITIALIZER};
+int sh_unix_named; /* a name was noted: only then can a kernel address need mapping back */
 
 static void name_note(int vol, uint64_t ino, const char *path) {
     pthread_mutex_lock(&names.mu);
@@ -100,6 +101,7 @@ static void name_note(int vol, uint64_t ino, const char *path) {
     slot->vol = vol;
     slot->ino = ino;
     snprintf(slot->path, sizeof slot->path, "%s", path);
+    __atomic_store_n(&sh_unix_named, 1, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&names.mu);
 }
 
@@ -312,12 +314,13 @@ void sh_unix_addr_out(struct sockaddr *sa, socklen_t *len, socklen_t cap) {
 
 static int name_call(long nr, int fd, struct sockaddr *sa, socklen_t *len) {
     socklen_t cap;
+    if (!__atomic_load_n(&sh_unix_named, __ATOMIC_ACQUIRE)) return (int)syscall(nr, fd, sa, len);
     if (!len || sh_copy_in(&cap, len, sizeof cap)) {
         errno = EFAULT;
         return -1;
     }
     long r = syscall(nr, fd, sa, len);
-    if (r == 0 && sh.active && sh.nvol) sh_unix_addr_out(sa, len, cap);
+    if (r == 0) sh_unix_addr_out(sa, len, cap);
     return (int)r;
 }
 
