@@ -2489,7 +2489,11 @@ static int path_call(long nr, const long a[6], long *ret) {
     case SYS_unlinkat:
         if ((r = sh_cred_parent(vol, rel, 3)) || (r = sh_cred_sticky(vol, rel))) break;
         if (a[2] & AT_REMOVEDIR) r = scp_volume_rmdir(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
-        else r = scp_volume_unlink(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
+        else {
+            uint64_t sock = sh_unix_last_name(vol, rel); /* a socket's last name: its host socket goes */
+            r = scp_volume_unlink(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
+            if (r == 0 && sock) sh_unix_node_gone(vol, sock);
+        }
         break;
     case SYS_readlinkat: {
         char t[PATH_MAX];

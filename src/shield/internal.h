@@ -217,6 +217,24 @@ long sh_cred_parent(int vol, const char *rel, int want);
 long sh_cred_link(const scp_vstat *v); /* may the caller give v another name (hard link) */
 long sh_cred_sticky(int vol, const char *rel); /* may the caller remove name rel (sticky dir) */
 int sh_cred_root(void); /* the effective uid is 0 */
+/* unixsock.c: AF_UNIX addresses that name a path in a protected volume (a socket node there,
+ * the kernel socket in the volume's rendezvous directory). Each sets *handled when the
+ * address was the shield's to serve (the result, 0 or -errno, is then the call's). */
+struct sockaddr;
+struct msghdr; /* lengths: socklen_t (unsigned int; <sys/socket.h> is not included here) */
+long sh_unix_bind(int fd, const struct sockaddr *sa, unsigned len, int *handled);
+long sh_unix_connect(int fd, const struct sockaddr *sa, unsigned len, int *handled);
+long sh_unix_sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *sa, unsigned len,
+                    int *handled);
+long sh_unix_sendmsg(int fd, const struct msghdr *m, int flags, int *handled);
+/* A rendezvous address the kernel wrote at sa (cap: the caller's room) becomes the program's
+ * path; only once sh_unix_named is set (this process bound or connected to such a name). */
+extern int sh_unix_named;
+void sh_unix_addr_out(struct sockaddr *sa, unsigned *len, unsigned cap);
+/* unlink: the file number of the socket node at rel when rel is its last name (else 0), and
+ * the removal of its kernel socket once the name is gone (a listener is then unreachable). */
+uint64_t sh_unix_last_name(int vol, const char *rel);
+void sh_unix_node_gone(int vol, uint64_t ino);
 /* took[SCP_SHIELD_MAX_INHERIT], *ntook: references taken for the new image (sh_exec_failed
  * gives them back when the exec fails) */
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_ofd **took, int *ntook);

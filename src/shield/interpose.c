@@ -893,42 +893,12 @@ SH_EXPORT char *mkdtemp(char *t) {
     return real_mkdtemp(t);
 }
 
-/* A UNIX socket bound at a path under a protected mount: its inode would have to live in the
- * encrypted volume, which holds only files and directories (docs/shield.md, "UNIX sockets").
- * The kernel would see the empty read-only mount point (EROFS at its top, ENOENT below), so
- * the shield answers as a read-only file system would, from the volume's view: ENOENT when the
- * directory does not exist, EADDRINUSE when the name does, else EROFS, with a line on standard
- * error that says why. Abstract names and paths elsewhere go to the kernel. Raw bind calls
- * (static programs) are not seen here: the kernel's answer above. */
-static long unix_bind_on_volume(const struct sockaddr *sa, socklen_t len) {
-    struct sockaddr_un un;
-    size_t n = len < sizeof un ? len : sizeof un;
-    if (len <= offsetof(struct sockaddr_un, sun_path) || len > sizeof un) return 1; /* the kernel's EINVAL */
-    if (sh_copy_in(&un, sa, n)) return -EFAULT;
-    if (un.sun_family != AF_UNIX || !un.sun_path[0]) return 1; /* abstract: no file */
-    char path[sizeof un.sun_path + 1], rel[PATH_MAX];
-    size_t plen = n - offsetof(struct sockaddr_un, sun_path);
-    memcpy(path, un.sun_path, plen);
-    path[plen] = 0;
-    int vol;
-    if (sh_classify(AT_FDCWD, path, &vol, rel, sizeof rel) <= 0) return 1;
-    struct stat st;
-    if (fstatat(AT_FDCWD, path, &st, AT_SYMLINK_NOFOLLOW) == 0) return -EADDRINUSE;
-    char *slash = strrchr(path, '/');
-    if (slash && slash != path) {
-        *slash = 0;
-        if (stat(path, &st)) return -errno;
-        if (!S_ISDIR(st.st_mode)) return -ENOTDIR;
-        *slash = '/';
-    }
-    sh_log("bind %s: a UNIX socket cannot live in a protected volume (EROFS, as a read-only file "
-           "system); bind it outside the volume", path);
-    return -EROFS;
-}
-
+/* A UNIX socket bound at a path under a protected mount: a socket node in the volume, the
+ * kernel socket in the volume's rendezvous directory (unixsock.c). */
 SH_EXPORT int bind(int fd, const struct sockaddr *sa, socklen_t len) {
-    long r = sh.active && !sh_in_lib && sa ? unix_bind_on_volume(sa, len) : 1;
-    if (r <= 0) return (int)ret(r);
+    int handled = 0;
+    long r = sh.active && !sh_in_lib && sa && sh.nvol ? sh_unix_bind(fd, sa, len, &handled) : 0;
+    if (handled) return (int)ret(r);
     REAL(int (*)(int, const struct sockaddr *, socklen_t), bind);
     return real_bind(fd, sa, len);
 }

@@ -61,6 +61,11 @@ static void *next_sym(const char *name) {
     __typeof__(type) real_##name = (__typeof__(type))real_p_##name
 
 #define ON (sh_net_on && !sh_in_lib)
+/* an address argument that may name a socket in a protected volume (unixsock.c) */
+#define UNIX_ADDR(p) ((p) && sh.nvol && sh.active && !sh_in_lib)
+/* What the kernel answers for a datagram to a path in a volume (it sees the empty mount
+ * point): only then does sendto/sendmsg look at the address, so the data path pays nothing */
+#define UNIX_MISSED(e) ((e) == ENOENT || (e) == ECONNREFUSED || (e) == ENOTDIR || (e) == EACCES)
 
 /* ---- one connection operation ---------------------------------------------------------------- */
 
@@ -933,19 +938,39 @@ SH_EXPORT ssize_t send(int fd, const void *b, size_t n, int fl) {
     }
     return ret(n_sendto(fd, b, n, fl, NULL, 0));
 }
-SH_EXPORT ssize_t sendto(int fd, const void *b, size_t n, int fl, const struct sockaddr *sa, socklen_t sl) {
+static ssize_t sendto_kernel(int fd, const void *b, size_t n, int fl, const struct sockaddr *sa, socklen_t sl) {
     if (!ON) {
         REAL(ssize_t (*)(int, const void *, size_t, int, const struct sockaddr *, socklen_t), sendto);
         return real_sendto(fd, b, n, fl, sa, sl);
     }
     return ret(n_sendto(fd, b, n, fl, sa, sl));
 }
-SH_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl) {
+SH_EXPORT ssize_t sendto(int fd, const void *b, size_t n, int fl, const struct sockaddr *sa, socklen_t sl) {
+    ssize_t r = sendto_kernel(fd, b, n, fl, sa, sl);
+    if (r < 0 && UNIX_ADDR(sa) && UNIX_MISSED(errno)) {
+        int h, e = errno;
+        long u = sh_unix_sendto(fd, b, n, fl, sa, sl, &h);
+        if (h) return ret(u);
+        errno = e;
+    }
+    return r;
+}
+static ssize_t sendmsg_kernel(int fd, const struct msghdr *m, int fl) {
     if (!ON) {
         REAL(ssize_t (*)(int, const struct msghdr *, int), sendmsg);
         return real_sendmsg(fd, m, fl);
     }
     return ret(n_sendmsg(fd, m, fl));
+}
+SH_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int fl) {
+    ssize_t r = sendmsg_kernel(fd, m, fl);
+    if (r < 0 && UNIX_ADDR(m) && UNIX_MISSED(errno)) {
+        int h, e = errno;
+        long u = sh_unix_sendmsg(fd, m, fl, &h);
+        if (h) return ret(u);
+        errno = e;
+    }
+    return r;
 }
 SH_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int fl) {
     if (!ON) {
@@ -993,22 +1018,29 @@ SH_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int fl, struct tim
     return (int)ret(n_recvmmsg(fd, v, n, fl, ts));
 }
 SH_EXPORT int accept(int fd, struct sockaddr *sa, socklen_t *sl) {
-    if (!ON) {
-        REAL(int (*)(int, struct sockaddr *, socklen_t *), accept);
-        return real_accept(fd, sa, sl);
-    }
-    long a[6] = {fd, (long)sa, (long)sl, 0, 0, 0};
-    return (int)ret(net_accept(SYS_accept, a));
+    return accept4(fd, sa, sl, 0);
 }
 SH_EXPORT int accept4(int fd, struct sockaddr *sa, socklen_t *sl, int fl) {
+    socklen_t cap = 0; /* the room for the address: the peer may be a name in a volume */
+    if (UNIX_ADDR(sa) && sl && __atomic_load_n(&sh_unix_named, __ATOMIC_ACQUIRE) && sh_copy_in(&cap, sl, sizeof cap))
+        cap = 0;
+    int r;
     if (!ON) {
         REAL(int (*)(int, struct sockaddr *, socklen_t *, int), accept4);
-        return real_accept4(fd, sa, sl, fl);
+        r = real_accept4(fd, sa, sl, fl);
+    } else {
+        long a[6] = {fd, (long)sa, (long)sl, fl, 0, 0};
+        r = (int)ret(net_accept(SYS_accept4, a));
     }
-    long a[6] = {fd, (long)sa, (long)sl, fl, 0, 0};
-    return (int)ret(net_accept(SYS_accept4, a));
+    if (r >= 0 && cap) sh_unix_addr_out(sa, sl, cap);
+    return r;
 }
 SH_EXPORT int connect(int fd, const struct sockaddr *sa, socklen_t sl) {
+    if (UNIX_ADDR(sa)) {
+        int h;
+        long u = sh_unix_connect(fd, sa, sl, &h);
+        if (h) return (int)ret(u);
+    }
     if (!ON) {
         REAL(int (*)(int, const struct sockaddr *, socklen_t), connect);
         return real_connect(fd, sa, sl);
