@@ -113,6 +113,11 @@ struct scp_file {
     int refs;                   /* open handles (protected by vol->mu) */
     int fork_held;              /* the atfork prepare handler holds rw and a reference */
     int writer;                 /* holds the cross-process writer lock */
+    /* An explicit modification time was set (futimens, utimensat) after this process's last
+     * write: the next commit keeps it instead of stamping the commit's time (cp -a and tar
+     * write, set the source's time, then close). Atomic: set under vol->mu, cleared by writes
+     * under rw and by the commit. */
+    int mtime_kept;
     pthread_rwlock_t rw;
     /* committed state (matches the manifest entry) */
     uint64_t c_size;

@@ -376,6 +376,7 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
     if (off + n < off || off + n > (UINT64_C(1) << 50))
         return scp_fail(err, SCP_E_INVAL, EFBIG, "write beyond the maximum file size");
     if (n == 0) return 0;
+    __atomic_store_n(&f->mtime_kept, 0, __ATOMIC_RELAXED); /* a write moves the time again */
     if (f->unloaded)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest; not written",
@@ -983,6 +984,7 @@ int scp_vfile_truncate(scp_vfile *h, uint64_t size, scp_err *err) {
         return scp_fail(err, SCP_E_INVAL, EFBIG, "size beyond the maximum file size");
     pthread_rwlock_wrlock(&h->f->rw);
     int rc = acquire_writer(h->f, err);
+    __atomic_store_n(&h->f->mtime_kept, 0, __ATOMIC_RELAXED);
     if (rc == 0) rc = set_size(h->f, size, err);
     rc = shared_publish(h->f, rc, err);
     pthread_rwlock_unlock(&h->f->rw);

@@ -1145,6 +1145,11 @@ int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t ui
             *e = saved;
             man_sync_links(&v->man, (size_t)i);
             rc = -1;
+        } else if (mtime_ns != INT64_MIN) {
+            /* this process's uncommitted writes to the file must not stamp over it (v->files:
+             * vol_lock holds v->mu) */
+            for (scp_file *f = v->files; f; f = f->next)
+                if (memcmp(f->id, e->id, SCP_FILEID_LEN) == 0) __atomic_store_n(&f->mtime_kept, 1, __ATOMIC_RELAXED);
         }
     }
     vol_unlock(v);
