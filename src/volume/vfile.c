@@ -590,6 +590,18 @@ static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], scp_e
     return 0;
 }
 
+/* A new handle with its cursor lock, not yet bound to a file; NULL (err set) without memory. */
+static scp_vfile *handle_new(int flags, scp_err *err) {
+    scp_vfile *h = calloc(1, sizeof *h);
+    if (!h) {
+        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        return NULL;
+    }
+    h->flags = flags;
+    pthread_mutex_init(&h->cur_mu, NULL);
+    return h;
+}
+
 scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t mode,
                           scp_err *err) {
     char p[SCP_MAX_PATH + 1];
@@ -598,13 +610,8 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
         scp_fail(err, SCP_E_ISDIR, EISDIR, "the volume root is a directory");
         return NULL;
     }
-    scp_vfile *h = calloc(1, sizeof *h);
-    if (!h) {
-        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-        return NULL;
-    }
-    h->flags = flags;
-    pthread_mutex_init(&h->cur_mu, NULL);
+    scp_vfile *h = handle_new(flags, err);
+    if (!h) return NULL;
     if (!(flags & (O_TRUNC | O_EXCL)) && (h->f = file_get_cached(v, p, h))) return h;
     if (vol_lock(v, err) < 0) {
         free(h);
@@ -689,13 +696,8 @@ scp_vfile *scp_vfile_open_nameless(scp_volume *v, const char *dir, int flags, ui
         scp_fail(err, SCP_E_INVAL, EINVAL, "a nameless file must be opened for writing");
         return NULL;
     }
-    scp_vfile *h = calloc(1, sizeof *h);
-    if (!h) {
-        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-        return NULL;
-    }
-    h->flags = flags & (O_ACCMODE | O_APPEND);
-    pthread_mutex_init(&h->cur_mu, NULL);
+    scp_vfile *h = handle_new(flags & (O_ACCMODE | O_APPEND), err);
+    if (!h) return NULL;
     if (vol_lock(v, err) < 0) {
         pthread_mutex_destroy(&h->cur_mu);
         free(h);

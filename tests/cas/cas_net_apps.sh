@@ -27,7 +27,6 @@ for p in nginx memcached memccp memccat; do
     expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/$p"
     eval "M_$p=$(cat "$T/last.out")"
 done
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PN=$(freeport)
 PM=$(freeport)
 MARK=SCPAPPMARK$RANDOM$RANDOM

@@ -29,7 +29,6 @@ expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-server"
 MR=$(cat "$T/last.out")
 expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-cli"
 MC=$(cat "$T/last.out")
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PA=$(freeport)
 PB=$(freeport)
 PM=$(freeport)

@@ -13,7 +13,6 @@ mkdir -p "$T/bin"
 cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
 expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/python3"
 MP=$(cat "$T/last.out")
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(freeport)
 
 cat >"$T/prefork.py" <<PY

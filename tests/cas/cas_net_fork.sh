@@ -20,7 +20,6 @@ PYEXE=$(readlink -f /usr/bin/python3)
 PYT=(--trusted "$PYEXE")
 expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
 MP=$(cat "$T/last.out")
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PF=$(freeport)
 PE=$(freeport)
 PT=$(freeport)

@@ -29,7 +29,6 @@ MB=$(measure "$T/bin/redis-server-b")
 MC=$(measure "$T/bin/redis-cli")
 MX=$(measure "$T/bin/redis-cli-x")
 [ "$MA" != "$MB" ] && [ "$MC" != "$MX" ] || fail "the copies with trailing bytes measure the same"
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PA=$(freeport)
 PB=$(freeport)
 PS=$(freeport)

@@ -28,7 +28,6 @@ if [ -n "$CTYPES" ] && "$SCPCTL" platform measure "${PYT[@]}" --trusted "$CTYPES
 fi
 expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
 MP=$(cat "$T/last.out")
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(freeport)      # the server's listen port (TLS, min_tls 1.2)
 PORT2=$(freeport)     # a strict server (TLS 1.3 only)
 OPEN=$(freeport)      # a port the policy does not name (listen refused)

@@ -18,7 +18,6 @@ CTYPES=$(ls /usr/lib/python3*/lib-dynload/_ctypes.*.so 2>/dev/null | head -1)
 PYT=(--trusted "$CTYPES")
 expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
 MP=$(cat "$T/last.out")
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(freeport)
 MARK=SCPSPLICEMARK$RANDOM$RANDOM
 

@@ -14,6 +14,9 @@ fail() {
     exit 1
 }
 
+# freeport: a loopback TCP port that nothing listens on now.
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
 cleanup() {
     if [ -n "$CAS_PID" ]; then
         kill -TERM "$CAS_PID" 2>/dev/null
