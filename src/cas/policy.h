@@ -16,8 +16,8 @@
  *       volumes: [NAME, ...]         # optional: volumes of this session the service mounts
  *       network:                     # optional: the network shield (docs/shield.md "Network")
  *         certificate: NAME          # an x509 secret: the service's certificate and key
- *         listen: [{port: N, client_certificate: required|none, client_ca: service|SECRET}]
- *         peers: [{host: HOST|IP|CIDR, port: N, name: NAME, ca: service|SECRET}]
+ *         listen: [{port: N, protocol: tls|postgres, client_certificate: required|none, client_ca: service|SECRET}]
+ *         peers: [{host: HOST|IP|CIDR, port: N, protocol: tls|postgres, name: NAME, ca: service|SECRET}]
  *         default: allow|refuse      # other TCP traffic: plaintext, or ECONNREFUSED/EACCES
  *         min_tls: "1.3"|"1.2"       # default 1.3
  *       snp: {measurement: HEX96, host_data: HEX64,                       # optional: accept
@@ -100,8 +100,13 @@ typedef struct cas_tee_policy {
 
 /* A service's network shield section. A CA is "service" (CAS's service CA) or the name of a
  * secret whose value is a PEM certificate (explicit or imported). */
+/* How a connection of a listen or peer rule starts (`protocol`): TLS from the first byte, or
+ * PostgreSQL's in-protocol request (SSLRequest, answered 'S', then TLS; docs/shield.md). */
+enum { CAS_NET_PROTO_TLS = 0, CAS_NET_PROTO_POSTGRES = 1 };
+
 typedef struct cas_net_listen {
     long port;
+    int proto;       /* CAS_NET_PROTO_* */
     int client_cert; /* require a client certificate, verified against client_ca */
     char *client_ca;
     char *client_session, *client_owner; /* the identity the client's certificate must carry (NULL: any) */
@@ -114,6 +119,7 @@ typedef struct cas_net_listen {
 typedef struct cas_net_peer {
     char *host; /* DNS name, IPv4/IPv6 address, or CIDR (a.b.c.d/n) */
     long port;
+    int proto;  /* CAS_NET_PROTO_* */
     char *name; /* the name the peer's certificate must carry (default: host unless a CIDR) */
     char *ca;
     /* the CAS identity the peer's certificate must carry, scp://OWNER/SESSION/CERTIFICATE

@@ -597,6 +597,7 @@ static json_t *render_net(render *r, const cas_service_net *net) {
         const cas_net_listen *ln = &net->listen[i];
         json_t *e = json_pack("{s:I, s:b}", "port", (json_int_t)ln->port, "client_cert", ln->client_cert);
         json_array_append_new(lis, e);
+        if (ln->proto == CAS_NET_PROTO_POSTGRES) json_object_set_new(e, "protocol", json_string("postgres"));
         if (ln->client_cert) {
             json_t *ca = net_ca(r, ln->client_ca);
             if (!ca) goto fail;
@@ -616,6 +617,7 @@ static json_t *render_net(render *r, const cas_service_net *net) {
                               pe->name ? pe->name : pe->host, "ca", ca);
         json_t *id = net_identity(r, pe->session, pe->owner, pe->certificate);
         if (id) json_object_set_new(e, "identity", id);
+        if (pe->proto == CAS_NET_PROTO_POSTGRES) json_object_set_new(e, "protocol", json_string("postgres"));
         if (pe->service) json_object_set_new(e, "service", json_string(pe->service));
         if (pe->measurement) json_object_set_new(e, "measurement", json_string(pe->measurement));
         if (pe->platform) json_object_set_new(e, "platform", json_string(pe->platform));

@@ -661,8 +661,13 @@ static int net_blob(char **buf, size_t *len, const char *word, const char *pem) 
 static int net_word_ok(const char *s) { return s && *s && strlen(s) < 254 && !strpbrk(s, " \n\t"); }
 
 /* A rule's checks of a per-instance certificate: `want service NAME`, `want measurement HEX`,
- * `want platform HEX` after its line (scp/shield.h). */
+ * `want platform HEX` after its line, and its `proto postgres` (scp/shield.h). */
 static int net_wants(char **buf, size_t *len, json_t *rule) {
+    const char *proto = json_string_value(json_object_get(rule, "protocol"));
+    if (proto) {
+        if (strcmp(proto, "postgres") != 0) return 1; /* CAS sends no other; an unknown one must not become plain TLS */
+        if (buf_add(buf, len, "proto postgres\n", 15)) return 1;
+    }
     static const char *const what[] = {"service", "measurement", "platform"};
     for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {
         json_t *v = json_object_get(rule, what[i]);

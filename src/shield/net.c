@@ -304,6 +304,7 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
     nc.min_tls = 13;
     size_t off = 6;
     struct net_want *last = NULL; /* the rule that `want` lines refine */
+    int *last_proto = NULL;        /* the rule that a `proto` line refines */
     while (off < len) {
         char *nl = memchr(buf + off, '\n', len - off);
         if (!nl) goto bad;
@@ -340,6 +341,7 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
                 goto bad;
             snprintf(nc.lis[nc.nlis].id, sizeof nc.lis[nc.nlis].id, "%s", a);
             last = n2 >= 0 ? &nc.lis[nc.nlis].want : NULL; /* only a verified client certificate can be checked */
+            last_proto = &nc.lis[nc.nlis].proto;
             nc.lis[nc.nlis].port = (int)n1;
             nc.lis[nc.nlis++].ca = (int)n2;
         } else if (!strcmp(w, "peer")) {
@@ -355,7 +357,11 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
             p->ca = (int)n2;
             if (parse_peer_host(p)) goto bad;
             last = &p->want;
+            last_proto = &p->proto;
             nc.npeer++;
+        } else if (!strcmp(w, "proto")) {
+            if (!last_proto || sscanf(ln, "proto %255s", a) != 1 || strcmp(a, "postgres") != 0) goto bad;
+            *last_proto = NET_PROTO_POSTGRES;
         } else if (!strcmp(w, "want")) {
             if (!last || sscanf(ln, "want %15s %255s", b, a) != 2) goto bad;
             char *dst = !strcmp(b, "service") ? last->service
@@ -897,8 +903,87 @@ static long conn_fail(nconn *c, const char *what, int e) {
 
 static long write_pending_plain(nconn *c);
 
+/* ---- PostgreSQL's SSLRequest ------------------------------------------------------------------
+ * A PostgreSQL client does not start TLS at the first byte: it sends an 8-byte SSLRequest
+ * (length 8, code 80877103), the server answers one byte, 'S', and then the client sends its
+ * ClientHello (a GSSENCRequest, code 80877104, is answered 'N': no GSSAPI encryption). A rule
+ * with `proto postgres` speaks this part for the program, so that libpq with sslmode=require or
+ * verify-full reaches a shielded server whose own configuration has no TLS, and a shielded
+ * client whose libpq asks for none reaches a server that wants it. Nothing else passes in
+ * plaintext: a startup packet without the request (sslmode=disable), a cancel request, or a
+ * server that answers anything but a lone 'S' ends the connection. */
+enum { NET_PRE_NONE = 0, NET_PRE_PG_SERVER, NET_PRE_PG_CLIENT_SEND, NET_PRE_PG_CLIENT_WAIT };
+#define PG_SSL_REQUEST 80877103u
+#define PG_GSSENC_REQUEST 80877104u
+
+static uint32_t be32(const unsigned char *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Queue plaintext protocol bytes (the request or the answer) ahead of the TLS records. */
+static int pre_send(nconn *c, const void *b, size_t n) {
+    struct obuf *o = BIO_get_data(c->wbio);
+    if (obuf_append(o, b, n)) return -ENOMEM;
+    long f = net_flush(c, 0, 1);
+    return f == -EAGAIN ? 0 : (int)f;
+}
+
+/* Run the plaintext start: 1 when TLS may begin, -EAGAIN, or the connection's failure. */
+static long pg_start(nconn *c, int block) {
+    for (;;) {
+        if (c->pre == NET_PRE_PG_CLIENT_SEND) {
+            static const unsigned char req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}; /* 80877103 */
+            long e = pre_send(c, req, sizeof req);
+            if (e < 0) return conn_fail(c, "cannot send PostgreSQL's SSLRequest", (int)-e);
+            c->pre = NET_PRE_PG_CLIENT_WAIT;
+        }
+        const struct obuf *o = BIO_get_data(c->rbio);
+        size_t have = o->p ? o->len - o->off : 0;
+        const unsigned char *p = o->p ? (const unsigned char *)o->p + o->off : NULL;
+        if (c->pre == NET_PRE_PG_CLIENT_WAIT && have >= 1) {
+            if (p[0] != 'S')
+                return conn_fail(c, p[0] == 'N' ? "the PostgreSQL server refused TLS (it answered 'N' to SSLRequest)"
+                                                 : "the PostgreSQL server did not answer SSLRequest with 'S'",
+                                 ECONNREFUSED);
+            /* bytes behind the 'S' came before the handshake, unauthenticated: a
+             * man in the middle's injection (CVE-2021-23222), never the server's */
+            if (have > 1) return conn_fail(c, "the PostgreSQL server sent plaintext after 'S'", ECONNRESET);
+            ((struct obuf *)BIO_get_data(c->rbio))->off++;
+            c->pre = NET_PRE_NONE;
+            return 1;
+        }
+        if (c->pre == NET_PRE_PG_SERVER && have >= 8) {
+            uint32_t len = be32(p), code = be32(p + 4);
+            if (len == 8 && (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST)) {
+                ((struct obuf *)BIO_get_data(c->rbio))->off += 8;
+                long e = pre_send(c, code == PG_SSL_REQUEST ? "S" : "N", 1);
+                if (e < 0) return conn_fail(c, "cannot answer PostgreSQL's SSLRequest", (int)-e);
+                if (code == PG_GSSENC_REQUEST) continue; /* libpq asks for SSL next */
+                c->pre = NET_PRE_NONE;
+                return 1;
+            }
+            return conn_fail(c, "the client did not ask for TLS (PostgreSQL SSLRequest: a client needs sslmode=require or verify-full)",
+                             ECONNRESET);
+        }
+        long g = fill(c, NULL);
+        if (g > 0) continue;
+        if (g == 0) return conn_fail(c, "the peer closed the connection before TLS began", ECONNRESET);
+        if (g != -EAGAIN) {
+            c->failed = (int)-g;
+            return g;
+        }
+        if (!block) return -EAGAIN;
+        long w = wait_fd(c, POLLIN);
+        if (w < 0) return w;
+    }
+}
+
 /* Drive the handshake: 1 done, -EAGAIN, or -errno (connection failed). */
 static long handshake(nconn *c, int block) {
+    if (c->pre) {
+        long p = pg_start(c, block);
+        if (p != 1) return p;
+    }
     for (;;) {
         ERR_clear_error();
         int r = SSL_do_handshake(c->ssl);
@@ -1106,6 +1191,7 @@ void net_on_accept(int fd) {
         return;
     }
     c->port = port;
+    if (nc.lis[i].proto == NET_PROTO_POSTGRES) c->pre = NET_PRE_PG_SERVER;
     net_tbl_set(fd, c);
 }
 
@@ -1149,6 +1235,7 @@ long net_connect(int fd, const void *sa, size_t len) {
     if (!c) return -ENOMEM;
     c->peer = p;
     c->port = port;
+    if (p->proto == NET_PROTO_POSTGRES) c->pre = NET_PRE_PG_CLIENT_SEND;
     c->rfam = fam;
     memcpy(c->raddr, addr, fam == AF_INET ? 4 : 16);
     offer_session(c);

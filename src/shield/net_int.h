@@ -16,8 +16,12 @@ struct net_want {
     char service[72], measurement[72], platform[72];
 };
 
+/* How a rule's connections start (`proto` line; docs/shield.md "PostgreSQL's SSLRequest"). */
+enum { NET_PROTO_TLS = 0, NET_PROTO_POSTGRES = 1 };
+
 struct net_listen {
     int port, ca;
+    int proto; /* NET_PROTO_* */
     char id[256]; /* the identity the client's certificate must carry ("": not checked) */
     struct net_want want;
     SSL_CTX *ctx;
@@ -28,6 +32,7 @@ struct net_peer {
     char id[256]; /* the identity the server's certificate must carry ("": not checked) */
     struct net_want want;
     int port, ca;
+    int proto;       /* NET_PROTO_* */
     int fam, prefix; /* fam 0: a DNS name */
     unsigned char addr[16];
     int resolved, nres, res_fam[8];
@@ -74,6 +79,8 @@ typedef struct nconn {
     int server, port, pid;
     struct net_peer *peer;
     int hs_done, eof, failed, wr_shut;
+    /* before the TLS handshake, a protocol's own plaintext start (NET_PRE_*; net.c pg_start) */
+    int pre;
     char *pbuf;      /* plaintext written during the handshake */
     size_t plen;
     int ready_idx, stuck_idx; /* positions in net_ready / net_stuck, -1: absent (net_mu) */
