@@ -597,7 +597,8 @@ static json_t *render_net(render *r, const cas_service_net *net) {
         const cas_net_listen *ln = &net->listen[i];
         json_t *e = json_pack("{s:I, s:b}", "port", (json_int_t)ln->port, "client_cert", ln->client_cert);
         json_array_append_new(lis, e);
-        if (ln->proto == CAS_NET_PROTO_POSTGRES) json_object_set_new(e, "protocol", json_string("postgres"));
+        if (ln->proto != CAS_NET_PROTO_TLS)
+            json_object_set_new(e, "protocol", json_string(ln->proto == CAS_NET_PROTO_MYSQL ? "mysql" : "postgres"));
         if (ln->client_cert) {
             json_t *ca = net_ca(r, ln->client_ca);
             if (!ca) goto fail;

@@ -664,9 +664,11 @@ static int net_word_ok(const char *s) { return s && *s && strlen(s) < 254 && !st
  * `want platform HEX` after its line, and its `proto postgres` (scp/shield.h). */
 static int net_wants(char **buf, size_t *len, json_t *rule) {
     const char *proto = json_string_value(json_object_get(rule, "protocol"));
-    if (proto) {
-        if (strcmp(proto, "postgres") != 0) return 1; /* CAS sends no other; an unknown one must not become plain TLS */
-        if (buf_add(buf, len, "proto postgres\n", 15)) return 1;
+    if (proto) { /* CAS sends no other; an unknown one must not become plain TLS */
+        if (strcmp(proto, "postgres") != 0 && strcmp(proto, "mysql") != 0) return 1;
+        char line[32];
+        int n = snprintf(line, sizeof line, "proto %s\n", proto);
+        if (buf_add(buf, len, line, (size_t)n)) return 1;
     }
     static const char *const what[] = {"service", "measurement", "platform"};
     for (size_t i = 0; i < sizeof what / sizeof what[0]; i++) {

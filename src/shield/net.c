@@ -305,6 +305,7 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
     size_t off = 6;
     struct net_want *last = NULL; /* the rule that `want` lines refine */
     int *last_proto = NULL;        /* the rule that a `proto` line refines */
+    int last_proto_listen = 0;     /* ... is a listen rule */
     while (off < len) {
         char *nl = memchr(buf + off, '\n', len - off);
         if (!nl) goto bad;
@@ -342,6 +343,7 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
             snprintf(nc.lis[nc.nlis].id, sizeof nc.lis[nc.nlis].id, "%s", a);
             last = n2 >= 0 ? &nc.lis[nc.nlis].want : NULL; /* only a verified client certificate can be checked */
             last_proto = &nc.lis[nc.nlis].proto;
+            last_proto_listen = 1;
             nc.lis[nc.nlis].port = (int)n1;
             nc.lis[nc.nlis++].ca = (int)n2;
         } else if (!strcmp(w, "peer")) {
@@ -358,10 +360,13 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
             if (parse_peer_host(p)) goto bad;
             last = &p->want;
             last_proto = &p->proto;
+            last_proto_listen = 0;
             nc.npeer++;
         } else if (!strcmp(w, "proto")) {
-            if (!last_proto || sscanf(ln, "proto %255s", a) != 1 || strcmp(a, "postgres") != 0) goto bad;
-            *last_proto = NET_PROTO_POSTGRES;
+            if (!last_proto || sscanf(ln, "proto %255s", a) != 1) goto bad;
+            if (!strcmp(a, "postgres")) *last_proto = NET_PROTO_POSTGRES;
+            else if (!strcmp(a, "mysql") && last_proto_listen) *last_proto = NET_PROTO_MYSQL; /* server side only */
+            else goto bad;
         } else if (!strcmp(w, "want")) {
             if (!last || sscanf(ln, "want %15s %255s", b, a) != 2) goto bad;
             char *dst = !strcmp(b, "service") ? last->service
@@ -575,12 +580,6 @@ static void list_set(nconn ***list, int *n, int *cap, nconn *c, int *idx, int on
 }
 
 /* Both BIOs' storage (the read side's and the write side's, below): ciphertext, public. */
-struct obuf {
-    char *p;
-    size_t off, len, cap;
-    int fd;     /* write side: the socket, for direct */
-    int direct; /* write side: net_write's full records go to the kernel at once (obuf_write) */
-};
 
 /* A complete TLS record at the start of the read BIO (a read would make progress). */
 static int full_record_buffered(nconn *c) {
@@ -628,6 +627,7 @@ static void conn_free(nconn *c) {
     SSL_free(c->ssl); /* frees both BIOs */
     free(c->pbuf);
     free(c->ep);
+    free(c->my);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -649,7 +649,7 @@ int sh_net_is(int fd) { return fd >= 0 && fd < net_tbl_n && __atomic_load_n(&net
  * cleared byte by byte (BIO_s_mem zeroes its buffer at every reset and every growth: 7% of a
  * shielded redis's time with 16 KiB replies). The ciphertext in it is public. */
 
-static int obuf_append(struct obuf *o, const char *data, size_t n) {
+int net_obuf_append(struct obuf *o, const char *data, size_t n) {
     if (o->off == o->len) o->off = o->len = 0;
     if (o->len + n > o->cap) {
         size_t ncap = o->cap ? o->cap : 32768;
@@ -694,7 +694,7 @@ static int obuf_write(BIO *b, const char *data, int n) {
         }
         if (!k) return n;
     }
-    return obuf_append(o, data, k) ? -1 : n;
+    return net_obuf_append(o, data, k) ? -1 : n;
 }
 
 static long obuf_ctrl(BIO *b, int cmd, long num, void *ptr) {
@@ -820,7 +820,7 @@ static int sock_nonblock(int fd) {
  * another thread's write. Another thread may then leave plaintext buffered on c (it drained the
  * kernel socket): it wakes this one through the thread's wake descriptor (net_io.c), and the
  * caller's loop looks at the connection again. */
-static long wait_fd(nconn *c, short ev) {
+long net_wait_fd(nconn *c, short ev) {
     struct timeval tv = {0, 0};
     socklen_t l = sizeof tv;
     sh_gate(SYS_getsockopt, c->fd, SOL_SOCKET, ev == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, (long)&tv, (long)&l, 0);
@@ -854,7 +854,7 @@ long net_flush(nconn *c, int block, int nosig) {
         if (w == -EINTR) continue;
         if (w != -EAGAIN) return w;
         if (!block) return -EAGAIN;
-        long r = wait_fd(c, POLLOUT);
+        long r = net_wait_fd(c, POLLOUT);
         if (r < 0) return r;
     }
 }
@@ -862,7 +862,7 @@ long net_flush(nconn *c, int block, int nosig) {
 /* Ciphertext from the kernel into the read BIO: bytes moved, 0 at EOF, or -errno. */
 /* Receive what the kernel holds into the read BIO. *drained (if not NULL) is set when the
  * kernel gave less than there was room for: its receive queue is empty now. */
-static long fill(nconn *c, int *drained) {
+long net_fill(nconn *c, int *drained) {
     struct obuf *o = BIO_get_data(c->rbio);
     if (!o->p) {
         o->p = malloc(IBUF_CAP);
@@ -884,7 +884,7 @@ static long fill(nconn *c, int *drained) {
     return r;
 }
 
-static long conn_fail(nconn *c, const char *what, int e) {
+long net_conn_fail(nconn *c, const char *what, int e) {
     char d[400];
     conn_desc(c, d, sizeof d);
     unsigned long ec = ERR_peek_last_error();
@@ -903,85 +903,10 @@ static long conn_fail(nconn *c, const char *what, int e) {
 
 static long write_pending_plain(nconn *c);
 
-/* ---- PostgreSQL's SSLRequest ------------------------------------------------------------------
- * A PostgreSQL client does not start TLS at the first byte: it sends an 8-byte SSLRequest
- * (length 8, code 80877103), the server answers one byte, 'S', and then the client sends its
- * ClientHello (a GSSENCRequest, code 80877104, is answered 'N': no GSSAPI encryption). A rule
- * with `proto postgres` speaks this part for the program, so that libpq with sslmode=require or
- * verify-full reaches a shielded server whose own configuration has no TLS, and a shielded
- * client whose libpq asks for none reaches a server that wants it. Nothing else passes in
- * plaintext: a startup packet without the request (sslmode=disable), a cancel request, or a
- * server that answers anything but a lone 'S' ends the connection. */
-enum { NET_PRE_NONE = 0, NET_PRE_PG_SERVER, NET_PRE_PG_CLIENT_SEND, NET_PRE_PG_CLIENT_WAIT };
-#define PG_SSL_REQUEST 80877103u
-#define PG_GSSENC_REQUEST 80877104u
-
-static uint32_t be32(const unsigned char *p) {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-/* Queue plaintext protocol bytes (the request or the answer) ahead of the TLS records. */
-static int pre_send(nconn *c, const void *b, size_t n) {
-    struct obuf *o = BIO_get_data(c->wbio);
-    if (obuf_append(o, b, n)) return -ENOMEM;
-    long f = net_flush(c, 0, 1);
-    return f == -EAGAIN ? 0 : (int)f;
-}
-
-/* Run the plaintext start: 1 when TLS may begin, -EAGAIN, or the connection's failure. */
-static long pg_start(nconn *c, int block) {
-    for (;;) {
-        if (c->pre == NET_PRE_PG_CLIENT_SEND) {
-            static const unsigned char req[8] = {0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f}; /* 80877103 */
-            long e = pre_send(c, req, sizeof req);
-            if (e < 0) return conn_fail(c, "cannot send PostgreSQL's SSLRequest", (int)-e);
-            c->pre = NET_PRE_PG_CLIENT_WAIT;
-        }
-        const struct obuf *o = BIO_get_data(c->rbio);
-        size_t have = o->p ? o->len - o->off : 0;
-        const unsigned char *p = o->p ? (const unsigned char *)o->p + o->off : NULL;
-        if (c->pre == NET_PRE_PG_CLIENT_WAIT && have >= 1) {
-            if (p[0] != 'S')
-                return conn_fail(c, p[0] == 'N' ? "the PostgreSQL server refused TLS (it answered 'N' to SSLRequest)"
-                                                 : "the PostgreSQL server did not answer SSLRequest with 'S'",
-                                 ECONNREFUSED);
-            /* bytes behind the 'S' came before the handshake, unauthenticated: a
-             * man in the middle's injection (CVE-2021-23222), never the server's */
-            if (have > 1) return conn_fail(c, "the PostgreSQL server sent plaintext after 'S'", ECONNRESET);
-            ((struct obuf *)BIO_get_data(c->rbio))->off++;
-            c->pre = NET_PRE_NONE;
-            return 1;
-        }
-        if (c->pre == NET_PRE_PG_SERVER && have >= 8) {
-            uint32_t len = be32(p), code = be32(p + 4);
-            if (len == 8 && (code == PG_SSL_REQUEST || code == PG_GSSENC_REQUEST)) {
-                ((struct obuf *)BIO_get_data(c->rbio))->off += 8;
-                long e = pre_send(c, code == PG_SSL_REQUEST ? "S" : "N", 1);
-                if (e < 0) return conn_fail(c, "cannot answer PostgreSQL's SSLRequest", (int)-e);
-                if (code == PG_GSSENC_REQUEST) continue; /* libpq asks for SSL next */
-                c->pre = NET_PRE_NONE;
-                return 1;
-            }
-            return conn_fail(c, "the client did not ask for TLS (PostgreSQL SSLRequest: a client needs sslmode=require or verify-full)",
-                             ECONNRESET);
-        }
-        long g = fill(c, NULL);
-        if (g > 0) continue;
-        if (g == 0) return conn_fail(c, "the peer closed the connection before TLS began", ECONNRESET);
-        if (g != -EAGAIN) {
-            c->failed = (int)-g;
-            return g;
-        }
-        if (!block) return -EAGAIN;
-        long w = wait_fd(c, POLLIN);
-        if (w < 0) return w;
-    }
-}
-
 /* Drive the handshake: 1 done, -EAGAIN, or -errno (connection failed). */
 static long handshake(nconn *c, int block) {
     if (c->pre) {
-        long p = pg_start(c, block);
+        long p = net_start(c, block);
         if (p != 1) return p;
     }
     for (;;) {
@@ -998,16 +923,16 @@ static long handshake(nconn *c, int block) {
             return c->plen ? write_pending_plain(c) : 1;
         }
         int e = SSL_get_error(c->ssl, r);
-        if (e != SSL_ERROR_WANT_READ) return conn_fail(c, "TLS handshake failed", ECONNRESET);
-        long g = fill(c, NULL);
+        if (e != SSL_ERROR_WANT_READ) return net_conn_fail(c, "TLS handshake failed", ECONNRESET);
+        long g = net_fill(c, NULL);
         if (g > 0) continue;
-        if (g == 0) return conn_fail(c, "the peer closed the connection during the TLS handshake", ECONNRESET);
+        if (g == 0) return net_conn_fail(c, "the peer closed the connection during the TLS handshake", ECONNRESET);
         if (g != -EAGAIN) {
             c->failed = (int)-g;
             return g;
         }
         if (!block) return -EAGAIN;
-        long w = wait_fd(c, POLLIN);
+        long w = net_wait_fd(c, POLLIN);
         if (w < 0) return w;
     }
 }
@@ -1017,7 +942,7 @@ static long handshake(nconn *c, int block) {
 static long write_pending_plain(nconn *c) {
     size_t w;
     if (SSL_write_ex(c->ssl, c->pbuf, c->plen, &w) != 1 || w != c->plen)
-        return conn_fail(c, "cannot encrypt", EIO);
+        return net_conn_fail(c, "cannot encrypt", EIO);
     scp_wipe(c->pbuf, c->plen);
     free(c->pbuf);
     c->pbuf = NULL;
@@ -1026,8 +951,16 @@ static long write_pending_plain(nconn *c) {
     return f == -EAGAIN || f == 0 ? 1 : f;
 }
 
+static long read_tls(nconn *c, void *buf, size_t n, int flags);
+
 /* Read plaintext. flags: MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL. */
 long net_read(nconn *c, void *buf, size_t n, int flags) {
+    long r = read_tls(c, buf, n, flags);
+    if (c->my && r > 0) net_my_read(c, buf, (size_t)r, (flags & MSG_PEEK) != 0);
+    return r;
+}
+
+static long read_tls(nconn *c, void *buf, size_t n, int flags) {
     if (c->failed) return -c->failed;
     int nb = -1; /* asked lazily: only when the shield would wait */
 #define NONBLOCK() (nb < 0 ? (nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd)) : nb)
@@ -1065,10 +998,10 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
             return (long)total;
         }
         if (e != SSL_ERROR_WANT_READ) {
-            long r = conn_fail(c, "TLS read failed", ECONNRESET);
+            long r = net_conn_fail(c, "TLS read failed", ECONNRESET);
             return total ? (long)total : r;
         }
-        long g = fill(c, &drained);
+        long g = net_fill(c, &drained);
         if (g > 0) continue;
         if (g == 0) {
             c->eof = 1; /* TCP end without close_notify: the program sees the end, as without TLS */
@@ -1077,7 +1010,7 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
         if (g != -EAGAIN) return total ? (long)total : g;
         if (total && !(flags & MSG_WAITALL)) return (long)total;
         if (NONBLOCK()) return total ? (long)total : -EAGAIN;
-        long w = wait_fd(c, POLLIN);
+        long w = net_wait_fd(c, POLLIN);
         if (w < 0) return total ? (long)total : w;
     }
 #undef NONBLOCK
@@ -1088,6 +1021,10 @@ long net_read(nconn *c, void *buf, size_t n, int flags) {
  * encrypted when the kernel stops taking bytes (at most one record's ciphertext and a short one
  * then wait in the write BIO, I4). */
 long net_write(nconn *c, const void *buf, size_t n, int flags) {
+    return c->my ? net_my_write(c, buf, n, flags) : net_write_tls(c, buf, n, flags);
+}
+
+long net_write_tls(nconn *c, const void *buf, size_t n, int flags) {
     if (c->failed) return -c->failed;
     if (c->wr_shut) return -EPIPE;
     int nosig = (flags & MSG_NOSIGNAL) != 0;
@@ -1124,7 +1061,7 @@ long net_write(nconn *c, const void *buf, size_t n, int flags) {
         int ok = SSL_write_ex(c->ssl, (const char *)buf + done, chunk, &w);
         o->direct = 0;
         if (ok != 1) {
-            long r = conn_fail(c, "TLS write failed", EIO);
+            long r = net_conn_fail(c, "TLS write failed", EIO);
             return done ? (long)done : r;
         }
         done += w;
@@ -1191,7 +1128,12 @@ void net_on_accept(int fd) {
         return;
     }
     c->port = port;
-    if (nc.lis[i].proto == NET_PROTO_POSTGRES) c->pre = NET_PRE_PG_SERVER;
+    if (net_start_init(c, nc.lis[i].proto, 1)) {
+        conn_free(c);
+        sh_gate(SYS_shutdown, fd, SHUT_RDWR, 0, 0, 0, 0);
+        net_log("out of memory for a connection on port %d: closed", port);
+        return;
+    }
     net_tbl_set(fd, c);
 }
 
@@ -1235,7 +1177,10 @@ long net_connect(int fd, const void *sa, size_t len) {
     if (!c) return -ENOMEM;
     c->peer = p;
     c->port = port;
-    if (p->proto == NET_PROTO_POSTGRES) c->pre = NET_PRE_PG_CLIENT_SEND;
+    if (net_start_init(c, p->proto, 0)) {
+        conn_free(c);
+        return -ENOMEM;
+    }
     c->rfam = fam;
     memcpy(c->raddr, addr, fam == AF_INET ? 4 : 16);
     offer_session(c);

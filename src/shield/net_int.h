@@ -7,6 +7,8 @@
 
 #include <openssl/ssl.h>
 
+#include "scp/err.h"
+
 #define NET_MAX_RULES 64
 #define NET_MAX_CA 130
 #define NET_PENDING_MAX (256 * 1024) /* plaintext written before the handshake ended */
@@ -17,7 +19,10 @@ struct net_want {
 };
 
 /* How a rule's connections start (`proto` line; docs/shield.md "PostgreSQL's SSLRequest"). */
-enum { NET_PROTO_TLS = 0, NET_PROTO_POSTGRES = 1 };
+enum { NET_PROTO_TLS = 0, NET_PROTO_POSTGRES = 1, NET_PROTO_MYSQL = 2 };
+/* Where a connection is in its protocol's plaintext start (nconn.pre; net_start.c). */
+enum { NET_PRE_NONE = 0, NET_PRE_PG_SERVER, NET_PRE_PG_CLIENT_SEND, NET_PRE_PG_CLIENT_WAIT, NET_PRE_MY_SERVER };
+struct net_my;
 
 struct net_listen {
     int port, ca;
@@ -59,6 +64,15 @@ struct net_conf {
     const struct scp_shield_net_renew *renew; /* per-instance identity: the supervisor's page */
 };
 
+/* A BIO's buffer of ciphertext (net.c): the read side filled from the kernel, the write side
+ * an append-only queue of what the kernel has not taken. */
+struct obuf {
+    char *p;
+    size_t off, len, cap;
+    int fd;     /* write side: the socket, for direct */
+    int direct; /* write side: net_write's full records go to the kernel at once (obuf_write) */
+};
+
 /* An epoll registration of a shielded connection (net_io.c). */
 struct net_epreg {
     int epfd;
@@ -79,8 +93,9 @@ typedef struct nconn {
     int server, port, pid;
     struct net_peer *peer;
     int hs_done, eof, failed, wr_shut;
-    /* before the TLS handshake, a protocol's own plaintext start (NET_PRE_*; net.c pg_start) */
+    /* before the TLS handshake, a protocol's own plaintext start (NET_PRE_*; net_start.c) */
     int pre;
+    struct net_my *my; /* proto mysql: the greeting and the authentication phase (net_start.c) */
     char *pbuf;      /* plaintext written during the handshake */
     size_t plen;
     int ready_idx, stuck_idx; /* positions in net_ready / net_stuck, -1: absent (net_mu) */
@@ -123,6 +138,24 @@ int net_buffered(nconn *c);
 long net_flush(nconn *c, int block, int nosig);
 long net_read(nconn *c, void *buf, size_t n, int flags);
 long net_write(nconn *c, const void *buf, size_t n, int flags);
+long net_write_tls(nconn *c, const void *buf, size_t n, int flags); /* net_write without a protocol's rewriting */
+/* For net_start.c (c->mu held): receive into the read BIO (bytes, 0 at EOF, -errno); wait for
+ * the socket (0, -EAGAIN on timeout, or the failure); fail the connection with a log line;
+ * append to a BIO's buffer (0 or -1). */
+long net_fill(nconn *c, int *drained);
+long net_wait_fd(nconn *c, short ev);
+long net_conn_fail(nconn *c, const char *what, int e);
+int net_obuf_append(struct obuf *o, const char *data, size_t n);
+
+/* Protocols that start in plaintext (net_start.c; c->mu held). net_start_init sets up a new
+ * connection of a rule's proto (0, or -ENOMEM; -EINVAL for a client of a server-only one);
+ * net_start runs the plaintext start before the handshake: 1 (TLS may begin), -EAGAIN, or the
+ * connection's failure. With proto mysql, net_write goes through net_my_write and net_read's
+ * bytes through net_my_read (peek: without moving on) until the authentication ends. */
+int net_start_init(nconn *c, int proto, int server);
+long net_start(nconn *c, int block);
+long net_my_write(nconn *c, const void *buf, size_t n, int flags);
+void net_my_read(nconn *c, void *buf, size_t n, int peek);
 long net_shutdown(nconn *c, int how);
 long net_accept(long nr, const long a[6]);
 void net_on_accept(int fd);

@@ -50,10 +50,10 @@ secrets:
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/pg.yaml"
 
-sed 's/protocol: postgres}\]$/protocol: mysql}]/' "$T/pg.yaml" | sed 's/^name: pgnet/name: pgbad/' >"$T/bad.yaml"
-grep -q "protocol: mysql" "$T/bad.yaml" || fail "the test's bad policy was not made"
-expect_err 1 "protocol must be tls or postgres" "$SCPCTL" session create "$T/bad.yaml"
-echo "ok: a policy with protocol: mysql is refused"
+sed 's/protocol: postgres}\]$/protocol: mqtt}]/' "$T/pg.yaml" | sed 's/^name: pgnet/name: pgbad/' >"$T/bad.yaml"
+grep -q "protocol: mqtt" "$T/bad.yaml" || fail "the test's bad policy was not made"
+expect_err 1 "protocol must be tls, postgres or mysql" "$SCPCTL" session create "$T/bad.yaml"
+echo "ok: a policy with protocol: mqtt is refused"
 
 timeout 170 tcpdump -i lo -U -s 0 -w "$T/lo.pcap" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
 DPID=$!
