@@ -5,8 +5,9 @@
  * net_start.c is compiled into this harness; what it needs from net.c (the socket, the BIO
  * buffers, failing a connection) is replaced by a scripted peer: net_fill hands over the next
  * chunk of the input, net_flush drops what the shield sends, net_write_tls takes a prefix.
- * Input: byte 0 picks the case (PostgreSQL server, PostgreSQL client, MySQL server); for
- * MySQL, byte 1 is the length of the program's greeting, which follows; the rest is the peer's
+ * Input: byte 0 picks the case (PostgreSQL server, PostgreSQL client, MySQL server, MySQL
+ * client); for a MySQL server, byte 1 is the length of the program's greeting, which follows;
+ * for a MySQL client the peer's first chunks are the greeting; the rest is the peer's
  * bytes, each chunk's length given by one byte before it. Asserts: no memory error; the read
  * buffer's offset never passes its length; a start that returns 1 has left its plaintext state;
  * a failed connection stays failed; MySQL rewriting changes only sequence bytes and the
@@ -114,11 +115,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     c.rbio = BIO_new(meth);
     c.wbio = BIO_new(meth);
     FUZZ_CHECK(c.rbio && c.wbio);
-    int which = data[0] % 3;
+    int which = data[0] % 4;
     in_p = data + 1;
     in_n = size - 1;
     int proto = which < 2 ? NET_PROTO_POSTGRES : NET_PROTO_MYSQL;
-    FUZZ_CHECK(net_start_init(&c, proto, which != 1) == 0);
+    FUZZ_CHECK(net_start_init(&c, proto, which != 1 && which != 3) == 0);
     if (which == 2) { /* the program's greeting, written in two parts */
         size_t gl = in_p[0];
         in_p++, in_n--;
@@ -129,6 +130,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         in_p += gl, in_n -= gl;
     }
     long r = -EAGAIN;
+    if (which == 3) { /* the server's greeting to the client program, then its response */
+        unsigned char got[16];
+        long k;
+        while (net_my_pre_reading(&c) && (k = net_my_pre_read(&c, got, 1 + in_n % sizeof got, 0, 0)) > 0)
+            check_rbio(&c);
+        if (!net_my_pre_reading(&c) && !c.failed) {
+            const uint8_t *p;
+            size_t k2 = next_chunk(&p);
+            if (k2) {
+                uint8_t *copy = malloc(k2);
+                FUZZ_CHECK(copy != NULL);
+                memcpy(copy, p, k2);
+                if (net_my_write(&c, copy, k2, 0) >= 0) {
+                    FUZZ_CHECK(c.pre == NET_PRE_NONE);
+                    r = 1;
+                }
+                free(copy);
+            }
+        }
+    }
     for (int i = 0; i < 10000 && r == -EAGAIN && !c.failed; i++) {
         r = net_start(&c, 0);
         check_rbio(&c);

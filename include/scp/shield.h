@@ -80,7 +80,7 @@ struct scp_shield_tag_sync {
  * certificates, -1: none), `peer HOST PORT NAME CA [ID]` (ID: SCP_SHIELD_ID_SCHEME); blobs `cert N\n`, `key N\n`, `ca N\n`
  * followed by N bytes of PEM and "\n" (`ca` blobs are numbered from 0 in order); a `proto postgres`
  * line after a `listen` or `peer` line starts its connections with PostgreSQL's SSLRequest, `proto mysql`
- * after a `listen` line with MySQL's greeting and SSLRequest (shield/net_start.c). The shield
+ * with MySQL's greeting and SSLRequest (shield/net_start.c). The shield
  * reads it before main and passes it on to the images the program executes. */
 #define SCP_SHIELD_ENV_NET_FD "SCP_SHIELD_NET_FD"
 /* The scheme of the URI SAN by which CAS names, in every certificate it issues for an x509

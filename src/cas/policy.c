@@ -351,15 +351,14 @@ static int get_platform_id(pctx *c, yaml_node_t *v, const char *key, char **out)
     return get_hex64(c, v, key, "a platform id", " (scpctl platform id)", out);
 }
 
-/* `protocol`: tls (the default), postgres, or (listen rules) mysql. */
-static int get_proto(pctx *c, yaml_node_t *v, int listen, int *out) {
+/* `protocol`: tls (the default), postgres or mysql. */
+static int get_proto(pctx *c, yaml_node_t *v, int *out) {
     char *b = NULL;
     if (get_str(c, v, "protocol", 16, &b) < 0) return -1;
     int r = 0;
     if (!strcmp(b, "tls")) *out = CAS_NET_PROTO_TLS;
     else if (!strcmp(b, "postgres")) *out = CAS_NET_PROTO_POSTGRES;
-    else if (!strcmp(b, "mysql") && listen) *out = CAS_NET_PROTO_MYSQL;
-    else if (!strcmp(b, "mysql")) r = perr(c, v, "protocol mysql is for listen rules (a shielded MySQL client is not served)");
+    else if (!strcmp(b, "mysql")) *out = CAS_NET_PROTO_MYSQL;
     else r = perr(c, v, "protocol must be tls, postgres or mysql");
     free(b);
     return r;
@@ -370,7 +369,7 @@ static int parse_listen(pctx *c, yaml_node_t *n, cas_net_listen *l) {
     FOR_PAIRS(c, n, k, v) {
         int r;
         if (key_is(k, "port")) r = get_long(c, v, "port", 1, 65535, &l->port);
-        else if (key_is(k, "protocol")) r = get_proto(c, v, 1, &l->proto);
+        else if (key_is(k, "protocol")) r = get_proto(c, v, &l->proto);
         else if (key_is(k, "client_ca")) r = get_ca(c, v, "client_ca", &l->client_ca);
         else if (key_is(k, "client_session")) r = get_name(c, v, "client_session", &l->client_session);
         else if (key_is(k, "client_owner")) r = get_owner(c, v, "client_owner", &l->client_owner);
@@ -416,7 +415,7 @@ static int parse_peer(pctx *c, yaml_node_t *n, cas_net_peer *pe) {
             r = get_str(c, v, "host", 253, &pe->host);
             if (r == 0 && !host_ok(pe->host)) return perr(c, v, "'host' must be a DNS name, an IP address or a CIDR");
         } else if (key_is(k, "port")) r = get_long(c, v, "port", 1, 65535, &pe->port);
-        else if (key_is(k, "protocol")) r = get_proto(c, v, 0, &pe->proto);
+        else if (key_is(k, "protocol")) r = get_proto(c, v, &pe->proto);
         else if (key_is(k, "name")) {
             r = get_str(c, v, "name", 253, &pe->name);
             if (r == 0 && (!host_ok(pe->name) || strchr(pe->name, '/'))) return perr(c, v, "'name' must be a DNS name or an IP address");

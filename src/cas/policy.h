@@ -17,7 +17,7 @@
  *       network:                     # optional: the network shield (docs/shield.md "Network")
  *         certificate: NAME          # an x509 secret: the service's certificate and key
  *         listen: [{port: N, protocol: tls|postgres|mysql, client_certificate: required|none, client_ca: service|SECRET}]
- *         peers: [{host: HOST|IP|CIDR, port: N, protocol: tls|postgres, name: NAME, ca: service|SECRET}]
+ *         peers: [{host: HOST|IP|CIDR, port: N, protocol: tls|postgres|mysql, name: NAME, ca: service|SECRET}]
  *         default: allow|refuse      # other TCP traffic: plaintext, or ECONNREFUSED/EACCES
  *         min_tls: "1.3"|"1.2"       # default 1.3
  *       snp: {measurement: HEX96, host_data: HEX64,                       # optional: accept
@@ -101,8 +101,8 @@ typedef struct cas_tee_policy {
 /* A service's network shield section. A CA is "service" (CAS's service CA) or the name of a
  * secret whose value is a PEM certificate (explicit or imported). */
 /* How a connection of a listen or peer rule starts (`protocol`): TLS from the first byte, or
- * a protocol's own request for TLS: PostgreSQL's SSLRequest (listen and peer rules), MySQL's
- * greeting and SSLRequest (listen rules; docs/shield.md). */
+ * a protocol's own request for TLS: PostgreSQL's SSLRequest, MySQL's greeting and SSLRequest
+ * (docs/shield.md). */
 enum { CAS_NET_PROTO_TLS = 0, CAS_NET_PROTO_POSTGRES = 1, CAS_NET_PROTO_MYSQL = 2 };
 
 typedef struct cas_net_listen {

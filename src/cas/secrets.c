@@ -618,7 +618,8 @@ static json_t *render_net(render *r, const cas_service_net *net) {
                               pe->name ? pe->name : pe->host, "ca", ca);
         json_t *id = net_identity(r, pe->session, pe->owner, pe->certificate);
         if (id) json_object_set_new(e, "identity", id);
-        if (pe->proto == CAS_NET_PROTO_POSTGRES) json_object_set_new(e, "protocol", json_string("postgres"));
+        if (pe->proto != CAS_NET_PROTO_TLS)
+            json_object_set_new(e, "protocol", json_string(pe->proto == CAS_NET_PROTO_MYSQL ? "mysql" : "postgres"));
         if (pe->service) json_object_set_new(e, "service", json_string(pe->service));
         if (pe->measurement) json_object_set_new(e, "measurement", json_string(pe->measurement));
         if (pe->platform) json_object_set_new(e, "platform", json_string(pe->platform));

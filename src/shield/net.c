@@ -305,7 +305,6 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
     size_t off = 6;
     struct net_want *last = NULL; /* the rule that `want` lines refine */
     int *last_proto = NULL;        /* the rule that a `proto` line refines */
-    int last_proto_listen = 0;     /* ... is a listen rule */
     while (off < len) {
         char *nl = memchr(buf + off, '\n', len - off);
         if (!nl) goto bad;
@@ -343,7 +342,6 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
             snprintf(nc.lis[nc.nlis].id, sizeof nc.lis[nc.nlis].id, "%s", a);
             last = n2 >= 0 ? &nc.lis[nc.nlis].want : NULL; /* only a verified client certificate can be checked */
             last_proto = &nc.lis[nc.nlis].proto;
-            last_proto_listen = 1;
             nc.lis[nc.nlis].port = (int)n1;
             nc.lis[nc.nlis++].ca = (int)n2;
         } else if (!strcmp(w, "peer")) {
@@ -360,12 +358,11 @@ static int conf_parse(char *buf, size_t len, scp_err *err) {
             if (parse_peer_host(p)) goto bad;
             last = &p->want;
             last_proto = &p->proto;
-            last_proto_listen = 0;
             nc.npeer++;
         } else if (!strcmp(w, "proto")) {
             if (!last_proto || sscanf(ln, "proto %255s", a) != 1) goto bad;
             if (!strcmp(a, "postgres")) *last_proto = NET_PROTO_POSTGRES;
-            else if (!strcmp(a, "mysql") && last_proto_listen) *last_proto = NET_PROTO_MYSQL; /* server side only */
+            else if (!strcmp(a, "mysql")) *last_proto = NET_PROTO_MYSQL;
             else goto bad;
         } else if (!strcmp(w, "want")) {
             if (!last || sscanf(ln, "want %15s %255s", b, a) != 2) goto bad;
@@ -592,7 +589,8 @@ static int full_record_buffered(nconn *c) {
 }
 
 int net_buffered(nconn *c) {
-    return c->failed || c->eof || SSL_pending(c->ssl) > 0 || (c->hs_done && full_record_buffered(c));
+    return c->failed || c->eof || SSL_pending(c->ssl) > 0 || (c->hs_done && full_record_buffered(c)) ||
+           (c->my && net_my_pending(c));
 }
 
 /* Called with c->mu held after every operation: I3 and I4. */
@@ -955,6 +953,11 @@ static long read_tls(nconn *c, void *buf, size_t n, int flags);
 
 /* Read plaintext. flags: MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL. */
 long net_read(nconn *c, void *buf, size_t n, int flags) {
+    if (c->my && net_my_pre_reading(c)) {
+        long r = net_my_pre_read(c, buf, n, flags, 0);
+        if (r == -EAGAIN && !(flags & MSG_DONTWAIT) && !sock_nonblock(c->fd)) r = net_my_pre_read(c, buf, n, flags, 1);
+        return r;
+    }
     long r = read_tls(c, buf, n, flags);
     if (c->my && r > 0) net_my_read(c, buf, (size_t)r, (flags & MSG_PEEK) != 0);
     return r;

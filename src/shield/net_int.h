@@ -21,7 +21,7 @@ struct net_want {
 /* How a rule's connections start (`proto` line; docs/shield.md "PostgreSQL's SSLRequest"). */
 enum { NET_PROTO_TLS = 0, NET_PROTO_POSTGRES = 1, NET_PROTO_MYSQL = 2 };
 /* Where a connection is in its protocol's plaintext start (nconn.pre; net_start.c). */
-enum { NET_PRE_NONE = 0, NET_PRE_PG_SERVER, NET_PRE_PG_CLIENT_SEND, NET_PRE_PG_CLIENT_WAIT, NET_PRE_MY_SERVER };
+enum { NET_PRE_NONE = 0, NET_PRE_PG_SERVER, NET_PRE_PG_CLIENT_SEND, NET_PRE_PG_CLIENT_WAIT, NET_PRE_MY_SERVER, NET_PRE_MY_CLIENT };
 struct net_my;
 
 struct net_listen {
@@ -148,7 +148,7 @@ long net_conn_fail(nconn *c, const char *what, int e);
 int net_obuf_append(struct obuf *o, const char *data, size_t n);
 
 /* Protocols that start in plaintext (net_start.c; c->mu held). net_start_init sets up a new
- * connection of a rule's proto (0, or -ENOMEM; -EINVAL for a client of a server-only one);
+ * connection of a rule's proto (0, or -ENOMEM);
  * net_start runs the plaintext start before the handshake: 1 (TLS may begin), -EAGAIN, or the
  * connection's failure. With proto mysql, net_write goes through net_my_write and net_read's
  * bytes through net_my_read (peek: without moving on) until the authentication ends. */
@@ -156,6 +156,12 @@ int net_start_init(nconn *c, int proto, int server);
 long net_start(nconn *c, int block);
 long net_my_write(nconn *c, const void *buf, size_t n, int flags);
 void net_my_read(nconn *c, void *buf, size_t n, int peek);
+/* A MySQL client program (peer rule): while net_my_pre_reading, net_read hands it the server's
+ * greeting through net_my_pre_read (block: wait for it); net_my_pending says a part of it waits
+ * (readable for poll, select and epoll). */
+int net_my_pre_reading(const nconn *c);
+long net_my_pre_read(nconn *c, void *buf, size_t n, int flags, int block);
+int net_my_pending(const nconn *c);
 long net_shutdown(nconn *c, int how);
 long net_accept(long nr, const long a[6]);
 void net_on_accept(int fd);

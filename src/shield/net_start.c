@@ -7,12 +7,14 @@
  * ever passes in plaintext: anything else ends the connection (docs/shield.md).
  *
  * Called with c->mu held, from net.c's handshake (net_start), and around net.c's plaintext
- * read and write for MySQL's authentication phase (net_my_read, net_my_write). */
+ * read and write for MySQL's greeting and authentication phase (net_my_pre_read, net_my_read,
+ * net_my_write). */
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "shield/net_int.h"
 
@@ -39,10 +41,14 @@ struct my_flow {
 };
 
 struct net_my {
-    int greeted;                          /* the program's greeting went out */
-    size_t glen;                          /* bytes of it gathered */
+    int client;                           /* the program is the client (a peer rule) */
+    int greeted;                          /* server: the program's greeting went out; client:
+                                           * the server's greeting was handed to the program */
+    size_t glen;                          /* bytes of the greeting gathered */
+    size_t gout;                          /* client: bytes of it the program has read */
+    int asked;                            /* client: the SSLRequest went out */
     unsigned char greet[MY_GREETING_MAX]; /* gathered until whole */
-    struct my_flow in, out;               /* client to program, program to client */
+    struct my_flow in, out;               /* from the peer to the program, and back */
 };
 
 static uint32_t be32(const unsigned char *p) {
@@ -136,9 +142,10 @@ static long pg_client(nconn *c, int block) {
  * ClientHello; its HandshakeResponse (sequence 2) then travels inside TLS. */
 
 /* Walk b[0, n) through f: shift each packet's sequence number by d; in the client's first
- * packet (the HandshakeResponse) clear CLIENT_SSL; in the server's direction end the phase
- * after an OK or ERR packet. b is changed in place. */
-static void my_walk(struct my_flow *f, unsigned char *b, size_t n, int d, int client) {
+ * packet (the HandshakeResponse) clear CLIENT_SSL (ssl 0: towards a program that serves
+ * without TLS) or set it (ssl 1: towards a server that saw the SSLRequest); in the server's
+ * direction (client 0) end the phase after an OK or ERR packet. b is changed in place. */
+static void my_walk(struct my_flow *f, unsigned char *b, size_t n, int d, int client, int ssl) {
     for (size_t i = 0; i < n && !f->done; i++) {
         if (f->hpos < 3) {
             f->len[f->hpos++] = b[i];
@@ -154,7 +161,8 @@ static void my_walk(struct my_flow *f, unsigned char *b, size_t n, int d, int cl
         } else {
             if (f->off == 0) f->type = b[i];
             /* capability flags, little-endian: CLIENT_SSL is bit 3 of the second byte */
-            if (client && f->npkt == 0 && f->off == 1) b[i] &= (unsigned char)~(MY_CLIENT_SSL >> 8);
+            if (client && f->npkt == 0 && f->off == 1)
+                b[i] = ssl ? (unsigned char)(b[i] | MY_CLIENT_SSL >> 8) : (unsigned char)(b[i] & ~(MY_CLIENT_SSL >> 8));
             f->off++;
             f->left--;
             if (f->left) continue;
@@ -220,10 +228,16 @@ static long my_greet(nconn *c, const unsigned char *b, size_t n) {
     return (long)n;
 }
 
+static long my_ask(nconn *c, const void *buf, size_t n);
+
 long net_my_write(nconn *c, const void *buf, size_t n, int flags) {
     struct net_my *m = c->my;
     if (c->failed) return -c->failed;
-    if (!m->greeted) return my_greet(c, buf, n);
+    if (m->client && !m->asked) {
+        long a = my_ask(c, buf, n);
+        if (a < 0) return a;
+    } else if (!m->greeted)
+        return my_greet(c, buf, n);
     if (m->out.done) return net_write_tls(c, buf, n, flags);
     /* authentication: a copy with the sequence numbers shifted; the flow advances by what
      * the write took (a short write leaves the rest to be walked again) */
@@ -231,12 +245,13 @@ long net_my_write(nconn *c, const void *buf, size_t n, int flags) {
     if (!t) return -ENOMEM;
     memcpy(t, buf, n);
     struct my_flow f = m->out;
-    my_walk(&f, t, n, +1, 0);
+    my_walk(&f, t, n, +1, m->client, 1);
     long r = net_write_tls(c, t, n, flags);
     if (r > 0) {
         memcpy(t, buf, (size_t)r);
-        my_walk(&m->out, t, (size_t)r, +1, 0);
+        my_walk(&m->out, t, (size_t)r, +1, m->client, 1);
         if (m->out.done) m->in.done = 1; /* the client speaks again only after the OK */
+        if (m->in.done) m->out.done = 1;
     }
     if (t != small) free(t);
     return r;
@@ -245,11 +260,90 @@ long net_my_write(nconn *c, const void *buf, size_t n, int flags) {
 void net_my_read(nconn *c, void *buf, size_t n, int peek) {
     struct net_my *m = c->my;
     if (m->in.done || !n) return;
-    if (peek) {
-        struct my_flow f = m->in;
-        my_walk(&f, buf, n, -1, 1);
-    } else
-        my_walk(&m->in, buf, n, -1, 1);
+    struct my_flow f = m->in;
+    my_walk(peek ? &f : &m->in, buf, n, -1, !m->client, 0);
+    if (m->in.done && m->client) m->out.done = 1; /* the server's OK: the phase is over */
+}
+
+/* ---- MySQL: the program is the client -------------------------------------------------------
+ * The server's greeting is read raw and handed to the program with CLIENT_SSL cleared (the
+ * program, configured without TLS, must not try its own); its HandshakeResponse then goes
+ * out as an SSLRequest made from its first 32 bytes (the same layout: capabilities with
+ * CLIENT_SSL, maximum packet, character set), the ClientHello, and the response itself inside
+ * TLS, one sequence number higher and saying CLIENT_SSL. */
+
+/* Gather the server's greeting: 1 when whole, -EAGAIN, or the failure. */
+static long my_gather(nconn *c, int block) {
+    struct net_my *m = c->my;
+    for (;;) {
+        struct obuf *o = BIO_get_data(c->rbio);
+        size_t have = o->p ? o->len - o->off : 0;
+        if (have >= 4) {
+            const unsigned char *p = (const unsigned char *)o->p + o->off;
+            size_t plen = le24(p);
+            if (p[3] != 0 || plen + 4 > sizeof m->greet)
+                return net_conn_fail(c, "the MySQL server's greeting is malformed", EPROTO);
+            if (have > plen + 4) /* the server waits for the client: bytes behind it were injected */
+                return net_conn_fail(c, "the MySQL server sent more than its greeting before TLS", EPROTO);
+            if (have == plen + 4) {
+                memcpy(m->greet, p, have);
+                m->glen = have;
+                o->off = o->len = 0;
+                unsigned char *g = m->greet + 4;
+                if (plen && g[0] == 0x0a) {
+                    unsigned char *z = memchr(g + 1, 0, plen - 1);
+                    size_t at = z ? (size_t)(z - g) + 1 + 4 + 8 + 1 : plen;
+                    if (at + 2 > plen) return net_conn_fail(c, "the MySQL server's greeting is malformed", EPROTO);
+                    if (!(g[at + 1] & MY_CLIENT_SSL >> 8))
+                        return net_conn_fail(c, "the MySQL server offers no TLS (its greeting lacks CLIENT_SSL)", ECONNREFUSED);
+                    g[at + 1] &= (unsigned char)~(MY_CLIENT_SSL >> 8);
+                } else if (!plen || g[0] != 0xff)
+                    return net_conn_fail(c, "the MySQL server's greeting is not protocol 10", EPROTO);
+                /* an ERR greeting goes to the program as it is: the server closes after it */
+                m->greeted = 1;
+                return 1;
+            }
+        }
+        long r = pre_more(c, block);
+        if (r < 0) return r;
+    }
+}
+
+long net_my_pre_read(nconn *c, void *buf, size_t n, int flags, int block) {
+    struct net_my *m = c->my;
+    if (c->failed) return -c->failed;
+    if (!m->greeted) {
+        long g = my_gather(c, 0);
+        if (g == -EAGAIN && block) g = my_gather(c, 1);
+        if (g < 0) return g;
+    }
+    size_t k = m->glen - m->gout < n ? m->glen - m->gout : n;
+    memcpy(buf, m->greet + m->gout, k);
+    if (!(flags & MSG_PEEK)) m->gout += k;
+    return (long)k;
+}
+
+int net_my_pre_reading(const nconn *c) { return c->my && c->my->client && c->my->gout < c->my->glen + !c->my->greeted; }
+
+int net_my_pending(const nconn *c) { return c->my && c->my->client && c->my->greeted && c->my->gout < c->my->glen; }
+
+/* The program's first write, its HandshakeResponse: the SSLRequest goes out first. */
+static long my_ask(nconn *c, const void *buf, size_t n) {
+    struct net_my *m = c->my;
+    const unsigned char *b = buf;
+    if (!m->greeted || m->gout < m->glen)
+        return net_conn_fail(c, "the MySQL client wrote before it read the server's greeting", EPROTO);
+    if (n < 36 || b[3] != 1 || le24(b) < 32)
+        return net_conn_fail(c, "the MySQL client's first write is not a whole HandshakeResponse", EPROTO);
+    unsigned char req[36];
+    req[0] = 32, req[1] = req[2] = 0, req[3] = 1;
+    memcpy(req + 4, b + 4, 32);
+    req[5] |= MY_CLIENT_SSL >> 8;
+    long e = pre_send(c, req, sizeof req);
+    if (e < 0) return net_conn_fail(c, "cannot send the MySQL SSLRequest", (int)-e);
+    m->asked = 1;
+    c->pre = NET_PRE_NONE; /* the handshake follows, in the write of the response */
+    return 0;
 }
 
 /* ---- entry points ------------------------------------------------------------------------- */
@@ -257,10 +351,10 @@ void net_my_read(nconn *c, void *buf, size_t n, int peek) {
 int net_start_init(nconn *c, int proto, int server) {
     if (proto == NET_PROTO_POSTGRES) c->pre = server ? NET_PRE_PG_SERVER : NET_PRE_PG_CLIENT_SEND;
     else if (proto == NET_PROTO_MYSQL) {
-        if (!server) return -EINVAL; /* the configuration allows it on listen rules only */
         c->my = calloc(1, sizeof *c->my);
         if (!c->my) return -ENOMEM;
-        c->pre = NET_PRE_MY_SERVER;
+        c->my->client = !server;
+        c->pre = server ? NET_PRE_MY_SERVER : NET_PRE_MY_CLIENT;
     }
     return 0;
 }
@@ -271,6 +365,8 @@ long net_start(nconn *c, int block) {
     case NET_PRE_PG_CLIENT_SEND:
     case NET_PRE_PG_CLIENT_WAIT: return pg_client(c, block);
     case NET_PRE_MY_SERVER: return my_server(c, block);
+    case NET_PRE_MY_CLIENT: /* the greeting and the SSLRequest move in net_my_pre_read and net_my_write */
+        return block ? net_conn_fail(c, "the MySQL client waited for TLS before its HandshakeResponse", EPROTO) : -EAGAIN;
     default: return 1;
     }
 }

@@ -10,7 +10,8 @@
 #  - a wrong password gets the server's "Access denied", through TLS;
 #  - a client without TLS (--skip-ssl) gets nothing, and the shield says why;
 #  - a loopback capture of all of it holds no plaintext marker or query;
-#  - protocol: mysql on a peer rule is refused with a clear message.
+#  - a shielded mariadb client told to use no TLS (--skip-ssl; a peer rule `protocol: mysql`)
+#    reads the row: the shield sends the SSLRequest and verifies the server's certificate.
 source "$(dirname "$0")/lib.sh" "$@"
 for p in mariadb mariadb-install-db setpriv tcpdump; do command -v $p >/dev/null || { echo "SKIP: no $p"; exit 0; }; done
 [ -x /usr/sbin/mariadbd ] || { echo "SKIP: no mariadbd"; exit 0; }
@@ -30,6 +31,9 @@ chown mysql: "$W/init.sql"
     --innodb-buffer-pool-size=16M --innodb-log-file-size=8M >"$T/install.log" 2>&1 || fail "mariadb-install-db: $(tail -5 "$T/install.log")"
 expect_rc 0 "$SCPCTL" platform measure -- /usr/sbin/mariadbd
 M_my=$(cat "$T/last.out")
+mkdir -p "$T/bin" && cp "$(command -v mariadb)" "$T/bin/mariadb"
+expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/mariadb"
+M_cli=$(cat "$T/last.out")
 PORT=$(freeport)
 MARK=SCPMYMARK$RANDOM$RANDOM
 cat >"$T/my.yaml" <<YAML
@@ -44,23 +48,14 @@ services:
       certificate: tls
       listen: [{port: $PORT, protocol: mysql}]
       default: refuse
+  - name: cli
+    measurements: [$M_cli]
+    command: [mariadb, --no-defaults, -h, 127.0.0.1, -P, "$PORT", -u, scp, -p$PW, -N, -B, --skip-ssl, -e, "select v from t.m"]
+    network: {certificate: tls, peers: [{host: 127.0.0.1, port: $PORT, protocol: mysql}], default: refuse}
 secrets:
   - {name: tls, kind: x509, common_name: my, ip: [127.0.0.1]}
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/my.yaml"
-
-cat >"$T/bad.yaml" <<YAML
-name: mybad
-services:
-  - name: c
-    measurements: [$M_my]
-    command: [/usr/sbin/mariadbd]
-    network: {certificate: tls, peers: [{host: 127.0.0.1, port: $PORT, protocol: mysql}]}
-secrets:
-  - {name: tls, kind: x509, common_name: c}
-YAML
-expect_err 1 "protocol mysql is for listen rules" "$SCPCTL" session create "$T/bad.yaml"
-echo "ok: protocol: mysql on a peer rule is refused"
 
 timeout 170 tcpdump -i lo -U -s 0 -w "$T/lo.pcap" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
 DPID=$!
@@ -108,6 +103,11 @@ grep -q "$MARK" "$T/plain.out" && fail "a client without TLS got the marker"
 for _ in $(seq 50); do grep -q "did not ask for TLS" "$W/err.log" && break; sleep 0.1; done
 grep -q "did not ask for TLS" "$W/err.log" || fail "no log line for the client without TLS: $(cat "$T/plain.out"; tail -5 "$W/err.log")"
 echo "ok: mariadb --skip-ssl gets nothing ($(head -1 "$T/plain.out"))"
+
+RUN=("$SCPCTL" run --session mynet --platform-key "$T/p1.key" --volume-dir "$T/vols")
+"${RUN[@]}" --service cli -- "$T/bin/mariadb" >"$T/cli.out" 2>"$T/cli.err" || fail "shielded mariadb: $(cat "$T/cli.out" "$T/cli.err")"
+grep -qx "$MARK" "$T/cli.out" || fail "the shielded client did not read the marker: $(cat "$T/cli.out" "$T/cli.err")"
+echo "ok: a shielded mariadb --skip-ssl reads the row through the peer rule (the shield's TLS)"
 
 sleep 0.5
 kill "$DPID" 2>/dev/null
