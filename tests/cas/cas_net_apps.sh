@@ -21,12 +21,8 @@ ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 start_cas_p1
 # what the programs read must be outside /tmp (a shielded run has a private /tmp)
 W=$(mktemp -d /var/tmp/scp-net-apps.XXXXXX)
-mkdir -p "$T/bin" "$W/www" "$W/ngxtmp"
-for p in nginx memcached memccp memccat; do
-    cp "$(command -v $p)" "$T/bin/$p"
-    expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/$p"
-    eval "M_$p=$(cat "$T/last.out")"
-done
+mkdir -p "$W/www" "$W/ngxtmp"
+for p in nginx memcached memccp memccat; do measure_copy "M_$p" $p; done
 PN=$(freeport)
 PM=$(freeport)
 MARK=SCPAPPMARK$RANDOM$RANDOM

@@ -13,13 +13,10 @@ source "$(dirname "$0")/lib.sh" "$@"
 command -v python3 >/dev/null && command -v tcpdump >/dev/null || { echo "SKIP: no python3 or tcpdump"; exit 0; }
 
 start_cas_p1
-mkdir -p "$T/bin"
-cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
 # the image the exec test starts is a trusted file of the measurement (docs/shield.md, trusted files)
 PYEXE=$(readlink -f /usr/bin/python3)
 PYT=(--trusted "$PYEXE")
-expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
-MP=$(cat "$T/last.out")
+measure_copy MP /usr/bin/python3 "${PYT[@]}"
 PF=$(freeport)
 PE=$(freeport)
 PT=$(freeport)

@@ -31,9 +31,7 @@ chown mysql: "$W/init.sql"
     --innodb-buffer-pool-size=16M --innodb-log-file-size=8M >"$T/install.log" 2>&1 || fail "mariadb-install-db: $(tail -5 "$T/install.log")"
 expect_rc 0 "$SCPCTL" platform measure -- /usr/sbin/mariadbd
 M_my=$(cat "$T/last.out")
-mkdir -p "$T/bin" && cp "$(command -v mariadb)" "$T/bin/mariadb"
-expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/mariadb"
-M_cli=$(cat "$T/last.out")
+measure_copy M_cli mariadb
 PORT=$(freeport)
 MARK=SCPMYMARK$RANDOM$RANDOM
 cat >"$T/my.yaml" <<YAML

@@ -16,18 +16,13 @@ source "$(dirname "$0")/lib.sh" "$@"
 command -v python3 >/dev/null && command -v openssl >/dev/null || { echo "SKIP: no python3/openssl"; exit 0; }
 
 start_cas_p1
-mkdir -p "$T/bin"
-cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
 # ctypes (for accept4) is a module the trusted-file manifest must list when scpctl checks one
 # (and the exec case's new image is python3 itself: a trusted file of the measurement)
 PYEXE=$(readlink -f /usr/bin/python3)
 PYT=(--trusted "$PYEXE")
 CTYPES=$(ls /usr/lib/python3*/lib-dynload/_ctypes.*.so 2>/dev/null | head -1)
-if [ -n "$CTYPES" ] && "$SCPCTL" platform measure "${PYT[@]}" --trusted "$CTYPES" -- "$T/bin/python3" >/dev/null 2>&1; then
-    PYT+=(--trusted "$CTYPES")
-fi
-expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
-MP=$(cat "$T/last.out")
+[ -n "$CTYPES" ] && PYT+=(--trusted "$CTYPES")
+measure_copy MP /usr/bin/python3 "${PYT[@]}"
 PORT=$(freeport)      # the server's listen port (TLS, min_tls 1.2)
 PORT2=$(freeport)     # a strict server (TLS 1.3 only)
 OPEN=$(freeport)      # a port the policy does not name (listen refused)

@@ -10,14 +10,11 @@ source "$(dirname "$0")/lib.sh" "$@"
 command -v python3 >/dev/null || { echo "SKIP: no python3"; exit 0; }
 
 start_cas_p1
-mkdir -p "$T/bin"
-cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
 # ctypes (tee, vmsplice, F_SETPIPE_SZ) is a library the measurement must list (--trusted)
 CTYPES=$(ls /usr/lib/python3*/lib-dynload/_ctypes.*.so 2>/dev/null | head -1)
 [ -n "$CTYPES" ] || { echo "SKIP: no _ctypes module"; exit 0; }
 PYT=(--trusted "$CTYPES")
-expect_rc 0 "$SCPCTL" platform measure "${PYT[@]}" -- "$T/bin/python3"
-MP=$(cat "$T/last.out")
+measure_copy MP /usr/bin/python3 "${PYT[@]}"
 PORT=$(freeport)
 MARK=SCPSPLICEMARK$RANDOM$RANDOM
 

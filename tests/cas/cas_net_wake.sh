@@ -13,10 +13,7 @@ source "$(dirname "$0")/lib.sh" "$@"
 command -v python3 >/dev/null || { echo "SKIP: no python3"; exit 0; }
 
 start_cas_p1
-mkdir -p "$T/bin"
-cp "$(readlink -f /usr/bin/python3)" "$T/bin/python3"
-expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/python3"
-MP=$(cat "$T/last.out")
+measure_copy MP /usr/bin/python3
 PW=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ROUNDS=300
 

@@ -14,6 +14,19 @@ fail() {
     exit 1
 }
 
+# measure_copy VAR PROGRAM [platform measure options...]: copy PROGRAM (a name in PATH or a
+# path; symlinks resolved) to $T/bin/NAME, and set VAR to the measurement of the copy (with the
+# options, e.g. --trusted FILE). The test runs $T/bin/NAME: what was measured is what runs.
+measure_copy() {
+    local var=$1 prog=$2 src
+    shift 2
+    src=$(readlink -f "$(command -v "$prog")") || fail "no $prog"
+    mkdir -p "$T/bin"
+    cp "$src" "$T/bin/$(basename "$prog")"
+    expect_rc 0 "$SCPCTL" platform measure "$@" -- "$T/bin/$(basename "$prog")"
+    printf -v "$var" '%s' "$(cat "$T/last.out")"
+}
+
 # freeport: a loopback TCP port that nothing listens on now.
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
