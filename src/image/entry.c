@@ -260,6 +260,7 @@ int scp_image_entry(int argc, char *const *argv, scp_err *err) {
     const char *sock = getenv("SCP_ATTEST_SOCKET");
     const char *vdir = getenv("SCP_VOLUME_DIR");
     struct scp_attest_run_opts o = {
+        .who = "scp-entry",
         .session = session,
         .service = service,
         .volume_dir = vdir && *vdir ? vdir : DEFAULT_VOLUME_DIR,

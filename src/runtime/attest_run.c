@@ -31,6 +31,7 @@
 #include <openssl/x509.h>
 
 #include "common/bytes.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "runtime/launch.h"
@@ -481,6 +482,8 @@ static int reap_all(pid_t prog, pid_t relay[3]) {
 /* Report one tag record to CAS; keeps the highest generation reported per volume, so a late
  * record of a forked writer never looks like a rollback to CAS. Returns 0 when CAS holds this
  * generation or a newer one. */
+#define WHO(o) ((o)->who ? (o)->who : "scpctl run")
+
 static int report(scp_cas_client *c, const struct scp_attest_run_opts *o, const char *token, struct run_volume *rv,
                   const uint8_t *tag) {
     uint64_t gen = scp_get_u64(tag);
@@ -497,7 +500,7 @@ static int report(scp_cas_client *c, const struct scp_attest_run_opts *o, const 
         r = scp_attest_report_tag(c, o->session, o->service, rv->name, hex, token, &e);
     }
     if (r < 0) {
-        fprintf(stderr, "scpctl run: cannot report the tag of volume %s (generation %llu) to CAS: %s\n", rv->name,
+        scp_log(SCP_LOG_WARN, WHO(o), "cannot report the tag of volume %s (generation %llu) to CAS: %s", rv->name,
                 (unsigned long long)gen, e.msg);
         return -1;
     }
@@ -855,10 +858,10 @@ static void renewal_try(struct renewal *rn, scp_cas_client *c, const struct scp_
     struct tm tm;
     strftime(until, sizeof until, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&rn->expires, &tm));
     if (e.code)
-        fprintf(stderr, "scpctl run: cannot renew the instance certificate of service %s: %s; the current one is "
-                "valid until %s\n", o->service, e.msg, until);
+        scp_log(SCP_LOG_WARN, WHO(o), "cannot renew the instance certificate of service %s: %s; the current one is "
+                "valid until %s", o->service, e.msg, until);
     else
-        fprintf(stderr, "scpctl run: renewed the instance certificate of service %s (valid until %s)\n", o->service, until);
+        scp_log(SCP_LOG_INFO, WHO(o), "renewed the instance certificate of service %s (valid until %s)", o->service, until);
     renewal_schedule(rn, o, e.code != 0);
 }
 
@@ -902,11 +905,11 @@ static int check_files(json_t *files, json_t *vols, const char *service, scp_err
 
 /* In the child: name the memfd `fd` (from one of the *_memfd makers above; -1 when it failed) in
  * the environment variable `env` for the shield, or exit. */
-static void pass_fd(const char *env, int fd, const char *what) {
+static void pass_fd(const struct scp_attest_run_opts *o, const char *env, int fd, const char *what) {
     char num[16];
     snprintf(num, sizeof num, "%d", fd);
     if (fd < 0 || setenv(env, num, 1) < 0) {
-        fprintf(stderr, "scpctl run: cannot pass %s to the shield\n", what);
+        scp_log(SCP_LOG_ERROR, WHO(o), "cannot pass %s to the shield", what);
         _exit(1);
     }
 }
@@ -927,7 +930,7 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
     pid_t sup = getppid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0 || getppid() != sup) _exit(1);
     if (ro->container.enabled && scp_container_prepare(&ro->container, &e) < 0) {
-        fprintf(stderr, "scpctl run: %s\n", e.msg);
+        scp_log(SCP_LOG_ERROR, WHO(o), "%s", e.msg);
         _exit(1);
     }
     /* copies of what outlives the configuration, which is wiped and freed before the container's
@@ -951,27 +954,27 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
     for (size_t i = 1; i < nc; i++) argv[n++] = "(scp)";
     for (size_t i = 0; i < na; i++) argv[n++] = o->argv[1 + i];
     argv[n] = NULL;
-    pass_fd(SCP_SHIELD_ENV_LAUNCH_FD, launch_memfd(cmd, nc ? 1 : 0, json_object_get(cfg, "environment")),
+    pass_fd(o, SCP_SHIELD_ENV_LAUNCH_FD, launch_memfd(cmd, nc ? 1 : 0, json_object_get(cfg, "environment")),
             "the configuration");
     json_t *files = json_object_get(cfg, "files");
-    if (json_array_size(files)) pass_fd(SCP_SHIELD_ENV_FILES_FD, files_memfd(files), "the injected files");
+    if (json_array_size(files)) pass_fd(o, SCP_SHIELD_ENV_FILES_FD, files_memfd(files), "the injected files");
     /* the trusted-file manifest: what the shield checks every exec, executable mapping and
      * open of a listed file against (docs/runtime.md "Trusted files") */
-    pass_fd(SCP_SHIELD_ENV_TRUSTED_FD, scp_shield_sealed_memfd("scp-trusted", id->manifest, id->manifest_len, NULL),
+    pass_fd(o, SCP_SHIELD_ENV_TRUSTED_FD, scp_shield_sealed_memfd("scp-trusted", id->manifest, id->manifest_len, NULL),
             "the trusted-file manifest");
     int cfd = console_memfd(json_object_get(cfg, "console"), o->session, o->service);
     if (cfd == -2) {
-        fprintf(stderr, "scpctl run: CAS sent a malformed console section\n");
+        scp_log(SCP_LOG_ERROR, WHO(o), "CAS sent a malformed console section");
         _exit(1);
     }
-    if (cfd >= 0) pass_fd(SCP_SHIELD_ENV_CONSOLE_FD, cfd, "the console configuration");
+    if (cfd >= 0) pass_fd(o, SCP_SHIELD_ENV_CONSOLE_FD, cfd, "the console configuration");
     json_t *net = json_object_get(cfg, "network");
-    if (json_is_object(net)) pass_fd(SCP_SHIELD_ENV_NET_FD, net_memfd(net), "the network configuration");
+    if (json_is_object(net)) pass_fd(o, SCP_SHIELD_ENV_NET_FD, net_memfd(net), "the network configuration");
     json_decref(cfg); /* the rendered secrets are in the launch, files, console and network memfds now */
     ro->argv = argv;
     ro->tag_fd = tag_wr;
     scp_run_exec(ro, &e);
-    fprintf(stderr, "scpctl run: %s\n", e.msg);
+    scp_log(SCP_LOG_ERROR, WHO(o), "%s", e.msg);
     _exit(e.code == SCP_E_NOENT ? 127 : e.code == SCP_E_SYS ? 1 : 126);
 }
 
@@ -1030,7 +1033,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     double t2 = now_s();
     int timing = getenv("SCP_RUN_TIMING") != NULL;
     if (timing)
-        fprintf(stderr, "scpctl run: timing: measure %.1f ms (%zu files), attest %.1f ms\n", (t1 - t0) * 1e3, set->n,
+        scp_log(SCP_LOG_INFO, WHO(o), "timing: measure %.1f ms (%zu files), attest %.1f ms", (t1 - t0) * 1e3, set->n,
                 (t2 - t1) * 1e3);
     cfg = json_loads(text, 0, NULL);
     OPENSSL_cleanse(text, strlen(text));
@@ -1156,7 +1159,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         for (size_t i = 0; i < nv; i++) tsync->acked[i] = rv[i].reported_gen;
         ro->tag_sync_fd = sync_fd;
     }
-    if (timing) fprintf(stderr, "scpctl run: timing: volumes %.1f ms\n", (now_s() - t2) * 1e3);
+    if (timing) scp_log(SCP_LOG_INFO, WHO(o), "timing: volumes %.1f ms", (now_s() - t2) * 1e3);
     json_t *con = json_object_get(cfg, "console");
     for (int sk = 1; sk < 3; sk++)
         if (json_is_true(json_object_get(con, sk == 1 ? "stdout" : "stderr")) &&
@@ -1214,7 +1217,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             ack(tsync, rec[0], rv[rec[0]].reported_gen);
         } else if (tsync) {
             /* fail closed: an fsync must not return for a state that CAS does not know */
-            fprintf(stderr, "scpctl run: --tag-sync: CAS did not acknowledge a commit; stopping the program\n");
+            scp_log(SCP_LOG_ERROR, WHO(o), "--tag-sync: CAS did not acknowledge a commit; stopping the program");
             kill(pid, SIGKILL);
         }
     }

@@ -105,6 +105,7 @@ struct scp_attest_run_opts {
     const scp_shield_trusted *more_trusted; /* added to the shield's trusted-file manifest (the
                                  image's /scp/trusted): files not measured here, checked by digest */
     size_t n_more_trusted;
+    const char *who;          /* the name on its log lines (scp_log); NULL: "scpctl run" */
 };
 
 /* One entry of a secure image's Env: 0 when it is NAME=VALUE with a name the program may get;

@@ -19,6 +19,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "runtime/notify.h"
 #include "scp/volume.h"
@@ -566,7 +567,7 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     if (o->timing_ns) {
         int64_t now = scp_now_ns();
         char tv[32];
-        fprintf(stderr, "scpctl run: timing: container setup %.1f ms\n", (double)(now - o->timing_ns) / 1e6);
+        scp_log(SCP_LOG_INFO, "scpctl run", "timing: container setup %.1f ms", (double)(now - o->timing_ns) / 1e6);
         snprintf(tv, sizeof tv, "%lld", (long long)now);
         setenv(SCP_SHIELD_ENV_TIMING, tv, 1);
     }
