@@ -749,6 +749,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     }
     else
         sh_trace("exec of '%s': the new image is shielded again", path ? path : "(null)");
+    sh_nf_exec(0); /* SIG_IGN of SIGSEGV/SIGBUS goes on to the new image, as the kernel keeps it */
     long r = dirfd == AT_FDCWD && !flags
                  ? sh_gate(SYS_execve, (long)path, (long)argv, (long)env, 0, 0, 0)
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
@@ -759,6 +760,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     sh_exec_failed(took, ntook);
+    sh_nf_exec(1);
     syscall(SYS_munmap, env, size);
     return r;
 }

@@ -171,6 +171,7 @@ void sh_nf_set_mask(uint64_t mask);                            /* the thread's m
 int sh_nf_mask_enter(const sigset_t *tmp);                     /* sigsuspend, ppoll...: old state */
 int sh_nf_trap_enter(uint64_t mask);                           /* a trap, on the interrupted mask */
 void sh_nf_mask_leave(int prev);
+void sh_nf_exec(int failed); /* around an exec: the program's SIG_IGN to the kernel, and back */
 
 /* core.c */
 extern __thread int sh_in_trap;

@@ -262,3 +262,18 @@ int sh_nf_mask_enter(const sigset_t *tmp) {
 }
 
 void sh_nf_mask_leave(int prev) { nf_unsafe = prev; }
+
+/* exec resets a handler to SIG_DFL but keeps SIG_IGN: the kernel's action becomes the
+ * program's SIG_IGN just before (failed = 0), and the shield's handler again after an exec
+ * that failed (failed = 1). */
+void sh_nf_exec(int failed) {
+    if (!__atomic_load_n(&nf.ready, __ATOMIC_ACQUIRE)) return;
+    static const int sigs[2] = {SIGSEGV, SIGBUS};
+    for (int i = 0; i < 2; i++) {
+        struct sh_ksigaction a;
+        prog_read(sigs[i], &a);
+        if (a.handler != SIG_IGN) continue;
+        if (failed) mirror(sigs[i], &a);
+        else sh_ksigaction(sigs[i], &a, NULL);
+    }
+}

@@ -15,6 +15,13 @@ run "$BADPTR" "$MNT" || fail "under the shield, on a protected volume"
 note "under the shield, protected volume: as above"
 run "$BADPTR" "$T/plain2" || fail "under the shield, in a plain directory"
 note "under the shield, plain directory: as above"
+# SIG_IGN of SIGSEGV and SIGBUS goes on across exec as the kernel keeps it (the shield's
+# handler is what the kernel holds while the program runs)
+cmd="trap '' SEGV BUS; exec $BADPTR x sigign"
+want=$(sh -c "$cmd")
+got=$(run sh -c "$cmd")
+[ -n "$got" ] && [ "$got" = "$want" ] || fail "after exec: '$got' under the shield, '$want' without"
+note "SIG_IGN of SIGSEGV/SIGBUS kept across exec: $got"
 if command -v strace >/dev/null; then
     N=2000
     strace -f -qq -c -e trace=rt_sigprocmask -o "$T/strace" \
