@@ -32,8 +32,9 @@
  * sigaction) turns the fast copies off for the process. Not seen, and so not covered: a raw
  * rt_sigaction of SIGSEGV/SIGBUS (not through libc's sigaction or signal), which replaces the
  * shield's handler (a bad pointer then reaches the program's handler, or kills it), a raw
- * rt_sigaction of another signal with SIGSEGV/SIGBUS in its mask, and a handler that changes
- * its uc_sigmask to block them on return; see docs/shield.md "Bad pointers".
+ * rt_sigaction of another signal with SIGSEGV/SIGBUS in its mask, a handler that changes
+ * its uc_sigmask to block them on return or unblocks them while the interrupted code had them
+ * blocked; see docs/shield.md "Bad pointers".
  */
 #include <assert.h>
 #include <errno.h>
