@@ -479,6 +479,7 @@ static int page_ok(uintptr_t q, int wr) {
 static long copy_in(void *dst, const void *src, size_t n) {
     uintptr_t a = (uintptr_t)src, end = a + n;
     if (n < 8 || end < a) return -EFAULT;
+    if (sh_nf_usable()) return sh_nf_copy(dst, src, n);
     for (uintptr_t pg = a & ~(uintptr_t)4095; pg < end; pg += 4096) {
         uintptr_t lo = a > pg ? a : pg, hi = end < pg + 4096 ? end : pg + 4096;
         if (!page_ok(hi - lo >= 8 ? lo : hi - 8, 0)) return -EFAULT;
@@ -501,6 +502,10 @@ long sh_copy_path_in(const char *p, char *buf, size_t n) {
         if (l >= n) return -ENAMETOOLONG;
         memcpy(buf, p, l + 1);
         return (long)l;
+    }
+    if (sh_nf_usable()) { /* no probe: a fault in the copy returns -EFAULT (nofault.c) */
+        long l = sh_nf_strcpy(buf, p, n);
+        return l == (long)n ? -ENAMETOOLONG : l;
     }
     uintptr_t at = (uintptr_t)p;
     for (size_t got = 0; got < n;) {
@@ -751,6 +756,7 @@ static long copy_out(void *dst, const void *src, size_t n) {
     assert(n >= 8);
     uintptr_t d = (uintptr_t)dst, end = d + n;
     if (end < d) return -EFAULT;
+    if (sh_nf_usable()) return sh_nf_copy(dst, src, n);
     for (uintptr_t pg = d & ~(uintptr_t)4095; pg < end; pg += 4096) {
         uintptr_t lo = d > pg ? d : pg, hi = end < pg + 4096 ? end : pg + 4096;
         if (!page_ok(hi - lo >= 8 ? lo : hi - 8, 1)) return -EFAULT;
@@ -771,11 +777,13 @@ static long user_span_ok(uintptr_t a, size_t n, int wr) {
     return 0;
 }
 long sh_copy_in(void *dst, const void *src, size_t n) {
+    if (n && sh_nf_usable()) return (uintptr_t)src + n < (uintptr_t)src ? -EFAULT : sh_nf_copy(dst, src, n);
     long r = n ? user_span_ok((uintptr_t)src, n, 0) : 0;
     if (r == 0 && n) memcpy(dst, src, n);
     return r;
 }
 long sh_copy_out(void *dst, const void *src, size_t n) {
+    if (n && sh_nf_usable()) return (uintptr_t)dst + n < (uintptr_t)dst ? -EFAULT : sh_nf_copy(dst, src, n);
     long r = n ? user_span_ok((uintptr_t)dst, n, 1) : 0;
     if (r == 0 && n) memcpy(dst, src, n);
     return r;

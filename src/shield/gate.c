@@ -93,6 +93,16 @@ struct ksigaction {
 };
 #define KSA_RESTORER 0x04000000ul
 
+long sh_ksigaction(int sig, const struct sh_ksigaction *act, struct sh_ksigaction *old) {
+    struct ksigaction k;
+    if (act) k = (struct ksigaction){act->handler, act->flags | KSA_RESTORER,
+                                     (void *)(SCP_SHIELD_GATE_ADDR + RESTORER_OFF), act->mask};
+    struct ksigaction o;
+    long r = sh_gate(SYS_rt_sigaction, sig, act ? (long)&k : 0, old ? (long)&o : 0, 8, 0, 0);
+    if (r == 0 && old) *old = (struct sh_ksigaction){o.handler, o.flags, o.mask};
+    return r;
+}
+
 int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err) {
     struct ksigaction ksa = {(void *)handler, SA_SIGINFO | SA_NODEFER | KSA_RESTORER,
                              (void *)(SCP_SHIELD_GATE_ADDR + RESTORER_OFF), 0};

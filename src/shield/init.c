@@ -76,6 +76,7 @@ static long trap_sigprocmask(ucontext_t *uc, const long a[6]) {
         sh_gate(SYS_rt_sigprocmask, SIG_SETMASK, (long)&now, 0, 8, 0, 0);
     }
     memcpy(&uc->uc_sigmask, &now, sizeof now);
+    sh_nf_set_mask(now); /* the mask the thread goes on with */
     return r;
 }
 
@@ -96,6 +97,9 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     /* A path call trapped by the code filter is served unless the shield itself made it
      * (the volume library's own files, or a call made while serving a trap): those go on to
      * the kernel, as does a call on an ordinary number that once was an alias. */
+    uint64_t interrupted;
+    memcpy(&interrupted, &uc->uc_sigmask, sizeof interrupted);
+    int nf_was = sh_nf_trap_enter(interrupted); /* the mask this handler runs with, exactly */
     int was = sh_in_trap;
     int serve = sh_trap_involves_prot(si->si_syscall, a) ||
                 (s && (s->handler == HND_PATH || s->handler == HND_CWD) && !was && !sh_in_lib);
@@ -106,6 +110,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
         if (serve) r = sh_syscall(si->si_syscall, a);
         else if (!sh_net_trap(si->si_syscall, a, &r)) r = sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
     sh_in_trap = was;
+    sh_nf_mask_leave(nf_was);
     g[REG_RAX] = (greg_t)r;
     errno = saved;
 }
@@ -478,6 +483,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 
     if (sh_net_load(&e)) die("cannot read the network configuration", &e);
     if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
+    sh_nf_install(); /* without it, the page probes stay (nofault.c) */
     /* the crypto layer's fork handlers before ours, and so before the console's (registered in
      * sh_console_init): its prepare (the context list's lock) then runs after theirs. Left to
      * its first use, which may come later (a thread's first sealed console write, with no
@@ -743,6 +749,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     }
     else
         sh_trace("exec of '%s': the new image is shielded again", path ? path : "(null)");
+    sh_nf_exec(0); /* SIG_IGN of SIGSEGV/SIGBUS goes on to the new image, as the kernel keeps it */
     long r = dirfd == AT_FDCWD && !flags
                  ? sh_gate(SYS_execve, (long)path, (long)argv, (long)env, 0, 0, 0)
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
@@ -753,6 +760,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     sh_exec_failed(took, ntook);
+    sh_nf_exec(1);
     syscall(SYS_munmap, env, size);
     return r;
 }

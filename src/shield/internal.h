@@ -148,6 +148,30 @@ struct sh_filter_spec {
 int sh_shield_filter_install(const struct sh_filter_spec *f, scp_err *err);
 #include <signal.h>
 int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err);
+/* The kernel's action for sig, set (act, with the gate's rt_sigreturn as restorer) and/or
+ * read (old), through the gate: 0 or -errno. */
+struct sh_ksigaction {
+    void *handler;
+    unsigned long flags;
+    uint64_t mask;
+};
+long sh_ksigaction(int sig, const struct sh_ksigaction *act, struct sh_ksigaction *old);
+
+/* nofault.c: copies from and to the program's memory that recover from a fault (EFAULT, as
+ * the kernel answers) instead of probing each page with a system call; see nofault.c. */
+long sh_nf_copy(void *dst, const void *src, size_t n);         /* 0 or -EFAULT */
+long sh_nf_strcpy(char *dst, const char *src, size_t n);       /* length, n (no NUL), -EFAULT */
+int sh_nf_usable(void);                                        /* may they be used here, now */
+void sh_nf_install(void);                                      /* at start: the fault handler */
+int sh_nf_owns(int sig);                                       /* SIGSEGV, SIGBUS once installed */
+long sh_nf_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+void sh_nf_note_handler(int sig, const struct sigaction *act); /* any other sigaction */
+void sh_nf_note_mask(int how, const sigset_t *set);            /* a mask change that succeeded */
+void sh_nf_set_mask(uint64_t mask);                            /* the thread's mask, exactly */
+int sh_nf_mask_enter(const sigset_t *tmp);                     /* sigsuspend, ppoll...: old state */
+int sh_nf_trap_enter(uint64_t mask);                           /* a trap, on the interrupted mask */
+void sh_nf_mask_leave(int prev);
+void sh_nf_exec(int failed); /* around an exec: the program's SIG_IGN to the kernel, and back */
 
 /* core.c */
 extern __thread int sh_in_trap;

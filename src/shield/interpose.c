@@ -683,6 +683,10 @@ SH_EXPORT FILE *freopen64(const char *p, const char *mode, FILE *s) { return fre
 
 SH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
     REAL(int (*)(int, const struct sigaction *, struct sigaction *), sigaction);
+    /* SIGSEGV and SIGBUS: the shield's handler stays the kernel's, the program's is kept
+     * and called from it (nofault.c) */
+    if (sh_nf_owns(sig)) return (int)ret(sh_nf_sigaction(sig, act, old));
+    sh_nf_note_handler(sig, act);
     if (sh.active && sig == SIGSYS && act) {
         sh_trace("the program's SIGSYS handler was not installed (the shield owns SIGSYS)");
         return real_sigaction(sig, NULL, old);
@@ -699,6 +703,12 @@ SH_EXPORT sighandler_t signal(int sig, sighandler_t h) {
     if (sh.active && sig == SIGSYS) {
         errno = EINVAL;
         return SIG_ERR;
+    }
+    if (sh_nf_owns(sig)) { /* glibc's signal(): BSD semantics */
+        struct sigaction a = {.sa_handler = h, .sa_flags = SA_RESTART}, o;
+        sigemptyset(&a.sa_mask);
+        sigaddset(&a.sa_mask, sig);
+        return sigaction(sig, &a, &o) ? SIG_ERR : o.sa_handler;
     }
     REAL(sighandler_t (*)(int, sighandler_t), signal);
     return real_signal(sig, h);
@@ -803,11 +813,17 @@ SH_EXPORT FILE *popen(const char *cmd, const char *mode) {
 
 static int mask_call(int how, const sigset_t *set, sigset_t *old, int internal) {
     uint64_t s;
-    if (!set || how == SIG_UNBLOCK) return (int)sh_gate(SYS_rt_sigprocmask, how, (long)set, (long)old, 8, 0, 0);
+    if (!set || how == SIG_UNBLOCK) {
+        long r = sh_gate(SYS_rt_sigprocmask, how, (long)set, (long)old, 8, 0, 0);
+        if (r == 0) sh_nf_note_mask(how, set); /* the shield's fast copies need SIGSEGV and SIGBUS unblocked */
+        return (int)r;
+    }
     memcpy(&s, set, sizeof s);
     s &= ~(1ull << (SIGSYS - 1));
     if (internal) s &= ~((1ull << 31) | (1ull << 32)); /* glibc's SIGCANCEL and SIGSETXID */
-    return (int)sh_gate(SYS_rt_sigprocmask, how, (long)&s, (long)old, 8, 0, 0);
+    long r = sh_gate(SYS_rt_sigprocmask, how, (long)&s, (long)old, 8, 0, 0);
+    if (r == 0) sh_nf_note_mask(how, set);
+    return (int)r;
 }
 SH_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
     if (!sh.active) {
@@ -819,10 +835,17 @@ SH_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old) {
 /* the mask sigsuspend waits with is also the mask its handlers start from */
 SH_EXPORT int sigsuspend(const sigset_t *set) {
     REAL(int (*)(const sigset_t *), sigsuspend);
-    if (!sh.active || !sigismember(set, SIGSYS)) return real_sigsuspend(set);
-    sigset_t s = *set;
-    sigdelset(&s, SIGSYS);
-    return real_sigsuspend(&s);
+    int nf = sh_nf_mask_enter(set); /* the handlers that run in it start from this mask */
+    int r;
+    if (!sh.active || !sigismember(set, SIGSYS)) {
+        r = real_sigsuspend(set);
+    } else {
+        sigset_t s = *set;
+        sigdelset(&s, SIGSYS);
+        r = real_sigsuspend(&s);
+    }
+    sh_nf_mask_leave(nf);
+    return r;
 }
 SH_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old) {
     if (!sh.active) {

@@ -1095,12 +1095,19 @@ SH_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fl) {
     if (fl / sizeof *fds < n) abort();
     return poll(fds, n, ms);
 }
-SH_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
+static int ppoll_(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
     if (!ON || (quiet() && !polls_conn(fds, n))) {
         REAL(int (*)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *), ppoll);
         return real_ppoll(fds, n, ts, mask);
     }
     return (int)ret(poll_core(fds, n, deadline_ts(ts), mask));
+}
+/* the program's handlers that run in it start from its mask (nofault.c) */
+SH_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
+    int nf = sh_nf_mask_enter(mask);
+    int k = ppoll_(fds, n, ts, mask);
+    sh_nf_mask_leave(nf);
+    return k;
 }
 SH_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv) {
     if (!ON || (quiet() && !selects_conn(nfds, r))) {
@@ -1117,12 +1124,19 @@ SH_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *
     }
     return (int)ret(k);
 }
-SH_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
+static int pselect_(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
     if (!ON || (quiet() && !selects_conn(nfds, r))) {
         REAL(int (*)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *), pselect);
         return real_pselect(nfds, r, w, x, ts, mask);
     }
     return (int)ret(n_select(nfds, r, w, x, deadline_ts(ts), mask));
+}
+/* the program's handlers that run in it start from its mask (nofault.c) */
+SH_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
+    int nf = sh_nf_mask_enter(mask);
+    int k = pselect_(nfds, r, w, x, ts, mask);
+    sh_nf_mask_leave(nf);
+    return k;
 }
 SH_EXPORT int epoll_create(int size) {
     REAL(int (*)(int), epoll_create);
@@ -1176,7 +1190,7 @@ SH_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int ms) {
     if (ep_fast(epfd, ev, max, ms, NULL, 0, &r)) return (int)r;
     return (int)ret(n_epoll_wait(epfd, ev, max, dl, NULL));
 }
-SH_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {
+static int epoll_pwait_(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {
     if (!ON) {
         REAL(int (*)(int, struct epoll_event *, int, int, const sigset_t *), epoll_pwait);
         return real_epoll_pwait(epfd, ev, max, ms, mask);
@@ -1185,4 +1199,11 @@ SH_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, con
     long r;
     if (ep_fast(epfd, ev, max, ms, mask, 1, &r)) return (int)r;
     return (int)ret(n_epoll_wait(epfd, ev, max, dl, mask));
+}
+/* the program's handlers that run in it start from its mask (nofault.c) */
+SH_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {
+    int nf = sh_nf_mask_enter(mask);
+    int k = epoll_pwait_(epfd, ev, max, ms, mask);
+    sh_nf_mask_leave(nf);
+    return k;
 }

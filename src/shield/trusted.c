@@ -271,8 +271,12 @@ long sh_trusted_check_open(int fd, int dirfd, const char *path, long flags) {
      * a reopen through /proc/self/fd is an open of its own, checked, and an exec of it is
      * checked at exec), O_DIRECTORY (a directory or nothing), and O_CREAT|O_EXCL or O_TMPFILE
      * (a file that did not exist before this open is no measured file, even when it got the
-     * inode number of a deleted one). */
-    if ((flags & (O_PATH | O_DIRECTORY)) || (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+     * inode number of a deleted one), and O_WRONLY (no content is read through it: read,
+     * pread, sendfile, splice and copy_file_range from it fail with EBADF and mmap with
+     * EACCES; a reopen through /proc/self/fd is an open of its own, checked, and an exec of
+     * it is checked at exec; the access mode of a description never changes). */
+    if ((flags & (O_PATH | O_DIRECTORY)) || (flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) ||
+        (flags & O_ACCMODE) == O_WRONLY)
         return 0; /* (O_TMPFILE includes O_DIRECTORY's bit) */
     char abs[PATH_MAX];
     /* the path as the program named it, made absolute and normalized (inside the open's path

@@ -6,7 +6,8 @@
 # - an exec of a binary that is not in the manifest is refused (EACCES), with a log line;
 # - after measurement (the program is running), one byte changed in the library: its dlopen
 #   fails and the log names it; one byte changed in the data file (in place, or a changed copy
-#   put in its place): its open fails with EACCES and the log names it; one byte changed in the helper: its exec is refused;
+#   put in its place): its open fails with EACCES and the log names it (read-write too; write-only
+#   is not checked: nothing is read through it); one byte changed in the helper: its exec is refused;
 # - a library that is not listed cannot be dlopened, nor mapped executable by the program;
 # - 'platform measure' prints the configuration's hash; --net and --trusted change the measurement;
 # - a library replaced after measurement (before the loader runs) is not what gets loaded;
@@ -69,6 +70,12 @@ int main(int argc, char **argv) {
         if (fd < 0) { printf("open failed: %s\n", strerror(errno)); return 2; }
         ssize_t n = read(fd, buf, sizeof buf - 1);
         printf("open ok: %.*s\n", n > 0 ? (int)strcspn(buf, "\n") : 0, buf);
+        return 0;
+    }
+    if (!strcmp(mode, "wronly") || !strcmp(mode, "rdwr")) { /* open for writing, write nothing */
+        int fd = open(path, strcmp(mode, "wronly") ? O_RDWR : O_WRONLY);
+        if (fd < 0) { printf("open failed: %s\n", strerror(errno)); return 2; }
+        printf("%s ok\n", mode);
         return 0;
     }
     if (!strcmp(mode, "fopen")) {
@@ -196,6 +203,13 @@ changed_run "$U/data.conf" 8 open "$U/data.conf"
     fail "open of a changed trusted file: rc $RC: $(cat "$T/last.out")"
 grep -q "open of $U/data.conf refused: its content differs from the measured trusted-file manifest (EACCES)" "$T/last.err" ||
     fail "no log line naming the changed file: $(cat "$T/last.err")"
+# Write-only: no content can be read through the descriptor, so the open is not checked (no
+# fstat: trusted.c); read-write is checked like read-only.
+changed_run "$U/data.conf" 8 wronly "$U/data.conf"
+[ $RC -eq 0 ] && grep -qx "wronly ok" "$T/last.out" || fail "O_WRONLY open of a changed trusted file: rc $RC: $(cat "$T/last.out")"
+changed_run "$U/data.conf" 8 rdwr "$U/data.conf"
+[ $RC -eq 2 ] && grep -qx "open failed: Permission denied" "$T/last.out" ||
+    fail "O_RDWR open of a changed trusted file: rc $RC: $(cat "$T/last.out")"
 HOW=replace changed_run "$U/data.conf" 8 open "$U/data.conf"
 [ $RC -eq 2 ] && grep -qx "open failed: Permission denied" "$T/last.out" ||
     fail "open of a trusted file replaced by another: rc $RC: $(cat "$T/last.out")"
