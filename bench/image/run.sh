@@ -40,6 +40,7 @@ cleanup() {
     docker rmi -f $(docker images -q "$N/*") >/dev/null 2>&1
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
+    rmdir "/sys/fs/cgroup/cpuacct/$N-memclient" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -323,7 +324,6 @@ CONF
     done
     [ -n "$cg" ] && { for p in $(cat "$cg/cgroup.procs"); do echo "$p" >/sys/fs/cgroup/cpuacct/cgroup.procs; done; rmdir "$cg"; }
     report memcached "get 90%/set 10%"
-    local k
     printf 'client CPU us/req (memcaslap%s, its cgroup): secure %s plain %s tls %s\n' \
         "$([ -n "${MEMC_STUNNEL:-}" ] && echo " + stunnel4" || echo ", shielded for secure and tls")" \
         "$(echo ${CLI[secure]:-0} | tr ' ' '\n' | median)" "$(echo ${CLI[plain]:-0} | tr ' ' '\n' | median)" \

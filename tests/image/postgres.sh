@@ -55,7 +55,9 @@ sed -e "s/@SESSION@/pg/g" -e "s/@MEASUREMENT@/$M/g" -e "s/@PORT@/$PORT/g" "$HERE
 expect_rc 0 "$SCPCTL" session create "$T/pg.yaml"
 PW=$("$SCPCTL" session secret pg pgpass 2>/dev/null)
 [ ${#PW} -eq 24 ] || fail "no generated password ($("$SCPCTL" session secret pg pgpass 2>&1))"
-sqlq() { PGPASSWORD=$PW psql -h 127.0.0.1 -p "$PORT" -U postgres -At -d postgres "$@"; }
+CA=$T/data/service-ca.crt
+# TLS, verifying CAS's service CA and the name (the certificate's IP address)
+sqlq() { PGPASSWORD=$PW psql "host=127.0.0.1 port=$PORT user=postgres dbname=postgres sslmode=verify-full sslrootcert=$CA channel_binding=disable" -At "$@"; }
 
 RUNFLAGS=(--network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" -v "$T/sock:/run/scp" -v "$VOL:/scp-volumes")
 start() { # NAME
@@ -73,7 +75,11 @@ start $TAG-c1
 MARK=scp-pg-marker-$$-$RANDOM
 sqlq -c "create table marker(t text); insert into marker values ('$MARK')" >/dev/null || fail "create table"
 [ "$(sqlq -c 'select t from marker')" = "$MARK" ] || fail "select"
-PGPASSWORD=wrong psql -h 127.0.0.1 -p "$PORT" -U postgres -At -d postgres -c 'select 1' >/dev/null 2>&1 && fail "a wrong password was accepted"
+PGPASSWORD=wrong psql "host=127.0.0.1 port=$PORT user=postgres dbname=postgres sslmode=verify-full sslrootcert=$CA channel_binding=disable" -At \
+    -c 'select 1' >/dev/null 2>&1 && fail "a wrong password was accepted"
+out=$(PGPASSWORD=$PW psql "host=127.0.0.1 port=$PORT user=postgres dbname=postgres sslmode=disable" -At -c 'select t from marker' 2>&1)
+case $out in *"$MARK"*) fail "a plaintext client read the row" ;; *"no encryption"*) ;; *) fail "no refusal of a plaintext client: $out" ;; esac
+[ "$(sqlq -c 'select ssl from pg_stat_ssl where pid = pg_backend_pid()')" = t ] || fail "the connection is not TLS"
 PGUID=$(docker run --rm --entrypoint /usr/bin/id "$BASE" -u postgres)
 docker top $TAG-c1 -eo pid,uid,comm | grep -E " $PGUID +postgres\$" >/dev/null ||
     fail "postgres does not run as the image's USER (uid $PGUID): $(docker top $TAG-c1 -eo pid,uid,comm)"
