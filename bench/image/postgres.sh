@@ -8,7 +8,10 @@
 #   secure  the secure image under docker run with a real CAS and the local attestation service,
 #           its data directory on a protected volume (every fsync commits the volume and reports
 #           its tag to CAS), running as USER postgres under the shield
-#   plain   the base image run as is: the same initdb and postgres flags, data in a Docker volume
+#           and TLS (PostgreSQL's own, with the certificate and key CAS injects; pgbench
+#           sslmode=verify-full against CAS's service CA)
+#   plain   the base image run as is: the same initdb and postgres flags but no TLS, data in a
+#           Docker volume
 # pgbench -i -s SCALE once each, then ROUNDS rounds of pgbench (TPC-B like, CLIENTS clients,
 # SECS seconds) with the two servers interleaved; medians and the ratio secure/plain. Beside
 # throughput, the CPU time of each container (its cgroup's cpuacct.usage: postgres, and for
@@ -67,7 +70,7 @@ PW=$("$SCPCTL" session secret pg pgpass 2>/dev/null)
 # the plain server: the session's own command with the port changed and the password from a file
 # the script writes itself (the plain container has no CAS to inject it)
 CMD=$(sed -n "s/^    command: \[\/bin\/sh, -c, '\(.*\)'\]$/\1/p" "$T/pg.yaml" | sed -e "s/-p $SPORT/-p $PPORT/" \
-    -e 's|--pwfile=/run/secrets/pgpass|--pwfile=/tmp/pw|')
+    -e 's|--pwfile=/run/secrets/pgpass|--pwfile=/tmp/pw|' -e 's| -c ssl=on .*$||')
 [ -n "$CMD" ] || fail "cannot read the command of images/postgres/session.yaml"
 
 say "starting both (initdb on the first start)"
@@ -75,8 +78,14 @@ docker run -d --name $N-secure --network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_P
     -v "$T/sock:/run/scp" -v $N-svol:/scp-volumes $N/pg-secure:1 >/dev/null || fail "docker run secure"
 docker run -d --name $N-plain --network host -e PW="$PW" -v $N-pvol:/var/lib/postgresql/data \
     --entrypoint /bin/sh "$BASE" -c "printf '%s' \"\$PW\" >/tmp/pw; $CMD" >/dev/null || fail "docker run plain"
-export PGPASSWORD=$PW
+# channel_binding=disable: libpq 15 cannot bind SCRAM to a certificate signed with Ed25519 (CAS's
+# service CA): "could not find digest for NID UNDEF"
+export PGPASSWORD=$PW PGSSLROOTCERT=$T/data/service-ca.crt PGCHANNELBINDING=disable
+# the secure server takes TCP only over TLS (its own, with CAS's certificate), the plain one none
+sslmode() { if [ "$1" = "$SPORT" ]; then echo verify-full; else echo disable; fi; }
 for p in $SPORT $PPORT; do
+    PGSSLMODE=$(sslmode "$p")
+    export PGSSLMODE
     for _ in $(seq 900); do psql -h 127.0.0.1 -p "$p" -U postgres -At -c 'select 1' postgres >/dev/null 2>&1 && break; sleep 0.2; done
     psql -h 127.0.0.1 -p "$p" -U postgres -At -c 'select 1' postgres >/dev/null 2>&1 ||
         fail "postgres on $p does not answer: $(docker logs $N-secure 2>&1 | tail -5) $(docker logs $N-plain 2>&1 | tail -5)"
@@ -86,6 +95,8 @@ done
 cpu_ns() { cat "/sys/fs/cgroup/cpuacct/docker/$(docker inspect -f '{{.Id}}' "$1")/cpuacct.usage" 2>/dev/null || echo 0; }
 run() { # NAME PORT: one pgbench run; prints "TPS CPU_US_PER_TXN"
     local c0 c1 out
+    PGSSLMODE=$(sslmode "$2")
+    export PGSSLMODE
     c0=$(cpu_ns "$1")
     out=$(pgbench -h 127.0.0.1 -p "$2" -U postgres -n -c "$CLIENTS" -j "$(((CLIENTS + 1) / 2))" -T "$SECS" postgres 2>&1) ||
         fail "pgbench on $1: $(echo "$out" | grep -m3 -i 'error')"

@@ -13,8 +13,10 @@
 #   tls     (redis, nginx) the plain container with the service's own TLS (same kind of key, P-256)
 # Clients: redis-benchmark (--tls for secure and tls), wrk for nginx (HTTPS for secure and tls),
 # memcaslap (libmemcached-tools, 90% get / 10% set, 2 threads x 16 connections; it speaks no
-# TLS, so stunnel4 in client mode sits in front of secure and tls, not of plain). ROUNDS rounds (default 3), the servers interleaved in
-# each round; the median is printed with the ratios secure/plain and secure/tls. Beside
+# TLS, so for secure and tls it runs under the network shield itself, `scpctl run` with a client
+# session: TLS in its own process; MEMC_STUNNEL=1: through stunnel4 in client mode instead, as
+# before; plain: the same memcaslap, no TLS; its CPU per request is printed as well).
+# ROUNDS rounds (default 3), the servers interleaved in each round; the median is printed with the ratios secure/plain and secure/tls. Beside
 # throughput, the CPU time of each container (its cgroup's cpuacct: the service, and for secure
 # also the entry and the shield) per request, which does not move with the machine's load.
 # Environment: ROUNDS=3, REQS=30000 (redis requests per test at -c 50, a fifth at -c 1), SECS=4
@@ -38,6 +40,7 @@ cleanup() {
     docker rmi -f $(docker images -q "$N/*") >/dev/null 2>&1
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
+    rmdir "/sys/fs/cgroup/cpuacct/$N-memclient" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -228,9 +231,8 @@ bench_nginx() {
 
 bench_memcached() {
     command -v memcaslap >/dev/null || die "memcaslap not installed (libmemcached-tools)"
-    command -v stunnel4 >/dev/null || die "stunnel4 not installed"
-    local ps pp pt ls lt
-    ps=$(free_port) pp=$(free_port) pt=$(free_port) ls=$(free_port) lt=$(free_port)
+    local ps pp pt
+    ps=$(free_port) pp=$(free_port) pt=$(free_port)
     # the session's memcached without -Y: memcaslap has no ASCII authentication (it is one
     # request per connection, outside the measured loop)
     secure_start memcached "$ps" 's|, -Y, /etc/memcached/scp.auth||'
@@ -240,9 +242,42 @@ bench_memcached() {
     docker run -d --name "$N-memcached-tls" --network host -v "$T/tls:/tls:ro" scp-memcached-base:bookworm -p "$pt" \
         "${conf[@]}" -Z -o ssl_chain_cert=/tls/server.crt,ssl_key=/tls/server.key,ssl_min_version=3 >/dev/null ||
         die "docker run memcached (tls)"
-    # memcaslap speaks no TLS: stunnel4 in client mode, verifying each server's CA, in front of
-    # secure and tls (plain is measured without it: its figure is what a plain client gets)
-    cat >"$T/stunnel.conf" <<CONF
+    # memcaslap speaks no TLS: for secure and tls it runs under the network shield itself
+    # (`scpctl run`, a session of its own whose peer rules name the two TLS ports: TLS in the
+    # client's own process, verifying CAS's service CA for secure, the bench CA for tls), so
+    # that no tunnel process bounds the figure; plain gets the same memcaslap unshielded.
+    # MEMC_STUNNEL=1 runs the old way instead: stunnel4 in client mode in front of secure and tls.
+    mkdir -p "$T/bin" && cp "$(command -v memcaslap)" "$T/bin/memcaslap"
+    local ms
+    ms=$("$SCPCTL" platform measure -- "$T/bin/memcaslap" 2>/dev/null) || die "platform measure memcaslap"
+    local margs="-t, ${SECS}s, -T, \"2\", -c, \"16\""
+    cat >"$T/memclient.session.yaml" <<YAML
+name: $N-memclient
+services:
+  - name: secure
+    measurements: [$ms]
+    command: [memcaslap, -s, "127.0.0.1:$ps", $margs]
+    network:
+      peers: [{host: 127.0.0.1, port: $ps}]
+  - name: tls
+    measurements: [$ms]
+    command: [memcaslap, -s, "127.0.0.1:$pt", $margs]
+    network:
+      peers: [{host: 127.0.0.1, port: $pt, ca: benchca}]
+secrets:
+  - name: benchca
+    kind: explicit
+    value: |
+$(sed 's/^/      /' "$T/tls/ca.crt")
+YAML
+    "$SCPCTL" session create "$T/memclient.session.yaml" >/dev/null 2>"$T/memclient.err" ||
+        die "session create (client): $(cat "$T/memclient.err")"
+    local -A addr=([secure]="127.0.0.1:$ps" [plain]="127.0.0.1:$pp" [tls]="127.0.0.1:$pt")
+    if [ -n "${MEMC_STUNNEL:-}" ]; then
+        command -v stunnel4 >/dev/null || die "stunnel4 not installed"
+        local ls lt
+        ls=$(free_port) lt=$(free_port)
+        cat >"$T/stunnel.conf" <<CONF
 foreground = yes
 pid =
 [secure]
@@ -258,26 +293,55 @@ connect = 127.0.0.1:$pt
 CAfile = $T/tls/ca.crt
 verifyChain = yes
 CONF
-    stunnel4 "$T/stunnel.conf" >"$T/stunnel.log" 2>&1 &
-    PIDS+=($!)
-    local -A addr=([secure]="127.0.0.1:$ls" [plain]="127.0.0.1:$pp" [tls]="127.0.0.1:$lt")
-    for s in secure plain tls; do
-        wait_for "memcached-$s" sh -c "memcstat --servers=${addr[$s]} | grep -q pid"
+        stunnel4 "$T/stunnel.conf" >"$T/stunnel.log" 2>&1 &
+        PIDS+=($!)
+        addr[secure]=127.0.0.1:$ls addr[tls]=127.0.0.1:$lt
+    fi
+    # the client side's CPU time: a cpuacct cgroup of the benchmark's own (cgroup v1), or none
+    local cg=/sys/fs/cgroup/cpuacct/$N-memclient
+    mkdir -p "$cg" 2>/dev/null || cg=
+    [ -n "$cg" ] && [ -n "${MEMC_STUNNEL:-}" ] && echo "${PIDS[-1]}" >"$cg/cgroup.procs"
+    wait_for memcached-plain sh -c "memcstat --servers=${addr[plain]} | grep -q pid"
+    # memcstat speaks no TLS: openssl s_client (verifying each server's CA) asks for stats
+    local -A ca=([secure]="$CA" [tls]="$T/tls/ca.crt") port=([secure]=$ps [tls]=$pt)
+    for s in secure tls; do
+        wait_for "memcached-$s" sh -c "printf 'stats\r\nquit\r\n' | timeout 5 openssl s_client -quiet -verify_return_error \
+            -CAfile ${ca[$s]} -connect 127.0.0.1:${port[$s]} 2>/dev/null | grep -q 'STAT pid'"
     done
     for r in $(seq "$ROUNDS"); do
         for s in secure plain tls; do
-            local c0 c1 out tps ops
-            c0=$(cg_ns "$N-memcached-$s")
-            out=$(memcaslap -s "${addr[$s]}" -t "${SECS}s" -T 2 -c 16 2>&1)
-            c1=$(cg_ns "$N-memcached-$s")
+            local c0 c1 k0 k1 out tps ops
+            c0=$(cg_ns "$N-memcached-$s") k0=$(cg_usage "$cg")
+            out=$(mc_client "$s" "$cg" 2>&1)
+            c1=$(cg_ns "$N-memcached-$s") k1=$(cg_usage "$cg")
             tps=$(echo "$out" | awk '/^Run time:/{print $7}')
             ops=$(echo "$out" | awk '/^Run time:/{print $5}')
             [ "${ops:-0}" -gt 0 ] 2>/dev/null || die "memcaslap against memcached ($s): $(echo "$out" | tail -5)"
             record "memcached-get 90%/set 10%" $s "$tps" $((c1 - c0)) "$ops"
+            CLI[$s]+="$(awk -v c=$((k1 - k0)) -v n="$ops" 'BEGIN{printf "%.1f", c / n / 1000}') "
         done
         echo "memcached round $r done (load $(load))" >&2
     done
+    [ -n "$cg" ] && { for p in $(cat "$cg/cgroup.procs"); do echo "$p" >/sys/fs/cgroup/cpuacct/cgroup.procs; done; rmdir "$cg"; }
     report memcached "get 90%/set 10%"
+    printf 'client CPU us/req (memcaslap%s, its cgroup): secure %s plain %s tls %s\n' \
+        "$([ -n "${MEMC_STUNNEL:-}" ] && echo " + stunnel4" || echo ", shielded for secure and tls")" \
+        "$(echo ${CLI[secure]:-0} | tr ' ' '\n' | median)" "$(echo ${CLI[plain]:-0} | tr ' ' '\n' | median)" \
+        "$(echo ${CLI[tls]:-0} | tr ' ' '\n' | median)"
+}
+declare -A CLI
+cg_usage() { if [ -n "$1" ]; then cat "$1/cpuacct.usage"; else echo 0; fi; }
+# mc_client SERVER CGROUP: one memcaslap run against SERVER (secure and tls: shielded, unless
+# MEMC_STUNNEL), in CGROUP
+mc_client() {
+    local s=$1 cg=$2
+    (
+        if [ -n "$cg" ]; then echo $BASHPID >"$cg/cgroup.procs"; fi
+        if [ "$s" = plain ] || [ -n "${MEMC_STUNNEL:-}" ]; then
+            exec memcaslap -s "${addr[$s]}" -t "${SECS}s" -T 2 -c 16
+        fi
+        exec "$SCPCTL" run --session "$N-memclient" --service "$s" --platform-key "$T/p.key" -- "$T/bin/memcaslap"
+    )
 }
 
 case $WHAT in

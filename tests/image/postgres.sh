@@ -3,8 +3,11 @@
 # real CAS: Debian's postgresql-15 on scp-debian:bookworm, USER postgres, the data directory
 # protected. The first start runs initdb with the superuser password CAS generates (injected,
 # never on disk); psql on the host connects with it; a marker row is written; the Docker volume
-# holds no plaintext of it; docker stop is prompt and clean (exit 0) and a new docker run has the
-# row back; a session listing another measurement gets nothing (non-zero exit, CAS's reason).
+# holds files but no plaintext of it nor the password, nothing reached the data directory in the
+# container's layer, docker logs lacks the password; docker stop is prompt and clean (exit 0) and
+# a new docker run has the row back; the image with one changed file in a layer (libc, the
+# archive's digests recomputed, re-imported) and a session listing another measurement get nothing
+# (non-zero exit, CAS's reason, no password in the logs).
 # Usage: postgres.sh SCPCTL   (skipped, 77, without scp-debian:bookworm: images/base/build.sh)
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../cas/lib.sh" "$(realpath "$1")" none
@@ -19,9 +22,9 @@ VOL=scptest-pg-vol-$$
 BASE=${SCP_PG_BASE:-scp-postgres-base-image-runtime:bookworm}
 SERVE=
 docker_cleanup() {
-    docker rm -f $TAG-c1 $TAG-c2 $TAG-bad >/dev/null 2>&1
+    docker rm -f $TAG-c1 $TAG-c2 $TAG-bad $TAG-tampered >/dev/null 2>&1
     docker volume rm -f $VOL >/dev/null 2>&1
-    docker rmi -f $TAG/pg-secure:1 $TAG/pg-secure:2 >/dev/null 2>&1
+    docker rmi -f $TAG/pg-secure:1 $TAG/pg-secure:2 $TAG/pg-secure:tampered >/dev/null 2>&1
     [ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null
     cleanup
 }
@@ -52,7 +55,9 @@ sed -e "s/@SESSION@/pg/g" -e "s/@MEASUREMENT@/$M/g" -e "s/@PORT@/$PORT/g" "$HERE
 expect_rc 0 "$SCPCTL" session create "$T/pg.yaml"
 PW=$("$SCPCTL" session secret pg pgpass 2>/dev/null)
 [ ${#PW} -eq 24 ] || fail "no generated password ($("$SCPCTL" session secret pg pgpass 2>&1))"
-sqlq() { PGPASSWORD=$PW psql -h 127.0.0.1 -p "$PORT" -U postgres -At -d postgres "$@"; }
+CA=$T/data/service-ca.crt
+# TLS, verifying CAS's service CA and the name (the certificate's IP address)
+sqlq() { PGPASSWORD=$PW psql "host=127.0.0.1 port=$PORT user=postgres dbname=postgres sslmode=verify-full sslrootcert=$CA channel_binding=disable" -At "$@"; }
 
 RUNFLAGS=(--network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" -v "$T/sock:/run/scp" -v "$VOL:/scp-volumes")
 start() { # NAME
@@ -70,7 +75,11 @@ start $TAG-c1
 MARK=scp-pg-marker-$$-$RANDOM
 sqlq -c "create table marker(t text); insert into marker values ('$MARK')" >/dev/null || fail "create table"
 [ "$(sqlq -c 'select t from marker')" = "$MARK" ] || fail "select"
-PGPASSWORD=wrong psql -h 127.0.0.1 -p "$PORT" -U postgres -At -d postgres -c 'select 1' >/dev/null 2>&1 && fail "a wrong password was accepted"
+PGPASSWORD=wrong psql "host=127.0.0.1 port=$PORT user=postgres dbname=postgres sslmode=verify-full sslrootcert=$CA channel_binding=disable" -At \
+    -c 'select 1' >/dev/null 2>&1 && fail "a wrong password was accepted"
+out=$(PGPASSWORD=$PW psql "host=127.0.0.1 port=$PORT user=postgres dbname=postgres sslmode=disable" -At -c 'select t from marker' 2>&1)
+case $out in *"$MARK"*) fail "a plaintext client read the row" ;; *"no encryption"*) ;; *) fail "no refusal of a plaintext client: $out" ;; esac
+[ "$(sqlq -c 'select ssl from pg_stat_ssl where pid = pg_backend_pid()')" = t ] || fail "the connection is not TLS"
 PGUID=$(docker run --rm --entrypoint /usr/bin/id "$BASE" -u postgres)
 docker top $TAG-c1 -eo pid,uid,comm | grep -E " $PGUID +postgres\$" >/dev/null ||
     fail "postgres does not run as the image's USER (uid $PGUID): $(docker top $TAG-c1 -eo pid,uid,comm)"
@@ -78,7 +87,13 @@ sqlq -c checkpoint >/dev/null
 
 note "the Docker volume holds no plaintext; docker stop is prompt and clean"
 VD=$(docker volume inspect -f '{{.Mountpoint}}' $VOL)
+# files, or the scans below would pass on an empty volume whatever postgres wrote elsewhere
+[ "$(find "$VD" -type f -size +8k | wc -l)" -ge 3 ] || fail "the Docker volume holds no cluster: $(ls -R "$VD" | head -20)"
 grep -rqa "$MARK" "$VD" && fail "the marker is in plaintext in the Docker volume"
+grep -rqa "$PW" "$VD" && fail "the password is in plaintext in the Docker volume"
+docker diff $TAG-c1 >"$T/diff"
+grep -q "^[AC] /var/lib/postgresql/data/" "$T/diff" && fail "files reached the container's layer under the data directory: $(grep data/ "$T/diff" | head)"
+docker logs $TAG-c1 2>&1 | grep -q "$PW" && fail "the password is in docker logs"
 grep -rqa "PG_VERSION\|pg_wal" "$VD" && fail "file names of the cluster are in plaintext in the Docker volume"
 t0=$(date +%s)
 docker stop -t 30 $TAG-c1 >/dev/null || fail "docker stop"
@@ -89,6 +104,22 @@ note "docker run again: the row is back"
 start $TAG-c2
 [ "$(sqlq -c 'select t from marker')" = "$MARK" ] || fail "the row did not come back"
 docker stop -t 30 $TAG-c2 >/dev/null
+
+note "the image with one changed file in a layer (libc, re-imported): nothing released"
+docker save $TAG/pg-secure:1 -o "$T/secure.tar" || fail "docker save"
+python3 "$HERE/archive.py" tamper "$T/secure.tar" "$T/tampered.tar" usr/lib/x86_64-linux-gnu/libc.so.6 || fail "tamper"
+rm -f "$T/secure.tar"
+docker load -i "$T/tampered.tar" >"$T/load.out" || fail "docker load of the tampered image"
+rm -f "$T/tampered.tar"
+id=$(sed -n 's/^Loaded image ID: //p;s/^Loaded image: //p' "$T/load.out" | head -1)
+docker tag "$id" $TAG/pg-secure:tampered || fail "docker tag: $(cat "$T/load.out")"
+docker run -d --name $TAG-tampered "${RUNFLAGS[@]}" $TAG/pg-secure:tampered >/dev/null || fail "docker run"
+rc=$(timeout 60 docker wait $TAG-tampered) || rc=99
+docker logs $TAG-tampered >"$T/tampered.log" 2>&1
+[ "$rc" != 0 ] && [ "$rc" != 99 ] || fail "the tampered image's container exited $rc (99: still running)"
+grep -q "CAS refused.*wrong_measurement" "$T/tampered.log" || fail "docker logs lacks CAS's reason: $(cat "$T/tampered.log")"
+grep -q "$PW" "$T/tampered.log" && fail "the tampered image's container printed the password"
+sqlq -c 'select 1' >/dev/null 2>&1 && fail "a postgres answers with the tampered image"
 
 note "a session whose measurement is not the image's: nothing released"
 "$SCPCTL" image build "$BASE" -t $TAG/pg-secure:2 --session pgwrong --service postgres \
@@ -101,5 +132,6 @@ rc=$(timeout 60 docker wait $TAG-bad) || rc=99
 docker logs $TAG-bad >"$T/bad.log" 2>&1
 [ "$rc" != 0 ] && [ "$rc" != 99 ] || fail "a refused container exited $rc (99: still running)"
 grep -q "CAS refused.*wrong_measurement" "$T/bad.log" || fail "docker logs lacks CAS's reason: $(cat "$T/bad.log")"
+grep -q "$PW" "$T/bad.log" && fail "a refused container printed the password"
 sqlq -c 'select 1' >/dev/null 2>&1 && fail "a postgres answers with the refused image"
 echo "image postgres: ok"
