@@ -48,6 +48,7 @@
 
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "shield/perm.h"
 
 /* ---- is it static? ------------------------------------------------------------------------ */
 
@@ -155,6 +156,9 @@ struct req {
     struct seccomp_notif *n;
     struct seccomp_notif_resp *r;
     int answered; /* ADDFD sent the response */
+    int cred_ok;  /* cred and umask read (req_cred) */
+    struct scp_cred cred;
+    mode_t umask;
 };
 
 static int add_entry(struct entry **arr, size_t *n, size_t *cap, int vol, const char *path, int writable) {
@@ -221,16 +225,63 @@ static long memfd_entry(struct sup *s, pid_t pid, int fd) {
     return (long)nr;
 }
 
-static mode_t target_umask(pid_t pid) {
-    char p[64], line[128];
-    snprintf(p, sizeof p, "/proc/%d/status", pid);
+/* "Uid:" and "Gid:" lines of /proc/PID/status: real, effective, saved, file system ids */
+static int status_ids(const char *line, const char *key, unsigned *real, unsigned *fs) {
+    unsigned e, sv;
+    return sscanf(line + strlen(key), "%u %u %u %u", real, &e, &sv, fs) == 4;
+}
+
+/* The credentials and umask of the thread whose call this is (n->pid is the thread's id,
+ * /proc/TID its own status), read for the request once, when a permission is to be checked.
+ * Confirmed after the read: the thread still waits in this call, so these are the ids it
+ * makes the call with (only the thread itself changes its ids, and it is blocked here), not
+ * those of a thread that took its number. The kernel checks file access with the file system
+ * ids, which follow the effective ones unless the program called setfsuid. 0 or -errno. */
+static int req_cred(struct req *q) {
+    if (q->cred_ok) return 0;
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%u/status", (unsigned)q->n->pid);
     FILE *f = fopen(p, "re");
-    unsigned m = 022;
-    if (!f) return m;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "Umask: %o", &m) == 1) break;
+    if (!f) return -ENOENT; /* the thread is gone: nobody reads the answer */
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned got = 0, um = 022, ru = 0, fu = 0, rg = 0, fg = 0;
+    struct scp_cred *c = &q->cred;
+    c->ngroups = 0;
+    while (getline(&line, &cap, f) > 0) {
+        if (!strncmp(line, "Umask:", 6) && sscanf(line + 6, "%o", &um) == 1) got |= 1;
+        else if (!strncmp(line, "Uid:", 4) && status_ids(line, "Uid:", &ru, &fu)) got |= 2;
+        else if (!strncmp(line, "Gid:", 4) && status_ids(line, "Gid:", &rg, &fg)) got |= 4;
+        else if (!strncmp(line, "Groups:", 7)) {
+            char *t = line + 7, *end;
+            for (;;) {
+                unsigned long g = strtoul(t, &end, 10);
+                if (end == t) break;
+                if (c->ngroups < SCP_PERM_MAX_GROUPS) c->groups[c->ngroups++] = (gid_t)g;
+                t = end;
+            }
+            got |= 8;
+        }
+    }
+    free(line);
     fclose(f);
-    return (mode_t)(m & 0777);
+    if (got != 15) return -EACCES; /* unreadable: refuse rather than guess */
+    if (!still_valid(q)) return -ENOENT;
+    c->ruid = ru;
+    c->euid = fu;
+    c->rgid = rg;
+    c->egid = fg;
+    q->umask = (mode_t)(um & 0777);
+    q->cred_ok = 1;
+    return 0;
+}
+
+/* A new entry belongs to its creator: the volume library records the supervisor's ids, which
+ * need not be the program's (a root supervisor, a program that changed its ids). */
+static int own_new(struct req *q, scp_volume *vol, const char *rel) {
+    if (q->cred.euid == geteuid() && q->cred.egid == getegid()) return 0;
+    scp_err e;
+    return scp_volume_setattr(vol, rel, -1, q->cred.euid, q->cred.egid, INT64_MIN, &e) ? -(e.sys ? e.sys : EIO) : 0;
 }
 
 /* ---- paths ---------------------------------------------------------------------------------- */
@@ -438,10 +489,15 @@ static void fill_stat(const struct sup *s, int vol, const scp_vstat *v, struct s
     st->st_atim = st->st_ctim = st->st_mtim;
 }
 
-static int vstat(struct sup *s, const struct rpath *rp, scp_vstat *v) {
+/* An entry that records no owner (the volume root) is reported as the caller's. */
+static int vstat(struct req *q, const struct rpath *rp, scp_vstat *v) {
     scp_err e;
-    if (scp_volume_stat(s->vol[rp->vol].v, rp->rel, v, &e)) return verr(&e);
-    if (!rp->rel[0] && v->owner_unset) v->uid = getuid(), v->gid = getgid();
+    if (scp_volume_stat(q->s->vol[rp->vol].v, rp->rel, v, &e)) return verr(&e);
+    if (v->owner_unset) {
+        int rc = req_cred(q);
+        if (rc) return rc;
+        scp_perm_owner(&q->cred, v);
+    }
     return 0;
 }
 
@@ -474,7 +530,7 @@ static int put_statx(struct req *q, int vol, const scp_vstat *v, uint64_t buf) {
 
 static int serve_stat(struct req *q, const struct rpath *rp, uint64_t buf, int x) {
     scp_vstat v;
-    int rc = vstat(q->s, rp, &v);
+    int rc = vstat(q, rp, &v);
     if (rc) return rc;
     return x ? put_statx(q, rp->vol, &v, buf) : put_stat(q, rp->vol, &v, buf);
 }
@@ -500,7 +556,7 @@ static int serve_fstat(struct req *q, int fd, uint64_t buf, int x) {
     struct rpath rp = {.vol = en->vol};
     snprintf(rp.rel, sizeof rp.rel, "%s", en->path);
     scp_vstat v;
-    if (vstat(s, &rp, &v)) return 1;
+    if (vstat(q, &rp, &v)) return 1;
     if (nr >= 0) {
         if (stat(link, &ms)) return 1;
         v.size = (uint64_t)ms.st_size;
@@ -576,29 +632,39 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
     scp_err e;
     if (flags & (O_PATH | (O_TMPFILE & ~O_DIRECTORY))) return -EOPNOTSUPP;
     if (acc == O_ACCMODE) return -EINVAL;
+    int rc = req_cred(q);
+    if (rc) return rc;
     int exists = scp_volume_stat(vol, rp->rel, &v, &e) == 0;
     if (!exists && e.code != SCP_E_NOENT) return verr(&e);
+    if (exists) scp_perm_owner(&q->cred, &v);
     if (exists && (flags & O_CREAT) && (flags & O_EXCL)) return -EEXIST;
     if (exists && v.type == SCP_VTYPE_DIR) {
         if (acc != O_RDONLY || (flags & O_TRUNC)) return -EISDIR;
+        if ((rc = (int)scp_perm_open(&q->cred, &v, flags))) return rc;
         return open_view(q, rp, flags);
     }
     if (flags & O_DIRECTORY) return exists ? -ENOTDIR : -ENOENT;
+    /* the caller's rights (perm.c, as the shield checks them): the file's mode bits, or to
+     * create it, write and search on its directory */
+    if (exists) rc = (int)scp_perm_open(&q->cred, &v, flags);
+    else if (flags & O_CREAT) rc = (int)scp_perm_parent(&q->cred, vol, rp->rel, 3);
+    if (rc) return rc;
     if (exists && v.size > s->max_file) return -EFBIG;
     if (acc == O_RDONLY && (flags & O_TRUNC) && exists) flags &= ~O_TRUNC; /* Linux: unspecified; keep */
     /* the copy starts as the file's content, which the supervisor reads even when the program
      * opens it write-only (O_APPEND, or no O_TRUNC); the program's descriptor gets acc below */
     int vflags = (acc == O_RDONLY ? O_RDONLY : O_RDWR) | (flags & (O_CREAT | O_EXCL | O_TRUNC));
-    scp_vfile *f = scp_vfile_open(vol, rp->rel, vflags, (uint32_t)(mode & ~target_umask((pid_t)q->n->pid) & 07777), &e);
+    scp_vfile *f = scp_vfile_open(vol, rp->rel, vflags, (uint32_t)(mode & ~q->umask & 07777), &e);
     if (!f) return verr(&e);
     char name[48];
     snprintf(name, sizeof name, "scp-static-%zu", s->ne);
-    int m = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), rc = 0, fd = -1;
+    int m = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), fd = -1;
     uint64_t size = scp_vfile_size(f);
     if (m < 0) rc = -errno;
     else if (size > s->max_file) rc = -EFBIG;
     else rc = copy_in(f, m, size);
     if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
+    if (rc == 0 && !exists && (flags & O_CREAT)) rc = own_new(q, vol, rp->rel);
     /* the program's own description: its access mode (a write on a read-only descriptor
      * fails with EBADF, as the kernel's would) and O_APPEND; nobody can add seals */
     if (rc == 0 && fcntl(m, F_ADD_SEALS, F_SEAL_SEAL)) rc = -errno;
@@ -625,6 +691,12 @@ static int serve_rename(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2,
     if (rc == 1 || rc2 == 1 || (a.vol < 0 && b.vol < 0)) return 1;
     if (a.vol != b.vol) return -EXDEV;
     if (flags & ~(unsigned)RENAME_NOREPLACE) return -EINVAL;
+    scp_volume *vol = s->vol[a.vol].v;
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_search(&q->cred, vol, a.rel)) ||
+        (rc = (int)scp_perm_search(&q->cred, vol, b.rel)) || (rc = (int)scp_perm_parent(&q->cred, vol, a.rel, 3)) ||
+        (rc = (int)scp_perm_parent(&q->cred, vol, b.rel, 3)) || (rc = (int)scp_perm_sticky(&q->cred, vol, a.rel)) ||
+        (rc = (int)scp_perm_sticky(&q->cred, vol, b.rel)))
+        return rc;
     scp_vstat v;
     scp_err e;
     if ((flags & RENAME_NOREPLACE) && scp_volume_stat(s->vol[b.vol].v, b.rel, &v, &e) == 0) return -EEXIST;
@@ -653,6 +725,14 @@ static int serve_link(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2, l
     if (rc2 < 0) return rc2;
     if (rc == 1 || rc2 == 1 || (a.vol < 0 && b.vol < 0)) return 1;
     if (a.vol != b.vol) return -EXDEV;
+    /* link(2)'s checks: search on both paths, the new name's directory, protected_hardlinks */
+    scp_vstat v;
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_search(&q->cred, s->vol[a.vol].v, a.rel)) ||
+        (rc = vstat(q, &a, &v)) || (rc = (int)scp_perm_search(&q->cred, s->vol[a.vol].v, b.rel)) ||
+        (rc = (int)scp_perm_parent(&q->cred, s->vol[a.vol].v, b.rel, 3)))
+        return rc;
+    if (v.type == SCP_VTYPE_DIR) return -EPERM;
+    if ((rc = (int)scp_perm_link(&q->cred, &v))) return rc;
     rc = commit_all(s, (pid_t)q->n->pid, a.vol, a.rel); /* the new name shows what was written */
     if (rc) return rc;
     scp_err e;
@@ -662,10 +742,15 @@ static int serve_link(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2, l
 static int serve_utimens(struct req *q, const struct rpath *rp, uint64_t times) {
     struct timespec ts[2];
     int64_t mt;
-    if (times) {
-        if (read_mem((pid_t)q->n->pid, times, ts, sizeof ts)) return -EFAULT;
-        if (ts[1].tv_nsec == UTIME_OMIT) return 0;
-    }
+    if (times && read_mem((pid_t)q->n->pid, times, ts, sizeof ts)) return -EFAULT;
+    /* explicit times only by the owner (EPERM), "now" also with write permission (EACCES) */
+    int explicit_times = times && !((ts[0].tv_nsec == UTIME_NOW || ts[0].tv_nsec == UTIME_OMIT) &&
+                                    (ts[1].tv_nsec == UTIME_NOW || ts[1].tv_nsec == UTIME_OMIT));
+    if (times && ts[0].tv_nsec == UTIME_OMIT && ts[1].tv_nsec == UTIME_OMIT) return 0;
+    scp_vstat v;
+    int rc = vstat(q, rp, &v);
+    if (rc || (rc = req_cred(q)) || (rc = (int)scp_perm_utimes(&q->cred, &v, explicit_times))) return rc;
+    if (times && ts[1].tv_nsec == UTIME_OMIT) return 0;
     if (!times || ts[1].tv_nsec == UTIME_NOW) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
@@ -681,12 +766,33 @@ static int serve_utimens(struct req *q, const struct rpath *rp, uint64_t times) 
 static int serve_truncate(struct req *q, const struct rpath *rp, int64_t len) {
     if (len < 0) return -EINVAL;
     if ((uint64_t)len > q->s->max_file) return -EFBIG;
+    scp_vstat v;
+    int rc = vstat(q, rp, &v);
+    if (rc) return rc;
+    /* the kernel's order: the type, then write permission */
+    if (v.type != SCP_VTYPE_FILE) return v.type == SCP_VTYPE_DIR ? -EISDIR : -EINVAL;
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_access(&q->cred, &v, 2))) return rc;
     scp_err e;
     scp_vfile *f = scp_vfile_open(q->s->vol[rp->vol].v, rp->rel, O_RDWR, 0, &e);
     if (!f) return verr(&e);
-    int rc = scp_vfile_truncate(f, (uint64_t)len, &e) ? verr(&e) : 0;
+    rc = scp_vfile_truncate(f, (uint64_t)len, &e) ? verr(&e) : 0;
     if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
     return rc;
+}
+
+/* chmod/chown by the kernel's rules for the caller (perm.c), which may adjust the mode (a
+ * chown clears set-id bits); an entry that recorded no owner keeps the one it was shown with. */
+static int setattr_checked(struct req *q, const struct rpath *rp, int64_t mode, int64_t uid, int64_t gid) {
+    scp_vstat v;
+    scp_err e;
+    int rc = vstat(q, rp, &v);
+    if (rc || (rc = req_cred(q)) || (rc = (int)scp_perm_setattr(&q->cred, &v, &mode, uid, gid))) return rc;
+    if (!rp->rel[0]) return 0; /* the volume root holds no attributes */
+    if (v.owner_unset) {
+        if (uid < 0) uid = v.uid;
+        if (gid < 0) gid = v.gid;
+    }
+    return scp_volume_setattr(q->s->vol[rp->vol].v, rp->rel, mode, uid, gid, INT64_MIN, &e) ? verr(&e) : 0;
 }
 
 /* A call that names one path: read and resolve it, answer the kernel's way outside. */
@@ -726,7 +832,8 @@ static int path_call(struct req *q, long nr, const uint64_t *a) {
     scp_volume *vol = s->vol[rp.vol].v;
     scp_vstat v;
     scp_err e;
-    mode_t um;
+    /* search permission on each directory of the path, with the caller's ids (perm.c) */
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_search(&q->cred, vol, rp.rel))) return rc;
     switch (nr) {
     case SYS_open: return serve_open(q, &rp, (int)a[1], (mode_t)a[2]);
     case SYS_creat: return serve_open(q, &rp, O_CREAT | O_WRONLY | O_TRUNC, (mode_t)a[1]);
@@ -742,31 +849,41 @@ static int path_call(struct req *q, long nr, const uint64_t *a) {
     case SYS_newfstatat: return serve_stat(q, &rp, a[2], 0);
     case SYS_statx: return serve_stat(q, &rp, a[4], 1);
     case SYS_getxattr: case SYS_lgetxattr: case SYS_listxattr: case SYS_llistxattr:
-        rc = vstat(s, &rp, &v); /* volumes hold no extended attributes */
+        rc = vstat(q, &rp, &v); /* volumes hold no extended attributes */
         return rc ? rc : nr == SYS_listxattr || nr == SYS_llistxattr ? 0 : -ENODATA;
-    case SYS_access: case SYS_faccessat: case SYS_faccessat2: case SYS_readlink: case SYS_readlinkat:
-        rc = vstat(s, &rp, &v);
-        if (rc) return rc;
-        return nr == SYS_readlink || nr == SYS_readlinkat ? -EINVAL : 0;
+    case SYS_readlink: case SYS_readlinkat:
+        rc = vstat(q, &rp, &v);
+        return rc ? rc : -EINVAL;
+    case SYS_access: case SYS_faccessat: case SYS_faccessat2: {
+        int want = (int)a[nr == SYS_access ? 1 : 2] & 7;
+        if ((rc = vstat(q, &rp, &v))) return rc;
+        /* the real ids, or the effective ones for faccessat2 with AT_EACCESS */
+        if (nr == SYS_faccessat2 && (a[3] & AT_EACCESS)) return (int)scp_perm_access(&q->cred, &v, want);
+        return (int)scp_perm_access_real(&q->cred, &v, want);
+    }
     case SYS_mkdir: case SYS_mkdirat:
-        um = target_umask((pid_t)q->n->pid);
-        return scp_volume_mkdir(vol, rp.rel, (uint32_t)(a[nr == SYS_mkdir ? 1 : 2] & ~um & 07777), &e) ? verr(&e) : 0;
+        if ((rc = (int)scp_perm_parent(&q->cred, vol, rp.rel, 3))) return rc;
+        if (scp_volume_mkdir(vol, rp.rel, (uint32_t)(a[nr == SYS_mkdir ? 1 : 2] & ~q->umask & 07777), &e)) return verr(&e);
+        return own_new(q, vol, rp.rel);
     case SYS_rmdir:
+        if ((rc = (int)scp_perm_parent(&q->cred, vol, rp.rel, 3)) || (rc = (int)scp_perm_sticky(&q->cred, vol, rp.rel)))
+            return rc;
         return scp_volume_rmdir(vol, rp.rel, &e) ? verr(&e) : (entries_moved(s->vw, s->nvw, rp.vol, rp.rel, NULL), 0);
     case SYS_unlink: case SYS_unlinkat:
+        if ((rc = (int)scp_perm_parent(&q->cred, vol, rp.rel, 3)) || (rc = (int)scp_perm_sticky(&q->cred, vol, rp.rel)))
+            return rc;
         if (nr == SYS_unlinkat && (a[2] & AT_REMOVEDIR))
             return scp_volume_rmdir(vol, rp.rel, &e) ? verr(&e) : (entries_moved(s->vw, s->nvw, rp.vol, rp.rel, NULL), 0);
         if (scp_volume_unlink(vol, rp.rel, &e)) return verr(&e);
         entries_moved(s->e, s->ne, rp.vol, rp.rel, NULL);
         return 0;
     case SYS_chmod: case SYS_fchmodat:
-        return scp_volume_setattr(vol, rp.rel, (int64_t)(a[nr == SYS_chmod ? 1 : 2] & 07777), -1, -1, INT64_MIN, &e)
-                   ? verr(&e) : 0;
+        return setattr_checked(q, &rp, (int64_t)(a[nr == SYS_chmod ? 1 : 2] & 07777), -1, -1);
     case SYS_chown: case SYS_lchown: case SYS_fchownat: {
         int k = nr == SYS_fchownat ? 2 : 1;
         int64_t uid = (int32_t)a[k] == -1 ? -1 : (int64_t)(uint32_t)a[k];
         int64_t gid = (int32_t)a[k + 1] == -1 ? -1 : (int64_t)(uint32_t)a[k + 1];
-        return scp_volume_setattr(vol, rp.rel, -1, uid, gid, INT64_MIN, &e) ? verr(&e) : 0;
+        return setattr_checked(q, &rp, -1, uid, gid);
     }
     case SYS_utimensat: return serve_utimens(q, &rp, a[2]);
     case SYS_truncate: return serve_truncate(q, &rp, (int64_t)a[1]);
@@ -866,7 +983,7 @@ static void serve(struct sup *s) {
             break;
         }
         memset(&r, 0, sizeof r);
-        struct req q = {s, &n, &r, 0};
+        struct req q = {.s = s, .n = &n, .r = &r};
         handle(&q);
         if (!q.answered) ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &r); /* ENOENT: gone */
     }
