@@ -129,6 +129,10 @@ struct entry {
     int vol;
     char *path;
     int writable;
+    /* the supervisor's own read-only description of the memfd while it is shared (every
+     * open of the file joins it while some description holds it open for writing), else -1 */
+    int fd;
+    int dropped; /* was shared, and no description held it for writing any more */
     /* SHA-256 and size of the plaintext that the last commit of this memfd stored: a close
      * after an fsync with no write in between (Go's os.File.Sync then Close) need not store
      * and commit the same bytes again */
@@ -148,6 +152,9 @@ struct sup {
     int views;        /* the detached tmpfs, or -1 */
     dev_t view_dev;
     uint64_t max_file;
+    int share;        /* the kernel grants leases on memfds: opens of one file share one memfd */
+    size_t *live;     /* the entries whose memfd is shared (fd >= 0) */
+    size_t nlive, caplive;
 };
 
 /* the current request */
@@ -173,6 +180,8 @@ static int add_entry(struct entry **arr, size_t *n, size_t *cap, int vol, const 
     en->vol = vol;
     en->writable = writable;
     en->committed = 0;
+    en->fd = -1;
+    en->dropped = 0;
     en->path = strdup(path);
     if (!en->path) return -1;
     return (int)(*n)++;
@@ -374,14 +383,31 @@ static int verr(const scp_err *e) { return -(e->sys ? e->sys : EIO); }
 
 /* ---- committing ----------------------------------------------------------------------------- */
 
+/* Is the target's descriptor fd open for writing (its description's flags)? */
+static int fd_writable(pid_t pid, int fd) {
+    char p[64], line[128];
+    snprintf(p, sizeof p, "/proc/%d/fdinfo/%d", pid, fd);
+    FILE *f = fopen(p, "re");
+    unsigned flags = O_RDWR; /* unreadable: store, as before */
+    if (!f) return 1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "flags: %o", &flags) == 1) break;
+    fclose(f);
+    return (flags & O_ACCMODE) != O_RDONLY;
+}
+
 /* Write the memfd reached as the target's descriptor fd back into its file and commit.
  * 0 or -errno. The whole file is written each time (what changed is not known). */
 static int commit_fd(struct sup *s, pid_t pid, int fd, long nr) {
     struct entry *en = &s->e[nr];
     if (!en->writable || !en->path) return 0;
+    /* every writer of a memfd that is shared no more committed at its close: a reader left
+     * has nothing to store (a writable reopen of /proc/PID/fd/N by the program still does) */
+    if (en->dropped && !fd_writable(pid, fd)) return 0;
     char link[64];
     snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, fd);
-    int m = open(link, O_RDONLY | O_CLOEXEC); /* our own read-only description of the memfd */
+    /* our own read-only description of the memfd: the shared one, or one opened for this */
+    int own = en->fd < 0, m = own ? open(link, O_RDONLY | O_CLOEXEC) : en->fd;
     if (m < 0) return -EIO;
     struct stat st;
     int rc = 0;
@@ -410,7 +436,7 @@ static int commit_fd(struct sup *s, pid_t pid, int fd, long nr) {
     }
     if (data) scp_wipe(data, n);
     free(data);
-    close(m);
+    if (own) close(m);
     return rc;
 }
 
@@ -468,6 +494,82 @@ static void entries_moved(struct entry *arr, size_t n, int vol, const char *from
         free(en->path);
         en->path = np;
     }
+}
+
+/* ---- one memfd per file -------------------------------------------------------------------- */
+
+/* Two opens of one file must see one file: a second copy would be committed over the first,
+ * and the last to commit would win (silent loss). So every open of a file joins the memfd that
+ * an earlier open made, while some description (of any process) holds it open for writing;
+ * with none, the next open loads the file afresh from the volume (which then holds what the
+ * writers committed at their close, and what other processes committed since). Whether a
+ * writer is left is the kernel's count of writable descriptions of the inode: a read lease
+ * on the supervisor's read-only description is granted only when there is none (it is given
+ * back at once; SIGIO, the signal of a lease break, is ignored). */
+static int writer_left(const struct entry *en) {
+    if (fcntl(en->fd, F_SETLEASE, F_RDLCK)) return 1; /* EAGAIN: a writable description */
+    fcntl(en->fd, F_SETLEASE, F_UNLCK);
+    return 0;
+}
+
+/* Stop sharing the memfds that no description holds open for writing any more. A notified
+ * close has not happened yet: its memfd goes at a later call. */
+static void sweep(struct sup *s) {
+    for (size_t i = 0; i < s->nlive;) {
+        struct entry *en = &s->e[s->live[i]];
+        if (en->fd >= 0 && writer_left(en)) {
+            i++;
+            continue;
+        }
+        if (en->fd >= 0) close(en->fd);
+        en->fd = -1;
+        en->dropped = 1;
+        s->live[i] = s->live[--s->nlive];
+    }
+}
+
+/* The shared memfd of (vol, path), or -1. */
+static long shared_entry(struct sup *s, int vol, const char *path) {
+    for (size_t i = 0; i < s->nlive; i++) {
+        const struct entry *en = &s->e[s->live[i]];
+        if (en->fd >= 0 && en->path && en->vol == vol && !strcmp(en->path, path)) return (long)s->live[i];
+    }
+    return -1;
+}
+
+/* Keep a read-only description of memfd m for entry nr, to share it with later opens. Without
+ * one (no descriptor left) the file is not shared: as before, a copy per open. */
+static void share_entry(struct sup *s, size_t nr, int m) {
+    if (!s->share) return;
+    if (s->nlive == s->caplive) {
+        size_t nc = s->caplive ? s->caplive * 2 : 16;
+        size_t *nl = realloc(s->live, nc * sizeof *nl);
+        if (!nl) return;
+        s->live = nl;
+        s->caplive = nc;
+    }
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", m);
+    int ro = open(link, O_RDONLY | O_CLOEXEC);
+    if (ro < 0) return;
+    s->e[nr].fd = ro;
+    s->live[s->nlive++] = nr;
+}
+
+/* Do memfds take leases here (fs.leases-enable, the kernel's support)? */
+static int leases_work(void) {
+    int m = memfd_create("scp-static-probe", MFD_CLOEXEC), ok = 0;
+    if (m < 0) return 0;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", m);
+    int ro = open(link, O_RDONLY | O_CLOEXEC);
+    close(m);
+    if (ro >= 0) {
+        struct entry probe = {.fd = ro};
+        ok = fcntl(ro, F_SETLEASE, F_RDLCK) == 0 && (fcntl(ro, F_SETLEASE, F_UNLCK), !writer_left(&probe));
+        close(ro);
+    }
+    return ok;
 }
 
 /* ---- serving -------------------------------------------------------------------------------- */
@@ -624,6 +726,23 @@ static int copy_in(scp_vfile *f, int m, uint64_t size) {
     return 0;
 }
 
+/* An open of a file whose memfd a writer holds: a new description of that memfd with the
+ * program's access mode (O_TRUNC empties it for all, as the kernel's truncate; the volume
+ * gets it at the next commit, like any write). */
+static int join_shared(struct req *q, struct entry *en, int acc, int flags) {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", en->fd);
+    int fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC), rc = 0;
+    if (fd < 0) return -errno;
+    if ((flags & O_TRUNC) && acc != O_RDONLY && ftruncate(fd, 0)) rc = -errno;
+    if (rc == 0) {
+        en->writable |= acc != O_RDONLY;
+        rc = inject(q, fd, flags & O_CLOEXEC);
+    }
+    close(fd);
+    return rc;
+}
+
 static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t mode) {
     struct sup *s = q->s;
     scp_volume *vol = s->vol[rp->vol].v;
@@ -651,6 +770,8 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
     if (rc) return rc;
     if (exists && v.size > s->max_file) return -EFBIG;
     if (acc == O_RDONLY && (flags & O_TRUNC) && exists) flags &= ~O_TRUNC; /* Linux: unspecified; keep */
+    long shared = exists ? shared_entry(s, rp->vol, rp->rel) : -1;
+    if (shared >= 0) return join_shared(q, &s->e[shared], acc, flags);
     /* the copy starts as the file's content, which the supervisor reads even when the program
      * opens it write-only (O_APPEND, or no O_TRUNC); the program's descriptor gets acc below */
     int vflags = (acc == O_RDONLY ? O_RDONLY : O_RDWR) | (flags & (O_CREAT | O_EXCL | O_TRUNC));
@@ -674,7 +795,9 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
         fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC);
         if (fd < 0) rc = -errno;
     }
-    if (rc == 0 && add_entry(&s->e, &s->ne, &s->cap, rp->vol, rp->rel, acc != O_RDONLY) < 0) rc = -ENOMEM;
+    int nr = rc == 0 ? add_entry(&s->e, &s->ne, &s->cap, rp->vol, rp->rel, acc != O_RDONLY) : -1;
+    if (rc == 0 && nr < 0) rc = -ENOMEM;
+    if (rc == 0) share_entry(s, (size_t)nr, m);
     if (rc == 0) rc = inject(q, fd, flags & O_CLOEXEC);
     if (fd >= 0) close(fd);
     if (m >= 0) close(m);
@@ -898,6 +1021,7 @@ static void handle(struct req *q) {
     struct sup *s = q->s;
     pid_t pid = (pid_t)q->n->pid;
     int rc;
+    if (s->nlive) sweep(s);
     switch (d->nr) {
     case SYS_fsync: case SYS_fdatasync: case SYS_close: {
         long nr = memfd_entry(s, pid, (int)a[0]);
@@ -1010,6 +1134,10 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
     }
     s.nvol = n;
     s.views = view_fs(&s.view_dev);
+    /* a lease break (an open for writing while writer_left holds its lease) signals SIGIO */
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigaction(SIGIO, &ign, NULL);
+    s.share = leases_work();
     /* ready: only now may the caller make its calls wait for this process */
     if (write(sock, "r", 1) != 1) syscall(SYS_exit_group, 1);
     s.listener = recv_fd(sock);
