@@ -234,53 +234,61 @@ static long memfd_entry(struct sup *s, pid_t pid, int fd) {
     return (long)nr;
 }
 
-/* "Uid:" and "Gid:" lines of /proc/PID/status: real, effective, saved, file system ids */
-static int status_ids(const char *line, const char *key, unsigned *real, unsigned *fs) {
-    unsigned e, sv;
-    return sscanf(line + strlen(key), "%u %u %u %u", real, &e, &sv, fs) == 4;
+/* The value after `key` at the start of a line of /proc/PID/status, or NULL. */
+static const char *status_field(const char *buf, const char *key) {
+    size_t kl = strlen(key);
+    for (const char *l = buf; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+        if (!strncmp(l, key, kl)) return l + kl;
+    return NULL;
 }
 
-/* The credentials and umask of the thread whose call this is (n->pid is the thread's id,
- * /proc/TID its own status), read for the request once, when a permission is to be checked.
- * Confirmed after the read: the thread still waits in this call, so these are the ids it
- * makes the call with (only the thread itself changes its ids, and it is blocked here), not
- * those of a thread that took its number. The kernel checks file access with the file system
- * ids, which follow the effective ones unless the program called setfsuid. 0 or -errno. */
-static int req_cred(struct req *q) {
-    if (q->cred_ok) return 0;
+/* Read the credentials and umask of the thread whose call this is (n->pid is the thread's
+ * id, /proc/TID its own status). Not yet confirmed: see req_cred. 0 or -errno. */
+static int cred_read(struct req *q) {
+    static char buf[16384]; /* the supervisor serves one call at a time */
     char p[64];
     snprintf(p, sizeof p, "/proc/%u/status", (unsigned)q->n->pid);
-    FILE *f = fopen(p, "re");
-    if (!f) return -ENOENT; /* the thread is gone: nobody reads the answer */
-    char *line = NULL;
-    size_t cap = 0;
-    unsigned got = 0, um = 022, ru = 0, fu = 0, rg = 0, fg = 0;
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -ENOENT; /* the thread is gone: nobody reads the answer */
+    ssize_t n = scp_pread_full(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    if (n <= 0) return -EACCES;
+    buf[n] = 0;
     struct scp_cred *c = &q->cred;
+    const char *um = status_field(buf, "Umask:"), *u = status_field(buf, "Uid:"), *g = status_field(buf, "Gid:"),
+               *gr = status_field(buf, "Groups:");
+    unsigned umask_v, ids[8], x;
+    /* real, effective, saved and file system ids; the kernel checks file access with the
+     * file system ids, which follow the effective ones unless the program called setfsuid */
+    if (!um || !u || !g || !gr || sscanf(um, "%o", &umask_v) != 1 ||
+        sscanf(u, "%u %u %u %u", &ids[0], &x, &x, &ids[1]) != 4 || sscanf(g, "%u %u %u %u", &ids[2], &x, &x, &ids[3]) != 4)
+        return -EACCES; /* unreadable: refuse rather than guess */
     c->ngroups = 0;
-    while (getline(&line, &cap, f) > 0) {
-        if (!strncmp(line, "Umask:", 6) && sscanf(line + 6, "%o", &um) == 1) got |= 1;
-        else if (!strncmp(line, "Uid:", 4) && status_ids(line, "Uid:", &ru, &fu)) got |= 2;
-        else if (!strncmp(line, "Gid:", 4) && status_ids(line, "Gid:", &rg, &fg)) got |= 4;
-        else if (!strncmp(line, "Groups:", 7)) {
-            char *t = line + 7, *end;
-            for (;;) {
-                unsigned long g = strtoul(t, &end, 10);
-                if (end == t) break;
-                if (c->ngroups < SCP_PERM_MAX_GROUPS) c->groups[c->ngroups++] = (gid_t)g;
-                t = end;
-            }
-            got |= 8;
-        }
+    for (const char *t = gr;;) {
+        char *end;
+        unsigned long v = strtoul(t, &end, 10);
+        /* a number the buffer cut short is not taken for another group */
+        if (end == t || (*end != ' ' && *end != '\t' && *end != '\n')) break;
+        if (c->ngroups < SCP_PERM_MAX_GROUPS) c->groups[c->ngroups++] = (gid_t)v;
+        t = end;
     }
-    free(line);
-    fclose(f);
-    if (got != 15) return -EACCES; /* unreadable: refuse rather than guess */
+    c->ruid = ids[0];
+    c->euid = ids[1];
+    c->rgid = ids[2];
+    c->egid = ids[3];
+    q->umask = (mode_t)(umask_v & 0777);
+    return 0;
+}
+
+/* The calling thread's credentials and umask, read once for the request when a permission is
+ * to be checked, and confirmed after the read: the thread still waits in this call, so they
+ * are the ids it makes the call with (only the thread itself changes its ids, and it is
+ * blocked here), not those of a thread that took its number. 0 or -errno. */
+static int req_cred(struct req *q) {
+    if (q->cred_ok) return 0;
+    int rc = cred_read(q);
+    if (rc) return rc;
     if (!still_valid(q)) return -ENOENT;
-    c->ruid = ru;
-    c->euid = fu;
-    c->rgid = rg;
-    c->egid = fg;
-    q->umask = (mode_t)(um & 0777);
     q->cred_ok = 1;
     return 0;
 }
@@ -348,7 +356,6 @@ static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
     pid_t pid = (pid_t)q->n->pid;
     int rc = read_str(pid, addr, path, sizeof path);
     if (rc) return rc;
-    if (!still_valid(q)) return -ENOENT;
     rp->vol = -1;
     if (!path[0]) return -ENOENT;
     if (path[0] == '/') {
@@ -361,8 +368,14 @@ static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
     }
     if (scp_shield_path_normalize(abs, norm, sizeof norm)) return 1; /* too long: outside (kernel) */
     classify(q->s, norm, rp);
-    /* the base came from /proc/PID: still that thread, waiting in that call */
-    return rp->vol >= 0 && !still_valid(q) ? -ENOENT : 0;
+    if (rp->vol < 0) return 0; /* the kernel's: it reads the path again */
+    /* the caller's credentials, for the permission checks that follow (req_cred) */
+    if (!q->cred_ok && (rc = cred_read(q))) return rc;
+    /* what was read (the path, the base from /proc/PID, the credentials) is that thread's,
+     * waiting in that call: one confirmation for all of it, before anything acts on it */
+    if (!still_valid(q)) return -ENOENT;
+    q->cred_ok = 1;
+    return 0;
 }
 
 /* ---- answers -------------------------------------------------------------------------------- */
@@ -797,7 +810,7 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
     }
     int nr = rc == 0 ? add_entry(&s->e, &s->ne, &s->cap, rp->vol, rp->rel, acc != O_RDONLY) : -1;
     if (rc == 0 && nr < 0) rc = -ENOMEM;
-    if (rc == 0) share_entry(s, (size_t)nr, m);
+    if (rc == 0 && acc != O_RDONLY) share_entry(s, (size_t)nr, m); /* a reader alone needs no sharing */
     if (rc == 0) rc = inject(q, fd, flags & O_CLOEXEC);
     if (fd >= 0) close(fd);
     if (m >= 0) close(m);
