@@ -153,6 +153,9 @@ struct sup {
     dev_t view_dev;
     uint64_t max_file;
     int share;        /* the kernel grants leases on memfds: opens of one file share one memfd */
+    int unshared;     /* a writable open could not be shared (no descriptor left) */
+    uid_t euid;       /* the supervisor's own, which the volume library gives new entries */
+    gid_t egid;
     size_t *live;     /* the entries whose memfd is shared (fd >= 0) */
     size_t nlive, caplive;
 };
@@ -250,7 +253,9 @@ static int cred_read(struct req *q) {
     snprintf(p, sizeof p, "/proc/%u/status", (unsigned)q->n->pid);
     int fd = open(p, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -ENOENT; /* the thread is gone: nobody reads the answer */
-    ssize_t n = scp_pread_full(fd, buf, sizeof buf - 1, 0);
+    ssize_t n;
+    do n = pread(fd, buf, sizeof buf - 1, 0); /* procfs gives it whole at once */
+    while (n < 0 && errno == EINTR);
     close(fd);
     if (n <= 0) return -EACCES;
     buf[n] = 0;
@@ -296,7 +301,7 @@ static int req_cred(struct req *q) {
 /* A new entry belongs to its creator: the volume library records the supervisor's ids, which
  * need not be the program's (a root supervisor, a program that changed its ids). */
 static int own_new(struct req *q, scp_volume *vol, const char *rel) {
-    if (q->cred.euid == geteuid() && q->cred.egid == getegid()) return 0;
+    if (q->cred.euid == q->s->euid && q->cred.egid == q->s->egid) return 0;
     scp_err e;
     return scp_volume_setattr(vol, rel, -1, q->cred.euid, q->cred.egid, INT64_MIN, &e) ? -(e.sys ? e.sys : EIO) : 0;
 }
@@ -456,6 +461,7 @@ static int commit_fd(struct sup *s, pid_t pid, int fd, long nr) {
 /* Commit every memfd of ours that process pid holds (exec, exit_group, rename). With `path`,
  * only those of that file. Returns the first error. */
 static int commit_fds(struct sup *s, pid_t pid, int vol, const char *path, unsigned lo, unsigned hi);
+static long shared_entry(struct sup *s, int vol, const char *path);
 static int commit_all(struct sup *s, pid_t pid, int vol, const char *path) {
     return commit_fds(s, pid, vol, path, 0, ~0u);
 }
@@ -463,6 +469,10 @@ static int commit_range(struct sup *s, pid_t pid, unsigned lo, unsigned hi) {
     return commit_fds(s, pid, -1, NULL, lo, hi);
 }
 static int commit_fds(struct sup *s, pid_t pid, int vol, const char *path, unsigned lo, unsigned hi) {
+    /* with sharing, a writable memfd is shared while a writable description of it is open
+     * (sweep ran for this call): none shared for the file, nothing of it left to commit, and
+     * no need to look through the process's descriptors (a rename of a closed file) */
+    if (path && s->share && !s->unshared && shared_entry(s, vol, path) < 0) return 0;
     char dir[64];
     snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -557,14 +567,20 @@ static void share_entry(struct sup *s, size_t nr, int m) {
     if (s->nlive == s->caplive) {
         size_t nc = s->caplive ? s->caplive * 2 : 16;
         size_t *nl = realloc(s->live, nc * sizeof *nl);
-        if (!nl) return;
+        if (!nl) {
+            s->unshared = 1;
+            return;
+        }
         s->live = nl;
         s->caplive = nc;
     }
     char link[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", m);
     int ro = open(link, O_RDONLY | O_CLOEXEC);
-    if (ro < 0) return;
+    if (ro < 0) {
+        s->unshared = 1; /* for the rest of the run: its commits are found by looking */
+        return;
+    }
     s->e[nr].fd = ro;
     s->live[s->nlive++] = nr;
 }
@@ -1151,6 +1167,8 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
     struct sigaction ign = {.sa_handler = SIG_IGN};
     sigaction(SIGIO, &ign, NULL);
     s.share = leases_work();
+    s.euid = geteuid();
+    s.egid = getegid();
     /* ready: only now may the caller make its calls wait for this process */
     if (write(sock, "r", 1) != 1) syscall(SYS_exit_group, 1);
     s.listener = recv_fd(sock);
