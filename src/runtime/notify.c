@@ -85,6 +85,9 @@ static const int notified[] = {
     SYS_dup2, SYS_dup3, SYS_close_range, /* they close a descriptor too */
     SYS_fstat, /* a served file's identity is its volume's (cp compares fstat with stat) */
     SYS_getxattr, SYS_lgetxattr, SYS_listxattr, SYS_llistxattr,
+    /* credential changes: the thread's cached credentials are read again after them */
+    SYS_setuid, SYS_setgid, SYS_setreuid, SYS_setregid, SYS_setresuid, SYS_setresgid, SYS_setfsuid,
+    SYS_setfsgid, SYS_setgroups,
 };
 
 static int filter_install(void) {
@@ -158,6 +161,11 @@ struct sup {
     gid_t egid;
     size_t *live;     /* the entries whose memfd is shared (fd >= 0) */
     size_t nlive, caplive;
+    /* the credentials of threads seen, each with a pidfd of its thread (PIDFD_THREAD): kept
+     * while that thread lives and makes no credential change or exec (cred_begin) */
+    struct cached_cred { pid_t tid; int pidfd; struct scp_cred c; } cc[32];
+    unsigned ncc, ccnext;
+    int pidfd_thread; /* the kernel has thread pidfds (Linux 6.9) */
 };
 
 /* the current request */
@@ -166,7 +174,9 @@ struct req {
     struct seccomp_notif *n;
     struct seccomp_notif_resp *r;
     int answered; /* ADDFD sent the response */
-    int cred_ok;  /* cred and umask read (req_cred) */
+    int cred_ok;  /* cred read and confirmed (req_cred) */
+    int umask_ok; /* umask read (it is the process's: never cached) */
+    int pidfd;    /* of the thread, to cache cred once confirmed, or -1 */
     struct scp_cred cred;
     mode_t umask;
 };
@@ -282,7 +292,58 @@ static int cred_read(struct req *q) {
     c->rgid = ids[2];
     c->egid = ids[3];
     q->umask = (mode_t)(umask_v & 0777);
+    q->umask_ok = 1;
     return 0;
+}
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL /* Linux 6.9 */
+#endif
+
+static void cache_drop(struct sup *s, pid_t tid) { /* tid 0: all */
+    for (unsigned i = 0; i < s->ncc;) {
+        if (tid && s->cc[i].tid != tid) {
+            i++;
+            continue;
+        }
+        close(s->cc[i].pidfd);
+        s->cc[i] = s->cc[--s->ncc];
+    }
+}
+
+/* Start reading the caller's credentials: from the cache while the thread they were read from
+ * still lives (its pidfd is not readable: a thread id reused by another thread is another
+ * pidfd's), else from /proc, with a pidfd of the thread opened first so that what the cache
+ * keeps is tied to the thread the status was read from. Not confirmed yet (req_cred). */
+static int cred_begin(struct req *q) {
+    struct sup *s = q->s;
+    pid_t tid = (pid_t)q->n->pid;
+    for (unsigned i = 0; i < s->ncc; i++) {
+        if (s->cc[i].tid != tid) continue;
+        struct pollfd p = {s->cc[i].pidfd, POLLIN, 0};
+        if (poll(&p, 1, 0) == 0) {
+            q->cred = s->cc[i].c;
+            return 0;
+        }
+        cache_drop(s, tid); /* that thread is gone */
+        break;
+    }
+    if (q->pidfd < 0 && s->pidfd_thread) q->pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+    return cred_read(q);
+}
+
+/* The credentials are confirmed (the thread still waits in this call): keep them. */
+static void cred_confirmed(struct req *q) {
+    struct sup *s = q->s;
+    q->cred_ok = 1;
+    if (q->pidfd < 0) return;
+    if (s->ncc == sizeof s->cc / sizeof s->cc[0]) { /* full: replace one, round robin */
+        unsigned v = s->ccnext++ % s->ncc;
+        close(s->cc[v].pidfd);
+        s->cc[v] = s->cc[--s->ncc];
+    }
+    s->cc[s->ncc++] = (struct cached_cred){(pid_t)q->n->pid, q->pidfd, q->cred};
+    q->pidfd = -1;
 }
 
 /* The calling thread's credentials and umask, read once for the request when a permission is
@@ -291,11 +352,20 @@ static int cred_read(struct req *q) {
  * blocked here), not those of a thread that took its number. 0 or -errno. */
 static int req_cred(struct req *q) {
     if (q->cred_ok) return 0;
-    int rc = cred_read(q);
+    int rc = cred_begin(q);
     if (rc) return rc;
     if (!still_valid(q)) return -ENOENT;
-    q->cred_ok = 1;
+    cred_confirmed(q);
     return 0;
+}
+
+/* The process's umask, for a call that creates: read for the call (a umask change by another
+ * thread is not reported), confirmed as the credentials are. */
+static int req_umask(struct req *q) {
+    if (q->umask_ok) return 0;
+    int rc = cred_read(q);
+    if (rc) return rc;
+    return still_valid(q) ? 0 : -ENOENT;
 }
 
 /* A new entry belongs to its creator: the volume library records the supervisor's ids, which
@@ -375,11 +445,11 @@ static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
     classify(q->s, norm, rp);
     if (rp->vol < 0) return 0; /* the kernel's: it reads the path again */
     /* the caller's credentials, for the permission checks that follow (req_cred) */
-    if (!q->cred_ok && (rc = cred_read(q))) return rc;
+    if (!q->cred_ok && (rc = cred_begin(q))) return rc;
     /* what was read (the path, the base from /proc/PID, the credentials) is that thread's,
      * waiting in that call: one confirmation for all of it, before anything acts on it */
     if (!still_valid(q)) return -ENOENT;
-    q->cred_ok = 1;
+    if (!q->cred_ok) cred_confirmed(q);
     return 0;
 }
 
@@ -804,6 +874,7 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
     /* the copy starts as the file's content, which the supervisor reads even when the program
      * opens it write-only (O_APPEND, or no O_TRUNC); the program's descriptor gets acc below */
     int vflags = (acc == O_RDONLY ? O_RDONLY : O_RDWR) | (flags & (O_CREAT | O_EXCL | O_TRUNC));
+    if (!exists && (flags & O_CREAT) && (rc = req_umask(q))) return rc;
     scp_vfile *f = scp_vfile_open(vol, rp->rel, vflags, (uint32_t)(mode & ~q->umask & 07777), &e);
     if (!f) return verr(&e);
     char name[48];
@@ -1014,7 +1085,7 @@ static int path_call(struct req *q, long nr, const uint64_t *a) {
         return (int)scp_perm_access_real(&q->cred, &v, want);
     }
     case SYS_mkdir: case SYS_mkdirat:
-        if ((rc = (int)scp_perm_parent(&q->cred, vol, rp.rel, 3))) return rc;
+        if ((rc = (int)scp_perm_parent(&q->cred, vol, rp.rel, 3)) || (rc = req_umask(q))) return rc;
         if (scp_volume_mkdir(vol, rp.rel, (uint32_t)(a[nr == SYS_mkdir ? 1 : 2] & ~q->umask & 07777), &e)) return verr(&e);
         return own_new(q, vol, rp.rel);
     case SYS_rmdir:
@@ -1052,6 +1123,12 @@ static void handle(struct req *q) {
     int rc;
     if (s->nlive) sweep(s);
     switch (d->nr) {
+    case SYS_setuid: case SYS_setgid: case SYS_setreuid: case SYS_setregid: case SYS_setresuid:
+    case SYS_setresgid: case SYS_setfsuid: case SYS_setfsgid: case SYS_setgroups:
+        /* before the change: this thread makes no other call until it is done */
+        cache_drop(s, pid);
+        pass(q);
+        return;
     case SYS_fsync: case SYS_fdatasync: case SYS_close: {
         long nr = memfd_entry(s, pid, (int)a[0]);
         if (nr < 0) { pass(q); return; }
@@ -1136,8 +1213,11 @@ static void serve(struct sup *s) {
             break;
         }
         memset(&r, 0, sizeof r);
-        struct req q = {.s = s, .n = &n, .r = &r};
+        struct req q = {.s = s, .n = &n, .r = &r, .pidfd = -1};
+        /* an exec may give a thread another's id (the leader's) */
+        if (n.data.nr == SYS_execve || n.data.nr == SYS_execveat) cache_drop(s, 0);
         handle(&q);
+        if (q.pidfd >= 0) close(q.pidfd); /* not confirmed */
         if (!q.answered) ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &r); /* ENOENT: gone */
     }
 }
@@ -1169,6 +1249,9 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
     s.share = leases_work();
     s.euid = geteuid();
     s.egid = getegid();
+    int self = (int)syscall(SYS_pidfd_open, getpid(), PIDFD_THREAD);
+    s.pidfd_thread = self >= 0;
+    if (self >= 0) close(self);
     /* ready: only now may the caller make its calls wait for this process */
     if (write(sock, "r", 1) != 1) syscall(SYS_exit_group, 1);
     s.listener = recv_fd(sock);
