@@ -14,9 +14,13 @@
  * fsync/fdatasync (which return only after the commit: EIO otherwise), at close (the same,
  * then the close continues), and for every such descriptor the process holds at exec and
  * exit_group. A process killed by a signal loses what it wrote since its last commit.
+ * Opens of one file share its memfd while a writer holds it (one memfd per file, so two
+ * processes that write one file do not lose each other's bytes at commit).
  * Directories: an open injects a descriptor of a directory view, a directory on a private
  * detached tmpfs holding one empty entry per name, so getdents runs in the kernel; a
- * directory descriptor of a view serves as the base of *at calls. */
+ * directory descriptor of a view serves as the base of *at calls.
+ * Permissions: each served call is checked with the calling thread's credentials (from
+ * /proc/TID/status, kept per thread while it lives) by the shield's rules (shield/perm.c). */
 #include "runtime/notify.h"
 
 #include <elf.h>
