@@ -3,7 +3,7 @@
 # notification) against the shield's trap path and native: cost per call (notifybench.c) and
 # a Go program's file workload (gobench.go). One command, a few minutes at most; prints the
 # load average with the figures. N (calls per loop, default 3000), GON (Go files, default 300).
-# The Go rounds print wall and CPU time (perf stat's task-clock of the whole process tree,
+# STRACE=1 adds the supervisor's system calls per Go file (strace). The Go rounds print wall and CPU time (perf stat's task-clock of the whole process tree,
 # supervisor included) with the ratios; needs perf (linux-perf) and golang-go.
 set -eu
 B=${1:-build}
@@ -51,4 +51,25 @@ if command -v go >/dev/null; then
         sc=$(cpu)
         echo "go workload ($GON files: create, write 4K, fsync, close, rename; read back; readdir), round $i: native $n ms wall / $nc ms cpu, scp $s ms / $sc ms cpu, ratio $(awk -v a="$s" -v b="$n" -v c="$sc" -v d="$nc" 'BEGIN{printf "%.1fx wall / %.1fx cpu", a/b, c/d}')"
     done
+fi
+# STRACE=1: the supervisor's system calls per Go file and per notified call (load-independent;
+# strace attached to the supervisor once it is up, so the first few calls may be missed)
+if [ "${STRACE:-0}" = 1 ] && command -v strace >/dev/null && [ -x "$T/gobench" ]; then
+    "$S" volume mkdir "$T/vol" gs --key-file "$T/key" >/dev/null
+    "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- "$T/gobench" "$T/mnt/gs" "$GON" >/dev/null 2>&1 &
+    bp=$!
+    sup=""
+    while [ -z "$sup" ] && kill -0 $bp 2>/dev/null; do
+        p=$(pgrep -n -f "^$S run --volume $T/vol" || true)
+        [ -n "$p" ] && [ "$p" != "$bp" ] && sup=$p
+    done
+    [ -n "$sup" ] && strace -o "$T/tr" -p "$sup" 2>/dev/null || true
+    wait $bp || true
+    if [ -s "$T/tr" ]; then
+        recv=$(grep -c 'SECCOMP_IOCTL_NOTIF_RECV' "$T/tr" || true)
+        tot=$(grep -c '^[a-z_0-9]*(' "$T/tr" || true)
+        echo "supervisor system calls (strace), go workload: $tot for $recv notified calls: $(awk -v a="$tot" -v b="$GON" 'BEGIN{printf "%.1f", a/b}') per file, $(awk -v a="$tot" -v b="$recv" 'BEGIN{printf "%.2f", a/b}') per notified call"
+        sed 's/(.*//' "$T/tr" | grep '^[a-z_0-9]*$' | sort | uniq -c | sort -rn | head -8 |
+            awk -v n="$GON" '{printf "  %-18s %.1f per file\n", $2, $1 / n}'
+    fi
 fi

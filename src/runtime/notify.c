@@ -14,9 +14,13 @@
  * fsync/fdatasync (which return only after the commit: EIO otherwise), at close (the same,
  * then the close continues), and for every such descriptor the process holds at exec and
  * exit_group. A process killed by a signal loses what it wrote since its last commit.
+ * Opens of one file share its memfd while a writer holds it (one memfd per file, so two
+ * processes that write one file do not lose each other's bytes at commit).
  * Directories: an open injects a descriptor of a directory view, a directory on a private
  * detached tmpfs holding one empty entry per name, so getdents runs in the kernel; a
- * directory descriptor of a view serves as the base of *at calls. */
+ * directory descriptor of a view serves as the base of *at calls.
+ * Permissions: each served call is checked with the calling thread's credentials (from
+ * /proc/TID/status, kept per thread while it lives) by the shield's rules (shield/perm.c). */
 #include "runtime/notify.h"
 
 #include <elf.h>
@@ -48,6 +52,7 @@
 
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "shield/perm.h"
 
 /* ---- is it static? ------------------------------------------------------------------------ */
 
@@ -84,6 +89,9 @@ static const int notified[] = {
     SYS_dup2, SYS_dup3, SYS_close_range, /* they close a descriptor too */
     SYS_fstat, /* a served file's identity is its volume's (cp compares fstat with stat) */
     SYS_getxattr, SYS_lgetxattr, SYS_listxattr, SYS_llistxattr,
+    /* credential changes: the thread's cached credentials are read again after them */
+    SYS_setuid, SYS_setgid, SYS_setreuid, SYS_setregid, SYS_setresuid, SYS_setresgid, SYS_setfsuid,
+    SYS_setfsgid, SYS_setgroups,
 };
 
 static int filter_install(void) {
@@ -128,6 +136,10 @@ struct entry {
     int vol;
     char *path;
     int writable;
+    /* the supervisor's own read-only description of the memfd while it is shared (every
+     * open of the file joins it while some description holds it open for writing), else -1 */
+    int fd;
+    int dropped; /* was shared, and no description held it for writing any more */
     /* SHA-256 and size of the plaintext that the last commit of this memfd stored: a close
      * after an fsync with no write in between (Go's os.File.Sync then Close) need not store
      * and commit the same bytes again */
@@ -147,6 +159,17 @@ struct sup {
     int views;        /* the detached tmpfs, or -1 */
     dev_t view_dev;
     uint64_t max_file;
+    int share;        /* the kernel grants leases on memfds: opens of one file share one memfd */
+    int unshared;     /* a writable open could not be shared (no descriptor left) */
+    uid_t euid;       /* the supervisor's own, which the volume library gives new entries */
+    gid_t egid;
+    size_t *live;     /* the entries whose memfd is shared (fd >= 0) */
+    size_t nlive, caplive;
+    /* the credentials of threads seen, each with a pidfd of its thread (PIDFD_THREAD): kept
+     * while that thread lives and makes no credential change or exec (cred_begin) */
+    struct cached_cred { pid_t tid; int pidfd; struct scp_cred c; } cc[32];
+    unsigned ncc, ccnext;
+    int pidfd_thread; /* the kernel has thread pidfds (Linux 6.9) */
 };
 
 /* the current request */
@@ -155,6 +178,11 @@ struct req {
     struct seccomp_notif *n;
     struct seccomp_notif_resp *r;
     int answered; /* ADDFD sent the response */
+    int cred_ok;  /* cred read and confirmed (req_cred) */
+    int umask_ok; /* umask read (it is the process's: never cached) */
+    int pidfd;    /* of the thread, to cache cred once confirmed, or -1 */
+    struct scp_cred cred;
+    mode_t umask;
 };
 
 static int add_entry(struct entry **arr, size_t *n, size_t *cap, int vol, const char *path, int writable) {
@@ -169,6 +197,8 @@ static int add_entry(struct entry **arr, size_t *n, size_t *cap, int vol, const 
     en->vol = vol;
     en->writable = writable;
     en->committed = 0;
+    en->fd = -1;
+    en->dropped = 0;
     en->path = strdup(path);
     if (!en->path) return -1;
     return (int)(*n)++;
@@ -221,16 +251,133 @@ static long memfd_entry(struct sup *s, pid_t pid, int fd) {
     return (long)nr;
 }
 
-static mode_t target_umask(pid_t pid) {
-    char p[64], line[128];
-    snprintf(p, sizeof p, "/proc/%d/status", pid);
-    FILE *f = fopen(p, "re");
-    unsigned m = 022;
-    if (!f) return m;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "Umask: %o", &m) == 1) break;
-    fclose(f);
-    return (mode_t)(m & 0777);
+/* The value after `key` at the start of a line of /proc/PID/status, or NULL. */
+static const char *status_field(const char *buf, const char *key) {
+    size_t kl = strlen(key);
+    for (const char *l = buf; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL)
+        if (!strncmp(l, key, kl)) return l + kl;
+    return NULL;
+}
+
+/* Read the credentials and umask of the thread whose call this is (n->pid is the thread's
+ * id, /proc/TID its own status). Not yet confirmed: see req_cred. 0 or -errno. */
+static int cred_read(struct req *q) {
+    static char buf[16384]; /* the supervisor serves one call at a time */
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%u/status", (unsigned)q->n->pid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -ENOENT; /* the thread is gone: nobody reads the answer */
+    ssize_t n;
+    do n = pread(fd, buf, sizeof buf - 1, 0); /* procfs gives it whole at once */
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0) return -EACCES;
+    buf[n] = 0;
+    struct scp_cred *c = &q->cred;
+    const char *um = status_field(buf, "Umask:"), *u = status_field(buf, "Uid:"), *g = status_field(buf, "Gid:"),
+               *gr = status_field(buf, "Groups:");
+    unsigned umask_v, ids[8], x;
+    /* real, effective, saved and file system ids; the kernel checks file access with the
+     * file system ids, which follow the effective ones unless the program called setfsuid */
+    if (!um || !u || !g || !gr || sscanf(um, "%o", &umask_v) != 1 ||
+        sscanf(u, "%u %u %u %u", &ids[0], &x, &x, &ids[1]) != 4 || sscanf(g, "%u %u %u %u", &ids[2], &x, &x, &ids[3]) != 4)
+        return -EACCES; /* unreadable: refuse rather than guess */
+    c->ngroups = 0;
+    for (const char *t = gr;;) {
+        char *end;
+        unsigned long v = strtoul(t, &end, 10);
+        /* a number the buffer cut short is not taken for another group */
+        if (end == t || (*end != ' ' && *end != '\t' && *end != '\n')) break;
+        if (c->ngroups < SCP_PERM_MAX_GROUPS) c->groups[c->ngroups++] = (gid_t)v;
+        t = end;
+    }
+    c->ruid = ids[0];
+    c->euid = ids[1];
+    c->rgid = ids[2];
+    c->egid = ids[3];
+    q->umask = (mode_t)(umask_v & 0777);
+    q->umask_ok = 1;
+    return 0;
+}
+
+#ifndef PIDFD_THREAD
+#define PIDFD_THREAD O_EXCL /* Linux 6.9 */
+#endif
+
+static void cache_drop(struct sup *s, pid_t tid) { /* tid 0: all */
+    for (unsigned i = 0; i < s->ncc;) {
+        if (tid && s->cc[i].tid != tid) {
+            i++;
+            continue;
+        }
+        close(s->cc[i].pidfd);
+        s->cc[i] = s->cc[--s->ncc];
+    }
+}
+
+/* Start reading the caller's credentials: from the cache while the thread they were read from
+ * still lives (its pidfd is not readable: a thread id reused by another thread is another
+ * pidfd's), else from /proc, with a pidfd of the thread opened first so that what the cache
+ * keeps is tied to the thread the status was read from. Not confirmed yet (req_cred). */
+static int cred_begin(struct req *q) {
+    struct sup *s = q->s;
+    pid_t tid = (pid_t)q->n->pid;
+    for (unsigned i = 0; i < s->ncc; i++) {
+        if (s->cc[i].tid != tid) continue;
+        struct pollfd p = {s->cc[i].pidfd, POLLIN, 0};
+        if (poll(&p, 1, 0) == 0) {
+            q->cred = s->cc[i].c;
+            return 0;
+        }
+        cache_drop(s, tid); /* that thread is gone */
+        break;
+    }
+    if (q->pidfd < 0 && s->pidfd_thread) q->pidfd = (int)syscall(SYS_pidfd_open, tid, PIDFD_THREAD);
+    return cred_read(q);
+}
+
+/* The credentials are confirmed (the thread still waits in this call): keep them. */
+static void cred_confirmed(struct req *q) {
+    struct sup *s = q->s;
+    q->cred_ok = 1;
+    if (q->pidfd < 0) return;
+    if (s->ncc == sizeof s->cc / sizeof s->cc[0]) { /* full: replace one, round robin */
+        unsigned v = s->ccnext++ % s->ncc;
+        close(s->cc[v].pidfd);
+        s->cc[v] = s->cc[--s->ncc];
+    }
+    s->cc[s->ncc++] = (struct cached_cred){(pid_t)q->n->pid, q->pidfd, q->cred};
+    q->pidfd = -1;
+}
+
+/* The calling thread's credentials and umask, read once for the request when a permission is
+ * to be checked, and confirmed after the read: the thread still waits in this call, so they
+ * are the ids it makes the call with (only the thread itself changes its ids, and it is
+ * blocked here), not those of a thread that took its number. 0 or -errno. */
+static int req_cred(struct req *q) {
+    if (q->cred_ok) return 0;
+    int rc = cred_begin(q);
+    if (rc) return rc;
+    if (!still_valid(q)) return -ENOENT;
+    cred_confirmed(q);
+    return 0;
+}
+
+/* The process's umask, for a call that creates: read for the call (a umask change by another
+ * thread is not reported), confirmed as the credentials are. */
+static int req_umask(struct req *q) {
+    if (q->umask_ok) return 0;
+    int rc = cred_read(q);
+    if (rc) return rc;
+    return still_valid(q) ? 0 : -ENOENT;
+}
+
+/* A new entry belongs to its creator: the volume library records the supervisor's ids, which
+ * need not be the program's (a root supervisor, a program that changed its ids). */
+static int own_new(struct req *q, scp_volume *vol, const char *rel) {
+    if (q->cred.euid == q->s->euid && q->cred.egid == q->s->egid) return 0;
+    scp_err e;
+    return scp_volume_setattr(vol, rel, -1, q->cred.euid, q->cred.egid, INT64_MIN, &e) ? -(e.sys ? e.sys : EIO) : 0;
 }
 
 /* ---- paths ---------------------------------------------------------------------------------- */
@@ -288,7 +435,6 @@ static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
     pid_t pid = (pid_t)q->n->pid;
     int rc = read_str(pid, addr, path, sizeof path);
     if (rc) return rc;
-    if (!still_valid(q)) return -ENOENT;
     rp->vol = -1;
     if (!path[0]) return -ENOENT;
     if (path[0] == '/') {
@@ -301,8 +447,14 @@ static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
     }
     if (scp_shield_path_normalize(abs, norm, sizeof norm)) return 1; /* too long: outside (kernel) */
     classify(q->s, norm, rp);
-    /* the base came from /proc/PID: still that thread, waiting in that call */
-    return rp->vol >= 0 && !still_valid(q) ? -ENOENT : 0;
+    if (rp->vol < 0) return 0; /* the kernel's: it reads the path again */
+    /* the caller's credentials, for the permission checks that follow (req_cred) */
+    if (!q->cred_ok && (rc = cred_begin(q))) return rc;
+    /* what was read (the path, the base from /proc/PID, the credentials) is that thread's,
+     * waiting in that call: one confirmation for all of it, before anything acts on it */
+    if (!still_valid(q)) return -ENOENT;
+    if (!q->cred_ok) cred_confirmed(q);
+    return 0;
 }
 
 /* ---- answers -------------------------------------------------------------------------------- */
@@ -323,14 +475,31 @@ static int verr(const scp_err *e) { return -(e->sys ? e->sys : EIO); }
 
 /* ---- committing ----------------------------------------------------------------------------- */
 
+/* Is the target's descriptor fd open for writing (its description's flags)? */
+static int fd_writable(pid_t pid, int fd) {
+    char p[64], line[128];
+    snprintf(p, sizeof p, "/proc/%d/fdinfo/%d", pid, fd);
+    FILE *f = fopen(p, "re");
+    unsigned flags = O_RDWR; /* unreadable: store, as before */
+    if (!f) return 1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "flags: %o", &flags) == 1) break;
+    fclose(f);
+    return (flags & O_ACCMODE) != O_RDONLY;
+}
+
 /* Write the memfd reached as the target's descriptor fd back into its file and commit.
  * 0 or -errno. The whole file is written each time (what changed is not known). */
 static int commit_fd(struct sup *s, pid_t pid, int fd, long nr) {
     struct entry *en = &s->e[nr];
     if (!en->writable || !en->path) return 0;
+    /* every writer of a memfd that is shared no more committed at its close: a reader left
+     * has nothing to store (a writable reopen of /proc/PID/fd/N by the program still does) */
+    if (en->dropped && !fd_writable(pid, fd)) return 0;
     char link[64];
     snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, fd);
-    int m = open(link, O_RDONLY | O_CLOEXEC); /* our own read-only description of the memfd */
+    /* our own read-only description of the memfd: the shared one, or one opened for this */
+    int own = en->fd < 0, m = own ? open(link, O_RDONLY | O_CLOEXEC) : en->fd;
     if (m < 0) return -EIO;
     struct stat st;
     int rc = 0;
@@ -359,13 +528,14 @@ static int commit_fd(struct sup *s, pid_t pid, int fd, long nr) {
     }
     if (data) scp_wipe(data, n);
     free(data);
-    close(m);
+    if (own) close(m);
     return rc;
 }
 
 /* Commit every memfd of ours that process pid holds (exec, exit_group, rename). With `path`,
  * only those of that file. Returns the first error. */
 static int commit_fds(struct sup *s, pid_t pid, int vol, const char *path, unsigned lo, unsigned hi);
+static long shared_entry(struct sup *s, int vol, const char *path);
 static int commit_all(struct sup *s, pid_t pid, int vol, const char *path) {
     return commit_fds(s, pid, vol, path, 0, ~0u);
 }
@@ -373,6 +543,10 @@ static int commit_range(struct sup *s, pid_t pid, unsigned lo, unsigned hi) {
     return commit_fds(s, pid, -1, NULL, lo, hi);
 }
 static int commit_fds(struct sup *s, pid_t pid, int vol, const char *path, unsigned lo, unsigned hi) {
+    /* with sharing, a writable memfd is shared while a writable description of it is open
+     * (sweep ran for this call): none shared for the file, nothing of it left to commit, and
+     * no need to look through the process's descriptors (a rename of a closed file) */
+    if (path && s->share && !s->unshared && shared_entry(s, vol, path) < 0) return 0;
     char dir[64];
     snprintf(dir, sizeof dir, "/proc/%d/fd", pid);
     int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -419,6 +593,88 @@ static void entries_moved(struct entry *arr, size_t n, int vol, const char *from
     }
 }
 
+/* ---- one memfd per file -------------------------------------------------------------------- */
+
+/* Two opens of one file must see one file: a second copy would be committed over the first,
+ * and the last to commit would win (silent loss). So every open of a file joins the memfd that
+ * an earlier open made, while some description (of any process) holds it open for writing;
+ * with none, the next open loads the file afresh from the volume (which then holds what the
+ * writers committed at their close, and what other processes committed since). Whether a
+ * writer is left is the kernel's count of writable descriptions of the inode: a read lease
+ * on the supervisor's read-only description is granted only when there is none (it is given
+ * back at once; SIGIO, the signal of a lease break, is ignored). */
+static int writer_left(const struct entry *en) {
+    if (fcntl(en->fd, F_SETLEASE, F_RDLCK)) return 1; /* EAGAIN: a writable description */
+    fcntl(en->fd, F_SETLEASE, F_UNLCK);
+    return 0;
+}
+
+/* Stop sharing the memfds that no description holds open for writing any more. A notified
+ * close has not happened yet: its memfd goes at a later call. */
+static void sweep(struct sup *s) {
+    for (size_t i = 0; i < s->nlive;) {
+        struct entry *en = &s->e[s->live[i]];
+        if (en->fd >= 0 && writer_left(en)) {
+            i++;
+            continue;
+        }
+        if (en->fd >= 0) close(en->fd);
+        en->fd = -1;
+        en->dropped = 1;
+        s->live[i] = s->live[--s->nlive];
+    }
+}
+
+/* The shared memfd of (vol, path), or -1. */
+static long shared_entry(struct sup *s, int vol, const char *path) {
+    for (size_t i = 0; i < s->nlive; i++) {
+        const struct entry *en = &s->e[s->live[i]];
+        if (en->fd >= 0 && en->path && en->vol == vol && !strcmp(en->path, path)) return (long)s->live[i];
+    }
+    return -1;
+}
+
+/* Keep a read-only description of memfd m for entry nr, to share it with later opens. Without
+ * one (no descriptor left) the file is not shared: as before, a copy per open. */
+static void share_entry(struct sup *s, size_t nr, int m) {
+    if (!s->share) return;
+    if (s->nlive == s->caplive) {
+        size_t nc = s->caplive ? s->caplive * 2 : 16;
+        size_t *nl = realloc(s->live, nc * sizeof *nl);
+        if (!nl) {
+            s->unshared = 1;
+            return;
+        }
+        s->live = nl;
+        s->caplive = nc;
+    }
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", m);
+    int ro = open(link, O_RDONLY | O_CLOEXEC);
+    if (ro < 0) {
+        s->unshared = 1; /* for the rest of the run: its commits are found by looking */
+        return;
+    }
+    s->e[nr].fd = ro;
+    s->live[s->nlive++] = nr;
+}
+
+/* Do memfds take leases here (fs.leases-enable, the kernel's support)? */
+static int leases_work(void) {
+    int m = memfd_create("scp-static-probe", MFD_CLOEXEC), ok = 0;
+    if (m < 0) return 0;
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", m);
+    int ro = open(link, O_RDONLY | O_CLOEXEC);
+    close(m);
+    if (ro >= 0) {
+        struct entry probe = {.fd = ro};
+        ok = fcntl(ro, F_SETLEASE, F_RDLCK) == 0 && (fcntl(ro, F_SETLEASE, F_UNLCK), !writer_left(&probe));
+        close(ro);
+    }
+    return ok;
+}
+
 /* ---- serving -------------------------------------------------------------------------------- */
 
 static void fill_stat(const struct sup *s, int vol, const scp_vstat *v, struct stat *st) {
@@ -438,10 +694,15 @@ static void fill_stat(const struct sup *s, int vol, const scp_vstat *v, struct s
     st->st_atim = st->st_ctim = st->st_mtim;
 }
 
-static int vstat(struct sup *s, const struct rpath *rp, scp_vstat *v) {
+/* An entry that records no owner (the volume root) is reported as the caller's. */
+static int vstat(struct req *q, const struct rpath *rp, scp_vstat *v) {
     scp_err e;
-    if (scp_volume_stat(s->vol[rp->vol].v, rp->rel, v, &e)) return verr(&e);
-    if (!rp->rel[0] && v->owner_unset) v->uid = getuid(), v->gid = getgid();
+    if (scp_volume_stat(q->s->vol[rp->vol].v, rp->rel, v, &e)) return verr(&e);
+    if (v->owner_unset) {
+        int rc = req_cred(q);
+        if (rc) return rc;
+        scp_perm_owner(&q->cred, v);
+    }
     return 0;
 }
 
@@ -474,7 +735,7 @@ static int put_statx(struct req *q, int vol, const scp_vstat *v, uint64_t buf) {
 
 static int serve_stat(struct req *q, const struct rpath *rp, uint64_t buf, int x) {
     scp_vstat v;
-    int rc = vstat(q->s, rp, &v);
+    int rc = vstat(q, rp, &v);
     if (rc) return rc;
     return x ? put_statx(q, rp->vol, &v, buf) : put_stat(q, rp->vol, &v, buf);
 }
@@ -500,7 +761,7 @@ static int serve_fstat(struct req *q, int fd, uint64_t buf, int x) {
     struct rpath rp = {.vol = en->vol};
     snprintf(rp.rel, sizeof rp.rel, "%s", en->path);
     scp_vstat v;
-    if (vstat(s, &rp, &v)) return 1;
+    if (vstat(q, &rp, &v)) return 1;
     if (nr >= 0) {
         if (stat(link, &ms)) return 1;
         v.size = (uint64_t)ms.st_size;
@@ -568,6 +829,23 @@ static int copy_in(scp_vfile *f, int m, uint64_t size) {
     return 0;
 }
 
+/* An open of a file whose memfd a writer holds: a new description of that memfd with the
+ * program's access mode (O_TRUNC empties it for all, as the kernel's truncate; the volume
+ * gets it at the next commit, like any write). */
+static int join_shared(struct req *q, struct entry *en, int acc, int flags) {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", en->fd);
+    int fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC), rc = 0;
+    if (fd < 0) return -errno;
+    if ((flags & O_TRUNC) && acc != O_RDONLY && ftruncate(fd, 0)) rc = -errno;
+    if (rc == 0) {
+        en->writable |= acc != O_RDONLY;
+        rc = inject(q, fd, flags & O_CLOEXEC);
+    }
+    close(fd);
+    return rc;
+}
+
 static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t mode) {
     struct sup *s = q->s;
     scp_volume *vol = s->vol[rp->vol].v;
@@ -576,29 +854,42 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
     scp_err e;
     if (flags & (O_PATH | (O_TMPFILE & ~O_DIRECTORY))) return -EOPNOTSUPP;
     if (acc == O_ACCMODE) return -EINVAL;
+    int rc = req_cred(q);
+    if (rc) return rc;
     int exists = scp_volume_stat(vol, rp->rel, &v, &e) == 0;
     if (!exists && e.code != SCP_E_NOENT) return verr(&e);
+    if (exists) scp_perm_owner(&q->cred, &v);
     if (exists && (flags & O_CREAT) && (flags & O_EXCL)) return -EEXIST;
     if (exists && v.type == SCP_VTYPE_DIR) {
         if (acc != O_RDONLY || (flags & O_TRUNC)) return -EISDIR;
+        if ((rc = (int)scp_perm_open(&q->cred, &v, flags))) return rc;
         return open_view(q, rp, flags);
     }
     if (flags & O_DIRECTORY) return exists ? -ENOTDIR : -ENOENT;
+    /* the caller's rights (perm.c, as the shield checks them): the file's mode bits, or to
+     * create it, write and search on its directory */
+    if (exists) rc = (int)scp_perm_open(&q->cred, &v, flags);
+    else if (flags & O_CREAT) rc = (int)scp_perm_parent(&q->cred, vol, rp->rel, 3);
+    if (rc) return rc;
     if (exists && v.size > s->max_file) return -EFBIG;
     if (acc == O_RDONLY && (flags & O_TRUNC) && exists) flags &= ~O_TRUNC; /* Linux: unspecified; keep */
+    long shared = exists ? shared_entry(s, rp->vol, rp->rel) : -1;
+    if (shared >= 0) return join_shared(q, &s->e[shared], acc, flags);
     /* the copy starts as the file's content, which the supervisor reads even when the program
      * opens it write-only (O_APPEND, or no O_TRUNC); the program's descriptor gets acc below */
     int vflags = (acc == O_RDONLY ? O_RDONLY : O_RDWR) | (flags & (O_CREAT | O_EXCL | O_TRUNC));
-    scp_vfile *f = scp_vfile_open(vol, rp->rel, vflags, (uint32_t)(mode & ~target_umask((pid_t)q->n->pid) & 07777), &e);
+    if (!exists && (flags & O_CREAT) && (rc = req_umask(q))) return rc;
+    scp_vfile *f = scp_vfile_open(vol, rp->rel, vflags, (uint32_t)(mode & ~q->umask & 07777), &e);
     if (!f) return verr(&e);
     char name[48];
     snprintf(name, sizeof name, "scp-static-%zu", s->ne);
-    int m = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), rc = 0, fd = -1;
+    int m = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), fd = -1;
     uint64_t size = scp_vfile_size(f);
     if (m < 0) rc = -errno;
     else if (size > s->max_file) rc = -EFBIG;
     else rc = copy_in(f, m, size);
     if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
+    if (rc == 0 && !exists && (flags & O_CREAT)) rc = own_new(q, vol, rp->rel);
     /* the program's own description: its access mode (a write on a read-only descriptor
      * fails with EBADF, as the kernel's would) and O_APPEND; nobody can add seals */
     if (rc == 0 && fcntl(m, F_ADD_SEALS, F_SEAL_SEAL)) rc = -errno;
@@ -608,7 +899,9 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
         fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC);
         if (fd < 0) rc = -errno;
     }
-    if (rc == 0 && add_entry(&s->e, &s->ne, &s->cap, rp->vol, rp->rel, acc != O_RDONLY) < 0) rc = -ENOMEM;
+    int nr = rc == 0 ? add_entry(&s->e, &s->ne, &s->cap, rp->vol, rp->rel, acc != O_RDONLY) : -1;
+    if (rc == 0 && nr < 0) rc = -ENOMEM;
+    if (rc == 0 && acc != O_RDONLY) share_entry(s, (size_t)nr, m); /* a reader alone needs no sharing */
     if (rc == 0) rc = inject(q, fd, flags & O_CLOEXEC);
     if (fd >= 0) close(fd);
     if (m >= 0) close(m);
@@ -625,6 +918,12 @@ static int serve_rename(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2,
     if (rc == 1 || rc2 == 1 || (a.vol < 0 && b.vol < 0)) return 1;
     if (a.vol != b.vol) return -EXDEV;
     if (flags & ~(unsigned)RENAME_NOREPLACE) return -EINVAL;
+    scp_volume *vol = s->vol[a.vol].v;
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_search(&q->cred, vol, a.rel)) ||
+        (rc = (int)scp_perm_search(&q->cred, vol, b.rel)) || (rc = (int)scp_perm_parent(&q->cred, vol, a.rel, 3)) ||
+        (rc = (int)scp_perm_parent(&q->cred, vol, b.rel, 3)) || (rc = (int)scp_perm_sticky(&q->cred, vol, a.rel)) ||
+        (rc = (int)scp_perm_sticky(&q->cred, vol, b.rel)))
+        return rc;
     scp_vstat v;
     scp_err e;
     if ((flags & RENAME_NOREPLACE) && scp_volume_stat(s->vol[b.vol].v, b.rel, &v, &e) == 0) return -EEXIST;
@@ -653,6 +952,14 @@ static int serve_link(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2, l
     if (rc2 < 0) return rc2;
     if (rc == 1 || rc2 == 1 || (a.vol < 0 && b.vol < 0)) return 1;
     if (a.vol != b.vol) return -EXDEV;
+    /* link(2)'s checks: search on both paths, the new name's directory, protected_hardlinks */
+    scp_vstat v;
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_search(&q->cred, s->vol[a.vol].v, a.rel)) ||
+        (rc = vstat(q, &a, &v)) || (rc = (int)scp_perm_search(&q->cred, s->vol[a.vol].v, b.rel)) ||
+        (rc = (int)scp_perm_parent(&q->cred, s->vol[a.vol].v, b.rel, 3)))
+        return rc;
+    if (v.type == SCP_VTYPE_DIR) return -EPERM;
+    if ((rc = (int)scp_perm_link(&q->cred, &v))) return rc;
     rc = commit_all(s, (pid_t)q->n->pid, a.vol, a.rel); /* the new name shows what was written */
     if (rc) return rc;
     scp_err e;
@@ -662,10 +969,15 @@ static int serve_link(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2, l
 static int serve_utimens(struct req *q, const struct rpath *rp, uint64_t times) {
     struct timespec ts[2];
     int64_t mt;
-    if (times) {
-        if (read_mem((pid_t)q->n->pid, times, ts, sizeof ts)) return -EFAULT;
-        if (ts[1].tv_nsec == UTIME_OMIT) return 0;
-    }
+    if (times && read_mem((pid_t)q->n->pid, times, ts, sizeof ts)) return -EFAULT;
+    /* explicit times only by the owner (EPERM), "now" also with write permission (EACCES) */
+    int explicit_times = times && !((ts[0].tv_nsec == UTIME_NOW || ts[0].tv_nsec == UTIME_OMIT) &&
+                                    (ts[1].tv_nsec == UTIME_NOW || ts[1].tv_nsec == UTIME_OMIT));
+    if (times && ts[0].tv_nsec == UTIME_OMIT && ts[1].tv_nsec == UTIME_OMIT) return 0;
+    scp_vstat v;
+    int rc = vstat(q, rp, &v);
+    if (rc || (rc = req_cred(q)) || (rc = (int)scp_perm_utimes(&q->cred, &v, explicit_times))) return rc;
+    if (times && ts[1].tv_nsec == UTIME_OMIT) return 0;
     if (!times || ts[1].tv_nsec == UTIME_NOW) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
@@ -681,12 +993,33 @@ static int serve_utimens(struct req *q, const struct rpath *rp, uint64_t times) 
 static int serve_truncate(struct req *q, const struct rpath *rp, int64_t len) {
     if (len < 0) return -EINVAL;
     if ((uint64_t)len > q->s->max_file) return -EFBIG;
+    scp_vstat v;
+    int rc = vstat(q, rp, &v);
+    if (rc) return rc;
+    /* the kernel's order: the type, then write permission */
+    if (v.type != SCP_VTYPE_FILE) return v.type == SCP_VTYPE_DIR ? -EISDIR : -EINVAL;
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_access(&q->cred, &v, 2))) return rc;
     scp_err e;
     scp_vfile *f = scp_vfile_open(q->s->vol[rp->vol].v, rp->rel, O_RDWR, 0, &e);
     if (!f) return verr(&e);
-    int rc = scp_vfile_truncate(f, (uint64_t)len, &e) ? verr(&e) : 0;
+    rc = scp_vfile_truncate(f, (uint64_t)len, &e) ? verr(&e) : 0;
     if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
     return rc;
+}
+
+/* chmod/chown by the kernel's rules for the caller (perm.c), which may adjust the mode (a
+ * chown clears set-id bits); an entry that recorded no owner keeps the one it was shown with. */
+static int setattr_checked(struct req *q, const struct rpath *rp, int64_t mode, int64_t uid, int64_t gid) {
+    scp_vstat v;
+    scp_err e;
+    int rc = vstat(q, rp, &v);
+    if (rc || (rc = req_cred(q)) || (rc = (int)scp_perm_setattr(&q->cred, &v, &mode, uid, gid))) return rc;
+    if (!rp->rel[0]) return 0; /* the volume root holds no attributes */
+    if (v.owner_unset) {
+        if (uid < 0) uid = v.uid;
+        if (gid < 0) gid = v.gid;
+    }
+    return scp_volume_setattr(q->s->vol[rp->vol].v, rp->rel, mode, uid, gid, INT64_MIN, &e) ? verr(&e) : 0;
 }
 
 /* A call that names one path: read and resolve it, answer the kernel's way outside. */
@@ -726,7 +1059,8 @@ static int path_call(struct req *q, long nr, const uint64_t *a) {
     scp_volume *vol = s->vol[rp.vol].v;
     scp_vstat v;
     scp_err e;
-    mode_t um;
+    /* search permission on each directory of the path, with the caller's ids (perm.c) */
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_search(&q->cred, vol, rp.rel))) return rc;
     switch (nr) {
     case SYS_open: return serve_open(q, &rp, (int)a[1], (mode_t)a[2]);
     case SYS_creat: return serve_open(q, &rp, O_CREAT | O_WRONLY | O_TRUNC, (mode_t)a[1]);
@@ -742,31 +1076,41 @@ static int path_call(struct req *q, long nr, const uint64_t *a) {
     case SYS_newfstatat: return serve_stat(q, &rp, a[2], 0);
     case SYS_statx: return serve_stat(q, &rp, a[4], 1);
     case SYS_getxattr: case SYS_lgetxattr: case SYS_listxattr: case SYS_llistxattr:
-        rc = vstat(s, &rp, &v); /* volumes hold no extended attributes */
+        rc = vstat(q, &rp, &v); /* volumes hold no extended attributes */
         return rc ? rc : nr == SYS_listxattr || nr == SYS_llistxattr ? 0 : -ENODATA;
-    case SYS_access: case SYS_faccessat: case SYS_faccessat2: case SYS_readlink: case SYS_readlinkat:
-        rc = vstat(s, &rp, &v);
-        if (rc) return rc;
-        return nr == SYS_readlink || nr == SYS_readlinkat ? -EINVAL : 0;
+    case SYS_readlink: case SYS_readlinkat:
+        rc = vstat(q, &rp, &v);
+        return rc ? rc : -EINVAL;
+    case SYS_access: case SYS_faccessat: case SYS_faccessat2: {
+        int want = (int)a[nr == SYS_access ? 1 : 2] & 7;
+        if ((rc = vstat(q, &rp, &v))) return rc;
+        /* the real ids, or the effective ones for faccessat2 with AT_EACCESS */
+        if (nr == SYS_faccessat2 && (a[3] & AT_EACCESS)) return (int)scp_perm_access(&q->cred, &v, want);
+        return (int)scp_perm_access_real(&q->cred, &v, want);
+    }
     case SYS_mkdir: case SYS_mkdirat:
-        um = target_umask((pid_t)q->n->pid);
-        return scp_volume_mkdir(vol, rp.rel, (uint32_t)(a[nr == SYS_mkdir ? 1 : 2] & ~um & 07777), &e) ? verr(&e) : 0;
+        if ((rc = (int)scp_perm_parent(&q->cred, vol, rp.rel, 3)) || (rc = req_umask(q))) return rc;
+        if (scp_volume_mkdir(vol, rp.rel, (uint32_t)(a[nr == SYS_mkdir ? 1 : 2] & ~q->umask & 07777), &e)) return verr(&e);
+        return own_new(q, vol, rp.rel);
     case SYS_rmdir:
+        if ((rc = (int)scp_perm_parent(&q->cred, vol, rp.rel, 3)) || (rc = (int)scp_perm_sticky(&q->cred, vol, rp.rel)))
+            return rc;
         return scp_volume_rmdir(vol, rp.rel, &e) ? verr(&e) : (entries_moved(s->vw, s->nvw, rp.vol, rp.rel, NULL), 0);
     case SYS_unlink: case SYS_unlinkat:
+        if ((rc = (int)scp_perm_parent(&q->cred, vol, rp.rel, 3)) || (rc = (int)scp_perm_sticky(&q->cred, vol, rp.rel)))
+            return rc;
         if (nr == SYS_unlinkat && (a[2] & AT_REMOVEDIR))
             return scp_volume_rmdir(vol, rp.rel, &e) ? verr(&e) : (entries_moved(s->vw, s->nvw, rp.vol, rp.rel, NULL), 0);
         if (scp_volume_unlink(vol, rp.rel, &e)) return verr(&e);
         entries_moved(s->e, s->ne, rp.vol, rp.rel, NULL);
         return 0;
     case SYS_chmod: case SYS_fchmodat:
-        return scp_volume_setattr(vol, rp.rel, (int64_t)(a[nr == SYS_chmod ? 1 : 2] & 07777), -1, -1, INT64_MIN, &e)
-                   ? verr(&e) : 0;
+        return setattr_checked(q, &rp, (int64_t)(a[nr == SYS_chmod ? 1 : 2] & 07777), -1, -1);
     case SYS_chown: case SYS_lchown: case SYS_fchownat: {
         int k = nr == SYS_fchownat ? 2 : 1;
         int64_t uid = (int32_t)a[k] == -1 ? -1 : (int64_t)(uint32_t)a[k];
         int64_t gid = (int32_t)a[k + 1] == -1 ? -1 : (int64_t)(uint32_t)a[k + 1];
-        return scp_volume_setattr(vol, rp.rel, -1, uid, gid, INT64_MIN, &e) ? verr(&e) : 0;
+        return setattr_checked(q, &rp, -1, uid, gid);
     }
     case SYS_utimensat: return serve_utimens(q, &rp, a[2]);
     case SYS_truncate: return serve_truncate(q, &rp, (int64_t)a[1]);
@@ -781,7 +1125,14 @@ static void handle(struct req *q) {
     struct sup *s = q->s;
     pid_t pid = (pid_t)q->n->pid;
     int rc;
+    if (s->nlive) sweep(s);
     switch (d->nr) {
+    case SYS_setuid: case SYS_setgid: case SYS_setreuid: case SYS_setregid: case SYS_setresuid:
+    case SYS_setresgid: case SYS_setfsuid: case SYS_setfsgid: case SYS_setgroups:
+        /* before the change: this thread makes no other call until it is done */
+        cache_drop(s, pid);
+        pass(q);
+        return;
     case SYS_fsync: case SYS_fdatasync: case SYS_close: {
         long nr = memfd_entry(s, pid, (int)a[0]);
         if (nr < 0) { pass(q); return; }
@@ -866,8 +1217,11 @@ static void serve(struct sup *s) {
             break;
         }
         memset(&r, 0, sizeof r);
-        struct req q = {s, &n, &r, 0};
+        struct req q = {.s = s, .n = &n, .r = &r, .pidfd = -1};
+        /* an exec may give a thread another's id (the leader's) */
+        if (n.data.nr == SYS_execve || n.data.nr == SYS_execveat) cache_drop(s, 0);
         handle(&q);
+        if (q.pidfd >= 0) close(q.pidfd); /* not confirmed */
         if (!q.answered) ioctl(s->listener, SECCOMP_IOCTL_NOTIF_SEND, &r); /* ENOENT: gone */
     }
 }
@@ -893,6 +1247,15 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
     }
     s.nvol = n;
     s.views = view_fs(&s.view_dev);
+    /* a lease break (an open for writing while writer_left holds its lease) signals SIGIO */
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigaction(SIGIO, &ign, NULL);
+    s.share = leases_work();
+    s.euid = geteuid();
+    s.egid = getegid();
+    int self = (int)syscall(SYS_pidfd_open, getpid(), PIDFD_THREAD);
+    s.pidfd_thread = self >= 0;
+    if (self >= 0) close(self);
     /* ready: only now may the caller make its calls wait for this process */
     if (write(sock, "r", 1) != 1) syscall(SYS_exit_group, 1);
     s.listener = recv_fd(sock);

@@ -28,142 +28,42 @@
 #include <unistd.h>
 
 #include "shield/internal.h"
+#include "shield/perm.h"
 
 /* ---- permission checks inside a volume --------------------------------------------------- */
 
 /* The program's credentials, read once and again after each change that goes through the
- * interposed set*id calls below: the read path (open of a protected file) makes no system call. */
-static struct {
-    int valid; /* atomic */
-    uid_t euid, ruid;
-    gid_t egid, rgid;
-    gid_t groups[256];
-    int ngroups;
-} cr;
+ * interposed set*id calls below: the read path (open of a protected file) makes no system call.
+ * The rules themselves are perm.c's, shared with the static-image supervisor. */
+static struct scp_cred cr;
+static int cr_valid; /* atomic */
 
-static void cred_load(void) {
-    if (__atomic_load_n(&cr.valid, __ATOMIC_ACQUIRE)) return;
+static const struct scp_cred *cred_load(void) {
+    if (__atomic_load_n(&cr_valid, __ATOMIC_ACQUIRE)) return &cr;
     cr.euid = geteuid();
     cr.egid = getegid();
     cr.ruid = getuid();
     cr.rgid = getgid();
-    int n = getgroups(256, cr.groups);
+    int n = getgroups(SCP_PERM_MAX_GROUPS, cr.groups);
     cr.ngroups = n < 0 ? 0 : n;
-    __atomic_store_n(&cr.valid, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&cr_valid, 1, __ATOMIC_RELEASE);
+    return &cr;
 }
-static void cred_changed(void) { __atomic_store_n(&cr.valid, 0, __ATOMIC_RELEASE); }
+static void cred_changed(void) { __atomic_store_n(&cr_valid, 0, __ATOMIC_RELEASE); }
 
-static int in_group_as(gid_t g, gid_t primary) {
-    cred_load();
-    if (g == primary) return 1;
-    for (int i = 0; i < cr.ngroups; i++)
-        if (cr.groups[i] == g) return 1;
-    return 0;
-}
-static int in_group(gid_t g) { return in_group_as(g, (cred_load(), cr.egid)); }
-
-/* The mode bits against (uid, gid): the effective ids, or the real ones for access(2). */
-static long access_as(const scp_vstat *v, int want, uid_t uid, gid_t gid) {
-    uint32_t mode = v->mode & 0777;
-    if (uid == 0) {
-        /* root: read and write always; execute needs one x bit on a file (the kernel's rule) */
-        if ((want & 1) && v->type != SCP_VTYPE_DIR && !(mode & 0111)) return -EACCES;
-        return 0;
-    }
-    unsigned bits;
-    if (v->uid == uid) bits = (mode >> 6) & 7;
-    else if (in_group_as((gid_t)v->gid, gid)) bits = (mode >> 3) & 7;
-    else bits = mode & 7;
-    return ((unsigned)want & ~bits) ? -EACCES : 0;
-}
-
-int sh_cred_root(void) {
-    cred_load();
-    return cr.euid == 0;
-}
-
-long sh_cred_access(const scp_vstat *v, int want) {
-    cred_load();
-    return access_as(v, want, cr.euid, cr.egid);
-}
-
-/* access/faccessat check the real ids, faccessat2 with AT_EACCESS the effective ones. */
-long sh_cred_access_real(const scp_vstat *v, int want) {
-    cred_load();
-    return access_as(v, want, cr.ruid, cr.rgid);
-}
-
-/* The kernel checks search permission on every directory a path walks through (root passes
- * by CAP_DAC_OVERRIDE): each directory above `rel` in the volume. A missing or non-directory
- * component is left to the call itself (ENOENT, ENOTDIR). */
-long sh_cred_search(int vol, const char *rel) {
-    cred_load();
-    if (cr.euid == 0) return 0;
-    char p[PATH_MAX];
-    size_t n = strlen(rel);
-    if (n >= sizeof p) return -ENAMETOOLONG;
-    memcpy(p, rel, n + 1);
-    for (char *s = p; (s = strchr(s, '/')); *s++ = '/') {
-        *s = '\0';
-        scp_vstat v;
-        scp_err e;
-        if (scp_volume_stat(sh.vol[vol].v, p, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
-        sh_cred_owner(&v);
-        long r = access_as(&v, 1, cr.euid, cr.egid);
-        if (r) return r;
-    }
-    return 0;
-}
-
-/* utimensat: explicit times only by the owner (EPERM); "now" also with write permission
- * (EACCES otherwise). Root may do both. */
-long sh_cred_utimes(const scp_vstat *v, int explicit_times) {
-    cred_load();
-    if (cr.euid == 0 || v->uid == cr.euid) return 0;
-    if (explicit_times) return -EPERM;
-    return access_as(v, 2, cr.euid, cr.egid);
-}
-
-/* Entries that record no owner (the volume root; directories made before owners were kept for
- * directories, which hold 0/0) are reported as the caller's (real ids). */
-void sh_cred_owner(scp_vstat *v) {
-    if (!v->owner_unset) return;
-    cred_load();
-    v->uid = cr.ruid;
-    v->gid = cr.rgid;
-}
-
-long sh_cred_open(const scp_vstat *v, int flags) {
-    if (flags & O_PATH) return 0;
-    int acc = flags & O_ACCMODE, want = 0;
-    if (acc == O_RDONLY || acc == O_RDWR) want |= 4;
-    if (acc == O_WRONLY || acc == O_RDWR || (flags & O_TRUNC)) want |= 2;
-    return sh_cred_access(v, want);
-}
-
-/* chmod/chown by the kernel's rules. *mode (-1: unchanged) may come back adjusted: chmod by
- * a non-root caller outside the file's group drops S_ISGID; a chown of a regular file drops
- * S_ISUID, and S_ISGID where group execute is set (for root too, as Linux does). */
+int sh_cred_root(void) { return cred_load()->euid == 0; }
+long sh_cred_access(const scp_vstat *v, int want) { return scp_perm_access(cred_load(), v, want); }
+long sh_cred_access_real(const scp_vstat *v, int want) { return scp_perm_access_real(cred_load(), v, want); }
+long sh_cred_search(int vol, const char *rel) { return scp_perm_search(cred_load(), sh.vol[vol].v, rel); }
+long sh_cred_utimes(const scp_vstat *v, int explicit_times) { return scp_perm_utimes(cred_load(), v, explicit_times); }
+void sh_cred_owner(scp_vstat *v) { scp_perm_owner(cred_load(), v); }
+long sh_cred_open(const scp_vstat *v, int flags) { return scp_perm_open(cred_load(), v, flags); }
 long sh_cred_setattr(const scp_vstat *v, int64_t *mode, int64_t uid, int64_t gid) {
-    cred_load();
-    uid_t me = cr.euid;
-    if (me != 0) {
-        if (*mode >= 0 && v->uid != me && !v->owner_unset) return -EPERM;
-        /* chown: only root gives a file away; the owner may change its group to one of its own */
-        if (uid >= 0 && (uid != (int64_t)v->uid || v->uid != me)) return -EPERM;
-        if (gid >= 0 && gid != (int64_t)v->gid && (v->uid != me || !in_group((gid_t)gid))) return -EPERM;
-        if (gid >= 0 && v->uid != me) return -EPERM;
-        if (*mode >= 0 && v->type != SCP_VTYPE_DIR && (*mode & S_ISGID) && !in_group((gid_t)v->gid))
-            *mode &= ~(int64_t)S_ISGID;
-    }
-    if ((uid >= 0 || gid >= 0) && v->type != SCP_VTYPE_DIR && *mode < 0 && (v->mode & (S_ISUID | S_ISGID))) {
-        int64_t m = v->mode & 07777;
-        m &= ~(int64_t)S_ISUID;
-        if (m & S_IXGRP) m &= ~(int64_t)S_ISGID;
-        if (m != (int64_t)(v->mode & 07777)) *mode = m;
-    }
-    return 0;
+    return scp_perm_setattr(cred_load(), v, mode, uid, gid);
 }
+long sh_cred_link(const scp_vstat *v) { return scp_perm_link(cred_load(), v); }
+long sh_cred_parent(int vol, const char *rel, int want) { return scp_perm_parent(cred_load(), sh.vol[vol].v, rel, want); }
+long sh_cred_sticky(int vol, const char *rel) { return scp_perm_sticky(cred_load(), sh.vol[vol].v, rel); }
 
 /* ---- keep the backing store reachable across a change of user ----------------------------- */
 
@@ -277,57 +177,6 @@ SH_EXPORT int initgroups(const char *user, gid_t g) {
     int rc = f(user, g);
     cred_changed();
     return rc;
-}
-
-/* link(2) under fs.protected_hardlinks (Linux's default): the owner, root, or a caller that may
- * read and write a regular file that is neither setuid nor setgid-executable; else EPERM. */
-long sh_cred_link(const scp_vstat *v) {
-    cred_load();
-    if (cr.euid == 0 || v->uid == cr.euid) return 0;
-    if (v->type != SCP_VTYPE_FILE || (v->mode & S_ISUID) ||
-        (v->mode & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
-        return -EPERM;
-    return access_as(v, 6, cr.euid, cr.egid) ? -EPERM : 0;
-}
-
-/* Write and search permission on the directory that holds `rel` (creating or removing a name). */
-long sh_cred_parent(int vol, const char *rel, int want) {
-    const char *slash = strrchr(rel, '/');
-    if (!slash) return 0; /* the volume root: reported as the program's own (path_vstat) */
-    char parent[4096];
-    size_t n = (size_t)(slash - rel);
-    if (n >= sizeof parent) return -ENAMETOOLONG;
-    memcpy(parent, rel, n);
-    parent[n] = '\0';
-    scp_vstat v;
-    scp_err e;
-    /* a missing parent, or one that is not a directory: the call reports ENOENT or ENOTDIR,
-     * which the kernel finds before permissions (its lookup fails first) */
-    if (scp_volume_stat(sh.vol[vol].v, parent, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
-    sh_cred_owner(&v);
-    return sh_cred_access(&v, want);
-}
-
-/* Removing or replacing the name `rel` (unlink, rmdir, rename from or over it) in a sticky
- * directory (S_ISVTX, /tmp's 01777): only root, the directory's owner or the entry's owner
- * may (EPERM, the kernel's check_sticky). A missing entry or parent: the call reports it. */
-long sh_cred_sticky(int vol, const char *rel) {
-    cred_load();
-    const char *slash = strrchr(rel, '/');
-    if (cr.euid == 0 || !slash) return 0; /* the volume root is 0755, never sticky */
-    char parent[4096];
-    size_t n = (size_t)(slash - rel);
-    if (n >= sizeof parent) return -ENAMETOOLONG;
-    memcpy(parent, rel, n);
-    parent[n] = '\0';
-    scp_vstat d, v;
-    scp_err e;
-    if (scp_volume_stat(sh.vol[vol].v, parent, &d, &e) || d.type != SCP_VTYPE_DIR || !(d.mode & S_ISVTX))
-        return 0;
-    sh_cred_owner(&d);
-    if (d.uid == cr.euid || scp_volume_stat(sh.vol[vol].v, rel, &v, &e)) return 0;
-    sh_cred_owner(&v);
-    return v.uid == cr.euid ? 0 : -EPERM;
 }
 
 /* New files get mode & ~umask: follow the program's umask changes, not only the one at start. */

@@ -55,6 +55,24 @@ SCPSTATIC_app3"
     stored $? app.txt "XXPSTATIC_app1
 SCPSTATIC_app2
 SCPSTATIC_app3"
+    # two processes that open one file for writing see one file: a subshell (another
+    # process) appends between two writes of its parent's open descriptor, and two background
+    # loops append at once; every line must be stored (a copy per open lost the other's lines)
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" sh -c '
+        exec 3>>"$1/two.txt"; echo SCPSTATIC_two_A >&3
+        (echo SCPSTATIC_two_B >> "$1/two.txt"); echo SCPSTATIC_two_C >&3; exec 3>&-' sh "$MNT"
+    stored $? two.txt "SCPSTATIC_two_A
+SCPSTATIC_two_B
+SCPSTATIC_two_C"
+    timeout 120 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" sh -c '
+        loop() { i=0; while [ $i -lt 40 ]; do echo "SCPSTATIC_$2_$i" >> "$1/both.txt"; i=$((i + 1)); done; }
+        loop "$1" p & loop "$1" q & wait' sh "$MNT"
+    rc=$?
+    [ $rc -eq 0 ] || fail "both.txt: two appending processes failed (exit $rc)"
+    got=$(cat_vol both.txt | sort | tr '\n' ' ')
+    want=$(i=0; while [ $i -lt 40 ]; do echo "SCPSTATIC_p_$i"; echo "SCPSTATIC_q_$i"; i=$((i + 1)); done | sort | tr '\n' ' ')
+    [ "$got" = "$want" ] || fail "both.txt: of 80 lines appended by two processes the volume holds $(cat_vol both.txt | wc -l)"
+    echo "ok   both.txt (80 lines appended by two processes at once, all stored)"
     # a dynamic program (coreutils cp) started by the static shell runs without the shield and
     # is served by the same supervisor (cp compares fstat of what it opened with stat)
     timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" sh -c 'cp "$1/cp.txt" "$1/dyn.txt"' sh "$MNT"

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -44,6 +45,13 @@ func main() {
 		if err := f.Close(); err != nil {
 			die("close", err)
 		}
+		return
+	}
+	// gofiles DIR creds: as root, read DIR/secret (0600, root's); then become nobody (65534)
+	// by syscall.Setgid/Setuid, which a static program makes by raw system call on every
+	// thread, and print what each step gives: the new identity is the one enforced
+	if len(os.Args) > 2 && os.Args[2] == "creds" {
+		credSteps(dir)
 		return
 	}
 	if len(os.Args) > 2 && os.Args[2] == "kill" {
@@ -114,4 +122,61 @@ func main() {
 	fmt.Printf("readdir: %s\n", strings.Join(names, " "))
 	fmt.Printf("stat: %d bytes, mode %v\n", st.Size(), st.Mode())
 	fmt.Println("ok")
+}
+
+// outcome: "ok", or the errno's text of a failed step
+func outcome(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var en syscall.Errno
+	if errors.As(err, &en) {
+		return en.Error()
+	}
+	return err.Error()
+}
+
+func credSteps(dir string) {
+	step := func(what string, err error) { fmt.Printf("%s: %s\n", what, outcome(err)) }
+	readf := func(name string) error { _, err := os.ReadFile(dir + "/" + name); return err }
+	step("root reads secret", readf("secret"))
+	if err := syscall.Setgroups([]int{}); err != nil {
+		die("setgroups", err)
+	}
+	if err := syscall.Setgid(65534); err != nil {
+		die("setgid", err)
+	}
+	if err := syscall.Setuid(65534); err != nil {
+		die("setuid", err)
+	}
+	step("nobody reads secret", readf("secret"))
+	step("nobody reads pub", readf("pub"))
+	f, err := os.OpenFile(dir+"/pub", os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		f.Close()
+	}
+	step("nobody appends to pub", err)
+	f, err = os.Create(dir + "/rootdir/new")
+	if err == nil {
+		f.Close()
+	}
+	step("nobody creates in rootdir", err)
+	step("nobody chmods secret", os.Chmod(dir+"/secret", 0666))
+	step("nobody removes rootdir/x", os.Remove(dir+"/rootdir/x"))
+	step("nobody renames rootdir/x", os.Rename(dir+"/rootdir/x", dir+"/nbdir/x"))
+	step("nobody mkdirs in rootdir", os.Mkdir(dir+"/rootdir/d", 0755))
+	step("nobody truncates pub", os.Truncate(dir+"/pub", 0))
+	step("nobody access(W) pub", syscall.Access(dir+"/pub", 2))
+	f, err = os.Create(dir + "/nbdir/mine")
+	if err == nil {
+		f.WriteString("SCPGO_creds_mine")
+		err = f.Close()
+	}
+	step("nobody creates in nbdir", err)
+	if st, err := os.Stat(dir + "/nbdir/mine"); err == nil {
+		s := st.Sys().(*syscall.Stat_t)
+		fmt.Printf("owner of nbdir/mine: %d %d\n", s.Uid, s.Gid)
+	} else {
+		step("stat nbdir/mine", err)
+	}
 }
