@@ -70,7 +70,7 @@ PW=$("$SCPCTL" session secret pg pgpass 2>/dev/null)
 # the plain server: the session's own command with the port changed and the password from a file
 # the script writes itself (the plain container has no CAS to inject it)
 CMD=$(sed -n "s/^    command: \[\/bin\/sh, -c, '\(.*\)'\]$/\1/p" "$T/pg.yaml" | sed -e "s/-p $SPORT/-p $PPORT/" \
-    -e 's|--pwfile=/run/secrets/pgpass|--pwfile=/tmp/pw|' -e 's| -c ssl=on .*$||')
+    -e 's|--pwfile=/run/secrets/pgpass|--pwfile=/tmp/pw|')
 [ -n "$CMD" ] || fail "cannot read the command of images/postgres/session.yaml"
 
 say "starting both (initdb on the first start)"
@@ -78,10 +78,8 @@ docker run -d --name $N-secure --network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_P
     -v "$T/sock:/run/scp" -v $N-svol:/scp-volumes $N/pg-secure:1 >/dev/null || fail "docker run secure"
 docker run -d --name $N-plain --network host -e PW="$PW" -v $N-pvol:/var/lib/postgresql/data \
     --entrypoint /bin/sh "$BASE" -c "printf '%s' \"\$PW\" >/tmp/pw; $CMD" >/dev/null || fail "docker run plain"
-# channel_binding=disable: libpq 15 cannot bind SCRAM to a certificate signed with Ed25519 (CAS's
-# service CA): "could not find digest for NID UNDEF"
-export PGPASSWORD=$PW PGSSLROOTCERT=$T/data/service-ca.crt PGCHANNELBINDING=disable
-# the secure server takes TCP only over TLS (its own, with CAS's certificate), the plain one none
+export PGPASSWORD=$PW PGSSLROOTCERT=$T/data/service-ca.crt
+# the secure server takes TCP only over TLS (the network shield's, with CAS's certificate), the plain one none
 sslmode() { if [ "$1" = "$SPORT" ]; then echo verify-full; else echo disable; fi; }
 for p in $SPORT $PPORT; do
     PGSSLMODE=$(sslmode "$p")
