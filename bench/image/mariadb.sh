@@ -7,12 +7,10 @@
 #
 #   secure      the secure image under docker run with a real CAS and the local attestation
 #               service: data directory on a protected volume, USER mysql under the shield, the
-#               port TLS through the network shield; sysbench is itself a shielded client
-#               (`scpctl run` with a session whose peer rule names the port, verifying CAS's
-#               service CA: MySQL clients start in plaintext, the shield's TLS from the first byte)
-#   secure-socat  the same server, sysbench through a local socat TLS tunnel instead (a stock
-#               client as images/README.md describes; the tunnel costs more CPU than the server's
-#               whole TLS, on the same two cores)
+#               port TLS through the network shield (`protocol: mysql`: MySQL's own TLS start);
+#               sysbench is itself a shielded client (`scpctl run` with a session whose peer
+#               rule, `protocol: mysql`, names the port and verifies CAS's service CA): the TLS
+#               of both ends in their own processes, as with a client library's own TLS
 #   plain       the base image run as is, data in a Docker volume, plain TCP (no TLS)
 #   plain+tls   the plain container behind a socat TLS server on the host, sysbench through a
 #               socat client tunnel: the cost of tunnels and TLS without the shield
@@ -69,7 +67,7 @@ CA=$T/data/service-ca.crt
 mkdir "$T/sock"
 "$SCPCTL" platform serve --key "$T/p.key" --socket "$T/sock/attest.sock" >"$T/serve.log" 2>&1 &
 SERVE=$!
-SPORT=$(free_port) PPORT=$(free_port) STUN=$(free_port) PTUN=$(free_port) PTLS=$(free_port)
+SPORT=$(free_port) PPORT=$(free_port) PTUN=$(free_port) PTLS=$(free_port)
 
 say "images: $BASE and its secure image (images/build.sh)"
 bash "$ROOT/images/build.sh" mariadb -t $N/mariadb:1 --session mdb --port "$SPORT" --out "$T" --scpctl "$SCPCTL" \
@@ -92,11 +90,9 @@ chmod 644 "$T/pconf/"*
 CMD=$(sed -n "s/^    command: \[\/bin\/sh, -c, '\(.*\)'\]$/\1/p" "$T/mariadb.session.yaml" | sed -e 's|/etc/mysql/scp.cnf|/scp-etc/scp.cnf|')
 [ -n "$CMD" ] || fail "cannot read the command of the session template"
 
-# the client's TLS tunnel to the secure server, and a TLS server in front of the plain one
+# a TLS server in front of the plain server, and the client's tunnel to it
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/tls.key" -out "$T/tls.crt" \
     -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -days 2 >/dev/null 2>&1 || fail "openssl req"
-socat TCP-LISTEN:"$STUN",bind=127.0.0.1,reuseaddr,fork,nodelay OPENSSL:127.0.0.1:"$SPORT",cafile="$CA",verify=1,commonname=127.0.0.1,nodelay 2>/dev/null &
-TUNNELS+=($!)
 socat OPENSSL-LISTEN:"$PTLS",bind=127.0.0.1,reuseaddr,fork,cert="$T/tls.crt",key="$T/tls.key",verify=0,nodelay TCP:127.0.0.1:"$PPORT",nodelay 2>/dev/null &
 TUNNELS+=($!)
 socat TCP-LISTEN:"$PTUN",bind=127.0.0.1,reuseaddr,fork,nodelay OPENSSL:127.0.0.1:"$PTLS",cafile="$T/tls.crt",verify=1,commonname=127.0.0.1,nodelay 2>/dev/null &
@@ -116,7 +112,13 @@ services:
               --mysql-password=$PW, --mysql-db=sbtest, --tables=$TABLES, --table-size=$ROWS, --threads=$THREADS,
               --time=$SECS, run]
     network:
-      peers: [{host: 127.0.0.1, port: $SPORT}]
+      peers: [{host: 127.0.0.1, port: $SPORT, protocol: mysql}]
+  - name: prepare
+    measurements: [$MS]
+    command: [sysbench, $TEST, --db-driver=mysql, --mysql-host=127.0.0.1, --mysql-port=$SPORT, --mysql-user=root,
+              --mysql-password=$PW, --mysql-db=sbtest, --tables=$TABLES, --table-size=$ROWS, prepare]
+    network:
+      peers: [{host: 127.0.0.1, port: $SPORT, protocol: mysql}]
 YAML
 "$SCPCTL" session create "$T/client.session.yaml" >/dev/null 2>&1 || fail "session create (client)"
 
@@ -125,18 +127,31 @@ docker run -d --name $N-secure --network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_P
     -v "$T/sock:/run/scp" -v $N-svol:/scp-volumes $N/mariadb:1 >/dev/null || fail "docker run secure"
 docker run -d --name $N-plain --network host -v $N-pvol:/var/lib/mysql -v "$T/pconf:/scp-etc:ro" \
     --entrypoint /bin/sh "$BASE" -c "$CMD" >/dev/null || fail "docker run plain"
-sqlp() { mariadb --no-defaults --skip-ssl -h 127.0.0.1 -P "$1" -uroot -p"$PW" -N -B -e "$2"; }
+sqlp() { # PORT SQL: the secure server with the client's own TLS (CAS's service CA), the plain one without
+    if [ "$1" = "$SPORT" ]; then
+        mariadb --no-defaults --ssl --ssl-ca="$CA" --ssl-verify-server-cert -h 127.0.0.1 -P "$1" -uroot -p"$PW" -N -B -e "$2"
+    else
+        mariadb --no-defaults --skip-ssl -h 127.0.0.1 -P "$1" -uroot -p"$PW" -N -B -e "$2"
+    fi
+}
 SB() { # PORT COMMAND [ARGS]
     local p=$1 c=$2
     shift 2
     sysbench "$TEST" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$p" --mysql-user=root --mysql-password="$PW" \
         --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" "$@" "$c"
 }
-for p in $STUN $PPORT; do
+prepare() { # PORT
+    if [ "$1" = "$SPORT" ]; then
+        "$SCPCTL" run --session mdbclient --service prepare --platform-key "$T/p.key" -- "$T/bin/sysbench"
+    else
+        SB "$1" prepare
+    fi
+}
+for p in $SPORT $PPORT; do
     for _ in $(seq 900); do sqlp "$p" 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
     sqlp "$p" 'select 1' >/dev/null 2>&1 ||
         fail "mariadb on $p does not answer: $(docker logs $N-secure 2>&1 | tail -5) $(docker logs $N-plain 2>&1 | tail -5)"
-    sqlp "$p" 'create database sbtest' && SB "$p" prepare >/dev/null 2>&1 || fail "sysbench prepare on $p"
+    sqlp "$p" 'create database sbtest' && prepare "$p" >/dev/null 2>&1 || fail "sysbench prepare on $p"
 done
 
 cpu_ns() { cat "/sys/fs/cgroup/cpuacct/docker/$(docker inspect -f '{{.Id}}' "$1")/cpuacct.usage" 2>/dev/null || echo 0; }
@@ -163,27 +178,25 @@ run() { # CONTAINER PORT|shield: one sysbench run; prints "TPS CONTAINER_CPU_US/
     awk -v t="$tps" -v a="$c0" -v b="$c1" -v k="$k0" -v l="$k1" -v i="$i0" -v j="$i1" -v n="$n" -v s="$SECS" -v hz="$(getconf CLK_TCK)" \
         'BEGIN {printf "%s %.0f %.0f %.0f\n", t, (b - a) / 1000 / n, (l - k) / 1000 / n, (j - i) * 100 / hz / (s + 0.3)}'
 }
-: >"$T/secure" && : >"$T/securesocat" && : >"$T/plain" && : >"$T/plaintls"
+: >"$T/secure" && : >"$T/plain" && : >"$T/plaintls"
 for r in $(seq "$ROUNDS"); do
     l=$(cut -d' ' -f1 /proc/loadavg)
     run $N-secure shield >>"$T/secure"
-    run $N-secure "$STUN" >>"$T/securesocat"
     run $N-plain "$PPORT" >>"$T/plain"
     run $N-plain "$PTUN" >>"$T/plaintls"
-    say "round $r (load $l): secure $(tail -1 "$T/secure") secure-socat $(tail -1 "$T/securesocat") plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") (tps, container and client CPU us/txn, idle %)"
+    say "round $r (load $l): secure $(tail -1 "$T/secure") plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") (tps, container and client CPU us/txn, idle %)"
 done
 med() { cut -d' ' -f"$2" "$T/$1" | median; }
 rr=$(paste -d' ' "$T/secure" "$T/plain" | awk '$5 > 0 {printf "%.3f\n", $1 / $5}' | median)
 echo "sysbench $TEST, innodb_flush_log_at_trx_commit=${FLUSH_AT_COMMIT:-2}, $TABLES tables x $ROWS rows, $THREADS threads, ${SECS}s x $ROUNDS rounds (medians), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  %-12s %9s %14s %11s %9s\n' "" tps "container us" "client us" "idle %"
-for f in secure securesocat plain plaintls; do
-    case $f in securesocat) name=secure-socat ;; plaintls) name=plain+tls ;; *) name=$f ;; esac
+for f in secure plain plaintls; do
+    case $f in plaintls) name=plain+tls ;; *) name=$f ;; esac
     printf '  %-12s %9s %14s %11s %9s\n' "$name" "$(med $f 1)" "$(med $f 2)" "$(med $f 3)" "$(med $f 4)"
 done
 echo "  (container and client: CPU time per transaction; idle: the machine's idle time during the run, % of one core)"
-awk -v s="$(med secure 1)" -v o="$(med securesocat 1)" -v p="$(med plain 1)" -v t="$(med plaintls 1)" \
-    -v sc="$(med secure 2)" -v pc="$(med plain 2)" -v sk="$(med secure 3)" -v ok="$(med securesocat 3)" -v pk="$(med plain 3)" 'BEGIN {
+awk -v s="$(med secure 1)" -v p="$(med plain 1)" -v t="$(med plaintls 1)" \
+    -v sc="$(med secure 2)" -v pc="$(med plain 2)" -v sk="$(med secure 3)" -v pk="$(med plain 3)" 'BEGIN {
     printf "  secure/plain: throughput %.2fx, container CPU per transaction %.2fx, client CPU per transaction %.2fx\n", p ? s / p : 0, pc ? sc / pc : 0, pk ? sk / pk : 0
-    printf "  secure-socat/plain: throughput %.2fx, client CPU per transaction %.2fx\n", p ? o / p : 0, pk ? ok / pk : 0
     printf "  secure/plain+tls: throughput %.2fx\n", t ? s / t : 0 }'
 echo "  secure/plain per round: throughput $(paste -d' ' "$T/secure" "$T/plain" | awk '$5 > 0 {printf "%.2f ", $1 / $5}')(median ${rr}x)"

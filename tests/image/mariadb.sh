@@ -4,31 +4,26 @@
 # mysql, the data directory /var/lib/mysql a protected volume (mariadb-install-db on the first
 # start, InnoDB with the configuration tuned for the shield), the root and app passwords that
 # CAS generates set by the injected --init-file, the port TLS through the network shield
-# (certificate from CAS). The mariadb client reaches it through a TLS tunnel (socat, verifying
-# CAS's service CA: the MySQL protocol starts in plaintext, the shield's TLS from the first
-# byte): the app user creates a table with a plaintext marker, a wrong password is refused, a
+# (certificate from CAS; `protocol: mysql`, the shield speaks MySQL's TLS start). The mariadb
+# client connects with its own TLS, verifying CAS's service CA and the server's name
+# (--ssl-verify-server-cert): the app user creates a table with a plaintext marker, a wrong password is refused, a
 # plaintext client on the port gets nothing, mariadbd runs as mysql; the Docker volume holds no
 # marker and no password, nothing reached /var/lib/mysql or the configuration in the container's
 # layer; after docker stop (exit 0) and docker run the rows are back; a tampered image and a
 # session listing another measurement get no secrets (curated_lib.sh).
-# Usage: mariadb.sh SCPCTL. Exit 77 (skipped) without Docker, the mariadb client or socat.
-command -v mariadb >/dev/null && command -v socat >/dev/null || { echo "mariadb client or socat not installed: skipped"; exit 77; }
+# Usage: mariadb.sh SCPCTL. Exit 77 (skipped) without Docker or the mariadb client.
+command -v mariadb >/dev/null || { echo "mariadb client not installed: skipped"; exit 77; }
 PWSECRET=root_password START_SECS=${START_SECS:-180}
 source "$(dirname "$0")/curated_lib.sh" "$1" mariadb
-TUNNEL=
-trap '[ -n "$TUNNEL" ] && kill "$TUNNEL" 2>/dev/null; curated_cleanup' EXIT
+trap curated_cleanup EXIT
 expect_rc 0 "$SCPCTL" session secret $S app_password
 APW=$(cat "$T/last.out")
 [ ${#APW} -eq 32 ] && [ "$APW" != "$PW" ] || fail "no app password from CAS"
-# the client's end of TLS: a local port that socat carries over TLS to the shielded port
-LPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-socat TCP-LISTEN:"$LPORT",bind=127.0.0.1,reuseaddr,fork,nodelay \
-    OPENSSL:127.0.0.1:"$PORT",cafile="$CA",verify=1,commonname=127.0.0.1,nodelay 2>"$T/socat.log" &
-TUNNEL=$!
-sql() { # USER PASSWORD SQL...: through the tunnel
+sql() { # USER PASSWORD SQL...: TLS by the client, verifying CAS's service CA and the name
     local u=$1 p=$2
     shift 2
-    mariadb --no-defaults --skip-ssl --connect-timeout=10 -h 127.0.0.1 -P "$LPORT" -u "$u" -p"$p" -N -B -e "$*"
+    mariadb --no-defaults --ssl --ssl-ca="$CA" --ssl-verify-server-cert --connect-timeout=10 -h 127.0.0.1 -P "$PORT" \
+        -u "$u" -p"$p" -N -B -e "$*"
 }
 up() { sql root "$PW" 'select 1'; }
 
@@ -45,6 +40,11 @@ sql app "$APW" 'select count(*) from mysql.global_priv' >/dev/null 2>&1 && fail 
 out=$(timeout 10 mariadb --no-defaults --skip-ssl --connect-timeout=5 -h 127.0.0.1 -P "$PORT" -u app -p"$APW" -N -B \
     -e 'select t from app.marker' 2>&1)
 case $out in *"$MARK"*) fail "a plaintext client got the rows" ;; esac
+case $out in *"Lost connection"*) ;; *) fail "no refusal of a plaintext client: $out" ;; esac
+sql app "$APW" 'show session status like "Ssl_version"' | grep -qP '^Ssl_version\t$' ||
+    fail "mariadbd itself speaks TLS (not the shield)"
+mariadb --no-defaults --ssl --ssl-ca="$CA" --ssl-verify-server-cert -h 127.0.0.1 -P "$PORT" -u app -p"$APW" -e '\s' |
+    grep -q "SSL:.*Cipher in use is TLS_AES" || fail "the client does not see TLS 1.3"
 MYUID=$(docker run --rm --entrypoint /usr/bin/id $TAG/$CURATED:1 -u mysql)
 docker top $TAG-c1 -eo pid,uid,comm | grep -E " $MYUID +mariadbd\$" >/dev/null ||
     fail "mariadbd does not run as mysql (uid $MYUID): $(docker top $TAG-c1 -eo pid,uid,comm)"
