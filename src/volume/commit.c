@@ -192,7 +192,10 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
     if (index >= r->nchunks) return 0;
     memcpy(ent(f, index), e, ENT);
     f->page_dirty[index / SCP_TABLE_PAGE] = 1;
-    if (u64map_put(&f->unapplied, index, 1) < 0)
+    /* A chunk overwritten in place by the other process (its second slot): read it from .s */
+    if (SCP_ENT_SLOT(e) && f->fd_s < 0) (void)file_open_slot(f, 0, NULL);
+    /* The commit that named it is at or below the generation being followed (under vol_lock) */
+    if (u64map_put(&f->unapplied, index, f->vol->gen) < 0)
         return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     return 0;
 }
@@ -1118,6 +1121,7 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         man_sync_links(&v->man, (size_t)mi);
         named = -1;
     }
+    uint64_t gen = v->gen; /* this commit's (for the unapplied set) */
     if (named > 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     vol_unlock(v);
     if (named <= 0) return commit_abort(f, named);
@@ -1128,8 +1132,8 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
      * only what changes after this one (replay walks every record of the log). */
     int nomem = 0;
     for (uint64_t i = changed_next(f, 0, lim); i < lim; i = changed_next(f, i + 1, lim))
-        nomem |= u64map_put(&f->unapplied, i, 1) < 0;
-    for (uint64_t i = lim; i < n; i++) nomem |= u64map_put(&f->unapplied, i, 1) < 0;
+        nomem |= u64map_put(&f->unapplied, i, gen) < 0;
+    for (uint64_t i = lim; i < n; i++) nomem |= u64map_put(&f->unapplied, i, gen) < 0;
     if (!nomem) /* (else they stay marked: the next records list them again, as before) */
         memset(f->changed, 0, f->table_cap / 8 + 1);
     u64map_clear(&f->placed); /* (their entries are committed: later writes journal them) */

@@ -279,6 +279,10 @@ static int writer_refresh(scp_file *f, scp_err *err) {
             rc = file_load(f, e, err);
     }
     if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
+    /* Shared mode: entries committed at or below it may be overwritten in their other slot
+     * (chunk_target_shared) */
+    f->w_dur_gen = v->mlog ? v->dur_gen
+                           : (v->slot_gen[0] > v->slot_gen[1] ? v->slot_gen[0] : v->slot_gen[1]);
     vol_unlock(v);
     return rc;
 }
