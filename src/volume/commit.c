@@ -1105,7 +1105,10 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
     long mi = -1;
     scp_mentry saved;
     int named = commit_name(f, root, &mi, &saved, err), durable = 0;
-    if (named > 0 && vol_lazy_add(v, f->id, inplace) < 0) {
+    /* Listed already (with the mark this commit needs) since the last durable commit, which
+     * would have emptied the list and moved dur_gen: no need to read the list again. */
+    int listed = v->mlog && f->lazy_listed > inplace && f->lazy_listed_dur == v->dur_gen;
+    if (named > 0 && !listed && vol_lazy_add(v, f->id, inplace) < 0) {
         /* no room in the list: make this one durable (its in-place chunks, then its journal) */
         durable = 1;
         if (sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
@@ -1122,6 +1125,10 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         named = -1;
     }
     uint64_t gen = v->gen; /* this commit's (for the unapplied set) */
+    if (named > 0 && !durable && !listed) {
+        f->lazy_listed = 1 + inplace;
+        f->lazy_listed_dur = v->dur_gen;
+    }
     if (named > 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     vol_unlock(v);
     if (named <= 0) return commit_abort(f, named);

@@ -143,6 +143,10 @@ struct scp_file {
                                  * committed entry does not name (chunk_target) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
+    int lazy_listed;            /* shared mode, format 3: this file is in the lock file's lazy
+                                 * list (1; 2: with its in-place mark) as of durable generation
+                                 * lazy_listed_dur (a durable commit empties the list) */
+    uint64_t lazy_listed_dur;
     uint64_t w_dur_gen;         /* shared mode: the newest durable generation when this
                                  * process last became the writer (under vol_lock) */
     uint64_t seen_gen;          /* shared mode: the volume generation at which this file's
@@ -203,7 +207,9 @@ int vol_lock_read(scp_volume *v, scp_err *err);
  * hint equals our generation. The hint is not authenticated (the host can write it): use this
  * only to skip work for read-only lookups, where a wrong answer shows an older committed state
  * (as a reader sees anyway until its next open), never to skip the manifest check before a
- * write (acquire_writer, commit: both read the manifest under vol_lock). */
+ * commit (commit_name reads the manifest under vol_lock). Shared mode's writer_refresh skips
+ * its own look when this and the file's hint say nothing changed: a lying hint then makes the
+ * write land on an older state, which that commit check refuses (vfile.c). */
 int vol_fresh(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
 /* Per-file generation hints in the lock file (volume.c): VOL_FILE_HINTS u64 slots from
