@@ -1108,6 +1108,7 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
     /* Listed already (with the mark this commit needs) since the last durable commit, which
      * would have emptied the list and moved dur_gen: no need to read the list again. */
     int listed = v->mlog && f->lazy_listed > inplace && f->lazy_listed_dur == v->dur_gen;
+    uint64_t dur_before = v->dur_gen;
     if (named > 0 && !listed && vol_lazy_add(v, f->id, inplace) < 0) {
         /* no room in the list: make this one durable (its in-place chunks, then its journal) */
         durable = 1;
@@ -1125,9 +1126,11 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         named = -1;
     }
     uint64_t gen = v->gen; /* this commit's (for the unapplied set) */
-    if (named > 0 && !durable && !listed) {
+    /* (not when the manifest write turned durable after all, as the manifest log's does
+     * when it cannot append: that emptied the list) */
+    if (named > 0 && !durable && !listed && v->dur_gen == dur_before) {
         f->lazy_listed = 1 + inplace;
-        f->lazy_listed_dur = v->dur_gen;
+        f->lazy_listed_dur = dur_before;
     }
     if (named > 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     vol_unlock(v);
