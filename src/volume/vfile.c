@@ -269,8 +269,8 @@ static int writer_refresh(scp_file *f, scp_err *err) {
      * commit named this file since it was last checked against the manifest (its own hint:
      * every commit raises both under the volume lock before its manifest write, and the
      * previous writer released the writer lock only after its commit), the state in memory is
-     * the newest, the durable generation included: skip the volume lock (seven of the 25
-     * system calls that a small write cost). The log may still have been dropped since (a
+     * the newest, the durable generation included: skip the volume lock (seven of the 28
+     * system calls that a 4 KiB write cost). The log may still have been dropped since (a
      * checkpoint drops it after the volume lock is released): checked as before. The hints
      * are not trusted: a host that holds them makes this write land on an older state, and
      * the commit, which reads the manifest under the volume lock, then finds another root and
