@@ -192,7 +192,10 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
     if (index >= r->nchunks) return 0;
     memcpy(ent(f, index), e, ENT);
     f->page_dirty[index / SCP_TABLE_PAGE] = 1;
-    if (u64map_put(&f->unapplied, index, 1) < 0)
+    /* A chunk overwritten in place by the other process (its second slot): read it from .s */
+    if (SCP_ENT_SLOT(e) && f->fd_s < 0) (void)file_open_slot(f, 0, NULL);
+    /* The commit that named it is at or below the generation being followed (under vol_lock) */
+    if (u64map_put(&f->unapplied, index, f->vol->gen) < 0)
         return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     return 0;
 }
@@ -1102,7 +1105,11 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
     long mi = -1;
     scp_mentry saved;
     int named = commit_name(f, root, &mi, &saved, err), durable = 0;
-    if (named > 0 && vol_lazy_add(v, f->id, inplace) < 0) {
+    /* Listed already (with the mark this commit needs) since the last durable commit, which
+     * would have emptied the list and moved dur_gen: no need to read the list again. */
+    int listed = v->mlog && f->lazy_listed > inplace && f->lazy_listed_dur == v->dur_gen;
+    uint64_t dur_before = v->dur_gen;
+    if (named > 0 && !listed && vol_lazy_add(v, f->id, inplace) < 0) {
         /* no room in the list: make this one durable (its in-place chunks, then its journal) */
         durable = 1;
         if (sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
@@ -1118,6 +1125,13 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         man_sync_links(&v->man, (size_t)mi);
         named = -1;
     }
+    uint64_t gen = v->gen; /* this commit's (for the unapplied set) */
+    /* (not when the manifest write turned durable after all, as the manifest log's does
+     * when it cannot append: that emptied the list) */
+    if (named > 0 && !durable && !listed && v->dur_gen == dur_before) {
+        f->lazy_listed = 1 + inplace;
+        f->lazy_listed_dur = dur_before;
+    }
     if (named > 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     vol_unlock(v);
     if (named <= 0) return commit_abort(f, named);
@@ -1128,8 +1142,8 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
      * only what changes after this one (replay walks every record of the log). */
     int nomem = 0;
     for (uint64_t i = changed_next(f, 0, lim); i < lim; i = changed_next(f, i + 1, lim))
-        nomem |= u64map_put(&f->unapplied, i, 1) < 0;
-    for (uint64_t i = lim; i < n; i++) nomem |= u64map_put(&f->unapplied, i, 1) < 0;
+        nomem |= u64map_put(&f->unapplied, i, gen) < 0;
+    for (uint64_t i = lim; i < n; i++) nomem |= u64map_put(&f->unapplied, i, gen) < 0;
     if (!nomem) /* (else they stay marked: the next records list them again, as before) */
         memset(f->changed, 0, f->table_cap / 8 + 1);
     u64map_clear(&f->placed); /* (their entries are committed: later writes journal them) */

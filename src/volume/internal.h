@@ -133,7 +133,9 @@ struct scp_file {
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
     u64map unapplied;           /* shared mode: chunk indexes whose entries lazy commits (ours or
-                                 * followed) changed and no durable commit has applied to .t */
+                                 * followed) changed and no durable commit has applied to .t,
+                                 * each -> a generation at or above the commit that changed it
+                                 * (the entry is durable once a durable state is that new) */
     u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
                                  * emptied only when a new log starts) */
     u64map placed;              /* chunk index -> slot: chunks below the committed count written
@@ -141,6 +143,12 @@ struct scp_file {
                                  * committed entry does not name (chunk_target) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
+    int lazy_listed;            /* shared mode, format 3: this file is in the lock file's lazy
+                                 * list (1; 2: with its in-place mark) as of durable generation
+                                 * lazy_listed_dur (a durable commit empties the list) */
+    uint64_t lazy_listed_dur;
+    uint64_t w_dur_gen;         /* shared mode: the newest durable generation when this
+                                 * process last became the writer (under vol_lock) */
     uint64_t seen_gen;          /* shared mode: the volume generation at which this file's
                                  * state was last checked against the manifest (the hint is
                                  * the volume's: a catch-up of another file moves v->gen) */
@@ -199,7 +207,9 @@ int vol_lock_read(scp_volume *v, scp_err *err);
  * hint equals our generation. The hint is not authenticated (the host can write it): use this
  * only to skip work for read-only lookups, where a wrong answer shows an older committed state
  * (as a reader sees anyway until its next open), never to skip the manifest check before a
- * write (acquire_writer, commit: both read the manifest under vol_lock). */
+ * commit (commit_name reads the manifest under vol_lock). Shared mode's writer_refresh skips
+ * its own look when this and the file's hint say nothing changed: a lying hint then makes the
+ * write land on an older state, which that commit check refuses (vfile.c). */
 int vol_fresh(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
 /* Per-file generation hints in the lock file (volume.c): VOL_FILE_HINTS u64 slots from
@@ -497,24 +507,35 @@ int file_commit(scp_file *f, scp_err *err);
  * durable commit). Falls back to file_commit for what it cannot do lazily (a shrink, a large
  * append, a full list of lazy files). f->rw held for writing, f->writer set. */
 int file_commit_lazy(scp_file *f, scp_err *err);
-/* Shared mode's chunk_target: the committed entry in memory may be a lazy commit's, not the
- * durable one that a power cut falls back to, so only a chunk that is a hole (or beyond the
- * size) in every state goes in place, to slot 0: one that is a hole in the newest (lazy) state.
- * A lazy commit never turns data into a hole (a shrink commits durably), so such a chunk is a
- * hole, or beyond the size, in the durable state too, and no reader can be reading it (a hole
- * reads as zeros without a read). Never a chunk with a record in the open log (any process's:
- * replaying or applying that record would overwrite the bytes), nor one changed since the
- * commit. Overwrites of written chunks go through the log (no second slots: another process
- * may be reading the other slot's bytes under a lazy entry). The in-place ciphertext is made
- * durable before any durable manifest names it (lazy_sync), and a volume opened after a crash
- * checks it before it takes a lazy state as durable (vol_settle_lazy). */
-static inline int chunk_target_shared(scp_file *f, uint64_t i) {
+/* Shared mode's chunk_target. The committed entry in memory may be a lazy commit's, not the
+ * durable one that a power cut falls back to, and other processes may still read what an
+ * older commit named, so a chunk goes in place only where neither the newest durable state nor
+ * the newest (lazy) state names the bytes (docs/volume-format.md, "Where a shared-mode write
+ * goes"):
+ * - slot 0 of a chunk that is a hole in the newest state, or beyond its size: a lazy commit
+ *   never turns data into a hole (a shrink commits durably), so it is a hole, or beyond the
+ *   size, in the durable state too, and no reader reads it (a hole reads as zeros);
+ * - with overwrite_ok, the slot that the entry of a written chunk does not name, if that entry
+ *   is durable (not changed by a lazy commit newer than the newest durable generation this
+ *   writer saw, w_dur_gen): then the durable state names the same slot, and the other one
+ *   holds only what older states named; a reader in another process still on such a state
+ *   fails authentication there and reloads (locked_pread), as after any commit.
+ * Never a chunk with a record in the open log (any process's: replaying or applying that
+ * record would overwrite the bytes), nor one changed since the commit. A chunk overwritten in
+ * place goes through the log at its next overwrite until a durable commit covers the first.
+ * The in-place ciphertext is made durable before any durable manifest names it (lazy_sync),
+ * and a volume opened after a crash checks it before it takes a lazy state as durable
+ * (vol_settle_lazy). */
+static inline int chunk_target_shared(scp_file *f, uint64_t i, int overwrite_ok) {
     uint64_t s;
     if (u64map_get(&f->placed, i, &s)) return (int)s;
     if (u64map_get(&f->jlogged, i, NULL)) return -1;
     if (i >= com_n(f)) return 0;
-    if (changed_get(f, i) || !is_hole(ent(f, i))) return -1;
-    return 0;
+    if (changed_get(f, i)) return -1;
+    const uint8_t *e = ent(f, i);
+    if (is_hole(e)) return 0;
+    if (!overwrite_ok || (u64map_get(&f->unapplied, i, &s) && s > f->w_dur_gen)) return -1;
+    return 1 - SCP_ENT_SLOT(e);
 }
 /* The slot that chunk i may be written to in place before the commit point, or -1 if the
  * change must go through the journal. In place is safe where no committed state names the
@@ -526,7 +547,7 @@ static inline int chunk_target_shared(scp_file *f, uint64_t i) {
  * keeps the slot it was first placed in until the commit. */
 static inline int chunk_target(scp_file *f, uint64_t i, int overwrite_ok) {
     uint64_t s;
-    if (f->vol->shared) return chunk_target_shared(f, i);
+    if (f->vol->shared) return chunk_target_shared(f, i, overwrite_ok);
     if (i >= com_n(f)) return 0;
     if (u64map_get(&f->placed, i, &s)) return (int)s;
     if (changed_get(f, i)) return -1; /* journaled or truncated since the commit */

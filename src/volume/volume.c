@@ -465,7 +465,12 @@ static void ofd_unlock(scp_volume *v, int publish) {
 
 int vol_lock(scp_volume *v, scp_err *err) {
     pthread_mutex_lock(&v->mu);
-    if (vol_check_fork(v, err) < 0) goto fail;
+    /* (no getpid when no fork happened since the descriptors were taken: the atfork child
+     * handler moves vol_fork_gen, as vol_after_fork_check relies on) */
+    if (__atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) !=
+            __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED) &&
+        vol_check_fork(v, err) < 0)
+        goto fail;
     if (ofd_lock(v, err) < 0) goto fail;
     v->ofd_held = 1;
     int changed = vol_refresh_manifest(v, err);

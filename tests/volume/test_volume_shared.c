@@ -26,6 +26,10 @@
  *    committed since take no volume lock, and a file another process wrote is still read new.
  * 7. covered fsync (covered_fsync below): an fsync whose lazy writes another process's fsync
  *    already made durable writes no manifest.
+ * 8. overwrites in place (overwrite_inplace below): a large overwrite goes to the chunks'
+ *    other slots, not through the journal, is read by the other process, and never lands on
+ *    a slot that the durable state names: after a kill the newest state opens, after a power
+ *    cut that lost the journal records (not the in-place chunks) the fsynced one does.
  */
 #include <poll.h>
 #include <signal.h>
@@ -517,6 +521,115 @@ static void inplace(const char *vol, const char *dsave) {
     free(want);
 }
 
+/* 8. Overwrites in place (a forked job rewriting a file in large writes: fio over an existing
+ * file): a durable base of OVN chunks of 'A'; a forked child overwrites it whole with 'B'
+ * (in place, to the chunks' second slots: the journal grows by a commit record, not the
+ * data), the parent reads 'B' and fsyncs (the child's 'B' is durable now); the child
+ * overwrites with 'C' (in place again: the other slot, which the durable 'B' does not name)
+ * and then with 'D' (not in place: 'C' is not durable, and the durable 'B' holds the only
+ * other slot, so 'D' goes through the journal). The parent reads each. jsave: keep the journal
+ * as the fsync left it (a power cut that lost the lazy commits' records but kept the chunks
+ * written in place). */
+#define OVN 128u
+static void overwrite_scenario(const char *vol, const char *jsave) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    size_t len = OVN * CS;
+    uint8_t *buf = malloc(len), *got = malloc(len);
+    memset(buf, 'A', len);
+    scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(f != NULL);
+    REQUIRE(scp_vfile_pwrite(f, buf, len, 0, &e) == (ssize_t)len);
+    REQUIRE(scp_vfile_fsync(f, &e) == 0);
+    long long j0 = objects_bytes(vol, ".j");
+    int up[2], down[2];
+    REQUIRE(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        const char *steps = "BCD";
+        for (int k = 0; k < 3; k++) {
+            scp_err ce;
+            memset(buf, steps[k], len);
+            int ok = scp_vfile_pwrite(f, buf, len, 0, &ce) == (ssize_t)len;
+            if (!ok) fprintf(stderr, "child write '%c': %s\n", steps[k], ce.msg);
+            char c = ok ? steps[k] : 'n';
+            (void)!write(up[1], &c, 1);
+            if (k < 2 && pipe_get(down[0], 60) != 'g') _exit(1);
+        }
+        for (;;) pause(); /* killed here, after its writes and before any fsync */
+    }
+    const char *steps = "BCD";
+    for (int k = 0; k < 3; k++) {
+        char c = pipe_get(up[0], 60);
+        CHECKF(c == steps[k], "the child's write '%c' failed", steps[k]);
+        memset(buf, steps[k], len);
+        ssize_t r = scp_vfile_pread(f, got, len, 0, &e);
+        CHECKF(r == (ssize_t)len && memcmp(got, buf, len) == 0,
+               "the parent does not see the child's overwrite '%c' (%zd: %s)", steps[k], r, e.msg);
+        if (k == 0) {
+            long long jgrow = objects_bytes(vol, ".j") - j0;
+            CHECKF(jgrow >= 0 && jgrow < 2 * (long long)CS,
+                   "an overwrite of %u whole chunks in one write grew the journal by %lld bytes: "
+                   "the data went through the journal instead of in place",
+                   OVN, jgrow);
+            REQUIRE(scp_vfile_fsync(f, &e) == 0); /* 'B' is durable */
+            if (jsave) {
+                char cmd[8192];
+                snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s' && cp -p '%s'/objects/*.j '%s'/",
+                         jsave, jsave, vol, jsave);
+                REQUIRE(system(cmd) == 0);
+            }
+        }
+        if (k < 2) (void)!write(down[1], "g", 1);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    scp_vfile_close(f, &e);
+    free(buf);
+    free(got);
+}
+
+static void overwrite_inplace(const char *vol, const char *jsave) {
+    size_t len = OVN * CS;
+    uint8_t *want = malloc(len);
+    int st;
+    /* killed writer: the page cache kept everything; open takes the newest (lazy) state */
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        overwrite_scenario(vol, NULL);
+        _exit(tu_failures ? 1 : 0);
+    }
+    waitpid(p, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "overwrite scenario failed");
+    memset(want, 'D', len);
+    expect_file(vol, want, len, NULL, 0, "overwrites in place, writer killed before an fsync");
+    /* power cut: the chunks written in place landed, the journal records after the fsync
+     * did not: the volume goes back to the fsynced 'B', which neither 'C' nor 'D' may have
+     * overwritten */
+    p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        overwrite_scenario(vol, jsave);
+        _exit(tu_failures ? 1 : 0);
+    }
+    waitpid(p, &st, 0);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "overwrite scenario for the power cut failed");
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp -p '%s'/*.j '%s'/objects/", jsave, vol);
+    REQUIRE(system(cmd) == 0);
+    memset(want, 'B', len);
+    expect_file(vol, want, len, NULL, 0,
+                "overwrites in place, power cut that lost the journal after the fsync");
+    free(want);
+}
+
 int main(void) {
     tu_rng rng = {20261129};
     tu_key(&rng, key);
@@ -570,6 +683,7 @@ int main(void) {
 
     char *dsave = tu_path(dir, "dsave");
     inplace(vol, dsave);
+    overwrite_inplace(vol, dsave);
     free(dsave);
 
     free(want);
