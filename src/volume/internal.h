@@ -140,6 +140,16 @@ struct scp_file {
                                  * in place since the last commit, to the slot that the
                                  * committed entry does not name (chunk_target) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
+    u64map ctc;                 /* chunk index -> struct ct_copy *: the ciphertext of its
+                                 * newest seal since the commit, where a small write-back put
+                                 * it (commit.c, ct_keep) */
+    uint8_t *jq;                /* journal bytes a commit has queued for one pwrite (the
+                                 * last jq_len bytes before j_end; journal_append) */
+    size_t jq_len, jq_cap;
+    int jq_on;                  /* file_commit gathers its journal writes */
+    uint64_t j_stale;           /* length of the journal object when the open log started over
+                                 * an older one's bytes (journal_begin), 0 if truncated: bytes
+                                 * in [j_end, j_stale) are the older log's tail */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
     uint64_t seen_gen;          /* shared mode: the volume generation at which this file's
                                  * state was last checked against the manifest (the hint is
@@ -364,6 +374,12 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
 #ifndef SCP_JOURNAL_MAX
 #define SCP_JOURNAL_MAX (8u << 20)
 #endif
+/* A new log is written over the old one's bytes (kept up to this length) instead of
+ * truncating the journal: an append to a file that grows makes each fdatasync write the inode
+ * and the allocation metadata as well (ext4), an overwrite of allocated blocks only the data. */
+#ifndef SCP_JOURNAL_REUSE_MAX
+#define SCP_JOURNAL_REUSE_MAX SCP_JOURNAL_MAX
+#endif
 /* A log longer than this is checkpointed when its writer closes the file. */
 /* An overwrite of at least this many bytes (one write call of whole chunks, or one write-back
  * batch) writes the chunks' other slots in place; a smaller one goes through the journal,
@@ -488,6 +504,8 @@ int journal_release(scp_file *f, scp_err *err);
 /* Append a type 3 record (format.h) holding the manifest-log record rec to f's open log,
  * unsynced. */
 int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err);
+int journal_drain(scp_file *f, scp_err *err);
+void file_ct_forget(scp_file *f);
 /* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */
 int file_writeback(scp_file *f, scp_err *err);
 /* Make f's state durable and advance the volume tag (f->rw held for writing). */

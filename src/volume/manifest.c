@@ -115,6 +115,7 @@ static uint64_t slot_peek(scp_volume *v, int i) {
  * bookkeeping, not security: a host that changes it can only cost a sync or an orphan). */
 static int lockbyte_get(scp_volume *v, off_t off) {
     uint8_t b = 0;
+    if (v->hint) return ((const uint8_t *)v->hint)[off] != 0; /* (mapped: lock_page below) */
     return v->lockfd >= 0 && pread(v->lockfd, &b, 1, off) == 1 && b;
 }
 void vol_lockbyte_set(scp_volume *v, off_t off, int on) {
@@ -171,7 +172,8 @@ static int sync_object(scp_volume *v, const uint8_t *id, const char *ext) {
  * it after), or -1. */
 static long lazy_sync(scp_volume *v, scp_err *err) {
     uint8_t c[4] = {0};
-    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
+    if (v->hint) memcpy(c, (const uint8_t *)v->hint + VOL_LAZY_OFF, 4); /* (mapped: lock_page) */
+    else if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
     uint32_t n = scp_get_u32(c);
     if (n == 0) return 0;
     if (n > VOL_LAZY_MAX) n = VOL_LAZY_MAX;
@@ -878,9 +880,22 @@ static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_
     commit_done(v, v->gen + 1, durable, nlazy);
 }
 
+/* The lock file's first pages where they are mapped (volume.c, hint_map), else NULL. The
+ * list and the mark below are read and written there, without a system call, as the same
+ * bytes of the page cache that pread and pwrite reach; only the list's additions, which must
+ * be durable, still go through pwrite and fdatasync. */
+static uint8_t *lock_page(scp_volume *v) { return (uint8_t *)v->hint; }
+
 /* The lock file's list of journals with one-flush records (internal.h). */
 static uint32_t jlist_read(scp_volume *v, uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN]) {
-    uint8_t c[4] = {0};
+    uint8_t c[4] = {0}, *m = lock_page(v);
+    if (m) {
+        memcpy(c, m + VOL_JLIST_OFF, 4);
+        uint32_t n = scp_get_u32(c);
+        if (n > VOL_JLIST_MAX) n = VOL_JLIST_MAX;
+        memcpy(ids, m + VOL_JLIST_OFF + 16, n * SCP_FILEID_LEN);
+        return n;
+    }
     if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_JLIST_OFF) != 4) return 0;
     uint32_t n = scp_get_u32(c);
     if (n > VOL_JLIST_MAX) n = VOL_JLIST_MAX; /* (not ours: look at what fits) */
@@ -913,20 +928,27 @@ static int jlist_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 }
 
 static uint64_t jmark_get(scp_volume *v) {
-    uint8_t b[8];
+    uint8_t b[8], *m = lock_page(v);
+    if (m) return scp_get_u64(memcpy(b, m + VOL_JMARK_OFF, 8));
     return v->lockfd >= 0 && pread(v->lockfd, b, 8, VOL_JMARK_OFF) == 8 ? scp_get_u64(b) : 0;
 }
 static void jmark_set(scp_volume *v, uint64_t gen) {
-    uint8_t b[8];
+    uint8_t b[8], *m = lock_page(v);
     scp_put_u64(b, gen);
-    if (v->lockfd >= 0) (void)!pwrite(v->lockfd, b, 8, VOL_JMARK_OFF);
+    if (m) memcpy(m + VOL_JMARK_OFF, b, 8);
+    else if (v->lockfd >= 0) (void)!pwrite(v->lockfd, b, 8, VOL_JMARK_OFF);
 }
 
 /* manifest.log was synced with every record this process took in (or a slot holds the
  * state): no journal is needed to recover any of them, so the list and the mark go (unsynced:
  * a stale list only makes an open look in more journals). */
 static void jlist_clear(scp_volume *v) {
-    uint8_t z[12] = {0};
+    uint8_t z[12] = {0}, *m = lock_page(v);
+    if (m) { /* (only what is set: a store dirties the page, which the kernel then writes) */
+        if (memcmp(m + VOL_JMARK_OFF, z, 8) != 0) memset(m + VOL_JMARK_OFF, 0, 8);
+        if (memcmp(m + VOL_JLIST_OFF, z, 4) != 0) memset(m + VOL_JLIST_OFF, 0, 4);
+        return;
+    }
     if (v->lockfd < 0) return;
     if (jmark_get(v)) (void)!pwrite(v->lockfd, z, 8, VOL_JMARK_OFF);
     uint8_t c[4] = {0};
