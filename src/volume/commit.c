@@ -447,8 +447,8 @@ int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) 
     memcpy(r + SCP_JREC_HDR_LEN, rec, len);
     memcpy(chain, f->j_chain, SCP_HASH_LEN);
     scp_journal_chain(chain, r, SCP_JREC_HDR_LEN + len);
-    /* (queued behind the commit's other records, and all written here: the sync follows) */
-    int rc = journal_append(f, r, SCP_JREC_HDR_LEN + len, err) < 0 ? -1 : journal_drain(f, err);
+    /* (queued behind the commit's other records; the caller drains the queue, then syncs) */
+    int rc = journal_append(f, r, SCP_JREC_HDR_LEN + len, err);
     if (rc == 0) memcpy(f->j_chain, chain, SCP_HASH_LEN);
     free(r);
     return rc;
@@ -462,6 +462,10 @@ int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) 
  * the chain starts from the new header's random salt, so the walk (format.c, journal_walk)
  * stops at the first old record after the new log's end (docs/volume-format.md, "Journal
  * space reuse"). Shared mode truncates: other processes follow the log by its length. */
+/* (an old log's tail kept behind a new one must stay within what a load reads for any file
+ * size: journal_replay_max is at least this) */
+_Static_assert(SCP_JOURNAL_REUSE_MAX <= SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2ull * SCP_JOURNAL_PENDING_MAX,
+               "a reused journal's stale tail could exceed the replay bound");
 static int journal_reset(scp_file *f, scp_err *err) {
     struct stat st;
     f->j_stale = 0;

@@ -75,7 +75,14 @@ struct scp_volume {
     uint8_t ml_key[32];             /* the log's key */
     uint64_t ml_dur_end; /* the log up to here is known durable: synced by this process, or
                           * its records past the last sync are one-flush records, each in a
-                          * listed journal (a one-flush commit needs ml_dur_end == ml_end) */
+                          * listed journal (a one-flush commit needs ml_dur_end == ml_end,
+                          * or the records between in ml_pend) */
+    uint8_t *ml_pend;    /* the lazy records this process appended since ml_dur_end, as
+                          * written: a one-flush commit carries them in its journal ahead of
+                          * its own (vol_commit_oneflush); valid while ml_pend_at == ml_dur_end
+                          * != 0 and ml_dur_end + ml_pend_len == ml_end */
+    size_t ml_pend_len, ml_pend_cap, ml_pend_n;
+    uint64_t ml_pend_at;
     uint8_t statehash[SCP_HASH_LEN]; /* of the state at gen (the volume tag binds it) */
     uint8_t slot_salt[2][SCP_SALT_LEN];  /* each durable slot's seal salt (names its seal) */
     uint8_t slot_sh[2][SCP_HASH_LEN];    /* and the state hash it carries */
@@ -86,6 +93,8 @@ struct scp_volume {
     int objdir_dirty; /* objects created here since the last durable commit */
     uint8_t (*doomed)[SCP_FILEID_LEN]; /* objects to delete after the next durable commit */
     size_t ndoomed, doomcap;
+    int doom_keep_listed; /* vol_doomed_drain keeps the objects of listed journals: their
+                           * one-flush records may not be in the synced log yet */
     scp_file *files;  /* files loaded in this process */
     long nhandles;
     scp_vfile *handles; /* the open handles (under mu), for the fork child (volume.c) */
@@ -378,7 +387,7 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
  * truncating the journal: an append to a file that grows makes each fdatasync write the inode
  * and the allocation metadata as well (ext4), an overwrite of allocated blocks only the data. */
 #ifndef SCP_JOURNAL_REUSE_MAX
-#define SCP_JOURNAL_REUSE_MAX SCP_JOURNAL_MAX
+#define SCP_JOURNAL_REUSE_MAX (SCP_JOURNAL_MAX + SCP_JOURNAL_MAX / 8)
 #endif
 /* A log longer than this is checkpointed when its writer closes the file. */
 /* An overwrite of at least this many bytes (one write call of whole chunks, or one write-back
