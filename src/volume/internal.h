@@ -95,6 +95,8 @@ struct scp_volume {
     size_t ndoomed, doomcap;
     int doom_keep_listed; /* vol_doomed_drain keeps the objects of listed journals: their
                            * one-flush records may not be in the synced log yet */
+    size_t ndoomed_kept;  /* the first ndoomed_kept of doomed were kept so: their removal is
+                           * durable already (no sync is pending for them) */
     scp_file *files;  /* files loaded in this process */
     long nhandles;
     scp_vfile *handles; /* the open handles (under mu), for the fork child (volume.c) */

@@ -917,7 +917,7 @@ void vol_doomed_drain(scp_volume *v) {
         }
         unlink_objects(v, v->doomed[i]);
     }
-    v->ndoomed = k;
+    v->ndoomed = v->ndoomed_kept = k;
 }
 
 /* A durable commit if this process has namespace work pending durability, or (all) if the
@@ -930,7 +930,8 @@ static int sync_pending(scp_volume *v, int all, scp_err *err) {
      * one after another, and each one whose write the previous flush covered paid a manifest
      * write and its flush of nothing new. */
     if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
-    if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)))
+    if (v->lazy || v->ndoomed > v->ndoomed_kept || v->objdir_dirty ||
+        (all && v->gen > vol_durable_generation(v)))
         rc = vol_commit_manifest(v, 1, err);
     vol_unlock(v);
     return rc;

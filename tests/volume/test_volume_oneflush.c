@@ -274,6 +274,7 @@ static long rollback_txn(scp_volume *v, scp_vfile *db, int k) {
     frame(b, k + 1000);
     REQUIRE(scp_vfile_pwrite(j, b, 512, 0, &e) == 512);
     REQUIRE_OK(scp_vfile_fsync(j, &e), e);
+    REQUIRE_OK(scp_volume_sync(v, &e), e); /* sqlite fsyncs the directory (the shield: this) */
     REQUIRE_OK(scp_vfile_close(j, &e), e);
     frame(b, k);
     REQUIRE(scp_vfile_pwrite(db, b, FRAME, (uint64_t)(k % NCOMMITS) * FRAME, &e) == FRAME);
