@@ -7,7 +7,9 @@
 #
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), TXNS=2000,
 #   MODES="wal delete" (wal = journal_mode=WAL, synchronous=FULL; delete = rollback journal,
-#   synchronous=FULL, the default), BASE=/var/tmp, STRACE=0|1.
+#   synchronous=FULL, the default), BASE=/var/tmp, STRACE=0|1, CPU=0|1 (perf stat of the
+#   sqlite3 process: task-clock and block requests issued per transaction, figures that move
+#   less with the machine's load than throughput does; needs perf).
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$B/src/scpctl
@@ -50,6 +52,21 @@ flushes() { # FS JMODE -> per-transaction counts of each flush call
         printf "  %s %s %s: %.2f per txn\n", fs, jm, $NF, $(NF-1) / 500 }' "$T/strace.txt"
 }
 
+cpu() { # FS JMODE -> CPU time and block requests per transaction (perf stat)
+    local fs=$1 jm=$2 db
+    db=$(dir "$fs")/bench-c-$jm.db
+    $(pre "$fs") sqlite3 "$db" "$(pragma "$jm") CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" >/dev/null
+    { pragma "$jm"; cat "$T/txn.sql"; } > "$T/c.sql"
+    perf stat -x, -e task-clock,block:block_rq_issue -o "$T/perf.txt" \
+        $(pre "$fs") sqlite3 "$db" < "$T/c.sql" >/dev/null
+    $(pre "$fs") rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
+    awk -F, -v fs="$fs" -v jm="$jm" -v n="$TXNS" '/task-clock/ {tc = $1} /block_rq_issue/ {io = $1}
+        END { printf "  %s %s: %.1f us CPU, %.2f block requests per txn\n", fs, jm, tc * 1000 / n, io / n }' "$T/perf.txt"
+}
+
+if [ "${CPU:-0}" = 1 ]; then
+    for jm in $MODES; do for fs in plain scp; do cpu "$fs" "$jm"; done; done
+fi
 if [ "${STRACE:-0}" = 1 ]; then
     for jm in $MODES; do for fs in plain scp; do flushes "$fs" "$jm"; done; done
 fi

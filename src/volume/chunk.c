@@ -334,6 +334,9 @@ int chunk_load(scp_file *f, uint64_t i, uint8_t *pt, scp_err *err) {
         memset(pt, 0, cs);
         return 0;
     }
+    /* A partial write of a chunk written just before (sqlite's WAL frames straddle chunks)
+     * finds it here, put by file_writeback, instead of reading and decrypting it again. */
+    if (pc_get(f, i, 0, cs, pt)) return 0;
     uint8_t *ct = malloc(cs);
     if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     int rc = chunk_fetch_ct(f, i, ct, err);

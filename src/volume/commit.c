@@ -308,6 +308,7 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
     memset(f->changed, 0, f->table_cap / 8 + 1);
     memset(f->page_dirty, 1, f->page_cap);
     u64map_clear(&f->jmap);
+    file_ct_forget(f);
     u64map_clear(&f->jlogged);
     u64map_clear(&f->unapplied);
     if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
@@ -357,6 +358,7 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
                         e->path);
     memcpy(f->c_root, e->root, SCP_HASH_LEN);
     /* Whatever journal is on disk belongs to whoever writes next, who starts from a checkpoint. */
+    file_ct_forget(f);
     f->j_end = 0;
     f->j_clean = 0;
     f->unloaded = 0;
@@ -390,6 +392,54 @@ int journal_release(scp_file *f, scp_err *err) {
     return vol_jlist_has(f->vol, f->id) ? vol_mlog_sync(f->vol, err) : 0;
 }
 
+/* ---- gathered journal writes ------------------------------------------------------------
+ * A journaled commit writes its chunk records (file_writeback), the copies of a small append's
+ * fresh chunks (journal_fresh), its commit record (journal_seal) and, one-flush, its
+ * manifest-log record (journal_put_mlog) one after the other at the log's end: four pwrites
+ * of sqlite's one-row transaction, each a system call (and a trip through the shield). While
+ * file_commit runs they are queued in memory instead (j_end counts them) and go out in one
+ * pwrite before anything reads or syncs the journal (journal_drain): the same bytes at the same
+ * offsets, in one call, before the same sync. Nothing else touches the journal meanwhile: the
+ * commit holds the file's rw for writing. */
+#define JQ_MAX (256u << 10) /* beyond this much queued, write what is queued first */
+
+static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *err) {
+    assert(f->j_end >= SCP_JRN_HDR_LEN + f->jq_len);
+    if (f->jq_on && f->jq_len + len <= JQ_MAX) {
+        if (f->jq_len + len > f->jq_cap) {
+            size_t cap = f->jq_cap ? f->jq_cap : 16384;
+            while (cap < f->jq_len + len) cap *= 2;
+            uint8_t *q = realloc(f->jq, cap);
+            if (!q) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+            f->jq = q;
+            f->jq_cap = cap;
+        }
+        memcpy(f->jq + f->jq_len, b, len);
+        f->jq_len += len;
+        f->j_end += len;
+        return 0;
+    }
+    if (journal_drain(f, err) < 0) return -1;
+    if (scp_pwrite_full(f->fd_j, b, len, f->j_end) < 0)
+        return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    f->j_end += len;
+    return 0;
+}
+
+/* Write what is queued. If that fails, the log in memory no longer matches the one on disk:
+ * it is closed, and the next commit checkpoints and starts a new one (as after a discard). */
+int journal_drain(scp_file *f, scp_err *err) {
+    if (!f->jq_len) return 0;
+    size_t len = f->jq_len;
+    f->jq_len = 0;
+    if (scp_pwrite_full(f->fd_j, f->jq, len, f->j_end - len) < 0) {
+        f->j_end = 0;
+        f->j_clean = 0;
+        return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    }
+    return 0;
+}
+
 int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) {
     assert(f->j_end && len <= SCP_JMREC_MAX);
     uint8_t *r = malloc(SCP_JREC_HDR_LEN + len), chain[SCP_HASH_LEN];
@@ -400,15 +450,41 @@ int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) 
     memcpy(r + SCP_JREC_HDR_LEN, rec, len);
     memcpy(chain, f->j_chain, SCP_HASH_LEN);
     scp_journal_chain(chain, r, SCP_JREC_HDR_LEN + len);
-    int rc = scp_pwrite_full(f->fd_j, r, SCP_JREC_HDR_LEN + len, f->j_end) < 0
-                 ? scp_fail_errno(err, "cannot write the journal of '%s'", f->path)
-                 : 0;
-    if (rc == 0) {
-        memcpy(f->j_chain, chain, SCP_HASH_LEN);
-        f->j_end += SCP_JREC_HDR_LEN + len;
-    }
+    /* (queued behind the commit's other records; the caller drains the queue, then syncs) */
+    int rc = journal_append(f, r, SCP_JREC_HDR_LEN + len, err);
+    if (rc == 0) memcpy(f->j_chain, chain, SCP_HASH_LEN);
     free(r);
     return rc;
+}
+
+/* Make room for a new log at offset 0. Outside shared mode the old log's bytes (checkpointed:
+ * nothing needs them) are kept, up to SCP_JOURNAL_REUSE_MAX, and the new log is written over
+ * them: the journal object keeps its size and blocks, so the commit's fdatasync writes the data
+ * alone, as plain's WAL overwrites do, where appending to a truncated journal made every sync
+ * write the inode and the block allocation too. The old tail is never taken for the new log:
+ * the chain starts from the new header's random salt, so the walk (format.c, journal_walk)
+ * stops at the first old record after the new log's end (docs/volume-format.md, "Journal
+ * space reuse"). Shared mode truncates: other processes follow the log by its length. */
+/* (an old log's tail kept behind a new one must stay within what a load reads for any file
+ * size: journal_replay_max is at least this) */
+_Static_assert(SCP_JOURNAL_REUSE_MAX <= SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2ull * SCP_JOURNAL_PENDING_MAX,
+               "a reused journal's stale tail could exceed the replay bound");
+static int journal_reset(scp_file *f, scp_err *err) {
+    struct stat st;
+    f->j_stale = 0;
+    if (!f->vol->shared && fstat(f->fd_j, &st) == 0) {
+        if ((uint64_t)st.st_size <= SCP_JOURNAL_REUSE_MAX) {
+            f->j_stale = (uint64_t)st.st_size;
+            return 0;
+        }
+        if (ftruncate(f->fd_j, SCP_JOURNAL_REUSE_MAX) == 0) {
+            f->j_stale = SCP_JOURNAL_REUSE_MAX;
+            return 0;
+        }
+    }
+    if (ftruncate(f->fd_j, 0) < 0)
+        return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
+    return 0;
 }
 
 /* Make sure a journal log is open for appending (format.h): a new log starts from a
@@ -433,8 +509,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     /* Also when clean: the tail of a longer older log would count against the next replay's
      * bound (journal_replay_max), which this file's size may have shrunk since. */
     if (journal_release(f, err) < 0) return -1;
-    if (ftruncate(f->fd_j, 0) < 0)
-        return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
+    if (journal_reset(f, err) < 0) return -1;
     uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
     if (scp_random(salt, sizeof salt, err) < 0) return -1;
     scp_journal_start(hdr, salt, f->j_chain);
@@ -468,6 +543,63 @@ int file_open_slot(scp_file *f, int create, scp_err *err) {
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
+}
+
+/* ---- ciphertext kept from the write-back ---------------------------------------------------
+ * A journaled commit reads back what it has just written: journal_fresh copies a small
+ * append's fresh chunks from .d into the log, and apply_journal copies each journaled chunk
+ * from the log into .d; one pread each (sqlite's WAL transaction: both, every time). A small
+ * write-back keeps the ciphertext it sealed instead, with where it put it: a journal record's
+ * offset, or slot 0 or 1 in place. A copy is used only if that is still where the chunk is
+ * read from (the journal map names the same offset; a fresh chunk in slot 0), and all go at
+ * the end of each commit, whatever its outcome, and whenever the journal map is emptied. */
+struct ct_copy {
+    uint64_t where; /* journal record offset, or CT_SLOT0 / CT_SLOT1 */
+    uint8_t ct[];
+};
+#define CT_SLOT0 UINT64_MAX
+#define CT_SLOT1 (UINT64_MAX - 1)
+#define CT_KEEP_MAX 64 /* chunks per commit */
+
+static void ct_keep(scp_file *f, uint64_t i, uint64_t where, const uint8_t *ct) {
+    uint64_t old;
+    struct ct_copy *c = NULL;
+    if (f->vol->shared) return; /* (other processes write the objects and follow the log) */
+    if (u64map_get(&f->ctc, i, &old)) c = (struct ct_copy *)(uintptr_t)old;
+    else if (u64map_count(&f->ctc) >= CT_KEEP_MAX) return;
+    else if (!(c = malloc(sizeof *c + f->vol->cs))) return;
+    else if (u64map_put(&f->ctc, i, (uintptr_t)c) < 0) {
+        free(c);
+        return;
+    }
+    c->where = where;
+    memcpy(c->ct, ct, f->vol->cs);
+}
+
+/* The kept ciphertext of chunk i if it is the one at `where`, else NULL. */
+static const uint8_t *ct_kept(scp_file *f, uint64_t i, uint64_t where) {
+    uint64_t v;
+    if (!u64map_get(&f->ctc, i, &v)) return NULL;
+    const struct ct_copy *c = (const struct ct_copy *)(uintptr_t)v;
+    return c->where == where ? c->ct : NULL;
+}
+
+void file_ct_forget(scp_file *f) {
+    size_t pos = 0;
+    uint64_t k, v;
+    while (u64map_next(&f->ctc, &pos, &k, &v)) free((void *)(uintptr_t)v);
+    u64map_clear(&f->ctc);
+}
+
+/* Keep the plaintext of chunk i, just sealed under its new entry, in the plaintext cache: the
+ * next partial write of it (sqlite's next WAL frame fills the rest of the chunk) would
+ * otherwise read and decrypt what it has just encrypted. Only small write-backs: a large one
+ * would push out the cache's read-mostly chunks. */
+static void writeback_cache(scp_file *f, uint64_t i, const uint8_t *pt) {
+    struct pchunk *c = pc_take(f);
+    if (!c) return;
+    memcpy(c->data, pt, f->vol->cs);
+    pc_put(f, i, c);
 }
 
 /* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */
@@ -519,6 +651,8 @@ int file_writeback(scp_file *f, scp_err *err) {
         u64map_get(&f->dirty, idx[k], &val);
         rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, buf + run_len * cs,
                         nonces + k * SCP_NONCE_LEN, inplace[k] - 1, err);
+        if (rc == 0 && !over)
+            ct_keep(f, idx[k], inplace[k] == 1 ? CT_SLOT0 : CT_SLOT1, buf + run_len * cs);
         if (rc == 0 && idx[k] < cn && u64map_put(&f->placed, idx[k], inplace[k] - 1u) < 0)
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         run_len++;
@@ -537,20 +671,19 @@ int file_writeback(scp_file *f, scp_err *err) {
         rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, r + SCP_JREC_HDR_LEN,
                         nonces + k * SCP_NONCE_LEN, 0, err); /* replay writes it to .d */
         if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JREC_HDR_LEN + (size_t)cs);
+        if (rc == 0 && !over) ct_keep(f, idx[k], f->j_end + jlen, r + SCP_JREC_HDR_LEN);
         if (rc == 0 && (u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0 ||
                         u64map_put(&f->jlogged, idx[k], 1) < 0))
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         jlen += SCP_JREC_HDR_LEN + cs;
     }
-    if (rc == 0 && jlen) {
-        if (scp_pwrite_full(f->fd_j, jbuf, jlen, f->j_end) < 0)
-            rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
-        else
-            f->j_end += jlen;
-    }
+    if (rc == 0 && jlen) rc = journal_append(f, jbuf, jlen, err);
     if (rc == 0) {
         for (k = 0; k < n; k++)
-            if (u64map_del(&f->dirty, idx[k], &val)) file_dirty_free(f, val);
+            if (u64map_del(&f->dirty, idx[k], &val)) {
+                if (!over) writeback_cache(f, idx[k], (const uint8_t *)(uintptr_t)val);
+                file_dirty_free(f, val);
+            }
     }
 out:
     free(idx);
@@ -587,7 +720,7 @@ static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
 
 /* Apply the journal's newest commit in place after the commit point, without syncing: until a
  * checkpoint the journal can redo it (caller holds the volume lock). */
-static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
+static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint8_t *ct = malloc(cs);
     if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -595,8 +728,9 @@ static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
     uint64_t i, off;
     int rc = 0;
     while (rc == 0 && u64map_next(&f->jmap, &pos, &i, &off)) {
-        if (scp_pread_full(f->fd_j, ct, cs, off + SCP_JREC_HDR_LEN) != (ssize_t)cs ||
-            scp_pwrite_full(f->fd_d, ct, cs, i * cs) < 0)
+        const uint8_t *kept = ct_kept(f, i, off);
+        if ((!kept && scp_pread_full(f->fd_j, ct, cs, off + SCP_JREC_HDR_LEN) != (ssize_t)cs) ||
+            scp_pwrite_full(f->fd_d, kept ? kept : ct, cs, i * cs) < 0)
             rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
         f->d_unsynced = 1;
     }
@@ -617,11 +751,12 @@ static int apply_journal(scp_file *f, uint64_t lim, scp_err *err) {
         f->t_unsynced = 1;
     }
     free(idx);
-    /* Changed entries, one pwrite per run of neighbours (a large overwrite changes many). */
-    for (i = 0; rc == 0 && i < lim; i++) {
-        if (!changed_get(f, i)) continue;
+    /* Changed entries, and a small append's [lim, to), one pwrite per run of neighbours (a
+     * large overwrite changes many; sqlite's WAL frame changes the last entry and adds one). */
+    for (i = 0; rc == 0 && i < to; i++) {
+        if (i < lim && !changed_get(f, i)) continue;
         uint64_t end = i + 1;
-        while (end < lim && changed_get(f, end)) end++;
+        while (end < to && (end >= lim || changed_get(f, end))) end++;
         if (scp_pwrite_full(f->fd_t, ent(f, i), (end - i) * ENT, i * ENT) < 0)
             rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
         f->t_unsynced = 1;
@@ -645,16 +780,17 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
         scp_put_u32(r, SCP_JREC_CHUNK);
         scp_put_u32(r + 4, 0);
         scp_put_u64(r + 8, i);
-        if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, i * cs) != (ssize_t)cs)
+        const uint8_t *kept = ct_kept(f, i, CT_SLOT0);
+        if (kept)
+            memcpy(r + SCP_JREC_HDR_LEN, kept, cs);
+        else if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, i * cs) != (ssize_t)cs)
             rc = scp_fail_errno(err, "cannot read back '%s'", f->path);
         scp_journal_chain(f->j_chain, r, rl);
         if (u64map_put(&f->jlogged, i, 1) < 0 && rc == 0)
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         r += rl;
     }
-    if (rc == 0 && scp_pwrite_full(f->fd_j, buf, cnt * rl, f->j_end) < 0)
-        rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
-    if (rc == 0) f->j_end += cnt * rl;
+    if (rc == 0) rc = journal_append(f, buf, cnt * rl, err);
     free(buf);
     return rc;
 }
@@ -705,13 +841,10 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     memcpy(chain, f->j_chain, SCP_HASH_LEN);
     int rc = scp_journal_commit_seal(f->j_key, f->id, f->j_end, count, pt, chain, rec, err);
     scp_wipe(pt, ptlen);
-    if (rc == 0 && (scp_pwrite_full(f->fd_j, rec, rlen, f->j_end) < 0 ||
-                    (sync && flush(f, f->fd_j, FLUSHED_J) < 0)))
+    if (rc == 0) rc = journal_append(f, rec, rlen, err);
+    if (rc == 0 && sync && (journal_drain(f, err) < 0 || flush(f, f->fd_j, FLUSHED_J) < 0))
         rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
-    if (rc == 0) {
-        memcpy(f->j_chain, chain, SCP_HASH_LEN);
-        f->j_end += rlen;
-    }
+    if (rc == 0) memcpy(f->j_chain, chain, SCP_HASH_LEN);
     free(rec);
     return rc;
 }
@@ -922,6 +1055,7 @@ static int commit_point(scp_volume *v, struct gc_req *batch, int named, scp_err 
     }
     for (r = batch; r; r = r->next) {
         if (r->named <= 0 || !r->jdefer) continue;
+        if (journal_drain(r->f, err) < 0) return -1;
         if (fdatasync(r->f->fd_j) < 0)
             return scp_fail_errno(err, "cannot sync the journal of '%s'", r->f->path);
         r->jdefer = 0;
@@ -997,12 +1131,9 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
                         uint64_t lim, scp_err *err) {
     uint32_t cs = f->vol->cs;
     int rc = 0;
-    if (path != COMMIT_IN_PLACE) rc = apply_journal(f, lim, err);
-    if (rc == 0 && path == COMMIT_JOURNAL_SMALL && n > cn) {
-        if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
-            rc = scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
-        f->t_unsynced = 1;
-    }
+    /* (a small append's fresh entries [cn, n) follow lim = cn: written with the changed ones) */
+    if (path != COMMIT_IN_PLACE)
+        rc = apply_journal(f, lim, path == COMMIT_JOURNAL_SMALL && n > cn ? n : lim, err);
     if (rc == 0 && n < cn &&
         (ftruncate(f->fd_d, (off_t)(n * cs)) < 0 || ftruncate(f->fd_t, (off_t)(n * ENT)) < 0 ||
          (f->fd_s >= 0 && ftruncate(f->fd_s, (off_t)(n * cs)) < 0)))
@@ -1014,6 +1145,7 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
 /* CS_APPLIED -> CS_IDLE: the new state is the committed one in memory too. */
 static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
                           const uint8_t root[SCP_HASH_LEN]) {
+    assert(f->jq_len == 0); /* (the commit point wrote and synced the journal) */
     u64map_clear(&f->jmap);
     u64map_clear(&f->placed);
     u64map_clear(&f->unapplied);
@@ -1024,8 +1156,9 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
         f->j_end = 0;
     } else if (f->j_end > SCP_JOURNAL_MAX) {
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
+        /* (the next log is written over this one: journal_reset) */
         if (file_checkpoint(f, NULL) == 0 &&
-            (journal_release(f, NULL) < 0 || ftruncate(f->fd_j, 0) < 0))
+            (journal_release(f, NULL) < 0 || (f->vol->shared && ftruncate(f->fd_j, 0) < 0)))
             f->j_clean = 0;
     }
     f->c_size = f->size;
@@ -1041,7 +1174,22 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
  * appends, and any commit while a journal log is open), which syncs the journal and the
  * manifest and applies in place without syncing; or in place (large appends with nothing to
  * redo), which syncs data and table before the manifest and leaves nothing in the journal. */
+static int file_commit_run(scp_file *f, scp_err *err);
+
 int file_commit(scp_file *f, scp_err *err) {
+    /* Gather the commit's journal writes (journal_append; not in shared mode, where other
+     * processes follow the log). Whatever is still queued at the end (a commit that failed
+     * before its sync, or found nothing to name) is written: the log in memory names it. */
+    int was_on = f->jq_on;
+    f->jq_on = !f->vol->shared;
+    int rc = file_commit_run(f, err);
+    (void)journal_drain(f, NULL);
+    file_ct_forget(f);
+    f->jq_on = was_on;
+    return rc;
+}
+
+static int file_commit_run(scp_file *f, scp_err *err) {
     assert(f->cstate == CS_IDLE);
     if (!f->modified || !f->path) return 0;
     if (f->unloaded) /* checked again here, under the write lock (check_handle is outside it) */

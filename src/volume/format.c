@@ -497,7 +497,8 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             if (after_commit && mrec_cb) mrec_cb(ctx, buf + off + SCP_JREC_HDR_LEN, (size_t)n);
             scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)n);
             off += SCP_JREC_HDR_LEN + (size_t)n;
-            after_commit = 0;
+            /* (after_commit stays: a one-flush commit may carry earlier lazy records of the
+             * log ahead of its own, all behind its commit record) */
             continue;
         }
         uint64_t count;

@@ -75,7 +75,14 @@ struct scp_volume {
     uint8_t ml_key[32];             /* the log's key */
     uint64_t ml_dur_end; /* the log up to here is known durable: synced by this process, or
                           * its records past the last sync are one-flush records, each in a
-                          * listed journal (a one-flush commit needs ml_dur_end == ml_end) */
+                          * listed journal (a one-flush commit needs ml_dur_end == ml_end,
+                          * or the records between in ml_pend) */
+    uint8_t *ml_pend;    /* the lazy records this process appended since ml_dur_end, as
+                          * written: a one-flush commit carries them in its journal ahead of
+                          * its own (vol_commit_oneflush); valid while ml_pend_at == ml_dur_end
+                          * != 0 and ml_dur_end + ml_pend_len == ml_end */
+    size_t ml_pend_len, ml_pend_cap, ml_pend_n;
+    uint64_t ml_pend_at;
     uint8_t statehash[SCP_HASH_LEN]; /* of the state at gen (the volume tag binds it) */
     uint8_t slot_salt[2][SCP_SALT_LEN];  /* each durable slot's seal salt (names its seal) */
     uint8_t slot_sh[2][SCP_HASH_LEN];    /* and the state hash it carries */
@@ -86,6 +93,10 @@ struct scp_volume {
     int objdir_dirty; /* objects created here since the last durable commit */
     uint8_t (*doomed)[SCP_FILEID_LEN]; /* objects to delete after the next durable commit */
     size_t ndoomed, doomcap;
+    int doom_keep_listed; /* vol_doomed_drain keeps the objects of listed journals: their
+                           * one-flush records may not be in the synced log yet */
+    size_t ndoomed_kept;  /* the first ndoomed_kept of doomed were kept so: their removal is
+                           * durable already (no sync is pending for them) */
     scp_file *files;  /* files loaded in this process */
     long nhandles;
     scp_vfile *handles; /* the open handles (under mu), for the fork child (volume.c) */
@@ -142,6 +153,16 @@ struct scp_file {
                                  * in place since the last commit, to the slot that the
                                  * committed entry does not name (chunk_target) */
     uint64_t j_end;             /* append offset of our open journal log (0 = none open) */
+    u64map ctc;                 /* chunk index -> struct ct_copy *: the ciphertext of its
+                                 * newest seal since the commit, where a small write-back put
+                                 * it (commit.c, ct_keep) */
+    uint8_t *jq;                /* journal bytes a commit has queued for one pwrite (the
+                                 * last jq_len bytes before j_end; journal_append) */
+    size_t jq_len, jq_cap;
+    int jq_on;                  /* file_commit gathers its journal writes */
+    uint64_t j_stale;           /* length of the journal object when the open log started over
+                                 * an older one's bytes (journal_begin), 0 if truncated: bytes
+                                 * in [j_end, j_stale) are the older log's tail */
     uint8_t j_chain[SCP_HASH_LEN]; /* the open log's hash chain (format.h) */
     int lazy_listed;            /* shared mode, format 3: this file is in the lock file's lazy
                                  * list (1; 2: with its in-place mark) as of durable generation
@@ -374,6 +395,12 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
 #ifndef SCP_JOURNAL_MAX
 #define SCP_JOURNAL_MAX (8u << 20)
 #endif
+/* A new log is written over the old one's bytes (kept up to this length) instead of
+ * truncating the journal: an append to a file that grows makes each fdatasync write the inode
+ * and the allocation metadata as well (ext4), an overwrite of allocated blocks only the data. */
+#ifndef SCP_JOURNAL_REUSE_MAX
+#define SCP_JOURNAL_REUSE_MAX (SCP_JOURNAL_MAX + SCP_JOURNAL_MAX / 8)
+#endif
 /* A log longer than this is checkpointed when its writer closes the file. */
 /* An overwrite of at least this many bytes (one write call of whole chunks, or one write-back
  * batch) writes the chunks' other slots in place; a smaller one goes through the journal,
@@ -498,6 +525,8 @@ int journal_release(scp_file *f, scp_err *err);
 /* Append a type 3 record (format.h) holding the manifest-log record rec to f's open log,
  * unsynced. */
 int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err);
+int journal_drain(scp_file *f, scp_err *err);
+void file_ct_forget(scp_file *f);
 /* Encrypt every dirty chunk and write it out: fresh chunks in place, others to the journal. */
 int file_writeback(scp_file *f, scp_err *err);
 /* Make f's state durable and advance the volume tag (f->rw held for writing). */

@@ -115,6 +115,7 @@ static uint64_t slot_peek(scp_volume *v, int i) {
  * bookkeeping, not security: a host that changes it can only cost a sync or an orphan). */
 static int lockbyte_get(scp_volume *v, off_t off) {
     uint8_t b = 0;
+    if (v->hint) return ((const uint8_t *)v->hint)[off] != 0; /* (mapped: lock_page below) */
     return v->lockfd >= 0 && pread(v->lockfd, &b, 1, off) == 1 && b;
 }
 void vol_lockbyte_set(scp_volume *v, off_t off, int on) {
@@ -171,7 +172,8 @@ static int sync_object(scp_volume *v, const uint8_t *id, const char *ext) {
  * it after), or -1. */
 static long lazy_sync(scp_volume *v, scp_err *err) {
     uint8_t c[4] = {0};
-    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
+    if (v->hint) memcpy(c, (const uint8_t *)v->hint + VOL_LAZY_OFF, 4); /* (mapped: lock_page) */
+    else if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
     uint32_t n = scp_get_u32(c);
     if (n == 0) return 0;
     if (n > VOL_LAZY_MAX) n = VOL_LAZY_MAX;
@@ -878,9 +880,22 @@ static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_
     commit_done(v, v->gen + 1, durable, nlazy);
 }
 
+/* The lock file's first pages where they are mapped (volume.c, hint_map), else NULL. The
+ * list and the mark below are read and written there, without a system call, as the same
+ * bytes of the page cache that pread and pwrite reach; only the list's additions, which must
+ * be durable, still go through pwrite and fdatasync. */
+static uint8_t *lock_page(scp_volume *v) { return (uint8_t *)v->hint; }
+
 /* The lock file's list of journals with one-flush records (internal.h). */
 static uint32_t jlist_read(scp_volume *v, uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN]) {
-    uint8_t c[4] = {0};
+    uint8_t c[4] = {0}, *m = lock_page(v);
+    if (m) {
+        memcpy(c, m + VOL_JLIST_OFF, 4);
+        uint32_t n = scp_get_u32(c);
+        if (n > VOL_JLIST_MAX) n = VOL_JLIST_MAX;
+        memcpy(ids, m + VOL_JLIST_OFF + 16, n * SCP_FILEID_LEN);
+        return n;
+    }
     if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_JLIST_OFF) != 4) return 0;
     uint32_t n = scp_get_u32(c);
     if (n > VOL_JLIST_MAX) n = VOL_JLIST_MAX; /* (not ours: look at what fits) */
@@ -913,20 +928,27 @@ static int jlist_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 }
 
 static uint64_t jmark_get(scp_volume *v) {
-    uint8_t b[8];
+    uint8_t b[8], *m = lock_page(v);
+    if (m) return scp_get_u64(memcpy(b, m + VOL_JMARK_OFF, 8));
     return v->lockfd >= 0 && pread(v->lockfd, b, 8, VOL_JMARK_OFF) == 8 ? scp_get_u64(b) : 0;
 }
 static void jmark_set(scp_volume *v, uint64_t gen) {
-    uint8_t b[8];
+    uint8_t b[8], *m = lock_page(v);
     scp_put_u64(b, gen);
-    if (v->lockfd >= 0) (void)!pwrite(v->lockfd, b, 8, VOL_JMARK_OFF);
+    if (m) memcpy(m + VOL_JMARK_OFF, b, 8);
+    else if (v->lockfd >= 0) (void)!pwrite(v->lockfd, b, 8, VOL_JMARK_OFF);
 }
 
 /* manifest.log was synced with every record this process took in (or a slot holds the
  * state): no journal is needed to recover any of them, so the list and the mark go (unsynced:
  * a stale list only makes an open look in more journals). */
 static void jlist_clear(scp_volume *v) {
-    uint8_t z[12] = {0};
+    uint8_t z[12] = {0}, *m = lock_page(v);
+    if (m) { /* (only what is set: a store dirties the page, which the kernel then writes) */
+        if (memcmp(m + VOL_JMARK_OFF, z, 8) != 0) memset(m + VOL_JMARK_OFF, 0, 8);
+        if (memcmp(m + VOL_JLIST_OFF, z, 4) != 0) memset(m + VOL_JLIST_OFF, 0, 4);
+        return;
+    }
     if (v->lockfd < 0) return;
     if (jmark_get(v)) (void)!pwrite(v->lockfd, z, 8, VOL_JMARK_OFF);
     uint8_t c[4] = {0};
@@ -940,6 +962,57 @@ int vol_mlog_sync(scp_volume *v, scp_err *err) {
      * is one the slots and journals recover (a fold synced its slot before restarting it). */
     if (fdatasync(v->mlog_fd) < 0) return scp_fail_errno(err, "cannot sync the manifest log");
     return 0;
+}
+
+/* ---- lazy records carried by a one-flush commit ----------------------------------------------
+ * A lazy record (a namespace operation: sqlite's rollback journal is created and deleted in
+ * every transaction) leaves the log's end unsynced, and the next commit had to sync the log
+ * first: two flushes. The lazy records this process appended since its last sync are kept as
+ * written, and a one-flush commit puts them into its journal ahead of its own record, all
+ * behind its commit record: the journal's one sync makes every record up to the commit's
+ * durable, and an open that adopts from the journal (mlog_adopt_journals) takes them in
+ * generation order, each only where the log that landed ends (docs/volume-format.md). */
+#define PEND_MAX_RECS 16
+
+static int pend_valid(const scp_volume *v) {
+    return v->ml_dur_end && v->ml_pend_at == v->ml_dur_end &&
+           v->ml_dur_end + v->ml_pend_len == v->ml_end;
+}
+
+/* After this process appended the lazy record rec at end_before (now taken in). */
+static void pend_add(scp_volume *v, const uint8_t *rec, size_t rlen, uint64_t end_before) {
+    int ok = v->ml_dur_end && v->ml_pend_at == v->ml_dur_end &&
+             v->ml_dur_end + v->ml_pend_len == end_before && v->ml_pend_n < PEND_MAX_RECS &&
+             v->ml_pend_len + rlen + (v->ml_pend_n + 1) * SCP_JREC_HDR_LEN <= SCP_JMREC_MAX;
+    if (ok && v->ml_pend_len + rlen > v->ml_pend_cap) {
+        size_t cap = v->ml_pend_cap ? v->ml_pend_cap : 1024;
+        while (cap < v->ml_pend_len + rlen) cap *= 2;
+        uint8_t *p = realloc(v->ml_pend, cap);
+        if (p) {
+            v->ml_pend = p;
+            v->ml_pend_cap = cap;
+        } else {
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        v->ml_pend_at = 0; /* (the next commit syncs the log first, as before) */
+        return;
+    }
+    memcpy(v->ml_pend + v->ml_pend_len, rec, rlen);
+    v->ml_pend_len += rlen;
+    v->ml_pend_n++;
+}
+
+/* The log is durable up to ml_end: nothing to carry. */
+static void pend_reset(scp_volume *v) {
+    v->ml_pend_len = v->ml_pend_n = 0;
+    v->ml_pend_at = v->ml_dur_end;
+}
+
+/* The length of the manifest-log record at p (its header's length field counts the body). */
+static size_t pend_rec_len(const uint8_t *p) {
+    return SCP_MREC_HDR_LEN + (size_t)scp_get_u32(p) + SCP_GCMTAG_LEN;
 }
 
 static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
@@ -956,10 +1029,14 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
     /* A durable commit's fdatasync covers every record before it (the commit point). */
     if (rc == 0) rc = mlog_append(v, rec, rlen, durable, err);
     if (rc == 0) {
+        uint64_t end = v->ml_end;
         mlog_took(v, rec, rlen, &d, durable, nlazy);
         if (durable) {
             v->ml_dur_end = v->ml_end;
+            pend_reset(v);
             jlist_clear(v);
+        } else {
+            pend_add(v, rec, rlen, end);
         }
     }
     scp_mdelta_free(&d);
@@ -972,8 +1049,11 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     /* Only onto a log that is durable up to its end (its header and every record before this
      * one are synced or in listed journals: an open reaches this record's place), and not
      * after a committer that died between its journal's sync and its append to the log (its
-     * record, of the same generation and place, may lie in its journal). */
-    if (!v->mlog || v->shared || v->ml_base < 0 || v->ml_dur_end != v->ml_end ||
+     * record, of the same generation and place, may lie in its journal). Or onto one whose
+     * records past the durable end are this process's lazy ones, kept as written (ml_pend):
+     * they go into the journal ahead of this one, and the same sync makes them durable. */
+    int carry = v->ml_dur_end != v->ml_end;
+    if (!v->mlog || v->shared || v->ml_base < 0 || (carry && !pend_valid(v)) ||
         v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS || jmark_get(v))
         return 1;
     uint8_t *rec = NULL;
@@ -981,12 +1061,20 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     scp_mdelta d;
     int rc = mlog_seal(v, 1, SCP_JMREC_MAX_BODY, &rec, &rlen, &d, err);
     if (rc != 0) return rc;
-    long nlazy = durable_prepare(v, err);
-    if (nlazy < 0) rc = -1;
+    /* (all of it within the one manifest-log record a journal allows per commit) */
+    size_t pend_bytes = carry ? v->ml_pend_len + v->ml_pend_n * SCP_JREC_HDR_LEN : 0;
+    long nlazy = pend_bytes + rlen > SCP_JMREC_MAX ? 0 : durable_prepare(v, err);
+    if (pend_bytes + rlen > SCP_JMREC_MAX) rc = 1;
+    else if (nlazy < 0) rc = -1;
     else if (jlist_add(v, f->id) < 0) rc = 1;
     if (rc == 0) {
         jmark_set(v, v->gen + 1);
-        if (journal_put_mlog(f, rec, rlen, err) < 0) rc = -1;
+        for (size_t off = 0, n; carry && rc == 0 && off < v->ml_pend_len; off += n) {
+            n = pend_rec_len(v->ml_pend + off);
+            assert(off + n <= v->ml_pend_len);
+            rc = journal_put_mlog(f, v->ml_pend + off, n, err);
+        }
+        if (rc < 0 || journal_put_mlog(f, rec, rlen, err) < 0 || journal_drain(f, err) < 0) rc = -1;
         else if (fdatasync(f->fd_j) < 0)
             rc = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
         if (rc < 0) {
@@ -998,8 +1086,14 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     if (rc == 0) { /* the commit point has passed */
         int appended = mlog_append(v, rec, rlen, 0, NULL) == 0;
         jmark_set(v, 0);
+        /* The removal of a file whose journal is listed may be durable now (a carried lazy
+         * record) while the records in that journal are not yet in the synced log: its
+         * objects go at the next durable commit through the log (mlog_commit), not now. */
+        v->doom_keep_listed = 1;
         mlog_took(v, rec, rlen, &d, 1, nlazy);
+        v->doom_keep_listed = 0;
         v->ml_dur_end = v->ml_end;
+        pend_reset(v);
         /* (the record is in the journal only: a full slot of this state takes over) */
         if (!appended && mlog_full(v, 1, NULL) < 0) v->ml_base = v->ml_adopt = -1;
     }
@@ -1207,6 +1301,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
             v->ml_base = base;
             v->ml_end = w.off;
             if (w.off == len && w.adopted) v->ml_dur_end = w.off; /* (synced just now) */
+            v->ml_pend_at = 0; /* (nothing to carry: ml_pend is not this log's) */
             v->ml_nrec = w.nrec;
             memcpy(v->ml_chain, w.chain, SCP_HASH_LEN);
             /* (the state of a log without records is its base's) */

@@ -28,6 +28,10 @@ static void file_free(scp_file *f) {
     while (u64map_next(&f->dirty, &pos, &k, &v)) file_dirty_free(f, v);
     u64map_free(&f->dirty);
     u64map_free(&f->jmap);
+    file_ct_forget(f);
+    u64map_free(&f->ctc);
+    assert(f->jq_len == 0);
+    free(f->jq);
     u64map_free(&f->jlogged);
     u64map_free(&f->unapplied);
     u64map_free(&f->placed);
@@ -52,6 +56,7 @@ static void discard_uncommitted(scp_file *f) {
     while (u64map_next(&f->dirty, &pos, &k, &v)) file_dirty_free(f, v);
     u64map_clear(&f->dirty);
     u64map_clear(&f->jmap);
+    file_ct_forget(f);
     u64map_clear(&f->placed);
     f->j_end = 0; /* the records after the last commit are dead; the next commit checkpoints */
     f->j_clean = 0;
@@ -855,6 +860,12 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     }
     pthread_mutex_lock(&v->mu);
     if (f->refs == 1 && f->writer) {
+        /* The tail of an older log behind ours (journal_reset) goes, so that the next loader
+         * does not read it; while we still hold the writer lock, since the next writer starts
+         * its own log over this journal. */
+        if (!v->shared && f->j_end && f->j_stale > f->j_end &&
+            ftruncate(f->fd_j, (off_t)f->j_end) == 0)
+            f->j_stale = 0;
         file_writer_unlock(f);
         f->writer = 0;
         /* Another process may write next and start its own journal log over ours (in shared

@@ -284,6 +284,7 @@ static void vol_free(scp_volume *v) {
     for (int i = 0; i < 3; i++)
         if (v->slotfd[i] >= 0) close(v->slotfd[i]);
     if (v->mlog_fd >= 0) close(v->mlog_fd);
+    free(v->ml_pend);
     scp_manifest_free(&v->man);
     scp_manifest_free(&v->disk);
     free(v->doomed);
@@ -913,8 +914,15 @@ void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 }
 
 void vol_doomed_drain(scp_volume *v) {
-    for (size_t i = 0; i < v->ndoomed; i++) unlink_objects(v, v->doomed[i]);
-    v->ndoomed = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < v->ndoomed; i++) {
+        if (v->doom_keep_listed && vol_jlist_has(v, v->doomed[i])) {
+            memmove(v->doomed[k++], v->doomed[i], SCP_FILEID_LEN); /* (for a later drain) */
+            continue;
+        }
+        unlink_objects(v, v->doomed[i]);
+    }
+    v->ndoomed = v->ndoomed_kept = k;
 }
 
 /* A durable commit if this process has namespace work pending durability, or (all) if the
@@ -927,7 +935,8 @@ static int sync_pending(scp_volume *v, int all, scp_err *err) {
      * one after another, and each one whose write the previous flush covered paid a manifest
      * write and its flush of nothing new. */
     if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
-    if (v->lazy || v->ndoomed || v->objdir_dirty || (all && v->gen > vol_durable_generation(v)))
+    if (v->lazy || v->ndoomed > v->ndoomed_kept || v->objdir_dirty ||
+        (all && v->gen > vol_durable_generation(v)))
         rc = vol_commit_manifest(v, 1, err);
     vol_unlock(v);
     return rc;

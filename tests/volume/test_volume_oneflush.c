@@ -15,6 +15,21 @@
  *   dropped   the same, and the host also cuts the journal back to before the last commit: the
  *             open with the last tag fails with SCP_E_ROLLBACK (the commit cannot be dropped
  *             unnoticed)
+ *   rollback  sqlite's rollback-journal transaction, repeated: create "wal-journal", write and
+ *             fsync it, rewrite a frame of "wal" and fsync it, unlink "wal-journal". The lazy
+ *             records of the create and the unlink ride in the next commit's journal ahead of
+ *             its own record (no sync of manifest.log of their own): at most plain's four
+ *             flushes per transaction on average (counted: before, six and an fsync). Then a
+ *             writer doing the same dies, the power cut loses manifest.log's unsynced appends
+ *             (cut back to its size after its first transaction): the volume opens with the
+ *             last tag, reads every frame, and verify finds nothing missing (the objects of a
+ *             removed journal file whose journal still held records were kept)
+ *   reuse     a file rewritten until its journal log is closed and a new one starts twice: the
+ *             new log is written over the old one's bytes (the journal object is not cut back,
+ *             so an fdatasync writes no inode or allocation), and a writer that dies in the
+ *             second reused log, after a power cut that loses manifest.log's unsynced appends,
+ *             opens with its last tag and reads the last commit: the old log's tail behind the
+ *             new one is never taken for records
  * Ported from branch sqlite2 (format 2: a manifest copy in the journal, a scratch slot lost).
  */
 #include <dirent.h>
@@ -28,9 +43,16 @@ int __real_fsync(int fd);
 int __wrap_fdatasync(int fd);
 int __wrap_fsync(int fd);
 static long nflush;
+static dev_t mlog_dev; /* manifest.log of the volume under test, to see its syncs */
+static ino_t mlog_ino;
+static off_t mlog_synced; /* its size at its last sync */
 int __wrap_fdatasync(int fd) {
     nflush++;
-    return __real_fdatasync(fd);
+    struct stat st;
+    int rc = __real_fdatasync(fd);
+    if (rc == 0 && mlog_ino && fstat(fd, &st) == 0 && st.st_ino == mlog_ino && st.st_dev == mlog_dev)
+        mlog_synced = st.st_size;
+    return rc;
 }
 int __wrap_fsync(int fd) {
     nflush++;
@@ -242,11 +264,212 @@ static void test_log_lost(int drop_last) {
     free(vd);
 }
 
+/* One rollback-journal transaction k (sqlite's journal_mode=DELETE, synchronous=FULL, in
+ * the order sqlite makes its calls); returns the flushes it took. */
+static long rollback_txn(scp_volume *v, scp_vfile *db, int k) {
+    scp_err e;
+    uint8_t b[FRAME];
+    long before = nflush;
+    scp_vfile *j = REQUIRE_PTR(scp_vfile_open(v, "wal-journal", O_RDWR | O_CREAT, 0600, &e), e);
+    frame(b, k + 1000);
+    REQUIRE(scp_vfile_pwrite(j, b, 512, 0, &e) == 512);
+    REQUIRE_OK(scp_vfile_fsync(j, &e), e);
+    REQUIRE_OK(scp_volume_sync(v, &e), e); /* sqlite fsyncs the directory (the shield: this) */
+    REQUIRE_OK(scp_vfile_close(j, &e), e);
+    frame(b, k);
+    REQUIRE(scp_vfile_pwrite(db, b, FRAME, (uint64_t)(k % NCOMMITS) * FRAME, &e) == FRAME);
+    REQUIRE_OK(scp_vfile_fsync(db, &e), e);
+    REQUIRE_OK(scp_volume_unlink(v, "wal-journal", &e), e);
+    return nflush - before;
+}
+
+static int expect[NCOMMITS]; /* the frame each place of "wal" holds (frame(b, expect[p])) */
+static void expect_txns(int from, int to) {
+    for (int k = from; k < to; k++) expect[k % NCOMMITS] = k;
+}
+
+static void check_frames(scp_volume *v, const char *what) {
+    scp_err e;
+    size_t n;
+    uint8_t *got = tu_vget(v, "wal", &n, &e), b[FRAME];
+    CHECKF(got && n == FSIZE, "%s: read back: %s", what, got ? "wrong size" : e.msg);
+    int bad = 0;
+    for (int k = 0; got && n == FSIZE && k < NCOMMITS; k++) {
+        frame(b, expect[k]);
+        bad += memcmp(got + (size_t)k * FRAME, b, FRAME) != 0;
+    }
+    CHECKF(!bad, "%s: %d frames differ from the last commits", what, bad);
+    long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
+    CHECKF(probs == 0, "%s: verify found %ld problems", what, probs);
+    free(got);
+}
+
+/* A child runs `txns` transactions of kind `rollback` (1) or WAL frames (0) and dies without
+ * closing anything, after writing the last tag and the size manifest.log had after
+ * transaction `mark` into the pipe. */
+static scp_volume_tag child_dies(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN],
+                                 int rollback, int txns, int mark, off_t *synced) {
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_err e;
+        scp_volume *v = scp_volume_open(vd, key, NULL, &e);
+        scp_vfile *f = v ? scp_vfile_open(v, "wal", O_RDWR, 0, &e) : NULL;
+        if (!f) _exit(2);
+        char *lp = tu_path(vd, "manifest.log");
+        struct stat st = {0};
+        if (stat(lp, &st) < 0) _exit(4);
+        mlog_dev = st.st_dev;
+        mlog_ino = st.st_ino;
+        mlog_synced = 0;
+        off_t at_mark = 0;
+        for (int k = 0; k < txns; k++) {
+            if (rollback) rollback_txn(v, f, k);
+            else commit_frame(f, k % NCOMMITS);
+            if (k == mark) at_mark = mlog_synced;
+        }
+        /* (the log as of its last sync; also when that was before the mark) */
+        st.st_size = mlog_synced > at_mark ? mlog_synced : at_mark;
+        scp_volume_tag t;
+        scp_volume_tag_get(v, &t);
+        _exit(write(p[1], &t, sizeof t) == (ssize_t)sizeof t &&
+                      write(p[1], &st.st_size, sizeof st.st_size) == (ssize_t)sizeof st.st_size
+                  ? 0
+                  : 3);
+    }
+    close(p[1]);
+    scp_volume_tag t;
+    REQUIRE(read(p[0], &t, sizeof t) == (ssize_t)sizeof t);
+    REQUIRE(read(p[0], synced, sizeof *synced) == (ssize_t)sizeof *synced);
+    close(p[0]);
+    int st;
+    REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return t;
+}
+
+/* The power cut: manifest.log's appends after `synced` are lost; then the volume must open
+ * with the writer's last tag and read its last commits. */
+static void cut_and_check(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN],
+                          const scp_volume_tag *t, off_t synced, const char *what) {
+    char *lp = tu_path(vd, "manifest.log");
+    struct stat st;
+    REQUIRE(stat(lp, &st) == 0 && st.st_size > synced);
+    REQUIRE(truncate(lp, synced) == 0);
+    printf("%s: manifest.log cut from %lld to %lld bytes\n", what, (long long)st.st_size,
+           (long long)synced);
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v = scp_volume_open(vd, key, t, &e);
+    CHECKF(v, "%s: open with the writer's last tag after the log's appends were lost: %s (%s)",
+           what, e.msg, scp_code_name(e.code));
+    if (v) {
+        check_frames(v, what);
+        printf("%s: opened at generation %llu (the writer's last tag)\n", what,
+               (unsigned long long)tu_tag_gen(t));
+        REQUIRE_OK(scp_volume_close(v, &e), e);
+    }
+    free(lp);
+}
+
+static void test_rollback(void) {
+    tu_rng rng = {14};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    setup(&rng, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    long first = rollback_txn(v, f, 0) + rollback_txn(v, f, 1), rest = 0;
+    int n = 3 * NCOMMITS;
+    for (int k = 2; k < n; k++) rest += rollback_txn(v, f, k);
+    printf("rollback: first two transactions %ld flushes, then %ld flushes for %d transactions "
+           "(%.2f each; plain: 4)\n",
+           first, rest, n - 2, (double)rest / (n - 2));
+    CHECKF(rest <= 4 * (long)(n - 2) + (n - 2) / 8,
+           "rollback-journal transactions took %.2f flushes each, want about plain's 4",
+           (double)rest / (n - 2));
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    expect_txns(0, n);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    check_frames(v, "rollback (reopened)");
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    /* A writer dies after 40 transactions; the log keeps only what it had at its last sync. */
+    off_t synced = 0;
+    scp_volume_tag t = child_dies(vd, key, 1, 40, 0, &synced);
+    expect_txns(0, 40);
+    cut_and_check(vd, key, &t, synced, "rollback power cut");
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+static uint64_t file_size(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void test_reuse(void) {
+    tu_rng rng = {15};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    setup(&rng, key, &root, &vd);
+    char *jp = journal_path(vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    /* Until two new logs have started (a new header salt at bytes 8-39 of the journal). */
+    uint8_t salt[32] = {0};
+    int restarts = 0, k = 0, shrunk = 0;
+    uint64_t longest = 0;
+    for (; restarts < 2 && k < 20000; k++) {
+        commit_frame(f, k % NCOMMITS);
+        int fd = open(jp, O_RDONLY);
+        uint8_t s[32];
+        REQUIRE(fd >= 0 && pread(fd, s, 32, 8) == 32);
+        close(fd);
+        uint64_t len = file_size(jp);
+        if (k > 0 && memcmp(s, salt, 32) != 0) {
+            restarts++;
+            printf("reuse: a new log after %d commits: the journal object is %llu bytes (the "
+                   "old log's were %llu)\n",
+                   k, (unsigned long long)len, (unsigned long long)longest);
+            shrunk += len < longest; /* (truncated, the new log's header and first commit) */
+        }
+        memcpy(salt, s, 32);
+        if (len > longest) longest = len;
+    }
+    REQUIRE(restarts == 2);
+    CHECKF(!shrunk, "a new journal log cut the journal object back (want it written over the "
+                    "old log's bytes)");
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    /* A writer that dies inside a log written over an older one: its first commits run the
+     * journal past its limit (its first log), the next ones go over that log's bytes. */
+    off_t synced = 0;
+    int txns = k + 40;
+    scp_volume_tag t = child_dies(vd, key, 0, txns, k + 5, &synced);
+    expect_txns(0, NCOMMITS); /* (commit_frame(f, p) writes frame p at place p) */
+    printf("reuse: the writer made %d commits; the journal object is %llu bytes\n", txns,
+           (unsigned long long)file_size(jp));
+    cut_and_check(vd, key, &t, synced, "reuse power cut");
+    free(jp);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *which = argc > 1 ? argv[1] : "all";
     if (!strcmp(which, "all") || !strcmp(which, "count")) test_count();
     if (!strcmp(which, "all") || !strcmp(which, "lostlog")) test_log_lost(0);
     if (!strcmp(which, "all") || !strcmp(which, "dropped")) test_log_lost(1);
+    if (!strcmp(which, "all") || !strcmp(which, "rollback")) test_rollback();
+    if (!strcmp(which, "all") || !strcmp(which, "reuse")) test_reuse();
     return tu_exit_code("test_volume_oneflush");
 }
