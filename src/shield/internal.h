@@ -63,6 +63,7 @@ typedef struct pfile {
     struct sh_ofd *ofd;  /* PF_FILE: shared offset and flags once another process may hold
                           * the description (sh_fork_share); NULL: the handle's own cursor */
     unsigned ofd_pass;   /* the last walk over the descriptions that saw it (core.c) */
+    int privs_checked;   /* a write through it cleared S_ISUID/S_ISGID as needed (core.c) */
     int nameless;        /* O_TMPFILE with no name yet: path is its directory's, never the
                           * file's (PATH_MAX bytes: a linkat writes the new name into it) */
 } pfile;
