@@ -1076,8 +1076,8 @@ static long io_read(pfile *pf, void *buf, size_t n, long long off) {
     return r;
 }
 
-/* A write by a process without CAP_FSETID (here: not root) clears the set-user-ID bit, and
- * the set-group-ID bit of a group-executable file, as the kernel's file_remove_privs does.
+/* A write by a process without CAP_FSETID (here: not root) clears the set-user-ID and
+ * set-group-ID bits as the kernel's file_remove_privs does (sh_cred_after_write).
  * Checked at the first write through each open file: a bit that chmod sets again after it
  * stays until the file is opened again (the kernel clears it at every write). */
 static long write_drops_privs(pfile *pf) {
@@ -1087,8 +1087,7 @@ static long write_drops_privs(pfile *pf) {
     scp_err e;
     long r = pf_vstat(pf, &v);
     if (r) return r == -ENOENT ? 0 : r; /* no name left: nothing to clear */
-    uint32_t m = v.mode & 07777, nm = m & ~(uint32_t)S_ISUID;
-    if (nm & S_IXGRP) nm &= ~(uint32_t)S_ISGID;
+    uint32_t m = v.mode & 07777, nm = sh_cred_after_write(&v);
     if (nm == m) return 0;
     return scp_volume_setattr(sh.vol[pf->vol].v, pf->path, nm, -1, -1, INT64_MIN, &e) ? neg(&e) : 0;
 }

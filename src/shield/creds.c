@@ -311,6 +311,15 @@ long sh_cred_parent(int vol, const char *rel, int want) {
 /* Removing or replacing the name `rel` (unlink, rmdir, rename from or over it) in a sticky
  * directory (S_ISVTX, /tmp's 01777): only root, the directory's owner or the entry's owner
  * may (EPERM, the kernel's check_sticky). A missing entry or parent: the call reports it. */
+uint32_t sh_cred_after_write(const scp_vstat *v) {
+    cred_load();
+    uint32_t m = v->mode & 07777;
+    if (cr.euid == 0) return m; /* CAP_FSETID */
+    m &= ~(uint32_t)S_ISUID;
+    if ((m & S_ISGID) && ((m & S_IXGRP) || !in_group((gid_t)v->gid))) m &= ~(uint32_t)S_ISGID;
+    return m;
+}
+
 long sh_cred_sticky(int vol, const char *rel) {
     cred_load();
     const char *slash = strrchr(rel, '/');

@@ -199,6 +199,7 @@ static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentr
         e->ctime_ns = (int64_t)scp_get_u64(body + off);
         e->atime_ns = (int64_t)scp_get_u64(body + off + 8);
         off += 16;
+        if (e->ctime_ns == e->mtime_ns && e->atime_ns == e->mtime_ns) return -1; /* one encoding */
     }
     if (e->type == 2 && e->size != 0) return -1;
     if (e->type == SCP_MTYPE_NODE && !scp_node_type_ok(e->mode)) return -1;

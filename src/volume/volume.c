@@ -1087,13 +1087,13 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
     if (norm(from, a, err) < 0 || norm(to, b, err) < 0) return -1;
     if (!a[0] || !b[0]) return scp_fail(err, SCP_E_INVAL, EBUSY, "cannot rename the volume root");
     size_t al = strlen(a);
-    if (strncmp(b, a, al) == 0 && b[al] == '/')
-        return scp_fail(err, SCP_E_INVAL, EINVAL, "cannot move '%s' into itself", a);
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
     long i = man_find(&v->man, a), j = man_find(&v->man, b);
     if (i < 0) rc = missing(v, a, err);
-    if (rc == 0) rc = check_parent(v, b, err);
+    if (rc == 0) rc = check_parent(v, b, err); /* "file/x": ENOTDIR before EINVAL, as the kernel */
+    if (rc == 0 && strncmp(b, a, al) == 0 && b[al] == '/')
+        rc = scp_fail(err, SCP_E_INVAL, EINVAL, "cannot move '%s' into itself", a);
     if (rc == 0 && strcmp(a, b) == 0) goto out;
     /* two names of one file: POSIX says rename does nothing and succeeds */
     if (rc == 0 && j >= 0 && v->man.e[i].type != SCP_MTYPE_DIR &&
