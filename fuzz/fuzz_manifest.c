@@ -8,7 +8,7 @@
  *     satisfies every invariant the format promises (types, normalized non-empty paths in
  *     strictly increasing order, each parent an existing directory, directories of size 0,
  *     an id shared only by hard links: entries that are not directories and agree on type,
- *     size, root, mode, owner, mtime and target, each with nlink = the number of entries of its
+ *     size, root, mode, owner, times and target, each with nlink = the number of entries of its
  *     id), encodes back to exactly the input (canonical form), and the round trip
  *     parse(encode(parse(x))) == parse(x) holds field by field (nlink included). */
 #include <errno.h>
@@ -43,7 +43,8 @@ static int entry_eq(const scp_mentry *a, const scp_mentry *b) {
     return a->type == b->type && strcmp(a->path, b->path) == 0 &&
            memcmp(a->id, b->id, SCP_FILEID_LEN) == 0 && a->size == b->size &&
            memcmp(a->root, b->root, SCP_HASH_LEN) == 0 && a->mode == b->mode && a->uid == b->uid &&
-           a->gid == b->gid && a->mtime_ns == b->mtime_ns && !a->target == !b->target &&
+           a->gid == b->gid && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+           a->atime_ns == b->atime_ns && !a->target == !b->target &&
            (!a->target || strcmp(a->target, b->target) == 0) && a->nlink == b->nlink;
 }
 
@@ -81,7 +82,8 @@ static void check_invariants(const scp_manifest *m) {
             if (j == i) continue;
             FUZZ_CHECK(e->type != 2 && o->type == e->type && o->size == e->size &&
                        memcmp(o->root, e->root, SCP_HASH_LEN) == 0 && o->mode == e->mode &&
-                       o->uid == e->uid && o->gid == e->gid && o->mtime_ns == e->mtime_ns);
+                       o->uid == e->uid && o->gid == e->gid && o->mtime_ns == e->mtime_ns &&
+                       o->ctime_ns == e->ctime_ns && o->atime_ns == e->atime_ns);
             FUZZ_CHECK(!o->target == !e->target && (!e->target || strcmp(o->target, e->target) == 0));
         }
         FUZZ_CHECK(e->nlink == names);

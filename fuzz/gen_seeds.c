@@ -75,6 +75,8 @@ static void manifest_seeds(const vf_fixture *fx) {
             e[i].mode = e[i].type == 2 ? 0750 : 0640;
             e[i].uid = e[i].gid = 1000;
             e[i].mtime_ns = 1700000000000000000ll + (int64_t)i;
+            e[i].ctime_ns = e[i].mtime_ns + (int64_t)(i % 2); /* both encodings (format.h, times) */
+            e[i].atime_ns = e[i].mtime_ns;
         }
         m.e = e;
         m.n = m.cap = n;

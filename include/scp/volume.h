@@ -73,11 +73,14 @@ typedef struct scp_vstat {
     int owner_unset;     /* a directory made before owners were recorded for directories:
                           * uid and gid are 0 but say nothing (docs/volume-format.md) */
     int64_t mtime_ns;    /* modification time, ns since the epoch */
+    int64_t ctime_ns;    /* status change time (mtime on entries from before it was kept) */
+    int64_t atime_ns;    /* access time: as created or set (setattr_times); reads never move it */
     uint64_t ino;        /* stable number for the file's identity within the volume */
     uint32_t node_type;  /* SCP_VTYPE_NODE: S_IFIFO, S_IFSOCK, S_IFCHR or S_IFBLK */
     uint64_t rdev;       /* SCP_VTYPE_NODE: the device number it was made with */
     uint32_t nlink;      /* names of the file (hard links); 0 for an open file without one
-                          * left; 2 for a directory */
+                          * left; for a directory 2 + its subdirectories (scp_volume_stat;
+                          * 2 from readdir and scp_vfile_stat) */
 } scp_vstat;
 
 /* ---- volumes ---------------------------------------------------------------------------- */
@@ -171,6 +174,10 @@ int scp_volume_rename(scp_volume *vol, const char *from, const char *to, scp_err
  * mtime_ns of INT64_MIN leave that field unchanged. */
 int scp_volume_setattr(scp_volume *vol, const char *path, int64_t mode, int64_t uid, int64_t gid,
                        int64_t mtime_ns, scp_err *err);
+/* The same with the access time too (INT64_MIN: unchanged). Any change moves ctime to now;
+ * a given time commits even when equal (utimensat moves ctime). */
+int scp_volume_setattr_times(scp_volume *vol, const char *path, int64_t mode, int64_t uid,
+                             int64_t gid, int64_t atime_ns, int64_t mtime_ns, scp_err *err);
 
 /* Directory listing: calls cb for each entry of directory `path` in name order, with its name
  * (no slashes) and stat. A non-zero return from cb stops the walk and is returned. */

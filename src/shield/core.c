@@ -714,7 +714,8 @@ static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
                    : v->type == SCP_VTYPE_LINK ? S_IFLNK
                                                : S_IFREG) |
                   (v->mode & 07777);
-    st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : v->nlink; /* 0: unlinked while open */
+    /* 0: unlinked while open; a directory: 2 and one per subdirectory, at least 2 */
+    st->st_nlink = v->type == SCP_VTYPE_DIR ? (v->nlink > 2 ? v->nlink : 2) : v->nlink;
     st->st_rdev = (dev_t)v->rdev;
     st->st_uid = v->uid;
     st->st_gid = v->gid;
@@ -723,8 +724,10 @@ static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
     st->st_blocks = (blkcnt_t)((v->size + 511) / 512);
     st->st_mtim.tv_sec = v->mtime_ns / 1000000000;
     st->st_mtim.tv_nsec = v->mtime_ns % 1000000000;
-    st->st_atim = st->st_mtim;
-    st->st_ctim = st->st_mtim;
+    st->st_ctim.tv_sec = v->ctime_ns / 1000000000;
+    st->st_ctim.tv_nsec = v->ctime_ns % 1000000000;
+    st->st_atim.tv_sec = v->atime_ns / 1000000000;
+    st->st_atim.tv_nsec = v->atime_ns % 1000000000;
 }
 
 static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
@@ -740,10 +743,12 @@ static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
     sx->stx_ino = st.st_ino;
     sx->stx_size = (uint64_t)st.st_size;
     sx->stx_blocks = (uint64_t)st.st_blocks;
-    sx->stx_atime.tv_sec = st.st_mtim.tv_sec;
-    sx->stx_atime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
-    sx->stx_mtime = sx->stx_atime;
-    sx->stx_ctime = sx->stx_atime;
+    sx->stx_atime.tv_sec = st.st_atim.tv_sec;
+    sx->stx_atime.tv_nsec = (uint32_t)st.st_atim.tv_nsec;
+    sx->stx_mtime.tv_sec = st.st_mtim.tv_sec;
+    sx->stx_mtime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
+    sx->stx_ctime.tv_sec = st.st_ctim.tv_sec;
+    sx->stx_ctime.tv_nsec = (uint32_t)st.st_ctim.tv_nsec;
     sx->stx_rdev_major = major(st.st_rdev);
     sx->stx_rdev_minor = minor(st.st_rdev);
     sx->stx_dev_major = 0x5c;
@@ -1079,9 +1084,27 @@ static long io_read(pfile *pf, void *buf, size_t n, long long off) {
     return r;
 }
 
+/* A write by a process without CAP_FSETID (here: not root) clears the set-user-ID and
+ * set-group-ID bits as the kernel's file_remove_privs does (sh_cred_after_write).
+ * Checked at the first write through each open file: a bit that chmod sets again after it
+ * stays until the file is opened again (the kernel clears it at every write). */
+static long write_drops_privs(pfile *pf) {
+    pf->privs_checked = 1;
+    if (pf->nameless || sh_cred_root()) return 0;
+    scp_vstat v;
+    scp_err e;
+    long r = pf_vstat(pf, &v);
+    if (r) return r == -ENOENT ? 0 : r; /* no name left: nothing to clear */
+    uint32_t m = v.mode & 07777, nm = sh_cred_after_write(&v);
+    if (nm == m) return 0;
+    return scp_volume_setattr(sh.vol[pf->vol].v, pf->path, nm, -1, -1, INT64_MIN, &e) ? neg(&e) : 0;
+}
+
 static long io_write(pfile *pf, const void *buf, size_t n, long long off) {
     if (pf->kind == PF_DIR) return -EISDIR;
     if (!writable(pf)) return -EBADF;
+    long pr = n && !pf->privs_checked ? write_drops_privs(pf) : 0;
+    if (pr) return pr;
     scp_err e;
     ssize_t r = off < 0 ? scp_vfile_write(pf->vf, buf, n, &e)
                         : scp_vfile_pwrite(pf->vf, buf, n, (uint64_t)off, &e);
@@ -2179,27 +2202,38 @@ static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int
     return scp_volume_setattr(sh.vol[vol].v, rel, mode, uid, gid, mt, &e) ? neg(&e) : 0;
 }
 
-/* utimensat/futimens: the modification time (the volume keeps no access time), checked as
- * the kernel checks it (creds.c). */
+/* utimensat/futimens: the access and modification times, checked as the kernel checks them
+ * (creds.c); ctime moves to now (the library's setattr). */
 static long utimes_rel(int vol, const char *rel, const struct timespec *times) {
     struct timespec tsb[2];
     const struct timespec *ts = times ? tsb : NULL;
     if (times && copy_in(tsb, times, sizeof tsb)) return -EFAULT;
-    int64_t mt;
+    int64_t mt, at;
+    if (ts && ((ts[0].tv_nsec != UTIME_NOW && ts[0].tv_nsec != UTIME_OMIT && (unsigned long)ts[0].tv_nsec >= 1000000000ul) ||
+               (ts[1].tv_nsec != UTIME_NOW && ts[1].tv_nsec != UTIME_OMIT && (unsigned long)ts[1].tv_nsec >= 1000000000ul)))
+        return -EINVAL;
     if (!ts || ts[1].tv_nsec == UTIME_NOW) mt = -1;
     else if (ts[1].tv_nsec == UTIME_OMIT) mt = INT64_MIN;
     else mt = (int64_t)ts[1].tv_sec * 1000000000 + ts[1].tv_nsec;
+    if (!ts || ts[0].tv_nsec == UTIME_NOW) at = -1;
+    else if (ts[0].tv_nsec == UTIME_OMIT) at = INT64_MIN;
+    else at = (int64_t)ts[0].tv_sec * 1000000000 + ts[0].tv_nsec;
+    if (mt == INT64_MIN && at == INT64_MIN) return 0; /* both omitted: nothing changes, not even ctime */
     int explicit_times = ts && !((ts[0].tv_nsec == UTIME_NOW || ts[0].tv_nsec == UTIME_OMIT) &&
                                  (ts[1].tv_nsec == UTIME_NOW || ts[1].tv_nsec == UTIME_OMIT));
     scp_vstat cv;
     long r;
     if ((r = path_vstat(vol, rel, &cv)) || (r = sh_cred_utimes(&cv, explicit_times))) return r;
-    if (mt == -1) {
+    if (mt == -1 || at == -1) {
         struct timespec now;
         clock_gettime(CLOCK_REALTIME, &now);
-        mt = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        int64_t n = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+        if (mt == -1) mt = n;
+        if (at == -1) at = n;
     }
-    return setattr_rel(vol, rel, -1, -1, -1, mt);
+    scp_err e;
+    if (!rel[0]) return 0; /* the volume root keeps no times */
+    return scp_volume_setattr_times(sh.vol[vol].v, rel, -1, -1, -1, at, mt, &e) ? neg(&e) : 0;
 }
 int sh_proc_fd_link(const char *abs, long *fd, const char **rest) { return proc_fd_link(abs, fd, rest); }
 
@@ -2333,6 +2367,27 @@ static int link_fd(int fd, const long a[6], long *ret) {
     return 1;
 }
 
+/* The kernel looks at a path's last component before it removes or renames: 1 if it is ".",
+ * 2 if "..", else 0 (also for a bad address: the call then reports EFAULT itself). The shield
+ * normalizes "d/." to "d", so this must be asked of the program's own string. */
+static int last_is_dot(const char *path) {
+    char p[PATH_MAX];
+    if (!path || sh_copy_path_in(path, p, sizeof p) < 0) return 0;
+    size_t n = strlen(p), s;
+    while (n > 1 && p[n - 1] == '/') n--;
+    for (s = n; s > 0 && p[s - 1] != '/';) s--;
+    if (n - s == 1 && p[s] == '.') return 1;
+    if (n - s == 2 && p[s] == '.' && p[s + 1] == '.') return 2;
+    return 0;
+}
+
+/* Do volume paths a and b name entries of one directory? */
+static int same_parent(const char *a, const char *b) {
+    const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
+    size_t la = sa ? (size_t)(sa - a) : 0, lb = sb ? (size_t)(sb - b) : 0;
+    return la == lb && strncmp(a, b, la) == 0;
+}
+
 static int path_call(long nr, const long a[6], long *ret) {
     char rel[PATH_MAX], rel2[PATH_MAX];
     int vol = -1, vol2 = -1;
@@ -2402,6 +2457,8 @@ static int path_call(long nr, const long a[6], long *ret) {
         int f2 = f1 < 0 ? 1 : follow_links(&vol2, rel2, sizeof rel2, 0, la, sizeof la);
         if (f1 < 0 || f2 < 0) { *ret = f1 < 0 ? f1 : f2; return 1; }
         if (f1 == 2 || f2 == 2 || vol != vol2) { *ret = -EXDEV; return 1; }
+        /* rename of "d/." or "d/..", or onto one: EBUSY, as the kernel's (not LAST_NORM) */
+        if (nr != SYS_linkat && (last_is_dot(path) || last_is_dot(path2))) { *ret = -EBUSY; return 1; }
         if (nr == SYS_linkat) {
             /* without AT_SYMLINK_FOLLOW, link names /proc's magic link itself: another file
              * system (the kernel says EXDEV); with it, the file that the descriptor names */
@@ -2418,6 +2475,10 @@ static int path_call(long nr, const long a[6], long *ret) {
         if ((cr = sh_cred_search(vol, rel)) || (cr = sh_cred_search(vol, rel2)) ||
             (cr = sh_cred_parent(vol, rel, 3)) || (cr = sh_cred_parent(vol, rel2, 3)) ||
             (cr = sh_cred_sticky(vol, rel)) || (cr = sh_cred_sticky(vol, rel2))) { *ret = cr; return 1; }
+        /* a directory that moves to another parent changes its own ".." entry: the kernel wants
+         * write permission on it (may_rename, inode_permission(source, MAY_WRITE)) */
+        if (!same_parent(rel, rel2) && path_vstat(vol, rel, &v) == 0 && v.type == SCP_VTYPE_DIR &&
+            (cr = sh_cred_access(&v, 2))) { *ret = cr; return 1; }
         if ((flags & RENAME_NOREPLACE) && path_vstat(vol, rel2, &v) == 0) { *ret = -EEXIST; return 1; }
         sh_in_lib++;
         *ret = scp_volume_rename(sh.vol[vol].v, rel, rel2, &e) ? neg(&e) : 0;
@@ -2495,6 +2556,10 @@ static int path_call(long nr, const long a[6], long *ret) {
         r = scp_volume_mkdir(sh.vol[vol].v, rel, (uint32_t)(a[2] & ~sh.umask & 07777), &e) ? neg(&e) : 0;
         break;
     case SYS_unlinkat:
+        if ((r = last_is_dot(path))) { /* rmdir "d/.": EINVAL, "d/..": ENOTEMPTY; unlink: EISDIR */
+            r = !(a[2] & AT_REMOVEDIR) ? -EISDIR : r == 1 ? -EINVAL : -ENOTEMPTY;
+            break;
+        }
         if ((r = sh_cred_parent(vol, rel, 3)) || (r = sh_cred_sticky(vol, rel))) break;
         if (a[2] & AT_REMOVEDIR) r = scp_volume_rmdir(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         else {

@@ -64,6 +64,7 @@ long sh_cred_setattr(const scp_vstat *v, int64_t *mode, int64_t uid, int64_t gid
 long sh_cred_link(const scp_vstat *v) { return scp_perm_link(cred_load(), v); }
 long sh_cred_parent(int vol, const char *rel, int want) { return scp_perm_parent(cred_load(), sh.vol[vol].v, rel, want); }
 long sh_cred_sticky(int vol, const char *rel) { return scp_perm_sticky(cred_load(), sh.vol[vol].v, rel); }
+uint32_t sh_cred_after_write(const scp_vstat *v) { return scp_perm_after_write(cred_load(), v); }
 
 /* ---- keep the backing store reachable across a change of user ----------------------------- */
 

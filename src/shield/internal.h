@@ -63,6 +63,7 @@ typedef struct pfile {
     struct sh_ofd *ofd;  /* PF_FILE: shared offset and flags once another process may hold
                           * the description (sh_fork_share); NULL: the handle's own cursor */
     unsigned ofd_pass;   /* the last walk over the descriptions that saw it (core.c) */
+    int privs_checked;   /* a write through it cleared S_ISUID/S_ISGID as needed (core.c) */
     int nameless;        /* O_TMPFILE with no name yet: path is its directory's, never the
                           * file's (PATH_MAX bytes: a linkat writes the new name into it) */
 } pfile;
@@ -241,6 +242,10 @@ long sh_cred_parent(int vol, const char *rel, int want);
 long sh_cred_link(const scp_vstat *v); /* may the caller give v another name (hard link) */
 long sh_cred_sticky(int vol, const char *rel); /* may the caller remove name rel (sticky dir) */
 int sh_cred_root(void); /* the effective uid is 0 */
+/* The mode v keeps after a write by the caller, as the kernel's file_remove_privs: without
+ * CAP_FSETID (here: not root) S_ISUID goes, and S_ISGID if group execute is set or the caller
+ * is not in the file's group. */
+uint32_t sh_cred_after_write(const scp_vstat *v);
 /* unixsock.c: AF_UNIX addresses that name a path in a protected volume (a socket node there,
  * the kernel socket in the volume's rendezvous directory). Each sets *handled when the
  * address was the shield's to serve (the result, 0 or -errno, is then the call's). */

@@ -159,3 +159,11 @@ long scp_perm_sticky(const struct scp_cred *c, scp_volume *vol, const char *rel)
     scp_perm_owner(c, &v);
     return v.uid == c->euid ? 0 : -EPERM;
 }
+
+uint32_t scp_perm_after_write(const struct scp_cred *c, const scp_vstat *v) {
+    uint32_t m = v->mode & 07777;
+    if (c->euid == 0) return m; /* CAP_FSETID */
+    m &= ~(uint32_t)S_ISUID;
+    if ((m & S_ISGID) && ((m & S_IXGRP) || !in_group(c, (gid_t)v->gid))) m &= ~(uint32_t)S_ISGID;
+    return m;
+}

@@ -1005,7 +1005,9 @@ static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_o
     vol_file_hint_bump(v, f->id, v->gen + 1);
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
-    if (!__atomic_exchange_n(&f->mtime_kept, 0, __ATOMIC_RELAXED)) e->mtime_ns = scp_now_ns();
+    int64_t now = scp_now_ns();
+    if (!__atomic_exchange_n(&f->mtime_kept, 0, __ATOMIC_RELAXED)) e->mtime_ns = now;
+    e->ctime_ns = now; /* a change of content is a change of status too */
     man_sync_links(&v->man, (size_t)mi); /* every name of the file names the new root */
     return 1;
 }

@@ -5,6 +5,7 @@
  */
 #include "volume/format.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,7 +131,8 @@ static int id_cmp(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID
 int scp_mentry_same_file(const scp_mentry *a, const scp_mentry *b) {
     return a->type == b->type && a->type != SCP_MTYPE_DIR && a->size == b->size &&
            memcmp(a->root, b->root, SCP_HASH_LEN) == 0 && a->mode == b->mode && a->uid == b->uid &&
-           a->gid == b->gid && a->mtime_ns == b->mtime_ns &&
+           a->gid == b->gid && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+           a->atime_ns == b->atime_ns &&
            (a->target ? b->target && strcmp(a->target, b->target) == 0 : !b->target);
 }
 
@@ -165,7 +167,8 @@ static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentr
     char norm[SCP_MAX_PATH + 1];
     size_t off = *offp;
     if (len - off < MENTRY_FIXED) return -1;
-    e->type = body[off];
+    int times = (body[off] & SCP_MTYPE_TIMES) != 0;
+    e->type = body[off] & (uint8_t)~SCP_MTYPE_TIMES;
     uint16_t plen = scp_get_u16(body + off + 1);
     off += 3;
     if ((e->type < SCP_MTYPE_FILE || e->type > SCP_MTYPE_LINK) || plen == 0 || plen > SCP_MAX_PATH ||
@@ -190,6 +193,14 @@ static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentr
     e->gid = scp_get_u32(body + off + 8);
     e->mtime_ns = (int64_t)scp_get_u64(body + off + 12);
     off += 20;
+    e->ctime_ns = e->atime_ns = e->mtime_ns; /* an entry from before times: ctime reads as mtime */
+    if (times) {
+        if (len - off < 16) return -1;
+        e->ctime_ns = (int64_t)scp_get_u64(body + off);
+        e->atime_ns = (int64_t)scp_get_u64(body + off + 8);
+        off += 16;
+        if (e->ctime_ns == e->mtime_ns && e->atime_ns == e->mtime_ns) return -1; /* one encoding */
+    }
     if (e->type == 2 && e->size != 0) return -1;
     if (e->type == SCP_MTYPE_NODE && !scp_node_type_ok(e->mode)) return -1;
     if (e->type == SCP_MTYPE_LINK) {
@@ -246,13 +257,20 @@ nomem:
     return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing the manifest");
 }
 
+/* ctime and atime are written only when one differs from mtime (format.h). */
+static int mentry_has_times(const scp_mentry *e) {
+    return e->ctime_ns != e->mtime_ns || e->atime_ns != e->mtime_ns;
+}
+
 size_t scp_mentry_encoded_len(const scp_mentry *e) {
-    return MENTRY_FIXED + strlen(e->path) + (e->target ? 2 + strlen(e->target) : 0);
+    return MENTRY_FIXED + strlen(e->path) + (e->target ? 2 + strlen(e->target) : 0) +
+           (mentry_has_times(e) ? 16 : 0);
 }
 
 uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p) {
     size_t plen = strlen(e->path);
-    *p++ = e->type;
+    assert(!(e->type & SCP_MTYPE_TIMES));
+    *p++ = (uint8_t)(e->type | (mentry_has_times(e) ? SCP_MTYPE_TIMES : 0));
     scp_put_u16(p, (uint16_t)plen);
     p += 2;
     memcpy(p, e->path, plen);
@@ -268,6 +286,11 @@ uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p) {
     scp_put_u32(p + 8, e->gid);
     scp_put_u64(p + 12, (uint64_t)e->mtime_ns);
     p += 20;
+    if (mentry_has_times(e)) {
+        scp_put_u64(p, (uint64_t)e->ctime_ns);
+        scp_put_u64(p + 8, (uint64_t)e->atime_ns);
+        p += 16;
+    }
     if (e->target) {
         size_t tlen = strlen(e->target);
         scp_put_u16(p, (uint16_t)tlen);

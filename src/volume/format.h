@@ -89,6 +89,7 @@ int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err 
  *   u32 entry count, then entries sorted by path (strictly increasing, bytewise):
  *   u8 type (1 file, 2 dir, 3 node, 4 symbolic link) | u16 path length | path | id (16)
  *   | u64 size | root (32) | u32 mode | u32 uid | u32 gid | i64 mtime_ns
+ *   [| i64 ctime_ns | i64 atime_ns: only when the type byte has SCP_MTYPE_TIMES set]
  *   and for a symbolic link only: u16 target length | target (1..SCP_MAX_PATH bytes, no NUL);
  *   its size is the target's length, its root zero, it has no objects.
  * A node (a FIFO, socket or device name: metadata only, no objects) keeps its file type
@@ -96,7 +97,10 @@ int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err 
  * size; its root is zero.
  * Hard links: entries that share an id are names of one file (or node, or symbolic link): no
  * directory shares its id, and every entry of an id has the same type, size, root, mode, uid,
- * gid, mtime and target, so that each name reads the same objects under the same root.
+ * gid, times and target, so that each name reads the same objects under the same root.
+ * Times: an entry whose ctime and atime both equal its mtime is written without them (the
+ * encoding of every build before them); one that differs sets SCP_MTYPE_TIMES in its type
+ * byte, which a build before them refuses as an unknown type (it fails closed).
  * Integers are big-endian. The root directory is implicit (not an entry).                    */
 typedef struct scp_mentry {
     uint8_t type;
@@ -106,6 +110,7 @@ typedef struct scp_mentry {
     uint8_t root[SCP_HASH_LEN]; /* content root of a file; zero for directories */
     uint32_t mode, uid, gid; /* mode: permission bits | SCP_MODE_OWNED */
     int64_t mtime_ns;
+    int64_t ctime_ns, atime_ns; /* status change and access times; = mtime_ns when not stored */
     char *target; /* a symbolic link's target (NUL-terminated, owned by the entry); else NULL */
     uint32_t nlink; /* in memory only: how many entries share this id (its hard links) */
 } scp_mentry;
@@ -117,6 +122,8 @@ typedef struct scp_mentry {
 #define SCP_MTYPE_DIR 2
 #define SCP_MTYPE_NODE 3
 #define SCP_MTYPE_LINK 4
+/* In an entry's encoded type byte only (never in scp_mentry.type): ctime and atime follow. */
+#define SCP_MTYPE_TIMES 0x80
 
 /* A node's S_IFMT bits name one of the four node types. */
 int scp_node_type_ok(uint32_t mode);

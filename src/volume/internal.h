@@ -318,6 +318,16 @@ void vol_doomed_drain(scp_volume *v);
 long man_find(const scp_manifest *m, const char *path);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
 void man_remove(scp_manifest *m, size_t i);
+/* POSIX times of a change of the entries in a directory: the directory that holds path gets
+ * mtime = ctime = now (the volume root has no entry and keeps no times). Returns its old times
+ * for man_parent_untouch, which puts them back after a failed commit. */
+typedef struct man_dtimes {
+    int64_t mtime_ns, ctime_ns;
+} man_dtimes;
+man_dtimes man_parent_touch(scp_manifest *m, const char *path, int64_t now);
+void man_parent_untouch(scp_manifest *m, const char *path, man_dtimes saved);
+/* A status change of entry i (and of every other name of its file): ctime = now. */
+void man_ctime_touch(scp_manifest *m, size_t i, int64_t now);
 /* Hard links (entries that share an id, format.h). The first entry of id other than index skip
  * (-1: none skipped), or -1. */
 long man_find_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], long skip);

@@ -72,8 +72,44 @@ void man_sync_links(scp_manifest *m, size_t i) {
         d->uid = src->uid;
         d->gid = src->gid;
         d->mtime_ns = src->mtime_ns;
+        d->ctime_ns = src->ctime_ns;
+        d->atime_ns = src->atime_ns;
         assert(scp_mentry_same_file(d, src));
     }
+}
+
+static long parent_index(const scp_manifest *m, const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return -1;
+    char parent[SCP_MAX_PATH + 1];
+    size_t pl = (size_t)(slash - path);
+    assert(pl < sizeof parent);
+    memcpy(parent, path, pl);
+    parent[pl] = '\0';
+    long i = man_find(m, parent);
+    return i >= 0 && m->e[i].type == SCP_MTYPE_DIR ? i : -1;
+}
+
+man_dtimes man_parent_touch(scp_manifest *m, const char *path, int64_t now) {
+    long i = parent_index(m, path);
+    man_dtimes saved = {0, 0};
+    if (i < 0) return saved;
+    saved.mtime_ns = m->e[i].mtime_ns;
+    saved.ctime_ns = m->e[i].ctime_ns;
+    m->e[i].mtime_ns = m->e[i].ctime_ns = now;
+    return saved;
+}
+
+void man_parent_untouch(scp_manifest *m, const char *path, man_dtimes saved) {
+    long i = parent_index(m, path);
+    if (i < 0) return;
+    m->e[i].mtime_ns = saved.mtime_ns;
+    m->e[i].ctime_ns = saved.ctime_ns;
+}
+
+void man_ctime_touch(scp_manifest *m, size_t i, int64_t now) {
+    m->e[i].ctime_ns = now;
+    man_sync_links(m, i);
 }
 
 void man_remove(scp_manifest *m, size_t i) {
@@ -433,7 +469,8 @@ uint64_t vol_peek_generation(scp_volume *v) {
 static int mentry_eq(const scp_mentry *a, const scp_mentry *b) {
     return a->type == b->type && memcmp(a->id, b->id, SCP_FILEID_LEN) == 0 && a->size == b->size &&
            memcmp(a->root, b->root, SCP_HASH_LEN) == 0 && a->mode == b->mode && a->uid == b->uid &&
-           a->gid == b->gid && a->mtime_ns == b->mtime_ns && !a->target == !b->target &&
+           a->gid == b->gid && a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns &&
+           a->atime_ns == b->atime_ns && !a->target == !b->target &&
            (!a->target || strcmp(a->target, b->target) == 0);
 }
 

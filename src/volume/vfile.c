@@ -676,7 +676,8 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
             else if (v->man.e[pi].type != 2)
                 rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", parent);
         }
-        scp_mentry e = {.type = 1, .mode = mode & 07777, .mtime_ns = scp_now_ns(),
+        int64_t now = scp_now_ns();
+        scp_mentry e = {.type = 1, .mode = mode & 07777, .mtime_ns = now, .ctime_ns = now, .atime_ns = now,
                         .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
         if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
         if (rc == 0) rc = create_objects(v, e.id, err);
@@ -686,9 +687,13 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
             if (!e.path || man_insert(&v->man, &e, err) < 0) {
                 free(e.path);
                 rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-            } else if (vol_commit_manifest(v, 0, err) < 0) {
-                man_remove(&v->man, (size_t)man_find(&v->man, p));
-                rc = -1;
+            } else {
+                man_dtimes dt = man_parent_touch(&v->man, p, now);
+                if (vol_commit_manifest(v, 0, err) < 0) {
+                    man_remove(&v->man, (size_t)man_find(&v->man, p));
+                    man_parent_untouch(&v->man, p, dt);
+                    rc = -1;
+                }
             }
         }
     }
@@ -795,8 +800,9 @@ int file_link_nameless(scp_file *f, const char *to, scp_err *err) {
     }
     int rc = 0;
     char *mine = strdup(to);
+    int64_t now = scp_now_ns();
     scp_mentry e = {.type = SCP_MTYPE_FILE, .size = f->c_size, .mode = f->nl_mode, .uid = f->nl_uid,
-                    .gid = f->nl_gid, .mtime_ns = scp_now_ns(), .path = strdup(to)};
+                    .gid = f->nl_gid, .mtime_ns = now, .ctime_ns = now, .atime_ns = now, .path = strdup(to)};
     memcpy(e.id, f->id, SCP_FILEID_LEN);
     memcpy(e.root, f->c_root, SCP_HASH_LEN);
     if (f->nameless != 1) /* another thread named it first, or O_EXCL */
@@ -1074,6 +1080,8 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
         st->uid = v->man.e[i].uid;
         st->gid = v->man.e[i].gid;
         st->mtime_ns = v->man.e[i].mtime_ns;
+        st->ctime_ns = v->man.e[i].ctime_ns;
+        st->atime_ns = v->man.e[i].atime_ns;
         st->nlink = v->man.e[i].nlink ? v->man.e[i].nlink : 1;
     } else if (h->f->nameless) { /* O_TMPFILE before its link: nlink 0, as the kernel says */
         st->mode = h->f->nl_mode;

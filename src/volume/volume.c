@@ -633,6 +633,8 @@ static void fill_stat(scp_volume *v, const scp_mentry *e, scp_vstat *st) {
     st->uid = e->uid;
     st->gid = e->gid;
     st->mtime_ns = e->mtime_ns;
+    st->ctime_ns = e->ctime_ns;
+    st->atime_ns = e->atime_ns;
     st->ino = scp_get_u64(e->id) >> 1;
     st->nlink = e->type == SCP_MTYPE_DIR ? 2 : e->nlink ? e->nlink : 1;
 }
@@ -701,6 +703,26 @@ static int has_children(const scp_manifest *m, const char *path) {
            m->e[i + 1].path[n] == '/';
 }
 
+/* A directory's link count as the kernel gives it: 2 (its name and its ".") and one for the
+ * ".." of each subdirectory. Walks the directory's descendants (all entries for the root). */
+static uint32_t dir_nlink(const scp_manifest *m, const char *path) {
+    size_t pl = strlen(path), lo = 0, hi = m->n, sub = 0;
+    while (pl && lo < hi) { /* first entry that sorts at or after path + "/" */
+        size_t mid = (lo + hi) / 2;
+        const char *q = m->e[mid].path;
+        int c = strncmp(q, path, pl);
+        if (c == 0) c = (unsigned char)q[pl] - (unsigned char)'/';
+        if (c < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    for (size_t k = lo; k < m->n; k++) {
+        const char *q = m->e[k].path;
+        if (pl && (strncmp(q, path, pl) != 0 || q[pl] != '/')) break;
+        if (m->e[k].type == SCP_MTYPE_DIR && !strchr(q + (pl ? pl + 1 : 0), '/')) sub++;
+    }
+    return sub > UINT32_MAX - 2 ? UINT32_MAX : (uint32_t)(2 + sub);
+}
+
 int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
@@ -711,10 +733,12 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
         st->type = SCP_VTYPE_DIR;
         st->mode = 0755;
         st->owner_unset = 1;
+        st->nlink = dir_nlink(&v->man, "");
     } else {
         long i = man_find(&v->man, p);
         if (i < 0) rc = missing(v, p, err);
         else fill_stat(v, &v->man.e[i], st);
+        if (i >= 0 && st->type == SCP_VTYPE_DIR) st->nlink = dir_nlink(&v->man, p);
     }
     vol_unlock(v);
     return rc;
@@ -730,8 +754,9 @@ static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mo
     int rc = check_parent(v, p, err);
     if (rc == 0 && man_find(&v->man, p) >= 0)
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
-    scp_mentry e = {.type = type, .mode = mode | SCP_MODE_OWNED, .size = size, .mtime_ns = scp_now_ns(),
-                    .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
+    int64_t now = scp_now_ns();
+    scp_mentry e = {.type = type, .mode = mode | SCP_MODE_OWNED, .size = size, .mtime_ns = now,
+                    .ctime_ns = now, .atime_ns = now, .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
     if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
     if (rc == 0 && (!(e.path = strdup(p)) || (target && !(e.target = strdup(target)))))
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -743,8 +768,11 @@ static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mo
         free(e.target);
         rc = -1;
     }
+    man_dtimes dt = {0, 0};
+    if (rc == 0) dt = man_parent_touch(&v->man, p, now);
     if (rc == 0 && vol_commit_manifest(v, 0, err) < 0) {
         man_remove(&v->man, (size_t)man_find(&v->man, p));
+        man_parent_untouch(&v->man, p, dt);
         rc = -1;
     }
     vol_unlock(v);
@@ -827,9 +855,15 @@ static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_L
         free(saved.path);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
+    int64_t now = scp_now_ns();
     man_remove(&v->man, i);
     man_links_add(&v->man, saved.id, -1); /* the file's other names, if any */
+    long other = saved.type == SCP_MTYPE_DIR ? -1 : man_find_id(&v->man, saved.id, -1);
+    if (other >= 0) man_ctime_touch(&v->man, (size_t)other, now); /* its link count changed */
+    man_dtimes dt = man_parent_touch(&v->man, saved.path, now);
     if (vol_commit_manifest(v, 0, err) < 0) {
+        man_parent_untouch(&v->man, saved.path, dt);
+        if (other >= 0) man_ctime_touch(&v->man, (size_t)other, saved.ctime_ns);
         man_links_add(&v->man, saved.id, 1);
         man_insert(&v->man, &saved, NULL); /* cannot fail: the array had room for it */
         return -1;
@@ -973,12 +1007,15 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
         return scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", b);
     if (v->man.e[i].nlink >= SCP_VOLUME_LINK_MAX)
         return scp_fail(err, SCP_E_INVAL, EMLINK, "'%s' has too many links", a);
+    int64_t now = scp_now_ns(), old_ctime = v->man.e[i].ctime_ns;
+    man_ctime_touch(&v->man, (size_t)i, now); /* its link count changes */
     scp_mentry e = v->man.e[i];
     e.path = strdup(b);
     e.target = e.target ? strdup(e.target) : NULL;
     if (!e.path || (v->man.e[i].target && !e.target)) {
         free(e.path);
         free(e.target);
+        man_ctime_touch(&v->man, (size_t)i, old_ctime);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     uint8_t id[SCP_FILEID_LEN];
@@ -986,14 +1023,19 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
     if (man_insert(&v->man, &e, err) < 0) {
         free(e.path);
         free(e.target);
+        man_ctime_touch(&v->man, (size_t)i, old_ctime);
         return -1;
     }
     long ni = man_find(&v->man, b);
     assert(ni >= 0);
     man_links_add(&v->man, id, 1); /* every name, the new one included (it had the old count) */
+    man_dtimes dt = man_parent_touch(&v->man, b, now);
     if (vol_commit_manifest(v, 0, err) < 0) {
+        man_parent_untouch(&v->man, b, dt);
         man_remove(&v->man, (size_t)ni);
         man_links_add(&v->man, id, -1);
+        long oi = man_find(&v->man, a);
+        if (oi >= 0) man_ctime_touch(&v->man, (size_t)oi, old_ctime);
         return -1;
     }
     return 0;
@@ -1018,7 +1060,9 @@ int vol_insert_name(scp_volume *v, scp_mentry *e, scp_err *err) {
         free(e->path);
         return -1;
     }
+    man_dtimes dt = man_parent_touch(&v->man, e->path, e->ctime_ns);
     if (vol_commit_manifest(v, 0, err) < 0) {
+        man_parent_untouch(&v->man, e->path, dt);
         man_remove(&v->man, (size_t)man_find(&v->man, e->path)); /* frees e->path */
         return -1;
     }
@@ -1057,13 +1101,13 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
     if (norm(from, a, err) < 0 || norm(to, b, err) < 0) return -1;
     if (!a[0] || !b[0]) return scp_fail(err, SCP_E_INVAL, EBUSY, "cannot rename the volume root");
     size_t al = strlen(a);
-    if (strncmp(b, a, al) == 0 && b[al] == '/')
-        return scp_fail(err, SCP_E_INVAL, EINVAL, "cannot move '%s' into itself", a);
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
     long i = man_find(&v->man, a), j = man_find(&v->man, b);
     if (i < 0) rc = missing(v, a, err);
-    if (rc == 0) rc = check_parent(v, b, err);
+    if (rc == 0) rc = check_parent(v, b, err); /* "file/x": ENOTDIR before EINVAL, as the kernel */
+    if (rc == 0 && strncmp(b, a, al) == 0 && b[al] == '/')
+        rc = scp_fail(err, SCP_E_INVAL, EINVAL, "cannot move '%s' into itself", a);
     if (rc == 0 && strcmp(a, b) == 0) goto out;
     /* two names of one file: POSIX says rename does nothing and succeeds */
     if (rc == 0 && j >= 0 && v->man.e[i].type != SCP_MTYPE_DIR &&
@@ -1103,6 +1147,15 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
         }
     }
     if (rc == 0 && replaced) man_links_add(&nm, replaced_id, -1); /* its other names, if any */
+    if (rc == 0) { /* the times of the change: both directories, the moved entry, a replaced file */
+        int64_t now = scp_now_ns();
+        man_parent_touch(&nm, a, now);
+        man_parent_touch(&nm, b, now);
+        long ni = man_find(&nm, b), oi = replaced && replaced != SCP_MTYPE_DIR ? man_find_id(&nm, replaced_id, -1) : -1;
+        assert(ni >= 0);
+        man_ctime_touch(&nm, (size_t)ni, now);
+        if (oi >= 0) man_ctime_touch(&nm, (size_t)oi, now);
+    }
     if (rc == 0) {
         scp_manifest old = v->man;
         uint64_t old_gen = v->gen;
@@ -1136,6 +1189,11 @@ out:
 
 int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t uid, int64_t gid,
                        int64_t mtime_ns, scp_err *err) {
+    return scp_volume_setattr_times(v, path, mode, uid, gid, INT64_MIN, mtime_ns, err);
+}
+
+int scp_volume_setattr_times(scp_volume *v, const char *path, int64_t mode, int64_t uid, int64_t gid,
+                             int64_t atime_ns, int64_t mtime_ns, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
     if (vol_lock(v, err) < 0) return -1;
@@ -1151,9 +1209,13 @@ int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t ui
         /* a directory without a recorded owner has one once both ids are given */
         if (uid >= 0 && gid >= 0) e->mode |= SCP_MODE_OWNED;
         if (mtime_ns != INT64_MIN) e->mtime_ns = mtime_ns;
-        /* No change, no commit: sqlite fchowns every journal it creates to the owner it has. */
+        if (atime_ns != INT64_MIN) e->atime_ns = atime_ns;
+        /* No change, no commit: sqlite fchowns every journal it creates to the owner it has.
+         * (So a chown or chmod to what it is already does not move ctime; the kernel's does.) */
         int same = e->mode == saved.mode && e->uid == saved.uid && e->gid == saved.gid &&
-                   e->mtime_ns == saved.mtime_ns;
+                   e->mtime_ns == saved.mtime_ns && e->atime_ns == saved.atime_ns &&
+                   mtime_ns == INT64_MIN && atime_ns == INT64_MIN;
+        if (!same) e->ctime_ns = scp_now_ns();
         man_sync_links(&v->man, (size_t)i); /* every name of a file shows its mode and owner */
         if (!same && vol_commit_manifest(v, 0, err) < 0) {
             *e = saved;

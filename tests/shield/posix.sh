@@ -5,18 +5,23 @@
 # (mkfifo, mknod, stat, chmod, chown, mv, rm), ENOTDIR for a path below a file, symbolic
 # links (ln -s, readlink, following, O_NOFOLLOW, loops, dangling links, chown -h, mv, rm),
 # EEXIST for O_CREAT|O_EXCL on a directory, a path near PATH_MAX relative to the cwd, sticky
-# directories (EPERM for a name neither the caller nor the directory's owner owns).
+# directories (EPERM for a name neither the caller nor the directory's owner owns); times
+# (atime and mtime as set, ctime moved by every change, a directory's mtime and ctime by every
+# change of its entries), a directory's st_nlink, S_ISUID/S_ISGID cleared by a non-root write,
+# rmdir/rename/unlink of a path ending in "." or "..", a directory moved to another parent
+# (write permission on it): each through libc and through raw system calls (ctypes syscall).
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "needs root (mknod of devices): skipped"; exit 77; }
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
 setup "$@"
 PLAIN=$T/plain
 mkdir -p "$PLAIN"
-# same SCRIPT in the plain directory and in the volume; the outputs must be equal
+# same SCRIPT [ARG0] in the plain directory and in the volume; the outputs must be equal.
+# ARG0 is the script's $0 (the python prelude the cases pass).
 same() {
-    what=$1 script=$2
-    want=$(cd "$PLAIN" && sh -c "$script" 2>&1)
-    got=$(run sh -c "cd $MNT && $script" 2>&1 | grep -v 'development mode')
+    what=$1 script=$2 arg0=${3:-sh}
+    want=$(cd "$PLAIN" && sh -c "$script" "$arg0" 2>&1)
+    got=$(run sh -c "cd $MNT && $script" "$arg0" 2>&1 | grep -v 'development mode')
     [ "$got" = "$want" ] || fail "$what: protected volume gave
 $got
 where a plain directory gives
@@ -76,5 +81,102 @@ same "a sticky directory: only root and the owners of the directory or the name 
 os.setgid(65534); os.setuid(65534)
 print(e(os.unlink, \"s/other\"), e(os.rename, \"s/other\", \"s/x\"), e(os.rename, \"s/mine\", \"s/other\"))
 print(e(os.rename, \"s/mine\", \"s/mine2\"), e(os.unlink, \"s/gone\"))" && ls s && rm -r s' "$PY"
+# The POSIX metadata cases, once through libc (os.*) and once through raw system calls
+# (x86_64 numbers, ctypes syscall: the trap path). Times are compared as "moved or not" after
+# a 30 ms pause (coarse kernel clocks), never as values, except those set by utime.
+META='import os, sys, errno, time, ctypes, struct, stat as S, platform
+RAW = sys.argv[1] == "raw"
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+AT = -100
+def sc(nr, *a):
+    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(x) if isinstance(x, int) else x for x in a])
+    if r < 0: raise OSError(ctypes.get_errno(), "raw")
+    return r
+def b(p): return ctypes.c_char_p(p.encode())
+class St:
+    pass
+def st(p):
+    if not RAW: return os.lstat(p)
+    buf = ctypes.create_string_buffer(144)
+    sc(262, AT, b(p), buf, 0x100)
+    s = St()
+    s.st_nlink, s.st_mode = struct.unpack_from("<QI", buf, 16)
+    a = struct.unpack_from("<qqqqqq", buf, 72)
+    s.st_atime_ns, s.st_mtime_ns, s.st_ctime_ns = [a[i] * 10**9 + a[i + 1] for i in (0, 2, 4)]
+    return s
+def chmod(p, m): return os.chmod(p, m) if not RAW else sc(268, AT, b(p), m, 0)
+def chown(p, u, g): return os.chown(p, u, g) if not RAW else sc(260, AT, b(p), u, g, 0)
+def utime(p, at, mt):
+    if not RAW: return os.utime(p, ns=(at, mt))
+    ts = (ctypes.c_long * 4)(at // 10**9, at % 10**9, mt // 10**9, mt % 10**9)
+    return sc(280, AT, b(p), ts, 0)
+def rename(a, c): return os.rename(a, c) if not RAW else sc(264, AT, b(a), AT, b(c))
+def unlink(p): return os.unlink(p) if not RAW else sc(263, AT, b(p), 0)
+def rmdir(p): return os.rmdir(p) if not RAW else sc(263, AT, b(p), 0x200)
+def mkdir(p): return os.mkdir(p, 0o755) if not RAW else sc(258, AT, b(p), 0o755)
+def link(a, c): return os.link(a, c) if not RAW else sc(265, AT, b(a), AT, b(c), 0)
+def symlink(t, p): return os.symlink(t, p) if not RAW else sc(266, b(t), AT, b(p))
+def create(p, m=0o644):
+    fd = os.open(p, os.O_CREAT | os.O_WRONLY, m) if not RAW else sc(257, AT, b(p), os.O_CREAT | os.O_WRONLY, m)
+    os.close(fd)
+def e(f, *a):
+    try:
+        f(*a); return "ok"
+    except OSError as x:
+        return errno.errorcode[x.errno]
+if RAW and platform.machine() != "x86_64": sys.exit(0)
+PAST = 1000000000 * 10**9 + 123456789
+def moved(p, op, *a):
+    s0 = st(p); time.sleep(0.03); r = op(*a); s1 = st(p)
+    return (r if isinstance(r, str) else "ok", s1.st_mtime_ns != s0.st_mtime_ns, s1.st_ctime_ns != s0.st_ctime_ns)
+'
+for how in libc raw; do
+same "$how: utime stores atime and mtime to the nanosecond and moves ctime; chmod, chown, link, unlink, rename and a write move ctime, not mtime" \
+    'python3 -c "$0
+create(\"f\"); utime(\"f\", PAST, PAST + 5)
+s = st(\"f\"); print(s.st_atime_ns, s.st_mtime_ns, s.st_ctime_ns > PAST + 10**12)
+print(moved(\"f\", chmod, \"f\", 0o600), moved(\"f\", chown, \"f\", 65534, 65533))
+print(moved(\"f\", link, \"f\", \"f2\"), moved(\"f\", unlink, \"f2\"), moved(\"f\", rename, \"f\", \"f\"))
+rename(\"f\", \"g\"); s = st(\"g\"); time.sleep(0.03); rename(\"g\", \"f\"); print(st(\"f\").st_ctime_ns != s.st_ctime_ns)
+s = st(\"f\"); time.sleep(0.03); fd = os.open(\"f\", os.O_WRONLY); os.write(fd, b\"data\"); os.close(fd)
+t = st(\"f\"); print(t.st_mtime_ns != s.st_mtime_ns, t.st_ctime_ns != s.st_ctime_ns, t.st_atime_ns == PAST)
+unlink(\"f\")" '"$how"' && ls f 2>&1' "$META"
+same "$how: a directory's mtime and ctime move with every change of its entries, not with a change inside a subdirectory" \
+    'python3 -c "$0
+mkdir(\"td\"); mkdir(\"te\"); mkdir(\"td/sub\")
+print([moved(\"td\", f, *a) for f, a in ((create, (\"td/f\",)), (link, (\"td/f\", \"td/h\")), (unlink, (\"td/h\",)),
+       (symlink, (\"f\", \"td/l\")), (rename, (\"td/l\", \"td/m\")), (rename, (\"td/m\", \"te/m\")), (mkdir, (\"td/n\",)),
+       (rmdir, (\"td/n\",)), (create, (\"td/sub/x\",)), (chmod, (\"td/f\", 0o600)))])
+print(moved(\"te\", rename, \"td/f\", \"te/f\"), moved(\"td\", rename, \"te/f\", \"td/f\"))" '"$how"' && rm -r td te' "$META"
+same "$how: a directory's st_nlink is 2 and one per subdirectory" \
+    'python3 -c "$0
+mkdir(\"td\"); print(st(\"td\").st_nlink); mkdir(\"td/a\"); mkdir(\"td/b\"); create(\"td/f\"); mkdir(\"td/a/deep\")
+print(st(\"td\").st_nlink, st(\"td/a\").st_nlink); rmdir(\"td/a/deep\"); rmdir(\"td/a\"); rename(\"td/b\", \"tb\")
+print(st(\"td\").st_nlink, st(\"tb\").st_nlink)" '"$how"' && rm -r td tb' "$META"
+same "$how: a write by a non-root process clears S_ISUID, and S_ISGID (group execute set, or the writer outside the group)" \
+    'python3 -c "$0
+for m in (0o4777, 0o2777, 0o6777, 0o2767):
+    create(\"f\"); chmod(\"f\", m)
+    pid = os.fork()
+    if pid == 0:
+        os.setgid(65534); os.setuid(65534)
+        fd = os.open(\"f\", os.O_WRONLY); os.write(fd, b\"x\"); print(oct(os.fstat(fd).st_mode & 0o7777)); os.close(fd); os._exit(0)
+    os.waitpid(pid, 0); print(oct(st(\"f\").st_mode & 0o7777)); sys.stdout.flush()
+    create(\"g\"); chmod(\"g\", m); fd = os.open(\"g\", os.O_WRONLY); os.write(fd, b\"x\"); os.close(fd)
+    print(\"root keeps\", oct(st(\"g\").st_mode & 0o7777)); unlink(\"f\"); unlink(\"g\")" '"$how"'' "$META"
+same "$how: rmdir, unlink and rename of a path ending in . or .." \
+    'python3 -c "$0
+mkdir(\"td\"); mkdir(\"td/s\")
+print(e(rmdir, \"td/s/.\"), e(rmdir, \"td/s/..\"), e(unlink, \"td/s/.\"), e(rename, \"td/s/.\", \"x\"), e(rename, \"td/s/..\", \"x\"), e(rename, \"td/s\", \"td/.\"))
+print(e(st, \"td/s\"), e(rmdir, \"td/s\"), e(rmdir, \"td\"))" '"$how"'' "$META"
+same "$how: a directory moves to another parent only with write permission on it (its ..)" \
+    'mkdir -m 0777 p q && mkdir -m 0755 p/d && mkdir -m 0777 p/w && chown 65534:65534 p/w && python3 -c "$0
+pid = os.fork()
+if pid == 0:
+    os.setgid(65534); os.setuid(65534)
+    print(e(rename, \"p/d\", \"q/d\"), e(rename, \"p/d\", \"p/d2\"), e(rename, \"p/w\", \"q/w\")); sys.stdout.flush(); os._exit(0)
+os.waitpid(pid, 0)" '"$how"' && ls p q && rm -r p q' "$META"
+done
 check_no_plaintext "inside"
 echo "PASS"
