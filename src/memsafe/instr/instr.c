@@ -17,7 +17,8 @@
  * between two calls, which share one check of the range they span. Accesses at constant,
  * non-negative offsets from a pointer that is its own base get __scp_ms_check_at, which needs
  * one compare instead of two. In a loop that cannot free (its calls are all nofree), the checks
- * of a base defined outside it compare against bounds read once in the preheader.
+ * of a base defined outside it compare against bounds read once in the preheader; in a loop that
+ * may free, they read the limit at each check from its address, found once in the preheader.
  *
  * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
  * optimizer that runs next inlines their fast path.
