@@ -17,7 +17,8 @@
  * between two calls, which share one check of the range they span. Accesses at constant,
  * non-negative offsets from a pointer that is its own base get __scp_ms_check_at, which needs
  * one compare instead of two. In a loop that cannot free (its calls are all nofree), the checks
- * of a base defined outside it compare against bounds read once in the preheader.
+ * of a base defined outside it compare against bounds read once in the preheader; in a loop that
+ * may free, they read the limit at each check from its address, found once in the preheader.
  *
  * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
  * optimizer that runs next inlines their fast path.
@@ -92,6 +93,10 @@ struct pass {
     LLVMTypeRef lookup_ty, check_lk_ty, check_lk_at_ty;
     LLVMValueRef lk_lim_fn, check_lk_fn, check_lk_at_fn, check_lk_mem_fn;
     unsigned long lk_loops, lk_checks;
+    /* ... or the address of its limit, read at each check, in a loop that may free. */
+    LLVMTypeRef slot_ty, slot_lim_ty;
+    LLVMValueRef lk_slot_fn, slot_lim_fn;
+    unsigned long sl_loops, sl_checks;
     enum ms_mode mode;
     struct memo memo;
     struct group *groups;
@@ -1084,10 +1089,39 @@ static int call_may_free(LLVMValueRef call)
     return !call_is_nofree(call);
 }
 
+/* A call at `before` with `before`'s line: a call that will be inlined needs one in a function
+ * with debug info (when the checks' bitcode has some: profiling builds). */
+static LLVMValueRef build_call_at(struct pass *p, LLVMValueRef before, LLVMValueRef line_of, LLVMTypeRef ty,
+                                  LLVMValueRef fn, LLVMValueRef *args, unsigned n, const char *name)
+{
+    LLVMPositionBuilderBefore(p->b, before);
+    LLVMValueRef call = LLVMBuildCall2(p->b, ty, fn, args, n, name);
+    LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(line_of);
+    if (loc)
+        LLVMInstructionSetDebugLoc(call, loc);
+    return call;
+}
+
+/* The lookup made once in the preheader for `base` (memoized in `lk`): its limit (a loop that
+ * cannot free) or the address of its limit (slots: a loop that may free). */
+static LLVMValueRef preheader_lookup(struct pass *p, LLVMValueRef base, LLVMValueRef pre_term, LLVMValueRef first,
+                                     int slots, struct memo *lk)
+{
+    LLVMValueRef v = memo_get(lk, base);
+    if (!v) {
+        v = slots ? build_call_at(p, pre_term, first, p->slot_ty, p->lk_slot_fn, &base, 1, "ms.lk.slot")
+                  : build_call_at(p, pre_term, first, p->lookup_ty, p->lk_lim_fn, &base, 1, "ms.lk.lim");
+        memo_put(lk, base, v);
+    }
+    return v;
+}
+
 /* The check calls of bb whose base is defined outside the loop: against a limit looked up in the
- * preheader. `lk` memoizes base -> the lookup. */
+ * preheader, or (slots) read at the check from a slot found in the preheader. With slots, the
+ * limit lookups of inner loops (made by the first pass, in their preheaders inside this loop)
+ * read the slot too. */
 static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef pre_term,
-                             const unsigned char *in_loop, struct memo *lk)
+                             const unsigned char *in_loop, int slots, struct memo *lk)
 {
     LLVMValueRef next;
     for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = next) {
@@ -1095,27 +1129,28 @@ static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef 
         if (!LLVMIsACallInst(i))
             continue;
         LLVMValueRef fn = LLVMGetCalledValue(i);
-        if (fn != p->check_fn && fn != p->check_at_fn && fn != p->check_mem_fn)
+        int is_lookup = slots && fn == p->lk_lim_fn;
+        if (fn != p->check_fn && fn != p->check_at_fn && fn != p->check_mem_fn && !is_lookup)
             continue;
         LLVMValueRef base = LLVMGetOperand(i, 0);
         if (!defined_outside(base, in_loop))
             continue;
-        LLVMValueRef lim = memo_get(lk, base);
-        if (!lim) {
-            LLVMPositionBuilderBefore(p->b, pre_term);
-            lim = LLVMBuildCall2(p->b, p->lookup_ty, p->lk_lim_fn, &base, 1, "ms.lk.lim");
-            memo_put(lk, base, lim);
+        LLVMValueRef lim = preheader_lookup(p, base, pre_term, i, slots, lk);
+        if (slots)
+            lim = build_call_at(p, i, i, p->slot_lim_ty, p->slot_lim_fn, &lim, 1, "ms.sl.lim");
+        if (is_lookup) {
+            LLVMReplaceAllUsesWith(i, lim);
+            LLVMInstructionEraseFromParent(i);
+            continue;
         }
         LLVMValueRef to = fn == p->check_fn ? p->check_lk_fn : fn == p->check_at_fn ? p->check_lk_at_fn : p->check_lk_mem_fn;
         LLVMValueRef args[5] = { lim, base, LLVMGetOperand(i, 1), LLVMGetOperand(i, 2), LLVMGetOperand(i, 3) };
-        LLVMPositionBuilderBefore(p->b, i);
-        LLVMValueRef call = LLVMBuildCall2(p->b, fn == p->check_at_fn ? p->check_lk_at_ty : p->check_lk_ty, to,
-                                           args, 5, "");
-        LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(i);
-        if (loc)
-            LLVMInstructionSetDebugLoc(call, loc);
+        build_call_at(p, i, i, fn == p->check_at_fn ? p->check_lk_at_ty : p->check_lk_ty, to, args, 5, "");
         LLVMInstructionEraseFromParent(i);
-        p->lk_checks++;
+        if (slots)
+            p->sl_checks++;
+        else
+            p->lk_checks++;
     }
 }
 
@@ -1124,8 +1159,12 @@ static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef 
  * safe to run whether or not the loop then checks anything: every table entry has a readable
  * meta, alloc.c), and each check in the loop of a base defined outside it is then a subtract and
  * one or two compares. Outer loops first (headers in reverse postorder), so a check moves as far
- * out as a loop allows. */
-static void hoist_loop_lookups(struct pass *p, const struct cfg *g)
+ * out as a loop allows.
+ * With `slots`, the loops that may free: what is found once in the preheader is the address of
+ * the object's limit (the table entry, the multiply), not the limit, which each check reads
+ * again, so a free or a reuse in the loop is seen as by a full lookup (the region table is
+ * written once, when the allocator starts: a base finds the same slot whenever it looks). */
+static void hoist_loop_lookups(struct pass *p, const struct cfg *g, int slots)
 {
     if (g->n < 2)
         return;
@@ -1160,7 +1199,7 @@ static void hoist_loop_lookups(struct pass *p, const struct cfg *g)
                 }
         }
         int ok = 1;
-        for (size_t b = 0; b < g->n && ok; b++) {
+        for (size_t b = 0; b < g->n && ok && !slots; b++) {
             if (!in_loop[b])
                 continue;
             for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i && ok; i = LLVMGetNextInstruction(i))
@@ -1173,8 +1212,11 @@ static void hoist_loop_lookups(struct pass *p, const struct cfg *g)
         LLVMValueRef pre_term = LLVMGetBasicBlockTerminator(g->bb[pre]);
         for (size_t b = 0; b < g->n; b++)
             if (in_loop[b])
-                use_loop_lookups(p, g->bb[b], pre_term, in_loop, &lk);
-        p->lk_loops += lk.len != 0;
+                use_loop_lookups(p, g->bb[b], pre_term, in_loop, slots, &lk);
+        if (slots)
+            p->sl_loops += lk.len != 0;
+        else
+            p->lk_loops += lk.len != 0;
         memo_clear(&lk);
     }
     free(stack);
@@ -1203,7 +1245,8 @@ static void instrument_module(struct pass *p)
         for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
             if (cfg_index(bb) == SIZE_MAX)
                 instrument_block(p, bb, &none);
-        hoist_loop_lookups(p, &g);
+        hoist_loop_lookups(p, &g, 0);
+        hoist_loop_lookups(p, &g, 1);
         cfg_free(&g);
         memo_clear(&p->memo);
         memo_clear(&p->hoisted);
@@ -1271,7 +1314,8 @@ static void link_runtime(struct pass *p, const char *rt_path)
      * module. */
     static const char *const fns[] = { "__scp_ms_check",       "__scp_ms_check_at",    "__scp_ms_check_mem",
                                        "__scp_ms_lookup_lim",  "__scp_ms_check_lk",    "__scp_ms_check_lk_at",
-                                       "__scp_ms_check_lk_mem", "__scp_ms_check_exact" };
+                                       "__scp_ms_check_lk_mem", "__scp_ms_lookup_slot", "__scp_ms_slot_lim",
+                                       "__scp_ms_check_exact" };
     unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         LLVMValueRef f = LLVMGetNamedFunction(p->mod, fns[i]);
@@ -1339,6 +1383,10 @@ int main(int argc, char **argv)
         p.check_mem_fn = LLVMAddFunction(p.mod, "__scp_ms_check_mem", p.check_ty);
     p.lookup_ty = LLVMFunctionType(p.i64_ty, &p.ptr_ty, 1, 0);
     p.lk_lim_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_lim", p.lookup_ty);
+    p.slot_ty = LLVMFunctionType(p.ptr_ty, &p.ptr_ty, 1, 0);
+    p.lk_slot_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_slot", p.slot_ty);
+    p.slot_lim_ty = LLVMFunctionType(p.i64_ty, &p.ptr_ty, 1, 0);
+    p.slot_lim_fn = LLVMAddFunction(p.mod, "__scp_ms_slot_lim", p.slot_lim_ty);
     LLVMTypeRef lk_params[5] = { p.i64_ty, p.ptr_ty, p.ptr_ty, p.i64_ty, p.ptr_ty };
     p.check_lk_ty = LLVMFunctionType(LLVMVoidTypeInContext(p.ctx), lk_params, 5, 0);
     LLVMTypeRef lk_at_params[5] = { p.i64_ty, p.ptr_ty, p.i64_ty, p.i64_ty, p.ptr_ty };
@@ -1372,8 +1420,10 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
                 "on every path; %lu cover a loop; %lu at constant offsets from their base; %lu against "
-                "bounds looked up before their loop (%lu loops)\n",
-                in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops);
+                "bounds looked up before their loop (%lu loops); %lu against a limit's address found before "
+                "their loop (%lu loops)\n",
+                in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
+                p.sl_checks, p.sl_loops);
     free(p.groups);
     LLVMDisposeBuilder(p.b);
     LLVMDisposeTargetData(p.td);

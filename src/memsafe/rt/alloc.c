@@ -37,22 +37,42 @@
 /* The entry of an address outside every heap region: size 0, magic 0 (so the index is 0) and
  * a meta array that can be read at that index, whose limit UINT64_MAX no access reaches. The
  * checks read an entry's fields and meta entry without first testing size (see check.c), so
- * every entry needs a readable meta from the first instruction of the program on: a static
- * initializer, 2048 = 2^11 copies. */
+ * every entry needs a readable meta before any instrumented code runs. */
 static const uint64_t ms_no_meta[1] = { UINT64_MAX };
-#define MS_E1 { .meta = (uint64_t *)ms_no_meta }
-#define MS_E2 MS_E1, MS_E1
-#define MS_E4 MS_E2, MS_E2
-#define MS_E8 MS_E4, MS_E4
-#define MS_E16 MS_E8, MS_E8
-#define MS_E32 MS_E16, MS_E16
-#define MS_E64 MS_E32, MS_E32
-#define MS_E128 MS_E64, MS_E64
-#define MS_E256 MS_E128, MS_E128
-#define MS_E512 MS_E256, MS_E256
-#define MS_E1024 MS_E512, MS_E512
-_Static_assert(MS_TABLE_LEN == 2048, "the initializer below has 2048 entries");
-struct ms_region __scp_ms_regions[MS_TABLE_LEN] = { MS_E1024, MS_E1024 };
+
+/* The region table lives at a fixed address (layout.h, MS_TABLE_ADDR), so that the checks
+ * address it with a constant: mapped by the program's .preinit_array, which the dynamic linker
+ * runs before the constructors of any shared library (an instrumented library's constructor may
+ * run checks), and by the first malloc if that comes earlier (a static program). Single-threaded
+ * at both times. */
+static void ms_map_table(void)
+{
+    static int mapped;
+    if (mapped)
+        return;
+    size_t len = MS_TABLE_LEN * sizeof(struct ms_region);
+    void *want = (void *)(uintptr_t)MS_TABLE_ADDR;
+    void *got = mmap(want, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (got != want) {
+        static const char msg[] = "memsafe: cannot map the region table at its fixed address (0x40000000)\n";
+        if (write(2, msg, sizeof msg - 1) < 0) {
+            /* nothing more to say */
+        }
+        abort();
+    }
+    for (unsigned i = 0; i < MS_TABLE_LEN; i++)
+        __scp_ms_regions[i].meta = (uint64_t *)ms_no_meta;
+    mapped = 1;
+}
+
+static void ms_preinit(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    (void)argv;
+    (void)envp;
+    ms_map_table();
+}
+__attribute__((section(".preinit_array"), used)) static void (*const ms_preinit_fn)(int, char **, char **) = ms_preinit;
 
 struct ms_class {
     pthread_mutex_t lock;
@@ -229,6 +249,7 @@ static void ms_init(void)
     while (__atomic_exchange_n(&ms_init_lock, 1, __ATOMIC_ACQUIRE))
         ;
     if (!ms_ready) {
+        ms_map_table();
         ms_init_classes();
         ms_init_regions();
         __atomic_store_n(&ms_ready, 1, __ATOMIC_RELEASE);

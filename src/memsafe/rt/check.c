@@ -13,7 +13,7 @@ static inline const struct ms_region *ms_region_entry(uintptr_t b)
 {
     _Static_assert(sizeof(struct ms_region) == 32, "the byte offset below assumes 32-byte entries");
     uintptr_t at = (b >> (MS_REGION_SHIFT - 5)) & ((uintptr_t)(MS_TABLE_LEN - 1) << 5);
-    return (const struct ms_region *)((const char *)__scp_ms_regions + at);
+    return (const struct ms_region *)(MS_TABLE_ADDR + at);
 }
 
 /* The limit of the object b points into (layout.h): its address + requested size + 1 while it is
@@ -23,11 +23,16 @@ static inline const struct ms_region *ms_region_entry(uintptr_t b)
  * optimizer can hoist its loads out of a loop that makes no call, or share them with an earlier
  * check of the same base (instr.c puts them in an alias scope of their own: no store of the
  * program writes them). */
-static inline uint64_t ms_limit(uintptr_t b)
+static inline const uint64_t *ms_slot(uintptr_t b)
 {
     const struct ms_region *r = ms_region_entry(b);
     uint64_t idx = (uint64_t)(((unsigned __int128)(b - r->start) * r->magic) >> 64);
-    return __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
+    return &r->meta[idx];
+}
+
+static inline uint64_t ms_limit(uintptr_t b)
+{
+    return __atomic_load_n(ms_slot(b), __ATOMIC_RELAXED);
 }
 
 /* [ptr, ptr + n) against the object of base, exactly: its start is needed too (an access may
@@ -111,4 +116,19 @@ void __scp_ms_check_lk_mem(uint64_t lim, const void *base, const void *ptr, uint
 {
     if (n != 0 && __builtin_expect(ms_range_fails(lim, base, ptr, n), 0))
         __scp_ms_check_exact(base, ptr, n, site);
+}
+
+/* The address of the limit of the object base points into, found once before a loop that may
+ * free (instr.c, hoist_loop_lookups): the table is written once, at the allocator's start, so
+ * the same base finds the same slot at every iteration, and reading the slot again at each check
+ * (__scp_ms_slot_lim) gives what a full lookup would: the object's limit, 0 once it is freed, a
+ * new object's limit once it is reused. Safe to run for any pointer, like __scp_ms_lookup_lim. */
+const uint64_t *__scp_ms_lookup_slot(const void *base)
+{
+    return ms_slot((uintptr_t)base);
+}
+
+uint64_t __scp_ms_slot_lim(const uint64_t *slot)
+{
+    return __atomic_load_n(slot, __ATOMIC_RELAXED);
 }
