@@ -55,7 +55,7 @@ secrets:
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/my.yaml"
 
-timeout 170 tcpdump -i lo -U -s 0 -w "$T/lo.pcap" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
+timeout 170 tcpdump -i lo -U --immediate-mode -s 0 -w "$T/lo.pcap" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
 DPID=$!
 env -u SCP_IDENTITY SCP_HOME="$W/home" "${AS[@]}" "$SCPCTL" run --session mynet --service my --platform-key "$W/p1.key" \
     --volume-dir "$W/vols" -- /usr/sbin/mariadbd >"$T/my.out" 2>"$T/my.err" &
@@ -110,7 +110,7 @@ echo "ok: a shielded mariadb --skip-ssl reads the row through the peer rule (the
 sleep 0.5
 kill "$DPID" 2>/dev/null
 wait "$DPID" 2>/dev/null
-tcpdump -r "$T/lo.pcap" 2>/dev/null | grep -q . || fail "the capture holds no packets"
+tcpdump -r "$T/lo.pcap" 2>/dev/null | grep -q . || fail "the capture holds no packets: $(cat "$T/tcpdump.err")"
 grep -aq "$MARK" "$T/lo.pcap" && fail "the marker is on the wire in plaintext"
 grep -aq "select v from t.m" "$T/lo.pcap" && fail "a query is on the wire in plaintext"
 grep -aq "$PW" "$T/lo.pcap" && fail "the password is on the wire in plaintext"

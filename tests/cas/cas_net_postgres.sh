@@ -55,7 +55,7 @@ grep -q "protocol: mqtt" "$T/bad.yaml" || fail "the test's bad policy was not ma
 expect_err 1 "protocol must be tls, postgres or mysql" "$SCPCTL" session create "$T/bad.yaml"
 echo "ok: a policy with protocol: mqtt is refused"
 
-timeout 170 tcpdump -i lo -U -s 0 -w "$T/lo.pcap" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
+timeout 170 tcpdump -i lo -U --immediate-mode -s 0 -w "$T/lo.pcap" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
 DPID=$!
 env -u SCP_IDENTITY SCP_HOME="$W/home" "${AS[@]}" "$SCPCTL" run --session pgnet --service pg --platform-key "$W/p1.key" \
     --volume-dir "$W/vols" -- $PGBIN/postgres >"$T/pg.out" 2>"$T/pg.err" &
@@ -99,7 +99,7 @@ echo "ok: a shielded psql (its libpq asks for no TLS) reads the row through the 
 sleep 0.5
 kill "$DPID" 2>/dev/null
 wait "$DPID" 2>/dev/null
-tcpdump -r "$T/lo.pcap" 2>/dev/null | grep -q . || fail "the capture holds no packets"
+tcpdump -r "$T/lo.pcap" 2>/dev/null | grep -q . || fail "the capture holds no packets: $(cat "$T/tcpdump.err")"
 grep -aq "$MARK" "$T/lo.pcap" && fail "the marker is on the wire in plaintext"
 grep -aq "select t from marker" "$T/lo.pcap" && fail "a query is on the wire in plaintext"
 echo "ok: the capture ($(tcpdump -r "$T/lo.pcap" 2>/dev/null | wc -l) packets) holds no marker and no query text"
