@@ -316,6 +316,9 @@ void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
 void vol_doomed_drain(scp_volume *v);
 /* Find an entry by normalized path; returns its index or -1. */
 long man_find(const scp_manifest *m, const char *path);
+/* The index of the first entry that sorts at or after path + "/" (where path's descendants
+ * start, if it has any; m->n if none sorts there). path is not empty. */
+size_t vol_man_below(const scp_manifest *m, const char *path);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
 void man_remove(scp_manifest *m, size_t i);
 /* POSIX times of a change of the entries in a directory: the directory that holds path gets

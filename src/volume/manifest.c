@@ -497,10 +497,9 @@ static int man_copy(scp_manifest *dst, const scp_manifest *src) {
     return 0;
 }
 
-/* Does an entry below path (path + '/') exist? */
-static int man_has_child(const scp_manifest *m, const char *path) {
+size_t vol_man_below(const scp_manifest *m, const char *path) {
     size_t pl = strlen(path), lo = 0, hi = m->n;
-    while (lo < hi) { /* first entry that sorts at or after path + "/" */
+    while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         const char *q = m->e[mid].path;
         int c = strncmp(q, path, pl);
@@ -508,6 +507,12 @@ static int man_has_child(const scp_manifest *m, const char *path) {
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
+    return lo;
+}
+
+/* Does an entry below path (path + '/') exist? */
+static int man_has_child(const scp_manifest *m, const char *path) {
+    size_t pl = strlen(path), lo = vol_man_below(m, path);
     return lo < m->n && strncmp(m->e[lo].path, path, pl) == 0 && m->e[lo].path[pl] == '/';
 }
 

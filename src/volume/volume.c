@@ -706,15 +706,7 @@ static int has_children(const scp_manifest *m, const char *path) {
 /* A directory's link count as the kernel gives it: 2 (its name and its ".") and one for the
  * ".." of each subdirectory. Walks the directory's descendants (all entries for the root). */
 static uint32_t dir_nlink(const scp_manifest *m, const char *path) {
-    size_t pl = strlen(path), lo = 0, hi = m->n, sub = 0;
-    while (pl && lo < hi) { /* first entry that sorts at or after path + "/" */
-        size_t mid = (lo + hi) / 2;
-        const char *q = m->e[mid].path;
-        int c = strncmp(q, path, pl);
-        if (c == 0) c = (unsigned char)q[pl] - (unsigned char)'/';
-        if (c < 0) lo = mid + 1;
-        else hi = mid;
-    }
+    size_t pl = strlen(path), lo = pl ? vol_man_below(m, path) : 0, sub = 0;
     for (size_t k = lo; k < m->n; k++) {
         const char *q = m->e[k].path;
         if (pl && (strncmp(q, path, pl) != 0 || q[pl] != '/')) break;
