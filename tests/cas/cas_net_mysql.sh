@@ -18,12 +18,7 @@ for p in mariadb mariadb-install-db setpriv tcpdump; do command -v $p >/dev/null
 { [ "$(id -u)" = 0 ] && id mysql >/dev/null 2>&1; } || { echo "SKIP: needs root and a user mysql"; exit 0; }
 
 start_cas_p1
-AS=(setpriv --reuid=mysql --regid=mysql --init-groups)
-W=$(mktemp -d /var/tmp/scp-net-my.XXXXXX)
-chmod 755 "$W"
-chown mysql: "$W"
-cp "$T/p1.key" "$W/p1.key"
-chown mysql: "$W/p1.key"
+user_dir mysql
 PW=pw$RANDOM$RANDOM
 printf "CREATE USER IF NOT EXISTS 'scp'@'%%' IDENTIFIED BY '%s';\nGRANT ALL ON *.* TO 'scp'@'%%';\n" "$PW" >"$W/init.sql"
 chown mysql: "$W/init.sql"

@@ -17,13 +17,7 @@ for p in setpriv tcpdump; do command -v $p >/dev/null || { echo "SKIP: no $p"; e
 { [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1; } || { echo "SKIP: needs root and a user postgres"; exit 0; }
 
 start_cas_p1
-AS=(setpriv --reuid=postgres --regid=postgres --init-groups)
-# postgres reads its data directory and the platform key as user postgres: outside $T (mode 0700)
-W=$(mktemp -d /var/tmp/scp-net-pg.XXXXXX)
-chmod 755 "$W"
-chown postgres: "$W"
-cp "$T/p1.key" "$W/p1.key"
-chown postgres: "$W/p1.key"
+user_dir postgres # postgres reads its data directory and the platform key as user postgres
 "${AS[@]}" $PGBIN/initdb -D "$W/db" -A trust -U postgres >"$T/initdb.log" 2>&1 || fail "initdb: $(cat "$T/initdb.log")"
 for p in postgres psql; do
     expect_rc 0 "$SCPCTL" platform measure -- $PGBIN/$p

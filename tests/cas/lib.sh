@@ -27,6 +27,17 @@ measure_copy() {
     printf -v "$var" '%s' "$(cat "$T/last.out")"
 }
 
+# user_dir USER: for a service that `scpctl run` starts as USER (setpriv, AS=(...) set here):
+# W, a directory outside $T (which is 0700) owned by USER, with a copy of p1.key USER can read.
+# The caller removes W.
+user_dir() {
+    AS=(setpriv --reuid="$1" --regid="$1" --init-groups)
+    W=$(mktemp -d /var/tmp/scp-net-user.XXXXXX) || fail "mktemp"
+    chmod 755 "$W"
+    cp "$T/p1.key" "$W/p1.key"
+    chown -R "$1": "$W"
+}
+
 # freeport: a loopback TCP port that nothing listens on now.
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
