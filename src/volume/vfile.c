@@ -311,6 +311,8 @@ static int writer_refresh(scp_file *f, scp_err *err) {
         else
             rc = file_load(f, e, err);
     }
+    if (rc == 0 && v->shared && journal_skip_mrecs(f) < 0)
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     /* Shared mode: entries committed at or below it may be overwritten in their other slot
      * (chunk_target_shared) */
@@ -1087,16 +1089,44 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     return 0;
 }
 
+/* Shared mode's fsync in one flush where it can (vol_commit_oneflush): as the file's writer for
+ * the moment (its journal's end is then ours to append to), under the volume lock, the
+ * durable commit that scp_volume_sync would make. Caller holds f->rw for writing. Returns 0
+ * (done, or nothing to make durable), 1 (make it durable the usual way), -1 on error. */
+static int file_sync_shared(scp_file *f, scp_err *err) {
+    scp_volume *v = f->vol;
+    if (!f->path || f->modified || acquire_writer(f, err) < 0) return 1;
+    int rc = 1;
+    if (f->writer && vol_lock(v, err) == 0) {
+        /* sync_pending's test: is anything newer than the last durable state? */
+        if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
+        if (v->lazy || v->ndoomed > v->ndoomed_kept || v->objdir_dirty ||
+            v->gen > vol_durable_generation(v))
+            rc = vol_commit_oneflush(v, f, err);
+        else
+            rc = 0;
+        vol_unlock(v);
+    }
+    file_writer_unlock(f);
+    f->writer = 0;
+    f->j_clean = 0; /* (as shared_publish: the next writer appends to this log) */
+    return rc;
+}
+
 int scp_vfile_fsync(scp_vfile *h, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
     pthread_rwlock_wrlock(&h->f->rw);
-    int rc = file_commit(h->f, err);
+    int rc = file_commit(h->f, err), slow = 1;
+    if (rc == 0 && h->f->vol->shared) {
+        slow = file_sync_shared(h->f, err);
+        if (slow < 0) rc = -1;
+    }
     pthread_rwlock_unlock(&h->f->rw);
     /* Shared mode: this file's last commit may be a lazy one, ours or another process's (a
      * PostgreSQL checkpointer fsyncs what backends wrote). A durable manifest makes every lazy
      * commit durable (vol_commit_manifest syncs their journals first). */
-    if (rc == 0 && h->f->vol->shared) rc = scp_volume_sync(h->f->vol, err);
+    if (rc == 0 && h->f->vol->shared && slow > 0) rc = scp_volume_sync(h->f->vol, err);
     return rc;
 }
 
