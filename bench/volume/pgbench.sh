@@ -4,7 +4,7 @@
 # same server on a plain directory of the same disk; same run, ratios printed. The server runs
 # as the ordinary user postgres (setpriv), as in tests/shield/postgres.sh; pgbench is the
 # client, outside the shield in both cases (it talks to the server over a Unix socket).
-# With STRACE=1 (the default) a further run of each is traced (the server under strace -f -c,
+# With STRACE=1 (the default) a further run of each (base too, with AB) is traced (the server under strace -f -c,
 # from its start to its shutdown) and the flush calls per transaction are printed.
 #
 #   bench/volume/pgbench.sh [BUILD_DIR]
@@ -132,7 +132,7 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
-    for fs in plain scp; do flushes "$fs"; done
+    for fs in $FSLIST; do flushes "$fs"; done
 fi
 p=$(echo "${TPS[plain]}" | tr ' ' '\n' | grep . | median)
 s=$(echo "${TPS[scp]}" | tr ' ' '\n' | grep . | median)
