@@ -276,7 +276,9 @@ static int writer_refresh(scp_file *f, scp_err *err) {
      * previous writer released the writer lock only after its commit), the state in memory is
      * the newest, the durable generation included: skip the volume lock (seven of the 28
      * system calls that a 4 KiB write cost). The log may still have been dropped since (a
-     * checkpoint drops it after the volume lock is released): checked as before. The hints
+     * checkpoint drops it after the volume lock is released): checked as before; or grown by
+     * another process's fsync, whose run of type 3 records names no file and so raises no
+     * hint: then the volume lock, where journal_skip_mrecs steps over it. The hints
      * are not trusted: a host that holds them makes this write land on an older state, and
      * the commit, which reads the manifest under the volume lock, then finds another root and
      * fails (commit_name); nothing is committed on top of a state that is not the newest. */
@@ -284,7 +286,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
         pthread_mutex_lock(&v->mu);
         int fresh = vol_fresh(v) &&
                     vol_file_unchanged(v, f->id, __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED)) &&
-                    !file_log_stale(f);
+                    !file_log_moved(f, 1);
         if (fresh) f->w_dur_gen = durable_gen_known(v);
         pthread_mutex_unlock(&v->mu);
         if (fresh) return 0;
