@@ -134,18 +134,18 @@ done
 if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
     for fs in $FSLIST; do flushes "$fs"; done
 fi
-p=$(echo "${TPS[plain]}" | tr ' ' '\n' | grep . | median)
-s=$(echo "${TPS[scp]}" | tr ' ' '\n' | grep . | median)
+p=$(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep . | median)
+s=$(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep . | median)
 echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
-pc=$(echo "${CPU[plain]}" | tr ' ' '\n' | grep . | median)
-sc=$(echo "${CPU[scp]}" | tr ' ' '\n' | grep . | median)
+pc=$(echo "${CPU[plain]:-}" | tr ' ' '\n' | grep . | median)
+sc=$(echo "${CPU[scp]:-}" | tr ' ' '\n' | grep . | median)
 echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
-echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
+echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
     awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
 if [ -n "${AB:-}" ]; then
-    bt=$(echo "${TPS[base]}" | tr ' ' '\n' | grep . | median)
-    bc=$(echo "${CPU[base]}" | tr ' ' '\n' | grep . | median)
+    bt=$(echo "${TPS[base]:-}" | tr ' ' '\n' | grep . | median)
+    bc=$(echo "${CPU[base]:-}" | tr ' ' '\n' | grep . | median)
     echo "base ($AB): median tps $bt ($(awk -v a="$bt" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain), CPU $bc ms per transaction"
-    echo "scp/base: tps $(awk -v a="$s" -v b="$bt" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'), CPU per transaction $(awk -v a="$sc" -v b="$bc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'); per round tps:$(paste -d' ' <(echo "${TPS[base]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
+    echo "scp/base: tps $(awk -v a="$s" -v b="$bt" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'), CPU per transaction $(awk -v a="$sc" -v b="$bc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'); per round tps:$(paste -d' ' <(echo "${TPS[base]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
         awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
 fi
