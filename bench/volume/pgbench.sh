@@ -4,7 +4,7 @@
 # same server on a plain directory of the same disk; same run, ratios printed. The server runs
 # as the ordinary user postgres (setpriv), as in tests/shield/postgres.sh; pgbench is the
 # client, outside the shield in both cases (it talks to the server over a Unix socket).
-# With STRACE=1 (the default) a further run of each is traced (the server under strace -f -c,
+# With STRACE=1 (the default) a further run of each (base too, with AB) is traced (the server under strace -f -c,
 # from its start to its shutdown) and the flush calls per transaction are printed.
 #
 #   bench/volume/pgbench.sh [BUILD_DIR]
@@ -132,20 +132,20 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
-    for fs in plain scp; do flushes "$fs"; done
+    for fs in $FSLIST; do flushes "$fs"; done
 fi
-p=$(echo "${TPS[plain]}" | tr ' ' '\n' | grep . | median)
-s=$(echo "${TPS[scp]}" | tr ' ' '\n' | grep . | median)
+p=$(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep . | median)
+s=$(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep . | median)
 echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
-pc=$(echo "${CPU[plain]}" | tr ' ' '\n' | grep . | median)
-sc=$(echo "${CPU[scp]}" | tr ' ' '\n' | grep . | median)
+pc=$(echo "${CPU[plain]:-}" | tr ' ' '\n' | grep . | median)
+sc=$(echo "${CPU[scp]:-}" | tr ' ' '\n' | grep . | median)
 echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
-echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
+echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
     awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
 if [ -n "${AB:-}" ]; then
-    bt=$(echo "${TPS[base]}" | tr ' ' '\n' | grep . | median)
-    bc=$(echo "${CPU[base]}" | tr ' ' '\n' | grep . | median)
+    bt=$(echo "${TPS[base]:-}" | tr ' ' '\n' | grep . | median)
+    bc=$(echo "${CPU[base]:-}" | tr ' ' '\n' | grep . | median)
     echo "base ($AB): median tps $bt ($(awk -v a="$bt" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain), CPU $bc ms per transaction"
-    echo "scp/base: tps $(awk -v a="$s" -v b="$bt" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'), CPU per transaction $(awk -v a="$sc" -v b="$bc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'); per round tps:$(paste -d' ' <(echo "${TPS[base]}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]}" | tr ' ' '\n' | grep .) |
+    echo "scp/base: tps $(awk -v a="$s" -v b="$bt" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'), CPU per transaction $(awk -v a="$sc" -v b="$bc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'); per round tps:$(paste -d' ' <(echo "${TPS[base]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
         awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
 fi

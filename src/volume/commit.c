@@ -254,6 +254,7 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         }
         if (rc == 0) {
             f->j_end = jv.end;
+            f->j_tail_commit = 1;
             memcpy(f->j_chain, jv.chain, SCP_HASH_LEN);
             memcpy(f->j_key, jv.key, sizeof f->j_key);
             memcpy(f->j_salt, buf + 8, SCP_HASH_LEN);
@@ -274,11 +275,14 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
  * one (they followed it, possibly just before it was dropped: the drop is outside the volume
  * lock). Such offsets name other bytes now, so they must never be read, applied or appended
  * to; the caller reloads from .t instead (which the checkpoint made complete). */
-int file_log_stale(scp_file *f) {
+int file_log_stale(scp_file *f) { return file_log_moved(f, 0); }
+
+int file_log_moved(scp_file *f, int grown) {
     uint8_t hdr[SCP_JRN_HDR_LEN];
     struct stat st;
     if (!f->j_end) return 0;
     return f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
+           (grown && (uint64_t)st.st_size > f->j_end) ||
            scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
            memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
 }
@@ -405,6 +409,7 @@ int journal_release(scp_file *f, scp_err *err) {
 
 static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *err) {
     assert(f->j_end >= SCP_JRN_HDR_LEN + f->jq_len);
+    f->j_tail_commit = 0; /* (journal_seal and journal_put_mlog say otherwise after it) */
     if (f->jq_on && f->jq_len + len <= JQ_MAX) {
         if (f->jq_len + len > f->jq_cap) {
             size_t cap = f->jq_cap ? f->jq_cap : 16384;
@@ -451,8 +456,12 @@ int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) 
     memcpy(chain, f->j_chain, SCP_HASH_LEN);
     scp_journal_chain(chain, r, SCP_JREC_HDR_LEN + len);
     /* (queued behind the commit's other records; the caller drains the queue, then syncs) */
+    int tail_commit = f->j_tail_commit; /* (a run of type 3 records behind a commit record) */
     int rc = journal_append(f, r, SCP_JREC_HDR_LEN + len, err);
-    if (rc == 0) memcpy(f->j_chain, chain, SCP_HASH_LEN);
+    if (rc == 0) {
+        memcpy(f->j_chain, chain, SCP_HASH_LEN);
+        f->j_tail_commit = tail_commit;
+    }
     free(r);
     return rc;
 }
@@ -487,6 +496,31 @@ static int journal_reset(scp_file *f, scp_err *err) {
     return 0;
 }
 
+/* Shared mode, a writer whose root is current: step over the type 3 records that another
+ * process's durable commit put behind our append offset (vol_commit_oneflush), so that our next
+ * records go behind them: written over, a durable commit's only synced copy would be gone. */
+int journal_skip_mrecs(scp_file *f) {
+    struct stat st;
+    if (!f->j_end || f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size <= f->j_end)
+        return 0;
+    uint64_t more = (uint64_t)st.st_size - f->j_end;
+    size_t len = more > (4u << 20) ? (4u << 20) : (size_t)more;
+    uint8_t *buf = malloc(len);
+    if (!buf) return -1;
+    size_t off = 0;
+    if (scp_pread_full(f->fd_j, buf, len, (off_t)f->j_end) == (ssize_t)len)
+        while (len - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off) == SCP_JREC_MLOG &&
+               scp_get_u32(buf + off + 4) == 0) {
+            uint64_t n = scp_get_u64(buf + off + 8);
+            if (n > SCP_JMREC_MAX || n > len - off - SCP_JREC_HDR_LEN) break;
+            scp_journal_chain(f->j_chain, buf + off, SCP_JREC_HDR_LEN + (size_t)n);
+            off += SCP_JREC_HDR_LEN + (size_t)n;
+        }
+    f->j_end += off;
+    free(buf);
+    return 0;
+}
+
 /* Make sure a journal log is open for appending (format.h): a new log starts from a
  * checkpoint, because its header ends the old log's chain. */
 static int journal_begin(scp_file *f, scp_err *err) {
@@ -518,6 +552,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0)
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     f->j_end = SCP_JRN_HDR_LEN;
+    f->j_tail_commit = 0;
     f->j_clean = 0;
     u64map_clear(&f->jlogged); /* the old log is gone */
     return 0;
@@ -844,7 +879,10 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     if (rc == 0) rc = journal_append(f, rec, rlen, err);
     if (rc == 0 && sync && (journal_drain(f, err) < 0 || flush(f, f->fd_j, FLUSHED_J) < 0))
         rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
-    if (rc == 0) memcpy(f->j_chain, chain, SCP_HASH_LEN);
+    if (rc == 0) {
+        memcpy(f->j_chain, chain, SCP_HASH_LEN);
+        f->j_tail_commit = 1;
+    }
     free(rec);
     return rc;
 }

@@ -500,7 +500,10 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
                         uint64_t size, scp_journal_view *out, scp_journal_mrec_cb mrec_cb,
                         void *ctx) {
     uint64_t nchunks = 0, ncommits = 0;
-    int found = 0, after_commit = 0;
+    /* after_commit: the records since the last commit record that checks out are all type 3
+     * (a run: one one-flush commit's, or a shared-mode durable commit's copies of the log's
+     * unsynced records and its own). run: that commit is the one found. */
+    int found = 0, after_commit = 0, run = 0;
     out->start = off;
     while (len - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off + 4) == 0) {
         uint32_t type = scp_get_u32(buf + off);
@@ -509,7 +512,7 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)chunk_size);
             off += SCP_JREC_HDR_LEN + chunk_size;
             nchunks++;
-            after_commit = 0;
+            after_commit = run = 0;
             continue;
         }
         if (type == SCP_JREC_MLOG) {
@@ -522,6 +525,10 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             off += SCP_JREC_HDR_LEN + (size_t)n;
             /* (after_commit stays: a one-flush commit may carry earlier lazy records of the
              * log ahead of its own, all behind its commit record) */
+            if (run) { /* the next append goes behind the run, never over it */
+                out->end = off;
+                memcpy(out->chain, chain, SCP_HASH_LEN);
+            }
             continue;
         }
         uint64_t count;
@@ -539,6 +546,7 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
         off += rlen;
         ncommits++;
         after_commit = 1;
+        run = match;
         if (match) {
             found = 1;
             out->new_size = csize;

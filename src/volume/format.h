@@ -240,8 +240,11 @@ uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p);
 /* type 3 (manifest-log record): n = L, the length of the payload, which is a manifest-log
  * record exactly as manifest.log holds it (at most SCP_JMREC_MAX bytes; "Manifest log" above).
  * It follows the commit record of a one-flush commit and is that commit's commit point
- * (docs/volume-format.md, "One-flush commits"). The journal chains it like every record and
- * replay skips it; it is authenticated by the manifest log's key and chain, not here. */
+ * (docs/volume-format.md, "One-flush commits"); in shared mode a durable commit puts a run of
+ * them behind the file's last commit record (the log's unsynced records, then its own). The
+ * journal chains it like every record and replay skips it; it is authenticated by the
+ * manifest log's key and chain, not here. A commit found by scp_journal_find(_from) ends after
+ * the run that follows it (the next append goes behind the run). */
 #define SCP_JREC_MLOG 3u
 #define SCP_JMREC_MAX_BODY (64u << 10)
 #define SCP_JMREC_MAX ((size_t)SCP_MREC_HDR_LEN + SCP_JMREC_MAX_BODY + SCP_GCMTAG_LEN)
@@ -310,8 +313,8 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
                        const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
                        scp_journal_entry_cb entry_cb, void *ctx, scp_err *err);
 
-/* Every manifest-log record (type 3) of a whole journal held in memory that directly follows
- * a commit record that checks out, in order: cb(ctx, rec, len), not authenticated here (the
+/* Every manifest-log record (type 3) of a whole journal held in memory that follows a commit
+ * record that checks out with nothing but type 3 records in between (a run), in order: cb(ctx, rec, len), not authenticated here (the
  * caller opens it as a manifest-log record). A torn, stale or forged journal gives fewer. */
 typedef void (*scp_journal_mrec_cb)(void *ctx, const uint8_t *rec, size_t len);
 void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,

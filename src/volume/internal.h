@@ -170,6 +170,9 @@ struct scp_file {
     uint64_t lazy_listed_dur;
     uint64_t w_dur_gen;         /* shared mode: the newest durable generation when this
                                  * process last became the writer (under vol_lock) */
+    int j_tail_commit;          /* j_end is behind a commit record that checks out (or a run
+                                 * of type 3 records after one): an open takes type 3
+                                 * records appended there (vol_commit_oneflush) */
     uint64_t seen_gen;          /* shared mode: the volume generation at which this file's
                                  * state was last checked against the manifest (the hint is
                                  * the volume's: a catch-up of another file moves v->gen) */
@@ -294,9 +297,11 @@ int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace);
 _Static_assert(VOL_JLIST_OFF + 16 + VOL_JLIST_MAX * SCP_FILEID_LEN <= VOL_FILE_HINT_OFF,
                "lock file: journal list and per-file hints overlap");
 /* Commit the in-memory manifest as a one-flush commit of f, whose journal holds the commit
- * record just appended, unsynced (caller holds vol_lock and f->rw). Returns 0 (committed:
- * durable, tag reported), 1 if it cannot be done so (use vol_commit_manifest after syncing the
- * journal; nothing written that matters), -1 on error (not committed). */
+ * record just appended, unsynced (caller holds vol_lock and f->rw). Shared mode: an fsync's
+ * durable commit, behind f's last commit record, the caller being f's writer for the moment
+ * (file_sync_shared). Returns 0 (committed: durable, tag reported), 1 if it cannot be done so
+ * (use vol_commit_manifest after syncing the journal; nothing written that matters), -1 on
+ * error (not committed). */
 int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err);
 /* Is id in the lock file's list of journals with one-flush records? */
 int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
@@ -530,6 +535,11 @@ int file_open_slot(scp_file *f, int create, scp_err *err);
 /* Shared mode: f's journal map points into a log that another process has since dropped
  * (commit.c); reload before reading, applying or appending. */
 int file_log_stale(scp_file *f);
+/* The same, or (grown) the log is longer than f->j_end: another process's shared-mode fsync
+ * put a run of type 3 records behind our last commit (vol_commit_oneflush) without a commit
+ * that names f; our next append goes behind it (journal_skip_mrecs), never over it. */
+int file_log_moved(scp_file *f, int grown);
+int journal_skip_mrecs(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
 /* Before f's journal is emptied or restarted: if it is listed as holding one-flush records,

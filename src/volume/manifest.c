@@ -206,7 +206,7 @@ static int sync_object(scp_volume *v, const uint8_t *id, const char *ext) {
  * since the manifest names their roots, and the data objects of those marked as having chunks
  * written in place (the journal holds only their entries). Returns the list's length (to empty
  * it after), or -1. */
-static long lazy_sync(scp_volume *v, scp_err *err) {
+static long lazy_sync(scp_volume *v, const uint8_t *skip_j, scp_err *err) {
     uint8_t c[4] = {0};
     if (v->hint) memcpy(c, (const uint8_t *)v->hint + VOL_LAZY_OFF, 4); /* (mapped: lock_page) */
     else if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
@@ -221,7 +221,8 @@ static long lazy_sync(scp_volume *v, scp_err *err) {
         memset(marks, 0xff, sizeof marks);
     for (uint32_t i = 0; i < n; i++) {
         const uint8_t *id = ids + i * SCP_FILEID_LEN;
-        int rc = sync_object(v, id, ".j");
+        /* (skip_j: the journal that the caller syncs last, as its commit point) */
+        int rc = skip_j && memcmp(id, skip_j, SCP_FILEID_LEN) == 0 ? 0 : sync_object(v, id, ".j");
         if (rc == 0 && (marks[i / 8] >> (i % 8) & 1))
             rc = sync_object(v, id, ".d") < 0 || sync_object(v, id, ".s") < 0 ? -1 : 0;
         if (rc < 0) return scp_fail_errno(err, "cannot sync a file's objects before the manifest");
@@ -265,13 +266,13 @@ static int slot_seal(scp_volume *v, uint64_t gen, const uint8_t *pt, size_t ptle
  * names durable (files created lazily, by any process, since the last durable commit), and
  * the journals of the files with lazy commits. Returns the lazy list's length (to empty it
  * after the commit point), or -1. */
-static long durable_prepare(scp_volume *v, scp_err *err) {
+static long durable_prepare(scp_volume *v, const uint8_t *skip_j, scp_err *err) {
     if (v->objdir_dirty || lockbyte_get(v, VOL_LOCKBYTE_OBJDIR)) {
         if (fsync(v->objfd) < 0) return scp_fail_errno(err, "cannot sync the objects directory");
         v->objdir_dirty = 0;
         vol_lockbyte_set(v, VOL_LOCKBYTE_OBJDIR, 0);
     }
-    return lazy_sync(v, err);
+    return lazy_sync(v, skip_j, err);
 }
 
 /* After a commit point: the state in memory is generation gen, durable or not. */
@@ -310,7 +311,7 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
         si = v->slot_gen[0] <= v->slot_gen[1] ? 0 : 1;
         fd = v->slotfd[si];
     }
-    long nlazy = rc == 0 && durable ? durable_prepare(v, err) : 0;
+    long nlazy = rc == 0 && durable ? durable_prepare(v, NULL, err) : 0;
     if (nlazy < 0) rc = -1;
     if (rc == 0 && fd < 0) rc = scp_fail(err, SCP_E_SYS, EBADF, "the volume has no scratch slot (manifest.2)");
     if (rc == 0 && (scp_pwrite_full(fd, slot, slen, 0) < 0 || ftruncate(fd, (off_t)slen) < 0 ||
@@ -690,6 +691,7 @@ struct mlog_walk {
     size_t len, off;
     uint8_t chain[SCP_HASH_LEN];
     uint64_t gen, stop_gen, nrec, dur_gen;
+    size_t dur_off;   /* just past the last durable record walked (0: none) */
     int last_durable, removed;
     long adopted; /* records taken in from journals (mlog_adopt_journals) */
     scp_manifest *m, *m2;
@@ -726,7 +728,10 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         w->gen = r.generation;
         w->nrec++;
         w->last_durable = (r.flags & SCP_MREC_DURABLE) != 0;
-        if (w->last_durable) w->dur_gen = w->gen;
+        if (w->last_durable) {
+            w->dur_gen = w->gen;
+            w->dur_off = w->off;
+        }
     }
     return 0;
 }
@@ -781,7 +786,7 @@ static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
     int rc = slot_seal(v, gen, pt, SCP_STATEHASH_LEN + blen, &slot, &slen, err);
     scp_wipe(pt, SCP_STATEHASH_LEN + blen);
     free(pt);
-    long nlazy = rc == 0 ? durable_prepare(v, err) : 0;
+    long nlazy = rc == 0 ? durable_prepare(v, NULL, err) : 0;
     if (nlazy < 0) rc = -1;
     if (rc == 0 && (scp_pwrite_full(v->slotfd[si], slot, slen, 0) < 0 ||
                     ftruncate(v->slotfd[si], (off_t)slen) < 0 || fdatasync(v->slotfd[si]) < 0))
@@ -1014,7 +1019,7 @@ int vol_mlog_sync(scp_volume *v, scp_err *err) {
  * behind its commit record: the journal's one sync makes every record up to the commit's
  * durable, and an open that adopts from the journal (mlog_adopt_journals) takes them in
  * generation order, each only where the log that landed ends (docs/volume-format.md). */
-#define PEND_MAX_RECS 16
+#define PEND_MAX_RECS 64 /* (shared mode: the lazy records of every process between two fsyncs) */
 
 static int pend_valid(const scp_volume *v) {
     return v->ml_dur_end && v->ml_pend_at == v->ml_dur_end &&
@@ -1057,6 +1062,26 @@ static size_t pend_rec_len(const uint8_t *p) {
     return SCP_MREC_HDR_LEN + (size_t)scp_get_u32(p) + SCP_GCMTAG_LEN;
 }
 
+/* Shared mode, the catch-up (vol_refresh_manifest): the records of other processes walked in
+ * buf (the log from ml_end, w's offsets relative to it). A durable record among them makes the
+ * log durable up to it: that process synced the log after appending it, or put it and the
+ * unsynced records before it into a listed journal that it synced first, both under the volume
+ * lock. The lazy records past it are kept as this process's own would be, so that this
+ * process's next fsync can carry them (vol_commit_oneflush). */
+static void pend_walked(scp_volume *v, const uint8_t *buf, const struct mlog_walk *w) {
+    size_t from = 0;
+    if (w->dur_off) {
+        v->ml_dur_end = v->ml_end + w->dur_off;
+        pend_reset(v);
+        from = w->dur_off;
+    }
+    for (size_t off = from, n; off < w->off; off += n) {
+        n = pend_rec_len(buf + off);
+        assert(off + n <= w->off);
+        pend_add(v, buf + off, n, v->ml_end + off);
+    }
+}
+
 static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
     if (v->ml_base < 0 && v->ml_adopt >= 0) (void)mlog_restart(v, v->ml_adopt, NULL);
     if (v->ml_base < 0 || v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS)
@@ -1066,7 +1091,7 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
     scp_mdelta d;
     int rc = mlog_seal(v, durable, SCP_MREC_MAX_BODY, &rec, &rlen, &d, err);
     if (rc > 0) return mlog_full(v, 0, err);
-    long nlazy = rc == 0 && durable ? durable_prepare(v, err) : 0;
+    long nlazy = rc == 0 && durable ? durable_prepare(v, NULL, err) : 0;
     if (nlazy < 0) rc = -1;
     /* A durable commit's fdatasync covers every record before it (the commit point). */
     if (rc == 0) rc = mlog_append(v, rec, rlen, durable, err);
@@ -1086,31 +1111,43 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
     return rc;
 }
 
-/* The one-flush commit (internal.h; crash argument in docs/volume-format.md). */
+/* The one-flush commit (internal.h; crash argument in docs/volume-format.md). In shared mode
+ * it is an fsync's durable commit ("Shared mode", one-flush durable commits): f's last commit
+ * may be a lazy one, and the records past the durable end are the lazy records of every
+ * process since the last durable one (ml_pend, kept as walked or written). */
 int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     /* Only onto a log that is durable up to its end (its header and every record before this
      * one are synced or in listed journals: an open reaches this record's place), and not
      * after a committer that died between its journal's sync and its append to the log (its
      * record, of the same generation and place, may lie in its journal). Or onto one whose
-     * records past the durable end are this process's lazy ones, kept as written (ml_pend):
-     * they go into the journal ahead of this one, and the same sync makes them durable. */
+     * records past the durable end are kept as written (ml_pend): they go into the journal
+     * ahead of this one, and the same sync makes them durable. */
     int carry = v->ml_dur_end != v->ml_end;
-    if (!v->mlog || v->shared || v->ml_base < 0 || (carry && !pend_valid(v)) ||
+    if (!v->mlog || v->ml_base < 0 || (carry && !pend_valid(v)) ||
         v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS || jmark_get(v))
+        return 1;
+    /* Shared mode: the records go behind f's last commit record, which an open must find
+     * (j_tail_commit), and f's journal is ours to append to (the caller is its writer) */
+    assert(!v->shared || f->writer);
+    if (v->shared && (!f->j_end || !f->j_tail_commit || f->modified || f->fd_j < 0 ||
+                      f->j_end > SCP_JOURNAL_MAX))
         return 1;
     uint8_t *rec = NULL;
     size_t rlen = 0;
     scp_mdelta d;
     int rc = mlog_seal(v, 1, SCP_JMREC_MAX_BODY, &rec, &rlen, &d, err);
     if (rc != 0) return rc;
-    /* (all of it within the one manifest-log record a journal allows per commit) */
+    /* (all of it within the one manifest-log record a journal allows per commit; f's own
+     * journal is not synced ahead: its sync below is the commit point) */
     size_t pend_bytes = carry ? v->ml_pend_len + v->ml_pend_n * SCP_JREC_HDR_LEN : 0;
-    long nlazy = pend_bytes + rlen > SCP_JMREC_MAX ? 0 : durable_prepare(v, err);
+    long nlazy = pend_bytes + rlen > SCP_JMREC_MAX ? 0 : durable_prepare(v, f->id, err);
     if (pend_bytes + rlen > SCP_JMREC_MAX) rc = 1;
     else if (nlazy < 0) rc = -1;
     else if (jlist_add(v, f->id) < 0) rc = 1;
     if (rc == 0) {
         jmark_set(v, v->gen + 1);
+        int was_on = f->jq_on;
+        f->jq_on = 1; /* (one pwrite for the run; drained below, under the locks) */
         for (size_t off = 0, n; carry && rc == 0 && off < v->ml_pend_len; off += n) {
             n = pend_rec_len(v->ml_pend + off);
             assert(off + n <= v->ml_pend_len);
@@ -1119,6 +1156,8 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
         if (rc < 0 || journal_put_mlog(f, rec, rlen, err) < 0 || journal_drain(f, err) < 0) rc = -1;
         else if (fdatasync(f->fd_j) < 0)
             rc = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
+        if (rc < 0) (void)journal_drain(f, NULL);
+        f->jq_on = was_on;
         if (rc < 0) {
             /* The record may have landed: the next commit goes through the synced log, whose
              * walk then passes this record's place with a record of its own. */
@@ -1409,11 +1448,17 @@ int vol_refresh_manifest(scp_volume *v, scp_err *err) {
     w.m = &v->man;
     w.m2 = &v->disk;
     int rc = mlog_walk(v, &w, err);
-    free(buf);
-    if (rc < 0) /* the state in memory may be half-changed: start over from the disk */
+    if (rc < 0) { /* the state in memory may be half-changed: start over from the disk */
+        free(buf);
         return vol_load_manifest(v, err) < 0 ? -1 : 1;
+    }
     v->ml_size = (uint64_t)st.st_size;
-    if (w.nrec == 0) return 0;
+    if (w.nrec == 0) {
+        free(buf);
+        return 0;
+    }
+    if (v->shared) pend_walked(v, buf, &w);
+    free(buf);
     v->ml_end += w.off;
     v->ml_nrec += w.nrec;
     memcpy(v->ml_chain, w.chain, SCP_HASH_LEN);
@@ -1755,7 +1800,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
         scp_manifest_free(&dm);
         return 0;
     }
-    if (lazy_sync(v, NULL) < 0) sync_failed = 1;
+    if (lazy_sync(v, NULL, NULL) < 0) sync_failed = 1;
     int redone = have_dm && !sync_failed;
     for (size_t k = 0; k < v->man.n && redone; k++) {
         const scp_mentry *e = &v->man.e[k];

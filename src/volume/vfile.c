@@ -276,7 +276,9 @@ static int writer_refresh(scp_file *f, scp_err *err) {
      * previous writer released the writer lock only after its commit), the state in memory is
      * the newest, the durable generation included: skip the volume lock (seven of the 28
      * system calls that a 4 KiB write cost). The log may still have been dropped since (a
-     * checkpoint drops it after the volume lock is released): checked as before. The hints
+     * checkpoint drops it after the volume lock is released): checked as before; or grown by
+     * another process's fsync, whose run of type 3 records names no file and so raises no
+     * hint: then the volume lock, where journal_skip_mrecs steps over it. The hints
      * are not trusted: a host that holds them makes this write land on an older state, and
      * the commit, which reads the manifest under the volume lock, then finds another root and
      * fails (commit_name); nothing is committed on top of a state that is not the newest. */
@@ -284,7 +286,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
         pthread_mutex_lock(&v->mu);
         int fresh = vol_fresh(v) &&
                     vol_file_unchanged(v, f->id, __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED)) &&
-                    !file_log_stale(f);
+                    !file_log_moved(f, 1);
         if (fresh) f->w_dur_gen = durable_gen_known(v);
         pthread_mutex_unlock(&v->mu);
         if (fresh) return 0;
@@ -311,6 +313,8 @@ static int writer_refresh(scp_file *f, scp_err *err) {
         else
             rc = file_load(f, e, err);
     }
+    if (rc == 0 && v->shared && journal_skip_mrecs(f) < 0)
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
     /* Shared mode: entries committed at or below it may be overwritten in their other slot
      * (chunk_target_shared) */
@@ -1095,16 +1099,44 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     return 0;
 }
 
+/* Shared mode's fsync in one flush where it can (vol_commit_oneflush): as the file's writer for
+ * the moment (its journal's end is then ours to append to), under the volume lock, the
+ * durable commit that scp_volume_sync would make. Caller holds f->rw for writing. Returns 0
+ * (done, or nothing to make durable), 1 (make it durable the usual way), -1 on error. */
+static int file_sync_shared(scp_file *f, scp_err *err) {
+    scp_volume *v = f->vol;
+    if (!f->path || f->modified || acquire_writer(f, err) < 0) return 1;
+    int rc = 1;
+    if (f->writer && vol_lock(v, err) == 0) {
+        /* sync_pending's test: is anything newer than the last durable state? */
+        if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
+        if (v->lazy || v->ndoomed > v->ndoomed_kept || v->objdir_dirty ||
+            v->gen > vol_durable_generation(v))
+            rc = vol_commit_oneflush(v, f, err);
+        else
+            rc = 0;
+        vol_unlock(v);
+    }
+    file_writer_unlock(f);
+    f->writer = 0;
+    f->j_clean = 0; /* (as shared_publish: the next writer appends to this log) */
+    return rc;
+}
+
 int scp_vfile_fsync(scp_vfile *h, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
     pthread_rwlock_wrlock(&h->f->rw);
-    int rc = file_commit(h->f, err);
+    int rc = file_commit(h->f, err), slow = 1;
+    if (rc == 0 && h->f->vol->shared) {
+        slow = file_sync_shared(h->f, err);
+        if (slow < 0) rc = -1;
+    }
     pthread_rwlock_unlock(&h->f->rw);
     /* Shared mode: this file's last commit may be a lazy one, ours or another process's (a
      * PostgreSQL checkpointer fsyncs what backends wrote). A durable manifest makes every lazy
      * commit durable (vol_commit_manifest syncs their journals first). */
-    if (rc == 0 && h->f->vol->shared) rc = scp_volume_sync(h->f->vol, err);
+    if (rc == 0 && h->f->vol->shared && slow > 0) rc = scp_volume_sync(h->f->vol, err);
     return rc;
 }
 

@@ -30,6 +30,15 @@
  *             second reused log, after a power cut that loses manifest.log's unsynced appends,
  *             opens with its last tag and reads the last commit: the old log's tail behind the
  *             new one is never taken for records
+ *   shared    shared mode (PostgreSQL's processes): the same frames, each written by a child
+ *             process without an fsync (a lazy commit) and fsynced by the parent: at most one
+ *             flush per fsync after the first two (the journal that holds the durable record
+ *             and the copies of the log's unsynced records), a tag per fsync; then the child
+ *             writes once more and both die without closing anything, and the power cut loses
+ *             manifest.log's appends after its last sync: the volume opens with the parent's
+ *             last tag and reads every fsynced frame (each fsync's records are in the file's
+ *             journal behind the last commit record; the child's next write went behind them,
+ *             not over them)
  * Ported from branch sqlite2 (format 2: a manifest copy in the journal, a scratch slot lost).
  */
 #include <dirent.h>
@@ -463,6 +472,133 @@ static void test_reuse(void) {
     free(vd);
 }
 
+/* Shared mode: process A (the fsyncer, as a PostgreSQL backend's WAL flush) and its fork B
+ * (the writer). B writes frame k lazily, A fsyncs it; A reports each fsync's flushes, then its
+ * last tag and the log's size after its first fsync (the last that synced the log). */
+struct shared_report {
+    long first, rest, most, fsyncs, tags;
+    scp_volume_tag tag;
+    off_t synced;
+};
+
+static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int out) {
+    scp_err e;
+    struct shared_report r = {0};
+    scp_volume *v = scp_volume_open(vd, key, NULL, &e);
+    if (!v) _exit(2);
+    scp_volume_set_shared(v);
+    ntags = 0; /* (the count is the test's: a test before this one counted its own) */
+    scp_volume_on_commit(v, count_tag, NULL);
+    scp_vfile *f = scp_vfile_open(v, "wal", O_RDWR, 0, &e);
+    if (!f) _exit(2);
+    int go[2], done[2];
+    if (pipe(go) < 0 || pipe(done) < 0) _exit(2);
+    pid_t b = fork();
+    if (b < 0) _exit(2);
+    if (b == 0) { /* B: a frame per turn, no fsync; then one more, and die */
+        close(go[1]);
+        close(done[0]);
+        uint8_t buf[FRAME];
+        char c;
+        for (int k = 0; k <= NCOMMITS; k++) {
+            if (read(go[0], &c, 1) != 1) _exit(5);
+            frame(buf, k == NCOMMITS ? 999 : k);
+            if (scp_vfile_pwrite(f, buf, FRAME, (uint64_t)(k % NCOMMITS) * FRAME, &e) != FRAME)
+                _exit(6);
+            if (write(done[1], "w", 1) != 1) _exit(7);
+        }
+        _exit(0);
+    }
+    close(go[0]);
+    close(done[1]);
+    char c;
+    for (int k = 0; k < NCOMMITS; k++) {
+        if (write(go[1], "g", 1) != 1 || read(done[0], &c, 1) != 1) _exit(8);
+        long before = nflush;
+        if (scp_vfile_fsync(f, &e) < 0) _exit(9);
+        long n = nflush - before;
+        if (k < 2) r.first += n;
+        else r.rest += n;
+        if (k >= 2 && n > r.most) r.most = n;
+        r.fsyncs++;
+        if (k == 0) {
+            char *lp = tu_path(vd, "manifest.log");
+            struct stat st;
+            if (stat(lp, &st) < 0) _exit(4);
+            r.synced = st.st_size;
+            free(lp);
+        }
+    }
+    scp_volume_tag_get(v, &r.tag);
+    r.tags = ntags;
+    /* B writes once more (over frame 0, lazily): it must go behind A's last records */
+    if (write(go[1], "g", 1) != 1 || read(done[0], &c, 1) != 1) _exit(10);
+    int st;
+    if (waitpid(b, &st, 0) != b || !WIFEXITED(st) || WEXITSTATUS(st) != 0) _exit(11);
+    _exit(write(out, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 3);
+}
+
+static void test_shared(void) {
+    tu_rng rng = {14};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    setup(&rng, key, &root, &vd);
+    int p[2];
+    REQUIRE(pipe(p) == 0);
+    pid_t a = fork();
+    REQUIRE(a >= 0);
+    if (a == 0) {
+        close(p[0]);
+        shared_a(vd, key, p[1]);
+    }
+    close(p[1]);
+    struct shared_report r;
+    REQUIRE(read(p[0], &r, sizeof r) == (ssize_t)sizeof r);
+    close(p[0]);
+    int st;
+    REQUIRE(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    printf("shared: first two fsyncs %ld flushes, then %ld flushes for %ld fsyncs (at most %ld "
+           "per fsync), %ld tags\n",
+           r.first, r.rest, r.fsyncs - 2, r.most, r.tags);
+    CHECKF(r.most <= 1, "shared: an fsync after another process's write took %ld flushes, want "
+                        "at most 1 (plain's count)",
+           r.most);
+    CHECKF(r.tags == NCOMMITS, "shared: %ld tags reported for %d fsyncs", r.tags, NCOMMITS);
+    /* The power cut: manifest.log's appends after its last sync are lost. */
+    char *lp = tu_path(vd, "manifest.log");
+    struct stat ls;
+    REQUIRE(stat(lp, &ls) == 0 && ls.st_size > r.synced);
+    REQUIRE(truncate(lp, r.synced) == 0);
+    printf("shared: manifest.log cut from %lld to %lld bytes (its last sync)\n",
+           (long long)ls.st_size, (long long)r.synced);
+    tu_err_clear(&e);
+    scp_volume *v = scp_volume_open(vd, key, &r.tag, &e);
+    CHECKF(v, "shared: open with the fsyncer's last tag after the log's appends were lost: %s (%s)",
+           e.msg, scp_code_name(e.code));
+    if (v) {
+        size_t n;
+        uint8_t *got = tu_vget(v, "wal", &n, &e), b[FRAME];
+        CHECKF(got && n == FSIZE, "shared: read back: %s", got ? "wrong size" : e.msg);
+        int bad = 0;
+        for (int k = 0; got && n == FSIZE && k < NCOMMITS; k++) {
+            frame(b, k);
+            bad += memcmp(got + (size_t)k * FRAME, b, FRAME) != 0;
+        }
+        CHECKF(!bad, "shared: %d frames differ from the fsynced ones", bad);
+        long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
+        CHECKF(probs == 0, "shared: verify found %ld problems", probs);
+        printf("shared: opened at generation %llu (the fsyncer's last tag), %d frames read back\n",
+               (unsigned long long)tu_tag_gen(&r.tag), bad ? 0 : NCOMMITS);
+        free(got);
+        REQUIRE_OK(scp_volume_close(v, &e), e);
+    }
+    free(lp);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *which = argc > 1 ? argv[1] : "all";
@@ -471,5 +607,6 @@ int main(int argc, char **argv) {
     if (!strcmp(which, "all") || !strcmp(which, "dropped")) test_log_lost(1);
     if (!strcmp(which, "all") || !strcmp(which, "rollback")) test_rollback();
     if (!strcmp(which, "all") || !strcmp(which, "reuse")) test_reuse();
+    if (!strcmp(which, "all") || !strcmp(which, "shared")) test_shared();
     return tu_exit_code("test_volume_oneflush");
 }
