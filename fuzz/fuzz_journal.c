@@ -28,7 +28,8 @@
  * decrypted commit entries (same bytes) before `end`, in file order; with fewer callbacks it
  * hands out the same sequence minus the kinds left out; a failing callback stops it at once
  * with -1; scp_journal_mrecs hands out exactly as many type 3 records (within the buffer) as
- * directly follow a commit record that checks out. Commit payloads are decrypted here with the crypto primitives (key derivation and
+ * are in the runs directly behind commit records that check out; a commit found ends behind its
+ * run. Commit payloads are decrypted here with the crypto primitives (key derivation and
  * AES-GCM), the layout is read independently. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -178,14 +179,17 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
             after_commit = 0;
             continue;
         }
-        if (type == 3) { /* chained and skipped; counted when directly behind a commit */
+        if (type == 3) {
+            /* chained and skipped; counted when in the run of type 3 records directly behind a
+             * commit (a one-flush commit's, with the lazy records it carries), and that run is
+             * part of the commit: the commit's end moves behind it (the next append goes there) */
             if (index > J_MREC_MAX || index > len - off - J_REC) return;
             struct scp_buf parts[2] = {{chain, 32}, {b + off, J_REC + (size_t)index}};
             scp_sha256(parts, 2, next);
             memcpy(chain, next, 32);
             r->nmrec += after_commit;
-            after_commit = 0;
             off += J_REC + (size_t)index;
+            if (after_commit) r->c[r->nc - 1].end = off;
             continue;
         }
         if (type != 2) return;
