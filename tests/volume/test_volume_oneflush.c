@@ -143,21 +143,31 @@ static void test_count(void) {
     free(vd);
 }
 
+/* What a writer that died hands back: its last tag, and manifest.log's size as of its last sync. */
+struct died {
+    scp_volume_tag t;
+    off_t synced;
+};
+
+/* In a writer's child process: the volume at vd and its file "wal", open (else the child exits 2). */
+static scp_vfile *child_wal(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], scp_volume **v) {
+    scp_err e;
+    *v = scp_volume_open(vd, key, NULL, &e);
+    scp_vfile *f = *v ? scp_vfile_open(*v, "wal", O_RDWR, 0, &e) : NULL;
+    if (!f) _exit(2);
+    return f;
+}
+
 /* A child opens the volume, commits NCOMMITS frames one at a time, hands the last tag over and
  * dies without closing anything. Returns that tag; *synced: manifest.log's size after the first
  * commit (the last one that synced the log). */
 static scp_volume_tag writer_dies(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN],
                                   off_t *synced) {
-    struct {
-        scp_volume_tag t;
-        off_t synced;
-    } out;
+    struct died out;
     tu_child c;
     if (tu_child_start(&c)) {
-        scp_err e;
-        scp_volume *v = scp_volume_open(vd, key, NULL, &e);
-        scp_vfile *f = v ? scp_vfile_open(v, "wal", O_RDWR, 0, &e) : NULL;
-        if (!f) _exit(2);
+        scp_volume *v;
+        scp_vfile *f = child_wal(vd, key, &v);
         commit_frame(f, 0);
         char *lp = tu_path(vd, "manifest.log");
         struct stat st;
@@ -310,16 +320,11 @@ static void check_frames(scp_volume *v, const char *what) {
  * transaction `mark` into the pipe. */
 static scp_volume_tag child_dies(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN],
                                  int rollback, int txns, int mark, off_t *synced) {
-    struct {
-        scp_volume_tag t;
-        off_t synced;
-    } out;
+    struct died out;
     tu_child c;
     if (tu_child_start(&c)) {
-        scp_err e;
-        scp_volume *v = scp_volume_open(vd, key, NULL, &e);
-        scp_vfile *f = v ? scp_vfile_open(v, "wal", O_RDWR, 0, &e) : NULL;
-        if (!f) _exit(2);
+        scp_volume *v;
+        scp_vfile *f = child_wal(vd, key, &v);
         char *lp = tu_path(vd, "manifest.log");
         struct stat st = {0};
         if (stat(lp, &st) < 0) _exit(4);
