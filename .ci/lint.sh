@@ -3,7 +3,7 @@
 #
 # Uses $LINT_BUILD_DIR/compile_commands.json (default build/), configured here with
 # CMAKE_EXPORT_COMPILE_COMMANDS=ON. Exits non-zero only when cppcheck reports an error, warning
-# or portability problem; clang-tidy findings (checks in .clang-tidy) and cppcheck style notes
+# or portability problem, or library code prints to stderr (below); clang-tidy findings (checks in .clang-tidy) and cppcheck style notes
 # are printed for people to read, and do not fail the job.
 #
 #   LINT_TIDY=0     skip clang-tidy (it takes a minute or two)
@@ -32,6 +32,20 @@ PY
 jobs=$(nproc 2>/dev/null || echo 2)
 [ "$jobs" -gt 2 ] && jobs=2
 
+# Library code reports through scp_err / scp_log (include/scp/err.h, src/common/log.h) and
+# never prints to stderr itself: only the programs' main files may (scpctl and scp-cas in
+# src/cli, scp-entry, scp-ms-instr). The shield's and the memsafe runtime's last words before
+# they stop a program are raw write(2)s, not matched here.
+echo "== library code printing to stderr (gating)"
+stderr_hits=$(grep -rnE '\b(v?fprintf|fputs|fputc|putc|fwrite)\b[^;]*\bstderr\b|\bperror[[:space:]]*\(' src \
+    --include='*.c' --include='*.h' --exclude-dir=cli --exclude=entry_main.c --exclude=instr.c)
+stderr_rc=0
+if [ -n "$stderr_hits" ]; then
+    printf '%s\n' "$stderr_hits"
+    echo "lint: library code prints to stderr: use scp_log (src/common/log.h) or return an scp_err"
+    stderr_rc=1
+fi
+
 echo "== cppcheck (warning, portability; gating)"
 cppcheck --project="$srcdb" --enable=warning,portability --std=c11 \
     --inline-suppr --suppress=missingIncludeSystem --error-exitcode=1 --quiet -j "$jobs" \
@@ -55,5 +69,6 @@ for e in json.load(open(sys.argv[1])): print(e["file"])' "$srcdb" | sort -u)
     tidy_count=$(printf '%s\n' "$out" | grep -E '^/.*: (warning|error):' | sort -u | wc -l)
 fi
 
-echo "lint: cppcheck $([ $cpp_rc -eq 0 ] && echo clean || echo 'FOUND PROBLEMS'), clang-tidy $tidy_count finding(s)"
-exit $cpp_rc
+echo "lint: cppcheck $([ $cpp_rc -eq 0 ] && echo clean || echo 'FOUND PROBLEMS'), stderr $([ $stderr_rc -eq 0 ] && echo clean || echo 'FOUND PROBLEMS'), clang-tidy $tidy_count finding(s)"
+[ $cpp_rc -ne 0 ] && exit $cpp_rc
+exit $stderr_rc

@@ -11,7 +11,7 @@
  * bytes, each chunk's length given by one byte before it. Asserts: no memory error; the read
  * buffer's offset never passes its length; a start that returns 1 has left its plaintext state;
  * a failed connection stays failed; MySQL rewriting changes only sequence bytes and the
- * client's CLIENT_SSL bit. */
+ * client's CLIENT_SSL bit; after a write the program's flow has walked exactly the bytes taken. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +104,20 @@ static void check_rbio(nconn *c) {
     FUZZ_CHECK(o->off <= o->len);
 }
 
+/* The program's flow after a write that took w bytes of b is the flow before it walked over
+ * exactly those w bytes, whether the write took all it was given or a part. */
+static void check_out_flow(const nconn *c, struct my_flow *want, const uint8_t *b, size_t w) {
+    uint8_t *t = malloc(w);
+    FUZZ_CHECK(t != NULL);
+    memcpy(t, b, w);
+    my_walk(want, t, w, +1, c->my->client, 1);
+    free(t);
+    const struct my_flow *got = &c->my->out;
+    FUZZ_CHECK(got->hpos == want->hpos && got->left == want->left && got->off == want->off);
+    FUZZ_CHECK(got->npkt == want->npkt && got->type == want->type && memcmp(got->len, want->len, 3) == 0);
+    FUZZ_CHECK(got->done == (want->done || c->my->in.done));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 2) return 0;
     if (!meth) {
@@ -167,7 +181,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             memcpy(copy, p, k);
             if (turn++ % 2) {
                 write_room = p[0] % 8 + 1;
-                (void)net_my_write(&c, copy, k, 0);
+                struct my_flow want = c.my->out;
+                long w = net_my_write(&c, copy, k, 0);
+                if (w > 0) check_out_flow(&c, &want, p, (size_t)w);
             } else {
                 net_my_read(&c, copy, k, p[0] & 1);
                 for (size_t j = 0; j < k; j++) { /* only sequence bytes and CLIENT_SSL change */

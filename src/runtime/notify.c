@@ -50,6 +50,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "shield/perm.h"
@@ -1160,7 +1161,7 @@ static void handle(struct req *q) {
     case SYS_exit: /* the last thread's exit ends the process without exit_group */
     case SYS_exit_group: {
         int r = commit_all(s, pid, -1, NULL);
-        if (r) fprintf(stderr, "scpctl run: a static program's file could not be stored at its exit (%s)\n", strerror(-r));
+        if (r) scp_log(SCP_LOG_ERROR, "scpctl run", "a static program's file could not be stored at its exit (%s)", strerror(-r));
         pass(q);
         return;
     }
@@ -1240,7 +1241,7 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
         s.vol[i].mlen = strlen(s.vol[i].mount);
         s.vol[i].v = scp_volume_open(p, v[i].key, NULL, &e);
         if (!s.vol[i].v) {
-            fprintf(stderr, "scpctl run: static-image supervisor: %s\n", e.msg);
+            scp_log(SCP_LOG_ERROR, "scpctl run", "static-image supervisor: %s", e.msg);
             syscall(SYS_exit_group, 1);
         }
         close(v[i].dirfd);

@@ -9,6 +9,7 @@
  * Called with c->mu held, from net.c's handshake (net_start), and around net.c's plaintext
  * read and write for MySQL's greeting and authentication phase (net_my_pre_read, net_my_read,
  * net_my_write). */
+#include <assert.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
@@ -201,6 +202,17 @@ static long my_server(nconn *c, int block) {
     }
 }
 
+/* Where a protocol-10 greeting's capability flags (their low two bytes) begin in its payload
+ * p[0, plen): behind the protocol byte, version\0, connection id[4], scramble[8] and a filler.
+ * 0 when the payload ends before them (0 is the protocol byte, never the flags). */
+static size_t greet_caps_at(const unsigned char *p, size_t plen) {
+    assert(plen && p[0] == 0x0a);
+    const unsigned char *z = memchr(p + 1, 0, plen - 1);
+    if (!z) return 0;
+    size_t at = (size_t)(z - p) + 1 + 4 + 8 + 1;
+    return at + 2 <= plen ? at : 0;
+}
+
 /* The program's greeting: gathered until whole, sent in plaintext with CLIENT_SSL added.
  * Returns n (taken) or the failure. */
 static long my_greet(nconn *c, const unsigned char *b, size_t n) {
@@ -214,10 +226,9 @@ static long my_greet(nconn *c, const unsigned char *b, size_t n) {
     if (m->glen != 4 + plen || m->greet[3] != 0)
         return net_conn_fail(c, "the MySQL server sent more than its greeting before TLS", EPROTO);
     unsigned char *p = m->greet + 4;
-    if (plen && p[0] == 0x0a) { /* protocol 10: version\0, id[4], scramble[8], filler, caps[2] */
-        unsigned char *z = memchr(p + 1, 0, plen - 1);
-        size_t at = z ? (size_t)(z - p) + 1 + 4 + 8 + 1 : plen;
-        if (at + 2 > plen) return net_conn_fail(c, "the MySQL server's greeting is malformed", EPROTO);
+    if (plen && p[0] == 0x0a) {
+        size_t at = greet_caps_at(p, plen);
+        if (!at) return net_conn_fail(c, "the MySQL server's greeting is malformed", EPROTO);
         p[at + 1] |= MY_CLIENT_SSL >> 8;
     }
     /* an ERR greeting (too many connections, host blocked) goes out as it is; the server
@@ -248,8 +259,13 @@ long net_my_write(nconn *c, const void *buf, size_t n, int flags) {
     my_walk(&f, t, n, +1, m->client, 1);
     long r = net_write_tls(c, t, n, flags);
     if (r > 0) {
-        memcpy(t, buf, (size_t)r);
-        my_walk(&m->out, t, (size_t)r, +1, m->client, 1);
+        assert((size_t)r <= n);
+        if ((size_t)r == n) /* the walk reads the bytes before it changes them: f is the flow past all n */
+            m->out = f;
+        else {
+            memcpy(t, buf, (size_t)r);
+            my_walk(&m->out, t, (size_t)r, +1, m->client, 1);
+        }
         if (m->out.done) m->in.done = 1; /* the client speaks again only after the OK */
         if (m->in.done) m->out.done = 1;
     }
@@ -291,9 +307,8 @@ static long my_gather(nconn *c, int block) {
                 o->off = o->len = 0;
                 unsigned char *g = m->greet + 4;
                 if (plen && g[0] == 0x0a) {
-                    unsigned char *z = memchr(g + 1, 0, plen - 1);
-                    size_t at = z ? (size_t)(z - g) + 1 + 4 + 8 + 1 : plen;
-                    if (at + 2 > plen) return net_conn_fail(c, "the MySQL server's greeting is malformed", EPROTO);
+                    size_t at = greet_caps_at(g, plen);
+                    if (!at) return net_conn_fail(c, "the MySQL server's greeting is malformed", EPROTO);
                     if (!(g[at + 1] & MY_CLIENT_SSL >> 8))
                         return net_conn_fail(c, "the MySQL server offers no TLS (its greeting lacks CLIENT_SSL)", ECONNREFUSED);
                     g[at + 1] &= (unsigned char)~(MY_CLIENT_SSL >> 8);

@@ -128,8 +128,6 @@ RUN=("$SCPCTL" run --session net --platform-key "$T/p1.key" --volume-dir "$T/vol
 RPID=$!
 cleanup_all() {
     kill "$RPID" 2>/dev/null; wait "$RPID" 2>/dev/null
-    [ -n "${DPID:-}" ] && kill "$DPID" 2>/dev/null
-    [ -n "${D2PID:-}" ] && kill "$D2PID" 2>/dev/null
     cleanup
 }
 trap cleanup_all EXIT
@@ -144,9 +142,7 @@ echo "ok: redis-cli --tls with CAS's service CA"
 
 # A capture of the loopback traffic on the port while clients store and read a marker.
 CAP=$T/lo.pcap
-timeout 60 tcpdump -i lo -U -w "$CAP" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
-DPID=$!
-for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+capture_start "$CAP" "tcp port $PORT"
 [ "$(tcli set k "$MARK")" = OK ] || fail "SET over TLS failed"
 [ "$(tcli get k)" = "$MARK" ] || fail "GET over TLS does not return the marker"
 
@@ -290,10 +286,7 @@ fi
 # raw write, sendto, fcntl and writev system calls on a shielded connection leave as TLS
 "${RUN[@]}" "${PYT[@]}" --service raw -- "$T/bin/python3" >"$T/raw.out" 2>"$T/raw.err" &
 WPID=$!
-timeout 60 tcpdump -i lo -U -w "$T/raw.pcap" "tcp port $PORT4" >/dev/null 2>"$T/tcpdump2.err" &
-D2PID=$!
-D2=$!
-for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump2.err" 2>/dev/null && break; sleep 0.1; done
+capture_start "$T/raw.pcap" "tcp port $PORT4"
 for _ in $(seq 100); do
     python3 - "$PORT4" "$CA" >"$T/rawcli.out" 2>&1 <<'PY' && break
 import socket, ssl, sys
@@ -311,8 +304,7 @@ PY
     sleep 0.1
 done
 wait $WPID
-sleep 0.3; kill $D2 2>/dev/null; wait $D2 2>/dev/null
-grep -aq "RAW-$MARK" "$T/raw.pcap" && fail "a raw write() system call put the marker on the wire in plaintext"
+capture_check_no "$T/raw.pcap" "RAW-$MARK" # a raw write() system call must not put it there
 grep -qx "RAW-$MARK-dup--vec-" "$T/rawcli.out" || fail "raw syscalls over TLS: $(cat "$T/rawcli.out" "$T/raw.err")"
 echo "ok: raw write/fcntl(F_DUPFD)+sendto/writev system calls on a shielded connection leave as TLS (capture clean)"
 # one filter for the file, network, loader and code rules and the container's ptrace rule
@@ -350,16 +342,10 @@ PY
 wait $EPID || fail "the echo server failed: $(cat "$T/echo.err")"
 echo "ok: an event loop reading one byte per event is woken by epoll, poll and select for plaintext waiting in the shield"
 
-sleep 0.5
-kill "$DPID" 2>/dev/null
-wait "$DPID" 2>/dev/null
-DPID=
-[ -s "$CAP" ] || fail "the capture is empty"
-tcpdump -r "$CAP" 2>/dev/null | grep -q . || fail "the capture holds no packets"
-grep -aq "$MARK" "$CAP" && fail "the marker is on the wire in plaintext"
+capture_check_no "$CAP" "$MARK"
 # redis's replies (server to client; a plain "+PONG\r" is 6 bytes, which random ciphertext of
 # the megabytes captured here holds by chance about once in 10^7 runs, where "PONG" alone
 # turned up in one CI run)
 tcpdump -r "$CAP" -w "$T/replies.pcap" "tcp src port $PORT" 2>/dev/null
 grep -aqF -- "$(printf '+PONG\r')" "$T/replies.pcap" && fail "a redis reply is on the wire in plaintext"
-echo "ok: the capture ($(tcpdump -r "$CAP" 2>/dev/null | wc -l) packets) holds neither the marker nor a plaintext reply"
+echo "ok: the capture ($CAP_PACKETS packets) holds neither the marker nor a plaintext reply"

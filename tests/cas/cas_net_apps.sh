@@ -60,20 +60,18 @@ YAML
 expect_rc 0 "$SCPCTL" session create "$T/apps.yaml"
 RUN=("$SCPCTL" run --session apps --platform-key "$T/p1.key" --volume-dir "$T/vols")
 
-timeout 170 tcpdump -i lo -U -s 0 -w "$T/lo.pcap" "tcp port $PN or tcp port $PM" >/dev/null 2>"$T/tcpdump.err" &
-DPID=$!
+capture_start "$T/lo.pcap" "tcp port $PN or tcp port $PM"
 "${RUN[@]}" --service nginx -- "$T/bin/nginx" >"$T/nginx.out" 2>"$T/nginx.err" &
 NPID=$!
 "${RUN[@]}" --service memcached -- "$T/bin/memcached" >"$T/mc.out" 2>"$T/mc.err" &
 MPID=$!
 cleanup_all() {
-    kill "$NPID" "$MPID" "$DPID" 2>/dev/null
-    wait "$NPID" "$MPID" "$DPID" 2>/dev/null
+    kill "$NPID" "$MPID" 2>/dev/null
+    wait "$NPID" "$MPID" 2>/dev/null
     rm -rf "$W"
     cleanup
 }
 trap cleanup_all EXIT
-for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
 for _ in $(seq 150); do
     curl -sf --cacert "$CA" "https://127.0.0.1:$PN/small" >"$T/curl.out" 2>/dev/null && break
     kill -0 $NPID 2>/dev/null || fail "nginx exited: $(cat "$T/nginx.err")"
@@ -282,10 +280,5 @@ timeout 20 memccat --servers=127.0.0.1:$PM mcvalue >"$T/plainmc.out" 2>&1
 grep -q "$MARK" "$T/plainmc.out" && fail "a plaintext memccat got the value"
 echo "ok: a TLS client without an attested service's certificate, $(cut -c1-60 "$T/nocert.out"), and a plaintext memccat get nothing"
 
-sleep 0.5
-kill "$DPID" 2>/dev/null
-wait "$DPID" 2>/dev/null
-tcpdump -r "$T/lo.pcap" 2>/dev/null | grep -q . || fail "the capture holds no packets"
-grep -aq "$MARK" "$T/lo.pcap" && fail "the marker is on the wire in plaintext"
-grep -aqF "HTTP/1.1 200" "$T/lo.pcap" && fail "an HTTP response is on the wire in plaintext"
-echo "ok: the capture ($(tcpdump -r "$T/lo.pcap" 2>/dev/null | wc -l) packets) holds no marker and no plaintext HTTP"
+capture_check_no "$T/lo.pcap" "$MARK" "HTTP/1.1 200"
+echo "ok: the capture ($CAP_PACKETS packets) holds no marker and no plaintext HTTP"

@@ -50,19 +50,17 @@ secrets:
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/my.yaml"
 
-timeout 170 tcpdump -i lo -U --immediate-mode -s 0 -w "$T/lo.pcap" "tcp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
-DPID=$!
+capture_start "$T/lo.pcap" "tcp port $PORT"
 env -u SCP_IDENTITY SCP_HOME="$W/home" "${AS[@]}" "$SCPCTL" run --session mynet --service my --platform-key "$W/p1.key" \
     --volume-dir "$W/vols" -- /usr/sbin/mariadbd >"$T/my.out" 2>"$T/my.err" &
 SPID=$!
 cleanup_all() {
-    kill "$SPID" "$DPID" 2>/dev/null
-    wait "$SPID" "$DPID" 2>/dev/null
+    kill "$SPID" 2>/dev/null
+    wait "$SPID" 2>/dev/null
     rm -rf "$W"
     cleanup
 }
 trap cleanup_all EXIT
-for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
 
 CLI=(mariadb --no-defaults --connect-timeout=10 -h 127.0.0.1 -P "$PORT" -u scp -N -B --ssl --ssl-ca="$CA" --ssl-verify-server-cert)
 for _ in $(seq 600); do
@@ -102,12 +100,6 @@ RUN=("$SCPCTL" run --session mynet --platform-key "$T/p1.key" --volume-dir "$T/v
 grep -qx "$MARK" "$T/cli.out" || fail "the shielded client did not read the marker: $(cat "$T/cli.out" "$T/cli.err")"
 echo "ok: a shielded mariadb --skip-ssl reads the row through the peer rule (the shield's TLS)"
 
-sleep 0.5
-kill "$DPID" 2>/dev/null
-wait "$DPID" 2>/dev/null
-tcpdump -r "$T/lo.pcap" 2>/dev/null | grep -q . || fail "the capture holds no packets: $(cat "$T/tcpdump.err")"
-grep -aq "$MARK" "$T/lo.pcap" && fail "the marker is on the wire in plaintext"
-grep -aq "select v from t.m" "$T/lo.pcap" && fail "a query is on the wire in plaintext"
-grep -aq "$PW" "$T/lo.pcap" && fail "the password is on the wire in plaintext"
-echo "ok: the capture ($(tcpdump -r "$T/lo.pcap" 2>/dev/null | wc -l) packets) holds no marker, query or password"
+capture_check_no "$T/lo.pcap" "$MARK" "select v from t.m" "$PW"
+echo "ok: the capture ($CAP_PACKETS packets) holds no marker, query or password"
 echo PASS

@@ -42,6 +42,7 @@ user_dir() {
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 cleanup() {
+    capture_kill
     if [ -n "$CAS_PID" ]; then
         kill -TERM "$CAS_PID" 2>/dev/null
         wait "$CAS_PID" 2>/dev/null
@@ -97,6 +98,52 @@ expect_err() {
 }
 
 alive() { kill -0 "$CAS_PID" 2>/dev/null || fail "cas serve died"; }
+
+# ---- loopback captures: what a man in the middle on the host sees --------------------------
+declare -A CAP_PIDS=()
+
+# capture_start FILE FILTER: capture loopback packets matching FILTER (tcpdump's syntax) into
+# FILE, in the background until capture_check_no FILE (or the test's cleanup); returns once
+# tcpdump listens. The timeout only keeps an orphaned tcpdump from outliving a killed test.
+capture_start() {
+    local file=$1 filter=$2
+    timeout 600 tcpdump -i lo -U --immediate-mode -s 0 -w "$file" "$filter" >/dev/null 2>"$file.err" &
+    CAP_PIDS[$file]=$!
+    for _ in $(seq 50); do grep -q "listening on" "$file.err" 2>/dev/null && break; sleep 0.1; done
+}
+
+# capture_stop FILE: let the last packets land, then end FILE's capture.
+capture_stop() {
+    local pid=${CAP_PIDS[$1]:-}
+    [ -n "$pid" ] || return 0
+    sleep 0.5
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    unset "CAP_PIDS[$1]"
+}
+
+capture_kill() {
+    local f
+    for f in "${!CAP_PIDS[@]}"; do
+        kill "${CAP_PIDS[$f]}" 2>/dev/null
+        wait "${CAP_PIDS[$f]}" 2>/dev/null
+    done
+    CAP_PIDS=()
+}
+
+# capture_check_no FILE MARK...: end FILE's capture; it must hold packets, and none of the
+# MARKs (fixed strings) anywhere in them. Sets CAP_PACKETS to the number of packets.
+capture_check_no() {
+    local file=$1 m
+    shift
+    capture_stop "$file"
+    CAP_PACKETS=$(tcpdump -r "$file" 2>/dev/null | wc -l)
+    [ "$CAP_PACKETS" -gt 0 ] || fail "the capture $file holds no packets: $(cat "$file.err")"
+    for m in "$@"; do
+        grep -aqF -- "$m" "$file" && fail "'$m' is on the wire in plaintext (capture $file)"
+    done
+    return 0
+}
 
 # PID and all its descendants.
 # a file's lines indented to sit under `content: |` of a service's files entry in a policy

@@ -70,6 +70,20 @@ start() { # NAME
     fail "postgres did not answer: $(docker logs "$1" 2>&1 | tail -20)"
 }
 
+# refused NAME IMAGE WHAT: a container NAME of IMAGE that CAS refuses: it stops by itself, non-zero,
+# within 60 s, with CAS's reason in docker logs and never the password, and no postgres answers.
+refused() {
+    local name=$1 image=$2 what=$3 rc
+    docker run -d --name "$name" "${RUNFLAGS[@]}" "$image" >/dev/null || fail "docker run $name"
+    rc=$(timeout 60 docker wait "$name") || rc=99
+    docker logs "$name" >"$T/$name.log" 2>&1
+    [ "$rc" != 0 ] && [ "$rc" != 99 ] || fail "$what: the container exited $rc (99: still running)"
+    grep -q "CAS refused.*wrong_measurement" "$T/$name.log" || fail "$what: docker logs lacks CAS's reason: $(cat "$T/$name.log")"
+    grep -q "$PW" "$T/$name.log" && fail "$what: the container printed the password"
+    sqlq -c 'select 1' >/dev/null 2>&1 && fail "$what: a postgres answers"
+    return 0
+}
+
 note "docker run: initdb on the first start, psql with CAS's password"
 start $TAG-c1
 MARK=scp-pg-marker-$$-$RANDOM
@@ -115,13 +129,7 @@ docker load -i "$T/tampered.tar" >"$T/load.out" || fail "docker load of the tamp
 rm -f "$T/tampered.tar"
 id=$(sed -n 's/^Loaded image ID: //p;s/^Loaded image: //p' "$T/load.out" | head -1)
 docker tag "$id" $TAG/pg-secure:tampered || fail "docker tag: $(cat "$T/load.out")"
-docker run -d --name $TAG-tampered "${RUNFLAGS[@]}" $TAG/pg-secure:tampered >/dev/null || fail "docker run"
-rc=$(timeout 60 docker wait $TAG-tampered) || rc=99
-docker logs $TAG-tampered >"$T/tampered.log" 2>&1
-[ "$rc" != 0 ] && [ "$rc" != 99 ] || fail "the tampered image's container exited $rc (99: still running)"
-grep -q "CAS refused.*wrong_measurement" "$T/tampered.log" || fail "docker logs lacks CAS's reason: $(cat "$T/tampered.log")"
-grep -q "$PW" "$T/tampered.log" && fail "the tampered image's container printed the password"
-sqlq -c 'select 1' >/dev/null 2>&1 && fail "a postgres answers with the tampered image"
+refused $TAG-tampered $TAG/pg-secure:tampered "the tampered image"
 
 note "a session whose measurement is not the image's: nothing released"
 "$SCPCTL" image build "$BASE" -t $TAG/pg-secure:2 --session pgwrong --service postgres \
@@ -129,11 +137,5 @@ note "a session whose measurement is not the image's: nothing released"
 docker load -i "$T/pg2.tar" >/dev/null || fail "docker load"
 sed -e "s|^name: .*|name: pgwrong|" -e "s|measurements: \[.*\]|measurements: [$(printf '%064d' 0)]|" "$T/pg.yaml" >"$T/wrong.yaml"
 expect_rc 0 "$SCPCTL" session create "$T/wrong.yaml"
-docker run -d --name $TAG-bad "${RUNFLAGS[@]}" $TAG/pg-secure:2 >/dev/null || fail "docker run"
-rc=$(timeout 60 docker wait $TAG-bad) || rc=99
-docker logs $TAG-bad >"$T/bad.log" 2>&1
-[ "$rc" != 0 ] && [ "$rc" != 99 ] || fail "a refused container exited $rc (99: still running)"
-grep -q "CAS refused.*wrong_measurement" "$T/bad.log" || fail "docker logs lacks CAS's reason: $(cat "$T/bad.log")"
-grep -q "$PW" "$T/bad.log" && fail "a refused container printed the password"
-sqlq -c 'select 1' >/dev/null 2>&1 && fail "a postgres answers with the refused image"
+refused $TAG-bad $TAG/pg-secure:2 "a session naming another measurement"
 echo "image postgres: ok"

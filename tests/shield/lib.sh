@@ -3,6 +3,7 @@
 # Provides: $T (temp dir, removed at exit), $VOL (volume dir), $MNT (mount point), $KEY,
 #           run PROGRAM ARGS...   (runs under scpctl run with the volume at $MNT)
 #           fail MSG, check_no_plaintext MARKER, tamper_largest
+#           static_setup SCPCTL MKVOL (the static-program tests: $BB, $GO, cat_vol, build_gofiles)
 
 set -u
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -20,6 +21,27 @@ setup() {
 }
 
 run() { "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$@"; }
+
+# static_setup SCPCTL MKVOL: setup, and the static programs that scpctl run serves from its
+# supervisor: BB (busybox-static) and GO (the go compiler), each empty when not installed;
+# skips the test (77) when neither is. The supervisor's notes are kept quiet (SCP_QUIET).
+static_setup() {
+    setup "$1" "$2"
+    BB=$(command -v busybox || true)
+    GO=$(command -v go || true)
+    [ -n "$BB" ] && file -L "$BB" 2>/dev/null | grep -q 'statically linked' || BB=""
+    [ -n "$BB$GO" ] || { echo "SKIP: neither busybox-static nor go (golang-go) is installed"; exit 77; }
+    export SCP_QUIET=1
+}
+
+# cat_vol NAME: the volume's file NAME as scpctl decrypts it (nothing when it cannot).
+cat_vol() { "$SCPCTL" volume cat --key-file "$KEY" "$VOL" "$1" 2>/dev/null; }
+
+# build_gofiles: the static Go test program (tests/shield/go/gofiles.go) as $T/gofiles.
+build_gofiles() {
+    GOCACHE=$T/gocache GOPATH=$T/gopath GO111MODULE=off CGO_ENABLED=0 \
+        "$GO" build -o "$T/gofiles" "$(dirname "$0")/go/gofiles.go" || fail "go build failed"
+}
 
 # The backing directory must not contain the marker anywhere (names or contents).
 check_no_plaintext() {

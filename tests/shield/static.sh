@@ -9,14 +9,8 @@
 # ENAMETOOLONG, files above the size limit EFBIG (shield-static-helper MOUNT probe).
 # usage: static.sh SCPCTL MKVOL [STATIC_HELPER]
 . "$(dirname "$0")/lib.sh"
-setup "$1" "$2"
+static_setup "$1" "$2"
 HELPER=${3:-}
-BB=$(command -v busybox || true)
-GO=$(command -v go || true)
-[ -n "$BB" ] && file -L "$BB" 2>/dev/null | grep -q 'statically linked' || BB=""
-[ -n "$BB$GO" ] || { echo "SKIP: neither busybox-static nor go (golang-go) is installed"; exit 77; }
-export SCP_QUIET=1
-cat_vol() { "$SCPCTL" volume cat --key-file "$KEY" "$VOL" "$1" 2>/dev/null; }
 # stored RC NAME CONTENT: the step succeeded and the volume holds exactly CONTENT
 stored() {
     [ "$1" -lt 128 ] || fail "$2: killed by signal $(($1 - 128))"
@@ -98,8 +92,7 @@ else
     echo "SKIP busybox: busybox-static is not installed"
 fi
 if [ -n "$GO" ]; then
-    GOCACHE=$T/gocache GOPATH=$T/gopath GO111MODULE=off CGO_ENABLED=0 \
-        "$GO" build -o "$T/gofiles" "$(dirname "$0")/go/gofiles.go" || fail "go build failed"
+    build_gofiles
     out=$(timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$T/gofiles" "$MNT")
     rc=$?
     echo "$out"

@@ -8,13 +8,7 @@
 # usage: static_creds.sh SCPCTL MKVOL
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
-setup "$1" "$2"
-BB=$(command -v busybox || true)
-GO=$(command -v go || true)
-[ -n "$BB" ] && file -L "$BB" 2>/dev/null | grep -q 'statically linked' || BB=""
-[ -n "$BB$GO" ] || { echo "SKIP: neither busybox-static nor go (golang-go) is installed"; exit 77; }
-export SCP_QUIET=1
-cat_vol() { "$SCPCTL" volume cat --key-file "$KEY" "$VOL" "$1" 2>/dev/null; }
+static_setup "$1" "$2"
 # populate as root through the preloaded shield (dash is dynamic)
 run sh -c "echo SCPSC_secret > $MNT/secret && chmod 600 $MNT/secret && echo SCPSC_pub > $MNT/pub &&
            chmod 644 $MNT/pub && mkdir $MNT/rootdir && echo SCPSC_x > $MNT/rootdir/x &&
@@ -64,8 +58,7 @@ else
     echo "SKIP busybox: busybox-static is not installed"
 fi
 if [ -n "$GO" ]; then
-    GOCACHE=$T/gocache GOPATH=$T/gopath GO111MODULE=off CGO_ENABLED=0 \
-        "$GO" build -o "$T/gofiles" "$(dirname "$0")/go/gofiles.go" || fail "go build failed"
+    build_gofiles
     out=$(timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$T/gofiles" "$MNT" creds 2>&1)
     echo "$out" | sed 's/^/  go: /'
     want="root reads secret: ok

@@ -43,9 +43,8 @@
  */
 #include <dirent.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 
-#include "testutil.h"
+#include "scenario.h"
 
 int __real_fdatasync(int fd);
 int __real_fsync(int fd);
@@ -144,40 +143,43 @@ static void test_count(void) {
     free(vd);
 }
 
+/* What a writer that died hands back: its last tag, and manifest.log's size as of its last sync. */
+struct died {
+    scp_volume_tag t;
+    off_t synced;
+};
+
+/* In a writer's child process: the volume at vd and its file "wal", open (else the child exits 2). */
+static scp_vfile *child_wal(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], scp_volume **v) {
+    scp_err e;
+    *v = scp_volume_open(vd, key, NULL, &e);
+    scp_vfile *f = *v ? scp_vfile_open(*v, "wal", O_RDWR, 0, &e) : NULL;
+    if (!f) _exit(2);
+    return f;
+}
+
 /* A child opens the volume, commits NCOMMITS frames one at a time, hands the last tag over and
  * dies without closing anything. Returns that tag; *synced: manifest.log's size after the first
  * commit (the last one that synced the log). */
 static scp_volume_tag writer_dies(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN],
                                   off_t *synced) {
-    int p[2];
-    REQUIRE(pipe(p) == 0);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        scp_err e;
-        scp_volume *v = scp_volume_open(vd, key, NULL, &e);
-        scp_vfile *f = v ? scp_vfile_open(v, "wal", O_RDWR, 0, &e) : NULL;
-        if (!f) _exit(2);
+    struct died out;
+    tu_child c;
+    if (tu_child_start(&c)) {
+        scp_volume *v;
+        scp_vfile *f = child_wal(vd, key, &v);
         commit_frame(f, 0);
         char *lp = tu_path(vd, "manifest.log");
         struct stat st;
         if (stat(lp, &st) < 0) _exit(4);
         for (int k = 1; k < NCOMMITS; k++) commit_frame(f, k);
-        scp_volume_tag t;
-        scp_volume_tag_get(v, &t);
-        _exit(write(p[1], &t, sizeof t) == (ssize_t)sizeof t &&
-                      write(p[1], &st.st_size, sizeof st.st_size) == (ssize_t)sizeof st.st_size
-                  ? 0
-                  : 3);
+        scp_volume_tag_get(v, &out.t);
+        out.synced = st.st_size;
+        tu_child_exit(&c, &out, sizeof out);
     }
-    close(p[1]);
-    scp_volume_tag t;
-    REQUIRE(read(p[0], &t, sizeof t) == (ssize_t)sizeof t);
-    REQUIRE(read(p[0], synced, sizeof *synced) == (ssize_t)sizeof *synced);
-    close(p[0]);
-    int st;
-    REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    return t;
+    REQUIRE(tu_child_wait(&c, &out, sizeof out));
+    *synced = out.synced;
+    return out.t;
 }
 
 /* The journal object of the volume's only file. */
@@ -318,15 +320,11 @@ static void check_frames(scp_volume *v, const char *what) {
  * transaction `mark` into the pipe. */
 static scp_volume_tag child_dies(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN],
                                  int rollback, int txns, int mark, off_t *synced) {
-    int p[2];
-    REQUIRE(pipe(p) == 0);
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-        scp_err e;
-        scp_volume *v = scp_volume_open(vd, key, NULL, &e);
-        scp_vfile *f = v ? scp_vfile_open(v, "wal", O_RDWR, 0, &e) : NULL;
-        if (!f) _exit(2);
+    struct died out;
+    tu_child c;
+    if (tu_child_start(&c)) {
+        scp_volume *v;
+        scp_vfile *f = child_wal(vd, key, &v);
         char *lp = tu_path(vd, "manifest.log");
         struct stat st = {0};
         if (stat(lp, &st) < 0) _exit(4);
@@ -340,22 +338,13 @@ static scp_volume_tag child_dies(const char *vd, const uint8_t key[SCP_VOLUME_KE
             if (k == mark) at_mark = mlog_synced;
         }
         /* (the log as of its last sync; also when that was before the mark) */
-        st.st_size = mlog_synced > at_mark ? mlog_synced : at_mark;
-        scp_volume_tag t;
-        scp_volume_tag_get(v, &t);
-        _exit(write(p[1], &t, sizeof t) == (ssize_t)sizeof t &&
-                      write(p[1], &st.st_size, sizeof st.st_size) == (ssize_t)sizeof st.st_size
-                  ? 0
-                  : 3);
+        out.synced = mlog_synced > at_mark ? mlog_synced : at_mark;
+        scp_volume_tag_get(v, &out.t);
+        tu_child_exit(&c, &out, sizeof out);
     }
-    close(p[1]);
-    scp_volume_tag t;
-    REQUIRE(read(p[0], &t, sizeof t) == (ssize_t)sizeof t);
-    REQUIRE(read(p[0], synced, sizeof *synced) == (ssize_t)sizeof *synced);
-    close(p[0]);
-    int st;
-    REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    return t;
+    REQUIRE(tu_child_wait(&c, &out, sizeof out));
+    *synced = out.synced;
+    return out.t;
 }
 
 /* The power cut: manifest.log's appends after `synced` are lost; then the volume must open
@@ -481,7 +470,7 @@ struct shared_report {
     off_t synced;
 };
 
-static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int out) {
+static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_child *me) {
     scp_err e;
     struct shared_report r = {0};
     scp_volume *v = scp_volume_open(vd, key, NULL, &e);
@@ -535,29 +524,18 @@ static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int 
     if (write(go[1], "g", 1) != 1 || read(done[0], &c, 1) != 1) _exit(10);
     int st;
     if (waitpid(b, &st, 0) != b || !WIFEXITED(st) || WEXITSTATUS(st) != 0) _exit(11);
-    _exit(write(out, &r, sizeof r) == (ssize_t)sizeof r ? 0 : 3);
+    tu_child_exit(me, &r, sizeof r);
 }
 
 static void test_shared(void) {
     tu_rng rng = {14};
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
-    scp_err e;
     setup(&rng, key, &root, &vd);
-    int p[2];
-    REQUIRE(pipe(p) == 0);
-    pid_t a = fork();
-    REQUIRE(a >= 0);
-    if (a == 0) {
-        close(p[0]);
-        shared_a(vd, key, p[1]);
-    }
-    close(p[1]);
     struct shared_report r;
-    REQUIRE(read(p[0], &r, sizeof r) == (ssize_t)sizeof r);
-    close(p[0]);
-    int st;
-    REQUIRE(waitpid(a, &st, 0) == a && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    tu_child a;
+    if (tu_child_start(&a)) shared_a(vd, key, &a);
+    REQUIRE(tu_child_wait(&a, &r, sizeof r));
     printf("shared: first two fsyncs %ld flushes, then %ld flushes for %ld fsyncs (at most %ld "
            "per fsync), %ld tags\n",
            r.first, r.rest, r.fsyncs - 2, r.most, r.tags);
@@ -565,35 +543,10 @@ static void test_shared(void) {
                         "at most 1 (plain's count)",
            r.most);
     CHECKF(r.tags == NCOMMITS, "shared: %ld tags reported for %d fsyncs", r.tags, NCOMMITS);
-    /* The power cut: manifest.log's appends after its last sync are lost. */
-    char *lp = tu_path(vd, "manifest.log");
-    struct stat ls;
-    REQUIRE(stat(lp, &ls) == 0 && ls.st_size > r.synced);
-    REQUIRE(truncate(lp, r.synced) == 0);
-    printf("shared: manifest.log cut from %lld to %lld bytes (its last sync)\n",
-           (long long)ls.st_size, (long long)r.synced);
-    tu_err_clear(&e);
-    scp_volume *v = scp_volume_open(vd, key, &r.tag, &e);
-    CHECKF(v, "shared: open with the fsyncer's last tag after the log's appends were lost: %s (%s)",
-           e.msg, scp_code_name(e.code));
-    if (v) {
-        size_t n;
-        uint8_t *got = tu_vget(v, "wal", &n, &e), b[FRAME];
-        CHECKF(got && n == FSIZE, "shared: read back: %s", got ? "wrong size" : e.msg);
-        int bad = 0;
-        for (int k = 0; got && n == FSIZE && k < NCOMMITS; k++) {
-            frame(b, k);
-            bad += memcmp(got + (size_t)k * FRAME, b, FRAME) != 0;
-        }
-        CHECKF(!bad, "shared: %d frames differ from the fsynced ones", bad);
-        long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
-        CHECKF(probs == 0, "shared: verify found %ld problems", probs);
-        printf("shared: opened at generation %llu (the fsyncer's last tag), %d frames read back\n",
-               (unsigned long long)tu_tag_gen(&r.tag), bad ? 0 : NCOMMITS);
-        free(got);
-        REQUIRE_OK(scp_volume_close(v, &e), e);
-    }
-    free(lp);
+    /* The power cut: manifest.log's appends after its last sync are lost; the fsynced frames
+     * stay (the child's write after them went behind their records). */
+    expect_txns(0, NCOMMITS);
+    cut_and_check(vd, key, &r.tag, r.synced, "shared");
     tu_rm_rf(root);
     free(root);
     free(vd);

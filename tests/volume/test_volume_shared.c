@@ -33,9 +33,8 @@
  */
 #include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
 
-#include "testutil.h"
+#include "scenario.h"
 
 #define CS 4096u
 #define SZ (8u * CS)
@@ -43,6 +42,31 @@
 static uint8_t key[SCP_VOLUME_KEY_LEN];
 
 static void fill(uint8_t *b, char c) { memset(b, c, SZ); }
+
+/* Each scenario's start: a new volume at vol (chunks of CS bytes), opened in shared mode. */
+static scp_volume *shared_volume(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
+    REQUIRE(v != NULL);
+    scp_volume_set_shared(v);
+    return v;
+}
+
+/* A power cut's view: save the volume's objects *ext (".j" journals, ".d" data) as the last
+ * fsync left them into dir, and later put them back over what came after. */
+static void save_objects(const char *vol, const char *ext, const char *dir) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s' && cp -p '%s'/objects/*%s '%s'/", dir, dir, vol, ext, dir);
+    REQUIRE(system(cmd) == 0);
+}
+static void restore_objects(const char *dir, const char *ext, const char *vol) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "cp -p '%s'/*%s '%s'/objects/", dir, ext, vol);
+    REQUIRE(system(cmd) == 0);
+}
 
 /* Generation a manifest slot's header claims (bytes 8-15, big-endian), or 0. */
 static uint64_t slot_gen(const char *vol, int i) {
@@ -119,11 +143,7 @@ static void expect_content(const char *vol, const uint8_t *want, const char *wha
 static void scenario(const char *vol, const char *jsave, int fsync_in_parent) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
-    REQUIRE(v != NULL);
-    scp_volume_set_shared(v);
+    scp_volume *v = shared_volume(vol);
     uint8_t *buf = malloc(SZ);
     fill(buf, 'A');
     scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
@@ -131,12 +151,7 @@ static void scenario(const char *vol, const char *jsave, int fsync_in_parent) {
     REQUIRE(scp_vfile_pwrite(f, buf, SZ, 0, &e) == (ssize_t)SZ);
     REQUIRE(scp_vfile_fsync(f, &e) == 0);
     uint64_t g0 = durable_gen(vol);
-    if (jsave) { /* the journals as the last fsync left them on disk (a power cut's view) */
-        char cmd[8192];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s' && cp -p '%s'/objects/*.j '%s'/", jsave,
-                 jsave, vol, jsave);
-        REQUIRE(system(cmd) == 0);
-    }
+    if (jsave) save_objects(vol, ".j", jsave); /* the journals as the last fsync left them on disk */
     int ready[2];
     REQUIRE(pipe(ready) == 0);
     pid_t pid = fork();
@@ -184,11 +199,7 @@ static void scenario(const char *vol, const char *jsave, int fsync_in_parent) {
 static void two_files(const char *vol) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
-    REQUIRE(v != NULL);
-    scp_volume_set_shared(v);
+    scp_volume *v = shared_volume(vol);
     scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
     scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
     REQUIRE(x && y);
@@ -233,11 +244,7 @@ static char pipe_get(int fd, int secs) {
 static void file_hints(const char *vol) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
-    REQUIRE(v != NULL);
-    scp_volume_set_shared(v);
+    scp_volume *v = shared_volume(vol);
     uint8_t *buf = malloc(SZ);
     scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
     scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
@@ -313,11 +320,7 @@ static void file_hints(const char *vol) {
 static void covered_fsync(const char *vol) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
-    REQUIRE(v != NULL);
-    scp_volume_set_shared(v);
+    scp_volume *v = shared_volume(vol);
     uint8_t *buf = malloc(SZ);
     scp_vfile *x = scp_vfile_open(v, "x", O_RDWR | O_CREAT, 0600, &e);
     scp_vfile *y = scp_vfile_open(v, "y", O_RDWR | O_CREAT, 0600, &e);
@@ -422,11 +425,7 @@ static void expect_file(const char *vol, const uint8_t *want, size_t len, const 
 static void inplace_scenario(const char *vol, const char *dsave) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
-    REQUIRE(v != NULL);
-    scp_volume_set_shared(v);
+    scp_volume *v = shared_volume(vol);
     uint8_t *buf = malloc(SZ);
     fill(buf, 'A');
     scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
@@ -435,12 +434,7 @@ static void inplace_scenario(const char *vol, const char *dsave) {
     REQUIRE(scp_vfile_truncate(f, 2 * SZ, &e) == 0);
     REQUIRE(scp_vfile_fsync(f, &e) == 0);
     uint64_t g0 = durable_gen(vol);
-    if (dsave) {
-        char cmd[8192];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s' && cp -p '%s'/objects/*.d '%s'/", dsave,
-                 dsave, vol, dsave);
-        REQUIRE(system(cmd) == 0);
-    }
+    if (dsave) save_objects(vol, ".d", dsave);
     long long j0 = objects_bytes(vol, ".j");
     int ready[2];
     REQUIRE(pipe(ready) == 0);
@@ -490,29 +484,21 @@ static void inplace(const char *vol, const char *dsave) {
     memset(want, 'A', SZ);
     memset(want + 8 * CS, 'C', 4 * CS);
     memset(want + 16 * CS, 'C', 4 * CS);
-    int st;
+    tu_child c;
     /* killed writer: the page cache kept the in-place chunks, and open takes the lazy state */
-    pid_t p = fork();
-    REQUIRE(p >= 0);
-    if (p == 0) {
+    if (tu_child_start(&c)) {
         inplace_scenario(vol, NULL);
-        _exit(tu_failures ? 1 : 0);
+        tu_child_exit(&c, NULL, 0);
     }
-    waitpid(p, &st, 0);
-    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "in-place scenario failed");
+    CHECKF(tu_child_wait(&c, NULL, 0), "in-place scenario failed");
     expect_file(vol, want, len, NULL, 0, "in place, writer killed before an fsync");
     /* power cut: journal and scratch slot landed, the in-place chunks did not */
-    p = fork();
-    REQUIRE(p >= 0);
-    if (p == 0) {
+    if (tu_child_start(&c)) {
         inplace_scenario(vol, dsave);
-        _exit(tu_failures ? 1 : 0);
+        tu_child_exit(&c, NULL, 0);
     }
-    waitpid(p, &st, 0);
-    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "in-place scenario for the power cut failed");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cp -p '%s'/*.d '%s'/objects/", dsave, vol);
-    REQUIRE(system(cmd) == 0);
+    CHECKF(tu_child_wait(&c, NULL, 0), "in-place scenario for the power cut failed");
+    restore_objects(dsave, ".d", vol);
     /* the last fsynced state; or, if the writes were journaled (not in place), all of them */
     uint8_t *base = calloc(1, 2 * SZ);
     memset(base, 'A', SZ);
@@ -534,11 +520,7 @@ static void inplace(const char *vol, const char *dsave) {
 static void overwrite_scenario(const char *vol, const char *jsave) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = scp_volume_open(vol, key, NULL, &e);
-    REQUIRE(v != NULL);
-    scp_volume_set_shared(v);
+    scp_volume *v = shared_volume(vol);
     size_t len = OVN * CS;
     uint8_t *buf = malloc(len), *got = malloc(len);
     memset(buf, 'A', len);
@@ -579,12 +561,7 @@ static void overwrite_scenario(const char *vol, const char *jsave) {
                    "the data went through the journal instead of in place",
                    OVN, jgrow);
             REQUIRE(scp_vfile_fsync(f, &e) == 0); /* 'B' is durable */
-            if (jsave) {
-                char cmd[8192];
-                snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir '%s' && cp -p '%s'/objects/*.j '%s'/",
-                         jsave, jsave, vol, jsave);
-                REQUIRE(system(cmd) == 0);
-            }
+            if (jsave) save_objects(vol, ".j", jsave);
         }
         if (k < 2) (void)!write(down[1], "g", 1);
     }
@@ -598,32 +575,24 @@ static void overwrite_scenario(const char *vol, const char *jsave) {
 static void overwrite_inplace(const char *vol, const char *jsave) {
     size_t len = OVN * CS;
     uint8_t *want = malloc(len);
-    int st;
+    tu_child c;
     /* killed writer: the page cache kept everything; open takes the newest (lazy) state */
-    pid_t p = fork();
-    REQUIRE(p >= 0);
-    if (p == 0) {
+    if (tu_child_start(&c)) {
         overwrite_scenario(vol, NULL);
-        _exit(tu_failures ? 1 : 0);
+        tu_child_exit(&c, NULL, 0);
     }
-    waitpid(p, &st, 0);
-    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "overwrite scenario failed");
+    CHECKF(tu_child_wait(&c, NULL, 0), "overwrite scenario failed");
     memset(want, 'D', len);
     expect_file(vol, want, len, NULL, 0, "overwrites in place, writer killed before an fsync");
     /* power cut: the chunks written in place landed, the journal records after the fsync
      * did not: the volume goes back to the fsynced 'B', which neither 'C' nor 'D' may have
      * overwritten */
-    p = fork();
-    REQUIRE(p >= 0);
-    if (p == 0) {
+    if (tu_child_start(&c)) {
         overwrite_scenario(vol, jsave);
-        _exit(tu_failures ? 1 : 0);
+        tu_child_exit(&c, NULL, 0);
     }
-    waitpid(p, &st, 0);
-    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "overwrite scenario for the power cut failed");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cp -p '%s'/*.j '%s'/objects/", jsave, vol);
-    REQUIRE(system(cmd) == 0);
+    CHECKF(tu_child_wait(&c, NULL, 0), "overwrite scenario for the power cut failed");
+    restore_objects(jsave, ".j", vol);
     memset(want, 'B', len);
     expect_file(vol, want, len, NULL, 0,
                 "overwrites in place, power cut that lost the journal after the fsync");
@@ -638,42 +607,31 @@ int main(void) {
     uint8_t *want = malloc(SZ);
 
     /* fsync in the other process: durable, and kept after the writer's death */
-    pid_t p = fork();
-    REQUIRE(p >= 0);
-    if (p == 0) {
+    tu_child c;
+    if (tu_child_start(&c)) {
         scenario(vol, NULL, 1);
-        _exit(tu_failures ? 1 : 0);
+        tu_child_exit(&c, NULL, 0);
     }
-    int st;
-    waitpid(p, &st, 0);
-    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "scenario with an fsync failed");
+    CHECKF(tu_child_wait(&c, NULL, 0), "scenario with an fsync failed");
     fill(want, 'A');
     memset(want + 2 * CS, 'B', 2 * CS);
     expect_content(vol, want, "fsynced by the other process, writer killed");
 
     /* no fsync, writer killed: the page cache keeps the lazy write */
-    p = fork();
-    REQUIRE(p >= 0);
-    if (p == 0) {
+    if (tu_child_start(&c)) {
         scenario(vol, NULL, 0);
-        _exit(tu_failures ? 1 : 0);
+        tu_child_exit(&c, NULL, 0);
     }
-    waitpid(p, &st, 0);
-    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "scenario without an fsync failed");
+    CHECKF(tu_child_wait(&c, NULL, 0), "scenario without an fsync failed");
     expect_content(vol, want, "writer killed before an fsync");
 
     /* power cut: the lazy write's journal records are lost, the scratch slot landed */
-    p = fork();
-    REQUIRE(p >= 0);
-    if (p == 0) {
+    if (tu_child_start(&c)) {
         scenario(vol, jsave, 0);
-        _exit(tu_failures ? 1 : 0);
+        tu_child_exit(&c, NULL, 0);
     }
-    waitpid(p, &st, 0);
-    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "scenario for the power cut failed");
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cp -p '%s'/*.j '%s'/objects/", jsave, vol);
-    REQUIRE(system(cmd) == 0);
+    CHECKF(tu_child_wait(&c, NULL, 0), "scenario for the power cut failed");
+    restore_objects(jsave, ".j", vol);
     fill(want, 'A');
     expect_content(vol, want, "power cut after a lazy write");
 
