@@ -275,14 +275,11 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
  * one (they followed it, possibly just before it was dropped: the drop is outside the volume
  * lock). Such offsets name other bytes now, so they must never be read, applied or appended
  * to; the caller reloads from .t instead (which the checkpoint made complete). */
-int file_log_stale(scp_file *f) { return file_log_moved(f, 0); }
-
-int file_log_moved(scp_file *f, int grown) {
+int file_log_stale(scp_file *f) {
     uint8_t hdr[SCP_JRN_HDR_LEN];
     struct stat st;
     if (!f->j_end) return 0;
     return f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
-           (grown && (uint64_t)st.st_size > f->j_end) ||
            scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
            memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
 }

@@ -535,10 +535,9 @@ int file_open_slot(scp_file *f, int create, scp_err *err);
 /* Shared mode: f's journal map points into a log that another process has since dropped
  * (commit.c); reload before reading, applying or appending. */
 int file_log_stale(scp_file *f);
-/* The same, or (grown) the log is longer than f->j_end: another process's shared-mode fsync
- * put a run of type 3 records behind our last commit (vol_commit_oneflush) without a commit
- * that names f; our next append goes behind it (journal_skip_mrecs), never over it. */
-int file_log_moved(scp_file *f, int grown);
+/* Another process's shared-mode fsync put a run of type 3 records behind our last commit
+ * (vol_commit_oneflush), which raised f's hint: our next append goes behind it, never over it.
+ * Called wherever this process takes in the newest state of f under the volume lock. */
 int journal_skip_mrecs(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);

@@ -1146,6 +1146,11 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     else if (jlist_add(v, f->id) < 0) rc = 1;
     if (rc == 0) {
         jmark_set(v, v->gen + 1);
+        /* Before the run goes behind f's last commit: the run names no root of f, yet it moves
+         * f's journal end, and a writer in another process appends there only after it took in
+         * every commit that raised f's hint (writer_refresh), stepping over the run
+         * (journal_skip_mrecs). As any commit that touches a file does (commit_name). */
+        vol_file_hint_bump(v, f->id, v->gen + 1);
         int was_on = f->jq_on;
         f->jq_on = 1; /* (one pwrite for the run; drained below, under the locks) */
         for (size_t off = 0, n; carry && rc == 0 && off < v->ml_pend_len; off += n) {

@@ -276,9 +276,10 @@ static int writer_refresh(scp_file *f, scp_err *err) {
      * previous writer released the writer lock only after its commit), the state in memory is
      * the newest, the durable generation included: skip the volume lock (seven of the 28
      * system calls that a 4 KiB write cost). The log may still have been dropped since (a
-     * checkpoint drops it after the volume lock is released): checked as before; or grown by
-     * another process's fsync, whose run of type 3 records names no file and so raises no
-     * hint: then the volume lock, where journal_skip_mrecs steps over it. The hints
+     * checkpoint drops it after the volume lock is released): checked as before. Another
+     * process's fsync that put a run of type 3 records behind our append offset raised the
+     * file's hint (vol_commit_oneflush), so it takes the volume lock, where journal_skip_mrecs
+     * steps over the run; wherever seen_gen moves past such a run, it was stepped over. The hints
      * are not trusted: a host that holds them makes this write land on an older state, and
      * the commit, which reads the manifest under the volume lock, then finds another root and
      * fails (commit_name); nothing is committed on top of a state that is not the newest. */
@@ -286,7 +287,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
         pthread_mutex_lock(&v->mu);
         int fresh = vol_fresh(v) &&
                     vol_file_unchanged(v, f->id, __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED)) &&
-                    !file_log_moved(f, 1);
+                    !file_log_stale(f);
         if (fresh) f->w_dur_gen = durable_gen_known(v);
         pthread_mutex_unlock(&v->mu);
         if (fresh) return 0;
@@ -904,7 +905,12 @@ static int file_refresh(scp_file *f) {
         if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
             (stale || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
             reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
-        if (!f->unloaded) __atomic_store_n(&f->seen_gen, f->vol->gen, __ATOMIC_RELAXED);
+        /* (seen_gen lets this process's next write skip the volume lock: past a run of
+         * another process's fsync, which raised the hint that brought us here, only if our
+         * append offset is behind it; a follow that found a commit ends behind its run) */
+        int skipped = !f->vol->shared || journal_skip_mrecs(f) == 0;
+        if (!f->unloaded && skipped)
+            __atomic_store_n(&f->seen_gen, f->vol->gen, __ATOMIC_RELAXED);
         vol_unlock(f->vol);
     }
     pthread_rwlock_unlock(&f->rw);
@@ -1115,6 +1121,9 @@ static int file_sync_shared(scp_file *f, scp_err *err) {
             rc = vol_commit_oneflush(v, f, err);
         else
             rc = 0;
+        /* f is current (we are its writer) and our append offset is behind our own run: the
+         * hint that the one-flush commit raised need not send our next write to the lock */
+        if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
         vol_unlock(v);
     }
     file_writer_unlock(f);
