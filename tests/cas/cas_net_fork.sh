@@ -220,10 +220,7 @@ cleanup_all() {
 trap cleanup_all EXIT
 
 CAP=$T/lo.pcap
-timeout 120 tcpdump -i lo -U -w "$CAP" "tcp port $PF or tcp port $PE or tcp port $PT or tcp port $PR or tcp port $PS" >/dev/null 2>"$T/tcpdump.err" &
-DPID=$!
-PIDS+=($DPID)
-for _ in $(seq 50); do grep -q "listening on" "$T/tcpdump.err" 2>/dev/null && break; sleep 0.1; done
+capture_start "$CAP" "tcp port $PF or tcp port $PE or tcp port $PT or tcp port $PR or tcp port $PS"
 
 # A real TLS client (CPython's ssl): suppress_ragged_eofs=False, so a TCP end without
 # close_notify is an error (SSLEOFError), not an end.
@@ -335,9 +332,5 @@ printf 'connection 1 New\nconnection 2 Reused\n' >"$T/rc.want"
 cmp -s "$T/rclient.out" "$T/rc.want" || fail "the shielded client's connections: $(cat "$T/rclient.out" "$T/rclient.err")"
 echo "ok: a shielded client's second connection to openssl s_server resumes the first one's session (full handshakes: 1 of 2)"
 
-sleep 0.5
-kill "$DPID" 2>/dev/null
-wait "$DPID" 2>/dev/null
-tcpdump -r "$CAP" 2>/dev/null | grep -q . || fail "the capture holds no packets"
-grep -aq "$MARK" "$CAP" && fail "the marker is on the wire in plaintext"
-echo "ok: the capture ($(tcpdump -r "$CAP" 2>/dev/null | wc -l) packets) holds no plaintext marker"
+capture_check_no "$CAP" "$MARK"
+echo "ok: the capture ($CAP_PACKETS packets) holds no plaintext marker"

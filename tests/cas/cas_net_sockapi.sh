@@ -232,21 +232,17 @@ while True:
     if n in r: print("udp-named:", n.recv(100).decode(), flush=True)
 PY
 CAP="$T/lo.pcap"
-TCPD=""
-if command -v tcpdump >/dev/null; then
-    tcpdump -i lo -w "$CAP" -U "tcp port $PORT or tcp port $PORT2 or tcp port $PX or udp port $PORT" >/dev/null 2>"$T/tcpdump.err" &
-    TCPD=$!
-fi
+HAVE_TCPDUMP=$(command -v tcpdump || true)
+[ -z "$HAVE_TCPDUMP" ] || capture_start "$CAP" "tcp port $PORT or tcp port $PORT2 or tcp port $PX or udp port $PORT"
 python3 "$T/outside.py" >"$T/outside.out" 2>&1 &
 OUT=$!
 RUN=("$SCPCTL" run --session sockapi --platform-key "$T/p1.key" --volume-dir "$T/vols" "${PYT[@]}")
 cleanup_all() {
-    for p in ${SRV:-} ${SRV2:-} $OUT $TCPD; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    for p in ${SRV:-} ${SRV2:-} $OUT; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     cleanup
 }
 trap cleanup_all EXIT
 for _ in $(seq 50); do grep -q ready "$T/outside.out" 2>/dev/null && break; sleep 0.1; done
-[ -n "$TCPD" ] && sleep 1
 "${RUN[@]}" --service strict -- "$T/bin/python3" >"$T/strict.out" 2>"$T/strict.err" &
 SRV2=$!
 for _ in $(seq 200); do grep -q ready "$T/strict.out" 2>/dev/null && break; sleep 0.1; done
@@ -339,10 +335,8 @@ wait $RX || fail "the exec'ing server failed: $(cat "$T/rx.err")"
 grep -qx "after-exec-$MARK-hi" "$T/rxcli.out" || fail "exec: got $(cat "$T/rxcli.out")"
 echo "ok: a listening socket inherited across exec: the new image's connection is TLS (verified by CAS's CA)"
 
-if [ -n "$TCPD" ]; then
-    sleep 1; kill "$TCPD" 2>/dev/null; wait "$TCPD" 2>/dev/null; TCPD=""
-    [ -s "$CAP" ] || fail "the capture is empty"
-    if grep -a -q "$MARK" "$CAP"; then fail "the capture holds the plaintext marker"; fi
-    echo "ok: the capture ($(tcpdump -r "$CAP" 2>/dev/null | wc -l) packets) holds no plaintext marker"
+if [ -n "$HAVE_TCPDUMP" ]; then
+    capture_check_no "$CAP" "$MARK"
+    echo "ok: the capture ($CAP_PACKETS packets) holds no plaintext marker"
 fi
 echo "PASS"
