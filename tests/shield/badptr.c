@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
     else printf("ok   sigaction(SIGSEGV) reports the program's handler, flags and mask\n");
 
     for (int round = 0; round < 2; round++) {
-        char *target = round ? noaccess + 8 : unmapped + 24;
+        char *volatile target = round ? noaccess + 8 : unmapped + 24; /* (read after the longjmp) */
         fault_addr = NULL;
         if (!sigsetjmp(jb, 1)) {
             *(volatile char *)target = 1;
