@@ -283,7 +283,8 @@ int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, si
     for (int i = 0; i < BLOCK; i++) pad[i] = k[i] ^ 0x5c;
     ok = ok && EVP_DigestInit_ex(c, sha256_md, NULL) == 1 && EVP_DigestUpdate(c, pad, BLOCK) == 1 &&
          EVP_DigestUpdate(c, inner, 32) == 1 && EVP_DigestFinal_ex(c, out, &outl) == 1;
-    if (c) md_give_back(c);
+    if (c && ok) md_give_back(c); /* (its state is now the output, not a key's midstate) */
+    else EVP_MD_CTX_free(c);       /* (OpenSSL clears the state on free) */
     scp_wipe(k, sizeof k);
     scp_wipe(pad, sizeof pad);
     scp_wipe(inner, sizeof inner);
