@@ -205,17 +205,34 @@ int scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t 
     return 0;
 }
 
+static int hmac_run(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], int keep);
+
+/* HKDF-SHA256 (RFC 5869) on the HMAC below: OpenSSL's EVP_PKEY HKDF fetched its KDF, MAC and
+ * digest at every call (about 6 us; every file open derives its file key). No salt is
+ * HashLen zero bytes, as RFC 5869 says (the same HMAC key as an empty one). The pseudorandom
+ * key and each output block are secret: on the stack, wiped, and no digest context that held
+ * them is kept. */
 int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_len,
              const void *info, size_t info_len, uint8_t *out, size_t out_len, scp_err *err) {
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-    int ok = c && EVP_PKEY_derive_init(c) == 1 &&
-             EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) == 1 &&
-             (salt_len == 0 || EVP_PKEY_CTX_set1_hkdf_salt(c, salt, (int)salt_len) == 1) &&
-             EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikm_len) == 1 &&
-             EVP_PKEY_CTX_add1_hkdf_info(c, info, (int)info_len) == 1 &&
-             EVP_PKEY_derive(c, out, &out_len) == 1;
-    EVP_PKEY_CTX_free(c);
-    if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "HKDF failed in OpenSSL");
+    static const uint8_t zero[32];
+    uint8_t prk[32], t[32];
+    if (out_len > 255 * 32)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "HKDF output longer than 255 blocks");
+    struct scp_buf in = {ikm, ikm_len};
+    int rc = hmac_run(salt_len ? salt : zero, salt_len ? salt_len : sizeof zero, &in, 1, prk, 0);
+    uint8_t ctr = 0;
+    for (size_t done = 0, tl = 0; rc == 0 && done < out_len; tl = sizeof t) {
+        ctr++;
+        struct scp_buf parts[3] = {{t, tl}, {info, info_len}, {&ctr, 1}};
+        rc = hmac_run(prk, sizeof prk, parts, 3, t, 0);
+        size_t n = out_len - done < sizeof t ? out_len - done : sizeof t;
+        if (rc == 0) memcpy(out + done, t, n);
+        done += n;
+    }
+    scp_wipe(prk, sizeof prk);
+    scp_wipe(t, sizeof t);
+    if (rc < 0) return scp_fail(err, SCP_E_CRYPTO, EIO, "HKDF failed in OpenSSL");
     return 0;
 }
 
@@ -265,9 +282,11 @@ static void md_give_back(EVP_MD_CTX *c) {
 
 /* HMAC-SHA256 (RFC 2104) on the fetched SHA-256 above: OpenSSL's EVP_MAC fetches its digest
  * by name at every init, and a commit computes the volume tag with one. Keys longer than a
- * block are hashed first, as RFC 2104 says; the padded key copies are wiped. */
-int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
-             uint8_t out[32], scp_err *err) {
+ * block are hashed first, as RFC 2104 says; the padded key copies are wiped. The context's
+ * state after the last digest is the output: it goes back to the thread's slot only when the
+ * output is not secret (keep), else OpenSSL clears it on free. */
+static int hmac_run(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], int keep) {
     enum { BLOCK = 64 };
     uint8_t k[BLOCK] = {0}, pad[BLOCK], inner[32];
     if (key_len > BLOCK) scp_sha256_buf(key, key_len, k);
@@ -283,12 +302,18 @@ int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, si
     for (int i = 0; i < BLOCK; i++) pad[i] = k[i] ^ 0x5c;
     ok = ok && EVP_DigestInit_ex(c, sha256_md, NULL) == 1 && EVP_DigestUpdate(c, pad, BLOCK) == 1 &&
          EVP_DigestUpdate(c, inner, 32) == 1 && EVP_DigestFinal_ex(c, out, &outl) == 1;
-    if (c && ok) md_give_back(c); /* (its state is now the output, not a key's midstate) */
-    else EVP_MD_CTX_free(c);       /* (OpenSSL clears the state on free) */
+    if (c && ok && keep) md_give_back(c); /* (its state is now the output, not a key's midstate) */
+    else EVP_MD_CTX_free(c);               /* (OpenSSL clears the state on free) */
     scp_wipe(k, sizeof k);
     scp_wipe(pad, sizeof pad);
     scp_wipe(inner, sizeof inner);
-    if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "HMAC-SHA256 failed in OpenSSL");
+    return ok ? 0 : -1;
+}
+
+int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+             uint8_t out[32], scp_err *err) {
+    if (hmac_run(key, key_len, parts, n, out, 1) < 0)
+        return scp_fail(err, SCP_E_CRYPTO, EIO, "HMAC-SHA256 failed in OpenSSL");
     return 0;
 }
 

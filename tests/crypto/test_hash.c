@@ -1,6 +1,7 @@
-/* test_hash - scp_sha256 and scp_hmac (crypto/crypto.h) against published vectors (FIPS 180-2,
- * RFC 4231) and against OpenSSL's own HMAC for keys and messages of many lengths, split into
- * parts; both from several threads at once (each thread keeps a spare digest context). */
+/* test_hash - scp_sha256, scp_hmac and scp_hkdf (crypto/crypto.h) against published vectors
+ * (FIPS 180-2, RFC 4231, RFC 5869) and against OpenSSL's own HMAC and HKDF for keys, salts and
+ * messages of many lengths, split into parts; from several threads at once (each thread keeps
+ * a spare digest context). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/kdf.h>
 
 #include "crypto/crypto.h"
 
@@ -28,6 +30,25 @@ static int eq_hex(const uint8_t d[32], const char *h) {
     uint8_t x[32];
     unhex(h, x);
     return memcmp(d, x, 32) == 0;
+}
+
+static int eq_hexn(const uint8_t *d, const char *h, size_t n) {
+    uint8_t x[128];
+    unhex(h, x);
+    return memcmp(d, x, n) == 0;
+}
+
+/* OpenSSL's HKDF-SHA256 (EVP_PKEY), the reference. */
+static int openssl_hkdf(const uint8_t *ikm, size_t il, const uint8_t *salt, size_t sl,
+                        const uint8_t *info, size_t nl, uint8_t *out, size_t ol) {
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+    int ok = c && EVP_PKEY_derive_init(c) == 1 && EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) == 1 &&
+             (sl == 0 || EVP_PKEY_CTX_set1_hkdf_salt(c, salt, (int)sl) == 1) &&
+             EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)il) == 1 &&
+             (nl == 0 || EVP_PKEY_CTX_add1_hkdf_info(c, info, (int)nl) == 1) &&
+             EVP_PKEY_derive(c, out, &ol) == 1;
+    EVP_PKEY_CTX_free(c);
+    return ok ? 0 : -1;
 }
 
 static void vectors(void) {
@@ -52,6 +73,17 @@ static void vectors(void) {
     const char *m6 = "Test Using Larger Than Block-Size Key - Hash Key First";
     CHECK(scp_hmac_buf(k6, sizeof k6, m6, strlen(m6), d, NULL) == 0);
     CHECK(eq_hex(d, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"));
+
+    /* RFC 5869 test case 1: salt 0x00..0x0c, info 0xf0..0xf9, 42 bytes */
+    uint8_t ikm[22], salt[13], info[10], okm[42];
+    memset(ikm, 0x0b, sizeof ikm);
+    for (int i = 0; i < 13; i++) salt[i] = (uint8_t)i;
+    for (int i = 0; i < 10; i++) info[i] = (uint8_t)(0xf0 + i);
+    CHECK(scp_hkdf(ikm, sizeof ikm, salt, sizeof salt, info, sizeof info, okm, sizeof okm, NULL) == 0);
+    CHECK(eq_hexn(okm, "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865", 42));
+    /* test case 3: no salt, no info */
+    CHECK(scp_hkdf(ikm, sizeof ikm, NULL, 0, NULL, 0, okm, sizeof okm, NULL) == 0);
+    CHECK(eq_hexn(okm, "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8", 42));
 }
 
 /* Against OpenSSL's HMAC for keys of 0..150 bytes and messages of 0..300 in three parts. */
@@ -71,6 +103,13 @@ static void *against_openssl(void *arg) {
         scp_sha256(parts, 3, a);
         CHECK(EVP_Digest(msg, ml, b, &bl, EVP_sha256(), NULL) == 1);
         CHECK(memcmp(a, b, 32) == 0);
+        /* HKDF: key material, salt (or none) and info from the same bytes, 1..100 bytes out */
+        uint8_t x[100], y[100];
+        size_t sl = (size_t)rand_r(&seed) % 70, nl = (size_t)rand_r(&seed) % 60;
+        size_t ol = 1 + (size_t)rand_r(&seed) % sizeof x, il = kl ? kl : 1;
+        CHECK(scp_hkdf(key, il, msg, sl, msg + 70, nl, x, ol, NULL) == 0);
+        CHECK(openssl_hkdf(key, il, msg, sl, msg + 70, nl, y, ol) == 0);
+        CHECK(memcmp(x, y, ol) == 0);
     }
     return NULL;
 }
