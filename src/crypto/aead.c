@@ -289,13 +289,16 @@ static int hmac_run(const uint8_t *key, size_t key_len, const struct scp_buf *pa
                     uint8_t out[32], int keep) {
     enum { BLOCK = 64 };
     uint8_t k[BLOCK] = {0}, pad[BLOCK], inner[32];
-    if (key_len > BLOCK) scp_sha256_buf(key, key_len, k);
-    else if (key_len) memcpy(k, key, key_len);
-    for (int i = 0; i < BLOCK; i++) pad[i] = k[i] ^ 0x36;
     EVP_MD_CTX *c = md_take();
     unsigned outl = 0;
-    int ok = c && sha256_md && EVP_DigestInit_ex(c, sha256_md, NULL) == 1 &&
-             EVP_DigestUpdate(c, pad, BLOCK) == 1;
+    int ok = c && sha256_md;
+    if (ok && key_len > BLOCK) /* (in this context: H(key) is a key, never left in a kept one) */
+        ok = EVP_DigestInit_ex(c, sha256_md, NULL) == 1 && EVP_DigestUpdate(c, key, key_len) == 1 &&
+             EVP_DigestFinal_ex(c, k, &outl) == 1;
+    else if (key_len)
+        memcpy(k, key, key_len);
+    for (int i = 0; i < BLOCK; i++) pad[i] = k[i] ^ 0x36;
+    ok = ok && EVP_DigestInit_ex(c, sha256_md, NULL) == 1 && EVP_DigestUpdate(c, pad, BLOCK) == 1;
     for (size_t i = 0; ok && i < n; i++)
         if (parts[i].n) ok = EVP_DigestUpdate(c, parts[i].p, parts[i].n) == 1;
     ok = ok && EVP_DigestFinal_ex(c, inner, &outl) == 1;
