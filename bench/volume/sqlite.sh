@@ -9,7 +9,9 @@
 #   MODES="wal delete" (wal = journal_mode=WAL, synchronous=FULL; delete = rollback journal,
 #   synchronous=FULL, the default), BASE=/var/tmp, STRACE=0|1, CPU=0|1 (perf stat of the
 #   sqlite3 process: task-clock and block requests issued per transaction, figures that move
-#   less with the machine's load than throughput does; needs perf).
+#   less with the machine's load than throughput does; needs perf), PROFILE=0|1 (perf record
+#   of the scp sqlite3 in each mode: the share of its CPU samples in each library, and the
+#   volume library's and OpenSSL's samples per sqlite's own, a ratio of one run).
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$B/src/scpctl
@@ -64,6 +66,25 @@ cpu() { # FS JMODE -> CPU time and block requests per transaction (perf stat)
         END { printf "  %s %s: %.1f us CPU, %.2f block requests per txn\n", fs, jm, tc * 1000 / n, io / n }' "$T/perf.txt"
 }
 
+profile() { # JMODE -> where the scp sqlite3's CPU samples fall, by library (perf record)
+    local jm=$1 db
+    db=$T/mnt/bench-p-$jm.db
+    $(pre scp) sqlite3 "$db" "$(pragma "$jm") CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" >/dev/null
+    { pragma "$jm"; cat "$T/txn.sql"; } > "$T/p.sql"
+    perf record -F 2000 -o "$T/perf.data" $(pre scp) sqlite3 "$db" < "$T/p.sql" >/dev/null 2>&1
+    $(pre scp) rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
+    perf report -q -i "$T/perf.data" --sort comm,dso 2>/dev/null | awk -v jm="$jm" '
+        $2 == "sqlite3" { sub(/%/, "", $1); s[$3] += $1; t += $1 }
+        END { if (t == 0) exit
+              k = s["[kernel.kallsyms]"]; c = s["libcrypto.so.3"]; q = s["libsqlite3.so.0.8.6"]
+              v = s["libscp-shield.so"]; l = s["libc.so.6"]
+              printf "  scp %s sqlite3 samples: kernel %.1f%%, libsqlite3 %.1f%%, libcrypto %.1f%%, libscp-shield %.1f%%, libc %.1f%%\n", jm, 100 * k / t, 100 * q / t, 100 * c / t, 100 * v / t, 100 * l / t
+              if (q > 0) printf "  scp %s per libsqlite3 sample: libcrypto %.2f, libscp-shield %.2f, kernel %.2f\n", jm, c / q, v / q, k / q }'
+}
+
+if [ "${PROFILE:-0}" = 1 ]; then
+    for jm in $MODES; do profile "$jm"; done
+fi
 if [ "${CPU:-0}" = 1 ]; then
     for jm in $MODES; do for fs in plain scp; do cpu "$fs" "$jm"; done; done
 fi

@@ -205,17 +205,34 @@ int scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t 
     return 0;
 }
 
+static int hmac_run(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], int keep);
+
+/* HKDF-SHA256 (RFC 5869) on the HMAC below: OpenSSL's EVP_PKEY HKDF fetched its KDF, MAC and
+ * digest at every call (about 6 us; every file open derives its file key). No salt is
+ * HashLen zero bytes, as RFC 5869 says (the same HMAC key as an empty one). The pseudorandom
+ * key and each output block are secret: on the stack, wiped, and no digest context that held
+ * them is kept. */
 int scp_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_len,
              const void *info, size_t info_len, uint8_t *out, size_t out_len, scp_err *err) {
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
-    int ok = c && EVP_PKEY_derive_init(c) == 1 &&
-             EVP_PKEY_CTX_set_hkdf_md(c, EVP_sha256()) == 1 &&
-             (salt_len == 0 || EVP_PKEY_CTX_set1_hkdf_salt(c, salt, (int)salt_len) == 1) &&
-             EVP_PKEY_CTX_set1_hkdf_key(c, ikm, (int)ikm_len) == 1 &&
-             EVP_PKEY_CTX_add1_hkdf_info(c, info, (int)info_len) == 1 &&
-             EVP_PKEY_derive(c, out, &out_len) == 1;
-    EVP_PKEY_CTX_free(c);
-    if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "HKDF failed in OpenSSL");
+    static const uint8_t zero[32];
+    uint8_t prk[32], t[32];
+    if (out_len > 255 * 32)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "HKDF output longer than 255 blocks");
+    struct scp_buf in = {ikm, ikm_len};
+    int rc = hmac_run(salt_len ? salt : zero, salt_len ? salt_len : sizeof zero, &in, 1, prk, 0);
+    uint8_t ctr = 0;
+    for (size_t done = 0, tl = 0; rc == 0 && done < out_len; tl = sizeof t) {
+        ctr++;
+        struct scp_buf parts[3] = {{t, tl}, {info, info_len}, {&ctr, 1}};
+        rc = hmac_run(prk, sizeof prk, parts, 3, t, 0);
+        size_t n = out_len - done < sizeof t ? out_len - done : sizeof t;
+        if (rc == 0) memcpy(out + done, t, n);
+        done += n;
+    }
+    scp_wipe(prk, sizeof prk);
+    scp_wipe(t, sizeof t);
+    if (rc < 0) return scp_fail(err, SCP_E_CRYPTO, EIO, "HKDF failed in OpenSSL");
     return 0;
 }
 
@@ -231,33 +248,88 @@ int scp_derive_key(const uint8_t key[32], const char *label, const void *ctx, si
     return scp_hkdf(key, 32, NULL, 0, info, ll + 1 + ctx_len, out, 32, err);
 }
 
+/* SHA-256 fetched once: OpenSSL 3 looks EVP_sha256()'s legacy object up in its provider
+ * store at every init otherwise, which cost more than hashing a manifest-log record (a
+ * journaled commit hashes about 7 of them). The fetched object holds no key and survives
+ * fork. */
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+static EVP_MD *sha256_md;
+static pthread_key_t md_key; /* this thread's spare SHA-256 context (no key in it) */
+
+static void md_free(void *p) { EVP_MD_CTX_free(p); }
+
+static void fetch_init(void) {
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (pthread_key_create(&md_key, md_free) != 0) abort();
+}
+
+/* This thread's spare context, taken out of its slot so that a signal handler that hashes
+ * meanwhile (the shield's) finds none and makes its own; or a new one. NULL if out of memory. */
+static EVP_MD_CTX *md_take(void) {
+    pthread_once(&fetch_once, fetch_init);
+    EVP_MD_CTX *c = pthread_getspecific(md_key);
+    if (c) {
+        (void)pthread_setspecific(md_key, NULL);
+        return c;
+    }
+    return EVP_MD_CTX_new();
+}
+
+static void md_give_back(EVP_MD_CTX *c) {
+    if (!pthread_getspecific(md_key) && pthread_setspecific(md_key, c) == 0) return;
+    EVP_MD_CTX_free(c);
+}
+
+/* HMAC-SHA256 (RFC 2104) on the fetched SHA-256 above: OpenSSL's EVP_MAC fetches its digest
+ * by name at every init, and a commit computes the volume tag with one. Keys longer than a
+ * block are hashed first, as RFC 2104 says; the padded key copies are wiped. The context's
+ * state after the last digest is the output: it goes back to the thread's slot only when the
+ * output is not secret (keep), else OpenSSL clears it on free. */
+static int hmac_run(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], int keep) {
+    enum { BLOCK = 64 };
+    uint8_t k[BLOCK] = {0}, pad[BLOCK], inner[32];
+    EVP_MD_CTX *c = md_take();
+    unsigned outl = 0;
+    int ok = c && sha256_md;
+    if (ok && key_len > BLOCK) /* (in this context: H(key) is a key, never left in a kept one) */
+        ok = EVP_DigestInit_ex(c, sha256_md, NULL) == 1 && EVP_DigestUpdate(c, key, key_len) == 1 &&
+             EVP_DigestFinal_ex(c, k, &outl) == 1;
+    else if (key_len)
+        memcpy(k, key, key_len);
+    for (int i = 0; i < BLOCK; i++) pad[i] = k[i] ^ 0x36;
+    ok = ok && EVP_DigestInit_ex(c, sha256_md, NULL) == 1 && EVP_DigestUpdate(c, pad, BLOCK) == 1;
+    for (size_t i = 0; ok && i < n; i++)
+        if (parts[i].n) ok = EVP_DigestUpdate(c, parts[i].p, parts[i].n) == 1;
+    ok = ok && EVP_DigestFinal_ex(c, inner, &outl) == 1;
+    for (int i = 0; i < BLOCK; i++) pad[i] = k[i] ^ 0x5c;
+    ok = ok && EVP_DigestInit_ex(c, sha256_md, NULL) == 1 && EVP_DigestUpdate(c, pad, BLOCK) == 1 &&
+         EVP_DigestUpdate(c, inner, 32) == 1 && EVP_DigestFinal_ex(c, out, &outl) == 1;
+    if (c && ok && keep) md_give_back(c); /* (its state is now the output, not a key's midstate) */
+    else EVP_MD_CTX_free(c);               /* (OpenSSL clears the state on free) */
+    scp_wipe(k, sizeof k);
+    scp_wipe(pad, sizeof pad);
+    scp_wipe(inner, sizeof inner);
+    return ok ? 0 : -1;
+}
+
 int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
              uint8_t out[32], scp_err *err) {
-    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
-    OSSL_PARAM params[2] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
-                            OSSL_PARAM_construct_end()};
-    size_t outl = 0;
-    int ok = c && EVP_MAC_init(c, key, key_len, params) == 1;
-    for (size_t i = 0; ok && i < n; i++)
-        if (parts[i].n) ok = EVP_MAC_update(c, parts[i].p, parts[i].n) == 1;
-    ok = ok && EVP_MAC_final(c, out, &outl, 32) == 1 && outl == 32;
-    EVP_MAC_CTX_free(c);
-    EVP_MAC_free(mac);
-    if (!ok) return scp_fail(err, SCP_E_CRYPTO, EIO, "HMAC-SHA256 failed in OpenSSL");
+    if (hmac_run(key, key_len, parts, n, out, 1) < 0)
+        return scp_fail(err, SCP_E_CRYPTO, EIO, "HMAC-SHA256 failed in OpenSSL");
     return 0;
 }
 
 void scp_sha256(const struct scp_buf *parts, size_t n, uint8_t out[32]) {
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    EVP_MD_CTX *c = md_take();
     unsigned outl = 0;
     /* Allocation failure here leaves nothing sensible to do; abort rather than return a
      * predictable digest. */
-    if (!c || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1) abort();
+    if (!c || !sha256_md || EVP_DigestInit_ex(c, sha256_md, NULL) != 1) abort();
     for (size_t i = 0; i < n; i++)
         if (parts[i].n) EVP_DigestUpdate(c, parts[i].p, parts[i].n);
     EVP_DigestFinal_ex(c, out, &outl);
-    EVP_MD_CTX_free(c);
+    md_give_back(c);
 }
 
 int scp_ct_cmp(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) != 0; }

@@ -102,6 +102,7 @@
     F(int, EVP_MAC_update, (EVP_MAC_CTX *ctx, const unsigned char *data, size_t datalen), (ctx, data, datalen)) \
     V(EVP_MD_CTX_free, (EVP_MD_CTX *ctx), (ctx)) \
     F(EVP_MD_CTX *, EVP_MD_CTX_new, (void), ()) \
+    F(EVP_MD *, EVP_MD_fetch, (OSSL_LIB_CTX *ctx, const char *algorithm, const char *properties), (ctx, algorithm, properties)) \
     F(int, EVP_PKEY_CTX_add1_hkdf_info, (EVP_PKEY_CTX *ctx, const unsigned char *info, int infolen), (ctx, info, infolen)) \
     V(EVP_PKEY_CTX_free, (EVP_PKEY_CTX *ctx), (ctx)) \
     F(EVP_PKEY_CTX *, EVP_PKEY_CTX_new_id, (int id, ENGINE *e), (id, e)) \
