@@ -612,6 +612,9 @@ static int quiet(void) {
 #define MAX_EXTRA 64
 /* Try to flush every stuck connection; the ones still stuck (up to MAX_EXTRA) in fds. */
 static int flush_stuck(int *fds) {
+    /* nothing stuck (the usual case): no need of the table's lock to see it. A connection that
+     * becomes stuck after this look is missed, as it was after the locked look. */
+    if (__atomic_load_n(&net_nstuck, __ATOMIC_ACQUIRE) == 0) return 0;
     nconn *cs[MAX_EXTRA];
     int n = 0;
     pthread_mutex_lock(&net_mu);
