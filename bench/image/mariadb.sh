@@ -103,20 +103,27 @@ TUNNELS+=($!)
 # session of its own, TLS by its network shield to the secure server's port
 mkdir -p "$T/bin" && cp "$(command -v sysbench)" "$T/bin/sysbench"
 MS=$("$SCPCTL" platform measure -- "$T/bin/sysbench" 2>/dev/null) || fail "platform measure sysbench"
+# sb_args PORT COMMAND [ARGS]: sysbench's arguments, the one place they are written (the plain
+# client's command line and the shielded client's session both take them from here)
+sb_args() {
+    local p=$1 c=$2
+    shift 2
+    printf '%s\n' "$TEST" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$p" --mysql-user=root --mysql-password="$PW" \
+        --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" "$@" "$c"
+}
+# yaml_cmd PORT COMMAND [ARGS]: the same as a session's command list
+yaml_cmd() { sb_args "$@" | awk 'BEGIN {printf "[sysbench"} {gsub(/"/, "\\\""); printf ", \"%s\"", $0} END {print "]"}'; }
 cat >"$T/client.session.yaml" <<YAML
 name: mdbclient
 services:
   - name: sysbench
     measurements: [$MS]
-    command: [sysbench, $TEST, --db-driver=mysql, --mysql-host=127.0.0.1, --mysql-port=$SPORT, --mysql-user=root,
-              --mysql-password=$PW, --mysql-db=sbtest, --tables=$TABLES, --table-size=$ROWS, --threads=$THREADS,
-              --time=$SECS, run]
+    command: $(yaml_cmd "$SPORT" run --threads="$THREADS" --time="$SECS")
     network:
       peers: [{host: 127.0.0.1, port: $SPORT, protocol: mysql}]
   - name: prepare
     measurements: [$MS]
-    command: [sysbench, $TEST, --db-driver=mysql, --mysql-host=127.0.0.1, --mysql-port=$SPORT, --mysql-user=root,
-              --mysql-password=$PW, --mysql-db=sbtest, --tables=$TABLES, --table-size=$ROWS, prepare]
+    command: $(yaml_cmd "$SPORT" prepare)
     network:
       peers: [{host: 127.0.0.1, port: $SPORT, protocol: mysql}]
 YAML
@@ -135,10 +142,9 @@ sqlp() { # PORT SQL: the secure server with the client's own TLS (CAS's service 
     fi
 }
 SB() { # PORT COMMAND [ARGS]
-    local p=$1 c=$2
-    shift 2
-    sysbench "$TEST" --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$p" --mysql-user=root --mysql-password="$PW" \
-        --mysql-db=sbtest --tables="$TABLES" --table-size="$ROWS" "$@" "$c"
+    local a
+    mapfile -t a < <(sb_args "$@")
+    sysbench "${a[@]}"
 }
 prepare() { # PORT
     if [ "$1" = "$SPORT" ]; then

@@ -580,7 +580,7 @@ static void list_set(nconn ***list, int *n, int *cap, nconn *c, int *idx, int on
 
 /* A complete TLS record at the start of the read BIO (a read would make progress). */
 static int full_record_buffered(nconn *c) {
-    const struct obuf *o = BIO_get_data(c->rbio);
+    const struct obuf *o = c->rq;
     size_t n = o->len - o->off;
     const unsigned char *p = (const unsigned char *)o->p + o->off;
     if (n < 5) return 0;
@@ -595,7 +595,7 @@ int net_buffered(nconn *c) {
 
 /* Called with c->mu held after every operation: I3 and I4. */
 void net_update(nconn *c) {
-    int rd = net_buffered(c), st = BIO_pending(c->wbio) > 0 && !c->failed;
+    int rd = net_buffered(c), st = net_wpending(c) && !c->failed;
     if (rd == (c->ready_idx >= 0) && st == (c->stuck_idx >= 0)) return;
     pthread_mutex_lock(&net_mu);
     int became_ready = rd && c->ready_idx < 0;
@@ -774,8 +774,10 @@ static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
     SSL_set_bio(c->ssl, r, w);
     c->rbio = r;
     c->wbio = w;
+    c->rq = BIO_get_data(r);
+    c->wq = BIO_get_data(w);
     c->fd = fd;
-    ((struct obuf *)BIO_get_data(w))->fd = fd;
+    c->wq->fd = fd;
     c->server = server;
     c->ready_idx = c->stuck_idx = -1;
     c->pid = (int)syscall(SYS_getpid);
@@ -840,7 +842,7 @@ long net_wait_fd(nconn *c, short ev) {
 /* Give the kernel the ciphertext in the write BIO. block: wait for room (blocking socket). */
 long net_flush(nconn *c, int block, int nosig) {
     for (;;) {
-        struct obuf *o = BIO_get_data(c->wbio);
+        struct obuf *o = c->wq;
         long n = (long)(o->len - o->off);
         if (n <= 0) return 0;
         long w = sh_gate(SYS_sendto, c->fd, (long)(o->p + o->off), n, MSG_DONTWAIT | (nosig ? MSG_NOSIGNAL : 0), 0, 0);
@@ -861,7 +863,7 @@ long net_flush(nconn *c, int block, int nosig) {
 /* Receive what the kernel holds into the read BIO. *drained (if not NULL) is set when the
  * kernel gave less than there was room for: its receive queue is empty now. */
 long net_fill(nconn *c, int *drained) {
-    struct obuf *o = BIO_get_data(c->rbio);
+    struct obuf *o = c->rq;
     if (!o->p) {
         o->p = malloc(IBUF_CAP);
         if (!o->p) return -ENOMEM;
@@ -951,6 +953,13 @@ static long write_pending_plain(nconn *c) {
 
 static long read_tls(nconn *c, void *buf, size_t n, int flags);
 
+/* An empty error queue before an SSL call whose failure SSL_get_error reads (an error left by
+ * the program's own use of OpenSSL would read as this connection's). Looking costs less than
+ * ERR_clear_error's reset of every slot, and the queue is nearly always empty. */
+static void clear_errors(void) {
+    if (ERR_peek_error()) ERR_clear_error();
+}
+
 /* Read plaintext. flags: MSG_DONTWAIT, MSG_PEEK, MSG_WAITALL. */
 long net_read(nconn *c, void *buf, size_t n, int flags) {
     if (c->my && net_my_pre_reading(c)) {
@@ -967,7 +976,7 @@ static long read_tls(nconn *c, void *buf, size_t n, int flags) {
     if (c->failed) return -c->failed;
     int nb = -1; /* asked lazily: only when the shield would wait */
 #define NONBLOCK() (nb < 0 ? (nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd)) : nb)
-    if (BIO_pending(c->wbio)) (void)net_flush(c, 0, 1);
+    if (net_wpending(c)) (void)net_flush(c, 0, 1);
     if (!c->hs_done) {
         long h = handshake(c, 0);
         if (h == -EAGAIN && !NONBLOCK()) h = handshake(c, 1);
@@ -978,31 +987,37 @@ static long read_tls(nconn *c, void *buf, size_t n, int flags) {
     size_t total = 0;
     int drained = 0; /* a fill of this call left the kernel's receive queue empty */
     for (;;) {
-        size_t got = 0;
-        ERR_clear_error();
-        int ok = (flags & MSG_PEEK) ? SSL_peek_ex(c->ssl, (char *)buf + total, n - total, &got)
-                                    : SSL_read_ex(c->ssl, (char *)buf + total, n - total, &got);
-        if (BIO_pending(c->wbio)) (void)net_flush(c, 0, 1); /* tickets, key updates */
-        if (ok) {
-            total += got;
-            if (total == n || (flags & MSG_PEEK)) return (long)total;
-            /* A short read means a drained socket, as from the kernel: event loops on
-             * edge-triggered epoll (nginx) then wait for the next edge, which never comes for
-             * records already in the read BIO or ciphertext the kernel held when it was last
-             * asked. So go on while a record is buffered, and unless a fill of this call found
-             * the kernel emptied (then any later byte makes a new edge), ask it once more. */
-            if (!(flags & MSG_WAITALL) && drained && SSL_pending(c->ssl) == 0 && !full_record_buffered(c))
+        /* With no ciphertext in the read BIO and nothing in OpenSSL's own buffers, a read could
+         * only fail for want of bytes: ask the kernel first. (The failed SSL_read_ex cost an
+         * error-queue reset, a pass through the record layer and SSL_get_error: on every read
+         * that finds the socket empty, the most common read of a request/response protocol.) */
+        if (net_rbuffered(c) || SSL_has_pending(c->ssl)) {
+            size_t got = 0;
+            clear_errors();
+            int ok = (flags & MSG_PEEK) ? SSL_peek_ex(c->ssl, (char *)buf + total, n - total, &got)
+                                        : SSL_read_ex(c->ssl, (char *)buf + total, n - total, &got);
+            if (net_wpending(c)) (void)net_flush(c, 0, 1); /* tickets, key updates */
+            if (ok) {
+                total += got;
+                if (total == n || (flags & MSG_PEEK)) return (long)total;
+                /* A short read means a drained socket, as from the kernel: event loops on
+                 * edge-triggered epoll (nginx) then wait for the next edge, which never comes for
+                 * records already in the read BIO or ciphertext the kernel held when it was last
+                 * asked. So go on while a record is buffered, and unless a fill of this call found
+                 * the kernel emptied (then any later byte makes a new edge), ask it once more. */
+                if (!(flags & MSG_WAITALL) && drained && SSL_pending(c->ssl) == 0 && !full_record_buffered(c))
+                    return (long)total;
+                continue;
+            }
+            int e = SSL_get_error(c->ssl, 0);
+            if (e == SSL_ERROR_ZERO_RETURN) {
+                c->eof = 1;
                 return (long)total;
-            continue;
-        }
-        int e = SSL_get_error(c->ssl, 0);
-        if (e == SSL_ERROR_ZERO_RETURN) {
-            c->eof = 1;
-            return (long)total;
-        }
-        if (e != SSL_ERROR_WANT_READ) {
-            long r = net_conn_fail(c, "TLS read failed", ECONNRESET);
-            return total ? (long)total : r;
+            }
+            if (e != SSL_ERROR_WANT_READ) {
+                long r = net_conn_fail(c, "TLS read failed", ECONNRESET);
+                return total ? (long)total : r;
+            }
         }
         long g = net_fill(c, &drained);
         if (g > 0) continue;
@@ -1033,7 +1048,7 @@ long net_write_tls(nconn *c, const void *buf, size_t n, int flags) {
     int nosig = (flags & MSG_NOSIGNAL) != 0;
     int nb = -1;
 #define NONBLOCK() (nb < 0 ? (nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd)) : nb)
-    if (BIO_pending(c->wbio)) {
+    if (net_wpending(c)) {
         long f = net_flush(c, 0, nosig);
         if (f == -EAGAIN) f = NONBLOCK() ? -EAGAIN : net_flush(c, 1, nosig);
         if (f < 0) return f;
@@ -1052,7 +1067,7 @@ long net_write_tls(nconn *c, const void *buf, size_t n, int flags) {
         if (h == -EAGAIN) h = handshake(c, 1);
         if (h < 0) return h;
     }
-    struct obuf *o = BIO_get_data(c->wbio);
+    struct obuf *o = c->wq;
     size_t done = 0;
     while (done < n) {
         /* Records of 16 KiB, except a short one first (n not a multiple): it waits in the write

@@ -87,6 +87,7 @@ typedef struct nconn {
     pthread_mutex_t mu; /* the SSL object, BIOs and flags */
     SSL *ssl;
     BIO *rbio, *wbio;
+    struct obuf *rq, *wq; /* the BIOs' buffers (their data), read without a call into libcrypto */
     int fd;          /* a number of the kernel socket (any of the table's numbers would do) */
     int refs;        /* table entries (net_mu) */
     int users;       /* operations in progress (net_mu) */
@@ -106,6 +107,10 @@ typedef struct nconn {
     int rfam;                 /* a client: the address connected to (its session is kept for it) */
     unsigned char raddr[16];
 } nconn;
+
+/* Ciphertext waits in the write BIO (for the kernel), in the read BIO (for OpenSSL). */
+static inline int net_wpending(const nconn *c) { return c->wq->len > c->wq->off; }
+static inline int net_rbuffered(const nconn *c) { return c->rq->len > c->rq->off; }
 
 extern struct net_conf nc;
 extern pthread_mutex_t net_mu;

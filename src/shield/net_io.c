@@ -221,7 +221,7 @@ static long copy_in_to(nconn *c, int in, long long *off, size_t n) {
     if (n > 16384) n = 16384;
     pthread_mutex_lock(&c->mu);
     long r = 0;
-    if (BIO_pending(c->wbio) && net_flush(c, 0, 0) == -EAGAIN) r = -EAGAIN;
+    if (net_wpending(c) && net_flush(c, 0, 0) == -EAGAIN) r = -EAGAIN;
     pthread_mutex_unlock(&c->mu);
     if (r) return r;
     r = off ? sh_gate(SYS_pread64, in, (long)g, (long)n, (long)*off, 0, 0) : sh_gate(SYS_read, in, (long)g, (long)n, 0, 0, 0);
@@ -612,6 +612,9 @@ static int quiet(void) {
 #define MAX_EXTRA 64
 /* Try to flush every stuck connection; the ones still stuck (up to MAX_EXTRA) in fds. */
 static int flush_stuck(int *fds) {
+    /* nothing stuck (the usual case): no need of the table's lock to see it. A connection that
+     * becomes stuck after this look is missed, as it was after the locked look. */
+    if (__atomic_load_n(&net_nstuck, __ATOMIC_ACQUIRE) == 0) return 0;
     nconn *cs[MAX_EXTRA];
     int n = 0;
     pthread_mutex_lock(&net_mu);
@@ -625,7 +628,7 @@ static int flush_stuck(int *fds) {
         nconn *c = cs[i];
         pthread_mutex_lock(&c->mu);
         (void)net_flush(c, 0, 1);
-        if (BIO_pending(c->wbio) && !c->failed) fds[k++] = c->fd;
+        if (net_wpending(c) && !c->failed) fds[k++] = c->fd;
         net_update(c);
         pthread_mutex_unlock(&c->mu);
         net_put(c);

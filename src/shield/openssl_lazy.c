@@ -79,6 +79,7 @@
     F(void *, CRYPTO_zalloc, (size_t num, const char *file, int line), (num, file, line)) \
     V(ERR_clear_error, (void), ()) \
     V(ERR_error_string_n, (unsigned long e, char *buf, size_t len), (e, buf, len)) \
+    F(unsigned long, ERR_peek_error, (void), ()) \
     F(unsigned long, ERR_peek_last_error, (void), ()) \
     F(int, EVP_CIPHER_CTX_ctrl, (EVP_CIPHER_CTX *ctx, int type, int arg, void *ptr), (ctx, type, arg, ptr)) \
     V(EVP_CIPHER_CTX_free, (EVP_CIPHER_CTX *c), (c)) \
@@ -159,6 +160,7 @@
     F(void *, SSL_get_ex_data, (const SSL *ssl, int idx), (ssl, idx)) \
     F(int, SSL_get_ex_data_X509_STORE_CTX_idx, (void), ()) \
     F(long, SSL_get_verify_result, (const SSL *ssl), (ssl)) \
+    F(int, SSL_has_pending, (const SSL *s), (s)) \
     F(SSL *, SSL_new, (SSL_CTX *ctx), (ctx)) \
     F(int, SSL_peek_ex, (SSL *ssl, void *buf, size_t num, size_t *readbytes), (ssl, buf, num, readbytes)) \
     F(int, SSL_pending, (const SSL *s), (s)) \
