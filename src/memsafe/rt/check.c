@@ -26,9 +26,10 @@ static inline const struct ms_region *ms_region_entry(uintptr_t b)
 static inline const uint64_t *ms_slot(uintptr_t b)
 {
     const struct ms_region *r = ms_region_entry(b);
-    /* meta is biased by the region's first index (alloc.c): integer arithmetic, so that no
-     * pointer arithmetic leaves its array. */
-    return (const uint64_t *)((uintptr_t)r->meta + ms_object_index(b, r->magic) * sizeof(uint64_t));
+    /* meta points below its array by the index of the region's first object (alloc.c), so that
+     * the index needs no subtraction; indexed as an array, so the scaling is part of the load's
+     * address (integer arithmetic here made the optimizer fold it into a 128-bit shift). */
+    return &r->meta[ms_object_index(b, r->magic)];
 }
 
 static inline uint64_t ms_limit(uintptr_t b)
