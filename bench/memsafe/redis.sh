@@ -6,6 +6,8 @@
 #
 #   bench/memsafe/redis.sh BUILD_DIR [SRC_DIR]
 #   WORK=/tmp/scp-ms-bench  N=200000  ROUNDS=3  VARIANTS="plain hardening harden full asan"  TESTS=...
+#   ICOUNT_N=20000 (requests of each kind for the server's instruction count under valgrind;
+#   0: skip it)
 set -euo pipefail
 build=$(cd "$1" && pwd)
 scpcc=$build/scp-cc
@@ -14,6 +16,7 @@ N=${N:-200000}
 ROUNDS=${ROUNDS:-3}
 VARIANTS=${VARIANTS:-plain hardening harden full asan}
 TESTS=${TESTS:-}
+ICOUNT_N=${ICOUNT_N:-20000}
 mkdir -p "$WORK"
 # The asan build runs its own tools (lemon) and these leak by design: no leak report.
 export ASAN_OPTIONS=detect_leaks=0
@@ -87,6 +90,44 @@ done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "(medians of $ROUNDS rounds; ratio: plain requests/s over this build's, i.e. the slowdown, SET+GET summed;"
 echo " cpu_us/req: the server's user+sys per request; peakRSS: the server's VmHWM)"
+
+# The server's instructions while it serves the benchmark, counted by valgrind (callgrind; counters
+# zeroed after start-up and dumped before shutdown): independent of the machine's load, except
+# for the server's timer work (serverCron, 10 times a second), which grows with the time the run
+# takes under valgrind, longer for a slower build. The same requests for every build (-r with
+# redis-benchmark's fixed seed).
+if [ "$ICOUNT_N" != 0 ] && command -v valgrind >/dev/null; then
+    printf '%-10s %16s %12s %8s\n' variant instructions instr/req ratio
+    base_i=''
+    for v in $VARIANTS; do
+        [ "$v" = asan ] && continue # ASan's shadow memory does not run under valgrind
+        d=$WORK/redis-$v
+        # valgrind 3.19 cannot read clang-16's DWARF 5 ("unhandled dwarf2 abbrev form") and gives up.
+        objcopy --strip-debug "$d/src/redis-server" "$d/redis-server.nodebug"
+        rm -f "$d"/icount.cg*
+        valgrind --tool=callgrind --callgrind-out-file="$d/icount.cg" "$d/redis-server.nodebug" --port "$port" \
+            --bind 127.0.0.1 --save '' --appendonly no --daemonize no >"$d/icount.log" 2>&1 &
+        pid=$!
+        for _ in $(seq 300); do
+            kill -0 "$pid" 2>/dev/null || break
+            "$WORK/redis-plain/src/redis-cli" -p "$port" ping >/dev/null 2>&1 && break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            callgrind_control -z "$pid" >/dev/null 2>&1
+            timeout 600 "$WORK/redis-plain/src/redis-benchmark" -p "$port" -P 16 -n "$ICOUNT_N" -r 100000 \
+                -d 64 -q -t set,get >/dev/null 2>&1 || true
+            callgrind_control -d "$pid" >/dev/null 2>&1
+        fi
+        "$WORK/redis-plain/src/redis-cli" -p "$port" shutdown nosave >/dev/null 2>&1 || true
+        wait "$pid" 2>/dev/null || true
+        i=$(sed -n 's/^totals: //p' "$d/icount.cg.1" 2>/dev/null || true)
+        [ -n "$i" ] || { echo "redis.sh: no instruction count for $v, see $d/icount.log" >&2; continue; }
+        [ -n "$base_i" ] || base_i=$i
+        printf '%-10s %16s %12s %8s\n' "$v" "$i" "$((i / (2 * ICOUNT_N)))" "$(echo "scale=3; $i / $base_i" | bc)"
+    done
+    echo "(instructions of redis-server under valgrind --tool=callgrind serving $ICOUNT_N SET and $ICOUNT_N GET, -P 16)"
+fi
 
 if [ -n "$TESTS" ]; then
     for v in $VARIANTS; do

@@ -87,6 +87,40 @@ static void test_sizes(void)
         EXPECT(aborts_with(write_past_end, probes[i], "heap buffer overflow"));
 }
 
+/* A store through its argument: the check's base is the pointer passed, wherever it points. */
+static void poke_byte(unsigned char *q)
+{
+    *q = 3;
+}
+static void (*volatile poke)(unsigned char *) = poke_byte;
+
+/* Objects sit at multiples of their class size from address 0 and a check finds a base's object
+ * by multiplying by the size's reciprocal (layout.h): a pointer to the last bytes of an object of
+ * a class above 1 MiB that is not a power of two would find the next object's index unless the
+ * class keeps those bytes unused. For every class from 1 MiB up, a request of its size less
+ * the extra byte (the largest it could hold): pointers to the last bytes are their object's,
+ * and one past its end is an overflow. */
+static void write_past_big_end(size_t n)
+{
+    unsigned char *p = malloc(n);
+    poke(p + n);
+}
+
+static void test_big_classes(void)
+{
+    for (size_t pow = (size_t)1 << 20; pow < (size_t)1 << 28; pow *= 2) {
+        for (size_t d = pow + pow / 8; d < 2 * pow; d += pow / 8) {
+            size_t n = d - 1;
+            unsigned char *p = malloc(n);
+            EXPECT(p != NULL);
+            for (size_t back = 1; back <= 512 && p; back *= 2)
+                poke(p + n - back); /* aborts the test (use of a freed object) if misplaced */
+            free(p);
+        }
+    }
+    EXPECT(aborts_with(write_past_big_end, ((size_t)15 << 24) - 1, "heap buffer overflow"));
+}
+
 static void test_realloc_calloc_align(void)
 {
     char *p = malloc(10);
@@ -223,6 +257,7 @@ int main(void)
 {
     test_sizes();
     test_realloc_calloc_align();
+    test_big_classes();
     test_threads();
     EXPECT(aborts_with(double_free, 40, "double free"));
     EXPECT(aborts_with(interior_free, 40, "invalid free"));

@@ -144,9 +144,11 @@ static const struct ms_region *ms_region_of(uintptr_t p)
     return r->size ? r : NULL;
 }
 
+/* The index of p's object: objects sit at multiples of their class size from address 0
+ * (layout.h), and r->meta is indexed by that multiple. */
 static uint64_t ms_index_in(const struct ms_region *r, uintptr_t p)
 {
-    return (uint64_t)(((unsigned __int128)(p & MS_REGION_MASK) * r->magic) >> 64);
+    return ms_object_index(p, r->magic);
 }
 
 _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, const char *site)
@@ -157,7 +159,7 @@ _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, co
         ms_die("memsafe: bounds check failed on a pointer outside the heap: %s (%llu bytes at %p)\n",
                site, (unsigned long long)n, ptr);
     uint64_t idx = ms_index_in(r, b);
-    uintptr_t obj = b - (b & MS_REGION_MASK) + idx * r->size;
+    uintptr_t obj = idx * r->size;
     uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
     long long off = (long long)(p - obj);
     if (lim == 0)
@@ -176,11 +178,16 @@ _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, co
 
 /* ---- size classes and regions ------------------------------------------------------------ */
 
-/* ceil(2^64 / size): floor(off * magic / 2^64) == off / size for off < 2^36, size <= 2^28. */
+/* ceil(2^64 / size): floor(p * magic / 2^64) == p / size for every byte p of an object
+ * (layout.h, ms_object_index and ms_class_room). */
 static uint64_t ms_magic(uint64_t size)
 {
     return (uint64_t)(((unsigned __int128)1 << 64) / size) + ((size & (size - 1)) != 0);
 }
+
+/* Every heap address is below 2^MS_ADDR_BITS, which ms_class_room's margin assumes. */
+_Static_assert(((uint64_t)MS_FIRST_REGION + MS_MAX_CLASSES) << MS_REGION_SHIFT <= UINT64_C(1) << MS_ADDR_BITS,
+               "the regions must end below 2^MS_ADDR_BITS");
 
 static void ms_init_classes(void)
 {
@@ -227,11 +234,15 @@ static void ms_init_regions(void)
         struct ms_class *k = &ms_classes[c];
         pthread_mutex_init(&k->lock, NULL);
         k->start = (uintptr_t)want + ((uintptr_t)c << MS_REGION_SHIFT);
-        k->bump = k->start;
+        /* The first multiple of the class size in the region: its meta entry is meta[0]. */
+        uint64_t first = (k->start + k->size - 1) / k->size;
+        k->bump = first * k->size;
         k->committed = k->start;
         struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
         r->magic = ms_magic(k->size);
-        r->meta = (uint64_t *)meta;
+        /* Indexed by address / size (the checks do not subtract the region start): the array's
+         * address less the first object's index, never dereferenced below `meta`. */
+        r->meta = (uint64_t *)((uintptr_t)meta - first * sizeof(uint64_t));
         meta += ms_meta_len(k->size);
         r->start = k->start;
         __atomic_store_n(&r->size, k->size, __ATOMIC_RELEASE);
@@ -257,20 +268,42 @@ static void ms_init(void)
     __atomic_store_n(&ms_init_lock, 0, __ATOMIC_RELEASE);
 }
 
-/* Smallest class of at least `need` bytes whose size is a multiple of `align` (a power of
- * two): objects sit at multiples of their class size from a 2^36-aligned start. */
+/* The smallest class of at least `need` (>= 1) bytes, computed from the classes' rule
+ * (ms_init_classes: 16 to 128 in steps of 16, then 8 per doubling) instead of searched for: a
+ * binary search over the classes was most of the 179 instructions that a malloc took in redis
+ * (glibc's: about 100). Up to 1 MiB, where every class's room is its size (layout.h). */
+#define MS_DIRECT_CLASS_MAX ((size_t)1 << 20)
+static unsigned ms_class_index(size_t need)
+{
+    if (need <= 128)
+        return (unsigned)((need + 15) / 16) - 1;
+    unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(need - 1)); /* 2^k < need <= 2^(k+1) */
+    unsigned step_shift = k - 3; /* steps of 2^k / 8 */
+    size_t j = (need - ((size_t)1 << k) + ((size_t)1 << step_shift) - 1) >> step_shift; /* 1..8 */
+    return 8 + (k - 7) * MS_STEPS_PER_DOUBLING + (unsigned)j - 1;
+}
+
+/* Smallest class with room for `need` bytes whose size is a multiple of `align` (a power of
+ * two): objects sit at multiples of their class size. */
 static int ms_class_for(size_t need, size_t align)
 {
     if (need > MS_MAX_CLASS_SIZE)
         return -1;
     unsigned lo = 0, hi = ms_nclasses;
+    if (need <= MS_DIRECT_CLASS_MAX) {
+        lo = ms_class_index(need);
+        assert(ms_class_room(ms_classes[lo].size) >= need && (lo == 0 || ms_classes[lo - 1].size < need));
+        hi = lo;
+    }
     while (lo < hi) {
         unsigned mid = (lo + hi) / 2;
-        if (ms_classes[mid].size < need)
+        if (ms_class_room(ms_classes[mid].size) < need)
             lo = mid + 1;
         else
             hi = mid;
     }
+    if (align <= 16)
+        return (int)lo; /* every class is a multiple of 16 */
     for (unsigned c = lo; c < ms_nclasses; c++)
         if (ms_classes[c].size % align == 0)
             return (int)c;
@@ -467,7 +500,7 @@ static size_t ms_live_size(const void *ptr, const char *op)
     const struct ms_region *r = ms_region_of(p);
     if (r) {
         uint64_t idx = ms_index_in(r, p);
-        uintptr_t obj = p - (p & MS_REGION_MASK) + idx * r->size;
+        uintptr_t obj = idx * r->size;
         uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
         if (obj != p)
             ms_die("memsafe: invalid %s: %p points %llu bytes into a heap object at %p, not to its "
@@ -515,7 +548,7 @@ void free(void *ptr)
         return;
     }
     uint64_t idx = ms_index_in(r, p);
-    uintptr_t obj = p - (p & MS_REGION_MASK) + idx * r->size;
+    uintptr_t obj = idx * r->size;
     if (obj != p)
         ms_die("memsafe: invalid free: %p points %llu bytes into a heap object at %p, not to its "
                "start\nmemsafe: aborting\n",
@@ -567,7 +600,7 @@ void *realloc(void *ptr, size_t n)
     }
     size_t old = ms_live_size(ptr, "realloc");
     const struct ms_region *r = ms_region_of((uintptr_t)ptr);
-    if (r && n + 1 <= r->size && n >= r->size / 2) {
+    if (r && n + 1 <= ms_class_room(r->size) && n >= r->size / 2) {
         /* Same object: only the recorded size changes. */
         __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)ptr)], (uintptr_t)ptr + n + 1,
                          __ATOMIC_RELAXED);

@@ -26,8 +26,10 @@ static inline const struct ms_region *ms_region_entry(uintptr_t b)
 static inline const uint64_t *ms_slot(uintptr_t b)
 {
     const struct ms_region *r = ms_region_entry(b);
-    uint64_t idx = (uint64_t)(((unsigned __int128)(b - r->start) * r->magic) >> 64);
-    return &r->meta[idx];
+    /* meta points below its array by the index of the region's first object (alloc.c), so that
+     * the index needs no subtraction; indexed as an array, so the scaling is part of the load's
+     * address (integer arithmetic here made the optimizer fold it into a 128-bit shift). */
+    return &r->meta[ms_object_index(b, r->magic)];
 }
 
 static inline uint64_t ms_limit(uintptr_t b)
@@ -46,9 +48,9 @@ MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void 
     const struct ms_region *r = ms_region_entry(b);
     if (r->size == 0)
         return; /* not a heap pointer */
-    uint64_t idx = (uint64_t)(((unsigned __int128)(b - r->start) * r->magic) >> 64);
-    uintptr_t obj = r->start + idx * r->size;
-    uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
+    uint64_t idx = ms_object_index(b, r->magic);
+    uintptr_t obj = idx * r->size;
+    uint64_t lim = __atomic_load_n(ms_slot(b), __ATOMIC_RELAXED);
     uint64_t rel = (uintptr_t)ptr - obj; /* wraps to a huge value below the object */
     /* In bounds iff rel + n < lim - obj (requested + 1), written so that neither side can
      * wrap; a freed object (lim 0) makes lim - obj wrap to a huge value: tested first. */

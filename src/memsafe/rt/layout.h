@@ -2,10 +2,11 @@
  *
  * LowFat-style: every size class owns one region of 2^MS_REGION_SHIFT bytes, and the region
  * index of any address is addr >> MS_REGION_SHIFT. Objects of a class sit at multiples of the
- * class size from the region start, so base = start + floor(off / size) * size, and the
- * division is a multiplication by a precomputed reciprocal (exact for off < 2^36 and
- * size <= 2^28, see ms_magic). Addresses outside every region (stack, globals, mmap, libc's
- * own data) find size 0 in the table and are not checked.
+ * class size (from address 0, not from the region start: a check then needs neither the start
+ * nor a subtraction), so an object's index is floor(addr / size) and its base index * size; the
+ * division is a multiplication by a precomputed reciprocal (ms_object_index). Addresses outside
+ * every region (stack, globals, mmap, libc's own data) find size 0 in the table and are not
+ * checked.
  */
 #ifndef SCP_MEMSAFE_LAYOUT_H
 #define SCP_MEMSAFE_LAYOUT_H
@@ -17,9 +18,31 @@
 #define MS_TABLE_LEN 2048                      /* covers the 47-bit user address space */
 #define MS_FIRST_REGION 16                     /* class 0 starts at 1 TiB */
 #define MS_MAX_CLASS_SIZE (UINT64_C(1) << 28)  /* larger requests go to plain mmap, unchecked */
+#define MS_ADDR_BITS 44                        /* every region ends below 2^44 (alloc.c) */
+
+/* floor(p / size), with magic = ceil(2^64 / size) = (2^64 + e) / size, 0 <= e < size:
+ * p * magic / 2^64 = p / size + p * e / (size * 2^64), and p * e / 2^64 < size / 2^20 for
+ * p < 2^44. So the result is exact for every p whose remainder p % size is below
+ * size - size / 2^20: for any p when size <= 2^20 or a power of two (e = 0), and for the bytes
+ * an object uses when a class keeps its last size / 2^20 + 1 bytes unused (ms_class_room). */
+static inline uint64_t ms_object_index(uint64_t p, uint64_t magic)
+{
+    return (uint64_t)(((unsigned __int128)p * magic) >> 64);
+}
+
+/* The bytes of a class's objects an allocation may use (requested size + 1): all of them, but
+ * for classes above 2^20 bytes that are not powers of two, whose last bytes would find the next
+ * object's index (at most 257 bytes of a 256 MiB class). */
+static inline uint64_t ms_class_room(uint64_t size)
+{
+    if (size <= (UINT64_C(1) << (64 - MS_ADDR_BITS)) || (size & (size - 1)) == 0)
+        return size;
+    return size - (size >> (64 - MS_ADDR_BITS)) - 1;
+}
 
 /* One entry per region; size 0 marks addresses that are not in a heap region.
- * meta[i] is the limit of the i-th object of the region: its address + requested size + 1
+ * meta[i] is the limit of the object at address i * size (meta points below the region's
+ * array, by the index of its first object): its address + requested size + 1
  * while it is allocated (an access [p, p + n) is in bounds iff p + n < limit and p is not
  * below the object), and 0 while it is free (so a check against a freed, not yet reused object
  * fails too). An absolute address, not a size, so that a check compares against it directly,
@@ -30,7 +53,7 @@ struct ms_region {
     uint64_t size;
     uint64_t magic;
     uint64_t *meta;
-    uintptr_t start; /* the region's first address: a load is cheaper than two 64-bit masks */
+    uintptr_t start; /* the region's first address (the allocator's; the checks do not need it) */
 };
 
 /* The table, at a fixed address below 2^31, so that a check addresses it with a constant
