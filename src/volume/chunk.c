@@ -247,6 +247,7 @@ static void seal_piece_done(struct seal_job *j, size_t k) {
                                  (j->first + b) * cs) < 0 ? (errno ? errno : EIO) : 0;
         pthread_mutex_lock(&j->mu);
         if (rc && !j->write_errno) j->write_errno = rc;
+        if (rc) j->failed |= (e < 64 ? UINT64_C(1) << e : 0) - (UINT64_C(1) << w);
         j->written = e;
     }
     j->writing = 0;

@@ -478,6 +478,7 @@ struct seal_job {
     pthread_mutex_t mu; /* guards the rest */
     uint64_t sealed;    /* bit k: piece k is sealed */
     size_t written;     /* pieces [0, written) are written out (or failed: write_errno) */
+    uint64_t failed;    /* bit k: piece k's pwrite failed (its bytes on disk are unknown) */
     int writing;        /* a thread is writing pieces out */
     int write_errno;    /* the first failed pwrite's errno */
 };
