@@ -35,8 +35,11 @@ lib_place() {
     local base t
     case $1 in tmpfs) base=${TMPFS:-/dev/shm} ;; disk) base=${DISK:-/var/tmp} ;; *) return 1 ;; esac
     t=$(mktemp -d "$base/scp-$2.XXXXXX") || return 1
-    "$MKVOL" "$t/key" "$t/vol" "${CHUNK:-4096}" >/dev/null || return 1
-    if [ -n "${AB:-}" ]; then "$MKVOL" "$t/bkey" "$t/bvol" "${CHUNK:-4096}" >/dev/null || return 1; fi
+    if ! "$MKVOL" "$t/key" "$t/vol" "${CHUNK:-4096}" >/dev/null ||
+        { [ -n "${AB:-}" ] && ! "$MKVOL" "$t/bkey" "$t/bvol" "${CHUNK:-4096}" >/dev/null; }; then
+        rm -rf "$t"
+        return 1
+    fi
     chmod 600 "$t"/*key
     mkdir -p "$t/plain" "$t/mnt"
     echo "$t"
