@@ -16,60 +16,32 @@
 # the defaults.
 set -uo pipefail
 B=${1:-build}
-SCPCTL=$B/src/scpctl
-MKVOL=$B/tests/shield/shield-mkvol
+NAME=fio-fork.sh
+. "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-128M}
 SMALL=${SMALL:-16M}
 ONLY=${ONLY:-tmpfs disk}
-command -v fio >/dev/null || { echo "fio-fork.sh: needs fio (apt-get install fio)" >&2; exit 2; }
-[ -x "$SCPCTL" ] && [ -x "$MKVOL" ] || { echo "fio-fork.sh: build $B first" >&2; exit 2; }
-TMPS=()
-cleanup() { rm -rf "${TMPS[@]}"; }
-trap cleanup EXIT
 mib() { numfmt --from=iec "$1" | awk '{print $1 / 1048576}'; }
 MIB=$(mib "$SIZE")
 MIB_SMALL=$(mib "$SMALL")
-
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # R[place,job,mode] = "MB/s ...", C[...] = "CPU ms per MiB ...", D[...] = "marginal CPU ms per MiB ..."
 declare -A R C D
 
 # run_job PLACE_DIR MODE JOB [SIZE] -> prints "MB/s cpu_ms_per_MiB cpu_ms"
 run_job() {
-    local t=$1 mode=$2 job=$3 size=${4:-$SIZE} pre=() d=$t/plain extra=()
-    if [ "$mode" = scp ]; then
-        pre=(env SCP_QUIET=1 "$SCPCTL" run --volume "$t/vol:$t/mnt" --key-file "$t/key" --)
-        d=$t/mnt
-    fi
-    [ "$job" = thread ] && extra=(--thread)
-    python3 - "$(mib "$size")" "${pre[@]}" fio --name=u --filename="$d/f" --rw=write --bs=1M --size="$size" \
-        --ioengine=psync --end_fsync=1 --output-format=json "${extra[@]}" 2>"$t/fio.err" <<'EOF'
-import json, resource, subprocess, sys
-mib = float(sys.argv[1])
-p = subprocess.run(sys.argv[2:], stdout=subprocess.PIPE)
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-try:
-    j = json.loads(p.stdout)["jobs"][0]
-    cpu = (ru.ru_utime + ru.ru_stime) * 1000
-    print("%.0f %.2f %.1f" % (j["write"]["bw_bytes"] / 1e6, cpu / mib, cpu))
-except Exception:
-    print("0 0 0")
-EOF
-}
-
-rm_file() { # T MODE
-    if [ "$2" = scp ]; then SCP_QUIET=1 "$SCPCTL" run --volume "$1/vol:$1/mnt" --key-file "$1/key" -- rm -f "$1/mnt/f"
-    else rm -f "$1/plain/f"; fi
+    local extra=()
+    [ "$3" = thread ] && extra=(--thread)
+    lib_fio "$1" "$2" u f write 1M "${4:-$SIZE}" "${extra[@]}"
 }
 
 round() { # PLACE BASE
     local place=$1 t=$2 mode job v
     for job in fork thread; do
         for mode in plain scp; do
-            rm_file "$t" "$mode"
+            lib_rm "$t" "$mode" f
             read -r _ _ c0 < <(run_job "$t" "$mode" "$job" "$SMALL")
-            rm_file "$t" "$mode"
+            lib_rm "$t" "$mode" f
             read -r v c c1 < <(run_job "$t" "$mode" "$job")
             [ "$v" = 0 ] && cat "$t/fio.err" >&2
             R[$place,$job,$mode]+=" $v"
@@ -77,23 +49,18 @@ round() { # PLACE BASE
             D[$place,$job,$mode]+=" $(awk -v a="$c1" -v b="$c0" -v m="$MIB" -v s="$MIB_SMALL" 'BEGIN {printf "%.3f", (a - b) / (m - s)}')"
         done
     done
-    rm_file "$t" plain
-    rm_file "$t" scp
+    lib_rm "$t" plain f
+    lib_rm "$t" scp f
 }
 
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD0=$(loadavg)
 for place in $ONLY; do
-    case $place in tmpfs) base=${TMPFS:-/dev/shm} ;; disk) base=${DISK:-/var/tmp} ;; *) continue ;; esac
-    t=$(mktemp -d "$base/scp-fiofork.XXXXXX")
-    TMPS+=("$t")
-    "$MKVOL" "$t/key" "$t/vol" "${CHUNK:-4096}" >/dev/null || exit 1
-    chmod 600 "$t/key"
-    mkdir -p "$t/plain" "$t/mnt"
+    t=$(lib_place "$place" fiofork) || exit 1
+    LIB_TMPS+=("$t")
     for r in $(seq 1 "$ROUNDS"); do echo "round $r ($place)" >&2; round "$place" "$t"; done
 done
-LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD1=$(loadavg)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}'; }
 printf '\n%s, sequential 1 MiB writes of %s, psync, end_fsync=1, chunk %s, medians of %s rounds\n' \
     "$(fio --version)" "$SIZE" "${CHUNK:-4096}" "$ROUNDS"
 printf 'load average before %s, after %s\n' "$LOAD0" "$LOAD1"
@@ -102,13 +69,13 @@ printf '|---|---|---:|---:|---:|---:|---:|---|\n'
 declare -A M MC
 for place in $ONLY; do
     for job in fork thread; do
-        p=$(echo ${R[$place,$job,plain]:-0} | tr ' ' '\n' | median)
-        s=$(echo ${R[$place,$job,scp]:-0} | tr ' ' '\n' | median)
-        pc=$(echo ${C[$place,$job,plain]:-0} | tr ' ' '\n' | median)
-        sc=$(echo ${C[$place,$job,scp]:-0} | tr ' ' '\n' | median)
+        p=$(med "${R[$place,$job,plain]:-}")
+        s=$(med "${R[$place,$job,scp]:-}")
+        pc=$(med "${C[$place,$job,plain]:-}")
+        sc=$(med "${C[$place,$job,scp]:-}")
         M[$place,$job]=$s
-        pd=$(echo ${D[$place,$job,plain]:-0} | tr ' ' '\n' | median)
-        sd=$(echo ${D[$place,$job,scp]:-0} | tr ' ' '\n' | median)
+        pd=$(med "${D[$place,$job,plain]:-}")
+        sd=$(med "${D[$place,$job,scp]:-}")
         MC[$place,$job]=$(awk -v a="$sd" -v b="$pd" 'BEGIN {printf "%.3f", a - b}')
         printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$place" "$job" "$p" "$s" "$(ratio "$s" "$p")" \
             "$pc" "$sc" "$(echo ${R[$place,$job,scp]:-} | tr ' ' ',')"

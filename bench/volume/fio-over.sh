@@ -13,75 +13,35 @@
 #   minutes with the defaults.
 set -uo pipefail
 B=${1:-build}
-SCPCTL=$B/src/scpctl
-MKVOL=$B/tests/shield/shield-mkvol
+NAME=fio-over.sh
+. "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-128M}
 ONLY=${ONLY:-tmpfs disk}
-command -v fio >/dev/null || { echo "fio-over.sh: needs fio (apt-get install fio)" >&2; exit 2; }
-[ -x "$SCPCTL" ] && [ -x "$MKVOL" ] || { echo "fio-over.sh: build $B first" >&2; exit 2; }
-TMPS=()
-cleanup() { rm -rf "${TMPS[@]}"; }
-trap cleanup EXIT
-MIB=$(numfmt --from=iec "$SIZE" | awk '{print $1 / 1048576}')
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A R C # R[place,line,mode] = "MB/s ...", C[...] = "CPU ms per MiB ..."
-
-# run_fio T MODE RW BS -> "MB/s cpu_ms_per_MiB"
-run_fio() {
-    local t=$1 mode=$2 rw=$3 bs=$4 pre=() d=$t/plain
-    if [ "$mode" = scp ]; then
-        pre=(env SCP_QUIET=1 "$SCPCTL" run --volume "$t/vol:$t/mnt" --key-file "$t/key" --)
-        d=$t/mnt
-    fi
-    python3 - "$MIB" "${pre[@]}" fio --name=o --filename="$d/f" --rw="$rw" --bs="$bs" --size="$SIZE" \
-        --ioengine=psync --end_fsync=1 --fallocate=none --output-format=json 2>"$t/fio.err" <<'EOF'
-import json, resource, subprocess, sys
-mib = float(sys.argv[1])
-p = subprocess.run(sys.argv[2:], stdout=subprocess.PIPE)
-ru = resource.getrusage(resource.RUSAGE_CHILDREN)
-try:
-    j = json.loads(p.stdout)["jobs"][0]
-    print("%.0f %.2f" % (j["write"]["bw_bytes"] / 1e6, (ru.ru_utime + ru.ru_stime) * 1000 / mib))
-except Exception:
-    print("0 0")
-EOF
-}
-
-rm_file() { # T MODE
-    if [ "$2" = scp ]; then SCP_QUIET=1 "$SCPCTL" run --volume "$1/vol:$1/mnt" --key-file "$1/key" -- rm -f "$1/mnt/f"
-    else rm -f "$1/plain/f"; fi
-}
 
 round() { # PLACE T
     local place=$1 t=$2 mode line rw bs v c
     for mode in plain scp; do
-        rm_file "$t" "$mode"
+        lib_rm "$t" "$mode" f
         for line in seq-write-fresh:write:1M seq-write-over:write:1M seq-write-over2:write:1M rand-write-over:randwrite:4k; do
             IFS=: read -r line rw bs <<<"$line"
-            read -r v c < <(run_fio "$t" "$mode" "$rw" "$bs")
-            [ "$v" = 0 ] && cat "$t/fio.err" >&2
+            read -r v c _ < <(lib_fio "$t" "$mode" o f "$rw" "$bs" "$SIZE" --fallocate=none)
             R[$place,$line,$mode]+=" $v"
             C[$place,$line,$mode]+=" $c"
         done
-        rm_file "$t" "$mode"
+        lib_rm "$t" "$mode" f
     done
 }
 
-LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD0=$(loadavg)
 for place in $ONLY; do
-    case $place in tmpfs) base=${TMPFS:-/dev/shm} ;; disk) base=${DISK:-/var/tmp} ;; *) continue ;; esac
-    t=$(mktemp -d "$base/scp-fioover.XXXXXX")
-    TMPS+=("$t")
-    "$MKVOL" "$t/key" "$t/vol" "${CHUNK:-4096}" >/dev/null || exit 1
-    chmod 600 "$t/key"
-    mkdir -p "$t/plain" "$t/mnt"
+    t=$(lib_place "$place" fioover) || exit 1
+    LIB_TMPS+=("$t")
     for r in $(seq 1 "$ROUNDS"); do echo "round $r ($place)" >&2; round "$place" "$t"; done
 done
-LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD1=$(loadavg)
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}'; }
-med() { echo ${1:-0} | tr ' ' '\n' | median; }
 printf '\n%s, forked job, psync, end_fsync=1, SIZE=%s, chunk %s, medians of %s rounds\n' \
     "$(fio --version)" "$SIZE" "${CHUNK:-4096}" "$ROUNDS"
 printf 'load average before %s, after %s\n' "$LOAD0" "$LOAD1"

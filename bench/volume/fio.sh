@@ -6,102 +6,110 @@
 #   bench/volume/fio.sh [BUILD_DIR]      (default: build; needs fio: apt-get install fio)
 #
 # Environment: ROUNDS=3 (medians; plain and scp alternate within a round), SIZE=256M,
-#   TMPFS=/dev/shm, DISK=/var/tmp, CHUNK=4096 (the volume's chunk size), ONLY="tmpfs disk".
+#   TMPFS=/dev/shm, DISK=/var/tmp, CHUNK=4096 (the volume's chunk size), ONLY="tmpfs disk",
+#   LINES (a subset of the lines below), AB=OTHER_BUILD (also run the volume lines with that
+#   build, "base", for a before/after in the same run: lib.sh).
 # Lines, for each place:
 #   seq-write-fresh     1 MiB sequential writes to a new file, --fallocate=none
-#   seq-write-falloc    the same with fio's default layout (posix_fallocate first)
 #   seq-write-over      1 MiB sequential writes over the existing file (the one just written)
 #   seq-write-over2     the same again (a second overwrite: on a volume, the chunks' second
 #                       slots exist from the first one, as for a database rewriting its pages)
 #   seq-read            1 MiB sequential reads of that file
+#   seq-write-falloc    the same with fio's default layout (posix_fallocate first)
 #   rand-write-falloc   4 KiB random writes to a new file (fio's default: fallocated)
 #   rand-write-over     4 KiB random writes over the existing file
 # and the ratios that issue 13 asks for: overwrite / fresh and fallocated / fresh (scp).
+# Besides MB/s (which moves 2x with the load of a shared machine) it prints the CPU time of
+# each job per MiB (user + system of scpctl, fio and its job process), the load-independent
+# figure, and the load average before and after. The CPU is marginal: a 1 MiB job of the same
+# mode in the same round (fio's start-up, its clock test, scpctl's) is subtracted first.
 set -uo pipefail
 B=${1:-build}
-SCPCTL=$B/src/scpctl
-MKVOL=$B/tests/shield/shield-mkvol
+NAME=fio.sh
+. "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-256M}
 ONLY=${ONLY:-tmpfs disk}
-command -v fio >/dev/null || { echo "fio.sh: needs fio (apt-get install fio)" >&2; exit 2; }
-[ -x "$SCPCTL" ] && [ -x "$MKVOL" ] || { echo "fio.sh: build $B first" >&2; exit 2; }
-TMPS=()
-cleanup() { rm -rf "${TMPS[@]}"; }
-trap cleanup EXIT
+ALL="seq-write-fresh seq-write-over seq-write-over2 seq-read seq-write-falloc rand-write-falloc rand-write-over"
+LINES=${LINES:-$ALL}
+declare -A R C # R[place,line,mode] = "MB/s ...", C[...] = "marginal CPU ms per MiB ..."
+MIB=$(numfmt --from=iec "$SIZE" | awk '{print $1 / 1048576}')
+C0=0 # CPU ms of the 1 MiB job of this round and mode
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A R # R[place,line,mode] = "v1 v2 ..."
-
-# run_fio PLACE_DIR MODE NAME FILE RW BS [extra fio options] -> prints MB/s of the job
-run_fio() {
-    local t=$1 mode=$2 name=$3 file=$4 rw=$5 bs=$6
-    shift 6
-    local pre=() d=$t/plain
-    if [ "$mode" = scp ]; then
-        pre=(env SCP_QUIET=1 "$SCPCTL" run --volume "$t/vol:$t/mnt" --key-file "$t/key" --)
-        d=$t/mnt
-    fi
-    "${pre[@]}" fio --name="$name" --filename="$d/$file" --rw="$rw" --bs="$bs" --size="$SIZE" \
-        --ioengine=psync --end_fsync=1 --output-format=json "$@" 2>"$t/fio.err" |
-        python3 -c 'import json,sys
-j=json.load(sys.stdin)["jobs"][0]
-k="read" if j["read"]["io_bytes"] else "write"
-print("%.0f" % (j[k]["bw_bytes"]/1e6))' 2>/dev/null || { echo 0; cat "$t/fio.err" >&2; }
+# job PLACE T MODE LINE NAME RW BS [fio options]: run it if LINE is wanted, record its figures
+job() {
+    local place=$1 t=$2 mode=$3 line=$4 name=$5 rw=$6 bs=$7 v c
+    shift 7
+    case " $LINES " in *" $line "*) ;; *) return 0 ;; esac
+    read -r v _ c < <(lib_fio "$t" "$mode" "$name" f "$rw" "$bs" "$SIZE" "$@")
+    R[$place,$line,$mode]+=" $v"
+    C[$place,$line,$mode]+=" $(awk -v c="$c" -v c0="$C0" -v m="$MIB" 'BEGIN {printf "%.3f", (c - c0) / (m - 1)}')"
 }
 
-rm_file() { # T MODE FILE
-    if [ "$2" = scp ]; then SCP_QUIET=1 "$SCPCTL" run --volume "$1/vol:$1/mnt" --key-file "$1/key" -- rm -f "$1/mnt/$3"
-    else rm -f "$1/plain/$3"; fi
-}
-
-round() { # PLACE BASE
-    local place=$1 t=$2 mode v
-    for mode in plain scp; do
-        rm_file "$t" "$mode" f
-        v=$(run_fio "$t" "$mode" sw f write 1M --fallocate=none); R[$place,seq-write-fresh,$mode]+=" $v"
-        v=$(run_fio "$t" "$mode" so f write 1M --fallocate=none); R[$place,seq-write-over,$mode]+=" $v"
-        v=$(run_fio "$t" "$mode" so f write 1M --fallocate=none); R[$place,seq-write-over2,$mode]+=" $v"
-        v=$(run_fio "$t" "$mode" sr f read 1M); R[$place,seq-read,$mode]+=" $v"
-        rm_file "$t" "$mode" f
-        v=$(run_fio "$t" "$mode" sa f write 1M); R[$place,seq-write-falloc,$mode]+=" $v"
-        rm_file "$t" "$mode" f
-        v=$(run_fio "$t" "$mode" ra f randwrite 4k); R[$place,rand-write-falloc,$mode]+=" $v"
-        v=$(run_fio "$t" "$mode" ro f randwrite 4k); R[$place,rand-write-over,$mode]+=" $v"
-        rm_file "$t" "$mode" f
+round() { # PLACE T
+    local place=$1 t=$2 mode
+    for mode in $MODES; do
+        lib_rm "$t" "$mode" f
+        read -r _ _ C0 < <(lib_fio "$t" "$mode" st f write 1M 1M --fallocate=none)
+        lib_rm "$t" "$mode" f
+        job "$place" "$t" "$mode" seq-write-fresh sw write 1M --fallocate=none
+        job "$place" "$t" "$mode" seq-write-over so write 1M --fallocate=none
+        job "$place" "$t" "$mode" seq-write-over2 so write 1M --fallocate=none
+        job "$place" "$t" "$mode" seq-read sr read 1M
+        lib_rm "$t" "$mode" f
+        job "$place" "$t" "$mode" seq-write-falloc sa write 1M
+        lib_rm "$t" "$mode" f
+        job "$place" "$t" "$mode" rand-write-falloc ra randwrite 4k
+        job "$place" "$t" "$mode" rand-write-over ro randwrite 4k
+        lib_rm "$t" "$mode" f
         echo "  $place $mode: done" >&2
     done
 }
 
-LINES="seq-write-fresh seq-write-falloc seq-write-over seq-write-over2 seq-read rand-write-falloc rand-write-over"
+LOAD0=$(loadavg)
 for place in $ONLY; do
-    case $place in tmpfs) base=${TMPFS:-/dev/shm} ;; disk) base=${DISK:-/var/tmp} ;; *) continue ;; esac
-    t=$(mktemp -d "$base/scp-fio.XXXXXX")
-    TMPS+=("$t")
-    "$MKVOL" "$t/key" "$t/vol" "${CHUNK:-4096}" >/dev/null || exit 1
-    mkdir -p "$t/plain"
+    t=$(lib_place "$place" fio) || exit 1
+    LIB_TMPS+=("$t")
     for r in $(seq 1 "$ROUNDS"); do echo "round $r ($place)" >&2; round "$place" "$t"; done
 done
+LOAD1=$(loadavg)
 
-printf '\nfio %s, psync, end_fsync=1, SIZE=%s, chunk %s, medians of %s rounds (MB/s)\n' \
+printf '\nfio %s, psync, end_fsync=1, SIZE=%s, chunk %s, medians of %s rounds (MB/s; marginal CPU ms per MiB)\n' \
     "$(fio --version)" "$SIZE" "${CHUNK:-4096}" "$ROUNDS"
-printf '| place | job | plain | scp | scp/plain | scp rounds |\n|---|---|---:|---:|---:|---|\n'
+printf 'load average before %s, after %s\n' "$LOAD0" "$LOAD1"
+if [ -n "${AB:-}" ]; then
+    printf '| place | job | plain | scp | scp/plain | base | scp/base | CPU plain | CPU scp | CPU base | CPU scp/base | scp rounds | base rounds |\n'
+    printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n'
+else
+    printf '| place | job | plain | scp | scp/plain | CPU plain | CPU scp | CPU scp/plain | scp rounds |\n'
+    printf '|---|---|---:|---:|---:|---:|---:|---:|---|\n'
+fi
 declare -A M
 for place in $ONLY; do
     for l in $LINES; do
-        p=$(echo ${R[$place,$l,plain]:-0} | tr ' ' '\n' | median)
-        s=$(echo ${R[$place,$l,scp]:-0} | tr ' ' '\n' | median)
+        p=$(med "${R[$place,$l,plain]:-}")
+        s=$(med "${R[$place,$l,scp]:-}")
+        cp=$(med "${C[$place,$l,plain]:-}")
+        cs=$(med "${C[$place,$l,scp]:-}")
         M[$place,$l]=$s
-        printf '| %s | %s | %s | %s | %s | %s |\n' "$place" "$l" "$p" "$s" \
-            "$(awk -v a="$s" -v b="$p" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}')" \
-            "$(echo ${R[$place,$l,scp]:-} | tr ' ' ',')"
+        if [ -n "${AB:-}" ]; then
+            b=$(med "${R[$place,$l,base]:-}")
+            cb=$(med "${C[$place,$l,base]:-}")
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$place" "$l" \
+                "$p" "$s" "$(ratio "$s" "$p")" "$b" "$(ratio "$s" "$b")" "$cp" "$cs" "$cb" \
+                "$(ratio "$cs" "$cb")" "$(echo ${R[$place,$l,scp]:-} | tr ' ' ',')" \
+                "$(echo ${R[$place,$l,base]:-} | tr ' ' ',')"
+        else
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$place" "$l" "$p" "$s" \
+                "$(ratio "$s" "$p")" "$cp" "$cs" "$(ratio "$cs" "$cp")" \
+                "$(echo ${R[$place,$l,scp]:-} | tr ' ' ',')"
+        fi
     done
 done
+case " $LINES " in *" seq-write-fresh "*) ;; *) exit 0 ;; esac
 printf '\n| place | scp overwrite / fresh (seq) | second overwrite / fresh | scp fallocated / fresh (seq) |\n|---|---:|---:|---:|\n'
 for place in $ONLY; do
     f=${M[$place,seq-write-fresh]}
-    printf '| %s | %s | %s | %s |\n' "$place" \
-        "$(awk -v a="${M[$place,seq-write-over]}" -v b="$f" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}')" \
-        "$(awk -v a="${M[$place,seq-write-over2]}" -v b="$f" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}')" \
-        "$(awk -v a="${M[$place,seq-write-falloc]}" -v b="$f" 'BEGIN {printf (b > 0 ? "%.2fx" : "-"), a / b}')"
+    printf '| %s | %s | %s | %s |\n' "$place" "$(ratio "${M[$place,seq-write-over]:-0}" "$f")" \
+        "$(ratio "${M[$place,seq-write-over2]:-0}" "$f")" "$(ratio "${M[$place,seq-write-falloc]:-0}" "$f")"
 done

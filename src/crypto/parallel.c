@@ -1,56 +1,82 @@
 /* crypto/parallel.c - see parallel.h. One job at a time: a caller that finds the pool busy
- * does its work alone instead of queueing behind another. */
+ * does its work alone instead of queueing behind another.
+ *
+ * A job's items are taken in parts of `grain` from a shared counter by the caller and by the
+ * workers that join it, so nobody waits for a part assigned to a thread that is not running:
+ * a worker that wakes late (a busy machine) finds the parts already taken and leaves. When the
+ * caller runs out of parts it closes the job (no worker joins after that) and waits only for
+ * the workers inside it, each finishing the part it took. Then no worker holds the job's
+ * context any more, so the caller may return (the context lives on its stack). */
 #include "crypto/parallel.h"
 
+#include <assert.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #define MAX_WORKERS 3
 
-struct part {
-    size_t begin, end;
-    int rc;
-    int todo; /* 1 while assigned and not finished */
-};
-
 static struct pool {
-    pthread_mutex_t mu;       /* guards everything below */
+    pthread_mutex_t mu;     /* guards everything below but `next` */
     pthread_cond_t work, done;
-    pthread_mutex_t job_mu;   /* held by the one caller that owns the workers */
-    int nworkers;             /* started; 0 = not yet, -1 = unavailable */
+    pthread_mutex_t job_mu; /* held by the one caller that owns the workers */
+    int nworkers;           /* started; 0 = not yet, -1 = unavailable */
+    unsigned long job;      /* bumped for each job: a worker joins each one at most once */
+    int open;               /* workers may join the current job */
+    int active;             /* workers inside the current job */
+    int rc;                 /* -1 once a worker's part failed */
     scp_range_fn fn;
     void *ctx;
-    struct part parts[MAX_WORKERS];
+    size_t n, grain;
+    size_t next;            /* the first item not taken yet (atomic; reset only while no
+                             * worker is inside a job) */
 } P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-       PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, {{0}}};
+       PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0};
+
+/* Take parts until none is left; -1 if any part failed (the others still run: each part
+ * reports its own failure in ctx, and the caller must know every part is done). */
+static int take_parts(scp_range_fn fn, void *ctx, size_t n, size_t grain) {
+    int rc = 0;
+    for (;;) {
+        size_t b = __atomic_fetch_add(&P.next, grain, __ATOMIC_RELAXED);
+        if (b >= n) return rc;
+        if (fn(ctx, b, n - b > grain ? b + grain : n) < 0) rc = -1;
+    }
+}
 
 static void *worker(void *arg) {
-    int me = (int)(size_t)arg;
+    (void)arg;
+    unsigned long seen = 0;
     pthread_mutex_lock(&P.mu);
     for (;;) {
-        while (!P.parts[me].todo) pthread_cond_wait(&P.work, &P.mu);
-        struct part pt = P.parts[me];
+        while (!P.open || P.job == seen) pthread_cond_wait(&P.work, &P.mu);
+        seen = P.job;
+        P.active++;
         scp_range_fn fn = P.fn;
         void *ctx = P.ctx;
+        size_t n = P.n, grain = P.grain;
         pthread_mutex_unlock(&P.mu);
-        int rc = fn(ctx, pt.begin, pt.end);
+        int rc = take_parts(fn, ctx, n, grain);
         pthread_mutex_lock(&P.mu);
-        P.parts[me].rc = rc;
-        P.parts[me].todo = 0;
-        pthread_cond_broadcast(&P.done);
+        if (rc) P.rc = -1;
+        if (--P.active == 0) pthread_cond_broadcast(&P.done);
     }
     return NULL;
 }
 
 /* In a child after fork the workers do not exist: start over (the child has one thread, so
- * re-initializing the locks is safe). */
+ * re-initializing the locks is safe). No job is half done in the child's copy: the caller
+ * of a job is inside scp_parallel_for_grain until every worker left it, so the thread that
+ * forks is not a caller; and the volume's fork handler holds every file's lock, which each
+ * caller holds for the whole job. */
 static void after_fork_child(void) {
     pthread_mutex_init(&P.mu, NULL);
     pthread_mutex_init(&P.job_mu, NULL);
     pthread_cond_init(&P.work, NULL);
     pthread_cond_init(&P.done, NULL);
     P.nworkers = 0;
-    for (int i = 0; i < MAX_WORKERS; i++) P.parts[i].todo = 0;
+    P.open = 0;
+    P.active = 0;
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -68,7 +94,7 @@ static int start_workers(void) {
         pthread_attr_t a;
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &a, worker, (void *)(size_t)n);
+        int rc = pthread_create(&t, &a, worker, NULL);
         pthread_attr_destroy(&a);
         if (rc != 0) break;
     }
@@ -76,35 +102,46 @@ static int start_workers(void) {
     return P.nworkers;
 }
 
-int scp_parallel_for(size_t n, size_t min_parallel, scp_range_fn fn, void *ctx) {
+/* grain 0: one part per thread (the caller and each worker). */
+static int parallel_for(size_t n, size_t min_parallel, size_t grain, scp_range_fn fn, void *ctx) {
     if (n == 0) return 0;
+    assert(n < SIZE_MAX / 2); /* the counter passes n by at most a part per thread */
     pthread_once(&fork_once, register_fork);
-    if (n < min_parallel || pthread_mutex_trylock(&P.job_mu) != 0) return fn(ctx, 0, n);
+    if (n < min_parallel || (grain && n <= grain) || pthread_mutex_trylock(&P.job_mu) != 0)
+        return fn(ctx, 0, n);
     int workers = start_workers();
     if (workers <= 0) {
         pthread_mutex_unlock(&P.job_mu);
         return fn(ctx, 0, n);
     }
-    size_t k = (size_t)workers + 1, per = (n + k - 1) / k;
+    if (!grain) grain = (n + (size_t)workers) / ((size_t)workers + 1);
     pthread_mutex_lock(&P.mu);
+    assert(!P.open && P.active == 0);
     P.fn = fn;
     P.ctx = ctx;
-    int used = 0;
-    for (int w = 0; w < workers; w++) {
-        size_t b = per * (size_t)(w + 1);
-        if (b >= n) break;
-        P.parts[w] = (struct part){b, b + per < n ? b + per : n, 0, 1};
-        used++;
-    }
+    P.n = n;
+    P.grain = grain;
+    P.rc = 0;
+    __atomic_store_n(&P.next, 0, __ATOMIC_RELAXED);
+    P.job++;
+    P.open = 1;
     pthread_cond_broadcast(&P.work);
     pthread_mutex_unlock(&P.mu);
-    int rc = fn(ctx, 0, per < n ? per : n);
+    int rc = take_parts(fn, ctx, n, grain);
     pthread_mutex_lock(&P.mu);
-    for (int w = 0; w < used; w++) {
-        while (P.parts[w].todo) pthread_cond_wait(&P.done, &P.mu);
-        if (P.parts[w].rc) rc = -1;
-    }
+    P.open = 0;
+    while (P.active) pthread_cond_wait(&P.done, &P.mu);
+    if (P.rc) rc = -1;
     pthread_mutex_unlock(&P.mu);
     pthread_mutex_unlock(&P.job_mu);
     return rc;
+}
+
+int scp_parallel_for(size_t n, size_t min_parallel, scp_range_fn fn, void *ctx) {
+    return parallel_for(n, min_parallel, 0, fn, ctx);
+}
+
+int scp_parallel_for_grain(size_t n, size_t min_parallel, size_t grain, scp_range_fn fn,
+                           void *ctx) {
+    return parallel_for(n, min_parallel, grain ? grain : 1, fn, ctx);
 }

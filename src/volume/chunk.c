@@ -224,18 +224,49 @@ int chunk_seal(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
     return 0;
 }
 
-/* Seal a part and write it in place: each part writes its own range, so the kernel's copy
- * runs in parallel too. */
+/* Piece k of the run is sealed: write out what is sealed in order from the first piece not
+ * written yet, unless another thread is doing that (it takes this piece too before it stops).
+ * So the writes of one file, which the kernel serializes, go out from one thread at a time in
+ * as few calls as the sealing allows, while the other threads go on sealing. */
+static void seal_piece_done(struct seal_job *j, size_t k) {
+    size_t cs = j->f->vol->cs, npieces = (j->n + j->per - 1) / j->per;
+    pthread_mutex_lock(&j->mu);
+    j->sealed |= UINT64_C(1) << k;
+    if (j->writing) {
+        pthread_mutex_unlock(&j->mu);
+        return;
+    }
+    j->writing = 1;
+    for (;;) {
+        size_t w = j->written, e = w;
+        while (e < npieces && (j->sealed >> e & 1)) e++;
+        if (e == w) break;
+        pthread_mutex_unlock(&j->mu);
+        size_t b = w * j->per, end = e * j->per < j->n ? e * j->per : j->n;
+        int rc = scp_pwrite_full(chunk_slot_fd(j->f, j->slot), j->ct + b * cs, (end - b) * cs,
+                                 (j->first + b) * cs) < 0 ? (errno ? errno : EIO) : 0;
+        pthread_mutex_lock(&j->mu);
+        if (rc && !j->write_errno) j->write_errno = rc;
+        if (rc) j->failed |= (e < 64 ? UINT64_C(1) << e : 0) - (UINT64_C(1) << w);
+        j->written = e;
+    }
+    j->writing = 0;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* Seal chunks [b, e) of the run (whole pieces: the parts are pieces, or the whole run when
+ * one thread does it all), each piece handed to seal_piece_done when sealed. */
 int chunk_seal_range(void *ctx, size_t b, size_t e) {
     struct seal_job *j = ctx;
     size_t cs = j->f->vol->cs;
-    for (size_t k = b; k < e; k++)
-        if (seal_raw(j->f, j->first + k, j->src + k * cs, j->ct + k * cs,
-                     j->nonces + k * SCP_NONCE_LEN, j->slot, NULL) < 0)
-            return -1;
-    if (scp_pwrite_full(chunk_slot_fd(j->f, j->slot), j->ct + b * cs, (e - b) * cs, (j->first + b) * cs) < 0) {
-        __atomic_store_n(&j->write_errno, errno ? errno : EIO, __ATOMIC_RELAXED);
-        return -1;
+    assert(b % j->per == 0 && (e % j->per == 0 || e == j->n));
+    for (size_t p = b; p < e; p += j->per) {
+        size_t q = e - p > j->per ? p + j->per : e;
+        for (size_t k = p; k < q; k++)
+            if (seal_raw(j->f, j->first + k, j->src + k * cs, j->ct + k * cs,
+                         j->nonces + k * SCP_NONCE_LEN, j->slot, NULL) < 0)
+                return -1; /* this piece is never written: the write fails as a whole */
+        seal_piece_done(j, p / j->per);
     }
     return 0;
 }

@@ -462,15 +462,25 @@ int chunk_wkey_reserve(scp_file *f, size_t n, scp_err *err);
 int chunk_seal(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
                const uint8_t nonce[SCP_NONCE_LEN], int slot, scp_err *err);
 /* A run of whole chunks sealed on several cores and written in place (crypto/parallel.h):
- * chunk_seal_range is the scp_parallel_for body over a struct seal_job. It stores the entries
- * but does not mark them (the caller marks the run). */
+ * chunk_seal_range is the scp_parallel_for_grain body over a struct seal_job, whose parts are
+ * pieces of SEAL_PIECE_BYTES (at most 64 in a run). Each piece is written out as soon as it and
+ * the pieces before it are sealed, by one thread at a time (the kernel serializes the writes
+ * of one file; the others seal meanwhile). It stores the entries but does not mark them (the
+ * caller marks the run). */
+#define SEAL_PIECE_BYTES (64u << 10)
 struct seal_job {
     scp_file *f;
-    uint64_t first;
+    uint64_t first;     /* the run's first chunk */
+    size_t n, per;      /* chunks in the run, chunks per piece */
     const uint8_t *src, *nonces;
-    uint8_t *ct;
-    int write_errno; /* set by a part whose pwrite failed (any one of them) */
-    int slot;        /* where the run goes: every chunk of it has this target slot */
+    uint8_t *ct;        /* the run's ciphertext */
+    int slot;           /* where the run goes: every chunk of it has this target slot */
+    pthread_mutex_t mu; /* guards the rest */
+    uint64_t sealed;    /* bit k: piece k is sealed */
+    size_t written;     /* pieces [0, written) are written out (or failed: write_errno) */
+    uint64_t failed;    /* bit k: piece k's pwrite failed (its bytes on disk are unknown) */
+    int writing;        /* a thread is writing pieces out */
+    int write_errno;    /* the first failed pwrite's errno */
 };
 int chunk_seal_range(void *ctx, size_t b, size_t e);
 /* A run of whole chunks read from the data object straight into the caller's buffer and

@@ -412,6 +412,51 @@ static void kick_writeback(scp_file *f, int fd, size_t n) {
     f->kick_pending = 0;
 }
 
+/* A run failed part-way: the table holds new entries for every chunk sealed, but a piece whose
+ * pwrite failed (or that was never written) may not hold their ciphertext. Give such a chunk
+ * back its entry from before the write where the bytes that entry names are untouched: a hole,
+ * or an entry in the other slot (the committed one: a chunk keeps the slot it was placed in
+ * until the commit). An entry in the same slot (an uncommitted in-place write of this commit
+ * window, now overwritten) has nothing left to name; it keeps the new entry and reads as an
+ * integrity failure, as before. Every chunk of the run is marked, so the table's page hashes
+ * follow the entries. */
+static void seal_run_undo(scp_file *f, const struct seal_job *j, const uint8_t *old) {
+    for (size_t k = 0; k < j->n; k++) {
+        size_t piece = k / j->per;
+        const uint8_t *o = old + k * ENT;
+        int bad = piece >= j->written || (j->failed >> piece & 1);
+        if (bad && (is_hole(o) || SCP_ENT_SLOT(o) != j->slot)) memcpy(ent(f, j->first + k), o, ENT);
+        table_mark(f, j->first + k);
+    }
+}
+
+/* Seal chunks [i, i + n) from src and write them to slot `slot` in place, on several cores
+ * for a long run (chunk_seal_range); every chunk is written out when it returns 0. */
+static int seal_run(scp_file *f, uint64_t i, size_t n, const uint8_t *src, const uint8_t *nonces,
+                    uint8_t *ct, int slot, scp_err *err) {
+    _Static_assert(WRITE_BATCH_BYTES / SEAL_PIECE_BYTES <= 64, "a run's pieces fit a bitmap");
+    size_t cs = f->vol->cs, per = SEAL_PIECE_BYTES / cs ? SEAL_PIECE_BYTES / cs : 1;
+    struct seal_job job = {.f = f, .first = i, .n = n, .per = per, .src = src, .nonces = nonces,
+                           .ct = ct, .slot = slot};
+    uint8_t *old = malloc(n * ENT); /* the entries before: seal_run_undo */
+    if (!old) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    memcpy(old, ent(f, i), n * ENT);
+    pthread_mutex_init(&job.mu, NULL);
+    *(slot ? &f->s_unsynced : &f->d_unsynced) = 1;
+    int rc = scp_parallel_for_grain(n, PARALLEL_MIN, per, chunk_seal_range, &job);
+    pthread_mutex_destroy(&job.mu);
+    assert(!job.writing);
+    if (rc < 0 || job.write_errno) seal_run_undo(f, &job, old);
+    free(old);
+    if (job.write_errno) {
+        errno = job.write_errno;
+        return scp_fail_errno(err, "cannot write '%s'", f->path);
+    }
+    if (rc < 0) return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM encryption failed");
+    assert(job.written * per >= n && !job.failed);
+    return 0;
+}
+
 static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off, scp_err *err) {
     uint32_t cs = f->vol->cs;
     if (off + n < off || off + n > (UINT64_C(1) << 50))
@@ -454,15 +499,7 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
                 uint64_t v;
                 if (u64map_del(&f->dirty, i + k, &v)) file_dirty_free(f, v);
             }
-            struct seal_job job = {f, i, src + done, nonces, ct, 0, slot};
-            *(slot ? &f->s_unsynced : &f->d_unsynced) = 1;
-            if (scp_parallel_for(run, PARALLEL_MIN, chunk_seal_range, &job) < 0) {
-                if (job.write_errno) {
-                    errno = job.write_errno;
-                    return scp_fail_errno(err, "cannot write '%s'", f->path);
-                }
-                return scp_fail(err, SCP_E_CRYPTO, EIO, "AES-256-GCM encryption failed");
-            }
+            if (seal_run(f, i, run, src + done, nonces, ct, slot, err) < 0) return -1;
             for (size_t k = 0; k < run; k++) table_mark(f, i + k);
             kick_writeback(f, chunk_slot_fd(f, slot), run * cs);
             done += run * cs;
