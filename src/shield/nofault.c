@@ -35,6 +35,10 @@
  * rt_sigaction of another signal with SIGSEGV/SIGBUS in its mask, a handler that changes
  * its uc_sigmask to block them on return or unblocks them while the interrupted code had them
  * blocked; see docs/shield.md "Bad pointers".
+ *
+ * The same table holds the program's actions for the other catchable signals, whose handlers
+ * the shield wraps so that they never run while their thread is inside the shield (on_signal
+ * below; docs/shield.md, "The program's other signal handlers never run inside the shield").
  */
 #include <assert.h>
 #include <errno.h>
