@@ -110,6 +110,10 @@ static struct {
     unsigned seq;
     int lock;
     struct sh_ksigaction prog[SH_NSIG + 1];
+    /* prog[sig] holds the program's action: read from the kernel at start (SIGSEGV, SIGBUS) or
+     * at the program's first sigaction for sig (one system call per signal it uses, not 60 per
+     * start); until then the kernel's action is the program's own */
+    unsigned char known[SH_NSIG + 1];
 } nf;
 
 /* 1 while SIGSEGV or SIGBUS may be blocked in this thread */
@@ -133,6 +137,7 @@ static void prog_read(int sig, struct sh_ksigaction *a) {
 
 static void on_fault(int sig, siginfo_t *si, void *ucv);
 static void on_signal(int sig, siginfo_t *si, void *ucv);
+static long take_over(int sig);
 
 static int is_fault(int sig) { return sig == SIGSEGV || sig == SIGBUS; }
 
@@ -156,9 +161,9 @@ static long prog_update(int sig, const struct sh_ksigaction *a, struct sh_ksigac
     uint64_t all = ~0ull, was;
     sh_gate(SYS_rt_sigprocmask, SIG_BLOCK, (long)&all, (long)&was, 8, 0, 0);
     while (__atomic_exchange_n(&nf.lock, 1, __ATOMIC_ACQUIRE)) sched_yield();
-    if (old) *old = nf.prog[sig];
-    long r = 0;
-    if (a) {
+    long r = nf.known[sig] ? 0 : take_over(sig); /* no handler of ours reads it yet */
+    if (r == 0 && old) *old = nf.prog[sig];
+    if (a && r == 0) {
         __atomic_store_n(&nf.seq, nf.seq + 1, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_RELEASE);
         nf.prog[sig] = *a;
@@ -283,14 +288,15 @@ static int deferrable(int sig) {
 
 int sh_sig_defers(int sig) { return deferrable(sig) && __atomic_load_n(&nf.defer, __ATOMIC_ACQUIRE); }
 
-/* The program's action for sig as this image starts with it (SIG_IGN kept across exec, or a
- * handler that an earlier constructor set), taken into the table and mirrored. */
+/* The program's action for sig as the kernel holds it (SIG_IGN kept across exec, or a handler
+ * that an earlier constructor set), taken into the table and mirrored. */
 static long take_over(int sig) {
     struct sh_ksigaction cur;
     long r = sh_ksigaction(sig, NULL, &cur);
     if (r < 0) return r;
     cur.flags &= ~0x04000000ul; /* SA_RESTORER: the kernel's detail, not the program's */
     nf.prog[sig] = cur;
+    nf.known[sig] = 1;
     return cur.handler == SIG_DFL || cur.handler == SIG_IGN ? 0 : mirror(sig, &cur);
 }
 
@@ -306,10 +312,7 @@ void sh_nf_install(void) {
         return;
     }
     __atomic_store_n(&nf.ready, 1, __ATOMIC_RELEASE);
-    for (int sig = 1; sig <= SH_NSIG; sig++)
-        if (deferrable(sig) && take_over(sig) < 0)
-            return; /* without deferral: the program's handlers go to the kernel unchanged */
-    __atomic_store_n(&nf.defer, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&nf.defer, 1, __ATOMIC_RELEASE); /* the others: at their first sigaction */
 }
 
 long sh_nf_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
