@@ -4,15 +4,19 @@
  * (timer_create, SIGEV_THREAD_ID: this thread, every 50 us) interrupts it. The handler:
  *   _exit   calls _exit after some records (PostgreSQL's SIGQUIT handler does), once
  *   exit    calls exit() the same way
+ *   thread  calls _exit as above, but the timer interrupts another thread (which sleeps), so
+ *           the exit's commit meets the main thread's commit from outside
  *   write   writes and fsyncs a record of its own into file B and into the second half of A
  *           (write(2) and fsync(2) are async-signal-safe) on every signal; the loop ends after
  *           N records and the program exits normally
  * Every record is RECSZ bytes of one byte value with its number in front, so a reader can tell
  * a whole record from a torn one.
- * usage: sigcommit DIR _exit|exit|write [N]    check: sigcommit DIR check
+ * usage: sigcommit DIR _exit|exit|thread|write [N]    check: sigcommit DIR check
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,9 +73,16 @@ static void on_tick(int sig) {
         put(fd_b, 0, (unsigned)++done_sig);
         put(fd_a, RECSZ, (unsigned)done_sig);
     }
-    else if (done_main >= 20 && mode == '_') _exit(0);
+    else if (done_main >= 20 && (mode == '_' || mode == 't')) _exit(0);
     else if (done_main >= 20 && mode == 'e') exit(0);
     errno = saved;
+}
+
+static void *sleeper(void *arg) {
+    pid_t *tid = arg;
+    __atomic_store_n(tid, (pid_t)syscall(SYS_gettid), __ATOMIC_RELEASE);
+    for (;;) pause();
+    return NULL;
 }
 
 static int check(const char *dir) {
@@ -98,7 +109,7 @@ static int check(const char *dir) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) return fprintf(stderr, "usage: sigcommit DIR _exit|exit|write|check [N]\n"), 2;
+    if (argc < 3) return fprintf(stderr, "usage: sigcommit DIR _exit|exit|thread|write|check [N]\n"), 2;
     if (!strcmp(argv[2], "check")) return check(argv[1]);
     mode = argv[2][0] == '_' ? '_' : argv[2][0];
     unsigned n = argc > 3 ? (unsigned)atoi(argv[3]) : 2000;
@@ -114,6 +125,13 @@ int main(int argc, char **argv) {
     if (sigaction(SIGALRM, &sa, NULL)) return perror("sigaction"), 1;
     struct sigevent ev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM};
     ev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+    if (mode == 't') {
+        pthread_t th;
+        pid_t tid = 0;
+        if (pthread_create(&th, NULL, sleeper, &tid)) return fprintf(stderr, "pthread_create failed\n"), 1;
+        while (!__atomic_load_n(&tid, __ATOMIC_ACQUIRE)) sched_yield();
+        ev._sigev_un._tid = tid;
+    }
     timer_t t;
     if (timer_create(CLOCK_MONOTONIC, &ev, &t)) return perror("timer_create"), 1;
     struct itimerspec its = {.it_interval = {0, 50000}, .it_value = {0, 50000}};
