@@ -106,7 +106,7 @@ static long pf_destroy(pfile *pf) {
     if (pf->lkfd >= 0) { /* releases its OFD and flock locks, as the last close would */
         sh_in_lib++; /* a volume-library descriptor: close() forgets it */
         close(pf->lkfd);
-        sh_in_lib--;
+        sh_lib_leave();
     }
     for (size_t i = 0; i < pf->nents; i++) free(pf->ents[i].name);
     free(pf->ents);
@@ -1406,7 +1406,7 @@ static void shm_release_all(void) {
             maps[i].shm = -1;
         }
     pthread_mutex_unlock(&sh.mu);
-    sh_in_lib--;
+    sh_lib_leave();
 }
 
 /* Keep a writable shared mapping for its write-back (and its object's detach): m, or -errno. */
@@ -1497,7 +1497,7 @@ int sh_unmap_hook(void *addr, size_t len, int unmap) {
     if (!sh.active || sh_in_lib) return 0;
     sh_in_lib++;
     int r = sh_unmap_hook_(addr, len, unmap);
-    sh_in_lib--;
+    sh_lib_leave();
     return r;
 }
 static int sh_unmap_hook_(void *addr, size_t len, int unmap) {
@@ -2008,7 +2008,7 @@ long sh_syscall(long nr, const long a[6]) {
     if (h == HND_CWD) return do_getcwd((char *)a[0], (unsigned long)a[1]);
     sh_in_lib++;
     long r = h == HND_PATH ? sh_path_syscall(nr, a, 0) : sh_syscall_(nr, a);
-    sh_in_lib--;
+    sh_lib_leave();
     if (sh.cfg.flags & SCP_SHIELD_F_TRACE) sh_trace("%s(%ld) = %ld", sh_sysname(nr), a[0], r);
     return r;
 }
@@ -2323,7 +2323,7 @@ static long link_rel(int vol, const char *from, const char *to, long flags) {
     if ((r = link_check(vol, to, &v))) return r;
     sh_in_lib++;
     r = scp_volume_link(sh.vol[vol].v, from, to, &e) ? neg(&e) : 0;
-    sh_in_lib--;
+    sh_lib_leave();
     sh_trace("link('%s', '%s' in volume %d) = %ld", from, to, vol, r);
     return r;
 }
@@ -2354,7 +2354,7 @@ static int link_fd(int fd, const long a[6], long *ret) {
         scp_err e;
         sh_in_lib++;
         r = scp_vfile_link(pf->vf, rel2, &e) ? neg(&e) : 0;
-        sh_in_lib--;
+        sh_lib_leave();
         /* a nameless file's first name is the one its descriptor goes by from now on */
         if (!r && pf->nameless) {
             snprintf(pf->path, PATH_MAX, "%s", rel2);
@@ -2482,7 +2482,7 @@ static int path_call(long nr, const long a[6], long *ret) {
         if ((flags & RENAME_NOREPLACE) && path_vstat(vol, rel2, &v) == 0) { *ret = -EEXIST; return 1; }
         sh_in_lib++;
         *ret = scp_volume_rename(sh.vol[vol].v, rel, rel2, &e) ? neg(&e) : 0;
-        sh_in_lib--;
+        sh_lib_leave();
         sh_trace("rename('%s', '%s') = %ld", rel, rel2, *ret);
         return 1;
     }
@@ -2618,7 +2618,7 @@ static int path_call(long nr, const long a[6], long *ret) {
     case SYS_lremovexattr: r = -EOPNOTSUPP; break;
     default: r = -EOPNOTSUPP;
     }
-    sh_in_lib--;
+    sh_lib_leave();
     sh_trace("%s('%s' in volume %d) = %ld", sh_sysname(nr), rel, vol, r);
     *ret = r;
     return 1;
@@ -2747,6 +2747,9 @@ long sh_chdir(const char *path_in, int *handled) {
 /* Commit every modified protected file (before exec replaces this image). */
 int sh_commit_all(void) {
     int bad = 0;
+    /* never nested in this thread's own shield call: the program's handlers run only outside
+     * it (nofault.c defers them), and _exit and exit do not commit from inside it */
+    assert(sh_in_lib == 0);
     sh_in_lib++;
     pthread_mutex_lock(&sh.mu);
     /* only what this process wrote: a forked child exiting must not commit (or wait for) the
@@ -2774,7 +2777,7 @@ int sh_commit_all(void) {
         if (sh.vol[i].v && scp_volume_sync(sh.vol[i].v, &e)) bad = 1;
     }
     pthread_mutex_unlock(&sh.mu);
-    sh_in_lib--;
+    sh_lib_leave();
     return bad ? -1 : 0;
 }
 
@@ -2967,5 +2970,5 @@ void sh_exec_adopt(void) {
     }
     memset(cfg->filtered, 0, sizeof cfg->filtered);
     cfg->ninherit = 0;
-    sh_in_lib--;
+    sh_lib_leave();
 }

@@ -111,6 +111,7 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
         else if (!sh_net_trap(si->si_syscall, a, &r)) r = sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
     sh_in_trap = was;
     sh_nf_mask_leave(nf_was);
+    if (!was && sh_sig_deferred) sh_sig_trap_leave(interrupted); /* delivered at the return */
     g[REG_RAX] = (greg_t)r;
     errno = saved;
 }
@@ -280,7 +281,7 @@ static long open_volume(int i) {
     scp_err e;
     sh_in_lib++; /* its own calls through libc go to the kernel */
     scp_volume *v = scp_volume_open(sv->dirpath, sh.keys[i], cv->have_seen ? &cv->seen : NULL, &e);
-    sh_in_lib--;
+    sh_lib_leave();
     if (!v) {
         sh_trace("cannot open the protected volume at %s: %s", sv->mount, e.msg);
         return -(long)(e.sys ? e.sys : EIO);
@@ -531,7 +532,8 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 /* The destructor's commit, also run from atexit when OpenSSL's cleanup would otherwise come
  * first (openssl_lazy.c) */
 static void commit_at_exit(void) {
-    if (!sh.active || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    /* sh_in_lib: see _exit (interpose.c) */
+    if (!sh.active || sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
     fflush(NULL);
     sh_commit_all();
 }
@@ -541,7 +543,7 @@ static void commit_at_exit(void) {
  * it only after the destructors) and commit every open protected file. */
 static void openssl_release(void);
 __attribute__((destructor)) static void sh_dtor(void) {
-    if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) {
+    if (sh.active && !sh_in_lib && (pid_t)syscall(SYS_getpid) == sh.pid) {
         fflush(NULL);
         sh_commit_all();
         sh_ofd_release_all();

@@ -173,12 +173,23 @@ int sh_nf_mask_enter(const sigset_t *tmp);                     /* sigsuspend, pp
 int sh_nf_trap_enter(uint64_t mask);                           /* a trap, on the interrupted mask */
 void sh_nf_mask_leave(int prev);
 void sh_nf_exec(int failed); /* around an exec: the program's SIG_IGN to the kernel, and back */
+/* The program's handlers of the other signals never run while their thread is inside the
+ * shield (sh_in_lib): such a signal is deferred to the shield's leave (nofault.c). */
+#define SH_NSIG 64
+int sh_sig_defers(int sig);                /* sigaction/signal for sig are nofault.c's */
+extern __thread uint64_t sh_sig_deferred;  /* the signals this thread holds back */
+void sh_sig_deliver(void);                 /* sh_in_lib back to 0: let them through */
+void sh_sig_trap_leave(uint64_t interrupted); /* the SIGSYS handler returns onto this mask */
 
 /* core.c */
 extern __thread int sh_in_trap;
 /* Set while the shield runs volume-library code: descriptors that the library opens are moved
  * just below the reserved range, away from the numbers programs dup2 onto. */
 extern __thread int sh_in_lib;
+/* the end of a sh_in_lib section: the outermost one lets the deferred signals through */
+static inline void sh_lib_leave(void) {
+    if (--sh_in_lib == 0 && sh_sig_deferred) sh_sig_deliver();
+}
 
 int sh_is_prot(long fd);
 /* fd belongs to the volume library (the program may not close or replace it) */

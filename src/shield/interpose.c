@@ -687,6 +687,8 @@ SH_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
      * and called from it (nofault.c) */
     if (sh_nf_owns(sig)) return (int)ret(sh_nf_sigaction(sig, act, old));
     sh_nf_note_handler(sig, act);
+    /* the others: the handler runs only outside the shield (nofault.c, deferral) */
+    if (sh_sig_defers(sig)) return (int)ret(sh_nf_sigaction(sig, act, old));
     if (sh.active && sig == SIGSYS && act) {
         sh_trace("the program's SIGSYS handler was not installed (the shield owns SIGSYS)");
         return real_sigaction(sig, NULL, old);
@@ -704,7 +706,7 @@ SH_EXPORT sighandler_t signal(int sig, sighandler_t h) {
         errno = EINVAL;
         return SIG_ERR;
     }
-    if (sh_nf_owns(sig)) { /* glibc's signal(): BSD semantics */
+    if (sh_nf_owns(sig) || sh_sig_defers(sig)) { /* glibc's signal(): BSD semantics */
         struct sigaction a = {.sa_handler = h, .sa_flags = SA_RESTART}, o;
         sigemptyset(&a.sa_mask);
         sigaddset(&a.sa_mask, sig);
@@ -745,7 +747,11 @@ XREM(lremovexattr)
  * leaves its redirections open and calls _exit) ----------------------------------------------- */
 
 SH_EXPORT void _exit(int status) {
-    if (sh.active && (pid_t)syscall(SYS_getpid) == sh.pid) {
+    /* Not from inside the shield (a handler the shield did not wrap, set by a raw
+     * rt_sigaction, interrupting this thread there): a commit nested in one of this thread's
+     * own would find a file mid-commit, or wait for a lock this thread holds. What was not
+     * committed is lost as in a crash at this instant; the volume stays consistent. */
+    if (sh.active && !sh_in_lib && (pid_t)syscall(SYS_getpid) == sh.pid) {
         sh_commit_all();
         sh_ofd_release_all();
     }

@@ -35,6 +35,10 @@
  * rt_sigaction of another signal with SIGSEGV/SIGBUS in its mask, a handler that changes
  * its uc_sigmask to block them on return or unblocks them while the interrupted code had them
  * blocked; see docs/shield.md "Bad pointers".
+ *
+ * The same table holds the program's actions for the other catchable signals, whose handlers
+ * the shield wraps so that they never run while their thread is inside the shield (on_signal
+ * below; docs/shield.md, "The program's other signal handlers never run inside the shield").
  */
 #include <assert.h>
 #include <errno.h>
@@ -99,11 +103,17 @@ _Static_assert(EFAULT == 14, "the fix-up returns -14");
 static struct {
     int ready;  /* the handler is the kernel's action for both signals */
     int hazard; /* some handler runs with SIGSEGV or SIGBUS blocked: never fast */
-    /* the program's actions (index 0 SIGSEGV, 1 SIGBUS), under a sequence lock: the
-     * handler reads them, sh_nf_sigaction writes them with every signal blocked */
+    int defer;  /* the other signals' handlers are the shield's wrapper (on_signal) */
+    /* the program's actions, by signal number, for the signals the shield owns (sh_nf_owns,
+     * sh_sig_defers), under a sequence lock: the handlers read them, sh_nf_sigaction writes
+     * them with every signal blocked */
     unsigned seq;
     int lock;
-    struct sh_ksigaction prog[2];
+    struct sh_ksigaction prog[SH_NSIG + 1];
+    /* prog[sig] holds the program's action: read from the kernel at start (SIGSEGV, SIGBUS) or
+     * at the program's first sigaction for sig (one system call per signal it uses, not 60 per
+     * start); until then the kernel's action is the program's own */
+    unsigned char known[SH_NSIG + 1];
 } nf;
 
 /* 1 while SIGSEGV or SIGBUS may be blocked in this thread */
@@ -116,24 +126,31 @@ int sh_nf_usable(void) {
 
 int sh_nf_owns(int sig) { return (sig == SIGSEGV || sig == SIGBUS) && __atomic_load_n(&nf.ready, __ATOMIC_ACQUIRE); }
 
-static int slot(int sig) { return sig == SIGSEGV ? 0 : 1; }
-
 static void prog_read(int sig, struct sh_ksigaction *a) {
     unsigned s;
     do {
         s = __atomic_load_n(&nf.seq, __ATOMIC_ACQUIRE);
-        *a = nf.prog[slot(sig)];
+        *a = nf.prog[sig];
         __atomic_thread_fence(__ATOMIC_ACQUIRE);
     } while ((s & 1) || s != __atomic_load_n(&nf.seq, __ATOMIC_RELAXED));
 }
 
 static void on_fault(int sig, siginfo_t *si, void *ucv);
+static void on_signal(int sig, siginfo_t *si, void *ucv);
+static long take_over(int sig);
 
-/* The kernel's action that delivers sig as the program's action a would be delivered. */
+static int is_fault(int sig) { return sig == SIGSEGV || sig == SIGBUS; }
+
+/* The kernel's action that delivers sig as the program's action a would be delivered: through
+ * on_fault (SIGSEGV, SIGBUS: always), through on_signal (the others' handlers), or the
+ * program's SIG_DFL or SIG_IGN itself (nothing of the program's runs: nothing to defer). */
 static long mirror(int sig, const struct sh_ksigaction *a) {
+    const unsigned long keep = SA_ONSTACK | SA_NODEFER | SA_RESTART | SA_NOCLDSTOP | SA_NOCLDWAIT;
+    int handler = a->handler != SIG_DFL && a->handler != SIG_IGN;
     struct sh_ksigaction k = {(void *)on_fault, SA_SIGINFO | SA_ONSTACK, 0};
-    if (a->handler != SIG_DFL && a->handler != SIG_IGN) {
-        k.flags = SA_SIGINFO | (a->flags & (SA_ONSTACK | SA_NODEFER | SA_RESTART));
+    if (handler || !is_fault(sig)) {
+        k.handler = handler ? (is_fault(sig) ? (void *)on_fault : (void *)on_signal) : a->handler;
+        k.flags = SA_SIGINFO | (a->flags & keep);
         k.mask = a->mask & ~SYS_BIT; /* a trap with SIGSYS blocked kills the thread */
     }
     return sh_ksigaction(sig, &k, NULL);
@@ -144,18 +161,42 @@ static long prog_update(int sig, const struct sh_ksigaction *a, struct sh_ksigac
     uint64_t all = ~0ull, was;
     sh_gate(SYS_rt_sigprocmask, SIG_BLOCK, (long)&all, (long)&was, 8, 0, 0);
     while (__atomic_exchange_n(&nf.lock, 1, __ATOMIC_ACQUIRE)) sched_yield();
-    if (old) *old = nf.prog[slot(sig)];
-    long r = 0;
-    if (a) {
+    long r = nf.known[sig] ? 0 : take_over(sig); /* no handler of ours reads it yet */
+    if (r == 0 && old) *old = nf.prog[sig];
+    if (a && r == 0) {
         __atomic_store_n(&nf.seq, nf.seq + 1, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_RELEASE);
-        nf.prog[slot(sig)] = *a;
+        nf.prog[sig] = *a;
         __atomic_store_n(&nf.seq, nf.seq + 1, __ATOMIC_RELEASE);
         r = mirror(sig, a);
     }
     __atomic_store_n(&nf.lock, 0, __ATOMIC_RELEASE);
     sh_gate(SYS_rt_sigprocmask, SIG_SETMASK, (long)&was, 0, 8, 0, 0);
     return r;
+}
+
+/* this thread's own copy of sig, with its siginfo, queued again */
+static void requeue(int sig, const siginfo_t *si) {
+    sh_gate(SYS_rt_tgsigqueueinfo, sh_gate(SYS_getpid, 0, 0, 0, 0, 0, 0), sh_gate(SYS_gettid, 0, 0, 0, 0, 0, 0), sig,
+            (long)si, 0, 0);
+}
+
+/* The default action: blocked in the handler (no SA_NODEFER), the signal queued again is
+ * delivered with it when the handler returns. */
+static void default_action(int sig, const siginfo_t *si) {
+    int saved = errno;
+    struct sh_ksigaction dfl = {SIG_DFL, 0, 0};
+    sh_ksigaction(sig, &dfl, NULL);
+    requeue(sig, si);
+    errno = saved;
+}
+
+static void reset_hand(int sig, const struct sh_ksigaction *a) {
+    if (!(a->flags & SA_RESETHAND)) return;
+    struct sh_ksigaction dfl = {SIG_DFL, 0, 0};
+    int saved = errno;
+    prog_update(sig, &dfl, NULL);
+    errno = saved;
 }
 
 static void on_fault(int sig, siginfo_t *si, void *ucv) {
@@ -170,22 +211,10 @@ static void on_fault(int sig, siginfo_t *si, void *ucv) {
     prog_read(sig, &a);
     if (a.handler == SIG_IGN && si->si_code <= 0) return; /* sent, and ignored */
     if (a.handler == SIG_DFL || a.handler == SIG_IGN) {
-        /* the default action: blocked in this handler (no SA_NODEFER), the signal queued
-         * again is delivered with it when the handler returns */
-        int saved = errno;
-        struct sh_ksigaction dfl = {SIG_DFL, 0, 0};
-        sh_ksigaction(sig, &dfl, NULL);
-        sh_gate(SYS_rt_tgsigqueueinfo, sh_gate(SYS_getpid, 0, 0, 0, 0, 0, 0),
-                sh_gate(SYS_gettid, 0, 0, 0, 0, 0, 0), sig, (long)si, 0, 0);
-        errno = saved;
+        default_action(sig, si);
         return;
     }
-    if (a.flags & SA_RESETHAND) {
-        struct sh_ksigaction dfl = {SIG_DFL, 0, 0};
-        int saved = errno;
-        prog_update(sig, &dfl, NULL);
-        errno = saved;
-    }
+    reset_hand(sig, &a);
     int was = nf_unsafe;
     nf_unsafe = 1; /* the handler's own signal (and maybe the other) is blocked while it runs */
     /* x86-64: the kernel passes siginfo and ucontext to every handler, SA_SIGINFO or not */
@@ -193,25 +222,101 @@ static void on_fault(int sig, siginfo_t *si, void *ucv) {
     nf_unsafe = was;
 }
 
+/* ---- the other signals: the program's handlers never run inside the shield ----------------
+ * The volume library and the shield's tables are not reentrant: a handler that writes or
+ * fsyncs a protected file, or calls _exit or exit (which commit every open file), while its
+ * thread is inside them (sh_in_lib) would start a second commit of a file mid-commit, or wait
+ * for a lock its own thread holds. So a signal that lands there is deferred: blocked in this
+ * thread until the shield leaves (sh_lib_leave, or the return from the SIGSYS handler) and
+ * queued again with its own siginfo, so the kernel delivers it then, once, as it would have
+ * (a standard signal sent again meanwhile merges with it, as the kernel merges them). Cost:
+ * a thread-local test per signal and per leave; system calls only when a signal is
+ * deferred. */
+__thread uint64_t sh_sig_deferred;
+
+static void defer(int sig, const siginfo_t *si, ucontext_t *uc) {
+    uint64_t bit = 1ull << (sig - 1), m;
+    /* blocked first: with SA_NODEFER the queued copy would come straight back */
+    sh_gate(SYS_rt_sigprocmask, SIG_BLOCK, (long)&bit, 0, 8, 0, 0);
+    memcpy(&m, &uc->uc_sigmask, sizeof m); /* and after this handler returns */
+    m |= bit;
+    memcpy(&uc->uc_sigmask, &m, sizeof m);
+    requeue(sig, si);
+    sh_sig_deferred |= bit;
+}
+
+void sh_sig_deliver(void) {
+    assert(!sh_in_lib);
+    /* inside the SIGSYS handler the interrupted context's mask (never blocking them) comes
+     * back at its return: they are delivered then, on the program's own context */
+    if (sh_in_trap) return;
+    uint64_t d = sh_sig_deferred;
+    sh_sig_deferred = 0;
+    sh_gate(SYS_rt_sigprocmask, SIG_UNBLOCK, (long)&d, 0, 8, 0, 0);
+}
+
+void sh_sig_trap_leave(uint64_t interrupted) {
+    assert(!sh_in_lib && !(interrupted & sh_sig_deferred));
+    (void)interrupted;
+    sh_sig_deferred = 0;
+}
+
+static void on_signal(int sig, siginfo_t *si, void *ucv) {
+    if (sh_in_lib) {
+        int saved = errno;
+        defer(sig, si, ucv);
+        errno = saved;
+        return;
+    }
+    struct sh_ksigaction a;
+    prog_read(sig, &a);
+    if (a.handler == SIG_IGN) return; /* changed since the kernel chose this handler */
+    if (a.handler == SIG_DFL) {
+        default_action(sig, si);
+        return;
+    }
+    reset_hand(sig, &a);
+    ((void (*)(int, siginfo_t *, void *))a.handler)(sig, si, ucv);
+}
+
+/* not: the faults (nofault's own, or not deferrable: SIGILL, SIGFPE, SIGTRAP), SIGSYS (the
+ * shield's), SIGKILL and SIGSTOP, glibc's own two (32, 33: its sigaction refuses them) */
+static int deferrable(int sig) {
+    return sig > 0 && sig <= SH_NSIG && sig != SIGSEGV && sig != SIGBUS && sig != SIGILL && sig != SIGFPE &&
+           sig != SIGTRAP && sig != SIGSYS && sig != SIGKILL && sig != SIGSTOP && sig != 32 && sig != 33;
+}
+
+int sh_sig_defers(int sig) { return deferrable(sig) && __atomic_load_n(&nf.defer, __ATOMIC_ACQUIRE); }
+
+/* The program's action for sig as the kernel holds it (SIG_IGN kept across exec, or a handler
+ * that an earlier constructor set), taken into the table and mirrored. */
+static long take_over(int sig) {
+    struct sh_ksigaction cur;
+    long r = sh_ksigaction(sig, NULL, &cur);
+    if (r < 0) return r;
+    cur.flags &= ~0x04000000ul; /* SA_RESTORER: the kernel's detail, not the program's */
+    nf.prog[sig] = cur;
+    nf.known[sig] = 1;
+    return cur.handler == SIG_DFL || cur.handler == SIG_IGN ? 0 : mirror(sig, &cur);
+}
+
 void sh_nf_install(void) {
-    static const int sigs[2] = {SIGSEGV, SIGBUS};
-    for (int i = 0; i < 2; i++) {
-        /* what this image starts with: SIG_IGN kept across exec, or a handler that an
-         * earlier constructor set */
-        struct sh_ksigaction cur;
-        if (sh_ksigaction(sigs[i], NULL, &cur) < 0) return;
-        cur.flags &= ~0x04000000ul; /* SA_RESTORER: the kernel's detail, not the program's */
-        nf.prog[i] = cur;
-        if (mirror(sigs[i], &cur) < 0) {
-            if (i) sh_ksigaction(sigs[0], &nf.prog[0], NULL);
-            return;
-        }
+    if (take_over(SIGSEGV) < 0) return;
+    if (take_over(SIGBUS) < 0) {
+        sh_ksigaction(SIGSEGV, &nf.prog[SIGSEGV], NULL);
+        return;
+    }
+    if (mirror(SIGSEGV, &nf.prog[SIGSEGV]) < 0 || mirror(SIGBUS, &nf.prog[SIGBUS]) < 0) {
+        sh_ksigaction(SIGSEGV, &nf.prog[SIGSEGV], NULL);
+        sh_ksigaction(SIGBUS, &nf.prog[SIGBUS], NULL);
+        return;
     }
     __atomic_store_n(&nf.ready, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&nf.defer, 1, __ATOMIC_RELEASE); /* the others: at their first sigaction */
 }
 
 long sh_nf_sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
-    assert(sh_nf_owns(sig));
+    assert(sh_nf_owns(sig) || sh_sig_defers(sig));
     struct sh_ksigaction a, o;
     if (act) {
         a.handler = (void *)act->sa_handler;
