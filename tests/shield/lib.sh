@@ -72,3 +72,25 @@ free_port() {
         (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
     done
 }
+
+# pg_setup SCPCTL MKVOL: PostgreSQL 15 (Debian's) as user postgres on a fresh protected volume
+# that it owns; skips (77) without PostgreSQL 15, setpriv, the user or root. Sets PGBIN SCPCTL
+# MKVOL T VOL KEY, PGD (the mount point: a directory that does not exist on the host) and AS
+# (the command prefix that becomes postgres); fail shows the server log's tail.
+pg_setup() {
+    PGBIN=/usr/lib/postgresql/15/bin
+    [ -x $PGBIN/initdb ] && [ -x $PGBIN/pg_ctl ] && command -v pgbench >/dev/null ||
+        { echo "PostgreSQL 15 not installed: skipped"; exit 77; }
+    command -v setpriv >/dev/null && id postgres >/dev/null 2>&1 || { echo "setpriv or user postgres missing: skipped"; exit 77; }
+    [ "$(id -u)" = 0 ] || { echo "needs root (to become postgres): skipped"; exit 77; }
+    SCPCTL=$1
+    MKVOL=$2
+    T=$(mktemp -d "${TMPDIR:-/tmp}/scp-shield-test.XXXXXX") || exit 1
+    chmod 755 "$T" && chown postgres: "$T"
+    VOL=$T/vol
+    KEY=$T/key
+    PGD=/scp-pg-$$-$RANDOM/pgdata
+    AS="setpriv --reuid=postgres --regid=postgres --init-groups"
+    fail() { echo "FAIL: $*" >&2; [ -f "$T/pg.log" ] && tail -20 "$T/pg.log" >&2; exit 1; }
+    $AS "$MKVOL" "$KEY" "$VOL" || fail "cannot create a volume as postgres"
+}

@@ -8,21 +8,7 @@
 # (initdb refuses a data directory of the wrong owner or mode), and processes of one server
 # (backends, WAL writer, checkpointer) writing the same files at once (shared mode after fork).
 . "$(dirname "$0")/lib.sh"
-PGBIN=/usr/lib/postgresql/15/bin
-[ -x $PGBIN/initdb ] && [ -x $PGBIN/pg_ctl ] && command -v pgbench >/dev/null ||
-    { echo "PostgreSQL 15 not installed: skipped"; exit 77; }
-command -v setpriv >/dev/null && id postgres >/dev/null 2>&1 || { echo "setpriv or user postgres missing: skipped"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root (to become postgres): skipped"; exit 77; }
-SCPCTL=$1
-MKVOL=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/scp-shield-test.XXXXXX") || exit 1
-chmod 755 "$T" && chown postgres: "$T"
-VOL=$T/vol
-KEY=$T/key
-PGD=/scp-pg-$$-$RANDOM/pgdata
-AS="setpriv --reuid=postgres --regid=postgres --init-groups"
-fail() { echo "FAIL: $*" >&2; [ -f "$T/pg.log" ] && tail -20 "$T/pg.log" >&2; exit 1; }
-$AS "$MKVOL" "$KEY" "$VOL" || fail "cannot create a volume as postgres"
+pg_setup "$1" "$2"
 M=SCPMARK_postgres_$$
 run() { # run SHELL-COMMANDS: under the shield as postgres, with the volume at $PGD
     (cd "$T" && SCP_QUIET=1 $AS "$SCPCTL" run --volume "$VOL:$PGD" --key-file "$KEY" -- sh -c "$1")

@@ -8,22 +8,8 @@
 # (nofault.c), a backend could die of an assertion in file_commit or hang in _exit's commit.
 # usage: postgres_stop.sh SCPCTL MKVOL [ROUNDS]
 . "$(dirname "$0")/lib.sh"
-PGBIN=/usr/lib/postgresql/15/bin
-[ -x $PGBIN/initdb ] && [ -x $PGBIN/pg_ctl ] && command -v pgbench >/dev/null ||
-    { echo "PostgreSQL 15 not installed: skipped"; exit 77; }
-command -v setpriv >/dev/null && id postgres >/dev/null 2>&1 || { echo "setpriv or user postgres missing: skipped"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root (to become postgres): skipped"; exit 77; }
-SCPCTL=$1
-MKVOL=$2
+pg_setup "$1" "$2"
 ROUNDS=${3:-4}
-T=$(mktemp -d "${TMPDIR:-/tmp}/scp-shield-test.XXXXXX") || exit 1
-chmod 755 "$T" && chown postgres: "$T"
-VOL=$T/vol
-KEY=$T/key
-PGD=/scp-pg-$$-$RANDOM/pgdata
-AS="setpriv --reuid=postgres --regid=postgres --init-groups"
-fail() { echo "FAIL: $*" >&2; [ -f "$T/pg.log" ] && tail -20 "$T/pg.log" >&2; exit 1; }
-$AS "$MKVOL" "$KEY" "$VOL" || fail "cannot create a volume as postgres"
 PG="$PGBIN/pg_ctl -D $PGD/db -l $T/pg.log -o \"-c listen_addresses='' -k $T\" -w -t 120"
 SQL="$PGBIN/psql -h $T -U postgres -At -d postgres"
 # one shielded shell runs it all (one volume user at a time); its output is checked below
