@@ -92,7 +92,12 @@ int table_reserve(scp_file *f, uint64_t n, scp_err *err) {
 /* Record that entry i changed. */
 void table_mark(scp_file *f, uint64_t i) {
     f->page_dirty[i / SCP_TABLE_PAGE] = 1;
-    if (i < com_n(f)) f->changed[i / 8] |= (uint8_t)(1u << (i % 8));
+    if (i < com_n(f)) {
+        f->changed[i / 8] |= (uint8_t)(1u << (i % 8));
+        if (f->chg_hi == 0) f->chg_lo = i;
+        else if (i < f->chg_lo) f->chg_lo = i;
+        if (i + 1 > f->chg_hi) f->chg_hi = i + 1;
+    }
 }
 
 void file_root(const uint8_t id[SCP_FILEID_LEN], uint64_t size, uint64_t npages,

@@ -306,7 +306,7 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
     f->unloaded = 1;
     (void)file_open_slot(f, 0, NULL);
     memset(f->table, 0, f->table_cap * ENT);
-    memset(f->changed, 0, f->table_cap / 8 + 1);
+    changed_clear(f, 1);
     memset(f->page_dirty, 1, f->page_cap);
     u64map_clear(&f->jmap);
     file_ct_forget(f);
@@ -340,7 +340,7 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     f->unloaded = 1;
     (void)file_open_slot(f, 0, NULL); /* another process may have made it since: open it */
     memset(f->table, 0, f->table_cap * ENT);
-    memset(f->changed, 0, f->table_cap / 8 + 1);
+    changed_clear(f, 1);
     memset(f->page_dirty, 1, f->page_cap);
     ssize_t r = scp_pread_full(f->fd_t, f->table, n * ENT, 0);
     if (r < 0) return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
@@ -750,6 +750,23 @@ static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
     return SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2 * one;
 }
 
+/* The first index in [i, lim) whose entry changed since the commit, or lim. Skips unchanged
+ * bytes of the bitmap whole: a shared-mode write commits lazily every time, and walking a
+ * large file's bitmap bit by bit at each one made a run of writes quadratic in its size. */
+static uint64_t changed_next(scp_file *f, uint64_t i, uint64_t lim) {
+    uint64_t end = lim < f->chg_hi ? lim : f->chg_hi;
+    if (i < f->chg_lo) i = f->chg_lo;
+    while (i < end) {
+        if (i % 8 == 0 && !f->changed[i / 8]) {
+            i += 8;
+            continue;
+        }
+        if (changed_get(f, i)) return i;
+        i++;
+    }
+    return lim;
+}
+
 /* Apply the journal's newest commit in place after the commit point, without syncing: until a
  * checkpoint the journal can redo it (caller holds the volume lock). */
 static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
@@ -785,14 +802,13 @@ static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
     free(idx);
     /* Changed entries, and a small append's [lim, to), one pwrite per run of neighbours (a
      * large overwrite changes many; sqlite's WAL frame changes the last entry and adds one). */
-    for (i = 0; rc == 0 && i < to; i++) {
-        if (i < lim && !changed_get(f, i)) continue;
+    for (i = changed_next(f, 0, lim); rc == 0 && i < to;) {
         uint64_t end = i + 1;
         while (end < to && (end >= lim || changed_get(f, end))) end++;
         if (scp_pwrite_full(f->fd_t, ent(f, i), (end - i) * ENT, i * ENT) < 0)
             rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
         f->t_unsynced = 1;
-        i = end;
+        i = end < lim ? changed_next(f, end, lim) : end;
     }
     return rc;
 }
@@ -825,21 +841,6 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
     if (rc == 0) rc = journal_append(f, buf, cnt * rl, err);
     free(buf);
     return rc;
-}
-
-/* The first index in [i, lim) whose entry changed since the commit, or lim. Skips unchanged
- * bytes of the bitmap whole: a shared-mode write commits lazily every time, and walking a
- * large file's bitmap bit by bit at each one made a run of writes quadratic in its size. */
-static uint64_t changed_next(scp_file *f, uint64_t i, uint64_t lim) {
-    while (i < lim) {
-        if (i % 8 == 0 && !f->changed[i / 8]) {
-            i += 8;
-            continue;
-        }
-        if (changed_get(f, i)) return i;
-        i++;
-    }
-    return lim;
 }
 
 /* Append the commit record (the changed entries below lim and every entry in [from, to)), and
@@ -884,11 +885,7 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     return rc;
 }
 
-static int any_changed(scp_file *f, uint64_t lim) {
-    for (uint64_t i = 0; i < lim; i += 8)
-        if (f->changed[i / 8]) return 1;
-    return 0;
-}
+static int any_changed(scp_file *f, uint64_t lim) { return changed_next(f, 0, lim) < lim; }
 
 /* ---- the commit state machine ------------------------------------------------------------
  *
@@ -1200,7 +1197,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
     }
     f->c_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
-    memset(f->changed, 0, f->table_cap / 8 + 1);
+    changed_clear(f, 0);
     f->modified = 0;
     commit_step(f, CS_APPLIED, CS_IDLE);
 }
@@ -1330,7 +1327,7 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
         nomem |= u64map_put(&f->unapplied, i, gen) < 0;
     for (uint64_t i = lim; i < n; i++) nomem |= u64map_put(&f->unapplied, i, gen) < 0;
     if (!nomem) /* (else they stay marked: the next records list them again, as before) */
-        memset(f->changed, 0, f->table_cap / 8 + 1);
+        changed_clear(f, 0);
     u64map_clear(&f->placed); /* (their entries are committed: later writes journal them) */
     f->c_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
