@@ -53,13 +53,7 @@ round() { # PLACE BASE
     lib_rm "$t" scp f
 }
 
-LOAD0=$(loadavg)
-for place in $ONLY; do
-    t=$(lib_place "$place" fiofork) || exit 1
-    LIB_TMPS+=("$t")
-    for r in $(seq 1 "$ROUNDS"); do echo "round $r ($place)" >&2; round "$place" "$t"; done
-done
-LOAD1=$(loadavg)
+lib_rounds fiofork
 
 printf '\n%s, sequential 1 MiB writes of %s, psync, end_fsync=1, chunk %s, medians of %s rounds\n' \
     "$(fio --version)" "$SIZE" "${CHUNK:-4096}" "$ROUNDS"

@@ -66,13 +66,7 @@ round() { # PLACE T
     done
 }
 
-LOAD0=$(loadavg)
-for place in $ONLY; do
-    t=$(lib_place "$place" fio) || exit 1
-    LIB_TMPS+=("$t")
-    for r in $(seq 1 "$ROUNDS"); do echo "round $r ($place)" >&2; round "$place" "$t"; done
-done
-LOAD1=$(loadavg)
+lib_rounds fio
 
 printf '\nfio %s, psync, end_fsync=1, SIZE=%s, chunk %s, medians of %s rounds (MB/s; marginal CPU ms per MiB)\n' \
     "$(fio --version)" "$SIZE" "${CHUNK:-4096}" "$ROUNDS"

@@ -82,3 +82,17 @@ lib_rm() {
     lib_pre "$1" "$2"
     "${PRE[@]}" rm -f "$DIR/$3"
 }
+
+# lib_rounds TAG: for each place of $ONLY, a fresh place (lib_place PLACE TAG, removed at exit)
+# and $ROUNDS calls of the script's own `round PLACE DIR`; LOAD0 and LOAD1 are the load
+# averages before and after.
+lib_rounds() {
+    local place t r
+    LOAD0=$(loadavg)
+    for place in $ONLY; do
+        t=$(lib_place "$place" "$1") || exit 1
+        LIB_TMPS+=("$t")
+        for r in $(seq 1 "$ROUNDS"); do echo "round $r ($place)" >&2; round "$place" "$t"; done
+    done
+    LOAD1=$(loadavg)
+}
