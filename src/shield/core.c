@@ -275,9 +275,22 @@ static void ofd_put(struct sh_ofd *o) {
     (void)left; /* 0: the slot is free again */
 }
 
-/* Lock pf's shared description and put its offset and flags into the handle; NULL when pf
- * has none (the handle's own cursor is the description's). */
-static struct sh_ofd *ofd_enter(pfile *pf) {
+/* Every operation that uses or moves a protected description's cursor runs between
+ * ofd_enter and ofd_leave. Two locks, in this order:
+ *   pf->mu  the process's own: threads of one process take turns on the cursor (the kernel's
+ *           f_pos_lock), and, what it is for, a fork never happens in the middle of such an
+ *           operation: ofd_share takes it before it makes the description shared. Without it a
+ *           thread that entered before the fork (seeing no shared slot) moved the parent's cursor
+ *           after the child had copied it, and both wrote at one offset (shield_ofd, py_thr:
+ *           "T 000T 0001").
+ *   o->mu   the shared slot's, across processes, once another process may hold the description.
+ * pf->mu is held across the operation, so the fork's prepare waits for it; an operation that
+ * can block for long (sendfile into a full pipe) delays a fork of another thread until it ends,
+ * as the kernel's f_pos_lock delays the child's own cursor calls. */
+
+/* The shared slot's half: lock it and put its offset and flags into the handle; NULL when pf
+ * has none (the handle's own cursor is the description's). pf->mu is held. */
+static struct sh_ofd *ofd_lock(pfile *pf) {
     struct sh_ofd *o = __atomic_load_n(&pf->ofd, __ATOMIC_ACQUIRE);
     if (!o) return NULL;
     /* a holder that died inside a call leaves the last offset it stored: take it as it is */
@@ -289,11 +302,22 @@ static struct sh_ofd *ofd_enter(pfile *pf) {
     return o;
 }
 
-static void ofd_leave(pfile *pf, struct sh_ofd *o) {
+static void ofd_unlock(pfile *pf, struct sh_ofd *o) {
     if (!o) return;
     int64_t off = scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
     if (off >= 0) o->off = off;
     pthread_mutex_unlock(&o->mu);
+}
+
+static struct sh_ofd *ofd_enter(pfile *pf) {
+    assert(pf->kind == PF_FILE);
+    pthread_mutex_lock(&pf->mu);
+    return ofd_lock(pf);
+}
+
+static void ofd_leave(pfile *pf, struct sh_ofd *o) {
+    ofd_unlock(pf, o);
+    pthread_mutex_unlock(&pf->mu);
 }
 
 /* The description's offset as an exec hands it on (the new image's cursor if it cannot map
@@ -314,12 +338,16 @@ static void ofd_share(pfile *pf, int fork_child, unsigned pass) {
             sh_trace("no region for shared offsets: '%s' keeps a cursor per process", pf->path);
             return;
         }
+        /* no cursor operation of another thread is under way (ofd_enter): the offset the slot
+         * takes at its first use is the one every process copied */
+        pthread_mutex_lock(&pf->mu);
         struct sh_ofd *o = ofd_alloc(pf->flags, 1);
+        if (o) __atomic_store_n(&pf->ofd, o, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&pf->mu);
         if (!o) {
             sh_trace("all %u shared offsets taken: '%s' keeps a cursor per process", SCP_SHIELD_OFD_SLOTS, pf->path);
             return;
         }
-        __atomic_store_n(&pf->ofd, o, __ATOMIC_RELEASE);
     }
     if (fork_child) ofd_get(pf->ofd);
 }
@@ -387,6 +415,13 @@ static void ofd_release(pfile *pf, unsigned pass) {
     __atomic_store_n(&pf->ofd, NULL, __ATOMIC_RELEASE);
     ofd_leave(pf, o);
     ofd_put(o);
+}
+
+void sh_fork_child_guards(void) {
+    for (unsigned i = 0; i < ndesc(); i++) {
+        pfile *pf = desc_at(i);
+        if (pf) pthread_mutex_init(&pf->mu, NULL);
+    }
 }
 
 static void shm_release_all(void);
@@ -1197,13 +1232,18 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
         pf_put(pin);
         return e;
     }
-    /* the cursors this copy moves, locked in one order (by slot) across processes */
+    /* the cursors this copy moves: the process's guards by address, then the shared slots
+     * in one order (by slot) across processes */
     pfile *ci = pin && !inoff && pin->kind == PF_FILE ? pin : NULL;
     pfile *co = pout && !outoff && pout != pin && pout->kind == PF_FILE ? pout : NULL;
     struct sh_ofd *oi = NULL, *oo = NULL;
-    if (ci && co && (uintptr_t)co->ofd < (uintptr_t)ci->ofd) oo = ofd_enter(co);
-    if (ci) oi = ofd_enter(ci);
-    if (co && !oo) oo = ofd_enter(co);
+    int co_first = ci && co && (uintptr_t)co < (uintptr_t)ci;
+    if (co && co_first) pthread_mutex_lock(&co->mu);
+    if (ci) pthread_mutex_lock(&ci->mu);
+    if (co && !co_first) pthread_mutex_lock(&co->mu);
+    if (ci && co && (uintptr_t)co->ofd < (uintptr_t)ci->ofd) oo = ofd_lock(co);
+    if (ci) oi = ofd_lock(ci);
+    if (co && !oo) oo = ofd_lock(co);
     while ((size_t)total < count) {
         size_t want = count - (size_t)total;
         if (pin && !pout && inoff && pin->kind == PF_FILE && readable(pin)) {
@@ -1267,7 +1307,7 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
     }
 out:
     if (co) ofd_leave(co, oo);
-    if (ci) ofd_leave(ci, oi);
+    if (ci) ofd_leave(ci, oi); /* the guards in any order */
     pf_put(pin);
     pf_put(pout);
     return total;
@@ -1865,7 +1905,7 @@ static long do_fcntl(long fd, int cmd, long arg) {
         pf->flags = (pf->flags & ~settable) | ((int)arg & settable);
         if (pf->kind == PF_FILE) scp_vfile_set_append(pf->vf, pf->flags & O_APPEND);
         if (o) __atomic_store_n(&o->flags, pf->flags & (O_APPEND | O_NONBLOCK), __ATOMIC_RELEASE);
-        ofd_leave(pf, o);
+        if (pf->kind == PF_FILE) ofd_leave(pf, o);
         r = 0;
         break;
     }
@@ -2072,13 +2112,17 @@ static long sh_syscall_(long nr, const long a[6]) {
 
     pf = pf_get(a[0], &e);
     if (!pf) return e;
-    /* calls that move or use the description's offset or status flags: under its shared
-     * lock when other processes may hold it (one load and branch otherwise) */
+    /* calls that move or use the description's offset: between ofd_enter and ofd_leave;
+     * positional writes use its status flags (O_APPEND) only: under the shared slot's lock when
+     * other processes may hold it, and never the process's cursor guard (threads' pwrites of
+     * one file run side by side) */
     struct sh_ofd *ofd = NULL;
-    if (pf->ofd && pf->kind == PF_FILE &&
-        (nr == SYS_read || nr == SYS_write || nr == SYS_readv || nr == SYS_writev || nr == SYS_lseek ||
-         nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2 || (nr == SYS_preadv2 && a[3] == -1)))
-        ofd = ofd_enter(pf);
+    int cursor = pf->kind == PF_FILE &&
+                 (nr == SYS_read || nr == SYS_write || nr == SYS_readv || nr == SYS_writev || nr == SYS_lseek ||
+                  ((nr == SYS_preadv2 || nr == SYS_pwritev2) && a[3] == -1));
+    if (cursor) ofd = ofd_enter(pf);
+    else if (pf->ofd && pf->kind == PF_FILE && (nr == SYS_pwrite64 || nr == SYS_pwritev || nr == SYS_pwritev2))
+        ofd = ofd_lock(pf);
     switch (nr) {
     case SYS_read: r = io_read(pf, (void *)a[1], (size_t)a[2], -1); break;
     case SYS_write: r = io_write(pf, (const void *)a[1], (size_t)a[2], -1); break;
@@ -2182,7 +2226,8 @@ static long sh_syscall_(long nr, const long a[6]) {
         sh_trace("system call %ld on protected '%s' is not supported", nr, pf->path);
         r = -EOPNOTSUPP;
     }
-    ofd_leave(pf, ofd);
+    if (cursor) ofd_leave(pf, ofd);
+    else ofd_unlock(pf, ofd);
     pf_put(pf);
     return r;
 }

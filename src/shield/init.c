@@ -186,6 +186,7 @@ static void atfork_parent(void) {
     pthread_mutex_unlock(&vol_open_mu);
 }
 static void atfork_child(void) {
+    sh_fork_child_guards();
     pthread_mutex_unlock(&sh.mu);
     pthread_mutex_unlock(&vol_open_mu);
     sh.pid = (pid_t)syscall(SYS_getpid);

@@ -232,6 +232,9 @@ int sh_commit_all(void);
  * posix_spawn): volumes to shared mode, offsets into the shared region. for_child: a fork, whose
  * child holds a reference of its own to each description. */
 void sh_fork_share(int for_child);
+/* In a fork's child, under sh.mu: every description's own lock starts over (a parent thread
+ * that held one does not exist here). */
+void sh_fork_child_guards(void);
 /* Hold late volume opens off (on: 1) or let them go on (0) (init.c); nothing when this thread
  * is inside an open itself (a signal handler's spawn) */
 void sh_vol_open_hold(int on);

@@ -10,6 +10,7 @@
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
 command -v dash >/dev/null || { echo "dash not installed: skipped"; exit 77; }
 setup "$@"
+FW=${3:?usage: ofd.sh SCPCTL MKVOL FORKWRITE}
 # the reference run: on tmpfs where there is one (/dev/shm), else beside the volume
 PLAIN=$T/plain
 if [ "$(stat -f -c %T /dev/shm 2>/dev/null)" = tmpfs ] && PLAIN=$(mktemp -d /dev/shm/scp-ofd.XXXXXX); then
@@ -203,5 +204,12 @@ for x in py_conc py_app; do
 done
 c=$(grep -c . "$PLAIN/py_thr")
 [ "$c" = 2050 ] || fail "py_thr has $c lines on the plain directory"
+
+# What py_thr hits only now and then, repeated: a fork while another thread's write through the
+# same description is under way (the child copied the cursor before that write moved it, and
+# both wrote at one offset). 1,500 rounds: the unfixed shield lost a record in 1-3 of 1,500.
+out=$(SCP_QUIET=1 timeout 240 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$FW" "$MNT" 1500 2>&1) ||
+    fail "forks while a thread writes: $out"
+note "forks while a thread writes: $out"
 check_no_plaintext "subprocess"
 echo "ok: shared open file descriptions"
