@@ -69,6 +69,17 @@ int scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, si
 /* SHA-256 over the concatenation of n parts. */
 void scp_sha256(const struct scp_buf *parts, size_t n, uint8_t out[32]);
 
+/* SHA-256 whose state can be saved and resumed: a midstate is a plain value (copy it to save
+ * it), so a hash over a long input of which only a late part changed restarts from the state
+ * saved before that part (chunk.c, table_root). Same digests as scp_sha256. */
+typedef struct {
+    _Alignas(8) unsigned char opaque[128];
+} scp_sha256_mid;
+void scp_sha256_mid_init(scp_sha256_mid *m);
+void scp_sha256_mid_update(scp_sha256_mid *m, const void *p, size_t n);
+/* The digest of what m has taken in so far; m itself is left as it was. */
+void scp_sha256_mid_final(const scp_sha256_mid *m, uint8_t out[32]);
+
 /* One-buffer forms of the two above. */
 void scp_sha256_buf(const void *p, size_t n, uint8_t out[32]);
 int scp_hmac_buf(const uint8_t *key, size_t key_len, const void *p, size_t n, uint8_t out[32],

@@ -31,6 +31,8 @@
  * trusted files are on (trusted.c; scpctl run --cas measures libssl and libcrypto with the
  * shield, SCP_SHIELD_LAZY_LIBS).
  */
+/* (libscp's SHA-256 midstates use the low-level SHA-256 functions: crypto/sha256mid.c) */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,7 @@
 #include <openssl/opensslv.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -124,6 +127,9 @@
     F(EVP_PKEY *, PEM_read_bio_PrivateKey, (BIO *out, EVP_PKEY **x, pem_password_cb *cb, void *u), (out, x, cb, u)) \
     F(X509 *, PEM_read_bio_X509, (BIO *out, X509 **x, pem_password_cb *cb, void *u), (out, x, cb, u)) \
     F(int, RAND_bytes, (unsigned char *buf, int num), (buf, num)) \
+    F(int, SHA256_Final, (unsigned char *md, SHA256_CTX *c), (md, c)) \
+    F(int, SHA256_Init, (SHA256_CTX *c), (c)) \
+    F(int, SHA256_Update, (SHA256_CTX *c, const void *data, size_t len), (c, data, len)) \
     F(X509 *, X509_STORE_CTX_get_current_cert, (const X509_STORE_CTX *ctx), (ctx)) \
     F(int, X509_STORE_CTX_get_error_depth, (const X509_STORE_CTX *ctx), (ctx)) \
     F(void *, X509_STORE_CTX_get_ex_data, (const X509_STORE_CTX *ctx, int idx), (ctx, idx)) \

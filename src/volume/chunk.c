@@ -78,8 +78,15 @@ int table_reserve(scp_file *f, uint64_t n, scp_err *err) {
     if (ph) f->page_hash = ph;
     uint8_t *pd = realloc(f->page_dirty, pages);
     if (pd) f->page_dirty = pd;
-    if (!t || !c || !ph || !pd)
+    scp_sha256_mid *pm = realloc(f->page_mid, pages * SCP_PAGE_MIDS * sizeof *pm);
+    if (pm) f->page_mid = pm;
+    uint8_t *pn = realloc(f->page_mid_n, pages);
+    if (pn) f->page_mid_n = pn;
+    scp_sha256_mid *rm = realloc(f->root_mid, (pages / SCP_ROOT_SEG + 1) * sizeof *rm);
+    if (rm) f->root_mid = rm;
+    if (!t || !c || !ph || !pd || !pm || !pn || !rm)
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory for the chunk table");
+    memset(f->page_mid_n + f->page_cap, 0, pages - f->page_cap);
     memset(f->table + f->table_cap * ENT, 0, (cap - f->table_cap) * ENT);
     memset(f->changed + f->table_cap / 8 + (f->table_cap ? 1 : 0), 0,
            cap / 8 + 1 - (f->table_cap / 8 + (f->table_cap ? 1 : 0)));
@@ -91,7 +98,9 @@ int table_reserve(scp_file *f, uint64_t n, scp_err *err) {
 
 /* Record that entry i changed. */
 void table_mark(scp_file *f, uint64_t i) {
-    f->page_dirty[i / SCP_TABLE_PAGE] = 1;
+    /* (page_dirty: the lowest segment marked since the page was last hashed) */
+    uint8_t seg = (uint8_t)(1 + i % SCP_TABLE_PAGE / SCP_PAGE_SEG), *pd = &f->page_dirty[i / SCP_TABLE_PAGE];
+    if (*pd == 0 || *pd > seg) *pd = seg;
     if (i < com_n(f)) {
         f->changed[i / 8] |= (uint8_t)(1u << (i % 8));
         if (f->chg_hi == 0) f->chg_lo = i;
@@ -113,17 +122,80 @@ void file_empty_root(const uint8_t id[SCP_FILEID_LEN], uint8_t out[SCP_HASH_LEN]
     file_root(id, 0, 0, NULL, out);
 }
 
-void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]) {
-    uint64_t n = cur_n(f), npages = (n + SCP_TABLE_PAGE - 1) / SCP_TABLE_PAGE;
-    for (uint64_t p = 0; p < npages; p++) {
-        if (!f->page_dirty[p]) continue;
-        uint64_t first = p * SCP_TABLE_PAGE, cnt = n - first;
-        if (cnt > SCP_TABLE_PAGE) cnt = SCP_TABLE_PAGE;
-        struct scp_buf b = {ent(f, first), cnt * ENT};
-        scp_sha256(&b, 1, f->page_hash[p]);
-        f->page_dirty[p] = 0;
+/* Hash page p of a table of n entries into page_hash[p], from the first segment that may have
+ * changed (page_dirty) on: the midstate saved after the segments before it stands for them,
+ * since every change to an entry marks its segment (table_mark) or the whole page. Returns 1 if
+ * the page's hash changed. */
+static int page_rehash(scp_file *f, uint64_t p, uint64_t n) {
+    uint64_t first = p * SCP_TABLE_PAGE, cnt = n - first;
+    if (cnt > SCP_TABLE_PAGE) cnt = SCP_TABLE_PAGE;
+    scp_sha256_mid *mid = f->page_mid + p * SCP_PAGE_MIDS, m;
+    uint64_t seg = (uint64_t)f->page_dirty[p] - 1;
+    assert(f->page_dirty[p] >= 1 && seg * SCP_PAGE_SEG < SCP_TABLE_PAGE);
+    if (seg > f->page_mid_n[p]) seg = f->page_mid_n[p];
+    if (seg * SCP_PAGE_SEG > cnt) seg = 0; /* (shrunk below it: table_mark_resize marks 1 anyway) */
+    if (seg) m = mid[seg - 1];
+    else scp_sha256_mid_init(&m);
+    uint64_t at = seg * SCP_PAGE_SEG;
+    while (at < cnt) {
+        uint64_t end = at + SCP_PAGE_SEG < cnt ? at + SCP_PAGE_SEG : cnt;
+        scp_sha256_mid_update(&m, ent(f, first + at), (end - at) * ENT);
+        at = end;
+        if (at % SCP_PAGE_SEG == 0 && at < SCP_TABLE_PAGE) mid[at / SCP_PAGE_SEG - 1] = m;
     }
-    file_root(f->id, f->size, npages, (const uint8_t(*)[SCP_HASH_LEN])f->page_hash, out);
+    /* valid: one per whole segment before the page's end (its last entry has none) */
+    uint64_t nmid = cnt / SCP_PAGE_SEG;
+    f->page_mid_n[p] = (uint8_t)(nmid < SCP_PAGE_MIDS ? nmid : SCP_PAGE_MIDS);
+    uint8_t h[SCP_HASH_LEN];
+    scp_sha256_mid_final(&m, h);
+    f->page_dirty[p] = 0;
+    if (memcmp(h, f->page_hash[p], SCP_HASH_LEN) == 0) return 0;
+    memcpy(f->page_hash[p], h, SCP_HASH_LEN);
+    return 1;
+}
+
+/* The file's root, file_root's hash over the page hashes, computed from midstates: a page whose
+ * hash changed invalidates only the root's midstates after it, and a size change all of them
+ * (the size is in the prefix). The same digest as file_root (tests/volume: test_root_mid). */
+void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]) {
+    uint64_t n = cur_n(f), npages = (n + SCP_TABLE_PAGE - 1) / SCP_TABLE_PAGE, lo = npages;
+    for (uint64_t p = 0; p < npages; p++)
+        if (f->page_dirty[p] && page_rehash(f, p, n) && p < lo) lo = p;
+    if (!f->root_mid) { /* (no table yet: an empty file) */
+        file_root(f->id, f->size, npages, (const uint8_t(*)[SCP_HASH_LEN])f->page_hash, out);
+        return;
+    }
+    /* root_mid[k]: after the prefix and page hashes [0, k * SCP_ROOT_SEG) */
+    uint64_t ok = f->root_mid_size == f->size ? f->root_mid_ok : 0;
+    if (ok > lo / SCP_ROOT_SEG + 1) ok = lo / SCP_ROOT_SEG + 1;
+    scp_sha256_mid m;
+    if (ok) {
+        m = f->root_mid[ok - 1];
+    } else {
+        uint8_t sz[8];
+        scp_put_u64(sz, f->size);
+        scp_sha256_mid_init(&m);
+        scp_sha256_mid_update(&m, "scp/v1/root", 11);
+        scp_sha256_mid_update(&m, f->id, SCP_FILEID_LEN);
+        scp_sha256_mid_update(&m, sz, 8);
+        f->root_mid[0] = m;
+        ok = 1;
+    }
+    for (uint64_t at = (ok - 1) * SCP_ROOT_SEG; at < npages;) {
+        uint64_t end = at + SCP_ROOT_SEG < npages ? at + SCP_ROOT_SEG : npages;
+        scp_sha256_mid_update(&m, f->page_hash[at], (end - at) * SCP_HASH_LEN);
+        at = end;
+        if (at % SCP_ROOT_SEG == 0) f->root_mid[ok++] = m;
+    }
+    assert(ok == npages / SCP_ROOT_SEG + 1);
+    f->root_mid_ok = ok;
+    f->root_mid_size = f->size;
+    scp_sha256_mid_final(&m, out);
+#ifdef SCP_ROOT_MID_CHECK
+    uint8_t flat[SCP_HASH_LEN];
+    file_root(f->id, f->size, npages, (const uint8_t(*)[SCP_HASH_LEN])f->page_hash, flat);
+    assert(memcmp(flat, out, SCP_HASH_LEN) == 0);
+#endif
 }
 
 /* The size changed from oldn to newn chunks: the pages at the boundary hash differently. */

@@ -1261,7 +1261,22 @@ static int file_commit_run(scp_file *f, scp_err *err) {
  * lazy commits.
  * Falls back to a durable commit for what is not done lazily: a shrink (the objects are
  * truncated), a long log (checkpointed). */
+static int file_commit_lazy_run(scp_file *f, scp_err *err);
+
 int file_commit_lazy(scp_file *f, scp_err *err) {
+    /* The write-back's journal records and the commit record go out in one pwrite (journal
+     * queue, as file_commit's outside shared mode): drained before the manifest names the
+     * commit, so that no process follows the log to bytes that are not there yet (file_follow
+     * looks for the commit that a manifest names). */
+    int was_on = f->jq_on;
+    f->jq_on = 1;
+    int rc = file_commit_lazy_run(f, err);
+    (void)journal_drain(f, NULL);
+    f->jq_on = was_on;
+    return rc;
+}
+
+static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     assert(f->cstate == CS_IDLE);
     if (!f->modified || !f->path) return 0;
     if (f->unloaded)
@@ -1279,8 +1294,10 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
     commit_step(f, CS_IDLE, CS_WRITTEN);
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);
-    if (journal_begin(f, err) < 0 || journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0)
+    if (journal_begin(f, err) < 0 || journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0 ||
+        journal_drain(f, err) < 0)
         return commit_abort(f, -1);
+    assert(f->jq_len == 0);
     commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
     scp_volume *v = f->vol;
     if (vol_lock(v, err) < 0) return commit_abort(f, -1);

@@ -15,10 +15,15 @@
 
 #include "common/u64map.h"
 #include "common/util.h"
+#include "crypto/crypto.h"
 #include "scp/volume.h"
 #include "volume/format.h"
 
 #define SCP_TABLE_PAGE 256u            /* table entries per hashed page */
+#define SCP_PAGE_SEG 64u               /* entries per midstate of a page hash (2,816 bytes:
+                                        * whole SHA-256 blocks) */
+#define SCP_PAGE_MIDS (SCP_TABLE_PAGE / SCP_PAGE_SEG - 1)
+#define SCP_ROOT_SEG 32u               /* page hashes per midstate of the root (1 KiB) */
 #define SCP_DIRTY_LIMIT (16u << 20)    /* bytes of dirty plaintext per file before write-back */
 #define FILE_CACHE 64                  /* closed files whose state is kept for the next open */
 #define SCP_SUBKEY_CACHE 16            /* chunk subkeys kept per file for reading */
@@ -145,8 +150,19 @@ struct scp_file {
                                  * the write (fio's 4 KiB writes over 256 MiB: a third of the
                                  * CPU) */
     uint8_t (*page_hash)[SCP_HASH_LEN];
-    uint8_t *page_dirty;
+    uint8_t *page_dirty;        /* per page: 0 its hash is current, else 1 + the first segment
+                                 * (SCP_PAGE_SEG entries) that may have changed since (1: the
+                                 * whole page) */
     uint64_t page_cap;
+    /* Midstates that let table_root rehash only what follows a change (chunk.c): page p's
+     * hash after each of its first SCP_PAGE_MIDS segments (page_mid_n[p] of them are valid), and
+     * the root's after its prefix and each SCP_ROOT_SEG page hashes (root_mid_ok valid, for a
+     * file of root_mid_size bytes). A shared-mode 4 KiB write commits each time, and rehashing
+     * the whole root and page was ~19 KB of SHA-256 per write on a 256 MiB file. */
+    scp_sha256_mid *page_mid;
+    uint8_t *page_mid_n;
+    scp_sha256_mid *root_mid;
+    uint64_t root_mid_ok, root_mid_size;
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
     u64map unapplied;           /* shared mode: chunk indexes whose entries lazy commits (ours or

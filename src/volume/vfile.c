@@ -43,6 +43,9 @@ static void file_free(scp_file *f) {
     free(f->changed);
     free(f->page_hash);
     free(f->page_dirty);
+    free(f->page_mid);
+    free(f->page_mid_n);
+    free(f->root_mid);
     free(f->path);
     pthread_rwlock_destroy(&f->rw);
     pc_drop(f);
