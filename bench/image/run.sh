@@ -20,7 +20,8 @@
 # throughput, the CPU time of each container (its cgroup's cpuacct: the service, and for secure
 # also the entry and the shield) per request, which does not move with the machine's load.
 # Environment: ROUNDS=3, REQS=30000 (redis requests per test at -c 50, a fifth at -c 1), SECS=4
-# (wrk and memcaslap seconds per run). All three services take about 5 minutes.
+# (wrk and memcaslap seconds per run). All three services take about 5 minutes. PERF=DIR: nginx's
+# profile and system calls per request (perf_start below).
 set -uo pipefail
 WHAT=${1:-all}
 B=${2:-build}
@@ -172,6 +173,31 @@ bench_redis() {
     report redis "SET -c 1" "SET -c 50" "GET -c 1" "GET -c 50"
 }
 
+# PERF=DIR (nginx, first round): perf_start CONTAINER PREFIX samples the container's processes
+# during the wrk run (perf record -g: PREFIX.data; the secure server only) and counts their
+# system calls (perf stat: PREFIX.stat); perf_stop PREFIX REQUESTS ends both and prints the
+# system calls per request.
+PERF_PIDS=()
+perf_start() {
+    local pids
+    pids=$(docker top "$1" -eo pid | awk 'NR > 1 {printf "%s%s", s, $1; s = ","}')
+    [ -n "$pids" ] || die "no processes in $1"
+    mkdir -p "$PERF"
+    PERF_PIDS=()
+    perf stat -e raw_syscalls:sys_enter -x, -p "$pids" -o "$2.stat" >/dev/null 2>&1 &
+    PERF_PIDS+=($!)
+    case $1 in *-secure)
+        perf record -q -g -F 499 -p "$pids" -o "$2.data" >/dev/null 2>&1 &
+        PERF_PIDS+=($!) ;;
+    esac
+}
+perf_stop() {
+    local p
+    for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
+    for p in "${PERF_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    awk -F, -v n="$2" -v f="$1" '/raw_syscalls/{printf "%s: %.2f system calls per request\n", f, $1 / n}' "$1.stat" >&2
+}
+
 # render_conf NAME PORT [LISTEN-LINE]: images/NAME/scp.conf for a plain container
 render_conf() {
     sed -e "s|listen @PORT@;|${3:-listen $2;}|" "$ROOT/images/$1/scp.conf"
@@ -215,8 +241,10 @@ bench_nginx() {
             for s in secure plain tls; do
                 local c0 c1 out rps reqs
                 c0=$(cg_ns "$N-nginx-$s")
+                [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-nginx-$s" "$PERF/nginx-$s-$f"
                 out=$(wrk -t 2 -c 50 -d "${SECS}s" "${url[$s]}/$f" 2>&1)
                 c1=$(cg_ns "$N-nginx-$s")
+                [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/nginx-$s-$f" "$(echo "$out" | awk '/requests in/{print $1}')"
                 rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
                 reqs=$(echo "$out" | awk '/requests in/{print $1}')
                 [ -n "$rps" ] && [ "${reqs:-0}" -gt 0 ] || die "wrk against nginx ($s): $out"
