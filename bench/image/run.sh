@@ -255,6 +255,9 @@ bench_nginx() {
             [ "$(curl -s --cacert "${ca[$s]}" -o /dev/null -w '%{http_code}' -u "scp:${pws[$s]}" -T "$T/nginx/$f" "${url[$s]}/$f")" = 201 ] ||
                 die "PUT $f to nginx ($s)"
         done
+        # the TLS servers' protocol and cipher, as curl negotiates them (wrk's OpenSSL: the same defaults)
+        [ "$s" = plain ] || echo "nginx-$s: $(curl -sv --cacert "${ca[$s]}" -o /dev/null "${url[$s]}/1k.html" 2>&1 |
+            sed -n 's/.*SSL connection using //p')" >&2
     done
     for r in $(seq "$ROUNDS"); do
         for f in 1k.html 100k.bin; do
