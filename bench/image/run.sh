@@ -21,7 +21,7 @@
 # also the entry and the shield) per request, which does not move with the machine's load.
 # Environment: ROUNDS=3, REQS=30000 (redis requests per test at -c 50, a fifth at -c 1), SECS=4
 # (wrk and memcaslap seconds per run). All three services take about 5 minutes. PERF=DIR: nginx's
-# profile and system calls per request (perf_start below). AB=BUILD_DIR (nginx): a fourth server,
+# and redis's profiles and system calls per request (perf_start below). AB=BUILD_DIR (nginx): a fourth server,
 # the secure image made with that build's scpctl (another tree's runtime and shield), same run.
 set -uo pipefail
 WHAT=${1:-all}
@@ -171,9 +171,11 @@ bench_redis() {
                     [ "$c" = 1 ] && n=$((REQS / 5))
                     local c0 c1 out
                     c0=$(cg_ns "$N-redis-$s")
+                    [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-redis-$s" "$PERF/redis-$s-$t-c$c"
                     # shellcheck disable=SC2086
                     out=$(redis-benchmark -h 127.0.0.1 ${cli[$s]} -a "$pw" -t $t -n $n -c $c -d 64 -r 100000 -q 2>&1)
                     c1=$(cg_ns "$N-redis-$s")
+                    [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/redis-$s-$t-c$c" "$n"
                     local rps
                     rps=$(echo "$out" | tr '\r' '\n' | awk -F': ' '/requests per second/{split($2,a," "); v=a[1]} END{print v+0}')
                     [ "${rps%.*}" -gt 0 ] 2>/dev/null || die "redis-benchmark against $s: $out"
@@ -186,8 +188,8 @@ bench_redis() {
     report redis "SET -c 1" "SET -c 50" "GET -c 1" "GET -c 50"
 }
 
-# PERF=DIR (nginx, first round): perf_start CONTAINER PREFIX samples the container's processes
-# during the wrk run (perf record -g: PREFIX.data; the secure server only) and counts their
+# PERF=DIR (nginx and redis, first round): perf_start CONTAINER PREFIX samples the container's
+# processes during the client's run (perf record -g: PREFIX.data; the secure servers only) and counts their
 # system calls (perf stat: PREFIX.stat); perf_stop PREFIX REQUESTS ends both and prints the
 # system calls per request.
 PERF_PIDS=()
