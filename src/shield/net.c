@@ -1100,14 +1100,21 @@ long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int f
     if (!c->hs_done) {
         long h = handshake(c, 0);
         if (h == -EAGAIN && NONBLOCK()) {
-            if (c->plen + n > NET_PENDING_MAX) return -EAGAIN;
+            /* kept until the handshake ends, up to NET_PENDING_MAX: a short write beyond */
+            if (c->plen >= NET_PENDING_MAX) return -EAGAIN;
+            if (n > NET_PENDING_MAX - c->plen) n = NET_PENDING_MAX - c->plen;
             char *nb2 = realloc(c->pbuf, c->plen + n);
             if (!nb2) return -ENOMEM;
-            for (long i = 0; i < cnt; i++) {
-                if (iov[i].iov_len) memcpy(nb2 + c->plen, iov[i].iov_base, iov[i].iov_len);
-                c->plen += iov[i].iov_len;
-            }
             c->pbuf = nb2;
+            struct wsrc s = {iov, cnt, 0, 0, NULL};
+            for (size_t k = 0; k < n;) {
+                while (s.off == iov[s.i].iov_len) s.i++, s.off = 0;
+                size_t m = iov[s.i].iov_len - s.off < n - k ? iov[s.i].iov_len - s.off : n - k;
+                memcpy(nb2 + c->plen, (const char *)iov[s.i].iov_base + s.off, m);
+                c->plen += m;
+                s.off += m;
+                k += m;
+            }
             return (long)n;
         }
         if (h == -EAGAIN) h = handshake(c, 1);
