@@ -151,6 +151,16 @@ for _ in range(5):
         os.unlink("/tmp/sockapi-$MARK")
         log("sendfile: sent %d" % off)
     c.close()
+# a write before the handshake has ended (nothing read yet; the client holds back its Finished):
+# kept up to 256 KiB, a larger write short, the rest written once the handshake ends
+c, nb, ce = accept4()
+early = MARK + b"-early-" + b"E" * 300000
+try: n = os.write(c.fileno(), early)
+except BlockingIOError: n = -1
+log("early: wrote %d" % n)
+c.setblocking(True)
+c.sendall(early[max(n, 0):])
+c.close()
 log("done")
 PY
 cat >"$T/strict.py" <<PY
@@ -291,11 +301,39 @@ print("vecbig %d %s" % (len(rest), rest == b"".join(bytes([65 + i]) * k for i, k
 s = conn(); s.sendall(b"RDHUP\n"); time.sleep(0.2); s.sendall(b"last-bytes"); time.sleep(0.2); s.close(); time.sleep(0.5)
 s = conn(); s.sendall(b"LINGER\n"); g = readall(s); print("linger %d %s" % (len(g), g.endswith(b"END\n"))); s.close()
 s = conn(); s.sendall(b"SENDFILE\n"); g = readall(s); print("sendfile %d %s %s" % (len(g), g.startswith(b"sendfile-$MARK-"), g.endswith(b"END\n"))); s.close()
+raw = socket.create_connection(("127.0.0.1", $PORT), timeout=20)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+t = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1")
+try: t.do_handshake()
+except ssl.SSLWantReadError: pass
+raw.sendall(out.read()) # the ClientHello; the Finished waits until the server has written
+time.sleep(1)
+got, hs, eof = b"", False, False
+while not eof:
+    d = raw.recv(65536)
+    if d: inc.write(d)
+    else: inc.write_eof()
+    try:
+        if not hs: t.do_handshake(); hs = True
+        while True:
+            x = t.read(65536)
+            if not x: eof = True; break # close_notify
+            got += x
+    except ssl.SSLWantReadError: pass
+    except ssl.SSLError: break
+    o = out.read()
+    if o: raw.sendall(o)
+    if not d: break
+raw.close()
+print("early %d %s" % (len(got), got == b"$MARK-early-" + b"E" * 300000))
 PY
 timeout 60 python3 "$T/cli.py" >"$T/cli.out" 2>"$T/cli.err" || fail "the client: $(tail -3 "$T/cli.err"; cat "$T/api.out" "$T/api.err")"
 for _ in $(seq 100); do grep -q "^done" "$T/api.out" && break; sleep 0.1; done
 [ "$(grep -c '^accept4: nonblock=True cloexec=True$' "$T/api.out")" = 5 ] || fail "accept4 flags: $(grep accept4 "$T/api.out")"
 echo "ok: accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) gives both flags on 5 of 5 shielded connections"
+grep -qx "early: wrote 262144" "$T/api.out" && grep -qx "early $((${#MARK} + 7 + 300000)) True" "$T/cli.out" ||
+    fail "a write of 300 kB before the handshake: $(grep early "$T/api.out" "$T/cli.out")"
+echo "ok: a write before the handshake ends keeps 256 KiB (a short write), the rest follows it"
 grep -qx "sendfile $((9 + ${#MARK} + 200000 + 4)) True True" "$T/cli.out" || fail "sendfile from a plain file into the shielded socket: $(grep sendfile "$T/cli.out" "$T/api.out")"
 echo "ok: sendfile of a 200 kB plain file into the shielded socket arrives whole"
 grep -qx "msg-a-msg-b-$MARK-hello-msg" "$T/cli.out" || fail "recvmsg/sendmsg: $(cat "$T/cli.out"; grep msg: "$T/api.out")"
