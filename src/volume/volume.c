@@ -999,6 +999,12 @@ static int sync_pending(scp_volume *v, int all, scp_err *err) {
 
 int scp_volume_sync(scp_volume *v, scp_err *err) { return sync_pending(v, 1, err); }
 
+void scp_volume_drop_spares(scp_volume *v) {
+    pthread_mutex_lock(&v->mu);
+    vol_spare_drop(v);
+    pthread_mutex_unlock(&v->mu);
+}
+
 int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;

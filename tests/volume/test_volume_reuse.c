@@ -7,7 +7,8 @@
  * no directory sync) and the number of object sets made stays well below the number of files
  * created; each new file is empty when created (no byte of the old file's content shows, in
  * size or reads) and reads back what was written to it, in the writing process and after a
- * reopen; a writer killed after writing an adopted file, past its fsync and with more
+ * reopen; an adopted file extended with holes and written in part reads zeros around the
+ * written bytes (the old file's bytes kept in its data object never show); a writer killed after writing an adopted file, past its fsync and with more
  * unsynced, leaves the synced content readable after the reopen, and the volume's garbage
  * collection then leaves no objects besides the named files'.
  */
@@ -112,12 +113,28 @@ int main(void) {
            ROUNDS, sets);
     CHECKF(clean >= ROUNDS / 2, "only %d of %d creates reused objects", clean, ROUNDS);
     check_file(v, "db", model, ROUNDS * 4096, "database");
+    /* An adopted file extended by a truncate (holes) and written in part reads zeros around
+     * what was written: the old file's bytes kept in its data object never show. */
+    scp_vfile *h = scp_vfile_open(v, "holes", O_RDWR | O_CREAT | O_EXCL, 0644, &e);
+    REQUIRE_OK(h ? 0 : -1, e);
+    CHECKF(lock_objdir_byte(dir) == 0, "the file with holes was not adopted: nothing tested");
+    uint8_t *hmodel = calloc(1, 64 << 10);
+    REQUIRE(hmodel);
+    REQUIRE_OK(scp_vfile_truncate(h, 64 << 10, &e), e);
+    memcpy(hmodel + 5000, jdata, 100);
+    REQUIRE(scp_vfile_pwrite(h, jdata, 100, 5000, &e) == 100);
+    REQUIRE_OK(scp_vfile_fsync(h, &e), e);
+    REQUIRE_OK(scp_vfile_close(h, &e), e);
+    check_file(v, "holes", hmodel, 64 << 10, "an adopted file with holes");
     CHECK_OK(scp_volume_close(v, &e), e);
 
     v = scp_volume_open(dir, key, NULL, &e);
     REQUIRE_OK(v ? 0 : -1, e);
     check_file(v, "db", model, ROUNDS * 4096, "database after reopening");
+    check_file(v, "holes", hmodel, 64 << 10, "an adopted file with holes after reopening");
+    REQUIRE_OK(scp_volume_unlink(v, "holes", &e), e);
     CHECK_OK(scp_volume_close(v, &e), e);
+    free(hmodel);
     CHECKF(count_sets(dir) == 1, "%d object sets left after close, want the database's only",
            count_sets(dir));
 
