@@ -195,6 +195,9 @@ struct scp_file {
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
+    int jl_fresh;               /* listed ahead (an adopted id, jlist_prelist in manifest.c)
+                                 * and no one-flush record written since: its journal holds
+                                 * none that the synced manifest log lacks */
     enum commit_state cstate;   /* of the commit running (under rw for writing), commit.c */
     int unloaded;               /* a (re)load failed half-way: the table in memory is not the
                                  * authenticated one, so reads and writes fail until a load

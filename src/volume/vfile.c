@@ -745,7 +745,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
         return NULL;
     }
     long i = man_find(&v->man, p);
-    int rc = 0;
+    int rc = 0, adopted = 0;
     if (i >= 0 && (flags & O_CREAT) && (flags & O_EXCL))
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
     else if (i >= 0 && v->man.e[i].type == 2)
@@ -770,7 +770,8 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
         int64_t now = scp_now_ns();
         scp_mentry e = {.type = 1, .mode = mode & 07777, .mtime_ns = now, .ctime_ns = now, .atime_ns = now,
                         .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
-        if (rc == 0 && !adopt_spare(v, e.id)) {
+        adopted = rc == 0 && adopt_spare(v, e.id);
+        if (rc == 0 && !adopted) {
             rc = scp_random(e.id, SCP_FILEID_LEN, err);
             if (rc == 0) rc = create_objects(v, e.id, err);
         }
@@ -798,6 +799,9 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     uint64_t msize = rc == 0 ? v->man.e[i].size : 0;
     /* Fresh objects: nothing in them needs a checkpoint before the file's first journal log. */
     if (rc == 0 && created && h->f->refs == 1) h->f->j_clean = 1;
+    /* An adopted id listed ahead (jlist_prelist): its journal holds only the removed file's
+     * records, which the synced manifest log holds (its drain followed that sync). */
+    if (rc == 0 && adopted && h->f->refs == 1 && vol_jlist_has(v, h->f->id)) h->f->jl_fresh = 1;
     if (rc == 0) handle_link(v, h);
     vol_unlock(v);
     if (rc == 0 && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY) {
