@@ -2820,6 +2820,8 @@ int sh_commit_all(void) {
     for (int i = 0; i < sh.nvol; i++) {
         scp_err e;
         if (sh.vol[i].v && scp_volume_sync(sh.vol[i].v, &e)) bad = 1;
+        /* (exit, exec, fork: this process's kept objects of removed files go now too) */
+        if (sh.vol[i].v) scp_volume_drop_spares(sh.vol[i].v);
     }
     pthread_mutex_unlock(&sh.mu);
     sh_lib_leave();
