@@ -27,15 +27,8 @@
 #include <unistd.h>
 #include <malloc.h>
 
-/* Classes per doubling of the size above 128 bytes: 16 from 1 KiB to 128 KiB, 8 elsewhere
- * (ms_steps). The extra byte per object (see above) sends every power-of-two request to the
- * next class, and sqlite's speedtest1 asks for 4096 bytes 10,942 times (its page buffers) and
- * for 4096 + 264 (its page cache entries) 2,135 times: with 8 steps both took a 4608-byte
- * object, with 16 the first takes 4352. 232 classes in all (MS_MAX_CLASSES bounds them: the
- * regions must end below 2^MS_ADDR_BITS). */
-#define MS_FINE_FIRST 10 /* 16 steps for sizes in (2^10, 2^17] */
-#define MS_FINE_LAST 16
-#define MS_MAX_CLASSES 240
+#define MS_STEPS_PER_DOUBLING 8
+#define MS_MAX_CLASSES 200
 #define MS_TC_BYTES (32 * 1024)    /* cached bytes per class and thread before flushing */
 #define MS_REFILL_BYTES (16 * 1024) /* objects moved per refill, in bytes */
 #define MS_LARGE_SLOTS 65536
@@ -196,12 +189,6 @@ static uint64_t ms_magic(uint64_t size)
 _Static_assert(((uint64_t)MS_FIRST_REGION + MS_MAX_CLASSES) << MS_REGION_SHIFT <= UINT64_C(1) << MS_ADDR_BITS,
                "the regions must end below 2^MS_ADDR_BITS");
 
-/* Classes between 2^k and 2^(k+1) (k >= 7): finer where programs allocate most (see above). */
-static unsigned ms_steps(unsigned k)
-{
-    return k >= MS_FINE_FIRST && k <= MS_FINE_LAST ? 16 : 8;
-}
-
 static void ms_init_classes(void)
 {
     uint64_t size = 16;
@@ -209,12 +196,10 @@ static void ms_init_classes(void)
     while (size <= MS_MAX_CLASS_SIZE && c < MS_MAX_CLASSES) {
         ms_classes[c].size = size;
         c++;
-        unsigned k = 63u - (unsigned)__builtin_clzll(size);
-        uint64_t step = (UINT64_C(1) << k) / ms_steps(k);
+        uint64_t pow2 = UINT64_C(1) << (63 - __builtin_clzll(size));
+        uint64_t step = pow2 / MS_STEPS_PER_DOUBLING;
         size += step < 16 ? 16 : step;
     }
-    /* Every class up to MS_MAX_CLASS_SIZE has its region: none may be cut off. */
-    assert(size > MS_MAX_CLASS_SIZE);
     ms_nclasses = c;
 }
 
@@ -284,7 +269,7 @@ static void ms_init(void)
 }
 
 /* The smallest class of at least `need` (>= 1) bytes, computed from the classes' rule
- * (ms_init_classes: 16 to 128 in steps of 16, then ms_steps(k) per doubling) instead of searched for: a
+ * (ms_init_classes: 16 to 128 in steps of 16, then 8 per doubling) instead of searched for: a
  * binary search over the classes was most of the 179 instructions that a malloc took in redis
  * (glibc's: about 100). Up to 1 MiB, where every class's room is its size (layout.h). */
 #define MS_DIRECT_CLASS_MAX ((size_t)1 << 20)
@@ -293,14 +278,9 @@ static unsigned ms_class_index(size_t need)
     if (need <= 128)
         return (unsigned)((need + 15) / 16) - 1;
     unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(need - 1)); /* 2^k < need <= 2^(k+1) */
-    unsigned fine = ms_steps(k) == 16;
-    unsigned step_shift = k - 3 - fine; /* steps of 2^k / ms_steps(k) */
-    size_t j = (need - ((size_t)1 << k) + ((size_t)1 << step_shift) - 1) >> step_shift; /* 1..steps */
-    /* The classes below 2^k: 8 up to 128, then 8 or 16 per doubling from 2^7 to 2^k. */
-    unsigned below = 8 + (k - 7) * 8;
-    if (k > MS_FINE_FIRST)
-        below += ((k <= MS_FINE_LAST + 1 ? k : MS_FINE_LAST + 1) - MS_FINE_FIRST) * 8;
-    return below + (unsigned)j - 1;
+    unsigned step_shift = k - 3; /* steps of 2^k / 8 */
+    size_t j = (need - ((size_t)1 << k) + ((size_t)1 << step_shift) - 1) >> step_shift; /* 1..8 */
+    return 8 + (k - 7) * MS_STEPS_PER_DOUBLING + (unsigned)j - 1;
 }
 
 /* Smallest class with room for `need` bytes whose size is a multiple of `align` (a power of
