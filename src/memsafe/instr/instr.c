@@ -42,7 +42,7 @@
 
 enum ms_mode { MODE_HARDEN, MODE_FULL };
 
-/* &src[idx] made for the accesses of one block (element_address). */
+/* &src[idx] made for the accesses of one block, or NULL where it is not (element_address). */
 struct elem {
     LLVMValueRef src, idx;
     LLVMTypeRef ty;
@@ -309,6 +309,34 @@ static int64_t const_tail_offset(struct pass *p, LLVMValueRef gep, int from, LLV
  * and share one check (a group, or the facts of the block), as the fields of p->a, p->b do.
  * Per block, so that it dominates every access of that block that uses it; the facts that
  * reach other blocks name it and match nothing there. */
+/* Does v (a pointer) address a checked access in bb: a store, an atomic, a load in full mode? */
+static int checked_access_in(struct pass *p, LLVMValueRef v, LLVMBasicBlockRef bb)
+{
+    for (LLVMUseRef u = LLVMGetFirstUse(v); u; u = LLVMGetNextUse(u)) {
+        LLVMValueRef user = LLVMGetUser(u);
+        if (!LLVMIsAInstruction(user) || LLVMGetInstructionParent(user) != bb)
+            continue;
+        switch (LLVMGetInstructionOpcode(user)) {
+        case LLVMStore:
+            if (LLVMGetOperand(user, 1) == v)
+                return 1;
+            break;
+        case LLVMAtomicRMW:
+        case LLVMAtomicCmpXchg:
+            if (LLVMGetOperand(user, 0) == v)
+                return 1;
+            break;
+        case LLVMLoad:
+            if (p->mode == MODE_FULL)
+                return 1;
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
 static LLVMValueRef element_address(struct pass *p, LLVMValueRef gep, LLVMValueRef at)
 {
     LLVMValueRef src = LLVMGetOperand(gep, 0), idx = LLVMGetOperand(gep, 1);
@@ -319,12 +347,30 @@ static LLVMValueRef element_address(struct pass *p, LLVMValueRef gep, LLVMValueR
         if (e->src == src && e->idx == idx && e->ty == ty && e->bb == bb)
             return e->addr;
     }
+    /* Only where another field of the same element is accessed in this block: elsewhere the
+     * GEP itself stays the pointer its facts name (they then reach the blocks it dominates),
+     * and no address is added to a block that gains no merge (in sqlite's interpreter loop an
+     * extra live value costs more than it saves). */
+    int shared = 0;
+    for (LLVMUseRef u = LLVMGetFirstUse(src); u && !shared; u = LLVMGetNextUse(u)) {
+        LLVMValueRef g = LLVMGetUser(u);
+        shared = g != gep && LLVMIsAGetElementPtrInst(g) && LLVMGetOperand(g, 0) == src &&
+                 LLVMGetNumOperands(g) >= 2 && LLVMGetOperand(g, 1) == idx &&
+                 LLVMGetGEPSourceElementType(g) == ty && checked_access_in(p, g, bb);
+    }
+    /* The answer is kept, NULL too: it is given at the block's first access to the element, in
+     * every run over the block (the dry ones included), so that the address is made before
+     * every access that uses it (asked first at a later access, the sharing test can differ:
+     * it sees only direct accesses through the other GEPs). */
     if (p->nelems == p->cap_elems) {
         p->cap_elems = p->cap_elems ? 2 * p->cap_elems : 64;
         p->elems = xrealloc(p->elems, p->cap_elems * sizeof *p->elems);
     }
-    LLVMPositionBuilderBefore(p->b, at);
-    LLVMValueRef addr = LLVMBuildGEP2(p->b, ty, src, &idx, 1, "ms.elem");
+    LLVMValueRef addr = NULL;
+    if (shared) {
+        LLVMPositionBuilderBefore(p->b, at);
+        addr = LLVMBuildGEP2(p->b, ty, src, &idx, 1, "ms.elem");
+    }
     p->elems[p->nelems++] = (struct elem){ src, idx, ty, bb, addr };
     return addr;
 }
@@ -353,8 +399,11 @@ static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t 
             int64_t tail = const_tail_offset(p, v, 2, ty, &ok);
             if (!ok)
                 return v;
+            LLVMValueRef elem = element_address(p, v, at);
+            if (!elem)
+                return v;
             *off += tail;
-            return element_address(p, v, at);
+            return elem;
         }
         for (int i = 1; i < nops; i++) {
             LLVMValueRef idx = LLVMGetOperand(v, i);
