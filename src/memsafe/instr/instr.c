@@ -303,12 +303,6 @@ static int64_t const_tail_offset(struct pass *p, LLVMValueRef gep, int from, LLV
     return add;
 }
 
-/* &src[idx] as a GEP of its own, for the field GEPs of one block that share src and idx
- * (`gep %T, src, idx, <constant fields>`: p[i].a, p[i].b): made once per block, before the first
- * access that needs it (`at`), so that their accesses are constant offsets from one pointer
- * and share one check (a group, or the facts of the block), as the fields of p->a, p->b do.
- * Per block, so that it dominates every access of that block that uses it; the facts that
- * reach other blocks name it and match nothing there. */
 /* Does v (a pointer) address a checked access in bb: a store, an atomic, a load in full mode? */
 static int checked_access_in(struct pass *p, LLVMValueRef v, LLVMBasicBlockRef bb)
 {
@@ -337,6 +331,12 @@ static int checked_access_in(struct pass *p, LLVMValueRef v, LLVMBasicBlockRef b
     return 0;
 }
 
+/* &src[idx] as a GEP of its own, for the field GEPs of one block that share src and idx
+ * (`gep %T, src, idx, <constant fields>`: p[i].a, p[i].b): made once per block, before the first
+ * access that needs it (`at`), so that their accesses are constant offsets from one pointer
+ * and share one check (a group, or the facts of the block), as the fields of p->a, p->b do.
+ * Per block, so that it dominates every access of that block that uses it; the facts that
+ * reach other blocks name it and match nothing there. */
 static LLVMValueRef element_address(struct pass *p, LLVMValueRef gep, LLVMValueRef at)
 {
     LLVMValueRef src = LLVMGetOperand(gep, 0), idx = LLVMGetOperand(gep, 1);
