@@ -46,17 +46,8 @@ static int lock_objdir_byte(const char *dir) {
 
 /* Distinct object sets (.d objects) in the objects directory. */
 static int count_sets(const char *dir) {
-    char *objs = tu_path(dir, "objects");
-    DIR *d = opendir(objs);
-    REQUIRE(d);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l > 2 && strcmp(de->d_name + l - 2, ".d") == 0) n++;
-    }
-    closedir(d);
-    free(objs);
+    int n = tu_objects(dir, ".d", NULL);
+    REQUIRE(n >= 0);
     return n;
 }
 

@@ -390,8 +390,6 @@ static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t 
         if (!is_ptr(src))
             return v;
         LLVMTypeRef ty = LLVMGetGEPSourceElementType(v);
-        int nops = LLVMGetNumOperands(v);
-        int64_t add = 0;
         if (!LLVMIsAConstantInt(LLVMGetOperand(v, 1)) && LLVMIsAGetElementPtrInst(v)) {
             /* src[idx].field (or src[idx] itself, the first field): the field's constant offset
              * from the element's address. */
@@ -405,24 +403,15 @@ static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t 
             *off += tail;
             return elem;
         }
-        for (int i = 1; i < nops; i++) {
-            LLVMValueRef idx = LLVMGetOperand(v, i);
-            if (!LLVMIsAConstantInt(idx))
-                return v;
-            int64_t k = LLVMConstIntGetSExtValue(idx);
-            if (i == 1) {
-                add += k * (int64_t)LLVMABISizeOfType(p->td, ty);
-            } else if (LLVMGetTypeKind(ty) == LLVMStructTypeKind) {
-                add += (int64_t)LLVMOffsetOfElement(p->td, ty, (unsigned)k);
-                ty = LLVMStructGetTypeAtIndex(ty, (unsigned)k);
-            } else if (LLVMGetTypeKind(ty) == LLVMArrayTypeKind) {
-                ty = LLVMGetElementType(ty);
-                add += k * (int64_t)LLVMABISizeOfType(p->td, ty);
-            } else {
-                return v; /* vectors and the like: leave it */
-            }
-        }
-        *off += add;
+        /* src + idx1 elements, then the fields and array elements the other indices name */
+        LLVMValueRef idx1 = LLVMGetOperand(v, 1);
+        if (!LLVMIsAConstantInt(idx1))
+            return v;
+        int ok;
+        int64_t tail = const_tail_offset(p, v, 2, ty, &ok);
+        if (!ok)
+            return v; /* vectors and the like: leave it */
+        *off += LLVMConstIntGetSExtValue(idx1) * (int64_t)LLVMABISizeOfType(p->td, ty) + tail;
         v = src;
     }
 }
