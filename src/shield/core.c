@@ -391,12 +391,21 @@ void sh_fork_share(int fork_child) {
      * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
     if (!fork_child) sh_vol_open_hold(1);
     if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
-        sh_commit_all();
-        /* and for the volumes opened later and the images they exec */
-        sh.cfg.flags |= SCP_SHIELD_F_SHARED;
+        /* Shared first, then commit, then shared again. A write of another thread that ran
+         * before the volume went shared keeps the file's writer lock with its bytes
+         * uncommitted (set_shared skips such a file); committed only before, such a write
+         * slipped in between, and the child, holding the shared offset's lock, waited for that
+         * writer lock while the writing thread waited for the offset's lock (forkwrite.c hung
+         * in 2 of 3 runs). A write that starts once the volume is shared publishes itself. */
+        sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the volumes opened later, their execs */
         for (int i = 0; i < sh.nvol; i++) {
             scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
             if (v) scp_volume_set_shared(v); /* not opened yet: opened shared */
+        }
+        sh_commit_all(); /* waits for each file's write in progress (its rw) */
+        for (int i = 0; i < sh.nvol; i++) {
+            scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+            if (v) scp_volume_set_shared(v); /* the writer locks of what was just committed */
         }
     }
     if (!fork_child) sh_vol_open_hold(0);
