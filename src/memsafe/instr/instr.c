@@ -116,6 +116,14 @@ struct pass {
     LLVMMetadataRef ms_scope;
     unsigned md_alias_scope, md_noalias;
     struct memo hoisted; /* accesses covered by one range check before their loop */
+    struct site_tab {    /* the module's report texts, one global per distinct text (site_string) */
+        struct site_ent {
+            uint64_t hash;
+            char *text;
+            LLVMValueRef g;
+        } *tab;
+        size_t cap, len;
+    } sites;
     struct elem *elems;  /* this function's element addresses (element_address) */
     size_t nelems, cap_elems;
     const char *fname;
@@ -550,6 +558,34 @@ static void describe(struct pass *p, LLVMValueRef inst, const char *what, char *
 #define MS_SITE_SECTION "scp_ms_sites"
 static LLVMValueRef site_string(struct pass *p, const char *site)
 {
+    /* One global per distinct text, as the linker's string merging gave before: identical
+     * texts (a macro's accesses, a function inlined twice at one line) make identical report
+     * calls, which the code generator then merges (without this speedtest1's .text grew 2%). */
+    struct site_tab *t = &p->sites;
+    uint64_t h = UINT64_C(1469598103934665603);
+    for (const char *c = site; *c; c++)
+        h = (h ^ (unsigned char)*c) * UINT64_C(1099511628211);
+    if (2 * (t->len + 1) > t->cap) {
+        struct site_tab old = *t;
+        t->cap = old.cap ? 2 * old.cap : 1024;
+        t->tab = calloc(t->cap, sizeof *t->tab);
+        if (!t->tab) {
+            fprintf(stderr, "scp-ms-instr: out of memory\n");
+            exit(1);
+        }
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.tab[i].text) {
+                size_t k = old.tab[i].hash & (t->cap - 1);
+                while (t->tab[k].text)
+                    k = (k + 1) & (t->cap - 1);
+                t->tab[k] = old.tab[i];
+            }
+        free(old.tab);
+    }
+    size_t k = h & (t->cap - 1);
+    for (; t->tab[k].text; k = (k + 1) & (t->cap - 1))
+        if (t->tab[k].hash == h && !strcmp(t->tab[k].text, site))
+            return t->tab[k].g;
     LLVMValueRef init = LLVMConstStringInContext(p->ctx, site, (unsigned)strlen(site), 0);
     LLVMValueRef g = LLVMAddGlobal(p->mod, LLVMTypeOf(init), "ms.site");
     LLVMSetInitializer(g, init);
@@ -558,6 +594,13 @@ static LLVMValueRef site_string(struct pass *p, const char *site)
     LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
     LLVMSetAlignment(g, 1);
     LLVMSetSection(g, MS_SITE_SECTION);
+    char *text = strdup(site);
+    if (!text) {
+        fprintf(stderr, "scp-ms-instr: out of memory\n");
+        exit(1);
+    }
+    t->tab[k] = (struct site_ent){ h, text, g };
+    t->len++;
     return g;
 }
 
@@ -1559,6 +1602,9 @@ int main(int argc, char **argv)
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
                 p.sl_checks, p.sl_loops);
     free(p.groups);
+    for (size_t i = 0; i < p.sites.cap; i++)
+        free(p.sites.tab[i].text);
+    free(p.sites.tab);
     LLVMDisposeBuilder(p.b);
     LLVMDisposeTargetData(p.td);
     LLVMDisposeModule(p.mod);
