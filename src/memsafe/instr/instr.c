@@ -690,13 +690,18 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
         p->pruned += !p->dry;
         return;
     }
-    /* Checked on every path here, with no call since: the object still holds the range. */
-    if (facts_cover(&p->cur, x, off, off + (int64_t)n)) {
+    /* Checked on every path here, with no call since: the object still holds the range. A
+     * pointer that is its own base (loaded, an argument, a call's result) is in its object, so
+     * a check that the object holds [x + lo, x + hi) with lo >= 0 shows that it holds
+     * [x, x + hi) too: its fact starts at 0, and covers a later access at a smaller offset
+     * (p->c checked, then p->a in a block it dominates). */
+    int64_t flo = x == base && off >= 0 ? 0 : off;
+    if (facts_cover(&p->cur, x, flo, off + (int64_t)n)) {
         if (!p->dry)
             p->available++;
         return;
     }
-    facts_add(&p->cur, x, off, off + (int64_t)n);
+    facts_add(&p->cur, x, flo, off + (int64_t)n);
     if (p->dry)
         return;
     for (size_t i = 0; i < p->ngroups; i++) {
