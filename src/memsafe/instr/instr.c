@@ -383,7 +383,8 @@ static LLVMValueRef element_address(struct pass *p, LLVMValueRef gep, LLVMValueR
     return addr;
 }
 
-/* v = x + *off with constant GEP offsets stripped; returns x. `at` is the access of v. */
+/* v = x + *off with constant GEP offsets stripped; returns x. `at` is the access of v, or NULL
+ * for no element addresses (element_address: only scalar accesses ask for them). */
 static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t *off, LLVMValueRef at)
 {
     *off = 0;
@@ -403,7 +404,7 @@ static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t 
              * from the element's address. */
             int ok;
             int64_t tail = const_tail_offset(p, v, 2, ty, &ok);
-            if (!ok)
+            if (!ok || !at)
                 return v;
             LLVMValueRef elem = element_address(p, v, at);
             if (!elem)
@@ -730,13 +731,31 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
 static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVMValueRef len,
                        const char *what)
 {
-    if (!is_ptr(ptr) || p->dry)
+    if (!is_ptr(ptr))
         return;
     LLVMValueRef base = base_of(p, ptr);
     if (is_non_heap(base)) {
-        p->pruned++;
+        p->pruned += !p->dry;
         return;
     }
+    /* A constant length: the range is known checked after it, as a scalar access's is
+     * (memset(p, 0, sizeof *p), then p->a = ..), and needs no check if it already is. */
+    if (LLVMIsAConstantInt(len)) {
+        uint64_t n = LLVMConstIntGetZExtValue(len);
+        int64_t off;
+        LLVMValueRef x = strip_const_offsets(p, ptr, &off, NULL);
+        if (n > 0 && n < (UINT64_C(1) << 40) && off > -(INT64_C(1) << 40) && off < (INT64_C(1) << 40)) {
+            int64_t flo = x == base && off >= 0 ? 0 : off;
+            if (facts_cover(&p->cur, x, flo, off + (int64_t)n)) {
+                if (!p->dry)
+                    p->available++;
+                return;
+            }
+            facts_add(&p->cur, x, flo, off + (int64_t)n);
+        }
+    }
+    if (p->dry)
+        return;
     char site[320];
     describe(p, inst, what, site, sizeof site);
     emit_check(p, inst, p->check_mem_fn, base, ptr, len, site);

@@ -1,7 +1,11 @@
-/* A field written after a check of a later field of the same record, in a block that check
- * dominates: set() checks r->c (bytes 16-23); r is its own base (an argument), so that check
- * shows the object holds bytes 0-23 too, and r->a's store (bytes 0-7) needs no check of its own
- * (probes.sh counts 1 check in this file). A record too small for r->c is reported at r->c. */
+/* Accesses covered by an earlier check of the same pointer on every path to them (instr.c,
+ * scalar_access and mem_access), which probes.sh counts (2 checks in this file):
+ * - set() checks r->c (bytes 16-23); r is its own base (an argument), so that check shows the
+ *   object holds bytes 0-23 too, and r->a's store (bytes 0-7), in a block the check dominates,
+ *   needs no check of its own;
+ * - clear()'s memset of the whole record is checked (a constant length), and covers the store
+ *   to r->b after it.
+ * A record too small for them is reported at the first: clear()'s memset. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,9 +16,15 @@ struct rec {
 
 __attribute__((noinline)) static void set(struct rec *r, int k)
 {
-    r->c = 3; /* past the end when the record is shorter than 24 bytes */
+    r->c = 3;
     if (k > 0)
         r->a = k;
+}
+
+__attribute__((noinline)) static void clear(struct rec *r, int k)
+{
+    memset(r, 0, sizeof *r); /* past the end when the record is shorter than 24 bytes */
+    r->b = k;
 }
 
 int main(int argc, char **argv)
@@ -23,9 +33,9 @@ int main(int argc, char **argv)
     struct rec *r = malloc(n);
     if (!r)
         return 1;
-    memset(r, 0, n);
+    clear(r, argc);
     set(r, argc);
-    printf("a %ld\n", r->a);
+    printf("a %ld b %ld\n", r->a, r->b);
     free(r);
     return 0;
 }
