@@ -116,6 +116,14 @@ struct pass {
     LLVMMetadataRef ms_scope;
     unsigned md_alias_scope, md_noalias;
     struct memo hoisted; /* accesses covered by one range check before their loop */
+    struct site_tab {    /* the module's report texts, one global per distinct text (site_string) */
+        struct site_ent {
+            uint64_t hash;
+            char *text;
+            LLVMValueRef g;
+        } *tab;
+        size_t cap, len;
+    } sites;
     struct elem *elems;  /* this function's element addresses (element_address) */
     size_t nelems, cap_elems;
     const char *fname;
@@ -375,7 +383,8 @@ static LLVMValueRef element_address(struct pass *p, LLVMValueRef gep, LLVMValueR
     return addr;
 }
 
-/* v = x + *off with constant GEP offsets stripped; returns x. `at` is the access of v. */
+/* v = x + *off with constant GEP offsets stripped; returns x. `at` is the access of v, or NULL
+ * for no element addresses (element_address: only scalar accesses ask for them). */
 static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t *off, LLVMValueRef at)
 {
     *off = 0;
@@ -395,7 +404,7 @@ static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t 
              * from the element's address. */
             int ok;
             int64_t tail = const_tail_offset(p, v, 2, ty, &ok);
-            if (!ok)
+            if (!ok || !at)
                 return v;
             LLVMValueRef elem = element_address(p, v, at);
             if (!elem)
@@ -541,12 +550,67 @@ static void describe(struct pass *p, LLVMValueRef inst, const char *what, char *
     }
 }
 
+/* The report's text for one check, in a section of its own (MS_SITE_SECTION): the texts are read
+ * only by a report, and mixed with the program's own read-only data (as .rodata.str1.1 merged
+ * them) they made the pages the program reads larger: a read of the program's data faults in the
+ * pages around it (the kernel maps up to 64 KiB of a file at a fault), and sqlite's speedtest1
+ * had 280 KB of its .rodata resident with the texts there against 128 KB plain. In a section of
+ * their own, which the linker places after the program's read-only data, they stay on disk. */
+#define MS_SITE_SECTION "scp_ms_sites"
+static LLVMValueRef site_string(struct pass *p, const char *site)
+{
+    /* One global per distinct text, as the linker's string merging gave before: identical
+     * texts (a macro's accesses, a function inlined twice at one line) make identical report
+     * calls, which the code generator then merges (without this speedtest1's .text grew 2%). */
+    struct site_tab *t = &p->sites;
+    uint64_t h = UINT64_C(1469598103934665603);
+    for (const char *c = site; *c; c++)
+        h = (h ^ (unsigned char)*c) * UINT64_C(1099511628211);
+    if (2 * (t->len + 1) > t->cap) {
+        struct site_tab old = *t;
+        t->cap = old.cap ? 2 * old.cap : 1024;
+        t->tab = calloc(t->cap, sizeof *t->tab);
+        if (!t->tab) {
+            fprintf(stderr, "scp-ms-instr: out of memory\n");
+            exit(1);
+        }
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.tab[i].text) {
+                size_t k = old.tab[i].hash & (t->cap - 1);
+                while (t->tab[k].text)
+                    k = (k + 1) & (t->cap - 1);
+                t->tab[k] = old.tab[i];
+            }
+        free(old.tab);
+    }
+    size_t k = h & (t->cap - 1);
+    for (; t->tab[k].text; k = (k + 1) & (t->cap - 1))
+        if (t->tab[k].hash == h && !strcmp(t->tab[k].text, site))
+            return t->tab[k].g;
+    LLVMValueRef init = LLVMConstStringInContext(p->ctx, site, (unsigned)strlen(site), 0);
+    LLVMValueRef g = LLVMAddGlobal(p->mod, LLVMTypeOf(init), "ms.site");
+    LLVMSetInitializer(g, init);
+    LLVMSetGlobalConstant(g, 1);
+    LLVMSetLinkage(g, LLVMPrivateLinkage);
+    LLVMSetUnnamedAddress(g, LLVMGlobalUnnamedAddr);
+    LLVMSetAlignment(g, 1);
+    LLVMSetSection(g, MS_SITE_SECTION);
+    char *text = strdup(site);
+    if (!text) {
+        fprintf(stderr, "scp-ms-instr: out of memory\n");
+        exit(1);
+    }
+    t->tab[k] = (struct site_ent){ h, text, g };
+    t->len++;
+    return g;
+}
+
 static void emit_check(struct pass *p, LLVMValueRef before, LLVMValueRef fn, LLVMValueRef base,
                        LLVMValueRef ptr, LLVMValueRef n, const char *site)
 {
     LLVMPositionBuilderBefore(p->b, before);
     LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(before);
-    LLVMValueRef s = LLVMBuildGlobalStringPtr(p->b, site, "ms.site");
+    LLVMValueRef s = site_string(p, site);
     if (LLVMTypeOf(n) != p->i64_ty)
         n = LLVMBuildZExt(p->b, n, p->i64_ty, "");
     LLVMValueRef args[4] = { base, ptr, n, s };
@@ -563,7 +627,7 @@ static void emit_check_at(struct pass *p, LLVMValueRef before, LLVMValueRef base
     assert(0 <= lo && lo < hi);
     LLVMPositionBuilderBefore(p->b, before);
     LLVMMetadataRef loc = LLVMInstructionGetDebugLoc(before);
-    LLVMValueRef s = LLVMBuildGlobalStringPtr(p->b, site, "ms.site");
+    LLVMValueRef s = site_string(p, site);
     LLVMValueRef args[4] = { base, LLVMConstInt(p->i64_ty, (unsigned long long)lo, 0),
                              LLVMConstInt(p->i64_ty, (unsigned long long)hi, 0), s };
     LLVMValueRef call = LLVMBuildCall2(p->b, p->check_at_ty, p->check_at_fn, args, 4, "");
@@ -627,13 +691,18 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
         p->pruned += !p->dry;
         return;
     }
-    /* Checked on every path here, with no call since: the object still holds the range. */
-    if (facts_cover(&p->cur, x, off, off + (int64_t)n)) {
+    /* Checked on every path here, with no call since: the object still holds the range. A
+     * pointer that is its own base (loaded, an argument, a call's result) is in its object, so
+     * a check that the object holds [x + lo, x + hi) with lo >= 0 shows that it holds
+     * [x, x + hi) too: its fact starts at 0, and covers a later access at a smaller offset
+     * (p->c checked, then p->a in a block it dominates). */
+    int64_t flo = x == base && off >= 0 ? 0 : off;
+    if (facts_cover(&p->cur, x, flo, off + (int64_t)n)) {
         if (!p->dry)
             p->available++;
         return;
     }
-    facts_add(&p->cur, x, off, off + (int64_t)n);
+    facts_add(&p->cur, x, flo, off + (int64_t)n);
     if (p->dry)
         return;
     for (size_t i = 0; i < p->ngroups; i++) {
@@ -662,13 +731,31 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
 static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVMValueRef len,
                        const char *what)
 {
-    if (!is_ptr(ptr) || p->dry)
+    if (!is_ptr(ptr))
         return;
     LLVMValueRef base = base_of(p, ptr);
     if (is_non_heap(base)) {
-        p->pruned++;
+        p->pruned += !p->dry;
         return;
     }
+    /* A constant length: the range is known checked after it, as a scalar access's is
+     * (memset(p, 0, sizeof *p), then p->a = ..), and needs no check if it already is. */
+    if (LLVMIsAConstantInt(len)) {
+        uint64_t n = LLVMConstIntGetZExtValue(len);
+        int64_t off;
+        LLVMValueRef x = strip_const_offsets(p, ptr, &off, NULL);
+        if (n > 0 && n < (UINT64_C(1) << 40) && off > -(INT64_C(1) << 40) && off < (INT64_C(1) << 40)) {
+            int64_t flo = x == base && off >= 0 ? 0 : off;
+            if (facts_cover(&p->cur, x, flo, off + (int64_t)n)) {
+                if (!p->dry)
+                    p->available++;
+                return;
+            }
+            facts_add(&p->cur, x, flo, off + (int64_t)n);
+        }
+    }
+    if (p->dry)
+        return;
     char site[320];
     describe(p, inst, what, site, sizeof site);
     emit_check(p, inst, p->check_mem_fn, base, ptr, len, site);
@@ -1539,6 +1626,9 @@ int main(int argc, char **argv)
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
                 p.sl_checks, p.sl_loops);
     free(p.groups);
+    for (size_t i = 0; i < p.sites.cap; i++)
+        free(p.sites.tab[i].text);
+    free(p.sites.tab);
     LLVMDisposeBuilder(p.b);
     LLVMDisposeTargetData(p.td);
     LLVMDisposeModule(p.mod);
