@@ -125,6 +125,11 @@ void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
  * locks that this process holds on files without uncommitted writes are released, so another
  * process of the program can write them at once. Not undone. */
 void scp_volume_set_shared(scp_volume *vol);
+/* 1 when no other process has this volume open at this moment (each open holds a presence lock
+ * on the volume's lock file; the kernel drops it when the process closes the volume, execs or
+ * ends), 0 when another one has, or when it cannot be told. A process that may go private
+ * instead of shared (the shield, after an exec) asks this. */
+int scp_volume_alone(scp_volume *vol);
 /* Register the library's fork handlers now (idempotent; otherwise done at the first open).
  * glibc runs prepare handlers in the reverse order of registration: a caller whose own prepare
  * handler makes volume calls (a commit before fork) and that opens volumes only later registers

@@ -390,13 +390,19 @@ void sh_fork_share(int fork_child) {
      * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
      * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
     if (!fork_child) sh_vol_open_hold(1);
-    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
-        sh_commit_all();
+    if (!sh.forked && sh.nvol) {
+        /* the first fork of this image: what it opened private (all of it, unless the family
+         * was shared before its exec; open_volume) is committed and goes shared */
+        int priv = !(sh.cfg.flags & SCP_SHIELD_F_SHARED);
+        for (int i = 0; i < sh.nvol; i++) priv |= sh.vol[i].priv;
+        if (priv) sh_commit_all();
+        sh.forked = 1;
         /* and for the volumes opened later and the images they exec */
         sh.cfg.flags |= SCP_SHIELD_F_SHARED;
         for (int i = 0; i < sh.nvol; i++) {
             scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
-            if (v) scp_volume_set_shared(v); /* not opened yet: opened shared */
+            if (v && (priv || sh.vol[i].priv)) scp_volume_set_shared(v); /* not opened yet: opened shared */
+            sh.vol[i].priv = 0;
         }
     }
     if (!fork_child) sh_vol_open_hold(0);

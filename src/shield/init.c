@@ -288,7 +288,20 @@ static long open_volume(int i) {
         return -(long)(e.sys ? e.sys : EIO);
     }
     if (tag_fd >= 0) scp_volume_on_commit(v, report_tag, (void *)(uintptr_t)i);
-    if (sh.cfg.flags & SCP_SHIELD_F_SHARED) scp_volume_set_shared(v);
+    /* Shared mode comes with the configuration from the image that exec'd this one, once that
+     * family forked. It is for processes that write the same files at once; an image that has
+     * not forked itself and finds nobody else with the volume open (each open holds a presence
+     * lock) writes it alone: a server exec'd by a shell script that ran commands first (bash
+     * forks for each, mariadb-install-db before mariadbd) would otherwise pay a commit per write
+     * for its whole life. Its first fork makes it shared (sh_fork_share). One that opens the
+     * volume later in the family sees this image as a program started on its own
+     * (docs/shield.md, "fork"). Under vol_open_mu, which a fork holds too: sh.forked is stable. */
+    if (sh.cfg.flags & SCP_SHIELD_F_SHARED) {
+        if (!sh.forked && scp_volume_alone(v)) {
+            sv->priv = 1;
+            sh_trace("volume at %s: no other process has it open, private until this image forks", sv->mount);
+        } else scp_volume_set_shared(v);
+    }
     __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
     sh_trace("volume at %s opened", sv->mount);
     return 0;

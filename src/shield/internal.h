@@ -73,10 +73,12 @@ struct sh_volume {
     char mount[SCP_SHIELD_MAX_MOUNT];
     size_t mlen;
     char dirpath[64]; /* "/proc/self/fd/N" */
+    int priv;         /* opened private although the family is shared (open_volume, init.c) */
 };
 
 struct sh_state {
     int active;                 /* configuration read and volumes open */
+    int forked;                 /* this image has forked (sh_fork_share): its volumes are shared */
     scp_shield_config cfg;
     int base, nslots;           /* protected-file slots: [base, base + nslots) */
     int lo, hi;                 /* whole reserved range [lo, hi) */

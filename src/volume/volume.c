@@ -295,6 +295,24 @@ static void vol_free(scp_volume *v) {
     scp_crypto_forget_keys(); /* no thread's cached GCM context keeps this volume's keys */
 }
 
+/* Presence: every process that has the volume open holds a read lock on this byte of the lock
+ * file through its own open file description (taken at open and again by a forked child with
+ * its fresh description, vol_check_fork; dropped by the kernel with the description: close,
+ * exec, exit, kill). So whether another process has the volume open is one F_OFD_GETLK
+ * (scp_volume_alone). Far beyond the bytes that other locks use (0: the volume lock). */
+#define PRESENCE_BYTE ((off_t)1 << 40)
+
+static void presence_take(scp_volume *v) {
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1};
+    (void)fcntl(v->lockfd, F_OFD_SETLK, &fl); /* read locks never conflict with each other */
+}
+
+int scp_volume_alone(scp_volume *v) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1};
+    if (fcntl(v->lockfd, F_OFD_GETLK, &fl) < 0) return 0; /* cannot tell: not alone */
+    return fl.l_type == F_UNLCK;
+}
+
 void scp_volume_atfork_register(void) { pthread_once(&atfork_once, atfork_init); }
 
 scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
@@ -354,6 +372,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         goto fail;
     }
     hint_map(v);
+    presence_take(v);
     if (vol_lock(v, err) < 0) goto fail;
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
@@ -438,6 +457,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     if (fd < 0) return scp_fail_errno(err, "cannot reopen the volume lock after fork");
     close(v->lockfd);
     v->lockfd = fd;
+    presence_take(v); /* the parent's description still holds the parent's */
     v->pid = getpid();
     v->ofd_held = 0; /* the parent's */
     if (ofd_lock(v, err) < 0) return -1;
