@@ -20,7 +20,9 @@
 # throughput, the CPU time of each container (its cgroup's cpuacct: the service, and for secure
 # also the entry and the shield) per request, which does not move with the machine's load.
 # Environment: ROUNDS=3, REQS=30000 (redis requests per test at -c 50, a fifth at -c 1), SECS=4
-# (wrk and memcaslap seconds per run). All three services take about 5 minutes.
+# (wrk and memcaslap seconds per run). All three services take about 5 minutes. PERF=DIR: nginx's
+# and redis's profiles and system calls per request (perf_start below). AB=BUILD_DIR (nginx): a fourth server,
+# the secure image made with that build's scpctl (another tree's runtime and shield), same run.
 set -uo pipefail
 WHAT=${1:-all}
 B=${2:-build}
@@ -28,6 +30,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 SCPCTL=$(readlink -f "$B/src/scpctl")
 [ -x "$SCPCTL" ] || { echo "bench/image: no $B/src/scpctl (build first)" >&2; exit 1; }
+AB=${AB:-}
+[ -z "$AB" ] || [ -x "$AB/src/scpctl" ] || { echo "bench/image: no $AB/src/scpctl (AB= a build directory)" >&2; exit 1; }
 ROUNDS=${ROUNDS:-3}
 REQS=${REQS:-30000}
 SECS=${SECS:-4}
@@ -79,17 +83,21 @@ cg_ns() {
     fi
 }
 RUNFLAGS=(--network host -e SCP_CAS="$SCP_CAS" -e SCP_CAS_PIN="$SCP_CAS_PIN" -v "$T/sock:/run/scp")
-# secure_start NAME PORT [SED]: build the secure image, create its session (SED applied to the
-# template), docker run it
+# secure_start NAME PORT [SED] [KIND]: build the secure image, create its session (SED applied to
+# the template), docker run it as $N-NAME-KIND (default secure; base: made with $AB's scpctl, so
+# with its runtime and shield, under its own session)
 secure_start() {
-    local name=$1 port=$2
-    bash "$ROOT/images/build.sh" "$name" -t "$N/$name:1" --session "$N-$name" --port "$port" --out "$T" \
-        --scpctl "$SCPCTL" >"$T/$name.build.log" 2>&1 || die "images/build.sh $name: $(tail -5 "$T/$name.build.log")"
-    [ -n "${3:-}" ] && sed -i -e "$3" "$T/$name.session.yaml"
-    "$SCPCTL" session create "$T/$name.session.yaml" >/dev/null 2>"$T/$name.session.err" ||
-        die "session create: $(cat "$T/$name.session.err")"
-    docker run -d --name "$N-$name-secure" "${RUNFLAGS[@]}" -v "$N-$name-secure:/scp-volumes" "$N/$name:1" >/dev/null ||
-        die "docker run $name (secure)"
+    local name=$1 port=$2 kind=${4:-secure}
+    local ctl=$SCPCTL out=$T sess=$N-$name
+    [ "$kind" = base ] && ctl=$(readlink -f "$AB/src/scpctl") out=$T/ab sess=$N-$name-ab
+    mkdir -p "$out"
+    bash "$ROOT/images/build.sh" "$name" -t "$N/$name:$kind" --session "$sess" --port "$port" --out "$out" \
+        --scpctl "$ctl" >"$out/$name.build.log" 2>&1 || die "images/build.sh $name: $(tail -5 "$out/$name.build.log")"
+    [ -n "${3:-}" ] && sed -i -e "$3" "$out/$name.session.yaml"
+    "$SCPCTL" session create "$out/$name.session.yaml" >/dev/null 2>"$out/$name.session.err" ||
+        die "session create: $(cat "$out/$name.session.err")"
+    docker run -d --name "$N-$name-$kind" "${RUNFLAGS[@]}" -v "$N-$name-$kind:/scp-volumes" "$N/$name:$kind" >/dev/null ||
+        die "docker run $name ($kind)"
 }
 # wait_for WHAT CMD...: until CMD succeeds (60 s)
 wait_for() {
@@ -120,6 +128,12 @@ report() {
         cs=$(echo ${CPU[$svc-$w/secure]:-0} | tr ' ' '\n' | median)
         cp=$(echo ${CPU[$svc-$w/plain]:-0} | tr ' ' '\n' | median)
         ct=$(echo ${CPU[$svc-$w/tls]:-0} | tr ' ' '\n' | median)
+        if [ -n "${RPS[$svc-$w/base]:-}" ]; then
+            local rb cb
+            rb=$(echo ${RPS[$svc-$w/base]} | tr ' ' '\n' | median)
+            cb=$(echo ${CPU[$svc-$w/base]} | tr ' ' '\n' | median)
+            awk -v w="$w" -v rs="$rs" -v rb="$rb" -v cs="$cs" -v cb="$cb" 'BEGIN{printf "%-22s AB base %10.0f req/s %9.1f us/req: secure/base %.2fx, CPU/req %.2fx\n", w, rb, cb, rs/rb, cs/cb}'
+        fi
         awk -v w="$w" -v rs="$rs" -v rp="$rp" -v rt="$rt" -v cs="$cs" -v cp="$cp" -v ct="$ct" 'function r(a,b){return b>0?sprintf("%.2fx",a/b):"-"}
             BEGIN{printf "%-22s %10.0f %10.0f %10.0f %8s %8s | %9.1f %9.1f %9.1f %8s %8s\n", w, rs, rp, rt, r(rs,rp), r(rs,rt), cs, cp, ct, r(cs,cp), r(cs,ct)}'
     done
@@ -157,9 +171,11 @@ bench_redis() {
                     [ "$c" = 1 ] && n=$((REQS / 5))
                     local c0 c1 out
                     c0=$(cg_ns "$N-redis-$s")
+                    [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-redis-$s" "$PERF/redis-$s-$t-c$c"
                     # shellcheck disable=SC2086
                     out=$(redis-benchmark -h 127.0.0.1 ${cli[$s]} -a "$pw" -t $t -n $n -c $c -d 64 -r 100000 -q 2>&1)
                     c1=$(cg_ns "$N-redis-$s")
+                    [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/redis-$s-$t-c$c" "$n"
                     local rps
                     rps=$(echo "$out" | tr '\r' '\n' | awk -F': ' '/requests per second/{split($2,a," "); v=a[1]} END{print v+0}')
                     [ "${rps%.*}" -gt 0 ] 2>/dev/null || die "redis-benchmark against $s: $out"
@@ -172,6 +188,31 @@ bench_redis() {
     report redis "SET -c 1" "SET -c 50" "GET -c 1" "GET -c 50"
 }
 
+# PERF=DIR (nginx and redis, first round): perf_start CONTAINER PREFIX samples the container's
+# processes during the client's run (perf record -g: PREFIX.data; the secure servers only) and counts their
+# system calls (perf stat: PREFIX.stat); perf_stop PREFIX REQUESTS ends both and prints the
+# system calls per request.
+PERF_PIDS=()
+perf_start() {
+    local pids
+    pids=$(docker top "$1" -eo pid | awk 'NR > 1 {printf "%s%s", s, $1; s = ","}')
+    [ -n "$pids" ] || die "no processes in $1"
+    mkdir -p "$PERF"
+    PERF_PIDS=()
+    perf stat -e raw_syscalls:sys_enter -x, -p "$pids" -o "$2.stat" >/dev/null 2>&1 &
+    PERF_PIDS+=($!)
+    case $1 in *-secure | *-base)
+        perf record -q -g -F 499 -p "$pids" -o "$2.data" >/dev/null 2>&1 &
+        PERF_PIDS+=($!) ;;
+    esac
+}
+perf_stop() {
+    local p
+    for p in "${PERF_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
+    for p in "${PERF_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    awk -F, -v n="$2" -v f="$1" '/raw_syscalls/{printf "%s: %.2f system calls per request\n", f, $1 / n}' "$1.stat" >&2
+}
+
 # render_conf NAME PORT [LISTEN-LINE]: images/NAME/scp.conf for a plain container
 render_conf() {
     sed -e "s|listen @PORT@;|${3:-listen $2;}|" "$ROOT/images/$1/scp.conf"
@@ -181,8 +222,15 @@ bench_nginx() {
     local ps pp pt
     ps=$(free_port) pp=$(free_port) pt=$(free_port)
     secure_start nginx "$ps"
-    local pw
+    local pw pb servers="secure plain tls"
+    pb=$(free_port)
     pw=$("$SCPCTL" session secret "$N-nginx" password) || die "no password"
+    local -A pws=([secure]=$pw [plain]=$pw [tls]=$pw)
+    if [ -n "$AB" ]; then
+        secure_start nginx "$pb" "" base
+        pws[base]=$("$SCPCTL" session secret "$N-nginx-ab" password) || die "no password (base)"
+        servers="secure plain tls base"
+    fi
     mkdir -p "$T/nginx"
     printf 'scp:{PLAIN}%s\n' "$pw" >"$T/nginx/htpasswd"
     render_conf nginx "$pp" >"$T/nginx/plain.conf"
@@ -199,24 +247,29 @@ bench_nginx() {
             -v "$T/nginx/$s.conf:/etc/nginx/scp.conf:ro" -v "$T/nginx/htpasswd:/etc/nginx/scp.htpasswd:ro" \
             scp-nginx-base:bookworm >/dev/null || die "docker run nginx ($s)"
     done
-    local -A url=([secure]="https://127.0.0.1:$ps" [plain]="http://127.0.0.1:$pp" [tls]="https://127.0.0.1:$pt")
-    local -A ca=([secure]="$CA" [plain]="$CA" [tls]="$T/tls/ca.crt")
+    local -A url=([secure]="https://127.0.0.1:$ps" [plain]="http://127.0.0.1:$pp" [tls]="https://127.0.0.1:$pt" [base]="https://127.0.0.1:$pb")
+    local -A ca=([secure]="$CA" [plain]="$CA" [tls]="$T/tls/ca.crt" [base]="$CA")
     head -c 1024 /dev/urandom | base64 -w 64 | head -c 1024 >"$T/nginx/1k.html"
     head -c 102400 /dev/urandom >"$T/nginx/100k.bin"
-    for s in secure plain tls; do
+    for s in $servers; do
         wait_for "nginx-$s" sh -c "[ \"\$(curl -s --cacert ${ca[$s]} -o /dev/null -w '%{http_code}' ${url[$s]}/)\" != 000 ]"
         for f in 1k.html 100k.bin; do
-            [ "$(curl -s --cacert "${ca[$s]}" -o /dev/null -w '%{http_code}' -u "scp:$pw" -T "$T/nginx/$f" "${url[$s]}/$f")" = 201 ] ||
+            [ "$(curl -s --cacert "${ca[$s]}" -o /dev/null -w '%{http_code}' -u "scp:${pws[$s]}" -T "$T/nginx/$f" "${url[$s]}/$f")" = 201 ] ||
                 die "PUT $f to nginx ($s)"
         done
+        # the TLS servers' protocol and cipher, as curl negotiates them (wrk's OpenSSL: the same defaults)
+        [ "$s" = plain ] || echo "nginx-$s: $(curl -sv --cacert "${ca[$s]}" -o /dev/null "${url[$s]}/1k.html" 2>&1 |
+            sed -n 's/.*SSL connection using //p')" >&2
     done
     for r in $(seq "$ROUNDS"); do
         for f in 1k.html 100k.bin; do
-            for s in secure plain tls; do
+            for s in $servers; do
                 local c0 c1 out rps reqs
                 c0=$(cg_ns "$N-nginx-$s")
+                [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-nginx-$s" "$PERF/nginx-$s-$f"
                 out=$(wrk -t 2 -c 50 -d "${SECS}s" "${url[$s]}/$f" 2>&1)
                 c1=$(cg_ns "$N-nginx-$s")
+                [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/nginx-$s-$f" "$(echo "$out" | awk '/requests in/{print $1}')"
                 rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
                 reqs=$(echo "$out" | awk '/requests in/{print $1}')
                 [ -n "$rps" ] && [ "${reqs:-0}" -gt 0 ] || die "wrk against nginx ($s): $out"

@@ -11,20 +11,35 @@
 #   sqlite3 process: task-clock and block requests issued per transaction, figures that move
 #   less with the machine's load than throughput does; needs perf), PROFILE=0|1 (perf record
 #   of the scp sqlite3 in each mode: the share of its CPU samples in each library, and the
-#   volume library's and OpenSSL's samples per sqlite's own, a ratio of one run).
+#   volume library's and OpenSSL's samples per sqlite's own, a ratio of one run),
+#   AB=OTHER_BUILD (optional: also run the volume lines with that build's scpctl, as "base",
+#   on a volume of its own, alternating with plain and scp within each round; prints
+#   scp/base too).
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$B/src/scpctl
 MKVOL=$B/tests/shield/shield-mkvol
+if [ -n "${AB:-}" ]; then
+    [ -x "$AB/src/scpctl" ] || { echo "sqlite.sh: AB=$AB holds no src/scpctl" >&2; exit 2; }
+    FSES="plain scp base"
+else
+    FSES="plain scp"
+fi
 ROUNDS=${ROUNDS:-3}
 TXNS=${TXNS:-2000}
 MODES=${MODES:-wal delete}
 T=$(mktemp -d "${BASE:-/var/tmp}/scp-sqlite-bench.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 "$MKVOL" "$T/key" "$T/vol" 4096 || exit 1
+if [ -n "${AB:-}" ]; then "$MKVOL" "$T/bkey" "$T/bvol" 4096 >/dev/null || exit 1; fi
 mkdir -p "$T/plain"
-pre() { if [ "$1" = scp ]; then echo "$SCPCTL run --volume $T/vol:$T/mnt --key-file $T/key --"; fi; }
-dir() { if [ "$1" = scp ]; then echo "$T/mnt"; else echo "$T/plain"; fi; }
+pre() {
+    case $1 in
+    scp) echo "$SCPCTL run --volume $T/vol:$T/mnt --key-file $T/key --" ;;
+    base) echo "$AB/src/scpctl run --volume $T/bvol:$T/bmnt --key-file $T/bkey --" ;;
+    esac
+}
+dir() { case $1 in scp) echo "$T/mnt" ;; base) echo "$T/bmnt" ;; *) echo "$T/plain" ;; esac; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 declare -A R
 pragma() { if [ "$1" = wal ]; then echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"; else echo "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"; fi; }
@@ -86,19 +101,29 @@ if [ "${PROFILE:-0}" = 1 ]; then
     for jm in $MODES; do profile "$jm"; done
 fi
 if [ "${CPU:-0}" = 1 ]; then
-    for jm in $MODES; do for fs in plain scp; do cpu "$fs" "$jm"; done; done
+    for jm in $MODES; do for fs in $FSES; do cpu "$fs" "$jm"; done; done
 fi
 if [ "${STRACE:-0}" = 1 ]; then
-    for jm in $MODES; do for fs in plain scp; do flushes "$fs" "$jm"; done; done
+    for jm in $MODES; do for fs in $FSES; do flushes "$fs" "$jm"; done; done
 fi
 for r in $(seq 1 "$ROUNDS"); do
-    for jm in $MODES; do for fs in plain scp; do
+    for jm in $MODES; do for fs in $FSES; do
         v=$(run_once "$fs" "$jm"); R[$jm,$fs]="${R[$jm,$fs]:-} $v"; echo "  round $r $jm $fs: $v txn/s"
     done; done
 done
-echo "| sqlite3, $TXNS one-row transactions | plain txn/s | scp txn/s | scp/plain |"
-echo "|---|---:|---:|---:|"
+if [ -n "${AB:-}" ]; then
+    echo "| sqlite3, $TXNS one-row transactions | plain txn/s | scp txn/s | base txn/s | scp/plain | base/plain | scp/base |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+else
+    echo "| sqlite3, $TXNS one-row transactions | plain txn/s | scp txn/s | scp/plain |"
+    echo "|---|---:|---:|---:|"
+fi
 for jm in $MODES; do
     p=$(echo ${R[$jm,plain]} | tr ' ' '\n' | median); s=$(echo ${R[$jm,scp]} | tr ' ' '\n' | median)
-    awk -v j="$jm" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", j, p, s, s / p }'
+    if [ -n "${AB:-}" ]; then
+        b=$(echo ${R[$jm,base]} | tr ' ' '\n' | median)
+        awk -v j="$jm" -v p="$p" -v s="$s" -v b="$b" 'BEGIN { printf "| %s | %s | %s | %s | %.2fx | %.2fx | %.2fx |\n", j, p, s, b, s / p, b / p, s / b }'
+    else
+        awk -v j="$jm" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", j, p, s, s / p }'
+    fi
 done

@@ -146,6 +146,11 @@ void scp_volume_atfork_register(void);
 /* Make every namespace operation so far durable (fsync of a directory). Reports the new tag. */
 int scp_volume_sync(scp_volume *vol, scp_err *err);
 
+/* Delete the objects of removed files that this process keeps for its next creates (object
+ * reuse, docs/volume-format.md): for a process that exits or execs without
+ * scp_volume_close, after its last scp_volume_sync (else the next opener's collection does). */
+void scp_volume_drop_spares(scp_volume *vol);
+
 int scp_volume_stat(scp_volume *vol, const char *path, scp_vstat *st, scp_err *err);
 int scp_volume_mkdir(scp_volume *vol, const char *path, uint32_t mode, scp_err *err);
 int scp_volume_rmdir(scp_volume *vol, const char *path, scp_err *err);

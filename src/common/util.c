@@ -2,6 +2,7 @@
 #include "common/util.h"
 
 #include <assert.h>
+#include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,9 +12,11 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/log.h"
 #include "crypto/crypto.h"
 
 ssize_t scp_pread_full(int fd, void *buf, size_t n, uint64_t off) {
@@ -290,4 +293,14 @@ char *scp_escape_text(const char *in, char *out, size_t outsz) {
     }
     out[o] = 0;
     return out;
+}
+
+int scp_exit_code(int wstatus, const char *who) {
+    if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+    if (!WIFSIGNALED(wstatus)) return 1;
+    int sig = WTERMSIG(wstatus);
+    if (sig != SIGINT && sig != SIGPIPE)
+        scp_log(SCP_LOG_WARN, who, "the program was killed by signal %d (%s)%s", sig, strsignal(sig),
+                WCOREDUMP(wstatus) ? ", core dumped" : "");
+    return 128 + sig;
 }

@@ -41,6 +41,12 @@ int scp_key_file_read(const char *path, uint8_t key[32], scp_err *err);
 /* Write 32 fresh random bytes to a new file with mode 0600 (fails if it exists). */
 int scp_key_file_generate(const char *path, scp_err *err);
 
+/* The exit code a shell would give for a child's wait status: its exit status, or 128 + the
+ * signal that killed it. A death by a signal other than SIGINT and SIGPIPE is logged (as a
+ * shell reports it) under who: otherwise a crashed program leaves no trace when its output
+ * goes to a file or a pipe. */
+int scp_exit_code(int wstatus, const char *who);
+
 /* Current wall-clock time in ns since the epoch. */
 int64_t scp_now_ns(void);
 

@@ -472,7 +472,7 @@ static int reap_all(pid_t prog, pid_t relay[3]) {
     int st, status = -1;
     pid_t r;
     while ((r = waitpid(-1, &st, WNOHANG)) > 0) {
-        if (r == prog) status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+        if (r == prog) status = scp_exit_code(st, "scpctl run");
         for (int k = 1; k < 3; k++)
             if (relay[k] == r) relay[k] = 0;
     }
@@ -521,7 +521,7 @@ static int wait_status(pid_t pid) {
     int st;
     while (waitpid(pid, &st, 0) < 0)
         if (errno != EINTR) return 1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+    return scp_exit_code(st, "scpctl run");
 }
 
 static int buf_add(char **buf, size_t *len, const void *p, size_t n) {
@@ -1205,7 +1205,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
                 if (s1 >= 0) exited = 1, status = s1;
             } else if (waitpid(pid, &st, WNOHANG) == pid) {
                 exited = 1;
-                status = WIFEXITED(st) ? WEXITSTATUS(st) : WIFSIGNALED(st) ? 128 + WTERMSIG(st) : 1;
+                status = scp_exit_code(st, WHO(o));
             }
             continue;
         }
@@ -1227,7 +1227,8 @@ out:
      * after the program's last sealed byte reached the host's descriptor */
     for (int sk = 1; sk < 3; sk++) {
         if (con_end[sk] >= 0) close(con_end[sk]);
-        if (relay[sk] > 0) wait_status(relay[sk]);
+        if (relay[sk] > 0)
+            while (waitpid(relay[sk], NULL, 0) < 0 && errno == EINTR) {}
     }
     if (tsync) munmap(tsync, 4096);
     if (rn.page) munmap(rn.page, sizeof *rn.page);

@@ -250,11 +250,6 @@ static int lo_up(scp_err *err) {
 
 static const int fwd_sigs[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
 
-static int status_code(int st) {
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return 1;
-}
 
 /* A process of the namespace that carries a shielded TLS connection for the program (the
  * network shield's relay, src/shield/net_relay.c) still runs: it holds what the program wrote
@@ -303,7 +298,7 @@ __attribute__((noreturn)) static void supervise(pid_t child, const sigset_t *set
         pid_t p;
         while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
             if (p != child) continue;
-            int code = status_code(st);
+            int code = scp_exit_code(st, "scpctl run");
             /* like docker: the container ends with its program. Only ever as pid 1 of a
              * pid namespace: anywhere else kill(-1) would reach every process of the host. */
             if (init && getpid() == 1) {

@@ -390,19 +390,22 @@ void sh_fork_share(int fork_child) {
      * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
      * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
     if (!fork_child) sh_vol_open_hold(1);
-    if (!sh.forked && sh.nvol) {
-        /* the first fork of this image: what it opened private (all of it, unless the family
-         * was shared before its exec; open_volume) is committed and goes shared */
-        int priv = !(sh.cfg.flags & SCP_SHIELD_F_SHARED);
-        for (int i = 0; i < sh.nvol; i++) priv |= sh.vol[i].priv;
-        if (priv) sh_commit_all();
-        sh.forked = 1;
-        /* and for the volumes opened later and the images they exec */
-        sh.cfg.flags |= SCP_SHIELD_F_SHARED;
+    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
+        /* Shared first, then commit, then shared again. A write of another thread that ran
+         * before the volume went shared keeps the file's writer lock with its bytes
+         * uncommitted (set_shared skips such a file); committed only before, such a write
+         * slipped in between, and the child, holding the shared offset's lock, waited for that
+         * writer lock while the writing thread waited for the offset's lock (forkwrite.c hung
+         * in 2 of 3 runs). A write that starts once the volume is shared publishes itself. */
+        sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the volumes opened later, their execs */
         for (int i = 0; i < sh.nvol; i++) {
             scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
-            if (v && (priv || sh.vol[i].priv)) scp_volume_set_shared(v); /* not opened yet: opened shared */
-            sh.vol[i].priv = 0;
+            if (v) scp_volume_set_shared(v); /* not opened yet: opened shared */
+        }
+        sh_commit_all(); /* waits for each file's write in progress (its rw) */
+        for (int i = 0; i < sh.nvol; i++) {
+            scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+            if (v) scp_volume_set_shared(v); /* the writer locks of what was just committed */
         }
     }
     if (!fork_child) sh_vol_open_hold(0);
@@ -2826,6 +2829,8 @@ int sh_commit_all(void) {
     for (int i = 0; i < sh.nvol; i++) {
         scp_err e;
         if (sh.vol[i].v && scp_volume_sync(sh.vol[i].v, &e)) bad = 1;
+        /* (exit, exec, fork: this process's kept objects of removed files go now too) */
+        if (sh.vol[i].v) scp_volume_drop_spares(sh.vol[i].v);
     }
     pthread_mutex_unlock(&sh.mu);
     sh_lib_leave();

@@ -32,6 +32,7 @@
  *     program was told was written even if the program never writes again.
  */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -1043,8 +1044,51 @@ long net_write(nconn *c, const void *buf, size_t n, int flags) {
 }
 
 long net_write_tls(nconn *c, const void *buf, size_t n, int flags) {
+    struct iovec v = {(void *)buf, n};
+    return net_writev_tls(c, &v, 1, n, flags, NULL);
+}
+
+/* The pieces of a vector as net_writev_tls takes them, a record at a time. */
+struct wsrc {
+    const struct iovec *iov;
+    long cnt, i;  /* the piece being taken */
+    size_t off;   /* bytes of it taken */
+    char *g;      /* NET_REC bytes to gather a record that spans pieces */
+};
+
+/* The next len bytes: where they lie when one piece holds them all, else copied into s->g.
+ * The caller asks for no more than the vector holds. */
+static const char *wsrc_take(struct wsrc *s, size_t len) {
+    while (s->i < s->cnt && s->off == s->iov[s->i].iov_len) s->i++, s->off = 0;
+    assert(s->i < s->cnt && len <= NET_REC);
+    const struct iovec *v = &s->iov[s->i];
+    if (v->iov_len - s->off >= len) {
+        const char *p = (const char *)v->iov_base + s->off;
+        s->off += len;
+        return p;
+    }
+    for (size_t got = 0; got < len;) {
+        assert(s->i < s->cnt);
+        v = &s->iov[s->i];
+        size_t k = v->iov_len - s->off < len - got ? v->iov_len - s->off : len - got;
+        memcpy(s->g + got, (const char *)v->iov_base + s->off, k);
+        got += k;
+        s->off += k;
+        if (s->off == v->iov_len) s->i++, s->off = 0;
+    }
+    return s->g;
+}
+
+/* net_write_tls over a vector of n bytes in all (cnt pieces): the records are cut from the
+ * whole, not from each piece, and a record is gathered (into g, NET_REC bytes) only when it
+ * spans pieces; g may be NULL when one piece holds everything. So a sendfile from the volume's
+ * plaintext cache (4 KiB chunks) costs one copy of each record into g, just before OpenSSL
+ * takes it (while it is in the CPU's cache), and a record that the kernel's full socket
+ * stops is the only one copied for nothing. */
+long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int flags, char *g) {
     if (c->failed) return -c->failed;
     if (c->wr_shut) return -EPIPE;
+    assert(g || cnt == 1 || n == 0);
     int nosig = (flags & MSG_NOSIGNAL) != 0;
     int nb = -1;
 #define NONBLOCK() (nb < 0 ? (nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd)) : nb)
@@ -1056,32 +1100,44 @@ long net_write_tls(nconn *c, const void *buf, size_t n, int flags) {
     if (!c->hs_done) {
         long h = handshake(c, 0);
         if (h == -EAGAIN && NONBLOCK()) {
-            if (c->plen + n > NET_PENDING_MAX) return -EAGAIN;
+            /* kept until the handshake ends, up to NET_PENDING_MAX: a short write beyond */
+            if (c->plen >= NET_PENDING_MAX) return -EAGAIN;
+            if (n > NET_PENDING_MAX - c->plen) n = NET_PENDING_MAX - c->plen;
             char *nb2 = realloc(c->pbuf, c->plen + n);
             if (!nb2) return -ENOMEM;
-            memcpy(nb2 + c->plen, buf, n);
             c->pbuf = nb2;
-            c->plen += n;
+            struct wsrc s = {iov, cnt, 0, 0, NULL};
+            for (size_t k = 0; k < n;) {
+                while (s.off == iov[s.i].iov_len) s.i++, s.off = 0;
+                size_t m = iov[s.i].iov_len - s.off < n - k ? iov[s.i].iov_len - s.off : n - k;
+                memcpy(nb2 + c->plen, (const char *)iov[s.i].iov_base + s.off, m);
+                c->plen += m;
+                s.off += m;
+                k += m;
+            }
             return (long)n;
         }
         if (h == -EAGAIN) h = handshake(c, 1);
         if (h < 0) return h;
     }
     struct obuf *o = c->wq;
+    struct wsrc s = {iov, cnt, 0, 0, g};
     size_t done = 0;
     while (done < n) {
         /* Records of 16 KiB, except a short one first (n not a multiple): it waits in the write
          * BIO and leaves with the next record's sendmsg (obuf_write), which then is whole and
          * sent from OpenSSL's buffer. 16 KiB + 8 bytes: two records, one system call. */
-        size_t left = n - done, chunk = left <= 16384 ? left : left % 16384 ? left % 16384 : 16384, w = 0;
+        size_t left = n - done, chunk = left <= NET_REC ? left : left % NET_REC ? left % NET_REC : NET_REC, w = 0;
         int lead = chunk < left;
+        const char *p = wsrc_take(&s, chunk);
         o->direct = !lead;
-        int ok = SSL_write_ex(c->ssl, (const char *)buf + done, chunk, &w);
+        int ok = SSL_write_ex(c->ssl, p, chunk, &w);
         o->direct = 0;
         if (ok != 1) {
             long r = net_conn_fail(c, "TLS write failed", EIO);
             return done ? (long)done : r;
         }
+        assert(w == chunk); /* no partial writes (SSL_MODE_ENABLE_PARTIAL_WRITE is off) */
         done += w;
         if (lead) continue;
         long f = net_flush(c, 0, nosig);

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <openssl/ssl.h>
 
@@ -144,6 +145,8 @@ long net_flush(nconn *c, int block, int nosig);
 long net_read(nconn *c, void *buf, size_t n, int flags);
 long net_write(nconn *c, const void *buf, size_t n, int flags);
 long net_write_tls(nconn *c, const void *buf, size_t n, int flags); /* net_write without a protocol's rewriting */
+#define NET_REC 16384 /* the plaintext of a full TLS record */
+long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int flags, char *g);
 /* For net_start.c (c->mu held): receive into the read BIO (bytes, 0 at EOF, -errno); wait for
  * the socket (0, -EAGAIN on timeout, or the failure); fail the connection with a log line;
  * append to a BIO's buffer (0 or -1). */

@@ -15,6 +15,7 @@
 #include <dlfcn.h>
 #include <stdint.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/aio_abi.h>
 #include <poll.h>
@@ -97,9 +98,9 @@ static long c_write(nconn *c, const void *buf, size_t n, int flags) {
 }
 
 #define GATHER_MAX (64 * 1024)
-/* Large pieces (16 KiB and more) of a vector over GATHER_MAX are written where they are, the
- * pieces between them gathered: beyond 64 KiB a copy saves no system call (every full record
- * has its own), so it is only a cost. Stops at a short write, as the kernel's writev. */
+/* A protocol's connection (proto mysql rewrites what it writes): large pieces (16 KiB and
+ * more) of a vector over GATHER_MAX are written where they are, the pieces between them
+ * gathered. Stops at a short write, as the kernel's writev. */
 static long c_writev_big(nconn *c, const struct iovec *iov, long cnt, int flags, char *g) {
     long total = 0;
     size_t glen = 0;
@@ -127,8 +128,9 @@ static long c_writev_big(nconn *c, const struct iovec *iov, long cnt, int flags,
     return total;
 }
 
-/* The iovec's bytes in one buffer, so that many small pieces make one record, not one record
- * each (up to GATHER_MAX; beyond, c_writev_big). */
+/* A vector's bytes make records as one buffer's would, not one record per piece: TLS
+ * connections cut them from the vector, a record at a time (net_writev_tls); a protocol's
+ * connection gets them gathered (up to GATHER_MAX; beyond, c_writev_big). */
 static long c_writev(nconn *c, const struct iovec *iov, long cnt, int flags) {
     if (cnt < 0 || cnt > 1024) return -EINVAL;
     if (cnt == 1) return c_write(c, iov[0].iov_base, iov[0].iov_len, flags);
@@ -136,9 +138,18 @@ static long c_writev(nconn *c, const struct iovec *iov, long cnt, int flags) {
     if (!g) return -ENOMEM;
     size_t len = 0;
     for (long i = 0; i < cnt; i++) {
-        if (iov[i].iov_len > GATHER_MAX - len) return c_writev_big(c, iov, cnt, flags, g);
+        if (iov[i].iov_len > (size_t)SSIZE_MAX - len) return -EINVAL; /* as the kernel */
         len += iov[i].iov_len;
     }
+    pthread_mutex_lock(&c->mu);
+    if (!c->my) {
+        long r = net_writev_tls(c, iov, cnt, len, flags, g);
+        net_update(c);
+        pthread_mutex_unlock(&c->mu);
+        return r;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (len > GATHER_MAX) return c_writev_big(c, iov, cnt, flags, g);
     len = 0;
     for (long i = 0; i < cnt; i++) {
         memcpy(g + len, iov[i].iov_base, iov[i].iov_len);

@@ -390,6 +390,7 @@ int file_checkpoint(scp_file *f, scp_err *err) {
 }
 
 int journal_release(scp_file *f, scp_err *err) {
+    if (f->jl_fresh) return 0; /* (listed ahead: nothing of its own to keep) */
     return vol_jlist_has(f->vol, f->id) ? vol_mlog_sync(f->vol, err) : 0;
 }
 

@@ -39,6 +39,10 @@ enum commit_state {
     CS_APPLIED,   /* the journal applied in place */
 };
 
+/* How many removed files' objects a process keeps for reuse: a durable commit through the
+ * log drains up to the journal list's 32 at once (docs/volume-format.md, "Object reuse"). */
+#define VOL_SPARE_MAX 64
+
 struct scp_volume {
     int dirfd;      /* the volume directory */
     int objfd;      /* its objects/ directory */
@@ -103,6 +107,10 @@ struct scp_volume {
                            * one-flush records may not be in the synced log yet */
     size_t ndoomed_kept;  /* the first ndoomed_kept of doomed were kept so: their removal is
                            * durable already (no sync is pending for them) */
+    /* removed files' objects, kept for the next creates (not shared, this process only:
+     * vol_doomed_drain, adopt_spare in vfile.c) */
+    uint8_t spare[VOL_SPARE_MAX][SCP_FILEID_LEN];
+    size_t nspare;
     scp_file *files;  /* files loaded in this process */
     long nhandles;
     scp_vfile *handles; /* the open handles (under mu), for the fork child (volume.c) */
@@ -203,6 +211,9 @@ struct scp_file {
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
+    int jl_fresh;               /* listed ahead (an adopted id, jlist_prelist in manifest.c)
+                                 * and no one-flush record written since: its journal holds
+                                 * none that the synced manifest log lacks */
     enum commit_state cstate;   /* of the commit running (under rw for writing), commit.c */
     int unloaded;               /* a (re)load failed half-way: the table in memory is not the
                                  * authenticated one, so reads and writes fail until a load
@@ -341,6 +352,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err);
  * every file so marked (called by a durable commit). */
 void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
 void vol_doomed_drain(scp_volume *v);
+void vol_spare_drop(scp_volume *v);
 /* Find an entry by normalized path; returns its index or -1. */
 long man_find(const scp_manifest *m, const char *path);
 /* The index of the first entry that sorts at or after path + "/" (where path's descendants

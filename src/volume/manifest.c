@@ -989,17 +989,50 @@ static void jmark_set(scp_volume *v, uint64_t gen) {
 /* manifest.log was synced with every record this process took in (or a slot holds the
  * state): no journal is needed to recover any of them, so the list and the mark go (unsynced:
  * a stale list only makes an open look in more journals). */
+static void jlist_prelist(scp_volume *v);
 static void jlist_clear(scp_volume *v) {
     uint8_t z[12] = {0}, *m = lock_page(v);
     if (m) { /* (only what is set: a store dirties the page, which the kernel then writes) */
         if (memcmp(m + VOL_JMARK_OFF, z, 8) != 0) memset(m + VOL_JMARK_OFF, 0, 8);
         if (memcmp(m + VOL_JLIST_OFF, z, 4) != 0) memset(m + VOL_JLIST_OFF, 0, 4);
+        jlist_prelist(v);
         return;
     }
     if (v->lockfd < 0) return;
     if (jmark_get(v)) (void)!pwrite(v->lockfd, z, 8, VOL_JMARK_OFF);
     uint8_t c[4] = {0};
     if (pread(v->lockfd, c, 4, VOL_JLIST_OFF) == 4 && scp_get_u32(c))
+        (void)!pwrite(v->lockfd, z, 4, VOL_JLIST_OFF);
+    jlist_prelist(v);
+}
+
+/* Outside shared mode, right after the list was emptied: list the ids kept for reuse
+ * (vol_doomed_drain) that the next creates take first, with one sync, so that each such
+ * file's first one-flush commit finds its journal listed (jlist_add) instead of syncing the
+ * lock file itself: sqlite's rollback journal is a new file each transaction, and that sync
+ * was one of its five flushes. Four places stay free for other files. Listing a journal that
+ * holds nothing of its own only makes an open look in it: its old records (of the removed
+ * file, the same key) are of generations the synced log already holds, and fail the
+ * adoption's generation and chain test. If the sync fails, the list is emptied again (not
+ * durably: a stale list is harmless) and creates list themselves as before. */
+static void jlist_prelist(scp_volume *v) {
+    if (v->shared || v->nspare == 0 || v->lockfd < 0) return;
+    uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN], c[4], z[4] = {0};
+    size_t n = 0;
+    /* (the spares are taken from the end; only journals up to 1 MiB, since an open after a
+     * crash reads every listed one whole) */
+    for (size_t k = v->nspare; k-- > 0 && n < VOL_JLIST_MAX - 4;) {
+        char name[48];
+        struct stat st;
+        vol_object_name(v->spare[k], ".j", name);
+        if (fstatat(v->objfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > (1 << 20))
+            continue;
+        memcpy(ids + n++ * SCP_FILEID_LEN, v->spare[k], SCP_FILEID_LEN);
+    }
+    if (n == 0) return;
+    scp_put_u32(c, (uint32_t)n);
+    if (pwrite(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_JLIST_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN) ||
+        pwrite(v->lockfd, c, 4, VOL_JLIST_OFF) != 4 || fdatasync(v->lockfd) < 0)
         (void)!pwrite(v->lockfd, z, 4, VOL_JLIST_OFF);
 }
 
@@ -1145,6 +1178,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     else if (nlazy < 0) rc = -1;
     else if (jlist_add(v, f->id) < 0) rc = 1;
     if (rc == 0) {
+        f->jl_fresh = 0; /* (its journal now holds a record that only it may keep) */
         jmark_set(v, v->gen + 1);
         /* Before the run goes behind f's last commit: the run names no root of f, yet it moves
          * f's journal end, and a writer in another process appends there only after it took in

@@ -124,6 +124,7 @@ static void fork_child(void) {
             f->cstate = CS_IDLE;
         }
         for (scp_vfile *h = v->handles; h; h = h->hnext) pthread_mutex_init(&h->cur_mu, NULL);
+        v->nspare = 0; /* the parent's: it may reuse them */
         fork_unref_files(v);
         v->forked_midway = 1; /* the first call reloads the manifest, as before this handler */
     }
@@ -426,6 +427,9 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     pthread_mutex_unlock(&v->mu);
     /* Only what this process left pending: a close after reads alone writes nothing. */
     if (sync_pending(v, 0, rc < 0 ? NULL : err) < 0) rc = -1;
+    pthread_mutex_lock(&v->mu);
+    vol_spare_drop(v);
+    pthread_mutex_unlock(&v->mu);
     /* Format 3: a volume at rest keeps its state in a slot, its log empty (one whole write per
      * close that follows commits; a failure only leaves the log to be read at the next open). */
     if (rc == 0 && v->mlog && vol_lock(v, NULL) == 0) {
@@ -605,6 +609,7 @@ void vol_object_owner(scp_volume *v, int fd) {
 void scp_volume_set_shared(scp_volume *v) {
     pthread_mutex_lock(&v->mu);
     v->shared = 1;
+    vol_spare_drop(v); /* (processes share the volume: the id is only this one's to reuse) */
     /* A writer lock held from before (a write of this process, committed since) would make
      * every other process's shared write wait until this one writes again or closes: a shell
      * that wrote to a redirection and then waits for the child it started on the same file
@@ -959,11 +964,35 @@ void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
     vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 1);
 }
 
+/* Whether this process has the file `id` loaded (caller holds mu). */
+static int vol_file_loaded(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    for (scp_file *f = v->files; f; f = f->next)
+        if (memcmp(f->id, id, SCP_FILEID_LEN) == 0) return 1;
+    return 0;
+}
+
+/* Delete the kept objects (caller holds mu): at close, in a fork child (which must not reuse
+ * the parent's), and when the volume turns shared. A process that dies with a spare leaves
+ * it to the next opener's collection (the lock file's flag, set when it was doomed). */
+void vol_spare_drop(scp_volume *v) {
+    while (v->nspare > 0) unlink_objects(v, v->spare[--v->nspare]);
+}
+
 void vol_doomed_drain(scp_volume *v) {
     size_t k = 0;
     for (size_t i = 0; i < v->ndoomed; i++) {
         if (v->doom_keep_listed && vol_jlist_has(v, v->doomed[i])) {
             memmove(v->doomed[k++], v->doomed[i], SCP_FILEID_LEN); /* (for a later drain) */
+            continue;
+        }
+        /* Outside shared mode, a removed file whose removal is now durable keeps its
+         * objects for the next file created (create_objects): sqlite's rollback journal is
+         * created and removed once per transaction, and each new set of objects cost three
+         * inodes and a sync of the objects directory. No durable state names the id any more
+         * (this drain follows the commit that made the removal durable), so no power cut
+         * brings back a file that the next one's writes would clobber. */
+        if (v->nspare < VOL_SPARE_MAX && !v->shared && !vol_file_loaded(v, v->doomed[i])) {
+            memcpy(v->spare[v->nspare++], v->doomed[i], SCP_FILEID_LEN);
             continue;
         }
         unlink_objects(v, v->doomed[i]);
@@ -989,6 +1018,12 @@ static int sync_pending(scp_volume *v, int all, scp_err *err) {
 }
 
 int scp_volume_sync(scp_volume *v, scp_err *err) { return sync_pending(v, 1, err); }
+
+void scp_volume_drop_spares(scp_volume *v) {
+    pthread_mutex_lock(&v->mu);
+    vol_spare_drop(v);
+    pthread_mutex_unlock(&v->mu);
+}
 
 int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     char p[SCP_MAX_PATH + 1];

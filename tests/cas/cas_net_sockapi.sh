@@ -30,10 +30,12 @@ PLAIN=$(freeport)     # a plaintext listener outside the shield
 PX=$(freeport)        # the exec case's listen port
 UDPP=$(freeport)      # a UDP port the policy does not name
 MARK=SCPSOCKAPI$RANDOM$RANDOM
+VECBIG="1000, 17000, 3, 40000, 20480, 70001" # writev pieces (bytes): 148,484 in all
 
 cat >"$T/api.py" <<PY
 import ctypes, errno, os, select, socket, sys
 MARK = b"$MARK"
+VECBIG = ($VECBIG)
 libc = ctypes.CDLL(None, use_errno=True)
 def log(*a): print(*a, flush=True)
 ls = socket.socket(); ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -116,6 +118,11 @@ for _ in range(5):
         got = bytes(b1 + b2)[:n]
         m = os.writev(c.fileno(), [b"vec-a-", b"vec-b-", MARK, b"-", got, b"\n"])
         log("vec: got %r, sent %d" % (got, m))
+        # a vector over many records, its pieces across record boundaries (a blocking
+        # socket: the whole of it, as the kernel's writev)
+        c.setblocking(True)
+        m = os.writev(c.fileno(), [bytes([65 + i]) * k for i, k in enumerate(VECBIG)])
+        log("vec: big sent %d" % m)
     elif cmd == b"RDHUP":
         seen, data = 0, b""
         for _ in range(50):
@@ -144,6 +151,16 @@ for _ in range(5):
         os.unlink("/tmp/sockapi-$MARK")
         log("sendfile: sent %d" % off)
     c.close()
+# a write before the handshake has ended (nothing read yet; the client holds back its Finished):
+# kept up to 256 KiB, a larger write short, the rest written once the handshake ends
+c, nb, ce = accept4()
+early = MARK + b"-early-" + b"E" * 300000
+try: n = os.write(c.fileno(), early)
+except BlockingIOError: n = -1
+log("early: wrote %d" % n)
+c.setblocking(True)
+c.sendall(early[max(n, 0):])
+c.close()
 log("done")
 PY
 cat >"$T/strict.py" <<PY
@@ -264,6 +281,7 @@ echo "ok: under default refuse: listen elsewhere EACCES, connect elsewhere ECONN
 
 cat >"$T/cli.py" <<PY
 import socket, ssl, sys, time
+VECBIG = ($VECBIG)
 ctx = ssl.create_default_context(cafile="$CA")
 def conn():
     return ctx.wrap_socket(socket.create_connection(("127.0.0.1", $PORT), timeout=20), server_hostname="127.0.0.1")
@@ -276,20 +294,52 @@ def readall(s):
         got += d
     return got
 s = conn(); s.sendall(b"MSG\n"); time.sleep(0.2); s.sendall(b"hello-msg"); print(readall(s).decode().strip()); s.close()
-s = conn(); s.sendall(b"VEC\n"); time.sleep(0.2); s.sendall(b"hello-vec"); print(readall(s).decode().strip()); s.close()
+s = conn(); s.sendall(b"VEC\n"); time.sleep(0.2); s.sendall(b"hello-vec"); g = readall(s); s.close()
+line, _, rest = g.partition(b"\n")
+print(line.decode())
+print("vecbig %d %s" % (len(rest), rest == b"".join(bytes([65 + i]) * k for i, k in enumerate(VECBIG))))
 s = conn(); s.sendall(b"RDHUP\n"); time.sleep(0.2); s.sendall(b"last-bytes"); time.sleep(0.2); s.close(); time.sleep(0.5)
 s = conn(); s.sendall(b"LINGER\n"); g = readall(s); print("linger %d %s" % (len(g), g.endswith(b"END\n"))); s.close()
 s = conn(); s.sendall(b"SENDFILE\n"); g = readall(s); print("sendfile %d %s %s" % (len(g), g.startswith(b"sendfile-$MARK-"), g.endswith(b"END\n"))); s.close()
+raw = socket.create_connection(("127.0.0.1", $PORT), timeout=20)
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+t = ctx.wrap_bio(inc, out, server_hostname="127.0.0.1")
+try: t.do_handshake()
+except ssl.SSLWantReadError: pass
+raw.sendall(out.read()) # the ClientHello; the Finished waits until the server has written
+time.sleep(1)
+got, hs, eof = b"", False, False
+while not eof:
+    d = raw.recv(65536)
+    if d: inc.write(d)
+    else: inc.write_eof()
+    try:
+        if not hs: t.do_handshake(); hs = True
+        while True:
+            x = t.read(65536)
+            if not x: eof = True; break # close_notify
+            got += x
+    except ssl.SSLWantReadError: pass
+    except ssl.SSLError: break
+    o = out.read()
+    if o: raw.sendall(o)
+    if not d: break
+raw.close()
+print("early %d %s" % (len(got), got == b"$MARK-early-" + b"E" * 300000))
 PY
 timeout 60 python3 "$T/cli.py" >"$T/cli.out" 2>"$T/cli.err" || fail "the client: $(tail -3 "$T/cli.err"; cat "$T/api.out" "$T/api.err")"
 for _ in $(seq 100); do grep -q "^done" "$T/api.out" && break; sleep 0.1; done
 [ "$(grep -c '^accept4: nonblock=True cloexec=True$' "$T/api.out")" = 5 ] || fail "accept4 flags: $(grep accept4 "$T/api.out")"
 echo "ok: accept4(SOCK_NONBLOCK|SOCK_CLOEXEC) gives both flags on 5 of 5 shielded connections"
+grep -qx "early: wrote 262144" "$T/api.out" && grep -qx "early $((${#MARK} + 7 + 300000)) True" "$T/cli.out" ||
+    fail "a write of 300 kB before the handshake: $(grep early "$T/api.out" "$T/cli.out")"
+echo "ok: a write before the handshake ends keeps 256 KiB (a short write), the rest follows it"
 grep -qx "sendfile $((9 + ${#MARK} + 200000 + 4)) True True" "$T/cli.out" || fail "sendfile from a plain file into the shielded socket: $(grep sendfile "$T/cli.out" "$T/api.out")"
 echo "ok: sendfile of a 200 kB plain file into the shielded socket arrives whole"
 grep -qx "msg-a-msg-b-$MARK-hello-msg" "$T/cli.out" || fail "recvmsg/sendmsg: $(cat "$T/cli.out"; grep msg: "$T/api.out")"
 grep -qx "vec-a-vec-b-$MARK-hello-vec" "$T/cli.out" || fail "readv/writev: $(cat "$T/cli.out"; grep vec: "$T/api.out")"
-echo "ok: recvmsg/sendmsg with two buffers and readv/writev carry the plaintext"
+grep -qx "vecbig 148484 True" "$T/cli.out" || fail "writev of 148,484 bytes in 6 pieces: $(grep vecbig "$T/cli.out"; grep vec: "$T/api.out")"
+echo "ok: recvmsg/sendmsg with two buffers and readv/writev carry the plaintext (writev: 145 KiB in 6 pieces too)"
 grep -q "^rdhup: .* rdhup=True data=b'last-bytes'$" "$T/api.out" || fail "EPOLLRDHUP: $(grep rdhup "$T/api.out")"
 echo "ok: edge-triggered epoll reports EPOLLRDHUP after the peer's last bytes ($(grep -o 'events=[0-9a-fx]*' "$T/api.out"))"
 grep -q "^linger [0-9]* True$" "$T/cli.out" || fail "SO_LINGER close lost the reply's end: $(grep linger "$T/cli.out")"

@@ -52,6 +52,19 @@ check use_after_free_loop -1 2 "use of a freed heap object: store of 4 bytes in 
 check use_after_free_loop -1 over "heap buffer overflow: store of 4 bytes in main() at .*use_after_free_loop.c:35.* at offset 40 of a 40-byte heap object" 0
 check double_free 0 1 "double free of the heap object" 0
 check invalid_free "" 1 "invalid free: .* points 3 bytes into a heap object" 0
+check overflow_element 0 1 "heap buffer overflow: store of 4 bytes in fill() at .*overflow_element.c:16 (checked together with 1 more accesses.* at offset 48 of a 60-byte heap object" 0
+
+# The fields of one array element at a variable index share one check (instr.c,
+# element_address): fill()'s three stores (clang 16 makes two of them one 8-byte store) get
+# one check, not one per field GEP (2 before).
+if SCP_MS_STATS=1 "$scpcc" --memsafe -O2 -o "$tmp/elem" "$probes/overflow_element.c" 2>"$tmp/stats" &&
+    grep -q ": 1 checks, [12] merged into them" "$tmp/stats"; then
+    echo "ok   overflow_element: $(grep -o '[0-9]* checks, [0-9]* merged into them' "$tmp/stats")"
+    pass=$((pass + 1))
+else
+    echo "FAIL overflow_element: expected 1 check with the other stores merged into it:"; cat "$tmp/stats"
+    fail=$((fail + 1))
+fi
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -20,8 +20,9 @@ mkdir -p "$PLAIN"
 # ARG0 is the script's $0 (the python prelude the cases pass).
 same() {
     what=$1 script=$2 arg0=${3:-sh}
-    want=$(cd "$PLAIN" && sh -c "$script" "$arg0" 2>&1)
-    got=$(run sh -c "cd $MNT && $script" "$arg0" 2>&1 | grep -v 'development mode')
+    want=$(cd "$PLAIN" && sh -c "$script" "$arg0" 2>&1; echo "exit $?")
+    got=$(run sh -c "cd $MNT && $script" "$arg0" 2>&1; echo "exit $?")
+    got=$(printf '%s\n' "$got" | grep -v 'development mode')
     [ "$got" = "$want" ] || fail "$what: protected volume gave
 $got
 where a plain directory gives

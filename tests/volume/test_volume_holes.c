@@ -19,22 +19,10 @@
 #define MIB (1u << 20)
 #define FSIZE (8u * MIB)
 
+/* The bytes of every journal object of the volume. */
 static uint64_t journal_bytes(const char *dir) {
-    char *objs = tu_path(dir, "objects");
-    DIR *d = opendir(objs);
-    REQUIRE(d);
     uint64_t total = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l < 2 || strcmp(de->d_name + l - 2, ".j") != 0) continue;
-        char *p = tu_path(objs, de->d_name);
-        struct stat st;
-        if (stat(p, &st) == 0) total += (uint64_t)st.st_size;
-        free(p);
-    }
-    closedir(d);
-    free(objs);
+    REQUIRE(tu_objects(dir, ".j", &total) >= 0);
     return total;
 }
 

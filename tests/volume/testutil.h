@@ -272,6 +272,35 @@ static inline int tu_memmem(const void *hay, size_t hn, const void *needle, size
 
 /* ---- volume helpers --------------------------------------------------------------------- */
 
+/* The backing objects of volume directory `dir` whose names end in `ext` (".d", ".j"...): how
+ * many there are, and their bytes in *bytes when bytes is not NULL. -1 if objects/ cannot be
+ * read. */
+static inline int tu_objects(const char *dir, const char *ext, uint64_t *bytes) {
+    char *objs = tu_path(dir, "objects");
+    DIR *d = opendir(objs);
+    if (!d) {
+        free(objs);
+        return -1;
+    }
+    int n = 0;
+    uint64_t total = 0;
+    size_t el = strlen(ext);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l <= el || strcmp(de->d_name + l - el, ext) != 0) continue;
+        n++;
+        char *p = tu_path(objs, de->d_name);
+        struct stat st;
+        if (bytes && stat(p, &st) == 0) total += (uint64_t)st.st_size;
+        free(p);
+    }
+    closedir(d);
+    free(objs);
+    if (bytes) *bytes = total;
+    return n;
+}
+
 /* Write a whole file into a volume (create/truncate) and close it (a commit). */
 static inline int tu_vput(scp_volume *v, const char *path, const void *buf, size_t len,
                           scp_err *e) {

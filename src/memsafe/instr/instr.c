@@ -14,7 +14,9 @@
  * Pruned: accesses whose base is a stack slot or a global (this mode protects the heap; see
  * docs/memsafe.md), constant offsets from a malloc/calloc of constant size that are provably
  * in bounds, and repeated accesses at constant offsets from the same pointer in one block
- * between two calls, which share one check of the range they span. Accesses at constant,
+ * between two calls, which share one check of the range they span (the fields of an array
+ * element at a variable index, p[i].a and p[i].b, count as constant offsets from &p[i]: see
+ * element_address). Accesses at constant,
  * non-negative offsets from a pointer that is its own base get __scp_ms_check_at, which needs
  * one compare instead of two. In a loop that cannot free (its calls are all nofree), the checks
  * of a base defined outside it compare against bounds read once in the preheader; in a loop that
@@ -39,6 +41,14 @@
 #include <string.h>
 
 enum ms_mode { MODE_HARDEN, MODE_FULL };
+
+/* &src[idx] made for the accesses of one block, or NULL where it is not (element_address). */
+struct elem {
+    LLVMValueRef src, idx;
+    LLVMTypeRef ty;
+    LLVMBasicBlockRef bb;
+    LLVMValueRef addr;
+};
 
 struct memo_entry {
     LLVMValueRef key, val;
@@ -106,6 +116,8 @@ struct pass {
     LLVMMetadataRef ms_scope;
     unsigned md_alias_scope, md_noalias;
     struct memo hoisted; /* accesses covered by one range check before their loop */
+    struct elem *elems;  /* this function's element addresses (element_address) */
+    size_t nelems, cap_elems;
     const char *fname;
     int dry;          /* computing the facts at the end of a block: no checks emitted */
     struct facts cur; /* what is known at the instruction being looked at */
@@ -264,8 +276,107 @@ static LLVMValueRef base_of(struct pass *p, LLVMValueRef v)
     return r;
 }
 
-/* v = x + *off with constant GEP offsets stripped; returns x. */
-static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t *off)
+/* The constant byte offset of a GEP's indices from `from` on (struct fields, array elements),
+ * walking the type from ty; 0 and *ok = 0 when one is not a constant or the type is neither. */
+static int64_t const_tail_offset(struct pass *p, LLVMValueRef gep, int from, LLVMTypeRef ty, int *ok)
+{
+    int64_t add = 0;
+    *ok = 1;
+    for (int i = from; i < LLVMGetNumOperands(gep); i++) {
+        LLVMValueRef idx = LLVMGetOperand(gep, i);
+        if (!LLVMIsAConstantInt(idx)) {
+            *ok = 0;
+            return 0;
+        }
+        int64_t k = LLVMConstIntGetSExtValue(idx);
+        if (LLVMGetTypeKind(ty) == LLVMStructTypeKind) {
+            add += (int64_t)LLVMOffsetOfElement(p->td, ty, (unsigned)k);
+            ty = LLVMStructGetTypeAtIndex(ty, (unsigned)k);
+        } else if (LLVMGetTypeKind(ty) == LLVMArrayTypeKind) {
+            ty = LLVMGetElementType(ty);
+            add += k * (int64_t)LLVMABISizeOfType(p->td, ty);
+        } else {
+            *ok = 0;
+            return 0;
+        }
+    }
+    return add;
+}
+
+/* Does v (a pointer) address a checked access in bb: a store, an atomic, a load in full mode? */
+static int checked_access_in(struct pass *p, LLVMValueRef v, LLVMBasicBlockRef bb)
+{
+    for (LLVMUseRef u = LLVMGetFirstUse(v); u; u = LLVMGetNextUse(u)) {
+        LLVMValueRef user = LLVMGetUser(u);
+        if (!LLVMIsAInstruction(user) || LLVMGetInstructionParent(user) != bb)
+            continue;
+        switch (LLVMGetInstructionOpcode(user)) {
+        case LLVMStore:
+            if (LLVMGetOperand(user, 1) == v)
+                return 1;
+            break;
+        case LLVMAtomicRMW:
+        case LLVMAtomicCmpXchg:
+            if (LLVMGetOperand(user, 0) == v)
+                return 1;
+            break;
+        case LLVMLoad:
+            if (p->mode == MODE_FULL)
+                return 1;
+            break;
+        default:
+            break;
+        }
+    }
+    return 0;
+}
+
+/* &src[idx] as a GEP of its own, for the field GEPs of one block that share src and idx
+ * (`gep %T, src, idx, <constant fields>`: p[i].a, p[i].b): made once per block, before the first
+ * access that needs it (`at`), so that their accesses are constant offsets from one pointer
+ * and share one check (a group, or the facts of the block), as the fields of p->a, p->b do.
+ * Per block, so that it dominates every access of that block that uses it; the facts that
+ * reach other blocks name it and match nothing there. */
+static LLVMValueRef element_address(struct pass *p, LLVMValueRef gep, LLVMValueRef at)
+{
+    LLVMValueRef src = LLVMGetOperand(gep, 0), idx = LLVMGetOperand(gep, 1);
+    LLVMTypeRef ty = LLVMGetGEPSourceElementType(gep);
+    LLVMBasicBlockRef bb = LLVMGetInstructionParent(at);
+    for (size_t i = 0; i < p->nelems; i++) {
+        struct elem *e = &p->elems[i];
+        if (e->src == src && e->idx == idx && e->ty == ty && e->bb == bb)
+            return e->addr;
+    }
+    /* Only where another field of the same element is accessed in this block: elsewhere the
+     * GEP itself stays the pointer its facts name (they then reach the blocks it dominates),
+     * and no address is added to a block that gains no merge (in sqlite's interpreter loop an
+     * extra live value costs more than it saves). */
+    int shared = 0;
+    for (LLVMUseRef u = LLVMGetFirstUse(src); u && !shared; u = LLVMGetNextUse(u)) {
+        LLVMValueRef g = LLVMGetUser(u);
+        shared = g != gep && LLVMIsAGetElementPtrInst(g) && LLVMGetOperand(g, 0) == src &&
+                 LLVMGetNumOperands(g) >= 2 && LLVMGetOperand(g, 1) == idx &&
+                 LLVMGetGEPSourceElementType(g) == ty && checked_access_in(p, g, bb);
+    }
+    /* The answer is kept, NULL too: it is given at the block's first access to the element, in
+     * every run over the block (the dry ones included), so that the address is made before
+     * every access that uses it (asked first at a later access, the sharing test can differ:
+     * it sees only direct accesses through the other GEPs). */
+    if (p->nelems == p->cap_elems) {
+        p->cap_elems = p->cap_elems ? 2 * p->cap_elems : 64;
+        p->elems = xrealloc(p->elems, p->cap_elems * sizeof *p->elems);
+    }
+    LLVMValueRef addr = NULL;
+    if (shared) {
+        LLVMPositionBuilderBefore(p->b, at);
+        addr = LLVMBuildGEP2(p->b, ty, src, &idx, 1, "ms.elem");
+    }
+    p->elems[p->nelems++] = (struct elem){ src, idx, ty, bb, addr };
+    return addr;
+}
+
+/* v = x + *off with constant GEP offsets stripped; returns x. `at` is the access of v. */
+static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t *off, LLVMValueRef at)
 {
     *off = 0;
     for (;;) {
@@ -279,26 +390,28 @@ static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t 
         if (!is_ptr(src))
             return v;
         LLVMTypeRef ty = LLVMGetGEPSourceElementType(v);
-        int nops = LLVMGetNumOperands(v);
-        int64_t add = 0;
-        for (int i = 1; i < nops; i++) {
-            LLVMValueRef idx = LLVMGetOperand(v, i);
-            if (!LLVMIsAConstantInt(idx))
+        if (!LLVMIsAConstantInt(LLVMGetOperand(v, 1)) && LLVMIsAGetElementPtrInst(v)) {
+            /* src[idx].field (or src[idx] itself, the first field): the field's constant offset
+             * from the element's address. */
+            int ok;
+            int64_t tail = const_tail_offset(p, v, 2, ty, &ok);
+            if (!ok)
                 return v;
-            int64_t k = LLVMConstIntGetSExtValue(idx);
-            if (i == 1) {
-                add += k * (int64_t)LLVMABISizeOfType(p->td, ty);
-            } else if (LLVMGetTypeKind(ty) == LLVMStructTypeKind) {
-                add += (int64_t)LLVMOffsetOfElement(p->td, ty, (unsigned)k);
-                ty = LLVMStructGetTypeAtIndex(ty, (unsigned)k);
-            } else if (LLVMGetTypeKind(ty) == LLVMArrayTypeKind) {
-                ty = LLVMGetElementType(ty);
-                add += k * (int64_t)LLVMABISizeOfType(p->td, ty);
-            } else {
-                return v; /* vectors and the like: leave it */
-            }
+            LLVMValueRef elem = element_address(p, v, at);
+            if (!elem)
+                return v;
+            *off += tail;
+            return elem;
         }
-        *off += add;
+        /* src + idx1 elements, then the fields and array elements the other indices name */
+        LLVMValueRef idx1 = LLVMGetOperand(v, 1);
+        if (!LLVMIsAConstantInt(idx1))
+            return v;
+        int ok;
+        int64_t tail = const_tail_offset(p, v, 2, ty, &ok);
+        if (!ok)
+            return v; /* vectors and the like: leave it */
+        *off += LLVMConstIntGetSExtValue(idx1) * (int64_t)LLVMABISizeOfType(p->td, ty) + tail;
         v = src;
     }
 }
@@ -499,7 +612,7 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
     if (!is_ptr(ptr))
         return;
     int64_t off;
-    LLVMValueRef x = strip_const_offsets(p, ptr, &off);
+    LLVMValueRef x = strip_const_offsets(p, ptr, &off, inst);
     LLVMValueRef base = base_of(p, x);
     if (is_non_heap(base)) {
         p->pruned += !p->dry;
@@ -1250,6 +1363,7 @@ static void instrument_module(struct pass *p)
         cfg_free(&g);
         memo_clear(&p->memo);
         memo_clear(&p->hoisted);
+        p->nelems = 0;
     }
 }
 
