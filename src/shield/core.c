@@ -390,6 +390,12 @@ void sh_fork_share(int fork_child) {
      * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
      * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
     if (!fork_child) sh_vol_open_hold(1);
+    /* this image's volumes opened from now on are shared (open_volume), and the private ones
+     * go shared below: the child may write them */
+    sh.forked = 1;
+    int priv = 0;
+    for (int i = 0; i < sh.nvol; i++) priv |= __atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE);
+    if (priv) sh_priv_end(-1);
     if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
         /* Shared first, then commit, then shared again. A write of another thread that ran
          * before the volume went shared keeps the file's writer lock with its bytes
@@ -415,6 +421,91 @@ void sh_fork_share(int fork_child) {
         for (unsigned i = 0; i < ndesc(); i++) ofd_share(desc_at(i), fork_child, pass);
     }
     if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
+}
+
+/* Private volumes (open_volume, init.c; docs/shield.md "fork"). One mutex for the move from
+ * private to shared, whoever makes it (the watcher, a fork's prepare, a failed watcher start):
+ * lock order vol_open_mu (a fork's prepare) before priv_mu before sh.mu and the volume
+ * library's locks (sh_commit_all). The watcher takes nothing before priv_mu, so a thread of
+ * this process that waits in open_volume (holding vol_open_mu) for another process's private
+ * volume never holds up the move of our own. */
+static pthread_mutex_t priv_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void sh_priv_end(int i) {
+    pthread_mutex_lock(&priv_mu);
+    for (int k = i < 0 ? 0 : i; k < (i < 0 ? sh.nvol : i + 1); k++) {
+        struct sh_volume *sv = &sh.vol[k];
+        if (!__atomic_load_n(&sv->priv, __ATOMIC_ACQUIRE)) continue;
+        scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+        assert(v); /* published before priv can be seen by anyone but open_volume */
+        /* As at a fork (sh_fork_share): shared first, so that a write that starts now
+         * publishes itself; then commit what was written privately (waiting for each file's
+         * write in progress); then shared again, which lets go of the writer locks of what was
+         * just committed. Only then the private lock: a newcomer waits for it, so it never
+         * reads this process's files while they hold uncommitted writes or its writer locks. */
+        sh_in_lib++;
+        scp_volume_set_shared(v);
+        sh_lib_leave();
+        sh_commit_all();
+        sh_in_lib++;
+        scp_volume_set_shared(v);
+        scp_volume_private_end(v);
+        sh_lib_leave();
+        __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
+        sh_trace("volume at %s: shared from now on", sv->mount);
+    }
+    pthread_mutex_unlock(&priv_mu);
+}
+
+/* The watcher of a private volume: sleeps on the volume's "shared wanted" word (a futex in the
+ * lock file's shared page) and makes the move when a process opening the volume sets it. A
+ * thread, not a check on the hot path: a private process that makes no volume call (a server
+ * idle in accept, a writer blocked on a pipe that the newcomer reads) would never see a mark,
+ * and the newcomer would wait for it forever. The move at a fork wakes it too
+ * (scp_volume_private_end sets the word); it then finds nothing private and ends. */
+static void *priv_watch(void *arg) {
+    int i = (int)(uintptr_t)arg;
+    pthread_mutex_lock(&priv_mu); /* sh_priv_begin holds it until v is published */
+    scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&priv_mu);
+    assert(v);
+    sh_in_lib++;
+    scp_volume_private_wait(v);
+    sh_lib_leave();
+    sh_priv_end(i);
+    return NULL;
+}
+
+void sh_priv_begin(int i, scp_volume *v) {
+    struct sh_volume *sv = &sh.vol[i];
+    /* under priv_mu until v is published with its mark: the watcher's move waits for it */
+    pthread_mutex_lock(&priv_mu);
+    pthread_attr_t at;
+    sigset_t all;
+    sigfillset(&all);
+    int r = pthread_attr_init(&at);
+    if (!r) {
+        /* no signal of the program is ever delivered to it; detached: nobody joins it */
+        r = pthread_attr_setsigmask_np(&at, &all) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_t t;
+        sh_in_lib++;
+        if (!r) r = pthread_create(&t, &at, priv_watch, (void *)(uintptr_t)i);
+        sh_lib_leave();
+        pthread_attr_destroy(&at);
+    }
+    if (r) { /* no watcher: shared, before anything was written */
+        sh_in_lib++;
+        scp_volume_set_shared(v);
+        scp_volume_private_end(v);
+        sh_lib_leave();
+        sh_trace("volume at %s: no watcher thread, shared", sv->mount);
+    } else {
+        __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
+        sh_trace("volume at %s: no other process has it open, private until this image forks "
+                 "or another opens it", sv->mount);
+    }
+    __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&priv_mu);
 }
 
 static void ofd_release(pfile *pf, unsigned pass) {

@@ -290,19 +290,28 @@ static long open_volume(int i) {
     if (tag_fd >= 0) scp_volume_on_commit(v, report_tag, (void *)(uintptr_t)i);
     /* Shared mode comes with the configuration from the image that exec'd this one, once that
      * family forked. It is for processes that write the same files at once; an image that has
-     * not forked itself and finds nobody else with the volume open (each open holds a presence
-     * lock) writes it alone: a server exec'd by a shell script that ran commands first (bash
-     * forks for each, mariadb-install-db before mariadbd) would otherwise pay a commit per write
-     * for its whole life. Its first fork makes it shared (sh_fork_share). One that opens the
-     * volume later in the family sees this image as a program started on its own
-     * (docs/shield.md, "fork"). Under vol_open_mu, which a fork holds too: sh.forked is stable. */
+     * not forked itself and finds nobody else with the volume open writes it privately (the
+     * volume's private lock, scp_volume_go_private): a server exec'd by a shell script that ran
+     * commands first (bash forks for each, mariadb-install-db before mariadbd) would otherwise
+     * pay a commit per write for its whole life. It goes shared at its first fork
+     * (sh_fork_share) or when another process opens the volume shared (which waits for that in
+     * scp_volume_join_shared; a watcher thread of this process sees its mark, sh_priv_watch).
+     * Not from a trap handler (no thread can be started there) and not without the watcher:
+     * shared then. Under vol_open_mu, which a fork holds too: sh.forked is stable. */
+    int priv = 0;
     if (sh.cfg.flags & SCP_SHIELD_F_SHARED) {
-        if (!sh.forked && scp_volume_alone(v)) {
-            sv->priv = 1;
-            sh_trace("volume at %s: no other process has it open, private until this image forks", sv->mount);
-        } else scp_volume_set_shared(v);
+        sh_in_lib++;
+        if (!sh.forked && !sh_in_trap && scp_volume_go_private(v)) priv = 1;
+        else if (scp_volume_join_shared(v, &e) < 0) {
+            scp_volume_close(v, NULL);
+            sh_lib_leave();
+            sh_trace("cannot open the protected volume at %s shared: %s", sv->mount, e.msg);
+            return -(long)(e.sys ? e.sys : EIO);
+        }
+        sh_lib_leave();
     }
-    __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
+    if (priv) sh_priv_begin(i, v); /* publishes v */
+    else __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
     sh_trace("volume at %s opened", sv->mount);
     return 0;
 }

@@ -73,7 +73,8 @@ struct sh_volume {
     char mount[SCP_SHIELD_MAX_MOUNT];
     size_t mlen;
     char dirpath[64]; /* "/proc/self/fd/N" */
-    int priv;         /* opened private although the family is shared (open_volume, init.c) */
+    int priv;         /* holds the volume's private lock although the family is shared
+                       * (open_volume, init.c); cleared by sh_priv_end under priv_mu */
 };
 
 struct sh_state {
@@ -240,6 +241,12 @@ void sh_fork_child_guards(void);
 /* Hold late volume opens off (on: 1) or let them go on (0) (init.c); nothing when this thread
  * is inside an open itself (a signal handler's spawn) */
 void sh_vol_open_hold(int on);
+/* Private volumes (core.c): publish v as volume i, private with its watcher thread (shared
+ * if no thread can be started; v holds the private lock, scp_volume_go_private); take volume i
+ * (all private ones when i < 0) from private to shared: commit what this process wrote, release
+ * the private lock (scp_volume_private_end). */
+void sh_priv_begin(int i, scp_volume *v);
+void sh_priv_end(int i);
 /* At exit: this image's references to shared descriptions go back (cursors become private). */
 void sh_ofd_release_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);

@@ -58,6 +58,7 @@ struct scp_volume {
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
+    int priv;       /* scp_volume_go_private: holds the private lock (PRIVATE_BYTE) */
     int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
                      * write at once and pick up their commits before each read (vfile.c) */
     uint32_t cs;    /* chunk size */
@@ -306,6 +307,12 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on);
  * before its manifest names them, then empties it (manifest.c). Not trusted: a host that
  * changes it can only lose what a power cut may lose anyway. */
 #define VOL_LAZY_OFF 1024
+/* The "shared wanted" word (u32, volume.c): set by a process that opens the volume shared while
+ * another holds the private lock; futex-waited by the private one's watcher. Not trusted: a
+ * host that sets it makes a private process go shared (slower); one that clears it can only
+ * make the newcomer wait (availability is not promised). */
+#define VOL_WANT_OFF 64
+_Static_assert(VOL_WANT_OFF + 4 <= VOL_LOCKBYTE_OBJDIR, "lock file: the wanted word and the lock bytes overlap");
 #define VOL_LAZY_MAX 180
 /* A bit per list entry: the file's lazy commits wrote chunks in place (fresh or filling
  * holes), so a durable commit syncs its data objects too (bytes 3920-3942). */
