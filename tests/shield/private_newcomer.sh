@@ -73,7 +73,7 @@ for mode in busy idle; do
     rm -f "$T/p_started" "$T/n_done"
     "$SCPCTL" volume put --key-file "$KEY" "$VOL" "log" /dev/null 2>/dev/null || true
     SCP_QUIET=1 timeout 90 "$SCPCTL" run --trace="$T/$mode.trace" --volume "$VOL:$MNT" --key-file "$KEY" -- \
-        /bin/sh -c "$PY $T/p.py $MNT $T $mode & $PY $T/n.py $MNT $T; wait" > "$T/$mode.out" 2> "$T/$mode.err"
+        /bin/sh -c "$PY $T/p.py $MNT $T $mode & p=\$!; $PY $T/n.py $MNT $T; n=\$?; wait \$p && exit \$n" > "$T/$mode.out" 2> "$T/$mode.err"
     rc=$?
     [ $rc -eq 124 ] && fail "$mode: deadlock (the run did not end within 90 s)"
     [ $rc -eq 0 ] || { cat "$T/$mode.err" >&2; fail "$mode: the run failed ($rc)"; }
