@@ -463,6 +463,16 @@ void sh_priv_end(int i) {
  * idle in accept, a writer blocked on a pipe that the newcomer reads) would never see a mark,
  * and the newcomer would wait for it forever. The move at a fork wakes it too
  * (scp_volume_private_end sets the word); it then finds nothing private and ends. */
+/* At exit: no move from now on (the watcher would commit and seal beside the exit's own
+ * commit and OpenSSL's cleanup). What is private is committed by the exit's sh_commit_all, and
+ * the kernel releases the private lock with the process: a waiting newcomer then goes on. Held
+ * until the end; once per process (the destructor and the atexit handler both come here). */
+void sh_priv_exit(void) {
+    static int held;
+    if (__atomic_exchange_n(&held, 1, __ATOMIC_ACQ_REL)) return;
+    pthread_mutex_lock(&priv_mu);
+}
+
 static void *priv_watch(void *arg) {
     int i = (int)(uintptr_t)arg;
     pthread_mutex_lock(&priv_mu); /* sh_priv_begin holds it until v is published */

@@ -557,6 +557,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 static void commit_at_exit(void) {
     /* sh_in_lib: see _exit (interpose.c) */
     if (!sh.active || sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    sh_priv_exit();
     fflush(NULL);
     sh_commit_all();
 }
@@ -567,6 +568,7 @@ static void commit_at_exit(void) {
 static void openssl_release(void);
 __attribute__((destructor)) static void sh_dtor(void) {
     if (sh.active && !sh_in_lib && (pid_t)syscall(SYS_getpid) == sh.pid) {
+        sh_priv_exit();
         fflush(NULL);
         sh_commit_all();
         sh_ofd_release_all();

@@ -247,6 +247,7 @@ void sh_vol_open_hold(int on);
  * the private lock (scp_volume_private_end). */
 void sh_priv_begin(int i, scp_volume *v);
 void sh_priv_end(int i);
+void sh_priv_exit(void);
 /* At exit: this image's references to shared descriptions go back (cursors become private). */
 void sh_ofd_release_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
