@@ -391,7 +391,7 @@ void sh_fork_share(int fork_child) {
      * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
     if (!fork_child) sh_vol_open_hold(1);
     /* this image's volumes opened from now on are shared (open_volume), and the private ones
-     * go shared below: the child may write them */
+     * go shared now: the child may write them */
     sh.forked = 1;
     int priv = 0;
     for (int i = 0; i < sh.nvol; i++) priv |= __atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE);
@@ -528,6 +528,9 @@ static void ofd_release(pfile *pf, unsigned pass) {
 }
 
 void sh_fork_child_guards(void) {
+    /* The watcher may hold it at the fork (ending its move, which the fork's prepare need not
+     * wait for when nothing is private any more); the child has no watcher. */
+    pthread_mutex_init(&priv_mu, NULL);
     for (unsigned i = 0; i < ndesc(); i++) {
         pfile *pf = desc_at(i);
         if (pf) pthread_mutex_init(&pf->mu, NULL);
