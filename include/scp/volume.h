@@ -130,10 +130,12 @@ void scp_volume_set_shared(scp_volume *vol);
  * process has it open: scp_volume_go_private returns 1 when it now holds the volume's private
  * lock (nobody else had the volume open), 0 otherwise (then call scp_volume_set_shared or
  * scp_volume_join_shared). A private holder must go shared when another process opens the
- * volume shared: scp_volume_private_wait blocks until one does (a watcher thread). To go shared: set_shared,
+ * volume shared: scp_volume_private_wait blocks until one does (a watcher thread), and
+ * scp_volume_private_wanted says whether one did, with one load from memory. To go shared: set_shared,
  * commit every file, set_shared again (as at a fork), then scp_volume_private_end, which lets
  * the waiting newcomers in. */
 int scp_volume_go_private(scp_volume *vol);
+int scp_volume_private_wanted(scp_volume *vol);
 void scp_volume_private_wait(scp_volume *vol);
 void scp_volume_private_end(scp_volume *vol);
 /* Shared mode for a process that has just opened the volume: waits until a private holder (if

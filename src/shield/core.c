@@ -149,6 +149,7 @@ int sh_is_prot(long fd) {
 
 /* Reference to the description behind fd, or NULL with *e = -EBADF. */
 static pfile *pf_get(long fd, long *e) {
+    sh_priv_poll();
     pfile *pf = NULL;
     pthread_mutex_lock(&sh.mu);
     if (fd >= sh.base && fd < sh.base + sh.nslots) pf = sh.slot[fd - sh.base];
@@ -438,6 +439,10 @@ void sh_priv_end(int i) {
         if (!__atomic_load_n(&sv->priv, __ATOMIC_ACQUIRE)) continue;
         scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
         assert(v); /* published before priv can be seen by anyone but open_volume */
+        if (sv->priv_pending) {
+            sv->priv_pending = 0;
+            __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+        }
         /* As at a fork (sh_fork_share): shared first, so that a write that starts now
          * publishes itself; then commit what was written privately (waiting for each file's
          * write in progress); then shared again, which lets go of the writer locks of what was
@@ -486,24 +491,35 @@ static void *priv_watch(void *arg) {
     return NULL;
 }
 
-void sh_priv_begin(int i, scp_volume *v) {
-    struct sh_volume *sv = &sh.vol[i];
-    /* under priv_mu until v is published with its mark: the watcher's move waits for it */
-    pthread_mutex_lock(&priv_mu);
+int sh_priv_npending;
+
+/* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
+static int priv_watch_start(int i) {
     pthread_attr_t at;
     sigset_t all;
     sigfillset(&all);
     int r = pthread_attr_init(&at);
-    if (!r) {
-        /* no signal of the program is ever delivered to it; detached: nobody joins it */
-        r = pthread_attr_setsigmask_np(&at, &all) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_t t;
-        sh_in_lib++;
-        if (!r) r = pthread_create(&t, &at, priv_watch, (void *)(uintptr_t)i);
-        sh_lib_leave();
-        pthread_attr_destroy(&at);
-    }
-    if (r) { /* no watcher: shared, before anything was written */
+    if (r) return -1;
+    /* no signal of the program is ever delivered to it; detached: nobody joins it */
+    r = pthread_attr_setsigmask_np(&at, &all) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    sh_in_lib++;
+    if (!r) r = pthread_create(&t, &at, priv_watch, (void *)(uintptr_t)i);
+    sh_lib_leave();
+    pthread_attr_destroy(&at);
+    return r ? -1 : 0;
+}
+
+void sh_priv_begin(int i, scp_volume *v) {
+    struct sh_volume *sv = &sh.vol[i];
+    /* under priv_mu until v is published with its mark: the watcher's move waits for it */
+    pthread_mutex_lock(&priv_mu);
+    if (sh_in_trap) { /* no thread from a signal handler: at the next call outside one */
+        sv->priv_pending = 1;
+        __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
+        sh_trace("volume at %s: no other process has it open, private (watcher to start)", sv->mount);
+    } else if (priv_watch_start(i) < 0) { /* no watcher: shared, before anything was written */
         sh_in_lib++;
         scp_volume_set_shared(v);
         scp_volume_private_end(v);
@@ -516,6 +532,32 @@ void sh_priv_begin(int i, scp_volume *v) {
     }
     __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&priv_mu);
+}
+
+void sh_priv_pending_run(void) {
+    /* not nested in the shield's own work (its locks may be held), nor in a vfork child */
+    if (sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    for (int i = 0; i < sh.nvol; i++) {
+        struct sh_volume *sv = &sh.vol[i];
+        if (!__atomic_load_n(&sv->priv_pending, __ATOMIC_ACQUIRE)) continue;
+        if (sh_in_trap) {
+            /* still no watcher: a newcomer that waits would wait until a call outside a trap,
+             * so the trapped call that sees the mark makes the move */
+            scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+            if (v && scp_volume_private_wanted(v)) sh_priv_end(i);
+            continue;
+        }
+        pthread_mutex_lock(&priv_mu);
+        int start = sv->priv_pending && sv->priv;
+        if (start && priv_watch_start(i) == 0) {
+            sv->priv_pending = 0;
+            __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+            sh_trace("volume at %s: private until this image forks or another opens it", sv->mount);
+            start = 0;
+        }
+        pthread_mutex_unlock(&priv_mu);
+        if (start) sh_priv_end(i); /* no watcher can be started: shared now */
+    }
 }
 
 static void ofd_release(pfile *pf, unsigned pass) {

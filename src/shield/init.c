@@ -296,12 +296,13 @@ static long open_volume(int i) {
      * pay a commit per write for its whole life. It goes shared at its first fork
      * (sh_fork_share) or when another process opens the volume shared (which waits for that in
      * scp_volume_join_shared; a watcher thread of this process sees its mark, sh_priv_watch).
-     * Not from a trap handler (no thread can be started there) and not without the watcher:
-     * shared then. Under vol_open_mu, which a fork holds too: sh.forked is stable. */
+     * From a trap handler (mariadbd's first use of its data directory is glibc's realpath) the
+     * watcher starts at the next call outside one (sh_priv_poll); shared if it cannot start.
+     * Under vol_open_mu, which a fork holds too: sh.forked is stable. */
     int priv = 0;
     if (sh.cfg.flags & SCP_SHIELD_F_SHARED) {
         sh_in_lib++;
-        if (!sh.forked && !sh_in_trap && scp_volume_go_private(v)) priv = 1;
+        if (!sh.forked && scp_volume_go_private(v)) priv = 1;
         else if (scp_volume_join_shared(v, &e) < 0) {
             scp_volume_close(v, NULL);
             sh_lib_leave();
@@ -318,6 +319,7 @@ static long open_volume(int i) {
 
 long sh_volume_ready(int i) {
     assert(i >= 0 && i < sh.nvol);
+    sh_priv_poll();
     if (__builtin_expect(__atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE) != NULL, 1)) return 0;
     /* a vfork or posix_spawn child shares our memory (but not our descriptor table): the
      * volume it opened would be half its own, half its parent's (as for protected opens) */

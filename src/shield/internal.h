@@ -75,6 +75,7 @@ struct sh_volume {
     char dirpath[64]; /* "/proc/self/fd/N" */
     int priv;         /* holds the volume's private lock although the family is shared
                        * (open_volume, init.c); cleared by sh_priv_end under priv_mu */
+    int priv_pending; /* private, its watcher not started yet (opened in a trap handler) */
 };
 
 struct sh_state {
@@ -246,6 +247,15 @@ void sh_vol_open_hold(int on);
  * (all private ones when i < 0) from private to shared: commit what this process wrote, release
  * the private lock (scp_volume_private_end). */
 void sh_priv_begin(int i, scp_volume *v);
+/* Volumes opened private from a trap handler, where no thread can be started: their watchers
+ * start at this process's next shield call outside one (sh_priv_poll: one load on the hot path,
+ * pf_get and sh_volume_ready); meanwhile a trapped call that finds the volume wanted shared
+ * makes the move itself. */
+extern int sh_priv_npending;
+void sh_priv_pending_run(void);
+static inline void sh_priv_poll(void) {
+    if (__builtin_expect(__atomic_load_n(&sh_priv_npending, __ATOMIC_RELAXED) != 0, 0)) sh_priv_pending_run();
+}
 void sh_priv_end(int i);
 void sh_priv_exit(void);
 /* At exit: this image's references to shared descriptions go back (cursors become private). */

@@ -353,6 +353,10 @@ int scp_volume_go_private(scp_volume *v) {
     return ok;
 }
 
+int scp_volume_private_wanted(scp_volume *v) {
+    return v->hint && __atomic_load_n(want_word(v), __ATOMIC_RELAXED) != 0;
+}
+
 void scp_volume_private_wait(scp_volume *v) {
     if (!v->hint) return;
     uint32_t *w = want_word(v);
