@@ -369,6 +369,14 @@ static int any_open_file(void) {
     return 0;
 }
 
+/* Every open volume in shared mode (one not opened yet opens shared: SCP_SHIELD_F_SHARED). */
+static void set_shared_all(void) {
+    for (int i = 0; i < sh.nvol; i++) {
+        scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+        if (v) scp_volume_set_shared(v);
+    }
+}
+
 void sh_fork_share(int fork_child) {
     if (in_vfork_child()) { /* a vfork child's own spawn: the memory is its parent's */
         if (fork_child) pthread_mutex_lock(&sh.mu);
@@ -405,15 +413,9 @@ void sh_fork_share(int fork_child) {
          * writer lock while the writing thread waited for the offset's lock (forkwrite.c hung
          * in 2 of 3 runs). A write that starts once the volume is shared publishes itself. */
         sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the volumes opened later, their execs */
-        for (int i = 0; i < sh.nvol; i++) {
-            scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
-            if (v) scp_volume_set_shared(v); /* not opened yet: opened shared */
-        }
+        set_shared_all();
         sh_commit_all(); /* waits for each file's write in progress (its rw) */
-        for (int i = 0; i < sh.nvol; i++) {
-            scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
-            if (v) scp_volume_set_shared(v); /* the writer locks of what was just committed */
-        }
+        set_shared_all(); /* the writer locks of what was just committed */
     }
     if (!fork_child) sh_vol_open_hold(0);
     pthread_mutex_lock(&sh.mu);
@@ -1368,6 +1370,20 @@ static long cur_offset(pfile *pf) {
 #define COPY_IOV 128 /* cached chunks per writev (512 KiB with 4 KiB chunks) */
 static __thread char *copy_buf; /* per thread, mapped on first use (no malloc: may run in the trap) */
 
+/* ofd_enter for the two descriptions of a copy (either may be NULL, never the same one): the
+ * process's guards by address, then the shared slots by slot, one order in every process, so
+ * two copies between the same two files in opposite directions cannot wait for each other. */
+static void ofd_enter_pair(pfile *a, struct sh_ofd **oa, pfile *b, struct sh_ofd **ob) {
+    assert(!a || a != b);
+    pfile *g1 = a, *g2 = b;
+    if (a && b && (uintptr_t)b < (uintptr_t)a) g1 = b, g2 = a;
+    if (g1) pthread_mutex_lock(&g1->mu);
+    if (g2) pthread_mutex_lock(&g2->mu);
+    if (a && b && (uintptr_t)b->ofd < (uintptr_t)a->ofd) *ob = ofd_lock(b);
+    if (a) *oa = ofd_lock(a);
+    if (b && !*ob) *ob = ofd_lock(b);
+}
+
 static long do_copy(long in, long long *inoff, long out, long long *outoff, size_t count) {
     if (!copy_buf) {
         void *m = (void *)syscall(SYS_mmap, NULL, COPY_BUF, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -1392,13 +1408,7 @@ static long do_copy(long in, long long *inoff, long out, long long *outoff, size
     pfile *ci = pin && !inoff && pin->kind == PF_FILE ? pin : NULL;
     pfile *co = pout && !outoff && pout != pin && pout->kind == PF_FILE ? pout : NULL;
     struct sh_ofd *oi = NULL, *oo = NULL;
-    int co_first = ci && co && (uintptr_t)co < (uintptr_t)ci;
-    if (co && co_first) pthread_mutex_lock(&co->mu);
-    if (ci) pthread_mutex_lock(&ci->mu);
-    if (co && !co_first) pthread_mutex_lock(&co->mu);
-    if (ci && co && (uintptr_t)co->ofd < (uintptr_t)ci->ofd) oo = ofd_lock(co);
-    if (ci) oi = ofd_lock(ci);
-    if (co && !oo) oo = ofd_lock(co);
+    ofd_enter_pair(ci, &oi, co, &oo);
     while ((size_t)total < count) {
         size_t want = count - (size_t)total;
         if (pin && !pout && inoff && pin->kind == PF_FILE && readable(pin)) {

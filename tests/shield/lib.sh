@@ -81,16 +81,24 @@ pg_setup() {
     PGBIN=/usr/lib/postgresql/15/bin
     [ -x $PGBIN/initdb ] && [ -x $PGBIN/pg_ctl ] && command -v pgbench >/dev/null ||
         { echo "PostgreSQL 15 not installed: skipped"; exit 77; }
-    command -v setpriv >/dev/null && id postgres >/dev/null 2>&1 || { echo "setpriv or user postgres missing: skipped"; exit 77; }
-    [ "$(id -u)" = 0 ] || { echo "needs root (to become postgres): skipped"; exit 77; }
-    SCPCTL=$1
-    MKVOL=$2
+    fail() { echo "FAIL: $*" >&2; [ -f "$T/pg.log" ] && tail -20 "$T/pg.log" >&2; exit 1; }
+    db_setup postgres "$1" "$2"
+    PGD=/scp-pg-$$-$RANDOM/pgdata
+}
+
+# db_setup USER SCPCTL MKVOL: a database server's test as USER (postgres, mysql): skips (77)
+# without setpriv, the user or root; sets SCPCTL MKVOL, T (a temp dir USER owns; the caller
+# removes it), VOL and KEY (a fresh protected volume USER owns) and AS (the command prefix that
+# becomes USER).
+db_setup() {
+    command -v setpriv >/dev/null && id "$1" >/dev/null 2>&1 || { echo "setpriv or user $1 missing: skipped"; exit 77; }
+    [ "$(id -u)" = 0 ] || { echo "needs root (to become $1): skipped"; exit 77; }
+    SCPCTL=$2
+    MKVOL=$3
     T=$(mktemp -d "${TMPDIR:-/tmp}/scp-shield-test.XXXXXX") || exit 1
-    chmod 755 "$T" && chown postgres: "$T"
+    chmod 755 "$T" && chown "$1": "$T"
     VOL=$T/vol
     KEY=$T/key
-    PGD=/scp-pg-$$-$RANDOM/pgdata
-    AS="setpriv --reuid=postgres --regid=postgres --init-groups"
-    fail() { echo "FAIL: $*" >&2; [ -f "$T/pg.log" ] && tail -20 "$T/pg.log" >&2; exit 1; }
-    $AS "$MKVOL" "$KEY" "$VOL" || fail "cannot create a volume as postgres"
+    AS="setpriv --reuid=$1 --regid=$1 --init-groups"
+    $AS "$MKVOL" "$KEY" "$VOL" || fail "cannot create a volume as $1"
 }

@@ -13,16 +13,6 @@
 . "$(dirname "$0")/lib.sh"
 command -v mariadb-install-db >/dev/null && [ -x /usr/sbin/mariadbd ] && command -v mariadb >/dev/null ||
     { echo "mariadb-server not installed: skipped"; exit 77; }
-command -v setpriv >/dev/null && id mysql >/dev/null 2>&1 || { echo "setpriv or user mysql missing: skipped"; exit 77; }
-[ "$(id -u)" = 0 ] || { echo "needs root (to become mysql): skipped"; exit 77; }
-SCPCTL=$1
-MKVOL=$2
-T=$(mktemp -d "${TMPDIR:-/tmp}/scp-shield-test.XXXXXX") || exit 1
-chmod 755 "$T" && chown mysql: "$T"
-VOL=$T/vol
-KEY=$T/key
-DD=/scp-my-$$-$RANDOM/data
-AS="setpriv --reuid=mysql --regid=mysql --init-groups"
 fail() {
     echo "FAIL: $*" >&2
     for f in "$T"/install.log "$T"/err.log; do
@@ -30,7 +20,8 @@ fail() {
     done
     exit 1
 }
-$AS "$MKVOL" "$KEY" "$VOL" || fail "cannot create a volume as mysql"
+db_setup mysql "$1" "$2"
+DD=/scp-my-$$-$RANDOM/data
 M=SCPMARK_mariadb_$$
 run() { # run SHELL-COMMANDS: under the shield as mysql, with the volume at $DD
     (cd "$T" && SCP_QUIET=1 $AS "$SCPCTL" run --volume "$VOL:$DD" --key-file "$KEY" -- sh -c "$1")

@@ -46,16 +46,13 @@ static void check_content(scp_volume *v, const uint8_t *model, const char *when)
 int main(void) {
     tu_rng rng = {42};
     uint8_t key[SCP_VOLUME_KEY_LEN];
-    tu_key(&rng, key);
-    char *dir = tu_tmpdir("holes");
+    char *root, *dir;
+    scp_volume *v = tu_new_volume(&rng, "holes", key, &root, &dir);
     scp_err e;
-    REQUIRE_OK(scp_volume_create(dir, key, 0, &e), e);
     uint8_t *model = calloc(1, FSIZE), *data = malloc(4 * MIB);
     REQUIRE(model && data);
     tu_fill(&rng, data, 4 * MIB);
 
-    scp_volume *v = scp_volume_open(dir, key, NULL, &e);
-    REQUIRE_OK(v ? 0 : -1, e);
     scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
     REQUIRE_OK(f ? 0 : -1, e);
     /* 64 KiB of data, then reserve up to 8 MiB (what the shield does for fallocate). */
@@ -192,7 +189,8 @@ int main(void) {
 
     free(model);
     free(data);
-    tu_rm_rf(dir);
+    tu_rm_rf(root);
     free(dir);
+    free(root);
     return tu_exit_code("test_volume_holes");
 }

@@ -912,12 +912,9 @@ static void run_threads(uint32_t chunk) {
     double t0 = tu_now();
     tu_rng rng = {chunk};
     uint8_t key[SCP_VOLUME_KEY_LEN];
-    tu_key(&rng, key);
-    char *root = tu_tmpdir("threads");
-    char *vd = tu_path(root, "vol");
+    char *root, *vd;
+    scp_volume *v = tu_new_volume_chunk(&rng, "threads", chunk, key, &root, &vd);
     scp_err e;
-    REQUIRE_OK(scp_volume_create(vd, key, chunk, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(scp_volume_mkdir(v, "t", 0755, &e), e);
 
     scp_vfile *f[3];
@@ -1052,12 +1049,9 @@ static void run_two_procs(int inherited) {
     double t0 = tu_now();
     tu_rng rng = {77 + (uint64_t)inherited};
     uint8_t key[SCP_VOLUME_KEY_LEN];
-    tu_key(&rng, key);
-    char *root = tu_tmpdir("procs");
-    char *vd = tu_path(root, "vol");
+    char *root, *vd;
+    scp_volume *v = tu_new_volume(&rng, "procs", key, &root, &vd);
     scp_err e;
-    REQUIRE_OK(scp_volume_create(vd, key, 0, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(scp_volume_mkdir(v, "p", 0755, &e), e);
     if (!inherited) CHECK_OK(scp_volume_close(v, &e), e);
     int go[2];
@@ -1114,12 +1108,9 @@ static void run_busy(void) {
     tu_context = "busy";
     tu_rng rng = {99};
     uint8_t key[SCP_VOLUME_KEY_LEN];
-    tu_key(&rng, key);
-    char *root = tu_tmpdir("busy");
-    char *vd = tu_path(root, "vol");
+    char *root, *vd;
+    scp_volume *v = tu_new_volume(&rng, "busy", key, &root, &vd);
     scp_err e;
-    REQUIRE_OK(scp_volume_create(vd, key, 0, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(tu_vput(v, "x", "old", 3, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
     int p2c[2], c2p[2];

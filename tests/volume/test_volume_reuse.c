@@ -97,15 +97,12 @@ static int txn(scp_volume *v, const char *dir, const uint8_t *jdata, const uint8
 int main(void) {
     tu_rng rng = {1313};
     uint8_t key[SCP_VOLUME_KEY_LEN];
-    tu_key(&rng, key);
-    char *dir = tu_tmpdir("reuse");
+    char *root, *dir;
+    scp_volume *v = tu_new_volume(&rng, "reuse", key, &root, &dir);
     scp_err e;
-    REQUIRE_OK(scp_volume_create(dir, key, 0, &e), e);
     uint8_t *jdata = malloc(JSIZE), *model = calloc(1, ROUNDS * 4096 + 4096);
     REQUIRE(jdata && model);
 
-    scp_volume *v = scp_volume_open(dir, key, NULL, &e);
-    REQUIRE_OK(v ? 0 : -1, e);
     int clean = 0, syncs0 = 0;
     for (int i = 0; i < ROUNDS; i++) {
         if (i == ROUNDS / 2) syncs0 = lock_syncs;
@@ -187,7 +184,8 @@ int main(void) {
 
     free(jdata);
     free(model);
-    tu_rm_rf(dir);
+    tu_rm_rf(root);
     free(dir);
+    free(root);
     return tu_exit_code("volume_reuse");
 }

@@ -49,12 +49,9 @@ static void check(scp_volume *v, uint64_t size, const char *when) {
 int main(void) {
     tu_rng rng = {7};
     uint8_t key[SCP_VOLUME_KEY_LEN];
-    tu_key(&rng, key);
-    char *dir = tu_tmpdir("root");
+    char *root, *dir;
+    scp_volume *v = tu_new_volume_chunk(&rng, "root", CS, key, &root, &dir);
     scp_err e;
-    REQUIRE_OK(scp_volume_create(dir, key, CS, &e), e);
-    scp_volume *v = scp_volume_open(dir, key, NULL, &e);
-    REQUIRE_OK(v ? 0 : -1, e);
     scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
     REQUIRE_OK(f ? 0 : -1, e);
     REQUIRE_OK(scp_vfile_truncate(f, FSIZE, &e), e);
@@ -84,7 +81,8 @@ int main(void) {
     REQUIRE_OK(v ? 0 : -1, e);
     check(v, 96 * PAGE_BYTES, "after a shrink and a write, reopened");
     CHECK_OK(scp_volume_close(v, &e), e);
-    tu_rm_rf(dir);
+    tu_rm_rf(root);
     free(dir);
+    free(root);
     return tu_exit_code("test_volume_root");
 }

@@ -66,11 +66,9 @@ static void run_readback(uint32_t chunk) {
     tu_context = ctx;
     tu_rng rng = {chunk};
     uint8_t key[SCP_VOLUME_KEY_LEN];
-    char *root = tu_tmpdir("seqw"), *vd = tu_path(root, "vol");
+    char *root, *vd;
+    scp_volume *v = tu_new_volume_chunk(&rng, "seqw", chunk, key, &root, &vd);
     scp_err e;
-    tu_key(&rng, key);
-    REQUIRE_OK(scp_volume_create(vd, key, chunk, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     /* lengths in chunks around the thresholds: 64 (the least that runs on two threads), a
      * piece (64 KiB) and a half, runs that end inside a piece, 1024 (a 4 MiB batch of 4 KiB
      * chunks) and past it */

@@ -320,16 +320,21 @@ static inline int tu_vput(scp_volume *v, const char *path, const void *buf, size
 }
 
 /* Read a whole file from a volume. Returns malloc'd buffer or NULL (e filled). */
-/* A fresh volume (default chunk size) in a new temp dir tagged `tag`, with a key drawn from
- * rng, opened. *root and *vd (the volume directory) are the caller's to free. */
-static inline scp_volume *tu_new_volume(tu_rng *rng, const char *tag, uint8_t key[SCP_VOLUME_KEY_LEN],
-                                        char **root, char **vd) {
+/* A fresh volume of `chunk`-byte chunks (0: the default) in a new temp dir tagged `tag`, with a
+ * key drawn from rng, opened. *root and *vd (the volume directory, root/vol) are the caller's
+ * to free. */
+static inline scp_volume *tu_new_volume_chunk(tu_rng *rng, const char *tag, uint32_t chunk,
+                                              uint8_t key[SCP_VOLUME_KEY_LEN], char **root, char **vd) {
     scp_err e;
     tu_key(rng, key);
     *root = tu_tmpdir(tag);
     *vd = tu_path(*root, "vol");
-    REQUIRE_OK(scp_volume_create(*vd, key, 0, &e), e);
+    REQUIRE_OK(scp_volume_create(*vd, key, chunk, &e), e);
     return REQUIRE_PTR(scp_volume_open(*vd, key, NULL, &e), e);
+}
+static inline scp_volume *tu_new_volume(tu_rng *rng, const char *tag, uint8_t key[SCP_VOLUME_KEY_LEN],
+                                        char **root, char **vd) {
+    return tu_new_volume_chunk(rng, tag, 0, key, root, vd);
 }
 
 static inline uint8_t *tu_vget(scp_volume *v, const char *path, size_t *len, scp_err *e) {
