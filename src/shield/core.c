@@ -464,12 +464,6 @@ void sh_priv_end(int i) {
     pthread_mutex_unlock(&priv_mu);
 }
 
-/* The watcher of a private volume: sleeps on the volume's "shared wanted" word (a futex in the
- * lock file's shared page) and makes the move when a process opening the volume sets it. A
- * thread, not a check on the hot path: a private process that makes no volume call (a server
- * idle in accept, a writer blocked on a pipe that the newcomer reads) would never see a mark,
- * and the newcomer would wait for it forever. The move at a fork wakes it too
- * (scp_volume_private_end sets the word); it then finds nothing private and ends. */
 /* At exit: no move from now on (the watcher would commit and seal beside the exit's own
  * commit and OpenSSL's cleanup). What is private is committed by the exit's sh_commit_all, and
  * the kernel releases the private lock with the process: a waiting newcomer then goes on. Held
@@ -480,6 +474,12 @@ void sh_priv_exit(void) {
     pthread_mutex_lock(&priv_mu);
 }
 
+/* The watcher of a private volume: sleeps on the volume's "shared wanted" word (a futex in the
+ * lock file's shared page) and makes the move when a process opening the volume sets it. A
+ * thread, not a check on the hot path: a private process that makes no volume call (a server
+ * idle in accept, a writer blocked on a pipe that the newcomer reads) would never see a mark,
+ * and the newcomer would wait for it forever. The move at a fork wakes it too
+ * (scp_volume_private_end sets the word); it then finds nothing private and ends. */
 static void *priv_watch(void *arg) {
     int i = (int)(uintptr_t)arg;
     pthread_mutex_lock(&priv_mu); /* sh_priv_begin holds it until v is published */

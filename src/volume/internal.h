@@ -302,17 +302,17 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err);
 #define VOL_LOCKBYTE_OBJDIR 256 /* objects were created and their directory is not synced */
 #define VOL_LOCKBYTE_DOOMED 257 /* some process may have left removed files' objects behind */
 void vol_lockbyte_set(scp_volume *v, off_t off, int on);
-/* The lock file's list of files with lazy commits (shared mode): a u32 count at
- * VOL_LAZY_OFF, then up to VOL_LAZY_MAX file ids. A durable commit syncs their journals
- * before its manifest names them, then empties it (manifest.c). Not trusted: a host that
- * changes it can only lose what a power cut may lose anyway. */
-#define VOL_LAZY_OFF 1024
 /* The "shared wanted" word (u32, volume.c): set by a process that opens the volume shared while
  * another holds the private lock; futex-waited by the private one's watcher. Not trusted: a
  * host that sets it makes a private process go shared (slower); one that clears it can only
  * make the newcomer wait (availability is not promised). */
 #define VOL_WANT_OFF 64
 _Static_assert(VOL_WANT_OFF + 4 <= VOL_LOCKBYTE_OBJDIR, "lock file: the wanted word and the lock bytes overlap");
+/* The lock file's list of files with lazy commits (shared mode): a u32 count at
+ * VOL_LAZY_OFF, then up to VOL_LAZY_MAX file ids. A durable commit syncs their journals
+ * before its manifest names them, then empties it (manifest.c). Not trusted: a host that
+ * changes it can only lose what a power cut may lose anyway. */
+#define VOL_LAZY_OFF 1024
 #define VOL_LAZY_MAX 180
 /* A bit per list entry: the file's lazy commits wrote chunks in place (fresh or filling
  * holes), so a durable commit syncs its data objects too (bytes 3920-3942). */
