@@ -295,7 +295,7 @@ static long open_volume(int i) {
      * commands first (bash forks for each, mariadb-install-db before mariadbd) would otherwise
      * pay a commit per write for its whole life. It goes shared at its first fork
      * (sh_fork_share) or when another process opens the volume shared (which waits for that in
-     * scp_volume_join_shared; a watcher thread of this process sees its mark, sh_priv_watch).
+     * scp_volume_join_shared; a watcher thread of this process sees its mark, priv_watch in core.c).
      * From a trap handler (mariadbd's first use of its data directory is glibc's realpath) the
      * watcher starts at the next call outside one (sh_priv_poll); shared if it cannot start.
      * Under vol_open_mu, which a fork holds too: sh.forked is stable. */
