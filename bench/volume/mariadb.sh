@@ -8,6 +8,10 @@
 #
 #   bench/volume/mariadb.sh [BUILD_DIR]
 #
+# SH=1 adds runs where mariadbd is exec'd by a shell that forked first (`sh -c 'true & wait;
+# exec mariadbd ...'`, as an entrypoint script does: "scp-sh"); AB=OTHER_BUILD_DIR adds the same
+# runs with another build ("ab", "ab-sh"), each on its own volume, in the same rounds.
+#
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each run),
 #   TABLES=4, ROWS=10000, THREADS=4, BASE=/var/tmp, STRACE=0 (1: one more run of each under
 #   strace -f -c, from the server's start to its shutdown: flush calls per transaction).
@@ -32,8 +36,23 @@ trap cleanup EXIT
 $AS "$MKVOL" "$T/key" "$T/vol" || exit 1
 $AS mkdir -p "$T/plain"
 
-pre() { [ "$1" = scp ] && echo "$SCPCTL run --volume $T/vol:$MNT --key-file $T/key --"; }
-datadir() { if [ "$1" = scp ]; then echo "$MNT"; else echo "$T/plain/data"; fi; }
+FSES="plain scp"
+[ "${SH:-0}" = 1 ] && FSES="$FSES scp-sh"
+if [ -n "${AB:-}" ]; then
+    AB=$(cd "$AB" && pwd)
+    FSES="$FSES ab"
+    [ "${SH:-0}" = 1 ] && FSES="$FSES ab-sh"
+fi
+for fs in $FSES; do [ "$fs" = plain ] || cp -a "$T/vol" "$T/vol-$fs"; done
+pre() { # FS: the launcher, with the build and volume of FS
+    case $1 in
+    plain) ;;
+    ab*) echo "$AB/src/scpctl run --volume $T/vol-$1:$MNT --key-file $T/key --" ;;
+    *) echo "$SCPCTL run --volume $T/vol-$1:$MNT --key-file $T/key --" ;;
+    esac
+}
+via() { case $1 in *-sh) echo "sh -c 'true & wait; exec \"\$0\" \"\$@\"'" ;; esac; }
+datadir() { if [ "$1" = plain ]; then echo "$T/plain/data"; else echo "$MNT"; fi; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 SQL() { mariadb --no-defaults -S "$T/sock-$1" -uroot -N -B -e "$2"; }
@@ -50,7 +69,7 @@ install_in() { # FS
 start_server() { # FS [trace]: mariadbd in the background
     local fs=$1 tr=""
     [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fsync,fdatasync,sync_file_range,pwrite64,pwritev,io_submit"
-    (cd "$T" && SCP_QUIET=1 exec $tr $AS $(pre "$fs") /usr/sbin/mariadbd --no-defaults --datadir="$(datadir "$fs")" \
+    (cd "$T" && SCP_QUIET=1 eval exec $tr $AS $(pre "$fs") $(via "$fs") /usr/sbin/mariadbd --no-defaults --datadir="$(datadir "$fs")" \
         --socket="$T/sock-$fs" --skip-networking --pid-file="$T/pid-$fs" --log-error="$T/err-$fs.log" --tmpdir="$T" \
         2>/dev/null) &
     SERVER_PID=$! SERVER_FS=$fs
@@ -85,15 +104,15 @@ bench() { # FS -> "tps cpu_ms_per_txn"
 }
 
 echo "MariaDB $(mariadbd --version | awk '{print $3}'), sysbench oltp_write_only: $TABLES tables x $ROWS rows, $THREADS threads, ${SECS}s runs, $ROUNDS rounds"
-for fs in plain scp; do
+for fs in $FSES; do
     install_in "$fs"
     start_server "$fs"
     SQL "$fs" "create database sbtest" && SB "$fs" prepare >/dev/null || { echo "sysbench prepare ($fs) failed"; exit 1; }
     stop_server
 done
-: >"$T/res-plain"; : >"$T/res-scp"
+for fs in $FSES; do : >"$T/res-$fs"; done
 for r in $(seq 1 "$ROUNDS"); do
-    for fs in plain scp; do
+    for fs in $FSES; do
         start_server "$fs"
         l=$(load)
         res=$(bench "$fs")
@@ -103,7 +122,7 @@ for r in $(seq 1 "$ROUNDS"); do
     done
 done
 if [ "${STRACE:-0}" = 1 ]; then
-    for fs in plain scp; do
+    for fs in $FSES; do
         start_server "$fs" trace
         res=$(bench "$fs")
         stop_server
@@ -113,6 +132,9 @@ if [ "${STRACE:-0}" = 1 ]; then
     done
 fi
 grep -q "falling back to innodb_use_native_aio=OFF" "$T/err-scp.log" && echo "(scp: InnoDB fell back to simulated AIO)"
+for fs in $FSES; do
+    printf "median %-6s tps %8s  server CPU ms/txn %6s\n" "$fs" "$(cut -d' ' -f1 "$T/res-$fs" | median)" "$(cut -d' ' -f2 "$T/res-$fs" | median)"
+done
 tp=$(cut -d' ' -f1 "$T/res-plain" | median) ts=$(cut -d' ' -f1 "$T/res-scp" | median)
 cp_=$(cut -d' ' -f2 "$T/res-plain" | median) cs=$(cut -d' ' -f2 "$T/res-scp" | median)
 printf "median: plain %s tps, %s ms CPU/txn; scp %s tps, %s ms CPU/txn\n" "$tp" "$cp_" "$ts" "$cs"

@@ -125,6 +125,23 @@ void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
  * locks that this process holds on files without uncommitted writes are released, so another
  * process of the program can write them at once. Not undone. */
 void scp_volume_set_shared(scp_volume *vol);
+/* Private after exec (docs/volume-format.md, "Private after exec"). A process whose family is
+ * in shared mode but that has not forked itself may write a volume privately while no other
+ * process has it open: scp_volume_go_private returns 1 when it now holds the volume's private
+ * lock (nobody else had the volume open), 0 otherwise (then call scp_volume_set_shared or
+ * scp_volume_join_shared). A private holder must go shared when another process opens the
+ * volume shared: scp_volume_private_wait blocks until one does (a watcher thread), and
+ * scp_volume_private_wanted says whether one did, with one load from memory. To go shared: set_shared,
+ * commit every file, set_shared again (as at a fork), then scp_volume_private_end, which lets
+ * the waiting newcomers in. */
+int scp_volume_go_private(scp_volume *vol);
+int scp_volume_private_wanted(scp_volume *vol);
+void scp_volume_private_wait(scp_volume *vol);
+void scp_volume_private_end(scp_volume *vol);
+/* Shared mode for a process that has just opened the volume: waits until a private holder (if
+ * any) has gone shared, then scp_volume_set_shared. -1 on error (the volume stays usable as
+ * not shared). */
+int scp_volume_join_shared(scp_volume *vol, scp_err *err);
 /* Register the library's fork handlers now (idempotent; otherwise done at the first open).
  * glibc runs prepare handlers in the reverse order of registration: a caller whose own prepare
  * handler makes volume calls (a commit before fork) and that opens volumes only later registers

@@ -149,6 +149,7 @@ int sh_is_prot(long fd) {
 
 /* Reference to the description behind fd, or NULL with *e = -EBADF. */
 static pfile *pf_get(long fd, long *e) {
+    sh_priv_poll();
     pfile *pf = NULL;
     pthread_mutex_lock(&sh.mu);
     if (fd >= sh.base && fd < sh.base + sh.nslots) pf = sh.slot[fd - sh.base];
@@ -398,6 +399,12 @@ void sh_fork_share(int fork_child) {
      * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
      * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
     if (!fork_child) sh_vol_open_hold(1);
+    /* this image's volumes opened from now on are shared (open_volume), and the private ones
+     * go shared now: the child may write them */
+    sh.forked = 1;
+    int priv = 0;
+    for (int i = 0; i < sh.nvol; i++) priv |= __atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE);
+    if (priv) sh_priv_end(-1);
     if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
         /* Shared first, then commit, then shared again. A write of another thread that ran
          * before the volume went shared keeps the file's writer lock with its bytes
@@ -419,6 +426,142 @@ void sh_fork_share(int fork_child) {
     if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
 }
 
+/* Private volumes (open_volume, init.c; docs/shield.md "fork"). One mutex for the move from
+ * private to shared, whoever makes it (the watcher, a fork's prepare, a failed watcher start):
+ * lock order vol_open_mu (a fork's prepare) before priv_mu before sh.mu and the volume
+ * library's locks (sh_commit_all). The watcher takes nothing before priv_mu, so a thread of
+ * this process that waits in open_volume (holding vol_open_mu) for another process's private
+ * volume never holds up the move of our own. */
+static pthread_mutex_t priv_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void sh_priv_end(int i) {
+    pthread_mutex_lock(&priv_mu);
+    for (int k = i < 0 ? 0 : i; k < (i < 0 ? sh.nvol : i + 1); k++) {
+        struct sh_volume *sv = &sh.vol[k];
+        if (!__atomic_load_n(&sv->priv, __ATOMIC_ACQUIRE)) continue;
+        scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+        assert(v); /* published before priv can be seen by anyone but open_volume */
+        if (sv->priv_pending) {
+            sv->priv_pending = 0;
+            __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+        }
+        /* As at a fork (sh_fork_share): shared first, so that a write that starts now
+         * publishes itself; then commit what was written privately (waiting for each file's
+         * write in progress); then shared again, which lets go of the writer locks of what was
+         * just committed. Only then the private lock: a newcomer waits for it, so it never
+         * reads this process's files while they hold uncommitted writes or its writer locks. */
+        sh_in_lib++;
+        scp_volume_set_shared(v);
+        sh_lib_leave();
+        sh_commit_all();
+        sh_in_lib++;
+        scp_volume_set_shared(v);
+        scp_volume_private_end(v);
+        sh_lib_leave();
+        __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
+        sh_trace("volume at %s: shared from now on", sv->mount);
+    }
+    pthread_mutex_unlock(&priv_mu);
+}
+
+/* At exit: no move from now on (the watcher would commit and seal beside the exit's own
+ * commit and OpenSSL's cleanup). What is private is committed by the exit's sh_commit_all, and
+ * the kernel releases the private lock with the process: a waiting newcomer then goes on. Held
+ * until the end; once per process (the destructor and the atexit handler both come here). */
+void sh_priv_exit(void) {
+    static int held;
+    if (__atomic_exchange_n(&held, 1, __ATOMIC_ACQ_REL)) return;
+    pthread_mutex_lock(&priv_mu);
+}
+
+/* The watcher of a private volume: sleeps on the volume's "shared wanted" word (a futex in the
+ * lock file's shared page) and makes the move when a process opening the volume sets it. A
+ * thread, not a check on the hot path: a private process that makes no volume call (a server
+ * idle in accept, a writer blocked on a pipe that the newcomer reads) would never see a mark,
+ * and the newcomer would wait for it forever. The move at a fork wakes it too
+ * (scp_volume_private_end sets the word); it then finds nothing private and ends. */
+static void *priv_watch(void *arg) {
+    int i = (int)(uintptr_t)arg;
+    pthread_mutex_lock(&priv_mu); /* sh_priv_begin holds it until v is published */
+    scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&priv_mu);
+    assert(v);
+    sh_in_lib++;
+    scp_volume_private_wait(v);
+    sh_lib_leave();
+    sh_priv_end(i);
+    return NULL;
+}
+
+int sh_priv_npending;
+
+/* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
+static int priv_watch_start(int i) {
+    pthread_attr_t at;
+    sigset_t all;
+    sigfillset(&all);
+    int r = pthread_attr_init(&at);
+    if (r) return -1;
+    /* no signal of the program is ever delivered to it; detached: nobody joins it */
+    r = pthread_attr_setsigmask_np(&at, &all) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    sh_in_lib++;
+    if (!r) r = pthread_create(&t, &at, priv_watch, (void *)(uintptr_t)i);
+    sh_lib_leave();
+    pthread_attr_destroy(&at);
+    return r ? -1 : 0;
+}
+
+void sh_priv_begin(int i, scp_volume *v) {
+    struct sh_volume *sv = &sh.vol[i];
+    /* under priv_mu until v is published with its mark: the watcher's move waits for it */
+    pthread_mutex_lock(&priv_mu);
+    if (sh_in_trap) { /* no thread from a signal handler: at the next call outside one */
+        sv->priv_pending = 1;
+        __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
+        sh_trace("volume at %s: no other process has it open, private (watcher to start)", sv->mount);
+    } else if (priv_watch_start(i) < 0) { /* no watcher: shared, before anything was written */
+        sh_in_lib++;
+        scp_volume_set_shared(v);
+        scp_volume_private_end(v);
+        sh_lib_leave();
+        sh_trace("volume at %s: no watcher thread, shared", sv->mount);
+    } else {
+        __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
+        sh_trace("volume at %s: no other process has it open, private until this image forks "
+                 "or another opens it", sv->mount);
+    }
+    __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&priv_mu);
+}
+
+void sh_priv_pending_run(void) {
+    /* not nested in the shield's own work (its locks may be held), nor in a vfork child */
+    if (sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    for (int i = 0; i < sh.nvol; i++) {
+        struct sh_volume *sv = &sh.vol[i];
+        if (!__atomic_load_n(&sv->priv_pending, __ATOMIC_ACQUIRE)) continue;
+        if (sh_in_trap) {
+            /* still no watcher: a newcomer that waits would wait until a call outside a trap,
+             * so the trapped call that sees the mark makes the move */
+            scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+            if (v && scp_volume_private_wanted(v)) sh_priv_end(i);
+            continue;
+        }
+        pthread_mutex_lock(&priv_mu);
+        int start = sv->priv_pending && sv->priv;
+        if (start && priv_watch_start(i) == 0) {
+            sv->priv_pending = 0;
+            __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+            sh_trace("volume at %s: private until this image forks or another opens it", sv->mount);
+            start = 0;
+        }
+        pthread_mutex_unlock(&priv_mu);
+        if (start) sh_priv_end(i); /* no watcher can be started: shared now */
+    }
+}
+
 static void ofd_release(pfile *pf, unsigned pass) {
     if (!pf || !pf->ofd || pf->ofd_pass == pass) return;
     pf->ofd_pass = pass;
@@ -429,6 +572,9 @@ static void ofd_release(pfile *pf, unsigned pass) {
 }
 
 void sh_fork_child_guards(void) {
+    /* The watcher may hold it at the fork (ending its move, which the fork's prepare need not
+     * wait for when nothing is private any more); the child has no watcher. */
+    pthread_mutex_init(&priv_mu, NULL);
     for (unsigned i = 0; i < ndesc(); i++) {
         pfile *pf = desc_at(i);
         if (pf) pthread_mutex_init(&pf->mu, NULL);

@@ -288,14 +288,38 @@ static long open_volume(int i) {
         return -(long)(e.sys ? e.sys : EIO);
     }
     if (tag_fd >= 0) scp_volume_on_commit(v, report_tag, (void *)(uintptr_t)i);
-    if (sh.cfg.flags & SCP_SHIELD_F_SHARED) scp_volume_set_shared(v);
-    __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
+    /* Shared mode comes with the configuration from the image that exec'd this one, once that
+     * family forked. It is for processes that write the same files at once; an image that has
+     * not forked itself and finds nobody else with the volume open writes it privately (the
+     * volume's private lock, scp_volume_go_private): a server exec'd by a shell script that ran
+     * commands first (bash forks for each, mariadb-install-db before mariadbd) would otherwise
+     * pay a commit per write for its whole life. It goes shared at its first fork
+     * (sh_fork_share) or when another process opens the volume shared (which waits for that in
+     * scp_volume_join_shared; a watcher thread of this process sees its mark, priv_watch in core.c).
+     * From a trap handler (mariadbd's first use of its data directory is glibc's realpath) the
+     * watcher starts at the next call outside one (sh_priv_poll); shared if it cannot start.
+     * Under vol_open_mu, which a fork holds too: sh.forked is stable. */
+    int priv = 0;
+    if (sh.cfg.flags & SCP_SHIELD_F_SHARED) {
+        sh_in_lib++;
+        if (!sh.forked && scp_volume_go_private(v)) priv = 1;
+        else if (scp_volume_join_shared(v, &e) < 0) {
+            scp_volume_close(v, NULL);
+            sh_lib_leave();
+            sh_trace("cannot open the protected volume at %s shared: %s", sv->mount, e.msg);
+            return -(long)(e.sys ? e.sys : EIO);
+        }
+        sh_lib_leave();
+    }
+    if (priv) sh_priv_begin(i, v); /* publishes v */
+    else __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
     sh_trace("volume at %s opened", sv->mount);
     return 0;
 }
 
 long sh_volume_ready(int i) {
     assert(i >= 0 && i < sh.nvol);
+    sh_priv_poll();
     if (__builtin_expect(__atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE) != NULL, 1)) return 0;
     /* a vfork or posix_spawn child shares our memory (but not our descriptor table): the
      * volume it opened would be half its own, half its parent's (as for protected opens) */
@@ -535,6 +559,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 static void commit_at_exit(void) {
     /* sh_in_lib: see _exit (interpose.c) */
     if (!sh.active || sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    sh_priv_exit();
     fflush(NULL);
     sh_commit_all();
 }
@@ -545,6 +570,7 @@ static void commit_at_exit(void) {
 static void openssl_release(void);
 __attribute__((destructor)) static void sh_dtor(void) {
     if (sh.active && !sh_in_lib && (pid_t)syscall(SYS_getpid) == sh.pid) {
+        sh_priv_exit();
         fflush(NULL);
         sh_commit_all();
         sh_ofd_release_all();

@@ -73,10 +73,14 @@ struct sh_volume {
     char mount[SCP_SHIELD_MAX_MOUNT];
     size_t mlen;
     char dirpath[64]; /* "/proc/self/fd/N" */
+    int priv;         /* holds the volume's private lock although the family is shared
+                       * (open_volume, init.c); cleared by sh_priv_end under priv_mu */
+    int priv_pending; /* private, its watcher not started yet (opened in a trap handler) */
 };
 
 struct sh_state {
     int active;                 /* configuration read and volumes open */
+    int forked;                 /* this image has forked (sh_fork_share): its volumes are shared */
     scp_shield_config cfg;
     int base, nslots;           /* protected-file slots: [base, base + nslots) */
     int lo, hi;                 /* whole reserved range [lo, hi) */
@@ -238,6 +242,22 @@ void sh_fork_child_guards(void);
 /* Hold late volume opens off (on: 1) or let them go on (0) (init.c); nothing when this thread
  * is inside an open itself (a signal handler's spawn) */
 void sh_vol_open_hold(int on);
+/* Private volumes (core.c): publish v as volume i, private with its watcher thread (shared
+ * if no thread can be started; v holds the private lock, scp_volume_go_private); take volume i
+ * (all private ones when i < 0) from private to shared: commit what this process wrote, release
+ * the private lock (scp_volume_private_end). */
+void sh_priv_begin(int i, scp_volume *v);
+/* Volumes opened private from a trap handler, where no thread can be started: their watchers
+ * start at this process's next shield call outside one (sh_priv_poll: one load on the hot path,
+ * pf_get and sh_volume_ready); meanwhile a trapped call that finds the volume wanted shared
+ * makes the move itself. */
+extern int sh_priv_npending;
+void sh_priv_pending_run(void);
+static inline void sh_priv_poll(void) {
+    if (__builtin_expect(__atomic_load_n(&sh_priv_npending, __ATOMIC_RELAXED) != 0, 0)) sh_priv_pending_run();
+}
+void sh_priv_end(int i);
+void sh_priv_exit(void);
 /* At exit: this image's references to shared descriptions go back (cursors become private). */
 void sh_ofd_release_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);

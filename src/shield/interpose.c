@@ -752,6 +752,7 @@ SH_EXPORT void _exit(int status) {
      * own would find a file mid-commit, or wait for a lock this thread holds. What was not
      * committed is lost as in a crash at this instant; the volume stays consistent. */
     if (sh.active && !sh_in_lib && (pid_t)syscall(SYS_getpid) == sh.pid) {
+        sh_priv_exit();
         sh_commit_all();
         sh_ofd_release_all();
     }

@@ -58,6 +58,7 @@ struct scp_volume {
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
+    int priv;       /* scp_volume_go_private: holds the private lock (PRIVATE_BYTE) */
     int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
                      * write at once and pick up their commits before each read (vfile.c) */
     uint32_t cs;    /* chunk size */
@@ -301,6 +302,12 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err);
 #define VOL_LOCKBYTE_OBJDIR 256 /* objects were created and their directory is not synced */
 #define VOL_LOCKBYTE_DOOMED 257 /* some process may have left removed files' objects behind */
 void vol_lockbyte_set(scp_volume *v, off_t off, int on);
+/* The "shared wanted" word (u32, volume.c): set by a process that opens the volume shared while
+ * another holds the private lock; futex-waited by the private one's watcher. Not trusted: a
+ * host that sets it makes a private process go shared (slower); one that clears it can only
+ * make the newcomer wait (availability is not promised). */
+#define VOL_WANT_OFF 64
+_Static_assert(VOL_WANT_OFF + 4 <= VOL_LOCKBYTE_OBJDIR, "lock file: the wanted word and the lock bytes overlap");
 /* The lock file's list of files with lazy commits (shared mode): a u32 count at
  * VOL_LAZY_OFF, then up to VOL_LAZY_MAX file ids. A durable commit syncs their journals
  * before its manifest names them, then empties it (manifest.c). Not trusted: a host that

@@ -29,6 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/futex.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <dirent.h>
 #include <unistd.h>
@@ -296,6 +299,105 @@ static void vol_free(scp_volume *v) {
     scp_crypto_forget_keys(); /* no thread's cached GCM context keeps this volume's keys */
 }
 
+/* Presence and private holders (docs/volume-format.md, "Concurrency": "Private after exec").
+ * Every process that has the volume open holds a read lock on PRESENCE_BYTE of the lock file
+ * through its own open file description (taken at open and again by a forked child with its
+ * fresh description, vol_check_fork; dropped by the kernel with the description: close, exec,
+ * exit, kill). A process that writes the volume privately although its family is shared
+ * (scp_volume_go_private) holds a write lock on PRIVATE_BYTE for as long as it is private; a
+ * process that opens the volume shared meanwhile (scp_volume_join_shared) sets the "shared
+ * wanted" word (VOL_WANT_OFF, in the mapped page) and waits until it can take a read lock on
+ * that byte, which the private one gives back only once it has committed what it wrote and
+ * gone shared (scp_volume_private_end). Far beyond the bytes that other locks use (0: the
+ * volume lock; 256, 257: lock bytes). */
+#define PRESENCE_BYTE ((off_t)1 << 40)
+#define PRIVATE_BYTE (PRESENCE_BYTE + 1)
+
+static void presence_take(scp_volume *v) {
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1};
+    (void)fcntl(v->lockfd, F_OFD_SETLK, &fl); /* read locks never conflict with each other */
+}
+
+/* 1 when no other open file description holds a presence lock, 0 when one does or when it
+ * cannot be told */
+static int vol_alone(scp_volume *v) {
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1};
+    if (fcntl(v->lockfd, F_OFD_GETLK, &fl) < 0) return 0; /* cannot tell: not alone */
+    return fl.l_type == F_UNLCK;
+}
+
+static int private_lock(scp_volume *v, short type, int cmd) {
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = PRIVATE_BYTE, .l_len = 1};
+    return fcntl(v->lockfd, cmd, &fl);
+}
+
+static uint32_t *want_word(scp_volume *v) {
+    assert(v->hint);
+    return (uint32_t *)((char *)v->hint + VOL_WANT_OFF);
+}
+
+int scp_volume_go_private(scp_volume *v) {
+    pthread_mutex_lock(&v->mu);
+    int ok = 0;
+    /* The order makes two processes that open at once exclude each other: the lock first, then
+     * the word cleared, then the presence test. A newcomer takes its presence lock before it
+     * tries the read lock; if that try fails (this lock is held), either its presence came
+     * before our test (we are not alone and let go: it then gets its read lock) or its
+     * "wanted" store came after our clear (we see it). */
+    if (v->hint && !v->shared && !v->priv && private_lock(v, F_WRLCK, F_OFD_SETLK) == 0) {
+        __atomic_store_n(want_word(v), 0, __ATOMIC_SEQ_CST);
+        if (vol_alone(v)) ok = v->priv = 1;
+        else (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return ok;
+}
+
+int scp_volume_private_wanted(scp_volume *v) {
+    return v->hint && __atomic_load_n(want_word(v), __ATOMIC_RELAXED) != 0;
+}
+
+void scp_volume_private_wait(scp_volume *v) {
+    if (!v->hint) return;
+    uint32_t *w = want_word(v);
+    /* futex on the shared file mapping (not FUTEX_PRIVATE_FLAG): the newcomer's wake reaches it */
+    while (__atomic_load_n(w, __ATOMIC_SEQ_CST) == 0)
+        syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
+}
+
+void scp_volume_private_end(scp_volume *v) {
+    pthread_mutex_lock(&v->mu);
+    if (v->priv) {
+        /* Invariant: a newcomer gets in only once this process commits every write at once. */
+        assert(v->shared);
+        /* The word set (and woken) before the lock goes, so that this process's own watcher
+         * wakes and ends; a leftover mark with no private holder is cleared by the next one. */
+        __atomic_store_n(want_word(v), 1, __ATOMIC_SEQ_CST);
+        syscall(SYS_futex, want_word(v), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+        (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
+        v->priv = 0;
+    }
+    pthread_mutex_unlock(&v->mu);
+}
+
+int scp_volume_join_shared(scp_volume *v, scp_err *err) {
+    assert(!v->priv);
+    if (private_lock(v, F_RDLCK, F_OFD_SETLK) < 0) {
+        if (errno != EAGAIN && errno != EACCES) return scp_fail_errno(err, "cannot test the volume's private lock");
+        /* A private holder: ask it to go shared, and wait until it has. Without the mapped
+         * word it would never know (it cannot be private without one itself, but this
+         * process's mapping may have failed). */
+        if (!v->hint) return scp_fail(err, SCP_E_BUSY, EBUSY, "another process writes the volume privately");
+        __atomic_store_n(want_word(v), 1, __ATOMIC_SEQ_CST);
+        syscall(SYS_futex, want_word(v), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+        while (private_lock(v, F_RDLCK, F_OFD_SETLKW) < 0)
+            if (errno != EINTR) return scp_fail_errno(err, "cannot wait for the volume's private writer");
+    }
+    (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
+    scp_volume_set_shared(v);
+    return 0;
+}
+
 void scp_volume_atfork_register(void) { pthread_once(&atfork_once, atfork_init); }
 
 scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
@@ -355,6 +457,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         goto fail;
     }
     hint_map(v);
+    presence_take(v);
     if (vol_lock(v, err) < 0) goto fail;
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
@@ -442,6 +545,8 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     if (fd < 0) return scp_fail_errno(err, "cannot reopen the volume lock after fork");
     close(v->lockfd);
     v->lockfd = fd;
+    presence_take(v); /* the parent's description still holds the parent's */
+    v->priv = 0;      /* and its private lock, if any (a fork's prepare ends it: sh_fork_share) */
     v->pid = getpid();
     v->ofd_held = 0; /* the parent's */
     if (ofd_lock(v, err) < 0) return -1;
