@@ -330,8 +330,12 @@ static void fail_case(scp_volume **vp, const char *vd, const uint8_t *key, const
             CHECKF(is_new || !memcmp(b + c, was + c, 4096),
                    "%s: chunk at %zu is neither the new bytes nor the old", what, c);
         }
-        CHECKF(news > 0 && news < FAIL_LEN / 4096, "%s: %zu of %u chunks new", what, news,
-               FAIL_LEN / 4096);
+        /* Not all: the bytes past the limit never went out. None is as right as some: the
+         * sealed pieces go out in as few pwrites as the sealing allows (seal_piece_done), and
+         * when every piece was sealed before the first pwrite (threads slow to be scheduled:
+         * CI's ASan pass saw it), one pwrite crosses the limit and the whole run is undone. */
+        CHECKF(news < FAIL_LEN / 4096, "%s: %zu of %u chunks new", what, news, FAIL_LEN / 4096);
+        printf("%s: %zu of %u chunks new\n", what, news, FAIL_LEN / 4096);
         free(b);
     }
     verify_volume(*vp);
