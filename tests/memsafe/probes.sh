@@ -55,30 +55,31 @@ check invalid_free "" 1 "invalid free: .* points 3 bytes into a heap object" 0
 check overflow_element 0 1 "heap buffer overflow: store of 4 bytes in fill() at .*overflow_element.c:16 (checked together with 1 more accesses.* at offset 48 of a 60-byte heap object" 0
 check dominated_field 24 20 "heap buffer overflow: memset destination (write) in clear() at .*dominated_field.c:26: 24 bytes at offset 0 of a 20-byte heap object" 0
 
+# stats_check PROBE WANT SHOW WHY: PROBE built with SCP_MS_STATS=1 must print a line matching WANT
+# (grep); ok shows the part matching SHOW, FAIL says WHY and prints the statistics.
+stats_check() {
+    if SCP_MS_STATS=1 "$scpcc" --memsafe -O2 -o "$tmp/$1" "$probes/$1.c" 2>"$tmp/stats" &&
+        grep -q "$2" "$tmp/stats"; then
+        echo "ok   $1: $(grep -o "$3" "$tmp/stats")"
+        pass=$((pass + 1))
+    else
+        echo "FAIL $1: $4:"; cat "$tmp/stats"
+        fail=$((fail + 1))
+    fi
+}
+
 # Accesses covered by an earlier check on every path (instr.c, scalar_access and mem_access): a
 # check of a pointer that is its own base covers the bytes from the pointer up (set()'s r->a after
 # r->c), and a memset of constant length is a check like a store's (clear()'s r->b after it):
 # 2 checks, 4 before.
-if SCP_MS_STATS=1 "$scpcc" --memsafe -O2 -o "$tmp/dom" "$probes/dominated_field.c" 2>"$tmp/stats" &&
-    grep -q ": 2 checks, .* 2 already checked on every path" "$tmp/stats"; then
-    echo "ok   dominated_field: $(grep -o '[0-9]* checks, .* already checked on every path' "$tmp/stats")"
-    pass=$((pass + 1))
-else
-    echo "FAIL dominated_field: expected 2 checks, the other accesses already checked:"; cat "$tmp/stats"
-    fail=$((fail + 1))
-fi
+stats_check dominated_field ": 2 checks, .* 2 already checked on every path" \
+    '[0-9]* checks, .* already checked on every path' "expected 2 checks, the other accesses already checked"
 
 # The fields of one array element at a variable index share one check (instr.c,
 # element_address): fill()'s three stores (clang 16 makes two of them one 8-byte store) get
 # one check, not one per field GEP (2 before).
-if SCP_MS_STATS=1 "$scpcc" --memsafe -O2 -o "$tmp/elem" "$probes/overflow_element.c" 2>"$tmp/stats" &&
-    grep -q ": 1 checks, [12] merged into them" "$tmp/stats"; then
-    echo "ok   overflow_element: $(grep -o '[0-9]* checks, [0-9]* merged into them' "$tmp/stats")"
-    pass=$((pass + 1))
-else
-    echo "FAIL overflow_element: expected 1 check with the other stores merged into it:"; cat "$tmp/stats"
-    fail=$((fail + 1))
-fi
+stats_check overflow_element ": 1 checks, [12] merged into them" '[0-9]* checks, [0-9]* merged into them' \
+    "expected 1 check with the other stores merged into it"
 
 # The reports' texts of the checks sit in a section of their own (instr.c, site_string), not in
 # .rodata among the program's own read-only data, whose pages the program reads (they made

@@ -669,6 +669,22 @@ static void flush_groups(struct pass *p)
     p->ngroups = 0;
 }
 
+/* The object holds [x + off, x + off + n) on every path here, with no call since: 1 (counted as
+ * already checked), or 0 after recording that it will once this access's check passed. A
+ * pointer that is its own base (loaded, an argument, a call's result) is in its object, so a
+ * check of [x + lo, x + hi) with lo >= 0 shows [x, x + hi) too: its fact starts at 0. */
+static int fact_known(struct pass *p, LLVMValueRef x, LLVMValueRef base, int64_t off, uint64_t n)
+{
+    int64_t flo = x == base && off >= 0 ? 0 : off;
+    if (facts_cover(&p->cur, x, flo, off + (int64_t)n)) {
+        if (!p->dry)
+            p->available++;
+        return 1;
+    }
+    facts_add(&p->cur, x, flo, off + (int64_t)n);
+    return 0;
+}
+
 /* A load or store of n bytes at ptr by `inst`. */
 static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, uint64_t n,
                           const char *what)
@@ -691,18 +707,10 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
         p->pruned += !p->dry;
         return;
     }
-    /* Checked on every path here, with no call since: the object still holds the range. A
-     * pointer that is its own base (loaded, an argument, a call's result) is in its object, so
-     * a check that the object holds [x + lo, x + hi) with lo >= 0 shows that it holds
-     * [x, x + hi) too: its fact starts at 0, and covers a later access at a smaller offset
-     * (p->c checked, then p->a in a block it dominates). */
-    int64_t flo = x == base && off >= 0 ? 0 : off;
-    if (facts_cover(&p->cur, x, flo, off + (int64_t)n)) {
-        if (!p->dry)
-            p->available++;
+    /* Checked on every path here, with no call since (p->c checked, then p->a in a block it
+     * dominates): the object still holds the range. */
+    if (fact_known(p, x, base, off, n))
         return;
-    }
-    facts_add(&p->cur, x, flo, off + (int64_t)n);
     if (p->dry)
         return;
     for (size_t i = 0; i < p->ngroups; i++) {
@@ -745,13 +753,8 @@ static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVM
         int64_t off;
         LLVMValueRef x = strip_const_offsets(p, ptr, &off, NULL);
         if (n > 0 && n < (UINT64_C(1) << 40) && off > -(INT64_C(1) << 40) && off < (INT64_C(1) << 40)) {
-            int64_t flo = x == base && off >= 0 ? 0 : off;
-            if (facts_cover(&p->cur, x, flo, off + (int64_t)n)) {
-                if (!p->dry)
-                    p->available++;
+            if (fact_known(p, x, base, off, n))
                 return;
-            }
-            facts_add(&p->cur, x, flo, off + (int64_t)n);
         }
     }
     if (p->dry)
