@@ -33,7 +33,9 @@ for v in $VARIANTS; do
     echo "== building redis ($v: CC=$(cc_for $v))" >&2
     ldflags=''
     [ $v = asan ] && ldflags=-fsanitize=address
-    (cd "$d" && nice make -j2 MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC="$(cc_for $v)" \
+    # one make in src/ for the three goals: the top-level Makefile hands each goal to a make
+    # of its own, and with -j2 two of them built deps/ at once (libhdrhistogram.a went missing)
+    (cd "$d" && nice make -C src -j2 MALLOC=libc BUILD_TLS=no USE_SYSTEMD=no CC="$(cc_for $v)" \
         OPTIMIZATION=-O2 LDFLAGS="$ldflags" redis-server redis-benchmark redis-cli >make.log 2>&1) || {
         echo "redis.sh: build of $v failed, see $d/make.log" >&2
         exit 1

@@ -474,6 +474,19 @@ void sh_priv_exit(void) {
     pthread_mutex_lock(&priv_mu);
 }
 
+int sh_exit_commit(int flush_stdio) {
+    /* Not in the shield (sh_in_lib: a handler the shield did not wrap, set by a raw
+     * rt_sigaction, interrupting this thread inside it): a commit nested in one of this
+     * thread's own would find a file mid-commit, or wait for a lock this thread holds. What was
+     * not committed is lost as in a crash at this instant; the volume stays consistent. Not in
+     * a child that shares the memory without being the process (vfork, CLONE_VM). */
+    if (!sh.active || sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return 0;
+    sh_priv_exit();
+    if (flush_stdio) fflush(NULL);
+    sh_commit_all();
+    return 1;
+}
+
 /* The watcher of a private volume: sleeps on the volume's "shared wanted" word (a futex in the
  * lock file's shared page) and makes the move when a process opening the volume sets it. A
  * thread, not a check on the hot path: a private process that makes no volume call (a server

@@ -556,23 +556,14 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 
 /* The destructor's commit, also run from atexit when OpenSSL's cleanup would otherwise come
  * first (openssl_lazy.c) */
-static void commit_at_exit(void) {
-    /* sh_in_lib: see _exit (interpose.c) */
-    if (!sh.active || sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
-    sh_priv_exit();
-    fflush(NULL);
-    sh_commit_all();
-}
+static void commit_at_exit(void) { (void)sh_exit_commit(1); }
 
 /* At exit the kernel would keep what was written to a file even if it was never closed; the
  * volume library keeps written bytes in memory until a commit. So: flush stdio (glibc flushes
  * it only after the destructors) and commit every open protected file. */
 static void openssl_release(void);
 __attribute__((destructor)) static void sh_dtor(void) {
-    if (sh.active && !sh_in_lib && (pid_t)syscall(SYS_getpid) == sh.pid) {
-        sh_priv_exit();
-        fflush(NULL);
-        sh_commit_all();
+    if (sh_exit_commit(1)) {
         sh_ofd_release_all();
         sh_console_exit();
     }

@@ -258,6 +258,12 @@ static inline void sh_priv_poll(void) {
 }
 void sh_priv_end(int i);
 void sh_priv_exit(void);
+/* At exit (the destructor, atexit, _exit): stop private moves, flush stdio when flush_stdio
+ * (glibc flushes it only after the destructors), commit every open protected file (the kernel
+ * keeps what was written to an unclosed file; the volume library holds it until a commit).
+ * 1 when it committed; 0 when it may not here (shield inactive, inside the shield, or not the
+ * process that set the shield up). */
+int sh_exit_commit(int flush_stdio);
 /* At exit: this image's references to shared descriptions go back (cursors become private). */
 void sh_ofd_release_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);

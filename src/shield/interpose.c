@@ -747,15 +747,8 @@ XREM(lremovexattr)
  * leaves its redirections open and calls _exit) ----------------------------------------------- */
 
 SH_EXPORT void _exit(int status) {
-    /* Not from inside the shield (a handler the shield did not wrap, set by a raw
-     * rt_sigaction, interrupting this thread there): a commit nested in one of this thread's
-     * own would find a file mid-commit, or wait for a lock this thread holds. What was not
-     * committed is lost as in a crash at this instant; the volume stays consistent. */
-    if (sh.active && !sh_in_lib && (pid_t)syscall(SYS_getpid) == sh.pid) {
-        sh_priv_exit();
-        sh_commit_all();
-        sh_ofd_release_all();
-    }
+    /* no stdio flush: _exit does not flush it */
+    if (sh_exit_commit(0)) sh_ofd_release_all();
     if (sh.active) sh_console_exit();
     REAL(void (*)(int), _exit);
     real__exit(status);
