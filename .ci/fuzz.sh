@@ -25,15 +25,14 @@ cmake --build "$BUILD" --target $TARGETS
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
-fail=0
-summary=()
-for t in $TARGETS; do
-    work="$BUILD/fuzz-work/$t"
-    art="$BUILD/fuzz-artifacts/$t"
-    log="$BUILD/fuzz-logs/$t.log"
+# One target: runs it, writes its summary line to $BUILD/fuzz-logs/<target>.summary, and
+# returns non-zero when it crashed, leaked, timed out or did not run.
+fuzz_one() {
+    local t=$1
+    local work="$BUILD/fuzz-work/$t" art="$BUILD/fuzz-artifacts/$t" log="$BUILD/fuzz-logs/$t.log"
     mkdir -p "$work" "$art" "$(dirname "$log")"
     rm -f "$art"/crash-* "$art"/leak-* "$art"/timeout-* "$art"/oom-*
-    extra=()
+    local extra=()
     case "$t" in
         fuzz_path) extra+=(-max_len=8300) ;;   # room for paths past SCP_MAX_PATH
         fuzz_journal) extra+=(-max_len=8192) ;;
@@ -41,14 +40,15 @@ for t in $TARGETS; do
         fuzz_image) extra+=(-max_len=65536) ;;
         fuzz_sealed_stream) extra+=(-max_len=16384) ;;
     esac
-    seeds=()
+    local seeds=()
     [ -d "fuzz/corpus/$t" ] && seeds+=("fuzz/corpus/$t")
     set +e
     "$BUILD/fuzz/$t" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 -artifact_prefix="$art/" "${extra[@]}" \
         "$work" "${seeds[@]}" >"$log" 2>&1
-    rc=$?
+    local rc=$?
     set -e
+    local runs cov eps found result
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
     eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
@@ -58,12 +58,33 @@ for t in $TARGETS; do
         result=ok
     else
         result="FAILED (exit $rc${found:+, input $found})"
-        fail=1
-        echo "==== $t: last lines of $log ====" >&2
-        tail -n 60 "$log" >&2
+        { echo "==== $t: last lines of $log ===="; tail -n 60 "$log"; } >&2
     fi
-    summary+=("$(printf 'fuzz %-18s %4ss  runs %-10s exec/s %-7s %-22s %s' "$t" "$SECONDS_EACH" \
-        "${runs:-?}" "${eps:-?}" "${cov:-cov: ?}" "$result")")
+    printf 'fuzz %-18s %4ss  runs %-10s exec/s %-7s %-22s %s\n' "$t" "$SECONDS_EACH" \
+        "${runs:-?}" "${eps:-?}" "${cov:-cov: ?}" "$result" >"$BUILD/fuzz-logs/$t.summary"
+    [ "$result" = ok ]
+}
+
+# The targets run side by side, one per core (each libFuzzer process is single-threaded and
+# -max_total_time is wall-clock time, so each still gets about a core for its seconds).
+jobs=$(nproc 2>/dev/null || echo 2)
+mkdir -p "$BUILD/fuzz-logs"
+for t in $TARGETS; do
+    rm -f "$BUILD/fuzz-logs/$t.summary"
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    fuzz_one "$t" &
+done
+wait
+fail=0
+summary=()
+for t in $TARGETS; do
+    if [ -f "$BUILD/fuzz-logs/$t.summary" ]; then
+        summary+=("$(cat "$BUILD/fuzz-logs/$t.summary")")
+        grep -q ' ok$' "$BUILD/fuzz-logs/$t.summary" || fail=1
+    else
+        summary+=("fuzz $t: no summary (the run did not finish)")
+        fail=1
+    fi
 done
 printf '%s\n' "${summary[@]}"
 exit "$fail"
