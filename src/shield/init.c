@@ -80,6 +80,10 @@ static long trap_sigprocmask(ucontext_t *uc, const long a[6]) {
     return r;
 }
 
+/* Set when sh_ctor has set the shield up; the SIGSYS handler is installed long before (see
+ * there) and until then only lets trapped calls through. */
+static int sigsys_serving;
+
 static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
     if (si->si_code != SYS_SECCOMP) return;
@@ -91,6 +95,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     const struct sh_sysent *s = sh_sys(si->si_syscall);
     if (s && s->handler == HND_UCTX) { /* rt_sigprocmask: acts on the interrupted context */
         g[REG_RAX] = (greg_t)trap_sigprocmask(uc, a);
+        errno = saved;
+        return;
+    }
+    if (!__atomic_load_n(&sigsys_serving, __ATOMIC_ACQUIRE)) {
+        /* this image's start-up: an inherited rule (an earlier image's code range, where this
+         * image's libc now lies) trapped a call of the start-up itself; the kernel carries it
+         * out, as it would have without that rule */
+        g[REG_RAX] = (greg_t)sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
         errno = saved;
         return;
     }
@@ -401,6 +413,15 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     /* The gate first: an inherited filter traps calls on reserved or aliased numbers, and the
      * configuration descriptor may be one of those. */
     if (sh_gate_map(&e)) die("cannot map the syscall gate", &e);
+    /* The handler second, before this image makes any path call of its own. Filters survive
+     * exec: an earlier image's code rule traps path calls from where that image's libc lay,
+     * and this image's libc may lie there now (ASLR places it anywhere in a 2^40-byte window;
+     * each shielded image of the exec chain adds a rule). A trap with no handler kills the
+     * process: a bash deep in pyenv's exec chain died of SIGSYS at the getcwd below, made
+     * through libc's syscall(). Until the shield is set up the handler only lets calls
+     * through (sigsys_serving). The loader's own path calls, before this library is loaded,
+     * stay exposed: docs/shield.md, "Why the instruction pointer". */
+    if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
     size_t csz = scp_shield_config_size();
     char *cbuf = malloc(csz);
     if (!cbuf) die("out of memory", NULL);
@@ -508,7 +529,6 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     }
 
     if (sh_net_load(&e)) die("cannot read the network configuration", &e);
-    if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
     sh_nf_install(); /* without it, the page probes stay (nofault.c) */
     /* the crypto layer's fork handlers before ours, and so before the console's (registered in
      * sh_console_init): its prepare (the context list's lock) then runs after theirs. Left to
@@ -534,6 +554,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     sh_exec_adopt();
     fill_own_numbers();
     sh.active = 1;
+    __atomic_store_n(&sigsys_serving, 1, __ATOMIC_RELEASE);
     struct code_ranges c;
     code_ranges(&c);
     fs.code_lo = c.lo;
