@@ -12,6 +12,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -303,4 +304,15 @@ int scp_exit_code(int wstatus, const char *who) {
         scp_log(SCP_LOG_WARN, who, "the program was killed by signal %d (%s)%s", sig, strsignal(sig),
                 WCOREDUMP(wstatus) ? ", core dumped" : "");
     return 128 + sig;
+}
+
+int scp_mutex_held(pthread_mutex_t *mu) {
+#ifdef __GLIBC__
+    /* __owner: set by pthread_mutex_lock after it took the lock, cleared by unlock before it
+     * lets go, for every mutex type (glibc's nptl); only the holder can see its own id there */
+    return __atomic_load_n(&mu->__data.__owner, __ATOMIC_RELAXED) == (int)syscall(SYS_gettid);
+#else
+    (void)mu;
+    return 1;
+#endif
 }

@@ -2,6 +2,7 @@
 #ifndef SCP_COMMON_UTIL_H
 #define SCP_COMMON_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -22,6 +23,12 @@ int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t
 void scp_hex(const uint8_t *in, size_t n, char *out);
 /* Parse exactly 2n hex digits into out. Returns -1 on any other input. */
 int scp_unhex(const char *in, uint8_t *out, size_t n);
+
+/* Whether the calling thread holds mu: the check behind a "caller holds mu" rule,
+ * assert(scp_mutex_held(&mu)), in debug builds. glibc records a held mutex's owner (its
+ * thread id) in the mutex; under another C library the answer is 1 (not known, the assert
+ * passes). */
+int scp_mutex_held(pthread_mutex_t *mu);
 
 /* Zero memory in a way the compiler cannot elide. */
 void scp_wipe(void *p, size_t n);

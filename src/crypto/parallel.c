@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "common/util.h"
+
 #define MAX_WORKERS 3
 
 static struct pool {
@@ -84,6 +86,7 @@ static void register_fork(void) { pthread_atfork(NULL, NULL, after_fork_child); 
 
 /* Start the workers once (caller holds job_mu). */
 static int start_workers(void) {
+    assert(scp_mutex_held(&P.job_mu));
     if (P.nworkers != 0) return P.nworkers;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int want = cpus > 1 ? (int)(cpus - 1) : 0;

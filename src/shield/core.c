@@ -28,6 +28,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "crypto/crypto.h"
 #include "shield/internal.h"
 #include "shield/net.h"
@@ -226,6 +227,7 @@ static struct sh_ofd *ofd_map_fd(int fd) {
 
 /* The region, made once per program (forks and execs inherit its descriptor). Under sh.mu. */
 static int ofd_region(void) {
+    assert(scp_mutex_held(&sh.mu));
     if (sh.ofd_map) return 0;
     long m = sh_gate(SYS_memfd_create, (long)"scp-shield-ofd", 0, 0, 0, 0, 0);
     if (m < 0) return (int)m;
@@ -510,6 +512,7 @@ int sh_priv_npending;
 
 /* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
 static int priv_watch_start(int i) {
+    assert(scp_mutex_held(&priv_mu) && !sh_in_trap);
     pthread_attr_t at;
     sigset_t all;
     sigfillset(&all);

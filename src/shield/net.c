@@ -596,6 +596,7 @@ int net_buffered(nconn *c) {
 
 /* Called with c->mu held after every operation: I3 and I4. */
 void net_update(nconn *c) {
+    assert(scp_mutex_held(&c->mu));
     int rd = net_buffered(c), st = net_wpending(c) && !c->failed;
     if (rd == (c->ready_idx >= 0) && st == (c->stuck_idx >= 0)) return;
     pthread_mutex_lock(&net_mu);

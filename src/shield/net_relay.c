@@ -19,6 +19,7 @@
  * only by a fork or exec with connections open: servers that fork before accepting pay nothing.
  */
 #define _GNU_SOURCE 1
+#include <assert.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +36,7 @@
 #include <unistd.h>
 
 #undef PF_FILE /* <sys/socket.h>'s; internal.h has its own */
+#include "common/util.h"
 #include "shield/internal.h"
 #include "shield/net.h"
 #include "shield/net_int.h"
@@ -224,6 +226,7 @@ static pid_t real_fork(void) {
 
 /* Start the relay for L[0..n) (their c->mu held); 0 or -errno. */
 static long start_relay(struct link *L, int n) {
+    for (int i = 0; i < n; i++) assert(scp_mutex_held(&L[i].c->mu));
     pid_t mid = real_fork();
     if (mid < 0) return -errno;
     if (mid == 0) { /* the intermediate: its child, the relay, is adopted by init when it exits */

@@ -16,6 +16,7 @@
  * are making SSL objects from is not safe; SSL_use_certificate on the new object is, and keeps
  * the private key because it matches.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -56,6 +57,7 @@ int net_renew_load(scp_err *err) {
 /* A consistent copy of the page's certificate as an X509 for our key, or NULL (caller holds
  * renew_mu). */
 static X509 *read_page(uint32_t *seq_out) {
+    assert(scp_mutex_held(&renew_mu));
     const struct scp_shield_net_renew *pg = nc.renew;
     static char pem[sizeof pg->pem];
     for (int tries = 0; tries < 100; tries++) {
