@@ -653,7 +653,7 @@ int file_writeback(scp_file *f, scp_err *err) {
     uint64_t key, val;
     while (u64map_next(&f->dirty, &pos, &key, &val)) idx[k++] = key;
     qsort(idx, n, sizeof *idx, cmp_u64);
-    if (chunk_wkey_reserve(f, n, err) < 0 || scp_random(nonces, n * SCP_NONCE_LEN, err) < 0) {
+    if (chunk_wkey_reserve(f, n, err) < 0 || scp_random_public(nonces, n * SCP_NONCE_LEN, err) < 0) {
         rc = -1;
         goto out;
     }
