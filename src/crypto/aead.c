@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -35,31 +36,41 @@ int scp_random(void *buf, size_t n, scp_err *err) {
  * asked three times for 12 bytes: its chunk nonces, its commit record's nonce, its
  * manifest-log record's nonce (sqlite's one-row WAL transaction: one commit each).
  * The bytes are the DRBG's output as RAND_bytes would have returned them, each handed out
- * once: taken from the end of what is left, then wiped in the buffer. A buffer is stamped with
- * the process that filled it and filled afresh when getpid() says another process uses it: a
- * fork child (whose copy its parent also holds), a child of a raw clone (no fork handler runs
- * there, as OpenSSL's own check assumes too), or a vfork child (which shares the memory: it
- * refills, and so does the parent after it, so neither hands out what the other did). So no
- * nonce is handed out twice, and a nonce's uniqueness rests on the DRBG as before. It is
- * taken out of its slot while in use, as the digest context is (md_take), so that a signal
- * handler that draws meanwhile (the shield's) finds none and calls RAND_bytes. Keys never come
- * from here: the buffer holds values before they are drawn (scp_random draws a key when it is
- * needed). */
+ * once: taken from the end of what is left, then wiped in the buffer. No process hands out
+ * what another did or will: the buffer lives in its own page marked MADV_WIPEONFORK, which the
+ * kernel gives a child of fork zeroed (so empty: it fills its own), also a child of a raw
+ * clone, where no fork handler runs; a vfork child shares the page with its suspended parent,
+ * so what one takes the other never sees again. Where the kernel refuses the mark (before
+ * Linux 4.14) the buffer records the pid that filled it and is filled afresh when getpid()
+ * differs, as OpenSSL's own check does. So a nonce's uniqueness rests on the DRBG as before.
+ * The buffer is taken out of its slot while in use, as the digest context is (md_take), so
+ * that a signal handler that draws meanwhile (the shield's) finds none and calls RAND_bytes.
+ * Keys never come from here: the buffer holds values before they are drawn. */
 #define POOL_BYTES 480
 struct rand_pool {
-    pid_t pid;   /* the process that filled b */
+    pid_t pid;   /* the process that filled b (checked only without the fork mark) */
     size_t left; /* b[0, left) not handed out yet; the rest is wiped */
     uint8_t b[POOL_BYTES];
 };
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static pthread_key_t pool_key;
+static int pool_marked = 1; /* every buffer so far got MADV_WIPEONFORK (atomic) */
 
 static void pool_free(void *p) {
     scp_wipe(p, sizeof(struct rand_pool));
-    free(p);
+    munmap(p, sizeof(struct rand_pool));
 }
 static void pool_init(void) {
     if (pthread_key_create(&pool_key, pool_free) != 0) abort();
+}
+
+static struct rand_pool *pool_new(void) {
+    void *m = mmap(NULL, sizeof(struct rand_pool), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    if (madvise(m, sizeof(struct rand_pool), MADV_WIPEONFORK) != 0)
+        __atomic_store_n(&pool_marked, 0, __ATOMIC_RELAXED);
+    return m; /* (zero: empty) */
 }
 
 int scp_random_public(void *buf, size_t n, scp_err *err) {
@@ -67,8 +78,8 @@ int scp_random_public(void *buf, size_t n, scp_err *err) {
     pthread_once(&pool_once, pool_init);
     struct rand_pool *p = pthread_getspecific(pool_key);
     if (p) (void)pthread_setspecific(pool_key, NULL);
-    else if (!(p = calloc(1, sizeof *p))) return scp_random(buf, n, err);
-    pid_t me = getpid();
+    else if (!(p = pool_new())) return scp_random(buf, n, err);
+    pid_t me = __atomic_load_n(&pool_marked, __ATOMIC_RELAXED) ? 0 : getpid();
     if (p->pid != me || p->left < n) {
         p->left = 0;
         if (RAND_bytes(p->b, POOL_BYTES) != 1) {
