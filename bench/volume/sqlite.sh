@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/volume/sqlite.sh - sqlite3 CLI one-row transactions on a protected volume (under
 # scpctl run) against the same on a plain directory, same run, ratios printed; and, with
-# STRACE=1, the flushes per transaction of each (strace -f -c).
+# STRACE=1, the flushes and other calls per transaction of each (strace -f -c: the writes,
+# preads, getpid and stats of the volume's catch-up under its lock).
 #
 #   bench/volume/sqlite.sh [BUILD_DIR]
 #
@@ -9,7 +10,8 @@
 #   MODES="wal delete" (wal = journal_mode=WAL, synchronous=FULL; delete = rollback journal,
 #   synchronous=FULL, the default), BASE=/var/tmp, STRACE=0|1, CPU=0|1 (perf stat of the
 #   sqlite3 process: task-clock and block requests issued per transaction, figures that move
-#   less with the machine's load than throughput does; needs perf), PROFILE=0|1 (perf record
+#   less with the machine's load than throughput does; needs perf; CPU_ROUNDS=N repeats it,
+#   the file systems alternating, for medians at a busy machine), PROFILE=0|1 (perf record
 #   of the scp sqlite3 in each mode: the share of its CPU samples in each library, and the
 #   volume library's and OpenSSL's samples per sqlite's own, a ratio of one run),
 #   AB=OTHER_BUILD (optional: also run the volume lines with that build's scpctl, as "base",
@@ -58,15 +60,15 @@ run_once() { # FS JMODE -> txn/s
 }
 
 flushes() { # FS JMODE -> per-transaction counts of each flush call
-    local fs=$1 jm=$2 db
+    local fs=$1 jm=$2 db n=$(( TXNS < 500 ? TXNS : 500 ))
     db=$(dir "$fs")/bench-s-$jm.db
     $(pre "$fs") sqlite3 "$db" "$(pragma "$jm") CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" >/dev/null
     { pragma "$jm"; head -n 500 "$T/txn.sql"; } > "$T/s.sql"
-    strace -f -c -o "$T/strace.txt" -e trace=fdatasync,fsync,msync,ftruncate,sync_file_range,pwrite64,write \
+    strace -f -c -o "$T/strace.txt" -e trace=fdatasync,fsync,msync,ftruncate,sync_file_range,pwrite64,write,pread64,getpid,newfstatat \
         $(pre "$fs") sqlite3 "$db" < "$T/s.sql" >/dev/null
     $(pre "$fs") rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
-    awk -v fs="$fs" -v jm="$jm" '$NF ~ /^(fdatasync|fsync|msync|ftruncate|sync_file_range|pwrite64|write)$/ {
-        printf "  %s %s %s: %.2f per txn\n", fs, jm, $NF, $(NF-1) / 500 }' "$T/strace.txt"
+    awk -v fs="$fs" -v jm="$jm" -v n="$n" '$NF ~ /^(fdatasync|fsync|msync|ftruncate|sync_file_range|pwrite64|write|pread64|getpid|newfstatat)$/ {
+        printf "  %s %s %s: %.2f per txn\n", fs, jm, $NF, $(NF-1) / n }' "$T/strace.txt"
 }
 
 cpu() { # FS JMODE -> CPU time and block requests per transaction (perf stat)
@@ -101,7 +103,9 @@ if [ "${PROFILE:-0}" = 1 ]; then
     for jm in $MODES; do profile "$jm"; done
 fi
 if [ "${CPU:-0}" = 1 ]; then
-    for jm in $MODES; do for fs in $FSES; do cpu "$fs" "$jm"; done; done
+    for r in $(seq 1 "${CPU_ROUNDS:-1}"); do
+        for jm in $MODES; do for fs in $FSES; do cpu "$fs" "$jm"; done; done
+    done
 fi
 if [ "${STRACE:-0}" = 1 ]; then
     for jm in $MODES; do for fs in $FSES; do flushes "$fs" "$jm"; done; done

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -29,19 +30,95 @@ int scp_random(void *buf, size_t n, scp_err *err) {
     return 0;
 }
 
-/* Per-thread cipher contexts: one for sealing and one for opening, each remembering the key it
- * was initialized with, so that the common case (many chunks under one file key) only sets the
- * IV. The copies of the keys live in a locked, non-dumpable page (OpenSSL keeps the key schedule
- * in its context and clears it on free); the contexts are listed, so that scp_crypto_forget_keys
- * can drop every thread's when a volume closes. The struct itself stays on the heap, so that
- * leak checkers see the contexts it points to. `busy` is a spin flag: the owner takes it around
- * each operation, a forgetting thread around the wipe. Freed by the thread-exit destructor. */
+/* Random values that are not secret, from a per-thread buffer that one RAND_bytes call fills.
+ * RAND_bytes costs about 0.9 us a call whatever the length (OpenSSL 3's DRBG: its fork check,
+ * a getpid, and the re-key of its AES-CTR state after every request), and a journaled commit
+ * asked three times for 12 bytes: its chunk nonces, its commit record's nonce, its
+ * manifest-log record's nonce (sqlite's one-row WAL transaction: one commit each).
+ * The bytes are the DRBG's output as RAND_bytes would have returned them, each handed out
+ * once: taken from the end of what is left, then wiped in the buffer. No process hands out
+ * what another did or will: the buffer lives in its own page marked MADV_WIPEONFORK, which the
+ * kernel gives a child of fork zeroed (so empty: it fills its own), also a child of a raw
+ * clone, where no fork handler runs; a vfork child shares the page with its suspended parent,
+ * so what one takes the other never sees again. Where the kernel refuses the mark (before
+ * Linux 4.14) the buffer records the pid that filled it and is filled afresh when getpid()
+ * differs, as OpenSSL's own check does. So a nonce's uniqueness rests on the DRBG as before.
+ * The buffer is taken out of its slot while in use, as the digest context is (md_take), so
+ * that a signal handler that draws meanwhile (the shield's) finds none and calls RAND_bytes.
+ * Keys never come from here: the buffer holds values before they are drawn. */
+#define POOL_BYTES 480
+struct rand_pool {
+    pid_t pid;   /* the process that filled b (checked only without the fork mark) */
+    size_t left; /* b[0, left) not handed out yet; the rest is wiped */
+    uint8_t b[POOL_BYTES];
+};
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static pthread_key_t pool_key;
+static int pool_marked = 1; /* every buffer so far got MADV_WIPEONFORK (atomic) */
+
+static void pool_free(void *p) {
+    scp_wipe(p, sizeof(struct rand_pool));
+    munmap(p, sizeof(struct rand_pool));
+}
+static void pool_init(void) {
+    if (pthread_key_create(&pool_key, pool_free) != 0) abort();
+}
+
+static struct rand_pool *pool_new(void) {
+    void *m = mmap(NULL, sizeof(struct rand_pool), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    if (madvise(m, sizeof(struct rand_pool), MADV_WIPEONFORK) != 0)
+        __atomic_store_n(&pool_marked, 0, __ATOMIC_RELAXED);
+    return m; /* (zero: empty) */
+}
+
+int scp_random_public(void *buf, size_t n, scp_err *err) {
+    if (n > POOL_BYTES / 4) return scp_random(buf, n, err); /* (a long run's nonces: one call) */
+    pthread_once(&pool_once, pool_init);
+    struct rand_pool *p = pthread_getspecific(pool_key);
+    if (p) (void)pthread_setspecific(pool_key, NULL);
+    else if (!(p = pool_new())) return scp_random(buf, n, err);
+    pid_t me = __atomic_load_n(&pool_marked, __ATOMIC_RELAXED) ? 0 : getpid();
+    if (p->pid != me || p->left < n) {
+        p->left = 0;
+        if (RAND_bytes(p->b, POOL_BYTES) != 1) {
+            pool_free(p);
+            return scp_fail(err, SCP_E_CRYPTO, EIO, "the random generator failed (RAND_bytes)");
+        }
+        p->pid = me;
+        p->left = POOL_BYTES;
+    }
+    assert(n <= p->left && p->left <= POOL_BYTES);
+    p->left -= n;
+    memcpy(buf, p->b + p->left, n);
+    scp_wipe(p->b + p->left, n);
+    if (pthread_getspecific(pool_key) || pthread_setspecific(pool_key, p) != 0) pool_free(p);
+    return 0;
+}
+
+/* Per-thread cipher contexts, GCM_SLOTS for sealing and as many for opening, each remembering
+ * the key it was initialized with, so that the common case only sets the IV. Several per
+ * direction: a journaled commit seals under three keys in turn (its chunks under the writer's
+ * subkey, its commit record under the journal key, its manifest-log record under the log's
+ * key), and with one context each of those seals re-keyed it (the AES key schedule and GCM's
+ * hash key tables, each time). The copies of the keys live in a locked, non-dumpable page
+ * (OpenSSL keeps the key schedule in its context and clears it on free); the contexts are
+ * listed, so that scp_crypto_forget_keys can drop every thread's when a volume closes. The
+ * struct itself stays on the heap, so that leak checkers see the contexts it points to. `busy`
+ * is a spin flag: the owner takes it around each operation, a forgetting thread around the
+ * wipe. Freed by the thread-exit destructor. */
+#ifndef GCM_SLOTS
+#define GCM_SLOTS 4
+#endif
 struct gcm_tls {
     struct gcm_tls *next, *prev;
     int busy;
-    EVP_CIPHER_CTX *ctx[2]; /* 0 = encrypt, 1 = decrypt */
-    uint8_t (*key)[32];     /* [2], in a page of scp_secure_alloc */
-    int keyed[2];
+    EVP_CIPHER_CTX *ctx[2][GCM_SLOTS]; /* [0] encrypt, [1] decrypt */
+    uint8_t (*key)[GCM_SLOTS][32];     /* [2], in a page of scp_secure_alloc */
+    int keyed[2][GCM_SLOTS];
+    unsigned long used[2][GCM_SLOTS];  /* when each was last used (the least recent is re-keyed) */
+    unsigned long clock;
 };
 
 static pthread_key_t tls_key;
@@ -57,12 +134,13 @@ static void tls_unlock(struct gcm_tls *t) { __atomic_store_n(&t->busy, 0, __ATOM
 /* Drop the contexts and key copies (caller holds t->busy). */
 static void tls_clear(struct gcm_tls *t) {
     assert(__atomic_load_n(&t->busy, __ATOMIC_RELAXED) == 1);
-    for (int i = 0; i < 2; i++) {
-        EVP_CIPHER_CTX_free(t->ctx[i]); /* the provider clears its key schedule on free */
-        t->ctx[i] = NULL;
-        t->keyed[i] = 0;
-        OPENSSL_cleanse(t->key[i], 32);
-    }
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < GCM_SLOTS; k++) {
+            EVP_CIPHER_CTX_free(t->ctx[i][k]); /* the provider clears its key schedule on free */
+            t->ctx[i][k] = NULL;
+            t->keyed[i][k] = 0;
+            OPENSSL_cleanse(t->key[i][k], 32);
+        }
 }
 
 static void tls_free(void *p) {
@@ -74,7 +152,7 @@ static void tls_free(void *p) {
     pthread_mutex_unlock(&tls_reg_mu);
     tls_lock(t); /* off the list now, so no forgetting thread holds it for long */
     tls_clear(t);
-    scp_secure_free(t->key, (size_t)2 * 32);
+    scp_secure_free(t->key, (size_t)2 * sizeof *t->key);
     OPENSSL_free(t);
 }
 
@@ -101,7 +179,7 @@ static struct gcm_tls *tls_get(void) {
     if (!t) {
         t = OPENSSL_zalloc(sizeof *t);
         if (!t) return NULL;
-        t->key = scp_secure_alloc((size_t)2 * 32);
+        t->key = scp_secure_alloc((size_t)2 * sizeof *t->key);
         if (!t->key) {
             OPENSSL_free(t);
             return NULL;
@@ -134,33 +212,43 @@ size_t scp_crypto_cached_keys(void) {
     pthread_mutex_lock(&tls_reg_mu);
     for (struct gcm_tls *t = tls_reg; t; t = t->next) {
         tls_lock(t);
-        for (int i = 0; i < 2; i++) n += (size_t)(t->keyed[i] || t->ctx[i]);
+        for (int i = 0; i < 2; i++)
+            for (int k = 0; k < GCM_SLOTS; k++) n += (size_t)(t->keyed[i][k] || t->ctx[i][k]);
         tls_unlock(t);
     }
     pthread_mutex_unlock(&tls_reg_mu);
     return n;
 }
 
-/* The context for dir, keyed with key and set to nonce (caller holds t->busy). */
+/* A context for dir, keyed with key and set to nonce (caller holds t->busy): the one already
+ * keyed with it, else the least recently used one, re-keyed. */
 static EVP_CIPHER_CTX *gcm_ctx(struct gcm_tls *t, int dir, const uint8_t key[32],
                                const uint8_t nonce[12]) {
     assert(__atomic_load_n(&t->busy, __ATOMIC_RELAXED) == 1);
-    if (!t->ctx[dir]) {
-        t->ctx[dir] = EVP_CIPHER_CTX_new();
-        if (!t->ctx[dir]) return NULL;
-        if (EVP_CipherInit_ex(t->ctx[dir], EVP_aes_256_gcm(), NULL, NULL, NULL, dir == 0) != 1)
-            return NULL;
-        t->keyed[dir] = 0;
+    int s = -1, lru = 0;
+    for (int k = 0; k < GCM_SLOTS && s < 0; k++) {
+        if (t->keyed[dir][k] && CRYPTO_memcmp(t->key[dir][k], key, 32) == 0) s = k;
+        else if (!t->keyed[dir][k] || (t->keyed[dir][lru] && t->used[dir][k] < t->used[dir][lru]))
+            lru = k;
     }
-    EVP_CIPHER_CTX *c = t->ctx[dir];
-    const uint8_t *k = NULL;
-    if (!t->keyed[dir] || CRYPTO_memcmp(t->key[dir], key, 32) != 0) {
-        memcpy(t->key[dir], key, 32);
-        t->keyed[dir] = 1;
-        k = key;
+    const uint8_t *newkey = NULL;
+    if (s < 0) {
+        s = lru;
+        if (!t->ctx[dir][s]) {
+            t->ctx[dir][s] = EVP_CIPHER_CTX_new();
+            if (!t->ctx[dir][s]) return NULL;
+            if (EVP_CipherInit_ex(t->ctx[dir][s], EVP_aes_256_gcm(), NULL, NULL, NULL, dir == 0) != 1)
+                return NULL;
+        }
+        memcpy(t->key[dir][s], key, 32);
+        t->keyed[dir][s] = 1;
+        newkey = key;
     }
-    if (EVP_CipherInit_ex(c, NULL, NULL, k, nonce, dir == 0) != 1) {
-        t->keyed[dir] = 0;
+    assert(s >= 0 && s < GCM_SLOTS && t->ctx[dir][s]);
+    t->used[dir][s] = ++t->clock;
+    EVP_CIPHER_CTX *c = t->ctx[dir][s];
+    if (EVP_CipherInit_ex(c, NULL, NULL, newkey, nonce, dir == 0) != 1) {
+        t->keyed[dir][s] = 0;
         return NULL;
     }
     return c;

@@ -1,8 +1,9 @@
 /* crypto/crypto.h - the few primitives SCP uses, all through OpenSSL 3.
  *
  * AES-256-GCM goes through EVP so that AES-NI/VAES are used. Cipher contexts are cached per
- * thread (one per thread, re-keyed only when the key changes, kept in locked non-dumpable
- * memory), so sealing a 4 KiB chunk costs one IV setup and no allocation.
+ * thread (a few keyed ones per direction, the least recently used re-keyed when a new key
+ * comes, key copies in locked non-dumpable memory), so sealing a 4 KiB chunk costs one IV
+ * setup and no allocation, also when a commit seals under three keys in turn.
  */
 #ifndef SCP_CRYPTO_H
 #define SCP_CRYPTO_H
@@ -19,6 +20,11 @@
 
 /* Cryptographically secure random bytes. */
 int scp_random(void *buf, size_t n, scp_err *err);
+/* The same for values that need not stay secret (nonces, salts, file ids): drawn from a
+ * per-thread buffer of the generator's output, refilled in another process (aead.c), so that
+ * a commit's few nonces cost one RAND_bytes call per 40 of them instead of one each. Never for
+ * keys. */
+int scp_random_public(void *buf, size_t n, scp_err *err);
 
 /* Drop every thread's cached AES-GCM contexts and key copies (their key schedules are cleared):
  * called when a volume closes, so that no key outlives it in a cache. The next operation of

@@ -653,7 +653,7 @@ int file_writeback(scp_file *f, scp_err *err) {
     uint64_t key, val;
     while (u64map_next(&f->dirty, &pos, &key, &val)) idx[k++] = key;
     qsort(idx, n, sizeof *idx, cmp_u64);
-    if (chunk_wkey_reserve(f, n, err) < 0 || scp_random(nonces, n * SCP_NONCE_LEN, err) < 0) {
+    if (chunk_wkey_reserve(f, n, err) < 0 || scp_random_public(nonces, n * SCP_NONCE_LEN, err) < 0) {
         rc = -1;
         goto out;
     }
@@ -770,20 +770,38 @@ static uint64_t changed_next(scp_file *f, uint64_t i, uint64_t lim) {
 
 /* Apply the journal's newest commit in place after the commit point, without syncing: until a
  * checkpoint the journal can redo it (caller holds the volume lock). */
+#define APPLY_RUN 16 /* chunks per pwrite of the apply */
 static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
     uint32_t cs = f->vol->cs;
-    uint8_t *ct = malloc(cs);
-    if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    size_t pos = 0;
+    /* The journaled chunks in index order, each run of neighbours written with one pwrite:
+     * sqlite's WAL frame (24 + 4096 bytes) straddles two chunks, one write instead of two. */
+    size_t nj = u64map_count(&f->jmap), pos = 0, nk = 0;
+    uint64_t(*jv)[2] = nj ? malloc(nj * sizeof *jv) : NULL; /* index, record offset */
+    uint8_t *ct = nj ? malloc((size_t)APPLY_RUN * cs) : NULL;
     uint64_t i, off;
     int rc = 0;
+    if (nj && (!jv || !ct)) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     while (rc == 0 && u64map_next(&f->jmap, &pos, &i, &off)) {
-        const uint8_t *kept = ct_kept(f, i, off);
-        if ((!kept && scp_pread_full(f->fd_j, ct, cs, off + SCP_JREC_HDR_LEN) != (ssize_t)cs) ||
-            scp_pwrite_full(f->fd_d, kept ? kept : ct, cs, i * cs) < 0)
+        jv[nk][0] = i;
+        jv[nk++][1] = off;
+    }
+    assert(rc < 0 || nk == nj);
+    if (rc == 0 && nj > 1) qsort(jv, nj, sizeof *jv, cmp_u64); /* (by index: the first u64) */
+    for (size_t a = 0, b; rc == 0 && a < nj; a = b) {
+        for (b = a + 1; b < nj && b - a < APPLY_RUN && jv[b][0] == jv[b - 1][0] + 1;) b++;
+        const uint8_t *src = b - a == 1 ? ct_kept(f, jv[a][0], jv[a][1]) : NULL;
+        for (size_t c = a; !src && c < b && rc == 0; c++) {
+            const uint8_t *kept = ct_kept(f, jv[c][0], jv[c][1]);
+            uint8_t *dst = ct + (c - a) * cs;
+            if (kept) memcpy(dst, kept, cs);
+            else if (scp_pread_full(f->fd_j, dst, cs, jv[c][1] + SCP_JREC_HDR_LEN) != (ssize_t)cs)
+                rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        }
+        if (rc == 0 && scp_pwrite_full(f->fd_d, src ? src : ct, (b - a) * cs, jv[a][0] * cs) < 0)
             rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
         f->d_unsynced = 1;
     }
+    free(jv);
     free(ct);
     /* Entries of lazy commits (shared mode), each where it stands in the table now: in index
      * order, one pwrite per run of neighbours (a WAL segment's lazy commits leave hundreds). */

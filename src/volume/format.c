@@ -452,7 +452,7 @@ int scp_journal_commit_seal(const uint8_t key[32], const uint8_t id[SCP_FILEID_L
     commit_aad(id, off, rec, aad);
     /* A random nonce under the log's own key: a log holds at most SCP_JOURNAL_MAX bytes of
      * records, so far below 2^20 commits. */
-    if (scp_random(nonce, SCP_NONCE_LEN, err) < 0 ||
+    if (scp_random_public(nonce, SCP_NONCE_LEN, err) < 0 ||
         scp_aead_seal(key, nonce, aad, sizeof aad, pt, ptlen, ct, ct + ptlen, err) < 0)
         return -1;
     scp_journal_chain(chain, rec, rlen - SCP_HASH_LEN);

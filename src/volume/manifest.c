@@ -873,7 +873,7 @@ static int mlog_seal(scp_volume *v, int durable, size_t max_body, uint8_t **rec_
         scp_put_u32(rec, (uint32_t)blen);
         scp_put_u32(rec + 4, durable ? SCP_MREC_DURABLE : 0);
         scp_put_u64(rec + 8, v->gen + 1);
-        rc = scp_random(rec + 16, SCP_NONCE_LEN, err);
+        rc = scp_random_public(rec + 16, SCP_NONCE_LEN, err);
     }
     if (rc == 0) {
         uint8_t aad[SCP_VOLID_LEN + SCP_HASH_LEN + SCP_MREC_HDR_LEN];

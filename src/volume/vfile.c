@@ -496,7 +496,7 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
             uint8_t *ct = vol_scratch(run * cs);
             uint8_t nonces[(WRITE_BATCH_BYTES / SCP_VOLUME_MIN_CHUNK) * SCP_NONCE_LEN];
             if (!ct) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-            if (chunk_wkey_reserve(f, run, err) < 0 || scp_random(nonces, run * SCP_NONCE_LEN, err) < 0)
+            if (chunk_wkey_reserve(f, run, err) < 0 || scp_random_public(nonces, run * SCP_NONCE_LEN, err) < 0)
                 return -1;
             for (size_t k = 0; k < run; k++) {
                 uint64_t v;
