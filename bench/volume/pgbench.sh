@@ -15,6 +15,10 @@
 #
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each
 #   pgbench run), SCALE=10, CLIENTS=4, THREADS=2, BASE=/var/tmp, STRACE=1, STRACE_SECS=10.
+#   GROWN=1: the traced runs also log every call (strace -C -y) and count the flushes of a file
+#   that grew (or was cut) since its last flush: on ext4 such an fdatasync also writes the
+#   inode and the block allocation through the file system's journal, where one of a file
+#   that kept its length writes the data alone (load-independent, unlike the tps).
 # Needs root (to become postgres), PostgreSQL 15 (Debian), strace for the flush counts.
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
@@ -63,6 +67,8 @@ start_server() { # FS [TRACE]: start the server in the background (the run ends 
     local fs=$1 pg tr=""
     rm -f "$T/stop"
     [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write"
+    [ -n "${2:-}" ] && [ "${GROWN:-0}" = 1 ] &&
+        tr="strace -f -C -y -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write,ftruncate"
     pg="$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w"
     (cd "$T" && SCP_QUIET=1 $tr $AS $(pre "$fs") sh -c "$pg start >/dev/null || exit 1
         while [ ! -e $T/stop ]; do sleep 0.2; done; $pg stop >/dev/null") &
@@ -109,8 +115,41 @@ flushes() { # FS: one run of the server under strace; flush calls per transactio
     $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/sout-$fs" 2>&1
     stop_server
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/sout-$fs")
-    awk -v fs="$fs" -v n="$n" '$NF ~ /^(fdatasync|fsync|sync_file_range|pwrite64|write)$/ {
+    awk -v fs="$fs" -v n="$n" '$NF ~ /^(fdatasync|fsync|sync_file_range|pwrite64|write)$/ && NF >= 5 {
         printf "  %s %s: %d calls, %.2f per txn (%d txns; server start and shutdown included)\n", fs, $NF, $4, $4 / n, n }' "$T/strace-$fs.txt"
+    # (not for plain: PostgreSQL lays out its WAL segments with pwritev, which is not traced,
+    # so the lengths would be unknown; the volume's objects are written with pwrite64 only)
+    [ "${GROWN:-0}" = 1 ] && [ "$fs" != plain ] && python3 - "$T/strace-$fs.txt" "$fs" "$n" <<'PY'
+import re, sys
+# Each file's length as the trace shows it (pwrite64 ends, ftruncate), and at each fdatasync
+# whether it changed since that file's last flush (or this is its first in the trace: the
+# lengths from before the trace are not known, which counts against the build that keeps
+# files long).
+size, synced, grown, total = {}, {}, 0, 0
+pw = re.compile(r'^\d+ pwrite64\(\d+<([^>]*)>, .*, (\d+), (\d+)(?:\)| <unfinished)')
+ft = re.compile(r'^\d+ ftruncate\(\d+<([^>]*)>, (\d+)')
+fd = re.compile(r'^\d+ fdatasync\(\d+<([^>]*)>')
+for line in open(sys.argv[1], errors='replace'):
+    m = pw.match(line)
+    if m:
+        p, n, off = m.group(1), int(m.group(2)), int(m.group(3))
+        size[p] = max(size.get(p, 0), off + n)
+        continue
+    m = ft.match(line)
+    if m:
+        size[m.group(1)] = int(m.group(2))
+        continue
+    m = fd.match(line)
+    if m:
+        p = m.group(1)
+        total += 1
+        if synced.get(p) != size.get(p, 0):
+            grown += 1
+        synced[p] = size.get(p, 0)
+txns = int(sys.argv[3] or 0)
+print("  %s fdatasync of a file whose length changed since its last flush: %d of %d, %.2f per txn"
+      % (sys.argv[2], grown, total, grown / txns if txns else 0))
+PY
 }
 
 declare -A TPS CPU

@@ -227,14 +227,33 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
     scp_journal_view jv;
     memset(&jv, 0, sizeof jv);
     int rc = 0, found = 0;
+    /* Read as far as the last appender's end (the journal end hint) and one record header
+     * more, not to the object's end: in shared mode the object runs ahead of the log with
+     * zeros (journal_room). Only if the walk ran out of bytes before the object's end is the
+     * rest read and the walk redone: a walk that ends without running out (on the zeros, or on
+     * bytes that do not continue the chain) ends the same in any longer buffer, so the hint
+     * (not trusted) decides only how much is read, never what is found. */
+    uint64_t hint = vol_jend_hint(f->vol, f->id);
+    size_t end = hint > from && hint <= len - SCP_JREC_HDR_LEN ? (size_t)hint + SCP_JREC_HDR_LEN : len;
+    size_t got = from; /* (bytes before `from` are not read when following from it) */
     if (from) { /* the header (is it still our log?) and what was appended since */
-        if (scp_pread_full(f->fd_j, buf, SCP_JRN_HDR_LEN, 0) == SCP_JRN_HDR_LEN &&
-            memcmp(buf + 8, f->j_salt, SCP_HASH_LEN) == 0 &&
-            scp_pread_full(f->fd_j, buf + from, len - from, (off_t)from) == (ssize_t)(len - from))
-            found = scp_journal_find_from(buf, len, from, cs, f->j_key, f->j_chain, f->id,
-                                          e->root, e->size, &jv);
-    } else if (scp_pread_full(f->fd_j, buf, len, 0) == (ssize_t)len) {
-        found = scp_journal_find(buf, len, cs, f->key, f->id, e->root, e->size, &jv);
+        if (scp_pread_full(f->fd_j, buf, SCP_JRN_HDR_LEN, 0) != SCP_JRN_HDR_LEN ||
+            memcmp(buf + 8, f->j_salt, SCP_HASH_LEN) != 0)
+            end = 0;
+    } else if (end < SCP_JRN_HDR_LEN) {
+        end = len;
+    }
+    while (end > got) {
+        if (scp_pread_full(f->fd_j, buf + got, end - got, (off_t)got) != (ssize_t)(end - got)) {
+            found = 0;
+            break;
+        }
+        got = end;
+        scp_wipe(&jv, sizeof jv);
+        found = from ? scp_journal_find_from(buf, end, from, cs, f->j_key, f->j_chain, f->id,
+                                             e->root, e->size, &jv)
+                     : scp_journal_find(buf, end, cs, f->key, f->id, e->root, e->size, &jv);
+        if (jv.cut) end = len; /* (a no-op once end is len) */
     }
     if (found) {
         uint64_t n = nchunks_of(e->size, cs), oldn = cur_n(f);
@@ -405,6 +424,45 @@ int journal_release(scp_file *f, scp_err *err) {
  * commit holds the file's rw for writing. */
 #define JQ_MAX (256u << 10) /* beyond this much queued, write what is queued first */
 
+/* ---- preallocated journals (shared mode) -------------------------------------------------
+ * Outside shared mode a new log is written over the old one's bytes (journal_reset), so the
+ * journal object keeps its length and an fdatasync writes the data alone. Shared mode
+ * truncates a dropped log (other processes may still hold offsets into it, file_log_stale),
+ * and its log then grew at every append: on ext4 every fdatasync of a grown file also writes
+ * the inode and the new blocks' allocation through the file system's journal (PostgreSQL's WAL
+ * fsync: bench/RESULTS.md, "shared13" profile). So the appender keeps the object ahead of the
+ * log's end with written zeros, as PostgreSQL zero-fills its own WAL segments: a step of
+ * max(64 KiB, min(1 MiB, the log's length)), so that one fdatasync in many pays the
+ * allocation. Zeros end every walk (a record header of type 0: not a record), exactly as a torn
+ * tail does, so no reader takes them for records; readers read as far as the last appender's
+ * end (the journal end hint, vol_jend_hint) and not to the object's end. Zeros are written
+ * only at and past the object's length under the file's writer lock (appends, truncations and
+ * these writes are all a writer's), so they never cover a byte another process wrote. Up to
+ * SCP_JOURNAL_REUSE_MAX only: the replay bound (journal_replay_max) holds for any size, as
+ * for a reused journal's tail. Best effort: a failed zero write leaves the append to grow the
+ * object, as before. */
+#define JROOM_MIN (64u << 10)
+#define JROOM_MAX (1u << 20)
+static void journal_room(scp_file *f, uint64_t need) {
+    static uint8_t zeros[256u << 10]; /* (never written: untouched .bss pages cost nothing) */
+    if (!f->vol->shared || !f->writer || f->fd_j < 0 || need > SCP_JOURNAL_REUSE_MAX) return;
+    if (need <= f->j_room && memcmp(f->j_room_salt, f->j_salt, SCP_HASH_LEN) == 0) return;
+    struct stat st;
+    if (fstat(f->fd_j, &st) < 0) return;
+    uint64_t have = (uint64_t)st.st_size;
+    if (have < need) {
+        uint64_t ahead = need < JROOM_MIN ? JROOM_MIN : need > JROOM_MAX ? JROOM_MAX : need;
+        uint64_t to = (need + ahead + JROOM_MIN - 1) / JROOM_MIN * JROOM_MIN;
+        if (to > SCP_JOURNAL_REUSE_MAX) to = SCP_JOURNAL_REUSE_MAX;
+        for (size_t n; have < to; have += n) {
+            n = to - have < sizeof zeros ? (size_t)(to - have) : sizeof zeros;
+            if (scp_pwrite_full(f->fd_j, zeros, n, (off_t)have) < 0) return;
+        }
+    }
+    f->j_room = have;
+    memcpy(f->j_room_salt, f->j_salt, SCP_HASH_LEN);
+}
+
 static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *err) {
     assert(f->j_end >= SCP_JRN_HDR_LEN + f->jq_len);
     f->j_tail_commit = 0; /* (journal_seal and journal_put_mlog say otherwise after it) */
@@ -423,9 +481,11 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
         return 0;
     }
     if (journal_drain(f, err) < 0) return -1;
+    journal_room(f, f->j_end + len);
     if (scp_pwrite_full(f->fd_j, b, len, f->j_end) < 0)
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     f->j_end += len;
+    if (f->vol->shared) vol_jend_hint_set(f->vol, f->id, f->j_end);
     return 0;
 }
 
@@ -435,11 +495,13 @@ int journal_drain(scp_file *f, scp_err *err) {
     if (!f->jq_len) return 0;
     size_t len = f->jq_len;
     f->jq_len = 0;
+    journal_room(f, f->j_end);
     if (scp_pwrite_full(f->fd_j, f->jq, len, f->j_end - len) < 0) {
         f->j_end = 0;
         f->j_clean = 0;
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     }
+    if (f->vol->shared) vol_jend_hint_set(f->vol, f->id, f->j_end);
     return 0;
 }
 
@@ -471,7 +533,9 @@ int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) 
  * write the inode and the block allocation too. The old tail is never taken for the new log:
  * the chain starts from the new header's random salt, so the walk (format.c, journal_walk)
  * stops at the first old record after the new log's end (docs/volume-format.md, "Journal
- * space reuse"). Shared mode truncates: other processes follow the log by its length. */
+ * space reuse"). Shared mode truncates: other processes may hold offsets into the old log
+ * (file_log_stale), which must find zeros or the new log there, never the old log's records;
+ * journal_room keeps its object ahead of the log with zeros instead. */
 /* (an old log's tail kept behind a new one must stay within what a load reads for any file
  * size: journal_replay_max is at least this) */
 _Static_assert(SCP_JOURNAL_REUSE_MAX <= SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2ull * SCP_JOURNAL_PENDING_MAX,
@@ -502,18 +566,47 @@ int journal_skip_mrecs(scp_file *f) {
     if (!f->j_end || f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size <= f->j_end)
         return 0;
     uint64_t more = (uint64_t)st.st_size - f->j_end;
-    size_t len = more > (4u << 20) ? (4u << 20) : (size_t)more;
-    uint8_t *buf = malloc(len);
-    if (!buf) return -1;
-    size_t off = 0;
-    if (scp_pread_full(f->fd_j, buf, len, (off_t)f->j_end) == (ssize_t)len)
-        while (len - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off) == SCP_JREC_MLOG &&
+    size_t cap = more > (4u << 20) ? (4u << 20) : (size_t)more;
+    /* In shared mode the object runs ahead of the log with zeros (journal_room): read up to
+     * the last appender's end (the journal end hint) and one header more, or one header if
+     * the hint is not ahead of us, and more only while the run continues past what was read.
+     * The hint is not trusted: it decides how much is read at a time, not where we stop. */
+    uint64_t hint = vol_jend_hint(f->vol, f->id);
+    size_t want = hint > f->j_end && hint - f->j_end <= cap - SCP_JREC_HDR_LEN
+                      ? (size_t)(hint - f->j_end) + SCP_JREC_HDR_LEN
+                      : SCP_JREC_HDR_LEN;
+    if (want > cap) want = cap;
+    uint8_t *buf = NULL;
+    size_t got = 0, off = 0;
+    for (;;) {
+        if (want > got) {
+            uint8_t *nb = realloc(buf, want);
+            if (!nb) {
+                free(buf);
+                return -1;
+            }
+            buf = nb;
+            if (scp_pread_full(f->fd_j, buf + got, want - got, (off_t)(f->j_end + got)) !=
+                (ssize_t)(want - got))
+                break;
+            got = want;
+        }
+        size_t need = 0; /* bytes the next record of the run needs beyond what was read */
+        while (got - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off) == SCP_JREC_MLOG &&
                scp_get_u32(buf + off + 4) == 0) {
             uint64_t n = scp_get_u64(buf + off + 8);
-            if (n > SCP_JMREC_MAX || n > len - off - SCP_JREC_HDR_LEN) break;
+            if (n > SCP_JMREC_MAX) break;
+            if (n > got - off - SCP_JREC_HDR_LEN) {
+                need = off + SCP_JREC_HDR_LEN + (size_t)n;
+                break;
+            }
             scp_journal_chain(f->j_chain, buf + off, SCP_JREC_HDR_LEN + (size_t)n);
             off += SCP_JREC_HDR_LEN + (size_t)n;
         }
+        if (!need && got - off < SCP_JREC_HDR_LEN) need = off + SCP_JREC_HDR_LEN;
+        if (!need || got == cap) break;
+        want = need > cap ? cap : need < 2 * got ? (2 * got > cap ? cap : 2 * got) : need;
+    }
     f->j_end += off;
     free(buf);
     return 0;
@@ -549,6 +642,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     memcpy(f->j_salt, salt, SCP_HASH_LEN);
     if (scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0)
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+    if (f->vol->shared) vol_jend_hint_set(f->vol, f->id, SCP_JRN_HDR_LEN);
     f->j_end = SCP_JRN_HDR_LEN;
     f->j_tail_commit = 0;
     f->j_clean = 0;

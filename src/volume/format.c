@@ -503,12 +503,14 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
     /* after_commit: the records since the last commit record that checks out are all type 3
      * (a run: one one-flush commit's, or a shared-mode durable commit's copies of the log's
      * unsynced records and its own). run: that commit is the one found. */
-    int found = 0, after_commit = 0, run = 0;
+    int found = 0, after_commit = 0, run = 0, cut = 0;
     out->start = off;
-    while (len - off >= SCP_JREC_HDR_LEN && scp_get_u32(buf + off + 4) == 0) {
+    /* (every decision below depends on len only through the fit tests, which set cut: a walk
+     * that ends without cut ends at the same place in any longer buffer) */
+    while ((cut = len - off < SCP_JREC_HDR_LEN) == 0 && scp_get_u32(buf + off + 4) == 0) {
         uint32_t type = scp_get_u32(buf + off);
         if (type == SCP_JREC_CHUNK) {
-            if (len - off - SCP_JREC_HDR_LEN < chunk_size) break;
+            if ((cut = len - off - SCP_JREC_HDR_LEN < chunk_size) != 0) break;
             scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)chunk_size);
             off += SCP_JREC_HDR_LEN + chunk_size;
             nchunks++;
@@ -517,7 +519,8 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
         }
         if (type == SCP_JREC_MLOG) {
             uint64_t n = scp_get_u64(buf + off + 8);
-            if (n > SCP_JMREC_MAX || n > len - off - SCP_JREC_HDR_LEN) break;
+            if (n > SCP_JMREC_MAX) break;
+            if ((cut = n > len - off - SCP_JREC_HDR_LEN) != 0) break;
             /* (whole, and behind a commit record that checks out: the chain covers every
              * byte of the log up to that record, so that commit's data all landed) */
             if (after_commit && mrec_cb) mrec_cb(ctx, buf + off + SCP_JREC_HDR_LEN, (size_t)n);
@@ -532,8 +535,9 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             continue;
         }
         uint64_t count;
-        size_t rlen = type == SCP_JREC_COMMIT ? commit_len(buf, len, off, &count) : 0;
-        if (rlen == 0) break;
+        if (type != SCP_JREC_COMMIT) break;
+        size_t rlen = commit_len(buf, len, off, &count);
+        if ((cut = rlen == 0) != 0) break; /* (commit_len fails only for lack of bytes) */
         scp_journal_chain(chain, buf + off, rlen - SCP_HASH_LEN);
         if (memcmp(chain, buf + off + rlen - SCP_HASH_LEN, SCP_HASH_LEN) != 0) break;
         uint8_t *pt = commit_open(buf, off, count, chunk_size, key, id);
@@ -556,6 +560,7 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             memcpy(out->chain, chain, SCP_HASH_LEN);
         }
     }
+    out->cut = cut;
     if (found) memcpy(out->key, key, 32);
     return found;
 }

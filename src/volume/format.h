@@ -265,6 +265,9 @@ typedef struct scp_journal_view {
                         * offset): replay starts here */
     uint8_t chain[SCP_HASH_LEN]; /* the chain value at end (to append after it) */
     uint8_t key[32];   /* the log's key (wipe the view after use) */
+    int cut;           /* the walk ended because the buffer did: the next record (or its
+                        * header) does not fit in len. Otherwise it ended on bytes that do not
+                        * continue the log, and a longer buffer gives the same result. */
 } scp_journal_view;
 
 /* Write a new log's header (magic and salt) and start its chain. */

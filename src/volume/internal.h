@@ -209,6 +209,10 @@ struct scp_file {
                                  * the volume's: a catch-up of another file moves v->gen) */
     uint8_t j_salt[SCP_HASH_LEN];  /* the open log's header salt (shared mode: another process
                                     * that starts a new log changes it, see file_follow) */
+    uint64_t j_room;            /* shared mode: the journal object was at least this long (zeros
+                                 * past the log's end, journal_room) when the log with salt
+                                 * j_room_salt was open; a hint that saves an fstat per append */
+    uint8_t j_room_salt[SCP_HASH_LEN];
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
@@ -280,6 +284,16 @@ int vol_check_fork(scp_volume *v, scp_err *err);
 void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t gen);
 void vol_file_hints_bump_all(scp_volume *v, uint64_t gen);
 int vol_file_unchanged(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t seen);
+/* Journal end hints (shared mode; docs/volume-format.md, "Shared mode", preallocated journals):
+ * VOL_FILE_HINTS u64 slots from VOL_JEND_HINT_OFF, indexed as the per-file generation hints,
+ * mapped with them. An appender to a file's journal stores there the offset its log reached
+ * (after the bytes are written); a follower reads that far (and one record header more)
+ * instead of to the object's end, which the preallocated zeros put further out. Never trusted:
+ * a walk that ran out of bytes before the object's end reads the rest (file_follow), so a
+ * wrong hint costs a second read, never a different result. 0 when there is none. */
+#define VOL_JEND_HINT_OFF (VOL_FILE_HINT_OFF + VOL_FILE_HINTS * 8)
+void vol_jend_hint_set(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t end);
+uint64_t vol_jend_hint(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
 /* Incremented in every child right after fork (pthread_atfork), so that the hot paths detect a
  * fork with one load instead of a getpid() system call. */
 extern unsigned long vol_fork_gen;

@@ -271,7 +271,7 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
  * Old volumes have an empty lock file: it grows to one page here (only ever grown, never
  * shrunk). If the host truncates the file while it is mapped, the next lookup faults (SIGBUS):
  * the host can stop the program anyway. */
-#define HINT_LEN (VOL_FILE_HINT_OFF + VOL_FILE_HINTS * 8)
+#define HINT_LEN (VOL_JEND_HINT_OFF + VOL_FILE_HINTS * 8) /* (grown from 16 KiB: journal end hints) */
 static void hint_map(scp_volume *v) {
     struct stat st;
     if (fstat(v->lockfd, &st) < 0 || !S_ISREG(st.st_mode)) return;
@@ -642,6 +642,22 @@ void vol_file_hints_bump_all(scp_volume *v, uint64_t gen) {
         uint64_t *s = v->hint + VOL_FILE_HINT_OFF / 8 + k;
         if (__atomic_load_n(s, __ATOMIC_RELAXED) < gen) __atomic_store_n(s, gen, __ATOMIC_RELEASE);
     }
+}
+
+static uint64_t *jend_hint_slot(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    uint64_t h;
+    memcpy(&h, id, sizeof h);
+    return v->hint + VOL_JEND_HINT_OFF / 8 + h % VOL_FILE_HINTS;
+}
+
+/* (the appender holds the file's writer lock; a collision with another file's slot is
+ * harmless: the hint only says how much to read first) */
+void vol_jend_hint_set(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t end) {
+    if (v->hint) __atomic_store_n(jend_hint_slot(v, id), end, __ATOMIC_RELEASE);
+}
+
+uint64_t vol_jend_hint(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    return v->hint ? __atomic_load_n(jend_hint_slot(v, id), __ATOMIC_ACQUIRE) : 0;
 }
 
 int vol_file_unchanged(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t seen) {

@@ -39,11 +39,18 @@
  *             last tag and reads every fsynced frame (each fsync's records are in the file's
  *             journal behind the last commit record; the child's next write went behind them,
  *             not over them)
+ *             Also: the journal objects grow between at most 1 in 8 fsyncs (preallocated
+ *             journals: the appender keeps the object ahead of the log with zeros, so that an
+ *             fdatasync on ext4 writes no inode or allocation; before, every fsync found it grown)
  *   sharedfast the same, but before its last write of wal the child reads wal (taking in the
  *             parent's last fsync) and writes another file (taking in the volume's newest
  *             generation), so that the write may take the lock-free fast path: it still goes
  *             behind the parent's run because the one-flush commit raised wal's per-file hint
  *             and the read stepped over the run before it recorded the file as seen
+ *   sharedhint the same as shared, but after each write the child sets the lock file's
+ *             journal end hints (not trusted) to values that name no record boundary, and the
+ *             parent reads each frame back before its fsync: every read and the power cut's
+ *             open still find every commit (a walk that ran out of bytes reads on)
  * Ported from branch sqlite2 (format 2: a manifest copy in the journal, a scratch slot lost).
  */
 #include <dirent.h>
@@ -471,11 +478,47 @@ static void test_reuse(void) {
  * last tag and the log's size after its first fsync (the last that synced the log). */
 struct shared_report {
     long first, rest, most, fsyncs, tags;
+    long grew;    /* fsyncs (after the first two) that found the journals longer than the last */
+    long badread; /* frames A read back wrong after B's write (mode "sharedhint") */
     scp_volume_tag tag;
     off_t synced;
 };
 
-static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int fast, tu_child *me) {
+/* The bytes of every journal object of the volume (objects/<id>.j). */
+static off_t journals_size(const char *vd) {
+    char *objs = tu_path(vd, "objects");
+    DIR *d = opendir(objs);
+    off_t sum = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        struct stat st;
+        if (n > 2 && !strcmp(de->d_name + n - 2, ".j") && fstatat(dirfd(d), de->d_name, &st, 0) == 0)
+            sum += st.st_size;
+    }
+    if (d) closedir(d);
+    free(objs);
+    return sum;
+}
+
+/* Mode "sharedhint": the host writes the lock file's journal end hints (bytes 16384-24575,
+ * never trusted) with values that name no record boundary of the log, or none at all. */
+static void garble_jend_hints(const char *vd, int k) {
+    /* (a frame adds about 8.5 KiB of records: these land inside B's newest records, before
+     * them, past the log's end, or say nothing) */
+    uint64_t h[1024];
+    for (int i = 0; i < 1024; i++)
+        h[i] = k % 6 == 5 ? 0 : k % 6 == 4 ? UINT64_MAX / 2 : (uint64_t)k * 9000 + (i % 7) * 1300 + 57;
+    char *lp = tu_path(vd, "lock");
+    int fd = open(lp, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || pwrite(fd, h, sizeof h, 16384) != (ssize_t)sizeof h) _exit(13);
+    close(fd);
+    free(lp);
+}
+
+enum { SHARED_PLAIN, SHARED_FAST, SHARED_HINT };
+static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int mode, tu_child *me) {
+    int fast = mode == SHARED_FAST;
     scp_err e;
     struct shared_report r = {0};
     scp_volume *v = scp_volume_open(vd, key, NULL, &e);
@@ -508,6 +551,7 @@ static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int 
             if (fast && k == NCOMMITS) frame(buf, 999);
             if (scp_vfile_pwrite(f, buf, FRAME, (uint64_t)(k % NCOMMITS) * FRAME, &e) != FRAME)
                 _exit(6);
+            if (mode == SHARED_HINT) garble_jend_hints(vd, k);
             if (write(done[1], "w", 1) != 1) _exit(7);
         }
         _exit(0);
@@ -515,11 +559,23 @@ static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int 
     close(go[0]);
     close(done[1]);
     char c;
+    off_t jlen = 0;
     for (int k = 0; k < NCOMMITS; k++) {
         if (write(go[1], "g", 1) != 1 || read(done[0], &c, 1) != 1) _exit(8);
+        if (mode == SHARED_HINT) { /* (a read follows B's records: with the hints garbled) */
+            uint8_t want[FRAME], got[FRAME];
+            frame(want, k);
+            r.badread += scp_vfile_pread(f, got, FRAME, (uint64_t)k * FRAME, &e) != FRAME ||
+                         memcmp(got, want, FRAME) != 0;
+        }
         long before = nflush;
         if (scp_vfile_fsync(f, &e) < 0) _exit(9);
         long n = nflush - before;
+        /* (a journal longer at this flush than at the last: on ext4 the flush also wrote the
+         * inode and the allocation) */
+        off_t js = journals_size(vd);
+        if (k >= 2 && js > jlen) r.grew++;
+        jlen = js;
         if (k < 2) r.first += n;
         else r.rest += n;
         if (k >= 2 && n > r.most) r.most = n;
@@ -541,8 +597,8 @@ static void shared_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int 
     tu_child_exit(me, &r, sizeof r);
 }
 
-static void test_shared(int fast) {
-    const char *name = fast ? "sharedfast" : "shared";
+static void test_shared(int mode) {
+    const char *name = mode == SHARED_FAST ? "sharedfast" : mode == SHARED_HINT ? "sharedhint" : "shared";
     tu_rng rng = {14};
     printf("%s:\n", name);
     uint8_t key[SCP_VOLUME_KEY_LEN];
@@ -550,11 +606,18 @@ static void test_shared(int fast) {
     setup(&rng, key, &root, &vd);
     struct shared_report r;
     tu_child a;
-    if (tu_child_start(&a)) shared_a(vd, key, fast, &a);
+    if (tu_child_start(&a)) shared_a(vd, key, mode, &a);
     REQUIRE(tu_child_wait(&a, &r, sizeof r));
     printf("%s: first two fsyncs %ld flushes, then %ld flushes for %ld fsyncs (at most %ld "
-           "per fsync), %ld tags\n",
-           name, r.first, r.rest, r.fsyncs - 2, r.most, r.tags);
+           "per fsync), %ld tags; the journals grew between %ld of those fsyncs\n",
+           name, r.first, r.rest, r.fsyncs - 2, r.most, r.tags, r.grew);
+    /* Preallocated journals: the appenders keep the journal object ahead of the log with
+     * zeros, so most fsyncs flush a journal that did not grow (before: every one grew) */
+    CHECKF(r.grew <= NCOMMITS / 8, "%s: the journals grew between %ld of %d fsyncs, want at "
+                                   "most %d",
+           name, r.grew, NCOMMITS - 2, NCOMMITS / 8);
+    CHECKF(r.badread == 0, "%s: %ld frames read back wrong after the other process's write",
+           name, r.badread);
     CHECKF(r.most <= 1, "shared: an fsync after another process's write took %ld flushes, want "
                         "at most 1 (plain's count)",
            r.most);
@@ -576,7 +639,8 @@ int main(int argc, char **argv) {
     if (!strcmp(which, "all") || !strcmp(which, "dropped")) test_log_lost(1);
     if (!strcmp(which, "all") || !strcmp(which, "rollback")) test_rollback();
     if (!strcmp(which, "all") || !strcmp(which, "reuse")) test_reuse();
-    if (!strcmp(which, "all") || !strcmp(which, "shared")) test_shared(0);
-    if (!strcmp(which, "all") || !strcmp(which, "sharedfast")) test_shared(1);
+    if (!strcmp(which, "all") || !strcmp(which, "shared")) test_shared(SHARED_PLAIN);
+    if (!strcmp(which, "all") || !strcmp(which, "sharedfast")) test_shared(SHARED_FAST);
+    if (!strcmp(which, "all") || !strcmp(which, "sharedhint")) test_shared(SHARED_HINT);
     return tu_exit_code("test_volume_oneflush");
 }

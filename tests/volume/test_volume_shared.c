@@ -380,13 +380,27 @@ static void covered_fsync(const char *vol) {
 }
 
 /* Total bytes of the objects of the volume whose names end in ext (one file here). */
+/* The bytes of the objects *ext up to each one's last non-zero byte: shared mode keeps a
+ * journal object ahead of its log with zeros (docs/volume-format.md, preallocated journals),
+ * so what the log holds is its length without the zeros behind it (every record ends in
+ * ciphertext or a chain value). */
 static long long objects_bytes(const char *vol, const char *ext) {
-    char cmd[8192];
-    snprintf(cmd, sizeof cmd, "cat '%s'/objects/*%s 2>/dev/null | wc -c", vol, ext);
-    FILE *p = popen(cmd, "r");
-    long long n = -1;
-    if (p && fscanf(p, "%lld", &n) != 1) n = -1;
-    if (p) pclose(p);
+    char *objs = tu_path(vol, "objects");
+    DIR *d = opendir(objs);
+    long long n = d ? 0 : -1;
+    size_t el = strlen(ext);
+    for (struct dirent *de; d && (de = readdir(d)) != NULL;) {
+        size_t nl = strlen(de->d_name), len;
+        if (nl <= el || strcmp(de->d_name + nl - el, ext) != 0) continue;
+        char *p = tu_path(objs, de->d_name);
+        uint8_t *b = tu_read_file(p, &len);
+        while (b && len && b[len - 1] == 0) len--;
+        n += b ? (long long)len : 0;
+        free(b);
+        free(p);
+    }
+    if (d) closedir(d);
+    free(objs);
     return n;
 }
 
