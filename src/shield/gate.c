@@ -293,6 +293,35 @@ static void ip_range_test(struct prog *p, uintptr_t lo, uintptr_t hi, int hit) {
     }
 }
 
+/* The instruction pointer in one of n ranges, ascending and apart (the code rule's, up to 32):
+ * one test of the high half per run of ranges that lie within one 4 GiB line, then two
+ * comparisons per range, leaving at the first range whose start lies above the pointer. A call
+ * from the gate, the common one, costs the one test per run. */
+static void ip_ranges_test(struct prog *p, const uintptr_t *lo, const uintptr_t *hi, int n, int hit) {
+    for (int i = 0; i < n;) {
+        int j = i;
+        while (j < n && (lo[j] >> 32) == (lo[i] >> 32) && (hi[j] >> 32) == (lo[i] >> 32)) j++;
+        if (j == i) { /* reaches a 4 GiB line */
+            ip_range_test(p, lo[i], hi[i], hit);
+            i++;
+            continue;
+        }
+        int next = new_label(p);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(lo[i] >> 32), 0, next);
+        emit(p, BPF_LD | BPF_W | BPF_ABS, IP_LO);
+        for (int k = i; k < j; k++) {
+            assert(lo[k] < hi[k] && (k == i || hi[k - 1] <= lo[k]));
+            int nk = k + 1 < j ? new_label(p) : next;
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)lo[k], 0, next);
+            jump(p, BPF_JMP | BPF_JGE | BPF_K, (uint32_t)hi[k], nk, hit);
+            if (nk != next) label(p, nk);
+        }
+        label(p, next);
+        i = j;
+    }
+}
+
 /* Where the table sends system call nr in the main part: a label, or L_NONE (allowed at
  * once). A per-number filter (full = 0) has only the descriptor tests and close_range. */
 static int route(const struct sh_sysent *s, int full) {
@@ -466,7 +495,7 @@ static void build(struct prog *p, const struct sh_filter_spec *f) {
     }
     if (use_range) { /* code: the instruction pointer in one of the ranges */
         label(p, l_range);
-        for (int i = 0; i < f->ncode; i++) ip_range_test(p, f->code_lo[i], f->code_hi[i], L_TRAP);
+        ip_ranges_test(p, f->code_lo, f->code_hi, f->ncode, L_TRAP);
         emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     }
 

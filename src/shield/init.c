@@ -131,36 +131,112 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
 /* The code whose path calls the code filter traps: the program's own (when it is position
  * independent: a fixed-address program's range would be where the next image, a static
  * binary, may well run before it has a handler) and libc's (raw syscall(), glibc-internal
- * opens such as mkstemp's). Not the loader's, which the next image's loader must not meet. */
-#define MAXCODE 8
+ * opens such as mkstemp's). Not the loader's, which the next image's loader must not meet.
+ *
+ * Not their whole text: the rule outlives this image (filters survive exec), and every later
+ * image's loader and start-up run unprotected by a handler wherever the rule still traps
+ * (docs/shield.md, "Why the instruction pointer"). Only a `syscall` instruction makes a call,
+ * and the kernel reports the address after it; libc's 526 of them lie on 60 of its 340 pages.
+ * So the rule covers the addresses just after every 0f 05 byte pair in the code (each real
+ * instruction among them: an exact superset), gathered into at most MAXCODE ranges by
+ * splitting at the widest gaps: libc's 1.4 MB of text becomes about 110 KB of ranges, and a
+ * program without a system call instruction of its own (bash, python3) adds none. */
+#define MAXCODE 32
 struct code_ranges {
     uintptr_t lo[MAXCODE], hi[MAXCODE];
     int n;
 };
+struct code_sites { /* the addresses after each 0f 05 pair, while they are gathered */
+    uintptr_t *a;
+    size_t n, cap;
+    int main_seen, failed;
+};
+
+static void sites_scan(struct code_sites *s, const unsigned char *p, size_t len) {
+    for (const unsigned char *q = p; len >= 2 && (q = memchr(q, 0x0f, (size_t)(p + len - 1 - q))); q++) {
+        if (q[1] != 0x05) continue;
+        if (s->n == s->cap) {
+            size_t cap = s->cap ? 2 * s->cap : 1024;
+            uintptr_t *a = realloc(s->a, cap * sizeof *a);
+            if (!a) {
+                s->failed = 1;
+                return;
+            }
+            s->a = a;
+            s->cap = cap;
+        }
+        s->a[s->n++] = (uintptr_t)(q + 2);
+    }
+}
 
 static int code_cb(struct dl_phdr_info *info, size_t size, void *ctx) {
     (void)size;
-    struct code_ranges *c = ctx;
+    struct code_sites *s = ctx;
     const char *name = info->dlpi_name ? info->dlpi_name : "";
     size_t nl = strlen(name);
-    int main_prog = name[0] == 0 && info->dlpi_addr != 0 && c->n == 0;
+    int main_prog = name[0] == 0 && !s->main_seen;
     int libc = nl >= 10 && !strcmp(name + nl - 10, "/libc.so.6");
+    if (main_prog) s->main_seen = 1;
+    if (main_prog && info->dlpi_addr == 0) return 0; /* fixed address: see above */
     if (!main_prog && !libc) return 0;
-    for (int i = 0; i < info->dlpi_phnum && c->n < MAXCODE; i++) {
+    for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
-        c->lo[c->n] = info->dlpi_addr + ph->p_vaddr;
-        c->hi[c->n] = c->lo[c->n] + ph->p_memsz;
-        c->n++;
+        size_t len = ph->p_filesz < ph->p_memsz ? ph->p_filesz : ph->p_memsz;
+        sites_scan(s, (const unsigned char *)(info->dlpi_addr + ph->p_vaddr), len);
     }
     return 0;
+}
+
+static int cmp_addr(const void *x, const void *y) {
+    uintptr_t a = *(const uintptr_t *)x, b = *(const uintptr_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* The gap after sorted site i, for choosing the widest */
+static const uintptr_t *gap_sites;
+static int cmp_gap_desc(const void *x, const void *y) {
+    size_t i = *(const size_t *)x, j = *(const size_t *)y;
+    uintptr_t gi = gap_sites[i + 1] - gap_sites[i], gj = gap_sites[j + 1] - gap_sites[j];
+    return gi > gj ? -1 : gi < gj;
 }
 
 static void code_ranges(struct code_ranges *c) {
     c->n = 0;
     if (getenv("SCP_SHIELD_NO_RAW")) return; /* raw path calls fail closed instead */
-    dl_iterate_phdr(code_cb, c);
-    if (!c->n) sh_trace("raw path calls are not served in this image: no code found");
+    struct code_sites s = {0};
+    dl_iterate_phdr(code_cb, &s);
+    size_t *gi = NULL;
+    if (s.failed || (s.n > 1 && !(gi = malloc((s.n - 1) * sizeof *gi)))) {
+        sh_trace("raw path calls are not served in this image: out of memory");
+        goto out;
+    }
+    if (!s.n) {
+        sh_trace("raw path calls are not served in this image: no code found");
+        goto out;
+    }
+    qsort(s.a, s.n, sizeof *s.a, cmp_addr);
+    /* cut at the MAXCODE - 1 widest gaps; each range runs from its first site to its last */
+    size_t cuts = s.n - 1 < MAXCODE - 1 ? s.n - 1 : MAXCODE - 1;
+    for (size_t i = 0; i + 1 < s.n; i++) gi[i] = i;
+    gap_sites = s.a;
+    if (s.n > 1) qsort(gi, s.n - 1, sizeof *gi, cmp_gap_desc);
+    qsort(gi, cuts, sizeof *gi, cmp_addr); /* (size_t and uintptr_t: the same width here) */
+    size_t first = 0;
+    for (size_t k = 0; k <= cuts; k++) {
+        size_t last = k < cuts ? gi[k] : s.n - 1;
+        c->lo[c->n] = s.a[first];
+        c->hi[c->n] = s.a[last] + 1;
+        c->n++;
+        first = last + 1;
+    }
+    assert(c->n <= MAXCODE && first == s.n);
+    uintptr_t bytes = 0;
+    for (int k = 0; k < c->n; k++) bytes += c->hi[k] - c->lo[k];
+    sh_trace("code rule: %zu system call sites in %d ranges of %lu bytes", s.n, c->n, (unsigned long)bytes);
+out:
+    free(gi);
+    free(s.a);
 }
 
 static pthread_mutex_t vol_open_mu;
