@@ -60,7 +60,33 @@ static void ms_map_table(void)
         }
         abort();
     }
-    for (unsigned i = 0; i < MS_TABLE_LEN; i++)
+    /* Most of the table is entries of no heap region, all alike, and a check of a pointer
+     * there (the stack, the program's globals, a library's data) reads one of them: the pages
+     * past the heap regions' entries are views of one shared page that holds them, read only,
+     * so that those pages cost one page, and in the resident set only the few that checks
+     * read (the whole table, written, was 64 KiB). Where the views cannot be made (mremap), the
+     * entries are written in the private pages. */
+    const size_t page = 4096, per_page = page / sizeof(struct ms_region);
+    size_t first_shared = (MS_FIRST_REGION + MS_MAX_CLASSES + per_page - 1) / per_page;
+    struct ms_region *tpl = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    size_t shared = 0;
+    if (tpl != MAP_FAILED) {
+        for (size_t i = 0; i < per_page; i++)
+            tpl[i].meta = (uint64_t *)ms_no_meta;
+        mprotect(tpl, page, PROT_READ);
+        for (size_t pg = first_shared; pg < len / page; pg++, shared++) {
+            void *at = (char *)want + pg * page;
+            if (mremap(tpl, 0, page, MREMAP_MAYMOVE | MREMAP_FIXED, at) != at)
+                break;
+        }
+        munmap(tpl, page);
+    }
+    if (shared != len / page - first_shared) {
+        /* (any views made are replaced by private pages again) */
+        mmap(want, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        first_shared = len / page;
+    }
+    for (unsigned i = 0; i < first_shared * per_page; i++)
         __scp_ms_regions[i].meta = (uint64_t *)ms_no_meta;
     mapped = 1;
 }
