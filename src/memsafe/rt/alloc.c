@@ -221,40 +221,8 @@ __asm__(".pushsection .text\n"
         ".size __scp_ms_report_far, .-__scp_ms_report_far\n"
         ".popsection\n");
 
-/* The far exact check (check.c, ms_exact): called with SITE, BASE, PTR and N on the stack above
- * the return address; returns if the access is in bounds (else the report aborts). The caller
- * expects every register but r11 kept (the flags and vector registers it declares clobbered):
- * the ones the C check may change are saved here. */
-__asm__(".pushsection .text\n"
-        ".globl __scp_ms_exact_far\n"
-        ".type __scp_ms_exact_far,@function\n"
-        "__scp_ms_exact_far:\n\t"
-        "push %rbp\n\t"
-        "mov %rsp, %rbp\n\t"
-        "push %rax\n\tpush %rcx\n\tpush %rdx\n\tpush %rsi\n\t"
-        "push %rdi\n\tpush %r8\n\tpush %r9\n\tpush %r10\n\t"
-        "mov 24(%rbp), %rdi\n\t" /* base */
-        "mov 32(%rbp), %rsi\n\t" /* ptr */
-        "mov 40(%rbp), %rdx\n\t" /* n */
-        "mov 16(%rbp), %rcx\n\t" /* site */
-        "and $-16, %rsp\n\t"
-        "call __scp_ms_exact_far_c\n\t"
-        "lea -64(%rbp), %rsp\n\t"
-        "pop %r10\n\tpop %r9\n\tpop %r8\n\tpop %rdi\n\t"
-        "pop %rsi\n\tpop %rdx\n\tpop %rcx\n\tpop %rax\n\t"
-        "pop %rbp\n\t"
-        "ret\n"
-        ".size __scp_ms_exact_far, .-__scp_ms_exact_far\n"
-        ".popsection\n");
 #endif
 
-/* The exact check with the C convention, for __scp_ms_exact_far (__scp_ms_check_exact may have
- * another one, MS_SLOW_CC). */
-__attribute__((used, visibility("hidden"))) void __scp_ms_exact_far_c(const void *base, const void *ptr, uint64_t n, const char *site);
-__attribute__((used, visibility("hidden"))) void __scp_ms_exact_far_c(const void *base, const void *ptr, uint64_t n, const char *site)
-{
-    __scp_ms_check_exact(base, ptr, n, site);
-}
 
 /* The record after the call: the site's text (relative to the field), then the checked range
  * [base + lo, base + end). Read with memcpy: the record is packed. */

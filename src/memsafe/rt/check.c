@@ -60,8 +60,9 @@ MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void 
 
 /* The report of a failed check_at, out of the program's hot code. In the checks' bitcode, which
  * is inlined into every instrumented function (MS_CHECK_BITCODE, CMakeLists.txt), the cold path
- * left in the function is one `jmp` (5 bytes) into a section of its own, which the linker places
- * with the other unlikely code, away from the program's hot code: there
+ * left in the function is one `jmp` (5 bytes) into a section of its own, scp_ms_far, which the
+ * linker places after all the program's code (a name no .text pattern of its script takes, so
+ * it is not mixed with the unlikely code that does run, like the exact check): there
  *     push BASE; call __scp_ms_report_far; .long SITE - .; .quad LO, END
  * (__scp_ms_report_far, alloc.c, reads the record after its return address). The report is the
  * same as __scp_ms_report's. Why: a program's text is resident in the 64 KiB pieces the kernel
@@ -72,7 +73,7 @@ MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void 
  * "i" constraints need. The runtime's own copy of the checks (compiled by the project's
  * compiler, where nothing is inlined) calls __scp_ms_report. */
 #if defined(MS_CHECK_BITCODE) && defined(__x86_64__)
-#define MS_FAR_SECTION ".text.unlikely.scp_ms_far"
+#define MS_FAR_SECTION "scp_ms_far"
 #define ms_report_at(base, lo, end, site)                                                               \
     do {                                                                                              \
         __asm__ volatile("jmp 1f\n\t"                                                                  \
@@ -86,40 +87,8 @@ MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void 
                          : "r"(base), "i"(site), "i"(lo), "i"(end));                                 \
         __builtin_unreachable();                                                                      \
     } while (0)
-/* The exact check's call (an access below its base pointer, or a failed check) out of the hot
- * code the same way: the function keeps a `jmp` into the far section, where
- *     lea -128(%rsp), %rsp; push N; push PTR; push BASE; lea SITE(%rip), %r11; push %r11
- *     call __scp_ms_exact_far; lea 160(%rsp), %rsp; jmp BACK
- * calls the exact check (alloc.c, __scp_ms_exact_far: it keeps every register but r11, as
- * preserve_most does, and the flags and vector registers are declared clobbered, as they are
- * across a preserve_most call) and returns to the code after the check when it passes. The
- * first `lea` steps over the red zone, which a function that makes no call of its own may use. */
-#define ms_exact(base, ptr, n, site)                                                                    \
-    do {                                                                                              \
-        __label__ back;                                                                               \
-        __asm__ goto("jmp 1f\n\t"                                                                      \
-                     ".pushsection " MS_FAR_SECTION ",\"ax\",@progbits\n"                              \
-                     "1:\tlea -128(%%rsp), %%rsp\n\t"                                                 \
-                     "push %2\n\t"                                                                    \
-                     "push %1\n\t"                                                                    \
-                     "push %0\n\t"                                                                    \
-                     "lea %c3(%%rip), %%r11\n\t"                                                      \
-                     "push %%r11\n\t"                                                                 \
-                     "call __scp_ms_exact_far\n\t"                                                    \
-                     "lea 160(%%rsp), %%rsp\n\t"                                                      \
-                     "jmp %l4\n\t"                                                                    \
-                     ".popsection"                                                                    \
-                     :                                                                                \
-                     : "r"(base), "r"(ptr), "re"(n), "i"(site)                                        \
-                     : "r11", "cc", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",    \
-                       "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"           \
-                     : back);                                                                         \
-        __builtin_unreachable();                                                                      \
-    back:;                                                                                            \
-    } while (0)
 #else
 #define ms_report_at(base, lo, end, site) __scp_ms_report(base, (const char *)(base) + (lo), (end) - (lo), site)
-#define ms_exact(base, ptr, n, site) __scp_ms_check_exact(base, ptr, n, site)
 #endif
 
 /* A scalar access: n is a constant below 2^40 (instr.c). ptr + n cannot wrap for an address a
@@ -130,7 +99,7 @@ void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *s
 {
     uint64_t lim = ms_limit((uintptr_t)base);
     if (__builtin_expect(((uintptr_t)ptr < (uintptr_t)base) | ((uintptr_t)ptr + n >= lim), 0))
-        ms_exact(base, ptr, n, site);
+        __scp_ms_check_exact(base, ptr, n, site);
 }
 
 /* The bytes [base + lo, base + end), with 0 <= lo < end < 2^40 constants of the instrumented
@@ -155,7 +124,7 @@ static inline int ms_range_fails(uint64_t lim, const void *base, const void *ptr
 void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site)
 {
     if (n != 0 && __builtin_expect(ms_range_fails(ms_limit((uintptr_t)base), base, ptr, n), 0))
-        ms_exact(base, ptr, n, site);
+        __scp_ms_check_exact(base, ptr, n, site);
 }
 
 /* A base's limit read once before a loop that cannot free (instr.c, hoist_loop_lookups). Safe to
@@ -169,7 +138,7 @@ uint64_t __scp_ms_lookup_lim(const void *base)
 void __scp_ms_check_lk(uint64_t lim, const void *base, const void *ptr, uint64_t n, const char *site)
 {
     if (__builtin_expect(((uintptr_t)ptr < (uintptr_t)base) | ((uintptr_t)ptr + n >= lim), 0))
-        ms_exact(base, ptr, n, site);
+        __scp_ms_check_exact(base, ptr, n, site);
 }
 
 void __scp_ms_check_lk_at(uint64_t lim, const void *base, uint64_t lo, uint64_t end, const char *site)
@@ -181,7 +150,7 @@ void __scp_ms_check_lk_at(uint64_t lim, const void *base, uint64_t lo, uint64_t 
 void __scp_ms_check_lk_mem(uint64_t lim, const void *base, const void *ptr, uint64_t n, const char *site)
 {
     if (n != 0 && __builtin_expect(ms_range_fails(lim, base, ptr, n), 0))
-        ms_exact(base, ptr, n, site);
+        __scp_ms_check_exact(base, ptr, n, site);
 }
 
 /* The address of the limit of the object base points into, found once before a loop that may
