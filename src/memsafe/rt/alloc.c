@@ -298,7 +298,6 @@ static void ms_init_regions(void)
      * So the even classes take their objects from the top of their region down, their array
      * ends in the middle of a page (its last entries are the first used), and the next class's
      * array, taken from the bottom up, starts there. */
-    char *meta_end = meta + meta_total;
     for (unsigned c = 0; c < ms_nclasses; c++) {
         struct ms_class *k = &ms_classes[c];
         pthread_mutex_init(&k->lock, NULL);
@@ -322,7 +321,8 @@ static void ms_init_regions(void)
             k->bump = lo * k->size;
             k->committed = k->start;
         }
-        assert(lo * k->size >= k->start - k->size && meta + count * sizeof(uint64_t) <= meta_end);
+        assert(lo * k->size >= k->start - k->size &&
+               (uintptr_t)meta + count * sizeof(uint64_t) <= (uintptr_t)meta_want + meta_total);
         struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
         r->magic = ms_magic(k->size);
         /* Indexed by address / size (the checks do not subtract the region start): the array's
