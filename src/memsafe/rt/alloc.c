@@ -83,7 +83,13 @@ static void ms_map_table(void)
     }
     if (shared != len / page - first_shared) {
         /* (any views made are replaced by private pages again) */
-        mmap(want, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (mmap(want, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != want) {
+            static const char msg[] = "memsafe: cannot map the region table at its fixed address (0x40000000)\n";
+            if (write(2, msg, sizeof msg - 1) < 0) {
+                /* nothing more to say */
+            }
+            abort();
+        }
         first_shared = len / page;
     }
     for (unsigned i = 0; i < first_shared * per_page; i++)
@@ -220,9 +226,7 @@ __asm__(".pushsection .text\n"
         "ud2\n"
         ".size __scp_ms_report_far, .-__scp_ms_report_far\n"
         ".popsection\n");
-
 #endif
-
 
 /* The record after the call: the site's text (relative to the field), then the checked range
  * [base + lo, base + end). Read with memcpy: the record is packed. */

@@ -67,7 +67,7 @@ MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void 
  * (__scp_ms_report_far, alloc.c, reads the record after its return address). The report is the
  * same as __scp_ms_report's. Why: a program's text is resident in the 64 KiB pieces the kernel
  * maps around each fault, and the report calls interleaved with the hot code (arguments, the
- * site's address, the call: 24 bytes each, 20,000 of them in sqlite built in full mode) made
+ * site's address, the call: 24 bytes each, 15,700 of them in sqlite built in full mode) made
  * every piece larger; in their own section they are never touched (bench/RESULTS.md, msfull).
  * SITE, LO and END are constants at every call once inlined (instr.c passes them so), as the
  * "i" constraints need. The runtime's own copy of the checks (compiled by the project's
