@@ -94,5 +94,22 @@ else
     fail=$((fail + 1))
 fi
 
+# A failed check at constant offsets calls its report out of the function's code (check.c,
+# ms_report_at): the object of a probe with such a check (overflow_field, full mode) has its far
+# record in section scp_ms_far, and its main() no call of the report (its text is resident as it
+# runs; the report's code is never run but on a failure).
+far_ok=1
+"$scpcc" --memsafe=full -O2 -g -c -o "$tmp/far.o" "$probes/overflow_field.c" || far_ok=0
+objdump -dr --no-show-raw-insn -j scp_ms_far "$tmp/far.o" 2>/dev/null | grep -q '__scp_ms_report_far' || far_ok=0
+objdump -d --no-show-raw-insn -j .text "$tmp/far.o" | grep -q 'call.*__scp_ms_report' && far_ok=0
+if [ $far_ok = 1 ]; then
+    echo "ok   failed checks' reports: in section scp_ms_far, none in main()"
+    pass=$((pass + 1))
+else
+    echo "FAIL failed checks' reports: expected in section scp_ms_far only"
+    objdump -h "$tmp/far.o" | grep -i 'text\|far'
+    fail=$((fail + 1))
+fi
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

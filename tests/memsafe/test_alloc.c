@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../../src/memsafe/rt/layout.h"
+
 static int failures;
 
 #define EXPECT(cond)                                                                     \
@@ -253,8 +255,38 @@ static void use_after_free(size_t n)
     q[0] = 1; /* not reused yet: the object is marked free */
 }
 
+/* The page that holds the limit of p's object. */
+static uintptr_t limit_page(const void *p)
+{
+    const struct ms_region *r = &__scp_ms_regions[(uintptr_t)p >> MS_REGION_SHIFT];
+    return (uintptr_t)&r->meta[ms_object_index((uintptr_t)p, r->magic)] >> 12;
+}
+
+/* Memory the runtime needs whatever the program does (alloc.c): the limits of the first objects
+ * of two neighbouring classes (16 and 32 bytes) share one page, and the region table's pages past
+ * the heap entries are read-only views of one shared page. Run first, so that the objects are
+ * among the first of their classes. */
+static void test_fixed_memory(void)
+{
+    void *a = malloc(8), *b = malloc(24);
+    EXPECT(limit_page(a) == limit_page(b));
+    EXPECT(malloc_usable_size(a) == 8 && malloc_usable_size(b) == 24);
+    free(a);
+    free(b);
+    FILE *maps = fopen("/proc/self/maps", "r");
+    char line[512];
+    int shared_ro = 0;
+    while (maps && fgets(line, sizeof line, maps))
+        if (strncmp(line, "4000f000-", 9) == 0 && strstr(line, " r--s "))
+            shared_ro = 1;
+    if (maps)
+        fclose(maps);
+    EXPECT(shared_ro);
+}
+
 int main(void)
 {
+    test_fixed_memory();
     test_sizes();
     test_realloc_calloc_align();
     test_big_classes();

@@ -60,7 +60,39 @@ static void ms_map_table(void)
         }
         abort();
     }
-    for (unsigned i = 0; i < MS_TABLE_LEN; i++)
+    /* Most of the table is entries of no heap region, all alike, and a check of a pointer
+     * there (the stack, the program's globals, a library's data) reads one of them: the pages
+     * past the heap regions' entries are views of one shared page that holds them, read only,
+     * so that those pages cost one page, and in the resident set only the few that checks
+     * read (the whole table, written, was 64 KiB). Where the views cannot be made (mremap), the
+     * entries are written in the private pages. */
+    const size_t page = 4096, per_page = page / sizeof(struct ms_region);
+    size_t first_shared = (MS_FIRST_REGION + MS_MAX_CLASSES + per_page - 1) / per_page;
+    struct ms_region *tpl = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    size_t shared = 0;
+    if (tpl != MAP_FAILED) {
+        for (size_t i = 0; i < per_page; i++)
+            tpl[i].meta = (uint64_t *)ms_no_meta;
+        mprotect(tpl, page, PROT_READ);
+        for (size_t pg = first_shared; pg < len / page; pg++, shared++) {
+            void *at = (char *)want + pg * page;
+            if (mremap(tpl, 0, page, MREMAP_MAYMOVE | MREMAP_FIXED, at) != at)
+                break;
+        }
+        munmap(tpl, page);
+    }
+    if (shared != len / page - first_shared) {
+        /* (any views made are replaced by private pages again) */
+        if (mmap(want, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != want) {
+            static const char msg[] = "memsafe: cannot map the region table at its fixed address (0x40000000)\n";
+            if (write(2, msg, sizeof msg - 1) < 0) {
+                /* nothing more to say */
+            }
+            abort();
+        }
+        first_shared = len / page;
+    }
+    for (unsigned i = 0; i < first_shared * per_page; i++)
         __scp_ms_regions[i].meta = (uint64_t *)ms_no_meta;
     mapped = 1;
 }
@@ -78,8 +110,9 @@ struct ms_class {
     pthread_mutex_t lock;
     uint64_t size;
     uintptr_t start;     /* region start */
-    uintptr_t bump;      /* next never-used object */
-    uintptr_t committed; /* end of the read-write part of the region */
+    uintptr_t bump;      /* next never-used object (down: the end of the last one taken) */
+    uintptr_t committed; /* end of the read-write part of the region (down: its start) */
+    int down;            /* objects taken from the region's top downward (ms_init_regions) */
     void *free_list;     /* objects returned by threads; link in the first word */
 };
 
@@ -176,6 +209,39 @@ _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, co
            off < 0 ? "before its start" : "past its end");
 }
 
+/* The far report of a failed check_at (check.c, ms_report_at): called from the record
+ *     push BASE; call __scp_ms_report_far; .long SITE - .; .quad LO, END
+ * in the section of far report paths, with BASE on the stack above the return address, which
+ * points at the rest of the record. Never returns, so the stack is only realigned for the C
+ * call (the caller's stack may be at any alignment: it did not know it made a call). */
+#if defined(__x86_64__)
+__asm__(".pushsection .text\n"
+        ".globl __scp_ms_report_far\n"
+        ".type __scp_ms_report_far,@function\n"
+        "__scp_ms_report_far:\n\t"
+        "mov (%rsp), %rdi\n\t"
+        "mov 8(%rsp), %rsi\n\t"
+        "and $-16, %rsp\n\t"
+        "call __scp_ms_report_far_record\n\t"
+        "ud2\n"
+        ".size __scp_ms_report_far, .-__scp_ms_report_far\n"
+        ".popsection\n");
+#endif
+
+/* The record after the call: the site's text (relative to the field), then the checked range
+ * [base + lo, base + end). Read with memcpy: the record is packed. */
+__attribute__((used, noreturn, visibility("hidden"))) void __scp_ms_report_far_record(const unsigned char *rec, const void *base);
+__attribute__((used, noreturn, visibility("hidden"))) void __scp_ms_report_far_record(const unsigned char *rec, const void *base)
+{
+    int32_t rel;
+    uint64_t lo, end;
+    memcpy(&rel, rec, sizeof rel);
+    memcpy(&lo, rec + 4, sizeof lo);
+    memcpy(&end, rec + 12, sizeof end);
+    assert(lo < end);
+    __scp_ms_report(base, (const char *)base + lo, end - lo, (const char *)(rec + rel));
+}
+
 /* ---- size classes and regions ------------------------------------------------------------ */
 
 /* ceil(2^64 / size): floor(p * magic / 2^64) == p / size for every byte p of an object
@@ -203,10 +269,10 @@ static void ms_init_classes(void)
     ms_nclasses = c;
 }
 
-/* The bytes of a class's meta array: one limit per object the region can hold, whole pages. */
-static size_t ms_meta_len(uint64_t size)
+/* The entries of a class's meta array: one limit per object the region can hold. */
+static size_t ms_meta_count(uint64_t size)
 {
-    return (((UINT64_C(1) << MS_REGION_SHIFT) / size) * sizeof(uint64_t) + 4095) & ~(size_t)4095;
+    return (size_t)((UINT64_C(1) << MS_REGION_SHIFT) / size);
 }
 
 static void ms_init_regions(void)
@@ -223,27 +289,50 @@ static void ms_init_regions(void)
      * fixed address as they are (valgrind refuses that much address space where it picks). */
     size_t meta_total = 0;
     for (unsigned c = 0; c < ms_nclasses; c++)
-        meta_total += ms_meta_len(ms_classes[c].size);
+        meta_total += ms_meta_count(ms_classes[c].size) * sizeof(uint64_t) + 4096;
     void *meta_want = (char *)want + span;
     char *meta = mmap(meta_want, meta_total, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
     if (meta != meta_want)
         ms_die("memsafe: cannot reserve allocation metadata at %p (%zu GiB): %s\n", meta_want,
                meta_total >> 30, strerror(errno));
+    /* Two classes share the page where their arrays meet: a class that holds a few objects
+     * writes only the first limits of its array, and with an array each starting on a page of
+     * its own that was one 4 KiB page per class in use (84 in sqlite's speedtest1: 336 KB).
+     * So the even classes take their objects from the top of their region down, their array
+     * ends in the middle of a page (its last entries are the first used), and the next class's
+     * array, taken from the bottom up, starts there. */
     for (unsigned c = 0; c < ms_nclasses; c++) {
         struct ms_class *k = &ms_classes[c];
         pthread_mutex_init(&k->lock, NULL);
         k->start = (uintptr_t)want + ((uintptr_t)c << MS_REGION_SHIFT);
-        /* The first multiple of the class size in the region: its meta entry is meta[0]. */
-        uint64_t first = (k->start + k->size - 1) / k->size;
-        k->bump = first * k->size;
-        k->committed = k->start;
+        k->down = c % 2 == 0 && c + 1 < ms_nclasses;
+        size_t count = ms_meta_count(k->size);
+        /* The object indexes the array covers, [lo, lo + count): the first multiple of the class
+         * size in the region on, or (down) the last object that ends in it and below. */
+        uint64_t lo;
+        if (k->down) {
+            uint64_t last = (k->start + (UINT64_C(1) << MS_REGION_SHIFT)) / k->size - 1;
+            lo = last + 1 - count;
+            k->bump = (last + 1) * k->size;
+            k->committed = k->start + (UINT64_C(1) << MS_REGION_SHIFT);
+            /* The arrays meet in the middle of a page. */
+            uintptr_t meet = (((uintptr_t)meta + count * sizeof(uint64_t) - 2048 + 4095) & ~(uintptr_t)4095) + 2048;
+            assert(meet % 4096 == 2048 && meet - count * sizeof(uint64_t) >= (uintptr_t)meta);
+            meta = (char *)(meet - count * sizeof(uint64_t));
+        } else {
+            lo = (k->start + k->size - 1) / k->size;
+            k->bump = lo * k->size;
+            k->committed = k->start;
+        }
+        assert(lo * k->size >= k->start - k->size &&
+               (uintptr_t)meta + count * sizeof(uint64_t) <= (uintptr_t)meta_want + meta_total);
         struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
         r->magic = ms_magic(k->size);
         /* Indexed by address / size (the checks do not subtract the region start): the array's
-         * address less the first object's index, never dereferenced below `meta`. */
-        r->meta = (uint64_t *)((uintptr_t)meta - first * sizeof(uint64_t));
-        meta += ms_meta_len(k->size);
+         * address less the first index it covers, never dereferenced below `meta`. */
+        r->meta = (uint64_t *)((uintptr_t)meta - lo * sizeof(uint64_t));
+        meta += count * sizeof(uint64_t);
         r->start = k->start;
         __atomic_store_n(&r->size, k->size, __ATOMIC_RELEASE);
     }
@@ -314,9 +403,21 @@ static int ms_class_for(size_t need, size_t align)
 
 static int ms_commit(struct ms_class *k, uintptr_t end)
 {
+    size_t page = 1u << 14; /* small steps: a class that holds a few objects costs 16 KiB */
+    if (k->down) {
+        /* `end` is the lowest address to make usable. */
+        if (end >= k->committed)
+            return 0;
+        uintptr_t from = end & ~(uintptr_t)(page - 1);
+        if (end < k->start || from < k->start)
+            return -1;
+        if (mprotect((void *)from, k->committed - from, PROT_READ | PROT_WRITE) != 0)
+            return -1;
+        k->committed = from;
+        return 0;
+    }
     if (end <= k->committed)
         return 0;
-    size_t page = 1u << 14; /* small steps: a class that holds a few objects costs 16 KiB */
     uintptr_t to = (end + page - 1) & ~(uintptr_t)(page - 1);
     if (to - k->start > (UINT64_C(1) << MS_REGION_SHIFT))
         return -1;
@@ -341,7 +442,16 @@ static void ms_refill(unsigned c, unsigned want)
         ms_tc.count[c]++;
         want--;
     }
-    if (!ms_tc.head[c] && ms_commit(k, k->bump + want * k->size) == 0) {
+    if (ms_tc.head[c]) {
+        /* refilled from the free list */
+    } else if (k->down) {
+        uintptr_t from = k->bump - want * k->size;
+        if (k->bump - k->start >= want * k->size && ms_commit(k, from) == 0) {
+            ms_tc.fresh[c] = from;
+            ms_tc.fresh_end[c] = k->bump;
+            k->bump = from;
+        }
+    } else if (ms_commit(k, k->bump + want * k->size) == 0) {
         ms_tc.fresh[c] = k->bump;
         k->bump += want * k->size;
         ms_tc.fresh_end[c] = k->bump;
@@ -355,8 +465,10 @@ static void ms_return_fresh(unsigned c)
 {
     struct ms_class *k = &ms_classes[c];
     pthread_mutex_lock(&k->lock);
-    if (k->bump == ms_tc.fresh_end[c]) {
+    if (!k->down && k->bump == ms_tc.fresh_end[c]) {
         k->bump = ms_tc.fresh[c];
+    } else if (k->down && k->bump == ms_tc.fresh[c]) {
+        k->bump = ms_tc.fresh_end[c];
     } else {
         for (uintptr_t o = ms_tc.fresh[c]; o < ms_tc.fresh_end[c]; o += k->size) {
             *(void **)o = k->free_list;

@@ -58,6 +58,39 @@ MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void 
         __scp_ms_report(base, ptr, n, site);
 }
 
+/* The report of a failed check_at, out of the program's hot code. In the checks' bitcode, which
+ * is inlined into every instrumented function (MS_CHECK_BITCODE, CMakeLists.txt), the cold path
+ * left in the function is one `jmp` (5 bytes) into a section of its own, scp_ms_far, which the
+ * linker places after all the program's code (a name no .text pattern of its script takes, so
+ * it is not mixed with the unlikely code that does run, like the exact check): there
+ *     push BASE; call __scp_ms_report_far; .long SITE - .; .quad LO, END
+ * (__scp_ms_report_far, alloc.c, reads the record after its return address). The report is the
+ * same as __scp_ms_report's. Why: a program's text is resident in the 64 KiB pieces the kernel
+ * maps around each fault, and the report calls interleaved with the hot code (arguments, the
+ * site's address, the call: 24 bytes each, 15,700 of them in sqlite built in full mode) made
+ * every piece larger; in their own section they are never touched (bench/RESULTS.md, msfull).
+ * SITE, LO and END are constants at every call once inlined (instr.c passes them so), as the
+ * "i" constraints need. The runtime's own copy of the checks (compiled by the project's
+ * compiler, where nothing is inlined) calls __scp_ms_report. */
+#if defined(MS_CHECK_BITCODE) && defined(__x86_64__)
+#define MS_FAR_SECTION "scp_ms_far"
+#define ms_report_at(base, lo, end, site)                                                               \
+    do {                                                                                              \
+        __asm__ volatile("jmp 1f\n\t"                                                                  \
+                         ".pushsection " MS_FAR_SECTION ",\"ax\",@progbits\n"                          \
+                         "1:\tpush %0\n\t"                                                            \
+                         "call __scp_ms_report_far\n\t"                                               \
+                         ".long %c1 - .\n\t"                                                          \
+                         ".quad %c2, %c3\n\t"                                                         \
+                         ".popsection"                                                                \
+                         :                                                                            \
+                         : "r"(base), "i"(site), "i"(lo), "i"(end));                                 \
+        __builtin_unreachable();                                                                      \
+    } while (0)
+#else
+#define ms_report_at(base, lo, end, site) __scp_ms_report(base, (const char *)(base) + (lo), (end) - (lo), site)
+#endif
+
 /* A scalar access: n is a constant below 2^40 (instr.c). ptr + n cannot wrap for an address a
  * program can use (only for a pointer in the top 2^40 bytes of the address space, which is
  * the kernel's: the access itself faults). Below base goes to the exact check; at or above base,
@@ -77,7 +110,7 @@ void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *s
 void __scp_ms_check_at(const void *base, uint64_t lo, uint64_t end, const char *site)
 {
     if (__builtin_expect((uintptr_t)base + end >= ms_limit((uintptr_t)base), 0))
-        __scp_ms_report(base, (const char *)base + lo, end - lo, site);
+        ms_report_at(base, lo, end, site);
 }
 
 /* Any length n (memcpy/memmove/memset, a loop's range): no term may wrap. A zero length touches
@@ -111,7 +144,7 @@ void __scp_ms_check_lk(uint64_t lim, const void *base, const void *ptr, uint64_t
 void __scp_ms_check_lk_at(uint64_t lim, const void *base, uint64_t lo, uint64_t end, const char *site)
 {
     if (__builtin_expect((uintptr_t)base + end >= lim, 0))
-        __scp_ms_report(base, (const char *)base + lo, end - lo, site);
+        ms_report_at(base, lo, end, site);
 }
 
 void __scp_ms_check_lk_mem(uint64_t lim, const void *base, const void *ptr, uint64_t n, const char *site)
