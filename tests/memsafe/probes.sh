@@ -54,6 +54,7 @@ check double_free 0 1 "double free of the heap object" 0
 check invalid_free "" 1 "invalid free: .* points 3 bytes into a heap object" 0
 check overflow_element 0 1 "heap buffer overflow: store of 4 bytes in fill() at .*overflow_element.c:16 (checked together with 1 more accesses.* at offset 48 of a 60-byte heap object" 0
 check dominated_field 24 20 "heap buffer overflow: memset destination (write) in clear() at .*dominated_field.c:26: 24 bytes at offset 0 of a 20-byte heap object" 0
+check header_below 3 0 "heap buffer underflow: store of 1 bytes in main() at .*header_below.c:32.* at offset -1 of a 32-byte heap object" 0
 
 # stats_check PROBE WANT SHOW WHY: PROBE built with SCP_MS_STATS=1 must print a line matching WANT
 # (grep); ok shows the part matching SHOW, FAIL says WHY and prints the statistics.
@@ -80,6 +81,34 @@ stats_check dominated_field ": 2 checks, .* 2 already checked on every path" \
 # one check, not one per field GEP (2 before).
 stats_check overflow_element ": 1 checks, [12] merged into them" '[0-9]* checks, [0-9]* merged into them' \
     "expected 1 check with the other stores merged into it"
+
+# A store at a constant offset below a pointer that is its own base (a header before it, sds's
+# s[-1]) gets the check that finds the object's start inline (instr.c, flush_groups;
+# check.c, __scp_ms_check_below), not the general one, which called the exact check every time.
+stats_check header_below ": 1 checks, .* 1 below their base, decided inline" '[0-9]* below their base, decided inline' \
+    "expected the store below the base to get __scp_ms_check_below"
+
+# Automatic variables of more than SCP_MEMSAFE_ZERO_MAX bytes (1024) are not zeroed, smaller ones
+# are, and what the program initializes itself stays initialized (scp-ms-autoinit): two variables
+# (run()'s 2048-byte struct, dirty()'s 8 KiB array) lost their zeroing, the 4 KiB one with an
+# initializer and the 512-byte one did not, and the program still finds its zeroes.
+stats_check autoinit_limit ": 2 automatic variables of more than 1024 bytes not zeroed" \
+    '[0-9]* automatic variables of more than [0-9]* bytes not zeroed' "expected two variables over the limit"
+if out=$("$tmp/autoinit_limit" 2>&1) && [ "$out" = ok ]; then
+    echo "ok   autoinit_limit: the program's own initializers and the small variable's zeroing kept"
+    pass=$((pass + 1))
+else
+    echo "FAIL autoinit_limit: $out"
+    fail=$((fail + 1))
+fi
+if out=$(SCP_MEMSAFE_ZERO_MAX=x "$scpcc" --memsafe -O2 -o "$tmp/x" "$probes/autoinit_limit.c" 2>&1) ||
+    ! echo "$out" | grep -q 'SCP_MEMSAFE_ZERO_MAX must be a number of bytes'; then
+    echo "FAIL SCP_MEMSAFE_ZERO_MAX=x: expected an error, got: $out"
+    fail=$((fail + 1))
+else
+    echo "ok   SCP_MEMSAFE_ZERO_MAX=x: $out"
+    pass=$((pass + 1))
+fi
 
 # The reports' texts of the checks sit in a section of their own (instr.c, site_string), not in
 # .rodata among the program's own read-only data, whose pages the program reads (they made

@@ -98,7 +98,7 @@ struct pass {
     LLVMTargetDataRef td;
     LLVMBuilderRef b;
     LLVMTypeRef ptr_ty, i64_ty, i8_ty, check_ty, check_at_ty;
-    LLVMValueRef check_fn, check_mem_fn, check_at_fn;
+    LLVMValueRef check_fn, check_mem_fn, check_at_fn, check_below_fn;
     /* A base's limit looked up once before a loop, and the checks against it (lk_ty). */
     LLVMTypeRef lookup_ty, check_lk_ty, check_lk_at_ty;
     LLVMValueRef lk_lim_fn, check_lk_fn, check_lk_at_fn, check_lk_mem_fn;
@@ -111,7 +111,7 @@ struct pass {
     struct memo memo;
     struct group *groups;
     size_t ngroups, cap_groups;
-    unsigned long checks, pruned, merged, available, loops, at_base;
+    unsigned long checks, pruned, merged, available, loops, at_base, below;
     /* The alias scope of the checks' metadata loads, and the kinds of the metadata naming it. */
     LLVMMetadataRef ms_scope;
     unsigned md_alias_scope, md_noalias;
@@ -658,6 +658,14 @@ static void flush_groups(struct pass *p)
          * this large are not real accesses, they keep the general check. */
         if (g->x == g->base && g->lo >= 0 && g->hi < (INT64_C(1) << 40)) {
             emit_check_at(p, g->first, g->base, g->lo, g->hi, g->site);
+            continue;
+        }
+        /* Starting below the base itself (a header before the pointer, sds's s[-1]): the
+         * general check would call the exact one every time; this one decides inline. */
+        if (g->x == g->base && g->lo < 0 && g->lo > -(INT64_C(1) << 40) && g->hi < (INT64_C(1) << 40)) {
+            emit_check(p, g->first, p->check_below_fn, g->base, ptr,
+                       LLVMConstInt(p->i64_ty, (uint64_t)(g->hi - g->lo), 0), g->site);
+            p->below++;
             continue;
         }
         /* __scp_ms_check takes lengths below 2^40 (check.c); longer ones cannot be real
@@ -1519,7 +1527,7 @@ static void link_runtime(struct pass *p, const char *rt_path)
     static const char *const fns[] = { "__scp_ms_check",       "__scp_ms_check_at",    "__scp_ms_check_mem",
                                        "__scp_ms_lookup_lim",  "__scp_ms_check_lk",    "__scp_ms_check_lk_at",
                                        "__scp_ms_check_lk_mem", "__scp_ms_lookup_slot", "__scp_ms_slot_lim",
-                                       "__scp_ms_check_exact" };
+                                       "__scp_ms_check_below", "__scp_ms_check_exact" };
     unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         LLVMValueRef f = LLVMGetNamedFunction(p->mod, fns[i]);
@@ -1585,6 +1593,7 @@ int main(int argc, char **argv)
     p.check_mem_fn = LLVMGetNamedFunction(p.mod, "__scp_ms_check_mem");
     if (!p.check_mem_fn)
         p.check_mem_fn = LLVMAddFunction(p.mod, "__scp_ms_check_mem", p.check_ty);
+    p.check_below_fn = LLVMAddFunction(p.mod, "__scp_ms_check_below", p.check_ty);
     p.lookup_ty = LLVMFunctionType(p.i64_ty, &p.ptr_ty, 1, 0);
     p.lk_lim_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_lim", p.lookup_ty);
     p.slot_ty = LLVMFunctionType(p.ptr_ty, &p.ptr_ty, 1, 0);
@@ -1625,9 +1634,9 @@ int main(int argc, char **argv)
                 "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
                 "on every path; %lu cover a loop; %lu at constant offsets from their base; %lu against "
                 "bounds looked up before their loop (%lu loops); %lu against a limit's address found before "
-                "their loop (%lu loops)\n",
+                "their loop (%lu loops); %lu below their base, decided inline\n",
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
-                p.sl_checks, p.sl_loops);
+                p.sl_checks, p.sl_loops, p.below);
     free(p.groups);
     for (size_t i = 0; i < p.sites.cap; i++)
         free(p.sites.tab[i].text);

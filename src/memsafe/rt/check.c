@@ -102,6 +102,23 @@ void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *s
         __scp_ms_check_exact(base, ptr, n, site);
 }
 
+/* An access that starts below its base pointer (an sds string's header at s[-1], s - 3, ...):
+ * the fast path needs the object's start, idx * size, as the exact check does, but inline, so
+ * that a header read costs a multiply and a compare more than a check above the base, not a
+ * call (full mode's redis: 32 calls of __scp_ms_check_exact per request, 1,300 instructions).
+ * Outside the heap the entry's size and magic are 0: the start is 0 and the limit UINT64_MAX,
+ * so the access passes; a freed object's limit 0 sends it to the exact check, which reports. */
+void __scp_ms_check_below(const void *base, const void *ptr, uint64_t n, const char *site)
+{
+    uintptr_t b = (uintptr_t)base, p = (uintptr_t)ptr;
+    const struct ms_region *r = ms_region_entry(b);
+    uint64_t idx = ms_object_index(b, r->magic);
+    uintptr_t obj = idx * r->size;
+    uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
+    if (__builtin_expect((p < obj) | (p + n >= lim), 0))
+        __scp_ms_check_exact(base, ptr, n, site);
+}
+
 /* The bytes [base + lo, base + end), with 0 <= lo < end < 2^40 constants of the instrumented
  * code (an access, or merged accesses, at constant offsets from a pointer that is its own
  * base: a pointer loaded from memory, an argument, a malloc result). The access cannot start

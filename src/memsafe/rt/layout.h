@@ -69,6 +69,7 @@ __attribute__((cold)) _Noreturn void __scp_ms_report(const void *base, const voi
 void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *site);
 void __scp_ms_check_at(const void *base, uint64_t lo, uint64_t end, const char *site);
 void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site);
+void __scp_ms_check_below(const void *base, const void *ptr, uint64_t n, const char *site);
 /* The out-of-line exact check (check.c): preserve_most, so that its call site keeps its
  * registers (only clang knows the convention; the copy gcc compiles into the runtime is only
  * called from code gcc compiled). */
