@@ -13,14 +13,7 @@
 
 #include "crypto/crypto.h"
 
-static int failures;
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);                   \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 static void unhex(const char *h, uint8_t *out) {
     for (size_t i = 0; h[2 * i]; i++) sscanf(h + 2 * i, "%2hhx", &out[i]);

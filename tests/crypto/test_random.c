@@ -13,14 +13,7 @@
 
 #include "crypto/crypto.h"
 
-static int failures;
-#define CHECK(c)                                                                  \
-    do {                                                                          \
-        if (!(c)) {                                                               \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #c); \
-            __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);                   \
-        }                                                                         \
-    } while (0)
+#include "check.h"
 
 #define NONCE 12
 #define PER 100 /* draws per party: more than one buffer's worth */
