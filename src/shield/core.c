@@ -518,10 +518,12 @@ static int priv_watch_start(int i) {
     sigfillset(&all);
     int r = pthread_attr_init(&at);
     if (r) return -1;
-    /* no signal of the program is ever delivered to it; detached: nobody joins it. SIGSYS is
-     * blocked too, so a trapped system call on this thread would kill the process: its path
-     * (the volume library's commit: calls on the library's own descriptors, relative to its
-     * directory descriptors, none in the reserved range) must make none. */
+    /* no signal of the program is ever delivered to it; detached: nobody joins it. SIGSYS
+     * stays deliverable although the mask asks to block it: the new thread sets its mask with
+     * a raw rt_sigprocmask, which the filter traps, and the trap's handler takes SIGSYS out of
+     * every mask (init.c). Its path (the volume library's commit: calls on the library's own
+     * descriptors, relative to its directory descriptors, none in the reserved range) makes
+     * no trapped call besides. */
     r = pthread_attr_setsigmask_np(&at, &all) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     pthread_t t;
     sh_in_lib++;

@@ -8,6 +8,7 @@
  */
 #include <assert.h>
 #include <dlfcn.h>
+#include <emmintrin.h> /* SSE2, every x86-64: the code scan */
 #include <link.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -152,21 +153,35 @@ struct code_sites { /* the addresses after each 0f 05 pair, while they are gathe
     int main_seen, failed;
 };
 
-static void sites_scan(struct code_sites *s, const unsigned char *p, size_t len) {
-    for (const unsigned char *q = p; len >= 2 && (q = memchr(q, 0x0f, (size_t)(p + len - 1 - q))); q++) {
-        if (q[1] != 0x05) continue;
-        if (s->n == s->cap) {
-            size_t cap = s->cap ? 2 * s->cap : 1024;
-            uintptr_t *a = realloc(s->a, cap * sizeof *a);
-            if (!a) {
-                s->failed = 1;
-                return;
-            }
-            s->a = a;
-            s->cap = cap;
+static void sites_add(struct code_sites *s, uintptr_t a) {
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 1024;
+        uintptr_t *na = realloc(s->a, cap * sizeof *na);
+        if (!na) {
+            s->failed = 1;
+            return;
         }
-        s->a[s->n++] = (uintptr_t)(q + 2);
+        s->a = na;
+        s->cap = cap;
     }
+    s->a[s->n++] = a;
+}
+
+/* Every exec scans the program's and libc's code (libc 1.4 MB, a large server tens of MB), so
+ * 16 positions at a time: 0x0f is one of x86's commonest bytes (two-byte opcodes), and a
+ * memchr restarted at each was 8-9x slower (libc 0.76 ms against 0.09, mariadbd's 9.4 MB 5.5
+ * ms against 0.9, measured with both loops over the files' executable segments). */
+static void sites_scan(struct code_sites *s, const unsigned char *p, size_t len) {
+    const __m128i op0 = _mm_set1_epi8(0x0f), op1 = _mm_set1_epi8(0x05);
+    size_t i = 0;
+    for (; i + 17 <= len; i += 16) { /* pairs starting at i .. i+15, reading up to i+16 */
+        __m128i x = _mm_loadu_si128((const __m128i *)(p + i));
+        __m128i y = _mm_loadu_si128((const __m128i *)(p + i + 1));
+        unsigned m = (unsigned)_mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(x, op0), _mm_cmpeq_epi8(y, op1)));
+        for (; m; m &= m - 1) sites_add(s, (uintptr_t)(p + i + (unsigned)__builtin_ctz(m) + 2));
+    }
+    for (; i + 2 <= len; i++)
+        if (p[i] == 0x0f && p[i + 1] == 0x05) sites_add(s, (uintptr_t)(p + i + 2));
 }
 
 static int code_cb(struct dl_phdr_info *info, size_t size, void *ctx) {
@@ -193,12 +208,17 @@ static int cmp_addr(const void *x, const void *y) {
     return a < b ? -1 : a > b;
 }
 
-/* The gap after sorted site i, for choosing the widest */
-static const uintptr_t *gap_sites;
-static int cmp_gap_desc(const void *x, const void *y) {
+/* Orders indices i of sorted sites by the gap after site i, widest first (ctx: the sites) */
+static int cmp_gap_desc(const void *x, const void *y, void *ctx) {
+    const uintptr_t *a = ctx;
     size_t i = *(const size_t *)x, j = *(const size_t *)y;
-    uintptr_t gi = gap_sites[i + 1] - gap_sites[i], gj = gap_sites[j + 1] - gap_sites[j];
+    uintptr_t gi = a[i + 1] - a[i], gj = a[j + 1] - a[j];
     return gi > gj ? -1 : gi < gj;
+}
+
+static int cmp_index(const void *x, const void *y) {
+    size_t a = *(const size_t *)x, b = *(const size_t *)y;
+    return a < b ? -1 : a > b;
 }
 
 static void code_ranges(struct code_ranges *c) {
@@ -219,9 +239,8 @@ static void code_ranges(struct code_ranges *c) {
     /* cut at the MAXCODE - 1 widest gaps; each range runs from its first site to its last */
     size_t cuts = s.n - 1 < MAXCODE - 1 ? s.n - 1 : MAXCODE - 1;
     for (size_t i = 0; i + 1 < s.n; i++) gi[i] = i;
-    gap_sites = s.a;
-    if (s.n > 1) qsort(gi, s.n - 1, sizeof *gi, cmp_gap_desc);
-    qsort(gi, cuts, sizeof *gi, cmp_addr); /* (size_t and uintptr_t: the same width here) */
+    if (s.n > 1) qsort_r(gi, s.n - 1, sizeof *gi, cmp_gap_desc, s.a);
+    qsort(gi, cuts, sizeof *gi, cmp_index); /* the cuts in address order */
     size_t first = 0;
     for (size_t k = 0; k <= cuts; k++) {
         size_t last = k < cuts ? gi[k] : s.n - 1;
