@@ -208,26 +208,12 @@ static int cmp_addr(const void *x, const void *y) {
     return a < b ? -1 : a > b;
 }
 
-/* Orders indices i of sorted sites by the gap after site i, widest first (ctx: the sites) */
-static int cmp_gap_desc(const void *x, const void *y, void *ctx) {
-    const uintptr_t *a = ctx;
-    size_t i = *(const size_t *)x, j = *(const size_t *)y;
-    uintptr_t gi = a[i + 1] - a[i], gj = a[j + 1] - a[j];
-    return gi > gj ? -1 : gi < gj;
-}
-
-static int cmp_index(const void *x, const void *y) {
-    size_t a = *(const size_t *)x, b = *(const size_t *)y;
-    return a < b ? -1 : a > b;
-}
-
 static void code_ranges(struct code_ranges *c) {
     c->n = 0;
     if (getenv("SCP_SHIELD_NO_RAW")) return; /* raw path calls fail closed instead */
     struct code_sites s = {0};
     dl_iterate_phdr(code_cb, &s);
-    size_t *gi = NULL;
-    if (s.failed || (s.n > 1 && !(gi = malloc((s.n - 1) * sizeof *gi)))) {
+    if (s.failed) {
         sh_trace("raw path calls are not served in this image: out of memory");
         goto out;
     }
@@ -236,14 +222,26 @@ static void code_ranges(struct code_ranges *c) {
         goto out;
     }
     qsort(s.a, s.n, sizeof *s.a, cmp_addr);
-    /* cut at the MAXCODE - 1 widest gaps; each range runs from its first site to its last */
-    size_t cuts = s.n - 1 < MAXCODE - 1 ? s.n - 1 : MAXCODE - 1;
-    for (size_t i = 0; i + 1 < s.n; i++) gi[i] = i;
-    if (s.n > 1) qsort_r(gi, s.n - 1, sizeof *gi, cmp_gap_desc, s.a);
-    qsort(gi, cuts, sizeof *gi, cmp_index); /* the cuts in address order */
+    /* cut after the sites followed by the MAXCODE - 1 widest gaps; each range runs from its
+     * first site to its last. The widest are kept in cut[] by insertion, widest first (a
+     * sort of all gaps cost more than the scan), then put in address order. */
+    size_t cut[MAXCODE - 1], cuts = 0;
+    for (size_t i = 0; i + 1 < s.n; i++) {
+        uintptr_t g = s.a[i + 1] - s.a[i];
+        if (cuts == MAXCODE - 1 && g <= s.a[cut[cuts - 1] + 1] - s.a[cut[cuts - 1]]) continue;
+        size_t k = cuts < MAXCODE - 1 ? cuts++ : cuts - 1;
+        for (; k > 0 && s.a[cut[k - 1] + 1] - s.a[cut[k - 1]] < g; k--) cut[k] = cut[k - 1];
+        cut[k] = i;
+    }
+    for (size_t k = 1; k < cuts; k++) /* address order */
+        for (size_t j = k; j > 0 && cut[j - 1] > cut[j]; j--) {
+            size_t t = cut[j];
+            cut[j] = cut[j - 1];
+            cut[j - 1] = t;
+        }
     size_t first = 0;
     for (size_t k = 0; k <= cuts; k++) {
-        size_t last = k < cuts ? gi[k] : s.n - 1;
+        size_t last = k < cuts ? cut[k] : s.n - 1;
         c->lo[c->n] = s.a[first];
         c->hi[c->n] = s.a[last] + 1;
         c->n++;
@@ -254,7 +252,6 @@ static void code_ranges(struct code_ranges *c) {
     for (int k = 0; k < c->n; k++) bytes += c->hi[k] - c->lo[k];
     sh_trace("code rule: %zu system call sites in %d ranges of %lu bytes", s.n, c->n, (unsigned long)bytes);
 out:
-    free(gi);
     free(s.a);
 }
 
