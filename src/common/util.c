@@ -316,3 +316,14 @@ int scp_mutex_held(pthread_mutex_t *mu) {
     return 1;
 #endif
 }
+
+int scp_rwlock_wrheld(pthread_rwlock_t *rw) {
+#ifdef __GLIBC__
+    /* __cur_writer: the writer's thread id, set by pthread_rwlock_wrlock once it holds the
+     * lock and cleared by the unlock (glibc checks it for EDEADLK) */
+    return __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) == (int)syscall(SYS_gettid);
+#else
+    (void)rw;
+    return 1;
+#endif
+}

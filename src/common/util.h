@@ -30,6 +30,10 @@ int scp_unhex(const char *in, uint8_t *out, size_t n);
  * passes). */
 int scp_mutex_held(pthread_mutex_t *mu);
 
+/* Whether the calling thread holds rw for writing (glibc: the writer's thread id in the lock;
+ * elsewhere 1), for assert(scp_rwlock_wrheld(&rw)). */
+int scp_rwlock_wrheld(pthread_rwlock_t *rw);
+
 /* Zero memory in a way the compiler cannot elide. */
 void scp_wipe(void *p, size_t n);
 
