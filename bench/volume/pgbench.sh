@@ -19,6 +19,8 @@
 #   that grew (or was cut) since its last flush: on ext4 such an fdatasync also writes the
 #   inode and the block allocation through the file system's journal, where one of a file
 #   that kept its length writes the data alone (load-independent, unlike the tps).
+#   STRACE_ALL=1: the traced runs count every system call (strace -f -c), and print the total
+#   and each call made at least 0.1 times per transaction (load-independent).
 # Needs root (to become postgres), PostgreSQL 15 (Debian), strace for the flush counts.
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
@@ -69,6 +71,7 @@ start_server() { # FS [TRACE]: start the server in the background (the run ends 
     [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write"
     [ -n "${2:-}" ] && [ "${GROWN:-0}" = 1 ] &&
         tr="strace -f -C -y -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write,ftruncate"
+    [ -n "${2:-}" ] && [ "${STRACE_ALL:-0}" = 1 ] && tr="strace -f -c -o $T/strace-$fs.txt"
     pg="$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w"
     (cd "$T" && SCP_QUIET=1 $tr $AS $(pre "$fs") sh -c "$pg start >/dev/null || exit 1
         while [ ! -e $T/stop ]; do sleep 0.2; done; $pg stop >/dev/null") &
@@ -117,6 +120,10 @@ flushes() { # FS: one run of the server under strace; flush calls per transactio
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/sout-$fs")
     awk -v fs="$fs" -v n="$n" '$NF ~ /^(fdatasync|fsync|sync_file_range|pwrite64|write)$/ && NF >= 5 {
         printf "  %s %s: %d calls, %.2f per txn (%d txns; server start and shutdown included)\n", fs, $NF, $4, $4 / n, n }' "$T/strace-$fs.txt"
+    [ "${STRACE_ALL:-0}" = 1 ] && awk -v fs="$fs" -v n="$n" '
+        $NF == "total" { printf "  %s all system calls: %d, %.2f per txn\n", fs, $4, $4 / n }
+        $NF ~ /^[a-z_0-9]+$/ && $NF != "total" && NF >= 5 && $4 / n >= 0.1 && $NF !~ /^(fdatasync|fsync|sync_file_range|pwrite64|write)$/ {
+            printf "  %s %s: %.2f per txn\n", fs, $NF, $4 / n }' "$T/strace-$fs.txt"
     # (not for plain: PostgreSQL lays out its WAL segments with pwritev, which is not traced,
     # so the lengths would be unknown; the volume's objects are written with pwrite64 only)
     [ "${GROWN:-0}" = 1 ] && [ "$fs" != plain ] && python3 - "$T/strace-$fs.txt" "$fs" "$n" <<'PY'

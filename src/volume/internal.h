@@ -69,6 +69,13 @@ struct scp_volume {
     uint64_t gen;     /* its generation */
     scp_volume_tag tag;     /* of the last durable commit (or of the state loaded) */
     scp_volume_tag cur_tag; /* of the manifest in memory (gen), durable or not */
+    /* Format 3: the tags are HMACs that only an fsync's report, scp_volume_tag_get, info and
+     * the open's check read, while every lazy commit and every catch-up moves the state:
+     * cur_tag_due says cur_tag is not computed yet (it is the tag of gen and statehash), and
+     * tag_due that tag is the one of tag_gen and tag_sh (vol_tags_settle computes them). */
+    int cur_tag_due, tag_due;
+    uint64_t tag_gen;
+    uint8_t tag_sh[SCP_HASH_LEN];
     /* The manifest log (format 3, manifest.c; mlog == 0 for a format 2 volume, whose commits
      * write whole slots). A commit appends a sealed delta of what changed since the state at
      * ml_end, which `disk` holds; a commit that cannot (no usable log, a long log, a large
@@ -79,6 +86,8 @@ struct scp_volume {
     int ml_adopt;     /* with no usable log: the slot whose state is in memory (a new log can
                        * start from it without a slot write), else -1 */
     uint8_t ml_hdr[SCP_MLOG_HDR_LEN]; /* the log's header as last read or written */
+    uint64_t ml_epoch; /* the lock file's fold epoch (VOL_MLOG_EPOCH_OFF) at which this process
+                        * last looked at the slot headers (or wrote a slot itself) */
     uint64_t ml_end;  /* offset after the last record taken in */
     uint64_t ml_size; /* the log's size as last seen (beyond ml_end: a torn tail to cut) */
     uint64_t ml_nrec; /* records in the log */
@@ -312,6 +321,8 @@ static inline void vol_after_fork_check(scp_volume *v) {
  * makes durable only at an fsync). Only a durable commit reports its tag and deletes the
  * objects of files removed before it. */
 int vol_commit_manifest(scp_volume *v, int durable, scp_err *err);
+/* Compute the tags that a format 3 commit or catch-up left due (caller holds v->mu). */
+void vol_tags_settle(scp_volume *v);
 /* Bytes of the lock file that every process shares (manifest.c). */
 #define VOL_LOCKBYTE_OBJDIR 256 /* objects were created and their directory is not synced */
 #define VOL_LOCKBYTE_DOOMED 257 /* some process may have left removed files' objects behind */
@@ -322,6 +333,17 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on);
  * make the newcomer wait (availability is not promised). */
 #define VOL_WANT_OFF 64
 _Static_assert(VOL_WANT_OFF + 4 <= VOL_LOCKBYTE_OBJDIR, "lock file: the wanted word and the lock bytes overlap");
+/* The fold epoch (format 3; u64 at VOL_MLOG_EPOCH_OFF of the lock file, in the mapped page):
+ * moved under the volume lock before every durable slot write and every start of a new log
+ * (manifest.c, mlog_epoch_bump). A catch-up that finds it where it was when it last looked at
+ * the slot headers skips those two reads: no slot was written since, and a new log shows in
+ * the log's own header, which is still read. Not trusted: a host that holds it back makes a
+ * process miss only a slot written by a committer that died before it started the new log
+ * (the case the slot headers are read for), which the host could equally hide by rewriting the
+ * headers (the process then appends to the old log and the next open finds the slot: an older
+ * state, which the tag reports as a rollback). */
+#define VOL_MLOG_EPOCH_OFF 8
+_Static_assert(VOL_MLOG_EPOCH_OFF + 8 <= VOL_WANT_OFF, "lock file: the fold epoch and the wanted word overlap");
 /* The lock file's list of files with lazy commits (shared mode): a u32 count at
  * VOL_LAZY_OFF, then up to VOL_LAZY_MAX file ids. A durable commit syncs their journals
  * before its manifest names them, then empties it (manifest.c). Not trusted: a host that

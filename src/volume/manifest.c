@@ -138,6 +138,42 @@ static void tag_compute(scp_volume *v, uint64_t gen, const uint8_t *body, size_t
     tag_of(v, gen, h, out);
 }
 
+/* Format 3 leaves the tags due where a state moves (mlog_took: every lazy commit; a catch-up:
+ * every other process's commit) and computes them only when they are read: an HMAC each, which
+ * the per-write publication and every catch-up of shared mode paid for a tag that only an
+ * fsync reports. cur_tag is the tag of (gen, statehash) as they stand when it is settled;
+ * every place that moves them leaves it due or sets it, so it is never settled for another
+ * state. tag keeps the pair it was due for (tag_gen, tag_sh), which a later commit does not
+ * move. */
+void vol_tags_settle(scp_volume *v) {
+    if (v->cur_tag_due) {
+        assert(v->mlog);
+        tag_of(v, v->gen, v->statehash, &v->cur_tag);
+        v->cur_tag_due = 0;
+    }
+    if (v->tag_due) {
+        tag_of(v, v->tag_gen, v->tag_sh, &v->tag);
+        v->tag_due = 0;
+    }
+}
+
+/* The fold epoch (internal.h, VOL_MLOG_EPOCH_OFF): 0 without the mapped page, which makes
+ * every catch-up read the slot headers, as before. */
+static uint64_t mlog_epoch(scp_volume *v) {
+    return v->hint ? __atomic_load_n(v->hint + VOL_MLOG_EPOCH_OFF / 8, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* Before a durable slot write or the start of a new log (caller holds vol_lock): other
+ * processes' next catch-up reads the slot headers again. Moved first, so that a committer that
+ * dies between the slot and the new log header has moved it too. */
+static void mlog_epoch_bump(scp_volume *v) {
+    if (!v->hint) return;
+    uint64_t e = __atomic_load_n(v->hint + VOL_MLOG_EPOCH_OFF / 8, __ATOMIC_RELAXED) + 1;
+    __atomic_store_n(v->hint + VOL_MLOG_EPOCH_OFF / 8, e, __ATOMIC_RELEASE);
+    /* (this process knows what it writes next: the slot and the log header are its own) */
+    v->ml_epoch = e;
+}
+
 /* Generation a slot's header claims (unauthenticated), or 0. */
 static uint64_t slot_peek(scp_volume *v, int i) {
     uint8_t h[16];
@@ -286,7 +322,9 @@ static void commit_done(scp_volume *v, uint64_t gen, int durable, long nlazy) {
         (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
     }
     if (durable) {
+        vol_tags_settle(v); /* (cur_tag of gen and the state hash, now both this commit's) */
         v->tag = v->cur_tag;
+        v->tag_due = 0;
         if (v->cb) v->cb(v->cb_ctx, &v->tag);
         vol_doomed_drain(v);
     }
@@ -320,6 +358,7 @@ int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
     if (rc == 0) {
         if (si < 2) v->slot_gen[si] = gen;
         tag_compute(v, gen, body, blen, &v->cur_tag);
+        v->cur_tag_due = 0;
         commit_done(v, gen, durable, nlazy);
     }
     free(slot);
@@ -386,6 +425,8 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
 /* Load the newest authentic state: a manifest slot (durable or scratch) or, format 3, the end
  * of the manifest log. */
 int vol_load_manifest(scp_volume *v, scp_err *err) {
+    /* (read before the slots: a fold after this read moves it again) */
+    v->ml_epoch = v->mlog ? mlog_epoch(v) : 0;
     scp_manifest m[3] = {{0}};
     struct slot_info si[3];
     scp_err e[3];
@@ -428,6 +469,7 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
     v->man = m[best];
     v->gen = si[best].gen;
     v->tag = v->cur_tag = si[best].tag;
+    v->cur_tag_due = v->tag_due = 0;
     v->man_scratch = best == 2;
     for (int i = 0; i < 3; i++)
         if (ok[i] && i != best) scp_manifest_free(&m[i]);
@@ -743,6 +785,7 @@ static int mlog_restart(scp_volume *v, int si, scp_err *err) {
     uint8_t hdr[SCP_MLOG_HDR_LEN];
     v->ml_base = -1;
     if (scp_random(h.log_salt, SCP_SALT_LEN, err) < 0) return -1;
+    mlog_epoch_bump(v);
     scp_mlog_hdr_encode(&h, hdr);
     if (scp_derive_key(v->k_man, SCP_LABEL_MLOG, h.log_salt, SCP_SALT_LEN, v->ml_key, err) < 0)
         return -1;
@@ -788,6 +831,7 @@ static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
     free(pt);
     long nlazy = rc == 0 ? durable_prepare(v, NULL, err) : 0;
     if (nlazy < 0) rc = -1;
+    if (rc == 0) mlog_epoch_bump(v);
     if (rc == 0 && (scp_pwrite_full(v->slotfd[si], slot, slen, 0) < 0 ||
                     ftruncate(v->slotfd[si], (off_t)slen) < 0 || fdatasync(v->slotfd[si]) < 0))
         rc = scp_fail_errno(err, "cannot write the volume manifest");
@@ -798,6 +842,7 @@ static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
         memcpy(v->slot_sh[si], sh, SCP_HASH_LEN);
         memcpy(v->statehash, sh, SCP_HASH_LEN);
         tag_of(v, gen, sh, &v->cur_tag);
+        v->cur_tag_due = 0;
         scp_manifest fresh;
         if (man_copy(&fresh, &v->man) == 0) {
             scp_manifest_free(&v->disk);
@@ -923,7 +968,7 @@ static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_
     v->ml_size = v->ml_end;
     v->ml_nrec++;
     memcpy(v->statehash, v->ml_chain, SCP_HASH_LEN);
-    tag_of(v, v->gen + 1, v->statehash, &v->cur_tag);
+    v->cur_tag_due = 1; /* (of gen + 1, which commit_done makes gen) */
     commit_done(v, v->gen + 1, durable, nlazy);
 }
 
@@ -1436,6 +1481,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         }
         tag_of(v, gen, v->statehash, &v->cur_tag);
         v->tag = v->cur_tag;
+        v->cur_tag_due = v->tag_due = 0;
     }
     scp_manifest_free(&lm);
     for (int i = 0; i < 2; i++)
@@ -1464,11 +1510,16 @@ int vol_refresh_manifest(scp_volume *v, scp_err *err) {
      * since, a record that does not check out) reloads the whole state. */
     uint8_t hdr[SCP_MLOG_HDR_LEN];
     struct stat st;
-    if (slot_peek(v, 0) > v->gen || slot_peek(v, 1) > v->gen || fstat(v->mlog_fd, &st) < 0 ||
+    /* The slot headers only when the fold epoch moved since this process last looked (or
+     * there is no mapped page): a slot is written only after the epoch moved (mlog_full). */
+    uint64_t epoch = mlog_epoch(v);
+    int peek = !v->hint || epoch != v->ml_epoch;
+    if ((peek && (slot_peek(v, 0) > v->gen || slot_peek(v, 1) > v->gen)) || fstat(v->mlog_fd, &st) < 0 ||
         scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
         memcmp(hdr, v->ml_hdr, sizeof hdr) != 0 || (uint64_t)st.st_size < v->ml_end ||
         (uint64_t)st.st_size - v->ml_end > MLOG_READ_MAX)
         return vol_load_manifest(v, err) < 0 ? -1 : 1;
+    v->ml_epoch = epoch; /* (the slots are not newer than the state in memory at this epoch) */
     if ((uint64_t)st.st_size == v->ml_size) return 0;
     size_t n = (size_t)((uint64_t)st.st_size - v->ml_end);
     uint8_t *buf = malloc(n ? n : 1);
@@ -1505,8 +1556,10 @@ int vol_refresh_manifest(scp_volume *v, scp_err *err) {
     v->gen = w.gen;
     v->dur_gen = w.dur_gen;
     v->man_scratch = !w.last_durable;
-    tag_of(v, v->gen, v->statehash, &v->cur_tag);
-    v->tag = v->cur_tag;
+    /* (no HMAC per catch-up: both tags are the new state's, computed when read) */
+    v->cur_tag_due = v->tag_due = 1;
+    v->tag_gen = v->gen;
+    memcpy(v->tag_sh, v->statehash, SCP_HASH_LEN);
     return w.removed ? 1 : 2;
 }
 

@@ -473,6 +473,9 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
                      dir, (unsigned long long)v->gen, (unsigned long long)eg);
             goto fail;
         }
+        pthread_mutex_lock(&v->mu);
+        vol_tags_settle(v);
+        pthread_mutex_unlock(&v->mu);
         if (v->gen == eg && scp_ct_cmp(v->cur_tag.bytes, expected->bytes, SCP_VOLUME_TAG_LEN)) {
             scp_fail(err, SCP_E_INTEGRITY, EIO,
                      "volume '%s' has the expected generation %llu but another state: it was "
@@ -682,6 +685,7 @@ void vol_unlock(scp_volume *v) {
 
 void scp_volume_tag_get(scp_volume *v, scp_volume_tag *out) {
     pthread_mutex_lock(&v->mu);
+    vol_tags_settle(v);
     *out = v->tag;
     pthread_mutex_unlock(&v->mu);
 }
@@ -771,6 +775,7 @@ int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     out->format_version = v->mlog ? SCP_FMT_VERSION : SCP_FMT_VERSION_MIN;
     out->chunk_size = v->cs;
     out->generation = v->gen;
+    vol_tags_settle(v);
     out->tag = v->cur_tag;
     for (size_t i = 0; i < v->man.n; i++) {
         if (v->man.e[i].type == SCP_MTYPE_DIR) {

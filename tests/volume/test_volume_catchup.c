@@ -1,0 +1,221 @@
+/* test_volume_catchup - what a shared-mode catch-up of the manifest log costs, and that the
+ * tags it no longer computes at once are still right (docs/volume-format.md, "Manifest log",
+ * catch-up; "Shared mode").
+ *
+ * The binary wraps pread and scp_hmac (-Wl,--wrap) to count, in one process, the reads of the
+ * manifest slots' headers and the tag HMACs that its catch-ups and its own lazy commits make.
+ *   catchup   two processes of a program in shared mode (PostgreSQL's backends): B writes
+ *             "rel" (a lazy commit: a manifest-log record each), A then reads "rel" (its
+ *             catch-up walks B's record under the volume lock) and writes "wal" (a lazy commit
+ *             of its own), 64 times. A's catch-ups read no slot header (the lock file's fold
+ *             epoch did not move: no slot was written) and neither they nor A's lazy commits
+ *             compute a tag (before: two header reads per catch-up, an HMAC per catch-up and
+ *             per commit). Then A fsyncs "wal" (a durable commit: its tag is reported), B
+ *             catches up and reads its tag, and A reads its tag and the volume's info tag: all
+ *             agree with the reported tag. Then A closes (a fold: the state into a slot, a new
+ *             log; the epoch moves): B's next catch-up takes in that state, and the volume
+ *             opens with the reported tag after both closed.
+ */
+#include <sys/stat.h>
+
+#include "crypto/crypto.h"
+#include "scenario.h"
+
+ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
+ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
+int __real_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err);
+int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err);
+
+static int counting;
+static long slot_reads, hmacs;
+
+/* Is fd one of the volume's manifest slots (manifest.0, manifest.1)? */
+static int is_slot(int fd) {
+    char p[64], t[4096];
+    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(p, t, sizeof t - 1);
+    if (n < 11) return 0;
+    t[n] = 0;
+    return !strcmp(t + n - 11, "/manifest.0") || !strcmp(t + n - 11, "/manifest.1");
+}
+
+ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
+    if (counting && is_slot(fd)) slot_reads++;
+    return __real_pread(fd, buf, n, off);
+}
+
+int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err) {
+    if (counting) hmacs++;
+    return __real_scp_hmac(key, key_len, parts, n, out, err);
+}
+
+#define ROUNDS 64
+#define PIECE 4096
+
+static scp_volume_tag reported;
+static long nreported;
+static void on_tag(void *ctx, const scp_volume_tag *t) {
+    (void)ctx;
+    reported = *t;
+    nreported++;
+}
+
+struct report {
+    long slot_reads, hmacs, catchups, badread, nreported;
+    int tags_agree, info_agrees, b_agrees, b_refolded;
+    uint64_t b_gen, a_gen;
+    scp_volume_tag tag;
+};
+
+static void piece(uint8_t *b, int who, int k) {
+    for (int i = 0; i < PIECE; i++) b[i] = (uint8_t)(who * 97 + k * 31 + i);
+}
+
+static void run_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_child *me) {
+    scp_err e;
+    struct report r = {0};
+    scp_volume *v = scp_volume_open(vd, key, NULL, &e);
+    if (!v) _exit(2);
+    scp_volume_set_shared(v);
+    scp_volume_on_commit(v, on_tag, NULL);
+    scp_vfile *wal = scp_vfile_open(v, "wal", O_RDWR, 0, &e);
+    scp_vfile *rel = scp_vfile_open(v, "rel", O_RDWR, 0, &e);
+    if (!wal || !rel) _exit(2);
+    int go[2], done[2];
+    if (pipe(go) < 0 || pipe(done) < 0) _exit(2);
+    pid_t b = fork();
+    if (b < 0) _exit(2);
+    if (b == 0) { /* B: a piece of rel per turn, no fsync; then the tag checks */
+        close(go[1]);
+        close(done[0]);
+        uint8_t buf[PIECE];
+        char c;
+        for (int k = 0; k < ROUNDS; k++) {
+            if (read(go[0], &c, 1) != 1) _exit(5);
+            piece(buf, 1, k);
+            if (scp_vfile_pwrite(rel, buf, PIECE, (uint64_t)k * PIECE, &e) != PIECE) _exit(6);
+            if (write(done[1], "w", 1) != 1) _exit(7);
+        }
+        /* After A's fsync: catch up (a read of wal), then the tag of the state taken in, in
+         * the pipe as 8 + 40 bytes (generation, tag); then after A's fold, the same again. */
+        for (int round = 0; round < 2; round++) {
+            if (read(go[0], &c, 1) != 1) _exit(8);
+            if (scp_vfile_pread(wal, buf, PIECE, 0, &e) != PIECE) _exit(9);
+            scp_volume_info info;
+            if (scp_volume_info_get(v, &info, &e) < 0) _exit(10);
+            scp_volume_tag t;
+            scp_volume_tag_get(v, &t);
+            uint8_t out[8 + 2 * SCP_VOLUME_TAG_LEN];
+            memcpy(out, &info.generation, 8);
+            memcpy(out + 8, t.bytes, SCP_VOLUME_TAG_LEN);
+            memcpy(out + 8 + SCP_VOLUME_TAG_LEN, info.tag.bytes, SCP_VOLUME_TAG_LEN);
+            if (write(done[1], out, sizeof out) != (ssize_t)sizeof out) _exit(11);
+        }
+        if (scp_vfile_close(wal, &e) < 0 || scp_vfile_close(rel, &e) < 0 ||
+            scp_volume_close(v, &e) < 0)
+            _exit(12);
+        _exit(0);
+    }
+    close(go[0]);
+    close(done[1]);
+    char c;
+    uint8_t buf[PIECE], want[PIECE];
+    for (int k = 0; k < ROUNDS; k++) {
+        if (write(go[1], "g", 1) != 1 || read(done[0], &c, 1) != 1) _exit(13);
+        counting = 1;
+        /* the catch-up: B's record of rel, walked under the volume lock */
+        piece(want, 1, k);
+        r.badread += scp_vfile_pread(rel, buf, PIECE, (uint64_t)k * PIECE, &e) != PIECE ||
+                     memcmp(buf, want, PIECE) != 0;
+        /* a lazy commit of A's own */
+        piece(buf, 2, k);
+        if (scp_vfile_pwrite(wal, buf, PIECE, (uint64_t)k * PIECE, &e) != PIECE) _exit(14);
+        counting = 0;
+        r.catchups++;
+    }
+    r.slot_reads = slot_reads;
+    r.hmacs = hmacs;
+    /* A durable commit: its tag is reported (computed then) */
+    if (scp_vfile_fsync(wal, &e) < 0) _exit(15);
+    r.nreported = nreported;
+    scp_volume_tag t;
+    scp_volume_tag_get(v, &t);
+    scp_volume_info info;
+    if (scp_volume_info_get(v, &info, &e) < 0) _exit(16);
+    r.tags_agree = !memcmp(t.bytes, reported.bytes, SCP_VOLUME_TAG_LEN);
+    r.info_agrees = !memcmp(info.tag.bytes, reported.bytes, SCP_VOLUME_TAG_LEN);
+    r.a_gen = info.generation;
+    uint8_t got[8 + 2 * SCP_VOLUME_TAG_LEN];
+    if (write(go[1], "g", 1) != 1 || read(done[0], got, sizeof got) != (ssize_t)sizeof got) _exit(17);
+    memcpy(&r.b_gen, got, 8);
+    r.b_agrees = r.b_gen == info.generation &&
+                 !memcmp(got + 8, reported.bytes, SCP_VOLUME_TAG_LEN) &&
+                 !memcmp(got + 8 + SCP_VOLUME_TAG_LEN, reported.bytes, SCP_VOLUME_TAG_LEN);
+    r.tag = reported;
+    /* A fold: A closes (the state into a slot under the same generation and tag, a new log:
+     * the epoch moves); B's next catch-up must take it in */
+    if (scp_vfile_close(wal, &e) < 0 || scp_vfile_close(rel, &e) < 0 || scp_volume_close(v, &e) < 0)
+        _exit(18);
+    if (write(go[1], "g", 1) != 1 || read(done[0], got, sizeof got) != (ssize_t)sizeof got) _exit(19);
+    uint64_t bg;
+    memcpy(&bg, got, 8);
+    r.b_refolded = bg == r.a_gen && !memcmp(got + 8 + SCP_VOLUME_TAG_LEN, reported.bytes,
+                                            SCP_VOLUME_TAG_LEN);
+    int st;
+    if (waitpid(b, &st, 0) != b || !WIFEXITED(st) || WEXITSTATUS(st) != 0) _exit(21);
+    tu_child_exit(me, &r, sizeof r);
+}
+
+static void test_catchup(void) {
+    tu_rng rng = {21};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    scp_volume *v = tu_new_volume(&rng, "catchup", key, &root, &vd);
+    uint8_t *z = calloc(1, ROUNDS * PIECE);
+    REQUIRE(z);
+    REQUIRE_OK(tu_vput(v, "wal", z, ROUNDS * PIECE, &e), e);
+    REQUIRE_OK(tu_vput(v, "rel", z, ROUNDS * PIECE, &e), e);
+    free(z);
+    REQUIRE_OK(scp_volume_sync(v, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    struct report r;
+    tu_child a;
+    if (tu_child_start(&a)) run_a(vd, key, &a);
+    REQUIRE(tu_child_wait(&a, &r, sizeof r));
+    printf("catchup: %ld catch-ups and lazy commits: %ld slot header reads, %ld tag HMACs; "
+           "%ld tags reported at the fsync; B at generation %llu, A at %llu\n",
+           r.catchups, r.slot_reads, r.hmacs, r.nreported, (unsigned long long)r.b_gen,
+           (unsigned long long)r.a_gen);
+    CHECKF(r.badread == 0, "catchup: %ld pieces of rel read back wrong after B's write", r.badread);
+    /* (no slot was written: the fold epoch did not move) */
+    CHECKF(r.slot_reads <= ROUNDS / 8, "catchup: %ld reads of the slot headers in %ld catch-ups, "
+                                       "want at most %d",
+           r.slot_reads, r.catchups, ROUNDS / 8);
+    CHECKF(r.hmacs <= ROUNDS / 8, "catchup: %ld tag HMACs in %ld catch-ups and lazy commits, "
+                                  "want at most %d",
+           r.hmacs, r.catchups, ROUNDS / 8);
+    CHECKF(r.nreported == 1, "catchup: %ld tags reported by one fsync", r.nreported);
+    CHECKF(r.tags_agree && r.info_agrees, "catchup: A's tag (%d) or info tag (%d) is not the "
+                                          "reported one",
+           r.tags_agree, r.info_agrees);
+    CHECKF(r.b_agrees, "catchup: B, caught up, has another tag or generation than A reported");
+    CHECKF(r.b_refolded, "catchup: after A's fold, B's catch-up did not take in A's state");
+    /* the volume opens with the last tag (a fold at close keeps it) */
+    tu_err_clear(&e);
+    v = scp_volume_open(vd, key, &r.tag, &e);
+    CHECKF(v != NULL, "catchup: the volume does not open with the last tag: %s", v ? "" : e.msg);
+    if (v) REQUIRE_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    test_catchup();
+    return tu_exit_code("test_volume_catchup");
+}
