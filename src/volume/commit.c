@@ -967,18 +967,37 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
  * and only when they and the commit's fresh chunks together stay within a small append's
  * copies (SCP_FRESH_JOURNAL_BYTES, which journal_replay_max's bound counts once per commit).
  * Returns 1 if copied (the caller skips sync_placed), 0 if not (sync_placed as before), -1 on
- * error. */
-static int journal_placed(scp_file *f, uint64_t nfresh, scp_err *err) {
+ * error.
+ * With all = 0, or where the commit does not qualify, it copies only the placed chunks that
+ * already have a record in the log: those an earlier attempt of this commit copied before it
+ * failed short of its commit point (a placed chunk keeps its slot, so it was rewritten in
+ * place since). Replay would otherwise write that stale copy over the bytes that the synced
+ * .d holds and the new entry names; the new copy behind it is replayed last. At most the
+ * 256 KiB the failed attempt copied, and only after a failure. */
+static int journal_placed(scp_file *f, uint64_t nfresh, int all, scp_err *err) {
     size_t np = u64map_count(&f->placed), pos = 0, k = 0;
     uint32_t cs = f->vol->cs;
-    if (!np || f->vol->shared || (np + nfresh) * cs > SCP_FRESH_JOURNAL_BYTES) return 0;
+    if (!np || f->vol->shared) return 0;
     uint64_t idx[SCP_FRESH_JOURNAL_BYTES / SCP_VOLUME_MIN_CHUNK], i, slot;
-    while (u64map_next(&f->placed, &pos, &i, &slot)) {
-        if (slot != 0) return 0; /* (a large overwrite's other slot: synced in place) */
-        assert(k < np);
-        idx[k++] = i;
+    all = all && (np + nfresh) * cs <= SCP_FRESH_JOURNAL_BYTES;
+    while (all && u64map_next(&f->placed, &pos, &i, &slot)) {
+        if (slot != 0) all = 0; /* (a large overwrite's other slot: synced in place) */
+        else idx[k++] = i;
     }
-    assert(k == np);
+    if (!all) {
+        /* Only what a failed attempt copied, at most its 256 KiB: chunk_target never places a
+         * chunk in slot 0 that has a record in the log, so a placed slot-0 chunk in jlogged
+         * got its record here. (Slot 1 chunks in jlogged were journaled before a large
+         * overwrite placed them in their other slot: their records name slot 0, not them.) */
+        k = pos = 0;
+        while (u64map_next(&f->placed, &pos, &i, &slot))
+            if (slot == 0 && u64map_get(&f->jlogged, i, NULL)) {
+                assert(k < sizeof idx / sizeof *idx);
+                if (k < sizeof idx / sizeof *idx) idx[k++] = i;
+            }
+    }
+    if (k == 0) return 0;
+    np = k;
     qsort(idx, np, sizeof *idx, cmp_u64);
     size_t rl = SCP_JREC_HDR_LEN + (size_t)cs;
     uint8_t *buf = malloc(np * rl), *r = buf;
@@ -999,7 +1018,7 @@ static int journal_placed(scp_file *f, uint64_t nfresh, scp_err *err) {
     }
     if (rc == 0) rc = journal_append(f, buf, np * rl, err);
     free(buf);
-    return rc < 0 ? -1 : 1;
+    return rc < 0 ? -1 : all;
 }
 
 /* Append the commit record (the changed entries below lim and every entry in [from, to)), and
@@ -1147,14 +1166,14 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
         /* journal_begin first: a checkpoint it makes syncs .d, which sync_placed then skips */
         int copied = 0;
         if (journal_begin(f, err) < 0 ||
-            (copied = journal_placed(f, n > cn ? n - cn : 0, err)) < 0 ||
+            (copied = journal_placed(f, n > cn ? n - cn : 0, 1, err)) < 0 ||
             (!copied && sync_placed(f, err) < 0) || journal_fresh(f, cn, n, err) < 0 ||
             journal_seal(f, lim, n > cn ? cn : n, n, root, jsync, err) < 0)
             return -1;
         break;
     }
     case COMMIT_JOURNAL_REDO:
-        if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 ||
+        if (journal_begin(f, err) < 0 || journal_placed(f, 0, 0, err) < 0 || sync_placed(f, err) < 0 ||
             journal_seal(f, lim, n, n, root, jsync, err) < 0 ||
             sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
             sync_fd(f, f->fd_t, &f->t_unsynced, err) < 0)
