@@ -67,20 +67,19 @@ int pc_get(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out) {
     return hit;
 }
 
-/* An entry to fill for f: a new one within the budget, else one of f's own taken out of the
- * cache; NULL if neither (or the cache is off). The caller passes it to pc_put or
- * pc_free. */
-struct pchunk *pc_take(scp_file *f) {
-    /* A file larger than a quarter of the budget is streamed, not cached: filling and recycling
-     * entries for it costs a third of the read speed (bench/volume: 512 MiB sequential and
-     * random reads), and it would push out the small hot files the cache is for. */
-    if (!pc_limit || __atomic_load_n(&f->size, __ATOMIC_RELAXED) > pc_limit / 4) return NULL;
+/* A new entry within the budget, or NULL. */
+static struct pchunk *pc_alloc(scp_file *f) {
     size_t sz = sizeof(struct pchunk) + f->vol->cs;
     if (__atomic_add_fetch(&pc_used, sz, __ATOMIC_RELAXED) <= pc_limit) {
         struct pchunk *c = malloc(sz);
         if (c) return c;
     }
     __atomic_sub_fetch(&pc_used, sz, __ATOMIC_RELAXED);
+    return NULL;
+}
+
+/* One of f's own entries taken out of the cache to be filled again, or NULL. */
+static struct pchunk *pc_recycle(scp_file *f) {
     struct pchunk *c = NULL;
     uint64_t k, v;
     pthread_mutex_lock(&f->pc_mu);
@@ -94,6 +93,34 @@ struct pchunk *pc_take(scp_file *f) {
     }
     pthread_mutex_unlock(&f->pc_mu);
     return c;
+}
+
+/* An entry to fill for f: a new one within the budget, else one of f's own taken out of the
+ * cache; NULL if neither (or the cache is off). The caller passes it to pc_put or
+ * pc_free. */
+struct pchunk *pc_take(scp_file *f) {
+    /* A file larger than a quarter of the budget is streamed, not cached: filling and recycling
+     * entries for it costs a third of the read speed (bench/volume: 512 MiB sequential and
+     * random reads), and it would push out the small hot files the cache is for. */
+    if (!pc_limit || __atomic_load_n(&f->size, __ATOMIC_RELAXED) > pc_limit / 4) return NULL;
+    struct pchunk *c = pc_alloc(f);
+    return c ? c : pc_recycle(f);
+}
+
+/* pc_take for a chunk just written back (small write-backs only, commit.c). A file too large
+ * to cache keeps a few of its written chunks all the same (PC_WRITTEN_BIG, recycled among
+ * themselves): a log appended in pieces smaller than a chunk rewrites the chunk at its end at
+ * every commit (InnoDB's redo log, a 96 MiB file written in 512-byte blocks on a volume), and
+ * without the entry each commit read and decrypted that chunk again. Streamed reads of the
+ * file still cache nothing. */
+#define PC_WRITTEN_BIG 4
+struct pchunk *pc_take_written(scp_file *f) {
+    if (!pc_limit || __atomic_load_n(&f->size, __ATOMIC_RELAXED) <= pc_limit / 4) return pc_take(f);
+    pthread_mutex_lock(&f->pc_mu);
+    size_t held = u64map_count(&f->pc);
+    pthread_mutex_unlock(&f->pc_mu);
+    struct pchunk *c = held < PC_WRITTEN_BIG ? pc_alloc(f) : NULL;
+    return c ? c : pc_recycle(f);
 }
 
 /* Cache c (whose data is chunk i's authenticated plaintext) under chunk i's current entry. */

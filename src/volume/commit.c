@@ -723,7 +723,7 @@ void file_ct_forget(scp_file *f) {
  * otherwise read and decrypt what it has just encrypted. Only small write-backs: a large one
  * would push out the cache's read-mostly chunks. */
 static void writeback_cache(scp_file *f, uint64_t i, const uint8_t *pt) {
-    struct pchunk *c = pc_take(f);
+    struct pchunk *c = pc_take_written(f);
     if (!c) return;
     memcpy(c->data, pt, f->vol->cs);
     pc_put(f, i, c);
@@ -956,6 +956,71 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
     return rc;
 }
 
+/* A small commit's filled holes (chunks below the committed count whose committed entry is a
+ * hole, written in place in slot 0: `placed`) copied into the log, so that the journal's sync
+ * makes them durable with the commit record instead of a sync of .d before it: one flush per
+ * commit instead of two (InnoDB's redo log, fallocated, fills a new 4 KiB chunk every few
+ * commits on its first pass). The copies are read back as journal_fresh's are, and replay
+ * writes them to slot 0 where they already stand; they join jlogged, so that no later write
+ * in this log places the chunk again. Only outside shared mode (there, other processes follow
+ * the log and the lazy list marks in-place data), only when every placed chunk is in slot 0,
+ * and only when they and the commit's fresh chunks together stay within a small append's
+ * copies (SCP_FRESH_JOURNAL_BYTES, which journal_replay_max's bound counts once per commit).
+ * Returns 1 if copied (the caller skips sync_placed), 0 if not (sync_placed as before), -1 on
+ * error.
+ * With all = 0, or where the commit does not qualify, it copies only the placed chunks that
+ * already have a record in the log: those an earlier attempt of this commit copied before it
+ * failed short of its commit point (a placed chunk keeps its slot, so it was rewritten in
+ * place since). Replay would otherwise write that stale copy over the bytes that the synced
+ * .d holds and the new entry names; the new copy behind it is replayed last. At most the
+ * 256 KiB the failed attempt copied, and only after a failure. */
+static int journal_placed(scp_file *f, uint64_t nfresh, int all, scp_err *err) {
+    size_t np = u64map_count(&f->placed), pos = 0, k = 0;
+    uint32_t cs = f->vol->cs;
+    if (!np || f->vol->shared) return 0;
+    uint64_t idx[SCP_FRESH_JOURNAL_BYTES / SCP_VOLUME_MIN_CHUNK], i, slot;
+    all = all && (np + nfresh) * cs <= SCP_FRESH_JOURNAL_BYTES;
+    while (all && u64map_next(&f->placed, &pos, &i, &slot)) {
+        if (slot != 0) all = 0; /* (a large overwrite's other slot: synced in place) */
+        else idx[k++] = i;
+    }
+    if (!all) {
+        /* Only what a failed attempt copied, at most its 256 KiB: chunk_target never places a
+         * chunk in slot 0 that has a record in the log, so a placed slot-0 chunk in jlogged
+         * got its record here. (Slot 1 chunks in jlogged were journaled before a large
+         * overwrite placed them in their other slot: their records name slot 0, not them.) */
+        k = pos = 0;
+        while (u64map_next(&f->placed, &pos, &i, &slot))
+            if (slot == 0 && u64map_get(&f->jlogged, i, NULL)) {
+                assert(k < sizeof idx / sizeof *idx);
+                if (k < sizeof idx / sizeof *idx) idx[k++] = i;
+            }
+    }
+    if (k == 0) return 0;
+    np = k;
+    qsort(idx, np, sizeof *idx, cmp_u64);
+    size_t rl = SCP_JREC_HDR_LEN + (size_t)cs;
+    uint8_t *buf = malloc(np * rl), *r = buf;
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    int rc = 0;
+    for (k = 0; k < np && rc == 0; k++, r += rl) {
+        scp_put_u32(r, SCP_JREC_CHUNK);
+        scp_put_u32(r + 4, 0);
+        scp_put_u64(r + 8, idx[k]);
+        const uint8_t *kept = ct_kept(f, idx[k], CT_SLOT0);
+        if (kept)
+            memcpy(r + SCP_JREC_HDR_LEN, kept, cs);
+        else if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, idx[k] * cs) != (ssize_t)cs)
+            rc = scp_fail_errno(err, "cannot read back '%s'", f->path);
+        if (rc == 0) scp_journal_chain(f->j_chain, r, rl);
+        if (rc == 0 && u64map_put(&f->jlogged, idx[k], 1) < 0)
+            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
+    if (rc == 0) rc = journal_append(f, buf, np * rl, err);
+    free(buf);
+    return rc < 0 ? -1 : all;
+}
+
 /* Append the commit record (the changed entries below lim and every entry in [from, to)), and
  * make the journal durable. */
 static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
@@ -1097,14 +1162,18 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
         f->t_unsynced = 1;
     }
     switch (path) {
-    case COMMIT_JOURNAL_SMALL:
+    case COMMIT_JOURNAL_SMALL: {
         /* journal_begin first: a checkpoint it makes syncs .d, which sync_placed then skips */
-        if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 || journal_fresh(f, cn, n, err) < 0 ||
+        int copied = 0;
+        if (journal_begin(f, err) < 0 ||
+            (copied = journal_placed(f, n > cn ? n - cn : 0, 1, err)) < 0 ||
+            (!copied && sync_placed(f, err) < 0) || journal_fresh(f, cn, n, err) < 0 ||
             journal_seal(f, lim, n > cn ? cn : n, n, root, jsync, err) < 0)
             return -1;
         break;
+    }
     case COMMIT_JOURNAL_REDO:
-        if (journal_begin(f, err) < 0 || sync_placed(f, err) < 0 ||
+        if (journal_begin(f, err) < 0 || journal_placed(f, 0, 0, err) < 0 || sync_placed(f, err) < 0 ||
             journal_seal(f, lim, n, n, root, jsync, err) < 0 ||
             sync_fd(f, f->fd_d, &f->d_unsynced, err) < 0 ||
             sync_fd(f, f->fd_t, &f->t_unsynced, err) < 0)

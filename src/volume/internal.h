@@ -602,6 +602,8 @@ int pc_get(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out);
 /* An entry to fill: new within the budget, else one of f's own recycled; NULL if none. The
  * caller passes it to pc_put or pc_free. */
 struct pchunk *pc_take(scp_file *f);
+/* pc_take for a chunk just written back: also a few entries for a file too large to cache. */
+struct pchunk *pc_take_written(scp_file *f);
 /* Cache c (whose data is chunk i's authenticated plaintext) under chunk i's current entry. */
 void pc_put(scp_file *f, uint64_t i, struct pchunk *c);
 void pc_free(scp_file *f, struct pchunk *c);

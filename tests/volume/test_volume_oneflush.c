@@ -51,6 +51,13 @@
  *             journal end hints (not trusted) to values that name no record boundary, and the
  *             parent reads each frame back before its fsync: every read and the power cut's
  *             open still find every commit (a walk that ran out of bytes reads on)
+ *   redolog   InnoDB's redo log on a volume: a file reserved by an extending truncate (as its
+ *             fallocate), then written at its end in 512-byte blocks with an fsync after each
+ *             (so every eighth commit fills a reserved 4 KiB chunk): at most one flush per commit
+ *             after the first two (before: two for a commit that filled a hole, .d and the
+ *             journal); then a writer doing the same dies right after a commit that filled a
+ *             hole, and the power cut loses that chunk's bytes written in place (zeroed in
+ *             .d): the open reads it back from the journal's copy
  * Ported from branch sqlite2 (format 2: a manifest copy in the journal, a scratch slot lost).
  */
 #include <dirent.h>
@@ -631,6 +638,110 @@ static void test_shared(int mode) {
     free(vd);
 }
 
+#define RBLK 512             /* InnoDB's buffered redo log block */
+#define RSTART (16u << 10)    /* written before the reservation */
+#define RSIZE (1u << 20)      /* reserved by the extending truncate */
+#define RCOMMITS 64           /* eight 4 KiB chunks */
+
+static void redo_block(uint8_t *b, int k) {
+    for (int i = 0; i < RBLK; i++) b[i] = (uint8_t)(k * 7 + i + 1);
+}
+
+/* Blocks [from, to) of the redo file, each written and fsynced; the most flushes one commit
+ * after the first two took. */
+static long redo_commits(scp_vfile *f, int from, int to) {
+    scp_err e;
+    uint8_t b[RBLK];
+    long most = 0;
+    for (int k = from; k < to; k++) {
+        redo_block(b, k);
+        long before = nflush;
+        REQUIRE(scp_vfile_pwrite(f, b, RBLK, RSTART + (uint64_t)k * RBLK, &e) == RBLK);
+        REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+        if (k >= from + 2 && nflush - before > most) most = nflush - before;
+    }
+    return most;
+}
+
+/* The one ".d" object of the volume (it holds one file). */
+static char *only_data_object(const char *vd) {
+    char *od = tu_path(vd, "objects"), *found = NULL;
+    DIR *d = opendir(od);
+    REQUIRE(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        if (n > 2 && !strcmp(de->d_name + n - 2, ".d")) {
+            REQUIRE(!found);
+            found = tu_path(od, de->d_name);
+        }
+    }
+    closedir(d);
+    free(od);
+    REQUIRE(found);
+    return found;
+}
+
+static void test_redolog(void) {
+    tu_rng rng = {29};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    scp_volume *v = tu_new_volume(&rng, "redolog", key, &root, &vd);
+    uint8_t *model = calloc(1, RSIZE);
+    REQUIRE(model);
+    tu_fill(&rng, model, RSTART);
+    REQUIRE_OK(tu_vput(v, "redo", model, RSTART, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "redo", O_RDWR, 0, &e), e);
+    REQUIRE_OK(scp_vfile_truncate(f, RSIZE, &e), e);
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    long most = redo_commits(f, 0, RCOMMITS);
+    for (int k = 0; k < RCOMMITS; k++) redo_block(model + RSTART + (size_t)k * RBLK, k);
+    printf("redolog: at most %ld flushes per 512-byte commit into reserved chunks\n", most);
+    CHECKF(most <= 1, "a commit that filled a reserved chunk took %ld flushes, want 1", most);
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+
+    /* A writer whose last commit filled a reserved chunk dies; the power cut loses the
+     * chunk's bytes in .d (never synced now: its copy in the journal is what is durable). */
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_volume *cv = scp_volume_open(vd, key, NULL, &e);
+        scp_vfile *cf = cv ? scp_vfile_open(cv, "redo", O_RDWR, 0, &e) : NULL;
+        if (!cf) _exit(2);
+        (void)redo_commits(cf, RCOMMITS, 2 * RCOMMITS + 1); /* the last starts a chunk */
+        kill(getpid(), SIGKILL);
+        _exit(3);
+    }
+    int st;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the redo writer did not get to its kill (%d)", st);
+    for (int k = RCOMMITS; k <= 2 * RCOMMITS; k++) redo_block(model + RSTART + (size_t)k * RBLK, k);
+    char *dpath = only_data_object(vd);
+    int fd = open(dpath, O_WRONLY);
+    REQUIRE(fd >= 0);
+    uint8_t zero[4096] = {0};
+    REQUIRE(pwrite(fd, zero, sizeof zero, RSTART + 2 * RCOMMITS * RBLK) == (ssize_t)sizeof zero);
+    close(fd);
+    free(dpath);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    size_t len = 0;
+    uint8_t *got = tu_vget(v, "redo", &len, &e);
+    CHECKF(got && len == RSIZE, "redolog: cannot read the file back after the power cut (%s)", e.msg);
+    if (got && len == RSIZE) {
+        size_t k = 0;
+        while (k < RSIZE && got[k] == model[k]) k++;
+        CHECKF(k == RSIZE, "redolog: after the power cut the file differs at byte %zu", k);
+    }
+    free(got);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    free(model);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *which = argc > 1 ? argv[1] : "all";
@@ -639,6 +750,7 @@ int main(int argc, char **argv) {
     if (!strcmp(which, "all") || !strcmp(which, "dropped")) test_log_lost(1);
     if (!strcmp(which, "all") || !strcmp(which, "rollback")) test_rollback();
     if (!strcmp(which, "all") || !strcmp(which, "reuse")) test_reuse();
+    if (!strcmp(which, "all") || !strcmp(which, "redolog")) test_redolog();
     if (!strcmp(which, "all") || !strcmp(which, "shared")) test_shared(SHARED_PLAIN);
     if (!strcmp(which, "all") || !strcmp(which, "sharedfast")) test_shared(SHARED_FAST);
     if (!strcmp(which, "all") || !strcmp(which, "sharedhint")) test_shared(SHARED_HINT);
