@@ -501,11 +501,12 @@ static uint8_t *commit_open(const uint8_t *buf, size_t off, uint64_t count, uint
 }
 
 /* What a full walk checks the chunk records with (NULL in a follower's walk: no check). */
+#define CHECK_KEYS 8 /* subkeys kept: a writer keeps one salt for 2^20 seals, and in shared mode
+                      * each process that appends to the log writes under its own */
 struct chunk_check {
     const uint8_t *volid, *file_key, *id;
-    uint8_t salt[SCP_SALT_LEN], key[32]; /* the last subkey derived (a writer keeps one salt
-                                          * for 2^20 seals: one derivation per log, mostly) */
-    int have;
+    uint8_t salt[CHECK_KEYS][SCP_SALT_LEN], key[CHECK_KEYS][32];
+    unsigned n, next;
     uint8_t *scratch; /* chunk_size bytes for the plaintext, wiped after each check */
 };
 
@@ -513,14 +514,22 @@ struct chunk_check {
 static int chunk_rec_ok(struct chunk_check *c, const uint8_t *rec, uint32_t cs) {
     const uint8_t *e = rec + SCP_JREC_HDR_LEN;
     uint8_t aad[SCP_CHUNK_AAD_LEN];
-    if (!c->have || memcmp(c->salt, e, SCP_SALT_LEN) != 0) {
-        c->have = scp_derive_key(c->file_key, SCP_LABEL_CHUNK, e, SCP_SALT_LEN, c->key, NULL) == 0;
-        memcpy(c->salt, e, SCP_SALT_LEN);
-        if (!c->have) return 0;
+    unsigned k = 0;
+    while (k < c->n && memcmp(c->salt[k], e, SCP_SALT_LEN) != 0) k++;
+    if (k == c->n) {
+        uint8_t key[32];
+        if (scp_derive_key(c->file_key, SCP_LABEL_CHUNK, e, SCP_SALT_LEN, key, NULL) < 0)
+            return 0;
+        k = c->next;
+        memcpy(c->key[k], key, sizeof key);
+        scp_wipe(key, sizeof key);
+        memcpy(c->salt[k], e, SCP_SALT_LEN);
+        c->next = (k + 1) % CHECK_KEYS;
+        if (c->n < CHECK_KEYS) c->n++;
     }
     scp_chunk_aad(c->volid, c->id, scp_get_u64(rec + 8), aad);
-    int ok = scp_aead_open(c->key, e + SCP_ENT_NONCE_OFF, aad, sizeof aad, rec + SCP_JCHUNK_HDR_LEN,
-                           cs, e + SCP_ENT_TAG_OFF, c->scratch, NULL) == 0;
+    int ok = scp_aead_open(c->key[k], e + SCP_ENT_NONCE_OFF, aad, sizeof aad,
+                           rec + SCP_JCHUNK_HDR_LEN, cs, e + SCP_ENT_TAG_OFF, c->scratch, NULL) == 0;
     scp_wipe(c->scratch, cs);
     return ok;
 }
