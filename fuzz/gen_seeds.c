@@ -142,16 +142,6 @@ static void jb_start(uint8_t p, uint8_t sel, uint8_t fail_at, uint8_t salt) {
     jlen = 3 + SCP_JRN_HDR_LEN;
 }
 
-static void jb_chunk(uint32_t cs, uint64_t index, uint8_t fill) {
-    uint8_t *r = jb + jlen;
-    memset(r, 0, SCP_JREC_HDR_LEN);
-    scp_put_u32(r, SCP_JREC_CHUNK);
-    scp_put_u64(r + 8, index);
-    memset(r + SCP_JREC_HDR_LEN, fill, cs);
-    scp_journal_chain(jchain, r, SCP_JREC_HDR_LEN + (size_t)cs);
-    jlen += SCP_JREC_HDR_LEN + cs;
-}
-
 /* The file key and id that fuzz_journal.c uses. */
 static const uint8_t jkey_file[32] = {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
                                       0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
@@ -159,6 +149,32 @@ static const uint8_t jkey_file[32] = {0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 
                                       0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11};
 static const uint8_t jfile_id[SCP_FILEID_LEN] = {0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22,
                                                 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22, 0x22};
+
+/* The volume id that fuzz_journal.c uses (chunk records' associated data). */
+static const uint8_t jvol_id[SCP_VOLID_LEN] = {0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33,
+                                               0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33,
+                                               0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33,
+                                               0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33, 0x33};
+
+/* A chunk record of `index`: `fill` bytes sealed under the file's subkey of a salt of `fill`
+ * bytes, its entry in the header, the header chained (format.h). */
+static void jb_chunk(uint32_t cs, uint64_t index, uint8_t fill) {
+    uint8_t *r = jb + jlen, *e = r + SCP_JREC_HDR_LEN, key[32], aad[SCP_CHUNK_AAD_LEN];
+    static uint8_t pt[65536];
+    memset(r, 0, SCP_JCHUNK_HDR_LEN);
+    scp_put_u32(r, SCP_JREC_CHUNK);
+    scp_put_u64(r + 8, index);
+    memset(e, fill, SCP_SALT_LEN);
+    memset(e + SCP_ENT_NONCE_OFF, fill ^ 0x0f, SCP_NONCE_LEN);
+    memset(pt, fill, cs);
+    scp_chunk_aad(jvol_id, jfile_id, index, aad);
+    if (scp_derive_key(jkey_file, SCP_LABEL_CHUNK, e, SCP_SALT_LEN, key, NULL) < 0 ||
+        scp_aead_seal(key, e + SCP_ENT_NONCE_OFF, aad, sizeof aad, pt, cs,
+                      r + SCP_JCHUNK_HDR_LEN, e + SCP_ENT_TAG_OFF, NULL) < 0)
+        abort();
+    scp_journal_chain(jchain, r, SCP_JCHUNK_HDR_LEN);
+    jlen += SCP_JCHUNK_HDR_LEN + cs;
+}
 
 /* A commit record naming (root = 32 bytes `rootb`, size) with entries for indexes idx[0..n),
  * encrypted as the library does (the journal starts at jb + 3). */
@@ -230,7 +246,7 @@ static void journal_seeds(const vf_fixture *fx) {
         size_t oldlen = jlen;
         memcpy(old, jb, jlen);
         /* Same shape as the old log's first commit, so that the tail starts on a record:
-         * a chunk record that chains on, then a commit record whose chain value fails. */
+         * a chunk record that checks out, then a commit record whose chain value fails. */
         jb_start(0x01, 0x00, 0, 0x22);
         jb_chunk(32, 1, 0x60);
         jb_chunk(32, 2, 0x61);
@@ -241,7 +257,7 @@ static void journal_seeds(const vf_fixture *fx) {
         jb[1] = 0x60; /* a made-up target: nothing found */
         jb_emit("cs32-new-log-no-target");
     }
-    /* A commit record with a wrong chain value, and the repair bit that fixes it. */
+    /* A commit record with a wrong GCM tag, and the repair bit that fixes it. */
     jb_start(0x80, 0x00, 1, 0x15);
     jb_chunk(16, 0, 0x70);
     jb_commit(8, (const uint64_t[]){0}, 1, 0xE1);

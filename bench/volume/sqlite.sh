@@ -33,7 +33,8 @@ MODES=${MODES:-wal delete}
 T=$(mktemp -d "${BASE:-/var/tmp}/scp-sqlite-bench.XXXXXX")
 trap 'rm -rf "$T"' EXIT
 "$MKVOL" "$T/key" "$T/vol" 4096 || exit 1
-if [ -n "${AB:-}" ]; then "$MKVOL" "$T/bkey" "$T/bvol" 4096 >/dev/null || exit 1; fi
+# (the base volume is made by the base build: the two builds may write different formats)
+if [ -n "${AB:-}" ]; then "$AB/tests/shield/shield-mkvol" "$T/bkey" "$T/bvol" 4096 >/dev/null || exit 1; fi
 mkdir -p "$T/plain"
 pre() {
     case $1 in

@@ -23,7 +23,7 @@
 #include "volume/internal.h"
 
 #define ENT SCP_CHUNK_ENTRY_LEN
-#define AAD_LEN (SCP_VOLID_LEN + SCP_FILEID_LEN + 8)
+#define AAD_LEN SCP_CHUNK_AAD_LEN
 
 const uint8_t vol_zero_ent[ENT];
 
@@ -208,9 +208,7 @@ void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn) {
 /* ---- chunk crypto ---------------------------------------------------------------------- */
 
 static void aad_of(scp_file *f, uint64_t i, uint8_t aad[AAD_LEN]) {
-    memcpy(aad, f->vol->volid, SCP_VOLID_LEN);
-    memcpy(aad + SCP_VOLID_LEN, f->id, SCP_FILEID_LEN);
-    scp_put_u64(aad + SCP_VOLID_LEN + SCP_FILEID_LEN, i);
+    scp_chunk_aad(f->vol->volid, f->id, i, aad);
 }
 
 int chunk_integrity_fail(scp_file *f, uint64_t i, const char *what, scp_err *err) {
@@ -420,7 +418,7 @@ int chunk_fetch_ct(scp_file *f, uint64_t i, uint8_t *ct, scp_err *err) {
     uint64_t joff;
     ssize_t r;
     if (u64map_get(&f->jmap, i, &joff))
-        r = scp_pread_full(f->fd_j, ct, cs, joff + SCP_JREC_HDR_LEN);
+        r = scp_pread_full(f->fd_j, ct, cs, joff + SCP_JCHUNK_HDR_LEN);
     else if (chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i))) < 0)
         return chunk_integrity_fail(f, i, "is missing (its slot object is)", err);
     else

@@ -139,7 +139,8 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     }
     scp_journal_view jv;
     if (scp_pread_full(f->fd_j, buf, len, 0) != (ssize_t)len ||
-        scp_journal_find(buf, len, f->vol->cs, f->key, f->id, e->root, e->size, &jv) != 1)
+        scp_journal_find(buf, len, f->vol->cs, f->vol->volid, f->key, f->id, e->root, e->size,
+                         &jv) != 1)
         goto out;
     struct replay r = {f, nchunks_of(e->size, f->vol->cs), err};
     rc = scp_journal_replay(buf, &jv, f->vol->cs, f->id, replay_chunk, replay_entry, &r, err);
@@ -180,7 +181,7 @@ struct follow {
 static int follow_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
     struct follow *r = ctx;
     if (index >= r->nchunks) return 0;
-    uint64_t off = (uint64_t)(ct - r->buf) - SCP_JREC_HDR_LEN;
+    uint64_t off = (uint64_t)(ct - r->buf) - SCP_JCHUNK_HDR_LEN;
     if (u64map_put(&r->f->jmap, index, off) < 0 || u64map_put(&r->f->jlogged, index, 1) < 0)
         return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     return 0;
@@ -252,7 +253,8 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         scp_wipe(&jv, sizeof jv);
         found = from ? scp_journal_find_from(buf, end, from, cs, f->j_key, f->j_chain, f->id,
                                              e->root, e->size, &jv)
-                     : scp_journal_find(buf, end, cs, f->key, f->id, e->root, e->size, &jv);
+                     : scp_journal_find(buf, end, cs, f->vol->volid, f->key, f->id, e->root,
+                                        e->size, &jv);
         if (jv.cut) end = len; /* (a no-op once end is len) */
     }
     if (found) {
@@ -514,7 +516,7 @@ int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) 
     scp_put_u64(r + 8, len);
     memcpy(r + SCP_JREC_HDR_LEN, rec, len);
     memcpy(chain, f->j_chain, SCP_HASH_LEN);
-    scp_journal_chain(chain, r, SCP_JREC_HDR_LEN + len);
+    scp_journal_chain(chain, r, SCP_JREC_HDR_LEN); /* (its header: format.h) */
     /* (queued behind the commit's other records; the caller drains the queue, then syncs) */
     int tail_commit = f->j_tail_commit; /* (a run of type 3 records behind a commit record) */
     int rc = journal_append(f, r, SCP_JREC_HDR_LEN + len, err);
@@ -600,7 +602,7 @@ int journal_skip_mrecs(scp_file *f) {
                 need = off + SCP_JREC_HDR_LEN + (size_t)n;
                 break;
             }
-            scp_journal_chain(f->j_chain, buf + off, SCP_JREC_HDR_LEN + (size_t)n);
+            scp_journal_chain(f->j_chain, buf + off, SCP_JREC_HDR_LEN); /* (its header) */
             off += SCP_JREC_HDR_LEN + (size_t)n;
         }
         if (!need && got - off < SCP_JREC_HDR_LEN) need = off + SCP_JREC_HDR_LEN;
@@ -736,7 +738,7 @@ int file_writeback(scp_file *f, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint64_t *idx = malloc(n * sizeof *idx);
     uint8_t *nonces = malloc(n * SCP_NONCE_LEN);
-    uint8_t *buf = malloc(n * (SCP_JREC_HDR_LEN + (size_t)cs));
+    uint8_t *buf = malloc(n * (SCP_JCHUNK_HDR_LEN + (size_t)cs));
     uint8_t *inplace = malloc(n);
     int rc = 0;
     if (!idx || !nonces || !buf || !inplace) {
@@ -795,14 +797,17 @@ int file_writeback(scp_file *f, scp_err *err) {
         scp_put_u32(r + 4, 0);
         scp_put_u64(r + 8, idx[k]);
         u64map_get(&f->dirty, idx[k], &val);
-        rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, r + SCP_JREC_HDR_LEN,
+        rc = chunk_seal(f, idx[k], (const uint8_t *)(uintptr_t)val, r + SCP_JCHUNK_HDR_LEN,
                         nonces + k * SCP_NONCE_LEN, 0, err); /* replay writes it to .d */
-        if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JREC_HDR_LEN + (size_t)cs);
-        if (rc == 0 && !over) ct_keep(f, idx[k], f->j_end + jlen, r + SCP_JREC_HDR_LEN);
+        /* The header carries the entry the chunk was sealed under, and the chain covers the
+         * header only: the ciphertext is checked by its own tag (format.h). */
+        if (rc == 0) memcpy(r + SCP_JREC_HDR_LEN, ent(f, idx[k]), ENT);
+        if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JCHUNK_HDR_LEN);
+        if (rc == 0 && !over) ct_keep(f, idx[k], f->j_end + jlen, r + SCP_JCHUNK_HDR_LEN);
         if (rc == 0 && (u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0 ||
                         u64map_put(&f->jlogged, idx[k], 1) < 0))
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-        jlen += SCP_JREC_HDR_LEN + cs;
+        jlen += SCP_JCHUNK_HDR_LEN + cs;
     }
     if (rc == 0 && jlen) rc = journal_append(f, jbuf, jlen, err);
     if (rc == 0) {
@@ -839,7 +844,7 @@ static int sync_fd(scp_file *f, int fd, int *flag, scp_err *err) {
  * tail adds to it). Not covered: a writer whose
  * manifest writes keep failing while it keeps committing (each failed commit's record stays). */
 static uint64_t journal_replay_max(uint64_t size, uint32_t cs) {
-    uint64_t rec = SCP_JREC_HDR_LEN + (uint64_t)cs, fresh = SCP_FRESH_JOURNAL_BYTES / cs + 1;
+    uint64_t rec = SCP_JCHUNK_HDR_LEN + (uint64_t)cs, fresh = SCP_FRESH_JOURNAL_BYTES / cs + 1;
     uint64_t one = SCP_JOURNAL_PENDING_MAX + (SCP_DIRTY_LIMIT / cs + 1) * rec + fresh * rec +
                    SCP_JCOMMIT_LEN(nchunks_of(size, cs) + fresh) + SCP_JREC_HDR_LEN + SCP_JMREC_MAX;
     return SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2 * one;
@@ -888,7 +893,7 @@ static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
             const uint8_t *kept = ct_kept(f, jv[c][0], jv[c][1]);
             uint8_t *dst = ct + (c - a) * cs;
             if (kept) memcpy(dst, kept, cs);
-            else if (scp_pread_full(f->fd_j, dst, cs, jv[c][1] + SCP_JREC_HDR_LEN) != (ssize_t)cs)
+            else if (scp_pread_full(f->fd_j, dst, cs, jv[c][1] + SCP_JCHUNK_HDR_LEN) != (ssize_t)cs)
                 rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
         }
         if (rc == 0 && scp_pwrite_full(f->fd_d, src ? src : ct, (b - a) * cs, jv[a][0] * cs) < 0)
@@ -930,23 +935,27 @@ static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
  * just written in place. */
 static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) {
     uint32_t cs = f->vol->cs;
-    size_t cnt = 0, rl = SCP_JREC_HDR_LEN + (size_t)cs;
-    for (uint64_t i = from; i < to; i++) cnt += !is_hole(ent(f, i));
+    size_t cnt = 0, rl = SCP_JCHUNK_HDR_LEN + (size_t)cs;
+    /* (a chunk with a record in the log, jmap, has its newest ciphertext there, not in .d:
+     * shared mode journals a fresh chunk that the log already holds, chunk_target_shared) */
+    for (uint64_t i = from; i < to; i++) cnt += !is_hole(ent(f, i)) && !u64map_get(&f->jmap, i, NULL);
     if (cnt == 0) return 0;
     uint8_t *buf = malloc(cnt * rl), *r = buf;
     if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     int rc = 0;
     for (uint64_t i = from; i < to && rc == 0; i++) {
-        if (is_hole(ent(f, i))) continue;
+        if (is_hole(ent(f, i)) || u64map_get(&f->jmap, i, NULL)) continue;
         scp_put_u32(r, SCP_JREC_CHUNK);
         scp_put_u32(r + 4, 0);
         scp_put_u64(r + 8, i);
+        assert(SCP_ENT_SLOT(ent(f, i)) == 0); /* (fresh: in .d, whose bytes are read back) */
+        memcpy(r + SCP_JREC_HDR_LEN, ent(f, i), ENT);
         const uint8_t *kept = ct_kept(f, i, CT_SLOT0);
         if (kept)
-            memcpy(r + SCP_JREC_HDR_LEN, kept, cs);
-        else if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, i * cs) != (ssize_t)cs)
+            memcpy(r + SCP_JCHUNK_HDR_LEN, kept, cs);
+        else if (scp_pread_full(f->fd_d, r + SCP_JCHUNK_HDR_LEN, cs, i * cs) != (ssize_t)cs)
             rc = scp_fail_errno(err, "cannot read back '%s'", f->path);
-        scp_journal_chain(f->j_chain, r, rl);
+        scp_journal_chain(f->j_chain, r, SCP_JCHUNK_HDR_LEN);
         if (u64map_put(&f->jlogged, i, 1) < 0 && rc == 0)
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         r += rl;
@@ -999,25 +1008,44 @@ static int journal_placed(scp_file *f, uint64_t nfresh, int all, scp_err *err) {
     if (k == 0) return 0;
     np = k;
     qsort(idx, np, sizeof *idx, cmp_u64);
-    size_t rl = SCP_JREC_HDR_LEN + (size_t)cs;
+    size_t rl = SCP_JCHUNK_HDR_LEN + (size_t)cs;
     uint8_t *buf = malloc(np * rl), *r = buf;
     if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     int rc = 0;
+    uint8_t *pt = malloc(cs); /* (the copies' check: plaintext, wiped) */
+    if (!pt) {
+        free(buf);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
     for (k = 0; k < np && rc == 0; k++, r += rl) {
         scp_put_u32(r, SCP_JREC_CHUNK);
         scp_put_u32(r + 4, 0);
         scp_put_u64(r + 8, idx[k]);
+        assert(SCP_ENT_SLOT(ent(f, idx[k])) == 0); /* (placed in slot 0: .d's bytes are read back) */
+        memcpy(r + SCP_JREC_HDR_LEN, ent(f, idx[k]), ENT); /* the entry it was sealed under */
         const uint8_t *kept = ct_kept(f, idx[k], CT_SLOT0);
         if (kept)
-            memcpy(r + SCP_JREC_HDR_LEN, kept, cs);
-        else if (scp_pread_full(f->fd_d, r + SCP_JREC_HDR_LEN, cs, idx[k] * cs) != (ssize_t)cs)
+            memcpy(r + SCP_JCHUNK_HDR_LEN, kept, cs);
+        else if (scp_pread_full(f->fd_d, r + SCP_JCHUNK_HDR_LEN, cs, idx[k] * cs) != (ssize_t)cs)
             rc = scp_fail_errno(err, "cannot read back '%s'", f->path);
-        if (rc == 0) scp_journal_chain(f->j_chain, r, rl);
-        if (rc == 0 && u64map_put(&f->jlogged, idx[k], 1) < 0)
-            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        /* Each copy must be the ciphertext its entry names, or a full walk (format 4) would
+         * end the log at it. volume_powercut found .d not holding the bytes of a placed
+         * chunk's entry when read here (cause not found in session 14): then nothing is
+         * copied and the commit syncs .d as it did before this path existed. */
+        if (rc == 0 && chunk_open(f, idx[k], r + SCP_JCHUNK_HDR_LEN, pt, NULL) < 0) rc = 1;
+    }
+    scp_wipe(pt, cs);
+    free(pt);
+    if (rc == 0) {
+        r = buf;
+        for (k = 0; k < np && rc == 0; k++, r += rl) {
+            scp_journal_chain(f->j_chain, r, SCP_JCHUNK_HDR_LEN); /* (headers only) */
+            if (u64map_put(&f->jlogged, idx[k], 1) < 0) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        }
     }
     if (rc == 0) rc = journal_append(f, buf, np * rl, err);
     free(buf);
+    if (rc == 1) return 0;
     return rc < 0 ? -1 : all;
 }
 
@@ -1534,3 +1562,4 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     commit_step(f, CS_COMMITTED, CS_IDLE);
     return 0;
 }
+

@@ -17,7 +17,7 @@
 static const uint8_t volhdr_magic[8] = {'S', 'C', 'P', 'V', 'O', 'L', 0, 1};
 static const uint8_t manslot_magic[8] = {'S', 'C', 'P', 'M', 'A', 'N', 0, 2};
 static const uint8_t mlog_magic[8] = {'S', 'C', 'P', 'M', 'L', 'O', 'G', 1};
-static const uint8_t journal_magic[8] = {'S', 'C', 'P', 'J', 'R', 'N', 0, 3};
+static const uint8_t journal_magic[8] = {'S', 'C', 'P', 'J', 'R', 'N', 0, 4};
 
 static int bad(scp_err *err, scp_code code, const char *what) {
     return scp_fail(err, code, EIO, "%s", what);
@@ -29,10 +29,10 @@ int scp_volhdr_parse(const uint8_t *buf, size_t len, scp_volhdr *out, scp_err *e
     if (memcmp(buf, volhdr_magic, 8) != 0 || scp_get_u32(buf + 8) < SCP_FMT_VERSION_MIN ||
         scp_get_u32(buf + 8) > SCP_FMT_VERSION)
         return scp_fail(err, SCP_E_FORMAT, EIO,
-                        "SCP volume format version %u is not supported (this build reads versions "
-                        "%u to %u; version 1 volumes must be copied out with the older release "
-                        "and into a new volume)",
-                        (unsigned)scp_get_u32(buf + 8), SCP_FMT_VERSION_MIN, SCP_FMT_VERSION);
+                        "SCP volume format version %u is not supported (this build reads version "
+                        "%u; copy the files out with the release that wrote it, `scpctl volume "
+                        "export`, and into a new volume with `scpctl volume import`)",
+                        (unsigned)scp_get_u32(buf + 8), SCP_FMT_VERSION);
     out->version = scp_get_u32(buf + 8);
     out->chunk_size = scp_get_u32(buf + 12);
     uint32_t cs = out->chunk_size;
@@ -427,36 +427,45 @@ void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t l
     scp_sha256(parts, 2, chain);
 }
 
+void scp_chunk_aad(const uint8_t volid[SCP_VOLID_LEN], const uint8_t id[SCP_FILEID_LEN],
+                   uint64_t index, uint8_t aad[SCP_CHUNK_AAD_LEN]) {
+    memcpy(aad, volid, SCP_VOLID_LEN);
+    memcpy(aad + SCP_VOLID_LEN, id, SCP_FILEID_LEN);
+    scp_put_u64(aad + SCP_VOLID_LEN + SCP_FILEID_LEN, index);
+}
+
 int scp_journal_key(const uint8_t file_key[32], const uint8_t hdr[SCP_JRN_HDR_LEN],
                     uint8_t out[32], scp_err *err) {
     return scp_derive_key(file_key, SCP_LABEL_JOURNAL, hdr + 8, SCP_HASH_LEN, out, err);
 }
 
-/* AAD of the commit record at offset off: file id || u64 offset || record header. */
-#define JAAD_LEN (SCP_FILEID_LEN + 8 + SCP_JREC_HDR_LEN)
+/* AAD of the commit record at offset off: file id || u64 offset || the record's header and
+ * stored chain value (so the chain value is authenticated under the log's key). */
+#define JCOMMIT_AUTH (SCP_JREC_HDR_LEN + SCP_HASH_LEN)
+#define JAAD_LEN (SCP_FILEID_LEN + 8 + JCOMMIT_AUTH)
 static void commit_aad(const uint8_t id[SCP_FILEID_LEN], uint64_t off, const uint8_t *rec,
                        uint8_t aad[JAAD_LEN]) {
     memcpy(aad, id, SCP_FILEID_LEN);
     scp_put_u64(aad + SCP_FILEID_LEN, off);
-    memcpy(aad + SCP_FILEID_LEN + 8, rec, SCP_JREC_HDR_LEN);
+    memcpy(aad + SCP_FILEID_LEN + 8, rec, JCOMMIT_AUTH);
 }
 
 int scp_journal_commit_seal(const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN], uint64_t off,
                             uint64_t count, const uint8_t *pt, uint8_t chain[SCP_HASH_LEN],
                             uint8_t *rec, scp_err *err) {
     size_t rlen = SCP_JCOMMIT_LEN(count), ptlen = SCP_JCOMMIT_PT_LEN(count);
-    uint8_t *nonce = rec + SCP_JREC_HDR_LEN, *ct = nonce + SCP_NONCE_LEN, aad[JAAD_LEN];
+    uint8_t *nonce = rec + JCOMMIT_AUTH, *ct = nonce + SCP_NONCE_LEN, aad[JAAD_LEN];
     scp_put_u32(rec, SCP_JREC_COMMIT);
     scp_put_u32(rec + 4, 0);
     scp_put_u64(rec + 8, count);
+    memcpy(rec + SCP_JREC_HDR_LEN, chain, SCP_HASH_LEN);
     commit_aad(id, off, rec, aad);
     /* A random nonce under the log's own key: a log holds at most SCP_JOURNAL_MAX bytes of
      * records, so far below 2^20 commits. */
     if (scp_random_public(nonce, SCP_NONCE_LEN, err) < 0 ||
         scp_aead_seal(key, nonce, aad, sizeof aad, pt, ptlen, ct, ct + ptlen, err) < 0)
         return -1;
-    scp_journal_chain(chain, rec, rlen - SCP_HASH_LEN);
-    memcpy(rec + rlen - SCP_HASH_LEN, chain, SCP_HASH_LEN);
+    scp_journal_chain(chain, rec, rlen);
     return 0;
 }
 
@@ -473,7 +482,7 @@ static size_t commit_len(const uint8_t *buf, size_t len, size_t off, uint64_t *c
 static uint8_t *commit_open(const uint8_t *buf, size_t off, uint64_t count, uint32_t cs,
                             const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN]) {
     size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
-    const uint8_t *rec = buf + off, *nonce = rec + SCP_JREC_HDR_LEN, *ct = nonce + SCP_NONCE_LEN;
+    const uint8_t *rec = buf + off, *nonce = rec + JCOMMIT_AUTH, *ct = nonce + SCP_NONCE_LEN;
     uint8_t aad[JAAD_LEN], *pt = malloc(ptlen);
     if (!pt) return NULL;
     commit_aad(id, off, rec, aad);
@@ -491,14 +500,51 @@ static uint8_t *commit_open(const uint8_t *buf, size_t off, uint64_t count, uint
     return pt;
 }
 
-/* Walk the records of buf from `off`, where the chain stands at `chain`, while the chain holds;
- * the first record that does not fit or check out ends the log. Fills *out for the last commit
- * record that names root and size (1), or returns 0. */
+/* What a full walk checks the chunk records with (NULL in a follower's walk: no check). */
+#define CHECK_KEYS 8 /* subkeys kept: a writer keeps one salt for 2^20 seals, and in shared mode
+                      * each process that appends to the log writes under its own */
+struct chunk_check {
+    const uint8_t *volid, *file_key, *id;
+    uint8_t salt[CHECK_KEYS][SCP_SALT_LEN], key[CHECK_KEYS][32];
+    unsigned n, next;
+    uint8_t *scratch; /* chunk_size bytes for the plaintext, wiped after each check */
+};
+
+/* The chunk record at rec (whole) authenticates under the table entry in its header. */
+static int chunk_rec_ok(struct chunk_check *c, const uint8_t *rec, uint32_t cs) {
+    const uint8_t *e = rec + SCP_JREC_HDR_LEN;
+    uint8_t aad[SCP_CHUNK_AAD_LEN];
+    unsigned k = 0;
+    while (k < c->n && memcmp(c->salt[k], e, SCP_SALT_LEN) != 0) k++;
+    if (k == c->n) {
+        uint8_t key[32];
+        if (scp_derive_key(c->file_key, SCP_LABEL_CHUNK, e, SCP_SALT_LEN, key, NULL) < 0)
+            return 0;
+        k = c->next;
+        memcpy(c->key[k], key, sizeof key);
+        scp_wipe(key, sizeof key);
+        memcpy(c->salt[k], e, SCP_SALT_LEN);
+        c->next = (k + 1) % CHECK_KEYS;
+        if (c->n < CHECK_KEYS) c->n++;
+    }
+    scp_chunk_aad(c->volid, c->id, scp_get_u64(rec + 8), aad);
+    int ok = scp_aead_open(c->key[k], e + SCP_ENT_NONCE_OFF, aad, sizeof aad,
+                           rec + SCP_JCHUNK_HDR_LEN, cs, e + SCP_ENT_TAG_OFF, c->scratch, NULL) == 0;
+    scp_wipe(c->scratch, cs);
+    return ok;
+}
+
+/* Walk the records of buf from `off`, where the chain stands at `chain`, while the log holds;
+ * the first record that does not fit or check out ends the log. With cc (a full walk) the
+ * chain runs over every header and is compared with each commit record's, and every chunk
+ * record is checked; without (a follower's walk from a point it checked) each commit record
+ * that authenticates gives the chain value (format.h). Fills *out for the last commit record
+ * that names root and size (1), or returns 0. */
 static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chunk_size,
                         const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
-                        uint8_t chain[SCP_HASH_LEN], const uint8_t root[SCP_HASH_LEN],
-                        uint64_t size, scp_journal_view *out, scp_journal_mrec_cb mrec_cb,
-                        void *ctx) {
+                        uint8_t chain[SCP_HASH_LEN], struct chunk_check *cc,
+                        const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out,
+                        scp_journal_mrec_cb mrec_cb, void *ctx) {
     uint64_t nchunks = 0, ncommits = 0;
     /* after_commit: the records since the last commit record that checks out are all type 3
      * (a run: one one-flush commit's, or a shared-mode durable commit's copies of the log's
@@ -510,9 +556,12 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
     while ((cut = len - off < SCP_JREC_HDR_LEN) == 0 && scp_get_u32(buf + off + 4) == 0) {
         uint32_t type = scp_get_u32(buf + off);
         if (type == SCP_JREC_CHUNK) {
-            if ((cut = len - off - SCP_JREC_HDR_LEN < chunk_size) != 0) break;
-            scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)chunk_size);
-            off += SCP_JREC_HDR_LEN + chunk_size;
+            if ((cut = len - off - SCP_JREC_HDR_LEN < SCP_CHUNK_ENTRY_LEN + (size_t)chunk_size) != 0)
+                break;
+            /* (a torn or changed ciphertext ends the log here, as a torn header does) */
+            if (cc && !chunk_rec_ok(cc, buf + off, chunk_size)) break;
+            if (cc) scp_journal_chain(chain, buf + off, SCP_JCHUNK_HDR_LEN);
+            off += SCP_JCHUNK_HDR_LEN + (size_t)chunk_size;
             nchunks++;
             after_commit = run = 0;
             continue;
@@ -522,9 +571,10 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             if (n > SCP_JMREC_MAX) break;
             if ((cut = n > len - off - SCP_JREC_HDR_LEN) != 0) break;
             /* (whole, and behind a commit record that checks out: the chain covers every
-             * byte of the log up to that record, so that commit's data all landed) */
+             * header of the log up to that record and each chunk checked out, so that
+             * commit's data all landed) */
             if (after_commit && mrec_cb) mrec_cb(ctx, buf + off + SCP_JREC_HDR_LEN, (size_t)n);
-            scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN + (size_t)n);
+            scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN);
             off += SCP_JREC_HDR_LEN + (size_t)n;
             /* (after_commit stays: a one-flush commit may carry earlier lazy records of the
              * log ahead of its own, all behind its commit record) */
@@ -538,10 +588,13 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
         if (type != SCP_JREC_COMMIT) break;
         size_t rlen = commit_len(buf, len, off, &count);
         if ((cut = rlen == 0) != 0) break; /* (commit_len fails only for lack of bytes) */
-        scp_journal_chain(chain, buf + off, rlen - SCP_HASH_LEN);
-        if (memcmp(chain, buf + off + rlen - SCP_HASH_LEN, SCP_HASH_LEN) != 0) break;
+        const uint8_t *stored = buf + off + SCP_JREC_HDR_LEN;
+        if (cc && memcmp(chain, stored, SCP_HASH_LEN) != 0) break;
         uint8_t *pt = commit_open(buf, off, count, chunk_size, key, id);
         if (!pt) break;
+        /* (authenticated: the stored value is the one its writer chained to) */
+        memcpy(chain, stored, SCP_HASH_LEN);
+        scp_journal_chain(chain, buf + off, rlen);
         size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
         uint64_t csize = scp_get_u64(pt);
         int match = csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
@@ -565,19 +618,35 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
     return found;
 }
 
-int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
-                     const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
-                     const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out) {
+/* A full walk of the whole journal in buf (from its header), checking every record. */
+static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                             const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
+                             const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
+                             uint64_t size, scp_journal_view *out, scp_journal_mrec_cb mrec_cb,
+                             void *ctx) {
     memset(out, 0, sizeof *out);
     if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
-    uint8_t key[32];
-    if (scp_journal_key(file_key, buf, key, NULL) < 0) return 0;
-    uint8_t chain[SCP_HASH_LEN];
-    scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
-    int found = journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, root, size,
-                             out, NULL, NULL);
+    uint8_t key[32], chain[SCP_HASH_LEN];
+    struct chunk_check cc = {.volid = volid, .file_key = file_key, .id = id};
+    if (!(cc.scratch = malloc(chunk_size))) return 0;
+    int found = 0;
+    if (scp_journal_key(file_key, buf, key, NULL) == 0) {
+        scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
+        found = journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, &cc, root,
+                             size, out, mrec_cb, ctx);
+    }
     scp_wipe(key, sizeof key);
+    scp_wipe(cc.key, sizeof cc.key);
+    free(cc.scratch);
     return found;
+}
+
+int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                     const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
+                     const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
+                     uint64_t size, scp_journal_view *out) {
+    return journal_walk_full(buf, len, chunk_size, volid, file_key, id, root, size, out, NULL,
+                             NULL);
 }
 
 int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t chunk_size,
@@ -588,22 +657,17 @@ int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t 
     if (from < SCP_JRN_HDR_LEN || from > len) return 0;
     uint8_t chain[SCP_HASH_LEN];
     memcpy(chain, chain_at, SCP_HASH_LEN);
-    return journal_walk(buf, len, from, chunk_size, log_key, id, chain, root, size, out, NULL,
-                        NULL);
+    return journal_walk(buf, len, from, chunk_size, log_key, id, chain, NULL, root, size, out,
+                        NULL, NULL);
 }
 
 void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
-                       const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
-                       scp_journal_mrec_cb cb, void *ctx) {
+                       const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
+                       const uint8_t id[SCP_FILEID_LEN], scp_journal_mrec_cb cb, void *ctx) {
     scp_journal_view jv;
-    memset(&jv, 0, sizeof jv);
-    if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return;
-    uint8_t key[32], chain[SCP_HASH_LEN], none[SCP_HASH_LEN] = {0};
-    if (scp_journal_key(file_key, buf, key, NULL) < 0) return;
-    scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
-    (void)journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, none, UINT64_MAX,
-                       &jv, cb, ctx);
-    scp_wipe(key, sizeof key);
+    uint8_t none[SCP_HASH_LEN] = {0};
+    (void)journal_walk_full(buf, len, chunk_size, volid, file_key, id, none, UINT64_MAX, &jv, cb,
+                            ctx);
     scp_wipe(&jv, sizeof jv);
 }
 
@@ -613,9 +677,9 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
     size_t off = v->start ? v->start : SCP_JRN_HDR_LEN;
     while (off < v->end) {
         if (scp_get_u32(buf + off) == SCP_JREC_CHUNK) {
-            if (chunk_cb && chunk_cb(ctx, scp_get_u64(buf + off + 8), buf + off + SCP_JREC_HDR_LEN) < 0)
+            if (chunk_cb && chunk_cb(ctx, scp_get_u64(buf + off + 8), buf + off + SCP_JCHUNK_HDR_LEN) < 0)
                 return -1;
-            off += SCP_JREC_HDR_LEN + chunk_size;
+            off += SCP_JCHUNK_HDR_LEN + chunk_size;
             continue;
         }
         if (scp_get_u32(buf + off) == SCP_JREC_MLOG) { /* (the manifest's, not the file's) */

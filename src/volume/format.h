@@ -15,10 +15,12 @@
 
 /* Version 2: per-writer chunk subkeys (a salt in every table entry), a salt per manifest seal,
  * encrypted journal commit payloads, labelled key derivation. Version 3: the manifest log
- * (manifest.log, below): commits append sealed deltas; slots carry a state hash. Version 2
- * volumes are read and written as before (no log); version 1 volumes are refused. */
-#define SCP_FMT_VERSION 3u
-#define SCP_FMT_VERSION_MIN 2u
+ * (manifest.log, below): commits append sealed deltas; slots carry a state hash. Version 4:
+ * the journal's chain covers record headers only, chunk records carry their table entry and
+ * commit records authenticate the chain value (magic SCPJRN\0\4, below). Versions 1 to 3 are
+ * refused (docs/volume-format.md, "Format versions", says why and how to move a volume). */
+#define SCP_FMT_VERSION 4u
+#define SCP_FMT_VERSION_MIN 4u
 #define SCP_VOLID_LEN 32
 #define SCP_FILEID_LEN 16
 #define SCP_SALT_LEN 16 /* random salt that names a subkey (chunk writer subkey, manifest seal) */
@@ -209,42 +211,54 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err);
 size_t scp_mentry_encoded_len(const scp_mentry *e);
 uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p);
 
-/* ---- journal: file "objects/<id>.j" ---------------------------------------------------------
+/* ---- journal: file "objects/<id>.j" (format 4) -----------------------------------------------
  * A log of the file's commits since its last checkpoint (the point where everything before was
  * durable in place). A commit appends records and a commit record; a checkpoint starts a new log.
- *   header:  magic "SCPJRN\0\3" (8) | salt (32), random per log, so that the records of an older
+ *   header:  magic "SCPJRN\0\4" (8) | salt (32), random per log, so that the records of an older
  *            log left behind in the file never continue the chain of a newer one; the log's key
  *            is scp_derive_key(file key, SCP_LABEL_JOURNAL, salt)
  *   records: u32 type | u32 zero | u64 n | payload
- *     type 1 (chunk):  n = chunk index; payload = chunk_size bytes of chunk ciphertext (as in .d)
- *     type 2 (commit): n = count of entries; payload = nonce (12) | AES-GCM ciphertext of
- *                      (u64 new size | count * (u64 index | table entry) | target root (32)) |
- *                      GCM tag (16) | chain value after this record (32). AAD = file id ||
- *                      u64 offset of the record in the journal || record header (16). Every
- *                      entry's index is below new size / chunk size + 1. The record shows
- *                      the count of entries; the size and root stay hidden (the indexes of
- *                      changed chunks show anyway, in chunk records and in .t).
- *   chain: c0 = SHA-256(header); then c = SHA-256(c || record) over every record in order (a
- *          commit record up to and including its GCM tag); a commit record checks out when its
- *          stored chain value equals c and its payload authenticates. So a commit covers every
- *          byte before it.
+ *     type 1 (chunk):  n = chunk index; payload = the chunk's table entry (44: salt, nonce, tag)
+ *                      | chunk_size bytes of chunk ciphertext (as in .d), sealed under that
+ *                      entry (AAD: scp_chunk_aad). Its header is the first 60 bytes.
+ *     type 2 (commit): n = count of entries; payload = chain value before this record (32) |
+ *                      nonce (12) | AES-GCM ciphertext of (u64 new size | count * (u64 index |
+ *                      table entry) | target root (32)) | GCM tag (16). AAD = file id || u64
+ *                      offset of the record in the journal || the record's first 48 bytes
+ *                      (its header and the chain value). Every entry's index is below new
+ *                      size / chunk size + 1. The record shows the count of entries; the size
+ *                      and root stay hidden (the indexes of changed chunks show anyway, in
+ *                      chunk records and in .t). Its header is the whole record.
+ *     type 3 (manifest-log record): below. Its header is the first 16 bytes.
+ *   chain: c0 = SHA-256(header); then c = SHA-256(c || the record's header) over every record
+ *          in order: the chunk records' ciphertext and the type 3 records' payloads are not
+ *          hashed (each is authenticated by its own GCM tag: the chunk's, in its header, and
+ *          the manifest-log record's). A commit record checks out when its stored chain value
+ *          equals c before it, its payload authenticates (which binds that chain value to the
+ *          log's key), and every chunk record before it authenticates under the entry in its
+ *          header. So a commit covers every header before it, and through them every chunk.
  * Recovery replays, in order, every record up to the last commit record that checks out and
- * names the manifest's root and size for the file. Records after it are stale (a commit whose
- * manifest never landed, or the tail of an older log). The chain is not a MAC and chunk records
- * are not authenticated by the log: a forged journal can make the file unreadable (the chunk
- * table it produces fails the manifest's root), never make it read forged data.              */
+ * names the manifest's root and size. Records after it are stale (a commit whose manifest
+ * never landed, or the tail of an older log). A process that follows another's appends
+ * (scp_journal_find_from) takes the chain value from each commit record that authenticates
+ * instead of hashing the headers before it, and checks no chunk record: what it takes from
+ * them (where a chunk's ciphertext is) is checked against the chunk table at every read.
+ * docs/volume-format.md, "Journal format 4", has the crash and tamper argument. */
 #define SCP_JRN_HDR_LEN 40
 #define SCP_JREC_HDR_LEN 16
 #define SCP_JREC_CHUNK 1u
 #define SCP_JREC_COMMIT 2u
+/* A chunk record's header: the common 16 bytes and the chunk's table entry; the ciphertext
+ * follows it. */
+#define SCP_JCHUNK_HDR_LEN (SCP_JREC_HDR_LEN + SCP_CHUNK_ENTRY_LEN)
 /* type 3 (manifest-log record): n = L, the length of the payload, which is a manifest-log
  * record exactly as manifest.log holds it (at most SCP_JMREC_MAX bytes; "Manifest log" above).
  * It follows the commit record of a one-flush commit and is that commit's commit point
  * (docs/volume-format.md, "One-flush commits"); in shared mode a durable commit puts a run of
  * them behind the file's last commit record (the log's unsynced records, then its own). The
- * journal chains it like every record and replay skips it; it is authenticated by the
- * manifest log's key and chain, not here. A commit found by scp_journal_find(_from) ends after
- * the run that follows it (the next append goes behind the run). */
+ * journal chains its header like every record's and replay skips it; it is authenticated by
+ * the manifest log's key and chain, not here. A commit found by scp_journal_find(_from) ends
+ * after the run that follows it (the next append goes behind the run). */
 #define SCP_JREC_MLOG 3u
 #define SCP_JMREC_MAX_BODY (64u << 10)
 #define SCP_JMREC_MAX ((size_t)SCP_MREC_HDR_LEN + SCP_JMREC_MAX_BODY + SCP_GCMTAG_LEN)
@@ -253,8 +267,14 @@ uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p);
 #define SCP_JCOMMIT_PT_LEN(count) ((size_t)8 + (size_t)(count) * SCP_JENTRY_LEN + SCP_HASH_LEN)
 /* Bytes of a commit record with `count` entries. */
 #define SCP_JCOMMIT_LEN(count)                                                                  \
-    ((size_t)SCP_JREC_HDR_LEN + SCP_NONCE_LEN + SCP_JCOMMIT_PT_LEN(count) + SCP_GCMTAG_LEN +     \
-     SCP_HASH_LEN)
+    ((size_t)SCP_JREC_HDR_LEN + SCP_HASH_LEN + SCP_NONCE_LEN + SCP_JCOMMIT_PT_LEN(count) +       \
+     SCP_GCMTAG_LEN)
+
+/* Associated data of chunk `index` of file `id` (volume id || file id || u64 index): a chunk
+ * cannot move to another index, file or volume. */
+#define SCP_CHUNK_AAD_LEN (SCP_VOLID_LEN + SCP_FILEID_LEN + 8)
+void scp_chunk_aad(const uint8_t volid[SCP_VOLID_LEN], const uint8_t id[SCP_FILEID_LEN],
+                   uint64_t index, uint8_t aad[SCP_CHUNK_AAD_LEN]);
 
 typedef struct scp_journal_view {
     uint64_t new_size; /* the file size named by the commit found */
@@ -274,7 +294,8 @@ typedef struct scp_journal_view {
 void scp_journal_start(uint8_t hdr[SCP_JRN_HDR_LEN], const uint8_t salt[SCP_HASH_LEN],
                        uint8_t chain[SCP_HASH_LEN]);
 
-/* Extend a journal chain by one record (header and payload). */
+/* Extend a hash chain over len bytes: c = SHA-256(c || rec). A journal record's header
+ * (format 4: never a chunk's ciphertext; the manifest log chains whole records). */
 void scp_journal_chain(uint8_t chain[SCP_HASH_LEN], const uint8_t *rec, size_t len);
 
 /* The key of the log whose header is hdr (the salt at bytes 8..39), under file_key. */
@@ -283,24 +304,27 @@ int scp_journal_key(const uint8_t file_key[32], const uint8_t hdr[SCP_JRN_HDR_LE
 
 /* Build a commit record at rec (SCP_JCOMMIT_LEN(count) bytes) for a log at `off` in the
  * journal: pt is the plaintext payload (SCP_JCOMMIT_PT_LEN(count) bytes: size, entries, root).
- * Extends chain over it and stores the chain value. */
+ * Stores the chain value (the one before the record) in it, then extends chain over it. */
 int scp_journal_commit_seal(const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN], uint64_t off,
                             uint64_t count, const uint8_t *pt, uint8_t chain[SCP_HASH_LEN],
                             uint8_t *rec, scp_err *err);
 
 /* In a whole journal held in memory, find the last commit record that checks out and names
- * `root` and `size` (decrypting commit payloads under file_key, for file `id`). Returns 1 with
- * *out filled, 0 if there is none (empty, torn, stale or forged journal: ignore it). Never
- * fails otherwise. */
+ * `root` and `size` (decrypting commit payloads and checking chunk records under file_key, for
+ * file `id` of volume `volid`). Returns 1 with *out filled, 0 if there is none (empty, torn,
+ * stale or forged journal: ignore it). Never fails otherwise. */
 int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
-                     const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                     const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
+                     const uint8_t id[SCP_FILEID_LEN],
                      const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out);
 
 /* The same, walking only from offset `from` of buf (a record boundary up to which the caller
  * has checked the log, with the chain value chain_at there and the log's key log_key): how a
- * process that follows another's appends to one log catches up without rehashing it all. The
- * bytes of buf before `from` are not read (the commit records' AAD uses absolute offsets, so
- * buf holds the journal from offset 0). */
+ * process that follows another's appends to one log catches up without hashing them: each
+ * commit record that authenticates gives the chain value before it, and no chunk record is
+ * checked (format.h above; a chunk read checks its ciphertext against the table). The bytes
+ * of buf before `from` are not read (the commit records' AAD uses absolute offsets, so buf
+ * holds the journal from offset 0). */
 int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t chunk_size,
                           const uint8_t log_key[32], const uint8_t chain_at[SCP_HASH_LEN],
                           const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
@@ -321,7 +345,8 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
  * caller opens it as a manifest-log record). A torn, stale or forged journal gives fewer. */
 typedef void (*scp_journal_mrec_cb)(void *ctx, const uint8_t *rec, size_t len);
 void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
-                       const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                       const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
+                       const uint8_t id[SCP_FILEID_LEN],
                        scp_journal_mrec_cb cb, void *ctx);
 
 #endif

@@ -1327,7 +1327,7 @@ static int journal_cands(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64
     if (scp_read_file(v->objfd, name, JOURNAL_SCAN_MAX, &buf, &len, NULL) < 0) return 0;
     struct cand_ctx x = {c, gen, 0};
     if (vol_file_key(v, id, fkey, NULL) == 0)
-        scp_journal_mrecs(buf, len, v->cs, fkey, id, cand_take, &x);
+        scp_journal_mrecs(buf, len, v->cs, v->volid, fkey, id, cand_take, &x);
     scp_wipe(fkey, sizeof fkey);
     free(buf);
     return x.nomem ? -1 : 0;
@@ -1831,7 +1831,7 @@ static int journal_redoes(scp_volume *v, const scp_mentry *e) {
     scp_journal_view jv;
     int ok = scp_read_file(v->objfd, name, (size_t)1 << 30, &buf, &len, NULL) == 0 &&
              vol_file_key(v, e->id, key, NULL) == 0 &&
-             scp_journal_find(buf, len, v->cs, key, e->id, e->root, e->size, &jv) == 1 &&
+             scp_journal_find(buf, len, v->cs, v->volid, key, e->id, e->root, e->size, &jv) == 1 &&
              inplace_chunks_ok(v, e, buf, &jv, key);
     scp_wipe(key, sizeof key);
     scp_wipe(&jv, sizeof jv);

@@ -246,7 +246,9 @@ static void test_log_lost(int drop_last) {
         for (size_t off = 40; off + 16 <= jlen;) {
             uint32_t type = (uint32_t)(tu_be64(j + off) >> 32); /* u32 type | u32 zero */
             uint64_t n = tu_be64(j + off + 8);
-            size_t len = type == 1 ? 16 + 4096 : type == 2 ? 16 + 12 + 8 + n * 52 + 32 + 16 + 32
+            /* (format 4: a chunk record's header holds its 44-byte entry; a commit record
+             * is header | chain value | nonce | size, entries, root | tag) */
+            size_t len = type == 1 ? 16 + 44 + 4096 : type == 2 ? 16 + 32 + 12 + 8 + n * 52 + 32 + 16
                          : type == 3 ? 16 + n : 0;
             if (!len || off + len > jlen) break;
             if (type == 3 && off + len < jlen) cut = off + len; /* after the last but one copy */
