@@ -25,9 +25,9 @@
  * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
  * optimizer that runs next inlines their fast path.
  */
+#include "tool.h"
+
 #include <llvm-c/Analysis.h>
-#include <llvm-c/BitReader.h>
-#include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/DebugInfo.h>
 #include <llvm-c/Linker.h>
@@ -432,21 +432,12 @@ static int is_non_heap(LLVMValueRef base)
            LLVMIsAUndefValue(base);
 }
 
-static const char *callee_name(LLVMValueRef call)
-{
-    LLVMValueRef f = LLVMGetCalledValue(call);
-    size_t len;
-    if (!f || !LLVMIsAFunction(f))
-        return "";
-    return LLVMGetValueName2(f, &len);
-}
-
 /* The constant size of a malloc/calloc whose result is `base`, or -1. */
 static int64_t known_alloc_size(LLVMValueRef base)
 {
     if (!LLVMIsACallInst(base))
         return -1;
-    const char *n = callee_name(base);
+    const char *n = ms_callee_name(base);
     if (!strcmp(n, "malloc") && LLVMIsAConstantInt(LLVMGetOperand(base, 0)))
         return (int64_t)LLVMConstIntGetZExtValue(LLVMGetOperand(base, 0));
     if (!strcmp(n, "calloc") && LLVMIsAConstantInt(LLVMGetOperand(base, 0)) &&
@@ -798,7 +789,7 @@ static int call_is_nofree(LLVMValueRef call)
 
 static void call_access(struct pass *p, LLVMValueRef inst)
 {
-    const char *n = callee_name(inst);
+    const char *n = ms_callee_name(inst);
     if (!strncmp(n, "__scp_ms_", 9))
         return; /* a check made before a loop: it frees nothing */
     enum mem_fn k = mem_kind(n);
@@ -1101,7 +1092,7 @@ static int canonical_loop(const struct cfg *g, const size_t *idom, size_t h, siz
         for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i; i = LLVMGetNextInstruction(i)) {
             if (!LLVMIsACallInst(i) && !LLVMIsAInvokeInst(i))
                 continue;
-            const char *n = callee_name(i);
+            const char *n = ms_callee_name(i);
             if (strncmp(n, "llvm.", 5) != 0 || strstr(n, "trap"))
                 return 0;
         }
@@ -1281,7 +1272,7 @@ static void mark_program_accesses(struct pass *p, LLVMValueRef f)
         for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
             LLVMOpcode op = LLVMGetInstructionOpcode(i);
             if (op == LLVMLoad || op == LLVMStore || op == LLVMAtomicRMW || op == LLVMAtomicCmpXchg ||
-                (op == LLVMCall && !strncmp(callee_name(i), "llvm.mem", 8) && mem_kind(callee_name(i)) != MEM_NONE))
+                (op == LLVMCall && !strncmp(ms_callee_name(i), "llvm.mem", 8) && mem_kind(ms_callee_name(i)) != MEM_NONE))
                 add_noalias_scope(p, i);
         }
 }
@@ -1292,7 +1283,7 @@ static void mark_program_accesses(struct pass *p, LLVMValueRef f)
  * checks, intrinsics other than traps, and calls the optimizer proved nofree cannot. */
 static int call_may_free(LLVMValueRef call)
 {
-    const char *n = callee_name(call);
+    const char *n = ms_callee_name(call);
     if (!strncmp(n, "__scp_ms_", 9))
         return 0;
     if (!strncmp(n, "llvm.", 5))
@@ -1469,18 +1460,12 @@ static void instrument_module(struct pass *p)
 
 static LLVMModuleRef read_module(LLVMContextRef ctx, const char *path)
 {
-    LLVMMemoryBufferRef buf;
-    char *msg = NULL;
-    LLVMModuleRef m;
-    if (LLVMCreateMemoryBufferWithContentsOfFile(path, &buf, &msg)) {
-        fprintf(stderr, "scp-ms-instr: cannot read %s: %s\n", path, msg ? msg : "?");
+    char why[1024];
+    LLVMModuleRef m = ms_tool_read(ctx, path, why, sizeof why);
+    if (!m) {
+        fprintf(stderr, "scp-ms-instr: %s\n", why);
         exit(1);
     }
-    if (LLVMParseBitcodeInContext2(ctx, buf, &m)) {
-        fprintf(stderr, "scp-ms-instr: %s is not LLVM 16 bitcode\n", path);
-        exit(1);
-    }
-    LLVMDisposeMemoryBuffer(buf);
     return m;
 }
 
@@ -1548,30 +1533,35 @@ static void usage(void)
     exit(2);
 }
 
+struct opts {
+    enum ms_mode mode;
+    const char *rt;
+};
+
+static int take_opt(const char *arg, void *ctx)
+{
+    struct opts *o = ctx;
+    if (!strcmp(arg, "--mode=harden"))
+        o->mode = MODE_HARDEN;
+    else if (!strcmp(arg, "--mode=full"))
+        o->mode = MODE_FULL;
+    else if (!strncmp(arg, "--rt=", 5))
+        o->rt = arg + 5;
+    else
+        return 0;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     struct pass p = { 0 };
-    const char *rt = NULL, *in = NULL, *out = NULL;
+    const char *in, *out;
+    struct opts o = { .mode = MODE_HARDEN };
     int stats = getenv("SCP_MS_STATS") != NULL;
-    p.mode = MODE_HARDEN;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--mode=harden"))
-            p.mode = MODE_HARDEN;
-        else if (!strcmp(argv[i], "--mode=full"))
-            p.mode = MODE_FULL;
-        else if (!strncmp(argv[i], "--rt=", 5))
-            rt = argv[i] + 5;
-        else if (argv[i][0] == '-')
-            usage();
-        else if (!in)
-            in = argv[i];
-        else if (!out)
-            out = argv[i];
-        else
-            usage();
-    }
-    if (!rt || !in || !out)
+    if (ms_tool_args(argc, argv, take_opt, &o, &in, &out) != 0 || !o.rt)
         usage();
+    const char *rt = o.rt;
+    p.mode = o.mode;
 
     p.ctx = LLVMContextCreate();
     p.mod = read_module(p.ctx, in);
@@ -1625,7 +1615,7 @@ int main(int argc, char **argv)
         return 1;
     }
     LLVMDisposeMessage(msg);
-    if (LLVMWriteBitcodeToFile(p.mod, out)) {
+    if (ms_tool_write(p.mod, out) != 0) {
         fprintf(stderr, "scp-ms-instr: cannot write %s\n", out);
         return 1;
     }
