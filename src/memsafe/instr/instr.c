@@ -107,6 +107,7 @@ struct pass {
     LLVMTypeRef slot_ty, slot_lim_ty;
     LLVMValueRef lk_slot_fn, slot_lim_fn;
     unsigned long sl_loops, sl_checks;
+    unsigned long web_bases; /* bases that change now and then round such a loop (web_ctx) */
     enum ms_mode mode;
     struct memo memo;
     struct group *groups;
@@ -1318,12 +1319,95 @@ static LLVMValueRef preheader_lookup(struct pass *p, LLVMValueRef base, LLVMValu
     return v;
 }
 
+/* A base that changes round a loop that may free only now and then: a PHI in the loop whose
+ * values from inside the loop are the PHI itself (unchanged), other PHIs of the same kind,
+ * or pointers defined in blocks that do not run on every iteration (none dominates a latch).
+ * sqlite's interpreter loop keeps its registers (aMem) and its program (aOp) so: they change
+ * when a subprogram starts or returns, and every opcode checks them. The address of its limit
+ * (the slot, see hoist_loop_lookups) is then a function of the base alone (the region table is
+ * written once, before the program runs: alloc.c), so it can be found where each new value is
+ * made and carried round the loop by PHIs of slots alongside the PHIs of bases; each check
+ * reads the limit from the slot (what a full lookup would read at that moment) instead of
+ * looking the base up again. */
+struct web_ctx {
+    const struct cfg *g;
+    const size_t *idom;
+    const unsigned char *in_loop;
+    size_t h;
+    LLVMValueRef pre_term;
+    struct memo *lk;  /* the preheader's lookups */
+    struct memo done; /* value -> its slot (or, while checking, value -> value) */
+};
+
+static int web_leaf_ok(const struct web_ctx *w, LLVMValueRef v)
+{
+    if (!LLVMIsAInstruction(v) || LLVMIsAPHINode(v) || LLVMIsASelectInst(v) || LLVMIsATerminatorInst(v) ||
+        is_gep(v) || is_ptr_cast(v))
+        return 0;
+    size_t b = cfg_index(LLVMGetInstructionParent(v));
+    if (b == SIZE_MAX)
+        return 0;
+    for (const size_t *q = w->g->preds[w->h]; *q != SIZE_MAX; q++)
+        if (dominates(w->idom, w->h, *q) && dominates(w->idom, b, *q))
+            return 0; /* runs on every iteration that takes this latch */
+    return 1;
+}
+
+/* Whether v's values round the loop are all of the kind above (at most 64 PHIs). */
+static int web_ok(struct web_ctx *w, LLVMValueRef v, unsigned *n)
+{
+    if (defined_outside(v, w->in_loop))
+        return 1;
+    if (!LLVMIsAPHINode(v))
+        return web_leaf_ok(w, v);
+    if (memo_get(&w->done, v))
+        return 1;
+    if (++*n > 64)
+        return 0;
+    memo_put(&w->done, v, v);
+    unsigned k = LLVMCountIncoming(v);
+    for (unsigned i = 0; i < k; i++)
+        if (!web_ok(w, LLVMGetIncomingValue(v, i), n))
+            return 0;
+    return 1;
+}
+
+/* The slot of v (web_ok(v) holds): a PHI of slots for a PHI, a lookup right after a new value,
+ * the preheader's lookup for a value from outside. */
+static LLVMValueRef web_slot(struct pass *p, struct web_ctx *w, LLVMValueRef v)
+{
+    if (defined_outside(v, w->in_loop))
+        return preheader_lookup(p, v, w->pre_term, w->pre_term, 1, w->lk);
+    LLVMValueRef s = memo_get(&w->done, v);
+    if (s)
+        return s;
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(p->ctx);
+    if (LLVMIsAPHINode(v)) {
+        LLVMPositionBuilderBefore(b, LLVMGetFirstInstruction(LLVMGetInstructionParent(v)));
+        s = LLVMBuildPhi(b, p->ptr_ty, "ms.web.slot");
+        LLVMDisposeBuilder(b);
+        memo_put(&w->done, v, s); /* before the incoming values: round the loop they come back */
+        unsigned k = LLVMCountIncoming(v);
+        for (unsigned i = 0; i < k; i++) {
+            LLVMValueRef in = web_slot(p, w, LLVMGetIncomingValue(v, i));
+            LLVMBasicBlockRef from = LLVMGetIncomingBlock(v, i);
+            LLVMAddIncoming(s, &in, &from, 1);
+        }
+        return s;
+    }
+    LLVMPositionBuilderBefore(b, LLVMGetNextInstruction(v));
+    LLVMValueRef call = LLVMBuildCall2(b, p->slot_ty, p->lk_slot_fn, &v, 1, "ms.web.slot");
+    LLVMDisposeBuilder(b);
+    memo_put(&w->done, v, call);
+    return call;
+}
+
 /* The check calls of bb whose base is defined outside the loop: against a limit looked up in the
  * preheader, or (slots) read at the check from a slot found in the preheader. With slots, the
  * limit lookups of inner loops (made by the first pass, in their preheaders inside this loop)
  * read the slot too. */
 static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef pre_term,
-                             const unsigned char *in_loop, int slots, struct memo *lk)
+                             const unsigned char *in_loop, int slots, struct memo *lk, struct web_ctx *web)
 {
     LLVMValueRef next;
     for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = next) {
@@ -1335,9 +1419,28 @@ static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef 
         if (fn != p->check_fn && fn != p->check_at_fn && fn != p->check_mem_fn && !is_lookup)
             continue;
         LLVMValueRef base = LLVMGetOperand(i, 0);
-        if (!defined_outside(base, in_loop))
+        LLVMValueRef lim;
+        if (defined_outside(base, in_loop)) {
+            lim = preheader_lookup(p, base, pre_term, i, slots, lk);
+        } else if (slots && !is_lookup && web && LLVMIsAPHINode(base)) {
+            /* A base that changes now and then round the loop (web_ctx). */
+            LLVMValueRef slot = memo_get(&web->done, base);
+            if (!slot || slot == base) {
+                struct memo saved = web->done;
+                unsigned n = 0;
+                web->done = (struct memo){ 0 };
+                int ok = web_ok(web, base, &n);
+                memo_clear(&web->done);
+                web->done = saved;
+                if (!ok)
+                    continue;
+                slot = web_slot(p, web, base);
+                p->web_bases++;
+            }
+            lim = slot;
+        } else {
             continue;
-        LLVMValueRef lim = preheader_lookup(p, base, pre_term, i, slots, lk);
+        }
         if (slots)
             lim = build_call_at(p, i, i, p->slot_lim_ty, p->slot_lim_fn, &lim, 1, "ms.sl.lim");
         if (is_lookup) {
@@ -1412,9 +1515,11 @@ static void hoist_loop_lookups(struct pass *p, const struct cfg *g, int slots)
             continue;
         struct memo lk = { 0 };
         LLVMValueRef pre_term = LLVMGetBasicBlockTerminator(g->bb[pre]);
+        struct web_ctx web = { g, idom, in_loop, h, pre_term, &lk, { 0 } };
         for (size_t b = 0; b < g->n; b++)
             if (in_loop[b])
-                use_loop_lookups(p, g->bb[b], pre_term, in_loop, slots, &lk);
+                use_loop_lookups(p, g->bb[b], pre_term, in_loop, slots, &lk, &web);
+        memo_clear(&web.done);
         if (slots)
             p->sl_loops += lk.len != 0;
         else
@@ -1642,9 +1747,10 @@ int main(int argc, char **argv)
                 "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
                 "on every path; %lu cover a loop; %lu at constant offsets from their base; %lu against "
                 "bounds looked up before their loop (%lu loops); %lu against a limit's address found before "
-                "their loop (%lu loops); %lu below their base, decided inline\n",
+                "their loop (%lu loops; %lu bases that change round their loop, carried with their limit's address); %lu "
+                "below their base, decided inline\n",
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
-                p.sl_checks, p.sl_loops, p.below);
+                p.sl_checks, p.sl_loops, p.web_bases, p.below);
     free(p.groups);
     for (size_t i = 0; i < p.sites.cap; i++)
         free(p.sites.tab[i].text);
