@@ -50,6 +50,8 @@ check overflow_memcpy abc 0123456789abcdefXYZ "heap buffer overflow: memcpy dest
 check use_after_free_call 0 1 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_call.c:35" 0
 check use_after_free_loop -1 2 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_loop.c:35" 0
 check use_after_free_loop -1 over "heap buffer overflow: store of 4 bytes in main() at .*use_after_free_loop.c:35.* at offset 40 of a 40-byte heap object" 0
+check use_after_free_web -1 3 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_web.c:43" 0
+check use_after_free_web -1 over "heap buffer overflow: store of 4 bytes in main() at .*use_after_free_web.c:43.* at offset 40 of a 40-byte heap object" 0
 check double_free 0 1 "double free of the heap object" 0
 check invalid_free "" 1 "invalid free: .* points 3 bytes into a heap object" 0
 check overflow_element 0 1 "heap buffer overflow: store of 4 bytes in fill() at .*overflow_element.c:16 (checked together with 1 more accesses.* at offset 48 of a 60-byte heap object" 0
@@ -87,6 +89,12 @@ stats_check overflow_element ": 1 checks, [12] merged into them" '[0-9]* checks,
 # check.c, __scp_ms_check_below), not the general one, which called the exact check every time.
 stats_check header_below ": 1 checks, .* 1 below their base, decided inline" '[0-9]* below their base, decided inline' \
     "expected the store below the base to get __scp_ms_check_below"
+
+# A loop's pointer that changes now and then (a new record in a branch) in a loop that may free:
+# the address of its limit is found where each new record is made and carried round the loop
+# (instr.c, web_ctx), not looked up again at each check (sqlite's interpreter loop: aMem, aOp).
+stats_check use_after_free_web "1 bases that change round their loop" \
+    '[0-9]* bases that change round their loop' "expected the record pointer carried with its limit's address"
 
 # Automatic variables of more than SCP_MEMSAFE_ZERO_MAX bytes (1024) are not zeroed, smaller ones
 # are, and what the program initializes itself stays initialized (scp-ms-autoinit): two variables

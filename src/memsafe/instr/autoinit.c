@@ -19,8 +19,8 @@
  * 7,334 instructions per request of redis-benchmark in the harden build (plain's: 4,396;
  * bench/RESULTS.md, section mstime).
  */
-#include <llvm-c/BitReader.h>
-#include <llvm-c/BitWriter.h>
+#include "tool.h"
+
 #include <llvm-c/Core.h>
 #include <llvm-c/Target.h>
 
@@ -73,15 +73,6 @@ static uint64_t alloca_bytes(LLVMTargetDataRef td, LLVMValueRef a)
     return LLVMConstIntGetZExtValue(count) * LLVMABISizeOfType(td, LLVMGetAllocatedType(a));
 }
 
-static const char *callee_name(LLVMValueRef call)
-{
-    LLVMValueRef f = LLVMGetCalledValue(call);
-    if (!f || !LLVMIsAFunction(f))
-        return "";
-    size_t len;
-    return LLVMGetValueName2(f, &len);
-}
-
 /* Removes the marked zeroing of every variable of more than max bytes; returns how many
  * variables lost it. */
 static unsigned long trim_module(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTargetDataRef td, uint64_t max)
@@ -95,7 +86,7 @@ static unsigned long trim_module(LLVMContextRef ctx, LLVMModuleRef mod, LLVMTarg
             while (i) {
                 LLVMValueRef next = LLVMGetNextInstruction(i);
                 LLVMValueRef ptr = NULL;
-                if (LLVMIsACallInst(i) && !strncmp(callee_name(i), "llvm.memset.", 12))
+                if (LLVMIsACallInst(i) && !strncmp(ms_callee_name(i), "llvm.memset.", 12))
                     ptr = LLVMGetOperand(i, 0);
                 else if (LLVMIsAStoreInst(i))
                     ptr = LLVMGetOperand(i, 1);
@@ -121,56 +112,51 @@ static void usage(void)
     exit(2);
 }
 
+struct opts {
+    uint64_t max;
+    int have_max;
+};
+
+static int take_opt(const char *arg, void *ctx)
+{
+    struct opts *o = ctx;
+    if (strncmp(arg, "--max=", 6) != 0)
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg + 6, &end, 10);
+    if (errno || end == arg + 6 || *end || arg[6] == '-') {
+        fprintf(stderr, "scp-ms-autoinit: --max takes a number of bytes (got '%s')\n", arg + 6);
+        exit(2);
+    }
+    o->max = v;
+    o->have_max = 1;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
-    const char *in = NULL, *out = NULL;
-    uint64_t max = 0;
-    int have_max = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strncmp(argv[i], "--max=", 6)) {
-            char *end;
-            errno = 0;
-            unsigned long long v = strtoull(argv[i] + 6, &end, 10);
-            if (errno || end == argv[i] + 6 || *end || argv[i][6] == '-') {
-                fprintf(stderr, "scp-ms-autoinit: --max takes a number of bytes (got '%s')\n", argv[i] + 6);
-                exit(2);
-            }
-            max = v;
-            have_max = 1;
-        } else if (argv[i][0] == '-')
-            usage();
-        else if (!in)
-            in = argv[i];
-        else if (!out)
-            out = argv[i];
-        else
-            usage();
-    }
-    if (!have_max || !in || !out)
+    const char *in, *out;
+    struct opts o = { 0 };
+    if (ms_tool_args(argc, argv, take_opt, &o, &in, &out) != 0 || !o.have_max)
         usage();
 
     LLVMContextRef ctx = LLVMContextCreate();
-    LLVMMemoryBufferRef buf;
-    char *msg = NULL;
-    if (LLVMCreateMemoryBufferWithContentsOfFile(in, &buf, &msg)) {
-        fprintf(stderr, "scp-ms-autoinit: cannot read %s: %s\n", in, msg ? msg : "?");
+    char why[1024];
+    LLVMModuleRef mod = ms_tool_read(ctx, in, why, sizeof why);
+    if (!mod) {
+        fprintf(stderr, "scp-ms-autoinit: %s\n", why);
         return 1;
     }
-    LLVMModuleRef mod;
-    if (LLVMParseBitcodeInContext2(ctx, buf, &mod)) {
-        fprintf(stderr, "scp-ms-autoinit: %s is not LLVM 16 bitcode\n", in);
-        return 1;
-    }
-    LLVMDisposeMemoryBuffer(buf);
     LLVMTargetDataRef td = LLVMCreateTargetData(LLVMGetDataLayoutStr(mod));
-    unsigned long vars = trim_module(ctx, mod, td, max);
-    if (LLVMWriteBitcodeToFile(mod, out)) {
+    unsigned long vars = trim_module(ctx, mod, td, o.max);
+    if (ms_tool_write(mod, out) != 0) {
         fprintf(stderr, "scp-ms-autoinit: cannot write %s\n", out);
         return 1;
     }
     if (getenv("SCP_MS_STATS"))
         fprintf(stderr, "scp-ms-autoinit: %s: %lu automatic variables of more than %llu bytes not zeroed\n", in,
-                vars, (unsigned long long)max);
+                vars, (unsigned long long)o.max);
     LLVMDisposeTargetData(td);
     LLVMDisposeModule(mod);
     LLVMContextDispose(ctx);

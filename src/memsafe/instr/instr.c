@@ -25,9 +25,9 @@
  * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
  * optimizer that runs next inlines their fast path.
  */
+#include "tool.h"
+
 #include <llvm-c/Analysis.h>
-#include <llvm-c/BitReader.h>
-#include <llvm-c/BitWriter.h>
 #include <llvm-c/Core.h>
 #include <llvm-c/DebugInfo.h>
 #include <llvm-c/Linker.h>
@@ -107,6 +107,7 @@ struct pass {
     LLVMTypeRef slot_ty, slot_lim_ty;
     LLVMValueRef lk_slot_fn, slot_lim_fn;
     unsigned long sl_loops, sl_checks;
+    unsigned long web_bases; /* bases that change now and then round such a loop (web_ctx) */
     enum ms_mode mode;
     struct memo memo;
     struct group *groups;
@@ -432,21 +433,12 @@ static int is_non_heap(LLVMValueRef base)
            LLVMIsAUndefValue(base);
 }
 
-static const char *callee_name(LLVMValueRef call)
-{
-    LLVMValueRef f = LLVMGetCalledValue(call);
-    size_t len;
-    if (!f || !LLVMIsAFunction(f))
-        return "";
-    return LLVMGetValueName2(f, &len);
-}
-
 /* The constant size of a malloc/calloc whose result is `base`, or -1. */
 static int64_t known_alloc_size(LLVMValueRef base)
 {
     if (!LLVMIsACallInst(base))
         return -1;
-    const char *n = callee_name(base);
+    const char *n = ms_callee_name(base);
     if (!strcmp(n, "malloc") && LLVMIsAConstantInt(LLVMGetOperand(base, 0)))
         return (int64_t)LLVMConstIntGetZExtValue(LLVMGetOperand(base, 0));
     if (!strcmp(n, "calloc") && LLVMIsAConstantInt(LLVMGetOperand(base, 0)) &&
@@ -798,7 +790,7 @@ static int call_is_nofree(LLVMValueRef call)
 
 static void call_access(struct pass *p, LLVMValueRef inst)
 {
-    const char *n = callee_name(inst);
+    const char *n = ms_callee_name(inst);
     if (!strncmp(n, "__scp_ms_", 9))
         return; /* a check made before a loop: it frees nothing */
     enum mem_fn k = mem_kind(n);
@@ -1101,7 +1093,7 @@ static int canonical_loop(const struct cfg *g, const size_t *idom, size_t h, siz
         for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i; i = LLVMGetNextInstruction(i)) {
             if (!LLVMIsACallInst(i) && !LLVMIsAInvokeInst(i))
                 continue;
-            const char *n = callee_name(i);
+            const char *n = ms_callee_name(i);
             if (strncmp(n, "llvm.", 5) != 0 || strstr(n, "trap"))
                 return 0;
         }
@@ -1281,7 +1273,7 @@ static void mark_program_accesses(struct pass *p, LLVMValueRef f)
         for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
             LLVMOpcode op = LLVMGetInstructionOpcode(i);
             if (op == LLVMLoad || op == LLVMStore || op == LLVMAtomicRMW || op == LLVMAtomicCmpXchg ||
-                (op == LLVMCall && !strncmp(callee_name(i), "llvm.mem", 8) && mem_kind(callee_name(i)) != MEM_NONE))
+                (op == LLVMCall && !strncmp(ms_callee_name(i), "llvm.mem", 8) && mem_kind(ms_callee_name(i)) != MEM_NONE))
                 add_noalias_scope(p, i);
         }
 }
@@ -1292,7 +1284,7 @@ static void mark_program_accesses(struct pass *p, LLVMValueRef f)
  * checks, intrinsics other than traps, and calls the optimizer proved nofree cannot. */
 static int call_may_free(LLVMValueRef call)
 {
-    const char *n = callee_name(call);
+    const char *n = ms_callee_name(call);
     if (!strncmp(n, "__scp_ms_", 9))
         return 0;
     if (!strncmp(n, "llvm.", 5))
@@ -1327,12 +1319,95 @@ static LLVMValueRef preheader_lookup(struct pass *p, LLVMValueRef base, LLVMValu
     return v;
 }
 
+/* A base that changes round a loop that may free only now and then: a PHI in the loop whose
+ * values from inside the loop are the PHI itself (unchanged), other PHIs of the same kind,
+ * or pointers defined in blocks that do not run on every iteration (none dominates a latch).
+ * sqlite's interpreter loop keeps its registers (aMem) and its program (aOp) so: they change
+ * when a subprogram starts or returns, and every opcode checks them. The address of its limit
+ * (the slot, see hoist_loop_lookups) is then a function of the base alone (the region table is
+ * written once, before the program runs: alloc.c), so it can be found where each new value is
+ * made and carried round the loop by PHIs of slots alongside the PHIs of bases; each check
+ * reads the limit from the slot (what a full lookup would read at that moment) instead of
+ * looking the base up again. */
+struct web_ctx {
+    const struct cfg *g;
+    const size_t *idom;
+    const unsigned char *in_loop;
+    size_t h;
+    LLVMValueRef pre_term;
+    struct memo *lk;  /* the preheader's lookups */
+    struct memo done; /* value -> its slot (or, while checking, value -> value) */
+};
+
+static int web_leaf_ok(const struct web_ctx *w, LLVMValueRef v)
+{
+    if (!LLVMIsAInstruction(v) || LLVMIsAPHINode(v) || LLVMIsASelectInst(v) || LLVMIsATerminatorInst(v) ||
+        is_gep(v) || is_ptr_cast(v))
+        return 0;
+    size_t b = cfg_index(LLVMGetInstructionParent(v));
+    if (b == SIZE_MAX)
+        return 0;
+    for (const size_t *q = w->g->preds[w->h]; *q != SIZE_MAX; q++)
+        if (dominates(w->idom, w->h, *q) && dominates(w->idom, b, *q))
+            return 0; /* runs on every iteration that takes this latch */
+    return 1;
+}
+
+/* Whether v's values round the loop are all of the kind above (at most 64 PHIs). */
+static int web_ok(struct web_ctx *w, LLVMValueRef v, unsigned *n)
+{
+    if (defined_outside(v, w->in_loop))
+        return 1;
+    if (!LLVMIsAPHINode(v))
+        return web_leaf_ok(w, v);
+    if (memo_get(&w->done, v))
+        return 1;
+    if (++*n > 64)
+        return 0;
+    memo_put(&w->done, v, v);
+    unsigned k = LLVMCountIncoming(v);
+    for (unsigned i = 0; i < k; i++)
+        if (!web_ok(w, LLVMGetIncomingValue(v, i), n))
+            return 0;
+    return 1;
+}
+
+/* The slot of v (web_ok(v) holds): a PHI of slots for a PHI, a lookup right after a new value,
+ * the preheader's lookup for a value from outside. */
+static LLVMValueRef web_slot(struct pass *p, struct web_ctx *w, LLVMValueRef v)
+{
+    if (defined_outside(v, w->in_loop))
+        return preheader_lookup(p, v, w->pre_term, w->pre_term, 1, w->lk);
+    LLVMValueRef s = memo_get(&w->done, v);
+    if (s)
+        return s;
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(p->ctx);
+    if (LLVMIsAPHINode(v)) {
+        LLVMPositionBuilderBefore(b, LLVMGetFirstInstruction(LLVMGetInstructionParent(v)));
+        s = LLVMBuildPhi(b, p->ptr_ty, "ms.web.slot");
+        LLVMDisposeBuilder(b);
+        memo_put(&w->done, v, s); /* before the incoming values: round the loop they come back */
+        unsigned k = LLVMCountIncoming(v);
+        for (unsigned i = 0; i < k; i++) {
+            LLVMValueRef in = web_slot(p, w, LLVMGetIncomingValue(v, i));
+            LLVMBasicBlockRef from = LLVMGetIncomingBlock(v, i);
+            LLVMAddIncoming(s, &in, &from, 1);
+        }
+        return s;
+    }
+    LLVMPositionBuilderBefore(b, LLVMGetNextInstruction(v));
+    LLVMValueRef call = LLVMBuildCall2(b, p->slot_ty, p->lk_slot_fn, &v, 1, "ms.web.slot");
+    LLVMDisposeBuilder(b);
+    memo_put(&w->done, v, call);
+    return call;
+}
+
 /* The check calls of bb whose base is defined outside the loop: against a limit looked up in the
  * preheader, or (slots) read at the check from a slot found in the preheader. With slots, the
  * limit lookups of inner loops (made by the first pass, in their preheaders inside this loop)
  * read the slot too. */
 static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef pre_term,
-                             const unsigned char *in_loop, int slots, struct memo *lk)
+                             const unsigned char *in_loop, int slots, struct memo *lk, struct web_ctx *web)
 {
     LLVMValueRef next;
     for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = next) {
@@ -1344,9 +1419,28 @@ static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef 
         if (fn != p->check_fn && fn != p->check_at_fn && fn != p->check_mem_fn && !is_lookup)
             continue;
         LLVMValueRef base = LLVMGetOperand(i, 0);
-        if (!defined_outside(base, in_loop))
+        LLVMValueRef lim;
+        if (defined_outside(base, in_loop)) {
+            lim = preheader_lookup(p, base, pre_term, i, slots, lk);
+        } else if (slots && !is_lookup && web && LLVMIsAPHINode(base)) {
+            /* A base that changes now and then round the loop (web_ctx). */
+            LLVMValueRef slot = memo_get(&web->done, base);
+            if (!slot || slot == base) {
+                struct memo saved = web->done;
+                unsigned n = 0;
+                web->done = (struct memo){ 0 };
+                int ok = web_ok(web, base, &n);
+                memo_clear(&web->done);
+                web->done = saved;
+                if (!ok)
+                    continue;
+                slot = web_slot(p, web, base);
+                p->web_bases++;
+            }
+            lim = slot;
+        } else {
             continue;
-        LLVMValueRef lim = preheader_lookup(p, base, pre_term, i, slots, lk);
+        }
         if (slots)
             lim = build_call_at(p, i, i, p->slot_lim_ty, p->slot_lim_fn, &lim, 1, "ms.sl.lim");
         if (is_lookup) {
@@ -1421,9 +1515,11 @@ static void hoist_loop_lookups(struct pass *p, const struct cfg *g, int slots)
             continue;
         struct memo lk = { 0 };
         LLVMValueRef pre_term = LLVMGetBasicBlockTerminator(g->bb[pre]);
+        struct web_ctx web = { g, idom, in_loop, h, pre_term, &lk, { 0 } };
         for (size_t b = 0; b < g->n; b++)
             if (in_loop[b])
-                use_loop_lookups(p, g->bb[b], pre_term, in_loop, slots, &lk);
+                use_loop_lookups(p, g->bb[b], pre_term, in_loop, slots, &lk, &web);
+        memo_clear(&web.done);
         if (slots)
             p->sl_loops += lk.len != 0;
         else
@@ -1469,18 +1565,12 @@ static void instrument_module(struct pass *p)
 
 static LLVMModuleRef read_module(LLVMContextRef ctx, const char *path)
 {
-    LLVMMemoryBufferRef buf;
-    char *msg = NULL;
-    LLVMModuleRef m;
-    if (LLVMCreateMemoryBufferWithContentsOfFile(path, &buf, &msg)) {
-        fprintf(stderr, "scp-ms-instr: cannot read %s: %s\n", path, msg ? msg : "?");
+    char why[1024];
+    LLVMModuleRef m = ms_tool_read(ctx, path, why, sizeof why);
+    if (!m) {
+        fprintf(stderr, "scp-ms-instr: %s\n", why);
         exit(1);
     }
-    if (LLVMParseBitcodeInContext2(ctx, buf, &m)) {
-        fprintf(stderr, "scp-ms-instr: %s is not LLVM 16 bitcode\n", path);
-        exit(1);
-    }
-    LLVMDisposeMemoryBuffer(buf);
     return m;
 }
 
@@ -1490,16 +1580,34 @@ static LLVMModuleRef read_module(LLVMContextRef ctx, const char *path)
  * untorn load but may be merged with an earlier one of the same address, as long as no store
  * or call that may write the metadata comes between (a call to free does: a check after a
  * call still sees a free).
- * The region table's loads are left as they are: marking them !invariant.load let the
- * optimizer hoist each base's lookup to the top of big functions and keep it in stack slots,
- * and the spills cost more than the loads (speedtest1: 438.3M instructions with every table
- * load invariant, 436.1M with none). */
-static void let_optimizer_share_loads(LLVMValueRef f)
+ * The region table's loads (an entry's multiplier, limit array and size: plain loads from an
+ * address made by inttoptr, check.c's ms_region_entry) are marked !invariant.load: no entry
+ * changes once instrumented code runs (the runtime writes the whole table in the program's
+ * .preinit_array, or at the first malloc if that comes earlier, and never again: alloc.c), so a
+ * lookup of the same base needs no new table loads after a call or a store, and the multiply
+ * that follows is shared too; only the object's limit is loaded again. Measured on sqlite's
+ * speedtest1 --size 2 (instructions, bench/RESULTS.md, ms14): harden 335.32M -> 334.19M, full
+ * 569.69M -> 555.55M. (An older state of the checks measured the opposite, 436.1M without,
+ * 438.3M with: the optimizer then hoisted lookups to the top of big functions and spilled
+ * them.) */
+static void let_optimizer_share_loads(struct pass *p, LLVMValueRef f)
 {
+    unsigned inv = LLVMGetMDKindIDInContext(p->ctx, "invariant.load", 14);
+    LLVMValueRef empty = LLVMMetadataAsValue(p->ctx, LLVMMDNodeInContext2(p->ctx, NULL, 0));
     for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
-        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
-            if (LLVMIsALoadInst(i) && LLVMGetOrdering(i) == LLVMAtomicOrderingMonotonic)
+        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
+            if (!LLVMIsALoadInst(i))
+                continue;
+            if (LLVMGetOrdering(i) == LLVMAtomicOrderingMonotonic) {
                 LLVMSetOrdering(i, LLVMAtomicOrderingUnordered);
+                continue;
+            }
+            LLVMValueRef a = LLVMGetOperand(i, 0);
+            while (LLVMIsAGetElementPtrInst(a))
+                a = LLVMGetOperand(a, 0);
+            if (LLVMGetOrdering(i) == LLVMAtomicOrderingNotAtomic && LLVMIsAIntToPtrInst(a))
+                LLVMSetMetadata(i, inv, empty);
+        }
 }
 
 /* The checks' loads (table entries and sizes) are in their own alias scope: see
@@ -1536,7 +1644,7 @@ static void link_runtime(struct pass *p, const char *rt_path)
             if (strcmp(fns[i], "__scp_ms_check_exact") != 0)
                 LLVMAddAttributeAtIndex(f, LLVMAttributeFunctionIndex,
                                         LLVMCreateEnumAttribute(p->ctx, inl, 0));
-            let_optimizer_share_loads(f);
+            let_optimizer_share_loads(p, f);
             set_check_scope(p, f);
         }
     }
@@ -1548,30 +1656,35 @@ static void usage(void)
     exit(2);
 }
 
+struct opts {
+    enum ms_mode mode;
+    const char *rt;
+};
+
+static int take_opt(const char *arg, void *ctx)
+{
+    struct opts *o = ctx;
+    if (!strcmp(arg, "--mode=harden"))
+        o->mode = MODE_HARDEN;
+    else if (!strcmp(arg, "--mode=full"))
+        o->mode = MODE_FULL;
+    else if (!strncmp(arg, "--rt=", 5))
+        o->rt = arg + 5;
+    else
+        return 0;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     struct pass p = { 0 };
-    const char *rt = NULL, *in = NULL, *out = NULL;
+    const char *in, *out;
+    struct opts o = { .mode = MODE_HARDEN };
     int stats = getenv("SCP_MS_STATS") != NULL;
-    p.mode = MODE_HARDEN;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--mode=harden"))
-            p.mode = MODE_HARDEN;
-        else if (!strcmp(argv[i], "--mode=full"))
-            p.mode = MODE_FULL;
-        else if (!strncmp(argv[i], "--rt=", 5))
-            rt = argv[i] + 5;
-        else if (argv[i][0] == '-')
-            usage();
-        else if (!in)
-            in = argv[i];
-        else if (!out)
-            out = argv[i];
-        else
-            usage();
-    }
-    if (!rt || !in || !out)
+    if (ms_tool_args(argc, argv, take_opt, &o, &in, &out) != 0 || !o.rt)
         usage();
+    const char *rt = o.rt;
+    p.mode = o.mode;
 
     p.ctx = LLVMContextCreate();
     p.mod = read_module(p.ctx, in);
@@ -1625,7 +1738,7 @@ int main(int argc, char **argv)
         return 1;
     }
     LLVMDisposeMessage(msg);
-    if (LLVMWriteBitcodeToFile(p.mod, out)) {
+    if (ms_tool_write(p.mod, out) != 0) {
         fprintf(stderr, "scp-ms-instr: cannot write %s\n", out);
         return 1;
     }
@@ -1634,9 +1747,10 @@ int main(int argc, char **argv)
                 "scp-ms-instr: %s: %lu checks, %lu merged into them, %lu pruned, %lu already checked "
                 "on every path; %lu cover a loop; %lu at constant offsets from their base; %lu against "
                 "bounds looked up before their loop (%lu loops); %lu against a limit's address found before "
-                "their loop (%lu loops); %lu below their base, decided inline\n",
+                "their loop (%lu loops; %lu bases that change round their loop, carried with their limit's address); %lu "
+                "below their base, decided inline\n",
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
-                p.sl_checks, p.sl_loops, p.below);
+                p.sl_checks, p.sl_loops, p.web_bases, p.below);
     free(p.groups);
     for (size_t i = 0; i < p.sites.cap; i++)
         free(p.sites.tab[i].text);
