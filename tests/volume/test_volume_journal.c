@@ -279,25 +279,6 @@ static void part1(void) {
 static char *tmproot;
 static const uint8_t key[32] = {0x4b, 0x45, 0x59};
 
-static char *only_object(const char *d, const char *ext) {
-    char *objs = tu_path(d, "objects");
-    DIR *dir = opendir(objs);
-    REQUIRE(dir);
-    struct dirent *de;
-    char *found_p = NULL;
-    while ((de = readdir(dir))) {
-        size_t nl = strlen(de->d_name), el = strlen(ext);
-        if (nl > el && strcmp(de->d_name + nl - el, ext) == 0) {
-            REQUIRE(!found_p);
-            found_p = tu_path(objs, de->d_name);
-        }
-    }
-    closedir(dir);
-    free(objs);
-    REQUIRE(found_p);
-    return found_p;
-}
-
 static uint8_t *slurp(const char *p, size_t *n) {
     FILE *fp = fopen(p, "rb");
     REQUIRE(fp);
@@ -345,7 +326,7 @@ static void part2(int tamper) {
     scp_volume *v = REQUIRE_PTR(scp_volume_open(d, key, NULL, &e), e);
     REQUIRE_OK(tu_vput(v, "f", buf, sizeof buf, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
-    char *od = only_object(d, ".d"), *ot = only_object(d, ".t"), *oj = only_object(d, ".j");
+    char *od = tu_only_object(d, ".d"), *ot = tu_only_object(d, ".t"), *oj = tu_only_object(d, ".j");
     size_t nd, nt;
     uint8_t *sd = slurp(od, &nd), *st = slurp(ot, &nt);
     /* an overwrite of chunk 1, committed through the journal */
@@ -432,7 +413,7 @@ static void part3(int torn) {
     REQUIRE_OK(tu_vput(v, "w", buf, sizeof buf, &e), e);
     REQUIRE_OK(scp_volume_sync(v, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
-    char *od = only_object(d, ".d"), *ot = only_object(d, ".t"), *oj = only_object(d, ".j");
+    char *od = tu_only_object(d, ".d"), *ot = tu_only_object(d, ".t"), *oj = tu_only_object(d, ".j");
     char *lp = tu_path(d, "manifest.log"), *sd = tu_path(tmproot, torn ? "torn.d" : "whole.d"),
          *st = tu_path(tmproot, torn ? "torn.t" : "whole.t");
     struct torn_out out;

@@ -134,25 +134,6 @@ static void version1_refused(void) {
     free(vd);
 }
 
-/* The path of the only .t object of a volume (caller frees). */
-static char *only_table(const char *vd) {
-    char *od = tu_path(vd, "objects"), *found = NULL;
-    DIR *d = opendir(od);
-    REQUIRE(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t l = strlen(de->d_name);
-        if (l > 2 && !strcmp(de->d_name + l - 2, ".t")) {
-            REQUIRE(!found);
-            found = tu_path(od, de->d_name);
-        }
-    }
-    closedir(d);
-    free(od);
-    REQUIRE(found);
-    return found;
-}
-
 /* Chunks are sealed under per-writer subkeys: each table entry (44 bytes: salt 16, nonce 12,
  * tag 16) names its subkey by a random salt; one writer's chunks share it, another writer (a
  * later open of the volume) draws another. Format 1 had no salt: every chunk of a file for its
@@ -173,7 +154,7 @@ static void writer_salts(void) {
     REQUIRE(scp_vfile_pwrite(f, data + 3 * CS, 3 * CS, 3 * CS, &e) == 3 * CS);
     REQUIRE_OK(scp_vfile_close(f, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
-    char *tp = only_table(vd);
+    char *tp = tu_only_object(vd, ".t");
     size_t n;
     uint8_t *t = tu_read_file(tp, &n);
     REQUIRE(t);

@@ -665,25 +665,6 @@ static long redo_commits(scp_vfile *f, int from, int to) {
     return most;
 }
 
-/* The one ".d" object of the volume (it holds one file). */
-static char *only_data_object(const char *vd) {
-    char *od = tu_path(vd, "objects"), *found = NULL;
-    DIR *d = opendir(od);
-    REQUIRE(d);
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        if (n > 2 && !strcmp(de->d_name + n - 2, ".d")) {
-            REQUIRE(!found);
-            found = tu_path(od, de->d_name);
-        }
-    }
-    closedir(d);
-    free(od);
-    REQUIRE(found);
-    return found;
-}
-
 static void test_redolog(void) {
     tu_rng rng = {29};
     uint8_t key[SCP_VOLUME_KEY_LEN];
@@ -720,7 +701,7 @@ static void test_redolog(void) {
     REQUIRE(waitpid(pid, &st, 0) == pid);
     CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the redo writer did not get to its kill (%d)", st);
     for (int k = RCOMMITS; k <= 2 * RCOMMITS; k++) redo_block(model + RSTART + (size_t)k * RBLK, k);
-    char *dpath = only_data_object(vd);
+    char *dpath = tu_only_object(vd, ".d");
     int fd = open(dpath, O_WRONLY);
     REQUIRE(fd >= 0);
     uint8_t zero[4096] = {0};

@@ -301,6 +301,26 @@ static inline int tu_objects(const char *dir, const char *ext, uint64_t *bytes) 
     return n;
 }
 
+/* The path of the one backing object of volume directory `dir` whose name ends in `ext`
+ * (caller frees); fails the test if there is none or more than one. */
+static inline char *tu_only_object(const char *dir, const char *ext) {
+    char *objs = tu_path(dir, "objects"), *found = NULL;
+    DIR *d = opendir(objs);
+    REQUIRE(d);
+    size_t el = strlen(ext);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l <= el || strcmp(de->d_name + l - el, ext) != 0) continue;
+        REQUIRE(!found);
+        found = tu_path(objs, de->d_name);
+    }
+    closedir(d);
+    free(objs);
+    REQUIRE(found);
+    return found;
+}
+
 /* Write a whole file into a volume (create/truncate) and close it (a commit). */
 static inline int tu_vput(scp_volume *v, const char *path, const void *buf, size_t len,
                           scp_err *e) {
