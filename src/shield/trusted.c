@@ -511,8 +511,9 @@ int sh_trusted_arm(uintptr_t *lo_out, uintptr_t *hi_out, scp_err *err) {
             lo = base + ph[i].p_vaddr;
             hi = lo + ph[i].p_memsz;
         }
-    if (!lo || lo >> 32 != (hi - 1) >> 32)
-        return scp_fail(err, SCP_E_INVAL, EINVAL, "cannot locate the loader's code to watch its mappings");
+    /* (a text that crosses a 4 GiB line is fine: the filter's range test splits at such lines,
+     * gate.c ip_range_test; refusing it made about 1 start in 30,000 fail, once in CI) */
+    if (!lo) return scp_fail(err, SCP_E_INVAL, EINVAL, "cannot locate the loader's code to watch its mappings");
     *lo_out = lo;
     *hi_out = hi;
     return 0;
