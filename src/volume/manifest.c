@@ -1849,6 +1849,20 @@ static int entry_is_lazy(const scp_manifest *dm, const scp_mentry *e) {
     return !(e->size == 0 && memcmp(e->root, empty, SCP_HASH_LEN) == 0);
 }
 
+/* Are the objects that loading file e opens (.d and .t; .j and .s are made when missing) in the
+ * objects directory? */
+static int objects_present(scp_volume *v, const scp_mentry *e) {
+    static const char *const ext[2] = {".d", ".t"};
+    for (int k = 0; k < 2; k++) {
+        char name[48];
+        struct stat st;
+        vol_object_name(e->id, ext[k], name);
+        if (fstatat(v->objfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            return 0;
+    }
+    return 1;
+}
+
 int vol_settle_lazy(scp_volume *v, scp_err *err) {
     uint8_t c[4] = {0};
     if (!v->man_scratch) return 0; /* the newest state is a durable one */
@@ -1888,12 +1902,30 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
             sync_object(v, e->id, ".s") < 0)
             sync_failed = 1;
     }
-    if (n == 0 && nlazy == 0) { /* nothing lazy: the scratch slot holds namespace changes only */
+    /* Files that the scratch state names and the durable one does not were created since the
+     * last durable commit, and their objects' directory entries are synced only by the next
+     * durable commit (create_objects, durable_prepare): a power cut may keep the unsynced
+     * manifest record that names such a file and lose its .t or .d entry (volume_powercut
+     * shared, seed 5088: an atomic replace without a sync, its file's .t lost; the journal
+     * redid the lazy commit, so the state was taken, and the file could not be opened). Such a
+     * state is not whole: go back to the durable one. A state that is kept and names new files
+     * gets the directory synced by the next durable commit (this open's, below, or a later
+     * one), asked for again here: the lock byte that asked for it may have been lost too. */
+    int lost = 0, created = 0;
+    for (size_t k = 0; have_dm && k < v->man.n; k++) {
+        const scp_mentry *e = &v->man.e[k];
+        if (e->type != SCP_MTYPE_FILE || entry_by_id(&dm, e->id)) continue;
+        created = 1;
+        if (!objects_present(v, e)) lost = 1;
+    }
+    if (created) vol_lockbyte_set(v, VOL_LOCKBYTE_OBJDIR, 1); /* (not objdir_dirty: a close
+                                                                  * that wrote nothing stays so) */
+    if (n == 0 && nlazy == 0 && !lost) { /* nothing lazy: the scratch slot holds namespace changes only */
         scp_manifest_free(&dm);
         return 0;
     }
     if (lazy_sync(v, NULL, NULL) < 0) sync_failed = 1;
-    int redone = have_dm && !sync_failed;
+    int redone = have_dm && !sync_failed && !lost;
     for (size_t k = 0; k < v->man.n && redone; k++) {
         const scp_mentry *e = &v->man.e[k];
         if (e->type == SCP_MTYPE_FILE && entry_is_lazy(&dm, e) && !journal_redoes(v, e))
