@@ -306,11 +306,25 @@ int scp_exit_code(int wstatus, const char *who) {
     return 128 + sig;
 }
 
+#ifdef __GLIBC__
+/* The id glibc's locks record for the calling thread: the one its thread descriptor caches,
+ * which is not gettid() in a child made by a raw clone (the shield's supervisor, the static
+ * programs it serves), where no fork handler updated the copy. Read back from a lock taken
+ * here, so both sides of the compare come from the same place. */
+static int lock_owner_id(void) {
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    pthread_mutex_lock(&m);
+    int id = m.__data.__owner;
+    pthread_mutex_unlock(&m);
+    return id;
+}
+#endif
+
 int scp_mutex_held(pthread_mutex_t *mu) {
 #ifdef __GLIBC__
     /* __owner: set by pthread_mutex_lock after it took the lock, cleared by unlock before it
      * lets go, for every mutex type (glibc's nptl); only the holder can see its own id there */
-    return __atomic_load_n(&mu->__data.__owner, __ATOMIC_RELAXED) == (int)syscall(SYS_gettid);
+    return __atomic_load_n(&mu->__data.__owner, __ATOMIC_RELAXED) == lock_owner_id();
 #else
     (void)mu;
     return 1;
@@ -321,7 +335,7 @@ int scp_rwlock_wrheld(pthread_rwlock_t *rw) {
 #ifdef __GLIBC__
     /* __cur_writer: the writer's thread id, set by pthread_rwlock_wrlock once it holds the
      * lock and cleared by the unlock (glibc checks it for EDEADLK) */
-    return __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) == (int)syscall(SYS_gettid);
+    return __atomic_load_n(&rw->__data.__cur_writer, __ATOMIC_RELAXED) == lock_owner_id();
 #else
     (void)rw;
     return 1;
