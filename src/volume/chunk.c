@@ -227,6 +227,7 @@ int chunk_integrity_fail(scp_file *f, uint64_t i, const char *what, scp_err *err
 
 /* Remember the subkey of salt (caller holds pc_mu). */
 static void sk_insert(scp_file *f, const uint8_t salt[SCP_SALT_LEN], const uint8_t key[32]) {
+    assert(scp_mutex_held(&f->pc_mu));
     unsigned s = f->sk_next;
     memcpy(f->sk[s].salt, salt, SCP_SALT_LEN);
     memcpy(f->sk[s].key, key, 32);
@@ -257,6 +258,7 @@ int chunk_key(scp_file *f, const uint8_t *e, uint8_t key[32], scp_err *err) {
 
 /* Make the writer's subkey good for n more seals (caller holds f->rw for writing). */
 int chunk_wkey_reserve(scp_file *f, size_t n, scp_err *err) {
+    assert(FILE_WR_HELD(f));
     assert(n <= SCP_SUBKEY_MAX_USES);
     if (f->w_have && f->w_uses + n <= SCP_SUBKEY_MAX_USES) {
         f->w_uses += (uint32_t)n;

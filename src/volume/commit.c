@@ -105,7 +105,8 @@ void file_writer_unlock(scp_file *f) {
  * the result durable and empty the journal. Only a process that can take the writer lock does
  * this: a live writer's journal is its own (it appends to it), and its commits are applied in
  * the page cache that we read, so there is nothing to redo while it lives. Returns 1 if
- * replayed, 0 if there was nothing to do, -1 on error. Caller holds f->rw for writing. */
+ * replayed, 0 if there was nothing to do, -1 on error. Called by file_load: the caller holds
+ * f->rw for writing, or f is new and not yet in the volume's list of files (file_get). */
 static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     struct stat st;
     /* A writer with a log open appends to it: that log is its own. A writer that has none (it
@@ -871,6 +872,7 @@ static uint64_t changed_next(scp_file *f, uint64_t i, uint64_t lim) {
  * checkpoint the journal can redo it (caller holds the volume lock). */
 #define APPLY_RUN 16 /* chunks per pwrite of the apply */
 static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
+    assert(VOL_LOCK_HELD(f->vol));
     uint32_t cs = f->vol->cs;
     /* The journaled chunks in index order, each run of neighbours written with one pwrite:
      * sqlite's WAL frame (24 + 4096 bytes) straddles two chunks, one write instead of two. */
@@ -1226,6 +1228,7 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
  * own any more (nothing to name), -1 on error. */
 static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_out,
                        scp_mentry *saved, scp_err *err) {
+    assert(VOL_LOCK_HELD(f->vol));
     scp_volume *v = f->vol;
     assert(f->cstate == CS_PREPARED);
     long mi = f->path ? man_find(&v->man, f->path) : -1;
@@ -1293,6 +1296,7 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
  * and one sync of the journal for both (plain's commit syncs once too). Otherwise (several,
  * or one that cannot go that way): their journals synced, then the manifest log. */
 static int commit_point(scp_volume *v, struct gc_req *batch, int named, scp_err *err) {
+    assert(VOL_LOCK_HELD(v));
     struct gc_req *r;
     for (r = batch; named == 1 && r; r = r->next) {
         if (r->named <= 0 || !r->jdefer) continue;
@@ -1375,6 +1379,7 @@ static void group_commit(scp_volume *v, struct gc_req *r) {
  * checkpoint), and shrink the objects (caller holds vol_lock). */
 static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
                         uint64_t lim, scp_err *err) {
+    assert(VOL_LOCK_HELD(f->vol));
     uint32_t cs = f->vol->cs;
     int rc = 0;
     /* (a small append's fresh entries [cn, n) follow lim = cn: written with the changed ones) */
@@ -1423,6 +1428,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
 static int file_commit_run(scp_file *f, scp_err *err);
 
 int file_commit(scp_file *f, scp_err *err) {
+    assert(FILE_WR_HELD(f));
     /* Gather the commit's journal writes (journal_append; not in shared mode, where other
      * processes follow the log). Whatever is still queued at the end (a commit that failed
      * before its sync, or found nothing to name) is written: the log in memory names it. */

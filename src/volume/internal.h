@@ -268,6 +268,12 @@ struct scp_vfile {
 static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + cs - 1) / cs; }
 
 /* volume.c */
+/* The lock rules that functions state ("caller holds ..."), for assert() in debug builds:
+ * VOL_MU_HELD, v->mu (vol_lock or vol_lock_read); VOL_LOCK_HELD, vol_lock itself (the mutex and
+ * the cross-process lock); FILE_WR_HELD, f->rw for writing. */
+#define VOL_MU_HELD(v) scp_mutex_held(&(v)->mu)
+#define VOL_LOCK_HELD(v) (scp_mutex_held(&(v)->mu) && (v)->ofd_held)
+#define FILE_WR_HELD(f) scp_rwlock_wrheld(&(f)->rw)
 int vol_lock(scp_volume *v, scp_err *err);   /* mutex + cross-process lock + manifest refresh */
 void vol_unlock(scp_volume *v);
 /* For lookups that only read the namespace: the mutex alone when vol_fresh() says no other

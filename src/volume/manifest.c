@@ -167,7 +167,8 @@ static uint64_t mlog_epoch(scp_volume *v) {
  * processes' next catch-up reads the slot headers again. Moved first, so that a committer that
  * dies between the slot and the new log header has moved it too. */
 static void mlog_epoch_bump(scp_volume *v) {
-    if (!v->hint) return;
+    if (!v->hint) return; /* (not mapped yet: the open or the create writing the first slot) */
+    assert(VOL_LOCK_HELD(v));
     uint64_t e = __atomic_load_n(v->hint + VOL_MLOG_EPOCH_OFF / 8, __ATOMIC_RELAXED) + 1;
     __atomic_store_n(v->hint + VOL_MLOG_EPOCH_OFF / 8, e, __ATOMIC_RELEASE);
     /* (this process knows what it writes next: the slot and the log header are its own) */

@@ -179,6 +179,7 @@ void file_cache_drop(scp_volume *v) {
 /* A handle joins or leaves the volume's list (caller holds v->mu): a fork child re-initializes
  * every handle's cursor mutex (volume.c). */
 static void handle_link(scp_volume *v, scp_vfile *h) {
+    assert(VOL_MU_HELD(v));
     h->hprev = NULL;
     h->hnext = v->handles;
     if (v->handles) v->handles->hprev = h;
@@ -257,6 +258,7 @@ int file_after_fork(scp_file *f, scp_err *err) {
  * the newest there is): format 3's last durable log record, format 2's newest authenticated
  * durable slot. */
 static uint64_t durable_gen_known(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
     if (v->mlog) return v->dur_gen;
     return v->slot_gen[0] > v->slot_gen[1] ? v->slot_gen[0] : v->slot_gen[1];
 }
@@ -271,6 +273,7 @@ static uint64_t durable_gen_known(scp_volume *v) {
  * file while we hold the writer lock, so every write lands on top of every earlier commit.
  * Caller holds f->rw for writing (lock order: file, then volume). */
 static int writer_refresh(scp_file *f, scp_err *err) {
+    assert(FILE_WR_HELD(f));
     scp_volume *v = f->vol;
     /* Shared mode takes the writer lock at every write. When no process committed anything
      * since this one last took the manifest in (the volume's hint is our generation), and no
@@ -375,6 +378,7 @@ static uint8_t *dirty_chunk(scp_file *f, uint64_t i, int whole, scp_err *err) {
 
 /* Grow or shrink to `size` (caller holds the write lock and writer status). */
 static int set_size(scp_file *f, uint64_t size, scp_err *err) {
+    assert(FILE_WR_HELD(f));
     uint32_t cs = f->vol->cs;
     uint64_t oldn = cur_n(f), newn = nchunks_of(size, cs);
     if (size == f->size) return 0;
@@ -615,6 +619,7 @@ fail:
 
 /* After a write: commit it and let the next process write. Caller holds f->rw for writing. */
 static int shared_publish(scp_file *f, int rc, scp_err *err) {
+    assert(FILE_WR_HELD(f));
     if (!f->vol->shared || !f->writer || rc < 0) return rc;
     /* Lazily: no flush, until an fsync (file_commit_lazy). */
     if (file_commit_lazy(f, err) < 0) return -1; /* keep the lock: the bytes are not out yet */
@@ -672,6 +677,7 @@ static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
  * 1 with id set, 0 if there is none or it is unusable (another process's collection may have
  * deleted objects: then the rest go, and the caller creates new ones). Caller holds mu. */
 static int adopt_spare(scp_volume *v, uint8_t id[SCP_FILEID_LEN]) {
+    assert(VOL_MU_HELD(v));
     if (v->nspare == 0 || v->shared) return 0;
     const uint8_t *sp = v->spare[--v->nspare];
     int ok = 1;
@@ -1205,6 +1211,7 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
  * durable commit that scp_volume_sync would make. Caller holds f->rw for writing. Returns 0
  * (done, or nothing to make durable), 1 (make it durable the usual way), -1 on error. */
 static int file_sync_shared(scp_file *f, scp_err *err) {
+    assert(FILE_WR_HELD(f));
     scp_volume *v = f->vol;
     if (!f->path || f->modified || acquire_writer(f, err) < 0) return 1;
     int rc = 1;

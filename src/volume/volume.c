@@ -797,6 +797,7 @@ static int norm(const char *in, char *out, scp_err *err) {
 /* The error for a path that has no entry (caller holds the volume lock): ENOTDIR when one of
  * its ancestors is not a directory (as the kernel says for "file/x"), otherwise ENOENT. */
 static int missing(scp_volume *v, const char *path, scp_err *err) {
+    assert(VOL_MU_HELD(v));
     char pre[SCP_MAX_PATH + 1];
     for (const char *s = strchr(path, '/'); s; s = strchr(s + 1, '/')) {
         memcpy(pre, path, (size_t)(s - path));
@@ -811,6 +812,7 @@ static int missing(scp_volume *v, const char *path, scp_err *err) {
 
 /* Check that the parent of path exists and is a directory (caller holds vol_lock). */
 static int check_parent(scp_volume *v, const char *path, scp_err *err) {
+    assert(VOL_LOCK_HELD(v));
     const char *slash = strrchr(path, '/');
     if (!slash) return 0;
     char parent[SCP_MAX_PATH + 1];
@@ -972,6 +974,7 @@ long scp_volume_first_link(scp_volume *v, const char *path, int follow_last, cha
  * is copied to id_out if not NULL (caller holds vol_lock). */
 static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_LEN],
                             scp_err *err) {
+    assert(VOL_LOCK_HELD(v));
     scp_mentry saved = v->man.e[i];
     if (!(saved.path = strdup(saved.path)) ||
         (saved.target && !(saved.target = strdup(saved.target)))) {
@@ -1017,6 +1020,7 @@ int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
 /* Remove a file's objects, or mark its loaded state unlinked so that the last close removes
  * them (caller holds vol->mu). */
 static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    assert(VOL_MU_HELD(v));
     for (scp_file *f = v->files; f; f = f->next)
         if (memcmp(f->id, id, SCP_FILEID_LEN) == 0) {
             free(f->path);
@@ -1031,6 +1035,7 @@ static void drop_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
  * has another name (a hard link), a loaded state that went by this one goes by that one now;
  * otherwise its objects go (drop_objects). */
 static void name_gone(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], const char *path) {
+    assert(VOL_MU_HELD(v));
     long other = man_find_id(&v->man, id, -1);
     if (other < 0) {
         drop_objects(v, id);
@@ -1072,6 +1077,7 @@ void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 
 /* Whether this process has the file `id` loaded (caller holds mu). */
 static int vol_file_loaded(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    assert(VOL_MU_HELD(v));
     for (scp_file *f = v->files; f; f = f->next)
         if (memcmp(f->id, id, SCP_FILEID_LEN) == 0) return 1;
     return 0;
@@ -1081,6 +1087,7 @@ static int vol_file_loaded(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
  * the parent's), and when the volume turns shared. A process that dies with a spare leaves
  * it to the next opener's collection (the lock file's flag, set when it was doomed). */
 void vol_spare_drop(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
     while (v->nspare > 0) unlink_objects(v, v->spare[--v->nspare]);
 }
 
@@ -1150,6 +1157,7 @@ int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
 
 /* Add name b for the entry at normalized path a (caller holds vol_lock). */
 static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err) {
+    assert(VOL_LOCK_HELD(v));
     if (!b[0]) return scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists");
     long i = a[0] ? man_find(&v->man, a) : -1;
     if (a[0] && i < 0) return missing(v, a, err);
