@@ -20,11 +20,13 @@
  * Asserts: no memory error, leak or descriptor leak; failures carry an expected error code;
  * the state opened at (its tag) is one that some commit produced, and not older than
  * `expected` (or, when the attack changed the lock file, whose lazy-commit list is
- * bookkeeping and not authenticated, an older state's content committed again by the open's
- * settling of lazy commits, under a newer generation and a tag of its own, since a tag binds
- * the log's records and not only the content: the newest lazy state, or the durable one when
- * the lazy state's new files lost their objects; its names and bytes are checked as that
- * state's); readdir lists exactly that state's names; every successful read returns exactly
+ * bookkeeping and not authenticated, replaced the manifest log, or removed an object of a file
+ * that a lazy state created: an older state's content committed again by the open's settling
+ * of lazy commits, under a newer generation and a tag of its own, since a tag binds the log's
+ * records and not only the content: the newest lazy state, or the durable one when the lazy
+ * state's new files lost their objects; its names and bytes are checked as that state's, and
+ * that state is not older than the durable one when `expected` was taken); readdir lists
+ * exactly that state's names; every successful read returns exactly
  * that state's bytes (never a short read); a failed read leaves only zeros or untouched bytes in
  * the caller's buffer; when verify reports no problem, no read failed; close succeeds.
  * Write phase (bit 2): on the tampered volume, pwrite `len` bytes at `off` (mode bit 0 clear) or
@@ -137,6 +139,19 @@ static int check_read(scp_vfile *f, const uint8_t *want, size_t wlen, uint64_t o
     }
     free(buf);
     return ok;
+}
+
+/* Did the attack remove a .d or .t object, or make it something other than a regular file?
+ * (What a settling open takes for a created file whose directory entry a power cut lost.) */
+static int object_gone(const vf_blob *set, const vf_blob *was) {
+    for (size_t i = 0; i < fx.nuniv; i++) {
+        size_t l = strlen(fx.univ[i]);
+        if (l < 2 || fx.univ[i][l - 2] != '.' || (fx.univ[i][l - 1] != 'd' && fx.univ[i][l - 1] != 't'))
+            continue;
+        if (was[i].present && was[i].kind == VF_REG && (!set[i].present || set[i].kind != VF_REG))
+            return 1;
+    }
+    return 0;
 }
 
 /* Could v be showing truth t? Names, types and sizes must be t's, and every read that succeeds
@@ -381,7 +396,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!t) { /* only an open that settled lazy commits on the lock file's word commits */
         size_t lk = 0;
         while (lk < fx.nuniv && strcmp(fx.univ[lk], "lock") != 0) lk++;
-        FUZZ_CHECK(lk < fx.nuniv && blob_changed(&set[lk], &fx.snap[base].f[lk]));
+        long ml = vf_find(&fx, "manifest.log");
+        FUZZ_CHECK((lk < fx.nuniv && blob_changed(&set[lk], &fx.snap[base].f[lk])) ||
+                   (ml >= 0 && blob_changed(&set[ml], &fx.snap[base].f[ml])) ||
+                   object_gone(set, fx.snap[base].f));
         /* It commits either the newest (lazy) state again, or, when that state names a created
          * file whose objects are gone, an older state that was durable: lazy commits are not
          * promised to survive a crash, and to the library a deleted object is what a power cut
@@ -400,6 +418,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         uint64_t eg = 0;
         for (int i = 0; i < 8; i++) eg = eg << 8 | expected->bytes[i];
         FUZZ_CHECK(info.generation >= eg);
+        /* a settled open's content: never older than the durable state a freshness service
+         * would hold (expected may name a namespace step's state, not yet durable) */
+        FUZZ_CHECK(t->gen >= fx.snap[base].dur_gen);
         if (info.generation == eg) FUZZ_CHECK(memcmp(info.tag.bytes, expected->bytes, 40) == 0);
     }
     long failed_reads = 0;

@@ -102,7 +102,7 @@ static void snap_take(vf_fixture *fx, const char *vdir, int crash, const scp_vol
     char **names;
     size_t n = list_names(vdir, &names);
     for (size_t i = 0; i < n; i++) univ_add(fx, names[i]);
-    vf_snap s = {.crash = crash, .tag = *tag, .nf = fx->nuniv};
+    vf_snap s = {.crash = crash, .tag = *tag, .nf = fx->nuniv, .dur_gen = fx->dur_gen};
     s.f = xalloc(fx->nuniv * sizeof *s.f);
     for (size_t i = 0; i < n; i++) {
         char p[512];
@@ -137,8 +137,15 @@ struct live {
     const char *vdir;
 };
 
+static uint64_t tag_gen(const scp_volume_tag *tag) {
+    uint64_t g = 0;
+    for (int i = 0; i < 8; i++) g = g << 8 | tag->bytes[i];
+    return g;
+}
+
 static void on_commit(void *ctx, const scp_volume_tag *tag) {
     struct live *l = ctx;
+    l->fx->dur_gen = tag_gen(tag);
     snap_take(l->fx, l->vdir, 1, tag);
 }
 
@@ -171,6 +178,7 @@ static int history(vf_fixture *fx, const char *vdir) {
     scp_volume *v = scp_volume_open(vdir, fx->key, NULL, &err);
     if (!v) return fail("open", &err);
     scp_volume_tag_get(v, &tag);
+    fx->dur_gen = tag_gen(&tag); /* (a new volume's first state is durable) */
     snap_take(fx, vdir, 0, &tag);
     struct live l = {fx, vdir};
     scp_volume_on_commit(v, on_commit, &l);

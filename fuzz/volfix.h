@@ -34,6 +34,8 @@ typedef struct vf_snap {
     size_t nf;           /* entries filled when taken; later names are absent */
     int crash;           /* taken inside the commit callback */
     scp_volume_tag tag;  /* the committed state it holds */
+    uint64_t dur_gen;    /* generation of the newest durable state when it was taken (the last
+                          * tag the commit callback reported): what a freshness service holds */
 } vf_snap;
 
 typedef struct vf_entry {
@@ -59,6 +61,7 @@ typedef struct vf_fixture {
     size_t nsnap, capsnap;
     vf_truth *truth;
     size_t ntruth;
+    uint64_t dur_gen; /* while building: the last durable generation reported */
 } vf_fixture;
 
 /* Build the fixture in a new temporary directory under base (e.g. /dev/shm). Prints a reason
