@@ -23,11 +23,6 @@ cc_for() {
     hardening) echo "$scpcc" ;;
     harden) echo "$scpcc --memsafe" ;;
     full) echo "$scpcc --memsafe=full" ;;
-    # the other bounds of each mode (docs/memsafe.md, SCP_MEMSAFE_BOUNDS)
-    harden-class) echo "env SCP_MEMSAFE_BOUNDS=class $scpcc --memsafe" ;;
-    full-class) echo "env SCP_MEMSAFE_BOUNDS=class $scpcc --memsafe=full" ;;
-    harden-exact) echo "env SCP_MEMSAFE_BOUNDS=exact $scpcc --memsafe" ;;
-    full-exact) echo "env SCP_MEMSAFE_BOUNDS=exact $scpcc --memsafe=full" ;;
     asan) echo "clang-16 -fsanitize=address" ;;
     esac
 }

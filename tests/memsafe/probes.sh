@@ -9,13 +9,11 @@ probes=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0 pass=0
-# The bounds the checks compare against (SCP_MEMSAFE_BOUNDS, docs/memsafe.md), set per group below.
-bounds=exact
 
 # probe  benign-arg  bad-arg  expected-report-text  plain-silent(1/0)
 check() {
     name=$1 good=$2 bad=$3 want=$4 plain_silent=$5
-    if ! SCP_MEMSAFE_BOUNDS=$bounds "$scpcc" --memsafe -O2 -g -Wall -Werror -o "$tmp/$name" "$probes/$name.c" 2>"$tmp/cc.err"; then
+    if ! "$scpcc" --memsafe -O2 -g -Wall -Werror -o "$tmp/$name" "$probes/$name.c" 2>"$tmp/cc.err"; then
         echo "FAIL $name: scp-cc --memsafe did not build it:"; cat "$tmp/cc.err"
         fail=$((fail + 1)); return
     fi
@@ -30,7 +28,7 @@ check() {
         echo "FAIL $name: exit $rc, expected SIGABRT (134) with 'memsafe: $want'; stderr:"; cat "$tmp/err"
         fail=$((fail + 1)); return
     fi
-    echo "ok   $name ($bounds bounds): $(head -1 "$tmp/err")"
+    echo "ok   $name: $(head -1 "$tmp/err")"
     if [ "$plain_silent" = 1 ]; then
         "$tmp/$name.plain" $bad >"$tmp/out" 2>"$tmp/err"
         rc=$?
@@ -43,8 +41,6 @@ check() {
     pass=$((pass + 1))
 }
 
-echo "-- exact bounds (SCP_MEMSAFE_BOUNDS=exact)"
-bounds=exact
 check heartbleed 4 4096 "heap buffer overflow: memcpy source (read) in main() at" 1
 check overflow_index 10 11 "heap buffer overflow: store of 4 bytes.* in main() at .*overflow_index.c:10" 0
 check overflow_field 16 13 "heap buffer overflow: store of 4 bytes in main() at .*overflow_field.c:25.* at offset 12 of a 13-byte heap object" 1
@@ -61,53 +57,6 @@ check invalid_free "" 1 "invalid free: .* points 3 bytes into a heap object" 0
 check overflow_element 0 1 "heap buffer overflow: store of 4 bytes in fill() at .*overflow_element.c:16 (checked together with 1 more accesses.* at offset 48 of a 60-byte heap object" 0
 check dominated_field 24 20 "heap buffer overflow: memset destination (write) in clear() at .*dominated_field.c:26: 24 bytes at offset 0 of a 20-byte heap object" 0
 check header_below 3 0 "heap buffer underflow: store of 1 bytes in main() at .*header_below.c:32.* at offset -1 of a 32-byte heap object" 0
-
-# Class bounds (SCP_MEMSAFE_BOUNDS=class): a check compares against the end of the size-class slot
-# the pointer is in (check.c, MS_CLASS_BOUNDS), so the same bugs are caught once they leave the
-# slot: the inputs below go past it (a 40-byte array sits in a 48-byte slot, a 16-byte name in a
-# 32-byte one, a 20-byte record in a 32-byte one).
-echo "-- class bounds (SCP_MEMSAFE_BOUNDS=class)"
-bounds=class
-check heartbleed 4 4096 "heap buffer overflow: memcpy source (read) in main() at" 1
-check overflow_index 10 13 "heap buffer overflow: store of 4 bytes.* in main() at .*overflow_index.c:10" 0
-check overflow_field 16 13 "heap buffer overflow: store of 4 bytes in main() at .*overflow_field.c:25.* at offset 12 of a 13-byte heap object" 1
-check overflow_loop abcdefg abcdefghijklmnop "heap buffer overflow: store of 1 bytes in main() at .*overflow_loop.c:21" 0
-check underflow_index 16 17 "heap buffer underflow: store of 1 bytes in main() at .*underflow_index.c:18.* at offset -1 of a 32-byte heap object" 0
-check overflow_memcpy abc 0123456789abcdef0123456789abcdefXYZ "heap buffer overflow: memcpy destination (write)" 1
-check double_free 0 1 "double free of the heap object" 0
-check invalid_free "" 1 "invalid free: .* points 3 bytes into a heap object" 0
-check overflow_element 0 1 "heap buffer overflow: store of 4 bytes in fill() at .*overflow_element.c:16 (checked together with 1 more accesses.* at offset 48 of a 60-byte heap object" 0
-check dominated_field 24 8 "heap buffer overflow: memset destination (write) in clear() at .*dominated_field.c:26: 24 bytes at offset 0 of a 8-byte heap object" 0
-check header_below 3 0 "heap buffer underflow: store of 1 bytes in main() at .*header_below.c:32.* at offset -1 of a 32-byte heap object" 0
-
-# What class bounds do not catch (docs/memsafe.md, "What it catches"): a write into the slot's
-# rounding padding, and a use of a freed object. These are the exact-bound probes' bad inputs:
-# under class bounds they run with no memsafe report (a freed object's memory is the allocator's,
-# so a write there may still make the program fail later: only the absence of a report is
-# asserted, and the exit status shown).
-missed() {
-    name=$1 bad=$2 why=$3
-    if ! SCP_MEMSAFE_BOUNDS=class "$scpcc" --memsafe -O2 -g -Wall -Werror -o "$tmp/$name" "$probes/$name.c" 2>"$tmp/cc.err"; then
-        echo "FAIL $name: scp-cc --memsafe did not build it:"; cat "$tmp/cc.err"
-        fail=$((fail + 1)); return
-    fi
-    "$tmp/$name" $bad >"$tmp/out" 2>"$tmp/err"
-    rc=$?
-    if grep -q "memsafe:" "$tmp/err"; then
-        echo "FAIL $name ($bad): class bounds reported what they are documented not to see ($why):"; cat "$tmp/err"
-        fail=$((fail + 1)); return
-    fi
-    echo "ok   $name ($bad, class bounds): not caught, as documented: $why (exit $rc)"
-    pass=$((pass + 1))
-}
-missed overflow_index 11 "a 40-byte array's element 10 is in its 48-byte slot's padding"
-missed overflow_memcpy 0123456789abcdefXYZ "20 bytes into a 16-byte name, in its 32-byte slot"
-missed dominated_field 20 "a 24-byte memset of a 20-byte record, in its 32-byte slot"
-missed use_after_free_call 1 "a use of a freed object"
-missed use_after_free_loop 2 "a use of a freed object"
-missed use_after_free_loop over "a 40-byte record's bytes 40..43, in its 48-byte slot"
-missed use_after_free_web 3 "a use of a freed object"
-missed use_after_free_web over "a 40-byte record's bytes 40..43, in its 48-byte slot"
 
 # stats_check PROBE WANT SHOW WHY: PROBE built with SCP_MS_STATS=1 must print a line matching WANT
 # (grep); ok shows the part matching SHOW, FAIL says WHY and prints the statistics.

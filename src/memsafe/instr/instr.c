@@ -73,9 +73,6 @@ struct group {
  * what is known at a point of a function, for at most MS_MAX_FACTS pointers (forgetting a
  * fact only costs a check). `top` is the set of everything, before a block is first reached. */
 #define MS_MAX_FACTS 32
-/* Class bounds: no call empties the set, so a full set drops its oldest fact for a new one
- * (forgetting is always sound); with exact bounds a full set keeps what it has (unchanged). */
-static int ms_facts_evict;
 struct fact {
     LLVMValueRef x;
     int64_t lo, hi;
@@ -112,11 +109,6 @@ struct pass {
     unsigned long sl_loops, sl_checks;
     unsigned long web_bases; /* bases that change now and then round such a loop (web_ctx) */
     enum ms_mode mode;
-    /* --bounds=class: the checks compare against the end of the size-class slot the base points
-     * into (check.c, MS_CLASS_BOUNDS), a function of the pointer alone, so a check's result holds
-     * after any call: what is known survives calls, and a base defined outside a loop has its
-     * limit computed once before the loop whatever the loop calls. */
-    int class_bounds;
     struct memo memo;
     struct group *groups;
     size_t ngroups, cap_groups;
@@ -481,10 +473,6 @@ static void facts_add(struct facts *s, LLVMValueRef x, int64_t lo, int64_t hi)
     assert(!s->top);
     struct fact *f = facts_find(s, x);
     if (!f) {
-        if (s->n == MS_MAX_FACTS && ms_facts_evict) {
-            memmove(&s->f[0], &s->f[1], (MS_MAX_FACTS - 1) * sizeof s->f[0]);
-            s->n--;
-        }
         if (s->n < MS_MAX_FACTS)
             s->f[s->n++] = (struct fact){ x, lo, hi };
         return;
@@ -813,8 +801,7 @@ static void call_access(struct pass *p, LLVMValueRef inst)
          * nor anything it calls frees or reallocates such memory). */
         if (strncmp(n, "llvm.", 5) != 0) {
             flush_groups(p);
-            /* With class bounds a free changes no check's result: what was checked stays so. */
-            if (!call_is_nofree(inst) && !p->class_bounds)
+            if (!call_is_nofree(inst))
                 p->cur.n = 0;
         }
         return;
@@ -1389,18 +1376,15 @@ static int web_ok(struct web_ctx *w, LLVMValueRef v, unsigned *n)
  * the preheader's lookup for a value from outside. */
 static LLVMValueRef web_slot(struct pass *p, struct web_ctx *w, LLVMValueRef v)
 {
-    /* Class bounds: the limit itself is a function of the pointer alone, carried instead of
-     * the slot (and checks compare against it with no load). */
-    int slots = !p->class_bounds;
     if (defined_outside(v, w->in_loop))
-        return preheader_lookup(p, v, w->pre_term, w->pre_term, slots, w->lk);
+        return preheader_lookup(p, v, w->pre_term, w->pre_term, 1, w->lk);
     LLVMValueRef s = memo_get(&w->done, v);
     if (s)
         return s;
     LLVMBuilderRef b = LLVMCreateBuilderInContext(p->ctx);
     if (LLVMIsAPHINode(v)) {
         LLVMPositionBuilderBefore(b, LLVMGetFirstInstruction(LLVMGetInstructionParent(v)));
-        s = LLVMBuildPhi(b, slots ? p->ptr_ty : p->i64_ty, "ms.web.slot");
+        s = LLVMBuildPhi(b, p->ptr_ty, "ms.web.slot");
         LLVMDisposeBuilder(b);
         memo_put(&w->done, v, s); /* before the incoming values: round the loop they come back */
         unsigned k = LLVMCountIncoming(v);
@@ -1412,8 +1396,7 @@ static LLVMValueRef web_slot(struct pass *p, struct web_ctx *w, LLVMValueRef v)
         return s;
     }
     LLVMPositionBuilderBefore(b, LLVMGetNextInstruction(v));
-    LLVMValueRef call = slots ? LLVMBuildCall2(b, p->slot_ty, p->lk_slot_fn, &v, 1, "ms.web.slot")
-                              : LLVMBuildCall2(b, p->lookup_ty, p->lk_lim_fn, &v, 1, "ms.web.lim");
+    LLVMValueRef call = LLVMBuildCall2(b, p->slot_ty, p->lk_slot_fn, &v, 1, "ms.web.slot");
     LLVMDisposeBuilder(b);
     memo_put(&w->done, v, call);
     return call;
@@ -1439,7 +1422,7 @@ static void use_loop_lookups(struct pass *p, LLVMBasicBlockRef bb, LLVMValueRef 
         LLVMValueRef lim;
         if (defined_outside(base, in_loop)) {
             lim = preheader_lookup(p, base, pre_term, i, slots, lk);
-        } else if ((slots || p->class_bounds) && !is_lookup && web && LLVMIsAPHINode(base)) {
+        } else if (slots && !is_lookup && web && LLVMIsAPHINode(base)) {
             /* A base that changes now and then round the loop (web_ctx). */
             LLVMValueRef slot = memo_get(&web->done, base);
             if (!slot || slot == base) {
@@ -1521,7 +1504,7 @@ static void hoist_loop_lookups(struct pass *p, const struct cfg *g, int slots)
                 }
         }
         int ok = 1;
-        for (size_t b = 0; b < g->n && ok && !slots && !p->class_bounds; b++) {
+        for (size_t b = 0; b < g->n && ok && !slots; b++) {
             if (!in_loop[b])
                 continue;
             for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i && ok; i = LLVMGetNextInstruction(i))
@@ -1570,8 +1553,7 @@ static void instrument_module(struct pass *p)
             if (cfg_index(bb) == SIZE_MAX)
                 instrument_block(p, bb, &none);
         hoist_loop_lookups(p, &g, 0);
-        if (!p->class_bounds) /* with class bounds the first pass took every loop */
-            hoist_loop_lookups(p, &g, 1);
+        hoist_loop_lookups(p, &g, 1);
         cfg_free(&g);
         memo_clear(&p->memo);
         memo_clear(&p->hoisted);
@@ -1670,13 +1652,12 @@ static void link_runtime(struct pass *p, const char *rt_path)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: scp-ms-instr [--mode=harden|full] [--bounds=exact|class] --rt=CHECK.bc IN.bc OUT.bc\n");
+    fprintf(stderr, "usage: scp-ms-instr [--mode=harden|full] --rt=CHECK.bc IN.bc OUT.bc\n");
     exit(2);
 }
 
 struct opts {
     enum ms_mode mode;
-    int class_bounds;
     const char *rt;
 };
 
@@ -1687,10 +1668,6 @@ static int take_opt(const char *arg, void *ctx)
         o->mode = MODE_HARDEN;
     else if (!strcmp(arg, "--mode=full"))
         o->mode = MODE_FULL;
-    else if (!strcmp(arg, "--bounds=class"))
-        o->class_bounds = 1;
-    else if (!strcmp(arg, "--bounds=exact"))
-        o->class_bounds = 0;
     else if (!strncmp(arg, "--rt=", 5))
         o->rt = arg + 5;
     else
@@ -1708,8 +1685,6 @@ int main(int argc, char **argv)
         usage();
     const char *rt = o.rt;
     p.mode = o.mode;
-    p.class_bounds = o.class_bounds;
-    ms_facts_evict = o.class_bounds;
 
     p.ctx = LLVMContextCreate();
     p.mod = read_module(p.ctx, in);

@@ -71,10 +71,8 @@ static void ms_map_table(void)
     struct ms_region *tpl = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     size_t shared = 0;
     if (tpl != MAP_FAILED) {
-        for (size_t i = 0; i < per_page; i++) {
+        for (size_t i = 0; i < per_page; i++)
             tpl[i].meta = (uint64_t *)ms_no_meta;
-            tpl[i].class_lim = UINT64_MAX;
-        }
         mprotect(tpl, page, PROT_READ);
         for (size_t pg = first_shared; pg < len / page; pg++, shared++) {
             void *at = (char *)want + pg * page;
@@ -94,10 +92,8 @@ static void ms_map_table(void)
         }
         first_shared = len / page;
     }
-    for (unsigned i = 0; i < first_shared * per_page; i++) {
+    for (unsigned i = 0; i < first_shared * per_page; i++)
         __scp_ms_regions[i].meta = (uint64_t *)ms_no_meta;
-        __scp_ms_regions[i].class_lim = UINT64_MAX;
-    }
     mapped = 1;
 }
 
@@ -342,10 +338,7 @@ static void ms_init_regions(void)
          * address less the first index it covers, never dereferenced below `meta`. */
         r->meta = (uint64_t *)((uintptr_t)meta - lo * sizeof(uint64_t));
         meta += count * sizeof(uint64_t);
-        /* The slot's room, not room + 1: every object takes one byte more than asked for
-         * (ms_alloc), so an access that reaches the slot's last usable byte is past every
-         * request the slot can hold. */
-        r->class_lim = ms_class_room(k->size);
+        r->start = k->start;
         __atomic_store_n(&r->size, k->size, __ATOMIC_RELEASE);
     }
     ms_large_tab = mmap(NULL, MS_LARGE_SLOTS * sizeof *ms_large_tab, PROT_READ | PROT_WRITE,

@@ -32,26 +32,10 @@ static inline const uint64_t *ms_slot(uintptr_t b)
     return &r->meta[ms_object_index(b, r->magic)];
 }
 
-#ifdef MS_CLASS_BOUNDS
-/* Class bounds (scp-ms-instr --bounds=class, docs/memsafe.md): the limit of the size-class slot
- * b points into, its start + the bytes the class lets an object use + 1, computed from b and
- * the region table alone. Nothing a program does changes it (the table is written once, before
- * instrumented code runs): a check's result holds for the same pointer after any call, free
- * included, which is what lets the tool keep, hoist and share checks across calls. What it
- * gives up: a write into the slot's rounding padding, past the requested size, passes, and so
- * does an access to a freed object (no metadata is read). Outside the heap the entry's magic
- * and size are 0 and class_lim UINT64_MAX: the limit no access reaches. */
-static inline uint64_t ms_limit(uintptr_t b)
-{
-    const struct ms_region *r = ms_region_entry(b);
-    return ms_object_index(b, r->magic) * r->size + r->class_lim;
-}
-#else
 static inline uint64_t ms_limit(uintptr_t b)
 {
     return __atomic_load_n(ms_slot(b), __ATOMIC_RELAXED);
 }
-#endif
 
 /* [ptr, ptr + n) against the object of base, exactly: its start is needed too (an access may
  * start below base and still be inside the object). Out of line, for the checks whose fast
@@ -66,11 +50,7 @@ MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void 
         return; /* not a heap pointer */
     uint64_t idx = ms_object_index(b, r->magic);
     uintptr_t obj = idx * r->size;
-#ifdef MS_CLASS_BOUNDS
-    uint64_t lim = obj + r->class_lim; /* never 0: a heap entry's class_lim is room + 1 */
-#else
     uint64_t lim = __atomic_load_n(ms_slot(b), __ATOMIC_RELAXED);
-#endif
     uint64_t rel = (uintptr_t)ptr - obj; /* wraps to a huge value below the object */
     /* In bounds iff rel + n < lim - obj (requested + 1), written so that neither side can
      * wrap; a freed object (lim 0) makes lim - obj wrap to a huge value: tested first. */
@@ -134,11 +114,7 @@ void __scp_ms_check_below(const void *base, const void *ptr, uint64_t n, const c
     const struct ms_region *r = ms_region_entry(b);
     uint64_t idx = ms_object_index(b, r->magic);
     uintptr_t obj = idx * r->size;
-#ifdef MS_CLASS_BOUNDS
-    uint64_t lim = obj + r->class_lim;
-#else
     uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
-#endif
     if (__builtin_expect((p < obj) | (p + n >= lim), 0))
         __scp_ms_check_exact(base, ptr, n, site);
 }

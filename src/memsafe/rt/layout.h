@@ -53,12 +53,7 @@ struct ms_region {
     uint64_t size;
     uint64_t magic;
     uint64_t *meta;
-    /* For the class-bound checks (check.c, MS_CLASS_BOUNDS): the limit of a slot relative to its
-     * start, the bytes of its class an object may use (ms_class_room), so that the limit of the
-     * slot of b is index * size + class_lim (an access [p, p + n) passes iff p + n < limit: the
-     * last usable byte is never part of a request, which each gets one byte more than asked
-     * for); UINT64_MAX outside the heap (index and size 0: the limit no access reaches). */
-    uint64_t class_lim;
+    uintptr_t start; /* the region's first address (the allocator's; the checks do not need it) */
 };
 
 /* The table, at a fixed address below 2^31, so that a check addresses it with a constant
