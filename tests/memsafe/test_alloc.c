@@ -258,13 +258,13 @@ static void use_after_free(size_t n)
 /* The page that holds the limit of p's object. */
 static uintptr_t limit_page(const void *p)
 {
-    const struct ms_region *r = &__scp_ms_regions[(uintptr_t)p >> MS_REGION_SHIFT];
-    return (uintptr_t)&r->meta[ms_object_index((uintptr_t)p, r->magic)] >> 12;
+    uintptr_t i = (uintptr_t)p >> MS_REGION_SHIFT;
+    return (uintptr_t)&__scp_ms_tab_meta[i][ms_object_index((uintptr_t)p, __scp_ms_tab_magic[i])] >> 12;
 }
 
 /* Memory the runtime needs whatever the program does (alloc.c): the limits of the first objects
- * of two neighbouring classes (16 and 32 bytes) share one page, and the region table's pages past
- * the heap entries are read-only views of one shared page. Run first, so that the objects are
+ * of two neighbouring classes (16 and 32 bytes) share one page, and the region table's meta pages
+ * past the heap entries are read-only views of one shared page. Run first, so that the objects are
  * among the first of their classes. */
 static void test_fixed_memory(void)
 {
@@ -277,7 +277,7 @@ static void test_fixed_memory(void)
     char line[512];
     int shared_ro = 0;
     while (maps && fgets(line, sizeof line, maps))
-        if (strncmp(line, "4000f000-", 9) == 0 && strstr(line, " r--s "))
+        if (strncmp(line, "4000b000-", 9) == 0 && strstr(line, " r--s ")) /* the meta array's last page */
             shared_ro = 1;
     if (maps)
         fclose(maps);

@@ -1581,7 +1581,7 @@ static LLVMModuleRef read_module(LLVMContextRef ctx, const char *path)
  * or call that may write the metadata comes between (a call to free does: a check after a
  * call still sees a free).
  * The region table's loads (an entry's multiplier, limit array and size: plain loads from an
- * address made by inttoptr, check.c's ms_region_entry) are marked !invariant.load: no entry
+ * address made by inttoptr, check.c's ms_tab) are marked !invariant.load: no entry
  * changes once instrumented code runs (the runtime writes the whole table in the program's
  * .preinit_array, or at the first malloc if that comes earlier, and never again: alloc.c), so a
  * lookup of the same base needs no new table loads after a call or a store, and the multiply
@@ -1605,7 +1605,11 @@ static void let_optimizer_share_loads(struct pass *p, LLVMValueRef f)
             LLVMValueRef a = LLVMGetOperand(i, 0);
             while (LLVMIsAGetElementPtrInst(a))
                 a = LLVMGetOperand(a, 0);
-            if (LLVMGetOrdering(i) == LLVMAtomicOrderingNotAtomic && LLVMIsAIntToPtrInst(a))
+            /* The table's arrays are at a constant address: the optimizer may have folded the
+             * cast into a constant expression, with the index in a GEP. */
+            int table = LLVMIsAIntToPtrInst(a) ||
+                        (LLVMIsAConstantExpr(a) && LLVMGetConstOpcode(a) == LLVMIntToPtr);
+            if (LLVMGetOrdering(i) == LLVMAtomicOrderingNotAtomic && table)
                 LLVMSetMetadata(i, inv, empty);
         }
 }

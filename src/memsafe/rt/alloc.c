@@ -40,60 +40,67 @@
  * every entry needs a readable meta before any instrumented code runs. */
 static const uint64_t ms_no_meta[1] = { UINT64_MAX };
 
-/* The region table lives at a fixed address (layout.h, MS_TABLE_ADDR), so that the checks
+/* The allocator's own copy of the table (layout.h): regions, found by address. The checks read
+ * the same values from the arrays at MS_TABLE_ADDR, written once with these (ms_init_regions). */
+static struct ms_region ms_regions[MS_TABLE_LEN];
+
+/* The checks' table lives at a fixed address (layout.h, MS_TABLE_ADDR), so that the checks
  * address it with a constant: mapped by the program's .preinit_array, which the dynamic linker
  * runs before the constructors of any shared library (an instrumented library's constructor may
  * run checks), and by the first malloc if that comes earlier (a static program). Single-threaded
  * at both times. */
 static void ms_map_table(void)
 {
+    static const char msg[] = "memsafe: cannot map the region table at its fixed address (0x40000000)\n";
     static int mapped;
     if (mapped)
         return;
-    size_t len = MS_TABLE_LEN * sizeof(struct ms_region);
     void *want = (void *)(uintptr_t)MS_TABLE_ADDR;
-    void *got = mmap(want, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    void *got = mmap(want, MS_TABLE_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                     -1, 0);
     if (got != want) {
-        static const char msg[] = "memsafe: cannot map the region table at its fixed address (0x40000000)\n";
         if (write(2, msg, sizeof msg - 1) < 0) {
             /* nothing more to say */
         }
         abort();
     }
-    /* Most of the table is entries of no heap region, all alike, and a check of a pointer
-     * there (the stack, the program's globals, a library's data) reads one of them: the pages
-     * past the heap regions' entries are views of one shared page that holds them, read only,
-     * so that those pages cost one page, and in the resident set only the few that checks
-     * read (the whole table, written, was 64 KiB). Where the views cannot be made (mremap), the
-     * entries are written in the private pages. */
-    const size_t page = 4096, per_page = page / sizeof(struct ms_region);
+    /* Most of the table is entries of no heap region, and a check of a pointer there (the
+     * stack, the program's globals, a library's data) reads one of them. Their size and magic
+     * are 0: those pages of the size and magic arrays are never written, and read as zeroes
+     * without becoming resident. Their meta must point to a readable limit (ms_no_meta): the
+     * meta array's pages past the heap regions' entries are views of one shared page that holds
+     * such entries, read only, so that those pages cost one page, and in the resident set only
+     * the few that checks read. Where the views cannot be made (mremap), the entries are written
+     * in private pages. */
+    const size_t page = 4096, per_page = page / sizeof(uint64_t *), meta_pages = MS_TABLE_LEN / per_page;
     size_t first_shared = (MS_FIRST_REGION + MS_MAX_CLASSES + per_page - 1) / per_page;
-    struct ms_region *tpl = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    char *meta_at = (char *)(uintptr_t)MS_TAB_META;
+    uint64_t **tpl = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     size_t shared = 0;
     if (tpl != MAP_FAILED) {
         for (size_t i = 0; i < per_page; i++)
-            tpl[i].meta = (uint64_t *)ms_no_meta;
+            tpl[i] = (uint64_t *)ms_no_meta;
         mprotect(tpl, page, PROT_READ);
-        for (size_t pg = first_shared; pg < len / page; pg++, shared++) {
-            void *at = (char *)want + pg * page;
+        for (size_t pg = first_shared; pg < meta_pages; pg++, shared++) {
+            void *at = meta_at + pg * page;
             if (mremap(tpl, 0, page, MREMAP_MAYMOVE | MREMAP_FIXED, at) != at)
                 break;
         }
         munmap(tpl, page);
     }
-    if (shared != len / page - first_shared) {
+    if (shared != meta_pages - first_shared) {
         /* (any views made are replaced by private pages again) */
-        if (mmap(want, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) != want) {
-            static const char msg[] = "memsafe: cannot map the region table at its fixed address (0x40000000)\n";
+        if (mmap(meta_at, meta_pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) !=
+            meta_at) {
             if (write(2, msg, sizeof msg - 1) < 0) {
                 /* nothing more to say */
             }
             abort();
         }
-        first_shared = len / page;
+        first_shared = meta_pages;
     }
-    for (unsigned i = 0; i < first_shared * per_page; i++)
-        __scp_ms_regions[i].meta = (uint64_t *)ms_no_meta;
+    for (size_t i = 0; i < first_shared * per_page; i++)
+        __scp_ms_tab_meta[i] = (uint64_t *)ms_no_meta;
     mapped = 1;
 }
 
@@ -178,7 +185,7 @@ __attribute__((format(printf, 1, 2))) _Noreturn static void ms_die(const char *f
 
 static const struct ms_region *ms_region_of(uintptr_t p)
 {
-    const struct ms_region *r = &__scp_ms_regions[(p >> MS_REGION_SHIFT) & (MS_TABLE_LEN - 1)];
+    const struct ms_region *r = &ms_regions[(p >> MS_REGION_SHIFT) & (MS_TABLE_LEN - 1)];
     return r->size ? r : NULL;
 }
 
@@ -332,7 +339,7 @@ static void ms_init_regions(void)
         }
         assert(lo * k->size >= k->start - k->size &&
                (uintptr_t)meta + count * sizeof(uint64_t) <= (uintptr_t)meta_want + meta_total);
-        struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
+        struct ms_region *r = &ms_regions[MS_FIRST_REGION + c];
         r->magic = ms_magic(k->size);
         /* Indexed by address / size (the checks do not subtract the region start): the array's
          * address less the first index it covers, never dereferenced below `meta`. */
@@ -340,6 +347,9 @@ static void ms_init_regions(void)
         meta += count * sizeof(uint64_t);
         r->start = k->start;
         __atomic_store_n(&r->size, k->size, __ATOMIC_RELEASE);
+        __scp_ms_tab_magic[MS_FIRST_REGION + c] = r->magic;
+        __scp_ms_tab_meta[MS_FIRST_REGION + c] = r->meta;
+        __scp_ms_tab_size[MS_FIRST_REGION + c] = r->size;
     }
     ms_large_tab = mmap(NULL, MS_LARGE_SLOTS * sizeof *ms_large_tab, PROT_READ | PROT_WRITE,
                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -541,7 +551,7 @@ static void *ms_alloc_small(unsigned c, size_t req)
     } else {
         return NULL;
     }
-    const struct ms_region *r = &__scp_ms_regions[MS_FIRST_REGION + c];
+    const struct ms_region *r = &ms_regions[MS_FIRST_REGION + c];
     __atomic_store_n(&r->meta[ms_index_in(r, (uintptr_t)o)], (uintptr_t)o + req + 1, __ATOMIC_RELAXED);
     return o;
 }
@@ -674,7 +684,7 @@ void free(void *ptr)
         ms_die("memsafe: double free of the heap object at %p (%llu-byte class)\n"
                "memsafe: aborting\n",
                ptr, (unsigned long long)r->size);
-    unsigned c = (unsigned)(r - &__scp_ms_regions[MS_FIRST_REGION]);
+    unsigned c = (unsigned)(r - &ms_regions[MS_FIRST_REGION]);
     if (r->size >= MS_RELEASE_BYTES) {
         /* Give a big object's pages back, as glibc does by unmapping its big chunks: kept,
          * they would stay resident in every class a program ever used. The first page keeps

@@ -7,13 +7,33 @@
  */
 #include "layout.h"
 
-/* The table entry of b's region. Written as a byte offset, (b >> 31) & (mask << 5), so that the
- * compiled check is a shift and an and (the index form compiles to shift, and, shift). */
-static inline const struct ms_region *ms_region_entry(uintptr_t b)
+/* The table index of b's region (layout.h). A user-space address is below 2^47, so b >> 36 is
+ * below MS_TABLE_LEN as it is: a check made right before its access uses it unmasked (one
+ * instruction less per lookup). A pointer with higher bits set is not one the program can
+ * access (non-canonical, or the kernel's): its access would fault, and its check faults or
+ * aborts first, reading past the table. The lookups made for a pointer the program may never
+ * access (before a loop, for a value that is then not used; the exact check, the report) mask
+ * the index, so that they read inside the table whatever the pointer. */
+static inline uintptr_t ms_rix(uintptr_t b)
 {
-    _Static_assert(sizeof(struct ms_region) == 32, "the byte offset below assumes 32-byte entries");
-    uintptr_t at = (b >> (MS_REGION_SHIFT - 5)) & ((uintptr_t)(MS_TABLE_LEN - 1) << 5);
-    return (const struct ms_region *)(MS_TABLE_ADDR + at);
+    uintptr_t i = b >> MS_REGION_SHIFT;
+    /* An empty asm between the shift and the scaling (ms_tab): without it the optimizer makes
+     * (b >> 36) * 8 into (b >> 33) & ~7, the and again. */
+    __asm__("" : "+r"(i));
+    return i;
+}
+
+static inline uintptr_t ms_rix_masked(uintptr_t b)
+{
+    return (b >> MS_REGION_SHIFT) & (MS_TABLE_LEN - 1);
+}
+
+/* Entry i of the table array at `arr`: integer arithmetic and a cast, so that the load's address
+ * is an inttoptr (instr.c marks such loads !invariant.load) and compiles to arr(,%i,8). (Indexed
+ * as an array of a constant pointer instead, the code generator kept the constant in a register.) */
+static inline uint64_t ms_tab(uintptr_t arr, uintptr_t i)
+{
+    return *(const uint64_t *)(arr + i * 8);
 }
 
 /* The limit of the object b points into (layout.h): its address + requested size + 1 while it is
@@ -23,18 +43,25 @@ static inline const struct ms_region *ms_region_entry(uintptr_t b)
  * optimizer can hoist its loads out of a loop that makes no call, or share them with an earlier
  * check of the same base (instr.c puts them in an alias scope of their own: no store of the
  * program writes them). */
-static inline const uint64_t *ms_slot(uintptr_t b)
+static inline const uint64_t *ms_slot_in(uintptr_t b, uintptr_t i)
 {
-    const struct ms_region *r = ms_region_entry(b);
+    const uint64_t *meta = (const uint64_t *)ms_tab(MS_TAB_META, i);
     /* meta points below its array by the index of the region's first object (alloc.c), so that
      * the index needs no subtraction; indexed as an array, so the scaling is part of the load's
      * address (integer arithmetic here made the optimizer fold it into a 128-bit shift). */
-    return &r->meta[ms_object_index(b, r->magic)];
+    return &meta[ms_object_index(b, ms_tab(MS_TAB_MAGIC, i))];
 }
 
+/* The slot of a pointer the program may never access (masked index). */
+static inline const uint64_t *ms_slot(uintptr_t b)
+{
+    return ms_slot_in(b, ms_rix_masked(b));
+}
+
+/* The limit for a check made right before its access (unmasked index, see ms_rix). */
 static inline uint64_t ms_limit(uintptr_t b)
 {
-    return __atomic_load_n(ms_slot(b), __ATOMIC_RELAXED);
+    return __atomic_load_n(ms_slot_in(b, ms_rix(b)), __ATOMIC_RELAXED);
 }
 
 /* [ptr, ptr + n) against the object of base, exactly: its start is needed too (an access may
@@ -44,13 +71,13 @@ static inline uint64_t ms_limit(uintptr_t b)
  * nothing (no spills around it). */
 MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void *base, const void *ptr, uint64_t n, const char *site)
 {
-    uintptr_t b = (uintptr_t)base;
-    const struct ms_region *r = ms_region_entry(b);
-    if (r->size == 0)
+    uintptr_t b = (uintptr_t)base, i = ms_rix_masked(b);
+    uint64_t size = ms_tab(MS_TAB_SIZE, i);
+    if (size == 0)
         return; /* not a heap pointer */
-    uint64_t idx = ms_object_index(b, r->magic);
-    uintptr_t obj = idx * r->size;
-    uint64_t lim = __atomic_load_n(ms_slot(b), __ATOMIC_RELAXED);
+    uint64_t idx = ms_object_index(b, ms_tab(MS_TAB_MAGIC, i));
+    uintptr_t obj = idx * size;
+    uint64_t lim = __atomic_load_n(ms_slot_in(b, i), __ATOMIC_RELAXED);
     uint64_t rel = (uintptr_t)ptr - obj; /* wraps to a huge value below the object */
     /* In bounds iff rel + n < lim - obj (requested + 1), written so that neither side can
      * wrap; a freed object (lim 0) makes lim - obj wrap to a huge value: tested first. */
@@ -110,11 +137,11 @@ void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *s
  * so the access passes; a freed object's limit 0 sends it to the exact check, which reports. */
 void __scp_ms_check_below(const void *base, const void *ptr, uint64_t n, const char *site)
 {
-    uintptr_t b = (uintptr_t)base, p = (uintptr_t)ptr;
-    const struct ms_region *r = ms_region_entry(b);
-    uint64_t idx = ms_object_index(b, r->magic);
-    uintptr_t obj = idx * r->size;
-    uint64_t lim = __atomic_load_n(&r->meta[idx], __ATOMIC_RELAXED);
+    uintptr_t b = (uintptr_t)base, p = (uintptr_t)ptr, i = ms_rix(b);
+    const uint64_t *meta = (const uint64_t *)ms_tab(MS_TAB_META, i);
+    uint64_t idx = ms_object_index(b, ms_tab(MS_TAB_MAGIC, i));
+    uintptr_t obj = idx * ms_tab(MS_TAB_SIZE, i);
+    uint64_t lim = __atomic_load_n(&meta[idx], __ATOMIC_RELAXED);
     if (__builtin_expect((p < obj) | (p + n >= lim), 0))
         __scp_ms_check_exact(base, ptr, n, site);
 }
@@ -138,9 +165,11 @@ static inline int ms_range_fails(uint64_t lim, const void *base, const void *ptr
     return (p < (uintptr_t)base) | (p >= lim) | (n >= lim - p);
 }
 
+/* The masked lookup: a zero length passes whatever the pointer, and memcpy(dst, src, 0) may
+ * name any. */
 void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const char *site)
 {
-    if (n != 0 && __builtin_expect(ms_range_fails(ms_limit((uintptr_t)base), base, ptr, n), 0))
+    if (n != 0 && __builtin_expect(ms_range_fails(__atomic_load_n(ms_slot((uintptr_t)base), __ATOMIC_RELAXED), base, ptr, n), 0))
         __scp_ms_check_exact(base, ptr, n, site);
 }
 
@@ -148,7 +177,7 @@ void __scp_ms_check_mem(const void *base, const void *ptr, uint64_t n, const cha
  * run for any pointer: every table entry has a readable meta. */
 uint64_t __scp_ms_lookup_lim(const void *base)
 {
-    return ms_limit((uintptr_t)base);
+    return __atomic_load_n(ms_slot((uintptr_t)base), __ATOMIC_RELAXED);
 }
 
 /* The checks against such a limit: __scp_ms_check, _at and _mem with the lookup done. */

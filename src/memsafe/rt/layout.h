@@ -40,7 +40,8 @@ static inline uint64_t ms_class_room(uint64_t size)
     return size - (size >> (64 - MS_ADDR_BITS)) - 1;
 }
 
-/* One entry per region; size 0 marks addresses that are not in a heap region.
+/* One region's entry; size 0 marks addresses that are not in a heap region. The allocator keeps
+ * these (alloc.c); the checks read the same values from the table's arrays below.
  * meta[i] is the limit of the object at address i * size (meta points below the region's
  * array, by the index of its first object): its address + requested size + 1
  * while it is allocated (an access [p, p + n) is in bounds iff p + n < limit and p is not
@@ -56,12 +57,24 @@ struct ms_region {
     uintptr_t start; /* the region's first address (the allocator's; the checks do not need it) */
 };
 
-/* The table, at a fixed address below 2^31, so that a check addresses it with a constant
- * 32-bit displacement: no register holds its address for the whole function, as one did for
- * a symbol's address in position-independent code (sqlite's speedtest1: 354.6M -> 351.0M
- * instructions). Mapped by the runtime before any instrumented code runs (alloc.c, ms_map_table). */
+/* The checks' table: three arrays of MS_TABLE_LEN 8-byte entries (size, magic, meta of each
+ * region), at a fixed address below 2^31, so that a check addresses them with a constant 32-bit
+ * displacement: no register holds their address for the whole function, as one did for a
+ * symbol's address in position-independent code (sqlite's speedtest1: 354.6M -> 351.0M
+ * instructions). Arrays of 8-byte entries rather than one array of 32-byte structures, so that a
+ * region's number, addr >> MS_REGION_SHIFT, is the index as it is, scaled by the address mode
+ * (`mulq MAGIC(,%idx,8)`): a 32-byte entry's byte offset took a shift and an and (the and also
+ * kept a wild pointer's index in the table; see check.c for where that is still needed). Mapped
+ * and written by the runtime before any instrumented code runs (alloc.c, ms_map_table and
+ * ms_init_regions), never written again. */
 #define MS_TABLE_ADDR UINT64_C(0x40000000)
-#define __scp_ms_regions ((struct ms_region *)(uintptr_t)MS_TABLE_ADDR)
+#define MS_TAB_SIZE (MS_TABLE_ADDR)
+#define MS_TAB_MAGIC (MS_TABLE_ADDR + 8 * MS_TABLE_LEN)
+#define MS_TAB_META (MS_TABLE_ADDR + 16 * MS_TABLE_LEN)
+#define MS_TABLE_BYTES (24 * MS_TABLE_LEN)
+#define __scp_ms_tab_size ((uint64_t *)(uintptr_t)MS_TAB_SIZE)
+#define __scp_ms_tab_magic ((uint64_t *)(uintptr_t)MS_TAB_MAGIC)
+#define __scp_ms_tab_meta ((uint64_t **)(uintptr_t)MS_TAB_META)
 
 /* Abort with a report; `site` describes the access (made by the instrumentation tool). */
 __attribute__((cold)) _Noreturn void __scp_ms_report(const void *base, const void *ptr, uint64_t n, const char *site);
