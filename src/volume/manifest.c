@@ -737,9 +737,9 @@ static int man_diff_encode(const scp_manifest *old, const scp_manifest *cur, uin
  * mlog_full, a load) and man.ver == mchg_ver (every other change of `man` goes through a
  * helper that moves ver, or calls vol_mchg_off). A catch-up applies the same records to both
  * (vol_refresh_manifest), so the paths where they differ stay among the listed ones. In any
- * other case the whole manifest is compared, as before; debug builds compare it always and
- * assert that both give the same bytes (a change that recorded itself nowhere would be left
- * out of the log). */
+ * other case the whole manifest is compared, as before; builds with asserts compare it too
+ * and assert that both give the same bytes (a change that recorded itself nowhere would be
+ * left out of the log; sampled above 256 entries, mlog_delta). */
 static void mchg_free(scp_volume *v) {
     for (uint32_t k = 0; k < v->mchg_n; k++) free(v->mchg[k]);
     v->mchg_n = 0;
