@@ -1250,6 +1250,7 @@ static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_o
     /* Before the manifest that names the new root: a reader that then finds the slot at or
      * below its generation read the file before this commit (vol_file_unchanged). */
     vol_file_hint_bump(v, f->id, v->gen + 1);
+    vol_mchg_note(v, e->path); /* (the next record's delta: manifest.c, mlog_delta) */
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
     int64_t now = scp_now_ns();

@@ -133,6 +133,9 @@ int scp_node_type_ok(uint32_t mode);
 typedef struct scp_manifest {
     scp_mentry *e;
     size_t n, cap;
+    uint64_t ver; /* in memory only: moved by every change through the manifest helpers
+                   * (man_insert, man_remove, ...; volume/internal.h), so that the manifest
+                   * log's delta can tell a manifest changed only where it was told (mlog_seal) */
 } scp_manifest;
 
 /* Parse a manifest body. Checks: counts and lengths fit, paths are valid and sorted, every

@@ -27,6 +27,7 @@
 #define SCP_DIRTY_LIMIT (16u << 20)    /* bytes of dirty plaintext per file before write-back */
 #define FILE_CACHE 64                  /* closed files whose state is kept for the next open */
 #define SCP_SUBKEY_CACHE 16            /* chunk subkeys kept per file for reading */
+#define VOL_MCHG_MAX 16                /* changed paths a manifest-log delta is built from */
 
 typedef struct scp_file scp_file;
 
@@ -108,6 +109,18 @@ struct scp_volume {
     uint8_t slot_sh[2][SCP_HASH_LEN];    /* and the state hash it carries */
     uint64_t dur_gen; /* generation of the newest durable state (format 3) */
     scp_manifest disk; /* the state at ml_end: what the next delta is computed against */
+    /* The paths whose entries a content commit changed in `man` since `man` last equalled
+     * `disk` (commit_name, vol_mchg_note): the next record's delta is built from them alone
+     * while mchg_ok and man.ver == mchg_ver (no other change of `man` since); otherwise from
+     * a comparison of the whole manifest (mlog_seal; docs/volume-format.md "Manifest log"). */
+    char *mchg[VOL_MCHG_MAX];
+    uint32_t mchg_n;
+    int mchg_ok;
+    uint64_t mchg_ver;
+    int ml_check_now;       /* assert builds: check this record's delta whole (mlog_delta) */
+    uint64_t ml_checks;
+    uint64_t ml_delta_seen; /* entries the deltas looked at (both manifests whole, or the
+                             * listed paths; not the debug builds' check): test_volume_mlog */
     int lazy;         /* this process wrote the scratch slot since its last durable commit */
     int man_scratch;  /* the manifest in memory is the scratch slot's (not durable) */
     int objdir_dirty; /* objects created here since the last durable commit */
@@ -427,6 +440,12 @@ void man_links_add(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], int delta)
 /* Entry i's size, root, mode, owner and mtime changed: give every other name of its file the
  * same (call after every change of an entry's metadata, and after putting an old one back). */
 void man_sync_links(scp_manifest *m, size_t i);
+/* The manifest log's delta (manifest.c, mlog_seal): entry `path` of v->man was changed in
+ * place (its file's content commit, commit_name); and: v->man was changed in a way that
+ * neither this nor man.ver records (a direct write of another entry's fields, a manifest
+ * replaced whole), so the next delta compares the whole manifest. */
+void vol_mchg_note(scp_volume *v, const char *path);
+void vol_mchg_off(scp_volume *v);
 /* Load the newest authentic manifest slot into v->man / gen / tag (manifest.c). */
 int vol_load_manifest(scp_volume *v, scp_err *err);
 /* Under vol_lock: take in what other processes committed since (format 3: the new records of

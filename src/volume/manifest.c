@@ -43,6 +43,7 @@ int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
         else hi = mid;
     }
     memmove(&m->e[lo + 1], &m->e[lo], (m->n - lo) * sizeof *m->e);
+    m->ver++;
     m->e[lo] = *e;
     if (!m->e[lo].nlink) m->e[lo].nlink = 1; /* a new name of its own */
     m->n++;
@@ -56,6 +57,7 @@ long man_find_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], long s
 }
 
 void man_links_add(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], int delta) {
+    m->ver++;
     for (size_t k = 0; k < m->n; k++)
         if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) == 0) m->e[k].nlink = (uint32_t)((int)m->e[k].nlink + delta);
 }
@@ -63,6 +65,7 @@ void man_links_add(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], int delta)
 void man_sync_links(scp_manifest *m, size_t i) {
     const scp_mentry *src = &m->e[i];
     if (src->nlink <= 1) return;
+    m->ver++; /* (other entries than i change) */
     for (size_t k = 0; k < m->n; k++) {
         scp_mentry *d = &m->e[k];
         if (k == i || memcmp(d->id, src->id, SCP_FILEID_LEN) != 0) continue;
@@ -94,6 +97,7 @@ man_dtimes man_parent_touch(scp_manifest *m, const char *path, int64_t now) {
     long i = parent_index(m, path);
     man_dtimes saved = {0, 0};
     if (i < 0) return saved;
+    m->ver++;
     saved.mtime_ns = m->e[i].mtime_ns;
     saved.ctime_ns = m->e[i].ctime_ns;
     m->e[i].mtime_ns = m->e[i].ctime_ns = now;
@@ -103,16 +107,19 @@ man_dtimes man_parent_touch(scp_manifest *m, const char *path, int64_t now) {
 void man_parent_untouch(scp_manifest *m, const char *path, man_dtimes saved) {
     long i = parent_index(m, path);
     if (i < 0) return;
+    m->ver++;
     m->e[i].mtime_ns = saved.mtime_ns;
     m->e[i].ctime_ns = saved.ctime_ns;
 }
 
 void man_ctime_touch(scp_manifest *m, size_t i, int64_t now) {
+    m->ver++;
     m->e[i].ctime_ns = now;
     man_sync_links(m, i);
 }
 
 void man_remove(scp_manifest *m, size_t i) {
+    m->ver++;
     free(m->e[i].path);
     free(m->e[i].target);
     memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof *m->e);
@@ -617,6 +624,7 @@ static int relink(scp_manifest *m, const struct relink *r, scp_err *err) {
 }
 
 int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
+    m->ver++; /* (puts replace entries in place, past man_insert) */
     /* Every entry of m has its nlink right (parsed, or kept so here); a name whose file had
      * only this one (nlink 1) and that keeps its id needs no count: no other entry has it. */
     struct relink r = {.n = 0};
@@ -717,6 +725,127 @@ static int man_diff_encode(const scp_manifest *old, const scp_manifest *cur, uin
     *out = b;
     *out_len = len;
     *nchanged = np + nd;
+    return 0;
+}
+
+/* ---- the delta from the changed entries ----
+ * A content commit changes the entries of its file's names and nothing else (commit_name),
+ * and shared mode makes one per write: comparing the whole manifest with `disk` for its delta
+ * (man_diff_encode) cost O(entries) per write, 20 us of PostgreSQL's per-transaction 217 with
+ * its 1,000 entries (bench/RESULTS.md, "pgpub14"). So the volume keeps the paths such commits
+ * changed since `man` last equalled `disk` (v->mchg), and the delta is built from those alone
+ * when that list is known complete: mchg_ok (reset where `disk` becomes `man`: mlog_took,
+ * mlog_full, a load) and man.ver == mchg_ver (every other change of `man` goes through a
+ * helper that moves ver, or calls vol_mchg_off). A catch-up applies the same records to both
+ * (vol_refresh_manifest), so the paths where they differ stay among the listed ones. In any
+ * other case the whole manifest is compared, as before; builds with asserts compare it too
+ * and assert that both give the same bytes (a change that recorded itself nowhere would be
+ * left out of the log; sampled above 256 entries, mlog_delta). */
+static void mchg_free(scp_volume *v) {
+    for (uint32_t k = 0; k < v->mchg_n; k++) free(v->mchg[k]);
+    v->mchg_n = 0;
+}
+
+void vol_mchg_off(scp_volume *v) {
+    mchg_free(v);
+    v->mchg_ok = 0;
+}
+
+/* `man` equals `disk` now. */
+static void mchg_reset(scp_volume *v) {
+    mchg_free(v);
+    v->mchg_ok = 1;
+    v->mchg_ver = v->man.ver;
+}
+
+void vol_mchg_note(scp_volume *v, const char *path) {
+    if (!v->mchg_ok) return;
+    for (uint32_t k = 0; k < v->mchg_n; k++)
+        if (strcmp(v->mchg[k], path) == 0) return;
+    char *p = v->mchg_n < VOL_MCHG_MAX ? strdup(path) : NULL;
+    if (!p) { /* (too many, or no memory: the whole comparison finds them) */
+        vol_mchg_off(v);
+        return;
+    }
+    v->mchg[v->mchg_n++] = p;
+}
+
+static int mchg_usable(const scp_volume *v) { return v->mchg_ok && v->man.ver == v->mchg_ver; }
+
+static int cmp_pathp(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The delta from `old` to `cur` when they differ at most at paths[0..n) (sorted, distinct):
+ * the bytes man_diff_encode gives (puts in cur's order, removals in old's: both the paths'
+ * order), found with 2n lookups instead of a pass over both. */
+static int man_delta_encode(const scp_manifest *old, const scp_manifest *cur, char *const *paths,
+                            size_t n, uint8_t **out, size_t *out_len, size_t *nchanged,
+                            scp_err *err) {
+    assert(n <= VOL_MCHG_MAX);
+    long put[VOL_MCHG_MAX], del[VOL_MCHG_MAX];
+    size_t np = 0, nd = 0, len = 8;
+    for (size_t k = 0; k < n; k++) {
+        assert(k == 0 || strcmp(paths[k - 1], paths[k]) < 0);
+        long i = man_find(old, paths[k]), j = man_find(cur, paths[k]);
+        if (j >= 0 && (i < 0 || !mentry_eq(&old->e[i], &cur->e[j]))) {
+            len += scp_mentry_encoded_len(&cur->e[j]);
+            put[np++] = j;
+        } else if (j < 0 && i >= 0) {
+            len += 2 + strlen(old->e[i].path);
+            del[nd++] = i;
+        }
+    }
+    uint8_t *b = malloc(len);
+    if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding a manifest delta");
+    uint8_t *p = b;
+    scp_put_u32(p, (uint32_t)np);
+    scp_put_u32(p + 4, (uint32_t)nd);
+    p += 8;
+    for (size_t k = 0; k < np; k++) p = scp_mentry_encode(&cur->e[put[k]], p);
+    for (size_t k = 0; k < nd; k++) {
+        size_t pl = strlen(old->e[del[k]].path);
+        scp_put_u16(p, (uint16_t)pl);
+        memcpy(p + 2, old->e[del[k]].path, pl);
+        p += 2 + pl;
+    }
+    assert((size_t)(p - b) == len);
+    *out = b;
+    *out_len = len;
+    *nchanged = np + nd;
+    return 0;
+}
+
+/* The delta from `disk` to `man` (mlog_seal): from the changed paths when their list is
+ * complete, else by comparing the whole manifest. */
+static int mlog_delta(scp_volume *v, uint8_t **out, size_t *out_len, size_t *nchanged, scp_err *err) {
+#ifndef NDEBUG
+    v->ml_check_now = 1;
+#endif
+    if (!mchg_usable(v)) {
+        v->ml_delta_seen += v->disk.n + v->man.n;
+        return man_diff_encode(&v->disk, &v->man, out, out_len, nchanged, err);
+    }
+    v->ml_delta_seen += v->mchg_n;
+    qsort(v->mchg, v->mchg_n, sizeof *v->mchg, cmp_pathp);
+    if (man_delta_encode(&v->disk, &v->man, v->mchg, v->mchg_n, out, out_len, nchanged, err) < 0)
+        return -1;
+#ifndef NDEBUG
+    /* The list must hold every change: the whole comparison gives the same bytes. The default
+     * build (RelWithDebInfo) keeps asserts and is the one measured and shipped, so the check
+     * that costs what this saves runs for every record of a manifest up to 256 entries (every
+     * test volume but a few) and for every 64th record of a larger one. */
+    v->ml_check_now = v->man.n <= 256 || (++v->ml_checks & 63) == 0;
+    if (v->ml_check_now) {
+        uint8_t *full = NULL;
+        size_t flen = 0, fchg = 0;
+        if (man_diff_encode(&v->disk, &v->man, &full, &flen, &fchg, NULL) == 0) {
+            assert(flen == *out_len && fchg == *nchanged && memcmp(full, *out, flen) == 0);
+            scp_wipe(full, flen);
+            free(full);
+        }
+    }
+#endif
     return 0;
 }
 
@@ -848,11 +977,13 @@ static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
         if (man_copy(&fresh, &v->man) == 0) {
             scp_manifest_free(&v->disk);
             v->disk = fresh;
+            mchg_reset(v);
             v->ml_adopt = si;
             /* (a failure leaves no usable log: the next commit writes a slot again) */
             (void)mlog_restart(v, si, NULL);
         } else {
             v->ml_base = v->ml_adopt = -1;
+            vol_mchg_off(v);
         }
         commit_done(v, gen, 1, nlazy);
     }
@@ -886,10 +1017,19 @@ static int mlog_check(const scp_volume *v, const scp_mdelta *d, scp_err *err) {
     }
     for (size_t k = 0; k < d->nput; k++) {
         const scp_mentry *p = &d->put[k];
-        long i = man_find(&v->disk, p->path);
+        long i = man_find(&v->disk, p->path), j = man_find(m, p->path);
+        /* A put that keeps the id of a file with this one name, before and after, changes no
+         * other entry's names: the apply skips counting them on the same ground (nlink 1,
+         * scp_manifest_apply), so the scans of the whole manifest are skipped here too. */
+        int one_name = i >= 0 && j >= 0 && v->disk.e[i].nlink == 1 && m->e[j].nlink == 1 &&
+                       memcmp(v->disk.e[i].id, p->id, SCP_FILEID_LEN) == 0;
+#ifndef NDEBUG
+        assert(!one_name || !v->ml_check_now ||
+               (names_agree(m, p->id) && names_agree(m, v->disk.e[i].id)));
+#endif
         if (!man_parent_is_dir(m, p->path) ||
-            (p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) || !names_agree(m, p->id) ||
-            (i >= 0 && !names_agree(m, v->disk.e[i].id)))
+            (p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) ||
+            (!one_name && (!names_agree(m, p->id) || (i >= 0 && !names_agree(m, v->disk.e[i].id)))))
             return scp_fail(err, SCP_E_INTEGRITY, EIO,
                             "refusing a manifest record whose entry '%s' breaks the manifest's "
                             "rules (the names of one file disagree, or no parent directory)",
@@ -906,7 +1046,7 @@ static int mlog_seal(scp_volume *v, int durable, size_t max_body, uint8_t **rec_
     uint8_t *body = NULL;
     size_t blen = 0, nchg = 0;
     memset(d, 0, sizeof *d);
-    if (man_diff_encode(&v->disk, &v->man, &body, &blen, &nchg, err) < 0) return -1;
+    if (mlog_delta(v, &body, &blen, &nchg, err) < 0) return -1;
     if (blen > max_body) {
         scp_wipe(body, blen);
         free(body);
@@ -963,6 +1103,9 @@ static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_
     if (scp_manifest_apply(&v->disk, d, NULL) < 0) {
         /* cannot happen (mlog_check passed); start over from the slot next time */
         v->ml_base = v->ml_adopt = -1;
+        vol_mchg_off(v);
+    } else {
+        mchg_reset(v); /* (d was the whole difference: `disk` is `man` now) */
     }
     scp_journal_chain(v->ml_chain, rec, rlen);
     v->ml_end += rlen;
@@ -1461,6 +1604,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         v->man = *chosen;
         memset(chosen, 0, sizeof *chosen);
         v->disk = copy;
+        mchg_reset(v);
         v->gen = gen;
         v->ml_size = len;
         if (use_log) {
@@ -1538,7 +1682,10 @@ int vol_refresh_manifest(scp_volume *v, scp_err *err) {
     w.stop_gen = UINT64_MAX;
     w.m = &v->man;
     w.m2 = &v->disk;
+    int track = mchg_usable(v);
     int rc = mlog_walk(v, &w, err);
+    /* (the same records applied to both: where they differ is still among the listed paths) */
+    if (rc >= 0 && track) v->mchg_ver = v->man.ver;
     if (rc < 0) { /* the state in memory may be half-changed: start over from the disk */
         free(buf);
         return vol_load_manifest(v, err) < 0 ? -1 : 1;
@@ -1935,6 +2082,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
     if (!redone && have_dm) { /* back to the durable state, under a newer generation */
         vol_file_hints_bump_all(v, v->gen + 1); /* (files went back: no reader may skip) */
         scp_manifest_free(&v->man);
+        vol_mchg_off(v);
         v->man = dm;
         memset(&dm, 0, sizeof dm);
     }

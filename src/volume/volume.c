@@ -289,6 +289,7 @@ static void vol_free(scp_volume *v) {
         if (v->slotfd[i] >= 0) close(v->slotfd[i]);
     if (v->mlog_fd >= 0) close(v->mlog_fd);
     free(v->ml_pend);
+    vol_mchg_off(v);
     scp_manifest_free(&v->man);
     scp_manifest_free(&v->disk);
     free(v->doomed);
@@ -1320,6 +1321,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
     if (rc == 0) {
         scp_manifest old = v->man;
         uint64_t old_gen = v->gen;
+        vol_mchg_off(v); /* (a manifest built anew: the delta compares it whole) */
         v->man = nm;
         if (vol_commit_manifest(v, 0, err) < 0) {
             v->man = old;
@@ -1364,6 +1366,7 @@ int scp_volume_setattr_times(scp_volume *v, const char *path, int64_t mode, int6
         rc = missing(v, p, err);
     } else {
         scp_mentry *e = &v->man.e[i], saved = *e;
+        vol_mchg_note(v, e->path); /* (its other names: man_sync_links moves man.ver) */
         if (mode >= 0) e->mode = ((uint32_t)mode & 07777) | (e->mode & (SCP_MODE_OWNED | S_IFMT));
         if (uid >= 0) e->uid = (uint32_t)uid;
         if (gid >= 0) e->gid = (uint32_t)gid;

@@ -185,7 +185,7 @@ static void test_parse(void) {
     memset(ent[0].id, 7, SCP_FILEID_LEN);
     memset(ent[1].id, 7, SCP_FILEID_LEN);
     ent[0].size = ent[1].size = 3;
-    scp_manifest m = {ent, 2, 2}, out;
+    scp_manifest m = {.e = ent, .n = 2, .cap = 2}, out;
     uint8_t *body;
     size_t len;
     REQUIRE_OK(scp_manifest_encode(&m, &body, &len, &e), e);

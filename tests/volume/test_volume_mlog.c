@@ -5,6 +5,12 @@
  *             (format 2 sealed and wrote the whole ~110 KiB manifest at every commit)
  *   catch-up  a second opener of the volume (its own descriptors and locks) reads under
  *             16 KiB (rchar, /proc/self/io) to see that commit (format 2: every slot, ~330 KiB)
+ *   delta     the same volume in shared mode: 64 writes of one file (a lazy commit and a
+ *             record each) and an fsync, around a create and a rename: each content commit's
+ *             delta looks at the paths it changed, not the whole manifest (ml_delta_seen;
+ *             before, both manifests whole: 2,002+ entries per record); another opener and a
+ *             fresh open read every change (debug builds also check each such delta against
+ *             the whole comparison, mlog_delta)
  *   attacks   on a copy of the volume taken after five commits, opened with the tag of the
  *             fifth: the log's last record cut off, a middle record dropped, two records
  *             swapped, the last record replaced by the one before it (a replayed delta), a
@@ -112,6 +118,58 @@ static void test_cost_and_catch_up(void) {
     free(b1);
     free(s0);
     free(s1);
+    free(lg);
+    free(vd);
+}
+
+
+/* The delta of a content commit is found from the paths it changed (manifest.c, mlog_delta). */
+static void test_delta(void) {
+    char *vd = tu_path(root, "cost"); /* (test_cost_and_catch_up's volume: 1,001 entries) */
+    char *lg = tu_path(vd, "manifest.log");
+    scp_err e;
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_volume *w = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_volume_set_shared(v);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "base/relation-00123", O_RDWR, 0, &e), e);
+    uint8_t buf[4096];
+    uint64_t seen = 0;
+    long records = 0;
+    for (int k = 0; k < 64; k++) {
+        if (k == 20) { /* namespace operations between: they compare the whole manifest */
+            REQUIRE_OK(tu_vput(v, "base/new-one", "n", 1, &e), e);
+            REQUIRE_OK(scp_volume_rename(v, "base/new-one", "base/new-two", &e), e);
+        }
+        memset(buf, 'a' + k % 26, sizeof buf);
+        long log0 = fsz(lg);
+        uint64_t s0 = v->ml_delta_seen;
+        CHECK(scp_vfile_pwrite(f, buf, sizeof buf, (uint64_t)k * 512, &e) == (ssize_t)sizeof buf);
+        seen += v->ml_delta_seen - s0;
+        records += fsz(lg) > log0;
+    }
+    CHECK_OK(scp_vfile_fsync(f, &e), e);
+    printf("  64 shared-mode writes of one file: %ld records, the deltas looked at %llu entries\n",
+           records, (unsigned long long)seen);
+    CHECKF(records == 64, "%ld of 64 writes appended a manifest-log record", records);
+    CHECKF(seen <= 64, "64 one-file commits looked at %llu entries for their deltas (want one "
+           "each; the whole manifest is %d)", (unsigned long long)seen, NFILES + 2);
+    size_t n;
+    uint8_t *got = tu_vget(w, "base/relation-00123", &n, &e);
+    CHECKF(got && n == 63 * 512 + 4096 && got[63 * 512] == 'a' + 63 % 26 && got[0] == 'a',
+           "the other opener reads %s", got ? "other bytes" : e.msg);
+    free(got);
+    scp_vstat st;
+    CHECK_OK(scp_volume_stat(w, "base/new-two", &st, &e), e);
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(w, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    got = tu_vget(v, "base/relation-00123", &n, &e);
+    CHECKF(got && n == 63 * 512 + 4096 && got[63 * 512] == 'a' + 63 % 26,
+           "a fresh open reads %s", got ? "other bytes" : e.msg);
+    free(got);
+    CHECK_OK(scp_volume_stat(v, "base/new-two", &st, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
     free(lg);
     free(vd);
 }
@@ -554,6 +612,7 @@ static void test_check(void) {
         long i = man_find(&c->man, "f");
         if (i < 0) _exit(3);
         c->man.e[i].mode ^= 0100; /* one name only */
+        vol_mchg_note(c, "f"); /* (a change that says where it is: mlog_delta) */
         int rc = vol_commit_manifest(c, 1, &e);
         vol_unlock(c);
         _exit(rc < 0 && e.code == SCP_E_INTEGRITY ? 0 : 1);
@@ -586,6 +645,8 @@ int main(void) {
     root = tu_tmpdir("mlog");
     printf("commit cost and catch-up:\n");
     test_cost_and_catch_up();
+    printf("the delta of a content commit:\n");
+    test_delta();
     printf("attacks on the manifest log:\n");
     test_attacks();
     printf("hard links in the log:\n");
