@@ -59,6 +59,11 @@ struct scp_volume {
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
     int priv;       /* scp_volume_go_private: holds the private lock (PRIVATE_BYTE) */
+    int sole;       /* private and not shared (volume.c, vol_lock): 0 no; 1 yes, a catch-up
+                     * under the cross-process lock due; 2 yes and the state in memory is the
+                     * newest on disk (that catch-up done since the private lock was taken, and
+                     * no other process can commit until it is released): vol_lock takes
+                     * neither the cross-process lock nor a catch-up. Never 2 after a fork. */
     int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
                      * write at once and pick up their commits before each read (vfile.c) */
     uint32_t cs;    /* chunk size */
