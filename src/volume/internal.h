@@ -191,7 +191,10 @@ struct scp_file {
     u64map unapplied;           /* shared mode: chunk indexes whose entries lazy commits (ours or
                                  * followed) changed and no durable commit has applied to .t,
                                  * each -> a generation at or above the commit that changed it
-                                 * (the entry is durable once a durable state is that new) */
+                                 * (the entry is durable once a durable state is that new).
+                                 * Outside it: the sole holder's committed entries not yet
+                                 * written to .t (file_table_flush) */
+    int t_deferred;             /* the commit running left its entries in unapplied */
     u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
                                  * emptied only when a new log starts) */
     u64map placed;              /* chunk index -> slot: chunks below the committed count written
@@ -643,6 +646,11 @@ int file_log_stale(scp_file *f);
 int journal_skip_mrecs(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
+/* Outside shared mode: write the table entries that the sole holder's commits left in
+ * f->unapplied to .t, unsynced (docs/volume-format.md, "Sole holder"). Before a checkpoint,
+ * the writer's last close and the end of the sole holding (another process may then read .t
+ * while this one still holds the writer lock). Caller holds f->rw for writing. */
+int file_table_flush(scp_file *f, scp_err *err);
 /* Before f's journal is emptied or restarted: if it is listed as holding one-flush records,
  * make them durable in manifest.log first (vol_mlog_sync). */
 int journal_release(scp_file *f, scp_err *err);

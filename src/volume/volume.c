@@ -371,6 +371,36 @@ void scp_volume_private_wait(scp_volume *v) {
         syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
 }
 
+/* The end of the sole holding, before the private lock goes or the volume goes shared: no
+ * commit defers its table writes from now on, and those deferred so far are written
+ * (file_table_flush), since another process may then read a file's .t while this one still
+ * holds its writer lock (docs/volume-format.md, "Sole holder"). Also what a fork left (it ends
+ * the holding without this). Each file's rw is taken without v->mu (the lock order), under a
+ * reference that keeps a close from freeing it meanwhile. Caller holds neither. */
+static void sole_end(scp_volume *v) {
+    pthread_mutex_lock(&v->mu);
+    v->sole = 0;
+    size_t n = 0, k = 0;
+    for (scp_file *f = v->files; f; f = f->next) n += !v->shared && u64map_count(&f->unapplied) > 0;
+    scp_file **fs = n ? malloc(n * sizeof *fs) : NULL;
+    for (scp_file *f = v->files; fs && f && k < n; f = f->next)
+        if (!v->shared && u64map_count(&f->unapplied) > 0) {
+            f->refs++;
+            fs[k++] = f;
+        }
+    pthread_mutex_unlock(&v->mu);
+    /* (out of memory: the logs still redo them, for any loader that can take the writer lock) */
+    for (size_t i = 0; i < k; i++) {
+        pthread_rwlock_wrlock(&fs[i]->rw);
+        (void)file_table_flush(fs[i], NULL);
+        pthread_rwlock_unlock(&fs[i]->rw);
+    }
+    pthread_mutex_lock(&v->mu);
+    for (size_t i = 0; i < k; i++) file_put(v, fs[i]);
+    pthread_mutex_unlock(&v->mu);
+    free(fs);
+}
+
 /* Caller holds v->mu. Under it no vol_lock is in progress, so the last commit of the sole
  * holder is complete on disk (its manifest-log record appended) before a newcomer gets in. */
 static void private_drop(scp_volume *v) {
@@ -385,6 +415,7 @@ static void private_drop(scp_volume *v) {
 }
 
 void scp_volume_private_end(scp_volume *v) {
+    sole_end(v);
     pthread_mutex_lock(&v->mu);
     /* Invariant: a newcomer gets in only once this process commits every write at once. */
     assert(!v->priv || v->shared);
@@ -393,6 +424,7 @@ void scp_volume_private_end(scp_volume *v) {
 }
 
 void scp_volume_private_release(scp_volume *v) {
+    sole_end(v);
     pthread_mutex_lock(&v->mu);
     /* (not shared: a newcomer is another program, as two programs started separately are) */
     assert(!v->priv || !v->shared);
@@ -542,6 +574,7 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
                       "invalid",
                       v->nhandles);
     registry_set(v, NULL);
+    sole_end(v); /* (closed files kept with deferred table writes) */
     pthread_mutex_lock(&v->mu);
     file_cache_drop(v);
     pthread_mutex_unlock(&v->mu);
@@ -762,6 +795,7 @@ void vol_object_owner(scp_volume *v, int fd) {
 }
 
 void scp_volume_set_shared(scp_volume *v) {
+    sole_end(v); /* (outside shared mode the unapplied set means deferred table writes) */
     pthread_mutex_lock(&v->mu);
     v->shared = 1;
     v->sole = 0; /* (shared mode's catch-up takes in what it needs: pend_walked) */

@@ -2,18 +2,21 @@
  * holds the volume's private lock outside shared mode commits without the cross-process lock
  * and without a catch-up, and every other open waits until it lets go.
  *
- * The binary wraps fcntl, fstat and pread (-Wl,--wrap) to count the library's calls.
+ * The binary wraps fcntl, fstat, pread and pwrite (-Wl,--wrap) to count the library's calls.
  *   count     sqlite's WAL transaction (a 4120-byte frame written, then an fsync), 64 times,
  *             and a DELETE-mode-like one (a file created, written, fsynced and removed), 32
  *             times: not private, each commit takes and releases the cross-process lock and
  *             catches up (two fcntl, an fstat and a pread of the manifest log's header, at
- *             least); private, none of these after the first commit
+ *             least); private, none of these after the first commit, and one pwrite fewer
+ *             per WAL commit (the table entries wait: deferred table writes)
  *   newcomer  a private process with a watcher thread (scp_volume_private_wait, then
  *             scp_volume_private_release) commits frames while another process opens the
- *             volume, creates a file and commits it: the newcomer's open waits for the
- *             release, the private process's later commits go on top of the newcomer's, and a
- *             fresh open finds both (without the wait in the open, the private process would
- *             append its manifest-log records over the newcomer's and the file would be lost)
+ *             volume, reads the file the private one still holds open (from its .t, which
+ *             must hold the deferred entries by then), creates a file and commits it: the
+ *             newcomer's open waits for the release, the private process's later commits go
+ *             on top of the newcomer's, and a fresh open finds both (without the wait in the
+ *             open, the private process would append its manifest-log records over the
+ *             newcomer's and the file would be lost)
  *   fork      a private process forks (the library's fork handlers): from then on its commits
  *             take the lock and catch up again, and the child's commit is kept
  */
@@ -28,7 +31,9 @@ int __real_fstat(int fd, struct stat *st);
 int __wrap_fstat(int fd, struct stat *st);
 ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
-static long nfcntl, nfstat, npread;
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+static long nfcntl, nfstat, npread, npwrite;
 
 int __wrap_fcntl(int fd, int cmd, ...) {
     va_list ap;
@@ -46,6 +51,10 @@ ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
     npread++;
     return __real_pread(fd, buf, n, off);
 }
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
+    npwrite++;
+    return __real_pwrite(fd, buf, n, off);
+}
 
 static const uint8_t KEY[SCP_VOLUME_KEY_LEN] = {7, 7, 7};
 
@@ -58,10 +67,10 @@ static void frame(scp_vfile *f, int n) {
     REQUIRE_OK(scp_vfile_fsync(f, &e), e);
 }
 
-static void reset_counts(void) { nfcntl = nfstat = npread = 0; }
+static void reset_counts(void) { nfcntl = nfstat = npread = npwrite = 0; }
 
 struct counts {
-    double wal_fcntl, wal_fstat, wal_pread; /* per WAL commit */
+    double wal_fcntl, wal_fstat, wal_pread, wal_pwrite; /* per WAL commit */
     double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
 };
 
@@ -76,6 +85,7 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     k->wal_fcntl = (double)nfcntl / n;
     k->wal_fstat = (double)nfstat / n;
     k->wal_pread = (double)npread / n;
+    k->wal_pwrite = (double)npwrite / n;
     reset_counts();
     for (int i = 0; i < n / 2; i++) {
         scp_vfile *j = scp_vfile_open(v, "db-journal", O_RDWR | O_CREAT | O_TRUNC, 0644, &e);
@@ -99,8 +109,9 @@ static void test_count(const char *base) {
     scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
     REQUIRE(v);
     workload(v, "db-wal", 64, &a);
-    printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread; %.2f of them per "
-           "DELETE-mode transaction\n", a.wal_fcntl, a.wal_fstat, a.wal_pread, a.del_calls);
+    printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite; %.2f "
+           "fcntl, fstat and pread per DELETE-mode transaction\n", a.wal_fcntl, a.wal_fstat,
+           a.wal_pread, a.wal_pwrite, a.del_calls);
     CHECKF(a.wal_fcntl >= 2 && a.wal_fstat >= 1, "a commit outside the sole holder takes the "
            "lock and catches up (%.2f fcntl, %.2f fstat)", a.wal_fcntl, a.wal_fstat);
     REQUIRE_OK(scp_volume_close(v, &e), e);
@@ -109,8 +120,12 @@ static void test_count(const char *base) {
     REQUIRE(v);
     CHECK(scp_volume_go_private(v) == 1);
     workload(v, "db-wal2", 64, &b); /* (a new file: no chunk to read back) */
-    printf("  sole holder: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread; %.2f of them per "
-           "DELETE-mode transaction\n", b.wal_fcntl, b.wal_fstat, b.wal_pread, b.del_calls);
+    printf("  sole holder: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite; %.2f "
+           "fcntl, fstat and pread per DELETE-mode transaction\n", b.wal_fcntl, b.wal_fstat,
+           b.wal_pread, b.wal_pwrite, b.del_calls);
+    /* (the table entries wait for the checkpoint, the close or the end of the holding) */
+    CHECKF(b.wal_pwrite + 1 <= a.wal_pwrite, "the sole holder's WAL commit writes .t "
+           "(%.2f pwrite per commit against %.2f)", b.wal_pwrite, a.wal_pwrite);
     CHECKF(b.wal_fcntl == 0 && b.wal_fstat == 0 && b.wal_pread == 0,
            "the sole holder's WAL commits take no lock and make no catch-up");
     /* (what is left there: the new file's writer lock, taken and released) */
@@ -157,6 +172,19 @@ static void test_newcomer(const char *base) {
             fprintf(stderr, "FAIL: the newcomer's open: %s\n", e.msg);
             _exit(4);
         }
+        /* the holder's file, which it still holds open (its writer lock): read from .t as it
+         * stands, so the holder's deferred table writes must be there */
+        scp_vfile *r = scp_vfile_open(w, "db-wal", O_RDONLY, 0, &e);
+        int got = -1;
+        if (!r || scp_vfile_pread(r, &got, sizeof got, 32 + 4120 * 5, &e) != sizeof got ||
+            scp_vfile_close(r, &e) < 0) {
+            fprintf(stderr, "FAIL: the newcomer reads the holder's file: %s\n", e.msg);
+            _exit(6);
+        }
+        if (got != 5) {
+            fprintf(stderr, "FAIL: the newcomer read frame %d, not 5\n", got);
+            _exit(7);
+        }
         scp_vfile *f = scp_vfile_open(w, "newcomer", O_RDWR | O_CREAT, 0644, &e);
         if (!f || scp_vfile_pwrite(f, "hello", 5, 0, &e) < 0 || scp_vfile_fsync(f, &e) < 0 ||
             scp_vfile_close(f, &e) < 0 || scp_volume_close(w, &e) < 0) {
@@ -176,12 +204,15 @@ static void test_newcomer(const char *base) {
     int n = 0;
     for (; n < 20; n++) frame(f, n);
     REQUIRE(write(go[1], "g", 1) == 1); /* the newcomer opens while this one commits */
+    /* until the newcomer asks (then nothing more from here until it is done: it reads what
+     * the release left on disk, not what a later commit would write) */
     struct pollfd p = {.fd = c.fd[0], .events = POLLIN};
-    while (n < 5000 && poll(&p, 1, 0) == 0) frame(f, n++);
-    CHECKF(n < 5000, "the newcomer did not finish while the private process committed");
-    for (int k = 0; k < 20; k++, n++) frame(f, n); /* on top of the newcomer's commit */
+    while (n < 5000 && !scp_volume_private_wanted(v) && poll(&p, 1, 0) == 0) frame(f, n++);
+    int asked = n - 20;
+    CHECKF(n < 5000, "the newcomer did not ask while the private process committed");
     CHECK(tu_child_wait(&c, NULL, 0));
     CHECK(scp_volume_private_wanted(v)); /* the newcomer asked */
+    for (int k = 0; k < 20; k++, n++) frame(f, n); /* on top of the newcomer's commit */
     scp_volume_private_release(v); /* (the watcher did; ends it if not) */
     pthread_join(t, NULL);
     REQUIRE_OK(scp_vfile_close(f, &e), e);
@@ -205,7 +236,7 @@ static void test_newcomer(const char *base) {
     REQUIRE_OK(scp_vfile_close(f, &e), e);
     CHECK(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0);
     REQUIRE_OK(scp_volume_close(v, &e), e);
-    printf("  newcomer: got in after %d commits of the private process, both kept\n", n - 20);
+    printf("  newcomer: asked after %d commits of the private process, both kept\n", asked);
 }
 
 static void test_fork(const char *base) {
