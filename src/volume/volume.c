@@ -380,19 +380,20 @@ void scp_volume_private_wait(scp_volume *v) {
 static void sole_end(scp_volume *v) {
     pthread_mutex_lock(&v->mu);
     v->sole = 0;
+    /* (every loaded file: its unapplied set is its own to read, under its rw) */
     size_t n = 0, k = 0;
-    for (scp_file *f = v->files; f; f = f->next) n += !v->shared && u64map_count(&f->unapplied) > 0;
+    for (scp_file *f = v->files; f && !v->shared; f = f->next) n++;
     scp_file **fs = n ? malloc(n * sizeof *fs) : NULL;
-    for (scp_file *f = v->files; fs && f && k < n; f = f->next)
-        if (!v->shared && u64map_count(&f->unapplied) > 0) {
-            f->refs++;
-            fs[k++] = f;
-        }
+    for (scp_file *f = v->files; fs && f && k < n; f = f->next) {
+        f->refs++;
+        fs[k++] = f;
+    }
     pthread_mutex_unlock(&v->mu);
-    /* (out of memory: the logs still redo them, for any loader that can take the writer lock) */
+    /* (out of memory: the logs still redo them, for any loader that can take the writer lock)
+     * v->shared only ever goes from 0 to 1, and this runs before the callers set it */
     for (size_t i = 0; i < k; i++) {
         pthread_rwlock_wrlock(&fs[i]->rw);
-        (void)file_table_flush(fs[i], NULL);
+        if (!v->shared) (void)file_table_flush(fs[i], NULL);
         pthread_rwlock_unlock(&fs[i]->rw);
     }
     pthread_mutex_lock(&v->mu);
