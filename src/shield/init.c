@@ -419,7 +419,10 @@ static long open_volume(int i) {
             return -(long)(e.sys ? e.sys : EIO);
         }
         sh_lib_leave();
-    } else if (!sh.forked) {
+    } else if (!sh.forked && !sh_in_trap) {
+        /* (not from a trap handler: no watcher could start there, and a newcomer, perhaps a
+         * second `scpctl run` that never waited before, would wait for this program's next
+         * call outside one) */
         sh_in_lib++;
         priv = scp_volume_go_private(v);
         sh_lib_leave();
