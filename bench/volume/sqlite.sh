@@ -8,7 +8,7 @@
 #
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), TXNS=2000,
 #   MODES="wal delete" (wal = journal_mode=WAL, synchronous=FULL; delete = rollback journal,
-#   synchronous=FULL, the default), BASE=/var/tmp, STRACE=0|1, CPU=0|1 (perf stat of the
+#   synchronous=FULL, the default), BASE=/var/tmp, STRACE=0|1 (STRACE_ALL=1: every system call, fcntl and the total among them), CPU=0|1 (perf stat of the
 #   sqlite3 process: task-clock and block requests issued per transaction, figures that move
 #   less with the machine's load than throughput does; needs perf; CPU_ROUNDS=N repeats it,
 #   the file systems alternating, for medians at a busy machine), PROFILE=0|1 (perf record
@@ -65,11 +65,19 @@ flushes() { # FS JMODE -> per-transaction counts of each flush call
     db=$(dir "$fs")/bench-s-$jm.db
     $(pre "$fs") sqlite3 "$db" "$(pragma "$jm") CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" >/dev/null
     { pragma "$jm"; head -n 500 "$T/txn.sql"; } > "$T/s.sql"
-    strace -f -c -o "$T/strace.txt" -e trace=fdatasync,fsync,msync,ftruncate,sync_file_range,pwrite64,write,pread64,getpid,newfstatat \
-        $(pre "$fs") sqlite3 "$db" < "$T/s.sql" >/dev/null
+    # (STRACE_ALL=1: every call of the run, fcntl and the total among them; the calls of the
+    # start are in the counts too, divided by the transactions)
+    local sel=fdatasync,fsync,msync,ftruncate,sync_file_range,pwrite64,write,pread64,getpid,newfstatat
+    if [ "${STRACE_ALL:-0}" = 1 ]; then
+        strace -f -c -o "$T/strace.txt" $(pre "$fs") sqlite3 "$db" < "$T/s.sql" >/dev/null
+        sel='[a-z_0-9]+|total'
+    else
+        strace -f -c -o "$T/strace.txt" -e trace=$sel $(pre "$fs") sqlite3 "$db" < "$T/s.sql" >/dev/null
+        sel="${sel//,/|}"
+    fi
     $(pre "$fs") rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
-    awk -v fs="$fs" -v jm="$jm" -v n="$n" '$NF ~ /^(fdatasync|fsync|msync|ftruncate|sync_file_range|pwrite64|write|pread64|getpid|newfstatat)$/ {
-        printf "  %s %s %s: %.2f per txn\n", fs, jm, $NF, $(NF-1) / n }' "$T/strace.txt"
+    awk -v fs="$fs" -v jm="$jm" -v n="$n" -v sel="^($sel)\$" '$NF ~ sel && $4 ~ /^[0-9]+$/ {
+        printf "  %s %s %s: %.2f per txn\n", fs, jm, $NF, $4 / n }' "$T/strace.txt"
 }
 
 cpu() { # FS JMODE -> CPU time and block requests per transaction (perf stat)

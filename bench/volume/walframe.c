@@ -4,7 +4,12 @@
  * 4 KiB chunks) and fsyncs the -wal file; sqlite starts over at the file's beginning after a
  * checkpoint (every 1000 frames by default).
  *
- *   walframe DIR [TXNS]   (DIR: a new directory; on tmpfs the flushes cost no waiting)
+ *   walframe DIR [TXNS] [private]   (DIR: a new directory; on tmpfs the flushes cost no waiting)
+ *
+ * "private": the process takes the volume's private lock first (scp_volume_go_private), as the
+ * shield does for sqlite3 under `scpctl run`: the sole holder's commits skip the cross-process
+ * lock and catch-up (docs/volume-format.md, "Sole holder"). No watcher thread here: another
+ * process that opens the volume meanwhile waits until this one ends.
  *
  * Prints the process CPU time per transaction (getrusage). Under valgrind --tool=callgrind the
  * instruction count per transaction is a figure that the machine's load does not move. */
@@ -23,7 +28,7 @@ static double cpu(void) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: walframe DIR [TXNS]\n");
+        fprintf(stderr, "usage: walframe DIR [TXNS] [private]\n");
         return 2;
     }
     int txns = argc > 2 ? atoi(argv[2]) : 2000;
@@ -35,6 +40,10 @@ int main(int argc, char **argv) {
     if (scp_volume_create(argv[1], key, 4096, &e) < 0 || !(v = scp_volume_open(argv[1], key, NULL, &e)) ||
         !(f = scp_vfile_open(v, "db-wal", O_RDWR | O_CREAT, 0644, &e))) {
         fprintf(stderr, "walframe: %s\n", e.msg);
+        return 1;
+    }
+    if (argc > 3 && strcmp(argv[3], "private") == 0 && scp_volume_go_private(v) != 1) {
+        fprintf(stderr, "walframe: cannot take the volume's private lock\n");
         return 1;
     }
     memset(hdr, 0, sizeof hdr);

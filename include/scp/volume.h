@@ -138,6 +138,15 @@ int scp_volume_go_private(scp_volume *vol);
 int scp_volume_private_wanted(scp_volume *vol);
 void scp_volume_private_wait(scp_volume *vol);
 void scp_volume_private_end(scp_volume *vol);
+/* A private holder outside shared mode (a program that has not forked, whose family is not
+ * shared either: sqlite3 started by scpctl run) is the volume's *sole holder*: its commits take
+ * neither the cross-process lock nor a catch-up (docs/volume-format.md, "Sole holder"). When
+ * another process opens the volume, it lets go with scp_volume_private_release instead of
+ * going shared (the newcomer is another program; the two then work as two programs do). Every
+ * scp_volume_open waits, before it reads the volume, until no process holds the private lock,
+ * so a holder must have a watcher (scp_volume_private_wait) or a newcomer waits until it
+ * releases, closes or exits. */
+void scp_volume_private_release(scp_volume *vol);
 /* Shared mode for a process that has just opened the volume: waits until a private holder (if
  * any) has gone shared, then scp_volume_set_shared. -1 on error (the volume stays usable as
  * not shared). */

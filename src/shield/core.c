@@ -447,6 +447,19 @@ void sh_priv_end(int i) {
             sv->priv_pending = 0;
             __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
         }
+        if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED)) {
+            /* The sole holder of a family that is not shared (open_volume): the newcomer is
+             * another program, and two programs share a volume without shared mode (writer
+             * locks, a commit at fsync or close). Released under the volume's mutex, after any
+             * commit in progress: the newcomer then catches up with all of this process's.
+             * (A fork's prepare comes here before it makes the family shared.) */
+            sh_in_lib++;
+            scp_volume_private_release(v);
+            sh_lib_leave();
+            __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
+            sh_trace("volume at %s: another process opens it, no longer the sole holder", sv->mount);
+            continue;
+        }
         /* As at a fork (sh_fork_share): shared first, so that a write that starts now
          * publishes itself; then commit what was written privately (waiting for each file's
          * write in progress); then shared again, which lets go of the writer locks of what was
@@ -544,10 +557,14 @@ void sh_priv_begin(int i, scp_volume *v) {
         sh_trace("volume at %s: no other process has it open, private (watcher to start)", sv->mount);
     } else if (priv_watch_start(i) < 0) { /* no watcher: shared, before anything was written */
         sh_in_lib++;
-        scp_volume_set_shared(v);
-        scp_volume_private_end(v);
+        if (sh.cfg.flags & SCP_SHIELD_F_SHARED) {
+            scp_volume_set_shared(v);
+            scp_volume_private_end(v);
+        } else {
+            scp_volume_private_release(v); /* (not the sole holder: as before) */
+        }
         sh_lib_leave();
-        sh_trace("volume at %s: no watcher thread, shared", sv->mount);
+        sh_trace("volume at %s: no watcher thread, not private", sv->mount);
     } else {
         __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
         sh_trace("volume at %s: no other process has it open, private until this image forks "

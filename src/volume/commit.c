@@ -404,6 +404,8 @@ static int flush(scp_file *f, int fd, unsigned which) {
  * synced whatever this process wrote, since the last writer's in-place applies may still sit in
  * the page cache. After it the journal holds nothing that is needed. */
 int file_checkpoint(scp_file *f, scp_err *err) {
+    /* (the sole holder's table writes first: after the checkpoint the log may go) */
+    if (!f->vol->shared && file_table_flush(f, err) < 0) return -1;
     if (flush(f, f->fd_d, FLUSHED_D) < 0 || flush(f, f->fd_t, FLUSHED_T) < 0)
         return scp_fail_errno(err, "cannot sync '%s'", f->path ? f->path : "file");
     f->d_unsynced = f->t_unsynced = 0;
@@ -870,8 +872,35 @@ static uint64_t changed_next(scp_file *f, uint64_t i, uint64_t lim) {
 
 /* Apply the journal's newest commit in place after the commit point, without syncing: until a
  * checkpoint the journal can redo it (caller holds the volume lock). */
+/* Write the entries of f->unapplied where they stand in the table now, in index order, one
+ * pwrite per run of neighbours (a WAL segment's lazy commits leave hundreds), and empty it. */
+static int write_unapplied(scp_file *f, scp_err *err) {
+    size_t nu = u64map_count(&f->unapplied), k = 0, pos = 0;
+    if (nu == 0) return 0;
+    uint64_t *idx = malloc(nu * sizeof *idx), i, g;
+    if (!idx) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    while (u64map_next(&f->unapplied, &pos, &i, &g))
+        if (i < cur_n(f)) idx[k++] = i; /* (else shrunk since) */
+    if (k) qsort(idx, k, sizeof *idx, cmp_u64);
+    int rc = 0;
+    for (size_t a = 0, b; rc == 0 && a < k; a = b) {
+        for (b = a + 1; b < k && idx[b] == idx[b - 1] + 1;) b++;
+        if (scp_pwrite_full(f->fd_t, ent(f, idx[a]), (b - a) * ENT, idx[a] * ENT) < 0)
+            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        f->t_unsynced = 1;
+    }
+    free(idx);
+    if (rc == 0) u64map_clear(&f->unapplied);
+    return rc;
+}
+
+int file_table_flush(scp_file *f, scp_err *err) {
+    assert(!f->vol->shared); /* (in shared mode the set is lazy commits', applied durably) */
+    return write_unapplied(f, err);
+}
+
 #define APPLY_RUN 16 /* chunks per pwrite of the apply */
-static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
+static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, int defer_t, scp_err *err) {
     assert(VOL_LOCK_HELD(f->vol));
     uint32_t cs = f->vol->cs;
     /* The journaled chunks in index order, each run of neighbours written with one pwrite:
@@ -904,22 +933,24 @@ static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, scp_err *err) {
     }
     free(jv);
     free(ct);
-    /* Entries of lazy commits (shared mode), each where it stands in the table now: in index
-     * order, one pwrite per run of neighbours (a WAL segment's lazy commits leave hundreds). */
-    size_t nu = u64map_count(&f->unapplied), k = 0;
-    uint64_t *idx = rc == 0 && nu ? malloc(nu * sizeof *idx) : NULL;
-    if (rc == 0 && nu && !idx) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    pos = 0;
-    while (idx && u64map_next(&f->unapplied, &pos, &i, &off))
-        if (i < cur_n(f)) idx[k++] = i; /* (else shrunk since) */
-    if (k) qsort(idx, k, sizeof *idx, cmp_u64);
-    for (size_t a = 0, b; rc == 0 && a < k; a = b) {
-        for (b = a + 1; b < k && idx[b] == idx[b - 1] + 1;) b++;
-        if (scp_pwrite_full(f->fd_t, ent(f, idx[a]), (b - a) * ENT, idx[a] * ENT) < 0)
-            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
-        f->t_unsynced = 1;
+    if (rc < 0) return rc;
+    /* The sole holder's table writes wait (docs/volume-format.md, "Sole holder": deferred
+     * table writes): the entries join the unapplied set, which the next checkpoint, the
+     * writer's last close or the end of the sole holding writes to .t (file_table_flush).
+     * Until then the journal log, which no new log replaces before that checkpoint, redoes
+     * them after a crash, as it redoes any unsynced apply. */
+    if (defer_t) {
+        int nomem = 0;
+        uint64_t gen = f->vol->gen;
+        for (i = changed_next(f, 0, lim); i < lim && !nomem; i = changed_next(f, i + 1, lim))
+            nomem = u64map_put(&f->unapplied, i, gen) < 0;
+        for (i = lim; i < to && !nomem; i++) nomem = u64map_put(&f->unapplied, i, gen) < 0;
+        if (!nomem) return 1;
+        /* (out of memory: written now, with what is already waiting) */
     }
-    free(idx);
+    /* Entries of lazy commits (shared mode) or of the sole holder's earlier commits, each
+     * where it stands in the table now. */
+    rc = write_unapplied(f, err);
     /* Changed entries, and a small append's [lim, to), one pwrite per run of neighbours (a
      * large overwrite changes many; sqlite's WAL frame changes the last entry and adds one). */
     for (i = changed_next(f, 0, lim); rc == 0 && i < to;) {
@@ -1165,7 +1196,11 @@ static enum commit_path choose_path(scp_file *f, uint64_t n, uint64_t cn, uint64
     assert(f->cstate == CS_WRITTEN);
     uint64_t nfresh = n > cn ? n - cn : 0;
     int small = nfresh <= SCP_FRESH_JOURNAL_BYTES / f->vol->cs;
-    int redo = u64map_count(&f->jmap) > 0 || u64map_count(&f->unapplied) > 0 || any_changed(f, lim);
+    /* (outside shared mode the unapplied set holds only the sole holder's deferred table
+     * writes: committed, redone by the log, and written by the checkpoint an in-place commit
+     * makes) */
+    int redo = u64map_count(&f->jmap) > 0 || (f->vol->shared && u64map_count(&f->unapplied) > 0) ||
+               any_changed(f, lim);
     if (redo) return small ? COMMIT_JOURNAL_SMALL : COMMIT_JOURNAL_REDO;
     if (small && (nfresh || f->j_end)) return COMMIT_JOURNAL_SMALL;
     return COMMIT_IN_PLACE; /* syncing in place anyway: that also closes an open log */
@@ -1384,8 +1419,15 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
     uint32_t cs = f->vol->cs;
     int rc = 0;
     /* (a small append's fresh entries [cn, n) follow lim = cn: written with the changed ones) */
-    if (path != COMMIT_IN_PLACE)
-        rc = apply_journal(f, lim, path == COMMIT_JOURNAL_SMALL && n > cn ? n : lim, err);
+    /* The sole holder defers its table writes, except in a commit that shrinks (the objects
+     * are cut below) or closes a long log (commit_finish checkpoints it). */
+    int defer = f->vol->sole == 2 && !f->vol->shared && n >= cn && f->j_end <= SCP_JOURNAL_MAX;
+    f->t_deferred = 0;
+    if (path != COMMIT_IN_PLACE) {
+        rc = apply_journal(f, lim, path == COMMIT_JOURNAL_SMALL && n > cn ? n : lim, defer, err);
+        f->t_deferred = rc == 1;
+        if (rc > 0) rc = 0;
+    }
     if (rc == 0 && n < cn &&
         (ftruncate(f->fd_d, (off_t)(n * cs)) < 0 || ftruncate(f->fd_t, (off_t)(n * ENT)) < 0 ||
          (f->fd_s >= 0 && ftruncate(f->fd_s, (off_t)(n * cs)) < 0)))
@@ -1400,7 +1442,9 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
     assert(f->jq_len == 0); /* (the commit point wrote and synced the journal) */
     u64map_clear(&f->jmap);
     u64map_clear(&f->placed);
-    u64map_clear(&f->unapplied);
+    /* (the sole holder's deferred table writes stay listed there: file_table_flush) */
+    if (!f->t_deferred) u64map_clear(&f->unapplied);
+    f->t_deferred = 0;
     /* Close the log after a shrink (a later append writes in place where the log may hold older
      * records of the same chunk; the next journaled commit checkpoints) or when it is long
      * (checkpointed here, so that whoever loads the file next has little to redo). */

@@ -60,6 +60,11 @@ struct scp_volume {
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
     int priv;       /* scp_volume_go_private: holds the private lock (PRIVATE_BYTE) */
+    int sole;       /* private and not shared (volume.c, vol_lock): 0 no; 1 yes, a catch-up
+                     * under the cross-process lock due; 2 yes and the state in memory is the
+                     * newest on disk (that catch-up done since the private lock was taken, and
+                     * no other process can commit until it is released): vol_lock takes
+                     * neither the cross-process lock nor a catch-up. Never 2 after a fork. */
     int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
                      * write at once and pick up their commits before each read (vfile.c) */
     uint32_t cs;    /* chunk size */
@@ -199,7 +204,10 @@ struct scp_file {
     u64map unapplied;           /* shared mode: chunk indexes whose entries lazy commits (ours or
                                  * followed) changed and no durable commit has applied to .t,
                                  * each -> a generation at or above the commit that changed it
-                                 * (the entry is durable once a durable state is that new) */
+                                 * (the entry is durable once a durable state is that new).
+                                 * Outside it: the sole holder's committed entries not yet
+                                 * written to .t (file_table_flush) */
+    int t_deferred;             /* the commit running left its entries in unapplied */
     u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
                                  * emptied only when a new log starts) */
     u64map placed;              /* chunk index -> slot: chunks below the committed count written
@@ -283,9 +291,10 @@ static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + c
 /* volume.c */
 /* The lock rules that functions state ("caller holds ..."), for assert() in debug builds:
  * VOL_MU_HELD, v->mu (vol_lock or vol_lock_read); VOL_LOCK_HELD, vol_lock itself (the mutex and
- * the cross-process lock); FILE_WR_HELD, f->rw for writing. */
+ * the cross-process lock, which the sole holder does without); FILE_WR_HELD, f->rw for
+ * writing. */
 #define VOL_MU_HELD(v) scp_mutex_held(&(v)->mu)
-#define VOL_LOCK_HELD(v) (scp_mutex_held(&(v)->mu) && (v)->ofd_held)
+#define VOL_LOCK_HELD(v) (scp_mutex_held(&(v)->mu) && ((v)->ofd_held || (v)->sole == 2))
 #define FILE_WR_HELD(f) scp_rwlock_wrheld(&(f)->rw)
 int vol_lock(scp_volume *v, scp_err *err);   /* mutex + cross-process lock + manifest refresh */
 void vol_unlock(scp_volume *v);
@@ -663,6 +672,11 @@ int file_log_stale(scp_file *f);
 int journal_skip_mrecs(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
+/* Outside shared mode: write the table entries that the sole holder's commits left in
+ * f->unapplied to .t, unsynced (docs/volume-format.md, "Sole holder"). Before a checkpoint,
+ * the writer's last close and the end of the sole holding (another process may then read .t
+ * while this one still holds the writer lock). Caller holds f->rw for writing. */
+int file_table_flush(scp_file *f, scp_err *err);
 /* Before f's journal is emptied or restarted: if it is listed as holding one-flush records,
  * make them durable in manifest.log first (vol_mlog_sync). */
 int journal_release(scp_file *f, scp_err *err);

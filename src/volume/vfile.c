@@ -961,6 +961,8 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if ((h->flags & O_ACCMODE) != O_RDONLY) {
         pthread_rwlock_wrlock(&f->rw);
         rc = file_commit(f, err);
+        /* The sole holder's deferred table writes: the writer lock goes with the last handle */
+        if (rc == 0 && f->refs == 1 && !v->shared) rc = file_table_flush(f, err);
         /* The last writer's handle: a long log would make the next process that loads the
          * file redo all of it; checkpoint now instead (a short one is cheaper to redo than
          * two syncs, and sqlite closes its journal file after every transaction). refs is

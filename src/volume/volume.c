@@ -99,6 +99,7 @@ static void fork_parent(void) {
             pthread_rwlock_unlock(&f->rw);
         }
         fork_unref_files(v);
+        v->sole = 0; /* a child may now have the volume open (its first call takes presence) */
         pthread_mutex_unlock(&v->mu);
     }
     pthread_mutex_unlock(&registry_mu);
@@ -130,6 +131,7 @@ static void fork_child(void) {
         v->nspare = 0; /* the parent's: it may reuse them */
         fork_unref_files(v);
         v->forked_midway = 1; /* the first call reloads the manifest, as before this handler */
+        v->sole = 0;          /* (the private lock is the parent's: vol_check_fork) */
     }
     __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED);
 }
@@ -347,8 +349,12 @@ int scp_volume_go_private(scp_volume *v) {
      * "wanted" store came after our clear (we see it). */
     if (v->hint && !v->shared && !v->priv && private_lock(v, F_WRLCK, F_OFD_SETLK) == 0) {
         __atomic_store_n(want_word(v), 0, __ATOMIC_SEQ_CST);
-        if (vol_alone(v)) ok = v->priv = 1;
-        else (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
+        if (vol_alone(v)) {
+            ok = v->priv = 1;
+            v->sole = 1; /* (the next vol_lock catches up: others may have committed before) */
+        } else {
+            (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
+        }
     }
     pthread_mutex_unlock(&v->mu);
     return ok;
@@ -366,23 +372,74 @@ void scp_volume_private_wait(scp_volume *v) {
         syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
 }
 
-void scp_volume_private_end(scp_volume *v) {
+/* The end of the sole holding, before the private lock goes or the volume goes shared: no
+ * commit defers its table writes from now on, and those deferred so far are written
+ * (file_table_flush), since another process may then read a file's .t while this one still
+ * holds its writer lock (docs/volume-format.md, "Sole holder"). Also what a fork left (it ends
+ * the holding without this). Each file's rw is taken without v->mu (the lock order), under a
+ * reference that keeps a close from freeing it meanwhile. Caller holds neither. */
+static void sole_end(scp_volume *v) {
     pthread_mutex_lock(&v->mu);
-    if (v->priv) {
-        /* Invariant: a newcomer gets in only once this process commits every write at once. */
-        assert(v->shared);
-        /* The word set (and woken) before the lock goes, so that this process's own watcher
-         * wakes and ends; a leftover mark with no private holder is cleared by the next one. */
-        __atomic_store_n(want_word(v), 1, __ATOMIC_SEQ_CST);
-        syscall(SYS_futex, want_word(v), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-        (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
-        v->priv = 0;
+    v->sole = 0;
+    /* (every loaded file: its unapplied set is its own to read, under its rw) */
+    size_t n = 0, k = 0;
+    for (scp_file *f = v->files; f && !v->shared; f = f->next) n++;
+    scp_file **fs = n ? malloc(n * sizeof *fs) : NULL;
+    for (scp_file *f = v->files; fs && f && k < n; f = f->next) {
+        f->refs++;
+        fs[k++] = f;
     }
+    pthread_mutex_unlock(&v->mu);
+    /* (out of memory: the logs still redo them, for any loader that can take the writer lock)
+     * v->shared only ever goes from 0 to 1, and this runs before the callers set it */
+    for (size_t i = 0; i < k; i++) {
+        pthread_rwlock_wrlock(&fs[i]->rw);
+        if (!v->shared) (void)file_table_flush(fs[i], NULL);
+        pthread_rwlock_unlock(&fs[i]->rw);
+    }
+    pthread_mutex_lock(&v->mu);
+    for (size_t i = 0; i < k; i++) file_put(v, fs[i]);
+    pthread_mutex_unlock(&v->mu);
+    free(fs);
+}
+
+/* Caller holds v->mu. Under it no vol_lock is in progress, so the last commit of the sole
+ * holder is complete on disk (its manifest-log record appended) before a newcomer gets in. */
+static void private_drop(scp_volume *v) {
+    if (!v->priv) return;
+    /* The word set (and woken) before the lock goes, so that this process's own watcher
+     * wakes and ends; a leftover mark with no private holder is cleared by the next one. */
+    __atomic_store_n(want_word(v), 1, __ATOMIC_SEQ_CST);
+    syscall(SYS_futex, want_word(v), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    v->sole = 0; /* every vol_lock from now on takes the lock and catches up */
+    (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
+    v->priv = 0;
+}
+
+void scp_volume_private_end(scp_volume *v) {
+    sole_end(v);
+    pthread_mutex_lock(&v->mu);
+    /* Invariant: a newcomer gets in only once this process commits every write at once. */
+    assert(!v->priv || v->shared);
+    private_drop(v);
     pthread_mutex_unlock(&v->mu);
 }
 
-int scp_volume_join_shared(scp_volume *v, scp_err *err) {
-    assert(!v->priv);
+void scp_volume_private_release(scp_volume *v) {
+    sole_end(v);
+    pthread_mutex_lock(&v->mu);
+    /* (not shared: a newcomer is another program, as two programs started separately are) */
+    assert(!v->priv || !v->shared);
+    private_drop(v);
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* A process that opens the volume waits here, after its presence lock and before it reads
+ * anything, until no process holds the private lock: a private holder keeps uncommitted
+ * writes and writer locks, and as the sole holder it does not catch up before its commits
+ * (vol_lock), so nobody else may read or commit meanwhile. It asks the holder to let go (the
+ * wanted word, which the holder's watcher sleeps on). */
+static int private_wait_free(scp_volume *v, scp_err *err) {
     if (private_lock(v, F_RDLCK, F_OFD_SETLK) < 0) {
         if (errno != EAGAIN && errno != EACCES) return scp_fail_errno(err, "cannot test the volume's private lock");
         /* A private holder: ask it to go shared, and wait until it has. Without the mapped
@@ -395,6 +452,14 @@ int scp_volume_join_shared(scp_volume *v, scp_err *err) {
             if (errno != EINTR) return scp_fail_errno(err, "cannot wait for the volume's private writer");
     }
     (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
+    return 0;
+}
+
+int scp_volume_join_shared(scp_volume *v, scp_err *err) {
+    assert(!v->priv);
+    /* (scp_volume_open waited already; since then this process's presence lock keeps any
+     * other from going private: checked again all the same, it costs two fcntl per open) */
+    if (private_wait_free(v, err) < 0) return -1;
     scp_volume_set_shared(v);
     return 0;
 }
@@ -459,6 +524,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     }
     hint_map(v);
     presence_take(v);
+    if (private_wait_free(v, err) < 0) goto fail;
     if (vol_lock(v, err) < 0) goto fail;
     vol_unlock(v);
     registry_set(NULL, v); /* a process with more than 64 volumes open repairs only 64 */
@@ -510,6 +576,7 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
                       "invalid",
                       v->nhandles);
     registry_set(v, NULL);
+    sole_end(v); /* (closed files kept with deferred table writes) */
     pthread_mutex_lock(&v->mu);
     file_cache_drop(v);
     pthread_mutex_unlock(&v->mu);
@@ -551,6 +618,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     v->lockfd = fd;
     presence_take(v); /* the parent's description still holds the parent's */
     v->priv = 0;      /* and its private lock, if any (a fork's prepare ends it: sh_fork_share) */
+    v->sole = 0;
     v->pid = getpid();
     v->ofd_held = 0; /* the parent's */
     if (ofd_lock(v, err) < 0) return -1;
@@ -569,9 +637,13 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
 
 /* Release the cross-process lock; publish our generation as the hint first when the in-memory
  * manifest is the newest (it is, under the lock, unless loading it failed). */
-static void ofd_unlock(scp_volume *v, int publish) {
-    if (publish && v->hint && v->gen && __atomic_load_n(v->hint, __ATOMIC_RELAXED) != v->gen)
+static void hint_publish(scp_volume *v) {
+    if (v->hint && v->gen && __atomic_load_n(v->hint, __ATOMIC_RELAXED) != v->gen)
         __atomic_store_n(v->hint, v->gen, __ATOMIC_RELEASE);
+}
+
+static void ofd_unlock(scp_volume *v, int publish) {
+    if (publish) hint_publish(v);
     v->ofd_held = 0;
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
@@ -585,6 +657,16 @@ int vol_lock(scp_volume *v, scp_err *err) {
             __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED) &&
         vol_check_fork(v, err) < 0)
         goto fail;
+    /* The sole holder (a private process outside shared mode, docs/volume-format.md, "Sole
+     * holder"): no other process has the volume open, and every process that opens it waits
+     * in scp_volume_open, before it reads anything, until the private lock is released. So
+     * nobody else commits, and the state this process caught up to under the cross-process
+     * lock once it held the private lock, plus its own commits since, is the newest: neither
+     * the lock nor another catch-up (two fcntl, an fstat and a pread per commit). */
+    if (v->sole == 2) {
+        assert(v->priv && !v->shared && !v->forked_midway);
+        return 0;
+    }
     if (ofd_lock(v, err) < 0) goto fail;
     v->ofd_held = 1;
     int changed = vol_refresh_manifest(v, err);
@@ -592,6 +674,7 @@ int vol_lock(scp_volume *v, scp_err *err) {
         ofd_unlock(v, 0);
         goto fail;
     }
+    if (v->sole == 1 && v->priv && !v->shared) v->sole = 2;
     if (changed == 1) {
         /* Another process may have renamed or removed files we have loaded. */
         for (scp_file *f = v->files; f; f = f->next) {
@@ -681,6 +764,7 @@ int vol_lock_read(scp_volume *v, scp_err *err) {
 
 void vol_unlock(scp_volume *v) {
     if (v->ofd_held) ofd_unlock(v, 1);
+    else if (v->sole == 2) hint_publish(v); /* (for after the release: vol_fresh) */
     pthread_mutex_unlock(&v->mu);
 }
 
@@ -713,8 +797,10 @@ void vol_object_owner(scp_volume *v, int fd) {
 }
 
 void scp_volume_set_shared(scp_volume *v) {
+    sole_end(v); /* (outside shared mode the unapplied set means deferred table writes) */
     pthread_mutex_lock(&v->mu);
     v->shared = 1;
+    v->sole = 0; /* (shared mode's catch-up takes in what it needs: pend_walked) */
     vol_spare_drop(v); /* (processes share the volume: the id is only this one's to reuse) */
     /* A writer lock held from before (a write of this process, committed since) would make
      * every other process's shared write wait until this one writes again or closes: a shell

@@ -25,7 +25,11 @@
  * (published, unsynced; fresh and filled-hole chunks written in place), and only an fsync (or
  * a sync) is certainly durable, for every file; then each file must read a state it had
  * between the last fsync that returned before the cut and the op in progress.
- * Usage: test_volume_powercut [runs [first run [shared]]]
+ * With "sole", the workload's process takes the volume's private lock (scp_volume_go_private,
+ * what the shield does for a program that has not forked): the sole holder's commits skip the
+ * cross-process lock and catch-up (docs/volume-format.md, "Sole holder"); the images are
+ * checked as without it.
+ * Usage: test_volume_powercut [runs [first run [shared|sole]]]
  */
 #include <stdarg.h>
 
@@ -526,6 +530,7 @@ static void write_image(void) {
 }
 
 static int shared_mode; /* the volume in shared mode (lazy commits) */
+static int sole_mode;   /* the workload holds the private lock (the sole holder) */
 
 /* Shared mode: the states file `fi` may read after cut c (from its state at the last sync that
  * returned, through every op up to the one in progress). Returns 1 if b[0, n) is one of them. */
@@ -685,6 +690,7 @@ static void run_one(uint64_t seed, long *images, long *nfailed) {
     REQUIRE_OK(scp_volume_close(v, &e), e);
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     if (shared_mode) scp_volume_set_shared(v);
+    if (sole_mode) REQUIRE(scp_volume_go_private(v) == 1);
     scp_vfile *f[WL_NF];
     for (int i = 0; i < WL_NF; i++) f[i] = REQUIRE_PTR(scp_vfile_open(v, WL_FILES[i], O_RDWR, 0, &e), e);
     scp_volume_tag_get(v, &cur_tag);
@@ -723,6 +729,7 @@ int main(int argc, char **argv) {
     int runs = argc > 1 ? atoi(argv[1]) : 4;
     int first = argc > 2 ? atoi(argv[2]) : 0;
     shared_mode = argc > 3 && strcmp(argv[3], "shared") == 0;
+    sole_mode = argc > 3 && strcmp(argv[3], "sole") == 0;
     double t0 = tu_now();
     long images = 0, nfailed = 0;
     for (int i = first; i < first + runs && !tu_failures; i++)

@@ -1,0 +1,287 @@
+/* test_volume_sole - the sole holder (docs/volume-format.md, "Sole holder"): a process that
+ * holds the volume's private lock outside shared mode commits without the cross-process lock
+ * and without a catch-up, and every other open waits until it lets go.
+ *
+ * The binary wraps fcntl, fstat, pread and pwrite (-Wl,--wrap) to count the library's calls.
+ *   count     sqlite's WAL transaction (a 4120-byte frame written, then an fsync), 64 times,
+ *             and a DELETE-mode-like one (a file created, written, fsynced and removed), 32
+ *             times: not private, each commit takes and releases the cross-process lock and
+ *             catches up (two fcntl, an fstat and a pread of the manifest log's header, at
+ *             least); private, none of these after the first commit, and one pwrite fewer
+ *             per WAL commit (the table entries wait: deferred table writes)
+ *   newcomer  a private process with a watcher thread (scp_volume_private_wait, then
+ *             scp_volume_private_release) commits frames while another process opens the
+ *             volume, reads the file the private one still holds open (from its .t, which
+ *             must hold the deferred entries by then), creates a file and commits it: the
+ *             newcomer's open waits for the release, the private process's later commits go
+ *             on top of the newcomer's, and a fresh open finds both (without the wait in the
+ *             open, the private process would append its manifest-log records over the
+ *             newcomer's and the file would be lost)
+ *   fork      a private process forks (the library's fork handlers): from then on its commits
+ *             take the lock and catch up again, and the child's commit is kept
+ */
+#include <poll.h>
+#include <pthread.h>
+
+#include "scenario.h"
+
+int __real_fcntl(int fd, int cmd, ...);
+int __wrap_fcntl(int fd, int cmd, ...);
+int __real_fstat(int fd, struct stat *st);
+int __wrap_fstat(int fd, struct stat *st);
+ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
+ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+static long nfcntl, nfstat, npread, npwrite;
+
+int __wrap_fcntl(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *); /* (every command the library uses takes one argument) */
+    va_end(ap);
+    nfcntl++;
+    return __real_fcntl(fd, cmd, arg);
+}
+int __wrap_fstat(int fd, struct stat *st) {
+    nfstat++;
+    return __real_fstat(fd, st);
+}
+ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
+    npread++;
+    return __real_pread(fd, buf, n, off);
+}
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
+    npwrite++;
+    return __real_pwrite(fd, buf, n, off);
+}
+
+static const uint8_t KEY[SCP_VOLUME_KEY_LEN] = {7, 7, 7};
+
+static void frame(scp_vfile *f, int n) {
+    scp_err e;
+    uint8_t buf[4120];
+    memset(buf, (n * 7 + 1) & 0xff, sizeof buf);
+    memcpy(buf, &n, sizeof n);
+    REQUIRE_OK(scp_vfile_pwrite(f, buf, sizeof buf, 32 + 4120 * (uint64_t)(n % 200), &e), e);
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+}
+
+static void reset_counts(void) { nfcntl = nfstat = npread = npwrite = 0; }
+
+struct counts {
+    double wal_fcntl, wal_fstat, wal_pread, wal_pwrite; /* per WAL commit */
+    double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
+};
+
+/* n WAL transactions, then n/2 DELETE-mode-like ones, on an open volume: calls per commit. */
+static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
+    scp_err e;
+    scp_vfile *f = scp_vfile_open(v, name, O_RDWR | O_CREAT, 0644, &e);
+    REQUIRE(f);
+    frame(f, 0); /* (the first commit catches up, private or not) */
+    reset_counts();
+    for (int i = 1; i <= n; i++) frame(f, i);
+    k->wal_fcntl = (double)nfcntl / n;
+    k->wal_fstat = (double)nfstat / n;
+    k->wal_pread = (double)npread / n;
+    k->wal_pwrite = (double)npwrite / n;
+    reset_counts();
+    for (int i = 0; i < n / 2; i++) {
+        scp_vfile *j = scp_vfile_open(v, "db-journal", O_RDWR | O_CREAT | O_TRUNC, 0644, &e);
+        REQUIRE(j);
+        REQUIRE_OK(scp_vfile_pwrite(j, "journal", 7, 0, &e), e);
+        REQUIRE_OK(scp_vfile_fsync(j, &e), e);
+        REQUIRE_OK(scp_vfile_close(j, &e), e);
+        REQUIRE_OK(scp_volume_unlink(v, "db-journal", &e), e);
+        frame(f, n + 1 + i);
+    }
+    k->del_calls = (double)(nfcntl + nfstat + npread) / (n / 2);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+}
+
+static void test_count(const char *base) {
+    char dir[512];
+    scp_err e;
+    struct counts a, b;
+    snprintf(dir, sizeof dir, "%s/count", base);
+    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
+    scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
+    REQUIRE(v);
+    workload(v, "db-wal", 64, &a);
+    printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite; %.2f "
+           "fcntl, fstat and pread per DELETE-mode transaction\n", a.wal_fcntl, a.wal_fstat,
+           a.wal_pread, a.wal_pwrite, a.del_calls);
+    CHECKF(a.wal_fcntl >= 2 && a.wal_fstat >= 1, "a commit outside the sole holder takes the "
+           "lock and catches up (%.2f fcntl, %.2f fstat)", a.wal_fcntl, a.wal_fstat);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+
+    v = scp_volume_open(dir, KEY, NULL, &e);
+    REQUIRE(v);
+    CHECK(scp_volume_go_private(v) == 1);
+    workload(v, "db-wal2", 64, &b); /* (a new file: no chunk to read back) */
+    printf("  sole holder: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite; %.2f "
+           "fcntl, fstat and pread per DELETE-mode transaction\n", b.wal_fcntl, b.wal_fstat,
+           b.wal_pread, b.wal_pwrite, b.del_calls);
+    /* (the table entries wait for the checkpoint, the close or the end of the holding) */
+    CHECKF(b.wal_pwrite + 1 <= a.wal_pwrite, "the sole holder's WAL commit writes .t "
+           "(%.2f pwrite per commit against %.2f)", b.wal_pwrite, a.wal_pwrite);
+    CHECKF(b.wal_fcntl == 0 && b.wal_fstat == 0 && b.wal_pread == 0,
+           "the sole holder's WAL commits take no lock and make no catch-up");
+    /* (what is left there: the new file's writer lock, taken and released) */
+    CHECKF(b.del_calls + 8 <= a.del_calls, "the sole holder's DELETE-mode transaction skips "
+           "the lock and catch-up of each namespace call and commit: %.2f calls against %.2f",
+           b.del_calls, a.del_calls);
+    scp_volume_private_release(v);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    /* everything committed is there */
+    v = scp_volume_open(dir, KEY, NULL, &e);
+    REQUIRE(v);
+    scp_vfile *f = scp_vfile_open(v, "db-wal2", O_RDONLY, 0, &e);
+    REQUIRE(f);
+    int got = -1;
+    CHECK(scp_vfile_pread(f, &got, sizeof got, 32 + 4120 * 96, &e) == sizeof got && got == 96);
+    scp_vstat st;
+    CHECK(scp_volume_stat(v, "db-journal", &st, &e) < 0 && e.code == SCP_E_NOENT);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    CHECK(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+}
+
+static void *watcher(void *arg) {
+    scp_volume *v = arg;
+    scp_volume_private_wait(v);
+    scp_volume_private_release(v);
+    return NULL;
+}
+
+static void test_newcomer(const char *base) {
+    char dir[512];
+    scp_err e;
+    snprintf(dir, sizeof dir, "%s/newcomer", base);
+    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
+    int go[2];
+    REQUIRE(pipe(go) == 0);
+    tu_child c;
+    if (tu_child_start(&c)) { /* the newcomer: a process of another program */
+        close(go[1]);
+        char b;
+        if (read(go[0], &b, 1) != 1) _exit(3);
+        scp_volume *w = scp_volume_open(dir, KEY, NULL, &e);
+        if (!w) {
+            fprintf(stderr, "FAIL: the newcomer's open: %s\n", e.msg);
+            _exit(4);
+        }
+        /* the holder's file, which it still holds open (its writer lock): read from .t as it
+         * stands, so the holder's deferred table writes must be there */
+        scp_vfile *r = scp_vfile_open(w, "db-wal", O_RDONLY, 0, &e);
+        int got = -1;
+        if (!r || scp_vfile_pread(r, &got, sizeof got, 32 + 4120 * 5, &e) != sizeof got ||
+            scp_vfile_close(r, &e) < 0) {
+            fprintf(stderr, "FAIL: the newcomer reads the holder's file: %s\n", e.msg);
+            _exit(6);
+        }
+        if (got != 5) {
+            fprintf(stderr, "FAIL: the newcomer read frame %d, not 5\n", got);
+            _exit(7);
+        }
+        scp_vfile *f = scp_vfile_open(w, "newcomer", O_RDWR | O_CREAT, 0644, &e);
+        if (!f || scp_vfile_pwrite(f, "hello", 5, 0, &e) < 0 || scp_vfile_fsync(f, &e) < 0 ||
+            scp_vfile_close(f, &e) < 0 || scp_volume_close(w, &e) < 0) {
+            fprintf(stderr, "FAIL: the newcomer: %s\n", e.msg);
+            _exit(5);
+        }
+        tu_child_exit(&c, NULL, 0);
+    }
+    close(go[0]);
+    scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
+    REQUIRE(v);
+    REQUIRE(scp_volume_go_private(v) == 1);
+    pthread_t t;
+    REQUIRE(pthread_create(&t, NULL, watcher, v) == 0);
+    scp_vfile *f = scp_vfile_open(v, "db-wal", O_RDWR | O_CREAT, 0644, &e);
+    REQUIRE(f);
+    int n = 0;
+    for (; n < 20; n++) frame(f, n);
+    REQUIRE(write(go[1], "g", 1) == 1); /* the newcomer opens while this one commits */
+    /* until the newcomer asks (then nothing more from here until it is done: it reads what
+     * the release left on disk, not what a later commit would write) */
+    struct pollfd p = {.fd = c.fd[0], .events = POLLIN};
+    while (n < 5000 && !scp_volume_private_wanted(v) && poll(&p, 1, 0) == 0) frame(f, n++);
+    int asked = n - 20;
+    CHECKF(n < 5000, "the newcomer did not ask while the private process committed");
+    CHECK(tu_child_wait(&c, NULL, 0));
+    CHECK(scp_volume_private_wanted(v)); /* the newcomer asked */
+    for (int k = 0; k < 20; k++, n++) frame(f, n); /* on top of the newcomer's commit */
+    scp_volume_private_release(v); /* (the watcher did; ends it if not) */
+    pthread_join(t, NULL);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    close(go[1]);
+    v = scp_volume_open(dir, KEY, NULL, &e);
+    REQUIRE(v);
+    char got[8] = {0};
+    f = scp_vfile_open(v, "newcomer", O_RDONLY, 0, &e);
+    CHECKF(f != NULL, "the newcomer's file is gone: %s", e.msg);
+    if (f) {
+        CHECK(scp_vfile_pread(f, got, 5, 0, &e) == 5 && memcmp(got, "hello", 5) == 0);
+        REQUIRE_OK(scp_vfile_close(f, &e), e);
+    }
+    f = scp_vfile_open(v, "db-wal", O_RDONLY, 0, &e);
+    REQUIRE(f);
+    int last = -1;
+    CHECK(scp_vfile_pread(f, &last, sizeof last, 32 + 4120 * (uint64_t)((n - 1) % 200), &e) ==
+              sizeof last &&
+          last == n - 1);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    CHECK(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    printf("  newcomer: asked after %d commits of the private process, both kept\n", asked);
+}
+
+static void test_fork(const char *base) {
+    char dir[512];
+    scp_err e;
+    snprintf(dir, sizeof dir, "%s/fork", base);
+    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
+    scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
+    REQUIRE(v);
+    REQUIRE(scp_volume_go_private(v) == 1);
+    scp_vfile *f = scp_vfile_open(v, "db-wal", O_RDWR | O_CREAT, 0644, &e);
+    REQUIRE(f);
+    for (int n = 0; n < 4; n++) frame(f, n);
+    tu_child c;
+    if (tu_child_start(&c)) { /* the child commits a file of its own */
+        scp_vfile *g = scp_vfile_open(v, "child", O_RDWR | O_CREAT, 0644, &e);
+        if (!g || scp_vfile_pwrite(g, "child", 5, 0, &e) < 0 || scp_vfile_fsync(g, &e) < 0 ||
+            scp_vfile_close(g, &e) < 0) {
+            fprintf(stderr, "FAIL: the child: %s\n", e.msg);
+            _exit(5);
+        }
+        tu_child_exit(&c, NULL, 0);
+    }
+    CHECK(tu_child_wait(&c, NULL, 0));
+    reset_counts();
+    for (int n = 4; n < 12; n++) frame(f, n);
+    CHECKF(nfcntl >= 16, "after a fork the parent takes the lock again: %ld fcntl in 8 commits",
+           nfcntl);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    scp_volume_private_release(v);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = scp_volume_open(dir, KEY, NULL, &e);
+    REQUIRE(v);
+    scp_vstat st;
+    CHECKF(scp_volume_stat(v, "child", &st, &e) == 0 && st.size == 5, "the child's file is gone");
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+}
+
+int main(int argc, char **argv) {
+    const char *what = argc > 1 ? argv[1] : "all";
+    char base[] = "/tmp/scp-sole-XXXXXX";
+    REQUIRE(mkdtemp(base));
+    if (!strcmp(what, "all") || !strcmp(what, "count")) test_count(base);
+    if (!strcmp(what, "all") || !strcmp(what, "newcomer")) test_newcomer(base);
+    if (!strcmp(what, "all") || !strcmp(what, "fork")) test_fork(base);
+    tu_rm_rf(base);
+    return tu_exit_code("test_volume_sole");
+}
