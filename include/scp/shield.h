@@ -171,10 +171,12 @@ typedef struct scp_shield_console {
 
 #define SCP_SHIELD_GATE_ADDR 0x2c5c00000000ul /* fixed page for the syscall gate */
 #define SCP_SHIELD_FD_COUNT 1024u             /* reserved descriptor numbers */
-/* The range's first number: FD_SETSIZE, so that the program's numbers below it are the ones
- * select() can take, and the table every fork copies is 2048 entries long (it was the hard
- * limit's: 65536 in a container). Numbers above the range stay the program's. */
-#define SCP_SHIELD_FD_BASE 1024u
+/* The range's first number: low, so that the table every fork copies is 3072 entries long
+ * (below the hard limit it was 65536 in a container), and above the numbers a program that
+ * counts its free descriptors by dup() probes (PostgreSQL: up to max_files_per_process, 1000,
+ * and it counts every number below its highest as in use). Numbers above the range stay the
+ * program's. docs/shield.md "Reserved descriptors". */
+#define SCP_SHIELD_FD_BASE 2048u
 #define SCP_SHIELD_OWN_FDS 16u                /* of which the top ones are the shield's own */
 #define SCP_SHIELD_MAX_VOLUMES 8u
 #define SCP_SHIELD_MAX_MOUNT 1024u

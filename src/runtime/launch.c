@@ -375,11 +375,10 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     }
     if (find_shield(o->shield_lib, lib, sizeof lib, err)) goto out;
 
-    /* the reserved descriptor range: [1024, 2048), above the numbers select() can take and
-     * low, so that the descriptor table every fork of the program copies stays short (at the
-     * hard limit it was 65536 entries long in a container); docs/shield.md "Reserved
-     * descriptors". The soft limit is raised to the range's end at least: the shield puts its
-     * own descriptors there. */
+    /* the reserved descriptor range: [2048, 3072), low, so that the descriptor table every
+     * fork of the program copies stays short (at the hard limit it was 65536 entries long in a
+     * container); docs/shield.md "Reserved descriptors". The soft limit is raised to the
+     * range's end at least: the shield puts its own descriptors there. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl)) {
         scp_fail_errno(err, "getrlimit");

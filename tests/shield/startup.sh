@@ -3,9 +3,9 @@
 # "Start-up"):
 #  - the reserved descriptor range is full before main: the program gets no number in it,
 #    neither by asking for one (dup2, F_DUPFD with a minimum in the range) nor by using up
-#    every lower number; it is low (1024-2047: a fork copies a short table), a program that
-#    keeps the soft limit 1024 gets no number at or above 1024 and its protected files work
-#    after it used up every number;
+#    every lower number (but all the others to its limit); it is low (2048-3071: a fork
+#    copies a short table), and a program's protected files work after it used up every
+#    number;
 #  - OpenSSL is loaded at the first use of a volume (an image that never touches one does not
 #    map it), and a program that initialised OpenSSL itself still has its files committed at exit;
 #  - a volume is opened at its first use, not at start (a program that never touches it does
@@ -27,14 +27,14 @@ set -- $range
 lo=$1 hi=$2
 # The range is low (docs/shield.md "Reserved descriptors"): the descriptor table that every
 # fork copies is as long as the highest number open, and the range sat at the hard limit.
-[ "$lo" = 1024 ] && [ "$hi" = 2047 ] || fail "the reserved range is $lo-$hi, not 1024-2047"
+[ "$lo" = 2048 ] && [ "$hi" = 3071 ] || fail "the reserved range is $lo-$hi, not 2048-3071"
 echo SCPMARK_fd > "$T/fdf"
 run cp "$T/fdf" "$MNT/fdf" || fail "cp into the volume"
 # A program keeps its soft limit (MODE keep: 1024, set below; the launcher raises it to the
-# range's end, 2048, which the range fills) or raises it (MODE raise: past the range, as servers
+# range's end, 3072, which the range fills) or raises it (MODE raise: past the range, as servers
 # and Go do), then uses up every number: it never gets one in the range (neither by asking for
-# one: dup2, F_DUPFD with a minimum in it), with the limit it kept none at or above 1024 (what
-# select() can take, as natively), and a protected file it opened before still works.
+# one: dup2, F_DUPFD with a minimum in it) but all the others up to its limit, and a protected
+# file it opened before still works.
 cat > "$T/exhaust.py" <<'EOF'
 import errno, fcntl, os, resource, sys
 lo, hi, mode, mnt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -68,12 +68,12 @@ os.write(pf, b"SCPMARK_after\n")
 os.close(pf)
 with open(mnt + "/fdf") as f:
     back = f.read().strip()
-print("in range:", inrange, "highest:", "below-1024" if top < 1024 else ("last" if top == soft - 1 else top),
+print("in range:", inrange, "highest:", "below" if top == lo - 1 else ("last" if top == soft - 1 else top),
       "last error:", errno.errorcode[last], "file:", back)
 EOF
 out=$(ulimit -Sn 1024 && run python3 "$T/exhaust.py" "$lo" "$hi" keep "$MNT") || fail "python3 under the shield (keep)"
 echo "  kept its limit: $out"
-case $out in "in range: [] highest: below-1024 last error: EMFILE file: SCPMARK_after") ;;
+case $out in "in range: [] highest: below last error: EMFILE file: SCPMARK_after") ;;
     *) fail "with the soft limit kept: $out" ;; esac
 out=$(run python3 "$T/exhaust.py" "$lo" "$hi" raise "$MNT") || fail "python3 under the shield (raise)"
 echo "  raised its limit: $out"
@@ -82,7 +82,7 @@ case $out in "in range: [] highest: last last error: EMFILE file: SCPMARK_after"
 # the highest number of a shielded program (the length of the table a fork copies)
 top=$(run sh -c 'ls /proc/$$/fd | sort -n | tail -1')
 echo "  highest descriptor of a shielded shell: $top"
-[ "$top" -lt 2048 ] || fail "a shielded shell has descriptor $top open (a fork copies a table that long)"
+[ "$top" -lt 3072 ] || fail "a shielded shell has descriptor $top open (a fork copies a table that long)"
 
 note "a volume is opened at its first use"
 echo SCPMARK_old > "$T/f"
