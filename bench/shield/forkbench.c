@@ -1,11 +1,14 @@
 /* bench/shield/forkbench.c - what one fork costs a program (the shield's reserved descriptor
  * range is copied with the descriptor table at every fork: docs/shield.md "Reserved descriptors").
- * usage: shield-forkbench [ITERATIONS]
+ * usage: shield-forkbench [ITERATIONS [COUNT BASE]]
+ * With COUNT and BASE (natively: what the reserved range costs by itself), first fills the
+ * numbers [BASE, BASE + COUNT) with `/` opened O_PATH, as the shield's placeholders.
  * ITERATIONS times fork, _exit(0) in the child, waitpid in the parent. Prints the CPU time per
  * fork of the parent and its children together (user + system: the load-independent figure),
  * the wall time per fork, the number of open descriptors and the highest one (the length of
  * the table the kernel copies). Run once natively and once under `scpctl run` (startup.sh). */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -33,6 +36,21 @@ int main(int argc, char **argv) {
     if (n <= 0) {
         fprintf(stderr, "usage: shield-forkbench [ITERATIONS]\n");
         return 2;
+    }
+    if (argc > 3) {
+        long count = atol(argv[2]), base = atol(argv[3]);
+        struct rlimit rl;
+        int ph = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (ph < 0 || count < 0 || base < 3 || getrlimit(RLIMIT_NOFILE, &rl) || (rlim_t)(base + count) > rl.rlim_cur) {
+            fprintf(stderr, "shield-forkbench: cannot place %ld descriptors at %ld\n", count, base);
+            return 2;
+        }
+        for (long fd = base; fd < base + count; fd++)
+            if (dup3(ph, (int)fd, O_CLOEXEC) < 0) {
+                perror("dup3");
+                return 2;
+            }
+        close(ph);
     }
     int open_fds = 0, top = -1;
     DIR *d = opendir("/proc/self/fd");
