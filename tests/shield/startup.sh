@@ -5,7 +5,7 @@
 #    neither by asking for one (dup2, F_DUPFD with a minimum in the range) nor by using up
 #    every lower number (but all the others to its limit); it is low (2048-3071: a fork
 #    copies a short table), and a program's protected files work after it used up every
-#    number;
+#    number; a script that ran `ulimit -n 8192` still starts shielded children;
 #  - OpenSSL is loaded at the first use of a volume (an image that never touches one does not
 #    map it), and a program that initialised OpenSSL itself still has its files committed at exit;
 #  - a volume is opened at its first use, not at start (a program that never touches it does
@@ -79,6 +79,12 @@ out=$(run python3 "$T/exhaust.py" "$lo" "$hi" raise "$MNT") || fail "python3 und
 echo "  raised its limit: $out"
 case $out in "in range: [] highest: last last error: EMFILE file: SCPMARK_after") ;;
     *) fail "with the soft limit raised: $out" ;; esac
+# a script that sets its descriptor limits (soft and hard: bash's `ulimit -n`) to a usual
+# value: its shielded children start (with the range below the hard limit, every one refused
+# to run: "the descriptor limit is below the reserved range")
+out=$(run bash -c "ulimit -n 8192 && echo SCPMARK_ulimit > '$MNT/u' && cat '$MNT/u'" 2>&1) || true
+echo "  after ulimit -n 8192: $out"
+[ "$out" = SCPMARK_ulimit ] || fail "a shielded script that ran ulimit -n 8192: '$out'"
 # the highest number of a shielded program (the length of the table a fork copies)
 top=$(run sh -c 'ls /proc/$$/fd | sort -n | tail -1')
 echo "  highest descriptor of a shielded shell: $top"
