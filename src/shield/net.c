@@ -447,7 +447,8 @@ int sh_net_load(scp_err *err) {
     ERR_clear_error();
     /* The program's numbers: below the reserved range and above it, up to the hard limit
      * (the range is low: docs/shield.md "Reserved descriptors"), at most NET_TBL_MAX; a
-     * shielded connection on a number above that fails closed (net_fits). */
+     * shielded connection on a number above that fails closed (net_on_accept, net_connect,
+     * sh_net_dup). */
     struct rlimit rl;
     rlim_t top = getrlimit(RLIMIT_NOFILE, &rl) ? (rlim_t)sh.hi : rl.rlim_max;
     net_tbl_n = top > NET_TBL_MAX ? NET_TBL_MAX : top < (rlim_t)sh.lo ? sh.lo : (int)top;
