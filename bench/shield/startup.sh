@@ -9,9 +9,15 @@
 #              true: a program that never touches a volume; cat: one that reads a 4 KiB
 #              protected file (native: the same file in an ordinary directory), so it pays
 #              the volume's first use (loading libcrypto, OpenSSL's start, the volume's open).
+#   per fork   shield-forkbench: FN (2000) times fork + _exit + waitpid, CPU of the parent and
+#              its children per fork: every fork copies the descriptor table up to the highest
+#              open number, the shield's reserved range included (docs/shield.md "Reserved
+#              descriptors"); natively, shielded, and shielded from bash (fork + exec per
+#              command: `for i in $(seq N); do /bin/true; done`).
 #   scpctl run end to end: `scpctl run --volume V:/m -- /bin/true` (launcher, namespace,
 #              shield) against /bin/true, R runs (R=50); and `scpctl --version` (the
 #              launcher's own loading of its libraries).
+#   QUICK=1    only the per-fork and per-exec (true) figures (A/B rounds: bench/shield/forkab.sh)
 set -eu
 B=${1:-build}
 N=${N:-200}
@@ -34,11 +40,12 @@ cpu_ms() {
     awk -v c="$c" -v a="$t0" -v b="$t1" 'BEGIN {printf "%s %.3f\n", c, (b - a) / 1e6}'
 }
 loop='i=0; while [ $i -lt $1 ]; do '
-per_exec() { # NAME NATIVE_BODY SHIELD_BODY
+per_exec() { # NAME NATIVE_BODY SHIELD_BODY (the shell: $PSH, sh unless set)
+    sh=${PSH:-sh}
     set -- "$1" "$loop $2; i=\$((i+1)); done" "$loop $3; i=\$((i+1)); done"
-    set -- "$1" "$(cpu_ms sh -c "$2" sh 0)" "$(cpu_ms sh -c "$2" sh "$N")" \
-        "$(cpu_ms "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- sh -c "$3" sh 0)" \
-        "$(cpu_ms "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- sh -c "$3" sh "$N")"
+    set -- "$1" "$(cpu_ms $sh -c "$2" sh 0)" "$(cpu_ms $sh -c "$2" sh "$N")" \
+        "$(cpu_ms "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- $sh -c "$3" sh 0)" \
+        "$(cpu_ms "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- $sh -c "$3" sh "$N")"
     echo "$2 $3 $4 $5" | awk -v n="$N" -v name="$1" '{
         c0 = $1; w0 = $2; cN = $3; wN = $4; s0 = $5; v0 = $6; sN = $7; vN = $8
         nc = (cN - c0) / n; sc = (sN - s0) / n; nw = (wN - w0) / n; sw = (vN - v0) / n
@@ -47,6 +54,15 @@ per_exec() { # NAME NATIVE_BODY SHIELD_BODY
 }
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 per_exec true /bin/true /bin/true
+PSH=bash
+per_exec bash /bin/true /bin/true
+PSH=sh
+# per fork (FB: the benchmark program, so that an A/B run can use one build's for both)
+FB=${FB:-$B/bench/shield/shield-forkbench}
+FN=${FN:-2000}
+echo "per fork, native:   $("$FB" "$FN")"
+echo "per fork, shielded: $("$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- "$FB" "$FN")"
+if [ "${QUICK:-0}" = 1 ]; then echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"; exit 0; fi
 per_exec cat "cat $T/plain/small" "cat $T/mnt/small"
 # the part of it that is only the dynamic loader's: libscp-shield.so and the libraries it
 # needs preloaded without a configuration (the shield then stays off); libssl and libcrypto

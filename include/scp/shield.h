@@ -9,8 +9,9 @@
  * Descriptor layout: [fd_base, fd_base + fd_count) is reserved. Its top SCP_SHIELD_OWN_FDS
  * numbers hold descriptors that the shield owns (volume directories, the trace file); all the
  * others are protected-file slots. Every reserved number that is not in use holds a placeholder
- * (/dev/null opened O_PATH), so the kernel never hands these numbers to anybody else and a raw
- * system call on one never reaches a real file.
+ * (/ opened O_PATH), so the kernel never hands these numbers to anybody else and a raw system
+ * call on one never reaches a real file. fd_base is SCP_SHIELD_FD_BASE (docs/shield.md,
+ * "Reserved descriptors": every fork copies a descriptor table as long as the highest number).
  *
  * The syscall gate: the shield's own system calls on reserved descriptors (and execve) go
  * through one `syscall` instruction on a page mapped at SCP_SHIELD_GATE_ADDR in every shielded
@@ -170,6 +171,12 @@ typedef struct scp_shield_console {
 
 #define SCP_SHIELD_GATE_ADDR 0x2c5c00000000ul /* fixed page for the syscall gate */
 #define SCP_SHIELD_FD_COUNT 1024u             /* reserved descriptor numbers */
+/* The range's first number: low, so that the table every fork copies is 3072 entries long
+ * (below the hard limit it was 65536 in a container), and above the numbers a program that
+ * counts its free descriptors by dup() probes (PostgreSQL: up to max_files_per_process, 1000,
+ * and it counts every number below its highest as in use). Numbers above the range stay the
+ * program's. docs/shield.md "Reserved descriptors". */
+#define SCP_SHIELD_FD_BASE 2048u
 #define SCP_SHIELD_OWN_FDS 16u                /* of which the top ones are the shield's own */
 #define SCP_SHIELD_MAX_VOLUMES 8u
 #define SCP_SHIELD_MAX_MOUNT 1024u

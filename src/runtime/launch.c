@@ -375,23 +375,26 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     }
     if (find_shield(o->shield_lib, lib, sizeof lib, err)) goto out;
 
-    /* the reserved descriptor range: just below the hard limit (at most 65536) */
+    /* the reserved descriptor range: [2048, 3072), low, so that the descriptor table every
+     * fork of the program copies stays short (at the hard limit it was 65536 entries long in a
+     * container); docs/shield.md "Reserved descriptors". The soft limit is raised to the
+     * range's end at least: the shield puts its own descriptors there. */
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl)) {
         scp_fail_errno(err, "getrlimit");
         goto out;
     }
-    rlim_t top = rl.rlim_max > 65536 ? 65536 : rl.rlim_max;
-    if (top < 4 * SCP_SHIELD_FD_COUNT) {
+    cfg.fd_base = SCP_SHIELD_FD_BASE;
+    int hi = (int)(cfg.fd_base + SCP_SHIELD_FD_COUNT);
+    if (rl.rlim_max < (rlim_t)hi) {
         scp_fail(err, SCP_E_INVAL, EMFILE,
-                 "the descriptor hard limit (%lu) is too low for the shield; raise ulimit -Hn",
-                 (unsigned long)rl.rlim_max);
+                 "the descriptor hard limit (%lu) is too low for the shield (it needs %d); raise ulimit -Hn",
+                 (unsigned long)rl.rlim_max, hi);
         goto out;
     }
-    cfg.fd_base = (uint32_t)(top - SCP_SHIELD_FD_COUNT);
-    /* 1024 numbers below the reserved range: the volume library's zone is the top 512 */
-    uint32_t cfg_base_for_measured = cfg.fd_base - SCP_SHIELD_FD_COUNT;
-    int hi = (int)(cfg.fd_base + SCP_SHIELD_FD_COUNT);
+    /* the measured descriptors go below the volume library's zone (the 512 numbers below the
+     * range, SH_LIB_ZONE in src/shield/internal.h) */
+    uint32_t cfg_base_for_measured = cfg.fd_base - 512;
     if (rl.rlim_cur < (rlim_t)hi) {
         rl.rlim_cur = (rlim_t)hi;
         if (setrlimit(RLIMIT_NOFILE, &rl)) {

@@ -566,6 +566,8 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
 
     sh.umask = umask(022);
     umask(sh.umask);
+    /* the library's zone and the measured descriptors lie below the range */
+    if (sh.cfg.fd_base < 2 * SH_LIB_ZONE || sh.cfg.fd_base > (1u << 20)) die("bad reserved descriptor range", NULL);
     sh.lo = (int)sh.cfg.fd_base;
     sh.hi = sh.lo + (int)SCP_SHIELD_FD_COUNT;
     sh.base = sh.lo;

@@ -44,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -444,7 +445,13 @@ int sh_net_load(scp_err *err) {
         if (!(nc.peer[i].ctx = ctx_new(0, nc.peer[i].ca)))
             return scp_fail(err, SCP_E_FORMAT, EINVAL, "cannot set up TLS for peer %s", nc.peer[i].host);
     ERR_clear_error();
-    net_tbl_n = sh.lo;
+    /* The program's numbers: below the reserved range and above it, up to the hard limit
+     * (the range is low: docs/shield.md "Reserved descriptors"), at most NET_TBL_MAX; a
+     * shielded connection on a number above that fails closed (net_on_accept, net_connect,
+     * sh_net_dup). */
+    struct rlimit rl;
+    rlim_t top = getrlimit(RLIMIT_NOFILE, &rl) ? (rlim_t)sh.hi : rl.rlim_max;
+    net_tbl_n = top > NET_TBL_MAX ? NET_TBL_MAX : top < (rlim_t)sh.lo ? sh.lo : (int)top;
     net_tbl = calloc((size_t)net_tbl_n, sizeof *net_tbl);
     net_epgen = calloc((size_t)net_tbl_n, sizeof *net_epgen);
     if (!net_tbl || !net_epgen) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -1191,11 +1198,16 @@ void net_on_accept(int fd) {
     socklen_t sl = sizeof ss;
     int fam, port;
     unsigned char addr[16];
-    if (fd < 0 || fd >= net_tbl_n) return;
+    if (fd < 0) return;
     if (sh_gate(SYS_getsockname, fd, (long)&ss, (long)&sl, 0, 0, 0) < 0 || !net_sa_parse(&ss, sl, &fam, addr, &port))
         return;
     int i = net_listen_rule(port);
     if (i < 0) return;
+    if (fd >= net_tbl_n) { /* fail closed: a number the table cannot hold is never a plain connection */
+        sh_gate(SYS_shutdown, fd, SHUT_RDWR, 0, 0, 0, 0);
+        net_log("connection on port %d at descriptor %d, above the network shield's %d: closed", port, fd, net_tbl_n);
+        return;
+    }
     nconn *c = conn_new(fd, nc.lis[i].ctx, 1);
     if (!c) { /* fail closed: the program never gets an unshielded connection on a named port */
         sh_gate(SYS_shutdown, fd, SHUT_RDWR, 0, 0, 0, 0);
@@ -1248,6 +1260,7 @@ long net_connect(int fd, const void *sa, size_t len) {
         return sh_gate(SYS_connect, fd, (long)sa, (long)len, 0, 0, 0);
     }
     if (sh_net_is(fd)) return -EISCONN;
+    if (fd >= net_tbl_n) return -EMFILE; /* a number the table cannot hold: no plain connection */
     nconn *c = conn_new(fd, p->ctx, 0);
     if (!c) return -ENOMEM;
     c->peer = p;
@@ -1332,7 +1345,7 @@ static void quarantine_inherited(void) {
     while ((e = readdir(d)) != NULL && n < 256) {
         char *end;
         long fd = strtol(e->d_name, &end, 10);
-        if (*end || fd < 0 || fd >= sh.lo || fd == dirfd(d)) continue;
+        if (*end || fd < 0 || (fd >= sh.lo && fd < sh.hi) || fd == dirfd(d)) continue; /* not the range */
         fds[n++] = (int)fd;
     }
     closedir(d);

@@ -116,6 +116,8 @@ static inline int net_rbuffered(const nconn *c) { return c->rq->len > c->rq->off
 extern struct net_conf nc;
 extern pthread_mutex_t net_mu;
 extern nconn **net_tbl, **net_ready, **net_stuck;
+/* net_tbl covers the numbers [0, net_tbl_n): at most NET_TBL_MAX (net.c, sh_net_load) */
+#define NET_TBL_MAX 65536
 extern int net_tbl_n, net_nready, net_nstuck;
 extern int net_nconns; /* table entries in use (net_mu; read without it to skip an empty table) */
 extern uint32_t *net_epgen; /* per number: bumped when an epoll instance is created on it */

@@ -217,7 +217,11 @@ long sh_net_dup(long nr, const long a[6]) {
     if (r < 0) return r;
     if (nr == SYS_fcntl && a[1] != F_DUPFD && a[1] != F_DUPFD_CLOEXEC) return r;
     if ((nr == SYS_dup2 || nr == SYS_dup3) && a[0] == a[1]) return r;
-    if (r >= net_tbl_n) return r;
+    if (r >= net_tbl_n) { /* a copy of a shielded connection the table cannot hold: none */
+        if (!sh_net_is((int)a[0])) return r;
+        sh_gate(SYS_close, r, 0, 0, 0, 0, 0);
+        return -EMFILE;
+    }
     nconn *c = net_get((int)a[0]);
     if (c || net_tbl[r]) net_tbl_set((int)r, c);
     if (c) net_put(c);

@@ -3,7 +3,9 @@
 # "Start-up"):
 #  - the reserved descriptor range is full before main: the program gets no number in it,
 #    neither by asking for one (dup2, F_DUPFD with a minimum in the range) nor by using up
-#    every lower number;
+#    every lower number (but all the others to its limit); it is low (2048-3071: a fork
+#    copies a short table), and a program's protected files work after it used up every
+#    number; a script that ran `ulimit -n 8192` still starts shielded children;
 #  - OpenSSL is loaded at the first use of a volume (an image that never touches one does not
 #    map it), and a program that initialised OpenSSL itself still has its files committed at exit;
 #  - a volume is opened at its first use, not at start (a program that never touches it does
@@ -23,11 +25,24 @@ range=$(sed -n 's/.*reserved descriptors \([0-9]*\)-\([0-9]*\).*/\1 \2/p' "$T/tr
 [ -n "$range" ] || fail "the trace does not name the reserved range"
 set -- $range
 lo=$1 hi=$2
-out=$(run python3 - "$lo" "$hi" <<'EOF'
-import errno, os, resource, sys
-lo, hi = int(sys.argv[1]), int(sys.argv[2])
+# The range is low (docs/shield.md "Reserved descriptors"): the descriptor table that every
+# fork copies is as long as the highest number open, and the range sat at the hard limit.
+[ "$lo" = 2048 ] && [ "$hi" = 3071 ] || fail "the reserved range is $lo-$hi, not 2048-3071"
+echo SCPMARK_fd > "$T/fdf"
+run cp "$T/fdf" "$MNT/fdf" || fail "cp into the volume"
+# A program keeps its soft limit (MODE keep: 1024, set below; the launcher raises it to the
+# range's end, 3072, which the range fills) or raises it (MODE raise: past the range, as servers
+# and Go do), then uses up every number: it never gets one in the range (neither by asking for
+# one: dup2, F_DUPFD with a minimum in it) but all the others up to its limit, and a protected
+# file it opened before still works.
+cat > "$T/exhaust.py" <<'EOF'
+import errno, fcntl, os, resource, sys
+lo, hi, mode, mnt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # as servers (and Go) do
+if mode == "raise":
+    soft = min(hard, hi + 1 + 4096)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+pf = os.open(mnt + "/fdf", os.O_RDWR)
 got = []
 for n in (lo, (lo + hi) // 2, hi):
     try:
@@ -35,22 +50,45 @@ for n in (lo, (lo + hi) // 2, hi):
     except OSError:
         pass
     try:
-        import fcntl
         got.append(fcntl.fcntl(0, fcntl.F_DUPFD, n))
     except OSError:
         pass
-# every number below the range, then one more: EMFILE, never a number in the range
 fds = []
 try:
     while True:
         fds.append(os.open("/dev/null", os.O_RDONLY))
 except OSError as e:
     last = e.errno
-print("in range:", [n for n in got + fds if lo <= n <= hi], "highest:", max(fds), "last error:", errno.errorcode[last])
+inrange = [n for n in got + fds if lo <= n <= hi]
+top = max(fds)
+for fd in fds:
+    os.close(fd)
+os.lseek(pf, 0, 0)
+os.write(pf, b"SCPMARK_after\n")
+os.close(pf)
+with open(mnt + "/fdf") as f:
+    back = f.read().strip()
+print("in range:", inrange, "highest:", "below" if top == lo - 1 else ("last" if top == soft - 1 else top),
+      "last error:", errno.errorcode[last], "file:", back)
 EOF
-) || fail "python3 under the shield"
-echo "  $out"
-case $out in "in range: [] highest: $((lo - 1)) last error: EMFILE") ;; *) fail "the program got a reserved number: $out" ;; esac
+out=$(ulimit -Sn 1024 && run python3 "$T/exhaust.py" "$lo" "$hi" keep "$MNT") || fail "python3 under the shield (keep)"
+echo "  kept its limit: $out"
+case $out in "in range: [] highest: below last error: EMFILE file: SCPMARK_after") ;;
+    *) fail "with the soft limit kept: $out" ;; esac
+out=$(run python3 "$T/exhaust.py" "$lo" "$hi" raise "$MNT") || fail "python3 under the shield (raise)"
+echo "  raised its limit: $out"
+case $out in "in range: [] highest: last last error: EMFILE file: SCPMARK_after") ;;
+    *) fail "with the soft limit raised: $out" ;; esac
+# a script that sets its descriptor limits (soft and hard: bash's `ulimit -n`) to a usual
+# value: its shielded children start (with the range below the hard limit, every one refused
+# to run: "the descriptor limit is below the reserved range")
+out=$(run bash -c "ulimit -n 8192 && echo SCPMARK_ulimit > '$MNT/u' && cat '$MNT/u'" 2>&1) || true
+echo "  after ulimit -n 8192: $out"
+[ "$out" = SCPMARK_ulimit ] || fail "a shielded script that ran ulimit -n 8192: '$out'"
+# the highest number of a shielded program (the length of the table a fork copies)
+top=$(run sh -c 'ls /proc/$$/fd | sort -n | tail -1')
+echo "  highest descriptor of a shielded shell: $top"
+[ "$top" -lt 3072 ] || fail "a shielded shell has descriptor $top open (a fork copies a table that long)"
 
 note "a volume is opened at its first use"
 echo SCPMARK_old > "$T/f"
