@@ -2,10 +2,11 @@
 # Power cuts at new runs, for a bounded time. ctest's volume_powercut* tests replay the same
 # runs every time (0-11, 0-5 shared, ...), so a bug that only some workloads reach stays hidden
 # until someone happens on its run number: session 14 found a shared-mode one at runs 5084 and
-# 5240 by a sweep by hand. Here each CI run tries runs it picks at random, in the four variants
-# (private and shared mode; the normal and the "tight" build, whose small journal and manifest
-# log limits take the in-place and fold paths), and prints each so that a failure reproduces:
-#   BUILD/tests/volume/test_volume_powercut[_tight] 1 RUN [shared]
+# 5240 by a sweep by hand. Here each CI run tries runs it picks at random, in the six variants
+# (private, shared and sole-holder mode; the normal and the "tight" build, whose small journal
+# and manifest log limits take the in-place and fold paths), and prints each so that a failure
+# reproduces:
+#   BUILD/tests/volume/test_volume_powercut[_tight] 1 RUN [shared|sole]
 # Usage: .ci/sweep.sh [BUILD_DIR]   (SWEEP_SECONDS, default 120: when to stop starting runs)
 set -uo pipefail
 B=${1:-build}
@@ -16,10 +17,11 @@ for x in test_volume_powercut test_volume_powercut_tight; do
 done
 end=$(( $(date +%s) + SECS ))
 n=0
-variants=("test_volume_powercut" "test_volume_powercut shared" "test_volume_powercut_tight"
-          "test_volume_powercut_tight shared")
+variants=("test_volume_powercut" "test_volume_powercut shared" "test_volume_powercut sole"
+          "test_volume_powercut_tight" "test_volume_powercut_tight shared"
+          "test_volume_powercut_tight sole")
 while [ "$(date +%s)" -lt "$end" ]; do
-    set -- ${variants[n % 4]}
+    set -- ${variants[n % 6]}
     run=$(( (RANDOM << 15 | RANDOM) % 1000000 + 1000 ))
     cmd="$T/$1 1 $run ${2:-}"
     if ! out=$(timeout 300 $cmd 2>&1); then

@@ -671,6 +671,27 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
     return relink(m, &r, err) < 0 ? -1 : lost;
 }
 
+/* A manifest-log record body of len bytes (the caller's sum): np puts, the entries of cur at
+ * put[], then nd removals, the paths of old at del[]. NULL when out of memory. */
+static uint8_t *delta_body(const scp_manifest *old, const scp_manifest *cur, const size_t *put,
+                           size_t np, const size_t *del, size_t nd, size_t len) {
+    uint8_t *b = malloc(len);
+    if (!b) return NULL;
+    uint8_t *p = b;
+    scp_put_u32(p, (uint32_t)np);
+    scp_put_u32(p + 4, (uint32_t)nd);
+    p += 8;
+    for (size_t k = 0; k < np; k++) p = scp_mentry_encode(&cur->e[put[k]], p);
+    for (size_t k = 0; k < nd; k++) {
+        size_t pl = strlen(old->e[del[k]].path);
+        scp_put_u16(p, (uint16_t)pl);
+        memcpy(p + 2, old->e[del[k]].path, pl);
+        p += 2 + pl;
+    }
+    assert((size_t)(p - b) == len);
+    return b;
+}
+
 /* The delta from `old` to `cur` (both sorted) as a record body. *nchanged: puts + removals. */
 static int man_diff_encode(const scp_manifest *old, const scp_manifest *cur, uint8_t **out,
                            size_t *out_len, size_t *nchanged, scp_err *err) {
@@ -702,26 +723,10 @@ static int man_diff_encode(const scp_manifest *old, const scp_manifest *cur, uin
         }
     }
     uint8_t *b = NULL;
-    if (put && del && i == old->n && j == cur->n) b = malloc(len);
-    if (!b) {
-        free(put);
-        free(del);
-        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding a manifest delta");
-    }
-    uint8_t *p = b;
-    scp_put_u32(p, (uint32_t)np);
-    scp_put_u32(p + 4, (uint32_t)nd);
-    p += 8;
-    for (size_t k = 0; k < np; k++) p = scp_mentry_encode(&cur->e[put[k]], p);
-    for (size_t k = 0; k < nd; k++) {
-        size_t pl = strlen(old->e[del[k]].path);
-        scp_put_u16(p, (uint16_t)pl);
-        memcpy(p + 2, old->e[del[k]].path, pl);
-        p += 2 + pl;
-    }
-    assert((size_t)(p - b) == len);
+    if (put && del && i == old->n && j == cur->n) b = delta_body(old, cur, put, np, del, nd, len);
     free(put);
     free(del);
+    if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding a manifest delta");
     *out = b;
     *out_len = len;
     *nchanged = np + nd;
@@ -783,33 +788,21 @@ static int man_delta_encode(const scp_manifest *old, const scp_manifest *cur, ch
                             size_t n, uint8_t **out, size_t *out_len, size_t *nchanged,
                             scp_err *err) {
     assert(n <= VOL_MCHG_MAX);
-    long put[VOL_MCHG_MAX], del[VOL_MCHG_MAX];
+    size_t put[VOL_MCHG_MAX], del[VOL_MCHG_MAX];
     size_t np = 0, nd = 0, len = 8;
     for (size_t k = 0; k < n; k++) {
         assert(k == 0 || strcmp(paths[k - 1], paths[k]) < 0);
         long i = man_find(old, paths[k]), j = man_find(cur, paths[k]);
         if (j >= 0 && (i < 0 || !mentry_eq(&old->e[i], &cur->e[j]))) {
             len += scp_mentry_encoded_len(&cur->e[j]);
-            put[np++] = j;
+            put[np++] = (size_t)j;
         } else if (j < 0 && i >= 0) {
             len += 2 + strlen(old->e[i].path);
-            del[nd++] = i;
+            del[nd++] = (size_t)i;
         }
     }
-    uint8_t *b = malloc(len);
+    uint8_t *b = delta_body(old, cur, put, np, del, nd, len);
     if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding a manifest delta");
-    uint8_t *p = b;
-    scp_put_u32(p, (uint32_t)np);
-    scp_put_u32(p + 4, (uint32_t)nd);
-    p += 8;
-    for (size_t k = 0; k < np; k++) p = scp_mentry_encode(&cur->e[put[k]], p);
-    for (size_t k = 0; k < nd; k++) {
-        size_t pl = strlen(old->e[del[k]].path);
-        scp_put_u16(p, (uint16_t)pl);
-        memcpy(p + 2, old->e[del[k]].path, pl);
-        p += 2 + pl;
-    }
-    assert((size_t)(p - b) == len);
     *out = b;
     *out_len = len;
     *nchanged = np + nd;
