@@ -7,7 +7,8 @@
  * `test_sealed_stream --seed DIR`), so mutations of authentic frames reach the ordering logic.
  * Asserts: no memory error; every data event is at most SCP_SS_MAX_DATA bytes and comes from an
  * authenticated record; the counters never exceed the records seen plus gaps; a clean verdict
- * means no problem event was reported. */
+ * means no problem event was reported; an unsealed line (line form) is no longer than a record
+ * line. Both forms: binary frames, and lines ("SCR1:" Base64), the seed clean-lines. */
 #include <stdint.h>
 #include <string.h>
 
@@ -23,6 +24,8 @@ static int on_event(void *arg, const scp_ss_event *ev) {
     if (ev->type == SCP_SS_EV_DATA) {
         FUZZ_CHECK(ev->len >= 1 && ev->len <= SCP_SS_MAX_DATA && ev->stream != NULL);
         s->data++;
+    } else if (ev->type == SCP_SS_EV_UNSEALED) {
+        FUZZ_CHECK(ev->len < SCP_SS_MAX_LINE && ev->stream == NULL);
     } else if (ev->type == SCP_SS_EV_PROBLEM) {
         FUZZ_CHECK(ev->msg && ev->msg[0]);
         s->problems++;

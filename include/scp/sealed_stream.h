@@ -23,6 +23,15 @@
  *   type 3, end (the last seq): reason u8 (0 closed, 1 exec: continues in next id) | next id [16]
  * A stream is complete when its records 0..end are all present once, in order. Streams of
  * several processes (fork, exec) may be interleaved in one file; each is checked on its own.
+ *
+ * Line form. Where the bytes pass through a text channel (Docker's log drivers store each line
+ * as a UTF-8 string: a binary frame comes back from `docker logs` with its bytes replaced), a
+ * frame is written as one line: "SCR1:" | Base64 of the frame (standard alphabet, padded) |
+ * "\n", with at most SCP_SS_LINE_DATA bytes of data per record, so that a line stays under 16
+ * KiB (where Docker's drivers cut a message in parts). A reader takes both forms: input whose
+ * first five bytes are the magic and a frame type is binary; any other input is read as lines,
+ * where a line that is not a record is reported as unsealed (SCP_SS_EV_UNSEALED: text that did
+ * not come from the stream's writer, e.g. a launcher's own messages) and never as stream data.
  */
 #ifndef SCP_SEALED_STREAM_H
 #define SCP_SEALED_STREAM_H
@@ -40,6 +49,11 @@
 #define SCP_SS_MAX_DATA 65536u  /* plaintext bytes per data record */
 #define SCP_SS_MAX_FRAME (SCP_SS_OVERHEAD + SCP_SS_MAX_DATA)
 #define SCP_SS_MAX_STREAMS 4096u /* per reader */
+#define SCP_SS_LINE_DATA 12000u  /* plaintext bytes per data record in line form */
+#define SCP_SS_LINE_PREFIX "SCR1:"
+/* The longest line of a frame of n bytes, and of any frame (prefix, Base64, newline). */
+#define SCP_SS_LINE_LEN(n) (5u + 4u * (((n) + 2u) / 3u) + 1u)
+#define SCP_SS_MAX_LINE SCP_SS_LINE_LEN(SCP_SS_MAX_FRAME)
 
 enum scp_ss_type { SCP_SS_T_HEADER = 1, SCP_SS_T_DATA = 2, SCP_SS_T_END = 3 };
 enum scp_ss_kind { SCP_SS_STDIN = 0, SCP_SS_STDOUT = 1, SCP_SS_STDERR = 2, SCP_SS_OTHER = 3 };
@@ -90,6 +104,9 @@ ssize_t scp_ss_seal_data(scp_ss_writer *w, const void *pt, size_t n, int64_t tim
 ssize_t scp_ss_seal_end(scp_ss_writer *w, int reason, const uint8_t *next_id, int64_t time_ns,
                         uint8_t *out, size_t cap, scp_err *err);
 #define SCP_SS_END_FRAME_LEN (SCP_SS_OVERHEAD + 1u + SCP_SS_ID_LEN)
+/* A sealed frame of n bytes in line form, into out (SCP_SS_LINE_LEN(n) bytes): returns the
+ * line's length. Allocates nothing (the console shield calls it in a signal handler). */
+size_t scp_ss_frame_line(const uint8_t *frame, size_t n, char *out);
 
 /* ---- reading ------------------------------------------------------------------------------ */
 
@@ -113,7 +130,9 @@ typedef struct scp_ss_stream_info {
 } scp_ss_stream_info;
 
 typedef struct scp_ss_event {
-    enum { SCP_SS_EV_DATA = 1, SCP_SS_EV_PROBLEM, SCP_SS_EV_END } type;
+    /* UNSEALED (line form only): data/len is a line of the input, without its newline, that is
+     * not a record; offset is where it starts */
+    enum { SCP_SS_EV_DATA = 1, SCP_SS_EV_PROBLEM, SCP_SS_EV_END, SCP_SS_EV_UNSEALED } type;
     const scp_ss_stream_info *stream; /* NULL for a problem not tied to a known stream */
     uint64_t seq;
     int64_t time_ns;
@@ -137,8 +156,10 @@ scp_ss_reader *scp_ss_reader_new(const uint8_t service_key[SCP_SS_KEY_LEN], cons
                                  const char *service, scp_err *err);
 /* Only streams of this kind are accepted (others are SCP_SS_FOREIGN); -1: any (default). */
 void scp_ss_reader_expect_kind(scp_ss_reader *r, int kind);
-/* Feed the next n bytes of the input (any split). Returns 0, or -1 when the input cannot be a
- * sealed stream from here on (bad magic, oversized frame, too many streams): err says where. */
+/* Feed the next n bytes of the input (any split), binary or line form (see the top). Returns 0,
+ * or -1 when the input cannot be a sealed stream from here on (binary: bad magic, oversized
+ * frame; too many streams): err says where. In line form a malformed record line is a
+ * SCP_SS_FORGED problem and reading goes on at the next line. */
 int scp_ss_reader_feed(scp_ss_reader *r, const void *buf, size_t n, scp_ss_event_fn fn, void *arg,
                        scp_err *err);
 /* End of input: reports streams without end (truncated), gaps (dropped), a partial frame at
@@ -147,6 +168,8 @@ int scp_ss_reader_finish(scp_ss_reader *r, scp_ss_event_fn fn, void *arg, scp_er
 /* Counters of problems by kind (index enum scp_ss_problem), authentic records, streams. */
 uint64_t scp_ss_reader_problems(const scp_ss_reader *r, int problem);
 uint64_t scp_ss_reader_records(const scp_ss_reader *r);
+/* Lines of the input that were not records (line form; they do not make a stream unclean). */
+uint64_t scp_ss_reader_unsealed(const scp_ss_reader *r);
 /* All streams seen ended, and no problem was found. */
 int scp_ss_reader_clean(const scp_ss_reader *r);
 void scp_ss_reader_free(scp_ss_reader *r);

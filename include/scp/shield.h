@@ -151,7 +151,8 @@ enum {
     SCP_SHIELD_CON_STDIN = 1u,  /* stdin accepted only as sealed records */
     SCP_SHIELD_CON_STDOUT = 2u, /* stdout leaves as sealed records */
     SCP_SHIELD_CON_STDERR = 4u, /* stderr leaves as sealed records */
-    SCP_SHIELD_CON_EXEC = 8u    /* written by a shielded image at exec (not by the launcher) */
+    SCP_SHIELD_CON_EXEC = 8u,   /* written by a shielded image at exec (not by the launcher) */
+    SCP_SHIELD_CON_LINES = 16u  /* records in line form (scp/sealed_stream.h): a text channel */
 };
 typedef struct scp_shield_console {
     char magic[8];

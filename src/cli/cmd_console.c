@@ -80,6 +80,17 @@ static int on_event(void *arg, const scp_ss_event *ev) {
         fflush(stdout);
         fprintf(stderr, "scpctl logs: byte %llu: %s\n", (unsigned long long)ev->offset, ev->msg);
         st->wrote_err = 1;
+    } else if (ev->type == SCP_SS_EV_UNSEALED) {
+        /* line form: text between the records that no writer sealed (a launcher's messages,
+         * or anyone's): never mixed into the output, shown here as what it is */
+        char shown[161];
+        size_t n = 0;
+        for (size_t i = 0; i < ev->len && n < sizeof shown - 1; i++)
+            shown[n++] = ev->data[i] >= 0x20 && ev->data[i] < 0x7f ? (char)ev->data[i] : '?';
+        shown[n] = 0;
+        fflush(stdout);
+        fprintf(stderr, "scpctl logs: byte %llu: not a sealed record, not shown as output: \"%s\"%s\n",
+                (unsigned long long)ev->offset, shown, ev->len > n ? "..." : "");
     } else if (ev->type == SCP_SS_EV_END && st->verbose) {
         fprintf(stderr, "scpctl logs: a stream ended cleanly at record %llu\n", (unsigned long long)ev->seq);
     }

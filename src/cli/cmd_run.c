@@ -17,7 +17,7 @@ static void run_usage(FILE *out) {
     fprintf(out,
             "usage: scpctl run --cas HOST:PORT --session S --service NAME [--tee auto|sim|tdx|snp] [--platform-key FILE]\n"
             "                  [--volume-dir DIR] [--tag-sync] [--cas-timeout SEC] [--renew-interval SEC]\n"
-            "                  [--pin FP] [--identity FILE]\n"
+            "                  [--pin FP] [--identity FILE] [--console-lines]\n"
             "                  [--rootfs DIR] [--net host|none] [--hostname NAME] [--cap NAME]...\n"
             "                  [--trusted PATH]... [--trace] -- PROGRAM [ARGS...]\n\n"
             "Measures PROGRAM (resolved in PATH, or with --rootfs inside DIR, as are its loader and\n"
@@ -42,6 +42,9 @@ static void run_usage(FILE *out) {
             "                        certificate this often (default: at half its remaining validity)\n"
             "  --tag-sync            every commit (fsync) waits until CAS acknowledged the volume's new tag;\n"
             "                        if CAS cannot be told within --cas-timeout the program is killed\n"
+            "  --console-lines       a sealed console (policy `console`) writes each record as a line of\n"
+            "                        text (\"SCR1:\" and Base64), for channels that keep only text (a log\n"
+            "                        collector); `scpctl logs` reads both forms\n"
             "  --tee auto|sim|tdx|snp  the TEE that attests (default auto: TDX or SEV-SNP through the kernel's\n"
             "                        configfs-tsm when this machine is such a guest, else sim, and says which);\n"
             "                        sim does NOT protect memory\n"
@@ -128,6 +131,8 @@ static int cmd_run_attested(int argc, char **argv) {
             o.trace = 1;
         } else if (!strcmp(a, "--tag-sync")) {
             o.tag_sync = 1;
+        } else if (!strcmp(a, "--console-lines")) {
+            o.console_lines = 1;
         } else if (!strcmp(a, "--rootfs")) {
             if (++i >= argc || argv[i][0] != '/') return cli_usage_error("--rootfs needs an absolute DIR");
             o.container.rootfs = argv[i];

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "common/bytes.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
@@ -177,7 +178,17 @@ struct scp_ss_reader {
     uint8_t *pt;
     uint64_t problems[8], records;
     int stopped;
+    /* the input's form, decided by its first five bytes (see the header's "Line form") */
+    enum { FORM_UNKNOWN = 0, FORM_BINARY, FORM_LINES } form;
+    char *line;        /* FORM_LINES: the line being assembled (at most LINE_CAP bytes kept) */
+    size_t line_len;
+    int line_long;     /* the line had more than LINE_CAP bytes: the rest was dropped */
+    uint64_t in_off;   /* FORM_LINES: input bytes consumed */
+    uint64_t unsealed; /* lines that were not records */
 };
+
+/* The longest record line without its newline; a longer line is not a record. */
+#define LINE_CAP (SCP_SS_MAX_LINE - 1u)
 
 scp_ss_reader *scp_ss_reader_new(const uint8_t service_key[SCP_SS_KEY_LEN], const char *session,
                                  const char *service, scp_err *err) {
@@ -215,6 +226,7 @@ void scp_ss_reader_free(scp_ss_reader *r) {
     if (r->pt) scp_wipe(r->pt, SCP_SS_MAX_DATA);
     free(r->pt);
     free(r->buf);
+    free(r->line);
     scp_wipe(r->service_key, sizeof r->service_key);
     free(r);
 }
@@ -223,13 +235,14 @@ uint64_t scp_ss_reader_problems(const scp_ss_reader *r, int problem) {
     return problem > 0 && problem < 8 ? r->problems[problem] : 0;
 }
 uint64_t scp_ss_reader_records(const scp_ss_reader *r) { return r->records; }
+uint64_t scp_ss_reader_unsealed(const scp_ss_reader *r) { return r->unsealed; }
 
 int scp_ss_reader_clean(const scp_ss_reader *r) {
     for (int i = 1; i < 8; i++)
         if (r->problems[i]) return 0;
     for (size_t i = 0; i < r->ns; i++)
         if (!r->s[i]->ended || r->s[i]->nmissing) return 0;
-    return r->have == 0;
+    return r->have == 0 && r->line_len == 0;
 }
 
 static void short_id(const uint8_t id[SCP_SS_ID_LEN], char out[9]) { scp_hex(id, 4, out); }
@@ -414,8 +427,7 @@ static int frame(scp_ss_reader *r, scp_ss_event_fn fn, void *arg, scp_err *err) 
 
 static int stopped(scp_err *err) { return scp_fail(err, SCP_E_INVAL, ECANCELED, "stopped by the caller"); }
 
-int scp_ss_reader_feed(scp_ss_reader *r, const void *buf, size_t n, scp_ss_event_fn fn, void *arg, scp_err *err) {
-    const uint8_t *p = buf;
+static int binary_feed(scp_ss_reader *r, const uint8_t *p, size_t n, scp_ss_event_fn fn, void *arg, scp_err *err) {
     while (n) {
         if (r->stopped) return stopped(err);
         size_t want = SCP_SS_HEAD_LEN;
@@ -444,8 +456,104 @@ int scp_ss_reader_feed(scp_ss_reader *r, const void *buf, size_t n, scp_ss_event
     return r->stopped ? stopped(err) : 0;
 }
 
+/* ---- line form ------------------------------------------------------------------------------ */
+
+size_t scp_ss_frame_line(const uint8_t *frame, size_t n, char *out) {
+    assert(n <= SCP_SS_MAX_FRAME);
+    memcpy(out, SCP_SS_LINE_PREFIX, 5);
+    size_t b = scp_b64enc_to(frame, n, out + 5);
+    out[5 + b] = '\n';
+    assert(6 + b <= SCP_SS_LINE_LEN(n));
+    return 6 + b;
+}
+
+/* A record line's Base64 (b, n bytes, without prefix and newline): decoded into r->buf, it
+ * must be exactly one frame, then read as a binary one. Anything else is a forged record: the
+ * line form can resynchronize at the next line, so reading goes on. */
+static int record_line(scp_ss_reader *r, const char *b, size_t n, scp_ss_event_fn fn, void *arg, scp_err *err) {
+    size_t len;
+    if (r->line_long || scp_b64dec_to(b, n, r->buf, SCP_SS_MAX_FRAME, &len) < 0 || len < SCP_SS_OVERHEAD ||
+        memcmp(r->buf, MAGIC, 4) != 0 || r->buf[4] < SCP_SS_T_HEADER || r->buf[4] > SCP_SS_T_END ||
+        scp_get_u32(r->buf + 37) > SCP_SS_MAX_DATA || len != SCP_SS_OVERHEAD + scp_get_u32(r->buf + 37))
+        return problem(r, fn, arg, NULL, SCP_SS_FORGED, 0, 1,
+                       "a record line is malformed (not one sealed record in Base64): changed or cut");
+    r->have = len;
+    int rc = frame(r, fn, arg, err);
+    r->have = 0;
+    return rc;
+}
+
+static int line_done(scp_ss_reader *r, scp_ss_event_fn fn, void *arg, scp_err *err) {
+    size_t len = r->line_len;
+    if (len && !r->line_long && r->line[len - 1] == '\r') len--; /* a CRLF channel */
+    int rc;
+    if (len >= 5 && memcmp(r->line, SCP_SS_LINE_PREFIX, 5) == 0) {
+        rc = record_line(r, r->line + 5, len - 5, fn, arg, err);
+    } else {
+        r->unsealed++;
+        scp_ss_event ev = {.type = SCP_SS_EV_UNSEALED, .data = (const uint8_t *)r->line, .len = len};
+        rc = emit(r, &ev);
+        if (rc == 0 && fn && fn(arg, &ev)) r->stopped = 1;
+    }
+    r->line_len = 0;
+    r->line_long = 0;
+    r->off = r->in_off; /* where the next line starts */
+    return rc;
+}
+
+static int lines_feed(scp_ss_reader *r, const uint8_t *p, size_t n, scp_ss_event_fn fn, void *arg, scp_err *err) {
+    if (!r->line && !(r->line = malloc(LINE_CAP))) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    while (n) {
+        if (r->stopped) return stopped(err);
+        const uint8_t *nl = memchr(p, '\n', n);
+        size_t take = nl ? (size_t)(nl - p) : n;
+        size_t keep = take < LINE_CAP - r->line_len ? take : LINE_CAP - r->line_len;
+        memcpy(r->line + r->line_len, p, keep);
+        r->line_len += keep;
+        if (keep < take) r->line_long = 1;
+        r->in_off += take + (nl != NULL);
+        p += take + (nl != NULL);
+        n -= take + (nl != NULL);
+        if (nl && line_done(r, fn, arg, err) < 0) return r->stopped ? stopped(err) : -1;
+    }
+    return r->stopped ? stopped(err) : 0;
+}
+
+int scp_ss_reader_feed(scp_ss_reader *r, const void *buf, size_t n, scp_ss_event_fn fn, void *arg, scp_err *err) {
+    const uint8_t *p = buf;
+    if (r->form == FORM_UNKNOWN) {
+        /* five bytes decide: the magic and a frame type is binary, anything else lines */
+        size_t k = 5 - r->have < n ? 5 - r->have : n;
+        memcpy(r->buf + r->have, p, k);
+        r->have += k;
+        p += k;
+        n -= k;
+        if (r->have < 5) return 0;
+        if (memcmp(r->buf, MAGIC, 4) == 0 && r->buf[4] >= SCP_SS_T_HEADER && r->buf[4] <= SCP_SS_T_END) {
+            r->form = FORM_BINARY; /* the five bytes stay in buf: the frame's start */
+        } else {
+            uint8_t first[5];
+            memcpy(first, r->buf, 5);
+            r->have = 0;
+            r->form = FORM_LINES;
+            if (lines_feed(r, first, 5, fn, arg, err) < 0) return -1;
+        }
+    }
+    return r->form == FORM_LINES ? lines_feed(r, p, n, fn, arg, err) : binary_feed(r, p, n, fn, arg, err);
+}
+
 int scp_ss_reader_finish(scp_ss_reader *r, scp_ss_event_fn fn, void *arg, scp_err *err) {
     char lb[64];
+    if (r->form == FORM_UNKNOWN && r->have) {
+        /* fewer than five bytes in all: not a frame's start, so a (short) line */
+        uint8_t first[5];
+        size_t k = r->have;
+        memcpy(first, r->buf, k);
+        r->have = 0;
+        r->form = FORM_LINES;
+        if (lines_feed(r, first, k, fn, arg, err) < 0) return -1;
+    }
+    if (r->form == FORM_LINES && (r->line_len || r->line_long) && line_done(r, fn, arg, err) < 0) return -1;
     if (r->have && problem(r, fn, arg, NULL, SCP_SS_TRUNCATED, 0, 1,
                            "the input ends inside a record (%zu of its bytes are there): truncated", r->have) < 0)
         return stopped(err);

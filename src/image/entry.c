@@ -272,6 +272,9 @@ int scp_image_entry(int argc, char *const *argv, scp_err *err) {
         .evidence_ctx = (void *)(sock && *sock ? sock : DEFAULT_SOCKET),
         .image_json = ij,
         .no_mount = 1,
+        /* Docker's log drivers keep text lines only: a binary record comes back from
+         * `docker logs` with bytes replaced (docs/image.md "Console") */
+        .console_lines = 1,
         .user = user && *user ? &run_user : NULL,
         .image_env = env,
         .more_trusted = trusted,

@@ -590,9 +590,9 @@ static int files_memfd(json_t *files) {
 }
 
 /* The policy's console section (SCP_SHIELD_ENV_CONSOLE_FD) in a sealed memfd: which streams
- * are sealed and the service's console key. Returns the descriptor, -1 when nothing is sealed,
- * -2 on error. */
-static int console_memfd(json_t *con, const char *session, const char *service) {
+ * are sealed and the service's console key; `lines`: records in line form. Returns the
+ * descriptor, -1 when nothing is sealed, -2 on error. */
+static int console_memfd(json_t *con, const char *session, const char *service, int lines) {
     if (!con) return -1;
     scp_shield_console *c = calloc(1, sizeof *c);
     if (!c) return -2;
@@ -602,6 +602,7 @@ static int console_memfd(json_t *con, const char *session, const char *service) 
         if (json_is_true(json_object_get(con, names[k]))) c->flags |= 1u << k;
     const char *khex = json_string_value(json_object_get(con, "key"));
     int fd = -1;
+    if (c->flags && lines) c->flags |= SCP_SHIELD_CON_LINES;
     if (c->flags && khex && scp_unhex(khex, c->key, sizeof c->key) == 0 && strlen(session) < sizeof c->session &&
         strlen(service) < sizeof c->service) {
         snprintf(c->session, sizeof c->session, "%s", session);
@@ -962,7 +963,7 @@ static void child_exec(json_t *cfg, const struct scp_attest_run_opts *o, struct 
      * open of a listed file against (docs/runtime.md "Trusted files") */
     pass_fd(o, SCP_SHIELD_ENV_TRUSTED_FD, scp_shield_sealed_memfd("scp-trusted", id->manifest, id->manifest_len, NULL),
             "the trusted-file manifest");
-    int cfd = console_memfd(json_object_get(cfg, "console"), o->session, o->service);
+    int cfd = console_memfd(json_object_get(cfg, "console"), o->session, o->service, o->console_lines);
     if (cfd == -2) {
         scp_log(SCP_LOG_ERROR, WHO(o), "CAS sent a malformed console section");
         _exit(1);

@@ -90,6 +90,7 @@ struct scp_attest_run_opts {
     void *evidence_ctx;
     const char *image_json;   /* non-NULL: the image's measurement (img_measure): argv[0] resolved
                                  in "/", its loader and libraries, the shield, and this document */
+    int console_lines;        /* a sealed console's records in line form (SCP_SHIELD_CON_LINES) */
     int no_mount;             /* Docker is the container: no namespace, no mount; the shield alone
                                  serves the volumes' mount points */
     const struct scp_run_user *user; /* non-NULL: the program runs as this user (the image's USER) */

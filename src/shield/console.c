@@ -53,6 +53,7 @@ struct con_stream {
     pid_t pid;           /* the process whose stream w is */
     int nonblock;        /* O_NONBLOCK as the program set it */
     uint8_t *frame;      /* SCP_SS_MAX_FRAME bytes */
+    char *line;          /* line form: LINE_BUF bytes, the frame as a line (ciphertext only) */
     uint8_t *pending;    /* rest of a record a non-blocking write left */
     size_t npending, pend_off;
     /* stdin */
@@ -62,8 +63,13 @@ struct con_stream {
     int eof, bad;
 };
 
+/* Line form (SCP_SHIELD_CON_LINES): records of at most SCP_SS_LINE_DATA bytes, each one line */
+#define LINE_BUF SCP_SS_LINE_LEN(SCP_SS_LINE_DATA + SCP_SS_OVERHEAD)
+
 static struct {
     int active;
+    int lines;                            /* write records in line form */
+    size_t max_data;                      /* plaintext bytes per data record */
     struct con_stream s[3];
     pthread_mutex_t fdmu;                 /* fd_stream */
     unsigned char fd_stream[SCP_SHIELD_MAX_ALIAS_FD]; /* program number -> stream + 1 */
@@ -118,6 +124,11 @@ static long put_bytes(struct con_stream *st, const uint8_t *buf, size_t n, size_
  * or at exit; the frame counts as written, so no sequence number is ever spent on a record the
  * program then writes again. */
 static long put_frame(struct con_stream *st, const uint8_t *f, size_t n) {
+    if (con.lines) {
+        assert(SCP_SS_LINE_LEN(n) <= LINE_BUF);
+        n = scp_ss_frame_line(f, n, st->line);
+        f = (const uint8_t *)st->line;
+    }
     size_t done;
     long r = put_bytes(st, f, n, &done);
     if (r != -EAGAIN) return r;
@@ -167,7 +178,7 @@ static long write_oneoff(struct con_stream *st, int k, const struct iovec *iov, 
     for (int i = 0; i < cnt && sent < total; i++) {
         size_t off = 0;
         while (off < iov[i].iov_len) {
-            size_t take = iov[i].iov_len - off < SCP_SS_MAX_DATA ? iov[i].iov_len - off : SCP_SS_MAX_DATA;
+            size_t take = iov[i].iov_len - off < con.max_data ? iov[i].iov_len - off : con.max_data;
             if ((r = sh_copy_in(f + SCP_SS_HEAD_LEN, (const char *)iov[i].iov_base + off, take)) < 0) goto out;
             n = scp_ss_seal_data(&w, f + SCP_SS_HEAD_LEN, take, scp_now_ns(), f, SCP_SS_MAX_FRAME, &e);
             if (n < 0 || (r = put_frame(st, f, (size_t)n)) < 0) goto out;
@@ -224,9 +235,9 @@ static long con_writev(int k, const struct iovec *iov, int cnt) {
             size_t n = 0;
             int j = i;
             size_t o = off;
-            while (j < cnt && n < SCP_SS_MAX_DATA) {
+            while (j < cnt && n < con.max_data) {
                 size_t take = iov[j].iov_len - o;
-                if (take > SCP_SS_MAX_DATA - n) take = SCP_SS_MAX_DATA - n;
+                if (take > con.max_data - n) take = con.max_data - n;
                 if (take && (r = sh_copy_in(st->frame + SCP_SS_HEAD_LEN + n, (const char *)iov[j].iov_base + o,
                                             take)) < 0)
                     goto partial;
@@ -274,6 +285,11 @@ out:
 
 static int on_stdin(void *arg, const scp_ss_event *ev) {
     struct con_stream *st = arg;
+    if (ev->type == SCP_SS_EV_UNSEALED) {
+        sh_trace("console: stdin refused: a line that is not a sealed record");
+        st->bad = 1;
+        return 1;
+    }
     if (ev->type == SCP_SS_EV_PROBLEM) {
         sh_trace("console: stdin refused: %s", ev->msg);
         st->bad = 1;
@@ -633,7 +649,8 @@ static int start_writer(int k, int exec, scp_err *err) {
     struct con_stream *st = &con.s[k];
     st->w = locked_alloc(4096);
     st->frame = locked_alloc(SCP_SS_MAX_FRAME);
-    if (!st->w || !st->frame) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (con.lines) st->line = locked_alloc(LINE_BUF);
+    if (!st->w || !st->frame || (con.lines && !st->line)) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     const scp_shield_console *c = con.cfg;
     st->pid = sh.pid;
     return scp_ss_writer_start(st->w, c->key, k, NAMES[k], c->session, c->service,
@@ -658,6 +675,8 @@ int sh_console_init(uint32_t *guard, scp_err *err) {
         !memchr(c->service, 0, 65))
         return scp_fail(err, SCP_E_FORMAT, EINVAL, "the console configuration is malformed");
     int exec = (c->flags & SCP_SHIELD_CON_EXEC) != 0;
+    con.lines = (c->flags & SCP_SHIELD_CON_LINES) != 0;
+    con.max_data = con.lines ? SCP_SS_LINE_DATA : SCP_SS_MAX_DATA;
     for (int k = 0; k < 3; k++) {
         struct con_stream *st = &con.s[k];
         pthread_mutex_init(&st->mu, NULL);

@@ -101,6 +101,24 @@ expect_rc 0 "$SCPCTL" logs con out - <"$T/out.rec"
 cmp -s "$T/last.out" "$T/want.out" || fail "logs - does not reproduce stdout"
 echo "ok: sealed stdout/stderr reproduced exactly"
 
+# --console-lines: the same streams as lines of text ("SCR1:" and Base64), for channels that
+# keep text only (Docker's log); scpctl logs reads them, and a launcher's plain line between
+# records is shown as not sealed (stderr), never as output
+"${RUN[@]}" --console-lines --service out -- "$T/bin/sh" "$SCRIPT" >"$T/out.lines" 2>"$T/err.lines" ||
+    fail "the sealed run in line form failed: $(head -c 300 "$T/err.lines")"
+grep -q MARKER "$T/out.lines" && fail "the line-form stdout holds the marker in plaintext"
+[ "$(grep -c '^SCR1:' "$T/out.lines")" -ge 4 ] && ! grep -v '^SCR1:' "$T/out.lines" | grep -q . ||
+    fail "stdout in line form is not one record per line: $(head -c 300 "$T/out.lines")"
+LC_ALL=C grep -q '[^ -~]' "$T/out.lines" && fail "stdout in line form holds bytes that are not printable text"
+expect_rc 0 "$SCPCTL" logs con out "$T/out.lines"
+cmp -s "$T/last.out" "$T/want.out" || fail "logs does not reproduce stdout from lines: $(diff "$T/last.out" "$T/want.out")"
+expect_rc 0 "$SCPCTL" logs con out "$T/err.lines"
+cmp -s "$T/last.out" "$T/want.err" || fail "logs does not reproduce stderr from lines"
+sed -e '2a injected: not from the program' "$T/out.lines" >"$T/out.mixed"
+expect_err 0 'not a sealed record, not shown as output: "injected' "$SCPCTL" logs con out "$T/out.mixed"
+cmp -s "$T/last.out" "$T/want.out" || fail "an injected plain line reached the output"
+echo "ok: line form reproduced exactly; a plain line between records is shown as not sealed"
+
 # tampering, done on the record boundaries of the capture (python reads the frame lengths)
 frames() { python3 - "$@" <<'PY'
 import struct, sys

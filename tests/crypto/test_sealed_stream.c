@@ -20,7 +20,7 @@ struct out {
     char text[4096];
     size_t len;
     int problems[8];
-    int ends;
+    int ends, unsealed;
 };
 
 static int on_event(void *arg, const scp_ss_event *ev) {
@@ -32,6 +32,8 @@ static int on_event(void *arg, const scp_ss_event *ev) {
         o->problems[ev->problem]++;
     } else if (ev->type == SCP_SS_EV_END) {
         o->ends++;
+    } else if (ev->type == SCP_SS_EV_UNSEALED) {
+        o->unsealed++;
     }
     return 0;
 }
@@ -87,6 +89,39 @@ static int read_order(const struct frames *fr, const int *idx, const uint8_t key
     return rc < 0 ? -1 : clean;
 }
 
+/* The same in line form: each frame as a line, `plain` (if not NULL) before the first and after
+ * every frame, `crlf`: lines end in CR LF; flip: change the character at that offset of the
+ * text (0: none). */
+static int read_lines(const struct frames *fr, const int *idx, const uint8_t key[32], size_t chunk, struct out *o,
+                      const char *plain, int crlf, size_t flip) {
+    memset(o, 0, sizeof *o);
+    scp_err e;
+    scp_ss_reader *r = scp_ss_reader_new(key, "sess", "svc", &e);
+    size_t cap = 1 << 20, len = 0;
+    char *all = malloc(cap);
+    if (plain) len += (size_t)snprintf(all + len, cap - len, "%s", plain);
+    for (int i = 0; idx[i] >= 0; i++) {
+        size_t n = scp_ss_frame_line(fr->f[idx[i]], fr->n[idx[i]], all + len);
+        CHECK(n <= SCP_SS_LINE_LEN(fr->n[idx[i]]) && all[len + n - 1] == '\n' && !memcmp(all + len, "SCR1:", 5));
+        len += n;
+        if (crlf) {
+            all[len - 1] = '\r';
+            all[len++] = '\n';
+        }
+        if (plain) len += (size_t)snprintf(all + len, cap - len, "%s", plain);
+    }
+    if (flip) all[flip] = all[flip] == 'A' ? 'B' : 'A';
+    int rc = 0;
+    for (size_t off = 0; off < len && rc == 0; off += chunk)
+        rc = scp_ss_reader_feed(r, all + off, len - off < chunk ? len - off : chunk, on_event, o, &e);
+    if (rc == 0) rc = scp_ss_reader_finish(r, on_event, o, &e);
+    int clean = rc == 0 && scp_ss_reader_clean(r);
+    CHECK((uint64_t)o->unsealed == scp_ss_reader_unsealed(r));
+    scp_ss_reader_free(r);
+    free(all);
+    return rc < 0 ? -1 : clean;
+}
+
 /* --seed DIR: the fuzzer's seeds (fuzz/fuzz_sealed_stream.c): byte 0 and 1 pick the feed
  * size and kind check, then a clean stream */
 static int write_seed(const char *dir, const struct frames *fr) {
@@ -97,6 +132,15 @@ static int write_seed(const char *dir, const struct frames *fr) {
     fputc(40, f);
     fputc(3, f);
     for (size_t i = 0; i < fr->count; i++) fwrite(fr->f[i], 1, fr->n[i], f);
+    if (fclose(f) != 0) return 1;
+    /* the same stream in line form, after a plain line */
+    snprintf(path, sizeof path, "%s/clean-lines", dir);
+    if (!(f = fopen(path, "wb"))) return 1;
+    fputc(40, f);
+    fputc(3, f);
+    fputs("entry: starting\r\n", f);
+    static char line[SCP_SS_MAX_LINE];
+    for (size_t i = 0; i < fr->count; i++) fwrite(line, 1, scp_ss_frame_line(fr->f[i], fr->n[i], line), f);
     return fclose(f) != 0;
 }
 
@@ -145,12 +189,62 @@ int main(int argc, char **argv) {
     fr.f[2][28] ^= 1;
     /* another service's key: nothing authenticates, nothing comes out */
     CHECK(read_order(&fr, in_order, other, 100, &o, 0) == 0 && o.len == 0 && o.problems[SCP_SS_FORGED] == 5);
-    /* plain bytes are not a stream */
+    /* plain text is read as lines: unsealed lines, no output; plain bytes after a binary
+     * frame's start are not a stream */
     {
+        memset(&o, 0, sizeof o);
         scp_ss_reader *r = scp_ss_reader_new(key, "sess", "svc", &e);
-        CHECK(scp_ss_reader_feed(r, "hello world, this is plain text on stdout\n", 42, on_event, &o, &e) == -1);
+        CHECK(scp_ss_reader_feed(r, "hello world, this is plain text on stdout\n", 42, on_event, &o, &e) == 0);
+        CHECK(scp_ss_reader_finish(r, on_event, &o, &e) == 0);
+        CHECK(o.unsealed == 1 && o.len == 0 && scp_ss_reader_records(r) == 0);
+        scp_ss_reader_free(r);
+        r = scp_ss_reader_new(key, "sess", "svc", &e);
+        uint8_t bad[SCP_SS_MAX_FRAME];
+        memcpy(bad, fr.f[0], fr.n[0]);
+        const char *pl = "hello world, this is plain text on stdout\n";
+        memcpy(bad + fr.n[0], pl, strlen(pl));
+        CHECK(scp_ss_reader_feed(r, bad, fr.n[0] + strlen(pl), on_event, &o, &e) == -1);
         scp_ss_reader_free(r);
     }
+
+    /* line form: the same bytes back, in any feed size, with CR LF, between plain lines (each
+     * reported as unsealed, none in the output) */
+    for (size_t chunk = 1; chunk <= 4096; chunk *= 4) {
+        CHECK(read_lines(&fr, in_order, key, chunk, &o, NULL, 0, 0) == 1);
+        CHECK(o.len == strlen(want) && !memcmp(o.text, want, o.len) && o.ends == 1 && o.unsealed == 0);
+    }
+    CHECK(read_lines(&fr, in_order, key, 7, &o, "launcher: starting\n", 1, 0) == 1);
+    CHECK(o.len == strlen(want) && !memcmp(o.text, want, o.len) && o.unsealed == 6);
+    /* a changed character: that record is forged, the others read on; a dropped line: dropped;
+     * another key: nothing */
+    CHECK(read_lines(&fr, in_order, key, 100, &o, NULL, 0, 0) == 1);
+    {
+        size_t l0 = scp_ss_frame_line(fr.f[0], fr.n[0], (char[SCP_SS_MAX_LINE]){0});
+        CHECK(read_lines(&fr, in_order, key, 100, &o, NULL, 0, l0 + 30) == 0 && o.problems[SCP_SS_FORGED] == 1);
+        CHECK(o.len == strlen("MARKER-42\nthird\n") && !memcmp(o.text, "MARKER-42\nthird\n", o.len));
+    }
+    CHECK(read_lines(&fr, dropped, key, 100, &o, NULL, 0, 0) == 0 && o.problems[SCP_SS_DROPPED] == 1);
+    CHECK(read_lines(&fr, in_order, other, 100, &o, NULL, 0, 0) == 0 && o.len == 0 &&
+          o.problems[SCP_SS_FORGED] == 5);
+    /* the longest records: a line-form record (SCP_SS_LINE_DATA) fits Docker's 16 KiB message;
+     * the largest binary frame also reads back as a line (the decoder's last group) */
+    for (size_t dn = SCP_SS_LINE_DATA; dn <= SCP_SS_MAX_DATA; dn += SCP_SS_MAX_DATA - SCP_SS_LINE_DATA) {
+        scp_ss_writer w;
+        static uint8_t buf[SCP_SS_MAX_FRAME], big[SCP_SS_MAX_DATA];
+        struct frames fb;
+        memset(&fb, 0, sizeof fb);
+        memset(big, 'x', sizeof big);
+        CHECK(scp_ss_writer_start(&w, key, SCP_SS_STDOUT, "stdout", "sess", "svc", SCP_SS_ROOT, NULL, 0, NULL, &e) == 0);
+        add(&fb, buf, scp_ss_seal_header(&w, 1, buf, sizeof buf, &e));
+        add(&fb, buf, scp_ss_seal_data(&w, big, dn, 1, buf, sizeof buf, &e));
+        add(&fb, buf, scp_ss_seal_end(&w, SCP_SS_END_CLOSED, NULL, 1, buf, sizeof buf, &e));
+        if (dn == SCP_SS_LINE_DATA) CHECK(SCP_SS_LINE_LEN(fb.n[1]) < 16384);
+        int all3[] = {0, 1, 2, -1};
+        memset(&o, 0, sizeof o);
+        CHECK(read_lines(&fb, all3, key, 1000, &o, NULL, 0, 0) == 1 && o.ends == 1);
+        free_frames(&fb);
+    }
+
     /* a stream of service svc written with svc's key but naming svc2 is foreign */
     struct frames f2;
     make(&f2, key, "svc2");

@@ -17,7 +17,7 @@ TAG=scptest-images-$CURATED-$$
 VOL=$TAG-vol
 SERVE=
 curated_cleanup() {
-    docker rm -f $TAG-c1 $TAG-c2 $TAG-c3 $TAG-tampered $TAG-bad >/dev/null 2>&1
+    docker rm -f $TAG-c1 $TAG-c2 $TAG-c3 $TAG-c4 $TAG-tampered $TAG-bad >/dev/null 2>&1
     docker volume rm -f $VOL >/dev/null 2>&1
     docker rmi -f $TAG/$CURATED:1 $TAG/$CURATED:tampered >/dev/null 2>&1
     [ -n "$SERVE" ] && kill "$SERVE" 2>/dev/null

@@ -51,5 +51,29 @@ grep -q "evidence for $S/redis, measurement $M, with an instance key" "$T/serve.
 [ "$(cli get k)" = "$MARK" ] || fail "the data is not there under the per-instance identity"
 stop $TAG-c3
 
+note "console sealed: docker logs holds sealed lines only (Docker's log keeps text); scpctl logs gives redis's log back"
+sed -e 's/^    volumes: \[data\]$/    volumes: [data]\n    console: {stdout: sealed, stderr: sealed}/' "$T/inst.yaml" >"$T/con.yaml"
+grep -q 'console: {stdout: sealed' "$T/con.yaml" || fail "cannot make the sealed-console session: $(cat "$T/con.yaml")"
+expect_rc 0 "$SCPCTL" session update "$T/con.yaml" --predecessor "$HASH"
+HASH=$(awk '/^hash /{print $2}' "$T/last.out")
+start $TAG-c4 ping
+[ "$(cli get k)" = "$MARK" ] || fail "the data is not there with the sealed console"
+docker stop -t 20 $TAG-c4 >/dev/null || fail "docker stop"
+docker logs $TAG-c4 >"$T/c4.out" 2>"$T/c4.err" || fail "docker logs"
+[ "$(docker inspect -f '{{.State.ExitCode}}' $TAG-c4)" = 0 ] || fail "exit code after docker stop: $(tail -5 "$T/c4.err")"
+grep -aq 'Ready to accept connections' "$T/c4.out" "$T/c4.err" && fail "redis's log is in plaintext in docker logs"
+grep -q '^SCR1:' "$T/c4.out" || fail "no sealed record line on docker logs' stdout: $(head -c 300 "$T/c4.out")"
+grep -av '^SCR1:' "$T/c4.out" | grep -q . && fail "docker logs' stdout holds lines that are not sealed records"
+expect_rc 0 "$SCPCTL" logs $S redis "$T/c4.out"
+grep -q 'Ready to accept connections' "$T/last.out" || fail "scpctl logs lacks redis's start: $(head -5 "$T/last.out")"
+grep -q 'ready to exit' "$T/last.out" || fail "scpctl logs lacks redis's shutdown (SIGTERM): $(tail -3 "$T/last.out")"
+expect_rc 0 "$SCPCTL" logs $S redis "$T/c4.err" # stderr: the streams' header and end, nothing written
+# a changed character in a record line, and a deleted line: reported, exit 3
+awk 'NR == 3 { $0 = substr($0, 1, 40) (substr($0, 41, 1) == "A" ? "B" : "A") substr($0, 42) } { print }' "$T/c4.out" >"$T/c4.bad"
+expect_err 3 'does not authenticate' "$SCPCTL" logs $S redis "$T/c4.bad"
+sed -e '3d' "$T/c4.out" >"$T/c4.cut"
+expect_err 3 'missing' "$SCPCTL" logs $S redis "$T/c4.cut"
+docker rm -f $TAG-c4 >/dev/null 2>&1
+
 refused_checks
 echo "images redis: ok"
