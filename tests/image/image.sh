@@ -1,8 +1,8 @@
 #!/bin/sh
 # tests/image/image.sh - scpctl image build/inspect/verify (docs/image.md) with a real Docker
-# engine, docker load and skopeo: a secure image of Debian's redis-server is built from a
+# engine, docker load, skopeo and podman: a secure image of Debian's redis-server is built from a
 # `docker save` archive and from the engine by name; the same inputs give the same bytes; Docker
-# and skopeo read it (both the Docker and the OCI form); verify recomputes its trusted-files
+# skopeo and podman read it (both the Docker and the OCI form); verify recomputes its trusted-files
 # manifest and measurement and refuses an archive rewritten with one byte of redis-server changed
 # (digests recomputed, as an attacker would); bad input gets a clear error and nothing escapes
 # the staging root.
@@ -14,6 +14,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "-- $*"; }
 sh "$HERE/../../scripts/start-docker.sh" || fail "no Docker engine (scripts/start-docker.sh)"
 command -v skopeo >/dev/null || fail "skopeo is not installed (.ci/packages.txt)"
+command -v podman >/dev/null || fail "podman is not installed (.ci/packages.txt)"
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/scp-image-test.XXXXXX") || exit 1
 TAG=scptest-$$
@@ -72,6 +73,18 @@ ldd "$(dirname "$SCPCTL")/scp-entry" 2>/dev/null | grep -q libasan && LIMIT=4000
 [ "$SCPL" -lt $LIMIT ] || fail "the /scp layer is $SCPL bytes (limit $LIMIT)"
 skopeo inspect "docker-archive:$T/secure.tar" | grep -q "$M" || fail "skopeo (docker-archive) does not see the label"
 skopeo inspect "oci-archive:$T/secure.tar" | grep -q "$M" || fail "skopeo (oci-archive) does not see the label"
+note "podman loads it too (load: the Docker form; pull oci-archive: the OCI form), and sees the measurement and the entry"
+podman load -q -i "$T/secure.tar" > "$T/pload" 2>&1 || fail "podman load: $(cat "$T/pload")"
+P1=$(awk '/Loaded image/{print $NF}' "$T/pload" | tail -1)
+podman pull -q "oci-archive:$T/secure.tar" > "$T/ppull" 2>&1 || fail "podman pull oci-archive: $(cat "$T/ppull")"
+P2=$(tail -1 "$T/ppull")
+for PI in "$P1" "$P2"; do
+    [ -n "$PI" ] || fail "podman named no image: $(cat "$T/pload" "$T/ppull")"
+    PL=$(podman image inspect -f '{{index .Config.Labels "org.scp.measurement"}} {{json .Config.Entrypoint}}' "$PI") ||
+        fail "podman image inspect $PI"
+    case $PL in "$M "*scp-entry*) ;; *) fail "podman ($PI) sees '$PL', not the measurement $M and the entry" ;; esac
+done
+podman rmi -f "$P1" "$P2" >/dev/null 2>&1
 
 note "build from the engine by name, loaded straight into the engine: the same measurement"
 "$SCPCTL" image build $TAG/redis-base:1 -t $TAG/redis-secure:2 --session redis --service redis --protect /data \
