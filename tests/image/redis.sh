@@ -37,10 +37,14 @@ start $TAG-c2 ping
 stop $TAG-c2
 
 note "identity: instance: the container makes its own key; CAS certifies it for the image's measurement"
-sed -e 's/^      certificate: tls$/      certificate: tls\n      identity: instance/' "$T/$CURATED.session.yaml" >"$T/inst.yaml"
-grep -q 'identity: instance' "$T/inst.yaml" || fail "cannot make the per-instance session: $(cat "$T/inst.yaml")"
-expect_rc 0 "$SCPCTL" session update "$T/inst.yaml" --predecessor "$HASH"
-HASH=$(awk '/^hash /{print $2}' "$T/last.out")
+# update_session FROM TO SED CHECK: the session FROM edited by SED, which must then contain CHECK
+update_session() {
+    sed -e "$3" "$1" >"$2"
+    grep -q "$4" "$2" || fail "cannot make the session ($4): $(cat "$2")"
+    expect_rc 0 "$SCPCTL" session update "$2" --predecessor "$HASH"
+    HASH=$(awk '/^hash /{print $2}' "$T/last.out")
+}
+update_session "$T/$CURATED.session.yaml" "$T/inst.yaml" 's/^      certificate: tls$/      certificate: tls\n      identity: instance/' 'identity: instance'
 start $TAG-c3 ping
 openssl s_client -connect 127.0.0.1:"$PORT" -CAfile "$CA" </dev/null 2>/dev/null |
     openssl x509 -noout -ext subjectAltName >"$T/san.txt" 2>&1 || fail "no certificate: $(cat "$T/san.txt")"
@@ -52,10 +56,7 @@ grep -q "evidence for $S/redis, measurement $M, with an instance key" "$T/serve.
 stop $TAG-c3
 
 note "console sealed: docker logs holds sealed lines only (Docker's log keeps text); scpctl logs gives redis's log back"
-sed -e 's/^    volumes: \[data\]$/    volumes: [data]\n    console: {stdout: sealed, stderr: sealed}/' "$T/inst.yaml" >"$T/con.yaml"
-grep -q 'console: {stdout: sealed' "$T/con.yaml" || fail "cannot make the sealed-console session: $(cat "$T/con.yaml")"
-expect_rc 0 "$SCPCTL" session update "$T/con.yaml" --predecessor "$HASH"
-HASH=$(awk '/^hash /{print $2}' "$T/last.out")
+update_session "$T/inst.yaml" "$T/con.yaml" 's/^    volumes: \[data\]$/    volumes: [data]\n    console: {stdout: sealed, stderr: sealed}/' 'console: {stdout: sealed'
 start $TAG-c4 ping
 [ "$(cli get k)" = "$MARK" ] || fail "the data is not there with the sealed console"
 docker stop -t 20 $TAG-c4 >/dev/null || fail "docker stop"
