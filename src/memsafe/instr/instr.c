@@ -690,20 +690,67 @@ static int fact_known(struct pass *p, LLVMValueRef x, LLVMValueRef base, int64_t
     return 0;
 }
 
+/* The first field of a struct, stored or loaded through the pointer itself: no GEP names the
+ * struct (`p->first = v` is `store v, ptr %p`), but the access's TBAA tag does, as clang gives it:
+ * !{!T, !S, i64 0}, a struct type T (the base type, not the scalar S itself) and a scalar member
+ * S at offset 0. The access is in bounds of a whole T when it is S's size: a store merged from
+ * several fields gets the most generic tag of theirs, a scalar one (base == access), and an array
+ * member gets its element's scalar tag, so neither counts. */
+static int typed_first_field(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, uint64_t n)
+{
+    static const struct {
+        const char *name;
+        uint64_t size;
+    } scalars[] = { { "omnipotent char", 1 }, { "_Bool", 1 }, { "short", 2 }, { "int", 4 }, { "float", 4 },
+                    { "long", 8 }, { "long long", 8 }, { "double", 8 }, { "any pointer", 8 } };
+    static unsigned tbaa;
+    if (!tbaa)
+        tbaa = LLVMGetMDKindIDInContext(p->ctx, "tbaa", 4);
+    if (!is_ptr(ptr) || base_of(p, ptr) != ptr)
+        return 0;
+    LLVMValueRef tag = LLVMGetMetadata(inst, tbaa);
+    if (!tag || LLVMGetMDNodeNumOperands(tag) < 3)
+        return 0;
+    LLVMValueRef t[8];
+    unsigned nt = LLVMGetMDNodeNumOperands(tag);
+    if (nt > 8)
+        return 0;
+    LLVMGetMDNodeOperands(tag, t);
+    if (t[0] == t[1] || !t[2] || !LLVMIsAConstantInt(t[2]) || LLVMConstIntGetZExtValue(t[2]) != 0)
+        return 0;
+    /* The access type: !{!"name", !parent, i64 0}. */
+    if (!t[1] || LLVMGetMDNodeNumOperands(t[1]) != 3)
+        return 0;
+    LLVMValueRef s[3];
+    LLVMGetMDNodeOperands(t[1], s);
+    unsigned len;
+    const char *name = s[0] ? LLVMGetMDString(s[0], &len) : NULL;
+    if (!name)
+        return 0;
+    for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++)
+        if (strlen(scalars[i].name) == len && !memcmp(scalars[i].name, name, len))
+            return scalars[i].size == n;
+    return 0;
+}
+
 /* The rule of --trust-types (docs/memsafe.md). ptr is
  *   getelementptr inbounds %T, ptr %x, i64 0, <constant struct field indices>
  * (or a chain of such GEPs, the outermost from %x naming T), every index naming a struct field
  * (none an array element: a GEP that walks an array, a trailing or flexible array included,
  * stays checked), %x a pointer that is its own base (loaded, an argument, a call's result), and
  * the access [offset, offset + n) inside sizeof(T): then the access is in bounds whenever %x
- * points to a whole T, which C's effective-type rules require of an access through a T. What it
+ * points to a whole T, which C's effective-type rules require of an access through a T. An
+ * access through %x itself (T's first field, no GEP) counts when its TBAA tag names T
+ * (typed_first_field). What it
  * stops catching: an access through %x when %x points to an undersized allocation, a freed or
  * reused object, or an object of another type (probe typed_undersized). */
-static int typed_in_bounds(struct pass *p, LLVMValueRef ptr, uint64_t n)
+static int typed_in_bounds(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, uint64_t n)
 {
     int64_t off = 0;
     LLVMTypeRef outer = NULL;
     LLVMValueRef v = ptr;
+    if (!LLVMIsAGetElementPtrInst(v))
+        return typed_first_field(p, inst, ptr, n);
     while (LLVMIsAGetElementPtrInst(v)) {
         LLVMTypeRef ty = LLVMGetGEPSourceElementType(v);
         unsigned nops = (unsigned)LLVMGetNumOperands(v);
@@ -770,7 +817,7 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
         p->pruned += !p->dry;
         return;
     }
-    if (p->trust_types && typed_in_bounds(p, ptr, n)) {
+    if (p->trust_types && typed_in_bounds(p, inst, ptr, n)) {
         p->typed += !p->dry;
         return;
     }
