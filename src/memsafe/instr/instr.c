@@ -21,6 +21,10 @@
  * one compare instead of two. In a loop that cannot free (its calls are all nofree), the checks
  * of a base defined outside it compare against bounds read once in the preheader; in a loop that
  * may free, they read the limit at each check from its address, found once in the preheader.
+ * With --trust-types, a field access that C's effective-type rules put inside its struct (a
+ * struct GEP of constant fields from a pointer that is its own base, or the first field by its
+ * TBAA tag) gets no check at all (typed_in_bounds; an option, docs/memsafe.md says what it
+ * stops catching).
  *
  * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
  * optimizer that runs next inlines their fast path.
