@@ -16,13 +16,18 @@ debian_source() {
     (cd "$src" && pwd)
 }
 
-# The compiler of a variant.
+# The compiler of a variant. harden-types, full-types: with --trust-types (docs/memsafe.md);
+# mainharden, mainfull: the scp-cc of the build directory $AB (another checkout's, for A/B runs).
 cc_for() {
     case $1 in
     plain) echo "clang-16" ;;
     hardening) echo "$scpcc" ;;
     harden) echo "$scpcc --memsafe" ;;
     full) echo "$scpcc --memsafe=full" ;;
+    harden-types) echo "$scpcc --memsafe --trust-types" ;;
+    full-types) echo "$scpcc --memsafe=full --trust-types" ;;
+    mainharden) echo "${AB:?AB= names the A/B build directory}/scp-cc --memsafe" ;;
+    mainfull) echo "${AB:?AB= names the A/B build directory}/scp-cc --memsafe=full" ;;
     asan) echo "clang-16 -fsanitize=address" ;;
     esac
 }

@@ -6,10 +6,11 @@
 # as expected, no memsafe report in the error log, the worker still alive).
 #
 #   bench/memsafe/nginx.sh BUILD_DIR [SRC_DIR]
-#   WORK=/tmp/scp-ms-bench  DURATION=10  VARIANTS="plain harden full"
+#   WORK=/tmp/scp-ms-bench  DURATION=10  VARIANTS="plain harden full" (the variants of lib.sh's cc_for)
 set -euo pipefail
 build=$(cd "$1" && pwd)
 scpcc=$build/scp-cc
+. "$(dirname "$0")/lib.sh"
 WORK=${WORK:-/tmp/scp-ms-bench}
 DURATION=${DURATION:-10}
 VARIANTS=${VARIANTS:-plain harden full}
@@ -35,11 +36,8 @@ for v in $VARIANTS; do
     rm -rf "$d"
     cp -a "$src" "$d"
     # nginx's configure takes a compiler path, not a command line: a one-line wrapper.
-    case $v in
-    plain) printf '#!/bin/sh\nexec clang-16 "$@"\n' >"$d/cc" ;;
-    harden) printf '#!/bin/sh\nexec "%s" --memsafe "$@"\n' "$scpcc" >"$d/cc" ;;
-    full) printf '#!/bin/sh\nexec "%s" --memsafe=full "$@"\n' "$scpcc" >"$d/cc" ;;
-    esac
+    # (cc_for's command line, its words as they are: no variant's has quoted spaces)
+    printf '#!/bin/sh\nexec %s "$@"\n' "$(cc_for "$v")" >"$d/cc"
     chmod +x "$d/cc"
     echo "== building nginx ($v)" >&2
     (cd "$d" && ./configure --with-cc="$d/cc" --with-cc-opt="-O2 -g" --prefix="$d/run" \

@@ -6,6 +6,7 @@
 #
 #   bench/memsafe/redis.sh BUILD_DIR [SRC_DIR]
 #   WORK=/tmp/scp-ms-bench  N=200000  ROUNDS=3  VARIANTS="plain hardening harden full asan"  TESTS=...
+#   (also harden-types, full-types, and mainharden, mainfull with AB=BUILD_DIR: bench/memsafe/lib.sh)
 #   ICOUNT_N=20000 (requests of each kind for the server's instruction count under valgrind;
 #   0: skip it)
 set -euo pipefail

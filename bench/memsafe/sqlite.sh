@@ -7,6 +7,7 @@
 #     BUILD_DIR  the CMake build with scp-cc (e.g. build)
 #     SRC_DIR    an unpacked sqlite3 source (default: apt-get source sqlite3 into $WORK)
 #   WORK=/tmp/scp-ms-bench  RUNS=3  SIZE=50  VARIANTS="plain hardening harden full asan"
+#   (also harden-types, full-types, and mainharden, mainfull with AB=BUILD_DIR: bench/memsafe/lib.sh)
 #   ICOUNT_SIZE=2 (speedtest1 size for the instruction counts under valgrind; 0: skip them)
 set -euo pipefail
 build=$(cd "$1" && pwd)

@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/memsafe/programs.sh SCP_CC SRC_DIR - correct programs under scp-cc: the runtime's unit
 # tests (test_alloc.c), and correct.c built by make with CC="scp-cc --memsafe[=full]" from two
-# translation units with dependency files, whose output must equal the plain build's.
+# translation units with dependency files (also with --trust-types), whose output must equal the
+# plain build's.
 set -u
 scpcc=$1
 src=$2
@@ -34,11 +35,12 @@ char *scp_test_join(const char *a, const char *b)
 C
 printf 'prog: main.o extra.o\n\t$(CC) $(CFLAGS) -o $@ main.o extra.o -lpthread\n%%.o: %%.c\n\t$(CC) $(CFLAGS) -MD -c -o $@ $<\n' >"$tmp/proj/Makefile"
 ref=''
-for mode in plain harden full; do
+for mode in plain harden full full-types; do
     case $mode in
     plain) cc=clang-16 ;;
     harden) cc="$scpcc --memsafe" ;;
     full) cc="$scpcc --memsafe=full" ;;
+    full-types) cc="$scpcc --memsafe=full --trust-types" ;;
     esac
     rm -f "$tmp/proj"/*.o "$tmp/proj"/*.d "$tmp/proj/prog"
     if ! make -s -C "$tmp/proj" CC="$cc" CFLAGS="-O2 -Wall -Werror -pthread" >"$tmp/make.log" 2>&1; then

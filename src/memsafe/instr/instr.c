@@ -1,6 +1,6 @@
 /* scp-ms-instr - the memsafe instrumentation pass, on the LLVM-C API of LLVM 16.
  *
- *   scp-ms-instr [--mode=harden|full] --rt=CHECK.bc IN.bc OUT.bc
+ *   scp-ms-instr [--mode=harden|full] [--trust-types] --rt=CHECK.bc IN.bc OUT.bc
  *
  * For every store (and, in full mode, every load), every atomic update, and both sides of
  * memcpy/memmove and the destination of memset (the LLVM intrinsics and the libc calls,
@@ -21,6 +21,10 @@
  * one compare instead of two. In a loop that cannot free (its calls are all nofree), the checks
  * of a base defined outside it compare against bounds read once in the preheader; in a loop that
  * may free, they read the limit at each check from its address, found once in the preheader.
+ * With --trust-types, a field access that C's effective-type rules put inside its struct (a
+ * struct GEP of constant fields from a pointer that is its own base, or the first field by its
+ * TBAA tag) gets no check at all (typed_in_bounds; an option, docs/memsafe.md says what it
+ * stops catching).
  *
  * Then it links CHECK.bc (the runtime's check functions) and makes them internal, so that the
  * optimizer that runs next inlines their fast path.
@@ -109,6 +113,11 @@ struct pass {
     unsigned long sl_loops, sl_checks;
     unsigned long web_bases; /* bases that change now and then round such a loop (web_ctx) */
     enum ms_mode mode;
+    int trust_types; /* --trust-types: typed_in_bounds accesses get no check */
+    /* Accesses through a pointer that is its own base, at constant offsets (SCP_MS_STATS): in
+     * bounds by their type (typed_in_bounds), or not: no GEP (the first field, *p), an i8 GEP,
+     * a struct GEP walking an array or past sizeof, another form. */
+    unsigned long typed, self_direct, self_i8, self_array, self_other;
     struct memo memo;
     struct group *groups;
     size_t ngroups, cap_groups;
@@ -685,6 +694,120 @@ static int fact_known(struct pass *p, LLVMValueRef x, LLVMValueRef base, int64_t
     return 0;
 }
 
+/* The first field of a struct, stored or loaded through the pointer itself: no GEP names the
+ * struct (`p->first = v` is `store v, ptr %p`), but the access's TBAA tag does, as clang gives it:
+ * !{!T, !S, i64 0}, a struct type T (the base type, not the scalar S itself) and a scalar member
+ * S at offset 0. The access is in bounds of a whole T when it is S's size: a store merged from
+ * several fields gets the most generic tag of theirs, a scalar one (base == access), and an array
+ * member gets its element's scalar tag, so neither counts. */
+static int typed_first_field(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, uint64_t n)
+{
+    static const struct {
+        const char *name;
+        uint64_t size;
+    } scalars[] = { { "omnipotent char", 1 }, { "_Bool", 1 }, { "short", 2 }, { "int", 4 }, { "float", 4 },
+                    { "long", 8 }, { "long long", 8 }, { "double", 8 }, { "any pointer", 8 } };
+    static unsigned tbaa;
+    if (!tbaa)
+        tbaa = LLVMGetMDKindIDInContext(p->ctx, "tbaa", 4);
+    if (!is_ptr(ptr) || base_of(p, ptr) != ptr)
+        return 0;
+    LLVMValueRef tag = LLVMGetMetadata(inst, tbaa);
+    if (!tag || LLVMGetMDNodeNumOperands(tag) < 3)
+        return 0;
+    LLVMValueRef t[8];
+    unsigned nt = LLVMGetMDNodeNumOperands(tag);
+    if (nt > 8)
+        return 0;
+    LLVMGetMDNodeOperands(tag, t);
+    if (t[0] == t[1] || !t[2] || !LLVMIsAConstantInt(t[2]) || LLVMConstIntGetZExtValue(t[2]) != 0)
+        return 0;
+    /* The access type: !{!"name", !parent, i64 0}. */
+    if (!t[1] || LLVMGetMDNodeNumOperands(t[1]) != 3)
+        return 0;
+    LLVMValueRef s[3];
+    LLVMGetMDNodeOperands(t[1], s);
+    unsigned len;
+    const char *name = s[0] ? LLVMGetMDString(s[0], &len) : NULL;
+    if (!name)
+        return 0;
+    for (size_t i = 0; i < sizeof scalars / sizeof scalars[0]; i++)
+        if (strlen(scalars[i].name) == len && !memcmp(scalars[i].name, name, len))
+            return scalars[i].size == n;
+    return 0;
+}
+
+/* The rule of --trust-types (docs/memsafe.md). ptr is
+ *   getelementptr inbounds %T, ptr %x, i64 0, <constant struct field indices>
+ * (or a chain of such GEPs, the outermost from %x naming T), every index naming a struct field
+ * (none an array element: a GEP that walks an array, a trailing or flexible array included,
+ * stays checked), %x a pointer that is its own base (loaded, an argument, a call's result), and
+ * the access [offset, offset + n) inside sizeof(T): then the access is in bounds whenever %x
+ * points to a whole T, which C's effective-type rules require of an access through a T. An
+ * access through %x itself (T's first field, no GEP) counts when its TBAA tag names T
+ * (typed_first_field). What it
+ * stops catching: an access through %x when %x points to an undersized allocation, a freed or
+ * reused object, or an object of another type (probe typed_undersized). */
+static int typed_in_bounds(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, uint64_t n)
+{
+    int64_t off = 0;
+    LLVMTypeRef outer = NULL;
+    LLVMValueRef v = ptr;
+    if (!LLVMIsAGetElementPtrInst(v))
+        return typed_first_field(p, inst, ptr, n);
+    while (LLVMIsAGetElementPtrInst(v)) {
+        LLVMTypeRef ty = LLVMGetGEPSourceElementType(v);
+        unsigned nops = (unsigned)LLVMGetNumOperands(v);
+        if (LLVMGetTypeKind(ty) != LLVMStructTypeKind || !LLVMIsInBounds(v) || nops < 3)
+            return 0;
+        LLVMValueRef i1 = LLVMGetOperand(v, 1);
+        if (!LLVMIsAConstantInt(i1) || LLVMConstIntGetZExtValue(i1) != 0)
+            return 0;
+        LLVMTypeRef t = ty;
+        for (unsigned i = 2; i < nops; i++) {
+            LLVMValueRef idx = LLVMGetOperand(v, i);
+            if (LLVMGetTypeKind(t) != LLVMStructTypeKind || !LLVMIsAConstantInt(idx))
+                return 0;
+            unsigned k = (unsigned)LLVMConstIntGetZExtValue(idx);
+            if (k >= LLVMCountStructElementTypes(t))
+                return 0;
+            off += (int64_t)LLVMOffsetOfElement(p->td, t, k);
+            t = LLVMStructGetTypeAtIndex(t, k);
+        }
+        /* The field the GEP lands on: an array there (a trailing array of size 0 or 1, a
+         * struct whose first field is an array) is indexed memory, not a field. */
+        for (;;) {
+            if (LLVMGetTypeKind(t) == LLVMArrayTypeKind)
+                return 0;
+            if (LLVMGetTypeKind(t) != LLVMStructTypeKind || LLVMCountStructElementTypes(t) == 0)
+                break;
+            t = LLVMStructGetTypeAtIndex(t, 0);
+        }
+        outer = ty;
+        v = LLVMGetOperand(v, 0);
+    }
+    if (!outer || !is_ptr(v) || base_of(p, v) != v)
+        return 0;
+    assert(off >= 0);
+    return n > 0 && (uint64_t)off + n <= LLVMABISizeOfType(p->td, outer);
+}
+
+/* SCP_MS_STATS: the form of a checked access through a pointer that is its own base. */
+static void count_self_form(struct pass *p, LLVMValueRef ptr)
+{
+    if (!LLVMIsAGetElementPtrInst(ptr)) {
+        p->self_direct++;
+        return;
+    }
+    LLVMTypeRef ty = LLVMGetGEPSourceElementType(ptr);
+    if (LLVMGetTypeKind(ty) == LLVMIntegerTypeKind && LLVMGetIntTypeWidth(ty) == 8)
+        p->self_i8++;
+    else if (LLVMGetTypeKind(ty) == LLVMStructTypeKind)
+        p->self_array++;
+    else
+        p->self_other++;
+}
+
 /* A load or store of n bytes at ptr by `inst`. */
 static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, uint64_t n,
                           const char *what)
@@ -696,6 +819,10 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
     LLVMValueRef base = base_of(p, x);
     if (is_non_heap(base)) {
         p->pruned += !p->dry;
+        return;
+    }
+    if (p->trust_types && typed_in_bounds(p, inst, ptr, n)) {
+        p->typed += !p->dry;
         return;
     }
     int64_t known = x == base ? known_alloc_size(base) : -1;
@@ -713,6 +840,8 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
         return;
     if (p->dry)
         return;
+    if (x == base && off >= 0)
+        count_self_form(p, ptr);
     for (size_t i = 0; i < p->ngroups; i++) {
         struct group *g = &p->groups[i];
         if (g->x == x) {
@@ -1656,12 +1785,13 @@ static void link_runtime(struct pass *p, const char *rt_path)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: scp-ms-instr [--mode=harden|full] --rt=CHECK.bc IN.bc OUT.bc\n");
+    fprintf(stderr, "usage: scp-ms-instr [--mode=harden|full] [--trust-types] --rt=CHECK.bc IN.bc OUT.bc\n");
     exit(2);
 }
 
 struct opts {
     enum ms_mode mode;
+    int trust_types;
     const char *rt;
 };
 
@@ -1672,6 +1802,8 @@ static int take_opt(const char *arg, void *ctx)
         o->mode = MODE_HARDEN;
     else if (!strcmp(arg, "--mode=full"))
         o->mode = MODE_FULL;
+    else if (!strcmp(arg, "--trust-types"))
+        o->trust_types = 1;
     else if (!strncmp(arg, "--rt=", 5))
         o->rt = arg + 5;
     else
@@ -1689,6 +1821,7 @@ int main(int argc, char **argv)
         usage();
     const char *rt = o.rt;
     p.mode = o.mode;
+    p.trust_types = o.trust_types;
 
     p.ctx = LLVMContextCreate();
     p.mod = read_module(p.ctx, in);
@@ -1752,9 +1885,13 @@ int main(int argc, char **argv)
                 "on every path; %lu cover a loop; %lu at constant offsets from their base; %lu against "
                 "bounds looked up before their loop (%lu loops); %lu against a limit's address found before "
                 "their loop (%lu loops; %lu bases that change round their loop, carried with their limit's address); %lu "
-                "below their base, decided inline\n",
+                "below their base, decided inline; "
+                "%lu in bounds by their type, unchecked (--trust-types); checked at constant offsets from "
+                "their own base: %lu with no GEP, %lu through an i8 GEP, %lu through a struct GEP (not by "
+                "type: an array, past sizeof, the rule off), %lu other\n",
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
-                p.sl_checks, p.sl_loops, p.web_bases, p.below);
+                p.sl_checks, p.sl_loops, p.web_bases, p.below, p.typed, p.self_direct, p.self_i8,
+                p.self_array, p.self_other);
     free(p.groups);
     for (size_t i = 0; i < p.sites.cap; i++)
         free(p.sites.tab[i].text);
