@@ -419,7 +419,10 @@ int chunk_fetch_ct(scp_file *f, uint64_t i, uint8_t *ct, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint64_t joff;
     ssize_t r;
-    if (u64map_get(&f->jmap, i, &joff))
+    /* (the log: an uncommitted record, or the sole holder's committed one not yet in .d, when
+     * the entry still names slot 0: after a large overwrite in place it names slot 1) */
+    if (u64map_get(&f->jmap, i, &joff) ||
+        (SCP_ENT_SLOT(ent(f, i)) == 0 && u64map_get(&f->dapply, i, &joff)))
         r = scp_pread_full(f->fd_j, ct, cs, joff + SCP_JCHUNK_HDR_LEN);
     else if (chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i))) < 0)
         return chunk_integrity_fail(f, i, "is missing (its slot object is)", err);

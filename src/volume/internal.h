@@ -208,6 +208,14 @@ struct scp_file {
                                  * Outside it: the sole holder's committed entries not yet
                                  * written to .t (file_table_flush) */
     int t_deferred;             /* the commit running left its entries in unapplied */
+    u64map dapply;              /* outside shared mode, the sole holder's deferred applies:
+                                 * chunk index -> offset in the open log of its newest
+                                 * committed record, whose ciphertext is not yet written to
+                                 * .d (docs/volume-format.md, "Sole holder"). Every index is
+                                 * below the committed count and in jlogged (so nothing goes
+                                 * in place into its slot 0), and the set is empty whenever
+                                 * j_clean is set (a checkpoint writes it first). A read of
+                                 * such a chunk whose entry names slot 0 reads the log */
     u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
                                  * emptied only when a new log starts) */
     u64map placed;              /* chunk index -> slot: chunks below the committed count written
@@ -677,6 +685,9 @@ int file_checkpoint(scp_file *f, scp_err *err);
  * the writer's last close and the end of the sole holding (another process may then read .t
  * while this one still holds the writer lock). Caller holds f->rw for writing. */
 int file_table_flush(scp_file *f, scp_err *err);
+/* The same for the sole holder's deferred applies (f->dapply): their ciphertext, read back
+ * from the log, written to .d, unsynced. file_table_flush writes both. */
+int file_data_flush(scp_file *f, scp_err *err);
 /* Before f's journal is emptied or restarted: if it is listed as holding one-flush records,
  * make them durable in manifest.log first (vol_mlog_sync). */
 int journal_release(scp_file *f, scp_err *err);

@@ -34,6 +34,7 @@ static void file_free(scp_file *f) {
     free(f->jq);
     u64map_free(&f->jlogged);
     u64map_free(&f->unapplied);
+    u64map_free(&f->dapply);
     u64map_free(&f->placed);
     if (f->fd_d >= 0) close(f->fd_d);
     if (f->fd_s >= 0) close(f->fd_s);
@@ -118,6 +119,7 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     u64map_init(&f->jmap);
     u64map_init(&f->jlogged);
     u64map_init(&f->unapplied);
+    u64map_init(&f->dapply);
     u64map_init(&f->placed);
     u64map_init(&f->pc);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
@@ -229,6 +231,9 @@ int file_after_fork(scp_file *f, scp_err *err) {
      * never start a new one over it. */
     if (!f->vol->shared) f->j_end = 0;
     f->j_clean = 0;
+    /* The sole holder's deferred applies are the parent's to write (its fork prepare wrote
+     * them: fork_lock_volume) */
+    u64map_clear(&f->dapply);
     if (!f->path) return 0;
     int d = file_open_obj(f, ".d", O_RDWR, err);
     int t = d >= 0 ? file_open_obj(f, ".t", O_RDWR, err) : -1;
@@ -553,6 +558,7 @@ static inline int is_direct(scp_file *f, uint64_t i) {
     const uint8_t *e = ent(f, i);
     if (u64map_get(&f->dirty, i, NULL) || is_hole(e) || u64map_get(&f->jmap, i, NULL)) return 0;
     int slot = SCP_ENT_SLOT(e);
+    if (slot == 0 && u64map_get(&f->dapply, i, NULL)) return 0; /* (in the log: chunk_fetch_ct) */
     return chunk_slot_fd(f, slot) >= 0 ? 1 + slot : 0;
 }
 
@@ -961,8 +967,12 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if ((h->flags & O_ACCMODE) != O_RDONLY) {
         pthread_rwlock_wrlock(&f->rw);
         rc = file_commit(f, err);
-        /* The sole holder's deferred table writes: the writer lock goes with the last handle */
-        if (rc == 0 && f->refs == 1 && !v->shared) rc = file_table_flush(f, err);
+        /* The sole holder's deferred applies and table writes: the writer lock goes with the
+         * last handle (also after a failed commit: what they hold was committed before it) */
+        if (f->refs == 1 && !v->shared) {
+            int frc = file_table_flush(f, rc == 0 ? err : NULL);
+            if (rc == 0) rc = frc;
+        }
         /* The last writer's handle: a long log would make the next process that loads the
          * file redo all of it; checkpoint now instead (a short one is cheaper to redo than
          * two syncs, and sqlite closes its journal file after every transaction). refs is
@@ -1270,8 +1280,14 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
     for (uint64_t i = 0; i < n; i++) {
         scp_err e;
         if (!is_hole(ent(f, i)) && !u64map_get(&f->jmap, i, NULL)) {
+            /* (the sole holder's committed chunk not yet written to .d: in the log) */
+            uint64_t at = i * cs;
             int fd = chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i)));
-            ssize_t r = fd >= 0 ? scp_pread_full(fd, ct, cs, i * cs) : 0;
+            if (SCP_ENT_SLOT(ent(f, i)) == 0 && u64map_get(&f->dapply, i, &at)) {
+                fd = f->fd_j;
+                at += SCP_JCHUNK_HDR_LEN;
+            }
+            ssize_t r = fd >= 0 ? scp_pread_full(fd, ct, cs, (off_t)at) : 0;
             if (r != (ssize_t)cs) {
                 chunk_integrity_fail(f, i, "is missing", &e);
                 if (cb) cb(ctx, f->path, (int64_t)(i * cs), e.msg);

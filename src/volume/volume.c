@@ -69,6 +69,12 @@ again:
     }
     /* mu has been held since the walk that found every file held: the list is complete */
     for (scp_file *f = v->files; f; f = f->next) pthread_mutex_lock(&f->pc_mu);
+    /* A sole holder that forks without the shield's prepare (which ends the holding first:
+     * sole_end): its deferred applies and table writes go to .d and .t now, while every file
+     * is held, since the child may read them (docs/volume-format.md, "Sole holder"). Nothing
+     * to do for anyone else. On an error they stay listed, for the parent's next commit. */
+    for (scp_file *f = v->files; f && !v->shared; f = f->next)
+        if (u64map_count(&f->dapply) || u64map_count(&f->unapplied)) (void)file_table_flush(f, NULL);
 }
 
 /* Drop the reference fork_lock_volume took. Nothing is freed here: a fork handler must not
