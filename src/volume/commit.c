@@ -769,8 +769,20 @@ int file_writeback(scp_file *f, scp_err *err) {
     /* Where each chunk goes (1 + its slot in place, 0 the journal), decided before any is
      * sealed (sealing changes the table). A batch this large overwrites in the other slots. */
     int over = (uint64_t)n * cs >= SCP_SLOT_MIN_BYTES;
+    /* A small append outside shared mode: its fresh chunks go to the journal as records, as
+     * overwrites do, not in place and then copied there (journal_fresh): the commit takes the
+     * small-append path (choose_path: the same bound, and the journal map is not empty) and
+     * the apply writes them with the overwritten chunks, one pwrite for sqlite's WAL frame
+     * (the sole holder defers even that: apply_journal). Replay writes them to .d, as it
+     * writes journal_fresh's copies. Not a file's first commit (cn = 0): a new small file,
+     * such as sqlite's rollback journal in DELETE mode, is mostly closed right after it, and
+     * the close would read the chunks back from the log to write them (file_table_flush). */
+    int fresh_logged = !f->vol->shared && !over && cn > 0 && limit > cn &&
+                       limit - cn <= SCP_FRESH_JOURNAL_BYTES / cs;
     for (k = 0; k < n; k++) {
-        inplace[k] = idx[k] < limit ? (uint8_t)(chunk_target(f, idx[k], over) + 1) : 0;
+        inplace[k] = idx[k] < limit && !(fresh_logged && idx[k] >= cn)
+                         ? (uint8_t)(chunk_target(f, idx[k], over) + 1)
+                         : 0;
         if (inplace[k] == 2 && rc == 0) rc = file_open_slot(f, 1, err);
     }
     /* In place: contiguous runs of one slot, one pwrite each. */
