@@ -265,7 +265,11 @@ int chunk_wkey_reserve(scp_file *f, size_t n, scp_err *err) {
         return 0;
     }
     f->w_have = 0;
-    if (scp_random(f->w_salt, SCP_SALT_LEN, err) < 0 ||
+    /* (the salt is public, in every entry sealed under the subkey; what the subkey needs is
+     * a salt never used before under this file key, which the DRBG's output handed out once
+     * gives as RAND_bytes does: scp_random_public, without a RAND_bytes call per new writer,
+     * sqlite's rollback journal in DELETE mode being a new file per transaction) */
+    if (scp_random_public(f->w_salt, SCP_SALT_LEN, err) < 0 ||
         scp_derive_key(f->key, SCP_LABEL_CHUNK, f->w_salt, SCP_SALT_LEN, f->w_key, err) < 0)
         return -1;
     f->w_have = 1;

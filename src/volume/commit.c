@@ -648,7 +648,8 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (journal_release(f, err) < 0) return -1;
     if (journal_reset(f, err) < 0) return -1;
     uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
-    if (scp_random(salt, sizeof salt, err) < 0) return -1;
+    /* (public: the header's salt is on disk; its uniqueness is the DRBG's, scp_random_public) */
+    if (scp_random_public(salt, sizeof salt, err) < 0) return -1;
     scp_journal_start(hdr, salt, f->j_chain);
     if (scp_journal_key(f->key, hdr, f->j_key, err) < 0) return -1;
     memcpy(f->j_salt, salt, SCP_HASH_LEN);
@@ -1511,7 +1512,7 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
     /* (a small append's fresh entries [cn, n) follow lim = cn: written with the changed ones) */
     /* The sole holder defers its table writes, except in a commit that shrinks (the objects
      * are cut below) or closes a long log (commit_finish checkpoints it). */
-    int defer = f->vol->sole == 2 && !f->vol->shared && n >= cn && f->j_end <= SCP_JOURNAL_MAX;
+    int defer = f->vol->sole == SOLE_FRESH && !f->vol->shared && n >= cn && f->j_end <= SCP_JOURNAL_MAX;
     f->t_deferred = 0;
     if (path != COMMIT_IN_PLACE) {
         rc = apply_journal(f, lim, path == COMMIT_JOURNAL_SMALL && n > cn ? n : lim, defer, err);

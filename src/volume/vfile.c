@@ -787,7 +787,8 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
                         .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
         adopted = rc == 0 && adopt_spare(v, e.id);
         if (rc == 0 && !adopted) {
-            rc = scp_random(e.id, SCP_FILEID_LEN, err);
+            /* (an id is public, the objects' name: scp_random_public) */
+            rc = scp_random_public(e.id, SCP_FILEID_LEN, err);
             if (rc == 0) rc = create_objects(v, e.id, err);
         }
         if (rc == 0) {
@@ -863,7 +864,7 @@ scp_vfile *scp_vfile_open_nameless(scp_volume *v, const char *dir, int flags, ui
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     /* An entry that never enters the manifest: it only seeds the file's state (file_get). */
     scp_mentry e = {.type = SCP_MTYPE_FILE, .mode = mode & 07777, .path = (char *)"(nameless file)"};
-    if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
+    if (rc == 0) rc = scp_random_public(e.id, SCP_FILEID_LEN, err); /* (public: a name) */
     if (rc == 0) rc = create_objects(v, e.id, err);
     if (rc == 0) {
         file_empty_root(e.id, e.root);
