@@ -733,6 +733,29 @@ void file_ct_forget(scp_file *f) {
     u64map_clear(&f->ctc);
 }
 
+/* After a commit the kept copies go, except those of the records that the sole holder's
+ * deferred applies name (f->dapply, the same offset), at most CT_KEEP_DEFERRED of them: the
+ * write of the deferred applies then need not read them back from the log (sqlite's rollback
+ * journal in DELETE mode is written, committed twice and closed in every transaction). Every
+ * copy kept names a record of the open log: file_data_flush forgets them when it empties the
+ * set, before any new log can start (a copy of an old log's record would otherwise pass for
+ * a new record at the same offset). */
+#define CT_KEEP_DEFERRED 16
+static void ct_after_commit(scp_file *f) {
+    uint64_t drop[CT_KEEP_DEFERRED], k, v, off;
+    size_t pos = 0, nd = 0;
+    if (!u64map_count(&f->dapply) || u64map_count(&f->ctc) > CT_KEEP_DEFERRED) {
+        file_ct_forget(f);
+        return;
+    }
+    while (u64map_next(&f->ctc, &pos, &k, &v)) {
+        const struct ct_copy *c = (const struct ct_copy *)(uintptr_t)v;
+        if (!u64map_get(&f->dapply, k, &off) || off != c->where) drop[nd++] = k;
+    }
+    for (size_t d = 0; d < nd; d++)
+        if (u64map_del(&f->ctc, drop[d], &v)) free((void *)(uintptr_t)v);
+}
+
 /* Keep the plaintext of chunk i, just sealed under its new entry, in the plaintext cache: the
  * next partial write of it (sqlite's next WAL frame fills the rest of the chunk) would
  * otherwise read and decrypt what it has just encrypted. Only small write-backs: a large one
@@ -990,8 +1013,10 @@ static int write_records(scp_file *f, const u64map *m, scp_err *err) {
 
 int file_data_flush(scp_file *f, scp_err *err) {
     assert(!f->vol->shared); /* (shared mode applies at each durable commit: never deferred) */
+    if (!u64map_count(&f->dapply)) return 0;
     if (write_records(f, &f->dapply, err) < 0) return -1;
     u64map_clear(&f->dapply);
+    file_ct_forget(f); /* (copies of the log's records: ct_after_commit) */
     return 0;
 }
 
@@ -1572,7 +1597,7 @@ int file_commit(scp_file *f, scp_err *err) {
     f->jq_on = !f->vol->shared;
     int rc = file_commit_run(f, err);
     (void)journal_drain(f, NULL);
-    file_ct_forget(f);
+    ct_after_commit(f);
     f->jq_on = was_on;
     return rc;
 }

@@ -147,6 +147,10 @@ struct scp_volume {
                            * durable already (no sync is pending for them) */
     /* removed files' objects, kept for the next creates (not shared, this process only:
      * vol_doomed_drain, adopt_spare in vfile.c) */
+    void *file_mem;             /* a freed scp_file's locked allocation, zeroed, for the next
+                                 * file_get (vfile.c): sqlite's DELETE-mode journal is a new
+                                 * file per transaction, and each scp_file cost an mmap, an
+                                 * madvise, an mlock, an munlock and an munmap */
     uint8_t spare[VOL_SPARE_MAX][SCP_FILEID_LEN];
     size_t nspare;
     scp_file *files;  /* files loaded in this process */

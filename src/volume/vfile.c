@@ -51,7 +51,11 @@ static void file_free(scp_file *f) {
     pthread_rwlock_destroy(&f->rw);
     pc_drop(f);
     pthread_mutex_destroy(&f->pc_mu);
-    scp_secure_free(f, sizeof *f);
+    /* (kept for the next file, wiped: it held the file key; one at a time) */
+    scp_volume *vol = f->vol;
+    scp_wipe(f, sizeof *f);
+    void *old = __atomic_exchange_n(&vol->file_mem, (void *)f, __ATOMIC_ACQ_REL);
+    scp_secure_free(old, sizeof *f);
 }
 
 static void discard_uncommitted(scp_file *f) {
@@ -105,7 +109,8 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
         f->refs++;
         return f;
     }
-    scp_file *f = scp_secure_alloc(sizeof *f); /* holds the file key */
+    scp_file *f = __atomic_exchange_n(&v->file_mem, NULL, __ATOMIC_ACQ_REL); /* (zeroed) */
+    if (!f) f = scp_secure_alloc(sizeof *f); /* holds the file key */
     if (!f) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         return NULL;

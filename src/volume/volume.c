@@ -313,6 +313,7 @@ static void vol_free(scp_volume *v) {
     pthread_mutex_destroy(&v->mu);
     pthread_mutex_destroy(&v->gc_mu);
     pthread_cond_destroy(&v->gc_cv);
+    scp_secure_free(v->file_mem, sizeof(scp_file)); /* (a freed file's memory, vfile.c) */
     scp_secure_free(v, sizeof *v);
     scp_crypto_forget_keys(); /* no thread's cached GCM context keeps this volume's keys */
 }
