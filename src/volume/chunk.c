@@ -265,7 +265,11 @@ int chunk_wkey_reserve(scp_file *f, size_t n, scp_err *err) {
         return 0;
     }
     f->w_have = 0;
-    if (scp_random(f->w_salt, SCP_SALT_LEN, err) < 0 ||
+    /* (the salt is public, in every entry sealed under the subkey; what the subkey needs is
+     * a salt never used before under this file key, which the DRBG's output handed out once
+     * gives as RAND_bytes does: scp_random_public, without a RAND_bytes call per new writer,
+     * sqlite's rollback journal in DELETE mode being a new file per transaction) */
+    if (scp_random_public(f->w_salt, SCP_SALT_LEN, err) < 0 ||
         scp_derive_key(f->key, SCP_LABEL_CHUNK, f->w_salt, SCP_SALT_LEN, f->w_key, err) < 0)
         return -1;
     f->w_have = 1;
@@ -419,7 +423,10 @@ int chunk_fetch_ct(scp_file *f, uint64_t i, uint8_t *ct, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint64_t joff;
     ssize_t r;
-    if (u64map_get(&f->jmap, i, &joff))
+    /* (the log: an uncommitted record, or the sole holder's committed one not yet in .d, when
+     * the entry still names slot 0: after a large overwrite in place it names slot 1) */
+    if (u64map_get(&f->jmap, i, &joff) ||
+        (SCP_ENT_SLOT(ent(f, i)) == 0 && u64map_get(&f->dapply, i, &joff)))
         r = scp_pread_full(f->fd_j, ct, cs, joff + SCP_JCHUNK_HDR_LEN);
     else if (chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i))) < 0)
         return chunk_integrity_fail(f, i, "is missing (its slot object is)", err);

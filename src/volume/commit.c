@@ -353,6 +353,12 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
 
 /* (Re)load the committed state of f from its objects and manifest entry e. */
 int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
+    /* The sole holder's deferred applies go to .d before the state they belong to is dropped
+     * (the writer's replay below would redo them too; a fork child has none) */
+    if (u64map_count(&f->dapply)) {
+        if (!f->vol->shared && f->writer) (void)file_data_flush(f, NULL);
+        u64map_clear(&f->dapply);
+    }
     if (f->vol->shared) return file_load_follow(f, e, err);
     uint32_t cs = f->vol->cs;
     uint64_t n = nchunks_of(e->size, cs);
@@ -409,6 +415,7 @@ int file_checkpoint(scp_file *f, scp_err *err) {
     if (flush(f, f->fd_d, FLUSHED_D) < 0 || flush(f, f->fd_t, FLUSHED_T) < 0)
         return scp_fail_errno(err, "cannot sync '%s'", f->path ? f->path : "file");
     f->d_unsynced = f->t_unsynced = 0;
+    assert(!u64map_count(&f->dapply)); /* (written by file_table_flush above) */
     f->j_clean = 1;
     return 0;
 }
@@ -641,7 +648,8 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (journal_release(f, err) < 0) return -1;
     if (journal_reset(f, err) < 0) return -1;
     uint8_t salt[SCP_HASH_LEN], hdr[SCP_JRN_HDR_LEN];
-    if (scp_random(salt, sizeof salt, err) < 0) return -1;
+    /* (public: the header's salt is on disk; its uniqueness is the DRBG's, scp_random_public) */
+    if (scp_random_public(salt, sizeof salt, err) < 0) return -1;
     scp_journal_start(hdr, salt, f->j_chain);
     if (scp_journal_key(f->key, hdr, f->j_key, err) < 0) return -1;
     memcpy(f->j_salt, salt, SCP_HASH_LEN);
@@ -651,6 +659,8 @@ static int journal_begin(scp_file *f, scp_err *err) {
     f->j_end = SCP_JRN_HDR_LEN;
     f->j_tail_commit = 0;
     f->j_clean = 0;
+    /* (the deferred applies read the old log: the checkpoint before it wrote them) */
+    assert(!u64map_count(&f->dapply));
     u64map_clear(&f->jlogged); /* the old log is gone */
     return 0;
 }
@@ -723,6 +733,29 @@ void file_ct_forget(scp_file *f) {
     u64map_clear(&f->ctc);
 }
 
+/* After a commit the kept copies go, except those of the records that the sole holder's
+ * deferred applies name (f->dapply, the same offset), at most CT_KEEP_DEFERRED of them: the
+ * write of the deferred applies then need not read them back from the log (sqlite's rollback
+ * journal in DELETE mode is written, committed twice and closed in every transaction). Every
+ * copy kept names a record of the open log: file_data_flush forgets them when it empties the
+ * set, before any new log can start (a copy of an old log's record would otherwise pass for
+ * a new record at the same offset). */
+#define CT_KEEP_DEFERRED 16
+static void ct_after_commit(scp_file *f) {
+    uint64_t drop[CT_KEEP_DEFERRED], k, v, off;
+    size_t pos = 0, nd = 0;
+    if (!u64map_count(&f->dapply) || u64map_count(&f->ctc) > CT_KEEP_DEFERRED) {
+        file_ct_forget(f);
+        return;
+    }
+    while (u64map_next(&f->ctc, &pos, &k, &v)) {
+        const struct ct_copy *c = (const struct ct_copy *)(uintptr_t)v;
+        if (!u64map_get(&f->dapply, k, &off) || off != c->where) drop[nd++] = k;
+    }
+    for (size_t d = 0; d < nd; d++)
+        if (u64map_del(&f->ctc, drop[d], &v)) free((void *)(uintptr_t)v);
+}
+
 /* Keep the plaintext of chunk i, just sealed under its new entry, in the plaintext cache: the
  * next partial write of it (sqlite's next WAL frame fills the rest of the chunk) would
  * otherwise read and decrypt what it has just encrypted. Only small write-backs: a large one
@@ -760,8 +793,20 @@ int file_writeback(scp_file *f, scp_err *err) {
     /* Where each chunk goes (1 + its slot in place, 0 the journal), decided before any is
      * sealed (sealing changes the table). A batch this large overwrites in the other slots. */
     int over = (uint64_t)n * cs >= SCP_SLOT_MIN_BYTES;
+    /* A small append outside shared mode: its fresh chunks go to the journal as records, as
+     * overwrites do, not in place and then copied there (journal_fresh): the commit takes the
+     * small-append path (choose_path: the same bound, and the journal map is not empty) and
+     * the apply writes them with the overwritten chunks, one pwrite for sqlite's WAL frame
+     * (the sole holder defers even that: apply_journal). Replay writes them to .d, as it
+     * writes journal_fresh's copies. Not a file's first commit (cn = 0): a new small file,
+     * such as sqlite's rollback journal in DELETE mode, is mostly closed right after it, and
+     * the close would read the chunks back from the log to write them (file_table_flush). */
+    int fresh_logged = !f->vol->shared && !over && cn > 0 && limit > cn &&
+                       limit - cn <= SCP_FRESH_JOURNAL_BYTES / cs;
     for (k = 0; k < n; k++) {
-        inplace[k] = idx[k] < limit ? (uint8_t)(chunk_target(f, idx[k], over) + 1) : 0;
+        inplace[k] = idx[k] < limit && !(fresh_logged && idx[k] >= cn)
+                         ? (uint8_t)(chunk_target(f, idx[k], over) + 1)
+                         : 0;
         if (inplace[k] == 2 && rc == 0) rc = file_open_slot(f, 1, err);
     }
     /* In place: contiguous runs of one slot, one pwrite each. */
@@ -870,8 +915,6 @@ static uint64_t changed_next(scp_file *f, uint64_t i, uint64_t lim) {
     return lim;
 }
 
-/* Apply the journal's newest commit in place after the commit point, without syncing: until a
- * checkpoint the journal can redo it (caller holds the volume lock). */
 /* Write the entries of f->unapplied where they stand in the table now, in index order, one
  * pwrite per run of neighbours (a WAL segment's lazy commits leave hundreds), and empty it. */
 static int write_unapplied(scp_file *f, scp_err *err) {
@@ -894,45 +937,116 @@ static int write_unapplied(scp_file *f, scp_err *err) {
     return rc;
 }
 
-int file_table_flush(scp_file *f, scp_err *err) {
-    assert(!f->vol->shared); /* (in shared mode the set is lazy commits', applied durably) */
-    return write_unapplied(f, err);
-}
-
-#define APPLY_RUN 16 /* chunks per pwrite of the apply */
-static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, int defer_t, scp_err *err) {
-    assert(VOL_LOCK_HELD(f->vol));
+/* Write the ciphertext of the records that `m` names (chunk index -> record offset in the
+ * open log) to .d, unsynced, in index order, each run of neighbours with one pwrite: sqlite's
+ * WAL frame (24 + 4096 bytes) straddles two chunks, one write instead of two. A record this
+ * commit wrote may still be kept in memory (ct_kept); the others are read back from the log,
+ * in batches of APPLY_BATCH chunks, each batch's records in log order with one pread per
+ * window of neighbouring records: the sole holder's deferred applies (a WAL segment's worth,
+ * a thousand chunks) are read back at the checkpoint, and one pread per chunk would cost the
+ * system call per transaction that the deferral saved. */
+#define APPLY_BATCH 256u        /* chunks staged per batch */
+#define APPLY_WINDOW (1u << 20) /* bytes of the log per pread */
+#define APPLY_GAP (64u << 10)   /* unneeded bytes read between two records, at most */
+static int write_records(scp_file *f, const u64map *m, scp_err *err) {
     uint32_t cs = f->vol->cs;
-    /* The journaled chunks in index order, each run of neighbours written with one pwrite:
-     * sqlite's WAL frame (24 + 4096 bytes) straddles two chunks, one write instead of two. */
-    size_t nj = u64map_count(&f->jmap), pos = 0, nk = 0;
-    uint64_t(*jv)[2] = nj ? malloc(nj * sizeof *jv) : NULL; /* index, record offset */
-    uint8_t *ct = nj ? malloc((size_t)APPLY_RUN * cs) : NULL;
+    size_t nj = u64map_count(m), pos = 0, nk = 0;
+    if (nj == 0) return 0;
+    size_t nb = nj < APPLY_BATCH ? nj : APPLY_BATCH;
+    uint64_t(*jv)[2] = malloc(nj * sizeof *jv); /* index, record offset */
+    uint64_t(*ord)[2] = malloc(nb * sizeof *ord); /* a batch's records: offset, place */
+    uint8_t *ct = malloc(nb * cs), *win = NULL;
     uint64_t i, off;
     int rc = 0;
-    if (nj && (!jv || !ct)) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    while (rc == 0 && u64map_next(&f->jmap, &pos, &i, &off)) {
+    if (!jv || !ord || !ct) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    while (rc == 0 && u64map_next(m, &pos, &i, &off)) {
         jv[nk][0] = i;
         jv[nk++][1] = off;
     }
     assert(rc < 0 || nk == nj);
     if (rc == 0 && nj > 1) qsort(jv, nj, sizeof *jv, cmp_u64); /* (by index: the first u64) */
-    for (size_t a = 0, b; rc == 0 && a < nj; a = b) {
-        for (b = a + 1; b < nj && b - a < APPLY_RUN && jv[b][0] == jv[b - 1][0] + 1;) b++;
-        const uint8_t *src = b - a == 1 ? ct_kept(f, jv[a][0], jv[a][1]) : NULL;
-        for (size_t c = a; !src && c < b && rc == 0; c++) {
-            const uint8_t *kept = ct_kept(f, jv[c][0], jv[c][1]);
-            uint8_t *dst = ct + (c - a) * cs;
-            if (kept) memcpy(dst, kept, cs);
-            else if (scp_pread_full(f->fd_j, dst, cs, jv[c][1] + SCP_JCHUNK_HDR_LEN) != (ssize_t)cs)
-                rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+    for (size_t a = 0, bn; rc == 0 && a < nj; a += bn) {
+        bn = nj - a < nb ? nj - a : nb;
+        size_t no = 0;
+        for (size_t c = 0; c < bn; c++) {
+            const uint8_t *kept = ct_kept(f, jv[a + c][0], jv[a + c][1]);
+            if (kept) memcpy(ct + c * cs, kept, cs);
+            else {
+                ord[no][0] = jv[a + c][1] + SCP_JCHUNK_HDR_LEN;
+                ord[no++][1] = c;
+            }
         }
-        if (rc == 0 && scp_pwrite_full(f->fd_d, src ? src : ct, (b - a) * cs, jv[a][0] * cs) < 0)
-            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
-        f->d_unsynced = 1;
+        if (no > 1) qsort(ord, no, sizeof *ord, cmp_u64); /* (by offset) */
+        for (size_t x = 0, y; rc == 0 && x < no; x = y) {
+            uint64_t from = ord[x][0], end = from + cs;
+            for (y = x + 1; y < no && ord[y][0] + cs - from <= APPLY_WINDOW && ord[y][0] <= end + APPLY_GAP; y++)
+                end = ord[y][0] + cs;
+            if (y == x + 1) {
+                if (scp_pread_full(f->fd_j, ct + ord[x][1] * cs, cs, (off_t)from) != (ssize_t)cs)
+                    rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+                continue;
+            }
+            if (!win && !(win = malloc(APPLY_WINDOW))) {
+                rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+                break;
+            }
+            assert(end - from <= APPLY_WINDOW);
+            if (scp_pread_full(f->fd_j, win, (size_t)(end - from), (off_t)from) != (ssize_t)(end - from)) {
+                rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+                break;
+            }
+            for (size_t z = x; z < y; z++) memcpy(ct + ord[z][1] * cs, win + (ord[z][0] - from), cs);
+        }
+        for (size_t c = 0, d; rc == 0 && c < bn; c = d) {
+            for (d = c + 1; d < bn && jv[a + d][0] == jv[a + d - 1][0] + 1;) d++;
+            if (scp_pwrite_full(f->fd_d, ct + c * cs, (d - c) * cs, jv[a + c][0] * cs) < 0)
+                rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+            f->d_unsynced = 1;
+        }
     }
     free(jv);
+    free(ord);
     free(ct);
+    free(win);
+    return rc;
+}
+
+int file_data_flush(scp_file *f, scp_err *err) {
+    assert(!f->vol->shared); /* (shared mode applies at each durable commit: never deferred) */
+    if (!u64map_count(&f->dapply)) return 0;
+    if (write_records(f, &f->dapply, err) < 0) return -1;
+    u64map_clear(&f->dapply);
+    file_ct_forget(f); /* (copies of the log's records: ct_after_commit) */
+    return 0;
+}
+
+int file_table_flush(scp_file *f, scp_err *err) {
+    assert(!f->vol->shared); /* (in shared mode the set is lazy commits', applied durably) */
+    if (file_data_flush(f, err) < 0) return -1;
+    return write_unapplied(f, err);
+}
+
+/* CS_COMMITTED -> applied: write the journal's newest commit in place after the commit point,
+ * without syncing: until a checkpoint the log can redo it (caller holds the volume lock).
+ * With defer_t (the sole holder, outside shared mode) nothing is written: the records join
+ * f->dapply and the entries f->unapplied, which file_table_flush writes (returns 1). */
+static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, int defer_t, scp_err *err) {
+    assert(VOL_LOCK_HELD(f->vol));
+    uint64_t i, off;
+    int rc = 0;
+    if (f->vol->shared) {
+        assert(!u64map_count(&f->dapply));
+        rc = write_records(f, &f->jmap, err);
+    } else {
+        /* This commit's records join the deferred ones (the newest record of a chunk wins), so
+         * that one write covers both; on no memory, all of them now, the newest last. */
+        size_t pos = 0;
+        int nomem = 0;
+        while (!nomem && u64map_next(&f->jmap, &pos, &i, &off)) nomem = u64map_put(&f->dapply, i, off) < 0;
+        if (nomem || !defer_t) rc = file_data_flush(f, err);
+        if (rc == 0 && nomem) rc = write_records(f, &f->jmap, err);
+        if (nomem) defer_t = 0;
+    }
     if (rc < 0) return rc;
     /* The sole holder's table writes wait (docs/volume-format.md, "Sole holder": deferred
      * table writes): the entries join the unapplied set, which the next checkpoint, the
@@ -982,6 +1096,7 @@ static int journal_fresh(scp_file *f, uint64_t from, uint64_t to, scp_err *err) 
         scp_put_u32(r + 4, 0);
         scp_put_u64(r + 8, i);
         assert(SCP_ENT_SLOT(ent(f, i)) == 0); /* (fresh: in .d, whose bytes are read back) */
+        assert(!u64map_get(&f->dapply, i, NULL)); /* (its indices are below the committed count) */
         memcpy(r + SCP_JREC_HDR_LEN, ent(f, i), ENT);
         const uint8_t *kept = ct_kept(f, i, CT_SLOT0);
         if (kept)
@@ -1055,6 +1170,7 @@ static int journal_placed(scp_file *f, uint64_t nfresh, int all, scp_err *err) {
         scp_put_u32(r + 4, 0);
         scp_put_u64(r + 8, idx[k]);
         assert(SCP_ENT_SLOT(ent(f, idx[k])) == 0); /* (placed in slot 0: .d's bytes are read back) */
+        assert(!u64map_get(&f->dapply, idx[k], NULL)); /* (never placed: in jlogged) */
         memcpy(r + SCP_JREC_HDR_LEN, ent(f, idx[k]), ENT); /* the entry it was sealed under */
         const uint8_t *kept = ct_kept(f, idx[k], CT_SLOT0);
         if (kept)
@@ -1421,7 +1537,7 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
     /* (a small append's fresh entries [cn, n) follow lim = cn: written with the changed ones) */
     /* The sole holder defers its table writes, except in a commit that shrinks (the objects
      * are cut below) or closes a long log (commit_finish checkpoints it). */
-    int defer = f->vol->sole == 2 && !f->vol->shared && n >= cn && f->j_end <= SCP_JOURNAL_MAX;
+    int defer = f->vol->sole == SOLE_FRESH && !f->vol->shared && n >= cn && f->j_end <= SCP_JOURNAL_MAX;
     f->t_deferred = 0;
     if (path != COMMIT_IN_PLACE) {
         rc = apply_journal(f, lim, path == COMMIT_JOURNAL_SMALL && n > cn ? n : lim, defer, err);
@@ -1481,7 +1597,7 @@ int file_commit(scp_file *f, scp_err *err) {
     f->jq_on = !f->vol->shared;
     int rc = file_commit_run(f, err);
     (void)journal_drain(f, NULL);
-    file_ct_forget(f);
+    ct_after_commit(f);
     f->jq_on = was_on;
     return rc;
 }

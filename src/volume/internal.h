@@ -44,6 +44,19 @@ enum commit_state {
  * log drains up to the journal list's 32 at once (docs/volume-format.md, "Object reuse"). */
 #define VOL_SPARE_MAX 64
 
+/* The sole holder (docs/volume-format.md, "Sole holder"): a private process outside shared
+ * mode. Transitions (volume.c, sole_set): NO -> DUE (scp_volume_go_private), DUE -> FRESH (the
+ * catch-up of vol_lock under the cross-process lock), and anything -> NO (the release, the end
+ * of private mode, shared mode, a fork in the parent or the child). */
+enum vol_sole {
+    SOLE_NO,    /* not the sole holder: every vol_lock takes the lock and catches up */
+    SOLE_DUE,   /* the sole holder, a catch-up under the cross-process lock due (others may
+                 * have committed before the private lock was taken) */
+    SOLE_FRESH, /* the sole holder, and the state in memory is the newest on disk (that catch-up
+                 * done, and no other process can commit until the release): vol_lock takes
+                 * neither the cross-process lock nor a catch-up. Never after a fork. */
+};
+
 struct scp_volume {
     int dirfd;      /* the volume directory */
     int objfd;      /* its objects/ directory */
@@ -60,11 +73,8 @@ struct scp_volume {
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
     int priv;       /* scp_volume_go_private: holds the private lock (PRIVATE_BYTE) */
-    int sole;       /* private and not shared (volume.c, vol_lock): 0 no; 1 yes, a catch-up
-                     * under the cross-process lock due; 2 yes and the state in memory is the
-                     * newest on disk (that catch-up done since the private lock was taken, and
-                     * no other process can commit until it is released): vol_lock takes
-                     * neither the cross-process lock nor a catch-up. Never 2 after a fork. */
+    enum vol_sole sole; /* the sole holder's state (volume.c, vol_lock; sole_set is its only
+                         * writer, and asserts the transitions) */
     int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
                      * write at once and pick up their commits before each read (vfile.c) */
     uint32_t cs;    /* chunk size */
@@ -137,6 +147,10 @@ struct scp_volume {
                            * durable already (no sync is pending for them) */
     /* removed files' objects, kept for the next creates (not shared, this process only:
      * vol_doomed_drain, adopt_spare in vfile.c) */
+    void *file_mem;             /* a freed scp_file's locked allocation, zeroed, for the next
+                                 * file_get (vfile.c): sqlite's DELETE-mode journal is a new
+                                 * file per transaction, and each scp_file cost an mmap, an
+                                 * madvise, an mlock, an munlock and an munmap */
     uint8_t spare[VOL_SPARE_MAX][SCP_FILEID_LEN];
     size_t nspare;
     scp_file *files;  /* files loaded in this process */
@@ -208,6 +222,14 @@ struct scp_file {
                                  * Outside it: the sole holder's committed entries not yet
                                  * written to .t (file_table_flush) */
     int t_deferred;             /* the commit running left its entries in unapplied */
+    u64map dapply;              /* outside shared mode, the sole holder's deferred applies:
+                                 * chunk index -> offset in the open log of its newest
+                                 * committed record, whose ciphertext is not yet written to
+                                 * .d (docs/volume-format.md, "Sole holder"). Every index is
+                                 * below the committed count and in jlogged (so nothing goes
+                                 * in place into its slot 0), and the set is empty whenever
+                                 * j_clean is set (a checkpoint writes it first). A read of
+                                 * such a chunk whose entry names slot 0 reads the log */
     u64map jlogged;             /* chunk indexes that have a record in the open log (a superset:
                                  * emptied only when a new log starts) */
     u64map placed;              /* chunk index -> slot: chunks below the committed count written
@@ -294,7 +316,7 @@ static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + c
  * the cross-process lock, which the sole holder does without); FILE_WR_HELD, f->rw for
  * writing. */
 #define VOL_MU_HELD(v) scp_mutex_held(&(v)->mu)
-#define VOL_LOCK_HELD(v) (scp_mutex_held(&(v)->mu) && ((v)->ofd_held || (v)->sole == 2))
+#define VOL_LOCK_HELD(v) (scp_mutex_held(&(v)->mu) && ((v)->ofd_held || (v)->sole == SOLE_FRESH))
 #define FILE_WR_HELD(f) scp_rwlock_wrheld(&(f)->rw)
 int vol_lock(scp_volume *v, scp_err *err);   /* mutex + cross-process lock + manifest refresh */
 void vol_unlock(scp_volume *v);
@@ -677,6 +699,9 @@ int file_checkpoint(scp_file *f, scp_err *err);
  * the writer's last close and the end of the sole holding (another process may then read .t
  * while this one still holds the writer lock). Caller holds f->rw for writing. */
 int file_table_flush(scp_file *f, scp_err *err);
+/* The same for the sole holder's deferred applies (f->dapply): their ciphertext, read back
+ * from the log, written to .d, unsynced. file_table_flush writes both. */
+int file_data_flush(scp_file *f, scp_err *err);
 /* Before f's journal is emptied or restarted: if it is listed as holding one-flush records,
  * make them durable in manifest.log first (vol_mlog_sync). */
 int journal_release(scp_file *f, scp_err *err);

@@ -34,6 +34,7 @@ static void file_free(scp_file *f) {
     free(f->jq);
     u64map_free(&f->jlogged);
     u64map_free(&f->unapplied);
+    u64map_free(&f->dapply);
     u64map_free(&f->placed);
     if (f->fd_d >= 0) close(f->fd_d);
     if (f->fd_s >= 0) close(f->fd_s);
@@ -50,7 +51,11 @@ static void file_free(scp_file *f) {
     pthread_rwlock_destroy(&f->rw);
     pc_drop(f);
     pthread_mutex_destroy(&f->pc_mu);
-    scp_secure_free(f, sizeof *f);
+    /* (kept for the next file, wiped: it held the file key; one at a time) */
+    scp_volume *vol = f->vol;
+    scp_wipe(f, sizeof *f);
+    void *old = __atomic_exchange_n(&vol->file_mem, (void *)f, __ATOMIC_ACQ_REL);
+    scp_secure_free(old, sizeof *f);
 }
 
 static void discard_uncommitted(scp_file *f) {
@@ -104,7 +109,8 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
         f->refs++;
         return f;
     }
-    scp_file *f = scp_secure_alloc(sizeof *f); /* holds the file key */
+    scp_file *f = __atomic_exchange_n(&v->file_mem, NULL, __ATOMIC_ACQ_REL); /* (zeroed) */
+    if (!f) f = scp_secure_alloc(sizeof *f); /* holds the file key */
     if (!f) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         return NULL;
@@ -118,6 +124,7 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     u64map_init(&f->jmap);
     u64map_init(&f->jlogged);
     u64map_init(&f->unapplied);
+    u64map_init(&f->dapply);
     u64map_init(&f->placed);
     u64map_init(&f->pc);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
@@ -229,6 +236,9 @@ int file_after_fork(scp_file *f, scp_err *err) {
      * never start a new one over it. */
     if (!f->vol->shared) f->j_end = 0;
     f->j_clean = 0;
+    /* The sole holder's deferred applies are the parent's to write (its fork prepare wrote
+     * them: fork_lock_volume) */
+    u64map_clear(&f->dapply);
     if (!f->path) return 0;
     int d = file_open_obj(f, ".d", O_RDWR, err);
     int t = d >= 0 ? file_open_obj(f, ".t", O_RDWR, err) : -1;
@@ -553,6 +563,7 @@ static inline int is_direct(scp_file *f, uint64_t i) {
     const uint8_t *e = ent(f, i);
     if (u64map_get(&f->dirty, i, NULL) || is_hole(e) || u64map_get(&f->jmap, i, NULL)) return 0;
     int slot = SCP_ENT_SLOT(e);
+    if (slot == 0 && u64map_get(&f->dapply, i, NULL)) return 0; /* (in the log: chunk_fetch_ct) */
     return chunk_slot_fd(f, slot) >= 0 ? 1 + slot : 0;
 }
 
@@ -781,7 +792,8 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
                         .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
         adopted = rc == 0 && adopt_spare(v, e.id);
         if (rc == 0 && !adopted) {
-            rc = scp_random(e.id, SCP_FILEID_LEN, err);
+            /* (an id is public, the objects' name: scp_random_public) */
+            rc = scp_random_public(e.id, SCP_FILEID_LEN, err);
             if (rc == 0) rc = create_objects(v, e.id, err);
         }
         if (rc == 0) {
@@ -857,7 +869,7 @@ scp_vfile *scp_vfile_open_nameless(scp_volume *v, const char *dir, int flags, ui
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     /* An entry that never enters the manifest: it only seeds the file's state (file_get). */
     scp_mentry e = {.type = SCP_MTYPE_FILE, .mode = mode & 07777, .path = (char *)"(nameless file)"};
-    if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
+    if (rc == 0) rc = scp_random_public(e.id, SCP_FILEID_LEN, err); /* (public: a name) */
     if (rc == 0) rc = create_objects(v, e.id, err);
     if (rc == 0) {
         file_empty_root(e.id, e.root);
@@ -961,8 +973,12 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if ((h->flags & O_ACCMODE) != O_RDONLY) {
         pthread_rwlock_wrlock(&f->rw);
         rc = file_commit(f, err);
-        /* The sole holder's deferred table writes: the writer lock goes with the last handle */
-        if (rc == 0 && f->refs == 1 && !v->shared) rc = file_table_flush(f, err);
+        /* The sole holder's deferred applies and table writes: the writer lock goes with the
+         * last handle (also after a failed commit: what they hold was committed before it) */
+        if (f->refs == 1 && !v->shared) {
+            int frc = file_table_flush(f, rc == 0 ? err : NULL);
+            if (rc == 0) rc = frc;
+        }
         /* The last writer's handle: a long log would make the next process that loads the
          * file redo all of it; checkpoint now instead (a short one is cheaper to redo than
          * two syncs, and sqlite closes its journal file after every transaction). refs is
@@ -1270,8 +1286,14 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
     for (uint64_t i = 0; i < n; i++) {
         scp_err e;
         if (!is_hole(ent(f, i)) && !u64map_get(&f->jmap, i, NULL)) {
+            /* (the sole holder's committed chunk not yet written to .d: in the log) */
+            uint64_t at = i * cs;
             int fd = chunk_slot_fd(f, SCP_ENT_SLOT(ent(f, i)));
-            ssize_t r = fd >= 0 ? scp_pread_full(fd, ct, cs, i * cs) : 0;
+            if (SCP_ENT_SLOT(ent(f, i)) == 0 && u64map_get(&f->dapply, i, &at)) {
+                fd = f->fd_j;
+                at += SCP_JCHUNK_HDR_LEN;
+            }
+            ssize_t r = fd >= 0 ? scp_pread_full(fd, ct, cs, (off_t)at) : 0;
             if (r != (ssize_t)cs) {
                 chunk_integrity_fail(f, i, "is missing", &e);
                 if (cb) cb(ctx, f->path, (int64_t)(i * cs), e.msg);

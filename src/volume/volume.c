@@ -69,6 +69,12 @@ again:
     }
     /* mu has been held since the walk that found every file held: the list is complete */
     for (scp_file *f = v->files; f; f = f->next) pthread_mutex_lock(&f->pc_mu);
+    /* A sole holder that forks without the shield's prepare (which ends the holding first:
+     * sole_end): its deferred applies and table writes go to .d and .t now, while every file
+     * is held, since the child may read them (docs/volume-format.md, "Sole holder"). Nothing
+     * to do for anyone else. On an error they stay listed, for the parent's next commit. */
+    for (scp_file *f = v->files; f && !v->shared; f = f->next)
+        if (u64map_count(&f->dapply) || u64map_count(&f->unapplied)) (void)file_table_flush(f, NULL);
 }
 
 /* Drop the reference fork_lock_volume took. Nothing is freed here: a fork handler must not
@@ -82,6 +88,15 @@ static void fork_unref_files(scp_volume *v) {
         f->fork_held = 0;
         f->refs--;
     }
+}
+
+/* The only writer of v->sole (enum vol_sole: its transitions). Caller holds v->mu, or is a
+ * fork handler (the parent's holds it; the child's has one thread). */
+static void sole_set(scp_volume *v, enum vol_sole to) {
+    assert(to == SOLE_NO || (v->priv && !v->shared));
+    assert(to == SOLE_NO || (v->sole == SOLE_NO && to == SOLE_DUE) ||
+           (v->sole == SOLE_DUE && to == SOLE_FRESH && v->ofd_held));
+    v->sole = to;
 }
 
 static void fork_prepare(void) {
@@ -99,7 +114,7 @@ static void fork_parent(void) {
             pthread_rwlock_unlock(&f->rw);
         }
         fork_unref_files(v);
-        v->sole = 0; /* a child may now have the volume open (its first call takes presence) */
+        sole_set(v, SOLE_NO); /* a child may now have the volume open (its first call takes presence) */
         pthread_mutex_unlock(&v->mu);
     }
     pthread_mutex_unlock(&registry_mu);
@@ -131,7 +146,7 @@ static void fork_child(void) {
         v->nspare = 0; /* the parent's: it may reuse them */
         fork_unref_files(v);
         v->forked_midway = 1; /* the first call reloads the manifest, as before this handler */
-        v->sole = 0;          /* (the private lock is the parent's: vol_check_fork) */
+        sole_set(v, SOLE_NO); /* (the private lock is the parent's: vol_check_fork) */
     }
     __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED);
 }
@@ -298,6 +313,7 @@ static void vol_free(scp_volume *v) {
     pthread_mutex_destroy(&v->mu);
     pthread_mutex_destroy(&v->gc_mu);
     pthread_cond_destroy(&v->gc_cv);
+    scp_secure_free(v->file_mem, sizeof(scp_file)); /* (a freed file's memory, vfile.c) */
     scp_secure_free(v, sizeof *v);
     scp_crypto_forget_keys(); /* no thread's cached GCM context keeps this volume's keys */
 }
@@ -351,7 +367,7 @@ int scp_volume_go_private(scp_volume *v) {
         __atomic_store_n(want_word(v), 0, __ATOMIC_SEQ_CST);
         if (vol_alone(v)) {
             ok = v->priv = 1;
-            v->sole = 1; /* (the next vol_lock catches up: others may have committed before) */
+            sole_set(v, SOLE_DUE); /* (the next vol_lock catches up: others may have committed before) */
         } else {
             (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
         }
@@ -380,7 +396,7 @@ void scp_volume_private_wait(scp_volume *v) {
  * reference that keeps a close from freeing it meanwhile. Caller holds neither. */
 static void sole_end(scp_volume *v) {
     pthread_mutex_lock(&v->mu);
-    v->sole = 0;
+    sole_set(v, SOLE_NO);
     /* (every loaded file: its unapplied set is its own to read, under its rw) */
     size_t n = 0, k = 0;
     for (scp_file *f = v->files; f && !v->shared; f = f->next) n++;
@@ -411,28 +427,26 @@ static void private_drop(scp_volume *v) {
      * wakes and ends; a leftover mark with no private holder is cleared by the next one. */
     __atomic_store_n(want_word(v), 1, __ATOMIC_SEQ_CST);
     syscall(SYS_futex, want_word(v), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-    v->sole = 0; /* every vol_lock from now on takes the lock and catches up */
+    sole_set(v, SOLE_NO); /* every vol_lock from now on takes the lock and catches up */
     (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
     v->priv = 0;
 }
 
-void scp_volume_private_end(scp_volume *v) {
+/* Let a newcomer in: scp_volume_private_end once this process went shared (a newcomer gets in
+ * only once this process commits every write at once), scp_volume_private_release outside
+ * shared mode (a newcomer is another program, as two programs started separately are). */
+static void private_let_go(scp_volume *v, int shared) {
     sole_end(v);
     pthread_mutex_lock(&v->mu);
-    /* Invariant: a newcomer gets in only once this process commits every write at once. */
-    assert(!v->priv || v->shared);
+    assert(!v->priv || v->shared == shared);
+    (void)shared;
     private_drop(v);
     pthread_mutex_unlock(&v->mu);
 }
 
-void scp_volume_private_release(scp_volume *v) {
-    sole_end(v);
-    pthread_mutex_lock(&v->mu);
-    /* (not shared: a newcomer is another program, as two programs started separately are) */
-    assert(!v->priv || !v->shared);
-    private_drop(v);
-    pthread_mutex_unlock(&v->mu);
-}
+void scp_volume_private_end(scp_volume *v) { private_let_go(v, 1); }
+
+void scp_volume_private_release(scp_volume *v) { private_let_go(v, 0); }
 
 /* A process that opens the volume waits here, after its presence lock and before it reads
  * anything, until no process holds the private lock: a private holder keeps uncommitted
@@ -618,7 +632,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     v->lockfd = fd;
     presence_take(v); /* the parent's description still holds the parent's */
     v->priv = 0;      /* and its private lock, if any (a fork's prepare ends it: sh_fork_share) */
-    v->sole = 0;
+    sole_set(v, SOLE_NO);
     v->pid = getpid();
     v->ofd_held = 0; /* the parent's */
     if (ofd_lock(v, err) < 0) return -1;
@@ -663,7 +677,7 @@ int vol_lock(scp_volume *v, scp_err *err) {
      * nobody else commits, and the state this process caught up to under the cross-process
      * lock once it held the private lock, plus its own commits since, is the newest: neither
      * the lock nor another catch-up (two fcntl, an fstat and a pread per commit). */
-    if (v->sole == 2) {
+    if (v->sole == SOLE_FRESH) {
         assert(v->priv && !v->shared && !v->forked_midway);
         return 0;
     }
@@ -674,7 +688,7 @@ int vol_lock(scp_volume *v, scp_err *err) {
         ofd_unlock(v, 0);
         goto fail;
     }
-    if (v->sole == 1 && v->priv && !v->shared) v->sole = 2;
+    if (v->sole == SOLE_DUE) sole_set(v, SOLE_FRESH);
     if (changed == 1) {
         /* Another process may have renamed or removed files we have loaded. */
         for (scp_file *f = v->files; f; f = f->next) {
@@ -764,7 +778,7 @@ int vol_lock_read(scp_volume *v, scp_err *err) {
 
 void vol_unlock(scp_volume *v) {
     if (v->ofd_held) ofd_unlock(v, 1);
-    else if (v->sole == 2) hint_publish(v); /* (for after the release: vol_fresh) */
+    else if (v->sole == SOLE_FRESH) hint_publish(v); /* (for after the release: vol_fresh) */
     pthread_mutex_unlock(&v->mu);
 }
 
@@ -799,8 +813,8 @@ void vol_object_owner(scp_volume *v, int fd) {
 void scp_volume_set_shared(scp_volume *v) {
     sole_end(v); /* (outside shared mode the unapplied set means deferred table writes) */
     pthread_mutex_lock(&v->mu);
+    sole_set(v, SOLE_NO); /* (shared mode's catch-up takes in what it needs: pend_walked) */
     v->shared = 1;
-    v->sole = 0; /* (shared mode's catch-up takes in what it needs: pend_walked) */
     vol_spare_drop(v); /* (processes share the volume: the id is only this one's to reuse) */
     /* A writer lock held from before (a write of this process, committed since) would make
      * every other process's shared write wait until this one writes again or closes: a shell

@@ -7,8 +7,10 @@
  *             and a DELETE-mode-like one (a file created, written, fsynced and removed), 32
  *             times: not private, each commit takes and releases the cross-process lock and
  *             catches up (two fcntl, an fstat and a pread of the manifest log's header, at
- *             least); private, none of these after the first commit, and one pwrite fewer
- *             per WAL commit (the table entries wait: deferred table writes)
+ *             least); private, none of these after the first commit, and per WAL commit
+ *             two pwrites only, the journal's and the manifest log's (the table entries and
+ *             the applies to .d wait: deferred table writes and applies; the frame's fresh
+ *             chunk goes to the journal, not in place), none of them to a .d object
  *   newcomer  a private process with a watcher thread (scp_volume_private_wait, then
  *             scp_volume_private_release) commits frames while another process opens the
  *             volume, reads the file the private one still holds open (from its .t, which
@@ -33,7 +35,7 @@ ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
-static long nfcntl, nfstat, npread, npwrite;
+static long nfcntl, nfstat, npread, npwrite, npwrite_d;
 
 int __wrap_fcntl(int fd, int cmd, ...) {
     va_list ap;
@@ -52,7 +54,12 @@ ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
     return __real_pread(fd, buf, n, off);
 }
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
+    char link[64], name[512];
     npwrite++;
+    /* (writes to a data object, "<id>.d": the applies and a chunk written in place) */
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t l = readlink(link, name, sizeof name - 1);
+    if (l > 2 && name[l - 2] == '.' && name[l - 1] == 'd') npwrite_d++;
     return __real_pwrite(fd, buf, n, off);
 }
 
@@ -67,11 +74,12 @@ static void frame(scp_vfile *f, int n) {
     REQUIRE_OK(scp_vfile_fsync(f, &e), e);
 }
 
-static void reset_counts(void) { nfcntl = nfstat = npread = npwrite = 0; }
+static void reset_counts(void) { nfcntl = nfstat = npread = npwrite = npwrite_d = 0; }
 
 struct counts {
-    double wal_fcntl, wal_fstat, wal_pread, wal_pwrite; /* per WAL commit */
+    double wal_fcntl, wal_fstat, wal_pread, wal_pwrite, wal_pwrite_d; /* per WAL commit */
     double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
+    double del_pread;                       /* pread per DELETE-mode one */
 };
 
 /* n WAL transactions, then n/2 DELETE-mode-like ones, on an open volume: calls per commit. */
@@ -86,17 +94,22 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     k->wal_fstat = (double)nfstat / n;
     k->wal_pread = (double)npread / n;
     k->wal_pwrite = (double)npwrite / n;
+    k->wal_pwrite_d = (double)npwrite_d / n;
     reset_counts();
     for (int i = 0; i < n / 2; i++) {
         scp_vfile *j = scp_vfile_open(v, "db-journal", O_RDWR | O_CREAT | O_TRUNC, 0644, &e);
         REQUIRE(j);
         REQUIRE_OK(scp_vfile_pwrite(j, "journal", 7, 0, &e), e);
         REQUIRE_OK(scp_vfile_fsync(j, &e), e);
+        /* (sqlite then writes the journal header's record count and syncs again) */
+        REQUIRE_OK(scp_vfile_pwrite(j, "JOURNAL", 7, 0, &e), e);
+        REQUIRE_OK(scp_vfile_fsync(j, &e), e);
         REQUIRE_OK(scp_vfile_close(j, &e), e);
         REQUIRE_OK(scp_volume_unlink(v, "db-journal", &e), e);
         frame(f, n + 1 + i);
     }
     k->del_calls = (double)(nfcntl + nfstat + npread) / (n / 2);
+    k->del_pread = (double)npread / (n / 2);
     REQUIRE_OK(scp_vfile_close(f, &e), e);
 }
 
@@ -109,9 +122,9 @@ static void test_count(const char *base) {
     scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
     REQUIRE(v);
     workload(v, "db-wal", 64, &a);
-    printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite; %.2f "
-           "fcntl, fstat and pread per DELETE-mode transaction\n", a.wal_fcntl, a.wal_fstat,
-           a.wal_pread, a.wal_pwrite, a.del_calls);
+    printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite (%.2f to "
+           ".d); %.2f fcntl, fstat and pread per DELETE-mode transaction\n", a.wal_fcntl,
+           a.wal_fstat, a.wal_pread, a.wal_pwrite, a.wal_pwrite_d, a.del_calls);
     CHECKF(a.wal_fcntl >= 2 && a.wal_fstat >= 1, "a commit outside the sole holder takes the "
            "lock and catches up (%.2f fcntl, %.2f fstat)", a.wal_fcntl, a.wal_fstat);
     REQUIRE_OK(scp_volume_close(v, &e), e);
@@ -120,12 +133,23 @@ static void test_count(const char *base) {
     REQUIRE(v);
     CHECK(scp_volume_go_private(v) == 1);
     workload(v, "db-wal2", 64, &b); /* (a new file: no chunk to read back) */
-    printf("  sole holder: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite; %.2f "
-           "fcntl, fstat and pread per DELETE-mode transaction\n", b.wal_fcntl, b.wal_fstat,
-           b.wal_pread, b.wal_pwrite, b.del_calls);
+    printf("  sole holder: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite (%.2f to "
+           ".d); %.2f fcntl, fstat and pread per DELETE-mode transaction\n", b.wal_fcntl,
+           b.wal_fstat, b.wal_pread, b.wal_pwrite, b.wal_pwrite_d, b.del_calls);
     /* (the table entries wait for the checkpoint, the close or the end of the holding) */
     CHECKF(b.wal_pwrite + 1 <= a.wal_pwrite, "the sole holder's WAL commit writes .t "
            "(%.2f pwrite per commit against %.2f)", b.wal_pwrite, a.wal_pwrite);
+    /* (the applies wait too, and the frame's fresh chunk goes to the journal, not in place:
+     * the journal's append and the manifest log's, as plain sqlite's two writes of a frame) */
+    CHECKF(a.wal_pwrite_d >= 1, "a commit outside the sole holder applies its journal to .d "
+           "(%.2f pwrite to .d per commit)", a.wal_pwrite_d);
+    CHECKF(b.wal_pwrite_d == 0 && b.wal_pwrite <= 2.05, "the sole holder's WAL commit writes "
+           "only the journal and the manifest log: %.2f pwrite per commit, %.2f of them to .d",
+           b.wal_pwrite, b.wal_pwrite_d);
+    /* (the journal's second commit, an overwrite, is deferred; its close writes it from the
+     * ciphertext kept since the commit: ct_after_commit) */
+    CHECKF(b.del_pread == 0, "the sole holder's DELETE-mode journal reads its chunk back from "
+           "the log at its close: %.2f pread per transaction", b.del_pread);
     CHECKF(b.wal_fcntl == 0 && b.wal_fstat == 0 && b.wal_pread == 0,
            "the sole holder's WAL commits take no lock and make no catch-up");
     /* (what is left there: the new file's writer lock, taken and released) */
