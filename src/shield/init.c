@@ -422,27 +422,26 @@ static long open_volume(int i) {
             return -(long)(e.sys ? e.sys : EIO);
         }
         sh_lib_leave();
-    } else if (!sh.forked && sh_in_trap && filter_up) {
-        /* Not from a trap handler: no watcher could start there, and a newcomer, perhaps a
-         * second `scpctl run` that never waited before, would wait for this program's next
-         * call outside one. So the volume opens in the ordinary mode, and that call tries for
-         * the sole holding (sh_sole_try): mariadbd's first use of its data directory is
-         * glibc's realpath, a trapped readlink, and without this it never got the fast path.
-         * Until then a newcomer gets in as beside any program; go_private then finds it
-         * present and the holding is not taken. */
-        __atomic_store_n(&sv->sole_pending, 1, __ATOMIC_RELEASE);
-        __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
     } else if (!sh.forked && !sh_in_trap && filter_up) {
-        /* (Not before this image's filter is installed: a program whose cwd
+        sh_in_lib++;
+        priv = scp_volume_go_private(v);
+        sh_lib_leave();
+    } else if (!sh.forked) {
+        /* Not now, from a trap handler: no watcher could start there, and a newcomer, perhaps
+         * a second `scpctl run` that never waited before, would wait for this program's next
+         * call outside one. Nor before this image's filter is installed: a program whose cwd
          * lies in a mount opens the volume during sh_init (the cwd's classification), and a
          * watcher thread started then, before the filter went in with TSYNC, was killed by
          * SIGSYS at its first system calls (tests/cas/cas_run.sh: redis-server with cwd /data;
          * seen with perf: the thread's set_robust_list trapped while its signals were still
-         * blocked; why that call trapped is not understood). Such a program keeps the
-         * ordinary locking.) */
-        sh_in_lib++;
-        priv = scp_volume_go_private(v);
-        sh_lib_leave();
+         * blocked; why that call trapped is not understood). So the volume opens in the
+         * ordinary mode, and the next call outside a trap once the filter is up tries for the
+         * sole holding (sh_sole_try). mariadbd under scpctl run (its first use of the data
+         * directory is glibc's realpath, a trapped readlink) and the curated image's
+         * (cwd /var/lib/mysql) never got it before. Until then a newcomer gets in as beside
+         * any program, and go_private then finds it present and does not take the holding. */
+        __atomic_store_n(&sv->sole_pending, 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
     }
     if (priv) sh_priv_begin(i, v); /* publishes v */
     else __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
@@ -455,7 +454,7 @@ void sh_sole_try(int i) {
     struct sh_volume *sv = &sh.vol[i];
     /* vol_open_mu keeps sh.forked stable (a fork's prepare holds it) until the watcher runs;
      * tried, not waited for: this thread may hold it already (a fork's prepare that commits) */
-    if (pthread_mutex_trylock(&vol_open_mu)) return;
+    if (!__atomic_load_n(&filter_up, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&vol_open_mu)) return;
     if (__atomic_exchange_n(&sv->sole_pending, 0, __ATOMIC_ACQ_REL)) {
         __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
         scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
