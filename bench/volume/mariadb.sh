@@ -14,7 +14,10 @@
 #
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each run),
 #   TABLES=4, ROWS=10000, THREADS=4, BASE=/var/tmp, STRACE=0 (1: one more run of each under
-#   strace -f -c, from the server's start to its shutdown: flush calls per transaction).
+#   strace -f -c, from the server's start to its shutdown: flush calls per transaction;
+#   STRACE_ALL=1: every call, those at 0.05 or more per transaction printed), PERF=1 (one more
+#   run of each under `perf record -g -p` of the server: the shares of its samples by object,
+#   perf.data kept in the temporary directory with KEEP=1).
 # Needs root (to become mysql), mariadb-server and sysbench.
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
@@ -69,6 +72,7 @@ install_in() { # FS
 start_server() { # FS [trace]: mariadbd in the background
     local fs=$1 tr=""
     [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fsync,fdatasync,sync_file_range,pwrite64,pwritev,io_submit"
+    [ -n "${2:-}" ] && [ "${STRACE_ALL:-0}" = 1 ] && tr="strace -f -c -o $T/strace-$fs.txt"
     (cd "$T" && SCP_QUIET=1 eval exec $tr $AS $(pre "$fs") $(via "$fs") /usr/sbin/mariadbd --no-defaults --datadir="$(datadir "$fs")" \
         --socket="$T/sock-$fs" --skip-networking --pid-file="$T/pid-$fs" --log-error="$T/err-$fs.log" --tmpdir="$T" \
         2>/dev/null) &
@@ -100,7 +104,7 @@ bench() { # FS -> "tps cpu_ms_per_txn"
     SB "$1" run --threads="$THREADS" --time="$SECS" >"$T/out-$1" 2>&1 || { cat "$T/out-$1" >&2; echo "0 0"; return; }
     c1=$(server_ticks "$1")
     n=$(sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p' "$T/out-$1")
-    echo "$(sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p' "$T/out-$1") $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (n > 0 ? d * 1000 / hz / n : 0)}')"
+    echo "$(sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p' "$T/out-$1") $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", (n > 0 ? d * 1000 / hz / n : 0)}')"
 }
 
 echo "MariaDB $(mariadbd --version | awk '{print $3}'), sysbench oltp_write_only: $TABLES tables x $ROWS rows, $THREADS threads, ${SECS}s runs, $ROUNDS rounds"
@@ -127,8 +131,24 @@ if [ "${STRACE:-0}" = 1 ]; then
         res=$(bench "$fs")
         stop_server
         n=$(sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p' "$T/out-$fs")
-        awk -v fs="$fs" -v n="$n" '$NF ~ /^(fsync|fdatasync|sync_file_range|pwrite64|pwritev|io_submit)$/ {
+        awk -v fs="$fs" -v n="$n" -v all="${STRACE_ALL:-0}" '$4 ~ /^[0-9]+$/ && $NF != "total" &&
+            ((all == 1 && n > 0 && $4 / n >= 0.05) || $NF ~ /^(fsync|fdatasync|sync_file_range|pwrite64|pwritev|io_submit)$/) {
             printf "strace %-5s %-16s %8d calls, %.3f per txn\n", fs, $NF, $4, (n > 0 ? $4 / n : 0) }' "$T/strace-$fs.txt"
+        [ "${STRACE_ALL:-0}" = 1 ] && awk -v fs="$fs" -v n="$n" '$NF == "total" {
+            printf "strace %-5s %-16s %8d calls, %.3f per txn\n", fs, "(all)", $4, (n > 0 ? $4 / n : 0) }' "$T/strace-$fs.txt"
+    done
+fi
+if [ "${PERF:-0}" = 1 ]; then
+    for fs in $FSES; do
+        start_server "$fs"
+        perf record -q -g -o "$T/perf-$fs.data" -p "$(cat "$T/pid-$fs")" >/dev/null 2>&1 &
+        pp=$!
+        sleep 0.5
+        res=$(bench "$fs")
+        kill -INT $pp; wait $pp
+        stop_server
+        echo "perf $fs: tps ${res% *}, server CPU ms/txn ${res#* } (under perf); samples by object:"
+        perf report -q -i "$T/perf-$fs.data" --no-children --sort dso 2>/dev/null | awk 'NF >= 2 && $1 + 0 >= 0.5 {printf "perf %-5s %7s %s\n", "'"$fs"'", $1, $2}' | head -14
     done
 fi
 grep -q "falling back to innodb_use_native_aio=OFF" "$T/err-scp.log" && echo "(scp: InnoDB fell back to simulated AIO)"

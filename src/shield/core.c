@@ -579,6 +579,8 @@ void sh_priv_pending_run(void) {
     if (sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
     for (int i = 0; i < sh.nvol; i++) {
         struct sh_volume *sv = &sh.vol[i];
+        /* (in a trap handler nothing waits for it: it holds no private lock yet) */
+        if (!sh_in_trap && __atomic_load_n(&sv->sole_pending, __ATOMIC_ACQUIRE)) sh_sole_try(i);
         if (!__atomic_load_n(&sv->priv_pending, __ATOMIC_ACQUIRE)) continue;
         if (sh_in_trap) {
             /* still no watcher: a newcomer that waits would wait until a call outside a trap,

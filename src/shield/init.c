@@ -423,23 +423,54 @@ static long open_volume(int i) {
         }
         sh_lib_leave();
     } else if (!sh.forked && !sh_in_trap && filter_up) {
-        /* (not from a trap handler: no watcher could start there, and a newcomer, perhaps a
-         * second `scpctl run` that never waited before, would wait for this program's next
+        sh_in_lib++;
+        priv = scp_volume_go_private(v);
+        sh_lib_leave();
+    } else if (!sh.forked) {
+        /* Not now, from a trap handler: no watcher could start there, and a newcomer, perhaps
+         * a second `scpctl run` that never waited before, would wait for this program's next
          * call outside one. Nor before this image's filter is installed: a program whose cwd
          * lies in a mount opens the volume during sh_init (the cwd's classification), and a
          * watcher thread started then, before the filter went in with TSYNC, was killed by
          * SIGSYS at its first system calls (tests/cas/cas_run.sh: redis-server with cwd /data;
          * seen with perf: the thread's set_robust_list trapped while its signals were still
-         * blocked; why that call trapped is not understood). Such a program keeps the
-         * ordinary locking.) */
-        sh_in_lib++;
-        priv = scp_volume_go_private(v);
-        sh_lib_leave();
+         * blocked; why that call trapped is not understood). So the volume opens in the
+         * ordinary mode, and the next call outside a trap once the filter is up tries for the
+         * sole holding (sh_sole_try). mariadbd under scpctl run (its first use of the data
+         * directory is glibc's realpath, a trapped readlink) and the curated image's
+         * (cwd /var/lib/mysql) never got it before. Until then a newcomer gets in as beside
+         * any program, and go_private then finds it present and does not take the holding. */
+        __atomic_store_n(&sv->sole_pending, 1, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
     }
     if (priv) sh_priv_begin(i, v); /* publishes v */
     else __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
     sh_trace("volume at %s opened", sv->mount);
     return 0;
+}
+
+void sh_sole_try(int i) {
+    assert(i >= 0 && i < sh.nvol && !sh_in_trap);
+    struct sh_volume *sv = &sh.vol[i];
+    /* vol_open_mu keeps sh.forked stable (a fork's prepare holds it) until the watcher runs;
+     * tried, not waited for: this thread may hold it already (a fork's prepare that commits) */
+    if (!__atomic_load_n(&filter_up, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&vol_open_mu)) return;
+    if (__atomic_exchange_n(&sv->sole_pending, 0, __ATOMIC_ACQ_REL)) {
+        __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+        scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+        assert(v); /* published by open_volume before the flag could be seen here */
+        int priv = 0;
+        if (!sh.forked && !(sh.cfg.flags & SCP_SHIELD_F_SHARED)) {
+            /* (a volume in use: go_private's first vol_lock catches up with whatever other
+             * processes committed while it was open in the ordinary mode) */
+            sh_in_lib++;
+            priv = scp_volume_go_private(v);
+            sh_lib_leave();
+        }
+        if (priv) sh_priv_begin(i, v);
+        else sh_trace("volume at %s: not the sole holder (forked, or another process has it open)", sv->mount);
+    }
+    pthread_mutex_unlock(&vol_open_mu);
 }
 
 long sh_volume_ready(int i) {

@@ -76,6 +76,8 @@ struct sh_volume {
     int priv;         /* holds the volume's private lock although the family is shared
                        * (open_volume, init.c); cleared by sh_priv_end under priv_mu */
     int priv_pending; /* private, its watcher not started yet (opened in a trap handler) */
+    int sole_pending; /* opened in a trap handler outside a shared family, not private: to try
+                       * for the sole holding at the next call outside one (sh_sole_try) */
 };
 
 struct sh_state {
@@ -258,6 +260,11 @@ static inline void sh_priv_poll(void) {
 }
 void sh_priv_end(int i);
 void sh_priv_exit(void);
+/* Volume i was opened from a trap handler outside a shared family (sole_pending, counted in
+ * sh_priv_npending): outside one now, make this process its sole holder if it still has not
+ * forked and nobody else has the volume open (init.c). Never waits: a fork or another open in
+ * progress (vol_open_mu held) leaves it pending for the next call. */
+void sh_sole_try(int i);
 /* At exit (the destructor, atexit, _exit): stop private moves, flush stdio when flush_stdio
  * (glibc flushes it only after the destructors), commit every open protected file (the kernel
  * keeps what was written to an unclosed file; the volume library holds it until a commit).
