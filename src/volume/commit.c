@@ -209,14 +209,22 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
 static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
     uint32_t cs = f->vol->cs;
     struct stat st;
-    if (f->fd_j < 0) {
+    /* The writer's catch-up just checked this log under the writer lock (file_log_stale): its
+     * length and header are the same now (every change of them is a writer's, under that lock),
+     * so neither is read again. Anyone else checks here. */
+    int checked = from && f->writer && f->fd_j >= 0 && from == f->j_chk_end;
+    f->j_chk_end = 0; /* (used once) */
+    if (checked) {
+        st.st_mode = S_IFREG;
+        st.st_size = (off_t)f->j_chk_len;
+    } else if (f->fd_j < 0) {
         char name[48];
         vol_object_name(f->id, ".j", name);
         f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (f->fd_j < 0) return 0;
     }
-    if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN ||
-        (uint64_t)st.st_size < from)
+    if ((!checked && fstat(f->fd_j, &st) < 0) || !S_ISREG(st.st_mode) ||
+        st.st_size < SCP_JRN_HDR_LEN || (uint64_t)st.st_size < from)
         return 0;
     if ((uint64_t)st.st_size > journal_replay_max(e->size, cs))
         return from ? 0
@@ -240,7 +248,7 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
      * is read: what was appended since (a buffer as long as the object was fresh memory at each
      * follow, and the kernel's copy into it page-faulted; format.h, scp_journal_find_from_at). */
     size_t base = from, got = from;
-    if (from) { /* the header (is it still our log?) */
+    if (from && !checked) { /* the header (is it still our log?) */
         uint8_t hdr[SCP_JRN_HDR_LEN];
         if (scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
             memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0)
@@ -315,10 +323,16 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
 int file_log_stale(scp_file *f) {
     uint8_t hdr[SCP_JRN_HDR_LEN];
     struct stat st;
+    f->j_chk_end = 0;
     if (!f->j_end) return 0;
-    return f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
-           scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-           memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
+    int stale = f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
+                scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+                memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
+    if (!stale && f->writer) { /* (see j_chk_end: only the writer's catch-up uses it) */
+        f->j_chk_end = f->j_end;
+        f->j_chk_len = (uint64_t)st.st_size;
+    }
+    return stale;
 }
 
 /* file_load in shared mode (or when the manifest in memory is the scratch slot's): catch up

@@ -17,6 +17,8 @@
  *             opens with the reported tag after both closed. The largest allocation of A's
  *             catch-ups and writes (malloc wrapped): a follow reads what B appended into a
  *             buffer that size, not one as long as the journal object.
+ *   writers   A and B write one file in turns: A's write follows B's appends under the writer
+ *             lock with one read of the journal's header (pread wrapped), not two.
  */
 #include <sys/stat.h>
 
@@ -249,9 +251,94 @@ static void test_catchup(void) {
 }
 
 
+/* writers: A and B write one file in turns (PostgreSQL's backends and the WAL), A's write
+ * takes the writer lock after B's lazy commit, so its catch-up follows B's appends to the
+ * file's journal. That catch-up checks the log (file_log_stale: its length and header) and
+ * follows it under the writer lock, where no one else changes either: one read of the
+ * journal's header per write (before: two, the follow read it again; an fstat too). Every
+ * piece reads back right afterwards. */
+struct wreport {
+    long jhdr_reads, writes, bad;
+};
+
+static void run_w(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_child *me) {
+    scp_err e;
+    struct wreport r = {0};
+    scp_volume *v = scp_volume_open(vd, key, NULL, &e);
+    if (!v) _exit(2);
+    scp_volume_set_shared(v);
+    scp_vfile *rel = scp_vfile_open(v, "rel", O_RDWR, 0, &e);
+    if (!rel) _exit(2);
+    int go[2], done[2];
+    if (pipe(go) < 0 || pipe(done) < 0) _exit(2);
+    pid_t b = fork();
+    if (b < 0) _exit(2);
+    uint8_t buf[PIECE], want[PIECE];
+    char c;
+    if (b == 0) {
+        close(go[1]);
+        close(done[0]);
+        for (int k = 0; k < ROUNDS / 2; k++) {
+            if (read(go[0], &c, 1) != 1) _exit(5);
+            piece(buf, 1, k);
+            if (scp_vfile_pwrite(rel, buf, PIECE, (uint64_t)(2 * k) * PIECE, &e) != PIECE) _exit(6);
+            if (write(done[1], "w", 1) != 1) _exit(7);
+        }
+        if (scp_vfile_close(rel, &e) < 0 || scp_volume_close(v, &e) < 0) _exit(8);
+        _exit(0);
+    }
+    close(go[0]);
+    close(done[1]);
+    for (int k = 0; k < ROUNDS / 2; k++) {
+        if (write(go[1], "g", 1) != 1 || read(done[0], &c, 1) != 1) _exit(13);
+        piece(buf, 2, k);
+        counting = 1;
+        if (scp_vfile_pwrite(rel, buf, PIECE, (uint64_t)(2 * k + 1) * PIECE, &e) != PIECE) _exit(14);
+        counting = 0;
+        r.writes++;
+        for (int j = 0; j < 2; j++) {
+            piece(want, 1 + j, k);
+            r.bad += scp_vfile_pread(rel, buf, PIECE, (uint64_t)(2 * k + j) * PIECE, &e) != PIECE ||
+                     memcmp(buf, want, PIECE) != 0;
+        }
+    }
+    r.jhdr_reads = jhdr_reads;
+    int st;
+    if (waitpid(b, &st, 0) != b || !WIFEXITED(st) || WEXITSTATUS(st) != 0) _exit(21);
+    if (scp_vfile_close(rel, &e) < 0 || scp_volume_close(v, &e) < 0) _exit(22);
+    tu_child_exit(me, &r, sizeof r);
+}
+
+static void test_writers(void) {
+    tu_rng rng = {22};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    scp_volume *v = tu_new_volume(&rng, "writers", key, &root, &vd);
+    uint8_t *z = calloc(1, ROUNDS * PIECE);
+    REQUIRE(z);
+    REQUIRE_OK(tu_vput(v, "rel", z, ROUNDS * PIECE, &e), e);
+    free(z);
+    REQUIRE_OK(scp_volume_sync(v, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    struct wreport r;
+    tu_child a;
+    if (tu_child_start(&a)) run_w(vd, key, &a);
+    REQUIRE(tu_child_wait(&a, &r, sizeof r));
+    printf("writers: %ld writes after the other process's: %ld reads of the journal's header\n",
+           r.writes, r.jhdr_reads);
+    CHECKF(r.bad == 0, "writers: %ld pieces read back wrong", r.bad);
+    CHECKF(r.jhdr_reads <= r.writes, "writers: %ld reads of the journal's header in %ld writes "
+                                     "that follow another process's, want at most one each",
+           r.jhdr_reads, r.writes);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
 
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_catchup();
+    test_writers();
     return tu_exit_code("test_volume_catchup");
 }
