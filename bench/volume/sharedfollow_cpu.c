@@ -3,9 +3,12 @@
  * after the other process's lazy commit, so its catch-up follows the other's appends to the
  * file's journal (writer_refresh -> file_follow) before it writes; an fsync every 16 writes.
  * Load-independent: the CPU time of both processes (getrusage), and the minor page faults,
- * per write. A volume of N entries, as sharedwrite_cpu.
+ * per write. A volume of N entries, as sharedwrite_cpu. Each write is PIECES 4 KiB chunks (one
+ * pwrite, default 1): the other process's follow then reads PIECES chunk records (PostgreSQL's
+ * WAL flushes are 8 KiB to tens of KiB).
  *
- *   build/bench/volume/sharedfollow_cpu /dev/shm/VOLDIR ENTRIES WRITES   (VOLDIR must not exist)
+ *   build/bench/volume/sharedfollow_cpu /dev/shm/VOLDIR ENTRIES WRITES [PIECES]
+ *   (VOLDIR must not exist)
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -31,8 +34,12 @@ static struct use now(void) {
 }
 
 /* Write in turns with the other process: wait for a byte on in, write, pass a byte on out. */
+#define MAX_PIECES 64
+static int pieces = 1;
+
 static int turns(scp_vfile *f, int who, int nw, int in, int out, struct use *spent) {
-    static uint8_t buf[4096];
+    static uint8_t buf[MAX_PIECES * 4096];
+    size_t n = (size_t)pieces * 4096;
     scp_err e;
     char c = 't';
     uint32_t x = 12345u + (uint32_t)who;
@@ -40,8 +47,9 @@ static int turns(scp_vfile *f, int who, int nw, int in, int out, struct use *spe
     for (int k = 0; k < nw; k++) {
         if (read(in, &c, 1) != 1) return -1;
         x = x * 1103515245u + 12345u;
-        memset(buf, (int)(x >> 24), sizeof buf);
-        if (scp_vfile_pwrite(f, buf, sizeof buf, (uint64_t)((x >> 8) % 256) * 4096, &e) != 4096) {
+        memset(buf, (int)(x >> 24), n);
+        uint64_t at = (uint64_t)((x >> 8) % (256 - (uint32_t)pieces + 1)) * 4096;
+        if (scp_vfile_pwrite(f, buf, n, at, &e) != (ssize_t)n) {
             fprintf(stderr, "write: %s\n", e.msg);
             return -1;
         }
@@ -59,11 +67,16 @@ static int turns(scp_vfile *f, int who, int nw, int in, int out, struct use *spe
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: sharedfollow_cpu NEW_DIR ENTRIES WRITES\n");
+        fprintf(stderr, "usage: sharedfollow_cpu NEW_DIR ENTRIES WRITES [PIECES]\n");
         return 2;
     }
     const char *vd = argv[1];
     int nfiles = atoi(argv[2]), nw = atoi(argv[3]);
+    if (argc > 4) pieces = atoi(argv[4]);
+    if (pieces < 1 || pieces > MAX_PIECES) {
+        fprintf(stderr, "sharedfollow_cpu: PIECES must be 1-%d\n", MAX_PIECES);
+        return 2;
+    }
     uint8_t key[SCP_VOLUME_KEY_LEN];
     for (size_t i = 0; i < sizeof key; i++) key[i] = (uint8_t)(i * 7 + 1);
     scp_err e;
@@ -121,9 +134,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "sharedfollow_cpu: a process failed\n");
         return 1;
     }
-    printf("%d entries, 2 processes x %d writes in turns (an fsync every 16 each): CPU %.1f us "
-           "per write, %.2f minor faults per write\n",
-           nfiles + 2, nw, (mine.cpu + other.cpu) * 1e6 / (2.0 * nw),
+    printf("%d entries, 2 processes x %d writes of %d KiB in turns (an fsync every 16 each): "
+           "CPU %.1f us per write, %.2f minor faults per write\n",
+           nfiles + 2, nw, pieces * 4, (mine.cpu + other.cpu) * 1e6 / (2.0 * nw),
            (double)(mine.minflt + other.minflt) / (2.0 * nw));
     scp_vfile_close(f, &e);
     scp_volume_close(v, &e);
