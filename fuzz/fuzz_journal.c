@@ -27,6 +27,8 @@
  * and chain (what a process that follows the log holds) finds that commit or a later one (a
  * follower checks no chunk record and takes each authentic commit's chain value, format.h),
  * with the same chain value if the same, and replay from there walks without a memory error;
+ * scp_journal_find_from_at over a buffer of only the bytes from that point on (a follower's
+ * read) gives the same view, and its replay walks that buffer without a memory error;
  * replay
  * with both callbacks hands out exactly the chunk records (pointers into the buffer) and the
  * decrypted commit entries (same bytes) before `end`, in file order; with fewer callbacks it
@@ -389,6 +391,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        (x.end != v.end || memcmp(x.chain, v.chain, sizeof x.chain) == 0));
             scp_err e;
             FUZZ_CHECK(scp_journal_replay(buf, &x, cs, file_id, noop_chunk, noop_entry, NULL, &e) == 0);
+            /* The same follow over a buffer that holds only the bytes from u.end on (exact
+             * size: ASan sees a read before or past them), as a follower reads them: the same
+             * answer, and its replay hands out the same events. */
+            size_t tl = len - u.end;
+            uint8_t *tail = malloc(tl ? tl : 1);
+            FUZZ_CHECK(tail != NULL);
+            memcpy(tail, buf + u.end, tl);
+            scp_journal_view y;
+            memset(&y, 0x3C, sizeof y);
+            FUZZ_CHECK(scp_journal_find_from_at(tail, u.end, len, u.end, cs, u.key, u.chain,
+                                                file_id, root, tsize, &y) == 1);
+            FUZZ_CHECK(y.end == x.end && y.new_size == x.new_size && y.start == x.start &&
+                       y.ncommits == x.ncommits && y.nchunks == x.nchunks && y.base == u.end &&
+                       memcmp(y.chain, x.chain, sizeof y.chain) == 0);
+            FUZZ_CHECK(scp_journal_replay(tail, &y, cs, file_id, noop_chunk, noop_entry, NULL, &e) == 0);
+            free(tail);
         }
 
         replay(buf, &v, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0);

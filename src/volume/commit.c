@@ -174,7 +174,8 @@ out:
  * leaving a table that the durable manifest does not name. */
 struct follow {
     scp_file *f;
-    const uint8_t *buf;
+    const uint8_t *buf; /* the journal's bytes from offset base on */
+    size_t base;
     uint64_t nchunks;
     scp_err *err;
 };
@@ -182,7 +183,7 @@ struct follow {
 static int follow_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
     struct follow *r = ctx;
     if (index >= r->nchunks) return 0;
-    uint64_t off = (uint64_t)(ct - r->buf) - SCP_JCHUNK_HDR_LEN;
+    uint64_t off = r->base + (uint64_t)(ct - r->buf) - SCP_JCHUNK_HDR_LEN;
     if (u64map_put(&r->f->jmap, index, off) < 0 || u64map_put(&r->f->jlogged, index, 1) < 0)
         return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     return 0;
@@ -208,14 +209,22 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
 static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
     uint32_t cs = f->vol->cs;
     struct stat st;
-    if (f->fd_j < 0) {
+    /* The writer's catch-up just checked this log under the writer lock (file_log_stale): its
+     * length and header are the same now (every change of them is a writer's, under that lock),
+     * so neither is read again. Anyone else checks here. */
+    int checked = from && f->writer && f->fd_j >= 0 && from == f->j_chk_end;
+    f->j_chk_end = 0; /* (used once) */
+    if (checked) {
+        st.st_mode = S_IFREG;
+        st.st_size = (off_t)f->j_chk_len;
+    } else if (f->fd_j < 0) {
         char name[48];
         vol_object_name(f->id, ".j", name);
         f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (f->fd_j < 0) return 0;
     }
-    if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN ||
-        (uint64_t)st.st_size < from)
+    if ((!checked && fstat(f->fd_j, &st) < 0) || !S_ISREG(st.st_mode) ||
+        st.st_size < SCP_JRN_HDR_LEN || (uint64_t)st.st_size < from)
         return 0;
     if ((uint64_t)st.st_size > journal_replay_max(e->size, cs))
         return from ? 0
@@ -224,8 +233,6 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
                                "it; the volume was modified",
                                e->path, (unsigned long long)st.st_size);
     size_t len = (size_t)st.st_size;
-    uint8_t *buf = malloc(len);
-    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     scp_journal_view jv;
     memset(&jv, 0, sizeof jv);
     int rc = 0, found = 0;
@@ -237,23 +244,39 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
      * (not trusted) decides only how much is read, never what is found. */
     uint64_t hint = vol_jend_hint(f->vol, f->id);
     size_t end = hint > from && hint <= len - SCP_JREC_HDR_LEN ? (size_t)hint + SCP_JREC_HDR_LEN : len;
-    size_t got = from; /* (bytes before `from` are not read when following from it) */
-    if (from) { /* the header (is it still our log?) and what was appended since */
-        if (scp_pread_full(f->fd_j, buf, SCP_JRN_HDR_LEN, 0) != SCP_JRN_HDR_LEN ||
-            memcmp(buf + 8, f->j_salt, SCP_HASH_LEN) != 0)
+    /* Following from `from`, buf holds the journal from there on (base = from), and only what
+     * is read: what was appended since (a buffer as long as the object was fresh memory at each
+     * follow, and the kernel's copy into it page-faulted; format.h, scp_journal_find_from_at). */
+    size_t base = from, got = from;
+    if (from && !checked) { /* the header (is it still our log?) */
+        uint8_t hdr[SCP_JRN_HDR_LEN];
+        if (scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+            memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0)
             end = 0;
     } else if (end < SCP_JRN_HDR_LEN) {
         end = len;
     }
+    size_t cap = end > base ? end - base : 1;
+    uint8_t *buf = malloc(cap);
+    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     while (end > got) {
-        if (scp_pread_full(f->fd_j, buf + got, end - got, (off_t)got) != (ssize_t)(end - got)) {
+        if (end - base > cap) { /* (the walk ran out of bytes: read on to the object's end) */
+            uint8_t *nb = realloc(buf, end - base);
+            if (!nb) {
+                found = 0;
+                break;
+            }
+            buf = nb;
+            cap = end - base;
+        }
+        if (scp_pread_full(f->fd_j, buf + (got - base), end - got, (off_t)got) != (ssize_t)(end - got)) {
             found = 0;
             break;
         }
         got = end;
         scp_wipe(&jv, sizeof jv);
-        found = from ? scp_journal_find_from(buf, end, from, cs, f->j_key, f->j_chain, f->id,
-                                             e->root, e->size, &jv)
+        found = from ? scp_journal_find_from_at(buf, base, end, from, cs, f->j_key, f->j_chain,
+                                                f->id, e->root, e->size, &jv)
                      : scp_journal_find(buf, end, cs, f->vol->volid, f->key, f->id, e->root,
                                         e->size, &jv);
         if (jv.cut) end = len; /* (a no-op once end is len) */
@@ -271,7 +294,7 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         if (rc == 0) {
             table_mark_resize(f, oldn, n);
             f->size = f->c_size = e->size;
-            struct follow r = {f, buf, n, err};
+            struct follow r = {f, buf, base, n, err};
             rc = scp_journal_replay(buf, &jv, cs, f->id, follow_chunk, follow_entry, &r, err);
         }
         if (rc == 0) {
@@ -279,7 +302,7 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
             f->j_tail_commit = 1;
             memcpy(f->j_chain, jv.chain, SCP_HASH_LEN);
             memcpy(f->j_key, jv.key, sizeof f->j_key);
-            memcpy(f->j_salt, buf + 8, SCP_HASH_LEN);
+            if (!from) memcpy(f->j_salt, buf + 8, SCP_HASH_LEN); /* (else unchanged: checked) */
             f->j_clean = 0;
             rc = 1;
         }
@@ -300,10 +323,16 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
 int file_log_stale(scp_file *f) {
     uint8_t hdr[SCP_JRN_HDR_LEN];
     struct stat st;
+    f->j_chk_end = 0;
     if (!f->j_end) return 0;
-    return f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
-           scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-           memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
+    int stale = f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
+                scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+                memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
+    if (!stale && f->writer) { /* (see j_chk_end: only the writer's catch-up uses it) */
+        f->j_chk_end = f->j_end;
+        f->j_chk_len = (uint64_t)st.st_size;
+    }
+    return stale;
 }
 
 /* file_load in shared mode (or when the manifest in memory is the scratch slot's): catch up

@@ -470,19 +470,20 @@ int scp_journal_commit_seal(const uint8_t key[32], const uint8_t id[SCP_FILEID_L
 }
 
 /* The length of the commit record at buf+off if it is whole, or 0. */
-static size_t commit_len(const uint8_t *buf, size_t len, size_t off, uint64_t *count) {
+static size_t commit_len(const uint8_t *rec, size_t len, size_t off, uint64_t *count) {
     if (len - off < SCP_JCOMMIT_LEN(0)) return 0;
-    *count = scp_get_u64(buf + off + 8);
+    *count = scp_get_u64(rec + 8);
     if (*count > (len - off - SCP_JCOMMIT_LEN(0)) / SCP_JENTRY_LEN) return 0;
     return SCP_JCOMMIT_LEN(*count);
 }
 
-/* Decrypt the payload of the whole commit record at buf+off into a malloc'd buffer and check
- * its entries; NULL if it does not authenticate, is not sane, or memory runs out. */
-static uint8_t *commit_open(const uint8_t *buf, size_t off, uint64_t count, uint32_t cs,
+/* Decrypt the payload of the whole commit record rec, at offset off of its journal, into a
+ * malloc'd buffer and check its entries; NULL if it does not authenticate, is not sane, or
+ * memory runs out. */
+static uint8_t *commit_open(const uint8_t *rec, size_t off, uint64_t count, uint32_t cs,
                             const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN]) {
     size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
-    const uint8_t *rec = buf + off, *nonce = rec + JCOMMIT_AUTH, *ct = nonce + SCP_NONCE_LEN;
+    const uint8_t *nonce = rec + JCOMMIT_AUTH, *ct = nonce + SCP_NONCE_LEN;
     uint8_t aad[JAAD_LEN], *pt = malloc(ptlen);
     if (!pt) return NULL;
     commit_aad(id, off, rec, aad);
@@ -534,17 +535,20 @@ static int chunk_rec_ok(struct chunk_check *c, const uint8_t *rec, uint32_t cs) 
     return ok;
 }
 
-/* Walk the records of buf from `off`, where the chain stands at `chain`, while the log holds;
+/* Walk the records of the journal from offset `off`, where the chain stands at `chain`, while
+ * the log holds; buf holds the journal's bytes from offset base (at most off) to len;
  * the first record that does not fit or check out ends the log. With cc (a full walk) the
  * chain runs over every header and is compared with each commit record's, and every chunk
  * record is checked; without (a follower's walk from a point it checked) each commit record
  * that authenticates gives the chain value (format.h). Fills *out for the last commit record
  * that names root and size (1), or returns 0. */
-static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chunk_size,
+static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off, uint32_t chunk_size,
                         const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
                         uint8_t chain[SCP_HASH_LEN], struct chunk_check *cc,
                         const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out,
                         scp_journal_mrec_cb mrec_cb, void *ctx) {
+    assert(base <= off && off <= len);
+#define AT(o) (buf + ((o) - base))
     uint64_t nchunks = 0, ncommits = 0;
     /* after_commit: the records since the last commit record that checks out are all type 3
      * (a run: one one-flush commit's, or a shared-mode durable commit's copies of the log's
@@ -553,28 +557,28 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
     out->start = off;
     /* (every decision below depends on len only through the fit tests, which set cut: a walk
      * that ends without cut ends at the same place in any longer buffer) */
-    while ((cut = len - off < SCP_JREC_HDR_LEN) == 0 && scp_get_u32(buf + off + 4) == 0) {
-        uint32_t type = scp_get_u32(buf + off);
+    while ((cut = len - off < SCP_JREC_HDR_LEN) == 0 && scp_get_u32(AT(off) + 4) == 0) {
+        uint32_t type = scp_get_u32(AT(off));
         if (type == SCP_JREC_CHUNK) {
             if ((cut = len - off - SCP_JREC_HDR_LEN < SCP_CHUNK_ENTRY_LEN + (size_t)chunk_size) != 0)
                 break;
             /* (a torn or changed ciphertext ends the log here, as a torn header does) */
-            if (cc && !chunk_rec_ok(cc, buf + off, chunk_size)) break;
-            if (cc) scp_journal_chain(chain, buf + off, SCP_JCHUNK_HDR_LEN);
+            if (cc && !chunk_rec_ok(cc, AT(off), chunk_size)) break;
+            if (cc) scp_journal_chain(chain, AT(off), SCP_JCHUNK_HDR_LEN);
             off += SCP_JCHUNK_HDR_LEN + (size_t)chunk_size;
             nchunks++;
             after_commit = run = 0;
             continue;
         }
         if (type == SCP_JREC_MLOG) {
-            uint64_t n = scp_get_u64(buf + off + 8);
+            uint64_t n = scp_get_u64(AT(off) + 8);
             if (n > SCP_JMREC_MAX) break;
             if ((cut = n > len - off - SCP_JREC_HDR_LEN) != 0) break;
             /* (whole, and behind a commit record that checks out: the chain covers every
              * header of the log up to that record and each chunk checked out, so that
              * commit's data all landed) */
-            if (after_commit && mrec_cb) mrec_cb(ctx, buf + off + SCP_JREC_HDR_LEN, (size_t)n);
-            scp_journal_chain(chain, buf + off, SCP_JREC_HDR_LEN);
+            if (after_commit && mrec_cb) mrec_cb(ctx, AT(off) + SCP_JREC_HDR_LEN, (size_t)n);
+            scp_journal_chain(chain, AT(off), SCP_JREC_HDR_LEN);
             off += SCP_JREC_HDR_LEN + (size_t)n;
             /* (after_commit stays: a one-flush commit may carry earlier lazy records of the
              * log ahead of its own, all behind its commit record) */
@@ -586,15 +590,15 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
         }
         uint64_t count;
         if (type != SCP_JREC_COMMIT) break;
-        size_t rlen = commit_len(buf, len, off, &count);
+        size_t rlen = commit_len(AT(off), len, off, &count);
         if ((cut = rlen == 0) != 0) break; /* (commit_len fails only for lack of bytes) */
-        const uint8_t *stored = buf + off + SCP_JREC_HDR_LEN;
+        const uint8_t *stored = AT(off) + SCP_JREC_HDR_LEN;
         if (cc && memcmp(chain, stored, SCP_HASH_LEN) != 0) break;
-        uint8_t *pt = commit_open(buf, off, count, chunk_size, key, id);
+        uint8_t *pt = commit_open(AT(off), off, count, chunk_size, key, id);
         if (!pt) break;
         /* (authenticated: the stored value is the one its writer chained to) */
         memcpy(chain, stored, SCP_HASH_LEN);
-        scp_journal_chain(chain, buf + off, rlen);
+        scp_journal_chain(chain, AT(off), rlen);
         size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
         uint64_t csize = scp_get_u64(pt);
         int match = csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
@@ -613,7 +617,9 @@ static int journal_walk(const uint8_t *buf, size_t len, size_t off, uint32_t chu
             memcpy(out->chain, chain, SCP_HASH_LEN);
         }
     }
+#undef AT
     out->cut = cut;
+    out->base = base;
     if (found) memcpy(out->key, key, 32);
     return found;
 }
@@ -632,7 +638,7 @@ static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size
     int found = 0;
     if (scp_journal_key(file_key, buf, key, NULL) == 0) {
         scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
-        found = journal_walk(buf, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, &cc, root,
+        found = journal_walk(buf, 0, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, &cc, root,
                              size, out, mrec_cb, ctx);
     }
     scp_wipe(key, sizeof key);
@@ -649,16 +655,25 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
                              NULL);
 }
 
+int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t from,
+                             uint32_t chunk_size, const uint8_t log_key[32],
+                             const uint8_t chain_at[SCP_HASH_LEN], const uint8_t id[SCP_FILEID_LEN],
+                             const uint8_t root[SCP_HASH_LEN], uint64_t size,
+                             scp_journal_view *out) {
+    memset(out, 0, sizeof *out);
+    if (from < SCP_JRN_HDR_LEN || from > len || base > from) return 0;
+    uint8_t chain[SCP_HASH_LEN];
+    memcpy(chain, chain_at, SCP_HASH_LEN);
+    return journal_walk(buf, base, len, from, chunk_size, log_key, id, chain, NULL, root, size,
+                        out, NULL, NULL);
+}
+
 int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t chunk_size,
                           const uint8_t log_key[32], const uint8_t chain_at[SCP_HASH_LEN],
                           const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                           uint64_t size, scp_journal_view *out) {
-    memset(out, 0, sizeof *out);
-    if (from < SCP_JRN_HDR_LEN || from > len) return 0;
-    uint8_t chain[SCP_HASH_LEN];
-    memcpy(chain, chain_at, SCP_HASH_LEN);
-    return journal_walk(buf, len, from, chunk_size, log_key, id, chain, NULL, root, size, out,
-                        NULL, NULL);
+    return scp_journal_find_from_at(buf, 0, len, from, chunk_size, log_key, chain_at, id, root,
+                                    size, out);
 }
 
 void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
@@ -675,21 +690,23 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
                        const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
                        scp_journal_entry_cb entry_cb, void *ctx, scp_err *err) {
     size_t off = v->start ? v->start : SCP_JRN_HDR_LEN;
+    assert(v->base <= off);
+#define AT(o) (buf + ((o) - v->base)) /* (buf holds the journal from offset v->base on) */
     while (off < v->end) {
-        if (scp_get_u32(buf + off) == SCP_JREC_CHUNK) {
-            if (chunk_cb && chunk_cb(ctx, scp_get_u64(buf + off + 8), buf + off + SCP_JCHUNK_HDR_LEN) < 0)
+        if (scp_get_u32(AT(off)) == SCP_JREC_CHUNK) {
+            if (chunk_cb && chunk_cb(ctx, scp_get_u64(AT(off) + 8), AT(off) + SCP_JCHUNK_HDR_LEN) < 0)
                 return -1;
             off += SCP_JCHUNK_HDR_LEN + chunk_size;
             continue;
         }
-        if (scp_get_u32(buf + off) == SCP_JREC_MLOG) { /* (the manifest's, not the file's) */
-            off += SCP_JREC_HDR_LEN + (size_t)scp_get_u64(buf + off + 8);
+        if (scp_get_u32(AT(off)) == SCP_JREC_MLOG) { /* (the manifest's, not the file's) */
+            off += SCP_JREC_HDR_LEN + (size_t)scp_get_u64(AT(off) + 8);
             continue;
         }
-        uint64_t count = scp_get_u64(buf + off + 8);
+        uint64_t count = scp_get_u64(AT(off) + 8);
         if (entry_cb) {
             /* scp_journal_find authenticated this record; it still must, in this buffer. */
-            uint8_t *pt = commit_open(buf, off, count, chunk_size, v->key, id);
+            uint8_t *pt = commit_open(AT(off), off, count, chunk_size, v->key, id);
             if (!pt)
                 return scp_fail(err, SCP_E_INTEGRITY, EIO,
                                 "a journal commit record no longer authenticates");
@@ -703,5 +720,6 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
         }
         off += SCP_JCOMMIT_LEN(count);
     }
+#undef AT
     return 0;
 }

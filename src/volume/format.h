@@ -286,6 +286,8 @@ typedef struct scp_journal_view {
     uint64_t nchunks;  /* chunk records before end */
     size_t start;      /* where the walk began (the header's end, or scp_journal_find_from's
                         * offset): replay starts here */
+    size_t base;       /* the journal offset of the buffer's first byte (0, or
+                        * scp_journal_find_from_at's base): replay reads the same buffer */
     uint8_t chain[SCP_HASH_LEN]; /* the chain value at end (to append after it) */
     uint8_t key[32];   /* the log's key (wipe the view after use) */
     int cut;           /* the walk ended because the buffer did: the next record (or its
@@ -332,6 +334,18 @@ int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t 
                           const uint8_t log_key[32], const uint8_t chain_at[SCP_HASH_LEN],
                           const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                           uint64_t size, scp_journal_view *out);
+/* The same over a buffer that holds only the journal's bytes from offset base (at most from)
+ * to len: buf[0] is the byte at offset base. A follower reads just what was appended since it
+ * last looked, into a buffer of that size: a buffer as long as the whole journal object (which
+ * shared mode keeps up to about 1 MiB ahead of the log with zeros) was fresh memory at every
+ * follow, and the kernel's copy into it page-faulted (pgbench: a third of the follow's CPU).
+ * Offsets (and the view's start and end) stay the journal's; scp_journal_replay reads the same
+ * buffer (the view keeps base). */
+int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t from,
+                             uint32_t chunk_size, const uint8_t log_key[32],
+                             const uint8_t chain_at[SCP_HASH_LEN], const uint8_t id[SCP_FILEID_LEN],
+                             const uint8_t root[SCP_HASH_LEN], uint64_t size,
+                             scp_journal_view *out);
 
 /* Walk the records from out->start to out->end of a journal that scp_journal_find(_from) accepted, in order:
  * chunk_cb for every chunk record, entry_cb for every entry of every commit record (either may

@@ -261,6 +261,11 @@ struct scp_file {
                                  * the volume's: a catch-up of another file moves v->gen) */
     uint8_t j_salt[SCP_HASH_LEN];  /* the open log's header salt (shared mode: another process
                                     * that starts a new log changes it, see file_follow) */
+    uint64_t j_chk_end, j_chk_len; /* shared mode, the writer's catch-up only: file_log_stale
+                                    * found the log with salt j_salt, j_chk_len bytes long, with
+                                    * j_end = j_chk_end, under our writer lock (so nobody else
+                                    * changed it since): file_follow from there needs neither
+                                    * the fstat nor the header read again (writer_refresh) */
     uint64_t j_room;            /* shared mode: the journal object was at least this long (zeros
                                  * past the log's end, journal_room) when the log with salt
                                  * j_room_salt was open; a hint that saves an fstat per append */

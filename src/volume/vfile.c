@@ -305,6 +305,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
                     vol_file_unchanged(v, f->id, __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED)) &&
                     !file_log_stale(f);
         if (fresh) f->w_dur_gen = durable_gen_known(v);
+        f->j_chk_end = 0;
         pthread_mutex_unlock(&v->mu);
         if (fresh) return 0;
     }
@@ -336,6 +337,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
     /* Shared mode: entries committed at or below it may be overwritten in their other slot
      * (chunk_target_shared) */
     f->w_dur_gen = durable_gen_known(v);
+    f->j_chk_end = 0; /* (file_log_stale's check is for this catch-up's follow only) */
     vol_unlock(v);
     return rc;
 }
