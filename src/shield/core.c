@@ -526,6 +526,7 @@ int sh_priv_npending;
 /* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
 static int priv_watch_start(int i) {
     assert(scp_mutex_held(&priv_mu) && !sh_in_trap);
+    assert(__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)); /* internal.h, sh_filter_up */
     pthread_attr_t at;
     sigset_t all;
     sigfillset(&all);
@@ -550,7 +551,8 @@ void sh_priv_begin(int i, scp_volume *v) {
     struct sh_volume *sv = &sh.vol[i];
     /* under priv_mu until v is published with its mark: the watcher's move waits for it */
     pthread_mutex_lock(&priv_mu);
-    if (sh_in_trap) { /* no thread from a signal handler: at the next call outside one */
+    /* no thread from a signal handler, nor before the filter: at the next call outside one */
+    if (sh_in_trap || !__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)) {
         sv->priv_pending = 1;
         __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
         __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);

@@ -84,9 +84,9 @@ static long trap_sigprocmask(ucontext_t *uc, const long a[6]) {
 /* Set when sh_ctor has set the shield up; the SIGSYS handler is installed long before (see
  * there) and until then only lets trapped calls through. */
 static int sigsys_serving;
-/* This image's filter is installed (sh_init's last step): before it, the sole holding's
- * watcher thread is not started (see open_volume). */
-static int filter_up;
+/* This image's filter is installed (sh_ctor's last step): before it the shield starts no
+ * thread (internal.h) */
+int sh_filter_up;
 
 /* ---- the trap's own stack ------------------------------------------------------------------
  * A served trap (an exec, a path call) runs deep: the exec path's frames alone came to 35 KiB
@@ -525,16 +525,12 @@ static long open_volume(int i) {
             return -(long)(e.sys ? e.sys : EIO);
         }
         sh_lib_leave();
-    } else if (!sh.forked && !sh_in_trap && filter_up) {
+    } else if (!sh.forked && !sh_in_trap) {
         /* (not from a trap handler: no watcher could start there, and a newcomer, perhaps a
          * second `scpctl run` that never waited before, would wait for this program's next
-         * call outside one. Nor before this image's filter is installed: a program whose cwd
-         * lies in a mount opens the volume during sh_init (the cwd's classification), and a
-         * watcher thread started then, before the filter went in with TSYNC, was killed by
-         * SIGSYS at its first system calls (tests/cas/cas_run.sh: redis-server with cwd /data;
-         * seen with perf: the thread's set_robust_list trapped while its signals were still
-         * blocked; why that call trapped is not understood). Such a program keeps the
-         * ordinary locking.) */
+         * call outside one. While the shield starts it may: a program whose cwd lies in a
+         * mount opens the volume in sh_ctor, whose watcher starts once the filter is in, a few
+         * system calls later; sh_priv_begin) */
         sh_in_lib++;
         priv = scp_volume_go_private(v);
         sh_lib_leave();
@@ -787,7 +783,8 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         len = fs.count || fs.nnet || fs.ldr_lo ? sh_shield_filter_install(&fs, &e) : 0;
     }
     if (len < 0) die("cannot install the filter", &e);
-    filter_up = 1;
+    __atomic_store_n(&sh_filter_up, 1, __ATOMIC_RELEASE);
+    sh_priv_poll(); /* the watchers of volumes opened above (the cwd's), now that threads may start */
     sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
     sh_trace("shield filter: %d instructions (%s%s%s%s%s%s)", len, fs.count ? "main " : "", fs.low ? "console " : "",
              fs.deny_trace ? "no-ptrace " : "", fs.nnet ? "network " : "", fs.ldr_lo ? "loader " : "",
