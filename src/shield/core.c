@@ -577,8 +577,11 @@ void sh_priv_begin(int i, scp_volume *v) {
 }
 
 void sh_priv_pending_run(void) {
-    /* not nested in the shield's own work (its locks may be held), nor in a vfork child */
-    if (sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    /* not nested in the shield's own work (its locks may be held), nor in a vfork child, nor
+     * before the filter (a second volume's or the same one's next look-up while the shield
+     * starts: sh_ctor runs this once the filter is in; internal.h, sh_filter_up) */
+    if (sh_in_lib || !__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE) || (pid_t)syscall(SYS_getpid) != sh.pid)
+        return;
     for (int i = 0; i < sh.nvol; i++) {
         struct sh_volume *sv = &sh.vol[i];
         if (!__atomic_load_n(&sv->priv_pending, __ATOMIC_ACQUIRE)) continue;
