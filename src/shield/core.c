@@ -526,6 +526,7 @@ int sh_priv_npending;
 /* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
 static int priv_watch_start(int i) {
     assert(scp_mutex_held(&priv_mu) && !sh_in_trap);
+    assert(__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)); /* internal.h, sh_filter_up */
     pthread_attr_t at;
     sigset_t all;
     sigfillset(&all);
@@ -550,7 +551,8 @@ void sh_priv_begin(int i, scp_volume *v) {
     struct sh_volume *sv = &sh.vol[i];
     /* under priv_mu until v is published with its mark: the watcher's move waits for it */
     pthread_mutex_lock(&priv_mu);
-    if (sh_in_trap) { /* no thread from a signal handler: at the next call outside one */
+    /* no thread from a signal handler, nor before the filter: at the next call outside one */
+    if (sh_in_trap || !__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)) {
         sv->priv_pending = 1;
         __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
         __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
@@ -575,8 +577,11 @@ void sh_priv_begin(int i, scp_volume *v) {
 }
 
 void sh_priv_pending_run(void) {
-    /* not nested in the shield's own work (its locks may be held), nor in a vfork child */
-    if (sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return;
+    /* not nested in the shield's own work (its locks may be held), nor in a vfork child, nor
+     * before the filter (a second volume's or the same one's next look-up while the shield
+     * starts: sh_ctor runs this once the filter is in; internal.h, sh_filter_up) */
+    if (sh_in_lib || !__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE) || (pid_t)syscall(SYS_getpid) != sh.pid)
+        return;
     for (int i = 0; i < sh.nvol; i++) {
         struct sh_volume *sv = &sh.vol[i];
         /* (in a trap handler nothing waits for it: it holds no private lock yet) */
@@ -823,21 +828,21 @@ int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz) 
 static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abssz) {
     fd_link_named = 0;
     if (!sh.active || !path_in) return 0;
-    char path[PATH_MAX];
-    long pl = sh_copy_path_in(path_in, path, sizeof path);
-    if (pl < 0) return (int)pl;
+    /* One buffer (its frame is on every served path call's stack: docs/shield.md, "Stack
+     * budget"): the program's path is copied into its upper half, a relative one's base is
+     * written into the lower half and the path moved down after it. */
     char joined[PATH_MAX * 2];
-    if (path[0] == '/') {
-        if (strlen(path) >= sizeof joined) return -ENAMETOOLONG;
-        strcpy(joined, path);
-    } else {
-        char base[PATH_MAX];
+    char *path = joined + PATH_MAX;
+    long pl = sh_copy_path_in(path_in, path, PATH_MAX);
+    if (pl < 0) return (int)pl;
+    if (path[0] != '/') {
+        char *base = joined; /* PATH_MAX bytes: the path's copy lies above them */
         if (dirfd == AT_FDCWD) {
             pthread_mutex_lock(&sh.mu);
             int v = sh.vcwd;
             if (v) strcpy(base, sh.cwd);
             pthread_mutex_unlock(&sh.mu);
-            if (!v && sh_gate(SYS_getcwd, (long)base, sizeof base, 0, 0, 0, 0) < 0) return 0;
+            if (!v && sh_gate(SYS_getcwd, (long)base, PATH_MAX, 0, 0, 0, 0) < 0) return 0;
         } else if (sh_is_prot(dirfd)) {
             long e;
             pfile *pf = pf_get(dirfd, &e);
@@ -846,19 +851,24 @@ static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abs
                 pf_put(pf);
                 return -ENOTDIR;
             }
-            snprintf(base, sizeof base, "%s/%s", sh.vol[pf->vol].mount, pf->path);
+            int n = snprintf(base, PATH_MAX, "%s/%s", sh.vol[pf->vol].mount, pf->path);
             pf_put(pf);
+            if (n >= PATH_MAX) return -ENAMETOOLONG;
         } else {
             char link[64];
             snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
-            long n = sh_gate(SYS_readlinkat, AT_FDCWD, (long)link, (long)base, sizeof base - 1, 0, 0);
+            long n = sh_gate(SYS_readlinkat, AT_FDCWD, (long)link, (long)base, PATH_MAX - 1, 0, 0);
             if (n <= 0 || base[0] != '/') return 0;
             base[n] = 0;
         }
-        if (snprintf(joined, sizeof joined, "%s/%s", base, path) >= (int)sizeof joined)
-            return -ENAMETOOLONG;
+        size_t bl = strlen(base); /* < PATH_MAX, and pl < PATH_MAX: both fit with the '/' */
+        assert(bl < PATH_MAX && (size_t)pl < PATH_MAX);
+        base[bl] = '/';
+        memmove(base + bl + 1, path, (size_t)pl + 1);
+        path = joined;
     }
-    if (scp_shield_path_normalize(joined, abs, abssz)) return -ENAMETOOLONG;
+    _Static_assert(sizeof sh.cwd <= PATH_MAX, "the cwd fits the base's half");
+    if (scp_shield_path_normalize(path, abs, abssz)) return -ENAMETOOLONG;
     long lfd;
     const char *rest;
     int k = proc_fd_link(abs, &lfd, &rest);

@@ -84,9 +84,115 @@ static long trap_sigprocmask(ucontext_t *uc, const long a[6]) {
 /* Set when sh_ctor has set the shield up; the SIGSYS handler is installed long before (see
  * there) and until then only lets trapped calls through. */
 static int sigsys_serving;
-/* This image's filter is installed (sh_init's last step): before it, the sole holding's
- * watcher thread is not started (see open_volume). */
-static int filter_up;
+/* This image's filter is installed (sh_ctor's last step): before it the shield starts no
+ * thread (internal.h) */
+int sh_filter_up;
+
+/* ---- the trap's own stack ------------------------------------------------------------------
+ * A served trap (an exec, a path call) runs deep: the exec path's frames alone came to 35 KiB
+ * under clang -O3 (docs/shield.md, "Stack budget"), and the SIGSYS handler is entered on
+ * whatever stack the call was made from. glibc's posix_spawn child runs on a 36 KiB stack of
+ * its own (clone3 with CLONE_VM|CLONE_VFORK), and its execve overflowed it; a thread made with
+ * a small stack, or a cgo program's goroutine, is no better off. So the handler moves the
+ * served work onto a stack the shield owns, one per thread, mapped at the thread's first
+ * served trap. Not with sigaltstack and SA_ONSTACK: the alternate stack is the program's
+ * (Rust installs an 8 KiB one in every thread, for its overflow handler; a program's own
+ * sigaltstack call would replace the shield's, or the shield's its), and the kernel drops it
+ * in every thread made with CLONE_VM. Only the signal frame and on_sigsys's own few hundred
+ * bytes stay on the interrupted stack.
+ *
+ * Per thread (TLS): a vfork or posix_spawn child shares its parent thread's TLS and memory,
+ * and so its trap stack; the parent is suspended until the child execs or exits, so the child
+ * may use it, unless the parent itself is on it (it vforked from inside a trap: the shield's
+ * own clones there do not share memory, but the rule costs one getpid only then). The busy
+ * mark a child leaves behind when its exec succeeds is stale once the parent runs again. */
+#define TRAP_STACK (256u << 10) /* reserved (NORESERVE: pages are taken as touched) */
+#define TRAP_GUARD 4096u        /* below it: an overflow faults instead of writing on */
+static __thread char *trap_stk; /* its lowest usable byte, or NULL */
+static __thread int trap_stk_busy;
+static pthread_key_t trap_stk_key; /* its destructor unmaps the thread's stack at thread exit */
+static int trap_stk_key_ok;
+
+/* long sh_run_on(void *top, long (*fn)(void *), void *arg): fn(arg) with the stack pointer at
+ * top (16-byte aligned), back on the caller's stack afterwards. The frame pointer keeps the
+ * caller's stack, and the CFI names it, so a debugger's backtrace crosses over. */
+long sh_run_on(void *top, long (*fn)(void *), void *arg);
+__asm__(".text\n"
+        ".p2align 4\n"
+        ".globl sh_run_on\n"
+        ".hidden sh_run_on\n"
+        ".type sh_run_on, @function\n"
+        "sh_run_on:\n"
+        ".cfi_startproc\n"
+        "  push %rbp\n"
+        "  .cfi_def_cfa_offset 16\n"
+        "  .cfi_offset %rbp, -16\n"
+        "  mov %rsp, %rbp\n"
+        "  .cfi_def_cfa_register %rbp\n"
+        "  mov %rdi, %rsp\n"
+        "  mov %rdx, %rdi\n"
+        "  call *%rsi\n"
+        "  mov %rbp, %rsp\n"
+        "  pop %rbp\n"
+        "  .cfi_def_cfa %rsp, 8\n"
+        "  ret\n"
+        ".cfi_endproc\n"
+        ".size sh_run_on, .-sh_run_on\n");
+
+static void trap_stk_free(void *p) {
+    if (p == trap_stk) trap_stk = NULL; /* (a later trap of this exiting thread maps a new one) */
+    sh_gate(SYS_munmap, (long)((char *)p - TRAP_GUARD), TRAP_STACK + TRAP_GUARD, 0, 0, 0, 0);
+}
+
+/* This thread's trap stack, mapped now if need be; NULL when none can be had (no memory):
+ * the caller then stays on the stack it is on. Runs in the handler: system calls through the
+ * gate, no malloc; pthread_setspecific of a key below 32 writes the thread's own array. */
+static char *trap_stk_get(void) {
+    if (trap_stk) return trap_stk;
+    long m = sh_gate(SYS_mmap, 0, TRAP_STACK + TRAP_GUARD, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if ((unsigned long)m > -4096ul) return NULL;
+    sh_gate(SYS_mprotect, m, TRAP_GUARD, PROT_NONE, 0, 0, 0);
+    trap_stk = (char *)m + TRAP_GUARD;
+    if (trap_stk_key_ok) pthread_setspecific(trap_stk_key, trap_stk);
+    return trap_stk;
+}
+
+/* A served trap: what the handler does after it has decided (on_sigsys) */
+struct trap {
+    long nr, r;
+    const long *a;
+    int serve;
+};
+
+static long trap_serve(void *tv) {
+    struct trap *t = tv;
+    if (t->nr == SYS_mmap && sh_trusted_mmap(t->a, 0, &t->r)) /* the loader maps a file (trusted.c) */
+        return 0;
+    if (t->serve) t->r = sh_syscall(t->nr, t->a);
+    else if (!sh_net_trap(t->nr, t->a, &t->r)) t->r = sh_gate(t->nr, t->a[0], t->a[1], t->a[2], t->a[3], t->a[4], t->a[5]);
+    return 0;
+}
+
+static void trap_run(struct trap *t) {
+    uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
+    char *stk = trap_stk;
+    /* on it already: a trap nested in a served one (the shield's own calls through libc) */
+    if (stk && sp >= (uintptr_t)stk && sp < (uintptr_t)stk + TRAP_STACK) {
+        trap_serve(t);
+        return;
+    }
+    /* the parent of this vfork child is on it (see above) */
+    if (trap_stk_busy && (pid_t)sh_gate(SYS_getpid, 0, 0, 0, 0, 0, 0) != sh.pid) stk = NULL;
+    else stk = trap_stk_get();
+    if (!stk) {
+        trap_serve(t);
+        return;
+    }
+    trap_stk_busy = 1;
+    sh_run_on(stk + TRAP_STACK, trap_serve, t);
+    trap_stk_busy = 0;
+}
 
 static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     (void)sig;
@@ -117,18 +223,15 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     memcpy(&interrupted, &uc->uc_sigmask, sizeof interrupted);
     int nf_was = sh_nf_trap_enter(interrupted); /* the mask this handler runs with, exactly */
     int was = sh_in_trap;
-    int serve = sh_trap_involves_prot(si->si_syscall, a) ||
-                (s && (s->handler == HND_PATH || s->handler == HND_CWD) && !was && !sh_in_lib);
+    struct trap t = {.nr = si->si_syscall, .a = a};
+    t.serve = sh_trap_involves_prot(si->si_syscall, a) ||
+              (s && (s->handler == HND_PATH || s->handler == HND_CWD) && !was && !sh_in_lib);
     sh_in_trap = 1;
-    long r;
-    if (si->si_syscall == SYS_mmap && sh_trusted_mmap(a, 0, &r)) { /* the loader maps a file (trusted.c) */
-    } else
-        if (serve) r = sh_syscall(si->si_syscall, a);
-        else if (!sh_net_trap(si->si_syscall, a, &r)) r = sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+    trap_run(&t);
     sh_in_trap = was;
     sh_nf_mask_leave(nf_was);
     if (!was && sh_sig_deferred) sh_sig_trap_leave(interrupted); /* delivered at the return */
-    g[REG_RAX] = (greg_t)r;
+    g[REG_RAX] = (greg_t)t.r;
     errno = saved;
 }
 
@@ -422,24 +525,21 @@ static long open_volume(int i) {
             return -(long)(e.sys ? e.sys : EIO);
         }
         sh_lib_leave();
-    } else if (!sh.forked && !sh_in_trap && filter_up) {
+    } else if (!sh.forked && !sh_in_trap) {
+        /* Also while the shield starts (a program whose cwd lies in a mount opens the volume
+         * in sh_ctor, before its filter): the holding is taken now and its watcher starts once
+         * the filter is in, a few system calls later (sh_priv_begin; internal.h, sh_filter_up) */
         sh_in_lib++;
         priv = scp_volume_go_private(v);
         sh_lib_leave();
     } else if (!sh.forked) {
         /* Not now, from a trap handler: no watcher could start there, and a newcomer, perhaps
          * a second `scpctl run` that never waited before, would wait for this program's next
-         * call outside one. Nor before this image's filter is installed: a program whose cwd
-         * lies in a mount opens the volume during sh_init (the cwd's classification), and a
-         * watcher thread started then, before the filter went in with TSYNC, was killed by
-         * SIGSYS at its first system calls (tests/cas/cas_run.sh: redis-server with cwd /data;
-         * seen with perf: the thread's set_robust_list trapped while its signals were still
-         * blocked; why that call trapped is not understood). So the volume opens in the
-         * ordinary mode, and the next call outside a trap once the filter is up tries for the
-         * sole holding (sh_sole_try). mariadbd under scpctl run (its first use of the data
-         * directory is glibc's realpath, a trapped readlink) and the curated image's
-         * (cwd /var/lib/mysql) never got it before. Until then a newcomer gets in as beside
-         * any program, and go_private then finds it present and does not take the holding. */
+         * call outside one. So the volume opens in the ordinary mode, and the next call
+         * outside a trap tries for the sole holding (sh_sole_try). mariadbd under scpctl run
+         * (its first use of the data directory is glibc's realpath, a trapped readlink) never
+         * got it before. Until then a newcomer gets in as beside any program, and go_private
+         * then finds it present and does not take the holding. */
         __atomic_store_n(&sv->sole_pending, 1, __ATOMIC_RELEASE);
         __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
     }
@@ -454,7 +554,7 @@ void sh_sole_try(int i) {
     struct sh_volume *sv = &sh.vol[i];
     /* vol_open_mu keeps sh.forked stable (a fork's prepare holds it) until the watcher runs;
      * tried, not waited for: this thread may hold it already (a fork's prepare that commits) */
-    if (!__atomic_load_n(&filter_up, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&vol_open_mu)) return;
+    if (!__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE) || pthread_mutex_trylock(&vol_open_mu)) return;
     if (__atomic_exchange_n(&sv->sole_pending, 0, __ATOMIC_ACQ_REL)) {
         __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
         scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
@@ -566,6 +666,8 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
      * through (sigsys_serving). The loader's own path calls, before this library is loaded,
      * stay exposed: docs/shield.md, "Why the instruction pointer". */
     if (sh_install_sigsys(on_sigsys, &e)) die("cannot install the SIGSYS handler", &e);
+    /* (a key below 32: its pthread_setspecific, made in the handler, allocates nothing) */
+    trap_stk_key_ok = pthread_key_create(&trap_stk_key, trap_stk_free) == 0 && trap_stk_key < 32;
     size_t csz = scp_shield_config_size();
     char *cbuf = malloc(csz);
     if (!cbuf) die("out of memory", NULL);
@@ -713,7 +815,8 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         len = fs.count || fs.nnet || fs.ldr_lo ? sh_shield_filter_install(&fs, &e) : 0;
     }
     if (len < 0) die("cannot install the filter", &e);
-    filter_up = 1;
+    __atomic_store_n(&sh_filter_up, 1, __ATOMIC_RELEASE);
+    sh_priv_poll(); /* the watchers of volumes opened above (the cwd's), now that threads may start */
     sh.cfg.flags |= SCP_SHIELD_F_FILTER_INSTALLED;
     sh_trace("shield filter: %d instructions (%s%s%s%s%s%s)", len, fs.count ? "main " : "", fs.low ? "console " : "",
              fs.deny_trace ? "no-ptrace " : "", fs.nnet ? "network " : "", fs.ldr_lo ? "loader " : "",
@@ -817,7 +920,10 @@ static int static_supervisor(int dirfd, const char *path, int flags) {
 }
 
 static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char *const envp[], int flags) {
-    char rel[PATH_MAX], copy[PATH_MAX];
+    /* rel: the path below a mount is not wanted, only whether there is one: a path inside a
+     * mount classifies as the mount's number, or as an error when rel is too short for it,
+     * and both are refused alike (one PATH_MAX buffer fewer on the trap's stack) */
+    char rel[1], copy[PATH_MAX];
     int vol;
     /* one copy of the path: classified, checked against the trusted files and executed alike
      * (another thread could change the program's string in between; core.c, path_copy) */

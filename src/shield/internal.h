@@ -249,11 +249,26 @@ void sh_vol_open_hold(int on);
  * (all private ones when i < 0) from private to shared: commit what this process wrote, release
  * the private lock (scp_volume_private_end). */
 void sh_priv_begin(int i, scp_volume *v);
-/* Volumes opened private from a trap handler, where no thread can be started: their watchers
- * start at this process's next shield call outside one (sh_priv_poll: one load on the hot path,
- * pf_get and sh_volume_ready); meanwhile a trapped call that finds the volume wanted shared
- * makes the move itself. */
+/* Volumes opened private from a trap handler, where no thread can be started, or before this
+ * image's filter is installed (sh_filter_up), where none may be: their watchers start at this
+ * process's next shield call outside one (sh_priv_poll: one load on the hot path, pf_get and
+ * sh_volume_ready; sh_ctor calls it right after the filter); meanwhile a trapped call that
+ * finds the volume wanted shared makes the move itself. */
 extern int sh_priv_npending;
+/* This image's seccomp filter is installed (init.c, the last step of sh_ctor). The shield makes
+ * no thread before it (asserted in core.c, priv_watch_start). glibc's pthread_create blocks
+ * every signal around the clone, and the new thread runs rseq and set_robust_list and then
+ * sets its own mask with an rt_sigprocmask from libc, a call the filter traps (a set that might
+ * block SIGSYS). A thread cloned before the filter went in (TSYNC): if that call comes after
+ * the filter, it traps with SIGSYS blocked and the kernel kills the process (perf: the
+ * thread's sys_exit of rt_sigprocmask with its number as the result, no sys_enter, which a
+ * seccomp trap skips, then SIGSYS delivered to SIG_DFL; bench/RESULTS.md, alt16); if it comes
+ * before, the thread keeps SIGSYS blocked (the shield's watcher asks for every signal blocked)
+ * and dies at its first trapped call later. After the filter, the creating thread's block-all
+ * traps too and the handler leaves SIGSYS out of it (init.c, trap_sigprocmask), and so does
+ * the new thread's own call. A thread made by another library's constructor before the
+ * shield's is not covered (docs/shield.md). */
+extern int sh_filter_up;
 void sh_priv_pending_run(void);
 static inline void sh_priv_poll(void) {
     if (__builtin_expect(__atomic_load_n(&sh_priv_npending, __ATOMIC_RELAXED) != 0, 0)) sh_priv_pending_run();
