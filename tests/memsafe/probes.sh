@@ -136,14 +136,18 @@ else
     echo "FAIL typed_undersized (--trust-types): expected 0 checks and 3 accesses in bounds by their type:"; cat "$tmp/stats"
     fail=$((fail + 1))
 fi
-if out=$(SCP_MEMSAFE_TYPES=x "$scpcc" --memsafe -O2 -o "$tmp/x" "$probes/typed_undersized.c" 2>&1) ||
-    ! echo "$out" | grep -q 'SCP_MEMSAFE_TYPES must be 0 or 1'; then
-    echo "FAIL SCP_MEMSAFE_TYPES=x: expected an error, got: $out"
-    fail=$((fail + 1))
-else
-    echo "ok   SCP_MEMSAFE_TYPES=x: $out"
-    pass=$((pass + 1))
-fi
+# bad_setting VAR PROBE MESSAGE: scp-cc with VAR=x refuses, saying MESSAGE
+bad_setting() {
+    local out
+    if out=$(env "$1=x" "$scpcc" --memsafe -O2 -o "$tmp/x" "$probes/$2.c" 2>&1) || ! echo "$out" | grep -q "$3"; then
+        echo "FAIL $1=x: expected an error, got: $out"
+        fail=$((fail + 1))
+    else
+        echo "ok   $1=x: $out"
+        pass=$((pass + 1))
+    fi
+}
+bad_setting SCP_MEMSAFE_TYPES typed_undersized 'SCP_MEMSAFE_TYPES must be 0 or 1'
 
 # Automatic variables of more than SCP_MEMSAFE_ZERO_MAX bytes (1024) are not zeroed, smaller ones
 # are, and what the program initializes itself stays initialized (scp-ms-autoinit): two variables
@@ -158,14 +162,7 @@ else
     echo "FAIL autoinit_limit: $out"
     fail=$((fail + 1))
 fi
-if out=$(SCP_MEMSAFE_ZERO_MAX=x "$scpcc" --memsafe -O2 -o "$tmp/x" "$probes/autoinit_limit.c" 2>&1) ||
-    ! echo "$out" | grep -q 'SCP_MEMSAFE_ZERO_MAX must be a number of bytes'; then
-    echo "FAIL SCP_MEMSAFE_ZERO_MAX=x: expected an error, got: $out"
-    fail=$((fail + 1))
-else
-    echo "ok   SCP_MEMSAFE_ZERO_MAX=x: $out"
-    pass=$((pass + 1))
-fi
+bad_setting SCP_MEMSAFE_ZERO_MAX autoinit_limit 'SCP_MEMSAFE_ZERO_MAX must be a number of bytes'
 
 # The reports' texts of the checks sit in a section of their own (instr.c, site_string), not in
 # .rodata among the program's own read-only data, whose pages the program reads (they made

@@ -195,19 +195,26 @@ static void run_a(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_chil
     tu_child_exit(me, &r, sizeof r);
 }
 
-static void test_catchup(void) {
-    tu_rng rng = {21};
-    uint8_t key[SCP_VOLUME_KEY_LEN];
-    char *root, *vd;
+/* A new volume holding the named files (NULL-terminated), each ROUNDS * PIECE zero bytes,
+ * synced and closed: the test's children open it themselves. */
+static void make_zero_volume(uint64_t seed, const char *name, const char *const *files,
+                             uint8_t key[SCP_VOLUME_KEY_LEN], char **root, char **vd) {
+    tu_rng rng = {seed};
     scp_err e;
-    scp_volume *v = tu_new_volume(&rng, "catchup", key, &root, &vd);
+    scp_volume *v = tu_new_volume(&rng, name, key, root, vd);
     uint8_t *z = calloc(1, ROUNDS * PIECE);
     REQUIRE(z);
-    REQUIRE_OK(tu_vput(v, "wal", z, ROUNDS * PIECE, &e), e);
-    REQUIRE_OK(tu_vput(v, "rel", z, ROUNDS * PIECE, &e), e);
+    for (; *files; files++) REQUIRE_OK(tu_vput(v, *files, z, ROUNDS * PIECE, &e), e);
     free(z);
     REQUIRE_OK(scp_volume_sync(v, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
+}
+
+static void test_catchup(void) {
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    make_zero_volume(21, "catchup", (const char *const[]){"wal", "rel", NULL}, key, &root, &vd);
     struct report r;
     tu_child a;
     if (tu_child_start(&a)) run_a(vd, key, &a);
@@ -242,7 +249,7 @@ static void test_catchup(void) {
     CHECKF(r.b_refolded, "catchup: after A's fold, B's catch-up did not take in A's state");
     /* the volume opens with the last tag (a fold at close keeps it) */
     tu_err_clear(&e);
-    v = scp_volume_open(vd, key, &r.tag, &e);
+    scp_volume *v = scp_volume_open(vd, key, &r.tag, &e);
     CHECKF(v != NULL, "catchup: the volume does not open with the last tag: %s", v ? "" : e.msg);
     if (v) REQUIRE_OK(scp_volume_close(v, &e), e);
     tu_rm_rf(root);
@@ -310,17 +317,9 @@ static void run_w(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_chil
 }
 
 static void test_writers(void) {
-    tu_rng rng = {22};
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
-    scp_err e;
-    scp_volume *v = tu_new_volume(&rng, "writers", key, &root, &vd);
-    uint8_t *z = calloc(1, ROUNDS * PIECE);
-    REQUIRE(z);
-    REQUIRE_OK(tu_vput(v, "rel", z, ROUNDS * PIECE, &e), e);
-    free(z);
-    REQUIRE_OK(scp_volume_sync(v, &e), e);
-    REQUIRE_OK(scp_volume_close(v, &e), e);
+    make_zero_volume(22, "writers", (const char *const[]){"rel", NULL}, key, &root, &vd);
     struct wreport r;
     tu_child a;
     if (tu_child_start(&a)) run_w(vd, key, &a);
