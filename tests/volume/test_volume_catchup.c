@@ -44,25 +44,22 @@ void *__wrap_malloc(size_t n) {
     return __real_malloc(n);
 }
 
-/* Is fd a file's journal object (objects/....j)? */
-static int is_journal(int fd) {
+/* Does the path fd names end in `suffix`? */
+static int fd_ends_with(int fd, const char *suffix) {
     char p[64], t[4096];
     snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(p, t, sizeof t - 1);
-    if (n < 3) return 0;
+    size_t k = strlen(suffix);
+    if (n < 0 || (size_t)n < k) return 0;
     t[n] = 0;
-    return !strcmp(t + n - 2, ".j");
+    return !strcmp(t + n - k, suffix);
 }
 
+/* Is fd a file's journal object (objects/....j)? */
+static int is_journal(int fd) { return fd_ends_with(fd, ".j"); }
+
 /* Is fd one of the volume's manifest slots (manifest.0, manifest.1)? */
-static int is_slot(int fd) {
-    char p[64], t[4096];
-    snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
-    ssize_t n = readlink(p, t, sizeof t - 1);
-    if (n < 11) return 0;
-    t[n] = 0;
-    return !strcmp(t + n - 11, "/manifest.0") || !strcmp(t + n - 11, "/manifest.1");
-}
+static int is_slot(int fd) { return fd_ends_with(fd, "/manifest.0") || fd_ends_with(fd, "/manifest.1"); }
 
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
     if (counting && is_slot(fd)) slot_reads++;
