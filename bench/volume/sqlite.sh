@@ -17,6 +17,10 @@
 #   AB=OTHER_BUILD (optional: also run the volume lines with that build's scpctl, as "base",
 #   on a volume of its own, alternating with plain and scp within each round; prints
 #   scp/base too).
+# Each round's time is the whole sqlite3 command's, start-up included (for scp: scpctl run's
+# container, the volume's open, the shield's start: about 40 ms against plain's 2). The
+# start-up alone (sqlite3 "SELECT 1", median of 5) is measured too, and a second table gives
+# the rates with it taken out: TXNS / (TXNS / rate - start-up).
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$B/src/scpctl
@@ -44,7 +48,7 @@ pre() {
 }
 dir() { case $1 in scp) echo "$T/mnt" ;; base) echo "$T/bmnt" ;; *) echo "$T/plain" ;; esac; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-declare -A R
+declare -A R C
 pragma() { if [ "$1" = wal ]; then echo "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"; else echo "PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"; fi; }
 { for i in $(seq 1 "$TXNS"); do echo "INSERT INTO t(v) VALUES('txn-$i');"; done; } > "$T/txn.sql"
 
@@ -119,6 +123,19 @@ fi
 if [ "${STRACE:-0}" = 1 ]; then
     for jm in $MODES; do for fs in $FSES; do flushes "$fs" "$jm"; done; done
 fi
+startup_ms() { # FS -> milliseconds of one sqlite3 "SELECT 1" run on that file system, median of 5
+    local fs=$1 t0 t1
+    for _ in 1 2 3 4 5; do
+        t0=$(date +%s%N)
+        $(pre "$fs") sqlite3 "$(dir "$fs")/startup.db" "SELECT 1;" >/dev/null
+        t1=$(date +%s%N)
+        echo $(( (t1 - t0) / 1000 ))
+    done | median | awk '{ printf "%.1f", $1 / 1000 }'
+    $(pre "$fs") rm -f "$(dir "$fs")/startup.db"
+}
+declare -A SU
+for fs in $FSES; do SU[$fs]=$(startup_ms "$fs"); done
+echo "  start-up (sqlite3 'SELECT 1', the whole command, median of 5): $(for fs in $FSES; do printf '%s %s ms  ' "$fs" "${SU[$fs]}"; done)"
 for r in $(seq 1 "$ROUNDS"); do
     for jm in $MODES; do for fs in $FSES; do
         v=$(run_once "$fs" "$jm"); R[$jm,$fs]="${R[$jm,$fs]:-} $v"; echo "  round $r $jm $fs: $v txn/s"
@@ -139,4 +156,19 @@ for jm in $MODES; do
     else
         awk -v j="$jm" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", j, p, s, s / p }'
     fi
+done
+# the same medians with each command's start-up taken out
+echo
+echo "| $TXNS one-row transactions, start-up taken out | plain txn/s | scp txn/s |${AB:+ base txn/s |} scp/plain |${AB:+ scp/base |}"
+echo "|---|---:|---:|${AB:+---:|}---:|${AB:+---:|}"
+for jm in $MODES; do
+    line="| $jm"
+    for fs in $FSES; do
+        m=$(echo ${R[$jm,$fs]} | tr ' ' '\n' | median)
+        C[$fs]=$(awk -v n="$TXNS" -v r="$m" -v su="${SU[$fs]}" 'BEGIN { t = n / r - su / 1000; printf "%d", (t > 0 ? n / t : 0) }')
+        line="$line | ${C[$fs]}"
+    done
+    line="$line | $(awk -v s="${C[scp]}" -v p="${C[plain]}" 'BEGIN { printf "%.2fx", s / p }')"
+    [ -n "${AB:-}" ] && line="$line | $(awk -v s="${C[scp]}" -v b="${C[base]}" 'BEGIN { printf "%.2fx", s / b }')"
+    echo "$line |"
 done

@@ -460,7 +460,8 @@ static int binary_feed(scp_ss_reader *r, const uint8_t *p, size_t n, scp_ss_even
 
 size_t scp_ss_frame_line(const uint8_t *frame, size_t n, char *out) {
     assert(n <= SCP_SS_MAX_FRAME);
-    memcpy(out, SCP_SS_LINE_PREFIX, 5);
+    static const char prefix[5] = {'S', 'C', 'R', '1', ':'}; /* SCP_SS_LINE_PREFIX, no NUL */
+    memcpy(out, prefix, sizeof prefix);
     size_t b = scp_b64enc_to(frame, n, out + 5);
     out[5 + b] = '\n';
     assert(6 + b <= SCP_SS_LINE_LEN(n));

@@ -987,13 +987,18 @@ static int write_records(scp_file *f, const u64map *m, scp_err *err) {
     uint8_t *ct = malloc(nb * cs), *win = NULL;
     uint64_t i, off;
     int rc = 0;
-    if (!jv || !ord || !ct) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    while (rc == 0 && u64map_next(m, &pos, &i, &off)) {
+    if (!jv || !ord || !ct) {
+        free(jv);
+        free(ord);
+        free(ct);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
+    while (u64map_next(m, &pos, &i, &off)) {
         jv[nk][0] = i;
         jv[nk++][1] = off;
     }
-    assert(rc < 0 || nk == nj);
-    if (rc == 0 && nj > 1) qsort(jv, nj, sizeof *jv, cmp_u64); /* (by index: the first u64) */
+    assert(nk == nj);
+    if (nj > 1) qsort(jv, nj, sizeof *jv, cmp_u64); /* (by index: the first u64) */
     for (size_t a = 0, bn; rc == 0 && a < nj; a += bn) {
         bn = nj - a < nb ? nj - a : nb;
         size_t no = 0;
