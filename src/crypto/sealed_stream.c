@@ -471,11 +471,16 @@ size_t scp_ss_frame_line(const uint8_t *frame, size_t n, char *out) {
 /* A record line's Base64 (b, n bytes, without prefix and newline): decoded into r->buf, it
  * must be exactly one frame, then read as a binary one. Anything else is a forged record: the
  * line form can resynchronize at the next line, so reading goes on. */
+/* The first five bytes of a frame: the magic and a frame type (binary input starts so; no line does). */
+static int frame_start(const uint8_t *b) {
+    return memcmp(b, MAGIC, 4) == 0 && b[4] >= SCP_SS_T_HEADER && b[4] <= SCP_SS_T_END;
+}
+
 static int record_line(scp_ss_reader *r, const char *b, size_t n, scp_ss_event_fn fn, void *arg, scp_err *err) {
     size_t len;
+    /* (len <= SCP_SS_MAX_FRAME, so a matching length field is at most SCP_SS_MAX_DATA) */
     if (r->line_long || scp_b64dec_to(b, n, r->buf, SCP_SS_MAX_FRAME, &len) < 0 || len < SCP_SS_OVERHEAD ||
-        memcmp(r->buf, MAGIC, 4) != 0 || r->buf[4] < SCP_SS_T_HEADER || r->buf[4] > SCP_SS_T_END ||
-        scp_get_u32(r->buf + 37) > SCP_SS_MAX_DATA || len != SCP_SS_OVERHEAD + scp_get_u32(r->buf + 37))
+        !frame_start(r->buf) || len != SCP_SS_OVERHEAD + scp_get_u32(r->buf + 37))
         return problem(r, fn, arg, NULL, SCP_SS_FORGED, 0, 1,
                        "a record line is malformed (not one sealed record in Base64): changed or cut");
     r->have = len;
@@ -530,7 +535,7 @@ int scp_ss_reader_feed(scp_ss_reader *r, const void *buf, size_t n, scp_ss_event
         p += k;
         n -= k;
         if (r->have < 5) return 0;
-        if (memcmp(r->buf, MAGIC, 4) == 0 && r->buf[4] >= SCP_SS_T_HEADER && r->buf[4] <= SCP_SS_T_END) {
+        if (frame_start(r->buf)) {
             r->form = FORM_BINARY; /* the five bytes stay in buf: the frame's start */
         } else {
             uint8_t first[5];
