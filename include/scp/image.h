@@ -44,6 +44,12 @@ typedef struct scp_image_build_opts {
     const char *service;
     const char *protect[SCP_IMAGE_MAX_PATHS]; /* absolute paths inside the image */
     size_t n_protect;
+    /* paths (files or directories) that must be in the trusted-files manifest: each must exist in
+     * the image by its real path (no symlink on the way), outside every protected path; the build
+     * fails otherwise. Every other regular file is listed too: these only make it a checked
+     * promise, and image.json names them ("trusted_paths"). */
+    const char *trust[SCP_IMAGE_MAX_PATHS];
+    size_t n_trust;
     const char *output;     /* a tar file to write, "-" for stdout, NULL: load into the engine */
     const char *entry;      /* scp-entry, the image's runtime (copied into /scp/bin with its libraries) */
     const char *shield_lib; /* libscp-shield.so to add */

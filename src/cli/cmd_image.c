@@ -13,7 +13,7 @@
 
 static void image_usage(FILE *out) {
     fprintf(out,
-            "usage: scpctl image build FROM -t NAME[:TAG] --session S --service NAME [--protect PATH]...\n"
+            "usage: scpctl image build FROM -t NAME[:TAG] --session S --service NAME [--protect PATH]... [--trusted PATH]...\n"
             "                          [-o FILE|-] [--template FILE] [--tmpdir DIR]\n"
             "            FROM: a 'docker save' archive, an OCI layout (directory or tar), or an image of the\n"
             "            local Docker engine by name. Writes a secure image: the input's layers, and /scp with\n"
@@ -66,6 +66,9 @@ static int image_build(int argc, char **argv) {
         else if (!strcmp(a, "--protect") && has) {
             if (o.n_protect == SCP_IMAGE_MAX_PATHS) return cli_usage_error("at most %d --protect paths", SCP_IMAGE_MAX_PATHS);
             o.protect[o.n_protect++] = argv[++i];
+        } else if (!strcmp(a, "--trusted") && has) {
+            if (o.n_trust == SCP_IMAGE_MAX_PATHS) return cli_usage_error("at most %d --trusted paths", SCP_IMAGE_MAX_PATHS);
+            o.trust[o.n_trust++] = argv[++i];
         } else if (a[0] == '-' && a[1] != '\0')
             return cli_usage_error("image build: unknown option or missing value '%s'", a);
         else if (!o.from) o.from = a;

@@ -275,6 +275,13 @@ fail:
     return -1;
 }
 
+int scp_path_within(const char *p, const char *dir) {
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') n--;
+    if (n == 1 && dir[0] == '/') return 1;
+    return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
 char *scp_escape_text(const char *in, char *out, size_t outsz) {
     assert(outsz > 0);
     size_t o = 0;

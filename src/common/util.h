@@ -67,6 +67,10 @@ int scp_read_path(const char *path, size_t max, char **out, size_t *len, scp_err
 /* Write a file atomically (temporary file, fsync, rename) with the given mode. */
 int scp_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode, scp_err *err);
 
+/* 1 if the absolute path p is dir or lies below it ("/a/b" is within "/a", "/ab" is not; every
+ * path is within "/"), else 0. Compares strings only: both normalized, no symlink resolved. */
+int scp_path_within(const char *p, const char *dir);
+
 /* Copy text that may come from a client into a line of output: control characters (C0, DEL,
  * and C1 in UTF-8) become \n, \t, \r or \xNN and a backslash becomes \\, so that the text
  * can neither start a new line or field nor drive a terminal. Always NUL-terminates out

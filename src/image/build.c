@@ -11,11 +11,14 @@
 #include <jansson.h>
 #include <archive.h>
 #include <archive_entry.h>
+#include <assert.h>
+#include <linux/openat2.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -69,23 +72,54 @@ static void stage_close(stage *s) {
     s->root = -1;
 }
 
-/* A path to protect: absolute, normalized, not "/" and not under /scp, /proc, /sys, /dev. */
-static int protect_ok(const char *p, scp_err *err) {
+/* A path given with an option (opt: "--protect", "--trusted"): absolute, normalized, not "/"
+ * and not under /scp, /proc, /sys, /dev. */
+static int image_path_ok(const char *opt, const char *p, scp_err *err) {
     if (p[0] != '/' || p[1] == '\0')
-        return scp_fail(err, SCP_E_INVAL, EINVAL, "--protect %s: give an absolute path below /", p);
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "%s %s: give an absolute path below /", opt, p);
     for (const char *c = p; *c;) {
         const char *e = strchr(c + 1, '/');
         size_t l = e ? (size_t)(e - c - 1) : strlen(c + 1);
         if (l == 0 || (l == 1 && c[1] == '.') || (l == 2 && c[1] == '.' && c[2] == '.'))
-            return scp_fail(err, SCP_E_INVAL, EINVAL, "--protect %s: give a normalized path (no '.', '..' or '//')", p);
+            return scp_fail(err, SCP_E_INVAL, EINVAL, "%s %s: give a normalized path (no '.', '..' or '//')", opt, p);
         c = e ? e : c + 1 + l;
     }
     static const char *const reserved[] = {"/scp", "/proc", "/sys", "/dev"};
-    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++) {
-        size_t l = strlen(reserved[i]);
-        if (!strncmp(p, reserved[i], l) && (p[l] == '\0' || p[l] == '/'))
-            return scp_fail(err, SCP_E_INVAL, EINVAL, "--protect %s: %s cannot be protected", p, reserved[i]);
-    }
+    for (size_t i = 0; i < sizeof reserved / sizeof *reserved; i++)
+        if (scp_path_within(p, reserved[i]))
+            return scp_fail(err, SCP_E_INVAL, EINVAL, "%s %s: %s is the runtime's or the kernel's, not the image's", opt, p,
+                            reserved[i]);
+    return 0;
+}
+
+/* A --trusted path: in the staged image by its real path and outside the protected paths, a
+ * regular file or a directory; *n: how many files of the manifest m it covers. */
+static int check_trust(int root, const scp_image_build_opts *o, const char *p, const char *m, size_t ml, size_t *n,
+                       scp_err *err) {
+    if (image_path_ok("--trusted", p, err) < 0) return -1;
+    for (size_t i = 0; i < o->n_protect; i++)
+        if (scp_path_within(p, o->protect[i]))
+            return scp_fail(err, SCP_E_INVAL, EINVAL,
+                            "--trusted %s is under --protect %s: its files are in a protected volume, not trusted files",
+                            p, o->protect[i]);
+    struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC, .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
+    int fd = (int)syscall(SYS_openat2, root, p + 1, &how, sizeof how);
+    struct stat sb;
+    if (fd < 0 && errno != ELOOP)
+        return scp_fail(err, errno == ENOENT ? SCP_E_NOENT : SCP_E_INVAL, errno, "--trusted %s: %s in the image", p,
+                        errno == ENOENT ? "no such file or directory" : strerror(errno));
+    int r = fd >= 0 ? fstat(fd, &sb) : 0;
+    if (fd >= 0) close(fd);
+    if (r < 0) return scp_fail_errno(err, "--trusted %s", p);
+    /* ELOOP: a link before the last component; O_PATH | O_NOFOLLOW opens a last one itself */
+    if (fd < 0 || S_ISLNK(sb.st_mode))
+        return scp_fail(err, SCP_E_INVAL, ELOOP,
+                        "--trusted %s: a symbolic link is on the way; give the real path (the manifest lists files by it)", p);
+    if (!S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "--trusted %s: neither a regular file nor a directory", p);
+    *n = img_trusted_count(m, ml, p);
+    /* the walk lists every regular file outside the protected paths: a file found here is in it */
+    assert(!S_ISREG(sb.st_mode) || *n == 1);
     return 0;
 }
 
@@ -320,6 +354,14 @@ static json_t *image_json(const scp_image_build_opts *o, json_t *cfg, json_t *ar
                      "service", o->service, "argv", argv, "env", json_is_array(env) ? json_incref(env) : json_array(), "cwd",
                      wd && *wd ? wd : "/", "user", user ? user : "", "protect", prot, "trusted", trusted_digest,
                      "trusted_files", (json_int_t)n_trusted, "shield", SHIELD_IN_IMAGE);
+}
+
+/* image.json's "trusted_paths": the --trusted paths, when any were given (an image built without
+ * them keeps the measurement it had). */
+static int add_trust(json_t *ij, const scp_image_build_opts *o) {
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < o->n_trust; i++) json_array_append_new(a, json_string(o->trust[i]));
+    return a ? json_object_set_new(ij, "trusted_paths", a) : -1;
 }
 
 static char *dump(json_t *j) { return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS); }
@@ -660,7 +702,7 @@ int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_er
     if (!o->from || !o->tag || !o->session || !o->service || !o->entry || !o->shield_lib)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "image build needs an input, a tag, a session and a service");
     for (size_t i = 0; i < o->n_protect; i++)
-        if (protect_ok(o->protect[i], err) < 0) return -1;
+        if (image_path_ok("--protect", o->protect[i], err) < 0) return -1;
     img_src src;
     stage st = {.root = -1};
     json_t *argv = NULL, *ij = NULL, *cfg = NULL;
@@ -698,9 +740,17 @@ int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_er
     for (size_t i = 0; i < o->n_protect; i++) skip[i] = o->protect[i];
     skip[o->n_protect] = "/" SEED_DIR; /* random ciphertext, authenticated by its own key */
     if (img_trusted_manifest(st.root, skip, o->n_protect + 1, &trusted, &tl, &res->n_trusted, err) < 0) goto out;
+    for (size_t i = 0; i < o->n_trust; i++) {
+        size_t n = 0;
+        if (check_trust(st.root, o, o->trust[i], trusted, tl, &n, err) < 0) goto out;
+        char line[400];
+        snprintf(line, sizeof line, "%.300s (%zu file%s)", o->trust[i], n, n == 1 ? "" : "s");
+        say(o, "trusted: ", line);
+    }
     char tdigest[IMG_DIGEST_LEN + 1];
     img_digest_buf(trusted, tl, tdigest);
     if (!(ij = image_json(o, src.config, argv, tdigest, res->n_trusted)) || (n_seeded && add_seeds(ij, o, n_files) < 0) ||
+        (o->n_trust && add_trust(ij, o) < 0) ||
         !(ij_doc = dump(ij))) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         goto out;

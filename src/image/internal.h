@@ -81,6 +81,10 @@ int img_remove_tree(int root, const char *path, scp_err *err);
 /* The trusted-files manifest of the tree at root (trusted.c): one line per regular file,
  * "<sha256 hex> <size> <mode octal> /<path>\n", sorted by path bytes, skipping the trees
  * listed in `skip` (absolute paths inside the image). *out is malloc'd. */
+/* How many files of the manifest m (m_len bytes, img_trusted_manifest's form) lie at or below
+ * the absolute path p: the file p itself, or the files under the directory p. */
+size_t img_trusted_count(const char *m, size_t m_len, const char *p);
+
 int img_trusted_manifest(int root, const char *const *skip, size_t n_skip, char **out, size_t *out_len,
                          size_t *n_files, scp_err *err);
 

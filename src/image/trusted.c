@@ -72,10 +72,7 @@ void img_strlist_free(img_strlist *l) {
 
 static int skipped(const char *path, const char *const *skip, size_t n_skip) {
     for (size_t i = 0; i < n_skip; i++) {
-        size_t l = strlen(skip[i]);
-        while (l > 1 && skip[i][l - 1] == '/') l--;
-        if (l == 1 && skip[i][0] == '/') return 1;
-        if (!strncmp(path, skip[i], l) && (path[l] == '\0' || path[l] == '/')) return 1;
+        if (scp_path_within(path, skip[i])) return 1;
     }
     return 0;
 }
@@ -131,6 +128,27 @@ static size_t escape_path(const char *p, char *out) {
             out[o++] = (char)*c;
     }
     return o;
+}
+
+size_t img_trusted_count(const char *m, size_t m_len, const char *p) {
+    char *want = malloc(4 * strlen(p) + 1);
+    if (!want) return 0;
+    size_t wl = escape_path(p, want), n = 0;
+    for (const char *line = m, *end = m + m_len; line < end;) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        if (!nl) nl = end;
+        /* "<hex> <size> <mode> <path>": the path follows the third space */
+        const char *f = line;
+        for (int k = 0; k < 3 && f; k++) {
+            f = memchr(f, ' ', (size_t)(nl - f));
+            if (f) f++;
+        }
+        if (f && (size_t)(nl - f) >= wl && !memcmp(f, want, wl) && ((size_t)(nl - f) == wl || f[wl] == '/'))
+            n++;
+        line = nl + 1;
+    }
+    free(want);
+    return n;
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }

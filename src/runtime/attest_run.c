@@ -866,12 +866,6 @@ static void renewal_try(struct renewal *rn, scp_cas_client *c, const struct scp_
     renewal_schedule(rn, o, e.code != 0);
 }
 
-static int path_within(const char *p, const char *dir) {
-    size_t n = strlen(dir);
-    if (n == 1) return 1; /* "/" */
-    return strncmp(p, dir, n) == 0 && (p[n] == 0 || p[n] == '/');
-}
-
 /* The policy's files: absolute normalized paths, each once, none inside (or holding) a volume
  * mount, whose files the volume serves. */
 static int check_files(json_t *files, json_t *vols, const char *service, scp_err *err) {
@@ -895,7 +889,7 @@ static int check_files(json_t *files, json_t *vols, const char *service, scp_err
                                 service);
         for (size_t j = 0; j < json_array_size(vols); j++) {
             const char *mnt = json_string_value(json_object_get(json_array_get(vols, j), "path"));
-            if (mnt && (path_within(path, mnt) || path_within(mnt, path)))
+            if (mnt && (scp_path_within(path, mnt) || scp_path_within(mnt, path)))
                 return scp_fail(err, SCP_E_INVAL, EINVAL,
                                 "injected file '%s' of service %s lies in the protected volume mounted at %s; put it "
                                 "outside the volume (or write it into the volume)", path, service, mnt);

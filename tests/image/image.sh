@@ -30,6 +30,7 @@ for l in $(ldd /usr/bin/redis-server | grep -o '/[^ ]*'); do
     cp -L "$l" "$R$l"
 done
 echo 'root:x:0:0::/:/bin/sh' > "$R/etc/passwd"
+ln -s redis-server "$R/usr/bin/redis" # for --trusted's check of symbolic links
 CONF_MARK=scp-conf-marker-$$-$(od -An -N4 -tx4 /dev/urandom | tr -d " ")
 printf 'bind 127.0.0.1\n# %s\n' "$CONF_MARK" > "$R/srv/conf/redis.conf"
 tar -C "$R" -c . | docker import -c 'ENTRYPOINT ["/usr/bin/redis-server"]' -c 'CMD ["--port", "6390"]' - \
@@ -158,7 +159,10 @@ expect_err "malformed archive" "not an image archive\|malformed\|no files" "$T/j
 expect_err "protected path missing" "no such directory in the image" "$T/base.tar" -t x:1 --session s --service s --protect /nope -o "$T/x.tar"
 note "files under a protected path: sealed into /scp/seed, gone from the layers, their key only in the template"
 "$SCPCTL" image build "$T/base.tar" -t $TAG/redis-conf:1 --session s --service s --protect /srv/conf --protect /data \
-    -o "$T/conf.tar" > "$T/conf.out" 2> "$T/err" || fail "build with files under a protected path: $(cat "$T/err")"
+    --trusted /usr/bin/redis-server --trusted /lib -o "$T/conf.tar" > "$T/conf.out" 2> "$T/err" ||
+    fail "build with files under a protected path: $(cat "$T/err")"
+"$SCPCTL" image inspect "$T/conf.tar" | tr -d ' \n' | grep -q '"trusted_paths":\["/usr/bin/redis-server","/lib"\]' ||
+    fail "image.json lacks the --trusted paths: $("$SCPCTL" image inspect "$T/conf.tar")"
 grep -qa "$CONF_MARK" "$T/base.tar" || fail "the test's marker is not in the input"
 grep -qa "$CONF_MARK" "$T/conf.tar" && fail "the secure image holds the protected file in plaintext"
 grep -q 'SCP_SEED_conf: "\$\$SCP::scp_seed_conf\$\$"' "$T/conf.tar.session.yaml" || fail "template lacks the seed: $(cat "$T/conf.tar.session.yaml")"
@@ -167,6 +171,10 @@ grep -Eq 'name: scp_seed_conf, kind: explicit, value: "[0-9a-f]{64}"' "$T/conf.t
 "$SCPCTL" image inspect "$T/conf.tar" | grep -q '"/scp/seed/0"' || fail "image.json lacks the seed"
 "$SCPCTL" image verify "$T/conf.tar" > /dev/null 2> "$T/err" || fail "verify of a seeded image: $(cat "$T/err")"
 skopeo inspect "oci-archive:$T/conf.tar" > /dev/null || fail "skopeo does not read the seeded image"
+expect_err "trusted path missing" "no such file or directory in the image" "$T/base.tar" -t x:1 --session s --service s --trusted /usr/bin/nope -o "$T/x.tar"
+expect_err "trusted path under a protected one" "is under --protect /srv/conf" "$T/base.tar" -t x:1 --session s --service s --protect /srv/conf --trusted /srv/conf/redis.conf -o "$T/x.tar"
+expect_err "trusted path through a symlink" "a symbolic link is on the way" "$T/base.tar" -t x:1 --session s --service s --trusted /usr/bin/redis -o "$T/x.tar"
+expect_err "trusted path reserved" "the runtime's or the kernel's" "$T/base.tar" -t x:1 --session s --service s --trusted /proc/self -o "$T/x.tar"
 expect_err "relative protected path" "absolute path" "$T/base.tar" -t x:1 --session s --service s --protect data -o "$T/x.tar"
 expect_err "image not in the engine" "refused\|No such image" $TAG/absent:9 -t x:1 --session s --service s -o "$T/x.tar"
 expect_err "secure image as input" "already has /scp" "$T/secure.tar" -t x:1 --session s --service s -o "$T/x.tar"
