@@ -903,8 +903,12 @@ static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abs
 static __thread struct abs_memo {
     int depth, valid, dirfd, r, link_named, nameless_ok;
     const char *p;
-    char abs[PATH_MAX + SCP_SHIELD_MAX_MOUNT];
 } memo;
+/* The memo's path lives in the thread's shield scratch (init.c), not in TLS: a thread's static
+ * TLS comes out of the stack its creator asked for, and 5 KiB of it overflowed a thread made
+ * with PTHREAD_STACK_MIN. No scratch (no memory for it): no memo. */
+#define MEMO_ABS_MAX (PATH_MAX + SCP_SHIELD_MAX_MOUNT)
+_Static_assert(MEMO_ABS_MAX <= SH_SCRATCH_SIZE, "the memo's path fits the thread's scratch");
 
 void sh_abspath_scope_enter(void) {
     memo.depth++;
@@ -920,9 +924,11 @@ void sh_abspath_scope_leave(void) {
 static int memo_hit(int dirfd, const char *path_in, char *abs, size_t abssz) {
     if (!memo.valid || memo.dirfd != dirfd || memo.p != path_in || memo.nameless_ok != nameless_link_ok) return 0;
     if (memo.r > 0) {
-        size_t n = strlen(memo.abs);
+        const char *m = sh_scratch();
+        assert(m); /* valid only after a store into it */
+        size_t n = strlen(m);
         if (n >= abssz) return 0;
-        memcpy(abs, memo.abs, n + 1);
+        memcpy(abs, m, n + 1);
     }
     fd_link_named = memo.link_named;
     return 1;
@@ -932,13 +938,14 @@ int sh_abspath(int dirfd, const char *path_in, char *abs, size_t abssz) {
     if (memo.depth > 0 && memo_hit(dirfd, path_in, abs, abssz)) return memo.r;
     int r = abspath_compute(dirfd, path_in, abs, abssz);
     memo.valid = 0;
-    if (memo.depth > 0 && (r <= 0 || strlen(abs) < sizeof memo.abs)) {
+    char *m = memo.depth > 0 ? sh_scratch() : NULL;
+    if (m && (r <= 0 || strlen(abs) < MEMO_ABS_MAX)) {
         memo.dirfd = dirfd;
         memo.p = path_in;
         memo.r = r;
         memo.link_named = fd_link_named;
         memo.nameless_ok = nameless_link_ok;
-        if (r > 0) strcpy(memo.abs, abs);
+        if (r > 0) strcpy(m, abs);
         memo.valid = 1;
     }
     return r;

@@ -106,7 +106,7 @@ int sh_filter_up;
  * may use it, unless the parent itself is on it (it vforked from inside a trap: the shield's
  * own clones there do not share memory, but the rule costs one getpid only then). The busy
  * mark a child leaves behind when its exec succeeds is stale once the parent runs again. */
-#define TRAP_STACK (256u << 10) /* reserved (NORESERVE: pages are taken as touched) */
+#define TRAP_STACK (256u << 10) /* reserved (NORESERVE: pages are taken as touched); its top SH_SCRATCH_SIZE bytes are the thread's scratch (sh_scratch) */
 #define TRAP_GUARD 4096u        /* below it: an overflow faults instead of writing on */
 static __thread char *trap_stk; /* its lowest usable byte, or NULL */
 static __thread int trap_stk_busy;
@@ -174,25 +174,39 @@ static long trap_serve(void *tv) {
     return 0;
 }
 
-static void trap_run(struct trap *t) {
+/* Who marked this thread's shield stack busy (trap_stk_busy). An interposed call runs with
+ * signals open, so a mark of STK_CALL found from off the stack is a genuine nesting (a signal
+ * handler of the program on its alternate stack, calling in while the interrupted call is on
+ * the shield's stack) and the newcomer stays where it is. The SIGSYS handler runs with signals
+ * blocked, so a mark of STK_TRAP found from off the stack is a vfork child's (its parent
+ * suspended on the stack, or a mark left when the child's exec succeeded: stale once the
+ * parent runs again, which getpid tells apart). */
+enum { STK_FREE, STK_CALL, STK_TRAP };
+
+char *sh_scratch(void) {
+    char *stk = trap_stk_get();
+    return stk ? stk + TRAP_STACK - SH_SCRATCH_SIZE : NULL;
+}
+
+static long on_stack(long (*fn)(void *), void *arg, int user) {
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
     char *stk = trap_stk;
-    /* on it already: a trap nested in a served one (the shield's own calls through libc) */
-    if (stk && sp >= (uintptr_t)stk && sp < (uintptr_t)stk + TRAP_STACK) {
-        trap_serve(t);
-        return;
-    }
-    /* the parent of this vfork child is on it (see above) */
-    if (trap_stk_busy && (pid_t)sh_gate(SYS_getpid, 0, 0, 0, 0, 0, 0) != sh.pid) stk = NULL;
-    else stk = trap_stk_get();
-    if (!stk) {
-        trap_serve(t);
-        return;
-    }
-    trap_stk_busy = 1;
-    sh_run_on(stk + TRAP_STACK, trap_serve, t);
-    trap_stk_busy = 0;
+    /* on it already: a trap nested in a served one (the shield's own calls through libc), a
+     * trapped call of an interposed one, a signal handler run on it */
+    if (stk && sp >= (uintptr_t)stk && sp < (uintptr_t)stk + TRAP_STACK) return fn(arg);
+    int busy = trap_stk_busy;
+    if (busy == STK_CALL) return fn(arg);
+    if (busy == STK_TRAP && (pid_t)sh_gate(SYS_getpid, 0, 0, 0, 0, 0, 0) != sh.pid) return fn(arg);
+    if (!(stk = trap_stk_get())) return fn(arg);
+    trap_stk_busy = user;
+    long r = sh_run_on(stk + TRAP_STACK - SH_SCRATCH_SIZE, fn, arg);
+    trap_stk_busy = STK_FREE; /* (a longjmp out of fn leaves the mark: later calls stay put) */
+    return r;
 }
+
+long sh_on_stack(long (*fn)(void *), void *arg) { return on_stack(fn, arg, STK_CALL); }
+
+static void trap_run(struct trap *t) { on_stack(trap_serve, t, STK_TRAP); }
 
 static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     (void)sig;

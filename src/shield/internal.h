@@ -269,6 +269,18 @@ extern int sh_priv_npending;
  * the new thread's own call. A thread made by another library's constructor before the
  * shield's is not covered (docs/shield.md). */
 extern int sh_filter_up;
+/* fn(arg) on this thread's shield stack (init.c: 256 KiB, mapped at first use), where the SIGSYS
+ * handler serves traps: the interposed functions run their served work there, since a path
+ * call takes ~40 KiB of frames with the volume library and OpenSSL below them and a thread may
+ * have been made with PTHREAD_STACK_MIN (16 KiB). Runs fn on the current stack when already on
+ * the shield's, when the shield's is in use by an interrupted call of this thread, or when no
+ * stack can be mapped. Returns fn's result. */
+long sh_on_stack(long (*fn)(void *), void *arg);
+/* This thread's shield scratch: SH_SCRATCH_SIZE bytes above its shield stack (mapped now if need
+ * be; NULL when it cannot be), for per-thread data too large for TLS. A vfork child shares it
+ * with its suspended parent, as it shares TLS. */
+#define SH_SCRATCH_SIZE 8192u
+char *sh_scratch(void);
 void sh_priv_pending_run(void);
 static inline void sh_priv_poll(void) {
     if (__builtin_expect(__atomic_load_n(&sh_priv_npending, __ATOMIC_RELAXED) != 0, 0)) sh_priv_pending_run();

@@ -59,9 +59,42 @@ static long ret(long r) {
     return r;
 }
 
+/* ---- served work on the shield's stack ----------------------------------------------------
+ * What the shield serves runs deep (a path call ~40 KiB of frames, then the volume library and
+ * OpenSSL): a thread made with PTHREAD_STACK_MIN (16 KiB) overflowed in an open of a protected
+ * path. So the calls below move onto the thread's shield stack, as the SIGSYS handler does
+ * (sh_on_stack, init.c); what stays on the program's is the wrapper's own frame. */
+struct deep {
+    long nr;
+    const long *a;
+    long r;
+    int flag; /* sh_path_syscall's trusted; sh_path_call's handled */
+};
+static long syscall_deep(void *v) {
+    struct deep *d = v;
+    return sh_syscall(d->nr, d->a);
+}
+static long path_syscall_deep(void *v) {
+    struct deep *d = v;
+    return sh_path_syscall(d->nr, d->a, d->flag);
+}
+static long path_call_deep(void *v) {
+    struct deep *d = v;
+    d->flag = sh_path_call(d->nr, d->a, &d->r);
+    return 0;
+}
+static long deep_syscall(long nr, const long a[6]) {
+    struct deep d = {.nr = nr, .a = a};
+    return sh_on_stack(syscall_deep, &d);
+}
+static long deep_path_syscall(long nr, const long a[6], int trusted) {
+    struct deep d = {.nr = nr, .a = a, .flag = trusted};
+    return sh_on_stack(path_syscall_deep, &d);
+}
+
 static long call6(long nr, long a0, long a1, long a2, long a3, long a4, long a5) {
     long a[6] = {a0, a1, a2, a3, a4, a5};
-    return ret(sh_syscall(nr, a));
+    return ret(deep_syscall(nr, a));
 }
 /* The volume library's own calls (sh_in_lib) never name a protected descriptor, and must not
  * take sh.mu (the shield may hold it while calling into the library). */
@@ -71,9 +104,10 @@ static long call6(long nr, long a0, long a1, long a2, long a3, long a4, long a5)
 static int pcall(long nr, long a0, long a1, long a2, long a3, long a4, long *r) {
     if (!sh.active || sh_in_lib) return 0; /* the volume library never names protected paths */
     long a[6] = {a0, a1, a2, a3, a4, 0};
-    long x;
-    if (!sh_path_call(nr, a, &x)) return 0;
-    *r = ret(x);
+    struct deep d = {.nr = nr, .a = a};
+    sh_on_stack(path_call_deep, &d);
+    if (!d.flag) return 0;
+    *r = ret(d.r);
     return 1;
 }
 
@@ -89,7 +123,7 @@ static int pcall(long nr, long a0, long a1, long a2, long a3, long a4, long *r) 
 static long pathcall_r(long nr, long a0, long a1, long a2, long a3, long a4) {
     if (!sh.active || sh_in_lib) return sh_gate(nr, a0, a1, a2, a3, a4, 0);
     long a[6] = {a0, a1, a2, a3, a4, 0};
-    return sh_path_syscall(nr, a, 0);
+    return deep_path_syscall(nr, a, 0);
 }
 #define pathcall(nr, a0, a1, a2, a3, a4) ret(pathcall_r(nr, a0, a1, a2, a3, a4))
 
@@ -99,7 +133,7 @@ static long pathcall_r(long nr, long a0, long a1, long a2, long a3, long a4) {
  * the trusted-file check (trusted.c). */
 static long open_checked(int dirfd, const char *path, int flags, mode_t mode) {
     long a[6] = {dirfd, (long)path, flags, mode, 0, 0};
-    return sh_path_syscall(SYS_openat, a, 1);
+    return deep_path_syscall(SYS_openat, a, 1);
 }
 
 static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {

@@ -13,10 +13,16 @@
  *   altstack the program's own 16 KiB sigaltstack: a SA_ONSTACK handler of SIGUSR1 makes the
  *           same raw calls (the shield leaves the program's alternate stack alone: the
  *           handler runs on it and sigaltstack reports it).
- * usage: smallstack DIR clone|thread|altstack   (exit 0 when the case worked)
+ *   libc    a thread made by pthread_create with PTHREAD_STACK_MIN (16 KiB, from which glibc
+ *           also takes the thread's TLS) makes libc's calls, which the shield interposes:
+ *           mkdir, open (through "..") and write, fsync, close, stat, realpath (whose
+ *           readlink traps), rename, unlink. The interposed functions ran the served work on
+ *           the caller's stack, ~40 KiB deep: SIGSEGV with a stack of 48 KiB and less.
+ * usage: smallstack DIR clone|thread|altstack|libc   (exit 0 when the case worked)
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -74,6 +80,29 @@ static int raw_calls(const char *name) {
     return 0;
 }
 
+/* The libc case's calls; 0 when each did what the kernel would. Small locals: the thread's
+ * 16 KiB hold its TLS and glibc's thread descriptor too. */
+static void *libc_main(void *arg) {
+    (void)arg;
+    char d[256], f[256], g[256];
+    snprintf(d, sizeof d, "%s/libc-dir", dir);
+    snprintf(f, sizeof f, "%s/libc-dir/../libc", dir);
+    snprintf(g, sizeof g, "%s/libc-renamed", dir);
+    if (mkdir(d, 0700)) return (void *)1;
+    int fd = open(f, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return (void *)2;
+    if (write(fd, "libc", 4) != 4 || fsync(fd) || close(fd)) return (void *)3;
+    struct stat st;
+    if (stat(f, &st) || st.st_size != 4) return (void *)4;
+    char *rp = realpath(f, NULL);
+    size_t dl = strlen(dir);
+    int rp_ok = rp && !strncmp(rp, dir, dl) && !strcmp(rp + dl, "/libc");
+    free(rp);
+    if (!rp_ok) return (void *)5;
+    if (rename(f, g) || link(g, f) || unlink(g) || rmdir(d)) return (void *)6;
+    return NULL;
+}
+
 static void *thread_main(void *arg) {
     (void)arg;
     return (void *)(intptr_t)raw_calls("thread");
@@ -111,7 +140,7 @@ static int read_is(const char *name, const char *want) {
 
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: smallstack DIR clone|thread|altstack\n");
+        fprintf(stderr, "usage: smallstack DIR clone|thread|altstack|libc\n");
         return 2;
     }
     dir = argv[1];
@@ -145,6 +174,19 @@ int main(int argc, char **argv) {
             return 1;
         }
         if (!read_is("thread", "thread")) return 1;
+    } else if (!strcmp(argv[2], "libc")) {
+        pthread_attr_t at;
+        pthread_t t;
+        void *rc;
+        pthread_attr_init(&at);
+        if ((errno = pthread_attr_setstacksize(&at, PTHREAD_STACK_MIN))) die("pthread_attr_setstacksize");
+        if ((errno = pthread_create(&t, &at, libc_main, NULL))) die("pthread_create");
+        pthread_join(t, &rc);
+        if (rc) {
+            fprintf(stderr, "smallstack: the thread's libc call %d failed\n", (int)(intptr_t)rc);
+            return 1;
+        }
+        if (!read_is("libc", "libc")) return 1;
     } else if (!strcmp(argv[2], "altstack")) {
         alt = small_stack(altsz);
         stack_t ss = {.ss_sp = alt, .ss_size = altsz};
