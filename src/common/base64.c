@@ -6,13 +6,6 @@
 
 #include <openssl/evp.h>
 
-char *scp_b64enc(const uint8_t *in, size_t n) {
-    if (n > (1u << 28)) return NULL;
-    char *out = malloc(4 * ((n + 2) / 3) + 1);
-    if (!out) return NULL;
-    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
-    return out;
-}
 
 static int b64_valid(const char *in, size_t n) {
     if (n % 4 != 0 || n > (1u << 28)) return 0;
@@ -36,6 +29,14 @@ size_t scp_b64enc_to(const uint8_t *in, size_t n, char *out) {
     EVP_EncodeBlock(last, in + head, (int)(n - head));
     memcpy(out + len - 4, last, 4);
     return len;
+}
+
+char *scp_b64enc(const uint8_t *in, size_t n) {
+    if (n > (1u << 28)) return NULL;
+    char *out = malloc(4 * ((n + 2) / 3) + 1);
+    if (!out) return NULL;
+    out[scp_b64enc_to(in, n, out)] = '\0';
+    return out;
 }
 
 int scp_b64dec_to(const char *in, size_t n, uint8_t *out, size_t cap, size_t *out_len) {
