@@ -24,6 +24,7 @@
                                         * whole SHA-256 blocks) */
 #define SCP_PAGE_MIDS (SCP_TABLE_PAGE / SCP_PAGE_SEG - 1)
 #define SCP_ROOT_SEG 32u               /* page hashes per midstate of the root (1 KiB) */
+#define SCP_CT_NEW 64u                 /* ciphertext copies kept per commit (commit.c, ct_keep) */
 #define SCP_DIRTY_LIMIT (16u << 20)    /* bytes of dirty plaintext per file before write-back */
 #define FILE_CACHE 64                  /* closed files whose state is kept for the next open */
 #define SCP_SUBKEY_CACHE 16            /* chunk subkeys kept per file for reading */
@@ -239,6 +240,8 @@ struct scp_file {
     u64map ctc;                 /* chunk index -> struct ct_copy *: the ciphertext of its
                                  * newest seal since the commit, where a small write-back put
                                  * it (commit.c, ct_keep) */
+    uint64_t ct_new[SCP_CT_NEW]; /* the chunk indexes ct_keep stored since the last commit */
+    uint32_t ct_nnew;           /* ... how many (ct_after_commit checks only these) */
     uint8_t *jq;                /* journal bytes a commit has queued for one pwrite (the
                                  * last jq_len bytes before j_end; journal_append) */
     size_t jq_len, jq_cap;
