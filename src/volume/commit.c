@@ -738,12 +738,19 @@ struct ct_copy {
  * chunk of sqlite's default WAL (1,000 pages of 4 KiB). */
 #define CT_KEEP_BYTES (4u << 20)
 
+/* Chunk i was sealed again and its copy is not kept: an older copy of it goes (what keeps
+ * every copy that no commit stored since right: ct_after_commit). */
+static void ct_drop(scp_file *f, uint64_t i) {
+    uint64_t old;
+    if (u64map_count(&f->ctc) && u64map_del(&f->ctc, i, &old)) free((void *)(uintptr_t)old);
+}
+
 static void ct_keep(scp_file *f, uint64_t i, uint64_t where, const uint8_t *ct) {
     uint64_t old;
     struct ct_copy *c = NULL;
     if (f->vol->shared) return; /* (other processes write the objects and follow the log) */
-    if (f->ct_nnew >= SCP_CT_NEW) { /* (past the commit's count: an old copy of i goes) */
-        if (u64map_del(&f->ctc, i, &old)) free((void *)(uintptr_t)old);
+    if (f->ct_nnew >= SCP_CT_NEW) { /* (past the commit's count) */
+        ct_drop(f, i);
         return;
     }
     if (u64map_get(&f->ctc, i, &old)) c = (struct ct_copy *)(uintptr_t)old;
@@ -781,10 +788,10 @@ void file_ct_forget(scp_file *f) {
  * journal in DELETE mode, written, committed twice and closed in every transaction). Only
  * the copies this commit stored are checked: a copy checked after an earlier commit still
  * matches, since dapply's entry for a chunk changes only when a commit journals that chunk,
- * whose seal replaced the copy (ct_keep: an existing copy is always replaced or, past the
- * commit's count, dropped), and dapply only loses entries all at once (file_data_flush, which
- * forgets every copy). A copy is used only where its offset matches anyway (ct_kept): what
- * this keeps right is memory, not data. Every copy kept names a record of the open log:
+ * whose seal replaced the copy (ct_keep; past the commit's count or in a large write-back the
+ * old copy is dropped, ct_drop), and dapply only loses entries all at once (file_data_flush,
+ * which forgets every copy). A copy is used only where its offset matches anyway (ct_kept):
+ * what this keeps right is memory, not data. Every copy kept names a record of the open log:
  * file_data_flush forgets them when it empties the set, before any new log can start (a copy
  * of an old log's record would otherwise pass for a new record at the same offset). */
 static void ct_after_commit(scp_file *f) {
@@ -884,6 +891,8 @@ int file_writeback(scp_file *f, scp_err *err) {
                         nonces + k * SCP_NONCE_LEN, inplace[k] - 1, err);
         if (rc == 0 && !over)
             ct_keep(f, idx[k], inplace[k] == 1 ? CT_SLOT0 : CT_SLOT1, buf + run_len * cs);
+        else if (rc == 0)
+            ct_drop(f, idx[k]);
         if (rc == 0 && idx[k] < cn && u64map_put(&f->placed, idx[k], inplace[k] - 1u) < 0)
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         run_len++;
@@ -906,6 +915,7 @@ int file_writeback(scp_file *f, scp_err *err) {
         if (rc == 0) memcpy(r + SCP_JREC_HDR_LEN, ent(f, idx[k]), ENT);
         if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JCHUNK_HDR_LEN);
         if (rc == 0 && !over) ct_keep(f, idx[k], f->j_end + jlen, r + SCP_JCHUNK_HDR_LEN);
+        else if (rc == 0) ct_drop(f, idx[k]);
         if (rc == 0 && (u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0 ||
                         u64map_put(&f->jlogged, idx[k], 1) < 0))
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
