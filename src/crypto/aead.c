@@ -43,7 +43,8 @@ int scp_random(void *buf, size_t n, scp_err *err) {
  * so what one takes the other never sees again. Where the kernel refuses the mark (before
  * Linux 4.14) the buffer records the pid that filled it and is filled afresh when getpid()
  * differs, as OpenSSL's own check does. So a nonce's uniqueness rests on the DRBG as before.
- * The buffer is taken out of its slot while in use, so that a signal handler that draws meanwhile (the shield's) finds none and calls RAND_bytes.
+ * The buffer is taken out of its slot while in use, so that a signal handler that draws
+ * meanwhile (the shield's) finds none and calls RAND_bytes.
  * Keys never come from here: the buffer holds values before they are drawn. */
 #define POOL_BYTES 480
 struct rand_pool {
@@ -338,8 +339,9 @@ int scp_derive_key(const uint8_t key[32], const char *label, const void *ctx, si
  * on a context on the stack): through EVP each digest paid its provider's init, update and
  * final dispatch (about 140 ns, more than the one compression of a 48-byte journal chain
  * link), and a sqlite WAL transaction hashes about 30 short inputs (the journal's chain, the
- * manifest log's records, the volume tag's HMACs). Same digests (test_crypto). A context on the
- * stack also needs no per-thread spare for a signal handler that hashes meanwhile. */
+ * manifest log's records, the volume tag's HMACs). Same digests (tests/crypto/test_hash.c). A
+ * context on the stack also needs no per-thread spare for a signal handler that hashes
+ * meanwhile. */
 
 /* HMAC-SHA256 (RFC 2104). Keys longer than a block are hashed first, as RFC 2104 says. Every
  * state that held the key or the inner digest (the padded key copies, both midstates) is on

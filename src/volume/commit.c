@@ -813,7 +813,8 @@ static void ct_after_commit(scp_file *f) {
 #ifndef NDEBUG
     size_t pos = 0; /* (all of them while few: debug builds run the benchmarks too) */
     while (u64map_count(&f->ctc) <= SCP_CT_NEW && u64map_next(&f->ctc, &pos, &k, &v))
-        assert(u64map_get(&f->dapply, k, &off) && off == ((const struct ct_copy *)(uintptr_t)v)->where);
+        assert(u64map_get(&f->dapply, k, &off) &&
+               off == ((const struct ct_copy *)(uintptr_t)v)->where);
 #endif
 }
 

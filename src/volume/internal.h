@@ -27,7 +27,8 @@
                                         * hashed on average 1.4 KB more per sqlite WAL
                                         * transaction, 16 hash 350 bytes more */
 #define SCP_PAGE_MIDS (SCP_TABLE_PAGE / SCP_PAGE_SEG - 1)
-_Static_assert(SCP_PAGE_SEG * SCP_CHUNK_ENTRY_LEN % 64u == 0, "a page's midstates fall on SHA-256 block ends");
+_Static_assert(SCP_PAGE_SEG * SCP_CHUNK_ENTRY_LEN % 64u == 0,
+               "a page's midstates fall on SHA-256 block ends");
 _Static_assert(SCP_TABLE_PAGE / SCP_PAGE_SEG <= 255, "page_dirty and page_mid_n are bytes");
 #define SCP_ROOT_SEG 32u               /* page hashes per midstate of the root (1 KiB) */
 #define SCP_CT_NEW 64u                 /* ciphertext copies kept per commit (commit.c, ct_keep) */
