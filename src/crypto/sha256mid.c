@@ -3,7 +3,8 @@
  * interface can only duplicate a context through the provider (an allocation per copy), and a
  * volume commit saves a few midstates per write (chunk.c, table_root). The low-level functions
  * are deprecated in OpenSSL 3 but run the same assembly (SHA-NI where the CPU has it); this
- * file is the only user, so the deprecation is silenced here alone. */
+ * file is the only user, so the deprecation is silenced here alone. scp_sha256 and the HMAC
+ * (aead.c) run on these too: EVP's provider dispatch cost more than a short input's hashing. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "crypto/crypto.h"
 
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 _Static_assert(sizeof(SHA256_CTX) <= sizeof(scp_sha256_mid), "scp_sha256_mid too small");
@@ -29,4 +31,7 @@ void scp_sha256_mid_final(const scp_sha256_mid *m, uint8_t out[32]) {
     SHA256_CTX c;
     memcpy(&c, m, sizeof c);
     SHA256_Final(out, &c); /* (on a copy: m goes on from where it was) */
+    /* The copy's state is now the digest, which may be secret (an HMAC's inner hash, HKDF's
+     * key): not left on the stack. */
+    OPENSSL_cleanse(&c, sizeof c);
 }

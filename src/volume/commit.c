@@ -730,14 +730,31 @@ struct ct_copy {
 };
 #define CT_SLOT0 UINT64_MAX
 #define CT_SLOT1 (UINT64_MAX - 1)
-#define CT_KEEP_MAX 64 /* chunks per commit */
+/* Copies kept per commit (SCP_CT_NEW: a large write-back keeps none beyond them, since copying
+ * megabytes it writes once would cost more than the reads it saves) and in all while the sole
+ * holder's applies wait (CT_KEEP_BYTES, per file): sqlite's WAL file takes two chunks per
+ * transaction, and its log's checkpoint (file_data_flush) read them all back, about 8 KiB per
+ * transaction (bench/RESULTS.md, "wal16" and "wal17"). 4 MiB holds the newest copy of every
+ * chunk of sqlite's default WAL (1,000 pages of 4 KiB). */
+#define CT_KEEP_BYTES (4u << 20)
+
+/* Chunk i was sealed again and its copy is not kept: an older copy of it goes (what keeps
+ * every copy that no commit stored since right: ct_after_commit). */
+static void ct_drop(scp_file *f, uint64_t i) {
+    uint64_t old;
+    if (u64map_count(&f->ctc) && u64map_del(&f->ctc, i, &old)) free((void *)(uintptr_t)old);
+}
 
 static void ct_keep(scp_file *f, uint64_t i, uint64_t where, const uint8_t *ct) {
     uint64_t old;
     struct ct_copy *c = NULL;
     if (f->vol->shared) return; /* (other processes write the objects and follow the log) */
+    if (f->ct_nnew >= SCP_CT_NEW) { /* (past the commit's count) */
+        ct_drop(f, i);
+        return;
+    }
     if (u64map_get(&f->ctc, i, &old)) c = (struct ct_copy *)(uintptr_t)old;
-    else if (u64map_count(&f->ctc) >= CT_KEEP_MAX) return;
+    else if ((u64map_count(&f->ctc) + 1) * f->vol->cs > CT_KEEP_BYTES) return;
     else if (!(c = malloc(sizeof *c + f->vol->cs))) return;
     else if (u64map_put(&f->ctc, i, (uintptr_t)c) < 0) {
         free(c);
@@ -745,6 +762,7 @@ static void ct_keep(scp_file *f, uint64_t i, uint64_t where, const uint8_t *ct) 
     }
     c->where = where;
     memcpy(c->ct, ct, f->vol->cs);
+    f->ct_new[f->ct_nnew++] = i;
 }
 
 /* The kept ciphertext of chunk i if it is the one at `where`, else NULL. */
@@ -758,31 +776,46 @@ static const uint8_t *ct_kept(scp_file *f, uint64_t i, uint64_t where) {
 void file_ct_forget(scp_file *f) {
     size_t pos = 0;
     uint64_t k, v;
-    while (u64map_next(&f->ctc, &pos, &k, &v)) free((void *)(uintptr_t)v);
+    if (u64map_count(&f->ctc))
+        while (u64map_next(&f->ctc, &pos, &k, &v)) free((void *)(uintptr_t)v);
     u64map_clear(&f->ctc);
+    f->ct_nnew = 0;
 }
 
 /* After a commit the kept copies go, except those of the records that the sole holder's
- * deferred applies name (f->dapply, the same offset), at most CT_KEEP_DEFERRED of them: the
- * write of the deferred applies then need not read them back from the log (sqlite's rollback
- * journal in DELETE mode is written, committed twice and closed in every transaction). Every
- * copy kept names a record of the open log: file_data_flush forgets them when it empties the
- * set, before any new log can start (a copy of an old log's record would otherwise pass for
- * a new record at the same offset). */
-#define CT_KEEP_DEFERRED 16
+ * deferred applies name (f->dapply, the same offset): the write of the deferred applies then
+ * need not read them back from the log (sqlite's WAL file at its checkpoint; its rollback
+ * journal in DELETE mode, written, committed twice and closed in every transaction). Only
+ * the copies this commit stored are checked: a copy checked after an earlier commit still
+ * matches, since dapply's entry for a chunk changes only when a commit journals that chunk,
+ * whose seal replaced the copy (ct_keep; past the commit's count or in a large write-back the
+ * old copy is dropped, ct_drop), and dapply only loses entries all at once (file_data_flush,
+ * which forgets every copy). A copy is used only where its offset matches anyway (ct_kept):
+ * what this keeps right is memory, not data. Every copy kept names a record of the open log:
+ * file_data_flush forgets them when it empties the set, before any new log can start (a copy
+ * of an old log's record would otherwise pass for a new record at the same offset). */
 static void ct_after_commit(scp_file *f) {
-    uint64_t drop[CT_KEEP_DEFERRED], k, v, off;
-    size_t pos = 0, nd = 0;
-    if (!u64map_count(&f->dapply) || u64map_count(&f->ctc) > CT_KEEP_DEFERRED) {
+    uint64_t k, v, off;
+    if (!u64map_count(&f->dapply)) {
         file_ct_forget(f);
         return;
     }
-    while (u64map_next(&f->ctc, &pos, &k, &v)) {
+    for (uint32_t n = 0; n < f->ct_nnew; n++) {
+        k = f->ct_new[n];
+        if (!u64map_get(&f->ctc, k, &v)) continue; /* (a repeat, dropped already) */
         const struct ct_copy *c = (const struct ct_copy *)(uintptr_t)v;
-        if (!u64map_get(&f->dapply, k, &off) || off != c->where) drop[nd++] = k;
+        if (!u64map_get(&f->dapply, k, &off) || off != c->where) {
+            u64map_del(&f->ctc, k, &v);
+            free((void *)(uintptr_t)v);
+        }
     }
-    for (size_t d = 0; d < nd; d++)
-        if (u64map_del(&f->ctc, drop[d], &v)) free((void *)(uintptr_t)v);
+    f->ct_nnew = 0;
+#ifndef NDEBUG
+    size_t pos = 0; /* (all of them while few: debug builds run the benchmarks too) */
+    while (u64map_count(&f->ctc) <= SCP_CT_NEW && u64map_next(&f->ctc, &pos, &k, &v))
+        assert(u64map_get(&f->dapply, k, &off) &&
+               off == ((const struct ct_copy *)(uintptr_t)v)->where);
+#endif
 }
 
 /* Keep the plaintext of chunk i, just sealed under its new entry, in the plaintext cache: the
@@ -859,6 +892,8 @@ int file_writeback(scp_file *f, scp_err *err) {
                         nonces + k * SCP_NONCE_LEN, inplace[k] - 1, err);
         if (rc == 0 && !over)
             ct_keep(f, idx[k], inplace[k] == 1 ? CT_SLOT0 : CT_SLOT1, buf + run_len * cs);
+        else if (rc == 0)
+            ct_drop(f, idx[k]);
         if (rc == 0 && idx[k] < cn && u64map_put(&f->placed, idx[k], inplace[k] - 1u) < 0)
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         run_len++;
@@ -881,6 +916,7 @@ int file_writeback(scp_file *f, scp_err *err) {
         if (rc == 0) memcpy(r + SCP_JREC_HDR_LEN, ent(f, idx[k]), ENT);
         if (rc == 0) scp_journal_chain(f->j_chain, r, SCP_JCHUNK_HDR_LEN);
         if (rc == 0 && !over) ct_keep(f, idx[k], f->j_end + jlen, r + SCP_JCHUNK_HDR_LEN);
+        else if (rc == 0) ct_drop(f, idx[k]);
         if (rc == 0 && (u64map_put(&f->jmap, idx[k], f->j_end + jlen) < 0 ||
                         u64map_put(&f->jlogged, idx[k], 1) < 0))
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");

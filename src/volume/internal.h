@@ -20,10 +20,18 @@
 #include "volume/format.h"
 
 #define SCP_TABLE_PAGE 256u            /* table entries per hashed page */
-#define SCP_PAGE_SEG 64u               /* entries per midstate of a page hash (2,816 bytes:
-                                        * whole SHA-256 blocks) */
+#define SCP_PAGE_SEG 16u               /* entries per midstate of a page hash (704 bytes:
+                                        * whole SHA-256 blocks; 15 midstates, 1,920 bytes per
+                                        * page of 1 MiB of data). A commit rehashes from the
+                                        * changed entry's segment on: 64 entries per segment
+                                        * hashed on average 1.4 KB more per sqlite WAL
+                                        * transaction, 16 hash 350 bytes more */
 #define SCP_PAGE_MIDS (SCP_TABLE_PAGE / SCP_PAGE_SEG - 1)
+_Static_assert(SCP_PAGE_SEG * SCP_CHUNK_ENTRY_LEN % 64u == 0,
+               "a page's midstates fall on SHA-256 block ends");
+_Static_assert(SCP_TABLE_PAGE / SCP_PAGE_SEG <= 255, "page_dirty and page_mid_n are bytes");
 #define SCP_ROOT_SEG 32u               /* page hashes per midstate of the root (1 KiB) */
+#define SCP_CT_NEW 64u                 /* ciphertext copies kept per commit (commit.c, ct_keep) */
 #define SCP_DIRTY_LIMIT (16u << 20)    /* bytes of dirty plaintext per file before write-back */
 #define FILE_CACHE 64                  /* closed files whose state is kept for the next open */
 #define SCP_SUBKEY_CACHE 16            /* chunk subkeys kept per file for reading */
@@ -239,6 +247,8 @@ struct scp_file {
     u64map ctc;                 /* chunk index -> struct ct_copy *: the ciphertext of its
                                  * newest seal since the commit, where a small write-back put
                                  * it (commit.c, ct_keep) */
+    uint64_t ct_new[SCP_CT_NEW]; /* the chunk indexes ct_keep stored since the last commit */
+    uint32_t ct_nnew;           /* ... how many (ct_after_commit checks only these) */
     uint8_t *jq;                /* journal bytes a commit has queued for one pwrite (the
                                  * last jq_len bytes before j_end; journal_append) */
     size_t jq_len, jq_cap;

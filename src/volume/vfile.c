@@ -239,6 +239,7 @@ int file_after_fork(scp_file *f, scp_err *err) {
     /* The sole holder's deferred applies are the parent's to write (its fork prepare wrote
      * them: fork_lock_volume) */
     u64map_clear(&f->dapply);
+    file_ct_forget(f); /* (copies of the parent's log's records) */
     if (!f->path) return 0;
     int d = file_open_obj(f, ".d", O_RDWR, err);
     int t = d >= 0 ? file_open_obj(f, ".t", O_RDWR, err) : -1;

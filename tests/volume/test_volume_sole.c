@@ -10,7 +10,8 @@
  *             least); private, none of these after the first commit, and per WAL commit
  *             two pwrites only, the journal's and the manifest log's (the table entries and
  *             the applies to .d wait: deferred table writes and applies; the frame's fresh
- *             chunk goes to the journal, not in place), none of them to a .d object
+ *             chunk goes to the journal, not in place), none of them to a .d object; the
+ *             WAL file's close writes the deferred applies without reading the log back
  *   newcomer  a private process with a watcher thread (scp_volume_private_wait, then
  *             scp_volume_private_release) commits frames while another process opens the
  *             volume, reads the file the private one still holds open (from its .t, which
@@ -80,6 +81,7 @@ struct counts {
     double wal_fcntl, wal_fstat, wal_pread, wal_pwrite, wal_pwrite_d; /* per WAL commit */
     double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
     double del_pread;                       /* pread per DELETE-mode one */
+    long close_pread;                       /* pread of the WAL file's last close */
 };
 
 /* n WAL transactions, then n/2 DELETE-mode-like ones, on an open volume: calls per commit. */
@@ -110,7 +112,9 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     }
     k->del_calls = (double)(nfcntl + nfstat + npread) / (n / 2);
     k->del_pread = (double)npread / (n / 2);
+    reset_counts();
     REQUIRE_OK(scp_vfile_close(f, &e), e);
+    k->close_pread = npread;
 }
 
 static void test_count(const char *base) {
@@ -150,6 +154,10 @@ static void test_count(const char *base) {
      * ciphertext kept since the commit: ct_after_commit) */
     CHECKF(b.del_pread == 0, "the sole holder's DELETE-mode journal reads its chunk back from "
            "the log at its close: %.2f pread per transaction", b.del_pread);
+    /* (the WAL file's close writes its deferred applies, about a hundred chunks, from the
+     * ciphertext kept since each commit: ct_keep, CT_KEEP_BYTES) */
+    CHECKF(b.close_pread == 0, "the sole holder's close of its WAL file reads its deferred "
+           "records back from the log: %ld pread", b.close_pread);
     CHECKF(b.wal_fcntl == 0 && b.wal_fstat == 0 && b.wal_pread == 0,
            "the sole holder's WAL commits take no lock and make no catch-up");
     /* (what is left there: the new file's writer lock, taken and released) */
