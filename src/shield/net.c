@@ -1075,27 +1075,20 @@ static long lean_start(nconn *c) {
  * records) ends the connection: the layer fails closed rather than guess. 1 or the failure. */
 static long lean_handshake(nconn *c, const unsigned char *p, size_t n) {
     struct net_lean *l = c->lean;
-    char what[160];
-    while (n) {
-        if (n < 4) return lean_fail(c, TLS_AL_UNEXPECTED_MESSAGE, "TLS: a post-handshake message split across records (not taken by the lean record layer)");
-        size_t ml = (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
-        if (ml > n - 4) return lean_fail(c, TLS_AL_UNEXPECTED_MESSAGE, "TLS: a post-handshake message split across records (not taken by the lean record layer)");
-        if (p[0] == TLS_HS_NEW_SESSION_TICKET && !c->server) {
-            /* a ticket after the first response: not kept */
-        } else if (p[0] == TLS_HS_KEY_UPDATE) {
-            if (ml != 1 || p[4] > 1) return lean_fail(c, TLS_AL_DECODE_ERROR, "TLS: a malformed KeyUpdate");
-            if (ml + 4 != n) return lean_fail(c, TLS_AL_UNEXPECTED_MESSAGE, "TLS: a KeyUpdate not at the end of its record");
-            if (tls_dir_next(&l->rd, &l->suite)) return net_conn_fail(c, "TLS: cannot derive the next read key", ENOMEM);
-            if (p[4] == 1 && !c->wr_shut) { /* update_requested: answer, then change this end's key */
-                unsigned char ku[5] = {TLS_HS_KEY_UPDATE, 0, 0, 1, 0};
-                if (lean_send(c, TLS_CT_HANDSHAKE, ku, sizeof ku) || tls_dir_next(&l->wr, &l->suite))
-                    return net_conn_fail(c, "TLS: cannot answer the peer's KeyUpdate", ENOMEM);
-            }
-        } else {
-            snprintf(what, sizeof what, "TLS: a post-handshake message of type %d, which the lean record layer does not take", p[0]);
-            return lean_fail(c, TLS_AL_UNEXPECTED_MESSAGE, what);
-        }
-        p += 4 + ml, n -= 4 + ml;
+    int ku;
+    const char *why;
+    long r = tls_post_handshake(p, n, c->server, &ku, &why);
+    if (r < 0) {
+        char what[200];
+        snprintf(what, sizeof what, "TLS: %s (type %d)", why, n ? p[0] : -1);
+        return lean_fail(c, (int)-r, what);
+    }
+    if (ku < 0) return 1;
+    if (tls_dir_next(&l->rd, &l->suite)) return net_conn_fail(c, "TLS: cannot derive the next read key", ENOMEM);
+    if (ku == 1 && !c->wr_shut) { /* update_requested: answer under the old key, then change it */
+        static const unsigned char answer[5] = {TLS_HS_KEY_UPDATE, 0, 0, 1, 0};
+        if (lean_send(c, TLS_CT_HANDSHAKE, answer, sizeof answer) || tls_dir_next(&l->wr, &l->suite))
+            return net_conn_fail(c, "TLS: cannot answer the peer's KeyUpdate", ENOMEM);
     }
     return 1;
 }
@@ -1191,6 +1184,7 @@ static long handshake(nconn *c, int block) {
         if (p != 1) return p;
     }
     for (;;) {
+        if (c->hs_done) return 1; /* another thread ended it while this one waited */
         ERR_clear_error();
         int r = SSL_do_handshake(c->ssl);
         long f = net_flush(c, block, 1);
@@ -1280,6 +1274,8 @@ static long read_tls(nconn *c, void *buf, size_t n, int flags) {
     size_t total = 0;
     int drained = 0; /* a fill of this call left the kernel's receive queue empty */
     for (;;) {
+        /* another thread's read gave the read side to the lean layer while this one waited */
+        if (c->lean && c->lean->ron) return lean_read(c, buf, n, flags, total);
         /* With no ciphertext in the read BIO and nothing in OpenSSL's own buffers, a read could
          * only fail for want of bytes: ask the kernel first. (The failed SSL_read_ex cost an
          * error-queue reset, a pass through the record layer and SSL_get_error: on every read
@@ -1290,7 +1286,7 @@ static long read_tls(nconn *c, void *buf, size_t n, int flags) {
             int ok = (flags & MSG_PEEK) ? SSL_peek_ex(c->ssl, (char *)buf + total, n - total, &got)
                                         : SSL_read_ex(c->ssl, (char *)buf + total, n - total, &got);
             if (net_wpending(c)) (void)net_flush(c, 0, 1); /* tickets, key updates */
-            if (ok && c->lean && !(flags & MSG_PEEK)) { /* a client's first response came: the read side to the layer */
+            if (ok && c->lean && c->lean->won && !(flags & MSG_PEEK)) { /* a client's first response came: the read side to the layer */
                 long t = lean_take_read(c);
                 if (t < 0) return total ? (long)total : t;
                 if (t > 0) {
@@ -1512,6 +1508,9 @@ static void conn_goodbye(nconn *c) {
     if (c->lean && c->lean->won) {
         static const unsigned char cn[2] = {1, TLS_AL_CLOSE_NOTIFY};
         (void)lean_send(c, TLS_CT_ALERT, cn, sizeof cn);
+        /* OpenSSL's state says so too: SSL_free marks the session of a connection that did
+         * not send close_notify unresumable (the client keeps it for the next connection) */
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | (c->eof ? SSL_RECEIVED_SHUTDOWN : 0));
         return;
     }
     ERR_clear_error();

@@ -162,6 +162,7 @@
     F(uint16_t, SSL_CIPHER_get_protocol_id, (const SSL_CIPHER *c), (c)) \
     F(const SSL_CIPHER *, SSL_get_current_cipher, (const SSL *s), (s)) \
     F(int, SSL_version, (const SSL *ssl), (ssl)) \
+    V(SSL_set_shutdown, (SSL *ssl, int mode), (ssl, mode)) \
     F(int, SSL_CTX_use_PrivateKey, (SSL_CTX *ctx, EVP_PKEY *pkey), (ctx, pkey)) \
     F(int, SSL_CTX_use_certificate, (SSL_CTX *ctx, X509 *x), (ctx, x)) \
     V(SSL_SESSION_free, (SSL_SESSION *ses), (ses)) \

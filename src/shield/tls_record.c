@@ -128,3 +128,37 @@ long tls_open(struct tls_dir *d, unsigned char *rec, size_t len, int *type) {
     if (i - 1 > TLS_PT_MAX) return -TLS_AL_RECORD_OVERFLOW;
     return (long)(i - 1);
 }
+
+long tls_post_handshake(const unsigned char *p, size_t n, int server, int *key_update, const char **why) {
+    *key_update = -1;
+    *why = NULL;
+    if (!n) {
+        *why = "an empty handshake record";
+        return -TLS_AL_UNEXPECTED_MESSAGE;
+    }
+    while (n) {
+        size_t ml = n < 4 ? 0 : (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        if (n < 4 || ml > n - 4) {
+            *why = "a post-handshake message split across records (not taken by the lean record layer)";
+            return -TLS_AL_UNEXPECTED_MESSAGE;
+        }
+        if (p[0] == TLS_HS_NEW_SESSION_TICKET && !server) {
+            /* not kept: resumption uses the tickets that came through OpenSSL */
+        } else if (p[0] == TLS_HS_KEY_UPDATE) {
+            if (ml != 1 || p[4] > 1) {
+                *why = "a malformed KeyUpdate";
+                return -TLS_AL_DECODE_ERROR;
+            }
+            if (ml + 4 != n) { /* a key change must end its record (5.1) */
+                *why = "a KeyUpdate not at the end of its record";
+                return -TLS_AL_UNEXPECTED_MESSAGE;
+            }
+            *key_update = p[4];
+        } else {
+            *why = "a post-handshake message of a type the lean record layer does not take";
+            return -TLS_AL_UNEXPECTED_MESSAGE;
+        }
+        p += 4 + ml, n -= 4 + ml;
+    }
+    return 0;
+}

@@ -85,4 +85,11 @@ size_t tls_seal(struct tls_dir *d, int type, const void *pt, size_t n, unsigned 
  * sequence number moves on only when a record opened. */
 long tls_open(struct tls_dir *d, unsigned char *rec, size_t len, int *type);
 
+/* The post-handshake messages in one record's plaintext (RFC 8446 4.6), for an end that is a
+ * server or a client: 0 when the layer takes them all (a client ignores NewSessionTicket) and
+ * *key_update is -1 (none), 0 (KeyUpdate, update_not_requested) or 1 (update_requested); else
+ * -(the alert to send) and *why says what was wrong. A message must lie whole in the record
+ * (one split across records is not taken: the connection fails closed), a KeyUpdate last. */
+long tls_post_handshake(const unsigned char *p, size_t n, int server, int *key_update, const char **why);
+
 #endif
