@@ -636,8 +636,9 @@ static int full_record_buffered(nconn *c) {
 
 int net_buffered(nconn *c) {
     if (c->failed || c->eof) return 1;
+    if (c->my && net_my_pending(c)) return 1;
     if (c->lean && c->lean->ron) return c->lean->ln > 0 || full_record_buffered(c);
-    return SSL_pending(c->ssl) > 0 || (c->hs_done && full_record_buffered(c)) || (c->my && net_my_pending(c));
+    return SSL_pending(c->ssl) > 0 || (c->hs_done && full_record_buffered(c));
 }
 
 /* Called with c->mu held after every operation: I3 and I4. */
@@ -1019,6 +1020,7 @@ static long lean_fail(nconn *c, int alert, const char *what) {
         unsigned char a[2] = {2, (unsigned char)alert};
         (void)lean_send(c, TLS_CT_ALERT, a, 2);
     }
+    ERR_clear_error(); /* the reason is the layer's: nothing of OpenSSL's belongs in the line */
     return net_conn_fail(c, what, ECONNRESET);
 }
 
