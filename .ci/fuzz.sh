@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
-TARGETS=${FUZZ_TARGETS:-"fuzz_volhdr fuzz_manifest fuzz_mlog fuzz_journal fuzz_path fuzz_volume_open fuzz_cas_http fuzz_cas_policy fuzz_cas_evidence fuzz_cas_api fuzz_elf fuzz_snp_report fuzz_hw_chain fuzz_dcap_quote fuzz_collateral_import fuzz_image fuzz_hw_evidence fuzz_sealed_stream fuzz_net_start"}
+TARGETS=${FUZZ_TARGETS:-"fuzz_volhdr fuzz_manifest fuzz_mlog fuzz_journal fuzz_path fuzz_volume_open fuzz_cas_http fuzz_cas_policy fuzz_cas_evidence fuzz_cas_api fuzz_elf fuzz_snp_report fuzz_hw_chain fuzz_dcap_quote fuzz_collateral_import fuzz_image fuzz_hw_evidence fuzz_sealed_stream fuzz_net_start fuzz_tls_record"}
 
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang -DSCP_FUZZ=ON -DSCP_SANITIZE=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -39,6 +39,7 @@ fuzz_one() {
         fuzz_elf) extra+=(-max_len=65536) ;;
         fuzz_image) extra+=(-max_len=65536) ;;
         fuzz_sealed_stream) extra+=(-max_len=16384) ;;
+        fuzz_tls_record) extra+=(-max_len=40000) ;;   # room for records of 2^14 + 256 bytes
     esac
     local seeds=()
     [ -d "fuzz/corpus/$t" ] && seeds+=("fuzz/corpus/$t")

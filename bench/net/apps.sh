@@ -25,6 +25,8 @@
 # FILTERCOUNT=1 (also print shield-filtercount for the shielded nginx worker: load-independent),
 # FILTERDUMP=FILE (save that worker's filters for shield-filtercmp; ROUNDS=0 to do only that);
 # STRACE=1 adds the shielded nginx worker's system calls per request (strace -c -f; not timed).
+# NET_LEAN=0: every shielded program (servers and memcslap) with SCP_NET_LEAN=0 in its policy's
+# environment, OpenSSL's record layer after the handshake instead of the shield's lean one.
 set -uo pipefail
 B=${1:-build}
 SCPCTL=$(readlink -f "$B/src/scpctl")
@@ -62,6 +64,8 @@ http { access_log off; keepalive_requests 100000000; keepalive_timeout 60;
 "
 }
 mkdir -p "$T/ngxtmp"
+# the policy's environment of every shielded program (NET_LEAN=0: OpenSSL's record layer)
+LEANENV="    environment: {SCP_NET_LEAN: \"${NET_LEAN:-1}\"}"
 SHIELD_CONF=$(nginx_conf "127.0.0.1:$NS" "" | sed 's/\\/\\\\/g; s/"/\\"/g' | awk '{printf "%s\\n", $0}')
 {
     cat <<YAML
@@ -69,6 +73,7 @@ name: appbench
 services:
   - name: nginx
     measurements: [$MN]
+$LEANENV
     command: [nginx, -c, /etc/nginx/scp.conf]
     files:
       - path: /etc/nginx/scp.conf
@@ -76,6 +81,7 @@ services:
     network: {certificate: tls, listen: [{port: $NS}]}
   - name: memcached
     measurements: [$MM]
+$LEANENV
     command: [memcached, -u, root, -l, 127.0.0.1, -p, "$MSP", -U, "0", -t, "1"]
     network: {certificate: tls, listen: [{port: $MSP}]}
 YAML
@@ -86,6 +92,7 @@ YAML
                 cat <<YAML
   - name: slap-$srv-$c-$op
     measurements: [$MS]
+$LEANENV
     command: [memcslap, -s, "127.0.0.1:$port", -t, $op, -c, "$c", -e, "$MEMC_N"]
     network:
       certificate: tls

@@ -4,9 +4,12 @@
 #   bench/net/run.sh [BUILD_DIR]          (default build; needs redis-server, redis-benchmark,
 #                                          stunnel4, openssl; runs a CAS on a free port)
 #
-# Three servers run side by side, each a redis-server 7 (appendonly no, save ""):
+# Four servers run side by side, each a redis-server 7 (appendonly no, save ""):
 #   shield   plain redis under `scpctl run --cas`, its port in the policy's network section:
-#            TLS 1.3 by the shield with the certificate CAS issued (P-256)
+#            TLS 1.3 by the shield with the certificate CAS issued (P-256); after the
+#            handshake, the shield's lean record layer (docs/shield.md)
+#   shield0  the same with SCP_NET_LEAN=0 in the policy's environment: OpenSSL's record layer
+#            throughout (the A/B of the lean layer, printed in a second table)
 #   redis    redis-server --tls-port with a P-256 certificate (its own TLS, OpenSSL 3)
 #   stunnel  stunnel4 (TLS 1.3, same certificate) in front of a plain redis-server
 # Clients: redis-benchmark --tls -t set,get -q, at -c 1 and -c 50, value sizes 3 bytes and
@@ -37,7 +40,7 @@ bench_cas
 mkdir -p "$T/bin"
 cp "$(command -v redis-server)" "$T/bin/redis-server"
 M=$("$SCPCTL" platform measure -- "$T/bin/redis-server" 2>/dev/null) || die "measure"
-PS=$(free_port) PR=$(free_port) PP=$(free_port) PU=$(free_port)
+PS=$(free_port) PR=$(free_port) PP=$(free_port) PU=$(free_port) PS0=$(free_port)
 cat >"$T/s.yaml" <<YAML
 name: netbench
 services:
@@ -45,6 +48,11 @@ services:
     measurements: [$M]
     command: [redis-server, --port, "$PS", --bind, 127.0.0.1, --save, "", --appendonly, "no", --protected-mode, "no"]
     network: {certificate: tls, listen: [{port: $PS}]}
+  - name: redis0
+    measurements: [$M]
+    command: [redis-server, --port, "$PS0", --bind, 127.0.0.1, --save, "", --appendonly, "no", --protected-mode, "no"]
+    environment: {SCP_NET_LEAN: "0"}
+    network: {certificate: tls, listen: [{port: $PS0}]}
 secrets:
   - {name: tls, kind: x509, common_name: redis, ip: [127.0.0.1]}
 YAML
@@ -52,6 +60,10 @@ YAML
 "$SCPCTL" run --session netbench --service redis --platform-key "$T/p.key" --volume-dir "$T/vols" -- "$T/bin/redis-server" \
     >"$T/shield.out" 2>"$T/shield.err" &
 RUNPID=$!
+PIDS+=($!)
+"$SCPCTL" run --session netbench --service redis0 --platform-key "$T/p.key" --volume-dir "$T/vols" -- "$T/bin/redis-server" \
+    >"$T/shield0.out" 2>"$T/shield0.err" &
+RUNPID0=$!
 PIDS+=($!)
 # the same kind of key for the others: P-256, self-signed
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=redis \
@@ -79,10 +91,11 @@ PIDS+=($!)
 CA_S=$T/data/service-ca.crt
 cli() { redis-cli --tls --cacert "$1" -p "$2" ping 2>/dev/null; }
 for _ in $(seq 100); do
-    [ "$(cli "$CA_S" "$PS")" = PONG ] && [ "$(cli "$T/c.pem" "$PR")" = PONG ] && [ "$(cli "$T/c.pem" "$PU")" = PONG ] && break
+    [ "$(cli "$CA_S" "$PS")" = PONG ] && [ "$(cli "$CA_S" "$PS0")" = PONG ] && [ "$(cli "$T/c.pem" "$PR")" = PONG ] && [ "$(cli "$T/c.pem" "$PU")" = PONG ] && break
     sleep 0.1
 done
 [ "$(cli "$CA_S" "$PS")" = PONG ] || die "shielded redis does not answer: $(cat "$T/shield.err")"
+[ "$(cli "$CA_S" "$PS0")" = PONG ] || die "shielded redis (SCP_NET_LEAN=0) does not answer: $(cat "$T/shield0.err")"
 [ "$(cli "$T/c.pem" "$PR")" = PONG ] || die "redis TLS does not answer"
 [ "$(cli "$T/c.pem" "$PU")" = PONG ] || die "stunnel does not answer: $(cat "$T/stunnel.out")"
 
@@ -95,6 +108,13 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 [ -n "$SPID" ] || die "cannot find the shielded redis-server"
+SPID0=
+for _ in $(seq 50); do
+    for p in $(tree "$RUNPID0"); do [ "$(cat /proc/$p/comm 2>/dev/null)" = redis-server ] && SPID0=$p; done
+    [ -n "$SPID0" ] && break
+    sleep 0.1
+done
+[ -n "$SPID0" ] || die "cannot find the shielded redis-server (SCP_NET_LEAN=0)"
 # FILTERCOUNT=1: the BPF instructions its seccomp filters run per call (load-independent)
 [ "${FILTERCOUNT:-0}" = 1 ] && { "$B/bench/shield/shield-filtercount" "$SPID" >&2 || true; }
 declare -A R C
@@ -104,7 +124,7 @@ bench() { # mode port ca clients size op -> rps, and server CPU us/request in C
     # SET of 16 KiB: about 25 rps at -c 1 and 1100 at -c 50 for all three servers (the client's
     # Nagle/delayed ACK, not a server cost): fewer requests there
     [ "$4" -gt 1000 ] && [ "$5" = set ] && { [ "$3" = 1 ] && n=$((REQS1 / 50)) || n=$((REQS / 10)); }
-    case $mode in shield) pids=$SPID ;; redis) pids=$RTPID ;; stunnel) pids="$STPID $PLPID" ;; esac
+    case $mode in shield) pids=$SPID ;; shield0) pids=$SPID0 ;; redis) pids=$RTPID ;; stunnel) pids="$STPID $PLPID" ;; esac
     local c0 c1 out
     c0=$(cpu_of $pids)
     out=$(redis-benchmark --tls --cacert "$2" -p "$1" -c "$3" -n "$n" -d "$4" -t "$5" -q 2>/dev/null |
@@ -119,9 +139,10 @@ for r in $(seq "$ROUNDS"); do
     for c in $CONNS; do
         for d in $SIZES; do
             for op in set get; do
-                for mode in shield redis stunnel; do
+                for mode in shield shield0 redis stunnel; do
                     case $mode in
                     shield) bench "$PS" "$CA_S" "$c" "$d" "$op" ;;
+                    shield0) bench "$PS0" "$CA_S" "$c" "$d" "$op" ;;
                     redis) bench "$PR" "$T/c.pem" "$c" "$d" "$op" ;;
                     stunnel) bench "$PU" "$T/c.pem" "$c" "$d" "$op" ;;
                     esac
@@ -145,6 +166,19 @@ for c in $CONNS; do
             printf "%-20s %9.0f %9.0f %9.0f %7.2fx %7.2fx | %7.1f %7.1f %7.1f %7.2fx %7.2fx\n" "$op -c $c -d $d" "$s" "$rr" "$u" \
                 "$(echo "$s / $rr" | bc -l)" "$(echo "$s / $u" | bc -l)" "$cs" "$cr" "$cu" \
                 "$(echo "$cs / ($cr + 0.0001)" | bc -l)" "$(echo "$cs / ($cu + 0.0001)" | bc -l)"
+        done
+    done
+done
+echo
+echo "the lean record layer A/B: shield (lean) against shield0 (SCP_NET_LEAN=0, OpenSSL's record layer), same run"
+printf "%-20s %9s %9s %8s | %7s %7s %8s\n" "workload" "lean" "openssl" "rps" "cpu-ln" "cpu-os" "cpu"
+for c in $CONNS; do
+    for d in $SIZES; do
+        for op in set get; do
+            s=$(med "${R[shield,$c,$d,$op]}") s0=$(med "${R[shield0,$c,$d,$op]}")
+            cs=$(med "${C[shield,$c,$d,$op]}") cs0=$(med "${C[shield0,$c,$d,$op]}")
+            printf "%-20s %9.0f %9.0f %7.2fx | %7.1f %7.1f %7.2fx\n" "$op -c $c -d $d" "$s" "$s0" "$(echo "$s / $s0" | bc -l)" \
+                "$cs" "$cs0" "$(echo "$cs / ($cs0 + 0.0001)" | bc -l)"
         done
     done
 done

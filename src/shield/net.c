@@ -73,6 +73,8 @@ int net_tbl_n;
 int net_nconns;
 nconn **net_ready, **net_stuck;
 int net_nready, net_nstuck, net_cap_ready, net_cap_stuck;
+/* The lean record layer for TLS 1.3 connections (SCP_NET_LEAN=0 keeps OpenSSL's throughout). */
+static int lean_on = 1;
 
 /* ---- log ----------------------------------------------------------------------------------- */
 
@@ -231,12 +233,46 @@ static int verify_identity(int ok, X509_STORE_CTX *xs) {
     return 0;
 }
 
+/* A hex digit's value, or -1. */
+static int hexval(char ch) {
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+/* OpenSSL's keylog callback (NSS key log lines), the one way OpenSSL 3.0 tells the traffic
+ * secrets: it calls it when a direction takes its application key. The two first application
+ * traffic secrets go into the connection's lean layer (nothing is logged or kept elsewhere;
+ * OpenSSL clears the line after the call) together with the count of records the direction's
+ * BIO has carried at that moment: the next record is the first under the new key (sequence
+ * number 0, RFC 8446 5.3). Every other line (handshake and exporter secrets) is ignored. */
+static void keylog(const SSL *ssl, const char *line) {
+    nconn *c = SSL_get_ex_data(ssl, conn_idx);
+    if (!c || !c->lean) return;
+    int cl = !strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24), sv = !strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24);
+    if (!cl && !sv) return;
+    struct net_lean *l = c->lean;
+    int mine = cl != c->server; /* the secret of this end's writes */
+    struct tls_dir *d = mine ? &l->wr : &l->rd;
+    const char *h = strchr(line + 24, ' '); /* past the client random */
+    size_t n = 0;
+    if (h) {
+        for (h++; n < sizeof d->secret && hexval(h[0]) >= 0 && hexval(h[1]) >= 0; h += 2)
+            d->secret[n++] = (unsigned char)(hexval(h[0]) << 4 | hexval(h[1]));
+    }
+    if (!h || *h || (n != 32 && n != 48)) {
+        l->bad = 1;
+        return;
+    }
+    if (mine) l->wlen = n, l->wbase = c->wq->nrec;
+    else l->rlen = n, l->rbase = c->rq->nrec;
+}
+
 static SSL_CTX *ctx_new(int server, int ca) {
     SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
     if (!ctx) return NULL;
     SSL_CTX_set_min_proto_version(ctx, nc.min_tls == 12 ? TLS1_2_VERSION : TLS1_3_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_AUTO_RETRY);
+    if (lean_on) SSL_CTX_set_keylog_callback(ctx, keylog);
     if (nc.cert) {
         if (SSL_CTX_use_certificate(ctx, nc.x509) != 1 || SSL_CTX_use_PrivateKey(ctx, nc.pkey) != 1 ||
             SSL_CTX_check_private_key(ctx) != 1)
@@ -425,6 +461,8 @@ int sh_net_load(scp_err *err) {
     (void)mlock(work, nc.rawcap);
     memcpy(work, nc.raw, len);
     if (conf_parse(work, len, err)) return -1;
+    const char *lv = getenv("SCP_NET_LEAN");
+    lean_on = !(lv && !strcmp(lv, "0"));
     OPENSSL_init_ssl(0, NULL);
     conn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
     if (nc.cert) {
@@ -597,8 +635,10 @@ static int full_record_buffered(nconn *c) {
 }
 
 int net_buffered(nconn *c) {
-    return c->failed || c->eof || SSL_pending(c->ssl) > 0 || (c->hs_done && full_record_buffered(c)) ||
-           (c->my && net_my_pending(c));
+    if (c->failed || c->eof) return 1;
+    if (c->my && net_my_pending(c)) return 1;
+    if (c->lean && c->lean->ron) return c->lean->ln > 0 || full_record_buffered(c);
+    return SSL_pending(c->ssl) > 0 || (c->hs_done && full_record_buffered(c));
 }
 
 /* Called with c->mu held after every operation: I3 and I4. */
@@ -630,7 +670,17 @@ nconn *net_get(int fd) {
     return c;
 }
 
+static void lean_free(nconn *c) {
+    if (!c->lean) return;
+    tls_dir_free(&c->lean->wr);
+    tls_dir_free(&c->lean->rd);
+    scp_wipe(c->lean, sizeof *c->lean);
+    free(c->lean);
+    c->lean = NULL;
+}
+
 static void conn_free(nconn *c) {
+    lean_free(c);
     SSL_free(c->ssl); /* frees both BIOs */
     free(c->pbuf);
     free(c->ep);
@@ -656,7 +706,8 @@ int sh_net_is(int fd) { return fd >= 0 && fd < net_tbl_n && __atomic_load_n(&net
  * cleared byte by byte (BIO_s_mem zeroes its buffer at every reset and every growth: 7% of a
  * shielded redis's time with 16 KiB replies). The ciphertext in it is public. */
 
-int net_obuf_append(struct obuf *o, const char *data, size_t n) {
+/* Room for n more bytes at o->p + o->len: 0, or -1 (out of memory). */
+static int obuf_room(struct obuf *o, size_t n) {
     if (o->off == o->len) o->off = o->len = 0;
     if (o->len + n > o->cap) {
         size_t ncap = o->cap ? o->cap : 32768;
@@ -666,6 +717,28 @@ int net_obuf_append(struct obuf *o, const char *data, size_t n) {
         o->p = np;
         o->cap = ncap;
     }
+    return 0;
+}
+
+/* Count the records whose bytes pass through a BIO (struct obuf's counting): a record starts
+ * where the previous one's body ended, and its header's last two bytes give its body's length.
+ * OpenSSL writes and reads whole headers and bodies in order, so the count is exact. */
+static void rec_count(struct obuf *o, const unsigned char *p, size_t n) {
+    while (n) {
+        if (o->rskip) {
+            size_t k = n < o->rskip ? n : o->rskip;
+            o->rskip -= k, p += k, n -= k;
+            continue;
+        }
+        if (o->rhn == 0) o->nrec++;
+        if (o->rhn >= 3) o->rlen = o->rlen << 8 | *p;
+        o->rhn++, p++, n--;
+        if (o->rhn == 5) o->rskip = o->rlen & 0xffff, o->rhn = 0, o->rlen = 0;
+    }
+}
+
+int net_obuf_append(struct obuf *o, const char *data, size_t n) {
+    if (obuf_room(o, n)) return -1;
     memcpy(o->p + o->len, data, n);
     o->len += n;
     return 0;
@@ -678,6 +751,11 @@ static int obuf_write(BIO *b, const char *data, int n) {
     struct obuf *o = BIO_get_data(b);
     if (n <= 0) return 0;
     size_t k = (size_t)n;
+    if (o->locked) { /* the lean layer writes now: a record of OpenSSL's would repeat a sequence number */
+        o->desync = 1;
+        return n;
+    }
+    if (o->counting) rec_count(o, (const unsigned char *)data, k);
     if (o->direct) {
         struct iovec iov[2];
         int cnt = 0;
@@ -748,6 +826,7 @@ static int ibuf_read(BIO *b, char *out, int n) {
     }
     size_t k = o->len - o->off < (size_t)n ? o->len - o->off : (size_t)n;
     memcpy(out, o->p + o->off, k);
+    if (o->counting) rec_count(o, (const unsigned char *)out, k);
     o->off += k;
     if (o->off == o->len) o->off = o->len = 0;
     return (int)k;
@@ -792,6 +871,7 @@ static nconn *conn_new(int fd, SSL_CTX *ctx, int server) {
     c->pid = (int)syscall(SYS_getpid);
     pthread_mutex_init(&c->mu, NULL);
     SSL_set_ex_data(c->ssl, conn_idx, c);
+    if (lean_on && (c->lean = calloc(1, sizeof *c->lean)) != NULL) c->rq->counting = c->wq->counting = 1;
     if (server) SSL_set_accept_state(c->ssl);
     else SSL_set_connect_state(c->ssl);
     return c;
@@ -883,6 +963,7 @@ long net_fill(nconn *c, int *drained) {
         o->len -= o->off;
         o->off = 0;
     }
+    assert(!c->lean || !c->lean->ln); /* the opened record's plaintext lies before o->off */
     if (o->len == o->cap) return -ENOBUFS; /* cannot happen: OpenSSL reads a record as soon as it is whole */
     size_t room = o->cap - o->len;
     long r;
@@ -910,6 +991,192 @@ long net_conn_fail(nconn *c, const char *what, int e) {
     return -e;
 }
 
+/* ---- the lean TLS 1.3 record layer (tls_record.h) ------------------------------------------- */
+
+/* The pieces of a vector as net_writev_tls takes them, a record at a time. */
+struct wsrc {
+    const struct iovec *iov;
+    long cnt, i;  /* the piece being taken */
+    size_t off;   /* bytes of it taken */
+    char *g;      /* NET_REC bytes to gather a record that spans pieces */
+};
+
+/* One record of the layer's own (an alert, a KeyUpdate) into the write BIO, and to the kernel
+ * without waiting: 0, or -1 (out of memory, or the sequence number would wrap). */
+static int lean_send(nconn *c, int type, const void *p, size_t n) {
+    struct obuf *o = c->wq;
+    if (obuf_room(o, n + TLS_OVERHEAD)) return -1;
+    size_t w = tls_seal(&c->lean->wr, type, p, n, (unsigned char *)o->p + o->len);
+    if (!w) return -1;
+    o->len += w;
+    (void)net_flush(c, 0, 1);
+    return 0;
+}
+
+/* The connection fails on the peer's record: a fatal alert to the peer (when the write side is
+ * the layer's), the log line, the error to the program. */
+static long lean_fail(nconn *c, int alert, const char *what) {
+    if (c->lean->won && !c->wr_shut) {
+        unsigned char a[2] = {2, (unsigned char)alert};
+        (void)lean_send(c, TLS_CT_ALERT, a, 2);
+    }
+    ERR_clear_error(); /* the reason is the layer's: nothing of OpenSSL's belongs in the line */
+    return net_conn_fail(c, what, ECONNRESET);
+}
+
+/* Give the connection back to OpenSSL for good (before the layer took a direction). */
+static void lean_drop(nconn *c) {
+    assert(!c->lean->won && !c->lean->ron);
+    c->rq->counting = c->wq->counting = 0;
+    lean_free(c);
+}
+
+/* The read side to the layer, when OpenSSL holds none of the peer's bytes: 1 taken, 0 not yet,
+ * or the connection's failure. */
+static long lean_take_read(nconn *c) {
+    struct net_lean *l = c->lean;
+    assert(l->won && !l->ron);
+    if (c->wq->desync) return net_conn_fail(c, "TLS: OpenSSL answered a post-handshake message after the lean record layer took the write side (a KeyUpdate before the first response?)", EPROTO);
+    if (SSL_has_pending(c->ssl) || SSL_pending(c->ssl) > 0) return 0;
+    if (tls_dir_start(&l->rd, &l->suite, 0)) return net_conn_fail(c, "TLS: cannot set up the lean record layer's read side", ENOMEM);
+    l->rd.seq = c->rq->nrec - l->rbase;
+    l->ron = 1;
+    c->rq->counting = c->wq->counting = 0;
+    return 1;
+}
+
+/* At the end of the handshake: the write side to the layer if the connection is TLS 1.3 with a
+ * suite it takes and OpenSSL gave both secrets; else the connection stays with OpenSSL. The
+ * records OpenSSL wrote under the application key (a server's session tickets) are in the
+ * write BIO already, counted: the layer's first record follows them. A server's read side
+ * goes too (nothing from the client is due to OpenSSL); a client's after the first
+ * application data (read_tls). 0, or the connection's failure. */
+static long lean_start(nconn *c) {
+    struct net_lean *l = c->lean;
+    const SSL_CIPHER *ci;
+    if (l->bad || !l->wlen || !l->rlen || SSL_version(c->ssl) != TLS1_3_VERSION ||
+        !(ci = SSL_get_current_cipher(c->ssl)) || tls_suite_for(SSL_CIPHER_get_protocol_id(ci), &l->suite) ||
+        l->wlen != l->suite.hashlen || l->rlen != l->suite.hashlen || tls_dir_start(&l->wr, &l->suite, 1)) {
+        lean_drop(c);
+        return 0;
+    }
+    l->wr.seq = c->wq->nrec - l->wbase;
+    l->won = 1;
+    c->wq->locked = 1;
+    if (c->server) {
+        long r = lean_take_read(c);
+        if (r < 0) return r;
+    }
+    return 0;
+}
+
+/* Post-handshake messages in a record's plaintext (RFC 8446 4.6): a KeyUpdate changes the read
+ * key and, when the peer asks, this end's write key after telling it; a client ignores session
+ * tickets that come after OpenSSL's part (no resumption with them, nothing else lost). Anything
+ * else (post-handshake authentication, which the shield never offers, a message split across
+ * records) ends the connection: the layer fails closed rather than guess. 1 or the failure. */
+static long lean_handshake(nconn *c, const unsigned char *p, size_t n) {
+    struct net_lean *l = c->lean;
+    int ku;
+    const char *why;
+    long r = tls_post_handshake(p, n, c->server, &ku, &why);
+    if (r < 0) {
+        char what[200];
+        snprintf(what, sizeof what, "TLS: %s (type %d)", why, n ? p[0] : -1);
+        return lean_fail(c, (int)-r, what);
+    }
+    if (ku < 0) return 1;
+    if (tls_dir_next(&l->rd, &l->suite)) return net_conn_fail(c, "TLS: cannot derive the next read key", ENOMEM);
+    if (ku == 1 && !c->wr_shut) { /* update_requested: answer under the old key, then change it */
+        static const unsigned char answer[5] = {TLS_HS_KEY_UPDATE, 0, 0, 1, 0};
+        if (lean_send(c, TLS_CT_HANDSHAKE, answer, sizeof answer) || tls_dir_next(&l->wr, &l->suite))
+            return net_conn_fail(c, "TLS: cannot answer the peer's KeyUpdate", ENOMEM);
+    }
+    return 1;
+}
+
+/* Open the next whole record in the read BIO: 1 progress (plaintext in l->ln, or a message
+ * acted on), 0 a whole record is not there yet, -2 the peer's close_notify (c->eof set), or the
+ * connection's failure. The plaintext stays where the ciphertext was (opened in place); the
+ * read BIO's offset moves past it, and net_fill keeps it there: it is called only once the
+ * plaintext is gone (l->ln == 0). */
+static long lean_next(nconn *c) {
+    struct net_lean *l = c->lean;
+    struct obuf *o = c->rq;
+    assert(!l->ln);
+    size_t avail = o->len - o->off;
+    if (avail < 5) return 0;
+    unsigned char *rec = (unsigned char *)o->p + o->off;
+    long bl = tls_hdr(rec);
+    if (bl < 0)
+        return lean_fail(c, (int)-bl, bl == -TLS_AL_RECORD_OVERFLOW ? "TLS: a record longer than 2^14 + 256 bytes"
+                                                                     : "TLS: a record that is not protected application data");
+    if (avail < 5 + (size_t)bl) return 0;
+    int type = 0;
+    long pl = tls_open(&l->rd, rec, 5 + (size_t)bl, &type);
+    o->off += 5 + (size_t)bl;
+    if (pl < 0)
+        return lean_fail(c, (int)-pl, pl == -TLS_AL_BAD_RECORD_MAC ? "TLS: a record failed to open (bad record MAC: forged, corrupted or out of order)"
+                                      : pl == -TLS_AL_RECORD_OVERFLOW ? "TLS: a record's plaintext longer than 2^14 bytes"
+                                                                      : "TLS: a record without a content type");
+    switch (type) {
+    case TLS_CT_APPDATA:
+        l->lp = (size_t)(rec + 5 - (unsigned char *)o->p);
+        l->ln = (size_t)pl;
+        return 1;
+    case TLS_CT_ALERT:
+        if (pl != 2) return lean_fail(c, TLS_AL_DECODE_ERROR, "TLS: a malformed alert");
+        if (rec[6] == TLS_AL_CLOSE_NOTIFY) {
+            c->eof = 1;
+            return -2;
+        }
+        if (rec[6] == TLS_AL_USER_CANCELED) return 1; /* a warning; close_notify follows */
+        char what[80];
+        snprintf(what, sizeof what, "TLS: the peer sent alert %d", rec[6]);
+        return net_conn_fail(c, what, ECONNRESET);
+    case TLS_CT_HANDSHAKE:
+        return lean_handshake(c, rec + 5, (size_t)pl);
+    default:
+        return lean_fail(c, TLS_AL_UNEXPECTED_MESSAGE, "TLS: a record of an unexpected content type");
+    }
+}
+
+/* read_tls once the layer has the read side; total: bytes already in buf (from OpenSSL). */
+static long lean_read(nconn *c, void *buf, size_t n, int flags, size_t total) {
+    struct net_lean *l = c->lean;
+    int nb = -1;
+#define NONBLOCK() (nb < 0 ? (nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd)) : nb)
+    int drained = 0;
+    for (;;) {
+        if (l->ln) {
+            size_t k = l->ln < n - total ? l->ln : n - total;
+            memcpy((char *)buf + total, c->rq->p + l->lp, k);
+            if (!(flags & MSG_PEEK)) l->lp += k, l->ln -= k;
+            total += k;
+            if (total == n || (flags & MSG_PEEK)) return (long)total;
+            continue;
+        }
+        long r = lean_next(c);
+        if (r > 0) continue;
+        if (r == -2) return (long)total;
+        if (r < 0) return total ? (long)total : r;
+        /* as read_tls: a short read means a drained socket */
+        if (total && !(flags & MSG_WAITALL) && drained) return (long)total;
+        long g = net_fill(c, &drained);
+        if (g > 0) continue;
+        if (g == 0) {
+            c->eof = 1;
+            return (long)total;
+        }
+        if (g != -EAGAIN) return total ? (long)total : g;
+        if (total && !(flags & MSG_WAITALL)) return (long)total;
+        if (NONBLOCK()) return total ? (long)total : -EAGAIN;
+        long w = net_wait_fd(c, POLLIN);
+        if (w < 0) return total ? (long)total : w;
+    }
+#undef NONBLOCK
+}
+
 static long write_pending_plain(nconn *c);
 
 /* Drive the handshake: 1 done, -EAGAIN, or -errno (connection failed). */
@@ -919,6 +1186,7 @@ static long handshake(nconn *c, int block) {
         if (p != 1) return p;
     }
     for (;;) {
+        if (c->hs_done) return 1; /* another thread ended it while this one waited */
         ERR_clear_error();
         int r = SSL_do_handshake(c->ssl);
         long f = net_flush(c, block, 1);
@@ -928,6 +1196,10 @@ static long handshake(nconn *c, int block) {
         }
         if (r == 1) {
             c->hs_done = 1;
+            if (c->lean) {
+                long l = lean_start(c);
+                if (l < 0) return l;
+            }
             net_wake_sleepers(); /* another thread may wait for the handshake in the kernel */
             return c->plen ? write_pending_plain(c) : 1;
         }
@@ -948,9 +1220,16 @@ static long handshake(nconn *c, int block) {
 
 /* Plaintext that a non-blocking write handed over before the handshake ended (a client that
  * writes first, a server that speaks first): sent as soon as the handshake is done. */
+static long lean_write(nconn *c, struct wsrc *s, size_t n, int flags);
+
 static long write_pending_plain(nconn *c) {
     size_t w;
-    if (SSL_write_ex(c->ssl, c->pbuf, c->plen, &w) != 1 || w != c->plen)
+    if (c->lean && c->lean->won) {
+        struct iovec v = {c->pbuf, c->plen};
+        struct wsrc s = {&v, 1, 0, 0, NULL};
+        long r = lean_write(c, &s, c->plen, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r != (long)c->plen) return r < 0 ? r : net_conn_fail(c, "cannot encrypt", EIO);
+    } else if (SSL_write_ex(c->ssl, c->pbuf, c->plen, &w) != 1 || w != c->plen)
         return net_conn_fail(c, "cannot encrypt", EIO);
     scp_wipe(c->pbuf, c->plen);
     free(c->pbuf);
@@ -993,9 +1272,12 @@ static long read_tls(nconn *c, void *buf, size_t n, int flags) {
     }
     if (c->eof) return 0;
     if (n == 0) return 0;
+    if (c->lean && c->lean->ron) return lean_read(c, buf, n, flags, 0);
     size_t total = 0;
     int drained = 0; /* a fill of this call left the kernel's receive queue empty */
     for (;;) {
+        /* another thread's read gave the read side to the lean layer while this one waited */
+        if (c->lean && c->lean->ron) return lean_read(c, buf, n, flags, total);
         /* With no ciphertext in the read BIO and nothing in OpenSSL's own buffers, a read could
          * only fail for want of bytes: ask the kernel first. (The failed SSL_read_ex cost an
          * error-queue reset, a pass through the record layer and SSL_get_error: on every read
@@ -1006,6 +1288,15 @@ static long read_tls(nconn *c, void *buf, size_t n, int flags) {
             int ok = (flags & MSG_PEEK) ? SSL_peek_ex(c->ssl, (char *)buf + total, n - total, &got)
                                         : SSL_read_ex(c->ssl, (char *)buf + total, n - total, &got);
             if (net_wpending(c)) (void)net_flush(c, 0, 1); /* tickets, key updates */
+            if (ok && c->lean && c->lean->won && !(flags & MSG_PEEK)) { /* a client's first response came: the read side to the layer */
+                long t = lean_take_read(c);
+                if (t < 0) return total ? (long)total : t;
+                if (t > 0) {
+                    total += got;
+                    if (total == n) return (long)total;
+                    return lean_read(c, buf, n, flags, total);
+                }
+            }
             if (ok) {
                 total += got;
                 if (total == n || (flags & MSG_PEEK)) return (long)total;
@@ -1056,13 +1347,6 @@ long net_write_tls(nconn *c, const void *buf, size_t n, int flags) {
     return net_writev_tls(c, &v, 1, n, flags, NULL);
 }
 
-/* The pieces of a vector as net_writev_tls takes them, a record at a time. */
-struct wsrc {
-    const struct iovec *iov;
-    long cnt, i;  /* the piece being taken */
-    size_t off;   /* bytes of it taken */
-    char *g;      /* NET_REC bytes to gather a record that spans pieces */
-};
 
 /* The next len bytes: where they lie when one piece holds them all, else copied into s->g.
  * The caller asks for no more than the vector holds. */
@@ -1128,8 +1412,9 @@ long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int f
         if (h == -EAGAIN) h = handshake(c, 1);
         if (h < 0) return h;
     }
-    struct obuf *o = c->wq;
     struct wsrc s = {iov, cnt, 0, 0, g};
+    if (c->lean && c->lean->won) return lean_write(c, &s, n, flags);
+    struct obuf *o = c->wq;
     size_t done = 0;
     while (done < n) {
         /* Records of 16 KiB, except a short one first (n not a multiple): it waits in the write
@@ -1162,10 +1447,74 @@ long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int f
 #undef NONBLOCK
 }
 
+/* Plaintext handed to the kernel by the lean layer in one system call: a batch of records. */
+#define LEAN_BATCH (16 * TLS_PT_MAX)
+
+/* net_writev_tls once the layer has the write side: records of up to 2^14 bytes sealed straight
+ * into the write BIO, a batch of them (up to LEAN_BATCH bytes of plaintext) given to the
+ * kernel with one sendto; as OpenSSL's path, non-blocking stops when the kernel stops taking
+ * bytes (one batch's ciphertext then waits in the write BIO, I4). A direction that has sealed
+ * TLS_KEY_RECORDS records under one key sends a KeyUpdate and changes it (RFC 8446 5.5). */
+static long lean_write(nconn *c, struct wsrc *s, size_t n, int flags) {
+    struct net_lean *l = c->lean;
+    struct obuf *o = c->wq;
+    int nosig = (flags & MSG_NOSIGNAL) != 0;
+    int nb = -1;
+#define NONBLOCK() (nb < 0 ? (nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd)) : nb)
+    size_t done = 0;
+    while (done < n) {
+        size_t batch = n - done < LEAN_BATCH ? n - done : LEAN_BATCH;
+        size_t recs = (batch + TLS_PT_MAX - 1) / TLS_PT_MAX;
+        /* room for the batch and a KeyUpdate */
+        if (obuf_room(o, batch + (recs + 1) * TLS_OVERHEAD + 1)) return done ? (long)done : -ENOMEM;
+        for (size_t k = 0; k < batch;) {
+            if (l->wr.seq >= TLS_KEY_RECORDS) {
+                static const unsigned char ku[5] = {TLS_HS_KEY_UPDATE, 0, 0, 1, 0};
+                size_t w = tls_seal(&l->wr, TLS_CT_HANDSHAKE, ku, sizeof ku, (unsigned char *)o->p + o->len);
+                if (!w || tls_dir_next(&l->wr, &l->suite)) {
+                    long r = net_conn_fail(c, "TLS: cannot change the write key", EIO);
+                    return done ? (long)done : r;
+                }
+                o->len += w;
+            }
+            size_t m = batch - k < TLS_PT_MAX ? batch - k : TLS_PT_MAX;
+            const char *p = wsrc_take(s, m);
+            size_t w = tls_seal(&l->wr, TLS_CT_APPDATA, p, m, (unsigned char *)o->p + o->len);
+            if (!w) {
+                long r = net_conn_fail(c, "TLS write failed", EIO);
+                return done ? (long)done : r;
+            }
+            assert(o->len + w <= o->cap);
+            o->len += w;
+            k += m;
+        }
+        done += batch;
+        long f = net_flush(c, 0, nosig);
+        if (f == -EAGAIN) {
+            if (NONBLOCK()) break;
+            f = net_flush(c, 1, nosig);
+        }
+        if (f < 0) {
+            if (f == -EPIPE && !nosig) sh_gate(SYS_tgkill, (long)syscall(SYS_getpid), (long)syscall(SYS_gettid), SIGPIPE, 0, 0, 0);
+            return done ? (long)done : f;
+        }
+    }
+    return (long)done;
+#undef NONBLOCK
+}
+
 /* The last descriptor of c in this process goes: say goodbye (close_notify) if this process
  * made the connection (a forked child closing its copy must not end the parent's session). */
 static void conn_goodbye(nconn *c) {
     if (c->pid != (int)syscall(SYS_getpid) || c->failed || !c->hs_done || c->wr_shut) return;
+    if (c->lean && c->lean->won) {
+        static const unsigned char cn[2] = {1, TLS_AL_CLOSE_NOTIFY};
+        (void)lean_send(c, TLS_CT_ALERT, cn, sizeof cn);
+        /* OpenSSL's state says so too: SSL_free marks the session of a connection that did
+         * not send close_notify unresumable (the client keeps it for the next connection) */
+        SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | (c->eof ? SSL_RECEIVED_SHUTDOWN : 0));
+        return;
+    }
     ERR_clear_error();
     if (SSL_shutdown(c->ssl) >= 0) (void)net_flush(c, 0, 1);
     ERR_clear_error();

@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 
 #include "scp/err.h"
+#include "shield/tls_record.h"
 
 #define NET_MAX_RULES 64
 #define NET_MAX_CA 130
@@ -72,6 +73,31 @@ struct obuf {
     size_t off, len, cap;
     int fd;     /* write side: the socket, for direct */
     int direct; /* write side: net_write's full records go to the kernel at once (obuf_write) */
+    /* Until the lean record layer has taken both directions: the records OpenSSL has written
+     * into (read from) this buffer so far, counted from their headers (rec_count in net.c).
+     * The sequence number of a direction's first record under its application key is the
+     * count since the key came (net_lean). */
+    int counting;
+    uint64_t nrec;
+    size_t rskip; /* body bytes of the current record still to come */
+    unsigned rhn, rlen; /* header bytes seen of the next record, and its length so far */
+    int locked, desync; /* write side: the layer writes now; OpenSSL wrote a record after that */
+};
+
+/* The lean TLS 1.3 record layer of a connection (tls_record.h; net.c "lean"): the traffic
+ * secrets that OpenSSL's keylog callback gave, then the two directions once taken. The write
+ * side is taken when the handshake ends; the read side too, unless OpenSSL still holds bytes
+ * (SSL_has_pending) or the connection is a client's: a server sends its session tickets after
+ * the handshake, and OpenSSL must see them to keep the session, so a client's read side stays
+ * with OpenSSL until the first application data came through it. */
+struct net_lean {
+    struct tls_suite suite;
+    struct tls_dir wr, rd;
+    size_t wlen, rlen;     /* the secrets' lengths, 0: not given (yet) */
+    uint64_t wbase, rbase; /* the BIOs' record counts when OpenSSL took the application keys */
+    int won, ron;          /* the direction is the layer's */
+    int bad;               /* a secret did not parse: the connection stays with OpenSSL */
+    size_t lp, ln;         /* plaintext of the record opened last, at rq->p + lp */
 };
 
 /* An epoll registration of a shielded connection (net_io.c). */
@@ -105,6 +131,7 @@ typedef struct nconn {
     int waiters; /* threads asleep in a wait that names this connection (atomic; net_sleep_on) */
     struct net_epreg *ep; /* (net_mu) */
     int nep, capep;
+    struct net_lean *lean; /* NULL: OpenSSL's record layer throughout (SCP_NET_LEAN=0, TLS 1.2, ...) */
     int rfam;                 /* a client: the address connected to (its session is kept for it) */
     unsigned char raddr[16];
 } nconn;

@@ -42,6 +42,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/opensslv.h>
 #include <openssl/pem.h>
@@ -116,7 +117,11 @@
     F(int, EVP_PKEY_derive, (EVP_PKEY_CTX *ctx, unsigned char *key, size_t *keylen), (ctx, key, keylen)) \
     F(int, EVP_PKEY_derive_init, (EVP_PKEY_CTX *ctx), (ctx)) \
     F(const EVP_CIPHER *, EVP_aes_256_gcm, (void), ()) \
+    F(const EVP_CIPHER *, EVP_aes_128_gcm, (void), ()) \
+    F(const EVP_CIPHER *, EVP_chacha20_poly1305, (void), ()) \
     F(const EVP_MD *, EVP_sha256, (void), ()) \
+    F(const EVP_MD *, EVP_sha384, (void), ()) \
+    F(unsigned char *, HMAC, (const EVP_MD *evp_md, const void *key, int key_len, const unsigned char *d, size_t n, unsigned char *md, unsigned int *md_len), (evp_md, key, key_len, d, n, md, md_len)) \
     V(GENERAL_NAMES_free, (GENERAL_NAMES *a), (a)) \
     V(OPENSSL_cleanse, (void *ptr, size_t len), (ptr, len)) \
     F(int, OPENSSL_init_crypto, (uint64_t opts, const OPENSSL_INIT_SETTINGS *settings), (opts, settings)) \
@@ -153,6 +158,11 @@
     F(uint64_t, SSL_CTX_set_options, (SSL_CTX *ctx, uint64_t op), (ctx, op)) \
     F(int, SSL_CTX_set_session_id_context, (SSL_CTX *ctx, const unsigned char *sid_ctx, unsigned int sid_ctx_len), (ctx, sid_ctx, sid_ctx_len)) \
     V(SSL_CTX_set_verify, (SSL_CTX *ctx, int mode, SSL_verify_cb callback), (ctx, mode, callback)) \
+    V(SSL_CTX_set_keylog_callback, (SSL_CTX *ctx, SSL_CTX_keylog_cb_func cb), (ctx, cb)) \
+    F(uint16_t, SSL_CIPHER_get_protocol_id, (const SSL_CIPHER *c), (c)) \
+    F(const SSL_CIPHER *, SSL_get_current_cipher, (const SSL *s), (s)) \
+    F(int, SSL_version, (const SSL *ssl), (ssl)) \
+    V(SSL_set_shutdown, (SSL *ssl, int mode), (ssl, mode)) \
     F(int, SSL_CTX_use_PrivateKey, (SSL_CTX *ctx, EVP_PKEY *pkey), (ctx, pkey)) \
     F(int, SSL_CTX_use_certificate, (SSL_CTX *ctx, X509 *x), (ctx, x)) \
     V(SSL_SESSION_free, (SSL_SESSION *ses), (ses)) \
