@@ -198,26 +198,33 @@ client() { # PORT|ssl:PORT|shield: sysbench run, in the client cgroup
          SB "$1" run --threads="$THREADS" --time="$SECS")
     fi
 }
+# a process's own CPU time in clock ticks (not its children's)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 run() { # CONTAINER PORT|ssl:PORT|shield: one sysbench run; prints "TPS CONTAINER_CPU_US/TXN CLIENT_CPU_US/TXN IDLE_%"
-    local c0 c1 k0 k1 i0 i1 out n tps
-    c0=$(cpu_ns "$1") k0=$(client_ns) i0=$(idle_ticks)
+    # (for the secure container also, to $T/secure-extra: "CAS_US/TXN ENTRY_US/TXN", the CPU of
+    # CAS, outside the container, and of the entry, the supervisor that reports volume tags)
+    local c0 c1 k0 k1 i0 i1 out n tps a0 a1 e0 e1 ep
+    ep=$(docker inspect -f '{{.State.Pid}}' "$1")
+    c0=$(cpu_ns "$1") k0=$(client_ns) i0=$(idle_ticks) a0=$(ticks "$CAS_PID") e0=$(ticks "$ep")
     out=$(client "$2" 2>&1) || fail "sysbench on $1 ($2): $(echo "$out" | grep -m3 -i 'error')"
     sleep 0.3 # socat reaps its children (their CPU time is the parent's then)
-    c1=$(cpu_ns "$1") k1=$(client_ns) i1=$(idle_ticks)
+    c1=$(cpu_ns "$1") k1=$(client_ns) i1=$(idle_ticks) a1=$(ticks "$CAS_PID") e1=$(ticks "$ep")
     n=$(echo "$out" | sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p')
+    [ "$2" = shield ] && [ -n "$n" ] && [ "$n" -gt 0 ] && awk -v a=$((a1 - a0)) -v e=$((e1 - e0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%.0f %.0f\n", a * 1e6 / hz / n, e * 1e6 / hz / n}' >>"$T/secure-extra"
     tps=$(echo "$out" | sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p')
     [ -n "$n" ] && [ "$n" -gt 0 ] || fail "sysbench on $1 ($2) ran no transaction: $(echo "$out" | tail -5)"
     awk -v t="$tps" -v a="$c0" -v b="$c1" -v k="$k0" -v l="$k1" -v i="$i0" -v j="$i1" -v n="$n" -v s="$SECS" -v hz="$(getconf CLK_TCK)" \
         'BEGIN {printf "%s %.0f %.0f %.0f\n", t, (b - a) / 1000 / n, (l - k) / 1000 / n, (j - i) * 100 / hz / (s + 0.3)}'
 }
-: >"$T/secure" && : >"$T/plain" && : >"$T/plaintls" && : >"$T/plainssl"
+: >"$T/secure" && : >"$T/plain" && : >"$T/plaintls" && : >"$T/plainssl" && : >"$T/secure-extra"
 for r in $(seq "$ROUNDS"); do
     l=$(cut -d' ' -f1 /proc/loadavg)
     run $N-secure shield >>"$T/secure"
     run $N-plain "$PPORT" >>"$T/plain"
     run $N-plain "$PTUN" >>"$T/plaintls"
     run $N-plain "ssl:$PPORT" >>"$T/plainssl"
-    say "round $r (load $l): secure $(tail -1 "$T/secure") plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") plain+ssl $(tail -1 "$T/plainssl") (tps, container and client CPU us/txn, idle %)"
+    say "round $r (load $l): secure $(tail -1 "$T/secure") (CAS, entry $(tail -1 "$T/secure-extra")) plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") plain+ssl $(tail -1 "$T/plainssl") (tps, container and client CPU us/txn, idle %)"
 done
 med() { cut -d' ' -f"$2" "$T/$1" | median; }
 rr=$(paste -d' ' "$T/secure" "$T/plain" | awk '$5 > 0 {printf "%.3f\n", $1 / $5}' | median)
@@ -228,6 +235,7 @@ for f in secure plain plaintls plainssl; do
     printf '  %-12s %9s %14s %11s %9s\n' "$name" "$(med $f 1)" "$(med $f 2)" "$(med $f 3)" "$(med $f 4)"
 done
 echo "  (container and client: CPU time per transaction; idle: the machine's idle time during the run, % of one core)"
+echo "  secure: CAS (outside the container) $(cut -d' ' -f1 "$T/secure-extra" | median) us, the entry (the supervisor reporting volume tags, inside) $(cut -d' ' -f2 "$T/secure-extra" | median) us CPU per transaction"
 awk -v s="$(med secure 1)" -v p="$(med plain 1)" -v t="$(med plaintls 1)" -v u="$(med plainssl 1)" \
     -v sc="$(med secure 2)" -v pc="$(med plain 2)" -v sk="$(med secure 3)" -v pk="$(med plain 3)" \
     -v uc="$(med plainssl 2)" -v uk="$(med plainssl 3)" 'BEGIN {
