@@ -14,6 +14,9 @@
 #   plain       the base image run as is, data in a Docker volume, plain TCP (no TLS)
 #   plain+tls   the plain container behind a socat TLS server on the host, sysbench through a
 #               socat client tunnel: the cost of tunnels and TLS without the shield
+#   plain+ssl   the plain container's mariadbd with its own TLS (ssl-cert, ssl-key: the same
+#               server as plain's, which also takes plain connections) and sysbench's
+#               (--mysql-ssl=on, Connector/C): TLS at both ends in the processes, no shield
 # mariadb-install-db and sysbench prepare once each, then ROUNDS rounds of sysbench TEST (THREADS
 # threads, SECS seconds) with the servers interleaved; medians and the ratios. Beside throughput,
 # the CPU time of each container (its cgroup's cpuacct.usage: mariadbd, and for secure also the
@@ -26,7 +29,7 @@
 # (1: innodb_flush_log_at_trx_commit = 1 in both servers instead of the image's 2), RESTART=1
 # (both containers stopped and started again after sysbench prepare, so that the rounds measure
 # the server of every later start: the secure image's shell then execs mariadbd without forking
-# first, where the first start forked for mariadb-install-db). About 5 minutes.
+# first, where the first start forked for mariadb-install-db). About 6 minutes.
 # Besides the ratio of the medians, the median of the per-round ratios (the four runs of a round
 # are a minute apart, so they share more of the machine's load).
 set -uo pipefail
@@ -81,21 +84,29 @@ bash "$ROOT/images/build.sh" mariadb -t $N/mariadb:1 --session mdb --port "$SPOR
 PW=$("$SCPCTL" session secret mdb root_password 2>/dev/null)
 [ ${#PW} -eq 32 ] || fail "no root password from CAS"
 
+# the TLS certificate of socat's server and of the plain server's own TLS (a benchmark's key,
+# readable in the plain container: never a secure image's)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/tls.key" -out "$T/tls.crt" \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -days 2 >/dev/null 2>&1 || fail "openssl req"
 # the plain server: the same configuration file and command, the init file written here
 mkdir -m 755 "$T/pconf"
 sed -e "s/^port = .*/port = $PPORT/" -e "s|^init-file = .*|init-file = /scp-etc/init.sql|" "$ROOT/images/mariadb/scp.cnf" >"$T/pconf/scp.cnf"
 sed -n '/path: \/etc\/mysql\/scp-init.sql/,/^    volumes:/p' "$T/mariadb.session.yaml" | sed -e '1,2d' -e '$d' -e 's/^          //' |
     sed -e 's/[$][$]SCP::[a-z_]*_password[$][$]/'"$PW"'/g' >"$T/pconf/init.sql"
 grep -q "ALTER USER 'root'@'%' IDENTIFIED BY '$PW'" "$T/pconf/init.sql" || fail "cannot read the init file of the session template"
+cp "$T/tls.crt" "$T/tls.key" "$T/pconf/" && printf 'ssl-cert = /scp-etc/tls.crt\nssl-key = /scp-etc/tls.key\nssl-ca = /scp-etc/tls.crt\n' >>"$T/pconf/scp.cnf"
 chmod 644 "$T/pconf/"*
+# sysbench 1.0's --mysql-ssl=on takes client-key.pem, client-cert.pem and cacert.pem from its
+# working directory, and Connector/C sends the certificate: the server's CA is that same
+# self-signed certificate, so that it verifies
+mkdir "$T/sbssl" && cp "$T/tls.crt" "$T/sbssl/cacert.pem" && cp "$T/tls.crt" "$T/sbssl/client-cert.pem" &&
+    cp "$T/tls.key" "$T/sbssl/client-key.pem" || fail "sysbench's TLS files"
 [ -n "${FLUSH_AT_COMMIT:-}" ] &&
     sed -i "s/innodb_flush_log_at_trx_commit = 2/innodb_flush_log_at_trx_commit = $FLUSH_AT_COMMIT/" "$T/pconf/scp.cnf"
 CMD=$(sed -n "s/^    command: \[\/bin\/sh, -c, '\(.*\)'\]$/\1/p" "$T/mariadb.session.yaml" | sed -e 's|/etc/mysql/scp.cnf|/scp-etc/scp.cnf|')
 [ -n "$CMD" ] || fail "cannot read the command of the session template"
 
 # a TLS server in front of the plain server, and the client's tunnel to it
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$T/tls.key" -out "$T/tls.crt" \
-    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -days 2 >/dev/null 2>&1 || fail "openssl req"
 socat OPENSSL-LISTEN:"$PTLS",bind=127.0.0.1,reuseaddr,fork,cert="$T/tls.crt",key="$T/tls.key",verify=0,nodelay TCP:127.0.0.1:"$PPORT",nodelay 2>/dev/null &
 TUNNELS+=($!)
 socat TCP-LISTEN:"$PTUN",bind=127.0.0.1,reuseaddr,fork,nodelay OPENSSL:127.0.0.1:"$PTLS",cafile="$T/tls.crt",verify=1,commonname=127.0.0.1,nodelay 2>/dev/null &
@@ -175,46 +186,61 @@ fi
 cpu_ns() { cat "/sys/fs/cgroup/cpuacct/docker/$(docker inspect -f '{{.Id}}' "$1")/cpuacct.usage" 2>/dev/null || echo 0; }
 client_ns() { if [ -n "$CG" ]; then cat "$CG/cpuacct.usage"; else echo 0; fi; }
 idle_ticks() { awk '/^cpu / {print $5 + $6}' /proc/stat; }
-client() { # PORT|shield: sysbench run, in the client cgroup
+client() { # PORT|ssl:PORT|shield: sysbench run, in the client cgroup
     if [ "$1" = shield ]; then
         (if [ -n "$CG" ]; then echo $BASHPID >"$CG/cgroup.procs"; fi
          exec "$SCPCTL" run --session mdbclient --service sysbench --platform-key "$T/p.key" -- "$T/bin/sysbench")
+    elif [ "${1#ssl:}" != "$1" ]; then
+        (if [ -n "$CG" ]; then echo $BASHPID >"$CG/cgroup.procs"; fi
+         cd "$T/sbssl" && SB "${1#ssl:}" run --threads="$THREADS" --time="$SECS" --mysql-ssl=on)
     else
         (if [ -n "$CG" ]; then echo $BASHPID >"$CG/cgroup.procs"; fi
          SB "$1" run --threads="$THREADS" --time="$SECS")
     fi
 }
-run() { # CONTAINER PORT|shield: one sysbench run; prints "TPS CONTAINER_CPU_US/TXN CLIENT_CPU_US/TXN IDLE_%"
-    local c0 c1 k0 k1 i0 i1 out n tps
-    c0=$(cpu_ns "$1") k0=$(client_ns) i0=$(idle_ticks)
+# a process's own CPU time in clock ticks (not its children's)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+run() { # CONTAINER PORT|ssl:PORT|shield: one sysbench run; prints "TPS CONTAINER_CPU_US/TXN CLIENT_CPU_US/TXN IDLE_%"
+    # (for the secure container also, to $T/secure-extra: "CAS_US/TXN ENTRY_US/TXN", the CPU of
+    # CAS, outside the container, and of the entry, the supervisor that reports volume tags)
+    local c0 c1 k0 k1 i0 i1 out n tps a0 a1 e0 e1 ep
+    ep=$(docker inspect -f '{{.State.Pid}}' "$1")
+    c0=$(cpu_ns "$1") k0=$(client_ns) i0=$(idle_ticks) a0=$(ticks "$CAS_PID") e0=$(ticks "$ep")
     out=$(client "$2" 2>&1) || fail "sysbench on $1 ($2): $(echo "$out" | grep -m3 -i 'error')"
     sleep 0.3 # socat reaps its children (their CPU time is the parent's then)
-    c1=$(cpu_ns "$1") k1=$(client_ns) i1=$(idle_ticks)
+    c1=$(cpu_ns "$1") k1=$(client_ns) i1=$(idle_ticks) a1=$(ticks "$CAS_PID") e1=$(ticks "$ep")
     n=$(echo "$out" | sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p')
+    [ "$2" = shield ] && [ -n "$n" ] && [ "$n" -gt 0 ] && awk -v a=$((a1 - a0)) -v e=$((e1 - e0)) -v n="$n" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf "%.0f %.0f\n", a * 1e6 / hz / n, e * 1e6 / hz / n}' >>"$T/secure-extra"
     tps=$(echo "$out" | sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p')
     [ -n "$n" ] && [ "$n" -gt 0 ] || fail "sysbench on $1 ($2) ran no transaction: $(echo "$out" | tail -5)"
     awk -v t="$tps" -v a="$c0" -v b="$c1" -v k="$k0" -v l="$k1" -v i="$i0" -v j="$i1" -v n="$n" -v s="$SECS" -v hz="$(getconf CLK_TCK)" \
         'BEGIN {printf "%s %.0f %.0f %.0f\n", t, (b - a) / 1000 / n, (l - k) / 1000 / n, (j - i) * 100 / hz / (s + 0.3)}'
 }
-: >"$T/secure" && : >"$T/plain" && : >"$T/plaintls"
+: >"$T/secure" && : >"$T/plain" && : >"$T/plaintls" && : >"$T/plainssl" && : >"$T/secure-extra"
 for r in $(seq "$ROUNDS"); do
     l=$(cut -d' ' -f1 /proc/loadavg)
     run $N-secure shield >>"$T/secure"
     run $N-plain "$PPORT" >>"$T/plain"
     run $N-plain "$PTUN" >>"$T/plaintls"
-    say "round $r (load $l): secure $(tail -1 "$T/secure") plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") (tps, container and client CPU us/txn, idle %)"
+    run $N-plain "ssl:$PPORT" >>"$T/plainssl"
+    say "round $r (load $l): secure $(tail -1 "$T/secure") (CAS, entry $(tail -1 "$T/secure-extra")) plain $(tail -1 "$T/plain") plain+tls $(tail -1 "$T/plaintls") plain+ssl $(tail -1 "$T/plainssl") (tps, container and client CPU us/txn, idle %)"
 done
 med() { cut -d' ' -f"$2" "$T/$1" | median; }
 rr=$(paste -d' ' "$T/secure" "$T/plain" | awk '$5 > 0 {printf "%.3f\n", $1 / $5}' | median)
 echo "sysbench $TEST, innodb_flush_log_at_trx_commit=${FLUSH_AT_COMMIT:-2}$([ "${RESTART:-0}" = 1 ] && echo ", restarted"), $TABLES tables x $ROWS rows, $THREADS threads, ${SECS}s x $ROUNDS rounds (medians), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '  %-12s %9s %14s %11s %9s\n' "" tps "container us" "client us" "idle %"
-for f in secure plain plaintls; do
-    case $f in plaintls) name=plain+tls ;; *) name=$f ;; esac
+for f in secure plain plaintls plainssl; do
+    case $f in plaintls) name=plain+tls ;; plainssl) name=plain+ssl ;; *) name=$f ;; esac
     printf '  %-12s %9s %14s %11s %9s\n' "$name" "$(med $f 1)" "$(med $f 2)" "$(med $f 3)" "$(med $f 4)"
 done
 echo "  (container and client: CPU time per transaction; idle: the machine's idle time during the run, % of one core)"
-awk -v s="$(med secure 1)" -v p="$(med plain 1)" -v t="$(med plaintls 1)" \
-    -v sc="$(med secure 2)" -v pc="$(med plain 2)" -v sk="$(med secure 3)" -v pk="$(med plain 3)" 'BEGIN {
+echo "  secure: CAS (outside the container) $(cut -d' ' -f1 "$T/secure-extra" | median) us, the entry (the supervisor reporting volume tags, inside) $(cut -d' ' -f2 "$T/secure-extra" | median) us CPU per transaction"
+awk -v s="$(med secure 1)" -v p="$(med plain 1)" -v t="$(med plaintls 1)" -v u="$(med plainssl 1)" \
+    -v sc="$(med secure 2)" -v pc="$(med plain 2)" -v sk="$(med secure 3)" -v pk="$(med plain 3)" \
+    -v uc="$(med plainssl 2)" -v uk="$(med plainssl 3)" 'BEGIN {
     printf "  secure/plain: throughput %.2fx, container CPU per transaction %.2fx, client CPU per transaction %.2fx\n", p ? s / p : 0, pc ? sc / pc : 0, pk ? sk / pk : 0
-    printf "  secure/plain+tls: throughput %.2fx\n", t ? s / t : 0 }'
+    printf "  secure/plain+tls: throughput %.2fx\n", t ? s / t : 0
+    printf "  secure/plain+ssl (the server\x27s own TLS): throughput %.2fx, container CPU per transaction %.2fx, client CPU per transaction %.2fx\n", u ? s / u : 0, uc ? sc / uc : 0, uk ? sk / uk : 0 }'
 echo "  secure/plain per round: throughput $(paste -d' ' "$T/secure" "$T/plain" | awk '$5 > 0 {printf "%.2f ", $1 / $5}')(median ${rr}x)"
+echo "  secure/plain+ssl per round: throughput $(paste -d' ' "$T/secure" "$T/plainssl" | awk '$5 > 0 {printf "%.2f ", $1 / $5}')"

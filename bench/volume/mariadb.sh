@@ -10,7 +10,11 @@
 #
 # SH=1 adds runs where mariadbd is exec'd by a shell that forked first (`sh -c 'true & wait;
 # exec mariadbd ...'`, as an entrypoint script does: "scp-sh"); AB=OTHER_BUILD_DIR adds the same
-# runs with another build ("ab", "ab-sh"), each on its own volume, in the same rounds.
+# runs with another build ("ab", "ab-sh"), each on its own volume, in the same rounds. DW0=1
+# adds "scp-dw0": this build's server with innodb_doublewrite=0 (bench/RESULTS.md "maria17":
+# in a run of this length InnoDB writes no data page, so the doublewrite buffer is idle).
+# STATUS=1 prints, after each run, InnoDB's own counters per transaction (pages written,
+# doublewrite pages, data writes, flushes).
 #
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each run),
 #   TABLES=4, ROWS=10000, THREADS=4, BASE=/var/tmp, STRACE=0 (1: one more run of each under
@@ -41,6 +45,7 @@ $AS mkdir -p "$T/plain"
 
 FSES="plain scp"
 [ "${SH:-0}" = 1 ] && FSES="$FSES scp-sh"
+[ "${DW0:-0}" = 1 ] && FSES="$FSES scp-dw0"
 if [ -n "${AB:-}" ]; then
     AB=$(cd "$AB" && pwd)
     FSES="$FSES ab"
@@ -55,6 +60,7 @@ pre() { # FS: the launcher, with the build and volume of FS
     esac
 }
 via() { case $1 in *-sh) echo "sh -c 'true & wait; exec \"\$0\" \"\$@\"'" ;; esac; }
+opts() { case $1 in *-dw0) echo "--innodb-doublewrite=0" ;; esac; }
 datadir() { if [ "$1" = plain ]; then echo "$T/plain/data"; else echo "$MNT"; fi; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 load() { cut -d' ' -f1 /proc/loadavg; }
@@ -73,7 +79,7 @@ start_server() { # FS [trace]: mariadbd in the background
     local fs=$1 tr=""
     [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fsync,fdatasync,sync_file_range,pwrite64,pwritev,io_submit"
     [ -n "${2:-}" ] && [ "${STRACE_ALL:-0}" = 1 ] && tr="strace -f -c -o $T/strace-$fs.txt"
-    (cd "$T" && SCP_QUIET=1 eval exec $tr $AS $(pre "$fs") $(via "$fs") /usr/sbin/mariadbd --no-defaults --datadir="$(datadir "$fs")" \
+    (cd "$T" && SCP_QUIET=1 eval exec $tr $AS $(pre "$fs") $(via "$fs") /usr/sbin/mariadbd --no-defaults $(opts "$fs") --datadir="$(datadir "$fs")" \
         --socket="$T/sock-$fs" --skip-networking --pid-file="$T/pid-$fs" --log-error="$T/err-$fs.log" --tmpdir="$T" \
         2>/dev/null) &
     SERVER_PID=$! SERVER_FS=$fs
@@ -107,6 +113,14 @@ bench() { # FS -> "tps cpu_ms_per_txn"
     echo "$(sed -n 's/^ *transactions: *[0-9]* *(\([0-9.]*\) per sec.*/\1/p' "$T/out-$1") $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", (n > 0 ? d * 1000 / hz / n : 0)}')"
 }
 
+innodb_status() { # FS: InnoDB's counters since the server's start, per transaction of the last run
+    local n
+    n=$(sed -n 's/^ *transactions: *\([0-9]*\).*/\1/p' "$T/out-$1")
+    SQL "$1" "show global status where variable_name in ('Innodb_pages_written', 'Innodb_dblwr_pages_written',
+        'Innodb_data_fsyncs', 'Innodb_os_log_fsyncs', 'Innodb_data_writes')" |
+        awk -v fs="$1" -v n="$n" '{printf "%s %s %.3f/txn;", (NR == 1 ? "status " fs ":" : ""), $1, (n > 0 ? $2 / n : 0)} END {print ""}'
+}
+
 echo "MariaDB $(mariadbd --version | awk '{print $3}'), sysbench oltp_write_only: $TABLES tables x $ROWS rows, $THREADS threads, ${SECS}s runs, $ROUNDS rounds"
 for fs in $FSES; do
     install_in "$fs"
@@ -120,9 +134,10 @@ for r in $(seq 1 "$ROUNDS"); do
         start_server "$fs"
         l=$(load)
         res=$(bench "$fs")
+        [ "${STATUS:-0}" = 1 ] && innodb_status "$fs"
         stop_server
         echo "$res" >>"$T/res-$fs"
-        printf "round %d %-5s tps %8s  server CPU ms/txn %6s  (load %s)\n" "$r" "$fs" ${res} "$l"
+        printf "round %d %-7s tps %8s  server CPU ms/txn %6s  (load %s)\n" "$r" "$fs" ${res} "$l"
     done
 done
 if [ "${STRACE:-0}" = 1 ]; then
@@ -153,7 +168,7 @@ if [ "${PERF:-0}" = 1 ]; then
 fi
 grep -q "falling back to innodb_use_native_aio=OFF" "$T/err-scp.log" && echo "(scp: InnoDB fell back to simulated AIO)"
 for fs in $FSES; do
-    printf "median %-6s tps %8s  server CPU ms/txn %6s\n" "$fs" "$(cut -d' ' -f1 "$T/res-$fs" | median)" "$(cut -d' ' -f2 "$T/res-$fs" | median)"
+    printf "median %-7s tps %8s  server CPU ms/txn %6s\n" "$fs" "$(cut -d' ' -f1 "$T/res-$fs" | median)" "$(cut -d' ' -f2 "$T/res-$fs" | median)"
 done
 tp=$(cut -d' ' -f1 "$T/res-plain" | median) ts=$(cut -d' ' -f1 "$T/res-scp" | median)
 cp_=$(cut -d' ' -f2 "$T/res-plain" | median) cs=$(cut -d' ' -f2 "$T/res-scp" | median)

@@ -827,8 +827,12 @@ static int mlog_delta(scp_volume *v, uint8_t **out, size_t *out_len, size_t *nch
     /* The list must hold every change: the whole comparison gives the same bytes. The default
      * build (RelWithDebInfo) keeps asserts and is the one measured and shipped, so the check
      * that costs what this saves runs for every record of a manifest up to 256 entries (every
-     * test volume but a few) and for every 64th record of a larger one. */
-    v->ml_check_now = v->man.n <= 256 || (++v->ml_checks & 63) == 0;
+     * test volume but a few) while the volume is open for its first 4,096 records, and for
+     * every 64th record after that or of a larger manifest: a long-running server's every
+     * commit paid it (MariaDB's data directory, 209 entries: with the two whole-manifest
+     * name checks it guards in mlog_check, about 3 us of a commit; bench/RESULTS.md "maria17"). */
+    uint64_t nrec = ++v->ml_checks;
+    v->ml_check_now = (v->man.n <= 256 && nrec <= 4096) || (nrec & 63) == 0;
     if (v->ml_check_now) {
         uint8_t *full = NULL;
         size_t flen = 0, fchg = 0;

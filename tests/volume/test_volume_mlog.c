@@ -33,6 +33,11 @@
  *             tag of its own state (SCP_E_INTEGRITY: same generation, another state), as is a
  *             log cut back to an older generation (SCP_E_ROLLBACK): the tag of a log state
  *             binds the chain of its records, not only its generation
+ *   sampled   (builds with asserts) the check of a listed delta against the whole manifest
+ *             (mlog_delta) runs for each of an open volume's first 4,096 records of a small
+ *             manifest, then for every 64th: 4,224 shared-mode writes of one file, the last
+ *             128 records checked twice (before: all 128, at every commit of a long-running
+ *             server, bench/RESULTS.md "maria17")
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -638,6 +643,49 @@ static void test_check(void) {
     free(vd);
 }
 
+/* ---- a long run's whole-manifest checks are sampled ---- */
+static void test_sampled(void) {
+#ifdef NDEBUG
+    printf("  (a build without asserts makes no such check)\n");
+#else
+    char *vd = tu_path(root, "sampled");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(vd, key, 4096, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    for (int k = 0; k < 8; k++) { /* a small manifest, as the tests' and MariaDB's (209) */
+        char name[16];
+        snprintf(name, sizeof name, "g%d", k);
+        REQUIRE_OK(tu_vput(v, name, "x", 1, &e), e);
+    }
+    scp_volume_set_shared(v); /* a commit and a record per write */
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e), e);
+    /* (the 8 puts above were records too: the last 128 writes are records 4,105 to 4,232) */
+    int early = 0, checked = 0, n = 4096 + 128;
+    for (int k = 0; k < n; k++) {
+        char b[16];
+        int len = snprintf(b, sizeof b, "%d", k);
+        REQUIRE(scp_vfile_pwrite(f, b, (size_t)len, 0, &e) == len);
+        if (k < 128) early += v->ml_check_now;
+        if (k >= n - 128) checked += v->ml_check_now;
+    }
+    printf("  %d shared-mode writes: %d of the first 128 records and %d of the last 128 checked "
+           "against the whole manifest\n", n, early, checked);
+    CHECKF(early == 128, "%d of the first 128 records were checked whole (want all)", early);
+    CHECKF(checked >= 1 && checked <= 3, "%d of the last 128 records were checked whole (want "
+           "every 64th after the first 4,096)", checked);
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    size_t got_n = 0;
+    uint8_t *got = tu_vget(v, "f", &got_n, &e);
+    CHECKF(got && got_n == 4 && memcmp(got, "4223", 4) == 0, "a fresh open reads %s",
+           got ? "other bytes" : e.msg);
+    free(got);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    free(vd);
+#endif
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     tu_rng rng = {0x6d6c6f67};
@@ -655,6 +703,8 @@ int main(void) {
     test_fork();
     printf("the writer's check of its record:\n");
     test_check();
+    printf("the whole-manifest check of a long run:\n");
+    test_sampled();
     tu_rm_rf(root);
     free(root);
     return tu_exit_code("test_volume_mlog");
