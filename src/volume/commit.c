@@ -281,8 +281,7 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         scp_wipe(&jv, sizeof jv);
         found = from ? scp_journal_find_from_at(buf, base, end, from, cs, f->j_key, f->j_chain,
                                                 f->id, e->root, e->size, &jv)
-                     : scp_journal_find(buf, end, cs, f->vol->volid, f->key, f->id, e->root,
-                                        e->size, &jv);
+                     : scp_journal_find_live(buf, end, cs, f->key, f->id, e->root, e->size, &jv);
         if (jv.cut) end = len; /* (a no-op once end is len) */
     }
     if (found) {
