@@ -73,9 +73,7 @@ static int replay_entry(void *ctx, uint64_t index, const uint8_t *e) {
     scp_file *f = r->f;
     if (index >= r->nchunks) return 0;
     memcpy(ent(f, index), e, ENT);
-    /* (from the entry's segment on, not the whole page: a follow's table_root rehashed a whole
-     * 11 KiB page per entry followed, where the writer's own change rehashes from its segment) */
-    table_mark_page(f, index);
+    f->page_dirty[index / SCP_TABLE_PAGE] = 1;
     if (scp_pwrite_full(f->fd_t, e, ENT, index * ENT) < 0)
         return scp_fail_errno(r->err, "cannot replay the journal of '%s'", f->path);
     return 0;
