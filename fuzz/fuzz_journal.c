@@ -377,6 +377,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(scp_journal_find(cut, v.end, cs, vol_id, file_key, file_id, root, tsize, &w) == 1);
         FUZZ_CHECK(w.new_size == v.new_size && w.end == v.end && w.ncommits == v.ncommits &&
                    w.nchunks == v.nchunks);
+        /* A live load's walk (no chunk ciphertext checked) finds the same commit there, with
+         * the same chain: every chunk record before it checked out. */
+        memset(&w, 0x5A, sizeof w);
+        FUZZ_CHECK(scp_journal_find_live(cut, v.end, cs, file_key, file_id, root, tsize, &w) == 1);
+        FUZZ_CHECK(w.new_size == v.new_size && w.end == v.end && w.ncommits == v.ncommits &&
+                   w.nchunks == v.nchunks && memcmp(w.chain, v.chain, SCP_HASH_LEN) == 0);
         free(cut);
 
         /* Following from the first commit that checks out, as shared mode does. */

@@ -96,11 +96,16 @@ int table_reserve(scp_file *f, uint64_t n, scp_err *err) {
     return 0;
 }
 
-/* Record that entry i changed. */
-void table_mark(scp_file *f, uint64_t i) {
-    /* (page_dirty: the lowest segment marked since the page was last hashed) */
+/* Entry i's page hash must be redone from i's segment on (page_dirty: the lowest segment
+ * marked since the page was last hashed; the midstates before it stay valid). */
+void table_mark_page(scp_file *f, uint64_t i) {
     uint8_t seg = (uint8_t)(1 + i % SCP_TABLE_PAGE / SCP_PAGE_SEG), *pd = &f->page_dirty[i / SCP_TABLE_PAGE];
     if (*pd == 0 || *pd > seg) *pd = seg;
+}
+
+/* Record that entry i changed. */
+void table_mark(scp_file *f, uint64_t i) {
+    table_mark_page(f, i);
     if (i < com_n(f)) {
         f->changed[i / 8] |= (uint8_t)(1u << (i % 8));
         if (f->chg_hi == 0) f->chg_lo = i;

@@ -194,7 +194,9 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
     scp_file *f = r->f;
     if (index >= r->nchunks) return 0;
     memcpy(ent(f, index), e, ENT);
-    f->page_dirty[index / SCP_TABLE_PAGE] = 1;
+    /* (from the entry's segment on, not the whole page: a follow's table_root rehashed a whole
+     * 11 KiB page per entry followed, where the writer's own change rehashes from its segment) */
+    table_mark_page(f, index);
     /* A chunk overwritten in place by the other process (its second slot): read it from .s */
     if (SCP_ENT_SLOT(e) && f->fd_s < 0) (void)file_open_slot(f, 0, NULL);
     /* The commit that named it is at or below the generation being followed (under vol_lock) */
@@ -277,8 +279,7 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         scp_wipe(&jv, sizeof jv);
         found = from ? scp_journal_find_from_at(buf, base, end, from, cs, f->j_key, f->j_chain,
                                                 f->id, e->root, e->size, &jv)
-                     : scp_journal_find(buf, end, cs, f->vol->volid, f->key, f->id, e->root,
-                                        e->size, &jv);
+                     : scp_journal_find_live(buf, end, cs, f->key, f->id, e->root, e->size, &jv);
         if (jv.cut) end = len; /* (a no-op once end is len) */
     }
     if (found) {
@@ -292,7 +293,9 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
             }
         }
         if (rc == 0) {
-            table_mark_resize(f, oldn, n);
+            /* (only a changed count of chunks changes a page's hash: marking the last page at
+             * every follow rehashed all of it, 11 KiB, for a follow that changed one entry) */
+            if (n != oldn) table_mark_resize(f, oldn, n);
             f->size = f->c_size = e->size;
             struct follow r = {f, buf, base, n, err};
             rc = scp_journal_replay(buf, &jv, cs, f->id, follow_chunk, follow_entry, &r, err);

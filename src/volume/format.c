@@ -506,6 +506,7 @@ static uint8_t *commit_open(const uint8_t *rec, size_t off, uint64_t count, uint
                       * each process that appends to the log writes under its own */
 struct chunk_check {
     const uint8_t *volid, *file_key, *id;
+    int headers_only; /* chain the headers, check no ciphertext (scp_journal_find_live) */
     uint8_t salt[CHECK_KEYS][SCP_SALT_LEN], key[CHECK_KEYS][32];
     unsigned n, next;
     uint8_t *scratch; /* chunk_size bytes for the plaintext, wiped after each check */
@@ -563,7 +564,7 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
             if ((cut = len - off - SCP_JREC_HDR_LEN < SCP_CHUNK_ENTRY_LEN + (size_t)chunk_size) != 0)
                 break;
             /* (a torn or changed ciphertext ends the log here, as a torn header does) */
-            if (cc && !chunk_rec_ok(cc, AT(off), chunk_size)) break;
+            if (cc && !cc->headers_only && !chunk_rec_ok(cc, AT(off), chunk_size)) break;
             if (cc) scp_journal_chain(chain, AT(off), SCP_JCHUNK_HDR_LEN);
             off += SCP_JCHUNK_HDR_LEN + (size_t)chunk_size;
             nchunks++;
@@ -633,8 +634,9 @@ static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size
     memset(out, 0, sizeof *out);
     if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
     uint8_t key[32], chain[SCP_HASH_LEN];
-    struct chunk_check cc = {.volid = volid, .file_key = file_key, .id = id};
-    if (!(cc.scratch = malloc(chunk_size))) return 0;
+    struct chunk_check cc = {.volid = volid, .file_key = file_key, .id = id,
+                             .headers_only = volid == NULL};
+    if (!cc.headers_only && !(cc.scratch = malloc(chunk_size))) return 0;
     int found = 0;
     if (scp_journal_key(file_key, buf, key, NULL) == 0) {
         scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
@@ -652,6 +654,15 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
                      const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                      uint64_t size, scp_journal_view *out) {
     return journal_walk_full(buf, len, chunk_size, volid, file_key, id, root, size, out, NULL,
+                             NULL);
+}
+
+int scp_journal_find_live(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                          const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                          const uint8_t root[SCP_HASH_LEN], uint64_t size,
+                          scp_journal_view *out) {
+    /* (no volume id: chunk_rec_ok's AAD is never built) */
+    return journal_walk_full(buf, len, chunk_size, NULL, file_key, id, root, size, out, NULL,
                              NULL);
 }
 

@@ -323,6 +323,19 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
                      const uint8_t id[SCP_FILEID_LEN],
                      const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out);
 
+/* The same walk from the log's header, the chain over every record header compared at each
+ * commit record, but no chunk record's ciphertext checked: a shared-mode load of a file whose
+ * log others append to (a process opening a file that is being written). What it takes from
+ * chunk records is where each chunk's ciphertext is, checked against the chunk table at every
+ * read, as a follower's (scp_journal_find_from); which commits of a log landed after a crash
+ * is decided when the volume opens, by scp_journal_find's full checks (docs/volume-format.md,
+ * "Shared mode", a live load). Over any buffer in which scp_journal_find finds a commit, this
+ * finds the same one (fuzz_journal checks it). */
+int scp_journal_find_live(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                          const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                          const uint8_t root[SCP_HASH_LEN], uint64_t size,
+                          scp_journal_view *out);
+
 /* The same, walking only from offset `from` of buf (a record boundary up to which the caller
  * has checked the log, with the chain value chain_at there and the log's key log_key): how a
  * process that follows another's appends to one log catches up without hashing them: each

@@ -606,6 +606,7 @@ void table_mark(scp_file *f, uint64_t i);
 /* The size changed from oldn to newn chunks: the pages at the boundary hash differently. */
 void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn);
 /* The content root of the table in memory (hashing the dirty pages again). */
+void table_mark_page(scp_file *f, uint64_t i);
 void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]);
 /* Fill err with an integrity failure of chunk i ("is missing", "fails authentication"); -1. */
 int chunk_integrity_fail(scp_file *f, uint64_t i, const char *what, scp_err *err);
