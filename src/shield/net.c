@@ -1371,6 +1371,21 @@ static const char *wsrc_take(struct wsrc *s, size_t len) {
     return s->g;
 }
 
+
+/* After records went into the write BIO: hand them to the kernel, waiting when the socket
+ * blocks. 0 when all went, -EAGAIN when a non-blocking socket took no more (the rest waits in
+ * the BIO), else -errno, SIGPIPE raised for EPIPE unless nosig. *nb: whether the socket is
+ * non-blocking, -1 until asked (the question costs a system call). */
+static long write_flush(nconn *c, int flags, int *nb, int nosig) {
+    long f = net_flush(c, 0, nosig);
+    if (f == -EAGAIN) {
+        if (*nb < 0) *nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd);
+        if (*nb) return -EAGAIN;
+        f = net_flush(c, 1, nosig);
+    }
+    if (f == -EPIPE && !nosig) sh_gate(SYS_tgkill, (long)syscall(SYS_getpid), (long)syscall(SYS_gettid), SIGPIPE, 0, 0, 0);
+    return f < 0 ? f : 0;
+}
 /* net_write_tls over a vector of n bytes in all (cnt pieces): the records are cut from the
  * whole, not from each piece, and a record is gathered (into g, NET_REC bytes) only when it
  * spans pieces; g may be NULL when one piece holds everything. So a sendfile from the volume's
@@ -1433,15 +1448,9 @@ long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int f
         assert(w == chunk); /* no partial writes (SSL_MODE_ENABLE_PARTIAL_WRITE is off) */
         done += w;
         if (lead) continue;
-        long f = net_flush(c, 0, nosig);
-        if (f == -EAGAIN) {
-            if (NONBLOCK()) break;
-            f = net_flush(c, 1, nosig);
-        }
-        if (f < 0) {
-            if (f == -EPIPE && !nosig) sh_gate(SYS_tgkill, (long)syscall(SYS_getpid), (long)syscall(SYS_gettid), SIGPIPE, 0, 0, 0);
-            return done ? (long)done : f;
-        }
+        long f = write_flush(c, flags, &nb, nosig);
+        if (f == -EAGAIN) break;
+        if (f < 0) return done ? (long)done : f;
     }
     return (long)done;
 #undef NONBLOCK
@@ -1460,7 +1469,6 @@ static long lean_write(nconn *c, struct wsrc *s, size_t n, int flags) {
     struct obuf *o = c->wq;
     int nosig = (flags & MSG_NOSIGNAL) != 0;
     int nb = -1;
-#define NONBLOCK() (nb < 0 ? (nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd)) : nb)
     size_t done = 0;
     while (done < n) {
         size_t batch = n - done < LEAN_BATCH ? n - done : LEAN_BATCH;
@@ -1489,18 +1497,11 @@ static long lean_write(nconn *c, struct wsrc *s, size_t n, int flags) {
             k += m;
         }
         done += batch;
-        long f = net_flush(c, 0, nosig);
-        if (f == -EAGAIN) {
-            if (NONBLOCK()) break;
-            f = net_flush(c, 1, nosig);
-        }
-        if (f < 0) {
-            if (f == -EPIPE && !nosig) sh_gate(SYS_tgkill, (long)syscall(SYS_getpid), (long)syscall(SYS_gettid), SIGPIPE, 0, 0, 0);
-            return done ? (long)done : f;
-        }
+        long f = write_flush(c, flags, &nb, nosig);
+        if (f == -EAGAIN) break;
+        if (f < 0) return done ? (long)done : f;
     }
     return (long)done;
-#undef NONBLOCK
 }
 
 /* The last descriptor of c in this process goes: say goodbye (close_notify) if this process
