@@ -971,20 +971,32 @@ static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVM
     }
     /* A constant length: the range is known checked after it, as a scalar access's is
      * (memset(p, 0, sizeof *p), then p->a = ..), and needs no check if it already is. */
+    int64_t off = 0;
+    LLVMValueRef x = NULL;
+    uint64_t n = 0;
     if (LLVMIsAConstantInt(len)) {
-        uint64_t n = LLVMConstIntGetZExtValue(len);
-        int64_t off;
-        LLVMValueRef x = strip_const_offsets(p, ptr, &off, NULL, NULL);
+        n = LLVMConstIntGetZExtValue(len);
+        x = strip_const_offsets(p, ptr, &off, NULL, NULL);
         if (n > 0 && n < (UINT64_C(1) << 40) && off > -(INT64_C(1) << 40) && off < (INT64_C(1) << 40)) {
             if (fact_known(p, x, base, off, n))
                 return;
+        } else {
+            x = NULL;
         }
     }
     if (p->dry)
         return;
     char site[320];
     describe(p, inst, what, site, sizeof site);
-    emit_check(p, inst, p->check_mem_fn, base, ptr, len, site);
+    /* A constant length below 2^40 is checked as a scalar access of that size is: one compare
+     * at constant offsets from a pointer that is its own base (check_at), two otherwise; the check
+     * of any length needs three (a zero length, and a length that could wrap). */
+    if (x && x == base && off >= 0)
+        emit_check_at(p, inst, base, off, off + (int64_t)n, site);
+    else if (x)
+        emit_check(p, inst, p->check_fn, base, ptr, len, site);
+    else
+        emit_check(p, inst, p->check_mem_fn, base, ptr, len, site);
 }
 
 enum mem_fn { MEM_NONE, MEM_COPY, MEM_MOVE, MEM_SET };
