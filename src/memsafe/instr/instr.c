@@ -463,7 +463,10 @@ static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t 
             int64_t tail = const_tail_offset(p, v, 2, ty, &ok);
             if (!ok || !at)
                 return v;
-            if (er)
+            /* Only an element of a struct type clang named (p[i].f): the optimizer rewrites the
+             * element type of other GEPs freely (bytes read two at a time become a GEP of i16
+             * whose element a 1-byte load would not fill), never into a named struct. */
+            if (er && LLVMGetTypeKind(ty) == LLVMStructTypeKind && !LLVMIsLiteralStruct(ty))
                 *er = (struct elem_ref){ element_key(p, src, LLVMGetOperand(v, 1), ty), *off + tail,
                                          (int64_t)LLVMABISizeOfType(p->td, ty) };
             LLVMValueRef elem = element_address(p, v, at);
@@ -899,9 +902,10 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
      * pDest->z = pDest->zMalloc). The element's bytes relative to x (the element's address, or
      * the field GEP when the block has no other access to the element: x = elem + er.off - off). */
     int64_t elo = 0, ehi = 0;
-    if (er.key && er.size > 0 && er.size < (INT64_C(1) << 30) && er.off > -(INT64_C(1) << 40) &&
-        er.off < (INT64_C(1) << 40)) {
-        int64_t lo = er.off < 0 ? er.off : 0, hi = er.off + (int64_t)n > er.size ? er.off + (int64_t)n : er.size;
+    /* The access inside its element: an access at an offset outside it ((char *)&p[n] - 1, the
+     * last byte before a one-past-the-end element) is not an access to that element. */
+    if (er.key && er.size > 0 && er.size < (INT64_C(1) << 30) && er.off >= 0 && er.off + (int64_t)n <= er.size) {
+        int64_t lo = 0, hi = er.size;
         if (facts_cover(&p->cur, er.key, er.off, er.off + (int64_t)n)) {
             /* by the check of this block's group for the element, or by one on every path here */
             for (size_t i = 0; i < p->ngroups && !p->dry; i++)
