@@ -77,6 +77,8 @@ all_probes() {
     check double_free 0 1 "double free of the heap object" 0
     check invalid_free "" 1 "invalid free: .* points 3 bytes into a heap object" 0
     check overflow_element 0 1 "heap buffer overflow: store of 4 bytes in fill() at .*overflow_element.c:16 (checked together with 1 more accesses.* at offset 48 of a 60-byte heap object" 0
+    check element_dominated "0 grow" "1 grow" "heap buffer overflow: store of 8 bytes in set() at .*element_dominated.c:19 (its 24-byte array element checked whole): 24 bytes at offset 72 of a 92-byte heap object" 0
+    check memcpy_const 0 8 "heap buffer overflow: memcpy source (read) in copy() at .*memcpy_const.c:18: 24 bytes at offset 0 of a 16-byte heap object" 1
     check dominated_field 24 20 "heap buffer overflow: memset destination (write) in clear() at .*dominated_field.c:26: 24 bytes at offset 0 of a 20-byte heap object" 0
     check header_below 3 0 "heap buffer underflow: store of 1 bytes in main() at .*header_below.c:32.* at offset -1 of a 32-byte heap object" 0
     check typed_undersized 16 13 "heap buffer overflow: store of 4 bytes in fill() at .*typed_undersized.c:.*(3 bytes past its end" 1
@@ -112,6 +114,17 @@ stats_check dominated_field ": 2 checks, .* 2 already checked on every path" \
 # one check, not one per field GEP (2 before).
 stats_check overflow_element ": 1 checks, [12] merged into them" '[0-9]* checks, [0-9]* merged into them' \
     "expected 1 check with the other stores merged into it"
+
+# An element at a variable index is checked whole at its first access, and known checked in the
+# blocks that access reaches with no call between (instr.c, element_key): set()'s a[i].n checks
+# a[i], a[i].z, a[i].tail and a[i].flags in the branches after it need no check (3 checks before).
+stats_check element_dominated ": 1 checks, .* 3 already checked on every path" \
+    '[0-9]* checks, .* already checked on every path' "expected 1 check, the element's other stores covered by it"
+
+# A memcpy of constant length gets the check of a scalar access of that size (instr.c, mem_access):
+# copy()'s two sides, from pointers that are their own bases, get the one-compare check_at.
+stats_check memcpy_const ": 2 checks, .* 2 at constant offsets from their base" \
+    '[0-9]* checks, .* at constant offsets from their base' "expected both sides of the memcpy checked at constant offsets"
 
 # A store at a constant offset below a pointer that is its own base (a header before it, sds's
 # s[-1]) gets the check that finds the object's start inline (instr.c, flush_groups;

@@ -69,6 +69,8 @@ struct group {
     LLVMValueRef base;
     LLVMValueRef first; /* the first access, where the check goes */
     int64_t lo, hi;     /* byte range [lo, hi) relative to x */
+    LLVMValueRef ekey;  /* the element x is in, when the range is widened to it (element_key) */
+    int64_t esize;
     unsigned count;
     char site[320];
 };
@@ -136,6 +138,17 @@ struct pass {
     } sites;
     struct elem *elems;  /* this function's element addresses (element_address) */
     size_t nelems, cap_elems;
+    /* The elements src[idx] of this function's accesses, whatever the block (element_key): entry k
+     * is named in the facts by &ekeys.name[k], an address no LLVM value has. */
+    struct ekeys {
+        struct ekey {
+            LLVMValueRef src, idx;
+            LLVMTypeRef ty;
+        } *tab;
+        size_t len, cap;
+        char *name; /* cap bytes, allocated once per function (a key must not move) */
+    } ekeys;
+    unsigned long whole; /* checks widened to their whole element (the element rule) */
     const char *fname;
     int dry;          /* computing the facts at the end of a block: no checks emitted */
     struct facts cur; /* what is known at the instruction being looked at */
@@ -393,11 +406,45 @@ static LLVMValueRef element_address(struct pass *p, LLVMValueRef gep, LLVMValueR
     return addr;
 }
 
+/* The fact key of the element src[idx] of type ty, the same in every block: the facts (the checks
+ * available on every path) name an element by it, so that a check of p[i] in one block covers
+ * the accesses to p[i] in the blocks it reaches with no call between, whichever GEP of p[i] they
+ * use (the optimizer makes one per block and field). Sound as a fact about an SSA value is: the
+ * address depends only on src and idx, and a fact that reaches an access holds on every path to
+ * it, so it was established after the last definition of both on each (cfg_available). The key
+ * is an address of p->ekeys.name, which no LLVM value has, so it cannot match a fact about a
+ * pointer value (the GEP of a memcpy's operand, say, whose offsets count from the field). */
+static LLVMValueRef element_key(struct pass *p, LLVMValueRef src, LLVMValueRef idx, LLVMTypeRef ty)
+{
+    struct ekeys *k = &p->ekeys;
+    for (size_t i = 0; i < k->len; i++)
+        if (k->tab[i].src == src && k->tab[i].idx == idx && k->tab[i].ty == ty)
+            return (LLVMValueRef)(void *)&k->name[i];
+    /* cap is the function's instruction count (instrument_module): one key per GEP at most; were
+     * it ever short, an element without a key is checked as any pointer is. */
+    if (k->len >= k->cap)
+        return NULL;
+    k->tab[k->len] = (struct ekey){ src, idx, ty };
+    return (LLVMValueRef)(void *)&k->name[k->len++];
+}
+
+/* The element an access is in, when its address is src[idx] + constant offsets (idx not a
+ * constant): its key, and the access's offset from the element's start. */
+struct elem_ref {
+    LLVMValueRef key; /* NULL: not such an access */
+    int64_t off;      /* of the access from the element's start */
+    int64_t size;     /* of the element (the GEP's source type) */
+};
+
 /* v = x + *off with constant GEP offsets stripped; returns x. `at` is the access of v, or NULL
- * for no element addresses (element_address: only scalar accesses ask for them). */
-static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t *off, LLVMValueRef at)
+ * for no element addresses (element_address: only scalar accesses ask for them); `er`, when not
+ * NULL, gets the element the access is in (element_key). */
+static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t *off, LLVMValueRef at,
+                                        struct elem_ref *er)
 {
     *off = 0;
+    if (er)
+        er->key = NULL;
     for (;;) {
         if (is_ptr_cast(v) && is_ptr(LLVMGetOperand(v, 0))) {
             v = LLVMGetOperand(v, 0);
@@ -416,6 +463,12 @@ static LLVMValueRef strip_const_offsets(struct pass *p, LLVMValueRef v, int64_t 
             int64_t tail = const_tail_offset(p, v, 2, ty, &ok);
             if (!ok || !at)
                 return v;
+            /* Only an element of a struct type clang named (p[i].f): the optimizer rewrites the
+             * element type of other GEPs freely (bytes read two at a time become a GEP of i16
+             * whose element a 1-byte load would not fill), never into a named struct. */
+            if (er && LLVMGetTypeKind(ty) == LLVMStructTypeKind && !LLVMIsLiteralStruct(ty))
+                *er = (struct elem_ref){ element_key(p, src, LLVMGetOperand(v, 1), ty), *off + tail,
+                                         (int64_t)LLVMABISizeOfType(p->td, ty) };
             LLVMValueRef elem = element_address(p, v, at);
             if (!elem)
                 return v;
@@ -654,6 +707,12 @@ static void flush_groups(struct pass *p)
                      " (checked together with %u more accesses at constant offsets)", g->count - 1);
             p->merged += g->count - 1;
         }
+        if (g->ekey && g->esize > 1) {
+            /* the check spans the element, not only the bytes the access names (the element rule) */
+            size_t l = strlen(g->site);
+            snprintf(g->site + l, sizeof g->site - l, " (its %lld-byte array element checked whole)",
+                     (long long)g->esize);
+        }
         /* Constant offsets from the base itself (x is its own base: loaded, an argument, a
          * call's result) cannot start before the object: the cheaper check. Sizes and offsets
          * this large are not real accesses, they keep the general check. */
@@ -815,7 +874,8 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
     if (!is_ptr(ptr))
         return;
     int64_t off;
-    LLVMValueRef x = strip_const_offsets(p, ptr, &off, inst);
+    struct elem_ref er;
+    LLVMValueRef x = strip_const_offsets(p, ptr, &off, inst, &er);
     LLVMValueRef base = base_of(p, x);
     if (is_non_heap(base)) {
         p->pruned += !p->dry;
@@ -835,9 +895,33 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
         return;
     }
     /* Checked on every path here, with no call since (p->c checked, then p->a in a block it
-     * dominates): the object still holds the range. */
-    if (fact_known(p, x, base, off, n))
+     * dominates): the object still holds the range. An element src[i] is checked whole (the
+     * element rule: p[i].f is an access to the T p[i], which C requires to lie in its object),
+     * and known so by its key in every block its check reaches: p[i].n checked, then p[i].z
+     * stored in a block it dominates needs no check (sqlite's interpreter: pDest->n, then
+     * pDest->z = pDest->zMalloc). The element's bytes relative to x (the element's address, or
+     * the field GEP when the block has no other access to the element: x = elem + er.off - off). */
+    int64_t elo = 0, ehi = 0;
+    /* The access inside its element: an access at an offset outside it ((char *)&p[n] - 1, the
+     * last byte before a one-past-the-end element) is not an access to that element. */
+    if (er.key && er.size > 0 && er.size < (INT64_C(1) << 30) && er.off >= 0 && er.off + (int64_t)n <= er.size) {
+        int64_t lo = 0, hi = er.size;
+        if (facts_cover(&p->cur, er.key, er.off, er.off + (int64_t)n)) {
+            /* by the check of this block's group for the element, or by one on every path here */
+            for (size_t i = 0; i < p->ngroups && !p->dry; i++)
+                if (p->groups[i].ekey == er.key) {
+                    p->groups[i].count++;
+                    return;
+                }
+            p->available += !p->dry;
+            return;
+        }
+        facts_add(&p->cur, er.key, lo, hi);
+        elo = lo - (er.off - off);
+        ehi = hi - (er.off - off);
+    } else if (fact_known(p, x, base, off, n)) {
         return;
+    }
     if (p->dry)
         return;
     if (x == base && off >= 0)
@@ -849,6 +933,13 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
                 g->lo = off;
             if (off + (int64_t)n > g->hi)
                 g->hi = off + (int64_t)n;
+            if (elo < ehi) {
+                p->whole += g->lo > elo || g->hi < ehi;
+                g->lo = g->lo < elo ? g->lo : elo;
+                g->hi = g->hi > ehi ? g->hi : ehi;
+                g->ekey = er.key;
+                g->esize = er.size;
+            }
             g->count++;
             return;
         }
@@ -860,6 +951,13 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
     struct group *g = &p->groups[p->ngroups++];
     *g = (struct group){ .x = x, .base = base, .first = inst, .lo = off, .hi = off + (int64_t)n,
                          .count = 1 };
+    if (elo < ehi) {
+        p->whole += g->lo > elo || g->hi < ehi;
+        g->lo = g->lo < elo ? g->lo : elo;
+        g->hi = g->hi > ehi ? g->hi : ehi;
+        g->ekey = er.key;
+        g->esize = er.size;
+    }
     char what_n[64];
     snprintf(what_n, sizeof what_n, "%s of %llu bytes", what, (unsigned long long)n);
     describe(p, inst, what_n, g->site, sizeof g->site);
@@ -877,20 +975,32 @@ static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVM
     }
     /* A constant length: the range is known checked after it, as a scalar access's is
      * (memset(p, 0, sizeof *p), then p->a = ..), and needs no check if it already is. */
+    int64_t off = 0;
+    LLVMValueRef x = NULL;
+    uint64_t n = 0;
     if (LLVMIsAConstantInt(len)) {
-        uint64_t n = LLVMConstIntGetZExtValue(len);
-        int64_t off;
-        LLVMValueRef x = strip_const_offsets(p, ptr, &off, NULL);
+        n = LLVMConstIntGetZExtValue(len);
+        x = strip_const_offsets(p, ptr, &off, NULL, NULL);
         if (n > 0 && n < (UINT64_C(1) << 40) && off > -(INT64_C(1) << 40) && off < (INT64_C(1) << 40)) {
             if (fact_known(p, x, base, off, n))
                 return;
+        } else {
+            x = NULL;
         }
     }
     if (p->dry)
         return;
     char site[320];
     describe(p, inst, what, site, sizeof site);
-    emit_check(p, inst, p->check_mem_fn, base, ptr, len, site);
+    /* A constant length below 2^40 is checked as a scalar access of that size is: one compare
+     * at constant offsets from a pointer that is its own base (check_at), two otherwise; the check
+     * of any length needs three (a zero length, and a length that could wrap). */
+    if (x && x == base && off >= 0)
+        emit_check_at(p, inst, base, off, off + (int64_t)n, site);
+    else if (x)
+        emit_check(p, inst, p->check_fn, base, ptr, len, site);
+    else
+        emit_check(p, inst, p->check_mem_fn, base, ptr, len, site);
 }
 
 enum mem_fn { MEM_NONE, MEM_COPY, MEM_MOVE, MEM_SET };
@@ -1668,6 +1778,15 @@ static void instrument_module(struct pass *p)
         if (LLVMIsDeclaration(f) || !strncmp(name, "__scp_ms_", 9))
             continue;
         p->fname = name;
+        size_t ninst = 0;
+        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+            for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
+                ninst++;
+        p->ekeys.len = 0;
+        p->ekeys.cap = ninst + 1;
+        p->ekeys.tab = xrealloc(p->ekeys.tab, p->ekeys.cap * sizeof *p->ekeys.tab);
+        free(p->ekeys.name);
+        p->ekeys.name = xrealloc(NULL, p->ekeys.cap);
         /* base_of may add PHIs, never blocks: the CFG stays as it is. */
         struct cfg g;
         cfg_build(&g, f);
@@ -1886,13 +2005,16 @@ int main(int argc, char **argv)
                 "bounds looked up before their loop (%lu loops); %lu against a limit's address found before "
                 "their loop (%lu loops; %lu bases that change round their loop, carried with their limit's address); %lu "
                 "below their base, decided inline; "
+                "%lu widened to their whole element; "
                 "%lu in bounds by their type, unchecked (--trust-types); checked at constant offsets from "
                 "their own base: %lu with no GEP, %lu through an i8 GEP, %lu through a struct GEP (not by "
                 "type: an array, past sizeof, the rule off), %lu other\n",
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
-                p.sl_checks, p.sl_loops, p.web_bases, p.below, p.typed, p.self_direct, p.self_i8,
+                p.sl_checks, p.sl_loops, p.web_bases, p.below, p.whole, p.typed, p.self_direct, p.self_i8,
                 p.self_array, p.self_other);
     free(p.groups);
+    free(p.ekeys.tab);
+    free(p.ekeys.name);
     for (size_t i = 0; i < p.sites.cap; i++)
         free(p.sites.tab[i].text);
     free(p.sites.tab);
