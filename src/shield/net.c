@@ -1457,7 +1457,7 @@ long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int f
 }
 
 /* Plaintext handed to the kernel by the lean layer in one system call: a batch of records. */
-#define LEAN_BATCH (16 * TLS_PT_MAX)
+#define LEAN_BATCH ((size_t)16 * TLS_PT_MAX)
 
 /* net_writev_tls once the layer has the write side: records of up to 2^14 bytes sealed straight
  * into the write BIO, a batch of them (up to LEAN_BATCH bytes of plaintext) given to the

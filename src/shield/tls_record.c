@@ -116,7 +116,7 @@ long tls_open(struct tls_dir *d, unsigned char *rec, size_t len, int *type) {
     if (!set_nonce(d) || EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_SET_TAG, TLS_TAG, body + clen) != 1 ||
         EVP_DecryptUpdate(d->ctx, NULL, &l, rec, 5) != 1 ||
         EVP_DecryptUpdate(d->ctx, body, &l, body, (int)clen) != 1 ||
-        EVP_DecryptFinal_ex(d->ctx, body + l, &l2) != 1 || (size_t)(l + l2) != clen) {
+        EVP_DecryptFinal_ex(d->ctx, body + l, &l2) != 1 || l < 0 || l2 < 0 || (size_t)l + (size_t)l2 != clen) {
         OPENSSL_cleanse(body, blen); /* what did not authenticate never leaves */
         return -TLS_AL_BAD_RECORD_MAC;
     }
