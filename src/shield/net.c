@@ -1141,7 +1141,29 @@ static long lean_next(nconn *c) {
     }
 }
 
-/* read_tls once the layer has the read side; total: bytes already in buf (from OpenSSL). */
+/* A read that found no record to open: more ciphertext from the kernel, waiting for it when the
+ * socket blocks and the read has nothing yet (or MSG_WAITALL). 1: bytes came, read on; 0: the
+ * read ends with *res (total, or when that is 0 the end (0) or -errno). A TCP end without
+ * close_notify is the end the program sees, as without TLS. *nb: as write_flush's. */
+static int read_more(nconn *c, int flags, int *nb, int *drained, size_t total, long *res) {
+    long g = net_fill(c, drained);
+    if (g > 0) return 1;
+    *res = (long)total;
+    if (g == 0) {
+        c->eof = 1;
+        return 0;
+    }
+    if (g != -EAGAIN || (total && !(flags & MSG_WAITALL))) {
+        if (!total) *res = g;
+        return 0;
+    }
+    if (*nb < 0) *nb = (flags & MSG_DONTWAIT) || sock_nonblock(c->fd);
+    long w = *nb ? -EAGAIN : net_wait_fd(c, POLLIN);
+    if (w >= 0) return 1;
+    if (!total) *res = w;
+    return 0;
+}
+
 static long lean_read(nconn *c, void *buf, size_t n, int flags, size_t total) {
     struct net_lean *l = c->lean;
     int nb = -1;
@@ -1162,17 +1184,8 @@ static long lean_read(nconn *c, void *buf, size_t n, int flags, size_t total) {
         if (r < 0) return total ? (long)total : r;
         /* as read_tls: a short read means a drained socket */
         if (total && !(flags & MSG_WAITALL) && drained) return (long)total;
-        long g = net_fill(c, &drained);
-        if (g > 0) continue;
-        if (g == 0) {
-            c->eof = 1;
-            return (long)total;
-        }
-        if (g != -EAGAIN) return total ? (long)total : g;
-        if (total && !(flags & MSG_WAITALL)) return (long)total;
-        if (NONBLOCK()) return total ? (long)total : -EAGAIN;
-        long w = net_wait_fd(c, POLLIN);
-        if (w < 0) return total ? (long)total : w;
+        long res;
+        if (!read_more(c, flags, &nb, &drained, total, &res)) return res;
     }
 #undef NONBLOCK
 }
@@ -1319,17 +1332,8 @@ static long read_tls(nconn *c, void *buf, size_t n, int flags) {
                 return total ? (long)total : r;
             }
         }
-        long g = net_fill(c, &drained);
-        if (g > 0) continue;
-        if (g == 0) {
-            c->eof = 1; /* TCP end without close_notify: the program sees the end, as without TLS */
-            return (long)total;
-        }
-        if (g != -EAGAIN) return total ? (long)total : g;
-        if (total && !(flags & MSG_WAITALL)) return (long)total;
-        if (NONBLOCK()) return total ? (long)total : -EAGAIN;
-        long w = net_wait_fd(c, POLLIN);
-        if (w < 0) return total ? (long)total : w;
+        long res;
+        if (!read_more(c, flags, &nb, &drained, total, &res)) return res;
     }
 #undef NONBLOCK
 }
