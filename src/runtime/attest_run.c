@@ -1,6 +1,7 @@
 /* runtime/attest_run.c - see attest_run.h. */
 #include "runtime/attest_run.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -507,6 +508,59 @@ static int report(scp_cas_client *c, const struct scp_attest_run_opts *o, const 
     rv->reported_gen = gen;
     memcpy(rv->reported, hex, sizeof hex);
     return 0;
+}
+
+/* The tag records read from the tag socket and not yet reported: of each volume's records only
+ * the newest generation (newest[i], bit i of got). CAS keeps one tag per volume and refuses an
+ * older generation, so a tag that a newer one of the same volume follows needs no report of its
+ * own, and a --tag-sync commit waits for acked >= its generation, which the newest one's
+ * acknowledgement gives. When CAS is slower than the commits (MariaDB at one commit per
+ * transaction), the records that queued during one report go to CAS as one. A record of the
+ * same generation as the held one but another tag (two states at one generation: a fork) is
+ * not folded: it waits in carry for the next batch, so that CAS sees both and refuses the
+ * second. */
+struct tag_batch {
+    uint8_t newest[SCP_SHIELD_MAX_VOLUMES][SCP_VOLUME_TAG_LEN];
+    unsigned got;
+    int has_carry;
+    uint8_t carry[1 + SCP_VOLUME_TAG_LEN];
+};
+
+/* Fold one record (volume index, tag) into b; 0, or -1 when it must wait for the next batch. */
+static int batch_add(struct tag_batch *b, const uint8_t *rec) {
+    uint8_t *n = b->newest[rec[0]];
+    if (b->got & (1u << rec[0])) {
+        uint64_t g = scp_get_u64(rec + 1), h = scp_get_u64(n);
+        if (g == h && memcmp(n, rec + 1, SCP_VOLUME_TAG_LEN)) return -1;
+        if (g <= h) return 0;
+    }
+    memcpy(n, rec + 1, SCP_VOLUME_TAG_LEN);
+    b->got |= 1u << rec[0];
+    return 0;
+}
+
+/* Fill b: the carried record, one read that may block (poll said the socket is readable; not
+ * when a carried record is there already), then whatever else is queued, without waiting. Returns 0, or -1 at the socket's end with nothing
+ * taken. */
+static int take_tags(int fd, size_t nv, struct tag_batch *b) {
+    assert(nv <= SCP_SHIELD_MAX_VOLUMES);
+    b->got = 0;
+    if (b->has_carry) {
+        b->has_carry = 0;
+        batch_add(b, b->carry);
+    }
+    for (int flags = b->got ? MSG_DONTWAIT : 0;; flags = MSG_DONTWAIT) {
+        uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
+        ssize_t r = recv(fd, rec, sizeof rec, flags);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return b->got || flags ? 0 : -1;
+        if (r != (ssize_t)sizeof rec || rec[0] >= nv) continue;
+        if (batch_add(b, rec) < 0) {
+            memcpy(b->carry, rec, sizeof rec);
+            b->has_carry = 1;
+            return 0;
+        }
+    }
 }
 
 /* --tag-sync: publish CAS's acknowledgement to the waiting commits. */
@@ -1183,16 +1237,16 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
     for (size_t i = 0; i < nv; i++) scp_wipe(ro->vol[i].key, sizeof ro->vol[i].key);
     forward_signals();
     if (pending_sig) kill(pid, pending_sig);
-    uint8_t rec[1 + SCP_VOLUME_TAG_LEN];
+    struct tag_batch batch = {0};
     int exited = 0, status = 1;
     for (;;) {
         /* until every holder of the socket is gone, or the program itself has exited and what
          * its leftovers had sent is drained (a daemonized grandchild may keep the socket) */
         struct pollfd pf = {.fd = pipefd[0], .events = POLLIN};
-        int pr = poll(&pf, 1, exited ? 0 : 200);
+        int pr = poll(&pf, 1, exited || batch.has_carry ? 0 : 200);
         if (rn.page && !exited && now_s() >= rn.next) renewal_try(&rn, c, o, ident.m);
         if (pr < 0 && errno == EINTR) continue;
-        if (pr == 0) {
+        if (pr == 0 && !batch.has_carry) {
             if (exited) break;
             int st;
             if (pid1) {
@@ -1204,16 +1258,16 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
             }
             continue;
         }
-        ssize_t r = read(pipefd[0], rec, sizeof rec);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) break;
-        if (r != (ssize_t)sizeof rec || rec[0] >= nv) continue;
-        if (report(c, o, token, &rv[rec[0]], rec + 1) == 0) {
-            ack(tsync, rec[0], rv[rec[0]].reported_gen);
-        } else if (tsync) {
-            /* fail closed: an fsync must not return for a state that CAS does not know */
-            scp_log(SCP_LOG_ERROR, WHO(o), "--tag-sync: CAS did not acknowledge a commit; stopping the program");
-            kill(pid, SIGKILL);
+        if (take_tags(pipefd[0], nv, &batch) < 0) break;
+        for (size_t i = 0; i < nv; i++) {
+            if (!(batch.got & (1u << i))) continue;
+            if (report(c, o, token, &rv[i], batch.newest[i]) == 0) {
+                ack(tsync, i, rv[i].reported_gen);
+            } else if (tsync) {
+                /* fail closed: an fsync must not return for a state that CAS does not know */
+                scp_log(SCP_LOG_ERROR, WHO(o), "--tag-sync: CAS did not acknowledge a commit; stopping the program");
+                kill(pid, SIGKILL);
+            }
         }
     }
     rc = exited ? status : wait_status(pid);

@@ -170,7 +170,19 @@ frozen_write() { # KEY -> prints "acked-while-frozen" or "waited"
 }
 start
 [ "$(frozen_write async-key)" = acked-while-frozen ] || fail "async mode: the write waited for CAS"
+# the tag records that queue while CAS is slow reach it as one report (the newest), not one per
+# commit: 20 writes, each fsynced (a commit and a record each) while CAS is frozen
+tag_reports() { "$SCPCTL" cas audit 2>/dev/null | grep -cP "\tvolume\.tag\tdb\tredis\t"; }
+N0=$(tag_reports)
+GB=$(cas_gen)
+kill -STOP "$CAS_PID"
+for i in $(seq 1 20); do cli set "burst:$i" v >/dev/null || { kill -CONT "$CAS_PID"; fail "write $i failed"; }; done
+sleep 0.3
+kill -CONT "$CAS_PID"
 stop
+N1=$(tag_reports)
+[ "$(cas_gen)" -ge $((GB + 20)) ] || fail "CAS does not hold the newest tag after the burst ($GB -> $(cas_gen))"
+[ $((N1 - N0)) -le 5 ] || fail "20 queued tag records took $((N1 - N0)) reports to CAS, want them folded into a few"
 RUN+=(--tag-sync)
 start
 GS=$(cas_gen)
