@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +281,14 @@ int scp_path_within(const char *p, const char *dir) {
     while (n > 1 && dir[n - 1] == '/') n--;
     if (n == 1 && dir[0] == '/') return 1;
     return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+int scp_openat2(int dir, const char *path, int flags, unsigned long long resolve) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (uint64_t)flags | O_CLOEXEC;
+    how.resolve = resolve;
+    return (int)syscall(SYS_openat2, dir, *path ? path : ".", &how, sizeof how);
 }
 
 char *scp_escape_text(const char *in, char *out, size_t outsz) {

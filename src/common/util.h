@@ -71,6 +71,12 @@ int scp_write_file_atomic(const char *path, const void *data, size_t len, unsign
  * path is within "/"), else 0. Compares strings only: both normalized, no symlink resolved. */
 int scp_path_within(const char *p, const char *dir);
 
+/* openat2(2) of path relative to the directory descriptor dir with open flags (O_CLOEXEC is
+ * added) and the RESOLVE_* bits in resolve: RESOLVE_IN_ROOT to resolve as a process whose root
+ * is dir would, RESOLVE_BENEATH to refuse what leaves dir (EXDEV). An empty path is ".".
+ * Returns the descriptor, or -1 with errno (ENOSYS before Linux 5.6). */
+int scp_openat2(int dir, const char *path, int flags, unsigned long long resolve);
+
 /* Copy text that may come from a client into a line of output: control characters (C0, DEL,
  * and C1 in UTF-8) become \n, \t, \r or \xNN and a backslash becomes \\, so that the text
  * can neither start a new line or field nor drive a terminal. Always NUL-terminates out

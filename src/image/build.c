@@ -102,8 +102,7 @@ static int check_trust(int root, const scp_image_build_opts *o, const char *p, c
             return scp_fail(err, SCP_E_INVAL, EINVAL,
                             "--trusted %s is under --protect %s: its files are in a protected volume, not trusted files",
                             p, o->protect[i]);
-    struct open_how how = {.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC, .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS};
-    int fd = (int)syscall(SYS_openat2, root, p + 1, &how, sizeof how);
+    int fd = scp_openat2(root, p + 1, O_PATH | O_NOFOLLOW, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS);
     struct stat sb;
     if (fd < 0 && errno != ELOOP)
         return scp_fail(err, errno == ENOENT ? SCP_E_NOENT : SCP_E_INVAL, errno, "--trusted %s: %s in the image", p,

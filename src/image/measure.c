@@ -7,17 +7,16 @@
 #include <linux/openat2.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "image/internal.h"
 #include "runtime/attest_run.h"
 #include "runtime/elfdeps.h"
 #include "scp/attest.h"
 
 int img_open_in_root(int root, const char *path, int flags) {
-    struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-    return (int)syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
+    return scp_openat2(root, path, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 }
 
 int img_measure(int root, const char *shield, const char *prog, const char *img_json, uint8_t m[32], scp_err *err) {

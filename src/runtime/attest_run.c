@@ -368,11 +368,7 @@ static int path_in_rootfs(int root, const char *what, const char *path, const ch
     if (snprintf(rel, sizeof rel, "%s", *r ? r : ".") >= (int)sizeof rel)
         return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "the policy's %s is too long", what);
     for (;;) {
-        struct open_how how;
-        memset(&how, 0, sizeof how);
-        how.flags = O_PATH | O_CLOEXEC;
-        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-        int fd = (int)syscall(SYS_openat2, root, rel, &how, sizeof how);
+        int fd = scp_openat2(root, rel, O_PATH, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
         if (fd >= 0) {
             close(fd);
             return 0;

@@ -12,9 +12,9 @@
 #include <sys/mman.h>
 #include <linux/openat2.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "common/util.h"
 #include "scp/shield.h"
 
 static int bad(scp_err *err, const char *why) { return scp_fail(err, SCP_E_FORMAT, ENOEXEC, "not a usable ELF file: %s", why); }
@@ -160,11 +160,7 @@ static int already(const scp_elf_set *s, int fd) {
  * RESOLVE_IN_ROOT makes "/" and ".." (also in symlinks) stop at root, as after pivot_root. */
 static int open_in(int root, const char *path) {
     if (root < 0) return open(path, O_RDONLY | O_CLOEXEC);
-    struct open_how how;
-    memset(&how, 0, sizeof how);
-    how.flags = O_RDONLY | O_CLOEXEC;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    return (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+    return scp_openat2(root, path, O_RDONLY, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
 }
 
 /* Open path if it is a regular file whose ELF class and machine match (machine 0: any). */
