@@ -386,6 +386,8 @@ void scp_sha256(const struct scp_buf *parts, size_t n, uint8_t out[32]) {
     scp_sha256_mid_init(&m);
     for (size_t i = 0; i < n; i++) scp_sha256_mid_update(&m, parts[i].p, parts[i].n);
     scp_sha256_mid_final(&m, out);
+    /* the context holds the input's last partial block: a caller may hash a secret */
+    OPENSSL_cleanse(&m, sizeof m);
 }
 
 int scp_ct_cmp(const void *a, const void *b, size_t n) { return CRYPTO_memcmp(a, b, n) != 0; }
