@@ -1417,9 +1417,9 @@ static long write_flush(nconn *c, int flags, int *nb, int nosig) {
 /* net_write_tls over a vector of n bytes in all (cnt pieces): the records are cut from the
  * whole, not from each piece, and a record is gathered (into g, NET_REC bytes) only when it
  * spans pieces; g may be NULL when one piece holds everything. So a sendfile from the volume's
- * plaintext cache (4 KiB chunks) costs one copy of each record into g, just before OpenSSL
- * takes it (while it is in the CPU's cache), and a record that the kernel's full socket
- * stops is the only one copied for nothing. */
+ * plaintext cache (4 KiB chunks) costs OpenSSL's record layer one copy of each record into g,
+ * just before OpenSSL takes it (while it is in the CPU's cache); the lean layer seals such a
+ * record from the chunks themselves (wsrc_pieces), no copy. */
 long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int flags, char *g) {
     if (c->failed) return -c->failed;
     if (c->wr_shut) return -EPIPE;
