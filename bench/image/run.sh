@@ -21,7 +21,8 @@
 # also the entry and the shield) per request, which does not move with the machine's load.
 # Environment: ROUNDS=3, REQS=30000 (redis requests per test at -c 50, a fifth at -c 1), SECS=4
 # (wrk and memcaslap seconds per run). All three services take about 5 minutes. PERF=DIR: each
-# service's profiles (server and client) and system calls per request (perf_start below).
+# service's profiles (server and client, first round; PERF_FREQ=499 samples a second) and system
+# calls per request (the servers' in the first round, perf_start below; the clients' in the second).
 # The clients run in a cpuacct cgroup of their own: their CPU per request is printed beside the
 # servers', and the bound the two set together when both are CPU-bound on the same cores. AB=BUILD_DIR (nginx): a fourth server,
 # the secure image made with that build's scpctl (another tree's runtime and shield), same run.
@@ -123,6 +124,21 @@ CG=/sys/fs/cgroup/cpuacct/$N-client
 mkdir -p "$CG" 2>/dev/null || CG=
 cg_usage() { if [ -n "$CG" ]; then cat "$CG/cpuacct.usage"; else echo 0; fi; }
 PROF=()
+# prof_client PREFIX ROUND: PROF for the client's run: with PERF=DIR, its profile in the first
+# round (PREFIX.client.data) and its system calls in the second (PREFIX.client.stat)
+prof_client() {
+    PROF=()
+    [ -n "${PERF:-}" ] || return 0
+    case $2 in
+    1) PROF=(perf record -q -g -F "${PERF_FREQ:-499}" -o "$1.client.data") ;;
+    2) PROF=(perf stat -e raw_syscalls:sys_enter -x, -o "$1.client.stat") ;;
+    esac
+}
+# client_calls PREFIX REQUESTS ROUND: the client's system calls per request, after round 2
+client_calls() {
+    [ -n "${PERF:-}" ] && [ "$3" = 2 ] || return 0
+    awk -F, -v n="$2" -v f="$1" '/raw_syscalls/{printf "%s client: %.2f system calls per request\n", f, $1 / n}' "$1.client.stat" >&2
+}
 in_cg() {
     local pre=()
     [ ${#PROF[@]} -gt 0 ] && pre=("${PROF[@]}" --)
@@ -200,8 +216,7 @@ bench_redis() {
                     [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-redis-$s" "$PERF/redis-$s-$t-c$c"
                     # shellcheck disable=SC2086
                     local k0 k1
-                    PROF=()
-                    [ -n "${PERF:-}" ] && [ "$r" = 1 ] && PROF=(perf record -q -g -F "${PERF_FREQ:-499}" -o "$PERF/redis-$s-$t-c$c.client.data")
+                    prof_client "${PERF:-}/redis-$s-$t-c$c" "$r"
                     k0=$(cg_usage)
                     out=$(in_cg redis-benchmark -h 127.0.0.1 ${cli[$s]} -a "$pw" -t $t -n $n -c $c -d 64 -r 100000 -q 2>&1)
                     c1=$(cg_ns "$N-redis-$s") k1=$(cg_usage)
@@ -211,6 +226,7 @@ bench_redis() {
                     [ "${rps%.*}" -gt 0 ] 2>/dev/null || die "redis-benchmark against $s: $out"
                     record "redis-${t^^} -c $c" $s "$rps" $((c1 - c0)) $n
                     record_cli "redis-${t^^} -c $c" $s $((k1 - k0)) $n
+                    client_calls "${PERF:-}/redis-$s-$t-c$c" "$n" "$r"
                 done
             done
         done
@@ -297,8 +313,7 @@ bench_nginx() {
                 c0=$(cg_ns "$N-nginx-$s")
                 [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-nginx-$s" "$PERF/nginx-$s-$f"
                 local k0 k1
-                PROF=()
-                [ -n "${PERF:-}" ] && [ "$r" = 1 ] && PROF=(perf record -q -g -F "${PERF_FREQ:-499}" -o "$PERF/nginx-$s-$f.client.data")
+                prof_client "${PERF:-}/nginx-$s-$f" "$r"
                 k0=$(cg_usage)
                 out=$(in_cg wrk -t 2 -c 50 -d "${SECS}s" "${url[$s]}/$f" 2>&1)
                 c1=$(cg_ns "$N-nginx-$s") k1=$(cg_usage)
@@ -309,6 +324,7 @@ bench_nginx() {
                 echo "$out" | grep -q "Non-2xx" && die "wrk against nginx ($s): errors: $out"
                 record "nginx-GET $f" $s "$rps" $((c1 - c0)) "$reqs"
                 record_cli "nginx-GET $f" $s $((k1 - k0)) "$reqs"
+                client_calls "${PERF:-}/nginx-$s-$f" "$reqs" "$r"
             done
         done
         echo "nginx round $r done (load $(load))" >&2
@@ -397,11 +413,8 @@ CONF
         for s in secure plain tls; do
             local c0 c1 k0 k1 out tps ops
             c0=$(cg_ns "$N-memcached-$s") k0=$(cg_usage)
-            PROF=()
-            if [ -n "${PERF:-}" ] && [ "$r" = 1 ]; then
-                perf_start "$N-memcached-$s" "$PERF/memcached-$s"
-                PROF=(perf record -q -g -F "${PERF_FREQ:-499}" -o "$PERF/memcached-$s.client.data")
-            fi
+            [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-memcached-$s" "$PERF/memcached-$s"
+            prof_client "${PERF:-}/memcached-$s" "$r"
             # shellcheck disable=SC2046
             out=$(in_cg $(mc_client "$s") 2>&1)
             c1=$(cg_ns "$N-memcached-$s") k1=$(cg_usage)
@@ -411,6 +424,7 @@ CONF
             [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/memcached-$s" "$ops"
             record "memcached-get 90%/set 10%" $s "$tps" $((c1 - c0)) "$ops"
             record_cli "memcached-get 90%/set 10%" $s $((k1 - k0)) "$ops"
+            client_calls "${PERF:-}/memcached-$s" "$ops" "$r"
         done
         echo "memcached round $r done (load $(load))" >&2
     done
