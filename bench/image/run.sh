@@ -131,7 +131,7 @@ prof_client() {
     [ -n "${PERF:-}" ] || return 0
     case $2 in
     1) PROF=(perf record -q -g -F "${PERF_FREQ:-499}" -o "$1.client.data") ;;
-    2) PROF=(perf stat -e raw_syscalls:sys_enter -x, -o "$1.client.stat") ;;
+    2) PROF=(perf stat -e raw_syscalls:sys_enter -x "," -o "$1.client.stat") ;;
     esac
 }
 # client_calls PREFIX REQUESTS ROUND: the client's system calls per request, after round 2
@@ -142,6 +142,7 @@ client_calls() {
 in_cg() {
     local pre=()
     [ ${#PROF[@]} -gt 0 ] && pre=("${PROF[@]}" --)
+    # shellcheck disable=SC2016 # expanded by that sh
     "${pre[@]}" sh -c 'if [ -n "$0" ]; then echo $$ >"$0/cgroup.procs"; fi; exec "$@"' "$CG" "$@"
 }
 declare -A CLI
@@ -214,10 +215,10 @@ bench_redis() {
                     local c0 c1 out
                     c0=$(cg_ns "$N-redis-$s")
                     [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-redis-$s" "$PERF/redis-$s-$t-c$c"
-                    # shellcheck disable=SC2086
                     local k0 k1
                     prof_client "${PERF:-}/redis-$s-$t-c$c" "$r"
                     k0=$(cg_usage)
+                    # shellcheck disable=SC2086
                     out=$(in_cg redis-benchmark -h 127.0.0.1 ${cli[$s]} -a "$pw" -t $t -n $n -c $c -d 64 -r 100000 -q 2>&1)
                     c1=$(cg_ns "$N-redis-$s") k1=$(cg_usage)
                     [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/redis-$s-$t-c$c" "$n"
