@@ -9,7 +9,8 @@
  *   sealed   the bytes sealed by a writer with the same traffic secret as the reader, with the
  *            content type and a number of zero padding bytes taken from the input, one bit
  *            flipped when the opcode asks: unflipped, it must open to exactly what was sealed
- *            (type, length, bytes); flipped, it must not open
+ *            (type, length, bytes); flipped, it must not open; opcode bit 2: sealed from four
+ *            pieces of the plaintext (tls_sealv) instead of one buffer
  * A record that opens as handshake goes to the post-handshake parser; a KeyUpdate it accepts
  * moves both ends to the next secret (so later records test the updated keys). Asserts: no
  * memory error, no plaintext beyond 2^14 bytes, round trips exact, forgeries refused. */
@@ -71,7 +72,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             pt[clen] = (unsigned char)want_type;
             memset(pt + clen + 1, 0, pad);
             size_t inner = clen + 1 + pad; /* tls_seal appends one more zero */
-            size_t w = tls_seal(&wr, 0, pt, inner, rec);
+            size_t w;
+            if ((op >> 2) & 1) { /* the same plaintext in four pieces (some empty), sealed where they lie */
+                struct iovec v[4];
+                size_t at = 0;
+                for (unsigned k = 0; k < 4; k++) {
+                    size_t m = k == 3 ? inner - at : (inner - at) * ((arg[0] * (k + 3u)) % 8) / 8;
+                    v[k] = (struct iovec){pt + at, m};
+                    at += m;
+                }
+                w = tls_sealv(&wr, 0, v, 4, inner, rec);
+            } else {
+                w = tls_seal(&wr, 0, pt, inner, rec);
+            }
             FUZZ_CHECK(w == inner + TLS_OVERHEAD && (long)(w - 5) == tls_hdr(rec));
             int flip = (op >> 1) & 1;
             if (flip) rec[5 + (arg[0] + clen) % (w - 5)] ^= (unsigned char)(1u << (op >> 5));

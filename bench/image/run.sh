@@ -20,8 +20,11 @@
 # throughput, the CPU time of each container (its cgroup's cpuacct: the service, and for secure
 # also the entry and the shield) per request, which does not move with the machine's load.
 # Environment: ROUNDS=3, REQS=30000 (redis requests per test at -c 50, a fifth at -c 1), SECS=4
-# (wrk and memcaslap seconds per run). All three services take about 5 minutes. PERF=DIR: nginx's
-# and redis's profiles and system calls per request (perf_start below). AB=BUILD_DIR (nginx): a fourth server,
+# (wrk and memcaslap seconds per run). All three services take about 5 minutes. PERF=DIR: each
+# service's profiles (server and client, first round; PERF_FREQ=499 samples a second) and system
+# calls per request (the servers' in the first round, perf_start below; the clients' in the second).
+# The clients run in a cpuacct cgroup of their own: their CPU per request is printed beside the
+# servers', and the bound the two set together when both are CPU-bound on the same cores. AB=BUILD_DIR (nginx): a fourth server,
 # the secure image made with that build's scpctl (another tree's runtime and shield), same run.
 set -uo pipefail
 WHAT=${1:-all}
@@ -44,7 +47,7 @@ cleanup() {
     docker rmi -f $(docker images -q "$N/*") >/dev/null 2>&1
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
     wait 2>/dev/null
-    rmdir "/sys/fs/cgroup/cpuacct/$N-memclient" 2>/dev/null
+    rmdir "/sys/fs/cgroup/cpuacct/$N-client" 2>/dev/null
     rm -rf "$T"
 }
 trap cleanup EXIT
@@ -113,6 +116,37 @@ record() {
     RPS[$1/$2]+="$3 "
     CPU[$1/$2]+="$(awk -v c="$4" -v n="$5" 'BEGIN{printf "%.1f", c / n / 1000}') "
 }
+# the clients' CPU time: a cpuacct cgroup of the benchmark's own (cgroup v1; none: not measured).
+# in_cg CMD...: CMD in it, under the profiler command in the array PROF if not empty (which stays
+# outside: its own CPU is not counted); cg_usage: its CPU ns so far;
+# record_cli SERVICE/WORKLOAD SERVER NS REQUESTS
+CG=/sys/fs/cgroup/cpuacct/$N-client
+mkdir -p "$CG" 2>/dev/null || CG=
+cg_usage() { if [ -n "$CG" ]; then cat "$CG/cpuacct.usage"; else echo 0; fi; }
+PROF=()
+# prof_client PREFIX ROUND: PROF for the client's run: with PERF=DIR, its profile in the first
+# round (PREFIX.client.data) and its system calls in the second (PREFIX.client.stat)
+prof_client() {
+    PROF=()
+    [ -n "${PERF:-}" ] || return 0
+    case $2 in
+    1) PROF=(perf record -q -g -F "${PERF_FREQ:-499}" -o "$1.client.data") ;;
+    2) PROF=(perf stat -e raw_syscalls:sys_enter -x "," -o "$1.client.stat") ;;
+    esac
+}
+# client_calls PREFIX REQUESTS ROUND: the client's system calls per request, after round 2
+client_calls() {
+    [ -n "${PERF:-}" ] && [ "$3" = 2 ] || return 0
+    awk -F, -v n="$2" -v f="$1" '/raw_syscalls/{printf "%s client: %.2f system calls per request\n", f, $1 / n}' "$1.client.stat" >&2
+}
+in_cg() {
+    local pre=()
+    [ ${#PROF[@]} -gt 0 ] && pre=("${PROF[@]}" --)
+    # shellcheck disable=SC2016 # expanded by that sh
+    "${pre[@]}" sh -c 'if [ -n "$0" ]; then echo $$ >"$0/cgroup.procs"; fi; exec "$@"' "$CG" "$@"
+}
+declare -A CLI
+record_cli() { CLI[$1/$2]+="$(awk -v c="$3" -v n="$4" 'BEGIN{printf "%.1f", c / n / 1000}') "; }
 # report SERVICE WORKLOAD... : the medians and the ratios
 report() {
     local svc=$1
@@ -136,6 +170,15 @@ report() {
         fi
         awk -v w="$w" -v rs="$rs" -v rp="$rp" -v rt="$rt" -v cs="$cs" -v cp="$cp" -v ct="$ct" 'function r(a,b){return b>0?sprintf("%.2fx",a/b):"-"}
             BEGIN{printf "%-22s %10.0f %10.0f %10.0f %8s %8s | %9.1f %9.1f %9.1f %8s %8s\n", w, rs, rp, rt, r(rs,rp), r(rs,rt), cs, cp, ct, r(cs,cp), r(cs,ct)}'
+        [ -n "${CLI[$svc-$w/secure]:-}" ] || continue
+        # the client's CPU per request, and the bound it sets: server and client share the
+        # machine's cores, so when both are CPU-bound the rates go as the inverse of their sum
+        local ks kp kt
+        ks=$(echo ${CLI[$svc-$w/secure]} | tr ' ' '\n' | median)
+        kp=$(echo ${CLI[$svc-$w/plain]:-0} | tr ' ' '\n' | median)
+        kt=$(echo ${CLI[$svc-$w/tls]:-0} | tr ' ' '\n' | median)
+        awk -v w="$w" -v ks="$ks" -v kp="$kp" -v kt="$kt" -v cs="$cs" -v cp="$cp" -v ct="$ct" 'function r(a,b){return b>0?sprintf("%.2fx",a/b):"-"}
+            BEGIN{printf "%-22s client us/req %.1f / %.1f / %.1f; server+client %.1f / %.1f / %.1f: CPU-bound secure/plain %s, secure/tls %s\n", w, ks, kp, kt, cs+ks, cp+kp, ct+kt, r(cp+kp,cs+ks), r(ct+kt,cs+ks)}'
     done
 }
 
@@ -172,14 +215,19 @@ bench_redis() {
                     local c0 c1 out
                     c0=$(cg_ns "$N-redis-$s")
                     [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-redis-$s" "$PERF/redis-$s-$t-c$c"
+                    local k0 k1
+                    prof_client "${PERF:-}/redis-$s-$t-c$c" "$r"
+                    k0=$(cg_usage)
                     # shellcheck disable=SC2086
-                    out=$(redis-benchmark -h 127.0.0.1 ${cli[$s]} -a "$pw" -t $t -n $n -c $c -d 64 -r 100000 -q 2>&1)
-                    c1=$(cg_ns "$N-redis-$s")
+                    out=$(in_cg redis-benchmark -h 127.0.0.1 ${cli[$s]} -a "$pw" -t $t -n $n -c $c -d 64 -r 100000 -q 2>&1)
+                    c1=$(cg_ns "$N-redis-$s") k1=$(cg_usage)
                     [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/redis-$s-$t-c$c" "$n"
                     local rps
                     rps=$(echo "$out" | tr '\r' '\n' | awk -F': ' '/requests per second/{split($2,a," "); v=a[1]} END{print v+0}')
                     [ "${rps%.*}" -gt 0 ] 2>/dev/null || die "redis-benchmark against $s: $out"
                     record "redis-${t^^} -c $c" $s "$rps" $((c1 - c0)) $n
+                    record_cli "redis-${t^^} -c $c" $s $((k1 - k0)) $n
+                    client_calls "${PERF:-}/redis-$s-$t-c$c" "$n" "$r"
                 done
             done
         done
@@ -188,8 +236,8 @@ bench_redis() {
     report redis "SET -c 1" "SET -c 50" "GET -c 1" "GET -c 50"
 }
 
-# PERF=DIR (nginx and redis, first round): perf_start CONTAINER PREFIX samples the container's
-# processes during the client's run (perf record -g: PREFIX.data; the secure servers only) and counts their
+# PERF=DIR (first round): perf_start CONTAINER PREFIX samples the container's
+# processes during the client's run (perf record -g: PREFIX.data) and counts their
 # system calls (perf stat: PREFIX.stat); perf_stop PREFIX REQUESTS ends both and prints the
 # system calls per request.
 PERF_PIDS=()
@@ -201,10 +249,8 @@ perf_start() {
     PERF_PIDS=()
     perf stat -e raw_syscalls:sys_enter -x, -p "$pids" -o "$2.stat" >/dev/null 2>&1 &
     PERF_PIDS+=($!)
-    case $1 in *-secure | *-base)
-        perf record -q -g -F 499 -p "$pids" -o "$2.data" >/dev/null 2>&1 &
-        PERF_PIDS+=($!) ;;
-    esac
+    perf record -q -g -F "${PERF_FREQ:-499}" -p "$pids" -o "$2.data" >/dev/null 2>&1 &
+    PERF_PIDS+=($!)
 }
 perf_stop() {
     local p
@@ -267,14 +313,19 @@ bench_nginx() {
                 local c0 c1 out rps reqs
                 c0=$(cg_ns "$N-nginx-$s")
                 [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-nginx-$s" "$PERF/nginx-$s-$f"
-                out=$(wrk -t 2 -c 50 -d "${SECS}s" "${url[$s]}/$f" 2>&1)
-                c1=$(cg_ns "$N-nginx-$s")
+                local k0 k1
+                prof_client "${PERF:-}/nginx-$s-$f" "$r"
+                k0=$(cg_usage)
+                out=$(in_cg wrk -t 2 -c 50 -d "${SECS}s" "${url[$s]}/$f" 2>&1)
+                c1=$(cg_ns "$N-nginx-$s") k1=$(cg_usage)
                 [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/nginx-$s-$f" "$(echo "$out" | awk '/requests in/{print $1}')"
                 rps=$(echo "$out" | awk '/^Requests\/sec:/{print $2}')
                 reqs=$(echo "$out" | awk '/requests in/{print $1}')
                 [ -n "$rps" ] && [ "${reqs:-0}" -gt 0 ] || die "wrk against nginx ($s): $out"
                 echo "$out" | grep -q "Non-2xx" && die "wrk against nginx ($s): errors: $out"
                 record "nginx-GET $f" $s "$rps" $((c1 - c0)) "$reqs"
+                record_cli "nginx-GET $f" $s $((k1 - k0)) "$reqs"
+                client_calls "${PERF:-}/nginx-$s-$f" "$reqs" "$r"
             done
         done
         echo "nginx round $r done (load $(load))" >&2
@@ -350,10 +401,8 @@ CONF
         PIDS+=($!)
         addr[secure]=127.0.0.1:$ls addr[tls]=127.0.0.1:$lt
     fi
-    # the client side's CPU time: a cpuacct cgroup of the benchmark's own (cgroup v1), or none
-    local cg=/sys/fs/cgroup/cpuacct/$N-memclient
-    mkdir -p "$cg" 2>/dev/null || cg=
-    [ -n "$cg" ] && [ -n "${MEMC_STUNNEL:-}" ] && echo "${PIDS[-1]}" >"$cg/cgroup.procs"
+    # the client side's CPU time (in_cg): stunnel's too
+    [ -n "$CG" ] && [ -n "${MEMC_STUNNEL:-}" ] && echo "${PIDS[-1]}" >"$CG/cgroup.procs"
     wait_for memcached-plain sh -c "memcstat --servers=${addr[plain]} | grep -q pid"
     # memcstat speaks no TLS: openssl s_client (verifying each server's CA) asks for stats
     local -A ca=([secure]="$CA" [tls]="$T/tls/ca.crt") port=([secure]=$ps [tls]=$pt)
@@ -364,37 +413,33 @@ CONF
     for r in $(seq "$ROUNDS"); do
         for s in secure plain tls; do
             local c0 c1 k0 k1 out tps ops
-            c0=$(cg_ns "$N-memcached-$s") k0=$(cg_usage "$cg")
-            out=$(mc_client "$s" "$cg" 2>&1)
-            c1=$(cg_ns "$N-memcached-$s") k1=$(cg_usage "$cg")
+            c0=$(cg_ns "$N-memcached-$s") k0=$(cg_usage)
+            [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_start "$N-memcached-$s" "$PERF/memcached-$s"
+            prof_client "${PERF:-}/memcached-$s" "$r"
+            # shellcheck disable=SC2046
+            out=$(in_cg $(mc_client "$s") 2>&1)
+            c1=$(cg_ns "$N-memcached-$s") k1=$(cg_usage)
             tps=$(echo "$out" | awk '/^Run time:/{print $7}')
             ops=$(echo "$out" | awk '/^Run time:/{print $5}')
             [ "${ops:-0}" -gt 0 ] 2>/dev/null || die "memcaslap against memcached ($s): $(echo "$out" | tail -5)"
+            [ -n "${PERF:-}" ] && [ "$r" = 1 ] && perf_stop "$PERF/memcached-$s" "$ops"
             record "memcached-get 90%/set 10%" $s "$tps" $((c1 - c0)) "$ops"
-            CLI[$s]+="$(awk -v c=$((k1 - k0)) -v n="$ops" 'BEGIN{printf "%.1f", c / n / 1000}') "
+            record_cli "memcached-get 90%/set 10%" $s $((k1 - k0)) "$ops"
+            client_calls "${PERF:-}/memcached-$s" "$ops" "$r"
         done
         echo "memcached round $r done (load $(load))" >&2
     done
-    [ -n "$cg" ] && { for p in $(cat "$cg/cgroup.procs"); do echo "$p" >/sys/fs/cgroup/cpuacct/cgroup.procs; done; rmdir "$cg"; }
+    echo "memcached client: memcaslap$([ -n "${MEMC_STUNNEL:-}" ] && echo " + stunnel4" || echo ", shielded for secure and tls")" >&2
     report memcached "get 90%/set 10%"
-    printf 'client CPU us/req (memcaslap%s, its cgroup): secure %s plain %s tls %s\n' \
-        "$([ -n "${MEMC_STUNNEL:-}" ] && echo " + stunnel4" || echo ", shielded for secure and tls")" \
-        "$(echo ${CLI[secure]:-0} | tr ' ' '\n' | median)" "$(echo ${CLI[plain]:-0} | tr ' ' '\n' | median)" \
-        "$(echo ${CLI[tls]:-0} | tr ' ' '\n' | median)"
 }
-declare -A CLI
-cg_usage() { if [ -n "$1" ]; then cat "$1/cpuacct.usage"; else echo 0; fi; }
-# mc_client SERVER CGROUP: one memcaslap run against SERVER (secure and tls: shielded, unless
-# MEMC_STUNNEL), in CGROUP
+# mc_client SERVER: the command of one memcaslap run against SERVER (secure and tls: shielded,
+# unless MEMC_STUNNEL); words without spaces
 mc_client() {
-    local s=$1 cg=$2
-    (
-        if [ -n "$cg" ]; then echo $BASHPID >"$cg/cgroup.procs"; fi
-        if [ "$s" = plain ] || [ -n "${MEMC_STUNNEL:-}" ]; then
-            exec memcaslap -s "${addr[$s]}" -t "${SECS}s" -T 2 -c 16
-        fi
-        exec "$SCPCTL" run --session "$N-memclient" --service "$s" --platform-key "$T/p.key" -- "$T/bin/memcaslap"
-    )
+    if [ "$1" = plain ] || [ -n "${MEMC_STUNNEL:-}" ]; then
+        echo memcaslap -s "${addr[$1]}" -t "${SECS}s" -T 2 -c 16
+    else
+        echo "$SCPCTL" run --session "$N-memclient" --service "$1" --platform-key "$T/p.key" -- "$T/bin/memcaslap"
+    fi
 }
 
 case $WHAT in

@@ -1376,6 +1376,30 @@ static const char *wsrc_take(struct wsrc *s, size_t len) {
 }
 
 
+/* The next len bytes as the pieces that hold them (into v, at most max), taken, when a record
+ * may be sealed from where they lie (tls_sealv): up to max pieces of 1 KiB or more on average
+ * (a sendfile's 4 KiB cache chunks). Else 0 and nothing taken: many small pieces cost more in
+ * cipher calls than their gather (wsrc_take). */
+static int wsrc_pieces(struct wsrc *s, size_t len, struct iovec *v, int max) {
+    long i = s->i;
+    size_t off = s->off, got = 0;
+    int k = 0;
+    while (got < len) {
+        while (i < s->cnt && off == s->iov[i].iov_len) i++, off = 0;
+        assert(i < s->cnt);
+        if (k == max) return 0;
+        size_t m = s->iov[i].iov_len - off < len - got ? s->iov[i].iov_len - off : len - got;
+        v[k].iov_base = (char *)s->iov[i].iov_base + off;
+        v[k++].iov_len = m;
+        got += m;
+        off += m;
+    }
+    if (k > 1 && len / (size_t)k < 1024) return 0;
+    s->i = i;
+    s->off = off;
+    return k;
+}
+
 /* After records went into the write BIO: hand them to the kernel, waiting when the socket
  * blocks. 0 when all went, -EAGAIN when a non-blocking socket took no more (the rest waits in
  * the BIO), else -errno, SIGPIPE raised for EPIPE unless nosig. *nb: whether the socket is
@@ -1393,9 +1417,9 @@ static long write_flush(nconn *c, int flags, int *nb, int nosig) {
 /* net_write_tls over a vector of n bytes in all (cnt pieces): the records are cut from the
  * whole, not from each piece, and a record is gathered (into g, NET_REC bytes) only when it
  * spans pieces; g may be NULL when one piece holds everything. So a sendfile from the volume's
- * plaintext cache (4 KiB chunks) costs one copy of each record into g, just before OpenSSL
- * takes it (while it is in the CPU's cache), and a record that the kernel's full socket
- * stops is the only one copied for nothing. */
+ * plaintext cache (4 KiB chunks) costs OpenSSL's record layer one copy of each record into g,
+ * just before OpenSSL takes it (while it is in the CPU's cache); the lean layer seals such a
+ * record from the chunks themselves (wsrc_pieces), no copy. */
 long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int flags, char *g) {
     if (c->failed) return -c->failed;
     if (c->wr_shut) return -EPIPE;
@@ -1461,6 +1485,7 @@ long net_writev_tls(nconn *c, const struct iovec *iov, long cnt, size_t n, int f
 }
 
 /* Plaintext handed to the kernel by the lean layer in one system call: a batch of records. */
+#define WSRC_PIECES 8 /* pieces a record is sealed from without a gather (wsrc_pieces) */
 #define LEAN_BATCH ((size_t)16 * TLS_PT_MAX)
 
 /* net_writev_tls once the layer has the write side: records of up to 2^14 bytes sealed straight
@@ -1490,8 +1515,11 @@ static long lean_write(nconn *c, struct wsrc *s, size_t n, int flags) {
                 o->len += w;
             }
             size_t m = batch - k < TLS_PT_MAX ? batch - k : TLS_PT_MAX;
-            const char *p = wsrc_take(s, m);
-            size_t w = tls_seal(&l->wr, TLS_CT_APPDATA, p, m, (unsigned char *)o->p + o->len);
+            struct iovec pv[WSRC_PIECES];
+            int np = wsrc_pieces(s, m, pv, WSRC_PIECES);
+            unsigned char *out = (unsigned char *)o->p + o->len;
+            size_t w = np ? tls_sealv(&l->wr, TLS_CT_APPDATA, pv, np, m, out)
+                          : tls_seal(&l->wr, TLS_CT_APPDATA, wsrc_take(s, m), m, out);
             if (!w) {
                 long r = net_conn_fail(c, "TLS write failed", EIO);
                 return done ? (long)done : r;

@@ -228,12 +228,19 @@ long sh_net_dup(long nr, const long a[6]) {
     return r;
 }
 
-/* sendfile/splice into a shielded socket: through the shield, at most one record at a time so
- * that nothing taken from the input is lost when the socket is full. */
+/* sendfile/splice into a shielded socket: through the shield. With an offset, up to GBUF
+ * bytes at a time (the lean layer seals them in one batch, one sendto): the offset moves by
+ * what the connection took, so what the socket did not take is read again next time. Without
+ * one the file's own position moves at the read, so at most one record at a time, which the
+ * connection takes whole or not at all, so that nothing taken from the input is lost when the
+ * socket is full. (It was one record at a time either way: a short count where the kernel would
+ * have sent everything, and nginx takes a short count for a full socket and waits for the
+ * socket's next write event before it goes on.) */
 static long copy_in_to(nconn *c, int in, long long *off, size_t n) {
     char *g = gather_buf();
     if (!g) return -ENOMEM;
-    if (n > 16384) n = 16384;
+    size_t cap = off ? GBUF : 16384;
+    if (n > cap) n = cap;
     pthread_mutex_lock(&c->mu);
     long r = 0;
     if (net_wpending(c) && net_flush(c, 0, 0) == -EAGAIN) r = -EAGAIN;

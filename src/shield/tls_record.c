@@ -85,8 +85,8 @@ long tls_hdr(const unsigned char h[5]) {
     return n > TLS_CT_MAX ? -TLS_AL_RECORD_OVERFLOW : n;
 }
 
-size_t tls_seal(struct tls_dir *d, int type, const void *pt, size_t n, unsigned char *out) {
-    assert(d->enc == 1 && n <= TLS_PT_MAX);
+size_t tls_sealv(struct tls_dir *d, int type, const struct iovec *v, int nv, size_t n, unsigned char *out) {
+    assert(d->enc == 1 && n <= TLS_PT_MAX && nv >= 0);
     if (d->seq == UINT64_MAX) return 0; /* must not wrap (5.3); the writer rekeys long before */
     size_t body = n + 1 + TLS_TAG;
     out[0] = TLS_CT_APPDATA;
@@ -97,12 +97,27 @@ size_t tls_seal(struct tls_dir *d, int type, const void *pt, size_t n, unsigned 
     unsigned char t = (unsigned char)type;
     int l = 0;
     if (!set_nonce(d) || EVP_EncryptUpdate(d->ctx, NULL, &l, out, 5) != 1) return 0;
-    if (n && (EVP_EncryptUpdate(d->ctx, out + 5, &l, pt, (int)n) != 1 || (size_t)l != n)) return 0;
+    /* GCM and ChaCha20-Poly1305 take the plaintext in pieces of any length: the output of each
+     * update follows the last */
+    size_t at = 0;
+    for (int i = 0; i < nv; i++) {
+        size_t k = v[i].iov_len;
+        if (!k) continue;
+        assert(k <= n - at);
+        if (EVP_EncryptUpdate(d->ctx, out + 5 + at, &l, v[i].iov_base, (int)k) != 1 || (size_t)l != k) return 0;
+        at += k;
+    }
+    assert(at == n);
     if (EVP_EncryptUpdate(d->ctx, out + 5 + n, &l, &t, 1) != 1 || l != 1) return 0;
     if (EVP_EncryptFinal_ex(d->ctx, out + 5 + n + 1, &l) != 1 || l != 0) return 0;
     if (EVP_CIPHER_CTX_ctrl(d->ctx, EVP_CTRL_AEAD_GET_TAG, TLS_TAG, out + 5 + n + 1) != 1) return 0;
     d->seq++;
     return 5 + body;
+}
+
+size_t tls_seal(struct tls_dir *d, int type, const void *pt, size_t n, unsigned char *out) {
+    struct iovec v = {(void *)(uintptr_t)pt, n};
+    return tls_sealv(d, type, &v, 1, n, out);
 }
 
 long tls_open(struct tls_dir *d, unsigned char *rec, size_t len, int *type) {

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <openssl/evp.h>
 
@@ -76,6 +77,10 @@ long tls_hdr(const unsigned char h[5]);
  * and pt do not overlap). Returns the record's length, or 0 when it cannot: the sequence number
  * would wrap, or OpenSSL failed. */
 size_t tls_seal(struct tls_dir *d, int type, const void *pt, size_t n, unsigned char *out);
+/* tls_seal of the n bytes that the nv pieces v hold in order (their lengths sum to n), sealed
+ * from where they lie: a record that spans pieces (a sendfile's 4 KiB cache chunks) is not
+ * gathered into one buffer first. The same record as tls_seal of their concatenation. */
+size_t tls_sealv(struct tls_dir *d, int type, const struct iovec *v, int nv, size_t n, unsigned char *out);
 
 /* Open the record at rec (5-byte header, then len - 5 bytes of body, len - 5 == tls_hdr(rec))
  * in place: on success the plaintext is at rec + 5, its length returned and its inner content
