@@ -533,6 +533,9 @@ void file_put(scp_volume *v, scp_file *f);
 void file_unlist_free(scp_volume *v, scp_file *f);
 /* Free the state of every closed file kept for reuse (caller holds vol->mu or is closing). */
 void file_cache_drop(scp_volume *v);
+/* scp_volume_forget: free every loaded file (none referenced), closing its descriptors,
+ * without writing anything (caller holds v->mu) */
+void file_forget_all(scp_volume *v);
 /* In a child after fork: reopen descriptors, give up writer status and uncommitted state. */
 int file_after_fork(scp_file *f, scp_err *err);
 /* Verify every chunk of a file (used by scp_volume_verify). */

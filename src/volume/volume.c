@@ -474,8 +474,13 @@ int scp_volume_park(scp_volume *v) {
     /* Only with descriptors of this process's own (a child that has not repaired them yet
      * would drop its parent's presence lock) and nothing of a file held: no handle, no writer
      * lock (a child's write would get EBUSY, and a parked process has no lock to release it
-     * under), nothing uncommitted. Not a private holder (sh_fork_share ends that first). */
-    int ok = v->shared && !v->priv && !v->parked && v->nhandles == 0 && v->hint &&
+     * under), nothing uncommitted. Not a private holder (sh_fork_share ends that first). And
+     * nothing of this process pending durability (lazy commits, removed files' objects, new
+     * objects' directory entries: what sync_pending would commit): a private process's
+     * commits then build only on durable state of others, as after an exec or exit (the
+     * shield's fork commits and syncs first, sh_commit_all, so fio's parent has none). */
+    int ok = v->shared && !v->priv && !v->parked && v->nhandles == 0 && v->hint && !v->lazy &&
+             v->ndoomed <= v->ndoomed_kept && !v->objdir_dirty &&
              v->pid == getpid() &&
              __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) == __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED);
     for (scp_file *f = v->files; f && ok; f = f->next)
@@ -507,8 +512,7 @@ void scp_volume_forget(scp_volume *v) {
     assert(v->nhandles == 0);
     registry_set(v, NULL);
     pthread_mutex_lock(&v->mu);
-    file_cache_drop(v); /* (every file: no handle, so no reference) */
-    assert(v->files == NULL);
+    file_forget_all(v); /* (no handle, so no reference) */
     pthread_mutex_unlock(&v->mu);
     vol_free(v);
 }
