@@ -667,6 +667,10 @@ void sh_fork_child_guards(void) {
         sv->stale = sv->v;
         __atomic_store_n(&sv->v, NULL, __ATOMIC_RELEASE);
         sv->reopen = 1;
+        /* a holding still to try for (sh_sole_try, which expects the copy) is moot after a
+         * fork: the fresh open decides */
+        if (__atomic_exchange_n(&sv->sole_pending, 0, __ATOMIC_ACQ_REL))
+            __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
     }
 }
 
