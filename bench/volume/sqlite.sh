@@ -170,6 +170,7 @@ for r in $(seq 1 "$ROUNDS"); do
         v=$(run_once "$fs" "$jm"); R[$jm,$fs]="${R[$jm,$fs]:-} $v"; echo "  round $r $jm $fs: $v txn/s"
     done; done
 done
+[ "$ROUNDS" -gt 0 ] || exit 0 # (ROUNDS=0: the CPU, strace or call counts only, no tables)
 if [ -n "${AB:-}" ]; then
     echo "| sqlite3, $TXNS one-row transactions | plain txn/s | scp txn/s | base txn/s | scp/plain | base/plain | scp/base |"
     echo "|---|---:|---:|---:|---:|---:|---:|"
