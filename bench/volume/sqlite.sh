@@ -14,6 +14,11 @@
 #   the file systems alternating, for medians at a busy machine), PROFILE=0|1 (perf record
 #   of the scp sqlite3 in each mode: the share of its CPU samples in each library, and the
 #   volume library's and OpenSSL's samples per sqlite's own, a ratio of one run),
+#   CALLS=0|1 (the shield's side of a transaction, volume lines only: SIGSYS traps per
+#   transaction, from the kernel's signal:signal_generate events, and the calls that reach the
+#   shield's interposed libc functions per transaction, from uprobes on that build's
+#   libscp-shield.so (perf probe, added and deleted here; the volume library's own calls
+#   through those functions, its journal's fdatasync say, count too); needs root and perf),
 #   AB=OTHER_BUILD (optional: also run the volume lines with that build's scpctl, as "base",
 #   on a volume of its own, alternating with plain and scp within each round; prints
 #   scp/base too).
@@ -112,6 +117,30 @@ profile() { # JMODE -> where the scp sqlite3's CPU samples fall, by library (per
               if (q > 0) printf "  scp %s per libsqlite3 sample: libcrypto %.2f, libscp-shield %.2f, kernel %.2f\n", jm, c / q, v / q, k / q }'
 }
 
+calls() { # FS JMODE -> SIGSYS traps and interposed calls per transaction (perf stat)
+    local fs=$1 jm=$2 db lib ev=() f
+    db=$(dir "$fs")/bench-k-$jm.db
+    case $fs in scp) lib=$B/src/libscp-shield.so ;; base) lib=$AB/src/libscp-shield.so ;; *) return ;; esac
+    lib=$(realpath "$lib")
+    $(pre "$fs") sqlite3 "$db" "$(pragma "$jm") CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);" >/dev/null
+    { pragma "$jm"; cat "$T/txn.sql"; } > "$T/k.sql"
+    for f in pwrite pwrite64 pread pread64 fdatasync fsync fcntl fcntl64 fstat fstat64 stat stat64 \
+             lstat lstat64 openat openat64 open open64 close mmap mmap64 ftruncate ftruncate64; do
+        # (the shield defines pwrite and pwrite64, and the like, as functions of their own)
+        if perf probe -q -x "$lib" --add "scpk_$fs$f=$f" 2>/dev/null; then ev+=(-e "probe_libscp:scpk_$fs$f"); fi
+    done
+    perf stat -x, -e signal:signal_generate --filter 'sig == 31' "${ev[@]}" -o "$T/k.txt" \
+        $(pre "$fs") sqlite3 "$db" < "$T/k.sql" >/dev/null
+    perf probe -q -d "probe_libscp:scpk_$fs*" 2>/dev/null
+    $(pre "$fs") rm -f "$db" "$db-wal" "$db-shm" "$db-journal"
+    awk -F, -v fs="$fs" -v jm="$jm" -v n="$TXNS" '$3 ~ /signal_generate/ { printf "  %s %s: %.3f SIGSYS traps per txn;", fs, jm, $1 / n }
+        $3 ~ /scpk_/ { sub(/.*scpk_(scp|base)/, "", $3); if ($1 > 0) printf " %s %.2f", $3, $1 / n }
+        END { printf " (interposed calls per txn)\n" }' "$T/k.txt"
+}
+
+if [ "${CALLS:-0}" = 1 ]; then
+    for jm in $MODES; do for fs in $FSES; do calls "$fs" "$jm"; done; done
+fi
 if [ "${PROFILE:-0}" = 1 ]; then
     for jm in $MODES; do profile "$jm"; done
 fi
@@ -141,6 +170,7 @@ for r in $(seq 1 "$ROUNDS"); do
         v=$(run_once "$fs" "$jm"); R[$jm,$fs]="${R[$jm,$fs]:-} $v"; echo "  round $r $jm $fs: $v txn/s"
     done; done
 done
+[ "$ROUNDS" -gt 0 ] || exit 0 # (ROUNDS=0: the CPU, strace or call counts only, no tables)
 if [ -n "${AB:-}" ]; then
     echo "| sqlite3, $TXNS one-row transactions | plain txn/s | scp txn/s | base txn/s | scp/plain | base/plain | scp/base |"
     echo "|---|---:|---:|---:|---:|---:|---:|"

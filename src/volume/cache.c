@@ -139,6 +139,30 @@ void pc_put(scp_file *f, uint64_t i, struct pchunk *c) {
     if (had) pc_free(f, (struct pchunk *)(uintptr_t)old);
 }
 
+/* Chunk i was just written back with plaintext pt (under its new entry, already in the table):
+ * if the cache holds an entry for i, that entry takes pt and the new entry in place; 1 if so.
+ * The commit path's write-back (commit.c, writeback_cache) used to fill a second entry and free
+ * the first: a malloc, a wipe of the old plaintext and a free per written chunk, two per sqlite
+ * WAL transaction (its frame straddles two chunks, each rewritten by the next frame too).
+ * Overwriting the old plaintext in place replaces the wipe: no copy of it is left in freed
+ * memory. Not while pins are out (scp_vfile_pin: a reader's iovecs point into entries' data,
+ * which must not change under it); then the caller takes the old path, which keeps the pinned
+ * entry alive. Under pc_mu, like every reader's comparison of an entry with the table: a
+ * reader sees the old plaintext with the old entry or the new with the new, never a mix. */
+int pc_refill(scp_file *f, uint64_t i, const uint8_t *pt) {
+    uint64_t v;
+    int done = 0;
+    pthread_mutex_lock(&f->pc_mu);
+    if (!f->pc_pins && u64map_get(&f->pc, i, &v)) {
+        struct pchunk *c = (struct pchunk *)(uintptr_t)v;
+        memcpy(c->data, pt, f->vol->cs);
+        memcpy(c->ent, ent(f, i), ENT);
+        done = 1;
+    }
+    pthread_mutex_unlock(&f->pc_mu);
+    return done;
+}
+
 void pc_drop(scp_file *f) {
     size_t pos = 0;
     uint64_t k, v;

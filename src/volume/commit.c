@@ -826,6 +826,7 @@ static void ct_after_commit(scp_file *f) {
  * otherwise read and decrypt what it has just encrypted. Only small write-backs: a large one
  * would push out the cache's read-mostly chunks. */
 static void writeback_cache(scp_file *f, uint64_t i, const uint8_t *pt) {
+    if (pc_refill(f, i, pt)) return; /* its entry, refilled in place (cache.c) */
     struct pchunk *c = pc_take_written(f);
     if (!c) return;
     memcpy(c->data, pt, f->vol->cs);
@@ -930,7 +931,7 @@ int file_writeback(scp_file *f, scp_err *err) {
         for (k = 0; k < n; k++)
             if (u64map_del(&f->dirty, idx[k], &val)) {
                 if (!over) writeback_cache(f, idx[k], (const uint8_t *)(uintptr_t)val);
-                file_dirty_free(f, val);
+                file_dirty_done(f, val);
             }
     }
 out:

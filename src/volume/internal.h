@@ -224,6 +224,9 @@ struct scp_file {
     scp_sha256_mid *root_mid;
     uint64_t root_mid_ok, root_mid_size;
     u64map dirty;               /* chunk index -> malloc'd plaintext chunk */
+    uint8_t *dspare[2];         /* written-back dirty buffers kept for the next dirty chunks
+                                 * (file_dirty_done), under the write lock; ndspare of them */
+    int ndspare;
     u64map jmap;                /* chunk index -> offset of its latest record in the journal */
     u64map unapplied;           /* shared mode: chunk indexes whose entries lazy commits (ours or
                                  * followed) changed and no durable commit has applied to .t,
@@ -683,6 +686,9 @@ struct pchunk *pc_take(scp_file *f);
 struct pchunk *pc_take_written(scp_file *f);
 /* Cache c (whose data is chunk i's authenticated plaintext) under chunk i's current entry. */
 void pc_put(scp_file *f, uint64_t i, struct pchunk *c);
+/* Chunk i's cached entry, if any and no pins are out, takes pt (its plaintext just written
+ * back) and its current table entry in place: 1 if so, else 0 (the caller takes and puts). */
+int pc_refill(scp_file *f, uint64_t i, const uint8_t *pt);
 void pc_free(scp_file *f, struct pchunk *c);
 void pc_drop(scp_file *f); /* free every entry of f */
 
@@ -797,6 +803,27 @@ static inline int chunk_slot_fd(scp_file *f, int slot) { return slot ? f->fd_s :
 static inline void file_dirty_free(scp_file *f, uint64_t v) {
     scp_wipe((void *)(uintptr_t)v, f->vol->cs);
     free((void *)(uintptr_t)v);
+}
+/* A dirty chunk's buffer whose chunk was written back: kept (up to two, chunks of at most
+ * DIRTY_SPARE_CS) for the file's next dirty chunks instead of wiped and freed, then taken
+ * again by file_dirty_alloc (a malloc, a 4 KiB wipe and a free fewer per written chunk: sqlite
+ * writes two per WAL transaction, the frame's). Its plaintext is of this file, as the cache's
+ * entries are; it stays in the file's own memory until it is overwritten (every taker fills
+ * the whole buffer: a chunk load or a whole-chunk write) or the file is freed (file_free wipes
+ * the spares). Caller holds the write lock (or is the file's last user). */
+#define DIRTY_SPARE_CS 16384u
+static inline void file_dirty_done(scp_file *f, uint64_t v) {
+    if (f->vol->cs <= DIRTY_SPARE_CS && f->ndspare < (int)(sizeof f->dspare / sizeof f->dspare[0]))
+        f->dspare[f->ndspare++] = (uint8_t *)(uintptr_t)v;
+    else
+        file_dirty_free(f, v);
+}
+static inline uint8_t *file_dirty_alloc(scp_file *f) {
+    if (f->ndspare > 0) return f->dspare[--f->ndspare];
+    return malloc(f->vol->cs);
+}
+static inline void file_dirty_spares_free(scp_file *f) {
+    while (f->ndspare > 0) file_dirty_free(f, (uintptr_t)f->dspare[--f->ndspare]);
 }
 
 #endif

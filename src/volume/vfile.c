@@ -27,6 +27,7 @@ static void file_free(scp_file *f) {
     uint64_t k, v;
     while (u64map_next(&f->dirty, &pos, &k, &v)) file_dirty_free(f, v);
     u64map_free(&f->dirty);
+    file_dirty_spares_free(f);
     u64map_free(&f->jmap);
     file_ct_forget(f);
     u64map_free(&f->ctc);
@@ -381,7 +382,7 @@ static int acquire_writer(scp_file *f, scp_err *err) {
 static uint8_t *dirty_chunk(scp_file *f, uint64_t i, int whole, scp_err *err) {
     uint64_t v;
     if (u64map_get(&f->dirty, i, &v)) return (uint8_t *)(uintptr_t)v;
-    uint8_t *b = malloc(f->vol->cs);
+    uint8_t *b = file_dirty_alloc(f); /* (a spare's old plaintext: overwritten whole below) */
     if (!b) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         return NULL;

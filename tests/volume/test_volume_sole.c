@@ -2,7 +2,9 @@
  * holds the volume's private lock outside shared mode commits without the cross-process lock
  * and without a catch-up, and every other open waits until it lets go.
  *
- * The binary wraps fcntl, fstat, pread and pwrite (-Wl,--wrap) to count the library's calls.
+ * The binary wraps fcntl, fstat, pread, pwrite and malloc (-Wl,--wrap) to count the library's
+ * calls (malloc: the allocations of a chunk's plaintext, 4 KiB here, a dirty chunk's buffer or
+ * a plaintext cache entry).
  *   count     sqlite's WAL transaction (a 4120-byte frame written, then an fsync), 64 times,
  *             and a DELETE-mode-like one (a file created, written, fsynced and removed), 32
  *             times: not private, each commit takes and releases the cross-process lock and
@@ -36,7 +38,16 @@ ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
-static long nfcntl, nfstat, npread, npwrite, npwrite_d;
+void *__real_malloc(size_t n);
+void *__wrap_malloc(size_t n);
+static long nfcntl, nfstat, npread, npwrite, npwrite_d, nmalloc_chunk;
+
+void *__wrap_malloc(size_t n) {
+    /* (a 4 KiB chunk's plaintext: a dirty buffer, or a cache entry behind its 44-byte table entry;
+     * not the kept ciphertext copies, 8 bytes behind their offset: ct_keep) */
+    if (n == 4096 || n == 4096 + 44) __atomic_add_fetch(&nmalloc_chunk, 1, __ATOMIC_RELAXED);
+    return __real_malloc(n);
+}
 
 int __wrap_fcntl(int fd, int cmd, ...) {
     va_list ap;
@@ -75,10 +86,11 @@ static void frame(scp_vfile *f, int n) {
     REQUIRE_OK(scp_vfile_fsync(f, &e), e);
 }
 
-static void reset_counts(void) { nfcntl = nfstat = npread = npwrite = npwrite_d = 0; }
+static void reset_counts(void) { nfcntl = nfstat = npread = npwrite = npwrite_d = nmalloc_chunk = 0; }
 
 struct counts {
     double wal_fcntl, wal_fstat, wal_pread, wal_pwrite, wal_pwrite_d; /* per WAL commit */
+    double wal_malloc_chunk;                /* chunk-sized allocations per WAL commit */
     double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
     double del_pread;                       /* pread per DELETE-mode one */
     long close_pread;                       /* pread of the WAL file's last close */
@@ -97,6 +109,7 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     k->wal_pread = (double)npread / n;
     k->wal_pwrite = (double)npwrite / n;
     k->wal_pwrite_d = (double)npwrite_d / n;
+    k->wal_malloc_chunk = (double)nmalloc_chunk / n;
     reset_counts();
     for (int i = 0; i < n / 2; i++) {
         scp_vfile *j = scp_vfile_open(v, "db-journal", O_RDWR | O_CREAT | O_TRUNC, 0644, &e);
@@ -140,6 +153,12 @@ static void test_count(const char *base) {
     printf("  sole holder: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite (%.2f to "
            ".d); %.2f fcntl, fstat and pread per DELETE-mode transaction\n", b.wal_fcntl,
            b.wal_fstat, b.wal_pread, b.wal_pwrite, b.wal_pwrite_d, b.del_calls);
+    printf("  sole holder: per WAL commit %.2f allocations of a chunk's plaintext\n", b.wal_malloc_chunk);
+    /* (the frame's two chunks: their dirty buffers are the ones the last write-back kept,
+     * file_dirty_done, and their cache entries are refilled in place, pc_refill; a new chunk
+     * of the file, one in 4096 / 120 frames or so past the first, is what is left) */
+    CHECKF(b.wal_malloc_chunk < 1.5, "the sole holder's WAL commit allocates its chunks' "
+           "plaintext buffers afresh: %.2f per commit", b.wal_malloc_chunk);
     /* (the table entries wait for the checkpoint, the close or the end of the holding) */
     CHECKF(b.wal_pwrite + 1 <= a.wal_pwrite, "the sole holder's WAL commit writes .t "
            "(%.2f pwrite per commit against %.2f)", b.wal_pwrite, a.wal_pwrite);
