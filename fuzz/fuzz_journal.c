@@ -392,15 +392,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         /* The same walk keeping the commit payloads it opened (branch pg18): the same commit,
          * one kept payload per commit record, and the replay from them hands out the same
          * events as the reference's decryption without opening any record again. */
-        scp_journal_kept k;
-        memset(&k, 0, sizeof k);
+        scp_journal_kept kp;
+        memset(&kp, 0, sizeof kp);
         memset(&w, 0x5A, sizeof w);
         FUZZ_CHECK(scp_journal_find_live_kept(cut, v.end, cs, file_key, file_id, root, tsize, &w,
-                                              &k) == 1);
-        FUZZ_CHECK(w.end == v.end && w.ncommits == v.ncommits && k.n == w.ncommits);
-        replay_k(cut, &w, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0, &k);
-        FUZZ_CHECK(k.opens == 0);
-        scp_journal_kept_free(&k);
+                                              &kp) == 1);
+        FUZZ_CHECK(w.end == v.end && w.ncommits == v.ncommits && kp.n == w.ncommits);
+        replay_k(cut, &w, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0, &kp);
+        FUZZ_CHECK(kp.opens == 0);
+        scp_journal_kept_free(&kp);
         free(cut);
 
         /* Following from the first commit that checks out, as shared mode does. */
