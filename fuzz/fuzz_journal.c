@@ -301,18 +301,24 @@ static int entry_cb(void *ctx, uint64_t index, const uint8_t *ent) {
     return expect(c, EV_ENTRY, index, ent, SCP_CHUNK_ENTRY_LEN);
 }
 
-static void replay(const uint8_t *buf, const scp_journal_view *v, uint32_t cs, const struct ref *r,
-                   size_t limit, int mask, unsigned fail_at) {
+static void replay_k(const uint8_t *buf, const scp_journal_view *v, uint32_t cs,
+                     const struct ref *r, size_t limit, int mask, unsigned fail_at,
+                     scp_journal_kept *kept) {
     struct cbctx c = {buf, v->end, cs, r, limit, 0, mask, 0, fail_at};
     size_t handed = 0; /* events the walk should hand out */
     for (size_t i = 0; i < limit; i++) handed += (r->ev[i].kind & mask) != 0;
-    int rc = scp_journal_replay(buf, v, cs, file_id, (mask & EV_CHUNK) ? chunk_cb : NULL,
-                                (mask & EV_ENTRY) ? entry_cb : NULL, &c, NULL);
+    int rc = scp_journal_replay_kept(buf, v, kept, cs, file_id, (mask & EV_CHUNK) ? chunk_cb : NULL,
+                                     (mask & EV_ENTRY) ? entry_cb : NULL, &c, NULL);
     if (fail_at && fail_at <= handed) {
         FUZZ_CHECK(rc == -1 && c.calls == fail_at); /* stopped at once */
     } else {
         FUZZ_CHECK(rc == 0 && c.calls == handed);
     }
+}
+
+static void replay(const uint8_t *buf, const scp_journal_view *v, uint32_t cs, const struct ref *r,
+                   size_t limit, int mask, unsigned fail_at) {
+    replay_k(buf, v, cs, r, limit, mask, fail_at, NULL);
 }
 
 struct mrecs {
@@ -383,6 +389,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(scp_journal_find_live(cut, v.end, cs, file_key, file_id, root, tsize, &w) == 1);
         FUZZ_CHECK(w.new_size == v.new_size && w.end == v.end && w.ncommits == v.ncommits &&
                    w.nchunks == v.nchunks && memcmp(w.chain, v.chain, SCP_HASH_LEN) == 0);
+        /* The same walk keeping the commit payloads it opened (branch pg18): the same commit,
+         * one kept payload per commit record, and the replay from them hands out the same
+         * events as the reference's decryption without opening any record again. */
+        scp_journal_kept kp;
+        memset(&kp, 0, sizeof kp);
+        memset(&w, 0x5A, sizeof w);
+        FUZZ_CHECK(scp_journal_find_live_kept(cut, v.end, cs, file_key, file_id, root, tsize, &w,
+                                              &kp) == 1);
+        FUZZ_CHECK(w.end == v.end && w.ncommits == v.ncommits && kp.n == w.ncommits);
+        replay_k(cut, &w, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0, &kp);
+        FUZZ_CHECK(kp.opens == 0);
+        scp_journal_kept_free(&kp);
         free(cut);
 
         /* Following from the first commit that checks out, as shared mode does. */
@@ -412,6 +430,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                        y.ncommits == x.ncommits && y.nchunks == x.nchunks && y.base == u.end &&
                        memcmp(y.chain, x.chain, sizeof y.chain) == 0);
             FUZZ_CHECK(scp_journal_replay(tail, &y, cs, file_id, noop_chunk, noop_entry, NULL, &e) == 0);
+            /* and keeping the payloads: every commit record up to the one found was kept */
+            scp_journal_kept k2;
+            memset(&k2, 0, sizeof k2);
+            memset(&y, 0x3C, sizeof y);
+            FUZZ_CHECK(scp_journal_find_from_at_kept(tail, u.end, len, u.end, cs, u.key, u.chain,
+                                                     file_id, root, tsize, &y, &k2) == 1);
+            FUZZ_CHECK(y.end == x.end && k2.n >= y.ncommits);
+            FUZZ_CHECK(scp_journal_replay_kept(tail, &y, &k2, cs, file_id, noop_chunk, noop_entry,
+                                               NULL, &e) == 0 &&
+                       k2.opens == 0);
+            scp_journal_kept_free(&k2);
             free(tail);
         }
 

@@ -205,6 +205,11 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
     return 0;
 }
 
+/* A follow's read buffer up to this size stays with the file for the next follow (a follow
+ * reads what was appended since the last: PostgreSQL's WAL, a few records); a load's read of
+ * a whole log is freed. */
+#define FOLLOW_BUF_KEEP ((size_t)256 << 10)
+
 /* Redo in memory the records of f's log from offset `from` (0: the whole log, over a table
  * just read from .t) up to the commit that names e's root and size. Returns 1 if found and
  * redone, 0 if the log has no such commit after `from` (or is another log), -1 on error. */
@@ -258,18 +263,24 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
     } else if (end < SCP_JRN_HDR_LEN) {
         end = len;
     }
-    size_t cap = end > base ? end - base : 1;
-    uint8_t *buf = malloc(cap);
-    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
+    /* The file's follow buffer, kept between follows (see fbuf); grown here when too small */
+    size_t cap = f->fbuf_cap;
+    uint8_t *buf = f->fbuf;
+    f->fbuf = NULL;
+    f->fbuf_cap = 0;
+    /* The commit payloads the walk opens, for the replay (scp_journal_kept: opened once) */
+    scp_journal_kept kept;
+    memset(&kept, 0, sizeof kept);
     while (end > got) {
-        if (end - base > cap) { /* (the walk ran out of bytes: read on to the object's end) */
-            uint8_t *nb = realloc(buf, end - base);
+        if (end - base > cap || !buf) { /* (too small, or the walk ran out of bytes: read on) */
+            size_t want = end > base ? end - base : 1;
+            uint8_t *nb = realloc(buf, want);
             if (!nb) {
                 found = 0;
                 break;
             }
             buf = nb;
-            cap = end - base;
+            cap = want;
         }
         if (scp_pread_full(f->fd_j, buf + (got - base), end - got, (off_t)got) != (ssize_t)(end - got)) {
             found = 0;
@@ -277,9 +288,11 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         }
         got = end;
         scp_wipe(&jv, sizeof jv);
-        found = from ? scp_journal_find_from_at(buf, base, end, from, cs, f->j_key, f->j_chain,
-                                                f->id, e->root, e->size, &jv)
-                     : scp_journal_find_live(buf, end, cs, f->key, f->id, e->root, e->size, &jv);
+        scp_journal_kept_free(&kept);
+        found = from ? scp_journal_find_from_at_kept(buf, base, end, from, cs, f->j_key, f->j_chain,
+                                                     f->id, e->root, e->size, &jv, &kept)
+                     : scp_journal_find_live_kept(buf, end, cs, f->key, f->id, e->root, e->size,
+                                                  &jv, &kept);
         if (jv.cut) end = len; /* (a no-op once end is len) */
     }
     if (found) {
@@ -298,7 +311,8 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
             if (n != oldn) table_mark_resize(f, oldn, n);
             f->size = f->c_size = e->size;
             struct follow r = {f, buf, base, n, err};
-            rc = scp_journal_replay(buf, &jv, cs, f->id, follow_chunk, follow_entry, &r, err);
+            rc = scp_journal_replay_kept(buf, &jv, &kept, cs, f->id, follow_chunk, follow_entry,
+                                         &r, err);
         }
         if (rc == 0) {
             f->j_end = jv.end;
@@ -311,7 +325,13 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         }
     }
     scp_wipe(&jv, sizeof jv);
-    free(buf);
+    scp_journal_kept_free(&kept);
+    if (buf && cap <= FOLLOW_BUF_KEEP) { /* (a whole log's load: not kept) */
+        f->fbuf = buf;
+        f->fbuf_cap = cap;
+    } else {
+        free(buf);
+    }
     return rc;
 }
 

@@ -501,6 +501,44 @@ static uint8_t *commit_open(const uint8_t *rec, size_t off, uint64_t count, uint
     return pt;
 }
 
+void scp_journal_kept_free(scp_journal_kept *k) {
+    if (!k) return;
+    for (size_t i = 0; i < k->n; i++) {
+        scp_wipe(k->pt[i], SCP_JCOMMIT_PT_LEN(k->count[i]));
+        free(k->pt[i]);
+    }
+    free(k->pt);
+    free(k->count);
+    free(k->off);
+    k->pt = NULL;
+    k->count = NULL;
+    k->off = NULL;
+    k->n = k->cap = 0;
+}
+
+/* Keep the opened payload pt (of `count` entries, the record at journal offset off) in k: 0 if
+ * k took it, -1 if not (no memory: the caller frees it, and the replay opens that record
+ * again). */
+static int kept_push(scp_journal_kept *k, uint8_t *pt, uint64_t count, size_t off) {
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? 2 * k->cap : 8;
+        uint8_t **np = realloc(k->pt, cap * sizeof *np);
+        if (!np) return -1;
+        k->pt = np;
+        uint64_t *nc = realloc(k->count, cap * sizeof *nc);
+        if (!nc) return -1;
+        k->count = nc;
+        size_t *no = realloc(k->off, cap * sizeof *no);
+        if (!no) return -1;
+        k->off = no;
+        k->cap = cap;
+    }
+    k->pt[k->n] = pt;
+    k->off[k->n] = off;
+    k->count[k->n++] = count;
+    return 0;
+}
+
 /* What a full walk checks the chunk records with (NULL in a follower's walk: no check). */
 #define CHECK_KEYS 8 /* subkeys kept: a writer keeps one salt for 2^20 seals, and in shared mode
                       * each process that appends to the log writes under its own */
@@ -547,8 +585,9 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
                         const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
                         uint8_t chain[SCP_HASH_LEN], struct chunk_check *cc,
                         const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out,
-                        scp_journal_mrec_cb mrec_cb, void *ctx) {
+                        scp_journal_mrec_cb mrec_cb, void *ctx, scp_journal_kept *kept) {
     assert(base <= off && off <= len);
+    assert(!kept || kept->n == 0); /* (the replay pairs kept[i] with the i-th commit from off) */
 #define AT(o) (buf + ((o) - base))
     uint64_t nchunks = 0, ncommits = 0;
     /* after_commit: the records since the last commit record that checks out are all type 3
@@ -603,8 +642,10 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
         size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
         uint64_t csize = scp_get_u64(pt);
         int match = csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
-        scp_wipe(pt, ptlen);
-        free(pt);
+        if (!kept || kept_push(kept, pt, count, off) < 0) {
+            scp_wipe(pt, ptlen);
+            free(pt);
+        }
         off += rlen;
         ncommits++;
         after_commit = 1;
@@ -630,7 +671,7 @@ static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size
                              const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
                              const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                              uint64_t size, scp_journal_view *out, scp_journal_mrec_cb mrec_cb,
-                             void *ctx) {
+                             void *ctx, scp_journal_kept *kept) {
     memset(out, 0, sizeof *out);
     if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
     uint8_t key[32], chain[SCP_HASH_LEN];
@@ -641,7 +682,7 @@ static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size
     if (scp_journal_key(file_key, buf, key, NULL) == 0) {
         scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
         found = journal_walk(buf, 0, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, &cc, root,
-                             size, out, mrec_cb, ctx);
+                             size, out, mrec_cb, ctx, kept);
     }
     scp_wipe(key, sizeof key);
     scp_wipe(cc.key, sizeof cc.key);
@@ -654,16 +695,36 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
                      const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                      uint64_t size, scp_journal_view *out) {
     return journal_walk_full(buf, len, chunk_size, volid, file_key, id, root, size, out, NULL,
-                             NULL);
+                             NULL, NULL);
+}
+
+int scp_journal_find_live_kept(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                               const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                               const uint8_t root[SCP_HASH_LEN], uint64_t size,
+                               scp_journal_view *out, scp_journal_kept *kept) {
+    /* (no volume id: chunk_rec_ok's AAD is never built) */
+    return journal_walk_full(buf, len, chunk_size, NULL, file_key, id, root, size, out, NULL,
+                             NULL, kept);
 }
 
 int scp_journal_find_live(const uint8_t *buf, size_t len, uint32_t chunk_size,
                           const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
                           const uint8_t root[SCP_HASH_LEN], uint64_t size,
                           scp_journal_view *out) {
-    /* (no volume id: chunk_rec_ok's AAD is never built) */
-    return journal_walk_full(buf, len, chunk_size, NULL, file_key, id, root, size, out, NULL,
-                             NULL);
+    return scp_journal_find_live_kept(buf, len, chunk_size, file_key, id, root, size, out, NULL);
+}
+
+int scp_journal_find_from_at_kept(const uint8_t *buf, size_t base, size_t len, size_t from,
+                                  uint32_t chunk_size, const uint8_t log_key[32],
+                                  const uint8_t chain_at[SCP_HASH_LEN],
+                                  const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
+                                  uint64_t size, scp_journal_view *out, scp_journal_kept *kept) {
+    memset(out, 0, sizeof *out);
+    if (from < SCP_JRN_HDR_LEN || from > len || base > from) return 0;
+    uint8_t chain[SCP_HASH_LEN];
+    memcpy(chain, chain_at, SCP_HASH_LEN);
+    return journal_walk(buf, base, len, from, chunk_size, log_key, id, chain, NULL, root, size,
+                        out, NULL, NULL, kept);
 }
 
 int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t from,
@@ -671,12 +732,8 @@ int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t
                              const uint8_t chain_at[SCP_HASH_LEN], const uint8_t id[SCP_FILEID_LEN],
                              const uint8_t root[SCP_HASH_LEN], uint64_t size,
                              scp_journal_view *out) {
-    memset(out, 0, sizeof *out);
-    if (from < SCP_JRN_HDR_LEN || from > len || base > from) return 0;
-    uint8_t chain[SCP_HASH_LEN];
-    memcpy(chain, chain_at, SCP_HASH_LEN);
-    return journal_walk(buf, base, len, from, chunk_size, log_key, id, chain, NULL, root, size,
-                        out, NULL, NULL);
+    return scp_journal_find_from_at_kept(buf, base, len, from, chunk_size, log_key, chain_at, id,
+                                         root, size, out, NULL);
 }
 
 int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t chunk_size,
@@ -693,14 +750,21 @@ void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
     scp_journal_view jv;
     uint8_t none[SCP_HASH_LEN] = {0};
     (void)journal_walk_full(buf, len, chunk_size, volid, file_key, id, none, UINT64_MAX, &jv, cb,
-                            ctx);
+                            ctx, NULL);
     scp_wipe(&jv, sizeof jv);
 }
 
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
                        const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
                        scp_journal_entry_cb entry_cb, void *ctx, scp_err *err) {
-    size_t off = v->start ? v->start : SCP_JRN_HDR_LEN;
+    return scp_journal_replay_kept(buf, v, NULL, chunk_size, id, chunk_cb, entry_cb, ctx, err);
+}
+
+int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_journal_kept *kept,
+                            uint32_t chunk_size, const uint8_t id[SCP_FILEID_LEN],
+                            scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx,
+                            scp_err *err) {
+    size_t off = v->start ? v->start : SCP_JRN_HDR_LEN, ci = 0;
     assert(v->base <= off);
 #define AT(o) (buf + ((o) - v->base)) /* (buf holds the journal from offset v->base on) */
     while (off < v->end) {
@@ -716,19 +780,26 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
         }
         uint64_t count = scp_get_u64(AT(off) + 8);
         if (entry_cb) {
-            /* scp_journal_find authenticated this record; it still must, in this buffer. */
-            uint8_t *pt = commit_open(AT(off), off, count, chunk_size, v->key, id);
+            /* The walk's own payload of this record (the ci-th commit from the view's start
+             * in both), else: scp_journal_find authenticated this record; it still must, in
+             * this buffer. */
+            int own = kept && ci < kept->n && kept->off[ci] == off && kept->count[ci] == count;
+            uint8_t *pt = own ? kept->pt[ci] : commit_open(AT(off), off, count, chunk_size, v->key, id);
             if (!pt)
                 return scp_fail(err, SCP_E_INTEGRITY, EIO,
                                 "a journal commit record no longer authenticates");
+            if (kept && !own) kept->opens++;
             int rc = 0;
             const uint8_t *e = pt + 8;
             for (uint64_t i = 0; rc == 0 && i < count; i++)
                 rc = entry_cb(ctx, scp_get_u64(e + i * SCP_JENTRY_LEN), e + i * SCP_JENTRY_LEN + 8);
-            scp_wipe(pt, SCP_JCOMMIT_PT_LEN(count));
-            free(pt);
+            if (!own) { /* (a kept one is the caller's to free: scp_journal_kept_free) */
+                scp_wipe(pt, SCP_JCOMMIT_PT_LEN(count));
+                free(pt);
+            }
             if (rc < 0) return -1;
         }
+        ci++;
         off += SCP_JCOMMIT_LEN(count);
     }
 #undef AT

@@ -370,6 +370,39 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
                        const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
                        scp_journal_entry_cb entry_cb, void *ctx, scp_err *err);
 
+/* The commit payloads that a walk opened, kept for the replay of the same buffer (branch
+ * pg18): a shared-mode follow or live load walks the log (opening each commit record to find
+ * the one that names the root) and then replays it (taking each record's entries), and opened
+ * every commit record twice (AES-GCM, a malloc). With `kept`, the walk keeps each payload it
+ * authenticated, in walk order, and the replay takes the i-th commit record's entries from
+ * the i-th kept payload instead of opening the record again: the same bytes of the same
+ * buffer, the same record order from the view's start (the walk and the replay both start
+ * there and step over the same records), so the replay takes exactly what the walk checked.
+ * Each kept payload carries its record's offset and entry count, and a replay that finds
+ * another (or none left) opens the record as before. The caller frees (and wipes) them with scp_journal_kept_free, also before a
+ * second walk into the same `kept`. */
+typedef struct scp_journal_kept {
+    uint8_t **pt;    /* each payload (SCP_JCOMMIT_PT_LEN(count[i]) bytes), malloc'd */
+    uint64_t *count; /* its entry count */
+    size_t *off;     /* its offset in the journal */
+    size_t n, cap;
+    size_t opens;    /* commit records the replays opened anyway (tests, counters) */
+} scp_journal_kept;
+void scp_journal_kept_free(scp_journal_kept *k);
+int scp_journal_find_live_kept(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                               const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                               const uint8_t root[SCP_HASH_LEN], uint64_t size,
+                               scp_journal_view *out, scp_journal_kept *kept);
+int scp_journal_find_from_at_kept(const uint8_t *buf, size_t base, size_t len, size_t from,
+                                  uint32_t chunk_size, const uint8_t log_key[32],
+                                  const uint8_t chain_at[SCP_HASH_LEN],
+                                  const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
+                                  uint64_t size, scp_journal_view *out, scp_journal_kept *kept);
+int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_journal_kept *kept,
+                            uint32_t chunk_size, const uint8_t id[SCP_FILEID_LEN],
+                            scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx,
+                            scp_err *err);
+
 /* Every manifest-log record (type 3) of a whole journal held in memory that follows a commit
  * record that checks out with nothing but type 3 records in between (a run), in order: cb(ctx, rec, len), not authenticated here (the
  * caller opens it as a manifest-log record). A torn, stale or forged journal gives fewer. */

@@ -281,6 +281,11 @@ struct scp_file {
                                     * j_end = j_chk_end, under our writer lock (so nobody else
                                     * changed it since): file_follow from there needs neither
                                     * the fstat nor the header read again (writer_refresh) */
+    uint8_t *fbuf;              /* shared mode: file_follow's read buffer, kept between follows
+                                 * up to FOLLOW_BUF_KEEP bytes (a fresh one each time was
+                                 * malloc'd and page-faulted in at every follow); holds only
+                                 * journal bytes as on disk (ciphertext and record headers) */
+    size_t fbuf_cap;
     uint64_t j_room;            /* shared mode: the journal object was at least this long (zeros
                                  * past the log's end, journal_room) when the log with salt
                                  * j_room_salt was open; a hint that saves an fstat per append */

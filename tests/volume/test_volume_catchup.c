@@ -50,13 +50,23 @@ int __wrap_scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const u
                          size_t aad_len, const uint8_t *ct, size_t len, const uint8_t tag[16],
                          uint8_t *pt, scp_err *err);
 
+#define ROUNDS 64
+#define PIECE 4096
+/* The AAD of a journal commit record (format.c JAAD_LEN: file id, offset, record header and
+ * chain value); a chunk's is 56 bytes, a manifest-log record's 92 */
+#define COMMIT_AAD_LEN (SCP_FILEID_LEN + 8 + SCP_JREC_HDR_LEN + SCP_HASH_LEN)
+/* Larger than a chunk record (what a write seals): a buffer for more than one record, as a
+ * follow reads (the other process's chunk record and commit record) */
+#define FOLLOW_MIN (SCP_JCHUNK_HDR_LEN + PIECE)
+
 static int counting;
-static long slot_reads, hmacs, jhdr_reads, chunk_opens;
+static long slot_reads, hmacs, jhdr_reads, chunk_opens, commit_opens, big_allocs;
 static size_t table_bytes; /* hashed by scp_sha256_mid_update: the chunk table's pages, root */
 static size_t max_alloc; /* the largest malloc of libscp while counting */
 
 void *__wrap_malloc(size_t n) {
     if (counting && n > max_alloc) max_alloc = n;
+    if (counting && n > FOLLOW_MIN) big_allocs++;
     return __real_malloc(n);
 }
 
@@ -89,8 +99,6 @@ int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *pa
     return __real_scp_hmac(key, key_len, parts, n, out, err);
 }
 
-#define ROUNDS 64
-#define PIECE 4096
 
 void __wrap_scp_sha256_mid_update(scp_sha256_mid *m, const void *p, size_t n) {
     if (counting) table_bytes += n;
@@ -101,6 +109,7 @@ int __wrap_scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const u
                          size_t aad_len, const uint8_t *ct, size_t len, const uint8_t tag[16],
                          uint8_t *pt, scp_err *err) {
     if (counting && len == PIECE) chunk_opens++; /* (the volume's chunk size) */
+    if (counting && aad_len == COMMIT_AAD_LEN) commit_opens++;
     return __real_scp_aead_open(key, nonce, aad, aad_len, ct, len, tag, pt, err);
 }
 
@@ -292,7 +301,7 @@ static void test_catchup(void) {
  * journal's header per write (before: two, the follow read it again; an fstat too). Every
  * piece reads back right afterwards. */
 struct wreport {
-    long jhdr_reads, writes, bad;
+    long jhdr_reads, writes, bad, commit_opens, big_allocs;
     size_t table_bytes;
 };
 
@@ -345,6 +354,8 @@ static void run_w(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_chil
     }
     r.jhdr_reads = jhdr_reads;
     r.table_bytes = table_bytes;
+    r.commit_opens = commit_opens;
+    r.big_allocs = big_allocs;
     int st;
     if (waitpid(b, &st, 0) != b || !WIFEXITED(st) || WEXITSTATUS(st) != 0) _exit(21);
     if (scp_vfile_close(rel, &e) < 0 || scp_volume_close(v, &e) < 0) _exit(22);
@@ -359,12 +370,23 @@ static void test_writers(void) {
     tu_child a;
     if (tu_child_start(&a)) run_w(vd, key, &a);
     REQUIRE(tu_child_wait(&a, &r, sizeof r));
-    printf("writers: %ld writes after the other process's: %ld reads of the journal's header\n",
-           r.writes, r.jhdr_reads);
+    printf("writers: %ld writes after the other process's: %ld reads of the journal's header, "
+           "%ld commit records opened, %ld allocations over %d bytes\n",
+           r.writes, r.jhdr_reads, r.commit_opens, r.big_allocs, (int)FOLLOW_MIN);
     CHECKF(r.bad == 0, "writers: %ld pieces read back wrong", r.bad);
     CHECKF(r.jhdr_reads <= r.writes, "writers: %ld reads of the journal's header in %ld writes "
                                      "that follow another process's, want at most one each",
            r.jhdr_reads, r.writes);
+    /* (branch pg18) A's follow walks B's one commit record (opening it to find the root) and
+     * replays it with the payload the walk opened: one open per write, not two. Its read
+     * buffer (a chunk record and more) stays with the file between follows: not one
+     * allocation over a chunk per write (fresh memory, page-faulted in at each follow). */
+    CHECKF(r.commit_opens <= r.writes, "writers: %ld commit records opened in %ld writes that "
+                                       "follow one commit of another process, want one each",
+           r.commit_opens, r.writes);
+    CHECKF(r.big_allocs <= r.writes / 4, "writers: %ld allocations over %d bytes in %ld writes, "
+                                         "want at most %ld (a follow buffer each time?)",
+           r.big_allocs, (int)FOLLOW_MIN, r.writes, r.writes / 4);
     tu_rm_rf(root);
     free(root);
     free(vd);
@@ -413,7 +435,7 @@ static void test_tablehash(void) {
  * segment: 12 us per transaction in lazy16's profile). */
 #define OP_PIECES 32
 struct oreport {
-    long chunk_opens, bad;
+    long chunk_opens, commit_opens, bad;
 };
 
 static void run_o(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_child *me) {
@@ -448,12 +470,17 @@ static void run_o(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_chil
     counting = 1;
     scp_vfile *rel = scp_vfile_open(v, "rel", O_RDONLY, 0, &e);
     counting = 0;
-    if (!rel) _exit(14);
+    if (!rel) {
+        fprintf(stderr, "opener: B's open: %s\n", e.msg);
+        _exit(14);
+    }
     r.chunk_opens = chunk_opens;
+    r.commit_opens = commit_opens;
     for (int k = 0; k < OP_PIECES; k++) {
         piece(want, 1, k);
-        r.bad += scp_vfile_pread(rel, buf, PIECE, (uint64_t)k * PIECE, &e) != PIECE ||
-                 memcmp(buf, want, PIECE) != 0;
+        ssize_t got = scp_vfile_pread(rel, buf, PIECE, (uint64_t)k * PIECE, &e);
+        if (got != PIECE) fprintf(stderr, "opener: B's read of piece %d: %s\n", k, e.msg);
+        r.bad += got != PIECE || memcmp(buf, want, PIECE) != 0;
     }
     if (write(seen[1], "r", 1) != 1) _exit(15);
     int st;
@@ -471,11 +498,15 @@ static void test_opener(void) {
     if (tu_child_start(&b)) run_o(vd, key, &b);
     REQUIRE(tu_child_wait(&b, &r, sizeof r));
     printf("opener: B's open of a file with %d lazy commits of A in its log: %ld chunk records "
-           "authenticated\n",
-           OP_PIECES, r.chunk_opens);
+           "authenticated, %ld commit records opened\n",
+           OP_PIECES, r.chunk_opens, r.commit_opens);
     CHECKF(r.bad == 0, "opener: %ld pieces read back wrong", r.bad);
     CHECKF(r.chunk_opens == 0, "opener: B's open authenticated %ld chunks of A's log, want none",
            r.chunk_opens);
+    /* (branch pg18: the load's walk keeps each commit payload it opened for the replay) */
+    CHECKF(r.commit_opens <= OP_PIECES + 4, "opener: B's open opened %ld commit records of a "
+                                            "log of %d of A's and a few more, want each once",
+           r.commit_opens, OP_PIECES);
     tu_rm_rf(root);
     free(root);
     free(vd);
