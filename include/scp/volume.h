@@ -151,17 +151,6 @@ void scp_volume_private_release(scp_volume *vol);
  * any) has gone shared, then scp_volume_set_shared. -1 on error (the volume stays usable as
  * not shared). */
 int scp_volume_join_shared(scp_volume *vol, scp_err *err);
-/* Parked at a fork (docs/volume-format.md, "Parked at a fork"): a shared-mode process that
- * holds no file of the volume (no handle, no writer lock, nothing uncommitted) and is about
- * to fork lets go of its presence lock, so that the child (or any other process) that opens
- * the volume may go private (scp_volume_go_private). The parked process's next call on the
- * volume takes its presence lock again and waits for a private holder to go shared, as an
- * open does, and then catches up. 1 when parked, 0 when the volume stays as it was. */
-int scp_volume_park(scp_volume *vol);
-/* A forked child's copy of a volume that it will not use (its parent parked it and the child
- * opens the volume afresh): close its descriptors (the parent's open file descriptions and
- * their locks stay the parent's) and free it, without reading or writing the volume. */
-void scp_volume_forget(scp_volume *vol);
 /* Register the library's fork handlers now (idempotent; otherwise done at the first open).
  * glibc runs prepare handlers in the reverse order of registration: a caller whose own prepare
  * handler makes volume calls (a commit before fork) and that opens volumes only later registers

@@ -379,8 +379,6 @@ static void set_shared_all(void) {
     }
 }
 
-static void park_idle(void);
-
 void sh_fork_share(int fork_child) {
     if (in_vfork_child()) { /* a vfork child's own spawn: the memory is its parent's */
         if (fork_child) pthread_mutex_lock(&sh.mu);
@@ -427,37 +425,7 @@ void sh_fork_share(int fork_child) {
         unsigned pass = ++ofd_pass;
         for (unsigned i = 0; i < ndesc(); i++) ofd_share(desc_at(i), fork_child, pass);
     }
-    if (fork_child) park_idle(); /* (under sh.mu: no descriptor comes or goes) */
     if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
-}
-
-/* Parked at a fork (docs/shield.md "fork", docs/volume-format.md "Parked at a fork"). A
- * volume of which this process holds nothing (no protected descriptor, no handle in the
- * library) is parked: it lets go of its presence lock, and the child forgets its copy and
- * opens the volume afresh at its first use, as an exec'd image does, so that a child that is
- * the only one using the volume writes it privately (fio's job: its parent laid the file out,
- * closed it, forked and waits). The parent's next use of the volume takes its presence lock
- * again and waits, as any newcomer, until such a child has gone shared. Caller holds sh.mu, in
- * a fork's prepare (vol_open_mu held: no volume is half-opened). */
-static void park_idle(void) {
-    for (int i = 0; i < sh.nvol; i++) {
-        struct sh_volume *sv = &sh.vol[i];
-        sv->parked = sv->reopen = 0;
-        scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
-        if (!v || __atomic_load_n(&sv->priv, __ATOMIC_ACQUIRE)) continue; /* (ended before: sh_priv_end) */
-        int held = 0;
-        for (unsigned k = 0; k < ndesc() && !held; k++)
-            if (desc_at(k) && desc_at(k)->vol == i) held = 1;
-        if (held) continue;
-        sh_in_lib++;
-        sv->parked = scp_volume_park(v);
-        sh_lib_leave();
-        if (sv->parked) sh_trace("volume at %s: parked at the fork (no file of it held)", sv->mount);
-    }
-}
-
-void sh_fork_parked_parent(void) {
-    for (int i = 0; i < sh.nvol; i++) sh.vol[i].parked = 0; /* (the library's copy stays parked) */
 }
 
 /* Private volumes (open_volume, init.c; docs/shield.md "fork"). One mutex for the move from
@@ -655,22 +623,6 @@ void sh_fork_child_guards(void) {
     for (unsigned i = 0; i < ndesc(); i++) {
         pfile *pf = desc_at(i);
         if (pf) pthread_mutex_init(&pf->mu, NULL);
-    }
-    /* A parked volume's copy is forgotten: the first use opens the volume afresh (open_volume),
-     * taking this process's own presence lock, and goes private if nobody else has it open.
-     * One thread, no descriptor of the volume: nothing else refers to the copy. */
-    for (int i = 0; i < sh.nvol; i++) {
-        struct sh_volume *sv = &sh.vol[i];
-        if (!sv->parked) continue;
-        sv->parked = 0;
-        assert(!sv->stale && !sv->priv);
-        sv->stale = sv->v;
-        __atomic_store_n(&sv->v, NULL, __ATOMIC_RELEASE);
-        sv->reopen = 1;
-        /* a holding still to try for (sh_sole_try, which expects the copy) is moot after a
-         * fork: the fresh open decides */
-        if (__atomic_exchange_n(&sv->sole_pending, 0, __ATOMIC_ACQ_REL))
-            __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
     }
 }
 

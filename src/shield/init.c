@@ -406,7 +406,6 @@ static void atfork_prepare(void) {
     sh_fork_share(1);
 }
 static void atfork_parent(void) {
-    sh_fork_parked_parent();
     pthread_mutex_unlock(&sh.mu);
     pthread_mutex_unlock(&vol_open_mu);
 }
@@ -506,10 +505,6 @@ static long open_volume(int i) {
     const scp_shield_volume *cv = &sh.cfg.vol[i];
     scp_err e;
     sh_in_lib++; /* its own calls through libc go to the kernel */
-    if (sv->stale) { /* a forked child's copy of a volume parked at the fork (core.c, park_idle) */
-        scp_volume_forget(sv->stale);
-        sv->stale = NULL;
-    }
     scp_volume *v = scp_volume_open(sv->dirpath, sh.keys[i], cv->have_seen ? &cv->seen : NULL, &e);
     sh_lib_leave();
     if (!v) {
@@ -536,9 +531,7 @@ static long open_volume(int i) {
     int priv = 0;
     if (sh.cfg.flags & SCP_SHIELD_F_SHARED) {
         sh_in_lib++;
-        /* (a fresh open after a fork that parked the volume, park_idle: this image's copy is
-         * not one the family inherited, so the rule of an image that has not forked holds) */
-        if ((!sh.forked || sv->reopen) && scp_volume_go_private(v)) priv = 1;
+        if (!sh.forked && scp_volume_go_private(v)) priv = 1;
         else if (scp_volume_join_shared(v, &e) < 0) {
             scp_volume_close(v, NULL);
             sh_lib_leave();

@@ -78,11 +78,6 @@ struct sh_volume {
     int priv_pending; /* private, its watcher not started yet (opened in a trap handler) */
     int sole_pending; /* opened in a trap handler outside a shared family, not private: to try
                        * for the sole holding at the next call outside one (sh_sole_try) */
-    int parked;       /* parked by this fork's prepare (sh_fork_share, scp_volume_park): the
-                       * child forgets its copy and opens the volume afresh (sh_fork_child_guards) */
-    int reopen;       /* a forked child's fresh open of a parked volume: it may go private
-                       * although the family is shared (open_volume) */
-    scp_volume *stale; /* the copy a forked child forgot (freed at the fresh open) */
 };
 
 struct sh_state {
@@ -246,8 +241,6 @@ void sh_fork_share(int for_child);
 /* In a fork's child, under sh.mu: every description's own lock starts over (a parent thread
  * that held one does not exist here). */
 void sh_fork_child_guards(void);
-/* a fork's parent handler: the volumes parked by its prepare stay parked in the library (core.c) */
-void sh_fork_parked_parent(void);
 /* Hold late volume opens off (on: 1) or let them go on (0) (init.c); nothing when this thread
  * is inside an open itself (a signal handler's spawn) */
 void sh_vol_open_hold(int on);

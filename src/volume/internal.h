@@ -81,8 +81,6 @@ struct scp_volume {
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
     int priv;       /* scp_volume_go_private: holds the private lock (PRIVATE_BYTE) */
-    int parked;     /* scp_volume_park: no presence lock held; the next vol_lock takes it and
-                     * waits for a private holder, as an open does (vol_unpark). Under mu. */
     enum vol_sole sole; /* the sole holder's state (volume.c, vol_lock; sole_set is its only
                          * writer, and asserts the transitions) */
     int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
@@ -541,9 +539,6 @@ void file_put(scp_volume *v, scp_file *f);
 void file_unlist_free(scp_volume *v, scp_file *f);
 /* Free the state of every closed file kept for reuse (caller holds vol->mu or is closing). */
 void file_cache_drop(scp_volume *v);
-/* scp_volume_forget: free every loaded file (none referenced), closing its descriptors,
- * without writing anything (caller holds v->mu) */
-void file_forget_all(scp_volume *v);
 /* In a child after fork: reopen descriptors, give up writer status and uncommitted state. */
 int file_after_fork(scp_file *f, scp_err *err);
 /* Verify every chunk of a file (used by scp_volume_verify). */

@@ -185,15 +185,6 @@ void file_cache_drop(scp_volume *v) {
     }
 }
 
-void file_forget_all(scp_volume *v) {
-    while (v->files) {
-        scp_file *f = v->files;
-        assert(f->refs == 0);
-        v->files = f->next;
-        file_free(f); /* (not file_unlist_free: dooming objects is the opener's to do) */
-    }
-}
-
 /* A handle joins or leaves the volume's list (caller holds v->mu): a fork child re-initializes
  * every handle's cursor mutex (volume.c). */
 static void handle_link(scp_volume *v, scp_vfile *h) {

@@ -469,54 +469,6 @@ static int private_wait_free(scp_volume *v, scp_err *err) {
     return 0;
 }
 
-int scp_volume_park(scp_volume *v) {
-    pthread_mutex_lock(&v->mu);
-    /* Only with descriptors of this process's own (a child that has not repaired them yet
-     * would drop its parent's presence lock) and nothing of a file held: no handle, no writer
-     * lock (a child's write would get EBUSY, and a parked process has no lock to release it
-     * under), nothing uncommitted. Not a private holder (sh_fork_share ends that first). And
-     * nothing of this process pending durability (lazy commits, removed files' objects, new
-     * objects' directory entries: what sync_pending would commit): a private process's
-     * commits then build only on durable state of others, as after an exec or exit (the
-     * shield's fork commits and syncs first, sh_commit_all, so fio's parent has none). */
-    int ok = v->shared && !v->priv && !v->parked && v->nhandles == 0 && v->hint && !v->lazy &&
-             v->ndoomed <= v->ndoomed_kept && !v->objdir_dirty &&
-             v->pid == getpid() &&
-             __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) == __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED);
-    for (scp_file *f = v->files; f && ok; f = f->next)
-        if (f->refs || f->writer || f->modified || f->cstate != CS_IDLE) ok = 0;
-    if (ok) {
-        struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1};
-        if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) __atomic_store_n(&v->parked, 1, __ATOMIC_RELAXED);
-        else ok = 0;
-    }
-    pthread_mutex_unlock(&v->mu);
-    return ok;
-}
-
-/* The parked process's next call (vol_lock, under mu; vol_fresh and vol_file_unchanged send
- * every look-up here while parked): the newcomer's order, presence first, then the private
- * byte, so the argument of "Private after exec" holds for it as for an open. What others
- * committed meanwhile is taken in by the catch-up that follows under the cross-process lock
- * (as for any process that was idle while another committed). A forked child that inherited
- * the flag comes here too, after vol_check_fork took its own presence lock. */
-static int vol_unpark(scp_volume *v, scp_err *err) {
-    presence_take(v);
-    if (private_wait_free(v, err) < 0) return -1;
-    __atomic_store_n(&v->parked, 0, __ATOMIC_RELAXED);
-    return 0;
-}
-
-void scp_volume_forget(scp_volume *v) {
-    if (!v) return;
-    assert(v->nhandles == 0);
-    registry_set(v, NULL);
-    pthread_mutex_lock(&v->mu);
-    file_forget_all(v); /* (no handle, so no reference) */
-    pthread_mutex_unlock(&v->mu);
-    vol_free(v);
-}
-
 int scp_volume_join_shared(scp_volume *v, scp_err *err) {
     assert(!v->priv);
     /* (scp_volume_open waited already; since then this process's presence lock keeps any
@@ -726,10 +678,9 @@ int vol_lock(scp_volume *v, scp_err *err) {
      * lock once it held the private lock, plus its own commits since, is the newest: neither
      * the lock nor another catch-up (two fcntl, an fstat and a pread per commit). */
     if (v->sole == SOLE_FRESH) {
-        assert(v->priv && !v->shared && !v->forked_midway && !v->parked);
+        assert(v->priv && !v->shared && !v->forked_midway);
         return 0;
     }
-    if (v->parked && vol_unpark(v, err) < 0) goto fail;
     if (ofd_lock(v, err) < 0) goto fail;
     v->ofd_held = 1;
     int changed = vol_refresh_manifest(v, err);
@@ -755,7 +706,7 @@ fail:
 }
 
 int vol_fresh(scp_volume *v) {
-    if (v->gen == 0 || v->forked_midway || __atomic_load_n(&v->parked, __ATOMIC_RELAXED) ||
+    if (v->gen == 0 || v->forked_midway ||
         __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) !=
             __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED))
         return 0;
@@ -811,7 +762,7 @@ uint64_t vol_jend_hint(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 }
 
 int vol_file_unchanged(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t seen) {
-    if (!v->hint || seen == 0 || v->forked_midway || __atomic_load_n(&v->parked, __ATOMIC_RELAXED) ||
+    if (!v->hint || seen == 0 || v->forked_midway ||
         __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) !=
             __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED))
         return 0;
