@@ -285,20 +285,18 @@ static void test_fixed_memory(void)
     EXPECT(shared_ro);
 }
 
-/* A freed object of a class of 16 KiB or more gives back its pages but the first (which holds
- * the free-list link): kept resident, the freed 16-64 KiB buffers of a program's passing phases
- * stayed in its peak memory (sqlite's speedtest1: 224 KB, bench/RESULTS.md ms18). 16000 bytes
- * take the 16 KiB class, whose objects are page-aligned. */
+/* A freed object of a class of 64 KiB or more gives back its pages but the first (which holds
+ * the free-list link): kept, they would stay resident in every class a program ever used. */
 static void test_released_pages(void)
 {
     long page = sysconf(_SC_PAGESIZE);
-    for (size_t n = 16000; n <= 60000; n += 22000) {
+    for (size_t n = 70000; n <= 250000; n += 90000) {
         char *p = malloc(n);
         opaque(p, 1, n);
         uintptr_t from = ((uintptr_t)p + (uintptr_t)page) & ~((uintptr_t)page - 1);
         size_t pages = (size_t)(((uintptr_t)p + n) & ~((uintptr_t)page - 1)) / (size_t)page - from / (size_t)page;
         EXPECT(pages >= 2);
-        unsigned char vec[16];
+        unsigned char vec[64];
         EXPECT(pages <= sizeof vec && mincore((void *)from, pages * (size_t)page, vec) == 0);
         size_t resident = 0;
         for (size_t i = 0; i < pages; i++)

@@ -32,7 +32,7 @@
 #define MS_TC_BYTES (32 * 1024)    /* cached bytes per class and thread before flushing */
 #define MS_REFILL_BYTES (16 * 1024) /* objects moved per refill, in bytes */
 #define MS_LARGE_SLOTS 65536
-#define MS_RELEASE_BYTES (16 * 1024) /* freed objects of classes this big return their pages */
+#define MS_RELEASE_BYTES (64 * 1024) /* freed objects of classes this big return their pages */
 
 /* The entry of an address outside every heap region: size 0, magic 0 (so the index is 0) and
  * a meta array that can be read at that index, whose limit UINT64_MAX no access reaches. The
@@ -686,15 +686,13 @@ void free(void *ptr)
                ptr, (unsigned long long)r->size);
     unsigned c = (unsigned)(r - &ms_regions[MS_FIRST_REGION]);
     if (r->size >= MS_RELEASE_BYTES) {
-        /* Give a big object's pages back, as glibc does by unmapping its big chunks and
-         * coalescing its smaller ones: kept, they would stay resident in every class a program
-         * ever used (a segregated class cannot lend them to another size). The first page
-         * keeps the free-list link. From 16 KiB: sqlite's speedtest1 --size 20 kept 224 KB of
-         * freed 16-64 KiB objects resident at its peak, 3% of its memory, nearly all of them
-         * in the threads' caches (releasing only what a cache flushes saved nothing). The
-         * price: a madvise per free of such an object and the page faults of its next use
-         * (that run: 2,322 madvise calls, 4,700 -> 10,700 minor faults, 10-15 ms of system
-         * time, 1-2% of its CPU time; bench/RESULTS.md, ms18). */
+        /* Give a big object's pages back, as glibc does by unmapping its big chunks: kept,
+         * they would stay resident in every class a program ever used (a segregated class
+         * cannot lend them to another size). The first page keeps the free-list link. Not
+         * from 16 KiB: in sqlite's speedtest1 --size 20 that gave back 224 KB of its peak
+         * (3%), but its 2,200 frees and reuses of 16-20 KiB buffers then cost 6,000 page
+         * faults, 3.6% of its CPU time in harden mode, whose time target is the tighter one
+         * (bench/RESULTS.md, ms18). */
         uintptr_t from = (p + sizeof(void *) + 4095) & ~(uintptr_t)4095;
         uintptr_t to = (p + r->size) & ~(uintptr_t)4095;
         if (to > from)
