@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -284,9 +285,38 @@ static void test_fixed_memory(void)
     EXPECT(shared_ro);
 }
 
+/* A freed object of a class of 64 KiB or more gives back its pages but the first (which holds
+ * the free-list link): kept, they would stay resident in every class a program ever used. */
+static void test_released_pages(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    for (size_t n = 70000; n <= 250000; n += 90000) {
+        char *p = malloc(n);
+        opaque(p, 1, n);
+        uintptr_t from = ((uintptr_t)p + (uintptr_t)page) & ~((uintptr_t)page - 1);
+        size_t pages = (size_t)(((uintptr_t)p + n) & ~((uintptr_t)page - 1)) / (size_t)page - from / (size_t)page;
+        EXPECT(pages >= 2);
+        unsigned char vec[64];
+        EXPECT(pages <= sizeof vec && mincore((void *)from, pages * (size_t)page, vec) == 0);
+        size_t resident = 0;
+        for (size_t i = 0; i < pages; i++)
+            resident += vec[i] & 1;
+        EXPECT(resident == pages);
+        free(p);
+        EXPECT(mincore((void *)from, pages * (size_t)page, vec) == 0);
+        resident = 0;
+        for (size_t i = 0; i < pages; i++)
+            resident += vec[i] & 1;
+        if (resident != 0)
+            fprintf(stderr, "%zu of %zu pages of a freed %zu-byte object still resident\n", resident, pages, n);
+        EXPECT(resident == 0);
+    }
+}
+
 int main(void)
 {
     test_fixed_memory();
+    test_released_pages();
     test_sizes();
     test_realloc_calloc_align();
     test_big_classes();

@@ -867,6 +867,20 @@ static void count_self_form(struct pass *p, LLVMValueRef ptr)
         p->self_other++;
 }
 
+/* Widen group g's range to its whole element, [elo, ehi) relative to g->x, when the access is to
+ * an element checked whole (elo < ehi: the element rule), and name the element, so that the
+ * facts and the report know it; counts the groups that the widening made larger. */
+static void group_widen(struct pass *p, struct group *g, int64_t elo, int64_t ehi, const struct elem_ref *er)
+{
+    if (elo >= ehi)
+        return;
+    p->whole += g->lo > elo || g->hi < ehi;
+    g->lo = g->lo < elo ? g->lo : elo;
+    g->hi = g->hi > ehi ? g->hi : ehi;
+    g->ekey = er->key;
+    g->esize = er->size;
+}
+
 /* A load or store of n bytes at ptr by `inst`. */
 static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, uint64_t n,
                           const char *what)
@@ -933,13 +947,7 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
                 g->lo = off;
             if (off + (int64_t)n > g->hi)
                 g->hi = off + (int64_t)n;
-            if (elo < ehi) {
-                p->whole += g->lo > elo || g->hi < ehi;
-                g->lo = g->lo < elo ? g->lo : elo;
-                g->hi = g->hi > ehi ? g->hi : ehi;
-                g->ekey = er.key;
-                g->esize = er.size;
-            }
+            group_widen(p, g, elo, ehi, &er);
             g->count++;
             return;
         }
@@ -951,13 +959,7 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
     struct group *g = &p->groups[p->ngroups++];
     *g = (struct group){ .x = x, .base = base, .first = inst, .lo = off, .hi = off + (int64_t)n,
                          .count = 1 };
-    if (elo < ehi) {
-        p->whole += g->lo > elo || g->hi < ehi;
-        g->lo = g->lo < elo ? g->lo : elo;
-        g->hi = g->hi > ehi ? g->hi : ehi;
-        g->ekey = er.key;
-        g->esize = er.size;
-    }
+    group_widen(p, g, elo, ehi, &er);
     char what_n[64];
     snprintf(what_n, sizeof what_n, "%s of %llu bytes", what, (unsigned long long)n);
     describe(p, inst, what_n, g->site, sizeof g->site);
@@ -1226,10 +1228,12 @@ static void cfg_available(struct pass *p, struct cfg *g)
 /* Immediate dominators (Cooper, Harvey and Kennedy), by reverse-postorder index. */
 static size_t *cfg_dominators(const struct cfg *g)
 {
-    size_t *idom = xrealloc(NULL, (g->n ? g->n : 1) * sizeof *idom);
-    for (size_t i = 0; i < g->n; i++)
+    size_t cap = g->n ? g->n : 1;
+    size_t *idom = calloc(cap, sizeof *idom); /* every entry written: 0, then SIZE_MAX but the entry's */
+    if (!idom)
+        exit(1);
+    for (size_t i = 1; i < cap; i++)
         idom[i] = SIZE_MAX;
-    idom[0] = 0;
     for (int changed = 1; changed;) {
         changed = 0;
         for (size_t i = 1; i < g->n; i++) {
@@ -1258,10 +1262,16 @@ static size_t *cfg_dominators(const struct cfg *g)
     return idom;
 }
 
+/* Whether block a dominates block b. The blocks are the reachable ones in reverse postorder
+ * (cfg_build), so every block but the entry has a predecessor before it and its immediate
+ * dominator comes before it: idom[b] < b for b > 0, and the walk up from b ends at or below a. */
 static int dominates(const size_t *idom, size_t a, size_t b)
 {
-    while (b > a)
-        b = idom[b];
+    while (b > a) {
+        size_t up = idom[b];
+        assert(up < b);
+        b = up;
+    }
     return a == b;
 }
 

@@ -687,8 +687,12 @@ void free(void *ptr)
     unsigned c = (unsigned)(r - &ms_regions[MS_FIRST_REGION]);
     if (r->size >= MS_RELEASE_BYTES) {
         /* Give a big object's pages back, as glibc does by unmapping its big chunks: kept,
-         * they would stay resident in every class a program ever used. The first page keeps
-         * the free-list link. */
+         * they would stay resident in every class a program ever used (a segregated class
+         * cannot lend them to another size). The first page keeps the free-list link. Not
+         * from 16 KiB: in sqlite's speedtest1 --size 20 that gave back 224 KB of its peak
+         * (3%), but its 2,200 frees and reuses of 16-20 KiB buffers then cost 6,000 page
+         * faults, 3.6% of its CPU time in harden mode, whose time target is the tighter one
+         * (bench/RESULTS.md, ms18). */
         uintptr_t from = (p + sizeof(void *) + 4095) & ~(uintptr_t)4095;
         uintptr_t to = (p + r->size) & ~(uintptr_t)4095;
         if (to > from)
