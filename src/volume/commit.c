@@ -214,6 +214,9 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
  * just read from .t) up to the commit that names e's root and size. Returns 1 if found and
  * redone, 0 if the log has no such commit after `from` (or is another log), -1 on error. */
 static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
+    /* (f->fbuf, the kept follow buffer, is shared by the process's threads: the volume's
+     * mutex is what keeps two follows of one file apart) */
+    assert(VOL_MU_HELD(f->vol));
     uint32_t cs = f->vol->cs;
     struct stat st;
     /* The writer's catch-up just checked this log under the writer lock (file_log_stale): its
