@@ -114,7 +114,7 @@ services:
     files:
       - path: /srv/echo.py
         content: |
-$(sed 's/^/          /' "$T/echo.py")
+$(yaml_file "$T/echo.py")
     network:
       certificate: tls
       listen: [{port: $PORT5}]

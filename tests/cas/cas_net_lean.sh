@@ -61,7 +61,7 @@ services:
     files:
       - path: /srv/echo.py
         content: |
-$(sed 's/^/          /' "$T/echo.py")
+$(yaml_file "$T/echo.py")
     network:
       certificate: tls
       listen: [{port: $PORT}]
@@ -72,7 +72,7 @@ $(sed 's/^/          /' "$T/echo.py")
     files:
       - path: /srv/echo.py
         content: |
-$(sed 's/^/          /' "$T/echo.py")
+$(yaml_file "$T/echo.py")
     network:
       certificate: tls
       listen: [{port: $PORT0}]
@@ -82,7 +82,7 @@ $(sed 's/^/          /' "$T/echo.py")
     files:
       - path: /srv/client.py
         content: |
-$(sed 's/^/          /' "$T/client.py")
+$(yaml_file "$T/client.py")
     network:
       certificate: tls
       peers: [{host: 127.0.0.1, port: $SPORT, name: 127.0.0.1}]
