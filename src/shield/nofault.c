@@ -53,8 +53,10 @@
 #include "shield/internal.h"
 
 /* The routines. No stack use, so the fix-up's `ret` returns to the caller. The direction flag
- * is clear at every call (the ABI) and in a signal handler (the kernel clears it). */
-__asm__(".text\n"
+ * is clear at every call (the ABI) and in a signal handler (the kernel clears it). The section
+ * is pushed and popped, not set: gcc -O0 emits this block between a thread-local variable's
+ * `.section .tbss` and its label, which would otherwise land in .text. */
+__asm__(".pushsection .text\n"
         ".p2align 4\n"
         ".globl sh_nf_copy\n"
         ".hidden sh_nf_copy\n"
@@ -93,7 +95,7 @@ __asm__(".text\n"
         ".p2align 3\n"
         "sh_nf_range:\n"
         "    .quad nf_begin, nf_end, nf_fixup\n"
-        ".text\n");
+        ".popsection\n");
 extern const uintptr_t sh_nf_range[3];
 _Static_assert(EFAULT == 14, "the fix-up returns -14");
 
