@@ -294,8 +294,11 @@ static int stage_runtime(int root, const scp_image_build_opts *o, scp_err *err) 
     for (size_t i = 1; rc == 0 && i < set->n; i++) {
         const char *b = strrchr(set->path[i], '/');
         char dst[PATH_MAX];
-        snprintf(dst, sizeof dst, "scp/lib/%s", b ? b + 1 : set->path[i]);
-        rc = copy_into(root, dst, set->path[i], 0755, err);
+        int n = snprintf(dst, sizeof dst, "scp/lib/%s", b ? b + 1 : set->path[i]);
+        if (n < 0 || (size_t)n >= sizeof dst)
+            rc = scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "library name too long: %s", set->path[i]);
+        else
+            rc = copy_into(root, dst, set->path[i], 0755, err);
     }
     if (rc == 0) scp_elf_set_close(set, -1);
     free(set);
