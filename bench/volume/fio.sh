@@ -8,7 +8,8 @@
 # Environment: ROUNDS=3 (medians; plain and scp alternate within a round), SIZE=256M,
 #   TMPFS=/dev/shm, DISK=/var/tmp, CHUNK=4096 (the volume's chunk size), ONLY="tmpfs disk",
 #   LINES (a subset of the lines below), AB=OTHER_BUILD (also run the volume lines with that
-#   build, "base", for a before/after in the same run: lib.sh).
+#   build, "base", for a before/after in the same run: lib.sh), GOCRYPTFS=auto|0|1 (also run
+#   every line on a gocryptfs mount, issue 13's other baseline: lib.sh; auto when it works here).
 # Lines, for each place:
 #   seq-write-fresh     1 MiB sequential writes to a new file, --fallocate=none
 #   seq-write-over      1 MiB sequential writes over the existing file (the one just written)
@@ -26,6 +27,7 @@
 set -uo pipefail
 B=${1:-build}
 NAME=fio.sh
+LIB_GOCRYPTFS=1
 . "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 SIZE=${SIZE:-256M}
@@ -71,14 +73,20 @@ lib_rounds fio
 printf '\nfio %s, psync, end_fsync=1, SIZE=%s, chunk %s, medians of %s rounds (MB/s; marginal CPU ms per MiB)\n' \
     "$(fio --version)" "$SIZE" "${CHUNK:-4096}" "$ROUNDS"
 printf 'load average before %s, after %s\n' "$LOAD0" "$LOAD1"
-if [ -n "${AB:-}" ]; then
-    printf '| place | job | plain | scp | scp/plain | base | scp/base | CPU plain | CPU scp | CPU base | CPU scp/base | scp rounds | base rounds |\n'
-    printf '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n'
-else
-    printf '| place | job | plain | scp | scp/plain | CPU plain | CPU scp | CPU scp/plain | scp rounds |\n'
-    printf '|---|---|---:|---:|---:|---:|---:|---:|---|\n'
-fi
+has() { case " $MODES " in *" $1 "*) return 0 ;; esac; return 1; }
+[ -n "$LIB_GC_WHY" ] && echo "gocryptfs not run: $LIB_GC_WHY"
+hdr='| place | job | plain | scp | scp/plain |'
+sep='|---|---|---:|---:|---:|'
+has base && hdr+=' base | scp/base |' sep+='---:|---:|'
+has gocryptfs && hdr+=' gocryptfs | scp/gocryptfs |' sep+='---:|---:|'
+hdr+=' CPU plain | CPU scp | CPU scp/plain |' sep+='---:|---:|---:|'
+has base && hdr+=' CPU base | CPU scp/base |' sep+='---:|---:|'
+has gocryptfs && hdr+=' CPU gocryptfs |' sep+='---:|'
+hdr+=' scp rounds |' sep+='---|'
+has base && hdr+=' base rounds |' sep+='---|'
+printf '%s\n%s\n' "$hdr" "$sep"
 declare -A M
+behind=
 for place in $ONLY; do
     for l in $LINES; do
         p=$(med "${R[$place,$l,plain]:-}")
@@ -86,24 +94,35 @@ for place in $ONLY; do
         cp=$(med "${C[$place,$l,plain]:-}")
         cs=$(med "${C[$place,$l,scp]:-}")
         M[$place,$l]=$s
-        if [ -n "${AB:-}" ]; then
+        row="| $place | $l | $p | $s | $(ratio "$s" "$p") |"
+        if has base; then
             b=$(med "${R[$place,$l,base]:-}")
-            cb=$(med "${C[$place,$l,base]:-}")
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$place" "$l" \
-                "$p" "$s" "$(ratio "$s" "$p")" "$b" "$(ratio "$s" "$b")" "$cp" "$cs" "$cb" \
-                "$(ratio "$cs" "$cb")" "$(echo ${R[$place,$l,scp]:-} | tr ' ' ',')" \
-                "$(echo ${R[$place,$l,base]:-} | tr ' ' ',')"
-        else
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$place" "$l" "$p" "$s" \
-                "$(ratio "$s" "$p")" "$cp" "$cs" "$(ratio "$cs" "$cp")" \
-                "$(echo ${R[$place,$l,scp]:-} | tr ' ' ',')"
+            row+=" $b | $(ratio "$s" "$b") |"
         fi
+        if has gocryptfs; then
+            g=$(med "${R[$place,$l,gocryptfs]:-}")
+            row+=" $g | $(ratio "$s" "$g") |"
+            awk -v s="$s" -v g="$g" 'BEGIN {exit !(s <= g)}' && behind+=" $place/$l"
+        fi
+        row+=" $cp | $cs | $(ratio "$cs" "$cp") |"
+        if has base; then
+            cb=$(med "${C[$place,$l,base]:-}")
+            row+=" $cb | $(ratio "$cs" "$cb") |"
+        fi
+        has gocryptfs && row+=" $(med "${C[$place,$l,gocryptfs]:-}") |"
+        row+=" $(echo ${R[$place,$l,scp]:-} | tr ' ' ',') |"
+        has base && row+=" $(echo ${R[$place,$l,base]:-} | tr ' ' ',') |"
+        echo "$row"
     done
 done
+if has gocryptfs; then
+    if [ -z "$behind" ]; then echo "issue 13: scp ahead of gocryptfs on every line (MB/s medians)"
+    else echo "issue 13: scp NOT ahead of gocryptfs on:$behind"; fi
+fi
 case " $LINES " in *" seq-write-fresh "*) ;; *) exit 0 ;; esac
 printf '\n| place | scp overwrite / fresh (seq) | second overwrite / fresh | scp fallocated / fresh (seq) |\n|---|---:|---:|---:|\n'
 for place in $ONLY; do
     f=${M[$place,seq-write-fresh]}
-    printf '| %s | %s | %s | %s |\n' "$place" "$(ratio "${M[$place,seq-write-over]:-0}" "$f")" \
-        "$(ratio "${M[$place,seq-write-over2]:-0}" "$f")" "$(ratio "${M[$place,seq-write-falloc]:-0}" "$f")"
+    r() { [ -n "${M[$place,$1]:-}" ] && ratio "${M[$place,$1]}" "$f" || echo -; }
+    printf '| %s | %s | %s | %s |\n' "$place" "$(r seq-write-over)" "$(r seq-write-over2)" "$(r seq-write-falloc)"
 done
