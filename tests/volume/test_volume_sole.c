@@ -40,7 +40,7 @@ ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
 void *__real_malloc(size_t n);
 void *__wrap_malloc(size_t n);
-static long nfcntl, nfstat, npread, npwrite, npwrite_d, nmalloc_chunk;
+static long nfcntl, nfstat, npread, npwrite, npwrite_d, npwrite_mlog, nmalloc_chunk;
 
 void *__wrap_malloc(size_t n) {
     /* (a 4 KiB chunk's plaintext: a dirty buffer, or a cache entry behind its 44-byte table entry;
@@ -72,6 +72,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t l = readlink(link, name, sizeof name - 1);
     if (l > 2 && name[l - 2] == '.' && name[l - 1] == 'd') npwrite_d++;
+    if (l >= 13 && memcmp(name + l - 13, "/manifest.log", 13) == 0) npwrite_mlog++;
     return __real_pwrite(fd, buf, n, off);
 }
 
@@ -86,10 +87,13 @@ static void frame(scp_vfile *f, int n) {
     REQUIRE_OK(scp_vfile_fsync(f, &e), e);
 }
 
-static void reset_counts(void) { nfcntl = nfstat = npread = npwrite = npwrite_d = nmalloc_chunk = 0; }
+static void reset_counts(void) {
+    nfcntl = nfstat = npread = npwrite = npwrite_d = npwrite_mlog = nmalloc_chunk = 0;
+}
 
 struct counts {
     double wal_fcntl, wal_fstat, wal_pread, wal_pwrite, wal_pwrite_d; /* per WAL commit */
+    double wal_pwrite_mlog;                 /* of them to manifest.log */
     double wal_malloc_chunk;                /* chunk-sized allocations per WAL commit */
     double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
     double del_pread;                       /* pread per DELETE-mode one */
@@ -109,6 +113,7 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     k->wal_pread = (double)npread / n;
     k->wal_pwrite = (double)npwrite / n;
     k->wal_pwrite_d = (double)npwrite_d / n;
+    k->wal_pwrite_mlog = (double)npwrite_mlog / n;
     k->wal_malloc_chunk = (double)nmalloc_chunk / n;
     reset_counts();
     for (int i = 0; i < n / 2; i++) {
@@ -169,6 +174,15 @@ static void test_count(const char *base) {
     CHECKF(b.wal_pwrite_d == 0 && b.wal_pwrite <= 2.05, "the sole holder's WAL commit writes "
            "only the journal and the manifest log: %.2f pwrite per commit, %.2f of them to .d",
            b.wal_pwrite, b.wal_pwrite_d);
+    /* (and the manifest log's record waits too: it is durable in the journal, and no other
+     * process reads the log until the holding ends; 64 records are one write, or none) */
+    printf("  sole holder: per WAL commit %.2f pwrite to manifest.log (not private: %.2f)\n",
+           b.wal_pwrite_mlog, a.wal_pwrite_mlog);
+    CHECKF(a.wal_pwrite_mlog >= 1, "a commit outside the sole holder appends its record to the "
+           "manifest log (%.2f pwrite to it per commit)", a.wal_pwrite_mlog);
+    CHECKF(b.wal_pwrite_mlog <= 0.05 && b.wal_pwrite <= 1.05, "the sole holder's WAL commit "
+           "appends its manifest-log record at once: %.2f pwrite to manifest.log per commit, "
+           "%.2f pwrite in all", b.wal_pwrite_mlog, b.wal_pwrite);
     /* (the journal's second commit, an overwrite, is deferred; its close writes it from the
      * ciphertext kept since the commit: ct_after_commit) */
     CHECKF(b.del_pread == 0, "the sole holder's DELETE-mode journal reads its chunk back from "
@@ -326,6 +340,65 @@ static void test_fork(const char *base) {
     REQUIRE_OK(scp_volume_close(v, &e), e);
 }
 
+/* The holder is killed with its last commits' manifest-log records deferred (in its journal
+ * only): a fresh open takes them from the journal, with the tag of the last commit. */
+static void test_killed(const char *base) {
+    char dir[512], mlog[600];
+    scp_err e;
+    snprintf(dir, sizeof dir, "%s/killed", base);
+    snprintf(mlog, sizeof mlog, "%s/manifest.log", dir);
+    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
+    enum { FRAMES = 150 };
+    tu_child c;
+    scp_volume_tag tag;
+    if (tu_child_start(&c)) {
+        scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
+        if (!v || scp_volume_go_private(v) != 1) _exit(4);
+        scp_vfile *f = scp_vfile_open(v, "db-wal", O_RDWR | O_CREAT, 0644, &e);
+        if (!f) _exit(5);
+        for (int n = 0; n < FRAMES; n++) frame(f, n);
+        scp_volume_tag_get(v, &tag);
+        const uint8_t *p = (const uint8_t *)&tag;
+        for (size_t left = sizeof tag; left;) { /* (then killed: no close, no release) */
+            ssize_t w = write(c.fd[1], p, left);
+            if (w <= 0) _exit(3);
+            p += w;
+            left -= (size_t)w;
+        }
+        raise(SIGKILL);
+        _exit(6);
+    }
+    uint8_t *p = (uint8_t *)&tag;
+    size_t got = 0;
+    for (ssize_t r; got < sizeof tag && (r = read(c.fd[0], p + got, sizeof tag - got)) > 0;)
+        got += (size_t)r;
+    close(c.fd[0]);
+    int st;
+    REQUIRE(waitpid(c.pid, &st, 0) == c.pid && got == sizeof tag);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    struct stat ls;
+    REQUIRE(stat(mlog, &ls) == 0);
+    /* (the records of the commits since the last write of the deferred ones are in the
+     * journal only: at most 256 of them, so some are) */
+    printf("  killed: manifest.log holds %lld bytes after %d commits\n", (long long)ls.st_size,
+           FRAMES);
+    scp_volume *v = scp_volume_open(dir, KEY, &tag, &e);
+    CHECKF(v != NULL, "the killed holder's last commit is lost: %s", v ? "" : e.msg);
+    if (!v) return;
+    scp_volume_tag now;
+    scp_volume_tag_get(v, &now);
+    CHECK(memcmp(&now, &tag, sizeof tag) == 0);
+    scp_vfile *f = scp_vfile_open(v, "db-wal", O_RDONLY, 0, &e);
+    REQUIRE(f);
+    int last = -1;
+    CHECK(scp_vfile_pread(f, &last, sizeof last, 32 + 4120 * (uint64_t)((FRAMES - 1) % 200), &e) ==
+              sizeof last &&
+          last == FRAMES - 1);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    CHECK(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "all";
     char base[] = "/tmp/scp-sole-XXXXXX";
@@ -333,6 +406,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "all") || !strcmp(what, "count")) test_count(base);
     if (!strcmp(what, "all") || !strcmp(what, "newcomer")) test_newcomer(base);
     if (!strcmp(what, "all") || !strcmp(what, "fork")) test_fork(base);
+    if (!strcmp(what, "all") || !strcmp(what, "killed")) test_killed(base);
     tu_rm_rf(base);
     return tu_exit_code("test_volume_sole");
 }
