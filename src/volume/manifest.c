@@ -158,8 +158,11 @@ void vol_tags_settle(scp_volume *v) {
         tag_of(v, v->gen, v->statehash, &v->cur_tag);
         v->cur_tag_due = 0;
     }
-    if (v->tag_due) {
-        tag_of(v, v->tag_gen, v->tag_sh, &v->tag);
+    if (v->tag_due) { /* (a durable commit's without a report: the state's own, computed once) */
+        if (v->mlog && v->tag_gen == v->gen && memcmp(v->tag_sh, v->statehash, SCP_HASH_LEN) == 0)
+            v->tag = v->cur_tag;
+        else
+            tag_of(v, v->tag_gen, v->tag_sh, &v->tag);
         v->tag_due = 0;
     }
 }
@@ -330,10 +333,23 @@ static void commit_done(scp_volume *v, uint64_t gen, int durable, long nlazy) {
         (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
     }
     if (durable) {
-        vol_tags_settle(v); /* (cur_tag of gen and the state hash, now both this commit's) */
-        v->tag = v->cur_tag;
-        v->tag_due = 0;
-        if (v->cb) v->cb(v->cb_ctx, &v->tag);
+        if (v->cb) { /* (reported now: the HMAC now) */
+            vol_tags_settle(v); /* (cur_tag of gen and the state hash, now both this commit's) */
+            v->tag = v->cur_tag;
+            v->tag_due = 0;
+            v->cb(v->cb_ctx, &v->tag);
+        } else if (v->cur_tag_due) {
+            /* Nobody is told (no tag socket: `scpctl run` without attestation): the tag is the
+             * one of this generation and state hash, computed when read (vol_tags_settle:
+             * scp_volume_tag_get, info, the open's check), as a lazy commit's. One HMAC per
+             * durable commit fewer: sqlite's every WAL transaction. */
+            v->tag_due = 1;
+            v->tag_gen = gen;
+            memcpy(v->tag_sh, v->statehash, SCP_HASH_LEN);
+        } else {
+            v->tag = v->cur_tag;
+            v->tag_due = 0;
+        }
         vol_doomed_drain(v);
     }
 }

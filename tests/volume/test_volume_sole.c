@@ -28,6 +28,7 @@
 #include <poll.h>
 #include <pthread.h>
 
+#include "crypto/crypto.h"
 #include "scenario.h"
 
 int __real_fcntl(int fd, int cmd, ...);
@@ -38,9 +39,20 @@ ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+int __real_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err);
+int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err);
 void *__real_malloc(size_t n);
 void *__wrap_malloc(size_t n);
-static long nfcntl, nfstat, npread, npwrite, npwrite_d, npwrite_mlog, nmalloc_chunk;
+static long nfcntl, nfstat, npread, npwrite, npwrite_d, npwrite_mlog, nmalloc_chunk, nhmac;
+
+/* (the volume tag's HMACs: a durable commit computes one only when a callback reports it) */
+int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err) {
+    nhmac++;
+    return __real_scp_hmac(key, key_len, parts, n, out, err);
+}
 
 void *__wrap_malloc(size_t n) {
     /* (a 4 KiB chunk's plaintext: a dirty buffer, or a cache entry behind its 44-byte table entry;
@@ -88,12 +100,13 @@ static void frame(scp_vfile *f, int n) {
 }
 
 static void reset_counts(void) {
-    nfcntl = nfstat = npread = npwrite = npwrite_d = npwrite_mlog = nmalloc_chunk = 0;
+    nfcntl = nfstat = npread = npwrite = npwrite_d = npwrite_mlog = nmalloc_chunk = nhmac = 0;
 }
 
 struct counts {
     double wal_fcntl, wal_fstat, wal_pread, wal_pwrite, wal_pwrite_d; /* per WAL commit */
     double wal_pwrite_mlog;                 /* of them to manifest.log */
+    double wal_hmac;                        /* tag HMACs per WAL commit */
     double wal_malloc_chunk;                /* chunk-sized allocations per WAL commit */
     double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
     double del_pread;                       /* pread per DELETE-mode one */
@@ -114,6 +127,7 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     k->wal_pwrite = (double)npwrite / n;
     k->wal_pwrite_d = (double)npwrite_d / n;
     k->wal_pwrite_mlog = (double)npwrite_mlog / n;
+    k->wal_hmac = (double)nhmac / n;
     k->wal_malloc_chunk = (double)nmalloc_chunk / n;
     reset_counts();
     for (int i = 0; i < n / 2; i++) {
@@ -135,6 +149,16 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     k->close_pread = npread;
 }
 
+struct reported {
+    long n;
+    scp_volume_tag last;
+};
+static void on_commit(void *ctx, const scp_volume_tag *tag) {
+    struct reported *r = ctx;
+    r->n++;
+    r->last = *tag;
+}
+
 static void test_count(const char *base) {
     char dir[512];
     scp_err e;
@@ -143,7 +167,15 @@ static void test_count(const char *base) {
     REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
     scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
     REQUIRE(v);
+    struct reported rep = {0};
+    scp_volume_on_commit(v, on_commit, &rep);
     workload(v, "db-wal", 64, &a);
+    scp_volume_tag t;
+    scp_volume_tag_get(v, &t);
+    CHECKF(rep.n >= 64 && memcmp(&t, &rep.last, sizeof t) == 0, "the commits' reports (%ld) end "
+           "with another tag than the volume's", rep.n);
+    CHECKF(a.wal_hmac >= 1, "a reported commit computes its tag: %.2f HMAC per WAL commit",
+           a.wal_hmac);
     printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite (%.2f to "
            ".d); %.2f fcntl, fstat and pread per DELETE-mode transaction\n", a.wal_fcntl,
            a.wal_fstat, a.wal_pread, a.wal_pwrite, a.wal_pwrite_d, a.del_calls);
@@ -197,11 +229,18 @@ static void test_count(const char *base) {
     CHECKF(b.del_calls + 8 <= a.del_calls, "the sole holder's DELETE-mode transaction skips "
            "the lock and catch-up of each namespace call and commit: %.2f calls against %.2f",
            b.del_calls, a.del_calls);
+    /* (no callback: the tag is computed when read, and it is the state's) */
+    printf("  sole holder: per WAL commit %.2f tag HMACs without a callback (%.2f with one)\n",
+           b.wal_hmac, a.wal_hmac);
+    CHECKF(b.wal_hmac == 0, "a commit that no callback reports computes its tag: %.2f HMAC per "
+           "WAL commit", b.wal_hmac);
+    scp_volume_tag_get(v, &t);
     scp_volume_private_release(v);
     REQUIRE_OK(scp_volume_close(v, &e), e);
-    /* everything committed is there */
-    v = scp_volume_open(dir, KEY, NULL, &e);
-    REQUIRE(v);
+    /* everything committed is there, under the tag read last */
+    v = scp_volume_open(dir, KEY, &t, &e);
+    CHECKF(v != NULL, "the tag read after the sole holder's commits is refused: %s", v ? "" : e.msg);
+    if (!v) return;
     scp_vfile *f = scp_vfile_open(v, "db-wal2", O_RDONLY, 0, &e);
     REQUIRE(f);
     int got = -1;
