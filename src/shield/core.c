@@ -1962,9 +1962,13 @@ static int lk_mode[SCP_SHIELD_MAX_VOLUMES]; /* 0 not decided, 1 kept here, 2 the
 
 /* The file's inode number in its volume, or 0 (the file's stat failed: use the kernel). */
 static uint64_t lk_ino(pfile *pf) {
+    uint64_t ino = __atomic_load_n(&pf->kino, __ATOMIC_RELAXED);
+    if (ino) return ino; /* (a handle's file, and so its number, never changes) */
     scp_vstat st;
     scp_err e;
-    return scp_vfile_stat(pf->vf, &st, &e) == 0 ? st.ino : 0;
+    if (scp_vfile_stat(pf->vf, &st, &e) != 0) return 0;
+    __atomic_store_n(&pf->kino, st.ino, __ATOMIC_RELAXED);
+    return st.ino;
 }
 
 /* Set [s, e) of f to type (F_UNLCK: remove), as the kernel merges a process's ranges. Caller
@@ -2043,8 +2047,10 @@ static void lk_handoff(int vi) {
  * kernel's), or -errno. */
 static long lk_local(pfile *pf, int cmd, struct flock *fl) {
     int vi = pf->vol;
-    if (vi < 0 || vi >= (int)SCP_SHIELD_MAX_VOLUMES || __atomic_load_n(&lk_mode[vi], __ATOMIC_ACQUIRE) == 2 ||
-        in_vfork_child())
+    /* (no vfork child gets here with a volume's locks kept: a vfork, as a fork or posix_spawn,
+     * ends the holding first, sh_fork_share, which hands them over; a getpid per lock call
+     * to tell would cost what the kernel's fcntl did) */
+    if (vi < 0 || vi >= (int)SCP_SHIELD_MAX_VOLUMES || __atomic_load_n(&lk_mode[vi], __ATOMIC_ACQUIRE) == 2)
         return 1;
     uint64_t ino = lk_ino(pf);
     if (!ino) return 1;
