@@ -620,10 +620,12 @@ static void ofd_release(pfile *pf, unsigned pass) {
     ofd_put(o);
 }
 
+static void lk_fork_child(void);
 void sh_fork_child_guards(void) {
     /* The watcher may hold it at the fork (ending its move, which the fork's prepare need not
      * wait for when nothing is private any more); the child has no watcher. */
     pthread_mutex_init(&priv_mu, NULL);
+    lk_fork_child();
     for (unsigned i = 0; i < ndesc(); i++) {
         pfile *pf = desc_at(i);
         if (pf) pthread_mutex_init(&pf->mu, NULL);
@@ -2096,6 +2098,17 @@ static long lk_local(pfile *pf, int cmd, struct flock *fl) {
     pthread_mutex_unlock(&lk_mu);
     for (int i = 0; i < ndrop; i++) pf_put(drop[i]);
     return r;
+}
+
+/* A fork's child: lk_mu may have been held by a thread it does not have. It holds no kept
+ * locks: the fork's prepare handed them to the kernel (sh_fork_share, sh_priv_end), and the
+ * kernel's are not inherited either. */
+static void lk_fork_child(void) {
+    pthread_mutex_init(&lk_mu, NULL);
+    for (int k = 0; k < LK_FILES; k++) { /* (none: so nothing to release) */
+        lk_files[k].pf = NULL;
+        lk_files[k].n = 0;
+    }
 }
 
 /* The program closes a descriptor of pf's file: its kept locks on the file go (POSIX). 1 if
