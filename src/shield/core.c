@@ -2100,6 +2100,19 @@ static long lk_local(pfile *pf, int cmd, struct flock *fl) {
     return r;
 }
 
+/* An OFD lock on one of volume vi's files: the kernel makes OFD and process-associated locks
+ * of one process conflict, so the volume's kept locks go to the kernel first and stay there. */
+static void lk_kernel_only(int vi) {
+    if (vi < 0 || vi >= (int)SCP_SHIELD_MAX_VOLUMES || __atomic_load_n(&lk_mode[vi], __ATOMIC_ACQUIRE) == 2)
+        return;
+    pfile *drop[LK_FILES];
+    int ndrop = 0;
+    pthread_mutex_lock(&lk_mu);
+    lk_handoff_locked(vi, drop, &ndrop); /* (mode 2, and what was kept goes to the kernel) */
+    pthread_mutex_unlock(&lk_mu);
+    for (int i = 0; i < ndrop; i++) pf_put(drop[i]);
+}
+
 /* A fork's child: lk_mu may have been held by a thread it does not have. It holds no kept
  * locks: the fork's prepare handed them to the kernel (sh_fork_share, sh_priv_end), and the
  * kernel's are not inherited either. */
@@ -2178,6 +2191,7 @@ static long do_record_lock(pfile *pf, int cmd, void *arg) {
         fl.l_type = F_UNLCK;
         return copy_out(arg, &fl, sizeof fl);
     }
+    if (!posix) lk_kernel_only(pf->vol);
     pfile *ref = NULL;
     long fd = posix ? posix_lock_fd(pf, &ref) : own_lock_fd(pf);
     if (fd < 0) return fd;

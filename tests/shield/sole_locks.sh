@@ -8,7 +8,9 @@
 # taken, a write lock on it refused; a range the holder released while alone is free, and so
 # is every range of a file whose descriptor the holder closed (POSIX). The holder's own kernel
 # fcntl calls while alone are counted (strace): none for its lock calls, against one each
-# before. usage: sole_locks.sh SCPCTL MKVOL
+# before. A program alone on the volume that takes an OFD lock on its own fcntl-locked range
+# is refused, as by the kernel (its kept locks go to the kernel first).
+# usage: sole_locks.sh SCPCTL MKVOL
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
 command -v strace >/dev/null || { echo "strace not installed: skipped"; exit 77; }
@@ -59,6 +61,21 @@ if role == "holder":
     open(os.path.join(t, "ready"), "w").close()
     wait_for("n_done")                            # idle: the watcher lets the newcomer in
     os.close(g); os.close(fd)
+elif role == "ofd":
+    # alone on the volume: an OFD lock on its own fcntl-locked range is refused, as the
+    # kernel's (OFD and process-associated locks of one process conflict), not granted
+    F_OFD_SETLK = 37
+    fd = os.open(os.path.join(mnt, "o"), os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(fd, b"z" * 100); os.fsync(fd)
+    setlk(fd, fcntl.F_WRLCK, 0, 50)
+    o = os.open(os.path.join(mnt, "o"), os.O_RDWR)
+    try:
+        fcntl.fcntl(o, F_OFD_SETLK, struct.pack(FL, fcntl.F_WRLCK, os.SEEK_SET, 10, 5, 0))
+        got = "granted"
+    except OSError as e:
+        got = e.errno
+    check(got in (11, 13, 37), "an OFD lock on the process's own fcntl-locked range is refused (got %r)" % (got,))
+    os.close(o); os.close(fd)
 else:
     fd = os.open(os.path.join(mnt, "db"), os.O_RDWR)
     check(refused(lambda: fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 5)), "lockf(LOCK_NB) refused on the holder's write lock")
@@ -101,4 +118,10 @@ grep -q "no longer the sole holder" "$T/p.trace" || fail "the holder's watcher n
 n=$(awk '/mark1/ {on=1} /mark2/ {on=0} on && /fcntl\(.*F_(SETLK|SETLKW|GETLK),/ {n++} END {print n+0}' "$T/p.strace")
 echo "the holder's kernel F_SETLK/F_SETLKW/F_GETLK calls for its 808 lock calls while alone: $n"
 [ "$n" -eq 0 ] || fail "the sole holder's locks went to the kernel: $n fcntl calls for 808 lock calls"
+SCP_QUIET=1 timeout 60 "$SCPCTL" run --trace="$T/o.trace" --volume "$VOL:$MNT" --key-file "$KEY" -- "$PY" "$T/lk.py" ofd "$MNT" "$T" \
+    > "$T/o.out" 2> "$T/o.err"
+rc=$?
+cat "$T/o.out"
+grep -q "no other process has it open, private" "$T/o.trace" || fail "the OFD case's program was not the sole holder"
+[ $rc -eq 0 ] || { cat "$T/o.err" >&2; fail "an OFD lock beside the process's kept fcntl lock ($rc)"; }
 echo PASS
