@@ -435,6 +435,7 @@ void sh_fork_share(int fork_child) {
  * this process that waits in open_volume (holding vol_open_mu) for another process's private
  * volume never holds up the move of our own. */
 static pthread_mutex_t priv_mu = PTHREAD_MUTEX_INITIALIZER;
+static void lk_handoff(int vi);
 
 void sh_priv_end(int i) {
     pthread_mutex_lock(&priv_mu);
@@ -443,6 +444,9 @@ void sh_priv_end(int i) {
         if (!__atomic_load_n(&sv->priv, __ATOMIC_ACQUIRE)) continue;
         scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
         assert(v); /* published before priv can be seen by anyone but open_volume */
+        /* The locks kept in the process while nobody else could be present go to the kernel
+         * first: a newcomer gets in once the private lock goes (lk_handoff) */
+        lk_handoff(k);
         if (sv->priv_pending) {
             sv->priv_pending = 0;
             __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
@@ -616,10 +620,12 @@ static void ofd_release(pfile *pf, unsigned pass) {
     ofd_put(o);
 }
 
+static void lk_fork_child(void);
 void sh_fork_child_guards(void) {
     /* The watcher may hold it at the fork (ending its move, which the fork's prepare need not
      * wait for when nothing is private any more); the child has no watcher. */
     pthread_mutex_init(&priv_mu, NULL);
+    lk_fork_child();
     for (unsigned i = 0; i < ndesc(); i++) {
         pfile *pf = desc_at(i);
         if (pf) pthread_mutex_init(&pf->mu, NULL);
@@ -1923,6 +1929,229 @@ static long map_guard(pfile *pf) {
     return 0;
 }
 
+/* ---- process-associated locks kept in the process while it holds its volume alone ----------
+ * While this process holds a volume's private lock (sh_volume.priv: the sole holder, or a
+ * private process of a shared family), no other process is past its open of the volume: every
+ * open waits for that lock (docs/volume-format.md, "Sole holder"). The process's own
+ * process-associated (F_SETLK) locks never conflict with each other, so while the holding
+ * lasts every F_SETLK/F_SETLKW succeeds and F_GETLK answers "unlocked", whatever the kernel
+ * would hold: sqlite's WAL transaction makes six of them on its -shm file, each a kernel
+ * fcntl on the file's lock descriptor. They are kept here instead (the ranges and types per
+ * file, as the kernel keeps them per process and inode) and handed to the kernel where the
+ * holding ends, before the private lock goes (sh_priv_end: the watcher's release, a fork's,
+ * vfork's or posix_spawn's move to shared), so a newcomer finds them where it would have.
+ * Closing any descriptor of a file drops them (POSIX, locks_on_close). A volume's locks are
+ * kept here only if this process took none in the kernel before (posix_locks_taken), and
+ * never once handed over (lk_mode 2); a file with more ranges than LK_SEGS, or more files
+ * than LK_FILES, hands the volume's over at once. OFD and flock locks stay the kernel's: two
+ * descriptions of one process can conflict. */
+#define LK_SEGS 16
+#define LK_FILES 8
+struct lk_seg {
+    long long s, e; /* [s, e) */
+    short type;     /* F_RDLCK or F_WRLCK */
+};
+struct lk_file {
+    pfile *pf; /* a reference: a description of the file, for its lock descriptor; NULL: free */
+    int vol;
+    uint64_t ino;
+    int n;
+    struct lk_seg seg[LK_SEGS];
+};
+static pthread_mutex_t lk_mu = PTHREAD_MUTEX_INITIALIZER; /* a leaf but for lk_handoff's calls */
+static struct lk_file lk_files[LK_FILES];
+static int lk_mode[SCP_SHIELD_MAX_VOLUMES]; /* 0 not decided, 1 kept here, 2 the kernel's */
+
+/* The file's inode number in its volume, or 0 (the file's stat failed: use the kernel). */
+static uint64_t lk_ino(pfile *pf) {
+    uint64_t ino = __atomic_load_n(&pf->kino, __ATOMIC_RELAXED);
+    if (ino) return ino; /* (a handle's file, and so its number, never changes) */
+    scp_vstat st;
+    scp_err e;
+    if (scp_vfile_stat(pf->vf, &st, &e) != 0) return 0;
+    __atomic_store_n(&pf->kino, st.ino, __ATOMIC_RELAXED);
+    return st.ino;
+}
+
+/* Set [s, e) of f to type (F_UNLCK: remove), as the kernel merges a process's ranges. Caller
+ * holds lk_mu. -1 if the result needs more than LK_SEGS ranges (f unchanged). */
+static int lk_apply(struct lk_file *f, long long s, long long e, short type) {
+    struct lk_seg out[LK_SEGS + 3];
+    int n = 0;
+    for (int i = 0; i < f->n; i++) {
+        struct lk_seg g = f->seg[i];
+        if (g.e <= s || g.s >= e) {
+            out[n++] = g;
+            continue;
+        }
+        if (g.s < s) out[n++] = (struct lk_seg){g.s, s, g.type};
+        if (g.e > e) out[n++] = (struct lk_seg){e, g.e, g.type};
+        if (n > LK_SEGS + 1) return -1;
+    }
+    if (type != F_UNLCK) out[n++] = (struct lk_seg){s, e, type};
+    /* sorted by start, neighbours of one type merged */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && out[j].s < out[j - 1].s; j--) {
+            struct lk_seg t = out[j];
+            out[j] = out[j - 1];
+            out[j - 1] = t;
+        }
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        if (m && out[m - 1].e == out[i].s && out[m - 1].type == out[i].type) out[m - 1].e = out[i].e;
+        else out[m++] = out[i];
+    }
+    if (m > LK_SEGS) return -1;
+    memcpy(f->seg, out, (size_t)m * sizeof *out);
+    f->n = m;
+    return 0;
+}
+
+/* Hand volume vi's kept locks to the kernel, for good (caller holds lk_mu, and is in the
+ * library's context: sh_in_lib). The file references go to *drop, for pf_put after lk_mu. */
+static void lk_handoff_locked(int vi, pfile **drop, int *ndrop) {
+    lk_mode[vi] = 2;
+    for (int k = 0; k < LK_FILES; k++) {
+        struct lk_file *f = &lk_files[k];
+        if (!f->pf || f->vol != vi) continue;
+        pfile *ref = NULL;
+        long fd = f->n ? posix_lock_fd(f->pf, &ref) : 0;
+        for (int i = 0; i < f->n && fd >= 0; i++) {
+            struct flock fl = {.l_type = f->seg[i].type, .l_whence = SEEK_SET, .l_start = f->seg[i].s,
+                               .l_len = f->seg[i].e - f->seg[i].s};
+            __atomic_store_n(&posix_locks_taken, 1, __ATOMIC_RELEASE);
+            long r = sh_gate(SYS_fcntl, fd, F_SETLK, (long)&fl, 0, 0, 0);
+            if (r) sh_trace("'%s': a lock kept while the volume was private could not be handed to "
+                            "the kernel (%ld)", f->pf->path, r);
+        }
+        if (fd < 0) sh_trace("'%s': no lock descriptor for the locks kept while private (%ld)", f->pf->path, fd);
+        pf_put(ref);
+        drop[(*ndrop)++] = f->pf;
+        f->pf = NULL;
+        f->n = 0;
+    }
+}
+
+/* The holding of volume vi ends (sh_priv_end, before the private lock goes). */
+static void lk_handoff(int vi) {
+    pfile *drop[LK_FILES];
+    int ndrop = 0;
+    sh_in_lib++;
+    pthread_mutex_lock(&lk_mu);
+    lk_handoff_locked(vi, drop, &ndrop);
+    pthread_mutex_unlock(&lk_mu);
+    for (int i = 0; i < ndrop; i++) pf_put(drop[i]);
+    sh_lib_leave();
+}
+
+/* F_SETLK, F_SETLKW or F_GETLK on fl (SEEK_SET, the range cut as do_record_lock does) kept in
+ * the process: 0 done (fl's l_type set to F_UNLCK for F_GETLK), 1 not kept here (the
+ * kernel's), or -errno. */
+static long lk_local(pfile *pf, int cmd, struct flock *fl) {
+    int vi = pf->vol;
+    /* (no vfork child gets here with a volume's locks kept: a vfork, as a fork or posix_spawn,
+     * ends the holding first, sh_fork_share, which hands them over; a getpid per lock call
+     * to tell would cost what the kernel's fcntl did) */
+    if (vi < 0 || vi >= (int)SCP_SHIELD_MAX_VOLUMES || __atomic_load_n(&lk_mode[vi], __ATOMIC_ACQUIRE) == 2)
+        return 1;
+    uint64_t ino = lk_ino(pf);
+    if (!ino) return 1;
+    pfile *drop[LK_FILES];
+    int ndrop = 0;
+    long r = 1;
+    pthread_mutex_lock(&lk_mu);
+    if (lk_mode[vi] == 0) /* (kept here only from the start of a holding with no kernel locks) */
+        lk_mode[vi] = __atomic_load_n(&sh.vol[vi].priv, __ATOMIC_ACQUIRE) &&
+                              !__atomic_load_n(&posix_locks_taken, __ATOMIC_ACQUIRE)
+                          ? 1
+                          : 2;
+    if (lk_mode[vi] == 1) {
+        struct lk_file *f = NULL, *free_f = NULL;
+        for (int k = 0; k < LK_FILES && !f; k++) {
+            if (lk_files[k].pf && lk_files[k].vol == vi && lk_files[k].ino == ino) f = &lk_files[k];
+            else if (!lk_files[k].pf && !free_f) free_f = &lk_files[k];
+        }
+        if (cmd == F_GETLK) {
+            fl->l_type = F_UNLCK; /* (a process's own locks never conflict; nobody else is present) */
+            r = 0;
+        } else if (!f && fl->l_type == F_UNLCK) {
+            r = 0; /* (nothing held on the file) */
+        } else if (!f && !free_f) {
+            lk_handoff_locked(vi, drop, &ndrop); /* (too many files: the kernel's from now) */
+        } else {
+            if (!f) {
+                f = free_f;
+                __atomic_add_fetch(&pf->refs, 1, __ATOMIC_ACQ_REL);
+                *f = (struct lk_file){.pf = pf, .vol = vi, .ino = ino};
+            }
+            if (lk_apply(f, fl->l_start, fl->l_start + fl->l_len, fl->l_type) == 0) {
+                r = 0;
+                if (!f->n) { /* (nothing left: the reference goes) */
+                    drop[ndrop++] = f->pf;
+                    f->pf = NULL;
+                }
+            } else {
+                lk_handoff_locked(vi, drop, &ndrop); /* (too many ranges: the kernel's from now) */
+            }
+        }
+    }
+    pthread_mutex_unlock(&lk_mu);
+    for (int i = 0; i < ndrop; i++) pf_put(drop[i]);
+    return r;
+}
+
+/* An OFD lock on one of volume vi's files: the kernel makes OFD and process-associated locks
+ * of one process conflict, so the volume's kept locks go to the kernel first and stay there. */
+static void lk_kernel_only(int vi) {
+    if (vi < 0 || vi >= (int)SCP_SHIELD_MAX_VOLUMES || __atomic_load_n(&lk_mode[vi], __ATOMIC_ACQUIRE) == 2)
+        return;
+    pfile *drop[LK_FILES];
+    int ndrop = 0;
+    pthread_mutex_lock(&lk_mu);
+    lk_handoff_locked(vi, drop, &ndrop); /* (mode 2, and what was kept goes to the kernel) */
+    pthread_mutex_unlock(&lk_mu);
+    for (int i = 0; i < ndrop; i++) pf_put(drop[i]);
+}
+
+/* A fork's child: lk_mu may have been held by a thread it does not have. It holds no kept
+ * locks: the fork's prepare handed them to the kernel (sh_fork_share, sh_priv_end), and the
+ * kernel's are not inherited either. */
+static void lk_fork_child(void) {
+    pthread_mutex_init(&lk_mu, NULL);
+    for (int k = 0; k < LK_FILES; k++) { /* (none: so nothing to release) */
+        lk_files[k].pf = NULL;
+        lk_files[k].n = 0;
+    }
+}
+
+/* The program closes a descriptor of pf's file: its kept locks on the file go (POSIX). 1 if
+ * the volume's locks are kept here (none of them in the kernel to release), else 0. */
+static int lk_close(pfile *pf) {
+    int vi = pf->vol;
+    if (vi < 0 || vi >= (int)SCP_SHIELD_MAX_VOLUMES || __atomic_load_n(&lk_mode[vi], __ATOMIC_ACQUIRE) != 1)
+        return 0;
+    int any = 0;
+    pthread_mutex_lock(&lk_mu);
+    for (int k = 0; k < LK_FILES; k++) any |= lk_files[k].pf && lk_files[k].vol == vi;
+    int kept = lk_mode[vi] == 1;
+    pthread_mutex_unlock(&lk_mu);
+    if (!kept || !any) return kept;
+    uint64_t ino = lk_ino(pf); /* (outside lk_mu: the library) */
+    pfile *drop = NULL;
+    pthread_mutex_lock(&lk_mu);
+    kept = lk_mode[vi] == 1; /* (handed over meanwhile: the kernel releases them) */
+    for (int k = 0; kept && k < LK_FILES; k++)
+        if (lk_files[k].pf && lk_files[k].vol == vi &&
+            (ino ? lk_files[k].ino == ino : lk_files[k].pf == pf)) {
+            drop = lk_files[k].pf;
+            lk_files[k].pf = NULL;
+            lk_files[k].n = 0;
+        }
+    pthread_mutex_unlock(&lk_mu);
+    pf_put(drop);
+    return kept;
+}
+
 /* fcntl's record-lock commands. The range is the plaintext file's: SEEK_CUR and SEEK_END are
  * resolved against the protected file's position and size (the lock descriptor has neither). */
 static long do_record_lock(pfile *pf, int cmd, void *arg) {
@@ -1956,6 +2185,13 @@ static long do_record_lock(pfile *pf, int cmd, void *arg) {
         if ((fl.l_type == F_WRLCK && acc == O_RDONLY) || (fl.l_type == F_RDLCK && acc == O_WRONLY)) return -EBADF;
     }
     int posix = cmd == F_SETLK || cmd == F_SETLKW || cmd == F_GETLK;
+    if (posix && (r = lk_local(pf, cmd, &fl)) <= 0) {
+        if (r || cmd != F_GETLK) return r;
+        if (copy_in(&fl, arg, sizeof fl)) return -EFAULT; /* (as the kernel: only l_type changes) */
+        fl.l_type = F_UNLCK;
+        return copy_out(arg, &fl, sizeof fl);
+    }
+    if (!posix) lk_kernel_only(pf->vol);
     pfile *ref = NULL;
     long fd = posix ? posix_lock_fd(pf, &ref) : own_lock_fd(pf);
     if (fd < 0) return fd;
@@ -1983,7 +2219,9 @@ static long do_flock(pfile *pf, int op) {
  * process on the file, whichever descriptor took it (the kernel keeps them per inode, so an
  * unlock of the whole file on any descriptor of the table object releases them all). */
 static void locks_on_close(pfile *pf) {
-    if (!pf || pf->kind != PF_FILE || !__atomic_load_n(&posix_locks_taken, __ATOMIC_ACQUIRE)) return;
+    if (!pf || pf->kind != PF_FILE) return;
+    if (lk_close(pf)) return; /* (kept in the process: none in the kernel) */
+    if (!__atomic_load_n(&posix_locks_taken, __ATOMIC_ACQUIRE)) return;
     pfile *ref = NULL;
     long fd = -1;
     if (__atomic_load_n(&pf->lkfd, __ATOMIC_ACQUIRE) >= 0) fd = open_lock_fd(pf);

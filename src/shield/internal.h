@@ -60,6 +60,8 @@ typedef struct pfile {
     int lkfd;            /* PF_FILE: the kernel descriptor its record locks live on (-1 until the
                           * first lock; in the volume library's zone, see lock_fd in core.c) */
     uint64_t lkino;      /* the file's inode number in its volume, once lkfd is open */
+    uint64_t kino;       /* the same, once a lock kept in the process asked (core.c, lk_ino;
+                          * atomic; 0: not yet) */
     struct sh_ofd *ofd;  /* PF_FILE: shared offset and flags once another process may hold
                           * the description (sh_fork_share); NULL: the handle's own cursor */
     unsigned ofd_pass;   /* the last walk over the descriptions that saw it (core.c) */

@@ -127,6 +127,19 @@ struct scp_volume {
                           * != 0 and ml_dur_end + ml_pend_len == ml_end */
     size_t ml_pend_len, ml_pend_cap, ml_pend_n;
     uint64_t ml_pend_at;
+    /* The sole holder's one-flush records taken in but not yet written to manifest.log
+     * (manifest.c, mlog_defer; docs/volume-format.md "Sole holder", deferred manifest-log
+     * records): ml_defer_len bytes that belong at ml_defer_at, each record durable in a
+     * listed journal; written with one pwrite before anything else writes, syncs, reads or
+     * folds the log, and before the holding ends. Under ml_defer_mu, a leaf taken under mu
+     * (a commit, a fold) or with a file's rw held (vol_mlog_sync: a journal's release, which
+     * may run without mu). ml_defer_bad: a write of them failed, so the log has a gap that
+     * only a fold (a slot of the state) closes; the next commit folds. */
+    pthread_mutex_t ml_defer_mu;
+    uint8_t *ml_defer;
+    size_t ml_defer_len, ml_defer_cap, ml_defer_n;
+    uint64_t ml_defer_at;
+    int ml_defer_bad;
     uint8_t statehash[SCP_HASH_LEN]; /* of the state at gen (the volume tag binds it) */
     uint8_t slot_salt[2][SCP_SALT_LEN];  /* each durable slot's seal salt (names its seal) */
     uint8_t slot_sh[2][SCP_HASH_LEN];    /* and the state hash it carries */
@@ -457,6 +470,10 @@ int vol_jlist_has(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
 /* Make every one-flush record in manifest.log durable there (an fdatasync of the log), so
  * that a listed journal may be emptied. */
 int vol_mlog_sync(scp_volume *v, scp_err *err);
+/* Write the sole holder's deferred manifest-log records (ml_defer) to manifest.log, unsynced
+ * (they are durable in listed journals already). Caller holds v->mu. On a failed write the
+ * state goes to a slot (a fold), as after a failed append; -1 if that fails too. */
+int vol_mlog_defer_write(scp_volume *v, scp_err *err);
 /* At open (caller holds vol_lock): if the newest manifest is the scratch slot and names
  * lazy commits (file contents beyond the durable slot's, listed in the lock file or not: the
  * list is unsynced), make that state durable when every such file's journal still redoes it

@@ -158,8 +158,11 @@ void vol_tags_settle(scp_volume *v) {
         tag_of(v, v->gen, v->statehash, &v->cur_tag);
         v->cur_tag_due = 0;
     }
-    if (v->tag_due) {
-        tag_of(v, v->tag_gen, v->tag_sh, &v->tag);
+    if (v->tag_due) { /* (a durable commit's without a report: the state's own, computed once) */
+        if (v->mlog && v->tag_gen == v->gen && memcmp(v->tag_sh, v->statehash, SCP_HASH_LEN) == 0)
+            v->tag = v->cur_tag;
+        else
+            tag_of(v, v->tag_gen, v->tag_sh, &v->tag);
         v->tag_due = 0;
     }
 }
@@ -330,10 +333,23 @@ static void commit_done(scp_volume *v, uint64_t gen, int durable, long nlazy) {
         (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
     }
     if (durable) {
-        vol_tags_settle(v); /* (cur_tag of gen and the state hash, now both this commit's) */
-        v->tag = v->cur_tag;
-        v->tag_due = 0;
-        if (v->cb) v->cb(v->cb_ctx, &v->tag);
+        if (v->cb) { /* (reported now: the HMAC now) */
+            vol_tags_settle(v); /* (cur_tag of gen and the state hash, now both this commit's) */
+            v->tag = v->cur_tag;
+            v->tag_due = 0;
+            v->cb(v->cb_ctx, &v->tag);
+        } else if (v->cur_tag_due) {
+            /* Nobody is told (no tag socket: `scpctl run` without attestation): the tag is the
+             * one of this generation and state hash, computed when read (vol_tags_settle:
+             * scp_volume_tag_get, info, the open's check), as a lazy commit's. One HMAC per
+             * durable commit fewer: sqlite's every WAL transaction. */
+            v->tag_due = 1;
+            v->tag_gen = gen;
+            memcpy(v->tag_sh, v->statehash, SCP_HASH_LEN);
+        } else {
+            v->tag = v->cur_tag;
+            v->tag_due = 0;
+        }
         vol_doomed_drain(v);
     }
 }
@@ -433,6 +449,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
 /* Load the newest authentic state: a manifest slot (durable or scratch) or, format 3, the end
  * of the manifest log. */
 int vol_load_manifest(scp_volume *v, scp_err *err) {
+    assert(v->ml_defer_len == 0); /* (nothing of the state in memory is only there) */
     /* (read before the slots: a fold after this read moves it again) */
     v->ml_epoch = v->mlog ? mlog_epoch(v) : 0;
     scp_manifest m[3] = {{0}};
@@ -918,6 +935,8 @@ static int mlog_restart(scp_volume *v, int si, scp_err *err) {
         return -1;
     /* Not synced: until a durable record syncs it, a power cut may leave the old log or a torn
      * header, which no longer continues the newest slot (ignored, or ended by its chain). */
+    /* (a new log continues a slot that holds the state in memory: nothing deferred is left) */
+    assert(v->ml_defer_len == 0);
     if (ftruncate(v->mlog_fd, 0) < 0 || scp_pwrite_full(v->mlog_fd, hdr, sizeof hdr, 0) < 0)
         return scp_fail_errno(err, "cannot start a new manifest log");
     memcpy(v->ml_hdr, hdr, sizeof hdr);
@@ -929,6 +948,8 @@ static int mlog_restart(scp_volume *v, int si, scp_err *err) {
     v->ml_dur_end = 0; /* (the header is not synced yet) */
     return 0;
 }
+
+static void defer_drop(scp_volume *v);
 
 /* Write the whole state to the durable slot that the log does not continue, then start a new
  * log from it. same_gen: the state in memory is the committed one (a fold at close), written
@@ -964,6 +985,8 @@ static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
         rc = scp_fail_errno(err, "cannot write the volume manifest");
     if (rc == 0) { /* the commit point */
         jlist_clear(v); /* (the slot holds every state that a listed journal could) */
+        /* (and the state of the sole holder's deferred records: the new log starts past them) */
+        defer_drop(v);
         v->slot_gen[si] = gen;
         memcpy(v->slot_salt[si], slot + 16, SCP_SALT_LEN);
         memcpy(v->slot_sh[si], sh, SCP_HASH_LEN);
@@ -1222,8 +1245,98 @@ static void jlist_prelist(scp_volume *v) {
         (void)!pwrite(v->lockfd, z, 4, VOL_JLIST_OFF);
 }
 
+/* ---- the sole holder's deferred manifest-log records ---------------------------------------
+ * A one-flush commit's record is durable once its journal is synced (the commit point); its
+ * append to manifest.log, unsynced, is for the other processes' catch-up and for a later sync
+ * of the log that lets the journals go. The sole holder has no other process to catch up
+ * (none is past its open until the holding ends), so it keeps the records and writes them
+ * with one pwrite: when MLOG_DEFER_BYTES or MLOG_DEFER_RECS are reached, before anything else
+ * writes, syncs or folds the log (mlog_commit, vol_mlog_sync, mlog_full), and when the holding
+ * ends (volume.c, sole_set: the release, shared mode, the close, a fork's prepare). A crash
+ * meanwhile leaves them where a power cut that lost the log's unsynced tail leaves them: in
+ * the listed journals, which the next open adopts (docs/volume-format.md, "Sole holder"). */
+#define MLOG_DEFER_BYTES (32u << 10)
+#define MLOG_DEFER_RECS 256
+
+/* Keep rec (sealed at the log's end, not yet taken in) for a later write. Caller holds
+ * v->mu. 0 if kept, -1 if not (not the sole holder, a torn tail to cut first, a failed
+ * earlier write, or no memory): append it now, or fold. */
+static int mlog_defer(scp_volume *v, const uint8_t *rec, size_t rlen) {
+    if (v->sole != SOLE_FRESH || v->shared) return -1;
+    assert(scp_mutex_held(&v->mu));
+    pthread_mutex_lock(&v->ml_defer_mu);
+    int ok = !v->ml_defer_bad && (v->ml_defer_len || v->ml_size == v->ml_end);
+    if (ok && v->ml_defer_len + rlen > v->ml_defer_cap) {
+        size_t cap = v->ml_defer_cap ? v->ml_defer_cap : 4096;
+        while (cap < v->ml_defer_len + rlen) cap *= 2;
+        uint8_t *p = realloc(v->ml_defer, cap);
+        if (p) {
+            v->ml_defer = p;
+            v->ml_defer_cap = cap;
+        } else {
+            ok = 0;
+        }
+    }
+    if (ok) {
+        if (!v->ml_defer_len) v->ml_defer_at = v->ml_end;
+        assert(v->ml_defer_at + v->ml_defer_len == v->ml_end);
+        memcpy(v->ml_defer + v->ml_defer_len, rec, rlen);
+        v->ml_defer_len += rlen;
+        v->ml_defer_n++;
+    }
+    pthread_mutex_unlock(&v->ml_defer_mu);
+    return ok ? 0 : -1;
+}
+
+/* Write the deferred records where they belong; they leave memory either way. -1 if the
+ * write failed (some of it may have landed; ml_defer_bad makes the next commit fold, which
+ * cuts it). Caller holds v->mu or a file's rw. */
+static int defer_flush(scp_volume *v) {
+    pthread_mutex_lock(&v->ml_defer_mu);
+    int rc = v->ml_defer_bad ? -1 : 0;
+    if (v->ml_defer_len) {
+        if (scp_pwrite_full(v->mlog_fd, v->ml_defer, v->ml_defer_len, (off_t)v->ml_defer_at) < 0) {
+            rc = -1;
+            v->ml_defer_bad = 1;
+        }
+        v->ml_defer_len = v->ml_defer_n = 0;
+        if (v->ml_defer_cap > 4 * MLOG_DEFER_BYTES) { /* (a large delta's: let go) */
+            free(v->ml_defer);
+            v->ml_defer = NULL;
+            v->ml_defer_cap = 0;
+        }
+    }
+    pthread_mutex_unlock(&v->ml_defer_mu);
+    return rc;
+}
+
+/* The log has a new start (a fold's slot holds the state): nothing deferred belongs to it. */
+static void defer_drop(scp_volume *v) {
+    pthread_mutex_lock(&v->ml_defer_mu);
+    v->ml_defer_len = v->ml_defer_n = 0;
+    v->ml_defer_bad = 0;
+    pthread_mutex_unlock(&v->ml_defer_mu);
+}
+
+int vol_mlog_defer_write(scp_volume *v, scp_err *err) {
+    /* (set only by the sole holder, under mu: read here by a caller that holds it, or by
+     * the volume's creation, which has none) */
+    if (!v->ml_defer_len && !v->ml_defer_bad) return 0;
+    assert(scp_mutex_held(&v->mu));
+    if (defer_flush(v) == 0) return 0;
+    /* As after a failed append: the records are in the listed journals only, so the state
+     * goes to a slot (its sync is the commit point of a fold of the same generation). */
+    if (mlog_full(v, 1, NULL) == 0) return 0;
+    v->ml_base = v->ml_adopt = -1; /* (the next commit writes a slot) */
+    return scp_fail(err, SCP_E_SYS, EIO, "cannot append to the manifest log (deferred records)");
+}
+
 int vol_mlog_sync(scp_volume *v, scp_err *err) {
     if (!v->mlog || v->mlog_fd < 0) return 0;
+    /* (the sole holder's deferred records are part of what a listed journal may hold) */
+    /* (a failed write leaves a gap that the next commit's fold closes; the journals stay) */
+    if (defer_flush(v) < 0)
+        return scp_fail(err, SCP_E_SYS, EIO, "cannot append to the manifest log (deferred records)");
     /* Not under the lock: the log is synced as it stands, and every state it can stand in
      * is one the slots and journals recover (a fold synced its slot before restarting it). */
     if (fdatasync(v->mlog_fd) < 0) return scp_fail_errno(err, "cannot sync the manifest log");
@@ -1302,6 +1415,9 @@ static void pend_walked(scp_volume *v, const uint8_t *buf, const struct mlog_wal
 }
 
 static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
+    /* (the sole holder's deferred records first: this record goes behind them, and a durable
+     * one's sync must cover them; a failed write folds, and the checks below see the result) */
+    if (vol_mlog_defer_write(v, err) < 0) return -1;
     if (v->ml_base < 0 && v->ml_adopt >= 0) (void)mlog_restart(v, v->ml_adopt, NULL);
     if (v->ml_base < 0 || v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS)
         return mlog_full(v, 0, err);
@@ -1390,7 +1506,10 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
         }
     }
     if (rc == 0) { /* the commit point has passed */
-        int appended = mlog_append(v, rec, rlen, 0, NULL) == 0;
+        /* The sole holder keeps the record for a later write of several (mlog_defer); anyone
+         * else appends it now, behind what was deferred (none: only the sole holder defers) */
+        int deferred = mlog_defer(v, rec, rlen) == 0;
+        int appended = deferred || (defer_flush(v) == 0 && mlog_append(v, rec, rlen, 0, NULL) == 0);
         jmark_set(v, 0);
         /* The removal of a file whose journal is listed may be durable now (a carried lazy
          * record) while the records in that journal are not yet in the synced log: its
@@ -1402,6 +1521,9 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
         pend_reset(v);
         /* (the record is in the journal only: a full slot of this state takes over) */
         if (!appended && mlog_full(v, 1, NULL) < 0) v->ml_base = v->ml_adopt = -1;
+        /* (a full buffer is written now: one pwrite for its records) */
+        if (deferred && (v->ml_defer_len >= MLOG_DEFER_BYTES || v->ml_defer_n >= MLOG_DEFER_RECS))
+            (void)vol_mlog_defer_write(v, NULL);
     }
     scp_mdelta_free(&d);
     free(rec);
@@ -1644,6 +1766,7 @@ static int mlog_changed(scp_volume *v) {
 }
 
 int vol_refresh_manifest(scp_volume *v, scp_err *err) {
+    assert(v->ml_defer_len == 0); /* (only the sole holder defers, and it does not catch up) */
     if (!v->mlog || v->gen == 0 || v->ml_base < 0) {
         if (v->gen != 0 && vol_peek_generation(v) <= v->gen) return 0;
         return vol_load_manifest(v, err) < 0 ? -1 : 1;

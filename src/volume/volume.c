@@ -8,6 +8,8 @@
  *   3. a file's rw          a thread holds at most one file's rw at a time
  *   4. the volume's mu      vol_lock; the cross-process lock (OFD, byte 0) is taken under it
  *   5. a file's pc_mu       (cache.c) the plaintext cache; a leaf
+ *   -  the volume's ml_defer_mu (manifest.c) the sole holder's deferred manifest-log records;
+ *                           a leaf, taken under mu or with a file's rw held
  *   -  the volume's gc_mu   (commit.c) group commit's queue; a leaf, taken with a file's rw
  *                           held; a committer waits on gc_cv holding its rw (only for the
  *                           leader, which needs mu and never a rw)
@@ -75,6 +77,8 @@ again:
      * to do for anyone else. On an error they stay listed, for the parent's next commit. */
     for (scp_file *f = v->files; f && !v->shared; f = f->next)
         if (u64map_count(&f->dapply) || u64map_count(&f->unapplied)) (void)file_table_flush(f, NULL);
+    /* Its deferred manifest-log records too: the child reloads the state from the log. */
+    if (v->sole == SOLE_FRESH) (void)vol_mlog_defer_write(v, NULL);
 }
 
 /* Drop the reference fork_lock_volume took. Nothing is freed here: a fork handler must not
@@ -96,6 +100,10 @@ static void sole_set(scp_volume *v, enum vol_sole to) {
     assert(to == SOLE_NO || (v->priv && !v->shared));
     assert(to == SOLE_NO || (v->sole == SOLE_NO && to == SOLE_DUE) ||
            (v->sole == SOLE_DUE && to == SOLE_FRESH && v->ofd_held));
+    /* The holding ends: the deferred manifest-log records go to the log first, since another
+     * process may open the volume from now on and catch up from it (manifest.c, mlog_defer).
+     * (A fork's prepare wrote them before the fork: fork_lock_volume.) */
+    if (to == SOLE_NO && v->sole == SOLE_FRESH && v->ml_defer_len) (void)vol_mlog_defer_write(v, NULL);
     v->sole = to;
 }
 
@@ -128,6 +136,9 @@ static void fork_child(void) {
         scp_volume *v = registry[i];
         if (!v) continue;
         pthread_mutex_init(&v->mu, NULL);
+        /* (the parent's prepare wrote the deferred records; the child's first call reloads) */
+        pthread_mutex_init(&v->ml_defer_mu, NULL);
+        v->ml_defer_len = v->ml_defer_n = 0;
     pthread_mutex_init(&v->gc_mu, NULL);
     pthread_cond_init(&v->gc_cv, NULL);
         pthread_mutex_init(&v->gc_mu, NULL); /* idle: every committer holds a file's rw */
@@ -306,11 +317,13 @@ static void vol_free(scp_volume *v) {
         if (v->slotfd[i] >= 0) close(v->slotfd[i]);
     if (v->mlog_fd >= 0) close(v->mlog_fd);
     free(v->ml_pend);
+    free(v->ml_defer);
     vol_mchg_off(v);
     scp_manifest_free(&v->man);
     scp_manifest_free(&v->disk);
     free(v->doomed);
     pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->ml_defer_mu);
     pthread_mutex_destroy(&v->gc_mu);
     pthread_cond_destroy(&v->gc_cv);
     scp_secure_free(v->file_mem, sizeof(scp_file)); /* (a freed file's memory, vfile.c) */
@@ -490,6 +503,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
     v->dirfd = v->objfd = v->lockfd = v->slotfd[0] = v->slotfd[1] = v->slotfd[2] = -1;
     v->mlog_fd = v->ml_base = v->ml_adopt = -1;
     pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->ml_defer_mu, NULL);
     pthread_once(&atfork_once, atfork_init);
     v->pid = getpid();
     v->fork_gen = __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED);

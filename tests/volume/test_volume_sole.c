@@ -28,6 +28,7 @@
 #include <poll.h>
 #include <pthread.h>
 
+#include "crypto/crypto.h"
 #include "scenario.h"
 
 int __real_fcntl(int fd, int cmd, ...);
@@ -38,9 +39,20 @@ ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
+int __real_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err);
+int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err);
 void *__real_malloc(size_t n);
 void *__wrap_malloc(size_t n);
-static long nfcntl, nfstat, npread, npwrite, npwrite_d, nmalloc_chunk;
+static long nfcntl, nfstat, npread, npwrite, npwrite_d, npwrite_mlog, nmalloc_chunk, nhmac;
+
+/* (the volume tag's HMACs: a durable commit computes one only when a callback reports it) */
+int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
+                    uint8_t out[32], scp_err *err) {
+    nhmac++;
+    return __real_scp_hmac(key, key_len, parts, n, out, err);
+}
 
 void *__wrap_malloc(size_t n) {
     /* (a 4 KiB chunk's plaintext: a dirty buffer, or a cache entry behind its 44-byte table entry;
@@ -72,6 +84,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t l = readlink(link, name, sizeof name - 1);
     if (l > 2 && name[l - 2] == '.' && name[l - 1] == 'd') npwrite_d++;
+    if (l >= 13 && memcmp(name + l - 13, "/manifest.log", 13) == 0) npwrite_mlog++;
     return __real_pwrite(fd, buf, n, off);
 }
 
@@ -86,10 +99,14 @@ static void frame(scp_vfile *f, int n) {
     REQUIRE_OK(scp_vfile_fsync(f, &e), e);
 }
 
-static void reset_counts(void) { nfcntl = nfstat = npread = npwrite = npwrite_d = nmalloc_chunk = 0; }
+static void reset_counts(void) {
+    nfcntl = nfstat = npread = npwrite = npwrite_d = npwrite_mlog = nmalloc_chunk = nhmac = 0;
+}
 
 struct counts {
     double wal_fcntl, wal_fstat, wal_pread, wal_pwrite, wal_pwrite_d; /* per WAL commit */
+    double wal_pwrite_mlog;                 /* of them to manifest.log */
+    double wal_hmac;                        /* tag HMACs per WAL commit */
     double wal_malloc_chunk;                /* chunk-sized allocations per WAL commit */
     double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
     double del_pread;                       /* pread per DELETE-mode one */
@@ -109,6 +126,8 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     k->wal_pread = (double)npread / n;
     k->wal_pwrite = (double)npwrite / n;
     k->wal_pwrite_d = (double)npwrite_d / n;
+    k->wal_pwrite_mlog = (double)npwrite_mlog / n;
+    k->wal_hmac = (double)nhmac / n;
     k->wal_malloc_chunk = (double)nmalloc_chunk / n;
     reset_counts();
     for (int i = 0; i < n / 2; i++) {
@@ -130,6 +149,16 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     k->close_pread = npread;
 }
 
+struct reported {
+    long n;
+    scp_volume_tag last;
+};
+static void on_commit(void *ctx, const scp_volume_tag *tag) {
+    struct reported *r = ctx;
+    r->n++;
+    r->last = *tag;
+}
+
 static void test_count(const char *base) {
     char dir[512];
     scp_err e;
@@ -138,7 +167,15 @@ static void test_count(const char *base) {
     REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
     scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
     REQUIRE(v);
+    struct reported rep = {0};
+    scp_volume_on_commit(v, on_commit, &rep);
     workload(v, "db-wal", 64, &a);
+    scp_volume_tag t;
+    scp_volume_tag_get(v, &t);
+    CHECKF(rep.n >= 64 && memcmp(&t, &rep.last, sizeof t) == 0, "the commits' reports (%ld) end "
+           "with another tag than the volume's", rep.n);
+    CHECKF(a.wal_hmac >= 1, "a reported commit computes its tag: %.2f HMAC per WAL commit",
+           a.wal_hmac);
     printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite (%.2f to "
            ".d); %.2f fcntl, fstat and pread per DELETE-mode transaction\n", a.wal_fcntl,
            a.wal_fstat, a.wal_pread, a.wal_pwrite, a.wal_pwrite_d, a.del_calls);
@@ -169,6 +206,15 @@ static void test_count(const char *base) {
     CHECKF(b.wal_pwrite_d == 0 && b.wal_pwrite <= 2.05, "the sole holder's WAL commit writes "
            "only the journal and the manifest log: %.2f pwrite per commit, %.2f of them to .d",
            b.wal_pwrite, b.wal_pwrite_d);
+    /* (and the manifest log's record waits too: it is durable in the journal, and no other
+     * process reads the log until the holding ends; 64 records are one write, or none) */
+    printf("  sole holder: per WAL commit %.2f pwrite to manifest.log (not private: %.2f)\n",
+           b.wal_pwrite_mlog, a.wal_pwrite_mlog);
+    CHECKF(a.wal_pwrite_mlog >= 1, "a commit outside the sole holder appends its record to the "
+           "manifest log (%.2f pwrite to it per commit)", a.wal_pwrite_mlog);
+    CHECKF(b.wal_pwrite_mlog <= 0.05 && b.wal_pwrite <= 1.05, "the sole holder's WAL commit "
+           "appends its manifest-log record at once: %.2f pwrite to manifest.log per commit, "
+           "%.2f pwrite in all", b.wal_pwrite_mlog, b.wal_pwrite);
     /* (the journal's second commit, an overwrite, is deferred; its close writes it from the
      * ciphertext kept since the commit: ct_after_commit) */
     CHECKF(b.del_pread == 0, "the sole holder's DELETE-mode journal reads its chunk back from "
@@ -183,11 +229,18 @@ static void test_count(const char *base) {
     CHECKF(b.del_calls + 8 <= a.del_calls, "the sole holder's DELETE-mode transaction skips "
            "the lock and catch-up of each namespace call and commit: %.2f calls against %.2f",
            b.del_calls, a.del_calls);
+    /* (no callback: the tag is computed when read, and it is the state's) */
+    printf("  sole holder: per WAL commit %.2f tag HMACs without a callback (%.2f with one)\n",
+           b.wal_hmac, a.wal_hmac);
+    CHECKF(b.wal_hmac == 0, "a commit that no callback reports computes its tag: %.2f HMAC per "
+           "WAL commit", b.wal_hmac);
+    scp_volume_tag_get(v, &t);
     scp_volume_private_release(v);
     REQUIRE_OK(scp_volume_close(v, &e), e);
-    /* everything committed is there */
-    v = scp_volume_open(dir, KEY, NULL, &e);
-    REQUIRE(v);
+    /* everything committed is there, under the tag read last */
+    v = scp_volume_open(dir, KEY, &t, &e);
+    CHECKF(v != NULL, "the tag read after the sole holder's commits is refused: %s", v ? "" : e.msg);
+    if (!v) return;
     scp_vfile *f = scp_vfile_open(v, "db-wal2", O_RDONLY, 0, &e);
     REQUIRE(f);
     int got = -1;
@@ -326,6 +379,65 @@ static void test_fork(const char *base) {
     REQUIRE_OK(scp_volume_close(v, &e), e);
 }
 
+/* The holder is killed with its last commits' manifest-log records deferred (in its journal
+ * only): a fresh open takes them from the journal, with the tag of the last commit. */
+static void test_killed(const char *base) {
+    char dir[512], mlog[600];
+    scp_err e;
+    snprintf(dir, sizeof dir, "%s/killed", base);
+    snprintf(mlog, sizeof mlog, "%s/manifest.log", dir);
+    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
+    enum { FRAMES = 150 };
+    tu_child c;
+    scp_volume_tag tag;
+    if (tu_child_start(&c)) {
+        scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
+        if (!v || scp_volume_go_private(v) != 1) _exit(4);
+        scp_vfile *f = scp_vfile_open(v, "db-wal", O_RDWR | O_CREAT, 0644, &e);
+        if (!f) _exit(5);
+        for (int n = 0; n < FRAMES; n++) frame(f, n);
+        scp_volume_tag_get(v, &tag);
+        const uint8_t *p = (const uint8_t *)&tag;
+        for (size_t left = sizeof tag; left;) { /* (then killed: no close, no release) */
+            ssize_t w = write(c.fd[1], p, left);
+            if (w <= 0) _exit(3);
+            p += w;
+            left -= (size_t)w;
+        }
+        raise(SIGKILL);
+        _exit(6);
+    }
+    uint8_t *p = (uint8_t *)&tag;
+    size_t got = 0;
+    for (ssize_t r; got < sizeof tag && (r = read(c.fd[0], p + got, sizeof tag - got)) > 0;)
+        got += (size_t)r;
+    close(c.fd[0]);
+    int st;
+    REQUIRE(waitpid(c.pid, &st, 0) == c.pid && got == sizeof tag);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    struct stat ls;
+    REQUIRE(stat(mlog, &ls) == 0);
+    /* (the records of the commits since the last write of the deferred ones are in the
+     * journal only: at most 256 of them, so some are) */
+    printf("  killed: manifest.log holds %lld bytes after %d commits\n", (long long)ls.st_size,
+           FRAMES);
+    scp_volume *v = scp_volume_open(dir, KEY, &tag, &e);
+    CHECKF(v != NULL, "the killed holder's last commit is lost: %s", v ? "" : e.msg);
+    if (!v) return;
+    scp_volume_tag now;
+    scp_volume_tag_get(v, &now);
+    CHECK(memcmp(&now, &tag, sizeof tag) == 0);
+    scp_vfile *f = scp_vfile_open(v, "db-wal", O_RDONLY, 0, &e);
+    REQUIRE(f);
+    int last = -1;
+    CHECK(scp_vfile_pread(f, &last, sizeof last, 32 + 4120 * (uint64_t)((FRAMES - 1) % 200), &e) ==
+              sizeof last &&
+          last == FRAMES - 1);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    CHECK(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "all";
     char base[] = "/tmp/scp-sole-XXXXXX";
@@ -333,6 +445,7 @@ int main(int argc, char **argv) {
     if (!strcmp(what, "all") || !strcmp(what, "count")) test_count(base);
     if (!strcmp(what, "all") || !strcmp(what, "newcomer")) test_newcomer(base);
     if (!strcmp(what, "all") || !strcmp(what, "fork")) test_fork(base);
+    if (!strcmp(what, "all") || !strcmp(what, "killed")) test_killed(base);
     tu_rm_rf(base);
     return tu_exit_code("test_volume_sole");
 }
