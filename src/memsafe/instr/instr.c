@@ -1912,6 +1912,20 @@ static void link_runtime(struct pass *p, const char *rt_path)
     }
 }
 
+/* A program with full-mode code gives back the pages of freed objects from 16 KiB (alloc.c,
+ * __scp_ms_full_mode): a weak definition in every full-mode module, so that any number of them
+ * link into one program, and the runtime's weak reference finds it. */
+static void mark_full_mode(struct pass *p)
+{
+    if (LLVMGetNamedGlobal(p->mod, "__scp_ms_full_mode"))
+        return;
+    LLVMValueRef g = LLVMAddGlobal(p->mod, p->i8_ty, "__scp_ms_full_mode");
+    LLVMSetInitializer(g, LLVMConstInt(p->i8_ty, 1, 0));
+    LLVMSetGlobalConstant(g, 1);
+    /* Not discardable: the optimizer keeps it though nothing in the module refers to it. */
+    LLVMSetLinkage(g, LLVMWeakODRLinkage);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: scp-ms-instr [--mode=harden|full] [--trust-types] --rt=CHECK.bc IN.bc OUT.bc\n");
@@ -1996,6 +2010,8 @@ int main(int argc, char **argv)
     p.ms_scope = LLVMMDNodeInContext2(p.ctx, scope_ops, 2);
     instrument_module(&p);
     link_runtime(&p, rt);
+    if (p.mode == MODE_FULL)
+        mark_full_mode(&p);
 
     char *msg = NULL;
     if (LLVMVerifyModule(p.mod, LLVMReturnStatusAction, &msg)) {
