@@ -111,7 +111,7 @@ struct pass {
     unsigned long lk_loops, lk_checks;
     /* ... or the address of its limit, read at each check, in a loop that may free. */
     LLVMTypeRef slot_ty, slot_lim_ty;
-    LLVMValueRef lk_slot_fn, slot_lim_fn;
+    LLVMValueRef lk_slot_fn, slot_lim_fn, lk_slot_at_fn;
     unsigned long sl_loops, sl_checks;
     unsigned long web_bases; /* bases that change now and then round such a loop (web_ctx) */
     unsigned long sh_bases, sh_uses; /* lookups shared by the checks of a base (share_lookups) */
@@ -1852,16 +1852,20 @@ static void share_lookups(struct pass *p, const struct cfg *g)
         for (size_t a = lo; a < hi; a++) {
             if (anchor[a] != a || members[a] < 2)
                 continue;
-            /* The address of the limit, right before the first use (which names the line). */
-            LLVMValueRef slot;
-            if (LLVMGetCalledValue(u[a].call) == p->lk_slot_fn)
+            /* The address of the limit, right before the first use (which names the line). A
+             * check made right before its access looks its base up with the index unmasked
+             * (check.c, ms_rix): the slot is found the same way, and that first check stays as
+             * it is, so that the optimizer makes the two lookups one. */
+            LLVMValueRef slot, afn = LLVMGetCalledValue(u[a].call);
+            int keep_first = afn == p->check_fn || afn == p->check_at_fn;
+            if (afn == p->lk_slot_fn)
                 slot = u[a].call;
             else
-                slot = build_call_at(p, u[a].call, u[a].call, p->slot_ty, p->lk_slot_fn, &u[a].base, 1,
-                                     "ms.sh.slot");
+                slot = build_call_at(p, u[a].call, u[a].call, p->slot_ty, keep_first ? p->lk_slot_at_fn : p->lk_slot_fn,
+                                     &u[a].base, 1, "ms.sh.slot");
             p->sh_bases++;
             for (size_t k = a; k < hi; k++) {
-                if (anchor[k] != a || u[k].call == slot)
+                if (anchor[k] != a || u[k].call == slot || (k == a && keep_first))
                     continue;
                 LLVMValueRef i = u[k].call, fn = LLVMGetCalledValue(i);
                 p->sh_uses++;
@@ -2011,7 +2015,7 @@ static void link_runtime(struct pass *p, const char *rt_path)
     static const char *const fns[] = { "__scp_ms_check",       "__scp_ms_check_at",    "__scp_ms_check_mem",
                                        "__scp_ms_lookup_lim",  "__scp_ms_check_lk",    "__scp_ms_check_lk_at",
                                        "__scp_ms_check_lk_mem", "__scp_ms_lookup_slot", "__scp_ms_slot_lim",
-                                       "__scp_ms_check_below", "__scp_ms_check_exact" };
+                                       "__scp_ms_check_below", "__scp_ms_lookup_slot_at", "__scp_ms_check_exact" };
     unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         LLVMValueRef f = LLVMGetNamedFunction(p->mod, fns[i]);
@@ -2105,6 +2109,7 @@ int main(int argc, char **argv)
     p.lk_lim_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_lim", p.lookup_ty);
     p.slot_ty = LLVMFunctionType(p.ptr_ty, &p.ptr_ty, 1, 0);
     p.lk_slot_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_slot", p.slot_ty);
+    p.lk_slot_at_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_slot_at", p.slot_ty);
     p.slot_lim_ty = LLVMFunctionType(p.i64_ty, &p.ptr_ty, 1, 0);
     p.slot_lim_fn = LLVMAddFunction(p.mod, "__scp_ms_slot_lim", p.slot_lim_ty);
     LLVMTypeRef lk_params[5] = { p.i64_ty, p.ptr_ty, p.ptr_ty, p.i64_ty, p.ptr_ty };
