@@ -69,7 +69,7 @@ all_probes() {
     check overflow_loop abcdefg abcdefghijklmnop "heap buffer overflow: store of 1 bytes in main() at .*overflow_loop.c:21" 0
     check underflow_index 16 17 "heap buffer underflow: store of 1 bytes in main() at .*underflow_index.c:18.* at offset -1 of a 32-byte heap object" 0
     check overflow_memcpy abc 0123456789abcdefXYZ "heap buffer overflow: memcpy destination (write)" 1
-    check use_after_free_call 0 1 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_call.c:35" 0
+    check use_after_free_call 0 1 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_call.c:37" 0
     check use_after_free_loop -1 2 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_loop.c:35" 0
     check use_after_free_loop -1 over "heap buffer overflow: store of 4 bytes in main() at .*use_after_free_loop.c:35.* at offset 40 of a 40-byte heap object" 0
     check use_after_free_web -1 3 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_web.c:43" 0
