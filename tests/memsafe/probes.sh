@@ -69,7 +69,7 @@ all_probes() {
     check overflow_loop abcdefg abcdefghijklmnop "heap buffer overflow: store of 1 bytes in main() at .*overflow_loop.c:21" 0
     check underflow_index 16 17 "heap buffer underflow: store of 1 bytes in main() at .*underflow_index.c:18.* at offset -1 of a 32-byte heap object" 0
     check overflow_memcpy abc 0123456789abcdefXYZ "heap buffer overflow: memcpy destination (write)" 1
-    check use_after_free_call 0 1 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_call.c:35" 0
+    check use_after_free_call 0 1 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_call.c:37" 0
     check use_after_free_loop -1 2 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_loop.c:35" 0
     check use_after_free_loop -1 over "heap buffer overflow: store of 4 bytes in main() at .*use_after_free_loop.c:35.* at offset 40 of a 40-byte heap object" 0
     check use_after_free_web -1 3 "use of a freed heap object: store of 4 bytes in main() at .*use_after_free_web.c:43" 0
@@ -204,6 +204,36 @@ if [ $far_ok = 1 ]; then
 else
     echo "FAIL failed checks' reports: expected in section scp_ms_far only"
     objdump -h "$tmp/far.o" | grep -i 'text\|far'
+    fail=$((fail + 1))
+fi
+
+# Linked, the far records are a segment of their own (scp-cc: --section-start), not the end of
+# the code's: a page fault in the code must not map them with the file's cached folio
+# (bench/RESULTS.md, ms19). The program still reports from them.
+seg_ok=1
+"$scpcc" --memsafe=full -O2 -g -o "$tmp/far" "$probes/overflow_field.c" || seg_ok=0
+# The LOAD segment that holds scp_ms_far's address holds no byte of .text.
+# (The section's address is the second field after its name: "[ 1]" is two fields, "[16]" one.)
+far_addr=$(readelf -SW "$tmp/far" | awk '{ for (i = 1; i < NF; i++) if ($i == "scp_ms_far") print $(i + 2) }')
+text_addr=$(readelf -SW "$tmp/far" | awk '{ for (i = 1; i < NF; i++) if ($i == ".text") print $(i + 2) }')
+[ -n "$far_addr" ] && [ -n "$text_addr" ] || seg_ok=0
+if [ $seg_ok = 1 ]; then
+    f=$((0x$far_addr)) t=$((0x$text_addr))
+    for seg in $(readelf -lW "$tmp/far" | awk '$1 == "LOAD" { print $3 "," $6 }'); do
+        va=$((${seg%,*})) sz=$((${seg#*,}))
+        if [ $f -ge $va ] && [ $f -lt $((va + sz)) ] && [ $t -ge $va ] && [ $t -lt $((va + sz)) ]; then
+            seg_ok=0
+        fi
+    done
+fi
+"$tmp/far" 13 >/dev/null 2>"$tmp/far.err"
+[ $? -eq 134 ] && grep -q 'memsafe: heap buffer overflow' "$tmp/far.err" || seg_ok=0
+if [ $seg_ok = 1 ]; then
+    echo "ok   far records: a segment of their own, and the report from them"
+    pass=$((pass + 1))
+else
+    echo "FAIL far records: expected in a segment apart from .text, with the report"
+    readelf -lW "$tmp/far" | grep LOAD
     fail=$((fail + 1))
 fi
 

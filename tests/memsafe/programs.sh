@@ -1,8 +1,8 @@
 #!/bin/sh
 # tests/memsafe/programs.sh SCP_CC SRC_DIR - correct programs under scp-cc: the runtime's unit
-# tests (test_alloc.c), and correct.c built by make with CC="scp-cc --memsafe[=full]" from two
-# translation units with dependency files (also with --trust-types), whose output must equal the
-# plain build's.
+# tests (test_alloc.c, in harden and full mode), and correct.c built by make with
+# CC="scp-cc --memsafe[=full]" from two translation units with dependency files (also with
+# --trust-types), whose output must equal the plain build's.
 set -u
 scpcc=$1
 src=$2
@@ -10,12 +10,17 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0 pass=0
 
-if "$scpcc" --memsafe -O2 -g -Wall -Wextra -Werror -o "$tmp/test_alloc" "$src/test_alloc.c" &&
-    "$tmp/test_alloc"; then
-    pass=$((pass + 1))
-else
-    echo "FAIL: runtime unit tests"; fail=$((fail + 1))
-fi
+# In harden and in full mode: the runtime's policy follows the mode of the program's code.
+for m in harden full; do
+    def=''
+    [ $m = harden ] || def=-DMS_TEST_FULL
+    if "$scpcc" --memsafe=$m $def -O2 -g -Wall -Wextra -Werror -o "$tmp/test_alloc" "$src/test_alloc.c" &&
+        "$tmp/test_alloc"; then
+        pass=$((pass + 1))
+    else
+        echo "FAIL: runtime unit tests ($m)"; fail=$((fail + 1))
+    fi
+done
 
 # A program's own make build: compile and link steps separate, -MD dependency files.
 mkdir -p "$tmp/proj"

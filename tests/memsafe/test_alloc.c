@@ -287,29 +287,57 @@ static void test_fixed_memory(void)
 
 /* A freed object of a class of 64 KiB or more gives back its pages but the first (which holds
  * the free-list link): kept, they would stay resident in every class a program ever used. */
-static void test_released_pages(void)
+/* Allocates n bytes, touches them, frees them: how many of the object's whole pages but the
+ * first (the free-list link's) are resident after the free; *pages: how many there are. */
+static size_t resident_after_free(size_t n, size_t *pages)
 {
     long page = sysconf(_SC_PAGESIZE);
+    char *p = malloc(n);
+    opaque(p, 1, n);
+    uintptr_t from = ((uintptr_t)p + (uintptr_t)page) & ~((uintptr_t)page - 1);
+    *pages = (size_t)(((uintptr_t)p + n) & ~((uintptr_t)page - 1)) / (size_t)page - from / (size_t)page;
+    EXPECT(*pages >= 2);
+    unsigned char vec[64];
+    EXPECT(*pages <= sizeof vec && mincore((void *)from, *pages * (size_t)page, vec) == 0);
+    size_t resident = 0;
+    for (size_t i = 0; i < *pages; i++)
+        resident += vec[i] & 1;
+    EXPECT(resident == *pages);
+    free(p);
+    EXPECT(mincore((void *)from, *pages * (size_t)page, vec) == 0);
+    resident = 0;
+    for (size_t i = 0; i < *pages; i++)
+        resident += vec[i] & 1;
+    return resident;
+}
+
+/* Freed objects of classes from 64 KiB give their pages back in every mode. */
+static void test_released_pages(void)
+{
     for (size_t n = 70000; n <= 250000; n += 90000) {
-        char *p = malloc(n);
-        opaque(p, 1, n);
-        uintptr_t from = ((uintptr_t)p + (uintptr_t)page) & ~((uintptr_t)page - 1);
-        size_t pages = (size_t)(((uintptr_t)p + n) & ~((uintptr_t)page - 1)) / (size_t)page - from / (size_t)page;
-        EXPECT(pages >= 2);
-        unsigned char vec[64];
-        EXPECT(pages <= sizeof vec && mincore((void *)from, pages * (size_t)page, vec) == 0);
-        size_t resident = 0;
-        for (size_t i = 0; i < pages; i++)
-            resident += vec[i] & 1;
-        EXPECT(resident == pages);
-        free(p);
-        EXPECT(mincore((void *)from, pages * (size_t)page, vec) == 0);
-        resident = 0;
-        for (size_t i = 0; i < pages; i++)
-            resident += vec[i] & 1;
+        size_t pages, resident = resident_after_free(n, &pages);
         if (resident != 0)
             fprintf(stderr, "%zu of %zu pages of a freed %zu-byte object still resident\n", resident, pages, n);
         EXPECT(resident == 0);
+    }
+}
+
+/* From 16 KiB to 64 KiB they do in a program with full-mode code (built with -DMS_TEST_FULL by
+ * programs.sh), and stay resident in one without (harden mode: its time target has no room for
+ * the page faults of their reuse, alloc.c). */
+static void test_released_pages_by_mode(void)
+{
+#ifdef MS_TEST_FULL
+    const int full = 1;
+#else
+    const int full = 0;
+#endif
+    for (size_t n = 17000; n <= 60000; n += 21000) {
+        size_t pages, resident = resident_after_free(n, &pages);
+        if (full ? resident != 0 : resident != pages)
+            fprintf(stderr, "%s mode: %zu of %zu pages of a freed %zu-byte object still resident\n",
+                    full ? "full" : "harden", resident, pages, n);
+        EXPECT(full ? resident == 0 : resident == pages);
     }
 }
 
@@ -317,6 +345,7 @@ int main(void)
 {
     test_fixed_memory();
     test_released_pages();
+    test_released_pages_by_mode();
     test_sizes();
     test_realloc_calloc_align();
     test_big_classes();

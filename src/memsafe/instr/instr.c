@@ -111,9 +111,10 @@ struct pass {
     unsigned long lk_loops, lk_checks;
     /* ... or the address of its limit, read at each check, in a loop that may free. */
     LLVMTypeRef slot_ty, slot_lim_ty;
-    LLVMValueRef lk_slot_fn, slot_lim_fn;
+    LLVMValueRef lk_slot_fn, slot_lim_fn, lk_slot_at_fn;
     unsigned long sl_loops, sl_checks;
     unsigned long web_bases; /* bases that change now and then round such a loop (web_ctx) */
+    unsigned long sh_bases, sh_uses; /* lookups shared by the checks of a base (share_lookups) */
     enum ms_mode mode;
     int trust_types; /* --trust-types: typed_in_bounds accesses get no check */
     /* Accesses through a pointer that is its own base, at constant offsets (SCP_MS_STATS): in
@@ -1780,6 +1781,121 @@ static void hoist_loop_lookups(struct pass *p, const struct cfg *g, int slots)
     free(idom);
 }
 
+/* ---- one lookup for the checks of a base that its first check dominates ------------------- */
+
+/* A check (or a loop's lookup) of base, in block `block` (reverse postorder), the order-th met. */
+struct sh_use {
+    LLVMValueRef base, call;
+    size_t block, order;
+};
+
+static int sh_use_cmp(const void *a, const void *b)
+{
+    const struct sh_use *x = a, *y = b;
+    if (x->base != y->base)
+        return (uintptr_t)x->base < (uintptr_t)y->base ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The checks left after the other rules each look their base up (the table entry, a multiply:
+ * the address of the object's limit, then the limit), also where an earlier check of the same
+ * base dominates them and only a call since (which may free) made them needed. The address of
+ * the limit is a function of the base alone (the region table is written once, when the
+ * allocator starts), so the first check finds it and the checks it dominates read the limit
+ * from it: what a lookup of their own would read (the object's limit, 0 once it is freed, a new
+ * object's once it is reused), in fewer instructions and bytes of code (a reload and a compare
+ * instead of a shift, a multiply, two table loads and a compare). The address is found where
+ * the first check would have looked the base up: no path runs a lookup it did not run before.
+ * The loops' lookups of the base (hoist_loop_lookups) in the blocks the first check dominates
+ * take it too. */
+static void share_lookups(struct pass *p, const struct cfg *g)
+{
+    if (g->n == 0)
+        return;
+    size_t *idom = cfg_dominators(g);
+    struct sh_use *u = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t b = 0; b < g->n; b++)
+        for (LLVMValueRef i = LLVMGetFirstInstruction(g->bb[b]); i; i = LLVMGetNextInstruction(i)) {
+            if (!LLVMIsACallInst(i))
+                continue;
+            LLVMValueRef fn = LLVMGetCalledValue(i);
+            if (fn != p->check_fn && fn != p->check_at_fn && fn != p->check_mem_fn && fn != p->lk_lim_fn &&
+                fn != p->lk_slot_fn)
+                continue;
+            if (n == cap) {
+                cap = cap ? 2 * cap : 64;
+                u = xrealloc(u, cap * sizeof *u);
+            }
+            u[n] = (struct sh_use){ LLVMGetOperand(i, 0), i, b, n };
+            n++;
+        }
+    qsort(u, n, sizeof *u, sh_use_cmp);
+    /* For each base, its uses in reverse postorder: a use joins the group of the first earlier
+     * use whose block dominates its own (an earlier use in the same block is one), or starts a
+     * group. A block's dominators come before it in reverse postorder. */
+    size_t *anchor = xrealloc(NULL, (n ? n : 1) * sizeof *anchor);
+    size_t *members = xrealloc(NULL, (n ? n : 1) * sizeof *members);
+    for (size_t lo = 0, hi; lo < n; lo = hi) {
+        for (hi = lo + 1; hi < n && u[hi].base == u[lo].base; hi++)
+            ;
+        for (size_t k = lo; k < hi; k++) {
+            anchor[k] = k;
+            members[k] = 0;
+            for (size_t a = lo; a < k; a++)
+                if (anchor[a] == a && dominates(idom, u[a].block, u[k].block)) {
+                    anchor[k] = a;
+                    break;
+                }
+            members[anchor[k]]++;
+        }
+        for (size_t a = lo; a < hi; a++) {
+            if (anchor[a] != a || members[a] < 2)
+                continue;
+            /* The address of the limit, right before the first use (which names the line). A
+             * check made right before its access looks its base up with the index unmasked
+             * (check.c, ms_rix): the slot is found the same way, and that first check stays as
+             * it is, so that the optimizer makes the two lookups one. */
+            LLVMValueRef slot, afn = LLVMGetCalledValue(u[a].call);
+            int keep_first = afn == p->check_fn || afn == p->check_at_fn;
+            if (afn == p->lk_slot_fn)
+                slot = u[a].call;
+            else
+                slot = build_call_at(p, u[a].call, u[a].call, p->slot_ty, keep_first ? p->lk_slot_at_fn : p->lk_slot_fn,
+                                     &u[a].base, 1, "ms.sh.slot");
+            p->sh_bases++;
+            for (size_t k = a; k < hi; k++) {
+                if (anchor[k] != a || u[k].call == slot || (k == a && keep_first))
+                    continue;
+                LLVMValueRef i = u[k].call, fn = LLVMGetCalledValue(i);
+                p->sh_uses++;
+                if (fn == p->lk_slot_fn) {
+                    LLVMReplaceAllUsesWith(i, slot);
+                    LLVMInstructionEraseFromParent(i);
+                    continue;
+                }
+                LLVMValueRef lim = build_call_at(p, i, i, p->slot_lim_ty, p->slot_lim_fn, &slot, 1, "ms.sh.lim");
+                if (fn == p->lk_lim_fn) {
+                    LLVMReplaceAllUsesWith(i, lim);
+                    LLVMInstructionEraseFromParent(i);
+                    continue;
+                }
+                LLVMValueRef to = fn == p->check_fn      ? p->check_lk_fn
+                                  : fn == p->check_at_fn ? p->check_lk_at_fn
+                                                         : p->check_lk_mem_fn;
+                LLVMValueRef args[5] = { lim, u[k].base, LLVMGetOperand(i, 1), LLVMGetOperand(i, 2),
+                                         LLVMGetOperand(i, 3) };
+                build_call_at(p, i, i, fn == p->check_at_fn ? p->check_lk_at_ty : p->check_lk_ty, to, args, 5, "");
+                LLVMInstructionEraseFromParent(i);
+            }
+        }
+    }
+    free(members);
+    free(anchor);
+    free(u);
+    free(idom);
+}
+
 static void instrument_module(struct pass *p)
 {
     for (LLVMValueRef f = LLVMGetFirstFunction(p->mod); f; f = LLVMGetNextFunction(f)) {
@@ -1812,6 +1928,8 @@ static void instrument_module(struct pass *p)
                 instrument_block(p, bb, &none);
         hoist_loop_lookups(p, &g, 0);
         hoist_loop_lookups(p, &g, 1);
+        if (!getenv("SCP_MS_NO_SHARE"))
+            share_lookups(p, &g);
         cfg_free(&g);
         memo_clear(&p->memo);
         memo_clear(&p->hoisted);
@@ -1897,7 +2015,7 @@ static void link_runtime(struct pass *p, const char *rt_path)
     static const char *const fns[] = { "__scp_ms_check",       "__scp_ms_check_at",    "__scp_ms_check_mem",
                                        "__scp_ms_lookup_lim",  "__scp_ms_check_lk",    "__scp_ms_check_lk_at",
                                        "__scp_ms_check_lk_mem", "__scp_ms_lookup_slot", "__scp_ms_slot_lim",
-                                       "__scp_ms_check_below", "__scp_ms_check_exact" };
+                                       "__scp_ms_check_below", "__scp_ms_lookup_slot_at", "__scp_ms_check_exact" };
     unsigned inl = LLVMGetEnumAttributeKindForName("alwaysinline", 12);
     for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
         LLVMValueRef f = LLVMGetNamedFunction(p->mod, fns[i]);
@@ -1910,6 +2028,20 @@ static void link_runtime(struct pass *p, const char *rt_path)
             set_check_scope(p, f);
         }
     }
+}
+
+/* A program with full-mode code gives back the pages of freed objects from 16 KiB (alloc.c,
+ * __scp_ms_full_mode): a weak definition in every full-mode module, so that any number of them
+ * link into one program, and the runtime's weak reference finds it. */
+static void mark_full_mode(struct pass *p)
+{
+    if (LLVMGetNamedGlobal(p->mod, "__scp_ms_full_mode"))
+        return;
+    LLVMValueRef g = LLVMAddGlobal(p->mod, p->i8_ty, "__scp_ms_full_mode");
+    LLVMSetInitializer(g, LLVMConstInt(p->i8_ty, 1, 0));
+    LLVMSetGlobalConstant(g, 1);
+    /* Not discardable: the optimizer keeps it though nothing in the module refers to it. */
+    LLVMSetLinkage(g, LLVMWeakODRLinkage);
 }
 
 static void usage(void)
@@ -1977,6 +2109,7 @@ int main(int argc, char **argv)
     p.lk_lim_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_lim", p.lookup_ty);
     p.slot_ty = LLVMFunctionType(p.ptr_ty, &p.ptr_ty, 1, 0);
     p.lk_slot_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_slot", p.slot_ty);
+    p.lk_slot_at_fn = LLVMAddFunction(p.mod, "__scp_ms_lookup_slot_at", p.slot_ty);
     p.slot_lim_ty = LLVMFunctionType(p.i64_ty, &p.ptr_ty, 1, 0);
     p.slot_lim_fn = LLVMAddFunction(p.mod, "__scp_ms_slot_lim", p.slot_lim_ty);
     LLVMTypeRef lk_params[5] = { p.i64_ty, p.ptr_ty, p.ptr_ty, p.i64_ty, p.ptr_ty };
@@ -1996,6 +2129,8 @@ int main(int argc, char **argv)
     p.ms_scope = LLVMMDNodeInContext2(p.ctx, scope_ops, 2);
     instrument_module(&p);
     link_runtime(&p, rt);
+    if (p.mode == MODE_FULL)
+        mark_full_mode(&p);
 
     char *msg = NULL;
     if (LLVMVerifyModule(p.mod, LLVMReturnStatusAction, &msg)) {
@@ -2014,13 +2149,13 @@ int main(int argc, char **argv)
                 "on every path; %lu cover a loop; %lu at constant offsets from their base; %lu against "
                 "bounds looked up before their loop (%lu loops); %lu against a limit's address found before "
                 "their loop (%lu loops; %lu bases that change round their loop, carried with their limit's address); %lu "
-                "below their base, decided inline; "
+                "below their base, decided inline; %lu lookups shared by %lu checks; "
                 "%lu widened to their whole element; "
                 "%lu in bounds by their type, unchecked (--trust-types); checked at constant offsets from "
                 "their own base: %lu with no GEP, %lu through an i8 GEP, %lu through a struct GEP (not by "
                 "type: an array, past sizeof, the rule off), %lu other\n",
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
-                p.sl_checks, p.sl_loops, p.web_bases, p.below, p.whole, p.typed, p.self_direct, p.self_i8,
+                p.sl_checks, p.sl_loops, p.web_bases, p.below, p.sh_bases, p.sh_uses, p.whole, p.typed, p.self_direct, p.self_i8,
                 p.self_array, p.self_other);
     free(p.groups);
     free(p.ekeys.tab);

@@ -33,6 +33,15 @@
 #define MS_REFILL_BYTES (16 * 1024) /* objects moved per refill, in bytes */
 #define MS_LARGE_SLOTS 65536
 #define MS_RELEASE_BYTES (64 * 1024) /* freed objects of classes this big return their pages */
+#define MS_RELEASE_BYTES_FULL (16 * 1024) /* the same, in a program with full-mode code */
+
+/* Defined (weak, 1) by every module that scp-ms-instr instruments in full mode (instr.c): such a
+ * program gives back the pages of freed objects from 16 KiB, not 64 KiB. Full mode's memory is the
+ * one over issue 17's 1.3x (sqlite's speedtest1 --size 20: 224 KB less at the peak, 1.36x ->
+ * 1.32x), and its time target (1.5x) has room for the page faults of the released objects' reuse
+ * (3.6% of harden's CPU time, whose 1.10x target does not: bench/RESULTS.md, ms18 and ms19). */
+extern const unsigned char __scp_ms_full_mode __attribute__((weak));
+static uint64_t ms_release_bytes = MS_RELEASE_BYTES;
 
 /* The entry of an address outside every heap region: size 0, magic 0 (so the index is 0) and
  * a meta array that can be read at that index, whose limit UINT64_MAX no access reaches. The
@@ -367,6 +376,8 @@ static void ms_init(void)
         ms_map_table();
         ms_init_classes();
         ms_init_regions();
+        if (&__scp_ms_full_mode != NULL)
+            ms_release_bytes = MS_RELEASE_BYTES_FULL;
         __atomic_store_n(&ms_ready, 1, __ATOMIC_RELEASE);
     }
     __atomic_store_n(&ms_init_lock, 0, __ATOMIC_RELEASE);
@@ -685,14 +696,14 @@ void free(void *ptr)
                "memsafe: aborting\n",
                ptr, (unsigned long long)r->size);
     unsigned c = (unsigned)(r - &ms_regions[MS_FIRST_REGION]);
-    if (r->size >= MS_RELEASE_BYTES) {
+    if (r->size >= ms_release_bytes) {
         /* Give a big object's pages back, as glibc does by unmapping its big chunks: kept,
          * they would stay resident in every class a program ever used (a segregated class
-         * cannot lend them to another size). The first page keeps the free-list link. Not
-         * from 16 KiB: in sqlite's speedtest1 --size 20 that gave back 224 KB of its peak
-         * (3%), but its 2,200 frees and reuses of 16-20 KiB buffers then cost 6,000 page
-         * faults, 3.6% of its CPU time in harden mode, whose time target is the tighter one
-         * (bench/RESULTS.md, ms18). */
+         * cannot lend them to another size). The first page keeps the free-list link. From
+         * 16 KiB only with full-mode code (__scp_ms_full_mode): in sqlite's speedtest1 --size
+         * 20 that gives back 224 KB of its peak (3%), but its 2,200 frees and reuses of 16-20
+         * KiB buffers then cost 6,000 page faults, 3.6% of its CPU time in harden mode, whose
+         * time target is the tighter one (bench/RESULTS.md, ms18). */
         uintptr_t from = (p + sizeof(void *) + 4095) & ~(uintptr_t)4095;
         uintptr_t to = (p + r->size) & ~(uintptr_t)4095;
         if (to > from)

@@ -209,6 +209,14 @@ const uint64_t *__scp_ms_lookup_slot(const void *base)
     return ms_slot((uintptr_t)base);
 }
 
+/* The same for a base whose first check is made right before its access (instr.c,
+ * share_lookups): the unmasked index, as that check's own lookup, so that the optimizer makes
+ * the two one. */
+const uint64_t *__scp_ms_lookup_slot_at(const void *base)
+{
+    return ms_slot_in((uintptr_t)base, ms_rix((uintptr_t)base));
+}
+
 uint64_t __scp_ms_slot_lim(const uint64_t *slot)
 {
     return __atomic_load_n(slot, __ATOMIC_RELAXED);

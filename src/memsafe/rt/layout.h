@@ -94,6 +94,7 @@ void __scp_ms_check_below(const void *base, const void *ptr, uint64_t n, const c
 MS_SLOW_CC void __scp_ms_check_exact(const void *base, const void *ptr, uint64_t n, const char *site);
 uint64_t __scp_ms_lookup_lim(const void *base);
 const uint64_t *__scp_ms_lookup_slot(const void *base);
+const uint64_t *__scp_ms_lookup_slot_at(const void *base);
 uint64_t __scp_ms_slot_lim(const uint64_t *slot);
 void __scp_ms_check_lk(uint64_t lim, const void *base, const void *ptr, uint64_t n, const char *site);
 void __scp_ms_check_lk_at(uint64_t lim, const void *base, uint64_t lo, uint64_t end, const char *site);

@@ -1,7 +1,9 @@
 /* A write to a heap object after a function it was handed to freed it. The same field was
  * written (and checked) before the call, so only forgetting that check at the call catches
  * the second write: the instrumentation may keep a check across a call only when the
- * optimizer proved that the callee frees nothing (nofree); release() frees. */
+ * optimizer proved that the callee frees nothing (nofree); release() frees. The two checks
+ * share one lookup (instr.c, share_lookups): the second reads the limit again from the slot
+ * the first found, and finds the object freed. */
 #include <stdio.h>
 #include <stdlib.h>
 
