@@ -451,24 +451,27 @@ void sh_priv_end(int i) {
             sv->priv_pending = 0;
             __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
         }
-        if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED)) {
-            /* The sole holder of a family that is not shared (open_volume): the newcomer is
-             * another program, and two programs share a volume without shared mode (writer
-             * locks, a commit at fsync or close). Released under the volume's mutex, after any
-             * commit in progress: the newcomer then catches up with all of this process's.
-             * (A fork's prepare comes here before it makes the family shared.) */
+        if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && i < 0) {
+            /* The sole holder of a family that is not shared, at a fork's prepare, which makes
+             * the family shared right after (sh_fork_share). Released under the volume's
+             * mutex, after any commit in progress. */
             sh_in_lib++;
             scp_volume_private_release(v);
             sh_lib_leave();
             __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
-            sh_trace("volume at %s: another process opens it, no longer the sole holder", sv->mount);
             continue;
         }
         /* As at a fork (sh_fork_share): shared first, so that a write that starts now
          * publishes itself; then commit what was written privately (waiting for each file's
          * write in progress); then shared again, which lets go of the writer locks of what was
          * just committed. Only then the private lock: a newcomer waits for it, so it never
-         * reads this process's files while they hold uncommitted writes or its writer locks. */
+         * reads this process's files while they hold uncommitted writes or its writer locks.
+         * The sole holder (a program that has not forked) does the same for a newcomer: that
+         * is another program, which works in shared mode beside another (open_volume), so
+         * that the two write the same files as two processes do on a kernel file system (two
+         * sqlite3 on one WAL database: outside shared mode the first kept the writer lock of
+         * every file it had written until it closed it, and the second's writes failed with
+         * EBUSY, "disk I/O error"). Only this volume goes shared, not the family. */
         sh_in_lib++;
         scp_volume_set_shared(v);
         sh_lib_leave();
@@ -478,7 +481,8 @@ void sh_priv_end(int i) {
         scp_volume_private_end(v);
         sh_lib_leave();
         __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
-        sh_trace("volume at %s: shared from now on", sv->mount);
+        if (sh.cfg.flags & SCP_SHIELD_F_SHARED) sh_trace("volume at %s: shared from now on", sv->mount);
+        else sh_trace("volume at %s: another program opens it, no longer the sole holder; shared from now on", sv->mount);
     }
     pthread_mutex_unlock(&priv_mu);
 }
@@ -561,14 +565,13 @@ void sh_priv_begin(int i, scp_volume *v) {
         __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
         __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
         sh_trace("volume at %s: no other process has it open, private (watcher to start)", sv->mount);
-    } else if (priv_watch_start(i) < 0) { /* no watcher: shared, before anything was written */
+    } else if (priv_watch_start(i) < 0) {
+        /* No watcher: shared, before anything was written, since nothing would tell this
+         * process that another program opened the volume (the sole holder too: in the ordinary
+         * mode its reads would not see that program's writes) */
         sh_in_lib++;
-        if (sh.cfg.flags & SCP_SHIELD_F_SHARED) {
-            scp_volume_set_shared(v);
-            scp_volume_private_end(v);
-        } else {
-            scp_volume_private_release(v); /* (not the sole holder: as before) */
-        }
+        scp_volume_set_shared(v);
+        scp_volume_private_end(v);
         sh_lib_leave();
         sh_trace("volume at %s: no watcher thread, not private", sv->mount);
     } else {

@@ -500,6 +500,20 @@ static pthread_mutex_t vol_open_mu = PTHREAD_MUTEX_INITIALIZER;
  * an error, not a deadlock */
 static __thread int vol_opening;
 
+/* Shared mode for volume v, which another program has open (open_volume, sh_sole_try): the
+ * processes of two programs then write the same files as a family's do. Should it fail, the
+ * volume stays in the ordinary mode: a file another process writes gets EBUSY, as before.
+ * Caller is inside the library (sh_in_lib). */
+static int join_other(scp_volume *v, struct sh_volume *sv) {
+    scp_err e;
+    if (scp_volume_join_shared(v, &e) < 0) {
+        sh_trace("volume at %s: cannot go shared: %s", sv->mount, e.msg);
+        return -1;
+    }
+    sh_trace("volume at %s: another program has it open, shared", sv->mount);
+    return 0;
+}
+
 static long open_volume(int i) {
     struct sh_volume *sv = &sh.vol[i];
     const scp_shield_volume *cv = &sh.cfg.vol[i];
@@ -545,6 +559,11 @@ static long open_volume(int i) {
          * the filter is in, a few system calls later (sh_priv_begin; internal.h, sh_filter_up) */
         sh_in_lib++;
         priv = scp_volume_go_private(v);
+        /* Another process has the volume open: another program (a second scpctl run of the
+         * volume), whose sole holding ended when this one opened (sh_priv_end). The two may
+         * write the same files, so both work in shared mode: each write published, the
+         * writer lock held only inside a call. */
+        if (!priv) (void)join_other(v, sv);
         sh_lib_leave();
     } else if (!sh.forked) {
         /* Not now, from a trap handler: no watcher could start there, and a newcomer, perhaps
@@ -576,10 +595,20 @@ void sh_sole_try(int i) {
         int priv = 0;
         if (!sh.forked && !(sh.cfg.flags & SCP_SHIELD_F_SHARED)) {
             /* (a volume in use: go_private's first vol_lock catches up with whatever other
-             * processes committed while it was open in the ordinary mode) */
+             * processes committed while it was open in the ordinary mode; another program
+             * there: shared, as in open_volume) */
             sh_in_lib++;
             priv = scp_volume_go_private(v);
+            int joined = !priv && join_other(v, sv) == 0;
             sh_lib_leave();
+            if (joined) {
+                /* what it wrote in the ordinary mode: committed, and its writer locks let go
+                 * (shared again), as at a fork (sh_fork_share) */
+                sh_commit_all();
+                sh_in_lib++;
+                scp_volume_set_shared(v);
+                sh_lib_leave();
+            }
         }
         if (priv) sh_priv_begin(i, v);
         else sh_trace("volume at %s: not the sole holder (forked, or another process has it open)", sv->mount);

@@ -78,7 +78,10 @@ sole_newcomers() {
     rc=$?
     [ $rc -eq 0 ] || { cat "$T/p.err" >&2; fail "the holder failed ($rc)"; }
     grep -q "no longer the sole holder" "$T/p.trace" || fail "the holder's watcher never let a newcomer in"
-    ! grep -q "shared from now on" "$T/p.trace" || fail "the sole holder went shared"
+    # (another program may write the same files: both work in shared mode from then on, so
+    # that each reads the other's writes, as on a kernel file system; in the ordinary mode
+    # two sqlite3 lost rows silently, tests/shield/locks_sqlite.sh "programs")
+    grep -q "no longer the sole holder; shared from now on" "$T/p.trace" || fail "the sole holder did not go shared"
     "$SCPCTL" volume cat --key-file "$KEY" "$VOL" log > "$T/log" || fail "volume cat at the end"
     [ "$(wc -l < "$T/log")" -eq 51 ] || fail "lines lost: $(wc -l < "$T/log") of 51"
     tail -1 "$T/log" | grep -q "^p end newcomer-marker-" || fail "the holder read a stale n.txt: $(tail -1 "$T/log")"

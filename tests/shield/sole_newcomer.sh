@@ -2,8 +2,9 @@
 # The sole holder (docs/volume-format.md, "Sole holder"): a program started by scpctl run that
 # does not fork holds the volume's private lock, so its commits skip the cross-process lock and
 # catch-up and its table writes wait. Other programs that open the volume meanwhile, `scpctl
-# volume cat` and a second `scpctl run`, wait for its watcher to let go (at once, without
-# going shared), then read what it committed to a file it still holds open (from .t: the
+# volume cat` and a second `scpctl run`, wait for its watcher to let go (at once; the holder
+# goes shared, as another program may write its files), then read what it committed to a file
+# it still holds open (from .t: the
 # release writes the deferred entries), and write a file of their own, which the holder then
 # reads (it catches up again). Every run under a timeout: a newcomer that waited forever is a
 # failure. Without the open's wait the holder's later commits would go over the newcomer's;
