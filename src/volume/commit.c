@@ -494,10 +494,11 @@ int journal_release(scp_file *f, scp_err *err) {
 /* ---- preallocated journals (shared mode) -------------------------------------------------
  * A new log is written over the old one's bytes (journal_reset; in shared mode since session
  * 19, journal_drop), so the journal object keeps its length and an fdatasync writes the data
- * alone. Shared mode truncated a dropped log before, and its log then grew at every append: on ext4 every fdatasync of a grown file also writes
- * the inode and the new blocks' allocation through the file system's journal (PostgreSQL's WAL
- * fsync: bench/RESULTS.md, "shared13" profile). So the appender keeps the object ahead of the
- * log's end with written zeros, as PostgreSQL zero-fills its own WAL segments: a step of
+ * alone. Shared mode truncated a dropped log before, and its log then grew at every append:
+ * on ext4 every fdatasync of a grown file also writes the inode and the new blocks'
+ * allocation through the file system's journal (PostgreSQL's WAL fsync: bench/RESULTS.md,
+ * "shared13" profile). So the appender keeps the object ahead of the log's end with written
+ * zeros, as PostgreSQL zero-fills its own WAL segments: a step of
  * max(64 KiB, min(1 MiB, the log's length)), so that one fdatasync in many pays the
  * allocation. Zeros end every walk (a record header of type 0: not a record), exactly as a torn
  * tail does, so no reader takes them for records; readers read as far as the last appender's

@@ -567,7 +567,8 @@ static void test_lazylist(void) {
     for (int k = 0; k < ROUNDS; k++) {
         uint8_t want[PIECE];
         memset(want, 'a' + k % 26, sizeof want);
-        bad += scp_vfile_pread(f, b, PIECE, (uint64_t)k * PIECE, &e) != PIECE || memcmp(b, want, PIECE);
+        bad += scp_vfile_pread(f, b, PIECE, (uint64_t)k * PIECE, &e) != PIECE ||
+               memcmp(b, want, PIECE);
     }
     CHECKF(!bad, "lazylist: %d pieces read back wrong after the reopen", bad);
     REQUIRE_OK(scp_vfile_close(f, &e), e);

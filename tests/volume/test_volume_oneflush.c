@@ -549,7 +549,8 @@ static void test_shared_reuse(void) {
         uint8_t b[FRAME], want[FRAME];
         int last = (k - 1) - (((k - 1) - p) % NCOMMITS);
         frame(want, last % NCOMMITS);
-        bad += scp_vfile_pread(f, b, FRAME, (uint64_t)p * FRAME, &e) != FRAME || memcmp(b, want, FRAME);
+        bad += scp_vfile_pread(f, b, FRAME, (uint64_t)p * FRAME, &e) != FRAME ||
+               memcmp(b, want, FRAME);
     }
     CHECKF(!bad, "sharedreuse: %d frames wrong after the reopen", bad);
     REQUIRE_OK(scp_vfile_close(f, &e), e);
