@@ -492,13 +492,13 @@ int journal_release(scp_file *f, scp_err *err) {
 #define JQ_MAX (256u << 10) /* beyond this much queued, write what is queued first */
 
 /* ---- preallocated journals (shared mode) -------------------------------------------------
- * Outside shared mode a new log is written over the old one's bytes (journal_reset), so the
- * journal object keeps its length and an fdatasync writes the data alone. Shared mode
- * truncates a dropped log (other processes may still hold offsets into it, file_log_stale),
- * and its log then grew at every append: on ext4 every fdatasync of a grown file also writes
- * the inode and the new blocks' allocation through the file system's journal (PostgreSQL's WAL
- * fsync: bench/RESULTS.md, "shared13" profile). So the appender keeps the object ahead of the
- * log's end with written zeros, as PostgreSQL zero-fills its own WAL segments: a step of
+ * A new log is written over the old one's bytes (journal_reset; in shared mode since session
+ * 19, journal_drop), so the journal object keeps its length and an fdatasync writes the data
+ * alone. Shared mode truncated a dropped log before, and its log then grew at every append:
+ * on ext4 every fdatasync of a grown file also writes the inode and the new blocks'
+ * allocation through the file system's journal (PostgreSQL's WAL fsync: bench/RESULTS.md,
+ * "shared13" profile). So the appender keeps the object ahead of the log's end with written
+ * zeros, as PostgreSQL zero-fills its own WAL segments: a step of
  * max(64 KiB, min(1 MiB, the log's length)), so that one fdatasync in many pays the
  * allocation. Zeros end every walk (a record header of type 0: not a record), exactly as a torn
  * tail does, so no reader takes them for records; readers read as far as the last appender's
@@ -530,13 +530,32 @@ static void journal_room(scp_file *f, uint64_t need) {
     memcpy(f->j_room_salt, f->j_salt, SCP_HASH_LEN);
 }
 
+/* ---- the end mark (shared mode) -----------------------------------------------------------
+ * Shared mode writes a new log over the old one's bytes (journal_reset), so past a log's end
+ * lie the old log's records, not zeros. Every append writes a record header of zeros right
+ * behind its records (in the same pwrite where it can): a walk that reaches the log's end
+ * stops there (type 0: not a record) without running out of bytes, as it stopped at
+ * journal_room's zeros, so a follower reads as far as the journal end hint and one header more,
+ * never the old tail (a walk over the old tail would run out of bytes and read on to the
+ * object's end, up to 9 MiB); and journal_skip_mrecs at the log's end finds zeros, not an old
+ * type 3 record. The mark is not relied on for safety: the old tail never continues the new
+ * log's chain (docs/volume-format.md, "Journal space reuse"), and a power cut that loses a mark
+ * only makes the next walk read on. Written by the file's writer under its writer lock, at the
+ * log's end, where no other process writes. Best effort, like journal_room's zeros. */
+static const uint8_t end_mark[SCP_JREC_HDR_LEN];
+
+static void journal_end_mark(scp_file *f) {
+    (void)scp_pwrite_full(f->fd_j, end_mark, sizeof end_mark, (off_t)f->j_end);
+}
+
 static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *err) {
     assert(f->j_end >= SCP_JRN_HDR_LEN + f->jq_len);
     f->j_tail_commit = 0; /* (journal_seal and journal_put_mlog say otherwise after it) */
     if (f->jq_on && f->jq_len + len <= JQ_MAX) {
-        if (f->jq_len + len > f->jq_cap) {
+        /* (room for the end mark behind the queue: journal_drain) */
+        if (f->jq_len + len + SCP_JREC_HDR_LEN > f->jq_cap) {
             size_t cap = f->jq_cap ? f->jq_cap : 16384;
-            while (cap < f->jq_len + len) cap *= 2;
+            while (cap < f->jq_len + len + SCP_JREC_HDR_LEN) cap *= 2;
             uint8_t *q = realloc(f->jq, cap);
             if (!q) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
             f->jq = q;
@@ -548,11 +567,14 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
         return 0;
     }
     if (journal_drain(f, err) < 0) return -1;
-    journal_room(f, f->j_end + len);
+    journal_room(f, f->j_end + len + SCP_JREC_HDR_LEN);
     if (scp_pwrite_full(f->fd_j, b, len, f->j_end) < 0)
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     f->j_end += len;
-    if (f->vol->shared) vol_jend_hint_set(f->vol, f->id, f->j_end);
+    if (f->vol->shared) {
+        journal_end_mark(f);
+        vol_jend_hint_set(f->vol, f->id, f->j_end);
+    }
     return 0;
 }
 
@@ -560,10 +582,15 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
  * it is closed, and the next commit checkpoints and starts a new one (as after a discard). */
 int journal_drain(scp_file *f, scp_err *err) {
     if (!f->jq_len) return 0;
-    size_t len = f->jq_len;
+    size_t len = f->jq_len, mark = 0;
     f->jq_len = 0;
-    journal_room(f, f->j_end);
-    if (scp_pwrite_full(f->fd_j, f->jq, len, f->j_end - len) < 0) {
+    journal_room(f, f->j_end + SCP_JREC_HDR_LEN);
+    if (f->vol->shared) { /* the end mark, in the same pwrite (journal_append left room) */
+        assert(f->jq_cap >= len + SCP_JREC_HDR_LEN);
+        memset(f->jq + len, 0, SCP_JREC_HDR_LEN);
+        mark = SCP_JREC_HDR_LEN;
+    }
+    if (scp_pwrite_full(f->fd_j, f->jq, len + mark, f->j_end - len) < 0) {
         f->j_end = 0;
         f->j_clean = 0;
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
@@ -600,9 +627,13 @@ int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) 
  * write the inode and the block allocation too. The old tail is never taken for the new log:
  * the chain starts from the new header's random salt, so the walk (format.c, journal_walk)
  * stops at the first old record after the new log's end (docs/volume-format.md, "Journal
- * space reuse"). Shared mode truncates: other processes may hold offsets into the old log
- * (file_log_stale), which must find zeros or the new log there, never the old log's records;
- * journal_room keeps its object ahead of the log with zeros instead. */
+ * space reuse"). Shared mode too (it truncated until session 19): other processes may hold
+ * offsets into the old log, but the new header's salt tells them (file_log_stale, the follow's
+ * header check), and one that read the old header just before it changed and then the old
+ * bytes behind it reads records of the old log at their own offsets, which is what it would
+ * have read before the drop (a follow takes only what continues its chain; its journal map's
+ * offsets then fail authentication at a read, which reloads, as after a truncation); the end
+ * mark (journal_end_mark) keeps walks from reading into the old tail. */
 /* (an old log's tail kept behind a new one must stay within what a load reads for any file
  * size: journal_replay_max is at least this) */
 _Static_assert(SCP_JOURNAL_REUSE_MAX <= SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2ull * SCP_JOURNAL_PENDING_MAX,
@@ -610,7 +641,7 @@ _Static_assert(SCP_JOURNAL_REUSE_MAX <= SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2ull
 static int journal_reset(scp_file *f, scp_err *err) {
     struct stat st;
     f->j_stale = 0;
-    if (!f->vol->shared && fstat(f->fd_j, &st) == 0) {
+    if (fstat(f->fd_j, &st) == 0) {
         if ((uint64_t)st.st_size <= SCP_JOURNAL_REUSE_MAX) {
             f->j_stale = (uint64_t)st.st_size;
             return 0;
@@ -622,6 +653,22 @@ static int journal_reset(scp_file *f, scp_err *err) {
     }
     if (ftruncate(f->fd_j, 0) < 0)
         return scp_fail_errno(err, "cannot reset the journal of '%s'", f->path);
+    return 0;
+}
+
+/* Shared mode: drop a checkpointed log (commit_finish, a log past SCP_JOURNAL_MAX) without
+ * truncating the object: its header and first record header become zeros, so that every
+ * process still holding offsets into the log finds another header salt (file_log_stale, the
+ * follow's header check) and reloads from .t, which the checkpoint made complete; a load that
+ * follows from offset 0 finds no record (a zero record header ends the walk at once) and takes
+ * .t alone, as it did from a truncated journal. The next log is written over the old bytes
+ * (journal_reset), so the object keeps its length and blocks and journal_room writes no zeros
+ * for it. Caller holds the writer lock. */
+static int journal_drop(scp_file *f) {
+    assert(f->vol->shared && f->writer);
+    static const uint8_t z[SCP_JRN_HDR_LEN + SCP_JREC_HDR_LEN];
+    if (scp_pwrite_full(f->fd_j, z, sizeof z, 0) < 0) return -1;
+    vol_jend_hint_set(f->vol, f->id, SCP_JRN_HDR_LEN);
     return 0;
 }
 
@@ -708,7 +755,10 @@ static int journal_begin(scp_file *f, scp_err *err) {
     scp_journal_start(hdr, salt, f->j_chain);
     if (scp_journal_key(f->key, hdr, f->j_key, err) < 0) return -1;
     memcpy(f->j_salt, salt, SCP_HASH_LEN);
-    if (scp_pwrite_full(f->fd_j, hdr, sizeof hdr, 0) < 0)
+    /* (shared mode: the end mark behind the header, in the same pwrite) */
+    uint8_t hm[SCP_JRN_HDR_LEN + SCP_JREC_HDR_LEN] = {0};
+    memcpy(hm, hdr, sizeof hdr);
+    if (scp_pwrite_full(f->fd_j, hm, f->vol->shared ? sizeof hm : sizeof hdr, 0) < 0)
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     if (f->vol->shared) vol_jend_hint_set(f->vol, f->id, SCP_JRN_HDR_LEN);
     f->j_end = SCP_JRN_HDR_LEN;
@@ -1667,7 +1717,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
         /* (the next log is written over this one: journal_reset) */
         if (file_checkpoint(f, NULL) == 0 &&
-            (journal_release(f, NULL) < 0 || (f->vol->shared && ftruncate(f->fd_j, 0) < 0)))
+            (journal_release(f, NULL) < 0 || (f->vol->shared && journal_drop(f) < 0)))
             f->j_clean = 0;
     }
     f->c_size = f->size;

@@ -26,6 +26,8 @@
  *             log without authenticating any chunk record's ciphertext (scp_aead_open wrapped:
  *             no chunk-sized open during the open; each chunk is checked when read), and reads
  *             every piece back right.
+ *   lazylist  one process, a lazy write and an fsync in turns: each write lists the file in the
+ *             lock file's list of lazy files with no pread and one pwrite of the lock file.
  */
 #include <sys/stat.h>
 
@@ -35,6 +37,8 @@
 
 ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
+ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
 int __real_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
                     uint8_t out[32], scp_err *err);
 int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
@@ -60,6 +64,7 @@ int __wrap_scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const u
 #define FOLLOW_MIN (SCP_JCHUNK_HDR_LEN + PIECE)
 
 static int counting;
+static long lock_reads, lock_writes; /* preads and pwrites of the lock file while counting */
 static long slot_reads, hmacs, jhdr_reads, chunk_opens, commit_opens, big_allocs;
 static size_t table_bytes; /* hashed by scp_sha256_mid_update: the chunk table's pages, root */
 static size_t max_alloc; /* the largest malloc of libscp while counting */
@@ -87,7 +92,13 @@ static int is_journal(int fd) { return fd_ends_with(fd, ".j"); }
 /* Is fd one of the volume's manifest slots (manifest.0, manifest.1)? */
 static int is_slot(int fd) { return fd_ends_with(fd, "/manifest.0") || fd_ends_with(fd, "/manifest.1"); }
 
+ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
+    if (counting && fd_ends_with(fd, "/lock")) lock_writes++;
+    return __real_pwrite(fd, buf, n, off);
+}
+
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
+    if (counting && fd_ends_with(fd, "/lock")) lock_reads++;
     if (counting && is_slot(fd)) slot_reads++;
     if (counting && off == 0 && n == SCP_JRN_HDR_LEN && is_journal(fd)) jhdr_reads++;
     return __real_pread(fd, buf, n, off);
@@ -512,11 +523,67 @@ static void test_opener(void) {
     free(vd);
 }
 
+/* lazylist: one process in shared mode writes "wal" (a lazy commit) and fsyncs it (a durable
+ * commit, which empties the lock file's list of files with lazy commits), 64 times, as a
+ * PostgreSQL backend's commit does. Each write lists the file again: the list, its ids and
+ * marks are read from the lock file's mapping and written back with one pwrite (branch pg19).
+ * Before, each write read the count, the ids and the mark byte (3 preads) and wrote the mark
+ * byte when it changed, the id and the count (2-3 pwrites), and each fsync read the ids and
+ * the marks (2 preads; the count came from the mapping already). Counted: the lock file's
+ * preads and pwrites during the writes and fsyncs (the fsync's own, emptying the list: one
+ * pwrite each). */
+static void test_lazylist(void) {
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    make_zero_volume(23, "lazylist", (const char *const[]){"wal", NULL}, 0, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume_set_shared(v);
+    uint8_t b[PIECE];
+    long writes = 0;
+    for (int k = 0; k < ROUNDS; k++) {
+        memset(b, 'a' + k % 26, sizeof b);
+        counting = 1;
+        REQUIRE(scp_vfile_pwrite(f, b, PIECE, (uint64_t)k * PIECE, &e) == PIECE);
+        writes++;
+        REQUIRE_OK(scp_vfile_fsync(f, &e), e); /* (its lazy_sync reads the list: counted too) */
+        counting = 0;
+    }
+    printf("lazylist: %ld lazy writes and fsyncs: %ld preads and %ld pwrites of the lock file\n",
+           writes, lock_reads, lock_writes);
+    CHECKF(lock_reads == 0, "lazylist: %ld preads of the lock file in %ld writes, want none (the "
+                            "list is read from the mapping)", lock_reads, writes);
+    /* (and, once, the one-flush journal list's entry and count: "One-flush durable commits") */
+    CHECKF(lock_writes <= 2 * writes + 2, "lazylist: %ld pwrites of the lock file in %ld writes "
+                                          "and fsyncs, want two each and two more (the list's "
+                                          "span in one pwrite, the count emptied)",
+           lock_writes, writes);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
+    int bad = 0;
+    for (int k = 0; k < ROUNDS; k++) {
+        uint8_t want[PIECE];
+        memset(want, 'a' + k % 26, sizeof want);
+        bad += scp_vfile_pread(f, b, PIECE, (uint64_t)k * PIECE, &e) != PIECE ||
+               memcmp(b, want, PIECE);
+    }
+    CHECKF(!bad, "lazylist: %d pieces read back wrong after the reopen", bad);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     test_catchup();
     test_writers();
     test_opener();
     test_tablehash();
+    test_lazylist();
     return tu_exit_code("test_volume_catchup");
 }

@@ -482,6 +482,85 @@ static void test_reuse(void) {
     free(vd);
 }
 
+/* Shared mode: a new log is written over the old one's bytes too (journal_drop, journal_reset
+ * in commit.c), so the journal object keeps its length across logs and journal_room writes no
+ * zeros for the next log; a fork reads every frame back while the logs restart under it. */
+static void test_shared_reuse(void) {
+    tu_rng rng = {19};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    setup(&rng, key, &root, &vd);
+    char *jp = journal_path(vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume_set_shared(v);
+    uint8_t salt[32] = {0}, zero[32] = {0};
+    int restarts = 0, k = 0, shrunk = 0, badread = 0;
+    uint64_t longest = 0;
+    for (; restarts < 3 && k < 40000; k++) {
+        commit_frame(f, k % NCOMMITS);
+        int fd = open(jp, O_RDONLY);
+        uint8_t s[32];
+        REQUIRE(fd >= 0);
+        if (pread(fd, s, 32, 8) != 32) memset(s, 0, 32); /* (main's drop: truncated) */
+        close(fd);
+        uint64_t len = file_size(jp);
+        if (!memcmp(s, zero, 32)) continue; /* (dropped, the next log not begun yet) */
+        if (memcmp(salt, zero, 32) && memcmp(s, salt, 32)) {
+            restarts++;
+            printf("sharedreuse: a new log after %d commits: the journal object is %llu bytes "
+                   "(the old log's were %llu)\n",
+                   k, (unsigned long long)len, (unsigned long long)longest);
+            shrunk += len < longest;
+            /* a fork that had followed the old log reads the new one */
+            pid_t pid = fork();
+            REQUIRE(pid >= 0);
+            if (pid == 0) {
+                int bad = 0;
+                for (int p = 0; p < NCOMMITS && p <= k; p++) {
+                    uint8_t b[FRAME], want[FRAME];
+                    int last = k - ((k - p) % NCOMMITS); /* the last k' <= k at place p */
+                    frame(want, last % NCOMMITS);
+                    if (scp_vfile_pread(f, b, FRAME, (uint64_t)p * FRAME, &e) != FRAME ||
+                        memcmp(b, want, FRAME))
+                        bad++;
+                }
+                _exit(bad ? 1 : 0);
+            }
+            int st;
+            REQUIRE(waitpid(pid, &st, 0) == pid);
+            badread += !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+        }
+        memcpy(salt, s, 32);
+        if (len > longest) longest = len;
+    }
+    REQUIRE(restarts == 3);
+    CHECKF(!shrunk, "sharedreuse: a new journal log cut the journal object back in shared mode "
+                    "(want it written over the old log's bytes)");
+    CHECKF(!badread, "sharedreuse: %d forks read frames wrong after a new log", badread);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
+    expect_txns(0, NCOMMITS);
+    int bad = 0;
+    for (int p = 0; p < NCOMMITS; p++) {
+        uint8_t b[FRAME], want[FRAME];
+        int last = (k - 1) - (((k - 1) - p) % NCOMMITS);
+        frame(want, last % NCOMMITS);
+        bad += scp_vfile_pread(f, b, FRAME, (uint64_t)p * FRAME, &e) != FRAME ||
+               memcmp(b, want, FRAME);
+    }
+    CHECKF(!bad, "sharedreuse: %d frames wrong after the reopen", bad);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    free(jp);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 /* Shared mode: process A (the fsyncer, as a PostgreSQL backend's WAL flush) and its fork B
  * (the writer). B writes frame k lazily, A fsyncs it; A reports each fsync's flushes, then its
  * last tag and the log's size after its first fsync (the last that synced the log). */
@@ -734,6 +813,7 @@ int main(int argc, char **argv) {
     if (!strcmp(which, "all") || !strcmp(which, "rollback")) test_rollback();
     if (!strcmp(which, "all") || !strcmp(which, "reuse")) test_reuse();
     if (!strcmp(which, "all") || !strcmp(which, "redolog")) test_redolog();
+    if (!strcmp(which, "all") || !strcmp(which, "sharedreuse")) test_shared_reuse();
     if (!strcmp(which, "all") || !strcmp(which, "shared")) test_shared(SHARED_PLAIN);
     if (!strcmp(which, "all") || !strcmp(which, "sharedfast")) test_shared(SHARED_FAST);
     if (!strcmp(which, "all") || !strcmp(which, "sharedhint")) test_shared(SHARED_HINT);
