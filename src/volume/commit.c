@@ -182,9 +182,16 @@ struct follow {
 
 static int follow_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
     struct follow *r = ctx;
+    /* jlogged before the size test: a record of a chunk beyond the followed size (written
+     * before a shrink) is still in the log, and the chunk must not go in place into slot 0
+     * when the file grows again (chunk_target_shared): a later load's walk of the whole log
+     * would map the chunk to that older record and fail authentication on it (found by
+     * test_volume_forkstress: two shared processes, a shrink, then a write past the end) */
+    if (u64map_put(&r->f->jlogged, index, 1) < 0)
+        return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     if (index >= r->nchunks) return 0;
     uint64_t off = r->base + (uint64_t)(ct - r->buf) - SCP_JCHUNK_HDR_LEN;
-    if (u64map_put(&r->f->jmap, index, off) < 0 || u64map_put(&r->f->jlogged, index, 1) < 0)
+    if (u64map_put(&r->f->jmap, index, off) < 0)
         return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     return 0;
 }

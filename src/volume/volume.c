@@ -345,6 +345,8 @@ static int vol_alone(scp_volume *v) {
     return fl.l_type == F_UNLCK;
 }
 
+int vol_alone_now(scp_volume *v) { return v->sole == SOLE_FRESH || vol_alone(v); }
+
 static int private_lock(scp_volume *v, short type, int cmd) {
     struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = PRIVATE_BYTE, .l_len = 1};
     return fcntl(v->lockfd, cmd, &fl);
@@ -643,7 +645,14 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
         v->gen = 0;
         rc = vol_load_manifest(v, err);
     }
-    for (scp_file *f = v->files; f && rc == 0; f = f->next) rc = file_after_fork(f, err);
+    for (scp_file *f = v->files, *next; f && rc == 0; f = next) {
+        next = f->next;
+        rc = file_after_fork(f, err);
+        if (rc == 1) { /* removed by another process: a closed one leaves the cache */
+            rc = 0;
+            if (f->refs == 0) file_unlist_free(v, f);
+        }
+    }
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
     return rc;
