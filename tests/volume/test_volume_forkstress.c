@@ -765,8 +765,22 @@ static void reap_round(int round, double limit) {
             for (int k = M->round_first_pid; k < n; k++)
                 if (alive(M->pids[k])) {
                     fprintf(stderr, "  pid %d alive\n", M->pids[k]);
-                    kill(M->pids[k], SIGKILL);
+                    /* where it waits: each thread's kernel wait channel, and with
+                     * FORKSTRESS_GDB=1 its threads' stacks */
+                    char cmd[256];
+                    snprintf(cmd, sizeof cmd,
+                             "for t in /proc/%d/task/*; do echo \"    $t $(cat $t/wchan)\"; done >&2",
+                             M->pids[k]);
+                    (void)!system(cmd);
+                    if (getenv("FORKSTRESS_GDB")) {
+                        snprintf(cmd, sizeof cmd,
+                                 "gdb -p %d -batch -ex 'thread apply all bt' 2>/dev/null | grep -E '^#|^Thread' >&2",
+                                 M->pids[k]);
+                        (void)!system(cmd);
+                    }
                 }
+            for (int k = M->round_first_pid; k < n; k++)
+                if (alive(M->pids[k])) kill(M->pids[k], SIGKILL);
             t0 = tu_now() + 1e9;
         }
         usleep(2000);
