@@ -761,6 +761,18 @@ static void reap_round(int round, double limit) {
         if (p > 0) continue;
         if (tu_now() - t0 > limit) {
             FAILF("round %d: processes still running after %.0f s (hang); killing them", round, limit);
+            /* every lock on the volume's lock file, with the pid the kernel names for it (for
+             * OFD locks: the process that took it, which may be gone while a copy of its
+             * description is open elsewhere) */
+            struct stat ls;
+            char *lp = tu_path(M->vd, "lock");
+            if (stat(lp, &ls) == 0) {
+                char cmd[256];
+                snprintf(cmd, sizeof cmd, "grep ':%llu ' /proc/locks | sed 's/^/  lock: /' >&2",
+                         (unsigned long long)ls.st_ino);
+                (void)!system(cmd);
+            }
+            free(lp);
             int n = M->npids < MAXPIDS ? M->npids : MAXPIDS;
             for (int k = M->round_first_pid; k < n; k++)
                 if (alive(M->pids[k])) {
