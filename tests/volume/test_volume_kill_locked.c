@@ -11,11 +11,12 @@
  * Asserted: P opens the volume, forks C (which makes no call yet), writes a file and is
  * killed from its commit callback (which runs under the volume lock, after the commit point);
  * then C's volume calls (a read of the file, an open, a write and a close) return within 20 s
- * (an alarm: on main C's first call waits forever and dies of it), and so does a later open.
- * With KILL_LOCKED_STRICT=1 also what they return: C reads the file as P's commit left it and
- * its write shows. Not by default: in about 1 run in 3, C's read and open fail with "its chunk
- * table does not match the manifest" (the writer killed after its commit point, its apply to
- * .t not done; bench/RESULTS.md, park19: found and left).
+ * (an alarm: on main C's first call waits forever and dies of it), and so does a later open;
+ * and what they return: C reads the file as P's commit left it and its write shows. Without
+ * the wait in try_replay (commit.c), in about 1 run in 3 C's read and open failed with "its
+ * chunk table does not match the manifest": the dying writer's volume lock is released before
+ * its writer lock, and the load found the table behind the manifest and the replay's lock
+ * taken. KILL_LOCKED_LAX=1 checks only that the calls return (the hang alone).
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -54,7 +55,7 @@ int main(void) {
             close(go[1]);
             if (read(go[0], &ch, 1) != 0) _exit(2); /* EOF: P is dead */
             alarm(20);
-            int strict = getenv("KILL_LOCKED_STRICT") != NULL;
+            int strict = getenv("KILL_LOCKED_LAX") == NULL;
             size_t n;
             uint8_t *got = tu_vget(pv, "f", &n, &e);
             /* P's write of 10 bytes was committed before its callback ran */
@@ -83,7 +84,7 @@ int main(void) {
     if (waitpid(p, &st, 0) < 0) tu_die("waitpid");
     CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "P was to die in its commit (status %d)", st);
     /* C is an orphan now (reparented): its marker file says it got through its calls */
-    int strict = getenv("KILL_LOCKED_STRICT") != NULL;
+    int strict = getenv("KILL_LOCKED_LAX") == NULL;
     char *done = tu_path(root, strict ? "c.wrote" : "c.done");
     struct stat ds;
     double t0 = tu_now();
