@@ -368,6 +368,9 @@ int vol_lock_read(scp_volume *v, scp_err *err);
  * its own look when this and the file's hint say nothing changed: a lying hint then makes the
  * write land on an older state, which that commit check refuses (vfile.c). */
 int vol_fresh(scp_volume *v);
+/* 1 when no other process has the volume open (its presence lock; the sole holder knows
+ * without asking), 0 when one has or it cannot be told */
+int vol_alone_now(scp_volume *v);
 int vol_check_fork(scp_volume *v, scp_err *err);
 /* Per-file generation hints in the lock file (volume.c): VOL_FILE_HINTS u64 slots from
  * VOL_FILE_HINT_OFF, mapped with the generation hint. A commit that names a file raises its
@@ -556,7 +559,9 @@ void file_put(scp_volume *v, scp_file *f);
 void file_unlist_free(scp_volume *v, scp_file *f);
 /* Free the state of every closed file kept for reuse (caller holds vol->mu or is closing). */
 void file_cache_drop(scp_volume *v);
-/* In a child after fork: reopen descriptors, give up writer status and uncommitted state. */
+/* In a child after fork: reopen descriptors, give up writer status and uncommitted state.
+ * Returns 0, -1 on error, or 1 when its objects are gone (another process removed it): its
+ * path is then cleared, and the caller drops it if closed. */
 int file_after_fork(scp_file *f, scp_err *err);
 /* Verify every chunk of a file (used by scp_volume_verify). */
 long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *done,

@@ -1699,10 +1699,19 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         }
     }
     v->ml_dur_end = 0;
-    /* Only at the open (a first load): after a power cut every process opens anew. A process
-     * that reloads while it runs (another one committed, or after a fork) does not read the
-     * listed journals (up to 8 MiB each); what it could find there is a commit whose
-     * committer died before its log append, never acknowledged, which the next open takes. */
+    /* Only at a first load (v->gen == 0): the open, and a fork child's repair (vol_check_fork
+     * drops the inherited manifest and loads again from generation 0). After a power cut
+     * every process opens anew. A process that reloads while it runs (another one committed)
+     * does not read the listed journals (up to 8 MiB each); what it could find there is a
+     * commit whose committer died before its log append, never acknowledged, which the next
+     * open takes. Both first loads run under the cross-process lock, which every committer
+     * takes except the sole holder (docs/volume-format.md, "Sole holder"), and no process
+     * holds the volume alone while another has it open: an open waits for the holder to let
+     * go, and a fork child keeps its parent's presence (the inherited lock file description)
+     * until its repair takes its own. A holding that let a copy outlive it unrepaired (a
+     * process that lets go of the volume at a fork, as session 18's "parking" did) must have
+     * the copy wait out any private holder before this load: it adopts listed journals'
+     * records and cuts the log to what it read (test_volume_forkstress). */
     if (rc == 0 && base >= 0 && v->gen == 0) {
         long took = mlog_adopt_journals(v, &w, err);
         if (took < 0) rc = -1;

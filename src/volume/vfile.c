@@ -243,6 +243,22 @@ int file_after_fork(scp_file *f, scp_err *err) {
     u64map_clear(&f->dapply);
     file_ct_forget(f); /* (copies of the parent's log's records) */
     if (!f->path) return 0;
+    /* Removed by another process since the parent loaded it (a name unlinked or renamed over),
+     * its objects deleted once that was durable: the path is stale (the manifest is read
+     * again at the next vol_lock). Not a failure of the call that found it: the caller drops
+     * a closed file from the cache; an open one reads on through the inherited descriptors,
+     * as the parent does, as a file without a name (test_volume_forkstress: a forked child's
+     * first call, a read of another file, failed with "data object is missing"). */
+    {
+        char name[48];
+        vol_object_name(f->id, ".d", name);
+        if (faccessat(f->vol->objfd, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT &&
+            !f->modified) {
+            free(f->path);
+            f->path = NULL;
+            return 1;
+        }
+    }
     int d = file_open_obj(f, ".d", O_RDWR, err);
     int t = d >= 0 ? file_open_obj(f, ".t", O_RDWR, err) : -1;
     if (t < 0) {
@@ -695,6 +711,11 @@ static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
 static int adopt_spare(scp_volume *v, uint8_t id[SCP_FILEID_LEN]) {
     assert(VOL_MU_HELD(v));
     if (v->nspare == 0 || v->shared) return 0;
+    /* Not while another process has the volume open: it may hold the removed file open (or
+     * loaded, its handle kept), and would then read and write the new file through it under
+     * the old name's handle (test_volume_forkstress: two programs, one unlinks or renames over
+     * a file the other keeps open, then creates). Its objects go as a removed file's do. */
+    if (!vol_alone_now(v)) return 0;
     const uint8_t *sp = v->spare[--v->nspare];
     int ok = 1;
     for (int k = 0; k < VOL_NOBJECTS && ok; k++) {

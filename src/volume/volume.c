@@ -301,11 +301,22 @@ int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], ui
  * the host can stop the program anyway. */
 #define HINT_LEN (VOL_JEND_HINT_OFF + VOL_FILE_HINTS * 8) /* (grown from 16 KiB: journal end hints) */
 static void hint_map(scp_volume *v) {
+    /* Mapped through an open file description of its own, never v->lockfd's: a mapping keeps
+     * its description alive, and with it every OFD lock taken through it, after the descriptor
+     * is closed. A fork child inherits the mapping and keeps it after its repair (which closes
+     * its copy of the parent's lock descriptor), so a parent killed inside a commit left the
+     * volume lock held for as long as any child lived: the child's own next vol_lock, and
+     * every other process's, waited forever (test_volume_forkstress's hang; volume_kill_locked).
+     * No lock is ever taken on this description. */
+    int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return;
     struct stat st;
-    if (fstat(v->lockfd, &st) < 0 || !S_ISREG(st.st_mode)) return;
-    if (st.st_size < HINT_LEN && ftruncate(v->lockfd, HINT_LEN) < 0) return;
-    void *m = mmap(NULL, HINT_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, v->lockfd, 0);
-    if (m != MAP_FAILED) v->hint = m;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        (st.st_size >= HINT_LEN || ftruncate(fd, HINT_LEN) == 0)) {
+        void *m = mmap(NULL, HINT_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (m != MAP_FAILED) v->hint = m;
+    }
+    close(fd);
 }
 
 static void vol_free(scp_volume *v) {
@@ -357,6 +368,8 @@ static int vol_alone(scp_volume *v) {
     if (fcntl(v->lockfd, F_OFD_GETLK, &fl) < 0) return 0; /* cannot tell: not alone */
     return fl.l_type == F_UNLCK;
 }
+
+int vol_alone_now(scp_volume *v) { return v->sole == SOLE_FRESH || vol_alone(v); }
 
 static int private_lock(scp_volume *v, short type, int cmd) {
     struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = PRIVATE_BYTE, .l_len = 1};
@@ -657,7 +670,14 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
         v->gen = 0;
         rc = vol_load_manifest(v, err);
     }
-    for (scp_file *f = v->files; f && rc == 0; f = f->next) rc = file_after_fork(f, err);
+    for (scp_file *f = v->files, *next; f && rc == 0; f = next) {
+        next = f->next;
+        rc = file_after_fork(f, err);
+        if (rc == 1) { /* removed by another process: a closed one leaves the cache */
+            rc = 0;
+            if (f->refs == 0) file_unlist_free(v, f);
+        }
+    }
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
     return rc;
