@@ -119,6 +119,18 @@ int scp_unhex(const char *in, uint8_t *out, size_t n) {
     return 0;
 }
 
+void *scp_grow(void *buf, size_t *cap, size_t need, size_t first) {
+    if (buf && need <= *cap) return buf;
+    size_t c = *cap ? *cap : first ? first : 1;
+    while (c < need) {
+        if (c > SIZE_MAX / 2) return NULL;
+        c *= 2;
+    }
+    void *p = realloc(buf, c);
+    if (p) *cap = c;
+    return p;
+}
+
 void scp_wipe(void *p, size_t n) {
     /* explicit_bzero is memset's speed with a barrier the compiler cannot drop (a volatile byte
      * loop cost 10% of a random-write workload once dirty chunks were wiped before free). */

@@ -37,6 +37,11 @@ int scp_rwlock_wrheld(pthread_rwlock_t *rw);
 /* Zero memory in a way the compiler cannot elide. */
 void scp_wipe(void *p, size_t n);
 
+/* A buffer of at least need bytes: buf itself when *cap holds need already, else buf grown by
+ * realloc to the first power-of-two multiple of *cap (of first, when *cap is 0) that holds
+ * need, with *cap set to it. NULL when out of memory: then buf and *cap are as they were. */
+void *scp_grow(void *buf, size_t *cap, size_t need, size_t first);
+
 /* Zeroed memory for structures that hold keys: page-aligned, excluded from core dumps
  * (MADV_DONTDUMP) and, where the limit allows, locked in RAM so it is never swapped out.
  * Returns NULL on failure. scp_secure_free wipes before unmapping. */

@@ -709,14 +709,9 @@ int sh_net_is(int fd) { return fd >= 0 && fd < net_tbl_n && __atomic_load_n(&net
 /* Room for n more bytes at o->p + o->len: 0, or -1 (out of memory). */
 static int obuf_room(struct obuf *o, size_t n) {
     if (o->off == o->len) o->off = o->len = 0;
-    if (o->len + n > o->cap) {
-        size_t ncap = o->cap ? o->cap : 32768;
-        while (ncap < o->len + n) ncap *= 2;
-        char *np = realloc(o->p, ncap);
-        if (!np) return -1;
-        o->p = np;
-        o->cap = ncap;
-    }
+    char *np = scp_grow(o->p, &o->cap, o->len + n, 32768);
+    if (!np) return -1;
+    o->p = np;
     return 0;
 }
 

@@ -573,14 +573,9 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
     f->j_tail_commit = 0; /* (journal_seal and journal_put_mlog say otherwise after it) */
     if (f->jq_on && f->jq_len + len <= JQ_MAX) {
         /* (room for the end mark behind the queue: journal_drain) */
-        if (f->jq_len + len + SCP_JREC_HDR_LEN > f->jq_cap) {
-            size_t cap = f->jq_cap ? f->jq_cap : 16384;
-            while (cap < f->jq_len + len + SCP_JREC_HDR_LEN) cap *= 2;
-            uint8_t *q = realloc(f->jq, cap);
-            if (!q) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-            f->jq = q;
-            f->jq_cap = cap;
-        }
+        uint8_t *q = scp_grow(f->jq, &f->jq_cap, f->jq_len + len + SCP_JREC_HDR_LEN, 16384);
+        if (!q) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        f->jq = q;
         memcpy(f->jq + f->jq_len, b, len);
         f->jq_len += len;
         f->j_end += len;

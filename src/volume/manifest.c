@@ -1272,16 +1272,10 @@ static int mlog_defer(scp_volume *v, const uint8_t *rec, size_t rlen) {
     assert(scp_mutex_held(&v->mu));
     pthread_mutex_lock(&v->ml_defer_mu);
     int ok = !v->ml_defer_bad && (v->ml_defer_len || v->ml_size == v->ml_end);
-    if (ok && v->ml_defer_len + rlen > v->ml_defer_cap) {
-        size_t cap = v->ml_defer_cap ? v->ml_defer_cap : 4096;
-        while (cap < v->ml_defer_len + rlen) cap *= 2;
-        uint8_t *p = realloc(v->ml_defer, cap);
-        if (p) {
-            v->ml_defer = p;
-            v->ml_defer_cap = cap;
-        } else {
-            ok = 0;
-        }
+    if (ok) {
+        uint8_t *p = scp_grow(v->ml_defer, &v->ml_defer_cap, v->ml_defer_len + rlen, 4096);
+        if (p) v->ml_defer = p;
+        else ok = 0;
     }
     if (ok) {
         if (!v->ml_defer_len) v->ml_defer_at = v->ml_end;
@@ -1369,16 +1363,10 @@ static void pend_add(scp_volume *v, const uint8_t *rec, size_t rlen, uint64_t en
     int ok = v->ml_dur_end && v->ml_pend_at == v->ml_dur_end &&
              v->ml_dur_end + v->ml_pend_len == end_before && v->ml_pend_n < PEND_MAX_RECS &&
              v->ml_pend_len + rlen + (v->ml_pend_n + 1) * SCP_JREC_HDR_LEN <= SCP_JMREC_MAX;
-    if (ok && v->ml_pend_len + rlen > v->ml_pend_cap) {
-        size_t cap = v->ml_pend_cap ? v->ml_pend_cap : 1024;
-        while (cap < v->ml_pend_len + rlen) cap *= 2;
-        uint8_t *p = realloc(v->ml_pend, cap);
-        if (p) {
-            v->ml_pend = p;
-            v->ml_pend_cap = cap;
-        } else {
-            ok = 0;
-        }
+    if (ok) {
+        uint8_t *p = scp_grow(v->ml_pend, &v->ml_pend_cap, v->ml_pend_len + rlen, 1024);
+        if (p) v->ml_pend = p;
+        else ok = 0;
     }
     if (!ok) {
         v->ml_pend_at = 0; /* (the next commit syncs the log first, as before) */
