@@ -150,7 +150,7 @@ static void cand_push(mslot *s, const fstate *st) {
     else s->cand[NCAND - 1] = *st; /* (never: sessions have at most NCAND - 2 operations) */
 }
 
-static void slot_name(int i, char c, char out[8]) { snprintf(out, 8, "%c%d", c, i); }
+static void slot_name(int i, char c, char out[8]) { snprintf(out, 8, "%c%d", c, i & 0xff); /* (i < NSLOT) */ }
 
 /* Read file i as it is now: through h when given, else a fresh open. */
 static int read_state(scp_vfile *h, int i, fstate *out, scp_err *e) {
@@ -883,5 +883,9 @@ int main(int argc, char **argv) {
     if (!failed) tu_rm_rf(root);
     else fprintf(stderr, "volume and model kept in %s\n", root);
     if (failed) tu_failures = failed;
+    free(vd);
+    free(ld);
+    free(g_mpath);
+    free(root);
     return tu_exit_code("test_volume_forkstress");
 }
