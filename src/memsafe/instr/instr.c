@@ -1830,7 +1830,7 @@ static void share_lookups(struct pass *p, const struct cfg *g)
             u[n] = (struct sh_use){ LLVMGetOperand(i, 0), i, b, n };
             n++;
         }
-    qsort(u, n, sizeof *u, sh_use_cmp);
+    if (n) qsort(u, n, sizeof *u, sh_use_cmp); /* (u is NULL when there is none) */
     /* For each base, its uses in reverse postorder: a use joins the group of the first earlier
      * use whose block dominates its own (an earlier use in the same block is one), or starts a
      * group. A block's dominators come before it in reverse postorder. */
