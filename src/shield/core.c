@@ -371,12 +371,26 @@ static int any_open_file(void) {
     return 0;
 }
 
-/* Every open volume in shared mode (one not opened yet opens shared: SCP_SHIELD_F_SHARED). */
-static void set_shared_all(void) {
+/* v (NULL: every open volume) in shared mode */
+static void set_shared(scp_volume *v) {
+    sh_in_lib++;
     for (int i = 0; i < sh.nvol; i++) {
-        scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
-        if (v) scp_volume_set_shared(v);
+        scp_volume *o = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+        if (o && (!v || o == v)) scp_volume_set_shared(o);
     }
+    sh_lib_leave();
+}
+
+void sh_go_shared(scp_volume *v) {
+    /* Shared first, then commit, then shared again. A write of another thread that ran before
+     * the volume went shared keeps the file's writer lock with its bytes uncommitted
+     * (set_shared skips such a file); committed only before, such a write slipped in between,
+     * and a fork child, holding the shared offset's lock, waited for that writer lock while
+     * the writing thread waited for the offset's lock (forkwrite.c hung in 2 of 3 runs). A
+     * write that starts once the volume is shared publishes itself. */
+    set_shared(v);
+    sh_commit_all(); /* waits for each file's write in progress (its rw) */
+    set_shared(v);   /* the writer locks of what was just committed */
 }
 
 void sh_fork_share(int fork_child) {
@@ -408,16 +422,8 @@ void sh_fork_share(int fork_child) {
     for (int i = 0; i < sh.nvol; i++) priv |= __atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE);
     if (priv) sh_priv_end(-1);
     if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
-        /* Shared first, then commit, then shared again. A write of another thread that ran
-         * before the volume went shared keeps the file's writer lock with its bytes
-         * uncommitted (set_shared skips such a file); committed only before, such a write
-         * slipped in between, and the child, holding the shared offset's lock, waited for that
-         * writer lock while the writing thread waited for the offset's lock (forkwrite.c hung
-         * in 2 of 3 runs). A write that starts once the volume is shared publishes itself. */
         sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the volumes opened later, their execs */
-        set_shared_all();
-        sh_commit_all(); /* waits for each file's write in progress (its rw) */
-        set_shared_all(); /* the writer locks of what was just committed */
+        sh_go_shared(NULL);
     }
     if (!fork_child) sh_vol_open_hold(0);
     pthread_mutex_lock(&sh.mu);
@@ -461,23 +467,18 @@ void sh_priv_end(int i) {
             __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
             continue;
         }
-        /* As at a fork (sh_fork_share): shared first, so that a write that starts now
-         * publishes itself; then commit what was written privately (waiting for each file's
-         * write in progress); then shared again, which lets go of the writer locks of what was
-         * just committed. Only then the private lock: a newcomer waits for it, so it never
-         * reads this process's files while they hold uncommitted writes or its writer locks.
+        /* As at a fork (sh_fork_share): shared, with what was written privately committed
+         * and its writer locks let go (sh_go_shared). Only then the private lock: a newcomer
+         * waits for it, so it never reads this process's files while they hold uncommitted
+         * writes or its writer locks.
          * The sole holder (a program that has not forked) does the same for a newcomer: that
          * is another program, which works in shared mode beside another (open_volume), so
          * that the two write the same files as two processes do on a kernel file system (two
          * sqlite3 on one WAL database: outside shared mode the first kept the writer lock of
          * every file it had written until it closed it, and the second's writes failed with
          * EBUSY, "disk I/O error"). Only this volume goes shared, not the family. */
+        sh_go_shared(v);
         sh_in_lib++;
-        scp_volume_set_shared(v);
-        sh_lib_leave();
-        sh_commit_all();
-        sh_in_lib++;
-        scp_volume_set_shared(v);
         scp_volume_private_end(v);
         sh_lib_leave();
         __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);

@@ -601,14 +601,8 @@ void sh_sole_try(int i) {
             priv = scp_volume_go_private(v);
             int joined = !priv && join_other(v, sv) == 0;
             sh_lib_leave();
-            if (joined) {
-                /* what it wrote in the ordinary mode: committed, and its writer locks let go
-                 * (shared again), as at a fork (sh_fork_share) */
-                sh_commit_all();
-                sh_in_lib++;
-                scp_volume_set_shared(v);
-                sh_lib_leave();
-            }
+            /* what it wrote in the ordinary mode: committed, and its writer locks let go */
+            if (joined) sh_go_shared(v);
         }
         if (priv) sh_priv_begin(i, v);
         else sh_trace("volume at %s: not the sole holder (forked, or another process has it open)", sv->mount);

@@ -236,6 +236,11 @@ int sh_path_call(long nr, const long a[6], long *ret);
 long sh_path_syscall(long nr, const long a[6], int trusted);
 long sh_open_path(int dirfd, const char *path, int flags, mode_t mode, int *handled);
 int sh_commit_all(void);
+/* Volume v (NULL: every open volume) to shared mode with nothing this process wrote left
+ * uncommitted or writer-locked: shared, commit everything, shared again (core.c). Not in the
+ * library (sh_in_lib is taken inside); used at a fork, at the end of a private or sole
+ * holding, and when a program joins another on its volume. */
+void sh_go_shared(scp_volume *v);
 /* Before another process may come to hold this one's protected descriptions (fork, vfork,
  * posix_spawn): volumes to shared mode, offsets into the shared region. for_child: a fork, whose
  * child holds a reference of its own to each description. */
