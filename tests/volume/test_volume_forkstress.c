@@ -37,6 +37,7 @@
  * usage: test_volume_forkstress [seed]
  */
 #include <assert.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <signal.h>
@@ -247,6 +248,21 @@ static int alive(int pid) {
     buf[n] = 0;
     char *p = strrchr(buf, ')');
     return !(p && p[1] == ' ' && p[2] == 'Z');
+}
+
+/* Whether pid is a live process of this test (this binary), so that the driver's kills never
+ * reach another process: a slot of M->pids is claimed before its pid is stored (0 meanwhile:
+ * kill(0) is the whole process group), and a pid whose process its parent reaped may belong to
+ * anything by now (ctest runs other tests beside this one). */
+static int ours(int pid) {
+    static char self[PATH_MAX];
+    static ssize_t nself;
+    if (!nself) nself = readlink("/proc/self/exe", self, sizeof self);
+    if (pid <= 0 || nself <= 0 || !alive(pid)) return 0;
+    char path[64], exe[PATH_MAX];
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    ssize_t n = readlink(path, exe, sizeof exe);
+    return n == nself && memcmp(exe, self, (size_t)n) == 0;
 }
 
 /* The shield's sh_commit_all: every kept handle committed; a dirty slot's writes are then
@@ -803,7 +819,7 @@ static void reap_round(int round, double limit) {
                     }
                 }
             for (int k = M->round_first_pid; k < n; k++)
-                if (alive(M->pids[k])) kill(M->pids[k], SIGKILL);
+                if (ours(M->pids[k])) kill(M->pids[k], SIGKILL);
             t0 = tu_now() + 1e9;
         }
         usleep(2000);
@@ -869,7 +885,7 @@ int main(int argc, char **argv) {
             int n = M->npids < MAXPIDS ? M->npids : MAXPIDS;
             if (n > M->round_first_pid) {
                 int victim = M->pids[M->round_first_pid + (int)tu_below(&rng, (uint64_t)(n - M->round_first_pid))];
-                if (kill(victim, SIGKILL) == 0) STAT(n_kill);
+                if (ours(victim) && kill(victim, SIGKILL) == 0) STAT(n_kill);
             }
         }
         reap_round(round, 30);
