@@ -989,29 +989,33 @@ static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
     st->st_atim.tv_nsec = v->atime_ns % 1000000000;
 }
 
+void sh_statx_from_stat(const struct stat *st, uint32_t dev_major, uint32_t dev_minor, struct statx *sx) {
+    memset(sx, 0, sizeof *sx);
+    sx->stx_mask = STATX_BASIC_STATS;
+    sx->stx_blksize = (uint32_t)st->st_blksize;
+    sx->stx_nlink = (uint32_t)st->st_nlink;
+    sx->stx_uid = st->st_uid;
+    sx->stx_gid = st->st_gid;
+    sx->stx_mode = (uint16_t)st->st_mode;
+    sx->stx_ino = st->st_ino;
+    sx->stx_size = (uint64_t)st->st_size;
+    sx->stx_blocks = (uint64_t)st->st_blocks;
+    sx->stx_atime.tv_sec = st->st_atim.tv_sec;
+    sx->stx_atime.tv_nsec = (uint32_t)st->st_atim.tv_nsec;
+    sx->stx_mtime.tv_sec = st->st_mtim.tv_sec;
+    sx->stx_mtime.tv_nsec = (uint32_t)st->st_mtim.tv_nsec;
+    sx->stx_ctime.tv_sec = st->st_ctim.tv_sec;
+    sx->stx_ctime.tv_nsec = (uint32_t)st->st_ctim.tv_nsec;
+    sx->stx_rdev_major = major(st->st_rdev);
+    sx->stx_rdev_minor = minor(st->st_rdev);
+    sx->stx_dev_major = dev_major;
+    sx->stx_dev_minor = dev_minor;
+}
+
 static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
     struct stat st;
     fill_stat(vol, v, &st);
-    memset(sx, 0, sizeof *sx);
-    sx->stx_mask = STATX_BASIC_STATS;
-    sx->stx_blksize = (uint32_t)st.st_blksize;
-    sx->stx_nlink = (uint32_t)st.st_nlink;
-    sx->stx_uid = st.st_uid;
-    sx->stx_gid = st.st_gid;
-    sx->stx_mode = (uint16_t)st.st_mode;
-    sx->stx_ino = st.st_ino;
-    sx->stx_size = (uint64_t)st.st_size;
-    sx->stx_blocks = (uint64_t)st.st_blocks;
-    sx->stx_atime.tv_sec = st.st_atim.tv_sec;
-    sx->stx_atime.tv_nsec = (uint32_t)st.st_atim.tv_nsec;
-    sx->stx_mtime.tv_sec = st.st_mtim.tv_sec;
-    sx->stx_mtime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
-    sx->stx_ctime.tv_sec = st.st_ctim.tv_sec;
-    sx->stx_ctime.tv_nsec = (uint32_t)st.st_ctim.tv_nsec;
-    sx->stx_rdev_major = major(st.st_rdev);
-    sx->stx_rdev_minor = minor(st.st_rdev);
-    sx->stx_dev_major = 0x5c;
-    sx->stx_dev_minor = (uint32_t)(0x500 + vol);
+    sh_statx_from_stat(&st, 0x5c, (uint32_t)(0x500 + vol), sx);
 }
 
 /* Copy n (>= 8) bytes to the program's address dst: 0, or -EFAULT where the kernel would

@@ -207,19 +207,7 @@ static void fill_stat(const struct inj_file *f, struct stat *st) {
 static void fill_statx(const struct inj_file *f, struct statx *sx) {
     struct stat st;
     fill_stat(f, &st);
-    memset(sx, 0, sizeof *sx);
-    sx->stx_mask = STATX_BASIC_STATS;
-    sx->stx_blksize = (uint32_t)st.st_blksize;
-    sx->stx_nlink = 1;
-    sx->stx_uid = st.st_uid;
-    sx->stx_gid = st.st_gid;
-    sx->stx_mode = (uint16_t)st.st_mode;
-    sx->stx_ino = st.st_ino;
-    sx->stx_size = (uint64_t)st.st_size;
-    sx->stx_blocks = (uint64_t)st.st_blocks;
-    sx->stx_atime.tv_sec = sx->stx_mtime.tv_sec = sx->stx_ctime.tv_sec = st.st_mtim.tv_sec;
-    sx->stx_dev_major = 0x5c;
-    sx->stx_dev_minor = 0x5ff;
+    sh_statx_from_stat(&st, 0x5c, 0x5ff, sx);
 }
 
 static long access_file(const struct inj_file *f, int how) {

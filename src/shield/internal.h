@@ -241,6 +241,10 @@ int sh_commit_all(void);
  * library (sh_in_lib is taken inside); used at a fork, at the end of a private or sole
  * holding, and when a program joins another on its volume. */
 void sh_go_shared(scp_volume *v);
+/* The statx the kernel would give for st (STATX_BASIC_STATS), on device dev_major:dev_minor:
+ * a protected file's (core.c) and an injected file's (injected.c) */
+struct statx;
+void sh_statx_from_stat(const struct stat *st, uint32_t dev_major, uint32_t dev_minor, struct statx *sx);
 /* Before another process may come to hold this one's protected descriptions (fork, vfork,
  * posix_spawn): volumes to shared mode, offsets into the shared region. for_child: a fork, whose
  * child holds a reference of its own to each description. */
