@@ -562,7 +562,7 @@ static void journal_room(scp_file *f, uint64_t need) {
  * log's chain (docs/volume-format.md, "Journal space reuse"), and a power cut that loses a mark
  * only makes the next walk read on. Written by the file's writer under its writer lock, at the
  * log's end, where no other process writes, in the pwrite of the records it follows
- * (journal_drain; journal_append sends a record that is not queued through the queue too). */
+ * (journal_drain, and journal_append for a record that is not queued). */
 static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *err) {
     assert(f->j_end >= SCP_JRN_HDR_LEN + f->jq_len);
     f->j_tail_commit = 0; /* (journal_seal and journal_put_mlog say otherwise after it) */
@@ -578,19 +578,25 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
     }
     if (journal_drain(f, err) < 0) return -1;
     if (f->vol->shared) {
-        /* The record and its end mark in one pwrite, through the queue (drained at once): a
+        /* The record and its end mark in one pwrite, built in the (empty) queue's buffer: a
          * pwrite of the record and another of the mark cost a system call more per record
          * (shared mode's durable commits, whose queue is off, and a write-back in the middle
          * of a write over SCP_DIRTY_LIMIT). The same bytes at the same offsets; a kill can no
          * longer fall between the record and its mark (docs/volume-format.md, "A dropped log
-         * written over"). */
+         * written over"). A failed pwrite leaves the log as it was, as below (not a drain's
+         * failure, which closes the log). */
+        assert(f->jq_len == 0);
         uint8_t *q = scp_grow(f->jq, &f->jq_cap, len + SCP_JREC_HDR_LEN, 16384);
         if (!q) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         f->jq = q;
-        memcpy(f->jq, b, len);
-        f->jq_len = len;
+        memcpy(q, b, len);
+        memset(q + len, 0, SCP_JREC_HDR_LEN);
+        journal_room(f, f->j_end + len + SCP_JREC_HDR_LEN);
+        if (scp_pwrite_full(f->fd_j, q, len + SCP_JREC_HDR_LEN, f->j_end) < 0)
+            return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
         f->j_end += len;
-        return journal_drain(f, err);
+        vol_jend_hint_set(f->vol, f->id, f->j_end);
+        return 0;
     }
     journal_room(f, f->j_end + len + SCP_JREC_HDR_LEN);
     if (scp_pwrite_full(f->fd_j, b, len, f->j_end) < 0)
