@@ -28,7 +28,16 @@
  *             every piece back right.
  *   lazylist  one process, a lazy write and an fsync in turns: each write lists the file in the
  *             lock file's list of lazy files with no pread and one pwrite of the lock file.
+ *   endmark   shared mode, lazy writes until the log passes its limit (a durable commit, its
+ *             commit record not queued): no pwrite of a journal is an end mark alone.
+ *   dropkill  a writer killed at each step of a dropped log written over (before and after the
+ *             drop's zeros, after the new log's header, after its first records) while another
+ *             process reads the file: it reads every piece right, writes on, and the volume
+ *             reopens and verifies with every piece.
  */
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 
 #include "crypto/crypto.h"
@@ -65,6 +74,11 @@ int __wrap_scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const u
 
 static int counting;
 static long lock_reads, lock_writes; /* preads and pwrites of the lock file while counting */
+static long j_writes, j_lone_marks; /* pwrites of journals not all zeros; end marks alone */
+/* dropkill: the step of a dropped log at which this process kills itself (0: none), and whether
+ * it saw the drop (a write of zeros over a journal's header and first record header) */
+enum { DK_NONE, DK_BEFORE_DROP, DK_AFTER_DROP, DK_AFTER_HEADER, DK_AFTER_RECORD, DK_N };
+static int dk_point, dk_dropped;
 static long slot_reads, hmacs, jhdr_reads, chunk_opens, commit_opens, big_allocs;
 static size_t table_bytes; /* hashed by scp_sha256_mid_update: the chunk table's pages, root */
 static size_t max_alloc; /* the largest malloc of libscp while counting */
@@ -94,6 +108,27 @@ static int is_slot(int fd) { return fd_ends_with(fd, "/manifest.0") || fd_ends_w
 
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     if (counting && fd_ends_with(fd, "/lock")) lock_writes++;
+    if (counting && is_journal(fd)) {
+        static const uint8_t zero[SCP_JREC_HDR_LEN];
+        size_t z = 0;
+        while (z < n && !((const uint8_t *)buf)[z]) z++;
+        if (z < n) j_writes++; /* (zeros: journal_room's, ahead of a growing log, or a mark) */
+        j_lone_marks += n == SCP_JREC_HDR_LEN && off > 0 && !memcmp(buf, zero, n);
+    }
+    if (dk_point && is_journal(fd)) {
+        size_t z = 0;
+        while (z < n && !((const uint8_t *)buf)[z]) z++;
+        int drop = off == 0 && n == SCP_JRN_HDR_LEN + SCP_JREC_HDR_LEN && z == n;
+        int header = off == 0 && n >= SCP_JRN_HDR_LEN && z < n;
+        if (drop && dk_point == DK_BEFORE_DROP) raise(SIGKILL);
+        ssize_t r = __real_pwrite(fd, buf, n, off);
+        if (drop) dk_dropped = 1;
+        if ((drop && dk_point == DK_AFTER_DROP) ||
+            (dk_dropped && header && dk_point == DK_AFTER_HEADER) ||
+            (dk_dropped && off == SCP_JRN_HDR_LEN && z < n && dk_point == DK_AFTER_RECORD))
+            raise(SIGKILL);
+        return r;
+    }
     return __real_pwrite(fd, buf, n, off);
 }
 
@@ -578,12 +613,180 @@ static void test_lazylist(void) {
     free(vd);
 }
 
-int main(void) {
+/* endmark: shared mode writes a record header of zeros behind every append to a journal (the
+ * end mark: docs/volume-format.md, "A dropped log written over"). A record that is not queued
+ * (the commit record of a durable commit, whose queue is off in shared mode; a write-back in the
+ * middle of a long write) went out in one pwrite and its mark in another (branch pg19); now both
+ * go in one. One process writes 4 KiB pieces without an fsync (each a lazy commit that journals
+ * the overwritten chunk) until its log passes 8 MiB (SCP_JOURNAL_MAX), where the lazy commit falls back
+ * to a durable one (a checkpoint, the log dropped), twice; then every piece reads back in a
+ * fresh open. Counted: the journals' pwrites of records (not journal_room's zeros ahead of a
+ * growing log), and those that are 16 bytes of zeros alone. */
+static void test_endmark(void) {
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    make_zero_volume(24, "endmark", (const char *const[]){"wal", NULL}, 16, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume_set_shared(v);
+    uint8_t b[PIECE];
+    /* (a piece's chunk record and commit record: about 4.3 KiB; two logs of 8 MiB) */
+    int writes = (int)(2 * ((8u << 20) / (PIECE + 256)) + 64); /* (SCP_JOURNAL_MAX: internal.h) */
+    j_writes = j_lone_marks = 0;
+    counting = 1;
+    for (int k = 0; k < writes; k++) {
+        memset(b, 'a' + k % 26, sizeof b);
+        REQUIRE(scp_vfile_pwrite(f, b, PIECE, (uint64_t)(k % 16) * PIECE, &e) == PIECE);
+    }
+    counting = 0;
+    printf("endmark: %d lazy writes: %ld pwrites of records to the journal, %ld pwrites of an "
+           "end mark alone\n",
+           writes, j_writes, j_lone_marks);
+    CHECKF(j_lone_marks == 0, "endmark: %ld pwrites of a journal were an end mark alone (want it "
+                              "in the pwrite of the record it follows)", j_lone_marks);
+    CHECKF(j_writes <= writes + 8, "endmark: %ld pwrites of records to the journal for %d "
+                                   "writes, want one each and a few at the new logs",
+           j_writes, writes);
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
+    int bad = 0;
+    for (int p = 0; p < 16; p++) {
+        uint8_t want[PIECE];
+        int last = writes - 1 - ((writes - 1 - p) % 16); /* the last k at place p */
+        memset(want, 'a' + last % 26, sizeof want);
+        bad += scp_vfile_pread(f, b, PIECE, (uint64_t)p * PIECE, &e) != PIECE ||
+               memcmp(b, want, PIECE);
+    }
+    CHECKF(!bad, "endmark: %d pieces read back wrong after the reopen", bad);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+/* dropkill: a shared-mode log is dropped after its checkpoint (journal_drop: zeros over its
+ * header and first record header, the journal end hint set back) and the next log is written
+ * over the old one's bytes (docs/volume-format.md, "A dropped log written over"). A child
+ * writes 4 KiB pieces (lazy commits that journal each overwritten chunk) until its log passes
+ * 8 MiB and is dropped, and kills itself at one step of the drop and the new log (the pwrite
+ * wrapper); meanwhile the parent reads pieces (following the child's log, so that it holds
+ * offsets into the log being dropped). Then the parent reads every piece (each as the child's
+ * last write there that returned, or the one in progress), writes every piece over (it takes
+ * the log the child left), fsyncs, and the volume reopens with them, verify finding nothing. */
+#define DK_PIECES 16
+static void dk_piece(uint8_t *b, int k) {
+    memset(b, 0, PIECE);
+    snprintf((char *)b, PIECE, "dropkill piece %d of write %d", k % DK_PIECES, k);
+}
+
+static void dropkill_at(int point) {
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    char name[32];
+    snprintf(name, sizeof name, "dropkill%d", point);
+    make_zero_volume(30 + (uint64_t)point, name, (const char *const[]){"wal", NULL}, DK_PIECES,
+                     key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_volume_set_shared(v);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    uint8_t b[PIECE], want[PIECE], old[PIECE];
+    /* the child's count of writes that returned, and whether it is done */
+    volatile int *acked = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(acked != MAP_FAILED);
+    acked[0] = acked[1] = 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        dk_point = point;
+        scp_vfile *w = scp_vfile_open(v, "wal", O_RDWR, 0, &e);
+        for (int k = 0; w && k < 2 * (int)((8u << 20) / (PIECE + 256)) + 64; k++) {
+            dk_piece(b, k);
+            if (scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % DK_PIECES) * PIECE, &e) != PIECE) _exit(2);
+            __atomic_store_n(&acked[0], k + 1, __ATOMIC_SEQ_CST);
+        }
+        __atomic_store_n(&acked[1], 1, __ATOMIC_SEQ_CST);
+        _exit(3); /* (never reached the kill: the parent counts it as a failure) */
+    }
+    int readbad = 0, reads = 0, st = 0;
+    for (int i = 0; waitpid(pid, &st, WNOHANG) == 0; i++) {
+        int k = __atomic_load_n(&acked[0], __ATOMIC_SEQ_CST), p = i % DK_PIECES;
+        if (k <= p) continue;
+        reads++;
+        int last = k - 1 - ((k - 1 - p) % DK_PIECES); /* the last write at p that returned */
+        ssize_t r = scp_vfile_pread(f, b, PIECE, (uint64_t)p * PIECE, &e);
+        /* (a later write at p may have returned since k was read: its number is larger) */
+        const char *wn = r == PIECE && !memcmp(b, "dropkill piece ", 15) ? strstr((char *)b, "write ") : NULL;
+        int got = wn ? atoi(wn + 6) : -1;
+        dk_piece(want, got < 0 ? 0 : got);
+        readbad += r != PIECE || got < last || got % DK_PIECES != p || memcmp(b, want, PIECE);
+    }
+    int k = acked[0];
+    printf("dropkill %d: the writer died after %d writes (%s), the reader read %d times\n", point, k,
+           WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? "killed" : "not killed", reads);
+    CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "dropkill %d: the writer was not killed at "
+           "its step (status %d)", point, st);
+    CHECKF(!readbad, "dropkill %d: %d of the reader's reads wrong while the writer wrote", point,
+           readbad);
+    /* every piece: the last write there that returned, or the one in progress (write k) */
+    int bad = 0;
+    for (int p = 0; p < DK_PIECES; p++) {
+        int last = k > p ? k - 1 - ((k - 1 - p) % DK_PIECES) : -1;
+        if (last < 0) memset(want, 0, PIECE);
+        else dk_piece(want, last);
+        dk_piece(old, k); /* (the write in progress, if it was at p) */
+        ssize_t r = scp_vfile_pread(f, b, PIECE, (uint64_t)p * PIECE, &e);
+        bad += r != PIECE || (memcmp(b, want, PIECE) && (k % DK_PIECES != p || memcmp(b, old, PIECE)));
+    }
+    CHECKF(!bad, "dropkill %d: %d pieces wrong after the writer died", point, bad);
+    /* the parent writes on, in the log the child left (dropped, begun, or with a record) */
+    for (int p = 0; p < DK_PIECES; p++) {
+        dk_piece(b, 100000 + p);
+        CHECKF(scp_vfile_pwrite(f, b, PIECE, (uint64_t)p * PIECE, &e) == PIECE,
+               "dropkill %d: the write after the kill failed: %s", point, e.msg);
+    }
+    CHECKF(scp_vfile_fsync(f, &e) == 0, "dropkill %d: fsync: %s", point, e.msg);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    munmap((void *)acked, 4096);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
+    bad = 0;
+    for (int p = 0; p < DK_PIECES; p++) {
+        dk_piece(want, 100000 + p);
+        bad += scp_vfile_pread(f, b, PIECE, (uint64_t)p * PIECE, &e) != PIECE || memcmp(b, want, PIECE);
+    }
+    CHECKF(!bad, "dropkill %d: %d pieces wrong after the reopen", point, bad);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
+    CHECKF(probs == 0, "dropkill %d: verify found %ld problems", point, probs);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+static void test_dropkill(void) {
+    for (int point = DK_BEFORE_DROP; point < DK_N; point++) dropkill_at(point);
+}
+
+int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc > 1 && !strcmp(argv[1], "endmark")) test_endmark();
+    if (argc > 1 && !strcmp(argv[1], "dropkill")) test_dropkill();
+    if (argc > 1) return tu_exit_code("test_volume_catchup");
     test_catchup();
     test_writers();
     test_opener();
     test_tablehash();
     test_lazylist();
+    test_endmark();
+    test_dropkill();
     return tu_exit_code("test_volume_catchup");
 }
