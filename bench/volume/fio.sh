@@ -23,7 +23,8 @@
 # Besides MB/s (which moves 2x with the load of a shared machine) it prints the CPU time of
 # each job per MiB (user + system of scpctl, fio and its job process), the load-independent
 # figure, and the load average before and after. The CPU is marginal: a 1 MiB job of the same
-# mode in the same round (fio's start-up, its clock test, scpctl's) is subtracted first.
+# mode in the same round (fio's start-up, its clock test, scpctl's; the median of three) is
+# subtracted first.
 set -uo pipefail
 B=${1:-build}
 NAME=fio.sh
@@ -51,8 +52,15 @@ job() {
 round() { # PLACE T
     local place=$1 t=$2 mode
     for mode in $MODES; do
-        lib_rm "$t" "$mode" f
-        read -r _ _ C0 < <(lib_fio "$t" "$mode" st f write 1M 1M --fallocate=none)
+        # (the median of three: one sample of fio's start-up, about 200 ms with its clock
+        # test, wobbles by 20 ms under load, 0.3 ms/MiB of a 64 MiB job's marginal figure)
+        local c0s= k
+        for k in 1 2 3; do
+            lib_rm "$t" "$mode" f
+            read -r _ _ C0 < <(lib_fio "$t" "$mode" st f write 1M 1M --fallocate=none)
+            c0s+=" $C0"
+        done
+        C0=$(med "$c0s")
         lib_rm "$t" "$mode" f
         job "$place" "$t" "$mode" seq-write-fresh sw write 1M --fallocate=none
         job "$place" "$t" "$mode" seq-write-over so write 1M --fallocate=none

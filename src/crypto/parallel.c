@@ -61,7 +61,14 @@ static void *worker(void *arg) {
         int rc = take_parts(fn, ctx, n, grain);
         pthread_mutex_lock(&P.mu);
         if (rc) P.rc = -1;
-        if (--P.active == 0) pthread_cond_broadcast(&P.done);
+        if (--P.active == 0) {
+            /* Wake the caller with the mutex free, so that it does not wake only to wait for
+             * it (a futex round trip and two task switches per job). Another job may open
+             * meanwhile: the loop's test joins it, as it would have after the wait. */
+            pthread_mutex_unlock(&P.mu);
+            pthread_cond_broadcast(&P.done);
+            pthread_mutex_lock(&P.mu);
+        }
     }
     return NULL;
 }
@@ -128,8 +135,10 @@ static int parallel_for(size_t n, size_t min_parallel, size_t grain, scp_range_f
     __atomic_store_n(&P.next, 0, __ATOMIC_RELAXED);
     P.job++;
     P.open = 1;
-    pthread_cond_broadcast(&P.work);
     pthread_mutex_unlock(&P.mu);
+    /* (after the unlock: a woken worker takes the mutex at once instead of blocking on it
+     * while the caller still holds it; no wake-up is lost, the job being set under it) */
+    pthread_cond_broadcast(&P.work);
     int rc = take_parts(fn, ctx, n, grain);
     pthread_mutex_lock(&P.mu);
     P.open = 0;

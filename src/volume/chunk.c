@@ -205,6 +205,17 @@ void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]) {
 
 /* The size changed from oldn to newn chunks: the pages at the boundary hash differently. */
 void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn) {
+    if (oldn < newn) {
+        /* Growing: a page hashes its entries up to the table's end, so only the pages that
+         * gain entries change: the old last page from the segment of entry oldn on (the
+         * midstates of its whole segments before it stand; none if oldn starts a page) and
+         * the new pages whole. The old last page, when full, is as it was: marking it whole
+         * rehashed 11 KiB at every append of whole pages (a 1 MiB sequential write's commit,
+         * once per write in shared mode). */
+        for (uint64_t p = oldn / SCP_TABLE_PAGE; p <= (newn - 1) / SCP_TABLE_PAGE && p < f->page_cap; p++)
+            table_mark_page(f, p == oldn / SCP_TABLE_PAGE ? oldn : p * SCP_TABLE_PAGE);
+        return;
+    }
     uint64_t lo = oldn < newn ? oldn : newn, hi = oldn < newn ? newn : oldn;
     uint64_t p0 = lo ? (lo - 1) / SCP_TABLE_PAGE : 0, p1 = hi ? (hi - 1) / SCP_TABLE_PAGE : 0;
     for (uint64_t p = p0; p <= p1 && p < f->page_cap; p++) f->page_dirty[p] = 1;

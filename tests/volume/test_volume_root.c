@@ -46,6 +46,120 @@ static void check(scp_volume *v, uint64_t size, const char *when) {
     CHECK_OK(scp_vfile_close(f, &e), e);
 }
 
+/* Growth (table_mark_resize): appends that end inside a segment, at a segment's end, at a
+ * page's end, from a page's start, by one byte, across several pages, an extension by
+ * truncate (a hole) and a write below the old end after a growth; each committed, then the
+ * volume reopened and the whole file read back against the model (a page hash left stale by
+ * a growth makes the commit name a root the table does not have: the reopen fails). In the
+ * ordinary mode and in shared mode (a commit per write). */
+#define GMAX (3 * PAGE_BYTES + 5 * CS)
+static void growth(const char *dir, const uint8_t *key, int shared, uint8_t *model) {
+    static const struct { uint64_t off, len; } steps[] = {
+        {0, 5 * CS + 100},               /* ends inside the first segment, in a chunk */
+        {5 * CS + 100, 11 * CS - 100},   /* to the end of segment 0 */
+        {16 * CS, 240 * CS},             /* to the end of page 0 */
+        {256 * CS, 256 * CS},            /* page 1 whole, from its start */
+        {512 * CS, 1},                   /* one byte into page 2 */
+        {512 * CS + 1, 37 * CS},         /* inside page 2, across segments */
+        {3 * 256 * CS, 2 * CS},          /* past the hole the truncate left, into page 3 */
+        {600 * CS, CS},                  /* below the old end, in page 2 */
+        {3 * 256 * CS + 2 * CS, 3 * CS}, /* an append at the end again */
+    };
+    scp_err e;
+    uint64_t size = 0;
+    memset(model, 0, GMAX);
+    for (size_t k = 0; k < sizeof steps / sizeof *steps; k++) {
+        scp_volume *v = scp_volume_open(dir, key, NULL, &e);
+        REQUIRE_OK(v ? 0 : -1, e);
+        if (shared) scp_volume_set_shared(v);
+        scp_vfile *f = scp_vfile_open(v, "g", O_RDWR | O_CREAT, 0600, &e);
+        REQUIRE_OK(f ? 0 : -1, e);
+        uint8_t *buf = malloc(steps[k].len);
+        REQUIRE(buf != NULL);
+        for (uint64_t i = 0; i < steps[k].len; i++) buf[i] = (uint8_t)(k * 37 + i % 251 + 1);
+        REQUIRE_OK(scp_vfile_pwrite(f, buf, steps[k].len, steps[k].off, &e) == (ssize_t)steps[k].len ? 0 : -1, e);
+        memcpy(model + steps[k].off, buf, steps[k].len);
+        free(buf);
+        if (steps[k].off + steps[k].len > size) size = steps[k].off + steps[k].len;
+        if (k == 5) { /* (an extension by truncate before the next write: a hole) */
+            REQUIRE_OK(scp_vfile_truncate(f, 700 * CS + 17, &e), e);
+            size = 700 * CS + 17;
+        }
+        REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+        CHECK_OK(scp_vfile_close(f, &e), e);
+        CHECK_OK(scp_volume_close(v, &e), e);
+        v = scp_volume_open(dir, key, NULL, &e);
+        CHECKF(v != NULL, "growth step %zu (%s): the volume does not reopen (%s)", k,
+               shared ? "shared" : "ordinary", e.msg);
+        if (!v) return;
+        f = scp_vfile_open(v, "g", O_RDONLY, 0, &e);
+        CHECKF(f != NULL, "growth step %zu (%s): the file does not open (%s)", k,
+               shared ? "shared" : "ordinary", e.msg);
+        if (f) {
+            uint8_t *got = malloc(GMAX);
+            REQUIRE(got != NULL);
+            ssize_t r = scp_vfile_pread(f, got, GMAX, 0, &e);
+            CHECKF(r == (ssize_t)size && memcmp(got, model, size) == 0,
+                   "growth step %zu (%s): read %zd bytes of %llu, %s", k, shared ? "shared" : "ordinary",
+                   r, (unsigned long long)size, r < 0 ? e.msg : "content differs");
+            free(got);
+            CHECK_OK(scp_vfile_close(f, &e), e);
+        }
+        CHECK_OK(scp_volume_close(v, &e), e);
+        /* (the next step opens it again, so each step's growth starts from a loaded table) */
+    }
+    scp_volume *v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    REQUIRE_OK(scp_volume_unlink(v, "g", &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+}
+
+/* The same growths in one open of the file, a commit after each: the table and its midstates
+ * are the ones the earlier steps left (a stale page hash carries over to the next root). */
+static void growth_one_open(const char *dir, const uint8_t *key, int shared, uint8_t *model) {
+    scp_err e;
+    scp_volume *v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    if (shared) scp_volume_set_shared(v);
+    scp_vfile *f = scp_vfile_open(v, "h", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE_OK(f ? 0 : -1, e);
+    uint64_t size = 0;
+    memset(model, 0, GMAX);
+    static const uint64_t lens[] = {3 * CS + 5, 13 * CS - 5, 240 * CS, 256 * CS, 1, 37 * CS, 7 * CS};
+    for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
+        uint8_t *buf = malloc(lens[k]);
+        REQUIRE(buf != NULL);
+        for (uint64_t i = 0; i < lens[k]; i++) buf[i] = (uint8_t)(k * 53 + i % 241 + 1);
+        REQUIRE_OK(scp_vfile_pwrite(f, buf, lens[k], size, &e) == (ssize_t)lens[k] ? 0 : -1, e);
+        memcpy(model + size, buf, lens[k]);
+        free(buf);
+        size += lens[k];
+        if (!shared) REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    }
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    v = scp_volume_open(dir, key, NULL, &e);
+    CHECKF(v != NULL, "growths in one open (%s): the volume does not reopen (%s)",
+           shared ? "shared" : "ordinary", e.msg);
+    if (!v) return;
+    f = scp_vfile_open(v, "h", O_RDONLY, 0, &e);
+    CHECKF(f != NULL, "growths in one open (%s): the file does not open (%s)",
+           shared ? "shared" : "ordinary", e.msg);
+    if (f) {
+        uint8_t *got = malloc(GMAX);
+        REQUIRE(got != NULL);
+        ssize_t r = scp_vfile_pread(f, got, GMAX, 0, &e);
+        CHECKF(r == (ssize_t)size && memcmp(got, model, size) == 0,
+               "growths in one open (%s): read %zd bytes of %llu", shared ? "shared" : "ordinary", r,
+               (unsigned long long)size);
+        free(got);
+        CHECK_OK(scp_vfile_close(f, &e), e);
+    }
+    REQUIRE_OK(scp_volume_unlink(v, "h", &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+}
+
 int main(void) {
     tu_rng rng = {7};
     uint8_t key[SCP_VOLUME_KEY_LEN];
@@ -81,6 +195,13 @@ int main(void) {
     REQUIRE_OK(v ? 0 : -1, e);
     check(v, 96 * PAGE_BYTES, "after a shrink and a write, reopened");
     CHECK_OK(scp_volume_close(v, &e), e);
+    uint8_t *model = malloc(GMAX);
+    REQUIRE(model != NULL);
+    for (int shared = 0; shared < 2; shared++) {
+        growth(dir, key, shared, model);
+        growth_one_open(dir, key, shared, model);
+    }
+    free(model);
     tu_rm_rf(root);
     free(dir);
     free(root);
