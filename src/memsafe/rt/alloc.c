@@ -271,6 +271,80 @@ __attribute__((used, noreturn, visibility("hidden"))) void __scp_ms_report_far_r
     __scp_ms_report(base, (const char *)base + lo, end - lo, (const char *)(rec + rel));
 }
 
+/* The exact check of a scalar access from the checks' bitcode (check.c, ms_exact_at), entered by
+ *     lea -128(%rsp),%rsp; push BASE; push PTR; call __scp_ms_exact_far; .long SITE - .; .quad N
+ * from a code path that made no call as far as the compiler knows: so it keeps every register
+ * (the flags are the asm's clobber), touches no vector register, and returns past the record.
+ * The check is __scp_ms_check_exact's (check.c) on the same table (layout.h): the masked index,
+ * size 0 passes, else fails if the limit is 0 (freed), or ptr - obj >= lim - obj, or
+ * n >= lim - obj - (ptr - obj). A failure goes to C with the stack realigned (never returns). */
+#if defined(__x86_64__)
+_Static_assert(MS_TAB_SIZE == 0x40000000 && MS_TAB_MAGIC == 0x40004000 && MS_TAB_META == 0x40008000 &&
+                   MS_REGION_SHIFT == 36 && MS_TABLE_LEN == 2048,
+               "__scp_ms_exact_far's constants");
+__asm__(".pushsection .text\n"
+        ".globl __scp_ms_exact_far\n"
+        ".type __scp_ms_exact_far,@function\n"
+        "__scp_ms_exact_far:\n\t"
+        "push %rax\n\t"
+        "push %rcx\n\t"
+        "push %rdx\n\t"
+        "push %rsi\n\t"
+        "push %rdi\n\t"
+        "push %r8\n\t"            /* 48(%rsp): the record; 56: PTR; 64: BASE */
+        "mov 64(%rsp), %rdi\n\t"
+        "mov 56(%rsp), %rsi\n\t"
+        "mov %rdi, %r8\n\t"
+        "shr $36, %r8\n\t"
+        "and $2047, %r8\n\t"
+        "mov 0x40000000(,%r8,8), %rcx\n\t" /* size */
+        "test %rcx, %rcx\n\t"
+        "jz 1f\n\t"
+        "mov %rdi, %rax\n\t"
+        "mulq 0x40004000(,%r8,8)\n\t"      /* rdx: the object's index */
+        "mov 0x40008000(,%r8,8), %r8\n\t"
+        "mov (%r8,%rdx,8), %r8\n\t"        /* its limit */
+        "imul %rdx, %rcx\n\t"              /* its start */
+        "test %r8, %r8\n\t"
+        "jz 2f\n\t"
+        "sub %rcx, %r8\n\t"                /* lim - obj */
+        "sub %rcx, %rsi\n\t"               /* ptr - obj */
+        "cmp %r8, %rsi\n\t"
+        "jae 2f\n\t"
+        "sub %rsi, %r8\n\t"
+        "mov 48(%rsp), %rax\n\t"
+        "cmp 4(%rax), %r8\n\t"             /* n >= lim - obj - (ptr - obj): fails */
+        "jbe 2f\n"
+        "1:\taddq $12, 48(%rsp)\n\t"
+        "pop %r8\n\t"
+        "pop %rdi\n\t"
+        "pop %rsi\n\t"
+        "pop %rdx\n\t"
+        "pop %rcx\n\t"
+        "pop %rax\n\t"
+        "ret\n"
+        "2:\tmov 48(%rsp), %rdi\n\t"
+        "mov 64(%rsp), %rsi\n\t"
+        "mov 56(%rsp), %rdx\n\t"
+        "and $-16, %rsp\n\t"
+        "call __scp_ms_exact_far_record\n\t"
+        "ud2\n"
+        ".size __scp_ms_exact_far, .-__scp_ms_exact_far\n"
+        ".popsection\n");
+#endif
+
+/* __scp_ms_exact_far's failure: the record after its call is the site's text (relative to the
+ * field) and the access's length. */
+__attribute__((used, noreturn, visibility("hidden"))) void __scp_ms_exact_far_record(const unsigned char *rec, const void *base, const void *ptr);
+__attribute__((used, noreturn, visibility("hidden"))) void __scp_ms_exact_far_record(const unsigned char *rec, const void *base, const void *ptr)
+{
+    int32_t rel;
+    uint64_t n;
+    memcpy(&rel, rec, sizeof rel);
+    memcpy(&n, rec + 4, sizeof n);
+    __scp_ms_report(base, ptr, n, (const char *)(rec + rel));
+}
+
 /* ---- size classes and regions ------------------------------------------------------------ */
 
 /* ceil(2^64 / size): floor(p * magic / 2^64) == p / size for every byte p of an object
