@@ -590,7 +590,6 @@ static void ms_return_fresh(unsigned c)
     pthread_mutex_unlock(&k->lock);
 }
 
-/* Return `keep`-exceeding objects of class c from this thread's cache to the global list. */
 /* The pages of a freed object o of class size `size` but its first (which holds the free-list link
  * and the decay's stamp): kept, they would stay resident in every class a program ever used (a
  * segregated class cannot lend them to another size). */
@@ -619,6 +618,7 @@ static void ms_decay(void)
         }
 }
 
+/* Return `keep`-exceeding objects of class c from this thread's cache to the global list. */
 static void ms_flush(unsigned c, unsigned keep)
 {
     struct ms_class *k = &ms_classes[c];
