@@ -33,15 +33,22 @@
 #define MS_REFILL_BYTES (16 * 1024) /* objects moved per refill, in bytes */
 #define MS_LARGE_SLOTS 65536
 #define MS_RELEASE_BYTES (64 * 1024) /* freed objects of classes this big return their pages */
-#define MS_RELEASE_BYTES_FULL (16 * 1024) /* the same, in a program with full-mode code */
+#define MS_DECAY_BYTES (16 * 1024)    /* in full mode, freed objects from this big decay (below) */
+#define MS_DECAY_FREES 1024           /* ...: their pages go back once this many frees passed */
+#define MS_DECAY_SCAN 64              /* a thread looks for such objects every this many frees */
+#define MS_RELEASED UINT64_MAX         /* the stamp of a cached object whose pages are gone */
 
 /* Defined (weak, 1) by every module that scp-ms-instr instruments in full mode (instr.c): such a
- * program gives back the pages of freed objects from 16 KiB, not 64 KiB. Full mode's memory is the
- * one over issue 17's 1.3x (sqlite's speedtest1 --size 20: 224 KB less at the peak, 1.36x ->
- * 1.32x), and its time target (1.5x) has room for the page faults of the released objects' reuse
- * (3.6% of harden's CPU time, whose 1.10x target does not: bench/RESULTS.md, ms18 and ms19). */
+ * program gives back the pages of freed 16-64 KiB objects too, once they have stayed unused for
+ * MS_DECAY_FREES frees of the thread (a decaying release). Full mode's memory is the one over
+ * issue 17's 1.3x (sqlite's speedtest1 --size 20: freed 16-64 KiB objects are 224 KB of the peak,
+ * bench/RESULTS.md, ms18), and giving them back at once cost 6,000 page faults as sqlite reused
+ * them right away (3.6% of its CPU; ms18, ms19); those it reuses within a few hundred frees keep
+ * their pages, those left in a cache give them back (bench/RESULTS.md, ms20). Harden mode keeps
+ * them: its memory is well under 1.3x. */
 extern const unsigned char __scp_ms_full_mode __attribute__((weak));
-static uint64_t ms_release_bytes = MS_RELEASE_BYTES;
+static unsigned ms_class_index(size_t need);
+static unsigned ms_decay_lo, ms_decay_hi; /* the classes that decay: [lo, hi); none if equal */
 
 /* The entry of an address outside every heap region: size 0, magic 0 (so the index is 0) and
  * a meta array that can be read at that index, whose limit UINT64_MAX no access reaches. The
@@ -145,6 +152,7 @@ struct ms_tcache {
     uint32_t count[MS_MAX_CLASSES];
     uintptr_t fresh[MS_MAX_CLASSES];
     uintptr_t fresh_end[MS_MAX_CLASSES];
+    uint64_t frees; /* the thread's frees, counted when classes decay: the decay's clock */
 };
 
 struct ms_large {
@@ -263,6 +271,80 @@ __attribute__((used, noreturn, visibility("hidden"))) void __scp_ms_report_far_r
     __scp_ms_report(base, (const char *)base + lo, end - lo, (const char *)(rec + rel));
 }
 
+/* The exact check of a scalar access from the checks' bitcode (check.c, ms_exact_at), entered by
+ *     lea -128(%rsp),%rsp; push BASE; push PTR; call __scp_ms_exact_far; .long SITE - .; .quad N
+ * from a code path that made no call as far as the compiler knows: so it keeps every register
+ * (the flags are the asm's clobber), touches no vector register, and returns past the record.
+ * The check is __scp_ms_check_exact's (check.c) on the same table (layout.h): the masked index,
+ * size 0 passes, else fails if the limit is 0 (freed), or ptr - obj >= lim - obj, or
+ * n >= lim - obj - (ptr - obj). A failure goes to C with the stack realigned (never returns). */
+#if defined(__x86_64__)
+_Static_assert(MS_TAB_SIZE == 0x40000000 && MS_TAB_MAGIC == 0x40004000 && MS_TAB_META == 0x40008000 &&
+                   MS_REGION_SHIFT == 36 && MS_TABLE_LEN == 2048,
+               "__scp_ms_exact_far's constants");
+__asm__(".pushsection .text\n"
+        ".globl __scp_ms_exact_far\n"
+        ".type __scp_ms_exact_far,@function\n"
+        "__scp_ms_exact_far:\n\t"
+        "push %rax\n\t"
+        "push %rcx\n\t"
+        "push %rdx\n\t"
+        "push %rsi\n\t"
+        "push %rdi\n\t"
+        "push %r8\n\t"            /* 48(%rsp): the record; 56: PTR; 64: BASE */
+        "mov 64(%rsp), %rdi\n\t"
+        "mov 56(%rsp), %rsi\n\t"
+        "mov %rdi, %r8\n\t"
+        "shr $36, %r8\n\t"
+        "and $2047, %r8\n\t"
+        "mov 0x40000000(,%r8,8), %rcx\n\t" /* size */
+        "test %rcx, %rcx\n\t"
+        "jz 1f\n\t"
+        "mov %rdi, %rax\n\t"
+        "mulq 0x40004000(,%r8,8)\n\t"      /* rdx: the object's index */
+        "mov 0x40008000(,%r8,8), %r8\n\t"
+        "mov (%r8,%rdx,8), %r8\n\t"        /* its limit */
+        "imul %rdx, %rcx\n\t"              /* its start */
+        "test %r8, %r8\n\t"
+        "jz 2f\n\t"
+        "sub %rcx, %r8\n\t"                /* lim - obj */
+        "sub %rcx, %rsi\n\t"               /* ptr - obj */
+        "cmp %r8, %rsi\n\t"
+        "jae 2f\n\t"
+        "sub %rsi, %r8\n\t"
+        "mov 48(%rsp), %rax\n\t"
+        "cmp 4(%rax), %r8\n\t"             /* n >= lim - obj - (ptr - obj): fails */
+        "jbe 2f\n"
+        "1:\taddq $12, 48(%rsp)\n\t"
+        "pop %r8\n\t"
+        "pop %rdi\n\t"
+        "pop %rsi\n\t"
+        "pop %rdx\n\t"
+        "pop %rcx\n\t"
+        "pop %rax\n\t"
+        "ret\n"
+        "2:\tmov 48(%rsp), %rdi\n\t"
+        "mov 64(%rsp), %rsi\n\t"
+        "mov 56(%rsp), %rdx\n\t"
+        "and $-16, %rsp\n\t"
+        "call __scp_ms_exact_far_record\n\t"
+        "ud2\n"
+        ".size __scp_ms_exact_far, .-__scp_ms_exact_far\n"
+        ".popsection\n");
+#endif
+
+/* __scp_ms_exact_far's failure: the record after its call is the site's text (relative to the
+ * field) and the access's length. */
+__attribute__((used, noreturn, visibility("hidden"))) void __scp_ms_exact_far_record(const unsigned char *rec, const void *base, const void *ptr);
+__attribute__((used, noreturn, visibility("hidden"))) void __scp_ms_exact_far_record(const unsigned char *rec, const void *base, const void *ptr)
+{
+    int32_t rel;
+    uint64_t n;
+    memcpy(&rel, rec, sizeof rel);
+    memcpy(&n, rec + 4, sizeof n);
+    __scp_ms_report(base, ptr, n, (const char *)(rec + rel));
+}
+
 /* ---- size classes and regions ------------------------------------------------------------ */
 
 /* ceil(2^64 / size): floor(p * magic / 2^64) == p / size for every byte p of an object
@@ -376,8 +458,11 @@ static void ms_init(void)
         ms_map_table();
         ms_init_classes();
         ms_init_regions();
-        if (&__scp_ms_full_mode != NULL)
-            ms_release_bytes = MS_RELEASE_BYTES_FULL;
+        if (&__scp_ms_full_mode != NULL) {
+            ms_decay_lo = ms_class_index(MS_DECAY_BYTES);
+            ms_decay_hi = ms_class_index(MS_RELEASE_BYTES);
+            assert(ms_classes[ms_decay_lo].size == MS_DECAY_BYTES && ms_classes[ms_decay_hi].size == MS_RELEASE_BYTES);
+        }
         __atomic_store_n(&ms_ready, 1, __ATOMIC_RELEASE);
     }
     __atomic_store_n(&ms_init_lock, 0, __ATOMIC_RELEASE);
@@ -505,15 +590,48 @@ static void ms_return_fresh(unsigned c)
     pthread_mutex_unlock(&k->lock);
 }
 
+/* The pages of a freed object o of class size `size` but its first (which holds the free-list link
+ * and the decay's stamp): kept, they would stay resident in every class a program ever used (a
+ * segregated class cannot lend them to another size). */
+static void ms_release_pages(uintptr_t o, uint64_t size)
+{
+    uintptr_t from = (o + 2 * sizeof(uint64_t) + 4095) & ~(uintptr_t)4095;
+    uintptr_t to = (o + size) & ~(uintptr_t)4095;
+    if (to > from)
+        madvise((void *)from, to - from, MADV_DONTNEED);
+}
+
+/* The decay (full mode, classes [ms_decay_lo, ms_decay_hi)): a freed object's second word holds
+ * the thread's free count at its free; an object still in the thread's cache MS_DECAY_FREES frees
+ * later gives its pages back. Only the thread's own cache is looked at: an object on a class's
+ * global list may be handed to another thread meanwhile (those are released before they go
+ * there, ms_flush). At most MS_TC_BYTES per class are cached, two objects of these classes. */
+static void ms_decay(void)
+{
+    for (unsigned c = ms_decay_lo; c < ms_decay_hi; c++)
+        for (void *o = ms_tc.head[c]; o; o = *(void **)o) {
+            uint64_t *stamp = (uint64_t *)o + 1;
+            if (*stamp != MS_RELEASED && ms_tc.frees - *stamp >= MS_DECAY_FREES) {
+                ms_release_pages((uintptr_t)o, ms_classes[c].size);
+                *stamp = MS_RELEASED;
+            }
+        }
+}
+
 /* Return `keep`-exceeding objects of class c from this thread's cache to the global list. */
 static void ms_flush(unsigned c, unsigned keep)
 {
     struct ms_class *k = &ms_classes[c];
+    int decays = c >= ms_decay_lo && c < ms_decay_hi;
     pthread_mutex_lock(&k->lock);
     while (ms_tc.count[c] > keep) {
         void *o = ms_tc.head[c];
         ms_tc.head[c] = *(void **)o;
         ms_tc.count[c]--;
+        if (decays && ((uint64_t *)o)[1] != MS_RELEASED) {
+            ms_release_pages((uintptr_t)o, k->size);
+            ((uint64_t *)o)[1] = MS_RELEASED;
+        }
         *(void **)o = k->free_list;
         k->free_list = o;
     }
@@ -696,21 +814,18 @@ void free(void *ptr)
                "memsafe: aborting\n",
                ptr, (unsigned long long)r->size);
     unsigned c = (unsigned)(r - &ms_regions[MS_FIRST_REGION]);
-    if (r->size >= ms_release_bytes) {
-        /* Give a big object's pages back, as glibc does by unmapping its big chunks: kept,
-         * they would stay resident in every class a program ever used (a segregated class
-         * cannot lend them to another size). The first page keeps the free-list link. From
-         * 16 KiB only with full-mode code (__scp_ms_full_mode): in sqlite's speedtest1 --size
-         * 20 that gives back 224 KB of its peak (3%), but its 2,200 frees and reuses of 16-20
-         * KiB buffers then cost 6,000 page faults, 3.6% of its CPU time in harden mode, whose
-         * time target is the tighter one (bench/RESULTS.md, ms18). */
-        uintptr_t from = (p + sizeof(void *) + 4095) & ~(uintptr_t)4095;
-        uintptr_t to = (p + r->size) & ~(uintptr_t)4095;
-        if (to > from)
-            madvise((void *)from, to - from, MADV_DONTNEED);
-    }
+    /* A big object's pages go back at once, as glibc unmaps its big chunks; from 16 KiB, in full
+     * mode, once it has stayed unused (ms_decay). */
+    if (r->size >= MS_RELEASE_BYTES)
+        ms_release_pages(p, r->size);
     *(void **)ptr = ms_tc.head[c];
     ms_tc.head[c] = ptr;
+    if (ms_decay_hi != ms_decay_lo) {
+        if (c >= ms_decay_lo && c < ms_decay_hi)
+            ((uint64_t *)ptr)[1] = ms_tc.frees;
+        if (++ms_tc.frees % MS_DECAY_SCAN == 0)
+            ms_decay();
+    }
     /* At most MS_TC_BYTES per class and thread (one object of a larger class): a floor of
      * several objects kept 8 MB of 1 MB buffers resident in sqlite's speedtest1. */
     uint64_t cap = MS_TC_BYTES / r->size;

@@ -118,6 +118,37 @@ MS_SLOW_CC __attribute__((noinline, cold)) void __scp_ms_check_exact(const void 
 #define ms_report_at(base, lo, end, site) __scp_ms_report(base, (const char *)(base) + (lo), (end) - (lo), site)
 #endif
 
+/* The exact check of a scalar access whose fast path did not decide (n and site constants once
+ * inlined, as for ms_report_at). In the checks' bitcode the call's set-up is not left in the
+ * program's code: the cold path there is one `jmp` into scp_ms_far, where
+ *     lea -128(%rsp),%rsp; push BASE; push PTR; call __scp_ms_exact_far; .long SITE - .; .quad N
+ *     lea 144(%rsp),%rsp; jmp back
+ * (__scp_ms_exact_far, alloc.c, makes the exact check in assembly and keeps every register; the
+ * red zone is stepped over, since the function may be a leaf that keeps data below %rsp). Why:
+ * the call's arguments and the call (about 25 bytes) at each of the 9,000 such checks of sqlite
+ * built in full mode sat in the pieces of text that run, resident (bench/RESULTS.md, ms20), and
+ * the call's fixed argument registers constrained the fast path's register choice. */
+#if defined(MS_CHECK_BITCODE) && defined(__x86_64__)
+#define ms_exact_at(base, ptr, n, site)                                                               \
+    __asm__ volatile("jmp 1f\n"                                                                       \
+                     "2:\n\t"                                                                         \
+                     ".pushsection " MS_FAR_SECTION ",\"ax\",@progbits\n"                              \
+                     "1:\tlea -128(%%rsp), %%rsp\n\t"                                                 \
+                     "push %0\n\t"                                                                    \
+                     "push %1\n\t"                                                                    \
+                     "call __scp_ms_exact_far\n\t"                                                    \
+                     ".long %c2 - .\n\t"                                                              \
+                     ".quad %c3\n\t"                                                                  \
+                     "lea 144(%%rsp), %%rsp\n\t"                                                      \
+                     "jmp 2b\n\t"                                                                     \
+                     ".popsection"                                                                     \
+                     :                                                                                 \
+                     : "r"(base), "r"(ptr), "i"(site), "i"(n)                                          \
+                     : "cc")
+#else
+#define ms_exact_at(base, ptr, n, site) __scp_ms_check_exact(base, ptr, n, site)
+#endif
+
 /* A scalar access: n is a constant below 2^40 (instr.c). ptr + n cannot wrap for an address a
  * program can use (only for a pointer in the top 2^40 bytes of the address space, which is
  * the kernel's: the access itself faults). Below base goes to the exact check; at or above base,
@@ -126,7 +157,7 @@ void __scp_ms_check(const void *base, const void *ptr, uint64_t n, const char *s
 {
     uint64_t lim = ms_limit((uintptr_t)base);
     if (__builtin_expect(((uintptr_t)ptr < (uintptr_t)base) | ((uintptr_t)ptr + n >= lim), 0))
-        __scp_ms_check_exact(base, ptr, n, site);
+        ms_exact_at(base, ptr, n, site);
 }
 
 /* An access that starts below its base pointer (an sds string's header at s[-1], s - 3, ...):
@@ -143,7 +174,7 @@ void __scp_ms_check_below(const void *base, const void *ptr, uint64_t n, const c
     uintptr_t obj = idx * ms_tab(MS_TAB_SIZE, i);
     uint64_t lim = __atomic_load_n(&meta[idx], __ATOMIC_RELAXED);
     if (__builtin_expect((p < obj) | (p + n >= lim), 0))
-        __scp_ms_check_exact(base, ptr, n, site);
+        ms_exact_at(base, ptr, n, site);
 }
 
 /* The bytes [base + lo, base + end), with 0 <= lo < end < 2^40 constants of the instrumented
@@ -184,7 +215,7 @@ uint64_t __scp_ms_lookup_lim(const void *base)
 void __scp_ms_check_lk(uint64_t lim, const void *base, const void *ptr, uint64_t n, const char *site)
 {
     if (__builtin_expect(((uintptr_t)ptr < (uintptr_t)base) | ((uintptr_t)ptr + n >= lim), 0))
-        __scp_ms_check_exact(base, ptr, n, site);
+        ms_exact_at(base, ptr, n, site);
 }
 
 void __scp_ms_check_lk_at(uint64_t lim, const void *base, uint64_t lo, uint64_t end, const char *site)
