@@ -337,6 +337,20 @@ static int writer_refresh(scp_file *f, scp_err *err) {
      * write over the new log or put other bytes under committed entries. */
     int stale = v->shared && !f->modified && e && file_log_stale(f);
     if (stale) f->j_end = 0; /* file_load then reads .t and follows the log from its start */
+    /* Outside shared mode, a file whose newest state is a shared-mode process's lazy commit is
+     * not written (its state lives in that process's log, which an ordinary commit would start
+     * over: file_load); once a durable commit made it durable, reload it the ordinary way */
+    if (!v->shared && e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 && !f->modified &&
+        (f->followed || vol_lazy_listed(v, f->id))) {
+        if (vol_lazy_listed(v, f->id)) {
+            vol_unlock(v);
+            return scp_fail(err, SCP_E_BUSY, EBUSY,
+                            "'%s' has commits of a process in shared mode that are not durable "
+                            "yet; retry once it syncs or closes the file",
+                            f->path);
+        }
+        stale = 1; /* (followed: reload from the durable state) */
+    }
     if (e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 &&
         (stale || memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0)) {
         /* Only a writer changes a file, and we were not one: nothing here is uncommitted,
