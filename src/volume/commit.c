@@ -127,7 +127,8 @@ void file_writer_unlock(scp_file *f) {
  * the result durable and empty the journal. Only a process that can take the writer lock does
  * this: a live writer's journal is its own (it appends to it), and its commits are applied in
  * the page cache that we read, so there is nothing to redo while it lives. Returns 1 if
- * replayed, 0 if there was nothing to do, -1 on error. Called by file_load: the caller holds
+ * replayed, 0 if there was nothing to do, 2 if another process kept the writer lock (nothing
+ * replayed), -1 on error. Called by file_load: the caller holds
  * f->rw for writing, or f is new and not yet in the volume's list of files (file_get). */
 static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     struct stat st;
@@ -154,7 +155,7 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
             usleep(2000);
             got = file_try_writer_lock(f);
         }
-        if (!got) return 0;
+        if (!got) return 2;
     }
     size_t len = (size_t)st.st_size;
     uint8_t *buf = NULL;
@@ -475,6 +476,7 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
         u64map_clear(&f->jmap);
         u64map_clear(&f->jlogged);
         u64map_clear(&f->unapplied);
+        f->j_end = 0; /* (the log followed: a writer's try_replay then replays it) */
         f->followed = 0;
     }
     uint32_t cs = f->vol->cs;
@@ -497,6 +499,25 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     if (rc < 0) return -1;
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);
+    /* A shared-mode writer's durable commit names a state whose entries are in its log until
+     * its checkpoint writes them to .t, which it does holding the writer lock after the volume
+     * lock is released (and then drops the log): a load here in between reads .t behind the
+     * manifest, and cannot take the writer lock to replay (2), or finds the log dropped once
+     * it can (0: .t is complete by then; read it again). volume_forkstress, two programs at
+     * once. For the first, follow the log in memory, as a shared reader does, writing nothing
+     * (its chunk records are authenticated when read): a state whose root checks out is the
+     * committed one, and the file is reloaded before this process writes it (followed,
+     * writer_refresh). */
+    if (rc == 2 && memcmp(root, e->root, SCP_HASH_LEN) != 0 && file_load_follow(f, e, NULL) == 0) {
+        f->followed = 1;
+        return 0;
+    }
+    if (rc == 0 && memcmp(root, e->root, SCP_HASH_LEN) != 0) {
+        if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
+            return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
+        memset(f->page_dirty, 1, f->page_cap);
+        table_root(f, root);
+    }
     if (memcmp(root, e->root, SCP_HASH_LEN) != 0)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest (the file was "

@@ -363,6 +363,10 @@ static int writer_refresh(scp_file *f, scp_err *err) {
                           f->path);
         else
             rc = file_load(f, e, err);
+        /* (outside shared mode a followed state is not written on: file_load) */
+        if (rc == 0 && !v->shared && f->followed)
+            rc = scp_fail(err, SCP_E_BUSY, EBUSY,
+                          "'%s' is being committed by a process in shared mode; retry", f->path);
     }
     if (rc == 0 && v->shared && journal_skip_mrecs(f) < 0)
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");

@@ -137,7 +137,25 @@ static struct {
     int dirty[NSLOT];
     pthread_mutex_t mu; /* the shield's priv_mu and the handles' table */
     tu_rng rng;
+    pthread_t watcher; /* under ASan: joined before a fork (ASAN_FORK_SAFE) */
+    int watcher_live;
 } P;
+
+/* ASan's allocator as gcc 12's libsanitizer builds it takes no lock across fork (glibc's malloc
+ * does, in its atfork handlers; LLVM's compiler-rt has since 2023): a fork while another thread
+ * is inside it (the watcher thread ending: its allocator cache drained at thread exit, or its
+ * commits) leaves a size class's region mutex locked in the child, whose first malloc of that
+ * class waits for ever (session 19's hang under ASan, round 20 of seed 1: the child in
+ * __sanitizer::SizeClassAllocator64::GetFromAllocator's Mutex::Lock, single-threaded, from
+ * file_writeback's malloc; bench/RESULTS.md, fork20). Not a hang of the library: under ASan the
+ * test joins its watcher thread before it forks. */
+#if defined(__SANITIZE_ADDRESS__)
+#define ASAN_FORK_SAFE 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ASAN_FORK_SAFE 1
+#endif
+#endif
 
 static int fstate_eq(const fstate *a, const fstate *b) {
     if (a->exists != b->exists) return 0;
@@ -320,14 +338,17 @@ static void open_volume(void) {
         STAT(n_sole);
     }
     if (P.priv) {
-        pthread_t t;
         pthread_attr_t at;
         pthread_attr_init(&at);
+#ifndef ASAN_FORK_SAFE
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        if (pthread_create(&t, &at, watcher, NULL)) {
+#endif
+        if (pthread_create(&P.watcher, &at, watcher, NULL)) {
             pthread_mutex_lock(&P.mu);
             priv_end();
             pthread_mutex_unlock(&P.mu);
+        } else {
+            P.watcher_live = 1;
         }
         pthread_attr_destroy(&at);
     }
@@ -599,6 +620,15 @@ static pid_t kids[64];
 static int nkids;
 
 static void do_fork(void) {
+#ifdef ASAN_FORK_SAFE
+    if (P.watcher_live) { /* ended (its wait returns once the holding ends), then joined */
+        pthread_mutex_lock(&P.mu);
+        if (P.priv) priv_end();
+        pthread_mutex_unlock(&P.mu);
+        pthread_join(P.watcher, NULL);
+        P.watcher_live = 0;
+    }
+#endif
     pthread_mutex_lock(&P.mu);
     /* sh_fork_share */
     if (P.priv) priv_end();
@@ -618,6 +648,7 @@ static void do_fork(void) {
     if (pid < 0) tu_die("fork");
     if (pid == 0) {
         pthread_mutex_init(&P.mu, NULL);
+        P.watcher_live = 0; /* (the parent's thread) */
         P.forked = 1;
         P.priv = 0;
         P.depth++;
