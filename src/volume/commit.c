@@ -467,7 +467,7 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
      * test_volume_forkstress with two programs at once; bench/RESULTS.md, fork20). Such a file
      * is not written here until a durable commit (any process's) made its state durable and
      * an ordinary reload took it in (writer_refresh). */
-    if (vol_lazy_listed(f->vol, f->id)) {
+    if (vol_file_lazy(f->vol, f->id)) {
         int rc = file_load_follow(f, e, err);
         f->followed = 1;
         return rc;

@@ -457,6 +457,12 @@ int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace);
  * there is one). Outside shared mode: such a file's newest state is a shared-mode process's
  * lazy commit, which must not be made durable in place (file_load, writer_refresh). */
 int vol_lazy_listed(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
+/* Outside shared mode: f's newest state may be a lazy commit (the manifest in memory is not a
+ * durable state, and the list names f). The list alone is not enough: it is not synced, and
+ * after a power cut it may name a file whose state the open settled (caller holds v->mu). */
+static inline int vol_file_lazy(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    return v->man_scratch && vol_lazy_listed(v, id);
+}
 /* One-flush commits (docs/volume-format.md, "One-flush commits"): the commit point of a
  * journaled commit is its manifest-log record appended to the file's journal (type 3, format.h)
  * behind its commit record, made durable with the journal's one fdatasync. The lock file lists

@@ -341,8 +341,8 @@ static int writer_refresh(scp_file *f, scp_err *err) {
      * not written (its state lives in that process's log, which an ordinary commit would start
      * over: file_load); once a durable commit made it durable, reload it the ordinary way */
     if (!v->shared && e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 && !f->modified &&
-        (f->followed || vol_lazy_listed(v, f->id))) {
-        if (vol_lazy_listed(v, f->id)) {
+        (f->followed || vol_file_lazy(v, f->id))) {
+        if (vol_file_lazy(v, f->id)) {
             vol_unlock(v);
             return scp_fail(err, SCP_E_BUSY, EBUSY,
                             "'%s' has commits of a process in shared mode that are not durable "
