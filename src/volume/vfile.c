@@ -1064,6 +1064,9 @@ static int file_refresh(scp_file *f) {
     if (!f->modified && !f->writer && f->path && vol_lock(f->vol, NULL) == 0) {
         long i = man_find(&f->vol->man, f->path);
         int stale = f->vol->shared && i >= 0 && file_log_stale(f); /* see writer_refresh */
+        /* (outside shared mode a followed file, file_load: its log may have been dropped since,
+         * or its state made durable; loaded again either way, as file_load decides) */
+        if (!f->vol->shared && f->followed && i >= 0) stale = 1;
         if (stale) f->j_end = 0;
         if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
             (stale || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
