@@ -18,7 +18,9 @@
  * chunk table does not match the manifest". Now O follows the log in memory (file_load) and
  * only an opener that is alone settles lazy commits; O's write of such a file gets EBUSY until
  * a durable commit (checked too).
- *   usage: test_volume_two_modes [seed ops]...  (default: "lazy", then seeds 1-40)
+ * "killed": close-to-open for two processes outside shared mode after a committer was killed
+ * between its manifest write and its store of the generation hint (below).
+ *   usage: test_volume_two_modes [seed ops]...  (default: "lazy", "killed", then seeds 1-40)
  */
 #include <signal.h>
 #include <sys/prctl.h>
@@ -242,6 +244,64 @@ static void lazy(void) {
     free(g_vd);
 }
 
+static int g_die;
+static void die_in_commit(void *ctx, const scp_volume_tag *tag) {
+    (void)ctx;
+    (void)tag;
+    if (g_die) raise(SIGKILL); /* after the manifest write, before the hint's store */
+}
+
+/* "killed": O (not shared) reads f and keeps it in its file cache; P commits a write to f and
+ * is killed in its commit callback, after its manifest write and before it stores the volume's
+ * generation hint; O's next open of f must read P's write (close-to-open). On main the hint
+ * still named O's generation, so the open took O's cached state: the old bytes. */
+static void killed(void) {
+    tu_rng rng = {4};
+    char *root;
+    scp_err e;
+    scp_volume *v0 = tu_new_volume(&rng, "twomodes-killed", g_key, &root, &g_vd);
+    static uint8_t a[9000], b[100];
+    tu_fill(&rng, a, sizeof a);
+    tu_fill(&rng, b, sizeof b);
+    REQUIRE_OK(tu_vput(v0, "f", a, sizeof a, &e), e);
+    REQUIRE_OK(scp_volume_close(v0, &e), e);
+    int go[2];
+    if (pipe(go) < 0) tu_die("pipe");
+    pid_t p = fork();
+    if (p < 0) tu_die("fork");
+    if (p == 0) { /* P: a fresh library state (nothing opened before the fork) */
+        close(go[1]);
+        char c;
+        if (read(go[0], &c, 1) != 1) _exit(2);
+        scp_volume *pv = scp_volume_open(g_vd, g_key, NULL, &e);
+        if (!pv) _exit(3);
+        scp_volume_on_commit(pv, die_in_commit, NULL);
+        scp_vfile *h = scp_vfile_open(pv, "f", O_RDWR, 0, &e);
+        if (!h || scp_vfile_pwrite(h, b, sizeof b, 100, &e) != (ssize_t)sizeof b) _exit(4);
+        g_die = 1;
+        (void)scp_vfile_fsync(h, &e); /* dies in here */
+        _exit(5);
+    }
+    close(go[0]);
+    scp_volume *o = REQUIRE_PTR(scp_volume_open(g_vd, g_key, NULL, &e), e);
+    size_t n;
+    free(REQUIRE_PTR(tu_vget(o, "f", &n, &e), e));
+    if (write(go[1], "g", 1) != 1) tu_die("pipe");
+    int st;
+    if (waitpid(p, &st, 0) < 0) tu_die("waitpid");
+    CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "killed: P was to die in its commit (status %d)", st);
+    memcpy(a + 100, b, sizeof b);
+    uint8_t *got = tu_vget(o, "f", &n, &e);
+    CHECKF(got && n == sizeof a && memcmp(got, a, n) == 0, "killed: O's open of f after P's commit: %s",
+           got ? "the bytes from before it (a stale cached state)" : e.msg);
+    free(got);
+    REQUIRE_OK(scp_volume_close(o, &e), e);
+    close(go[1]);
+    if (!tu_failures) tu_rm_rf(root);
+    free(root);
+    free(g_vd);
+}
+
 int main(int argc, char **argv) {
     /* A failed peer shows as exit 3 or a failed check, not as this process killed by a write
      * to its closed pipe. */
@@ -250,6 +310,7 @@ int main(int argc, char **argv) {
         for (int i = 1; i + 1 < argc; i += 2) one(strtoull(argv[i], NULL, 10), atoi(argv[i + 1]));
     } else {
         lazy();
+        killed();
         for (uint64_t s = 1; s <= 40; s++) one(s, 16);
     }
     return tu_exit_code("test_volume_two_modes");
