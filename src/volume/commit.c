@@ -79,9 +79,30 @@ static int replay_entry(void *ctx, uint64_t index, const uint8_t *e) {
     return 0;
 }
 
+/* After a fork, fd_d's description is an unrepaired child's too (fork_parent marks it), and
+ * a writer lock taken through it would outlive this process in the child: the volume lock's
+ * case (volume.c, vol_lock_own), for the file's writers (shared mode waits for the writer
+ * lock). A fresh description of the same object first, dup3'd onto the same number (a reader
+ * under the file's read lock never sees it closed); an object that is no longer the one
+ * open (removed, another file's now) keeps the old description. Caller holds f->rw for
+ * writing (or f is not listed yet) and not the writer lock. */
+static void file_own_d(scp_file *f) {
+    assert(!f->writer);
+    f->d_inherited = 0;
+    char name[48];
+    vol_object_name(f->id, ".d", name);
+    int fd = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return;
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && fstat(f->fd_d, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        (void)dup3(fd, f->fd_d, O_CLOEXEC);
+    close(fd);
+}
+
 /* Take the writer lock without waiting (byte 1 of the data object; see acquire_writer).
  * Returns 1 if taken, 0 if another process holds it. */
 int file_try_writer_lock(scp_file *f) {
+    if (f->d_inherited) file_own_d(f);
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
     return fcntl(f->fd_d, F_OFD_SETLK, &fl) == 0;
 }
@@ -89,6 +110,7 @@ int file_try_writer_lock(scp_file *f) {
 /* Wait for the writer lock (shared mode: a holder keeps it only for one call, see vfile.c).
  * Returns 1 once taken, 0 on an error other than EINTR. */
 int file_wait_writer_lock(scp_file *f) {
+    if (f->d_inherited) file_own_d(f);
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
     int rc;
     while ((rc = fcntl(f->fd_d, F_OFD_SETLKW, &fl)) != 0 && errno == EINTR) {
@@ -105,7 +127,8 @@ void file_writer_unlock(scp_file *f) {
  * the result durable and empty the journal. Only a process that can take the writer lock does
  * this: a live writer's journal is its own (it appends to it), and its commits are applied in
  * the page cache that we read, so there is nothing to redo while it lives. Returns 1 if
- * replayed, 0 if there was nothing to do, -1 on error. Called by file_load: the caller holds
+ * replayed, 0 if there was nothing to do, 2 if another process kept the writer lock (nothing
+ * replayed), -1 on error. Called by file_load: the caller holds
  * f->rw for writing, or f is new and not yet in the volume's list of files (file_get). */
 static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     struct stat st;
@@ -132,7 +155,7 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
             usleep(2000);
             got = file_try_writer_lock(f);
         }
-        if (!got) return 0;
+        if (!got) return 2;
     }
     size_t len = (size_t)st.st_size;
     uint8_t *buf = NULL;
@@ -435,6 +458,27 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
         u64map_clear(&f->dapply);
     }
     if (f->vol->shared) return file_load_follow(f, e, err);
+    /* Outside shared mode, a file with lazy commits (a shared-mode process's, live or killed:
+     * the lock file lists it until a durable commit) is followed in memory too, never replayed
+     * in place: try_replay would make a state that is not durable durable in .t and .d and
+     * empty the journal that redoes it, and the next open's vol_settle_lazy, finding the lazy
+     * root no longer redone by the journal, went back to the durable state, which .t no longer
+     * matched: the file was lost for every process (test_volume_two_modes, found by
+     * test_volume_forkstress with two programs at once; bench/RESULTS.md, fork20). Such a file
+     * is not written here until a durable commit (any process's) made its state durable and
+     * an ordinary reload took it in (writer_refresh). */
+    if (vol_file_lazy(f->vol, f->id)) {
+        int rc = file_load_follow(f, e, err);
+        f->followed = 1;
+        return rc;
+    }
+    if (f->followed) { /* what the follow took in names the log, which this load forgets */
+        u64map_clear(&f->jmap);
+        u64map_clear(&f->jlogged);
+        u64map_clear(&f->unapplied);
+        f->j_end = 0; /* (the log followed: a writer's try_replay then replays it) */
+        f->followed = 0;
+    }
     uint32_t cs = f->vol->cs;
     uint64_t n = nchunks_of(e->size, cs);
     if (table_reserve(f, n, err) < 0) return -1;
@@ -455,6 +499,25 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     if (rc < 0) return -1;
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);
+    /* A shared-mode writer's durable commit names a state whose entries are in its log until
+     * its checkpoint writes them to .t, which it does holding the writer lock after the volume
+     * lock is released (and then drops the log): a load here in between reads .t behind the
+     * manifest, and cannot take the writer lock to replay (2), or finds the log dropped once
+     * it can (0: .t is complete by then; read it again). volume_forkstress, two programs at
+     * once. For the first, follow the log in memory, as a shared reader does, writing nothing
+     * (its chunk records are authenticated when read): a state whose root checks out is the
+     * committed one, and the file is reloaded before this process writes it (followed,
+     * writer_refresh). */
+    if (rc == 2 && memcmp(root, e->root, SCP_HASH_LEN) != 0 && file_load_follow(f, e, NULL) == 0) {
+        f->followed = 1;
+        return 0;
+    }
+    if (rc == 0 && memcmp(root, e->root, SCP_HASH_LEN) != 0) {
+        if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
+            return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
+        memset(f->page_dirty, 1, f->page_cap);
+        table_root(f, root);
+    }
     if (memcmp(root, e->root, SCP_HASH_LEN) != 0)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest (the file was "

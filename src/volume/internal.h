@@ -80,6 +80,9 @@ struct scp_volume {
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
+    int lock_inherited;     /* set in a fork parent (fork_parent): an unrepaired child shares
+                             * lockfd's description, so an OFD lock taken through it now would
+                             * be the child's too (vol_lock_own takes a fresh one first) */
     int priv;       /* scp_volume_go_private: holds the private lock (PRIVATE_BYTE) */
     enum vol_sole sole; /* the sole holder's state (volume.c, vol_lock; sole_set is its only
                          * writer, and asserts the transitions) */
@@ -201,6 +204,11 @@ struct scp_file {
     int refs;                   /* open handles (protected by vol->mu) */
     int fork_held;              /* the atfork prepare handler holds rw and a reference */
     int writer;                 /* holds the cross-process writer lock */
+    int followed;               /* outside shared mode: loaded by following a shared-mode
+                                 * process's log in memory (its lazy commits), not from a
+                                 * durable state (file_load); not written until reloaded */
+    int d_inherited;            /* set in a fork parent: fd_d's description is a child's too
+                                 * until the child's repair (file_own_d, before a writer lock) */
     /* An explicit modification time was set (futimens, utimensat) after this process's last
      * write: the next commit keeps it instead of stamping the commit's time (cp -a and tar
      * write, set the source's time, then close). Atomic: set under vol->mu, cleared by writes
@@ -445,6 +453,16 @@ _Static_assert(VOL_MLOG_EPOCH_OFF + 8 <= VOL_WANT_OFF, "lock file: the fold epoc
 /* Add id (caller holds vol_lock), marked if inplace; -1 if the list is full (commit durably
  * instead). */
 int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace);
+/* 1 when the lock file's list of files with lazy commits names id (read from the mapping when
+ * there is one). Outside shared mode: such a file's newest state is a shared-mode process's
+ * lazy commit, which must not be made durable in place (file_load, writer_refresh). */
+int vol_lazy_listed(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
+/* Outside shared mode: f's newest state may be a lazy commit (the manifest in memory is not a
+ * durable state, and the list names f). The list alone is not enough: it is not synced, and
+ * after a power cut it may name a file whose state the open settled (caller holds v->mu). */
+static inline int vol_file_lazy(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    return v->man_scratch && vol_lazy_listed(v, id);
+}
 /* One-flush commits (docs/volume-format.md, "One-flush commits"): the commit point of a
  * journaled commit is its manifest-log record appended to the file's journal (type 3, format.h)
  * behind its commit record, made durable with the journal's one fdatasync. The lock file lists

@@ -239,6 +239,22 @@ int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace) {
     return pwrite(v->lockfd, b, SPAN, VOL_LAZY_OFF) == SPAN ? 0 : -1;
 }
 
+int vol_lazy_listed(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    uint8_t c[4] = {0};
+    if (v->hint) memcpy(c, (const uint8_t *)v->hint + VOL_LAZY_OFF, 4); /* (mapped: lock_page) */
+    else if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
+    uint32_t n = scp_get_u32(c);
+    if (n == 0) return 0;
+    if (n > VOL_LAZY_MAX) return 1; /* (not ours: as if listed, the safe side) */
+    uint8_t ids[VOL_LAZY_MAX * SCP_FILEID_LEN];
+    if (v->hint) memcpy(ids, (const uint8_t *)v->hint + VOL_LAZY_OFF + 16, n * SCP_FILEID_LEN);
+    else if (pread(v->lockfd, ids, n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) != (ssize_t)(n * SCP_FILEID_LEN))
+        return 1;
+    for (uint32_t i = 0; i < n; i++)
+        if (memcmp(ids + i * SCP_FILEID_LEN, id, SCP_FILEID_LEN) == 0) return 1;
+    return 0;
+}
+
 /* fdatasync objects/<id><ext> if it exists (a file removed since, or never ours, is skipped). */
 static int sync_object(scp_volume *v, const uint8_t *id, const char *ext) {
     char name[48];

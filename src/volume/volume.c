@@ -123,6 +123,10 @@ static void fork_parent(void) {
         }
         fork_unref_files(v);
         sole_set(v, SOLE_NO); /* a child may now have the volume open (its first call takes presence) */
+        /* the child shares these descriptions until its first call: no lock through them from
+         * now on (vol_lock_own, file_own_d) */
+        v->lock_inherited = 1;
+        for (scp_file *f = v->files; f; f = f->next) f->d_inherited = 1;
         pthread_mutex_unlock(&v->mu);
     }
     pthread_mutex_unlock(&registry_mu);
@@ -152,7 +156,9 @@ static void fork_child(void) {
             /* fork_prepare waits for every commit (it holds rw), so this is already idle; a
              * commit left half-way would trip commit_step's asserts at the child's first one */
             f->cstate = CS_IDLE;
+            f->d_inherited = 0; /* (its repair takes its own: file_after_fork) */
         }
+        v->lock_inherited = 0; /* (vol_check_fork) */
         for (scp_vfile *h = v->handles; h; h = h->hnext) pthread_mutex_init(&h->cur_mu, NULL);
         v->nspare = 0; /* the parent's: it may reuse them */
         fork_unref_files(v);
@@ -381,6 +387,8 @@ static uint32_t *want_word(scp_volume *v) {
     return (uint32_t *)((char *)v->hint + VOL_WANT_OFF);
 }
 
+static void vol_lock_own(scp_volume *v);
+
 int scp_volume_go_private(scp_volume *v) {
     pthread_mutex_lock(&v->mu);
     int ok = 0;
@@ -389,6 +397,7 @@ int scp_volume_go_private(scp_volume *v) {
      * tries the read lock; if that try fails (this lock is held), either its presence came
      * before our test (we are not alone and let go: it then gets its read lock) or its
      * "wanted" store came after our clear (we see it). */
+    if (v->lock_inherited) vol_lock_own(v); /* (a private lock a fork child would share) */
     if (v->hint && !v->shared && !v->priv && private_lock(v, F_WRLCK, F_OFD_SETLK) == 0) {
         __atomic_store_n(want_word(v), 0, __ATOMIC_SEQ_CST);
         if (vol_alone(v)) {
@@ -593,7 +602,14 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         }
     }
     if (vol_lock(v, err) < 0) goto fail;
-    int settled = vol_settle_lazy(v, err);
+    /* Lazy commits are settled (made durable, or given up for the durable state) only by an
+     * opener that is alone: another process present may be the one that made them, and
+     * carries on from them (its next commit found "another process committed it", and a file
+     * whose lazy state an ordinary load had applied in place no longer matched the durable
+     * root it went back to: lost; test_volume_two_modes). A lazy state left by killed
+     * processes is settled by the next open that finds nobody else, or made durable by the
+     * next durable commit (lazy_sync). */
+    int settled = vol_alone(v) ? vol_settle_lazy(v, err) : 0;
     if (settled == 0) vol_collect_garbage(v);
     vol_unlock(v);
     if (settled < 0) goto fail;
@@ -642,6 +658,32 @@ static int ofd_lock(scp_volume *v, scp_err *err) {
     while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
         if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
     return 0;
+}
+
+/* Until its first volume call (vol_check_fork) a fork child shares the parent's open file
+ * descriptions, and an OFD lock lives as long as any copy of the description it was taken
+ * through. A lock the parent took through lockfd after the fork, held when the parent died
+ * (SIGKILL inside a commit), stayed held until that child made a volume call: every other
+ * process, and the child too if it first waited for one of them (a pipe, a flock), waited for
+ * ever (test_volume_forkstress with FORKSTRESS_LAZY; test_volume_fork_inherit). So the parent
+ * takes a fresh description of the lock file before it takes any lock through it again
+ * (fork_parent marks it), with its presence lock; the old description, now only the
+ * unrepaired children's, keeps the presence lock the parent took through it, which stands for
+ * them until their repair (so nobody holds the volume alone meanwhile: docs/volume-format.md,
+ * "Fork repair"). dup3 onto the same number: a reader of lockfd (pread of the lists in the
+ * lock file) never sees it closed. Not while this process is private: its private lock lives
+ * on the old description and cannot move (a private holder's fork ends the holding first:
+ * the shield's prepare), nor while it holds the volume lock (never: a fork waits for mu). On
+ * an error the old one is kept and the move tried again at the next lock. Caller holds mu. */
+static void vol_lock_own(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
+    if (!v->lock_inherited || v->priv || v->ofd_held) return;
+    int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return;
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1};
+    int ok = fcntl(fd, F_OFD_SETLK, &fl) == 0 && dup3(fd, v->lockfd, O_CLOEXEC) >= 0;
+    close(fd);
+    if (ok) v->lock_inherited = 0;
 }
 
 int vol_check_fork(scp_volume *v, scp_err *err) {
@@ -715,6 +757,7 @@ int vol_lock(scp_volume *v, scp_err *err) {
         assert(v->priv && !v->shared && !v->forked_midway);
         return 0;
     }
+    if (v->lock_inherited) vol_lock_own(v);
     if (ofd_lock(v, err) < 0) goto fail;
     v->ofd_held = 1;
     int changed = vol_refresh_manifest(v, err);
