@@ -35,12 +35,11 @@
  *             process reads the file: it reads every piece right, writes on, and the volume
  *             reopens and verifies with every piece.
  *   pwfail    a shared-mode writer whose journal pwrite fails once (EIO; then ENOSPC after
- *             half of it was written) in the middle of a run of lazy commits writes on and
- *             fsyncs: the failed call reports the error, every write that returned reads back
- *             in the writer, in another process meanwhile and in a fresh open after, and the
- *             fsync's success is true (main: the next write began a new log over lazy commits
- *             that .t lacks: the others could not load the file, the fsync returned 0 and the
- *             volume reopened without the file's writes).
+ *             half of it was written) in the middle of a run of lazy commits (a write's, then
+ *             an fsync's one-flush run) writes on and fsyncs: the failed call reports the
+ *             error, every write that returned reads back in the writer, in another process
+ *             meanwhile and in a fresh open after (main: the next write began a new log over
+ *             lazy commits that .t lacks, and the other process could not load the file).
  */
 #include <signal.h>
 #include <sys/mman.h>
@@ -803,17 +802,19 @@ static void test_dropkill(void) {
     for (int point = DK_BEFORE_DROP; point < DK_N; point++) dropkill_at(point);
 }
 
-/* pwfail: a failed journal pwrite in shared mode (a lazy commit's drain of its queued records).
- * A child writes 4 KiB pieces without an fsync (lazy commits); its write PW_FAIL_AT fails once
- * in the journal's pwrite (errno err; ENOSPC after half the bytes were written). Then it reads
- * that place back, writes on, and fsyncs. Meanwhile, after the first write that followed the
+/* pwfail: a failed journal pwrite in shared mode (a lazy commit's drain of its queued records,
+ * or, at_fsync, the one-flush run of an fsync). A child writes 4 KiB pieces without an fsync
+ * (lazy commits); its write PW_FAIL_AT (or the fsync right after it) fails once in the
+ * journal's pwrite (errno err; ENOSPC after half the bytes were written). Then it reads that
+ * place back, writes on, and fsyncs. Meanwhile, after the first write that followed the
  * failure and again after the fsync, the parent reads every piece. Then a fresh open reads
  * every piece and verify finds nothing. Each piece must read as the last write there that
  * returned success (or a later one, or the failed write: a failed write may have written);
  * the failing call must report err. On main a failed drain set the log's end to 0 and the next
- * write's commit began a new log over the lazy commits that .t lacks: the parent's reads
- * failed ("chunk table does not match the manifest"), the fsync returned 0, and the reopened
- * volume did not have the file's writes. */
+ * write's commit began a new log over the lazy commits that .t lacks: all 16 of the parent's
+ * reads failed ("chunk table does not match the manifest") until the writer's fsync, whose
+ * durable commit wrote its table to .t (so a writer killed before it left the file unreadable
+ * to others until a reopen settled the volume back to its last durable state). */
 #define PW_PIECES 16
 #define PW_FAIL_AT 21
 #define PW_WRITES (PW_FAIL_AT + PW_PIECES + 5)
@@ -854,19 +855,19 @@ static int pw_check(scp_vfile *f, int acked, int upto, int failed) {
 /* The child's report: what each write returned (1, or -errno), its read of the failed place
  * after the failure, its fsync's result and the parent's turn. */
 struct pw_shared {
-    int ret[PW_WRITES], read_after, fsync_rc, fsync_errno, stage, parent_stage;
+    int ret[PW_WRITES], fail_rc, read_after, fsync_rc, fsync_errno, stage, parent_stage;
 };
 
 static void pw_wait(volatile int *at, int want) {
     for (int i = 0; i < 30000 && __atomic_load_n(at, __ATOMIC_SEQ_CST) < want; i++) usleep(1000);
 }
 
-static void pwfail_with(int err) {
+static void pwfail_with(int err, int at_fsync) {
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
     scp_err e;
     char name[32];
-    snprintf(name, sizeof name, "pwfail%d", err);
+    snprintf(name, sizeof name, "pwfail%d%s", err, at_fsync ? "f" : "");
     make_zero_volume(40 + (uint64_t)err, name, (const char *const[]){"wal", NULL}, PW_PIECES, key,
                      &root, &vd);
     struct pw_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
@@ -885,10 +886,22 @@ static void pwfail_with(int err) {
         if (!w) _exit(2);
         for (int k = 0; k < PW_WRITES; k++) {
             pw_piece(b, k);
-            if (k == PW_FAIL_AT) pw_fail = err;
+            if (k == PW_FAIL_AT && !at_fsync) pw_fail = err;
             ssize_t r = scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e);
             pw_fail = 0;
             sh->ret[k] = r == PIECE ? 1 : r < 0 ? -e.sys : 0;
+            /* (a durable commit first: the lazy records behind the next are then kept as
+             * written, and the next fsync writes them into the journal with its own record:
+             * vol_commit_oneflush's run, one pwrite) */
+            if (k == 4 && at_fsync && scp_vfile_fsync(w, &e) < 0) _exit(5);
+            if (k == PW_FAIL_AT && at_fsync) { /* the fsync's journal pwrite (its run) fails */
+                pw_fail = err;
+                int frc = scp_vfile_fsync(w, &e);
+                pw_fail = 0;
+                sh->fail_rc = frc ? -e.sys : 1;
+            } else if (k == PW_FAIL_AT) {
+                sh->fail_rc = sh->ret[k];
+            }
             if (k == PW_FAIL_AT) sh->read_after = pw_read(w, k % PW_PIECES);
             if (k == PW_FAIL_AT + 1) { /* the parent reads now: the first write after it */
                 __atomic_store_n(&sh->stage, 1, __ATOMIC_SEQ_CST);
@@ -906,27 +919,28 @@ static void pwfail_with(int err) {
     scp_volume_set_shared(v);
     scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
     pw_wait(&sh->stage, 1);
-    int bad1 = pw_check(f, PW_FAIL_AT + 2, PW_WRITES, 1);
+    int bad1 = pw_check(f, PW_FAIL_AT + 2, PW_WRITES, !at_fsync);
     __atomic_store_n(&sh->parent_stage, 1, __ATOMIC_SEQ_CST);
     pw_wait(&sh->stage, 2);
-    int bad2 = pw_check(f, PW_WRITES, PW_WRITES, 1);
+    int bad2 = pw_check(f, PW_WRITES, PW_WRITES, !at_fsync);
     __atomic_store_n(&sh->parent_stage, 2, __ATOMIC_SEQ_CST);
     int st = 0;
     REQUIRE(waitpid(pid, &st, 0) == pid);
     int failed_ok = 0, later_bad = 0;
     for (int k = 0; k < PW_WRITES; k++) {
-        if (k == PW_FAIL_AT) failed_ok = sh->ret[k] == -err;
-        else later_bad += sh->ret[k] != 1;
+        if (k != PW_FAIL_AT || at_fsync) later_bad += sh->ret[k] != 1;
     }
-    printf("pwfail %s: write %d returned %d, its place read back in the writer as write %d; "
+    failed_ok = sh->fail_rc == -err;
+    printf("pwfail %s: %s %d returned %d, its place read back in the writer as write %d; "
            "%d other writes failed; fsync %d (errno %d); the reader's wrong places: %d after the "
            "next write, %d after the fsync\n",
-           err == EIO ? "EIO" : "ENOSPC", PW_FAIL_AT, sh->ret[PW_FAIL_AT], sh->read_after,
+           err == EIO ? "EIO" : "ENOSPC", at_fsync ? "the fsync after write" : "write", PW_FAIL_AT,
+           sh->fail_rc, sh->read_after,
            later_bad, sh->fsync_rc, sh->fsync_errno, bad1, bad2);
     CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pwfail %d: the writer exited with status %d", err, st);
-    CHECKF(failed_ok, "pwfail %d: the write whose journal pwrite failed returned %d, want -%d", err,
-           sh->ret[PW_FAIL_AT], err);
-    CHECKF(sh->read_after == PW_FAIL_AT || sh->read_after == PW_FAIL_AT - PW_PIECES,
+    CHECKF(failed_ok, "pwfail %d: the call whose journal pwrite failed returned %d, want -%d", err,
+           sh->fail_rc, err);
+    CHECKF(sh->read_after == PW_FAIL_AT || (!at_fsync && sh->read_after == PW_FAIL_AT - PW_PIECES),
            "pwfail %d: the writer read its failed write's place as %d", err, sh->read_after);
     /* A write after the failure may report it too (as a kernel file system's fsync reports
      * a writeback error), but then every later fsync must: nothing is promised past it */
@@ -945,7 +959,7 @@ static void pwfail_with(int err) {
     if (v) {
         f = scp_vfile_open(v, "wal", O_RDONLY, 0, &e);
         CHECKF(f, "pwfail %d: the file does not open after: %s", err, e.msg);
-        int bad3 = f ? pw_check(f, PW_WRITES, PW_WRITES, 1) : PW_PIECES;
+        int bad3 = f ? pw_check(f, PW_WRITES, PW_WRITES, !at_fsync) : PW_PIECES;
         CHECKF(!promised || !bad3, "pwfail %d: the fsync returned success, and %d places read "
                                    "wrong in a fresh open", err, bad3);
         if (f) REQUIRE_OK(scp_vfile_close(f, &e), e);
@@ -959,8 +973,10 @@ static void pwfail_with(int err) {
 }
 
 static void test_pwfail(void) {
-    pwfail_with(EIO);
-    pwfail_with(ENOSPC);
+    pwfail_with(EIO, 0);
+    pwfail_with(ENOSPC, 0);
+    pwfail_with(EIO, 1);
+    pwfail_with(ENOSPC, 1);
 }
 
 int main(int argc, char **argv) {
