@@ -665,11 +665,14 @@ static void shared_rejoin(scp_file *f) {
     scp_volume *v = f->vol;
     discard_uncommitted(f);
     __atomic_store_n(&f->unloaded, 1, __ATOMIC_RELAXED); /* (until the load below succeeds) */
+    /* (seen_gen 0: the next write or read takes the volume lock, where journal_skip_mrecs
+     * steps over any run of type 3 records behind the commit followed to, another process's
+     * or what our failed fsync left, before anything is appended there; vol_file_unchanged) */
+    __atomic_store_n(&f->seen_gen, 0, __ATOMIC_RELAXED);
     if (vol_lock(v, NULL) == 0) {
         long i = f->path ? man_find(&v->man, f->path) : -1;
-        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
-            file_load(f, &v->man.e[i], NULL) == 0)
-            __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
+        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0)
+            (void)file_load(f, &v->man.e[i], NULL);
         vol_unlock(v);
     }
     file_writer_unlock(f);
