@@ -834,6 +834,14 @@ static int journal_begin(scp_file *f, scp_err *err) {
         f->fd_j = fd;
     }
     if (f->j_end != 0) return 0;
+    /* Shared mode: entries of lazy commits that .t does not have (the unapplied set) live only
+     * in the log on disk, and a checkpoint here syncs .t without applying them: a new log over
+     * that one would lose them, and the others could not load the file. Only a failed journal
+     * pwrite lets go of such a log (journal_drain), and the process then takes the file in
+     * again (vfile.c, shared_rejoin); refuse rather than write over it if any path misses that. */
+    if (f->vol->shared && u64map_count(&f->unapplied))
+        return scp_fail(err, SCP_E_SYS, EIO,
+                        "'%s': its journal log was lost by a failed write; not written", f->path);
     if (!f->j_clean && file_checkpoint(f, err) < 0) return -1;
     /* Also when clean: the tail of a longer older log would count against the next replay's
      * bound (journal_replay_max), which this file's size may have shrunk since. */

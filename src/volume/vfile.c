@@ -673,12 +673,46 @@ fail:
  * (a holder keeps it only inside one call, so the wait is short and cannot close a cycle). A
  * read, a size or a stat first reloads the file if another process committed since. */
 
+/* A publication whose journal pwrite failed (journal_drain: EIO, ENOSPC) let go of the log in
+ * memory (j_end 0). Beginning a new log from there, at the next write or fsync, would write
+ * over lazy commits that .t does not have (a shared-mode checkpoint syncs .t, it does not
+ * apply them): the other processes could no longer load the file. Instead the process gives
+ * up its uncommitted bytes (the failing call reported the error: a failed write may or may
+ * not have written), takes the file in again as the manifest names it (.t, then the log on
+ * disk followed from its start to the commit named: every write that returned before the
+ * failure, ours and the others'), and lets the next writer in, which appends at that log's
+ * end over whatever the failed pwrite left behind it (docs/volume-format.md, "A failed
+ * journal write in shared mode"). If that load fails too the file stays unloaded: every
+ * write and fsync of it here reports EIO. Caller holds f->rw for writing and the writer lock. */
+static void shared_rejoin(scp_file *f) {
+    assert(FILE_WR_HELD(f) && f->vol->shared && f->writer && f->j_end == 0);
+    scp_volume *v = f->vol;
+    discard_uncommitted(f);
+    __atomic_store_n(&f->unloaded, 1, __ATOMIC_RELAXED); /* (until the load below succeeds) */
+    /* (seen_gen 0: the next write or read takes the volume lock, where journal_skip_mrecs
+     * steps over any run of type 3 records behind the commit followed to, another process's
+     * or what our failed fsync left, before anything is appended there; vol_file_unchanged) */
+    __atomic_store_n(&f->seen_gen, 0, __ATOMIC_RELAXED);
+    if (vol_lock(v, NULL) == 0) {
+        long i = f->path ? man_find(&v->man, f->path) : -1;
+        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0)
+            (void)file_load(f, &v->man.e[i], NULL);
+        vol_unlock(v);
+    }
+    file_writer_unlock(f);
+    f->writer = 0;
+    f->j_clean = 0;
+}
+
 /* After a write: commit it and let the next process write. Caller holds f->rw for writing. */
 static int shared_publish(scp_file *f, int rc, scp_err *err) {
     assert(FILE_WR_HELD(f));
     if (!f->vol->shared || !f->writer || rc < 0) return rc;
     /* Lazily: no flush, until an fsync (file_commit_lazy). */
-    if (file_commit_lazy(f, err) < 0) return -1; /* keep the lock: the bytes are not out yet */
+    if (file_commit_lazy(f, err) < 0) {
+        if (f->j_end == 0 && f->writer) shared_rejoin(f); /* (a failed journal pwrite) */
+        return -1; /* else keep the lock: the bytes are not out yet */
+    }
     file_writer_unlock(f);
     f->writer = 0;
     f->j_clean = 0; /* the next writer appends to our log (file_follow), as we do to theirs */
@@ -1298,6 +1332,10 @@ static int file_sync_shared(scp_file *f, scp_err *err) {
          * hint that the one-flush commit raised need not send our next write to the lock */
         if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
         vol_unlock(v);
+        if (rc < 0 && f->j_end == 0) { /* (its run's journal pwrite failed: shared_rejoin) */
+            shared_rejoin(f);
+            return rc;
+        }
     }
     file_writer_unlock(f);
     f->writer = 0;

@@ -34,6 +34,12 @@
  *             drop's zeros, after the new log's header, after its first records) while another
  *             process reads the file: it reads every piece right, writes on, and the volume
  *             reopens and verifies with every piece.
+ *   pwfail    a shared-mode writer whose journal pwrite fails once (EIO; then ENOSPC after
+ *             half of it was written) in the middle of a run of lazy commits (a write's, then
+ *             an fsync's one-flush run) writes on and fsyncs: the failed call reports the
+ *             error, every write that returned reads back in the writer, in another process
+ *             meanwhile and in a fresh open after (main: the next write began a new log over
+ *             lazy commits that .t lacks, and the other process could not load the file).
  */
 #include <signal.h>
 #include <sys/mman.h>
@@ -79,6 +85,9 @@ static long j_writes, j_lone_marks; /* pwrites of journals not all zeros; end ma
  * it saw the drop (a write of zeros over a journal's header and first record header) */
 enum { DK_NONE, DK_BEFORE_DROP, DK_AFTER_DROP, DK_AFTER_HEADER, DK_AFTER_RECORD, DK_N };
 static int dk_point, dk_dropped;
+/* pwfail: the errno the next journal pwrite of records fails with (0: none), once; ENOSPC
+ * writes half of it first (a short write; -ENOSPC: the call for the rest then fails) */
+static int pw_fail;
 static long slot_reads, hmacs, jhdr_reads, chunk_opens, commit_opens, big_allocs;
 static size_t table_bytes; /* hashed by scp_sha256_mid_update: the chunk table's pages, root */
 static size_t max_alloc; /* the largest malloc of libscp while counting */
@@ -114,6 +123,23 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
         while (z < n && !((const uint8_t *)buf)[z]) z++;
         if (z < n) j_writes++; /* (zeros: journal_room's, ahead of a growing log, or a mark) */
         j_lone_marks += n == SCP_JREC_HDR_LEN && off > 0 && !memcmp(buf, zero, n);
+    }
+    if (pw_fail && is_journal(fd)) {
+        size_t z = 0;
+        while (z < n && !((const uint8_t *)buf)[z]) z++;
+        if (z < n) { /* (not journal_room's zeros) */
+            int err = pw_fail;
+            pw_fail = 0;
+            if (err == ENOSPC && n > 1) {
+                ssize_t r = __real_pwrite(fd, buf, n / 2, off);
+                if (r > 0) {
+                    pw_fail = -ENOSPC; /* (the call for the rest fails outright) */
+                    return r;
+                }
+            }
+            errno = err < 0 ? -err : err;
+            return -1;
+        }
     }
     if (dk_point && is_journal(fd)) {
         size_t z = 0;
@@ -776,10 +802,188 @@ static void test_dropkill(void) {
     for (int point = DK_BEFORE_DROP; point < DK_N; point++) dropkill_at(point);
 }
 
+/* pwfail: a failed journal pwrite in shared mode (a lazy commit's drain of its queued records,
+ * or, at_fsync, the one-flush run of an fsync). A child writes 4 KiB pieces without an fsync
+ * (lazy commits); its write PW_FAIL_AT (or the fsync right after it) fails once in the
+ * journal's pwrite (errno err; ENOSPC after half the bytes were written). Then it reads that
+ * place back, writes on, and fsyncs. Meanwhile, after the first write that followed the
+ * failure and again after the fsync, the parent reads every piece. Then a fresh open reads
+ * every piece and verify finds nothing. Each piece must read as the last write there that
+ * returned success (or a later one, or the failed write: a failed write may have written);
+ * the failing call must report err. On main a failed drain set the log's end to 0 and the next
+ * write's commit began a new log over the lazy commits that .t lacks: all 16 of the parent's
+ * reads failed ("chunk table does not match the manifest") until the writer's fsync, whose
+ * durable commit wrote its table to .t (so a writer killed before it left the file unreadable
+ * to others until a reopen settled the volume back to its last durable state). */
+#define PW_PIECES 16
+#define PW_FAIL_AT 21
+#define PW_WRITES (PW_FAIL_AT + PW_PIECES + 5)
+static void pw_piece(uint8_t *b, int k) {
+    memset(b, 0, PIECE);
+    snprintf((char *)b, PIECE, "pwfail piece %d of write %d", k % PW_PIECES, k);
+}
+
+/* The write number that place p reads as (-1: zeros, -2: an error or other bytes). */
+static int pw_read(scp_vfile *f, int p) {
+    uint8_t b[PIECE], want[PIECE];
+    scp_err e;
+    if (scp_vfile_pread(f, b, PIECE, (uint64_t)p * PIECE, &e) != PIECE) return -2;
+    memset(want, 0, PIECE);
+    if (!memcmp(b, want, PIECE)) return -1;
+    const char *wn = !memcmp(b, "pwfail piece ", 13) ? strstr((char *)b, "write ") : NULL;
+    int got = wn ? atoi(wn + 6) : -2;
+    if (got < 0) return -2;
+    pw_piece(want, got);
+    return got % PW_PIECES == p && !memcmp(b, want, PIECE) ? got : -2;
+}
+
+/* How many places read wrong after writes [0, acked) returned (all but PW_FAIL_AT, if
+ * failed): each must read as its last successful write, a later write (at most below upto),
+ * or the failed one. */
+static int pw_check(scp_vfile *f, int acked, int upto, int failed) {
+    int bad = 0;
+    for (int p = 0; p < PW_PIECES; p++) {
+        int last = -1;
+        for (int k = 0; k < acked; k++)
+            if (k % PW_PIECES == p && !(failed && k == PW_FAIL_AT)) last = k;
+        int got = pw_read(f, p);
+        bad += got == -2 || (got < last && !(failed && got == PW_FAIL_AT)) || got >= upto;
+    }
+    return bad;
+}
+
+/* The child's report: what each write returned (1, or -errno), its read of the failed place
+ * after the failure, its fsync's result and the parent's turn. */
+struct pw_shared {
+    int ret[PW_WRITES], fail_rc, read_after, fsync_rc, fsync_errno, stage, parent_stage;
+};
+
+static void pw_wait(volatile int *at, int want) {
+    for (int i = 0; i < 30000 && __atomic_load_n(at, __ATOMIC_SEQ_CST) < want; i++) usleep(1000);
+}
+
+static void pwfail_with(int err, int at_fsync) {
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    char name[32];
+    snprintf(name, sizeof name, "pwfail%d%s", err, at_fsync ? "f" : "");
+    make_zero_volume(40 + (uint64_t)err, name, (const char *const[]){"wal", NULL}, PW_PIECES, key,
+                     &root, &vd);
+    struct pw_shared *sh = mmap(NULL, sizeof *sh, PROT_READ | PROT_WRITE,
+                                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(sh != MAP_FAILED);
+    memset(sh, 0, sizeof *sh);
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        uint8_t b[PIECE];
+        scp_volume *cv = scp_volume_open(vd, key, NULL, &e);
+        if (!cv) _exit(2);
+        scp_volume_set_shared(cv);
+        scp_vfile *w = scp_vfile_open(cv, "wal", O_RDWR, 0, &e);
+        if (!w) _exit(2);
+        for (int k = 0; k < PW_WRITES; k++) {
+            pw_piece(b, k);
+            if (k == PW_FAIL_AT && !at_fsync) pw_fail = err;
+            ssize_t r = scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e);
+            pw_fail = 0;
+            sh->ret[k] = r == PIECE ? 1 : r < 0 ? -e.sys : 0;
+            /* (a durable commit first: the lazy records behind the next are then kept as
+             * written, and the next fsync writes them into the journal with its own record:
+             * vol_commit_oneflush's run, one pwrite) */
+            if (k == 4 && at_fsync && scp_vfile_fsync(w, &e) < 0) _exit(5);
+            if (k == PW_FAIL_AT && at_fsync) { /* the fsync's journal pwrite (its run) fails */
+                pw_fail = err;
+                int frc = scp_vfile_fsync(w, &e);
+                pw_fail = 0;
+                sh->fail_rc = frc ? -e.sys : 1;
+            } else if (k == PW_FAIL_AT) {
+                sh->fail_rc = sh->ret[k];
+            }
+            if (k == PW_FAIL_AT) sh->read_after = pw_read(w, k % PW_PIECES);
+            if (k == PW_FAIL_AT + 1) { /* the parent reads now: the first write after it */
+                __atomic_store_n(&sh->stage, 1, __ATOMIC_SEQ_CST);
+                pw_wait(&sh->parent_stage, 1);
+            }
+        }
+        sh->fsync_rc = scp_vfile_fsync(w, &e);
+        sh->fsync_errno = sh->fsync_rc ? e.sys : 0;
+        __atomic_store_n(&sh->stage, 2, __ATOMIC_SEQ_CST);
+        pw_wait(&sh->parent_stage, 2);
+        int rc = scp_vfile_close(w, &e) == 0 && scp_volume_close(cv, &e) == 0 ? 0 : 4;
+        _exit(rc);
+    }
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_volume_set_shared(v);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
+    pw_wait(&sh->stage, 1);
+    int bad1 = pw_check(f, PW_FAIL_AT + 2, PW_WRITES, !at_fsync);
+    __atomic_store_n(&sh->parent_stage, 1, __ATOMIC_SEQ_CST);
+    pw_wait(&sh->stage, 2);
+    int bad2 = pw_check(f, PW_WRITES, PW_WRITES, !at_fsync);
+    __atomic_store_n(&sh->parent_stage, 2, __ATOMIC_SEQ_CST);
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    int failed_ok = 0, later_bad = 0;
+    for (int k = 0; k < PW_WRITES; k++) {
+        if (k != PW_FAIL_AT || at_fsync) later_bad += sh->ret[k] != 1;
+    }
+    failed_ok = sh->fail_rc == -err;
+    printf("pwfail %s: %s %d returned %d, its place read back in the writer as write %d; "
+           "%d other writes failed; fsync %d (errno %d); the reader's wrong places: %d after the "
+           "next write, %d after the fsync\n",
+           err == EIO ? "EIO" : "ENOSPC", at_fsync ? "the fsync after write" : "write", PW_FAIL_AT,
+           sh->fail_rc, sh->read_after,
+           later_bad, sh->fsync_rc, sh->fsync_errno, bad1, bad2);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "pwfail %d: the writer exited with status %d", err, st);
+    CHECKF(failed_ok, "pwfail %d: the call whose journal pwrite failed returned %d, want -%d", err,
+           sh->fail_rc, err);
+    CHECKF(sh->read_after == PW_FAIL_AT || (!at_fsync && sh->read_after == PW_FAIL_AT - PW_PIECES),
+           "pwfail %d: the writer read its failed write's place as %d", err, sh->read_after);
+    /* A write after the failure may report it too (as a kernel file system's fsync reports
+     * a writeback error), but then every later fsync must: nothing is promised past it */
+    int promised = sh->fsync_rc == 0;
+    CHECKF(!bad1, "pwfail %d: %d places read wrong in another process after the first write "
+                  "that followed the failure", err, bad1);
+    CHECKF(!promised || !bad2, "pwfail %d: the fsync returned success, and %d places read wrong "
+                               "in another process after it", err, bad2);
+    CHECKF(!promised || !later_bad, "pwfail %d: the fsync returned success after %d writes "
+                                    "that failed", err, later_bad);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    munmap(sh, sizeof *sh);
+    v = scp_volume_open(vd, key, NULL, &e);
+    CHECKF(v, "pwfail %d: the volume does not open after: %s", err, e.msg);
+    if (v) {
+        f = scp_vfile_open(v, "wal", O_RDONLY, 0, &e);
+        CHECKF(f, "pwfail %d: the file does not open after: %s", err, e.msg);
+        int bad3 = f ? pw_check(f, PW_WRITES, PW_WRITES, !at_fsync) : PW_PIECES;
+        CHECKF(!promised || !bad3, "pwfail %d: the fsync returned success, and %d places read "
+                                   "wrong in a fresh open", err, bad3);
+        if (f) REQUIRE_OK(scp_vfile_close(f, &e), e);
+        long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
+        CHECKF(probs == 0, "pwfail %d: verify found %ld problems", err, probs);
+        REQUIRE_OK(scp_volume_close(v, &e), e);
+    }
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+static void test_pwfail(void) {
+    pwfail_with(EIO, 0);
+    pwfail_with(ENOSPC, 0);
+    pwfail_with(EIO, 1);
+    pwfail_with(ENOSPC, 1);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && !strcmp(argv[1], "endmark")) test_endmark();
     if (argc > 1 && !strcmp(argv[1], "dropkill")) test_dropkill();
+    if (argc > 1 && !strcmp(argv[1], "pwfail")) test_pwfail();
     if (argc > 1) return tu_exit_code("test_volume_catchup");
     test_catchup();
     test_writers();
@@ -788,5 +992,6 @@ int main(int argc, char **argv) {
     test_lazylist();
     test_endmark();
     test_dropkill();
+    test_pwfail();
     return tu_exit_code("test_volume_catchup");
 }
