@@ -973,11 +973,75 @@ static void pwfail_with(int err, int at_fsync) {
     free(vd);
 }
 
+/* pwfail ordinary: the same failure outside shared mode, in one process. Writes are buffered
+ * until a commit; the fsync after write PW_FAIL_AT has its journal pwrite fail once (the
+ * queued chunk and commit records of a journaled commit: journal_drain). The fsync must report
+ * err; every place must still read as its last write in this process; the writes go on and a
+ * last fsync follows; if that fsync reports success, every place reads as its last write, in
+ * this process, after a close and in a fresh open, and verify finds nothing. */
+static void pwfail_ordinary(int err) {
+    uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
+    char *root, *vd;
+    scp_err e;
+    char name[32];
+    snprintf(name, sizeof name, "pwfailord%d", err);
+    make_zero_volume(60 + (uint64_t)err, name, (const char *const[]){"wal", NULL}, PW_PIECES, key,
+                     &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *w = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    int later_bad = 0, fail_rc = 0, bad_after = 0;
+    for (int k = 0; k < PW_WRITES; k++) {
+        pw_piece(b, k);
+        later_bad += scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) != PIECE;
+        if (k == 4 && scp_vfile_fsync(w, &e) < 0) later_bad++;
+        if (k == PW_FAIL_AT) {
+            pw_fail = err;
+            fail_rc = scp_vfile_fsync(w, &e) ? -e.sys : 1;
+            pw_fail = 0;
+            bad_after = pw_check(w, k + 1, k + 1, 0);
+        }
+    }
+    int frc = scp_vfile_fsync(w, &e);
+    int bad1 = pw_check(w, PW_WRITES, PW_WRITES, 0);
+    printf("pwfail ordinary %s: the fsync after write %d returned %d; wrong places right after it "
+           "%d; %d other calls failed; the last fsync %d; wrong places after it %d\n",
+           err == EIO ? "EIO" : "ENOSPC", PW_FAIL_AT, fail_rc, bad_after, later_bad, frc, bad1);
+    CHECKF(fail_rc == -err, "pwfail ordinary %d: the fsync whose journal pwrite failed returned %d",
+           err, fail_rc);
+    CHECKF(!bad_after, "pwfail ordinary %d: %d places read wrong right after the failed fsync", err,
+           bad_after);
+    int promised = frc == 0;
+    CHECKF(!promised || !bad1, "pwfail ordinary %d: the last fsync returned success and %d places "
+                               "read wrong", err, bad1);
+    int crc = scp_vfile_close(w, &e);
+    CHECKF(!promised || crc == 0, "pwfail ordinary %d: close after a good fsync failed: %s", err,
+           e.msg);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = scp_volume_open(vd, key, NULL, &e);
+    CHECKF(v, "pwfail ordinary %d: the volume does not open after: %s", err, e.msg);
+    if (v) {
+        scp_vfile *f = scp_vfile_open(v, "wal", O_RDONLY, 0, &e);
+        CHECKF(f, "pwfail ordinary %d: the file does not open after: %s", err, e.msg);
+        int bad3 = f ? pw_check(f, PW_WRITES, PW_WRITES, 0) : PW_PIECES;
+        CHECKF(!promised || !bad3, "pwfail ordinary %d: the fsync returned success, and %d places "
+                                   "read wrong in a fresh open", err, bad3);
+        if (f) REQUIRE_OK(scp_vfile_close(f, &e), e);
+        long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
+        CHECKF(probs == 0, "pwfail ordinary %d: verify found %ld problems", err, probs);
+        REQUIRE_OK(scp_volume_close(v, &e), e);
+    }
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 static void test_pwfail(void) {
     pwfail_with(EIO, 0);
     pwfail_with(ENOSPC, 0);
     pwfail_with(EIO, 1);
     pwfail_with(ENOSPC, 1);
+    pwfail_ordinary(EIO);
+    pwfail_ordinary(ENOSPC);
 }
 
 int main(int argc, char **argv) {
