@@ -863,6 +863,25 @@ static void pw_wait(volatile int *at, int want) {
     for (int i = 0; i < 30000 && __atomic_load_n(at, __ATOMIC_SEQ_CST) < want; i++) usleep(1000);
 }
 
+/* After the writer closed: a fresh open of vd reads every place as its last write when the
+ * last fsync promised it (promised), and verify finds nothing. */
+static void pw_reopen_check(const char *vd, const uint8_t *key, int promised, int failed,
+                            const char *what, int err) {
+    scp_err e;
+    scp_volume *v = scp_volume_open(vd, key, NULL, &e);
+    CHECKF(v, "%s %d: the volume does not open after: %s", what, err, e.msg);
+    if (!v) return;
+    scp_vfile *f = scp_vfile_open(v, "wal", O_RDONLY, 0, &e);
+    CHECKF(f, "%s %d: the file does not open after: %s", what, err, e.msg);
+    int bad = f ? pw_check(f, PW_WRITES, PW_WRITES, failed) : PW_PIECES;
+    CHECKF(!promised || !bad, "%s %d: the fsync returned success, and %d places read wrong in a "
+                              "fresh open", what, err, bad);
+    if (f) REQUIRE_OK(scp_vfile_close(f, &e), e);
+    long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
+    CHECKF(probs == 0, "%s %d: verify found %ld problems", what, err, probs);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+}
+
 static void pwfail_with(int err, int at_fsync) {
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
@@ -955,19 +974,7 @@ static void pwfail_with(int err, int at_fsync) {
     REQUIRE_OK(scp_vfile_close(f, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
     munmap(sh, sizeof *sh);
-    v = scp_volume_open(vd, key, NULL, &e);
-    CHECKF(v, "pwfail %d: the volume does not open after: %s", err, e.msg);
-    if (v) {
-        f = scp_vfile_open(v, "wal", O_RDONLY, 0, &e);
-        CHECKF(f, "pwfail %d: the file does not open after: %s", err, e.msg);
-        int bad3 = f ? pw_check(f, PW_WRITES, PW_WRITES, !at_fsync) : PW_PIECES;
-        CHECKF(!promised || !bad3, "pwfail %d: the fsync returned success, and %d places read "
-                                   "wrong in a fresh open", err, bad3);
-        if (f) REQUIRE_OK(scp_vfile_close(f, &e), e);
-        long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
-        CHECKF(probs == 0, "pwfail %d: verify found %ld problems", err, probs);
-        REQUIRE_OK(scp_volume_close(v, &e), e);
-    }
+    pw_reopen_check(vd, key, promised, !at_fsync, "pwfail", err);
     tu_rm_rf(root);
     free(root);
     free(vd);
@@ -1017,19 +1024,7 @@ static void pwfail_ordinary(int err) {
     CHECKF(!promised || crc == 0, "pwfail ordinary %d: close after a good fsync failed: %s", err,
            e.msg);
     REQUIRE_OK(scp_volume_close(v, &e), e);
-    v = scp_volume_open(vd, key, NULL, &e);
-    CHECKF(v, "pwfail ordinary %d: the volume does not open after: %s", err, e.msg);
-    if (v) {
-        scp_vfile *f = scp_vfile_open(v, "wal", O_RDONLY, 0, &e);
-        CHECKF(f, "pwfail ordinary %d: the file does not open after: %s", err, e.msg);
-        int bad3 = f ? pw_check(f, PW_WRITES, PW_WRITES, 0) : PW_PIECES;
-        CHECKF(!promised || !bad3, "pwfail ordinary %d: the fsync returned success, and %d places "
-                                   "read wrong in a fresh open", err, bad3);
-        if (f) REQUIRE_OK(scp_vfile_close(f, &e), e);
-        long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
-        CHECKF(probs == 0, "pwfail ordinary %d: verify found %ld problems", err, probs);
-        REQUIRE_OK(scp_volume_close(v, &e), e);
-    }
+    pw_reopen_check(vd, key, promised, 0, "pwfail ordinary", err);
     tu_rm_rf(root);
     free(root);
     free(vd);
