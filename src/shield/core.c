@@ -3380,7 +3380,7 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_of
     int nheld = 0;
     pid_t me = (pid_t)syscall(SYS_getpid);
     int vf = me != sh.pid;
-    const void *ids[SCP_SHIELD_MAX_INHERIT];
+    const void *ids[SCP_SHIELD_MAX_INHERIT] = {0}; /* (set with each entry: inherit_add) */
     memset(cfg->filtered, 0, sizeof cfg->filtered);
     cfg->ninherit = 0;
     pthread_mutex_lock(&sh.mu);
@@ -3436,7 +3436,9 @@ void sh_exec_adopt(void) {
     }
     for (uint32_t i = 0; sh.ofd_map && i < cfg->nofd_drop; i++) ofd_put(&sh.ofd_map[cfg->ofd_drop[i]]);
     cfg->nofd_drop = 0;
-    pfile *made[SCP_SHIELD_MAX_INHERIT] = {0};
+    pfile *made[SCP_SHIELD_MAX_INHERIT] = {0}, *drop[SCP_SHIELD_MAX_INHERIT];
+    int ndrop = 0;
+    assert(cfg->ninherit <= SCP_SHIELD_MAX_INHERIT);
     for (uint32_t i = 0; i < cfg->ninherit; i++) {
         scp_shield_inherit *e = &cfg->inherit[i];
         scp_err err;
@@ -3473,9 +3475,15 @@ void sh_exec_adopt(void) {
         } else if (e->fd >= 0 && e->fd < sh.lo) {
             sh.alias[e->fd] = pf;
             sh.nalias++;
-        } else pf_put(pf);
+        } else {
+            /* (a number this image has no place for: the entry's reference goes back after
+             * the loop, since a later entry may share the description through made[]) */
+            drop[ndrop++] = pf;
+            continue;
+        }
         sh_trace("descriptor %d refers to protected '%s' after exec", e->fd, e->path);
     }
+    for (int i = 0; i < ndrop; i++) pf_put(drop[i]);
     for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD; n++) {
         if (!(cfg->filtered[n / 8] & (1u << (n % 8)))) continue;
         sh.alias_filtered[n] = 1;
