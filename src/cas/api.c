@@ -635,11 +635,12 @@ static void read_audit(cas_api *api, const http_request *req, const char *cid, c
     ai->action = "audit.read";
     if (!need_admin(api, cid, resp)) return;
     char v[24];
-    long long from = 1, limit = 1000;
-    if (http_query_get(req->query, "from", v, sizeof v)) from = atoll(v);
-    if (http_query_get(req->query, "limit", v, sizeof v)) limit = atoll(v);
-    if (from < 1) from = 1;
-    if (limit < 1 || limit > 10000) limit = 10000;
+    int64_t from = 1, limit = 1000;
+    if ((http_query_get(req->query, "from", v, sizeof v) && scp_parse_i64(v, 1, INT64_MAX, &from) < 0) ||
+        (http_query_get(req->query, "limit", v, sizeof v) && scp_parse_i64(v, 1, 10000, &limit) < 0)) {
+        cas_deny(resp, 400, "bad_request", "from wants a record number from 1 up, limit a number from 1 to 10000");
+        return;
+    }
     scp_err e = {0};
     int64_t count = 0, reset_at = 0;
     char problem[200];

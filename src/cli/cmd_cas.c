@@ -28,6 +28,17 @@ static void cas_usage(FILE *out) {
             "(SCP_HOME defaults to ~/.scp).\n");
 }
 
+/* An integer option's value in [min, max]: 0, or -1 after the usage error. */
+static int opt_int(const char *name, const char *v, int min, int max, int *out) {
+    int64_t n;
+    if (scp_parse_i64(v, min, max, &n) < 0) {
+        cli_usage_error("cas serve: %s wants a whole number from %d to %d, not '%s'", name, min, max, v);
+        return -1;
+    }
+    *out = (int)n;
+    return 0;
+}
+
 static int serve(int argc, char **argv) {
     scp_cas_server_opts o = {0};
     const char *admins[64];
@@ -48,9 +59,13 @@ static int serve(int argc, char **argv) {
         if (strcmp(a, "--data") == 0) o.data_dir = v;
         else if (strcmp(a, "--listen") == 0) o.listen = v;
         else if (strcmp(a, "--port-file") == 0) o.port_file = v;
-        else if (strcmp(a, "--workers") == 0) o.workers = atoi(v);
-        else if (strcmp(a, "--read-timeout-ms") == 0) o.read_timeout_ms = atoi(v);
-        else if (strcmp(a, "--nonce-ttl-ms") == 0) o.nonce_ttl_ms = atoi(v);
+        else if (strcmp(a, "--workers") == 0) {
+            if (opt_int(a, v, 1, 1024, &o.workers) < 0) return EXIT_USAGE;
+        } else if (strcmp(a, "--read-timeout-ms") == 0) {
+            if (opt_int(a, v, 1, 3600 * 1000, &o.read_timeout_ms) < 0) return EXIT_USAGE;
+        } else if (strcmp(a, "--nonce-ttl-ms") == 0) {
+            if (opt_int(a, v, 1, 24 * 3600 * 1000, &o.nonce_ttl_ms) < 0) return EXIT_USAGE;
+        }
         else if (strcmp(a, "--collateral") == 0) o.collateral_dir = v;
         else if (strcmp(a, "--test-snp-ark") == 0) o.test_snp_ark = v;
         else if (strcmp(a, "--test-sgx-root") == 0) o.test_sgx_root = v;
@@ -134,8 +149,19 @@ static int audit(int argc, char **argv) {
         int r = cli_cas_opt(argc, argv, &i, &o);
         if (r < 0) return cli_usage_error("'%s' needs a value", argv[i]);
         if (r) continue;
-        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) from = atoll(argv[++i]);
-        else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) limit = atoll(argv[++i]);
+        if (strcmp(argv[i], "--from") == 0 && i + 1 < argc) {
+            int64_t n;
+            if (scp_parse_i64(argv[i + 1], 1, INT64_MAX, &n) < 0)
+                return cli_usage_error("cas audit: --from wants a record number from 1 up, not '%s'", argv[i + 1]);
+            from = n;
+            i++;
+        } else if (strcmp(argv[i], "--limit") == 0 && i + 1 < argc) {
+            int64_t n;
+            if (scp_parse_i64(argv[i + 1], 1, 10000, &n) < 0)
+                return cli_usage_error("cas audit: --limit wants a number from 1 to 10000, not '%s'", argv[i + 1]);
+            limit = n;
+            i++;
+        }
         else if (strcmp(argv[i], "--verify") == 0) verify = 1;
         else if (strcmp(argv[i], "--json") == 0) as_json = 1;
         else return cli_usage_error("cas audit: unknown option '%s'", argv[i]);

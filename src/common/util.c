@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <signal.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -301,6 +302,27 @@ int scp_openat2(int dir, const char *path, int flags, unsigned long long resolve
     how.flags = (uint64_t)flags | O_CLOEXEC;
     how.resolve = resolve;
     return (int)syscall(SYS_openat2, dir, *path ? path : ".", &how, sizeof how);
+}
+
+int scp_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out) {
+    assert(min <= max);
+    if (!s || !*s || isspace((unsigned char)*s)) {
+        errno = EINVAL;
+        return -1;
+    }
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end) {
+        errno = EINVAL;
+        return -1;
+    }
+    if (errno == ERANGE || v < min || v > max) {
+        errno = ERANGE;
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 char *scp_escape_text(const char *in, char *out, size_t outsz) {

@@ -82,6 +82,12 @@ int scp_path_within(const char *p, const char *dir);
  * Returns the descriptor, or -1 with errno (ENOSYS before Linux 5.6). */
 int scp_openat2(int dir, const char *path, int flags, unsigned long long resolve);
 
+/* Parse s as a whole decimal integer in [min, max] (an optional sign, digits, nothing else: no
+ * blanks, no trailing text, no empty string); 0 and *out set, or -1 (errno EINVAL for no
+ * number, ERANGE outside the range) with *out untouched. For options and query fields, where
+ * atoi would read "abc" as 0 and "10x" as 10. */
+int scp_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+
 /* Copy text that may come from a client into a line of output: control characters (C0, DEL,
  * and C1 in UTF-8) become \n, \t, \r or \xNN and a backslash becomes \\, so that the text
  * can neither start a new line or field nor drive a terminal. Always NUL-terminates out

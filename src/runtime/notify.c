@@ -1232,7 +1232,13 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
     memset(&s, 0, sizeof s);
     s.views = -1;
     const char *mb = getenv("SCP_STATIC_MAX_MB");
-    s.max_file = (uint64_t)(mb && atoi(mb) > 0 ? (unsigned)atoi(mb) : SCP_NOTIFY_DEFAULT_MAX_MB) << 20;
+    int64_t max_mb = SCP_NOTIFY_DEFAULT_MAX_MB;
+    if (mb && scp_parse_i64(mb, 1, 1 << 20, &max_mb) < 0) {
+        scp_log(SCP_LOG_WARN, "scpctl run", "SCP_STATIC_MAX_MB='%s' is not a size in MiB from 1 to 1048576: %u MiB",
+                mb, SCP_NOTIFY_DEFAULT_MAX_MB);
+        max_mb = SCP_NOTIFY_DEFAULT_MAX_MB;
+    }
+    s.max_file = (uint64_t)max_mb << 20;
     for (unsigned i = 0; i < n; i++) {
         char p[64];
         scp_err e;

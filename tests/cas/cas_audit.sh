@@ -36,6 +36,17 @@ grep -P "\tattest\ts\tsvc\t$M\t$P\tgranted\t" "$LOG" >/dev/null || fail "granted
 grep -P "\tattest\ts\tsvc\t$BADM\t$P\tdenied\t403 measurement" "$LOG" >/dev/null || fail "denied attestation not audited with its reason"
 grep -P "\tsession.read\ts\t.*\tdenied\t403" "$LOG" >/dev/null || fail "denied read not audited"
 expect_err 1 "403 not_admin" "$SCPCTL" cas audit --identity "$B"
+# numbers that are not numbers: a usage error, and 400 from CAS itself (atoll read "abc" as 0)
+expect_err 2 "limit wants a number from 1 to 10000, not 'abc'" "$SCPCTL" cas audit --limit abc
+expect_err 2 "from wants a record number from 1 up, not '0'" "$SCPCTL" cas audit --from 0
+if command -v curl >/dev/null; then
+    for q in 'limit=abc' 'from=-1' 'limit=10001' 'from=2x'; do
+        code=$(curl -sk --max-time 20 --cert "$A" --key "$A" -o "$T/q.out" -w '%{http_code}' "https://$SCP_CAS/v1/audit?$q")
+        [ "$code" = 400 ] || fail "GET /v1/audit?$q gave HTTP $code, want 400: $(head -c 300 "$T/q.out")"
+    done
+    code=$(curl -sk --max-time 20 --cert "$A" --key "$A" -o "$T/q.out" -w '%{http_code}' "https://$SCP_CAS/v1/audit?from=2&limit=3")
+    [ "$code" = 200 ] || fail "GET /v1/audit?from=2&limit=3 gave HTTP $code, want 200: $(head -c 300 "$T/q.out")"
+fi
 
 # a refused policy whose key holds a newline and tabs (quoted in the refusal reason) cannot
 # forge a row in the text output: control characters are escaped

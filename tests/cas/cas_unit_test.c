@@ -1,5 +1,6 @@
 /* tests/cas/cas_unit_test.c - the parsers of CAS (HTTP head, YAML policy, evidence) and the
  * audit row hash, on good and bad input. Each check prints what failed. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,25 @@ static void test_escape(void) {
           "escape: got '%s'", out);
     CHECK(strcmp(scp_escape_text("ab\n", out, 4), "ab") == 0, "escape truncates at a whole escape: '%s'", out);
     CHECK(strcmp(scp_escape_text("", out, 1), "") == 0, "escape of empty text");
+}
+
+static void test_parse_i64(void) {
+    int64_t v = 7;
+    CHECK(scp_parse_i64("42", 1, 100, &v) == 0 && v == 42, "parse 42: %lld", (long long)v);
+    CHECK(scp_parse_i64("-5", -10, 10, &v) == 0 && v == -5, "parse -5: %lld", (long long)v);
+    CHECK(scp_parse_i64("9223372036854775807", 0, INT64_MAX, &v) == 0 && v == INT64_MAX, "parse max");
+    const char *bad[] = {"", " 1", "1 ", "abc", "10x", "0x10", "1.5", "+", "-", NULL};
+    for (int i = 0; bad[i]; i++) {
+        v = 7;
+        errno = 0;
+        CHECK(scp_parse_i64(bad[i], -100, 100, &v) < 0 && errno == EINVAL && v == 7, "parse '%s' accepted", bad[i]);
+    }
+    const char *far[] = {"101", "-101", "9223372036854775808", "-99999999999999999999", NULL};
+    for (int i = 0; far[i]; i++) {
+        v = 7;
+        CHECK(scp_parse_i64(far[i], -100, 100, &v) < 0 && errno == ERANGE && v == 7, "parse '%s' not out of range", far[i]);
+    }
+    CHECK(scp_parse_i64(NULL, 0, 1, &v) < 0, "parse NULL");
 }
 
 /* export entries: NAME (the exporter's owner) or {session, owner}; imports may name the exporter's owner */
@@ -472,6 +492,7 @@ int main(int argc, char **argv) {
     test_policy();
     test_policy_first_error_wins();
     test_escape();
+    test_parse_i64();
     test_policy_exports();
     test_evidence(dir);
     test_hw_evidence();
