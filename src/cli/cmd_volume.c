@@ -80,6 +80,8 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
             o->long_list = 1;
         } else if (strcmp(a, "-R") == 0) {
             o->recursive = 1;
+        } else if (strcmp(a, "--key") == 0 || strcmp(a, "-k") == 0) {
+            return cli_usage_error("unknown option '%s': the volume key is given with --key-file KEY", a);
         } else if (a[0] == '-' && a[1] != '\0') {
             return cli_usage_error("unknown option '%s'; see 'scpctl volume --help'", a);
         } else {
