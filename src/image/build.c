@@ -21,6 +21,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cas/policy.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "image/internal.h"
@@ -699,10 +700,98 @@ static int add_seeds(json_t *ij, const scp_image_build_opts *o, const size_t *n_
     return a ? json_object_set_new(ij, "seeds", a) : -1;
 }
 
+/* A path component of an image name: lower-case letters and digits, runs of them joined by
+ * one '.', one or two '_', or any number of '-' (the distribution project's reference grammar). */
+static int ref_path_ok(const char *s, size_t n) {
+    if (!n) return 0;
+    for (size_t i = 0; i < n;) {
+        size_t a = i;
+        while (i < n && ((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9'))) i++;
+        if (i == a) return 0; /* (a separator first, last, or two in a row) */
+        if (i == n) return 1;
+        size_t b = i;
+        while (i < n && s[i] == '-') i++;
+        if (i == b) {
+            if (s[i] == '.') i++;
+            else if (s[i] == '_') i += i + 1 < n && s[i + 1] == '_' ? 2 : 1;
+            else return 0;
+        }
+        if (i == n) return 0;
+    }
+    return 1;
+}
+
+/* A registry host ("registry.example.com", "localhost:5000") ahead of an image name's path. */
+static int ref_domain_ok(const char *s, size_t n) {
+    size_t colon = n;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ':') colon = i;
+    if (colon < n) {
+        if (colon + 1 == n || colon + 6 < n) return 0;
+        for (size_t i = colon + 1; i < n; i++)
+            if (s[i] < '0' || s[i] > '9') return 0;
+    }
+    if (!colon || s[0] == '.' || s[0] == '-' || s[colon - 1] == '.' || s[colon - 1] == '-') return 0;
+    for (size_t i = 0; i < colon; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.'))
+            return 0;
+        if (c == '.' && (s[i + 1] == '.' || s[i + 1] == '-' || s[i - 1] == '-')) return 0;
+    }
+    return 1;
+}
+
+/* NAME[:TAG] as Docker and the OCI distribution spec accept it: path components of ref_path_ok
+ * separated by '/', the first one a registry host when it has a '.' or ':' or is "localhost",
+ * at most 255 characters of name; TAG [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}. No digest (the build
+ * names what it writes). */
+static int image_ref_ok(const char *ref) {
+    const char *slash = strrchr(ref, '/'), *colon = strrchr(ref, ':');
+    size_t nlen = colon && (!slash || colon > slash) ? (size_t)(colon - ref) : strlen(ref);
+    if (nlen == 0 || nlen > 255) return 0;
+    if (colon && (!slash || colon > slash)) {
+        const char *t = colon + 1;
+        size_t tl = strlen(t);
+        if (tl == 0 || tl > 128 || t[0] == '.' || t[0] == '-') return 0;
+        for (size_t i = 0; i < tl; i++)
+            if (!((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
+                  t[i] == '_' || t[i] == '.' || t[i] == '-'))
+                return 0;
+    }
+    const char *p = ref, *end = ref + nlen;
+    const char *first = memchr(p, '/', nlen);
+    if (first) {
+        size_t fl = (size_t)(first - p);
+        int domain = memchr(p, '.', fl) || memchr(p, ':', fl) || (fl == 9 && !memcmp(p, "localhost", 9));
+        if (domain) {
+            if (!ref_domain_ok(p, fl)) return 0;
+            p = first + 1;
+        }
+    }
+    while (p <= end) {
+        const char *q = memchr(p, '/', (size_t)(end - p));
+        if (!q) q = end;
+        if (!ref_path_ok(p, (size_t)(q - p))) return 0;
+        p = q + 1;
+    }
+    return 1;
+}
+
 int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_err *err) {
     memset(res, 0, sizeof *res);
     if (!o->from || !o->tag || !o->session || !o->service || !o->entry || !o->shield_lib)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "image build needs an input, a tag, a session and a service");
+    /* (checked before anything is read: a name CAS or Docker refuses would only show at the
+     * image's first start, or its load) */
+    if (!image_ref_ok(o->tag))
+        return scp_fail(err, SCP_E_INVAL, EINVAL,
+                        "'%s' is not an image name: lower-case NAME[:TAG] (letters, digits and . _ - "
+                        "inside, path parts joined by '/', a registry host first if any; TAG up to "
+                        "128 of [A-Za-z0-9_.-])", o->tag);
+    if (!cas_name_ok(o->session) || !cas_name_ok(o->service))
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "the %s name '%s' is not one CAS accepts: 1-64 of [A-Za-z0-9_.-], "
+                        "not starting with '.'", cas_name_ok(o->session) ? "service" : "session",
+                        cas_name_ok(o->session) ? o->service : o->session);
     for (size_t i = 0; i < o->n_protect; i++)
         if (image_path_ok("--protect", o->protect[i], err) < 0) return -1;
     img_src src;

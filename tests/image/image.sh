@@ -156,6 +156,14 @@ expect_err() { # WHAT PATTERN ARGS...
 expect_err "missing archive" "no image archive" /nonexistent.tar -t x:1 --session s --service s -o "$T/x.tar"
 head -c 10000 /dev/urandom > "$T/junk.tar"
 expect_err "malformed archive" "not an image archive\|malformed\|no files" "$T/junk.tar" -t x:1 --session s --service s -o "$T/x.tar"
+# names Docker or CAS would refuse only later (at the load, at the first start): refused now,
+# and nothing written
+for bad in "" "Redis" "a b" "a..b" "a:" "x/:1" "reg:abc/x"; do
+    expect_err "image name '$bad'" "is not an image name" "$T/base.tar" -t "$bad" --session s --service s -o "$T/bad.tar"
+done
+expect_err "session '../s'" "session name '../s' is not one CAS accepts" "$T/base.tar" -t x:1 --session ../s --service s -o "$T/bad.tar"
+expect_err "service 'a b'" "service name 'a b' is not one CAS accepts" "$T/base.tar" -t x:1 --session s --service "a b" -o "$T/bad.tar"
+[ -e "$T/bad.tar" ] && fail "a refused build wrote its output"
 expect_err "protected path missing" "no such directory in the image" "$T/base.tar" -t x:1 --session s --service s --protect /nope -o "$T/x.tar"
 note "files under a protected path: sealed into /scp/seed, gone from the layers, their key only in the template"
 "$SCPCTL" image build "$T/base.tar" -t $TAG/redis-conf:1 --session s --service s --protect /srv/conf --protect /data \
