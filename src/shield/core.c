@@ -1984,6 +1984,7 @@ static uint64_t lk_ino(pfile *pf) {
 /* Set [s, e) of f to type (F_UNLCK: remove), as the kernel merges a process's ranges. Caller
  * holds lk_mu. -1 if the result needs more than LK_SEGS ranges (f unchanged). */
 static int lk_apply(struct lk_file *f, long long s, long long e, short type) {
+    assert(scp_mutex_held(&lk_mu));
     struct lk_seg out[LK_SEGS + 3];
     int n = 0;
     for (int i = 0; i < f->n; i++) {
@@ -2018,6 +2019,7 @@ static int lk_apply(struct lk_file *f, long long s, long long e, short type) {
 /* Hand volume vi's kept locks to the kernel, for good (caller holds lk_mu, and is in the
  * library's context: sh_in_lib). The file references go to *drop, for pf_put after lk_mu. */
 static void lk_handoff_locked(int vi, pfile **drop, int *ndrop) {
+    assert(scp_mutex_held(&lk_mu));
     lk_mode[vi] = 2;
     for (int k = 0; k < LK_FILES; k++) {
         struct lk_file *f = &lk_files[k];

@@ -905,6 +905,7 @@ static int sock_nonblock(int fd) {
  * kernel socket): it wakes this one through the thread's wake descriptor (net_io.c), and the
  * caller's loop looks at the connection again. */
 long net_wait_fd(nconn *c, short ev) {
+    assert(scp_mutex_held(&c->mu));
     struct timeval tv = {0, 0};
     socklen_t l = sizeof tv;
     sh_gate(SYS_getsockopt, c->fd, SOL_SOCKET, ev == POLLIN ? SO_RCVTIMEO : SO_SNDTIMEO, (long)&tv, (long)&l, 0);
