@@ -8,7 +8,9 @@ Each round runs every binary once (`--size SIZE --verify`, at nice 5), in an ord
 one each round (no binary always runs first or after the same one). Per binary: the median
 CPU time (user + sys, microseconds, from wait4 through ru.c), the median of its per-round ratios
 to PLAIN (a round's binaries ran under about the same load, so the ratio moves less than either
-time), their range, the peak RSS likewise, the minor faults, and whether the --verify output
+time), their range, the least CPU time of any round and its ratio to PLAIN's least (the other
+jobs on the machine only ever add time: on a loaded machine the least moves less than the
+median, bench/RESULTS.md ms21), the peak RSS likewise, the minor faults, and whether the --verify output
 (timings cut) is the same as PLAIN's. The load average before and after is printed: report it.
 The binaries' pages are dropped from the page cache first and each is run once unmeasured
 (a file read whole is cached in large folios, whose pages a fault in the code maps together:
@@ -62,7 +64,8 @@ med, b0 = statistics.median, bins[0]
 for b in bins:
     rc = [x[0] / y[0] for x, y in zip(res[b], res[b0])]
     rm_ = [x[1] / y[1] for x, y in zip(res[b], res[b0])]
-    print('%-14s cpu %.4f s  %.3fx [%.3f-%.3f]  rss %6d KB  %.3fx [%.3f-%.3f]  faults %6d  verify %s' % (
-        os.path.basename(b), med([x[0] for x in res[b]]), med(rc), min(rc), max(rc),
+    mn = min(x[0] for x in res[b])
+    print('%-14s cpu %.4f s  %.3fx [%.3f-%.3f]  min %.4f s %.3fx  rss %6d KB  %.3fx [%.3f-%.3f]  faults %6d  verify %s' % (
+        os.path.basename(b), med([x[0] for x in res[b]]), med(rc), min(rc), max(rc), mn, mn / min(x[0] for x in res[b0]),
         med([x[1] for x in res[b]]), med(rm_), min(rm_), max(rm_), med([x[2] for x in res[b]]),
         'same' if texts[b] is not None and texts[b] == texts[b0] else 'DIFF'))

@@ -1934,8 +1934,11 @@ static void instrument_module(struct pass *p)
         for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
             if (cfg_index(bb) == SIZE_MAX)
                 instrument_block(p, bb, &none);
-        hoist_loop_lookups(p, &g, 0);
-        hoist_loop_lookups(p, &g, 1);
+        /* SCP_MS_NO_LK, SCP_MS_NO_SLOTS, SCP_MS_NO_SHARE: measurement aids (each rule off). */
+        if (!getenv("SCP_MS_NO_LK"))
+            hoist_loop_lookups(p, &g, 0);
+        if (!getenv("SCP_MS_NO_SLOTS"))
+            hoist_loop_lookups(p, &g, 1);
         if (!getenv("SCP_MS_NO_SHARE"))
             share_lookups(p, &g);
         cfg_free(&g);
