@@ -325,7 +325,9 @@ struct mrecs {
     const uint8_t *buf;
     size_t len, n;
 };
-static void count_mrec(void *ctx, const uint8_t *rec, size_t len) {
+static void count_mrec(void *ctx, const uint8_t *rec, size_t len, const uint8_t *root,
+                      uint64_t size) {
+    (void)root, (void)size;
     struct mrecs *m = ctx;
     FUZZ_CHECK(rec >= m->buf && len <= m->len && (size_t)(rec - m->buf) <= m->len - len);
     m->n++;

@@ -616,7 +616,7 @@ static void journal_room(scp_file *f, uint64_t need) {
 /* ---- the end mark (shared mode) -----------------------------------------------------------
  * Shared mode writes a new log over the old one's bytes (journal_reset), so past a log's end
  * lie the old log's records, not zeros. Every append writes a record header of zeros right
- * behind its records (in the same pwrite where it can): a walk that reaches the log's end
+ * behind its records, in the same pwrite: a walk that reaches the log's end
  * stops there (type 0: not a record) without running out of bytes, as it stopped at
  * journal_room's zeros, so a follower reads as far as the journal end hint and one header more,
  * never the old tail (a walk over the old tail would run out of bytes and read on to the
@@ -624,13 +624,8 @@ static void journal_room(scp_file *f, uint64_t need) {
  * type 3 record. The mark is not relied on for safety: the old tail never continues the new
  * log's chain (docs/volume-format.md, "Journal space reuse"), and a power cut that loses a mark
  * only makes the next walk read on. Written by the file's writer under its writer lock, at the
- * log's end, where no other process writes. Best effort, like journal_room's zeros. */
-static const uint8_t end_mark[SCP_JREC_HDR_LEN];
-
-static void journal_end_mark(scp_file *f) {
-    (void)scp_pwrite_full(f->fd_j, end_mark, sizeof end_mark, (off_t)f->j_end);
-}
-
+ * log's end, where no other process writes, in the pwrite of the records it follows
+ * (journal_drain, and journal_append for a record that is not queued). */
 static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *err) {
     assert(f->j_end >= SCP_JRN_HDR_LEN + f->jq_len);
     f->j_tail_commit = 0; /* (journal_seal and journal_put_mlog say otherwise after it) */
@@ -645,14 +640,31 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
         return 0;
     }
     if (journal_drain(f, err) < 0) return -1;
+    if (f->vol->shared) {
+        /* The record and its end mark in one pwrite, built in the (empty) queue's buffer: a
+         * pwrite of the record and another of the mark cost a system call more per record
+         * (shared mode's durable commits, whose queue is off, and a write-back in the middle
+         * of a write over SCP_DIRTY_LIMIT). The same bytes at the same offsets; a kill can no
+         * longer fall between the record and its mark (docs/volume-format.md, "A dropped log
+         * written over"). A failed pwrite leaves the log as it was, as below (not a drain's
+         * failure, which closes the log). */
+        assert(f->jq_len == 0);
+        uint8_t *q = scp_grow(f->jq, &f->jq_cap, len + SCP_JREC_HDR_LEN, 16384);
+        if (!q) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        f->jq = q;
+        memcpy(q, b, len);
+        memset(q + len, 0, SCP_JREC_HDR_LEN);
+        journal_room(f, f->j_end + len + SCP_JREC_HDR_LEN);
+        if (scp_pwrite_full(f->fd_j, q, len + SCP_JREC_HDR_LEN, f->j_end) < 0)
+            return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+        f->j_end += len;
+        vol_jend_hint_set(f->vol, f->id, f->j_end);
+        return 0;
+    }
     journal_room(f, f->j_end + len + SCP_JREC_HDR_LEN);
     if (scp_pwrite_full(f->fd_j, b, len, f->j_end) < 0)
         return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
     f->j_end += len;
-    if (f->vol->shared) {
-        journal_end_mark(f);
-        vol_jend_hint_set(f->vol, f->id, f->j_end);
-    }
     return 0;
 }
 
@@ -711,7 +723,7 @@ int journal_put_mlog(scp_file *f, const uint8_t *rec, size_t len, scp_err *err) 
  * bytes behind it reads records of the old log at their own offsets, which is what it would
  * have read before the drop (a follow takes only what continues its chain; its journal map's
  * offsets then fail authentication at a read, which reloads, as after a truncation); the end
- * mark (journal_end_mark) keeps walks from reading into the old tail. */
+ * mark (journal_drain) keeps walks from reading into the old tail. */
 /* (an old log's tail kept behind a new one must stay within what a load reads for any file
  * size: journal_replay_max is at least this) */
 _Static_assert(SCP_JOURNAL_REUSE_MAX <= SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2ull * SCP_JOURNAL_PENDING_MAX,

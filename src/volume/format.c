@@ -594,6 +594,8 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
      * (a run: one one-flush commit's, or a shared-mode durable commit's copies of the log's
      * unsynced records and its own). run: that commit is the one found. */
     int found = 0, after_commit = 0, run = 0, cut = 0;
+    uint8_t last_root[SCP_HASH_LEN] = {0}; /* what the last commit record that checked out names */
+    uint64_t last_size = 0;
     out->start = off;
     /* (every decision below depends on len only through the fit tests, which set cut: a walk
      * that ends without cut ends at the same place in any longer buffer) */
@@ -617,7 +619,8 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
             /* (whole, and behind a commit record that checks out: the chain covers every
              * header of the log up to that record and each chunk checked out, so that
              * commit's data all landed) */
-            if (after_commit && mrec_cb) mrec_cb(ctx, AT(off) + SCP_JREC_HDR_LEN, (size_t)n);
+            if (after_commit && mrec_cb)
+                mrec_cb(ctx, AT(off) + SCP_JREC_HDR_LEN, (size_t)n, last_root, last_size);
             scp_journal_chain(chain, AT(off), SCP_JREC_HDR_LEN);
             off += SCP_JREC_HDR_LEN + (size_t)n;
             /* (after_commit stays: a one-flush commit may carry earlier lazy records of the
@@ -642,6 +645,8 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
         size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
         uint64_t csize = scp_get_u64(pt);
         int match = csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
+        memcpy(last_root, pt + ptlen - SCP_HASH_LEN, SCP_HASH_LEN);
+        last_size = csize;
         if (!kept || kept_push(kept, pt, count, off) < 0) {
             scp_wipe(pt, ptlen);
             free(pt);

@@ -404,9 +404,15 @@ int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_j
                             scp_err *err);
 
 /* Every manifest-log record (type 3) of a whole journal held in memory that follows a commit
- * record that checks out with nothing but type 3 records in between (a run), in order: cb(ctx, rec, len), not authenticated here (the
- * caller opens it as a manifest-log record). A torn, stale or forged journal gives fewer. */
-typedef void (*scp_journal_mrec_cb)(void *ctx, const uint8_t *rec, size_t len);
+ * record that checks out with nothing but type 3 records in between (a run), in order:
+ * cb(ctx, rec, len, root, size), not authenticated here (the caller opens it as a
+ * manifest-log record); root and size are those that the commit record the run follows
+ * names. A torn, stale or forged journal gives fewer. The walk cannot tell a run of this log
+ * from one of a newer log written over it whose header and records were lost (the run's
+ * payload is not chained): the caller checks that the state a durable record of the run makes
+ * durable is root and size (manifest.c, mlog_adopt_journals). */
+typedef void (*scp_journal_mrec_cb)(void *ctx, const uint8_t *rec, size_t len,
+                                    const uint8_t root[SCP_HASH_LEN], uint64_t size);
 void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
                        const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
                        const uint8_t id[SCP_FILEID_LEN],

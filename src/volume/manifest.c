@@ -1545,6 +1545,9 @@ struct cand {
     uint8_t *rec;
     size_t len;
     uint64_t gen;
+    uint8_t id[SCP_FILEID_LEN];   /* the file whose journal holds it */
+    uint8_t root[SCP_HASH_LEN];   /* what the commit record that its run follows names */
+    uint64_t size;
 };
 struct cands {
     struct cand *a;
@@ -1554,10 +1557,12 @@ struct cands {
 struct cand_ctx {
     struct cands *c;
     uint64_t gen;
+    const uint8_t *id;
     int nomem;
 };
 
-static void cand_take(void *ctx, const uint8_t *rec, size_t len) {
+static void cand_take(void *ctx, const uint8_t *rec, size_t len, const uint8_t root[SCP_HASH_LEN],
+                      uint64_t size) {
     struct cand_ctx *x = ctx;
     struct cands *c = x->c;
     if (x->nomem || len < SCP_MREC_HDR_LEN || scp_get_u64(rec + 8) <= x->gen) return;
@@ -1581,6 +1586,9 @@ static void cand_take(void *ctx, const uint8_t *rec, size_t len) {
     k->rec = copy;
     k->len = len;
     k->gen = scp_get_u64(rec + 8);
+    memcpy(k->id, x->id, SCP_FILEID_LEN);
+    memcpy(k->root, root, SCP_HASH_LEN);
+    k->size = size;
 }
 
 /* A journal larger than this is not read for one-flush records (a writer closes its log past
@@ -1598,7 +1606,7 @@ static int journal_cands(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64
     uint8_t *buf = NULL, fkey[32];
     size_t len = 0;
     if (scp_read_file(v->objfd, name, JOURNAL_SCAN_MAX, &buf, &len, NULL) < 0) return 0;
-    struct cand_ctx x = {c, gen, 0};
+    struct cand_ctx x = {c, gen, id, 0};
     if (vol_file_key(v, id, fkey, NULL) == 0)
         scp_journal_mrecs(buf, len, v->cs, v->volid, fkey, id, cand_take, &x);
     scp_wipe(fkey, sizeof fkey);
@@ -1606,10 +1614,26 @@ static int journal_cands(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64
     return x.nomem ? -1 : 0;
 }
 
+static const scp_mentry *entry_by_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN]);
+
+/* Does the durable record k (just applied to m) make durable the state that the commit record
+ * its run follows names? A one-flush commit puts its run behind its file's last commit record,
+ * under the file's writer lock, so the file's entry after the run's durable record (its last)
+ * is that commit's state, unless a record of the run removed the file (vol_commit_oneflush,
+ * file_sync_shared: the file's journal ends behind a commit record that names its current
+ * root). A run found behind another commit record is a newer log's, written over an older log
+ * from offset 0, whose header and records a power cut lost while the run landed behind a
+ * commit record of the older log that ends where the newer log's did (test_volume_logrun):
+ * its durable record would name a state whose commit record is gone. */
+static int run_follows_commit(const scp_manifest *m, const struct cand *k) {
+    const scp_mentry *e = entry_by_id(m, k->id);
+    return !e || (e->size == k->size && memcmp(e->root, k->root, SCP_HASH_LEN) == 0);
+}
+
 /* One-flush commits (docs/volume-format.md): after the walk of the log (w), take in from the
  * listed journals each record of the next generation that authenticates at the chain value
- * reached, and repeat; append what was taken to manifest.log and sync it. Returns how many
- * were taken, or -1. */
+ * reached, and repeat, up to the first durable record that does not pass run_follows_commit;
+ * append what was taken to manifest.log and sync it. Returns how many were taken, or -1. */
 static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err) {
     uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN];
     uint32_t nid = jlist_read(v, ids);
@@ -1619,10 +1643,19 @@ static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err
     for (uint32_t i = 0; rc == 0 && i < nid; i++)
         if (journal_cands(v, ids + i * SCP_FILEID_LEN, w->gen, &c) < 0)
             rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the journals");
+    /* The walk applies a record before it is known to be durable: the state before the first
+     * one, to go back to and take again up to (not including) a durable record refused. The
+     * same records fit the same places again, so what the first pass wrote to manifest.log
+     * before the refused one is written again, byte for byte. */
+    struct mlog_walk w0 = *w;
+    scp_manifest m0 = {0};
+    if (rc == 0 && c.n && man_copy(&m0, w->m) < 0)
+        rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the journals");
+    uint64_t cap = UINT64_MAX; /* (take no record of this generation or later) */
     for (int progress = 1; rc == 0 && progress;) {
         progress = 0;
         for (size_t k = 0; rc == 0 && k < c.n; k++) {
-            if (c.a[k].gen != w->gen + 1) continue;
+            if (c.a[k].gen != w->gen + 1 || c.a[k].gen >= cap) continue;
             struct mlog_walk one = *w;
             one.buf = c.a[k].rec;
             one.len = c.a[k].len;
@@ -1630,7 +1663,20 @@ static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err
             one.nrec = 0;
             one.stop_gen = w->gen + 1;
             if (mlog_walk(v, &one, err) < 0) rc = -1;
-            else if (one.nrec == 1 && one.off == one.len) {
+            else if (one.nrec == 1 && one.off == one.len && one.last_durable &&
+                     !run_follows_commit(w->m, &c.a[k])) {
+                /* back to the log's end and take again up to this generation */
+                cap = c.a[k].gen;
+                scp_manifest_free(w->m);
+                if (man_copy(w->m, &m0) < 0) {
+                    rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the journals");
+                    break;
+                }
+                *w = w0;
+                took = 0;
+                progress = 1;
+                break;
+            } else if (one.nrec == 1 && one.off == one.len) {
                 if (scp_pwrite_full(v->mlog_fd, c.a[k].rec, c.a[k].len, (off_t)w->off) < 0) {
                     rc = scp_fail_errno(err, "cannot append to the manifest log");
                     break;
@@ -1657,6 +1703,7 @@ static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err
     }
     for (size_t k = 0; k < c.n; k++) free(c.a[k].rec);
     free(c.a);
+    scp_manifest_free(&m0);
     return rc < 0 ? -1 : took;
 }
 

@@ -29,8 +29,7 @@
  *   lazylist  one process, a lazy write and an fsync in turns: each write lists the file in the
  *             lock file's list of lazy files with no pread and one pwrite of the lock file.
  *   endmark   shared mode, lazy writes until the log passes its limit (a durable commit, its
- *             commit record not queued), twice: one journal pwrite per write (and a few), every
- *             piece read back after a reopen.
+ *             commit record not queued): no pwrite of a journal is an end mark alone.
  *   dropkill  a writer killed at each step of a dropped log written over (before and after the
  *             drop's zeros, after the new log's header, after its first records) while another
  *             process reads the file: it reads every piece right, writes on, and the volume
@@ -643,7 +642,8 @@ static void test_lazylist(void) {
 /* endmark: shared mode writes a record header of zeros behind every append to a journal (the
  * end mark: docs/volume-format.md, "A dropped log written over"). A record that is not queued
  * (the commit record of a durable commit, whose queue is off in shared mode; a write-back in the
- * middle of a long write) goes out in one pwrite and its mark in another. One process writes 4 KiB pieces without an fsync (each a lazy commit that journals
+ * middle of a long write) went out in one pwrite and its mark in another (branch pg19); now both
+ * go in one. One process writes 4 KiB pieces without an fsync (each a lazy commit that journals
  * the overwritten chunk) until its log passes 8 MiB (SCP_JOURNAL_MAX), where the lazy commit falls back
  * to a durable one (a checkpoint, the log dropped), twice; then every piece reads back in a
  * fresh open. Counted: the journals' pwrites of records (not journal_room's zeros ahead of a
@@ -669,9 +669,8 @@ static void test_endmark(void) {
     printf("endmark: %d lazy writes: %ld pwrites of records to the journal, %ld pwrites of an "
            "end mark alone\n",
            writes, j_writes, j_lone_marks);
-    /* (pg20 wrote a record that is not queued and its mark in one pwrite, and this counted
-     * none alone; that change failed a power-cut seed, `test_volume_powercut_tight 1 838386
-     * shared`, and was taken back: the mark goes alone again, twice in this run) */
+    CHECKF(j_lone_marks == 0, "endmark: %ld pwrites of a journal were an end mark alone (want it "
+                              "in the pwrite of the record it follows)", j_lone_marks);
     CHECKF(j_writes <= writes + 8, "endmark: %ld pwrites of records to the journal for %d "
                                    "writes, want one each and a few at the new logs",
            j_writes, writes);

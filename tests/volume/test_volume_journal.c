@@ -129,8 +129,9 @@ static int found(const uint8_t *buf, size_t len, int k, scp_journal_view *v) {
     return scp_journal_find(buf, len, CS, volid, fkey, fid, root, (uint64_t)k * 2 * CS, v) == 1;
 }
 
-static void count_mrec(void *ctx, const uint8_t *rec, size_t len) {
-    (void)rec, (void)len;
+static void count_mrec(void *ctx, const uint8_t *rec, size_t len, const uint8_t *root,
+                       uint64_t size) {
+    (void)rec, (void)len, (void)root, (void)size;
     ++*(int *)ctx;
 }
 static int mrecs(const uint8_t *buf, size_t len) {

@@ -106,6 +106,7 @@ static struct {
     unsigned long next_cut;
     tu_rng rng;
     void (*on_cut)(void);
+    int trace; /* PCUT_TRACE=1: every intercepted call, op and cut on stderr */
 } W;
 
 static char *xstrdup(const char *s) {
@@ -194,12 +195,21 @@ static uint8_t *read_real(const char *abs, size_t *n) {
 }
 
 static void write_image(void);
+static size_t ncuts_now(void);
+
+static void trace_call(const char *what, int fd, uint64_t off, uint64_t len) {
+    if (!W.trace || !W.on) return;
+    const char *rel = fd >= 0 && fd < MAXFD && W.fdpath[fd] ? rel_of(W.fdpath[fd]) : NULL;
+    fprintf(stderr, "  call %lu: %s %s off %llu len %llu\n", W.calls, what, rel ? rel : "?",
+            (unsigned long long)off, (unsigned long long)len);
+}
 
 /* Every intercepted mutating call passes here first: maybe a power cut now. */
 static void tick(void) {
     if (!W.on) return;
     W.calls++;
     if (W.calls == W.next_cut) {
+        if (W.trace) fprintf(stderr, "  cut before call %lu: img%zu\n", W.calls, ncuts_now());
         write_image();
         W.next_cut = W.calls + 1 + tu_below(&W.rng, 40);
     }
@@ -318,6 +328,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     mfile *f = file_of_fd(fd);
     if (!f) return __real_pwrite(fd, buf, n, off);
     tick();
+    trace_call("pwrite", fd, (uint64_t)off, n);
     ssize_t r = __real_pwrite(fd, buf, n, off);
     if (r > 0) record_write(f, buf, (size_t)r, (uint64_t)off);
     return r;
@@ -327,6 +338,7 @@ int __wrap_ftruncate(int fd, off_t len) {
     mfile *f = file_of_fd(fd);
     if (!f) return __real_ftruncate(fd, len);
     tick();
+    trace_call("ftruncate", fd, (uint64_t)len, 0);
     int r = __real_ftruncate(fd, len);
     if (r == 0) pend_add(f, P_TRUNC, (uint64_t)len, 0, NULL);
     return r;
@@ -364,12 +376,14 @@ static void sync_fd_model(int fd) {
 
 int __wrap_fsync(int fd) {
     tick();
+    trace_call("fsync", fd, 0, 0);
     int r = __real_fsync(fd);
     if (r == 0) sync_fd_model(fd);
     return r;
 }
 int __wrap_fdatasync(int fd) {
     tick();
+    trace_call("fdatasync", fd, 0, 0);
     int r = __real_fdatasync(fd);
     if (r == 0) sync_fd_model(fd);
     return r;
@@ -469,6 +483,7 @@ static size_t ncuts, cutcap;
 static long cur_op, last_done_commit;
 static scp_volume_tag cur_tag;
 static char *images_root;
+static size_t ncuts_now(void) { return ncuts; }
 
 static void write_image(void) {
     int was = W.on;
@@ -508,7 +523,13 @@ static void write_image(void) {
         if (f->dur_n) memcpy(b, f->dur, f->dur_n);
         size_t n = f->dur_n;
         for (size_t k = 0; k < f->np; k++) {
-            if (!tu_pct(&W.rng, 50)) continue; /* this piece never reached the disk */
+            int keep = tu_pct(&W.rng, 50);
+            if (W.trace)
+                fprintf(stderr, "    %s %s: %s %llu+%llu %s\n", c->dir, f->rel,
+                        f->p[k].type == P_WRITE ? "write" : "trunc",
+                        (unsigned long long)f->p[k].off, (unsigned long long)f->p[k].len,
+                        keep ? "kept" : "dropped");
+            if (!keep) continue; /* this piece never reached the disk */
             pend *p = &f->p[k];
             if (p->type == P_WRITE) {
                 if (p->off > n) memset(b + n, 0, (size_t)(p->off - n));
@@ -704,6 +725,9 @@ static void run_one(uint64_t seed, long *images, long *nfailed) {
     for (cur_op = 0; cur_op < NOPS; cur_op++) {
         op o;
         wl_gen(&r, &o);
+        if (W.trace)
+            fprintf(stderr, "op %ld: type %d file %s off %llu len %llu\n", cur_op, o.type,
+                    WL_FILES[o.file], (unsigned long long)o.off, (unsigned long long)o.len);
         int rc = wl_run(v, f, &o, &e);
         REQUIRE_OK(rc, e);
         if (wl_is_commit(&o)) {
@@ -726,6 +750,7 @@ static void run_one(uint64_t seed, long *images, long *nfailed) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    W.trace = getenv("PCUT_TRACE") != NULL;
     int runs = argc > 1 ? atoi(argv[1]) : 4;
     int first = argc > 2 ? atoi(argv[2]) : 0;
     shared_mode = argc > 3 && strcmp(argv[3], "shared") == 0;
