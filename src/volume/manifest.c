@@ -380,6 +380,9 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err);
 static void jlist_clear(scp_volume *v);
 
 int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
+    /* (announced before anything is written: a process whose mark is the counter's value then
+     * takes the lock and reads what this writes, even if this committer dies half way) */
+    (void)vol_pub_take(v);
     if (v->mlog) return mlog_commit(v, durable, err);
     uint8_t *body = NULL, *slot = NULL;
     size_t blen = 0, slen = 0;
@@ -1461,6 +1464,7 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
  * may be a lazy one, and the records past the durable end are the lazy records of every
  * process since the last durable one (ml_pend, kept as walked or written). */
 int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
+    (void)vol_pub_take(v); /* (announced first, as vol_commit_manifest does) */
     /* Only onto a log that is durable up to its end (its header and every record before this
      * one are synced or in listed journals: an open reaches this record's place), and not
      * after a committer that died between its journal's sync and its append to the log (its
@@ -1496,7 +1500,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
          * f's journal end, and a writer in another process appends there only after it took in
          * every commit that raised f's hint (writer_refresh), stepping over the run
          * (journal_skip_mrecs). As any commit that touches a file does (commit_name). */
-        vol_file_hint_bump(v, f->id, v->gen + 1);
+        vol_file_hint_bump(v, f->id);
         int was_on = f->jq_on;
         f->jq_on = 1; /* (one pwrite for the run; drained below, under the locks) */
         for (size_t off = 0, n; carry && rc == 0 && off < v->ml_pend_len; off += n) {
@@ -2219,7 +2223,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
             redone = 0;
     }
     if (!redone && have_dm) { /* back to the durable state, under a newer generation */
-        vol_file_hints_bump_all(v, v->gen + 1); /* (files went back: no reader may skip) */
+        vol_file_hints_bump_all(v); /* (files went back: no reader may skip) */
         scp_manifest_free(&v->man);
         vol_mchg_off(v);
         v->man = dm;
