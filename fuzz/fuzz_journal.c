@@ -97,6 +97,15 @@ struct commit {
     size_t nev;       /* events up to and including this commit's entries */
     uint64_t nchunks; /* chunk records before it */
 };
+struct ref;
+/* scp_journal_commits's commits against the reference's (stop: stop after this one) */
+struct seen_commits {
+    const struct ref *r;
+    size_t n;
+    int bad;
+    size_t stop;
+};
+static int seen_commit(void *ctx, size_t off, size_t end, const uint8_t *pt, uint64_t count);
 struct ref {
     struct ev *ev;
     size_t nev;
@@ -333,6 +342,23 @@ static void count_mrec(void *ctx, const uint8_t *rec, size_t len, const uint8_t 
     m->n++;
 }
 
+static int seen_commit(void *ctx, size_t off, size_t end, const uint8_t *pt, uint64_t count) {
+    struct seen_commits *sc = ctx;
+    const struct ref *r = sc->r;
+    if (sc->n >= r->nc) {
+        sc->bad = 1;
+        return 1;
+    }
+    const struct commit *c = &r->c[sc->n];
+    /* (the reference's end is past the run of type 3 records behind the commit, as a view's
+     * is; the walk reports the commit record's own end) */
+    if (off >= end || end > c->end || (sc->n > 0 && off < r->c[sc->n - 1].end) ||
+        scp_get_u64(pt) != c->size ||
+        memcmp(pt + SCP_JCOMMIT_PT_LEN(count) - 32, c->root, 32) != 0)
+        sc->bad = 1;
+    return sc->n++ == sc->stop;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 3) return 0;
     uint8_t p = data[0], sel = data[1];
@@ -454,6 +480,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct mrecs m = {buf, len, 0};
     scp_journal_mrecs(buf, len, cs, vol_id, file_key, file_id, count_mrec, &m);
     FUZZ_CHECK(m.n == r.nmrec);
+    /* The open's settle walk (scp_journal_commits): exactly the reference's commits that check
+     * out, in order, with their ends, sizes and roots; and one that stops after the k-th sees
+     * no more (the settle ends at a commit whose in-place chunks are missing). */
+    struct seen_commits sc = {&r, 0, 0, SIZE_MAX};
+    scp_journal_commits(buf, len, cs, vol_id, file_key, file_id, NULL, seen_commit, &sc);
+    FUZZ_CHECK(!sc.bad && sc.n == r.nc);
+    if (r.nc > 0) {
+        struct seen_commits st = {&r, 0, 0, k % r.nc};
+        scp_journal_commits(buf, len, cs, vol_id, file_key, file_id, NULL, seen_commit, &st);
+        FUZZ_CHECK(!st.bad && st.n == k % r.nc + 1);
+    }
     for (size_t i = 0; i < r.npt; i++) free(r.pt[i]);
     free(r.pt);
     free(r.ev);

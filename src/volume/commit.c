@@ -1645,7 +1645,7 @@ static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_o
     *mi_out = mi;
     /* Before the manifest that names the new root: a reader that then finds the slot at or
      * below its generation read the file before this commit (vol_file_unchanged). */
-    vol_file_hint_bump(v, f->id, v->gen + 1);
+    vol_file_hint_bump(v, f->id);
     vol_mchg_note(v, e->path); /* (the next record's delta: manifest.c, mlog_delta) */
     e->size = f->size;
     memcpy(e->root, root, SCP_HASH_LEN);
@@ -1955,7 +1955,7 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
         f->lazy_listed = 1 + inplace;
         f->lazy_listed_dur = dur_before;
     }
-    if (named > 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
+    if (named > 0) __atomic_store_n(&f->seen_gen, vol_pub_mark(v), __ATOMIC_RELAXED);
     vol_unlock(v);
     if (named <= 0) return commit_abort(f, named);
     commit_step(f, CS_PREPARED, CS_COMMITTED);

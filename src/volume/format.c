@@ -574,6 +574,14 @@ static int chunk_rec_ok(struct chunk_check *c, const uint8_t *rec, uint32_t cs) 
     return ok;
 }
 
+/* What a walk reports besides the commit it looks for (scp_journal_commits): every chunk
+ * record and every commit record that checks out, in order. */
+struct walk_obs {
+    scp_journal_chunkrec_cb chunk;
+    scp_journal_commit_cb commit;
+    void *ctx;
+};
+
 /* Walk the records of the journal from offset `off`, where the chain stands at `chain`, while
  * the log holds; buf holds the journal's bytes from offset base (at most off) to len;
  * the first record that does not fit or check out ends the log. With cc (a full walk) the
@@ -585,7 +593,8 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
                         const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
                         uint8_t chain[SCP_HASH_LEN], struct chunk_check *cc,
                         const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out,
-                        scp_journal_mrec_cb mrec_cb, void *ctx, scp_journal_kept *kept) {
+                        scp_journal_mrec_cb mrec_cb, void *ctx, scp_journal_kept *kept,
+                        const struct walk_obs *obs) {
     assert(base <= off && off <= len);
     assert(!kept || kept->n == 0); /* (the replay pairs kept[i] with the i-th commit from off) */
 #define AT(o) (buf + ((o) - base))
@@ -607,6 +616,7 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
             /* (a torn or changed ciphertext ends the log here, as a torn header does) */
             if (cc && !cc->headers_only && !chunk_rec_ok(cc, AT(off), chunk_size)) break;
             if (cc) scp_journal_chain(chain, AT(off), SCP_JCHUNK_HDR_LEN);
+            if (obs && obs->chunk) obs->chunk(obs->ctx, scp_get_u64(AT(off) + 8));
             off += SCP_JCHUNK_HDR_LEN + (size_t)chunk_size;
             nchunks++;
             after_commit = run = 0;
@@ -647,10 +657,12 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
         int match = csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
         memcpy(last_root, pt + ptlen - SCP_HASH_LEN, SCP_HASH_LEN);
         last_size = csize;
+        int stop = obs && obs->commit && obs->commit(obs->ctx, off, off + rlen, pt, count) != 0;
         if (!kept || kept_push(kept, pt, count, off) < 0) {
             scp_wipe(pt, ptlen);
             free(pt);
         }
+        if (stop) break; /* (the observer has what it wanted) */
         off += rlen;
         ncommits++;
         after_commit = 1;
@@ -676,7 +688,7 @@ static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size
                              const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
                              const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                              uint64_t size, scp_journal_view *out, scp_journal_mrec_cb mrec_cb,
-                             void *ctx, scp_journal_kept *kept) {
+                             void *ctx, scp_journal_kept *kept, const struct walk_obs *obs) {
     memset(out, 0, sizeof *out);
     if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
     uint8_t key[32], chain[SCP_HASH_LEN];
@@ -687,7 +699,7 @@ static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size
     if (scp_journal_key(file_key, buf, key, NULL) == 0) {
         scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
         found = journal_walk(buf, 0, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, &cc, root,
-                             size, out, mrec_cb, ctx, kept);
+                             size, out, mrec_cb, ctx, kept, obs);
     }
     scp_wipe(key, sizeof key);
     scp_wipe(cc.key, sizeof cc.key);
@@ -700,7 +712,7 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
                      const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                      uint64_t size, scp_journal_view *out) {
     return journal_walk_full(buf, len, chunk_size, volid, file_key, id, root, size, out, NULL,
-                             NULL, NULL);
+                             NULL, NULL, NULL);
 }
 
 int scp_journal_find_live_kept(const uint8_t *buf, size_t len, uint32_t chunk_size,
@@ -709,7 +721,7 @@ int scp_journal_find_live_kept(const uint8_t *buf, size_t len, uint32_t chunk_si
                                scp_journal_view *out, scp_journal_kept *kept) {
     /* (no volume id: chunk_rec_ok's AAD is never built) */
     return journal_walk_full(buf, len, chunk_size, NULL, file_key, id, root, size, out, NULL,
-                             NULL, kept);
+                             NULL, kept, NULL);
 }
 
 int scp_journal_find_live(const uint8_t *buf, size_t len, uint32_t chunk_size,
@@ -729,7 +741,7 @@ int scp_journal_find_from_at_kept(const uint8_t *buf, size_t base, size_t len, s
     uint8_t chain[SCP_HASH_LEN];
     memcpy(chain, chain_at, SCP_HASH_LEN);
     return journal_walk(buf, base, len, from, chunk_size, log_key, id, chain, NULL, root, size,
-                        out, NULL, NULL, kept);
+                        out, NULL, NULL, kept, NULL);
 }
 
 int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t from,
@@ -755,7 +767,20 @@ void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
     scp_journal_view jv;
     uint8_t none[SCP_HASH_LEN] = {0};
     (void)journal_walk_full(buf, len, chunk_size, volid, file_key, id, none, UINT64_MAX, &jv, cb,
-                            ctx, NULL);
+                            ctx, NULL, NULL);
+    scp_wipe(&jv, sizeof jv);
+}
+
+void scp_journal_commits(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                         const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
+                         const uint8_t id[SCP_FILEID_LEN], scp_journal_chunkrec_cb chunk_cb,
+                         scp_journal_commit_cb commit_cb, void *ctx) {
+    assert(volid); /* (a full walk: every chunk record checked) */
+    scp_journal_view jv;
+    uint8_t none[SCP_HASH_LEN] = {0};
+    struct walk_obs obs = {.chunk = chunk_cb, .commit = commit_cb, .ctx = ctx};
+    (void)journal_walk_full(buf, len, chunk_size, volid, file_key, id, none, UINT64_MAX, &jv, NULL,
+                            NULL, NULL, &obs);
     scp_wipe(&jv, sizeof jv);
 }
 

@@ -418,4 +418,19 @@ void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
                        const uint8_t id[SCP_FILEID_LEN],
                        scp_journal_mrec_cb cb, void *ctx);
 
+/* Every record of a whole journal held in memory that a full walk (scp_journal_find's checks:
+ * the chain over every header, each commit record's payload, every chunk record's ciphertext)
+ * accepts, in order, up to the first that does not check out: chunk_cb(ctx, index) for each
+ * chunk record, commit_cb(ctx, off, end, pt, count) for each commit record with its payload
+ * opened (pt: SCP_JCOMMIT_PT_LEN(count) bytes, size, entries, root; valid during the call).
+ * A commit_cb that returns non-zero ends the walk there. The open's settle
+ * (docs/volume-format.md, "Settle", S2-S3) takes the commits past the one the manifest names. */
+typedef void (*scp_journal_chunkrec_cb)(void *ctx, uint64_t index);
+typedef int (*scp_journal_commit_cb)(void *ctx, size_t off, size_t end, const uint8_t *pt,
+                                     uint64_t count);
+void scp_journal_commits(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                         const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
+                         const uint8_t id[SCP_FILEID_LEN], scp_journal_chunkrec_cb chunk_cb,
+                         scp_journal_commit_cb commit_cb, void *ctx);
+
 #endif

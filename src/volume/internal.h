@@ -73,6 +73,10 @@ struct scp_volume {
                      * commit (a hint, see vol_fresh; NULL if the file cannot be mapped); the
                      * mapping goes on to the per-file hints (vol_file_unchanged) */
     int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
+    uint64_t pub_at; /* the publication counter (VOL_PUB_OFF) when the manifest in memory was
+                      * last known to be the newest (vol_unlock under the lock), 0: not known;
+                      * vol_fresh compares it with the counter (read and written atomically:
+                      * shared_catch_up reads it without v->mu) */
     int slotfd[3];  /* manifest.0, manifest.1 (durable), manifest.2 (scratch; -1 if absent) */
     uint64_t slot_gen[2]; /* generation of each durable slot as this process last authenticated
                            * or wrote it (0: empty or not authentic): a durable commit overwrites
@@ -290,9 +294,10 @@ struct scp_file {
     int j_tail_commit;          /* j_end is behind a commit record that checks out (or a run
                                  * of type 3 records after one): an open takes type 3
                                  * records appended there (vol_commit_oneflush) */
-    uint64_t seen_gen;          /* shared mode: the volume generation at which this file's
-                                 * state was last checked against the manifest (the hint is
-                                 * the volume's: a catch-up of another file moves v->gen) */
+    uint64_t seen_gen;          /* shared mode: the publication counter (vol_pub_mark) at
+                                 * which this file's state was last checked against the
+                                 * manifest, 0: never (compared with the file's hint slot and
+                                 * the volume's mark, vol_file_unchanged, vol_fresh) */
     uint8_t j_salt[SCP_HASH_LEN];  /* the open log's header salt (shared mode: another process
                                     * that starts a new log changes it, see file_follow) */
     uint64_t j_chk_end, j_chk_len; /* shared mode, the writer's catch-up only: file_log_stale
@@ -387,9 +392,31 @@ int vol_check_fork(scp_volume *v, scp_err *err);
  * generation seen (a hint, like vol_fresh: for reads only). */
 #define VOL_FILE_HINT_OFF 8192 /* after the one-flush mark and journal list (4096-4631) */
 #define VOL_FILE_HINTS 1024
-void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t gen);
-void vol_file_hints_bump_all(scp_volume *v, uint64_t gen);
+void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
+void vol_file_hints_bump_all(scp_volume *v);
 int vol_file_unchanged(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t seen);
+/* The publication counter (docs/volume-format.md, "Publishing lazily", step 1 of its order of
+ * building): a u64 at VOL_PUB_OFF of the mapped lock page in which every mark that says "no
+ * other process changed this since" counts: the volume's mark (v->pub_at, vol_fresh), each
+ * file's hint slot and each file's seen_gen. It counts announcements, not states: every
+ * manifest commit (vol_commit_manifest, vol_commit_oneflush) and every raise of a file's hint
+ * fetch-adds it under the volume lock before anything it announces is written, so a mark taken
+ * under the lock (vol_pub_mark) is at or above every value handed out before, and every
+ * value handed out later is above it. Not trusted, like the hints it replaces: a host that
+ * changes it delays seeing another process's commit or makes every look-up take the lock;
+ * writes never rely on it (writer_refresh's commit check under the lock). Values at or above
+ * VOL_PUB_LIMIT are never used as marks (vol_pub_mark gives 0, "never checked"), so a host that
+ * pushes the counter up to where it would wrap turns the fast paths off instead of making a
+ * wrapped value look older than a mark. Generations stay what the unapplied set and w_dur_gen
+ * count in: they decide in-place overwrites, which must not rest on an untrusted number. */
+#define VOL_PUB_OFF 16
+#define VOL_PUB_LIMIT ((uint64_t)1 << 62)
+/* Fetch-add the counter and return the new value (caller holds vol_lock; 0 when the lock page
+ * is not mapped). */
+uint64_t vol_pub_take(scp_volume *v);
+/* The counter's value now, as a mark (caller holds vol_lock: no announcement is under way), or
+ * 0 when there is none or it is at or above VOL_PUB_LIMIT. */
+uint64_t vol_pub_mark(scp_volume *v);
 /* Journal end hints (shared mode; docs/volume-format.md, "Shared mode", preallocated journals):
  * VOL_FILE_HINTS u64 slots from VOL_JEND_HINT_OFF, indexed as the per-file generation hints,
  * mapped with them. An appender to a file's journal stores there the offset its log reached
@@ -441,6 +468,8 @@ _Static_assert(VOL_WANT_OFF + 4 <= VOL_LOCKBYTE_OBJDIR, "lock file: the wanted w
  * state, which the tag reports as a rollback). */
 #define VOL_MLOG_EPOCH_OFF 8
 _Static_assert(VOL_MLOG_EPOCH_OFF + 8 <= VOL_WANT_OFF, "lock file: the fold epoch and the wanted word overlap");
+_Static_assert(VOL_PUB_OFF >= VOL_MLOG_EPOCH_OFF + 8 && VOL_PUB_OFF + 8 <= VOL_WANT_OFF,
+               "lock file: the publication counter overlaps the epoch or the wanted word");
 /* The lock file's list of files with lazy commits (shared mode): a u32 count at
  * VOL_LAZY_OFF, then up to VOL_LAZY_MAX file ids. A durable commit syncs their journals
  * before its manifest names them, then empties it (manifest.c). Not trusted: a host that

@@ -380,6 +380,9 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err);
 static void jlist_clear(scp_volume *v);
 
 int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
+    /* (announced before anything is written: a process whose mark is the counter's value then
+     * takes the lock and reads what this writes, even if this committer dies half way) */
+    (void)vol_pub_take(v);
     if (v->mlog) return mlog_commit(v, durable, err);
     uint8_t *body = NULL, *slot = NULL;
     size_t blen = 0, slen = 0;
@@ -1461,6 +1464,7 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
  * may be a lazy one, and the records past the durable end are the lazy records of every
  * process since the last durable one (ml_pend, kept as walked or written). */
 int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
+    (void)vol_pub_take(v); /* (announced first, as vol_commit_manifest does) */
     /* Only onto a log that is durable up to its end (its header and every record before this
      * one are synced or in listed journals: an open reaches this record's place), and not
      * after a committer that died between its journal's sync and its append to the log (its
@@ -1496,7 +1500,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
          * f's journal end, and a writer in another process appends there only after it took in
          * every commit that raised f's hint (writer_refresh), stepping over the run
          * (journal_skip_mrecs). As any commit that touches a file does (commit_name). */
-        vol_file_hint_bump(v, f->id, v->gen + 1);
+        vol_file_hint_bump(v, f->id);
         int was_on = f->jq_on;
         f->jq_on = 1; /* (one pwrite for the run; drained below, under the locks) */
         for (size_t off = 0, n; carry && rc == 0 && off < v->ml_pend_len; off += n) {
@@ -2112,6 +2116,32 @@ static int settle_entry(void *ctx, uint64_t index, const uint8_t *e) {
     return 0;
 }
 
+/* Does chunk i of file id, written in place under table entry en (slot SCP_ENT_SLOT(en) of
+ * fd[]: .d, .s), authenticate? ct and pt: chunk-sized scratch (pt wiped by the caller). */
+static int inplace_chunk_ok(scp_volume *v, const uint8_t *id, const uint8_t key[32],
+                            const int fd[2], uint64_t i, const uint8_t *en, uint8_t *ct,
+                            uint8_t *pt) {
+    uint8_t aad[SCP_VOLID_LEN + SCP_FILEID_LEN + 8], sk[32];
+    int f = fd[SCP_ENT_SLOT(en)];
+    memcpy(aad, v->volid, SCP_VOLID_LEN);
+    memcpy(aad + SCP_VOLID_LEN, id, SCP_FILEID_LEN);
+    scp_put_u64(aad + SCP_VOLID_LEN + SCP_FILEID_LEN, i);
+    int ok = f >= 0 && scp_pread_full(f, ct, v->cs, (off_t)(i * v->cs)) == (ssize_t)v->cs &&
+             scp_derive_key(key, SCP_LABEL_CHUNK, en, SCP_SALT_LEN, sk, NULL) == 0 &&
+             scp_aead_open(sk, en + SCP_ENT_NONCE_OFF, aad, sizeof aad, ct, v->cs,
+                           en + SCP_ENT_TAG_OFF, pt, NULL) == 0;
+    scp_wipe(sk, sizeof sk);
+    return ok;
+}
+
+static void open_slots(scp_volume *v, const uint8_t *id, int fd[2]) {
+    for (int s = 0; s < 2; s++) {
+        char name[48];
+        vol_object_name(id, s ? ".s" : ".d", name);
+        fd[s] = openat(v->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    }
+}
+
 /* Do the chunks that the log's commit records name in place (no record of their own in the
  * log: shared mode's fresh and filled-hole writes, chunk_target_shared) authenticate? A lazy
  * commit does not sync them, so a power cut may have kept the commit record and lost them. */
@@ -2122,28 +2152,16 @@ static int inplace_chunks_ok(scp_volume *v, const scp_mentry *e, const uint8_t *
     u64map_init(&w.at);
     int ok = scp_journal_replay(buf, jv, v->cs, e->id, settle_chunk, settle_entry, &w, NULL) == 0;
     int fd[2] = {-1, -1};
-    for (int s = 0; s < 2 && ok; s++) {
-        char name[48];
-        vol_object_name(e->id, s ? ".s" : ".d", name);
-        fd[s] = openat(v->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    }
-    uint8_t *ct = malloc(v->cs), *pt = malloc(v->cs), aad[SCP_VOLID_LEN + SCP_FILEID_LEN + 8], sk[32];
+    if (ok) open_slots(v, e->id, fd);
+    uint8_t *ct = malloc(v->cs), *pt = malloc(v->cs);
     ok = ok && ct && pt;
     size_t pos = 0;
     uint64_t i, k;
     while (ok && u64map_next(&w.at, &pos, &i, &k)) {
         const uint8_t *en = w.ents + k * SCP_CHUNK_ENTRY_LEN;
         if (u64map_get(&w.logged, i, NULL) || is_hole(en)) continue;
-        int f = fd[SCP_ENT_SLOT(en)];
-        memcpy(aad, v->volid, SCP_VOLID_LEN);
-        memcpy(aad + SCP_VOLID_LEN, e->id, SCP_FILEID_LEN);
-        scp_put_u64(aad + SCP_VOLID_LEN + SCP_FILEID_LEN, i);
-        ok = f >= 0 && scp_pread_full(f, ct, v->cs, (off_t)(i * v->cs)) == (ssize_t)v->cs &&
-             scp_derive_key(key, SCP_LABEL_CHUNK, en, SCP_SALT_LEN, sk, NULL) == 0 &&
-             scp_aead_open(sk, en + SCP_ENT_NONCE_OFF, aad, sizeof aad, ct, v->cs,
-                           en + SCP_ENT_TAG_OFF, pt, NULL) == 0;
+        ok = inplace_chunk_ok(v, e->id, key, fd, i, en, ct, pt);
     }
-    scp_wipe(sk, sizeof sk);
     if (pt) scp_wipe(pt, v->cs);
     free(ct);
     free(pt);
@@ -2173,6 +2191,169 @@ static int journal_redoes(scp_volume *v, const scp_mentry *e) {
     return ok;
 }
 
+/* Settle S2-S3 (docs/volume-format.md, "Lock order and settle rules"): the commits of a listed
+ * file's log past the one its manifest entry names, C1..Ck, each checked out by the full walk
+ * (the chain over every header, every chunk record authenticated); the file takes the last Cj
+ * such that the chunks that each of C1..Cj names in place authenticate, never a commit past
+ * one that failed: a lost in-place chunk does not break the chain, so the walk itself would go
+ * on past it (S3's explicit rule). */
+struct later {
+    scp_volume *v;
+    const uint8_t *id, *key;
+    size_t named_end;  /* the end of the commit the manifest names */
+    uint64_t nchunks;  /* chunks of the last state taken (the named one at first) */
+    u64map logged;     /* chunk index -> 1: a chunk record of it lies in the log so far */
+    u64map at;         /* chunk index -> its newest entry's place in ents, so far */
+    uint8_t *ents;
+    size_t n, cap;
+    int fd[2];
+    uint8_t *ct, *pt;
+    int nomem;
+    uint64_t taken;    /* commits taken past the named one */
+    uint64_t size;     /* ... the last one's size and root */
+    uint8_t root[SCP_HASH_LEN];
+};
+
+static void later_chunk(void *ctx, uint64_t index) {
+    struct later *w = ctx;
+    if (u64map_put(&w->logged, index, 1) < 0) w->nomem = 1;
+}
+
+static int later_put(struct later *w, uint64_t index, const uint8_t *e) {
+    uint64_t k;
+    if (!u64map_get(&w->at, index, &k)) {
+        if (w->n == w->cap) {
+            size_t cap = w->cap ? 2 * w->cap : 256;
+            uint8_t *p = realloc(w->ents, cap * SCP_CHUNK_ENTRY_LEN);
+            if (!p) return -1;
+            w->ents = p;
+            w->cap = cap;
+        }
+        k = w->n++;
+        if (u64map_put(&w->at, index, k) < 0) return -1;
+    }
+    memcpy(w->ents + k * SCP_CHUNK_ENTRY_LEN, e, SCP_CHUNK_ENTRY_LEN);
+    return 0;
+}
+
+/* Chunk i's newest entry so far, if it is live in a state of n chunks and written in place (no
+ * record of its own in the log, not a hole), authenticates; 1 when there is nothing to check. */
+static int later_check(struct later *w, uint64_t i, uint64_t n) {
+    uint64_t k;
+    if (i >= n || u64map_get(&w->logged, i, NULL) || !u64map_get(&w->at, i, &k)) return 1;
+    const uint8_t *en = w->ents + k * SCP_CHUNK_ENTRY_LEN;
+    return is_hole(en) || inplace_chunk_ok(w->v, w->id, w->key, w->fd, i, en, w->ct, w->pt);
+}
+
+static int later_commit(void *ctx, size_t off, size_t end, const uint8_t *pt, uint64_t count) {
+    struct later *w = ctx;
+    (void)off;
+    const uint8_t *e = pt + 8;
+    for (uint64_t i = 0; i < count && !w->nomem; i++)
+        if (later_put(w, scp_get_u64(e + i * SCP_JENTRY_LEN), e + i * SCP_JENTRY_LEN + 8) < 0)
+            w->nomem = 1;
+    if (w->nomem) return 1; /* (stop: take what was checked so far) */
+    if (end <= w->named_end) return 0; /* (the named commit and those before it: entries only) */
+    uint64_t size = scp_get_u64(pt), n = nchunks_of(size, w->v->cs);
+    int ok = 1;
+    for (uint64_t i = 0; i < count && ok; i++) ok = later_check(w, scp_get_u64(e + i * SCP_JENTRY_LEN), n);
+    /* (entries named earlier beyond the size then, live in this state: checked too) */
+    if (n > w->nchunks) {
+        size_t pos = 0;
+        uint64_t i, k;
+        while (ok && u64map_next(&w->at, &pos, &i, &k))
+            if (i >= w->nchunks) ok = later_check(w, i, n);
+    }
+    if (!ok) return 1; /* S3: never past a commit whose in-place chunks are not all there */
+    w->taken++;
+    w->size = size;
+    w->nchunks = n;
+    memcpy(w->root, pt + SCP_JCOMMIT_PT_LEN(count) - SCP_HASH_LEN, SCP_HASH_LEN);
+    return 0;
+}
+
+/* For file entry e (listed in the lock file as having lazy commits): 1 with the size and root
+ * of the last commit past the one e names that S2-S3 take, 0 if none (or the log does not hold
+ * e's commit: a log dropped since, whose state is .t's; e stays). */
+static int journal_later(scp_volume *v, const scp_mentry *e, uint64_t *size,
+                         uint8_t root[SCP_HASH_LEN]) {
+    char name[48];
+    vol_object_name(e->id, ".j", name);
+    uint8_t *buf = NULL, key[32];
+    size_t len = 0;
+    scp_journal_view jv;
+    struct later w = {.v = v, .id = e->id, .key = key, .fd = {-1, -1}};
+    u64map_init(&w.logged);
+    u64map_init(&w.at);
+    int found = scp_read_file(v->objfd, name, (size_t)1 << 30, &buf, &len, NULL) == 0 &&
+                vol_file_key(v, e->id, key, NULL) == 0 &&
+                scp_journal_find(buf, len, v->cs, v->volid, key, e->id, e->root, e->size, &jv) == 1;
+    if (found) {
+        w.named_end = jv.end;
+        w.nchunks = nchunks_of(jv.new_size, v->cs);
+        w.ct = malloc(v->cs);
+        w.pt = malloc(v->cs);
+        open_slots(v, e->id, w.fd);
+        if (w.ct && w.pt)
+            scp_journal_commits(buf, len, v->cs, v->volid, key, e->id, later_chunk, later_commit, &w);
+    }
+    if (w.taken) {
+        *size = w.size;
+        memcpy(root, w.root, SCP_HASH_LEN);
+    }
+    if (w.pt) scp_wipe(w.pt, v->cs);
+    free(w.pt);
+    free(w.ct);
+    for (int s = 0; s < 2; s++)
+        if (w.fd[s] >= 0) close(w.fd[s]);
+    free(w.ents);
+    u64map_free(&w.logged);
+    u64map_free(&w.at);
+    scp_wipe(key, sizeof key);
+    scp_wipe(&jv, sizeof jv);
+    free(buf);
+    return w.taken > 0;
+}
+
+/* S1-S4 for the manifest in memory, before the open's durable record: every file in the lock
+ * file's lazy list takes the last commit of its log that S2-S3 take (its objects synced first,
+ * so that the durable record names only what is on disk; S4); the times stay the entry's (a
+ * commit record holds none). Returns how many files moved. */
+static size_t settle_follow(scp_volume *v) {
+    uint8_t c[4];
+    if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) return 0;
+    uint32_t n = scp_get_u32(c);
+    if (n == 0 || n > VOL_LAZY_MAX) return 0;
+    uint8_t (*ids)[SCP_FILEID_LEN] = malloc((size_t)n * SCP_FILEID_LEN);
+    if (!ids) return 0;
+    size_t moved = 0;
+    if (pread(v->lockfd, ids, (size_t)n * SCP_FILEID_LEN, VOL_LAZY_OFF + 16) ==
+        (ssize_t)((size_t)n * SCP_FILEID_LEN)) {
+        for (uint32_t j = 0; j < n; j++) {
+            const scp_mentry *e = entry_by_id(&v->man, ids[j]);
+            uint64_t size;
+            uint8_t root[SCP_HASH_LEN];
+            if (!e || !journal_later(v, e, &size, root)) continue;
+            if (sync_object(v, e->id, ".j") < 0 || sync_object(v, e->id, ".d") < 0 ||
+                sync_object(v, e->id, ".s") < 0)
+                continue; /* (S4: not named durable unless on disk) */
+            for (size_t k = 0; k < v->man.n; k++) { /* (every name of the file) */
+                scp_mentry *d = &v->man.e[k];
+                if (d->type != SCP_MTYPE_FILE || memcmp(d->id, ids[j], SCP_FILEID_LEN) != 0) continue;
+                d->size = size;
+                memcpy(d->root, root, SCP_HASH_LEN);
+            }
+            moved++;
+        }
+    }
+    free(ids);
+    if (moved) {
+        v->man.ver++;
+        vol_mchg_off(v); /* (the record's delta from the whole comparison) */
+    }
+    return moved;
+}
+
 /* Does the scratch manifest's file entry e name content that the durable manifest dm does
  * not (a lazy commit's)? A file created since, still empty, names none. */
 static int entry_is_lazy(const scp_manifest *dm, const scp_mentry *e) {
@@ -2199,7 +2380,9 @@ static int objects_present(scp_volume *v, const scp_mentry *e) {
 
 int vol_settle_lazy(scp_volume *v, scp_err *err) {
     uint8_t c[4] = {0};
-    if (!v->man_scratch) return 0; /* the newest state is a durable one */
+    /* The newest state is a durable one: the listed files' logs may still hold commits past it
+     * (a power cut that lost the lazy records, a kill between a commit record and its record) */
+    if (!v->man_scratch) return settle_follow(v) ? vol_commit_manifest(v, 1, err) : 0;
     if (v->lockfd < 0 || pread(v->lockfd, c, 4, VOL_LAZY_OFF) != 4) memset(c, 0, sizeof c);
     uint32_t n = scp_get_u32(c);
     /* The newest durable state, to compare with and to fall back to. */
@@ -2266,12 +2449,13 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
             redone = 0;
     }
     if (!redone && have_dm) { /* back to the durable state, under a newer generation */
-        vol_file_hints_bump_all(v, v->gen + 1); /* (files went back: no reader may skip) */
+        vol_file_hints_bump_all(v); /* (files went back: no reader may skip) */
         scp_manifest_free(&v->man);
         vol_mchg_off(v);
         v->man = dm;
         memset(&dm, 0, sizeof dm);
     }
     scp_manifest_free(&dm);
+    (void)settle_follow(v); /* (S2-S4 from whichever state was taken) */
     return vol_commit_manifest(v, 1, err);
 }

@@ -220,7 +220,7 @@ static scp_file *file_get_cached(scp_volume *v, const char *path, scp_vfile *h) 
                      * the manifest write (commit_name), says so (test_volume_two_modes,
                      * "killed": a stale read at an open, found by volume_forkstress) */
                     if (memcmp(f->c_root, v->man.e[i].root, SCP_HASH_LEN) == 0 &&
-                        (!v->hint || vol_file_unchanged(v, f->id, v->gen))) {
+                        (!v->hint || vol_file_unchanged(v, f->id, __atomic_load_n(&v->pub_at, __ATOMIC_RELAXED)))) {
                         f->refs++;
                         handle_link(v, h);
                         hit = f;
@@ -376,7 +376,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
     }
     if (rc == 0 && v->shared && journal_skip_mrecs(f) < 0)
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
+    if (rc == 0) __atomic_store_n(&f->seen_gen, vol_pub_mark(v), __ATOMIC_RELAXED);
     /* Shared mode: entries committed at or below it may be overwritten in their other slot
      * (chunk_target_shared) */
     f->w_dur_gen = durable_gen_known(v);
@@ -725,8 +725,9 @@ static int file_refresh(scp_file *f);
 static void shared_catch_up(scp_file *f) {
     if (!f->vol->shared) return;
     uint64_t seen = __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED);
-    if (vol_fresh(f->vol) && seen == __atomic_load_n(&f->vol->gen, __ATOMIC_RELAXED)) return;
-    /* Other files committed since (the volume's generation moved), this one not. */
+    /* (0: never checked, or no mapped counter, where vol_fresh asks the slot headers) */
+    if (seen && vol_fresh(f->vol) && seen == __atomic_load_n(&f->vol->pub_at, __ATOMIC_RELAXED)) return;
+    /* Other files committed since (the counter moved), this one not. */
     if (vol_file_unchanged(f->vol, f->id, seen)) return;
     (void)file_refresh(f);
 }
@@ -1033,7 +1034,7 @@ int file_link_nameless(scp_file *f, const char *to, scp_err *err) {
         f->path = mine;
         mine = NULL;
         __atomic_store_n(&f->nameless, 0, __ATOMIC_RELEASE);
-        __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
+        __atomic_store_n(&f->seen_gen, vol_pub_mark(v), __ATOMIC_RELAXED);
     }
     free(mine);
     vol_unlock(v);
@@ -1116,7 +1117,7 @@ static int file_refresh(scp_file *f) {
          * append offset is behind it; a follow that found a commit ends behind its run) */
         int skipped = !f->vol->shared || journal_skip_mrecs(f) == 0;
         if (!f->unloaded && skipped)
-            __atomic_store_n(&f->seen_gen, f->vol->gen, __ATOMIC_RELAXED);
+            __atomic_store_n(&f->seen_gen, vol_pub_mark(f->vol), __ATOMIC_RELAXED);
         vol_unlock(f->vol);
     }
     pthread_rwlock_unlock(&f->rw);
@@ -1330,7 +1331,7 @@ static int file_sync_shared(scp_file *f, scp_err *err) {
             rc = 0;
         /* f is current (we are its writer) and our append offset is behind our own run: the
          * hint that the one-flush commit raised need not send our next write to the lock */
-        if (rc == 0) __atomic_store_n(&f->seen_gen, v->gen, __ATOMIC_RELAXED);
+        if (rc == 0) __atomic_store_n(&f->seen_gen, vol_pub_mark(v), __ATOMIC_RELAXED);
         vol_unlock(v);
         if (rc < 0 && f->j_end == 0) { /* (its run's journal pwrite failed: shared_rejoin) */
             shared_rejoin(f);

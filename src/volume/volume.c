@@ -725,15 +725,36 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     return rc;
 }
 
-/* Release the cross-process lock; publish our generation as the hint first when the in-memory
- * manifest is the newest (it is, under the lock, unless loading it failed). */
+static uint64_t *pub_word(scp_volume *v) { return v->hint + VOL_PUB_OFF / 8; }
+
+uint64_t vol_pub_take(scp_volume *v) {
+    if (!v->hint) return 0;
+    /* (committers hold the volume lock: a mark taken under it is at or above every value
+     * handed out before, and every later one is above it; the settle at an open holds it too) */
+    assert(VOL_LOCK_HELD(v));
+    uint64_t c;
+    do /* (0 means "never checked": a counter the host wrapped skips it) */
+        c = __atomic_add_fetch(pub_word(v), 1, __ATOMIC_ACQ_REL);
+    while (c == 0);
+    return c;
+}
+
+uint64_t vol_pub_mark(scp_volume *v) {
+    if (!v->hint) return 0;
+    assert(VOL_LOCK_HELD(v));
+    uint64_t c = __atomic_load_n(pub_word(v), __ATOMIC_ACQUIRE);
+    return c < VOL_PUB_LIMIT ? c : 0;
+}
+
+/* Before the cross-process lock is released: the manifest in memory is the newest (it is, under
+ * the lock, unless loading it failed) as of the counter's value now, our mark. */
 static void hint_publish(scp_volume *v) {
-    if (v->hint && v->gen && __atomic_load_n(v->hint, __ATOMIC_RELAXED) != v->gen)
-        __atomic_store_n(v->hint, v->gen, __ATOMIC_RELEASE);
+    __atomic_store_n(&v->pub_at, v->gen ? vol_pub_mark(v) : 0, __ATOMIC_RELEASE);
 }
 
 static void ofd_unlock(scp_volume *v, int publish) {
     if (publish) hint_publish(v);
+    else __atomic_store_n(&v->pub_at, 0, __ATOMIC_RELEASE); /* (not known to be the newest) */
     v->ofd_held = 0;
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
@@ -787,13 +808,17 @@ int vol_fresh(scp_volume *v) {
         __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) !=
             __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED))
         return 0;
-    if (v->hint) return __atomic_load_n(v->hint, __ATOMIC_ACQUIRE) == v->gen;
+    if (v->hint) { /* (no announcement since our mark: nobody committed since) */
+        uint64_t at = __atomic_load_n(&v->pub_at, __ATOMIC_ACQUIRE);
+        return at != 0 && __atomic_load_n(pub_word(v), __ATOMIC_ACQUIRE) == at;
+    }
     return vol_peek_generation(v) <= v->gen; /* no hint: the slot headers tell (two reads) */
 }
 
 /* Per-file hints (shared mode): slot h(id) of the lock file's second and third pages holds the
- * highest generation of a commit that named a file hashing there. A reader whose state of a
- * file was last checked at a generation at or above its slot needs no volume lock to know
+ * highest publication count (vol_pub_take) of a commit that named a file hashing there. A
+ * reader whose state of a file was last checked at a count at or above its slot needs no
+ * volume lock to know
  * that the file is unchanged, however many other files moved the volume's generation since:
  * PostgreSQL's backends read and size relations (lseek SEEK_END per relation per query)
  * while the WAL commits every transaction, and each such look-up waited for the volume lock,
@@ -807,15 +832,16 @@ static uint64_t *file_hint_slot(scp_volume *v, const uint8_t id[SCP_FILEID_LEN])
     return v->hint + VOL_FILE_HINT_OFF / 8 + h % VOL_FILE_HINTS;
 }
 
-void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t gen) {
+void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
     if (!v->hint) return;
-    uint64_t *s = file_hint_slot(v, id);
+    uint64_t gen = vol_pub_take(v), *s = file_hint_slot(v, id);
     /* Committers hold the volume lock, so this read-then-store cannot lose a newer value. */
     if (__atomic_load_n(s, __ATOMIC_RELAXED) < gen) __atomic_store_n(s, gen, __ATOMIC_RELEASE);
 }
 
-void vol_file_hints_bump_all(scp_volume *v, uint64_t gen) {
+void vol_file_hints_bump_all(scp_volume *v) {
     if (!v->hint) return;
+    uint64_t gen = vol_pub_take(v);
     for (size_t k = 0; k < VOL_FILE_HINTS; k++) {
         uint64_t *s = v->hint + VOL_FILE_HINT_OFF / 8 + k;
         if (__atomic_load_n(s, __ATOMIC_RELAXED) < gen) __atomic_store_n(s, gen, __ATOMIC_RELEASE);

@@ -316,8 +316,13 @@ static long rollback_txn(scp_volume *v, scp_vfile *db, int k) {
 }
 
 static int expect[NCOMMITS]; /* the frame each place of "wal" holds (frame(b, expect[p])) */
+/* ... or, at place alt_place (-1: none), frame alt_frame: a lazy write after the last fsync,
+ * which the open may take (its commit record is in the journal past the root the manifest
+ * names: docs/volume-format.md, "Settle", S2-S3) or not (a power cut may lose it) */
+static int alt_place = -1, alt_frame;
 static void expect_txns(int from, int to) {
     for (int k = from; k < to; k++) expect[k % NCOMMITS] = k;
+    alt_place = -1;
 }
 
 static void check_frames(scp_volume *v, const char *what) {
@@ -328,7 +333,12 @@ static void check_frames(scp_volume *v, const char *what) {
     int bad = 0;
     for (int k = 0; got && n == FSIZE && k < NCOMMITS; k++) {
         frame(b, expect[k]);
-        bad += memcmp(got + (size_t)k * FRAME, b, FRAME) != 0;
+        int differs = memcmp(got + (size_t)k * FRAME, b, FRAME) != 0;
+        if (differs && k == alt_place) {
+            frame(b, alt_frame);
+            differs = memcmp(got + (size_t)k * FRAME, b, FRAME) != 0;
+        }
+        bad += differs;
     }
     CHECKF(!bad, "%s: %d frames differ from the last commits", what, bad);
     long probs = scp_volume_verify(v, NULL, NULL, NULL, &e);
@@ -711,8 +721,13 @@ static void test_shared(int mode) {
            r.most);
     CHECKF(r.tags == NCOMMITS, "shared: %ld tags reported for %d fsyncs", r.tags, NCOMMITS);
     /* The power cut: manifest.log's appends after its last sync are lost; the fsynced frames
-     * stay (the child's write after them went behind their records). */
+     * stay (the child's write after them went behind their records). That write (frame 999 at
+     * place 0) kept its journal records here, past the root the manifest names: the open takes
+     * it since step 2 of publishing lazily (settle S2-S3), a state the file had after its last
+     * fsync; before, it went back to the fsynced frame. Either is right. */
     expect_txns(0, NCOMMITS);
+    alt_place = 0;
+    alt_frame = 999;
     cut_and_check(vd, key, &r.tag, r.synced, name);
     tu_rm_rf(root);
     free(root);
