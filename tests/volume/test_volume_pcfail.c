@@ -20,7 +20,10 @@
  * one of its states since its last successful fsync (the base's state or the state after a
  * later write: never a mix, never older; at D only the last state). Both in shared mode and
  * in ordinary mode, each with the failure once (the rest of the short write fails: a retry
- * inside the fsync works) and with every journal pwrite failing until the fsync returned. Also asserted: the failed fsync reports ENOSPC, the second succeeds, the
+ * inside the fsync works) and with every journal pwrite failing until the fsync returned;
+ * in ordinary mode also with the disk full to the end (the second fsync and the close fail,
+ * the queue kept since the first failure goes with the file; the states allowed then are all
+ * those since the base). Also asserted: the failed fsync reports ENOSPC, the second succeeds, the
  * process reads its last writes throughout, and the real volume reopens at the last state.
  * Usage: test_volume_pcfail [shared|ordinary]   (both without an argument)
  */
@@ -126,7 +129,8 @@ static void record_write(const char *rel, const void *buf, size_t n, uint64_t of
 
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     char rel[160];
-    if (!R.on || rel_of_fd(fd, rel, sizeof rel) < 0) return __real_pwrite(fd, buf, n, off);
+    if ((!R.on && !R.persist) || rel_of_fd(fd, rel, sizeof rel) < 0)
+        return __real_pwrite(fd, buf, n, off);
     int jrn = ends_with(rel, ".j");
     size_t z = 0;
     while (z < n && !((const uint8_t *)buf)[z]) z++;
@@ -139,7 +143,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
         R.fail_type = n >= 4 ? (int)((const uint8_t *)buf)[3] : -1; /* (a u32, big-endian) */
         ssize_t r = n > 1 ? __real_pwrite(fd, buf, n / 2, off) : 0;
         if (r > 0) {
-            record_write(rel, buf, (size_t)r, (uint64_t)off);
+            if (R.on) record_write(rel, buf, (size_t)r, (uint64_t)off);
             R.fail = 2; /* (the call for the rest fails outright) */
             return r;
         }
@@ -157,7 +161,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
         R.j_type[R.nj++] = n >= 4 ? ((const uint8_t *)buf)[3] : -1;
     }
     ssize_t r = __real_pwrite(fd, buf, n, off);
-    if (r > 0) record_write(rel, buf, (size_t)r, (uint64_t)off);
+    if (r > 0 && R.on) record_write(rel, buf, (size_t)r, (uint64_t)off);
     return r;
 }
 
@@ -259,6 +263,8 @@ static void build_image(const char *base, const char *img, const cut *c, const c
 static uint8_t states[MAXSTATES][NP * CS];
 static int nstates;
 
+static int last_state; /* the state the last image checked read as (-1: none) */
+
 /* Open img and check it; returns 1 if it failed a check (the details printed). */
 static int check_image(const char *img, const uint8_t *key, const cut *c, const char *what) {
     scp_err e;
@@ -285,6 +291,7 @@ static int check_image(const char *img, const uint8_t *key, const cut *c, const 
         int which = -1;
         for (int s = c->lo; s <= c->hi && which < 0; s++)
             if (n == sizeof states[s] && !memcmp(b, states[s], n)) which = s;
+        last_state = which;
         if (which < 0) {
             int older = -1;
             for (int s = 0; s < c->lo && older < 0; s++)
@@ -373,7 +380,9 @@ static void reads_last(scp_vfile *f, const char *when) {
 static void run(int shared, int persist) {
     char mode[96];
     snprintf(mode, sizeof mode, "%s%s", shared ? "shared" : "ordinary",
-             persist ? ", the disk full until the fsync returned" : "");
+             persist == 2   ? ", the disk full to the end"
+             : persist == 1 ? ", the disk full until the fsync returned"
+                            : "");
     tu_rng rng = {(shared ? 0x5c0f21u : 0x0c0f21u) + (unsigned)persist};
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
@@ -414,7 +423,7 @@ static void run(int shared, int persist) {
     int frc = scp_vfile_fsync(f, &e);
     int ferr = frc < 0 ? e.sys : 0;
     R.fail = 0;
-    R.persist = 0;
+    R.persist = persist == 2; /* (2: every later journal pwrite fails too) */
     cut ca, cb, cc, cd;
     memset(&cc, 0, sizeof cc);
     take_cut(&ca, "A (after the failed fsync)", s_base, nstates - 1);
@@ -440,9 +449,10 @@ static void run(int shared, int persist) {
     R.watch_j = 1;
     int src = scp_vfile_fsync(f, &e);
     R.watch_j = 0;
-    CHECKF(src == 0, "%s: the second fsync failed: %s", mode, e.msg);
+    CHECKF(persist == 2 ? src < 0 : src == 0, "%s: the second fsync returned %d: %s", mode, src,
+           src ? e.msg : "");
     int promised = src == 0;
-    CHECKF(!R.cut_at_jsync, "%s: the second fsync synced no journal", mode);
+    CHECKF(persist == 2 || !R.cut_at_jsync, "%s: the second fsync synced no journal", mode);
     R.cut_at_jsync = 0;
     take_cut(&cd, "D (after the second fsync returned)", promised ? nstates - 1 : s_base,
              nstates - 1);
@@ -456,12 +466,22 @@ static void run(int shared, int persist) {
         printf(" %llu+%llu:%d", (unsigned long long)R.j_off[i], (unsigned long long)R.j_len[i],
                R.j_type[i]);
     printf("%s\n", R.nj ? "" : " none");
-    CHECK_OK(scp_vfile_close(f, &e), e);
-    CHECK_OK(scp_volume_close(v, &e), e);
+    if (persist == 2) { /* (its commit fails: the kept queue goes with the file) */
+        int crc = scp_vfile_close(f, &e);
+        CHECKF(crc < 0, "%s: the close committed with every journal pwrite failing", mode);
+        (void)scp_volume_close(v, &e);
+    } else {
+        CHECK_OK(scp_vfile_close(f, &e), e);
+        CHECK_OK(scp_volume_close(v, &e), e);
+    }
+    R.persist = 0;
 
-    /* The real volume (no power cut) reopens at the last state. */
-    cut real = {"the real volume", 0, NULL, nstates - 1, nstates - 1};
+    /* The real volume (no power cut) reopens at the last state, or (nothing promised since the
+     * base) at a state since the base. */
+    cut real = {"the real volume", 0, NULL, promised ? nstates - 1 : s_base, nstates - 1};
     check_image(vd, key, &real, "closed and reopened");
+    printf("%s: the real volume reopened reads state %d of %d (the base: %d)\n", mode, last_state,
+           nstates - 1, s_base);
 
     int nbad = 0, images = 0;
     cut *cuts[] = {&ca, &cb, &cc, &cd};
@@ -489,8 +509,9 @@ int main(int argc, char **argv) {
     R.ops = calloc(MAXOPS, sizeof *R.ops);
     REQUIRE(R.ops);
     const char *which = argc > 1 ? argv[1] : "";
-    for (int persist = 0; persist < 2; persist++) {
-        if (!*which || !strcmp(which, "shared")) run(1, persist);
+    for (int persist = 0; persist < 3; persist++) {
+        /* (shared mode's writes commit at once: with the disk full they fail too) */
+        if ((!*which || !strcmp(which, "shared")) && persist < 2) run(1, persist);
         if (!*which || !strcmp(which, "ordinary")) run(0, persist);
     }
     free(R.ops);
