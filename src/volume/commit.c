@@ -668,8 +668,16 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
     return 0;
 }
 
-/* Write what is queued. If that fails, the log in memory no longer matches the one on disk:
- * it is closed, and the next commit checkpoints and starts a new one (as after a discard). */
+/* Write what is queued. If that fails (EIO, ENOSPC, possibly after part of it landed), the
+ * bytes past the queue's start on disk are a torn tail. Outside shared mode the queue is kept
+ * and the log in memory with it: the next drain writes the same bytes at the same offsets
+ * (and whatever was queued since behind them), so the log on disk becomes what it would have
+ * been had this pwrite worked and only a sync failed. Closing the log instead lost the queued
+ * chunk records that the journal map and the table in memory still named: the next commit
+ * began a new log without them, named their entries, and the file no longer authenticated
+ * (test_volume_pcfail ordinary). A new log (journal_begin) or a fork drops a kept queue.
+ * In shared mode the log is closed (j_end 0) and the process takes the file in again from
+ * the log on disk (vfile.c, shared_rejoin). */
 int journal_drain(scp_file *f, scp_err *err) {
     if (!f->jq_len) return 0;
     size_t len = f->jq_len, mark = 0;
@@ -681,9 +689,11 @@ int journal_drain(scp_file *f, scp_err *err) {
         mark = SCP_JREC_HDR_LEN;
     }
     if (scp_pwrite_full(f->fd_j, f->jq, len + mark, f->j_end - len) < 0) {
-        f->j_end = 0;
+        int rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+        if (f->vol->shared) f->j_end = 0;
+        else f->jq_len = len; /* (retried at the same offsets by the next drain) */
         f->j_clean = 0;
-        return scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
+        return rc;
     }
     if (f->vol->shared) vol_jend_hint_set(f->vol, f->id, f->j_end);
     return 0;
@@ -834,6 +844,8 @@ static int journal_begin(scp_file *f, scp_err *err) {
         f->fd_j = fd;
     }
     if (f->j_end != 0) return 0;
+    /* (a queue kept after a failed drain belongs to the log given up: journal_drain) */
+    f->jq_len = 0;
     /* Shared mode: entries of lazy commits that .t does not have (the unapplied set) live only
      * in the log on disk, and a checkpoint here syncs .t without applying them: a new log over
      * that one would lose them, and the others could not load the file. Only a failed journal

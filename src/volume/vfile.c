@@ -31,7 +31,8 @@ static void file_free(scp_file *f) {
     u64map_free(&f->jmap);
     file_ct_forget(f);
     u64map_free(&f->ctc);
-    assert(f->jq_len == 0);
+    /* (the queue is empty but after a failed drain that no later drain retried: journal_drain
+     * keeps it for that; the log on disk then ends at a torn tail, as after a power cut) */
     free(f->jq);
     u64map_free(&f->jlogged);
     u64map_free(&f->unapplied);
@@ -243,6 +244,7 @@ int file_after_fork(scp_file *f, scp_err *err) {
      * lazy commits that only the log redoes: we append to it when we write (after catching up),
      * never start a new one over it. */
     if (!f->vol->shared) f->j_end = 0;
+    f->jq_len = 0; /* (a failed drain's queue, journal_drain, is the parent's too) */
     f->j_clean = 0;
     /* The sole holder's deferred applies are the parent's to write (its fork prepare wrote
      * them: fork_lock_volume) */
