@@ -1410,13 +1410,20 @@ static long io_write(pfile *pf, const void *buf, size_t n, long long off) {
     long pr = n && !pf->privs_checked ? write_drops_privs(pf) : 0;
     if (pr) return pr;
     scp_err e;
+    /* Marked before the write, not after: a commit of everything (sh_commit_all: a fork's
+     * move to shared mode, sh_go_shared) that ran between the library's return and the mark
+     * skipped the description, and a write made outside shared mode (a private or sole
+     * holding) then stayed uncommitted with its writer lock into shared mode; a fork child
+     * waiting for that lock while holding the shared offset the writing thread waited for hung
+     * (tests/shield/forkwrite.c, once the holding came back after every round: branch sole21).
+     * A failed write only costs that commit a look at the file. */
+    pf->wpid = sh.pid;
     ssize_t r = off < 0 ? scp_vfile_write(pf->vf, buf, n, &e)
                         : scp_vfile_pwrite(pf->vf, buf, n, (uint64_t)off, &e);
     if (r < 0) {
         sh_trace("write of '%s' failed: %s", pf->path, e.msg);
         return neg(&e);
     }
-    pf->wpid = sh.pid;
     /* O_SYNC and O_DSYNC (O_SYNC includes O_DSYNC's bit): the write is durable when it returns,
      * as the kernel's; a failed commit is the write's error, never a silent success */
     if ((pf->flags & O_DSYNC) && r > 0 && scp_vfile_fsync(pf->vf, &e) < 0) {
@@ -2677,8 +2684,8 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (pf->kind != PF_FILE || !writable(pf)) { r = -EINVAL; break; }
         if (a[1] < 0) { r = -EINVAL; break; }
         scp_err se;
+        pf->wpid = sh.pid; /* (before: see io_write) */
         r = scp_vfile_truncate(pf->vf, (uint64_t)a[1], &se) ? neg(&se) : 0;
-        pf->wpid = sh.pid;
         break;
     }
     case SYS_fallocate: {
@@ -2689,8 +2696,8 @@ static long sh_syscall_(long nr, const long a[6]) {
         r = 0;
         if (!(mode & FALLOC_FL_KEEP_SIZE) && end > scp_vfile_size(pf->vf)) {
             scp_err se;
+            pf->wpid = sh.pid; /* (before: see io_write) */
             r = scp_vfile_truncate(pf->vf, end, &se) ? neg(&se) : 0;
-            pf->wpid = sh.pid;
         }
         break;
     }

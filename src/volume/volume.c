@@ -519,6 +519,17 @@ int scp_volume_try_sole(scp_volume *v, scp_err *err) {
     /* (unlocked: only this call sets it back to 0, and its callers do not run it in two
      * threads at once, nor beside set_shared, private_end or close) */
     if (!v->hint || !__atomic_load_n(&v->shared, __ATOMIC_RELAXED)) return 0;
+    /* The cheap test first, one F_OFD_GETLK: a process of a family that keeps its children (a
+     * PostgreSQL backend) asks every so often, and should not take the cross-process lock for
+     * it. Through our own description only (an unrepaired child shares an inherited one, and
+     * its presence lock would not show through it: the full path moves off it first). */
+    pthread_mutex_lock(&v->mu);
+    int other = !v->lock_inherited &&
+                __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) ==
+                    __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED) &&
+                !vol_alone(v);
+    pthread_mutex_unlock(&v->mu);
+    if (other) return 0;
     /* The cross-process lock and a catch-up first (and a fork child's repair, and the move
      * off a description that an unrepaired child shares: vol_lock_own). Held to the end, with
      * the mutex: no commit of this process or another runs meanwhile. */
