@@ -538,14 +538,14 @@ int scp_volume_try_sole(scp_volume *v, scp_err *err) {
     size_t n = 0, k = 0;
     scp_file **fs = NULL;
     if (!v->shared || v->priv || v->lock_inherited || v->forked_midway || !v->ofd_held) goto out;
-    /* Closed files kept for reuse go (reloaded at their next open); every open one is held for
-     * writing, tried (lock order: rw before mu), so that nothing of this process is half
-     * written or half committed; a busy one means another try later. */
-    file_cache_drop(v);
-    for (scp_file *f = v->files; f; f = f->next) n++;
+    /* Every open file held for writing, tried (lock order: rw before mu), so that nothing of
+     * this process is half written or half committed; a busy one means another try later.
+     * (Closed ones, which nobody reaches without the mutex, leave the cache below.) */
+    for (scp_file *f = v->files; f; f = f->next) n += f->refs > 0;
     fs = n ? malloc(n * sizeof *fs) : NULL;
     if (n && !fs) goto out;
     for (scp_file *f = v->files; f; f = f->next) {
+        if (f->refs == 0) continue;
         if (pthread_rwlock_trywrlock(&f->rw) != 0) goto release;
         fs[k++] = f;
         /* nothing uncommitted, no writer lock kept (shared mode lets go after each call), a
@@ -565,6 +565,7 @@ int scp_volume_try_sole(scp_volume *v, scp_err *err) {
         goto release;
     }
     v->priv = 1;
+    file_cache_drop(v); /* (reloaded at their next open, by then in the ordinary mode) */
     /* Everything durable first, still in shared mode, as an fsync of every file would: the
      * lazy commits (ours and the ones others made before they left) and the manifest's
      * scratch state. From then on the manifest in memory is a durable state, and no file's
