@@ -8,6 +8,13 @@
 #   after-fork after `redis-cli bgrewriteaof`: redis forked its rewrite child, so the family went
 #             shared (redis forks on its own for BGSAVE and for the AOF rewrite it starts when
 #             the file doubles past 64 MB)
+#   beside    while a second `scpctl run` of the volume holds it open (a shell waiting with its
+#             working directory in the mount): shared for as long as it does
+#   after-beside once that shell exited
+# Since branch sole21 redis takes the sole holding back once the other process is gone (the
+# `scpctl volume` command closed the volume, the rewrite's child exited): docs/shield.md,
+# "Back to the sole holding"; the after-ls and after-fork lines then come back to the sole
+# line, and "beside" shows what shared mode still costs.
 # For each: SET/s of redis-benchmark and redis's CPU per SET (utime + stime of the server from
 # /proc, the load-independent figure), medians of ROUNDS benchmark runs.
 #
@@ -73,6 +80,17 @@ start /data "$SCPCTL" run --volume "$T/vol:/data" --key-file "$T/key" --
 res+=("$(measure sole)")
 "$SCPCTL" volume ls "$T/vol" --key-file "$T/key" >/dev/null || echo "redis-modes.sh: volume ls failed" >&2
 res+=("$(measure after-ls)")
+mkfifo "$T/hold"
+# (the shell itself holds the volume open: its working directory lies in the mount)
+"$SCPCTL" run --volume "$T/vol:/data" --key-file "$T/key" -- sh -c "cd /data && read x < $T/hold" \
+    >/dev/null 2>&1 &
+HOLD=$!
+sleep 1
+res+=("$(measure beside)")
+echo go > "$T/hold"
+wait "$HOLD" 2>/dev/null
+sleep 0.3
+res+=("$(measure after-beside)")
 stop
 
 rm -rf "$T/vol" && "$SCPCTL" volume create "$T/vol" --key-file "$T/key" >/dev/null 2>&1 || exit 1

@@ -151,6 +151,22 @@ void scp_volume_private_release(scp_volume *vol);
  * any) has gone shared, then scp_volume_set_shared. -1 on error (the volume stays usable as
  * not shared). */
 int scp_volume_join_shared(scp_volume *vol, scp_err *err);
+/* Back to the sole holding (docs/volume-format.md, "Back to the sole holding"): a process in
+ * shared mode that finds nobody else with the volume open any more (the other program closed
+ * it; the fork children exited) leaves shared mode and becomes the volume's sole holder again,
+ * as scp_volume_go_private makes one: it commits everything durably (still shared), takes the
+ * private lock only if no other process holds a presence lock (a live fork child, repaired or
+ * not, keeps it shared), and reloads every open file as an open of the volume now would (its
+ * log replayed into .t and .d). Returns 1 when it is the sole holder now (the caller then needs
+ * a watcher, scp_volume_private_wait, and lets go as any holder does: scp_volume_private_end
+ * after going shared, or scp_volume_private_release); 0 when nothing changed (not in shared
+ * mode, private already, another process present, or a file busy in another thread, holding
+ * uncommitted writes or without a name: try again later); -1 on error (the durable commit
+ * failed: still shared, err set). A file whose reload fails is left unloaded (its writes fail
+ * with EIO) and err says so, with 1 returned. Costs a durable commit and a reload per open
+ * file; nothing when the volume is not shared. Not in two threads at once, nor beside
+ * scp_volume_set_shared, _private_end, _private_release or _close of the same volume. */
+int scp_volume_try_sole(scp_volume *vol, scp_err *err);
 /* Register the library's fork handlers now (idempotent; otherwise done at the first open).
  * glibc runs prepare handlers in the reverse order of registration: a caller whose own prepare
  * handler makes volume calls (a commit before fork) and that opens volumes only later registers

@@ -381,7 +381,10 @@ static void set_shared(scp_volume *v) {
     sh_lib_leave();
 }
 
+int sh_resole_on;
+
 void sh_go_shared(scp_volume *v) {
+    __atomic_store_n(&sh_resole_on, 1, __ATOMIC_RELAXED); /* (sh_resole_poll: try it back later) */
     /* Shared first, then commit, then shared again. A write of another thread that ran before
      * the volume went shared keeps the file's writer lock with its bytes uncommitted
      * (set_shared skips such a file); committed only before, such a write slipped in between,
@@ -442,12 +445,17 @@ void sh_fork_share(int fork_child) {
  * volume never holds up the move of our own. */
 static pthread_mutex_t priv_mu = PTHREAD_MUTEX_INITIALIZER;
 static void lk_handoff(int vi);
+/* Per volume, the holding's number (under priv_mu): a watcher ends only the holding it was
+ * started for. One woken by the end of an earlier holding that has not yet run its move when
+ * the process holds the volume again (sh_priv_resole) would otherwise end the new one. */
+static unsigned priv_gen[SCP_SHIELD_MAX_VOLUMES];
 
-void sh_priv_end(int i) {
+static void priv_end(int i, unsigned gen) {
     pthread_mutex_lock(&priv_mu);
     for (int k = i < 0 ? 0 : i; k < (i < 0 ? sh.nvol : i + 1); k++) {
         struct sh_volume *sv = &sh.vol[k];
         if (!__atomic_load_n(&sv->priv, __ATOMIC_ACQUIRE)) continue;
+        if (gen && gen != priv_gen[k]) continue; /* (a watcher of an earlier holding) */
         scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
         assert(v); /* published before priv can be seen by anyone but open_volume */
         /* The locks kept in the process while nobody else could be present go to the kernel
@@ -483,10 +491,12 @@ void sh_priv_end(int i) {
         sh_lib_leave();
         __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
         if (sh.cfg.flags & SCP_SHIELD_F_SHARED) sh_trace("volume at %s: shared from now on", sv->mount);
-        else sh_trace("volume at %s: another program opens it, no longer the sole holder; shared from now on", sv->mount);
+        else sh_trace("volume at %s: another program opens it, no longer the sole holder; shared until it is alone again", sv->mount);
     }
     pthread_mutex_unlock(&priv_mu);
 }
+
+void sh_priv_end(int i) { priv_end(i, 0); }
 
 /* At exit: no move from now on (the watcher would commit and seal beside the exit's own
  * commit and OpenSSL's cleanup). What is private is committed by the exit's sh_commit_all, and
@@ -518,7 +528,8 @@ int sh_exit_commit(int flush_stdio) {
  * and the newcomer would wait for it forever. The move at a fork wakes it too
  * (scp_volume_private_end sets the word); it then finds nothing private and ends. */
 static void *priv_watch(void *arg) {
-    int i = (int)(uintptr_t)arg;
+    int i = (int)((uintptr_t)arg & 0xff);
+    unsigned gen = (unsigned)((uintptr_t)arg >> 8);
     pthread_mutex_lock(&priv_mu); /* sh_priv_begin holds it until v is published */
     scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&priv_mu);
@@ -526,7 +537,7 @@ static void *priv_watch(void *arg) {
     sh_in_lib++;
     scp_volume_private_wait(v);
     sh_lib_leave();
-    sh_priv_end(i);
+    priv_end(i, gen);
     return NULL;
 }
 
@@ -549,8 +560,11 @@ static int priv_watch_start(int i) {
      * no trapped call besides. */
     r = pthread_attr_setsigmask_np(&at, &all) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     pthread_t t;
+    _Static_assert(SCP_SHIELD_MAX_VOLUMES <= 256, "priv_watch's argument: the volume in 8 bits");
+    unsigned gen = ++priv_gen[i] & 0xffffffu;
+    if (!gen) gen = priv_gen[i] = 1;
     sh_in_lib++;
-    if (!r) r = pthread_create(&t, &at, priv_watch, (void *)(uintptr_t)i);
+    if (!r) r = pthread_create(&t, &at, priv_watch, (void *)((uintptr_t)i | (uintptr_t)gen << 8));
     sh_lib_leave();
     pthread_attr_destroy(&at);
     return r ? -1 : 0;
@@ -581,6 +595,33 @@ void sh_priv_begin(int i, scp_volume *v) {
                  "or another opens it", sv->mount);
     }
     __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&priv_mu);
+}
+
+void sh_priv_resole(int i) {
+    struct sh_volume *sv = &sh.vol[i];
+    /* tried: held for good at exit (sh_priv_exit), or by a move in progress (next time) */
+    if (pthread_mutex_trylock(&priv_mu)) return;
+    scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+    if (v && !sv->priv && !sv->priv_pending && !sv->sole_pending) {
+        scp_err e;
+        sh_in_lib++;
+        int r = scp_volume_try_sole(v, &e);
+        sh_lib_leave();
+        if (r < 0) sh_trace("volume at %s: cannot hold it alone again: %s", sv->mount, e.msg);
+        if (r == 1 && priv_watch_start(i) < 0) {
+            /* no watcher: shared again at once, as sh_priv_begin without one */
+            sh_go_shared(v);
+            sh_in_lib++;
+            scp_volume_private_end(v);
+            sh_lib_leave();
+            sh_trace("volume at %s: alone again, but no watcher thread: shared", sv->mount);
+        } else if (r == 1) {
+            __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
+            sh_trace("volume at %s: nobody else has it open any more, %s again", sv->mount,
+                     sh.cfg.flags & SCP_SHIELD_F_SHARED ? "private" : "the sole holder");
+        }
+    }
     pthread_mutex_unlock(&priv_mu);
 }
 
@@ -1369,13 +1410,20 @@ static long io_write(pfile *pf, const void *buf, size_t n, long long off) {
     long pr = n && !pf->privs_checked ? write_drops_privs(pf) : 0;
     if (pr) return pr;
     scp_err e;
+    /* Marked before the write, not after: a commit of everything (sh_commit_all: a fork's
+     * move to shared mode, sh_go_shared) that ran between the library's return and the mark
+     * skipped the description, and a write made outside shared mode (a private or sole
+     * holding) then stayed uncommitted with its writer lock into shared mode; a fork child
+     * waiting for that lock while holding the shared offset the writing thread waited for hung
+     * (tests/shield/forkwrite.c, once the holding came back after every round: branch sole21).
+     * A failed write only costs that commit a look at the file. */
+    pf->wpid = sh.pid;
     ssize_t r = off < 0 ? scp_vfile_write(pf->vf, buf, n, &e)
                         : scp_vfile_pwrite(pf->vf, buf, n, (uint64_t)off, &e);
     if (r < 0) {
         sh_trace("write of '%s' failed: %s", pf->path, e.msg);
         return neg(&e);
     }
-    pf->wpid = sh.pid;
     /* O_SYNC and O_DSYNC (O_SYNC includes O_DSYNC's bit): the write is durable when it returns,
      * as the kernel's; a failed commit is the write's error, never a silent success */
     if ((pf->flags & O_DSYNC) && r > 0 && scp_vfile_fsync(pf->vf, &e) < 0) {
@@ -2516,6 +2564,8 @@ long sh_syscall(long nr, const long a[6]) {
         return handled ? r : sh_gate(nr, a[0], 0, 0, 0, 0, 0);
     }
     if (h == HND_CWD) return do_getcwd((char *)a[0], (unsigned long)a[1]);
+    /* (outside the library: a try takes the library's locks and may start a thread) */
+    if (__builtin_expect(__atomic_load_n(&sh_resole_on, __ATOMIC_RELAXED) != 0, 0)) sh_resole_poll();
     sh_in_lib++;
     long r = h == HND_PATH ? sh_path_syscall(nr, a, 0) : sh_syscall_(nr, a);
     sh_lib_leave();
@@ -2636,8 +2686,8 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (pf->kind != PF_FILE || !writable(pf)) { r = -EINVAL; break; }
         if (a[1] < 0) { r = -EINVAL; break; }
         scp_err se;
+        pf->wpid = sh.pid; /* (before: see io_write) */
         r = scp_vfile_truncate(pf->vf, (uint64_t)a[1], &se) ? neg(&se) : 0;
-        pf->wpid = sh.pid;
         break;
     }
     case SYS_fallocate: {
@@ -2648,8 +2698,8 @@ static long sh_syscall_(long nr, const long a[6]) {
         r = 0;
         if (!(mode & FALLOC_FL_KEEP_SIZE) && end > scp_vfile_size(pf->vf)) {
             scp_err se;
+            pf->wpid = sh.pid; /* (before: see io_write) */
             r = scp_vfile_truncate(pf->vf, end, &se) ? neg(&se) : 0;
-            pf->wpid = sh.pid;
         }
         break;
     }

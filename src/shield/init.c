@@ -26,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -511,6 +512,7 @@ static int join_other(scp_volume *v, struct sh_volume *sv) {
         return -1;
     }
     sh_trace("volume at %s: another program has it open, shared", sv->mount);
+    __atomic_store_n(&sh_resole_on, 1, __ATOMIC_RELAXED); /* (until it leaves: sh_resole_poll) */
     return 0;
 }
 
@@ -551,6 +553,8 @@ static long open_volume(int i) {
             sh_lib_leave();
             sh_trace("cannot open the protected volume at %s shared: %s", sv->mount, e.msg);
             return -(long)(e.sys ? e.sys : EIO);
+        } else {
+            __atomic_store_n(&sh_resole_on, 1, __ATOMIC_RELAXED); /* (sh_resole_poll) */
         }
         sh_lib_leave();
     } else if (!sh.forked && !sh_in_trap) {
@@ -607,6 +611,28 @@ void sh_sole_try(int i) {
         if (priv) sh_priv_begin(i, v);
         else sh_trace("volume at %s: not the sole holder (forked, or another process has it open)", sv->mount);
     }
+    pthread_mutex_unlock(&vol_open_mu);
+}
+
+/* Back to the sole holding (internal.h, sh_resole_on): at most one try per RESOLE_EVERY_NS,
+ * by the first call outside a trap that finds it due; under vol_open_mu (tried), which a
+ * fork's prepare holds, so that sh.forked and a fork's move are stable meanwhile. */
+#define RESOLE_EVERY_NS 100000000ull
+static uint64_t resole_next;
+void sh_resole_poll(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* (the vDSO: no system call) */
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    uint64_t next = __atomic_load_n(&resole_next, __ATOMIC_RELAXED);
+    if (now < next || sh_in_lib || sh_in_trap) return;
+    if (!__atomic_compare_exchange_n(&resole_next, &next, now + RESOLE_EVERY_NS, 0, __ATOMIC_RELAXED,
+                                     __ATOMIC_RELAXED))
+        return;
+    /* not before the filter (no thread may start), nor in a vfork child (our memory) */
+    if (!__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE) || (pid_t)syscall(SYS_getpid) != sh.pid ||
+        pthread_mutex_trylock(&vol_open_mu))
+        return;
+    for (int i = 0; i < sh.nvol; i++) sh_priv_resole(i);
     pthread_mutex_unlock(&vol_open_mu);
 }
 

@@ -293,6 +293,16 @@ long sh_on_stack(long (*fn)(void *), void *arg);
 #define SH_SCRATCH_SIZE 8192u
 char *sh_scratch(void);
 void sh_priv_pending_run(void);
+/* Back to the sole holding (docs/shield.md, "Back to the sole holding"): set once a volume of
+ * this process went shared (sh_go_shared, a join beside another program); from then on each
+ * served call (sh_syscall, before it enters the library) reads a coarse clock, and every
+ * RESOLE_EVERY_NS one call outside a trap asks each
+ * shared volume whether nobody else has it open any more (sh_resole_poll, init.c: a
+ * scp_volume_try_sole, whose first test is one F_OFD_GETLK), and if so makes this process its
+ * holder again with a watcher (sh_priv_resole, core.c). */
+extern int sh_resole_on;
+void sh_resole_poll(void);
+void sh_priv_resole(int i);
 static inline void sh_priv_poll(void) {
     if (__builtin_expect(__atomic_load_n(&sh_priv_npending, __ATOMIC_RELAXED) != 0, 0)) sh_priv_pending_run();
 }

@@ -610,6 +610,14 @@ void file_cache_drop(scp_volume *v);
  * Returns 0, -1 on error, or 1 when its objects are gone (another process removed it): its
  * path is then cleared, and the caller drops it if closed. */
 int file_after_fork(scp_file *f, scp_err *err);
+/* Leaving shared mode (scp_volume_try_sole, after its durable commit, with v->shared already
+ * 0): take f in again as a process that opens the volume now would, from .t and a replay of
+ * its log up to the manifest's entry, with none of shared mode's per-file state (followed
+ * records, the unapplied set, the log's offsets, the lazy list's mark). Caller holds vol_lock
+ * (the cross-process lock too), f->rw for writing, and the private lock with nobody else
+ * present; f has nothing uncommitted and no writer lock. 0, or -1 (f is left unloaded: its
+ * writes fail with EIO, as after a failed reload elsewhere). */
+int file_leave_shared(scp_file *f, scp_err *err);
 /* Verify every chunk of a file (used by scp_volume_verify). */
 long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *done,
                  scp_verify_progress_cb pcb, uint64_t total);

@@ -289,6 +289,40 @@ int file_after_fork(scp_file *f, scp_err *err) {
     return 0;
 }
 
+int file_leave_shared(scp_file *f, scp_err *err) {
+    scp_volume *v = f->vol;
+    assert(FILE_WR_HELD(f) && VOL_MU_HELD(v) && !v->shared && v->priv);
+    assert(!f->modified && !f->writer && f->cstate == CS_IDLE && f->path);
+    /* Shared mode's view of the log goes: its records' offsets (jmap), the chunks with a
+     * record there (jlogged), the entries that only the log redoes (unapplied: the replay
+     * below writes them to .t), its append offset and what it knew of the log's header, end
+     * and room. The load then starts from .t with no log of its own (j_end 0), so try_replay
+     * takes the writer lock and redoes the log up to the manifest's entry, as an open does. */
+    u64map_clear(&f->jmap);
+    u64map_clear(&f->jlogged);
+    u64map_clear(&f->unapplied);
+    u64map_clear(&f->placed);
+    assert(!u64map_count(&f->dapply)); /* (the sole holder's only) */
+    file_ct_forget(f);
+    f->j_end = 0;
+    f->j_stale = 0;
+    f->j_clean = 0;
+    f->j_tail_commit = 0;
+    f->j_chk_end = f->j_chk_len = 0;
+    f->j_room = 0;
+    f->jl_fresh = 0;
+    f->lazy_listed = 0; /* (the durable commit emptied the list) */
+    f->followed = 0;
+    __atomic_store_n(&f->seen_gen, 0, __ATOMIC_RELAXED);
+    long i = man_find(&v->man, f->path);
+    if (i < 0 || memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) != 0) {
+        __atomic_store_n(&f->unloaded, 1, __ATOMIC_RELAXED);
+        return scp_fail(err, SCP_E_INTEGRITY, EIO, "'%s' is no longer in the manifest", f->path);
+    }
+    /* (followed only if the writer lock could not be had: a host's lock; as in any load) */
+    return file_load(f, &v->man.e[i], err);
+}
+
 /* ---- writing ----------------------------------------------------------------------------- */
 
 /* The newest durable generation this process knows of (caller holds v->mu; under vol_lock,

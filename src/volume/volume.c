@@ -442,7 +442,8 @@ static void sole_end(scp_volume *v) {
     }
     pthread_mutex_unlock(&v->mu);
     /* (out of memory: the logs still redo them, for any loader that can take the writer lock)
-     * v->shared only ever goes from 0 to 1, and this runs before the callers set it */
+     * v->shared goes from 0 to 1 only after this (the callers set it), and back to 0 only in
+     * scp_volume_try_sole, which its callers never run beside this one */
     for (size_t i = 0; i < k; i++) {
         pthread_rwlock_wrlock(&fs[i]->rw);
         if (!v->shared) (void)file_table_flush(fs[i], NULL);
@@ -511,6 +512,87 @@ int scp_volume_join_shared(scp_volume *v, scp_err *err) {
     if (private_wait_free(v, err) < 0) return -1;
     scp_volume_set_shared(v);
     return 0;
+}
+
+/* Back to the sole holding (docs/volume-format.md, "Back to the sole holding"). */
+int scp_volume_try_sole(scp_volume *v, scp_err *err) {
+    /* (unlocked: only this call sets it back to 0, and its callers do not run it in two
+     * threads at once, nor beside set_shared, private_end or close) */
+    if (!v->hint || !__atomic_load_n(&v->shared, __ATOMIC_RELAXED)) return 0;
+    /* The cheap test first, one F_OFD_GETLK: a process of a family that keeps its children (a
+     * PostgreSQL backend) asks every so often, and should not take the cross-process lock for
+     * it. Through our own description only (an unrepaired child shares an inherited one, and
+     * its presence lock would not show through it: the full path moves off it first). */
+    pthread_mutex_lock(&v->mu);
+    int other = !v->lock_inherited &&
+                __atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) ==
+                    __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED) &&
+                !vol_alone(v);
+    pthread_mutex_unlock(&v->mu);
+    if (other) return 0;
+    /* The cross-process lock and a catch-up first (and a fork child's repair, and the move
+     * off a description that an unrepaired child shares: vol_lock_own). Held to the end, with
+     * the mutex: no commit of this process or another runs meanwhile. */
+    if (vol_lock(v, err) < 0) return -1;
+    int rc = 0;
+    size_t n = 0, k = 0;
+    scp_file **fs = NULL;
+    if (!v->shared || v->priv || v->lock_inherited || v->forked_midway || !v->ofd_held) goto out;
+    /* Every open file held for writing, tried (lock order: rw before mu), so that nothing of
+     * this process is half written or half committed; a busy one means another try later.
+     * (Closed ones, which nobody reaches without the mutex, leave the cache below.) */
+    for (scp_file *f = v->files; f; f = f->next) n += f->refs > 0;
+    fs = n ? malloc(n * sizeof *fs) : NULL;
+    if (n && !fs) goto out;
+    for (scp_file *f = v->files; f; f = f->next) {
+        if (f->refs == 0) continue;
+        if (pthread_rwlock_trywrlock(&f->rw) != 0) goto release;
+        fs[k++] = f;
+        /* nothing uncommitted, no writer lock kept (shared mode lets go after each call), a
+         * name to reload it by (an unlinked or nameless open file keeps shared mode) */
+        if (f->modified || f->writer || f->cstate != CS_IDLE || f->unloaded || !f->path || f->nameless ||
+            u64map_count(&f->dirty))
+            goto release;
+    }
+    /* The private lock, then nobody else present, in go_private's order (a newcomer that took
+     * its presence lock before our test makes us give up; one after it waits for the lock).
+     * A fork child alive, repaired or not, holds a presence lock through a description other
+     * than ours (vol_lock_own moved us off the inherited one): not alone. */
+    if (private_lock(v, F_WRLCK, F_OFD_SETLK) != 0) goto release;
+    __atomic_store_n(want_word(v), 0, __ATOMIC_SEQ_CST);
+    if (!vol_alone(v)) {
+        (void)private_lock(v, F_UNLCK, F_OFD_SETLK);
+        goto release;
+    }
+    v->priv = 1;
+    file_cache_drop(v); /* (reloaded at their next open, by then in the ordinary mode) */
+    /* Everything durable first, still in shared mode, as an fsync of every file would: the
+     * lazy commits (ours and the ones others made before they left) and the manifest's
+     * scratch state. From then on the manifest in memory is a durable state, and no file's
+     * state lives only in a log that a checkpoint may not start over. */
+    if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
+    if ((v->lazy || v->man_scratch || v->ndoomed > v->ndoomed_kept || v->objdir_dirty ||
+         v->gen > vol_durable_generation(v)) &&
+        vol_commit_manifest(v, 1, err) < 0) {
+        private_drop(v);
+        rc = -1;
+        goto release;
+    }
+    assert(!v->man_scratch);
+    /* The ordinary mode: each open file reloaded as a process that opens the volume now would
+     * load it (file_leave_shared), then the holding, caught up (we hold the lock: FRESH). */
+    v->shared = 0;
+    rc = 1;
+    for (size_t i = 0; i < k; i++)
+        if (file_leave_shared(fs[i], rc == 1 ? err : NULL) < 0) rc = 2;
+    sole_set(v, SOLE_DUE);
+    sole_set(v, SOLE_FRESH);
+release:
+    for (size_t i = 0; i < k; i++) pthread_rwlock_unlock(&fs[i]->rw);
+out:
+    free(fs);
+    vol_unlock(v);
+    return rc == 2 ? 1 : rc;
 }
 
 void scp_volume_atfork_register(void) { pthread_once(&atfork_once, atfork_init); }

@@ -23,6 +23,9 @@
  *            the driver, a child subreaper).
  *   kill     SIGKILL a child (at once or after a random delay), sometimes mid-session
  *   sync     scp_volume_sync; stat
+ *   resole   as the shield's sh_priv_resole: a shared process asks scp_volume_try_sole whether
+ *            nobody else has the volume open any more; if so it holds it again (private in a
+ *            shared family, else the sole holder) with a watcher (branch sole21)
  * A process exits with the shield's exit commit (every kept handle committed, then _exit with
  * the volume open) or closes its handles and the volume.
  *
@@ -79,7 +82,7 @@ typedef struct model {
     int round_first_pid; /* index in pids of the round's first */
     int failures;
     long n_sess, n_fork, n_exec, n_sub, n_kill, n_priv, n_sole, n_moves, n_resolve, n_dirty,
-        n_busy, n_unlink, n_replace;
+        n_busy, n_unlink, n_replace, n_resole;
 } model;
 
 static model *M;
@@ -333,6 +336,8 @@ static void *watcher(void *arg) {
     return NULL;
 }
 
+static void start_watcher(int locked);
+
 static void open_volume(void) {
     scp_err e;
     P.v = scp_volume_open(M->vd, M->key, NULL, &e);
@@ -354,6 +359,13 @@ static void open_volume(void) {
         P.priv = 2;
         STAT(n_sole);
     }
+    start_watcher(0);
+}
+
+/* The watcher of a private process (the shield's priv_watch), unless no thread can be made
+ * there (then the move at once, as sh_priv_begin's) or under ASan (the script polls).
+ * locked: the caller holds P.mu. */
+static void start_watcher(int locked) {
 #ifndef ASAN_FORK_SAFE
     if (P.priv) {
         pthread_t t;
@@ -361,15 +373,33 @@ static void open_volume(void) {
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
         if (pthread_create(&t, &at, watcher, NULL)) {
-            pthread_mutex_lock(&P.mu);
+            if (!locked) pthread_mutex_lock(&P.mu);
             priv_end();
-            pthread_mutex_unlock(&P.mu);
+            if (!locked) pthread_mutex_unlock(&P.mu);
         }
         pthread_attr_destroy(&at);
     }
 #else
     (void)watcher; /* (the script polls: run) */
+    (void)locked;
 #endif
+}
+
+/* As the shield's sh_priv_resole: a shared process that finds nobody else with the volume open
+ * holds it again (scp_volume_try_sole), private in a shared family, else the sole holder, with
+ * a watcher. Caller holds P.mu. */
+static void try_resole(void) {
+    if (!P.shared || P.priv) return;
+    scp_err e;
+    tu_err_clear(&e);
+    int r = scp_volume_try_sole(P.v, &e);
+    trace("resole %d", r);
+    if (r < 0) FAILF("try_sole: %s (sys %d)", e.msg, e.sys);
+    if (r != 1) return;
+    STAT(n_resole);
+    P.shared = 0;
+    P.priv = P.shared_family ? 1 : 2;
+    start_watcher(1);
 }
 
 static void register_pid(void) {
@@ -727,6 +757,10 @@ static void run(int steps) {
             pid_t k = kids[tu_below(&P.rng, nkids)];
             if (tu_pct(&P.rng, 50)) usleep((useconds_t)tu_below(&P.rng, 3000));
             if (kill(k, SIGKILL) == 0) STAT(n_kill);
+        } else if (a < 88 && !no("resole")) {
+            pthread_mutex_lock(&P.mu);
+            try_resole();
+            pthread_mutex_unlock(&P.mu);
         } else if (a < 92) {
             scp_err e;
             pthread_mutex_lock(&P.mu);
@@ -925,9 +959,10 @@ int main(int argc, char **argv) {
         check_round(round);
     }
     printf("rounds %d: sessions %ld, forks %ld (subshells %ld, execs %ld), kills %ld, private %ld, "
-           "sole %ld, moves %ld, resolved %ld, uncommitted %ld, unlinks %ld, replaces %ld, EBUSY %ld\n",
+           "sole %ld, moves %ld, back to the holding %ld, resolved %ld, uncommitted %ld, unlinks %ld, "
+           "replaces %ld, EBUSY %ld\n",
            round, M->n_sess, M->n_fork, M->n_sub, M->n_exec, M->n_kill, M->n_priv, M->n_sole,
-           M->n_moves, M->n_resolve, M->n_dirty, M->n_unlink, M->n_replace, M->n_busy);
+           M->n_moves, M->n_resole, M->n_resolve, M->n_dirty, M->n_unlink, M->n_replace, M->n_busy);
     int failed = M->failures;
     if (!failed) tu_rm_rf(root);
     else fprintf(stderr, "volume and model kept in %s\n", root);
