@@ -2097,23 +2097,29 @@ static int settle_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
     return u64map_put(&w->logged, index, 1) < 0 ? -1 : 0;
 }
 
+/* Chunk index's newest table entry e, kept in ents (SCP_CHUNK_ENTRY_LEN each, n used of cap)
+ * at the place at maps it to: the settle's walks keep the last entry per chunk. 0, or -1 out
+ * of memory. */
+static int ents_put(u64map *at, uint8_t **ents, size_t *n, size_t *cap, uint64_t index, const uint8_t *e) {
+    uint64_t k;
+    if (!u64map_get(at, index, &k)) {
+        if (*n == *cap) {
+            size_t c = *cap ? 2 * *cap : 256;
+            uint8_t *p = realloc(*ents, c * SCP_CHUNK_ENTRY_LEN);
+            if (!p) return -1;
+            *ents = p;
+            *cap = c;
+        }
+        k = (*n)++;
+        if (u64map_put(at, index, k) < 0) return -1;
+    }
+    memcpy(*ents + k * SCP_CHUNK_ENTRY_LEN, e, SCP_CHUNK_ENTRY_LEN);
+    return 0;
+}
+
 static int settle_entry(void *ctx, uint64_t index, const uint8_t *e) {
     struct settle_walk *w = ctx;
-    uint64_t k;
-    if (index >= w->nchunks) return 0;
-    if (!u64map_get(&w->at, index, &k)) {
-        if (w->n == w->cap) {
-            size_t cap = w->cap ? 2 * w->cap : 256;
-            uint8_t *p = realloc(w->ents, cap * SCP_CHUNK_ENTRY_LEN);
-            if (!p) return -1;
-            w->ents = p;
-            w->cap = cap;
-        }
-        k = w->n++;
-        if (u64map_put(&w->at, index, k) < 0) return -1;
-    }
-    memcpy(w->ents + k * SCP_CHUNK_ENTRY_LEN, e, SCP_CHUNK_ENTRY_LEN);
-    return 0;
+    return index >= w->nchunks ? 0 : ents_put(&w->at, &w->ents, &w->n, &w->cap, index, e);
 }
 
 /* Does chunk i of file id, written in place under table entry en (slot SCP_ENT_SLOT(en) of
@@ -2220,20 +2226,7 @@ static void later_chunk(void *ctx, uint64_t index) {
 }
 
 static int later_put(struct later *w, uint64_t index, const uint8_t *e) {
-    uint64_t k;
-    if (!u64map_get(&w->at, index, &k)) {
-        if (w->n == w->cap) {
-            size_t cap = w->cap ? 2 * w->cap : 256;
-            uint8_t *p = realloc(w->ents, cap * SCP_CHUNK_ENTRY_LEN);
-            if (!p) return -1;
-            w->ents = p;
-            w->cap = cap;
-        }
-        k = w->n++;
-        if (u64map_put(&w->at, index, k) < 0) return -1;
-    }
-    memcpy(w->ents + k * SCP_CHUNK_ENTRY_LEN, e, SCP_CHUNK_ENTRY_LEN);
-    return 0;
+    return ents_put(&w->at, &w->ents, &w->n, &w->cap, index, e);
 }
 
 /* Chunk i's newest entry so far, if it is live in a state of n chunks and written in place (no
