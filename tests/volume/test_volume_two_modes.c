@@ -33,18 +33,6 @@
 static uint8_t g_key[SCP_VOLUME_KEY_LEN];
 static char *g_vd;
 
-static void xread(int fd, void *b, size_t n) {
-    size_t g = 0;
-    while (g < n) {
-        ssize_t r = read(fd, (uint8_t *)b + g, n - g);
-        if (r <= 0) exit(3); /* the other process failed */
-        g += (size_t)r;
-    }
-}
-static void xwrite(int fd, const void *b, size_t n) {
-    if (write(fd, b, n) != (ssize_t)n) tu_die("pipe write");
-}
-
 /* Process `me` (0 or 1) does ops me, me + 2, ...; returns 0 if every check passed. */
 static int turns(uint64_t seed, int nops, int me, int in, int out) {
     scp_err e;
@@ -55,8 +43,8 @@ static int turns(uint64_t seed, int nops, int me, int in, int out) {
     uint32_t msize = 0;
     for (int i = me; i < nops; i += 2) {
         if (i > 0) {
-            xread(in, &msize, 4);
-            xread(in, model, msize);
+            tu_turn_read(in, &msize, 4);
+            tu_turn_read(in, model, msize);
         }
         if (me == 0) { /* (the name may point at another file: process 1 unlinks and creates) */
             REQUIRE_OK(scp_vfile_close(h, &e), e);
@@ -110,12 +98,21 @@ static int turns(uint64_t seed, int nops, int me, int in, int out) {
             if (rc < 0) return 1;
         }
         if (i + 1 >= nops) break; /* the other process has done its last op and may be gone */
-        xwrite(out, &msize, 4);
-        xwrite(out, model, msize);
+        tu_turn_write(out, &msize, 4);
+        tu_turn_write(out, model, msize);
     }
     if (h) REQUIRE_OK(scp_vfile_close(h, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
     return 0;
+}
+
+struct turn_args {
+    uint64_t seed;
+    int nops;
+};
+static int turns_fn(void *ctx, int me, int in, int out) {
+    struct turn_args *a = ctx;
+    return turns(a->seed, a->nops, me, in, out);
 }
 
 static void one(uint64_t seed, int nops) {
@@ -125,25 +122,11 @@ static void one(uint64_t seed, int nops) {
     scp_volume *v = tu_new_volume(&rng, "twomodes", g_key, &root, &g_vd);
     REQUIRE_OK(tu_vput(v, "f", "", 0, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
-    int to1[2], to0[2];
-    if (pipe(to1) < 0 || pipe(to0) < 0) tu_die("pipe");
-    pid_t pid = fork();
-    if (pid < 0) tu_die("fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        close(to1[1]);
-        close(to0[0]);
-        _exit(turns(seed, nops, 1, to1[0], to0[1]));
-    }
-    close(to1[0]);
-    close(to0[1]);
-    int rc = turns(seed, nops, 0, to0[0], to1[1]);
-    close(to1[1]);
+    struct turn_args a = {seed, nops};
     int st;
-    if (waitpid(pid, &st, 0) < 0) tu_die("waitpid");
+    int rc = tu_two_procs(turns_fn, &a, &st);
     CHECKF(rc == 0 && WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 3),
            "seed %llu: process 1 failed (status %d)", (unsigned long long)seed, st);
-    close(to0[0]);
     /* a fresh process's view */
     v = REQUIRE_PTR(scp_volume_open(g_vd, g_key, NULL, &e), e);
     size_t n;

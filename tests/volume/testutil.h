@@ -16,8 +16,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -396,6 +399,42 @@ static inline uint64_t tu_tag_gen(const scp_volume_tag *t) {
     uint64_t g = 0;
     for (int i = 0; i < 8; i++) g = (g << 8) | t->bytes[i];
     return g;
+}
+
+/* ---- two processes taking turns ------------------------------------------------------------
+ * fn(ctx, me, in, out) runs in this process as 0 and in a forked child as 1 (which dies with
+ * this process), each reading the other's results from in and writing its own to out
+ * (cross-wired pipes). Returns fn's result in this process; *status: the child's wait status.
+ * A turn's read of the other's result (tu_turn_read) exits with 3 when the other is gone. */
+static inline void tu_turn_read(int fd, void *b, size_t n) {
+    size_t g = 0;
+    while (g < n) {
+        ssize_t r = read(fd, (uint8_t *)b + g, n - g);
+        if (r <= 0) exit(3); /* the other process failed */
+        g += (size_t)r;
+    }
+}
+static inline void tu_turn_write(int fd, const void *b, size_t n) {
+    if (write(fd, b, n) != (ssize_t)n) tu_die("pipe write");
+}
+static inline int tu_two_procs(int (*fn)(void *ctx, int me, int in, int out), void *ctx, int *status) {
+    int to1[2], to0[2];
+    if (pipe(to1) < 0 || pipe(to0) < 0) tu_die("pipe");
+    pid_t pid = fork();
+    if (pid < 0) tu_die("fork");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        close(to1[1]);
+        close(to0[0]);
+        _exit(fn(ctx, 1, to1[0], to0[1]));
+    }
+    close(to1[0]);
+    close(to0[1]);
+    int rc = fn(ctx, 0, to0[0], to1[1]);
+    close(to1[1]);
+    if (waitpid(pid, status, 0) < 0) tu_die("waitpid");
+    close(to0[0]);
+    return rc;
 }
 
 #endif
