@@ -374,7 +374,7 @@ static long con_read(int k, void *buf, size_t n) {
 /* ---- descriptor numbers ---------------------------------------------------------------------- */
 
 /* A vfork/posix_spawn child shares our memory: it changes its own kernel table only, never
- * the number table (the parent's), as core.c does for protected files. Its exec hands on what
+ * the number table (the parent's), as exec.c does for protected files. Its exec hands on what
  * the kernel table then holds (placeholders that the table names). */
 static int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
 

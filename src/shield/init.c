@@ -383,7 +383,7 @@ static pthread_mutex_t vol_open_mu;
  *   1. the console's output streams' locks (console.c, registered last: runs first), so that
  *      no thread is inside OpenSSL sealing a record;
  *   2. vol_open_mu (here): no volume half-opened;
- *   3. sh_fork_share(1) (core.c): sh_commit_all with the volume library's locks, taken and
+ *   3. sh_fork_share(1) (holding.c): sh_commit_all with the volume library's locks, taken and
  *      released, then sh.mu, held;
  *   4. the volume library's locks (volume.c fork_prepare: each volume's mu, each file's rw),
  *   5. the crypto layer's context list (aead.c tls_prepare).
@@ -402,7 +402,7 @@ static void atfork_prepare(void) {
      * and one after the fork sees the shared flag that sh_fork_share sets */
     pthread_mutex_lock(&vol_open_mu);
     /* volumes to shared mode, open descriptions to shared offsets with a reference for the
-     * child; returns holding sh.mu (core.c). A vfork does not come here: vfork and
+     * child; returns holding sh.mu (holding.c). A vfork does not come here: vfork and
      * posix_spawn call sh_fork_share(0) themselves (interpose.c). */
     sh_fork_share(1);
 }
@@ -535,7 +535,7 @@ static long open_volume(int i) {
      * commands first (bash forks for each, mariadb-install-db before mariadbd) would otherwise
      * pay a commit per write for its whole life. It goes shared at its first fork
      * (sh_fork_share) or when another process opens the volume shared (which waits for that in
-     * scp_volume_join_shared; a watcher thread of this process sees its mark, priv_watch in core.c).
+     * scp_volume_join_shared; a watcher thread of this process sees its mark, priv_watch in holding.c).
      * From a trap handler (mariadbd's first use of its data directory is glibc's realpath) the
      * watcher starts at the next call outside one (sh_priv_poll); shared if it cannot start.
      * Under vol_open_mu, which a fork holds too: sh.forked is stable. */
@@ -989,7 +989,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     char rel[1], copy[PATH_MAX];
     int vol;
     /* one copy of the path: classified, checked against the trusted files and executed alike
-     * (another thread could change the program's string in between; core.c, path_copy) */
+     * (another thread could change the program's string in between; path.c, path_copy) */
     long pl = path_in ? sh_copy_path_in(path_in, copy, sizeof copy) : 0;
     if (pl < 0) return pl;
     const char *path = path_in ? copy : NULL;

@@ -58,14 +58,14 @@ typedef struct pfile {
     int listed;
     pid_t wpid;          /* process that last wrote through it (commit at exit/exec only there) */
     int lkfd;            /* PF_FILE: the kernel descriptor its record locks live on (-1 until the
-                          * first lock; in the volume library's zone, see lock_fd in core.c) */
+                          * first lock; in the volume library's zone, see open_lock_fd in locks.c) */
     uint64_t lkino;      /* the file's inode number in its volume, once lkfd is open */
-    uint64_t kino;       /* the same, once a lock kept in the process asked (core.c, lk_ino;
+    uint64_t kino;       /* the same, once a lock kept in the process asked (locks.c, lk_ino;
                           * atomic; 0: not yet) */
     struct sh_ofd *ofd;  /* PF_FILE: shared offset and flags once another process may hold
                           * the description (sh_fork_share); NULL: the handle's own cursor */
-    unsigned ofd_pass;   /* the last walk over the descriptions that saw it (core.c) */
-    int privs_checked;   /* a write through it cleared S_ISUID/S_ISGID as needed (core.c) */
+    unsigned ofd_pass;   /* the last walk over the descriptions that saw it (ofd.c) */
+    int privs_checked;   /* a write through it cleared S_ISUID/S_ISGID as needed (fileops.c) */
     int nameless;        /* O_TMPFILE with no name yet: path is its directory's, never the
                           * file's (PATH_MAX bytes: a linkat writes the new name into it) */
 } pfile;
@@ -189,7 +189,7 @@ extern __thread uint64_t sh_sig_deferred;  /* the signals this thread holds back
 void sh_sig_deliver(void);                 /* sh_in_lib back to 0: let them through */
 void sh_sig_trap_leave(uint64_t interrupted); /* the SIGSYS handler returns onto this mask */
 
-/* core.c */
+/* core.c and the files of the emulation (core.h lists what they share) */
 extern __thread int sh_in_trap;
 /* Set while the shield runs volume-library code: descriptors that the library opens are moved
  * just below the reserved range, away from the numbers programs dup2 onto. */
@@ -237,12 +237,12 @@ long sh_path_syscall(long nr, const long a[6], int trusted);
 long sh_open_path(int dirfd, const char *path, int flags, mode_t mode, int *handled);
 int sh_commit_all(void);
 /* Volume v (NULL: every open volume) to shared mode with nothing this process wrote left
- * uncommitted or writer-locked: shared, commit everything, shared again (core.c). Not in the
+ * uncommitted or writer-locked: shared, commit everything, shared again (holding.c). Not in the
  * library (sh_in_lib is taken inside); used at a fork, at the end of a private or sole
  * holding, and when a program joins another on its volume. */
 void sh_go_shared(scp_volume *v);
 /* The statx the kernel would give for st (STATX_BASIC_STATS), on device dev_major:dev_minor:
- * a protected file's (core.c) and an injected file's (injected.c) */
+ * a protected file's (fileops.c) and an injected file's (injected.c) */
 struct statx;
 void sh_statx_from_stat(const struct stat *st, uint32_t dev_major, uint32_t dev_minor, struct statx *sx);
 /* Before another process may come to hold this one's protected descriptions (fork, vfork,
@@ -255,7 +255,7 @@ void sh_fork_child_guards(void);
 /* Hold late volume opens off (on: 1) or let them go on (0) (init.c); nothing when this thread
  * is inside an open itself (a signal handler's spawn) */
 void sh_vol_open_hold(int on);
-/* Private volumes (core.c): publish v as volume i, private with its watcher thread (shared
+/* Private volumes (holding.c): publish v as volume i, private with its watcher thread (shared
  * if no thread can be started; v holds the private lock, scp_volume_go_private); take volume i
  * (all private ones when i < 0) from private to shared: commit what this process wrote, release
  * the private lock (scp_volume_private_end). */
@@ -267,7 +267,7 @@ void sh_priv_begin(int i, scp_volume *v);
  * finds the volume wanted shared makes the move itself. */
 extern int sh_priv_npending;
 /* This image's seccomp filter is installed (init.c, the last step of sh_ctor). The shield makes
- * no thread before it (asserted in core.c, priv_watch_start). glibc's pthread_create blocks
+ * no thread before it (asserted in holding.c, priv_watch_start). glibc's pthread_create blocks
  * every signal around the clone, and the new thread runs rseq and set_robust_list and then
  * sets its own mask with an rt_sigprocmask from libc, a call the filter traps (a set that might
  * block SIGSYS). A thread cloned before the filter went in (TSYNC): if that call comes after
@@ -299,7 +299,7 @@ void sh_priv_pending_run(void);
  * RESOLE_EVERY_NS one call outside a trap asks each
  * shared volume whether nobody else has it open any more (sh_resole_poll, init.c: a
  * scp_volume_try_sole, whose first test is one F_OFD_GETLK), and if so makes this process its
- * holder again with a watcher (sh_priv_resole, core.c). */
+ * holder again with a watcher (sh_priv_resole, holding.c). */
 extern int sh_resole_on;
 void sh_resole_poll(void);
 void sh_priv_resole(int i);
@@ -376,7 +376,7 @@ void sh_abspath_scope_leave(void);
 long sh_copy_in(void *dst, const void *src, size_t n);
 long sh_copy_out(void *dst, const void *src, size_t n);
 
-/* (core.c) Does the normalized absolute path name a descriptor link of this process
+/* (path.c) Does the normalized absolute path name a descriptor link of this process
  * (/proc/self/fd/N, /dev/fd/N, /dev/stdout...)? 1 with *fd and *rest, 0 not, -1 another
  * process's reserved number. */
 int sh_proc_fd_link(const char *abs, long *fd, const char **rest);

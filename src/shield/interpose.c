@@ -2,7 +2,7 @@
  *
  * Each wrapper checks cheaply whether its descriptor is protected (a range test, plus a table
  * lookup for the rare ordinary numbers that a dup2 made protected) or whether its path lies
- * under a protected mount; if so it runs the emulation (core.c) directly, without a trap;
+ * under a protected mount; if so it runs the emulation (core.c, path.c) directly, without a trap;
  * otherwise it calls the next definition (libc's). Everything not wrapped here that touches a
  * protected descriptor is caught by the seccomp filter instead (init.c), so this list is about
  * speed, not safety.
@@ -792,7 +792,7 @@ SH_EXPORT void _Exit(int status) { _exit(status); }
 
 /* ---- vfork, posix_spawn, system, popen: a child that shares our memory (and runs no fork
  * handlers) may exec an image that inherits protected descriptors; before it starts, the
- * volumes go to shared mode and the descriptions to shared offsets (sh_fork_share, core.c), as
+ * volumes go to shared mode and the descriptions to shared offsets (sh_fork_share, holding.c), as
  * at a fork. Only when a protected file is open. ------------------------------------------- */
 
 void sh_vfork_prepare(void);

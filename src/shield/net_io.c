@@ -171,7 +171,7 @@ static long c_readv(nconn *c, const struct iovec *iov, long cnt, int flags) {
     return total;
 }
 
-/* ---- hooks for interpose.c and core.c -------------------------------------------------------- */
+/* ---- hooks for interpose.c and fileops.c -------------------------------------------------------- */
 
 long sh_net_read(int fd, void *buf, size_t n) {
     nconn *c = net_get(fd);

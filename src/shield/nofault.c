@@ -2,7 +2,7 @@
  *
  * Every pointer the shield reads from the program may be bad, and the kernel answers EFAULT,
  * so must the shield. It used to ask the kernel first, one rt_sigprocmask per page touched
- * (core.c page_ok): a system call on every open, stat and chmod. Now it copies directly, with
+ * (usermem.c, sh_page_ok): a system call on every open, stat and chmod. Now it copies directly, with
  * two small routines (sh_nf_copy, sh_nf_strcpy) whose every load and store lies in one range
  * of code, and a SIGSEGV/SIGBUS handler of its own that, for a fault whose instruction pointer
  * is in that range, resumes at the routines' common exit with -EFAULT (what the kernel's

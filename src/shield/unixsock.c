@@ -39,7 +39,7 @@
 #include "shield/internal.h"
 
 #define RDV_DIR "sock"
-#define ST_DEV_BASE 0x5c500 /* core.c's fill_stat: st_dev of volume i */
+#define ST_DEV_BASE 0x5c500 /* fileops.c's fill_stat: st_dev of volume i */
 
 /* The path an AF_UNIX address names, as the kernel reads it (up to the first NUL): 0 with path
  * filled, 1 when it names no file (another family, an abstract name, a length the kernel
@@ -218,7 +218,7 @@ long sh_unix_bind(int fd, const struct sockaddr *sa, socklen_t len, int *handled
 }
 
 /* Only a socket node's last name matters: another name still reaches the socket. The
- * number is st_ino's (core.c's fill_stat), as bind named the host socket. */
+ * number is st_ino's (fileops.c's fill_stat), as bind named the host socket. */
 uint64_t sh_unix_last_name(int vol, const char *rel) {
     scp_vstat v;
     scp_err e;

@@ -1,0 +1,387 @@
+/* shield/holding.c - how this process holds its volumes: alone (sole), privately, shared.
+ *
+ * A process that has a volume to itself keeps its state in memory; a fork, a second program
+ * or an exec makes it shared (every write published for the others); the watcher thread and
+ * the served calls take it back once nobody else has it open (scp_volume_try_sole). Also the
+ * commits at exit and before exec. */
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/falloc.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <signal.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "crypto/crypto.h"
+#include "shield/internal.h"
+#include "shield/net.h"
+#include "shield/core.h"
+
+static int any_open_file(void) {
+    for (unsigned i = 0; i < ndesc(); i++)
+        if (desc_at(i) && desc_at(i)->kind == PF_FILE) return 1;
+    return 0;
+}
+
+/* v (NULL: every open volume) in shared mode */
+static void set_shared(scp_volume *v) {
+    sh_in_lib++;
+    for (int i = 0; i < sh.nvol; i++) {
+        scp_volume *o = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+        if (o && (!v || o == v)) scp_volume_set_shared(o);
+    }
+    sh_lib_leave();
+}
+
+int sh_resole_on;
+
+void sh_go_shared(scp_volume *v) {
+    __atomic_store_n(&sh_resole_on, 1, __ATOMIC_RELAXED); /* (sh_resole_poll: try it back later) */
+    /* Shared first, then commit, then shared again. A write of another thread that ran before
+     * the volume went shared keeps the file's writer lock with its bytes uncommitted
+     * (set_shared skips such a file); committed only before, such a write slipped in between,
+     * and a fork child, holding the shared offset's lock, waited for that writer lock while
+     * the writing thread waited for the offset's lock (forkwrite.c hung in 2 of 3 runs). A
+     * write that starts once the volume is shared publishes itself. */
+    set_shared(v);
+    sh_commit_all(); /* waits for each file's write in progress (its rw) */
+    set_shared(v);   /* the writer locks of what was just committed */
+}
+
+void sh_fork_share(int fork_child) {
+    if (in_vfork_child()) { /* a vfork child's own spawn: the memory is its parent's */
+        if (fork_child) pthread_mutex_lock(&sh.mu);
+        return;
+    }
+    if (!fork_child) { /* vfork, posix_spawn: only what a child's exec could inherit */
+        pthread_mutex_lock(&sh.mu);
+        int any = sh.active && any_open_file();
+        pthread_mutex_unlock(&sh.mu);
+        if (!any) return;
+    }
+    /* From the first fork on, parent and child may write the same files and expect each
+     * other's writes without a close in between (a forked server: PostgreSQL's backends and WAL
+     * writer write one WAL segment; a shell and the command it runs write one redirection). So
+     * commit what this process buffered, and from now on both commit every write at once
+     * (scp_volume_set_shared, which also lets go of the writer locks of committed files;
+     * docs/shield.md, "fork"). */
+    /* Late volume opens (sh_volume_ready) are held off meanwhile: one that read the flag
+     * before it is set and published its volume after the loop below would leave that volume
+     * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
+     * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
+    if (!fork_child) sh_vol_open_hold(1);
+    /* this image's volumes opened from now on are shared (open_volume), and the private ones
+     * go shared now: the child may write them */
+    sh.forked = 1;
+    int priv = 0;
+    for (int i = 0; i < sh.nvol; i++) priv |= __atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE);
+    if (priv) sh_priv_end(-1);
+    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
+        sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the volumes opened later, their execs */
+        sh_go_shared(NULL);
+    }
+    if (!fork_child) sh_vol_open_hold(0);
+    pthread_mutex_lock(&sh.mu);
+    if (sh.active) {
+        unsigned pass = ++sh_ofd_pass;
+        for (unsigned i = 0; i < ndesc(); i++) sh_ofd_share(desc_at(i), fork_child, pass);
+    }
+    if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
+}
+
+/* Private volumes (open_volume, init.c; docs/shield.md "fork"). One mutex for the move from
+ * private to shared, whoever makes it (the watcher, a fork's prepare, a failed watcher start):
+ * lock order vol_open_mu (a fork's prepare) before priv_mu before sh.mu and the volume
+ * library's locks (sh_commit_all). The watcher takes nothing before priv_mu, so a thread of
+ * this process that waits in open_volume (holding vol_open_mu) for another process's private
+ * volume never holds up the move of our own. */
+static pthread_mutex_t priv_mu = PTHREAD_MUTEX_INITIALIZER;
+/* Per volume, the holding's number (under priv_mu): a watcher ends only the holding it was
+ * started for. One woken by the end of an earlier holding that has not yet run its move when
+ * the process holds the volume again (sh_priv_resole) would otherwise end the new one. */
+static unsigned priv_gen[SCP_SHIELD_MAX_VOLUMES];
+
+static void priv_end(int i, unsigned gen) {
+    pthread_mutex_lock(&priv_mu);
+    for (int k = i < 0 ? 0 : i; k < (i < 0 ? sh.nvol : i + 1); k++) {
+        struct sh_volume *sv = &sh.vol[k];
+        if (!__atomic_load_n(&sv->priv, __ATOMIC_ACQUIRE)) continue;
+        if (gen && gen != priv_gen[k]) continue; /* (a watcher of an earlier holding) */
+        scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+        assert(v); /* published before priv can be seen by anyone but open_volume */
+        /* The locks kept in the process while nobody else could be present go to the kernel
+         * first: a newcomer gets in once the private lock goes (sh_lk_handoff) */
+        sh_lk_handoff(k);
+        if (sv->priv_pending) {
+            sv->priv_pending = 0;
+            __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+        }
+        if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && i < 0) {
+            /* The sole holder of a family that is not shared, at a fork's prepare, which makes
+             * the family shared right after (sh_fork_share). Released under the volume's
+             * mutex, after any commit in progress. */
+            sh_in_lib++;
+            scp_volume_private_release(v);
+            sh_lib_leave();
+            __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
+            continue;
+        }
+        /* As at a fork (sh_fork_share): shared, with what was written privately committed
+         * and its writer locks let go (sh_go_shared). Only then the private lock: a newcomer
+         * waits for it, so it never reads this process's files while they hold uncommitted
+         * writes or its writer locks.
+         * The sole holder (a program that has not forked) does the same for a newcomer: that
+         * is another program, which works in shared mode beside another (open_volume), so
+         * that the two write the same files as two processes do on a kernel file system (two
+         * sqlite3 on one WAL database: outside shared mode the first kept the writer lock of
+         * every file it had written until it closed it, and the second's writes failed with
+         * EBUSY, "disk I/O error"). Only this volume goes shared, not the family. */
+        sh_go_shared(v);
+        sh_in_lib++;
+        scp_volume_private_end(v);
+        sh_lib_leave();
+        __atomic_store_n(&sv->priv, 0, __ATOMIC_RELEASE);
+        if (sh.cfg.flags & SCP_SHIELD_F_SHARED) sh_trace("volume at %s: shared from now on", sv->mount);
+        else sh_trace("volume at %s: another program opens it, no longer the sole holder; shared until it is alone again", sv->mount);
+    }
+    pthread_mutex_unlock(&priv_mu);
+}
+
+void sh_priv_end(int i) { priv_end(i, 0); }
+
+/* At exit: no move from now on (the watcher would commit and seal beside the exit's own
+ * commit and OpenSSL's cleanup). What is private is committed by the exit's sh_commit_all, and
+ * the kernel releases the private lock with the process: a waiting newcomer then goes on. Held
+ * until the end; once per process (the destructor and the atexit handler both come here). */
+void sh_priv_exit(void) {
+    static int held;
+    if (__atomic_exchange_n(&held, 1, __ATOMIC_ACQ_REL)) return;
+    pthread_mutex_lock(&priv_mu);
+}
+
+int sh_exit_commit(int flush_stdio) {
+    /* Not in the shield (sh_in_lib: a handler the shield did not wrap, set by a raw
+     * rt_sigaction, interrupting this thread inside it): a commit nested in one of this
+     * thread's own would find a file mid-commit, or wait for a lock this thread holds. What was
+     * not committed is lost as in a crash at this instant; the volume stays consistent. Not in
+     * a child that shares the memory without being the process (vfork, CLONE_VM). */
+    if (!sh.active || sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return 0;
+    sh_priv_exit();
+    if (flush_stdio) fflush(NULL);
+    sh_commit_all();
+    return 1;
+}
+
+/* The watcher of a private volume: sleeps on the volume's "shared wanted" word (a futex in the
+ * lock file's shared page) and makes the move when a process opening the volume sets it. A
+ * thread, not a check on the hot path: a private process that makes no volume call (a server
+ * idle in accept, a writer blocked on a pipe that the newcomer reads) would never see a mark,
+ * and the newcomer would wait for it forever. The move at a fork wakes it too
+ * (scp_volume_private_end sets the word); it then finds nothing private and ends. */
+static void *priv_watch(void *arg) {
+    int i = (int)((uintptr_t)arg & 0xff);
+    unsigned gen = (unsigned)((uintptr_t)arg >> 8);
+    pthread_mutex_lock(&priv_mu); /* sh_priv_begin holds it until v is published */
+    scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+    pthread_mutex_unlock(&priv_mu);
+    assert(v);
+    sh_in_lib++;
+    scp_volume_private_wait(v);
+    sh_lib_leave();
+    priv_end(i, gen);
+    return NULL;
+}
+
+int sh_priv_npending;
+
+/* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
+static int priv_watch_start(int i) {
+    assert(scp_mutex_held(&priv_mu) && !sh_in_trap);
+    assert(__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)); /* internal.h, sh_filter_up */
+    pthread_attr_t at;
+    sigset_t all;
+    sigfillset(&all);
+    int r = pthread_attr_init(&at);
+    if (r) return -1;
+    /* no signal of the program is ever delivered to it; detached: nobody joins it. SIGSYS
+     * stays deliverable although the mask asks to block it: the new thread sets its mask with
+     * a raw rt_sigprocmask, which the filter traps, and the trap's handler takes SIGSYS out of
+     * every mask (init.c). Its path (the volume library's commit: calls on the library's own
+     * descriptors, relative to its directory descriptors, none in the reserved range) makes
+     * no trapped call besides. */
+    r = pthread_attr_setsigmask_np(&at, &all) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    _Static_assert(SCP_SHIELD_MAX_VOLUMES <= 256, "priv_watch's argument: the volume in 8 bits");
+    unsigned gen = ++priv_gen[i] & 0xffffffu;
+    if (!gen) gen = priv_gen[i] = 1;
+    sh_in_lib++;
+    if (!r) r = pthread_create(&t, &at, priv_watch, (void *)((uintptr_t)i | (uintptr_t)gen << 8));
+    sh_lib_leave();
+    pthread_attr_destroy(&at);
+    return r ? -1 : 0;
+}
+
+void sh_priv_begin(int i, scp_volume *v) {
+    struct sh_volume *sv = &sh.vol[i];
+    /* under priv_mu until v is published with its mark: the watcher's move waits for it */
+    pthread_mutex_lock(&priv_mu);
+    /* no thread from a signal handler, nor before the filter: at the next call outside one */
+    if (sh_in_trap || !__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)) {
+        sv->priv_pending = 1;
+        __atomic_add_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
+        sh_trace("volume at %s: no other process has it open, private (watcher to start)", sv->mount);
+    } else if (priv_watch_start(i) < 0) {
+        /* No watcher: shared, before anything was written, since nothing would tell this
+         * process that another program opened the volume (the sole holder too: in the ordinary
+         * mode its reads would not see that program's writes) */
+        sh_in_lib++;
+        scp_volume_set_shared(v);
+        scp_volume_private_end(v);
+        sh_lib_leave();
+        sh_trace("volume at %s: no watcher thread, not private", sv->mount);
+    } else {
+        __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
+        sh_trace("volume at %s: no other process has it open, private until this image forks "
+                 "or another opens it", sv->mount);
+    }
+    __atomic_store_n(&sv->v, v, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&priv_mu);
+}
+
+void sh_priv_resole(int i) {
+    struct sh_volume *sv = &sh.vol[i];
+    /* tried: held for good at exit (sh_priv_exit), or by a move in progress (next time) */
+    if (pthread_mutex_trylock(&priv_mu)) return;
+    scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+    if (v && !sv->priv && !sv->priv_pending && !sv->sole_pending) {
+        scp_err e;
+        sh_in_lib++;
+        int r = scp_volume_try_sole(v, &e);
+        sh_lib_leave();
+        if (r < 0) sh_trace("volume at %s: cannot hold it alone again: %s", sv->mount, e.msg);
+        if (r == 1 && priv_watch_start(i) < 0) {
+            /* no watcher: shared again at once, as sh_priv_begin without one */
+            sh_go_shared(v);
+            sh_in_lib++;
+            scp_volume_private_end(v);
+            sh_lib_leave();
+            sh_trace("volume at %s: alone again, but no watcher thread: shared", sv->mount);
+        } else if (r == 1) {
+            __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
+            sh_trace("volume at %s: nobody else has it open any more, %s again", sv->mount,
+                     sh.cfg.flags & SCP_SHIELD_F_SHARED ? "private" : "the sole holder");
+        }
+    }
+    pthread_mutex_unlock(&priv_mu);
+}
+
+void sh_priv_pending_run(void) {
+    /* not nested in the shield's own work (its locks may be held), nor in a vfork child, nor
+     * before the filter (a second volume's or the same one's next look-up while the shield
+     * starts: sh_ctor runs this once the filter is in; internal.h, sh_filter_up) */
+    if (sh_in_lib || !__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE) || (pid_t)syscall(SYS_getpid) != sh.pid)
+        return;
+    for (int i = 0; i < sh.nvol; i++) {
+        struct sh_volume *sv = &sh.vol[i];
+        /* (in a trap handler nothing waits for it: it holds no private lock yet) */
+        if (!sh_in_trap && __atomic_load_n(&sv->sole_pending, __ATOMIC_ACQUIRE)) sh_sole_try(i);
+        if (!__atomic_load_n(&sv->priv_pending, __ATOMIC_ACQUIRE)) continue;
+        if (sh_in_trap) {
+            /* still no watcher: a newcomer that waits would wait until a call outside a trap,
+             * so the trapped call that sees the mark makes the move */
+            scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
+            if (v && scp_volume_private_wanted(v)) sh_priv_end(i);
+            continue;
+        }
+        pthread_mutex_lock(&priv_mu);
+        int start = sv->priv_pending && sv->priv;
+        if (start && priv_watch_start(i) == 0) {
+            sv->priv_pending = 0;
+            __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
+            sh_trace("volume at %s: private until this image forks or another opens it", sv->mount);
+            start = 0;
+        }
+        pthread_mutex_unlock(&priv_mu);
+        if (start) sh_priv_end(i); /* no watcher can be started: shared now */
+    }
+}
+
+static void ofd_release(pfile *pf, unsigned pass) {
+    if (!pf || !pf->ofd || pf->ofd_pass == pass) return;
+    pf->ofd_pass = pass;
+    struct sh_ofd *o = sh_ofd_enter(pf); /* the handle keeps the offset, for a late write */
+    __atomic_store_n(&pf->ofd, NULL, __ATOMIC_RELEASE);
+    sh_ofd_leave(pf, o);
+    sh_ofd_put(o);
+}
+
+void sh_fork_child_guards(void) {
+    /* The watcher may hold it at the fork (ending its move, which the fork's prepare need not
+     * wait for when nothing is private any more); the child has no watcher. */
+    pthread_mutex_init(&priv_mu, NULL);
+    sh_lk_fork_child();
+    for (unsigned i = 0; i < ndesc(); i++) {
+        pfile *pf = desc_at(i);
+        if (pf) pthread_mutex_init(&pf->mu, NULL);
+    }
+}
+
+void sh_ofd_release_all(void) {
+    sh_shm_release_all();
+    if (!sh.active || !sh.ofd_map || in_vfork_child()) return;
+    pthread_mutex_lock(&sh.mu);
+    unsigned pass = ++sh_ofd_pass;
+    for (unsigned i = 0; i < ndesc(); i++) ofd_release(desc_at(i), pass);
+    pthread_mutex_unlock(&sh.mu);
+}
+
+/* Commit every modified protected file (before exec replaces this image). */
+int sh_commit_all(void) {
+    int bad = 0;
+    /* never nested in this thread's own shield call: the program's handlers run only outside
+     * it (nofault.c defers them), and _exit and exit do not commit from inside it */
+    assert(sh_in_lib == 0);
+    sh_in_lib++;
+    pthread_mutex_lock(&sh.mu);
+    /* only what this process wrote: a forked child exiting must not commit (or wait for) the
+     * writes its parent had buffered when it forked */
+    for (int i = 0; i < sh.nslots; i++) {
+        pfile *pf = sh.slot[i];
+        if (pf && pf->kind == PF_FILE && writable(pf) && pf->wpid == sh.pid) {
+            scp_err e;
+            if (scp_vfile_fsync(pf->vf, &e)) bad = 1;
+        }
+    }
+    for (int i = 0; i < sh.lo && sh.nalias; i++) {
+        pfile *pf = sh.alias[i];
+        if (pf && pf->kind == PF_FILE && writable(pf) && pf->wpid == sh.pid) {
+            scp_err e;
+            if (scp_vfile_fsync(pf->vf, &e)) bad = 1;
+        }
+    }
+    sh_maps_writeback_own();
+    /* Namespace operations still pending durability, and the objects of removed files that
+     * wait for it: the next image (or nobody) would leave them to garbage collection. */
+    for (int i = 0; i < sh.nvol; i++) {
+        scp_err e;
+        if (sh.vol[i].v && scp_volume_sync(sh.vol[i].v, &e)) bad = 1;
+        /* (exit, exec, fork: this process's kept objects of removed files go now too) */
+        if (sh.vol[i].v) scp_volume_drop_spares(sh.vol[i].v);
+    }
+    pthread_mutex_unlock(&sh.mu);
+    sh_lib_leave();
+    return bad ? -1 : 0;
+}
