@@ -6,6 +6,9 @@
  *   passed as the path (or the buffer) of open, stat, chmod, rename, mkdir, unlink, truncate,
  *   through libc and through raw system calls: EFAULT, no crash; in the main thread, in a
  *   thread that blocks SIGSEGV and SIGBUS, and inside the program's own SIGSEGV handler;
+ * - in that thread (where the shield probes pages instead of its fault-recovering copy),
+ *   answers written into buffers that begin 4 bytes before a page's end or are shorter than 8
+ *   bytes change no byte outside them (the probe stores 8 bytes: it must land inside);
  * - the program's SIGSEGV handler (SA_SIGINFO | SA_ONSTACK, an alternate stack) gets its own
  *   faults with the faulting address in si_addr, on its alternate stack, and its sigaction
  *   view is what it set; signal() reports the previous handler;
@@ -83,6 +86,38 @@ static int efaults(const char *where) {
     return nbad;
 }
 
+/* Answers written into buffers at awkward places: a struct stat that begins 4 bytes before a
+ * page's end, and a readlink into 3 bytes; every byte around them must stay as it was. */
+static int no_stray_writes(const char *where) {
+    unsigned char *two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (two == MAP_FAILED) return 1;
+    int nbad = 0, fd = open(path("file"), O_RDONLY);
+    memset(two, 0xAA, 8192);
+    struct stat *st = (struct stat *)(void *)(two + 4096 - 4); /* misaligned on purpose: raw call */
+    if (fd < 0 || syscall(SYS_fstat, fd, st)) nbad++;
+    for (size_t i = 0; i < 8192; i++)
+        if ((i < 4092 || i >= 4092 + sizeof *st) && two[i] != 0xAA) {
+            printf("     %s: fstat into a buffer across a page end changed byte %zd from it\n", where,
+                   (ssize_t)i - 4092);
+            nbad++;
+            break;
+        }
+    memset(two, 0xAA, 8192);
+    char link[64];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    long n = syscall(SYS_readlinkat, AT_FDCWD, link, two + 100, 3);
+    if (n != 3) nbad++;
+    for (size_t i = 0; i < 8192; i++)
+        if ((i < 100 || i >= 103) && two[i] != 0xAA) {
+            printf("     %s: readlink into 3 bytes changed byte %zd from them\n", where, (ssize_t)i - 100);
+            nbad++;
+            break;
+        }
+    if (fd >= 0) close(fd);
+    munmap(two, 8192);
+    return nbad;
+}
+
 static void *blocked_thread(void *arg) {
     (void)arg;
     sigset_t s;
@@ -90,7 +125,8 @@ static void *blocked_thread(void *arg) {
     sigaddset(&s, SIGSEGV);
     sigaddset(&s, SIGBUS);
     pthread_sigmask(SIG_BLOCK, &s, NULL);
-    return (void *)(intptr_t)efaults("thread with SIGSEGV and SIGBUS blocked");
+    const char *where = "thread with SIGSEGV and SIGBUS blocked";
+    return (void *)(intptr_t)(efaults(where) + no_stray_writes(where));
 }
 
 static sigjmp_buf jb;
@@ -153,7 +189,7 @@ int main(int argc, char **argv) {
     void *res;
     if (pthread_create(&t, NULL, blocked_thread, NULL) || pthread_join(t, &res)) return 2;
     if (res) bad("bad pointers in a thread that blocks SIGSEGV and SIGBUS");
-    else printf("ok   EFAULT in a thread that blocks SIGSEGV and SIGBUS\n");
+    else printf("ok   EFAULT in a thread that blocks SIGSEGV and SIGBUS; no byte written outside a buffer\n");
 
     /* the program's own handler, on its alternate stack */
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
