@@ -67,6 +67,12 @@ typedef struct scp_image_result {
     char *session_template;    /* malloc'd YAML: a session that admits this image */
 } scp_image_result;
 
+/* Check what the caller names before anything is read: the tag (Docker's reference grammar,
+ * lower-case NAME[:TAG]), the session and service (names CAS accepts) and the --protect paths.
+ * 0, or -1 with SCP_E_INVAL and a message saying what is wrong (a command line's usage error).
+ * scp_image_build makes the same check first. */
+int scp_image_build_check(const scp_image_build_opts *opts, scp_err *err);
+
 /* Build a secure image from opts->from. On success fills *res (free res->session_template). */
 int scp_image_build(const scp_image_build_opts *opts, scp_image_result *res, scp_err *err);
 

@@ -76,6 +76,8 @@ static int image_build(int argc, char **argv) {
     }
     if (!o.from || !o.tag || !o.session || !o.service)
         return cli_usage_error("image build FROM -t NAME[:TAG] --session S --service NAME");
+    scp_err e = {0};
+    if (scp_image_build_check(&o, &e) < 0) return cli_usage_error("%s", e.msg);
     /* the image's runtime: $SCP_ENTRY, else scp-entry next to this scpctl */
     char self[PATH_MAX], shield[PATH_MAX], entry[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -89,7 +91,6 @@ static int image_build(int argc, char **argv) {
     if (access(entry, X_OK) < 0)
         return cli_usage_error("cannot find scp-entry, the image's runtime, at %s (set SCP_ENTRY)", entry);
     o.entry = entry;
-    scp_err e = {0};
     if (scp_run_find_shield(NULL, shield, sizeof shield, &e) < 0) return cli_fail(&e);
     o.shield_lib = shield;
     if (isatty(2)) o.progress = show_progress, o.bar = show_bar;

@@ -68,11 +68,16 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
             if (i + 1 >= argc) return cli_usage_error("%s needs a value", a);
             const char *val = argv[++i];
             if (a[2] == 'k') o->key_file = val;
-            else if (a[2] == 'e') o->expect_tag = val;
-            else {
+            else if (a[2] == 'e') {
+                scp_volume_tag tag;
+                scp_err terr;
+                if (scp_volume_tag_parse(val, &tag, &terr) < 0)
+                    return cli_usage_error("--expect-tag: %s", terr.msg);
+                o->expect_tag = val;
+            } else {
                 char *end;
                 unsigned long cs = strtoul(val, &end, 10);
-                if (*end || cs == 0 || cs > SCP_VOLUME_MAX_CHUNK)
+                if (*end || cs < SCP_VOLUME_MIN_CHUNK || cs > SCP_VOLUME_MAX_CHUNK || (cs & (cs - 1)))
                     return cli_usage_error("--chunk-size takes a power of two from 4096 to 65536");
                 o->chunk_size = (uint32_t)cs;
             }

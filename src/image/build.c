@@ -777,9 +777,8 @@ static int image_ref_ok(const char *ref) {
     return 1;
 }
 
-int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_err *err) {
-    memset(res, 0, sizeof *res);
-    if (!o->from || !o->tag || !o->session || !o->service || !o->entry || !o->shield_lib)
+int scp_image_build_check(const scp_image_build_opts *o, scp_err *err) {
+    if (!o->from || !o->tag || !o->session || !o->service)
         return scp_fail(err, SCP_E_INVAL, EINVAL, "image build needs an input, a tag, a session and a service");
     /* (checked before anything is read: a name CAS or Docker refuses would only show at the
      * image's first start, or its load) */
@@ -794,6 +793,14 @@ int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_er
                         cas_name_ok(o->session) ? o->service : o->session);
     for (size_t i = 0; i < o->n_protect; i++)
         if (image_path_ok("--protect", o->protect[i], err) < 0) return -1;
+    return 0;
+}
+
+int scp_image_build(const scp_image_build_opts *o, scp_image_result *res, scp_err *err) {
+    memset(res, 0, sizeof *res);
+    if (!o->entry || !o->shield_lib)
+        return scp_fail(err, SCP_E_INVAL, EINVAL, "image build needs the image's runtime and the shield library");
+    if (scp_image_build_check(o, err) < 0) return -1;
     img_src src;
     stage st = {.root = -1};
     json_t *argv = NULL, *ij = NULL, *cfg = NULL;

@@ -160,9 +160,12 @@ expect_err "malformed archive" "not an image archive\|malformed\|no files" "$T/j
 # and nothing written
 for bad in "" "Redis" "a b" "a..b" "a:" "x/:1" "reg:abc/x"; do
     expect_err "image name '$bad'" "is not an image name" "$T/base.tar" -t "$bad" --session s --service s -o "$T/bad.tar"
+    [ $rc -eq 2 ] || fail "image name '$bad': exit $rc, not 2 (a usage error)"
 done
 expect_err "session '../s'" "session name '../s' is not one CAS accepts" "$T/base.tar" -t x:1 --session ../s --service s -o "$T/bad.tar"
+[ $rc -eq 2 ] || fail "session '../s': exit $rc, not 2 (a usage error)"
 expect_err "service 'a b'" "service name 'a b' is not one CAS accepts" "$T/base.tar" -t x:1 --session s --service "a b" -o "$T/bad.tar"
+[ $rc -eq 2 ] || fail "service 'a b': exit $rc, not 2 (a usage error)"
 [ -e "$T/bad.tar" ] && fail "a refused build wrote its output"
 expect_err "protected path missing" "no such directory in the image" "$T/base.tar" -t x:1 --session s --service s --protect /nope -o "$T/x.tar"
 note "files under a protected path: sealed into /scp/seed, gone from the layers, their key only in the template"

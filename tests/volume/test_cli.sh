@@ -40,6 +40,9 @@ for sub in keygen create import export ls cat put verify info mkdir rm; do
     [ -s out ] || fail "scpctl volume $sub --help printed nothing on stdout"
 done
 expect 2 "create with an unknown option" -- "$SCPCTL" volume create v --bogus
+expect 2 "create --chunk-size 1000 (not a power of two)" -- "$SCPCTL" volume create v --key-file k --chunk-size 1000
+expect 2 "create --chunk-size 2048 (below 4096)" -- "$SCPCTL" volume create v --key-file k --chunk-size 2048
+expect 2 "--expect-tag that is not a tag" -- "$SCPCTL" volume ls v --key-file k --expect-tag abc
 expect 2 "--key for --key-file" -- "$SCPCTL" volume ls v --key k
 contains "$T/err" "given with --key-file" "--key names --key-file"
 expect 2 "create without a directory" -- "$SCPCTL" volume create
