@@ -12,27 +12,13 @@
  * malloc (glibc's allocator makes no such calls). They take only the shield's own mutex and
  * the volume library's locks, which the program cannot hold.
  */
-#include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/falloc.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/sysmacros.h>
-#include <sys/syscall.h>
-#include <signal.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
-#include "common/util.h"
-#include "crypto/crypto.h"
 #include "shield/internal.h"
 #include "shield/net.h"
 #include "shield/core.h"

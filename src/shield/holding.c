@@ -5,28 +5,12 @@
  * the served calls take it back once nobody else has it open (scp_volume_try_sole). Also the
  * commits at exit and before exec. */
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/falloc.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/sysmacros.h>
-#include <sys/syscall.h>
-#include <signal.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include "common/util.h"
-#include "crypto/crypto.h"
 #include "shield/internal.h"
-#include "shield/net.h"
 #include "shield/core.h"
 
 static int any_open_file(void) {

@@ -3,28 +3,14 @@
  * The program's locks are the kernel's own on a descriptor of the file's object; while a
  * process holds its volume alone they are kept in the process instead (no kernel call). */
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/falloc.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/sysmacros.h>
-#include <sys/syscall.h>
-#include <signal.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #include "common/util.h"
-#include "crypto/crypto.h"
 #include "shield/internal.h"
-#include "shield/net.h"
 #include "shield/core.h"
 
 /* ---- record locks ------------------------------------------------------------------------ */

@@ -4,28 +4,14 @@
  * mount point is carried out: the program's path copied in once, resolved against the mounts
  * and the volume's symbolic links, and served by the volume, or left to the kernel. */
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/falloc.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/sysmacros.h>
-#include <sys/syscall.h>
-#include <signal.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
-#include "common/util.h"
-#include "crypto/crypto.h"
 #include "shield/internal.h"
-#include "shield/net.h"
 #include "shield/core.h"
 
 /* ---- paths ------------------------------------------------------------------------------- */

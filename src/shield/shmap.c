@@ -1,31 +1,16 @@
 /* shield/shmap.c - mmap of protected files, and the shared objects of writable shared mappings.
  *
- * A private or read-only mapping is filled from the file's plaintext; a writable shared
- * mapping is backed by a shared anonymous object that is written back to the file at msync,
- * munmap, close and exit. */
-#include <assert.h>
-#include <dirent.h>
+ * A mapping of a protected file is anonymous memory filled with the file's plaintext; a
+ * writable shared one maps the file's shared object in tmpfs (one per file, so that every
+ * process sees the others' stores: sqlite's -shm), written back to the volume at msync,
+ * munmap and exit. */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/falloc.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/sysmacros.h>
-#include <sys/syscall.h>
-#include <signal.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
-#include "common/util.h"
 #include "crypto/crypto.h"
 #include "shield/internal.h"
-#include "shield/net.h"
 #include "shield/core.h"
 
 /* ---- mmap -------------------------------------------------------------------------------- */
@@ -39,7 +24,6 @@ static struct shmap {
     pid_t pid; /* the process that mapped it */
     int shm;   /* the shared object it maps (shm_attach), or -1: a copy of its own */
 } maps[MAXMAP];
-
 
 /* ---- shared objects of writable shared mappings --------------------------------------------
  *

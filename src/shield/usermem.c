@@ -4,28 +4,11 @@
  * inside the shield: the copies go through nofault.c's recovering copy where it may be used,
  * else each page is probed first through a system call that fails with EFAULT. */
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/falloc.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/sysmacros.h>
-#include <sys/syscall.h>
-#include <signal.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
-#include "common/util.h"
-#include "crypto/crypto.h"
 #include "shield/internal.h"
-#include "shield/net.h"
 #include "shield/core.h"
 
 /* Can the program's 8 bytes at q be read (wr = 0) or written (wr = 1)? The kernel answers:
