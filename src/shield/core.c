@@ -80,7 +80,6 @@ pfile *sh_pf_new(enum pf_kind kind, int vol, int flags, const char *path) {
     return pf;
 }
 
-
 static long pf_destroy(pfile *pf) {
     long r = 0;
     if (pf->ofd) sh_ofd_put(pf->ofd);
@@ -189,7 +188,6 @@ static pfile *slot_take(long fd) {
     pthread_mutex_unlock(&sh.mu);
     return pf;
 }
-
 
 /* ---- fcntl, dup, close ------------------------------------------------------------------- */
 

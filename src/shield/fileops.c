@@ -19,7 +19,6 @@
 
 /* ---- stat -------------------------------------------------------------------------------- */
 
-
 static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
     memset(st, 0, sizeof *st);
     st->st_dev = (dev_t)(0x5c500 + vol);
