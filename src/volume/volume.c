@@ -458,6 +458,7 @@ static void sole_end(scp_volume *v) {
 /* Caller holds v->mu. Under it no vol_lock is in progress, so the last commit of the sole
  * holder is complete on disk (its manifest-log record appended) before a newcomer gets in. */
 static void private_drop(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
     if (!v->priv) return;
     /* The word set (and woken) before the lock goes, so that this process's own watcher
      * wakes and ends; a leftover mark with no private holder is cleared by the next one. */
