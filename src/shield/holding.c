@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "common/util.h"
 #include "shield/internal.h"
@@ -252,9 +253,13 @@ void sh_priv_resole(int i) {
     scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
     if (v && !sv->priv && !sv->priv_pending && !sv->sole_pending) {
         scp_err e;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         sh_in_lib++;
         int r = scp_volume_try_sole(v, &e);
         sh_lib_leave();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long us = (t1.tv_sec - t0.tv_sec) * 1000000L + (t1.tv_nsec - t0.tv_nsec) / 1000;
         if (r < 0) sh_trace("volume at %s: cannot hold it alone again: %s", sv->mount, e.msg);
         if (r == 1 && priv_watch_start(i) < 0) {
             /* no watcher: shared again at once, as sh_priv_begin without one */
@@ -265,8 +270,8 @@ void sh_priv_resole(int i) {
             sh_trace("volume at %s: alone again, but no watcher thread: shared", sv->mount);
         } else if (r == 1) {
             __atomic_store_n(&sv->priv, 1, __ATOMIC_RELEASE);
-            sh_trace("volume at %s: nobody else has it open any more, %s again", sv->mount,
-                     sh.cfg.flags & SCP_SHIELD_F_SHARED ? "private" : "the sole holder");
+            sh_trace("volume at %s: nobody else has it open any more, %s again (the move took %ld us)",
+                     sv->mount, sh.cfg.flags & SCP_SHIELD_F_SHARED ? "private" : "the sole holder", us);
         }
     }
     pthread_mutex_unlock(&priv_mu);
