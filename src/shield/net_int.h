@@ -1,4 +1,4 @@
-/* shield/net_int.h - state shared by net.c and net_io.c (the network shield's own files). */
+/* shield/net_int.h - state shared by net.c, net_conf.c, net_tls.c and net_io.c (the network shield's own files). */
 #ifndef SCP_SHIELD_NET_INT_H
 #define SCP_SHIELD_NET_INT_H
 
@@ -84,7 +84,7 @@ struct obuf {
     int locked, desync; /* write side: the layer writes now; OpenSSL wrote a record after that */
 };
 
-/* The lean TLS 1.3 record layer of a connection (tls_record.h; net.c "lean"): the traffic
+/* The lean TLS 1.3 record layer of a connection (tls_record.h; net_tls.c "lean"): the traffic
  * secrets that OpenSSL's keylog callback gave, then the two directions once taken. The write
  * side is taken when the handshake ends; the read side too, unless OpenSSL still holds bytes
  * (SSL_has_pending) or the connection is a client's: a server sends its session tickets after
@@ -143,7 +143,7 @@ static inline int net_rbuffered(const nconn *c) { return c->rq->len > c->rq->off
 extern struct net_conf nc;
 extern pthread_mutex_t net_mu;
 extern nconn **net_tbl, **net_ready, **net_stuck;
-/* net_tbl covers the numbers [0, net_tbl_n): at most NET_TBL_MAX (net.c, sh_net_load) */
+/* net_tbl covers the numbers [0, net_tbl_n): at most NET_TBL_MAX (net_conf.c, sh_net_load) */
 #define NET_TBL_MAX 65536
 extern int net_tbl_n, net_nready, net_nstuck;
 extern int net_nconns; /* table entries in use (net_mu; read without it to skip an empty table) */
@@ -216,5 +216,29 @@ int net_sock_type(int fd);
  * published, if it is for the instance's own key (else the connection keeps the first). */
 int net_renew_load(scp_err *err);
 void net_renew_apply(SSL *ssl);
+
+/* ---- what net.c, net_conf.c and net_tls.c give each other ------------------------------------ */
+
+/* net.c */
+/* The lean record layer for TLS 1.3 connections (SCP_NET_LEAN=0 keeps OpenSSL's throughout). */
+extern int net_lean_on;
+void net_conn_desc(const nconn *c, char *out, size_t n);
+extern int net_conn_idx; /* SSL ex_data: the nconn */
+int net_keep_session(SSL *ssl, SSL_SESSION *s);
+/* A complete TLS record at the start of the read BIO (a read would make progress). */
+int net_full_record_buffered(nconn *c);
+void net_lean_free(nconn *c);
+/* Room for n more bytes at o->p + o->len: 0, or -1 (out of memory). */
+int net_obuf_room(struct obuf *o, size_t n);
+/* In direct mode a record goes to the kernel from OpenSSL's own buffer, with what waits here
+ * ahead of it, in one sendmsg (sendto when nothing waits): no copy of the record, no second system call. What the kernel
+ * does not take (a full socket, an error) is kept and net_flush meets it as before. */
+int net_obuf_write(BIO *b, const char *data, int n);
+int net_sock_nonblock(int fd);
+void net_quarantine_inherited(void);
+
+/* net_tls.c */
+/* Drive the handshake: 1 done, -EAGAIN, or -errno (connection failed). */
+long net_handshake(nconn *c, int block);
 
 #endif

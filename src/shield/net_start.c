@@ -6,7 +6,7 @@
  * sslmode=verify-full, mariadb --ssl-verify-server-cert). Nothing but the protocol's own start
  * ever passes in plaintext: anything else ends the connection (docs/shield.md).
  *
- * Called with c->mu held, from net.c's handshake (net_start), and around net.c's plaintext
+ * Called with c->mu held, from net_tls.c's handshake (net_start), and around net_tls.c's plaintext
  * read and write for MySQL's greeting and authentication phase (net_my_pre_read, net_my_read,
  * net_my_write). */
 #include <assert.h>

@@ -1,5 +1,5 @@
 /* shield/tls_record.h - a lean TLS 1.3 record layer (RFC 8446 5.1-5.5, 7.1-7.3) for the network
- * shield, used after OpenSSL's handshake (net.c, docs/network.md "The lean record layer").
+ * shield, used after OpenSSL's handshake (net_tls.c, docs/network.md "The lean record layer").
  *
  * OpenSSL 3.0 spends most of a small record's CPU outside the cipher (parameter lookups by name,
  * the record layer's general cases, the error queue). This file seals and opens TLS 1.3 records
