@@ -451,6 +451,11 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
 
 /* (Re)load the committed state of f from its objects and manifest entry e. */
 int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
+    /* A file this process has just created (file_get_new) has its objects open, and its
+     * journal is empty or its header zeroed (adopt_spare): nothing to look for or redo. */
+    int fresh = f->objs_new;
+    f->objs_new = 0;
+    assert(!fresh || e->size == 0);
     /* The sole holder's deferred applies go to .d before the state they belong to is dropped
      * (the writer's replay below would redo them too; a fork child has none) */
     if (u64map_count(&f->dapply)) {
@@ -485,7 +490,7 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     /* Until the root checks out, the table is whatever the disk holds: an attacker's mix of
      * old entries would otherwise be served (each old chunk still authenticates on its own). */
     f->unloaded = 1;
-    (void)file_open_slot(f, 0, NULL); /* another process may have made it since: open it */
+    if (!fresh) (void)file_open_slot(f, 0, NULL); /* another process may have made it since: open it */
     memset(f->table, 0, f->table_cap * ENT);
     changed_clear(f, 1);
     memset(f->page_dirty, 1, f->page_cap);
@@ -495,7 +500,7 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
     /* A journal that leads to the manifest's root means a commit whose apply may not have
      * reached the disk whole (the table may already match while data chunks do not): redo it.
      * Replay is idempotent. Any other journal is stale. */
-    int rc = try_replay(f, e, err);
+    int rc = fresh ? 0 : try_replay(f, e, err);
     if (rc < 0) return -1;
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);

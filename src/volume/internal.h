@@ -51,6 +51,10 @@ enum commit_state {
 /* How many removed files' objects a process keeps for reuse: a durable commit through the
  * log drains up to the journal list's 32 at once (docs/volume-format.md, "Object reuse"). */
 #define VOL_SPARE_MAX 64
+/* How many removed files' objects a process keeps open, their descriptors handed from the
+ * freed state to the next create that adopts the id (vol_kept_put; docs/volume-format.md,
+ * "Object reuse", kept descriptors): sqlite's rollback journal needs one. */
+#define VOL_KEPT_MAX 32
 
 /* The sole holder (docs/volume-format.md, "Sole holder"): a private process outside shared
  * mode. Transitions (volume.c, sole_set): NO -> DUE (scp_volume_go_private), DUE -> FRESH (the
@@ -181,6 +185,14 @@ struct scp_volume {
                                  * madvise, an mlock, an munlock and an munmap */
     uint8_t spare[VOL_SPARE_MAX][SCP_FILEID_LEN];
     size_t nspare;
+    /* the descriptors of removed files' objects (data, table, journal, slot; -1 where none
+     * was open), kept from the freed state for adopt_spare: oldest first, under mu; never
+     * across a fork (fork_lock_volume closes them) nor in shared mode */
+    struct vol_kept {
+        uint8_t id[SCP_FILEID_LEN];
+        int fd[4];
+    } kept[VOL_KEPT_MAX];
+    size_t nkept;
     scp_file *files;  /* files loaded in this process */
     long nhandles;
     scp_vfile *handles; /* the open handles (under mu), for the fork child (volume.c) */
@@ -317,6 +329,10 @@ struct scp_file {
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
     int modified;               /* uncommitted changes exist */
+    int objs_new;               /* created by this process under the volume lock, its
+                                 * descriptors handed to file_get (fresh or adopted objects):
+                                 * the first load has no journal to redo and no slot object to
+                                 * look for (file_load); cleared by it */
     int jl_fresh;               /* listed ahead (an adopted id, jlist_prelist in manifest.c)
                                  * and no one-flush record written since: its journal holds
                                  * none that the synced manifest log lacks */
@@ -536,6 +552,14 @@ int vol_settle_lazy(scp_volume *v, scp_err *err);
 void vol_doom_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
 void vol_doomed_drain(scp_volume *v);
 void vol_spare_drop(scp_volume *v);
+/* Kept descriptors of a removed file's objects (volume.c; caller holds mu). put takes
+ * fd[VOL_NOBJECTS] (closes them instead in shared mode; the oldest kept goes when full);
+ * take moves those of id into fd and returns 1, or returns 0 with fd untouched; close closes
+ * those of id; drop closes all (fork prepare, shared mode, close). */
+void vol_kept_put(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], const int *fd);
+int vol_kept_take(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int *fd);
+void vol_kept_close(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);
+void vol_kept_drop(scp_volume *v);
 /* Find an entry by normalized path; returns its index or -1. */
 long man_find(const scp_manifest *m, const char *path);
 /* The index of the first entry that sorts at or after path + "/" (where path's descendants
@@ -600,6 +624,10 @@ void file_empty_root(const uint8_t id[SCP_FILEID_LEN], uint8_t out[SCP_HASH_LEN]
 /* Load (or find) the in-process state of the file of manifest entry e, recovering an
  * interrupted commit. Caller holds vol->mu; takes a reference. */
 scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err);
+/* The same for a file this process has just created under vol_lock whose objects it holds
+ * open: fd[VOL_NOBJECTS] (data, table, journal, slot; -1 where none) go to the new state,
+ * also on failure (each set to -1 once taken), and its load opens and reads nothing. */
+scp_file *file_get_new(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err);
 /* Drop a reference (caller holds vol->mu). The last one frees the state. */
 void file_put(scp_volume *v, scp_file *f);
 /* Take a file off the volume's list and free it; if it was unlinked, delete its objects. */

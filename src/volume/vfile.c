@@ -97,7 +97,23 @@ static int empty_lost_objects(scp_volume *v, const scp_mentry *e) {
     return 0;
 }
 
+static scp_file *file_get_fds(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err);
+
 scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
+    return file_get_fds(v, e, NULL, err);
+}
+
+scp_file *file_get_new(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err) {
+    scp_file *f = file_get_fds(v, e, fd, err);
+    for (int k = 0; k < VOL_NOBJECTS; k++) /* (a new id is never loaded: taken, or failed) */
+        if (fd[k] >= 0) {
+            close(fd[k]);
+            fd[k] = -1;
+        }
+    return f;
+}
+
+static scp_file *file_get_fds(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err) {
     for (scp_file *f = v->files; f; f = f->next) {
         if (memcmp(f->id, e->id, SCP_FILEID_LEN) != 0) continue;
         /* Close-to-open consistency: pick up another process's commit if we hold no changes. */
@@ -132,14 +148,22 @@ scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
     u64map_init(&f->pc);
     memcpy(f->id, e->id, SCP_FILEID_LEN);
     f->path = strdup(e->path);
-    if (f->path && empty_lost_objects(v, e) < 0) {
+    if (fd) { /* just created, its objects open (file_get_new): nothing is opened or redone */
+        assert(fd[0] >= 0 && fd[1] >= 0);
+        f->fd_d = fd[0];
+        f->fd_t = fd[1];
+        f->fd_j = fd[2];
+        f->fd_s = fd[3];
+        for (int k = 0; k < VOL_NOBJECTS; k++) fd[k] = -1;
+        f->objs_new = 1;
+    } else if (f->path && empty_lost_objects(v, e) < 0) {
         scp_fail_errno(err, "cannot recreate the objects of empty file '%s'", e->path);
         file_free(f);
         return NULL;
     }
     if (!f->path || vol_file_key(v, f->id, f->key, err) < 0 ||
-        (f->fd_d = file_open_obj(f, ".d", O_RDWR, err)) < 0 ||
-        (f->fd_t = file_open_obj(f, ".t", O_RDWR, err)) < 0 || file_load(f, e, err) < 0) {
+        (f->fd_d < 0 && (f->fd_d = file_open_obj(f, ".d", O_RDWR, err)) < 0) ||
+        (f->fd_t < 0 && (f->fd_t = file_open_obj(f, ".t", O_RDWR, err)) < 0) || file_load(f, e, err) < 0) {
         if (!f->path) scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
         file_free(f);
         return NULL;
@@ -156,7 +180,16 @@ void file_unlist_free(scp_volume *v, scp_file *f) {
             *pp = f->next;
             break;
         }
-    if (!f->path) vol_doom_objects(v, f->id); /* unlinked while open: the last close */
+    if (!f->path) { /* unlinked while open: the last close; or only cached, unlinked now */
+        vol_doom_objects(v, f->id);
+        /* Its descriptors stay open for the create that may adopt the id (vol_kept_put):
+         * not a writer's (its lock would go with them) nor those a fork child shares. */
+        if (!f->writer && !f->d_inherited && f->fd_d >= 0 && f->fd_t >= 0) {
+            int fd[VOL_NOBJECTS] = {f->fd_d, f->fd_t, f->fd_j, f->fd_s};
+            vol_kept_put(v, f->id, fd);
+            f->fd_d = f->fd_t = f->fd_j = f->fd_s = -1;
+        }
+    }
     file_free(f);
 }
 
@@ -800,10 +833,13 @@ static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
  * wrote (commit_prepare and the apply write the fresh range [cn, n) whole, zeros included),
  * so no old byte is read, cut or not; the journal keeps its blocks (a new log is written over them, as
  * journal_reset does) with its header zeroed, so that no record of the old log is ever read
- * as this file's (the same key: it comes from the id; a chain starts at its header). Returns
- * 1 with id set, 0 if there is none or it is unusable (another process's collection may have
- * deleted objects: then the rest go, and the caller creates new ones). Caller holds mu. */
-static int adopt_spare(scp_volume *v, uint8_t id[SCP_FILEID_LEN]) {
+ * as this file's (the same key: it comes from the id; a chain starts at its header). The
+ * objects' descriptors are those the removed file's state kept open (vol_kept_put), or opened
+ * here; they go to fd (data, table, journal, slot; -1 where none) for file_get_new. Returns
+ * 1 with id and fd set, 0 if there is none or it is unusable (another process's collection
+ * may have deleted objects: then the rest go, and the caller creates new ones). Caller holds
+ * mu. */
+static int adopt_spare(scp_volume *v, uint8_t id[SCP_FILEID_LEN], int fd[VOL_NOBJECTS]) {
     assert(VOL_MU_HELD(v));
     if (v->nspare == 0 || v->shared) return 0;
     /* Not while another process has the volume open: it may hold the removed file open (or
@@ -812,29 +848,43 @@ static int adopt_spare(scp_volume *v, uint8_t id[SCP_FILEID_LEN]) {
      * a file the other keeps open, then creates). Its objects go as a removed file's do. */
     if (!vol_alone_now(v)) return 0;
     const uint8_t *sp = v->spare[--v->nspare];
-    int ok = 1;
+    int kept = vol_kept_take(v, sp, fd), ok = 1;
+    if (!kept)
+        for (int k = 0; k < VOL_NOBJECTS; k++) fd[k] = -1;
     for (int k = 0; k < VOL_NOBJECTS && ok; k++) {
-        char name[48];
-        vol_object_name(sp, vol_object_ext[k], name);
-        int fd = openat(v->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-        if (fd < 0) { /* the slot object is made when needed; a journal too (journal_begin) */
-            ok = errno == ENOENT && k >= 2;
-            continue;
+        /* A kept state without a slot descriptor had no slot object (file_load looks for
+         * one) and nothing of this process made one since; a slot object that another
+         * process made meanwhile holds only ciphertext that no entry of the new file names.
+         * A journal is looked for all the same: its header must be zeroed. */
+        if (kept && fd[k] < 0 && k != 2) continue;
+        if (fd[k] < 0) {
+            char name[48];
+            vol_object_name(sp, vol_object_ext[k], name);
+            fd[k] = openat(v->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+            if (fd[k] < 0) { /* the slot object is made when needed; a journal too (journal_begin) */
+                ok = errno == ENOENT && k >= 2;
+                continue;
+            }
         }
         struct stat st;
-        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) ok = 0;
+        /* (a kept object that another process's collection deleted since: st_nlink 0) */
+        if (fstat(fd[k], &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0) ok = 0;
         else if (k == 2) {
             static const uint8_t zero[SCP_JRN_HDR_LEN];
             /* (journal_replay_max of an empty file is above the kept length: a static
              * assertion in commit.c) */
-            if ((st.st_size > SCP_JOURNAL_REUSE_MAX && ftruncate(fd, SCP_JOURNAL_REUSE_MAX) < 0) ||
-                (st.st_size > 0 && scp_pwrite_full(fd, zero, sizeof zero, 0) < 0))
+            if ((st.st_size > SCP_JOURNAL_REUSE_MAX && ftruncate(fd[k], SCP_JOURNAL_REUSE_MAX) < 0) ||
+                (st.st_size > 0 && scp_pwrite_full(fd[k], zero, sizeof zero, 0) < 0))
                 ok = 0;
-        } else if (st.st_size > (k == 1 ? 0 : ADOPT_KEEP_MAX) && ftruncate(fd, 0) < 0)
+        } else if (st.st_size > (k == 1 ? 0 : ADOPT_KEEP_MAX) && ftruncate(fd[k], 0) < 0)
             ok = 0;
-        close(fd);
     }
     if (!ok) {
+        for (int k = 0; k < VOL_NOBJECTS; k++)
+            if (fd[k] >= 0) {
+                close(fd[k]);
+                fd[k] = -1;
+            }
         vol_doom_objects(v, sp); /* (deleted after the next durable commit) */
         return 0;
     }
@@ -842,14 +892,24 @@ static int adopt_spare(scp_volume *v, uint8_t id[SCP_FILEID_LEN]) {
     return 1;
 }
 
-static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], scp_err *err) {
+/* Create the data, table and journal objects of a new id; their descriptors go to fd (the
+ * slot's -1) for file_get_new. On failure none is left open. */
+static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int fd[VOL_NOBJECTS],
+                          scp_err *err) {
+    for (int k = 0; k < VOL_NOBJECTS; k++) fd[k] = -1;
     for (int k = 0; k < 3; k++) {
         char name[48];
         vol_object_name(id, vol_object_ext[k], name);
-        int fd = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-        if (fd < 0) return scp_fail_errno(err, "cannot create a file object");
-        vol_object_owner(v, fd);
-        close(fd);
+        fd[k] = openat(v->objfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+        if (fd[k] < 0) {
+            scp_fail_errno(err, "cannot create a file object");
+            for (int j = 0; j < k; j++) {
+                close(fd[j]);
+                fd[j] = -1;
+            }
+            return -1;
+        }
+        vol_object_owner(v, fd[k]);
     }
     /* The directory is synced by the next durable commit (of any process: the lock file
      * carries the flag), before a manifest that a power cut cannot lose names the objects. */
@@ -887,6 +947,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     }
     long i = man_find(&v->man, p);
     int rc = 0, adopted = 0;
+    int ofd[VOL_NOBJECTS] = {-1, -1, -1, -1}; /* a created file's objects (file_get_new) */
     if (i >= 0 && (flags & O_CREAT) && (flags & O_EXCL))
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
     else if (i >= 0 && v->man.e[i].type == 2)
@@ -911,11 +972,11 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
         int64_t now = scp_now_ns();
         scp_mentry e = {.type = 1, .mode = mode & 07777, .mtime_ns = now, .ctime_ns = now, .atime_ns = now,
                         .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
-        adopted = rc == 0 && adopt_spare(v, e.id);
+        adopted = rc == 0 && adopt_spare(v, e.id, ofd);
         if (rc == 0 && !adopted) {
             /* (an id is public, the objects' name: scp_random_public) */
             rc = scp_random_public(e.id, SCP_FILEID_LEN, err);
-            if (rc == 0) rc = create_objects(v, e.id, err);
+            if (rc == 0) rc = create_objects(v, e.id, ofd, err);
         }
         if (rc == 0) {
             file_empty_root(e.id, e.root);
@@ -935,7 +996,11 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     }
     int created = i < 0;
     i = man_find(&v->man, p);
-    if (rc == 0 && !(h->f = file_get(v, &v->man.e[i], err))) rc = -1;
+    if (rc == 0 && !(h->f = created ? file_get_new(v, &v->man.e[i], ofd, err)
+                                    : file_get(v, &v->man.e[i], err)))
+        rc = -1;
+    for (int k = 0; k < VOL_NOBJECTS; k++) /* (a failed create: its objects are orphans) */
+        if (ofd[k] >= 0) close(ofd[k]);
     /* The committed size: file_get may have left a busy file's state stale (acquire_writer
      * below refreshes it), and an O_TRUNC must not skip a file that only looks empty. */
     uint64_t msize = rc == 0 ? v->man.e[i].size : 0;
@@ -990,11 +1055,12 @@ scp_vfile *scp_vfile_open_nameless(scp_volume *v, const char *dir, int flags, ui
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     /* An entry that never enters the manifest: it only seeds the file's state (file_get). */
     scp_mentry e = {.type = SCP_MTYPE_FILE, .mode = mode & 07777, .path = (char *)"(nameless file)"};
+    int ofd[VOL_NOBJECTS];
     if (rc == 0) rc = scp_random_public(e.id, SCP_FILEID_LEN, err); /* (public: a name) */
-    if (rc == 0) rc = create_objects(v, e.id, err);
+    if (rc == 0) rc = create_objects(v, e.id, ofd, err);
     if (rc == 0) {
         file_empty_root(e.id, e.root);
-        if (!(h->f = file_get(v, &e, err))) rc = -1;
+        if (!(h->f = file_get_new(v, &e, ofd, err))) rc = -1;
     }
     if (rc == 0) {
         scp_file *f = h->f;

@@ -79,6 +79,10 @@ again:
         if (u64map_count(&f->dapply) || u64map_count(&f->unapplied)) (void)file_table_flush(f, NULL);
     /* Its deferred manifest-log records too: the child reloads the state from the log. */
     if (v->sole == SOLE_FRESH) (void)vol_mlog_defer_write(v, NULL);
+    /* Kept descriptors of removed files' objects: the child would share their descriptions
+     * (a writer lock taken through one later would be the child's too: file_own_d), and it
+     * reuses none of the parent's ids. Both open them again if needed. */
+    vol_kept_drop(v);
 }
 
 /* Drop the reference fork_lock_volume took. Nothing is freed here: a fork handler must not
@@ -326,6 +330,7 @@ static void hint_map(scp_volume *v) {
 }
 
 static void vol_free(scp_volume *v) {
+    vol_kept_drop(v);
     if (v->hint) munmap(v->hint, HINT_LEN);
     if (v->dirfd >= 0) close(v->dirfd);
     if (v->objfd >= 0) close(v->objfd);
@@ -1338,7 +1343,61 @@ static void name_gone(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], const cha
         }
 }
 
+_Static_assert(sizeof ((struct vol_kept *)0)->fd / sizeof(int) == VOL_NOBJECTS,
+               "a kept entry holds one descriptor per object");
+
+static void kept_close_at(scp_volume *v, size_t i) {
+    for (int k = 0; k < VOL_NOBJECTS; k++)
+        if (v->kept[i].fd[k] >= 0) close(v->kept[i].fd[k]);
+    memmove(&v->kept[i], &v->kept[i + 1], (v->nkept - i - 1) * sizeof v->kept[0]);
+    v->nkept--;
+}
+
+/* A removed file's objects stay open from its freed state to the create that adopts its id
+ * (adopt_spare in vfile.c): sqlite's rollback journal, created and removed per transaction,
+ * cost each set of objects opened twice (checked, then loaded) and closed twice, four calls
+ * per object with the shield's move of each new descriptor. The descriptors hold no lock
+ * (the writer's goes at its last close, before the state is freed). Not in shared mode, where
+ * the ids are not reused. */
+void vol_kept_put(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], const int *fd) {
+    assert(VOL_MU_HELD(v));
+    if (v->shared) {
+        for (int k = 0; k < VOL_NOBJECTS; k++)
+            if (fd[k] >= 0) close(fd[k]);
+        return;
+    }
+    if (v->nkept == VOL_KEPT_MAX) kept_close_at(v, 0);
+    memcpy(v->kept[v->nkept].id, id, SCP_FILEID_LEN);
+    memcpy(v->kept[v->nkept].fd, fd, sizeof v->kept[0].fd);
+    v->nkept++;
+}
+
+int vol_kept_take(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int *fd) {
+    assert(VOL_MU_HELD(v));
+    for (size_t i = 0; i < v->nkept; i++)
+        if (memcmp(v->kept[i].id, id, SCP_FILEID_LEN) == 0) {
+            memcpy(fd, v->kept[i].fd, sizeof v->kept[0].fd);
+            for (int k = 0; k < VOL_NOBJECTS; k++) v->kept[i].fd[k] = -1;
+            kept_close_at(v, i);
+            return 1;
+        }
+    return 0;
+}
+
+void vol_kept_close(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    for (size_t i = 0; i < v->nkept; i++)
+        if (memcmp(v->kept[i].id, id, SCP_FILEID_LEN) == 0) {
+            kept_close_at(v, i);
+            return;
+        }
+}
+
+void vol_kept_drop(scp_volume *v) {
+    while (v->nkept > 0) kept_close_at(v, v->nkept - 1);
+}
+
 static void unlink_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    vol_kept_close(v, id);
     for (int k = 0; k < VOL_NOBJECTS; k++) {
         char name[48];
         vol_object_name(id, vol_object_ext[k], name);
@@ -1376,6 +1435,7 @@ static int vol_file_loaded(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
 void vol_spare_drop(scp_volume *v) {
     assert(VOL_MU_HELD(v));
     while (v->nspare > 0) unlink_objects(v, v->spare[--v->nspare]);
+    vol_kept_drop(v); /* (and those of ids still doomed) */
 }
 
 void vol_doomed_drain(scp_volume *v) {
