@@ -376,7 +376,6 @@ static long con_read(int k, void *buf, size_t n) {
 /* A vfork/posix_spawn child shares our memory: it changes its own kernel table only, never
  * the number table (the parent's), as exec.c does for protected files. Its exec hands on what
  * the kernel table then holds (placeholders that the table names). */
-static int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
 
 /* Make `fd` a console number of stream k: a placeholder that a filter guards (its own, unless
  * one already does: the image's, or an earlier per-number one). */
@@ -388,7 +387,7 @@ static long make_number(long fd, int k, int cloexec) {
         sh.alias_filtered[fd] = 1;
     }
     long r = sh_gate(SYS_dup3, sh.placeholder, fd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
-    if (r < 0 || in_vfork_child()) return r;
+    if (r < 0 || sh_in_vfork_child()) return r;
     pthread_mutex_lock(&con.fdmu);
     con.fd_stream[fd] = (unsigned char)(k + 1);
     pthread_mutex_unlock(&con.fdmu);
@@ -396,7 +395,7 @@ static long make_number(long fd, int k, int cloexec) {
 }
 
 static void forget_number(long fd) {
-    if (in_vfork_child()) return;
+    if (sh_in_vfork_child()) return;
     pthread_mutex_lock(&con.fdmu);
     if (fd >= 0 && fd < (long)SCP_SHIELD_MAX_ALIAS_FD) con.fd_stream[fd] = 0;
     pthread_mutex_unlock(&con.fdmu);

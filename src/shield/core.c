@@ -199,7 +199,7 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
         if (sh_reserved(newfd)) return -EBADF;
         long r = sh_gate(SYS_dup3, oldfd, newfd, cloexec ? O_CLOEXEC : 0, 0, 0, 0);
         if (r >= 0) {
-            if (in_vfork_child()) sh_vfk_forget((pid_t)syscall(SYS_getpid), newfd);
+            if (sh_in_vfork_child()) sh_vfk_forget((pid_t)syscall(SYS_getpid), newfd);
             else {
                 pfile *old = slot_take(newfd);
                 sh_locks_on_close(old);
@@ -210,7 +210,7 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
     }
     pfile *pf = sh_pf_get(oldfd, &e);
     if (!pf) return e;
-    if (in_vfork_child()) {
+    if (sh_in_vfork_child()) {
         /* only the child's own kernel table and a note for its exec */
         long r = -EBADF;
         if ((newfd >= sh.base && newfd < sh.base + sh.nslots) ||
@@ -273,7 +273,7 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
 
 static long do_close(long fd) {
     if (!sh_is_prot(fd)) return -EBADF;
-    if (in_vfork_child()) { /* the kernel's copy only: the exec hands on what is still open */
+    if (sh_in_vfork_child()) { /* the kernel's copy only: the exec hands on what is still open */
         if (sh_is_libfd(fd) || fd >= sh.base + sh.nslots) return -EBADF;
         sh_vfk_forget((pid_t)syscall(SYS_getpid), fd);
         return sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
@@ -293,7 +293,7 @@ static long do_fcntl(long fd, int cmd, long arg) {
     switch (cmd) {
     case F_DUPFD:
     case F_DUPFD_CLOEXEC:
-        if (in_vfork_child()) {
+        if (sh_in_vfork_child()) {
             r = -EMFILE; /* not supported between vfork and exec */
             break;
         }
@@ -304,7 +304,7 @@ static long do_fcntl(long fd, int cmd, long arg) {
         r = sh_gate(SYS_fcntl, fd, F_GETFD, 0, 0, 0, 0);
         break;
     case F_SETFD:
-        if (fd >= sh.base && fd < sh.base + sh.nslots && !in_vfork_child())
+        if (fd >= sh.base && fd < sh.base + sh.nslots && !sh_in_vfork_child())
             sh.slot_cloexec[fd - sh.base] = (arg & FD_CLOEXEC) != 0;
         r = sh_gate(SYS_fcntl, fd, F_SETFD, arg & FD_CLOEXEC, 0, 0, 0);
         break;
@@ -339,7 +339,7 @@ static long do_fcntl(long fd, int cmd, long arg) {
 }
 
 static long do_close_range(unsigned lo, unsigned hi, unsigned flags) {
-    int vf = in_vfork_child();
+    int vf = sh_in_vfork_child();
     for (long fd = sh.base; fd < sh.base + sh.nslots; fd++) {
         if (fd < (long)lo || fd > (long)hi) continue;
         if (vf) { /* the kernel's copy only (placeholders), never the shield's own numbers */

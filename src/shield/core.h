@@ -20,9 +20,6 @@
 
 static inline long neg(const scp_err *e) { return -(long)(e->sys ? e->sys : EIO); }
 
-/* A vfork/posix_spawn child: same memory as the parent (atfork does not run for it). */
-static inline int in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
-
 static inline int32_t ofd_index(const struct sh_ofd *o) { return o ? (int32_t)(o - sh.ofd_map) : -1; }
 
 static inline void ofd_get(struct sh_ofd *o) { __atomic_add_fetch(&o->refs, 1, __ATOMIC_ACQ_REL); }

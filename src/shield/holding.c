@@ -46,7 +46,7 @@ void sh_go_shared(scp_volume *v) {
 }
 
 void sh_fork_share(int fork_child) {
-    if (in_vfork_child()) { /* a vfork child's own spawn: the memory is its parent's */
+    if (sh_in_vfork_child()) { /* a vfork child's own spawn: the memory is its parent's */
         if (fork_child) pthread_mutex_lock(&sh.mu);
         return;
     }
@@ -330,7 +330,7 @@ void sh_fork_child_guards(void) {
 
 void sh_ofd_release_all(void) {
     sh_shm_release_all();
-    if (!sh.active || !sh.ofd_map || in_vfork_child()) return;
+    if (!sh.active || !sh.ofd_map || sh_in_vfork_child()) return;
     pthread_mutex_lock(&sh.mu);
     unsigned pass = ++sh_ofd_pass;
     for (unsigned i = 0; i < ndesc(); i++) ofd_release(desc_at(i), pass);

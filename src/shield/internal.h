@@ -12,7 +12,9 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "scp/shield.h"
 #include "scp/volume.h"
@@ -210,6 +212,9 @@ int sh_trap_involves_prot(long nr, const long a[6]);
 long sh_volume_ready(int i);
 int sh_unmap_hook(void *addr, size_t len, int unmap);
 static inline int sh_reserved(long fd) { return fd >= sh.lo && fd < sh.hi; }
+/* A vfork or posix_spawn child (or a raw clone sharing our memory): the same memory as the
+ * process that set the shield up, another pid (atfork handlers do not run for it). */
+static inline int sh_in_vfork_child(void) { return (pid_t)syscall(SYS_getpid) != sh.pid; }
 long sh_syscall(long nr, const long a[6]);
 int sh_init_state(scp_err *err);
 void sh_trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -42,7 +42,7 @@ static long open_lock_fd(pfile *pf) {
     assert(pf->kind == PF_FILE);
     int have = __atomic_load_n(&pf->lkfd, __ATOMIC_ACQUIRE);
     /* a vfork child shares the shield's memory but not its descriptor table */
-    if (have < 0 && in_vfork_child()) return -ENOLCK;
+    if (have < 0 && sh_in_vfork_child()) return -ENOLCK;
     scp_err e;
     int fd = scp_vfile_lock_fd(pf->vf, have, &e);
     if (fd < 0) return neg(&e);

@@ -524,7 +524,7 @@ static int path_call(long nr, const long a[6], long *ret) {
         if (f < 0) { *ret = f; return 1; }
         if (f == 2) { *ret = call_at(nr, s, a, abs); return 1; }
     }
-    if ((nr == SYS_openat || nr == SYS_openat2) && in_vfork_child()) {
+    if ((nr == SYS_openat || nr == SYS_openat2) && sh_in_vfork_child()) {
         /* a vfork or posix_spawn child shares the shield's memory with its parent, which a new
          * protected descriptor would change (a raw open from glibc's spawn file actions) */
         sh_trace("open of protected '%s' in a vfork child refused", rel);
@@ -721,7 +721,7 @@ long sh_chdir(const char *path_in, int *handled) {
     if (c < 0) return c;
     if (c == 0) {
         long r = sh_gate(SYS_chdir, (long)path, 0, 0, 0, 0, 0);
-        if (r == 0 && !in_vfork_child()) {
+        if (r == 0 && !sh_in_vfork_child()) {
             pthread_mutex_lock(&sh.mu);
             sh.vcwd = 0;
             pthread_mutex_unlock(&sh.mu);
@@ -737,7 +737,7 @@ long sh_chdir(const char *path_in, int *handled) {
     long r = sh_path_vstat(vol, rel, &v);
     if (r) return r;
     if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
-    if (in_vfork_child()) return -EACCES; /* the program's cwd view is the parent's memory */
+    if (sh_in_vfork_child()) return -EACCES; /* the program's cwd view is the parent's memory */
     pthread_mutex_lock(&sh.mu);
     if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof sh.cwd) {
         pthread_mutex_unlock(&sh.mu);

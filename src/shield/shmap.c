@@ -135,7 +135,7 @@ static void shm_detach(pfile *pf, int fd) {
 /* At exit (after the write-back of sh_commit_all): the mappings go with the process, and the
  * last user's object with them. */
 void sh_shm_release_all(void) {
-    if (!sh.active || in_vfork_child()) return;
+    if (!sh.active || sh_in_vfork_child()) return;
     sh_in_lib++;
     pthread_mutex_lock(&sh.mu);
     for (int i = 0; i < MAXMAP; i++)
