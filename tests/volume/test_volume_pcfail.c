@@ -32,7 +32,8 @@
  * fsyncs it; its records come back to the parent through a pipe, so the crash images hold the
  * writes of both). A close or an fsync that returns success promises the last state; one that
  * fails, nothing since the last success.
- * Usage: test_volume_pcfail [shared|ordinary|""] [fsync|close|close2|share|fork|forksh]
+ * And a writer killed at its one-flush commit's journal sync, then another process's open
+ * (run_kill). Usage: test_volume_pcfail [shared|ordinary|""] [fsync|close|close2|share|fork|forksh|kill]
  */
 #include "testutil.h"
 #include "volume/format.h"
@@ -86,6 +87,8 @@ static struct {
     int cut_at_jsync; /* take cut C at the next journal fdatasync */
     cut *jsync_cut;
     int in_child;     /* a fork child: its syncs are recorded too (OP_SYNC), for the parent */
+    int kill_jsync;   /* a fork child dies at its next journal sync, before it (its records
+                       * sent to the parent through this descriptor + 1) */
 } R;
 
 /* The path of fd relative to the volume directory into rel (0), or -1 (not under it). */
@@ -256,7 +259,15 @@ static void ops_receive(int fd) {
     }
 }
 
+static void ops_send(int fd, size_t n0);
+static size_t kill_n0;
+
 int __wrap_fdatasync(int fd) {
+    char rel[160];
+    if (R.kill_jsync && R.on && rel_of_fd(fd, rel, sizeof rel) == 0 && ends_with(rel, ".j")) {
+        ops_send(R.kill_jsync - 1, kill_n0); /* (killed: what it wrote stays unsynced) */
+        _exit(0);
+    }
     if (R.cut_at_jsync) synced(fd, -1); /* (the cut is taken before the sync) */
     int r = __real_fdatasync(fd);
     synced(fd, r);
@@ -722,6 +733,105 @@ static void run(int shared, int persist, int sc) {
     free(vd);
 }
 
+/* A writer killed between its one-flush commit's journal pwrite and that journal's sync (the
+ * commit point): its record lies in the page cache, in a listed journal. The next open takes it
+ * (mlog_adopt_journals: a commit whose fsync never returned may be taken or not) and names it
+ * durably in manifest.log; then a power cut. Every image must open at a state since the base:
+ * on main the open synced manifest.log and not the journal, and an image that lost the
+ * journal's pieces named a state whose records were gone ("chunk table does not match").
+ * The writer is a fork child (its records come back through a pipe); the parent then opens
+ * the volume. */
+static void run_kill(void) {
+    const char *mode = "ordinary, a writer killed at its journal sync, then an open";
+    tu_rng rng = {0x0c0f21u + 0x100u};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    scp_err e;
+    wseq = 0;
+    nstates = 1;
+    for (int p = 0; p < NP; p++) fill_piece(states[0] + (size_t)p * CS, 0);
+    scp_volume *v = tu_new_volume_chunk(&rng, "pcfail-k", CS, key, &root, &vd);
+    REQUIRE_OK(tu_vput(v, "f", states[0], NP * CS, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "f", O_RDWR, 0, &e), e);
+    REQUIRE(put(f, 0) == 0);
+    REQUIRE_OK(scp_vfile_fsync(f, &e), e);
+    REQUIRE(put(f, 1) == 0);
+    REQUIRE(put(f, 2) == 0);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    char *base = tu_path(root, "base"), *img = tu_path(root, "img");
+    REQUIRE(tu_copy_tree(vd, base) == 0);
+    int s_base = nstates - 1;
+    snprintf(R.root, sizeof R.root, "%s", vd);
+    R.rootlen = strlen(R.root);
+    R.n = 0;
+    R.on = 1;
+    int pp[2];
+    REQUIRE(pipe(pp) == 0);
+    fflush(NULL);
+    pid_t kid = fork();
+    REQUIRE(kid >= 0);
+    if (kid == 0) { /* the writer: three writes, an fsync killed at its journal's sync */
+        close(pp[0]);
+        R.in_child = 1;
+        kill_n0 = R.n;
+        scp_volume *cv = scp_volume_open(vd, key, NULL, &e);
+        scp_vfile *cf = cv ? scp_vfile_open(cv, "f", O_RDWR, 0, &e) : NULL;
+        /* (a first fsync: the first commit after an open does not go in one flush) */
+        if (!cf || put(cf, 3) < 0 || scp_vfile_fsync(cf, &e) < 0 || put(cf, 1) < 0 || put(cf, 4) < 0)
+            _exit(2);
+        R.kill_jsync = pp[1] + 1;
+        (void)scp_vfile_fsync(cf, &e);
+        _exit(3); /* (no journal sync) */
+    }
+    close(pp[1]);
+    for (int i = 0, pcs[3] = {3, 1, 4}; i < 3; i++) { /* (the child's states, as it wrote them) */
+        memcpy(states[nstates], states[nstates - 1], NP * CS);
+        fill_piece(states[nstates] + (size_t)pcs[i] * CS, ++wseq);
+        nstates++;
+    }
+    ops_receive(pp[0]);
+    close(pp[0]);
+    int st = 0;
+    REQUIRE(waitpid(kid, &st, 0) == kid);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: the writer was not killed at its journal "
+           "sync (status 0x%x)", mode, st);
+    cut ck, co;
+    s_base++; /* (the child's first fsync returned) */
+    take_cut(&ck, "K (the writer killed before its journal sync)", s_base, nstates - 1);
+    /* The next open: it may take the killed writer's commit (it did, here) */
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    take_cut(&co, "O (after the next open took it)", s_base, nstates - 1);
+    size_t n = 0;
+    uint8_t *b = tu_vget(v, "f", &n, &e);
+    CHECKF(b && n == NP * CS && state_of(b, s_base, nstates - 1) >= 0, "%s: the open reads f as "
+           "none of its states since the base", mode);
+    printf("%s: the open reads state %d (its last fsync's: %d, the writer's last: %d)\n", mode,
+           b && n == NP * CS ? state_of(b, s_base, nstates - 1) : -1, s_base, nstates - 1);
+    free(b);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    R.on = 0;
+    int nbad = 0, images = 0;
+    cut *cuts[] = {&ck, &co};
+    for (size_t i = 0; i < 2; i++) {
+        int bad0 = nbad;
+        int k = check_cut(base, img, key, cuts[i], &rng, 8, 1, &nbad);
+        images += k;
+        printf("%s: cut %s: %zu recorded writes, %d images, %d failed\n", mode, cuts[i]->name,
+               cuts[i]->nops, k, nbad - bad0);
+        free(cuts[i]->synced);
+        if (nbad >= 6) break;
+    }
+    printf("%s: %d crash images checked, %d failed\n", mode, images, nbad);
+    for (size_t i = 0; i < R.n; i++) free(R.ops[i].data);
+    R.n = 0;
+    tu_rm_rf(root);
+    free(base);
+    free(img);
+    free(root);
+    free(vd);
+}
+
 int main(int argc, char **argv) {
     R.ops = calloc(MAXOPS, sizeof *R.ops);
     REQUIRE(R.ops);
@@ -742,6 +852,7 @@ int main(int argc, char **argv) {
                 run(0, persist, sc);
         }
     }
+    if ((!*which || !strcmp(which, "ordinary")) && (!*scw || !strcmp(scw, "kill"))) run_kill();
     free(R.ops);
     return tu_exit_code("test_volume_pcfail");
 }
