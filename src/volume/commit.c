@@ -677,7 +677,11 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
  * began a new log without them, named their entries, and the file no longer authenticated
  * (test_volume_pcfail ordinary). A new log (journal_begin) or a fork drops a kept queue.
  * In shared mode the log is closed (j_end 0) and the process takes the file in again from
- * the log on disk (vfile.c, shared_rejoin). */
+ * the log on disk (vfile.c, shared_rejoin); but not a queue kept from before the volume went
+ * shared (the shield's fork prepare, whose commit failed too): its records are named by the
+ * table in memory and nowhere else, and the file is modified, so its writer lock is held
+ * until the queue is written or the file is closed (freed with it), as outside shared mode;
+ * dropped, the next shared write began a new log without them (test_volume_pcfail "share"). */
 int journal_drain(scp_file *f, scp_err *err) {
     if (!f->jq_len) return 0;
     size_t len = f->jq_len, mark = 0;
@@ -690,11 +694,17 @@ int journal_drain(scp_file *f, scp_err *err) {
     }
     if (scp_pwrite_full(f->fd_j, f->jq, len + mark, f->j_end - len) < 0) {
         int rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
-        if (f->vol->shared) f->j_end = 0;
-        else f->jq_len = len; /* (retried at the same offsets by the next drain) */
+        if (f->vol->shared && !f->jq_kept) {
+            f->j_end = 0;
+        } else {
+            assert(f->modified);
+            f->jq_len = len; /* (retried at the same offsets by the next drain) */
+            f->jq_kept = 1;
+        }
         f->j_clean = 0;
         return rc;
     }
+    f->jq_kept = 0;
     if (f->vol->shared) vol_jend_hint_set(f->vol, f->id, f->j_end);
     return 0;
 }
@@ -846,6 +856,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (f->j_end != 0) return 0;
     /* (a queue kept after a failed drain belongs to the log given up: journal_drain) */
     f->jq_len = 0;
+    f->jq_kept = 0;
     /* Shared mode: entries of lazy commits that .t does not have (the unapplied set) live only
      * in the log on disk, and a checkpoint here syncs .t without applying them: a new log over
      * that one would lose them, and the others could not load the file. Only a failed journal
