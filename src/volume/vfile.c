@@ -70,6 +70,8 @@ static void discard_uncommitted(scp_file *f) {
     file_ct_forget(f);
     u64map_clear(&f->placed);
     f->j_end = 0; /* the records after the last commit are dead; the next commit checkpoints */
+    f->jq_len = 0; /* (and a queue kept for them: journal_drain; kept only while modified) */
+    f->jq_kept = 0;
     f->j_clean = 0;
     f->modified = 0;
 }
