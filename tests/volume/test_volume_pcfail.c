@@ -237,6 +237,7 @@ static void ops_send(int fd, size_t n0) {
 static void ops_receive(int fd) {
     for (;;) {
         struct op_wire w;
+        memset(&w, 0, sizeof w); /* (filled by the reads below) */
         size_t g = 0;
         while (g < sizeof w) {
             ssize_t r = read(fd, (uint8_t *)&w + g, sizeof w - g);
