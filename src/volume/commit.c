@@ -682,7 +682,11 @@ static int journal_append(scp_file *f, const uint8_t *b, size_t len, scp_err *er
  * began a new log without them, named their entries, and the file no longer authenticated
  * (test_volume_pcfail ordinary). A new log (journal_begin) or a fork drops a kept queue.
  * In shared mode the log is closed (j_end 0) and the process takes the file in again from
- * the log on disk (vfile.c, shared_rejoin). */
+ * the log on disk (vfile.c, shared_rejoin); but not a queue kept from before the volume went
+ * shared (the shield's fork prepare, whose commit failed too): its records are named by the
+ * table in memory and nowhere else, and the file is modified, so its writer lock is held
+ * until the queue is written or the file is closed (freed with it), as outside shared mode;
+ * dropped, the next shared write began a new log without them (test_volume_pcfail "share"). */
 int journal_drain(scp_file *f, scp_err *err) {
     if (!f->jq_len) return 0;
     size_t len = f->jq_len, mark = 0;
@@ -695,11 +699,17 @@ int journal_drain(scp_file *f, scp_err *err) {
     }
     if (scp_pwrite_full(f->fd_j, f->jq, len + mark, f->j_end - len) < 0) {
         int rc = scp_fail_errno(err, "cannot write the journal of '%s'", f->path);
-        if (f->vol->shared) f->j_end = 0;
-        else f->jq_len = len; /* (retried at the same offsets by the next drain) */
+        if (f->vol->shared && !f->jq_kept) {
+            f->j_end = 0;
+        } else {
+            assert(f->modified);
+            f->jq_len = len; /* (retried at the same offsets by the next drain) */
+            f->jq_kept = 1;
+        }
         f->j_clean = 0;
         return rc;
     }
+    f->jq_kept = 0;
     if (f->vol->shared) vol_jend_hint_set(f->vol, f->id, f->j_end);
     return 0;
 }
@@ -851,6 +861,7 @@ static int journal_begin(scp_file *f, scp_err *err) {
     if (f->j_end != 0) return 0;
     /* (a queue kept after a failed drain belongs to the log given up: journal_drain) */
     f->jq_len = 0;
+    f->jq_kept = 0;
     /* Shared mode: entries of lazy commits that .t does not have (the unapplied set) live only
      * in the log on disk, and a checkpoint here syncs .t without applying them: a new log over
      * that one would lose them, and the others could not load the file. Only a failed journal
@@ -1541,8 +1552,9 @@ static int any_changed(scp_file *f, uint64_t lim) { return changed_next(f, 0, li
  * names the old root, so the old state is the file's, and the next commit starts over (its
  * write-back finds nothing dirty; what was sealed is in the table and the journal map). A
  * manifest entry that is gone (unlinked or replaced meanwhile) also ends at CS_PREPARED. A
- * failure in CS_COMMITTED (an apply error) returns to CS_IDLE without taking the new state as
- * committed: the manifest names it, the durable journal redoes it at the next load. */
+ * failure in CS_COMMITTED (an apply error) returns to CS_IDLE and loads the file again as the
+ * manifest names it (commit_reload: the writer's replay redoes the durable journal in place),
+ * so that the next commit builds on the committed state. */
 enum commit_path {
     COMMIT_IN_PLACE,      /* large appends, nothing below the committed size changed, no log
                            * open: data and table synced before the manifest, no journal */
@@ -1864,6 +1876,38 @@ int file_commit(scp_file *f, scp_err *err) {
     return rc;
 }
 
+/* The commit point passed and the apply failed (r.rc -2: ENOSPC or EIO writing .d or .t, a
+ * shrink's truncation): the manifest names the new state and the durable journal redoes it,
+ * but the state in memory was left behind it (c_root the old root, still modified): the next
+ * commit failed as "another process committed it while this one was writing it", a false
+ * report of tampering, and the writes after it were lost (test_volume_pcfail "apply"). So the
+ * file is taken in again as the manifest names it, as a load does: with the log let go (j_end
+ * 0) the writer's own try_replay redoes the journal up to that commit into .d and .t and syncs
+ * them, or (shared mode) the load follows the log in memory. Nothing uncommitted is dropped:
+ * the commit took every write (the writer holds rw), and its records are what the replay
+ * reads. If the load fails too the file stays unloaded (its writes and commits fail). Caller
+ * holds f->rw for writing and the writer lock; f is in CS_COMMITTED. */
+static void commit_reload(scp_file *f) {
+    scp_volume *v = f->vol;
+    commit_step(f, CS_COMMITTED, CS_IDLE);
+    assert(!u64map_count(&f->dirty));
+    u64map_clear(&f->jmap);
+    u64map_clear(&f->placed);
+    file_ct_forget(f);
+    f->j_end = 0;
+    f->jq_len = 0;
+    f->jq_kept = 0;
+    f->j_clean = 0;
+    f->modified = 0;
+    __atomic_store_n(&f->unloaded, 1, __ATOMIC_RELAXED); /* (until the load below succeeds) */
+    if (vol_lock(v, NULL) == 0) {
+        long i = f->path ? man_find(&v->man, f->path) : -1;
+        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0)
+            (void)file_load(f, &v->man.e[i], NULL);
+        vol_unlock(v);
+    }
+}
+
 static int file_commit_run(scp_file *f, scp_err *err) {
     assert(f->cstate == CS_IDLE);
     if (!f->modified || !f->path) return 0;
@@ -1884,6 +1928,10 @@ static int file_commit_run(scp_file *f, scp_err *err) {
     group_commit(f->vol, &r);
     if (r.rc <= 0) {
         if (r.rc < 0 && err) *err = r.err;
+        if (r.rc == -2) { /* (committed, not applied) */
+            commit_reload(f);
+            return -1;
+        }
         return commit_abort(f, r.rc < 0 ? -1 : 0);
     }
     commit_finish(f, path, n, cn, root);

@@ -293,6 +293,8 @@ struct scp_file {
                                  * last jq_len bytes before j_end; journal_append) */
     size_t jq_len, jq_cap;
     int jq_on;                  /* file_commit gathers its journal writes */
+    int jq_kept;                /* the queue starts with bytes kept after a failed drain
+                                 * outside shared mode (journal_drain) */
     uint64_t j_stale;           /* length of the journal object when the open log started over
                                  * an older one's bytes (journal_begin), 0 if truncated: bytes
                                  * in [j_end, j_stale) are the older log's tail */

@@ -1208,6 +1208,9 @@ static int jlist_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
     return 0;
 }
 
+/* The mark (the lock file's first pages): the generation of a one-flush commit under way, or
+ * of one that failed with this bit (vol_commit_oneflush, mlog_adopt_journals). */
+#define JMARK_FAILED (1ull << 63)
 static uint64_t jmark_get(scp_volume *v) {
     uint8_t b[8], *m = lock_page(v);
     if (m) return scp_get_u64(memcpy(b, m + VOL_JMARK_OFF, 8));
@@ -1515,8 +1518,11 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
         f->jq_on = was_on;
         if (rc < 0) {
             /* The record may have landed: the next commit goes through the synced log, whose
-             * walk then passes this record's place with a record of its own. */
+             * walk then passes this record's place with a record of its own. Until then the
+             * mark says that it failed, so that no open takes it (mlog_adopt_journals): this
+             * process goes on without it. */
             v->ml_dur_end = 0;
+            jmark_set(v, (v->gen + 1) | JMARK_FAILED);
         }
     }
     if (rc == 0) { /* the commit point has passed */
@@ -1608,13 +1614,26 @@ static int journal_cands(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64
     char name[48];
     vol_object_name(id, ".j", name);
     uint8_t *buf = NULL, fkey[32];
-    size_t len = 0;
+    size_t len = 0, n0 = c->n;
     if (scp_read_file(v->objfd, name, JOURNAL_SCAN_MAX, &buf, &len, NULL) < 0) return 0;
     struct cand_ctx x = {c, gen, id, 0};
     if (vol_file_key(v, id, fkey, NULL) == 0)
         scp_journal_mrecs(buf, len, v->cs, v->volid, fkey, id, cand_take, &x);
     scp_wipe(fkey, sizeof fkey);
     free(buf);
+    /* What was read may be in the page cache only: a committer killed between its journal
+     * pwrite and its sync (or whose sync failed: then the mark says so, mlog_adopt_journals)
+     * leaves records that a power cut can still take away. The manifest log is about to name
+     * them durably, so the journal is synced first (everything read was written before this
+     * sync); if that fails, none of its records are taken. Only an open that finds records
+     * past the log's end pays it (a crash, a kill, a failure). */
+    if (c->n > n0) {
+        int fd = openat(v->objfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+        if (fd < 0 || fdatasync(fd) < 0) {
+            while (c->n > n0) free(c->a[--c->n].rec);
+        }
+        if (fd >= 0) close(fd);
+    }
     return x.nomem ? -1 : 0;
 }
 
@@ -1656,6 +1675,17 @@ static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err
     if (rc == 0 && c.n && man_copy(&m0, w->m) < 0)
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the journals");
     uint64_t cap = UINT64_MAX; /* (take no record of this generation or later) */
+    /* A one-flush commit that failed in a process that lives on (vol_commit_oneflush: its
+     * journal's pwrite or sync failed, and the mark says so): its record may lie in its
+     * journal, but that process took the commit as not made and goes on from the state
+     * before it (its uncommitted writes kept, its next commit naming this generation in the
+     * synced log). Taken here (another process's open, or its own fork child's repair) it
+     * became the durable state under the writer: its next commit failed as "another process
+     * committed it" (a false report of tampering) and the writes after it were lost
+     * (test_volume_pcfail "fork"). Never acknowledged, it is not taken: the state before it
+     * is the one an fsync returned. */
+    uint64_t mark = jmark_get(v);
+    if (mark & JMARK_FAILED) cap = mark & ~JMARK_FAILED;
     for (int progress = 1; rc == 0 && progress;) {
         progress = 0;
         for (size_t k = 0; rc == 0 && k < c.n; k++) {

@@ -70,6 +70,8 @@ static void discard_uncommitted(scp_file *f) {
     file_ct_forget(f);
     u64map_clear(&f->placed);
     f->j_end = 0; /* the records after the last commit are dead; the next commit checkpoints */
+    f->jq_len = 0; /* (and a queue kept for them: journal_drain; kept only while modified) */
+    f->jq_kept = 0;
     f->j_clean = 0;
     f->modified = 0;
 }
@@ -278,6 +280,7 @@ int file_after_fork(scp_file *f, scp_err *err) {
      * never start a new one over it. */
     if (!f->vol->shared) f->j_end = 0;
     f->jq_len = 0; /* (a failed drain's queue, journal_drain, is the parent's too) */
+    f->jq_kept = 0;
     f->j_clean = 0;
     /* The sole holder's deferred applies are the parent's to write (its fork prepare wrote
      * them: fork_lock_volume) */
