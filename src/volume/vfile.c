@@ -772,10 +772,23 @@ static int file_refresh(scp_file *f);
 static void shared_catch_up(scp_file *f) {
     if (!f->vol->shared) return;
     uint64_t seen = __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED);
-    /* (0: never checked, or no mapped counter, where vol_fresh asks the slot headers) */
-    if (seen && vol_fresh(f->vol) && seen == __atomic_load_n(&f->vol->pub_at, __ATOMIC_RELAXED)) return;
-    /* Other files committed since (the counter moved), this one not. */
-    if (vol_file_unchanged(f->vol, f->id, seen)) return;
+    /* (0: never checked, or no mapped counter, where vol_fresh asks the slot headers; else
+     * other files committed since (the counter moved), this one not) */
+    int quiet = (seen && vol_fresh(f->vol) &&
+                 seen == __atomic_load_n(&f->vol->pub_at, __ATOMIC_RELAXED)) ||
+                vol_file_unchanged(f->vol, f->id, seen);
+    if (quiet) {
+        /* Step 3: and nothing was appended past our place in the log. A commit record that no
+         * manifest names yet (its writer waits for the volume lock, or died there) raised no
+         * hint slot, but its pwrite was followed by the journal end hint's store; a writer
+         * takes such a commit in before it writes (file_adopt_past), so a read must see it too,
+         * or a process could read the older state and then find its own write on top of the
+         * newer one (test_volume_forkstress). No system call while the hint is our end. */
+        pthread_rwlock_rdlock(&f->rw);
+        int moved = file_tail_moved(f);
+        pthread_rwlock_unlock(&f->rw);
+        if (!moved) return;
+    }
     (void)file_refresh(f);
 }
 

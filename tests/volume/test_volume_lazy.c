@@ -26,9 +26,9 @@
  *   follow   (step 3, R2 and R4) two processes in shared mode and a writer that dies between
  *            its commit record and its manifest-log record (a test hook, _exit there): its
  *            write (a journaled overwrite of chunk 1 and a fresh chunk 2 in place, the file
- *            grown to three chunks) is in f's journal, and no manifest names it. A process that
- *            opens f then reads the write, and its size, lseek(SEEK_END) and fstat say three
- *            chunks; a record of another process that names f's older root (a chmod) is caught
+ *            grown to three chunks) is in f's journal, and no manifest names it. The process
+ *            that has f loaded reads it (the journal end hint moved), a process that opens f
+ *            then reads the write, and its size, lseek(SEEK_END) and fstat say three chunks; a record of another process that names f's older root (a chmod) is caught
  *            up (the mode shows) and does not move f back; a write of the other process, which
  *            had f loaded at the older root, lands on top of the dead writer's (it takes the
  *            log's end and names it first: file_adopt_past), both processes read both writes,
@@ -403,6 +403,10 @@ static void test_follow(const char *vol) {
     }
     REQUIRE(tu_child_wait(&a, NULL, 0));
     memset(want + CS, 'b', 2 * CS);
+    /* this process has f loaded at the older root, and no hint slot moved: the journal end
+     * hint (stored after the commit record's pwrite) sends its read to the log's end */
+    bytes_are(f, want, 3 * CS, "follow: the process with f loaded, after the writer died");
+    CHECKF(scp_vfile_size(f) == 3 * CS, "follow: its size %llu", (unsigned long long)scp_vfile_size(f));
     int go[2], back[2];
     REQUIRE(pipe(go) == 0 && pipe(back) == 0);
     tu_child b;
