@@ -484,16 +484,27 @@ static void file_took(scp_file *f, const scp_mentry *e, const uint8_t root[SCP_H
     f->past = past;
 }
 
+static void tail_none(scp_file *f, uint64_t hint) {
+    __atomic_store_n(&f->tail_none_at, f->j_end, __ATOMIC_RELAXED);
+    __atomic_store_n(&f->tail_none_hint, hint, __ATOMIC_RELAXED);
+}
+
 int file_tail_moved(scp_file *f) {
     assert(f->vol->shared);
     if (!f->j_end || f->fd_j < 0) return 0;
     /* (the hint: the last appender's end; a slot another file shares may say otherwise, and
      * then the end mark at our end decides: 16 zero bytes there, nothing was appended) */
-    if (vol_jend_hint(f->vol, f->id) == f->j_end) return 0;
+    uint64_t hint = vol_jend_hint(f->vol, f->id);
+    if (hint == f->j_end) return 0;
+    if (__atomic_load_n(&f->tail_none_at, __ATOMIC_RELAXED) == f->j_end &&
+        __atomic_load_n(&f->tail_none_hint, __ATOMIC_RELAXED) == hint)
+        return 0; /* (looked at with this hint already: nothing) */
     uint8_t h[SCP_JREC_HDR_LEN];
     static const uint8_t zero[SCP_JREC_HDR_LEN];
     if (scp_pread_full(f->fd_j, h, sizeof h, (off_t)f->j_end) != (ssize_t)sizeof h) return 0;
-    return memcmp(h, zero, sizeof h) != 0;
+    if (memcmp(h, zero, sizeof h) != 0) return 1;
+    tail_none(f, hint);
+    return 0;
 }
 
 /* Shared mode: take in the commits appended past our place in the log (j_end), whoever wrote
@@ -502,7 +513,9 @@ int file_tail_moved(scp_file *f) {
 static int file_follow_tail(scp_file *f, const scp_mentry *e, scp_err *err) {
     if (!file_tail_moved(f)) return 0;
     struct follow_got got;
+    uint64_t hint = vol_jend_hint(f->vol, f->id);
     int r = file_follow_to(f, e, f->j_end, FOLLOW_ANY, &got, err);
+    if (r == 0) tail_none(f, hint); /* (a torn tail, a run: no commit there until it moves) */
     if (r <= 0) return r;
     uint8_t root[SCP_HASH_LEN];
     table_root(f, root);

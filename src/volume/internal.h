@@ -232,6 +232,10 @@ struct scp_file {
      * manifest names c_root. Invariant: a writer is never past once writer_refresh returned
      * (it names the end first: file_adopt_past). Under rw for writing (and vol->mu). */
     int past;
+    uint64_t tail_none_at, tail_none_hint; /* file_tail_moved: at j_end = tail_none_at, with the
+                                 * journal end hint at tail_none_hint, nothing was found past
+                                 * it (the end mark, or bytes that hold no commit): not read
+                                 * again until either moves (atomic: set under rw for reading) */
     uint64_t m_size;
     uint8_t m_root[SCP_HASH_LEN];
     /* current state */
