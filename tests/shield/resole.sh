@@ -77,9 +77,13 @@ note "after one volume ls and 0.3 s: manifest.log grew $g bytes over 200 SETs"
 
 note "another program holds the volume open: redis stays shared"
 mkdir -p "$T/h"
-"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- sh -c "cat $MNT/appendonlydir/*.manifest >/dev/null; sleep 3" &
+"$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- \
+    sh -c "cat $MNT/appendonlydir/*.manifest >/dev/null && touch $T/opened; sleep 3" &
 HPID=$!
-sleep 1.2
+# (its open returned only once redis had let go of the sole holding: shared from then on; a
+# fixed sleep was too short for `scpctl run`'s start on a loaded machine)
+for _ in $(seq 1 100); do [ -e "$T/opened" ] && break; sleep 0.1; done
+[ -e "$T/opened" ] || fail "the second program did not open the volume within 10 s"
 sets 200
 note "beside a second program: manifest.log grew $g bytes over 200 SETs"
 [ "$g" -ge 4000 ] || fail "redis did not stay shared beside another program ($g bytes over 200 SETs)"
