@@ -66,38 +66,7 @@ static int turns(uint64_t seed, int nops, int me, int in, int out) {
     return 0;
 }
 
-struct turn_args {
-    uint64_t seed;
-    int nops;
-};
-static int turns_fn(void *ctx, int me, int in, int out) {
-    struct turn_args *a = ctx;
-    return turns(a->seed, a->nops, me, in, out);
-}
-
-static void one(uint64_t seed, int nops) {
-    tu_rng rng = {seed};
-    char *root;
-    scp_err e;
-    scp_volume *v = tu_new_volume(&rng, "regrow", g_key, &root, &g_vd);
-    REQUIRE_OK(tu_vput(v, "f", "", 0, &e), e);
-    REQUIRE_OK(scp_volume_close(v, &e), e);
-    struct turn_args a = {seed, nops};
-    int st;
-    int rc = tu_two_procs(turns_fn, &a, &st);
-    CHECKF(rc == 0 && WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 3),
-           "seed %llu: process 1 failed (status %d)", (unsigned long long)seed, st);
-    /* a fresh process's view */
-    v = REQUIRE_PTR(scp_volume_open(g_vd, g_key, NULL, &e), e);
-    size_t n;
-    uint8_t *got = tu_vget(v, "f", &n, &e);
-    CHECKF(got, "seed %llu: a fresh open cannot read f: %s", (unsigned long long)seed, e.msg);
-    free(got);
-    REQUIRE_OK(scp_volume_close(v, &e), e);
-    tu_rm_rf(root);
-    free(root);
-    free(g_vd);
-}
+static void one(uint64_t seed, int nops) { tu_two_procs_on_f("regrow", turns, seed, nops, g_key, &g_vd); }
 
 int main(int argc, char **argv) {
     /* A failed peer shows as exit 3 or a failed check, not as this process killed by a write

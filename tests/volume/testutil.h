@@ -437,4 +437,43 @@ static inline int tu_two_procs(int (*fn)(void *ctx, int me, int in, int out), vo
     return rc;
 }
 
+/* A seeded run of turns on the empty file "f" of a new volume (tag names its directory): turns
+ * runs in this process as 0 and in a forked child as 1 (tu_two_procs) with the volume's
+ * directory in *vd meanwhile (the turns open it; freed here after); the child must exit 0, or
+ * 3 when this process finished first; then a fresh open must read f whole. */
+typedef int (*tu_turns_fn)(uint64_t seed, int nops, int me, int in, int out);
+struct tu_turns_args {
+    tu_turns_fn turns;
+    uint64_t seed;
+    int nops;
+};
+static inline int tu_turns_call(void *ctx, int me, int in, int out) {
+    struct tu_turns_args *a = ctx;
+    return a->turns(a->seed, a->nops, me, in, out);
+}
+static inline void tu_two_procs_on_f(const char *tag, tu_turns_fn turns, uint64_t seed, int nops,
+                                     uint8_t key[SCP_VOLUME_KEY_LEN], char **vd) {
+    tu_rng rng = {seed};
+    char *root;
+    scp_err e;
+    scp_volume *v = tu_new_volume(&rng, tag, key, &root, vd);
+    REQUIRE_OK(tu_vput(v, "f", "", 0, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    struct tu_turns_args a = {turns, seed, nops};
+    int st;
+    int rc = tu_two_procs(tu_turns_call, &a, &st);
+    CHECKF(rc == 0 && WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 3),
+           "seed %llu: process 1 failed (status %d)", (unsigned long long)seed, st);
+    v = REQUIRE_PTR(scp_volume_open(*vd, key, NULL, &e), e); /* (a fresh process's view) */
+    size_t n;
+    uint8_t *got = tu_vget(v, "f", &n, &e);
+    CHECKF(got, "seed %llu: a fresh open cannot read f: %s", (unsigned long long)seed, e.msg);
+    free(got);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(root);
+    free(root);
+    free(*vd);
+    *vd = NULL;
+}
+
 #endif
