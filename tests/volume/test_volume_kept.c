@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "syscount.h"
 #include "testutil.h"
 
 extern char **environ;
@@ -27,18 +28,12 @@ int __real_openat(int dirfd, const char *path, int flags, ...);
 int __wrap_openat(int dirfd, const char *path, int flags, ...);
 int __real_close(int fd);
 int __wrap_close(int fd);
-int __real_fcntl(int fd, int cmd, ...);
-int __wrap_fcntl(int fd, int cmd, ...);
-int __real_fstat(int fd, struct stat *st);
-int __wrap_fstat(int fd, struct stat *st);
 int __real_fstatat(int dirfd, const char *path, struct stat *st, int flags);
 int __wrap_fstatat(int dirfd, const char *path, struct stat *st, int flags);
 int __real_faccessat(int dirfd, const char *path, int mode, int flags);
 int __wrap_faccessat(int dirfd, const char *path, int mode, int flags);
-ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
-ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
 
-static long nopenat, nclose, nfcntl, nfstat, nfstatat, naccess, npread;
+static long nopenat, nclose, nfstatat, naccess;
 
 int __wrap_openat(int dirfd, const char *path, int flags, ...) {
     va_list ap;
@@ -52,18 +47,6 @@ int __wrap_close(int fd) {
     nclose++;
     return __real_close(fd);
 }
-int __wrap_fcntl(int fd, int cmd, ...) {
-    va_list ap;
-    va_start(ap, cmd);
-    void *arg = va_arg(ap, void *); /* (every command the library uses takes one argument) */
-    va_end(ap);
-    nfcntl++;
-    return __real_fcntl(fd, cmd, arg);
-}
-int __wrap_fstat(int fd, struct stat *st) {
-    nfstat++;
-    return __real_fstat(fd, st);
-}
 int __wrap_fstatat(int dirfd, const char *path, struct stat *st, int flags) {
     nfstatat++;
     return __real_fstatat(dirfd, path, st, flags);
@@ -71,10 +54,6 @@ int __wrap_fstatat(int dirfd, const char *path, struct stat *st, int flags) {
 int __wrap_faccessat(int dirfd, const char *path, int mode, int flags) {
     naccess++;
     return __real_faccessat(dirfd, path, mode, flags);
-}
-ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
-    npread++;
-    return __real_pread(fd, buf, n, off);
 }
 
 static void reset_counts(void) { nopenat = nclose = nfcntl = nfstat = nfstatat = naccess = npread = 0; }

@@ -30,13 +30,8 @@
 
 #include "crypto/crypto.h"
 #include "scenario.h"
+#include "syscount.h"
 
-int __real_fcntl(int fd, int cmd, ...);
-int __wrap_fcntl(int fd, int cmd, ...);
-int __real_fstat(int fd, struct stat *st);
-int __wrap_fstat(int fd, struct stat *st);
-ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
-ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
 int __real_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
@@ -45,7 +40,7 @@ int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *pa
                     uint8_t out[32], scp_err *err);
 void *__real_malloc(size_t n);
 void *__wrap_malloc(size_t n);
-static long nfcntl, nfstat, npread, npwrite, npwrite_d, npwrite_mlog, nmalloc_chunk, nhmac;
+static long npwrite, npwrite_d, npwrite_mlog, nmalloc_chunk, nhmac;
 
 /* (the volume tag's HMACs: a durable commit computes one only when a callback reports it) */
 int __wrap_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
@@ -61,22 +56,6 @@ void *__wrap_malloc(size_t n) {
     return __real_malloc(n);
 }
 
-int __wrap_fcntl(int fd, int cmd, ...) {
-    va_list ap;
-    va_start(ap, cmd);
-    void *arg = va_arg(ap, void *); /* (every command the library uses takes one argument) */
-    va_end(ap);
-    nfcntl++;
-    return __real_fcntl(fd, cmd, arg);
-}
-int __wrap_fstat(int fd, struct stat *st) {
-    nfstat++;
-    return __real_fstat(fd, st);
-}
-ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
-    npread++;
-    return __real_pread(fd, buf, n, off);
-}
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     char link[64], name[512];
     npwrite++;
