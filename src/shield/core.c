@@ -134,7 +134,6 @@ int sh_is_prot(long fd) {
     return 0;
 }
 
-/* Reference to the description behind fd, or NULL with *e = -EBADF. */
 pfile *sh_pf_get(long fd, long *e) {
     sh_priv_poll();
     pfile *pf = NULL;
@@ -152,7 +151,6 @@ pfile *sh_pf_get(long fd, long *e) {
  * vfork child (which shares the shield's memory with its parent and so must not change it). */
 static void kset_cloexec(long fd, int on) { sh_gate(SYS_fcntl, fd, F_SETFD, on ? FD_CLOEXEC : 0, 0, 0, 0); }
 
-/* Put pf (whose reference the caller gives away) into the lowest free slot >= min. */
 long sh_slot_alloc(pfile *pf, long min, int cloexec) {
     long idx = min > sh.base ? min - sh.base : 0;
     pthread_mutex_lock(&sh.mu);
@@ -390,9 +388,6 @@ int sh_trap_involves_prot(long nr, const long a[6]) {
 }
 
 static long sh_syscall_(long nr, const long a[6]);
-/* A trapped path call without a directory descriptor (a raw open, stat, mkdir...) as the
- * *at call that the path dispatcher serves: its number, b filled (nr and a copy of a when it
- * is served as it is). */
 long sh_at_form(long nr, const long a[6], long b[6]) {
     const long cwd = AT_FDCWD;
     long at = nr;

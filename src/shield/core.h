@@ -7,7 +7,8 @@
  * and the path-based calls), fileops.c (stat, open, directories, I/O, hard links), shmap.c
  * (mmap and the shared objects of writable shared mappings), locks.c (record locks and
  * flock), usermem.c (copies from and to the program's memory). internal.h is the shield's
- * state and its other subsystems; this header only what these files share. */
+ * state and its other subsystems; this header only what these files share. Each function
+ * shared here is documented here, at its declaration, and not again at its definition. */
 #ifndef SCP_SHIELD_CORE_H
 #define SCP_SHIELD_CORE_H
 

@@ -157,8 +157,6 @@ static long open_node(int vol, const char *rel, const scp_vstat *v, int flags) {
     return r < 0 ? -ENXIO : r;
 }
 
-/* mknod/mkfifo, in the kernel's order: the type, then the name (EEXIST), the parent's
- * permissions, and CAP_MKNOD (root) for a device. A regular file is created empty. */
 long sh_mknod_rel(int vol, const char *rel, mode_t mode, dev_t dev) {
     mode_t t = mode & S_IFMT;
     if (t == S_IFDIR) return -EPERM;
@@ -180,7 +178,6 @@ long sh_mknod_rel(int vol, const char *rel, mode_t mode, dev_t dev) {
     return scp_volume_mknod(sh.vol[vol].v, rel, (uint32_t)t | perm, (uint64_t)dev, &e) ? neg(&e) : 0;
 }
 
-/* symlink(2): the target is stored as given (never resolved at creation). */
 long sh_symlink_rel(int vol, const char *rel, const char *target_in) {
     char target[PATH_MAX];
     long r = sh_copy_path_in(target_in, target, sizeof target);
@@ -446,7 +443,6 @@ long sh_do_lseek(pfile *pf, long long off, int whence) {
     return r < 0 ? neg(&e) : (long)r;
 }
 
-/* The description's offset, shared or not (fcntl locks relative to SEEK_CUR). */
 long sh_cur_offset(pfile *pf) {
     struct sh_ofd *o = sh_ofd_enter(pf);
     long r = sh_do_lseek(pf, 0, SEEK_CUR);
@@ -593,8 +589,6 @@ long sh_link_rel(int vol, const char *from, const char *to, long flags) {
     return r;
 }
 
-/* linkat(fd, "", dirfd2, path2, AT_EMPTY_PATH): a new name for the open protected file fd,
- * whatever name it has now. */
 int sh_link_fd(int fd, const long a[6], long *ret) {
     char rel2[PATH_MAX];
     int vol2 = -1;

@@ -124,14 +124,6 @@ static long posix_lock_fd(pfile *pf, pfile **ref) {
     return open_lock_fd(pf);
 }
 
-/* A writable shared mapping of a protected file is a copy private to the process that made
- * it (written back at msync and munmap, see sh_do_mmap): two open descriptions that map one file
- * so would each change their own copy and the later write-back would undo the other's changes
- * (two sqlite3 processes on one WAL database: the -shm index). Until such copies are shared,
- * the second is refused loudly instead: every description that maps a file writable and
- * shared holds an OFD read lock on the guard byte SH_LOCK_LIMIT of the file's lock object
- * (past every range of the program's own locks, sh_do_record_lock), and a mapping is refused with
- * EAGAIN when another description holds one. The lock lasts as long as the description. */
 long sh_map_guard(pfile *pf) {
     long fd = own_lock_fd(pf);
     if (fd < 0) return fd;
@@ -254,7 +246,6 @@ static void lk_handoff_locked(int vi, pfile **drop, int *ndrop) {
     }
 }
 
-/* The holding of volume vi ends (sh_priv_end, before the private lock goes). */
 void sh_lk_handoff(int vi) {
     pfile *drop[LK_FILES];
     int ndrop = 0;
@@ -335,9 +326,6 @@ static void lk_kernel_only(int vi) {
     for (int i = 0; i < ndrop; i++) sh_pf_put(drop[i]);
 }
 
-/* A fork's child: lk_mu may have been held by a thread it does not have. It holds no kept
- * locks: the fork's prepare handed them to the kernel (sh_fork_share, sh_priv_end), and the
- * kernel's are not inherited either. */
 void sh_lk_fork_child(void) {
     pthread_mutex_init(&lk_mu, NULL);
     for (int k = 0; k < LK_FILES; k++) { /* (none: so nothing to release) */
@@ -374,8 +362,6 @@ static int lk_close(pfile *pf) {
     return kept;
 }
 
-/* fcntl's record-lock commands. The range is the plaintext file's: SEEK_CUR and SEEK_END are
- * resolved against the protected file's position and size (the lock descriptor has neither). */
 long sh_do_record_lock(pfile *pf, int cmd, void *arg) {
     struct flock fl;
     long r = sh_copy_in(&fl, arg, sizeof fl);
@@ -437,9 +423,6 @@ long sh_do_flock(pfile *pf, int op) {
     return fd < 0 ? fd : sh_gate(SYS_flock, fd, op, 0, 0, 0, 0);
 }
 
-/* The program closes a descriptor of pf: POSIX releases every process-associated lock of this
- * process on the file, whichever descriptor took it (the kernel keeps them per inode, so an
- * unlock of the whole file on any descriptor of the table object releases them all). */
 void sh_locks_on_close(pfile *pf) {
     if (!pf || pf->kind != PF_FILE) return;
     if (lk_close(pf)) return; /* (kept in the process: none in the kernel) */

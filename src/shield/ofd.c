@@ -93,8 +93,6 @@ void sh_ofd_put(struct sh_ofd *o) {
  * can block for long (sendfile into a full pipe) delays a fork of another thread until it ends,
  * as the kernel's f_pos_lock delays the child's own cursor calls. */
 
-/* The shared slot's half: lock it and put its offset and flags into the handle; NULL when pf
- * has none (the handle's own cursor is the description's). pf->mu is held. */
 struct sh_ofd *sh_ofd_lock(pfile *pf) {
     struct sh_ofd *o = __atomic_load_n(&pf->ofd, __ATOMIC_ACQUIRE);
     if (!o) return NULL;
@@ -125,16 +123,12 @@ void sh_ofd_leave(pfile *pf, struct sh_ofd *o) {
     pthread_mutex_unlock(&pf->mu);
 }
 
-/* The description's offset as an exec hands it on (the new image's cursor if it cannot map
- * the region). */
 int64_t sh_pf_offset(const pfile *pf) {
     struct sh_ofd *o = pf->ofd;
     int64_t off = o ? __atomic_load_n(&o->off, __ATOMIC_ACQUIRE) : OFD_UNSET;
     return off >= 0 ? off : scp_vfile_seek(pf->vf, 0, SEEK_CUR, NULL);
 }
 
-/* Give pf a shared slot (once) and, for a fork, the child's reference. pass marks the
- * descriptions already seen in this walk (dup'ed numbers share one). Under sh.mu. */
 void sh_ofd_share(pfile *pf, int fork_child, unsigned pass) {
     if (!pf || pf->kind != PF_FILE || !pf->vf || pf->ofd_pass == pass) return;
     pf->ofd_pass = pass;

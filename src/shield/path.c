@@ -312,11 +312,6 @@ static long utimes_rel(int vol, const char *rel, const struct timespec *times) {
 }
 int sh_proc_fd_link(const char *abs, long *fd, const char **rest) { return proc_fd_link(abs, fd, rest); }
 
-/* Follow the volume's symbolic links in (vol, rel) as the kernel does: every component but
- * the last, and the last if follow_last; a relative target from the link's directory, an
- * absolute one from the program's root (".." lexically, as everywhere in the shield). 1:
- * (vol, rel) now name the result inside a volume; 2: it lies outside every volume, abs holds
- * it (the kernel serves the call there); <0: -errno (ELOOP after 40 links). */
 int sh_follow_links(int *vol, char *rel, size_t relsz, int follow_last, char *abs, size_t abssz) {
     char target[PATH_MAX], joined[PATH_MAX * 2];
     for (int hops = 0;; hops++) {

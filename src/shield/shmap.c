@@ -132,8 +132,6 @@ static void shm_detach(pfile *pf, int fd) {
     close(fd); /* drops both locks, unless a forked child still holds the description */
 }
 
-/* At exit (after the write-back of sh_commit_all): the mappings go with the process, and the
- * last user's object with them. */
 void sh_shm_release_all(void) {
     if (!sh.active || sh_in_vfork_child()) return;
     sh_in_lib++;
