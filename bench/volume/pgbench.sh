@@ -12,6 +12,9 @@
 # With AB=OTHER_BUILD_DIR a third server runs in each round: the same volume setup under that
 # build's scpctl ("base", e.g. main built elsewhere), and the ratios scp/base are printed too
 # (before/after of a change, in the same run).
+# With SHIELD=1 a further server runs in each round under `scpctl run` with its data directory
+# on a plain directory ("shield": the container and the shield without a protected volume),
+# which splits scp's distance to plain into the shield's part and the volume's.
 #
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each
 #   pgbench run), SCALE=10, CLIENTS=4, THREADS=2, BASE=/var/tmp, STRACE=1, STRACE_SECS=10.
@@ -49,13 +52,17 @@ if [ -n "${AB:-}" ]; then
     $AS "$AB/tests/shield/shield-mkvol" "$T/key-base" "$T/vol-base" || exit 1
     FSLIST="plain scp base"
 fi
-$AS mkdir -p "$T/plain" "$T/sock-plain" "$T/sock-scp" "$T/sock-base"
+[ "${SHIELD:-0}" = 1 ] && FSLIST="$FSLIST shield"
+$AS mkdir -p "$T/plain" "$T/shield" "$T/sock-plain" "$T/sock-scp" "$T/sock-base" "$T/sock-shield"
 
 pre() {
     [ "$1" = scp ] && echo "$SCPCTL run --volume $T/vol:$MNT --key-file $T/key --"
     [ "$1" = base ] && echo "$AB/src/scpctl run --volume $T/vol-base:$MNT --key-file $T/key-base --"
+    [ "$1" = shield ] && echo "$SCPCTL run --"
 }
-datadir() { if [ "$1" = plain ]; then echo "$T/plain/db"; else echo "$MNT/db"; fi; }
+datadir() {
+    case $1 in plain) echo "$T/plain/db" ;; shield) echo "$T/shield/db" ;; *) echo "$MNT/db" ;; esac
+}
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -194,4 +201,9 @@ if [ -n "${AB:-}" ]; then
     echo "base ($AB): median tps $bt ($(awk -v a="$bt" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain), CPU $bc ms per transaction"
     echo "scp/base: tps $(awk -v a="$s" -v b="$bt" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'), CPU per transaction $(awk -v a="$sc" -v b="$bc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'); per round tps:$(paste -d' ' <(echo "${TPS[base]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
         awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
+fi
+if [ "${SHIELD:-0}" = 1 ]; then
+    ht=$(echo "${TPS[shield]:-}" | tr ' ' '\n' | grep . | median)
+    hc=$(echo "${CPU[shield]:-}" | tr ' ' '\n' | grep . | median)
+    echo "shield without a volume: median tps $ht ($(awk -v a="$ht" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain; scp $(awk -v a="$s" -v b="$ht" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of it), CPU $hc ms per transaction ($(awk -v a="$hc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain)"
 fi
