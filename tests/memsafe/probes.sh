@@ -163,17 +163,6 @@ stats_mode=--memsafe=full stats_check below_derived ": 2 checks, .* 1 below thei
 stats_check below_derived ": 1 checks, .* 0 below their base, decided inline" '[0-9]* below their base, decided inline' \
     "expected harden mode to keep the general check for the store below a derived pointer"
 
-# The interprocedural rule (instr.c, ipa_record): set_b()'s store of r->b needs no check, since
-# its one caller, cover(), stored r->tail (covering r->b) right before the call (8 checks on
-# main, 7 with it); the callees whose callers did not all check keep theirs (the probe's reports
-# above). And base_non_heap: the stores through the parameters that only ever get a stack or
-# global array (put_stack, fill_stack through fill_stack_via) get no check.
-stats_check ipa_callee ": 7 checks, .* 1 already checked on every path.* 2 internal functions with facts on entry" \
-    '[0-9]* checks\|[0-9]* internal functions with facts on entry' "expected set_b()'s check dropped by the facts its caller passed"
-stats_check ipa_nonheap ": 3 checks,.* 3 parameters only ever outside the heap (2 accesses" \
-    '[0-9]* parameters only ever outside the heap ([0-9]* accesses through them unchecked)' \
-    "expected the stores through the stack-only parameters unchecked"
-
 # A loop's pointer that changes now and then (a new record in a branch) in a loop that may free:
 # the address of its limit is found where each new record is made and carried round the loop
 # (instr.c, web_ctx), not looked up again at each check (sqlite's interpreter loop: aMem, aOp).

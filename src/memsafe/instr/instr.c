@@ -98,22 +98,6 @@ struct cfg {
     struct facts *in, *out;
 };
 
-/* A defined function, for the interprocedural rule (ipa_entry_facts): an internal function
- * whose every use is a direct call gets, on entry, the facts about its pointer parameters that
- * held at every one of its call sites just before the call (what the caller had checked, with
- * no call that may free since). Facts name the parameters (LLVMGetParam). */
-struct ipa_fn {
-    LLVMValueRef f;
-    unsigned pending;  /* call sites in other functions not yet instrumented */
-    unsigned ncalls;   /* its call sites (eligible functions) */
-    unsigned seen;     /* of them, instrumented so far (their facts met into entry) */
-    int eligible;      /* internal, every use a direct call */
-    int done;
-    struct facts entry; /* the meet over the call sites seen; top before the first */
-    struct facts exit;  /* known of its parameters at every return (ipa_after); top: none yet */
-    uint64_t nh;        /* parameters (the first 64) that every call site passes a non-heap pointer */
-};
-
 struct pass {
     LLVMContextRef ctx;
     LLVMModuleRef mod;
@@ -166,21 +150,9 @@ struct pass {
         char *name; /* cap bytes, allocated once per function (a key must not move) */
     } ekeys;
     unsigned long whole; /* checks widened to their whole element (the element rule) */
-    /* The interprocedural rule (ipa_*): the module's defined functions in the order they are
-     * instrumented, and what each internal one's callers had checked of its pointer arguments. */
-    struct ipa_fn *ipa;
-    size_t nipa;
-    struct memo ipa_of; /* function -> its index in ipa, + 1 */
-    unsigned long ipa_fns, ipa_args; /* callees given facts on entry, and their arguments */
-    int ipa_exit;                    /* the rule's other direction: callees first (ipa_after) */
-    LLVMValueRef cur_fn;             /* the function being instrumented */
-    uint64_t nonheap_params;         /* its parameters that only ever point outside the heap */
-    unsigned long ipa_nh_params, ipa_nh_pruned; /* such parameters, and the accesses through them */
-    unsigned long ipa_exit_fns, ipa_exit_calls; /* callees with facts at their returns, calls using them */
     const char *fname;
     int dry;          /* computing the facts at the end of a block: no checks emitted */
     struct facts cur; /* what is known at the instruction being looked at */
-    const struct facts *entry; /* known on entry to the function (ipa_entry_facts), or NULL */
 };
 
 static void *xrealloc(void *p, size_t n)
@@ -522,24 +494,6 @@ static int is_non_heap(LLVMValueRef base)
 {
     return LLVMIsAAllocaInst(base) || LLVMIsAGlobalValue(base) || LLVMIsAConstantPointerNull(base) ||
            LLVMIsAUndefValue(base);
-}
-
-/* is_non_heap, or a parameter of the function being instrumented to which every call site passes
- * a pointer outside the heap (a stack slot, a global, null; or such a parameter of its own
- * caller): an internal function that only direct calls use (ipa_plan, ipa_record). A check of a
- * base outside the heap always passes (the table's entry there has the largest limit), so
- * dropping it changes nothing that runs. */
-static int base_non_heap(struct pass *p, LLVMValueRef base)
-{
-    if (is_non_heap(base))
-        return 1;
-    if (!p->nonheap_params || !LLVMIsAArgument(base) || LLVMGetParamParent(base) != p->cur_fn)
-        return 0;
-    unsigned np = LLVMCountParams(p->cur_fn);
-    for (unsigned a = 0; a < np && a < 64; a++)
-        if (LLVMGetParam(p->cur_fn, a) == base)
-            return (p->nonheap_params >> a) & 1;
-    return 0;
 }
 
 /* The constant size of a malloc/calloc whose result is `base`, or -1. */
@@ -946,9 +900,8 @@ static void scalar_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, u
     struct elem_ref er;
     LLVMValueRef x = strip_const_offsets(p, ptr, &off, inst, &er);
     LLVMValueRef base = base_of(p, x);
-    if (base_non_heap(p, base)) {
+    if (is_non_heap(base)) {
         p->pruned += !p->dry;
-        p->ipa_nh_pruned += !p->dry && !is_non_heap(base);
         return;
     }
     if (p->trust_types && typed_in_bounds(p, inst, ptr, n)) {
@@ -1027,9 +980,8 @@ static void mem_access(struct pass *p, LLVMValueRef inst, LLVMValueRef ptr, LLVM
     if (!is_ptr(ptr))
         return;
     LLVMValueRef base = base_of(p, ptr);
-    if (base_non_heap(p, base)) {
+    if (is_non_heap(base)) {
         p->pruned += !p->dry;
-        p->ipa_nh_pruned += !p->dry && !is_non_heap(base);
         return;
     }
     /* A constant length: the range is known checked after it, as a scalar access's is
@@ -1086,108 +1038,6 @@ static int call_is_nofree(LLVMValueRef call)
     return f && LLVMIsAFunction(f) && LLVMGetEnumAttributeAtIndex(f, LLVMAttributeFunctionIndex, kind);
 }
 
-/* ---- the interprocedural rule ------------------------------------------------------------ */
-
-/* Defined here, with no caller outside the module and no other definition that could replace it. */
-static int is_internal(LLVMValueRef f)
-{
-    LLVMLinkage l = LLVMGetLinkage(f);
-    return l == LLVMInternalLinkage || l == LLVMPrivateLinkage;
-}
-
-
-/* At a direct call of an internal function that only direct calls use (ipa_plan), just before
- * the call: what is known there of the objects its pointer arguments point into, as facts about
- * its parameters, met into what its other call sites knew. An argument v = x + off (constant
- * offsets stripped) with a fact [x + lo, x + hi) and lo <= off < hi points into the object that
- * holds that range (v is one of its bytes), so the callee, whose checks are against the object
- * of its parameter, knows [v + lo - off, v + hi - off) of it on entry: nothing happens between
- * this point and the callee's first instruction. Only when the facts are final (p->dry unset:
- * the pass that emits the checks, once per block). */
-static void ipa_record(struct pass *p, LLVMValueRef call)
-{
-    if (p->dry || !p->nipa)
-        return;
-    LLVMValueRef f = LLVMGetCalledValue(call);
-    if (!f || !LLVMIsAFunction(f))
-        return;
-    LLVMValueRef k = memo_get(&p->ipa_of, f);
-    if (!k)
-        return;
-    struct ipa_fn *e = &p->ipa[(uintptr_t)k - 1];
-    if (!e->eligible)
-        return;
-    e->seen++;
-    uint64_t nh = 0;
-    for (unsigned a = 0; a < LLVMCountParams(f) && a < LLVMGetNumArgOperands(call) && a < 64; a++) {
-        LLVMValueRef v = LLVMGetOperand(call, a);
-        if (is_ptr(v) && base_non_heap(p, base_of(p, v)))
-            nh |= UINT64_C(1) << a;
-    }
-    e->nh &= nh;
-    struct facts t = { 0 };
-    unsigned nargs = LLVMCountParams(f);
-    for (unsigned a = 0; a < nargs && a < LLVMGetNumArgOperands(call) && t.n < MS_MAX_FACTS; a++) {
-        LLVMValueRef v = LLVMGetOperand(call, a);
-        if (!is_ptr(v))
-            continue;
-        int64_t off;
-        LLVMValueRef x = strip_const_offsets(p, v, &off, NULL, NULL);
-        const struct fact *fa = facts_find(&p->cur, x);
-        if (!fa || fa->lo > off || off >= fa->hi)
-            continue;
-        t.f[t.n++] = (struct fact){ LLVMGetParam(f, a), fa->lo - off, fa->hi - off };
-    }
-    facts_meet(&e->entry, &t);
-}
-
-/* After a direct call of an internal function already instrumented (the callees-first order,
- * SCP_MS_IPA=exit): what it had checked of the objects of its pointer parameters on every path
- * to its returns, with no call that may free since, is known after the call of the arguments'
- * objects. An argument that is its own base carries the fact over as it is; an argument
- * x + off (constant offsets) of a pointer x whose object was known, before the call, to hold
- * x + off, is in x's object (an object's bytes do not move to another object: its slot is fixed
- * by its address), so the fact is x's, shifted by off. */
-static void ipa_after(struct pass *p, LLVMValueRef call, const struct facts *before)
-{
-    if (p->dry || !p->nipa || !p->ipa_exit)
-        return;
-    LLVMValueRef f = LLVMGetCalledValue(call);
-    if (!f || !LLVMIsAFunction(f) || LLVMGetCalledFunctionType(call) != LLVMGlobalGetValueType(f))
-        return;
-    LLVMValueRef k = memo_get(&p->ipa_of, f);
-    if (!k)
-        return;
-    const struct ipa_fn *e = &p->ipa[(uintptr_t)k - 1];
-    if (!e->done || !is_internal(f) || e->exit.top || e->exit.n == 0)
-        return;
-    int used = 0;
-    for (unsigned i = 0; i < e->exit.n; i++) {
-        LLVMValueRef prm = e->exit.f[i].x;
-        unsigned a = 0, np = LLVMCountParams(f);
-        while (a < np && LLVMGetParam(f, a) != prm)
-            a++;
-        if (a == np || a >= LLVMGetNumArgOperands(call))
-            continue;
-        LLVMValueRef v = LLVMGetOperand(call, a);
-        int64_t off;
-        LLVMValueRef x = strip_const_offsets(p, v, &off, NULL, NULL);
-        if (x == v && base_of(p, v) == v) {
-            off = 0;
-        } else {
-            const struct fact *fb = NULL;
-            for (unsigned j = 0; j < before->n; j++)
-                if (before->f[j].x == x)
-                    fb = &before->f[j];
-            if (!fb || fb->lo > off || off >= fb->hi)
-                continue;
-        }
-        facts_add(&p->cur, x, e->exit.f[i].lo + off, e->exit.f[i].hi + off);
-        used = 1;
-    }
-    p->ipa_exit_calls += (unsigned long)used;
-}
-
 static void call_access(struct pass *p, LLVMValueRef inst)
 {
     const char *n = ms_callee_name(inst);
@@ -1201,11 +1051,8 @@ static void call_access(struct pass *p, LLVMValueRef inst)
          * nor anything it calls frees or reallocates such memory). */
         if (strncmp(n, "llvm.", 5) != 0) {
             flush_groups(p);
-            ipa_record(p, inst);
-            struct facts before = p->cur;
             if (!call_is_nofree(inst))
                 p->cur.n = 0;
-            ipa_after(p, inst, &before);
         }
         return;
     }
@@ -1367,8 +1214,6 @@ static void cfg_available(struct pass *p, struct cfg *g)
         changed = 0;
         for (size_t i = 0; i < g->n; i++) {
             struct facts in = { .top = i != 0 };
-            if (i == 0 && p->entry)
-                in = *p->entry; /* the entry block: no predecessor */
             for (const size_t *q = g->preds[i]; *q != SIZE_MAX; q++)
                 facts_meet(&in, &g->out[*q]);
             in.top = 0; /* a block with only unreached predecessors so far: nothing known */
@@ -1589,7 +1434,7 @@ static void hoist_range_check(struct pass *p, const struct cfg *g, const struct 
                               uint64_t n, const char *what)
 {
     LLVMValueRef base = base_of(p, x);
-    if (base_non_heap(p, base))
+    if (is_non_heap(base))
         return;
     LLVMValueRef before = LLVMGetBasicBlockTerminator(g->bb[L->pre]);
     LLVMPositionBuilderBefore(p->b, before);
@@ -2059,179 +1904,48 @@ static void share_lookups(struct pass *p, const struct cfg *g)
     free(idom);
 }
 
-/* The functions to instrument (defined, not the checks), in ipa, and for each: how many call
- * sites in other functions it has (the order: a function is instrumented once all its callers
- * are, where the call graph allows), and whether it is eligible for facts on entry: internal
- * (no caller outside this module) and every use a direct call of it with its own type (its
- * address is not taken, so no indirect call reaches it). SCP_MS_NO_IPA=1 turns the rule off
- * (a measurement aid, as SCP_MS_NO_SHARE). */
-static void ipa_plan(struct pass *p)
+static void instrument_module(struct pass *p)
 {
-    const char *mode = getenv("SCP_MS_IPA");
-    int on = !getenv("SCP_MS_NO_IPA") && !(mode && !strcmp(mode, "exit"));
-    p->ipa_exit = !getenv("SCP_MS_NO_IPA") && mode && !strcmp(mode, "exit");
-    size_t n = 0;
-    for (LLVMValueRef f = LLVMGetFirstFunction(p->mod); f; f = LLVMGetNextFunction(f))
-        n++;
-    p->ipa = xrealloc(NULL, (n ? n : 1) * sizeof *p->ipa);
-    p->nipa = 0;
     for (LLVMValueRef f = LLVMGetFirstFunction(p->mod); f; f = LLVMGetNextFunction(f)) {
         size_t len;
         const char *name = LLVMGetValueName2(f, &len);
         if (LLVMIsDeclaration(f) || !strncmp(name, "__scp_ms_", 9))
             continue;
-        p->ipa[p->nipa] = (struct ipa_fn){ .f = f, .eligible = on && is_internal(f), .entry = { .top = 1 },
-                                          .nh = ~UINT64_C(0) };
-        memo_put(&p->ipa_of, f, (LLVMValueRef)(uintptr_t)(p->nipa + 1));
-        p->nipa++;
+        p->fname = name;
+        size_t ninst = 0;
+        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+            for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
+                ninst++;
+        p->ekeys.len = 0;
+        p->ekeys.cap = ninst + 1;
+        p->ekeys.tab = xrealloc(p->ekeys.tab, p->ekeys.cap * sizeof *p->ekeys.tab);
+        free(p->ekeys.name);
+        p->ekeys.name = xrealloc(NULL, p->ekeys.cap);
+        /* base_of may add PHIs, never blocks: the CFG stays as it is. */
+        struct cfg g;
+        cfg_build(&g, f);
+        mark_program_accesses(p, f);
+        hoist_loop_checks(p, &g);
+        cfg_available(p, &g);
+        for (size_t i = 0; i < g.n; i++)
+            instrument_block(p, g.bb[i], &g.in[i]);
+        /* Unreachable blocks: nothing known. */
+        static const struct facts none;
+        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
+            if (cfg_index(bb) == SIZE_MAX)
+                instrument_block(p, bb, &none);
+        /* SCP_MS_NO_LK, SCP_MS_NO_SLOTS, SCP_MS_NO_SHARE: measurement aids (each rule off). */
+        if (!getenv("SCP_MS_NO_LK"))
+            hoist_loop_lookups(p, &g, 0);
+        if (!getenv("SCP_MS_NO_SLOTS"))
+            hoist_loop_lookups(p, &g, 1);
+        if (!getenv("SCP_MS_NO_SHARE"))
+            share_lookups(p, &g);
+        cfg_free(&g);
+        memo_clear(&p->memo);
+        memo_clear(&p->hoisted);
+        p->nelems = 0;
     }
-    for (size_t k = 0; k < p->nipa; k++) {
-        struct ipa_fn *e = &p->ipa[k];
-        for (LLVMUseRef u = LLVMGetFirstUse(e->f); u; u = LLVMGetNextUse(u)) {
-            LLVMValueRef c = LLVMGetUser(u);
-            if (!LLVMIsACallInst(c) || LLVMGetCalledValue(c) != e->f ||
-                LLVMGetCalledFunctionType(c) != LLVMGlobalGetValueType(e->f)) {
-                e->eligible = 0;
-                continue;
-            }
-            for (unsigned a = 0; a < LLVMGetNumArgOperands(c); a++)
-                if (LLVMGetOperand(c, a) == e->f)
-                    e->eligible = 0; /* also passed as a value: its address is taken */
-            e->ncalls++;
-            if (LLVMGetBasicBlockParent(LLVMGetInstructionParent(c)) != e->f)
-                e->pending++;
-        }
-    }
-}
-
-static void instrument_function(struct pass *p, struct ipa_fn *e)
-{
-    LLVMValueRef f = e->f;
-    size_t len;
-    p->fname = LLVMGetValueName2(f, &len);
-    /* Facts on entry once every call site was instrumented (a call from the function itself, or
-     * from a caller in a cycle of calls not yet instrumented, leaves it without). */
-    p->entry = NULL;
-    p->cur_fn = f;
-    p->nonheap_params = 0;
-    if (e->eligible && e->ncalls > 0 && e->seen == e->ncalls && !getenv("SCP_MS_NO_IPA_NH")) {
-        unsigned np = LLVMCountParams(f);
-        for (unsigned a = 0; a < np && a < 64; a++)
-            if ((e->nh >> a) & 1 && is_ptr(LLVMGetParam(f, a))) {
-                p->nonheap_params |= UINT64_C(1) << a;
-                p->ipa_nh_params++;
-            }
-    }
-    if (getenv("SCP_MS_NO_IPA_ENTRY"))
-        ; /* measurement aid: the non-heap parameters only */
-    else if (e->eligible && e->ncalls > 0 && e->seen == e->ncalls && !e->entry.top && e->entry.n > 0) {
-        p->entry = &e->entry;
-        p->ipa_fns++;
-        p->ipa_args += e->entry.n;
-    }
-    size_t ninst = 0;
-    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
-        for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i))
-            ninst++;
-    p->ekeys.len = 0;
-    p->ekeys.cap = ninst + 1;
-    p->ekeys.tab = xrealloc(p->ekeys.tab, p->ekeys.cap * sizeof *p->ekeys.tab);
-    free(p->ekeys.name);
-    p->ekeys.name = xrealloc(NULL, p->ekeys.cap);
-    /* base_of may add PHIs, never blocks: the CFG stays as it is. */
-    struct cfg g;
-    cfg_build(&g, f);
-    mark_program_accesses(p, f);
-    hoist_loop_checks(p, &g);
-    cfg_available(p, &g);
-    e->exit = (struct facts){ .top = 1 };
-    for (size_t i = 0; i < g.n; i++) {
-        instrument_block(p, g.bb[i], &g.in[i]);
-        /* What is known of the parameters' objects at a return (ipa_after). */
-        LLVMValueRef t = LLVMGetBasicBlockTerminator(g.bb[i]);
-        if (t && LLVMGetInstructionOpcode(t) == LLVMRet) {
-            struct facts r = { 0 };
-            for (unsigned k = 0; k < p->cur.n; k++)
-                if (LLVMIsAArgument(p->cur.f[k].x) && LLVMGetParamParent(p->cur.f[k].x) == f)
-                    r.f[r.n++] = p->cur.f[k];
-            facts_meet(&e->exit, &r);
-        }
-    }
-    if (!e->exit.top && e->exit.n > 0)
-        p->ipa_exit_fns++;
-    /* Unreachable blocks: nothing known. */
-    static const struct facts none;
-    for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(f); bb; bb = LLVMGetNextBasicBlock(bb))
-        if (cfg_index(bb) == SIZE_MAX)
-            instrument_block(p, bb, &none);
-    /* SCP_MS_NO_LK, SCP_MS_NO_SLOTS, SCP_MS_NO_SHARE: measurement aids (each rule off). */
-    if (!getenv("SCP_MS_NO_LK"))
-        hoist_loop_lookups(p, &g, 0);
-    if (!getenv("SCP_MS_NO_SLOTS"))
-        hoist_loop_lookups(p, &g, 1);
-    if (!getenv("SCP_MS_NO_SHARE"))
-        share_lookups(p, &g);
-    cfg_free(&g);
-    memo_clear(&p->memo);
-    memo_clear(&p->hoisted);
-    p->nelems = 0;
-    p->entry = NULL;
-    p->nonheap_params = 0;
-    e->done = 1;
-}
-
-/* Callers before callees (Kahn's order over the direct calls; a cycle is broken at the first
- * function not yet instrumented, in module order), so that an internal function's call sites
- * have met their facts into its entry facts (ipa_record) when it is instrumented. */
-static void instrument_module(struct pass *p)
-{
-    ipa_plan(p);
-    size_t *queue = xrealloc(NULL, (p->nipa ? p->nipa : 1) * sizeof *queue), qh = 0, qt = 0, any = 0;
-    for (size_t k = 0; k < p->nipa; k++)
-        if (p->ipa[k].pending == 0)
-            queue[qt++] = k;
-    size_t *order = xrealloc(NULL, (p->nipa ? p->nipa : 1) * sizeof *order), norder = 0;
-    for (;;) {
-        size_t k;
-        if (qh < qt) {
-            k = queue[qh++];
-            if (p->ipa[k].done)
-                continue;
-        } else {
-            while (any < p->nipa && p->ipa[any].done)
-                any++;
-            if (any == p->nipa)
-                break;
-            k = any;
-        }
-        struct ipa_fn *e = &p->ipa[k];
-        /* The direct calls it makes, before instrumenting adds the checks' calls. */
-        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(e->f); bb; bb = LLVMGetNextBasicBlock(bb))
-            for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i; i = LLVMGetNextInstruction(i)) {
-                if (!LLVMIsACallInst(i))
-                    continue;
-                LLVMValueRef c = LLVMGetCalledValue(i), m = c ? memo_get(&p->ipa_of, c) : NULL;
-                if (!m || c == e->f || LLVMGetCalledFunctionType(i) != LLVMGlobalGetValueType(c))
-                    continue;
-                struct ipa_fn *t = &p->ipa[(uintptr_t)m - 1];
-                assert(t->pending > 0 || t->done);
-                if (t->pending > 0 && --t->pending == 0 && !t->done && qt < p->nipa)
-                    queue[qt++] = (size_t)((uintptr_t)m - 1);
-            }
-        e->done = 1;
-        order[norder++] = k;
-    }
-    assert(norder == p->nipa);
-    for (size_t k = 0; k < p->nipa; k++)
-        p->ipa[k].done = 0;
-    for (size_t k = 0; k < norder; k++)
-        instrument_function(p, &p->ipa[order[p->ipa_exit ? norder - 1 - k : k]]);
-    free(order);
-    free(queue);
-    free(p->ipa);
-    p->ipa = NULL;
-    p->nipa = 0;
-    memo_clear(&p->ipa_of);
 }
 
 /* ---- driver ---------------------------------------------------------------------------------- */
@@ -2450,11 +2164,10 @@ int main(int argc, char **argv)
                 "%lu widened to their whole element; "
                 "%lu in bounds by their type, unchecked (--trust-types); checked at constant offsets from "
                 "their own base: %lu with no GEP, %lu through an i8 GEP, %lu through a struct GEP (not by "
-                "type: an array, past sizeof, the rule off), %lu other; %lu internal functions with facts on "
-                "entry from their callers (%lu arguments), %lu with facts at their returns (%lu calls use them); %lu parameters only ever outside the heap (%lu accesses through them unchecked)\n",
+                "type: an array, past sizeof, the rule off), %lu other\n",
                 in, p.checks, p.merged, p.pruned, p.available, p.loops, p.at_base, p.lk_checks, p.lk_loops,
                 p.sl_checks, p.sl_loops, p.web_bases, p.below, p.sh_bases, p.sh_uses, p.whole, p.typed, p.self_direct, p.self_i8,
-                p.self_array, p.self_other, p.ipa_fns, p.ipa_args, p.ipa_exit_fns, p.ipa_exit_calls, p.ipa_nh_params, p.ipa_nh_pruned);
+                p.self_array, p.self_other);
     free(p.groups);
     free(p.ekeys.tab);
     free(p.ekeys.name);
