@@ -1198,6 +1198,43 @@ static void cfg_free(struct cfg *g)
     memo_clear(&ms_bb_index);
 }
 
+/* Facts about the pointer PHIs of block i: p = phi [v1, b1], ..., [vn, bn] holds on entry what
+ * was known of v_k at the end of every b_k (the intersection of their ranges), since p is v_k on
+ * the edge from b_k, and p's base is v_k's base there (base_of makes the PHI of the incoming
+ * bases). Facts name SSA values: without this, a block that jump threading copied (one copy per
+ * way in) knows nothing after the copies join, of the PHI that joins their pointers (sqlite's
+ * interpreter: pC->cacheStatus stored in each copy of OP_Next's tail, then pC->nullRow after
+ * them, through the PHI). A predecessor not reached yet (top) or unreachable adds no condition. */
+static void phi_facts(const struct cfg *g, size_t i, struct facts *in)
+{
+    for (LLVMValueRef v = LLVMGetFirstInstruction(g->bb[i]); v && LLVMIsAPHINode(v); v = LLVMGetNextInstruction(v)) {
+        if (!is_ptr(v) || in->n >= MS_MAX_FACTS || facts_find(in, v))
+            continue;
+        int64_t lo = INT64_MIN, hi = INT64_MAX;
+        int any = 0, ok = 1;
+        unsigned n = LLVMCountIncoming(v);
+        for (unsigned k = 0; k < n && ok; k++) {
+            size_t q = cfg_index(LLVMGetIncomingBlock(v, k));
+            if (q == SIZE_MAX || g->out[q].top)
+                continue;
+            LLVMValueRef x = LLVMGetIncomingValue(v, k);
+            const struct fact *f = NULL;
+            for (unsigned j = 0; j < g->out[q].n && !f; j++)
+                if (g->out[q].f[j].x == x)
+                    f = &g->out[q].f[j];
+            if (!f) {
+                ok = 0;
+                break;
+            }
+            lo = f->lo > lo ? f->lo : lo;
+            hi = f->hi < hi ? f->hi : hi;
+            any = 1;
+        }
+        if (ok && any && lo < hi)
+            in->f[in->n++] = (struct fact){ v, lo, hi };
+    }
+}
+
 /* The checks available on entry to each block: an iterative must-analysis (intersection over
  * predecessors, a call forgets everything), from "everything" down to its greatest fixpoint.
  * It generalizes "an earlier check in a dominating block": a check made on every path in. If
@@ -1209,7 +1246,7 @@ static void cfg_available(struct pass *p, struct cfg *g)
         g->in[i] = (struct facts){ 0 };
     }
     p->dry = 1;
-    int changed = 1;
+    int changed = 1, phis = !getenv("SCP_MS_NO_PHI_FACTS"); /* SCP_MS_NO_PHI_FACTS: a measurement aid */
     for (int round = 0; changed && round < 16; round++) {
         changed = 0;
         for (size_t i = 0; i < g->n; i++) {
@@ -1217,6 +1254,8 @@ static void cfg_available(struct pass *p, struct cfg *g)
             for (const size_t *q = g->preds[i]; *q != SIZE_MAX; q++)
                 facts_meet(&in, &g->out[*q]);
             in.top = 0; /* a block with only unreached predecessors so far: nothing known */
+            if (phis)
+                phi_facts(g, i, &in);
             g->in[i] = in;
             instrument_block(p, g->bb[i], &in);
             if (!facts_equal(&p->cur, &g->out[i])) {
