@@ -477,6 +477,17 @@ static int acquire_writer(scp_file *f, scp_err *err) {
         f->writer = 0;
         return -1;
     }
+    /* A closed file's deferred applies and table entries (the sole holder's last close keeps
+     * them, scp_vfile_close; or a fork left them) go out now, while the table in memory is
+     * still the committed one: write_unapplied writes each listed entry as it stands in
+     * memory, and the writes that follow change entries before their commit (a truncation at
+     * once, the write-back before the commit's new log, whose checkpoint wrote them before). */
+    if (!f->vol->shared && (u64map_count(&f->dapply) || u64map_count(&f->unapplied)) &&
+        file_table_flush(f, err) < 0) {
+        file_writer_unlock(f);
+        f->writer = 0;
+        return -1;
+    }
     return 0;
 }
 
@@ -1163,9 +1174,22 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if ((h->flags & O_ACCMODE) != O_RDONLY) {
         pthread_rwlock_wrlock(&f->rw);
         rc = file_commit(f, err);
-        /* The sole holder's deferred applies and table writes: the writer lock goes with the
-         * last handle (also after a failed commit: what they hold was committed before it) */
-        if (f->refs == 1 && !v->shared) {
+        /* The deferred applies and table writes of the last handle: outside the sole holding
+         * (a fork left them) and after a failed commit they are written now, since the writer
+         * lock goes with the handle (what they hold was committed before). The sole holder
+         * keeps them in the closed file's state instead (branch wal23): the holding's end,
+         * a fork's prepare and the file's next writer write them (sole_end,
+         * fork_lock_volume, acquire_writer), a reload redoes them from the log (file_load),
+         * and an unlink drops them with the state. sqlite closes its rollback journal and then
+         * removes it in every DELETE-mode transaction, and its -wal file at its last close:
+         * the two pwrites (.d and .t) were written only to be discarded. */
+        int keep = 0;
+        if (rc == 0 && f->refs == 1 && !v->shared) {
+            pthread_mutex_lock(&v->mu);
+            keep = v->sole == SOLE_FRESH && !v->shared;
+            pthread_mutex_unlock(&v->mu);
+        }
+        if (f->refs == 1 && !v->shared && !keep) {
             int frc = file_table_flush(f, rc == 0 ? err : NULL);
             if (rc == 0) rc = frc;
         }
