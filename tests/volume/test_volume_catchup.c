@@ -85,6 +85,9 @@ static long j_writes, j_lone_marks; /* pwrites of journals not all zeros; end ma
  * it saw the drop (a write of zeros over a journal's header and first record header) */
 enum { DK_NONE, DK_BEFORE_DROP, DK_AFTER_DROP, DK_AFTER_HEADER, DK_AFTER_RECORD, DK_N };
 static int dk_point, dk_dropped;
+/* dropkill: the child's step, in memory the reader sees (0 writing the first log, 1 the drop's
+ * zeros written, 2 the new log's header, 3 its first record), for the reader's report */
+static volatile int *dk_phase;
 /* pwfail: the errno the next journal pwrite of records fails with (0: none), once; ENOSPC
  * writes half of it first (a short write; -ENOSPC: the call for the rest then fails) */
 static int pw_fail;
@@ -149,6 +152,10 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
         if (drop && dk_point == DK_BEFORE_DROP) raise(SIGKILL);
         ssize_t r = __real_pwrite(fd, buf, n, off);
         if (drop) dk_dropped = 1;
+        if (dk_phase) {
+            int ph = drop ? 1 : dk_dropped && header ? 2 : dk_dropped && off == SCP_JRN_HDR_LEN && z < n ? 3 : 0;
+            if (ph > *dk_phase) __atomic_store_n(dk_phase, ph, __ATOMIC_SEQ_CST);
+        }
         if ((drop && dk_point == DK_AFTER_DROP) ||
             (dk_dropped && header && dk_point == DK_AFTER_HEADER) ||
             (dk_dropped && off == SCP_JRN_HDR_LEN && z < n && dk_point == DK_AFTER_RECORD))
@@ -725,12 +732,13 @@ static void dropkill_at(int point) {
     /* the child's count of writes that returned, and whether it is done */
     volatile int *acked = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     REQUIRE(acked != MAP_FAILED);
-    acked[0] = acked[1] = 0;
+    acked[0] = acked[1] = acked[2] = 0;
     fflush(stdout);
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
         dk_point = point;
+        dk_phase = &acked[2];
         scp_vfile *w = scp_vfile_open(v, "wal", O_RDWR, 0, &e);
         for (int k = 0; w && k < 2 * (int)((8u << 20) / (PIECE + 256)) + 64; k++) {
             dk_piece(b, k);
@@ -741,18 +749,41 @@ static void dropkill_at(int point) {
         _exit(3); /* (never reached the kill: the parent counts it as a failure) */
     }
     int readbad = 0, reads = 0, st = 0;
+    /* what each wrong read was: a failed read, other bytes (not a piece), another piece, an
+     * older write than the last that returned; the first few told in full */
+    int nfail = 0, nother = 0, nwrongp = 0, nolder = 0, told = 0, first = 0, lastbad = 0, kfirst = 0,
+        klast = 0;
     for (int i = 0; waitpid(pid, &st, WNOHANG) == 0; i++) {
         int k = __atomic_load_n(&acked[0], __ATOMIC_SEQ_CST), p = i % DK_PIECES;
         if (k <= p) continue;
+        int ph0 = __atomic_load_n(&acked[2], __ATOMIC_SEQ_CST);
         reads++;
         int last = k - 1 - ((k - 1 - p) % DK_PIECES); /* the last write at p that returned */
         ssize_t r = scp_vfile_pread(f, b, PIECE, (uint64_t)p * PIECE, &e);
+        int ph1 = __atomic_load_n(&acked[2], __ATOMIC_SEQ_CST);
         /* (a later write at p may have returned since k was read: its number is larger) */
         const char *wn = r == PIECE && !memcmp(b, "dropkill piece ", 15) ? strstr((char *)b, "write ") : NULL;
         int got = wn ? atoi(wn + 6) : -1;
         dk_piece(want, got < 0 ? 0 : got);
-        readbad += r != PIECE || got < last || got % DK_PIECES != p || memcmp(b, want, PIECE);
+        int kind = r != PIECE ? 1 : got < 0 || memcmp(b, want, PIECE) ? 2 : got % DK_PIECES != p ? 3
+                 : got < last ? 4 : 0;
+        nfail += kind == 1;
+        nother += kind == 2;
+        nwrongp += kind == 3;
+        nolder += kind == 4;
+        readbad += kind != 0;
+        if (kind && !first) first = reads, kfirst = k;
+        if (kind) lastbad = reads, klast = k;
+        if (kind && told++ < 8)
+            printf("dropkill %d: read %d of piece %d: %s (got write %d, last returned %d, acked %d, "
+                   "writer's step %d..%d)\n", point, reads, p,
+                   kind == 1 ? e.msg : kind == 2 ? "other bytes" : kind == 3 ? "another piece" : "an older write",
+                   got, last, k, ph0, ph1);
     }
+    if (readbad)
+        printf("dropkill %d: wrong reads: %d failed, %d other bytes, %d another piece, %d older; "
+               "reads %d (after %d writes) to %d (after %d writes) of %d\n",
+               point, nfail, nother, nwrongp, nolder, first, kfirst, lastbad, klast, reads);
     int k = acked[0];
     printf("dropkill %d: the writer died after %d writes (%s), the reader read %d times\n", point, k,
            WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? "killed" : "not killed", reads);
