@@ -39,30 +39,6 @@ int __wrap_ftruncate(int fd, off_t len) {
 
 static const uint8_t KEY[SCP_VOLUME_KEY_LEN] = {9, 2, 3};
 
-/* Page n of the database: 4096 bytes at page n % 64. */
-static void page_bytes(int n, uint8_t buf[4096]) {
-    memset(buf, (n * 13 + 5) & 0xff, 4096);
-    memcpy(buf, &n, sizeof n);
-}
-
-/* One rollback-journal transaction as sqlite makes it. */
-static void txn(scp_volume *v, scp_vfile *db, int n) {
-    scp_err e;
-    uint8_t buf[4096];
-    scp_vfile *j = REQUIRE_PTR(scp_vfile_open(v, "db-journal", O_RDWR | O_CREAT, 0644, &e), e);
-    memset(buf, 0xa5, 512);
-    memcpy(buf, &n, sizeof n);
-    REQUIRE_OK(scp_vfile_pwrite(j, buf, 512, 0, &e), e);
-    REQUIRE_OK(scp_vfile_fsync(j, &e), e);
-    REQUIRE_OK(scp_vfile_pwrite(j, "count", 5, 0, &e), e); /* (the header's record count) */
-    REQUIRE_OK(scp_vfile_fsync(j, &e), e);
-    page_bytes(n, buf);
-    REQUIRE_OK(scp_vfile_pwrite(db, buf, sizeof buf, 4096 * (uint64_t)(n % 64), &e), e);
-    REQUIRE_OK(scp_vfile_fsync(db, &e), e);
-    REQUIRE_OK(scp_vfile_close(j, &e), e);
-    REQUIRE_OK(scp_volume_unlink(v, "db-journal", &e), e);
-}
-
 static void test_count(const char *base) {
     char dir[512];
     scp_err e;
@@ -72,10 +48,10 @@ static void test_count(const char *base) {
     REQUIRE(scp_volume_go_private(v) == 1);
     scp_vfile *db = REQUIRE_PTR(scp_vfile_open(v, "db", O_RDWR | O_CREAT, 0644, &e), e);
     int n = 0;
-    for (; n < 60; n++) txn(v, db, n);
+    for (; n < 60; n++) tu_delete_txn(v, db, n);
     npwrite = ntrunc = 0;
     const int N = 200;
-    for (int i = 0; i < N; i++, n++) txn(v, db, n);
+    for (int i = 0; i < N; i++, n++) tu_delete_txn(v, db, n);
     double w = (double)(npwrite + ntrunc) / N;
     printf("  sole holder: per transaction %.2f pwrite, %.2f ftruncate\n", (double)npwrite / N,
            (double)ntrunc / N);
@@ -88,7 +64,7 @@ static void test_count(const char *base) {
     db = REQUIRE_PTR(scp_vfile_open(v, "db", O_RDONLY, 0, &e), e);
     for (int k = n - 64; k < n; k++) {
         uint8_t want[4096], got[4096];
-        page_bytes(k, want);
+        tu_page_bytes(k, want);
         ssize_t r = scp_vfile_pread(db, got, sizeof got, 4096 * (uint64_t)(k % 64), &e);
         CHECKF(r == 4096 && memcmp(got, want, sizeof got) == 0, "count: page %d after a reopen "
                "(%zd: %s)", k % 64, r, r < 0 ? e.msg : "other bytes");

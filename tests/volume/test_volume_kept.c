@@ -60,32 +60,6 @@ static void reset_counts(void) { nopenat = nclose = nfcntl = nfstat = nfstatat =
 
 static const uint8_t KEY[SCP_VOLUME_KEY_LEN] = {9, 1, 3};
 
-/* Frame n of the database: 4096 bytes at page n % 64. */
-static void frame_bytes(int n, uint8_t buf[4096]) {
-    memset(buf, (n * 13 + 5) & 0xff, 4096);
-    memcpy(buf, &n, sizeof n);
-}
-
-/* One rollback-journal transaction as sqlite makes it; the journal reads empty when made. */
-static void txn(scp_volume *v, scp_vfile *db, int n) {
-    scp_err e;
-    uint8_t buf[4096], back[16];
-    scp_vfile *j = REQUIRE_PTR(scp_vfile_open(v, "db-journal", O_RDWR | O_CREAT, 0644, &e), e);
-    CHECKF(scp_vfile_pread(j, back, sizeof back, 0, &e) == 0, "transaction %d: a new journal "
-           "file is not empty", n);
-    memset(buf, 0xa5, 512);
-    memcpy(buf, &n, sizeof n);
-    REQUIRE_OK(scp_vfile_pwrite(j, buf, 512, 0, &e), e);
-    REQUIRE_OK(scp_vfile_fsync(j, &e), e);
-    REQUIRE_OK(scp_vfile_pwrite(j, "count", 5, 0, &e), e); /* (the header's record count) */
-    REQUIRE_OK(scp_vfile_fsync(j, &e), e);
-    frame_bytes(n, buf);
-    REQUIRE_OK(scp_vfile_pwrite(db, buf, sizeof buf, 4096 * (uint64_t)(n % 64), &e), e);
-    REQUIRE_OK(scp_vfile_fsync(db, &e), e);
-    REQUIRE_OK(scp_vfile_close(j, &e), e);
-    REQUIRE_OK(scp_volume_unlink(v, "db-journal", &e), e);
-}
-
 /* Reopen the volume and read every page the transactions [0, upto) wrote last. */
 static void check_db(const char *dir, int upto, const char *what) {
     scp_err e;
@@ -93,7 +67,7 @@ static void check_db(const char *dir, int upto, const char *what) {
     scp_vfile *db = REQUIRE_PTR(scp_vfile_open(v, "db", O_RDONLY, 0, &e), e);
     for (int n = upto - 64 < 0 ? 0 : upto - 64; n < upto; n++) {
         uint8_t want[4096], got[4096];
-        frame_bytes(n, want);
+        tu_page_bytes(n, want);
         ssize_t r = scp_vfile_pread(db, got, sizeof got, 4096 * (uint64_t)(n % 64), &e);
         CHECKF(r == 4096 && memcmp(got, want, sizeof got) == 0, "%s: page %d after a reopen "
                "(%zd: %s)", what, n % 64, r, r < 0 ? e.msg : "other bytes");
@@ -113,10 +87,10 @@ static void test_count(const char *base, int sole) {
     if (sole) REQUIRE(scp_volume_go_private(v) == 1);
     scp_vfile *db = REQUIRE_PTR(scp_vfile_open(v, "db", O_RDWR | O_CREAT, 0644, &e), e);
     int n = 0;
-    for (; n < 60; n++) txn(v, db, n);
+    for (; n < 60; n++) tu_delete_txn(v, db, n);
     reset_counts();
     const int N = 200;
-    for (int i = 0; i < N; i++, n++) txn(v, db, n);
+    for (int i = 0; i < N; i++, n++) tu_delete_txn(v, db, n);
     double o = (double)nopenat / N, c = (double)nclose / N;
     double all = (double)(nopenat + nclose + nfcntl + nfstat + nfstatat + naccess + npread) / N;
     printf("  %s: per transaction %.2f openat, %.2f close, %.2f fcntl, %.2f fstat, %.2f fstatat, "
@@ -155,7 +129,7 @@ static void test_gone(const char *base, const char *self) {
     scp_volume *v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
     scp_vfile *db = REQUIRE_PTR(scp_vfile_open(v, "db", O_RDWR | O_CREAT, 0644, &e), e);
     int n = 0;
-    for (; n < 40; n++) txn(v, db, n);
+    for (; n < 40; n++) tu_delete_txn(v, db, n);
     /* (a durable commit drains the last removals: spares, their objects kept open) */
     REQUIRE_OK(scp_volume_sync(v, &e), e);
     /* posix_spawn: no fork handler runs, so the kept descriptors stay (a fork drops them) */
@@ -172,7 +146,7 @@ static void test_gone(const char *base, const char *self) {
     closedir(d);
     CHECKF(left <= 4, "the other process's collection left %d objects: the test needs the "
            "spares' gone", left);
-    for (int i = 0; i < 6; i++, n++) txn(v, db, n);
+    for (int i = 0; i < 6; i++, n++) tu_delete_txn(v, db, n);
     REQUIRE_OK(scp_vfile_close(db, &e), e);
     /* and a file that stays, created after the collection */
     scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "kept", O_RDWR | O_CREAT, 0644, &e), e);

@@ -476,4 +476,34 @@ static inline void tu_two_procs_on_f(const char *tag, tu_turns_fn turns, uint64_
     *vd = NULL;
 }
 
+/* ---- sqlite's rollback-journal transaction ------------------------------------------------ */
+
+/* Page n of the database of tu_delete_txn: 4096 bytes, at page n % 64. */
+static inline void tu_page_bytes(int n, uint8_t buf[4096]) {
+    memset(buf, (n * 13 + 5) & 0xff, 4096);
+    memcpy(buf, &n, sizeof n);
+}
+
+/* One rollback-journal (DELETE mode) transaction as sqlite makes it: "db-journal" created (it
+ * must read empty), written and fsynced twice (its records, then its header's count), page n
+ * of db written and fsynced, the journal closed and removed. */
+static inline void tu_delete_txn(scp_volume *v, scp_vfile *db, int n) {
+    scp_err e;
+    uint8_t buf[4096], back[16];
+    scp_vfile *j = REQUIRE_PTR(scp_vfile_open(v, "db-journal", O_RDWR | O_CREAT, 0644, &e), e);
+    CHECKF(scp_vfile_pread(j, back, sizeof back, 0, &e) == 0, "transaction %d: a new journal "
+           "file is not empty", n);
+    memset(buf, 0xa5, 512);
+    memcpy(buf, &n, sizeof n);
+    REQUIRE_OK(scp_vfile_pwrite(j, buf, 512, 0, &e), e);
+    REQUIRE_OK(scp_vfile_fsync(j, &e), e);
+    REQUIRE_OK(scp_vfile_pwrite(j, "count", 5, 0, &e), e);
+    REQUIRE_OK(scp_vfile_fsync(j, &e), e);
+    tu_page_bytes(n, buf);
+    REQUIRE_OK(scp_vfile_pwrite(db, buf, sizeof buf, 4096 * (uint64_t)(n % 64), &e), e);
+    REQUIRE_OK(scp_vfile_fsync(db, &e), e);
+    REQUIRE_OK(scp_vfile_close(j, &e), e);
+    REQUIRE_OK(scp_volume_unlink(v, "db-journal", &e), e);
+}
+
 #endif
