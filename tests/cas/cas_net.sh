@@ -8,6 +8,10 @@
 # shielded client (redis-cli without --tls) reaches the shielded server through a peer rule
 # (both ends attested), and a peer rule with the wrong name fails with a clear log line; the
 # default `refuse` gives ECONNREFUSED to any other TCP destination.
+#
+# nginx's temporary directories are its own (/dev/shm/...-ngx): its compiled-in ones,
+# /var/lib/nginx/*, are owned by www-data wherever Debian's nginx ran once, and the container's
+# root (a user namespace that maps no www-data) cannot chown them back, so nginx would exit.
 source "$(dirname "$0")/lib.sh" "$@"
 command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { echo "SKIP: no redis"; exit 0; }
 
@@ -98,7 +102,7 @@ services:
     command: [nginx, -c, /etc/nginx/scp.conf]
     files:
       - path: /etc/nginx/scp.conf
-        content: "user root root; daemon off; master_process on; worker_processes 2; error_log stderr; pid /dev/shm/scp-nginx.pid;\\nevents { worker_connections 256; }\\nhttp { access_log off; server { listen 127.0.0.1:$PORT3; location / { return 200 \\"$MARK-nginx\\\\n\\"; } } }\\n"
+        content: "user root root; daemon off; master_process on; worker_processes 2; error_log stderr; pid /dev/shm/scp-nginx.pid;\\nevents { worker_connections 256; }\\nhttp { access_log off; client_body_temp_path /dev/shm/${T##*/}-ngx; proxy_temp_path /dev/shm/${T##*/}-ngx; fastcgi_temp_path /dev/shm/${T##*/}-ngx; uwsgi_temp_path /dev/shm/${T##*/}-ngx; scgi_temp_path /dev/shm/${T##*/}-ngx; server { listen 127.0.0.1:$PORT3; location / { return 200 \\"$MARK-nginx\\\\n\\"; } } }\\n"
     network:
       certificate: tls
       listen: [{port: $PORT3}]
@@ -280,6 +284,7 @@ if [ $HAVE_NGINX = 1 ]; then
     curl -s --http1.1 "http://127.0.0.1:$PORT3/" >"$T/curlplain.out" 2>&1 && fail "plain HTTP to the shielded port was answered"
     grep -q "$MARK" "$T/curlplain.out" && fail "plain HTTP got the page"
     kill $NPID; wait $NPID 2>/dev/null
+    rm -rf "/dev/shm/${T##*/}-ngx"
     echo "ok: nginx (plain HTTP config) serves HTTPS to curl, 20 requests on one connection; plain HTTP gets nothing"
 fi
 
