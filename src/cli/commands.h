@@ -30,6 +30,9 @@ int cmd_platform_serve(int argc, char **argv);
 int cmd_platform_evidence(int argc, char **argv);
 int cmd_console(int argc, char **argv); /* logs, attach */
 
+/* The program name that cli_fail and cli_usage_error print first: "scpctl" unless main sets
+ * another (scp-entry does). */
+void cli_set_name(const char *name);
 /* Map an error to the exit code above and print "scpctl: <msg>" to stderr. */
 int cli_fail(const scp_err *err);
 /* Print "scpctl: <formatted>" to stderr, return EXIT_USAGE. */

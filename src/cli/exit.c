@@ -1,14 +1,19 @@
 /* cli/exit.c - how scpctl's commands end: an error's message on stderr and its exit code
- * (the EXIT_* codes of cli/commands.h). Shared by scpctl and scpctl-image. */
+ * (the EXIT_* codes of cli/commands.h). Shared by scpctl, scpctl-image and scp-entry. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/commands.h"
 
+/* The name at the start of every error line: set once, at the start of main, if at all. */
+static const char *cli_name = "scpctl";
+
+void cli_set_name(const char *name) { cli_name = name; }
+
 int cli_fail(const scp_err *err) {
     fflush(stdout); /* what was printed comes before the error, also when both go to one pipe */
-    fprintf(stderr, "scpctl: %s\n", err->msg[0] ? err->msg : scp_code_name(err->code));
+    fprintf(stderr, "%s: %s\n", cli_name, err->msg[0] ? err->msg : scp_code_name(err->code));
     switch (err->code) {
     case SCP_E_INTEGRITY:
     case SCP_E_ROLLBACK: return EXIT_INTEGRITY;
@@ -20,7 +25,7 @@ int cli_fail(const scp_err *err) {
 int cli_usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("scpctl: ", stderr);
+    fprintf(stderr, "%s: ", cli_name);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
