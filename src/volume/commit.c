@@ -265,6 +265,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *
 static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
     uint64_t t = VSTAT_T0();
     int rc = follow_run(f, e, from, err);
+    if (!from) VSTAT_T1(follow_full_ns, t); /* (the clock read twice: both share t) */
     VSTAT_T1(follow_ns, t);
     return rc;
 }
@@ -345,6 +346,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *
         }
         VSTAT(follow_pread);
         VSTAT_ADD(follow_pread_bytes, end - got);
+        if (!from) VSTAT_ADD(follow_full_bytes, end - got);
         if (scp_pread_full(f->fd_j, buf + (got - base), end - got, (off_t)got) != (ssize_t)(end - got)) {
             found = 0;
             break;
@@ -439,6 +441,10 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
                 return 0;
             }
         }
+        if (r == 1) VSTAT(load_full_noroot);
+        else VSTAT(load_full_nofind);
+    } else {
+        VSTAT(load_full_noend);
     }
     uint64_t n = nchunks_of(e->size, cs);
     if (table_reserve(f, n, err) < 0) return -1;

@@ -39,11 +39,15 @@
     X(follow_found)      /* ... that found the commit named */                                  \
     X(follow_pread)      /* journal preads of follows */                                        \
     X(follow_pread_bytes)                                                                       \
+    X(follow_full_bytes) /* ... of which the whole-log follows' (loads) */                     \
     X(jcommit_open)      /* journal commit records decrypted (walks: follows and loads) */      \
     X(jcommit_open_bytes)                                                                       \
     X(jchunk_auth)       /* journal chunk records authenticated by a walk */                    \
     X(load_full)         /* file_load_follow: the table read from .t and the whole log walked */ \
     X(load_full_bytes)   /* ... the table's bytes */                                            \
+    X(load_full_noend)   /* ... because no log offset was kept (first load, a dropped log) */   \
+    X(load_full_nofind)  /* ... because a follow from the offset did not find the commit */     \
+    X(load_full_noroot)  /* ... because it found it but the table's root differed */            \
     X(pc_hit)            /* plaintext-cache hits */                                             \
     X(pc_drop)           /* plaintext caches dropped whole (a reload) */                        \
     X(chunk_decrypt)     /* chunks decrypted (chunk_open and the parallel read path) */         \
@@ -68,6 +72,7 @@
     X(wref_ns)           /* writer_refresh (with vol_lock, a follow) */                         \
     X(catchup_ns)        /* shared_catch_up's file_refresh (volume lock, a follow) */                         \
     X(follow_ns)         /* file_follow (partial and full) */                                   \
+    X(follow_full_ns)    /* ... of which the whole-log follows' */                              \
     X(commit_lazy_ns)    /* file_commit_lazy (with its vol_lock, seals, journal and log writes) */ \
     X(timer_reads)       /* clock reads these sections made (their own cost: timer_ns_each) */  \
     X(timer_ns_each)     /* one clock read's CPU time, measured at start (not a sum) */
