@@ -418,6 +418,7 @@ int file_log_stale(scp_file *f) {
     int stale = f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
                 scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
                 memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
+    if (stale) VSTAT(log_stale);
     if (!stale && f->writer) { /* (see j_chk_end: only the writer's catch-up uses it) */
         f->j_chk_end = f->j_end;
         f->j_chk_len = (uint64_t)st.st_size;
@@ -2003,7 +2004,9 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     if (f->unloaded)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest; not committed", f->path);
+    uint64_t t = VSTAT_T0();
     if (file_writeback(f, err) < 0) return -1;
+    VSTAT_T1(lazy_writeback_ns, t);
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
     if (n < cn || f->j_end > SCP_JOURNAL_MAX) return file_commit(f, err);
     /* Chunks written in place (fresh, or filling holes: chunk_target_shared) are not copied
@@ -2014,14 +2017,19 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     f->prep_flushed = 0;
     commit_step(f, CS_IDLE, CS_WRITTEN);
     uint8_t root[SCP_HASH_LEN];
+    t = VSTAT_T0();
     table_root(f, root);
+    VSTAT_T1(lazy_root_ns, t);
+    t = VSTAT_T0();
     if (journal_begin(f, err) < 0 || journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0 ||
         journal_drain(f, err) < 0)
         return commit_abort(f, -1);
+    VSTAT_T1(lazy_journal_ns, t);
     assert(f->jq_len == 0);
     commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
     scp_volume *v = f->vol;
     if (vol_lock(v, err) < 0) return commit_abort(f, -1);
+    t = VSTAT_T0();
     long mi = -1;
     scp_mentry saved;
     int named = commit_name(f, root, &mi, &saved, err), durable = 0;
@@ -2053,6 +2061,7 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
         f->lazy_listed_dur = dur_before;
     }
     if (named > 0) __atomic_store_n(&f->seen_gen, vol_pub_mark(v), __ATOMIC_RELAXED);
+    VSTAT_T1(lazy_name_ns, t);
     vol_unlock(v);
     if (named <= 0) return commit_abort(f, named);
     commit_step(f, CS_PREPARED, CS_COMMITTED);

@@ -174,6 +174,7 @@ static scp_file *file_get_fds(scp_volume *v, const scp_mentry *e, int *fd, scp_e
     f->refs = 1;
     f->next = v->files;
     v->files = f;
+    VSTAT(file_new);
     return f;
 }
 

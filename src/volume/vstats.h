@@ -46,6 +46,8 @@
     X(load_full)         /* file_load_follow: the table read from .t and the whole log walked */ \
     X(load_full_bytes)   /* ... the table's bytes */                                            \
     X(load_full_noend)   /* ... because no log offset was kept (first load, a dropped log) */   \
+    X(file_new)          /* files taken in by a process for the first time (or after a drop) */ \
+    X(log_stale)         /* log-stale checks that found the log dropped or replaced */          \
     X(load_full_nofind)  /* ... because a follow from the offset did not find the commit */     \
     X(load_full_noroot)  /* ... because it found it but the table's root differed */            \
     X(pc_hit)            /* plaintext-cache hits */                                             \
@@ -74,6 +76,10 @@
     X(follow_ns)         /* file_follow (partial and full) */                                   \
     X(follow_full_ns)    /* ... of which the whole-log follows' */                              \
     X(commit_lazy_ns)    /* file_commit_lazy (with its vol_lock, seals, journal and log writes) */ \
+    X(lazy_writeback_ns) /* ... its write-back (the chunks sealed, their records queued) */     \
+    X(lazy_root_ns)      /* ... the table's root */                                            \
+    X(lazy_journal_ns)   /* ... the commit record sealed, the journal's pwrite */              \
+    X(lazy_name_ns)      /* ... under the volume lock: the entry, the lazy list, the log record */ \
     X(timer_reads)       /* clock reads these sections made (their own cost: timer_ns_each) */  \
     X(timer_ns_each)     /* one clock read's CPU time, measured at start (not a sum) */
 
