@@ -56,7 +56,7 @@ void scp_volume_stats_dump(void) {
     int n = snprintf(line, sizeof line, "vstats pid=%ld", (long)getpid()), any = 0;
     for (int i = 0; i < VS_COUNT && n > 0 && (size_t)n < sizeof line; i++) {
         uint64_t c = __atomic_load_n(&vstat_ctr[i], __ATOMIC_RELAXED);
-        any |= c != 0;
+        any |= c != 0 && i != VS_timer_ns_each; /* (a process that counted nothing: no line) */
         if (c) n += snprintf(line + n, sizeof line - (size_t)n, " %s=%llu", vstat_name[i], (unsigned long long)c);
     }
     if (!any || n <= 0 || (size_t)n >= sizeof line - 1) return;
