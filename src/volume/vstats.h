@@ -1,14 +1,14 @@
-/* volume/vstats.h - per-process event counters of the volume library, a measurement aid.
+/* volume/vstats.h - the volume library's event counters and section CPU times, a measurement aid.
  *
- * With SCP_VOLUME_STATS=PATH in the environment, each process that used the library appends one
- * line to PATH at exit: "vstats pid=N name=value ..." (the counters below, of the process and
- * every child it forked: they count in one shared page, which the process that created it
- * writes out; an exec starts a page of its own). Without it, each
- * VSTAT is one predictable branch. Counted where shared mode's agreement through files happens
- * (the volume and writer locks, catch-ups, follows of other processes' journal records, the
- * manifest log's walks) and beside them what every mode does (seals, chunk decrypts, flushes),
- * so that a run can say what shared mode costs per transaction (bench/RESULTS.md, fam24). Not
- * a security boundary: the counts are the process's own, written where the caller asks.
+ * With SCP_VOLUME_STATS=PATH in the environment as the library loads, a process and every child
+ * it forks count together in one MAP_SHARED page, and the process that loaded the library
+ * appends one line to PATH at its exit: "vstats pid=N name=value ..." (an exec starts a page
+ * of its own; a process that counted nothing writes nothing). Without it, each VSTAT is one
+ * predictable branch. Counted where shared mode's agreement through files happens (the volume
+ * and writer locks, catch-ups, follows of other processes' journal records, the manifest log's
+ * walks) and beside them what every mode does (seals, chunk decrypts, flushes), so that a run
+ * can say what shared mode costs per transaction (bench/RESULTS.md, fam24). Not a security
+ * boundary: the counts are the process's own, written where the caller asks.
  */
 #ifndef SCP_VOLUME_VSTATS_H
 #define SCP_VOLUME_VSTATS_H
