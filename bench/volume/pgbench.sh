@@ -24,6 +24,11 @@
 #   that kept its length writes the data alone (load-independent, unlike the tps).
 #   STRACE_ALL=1: the traced runs count every system call (strace -f -c), and print the total
 #   and each call made at least 0.1 times per transaction (load-independent).
+#   VSTATS=1: after the rounds, the volume library's event counters (SCP_VOLUME_STATS,
+#   src/volume/vstats.h) of the scp server: one start and stop alone, one with a pgbench run of
+#   STRACE_SECS; each counter's difference per transaction (load-independent). STRACE_Y=1 adds
+#   a run under `strace -f -y` and its system calls per transaction by call and by the
+#   volume's object they name (lock file, journal, manifest log, table, data, ...).
 # Needs root (to become postgres), PostgreSQL 15 (Debian), strace for the flush counts.
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
@@ -166,6 +171,86 @@ print("  %s fdatasync of a file whose length changed since its last flush: %d of
 PY
 }
 
+vstats() { # FS: the library's counters per transaction (see VSTATS above)
+    local fs=$1 n
+    rm -f "$T/vst-idle" "$T/vst-run"
+    SCP_VOLUME_STATS=$T/vst-idle start_server "$fs"
+    stop_server
+    SCP_VOLUME_STATS=$T/vst-run start_server "$fs"
+    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/vout-$fs" 2>&1
+    stop_server
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/vout-$fs")
+    python3 - "$T/vst-idle" "$T/vst-run" "$n" "$fs" <<'PY'
+import collections, sys
+def sums(path):
+    c, procs = collections.Counter(), 0
+    try:
+        for line in open(path):
+            if not line.startswith('vstats '): continue
+            procs += 1
+            for kv in line.split()[2:]:
+                k, v = kv.split('=')
+                c[k] += int(v)
+    except FileNotFoundError:
+        pass
+    return c, procs
+idle, pi = sums(sys.argv[1])
+run, pr = sums(sys.argv[2])
+n = int(sys.argv[3] or 0)
+print("  %s volume counters: %d txns, %d processes (start and stop alone: %d), per txn (run - start/stop alone):" % (sys.argv[4], n, pr, pi))
+each = run['timer_ns_each'] / max(pr, 1)
+for k in run:
+    if not n or k == 'timer_ns_each': continue
+    if k.endswith('_ns'):  # CPU time in a section: microseconds per transaction
+        print("    %-20s %10.3f us (run %.1f ms, start/stop %.1f ms)" % (k, (run[k] - idle[k]) / n / 1000, run[k] / 1e6, idle[k] / 1e6))
+    else:
+        print("    %-20s %10.3f   (run %d, start/stop %d)" % (k, (run[k] - idle[k]) / n, run[k], idle[k]))
+if n and run['timer_reads']:
+    print("    (the timed sections' own clock reads: %.0f ns each, %.2f us per txn, inside the outer sections' figures)" % (each, (run['timer_reads'] - idle['timer_reads']) * each / n / 1000))
+PY
+    [ "${STRACE_Y:-0}" = 1 ] || return 0
+    rm -f "$T/sty-$fs"
+    rm -f "$T/stop"
+    (cd "$T" && SCP_QUIET=1 strace -f -y -qq -o "$T/sty-$fs" $AS $(pre "$fs") sh -c "$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w start >/dev/null || exit 1
+        while [ ! -e $T/stop ]; do sleep 0.2; done; $PGBIN/pg_ctl -D $(datadir "$fs") -w stop >/dev/null") &
+    SERVER_PID=$!
+    for _ in $(seq 1 300); do $AS $PGBIN/pg_isready -q -h "$T/sock-$fs" && break; sleep 0.2; done
+    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/yout-$fs" 2>&1
+    stop_server
+    n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/yout-$fs")
+    python3 - "$T/sty-$fs" "$n" "$fs" <<'PY'
+import collections, re, sys
+# every call line of strace -f -y: "PID call(FD<path>, ...) = R"; the object kind from the path
+call = re.compile(r'^\d+ +([a-z_0-9]+)\((?:(-?\d+)<([^>]*)>)?(.*)')
+res = re.compile(r'= (-?\d+)')
+def kind(p):
+    if p is None: return '-'
+    b = p.rsplit('/', 1)[-1]
+    if b == 'lock': return 'lock'
+    if b == 'manifest.log': return 'mlog'
+    if b.startswith('manifest') or b.startswith('slot'): return 'slot'
+    m = re.search(r'\.([a-z])$', b)
+    if m and '/objects/' in p: return 'obj.' + m.group(1)
+    if 'socket:' in p or 'pipe:' in p: return p.split(':')[0]
+    return 'other'
+n = int(sys.argv[2] or 0)
+cnt, byt = collections.Counter(), collections.Counter()
+for line in open(sys.argv[1], errors='replace'):
+    m = call.match(line)
+    if not m: continue
+    k = (m.group(1), kind(m.group(3)))
+    cnt[k] += 1
+    if m.group(1) in ('pread64', 'pwrite64', 'read', 'write'):
+        r = res.search(line.rsplit(')', 1)[-1] if ')' in line else '')
+        if r and int(r.group(1)) > 0: byt[k] += int(r.group(1))
+tot = sum(cnt.values())
+print("  %s strace -f -y: %d txns, %.2f system calls per txn (start and stop included); per txn, at least 0.05:" % (sys.argv[3], n, tot / n if n else 0))
+for k, c in sorted(cnt.items(), key=lambda x: -x[1]):
+    if n and c / n >= 0.05:
+        print("    %-12s %-10s %7.2f%s" % (k[0], k[1], c / n, ("   %8.0f bytes" % (byt[k] / n)) if byt[k] else ""))
+PY
+}
+
 declare -A TPS CPU
 for fs in $FSLIST; do
     initdb_in "$fs"
@@ -187,6 +272,7 @@ done
 if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
     for fs in $FSLIST; do flushes "$fs"; done
 fi
+[ "${VSTATS:-0}" = 1 ] && vstats scp
 p=$(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep . | median)
 s=$(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep . | median)
 echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"

@@ -109,6 +109,13 @@ void scp_volume_tag_get(scp_volume *vol, scp_volume_tag *out);
 void scp_volume_tag_hex(const scp_volume_tag *tag, char out[2 * SCP_VOLUME_TAG_LEN + 1]);
 int scp_volume_tag_parse(const char *hex, scp_volume_tag *out, scp_err *err);
 
+/* A measurement aid: with SCP_VOLUME_STATS=PATH in the environment at start-up, the library
+ * counts its shared-mode events (src/volume/vstats.h), a process and the children it forks
+ * together, and the process that started counting (the one that loaded the library) appends
+ * one line of them to PATH when it exits (a destructor, or this call first: the shield's exit
+ * commit makes it); once; nothing in the children or when the variable was not set. */
+void scp_volume_stats_dump(void);
+
 int scp_volume_info_get(scp_volume *vol, scp_volume_info *out, scp_err *err);
 
 /* Register a callback that runs after every commit, with the new tag (for a freshness

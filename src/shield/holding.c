@@ -166,6 +166,7 @@ int sh_exit_commit(int flush_stdio) {
     sh_priv_exit();
     if (flush_stdio) fflush(NULL);
     sh_commit_all();
+    scp_volume_stats_dump(); /* (a measurement aid, off unless asked for; once per process) */
     return 1;
 }
 

@@ -14,6 +14,7 @@
 #include "crypto/crypto.h"
 #include "crypto/parallel.h"
 #include "volume/internal.h"
+#include "volume/vstats.h"
 
 #define ENT SCP_CHUNK_ENTRY_LEN
 
@@ -61,6 +62,7 @@ int pc_get(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out) {
         if (memcmp(c->ent, ent(f, i), ENT) == 0) {
             if (out) memcpy(out, c->data + in, len);
             hit = 1;
+            VSTAT(pc_hit);
         }
     }
     pthread_mutex_unlock(&f->pc_mu);
@@ -164,6 +166,7 @@ int pc_refill(scp_file *f, uint64_t i, const uint8_t *pt) {
 }
 
 void pc_drop(scp_file *f) {
+    if (u64map_count(&f->pc)) VSTAT(pc_drop);
     size_t pos = 0;
     uint64_t k, v;
     while (u64map_next(&f->pc, &pos, &k, &v)) pc_free(f, (struct pchunk *)(uintptr_t)v);

@@ -21,6 +21,7 @@
 #include "crypto/crypto.h"
 #include "crypto/parallel.h"
 #include "volume/internal.h"
+#include "volume/vstats.h"
 
 #define ENT SCP_CHUNK_ENTRY_LEN
 #define AAD_LEN SCP_CHUNK_AAD_LEN
@@ -310,6 +311,7 @@ static int seal_raw(scp_file *f, uint64_t i, const uint8_t *pt, uint8_t *ct,
     assert(f->w_have && (slot == 0 || slot == 1));
     memcpy(e, f->w_salt, SCP_SALT_LEN);
     memcpy(e + SCP_ENT_NONCE_OFF, nonce, SCP_NONCE_LEN);
+    VSTAT(chunk_seal);
     return scp_aead_seal(f->w_key, nonce, aad, AAD_LEN, pt, f->vol->cs, ct, e + SCP_ENT_TAG_OFF,
                          err);
 }
@@ -407,6 +409,7 @@ int chunk_read_range(void *ctx, size_t b, size_t e) {
             have_key = chunk_key(j->f, en, key, NULL) == 0;
             memcpy(salt, en, SCP_SALT_LEN);
         }
+        VSTAT(chunk_decrypt);
         if (!have_key || scp_aead_open(key, en + SCP_ENT_NONCE_OFF, aad, AAD_LEN, p, cs,
                                        en + SCP_ENT_TAG_OFF, pt, NULL) < 0) {
             read_job_fail(j, i, 2, 0);
@@ -427,6 +430,7 @@ int chunk_open(scp_file *f, uint64_t i, const uint8_t *ct, uint8_t *pt, scp_err 
     const uint8_t *e = ent(f, i);
     uint8_t key[32];
     if (chunk_key(f, e, key, err) < 0) return -1;
+    VSTAT(chunk_decrypt);
     int rc = scp_aead_open(key, e + SCP_ENT_NONCE_OFF, aad, AAD_LEN, ct, f->vol->cs,
                            e + SCP_ENT_TAG_OFF, pt, err);
     scp_wipe(key, sizeof key);

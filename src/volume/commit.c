@@ -19,6 +19,7 @@
 #include "crypto/crypto.h"
 #include "crypto/parallel.h"
 #include "volume/internal.h"
+#include "volume/vstats.h"
 
 #define ENT SCP_CHUNK_ENTRY_LEN
 
@@ -113,8 +114,11 @@ int file_wait_writer_lock(scp_file *f) {
     if (f->d_inherited) file_own_d(f);
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
     int rc;
+    VSTAT(wlock);
+    uint64_t t = VSTAT_T0();
     while ((rc = fcntl(f->fd_d, F_OFD_SETLKW, &fl)) != 0 && errno == EINTR) {
     }
+    VSTAT_T1(wlock_ns, t);
     return rc == 0;
 }
 
@@ -256,7 +260,17 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
 /* Redo in memory the records of f's log from offset `from` (0: the whole log, over a table
  * just read from .t) up to the commit that names e's root and size. Returns 1 if found and
  * redone, 0 if the log has no such commit after `from` (or is another log), -1 on error. */
+static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err);
+
 static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
+    uint64_t t = VSTAT_T0();
+    int rc = follow_run(f, e, from, err);
+    if (!from) VSTAT_T1(follow_full_ns, t); /* (the clock read twice: both share t) */
+    VSTAT_T1(follow_ns, t);
+    return rc;
+}
+
+static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
     /* (f->fbuf, the kept follow buffer, is shared by the process's threads: the volume's
      * mutex is what keeps two follows of one file apart) */
     assert(VOL_MU_HELD(f->vol));
@@ -267,6 +281,8 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
      * so neither is read again. Anyone else checks here. */
     int checked = from && f->writer && f->fd_j >= 0 && from == f->j_chk_end;
     f->j_chk_end = 0; /* (used once) */
+    if (from) VSTAT(follow);
+    else VSTAT(follow_full);
     if (checked) {
         st.st_mode = S_IFREG;
         st.st_size = (off_t)f->j_chk_len;
@@ -328,6 +344,9 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
             buf = nb;
             cap = want;
         }
+        VSTAT(follow_pread);
+        VSTAT_ADD(follow_pread_bytes, end - got);
+        if (!from) VSTAT_ADD(follow_full_bytes, end - got);
         if (scp_pread_full(f->fd_j, buf + (got - base), end - got, (off_t)got) != (ssize_t)(end - got)) {
             found = 0;
             break;
@@ -342,6 +361,7 @@ static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err 
         if (jv.cut) end = len; /* (a no-op once end is len) */
     }
     if (found) {
+        VSTAT(follow_found);
         uint64_t n = nchunks_of(e->size, cs), oldn = cur_n(f);
         rc = table_reserve(f, n, err);
         if (rc == 0 && n < oldn) {
@@ -394,9 +414,11 @@ int file_log_stale(scp_file *f) {
     struct stat st;
     f->j_chk_end = 0;
     if (!f->j_end) return 0;
+    VSTAT(log_stale_chk);
     int stale = f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
                 scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
                 memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
+    if (stale) VSTAT(log_stale);
     if (!stale && f->writer) { /* (see j_chk_end: only the writer's catch-up uses it) */
         f->j_chk_end = f->j_end;
         f->j_chk_len = (uint64_t)st.st_size;
@@ -420,6 +442,10 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
                 return 0;
             }
         }
+        if (r == 1) VSTAT(load_full_noroot);
+        else VSTAT(load_full_nofind);
+    } else {
+        VSTAT(load_full_noend);
     }
     uint64_t n = nchunks_of(e->size, cs);
     if (table_reserve(f, n, err) < 0) return -1;
@@ -432,6 +458,8 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
     file_ct_forget(f);
     u64map_clear(&f->jlogged);
     u64map_clear(&f->unapplied);
+    VSTAT(load_full);
+    VSTAT_ADD(load_full_bytes, n * ENT);
     if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
         return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
     f->size = f->c_size = e->size;
@@ -546,6 +574,7 @@ static int flush(scp_file *f, int fd, unsigned which) {
         assert(!(f->prep_flushed & which));
         f->prep_flushed |= which;
     }
+    VSTAT(flush);
     return fdatasync(fd);
 }
 
@@ -1502,6 +1531,7 @@ static int journal_seal(scp_file *f, uint64_t lim, uint64_t from, uint64_t to,
     memcpy(p, root, SCP_HASH_LEN);
     uint8_t chain[SCP_HASH_LEN];
     memcpy(chain, f->j_chain, SCP_HASH_LEN);
+    VSTAT(jcommit_seal);
     int rc = scp_journal_commit_seal(f->j_key, f->id, f->j_end, count, pt, chain, rec, err);
     scp_wipe(pt, ptlen);
     if (rc == 0) rc = journal_append(f, rec, rlen, err);
@@ -1953,15 +1983,18 @@ static int file_commit_run(scp_file *f, scp_err *err) {
 static int file_commit_lazy_run(scp_file *f, scp_err *err);
 
 int file_commit_lazy(scp_file *f, scp_err *err) {
+    VSTAT(commit_lazy);
     /* The write-back's journal records and the commit record go out in one pwrite (journal
      * queue, as file_commit's outside shared mode): drained before the manifest names the
      * commit, so that no process follows the log to bytes that are not there yet (file_follow
      * looks for the commit that a manifest names). */
+    uint64_t t = VSTAT_T0();
     int was_on = f->jq_on;
     f->jq_on = 1;
     int rc = file_commit_lazy_run(f, err);
     (void)journal_drain(f, NULL);
     f->jq_on = was_on;
+    VSTAT_T1(commit_lazy_ns, t);
     return rc;
 }
 
@@ -1971,7 +2004,9 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     if (f->unloaded)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest; not committed", f->path);
+    uint64_t t = VSTAT_T0();
     if (file_writeback(f, err) < 0) return -1;
+    VSTAT_T1(lazy_writeback_ns, t);
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
     if (n < cn || f->j_end > SCP_JOURNAL_MAX) return file_commit(f, err);
     /* Chunks written in place (fresh, or filling holes: chunk_target_shared) are not copied
@@ -1982,14 +2017,19 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     f->prep_flushed = 0;
     commit_step(f, CS_IDLE, CS_WRITTEN);
     uint8_t root[SCP_HASH_LEN];
+    t = VSTAT_T0();
     table_root(f, root);
+    VSTAT_T1(lazy_root_ns, t);
+    t = VSTAT_T0();
     if (journal_begin(f, err) < 0 || journal_seal(f, lim, n > cn ? cn : n, n, root, 0, err) < 0 ||
         journal_drain(f, err) < 0)
         return commit_abort(f, -1);
+    VSTAT_T1(lazy_journal_ns, t);
     assert(f->jq_len == 0);
     commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
     scp_volume *v = f->vol;
     if (vol_lock(v, err) < 0) return commit_abort(f, -1);
+    t = VSTAT_T0();
     long mi = -1;
     scp_mentry saved;
     int named = commit_name(f, root, &mi, &saved, err), durable = 0;
@@ -2021,6 +2061,7 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
         f->lazy_listed_dur = dur_before;
     }
     if (named > 0) __atomic_store_n(&f->seen_gen, vol_pub_mark(v), __ATOMIC_RELAXED);
+    VSTAT_T1(lazy_name_ns, t);
     vol_unlock(v);
     if (named <= 0) return commit_abort(f, named);
     commit_step(f, CS_PREPARED, CS_COMMITTED);

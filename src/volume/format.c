@@ -13,6 +13,7 @@
 
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "volume/vstats.h"
 
 static const uint8_t volhdr_magic[8] = {'S', 'C', 'P', 'V', 'O', 'L', 0, 1};
 static const uint8_t manslot_magic[8] = {'S', 'C', 'P', 'M', 'A', 'N', 0, 2};
@@ -487,6 +488,8 @@ static uint8_t *commit_open(const uint8_t *rec, size_t off, uint64_t count, uint
     uint8_t aad[JAAD_LEN], *pt = malloc(ptlen);
     if (!pt) return NULL;
     commit_aad(id, off, rec, aad);
+    VSTAT(jcommit_open);
+    VSTAT_ADD(jcommit_open_bytes, ptlen);
     if (scp_aead_open(key, nonce, aad, sizeof aad, ct, ptlen, ct + ptlen, pt, NULL) < 0) {
         free(pt);
         return NULL;
@@ -568,6 +571,7 @@ static int chunk_rec_ok(struct chunk_check *c, const uint8_t *rec, uint32_t cs) 
         if (c->n < CHECK_KEYS) c->n++;
     }
     scp_chunk_aad(c->volid, c->id, scp_get_u64(rec + 8), aad);
+    VSTAT(jchunk_auth);
     int ok = scp_aead_open(c->key[k], e + SCP_ENT_NONCE_OFF, aad, sizeof aad,
                            rec + SCP_JCHUNK_HDR_LEN, cs, e + SCP_ENT_TAG_OFF, c->scratch, NULL) == 0;
     scp_wipe(c->scratch, cs);

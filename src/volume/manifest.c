@@ -15,6 +15,7 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "volume/internal.h"
+#include "volume/vstats.h"
 
 long man_find(const scp_manifest *m, const char *path) {
     size_t lo = 0, hi = m->n;
@@ -928,6 +929,8 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         scp_wipe(body, r.body_len);
         free(body);
         if (!ok) break; /* a torn tail, or not ours: the log ends here */
+        VSTAT(mlog_rec_open);
+        VSTAT_ADD(mlog_rec_bytes, r.len);
         int rc = scp_manifest_apply(w->m, &d, err);
         if (rc > 0) w->removed = 1;
         if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, err);
@@ -1113,6 +1116,7 @@ static int mlog_seal(scp_volume *v, int durable, size_t max_body, uint8_t **rec_
         memcpy(aad + SCP_VOLID_LEN + SCP_HASH_LEN, rec, SCP_MREC_HDR_LEN);
         rc = scp_aead_seal(v->ml_key, rec + 16, aad, sizeof aad, body, blen, rec + SCP_MREC_HDR_LEN,
                            rec + SCP_MREC_HDR_LEN + blen, err);
+        VSTAT(mlog_seal);
     }
     /* What the record says is what `disk` becomes (parsed back: the walk's own path). */
     if (rc == 0) rc = scp_mdelta_parse(body, blen, d, err);
@@ -1865,7 +1869,18 @@ static int mlog_changed(scp_volume *v) {
            memcmp(hdr, v->ml_hdr, sizeof hdr) != 0;
 }
 
+static int refresh_manifest(scp_volume *v, scp_err *err);
+
 int vol_refresh_manifest(scp_volume *v, scp_err *err) {
+    VSTAT(mrefresh);
+    uint64_t t = VSTAT_T0();
+    int rc = refresh_manifest(v, err);
+    VSTAT_T1(mrefresh_ns, t);
+    if (rc != 0) VSTAT(mrefresh_moved);
+    return rc;
+}
+
+static int refresh_manifest(scp_volume *v, scp_err *err) {
     assert(v->ml_defer_len == 0); /* (only the sole holder defers, and it does not catch up) */
     if (!v->mlog || v->gen == 0 || v->ml_base < 0) {
         if (v->gen != 0 && vol_peek_generation(v) <= v->gen) return 0;
@@ -1883,7 +1898,9 @@ int vol_refresh_manifest(scp_volume *v, scp_err *err) {
         scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
         memcmp(hdr, v->ml_hdr, sizeof hdr) != 0 || (uint64_t)st.st_size < v->ml_end ||
         (uint64_t)st.st_size - v->ml_end > MLOG_READ_MAX)
-        return vol_load_manifest(v, err) < 0 ? -1 : 1;
+        return VSTAT(mrefresh_reload), vol_load_manifest(v, err) < 0 ? -1 : 1;
+    VSTAT_ADD(mlog_pread, 1);
+    VSTAT_ADD(mlog_pread_bytes, sizeof hdr);
     v->ml_epoch = epoch; /* (the slots are not newer than the state in memory at this epoch) */
     if ((uint64_t)st.st_size == v->ml_size) return 0;
     size_t n = (size_t)((uint64_t)st.st_size - v->ml_end);
@@ -1895,6 +1912,8 @@ int vol_refresh_manifest(scp_volume *v, scp_err *err) {
     w.buf = buf;
     w.len = (size_t)scp_pread_full(v->mlog_fd, buf, n, v->ml_end);
     if (w.len > n) w.len = 0; /* (a read error: nothing new) */
+    VSTAT(mlog_pread);
+    VSTAT_ADD(mlog_pread_bytes, n);
     memcpy(w.chain, v->ml_chain, SCP_HASH_LEN);
     w.gen = v->gen;
     w.dur_gen = v->dur_gen;

@@ -18,6 +18,7 @@
 #include "crypto/crypto.h"
 #include "crypto/parallel.h"
 #include "volume/internal.h"
+#include "volume/vstats.h"
 
 #define ENT SCP_CHUNK_ENTRY_LEN
 #define WRITE_BATCH_BYTES (4u << 20) /* bytes sealed and written in place per batch */
@@ -173,6 +174,7 @@ static scp_file *file_get_fds(scp_volume *v, const scp_mentry *e, int *fd, scp_e
     f->refs = 1;
     f->next = v->files;
     v->files = f;
+    VSTAT(file_new);
     return f;
 }
 
@@ -396,6 +398,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
      * are not trusted: a host that holds them makes this write land on an older state, and
      * the commit, which reads the manifest under the volume lock, then finds another root and
      * fails (commit_name); nothing is committed on top of a state that is not the newest. */
+    VSTAT(wref);
     if (v->shared && !f->modified && !f->unloaded && f->path) {
         pthread_mutex_lock(&v->mu);
         int fresh = vol_fresh(v) &&
@@ -404,7 +407,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
         if (fresh) f->w_dur_gen = durable_gen_known(v);
         f->j_chk_end = 0;
         pthread_mutex_unlock(&v->mu);
-        if (fresh) return 0;
+        if (fresh) return VSTAT(wref_fresh), 0;
     }
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
@@ -472,7 +475,10 @@ static int acquire_writer(scp_file *f, scp_err *err) {
         return scp_fail_errno(err, "cannot lock '%s' for writing", f->path);
     }
     f->writer = 1;
-    if (writer_refresh(f, err) < 0) {
+    uint64_t t = VSTAT_T0();
+    int wr = writer_refresh(f, err);
+    VSTAT_T1(wref_ns, t);
+    if (wr < 0) {
         file_writer_unlock(f);
         f->writer = 0;
         return -1;
@@ -811,8 +817,12 @@ static void shared_catch_up(scp_file *f) {
     /* (0: never checked, or no mapped counter, where vol_fresh asks the slot headers) */
     if (seen && vol_fresh(f->vol) && seen == __atomic_load_n(&f->vol->pub_at, __ATOMIC_RELAXED)) return;
     /* Other files committed since (the counter moved), this one not. */
+    VSTAT(catchup);
     if (vol_file_unchanged(f->vol, f->id, seen)) return;
+    VSTAT(catchup_refresh);
+    uint64_t t = VSTAT_T0();
     (void)file_refresh(f);
+    VSTAT_T1(catchup_ns, t);
 }
 
 /* ---- public file API ---------------------------------------------------------------------- */
@@ -1273,7 +1283,11 @@ static ssize_t locked_pread(scp_file *f, void *buf, size_t n, uint64_t off, scp_
 
 ssize_t scp_vfile_pread(scp_vfile *h, void *buf, size_t n, uint64_t off, scp_err *err) {
     if (check_handle(h, 0, err) < 0) return -1;
-    return locked_pread(h->f, buf, n, off, err);
+    uint64_t t = VSTAT_T0();
+    VSTAT(pread_calls);
+    ssize_t r = locked_pread(h->f, buf, n, off, err);
+    VSTAT_T1(pread_ns, t);
+    return r;
 }
 
 ssize_t scp_vfile_pin(scp_vfile *h, uint64_t off, size_t n, struct iovec *iov, int maxiov,
@@ -1312,7 +1326,17 @@ void scp_vfile_unpin(scp_vfile *h) {
     pthread_mutex_unlock(&h->f->pc_mu);
 }
 
+static ssize_t vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, scp_err *err);
+
 ssize_t scp_vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, scp_err *err) {
+    uint64_t t = VSTAT_T0();
+    VSTAT(pwrite_calls);
+    ssize_t r = vfile_pwrite(h, buf, n, off, err);
+    VSTAT_T1(pwrite_ns, t);
+    return r;
+}
+
+static ssize_t vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t off, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
     pthread_rwlock_wrlock(&h->f->rw);
     /* The end of the file is known only once the writer's state is the newest. */
@@ -1473,20 +1497,39 @@ static int file_sync_shared(scp_file *f, scp_err *err) {
     return rc;
 }
 
+static int vfile_fsync(scp_vfile *h, scp_err *err);
+
 int scp_vfile_fsync(scp_vfile *h, scp_err *err) {
+    uint64_t t = VSTAT_T0();
+    VSTAT(fsync_calls);
+    int rc = vfile_fsync(h, err);
+    VSTAT_T1(fsync_ns, t);
+    return rc;
+}
+
+static int vfile_fsync(scp_vfile *h, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
     pthread_rwlock_wrlock(&h->f->rw);
+    uint64_t t = VSTAT_T0();
     int rc = file_commit(h->f, err), slow = 1;
+    VSTAT_T1(fsync_commit_ns, t);
     if (rc == 0 && h->f->vol->shared) {
+        t = VSTAT_T0();
         slow = file_sync_shared(h->f, err);
+        VSTAT_T1(fsync_shared_ns, t);
         if (slow < 0) rc = -1;
     }
     pthread_rwlock_unlock(&h->f->rw);
     /* Shared mode: this file's last commit may be a lazy one, ours or another process's (a
      * PostgreSQL checkpointer fsyncs what backends wrote). A durable manifest makes every lazy
      * commit durable (vol_commit_manifest syncs their journals first). */
-    if (rc == 0 && h->f->vol->shared && slow > 0) rc = scp_volume_sync(h->f->vol, err);
+    if (rc == 0 && h->f->vol->shared && slow > 0) {
+        VSTAT(fsync_volsync);
+        t = VSTAT_T0();
+        rc = scp_volume_sync(h->f->vol, err);
+        VSTAT_T1(fsync_volsync_ns, t);
+    }
     return rc;
 }
 

@@ -41,6 +41,7 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "volume/internal.h"
+#include "volume/vstats.h"
 
 static const char HDR_NAME[] = "scpvol.hdr";
 
@@ -743,6 +744,11 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
 /* Take the cross-process lock (byte 0 of the lock file), waiting for it. */
 static int ofd_lock(scp_volume *v, scp_err *err) {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    VSTAT(ofd_lock);
+    if (vstat_on) { /* (the measurement's own try: was it held by another process?) */
+        if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) return 0;
+        VSTAT(ofd_lock_wait);
+    }
     while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
         if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
     return 0;
@@ -848,8 +854,18 @@ static void ofd_unlock(scp_volume *v, int publish) {
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
 }
 
+static int vol_lock_run(scp_volume *v, scp_err *err);
+
 int vol_lock(scp_volume *v, scp_err *err) {
+    uint64_t t = VSTAT_T0();
+    int rc = vol_lock_run(v, err);
+    VSTAT_T1(vol_lock_ns, t);
+    return rc;
+}
+
+static int vol_lock_run(scp_volume *v, scp_err *err) {
     pthread_mutex_lock(&v->mu);
+    VSTAT(vol_lock);
     /* (no getpid when no fork happened since the descriptors were taken: the atfork child
      * handler moves vol_fork_gen, as vol_after_fork_check relies on) */
     if (__atomic_load_n(&v->fork_gen, __ATOMIC_RELAXED) !=
@@ -864,6 +880,7 @@ int vol_lock(scp_volume *v, scp_err *err) {
      * the lock nor another catch-up (two fcntl, an fstat and a pread per commit). */
     if (v->sole == SOLE_FRESH) {
         assert(v->priv && !v->shared && !v->forked_midway);
+        VSTAT(vol_lock_sole);
         return 0;
     }
     if (v->lock_inherited) vol_lock_own(v);
