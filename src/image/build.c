@@ -936,9 +936,7 @@ static int read_scp_files(const img_src *src, char **ij, char **trusted, size_t 
     const img_layer *L = &src->layers[src->n_layers - 1];
     char full[PATH_MAX * 2];
     snprintf(full, sizeof full, "%s/%s", src->dir, L->path);
-    if (img_archive_load(err) < 0) return -1;
     struct archive *a = archive_read_new();
-    if (!a) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     archive_read_support_filter_all(a);
     archive_read_support_format_tar(a);
     int rc = -1;

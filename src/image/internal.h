@@ -113,11 +113,6 @@ typedef struct img_blob {
     char media[128];
 } img_blob;
 
-/* Load libarchive (archive_lazy.c: scp_image is not linked with it, so that commands other
- * than the builder's do not map it at start); 0, or -1 with err set when it cannot be. Call
- * before the first archive_read_new or archive_write_new of a path; cheap once loaded. */
-int img_archive_load(scp_err *err);
-
 /* A tar being written with fixed metadata: every entry owned by 0:0, mtime 0. */
 typedef struct img_tar img_tar;
 img_tar *img_tar_open(int fd, scp_err *err);

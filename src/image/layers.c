@@ -237,7 +237,6 @@ static int apply_layer(const img_src *src, size_t i, int root, img_bar_fn bar, u
     char full[PATH_MAX * 2];
     if (L->path[0] == '/') snprintf(full, sizeof full, "%s", L->path);
     else snprintf(full, sizeof full, "%s/%s", src->dir, L->path);
-    if (img_archive_load(err) < 0) return -1;
     struct archive *a = archive_read_new();
     if (!a) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     archive_read_support_filter_all(a);
@@ -316,7 +315,6 @@ int img_filter_layer(img_src *src, size_t i, const char *const *paths, size_t n,
     char full[PATH_MAX * 2];
     if (L->path[0] == '/') snprintf(full, sizeof full, "%s", L->path);
     else snprintf(full, sizeof full, "%s/%s", src->dir, L->path);
-    if (img_archive_load(err) < 0) return -1;
     struct archive *a = archive_read_new(), *w = archive_write_new();
     char *buf = malloc(1 << 16);
     int rc = -1;

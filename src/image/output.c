@@ -21,7 +21,6 @@ static int tar_err(img_tar *t, const char *what, const char *path, scp_err *err)
 }
 
 img_tar *img_tar_open(int fd, scp_err *err) {
-    if (img_archive_load(err) < 0) return NULL;
     img_tar *t = calloc(1, sizeof *t);
     if (!t || !(t->a = archive_write_new())) {
         free(t);

@@ -80,7 +80,6 @@ static int mkdirs_at(int dirfd, const char *name, int last, scp_err *err) {
 }
 
 int img_untar_flat(int fd, int dirfd, scp_err *err) {
-    if (img_archive_load(err) < 0) return -1;
     struct archive *a = archive_read_new();
     if (!a) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     archive_read_support_filter_all(a);
