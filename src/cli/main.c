@@ -1,5 +1,4 @@
 /* cli/main.c - scpctl: the one command-line front end of SCP. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,29 +35,6 @@ static void usage(FILE *out) {
             "  3  integrity failure: data was modified, truncated, moved or rolled back\n"
             "  4  wrong key, or an unsafe or malformed key file\n");
 }
-
-int cli_fail(const scp_err *err) {
-    fflush(stdout); /* what was printed comes before the error, also when both go to one pipe */
-    fprintf(stderr, "scpctl: %s\n", err->msg[0] ? err->msg : scp_code_name(err->code));
-    switch (err->code) {
-    case SCP_E_INTEGRITY:
-    case SCP_E_ROLLBACK: return EXIT_INTEGRITY;
-    case SCP_E_KEY: return EXIT_KEY;
-    default: return EXIT_FAILURE_;
-    }
-}
-
-int cli_usage_error(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("scpctl: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    return EXIT_USAGE;
-}
-
-int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
 
 int main(int argc, char **argv) {
     scp_no_core_dumps(); /* scpctl handles keys */

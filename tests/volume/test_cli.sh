@@ -3,7 +3,7 @@
 # verify, info, --expect-tag; key file refused when group/other can access it (exit 4); wrong
 # key (exit 4); a tampered chunk makes verify exit 3 and name the file and the offset; a
 # rolled-back volume with --expect-tag exits 3; --help at every level exits 0; bad command
-# lines exit 2. Usage: test_cli.sh PATH/TO/scpctl
+# lines exit 2; `scpctl image` through scpctl-image. Usage: test_cli.sh PATH/TO/scpctl
 set -u
 SCPCTL=${1:?usage: test_cli.sh PATH/TO/scpctl}
 T=$(mktemp -d "${TMPDIR:-/tmp}/scpvt-cli-XXXXXX")
@@ -31,6 +31,18 @@ contains out volume "top-level help lists 'volume'"
 expect 0 "scpctl help" -- "$SCPCTL" help
 expect 2 "scpctl without arguments" -- "$SCPCTL"
 expect 2 "unknown command" -- "$SCPCTL" nosuchcommand
+# scpctl image's build, inspect and verify run in scpctl-image beside scpctl (cli/cmd_image.c):
+# the same help and exit codes through it, scpctl itself without libarchive, and a clear error
+# when scpctl-image is missing
+expect 0 "scpctl image --help (scpctl-image)" -- "$SCPCTL" image --help
+contains out "scpctl image inspect" "scpctl image --help"
+expect 2 "scpctl image without subcommand" -- "$SCPCTL" image
+expect 2 "unknown image subcommand" -- "$SCPCTL" image nosuch
+expect 1 "scpctl image inspect of a missing file" -- "$SCPCTL" image inspect "$T/no-such.tar"
+if ldd "$SCPCTL" | grep -q libarchive; then fail "scpctl links libarchive (its image commands belong in scpctl-image)"; fi
+mkdir -p "$T/alone" && cp "$SCPCTL" "$T/alone/scpctl"
+expect 1 "scpctl image without scpctl-image beside it" -- "$T/alone/scpctl" image inspect x.tar
+contains err "scpctl-image" "the missing scpctl-image is named"
 expect 0 "scpctl volume --help" -- "$SCPCTL" volume --help
 expect 0 "scpctl volume -h" -- "$SCPCTL" volume -h
 expect 2 "scpctl volume without subcommand" -- "$SCPCTL" volume
