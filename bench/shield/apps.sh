@@ -207,7 +207,7 @@ table() {
         fi
     done
 }
-table workload "" R
+table workload "(shielded/plain)" R
 echo
 table "CPU per operation (us)" "(shielded/plain: above 1 costs more)" C
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
