@@ -7,7 +7,9 @@
 # Environment: ROUNDS=3 (median of rounds; plain and shielded alternate within a round),
 #   REQS=100000 (redis-benchmark requests), SECS=5 (wrk duration), ROWS=100000 (sqlite rows),
 #   BASE=/var/tmp (where volumes and plain directories live), ONLY="redis sqlite nginx",
-#   CHUNK=4096 (the volume's chunk size, 4096..65536).
+#   CHUNK=4096 (the volume's chunk size, 4096..65536), AB=OTHER_BUILD_DIR (adds a "base" mode:
+#   the same programs under OTHER_BUILD_DIR's scpctl on a volume of its own, in the same
+#   rounds, with a shielded/base column: an A/B of two builds against one plain).
 # Workloads:
 #   redis  redis-server, appendonly yes, appendfsync everysec; redis-benchmark -c 50 SET and
 #          GET, without pipelining and with -P 16
@@ -49,12 +51,21 @@ addc() { C[$1,$2]="${C[$1,$2]:-} $3"; echo "  $1 $2: $3 us cpu/op"; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 HZ=$(getconf CLK_TCK)
 
-# setup: one volume, one plain dir
+# setup: one volume (and one for AB's build), one plain dir
+AB=${AB:-}
+MODES="plain shield"
 "$MKVOL" "$T/key" "$T/vol" "${CHUNK:-4096}" || exit 1
+if [ -n "$AB" ]; then
+    "$AB/tests/shield/shield-mkvol" "$T/keyb" "$T/volb" "${CHUNK:-4096}" || exit 1
+    MODES="plain shield base"
+fi
 mkdir -p "$T/plain"
 # prefix MODE: the command prefix that runs a program in that mode, and its data dir
-pre() { if [ "$1" = shield ]; then echo "$SCPCTL run --volume $T/vol:$T/mnt --key-file $T/key --"; fi; }
-dir() { if [ "$1" = shield ]; then echo "$T/mnt"; else echo "$T/plain"; fi; }
+pre() {
+    if [ "$1" = shield ]; then echo "$SCPCTL run --volume $T/vol:$T/mnt --key-file $T/key --"; fi
+    if [ "$1" = base ]; then echo "$AB/src/scpctl run --volume $T/volb:$T/mntb --key-file $T/keyb --"; fi
+}
+dir() { case $1 in shield) echo "$T/mnt" ;; base) echo "$T/mntb" ;; *) echo "$T/plain" ;; esac; }
 
 bench_redis() { # MODE
     local mode=$1 port d
@@ -165,7 +176,7 @@ head -c 1048576 /dev/urandom > "$T/large.bin"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$ROUNDS"); do
     echo "== round $r"
-    for mode in plain shield; do
+    for mode in $MODES; do
         [[ $ONLY == *redis* ]] && command -v redis-benchmark >/dev/null && bench_redis "$mode"
         [[ $ONLY == *sqlite* ]] && command -v sqlite3 >/dev/null && bench_sqlite "$mode"
         [[ $ONLY == *nginx* ]] && command -v wrk >/dev/null && bench_nginx "$mode" 0 && bench_nginx "$mode" 1
@@ -173,21 +184,30 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 echo
-echo "| workload | plain | shielded | ratio |"
-echo "|---|---:|---:|---:|"
-for k in "${!R[@]}"; do echo "${k%,*}"; done | sort -u | while read -r w; do
-    p=$(echo ${R[$w,plain]:-} | tr ' ' '\n' | median)
-    s=$(echo ${R[$w,shield]:-} | tr ' ' '\n' | median)
-    [ -n "$p" ] && [ -n "$s" ] || continue
-    awk -v w="$w" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", w, p, s, s / p }'
-done
+# table TITLE RATIO_NOTE ARRAY: medians per workload and mode, shielded/plain (and with AB,
+# base/plain and shielded/base)
+table() {
+    local -n A=$3
+    if [ -n "$AB" ]; then
+        echo "| $1 | plain | shielded | base | ratio $2 | base/plain | shielded/base |"
+        echo "|---|---:|---:|---:|---:|---:|---:|"
+    else
+        echo "| $1 | plain | shielded | ratio $2 |"
+        echo "|---|---:|---:|---:|"
+    fi
+    for k in "${!A[@]}"; do echo "${k%,*}"; done | sort -u | while read -r w; do
+        p=$(echo ${A[$w,plain]:-} | tr ' ' '\n' | median)
+        s=$(echo ${A[$w,shield]:-} | tr ' ' '\n' | median)
+        b=$(echo ${A[$w,base]:-} | tr ' ' '\n' | median)
+        [ -n "$p" ] && [ -n "$s" ] || continue
+        if [ -n "$AB" ] && [ -n "$b" ]; then
+            awk -v w="$w" -v p="$p" -v s="$s" -v b="$b" 'BEGIN { printf "| %s | %s | %s | %s | %.2fx | %.2fx | %.2fx |\n", w, p, s, b, (p > 0 ? s / p : 0), (p > 0 ? b / p : 0), (b > 0 ? s / b : 0) }'
+        else
+            awk -v w="$w" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", w, p, s, (p > 0 ? s / p : 0) }'
+        fi
+    done
+}
+table workload "(shielded/plain)" R
 echo
-echo "| CPU per operation (us) | plain | shielded | ratio (shielded/plain: above 1 costs more) |"
-echo "|---|---:|---:|---:|"
-for k in "${!C[@]}"; do echo "${k%,*}"; done | sort -u | while read -r w; do
-    p=$(echo ${C[$w,plain]:-} | tr ' ' '\n' | median)
-    s=$(echo ${C[$w,shield]:-} | tr ' ' '\n' | median)
-    [ -n "$p" ] && [ -n "$s" ] || continue
-    awk -v w="$w" -v p="$p" -v s="$s" 'BEGIN { printf "| %s | %s | %s | %.2fx |\n", w, p, s, (p > 0 ? s / p : 0) }'
-done
+table "CPU per operation (us)" "(shielded/plain: above 1 costs more)" C
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

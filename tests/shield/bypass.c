@@ -720,7 +720,19 @@ static void t_static(const char *helper) {
 struct thr {
     int id, errors;
     int shared;
+    /* the first failure: which call, at which step, with which errno (a report that only gave
+     * errno at the end could not tell an open's ENOENT from a close's) */
+    const char *first;
+    int first_i, first_errno;
 };
+
+static void thr_fail(struct thr *t, const char *what, int i) {
+    if (!t->errors++) {
+        t->first = what;
+        t->first_i = i;
+        t->first_errno = errno;
+    }
+}
 
 static void *racer(void *arg) {
     struct thr *t = arg;
@@ -729,13 +741,16 @@ static void *racer(void *arg) {
         snprintf(name, sizeof name, "thr-%d.txt", t->id);
         snprintf(m, sizeof m, "SCPBYPASS_thr%d_%03d_marker", t->id, i);
         int fd = open(path(name), O_CREAT | O_RDWR | O_TRUNC, 0600);
-        if (fd < 0) { t->errors++; continue; }
-        if (syscall(SYS_write, fd, m, strlen(m)) != (long)strlen(m)) t->errors++;
+        if (fd < 0) {
+            thr_fail(t, "open(O_CREAT|O_TRUNC)", i);
+            continue;
+        }
+        if (syscall(SYS_write, fd, m, strlen(m)) != (long)strlen(m)) thr_fail(t, "raw write", i);
         char c;
         /* raw reads on a descriptor that another thread may be closing: EBADF or data, never a crash */
         long r = syscall(SYS_pread64, t->shared, &c, 1L, 0L);
         (void)r;
-        if (close(fd)) t->errors++;
+        if (close(fd)) thr_fail(t, "close", i);
     }
     return NULL;
 }
@@ -745,7 +760,7 @@ static void t_threads(void) {
     pthread_t th[4];
     struct thr t[4];
     for (int i = 0; i < 4; i++) {
-        t[i] = (struct thr){i, 0, shared};
+        t[i] = (struct thr){i, 0, shared, NULL, 0, 0};
         pthread_create(&th[i], NULL, racer, &t[i]);
     }
     usleep(1000);
@@ -755,6 +770,10 @@ static void t_threads(void) {
         pthread_join(th[i], NULL);
         errors += t[i].errors;
     }
+    for (int i = 0; i < 4; i++)
+        if (t[i].errors)
+            printf("     thread %d: %d error(s), the first at step %d: %s (errno %d: %s)\n", i, t[i].errors,
+                   t[i].first_i, t[i].first, t[i].first_errno, strerror(t[i].first_errno));
     if (errors) return bad("threads", "racing threads saw errors");
     for (int i = 0; i < 4; i++) {
         char name[32], m[64];
