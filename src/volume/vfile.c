@@ -820,6 +820,8 @@ static void shared_catch_up(scp_file *f) {
 static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
+    /* (a file left unloaded by a failed load: load it again first, see file_refresh) */
+    if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED)) (void)file_refresh(h->f);
     if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED))
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest; not written",
@@ -1227,11 +1229,20 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
 
 /* After an integrity failure in a process that holds no changes to the file: another process
  * may have committed (and applied in place) since we loaded it. Reload if the manifest moved.
- * Returns 1 if the state was reloaded (the read is worth retrying). */
+ * Also if a (re)load failed half-way (unloaded: a failed pread of .t or of the log, a log that
+ * did not follow): whatever path left it so (this function's own load, commit_reload,
+ * shared_rejoin, file_leave_shared), the entry may still name c_root and the log look fresh
+ * (j_end 0), and nothing else would ever load it again: every read and write failed until the
+ * file's next commit moved its entry (test_volume_catchup "loadfail"). Such a file holds no
+ * changes (each of those paths dropped them), and a load under the writer lock is what
+ * commit_reload makes too, so its writer (outside shared mode the lock is kept to the close)
+ * may reload it as well. Returns 1 if the state was reloaded (the read is worth retrying). */
 static int file_refresh(scp_file *f) {
     int reloaded = 0;
     pthread_rwlock_wrlock(&f->rw);
-    if (!f->modified && !f->writer && f->path && vol_lock(f->vol, NULL) == 0) {
+    int unloaded = __atomic_load_n(&f->unloaded, __ATOMIC_RELAXED);
+    assert(!unloaded || !f->modified); /* (every path that sets it drops the changes first) */
+    if (!f->modified && (!f->writer || unloaded) && f->path && vol_lock(f->vol, NULL) == 0) {
         long i = man_find(&f->vol->man, f->path);
         int stale = f->vol->shared && i >= 0 && file_log_stale(f); /* see writer_refresh */
         /* (outside shared mode a followed file, file_load: its log may have been dropped since,
@@ -1239,7 +1250,7 @@ static int file_refresh(scp_file *f) {
         if (!f->vol->shared && f->followed && i >= 0) stale = 1;
         if (stale) f->j_end = 0;
         if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
-            (stale || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
+            (stale || unloaded || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
             reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
         /* (seen_gen lets this process's next write skip the volume lock: past a run of
          * another process's fsync, which raised the hint that brought us here, only if our

@@ -40,6 +40,14 @@
  *             error, every write that returned reads back in the writer, in another process
  *             meanwhile and in a fresh open after (main: the next write began a new log over
  *             lazy commits that .t lacks, and the other process could not load the file).
+ *   loadfail  one shared-mode process whose journal pwrite fails once (the rejoin: the file is
+ *             taken in again from .t and the log) and whose load then fails once too (a pread of
+ *             .t, or of the journal): once the fault is gone, with no commit in between, every
+ *             read (or, first, a write) succeeds (main: the file stayed unloaded, every read
+ *             failing, until its next commit moved the manifest's entry: file_refresh reloaded
+ *             only a stale log or an entry naming another root). And outside shared mode,
+ *             an fsync whose apply fails after its commit point (a .t pwrite) and whose reload
+ *             then fails (a .t pread), the writer lock held: the same.
  */
 #include <signal.h>
 #include <sys/mman.h>
@@ -91,6 +99,13 @@ static volatile int *dk_phase;
 /* pwfail: the errno the next journal pwrite of records fails with (0: none), once; ENOSPC
  * writes half of it first (a short write; -ENOSPC: the call for the rest then fails) */
 static int pw_fail;
+/* loadfail: once pw_fail has fired, the next pread of an object whose name ends in this (".t",
+ * ".j") fails with EIO, once: the shared-mode rejoin's load of the file fails half-way */
+static const char *pr_fail_suffix;
+static int pr_fail_armed;
+/* loadfail ordinary: the next pwrite of a chunk table object (.t) fails with ENOSPC, once (an
+ * fsync's apply after its commit point), arming pr_fail_suffix as pw_fail does */
+static int t_fail;
 static long slot_reads, hmacs, jhdr_reads, chunk_opens, commit_opens, big_allocs;
 static size_t table_bytes; /* hashed by scp_sha256_mid_update: the chunk table's pages, root */
 static size_t max_alloc; /* the largest malloc of libscp while counting */
@@ -133,6 +148,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
         if (z < n) { /* (not journal_room's zeros) */
             int err = pw_fail;
             pw_fail = 0;
+            if (pr_fail_suffix) pr_fail_armed = 1;
             if (err == ENOSPC && n > 1) {
                 ssize_t r = __real_pwrite(fd, buf, n / 2, off);
                 if (r > 0) {
@@ -143,6 +159,12 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
             errno = err < 0 ? -err : err;
             return -1;
         }
+    }
+    if (t_fail && fd_ends_with(fd, ".t")) {
+        t_fail = 0;
+        if (pr_fail_suffix) pr_fail_armed = 1;
+        errno = ENOSPC;
+        return -1;
     }
     if (dk_point && is_journal(fd)) {
         size_t z = 0;
@@ -169,6 +191,12 @@ ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
     if (counting && fd_ends_with(fd, "/lock")) lock_reads++;
     if (counting && is_slot(fd)) slot_reads++;
     if (counting && off == 0 && n == SCP_JRN_HDR_LEN && is_journal(fd)) jhdr_reads++;
+    if (pr_fail_armed && pr_fail_suffix && fd_ends_with(fd, pr_fail_suffix)) {
+        pr_fail_armed = 0;
+        pr_fail_suffix = NULL; /* (fired: the test checks it did) */
+        errno = EIO;
+        return -1;
+    }
     return __real_pread(fd, buf, n, off);
 }
 
@@ -1069,11 +1097,127 @@ static void test_pwfail(void) {
     pwfail_ordinary(ENOSPC);
 }
 
+/* loadfail (see the top): after the failed write, a read (write_first: a write) and then every
+ * place reads as its last write that returned (or the failed one); writes go on, an fsync,
+ * and a fresh open reads them and verifies. */
+static void loadfail_with(const char *suffix, int write_first) {
+    uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
+    char *root, *vd;
+    scp_err e;
+    char name[32];
+    snprintf(name, sizeof name, "loadfail%c%d", suffix[1], write_first);
+    make_zero_volume(50 + (uint64_t)suffix[1] + (uint64_t)write_first, name,
+                     (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_volume_set_shared(v);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    for (int k = 0; k < PW_FAIL_AT; k++) {
+        pw_piece(b, k);
+        REQUIRE(scp_vfile_pwrite(f, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) == PIECE);
+    }
+    pw_fail = EIO;
+    pr_fail_suffix = suffix;
+    pw_piece(b, PW_FAIL_AT);
+    ssize_t r = scp_vfile_pwrite(f, b, PIECE, (uint64_t)(PW_FAIL_AT % PW_PIECES) * PIECE, &e);
+    int fired = pr_fail_suffix == NULL;
+    pw_fail = 0;
+    pr_fail_suffix = NULL;
+    pr_fail_armed = 0;
+    CHECKF(r < 0 && e.sys == EIO, "loadfail %s: the write whose journal pwrite failed returned %zd "
+                                  "(errno %d), want EIO", suffix, r, r < 0 ? e.sys : 0);
+    CHECKF(fired, "loadfail %s: the rejoin's load read no %s object (the test's fault never fired)",
+           suffix, suffix);
+    int acked = PW_FAIL_AT + 1, wrc = 1;
+    if (write_first) {
+        pw_piece(b, acked);
+        wrc = scp_vfile_pwrite(f, b, PIECE, (uint64_t)(acked % PW_PIECES) * PIECE, &e) == PIECE;
+        CHECKF(wrc, "loadfail %s: the first write after the failed load failed: %s", suffix, e.msg);
+        acked++;
+    }
+    int bad = pw_check(f, acked, PW_WRITES, 1);
+    printf("loadfail %s%s: after the failed write and load, %d places read wrong\n", suffix,
+           write_first ? " (a write first)" : "", bad);
+    CHECKF(!bad, "loadfail %s: %d places read wrong after the failed load, with the fault gone "
+                 "(the file left unloaded)", suffix, bad);
+    int later_bad = 0;
+    for (int k = acked; k < PW_WRITES; k++) {
+        pw_piece(b, k);
+        later_bad += scp_vfile_pwrite(f, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) != PIECE;
+    }
+    CHECKF(!later_bad, "loadfail %s: %d writes failed after the failed load", suffix, later_bad);
+    int frc = scp_vfile_fsync(f, &e);
+    CHECKF(frc == 0, "loadfail %s: the fsync failed: %s", suffix, e.msg);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    if (!bad && !later_bad && frc == 0 && wrc) pw_reopen_check(vd, key, 1, 1, "loadfail", EIO);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+/* loadfail ordinary: outside shared mode, an fsync whose apply fails after its commit point
+ * (a pwrite of .t) takes the file in again as the manifest names it (commit_reload) holding
+ * the writer lock, and that load fails too (the next pread of .t): every place must still read
+ * as its last write, and the writes, an fsync and a fresh open go on (main: the writer kept
+ * its lock to the close and file_refresh skipped a writer's file: every read and write of
+ * it failed until the close). */
+static void loadfail_ordinary(void) {
+    uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
+    char *root, *vd;
+    scp_err e;
+    make_zero_volume(70, "loadfailord", (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *w = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    int later_bad = 0, fail_rc = 0, bad_after = -1, fired = 0;
+    for (int k = 0; k < PW_WRITES; k++) {
+        pw_piece(b, k);
+        later_bad += scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) != PIECE;
+        if (k == 4 && scp_vfile_fsync(w, &e) < 0) later_bad++;
+        if (k == PW_FAIL_AT) {
+            t_fail = 1;
+            pr_fail_suffix = ".t";
+            fail_rc = scp_vfile_fsync(w, &e) ? -e.sys : 1;
+            fired = pr_fail_suffix == NULL;
+            t_fail = 0;
+            pr_fail_suffix = NULL;
+            pr_fail_armed = 0;
+            bad_after = pw_check(w, k + 1, k + 1, 0);
+        }
+    }
+    int frc = scp_vfile_fsync(w, &e);
+    int bad1 = pw_check(w, PW_WRITES, PW_WRITES, 0);
+    printf("loadfail ordinary: the fsync whose apply and reload failed returned %d; wrong places "
+           "right after it %d; %d other calls failed; the last fsync %d; wrong places after it %d\n",
+           fail_rc, bad_after, later_bad, frc, bad1);
+    CHECKF(fired, "loadfail ordinary: the reload read no .t (the test's fault never fired)");
+    CHECKF(fail_rc == -ENOSPC, "loadfail ordinary: the fsync whose apply failed returned %d", fail_rc);
+    CHECKF(!bad_after, "loadfail ordinary: %d places read wrong after the failed reload, with the "
+                       "fault gone (the file left unloaded)", bad_after);
+    CHECKF(!later_bad, "loadfail ordinary: %d writes failed after the failed reload", later_bad);
+    CHECKF(frc == 0 && !bad1, "loadfail ordinary: the last fsync returned %d, %d places wrong", frc,
+           bad1);
+    REQUIRE_OK(scp_vfile_close(w, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    if (frc == 0 && !bad1) pw_reopen_check(vd, key, 1, 0, "loadfail ordinary", ENOSPC);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+static void test_loadfail(void) {
+    loadfail_ordinary();
+    loadfail_with(".t", 0);
+    loadfail_with(".j", 0);
+    loadfail_with(".t", 1);
+    loadfail_with(".j", 1);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && !strcmp(argv[1], "endmark")) test_endmark();
     if (argc > 1 && !strcmp(argv[1], "dropkill")) test_dropkill();
     if (argc > 1 && !strcmp(argv[1], "pwfail")) test_pwfail();
+    if (argc > 1 && !strcmp(argv[1], "loadfail")) test_loadfail();
     if (argc > 1) return tu_exit_code("test_volume_catchup");
     test_catchup();
     test_writers();
@@ -1083,5 +1227,6 @@ int main(int argc, char **argv) {
     test_endmark();
     test_dropkill();
     test_pwfail();
+    test_loadfail();
     return tu_exit_code("test_volume_catchup");
 }
