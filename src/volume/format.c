@@ -539,7 +539,8 @@ static int kept_push(scp_journal_kept *k, uint8_t *pt, uint64_t count, size_t of
     return 0;
 }
 
-/* What a full walk checks the chunk records with (NULL in a follower's walk: no check). */
+/* What a walk checks the chunk records with: their headers chained (every walk), and with
+ * headers_only 0 (a full walk with the volume id) their ciphertext too. */
 #define CHECK_KEYS 8 /* subkeys kept: a writer keeps one salt for 2^20 seals, and in shared mode
                       * each process that appends to the log writes under its own */
 struct chunk_check {
@@ -584,11 +585,11 @@ struct walk_obs {
 
 /* Walk the records of the journal from offset `off`, where the chain stands at `chain`, while
  * the log holds; buf holds the journal's bytes from offset base (at most off) to len;
- * the first record that does not fit or check out ends the log. With cc (a full walk) the
- * chain runs over every header and is compared with each commit record's, and every chunk
- * record is checked; without (a follower's walk from a point it checked) each commit record
- * that authenticates gives the chain value (format.h). Fills *out for the last commit record
- * that names root and size (1), or returns 0. */
+ * the first record that does not fit or check out ends the log. With cc the chain runs over
+ * every header and is compared with each commit record's, and (unless cc->headers_only) every
+ * chunk record is checked; without, each commit record that authenticates gives the chain
+ * value (no caller walks so since session 24: see scp_journal_follow_from_at_kept). Fills
+ * *out for the last commit record that names root and size (1), or returns 0. */
 static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off, uint32_t chunk_size,
                         const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
                         uint8_t chain[SCP_HASH_LEN], struct chunk_check *cc,
@@ -757,7 +758,18 @@ int scp_journal_follow_from_at_kept(const uint8_t *buf, size_t base, size_t len,
     if (from < SCP_JRN_HDR_LEN || from > len || base > from) return 0;
     uint8_t chain[SCP_HASH_LEN];
     memcpy(chain, chain_at, SCP_HASH_LEN);
-    return journal_walk(buf, base, len, from, chunk_size, log_key, id, chain, NULL, root, size,
+    /* The chain runs over every record header from `from` on and must equal each commit
+     * record's stored value (headers_only: no ciphertext checked): a commit record
+     * authenticates its own offset and chain value, not the chunk record headers in front of
+     * it, and a follow reads the log while a writer's pwrite may still be landing in it (step
+     * 3 takes commits that no manifest names yet: the pwrite of the next one may be in
+     * progress), so the buffer can hold a commit record that landed behind a chunk record
+     * header that had not yet (a reader's copy that overtook the writer's part-way): its index
+     * still the end mark's zeros, or an older log's header. Unchained, the follow took the
+     * commit's entries with its chunk record mapped to another chunk (docs/volume-format.md,
+     * "What a follow trusts"; test_volume_catchup "torn"). */
+    struct chunk_check cc = {.id = id, .headers_only = 1};
+    return journal_walk(buf, base, len, from, chunk_size, log_key, id, chain, &cc, root, size,
                         out, NULL, NULL, kept, NULL, past);
 }
 

@@ -342,9 +342,12 @@ int scp_journal_find_live(const uint8_t *buf, size_t len, uint32_t chunk_size,
 
 /* The same, walking only from offset `from` of buf (a record boundary up to which the caller
  * has checked the log, with the chain value chain_at there and the log's key log_key): how a
- * process that follows another's appends to one log catches up without hashing them: each
- * commit record that authenticates gives the chain value before it, and no chunk record is
- * checked (format.h above; a chunk read checks its ciphertext against the table). The bytes
+ * process that follows another's appends to one log catches up: the chain runs over every
+ * record header from `from` and each commit record's stored value must equal it (a commit
+ * record authenticates its own offset and chain value; the chain is what binds the chunk
+ * record headers in front of it, their index and entry, which a follow that reads while a
+ * writer's pwrite is still landing can see half-written: session 24, race24); no chunk
+ * record's ciphertext is checked (a chunk read checks it against the table). The bytes
  * of buf before `from` are not read (the commit records' AAD uses absolute offsets, so buf
  * holds the journal from offset 0). */
 int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t chunk_size,

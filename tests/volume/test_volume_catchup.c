@@ -48,6 +48,9 @@
  *             only a stale log or an entry naming another root). And outside shared mode,
  *             an fsync whose apply fails after its commit point (a .t pwrite) and whose reload
  *             then fails (a .t pread), the writer lock held: the same.
+ *   torn      a reader follows (step 3: past the commit the manifest names) while the writer's
+ *             pwrite of a commit is landing, torn: the chunk record's index not there yet, the
+ *             commit record there. Every place reads right (see test_torn).
  */
 #include <signal.h>
 #include <sys/mman.h>
@@ -106,6 +109,12 @@ static int pr_fail_armed;
 /* loadfail ordinary: the next pwrite of a chunk table object (.t) fails with ENOSPC, once (an
  * fsync's apply after its commit point), arming pr_fail_suffix as pw_fail does */
 static int t_fail;
+/* torn: the writer's next journal pwrite that begins with a chunk record is torn as a reader's
+ * copy that overtook the writer's part-way sees it: all of it but the record's index (bytes
+ * 8-15, the previous append's end mark, zeros, until then), a pause while tn[0] is 2 (the
+ * reader follows meanwhile: tn[1] to 2 when done), then the index */
+static int tn_arm;
+static volatile int *tn;
 static long slot_reads, hmacs, jhdr_reads, chunk_opens, commit_opens, big_allocs;
 static size_t table_bytes; /* hashed by scp_sha256_mid_update: the chunk table's pages, root */
 static size_t max_alloc; /* the largest malloc of libscp while counting */
@@ -165,6 +174,16 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
         if (pr_fail_suffix) pr_fail_armed = 1;
         errno = ENOSPC;
         return -1;
+    }
+    if (tn_arm && n > SCP_JCHUNK_HDR_LEN && off >= SCP_JRN_HDR_LEN &&
+        scp_get_u32(buf) == SCP_JREC_CHUNK && is_journal(fd)) {
+        tn_arm = 0;
+        const uint8_t *p = buf;
+        if (__real_pwrite(fd, p, 8, off) != 8 || __real_pwrite(fd, p + 16, n - 16, off + 16) != (ssize_t)(n - 16))
+            return -1;
+        __atomic_store_n(&tn[0], 2, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 30000 && __atomic_load_n(&tn[1], __ATOMIC_SEQ_CST) < 2; i++) usleep(1000);
+        return __real_pwrite(fd, p + 8, 8, off + 8) == 8 ? (ssize_t)n : -1;
     }
     if (dk_point && is_journal(fd)) {
         size_t z = 0;
@@ -1204,6 +1223,75 @@ static void loadfail_ordinary(void) {
     free(vd);
 }
 
+/* torn (lazy publication step 3's race, issue 13; docs/volume-format.md, "What a follow
+ * trusts"): a shared-mode reader follows the log past the commit the manifest names while the
+ * writer's pwrite of the next commit is still landing. Here that pwrite is torn by the test
+ * (the wrapper above): the chunk record's index still reads as the end mark's zeros while its
+ * ciphertext and the commit record are there. The writer writes TN_K pieces (lazy commits);
+ * the reader reads them all after the first 10 (so that it follows from its place in the
+ * log), and again while write TN_K (piece TN_K % 16) is torn, and once more after it returned.
+ * With lazy22's step 3 the follow took commit TN_K (its record authenticates) with the chunk
+ * record mapped to piece 0: piece 8's new entry over its old record, "fails authentication"
+ * until its next write (dropkill's 2 failed reads in session 23, CI's 41). */
+#define TN_K 24
+static void test_torn(void) {
+    uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
+    char *root, *vd;
+    scp_err e;
+    make_zero_volume(80, "torn", (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_volume_set_shared(v);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    REQUIRE(scp_vfile_pread(f, b, PIECE, 0, &e) == PIECE);
+    tn = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(tn != MAP_FAILED);
+    tn[0] = tn[1] = 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_vfile *w = scp_vfile_open(v, "wal", O_RDWR, 0, &e);
+        for (int k = 0; w && k <= TN_K; k++) {
+            if (k == 10) {
+                __atomic_store_n(&tn[0], 1, __ATOMIC_SEQ_CST);
+                pw_wait(&tn[1], 1);
+            }
+            tn_arm = k == TN_K;
+            pw_piece(b, k);
+            if (scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) != PIECE) _exit(2);
+        }
+        _exit(w && !tn_arm ? 0 : 3);
+    }
+    pw_wait(&tn[0], 1);
+    int bad0 = pw_check(f, 10, 10, 0);
+    __atomic_store_n(&tn[1], 1, __ATOMIC_SEQ_CST);
+    pw_wait(&tn[0], 2);
+    /* (write TN_K is landing: every place reads as its last write, or piece TN_K % 16 as TN_K) */
+    int bad = 0, torn_p = TN_K % PW_PIECES, got_p = -3;
+    for (int p = 0; p < PW_PIECES; p++) {
+        int got = pw_read(f, p), last = TN_K - 1 - ((TN_K - 1 - p) % PW_PIECES);
+        if (p == torn_p) got_p = got;
+        bad += got != last && !(p == torn_p && got == TN_K);
+    }
+    __atomic_store_n(&tn[1], 2, __ATOMIC_SEQ_CST);
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    int bad2 = pw_check(f, TN_K + 1, TN_K + 1, 0);
+    printf("torn: the reader's wrong places: %d before, %d while write %d landed torn (piece %d "
+           "read as write %d), %d after it returned\n", bad0, bad, TN_K, torn_p, got_p, bad2);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "torn: the writer exited with status %d", st);
+    CHECKF(tn[0] == 2, "torn: the writer's pwrite was never torn");
+    CHECKF(!bad0 && !bad && !bad2, "torn: the reader read %d, %d and %d places wrong (before, while "
+                                   "a write landed torn, after)", bad0, bad, bad2);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    munmap((void *)tn, 4096);
+    tn = NULL;
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 static void test_loadfail(void) {
     loadfail_ordinary();
     loadfail_with(".t", 0);
@@ -1218,6 +1306,7 @@ int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "dropkill")) test_dropkill();
     if (argc > 1 && !strcmp(argv[1], "pwfail")) test_pwfail();
     if (argc > 1 && !strcmp(argv[1], "loadfail")) test_loadfail();
+    if (argc > 1 && !strcmp(argv[1], "torn")) test_torn();
     if (argc > 1) return tu_exit_code("test_volume_catchup");
     test_catchup();
     test_writers();
@@ -1228,5 +1317,6 @@ int main(int argc, char **argv) {
     test_dropkill();
     test_pwfail();
     test_loadfail();
+    test_torn();
     return tu_exit_code("test_volume_catchup");
 }
