@@ -855,6 +855,10 @@ int file_adopt_past(scp_file *f, long mi, scp_err *err);
  * before the volume lock and the manifest record (test_volume_lazy "follow": a writer that
  * dies there). NULL otherwise. */
 extern void (*vol_test_lazy_recorded)(scp_file *f);
+/* Tests only: called where a chunk read fails (chunk_integrity_fail: missing, or fails
+ * authentication), with f's state as the read held it (f->rw held at least for reading):
+ * test_volume_catchup dropkill prints the state behind its first wrong read. NULL otherwise. */
+extern void (*vol_test_chunk_failed)(scp_file *f, uint64_t i);
 /* Another process's shared-mode fsync put a run of type 3 records behind our last commit
  * (vol_commit_oneflush), which raised f's hint: our next append goes behind it, never over it.
  * Called wherever this process takes in the newest state of f under the volume lock. */

@@ -53,12 +53,14 @@
  *             commit record there. Every place reads right (see test_torn).
  */
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 
 #include "crypto/crypto.h"
 #include "volume/format.h"
+#include "volume/internal.h"
 #include "scenario.h"
 
 ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
@@ -764,6 +766,60 @@ static void dk_piece(uint8_t *b, int k) {
     snprintf((char *)b, PIECE, "dropkill piece %d of write %d", k % DK_PIECES, k);
 }
 
+/* dropkill: at the reader's first wrong read in a run, what its state held at the last failed
+ * chunk read of that read (the library's test hook vol_test_chunk_failed, which fills
+ * dk_state; the read's retries call it again): where the journal map puts the chunk (or its
+ * slot), its place in the log (j_end) and the journal end hint, whether it followed past the
+ * commit the manifest named (past; c_root and m_root, c_size and m_size), the table entry's
+ * tag, the writer's step, and the records on disk at the mapped place and after it (type,
+ * index, the tag of a chunk record's entry): for the next race of this kind, what to read. */
+static char dk_state[2048];
+static size_t dk_state_len;
+static void dk_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void dk_say(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dk_state + dk_state_len, sizeof dk_state - dk_state_len, fmt, ap);
+    va_end(ap);
+    if (n > 0) dk_state_len += (size_t)n < sizeof dk_state - dk_state_len ? (size_t)n : sizeof dk_state - dk_state_len - 1;
+}
+static void dk_hex4(const uint8_t *p, char *o) { snprintf(o, 9, "%02x%02x%02x%02x", p[0], p[1], p[2], p[3]); }
+static void dk_chunk_failed(scp_file *f, uint64_t i) {
+    uint64_t joff = 0;
+    int mapped = u64map_get(&f->jmap, i, &joff);
+    char cr[9], mr[9], te[9];
+    dk_hex4(f->c_root, cr);
+    dk_hex4(f->m_root, mr);
+    dk_hex4(ent(f, i) + SCP_ENT_TAG_OFF, te);
+    dk_state_len = 0;
+    dk_state[0] = 0;
+    dk_say("  the state at its failed chunk read (chunk %llu): %s %llu; j_end %llu, end hint %llu; "
+           "past %d, c_root %s.. c_size %llu, m_root %s.. m_size %llu; the table's entry: slot %d, "
+           "tag %s..; writer's step %d\n",
+           (unsigned long long)i, mapped ? "the journal map puts it at" : "not in the journal map; slot",
+           (unsigned long long)(mapped ? joff : (uint64_t)SCP_ENT_SLOT(ent(f, i))),
+           (unsigned long long)f->j_end, (unsigned long long)vol_jend_hint(f->vol, f->id), f->past,
+           cr, (unsigned long long)f->c_size, mr, (unsigned long long)f->m_size,
+           SCP_ENT_SLOT(ent(f, i)), te, dk_phase ? *dk_phase : -1);
+    if (!mapped || f->fd_j < 0) return;
+    uint64_t off = joff;
+    for (int k = 0; k < 4; k++) { /* the mapped record and the three after it, as on disk now */
+        uint8_t h[SCP_JCHUNK_HDR_LEN];
+        if (__real_pread(f->fd_j, h, sizeof h, (off_t)off) != (ssize_t)sizeof h) break;
+        uint32_t type = scp_get_u32(h);
+        char rt[9];
+        dk_hex4(h + SCP_JREC_HDR_LEN + SCP_ENT_TAG_OFF, rt);
+        dk_say("    record at %llu: type %u, %s %llu%s%s\n", (unsigned long long)off, type,
+               type == SCP_JREC_CHUNK ? "index" : "count or length",
+               (unsigned long long)scp_get_u64(h + 8), type == SCP_JREC_CHUNK ? ", entry tag " : "",
+               type == SCP_JREC_CHUNK ? rt : "");
+        if (type == SCP_JREC_CHUNK) off += SCP_JCHUNK_HDR_LEN + f->vol->cs;
+        else if (type == SCP_JREC_COMMIT) off += SCP_JCOMMIT_LEN(scp_get_u64(h + 8));
+        else if (type == SCP_JREC_MLOG) off += SCP_JREC_HDR_LEN + scp_get_u64(h + 8);
+        else break;
+    }
+}
+
 static void dropkill_at(int point) {
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
@@ -796,6 +852,7 @@ static void dropkill_at(int point) {
         _exit(3); /* (never reached the kill: the parent counts it as a failure) */
     }
     int readbad = 0, reads = 0, st = 0;
+    vol_test_chunk_failed = dk_chunk_failed;
     /* what each wrong read was: a failed read, other bytes (not a piece), another piece, an
      * older write than the last that returned; the first few told in full */
     int nfail = 0, nother = 0, nwrongp = 0, nolder = 0, told = 0, first = 0, lastbad = 0, kfirst = 0,
@@ -806,6 +863,8 @@ static void dropkill_at(int point) {
         int ph0 = __atomic_load_n(&acked[2], __ATOMIC_SEQ_CST);
         reads++;
         int last = k - 1 - ((k - 1 - p) % DK_PIECES); /* the last write at p that returned */
+        dk_state_len = 0;
+        dk_state[0] = 0;
         ssize_t r = scp_vfile_pread(f, b, PIECE, (uint64_t)p * PIECE, &e);
         int ph1 = __atomic_load_n(&acked[2], __ATOMIC_SEQ_CST);
         /* (a later write at p may have returned since k was read: its number is larger) */
@@ -826,11 +885,13 @@ static void dropkill_at(int point) {
                    "writer's step %d..%d)\n", point, reads, p,
                    kind == 1 ? e.msg : kind == 2 ? "other bytes" : kind == 3 ? "another piece" : "an older write",
                    got, last, k, ph0, ph1);
+        if (kind && told == 1 && dk_state_len) fputs(dk_state, stdout);
     }
     if (readbad)
         printf("dropkill %d: wrong reads: %d failed, %d other bytes, %d another piece, %d older; "
                "reads %d (after %d writes) to %d (after %d writes) of %d\n",
                point, nfail, nother, nwrongp, nolder, first, kfirst, lastbad, klast, reads);
+    vol_test_chunk_failed = NULL;
     int k = acked[0];
     printf("dropkill %d: the writer died after %d writes (%s), the reader read %d times\n", point, k,
            WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? "killed" : "not killed", reads);
@@ -1268,11 +1329,17 @@ static void test_torn(void) {
     pw_wait(&tn[0], 2);
     /* (write TN_K is landing: every place reads as its last write, or piece TN_K % 16 as TN_K) */
     int bad = 0, torn_p = TN_K % PW_PIECES, got_p = -3;
+    vol_test_chunk_failed = dk_chunk_failed; /* (dropkill's report of the state, if one fails) */
     for (int p = 0; p < PW_PIECES; p++) {
+        dk_state_len = 0;
+        dk_state[0] = 0;
         int got = pw_read(f, p), last = TN_K - 1 - ((TN_K - 1 - p) % PW_PIECES);
         if (p == torn_p) got_p = got;
-        bad += got != last && !(p == torn_p && got == TN_K);
+        int wrong = got != last && !(p == torn_p && got == TN_K);
+        if (wrong && !bad) printf("torn: piece %d read as %d (want %d)\n%s", p, got, last, dk_state);
+        bad += wrong;
     }
+    vol_test_chunk_failed = NULL;
     __atomic_store_n(&tn[1], 2, __ATOMIC_SEQ_CST);
     int st = 0;
     REQUIRE(waitpid(pid, &st, 0) == pid);
