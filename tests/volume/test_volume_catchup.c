@@ -49,8 +49,9 @@
  *             an fsync whose apply fails after its commit point (a .t pwrite) and whose reload
  *             then fails (a .t pread), the writer lock held: the same.
  *   torn      a reader follows (step 3: past the commit the manifest names) while the writer's
- *             pwrite of a commit is landing, torn: the chunk record's index not there yet, the
- *             commit record there. Every place reads right (see test_torn).
+ *             pwrite of a commit is landing, torn: the chunk record's index not there yet (or
+ *             another chunk's index there, as in a log written over), the commit record there.
+ *             Every place reads right (see torn_with).
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -179,9 +180,16 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     }
     if (tn_arm && n > SCP_JCHUNK_HDR_LEN && off >= SCP_JRN_HDR_LEN &&
         scp_get_u32(buf) == SCP_JREC_CHUNK && is_journal(fd)) {
+        int mode = tn_arm;
         tn_arm = 0;
         const uint8_t *p = buf;
-        if (__real_pwrite(fd, p, 8, off) != 8 || __real_pwrite(fd, p + 16, n - 16, off + 16) != (ssize_t)(n - 16))
+        /* (mode 2: the index bytes of another chunk's header there first, as a log written
+         * over holds the dropped log's header at that offset) */
+        uint8_t other[8];
+        memcpy(other, p + 8, 8);
+        other[7] ^= 5;
+        if (__real_pwrite(fd, p, 8, off) != 8 || __real_pwrite(fd, p + 16, n - 16, off + 16) != (ssize_t)(n - 16) ||
+            (mode == 2 && __real_pwrite(fd, other, 8, off + 8) != 8))
             return -1;
         __atomic_store_n(&tn[0], 2, __ATOMIC_SEQ_CST);
         for (int i = 0; i < 30000 && __atomic_load_n(&tn[1], __ATOMIC_SEQ_CST) < 2; i++) usleep(1000);
@@ -1295,11 +1303,12 @@ static void loadfail_ordinary(void) {
  * record mapped to piece 0: piece 8's new entry over its old record, "fails authentication"
  * until its next write (dropkill's 2 failed reads in session 23, CI's 41). */
 #define TN_K 24
-static void test_torn(void) {
+static void torn_with(int mode) {
     uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
     char *root, *vd;
     scp_err e;
-    make_zero_volume(80, "torn", (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
+    make_zero_volume(80 + (uint64_t)mode, mode == 1 ? "torn" : "tornother",
+                     (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
     scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     scp_volume_set_shared(v);
     scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
@@ -1317,7 +1326,7 @@ static void test_torn(void) {
                 __atomic_store_n(&tn[0], 1, __ATOMIC_SEQ_CST);
                 pw_wait(&tn[1], 1);
             }
-            tn_arm = k == TN_K;
+            tn_arm = k == TN_K ? mode : 0;
             pw_piece(b, k);
             if (scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) != PIECE) _exit(2);
         }
@@ -1344,8 +1353,9 @@ static void test_torn(void) {
     int st = 0;
     REQUIRE(waitpid(pid, &st, 0) == pid);
     int bad2 = pw_check(f, TN_K + 1, TN_K + 1, 0);
-    printf("torn: the reader's wrong places: %d before, %d while write %d landed torn (piece %d "
-           "read as write %d), %d after it returned\n", bad0, bad, TN_K, torn_p, got_p, bad2);
+    printf("torn (%s): the reader's wrong places: %d before, %d while write %d landed torn (piece %d "
+           "read as write %d), %d after it returned\n", mode == 1 ? "the index not there yet" :
+           "another chunk's index there first", bad0, bad, TN_K, torn_p, got_p, bad2);
     CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "torn: the writer exited with status %d", st);
     CHECKF(tn[0] == 2, "torn: the writer's pwrite was never torn");
     CHECKF(!bad0 && !bad && !bad2, "torn: the reader read %d, %d and %d places wrong (before, while "
@@ -1357,6 +1367,11 @@ static void test_torn(void) {
     tu_rm_rf(root);
     free(root);
     free(vd);
+}
+
+static void test_torn(void) {
+    torn_with(1);
+    torn_with(2);
 }
 
 static void test_loadfail(void) {
