@@ -429,7 +429,47 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         replay_k(cut, &w, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0, &kp);
         FUZZ_CHECK(kp.opens == 0);
         scp_journal_kept_free(&kp);
+        /* Past mode (lazy publication step 3) on the journal cut after the commit found:
+         * nothing is past it, so the same commit, named where it ends */
+        memset(&w, 0x5A, sizeof w);
+        FUZZ_CHECK(scp_journal_follow_live_kept(cut, v.end, cs, file_key, file_id, root, tsize, 1,
+                                                &w, NULL) == 1);
+        FUZZ_CHECK(w.end == v.end && w.new_size == tsize && memcmp(w.root, root, 32) == 0 &&
+                   w.start <= w.named_end && w.named_end <= w.end);
         free(cut);
+        /* and on the whole journal: the named commit or one after it, at most as far as a walk
+         * that checks no chunk ciphertext goes; a commit the reference found there names what
+         * the view says; replayed in two parts at named_end (file_follow_to) without a memory
+         * error or a second opening of a kept payload */
+        memset(&kp, 0, sizeof kp);
+        memset(&w, 0x5A, sizeof w);
+        FUZZ_CHECK(scp_journal_follow_live_kept(buf, len, cs, file_key, file_id, root, tsize, 1,
+                                                &w, &kp) == 1);
+        FUZZ_CHECK(w.end >= v.end && w.named_end >= w.start &&
+                   w.named_end <= w.end && w.end <= len);
+        for (size_t i = 0; i < r.nc; i++)
+            if (r.c[i].end == w.end)
+                FUZZ_CHECK(r.c[i].size == w.new_size && memcmp(r.c[i].root, w.root, 32) == 0);
+        {
+            scp_err e;
+            scp_journal_view ja = w, jb = w;
+            ja.end = w.named_end;
+            jb.start = w.named_end;
+            size_t kk = 0;
+            while (kk < kp.n && kp.off[kk] < w.named_end) kk++;
+            scp_journal_kept kb = kp;
+            kb.pt += kk;
+            kb.count += kk;
+            kb.off += kk;
+            kb.n -= kk;
+            kb.opens = 0;
+            FUZZ_CHECK(scp_journal_replay_kept(buf, &ja, &kp, cs, file_id, noop_chunk, noop_entry,
+                                               NULL, &e) == 0);
+            FUZZ_CHECK(scp_journal_replay_kept(buf, &jb, &kb, cs, file_id, noop_chunk, noop_entry,
+                                               NULL, &e) == 0);
+            FUZZ_CHECK(kp.opens == 0 && kb.opens == 0);
+        }
+        scp_journal_kept_free(&kp);
 
         /* Following from the first commit that checks out, as shared mode does. */
         scp_journal_view u, x;

@@ -228,7 +228,10 @@ static void aad_of(scp_file *f, uint64_t i, uint8_t aad[AAD_LEN]) {
     scp_chunk_aad(f->vol->volid, f->id, i, aad);
 }
 
+void (*vol_test_chunk_failed)(scp_file *f, uint64_t i);
+
 int chunk_integrity_fail(scp_file *f, uint64_t i, const char *what, scp_err *err) {
+    if (vol_test_chunk_failed) vol_test_chunk_failed(f, i);
     return scp_fail(err, SCP_E_INTEGRITY, EIO,
                     "'%s': chunk at offset %llu %s (the volume was modified, truncated or "
                     "rolled back)",

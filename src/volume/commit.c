@@ -218,6 +218,7 @@ struct follow {
     size_t base;
     uint64_t nchunks;
     scp_err *err;
+    uint64_t gen;       /* what the entries taken go into the unapplied set with */
 };
 
 static int follow_chunk(void *ctx, uint64_t index, const uint8_t *ct) {
@@ -246,8 +247,9 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
     table_mark_page(f, index);
     /* A chunk overwritten in place by the other process (its second slot): read it from .s */
     if (SCP_ENT_SLOT(e) && f->fd_s < 0) (void)file_open_slot(f, 0, NULL);
-    /* The commit that named it is at or below the generation being followed (under vol_lock) */
-    if (u64map_put(&f->unapplied, index, f->vol->gen) < 0)
+    /* The commit that named it is at or below the generation being followed (under vol_lock);
+     * a commit past the one the manifest names: UNAPPLIED_PAST (no durable commit covers it) */
+    if (u64map_put(&f->unapplied, index, r->gen) < 0)
         return scp_fail(r->err, SCP_E_NOMEM, ENOMEM, "out of memory following a journal");
     return 0;
 }
@@ -257,20 +259,39 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
  * a whole log is freed. */
 #define FOLLOW_BUF_KEEP ((size_t)256 << 10)
 
+/* The unapplied set's mark for an entry taken from a commit past the one the manifest names
+ * (above every generation: never covered by a durable commit, so chunk_target_shared never
+ * overwrites its other slot in place) until a manifest names the state (file_past_named). */
+#define UNAPPLIED_PAST UINT64_MAX
+
 /* Redo in memory the records of f's log from offset `from` (0: the whole log, over a table
  * just read from .t) up to the commit that names e's root and size. Returns 1 if found and
- * redone, 0 if the log has no such commit after `from` (or is another log), -1 on error. */
-static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err);
+ * redone, 0 if the log has no such commit after `from` (or is another log), -1 on error.
+ * With `past` (shared mode, lazy publication step 3: FOLLOW_PAST) the follow goes on to the
+ * last commit record after it that checks out, and with FOLLOW_ANY (from our own place in the
+ * log, which is at or past the named commit) it takes any commit after `from`; *got gets the
+ * root and size of the commit taken (e's, when none is past it). */
+enum { FOLLOW_NAMED = 0, FOLLOW_PAST = 1, FOLLOW_ANY = 2 };
+struct follow_got {
+    uint8_t root[SCP_HASH_LEN];
+    uint64_t size;
+};
+static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
+                      struct follow_got *got_out, scp_err *err);
 
-static int file_follow(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
+static int file_follow_to(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
+                          struct follow_got *got_out, scp_err *err) {
     uint64_t t = VSTAT_T0();
-    int rc = follow_run(f, e, from, err);
+    int rc = follow_run(f, e, from, mode, got_out, err);
     if (!from) VSTAT_T1(follow_full_ns, t); /* (the clock read twice: both share t) */
     VSTAT_T1(follow_ns, t);
     return rc;
 }
 
-static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *err) {
+static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
+                      struct follow_got *got_out, scp_err *err) {
+    assert(mode == FOLLOW_NAMED || f->vol->shared);
+    assert(mode != FOLLOW_ANY || from); /* (from our own place only) */
     /* (f->fbuf, the kept follow buffer, is shared by the process's threads: the volume's
      * mutex is what keeps two follows of one file apart) */
     assert(VOL_MU_HELD(f->vol));
@@ -295,7 +316,9 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *
     if ((!checked && fstat(f->fd_j, &st) < 0) || !S_ISREG(st.st_mode) ||
         st.st_size < SCP_JRN_HDR_LEN || (uint64_t)st.st_size < from)
         return 0;
-    if ((uint64_t)st.st_size > journal_replay_max(e->size, cs))
+    /* (a commit past the named one may have grown the file: the larger size bounds the log) */
+    uint64_t bound = mode != FOLLOW_NAMED && f->size > e->size ? f->size : e->size;
+    if ((uint64_t)st.st_size > journal_replay_max(bound, cs))
         return from ? 0
                     : scp_fail(err, SCP_E_INTEGRITY, EIO,
                                "'%s': its journal (%llu bytes) is longer than any writer makes "
@@ -354,15 +377,20 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *
         got = end;
         scp_wipe(&jv, sizeof jv);
         scp_journal_kept_free(&kept);
-        found = from ? scp_journal_find_from_at_kept(buf, base, end, from, cs, f->j_key, f->j_chain,
-                                                     f->id, e->root, e->size, &jv, &kept)
-                     : scp_journal_find_live_kept(buf, end, cs, f->key, f->id, e->root, e->size,
-                                                  &jv, &kept);
+        const uint8_t *want = mode == FOLLOW_ANY ? NULL : e->root;
+        found = from ? scp_journal_follow_from_at_kept(buf, base, end, from, cs, f->j_key, f->j_chain,
+                                                       f->id, want, e->size, mode != FOLLOW_NAMED,
+                                                       &jv, &kept)
+                     : scp_journal_follow_live_kept(buf, end, cs, f->key, f->id, want, e->size,
+                                                    mode != FOLLOW_NAMED, &jv, &kept);
         if (jv.cut) end = len; /* (a no-op once end is len) */
     }
     if (found) {
         VSTAT(follow_found);
-        uint64_t n = nchunks_of(e->size, cs), oldn = cur_n(f);
+        /* (the commit taken: e's, or one past it) */
+        assert(mode != FOLLOW_NAMED || (jv.new_size == e->size &&
+                                        memcmp(jv.root, e->root, SCP_HASH_LEN) == 0));
+        uint64_t n = nchunks_of(jv.new_size, cs), oldn = cur_n(f);
         rc = table_reserve(f, n, err);
         if (rc == 0 && n < oldn) {
             memset(ent(f, n), 0, (oldn - n) * ENT);
@@ -375,10 +403,38 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, scp_err *
             /* (only a changed count of chunks changes a page's hash: marking the last page at
              * every follow rehashed all of it, 11 KiB, for a follow that changed one entry) */
             if (n != oldn) table_mark_resize(f, oldn, n);
-            f->size = f->c_size = e->size;
-            struct follow r = {f, buf, base, n, err};
-            rc = scp_journal_replay_kept(buf, &jv, &kept, cs, f->id, follow_chunk, follow_entry,
+            f->size = f->c_size = jv.new_size;
+            /* The commits up to the named one (what the manifest names: covered by the
+             * manifest's generation), then those past it (UNAPPLIED_PAST), each replayed from
+             * its own walk's kept payloads (the k-th kept payload is the k-th commit) */
+            size_t split = mode == FOLLOW_NAMED ? jv.end : jv.named_end;
+            assert(jv.start <= split && split <= jv.end);
+            size_t k = 0;
+            while (k < kept.n && kept.off[k] < split) k++;
+            scp_journal_view ja = jv;
+            ja.end = split;
+            struct follow r = {f, buf, base, n, err, f->vol->gen};
+            rc = scp_journal_replay_kept(buf, &ja, &kept, cs, f->id, follow_chunk, follow_entry,
                                          &r, err);
+            if (rc == 0 && split < jv.end) {
+                scp_journal_view jb = jv;
+                jb.start = split;
+                scp_journal_kept kb = kept;
+                kb.pt += k;
+                kb.count += k;
+                kb.off += k;
+                kb.n -= k;
+                kb.opens = 0;
+                r.gen = UNAPPLIED_PAST;
+                rc = scp_journal_replay_kept(buf, &jb, &kb, cs, f->id, follow_chunk, follow_entry,
+                                             &r, err);
+                kept.opens += kb.opens;
+            }
+            if (got_out) {
+                memcpy(got_out->root, jv.root, SCP_HASH_LEN);
+                got_out->size = jv.new_size;
+            }
+            scp_wipe(&ja, sizeof ja);
         }
         if (rc == 0) {
             f->j_end = jv.end;
@@ -426,19 +482,138 @@ int file_log_stale(scp_file *f) {
     return stale;
 }
 
+/* Lazy publication step 3 (docs/volume-format.md, "Built: step 3"). The state followed is the
+ * commit the manifest names (m_root) or, in shared mode, the last one past it in the log
+ * (c_root): record which, and when a manifest names the state taken, the entries taken from
+ * past commits are covered by its generation like any other (UNAPPLIED_PAST -> v->gen). */
+static void past_named(scp_file *f) {
+    size_t pos = 0;
+    uint64_t i, g;
+    while (u64map_next(&f->unapplied, &pos, &i, &g))
+        if (g == UNAPPLIED_PAST) (void)u64map_put(&f->unapplied, i, f->vol->gen);
+    f->past = 0;
+}
+
+static void file_took(scp_file *f, const scp_mentry *e, const uint8_t root[SCP_HASH_LEN],
+                      uint64_t size) {
+    memcpy(f->c_root, root, SCP_HASH_LEN);
+    f->c_size = size;
+    memcpy(f->m_root, e->root, SCP_HASH_LEN);
+    f->m_size = e->size;
+    int past = memcmp(root, e->root, SCP_HASH_LEN) != 0 || size != e->size;
+    assert(!past || f->vol->shared);
+    if (f->past && !past) past_named(f); /* (named now: the manifest's generation covers them) */
+    f->past = past;
+}
+
+static void tail_none(scp_file *f, uint64_t hint) {
+    __atomic_store_n(&f->tail_none_at, f->j_end, __ATOMIC_RELAXED);
+    __atomic_store_n(&f->tail_none_hint, hint, __ATOMIC_RELAXED);
+}
+
+int file_tail_moved(scp_file *f) {
+    assert(f->vol->shared);
+    if (!f->j_end || f->fd_j < 0) return 0;
+    /* (the hint: the last appender's end; a slot another file shares may say otherwise, and
+     * then the end mark at our end decides: 16 zero bytes there, nothing was appended) */
+    uint64_t hint = vol_jend_hint(f->vol, f->id);
+    if (hint == f->j_end) return 0;
+    if (__atomic_load_n(&f->tail_none_at, __ATOMIC_RELAXED) == f->j_end &&
+        __atomic_load_n(&f->tail_none_hint, __ATOMIC_RELAXED) == hint)
+        return 0; /* (looked at with this hint already: nothing) */
+    uint8_t h[SCP_JREC_HDR_LEN];
+    static const uint8_t zero[SCP_JREC_HDR_LEN];
+    if (scp_pread_full(f->fd_j, h, sizeof h, (off_t)f->j_end) != (ssize_t)sizeof h) return 0;
+    if (memcmp(h, zero, sizeof h) != 0) return 1;
+    tail_none(f, hint);
+    return 0;
+}
+
+/* Shared mode: take in the commits appended past our place in the log (j_end), whoever wrote
+ * them and whether or not a manifest names them yet (FOLLOW_ANY). Returns 1 if one was taken,
+ * 0 if none, -1 if the table no longer checks out (the caller reloads) or on error. */
+static int file_follow_tail(scp_file *f, const scp_mentry *e, scp_err *err) {
+    if (!file_tail_moved(f)) return 0;
+    struct follow_got got;
+    uint64_t hint = vol_jend_hint(f->vol, f->id);
+    int r = file_follow_to(f, e, f->j_end, FOLLOW_ANY, &got, err);
+    if (r == 0) tail_none(f, hint); /* (a torn tail, a run: no commit there until it moves) */
+    if (r <= 0) return r;
+    uint8_t root[SCP_HASH_LEN];
+    table_root(f, root);
+    if (memcmp(root, got.root, SCP_HASH_LEN) != 0)
+        return scp_fail(err, SCP_E_INTEGRITY, EIO, "'%s': its journal does not follow", e->path);
+    file_took(f, e, got.root, got.size);
+    return 1;
+}
+
+int file_catch_tail(scp_file *f, const scp_mentry *e, scp_err *err) {
+    assert(f->vol->shared && VOL_LOCK_HELD(f->vol));
+    if (f->unloaded || f->modified || !f->j_end) return 0;
+    /* (a manifest that names the commit we followed past to: named now, R4's "at") */
+    if (f->past && memcmp(e->root, f->c_root, SCP_HASH_LEN) == 0 && e->size == f->c_size)
+        file_took(f, e, f->c_root, f->c_size);
+    int r = file_follow_tail(f, e, err);
+    if (r < 0) {
+        f->j_end = 0; /* (reload from .t and follow the whole log) */
+        return file_load(f, e, err) < 0 ? -1 : 1;
+    }
+    return r;
+}
+
+int file_adopt_past(scp_file *f, long mi, scp_err *err) {
+    scp_volume *v = f->vol;
+    assert(v->shared && f->writer && f->past && !f->modified && VOL_LOCK_HELD(v));
+    scp_mentry *e = &v->man.e[mi];
+    assert(memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 && memcmp(e->root, f->m_root, SCP_HASH_LEN) == 0);
+    /* Durable before a durable record names it: the past commits' records, and the chunks they
+     * wrote in place (another process's writes: our unsynced flags do not know them) */
+    if (fdatasync(f->fd_j) < 0 || fdatasync(f->fd_d) < 0 || (f->fd_s >= 0 && fdatasync(f->fd_s) < 0))
+        return scp_fail_errno(err, "cannot sync '%s'", f->path);
+    scp_mentry saved = *e;
+    vol_file_hint_bump(v, f->id); /* (before the manifest that names it, as commit_name) */
+    vol_mchg_note(v, e->path);
+    e->size = f->c_size;
+    memcpy(e->root, f->c_root, SCP_HASH_LEN);
+    int64_t now = scp_now_ns();
+    e->mtime_ns = e->ctime_ns = now;
+    man_sync_links(&v->man, (size_t)mi);
+    if (vol_commit_manifest(v, 1, err) < 0) {
+        *e = saved;
+        man_sync_links(&v->man, (size_t)mi);
+        return -1;
+    }
+    file_took(f, &v->man.e[mi], f->c_root, f->c_size);
+    assert(!f->past);
+    return 0;
+}
+
 /* file_load in shared mode (or when the manifest in memory is the scratch slot's): catch up
- * on our log if we can, else read the table and follow the whole log. */
+ * on our log if we can, else read the table and follow the whole log. In shared mode the
+ * follow goes past the commit e names, to the last one in the log that checks out (R2), and
+ * an entry that names a commit we already followed past (m_root: R4) leaves the state as it
+ * is: a catch-up never moves a file back along its log. */
 static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint8_t root[SCP_HASH_LEN];
+    int shared = f->vol->shared, mode = shared ? FOLLOW_PAST : FOLLOW_NAMED;
+    struct follow_got got;
     if (f->j_end && !f->unloaded && !f->modified) {
-        if (memcmp(e->root, f->c_root, SCP_HASH_LEN) == 0 && e->size == f->c_size) return 0;
-        int r = file_follow(f, e, f->j_end, err);
+        int at = memcmp(e->root, f->c_root, SCP_HASH_LEN) == 0 && e->size == f->c_size;
+        int passed = f->past && memcmp(e->root, f->m_root, SCP_HASH_LEN) == 0 && e->size == f->m_size;
+        if (at || passed) {
+            if (at) file_took(f, e, e->root, e->size);
+            return 0;
+        }
+        /* (a manifest past our place names every commit up to it: what we took past the
+         * named one is covered by its generation) */
+        if (f->past) past_named(f);
+        int r = file_follow_to(f, e, f->j_end, mode, &got, err);
         if (r < 0) return -1;
         if (r == 1) {
             table_root(f, root);
-            if (memcmp(root, e->root, SCP_HASH_LEN) == 0) {
-                memcpy(f->c_root, e->root, SCP_HASH_LEN);
+            if (memcmp(root, got.root, SCP_HASH_LEN) == 0) {
+                file_took(f, e, got.root, got.size);
                 return 0;
             }
         }
@@ -460,19 +635,25 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
     u64map_clear(&f->unapplied);
     VSTAT(load_full);
     VSTAT_ADD(load_full_bytes, n * ENT);
+    f->past = 0;
     if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
         return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
     f->size = f->c_size = e->size;
     f->j_end = 0;
     f->j_clean = 0;
-    if (file_follow(f, e, 0, err) < 0) return -1;
+    int r = file_follow_to(f, e, 0, mode, &got, err);
+    if (r < 0) return -1;
+    if (r == 0) { /* (the state is .t's: no commit of the log names it, none is taken past it) */
+        memcpy(got.root, e->root, SCP_HASH_LEN);
+        got.size = e->size;
+    }
     table_root(f, root);
-    if (memcmp(root, e->root, SCP_HASH_LEN) != 0)
+    if (memcmp(root, got.root, SCP_HASH_LEN) != 0)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest (the file was "
                         "modified, truncated, replaced or rolled back)",
                         e->path);
-    memcpy(f->c_root, e->root, SCP_HASH_LEN);
+    file_took(f, e, got.root, got.size);
     f->unloaded = 0;
     return 0;
 }
@@ -557,6 +738,9 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
                         "modified, truncated, replaced or rolled back)",
                         e->path);
     memcpy(f->c_root, e->root, SCP_HASH_LEN);
+    memcpy(f->m_root, e->root, SCP_HASH_LEN);
+    f->m_size = e->size;
+    f->past = 0;
     /* Whatever journal is on disk belongs to whoever writes next, who starts from a checkpoint. */
     file_ct_forget(f);
     f->j_end = 0;
@@ -1877,8 +2061,10 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
             (journal_release(f, NULL) < 0 || (f->vol->shared && journal_drop(f) < 0)))
             f->j_clean = 0;
     }
-    f->c_size = f->size;
+    assert(!f->past); /* (a writer names the end of the log: file_adopt_past) */
+    f->c_size = f->m_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
+    memcpy(f->m_root, root, SCP_HASH_LEN);
     changed_clear(f, 0);
     f->modified = 0;
     commit_step(f, CS_APPLIED, CS_IDLE);
@@ -1982,6 +2168,8 @@ static int file_commit_run(scp_file *f, scp_err *err) {
  * truncated), a long log (checkpointed). */
 static int file_commit_lazy_run(scp_file *f, scp_err *err);
 
+void (*vol_test_lazy_recorded)(scp_file *f);
+
 int file_commit_lazy(scp_file *f, scp_err *err) {
     VSTAT(commit_lazy);
     /* The write-back's journal records and the commit record go out in one pwrite (journal
@@ -2026,6 +2214,7 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
         return commit_abort(f, -1);
     VSTAT_T1(lazy_journal_ns, t);
     assert(f->jq_len == 0);
+    if (vol_test_lazy_recorded) vol_test_lazy_recorded(f);
     commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
     scp_volume *v = f->vol;
     if (vol_lock(v, err) < 0) return commit_abort(f, -1);
@@ -2076,8 +2265,10 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     if (!nomem) /* (else they stay marked: the next records list them again, as before) */
         changed_clear(f, 0);
     u64map_clear(&f->placed); /* (their entries are committed: later writes journal them) */
-    f->c_size = f->size;
+    assert(!f->past); /* (a writer names the end of the log: file_adopt_past) */
+    f->c_size = f->m_size = f->size;
     memcpy(f->c_root, root, SCP_HASH_LEN);
+    memcpy(f->m_root, root, SCP_HASH_LEN);
     f->modified = 0;
     commit_step(f, CS_COMMITTED, CS_IDLE);
     return 0;

@@ -542,7 +542,8 @@ static int kept_push(scp_journal_kept *k, uint8_t *pt, uint64_t count, size_t of
     return 0;
 }
 
-/* What a full walk checks the chunk records with (NULL in a follower's walk: no check). */
+/* What a walk checks the chunk records with: their headers chained (every walk), and with
+ * headers_only 0 (a full walk with the volume id) their ciphertext too. */
 #define CHECK_KEYS 8 /* subkeys kept: a writer keeps one salt for 2^20 seals, and in shared mode
                       * each process that appends to the log writes under its own */
 struct chunk_check {
@@ -588,25 +589,27 @@ struct walk_obs {
 
 /* Walk the records of the journal from offset `off`, where the chain stands at `chain`, while
  * the log holds; buf holds the journal's bytes from offset base (at most off) to len;
- * the first record that does not fit or check out ends the log. With cc (a full walk) the
- * chain runs over every header and is compared with each commit record's, and every chunk
- * record is checked; without (a follower's walk from a point it checked) each commit record
- * that authenticates gives the chain value (format.h). Fills *out for the last commit record
- * that names root and size (1), or returns 0. */
+ * the first record that does not fit or check out ends the log. With cc the chain runs over
+ * every header and is compared with each commit record's, and (unless cc->headers_only) every
+ * chunk record is checked; without, each commit record that authenticates gives the chain
+ * value (no caller walks so since session 24: see scp_journal_follow_from_at_kept). Fills
+ * *out for the last commit record that names root and size (1), or returns 0. */
 static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off, uint32_t chunk_size,
                         const uint8_t key[32], const uint8_t id[SCP_FILEID_LEN],
                         uint8_t chain[SCP_HASH_LEN], struct chunk_check *cc,
                         const uint8_t root[SCP_HASH_LEN], uint64_t size, scp_journal_view *out,
                         scp_journal_mrec_cb mrec_cb, void *ctx, scp_journal_kept *kept,
-                        const struct walk_obs *obs) {
+                        const struct walk_obs *obs, int past) {
     assert(base <= off && off <= len);
+    assert(root || past); /* (no root: every commit from off on is past the named one) */
     assert(!kept || kept->n == 0); /* (the replay pairs kept[i] with the i-th commit from off) */
 #define AT(o) (buf + ((o) - base))
     uint64_t nchunks = 0, ncommits = 0;
     /* after_commit: the records since the last commit record that checks out are all type 3
      * (a run: one one-flush commit's, or a shared-mode durable commit's copies of the log's
      * unsynced records and its own). run: that commit is the one found. */
-    int found = 0, after_commit = 0, run = 0, cut = 0;
+    int found = 0, after_commit = 0, run = 0, cut = 0, passed = root == NULL;
+    out->named_end = off; /* (past mode: where the replay of commits past the named one starts) */
     uint8_t last_root[SCP_HASH_LEN] = {0}; /* what the last commit record that checked out names */
     uint64_t last_size = 0;
     out->start = off;
@@ -658,7 +661,10 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
         scp_journal_chain(chain, AT(off), rlen);
         size_t ptlen = SCP_JCOMMIT_PT_LEN(count);
         uint64_t csize = scp_get_u64(pt);
-        int match = csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
+        int named = root && csize == size && memcmp(pt + ptlen - SCP_HASH_LEN, root, SCP_HASH_LEN) == 0;
+        /* (past mode: the named commit, then every later one that checks out: the last is found) */
+        int match = named || (past && passed);
+        if (named) passed = 1;
         memcpy(last_root, pt + ptlen - SCP_HASH_LEN, SCP_HASH_LEN);
         last_size = csize;
         int stop = obs && obs->commit && obs->commit(obs->ctx, off, off + rlen, pt, count) != 0;
@@ -671,8 +677,10 @@ static int journal_walk(const uint8_t *buf, size_t base, size_t len, size_t off,
         ncommits++;
         after_commit = 1;
         run = match;
+        if (named) out->named_end = off;
         if (match) {
             found = 1;
+            memcpy(out->root, last_root, SCP_HASH_LEN);
             out->new_size = csize;
             out->end = off;
             out->ncommits = ncommits;
@@ -692,7 +700,8 @@ static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size
                              const uint8_t volid[SCP_VOLID_LEN], const uint8_t file_key[32],
                              const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                              uint64_t size, scp_journal_view *out, scp_journal_mrec_cb mrec_cb,
-                             void *ctx, scp_journal_kept *kept, const struct walk_obs *obs) {
+                             void *ctx, scp_journal_kept *kept, const struct walk_obs *obs,
+                             int past) {
     memset(out, 0, sizeof *out);
     if (len < SCP_JRN_HDR_LEN || memcmp(buf, journal_magic, 8) != 0) return 0;
     uint8_t key[32], chain[SCP_HASH_LEN];
@@ -703,7 +712,7 @@ static int journal_walk_full(const uint8_t *buf, size_t len, uint32_t chunk_size
     if (scp_journal_key(file_key, buf, key, NULL) == 0) {
         scp_sha256_buf(buf, SCP_JRN_HDR_LEN, chain);
         found = journal_walk(buf, 0, len, SCP_JRN_HDR_LEN, chunk_size, key, id, chain, &cc, root,
-                             size, out, mrec_cb, ctx, kept, obs);
+                             size, out, mrec_cb, ctx, kept, obs, past);
     }
     scp_wipe(key, sizeof key);
     scp_wipe(cc.key, sizeof cc.key);
@@ -716,16 +725,24 @@ int scp_journal_find(const uint8_t *buf, size_t len, uint32_t chunk_size,
                      const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                      uint64_t size, scp_journal_view *out) {
     return journal_walk_full(buf, len, chunk_size, volid, file_key, id, root, size, out, NULL,
-                             NULL, NULL, NULL);
+                             NULL, NULL, NULL, 0);
+}
+
+int scp_journal_follow_live_kept(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                                 const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                                 const uint8_t root[SCP_HASH_LEN], uint64_t size, int past,
+                                 scp_journal_view *out, scp_journal_kept *kept) {
+    /* (no volume id: chunk_rec_ok's AAD is never built) */
+    return journal_walk_full(buf, len, chunk_size, NULL, file_key, id, root, size, out, NULL,
+                             NULL, kept, NULL, past);
 }
 
 int scp_journal_find_live_kept(const uint8_t *buf, size_t len, uint32_t chunk_size,
                                const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
                                const uint8_t root[SCP_HASH_LEN], uint64_t size,
                                scp_journal_view *out, scp_journal_kept *kept) {
-    /* (no volume id: chunk_rec_ok's AAD is never built) */
-    return journal_walk_full(buf, len, chunk_size, NULL, file_key, id, root, size, out, NULL,
-                             NULL, kept, NULL);
+    return scp_journal_follow_live_kept(buf, len, chunk_size, file_key, id, root, size, 0, out,
+                                        kept);
 }
 
 int scp_journal_find_live(const uint8_t *buf, size_t len, uint32_t chunk_size,
@@ -735,17 +752,39 @@ int scp_journal_find_live(const uint8_t *buf, size_t len, uint32_t chunk_size,
     return scp_journal_find_live_kept(buf, len, chunk_size, file_key, id, root, size, out, NULL);
 }
 
+int scp_journal_follow_from_at_kept(const uint8_t *buf, size_t base, size_t len, size_t from,
+                                    uint32_t chunk_size, const uint8_t log_key[32],
+                                    const uint8_t chain_at[SCP_HASH_LEN],
+                                    const uint8_t id[SCP_FILEID_LEN],
+                                    const uint8_t root[SCP_HASH_LEN], uint64_t size, int past,
+                                    scp_journal_view *out, scp_journal_kept *kept) {
+    memset(out, 0, sizeof *out);
+    if (from < SCP_JRN_HDR_LEN || from > len || base > from) return 0;
+    uint8_t chain[SCP_HASH_LEN];
+    memcpy(chain, chain_at, SCP_HASH_LEN);
+    /* The chain runs over every record header from `from` on and must equal each commit
+     * record's stored value (headers_only: no ciphertext checked): a commit record
+     * authenticates its own offset and chain value, not the chunk record headers in front of
+     * it, and a follow reads the log while a writer's pwrite may still be landing in it (step
+     * 3 takes commits that no manifest names yet: the pwrite of the next one may be in
+     * progress), so the buffer can hold a commit record that landed behind a chunk record
+     * header that had not yet (a reader's copy that overtook the writer's part-way): its index
+     * still the end mark's zeros, or an older log's header. Unchained, the follow took the
+     * commit's entries with its chunk record mapped to another chunk (docs/volume-format.md,
+     * "What a follow trusts"; test_volume_catchup "torn"). */
+    struct chunk_check cc = {.id = id, .headers_only = 1};
+    return journal_walk(buf, base, len, from, chunk_size, log_key, id, chain, &cc, root, size,
+                        out, NULL, NULL, kept, NULL, past);
+}
+
 int scp_journal_find_from_at_kept(const uint8_t *buf, size_t base, size_t len, size_t from,
                                   uint32_t chunk_size, const uint8_t log_key[32],
                                   const uint8_t chain_at[SCP_HASH_LEN],
                                   const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                                   uint64_t size, scp_journal_view *out, scp_journal_kept *kept) {
-    memset(out, 0, sizeof *out);
-    if (from < SCP_JRN_HDR_LEN || from > len || base > from) return 0;
-    uint8_t chain[SCP_HASH_LEN];
-    memcpy(chain, chain_at, SCP_HASH_LEN);
-    return journal_walk(buf, base, len, from, chunk_size, log_key, id, chain, NULL, root, size,
-                        out, NULL, NULL, kept, NULL);
+    assert(root);
+    return scp_journal_follow_from_at_kept(buf, base, len, from, chunk_size, log_key, chain_at,
+                                           id, root, size, 0, out, kept);
 }
 
 int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t from,
@@ -771,7 +810,7 @@ void scp_journal_mrecs(const uint8_t *buf, size_t len, uint32_t chunk_size,
     scp_journal_view jv;
     uint8_t none[SCP_HASH_LEN] = {0};
     (void)journal_walk_full(buf, len, chunk_size, volid, file_key, id, none, UINT64_MAX, &jv, cb,
-                            ctx, NULL, NULL);
+                            ctx, NULL, NULL, 0);
     scp_wipe(&jv, sizeof jv);
 }
 
@@ -784,7 +823,7 @@ void scp_journal_commits(const uint8_t *buf, size_t len, uint32_t chunk_size,
     uint8_t none[SCP_HASH_LEN] = {0};
     struct walk_obs obs = {.chunk = chunk_cb, .commit = commit_cb, .ctx = ctx};
     (void)journal_walk_full(buf, len, chunk_size, volid, file_key, id, none, UINT64_MAX, &jv, NULL,
-                            NULL, NULL, &obs);
+                            NULL, NULL, &obs, 0);
     scp_wipe(&jv, sizeof jv);
 }
 

@@ -290,6 +290,10 @@ typedef struct scp_journal_view {
                         * scp_journal_find_from_at's base): replay reads the same buffer */
     uint8_t chain[SCP_HASH_LEN]; /* the chain value at end (to append after it) */
     uint8_t key[32];   /* the log's key (wipe the view after use) */
+    uint8_t root[SCP_HASH_LEN]; /* the root named by the commit found */
+    size_t named_end;  /* past mode (scp_journal_follow_*): just past the last commit record
+                        * that names the root asked for (start if none was asked for); the
+                        * commits between it and end are past the named one */
     int cut;           /* the walk ended because the buffer did: the next record (or its
                         * header) does not fit in len. Otherwise it ended on bytes that do not
                         * continue the log, and a longer buffer gives the same result. */
@@ -338,9 +342,12 @@ int scp_journal_find_live(const uint8_t *buf, size_t len, uint32_t chunk_size,
 
 /* The same, walking only from offset `from` of buf (a record boundary up to which the caller
  * has checked the log, with the chain value chain_at there and the log's key log_key): how a
- * process that follows another's appends to one log catches up without hashing them: each
- * commit record that authenticates gives the chain value before it, and no chunk record is
- * checked (format.h above; a chunk read checks its ciphertext against the table). The bytes
+ * process that follows another's appends to one log catches up: the chain runs over every
+ * record header from `from` and each commit record's stored value must equal it (a commit
+ * record authenticates its own offset and chain value; the chain is what binds the chunk
+ * record headers in front of it, their index and entry, which a follow that reads while a
+ * writer's pwrite is still landing can see half-written: session 24, race24); no chunk
+ * record's ciphertext is checked (a chunk read checks it against the table). The bytes
  * of buf before `from` are not read (the commit records' AAD uses absolute offsets, so buf
  * holds the journal from offset 0). */
 int scp_journal_find_from(const uint8_t *buf, size_t len, size_t from, uint32_t chunk_size,
@@ -398,6 +405,23 @@ int scp_journal_find_from_at_kept(const uint8_t *buf, size_t base, size_t len, s
                                   const uint8_t chain_at[SCP_HASH_LEN],
                                   const uint8_t id[SCP_FILEID_LEN], const uint8_t root[SCP_HASH_LEN],
                                   uint64_t size, scp_journal_view *out, scp_journal_kept *kept);
+/* Past mode (lazy publication step 3, docs/volume-format.md "Built: step 3"): the same walks,
+ * but once the commit that names root and size is passed (with root NULL: from `from` on),
+ * every later commit record that checks out is found too, so the view ends at the last one:
+ * the file's newest state in its log, which the manifest may not name yet (a writer between
+ * its commit record and its manifest-log record, or killed there). view.root and new_size are
+ * that commit's; view.named_end is where the commits past the named one begin. past 0: the
+ * scp_journal_find_* walks exactly. */
+int scp_journal_follow_live_kept(const uint8_t *buf, size_t len, uint32_t chunk_size,
+                                 const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
+                                 const uint8_t root[SCP_HASH_LEN], uint64_t size, int past,
+                                 scp_journal_view *out, scp_journal_kept *kept);
+int scp_journal_follow_from_at_kept(const uint8_t *buf, size_t base, size_t len, size_t from,
+                                    uint32_t chunk_size, const uint8_t log_key[32],
+                                    const uint8_t chain_at[SCP_HASH_LEN],
+                                    const uint8_t id[SCP_FILEID_LEN],
+                                    const uint8_t root[SCP_HASH_LEN], uint64_t size, int past,
+                                    scp_journal_view *out, scp_journal_kept *kept);
 int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_journal_kept *kept,
                             uint32_t chunk_size, const uint8_t id[SCP_FILEID_LEN],
                             scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx,

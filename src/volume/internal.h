@@ -231,9 +231,25 @@ struct scp_file {
      * under rw and by the commit. */
     int mtime_kept;
     pthread_rwlock_t rw;
-    /* committed state (matches the manifest entry) */
+    /* committed state (matches the manifest entry; in shared mode the newest commit of the
+     * file's log, which may be past the one the manifest names: see past) */
     uint64_t c_size;
     uint8_t c_root[SCP_HASH_LEN];
+    /* shared mode, lazy publication step 3 (docs/volume-format.md, "Built: step 3"): the state
+     * in memory was followed past the commit the manifest named at the follow (m_root, m_size:
+     * a writer between its commit record and its manifest-log record, or killed there). A
+     * manifest entry that names m_root is then not older news than c_root (R4): it leaves the
+     * state alone. The entries taken from past commits are in the unapplied set with
+     * UNAPPLIED_PAST (no durable commit covers them: never overwritten in place) until a
+     * manifest names c_root. Invariant: a writer is never past once writer_refresh returned
+     * (it names the end first: file_adopt_past). Under rw for writing (and vol->mu). */
+    int past;
+    uint64_t tail_none_at, tail_none_hint; /* file_tail_moved: at j_end = tail_none_at, with the
+                                 * journal end hint at tail_none_hint, nothing was found past
+                                 * it (the end mark, or bytes that hold no commit): not read
+                                 * again until either moves (atomic: set under rw for reading) */
+    uint64_t m_size;
+    uint8_t m_root[SCP_HASH_LEN];
     /* current state */
     uint64_t size;
     uint8_t *table;             /* SCP_CHUNK_ENTRY_LEN bytes per chunk, zero = hole */
@@ -822,6 +838,27 @@ int file_open_slot(scp_file *f, int create, scp_err *err);
 /* Shared mode: f's journal map points into a log that another process has since dropped
  * (commit.c); reload before reading, applying or appending. */
 int file_log_stale(scp_file *f);
+/* Lazy publication step 3 (docs/volume-format.md, "Built: step 3"), shared mode.
+ * file_tail_moved: 1 if records were appended past our place in f's log (j_end): the journal
+ * end hint, and when a slot shared with another file says otherwise, the end mark at j_end.
+ * file_catch_tail (under vol_lock, e f's entry): take in the commits past our place, named by a
+ * manifest or not (a reload from .t if they do not follow); 1 if it took any, 0 if none, -1
+ * on error. file_adopt_past (f's writer, under
+ * vol_lock, f past the commit that entry mi names): name f's state in a durable commit (its
+ * journal and data objects synced first), as the writer that appended those commits would
+ * have named them had it not died between its commit record and its manifest record; after
+ * it the writer's state is the one the manifest names, as commit_name requires. */
+int file_tail_moved(scp_file *f);
+int file_catch_tail(scp_file *f, const scp_mentry *e, scp_err *err);
+int file_adopt_past(scp_file *f, long mi, scp_err *err);
+/* Tests only: called in a shared-mode lazy commit right after its commit record's pwrite,
+ * before the volume lock and the manifest record (test_volume_lazy "follow": a writer that
+ * dies there). NULL otherwise. */
+extern void (*vol_test_lazy_recorded)(scp_file *f);
+/* Tests only: called where a chunk read fails (chunk_integrity_fail: missing, or fails
+ * authentication), with f's state as the read held it (f->rw held at least for reading):
+ * test_volume_catchup dropkill prints the state behind its first wrong read. NULL otherwise. */
+extern void (*vol_test_chunk_failed)(scp_file *f, uint64_t i);
 /* Another process's shared-mode fsync put a run of type 3 records behind our last commit
  * (vol_commit_oneflush), which raised f's hint: our next append goes behind it, never over it.
  * Called wherever this process takes in the newest state of f under the volume lock. */

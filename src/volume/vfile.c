@@ -351,6 +351,7 @@ int file_leave_shared(scp_file *f, scp_err *err) {
     f->jl_fresh = 0;
     f->lazy_listed = 0; /* (the durable commit emptied the list) */
     f->followed = 0;
+    f->past = 0;
     __atomic_store_n(&f->seen_gen, 0, __ATOMIC_RELAXED);
     long i = man_find(&v->man, f->path);
     if (i < 0 || memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) != 0) {
@@ -401,9 +402,12 @@ static int writer_refresh(scp_file *f, scp_err *err) {
     VSTAT(wref);
     if (v->shared && !f->modified && !f->unloaded && f->path) {
         pthread_mutex_lock(&v->mu);
+        /* (and nothing appended past our place that we have not taken: a writer killed
+         * between its commit record and its manifest record raised no hint; step 3, the
+         * writer goes on from the end of the log, file_adopt_past) */
         int fresh = vol_fresh(v) &&
                     vol_file_unchanged(v, f->id, __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED)) &&
-                    !file_log_stale(f);
+                    !f->past && !file_log_stale(f) && !file_tail_moved(f);
         if (fresh) f->w_dur_gen = durable_gen_known(v);
         f->j_chk_end = 0;
         pthread_mutex_unlock(&v->mu);
@@ -449,6 +453,13 @@ static int writer_refresh(scp_file *f, scp_err *err) {
             rc = scp_fail(err, SCP_E_BUSY, EBUSY,
                           "'%s' is being committed by a process in shared mode; retry", f->path);
     }
+    /* Step 3: the writer takes in the commits past the one the manifest names (R2) and names
+     * them before it writes on top (file_adopt_past): writes land on the end of the log, never
+     * over a commit that another process may have read */
+    int own = e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 && !f->modified;
+    if (rc == 0 && v->shared && own) rc = file_catch_tail(f, e, err) < 0 ? -1 : 0;
+    if (rc == 0 && v->shared && own && f->past) rc = file_adopt_past(f, i, err);
+    assert(rc != 0 || !v->shared || !own || !f->past);
     if (rc == 0 && v->shared && journal_skip_mrecs(f) < 0)
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     if (rc == 0) __atomic_store_n(&f->seen_gen, vol_pub_mark(v), __ATOMIC_RELAXED);
@@ -814,11 +825,25 @@ static int file_refresh(scp_file *f);
 static void shared_catch_up(scp_file *f) {
     if (!f->vol->shared) return;
     uint64_t seen = __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED);
-    /* (0: never checked, or no mapped counter, where vol_fresh asks the slot headers) */
-    if (seen && vol_fresh(f->vol) && seen == __atomic_load_n(&f->vol->pub_at, __ATOMIC_RELAXED)) return;
-    /* Other files committed since (the counter moved), this one not. */
-    VSTAT(catchup);
-    if (vol_file_unchanged(f->vol, f->id, seen)) return;
+    /* (0: never checked, or no mapped counter, where vol_fresh asks the slot headers; else
+     * other files committed since (the counter moved), this one not) */
+    int quiet = seen && vol_fresh(f->vol) && seen == __atomic_load_n(&f->vol->pub_at, __ATOMIC_RELAXED);
+    if (!quiet) {
+        VSTAT(catchup);
+        quiet = vol_file_unchanged(f->vol, f->id, seen);
+    }
+    if (quiet) {
+        /* Step 3: and nothing was appended past our place in the log. A commit record that no
+         * manifest names yet (its writer waits for the volume lock, or died there) raised no
+         * hint slot, but its pwrite was followed by the journal end hint's store; a writer
+         * takes such a commit in before it writes (file_adopt_past), so a read must see it too,
+         * or a process could read the older state and then find its own write on top of the
+         * newer one (test_volume_forkstress). No system call while the hint is our end. */
+        pthread_rwlock_rdlock(&f->rw);
+        int moved = file_tail_moved(f);
+        pthread_rwlock_unlock(&f->rw);
+        if (!moved) return;
+    }
     VSTAT(catchup_refresh);
     uint64_t t = VSTAT_T0();
     (void)file_refresh(f);
@@ -830,6 +855,8 @@ static void shared_catch_up(scp_file *f) {
 static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
+    /* (a file left unloaded by a failed load: load it again first, see file_refresh) */
+    if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED)) (void)file_refresh(h->f);
     if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED))
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest; not written",
@@ -1237,11 +1264,20 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
 
 /* After an integrity failure in a process that holds no changes to the file: another process
  * may have committed (and applied in place) since we loaded it. Reload if the manifest moved.
- * Returns 1 if the state was reloaded (the read is worth retrying). */
+ * Also if a (re)load failed half-way (unloaded: a failed pread of .t or of the log, a log that
+ * did not follow): whatever path left it so (this function's own load, commit_reload,
+ * shared_rejoin, file_leave_shared), the entry may still name c_root and the log look fresh
+ * (j_end 0), and nothing else would ever load it again: every read and write failed until the
+ * file's next commit moved its entry (test_volume_catchup "loadfail"). Such a file holds no
+ * changes (each of those paths dropped them), and a load under the writer lock is what
+ * commit_reload makes too, so its writer (outside shared mode the lock is kept to the close)
+ * may reload it as well. Returns 1 if the state was reloaded (the read is worth retrying). */
 static int file_refresh(scp_file *f) {
     int reloaded = 0;
     pthread_rwlock_wrlock(&f->rw);
-    if (!f->modified && !f->writer && f->path && vol_lock(f->vol, NULL) == 0) {
+    int unloaded = __atomic_load_n(&f->unloaded, __ATOMIC_RELAXED);
+    assert(!unloaded || !f->modified); /* (every path that sets it drops the changes first) */
+    if (!f->modified && (!f->writer || unloaded) && f->path && vol_lock(f->vol, NULL) == 0) {
         long i = man_find(&f->vol->man, f->path);
         int stale = f->vol->shared && i >= 0 && file_log_stale(f); /* see writer_refresh */
         /* (outside shared mode a followed file, file_load: its log may have been dropped since,
@@ -1249,8 +1285,11 @@ static int file_refresh(scp_file *f) {
         if (!f->vol->shared && f->followed && i >= 0) stale = 1;
         if (stale) f->j_end = 0;
         if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
-            (stale || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
+            (stale || unloaded || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
             reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
+        /* (step 3: and what was appended past our place, named or not) */
+        if (f->vol->shared && i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0)
+            reloaded |= file_catch_tail(f, &f->vol->man.e[i], NULL) > 0;
         /* (seen_gen lets this process's next write skip the volume lock: past a run of
          * another process's fsync, which raised the hint that brought us here, only if our
          * append offset is behind it; a follow that found a commit ends behind its run) */

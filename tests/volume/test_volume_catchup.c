@@ -40,14 +40,28 @@
  *             error, every write that returned reads back in the writer, in another process
  *             meanwhile and in a fresh open after (main: the next write began a new log over
  *             lazy commits that .t lacks, and the other process could not load the file).
+ *   loadfail  one shared-mode process whose journal pwrite fails once (the rejoin: the file is
+ *             taken in again from .t and the log) and whose load then fails once too (a pread of
+ *             .t, or of the journal): once the fault is gone, with no commit in between, every
+ *             read (or, first, a write) succeeds (main: the file stayed unloaded, every read
+ *             failing, until its next commit moved the manifest's entry: file_refresh reloaded
+ *             only a stale log or an entry naming another root). And outside shared mode,
+ *             an fsync whose apply fails after its commit point (a .t pwrite) and whose reload
+ *             then fails (a .t pread), the writer lock held: the same.
+ *   torn      a reader follows (step 3: past the commit the manifest names) while the writer's
+ *             pwrite of a commit is landing, torn: the chunk record's index not there yet (or
+ *             another chunk's index there, as in a log written over), the commit record there.
+ *             Every place reads right (see torn_with).
  */
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 
 #include "crypto/crypto.h"
 #include "volume/format.h"
+#include "volume/internal.h"
 #include "scenario.h"
 
 ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
@@ -91,6 +105,19 @@ static volatile int *dk_phase;
 /* pwfail: the errno the next journal pwrite of records fails with (0: none), once; ENOSPC
  * writes half of it first (a short write; -ENOSPC: the call for the rest then fails) */
 static int pw_fail;
+/* loadfail: once pw_fail has fired, the next pread of an object whose name ends in this (".t",
+ * ".j") fails with EIO, once: the shared-mode rejoin's load of the file fails half-way */
+static const char *pr_fail_suffix;
+static int pr_fail_armed;
+/* loadfail ordinary: the next pwrite of a chunk table object (.t) fails with ENOSPC, once (an
+ * fsync's apply after its commit point), arming pr_fail_suffix as pw_fail does */
+static int t_fail;
+/* torn: the writer's next journal pwrite that begins with a chunk record is torn as a reader's
+ * copy that overtook the writer's part-way sees it: all of it but the record's index (bytes
+ * 8-15, the previous append's end mark, zeros, until then), a pause while tn[0] is 2 (the
+ * reader follows meanwhile: tn[1] to 2 when done), then the index */
+static int tn_arm;
+static volatile int *tn;
 static long slot_reads, hmacs, jhdr_reads, chunk_opens, commit_opens, big_allocs;
 static size_t table_bytes; /* hashed by scp_sha256_mid_update: the chunk table's pages, root */
 static size_t max_alloc; /* the largest malloc of libscp while counting */
@@ -133,6 +160,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
         if (z < n) { /* (not journal_room's zeros) */
             int err = pw_fail;
             pw_fail = 0;
+            if (pr_fail_suffix) pr_fail_armed = 1;
             if (err == ENOSPC && n > 1) {
                 ssize_t r = __real_pwrite(fd, buf, n / 2, off);
                 if (r > 0) {
@@ -143,6 +171,29 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
             errno = err < 0 ? -err : err;
             return -1;
         }
+    }
+    if (t_fail && fd_ends_with(fd, ".t")) {
+        t_fail = 0;
+        if (pr_fail_suffix) pr_fail_armed = 1;
+        errno = ENOSPC;
+        return -1;
+    }
+    if (tn_arm && n > SCP_JCHUNK_HDR_LEN && off >= SCP_JRN_HDR_LEN &&
+        scp_get_u32(buf) == SCP_JREC_CHUNK && is_journal(fd)) {
+        int mode = tn_arm;
+        tn_arm = 0;
+        const uint8_t *p = buf;
+        /* (mode 2: the index bytes of another chunk's header there first, as a log written
+         * over holds the dropped log's header at that offset) */
+        uint8_t other[8];
+        memcpy(other, p + 8, 8);
+        other[7] ^= 5;
+        if (__real_pwrite(fd, p, 8, off) != 8 || __real_pwrite(fd, p + 16, n - 16, off + 16) != (ssize_t)(n - 16) ||
+            (mode == 2 && __real_pwrite(fd, other, 8, off + 8) != 8))
+            return -1;
+        __atomic_store_n(&tn[0], 2, __ATOMIC_SEQ_CST);
+        for (int i = 0; i < 30000 && __atomic_load_n(&tn[1], __ATOMIC_SEQ_CST) < 2; i++) usleep(1000);
+        return __real_pwrite(fd, p + 8, 8, off + 8) == 8 ? (ssize_t)n : -1;
     }
     if (dk_point && is_journal(fd)) {
         size_t z = 0;
@@ -169,6 +220,12 @@ ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
     if (counting && fd_ends_with(fd, "/lock")) lock_reads++;
     if (counting && is_slot(fd)) slot_reads++;
     if (counting && off == 0 && n == SCP_JRN_HDR_LEN && is_journal(fd)) jhdr_reads++;
+    if (pr_fail_armed && pr_fail_suffix && fd_ends_with(fd, pr_fail_suffix)) {
+        pr_fail_armed = 0;
+        pr_fail_suffix = NULL; /* (fired: the test checks it did) */
+        errno = EIO;
+        return -1;
+    }
     return __real_pread(fd, buf, n, off);
 }
 
@@ -717,6 +774,60 @@ static void dk_piece(uint8_t *b, int k) {
     snprintf((char *)b, PIECE, "dropkill piece %d of write %d", k % DK_PIECES, k);
 }
 
+/* dropkill: at the reader's first wrong read in a run, what its state held at the last failed
+ * chunk read of that read (the library's test hook vol_test_chunk_failed, which fills
+ * dk_state; the read's retries call it again): where the journal map puts the chunk (or its
+ * slot), its place in the log (j_end) and the journal end hint, whether it followed past the
+ * commit the manifest named (past; c_root and m_root, c_size and m_size), the table entry's
+ * tag, the writer's step, and the records on disk at the mapped place and after it (type,
+ * index, the tag of a chunk record's entry): for the next race of this kind, what to read. */
+static char dk_state[2048];
+static size_t dk_state_len;
+static void dk_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void dk_say(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(dk_state + dk_state_len, sizeof dk_state - dk_state_len, fmt, ap);
+    va_end(ap);
+    if (n > 0) dk_state_len += (size_t)n < sizeof dk_state - dk_state_len ? (size_t)n : sizeof dk_state - dk_state_len - 1;
+}
+static void dk_hex4(const uint8_t *p, char *o) { snprintf(o, 9, "%02x%02x%02x%02x", p[0], p[1], p[2], p[3]); }
+static void dk_chunk_failed(scp_file *f, uint64_t i) {
+    uint64_t joff = 0;
+    int mapped = u64map_get(&f->jmap, i, &joff);
+    char cr[9], mr[9], te[9];
+    dk_hex4(f->c_root, cr);
+    dk_hex4(f->m_root, mr);
+    dk_hex4(ent(f, i) + SCP_ENT_TAG_OFF, te);
+    dk_state_len = 0;
+    dk_state[0] = 0;
+    dk_say("  the state at its failed chunk read (chunk %llu): %s %llu; j_end %llu, end hint %llu; "
+           "past %d, c_root %s.. c_size %llu, m_root %s.. m_size %llu; the table's entry: slot %d, "
+           "tag %s..; writer's step %d\n",
+           (unsigned long long)i, mapped ? "the journal map puts it at" : "not in the journal map; slot",
+           (unsigned long long)(mapped ? joff : (uint64_t)SCP_ENT_SLOT(ent(f, i))),
+           (unsigned long long)f->j_end, (unsigned long long)vol_jend_hint(f->vol, f->id), f->past,
+           cr, (unsigned long long)f->c_size, mr, (unsigned long long)f->m_size,
+           SCP_ENT_SLOT(ent(f, i)), te, dk_phase ? *dk_phase : -1);
+    if (!mapped || f->fd_j < 0) return;
+    uint64_t off = joff;
+    for (int k = 0; k < 4; k++) { /* the mapped record and the three after it, as on disk now */
+        uint8_t h[SCP_JCHUNK_HDR_LEN];
+        if (__real_pread(f->fd_j, h, sizeof h, (off_t)off) != (ssize_t)sizeof h) break;
+        uint32_t type = scp_get_u32(h);
+        char rt[9];
+        dk_hex4(h + SCP_JREC_HDR_LEN + SCP_ENT_TAG_OFF, rt);
+        dk_say("    record at %llu: type %u, %s %llu%s%s\n", (unsigned long long)off, type,
+               type == SCP_JREC_CHUNK ? "index" : "count or length",
+               (unsigned long long)scp_get_u64(h + 8), type == SCP_JREC_CHUNK ? ", entry tag " : "",
+               type == SCP_JREC_CHUNK ? rt : "");
+        if (type == SCP_JREC_CHUNK) off += SCP_JCHUNK_HDR_LEN + f->vol->cs;
+        else if (type == SCP_JREC_COMMIT) off += SCP_JCOMMIT_LEN(scp_get_u64(h + 8));
+        else if (type == SCP_JREC_MLOG) off += SCP_JREC_HDR_LEN + scp_get_u64(h + 8);
+        else break;
+    }
+}
+
 static void dropkill_at(int point) {
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
@@ -749,6 +860,7 @@ static void dropkill_at(int point) {
         _exit(3); /* (never reached the kill: the parent counts it as a failure) */
     }
     int readbad = 0, reads = 0, st = 0;
+    vol_test_chunk_failed = dk_chunk_failed;
     /* what each wrong read was: a failed read, other bytes (not a piece), another piece, an
      * older write than the last that returned; the first few told in full */
     int nfail = 0, nother = 0, nwrongp = 0, nolder = 0, told = 0, first = 0, lastbad = 0, kfirst = 0,
@@ -759,6 +871,8 @@ static void dropkill_at(int point) {
         int ph0 = __atomic_load_n(&acked[2], __ATOMIC_SEQ_CST);
         reads++;
         int last = k - 1 - ((k - 1 - p) % DK_PIECES); /* the last write at p that returned */
+        dk_state_len = 0;
+        dk_state[0] = 0;
         ssize_t r = scp_vfile_pread(f, b, PIECE, (uint64_t)p * PIECE, &e);
         int ph1 = __atomic_load_n(&acked[2], __ATOMIC_SEQ_CST);
         /* (a later write at p may have returned since k was read: its number is larger) */
@@ -779,11 +893,13 @@ static void dropkill_at(int point) {
                    "writer's step %d..%d)\n", point, reads, p,
                    kind == 1 ? e.msg : kind == 2 ? "other bytes" : kind == 3 ? "another piece" : "an older write",
                    got, last, k, ph0, ph1);
+        if (kind && told == 1 && dk_state_len) fputs(dk_state, stdout);
     }
     if (readbad)
         printf("dropkill %d: wrong reads: %d failed, %d other bytes, %d another piece, %d older; "
                "reads %d (after %d writes) to %d (after %d writes) of %d\n",
                point, nfail, nother, nwrongp, nolder, first, kfirst, lastbad, klast, reads);
+    vol_test_chunk_failed = NULL;
     int k = acked[0];
     printf("dropkill %d: the writer died after %d writes (%s), the reader read %d times\n", point, k,
            WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? "killed" : "not killed", reads);
@@ -1069,11 +1185,210 @@ static void test_pwfail(void) {
     pwfail_ordinary(ENOSPC);
 }
 
+/* loadfail (see the top): after the failed write, a read (write_first: a write) and then every
+ * place reads as its last write that returned (or the failed one); writes go on, an fsync,
+ * and a fresh open reads them and verifies. */
+static void loadfail_with(const char *suffix, int write_first) {
+    uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
+    char *root, *vd;
+    scp_err e;
+    char name[32];
+    snprintf(name, sizeof name, "loadfail%c%d", suffix[1], write_first);
+    make_zero_volume(50 + (uint64_t)suffix[1] + (uint64_t)write_first, name,
+                     (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_volume_set_shared(v);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    for (int k = 0; k < PW_FAIL_AT; k++) {
+        pw_piece(b, k);
+        REQUIRE(scp_vfile_pwrite(f, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) == PIECE);
+    }
+    pw_fail = EIO;
+    pr_fail_suffix = suffix;
+    pw_piece(b, PW_FAIL_AT);
+    ssize_t r = scp_vfile_pwrite(f, b, PIECE, (uint64_t)(PW_FAIL_AT % PW_PIECES) * PIECE, &e);
+    int fired = pr_fail_suffix == NULL;
+    pw_fail = 0;
+    pr_fail_suffix = NULL;
+    pr_fail_armed = 0;
+    CHECKF(r < 0 && e.sys == EIO, "loadfail %s: the write whose journal pwrite failed returned %zd "
+                                  "(errno %d), want EIO", suffix, r, r < 0 ? e.sys : 0);
+    CHECKF(fired, "loadfail %s: the rejoin's load read no %s object (the test's fault never fired)",
+           suffix, suffix);
+    int acked = PW_FAIL_AT + 1, wrc = 1;
+    if (write_first) {
+        pw_piece(b, acked);
+        wrc = scp_vfile_pwrite(f, b, PIECE, (uint64_t)(acked % PW_PIECES) * PIECE, &e) == PIECE;
+        CHECKF(wrc, "loadfail %s: the first write after the failed load failed: %s", suffix, e.msg);
+        acked++;
+    }
+    int bad = pw_check(f, acked, PW_WRITES, 1);
+    printf("loadfail %s%s: after the failed write and load, %d places read wrong\n", suffix,
+           write_first ? " (a write first)" : "", bad);
+    CHECKF(!bad, "loadfail %s: %d places read wrong after the failed load, with the fault gone "
+                 "(the file left unloaded)", suffix, bad);
+    int later_bad = 0;
+    for (int k = acked; k < PW_WRITES; k++) {
+        pw_piece(b, k);
+        later_bad += scp_vfile_pwrite(f, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) != PIECE;
+    }
+    CHECKF(!later_bad, "loadfail %s: %d writes failed after the failed load", suffix, later_bad);
+    int frc = scp_vfile_fsync(f, &e);
+    CHECKF(frc == 0, "loadfail %s: the fsync failed: %s", suffix, e.msg);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    if (!bad && !later_bad && frc == 0 && wrc) pw_reopen_check(vd, key, 1, 1, "loadfail", EIO);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+/* loadfail ordinary: outside shared mode, an fsync whose apply fails after its commit point
+ * (a pwrite of .t) takes the file in again as the manifest names it (commit_reload) holding
+ * the writer lock, and that load fails too (the next pread of .t): every place must still read
+ * as its last write, and the writes, an fsync and a fresh open go on (main: the writer kept
+ * its lock to the close and file_refresh skipped a writer's file: every read and write of
+ * it failed until the close). */
+static void loadfail_ordinary(void) {
+    uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
+    char *root, *vd;
+    scp_err e;
+    make_zero_volume(70, "loadfailord", (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *w = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    int later_bad = 0, fail_rc = 0, bad_after = -1, fired = 0;
+    for (int k = 0; k < PW_WRITES; k++) {
+        pw_piece(b, k);
+        later_bad += scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) != PIECE;
+        if (k == 4 && scp_vfile_fsync(w, &e) < 0) later_bad++;
+        if (k == PW_FAIL_AT) {
+            t_fail = 1;
+            pr_fail_suffix = ".t";
+            fail_rc = scp_vfile_fsync(w, &e) ? -e.sys : 1;
+            fired = pr_fail_suffix == NULL;
+            t_fail = 0;
+            pr_fail_suffix = NULL;
+            pr_fail_armed = 0;
+            bad_after = pw_check(w, k + 1, k + 1, 0);
+        }
+    }
+    int frc = scp_vfile_fsync(w, &e);
+    int bad1 = pw_check(w, PW_WRITES, PW_WRITES, 0);
+    printf("loadfail ordinary: the fsync whose apply and reload failed returned %d; wrong places "
+           "right after it %d; %d other calls failed; the last fsync %d; wrong places after it %d\n",
+           fail_rc, bad_after, later_bad, frc, bad1);
+    CHECKF(fired, "loadfail ordinary: the reload read no .t (the test's fault never fired)");
+    CHECKF(fail_rc == -ENOSPC, "loadfail ordinary: the fsync whose apply failed returned %d", fail_rc);
+    CHECKF(!bad_after, "loadfail ordinary: %d places read wrong after the failed reload, with the "
+                       "fault gone (the file left unloaded)", bad_after);
+    CHECKF(!later_bad, "loadfail ordinary: %d writes failed after the failed reload", later_bad);
+    CHECKF(frc == 0 && !bad1, "loadfail ordinary: the last fsync returned %d, %d places wrong", frc,
+           bad1);
+    REQUIRE_OK(scp_vfile_close(w, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    if (frc == 0 && !bad1) pw_reopen_check(vd, key, 1, 0, "loadfail ordinary", ENOSPC);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+/* torn (lazy publication step 3's race, issue 13; docs/volume-format.md, "What a follow
+ * trusts"): a shared-mode reader follows the log past the commit the manifest names while the
+ * writer's pwrite of the next commit is still landing. Here that pwrite is torn by the test
+ * (the wrapper above): the chunk record's index still reads as the end mark's zeros while its
+ * ciphertext and the commit record are there. The writer writes TN_K pieces (lazy commits);
+ * the reader reads them all after the first 10 (so that it follows from its place in the
+ * log), and again while write TN_K (piece TN_K % 16) is torn, and once more after it returned.
+ * With lazy22's step 3 the follow took commit TN_K (its record authenticates) with the chunk
+ * record mapped to piece 0: piece 8's new entry over its old record, "fails authentication"
+ * until its next write (dropkill's 2 failed reads in session 23, CI's 41). */
+#define TN_K 24
+static void torn_with(int mode) {
+    uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
+    char *root, *vd;
+    scp_err e;
+    make_zero_volume(80 + (uint64_t)mode, mode == 1 ? "torn" : "tornother",
+                     (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_volume_set_shared(v);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    REQUIRE(scp_vfile_pread(f, b, PIECE, 0, &e) == PIECE);
+    tn = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(tn != MAP_FAILED);
+    tn[0] = tn[1] = 0;
+    fflush(stdout);
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        scp_vfile *w = scp_vfile_open(v, "wal", O_RDWR, 0, &e);
+        for (int k = 0; w && k <= TN_K; k++) {
+            if (k == 10) {
+                __atomic_store_n(&tn[0], 1, __ATOMIC_SEQ_CST);
+                pw_wait(&tn[1], 1);
+            }
+            tn_arm = k == TN_K ? mode : 0;
+            pw_piece(b, k);
+            if (scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) != PIECE) _exit(2);
+        }
+        _exit(w && !tn_arm ? 0 : 3);
+    }
+    pw_wait(&tn[0], 1);
+    int bad0 = pw_check(f, 10, 10, 0);
+    __atomic_store_n(&tn[1], 1, __ATOMIC_SEQ_CST);
+    pw_wait(&tn[0], 2);
+    /* (write TN_K is landing: every place reads as its last write, or piece TN_K % 16 as TN_K) */
+    int bad = 0, torn_p = TN_K % PW_PIECES, got_p = -3;
+    vol_test_chunk_failed = dk_chunk_failed; /* (dropkill's report of the state, if one fails) */
+    for (int p = 0; p < PW_PIECES; p++) {
+        dk_state_len = 0;
+        dk_state[0] = 0;
+        int got = pw_read(f, p), last = TN_K - 1 - ((TN_K - 1 - p) % PW_PIECES);
+        if (p == torn_p) got_p = got;
+        int wrong = got != last && !(p == torn_p && got == TN_K);
+        if (wrong && !bad) printf("torn: piece %d read as %d (want %d)\n%s", p, got, last, dk_state);
+        bad += wrong;
+    }
+    vol_test_chunk_failed = NULL;
+    __atomic_store_n(&tn[1], 2, __ATOMIC_SEQ_CST);
+    int st = 0;
+    REQUIRE(waitpid(pid, &st, 0) == pid);
+    int bad2 = pw_check(f, TN_K + 1, TN_K + 1, 0);
+    printf("torn (%s): the reader's wrong places: %d before, %d while write %d landed torn (piece %d "
+           "read as write %d), %d after it returned\n", mode == 1 ? "the index not there yet" :
+           "another chunk's index there first", bad0, bad, TN_K, torn_p, got_p, bad2);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "torn: the writer exited with status %d", st);
+    CHECKF(tn[0] == 2, "torn: the writer's pwrite was never torn");
+    CHECKF(!bad0 && !bad && !bad2, "torn: the reader read %d, %d and %d places wrong (before, while "
+                                   "a write landed torn, after)", bad0, bad, bad2);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    munmap((void *)tn, 4096);
+    tn = NULL;
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
+static void test_torn(void) {
+    torn_with(1);
+    torn_with(2);
+}
+
+static void test_loadfail(void) {
+    loadfail_ordinary();
+    loadfail_with(".t", 0);
+    loadfail_with(".j", 0);
+    loadfail_with(".t", 1);
+    loadfail_with(".j", 1);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc > 1 && !strcmp(argv[1], "endmark")) test_endmark();
     if (argc > 1 && !strcmp(argv[1], "dropkill")) test_dropkill();
     if (argc > 1 && !strcmp(argv[1], "pwfail")) test_pwfail();
+    if (argc > 1 && !strcmp(argv[1], "loadfail")) test_loadfail();
+    if (argc > 1 && !strcmp(argv[1], "torn")) test_torn();
     if (argc > 1) return tu_exit_code("test_volume_catchup");
     test_catchup();
     test_writers();
@@ -1083,5 +1398,7 @@ int main(int argc, char **argv) {
     test_endmark();
     test_dropkill();
     test_pwfail();
+    test_loadfail();
+    test_torn();
     return tu_exit_code("test_volume_catchup");
 }

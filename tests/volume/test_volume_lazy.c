@@ -23,6 +23,17 @@
  *            verifies, and a second open reads the same (the open made it durable, S4).
  *            "named": the log left whole, the file at its last commit (as before). Main
  *            opened "plain" and "lostlast" at the first commit.
+ *   follow   (step 3, R2 and R4) two processes in shared mode and a writer that dies between
+ *            its commit record and its manifest-log record (a test hook, _exit there): its
+ *            write (a journaled overwrite of chunk 1 and a fresh chunk 2 in place, the file
+ *            grown to three chunks) is in f's journal, and no manifest names it. The process
+ *            that has f loaded reads it (the journal end hint moved), a process that opens f
+ *            then reads the write, and its size, lseek(SEEK_END) and fstat say three chunks; a record of another process that names f's older root (a chmod) is caught
+ *            up (the mode shows) and does not move f back; a write of the other process, which
+ *            had f loaded at the older root, lands on top of the dead writer's (it takes the
+ *            log's end and names it first: file_adopt_past), both processes read both writes,
+ *            and the volume reopens with them and verifies. Main read chunk 1 as the old bytes
+ *            and the size as two chunks, and the other process's write dropped the dead one's.
  */
 #include <signal.h>
 #include <sys/stat.h>
@@ -328,6 +339,139 @@ static void test_settle_case(const char *vol, enum settle_case sc, const char *w
     free(mlog);
 }
 
+/* ---- step 3: following past the named commit ---- */
+
+static void die_after_record(scp_file *f) {
+    (void)f;
+    _exit(0); /* (a writer killed between its commit record and its manifest-log record) */
+}
+
+static void pipe_put(int fd) {
+    char c = 1;
+    CHECK(write(fd, &c, 1) == 1);
+}
+
+static void pipe_get(int fd) {
+    char c;
+    ssize_t r;
+    while ((r = read(fd, &c, 1)) < 0 && errno == EINTR) {
+    }
+    REQUIRE(r == 1);
+}
+
+/* f's bytes [0, len) against want; what says which process and when */
+static int bytes_are(scp_vfile *f, const uint8_t *want, size_t len, const char *what) {
+    uint8_t *got = calloc(1, len + CS);
+    scp_err e;
+    tu_err_clear(&e);
+    ssize_t r = scp_vfile_pread(f, got, len + CS, 0, &e);
+    int ok = r == (ssize_t)len && memcmp(got, want, len) == 0;
+    size_t at = 0;
+    while (r > 0 && at < (size_t)r && at < len && got[at] == want[at]) at++;
+    CHECKF(ok, "%s: read %zd bytes (want %zu), first difference at %zu ('%c', want '%c') %s", what,
+           r, len, at, r > 0 && at < (size_t)r ? got[at] : '?', at < len ? want[at] : '?', e.msg);
+    free(got);
+    return ok;
+}
+
+static void test_follow(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    scp_volume *v = open_shared(vol);
+    REQUIRE(v != NULL);
+    scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(f != NULL);
+    uint8_t want[3 * CS];
+    memset(want, 'a', 2 * CS);
+    REQUIRE(scp_vfile_pwrite(f, want, 2 * CS, 0, &e) == (ssize_t)(2 * CS));
+    REQUIRE(scp_vfile_fsync(f, &e) == 0);
+    /* The writer that dies after its commit record: chunk 1 overwritten (journal), chunk 2 new */
+    tu_child a;
+    if (tu_child_start(&a)) {
+        scp_err ce;
+        tu_err_clear(&ce);
+        scp_volume *w = open_shared(vol);
+        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
+        if (!g) _exit(4);
+        uint8_t b[2 * CS];
+        memset(b, 'b', sizeof b);
+        vol_test_lazy_recorded = die_after_record;
+        (void)scp_vfile_pwrite(g, b, sizeof b, CS, &ce);
+        _exit(5); /* (the hook did not run) */
+    }
+    REQUIRE(tu_child_wait(&a, NULL, 0));
+    memset(want + CS, 'b', 2 * CS);
+    /* this process has f loaded at the older root, and no hint slot moved: the journal end
+     * hint (stored after the commit record's pwrite) sends its read to the log's end */
+    bytes_are(f, want, 3 * CS, "follow: the process with f loaded, after the writer died");
+    CHECKF(scp_vfile_size(f) == 3 * CS, "follow: its size %llu", (unsigned long long)scp_vfile_size(f));
+    int go[2], back[2];
+    REQUIRE(pipe(go) == 0 && pipe(back) == 0);
+    tu_child b;
+    if (tu_child_start(&b)) { /* the reader: opens f after the writer died (not alone: no settle) */
+        close(go[1]);
+        close(back[0]);
+        scp_err ce;
+        tu_err_clear(&ce);
+        scp_volume *w = open_shared(vol);
+        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDONLY, 0, &ce) : NULL;
+        CHECKF(g != NULL, "follow reader: open: %s", ce.msg);
+        if (g) {
+            bytes_are(g, want, 3 * CS, "follow: the reader, the dead writer's write");
+            CHECKF(scp_vfile_size(g) == 3 * CS, "follow: the reader's size %llu, want %u",
+                   (unsigned long long)scp_vfile_size(g), 3 * CS);
+            CHECKF(scp_vfile_seek(g, 0, SEEK_END, &ce) == 3 * CS, "follow: lseek(SEEK_END)");
+            scp_vstat st;
+            CHECK(scp_vfile_stat(g, &st, &ce) == 0);
+            CHECKF(st.size == 3 * CS, "follow: fstat's size %llu", (unsigned long long)st.size);
+        }
+        pipe_put(back[1]); /* (the other process now names f's older root: a chmod) */
+        pipe_get(go[0]);
+        if (g) {
+            scp_vstat st;
+            CHECK(scp_vfile_stat(g, &st, &ce) == 0);
+            CHECKF(st.mode == 0640, "follow: the chmod's record was not caught up (mode %o)", st.mode);
+            CHECKF(st.size == 3 * CS, "follow: after a record of the older root, size %llu",
+                   (unsigned long long)st.size);
+            bytes_are(g, want, 3 * CS, "follow: the reader after a record of the older root");
+        }
+        pipe_put(back[1]); /* (the other process writes) */
+        pipe_get(go[0]);
+        if (g) {
+            memset(want, 'd', 100);
+            bytes_are(g, want, 3 * CS, "follow: the reader after the other process's write");
+            scp_vfile_close(g, &ce);
+        }
+        if (w) scp_volume_close(w, &ce);
+        tu_child_exit(&b, NULL, 0);
+    }
+    close(go[0]);
+    close(back[1]);
+    pipe_get(back[0]);
+    CHECK_OK(scp_volume_setattr(v, "f", 0640, -1, -1, INT64_MIN, &e), e);
+    pipe_put(go[1]);
+    pipe_get(back[0]);
+    /* f is loaded here at the root the manifest names; the write lands on the log's end */
+    uint8_t d[100];
+    memset(d, 'd', sizeof d);
+    CHECK_OK(scp_vfile_pwrite(f, d, sizeof d, 0, &e) == (ssize_t)sizeof d ? 0 : -1, e);
+    memset(want, 'd', 100);
+    bytes_are(f, want, 3 * CS, "follow: the writer after its write on top of the dead one's");
+    CHECKF(scp_vfile_size(f) == 3 * CS, "follow: the writer's size %llu",
+           (unsigned long long)scp_vfile_size(f));
+    pipe_put(go[1]);
+    CHECKF(tu_child_wait(&b, NULL, 0), "follow: the reader failed");
+    close(go[1]);
+    close(back[0]);
+    scp_vfile_close(f, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+    expect_f(vol, want, 3 * CS, "follow: reopened");
+    printf("follow: a commit no manifest named yet is read, sized and stat'ed by another process, "
+           "not moved back by a record of the older root, and written on top of\n");
+}
+
 static void test_settle(const char *vol) {
     test_settle_case(vol, S_NAMED, "named");
     test_settle_case(vol, S_PLAIN, "plain");
@@ -347,6 +491,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(argv[1], "counter")) test_counter(vol);
     if (all || !strcmp(argv[1], "wrap")) test_wrap(vol);
     if (all || !strcmp(argv[1], "settle")) test_settle(vol);
+    if (all || !strcmp(argv[1], "follow")) test_follow(vol);
     tu_rm_rf(dir);
     free(vol);
     free(dir);
