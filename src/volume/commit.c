@@ -1004,6 +1004,10 @@ static int journal_drop(scp_file *f) {
  * process's durable commit put behind our append offset (vol_commit_oneflush), so that our next
  * records go behind them: written over, a durable commit's only synced copy would be gone. */
 int journal_skip_mrecs(scp_file *f) {
+    /* (it reads the records' length fields before anything authenticates them: safe because
+     * type 3 records are appended only under the volume lock, which the caller holds, so none
+     * is landing while we read; race24) */
+    assert(VOL_LOCK_HELD(f->vol));
     struct stat st;
     if (!f->j_end || f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size <= f->j_end)
         return 0;
