@@ -173,10 +173,7 @@ static void test_other(const char *base) {
 static void test_fork(const char *base) {
     char dir[512];
     scp_err e;
-    snprintf(dir, sizeof dir, "%s/fork", base);
-    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
-    scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
-    REQUIRE_PTR(v, e);
+    scp_volume *v = tu_create_open(base, "fork", KEY, dir, sizeof dir);
     scp_volume_set_shared(v); /* a family in shared mode */
     scp_vfile *f = scp_vfile_open(v, "aof", O_RDWR | O_CREAT, 0644, &e);
     REQUIRE_PTR(f, e);
