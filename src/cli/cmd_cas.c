@@ -41,6 +41,13 @@ static int opt_int(const char *name, const char *v, int min, int max, int *out) 
     return 0;
 }
 
+/* cas serve's announcements: on stdout, where scripts read the fingerprint to pin */
+static void print_line(void *ctx, const char *line) {
+    (void)ctx;
+    printf("scp-cas: %s\n", line);
+    fflush(stdout);
+}
+
 static int serve(int argc, char **argv) {
     scp_cas_server_opts o = {0};
     const char *admins[64];
@@ -83,6 +90,7 @@ static int serve(int argc, char **argv) {
     if (!o.data_dir || !o.listen) return cli_usage_error("cas serve needs --data DIR and --listen ADDR:PORT");
     o.admins = admins;
     o.n_admins = na;
+    o.announce = print_line;
     scp_err e = {0};
     if (scp_cas_serve(&o, &e) < 0) return cli_fail(&e);
     return EXIT_OK;
