@@ -32,17 +32,18 @@ PY
 jobs=$(nproc 2>/dev/null || echo 2)
 [ "$jobs" -gt 2 ] && jobs=2
 
-# Library code reports through scp_err / scp_log (include/scp/err.h, src/common/log.h) and
-# never prints to stderr itself: only the programs' main files may (scpctl and scp-cas in
-# src/cli, scp-entry, scp-ms-instr, scp-ms-autoinit). The shield's and the memsafe runtime's last words before
-# they stop a program are raw write(2)s, not matched here.
-echo "== library code printing to stderr (gating)"
-stderr_hits=$(grep -rnE '\b(v?fprintf|fputs|fputc|putc|fwrite)\b[^;]*\bstderr\b|\bperror[[:space:]]*\(' src \
+# Library code reports through scp_err / scp_log (include/scp/err.h, src/common/log.h) or a
+# callback of its caller, and never prints to stderr or stdout itself: only the programs' main
+# files may (scpctl and scp-cas in src/cli, scp-entry, scp-ms-instr, scp-ms-autoinit). The
+# shield's and the memsafe runtime's last words before they stop a program are raw write(2)s,
+# not matched here.
+echo "== library code printing to stderr or stdout (gating)"
+stderr_hits=$(grep -rnE '\b(v?fprintf|fputs|fputc|putc|fwrite)\b[^;]*\b(stderr|stdout)\b|\bperror[[:space:]]*\(|\b(v?printf|puts|putchar)\(' src \
     --include='*.c' --include='*.h' --exclude-dir=cli --exclude=entry_main.c --exclude=instr.c --exclude=autoinit.c)
 stderr_rc=0
 if [ -n "$stderr_hits" ]; then
     printf '%s\n' "$stderr_hits"
-    echo "lint: library code prints to stderr: use scp_log (src/common/log.h) or return an scp_err"
+    echo "lint: library code prints: use scp_log (src/common/log.h), return an scp_err, or give the caller a callback"
     stderr_rc=1
 fi
 

@@ -455,14 +455,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             scp_journal_view ja = w, jb = w;
             ja.end = w.named_end;
             jb.start = w.named_end;
-            size_t kk = 0;
-            while (kk < kp.n && kp.off[kk] < w.named_end) kk++;
-            scp_journal_kept kb = kp;
-            kb.pt += kk;
-            kb.count += kk;
-            kb.off += kk;
-            kb.n -= kk;
-            kb.opens = 0;
+            /* scp_journal_kept_from's contract: the payloads of records at named_end or
+             * after, the ones before it left to kp, a view that opened nothing yet */
+            kp.opens = 7;
+            scp_journal_kept kb = scp_journal_kept_from(&kp, w.named_end);
+            size_t kk = kp.n - kb.n;
+            FUZZ_CHECK(kb.n <= kp.n && kb.opens == 0 && kp.opens == 7);
+            for (size_t i = 0; i < kp.n; i++)
+                FUZZ_CHECK(i < kk ? kp.off[i] < w.named_end
+                                  : kb.pt[i - kk] == kp.pt[i] && kb.off[i - kk] == kp.off[i] &&
+                                        kb.count[i - kk] == kp.count[i] && kp.off[i] >= w.named_end);
+            kp.opens = 0;
             FUZZ_CHECK(scp_journal_replay_kept(buf, &ja, &kp, cs, file_id, noop_chunk, noop_entry,
                                                NULL, &e) == 0);
             FUZZ_CHECK(scp_journal_replay_kept(buf, &jb, &kb, cs, file_id, noop_chunk, noop_entry,

@@ -32,11 +32,18 @@ typedef struct scp_cas_server_opts {
     const char *collateral_dir; /* AMD/Intel collateral for hardware evidence; NULL: DATA_DIR/collateral */
     const char *test_snp_ark;   /* tests only (hex SHA-256): trust this AMD ARK instead of AMD's */
     const char *test_sgx_root;  /* tests only (hex SHA-256): trust this root instead of Intel's */
+    /* What the daemon says once it listens, a line at a time (no newline), for the operator:
+     * the CA fingerprint to pin ("... fingerprint (pin this): HEX"), the service CA, a
+     * migration of the data directory, the address and port. NULL: the lines go to scp_log
+     * (level INFO, "scp-cas"). */
+    void (*announce)(void *ctx, const char *line);
+    void *announce_ctx;
 } scp_cas_server_opts;
 
 /* Run the daemon until SIGTERM or SIGINT (then in-flight requests finish and it returns 0).
- * Prints the CA fingerprint and the listening address on stdout, and that the sim mode does
- * not protect memory on stderr. Returns -1 if it cannot start. */
+ * Tells opts->announce the CA fingerprint and the listening address, and scp_log the
+ * warnings (the sim mode does not protect memory; a data directory open to others). Returns
+ * -1 if it cannot start. */
 int scp_cas_serve(const scp_cas_server_opts *opts, scp_err *err);
 
 /* ---- client identities ------------------------------------------------------------------- */

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -283,6 +284,18 @@ static int set_hw(cas_api *api, const scp_cas_server_opts *o, scp_err *err) {
                           o->test_sgx_root ? root : NULL, err);
 }
 
+/* One line of what the daemon says once it listens, to the caller's announce (else scp_log). */
+static void announce(const scp_cas_server_opts *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void announce(const scp_cas_server_opts *o, const char *fmt, ...) {
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (o->announce) o->announce(o->announce_ctx, line);
+    else scp_log(SCP_LOG_INFO, "scp-cas", "%s", line);
+}
+
 int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     if (!o->data_dir || !o->listen) return scp_fail(err, SCP_E_INVAL, EINVAL, "data directory and listen address needed");
     /* block the stop signals before any thread exists, so that all inherit the mask and the
@@ -346,18 +359,17 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
             goto done;
         }
 
-    printf("scp-cas: %s CA; fingerprint (pin this): %s\n", created_id ? "created a new" : "loaded the", id.ca_fp);
-    printf("scp-cas: session certificates come from the service CA %s (service-ca.crt; do not pin it)\n",
-           id.service_ca_fp);
+    announce(o, "%s CA; fingerprint (pin this): %s", created_id ? "created a new" : "loaded the", id.ca_fp);
+    announce(o, "session certificates come from the service CA %s (service-ca.crt; do not pin it)",
+             id.service_ca_fp);
     if (id.migrated & CAS_MIGRATED_SERVICE_CA)
-        printf("scp-cas: migrated the data directory: created the service CA; certificates issued to sessions "
-               "before were signed by the root, and clients older than this CAS would take them for CAS: "
-               "upgrade every client\n");
+        announce(o, "migrated the data directory: created the service CA; certificates issued to sessions "
+                    "before were signed by the root, and clients older than this CAS would take them for CAS: "
+                    "upgrade every client");
     if (id.migrated & CAS_MIGRATED_SERVER_CERT)
-        printf("scp-cas: migrated the data directory: reissued server.crt (same key, same root) with CAS's "
-               "identity marker; the pin is unchanged\n");
-    printf("scp-cas: listening on %s (port %d) with %d workers\n", o->listen, port, nworkers);
-    fflush(stdout);
+        announce(o, "migrated the data directory: reissued server.crt (same key, same root) with CAS's "
+                    "identity marker; the pin is unchanged");
+    announce(o, "listening on %s (port %d) with %d workers", o->listen, port, nworkers);
     if (o->port_file) {
         char pb[16];
         int n = snprintf(pb, sizeof pb, "%d\n", port);

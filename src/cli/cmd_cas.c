@@ -13,20 +13,22 @@
 #include "scp/attest_hw.h"
 #include "scp/cas.h"
 
-static void cas_usage(FILE *out) {
-    fprintf(out,
-            "usage: scpctl cas serve --data DIR --listen ADDR:PORT [--admin ID|IDENTITY_FILE]... [--port-file FILE]\n"
-            "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N] [--accept-audit-reset]\n"
-            "                        [--collateral DIR] [--test-snp-ark SHA256] [--test-sgx-root SHA256]\n"
-            "       scpctl cas status [--cas HOST:PORT --pin FINGERPRINT]   (a given --pin is remembered)\n"
-            "       scpctl cas identity [--out FILE] [--show]\n"
-            "       scpctl cas audit [--from N] [--limit N] [--verify] [--json]\n"
-            "       scpctl cas collateral import --dir COLLATERAL_DIR FILE...   (AMD/Intel attestation collateral)\n"
-            "\n"
-            "Client options (all but serve): --cas HOST:PORT, --pin FINGERPRINT, --identity FILE; defaults\n"
-            "from SCP_CAS, SCP_CAS_PIN, SCP_IDENTITY, $SCP_HOME/cas.conf and $SCP_HOME/identity.pem\n"
-            "(SCP_HOME defaults to ~/.scp).\n");
-}
+static const cli_sub subs[] = {
+    {"serve", "scpctl cas serve --data DIR --listen ADDR:PORT [--admin ID|IDENTITY_FILE]... [--port-file FILE]\n"
+              "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N] [--accept-audit-reset]\n"
+              "                        [--collateral DIR] [--test-snp-ark SHA256] [--test-sgx-root SHA256]\n"},
+    {"status", "scpctl cas status [--cas HOST:PORT --pin FINGERPRINT]   (a given --pin is remembered)\n"},
+    {"identity", "scpctl cas identity [--out FILE] [--show]\n"},
+    {"audit", "scpctl cas audit [--from N] [--limit N] [--verify] [--json]\n"},
+    {"collateral", "scpctl cas collateral import --dir COLLATERAL_DIR FILE...   (AMD/Intel attestation collateral)\n"},
+};
+
+static const cli_cmd_usage usage = {
+    subs, sizeof subs / sizeof subs[0], NULL,
+    "Client options (all but serve): --cas HOST:PORT, --pin FINGERPRINT, --identity FILE; defaults\n"
+    "from SCP_CAS, SCP_CAS_PIN, SCP_IDENTITY, $SCP_HOME/cas.conf and $SCP_HOME/identity.pem\n"
+    "(SCP_HOME defaults to ~/.scp).\n",
+};
 
 /* An integer option's value in [min, max]: 0, or -1 after the usage error. */
 static int opt_int(const char *name, const char *v, int min, int max, int *out) {
@@ -39,6 +41,13 @@ static int opt_int(const char *name, const char *v, int min, int max, int *out) 
     return 0;
 }
 
+/* cas serve's announcements: on stdout, where scripts read the fingerprint to pin */
+static void print_line(void *ctx, const char *line) {
+    (void)ctx;
+    printf("scp-cas: %s\n", line);
+    fflush(stdout);
+}
+
 static int serve(int argc, char **argv) {
     scp_cas_server_opts o = {0};
     const char *admins[64];
@@ -46,10 +55,6 @@ static int serve(int argc, char **argv) {
     size_t na = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (cli_is_help(a)) {
-            cas_usage(stdout);
-            return EXIT_OK;
-        }
         if (strcmp(a, "--accept-audit-reset") == 0) {
             o.accept_audit_reset = 1;
             continue;
@@ -85,6 +90,7 @@ static int serve(int argc, char **argv) {
     if (!o.data_dir || !o.listen) return cli_usage_error("cas serve needs --data DIR and --listen ADDR:PORT");
     o.admins = admins;
     o.n_admins = na;
+    o.announce = print_line;
     scp_err e = {0};
     if (scp_cas_serve(&o, &e) < 0) return cli_fail(&e);
     return EXIT_OK;
@@ -251,20 +257,12 @@ static int collateral(int argc, char **argv) {
 }
 
 int cmd_cas(int argc, char **argv) {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        cas_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (int i = 2; i < argc; i++)
-        if (cli_is_help(argv[i])) { /* --help at every level */
-            cas_usage(stdout);
-            return EXIT_OK;
-        }
+    int code = cli_usage_start(&usage, argc, argv);
+    if (code >= 0) return code;
     const char *sub = argv[1];
     if (strcmp(sub, "serve") == 0) return serve(argc - 1, argv + 1);
     if (strcmp(sub, "status") == 0) return status(argc - 1, argv + 1);
     if (strcmp(sub, "identity") == 0) return identity(argc - 1, argv + 1);
     if (strcmp(sub, "audit") == 0) return audit(argc - 1, argv + 1);
-    if (strcmp(sub, "collateral") == 0) return collateral(argc - 1, argv + 1);
-    return cli_usage_error("cas: unknown subcommand '%s'; see 'scpctl cas --help'", sub);
+    return collateral(argc - 1, argv + 1);
 }

@@ -14,44 +14,40 @@
 #include "runtime/attest_run.h"
 #include "scp/attest.h"
 
-static void platform_usage(FILE *out) {
-    fprintf(out,
-            "usage: scpctl platform create-key FILE          make a sim platform key (0600; root only)\n"
-            "       scpctl platform id FILE                  print the platform's id and public key\n"
-            "       scpctl platform id --tee tdx|snp|auto    this TDX/SEV-SNP guest's id and hardware identity (pubkey)\n"
-            "       scpctl platform enroll --name NAME (--key FILE | [--backend sim|snp|tdx|sgx] --pubkey HEX)   (admin)\n"
-            "       scpctl platform revoke ID                (admin)\n"
-            "       scpctl platform list                     (admin)\n"
-            "       scpctl platform measure [--rootfs DIR] [--net host|none] [--cap NAME]...\n"
-            "            [--trusted PATH]... -- PROGRAM   print the measurement of PROGRAM (resolved in PATH, or\n"
-            "            inside DIR), its loader and libraries, the shield runtime, the --trusted files and the\n"
-            "            service's configuration (these options), as 'scpctl run --cas' with the same options\n"
-            "            computes it; the configuration's hash goes to stderr (SCP_MEASURE_VERBOSE=1: its text)\n"
-            "       scpctl platform measure [--config FILE] FILE...   print the measurement of these files (hex)\n"
-            "       scpctl platform attest (--key FILE | --tee tdx|snp|auto) --session S --service N --measurement HEX\n"
-            "            [--instance-pubkey HEX]   run the runtime's attestation and print the configuration CAS\n"
-            "            releases (with --instance-pubkey, 130 hex digits: an uncompressed P-256 point that the\n"
-            "            evidence carries, for a per-instance network certificate)\n"
-            "            (it holds secrets: for tests and debugging only)\n"
-            "       scpctl platform report-tag --session S --service N --volume V --tag HEX --token-file FILE\n"
-            "            report a volume's new tag (the token is the configuration's volume_token)\n"
-            "Client options: --cas HOST:PORT --pin FINGERPRINT --identity FILE (see 'scpctl cas --help').\n"
-            "       scpctl platform serve --key FILE [--socket PATH]   the local attestation service for secure\n"
-            "            images in containers (default socket /run/scp/attest.sock; docs/image.md)\n"
-            "       scpctl platform evidence --nonce HEX --pubkey HEX [--socket PATH]   ask it (tests, debugging)\n"
-            "The sim backend does NOT protect memory; it exists for development and tests.\n");
-}
+static const cli_sub subs[] = {
+    {"create-key", "scpctl platform create-key FILE          make a sim platform key (0600; root only)\n"},
+    {"id", "scpctl platform id FILE                  print the platform's id and public key\n"
+           "scpctl platform id --tee tdx|snp|auto    this TDX/SEV-SNP guest's id and hardware identity (pubkey)\n"},
+    {"enroll", "scpctl platform enroll --name NAME (--key FILE | [--backend sim|snp|tdx|sgx] --pubkey HEX)   (admin)\n"},
+    {"revoke", "scpctl platform revoke ID                (admin)\n"},
+    {"list", "scpctl platform list                     (admin)\n"},
+    {"measure", "scpctl platform measure [--rootfs DIR] [--net host|none] [--cap NAME]...\n"
+                "            [--trusted PATH]... -- PROGRAM   print the measurement of PROGRAM (resolved in PATH, or\n"
+                "            inside DIR), its loader and libraries, the shield runtime, the --trusted files and the\n"
+                "            service's configuration (these options), as 'scpctl run --cas' with the same options\n"
+                "            computes it; the configuration's hash goes to stderr (SCP_MEASURE_VERBOSE=1: its text)\n"
+                "scpctl platform measure [--config FILE] FILE...   print the measurement of these files (hex)\n"},
+    {"attest", "scpctl platform attest (--key FILE | --tee tdx|snp|auto) --session S --service N --measurement HEX\n"
+               "            [--instance-pubkey HEX]   run the runtime's attestation and print the configuration CAS\n"
+               "            releases (with --instance-pubkey, 130 hex digits: an uncompressed P-256 point that the\n"
+               "            evidence carries, for a per-instance network certificate)\n"
+               "            (it holds secrets: for tests and debugging only)\n"},
+    {"report-tag", "scpctl platform report-tag --session S --service N --volume V --tag HEX --token-file FILE\n"
+                   "            report a volume's new tag (the token is the configuration's volume_token)\n"},
+    {"serve", "scpctl platform serve --key FILE [--socket PATH]   the local attestation service for secure\n"
+              "            images in containers (default socket /run/scp/attest.sock; docs/image.md)\n"},
+    {"evidence", "scpctl platform evidence --nonce HEX --pubkey HEX [--socket PATH]   ask it (tests, debugging)\n"},
+};
+
+static const cli_cmd_usage usage = {
+    subs, sizeof subs / sizeof subs[0], NULL,
+    "Client options: --cas HOST:PORT --pin FINGERPRINT --identity FILE (see 'scpctl cas --help').\n"
+    "The sim backend does NOT protect memory; it exists for development and tests.\n",
+};
 
 int cmd_platform(int argc, char **argv) {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        platform_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (int i = 2; i < argc; i++)
-        if (cli_is_help(argv[i])) { /* --help at every level */
-            platform_usage(stdout);
-            return EXIT_OK;
-        }
+    int usage_code = cli_usage_start(&usage, argc, argv);
+    if (usage_code >= 0) return usage_code;
     const char *sub = argv[1];
     if (strcmp(sub, "serve") == 0) return cmd_platform_serve(argc, argv);
     if (strcmp(sub, "evidence") == 0) return cmd_platform_evidence(argc, argv);
@@ -65,7 +61,7 @@ int cmd_platform(int argc, char **argv) {
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--") == 0 && strcmp(sub, "measure") == 0) { /* measure -- PROG: what run measures */
             prog_form = 1;
-            if (i + 2 != argc) return cli_usage_error("platform measure -- PROGRAM (one program)");
+            if (i + 2 != argc) return cli_usage_error("platform measure: one PROGRAM after --");
             pos[npos++] = argv[i + 1];
             break;
         }
@@ -119,7 +115,7 @@ int cmd_platform(int argc, char **argv) {
     }
     scp_err e = {0};
     if (strcmp(sub, "create-key") == 0) {
-        if (npos != 1) return cli_usage_error("platform create-key FILE");
+        if (npos != 1) return cli_usage_error("platform create-key takes one FILE");
         uint8_t pub[32], id[32];
         char hex[65];
         if (scp_sim_platform_create(pos[0], &e) < 0 || scp_sim_platform_pubkey(pos[0], pub, id, &e) < 0)
@@ -140,7 +136,7 @@ int cmd_platform(int argc, char **argv) {
         }
     }
     if (strcmp(sub, "id") == 0 && hw) {
-        if (npos) return cli_usage_error("platform id --tee tdx|snp|auto");
+        if (npos) return cli_usage_error("platform id --tee takes no FILE");
         uint8_t zero[32] = {0}, ident[32], id[32], *ev = NULL;
         size_t evlen = 0;
         char h1[65], h2[65];
@@ -153,7 +149,7 @@ int cmd_platform(int argc, char **argv) {
         return EXIT_OK;
     }
     if (strcmp(sub, "id") == 0) {
-        if (npos != 1) return cli_usage_error("platform id FILE");
+        if (npos != 1) return cli_usage_error("platform id takes one FILE (or --tee)");
         uint8_t pub[32], id[32];
         char h1[65], h2[65];
         if (scp_sim_platform_pubkey(pos[0], pub, id, &e) < 0) return cli_fail(&e);
@@ -189,7 +185,7 @@ int cmd_platform(int argc, char **argv) {
     if (strcmp(sub, "measure") == 0) {
         if (rootfs || conf.ntrusted || conf.net_none || conf.keep_caps)
             return cli_usage_error("--rootfs, --net, --cap and --trusted go with platform measure -- PROGRAM");
-        if (npos < 1) return cli_usage_error("platform measure [--config FILE] FILE...");
+        if (npos < 1) return cli_usage_error("platform measure: no FILE to measure");
         char *cfg = NULL;
         size_t cl = 0;
         if (config && scp_read_path(config, 16u << 20, &cfg, &cl, &e) < 0) return cli_fail(&e);
@@ -207,7 +203,7 @@ int cmd_platform(int argc, char **argv) {
     if (strcmp(sub, "enroll") == 0) {
         uint8_t pub[32], id[32];
         char hex[65];
-        if (!name || (!key == !pubhex)) return cli_usage_error("platform enroll --name NAME (--key FILE | --pubkey HEX)");
+        if (!name || (!key == !pubhex)) return cli_usage_error("platform enroll needs --name NAME and one of --key FILE and --pubkey HEX");
         if (key) {
             if (scp_sim_platform_pubkey(key, pub, id, &e) < 0) return cli_fail(&e);
             scp_hex(pub, 32, hex);
@@ -225,7 +221,7 @@ int cmd_platform(int argc, char **argv) {
         scp_cas_client_free(c);
     } else if (strcmp(sub, "revoke") == 0 || strcmp(sub, "list") == 0) {
         int rev = strcmp(sub, "revoke") == 0;
-        if (npos != rev) return cli_usage_error(rev ? "platform revoke ID" : "platform list");
+        if (npos != rev) return cli_usage_error(rev ? "platform revoke takes one ID" : "platform list takes no argument");
         scp_cas_client *c = cli_cas_client(&o, &code);
         if (!c) return code;
         char path[200];
@@ -276,8 +272,6 @@ int cmd_platform(int argc, char **argv) {
         }
         OPENSSL_cleanse(tok, tl);
         free(tok);
-    } else {
-        return cli_usage_error("platform: unknown subcommand '%s'", sub);
     }
     json_decref(j);
     return code;

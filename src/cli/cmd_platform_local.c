@@ -38,7 +38,7 @@ static const char *opt(int argc, char **argv, const char *name, const char *def)
 int cmd_platform_serve(int argc, char **argv) {
     for (int i = 2; i < argc; i += 2)
         if ((strcmp(argv[i], "--key") && strcmp(argv[i], "--socket")) || i + 1 >= argc)
-            return cli_usage_error("platform serve --key FILE [--socket PATH]");
+            return cli_usage_error("platform serve: unknown option or missing value '%s'", argv[i]);
     const char *key = opt(argc, argv, "--key", NULL), *sock = opt(argc, argv, "--socket", DEFAULT_SOCKET);
     if (!key) return cli_usage_error("platform serve needs --key FILE (the sim platform key)");
     scp_no_core_dumps();
@@ -55,7 +55,7 @@ int cmd_platform_serve(int argc, char **argv) {
 int cmd_platform_evidence(int argc, char **argv) {
     for (int i = 2; i < argc; i += 2)
         if ((strcmp(argv[i], "--nonce") && strcmp(argv[i], "--pubkey") && strcmp(argv[i], "--socket")) || i + 1 >= argc)
-            return cli_usage_error("platform evidence --nonce HEX --pubkey HEX [--socket PATH]");
+            return cli_usage_error("platform evidence: unknown option or missing value '%s'", argv[i]);
     const char *nh = opt(argc, argv, "--nonce", NULL), *ph = opt(argc, argv, "--pubkey", NULL);
     uint8_t nonce[32], pub[32];
     if (!nh || !ph || scp_unhex(nh, nonce, 32) < 0 || scp_unhex(ph, pub, 32) < 0)

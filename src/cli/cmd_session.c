@@ -9,33 +9,31 @@
 #include "cli/cas_common.h"
 #include "cli/commands.h"
 
-static void session_usage(FILE *out) {
-    fprintf(out,
-            "usage: scpctl session create FILE.yaml\n"
-            "       scpctl session update FILE.yaml [--predecessor HASH]\n"
-            "       scpctl session show NAME [--policy]\n"
-            "       scpctl session list\n"
-            "       scpctl session delete NAME\n"
-            "       scpctl session set-tag NAME VOLUME (TAG | --clear)\n"
-            "       scpctl session secret NAME SECRET\n"
-            "Client options: --cas HOST:PORT --pin FINGERPRINT --identity FILE (see 'scpctl cas --help').\n"
-            "An update must name the hash of the version it replaces: 'predecessor: HASH' in the file,\n"
-            "or --predecessor HASH; if someone updated the session meanwhile, the update is refused.\n"
-            "set-tag overrides the expected freshness tag of a volume (recovery, see docs/cas.md).\n"
-            "secret prints a secret's value (hex for kind random; an x509 secret's certificate only) to\n"
-            "standard output, for the session's owner only; CAS records the read in its audit log.\n");
-}
+static const cli_sub subs[] = {
+    {"create", "scpctl session create FILE.yaml\n"},
+    {"update", "scpctl session update FILE.yaml [--predecessor HASH]\n"
+               "           An update must name the hash of the version it replaces: 'predecessor: HASH' in\n"
+               "           the file, or --predecessor HASH; if someone updated the session meanwhile, the\n"
+               "           update is refused.\n"},
+    {"show", "scpctl session show NAME [--policy]\n"},
+    {"list", "scpctl session list\n"},
+    {"delete", "scpctl session delete NAME\n"},
+    {"set-tag", "scpctl session set-tag NAME VOLUME (TAG | --clear)\n"
+                "           override the expected freshness tag of a volume (recovery, see docs/cas.md)\n"},
+    {"secret", "scpctl session secret NAME SECRET\n"
+               "           print a secret's value (hex for kind random; an x509 secret's certificate only)\n"
+               "           to standard output, for the session's owner only; CAS records the read in its\n"
+               "           audit log\n"},
+};
+
+static const cli_cmd_usage usage = {
+    subs, sizeof subs / sizeof subs[0], NULL,
+    "Client options: --cas HOST:PORT --pin FINGERPRINT --identity FILE (see 'scpctl cas --help').\n",
+};
 
 int cmd_session(int argc, char **argv) {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        session_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (int i = 2; i < argc; i++)
-        if (cli_is_help(argv[i])) { /* --help at every level */
-            session_usage(stdout);
-            return EXIT_OK;
-        }
+    int usage_code = cli_usage_start(&usage, argc, argv);
+    if (usage_code >= 0) return usage_code;
     const char *sub = argv[1];
     cli_cas o = {0};
     const char *pos[4] = {0}, *pred = NULL;
@@ -55,10 +53,7 @@ int cmd_session(int argc, char **argv) {
                : strcmp(sub, "set-tag") == 0 ? (clear ? 2 : 3)
                : strcmp(sub, "secret") == 0  ? 2
                                              : 1;
-    if (npos != want) {
-        session_usage(stderr);
-        return EXIT_USAGE;
-    }
+    if (npos != want) return cli_usage_error("session %s: wrong number of arguments", sub);
     char *doc = NULL;
     size_t len = 0;
     if (strcmp(sub, "create") == 0 || strcmp(sub, "update") == 0) {
@@ -73,9 +68,6 @@ int cmd_session(int argc, char **argv) {
             doc = nd;
             len += (size_t)n;
         }
-    } else if (strcmp(sub, "show") && strcmp(sub, "list") && strcmp(sub, "delete") && strcmp(sub, "set-tag") &&
-               strcmp(sub, "secret")) {
-        return cli_usage_error("session: unknown subcommand '%s'", sub);
     }
     int code = 0;
     scp_cas_client *c = cli_cas_client(&o, &code);

@@ -1,4 +1,5 @@
 /* cli/cmd_volume.c - `scpctl volume ...`: create, fill, read and check protected volumes. */
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,29 +28,36 @@ struct opts {
     int npos;
 };
 
-static const char *const usage_text =
-    "usage: scpctl volume SUBCOMMAND [ARGS...]\n"
-    "\n"
+static const cli_sub subs[] = {
+    {"keygen", "scpctl volume keygen KEYFILE\n"
+               "           write a new random 32-byte key (mode 0600)\n"},
+    {"create", "scpctl volume create VOLDIR --key-file KEY [--chunk-size N]\n"
+               "           create an empty volume (chunk size 4096..65536)\n"},
+    {"import", "scpctl volume import SRCDIR VOLDIR --key-file KEY [--chunk-size N]\n"
+               "           encrypt the plain directory tree SRCDIR into the volume VOLDIR (created if\n"
+               "           VOLDIR does not exist or is empty); the source comes first, as with cp\n"},
+    {"export", "scpctl volume export VOLDIR OUTDIR --key-file KEY\n"
+               "           decrypt a whole volume into a plain directory\n"},
+    {"ls", "scpctl volume ls VOLDIR [PATH] --key-file KEY [-l] [-R]\n"
+           "           list a directory of the volume (-l: mode and size, -R: recursively)\n"},
+    {"cat", "scpctl volume cat VOLDIR PATH --key-file KEY\n"
+            "           print a file of the volume to stdout\n"},
+    {"put", "scpctl volume put VOLDIR PATH [SRCFILE] --key-file KEY\n"
+            "           store SRCFILE (or stdin) as PATH in the volume\n"},
+    {"mkdir", "scpctl volume mkdir VOLDIR PATH --key-file KEY\n"
+              "           create a directory in the volume\n"},
+    {"rm", "scpctl volume rm VOLDIR PATH --key-file KEY\n"
+           "           remove a file or an empty directory\n"},
+    {"verify", "scpctl volume verify VOLDIR --key-file KEY\n"
+               "           check every chunk; report problems by file and offset\n"},
+    {"info", "scpctl volume info VOLDIR --key-file KEY\n"
+             "           format version, chunk size, file count, tag\n"},
+};
+
+static const cli_cmd_usage usage = {
+    subs, sizeof subs / sizeof subs[0],
     "A protected volume is a directory whose files are encrypted and authenticated in chunks\n"
-    "(AES-256-GCM) with a manifest that hides names and binds every file to its content.\n"
-    "\n"
-    "subcommands:\n"
-    "  keygen KEYFILE                      write a new random 32-byte key (mode 0600)\n"
-    "  create VOLDIR --key-file KEY [--chunk-size N]\n"
-    "                                      create an empty volume (chunk size 4096..65536)\n"
-    "  import SRCDIR VOLDIR --key-file KEY encrypt a plain directory tree into a volume\n"
-    "                                      (created if VOLDIR does not exist)\n"
-    "  export VOLDIR OUTDIR --key-file KEY decrypt a whole volume into a plain directory\n"
-    "  ls VOLDIR [PATH] --key-file KEY [-l] [-R]\n"
-    "                                      list a directory of the volume\n"
-    "  cat VOLDIR PATH --key-file KEY      print a file of the volume to stdout\n"
-    "  put VOLDIR PATH [SRCFILE] --key-file KEY\n"
-    "                                      store SRCFILE (or stdin) as PATH in the volume\n"
-    "  mkdir VOLDIR PATH --key-file KEY    create a directory in the volume\n"
-    "  rm VOLDIR PATH --key-file KEY       remove a file or an empty directory\n"
-    "  verify VOLDIR --key-file KEY        check every chunk; report problems by file and offset\n"
-    "  info VOLDIR --key-file KEY          format version, chunk size, file count, tag\n"
-    "\n"
+    "(AES-256-GCM) with a manifest that hides names and binds every file to its content.\n",
     "options:\n"
     "  --key-file KEY     the volume key (32 bytes; must not be readable by group or others)\n"
     "  --expect-tag TAG   refuse a volume state older than TAG (as printed by 'info'):\n"
@@ -57,7 +65,8 @@ static const char *const usage_text =
     "  --chunk-size N     chunk size for create/import (default 4096)\n"
     "\n"
     "exit codes: 0 ok, 1 failed, 2 bad command line, 3 integrity failure or rollback,\n"
-    "4 wrong or unsafe key.\n";
+    "4 wrong or unsafe key.\n",
+};
 
 static int parse_opts(int argc, char **argv, struct opts *o) {
     memset(o, 0, sizeof *o);
@@ -88,7 +97,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
         } else if (strcmp(a, "--key") == 0 || strcmp(a, "-k") == 0) {
             return cli_usage_error("unknown option '%s': the volume key is given with --key-file KEY", a);
         } else if (a[0] == '-' && a[1] != '\0') {
-            return cli_usage_error("unknown option '%s'; see 'scpctl volume --help'", a);
+            return cli_usage_error("unknown option '%s'", a);
         } else {
             if (o->npos == 4) return cli_usage_error("too many arguments");
             o->pos[o->npos++] = a;
@@ -99,9 +108,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
 
 static int need(const struct opts *o, int min, int max, const char *sub) {
     if (o->npos < min || o->npos > max)
-        return cli_usage_error("wrong number of arguments for 'volume %s'; see 'scpctl volume "
-                               "--help'",
-                               sub);
+        return cli_usage_error("wrong number of arguments for 'volume %s'", sub);
     return 0;
 }
 
@@ -224,6 +231,37 @@ static int import_tree(scp_volume *v, const char *src, const char *vpath, progre
     return rc;
 }
 
+/* 1 if dir holds a volume's header, 0 if not. */
+static int is_volume(const char *dir) {
+    char hdr[8192];
+    snprintf(hdr, sizeof hdr, "%s/scpvol.hdr", dir);
+    return access(hdr, F_OK) == 0;
+}
+
+/* 1 if path is a directory with something in it. */
+static int is_full_dir(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return 0;
+    struct dirent *de;
+    int full = 0;
+    while (!full && (de = readdir(d))) full = strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    closedir(d);
+    return full;
+}
+
+/* `import VOLDIR SRCDIR`, the arguments the wrong way round: the target is a directory with
+ * files that is no volume, while the source is a volume or missing. A usage error that names
+ * the order (0 when the order looks right). */
+static int import_order(const struct opts *o) {
+    const char *src = o->pos[0], *dst = o->pos[1];
+    struct stat st;
+    int src_missing = stat(src, &st) < 0 && errno == ENOENT;
+    if (!is_full_dir(dst) || is_volume(dst) || !(src_missing || is_volume(src))) return 0;
+    return cli_usage_error("'%s' is a directory with files and no volume, and '%s' %s: the source "
+                           "comes first ('scpctl volume import %s %s' to import '%s')",
+                           dst, src, src_missing ? "does not exist" : "is a volume", dst, src, dst);
+}
+
 static int sub_import(struct opts *o, scp_err *err) {
     const char *src = o->pos[0], *dst = o->pos[1];
     struct stat st;
@@ -231,9 +269,7 @@ static int sub_import(struct opts *o, scp_err *err) {
         return scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' is not a directory to import", src);
     uint8_t key[32];
     if (load_key(o, key, err) < 0) return -1;
-    char hdr[8192];
-    snprintf(hdr, sizeof hdr, "%s/scpvol.hdr", dst);
-    if (access(hdr, F_OK) != 0 && scp_volume_create(dst, key, o->chunk_size, err) < 0) {
+    if (!is_volume(dst) && scp_volume_create(dst, key, o->chunk_size, err) < 0) {
         scp_wipe(key, sizeof key);
         return -1;
     }
@@ -399,16 +435,9 @@ static int sub_info(struct opts *o, scp_err *err) {
 }
 
 int cmd_volume(int argc, char **argv) {
-    if (argc < 2 || cli_is_help(argv[1])) {
-        fputs(usage_text, argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
+    int code = cli_usage_start(&usage, argc, argv);
+    if (code >= 0) return code;
     const char *sub = argv[1];
-    for (int i = 2; i < argc; i++)
-        if (cli_is_help(argv[i])) {
-            fputs(usage_text, stdout);
-            return EXIT_OK;
-        }
     struct opts o;
     if (parse_opts(argc - 1, argv + 1, &o) != 0) return EXIT_USAGE;
     /* every subcommand but keygen opens a volume: a missing key is a command-line error (2),
@@ -432,7 +461,7 @@ int cmd_volume(int argc, char **argv) {
         scp_wipe(key, sizeof key);
         if (rc == 0) fprintf(stderr, "created volume '%s'\n", o.pos[0]);
     } else if (!strcmp(sub, "import")) {
-        if (need(&o, 2, 2, sub)) return EXIT_USAGE;
+        if (need(&o, 2, 2, sub) || import_order(&o)) return EXIT_USAGE;
         rc = sub_import(&o, &err);
     } else if (!strcmp(sub, "export")) {
         if (need(&o, 2, 2, sub)) return EXIT_USAGE;
@@ -468,11 +497,10 @@ int cmd_volume(int argc, char **argv) {
         if (need(&o, 1, 1, sub)) return EXIT_USAGE;
         rc = sub_verify(&o, &err, &problems);
         if (rc == 0 && problems) return EXIT_INTEGRITY;
-    } else if (!strcmp(sub, "info")) {
+    } else {
+        assert(!strcmp(sub, "info")); /* cli_usage_start let through the subcommands of subs[] */
         if (need(&o, 1, 1, sub)) return EXIT_USAGE;
         rc = sub_info(&o, &err);
-    } else {
-        return cli_usage_error("unknown subcommand 'volume %s'; see 'scpctl volume --help'", sub);
     }
     return rc < 0 ? cli_fail(&err) : EXIT_OK;
 }

@@ -8,6 +8,9 @@
 #ifndef SCP_CLI_COMMANDS_H
 #define SCP_CLI_COMMANDS_H
 
+#include <stddef.h>
+#include <stdio.h>
+
 #include "scp/err.h"
 
 /* Exit codes of scpctl, documented in `scpctl --help` and README.md. */
@@ -39,5 +42,28 @@ int cli_fail(const scp_err *err);
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True if argv[i] is -h or --help. */
 int cli_is_help(const char *arg);
+
+/* One subcommand in its command's usage: its synopsis lines, each starting "scpctl CMD SUB",
+ * each followed by its explanation on lines indented by spaces. */
+typedef struct cli_sub {
+    const char *name;
+    const char *text;
+} cli_sub;
+
+/* The usage of a command with subcommands. */
+typedef struct cli_cmd_usage {
+    const cli_sub *subs;
+    size_t nsubs;
+    const char *intro; /* after the subcommands in the whole usage only, or NULL */
+    const char *outro; /* after the subcommands in both forms (options, exit codes), or NULL */
+} cli_cmd_usage;
+
+/* Print u to out: the subcommand sub's lines alone when u has sub, else every subcommand's. */
+void cli_usage_print(const cli_cmd_usage *u, const char *sub, FILE *out);
+/* The start of a command with subcommands (argv[0] its name, argv[1] the subcommand): none
+ * given: the whole usage on stderr, EXIT_USAGE; -h or --help anywhere before a "--": the named
+ * subcommand's usage (or all) on stdout, EXIT_OK; a subcommand u has not: a usage error. Otherwise
+ * -1, go on, and every later cli_usage_error prints argv[1]'s usage after its message. */
+int cli_usage_start(const cli_cmd_usage *u, int argc, char **argv);
 
 #endif

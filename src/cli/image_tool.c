@@ -17,21 +17,24 @@
 #include "runtime/launch.h"
 #include "scp/image.h"
 
-static void image_usage(FILE *out) {
-    fprintf(out,
-            "usage: scpctl image build FROM -t NAME[:TAG] --session S --service NAME [--protect PATH]... [--trusted PATH]...\n"
-            "                          [-o FILE|-] [--template FILE] [--tmpdir DIR]\n"
-            "            FROM: a 'docker save' archive, an OCI layout (directory or tar), or an image of the\n"
-            "            local Docker engine by name. Writes a secure image: the input's layers, and /scp with\n"
-            "            the runtime, the shield and a trusted-files manifest that the measurement covers; its\n"
-            "            entrypoint attests to CAS before it runs the original entrypoint and command.\n"
-            "            Without -o it is loaded into the Docker engine. Prints the measurement; --template\n"
-            "            writes a session for it (default: NAME.session.yaml beside -o, else stdout).\n"
-            "       scpctl image inspect IMAGE     the measurement, entry, protected paths, trusted files\n"
-            "       scpctl image verify IMAGE      recompute the trusted-files manifest and the measurement from\n"
-            "            the layers and compare (exit 3 on a difference)\n"
-            "Temporary files (the layers, unpacked) go under --tmpdir, $TMPDIR or /var/tmp.\n");
-}
+static const cli_sub subs[] = {
+    {"build", "scpctl image build FROM -t NAME[:TAG] --session S --service NAME [--protect PATH]... [--trusted PATH]...\n"
+              "                          [-o FILE|-] [--template FILE] [--tmpdir DIR]\n"
+              "            FROM: a 'docker save' archive, an OCI layout (directory or tar), or an image of the\n"
+              "            local Docker engine by name. Writes a secure image: the input's layers, and /scp with\n"
+              "            the runtime, the shield and a trusted-files manifest that the measurement covers; its\n"
+              "            entrypoint attests to CAS before it runs the original entrypoint and command.\n"
+              "            Without -o it is loaded into the Docker engine. Prints the measurement; --template\n"
+              "            writes a session for it (default: NAME.session.yaml beside -o, else stdout).\n"},
+    {"inspect", "scpctl image inspect IMAGE     the measurement, entry, protected paths, trusted files\n"},
+    {"verify", "scpctl image verify IMAGE      recompute the trusted-files manifest and the measurement from\n"
+               "            the layers and compare (exit 3 on a difference)\n"},
+};
+
+static const cli_cmd_usage usage = {
+    subs, sizeof subs / sizeof subs[0], NULL,
+    "Temporary files (the layers, unpacked) go under --tmpdir, $TMPDIR or /var/tmp.\n",
+};
 
 /* on a terminal: a line per step, and a bar while the layers are applied (the long part) */
 static progress layer_bar;
@@ -81,7 +84,7 @@ static int image_build(int argc, char **argv) {
         else return cli_usage_error("image build takes one input (got '%s' and '%s')", o.from, a);
     }
     if (!o.from || !o.tag || !o.session || !o.service)
-        return cli_usage_error("image build FROM -t NAME[:TAG] --session S --service NAME");
+        return cli_usage_error("image build needs FROM, -t NAME[:TAG], --session S and --service NAME");
     scp_err e = {0};
     if (scp_image_build_check(&o, &e) < 0) return cli_usage_error("%s", e.msg);
     /* the image's runtime: $SCP_ENTRY, else scp-entry next to this scpctl */
@@ -127,7 +130,7 @@ static int image_show(int argc, char **argv, int verify) {
         else if (!from) from = argv[i];
         else return cli_usage_error("one image at a time");
     }
-    if (!from) return cli_usage_error("image %s IMAGE", verify ? "verify" : "inspect");
+    if (!from) return cli_usage_error("image %s: no IMAGE given", verify ? "verify" : "inspect");
     scp_image_info info;
     scp_err e = {0};
     int r = verify ? scp_image_verify(from, tmpdir, &info, &e) : scp_image_inspect(from, tmpdir, &info, &e);
@@ -144,17 +147,9 @@ static int image_show(int argc, char **argv, int verify) {
 int main(int argc, char **argv) {
     scp_no_core_dumps(); /* as scpctl does (cli/main.c) */
     /* argv[1] is the image command, as `scpctl image` had it */
-    if (argc < 2 || cli_is_help(argv[1])) {
-        image_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (int i = 2; i < argc; i++)
-        if (cli_is_help(argv[i])) {
-            image_usage(stdout);
-            return EXIT_OK;
-        }
+    argv[0] = "image"; /* the command's name in messages (scpctl passed "scpctl-image") */
+    int code = cli_usage_start(&usage, argc, argv);
+    if (code >= 0) return code;
     if (!strcmp(argv[1], "build")) return image_build(argc, argv);
-    if (!strcmp(argv[1], "inspect")) return image_show(argc, argv, 0);
-    if (!strcmp(argv[1], "verify")) return image_show(argc, argv, 1);
-    return cli_usage_error("unknown image command '%s'; see 'scpctl image --help'", argv[1]);
+    return image_show(argc, argv, !strcmp(argv[1], "verify"));
 }

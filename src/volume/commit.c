@@ -409,8 +409,6 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
              * its own walk's kept payloads (the k-th kept payload is the k-th commit) */
             size_t split = mode == FOLLOW_NAMED ? jv.end : jv.named_end;
             assert(jv.start <= split && split <= jv.end);
-            size_t k = 0;
-            while (k < kept.n && kept.off[k] < split) k++;
             scp_journal_view ja = jv;
             ja.end = split;
             struct follow r = {f, buf, base, n, err, f->vol->gen};
@@ -419,12 +417,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
             if (rc == 0 && split < jv.end) {
                 scp_journal_view jb = jv;
                 jb.start = split;
-                scp_journal_kept kb = kept;
-                kb.pt += k;
-                kb.count += k;
-                kb.off += k;
-                kb.n -= k;
-                kb.opens = 0;
+                scp_journal_kept kb = scp_journal_kept_from(&kept, split);
                 r.gen = UNAPPLIED_PAST;
                 rc = scp_journal_replay_kept(buf, &jb, &kb, cs, f->id, follow_chunk, follow_entry,
                                              &r, err);

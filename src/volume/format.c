@@ -504,6 +504,22 @@ static uint8_t *commit_open(const uint8_t *rec, size_t off, uint64_t count, uint
     return pt;
 }
 
+scp_journal_kept scp_journal_kept_from(const scp_journal_kept *k, size_t at) {
+    size_t i = 0;
+    while (i < k->n && k->off[i] < at) i++;
+    for (size_t j = i + 1; j < k->n; j++) assert(k->off[j - 1] < k->off[j]); /* walk order */
+    scp_journal_kept v = *k;
+    if (i > 0) { /* (an empty k may hold NULL arrays: no arithmetic on them) */
+        v.pt += i;
+        v.count += i;
+        v.off += i;
+        v.n -= i;
+    }
+    v.cap = v.n; /* (a view: nothing beyond its payloads is its own) */
+    v.opens = 0;
+    return v;
+}
+
 void scp_journal_kept_free(scp_journal_kept *k) {
     if (!k) return;
     for (size_t i = 0; i < k->n; i++) {

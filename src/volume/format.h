@@ -396,6 +396,14 @@ typedef struct scp_journal_kept {
     size_t opens;    /* commit records the replays opened anyway (tests, counters) */
 } scp_journal_kept;
 void scp_journal_kept_free(scp_journal_kept *k);
+/* The payloads of k whose records start at `at` or after: a view into k, no copy, that starts
+ * at the first payload whose offset is >= at (k's payloads are in walk order, their offsets
+ * increasing), with its own opens at 0. For a replay split at `at` (commit.c's follow: the
+ * commits up to the one the manifest names, then those past it): the part [start, at) replays
+ * with k, the part [at, end) with the view, and each takes its own records' payloads. The view
+ * owns nothing: it is never freed nor walked into (a walk would grow its arrays); k's
+ * scp_journal_kept_free frees all. */
+scp_journal_kept scp_journal_kept_from(const scp_journal_kept *k, size_t at);
 int scp_journal_find_live_kept(const uint8_t *buf, size_t len, uint32_t chunk_size,
                                const uint8_t file_key[32], const uint8_t id[SCP_FILEID_LEN],
                                const uint8_t root[SCP_HASH_LEN], uint64_t size,

@@ -859,6 +859,10 @@ extern void (*vol_test_lazy_recorded)(scp_file *f);
  * authentication), with f's state as the read held it (f->rw held at least for reading):
  * test_volume_catchup dropkill prints the state behind its first wrong read. NULL otherwise. */
 extern void (*vol_test_chunk_failed)(scp_file *f, uint64_t i);
+/* Tests only: called in a read's catch-up (shared_catch_up) between its unlocked test of shared
+ * mode and its lock of the file (test_volume_resole "threads": the holding taken back by another
+ * thread right there). NULL otherwise. */
+extern void (*vol_test_catchup_window)(scp_file *f);
 /* Another process's shared-mode fsync put a run of type 3 records behind our last commit
  * (vol_commit_oneflush), which raised f's hint: our next append goes behind it, never over it.
  * Called wherever this process takes in the newest state of f under the volume lock. */

@@ -821,6 +821,8 @@ static int shared_publish(scp_file *f, int rc, scp_err *err) {
 
 static int file_refresh(scp_file *f);
 
+void (*vol_test_catchup_window)(scp_file *f);
+
 /* Before a read: take in what other processes committed (no system call when nobody did). */
 static void shared_catch_up(scp_file *f) {
     if (!f->vol->shared) return;
@@ -839,8 +841,12 @@ static void shared_catch_up(scp_file *f) {
          * takes such a commit in before it writes (file_adopt_past), so a read must see it too,
          * or a process could read the older state and then find its own write on top of the
          * newer one (test_volume_forkstress). No system call while the hint is our end. */
+        if (vol_test_catchup_window) vol_test_catchup_window(f);
         pthread_rwlock_rdlock(&f->rw);
-        int moved = file_tail_moved(f);
+        /* (shared tested again under rw: another thread's scp_volume_try_sole may have taken
+         * the holding back since the test above, and it sets shared to 0 holding the rw of
+         * every open file, this one too) */
+        int moved = f->vol->shared && file_tail_moved(f);
         pthread_rwlock_unlock(&f->rw);
         if (!moved) return;
     }

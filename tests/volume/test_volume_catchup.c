@@ -382,6 +382,18 @@ static void make_zero_volume(uint64_t seed, const char *name, const char *const 
     REQUIRE_OK(scp_volume_close(v, &e), e);
 }
 
+/* make_zero_volume with the one file "wal" of `pieces` pieces, opened (*v; put in shared mode
+ * first when shared is set) and "wal" opened for reading and writing. */
+static scp_vfile *open_zero_wal(uint64_t seed, const char *name, size_t pieces, int shared,
+                                uint8_t key[SCP_VOLUME_KEY_LEN], char **root, char **vd,
+                                scp_volume **v) {
+    scp_err e;
+    make_zero_volume(seed, name, (const char *const[]){"wal", NULL}, pieces, key, root, vd);
+    *v = REQUIRE_PTR(scp_volume_open(*vd, key, NULL, &e), e);
+    if (shared) scp_volume_set_shared(*v);
+    return REQUIRE_PTR(scp_vfile_open(*v, "wal", O_RDWR, 0, &e), e);
+}
+
 static void test_catchup(void) {
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
@@ -661,9 +673,8 @@ static void test_lazylist(void) {
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
     scp_err e;
-    make_zero_volume(23, "lazylist", (const char *const[]){"wal", NULL}, 0, key, &root, &vd);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume *v;
+    scp_vfile *f = open_zero_wal(23, "lazylist", 0, 0, key, &root, &vd, &v);
     scp_volume_set_shared(v);
     uint8_t b[PIECE];
     long writes = 0;
@@ -716,9 +727,8 @@ static void test_endmark(void) {
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
     scp_err e;
-    make_zero_volume(24, "endmark", (const char *const[]){"wal", NULL}, 16, key, &root, &vd);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume *v;
+    scp_vfile *f = open_zero_wal(24, "endmark", 16, 0, key, &root, &vd, &v);
     scp_volume_set_shared(v);
     uint8_t b[PIECE];
     /* (a piece's chunk record and commit record: about 4.3 KiB; two logs of 8 MiB) */
@@ -834,11 +844,8 @@ static void dropkill_at(int point) {
     scp_err e;
     char name[32];
     snprintf(name, sizeof name, "dropkill%d", point);
-    make_zero_volume(30 + (uint64_t)point, name, (const char *const[]){"wal", NULL}, DK_PIECES,
-                     key, &root, &vd);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_volume_set_shared(v);
-    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume *v;
+    scp_vfile *f = open_zero_wal(30 + (uint64_t)point, name, DK_PIECES, 1, key, &root, &vd, &v);
     uint8_t b[PIECE], want[PIECE], old[PIECE];
     /* the child's count of writes that returned, and whether it is done */
     volatile int *acked = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1138,10 +1145,8 @@ static void pwfail_ordinary(int err) {
     scp_err e;
     char name[32];
     snprintf(name, sizeof name, "pwfailord%d", err);
-    make_zero_volume(60 + (uint64_t)err, name, (const char *const[]){"wal", NULL}, PW_PIECES, key,
-                     &root, &vd);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_vfile *w = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume *v;
+    scp_vfile *w = open_zero_wal(60 + (uint64_t)err, name, PW_PIECES, 0, key, &root, &vd, &v);
     int later_bad = 0, fail_rc = 0, bad_after = 0;
     for (int k = 0; k < PW_WRITES; k++) {
         pw_piece(b, k);
@@ -1194,11 +1199,9 @@ static void loadfail_with(const char *suffix, int write_first) {
     scp_err e;
     char name[32];
     snprintf(name, sizeof name, "loadfail%c%d", suffix[1], write_first);
-    make_zero_volume(50 + (uint64_t)suffix[1] + (uint64_t)write_first, name,
-                     (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_volume_set_shared(v);
-    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume *v;
+    scp_vfile *f = open_zero_wal(50 + (uint64_t)suffix[1] + (uint64_t)write_first, name, PW_PIECES,
+                                 1, key, &root, &vd, &v);
     for (int k = 0; k < PW_FAIL_AT; k++) {
         pw_piece(b, k);
         REQUIRE(scp_vfile_pwrite(f, b, PIECE, (uint64_t)(k % PW_PIECES) * PIECE, &e) == PIECE);
@@ -1253,9 +1256,8 @@ static void loadfail_ordinary(void) {
     uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
     char *root, *vd;
     scp_err e;
-    make_zero_volume(70, "loadfailord", (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_vfile *w = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume *v;
+    scp_vfile *w = open_zero_wal(70, "loadfailord", PW_PIECES, 0, key, &root, &vd, &v);
     int later_bad = 0, fail_rc = 0, bad_after = -1, fired = 0;
     for (int k = 0; k < PW_WRITES; k++) {
         pw_piece(b, k);
@@ -1307,11 +1309,9 @@ static void torn_with(int mode) {
     uint8_t key[SCP_VOLUME_KEY_LEN], b[PIECE];
     char *root, *vd;
     scp_err e;
-    make_zero_volume(80 + (uint64_t)mode, mode == 1 ? "torn" : "tornother",
-                     (const char *const[]){"wal", NULL}, PW_PIECES, key, &root, &vd);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_volume_set_shared(v);
-    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    scp_volume *v;
+    scp_vfile *f = open_zero_wal(80 + (uint64_t)mode, mode == 1 ? "torn" : "tornother", PW_PIECES,
+                                 1, key, &root, &vd, &v);
     REQUIRE(scp_vfile_pread(f, b, PIECE, 0, &e) == PIECE);
     tn = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     REQUIRE(tn != MAP_FAILED);

@@ -42,9 +42,7 @@ static const uint8_t KEY[SCP_VOLUME_KEY_LEN] = {9, 2, 3};
 static void test_count(const char *base) {
     char dir[512];
     scp_err e;
-    snprintf(dir, sizeof dir, "%s/count", base);
-    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
+    scp_volume *v = tu_create_open(base, "count", KEY, dir, sizeof dir);
     REQUIRE(scp_volume_go_private(v) == 1);
     scp_vfile *db = REQUIRE_PTR(scp_vfile_open(v, "db", O_RDWR | O_CREAT, 0644, &e), e);
     int n = 0;
@@ -110,9 +108,7 @@ static void closed_check(scp_volume *v, const char *path, int round, const char 
 static void test_closed(const char *base) {
     char dir[512];
     scp_err e;
-    snprintf(dir, sizeof dir, "%s/closed", base);
-    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
+    scp_volume *v = tu_create_open(base, "closed", KEY, dir, sizeof dir);
     REQUIRE(scp_volume_go_private(v) == 1);
     closed_write(v, "f", 0);
     long w = closed_write(v, "f", 1); /* (overwrites: their chunks go to the log and wait) */

@@ -57,6 +57,19 @@ static scp_volume *open_shared(const char *vol) {
     return v;
 }
 
+/* The cases' start: a new volume at vol, opened shared (*v), and its file "f" created. */
+static scp_vfile *new_shared_file(const char *vol, scp_volume **v) {
+    scp_err e;
+    tu_err_clear(&e);
+    tu_rm_rf(vol);
+    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
+    *v = open_shared(vol);
+    REQUIRE(*v != NULL);
+    scp_vfile *f = scp_vfile_open(*v, "f", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE(f != NULL);
+    return f;
+}
+
 /* The counter as the lock file holds it (u64 at VOL_PUB_OFF, native order: it is mapped). */
 static uint64_t counter_read(const char *vol) {
     char p[4096];
@@ -151,12 +164,8 @@ static int read_is(scp_vfile *f, char want, const char *what) {
 static void test_wrap(const char *vol) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = open_shared(vol);
-    REQUIRE(v != NULL);
-    scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
-    REQUIRE(f != NULL);
+    scp_volume *v;
+    scp_vfile *f = new_shared_file(vol, &v);
     uint8_t buf[CS];
     memset(buf, 'A', CS);
     REQUIRE(scp_vfile_pwrite(f, buf, CS, 0, &e) == (ssize_t)CS);
@@ -247,12 +256,8 @@ enum settle_case { S_NAMED, S_PLAIN, S_LOSTLAST, S_LOSTMID, S_TORN };
 static void test_settle_case(const char *vol, enum settle_case sc, const char *what) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = open_shared(vol);
-    REQUIRE(v != NULL);
-    scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
-    REQUIRE(f != NULL);
+    scp_volume *v;
+    scp_vfile *f = new_shared_file(vol, &v);
     uint8_t want[8 * CS];
     memset(want, 'A', 2 * CS);
     REQUIRE(scp_vfile_pwrite(f, want, 2 * CS, 0, &e) == (ssize_t)(2 * CS));
@@ -377,12 +382,8 @@ static int bytes_are(scp_vfile *f, const uint8_t *want, size_t len, const char *
 static void test_follow(const char *vol) {
     scp_err e;
     tu_err_clear(&e);
-    tu_rm_rf(vol);
-    REQUIRE(scp_volume_create(vol, key, CS, &e) == 0);
-    scp_volume *v = open_shared(vol);
-    REQUIRE(v != NULL);
-    scp_vfile *f = scp_vfile_open(v, "f", O_RDWR | O_CREAT, 0600, &e);
-    REQUIRE(f != NULL);
+    scp_volume *v;
+    scp_vfile *f = new_shared_file(vol, &v);
     uint8_t want[3 * CS];
     memset(want, 'a', 2 * CS);
     REQUIRE(scp_vfile_pwrite(f, want, 2 * CS, 0, &e) == (ssize_t)(2 * CS));

@@ -17,11 +17,22 @@
  *           declines while either lives, takes the holding once both exited, and P reads the
  *           child's append (a lazy commit it had not followed) and writes without manifest.log
  *           growing.
+ *   threads a reader thread reads a file over and over while the main thread takes the
+ *           holding back again and again (set_shared, private_end as a watcher's, try_sole),
+ *           as the shield's threads do when one closes a file and another reads (shield_bypass's
+ *           threads case): every read returns the file's bytes, and no read's catch-up runs
+ *           shared mode's checks on a volume that went back to the sole holding under it
+ *           (session 25: file_tail_moved's assert, between shared_catch_up's test of the mode
+ *           and its lock of the file).
  * Each ends with a fresh open that reads every write back, and scp_volume_verify.
  */
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
+#include <time.h>
 
 #include "scenario.h"
+#include "volume/internal.h"
 
 static const uint8_t KEY[SCP_VOLUME_KEY_LEN] = {9, 1, 9};
 #define REC 512 /* one record per write: its index in every byte */
@@ -173,10 +184,7 @@ static void test_other(const char *base) {
 static void test_fork(const char *base) {
     char dir[512];
     scp_err e;
-    snprintf(dir, sizeof dir, "%s/fork", base);
-    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
-    scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
-    REQUIRE_PTR(v, e);
+    scp_volume *v = tu_create_open(base, "fork", KEY, dir, sizeof dir);
     scp_volume_set_shared(v); /* a family in shared mode */
     scp_vfile *f = scp_vfile_open(v, "aof", O_RDWR | O_CREAT, 0644, &e);
     REQUIRE_PTR(f, e);
@@ -247,6 +255,96 @@ static void test_fork(const char *base) {
     REQUIRE_OK(scp_volume_close(v, &e), e);
 }
 
+/* threads: the reader thread, held by the hook in its catch-up's window (between its test of
+ * shared mode and its lock of the file) while the main thread takes the holding back */
+static struct window {
+    pthread_t reader;
+    sem_t in, go;
+    int armed; /* the next catch-up of the reader waits in the window */
+} win;
+
+static void window_hook(scp_file *f) {
+    (void)f;
+    if (!pthread_equal(pthread_self(), win.reader) || !__atomic_exchange_n(&win.armed, 0, __ATOMIC_SEQ_CST))
+        return;
+    sem_post(&win.in);
+    while (sem_wait(&win.go) != 0) {
+    }
+}
+
+struct reader {
+    scp_vfile *f;
+    int stop;
+    long reads, bad;
+};
+
+static void *reader_main(void *arg) {
+    struct reader *r = arg;
+    uint8_t want[4096], got[4096];
+    memset(want, 'r', sizeof want);
+    while (!__atomic_load_n(&r->stop, __ATOMIC_SEQ_CST)) {
+        scp_err e;
+        ssize_t n = scp_vfile_pread(r->f, got, sizeof got, 0, &e);
+        r->reads++;
+        if ((n != (ssize_t)sizeof got || memcmp(got, want, sizeof got) != 0) && !r->bad++)
+            fprintf(stderr, "threads: read %zd bytes (%s)\n", n, n < 0 ? e.msg : "other bytes");
+    }
+    return NULL;
+}
+
+/* Wait at most 10 s for s: 0 when it came. */
+static int sem_wait_10s(sem_t *s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    int rc;
+    while ((rc = sem_timedwait(s, &ts)) != 0 && errno == EINTR) {
+    }
+    return rc;
+}
+
+static void test_threads(const char *base) {
+    char dir[512];
+    scp_err e;
+    scp_volume *v = tu_create_open(base, "threads", KEY, dir, sizeof dir);
+    REQUIRE(scp_volume_go_private(v) == 1);
+    uint8_t b[4096];
+    memset(b, 'r', sizeof b);
+    REQUIRE_OK(tu_vput(v, "r", b, sizeof b, &e), e);
+    struct reader r = {REQUIRE_PTR(scp_vfile_open(v, "r", O_RDONLY, 0, &e), e), 0, 0, 0};
+    REQUIRE(sem_init(&win.in, 0, 0) == 0 && sem_init(&win.go, 0, 0) == 0);
+    vol_test_catchup_window = window_hook;
+    REQUIRE(pthread_create(&win.reader, NULL, reader_main, &r) == 0);
+    const int ROUNDS_T = 20;
+    int sole = 0, waited = 0;
+    for (int k = 0; k < ROUNDS_T; k++) {
+        /* shared, as a private holder goes when a newcomer asks (the watcher above) */
+        scp_volume_set_shared(v);
+        scp_volume_set_shared(v);
+        scp_volume_private_end(v);
+        __atomic_store_n(&win.armed, 1, __ATOMIC_SEQ_CST);
+        if (sem_wait_10s(&win.in) != 0) break; /* (the reader's read never reached the window) */
+        waited++;
+        /* the holding back while the reader's catch-up sits between its test and its lock */
+        int rc = scp_volume_try_sole(v, &e);
+        CHECKF(rc == 1, "threads: try_sole returned %d in round %d (%s)", rc, k, rc < 0 ? e.msg : "");
+        sole += rc == 1;
+        sem_post(&win.go);
+    }
+    __atomic_store_n(&r.stop, 1, __ATOMIC_SEQ_CST);
+    REQUIRE(pthread_join(win.reader, NULL) == 0);
+    vol_test_catchup_window = NULL;
+    printf("threads: %d of %d rounds took the holding back while a read's catch-up waited "
+           "between its test and its lock; %ld reads, %ld wrong\n", sole, ROUNDS_T, r.reads, r.bad);
+    CHECKF(waited == ROUNDS_T, "threads: the reader reached the catch-up's window in %d of %d rounds",
+           waited, ROUNDS_T);
+    CHECKF(r.bad == 0, "threads: %ld of %ld reads wrong", r.bad, r.reads);
+    CHECK_OK(scp_vfile_close(r.f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    sem_destroy(&win.in);
+    sem_destroy(&win.go);
+}
+
 int main(int argc, char **argv) {
     const char *what = argc > 1 ? argv[1] : "all";
     char base[] = "/tmp/scp-resole-XXXXXX";
@@ -254,6 +352,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (!strcmp(what, "all") || !strcmp(what, "other")) test_other(base);
     if (!strcmp(what, "all") || !strcmp(what, "fork")) test_fork(base);
+    if (!strcmp(what, "all") || !strcmp(what, "threads")) test_threads(base);
     tu_rm_rf(base);
     return tu_exit_code("test_volume_resole");
 }

@@ -355,6 +355,16 @@ static inline scp_volume *tu_new_volume_chunk(tu_rng *rng, const char *tag, uint
     REQUIRE_OK(scp_volume_create(*vd, key, chunk, &e), e);
     return REQUIRE_PTR(scp_volume_open(*vd, key, NULL, &e), e);
 }
+/* A new volume of 4096-byte chunks at base/name (its path written to dir, dirlen bytes) with
+ * key, opened. */
+static inline scp_volume *tu_create_open(const char *base, const char *name,
+                                         const uint8_t key[SCP_VOLUME_KEY_LEN], char *dir,
+                                         size_t dirlen) {
+    scp_err e;
+    snprintf(dir, dirlen, "%s/%s", base, name);
+    REQUIRE_OK(scp_volume_create(dir, key, 4096, &e), e);
+    return REQUIRE_PTR(scp_volume_open(dir, key, NULL, &e), e);
+}
 static inline scp_volume *tu_new_volume(tu_rng *rng, const char *tag, uint8_t key[SCP_VOLUME_KEY_LEN],
                                         char **root, char **vd) {
     return tu_new_volume_chunk(rng, tag, 0, key, root, vd);
