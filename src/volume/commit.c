@@ -356,6 +356,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     /* The commit payloads the walk opens, for the replay (scp_journal_kept: opened once) */
     scp_journal_kept kept;
     memset(&kept, 0, sizeof kept);
+    uint64_t tr = from ? 0 : VSTAT_T0(); /* (a whole log's: its read, walk and replay) */
     while (end > got) {
         if (end - base > cap || !buf) { /* (too small, or the walk ran out of bytes: read on) */
             size_t want = end > base ? end - base : 1;
@@ -375,6 +376,8 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
             break;
         }
         got = end;
+        VSTAT_T1(follow_full_read_ns, tr);
+        uint64_t tw = from ? 0 : VSTAT_T0();
         scp_wipe(&jv, sizeof jv);
         scp_journal_kept_free(&kept);
         const uint8_t *want = mode == FOLLOW_ANY ? NULL : e->root;
@@ -384,7 +387,10 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
                      : scp_journal_follow_live_kept(buf, end, cs, f->key, f->id, want, e->size,
                                                     mode != FOLLOW_NAMED, &jv, &kept);
         if (jv.cut) end = len; /* (a no-op once end is len) */
+        VSTAT_T1(follow_full_walk_ns, tw);
+        tr = from ? 0 : VSTAT_T0();
     }
+    uint64_t tp = from ? 0 : VSTAT_T0();
     if (found) {
         VSTAT(follow_found);
         /* (the commit taken: e's, or one past it) */
@@ -429,6 +435,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
             }
             scp_wipe(&ja, sizeof ja);
         }
+        VSTAT_T1(follow_full_replay_ns, tp);
         if (rc == 0) {
             f->j_end = jv.end;
             f->j_tail_commit = 1;
@@ -629,8 +636,10 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
     VSTAT(load_full);
     VSTAT_ADD(load_full_bytes, n * ENT);
     f->past = 0;
+    uint64_t t = VSTAT_T0();
     if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
         return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
+    VSTAT_T1(load_table_ns, t);
     f->size = f->c_size = e->size;
     f->j_end = 0;
     f->j_clean = 0;
@@ -640,7 +649,9 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
         memcpy(got.root, e->root, SCP_HASH_LEN);
         got.size = e->size;
     }
+    t = VSTAT_T0();
     table_root(f, root);
+    VSTAT_T1(load_root_ns, t);
     if (memcmp(root, got.root, SCP_HASH_LEN) != 0)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest (the file was "

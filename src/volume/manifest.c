@@ -920,6 +920,7 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         memcpy(aad, v->volid, SCP_VOLID_LEN);
         memcpy(aad + SCP_VOLID_LEN, w->chain, SCP_HASH_LEN);
         memcpy(aad + SCP_VOLID_LEN + SCP_HASH_LEN, w->buf + w->off, SCP_MREC_HDR_LEN);
+        uint64_t t = VSTAT_T0();
         uint8_t *body = malloc(r.body_len ? r.body_len : 1);
         if (!body) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
         scp_mdelta d;
@@ -931,13 +932,18 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         if (!ok) break; /* a torn tail, or not ours: the log ends here */
         VSTAT(mlog_rec_open);
         VSTAT_ADD(mlog_rec_bytes, r.len);
+        VSTAT_T1(mlog_open_ns, t);
+        t = VSTAT_T0();
         int rc = scp_manifest_apply(w->m, &d, err);
         if (rc > 0) w->removed = 1;
         if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, err);
         for (size_t k = 0; rc >= 0 && w->on_put && k < d.nput; k++) w->on_put(w->ctx, &d.put[k]);
         scp_mdelta_free(&d);
         if (rc < 0) return -1; /* authentic but inapplicable: not a crash outcome */
+        VSTAT_T1(mlog_apply_ns, t);
+        t = VSTAT_T0();
         scp_journal_chain(w->chain, w->buf + w->off, r.len);
+        VSTAT_T1(mlog_chain_ns, t);
         w->off += r.len;
         w->gen = r.generation;
         w->nrec++;

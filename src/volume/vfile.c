@@ -819,13 +819,16 @@ static int shared_publish(scp_file *f, int rc, scp_err *err) {
     return rc;
 }
 
-static int file_refresh(scp_file *f);
+static int file_refresh(scp_file *f, int *unloaded);
 
 void (*vol_test_catchup_window)(scp_file *f);
 
-/* Before a read: take in what other processes committed (no system call when nobody did). */
-static void shared_catch_up(scp_file *f) {
-    if (!f->vol->shared) return;
+/* Before a read, the hints alone: 1 if nothing was committed to the file by other processes
+ * as far as the hint slots say (no system call when nobody did), so that only the tail check
+ * (file_tail_moved, under f->rw) is left; 0 if the file must be refreshed; -1 outside shared
+ * mode, where nothing is to be taken in. */
+static int shared_quiet(scp_file *f) {
+    if (!f->vol->shared) return -1;
     uint64_t seen = __atomic_load_n(&f->seen_gen, __ATOMIC_RELAXED);
     /* (0: never checked, or no mapped counter, where vol_fresh asks the slot headers; else
      * other files committed since (the counter moved), this one not) */
@@ -834,26 +837,44 @@ static void shared_catch_up(scp_file *f) {
         VSTAT(catchup);
         quiet = vol_file_unchanged(f->vol, f->id, seen);
     }
-    if (quiet) {
-        /* Step 3: and nothing was appended past our place in the log. A commit record that no
-         * manifest names yet (its writer waits for the volume lock, or died there) raised no
-         * hint slot, but its pwrite was followed by the journal end hint's store; a writer
-         * takes such a commit in before it writes (file_adopt_past), so a read must see it too,
-         * or a process could read the older state and then find its own write on top of the
-         * newer one (test_volume_forkstress). No system call while the hint is our end. */
-        if (vol_test_catchup_window) vol_test_catchup_window(f);
-        pthread_rwlock_rdlock(&f->rw);
-        /* (shared tested again under rw: another thread's scp_volume_try_sole may have taken
-         * the holding back since the test above, and it sets shared to 0 holding the rw of
-         * every open file, this one too) */
-        int moved = f->vol->shared && file_tail_moved(f);
-        pthread_rwlock_unlock(&f->rw);
-        if (!moved) return;
-    }
+    return quiet ? 1 : 0;
+}
+
+static void shared_refresh(scp_file *f) {
     VSTAT(catchup_refresh);
     uint64_t t = VSTAT_T0();
-    (void)file_refresh(f);
+    (void)file_refresh(f, NULL);
     VSTAT_T1(catchup_ns, t);
+}
+
+/* Before a read: take in what other processes committed. Returns with f->rw held for
+ * reading (in every mode), the tail checked under that same hold: one rdlock on the quiet
+ * path, the read's own (locked_pread, scp_vfile_pin).
+ * Step 3: quiet hints are not enough, nothing may be appended past our place in the log
+ * either. A commit record that no manifest names yet (its writer waits for the volume lock,
+ * or died there) raised no hint slot, but its pwrite was followed by the journal end hint's
+ * store; a writer takes such a commit in before it writes (file_adopt_past), so a read must
+ * see it too, or a process could read the older state and then find its own write on top of
+ * the newer one (test_volume_forkstress). No system call while the hint is our end. */
+static void shared_catch_up_rdlock(scp_file *f) {
+    int q = shared_quiet(f);
+    if (q == 0) shared_refresh(f);
+    if (q == 1 && vol_test_catchup_window) vol_test_catchup_window(f);
+    pthread_rwlock_rdlock(&f->rw);
+    /* (shared read again under rw: the release to the sole holding clears it under every
+     * file's rw held for writing, possibly since shared_quiet) */
+    if (q == 1 && f->vol->shared && file_tail_moved(f)) {
+        pthread_rwlock_unlock(&f->rw);
+        shared_refresh(f);
+        pthread_rwlock_rdlock(&f->rw);
+    }
+}
+
+/* The same where no read follows under the lock (scp_vfile_size). */
+static void shared_catch_up(scp_file *f) {
+    if (!f->vol->shared) return;
+    shared_catch_up_rdlock(f);
+    pthread_rwlock_unlock(&f->rw);
 }
 
 /* ---- public file API ---------------------------------------------------------------------- */
@@ -862,8 +883,9 @@ static int check_handle(scp_vfile *h, int want_write, scp_err *err) {
     if (!h) return scp_fail(err, SCP_E_INVAL, EBADF, "invalid file handle");
     vol_after_fork_check(h->f->vol);
     /* (a file left unloaded by a failed load: load it again first, see file_refresh) */
-    if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED)) (void)file_refresh(h->f);
-    if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED))
+    int unloaded = 0;
+    if (want_write && __atomic_load_n(&h->f->unloaded, __ATOMIC_RELAXED)) (void)file_refresh(h->f, &unloaded);
+    if (unloaded)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': its chunk table does not match the manifest; not written",
                         h->f->path ? h->f->path : "file");
@@ -1228,8 +1250,9 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
          * the two pwrites (.d and .t) were written only to be discarded. */
         int keep = 0;
         if (rc == 0 && f->refs == 1 && !v->shared) {
-            pthread_mutex_lock(&v->mu);
-            keep = v->sole == SOLE_FRESH && !v->shared;
+            pthread_mutex_lock(&v->mu); /* (v->sole's writer holds it: sole_set) */
+            keep = v->sole == SOLE_FRESH;
+            assert(!keep || !v->shared); /* (a holding is never shared: sole_set) */
             pthread_mutex_unlock(&v->mu);
         }
         if (f->refs == 1 && !v->shared && !keep) {
@@ -1277,8 +1300,9 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
  * file's next commit moved its entry (test_volume_catchup "loadfail"). Such a file holds no
  * changes (each of those paths dropped them), and a load under the writer lock is what
  * commit_reload makes too, so its writer (outside shared mode the lock is kept to the close)
- * may reload it as well. Returns 1 if the state was reloaded (the read is worth retrying). */
-static int file_refresh(scp_file *f) {
+ * may reload it as well. Returns 1 if the state was reloaded (the read is worth retrying).
+ * *unloaded (if given) says whether the file is left unloaded, read under the same hold. */
+static int file_refresh(scp_file *f, int *unloaded_out) {
     int reloaded = 0;
     pthread_rwlock_wrlock(&f->rw);
     int unloaded = __atomic_load_n(&f->unloaded, __ATOMIC_RELAXED);
@@ -1304,6 +1328,7 @@ static int file_refresh(scp_file *f) {
             __atomic_store_n(&f->seen_gen, vol_pub_mark(f->vol), __ATOMIC_RELAXED);
         vol_unlock(f->vol);
     }
+    if (unloaded_out) *unloaded_out = __atomic_load_n(&f->unloaded, __ATOMIC_RELAXED);
     pthread_rwlock_unlock(&f->rw);
     return reloaded;
 }
@@ -1311,13 +1336,12 @@ static int file_refresh(scp_file *f) {
 static ssize_t locked_pread(scp_file *f, void *buf, size_t n, uint64_t off, scp_err *err) {
     scp_err local;
     if (!err) err = &local;
-    shared_catch_up(f);
-    pthread_rwlock_rdlock(&f->rw);
+    shared_catch_up_rdlock(f);
     ssize_t r = do_pread(f, buf, n, off, err);
     pthread_rwlock_unlock(&f->rw);
     /* Each retry needs the manifest to have moved on, so this ends unless another process
      * keeps committing; then give up after a few rounds rather than starve. */
-    for (int tries = 0; r < 0 && err->code == SCP_E_INTEGRITY && tries < 16 && file_refresh(f);
+    for (int tries = 0; r < 0 && err->code == SCP_E_INTEGRITY && tries < 16 && file_refresh(f, NULL);
          tries++) {
         pthread_rwlock_rdlock(&f->rw);
         r = do_pread(f, buf, n, off, err);
@@ -1343,8 +1367,7 @@ ssize_t scp_vfile_pin(scp_vfile *h, uint64_t off, size_t n, struct iovec *iov, i
     uint32_t cs = f->vol->cs;
     size_t got = 0;
     int k = 0;
-    shared_catch_up(f);
-    pthread_rwlock_rdlock(&f->rw);
+    shared_catch_up_rdlock(f);
     n = off < f->size && !f->unloaded ? (n < f->size - off ? n : (size_t)(f->size - off)) : 0;
     pthread_mutex_lock(&f->pc_mu);
     while (got < n && k < maxiov) {

@@ -75,6 +75,14 @@
     X(catchup_ns)        /* shared_catch_up's file_refresh (volume lock, a follow) */                         \
     X(follow_ns)         /* file_follow (partial and full) */                                   \
     X(follow_full_ns)    /* ... of which the whole-log follows' */                              \
+    X(load_table_ns)     /* file_load_follow: the table read from .t */                         \
+    X(load_root_ns)      /* ... the table's root computed after the whole log's follow */       \
+    X(follow_full_read_ns)   /* whole-log follows: the journal's preads (and the buffer's growth) */ \
+    X(follow_full_walk_ns)   /* ... the walk (headers chained, commit records opened) */        \
+    X(follow_full_replay_ns) /* ... the replay into the table and the maps */                   \
+    X(mlog_open_ns)      /* manifest-log walks: each record's decryption and parse */        \
+    X(mlog_apply_ns)     /* ... its apply to the manifest (and the second, when kept) */        \
+    X(mlog_chain_ns)     /* ... the chain's hash over it */                                     \
     X(commit_lazy_ns)    /* file_commit_lazy (with its vol_lock, seals, journal and log writes) */ \
     X(lazy_writeback_ns) /* ... its write-back (the chunks sealed, their records queued) */     \
     X(lazy_root_ns)      /* ... the table's root */                                            \
