@@ -1030,11 +1030,6 @@ static enum mem_fn mem_kind(const char *n)
 static int call_is_nofree(LLVMValueRef call)
 {
     static unsigned kind;
-    static int oracle = -1;
-    if (oracle < 0) /* SCP_MS_ORACLE_NOFREE: unsound, a measurement aid (every call taken as nofree) */
-        oracle = getenv("SCP_MS_ORACLE_NOFREE") != NULL;
-    if (oracle)
-        return 1;
     if (!kind)
         kind = LLVMGetEnumAttributeKindForName("nofree", 6);
     if (LLVMGetCallSiteEnumAttribute(call, LLVMAttributeFunctionIndex, kind))
