@@ -354,8 +354,34 @@ static void test_released_pages_by_mode(void)
     }
 }
 
+/* The classes just above a page (alloc.c, MS_FINE_CLASSES): a request of 4,096 bytes up to
+ * 4,479 (with the extra byte, up to 4,480) takes a class of 4,224, 4,352 or 4,480 bytes, not
+ * 4,608 (sqlite's 4,360-byte page-cache entries); above them the classes are 8 per doubling
+ * again. The class is the size in the region table's entry of the object's address. */
+static void test_page_classes(void)
+{
+    static const size_t want[][2] = { { 4095, 4096 }, { 4096, 4224 }, { 4223, 4224 }, { 4224, 4352 },
+                                      { 4360, 4480 }, { 4479, 4480 }, { 4480, 4608 }, { 4607, 4608 },
+                                      { 4608, 5120 }, { 8191, 8192 }, { 8192, 9216 } };
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        unsigned char *p = malloc(want[k][0]);
+        EXPECT(p != NULL);
+        if (!p)
+            continue;
+        uint64_t cls = __scp_ms_tab_size[(uintptr_t)p >> MS_REGION_SHIFT];
+        if (cls != want[k][1])
+            fprintf(stderr, "malloc(%zu): class %llu, expected %zu\n", want[k][0], (unsigned long long)cls,
+                    want[k][1]);
+        EXPECT(cls == want[k][1]);
+        EXPECT((uintptr_t)p % want[k][1] == 0);
+        opaque(p, 1, want[k][0]);
+        free(p);
+    }
+}
+
 int main(void)
 {
+    test_page_classes();
     test_fixed_memory();
     test_released_pages();
     test_released_pages_by_mode();

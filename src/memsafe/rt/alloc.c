@@ -28,6 +28,15 @@
 #include <malloc.h>
 
 #define MS_STEPS_PER_DOUBLING 8
+/* Three classes more just above a page, 4,224, 4,352 and 4,480 bytes, between 4,096 and 4,608:
+ * a page-sized buffer with a small header (sqlite's page-cache entries, 4,096 + 264 bytes, 926
+ * of them at sqlite's peak), or a page exactly (4,096 + the extra byte), took the 4,608-byte
+ * class, 5-12% over. Only there: 32 classes in all of (4 KiB, 8 KiB] spread sqlite's transient
+ * 5-8 KiB buffers over more classes, each keeping its freed objects resident in the thread's
+ * cache, and cost more than they saved (bench/RESULTS.md, ms25). */
+#define MS_FINE_BASE 4096
+#define MS_FINE_STEP 128
+#define MS_FINE_CLASSES 3
 #define MS_MAX_CLASSES 200
 #define MS_TC_BYTES (32 * 1024)    /* cached bytes per class and thread before flushing */
 #define MS_REFILL_BYTES (16 * 1024) /* objects moved per refill, in bytes */
@@ -367,8 +376,13 @@ static void ms_init_classes(void)
         c++;
         uint64_t pow2 = UINT64_C(1) << (63 - __builtin_clzll(size));
         uint64_t step = pow2 / MS_STEPS_PER_DOUBLING;
+        if (size >= MS_FINE_BASE && size < MS_FINE_BASE + MS_FINE_CLASSES * MS_FINE_STEP)
+            step = MS_FINE_STEP;
+        else if (size == MS_FINE_BASE + MS_FINE_CLASSES * MS_FINE_STEP)
+            step = MS_FINE_BASE + step - size; /* back on the 8-per-doubling grid */
         size += step < 16 ? 16 : step;
     }
+    assert(size > MS_MAX_CLASS_SIZE); /* every class up to MS_MAX_CLASS_SIZE fits in MS_MAX_CLASSES */
     ms_nclasses = c;
 }
 
@@ -480,7 +494,12 @@ static unsigned ms_class_index(size_t need)
     unsigned k = 63u - (unsigned)__builtin_clzll((unsigned long long)(need - 1)); /* 2^k < need <= 2^(k+1) */
     unsigned step_shift = k - 3; /* steps of 2^k / 8 */
     size_t j = (need - ((size_t)1 << k) + ((size_t)1 << step_shift) - 1) >> step_shift; /* 1..8 */
-    return 8 + (k - 7) * MS_STEPS_PER_DOUBLING + (unsigned)j - 1;
+    unsigned grid = 8 + (k - 7) * MS_STEPS_PER_DOUBLING + (unsigned)j - 1;
+    if (need <= MS_FINE_BASE)
+        return grid;
+    if (need <= MS_FINE_BASE + MS_FINE_CLASSES * MS_FINE_STEP) /* the classes just above a page */
+        return grid + (unsigned)((need - MS_FINE_BASE + MS_FINE_STEP - 1) / MS_FINE_STEP) - 1;
+    return grid + MS_FINE_CLASSES;
 }
 
 /* Smallest class with room for `need` bytes whose size is a multiple of `align` (a power of
