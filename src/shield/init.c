@@ -516,7 +516,8 @@ static int join_other(scp_volume *v, struct sh_volume *sv) {
     return 0;
 }
 
-static long open_volume(int i) {
+/* Open volume i; on failure -errno, and the error in *why when given (open_check). */
+static long open_volume(int i, scp_err *why) {
     struct sh_volume *sv = &sh.vol[i];
     const scp_shield_volume *cv = &sh.cfg.vol[i];
     scp_err e;
@@ -525,6 +526,7 @@ static long open_volume(int i) {
     sh_lib_leave();
     if (!v) {
         sh_trace("cannot open the protected volume at %s: %s", sv->mount, e.msg);
+        if (why) *why = e;
         return -(long)(e.sys ? e.sys : EIO);
     }
     if (tag_fd >= 0) scp_volume_on_commit(v, report_tag, (void *)(uintptr_t)i);
@@ -552,6 +554,7 @@ static long open_volume(int i) {
             scp_volume_close(v, NULL);
             sh_lib_leave();
             sh_trace("cannot open the protected volume at %s shared: %s", sv->mount, e.msg);
+            if (why) *why = e;
             return -(long)(e.sys ? e.sys : EIO);
         } else {
             __atomic_store_n(&sh_resole_on, 1, __ATOMIC_RELAXED); /* (sh_resole_poll) */
@@ -646,10 +649,51 @@ long sh_volume_ready(int i) {
     if (vol_opening) return -EDEADLK;
     vol_opening = 1;
     pthread_mutex_lock(&vol_open_mu);
-    long r = sh.vol[i].v ? 0 : open_volume(i);
+    long r = sh.vol[i].v ? 0 : open_volume(i, NULL);
     pthread_mutex_unlock(&vol_open_mu);
     vol_opening = 0;
     return r;
+}
+
+/* SCP_SHIELD_F_OPEN_CHECK: the launcher left the volumes' first open to this image (launch.c,
+ * shield_checks_volumes). Each is opened now, before main, and kept open for the program's
+ * first use; one that fails stops the program as the launcher's own open did: its line on
+ * standard error ("scpctl: volume DIR: ...", the volume library's message with DIR where it
+ * names the descriptor path this process opens it by) and its exit status
+ * (scp_err_exit_status: 4 a wrong key, 3 a manifest that fails authentication, 1 the rest).
+ * The images this one execs open their volumes at first use again, against its last state. */
+static void open_check(void) {
+    sh.cfg.flags &= ~SCP_SHIELD_F_OPEN_CHECK;
+    for (int i = 0; i < sh.nvol; i++) {
+        const char *dir = sh.cfg.check_dir[i];
+        if (!memchr(dir, 0, sizeof sh.cfg.check_dir[i]) || !dir[0]) continue; /* the launcher opened it */
+        scp_err e = {0};
+        pthread_mutex_lock(&vol_open_mu);
+        long r = sh.vol[i].v ? 0 : open_volume(i, &e);
+        pthread_mutex_unlock(&vol_open_mu);
+        if (r == 0) continue;
+        char msg[sizeof e.msg + 4 * SCP_SHIELD_MAX_MOUNT], line[sizeof msg + 2 * SCP_SHIELD_MAX_MOUNT];
+        const char *from = sh.vol[i].dirpath, *p = e.msg[0] ? e.msg : scp_code_name(e.code);
+        size_t fl = strlen(from), n = 0;
+        e.msg[sizeof e.msg - 1] = 0;
+        while (*p && n + 1 < sizeof msg) { /* the launcher's path where the message names ours */
+            if (!strncmp(p, from, fl) && !(p[fl] >= '0' && p[fl] <= '9')) {
+                n += (size_t)snprintf(msg + n, sizeof msg - n, "%s", dir);
+                if (n >= sizeof msg) n = sizeof msg - 1;
+                p += fl;
+            } else {
+                msg[n++] = *p++;
+            }
+        }
+        msg[n] = 0;
+        sh.cfg.check_who[sizeof sh.cfg.check_who - 1] = 0;
+        int l = snprintf(line, sizeof line, "%s: volume %s: %s\n", sh.cfg.check_who, dir, msg);
+        if (l > 0) {
+            ssize_t w = write(2, line, (size_t)l < sizeof line ? (size_t)l : sizeof line - 1);
+            (void)w;
+        }
+        _exit(scp_err_exit_status(e.code));
+    }
 }
 
 void sh_vol_open_hold(int on) {
@@ -848,6 +892,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
      * for the context list's lock (the fork's lock order: atfork_prepare) */
     scp_crypto_atfork_register();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+    if (sh.cfg.flags & SCP_SHIELD_F_OPEN_CHECK) open_check(); /* before the filter, as the cwd's open */
 
     /* The image's rules make one seccomp filter (gate.c): the main rule (the first shielded
      * image only: filters survive exec), the network shield's, the loader's mappings and the
