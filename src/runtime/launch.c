@@ -383,6 +383,24 @@ static int shield_checks_volumes(const struct scp_run_opts *o) {
     return program_check(o, elf_preloads_shield);
 }
 
+/* Whether the program names a path inside `mount` (normalized) as one of its arguments, or
+ * starts with its working directory there: then it is all but certain to open the volume,
+ * and the shield's check is its first use's open (kept for it). A program that does not (a
+ * shell's -c script, a program that never touches the volume) gets the launcher's open, so
+ * that it neither loads OpenSSL nor holds the volume (docs/shield.md, "Start-up"). */
+static int path_in(const char *path, const char *mount) {
+    char n[PATH_MAX];
+    size_t ml = strlen(mount);
+    return path[0] == '/' && scp_shield_path_normalize(path, n, sizeof n) == 0 && !strncmp(n, mount, ml) &&
+           (n[ml] == '/' || n[ml] == 0);
+}
+static int program_names_mount(const struct scp_run_opts *o, const char *mount, const char *cwd_now) {
+    if (path_in(o->cwd ? o->cwd : cwd_now, mount)) return 1;
+    for (size_t k = 1; o->argv[k]; k++)
+        if (path_in(o->argv[k], mount)) return 1;
+    return 0;
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
     int notify_sock = -1, shield_denies_tracing = 0;
@@ -429,6 +447,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     int own = hi - 1;
 
     int shield_opens = o->nvol && shield_checks_volumes(o);
+    char cwd_now[PATH_MAX];
+    if (!o->cwd && !getcwd(cwd_now, sizeof cwd_now)) cwd_now[0] = 0;
     snprintf(cfg.check_who, sizeof cfg.check_who, "%s", o->who ? o->who : "scpctl");
     for (unsigned i = 0; i < o->nvol; i++) {
         struct scp_run_volume *v = &o->vol[i];
@@ -447,7 +467,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         if (v->have_seen) { /* opened by the caller: the shield refuses anything older */
             cv->seen = v->seen;
             cv->have_seen = 1;
-        } else if (shield_opens && dfd >= 0 && strlen(v->hostdir) < sizeof cfg.check_dir[i]) {
+        } else if (shield_opens && dfd >= 0 && strlen(v->hostdir) < sizeof cfg.check_dir[i] &&
+                   program_names_mount(o, cv->mount, cwd_now)) {
             /* the shield opens it before main, in this process's place (shield_checks_volumes) */
             snprintf(cfg.check_dir[i], sizeof cfg.check_dir[i], "%s", v->hostdir);
             cfg.flags |= SCP_SHIELD_F_OPEN_CHECK;
