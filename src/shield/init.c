@@ -894,6 +894,8 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         if (sv->mlen == 1) sv->mlen = 0; /* "/" */
         sh.nvol++;
     }
+    /* before the working directory's open below, which takes what it opens */
+    if (sh.cfg.flags & SCP_SHIELD_F_OPEN_CHECK) open_check();
 
     if (!syscall(SYS_getcwd, sh.cwd, sizeof sh.cwd)) sh.cwd[0] = 0;
     {
@@ -920,7 +922,6 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
      * for the context list's lock (the fork's lock order: atfork_prepare) */
     scp_crypto_atfork_register();
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-    if (sh.cfg.flags & SCP_SHIELD_F_OPEN_CHECK) open_check(); /* before the filter, as the cwd's open */
 
     /* The image's rules make one seccomp filter (gate.c): the main rule (the first shielded
      * image only: filters survive exec), the network shield's, the loader's mappings and the
