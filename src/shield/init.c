@@ -712,6 +712,12 @@ static void open_check(void) {
     }
 }
 
+static int checked_any(void) {
+    for (int i = 0; i < sh.nvol; i++)
+        if (__atomic_load_n(&checked[i], __ATOMIC_RELAXED)) return 1;
+    return 0;
+}
+
 /* Close the checked volumes nobody took (a fork's prepare, an exec; under vol_open_mu or in the
  * only thread that may open one). */
 static void checked_drop(void) {
@@ -1078,7 +1084,9 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
      * owner commits, and the thread-local flags must read as in the parent when exec
      * succeeds and the parent resumes. */
     if (syscall(SYS_getpid) == sh.pid) sh_commit_all();
-    if (syscall(SYS_getpid) == sh.pid && !vol_opening) { /* the next image opens at first use */
+    /* the next image opens at first use (the mutex only when there is something to close: an
+     * exec from a handler that interrupted its holder in this thread would wait forever) */
+    if (syscall(SYS_getpid) == sh.pid && !vol_opening && checked_any()) {
         pthread_mutex_lock(&vol_open_mu);
         checked_drop();
         pthread_mutex_unlock(&vol_open_mu);
