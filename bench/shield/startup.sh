@@ -16,7 +16,8 @@
 #              command: `for i in $(seq N); do /bin/true; done`).
 #   scpctl run end to end: `scpctl run --volume V:/m -- /bin/true` (launcher, namespace,
 #              shield) against /bin/true, R runs (R=50); and `scpctl --version` (the
-#              launcher's own loading of its libraries).
+#              launcher's own loading of its libraries); `sqlite3 DB 'select * from t'`
+#              natively, under scpctl run with DB outside the volume, and with DB on it.
 #   QUICK=1    only the per-fork and per-exec (true) figures (A/B rounds: bench/shield/forkab.sh)
 set -eu
 B=${1:-build}
@@ -79,4 +80,15 @@ a=$(e2e native /bin/true)
 b=$(e2e shielded "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- /bin/true)
 c=$(e2e launcher-load "$S" --version)
 echo "scpctl run -- /bin/true end to end ($R runs): $a; $b; of which scpctl loading its libraries: $c" | sed 's/native cpu/native \/bin\/true cpu/'
+# a short command that uses the volume (each phase of bench/shield/apps.sh's sqlite line is one):
+# natively, under scpctl run without a volume, and on the volume (the program names it, so the
+# shield's check before main is its first use: docs/runtime.md "The volume check at start")
+if command -v sqlite3 >/dev/null; then
+    sqlite3 "$T/plain/db" 'create table t(a); insert into t values(1)'
+    "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- sqlite3 "$T/mnt/db" 'create table t(a); insert into t values(1)'
+    a=$(e2e native sqlite3 "$T/plain/db" 'select * from t')
+    b=$(e2e novolume "$S" run -- sqlite3 "$T/plain/db" 'select * from t')
+    c=$(e2e volume "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- sqlite3 "$T/mnt/db" 'select * from t')
+    echo "sqlite3 DB 'select * from t' end to end ($R runs): $a; under scpctl run, DB outside the volume: $b; DB on the volume: $c"
+fi
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"

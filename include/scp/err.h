@@ -61,4 +61,10 @@ void scp_err_prefix(scp_err *err, const char *fmt, ...) __attribute__((format(pr
 /* Short stable name of a code, e.g. "integrity". */
 const char *scp_code_name(scp_code code);
 
+/* The exit status of a command that stops on an error of this code: 3 for data that failed
+ * authentication (SCP_E_INTEGRITY, SCP_E_ROLLBACK), 4 for a wrong key (SCP_E_KEY), 1 for the
+ * rest (scpctl's EXIT_* codes, cli/commands.h). One mapping for scpctl's messages and the
+ * shield's, which reports a volume's first open in the launcher's place (docs/runtime.md). */
+int scp_err_exit_status(scp_code code);
+
 #endif

@@ -189,9 +189,13 @@ enum {
     SCP_SHIELD_F_SHARED = 8u,           /* an ancestor forked: volumes in shared mode (init.c) */
     SCP_SHIELD_F_OFD = 16u,             /* the shared offsets' region is open (core.c, "shared
                                          * open file descriptions") */
-    SCP_SHIELD_F_NOPTRACE = 32u         /* the first image's filter answers ptrace and
+    SCP_SHIELD_F_NOPTRACE = 32u,        /* the first image's filter answers ptrace and
                                          * process_vm_readv/writev with EPERM (a container whose
                                          * launcher leaves that rule to the shield: launch.c) */
+    SCP_SHIELD_F_OPEN_CHECK = 64u       /* the launcher did not open the volumes: the first image
+                                         * opens each before main, and one that fails to open
+                                         * stops it with the launcher's message and exit status
+                                         * (check_who, check_dir; docs/runtime.md) */
 };
 #define SCP_SHIELD_OFD_SLOTS 16384u   /* open file descriptions the region can share */
 #define SCP_SHIELD_MAX_OFD_DROP 64u   /* references an exec hands back (descriptions not inherited) */
@@ -239,6 +243,11 @@ typedef struct scp_shield_config {
     /* the program's working directory when it lies inside a protected mount ("" if not): the
      * kernel's is the mount point, so the next image could not find it by getcwd */
     char vcwd[4096];
+    /* SCP_SHIELD_F_OPEN_CHECK (from the launcher; an exec'ing image clears the flag): the name
+     * that starts the launcher's error lines ("scpctl") and each volume's host directory as its
+     * messages name it */
+    char check_who[32];
+    char check_dir[SCP_SHIELD_MAX_VOLUMES][SCP_SHIELD_MAX_MOUNT];
 } scp_shield_config;
 
 /* Serialize the configuration into a new memfd (not close-on-exec, sealed against writes).

@@ -48,12 +48,7 @@ void cli_set_name(const char *name) { cli_name = name; }
 int cli_fail(const scp_err *err) {
     fflush(stdout); /* what was printed comes before the error, also when both go to one pipe */
     fprintf(stderr, "%s: %s\n", cli_name, err->msg[0] ? err->msg : scp_code_name(err->code));
-    switch (err->code) {
-    case SCP_E_INTEGRITY:
-    case SCP_E_ROLLBACK: return EXIT_INTEGRITY;
-    case SCP_E_KEY: return EXIT_KEY;
-    default: return EXIT_FAILURE_;
-    }
+    return scp_err_exit_status(err->code); /* EXIT_INTEGRITY, EXIT_KEY or EXIT_FAILURE_ */
 }
 
 int cli_usage_error(const char *fmt, ...) {

@@ -74,3 +74,12 @@ const char *scp_code_name(scp_code code) {
     }
     return "unknown error";
 }
+
+int scp_err_exit_status(scp_code code) {
+    switch (code) {
+    case SCP_E_INTEGRITY:
+    case SCP_E_ROLLBACK: return 3;
+    case SCP_E_KEY: return 4;
+    default: return 1;
+    }
+}

@@ -383,6 +383,10 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         if (pr < 0) goto out;
         ro->vol[i].hostdir = rv[i].dir;
         ro->vol[i].mount = path;
+        /* the state CAS's tag was checked against: the launcher does not open the volume again,
+         * and the shield refuses anything older (docs/runtime.md, "Volumes and CAS") */
+        ro->vol[i].seen = now;
+        ro->vol[i].have_seen = 1;
         ro->nvol++;
         /* a new volume (or one whose last tag did not reach CAS) is reported before it is used */
         if (run_report_tag(c, o, token, &rv[i], now.bytes) < 0 && o->tag_sync) {

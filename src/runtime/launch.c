@@ -359,6 +359,50 @@ static int elf_takes_shield(int fd) {
            scp_notify_is_static(fd) == 0;
 }
 
+/* An x86-64 ELF with an interpreter that the loader runs with LD_PRELOAD honoured (not set-user-
+ * or set-group-ID: a secure-execution loader ignores a preload given by path). */
+static int elf_preloads_shield(int fd) {
+    struct stat st;
+    return elf_takes_shield(fd) && fstat(fd, &st) == 0 && !(st.st_mode & (S_ISUID | S_ISGID));
+}
+
+/* Whether the program certainly starts under the shield: then the shield opens the volumes
+ * before main (SCP_SHIELD_F_OPEN_CHECK) and this process does not. Opening a volume is the
+ * first use of OpenSSL in a process (its start, configuration and first AES-GCM fetch, with
+ * the volume's header and manifest: about 1.5-2.5 ms of CPU), which the launcher paid only to
+ * check the key early and to read the tag that the shield's own open was then held to: the
+ * program that uses the volume paid it a second time. The shield's open reports a failure as
+ * this process would have (the same line, the same exit status: check_who, check_dir,
+ * scp_err_exit_status), before the program's main. A program the shield may not start in (a
+ * script, whose interpreter may be static; a static program, served from outside; a set-ID
+ * one) and a program in a container keep the launcher's open. */
+static int shield_checks_volumes(const struct scp_run_opts *o) {
+    if (o->no_mount) return 0; /* (a secure image: its caller opened the volumes, have_seen) */
+    /* In a container (and so in the attested mode, whose caller opened the volumes anyway:
+     * have_seen) the launcher's open stays: the key-file mode's short commands run without one,
+     * and a container's path is left as it was (bench/RESULTS.md start25) */
+    if (o->container.enabled) return 0;
+    return program_check(o, elf_preloads_shield);
+}
+
+/* Whether the program names a path inside `mount` (normalized) as one of its arguments, or
+ * starts with its working directory there: then it is all but certain to open the volume,
+ * and the shield's check is its first use's open (kept for it). A program that does not (a
+ * shell's -c script, a program that never touches the volume) gets the launcher's open, so
+ * that it neither loads OpenSSL nor holds the volume (docs/shield.md, "Start-up"). */
+static int path_in(const char *path, const char *mount) {
+    char n[PATH_MAX];
+    size_t ml = strlen(mount);
+    return path[0] == '/' && scp_shield_path_normalize(path, n, sizeof n) == 0 && !strncmp(n, mount, ml) &&
+           (n[ml] == '/' || n[ml] == 0);
+}
+static int program_names_mount(const struct scp_run_opts *o, const char *mount, const char *cwd_now) {
+    if (path_in(o->cwd ? o->cwd : cwd_now, mount)) return 1;
+    for (size_t k = 1; o->argv[k]; k++)
+        if (path_in(o->argv[k], mount)) return 1;
+    return 0;
+}
+
 int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     static scp_shield_config cfg;
     int notify_sock = -1, shield_denies_tracing = 0;
@@ -404,6 +448,10 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     }
     int own = hi - 1;
 
+    int shield_opens = o->nvol && shield_checks_volumes(o);
+    char cwd_now[PATH_MAX];
+    if (!o->cwd && !getcwd(cwd_now, sizeof cwd_now)) cwd_now[0] = 0;
+    snprintf(cfg.check_who, sizeof cfg.check_who, "%s", o->who ? o->who : "scpctl");
     for (unsigned i = 0; i < o->nvol; i++) {
         struct scp_run_volume *v = &o->vol[i];
         scp_shield_volume *cv = &cfg.vol[i];
@@ -417,15 +465,26 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
                 scp_fail(err, SCP_E_INVAL, EINVAL, "mount point '%s' given twice", cv->mount);
                 goto out;
             }
-        scp_volume *vol = scp_volume_open(v->hostdir, v->key, NULL, err);
-        if (!vol) {
-            scp_err_prefix(err, "volume %s", v->hostdir);
-            goto out;
-        }
-        scp_volume_tag_get(vol, &cv->seen); /* the shield refuses anything older */
-        cv->have_seen = 1;
-        scp_volume_close(vol, NULL);
         int dfd = open(v->hostdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (v->have_seen) { /* opened by the caller: the shield refuses anything older */
+            cv->seen = v->seen;
+            cv->have_seen = 1;
+        } else if (shield_opens && dfd >= 0 && strlen(v->hostdir) < sizeof cfg.check_dir[i] &&
+                   program_names_mount(o, cv->mount, cwd_now)) {
+            /* the shield opens it before main, in this process's place (shield_checks_volumes) */
+            snprintf(cfg.check_dir[i], sizeof cfg.check_dir[i], "%s", v->hostdir);
+            cfg.flags |= SCP_SHIELD_F_OPEN_CHECK;
+        } else { /* (also the message of a directory that cannot be opened) */
+            scp_volume *vol = scp_volume_open(v->hostdir, v->key, NULL, err);
+            if (!vol) {
+                scp_err_prefix(err, "volume %s", v->hostdir);
+                if (dfd >= 0) close(dfd);
+                goto out;
+            }
+            scp_volume_tag_get(vol, &cv->seen); /* the shield refuses anything older */
+            cv->have_seen = 1;
+            scp_volume_close(vol, NULL);
+        }
         if (dfd < 0 || dup2(dfd, own) < 0) {
             scp_fail_errno(err, "cannot open %s", v->hostdir);
             goto out;

@@ -15,6 +15,11 @@ struct scp_run_volume {
     const char *hostdir; /* the volume directory on the host */
     const char *mount;   /* where the program sees it (absolute) */
     uint8_t key[SCP_VOLUME_KEY_LEN];
+    /* set: the caller opened the volume already (against the tag CAS expects: attest_run.c)
+     * and this is the state it found; scp_run_exec then opens it no more, and the shield
+     * refuses anything older */
+    int have_seen;
+    scp_volume_tag seen;
 };
 
 /* The user the program runs as (a secure image's USER), set right before exec. */
@@ -55,6 +60,9 @@ struct scp_run_opts {
                                 instance certificate (SCP_SHIELD_ENV_NET_RENEW_FD) */
     const struct scp_run_user *user; /* non-NULL, and run by root: the volumes' backing store is
                                 handed to this user, then the process becomes it, right before exec */
+    const char *who;         /* the name that starts the caller's error lines (NULL: "scpctl"): a
+                                volume that the shield opens in the launcher's place fails with
+                                the message and exit status scpctl's own open would give */
 };
 
 /* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it
@@ -69,7 +77,10 @@ int scp_run_find_shield(const char *given, char *out, size_t n, scp_err *err);
 /* Check the volumes and keys, isolate the mount points (a private mount namespace with an
  * empty read-only tmpfs on each, so that no raw path access reaches the host there), hand the
  * configuration over in a memfd and exec the program. Returns only on failure (-1). Wipes the
- * keys in opts before exec. */
+ * keys in opts before exec. A volume whose have_seen the caller set is not opened here; one
+ * that the shield certainly opens before the program's main (a dynamic ELF program) is checked
+ * there, and one that fails stops the program with this function's message (prefixed with
+ * opts->who) and cli_fail's exit status (scp_err_exit_status); any other is opened here. */
 int scp_run_exec(struct scp_run_opts *opts, scp_err *err);
 
 #endif

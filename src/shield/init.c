@@ -377,6 +377,9 @@ out:
 }
 
 static pthread_mutex_t vol_open_mu;
+/* the volumes opened before main for the launcher's check and not yet taken (open_check) */
+static scp_volume *checked[SCP_SHIELD_MAX_VOLUMES];
+static void checked_drop(void);
 /* Fork. The child has only the forking thread: every lock that the child may need must be free
  * or held by this thread at the fork, so the prepare handlers take them all, always in this
  * order (glibc runs prepare handlers in the reverse order of their registration):
@@ -401,6 +404,7 @@ static void atfork_prepare(void) {
     /* a volume is never half-opened in the child: a late open (sh_volume_ready) ends first,
      * and one after the fork sees the shared flag that sh_fork_share sets */
     pthread_mutex_lock(&vol_open_mu);
+    checked_drop(); /* the child does not get them: what is used after the fork opens again */
     /* volumes to shared mode, open descriptions to shared offsets with a reference for the
      * child; returns holding sh.mu (holding.c). A vfork does not come here: vfork and
      * posix_spawn call sh_fork_share(0) themselves (interpose.c). */
@@ -520,8 +524,10 @@ static long open_volume(int i) {
     struct sh_volume *sv = &sh.vol[i];
     const scp_shield_volume *cv = &sh.cfg.vol[i];
     scp_err e;
+    scp_volume *v = checked[i]; /* opened before main (open_check) */
+    checked[i] = NULL;
     sh_in_lib++; /* its own calls through libc go to the kernel */
-    scp_volume *v = scp_volume_open(sv->dirpath, sh.keys[i], cv->have_seen ? &cv->seen : NULL, &e);
+    if (!v) v = scp_volume_open(sv->dirpath, sh.keys[i], cv->have_seen ? &cv->seen : NULL, &e);
     sh_lib_leave();
     if (!v) {
         sh_trace("cannot open the protected volume at %s: %s", sv->mount, e.msg);
@@ -552,7 +558,7 @@ static long open_volume(int i) {
             scp_volume_close(v, NULL);
             sh_lib_leave();
             sh_trace("cannot open the protected volume at %s shared: %s", sv->mount, e.msg);
-            return -(long)(e.sys ? e.sys : EIO);
+                return -(long)(e.sys ? e.sys : EIO);
         } else {
             __atomic_store_n(&sh_resole_on, 1, __ATOMIC_RELAXED); /* (sh_resole_poll) */
         }
@@ -650,6 +656,78 @@ long sh_volume_ready(int i) {
     pthread_mutex_unlock(&vol_open_mu);
     vol_opening = 0;
     return r;
+}
+
+/* SCP_SHIELD_F_OPEN_CHECK: the launcher left a volume's first open to this image (launch.c,
+ * shield_checks_volumes: a program that names a path in the volume). Each such volume is
+ * opened now, before main, with the same checks (the header and the key, the manifest's
+ * authentication), and one that fails stops the program as the launcher's own open did: its
+ * line on standard error ("scpctl: volume DIR: ...", the volume library's message with DIR
+ * where it names the descriptor path this process opens it by) and its exit status
+ * (scp_err_exit_status: 4 a wrong key, 3 a manifest that fails authentication, 1 the rest).
+ * The opened volume is kept aside (checked[]), not published: the program's first use takes
+ * it (open_volume) instead of opening the volume a second time, and until then nothing of the
+ * holding starts (no private lock, no watcher thread: a program that changes its credentials
+ * first, setpriv, runs as before). A fork's prepare and an exec close what was not taken: the
+ * images after it open at first use again, against the state checked here (`seen`). */
+static void open_check(void) {
+    sh.cfg.flags &= ~SCP_SHIELD_F_OPEN_CHECK;
+    for (int i = 0; i < sh.nvol; i++) {
+        const char *dir = sh.cfg.check_dir[i];
+        if (!memchr(dir, 0, sizeof sh.cfg.check_dir[i]) || !dir[0]) continue; /* the launcher opened it */
+        scp_shield_volume *cv = &sh.cfg.vol[i];
+        scp_err e = {0};
+        sh_in_lib++;
+        scp_volume *v = scp_volume_open(sh.vol[i].dirpath, sh.keys[i], cv->have_seen ? &cv->seen : NULL, &e);
+        sh_lib_leave();
+        if (v) {
+            scp_volume_tag_get(v, &cv->seen); /* as the launcher's open: nothing older from now on */
+            cv->have_seen = 1;
+            checked[i] = v;
+            sh_trace("volume at %s checked before main", sh.vol[i].mount);
+            continue;
+        }
+        sh_trace("cannot open the protected volume at %s: %s", sh.vol[i].mount, e.msg);
+        char msg[sizeof e.msg + 4 * SCP_SHIELD_MAX_MOUNT], line[sizeof msg + 2 * SCP_SHIELD_MAX_MOUNT];
+        e.msg[sizeof e.msg - 1] = 0;
+        const char *from = sh.vol[i].dirpath, *p = e.msg[0] ? e.msg : scp_code_name(e.code);
+        size_t fl = strlen(from), n = 0;
+        while (*p && n + 1 < sizeof msg) { /* the launcher's path where the message names ours */
+            if (!strncmp(p, from, fl) && !(p[fl] >= '0' && p[fl] <= '9')) {
+                n += (size_t)snprintf(msg + n, sizeof msg - n, "%s", dir);
+                if (n >= sizeof msg) n = sizeof msg - 1;
+                p += fl;
+            } else {
+                msg[n++] = *p++;
+            }
+        }
+        msg[n] = 0;
+        sh.cfg.check_who[sizeof sh.cfg.check_who - 1] = 0;
+        int l = snprintf(line, sizeof line, "%s: volume %s: %s\n", sh.cfg.check_who, dir, msg);
+        if (l > 0) {
+            ssize_t w = write(2, line, (size_t)l < sizeof line ? (size_t)l : sizeof line - 1);
+            (void)w;
+        }
+        _exit(scp_err_exit_status(e.code));
+    }
+}
+
+static int checked_any(void) {
+    for (int i = 0; i < sh.nvol; i++)
+        if (__atomic_load_n(&checked[i], __ATOMIC_RELAXED)) return 1;
+    return 0;
+}
+
+/* Close the checked volumes nobody took (a fork's prepare, an exec; under vol_open_mu or in the
+ * only thread that may open one). */
+static void checked_drop(void) {
+    for (int i = 0; i < sh.nvol; i++) {
+        if (!checked[i]) continue;
+        sh_in_lib++;
+        scp_volume_close(checked[i], NULL);
+        sh_lib_leave();
+        checked[i] = NULL;
+    }
 }
 
 void sh_vol_open_hold(int on) {
@@ -822,6 +900,8 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
         if (sv->mlen == 1) sv->mlen = 0; /* "/" */
         sh.nvol++;
     }
+    /* before the working directory's open below, which takes what it opens */
+    if (sh.cfg.flags & SCP_SHIELD_F_OPEN_CHECK) open_check();
 
     if (!syscall(SYS_getcwd, sh.cwd, sizeof sh.cwd)) sh.cwd[0] = 0;
     {
@@ -1004,6 +1084,13 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
      * owner commits, and the thread-local flags must read as in the parent when exec
      * succeeds and the parent resumes. */
     if (syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    /* the next image opens at first use (the mutex only when there is something to close: an
+     * exec from a handler that interrupted its holder in this thread would wait forever) */
+    if (syscall(SYS_getpid) == sh.pid && !vol_opening && checked_any()) {
+        pthread_mutex_lock(&vol_open_mu);
+        checked_drop();
+        pthread_mutex_unlock(&vol_open_mu);
+    }
     if (sh_net_on && syscall(SYS_getpid) == sh.pid) { /* established connections: to a relay (net_relay.c) */
         long nr = sh_net_exec_relay();
         if (nr < 0) return nr;
