@@ -16,16 +16,7 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 
-static int failures;
-#define CHECK(c, ...)                                                                         \
-    do {                                                                                      \
-        if (!(c)) {                                                                           \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                              \
-            fprintf(stderr, __VA_ARGS__);                                                     \
-            fputc('\n', stderr);                                                              \
-            failures++;                                                                       \
-        }                                                                                     \
-    } while (0)
+#include "check.h"
 
 /* Does the file open under key with the label as associated data? */
 static int opens_under(const char *path, const uint8_t key[32], const char *label) {
