@@ -23,6 +23,8 @@ static struct pool {
     pthread_cond_t work, done;
     pthread_mutex_t job_mu; /* held by the one caller that owns the workers */
     int nworkers;           /* started; 0 = not yet, -1 = unavailable */
+    int quit;               /* the workers leave (scp_parallel_stop) */
+    pthread_t t[MAX_WORKERS];
     unsigned long job;      /* bumped for each job: a worker joins each one at most once */
     int open;               /* workers may join the current job */
     int active;             /* workers inside the current job */
@@ -32,8 +34,10 @@ static struct pool {
     size_t n, grain;
     size_t next;            /* the first item not taken yet (atomic; reset only while no
                              * worker is inside a job) */
-} P = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-       PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, 0, NULL, NULL, 0, 0, 0};
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER,
+       .work = PTHREAD_COND_INITIALIZER,
+       .done = PTHREAD_COND_INITIALIZER,
+       .job_mu = PTHREAD_MUTEX_INITIALIZER};
 
 /* Take parts until none is left; -1 if any part failed (the others still run: each part
  * reports its own failure in ctx, and the caller must know every part is done). */
@@ -51,7 +55,8 @@ static void *worker(void *arg) {
     unsigned long seen = 0;
     pthread_mutex_lock(&P.mu);
     for (;;) {
-        while (!P.open || P.job == seen) pthread_cond_wait(&P.work, &P.mu);
+        while (!P.quit && (!P.open || P.job == seen)) pthread_cond_wait(&P.work, &P.mu);
+        if (P.quit) break; /* (never inside a job: the stop holds job_mu) */
         seen = P.job;
         P.active++;
         scp_range_fn fn = P.fn;
@@ -70,6 +75,7 @@ static void *worker(void *arg) {
             pthread_mutex_lock(&P.mu);
         }
     }
+    pthread_mutex_unlock(&P.mu);
     return NULL;
 }
 
@@ -99,15 +105,8 @@ static int start_workers(void) {
     int want = cpus > 1 ? (int)(cpus - 1) : 0;
     if (want > MAX_WORKERS) want = MAX_WORKERS;
     int n = 0;
-    for (; n < want; n++) {
-        pthread_t t;
-        pthread_attr_t a;
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &a, worker, NULL);
-        pthread_attr_destroy(&a);
-        if (rc != 0) break;
-    }
+    for (; n < want; n++) /* (joinable: scp_parallel_stop waits for them to be gone) */
+        if (pthread_create(&P.t[n], NULL, worker, NULL) != 0) break;
     P.nworkers = n ? n : -1;
     return P.nworkers;
 }
@@ -156,4 +155,21 @@ int scp_parallel_for(size_t n, size_t min_parallel, scp_range_fn fn, void *ctx) 
 int scp_parallel_for_grain(size_t n, size_t min_parallel, size_t grain, scp_range_fn fn,
                            void *ctx) {
     return parallel_for(n, min_parallel, grain ? grain : 1, fn, ctx);
+}
+
+void scp_parallel_stop(void) {
+    pthread_mutex_lock(&P.job_mu); /* no job in progress, none starts */
+    pthread_mutex_lock(&P.mu);
+    int n = P.nworkers;
+    if (n > 0) {
+        P.quit = 1;
+        pthread_cond_broadcast(&P.work);
+    }
+    pthread_mutex_unlock(&P.mu);
+    for (int i = 0; i < n; i++) pthread_join(P.t[i], NULL);
+    pthread_mutex_lock(&P.mu);
+    P.quit = 0;
+    if (n > 0) P.nworkers = 0; /* (the next job starts them again; -1 stays: unavailable) */
+    pthread_mutex_unlock(&P.mu);
+    pthread_mutex_unlock(&P.job_mu);
 }

@@ -28,4 +28,9 @@ int scp_parallel_for(size_t n, size_t min_parallel, scp_range_fn fn, void *ctx);
 int scp_parallel_for_grain(size_t n, size_t min_parallel, size_t grain, scp_range_fn fn,
                            void *ctx);
 
+/* End the workers and wait until each has left (none is inside a job meanwhile: waits for
+ * the one in progress); the next job starts them again. For a change of credentials, which
+ * glibc makes in every thread of the process (the shield, creds.c). */
+void scp_parallel_stop(void);
+
 #endif

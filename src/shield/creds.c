@@ -109,6 +109,7 @@ static void keep_volumes(uid_t to) {
 static void *real_sym(const char *name) { return dlsym(RTLD_NEXT, name); }
 
 SH_EXPORT int setuid(uid_t u) {
+    sh_threads_before_setxid();
     keep_volumes(u);
     int (*f)(uid_t) = (int (*)(uid_t))real_sym("setuid");
     int rc = f(u);
@@ -116,6 +117,7 @@ SH_EXPORT int setuid(uid_t u) {
     return rc;
 }
 SH_EXPORT int seteuid(uid_t u) {
+    sh_threads_before_setxid();
     keep_volumes(u);
     int (*f)(uid_t) = (int (*)(uid_t))real_sym("seteuid");
     int rc = f(u);
@@ -123,6 +125,7 @@ SH_EXPORT int seteuid(uid_t u) {
     return rc;
 }
 SH_EXPORT int setreuid(uid_t r, uid_t e) {
+    sh_threads_before_setxid();
     keep_volumes(e);
     int (*f)(uid_t, uid_t) = (int (*)(uid_t, uid_t))real_sym("setreuid");
     int rc = f(r, e);
@@ -130,6 +133,7 @@ SH_EXPORT int setreuid(uid_t r, uid_t e) {
     return rc;
 }
 SH_EXPORT int setresuid(uid_t r, uid_t e, uid_t s) {
+    sh_threads_before_setxid();
     keep_volumes(e);
     int (*f)(uid_t, uid_t, uid_t) = (int (*)(uid_t, uid_t, uid_t))real_sym("setresuid");
     int rc = f(r, e, s);
@@ -144,36 +148,42 @@ SH_EXPORT int setfsuid(uid_t u) {
     return rc;
 }
 SH_EXPORT int setgid(gid_t g) {
+    sh_threads_before_setxid();
     int (*f)(gid_t) = (int (*)(gid_t))real_sym("setgid");
     int rc = f(g);
     cred_changed();
     return rc;
 }
 SH_EXPORT int setegid(gid_t g) {
+    sh_threads_before_setxid();
     int (*f)(gid_t) = (int (*)(gid_t))real_sym("setegid");
     int rc = f(g);
     cred_changed();
     return rc;
 }
 SH_EXPORT int setregid(gid_t r, gid_t e) {
+    sh_threads_before_setxid();
     int (*f)(gid_t, gid_t) = (int (*)(gid_t, gid_t))real_sym("setregid");
     int rc = f(r, e);
     cred_changed();
     return rc;
 }
 SH_EXPORT int setresgid(gid_t r, gid_t e, gid_t s) {
+    sh_threads_before_setxid();
     int (*f)(gid_t, gid_t, gid_t) = (int (*)(gid_t, gid_t, gid_t))real_sym("setresgid");
     int rc = f(r, e, s);
     cred_changed();
     return rc;
 }
 SH_EXPORT int setgroups(size_t n, const gid_t *list) {
+    sh_threads_before_setxid();
     int (*f)(size_t, const gid_t *) = (int (*)(size_t, const gid_t *))real_sym("setgroups");
     int rc = f(n, list);
     cred_changed();
     return rc;
 }
 SH_EXPORT int initgroups(const char *user, gid_t g) {
+    sh_threads_before_setxid();
     int (*f)(const char *, gid_t) = (int (*)(const char *, gid_t))real_sym("initgroups");
     int rc = f(user, g);
     cred_changed();

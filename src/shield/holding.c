@@ -7,10 +7,13 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <time.h>
 
 #include "common/util.h"
+#include "crypto/parallel.h"
 #include "shield/internal.h"
 #include "shield/core.h"
 
@@ -192,9 +195,39 @@ static void *priv_watch(void *arg) {
 
 int sh_priv_npending;
 
+/* The watchers started and not yet joined (under priv_mu), and the process they belong to: a
+ * fork child has none of them (its copy of the list is dropped, never joined). Joinable, so
+ * that a change of credentials can wait until they are gone (sh_threads_before_setxid). */
+#define WATCH_MAX ((int)(2 * SCP_SHIELD_MAX_VOLUMES))
+static pthread_t watch_t[WATCH_MAX];
+static int watch_n;
+static pid_t watch_pid;
+/* A change of credentials is waiting for the watchers to end (under priv_mu): none starts */
+static int setxid_busy;
+
+static void watch_list_own(void) {
+    pid_t me = (pid_t)sh_gate(SYS_getpid, 0, 0, 0, 0, 0, 0);
+    if (watch_pid != me) {
+        watch_pid = me;
+        watch_n = 0;
+    }
+}
+
+/* Join the watchers that have ended (caller holds priv_mu); a place free for one more: 0 */
+static int watch_reap(void) {
+    assert(scp_mutex_held(&priv_mu));
+    watch_list_own();
+    int k = 0;
+    for (int j = 0; j < watch_n; j++)
+        if (pthread_tryjoin_np(watch_t[j], NULL) != 0) watch_t[k++] = watch_t[j];
+    watch_n = k;
+    return watch_n < WATCH_MAX ? 0 : -1;
+}
+
 /* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
 static int priv_watch_start(int i) {
     assert(scp_mutex_held(&priv_mu) && !sh_in_trap);
+    if (setxid_busy || watch_reap()) return -1;
     assert(__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)); /* internal.h, sh_filter_up */
     pthread_attr_t at;
     sigset_t all;
@@ -207,7 +240,7 @@ static int priv_watch_start(int i) {
      * every mask (init.c). Its path (the volume library's commit: calls on the library's own
      * descriptors, relative to its directory descriptors, none in the reserved range) makes
      * no trapped call besides. */
-    r = pthread_attr_setsigmask_np(&at, &all) || pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    r = pthread_attr_setsigmask_np(&at, &all);
     pthread_t t;
     _Static_assert(SCP_SHIELD_MAX_VOLUMES <= 256, "priv_watch's argument: the volume in 8 bits");
     unsigned gen = ++priv_gen[i] & 0xffffffu;
@@ -216,7 +249,35 @@ static int priv_watch_start(int i) {
     if (!r) r = pthread_create(&t, &at, priv_watch, (void *)((uintptr_t)i | (uintptr_t)gen << 8));
     sh_lib_leave();
     pthread_attr_destroy(&at);
-    return r ? -1 : 0;
+    if (r) return -1;
+    watch_t[watch_n++] = t;
+    return 0;
+}
+
+void sh_threads_before_setxid(void) {
+    if (!sh.active || sh_in_lib || sh_in_trap || sh_in_vfork_child()) return;
+    pthread_mutex_lock(&priv_mu);
+    setxid_busy = 1; /* (no holding starts again meanwhile: its watcher would be missed) */
+    pthread_mutex_unlock(&priv_mu);
+    /* the private holdings end as for a newcomer (shared until alone again: sh_priv_resole
+     * then starts a watcher in the new credentials), which wakes their watchers */
+    for (int i = 0; i < sh.nvol; i++)
+        if (__atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE)) priv_end(i, 0);
+    pthread_mutex_lock(&priv_mu);
+    watch_list_own();
+    pthread_t t[WATCH_MAX];
+    int n = watch_n;
+    for (int j = 0; j < n; j++) t[j] = watch_t[j];
+    watch_n = 0;
+    pthread_mutex_unlock(&priv_mu);
+    /* (a watcher woken by priv_end takes priv_mu, finds its holding gone and returns) */
+    for (int j = 0; j < n; j++) pthread_join(t[j], NULL);
+    sh_in_lib++;
+    scp_parallel_stop();
+    sh_lib_leave();
+    pthread_mutex_lock(&priv_mu);
+    setxid_busy = 0;
+    pthread_mutex_unlock(&priv_mu);
 }
 
 void sh_priv_begin(int i, scp_volume *v) {
@@ -252,7 +313,7 @@ void sh_priv_resole(int i) {
     /* tried: held for good at exit (sh_priv_exit), or by a move in progress (next time) */
     if (pthread_mutex_trylock(&priv_mu)) return;
     scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
-    if (v && !sv->priv && !sv->priv_pending && !sv->sole_pending) {
+    if (v && !setxid_busy && !sv->priv && !sv->priv_pending && !sv->sole_pending) {
         scp_err e;
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);

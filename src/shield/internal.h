@@ -313,6 +313,14 @@ static inline void sh_priv_poll(void) {
 }
 void sh_priv_end(int i);
 void sh_priv_exit(void);
+/* Before a set*id or setgroups call (creds.c), which glibc makes in every thread of the process
+ * and aborts (setxid_error) when the threads' results differ: the shield's own threads lack
+ * per-thread state the caller may have set (PR_SET_KEEPCAPS, securebits, capabilities), so
+ * after `setresuid` a watcher's `setresgid` failed with EPERM where the caller's succeeded
+ * (setpriv). So none of them lives across the call: the private holdings end (shared until
+ * alone again, when a watcher starts in the new credentials) and their watchers and the
+ * crypto workers are joined (holding.c). Not from a vfork child, a trap or the library. */
+void sh_threads_before_setxid(void);
 /* Volume i was opened from a trap handler outside a shared family (sole_pending, counted in
  * sh_priv_npending): outside one now, make this process its sole holder if it still has not
  * forked and nobody else has the volume open (init.c). Never waits: a fork or another open in

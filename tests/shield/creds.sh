@@ -64,6 +64,31 @@ expect "4755" "the setuid bit is stored" stat -c %a "$MNT/suid"
 run chown 1 "$MNT/suid" 2>/dev/null || fail "chown suid"
 expect "1 755" "chown drops the setuid bit" stat -c '%u %a' "$MNT/suid"
 
+note "a privilege drop with keep-caps while the process holds its volume privately"
+# setpriv sets PR_SET_KEEPCAPS (a per-thread flag), then setresuid, then setresgid; glibc
+# makes each call in every thread and aborts when their results differ. The working directory
+# in the volume has the shield open it at the start (private, with its watcher thread), so
+# the drop happens while the watcher lives (session 25: exit 134, setxid_error).
+expect "pub" "setpriv with the working directory in the volume" sh -c "cd $MNT && exec $NB cat pub"
+# the same drop after a 4 MiB read, whose chunks the volume decrypts on worker threads
+# (crypto/parallel.c), in a process that holds the volume privately: keep-caps, setresuid,
+# the effective capabilities raised again (capset, as setpriv does), setresgid
+run sh -c "head -c 4194304 /dev/zero > $MNT/big" 2>/dev/null || fail "big file"
+cat > "$T/drop.py" <<EOF
+import os, ctypes
+n = len(open("$MNT/big", "rb").read())
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(8, 1, 0, 0, 0)  # PR_SET_KEEPCAPS
+os.setresuid(65534, 65534, 65534)
+hdr, caps = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()
+assert libc.capget(hdr, caps) == 0
+caps[0], caps[3] = caps[1], caps[4]
+assert libc.capset(hdr, caps) == 0
+os.setresgid(65534, 65534, 65534)
+print(n, os.getresuid()[1], os.getresgid()[1])
+EOF
+expect "4194304 65534 65534" "keep-caps drop after a large read (python3)" python3 "$T/drop.py"
+
 note "a file that root creates after another process dropped to nobody stays reachable to it"
 chmod 755 "$T" && mkfifo "$T/ready" "$T/go" && chmod 666 "$T/ready" "$T/go"
 expect "LATEOK" "the dropped process reads root's new file" sh -c "
