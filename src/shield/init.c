@@ -558,7 +558,7 @@ static long open_volume(int i) {
             scp_volume_close(v, NULL);
             sh_lib_leave();
             sh_trace("cannot open the protected volume at %s shared: %s", sv->mount, e.msg);
-                return -(long)(e.sys ? e.sys : EIO);
+            return -(long)(e.sys ? e.sys : EIO);
         } else {
             __atomic_store_n(&sh_resole_on, 1, __ATOMIC_RELAXED); /* (sh_resole_poll) */
         }
@@ -1083,15 +1083,16 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     /* A vfork/posix_spawn child shares our memory (and this thread's TLS): only the real
      * owner commits, and the thread-local flags must read as in the parent when exec
      * succeeds and the parent resumes. */
-    if (syscall(SYS_getpid) == sh.pid) sh_commit_all();
+    int owner = syscall(SYS_getpid) == sh.pid;
+    if (owner) sh_commit_all();
     /* the next image opens at first use (the mutex only when there is something to close: an
      * exec from a handler that interrupted its holder in this thread would wait forever) */
-    if (syscall(SYS_getpid) == sh.pid && !vol_opening && checked_any()) {
+    if (owner && !vol_opening && checked_any()) {
         pthread_mutex_lock(&vol_open_mu);
         checked_drop();
         pthread_mutex_unlock(&vol_open_mu);
     }
-    if (sh_net_on && syscall(SYS_getpid) == sh.pid) { /* established connections: to a relay (net_relay.c) */
+    if (sh_net_on && owner) { /* established connections: to a relay (net_relay.c) */
         long nr = sh_net_exec_relay();
         if (nr < 0) return nr;
     }
