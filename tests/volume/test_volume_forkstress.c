@@ -242,11 +242,13 @@ static void resolve(int i, const char *who) {
     }
     for (int k = s->ncand - 1; k >= 0; k--)
         if (fstate_eq(&now, &s->cand[k])) {
+            trace("resolve slot %d after %d: state %d of %d (size %u)", i, s->busy, k, s->ncand, now.size);
             s->dur = s->cand[k];
             s->busy = s->dirty = 0;
             s->incarn++;
             return;
         }
+    trace("FAIL resolve slot %d: read size %u, none of %d states", i, now.size, s->ncand);
     FAILF("%s: slot %d after holder %d (dirty %d): the file is in none of its %d states", who, i,
           s->busy, s->dirty, s->ncand);
     describe("read", &now);
@@ -464,6 +466,7 @@ static void drop_handle(int i) {
 static int op_err(const char *what, int i, scp_err *e) {
     if (e->sys == EBUSY) {
         STAT(n_busy);
+        trace("EBUSY %s slot %d: %s", what, i, e->msg);
         return -1;
     }
     trace("FAIL %s slot %d: %s", what, i, e->msg);
@@ -520,7 +523,8 @@ static void session(int i) {
     slot_name(i, 'f', name);
     slot_name(i, 't', tmp);
     unsigned pick = (unsigned)tu_below(&P.rng, 100);
-    trace("session %d pick %u kept %d shared %d priv %d", i, pick, P.h[i] != NULL, P.shared, P.priv);
+    trace("session %d pick %u kept %d shared %d priv %d size %u", i, pick, P.h[i] != NULL, P.shared, P.priv,
+          cur.exists ? cur.size : 0);
     if (cur.exists && !P.h[i] && pick < 8 && !no("unlink")) { /* unlink */
         STAT(n_unlink);
         fstate gone = {0};
@@ -551,6 +555,7 @@ static void session(int i) {
                 op_err("rename", i, &e);
                 s->busy = -1;
             } else {
+                trace("replaced slot %d size %u", i, nw.size);
                 s->dur = nw;
                 s->busy = 0;
                 s->incarn++;
@@ -608,6 +613,7 @@ static void session(int i) {
             memcpy(cur.data + off, buf, len);
             if (off + len > cur.size) cur.size = (uint32_t)(off + len);
             cand_push(s, &cur);
+            trace("write slot %d off %llu len %llu", i, (unsigned long long)off, (unsigned long long)len);
             ssize_t w = scp_vfile_pwrite(h, buf, len, off, &e);
             if (w != (ssize_t)len) {
                 failed = 1;
@@ -620,6 +626,7 @@ static void session(int i) {
             if (sz > cur.size) memset(cur.data + cur.size, 0, sz - cur.size);
             cur.size = (uint32_t)sz;
             cand_push(s, &cur);
+            trace("truncate slot %d to %llu", i, (unsigned long long)sz);
             if (scp_vfile_truncate(h, sz, &e) < 0) {
                 failed = 1;
                 op_err("truncate", i, &e);
@@ -630,6 +637,7 @@ static void session(int i) {
     unsigned end = (unsigned)tu_below(&P.rng, 100);
     if (!failed && !P.shared && end < 20 && !no("dirty")) { /* uncommitted: the slot is this process's */
         STAT(n_dirty);
+        trace("dirty slot %d size %u", i, cur.size);
         s->dirty = 1;
         P.dirty[i] = 1;
         close(lfd);
@@ -653,6 +661,7 @@ static void session(int i) {
     if (!failed) {
         s->dur = cur;
         s->busy = 0;
+        trace("done slot %d size %u%s", i, cur.size, P.h[i] ? " kept" : "");
     } else {
         /* the file is in one of the recorded states: the next session reads which */
         drop_handle(i);
