@@ -473,6 +473,73 @@ static void test_follow(const char *vol) {
            "not moved back by a record of the older root, and written on top of\n");
 }
 
+/* A process outside shared mode (as `scpctl volume cat` beside a running program, or a program
+ * that found the volume in use) after a shared-mode writer died past its commit record, in a
+ * file with lazy commits (the writer's first write named, unsynced; its second one's commit
+ * record appended, then the writer killed): it must read the state the shared processes read
+ * (the dead writer's commit, which they follow to), not the older one the manifest names, or a
+ * later reader sees the file change with no writer alive (test_volume_forkstress, seed 1 round
+ * 12: "slot 1 after holder -1: the file is in none of its states", an ordinary reader took
+ * 9,475 bytes, the next shared one 7,667). It may not write the file (EBUSY until a durable
+ * commit). On 577dcf3 it read the named state. */
+static void test_follow_ordinary(const char *vol) {
+    const char *what = "ordinary";
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v;
+    scp_vfile *f = new_shared_file(vol, &v);
+    uint8_t want[3 * CS];
+    memset(want, 'a', 2 * CS);
+    REQUIRE(scp_vfile_pwrite(f, want, 2 * CS, 0, &e) == (ssize_t)(2 * CS));
+    REQUIRE(scp_vfile_fsync(f, &e) == 0);
+    tu_child a;
+    if (tu_child_start(&a)) { /* the writer that dies after its commit record */
+        scp_err ce;
+        tu_err_clear(&ce);
+        scp_volume *w = open_shared(vol);
+        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
+        if (!g) _exit(4);
+        uint8_t b[2 * CS];
+        memset(b, 'b', sizeof b);
+        if (scp_vfile_pwrite(g, b, 1, 0, &ce) != 1) _exit(6); /* (named, not synced: listed) */
+        vol_test_lazy_recorded = die_after_record;
+        (void)scp_vfile_pwrite(g, b, sizeof b, CS, &ce);
+        _exit(5); /* (the hook did not run) */
+    }
+    REQUIRE(tu_child_wait(&a, NULL, 0));
+    want[0] = 'b';
+    memset(want + CS, 'b', 2 * CS);
+    bytes_are(f, want, 3 * CS, "ordinary: the shared process");
+    tu_child o;
+    if (tu_child_start(&o)) { /* outside shared mode: a plain open, not alone (no settle) */
+        scp_err ce;
+        tu_err_clear(&ce);
+        scp_volume *w = scp_volume_open(vol, key, NULL, &ce);
+        CHECKF(w != NULL, "%s: open: %s", what, ce.msg);
+        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
+        CHECKF(!w || g != NULL, "%s: open f: %s", what, ce.msg);
+        if (g) {
+            bytes_are(g, want, 3 * CS, "ordinary: the reader, the dead writer's write");
+            CHECKF(scp_vfile_size(g) == 3 * CS, "%s: the reader's size %llu, want %u", what,
+                   (unsigned long long)scp_vfile_size(g), 3 * CS);
+            uint8_t c[100];
+            memset(c, 'c', sizeof c);
+            ssize_t r = scp_vfile_pwrite(g, c, sizeof c, 0, &ce);
+            CHECKF(r < 0 && ce.sys == EBUSY, "%s: a write of a file with lazy commits: %zd (%s)",
+                   what, r, ce.msg);
+            CHECK(scp_vfile_close(g, &ce) == 0);
+        }
+        if (w) CHECK(scp_volume_close(w, &ce) == 0);
+        tu_child_exit(&o, NULL, 0);
+    }
+    CHECKF(tu_child_wait(&o, NULL, 0), "%s: the ordinary process failed", what);
+    bytes_are(f, want, 3 * CS, "ordinary: the shared process after the ordinary one");
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK(scp_volume_close(v, &e) == 0);
+    printf("ordinary: a process outside shared mode reads a dead writer's commit that no manifest "
+           "named, as the shared ones do, and may not write it\n");
+}
+
 static void test_settle(const char *vol) {
     test_settle_case(vol, S_NAMED, "named");
     test_settle_case(vol, S_PLAIN, "plain");
@@ -493,6 +560,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(argv[1], "wrap")) test_wrap(vol);
     if (all || !strcmp(argv[1], "settle")) test_settle(vol);
     if (all || !strcmp(argv[1], "follow")) test_follow(vol);
+    if (all || !strcmp(argv[1], "ordinary")) test_follow_ordinary(vol);
     tu_rm_rf(dir);
     free(vol);
     free(dir);
