@@ -88,6 +88,8 @@ struct scp_volume {
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
+    int adopt_dead;         /* a reload that takes in a dead one-flush committer's record from
+                             * its journal (refresh_manifest; mlog_load) */
     int lock_inherited;     /* set in a fork parent (fork_parent): an unrepaired child shares
                              * lockfd's description, so an OFD lock taken through it now would
                              * be the child's too (vol_lock_own takes a fresh one first) */
@@ -855,6 +857,10 @@ int file_adopt_past(scp_file *f, long mi, scp_err *err);
  * before the volume lock and the manifest record (test_volume_lazy "follow": a writer that
  * dies there). NULL otherwise. */
 extern void (*vol_test_lazy_recorded)(scp_file *f);
+/* Tests only: called in a one-flush commit right after its journal's sync (its commit point),
+ * before its append to manifest.log (test_volume_oneflush "deadmark": a committer that dies
+ * there). NULL otherwise. */
+extern void (*vol_test_oneflush_synced)(scp_volume *v);
 /* Tests only: called where a chunk read fails (chunk_integrity_fail: missing, or fails
  * authentication), with f's state as the read held it (f->rw held at least for reading):
  * test_volume_catchup dropkill prints the state behind its first wrong read. NULL otherwise. */

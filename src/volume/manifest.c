@@ -1476,6 +1476,8 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
  * it is an fsync's durable commit ("Shared mode", one-flush durable commits): f's last commit
  * may be a lazy one, and the records past the durable end are the lazy records of every
  * process since the last durable one (ml_pend, kept as walked or written). */
+void (*vol_test_oneflush_synced)(scp_volume *v);
+
 int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     (void)vol_pub_take(v); /* (announced first, as vol_commit_manifest does) */
     /* Only onto a log that is durable up to its end (its header and every record before this
@@ -1535,6 +1537,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
             jmark_set(v, (v->gen + 1) | JMARK_FAILED);
         }
     }
+    if (rc == 0 && vol_test_oneflush_synced) vol_test_oneflush_synced(v);
     if (rc == 0) { /* the commit point has passed */
         /* The sole holder keeps the record for a later write of several (mlog_defer); anyone
          * else appends it now, behind what was deferred (none: only the sole holder defers) */
@@ -1807,7 +1810,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
      * process that lets go of the volume at a fork, as session 18's "parking" did) must have
      * the copy wait out any private holder before this load: it adopts listed journals'
      * records and cuts the log to what it read (test_volume_forkstress). */
-    if (rc == 0 && base >= 0 && v->gen == 0) {
+    if (rc == 0 && base >= 0 && (v->gen == 0 || v->adopt_dead)) {
         long took = mlog_adopt_journals(v, &w, err);
         if (took < 0) rc = -1;
         if (took > 0) len = w.off;
@@ -1891,6 +1894,24 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
     if (!v->mlog || v->gen == 0 || v->ml_base < 0) {
         if (v->gen != 0 && vol_peek_generation(v) <= v->gen) return 0;
         return vol_load_manifest(v, err) < 0 ? -1 : 1;
+    }
+    /* A one-flush committer that died between its journal's sync (its commit point) and its
+     * append to the log: its mark is still set, and we hold the volume lock it held. Its
+     * record is durable in its journal and the next open takes it (mlog_adopt_journals), so
+     * it is taken now, by the first process that finds it: catching up from the log alone,
+     * this process read the state before that commit while a process that opened later read
+     * the state after it, and once this one committed through the log (the mark makes it),
+     * the dead one's record could no longer follow and every process read the state before
+     * it again (test_volume_oneflush "deadmark"). A record that did not land is never taken:
+     * the mark then says so (JMARK_FAILED), for every later open too. */
+    uint64_t mark = jmark_get(v);
+    if (mark && !(mark & JMARK_FAILED)) {
+        VSTAT(mrefresh_reload);
+        v->adopt_dead = 1;
+        int rc = vol_load_manifest(v, err);
+        v->adopt_dead = 0;
+        if (rc == 0 && jmark_get(v) == mark) jmark_set(v, mark | JMARK_FAILED);
+        return rc < 0 ? -1 : 1;
     }
     /* Same log, grown: read only its new records. Anything else (a new log, a slot written
      * since, a record that does not check out) reloads the whole state. */

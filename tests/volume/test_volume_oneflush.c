@@ -58,12 +58,20 @@
  *             journal); then a writer doing the same dies right after a commit that filled a
  *             hole, and the power cut loses that chunk's bytes written in place (zeroed in
  *             .d): the open reads it back from the journal's copy
+ *   deadmark  a committer dies right after its one-flush commit's journal sync (its commit
+ *             point), before its append to manifest.log, beside a process that has the volume
+ *             open: that process's next read takes the dead one's commit (as a process that
+ *             opens later does, from the journal), and its own commit then goes on top of it
+ *             (on 577dcf3 it read the state before it; the one that opened later read the
+ *             commit; and once the first committed through the log, every process read the
+ *             state before it again)
  * Ported from branch sqlite2 (format 2: a manifest copy in the journal, a scratch slot lost).
  */
 #include <dirent.h>
 #include <sys/stat.h>
 
 #include "scenario.h"
+#include "volume/internal.h"
 
 int __real_fdatasync(int fd);
 int __real_fsync(int fd);
@@ -819,6 +827,78 @@ static void test_redolog(void) {
     free(vd);
 }
 
+static void die_synced(scp_volume *v) {
+    (void)v;
+    _exit(0); /* (a committer killed past its commit point, before its manifest-log append) */
+}
+
+static int frame_is(scp_vfile *f, int k, int want, const char *what) {
+    scp_err e;
+    tu_err_clear(&e);
+    uint8_t b[FRAME], w[FRAME];
+    frame(w, want);
+    ssize_t r = scp_vfile_pread(f, b, FRAME, (uint64_t)k * FRAME, &e);
+    CHECKF(r == FRAME && memcmp(b, w, FRAME) == 0, "deadmark: %s: frame %d is not frame %d's bytes (%zd: %s)",
+           what, k, want, r, r < 0 ? e.msg : "other bytes");
+    return r == FRAME && memcmp(b, w, FRAME) == 0;
+}
+
+static void test_deadmark(void) {
+    tu_rng rng = {.s = 0xdead};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    setup(&rng, key, &root, &vd);
+    scp_err e;
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    uint8_t b[FRAME];
+    REQUIRE(scp_vfile_pread(f, b, FRAME, 0, &e) == FRAME); /* (loaded at the state before) */
+    tu_child c;
+    if (tu_child_start(&c)) {
+        scp_err ce;
+        tu_err_clear(&ce);
+        scp_volume *w = scp_volume_open(vd, key, NULL, &ce);
+        scp_vfile *g = w ? scp_vfile_open(w, "wal", O_RDWR, 0, &ce) : NULL;
+        if (!g) _exit(2);
+        for (int k = 0; k < 3; k++) commit_frame(g, k); /* (the third goes one-flush) */
+        vol_test_oneflush_synced = die_synced;
+        commit_frame(g, 3);
+        _exit(5); /* (the hook did not run: no one-flush commit) */
+    }
+    REQUIRE(tu_child_wait(&c, NULL, 0));
+    frame_is(f, 3, 3, "the process that had the volume open, after the committer died");
+    tu_child o;
+    if (tu_child_start(&o)) { /* a process that opens the volume now */
+        scp_err ce;
+        tu_err_clear(&ce);
+        scp_volume *w = scp_volume_open(vd, key, NULL, &ce);
+        scp_vfile *g = w ? scp_vfile_open(w, "wal", O_RDONLY, 0, &ce) : NULL;
+        CHECKF(g != NULL, "deadmark: a later open: %s", ce.msg);
+        if (g) {
+            frame_is(g, 3, 3, "a process that opened later");
+            scp_vfile_close(g, &ce);
+        }
+        if (w) scp_volume_close(w, &ce);
+        tu_child_exit(&o, NULL, 0);
+    }
+    CHECK(tu_child_wait(&o, NULL, 0));
+    commit_frame(f, 4);
+    for (int k = 0; k <= 4; k++) frame_is(f, k, k, "the first process after its own commit");
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
+    for (int k = 0; k <= 4; k++) frame_is(f, k, k, "reopened");
+    CHECK(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0);
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+    printf("deadmark: a one-flush commit whose committer died before its log append is taken by "
+           "the processes that have the volume open, as by those that open it later\n");
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *which = argc > 1 ? argv[1] : "all";
@@ -832,5 +912,6 @@ int main(int argc, char **argv) {
     if (!strcmp(which, "all") || !strcmp(which, "shared")) test_shared(SHARED_PLAIN);
     if (!strcmp(which, "all") || !strcmp(which, "sharedfast")) test_shared(SHARED_FAST);
     if (!strcmp(which, "all") || !strcmp(which, "sharedhint")) test_shared(SHARED_HINT);
+    if (!strcmp(which, "all") || !strcmp(which, "deadmark")) test_deadmark();
     return tu_exit_code("test_volume_oneflush");
 }
