@@ -773,10 +773,10 @@ int scp_volume_fold_at_exit(scp_volume *v, scp_err *err) {
      * volume lock. Still private: no newcomer is past its open meanwhile. */
     sole_end(v);
     if (vol_lock(v, err) < 0) return -1;
-    int rc = exit_fold_due(v) ? vol_fold_manifest(v, err) : 0;
-    int folded = rc == 0 && v->ml_nrec == 0;
+    due = exit_fold_due(v); /* (again under the lock: sole_end may have moved the log) */
+    int rc = due ? vol_fold_manifest(v, err) : 0;
     vol_unlock(v);
-    return rc < 0 ? -1 : folded;
+    return rc < 0 ? -1 : due;
 }
 
 /* Take the cross-process lock (byte 0 of the lock file), waiting for it. */
