@@ -195,6 +195,18 @@ int scp_volume_sync(scp_volume *vol, scp_err *err);
  * scp_volume_close, after its last scp_volume_sync (else the next opener's collection does). */
 void scp_volume_drop_spares(scp_volume *vol);
 
+/* For a process that ends without scp_volume_close (the shield's exit, after its last
+ * scp_volume_sync): fold the manifest log into a slot, as a close does, when this process is
+ * the volume's sole holder (private, outside shared mode: nobody else has it open, so nobody
+ * reloads) and the log is long enough that walking it would cost the next opener more than
+ * the slot: at least SCP_VOLUME_EXIT_FOLD_MIN bytes of records, and more than the manifest's
+ * own encoded size. Without it every later open walks (authenticates and applies) each record
+ * of every short command that committed since the last fold, up to 1 MiB. The state and its
+ * tag do not change; the fold is durable (one fdatasync). Returns 1 if it folded, 0 if not
+ * needed, -1 on error (the log stays as it was, and is read at the next open). */
+#define SCP_VOLUME_EXIT_FOLD_MIN (32u * 1024u)
+int scp_volume_fold_at_exit(scp_volume *vol, scp_err *err);
+
 int scp_volume_stat(scp_volume *vol, const char *path, scp_vstat *st, scp_err *err);
 int scp_volume_mkdir(scp_volume *vol, const char *path, uint32_t mode, scp_err *err);
 int scp_volume_rmdir(scp_volume *vol, const char *path, scp_err *err);

@@ -159,6 +159,23 @@ void sh_priv_exit(void) {
     pthread_mutex_lock(&priv_mu);
 }
 
+/* At exit, after the last commit: a volume this process holds alone keeps its state in a slot
+ * again when its manifest log grew long (scp_volume_fold_at_exit), as a close would leave it.
+ * The shield never closes a volume, so without this every short command that commits (each
+ * sqlite3 transaction writes a record) leaves its records for every later open to walk:
+ * sqlite3's select run after 2,000 one-row transactions walked 2,000 records at its start. */
+static void fold_at_exit(void) {
+    sh_in_lib++;
+    pthread_mutex_lock(&sh.mu);
+    for (int i = 0; i < sh.nvol; i++) {
+        scp_err e;
+        if (sh.vol[i].v && scp_volume_fold_at_exit(sh.vol[i].v, &e) > 0)
+            sh_trace("volume at %s: manifest log folded at exit", sh.vol[i].mount);
+    }
+    pthread_mutex_unlock(&sh.mu);
+    sh_lib_leave();
+}
+
 int sh_exit_commit(int flush_stdio) {
     /* Not in the shield (sh_in_lib: a handler the shield did not wrap, set by a raw
      * rt_sigaction, interrupting this thread inside it): a commit nested in one of this
@@ -168,7 +185,7 @@ int sh_exit_commit(int flush_stdio) {
     if (!sh.active || sh_in_lib || (pid_t)syscall(SYS_getpid) != sh.pid) return 0;
     sh_priv_exit();
     if (flush_stdio) fflush(NULL);
-    sh_commit_all();
+    if (sh_commit_all() == 0) fold_at_exit();
     scp_volume_stats_dump(); /* (a measurement aid, off unless asked for; once per process) */
     return 1;
 }

@@ -741,6 +741,44 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     return rc;
 }
 
+/* The manifest's encoded size (docs/volume-format.md: 4 + the sum of 103 + path length per
+ * entry, a link's target besides): what a fold writes and the next opener then reads instead
+ * of the log. Caller holds mu. */
+static uint64_t man_encoded_estimate(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
+    uint64_t n = 4;
+    for (size_t i = 0; i < v->man.n; i++)
+        n += 103 + strlen(v->man.e[i].path) + (v->man.e[i].target ? strlen(v->man.e[i].target) : 0);
+    return n;
+}
+
+/* Whether a fold at exit is due (caller holds mu): the sole holder's long log. */
+static int exit_fold_due(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
+    if (!v->mlog || !v->priv || v->shared || v->ml_base < 0 || v->ml_nrec == 0 ||
+        v->ml_end < SCP_MLOG_HDR_LEN)
+        return 0;
+    uint64_t recs = v->ml_end - SCP_MLOG_HDR_LEN;
+    return recs >= SCP_VOLUME_EXIT_FOLD_MIN && recs > man_encoded_estimate(v);
+}
+
+int scp_volume_fold_at_exit(scp_volume *v, scp_err *err) {
+    if (!v) return 0;
+    pthread_mutex_lock(&v->mu);
+    int due = exit_fold_due(v);
+    pthread_mutex_unlock(&v->mu);
+    if (!due) return 0;
+    /* As the close: the sole holder's deferred table writes go to .t first (the fold ends the
+     * holding's deferred records; a later load then redoes nothing), then the fold under the
+     * volume lock. Still private: no newcomer is past its open meanwhile. */
+    sole_end(v);
+    if (vol_lock(v, err) < 0) return -1;
+    due = exit_fold_due(v); /* (again under the lock: sole_end may have moved the log) */
+    int rc = due ? vol_fold_manifest(v, err) : 0;
+    vol_unlock(v);
+    return rc < 0 ? -1 : due;
+}
+
 /* Take the cross-process lock (byte 0 of the lock file), waiting for it. */
 static int ofd_lock(scp_volume *v, scp_err *err) {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
