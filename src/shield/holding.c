@@ -89,7 +89,7 @@ void sh_fork_share(int fork_child) {
     if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
 }
 
-/* Private volumes (open_volume, init.c; docs/shield.md "fork"). One mutex for the move from
+/* Private volumes (open_volume, volopen.c; docs/shield.md "fork"). One mutex for the move from
  * private to shared, whoever makes it (the watcher, a fork's prepare, a failed watcher start):
  * lock order vol_open_mu (a fork's prepare) before priv_mu before sh.mu and the volume
  * library's locks (sh_commit_all). The watcher takes nothing before priv_mu, so a thread of
