@@ -1,4 +1,4 @@
-/* shield/net_int.h - state shared by net.c, net_conf.c, net_tls.c and net_io.c (the network shield's own files). */
+/* shield/net_int.h - state shared by net.c, net_conf.c, net_tls.c, net_io.c and net_wait.c (the network shield's own files). */
 #ifndef SCP_SHIELD_NET_INT_H
 #define SCP_SHIELD_NET_INT_H
 
@@ -150,7 +150,7 @@ extern int net_tbl_n, net_nready, net_nstuck;
 extern int net_nconns; /* table entries in use (net_mu; read without it to skip an empty table) */
 extern uint32_t *net_epgen; /* per number: bumped when an epoll instance is created on it */
 
-/* Threads asleep in the kernel (net_io.c): a waiter calls net_sleep(1) (an epoll set: any
+/* Threads asleep in the kernel (net_wait.c): a waiter calls net_sleep(1) (an epoll set: any
  * connection may concern it) or net_sleep_on(c, 1) for each connection it waits for (poll,
  * select, a blocking read or write) before it looks at the connections, and the same with 0
  * when it wakes. net_wake_for(c) (c became ready) wakes the waiters if an epoll waiter or a
