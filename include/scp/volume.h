@@ -144,6 +144,15 @@ void scp_volume_set_shared(scp_volume *vol);
 int scp_volume_go_private(scp_volume *vol);
 int scp_volume_private_wanted(scp_volume *vol);
 void scp_volume_private_wait(scp_volume *vol);
+/* scp_volume_private_wait that also returns once *stop (this process's own word) is nonzero:
+ * looked at on every wake-up, which scp_volume_private_wake causes without changing the
+ * shared word. For a watcher that must end whatever the word says: the word is cleared by
+ * every other process's scp_volume_go_private and scp_volume_try_sole (and the host may write
+ * it), so one woken by the end of its holding can find it 0 again and sleep on. The wake may
+ * come before the waiter sleeps: wake until it has returned. Other processes' waiters wake
+ * too, look at the word and sleep again. */
+void scp_volume_private_wait_until(scp_volume *vol, const int *stop);
+void scp_volume_private_wake(scp_volume *vol);
 void scp_volume_private_end(scp_volume *vol);
 /* A private holder outside shared mode (a program that has not forked, whose family is not
  * shared either: sqlite3 started by scpctl run) is the volume's *sole holder*: its commits take

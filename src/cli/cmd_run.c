@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <malloc.h>
@@ -272,5 +273,10 @@ int cmd_run(int argc, char **argv) {
         if (scp_key_file_read(kf, o.vol[v].key, &err)) return cli_fail(&err);
     }
     scp_run_exec(&o, &err);
-    return cli_fail(&err);
+    int code = cli_fail(&err);
+    if (o.in_container) { /* a forked child of this process (launch.h) */
+        fflush(NULL);
+        _exit(code);
+    }
+    return code;
 }

@@ -93,10 +93,16 @@ int scp_userns_map_self(uid_t uid, gid_t gid, scp_err *err) {
     return bad ? -1 : 0;
 }
 
+/* The pid namespace is not among these: it is created in scp_container_start right before the
+ * init's fork. After unshare(CLONE_NEWPID) every next child of this process lands in the new
+ * namespace, not only the init: LeakSanitizer's exit-time tracer did (an ASan build's scpctl
+ * that failed between prepare and start, e.g. on a wrong key, hung in its exit: the tracer saw
+ * no parent, getppid() 0 across the namespace border, and left without telling it), and so would
+ * any helper forked in between, which as the namespace's pid 1 would end it when it exits. */
 int scp_container_prepare(const struct scp_container_opts *c, scp_err *err) {
     assert(c && c->enabled);
     if (prepared) return 0;
-    int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | (c->net_none ? CLONE_NEWNET : 0);
+    int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (c->net_none ? CLONE_NEWNET : 0);
     if (unshare(flags)) {
         if (errno != EPERM)
             return scp_fail_errno(err, "cannot create the container's namespaces");
@@ -355,6 +361,12 @@ int scp_container_start(const struct scp_container_opts *c, const char *shield_l
     sigaddset(&set, SIGCHLD);
     sigprocmask(SIG_BLOCK, &set, &old);
 
+    /* the pid namespace (see scp_container_prepare): this fork's child is its pid 1. Only the
+     * relay stays behind with its children's namespace changed, and it forks nothing more. */
+    if (unshare(CLONE_NEWPID)) {
+        scp_fail_errno(err, "cannot create the container's pid namespace");
+        goto restore;
+    }
     fflush(NULL);
     pid_t init = fork();
     if (init < 0) {

@@ -45,9 +45,11 @@ struct scp_container_opts {
 int scp_container_cap_from_name(const char *name);
 
 /* Create the namespaces (as root directly; otherwise, or when root lacks the privilege, inside a
- * new user namespace that maps the caller's uid and gid). The calling process stays in the host's
- * pid namespace: its next child is the container's pid 1. Call it before any key is in memory:
- * an unprivileged caller must be dumpable for the moment it writes its uid/gid maps. */
+ * new user namespace that maps the caller's uid and gid), except the pid namespace, which
+ * scp_container_start creates right before it forks the container's init: until then the
+ * caller's children (any helper it forks, a sanitizer's tracer at exit) stay in its own pid
+ * namespace. Call it before any key is in memory: an unprivileged caller must be dumpable for
+ * the moment it writes its uid/gid maps. */
 int scp_container_prepare(const struct scp_container_opts *c, scp_err *err);
 
 /* For a caller that is not root: enter a new user namespace that maps the caller's uid and gid

@@ -510,7 +510,12 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     if (o->container.enabled) {
         struct run_secrets sec = {&cfg, o};
         /* from here on this is the program's process, inside the container */
-        if (scp_container_start(&o->container, lib, lib, sizeof lib, wipe_secrets, &sec, err)) goto out;
+        pid_t caller = getpid();
+        if (scp_container_start(&o->container, lib, lib, sizeof lib, wipe_secrets, &sec, err)) {
+            o->in_container = getpid() != caller; /* the init failed to build it */
+            goto out;
+        }
+        o->in_container = 1;
         cfg.flags |= SCP_SHIELD_F_NODUMP;
         /* the container's ptrace rule goes into the shield's one filter where the shield
          * certainly starts (one filter fewer on every listed call of the program) */

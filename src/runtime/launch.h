@@ -63,6 +63,12 @@ struct scp_run_opts {
     const char *who;         /* the name that starts the caller's error lines (NULL: "scpctl"): a
                                 volume that the shield opens in the launcher's place fails with
                                 the message and exit status scpctl's own open would give */
+    int in_container;        /* out: set when scp_run_exec returns in a process that
+                                scp_container_start forked (the program's, or the init's when it
+                                could not build the container): a forked child, whose exit status
+                                the relay passes on; end it with _exit, not exit. Past the seal its
+                                seccomp rule refuses ptrace to it too, so an exit-time leak check
+                                (LeakSanitizer's tracer) cannot work there. */
 };
 
 /* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it

@@ -89,7 +89,7 @@ void sh_fork_share(int fork_child) {
     if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
 }
 
-/* Private volumes (open_volume, init.c; docs/shield.md "fork"). One mutex for the move from
+/* Private volumes (open_volume, volopen.c; docs/shield.md "fork"). One mutex for the move from
  * private to shared, whoever makes it (the watcher, a fork's prepare, a failed watcher start):
  * lock order vol_open_mu (a fork's prepare) before priv_mu before sh.mu and the volume
  * library's locks (sh_commit_all). The watcher takes nothing before priv_mu, so a thread of
@@ -190,6 +190,11 @@ int sh_exit_commit(int flush_stdio) {
     return 1;
 }
 
+/* Set while a change of credentials joins the watchers (sh_threads_before_setxid): each
+ * returns at its next wake-up, whatever the shared word says. This process's own (reset in a
+ * fork child: watch_list_own). */
+static int watch_stop;
+
 /* The watcher of a private volume: sleeps on the volume's "shared wanted" word (a futex in the
  * lock file's shared page) and makes the move when a process opening the volume sets it. A
  * thread, not a check on the hot path: a private process that makes no volume call (a server
@@ -204,9 +209,9 @@ static void *priv_watch(void *arg) {
     pthread_mutex_unlock(&priv_mu);
     assert(v);
     sh_in_lib++;
-    scp_volume_private_wait(v);
+    scp_volume_private_wait_until(v, &watch_stop);
     sh_lib_leave();
-    priv_end(i, gen);
+    priv_end(i, gen); /* (stopped: its holding has ended already, nothing to do) */
     return NULL;
 }
 
@@ -227,6 +232,9 @@ static void watch_list_own(void) {
     if (watch_pid != me) {
         watch_pid = me;
         watch_n = 0;
+        /* (a fork while another thread's change of credentials was joining: not this one's) */
+        setxid_busy = 0;
+        __atomic_store_n(&watch_stop, 0, __ATOMIC_RELAXED);
     }
 }
 
@@ -244,6 +252,7 @@ static int watch_reap(void) {
 /* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
 static int priv_watch_start(int i) {
     assert(scp_mutex_held(&priv_mu) && !sh_in_trap);
+    watch_list_own();
     if (setxid_busy || watch_reap()) return -1;
     assert(__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)); /* internal.h, sh_filter_up */
     pthread_attr_t at;
@@ -274,6 +283,7 @@ static int priv_watch_start(int i) {
 void sh_threads_before_setxid(void) {
     if (!sh.active || sh_in_lib || sh_in_trap || sh_in_vfork_child()) return;
     pthread_mutex_lock(&priv_mu);
+    watch_list_own(); /* (first: in a fork child it resets what follows) */
     setxid_busy = 1; /* (no holding starts again meanwhile: its watcher would be missed) */
     pthread_mutex_unlock(&priv_mu);
     /* the private holdings end as for a newcomer (shared until alone again: sh_priv_resole
@@ -287,12 +297,37 @@ void sh_threads_before_setxid(void) {
     for (int j = 0; j < n; j++) t[j] = watch_t[j];
     watch_n = 0;
     pthread_mutex_unlock(&priv_mu);
-    /* (a watcher woken by priv_end takes priv_mu, finds its holding gone and returns) */
-    for (int j = 0; j < n; j++) pthread_join(t[j], NULL);
+    /* (a watcher woken by priv_end takes priv_mu, finds its holding gone and returns.) Not
+     * woken by priv_end alone: the shared word it sleeps on is cleared by any other process's
+     * go_private or try_sole, so one woken by the end of its holding (now, or of an earlier
+     * one) could find it 0 again and sleep until the next newcomer, with this join waiting
+     * (tests/shield/creds.sh hung so with a process clearing it). So each watcher is stopped
+     * by this process's own word and woken until it has returned: a wake between its look at
+     * watch_stop and its sleep is lost, the next one 10 ms later is not. */
+    __atomic_store_n(&watch_stop, 1, __ATOMIC_RELEASE);
+    for (int j = 0; j < n; j++) {
+        for (;;) {
+            sh_in_lib++;
+            for (int i = 0; i < sh.nvol; i++) {
+                scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
+                if (v) scp_volume_private_wake(v);
+            }
+            sh_lib_leave();
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 10 * 1000 * 1000;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            if (pthread_timedjoin_np(t[j], NULL, &until) != ETIMEDOUT) break;
+        }
+    }
     sh_in_lib++;
     scp_parallel_stop();
     sh_lib_leave();
     pthread_mutex_lock(&priv_mu);
+    __atomic_store_n(&watch_stop, 0, __ATOMIC_RELAXED); /* (no watcher runs: setxid_busy) */
     setxid_busy = 0;
     pthread_mutex_unlock(&priv_mu);
 }
@@ -329,6 +364,7 @@ void sh_priv_resole(int i) {
     struct sh_volume *sv = &sh.vol[i];
     /* tried: held for good at exit (sh_priv_exit), or by a move in progress (next time) */
     if (pthread_mutex_trylock(&priv_mu)) return;
+    watch_list_own();
     scp_volume *v = __atomic_load_n(&sv->v, __ATOMIC_ACQUIRE);
     if (v && !setxid_busy && !sv->priv && !sv->priv_pending && !sv->sole_pending) {
         scp_err e;

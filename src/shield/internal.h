@@ -78,7 +78,7 @@ struct sh_volume {
     size_t mlen;
     char dirpath[64]; /* "/proc/self/fd/N" */
     int priv;         /* holds the volume's private lock although the family is shared
-                       * (open_volume, init.c); cleared by sh_priv_end under priv_mu */
+                       * (open_volume, volopen.c); cleared by sh_priv_end under priv_mu */
     int priv_pending; /* private, its watcher not started yet (opened in a trap handler) */
     int sole_pending; /* opened in a trap handler outside a shared family, not private: to try
                        * for the sole holding at the next call outside one (sh_sole_try) */
@@ -257,9 +257,21 @@ void sh_fork_share(int for_child);
 /* In a fork's child, under sh.mu: every description's own lock starts over (a parent thread
  * that held one does not exist here). */
 void sh_fork_child_guards(void);
-/* Hold late volume opens off (on: 1) or let them go on (0) (init.c); nothing when this thread
+/* Hold late volume opens off (on: 1) or let them go on (0) (volopen.c); nothing when this thread
  * is inside an open itself (a signal handler's spawn) */
 void sh_vol_open_hold(int on);
+/* volopen.c, for init.c. The supervisor's tag socket (and --tag-sync page) from the
+ * environment: NULL, or what is wrong with them (the program must not run). */
+const char *sh_vol_tag_init(void);
+/* SCP_SHIELD_F_OPEN_CHECK: open the volumes the launcher left to this image, before main;
+ * one that fails ends the process with the launcher's line and exit status. */
+void sh_vol_open_check(void);
+/* A fork's prepare (step 2 of init.c's order): no volume half-opened, the checked volumes
+ * nobody took closed; sh_vol_fork_done in the parent and the child after it. */
+void sh_vol_fork_prepare(void);
+void sh_vol_fork_done(void);
+/* Before an exec: close the checked volumes nobody took (the next image opens at first use). */
+void sh_vol_exec_drop(void);
 /* Private volumes (holding.c): publish v as volume i, private with its watcher thread (shared
  * if no thread can be started; v holds the private lock, scp_volume_go_private); take volume i
  * (all private ones when i < 0) from private to shared: commit what this process wrote, release
@@ -302,7 +314,7 @@ void sh_priv_pending_run(void);
  * this process went shared (sh_go_shared, a join beside another program); from then on each
  * served call (sh_syscall, before it enters the library) reads a coarse clock, and every
  * RESOLE_EVERY_NS one call outside a trap asks each
- * shared volume whether nobody else has it open any more (sh_resole_poll, init.c: a
+ * shared volume whether nobody else has it open any more (sh_resole_poll, volopen.c: a
  * scp_volume_try_sole, whose first test is one F_OFD_GETLK), and if so makes this process its
  * holder again with a watcher (sh_priv_resole, holding.c). */
 extern int sh_resole_on;
@@ -323,7 +335,7 @@ void sh_priv_exit(void);
 void sh_threads_before_setxid(void);
 /* Volume i was opened from a trap handler outside a shared family (sole_pending, counted in
  * sh_priv_npending): outside one now, make this process its sole holder if it still has not
- * forked and nobody else has the volume open (init.c). Never waits: a fork or another open in
+ * forked and nobody else has the volume open (volopen.c). Never waits: a fork or another open in
  * progress (vol_open_mu held) leaves it pending for the next call. */
 void sh_sole_try(int i);
 /* At exit (the destructor, atexit, _exit): stop private moves, flush stdio when flush_stdio

@@ -6,7 +6,7 @@
  * object whose read BIO holds ciphertext taken from the kernel (received straight into it) and
  * whose write BIO holds ciphertext not yet given to the kernel (a full record goes to the kernel
  * from OpenSSL's buffer without a stop there). The program's reads and writes on the number go
- * through tls_read/tls_write; poll, select and epoll_wait (net_io.c) add what the kernel cannot
+ * through tls_read/tls_write; poll, select and epoll_wait (net_wait.c) add what the kernel cannot
  * know (plaintext waiting in the SSL object).
  *
  * Invariants (checked with assert where they can be):
@@ -188,7 +188,7 @@ void net_update(nconn *c) {
     list_set(&net_ready, &net_nready, &net_cap_ready, c, &c->ready_idx, rd);
     list_set(&net_stuck, &net_nstuck, &net_cap_stuck, c, &c->stuck_idx, st);
     pthread_mutex_unlock(&net_mu);
-    /* another thread may be asleep in the kernel with only ciphertext in view (net_io.c); one
+    /* another thread may be asleep in the kernel with only ciphertext in view (net_wait.c); one
      * asleep on other connections only is left alone (a threaded server's readers each wait on
      * their own connection: waking them all for every partial read cost them a round of system
      * calls and two context switches each) */
@@ -438,7 +438,7 @@ int net_sock_nonblock(int fd) {
  * timeout, or the connection's failure. Called with c->mu held; the lock is released while the
  * thread sleeps in the kernel, so that a blocking read does not hold the connection against
  * another thread's write. Another thread may then leave plaintext buffered on c (it drained the
- * kernel socket): it wakes this one through the thread's wake descriptor (net_io.c), and the
+ * kernel socket): it wakes this one through the thread's wake descriptor (net_wait.c), and the
  * caller's loop looks at the connection again. */
 long net_wait_fd(nconn *c, short ev) {
     assert(scp_mutex_held(&c->mu));

@@ -1,9 +1,10 @@
-/* shield/net_int.h - state shared by net.c, net_conf.c, net_tls.c and net_io.c (the network shield's own files). */
+/* shield/net_int.h - state shared by net.c, net_conf.c, net_tls.c, net_io.c and net_wait.c (the network shield's own files). */
 #ifndef SCP_SHIELD_NET_INT_H
 #define SCP_SHIELD_NET_INT_H
 
 #include <pthread.h>
 #include <stdint.h>
+#include <sys/select.h> /* fd_set, sigset_t, struct timespec */
 #include <sys/uio.h>
 
 #include <openssl/ssl.h>
@@ -149,7 +150,7 @@ extern int net_tbl_n, net_nready, net_nstuck;
 extern int net_nconns; /* table entries in use (net_mu; read without it to skip an empty table) */
 extern uint32_t *net_epgen; /* per number: bumped when an epoll instance is created on it */
 
-/* Threads asleep in the kernel (net_io.c): a waiter calls net_sleep(1) (an epoll set: any
+/* Threads asleep in the kernel (net_wait.c): a waiter calls net_sleep(1) (an epoll set: any
  * connection may concern it) or net_sleep_on(c, 1) for each connection it waits for (poll,
  * select, a blocking read or write) before it looks at the connections, and the same with 0
  * when it wakes. net_wake_for(c) (c became ready) wakes the waiters if an epoll waiter or a
@@ -164,6 +165,23 @@ void net_wake_for(nconn *c);
 int net_thread_wake_fd(void);
 void net_thread_wake_reset(void);
 void net_wake_after_fork(void);
+struct pollfd;
+struct epoll_event;
+/* Readiness (net_wait.c), for net_io.c's trapped calls and exported functions: deadlines in
+ * CLOCK_MONOTONIC ns (-1: none); results are -errno. net_quiet: no connection has plaintext
+ * waiting or ciphertext stuck (the kernel's answer is then the truth). */
+long long net_now_ns(void);
+long long net_deadline_ms(long ms);
+long long net_deadline_ts(const struct timespec *ts);
+int net_quiet(void);
+long net_poll_core(struct pollfd *fds, unsigned long n, long long deadline, const sigset_t *mask);
+long net_select(int nfds, fd_set *r, fd_set *w, fd_set *x, long long deadline, const sigset_t *mask);
+long net_epoll_wait(int epfd, struct epoll_event *ev, int max, long long deadline, const sigset_t *mask);
+long net_epoll_ctl(int epfd, int op, int fd, struct epoll_event *e);
+/* An epoll set the program waits on holds the wake eventfd (once per set and generation); the
+ * wake's events taken out of what the program sees (*woke: one was there). */
+void net_ep_wake_reg(int epfd);
+long net_strip_wake(struct epoll_event *ev, long n, int *woke);
 void net_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 nconn *net_get(int fd);
 void net_tbl_set(int fd, nconn *c);

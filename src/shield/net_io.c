@@ -476,418 +476,6 @@ static long n_recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct 
     return (long)i;
 }
 
-/* ---- waking threads asleep in the kernel ------------------------------------------------------ */
-
-/* A thread asleep in the kernel sees only ciphertext; another thread can leave plaintext
- * buffered in the shield (it drained the kernel socket) while the first one sleeps, or between
- * its look at the ready list and its system call. So every wait of the shield's counts itself
- * before it looks: in `sleepers`, and in `wide_sleepers` (an epoll set, which may hold any
- * connection) or in the `waiters` of each connection it waits for (poll, select, a blocking
- * read or write); a connection that becomes ready while a wide waiter or one of its own
- * sleeps writes the wake eventfd (net_wake_for). The count and the ready list are read and
- * changed in opposite orders with sequentially consistent operations (and the waiter looks at
- * the connection under its mutex, which the waker holds), so either the waiter sees the
- * connection ready or the waker sees the waiter. Epoll sets that the program waits on hold the eventfd edge-triggered
- * (each write is one event for each set; the shield drops it from what the program sees);
- * poll, select and blocking reads and writes wait on their thread's own epoll instance holding
- * it, so every sleeper is woken and none takes another's wake. Nothing of this costs a system
- * call while no thread sleeps, as in a single-threaded program. */
-#define WAKE_COOKIE 0x53435057414b4531ULL /* epoll_data of the wake eventfd: "SCPWAKE1" */
-static int wake_efd = -1, sleepers, wide_sleepers;
-static uint32_t *ep_wake; /* per epoll number: its generation + 1 once its set holds wake_efd */
-static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
-static pthread_key_t wake_key;
-static __thread int my_ep = -1;
-
-/* Out of the program's numbers, and kept from its close (as the volume library's own). */
-static int own_fd(long fd) {
-    if (fd < 0 || !sh.lo) return (int)fd;
-    long hi = sh_gate(SYS_fcntl, fd, F_DUPFD_CLOEXEC, SH_LIB_FD_MIN(sh.lo), 0, 0, 0);
-    if (hi < 0 || hi >= sh.lo) {
-        if (hi >= 0) sh_gate(SYS_close, hi, 0, 0, 0, 0, 0);
-        return (int)fd;
-    }
-    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
-    sh.libfd[hi - SH_LIB_FD_MIN(sh.lo)] = 1;
-    return (int)hi;
-}
-
-static void close_own(int fd) {
-    if (sh.lo && fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo) sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
-    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
-}
-
-static void my_ep_gone(void *p) { close_own((int)(intptr_t)p - 1); } /* at the thread's exit */
-
-static void wake_init(void) {
-    pthread_key_create(&wake_key, my_ep_gone);
-    ep_wake = calloc((size_t)net_tbl_n, sizeof *ep_wake);
-    if (ep_wake) wake_efd = own_fd(sh_gate(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0, 0, 0, 0));
-}
-
-void net_sleep(int on) {
-    __atomic_add_fetch(&sleepers, on ? 1 : -1, __ATOMIC_SEQ_CST);
-    __atomic_add_fetch(&wide_sleepers, on ? 1 : -1, __ATOMIC_SEQ_CST);
-}
-
-void net_sleep_on(nconn *c, int on) {
-    __atomic_add_fetch(&c->waiters, on ? 1 : -1, __ATOMIC_SEQ_CST);
-    __atomic_add_fetch(&sleepers, on ? 1 : -1, __ATOMIC_SEQ_CST);
-}
-
-static void wake_write(void) {
-    if (wake_efd < 0) return;
-    uint64_t one = 1;
-    if (sh_gate(SYS_write, wake_efd, (long)&one, 8, 0, 0, 0) == -EAGAIN) { /* the counter is full */
-        uint64_t v;
-        sh_gate(SYS_read, wake_efd, (long)&v, 8, 0, 0, 0);
-        sh_gate(SYS_write, wake_efd, (long)&one, 8, 0, 0, 0);
-    }
-}
-
-void net_wake_sleepers(void) {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the ready list's change before the look at sleepers */
-    if (__atomic_load_n(&sleepers, __ATOMIC_SEQ_CST)) wake_write();
-}
-
-void net_wake_for(nconn *c) {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST); /* the ready list's change before the look at waiters */
-    if (__atomic_load_n(&wide_sleepers, __ATOMIC_SEQ_CST) || __atomic_load_n(&c->waiters, __ATOMIC_SEQ_CST))
-        wake_write();
-}
-
-int net_thread_wake_fd(void) {
-    if (my_ep >= 0) return my_ep;
-    pthread_once(&wake_once, wake_init);
-    if (wake_efd < 0) return -1;
-    int e = own_fd(sh_gate(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0, 0, 0, 0));
-    if (e < 0) return -1;
-    struct epoll_event ev = {EPOLLIN | EPOLLET, {.u64 = WAKE_COOKIE}};
-    if (sh_gate(SYS_epoll_ctl, e, EPOLL_CTL_ADD, wake_efd, (long)&ev, 0, 0) < 0) {
-        close_own(e);
-        return -1;
-    }
-    my_ep = e;
-    pthread_setspecific(wake_key, (void *)(intptr_t)(e + 1));
-    return e;
-}
-
-/* The thread's epoll reported the wake: take the event (edge-triggered: it is then quiet). */
-void net_thread_wake_reset(void) {
-    struct epoll_event ev;
-    if (my_ep >= 0) sh_gate(SYS_epoll_pwait, my_ep, (long)&ev, 1, 0, 0, 8);
-}
-
-/* In a forked child: the thread's epoll instance is shared with the parent's thread, whose
- * wake this one must not take. The eventfd stays shared (a wake then reaches both: one extra
- * look at the connections). */
-void net_wake_after_fork(void) {
-    if (my_ep >= 0) {
-        close_own(my_ep);
-        my_ep = -1;
-        pthread_setspecific(wake_key, NULL);
-    }
-    /* the parent's other threads do not exist here; their counts in the connections' waiters
-     * (not reset: the table may be held locked by one of them) only cost a needless wake */
-    __atomic_store_n(&sleepers, 0, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&wide_sleepers, 0, __ATOMIC_SEQ_CST);
-}
-
-/* The wake eventfd in the program's epoll set epfd (once per set). */
-static void ep_wake_reg(int epfd) {
-    if (epfd < 0 || epfd >= net_tbl_n) return;
-    pthread_once(&wake_once, wake_init);
-    if (wake_efd < 0) return;
-    uint32_t want = __atomic_load_n(&net_epgen[epfd], __ATOMIC_RELAXED) + 1;
-    if (__atomic_load_n(&ep_wake[epfd], __ATOMIC_RELAXED) == want) return;
-    struct epoll_event ev = {EPOLLIN | EPOLLET, {.u64 = WAKE_COOKIE}};
-    long r = sh_gate(SYS_epoll_ctl, epfd, EPOLL_CTL_ADD, wake_efd, (long)&ev, 0, 0);
-    if (r == 0 || r == -EEXIST) __atomic_store_n(&ep_wake[epfd], want, __ATOMIC_RELAXED);
-}
-
-/* Drop the wake's events from what the kernel returned; *woke when there was one. */
-static long strip_wake(struct epoll_event *ev, long n, int *woke) {
-    long k = 0;
-    for (long i = 0; i < n; i++) {
-        if (ev[i].data.u64 == WAKE_COOKIE) {
-            *woke = 1;
-            continue;
-        }
-        if (k != i) ev[k] = ev[i];
-        k++;
-    }
-    return k;
-}
-
-/* ---- readiness ------------------------------------------------------------------------------- */
-
-static long long now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
-}
-
-static int quiet(void) {
-    return __atomic_load_n(&net_nready, __ATOMIC_ACQUIRE) == 0 && __atomic_load_n(&net_nstuck, __ATOMIC_ACQUIRE) == 0;
-}
-
-#define MAX_EXTRA 64
-/* Try to flush every stuck connection; the ones still stuck (up to MAX_EXTRA) in fds. */
-static int flush_stuck(int *fds) {
-    /* nothing stuck (the usual case): no need of the table's lock to see it. A connection that
-     * becomes stuck after this look is missed, as it was after the locked look. */
-    if (__atomic_load_n(&net_nstuck, __ATOMIC_ACQUIRE) == 0) return 0;
-    nconn *cs[MAX_EXTRA];
-    int n = 0;
-    pthread_mutex_lock(&net_mu);
-    for (int i = 0; i < net_nstuck && n < MAX_EXTRA; i++) {
-        cs[n] = net_stuck[i];
-        cs[n++]->users++;
-    }
-    pthread_mutex_unlock(&net_mu);
-    int k = 0;
-    for (int i = 0; i < n; i++) {
-        nconn *c = cs[i];
-        pthread_mutex_lock(&c->mu);
-        (void)net_flush(c, 0, 1);
-        if (net_wpending(c) && !c->failed) fds[k++] = c->fd;
-        net_update(c);
-        pthread_mutex_unlock(&c->mu);
-        net_put(c);
-    }
-    return k;
-}
-
-/* The shielded connections that a poll waits to read from, each counted as waited on before
- * its look (net_sleep_on, holding a reference until the wait ends), so that only one of them
- * becoming ready wakes the thread; past MAX_NAMED the thread is a wide waiter (net_sleep). */
-#define MAX_NAMED 64
-struct poll_waits {
-    nconn *c[MAX_NAMED];
-    int n, wide;
-};
-
-/* Marks the connections in fds that a read would serve without the kernel; their count. */
-static long poll_look(struct pollfd *fds, unsigned long n, struct poll_waits *w) {
-    long nsyn = 0;
-    w->n = w->wide = 0;
-    for (unsigned long i = 0; i < n; i++) {
-        fds[i].revents = 0;
-        if (fds[i].fd < 0 || !(fds[i].events & (POLLIN | POLLRDNORM)) || !sh_net_is(fds[i].fd)) continue;
-        nconn *c = net_get(fds[i].fd);
-        if (!c) continue;
-        int kept = w->n < MAX_NAMED;
-        if (kept) {
-            net_sleep_on(c, 1);
-            w->c[w->n++] = c;
-        } else if (!w->wide) {
-            net_sleep(1);
-            w->wide = 1;
-        }
-        pthread_mutex_lock(&c->mu);
-        int r = net_buffered(c);
-        pthread_mutex_unlock(&c->mu);
-        if (!kept) net_put(c);
-        if (r) {
-            fds[i].revents = (short)(fds[i].events & (POLLIN | POLLRDNORM));
-            nsyn++;
-        }
-    }
-    return nsyn;
-}
-
-static void poll_unwait(struct poll_waits *w) {
-    for (int i = 0; i < w->n; i++) {
-        net_sleep_on(w->c[i], 0);
-        net_put(w->c[i]);
-    }
-    if (w->wide) net_sleep(0);
-}
-
-static long kpoll(struct pollfd *p, unsigned long n, long long deadline, const sigset_t *mask) {
-    struct timespec ts, *tp = NULL;
-    if (deadline >= 0) {
-        long long left = deadline - now_ns();
-        if (left < 0) left = 0;
-        ts.tv_sec = left / 1000000000LL;
-        ts.tv_nsec = left % 1000000000LL;
-        tp = &ts;
-    }
-    return sh_gate(SYS_ppoll, (long)p, (long)n, (long)tp, (long)mask, 8, 0);
-}
-
-/* poll with the shield's view; deadline in CLOCK_MONOTONIC ns, -1: none. */
-static long poll_core(struct pollfd *fds, unsigned long n, long long deadline, const sigset_t *mask) {
-    for (;;) {
-        int extra[MAX_EXTRA];
-        struct poll_waits w;
-        int nx = flush_stuck(extra);
-        long nsyn = poll_look(fds, n, &w);
-        int we = nsyn ? -1 : net_thread_wake_fd(); /* asleep: woken if a connection becomes ready */
-        if (!nx && !nsyn && we < 0) {
-            long r = kpoll(fds, n, deadline, mask);
-            poll_unwait(&w);
-            return r;
-        }
-        unsigned long tot = n + (unsigned long)nx + (we >= 0);
-        struct pollfd stackp[64], *k = tot <= 64 ? stackp : malloc(tot * sizeof *k);
-        if (!k) {
-            poll_unwait(&w);
-            return -ENOMEM;
-        }
-        memcpy(k, fds, n * sizeof *k);
-        for (int i = 0; i < nx; i++) k[n + (unsigned long)i] = (struct pollfd){extra[i], POLLOUT, 0};
-        if (we >= 0) k[tot - 1] = (struct pollfd){we, POLLIN, 0};
-        long r = kpoll(k, tot, nsyn ? 0 : deadline, mask);
-        poll_unwait(&w);
-        if (we >= 0 && r > 0 && k[tot - 1].revents) net_thread_wake_reset();
-        long cnt = 0;
-        for (unsigned long i = 0; i < n; i++) {
-            if (r > 0) fds[i].revents |= k[i].revents;
-            if (fds[i].revents) cnt++;
-        }
-        if (k != stackp) free(k);
-        if (cnt) return cnt;
-        if (r < 0) return r;
-        if (r == 0 && deadline >= 0 && now_ns() >= deadline) return 0;
-        /* only stuck sockets became writable: flush them and wait again */
-    }
-}
-
-static long long deadline_ms(long ms) { return ms < 0 ? -1 : now_ns() + (long long)ms * 1000000LL; }
-static long long deadline_ts(const struct timespec *ts) {
-    return ts ? now_ns() + (long long)ts->tv_sec * 1000000000LL + ts->tv_nsec : -1;
-}
-
-static long n_select(int nfds, fd_set *r, fd_set *w, fd_set *x, long long deadline, const sigset_t *mask) {
-    if (nfds < 0 || nfds > FD_SETSIZE) return -EINVAL;
-    struct pollfd p[FD_SETSIZE];
-    int map[FD_SETSIZE];
-    unsigned long n = 0;
-    for (int fd = 0; fd < nfds; fd++) {
-        short ev = (short)((r && FD_ISSET(fd, r) ? POLLIN : 0) | (w && FD_ISSET(fd, w) ? POLLOUT : 0) |
-                           (x && FD_ISSET(fd, x) ? POLLPRI : 0));
-        if (!ev) continue;
-        p[n] = (struct pollfd){fd, ev, 0};
-        map[n++] = fd;
-    }
-    long k = poll_core(p, n, deadline, mask);
-    if (k < 0) return k;
-    for (unsigned long i = 0; i < n; i++)
-        if (p[i].revents & POLLNVAL) return -EBADF;
-    if (r) FD_ZERO(r);
-    if (w) FD_ZERO(w);
-    if (x) FD_ZERO(x);
-    long cnt = 0;
-    for (unsigned long i = 0; i < n; i++) {
-        short e = p[i].revents, ev = p[i].events;
-        if ((ev & POLLIN) && (e & (POLLIN | POLLHUP | POLLERR))) FD_SET(map[i], r), cnt++;
-        if ((ev & POLLOUT) && (e & (POLLOUT | POLLERR))) FD_SET(map[i], w), cnt++;
-        if ((ev & POLLPRI) && (e & POLLPRI)) FD_SET(map[i], x), cnt++;
-    }
-    return cnt;
-}
-
-/* Events for ready-listed connections registered in epfd. */
-static int ep_synth(int epfd, struct epoll_event *ev, int max) {
-    int n = 0;
-    uint32_t gen = epfd >= 0 && epfd < net_tbl_n ? net_epgen[epfd] : 0;
-    pthread_mutex_lock(&net_mu);
-    for (int i = 0; i < net_nready && n < max; i++) {
-        nconn *c = net_ready[i];
-        for (int j = 0; j < c->nep && n < max; j++) {
-            struct net_epreg *r = &c->ep[j];
-            if (r->epfd != epfd || r->gen != gen || r->disarmed || !(r->events & EPOLLIN)) continue;
-            if (r->events & EPOLLET) {
-                if (r->reported == c->ready_seq) continue;
-                r->reported = c->ready_seq;
-            }
-            ev[n].events = EPOLLIN | ((c->eof || c->failed) ? (r->events & EPOLLRDHUP) : 0);
-            ev[n++].data.u64 = r->data;
-            if (r->events & EPOLLONESHOT) {
-                struct epoll_event off = {EPOLLONESHOT, {.u64 = r->data}};
-                r->disarmed = 1;
-                sh_gate(SYS_epoll_ctl, epfd, EPOLL_CTL_MOD, c->fd, (long)&off, 0, 0);
-            }
-        }
-    }
-    pthread_mutex_unlock(&net_mu);
-    return n;
-}
-
-static long n_epoll_wait(int epfd, struct epoll_event *ev, int max, long long deadline, const sigset_t *mask) {
-    if (max <= 0) return -EINVAL;
-    ep_wake_reg(epfd);
-    for (;;) {
-        int extra[MAX_EXTRA], woke = 0;
-        net_sleep(1);
-        int nx = flush_stuck(extra);
-        int ns = ep_synth(epfd, ev, max);
-        if (ns) {
-            net_sleep(0);
-            long k = ns < max ? sh_gate(SYS_epoll_pwait, epfd, (long)(ev + ns), max - ns, 0, (long)mask, 8) : 0;
-            if (k > 0) k = strip_wake(ev + ns, k, &woke);
-            long total = ns;
-            for (long i = 0; i < k; i++) { /* the kernel's event for a connection already reported: merged */
-                struct epoll_event *e = &ev[ns + i];
-                int dup = 0;
-                for (int j = 0; j < ns && !dup; j++)
-                    if (ev[j].data.u64 == e->data.u64) ev[j].events |= e->events, dup = 1;
-                if (!dup) ev[total++] = *e;
-            }
-            return total;
-        }
-        if (!nx) {
-            long ms = deadline < 0 ? -1 : (deadline - now_ns() + 999999) / 1000000;
-            long k = sh_gate(SYS_epoll_pwait, epfd, (long)ev, max, ms < 0 && deadline >= 0 ? 0 : ms, (long)mask, 8);
-            net_sleep(0);
-            if (k > 0) k = strip_wake(ev, k, &woke);
-            if (k != 0 || !woke) return k;
-            continue; /* woken: a connection became ready (in this set or another) */
-        }
-        struct pollfd p[MAX_EXTRA + 1];
-        p[0] = (struct pollfd){epfd, POLLIN, 0};
-        for (int i = 0; i < nx; i++) p[1 + i] = (struct pollfd){extra[i], POLLOUT, 0};
-        long r = kpoll(p, (unsigned long)nx + 1, deadline, mask);
-        net_sleep(0);
-        if (r < 0) return r;
-        if (p[0].revents) {
-            long k = sh_gate(SYS_epoll_pwait, epfd, (long)ev, max, 0, 0, 8);
-            if (k > 0) k = strip_wake(ev, k, &woke);
-            if (k != 0) return k;
-        }
-        if (r == 0 && deadline >= 0 && now_ns() >= deadline) return 0;
-    }
-}
-
-static long n_epoll_ctl(int epfd, int op, int fd, struct epoll_event *e) {
-    long r = sh_gate(SYS_epoll_ctl, epfd, op, fd, (long)e, 0, 0);
-    nconn *c = r == 0 ? net_get(fd) : NULL;
-    if (!c) return r;
-    uint32_t gen = epfd >= 0 && epfd < net_tbl_n ? net_epgen[epfd] : 0;
-    pthread_mutex_lock(&net_mu);
-    int j;
-    for (j = 0; j < c->nep; j++)
-        if (c->ep[j].epfd == epfd && c->ep[j].gen == gen) break;
-    if (op == EPOLL_CTL_DEL) {
-        if (j < c->nep) c->ep[j] = c->ep[--c->nep];
-    } else if (e) {
-        if (j == c->nep) {
-            if (c->nep == c->capep) {
-                int nc2 = c->capep ? c->capep * 2 : 2;
-                struct net_epreg *ne = realloc(c->ep, (size_t)nc2 * sizeof *ne);
-                if (ne) c->ep = ne, c->capep = nc2;
-            }
-            if (c->nep < c->capep) c->nep++;
-        }
-        if (j < c->nep)
-            c->ep[j] = (struct net_epreg){epfd, gen, e->events, e->data.u64, c->ready_seq - 1, 0, fd};
-    }
-    pthread_mutex_unlock(&net_mu);
-    net_put(c);
-    return r;
-}
-
 /* ---- the trapped calls ------------------------------------------------------------------------- */
 
 static long n_io_submit(const long a[6]) {
@@ -1109,11 +697,11 @@ static int selects_conn(int nfds, const fd_set *r) {
 }
 
 SH_EXPORT int poll(struct pollfd *fds, nfds_t n, int ms) {
-    if (!ON || (quiet() && !polls_conn(fds, n))) {
+    if (!ON || (net_quiet() && !polls_conn(fds, n))) {
         REAL(int (*)(struct pollfd *, nfds_t, int), poll);
         return real_poll(fds, n, ms);
     }
-    return (int)ret(poll_core(fds, n, deadline_ms(ms), NULL));
+    return (int)ret(net_poll_core(fds, n, net_deadline_ms(ms), NULL));
 }
 SH_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fl);
 SH_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fl) {
@@ -1121,11 +709,11 @@ SH_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int ms, size_t fl) {
     return poll(fds, n, ms);
 }
 static int ppoll_(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
-    if (!ON || (quiet() && !polls_conn(fds, n))) {
+    if (!ON || (net_quiet() && !polls_conn(fds, n))) {
         REAL(int (*)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *), ppoll);
         return real_ppoll(fds, n, ts, mask);
     }
-    return (int)ret(poll_core(fds, n, deadline_ts(ts), mask));
+    return (int)ret(net_poll_core(fds, n, net_deadline_ts(ts), mask));
 }
 /* the program's handlers that run in it start from its mask (nofault.c) */
 SH_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
@@ -1135,14 +723,14 @@ SH_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, con
     return k;
 }
 SH_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv) {
-    if (!ON || (quiet() && !selects_conn(nfds, r))) {
+    if (!ON || (net_quiet() && !selects_conn(nfds, r))) {
         REAL(int (*)(int, fd_set *, fd_set *, fd_set *, struct timeval *), select);
         return real_select(nfds, r, w, x, tv);
     }
-    long long dl = tv ? now_ns() + (long long)tv->tv_sec * 1000000000LL + (long long)tv->tv_usec * 1000 : -1;
-    long k = n_select(nfds, r, w, x, dl, NULL);
+    long long dl = tv ? net_now_ns() + (long long)tv->tv_sec * 1000000000LL + (long long)tv->tv_usec * 1000 : -1;
+    long k = net_select(nfds, r, w, x, dl, NULL);
     if (tv) { /* Linux reports the time left */
-        long long left = dl - now_ns();
+        long long left = dl - net_now_ns();
         if (left < 0) left = 0;
         tv->tv_sec = left / 1000000000LL;
         tv->tv_usec = (left % 1000000000LL) / 1000;
@@ -1150,11 +738,11 @@ SH_EXPORT int select(int nfds, fd_set *r, fd_set *w, fd_set *x, struct timeval *
     return (int)ret(k);
 }
 static int pselect_(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
-    if (!ON || (quiet() && !selects_conn(nfds, r))) {
+    if (!ON || (net_quiet() && !selects_conn(nfds, r))) {
         REAL(int (*)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *), pselect);
         return real_pselect(nfds, r, w, x, ts, mask);
     }
-    return (int)ret(n_select(nfds, r, w, x, deadline_ts(ts), mask));
+    return (int)ret(net_select(nfds, r, w, x, net_deadline_ts(ts), mask));
 }
 /* the program's handlers that run in it start from its mask (nofault.c) */
 SH_EXPORT int pselect(int nfds, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts, const sigset_t *mask) {
@@ -1180,14 +768,14 @@ SH_EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *e) {
         REAL(int (*)(int, int, int, struct epoll_event *), epoll_ctl);
         return real_epoll_ctl(epfd, op, fd, e);
     }
-    return (int)ret(n_epoll_ctl(epfd, op, fd, e));
+    return (int)ret(net_epoll_ctl(epfd, op, fd, e));
 }
 /* The kernel's answer when nothing is buffered (the wake eventfd in the set, counted as a
  * sleeper before the look); 1 and *r set when that answer stands. */
 static int ep_fast(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask, int pw, long *r) {
-    ep_wake_reg(epfd);
+    net_ep_wake_reg(epfd);
     net_sleep(1);
-    if (!quiet()) {
+    if (!net_quiet()) {
         net_sleep(0);
         return 0;
     }
@@ -1201,7 +789,7 @@ static int ep_fast(int epfd, struct epoll_event *ev, int max, int ms, const sigs
     }
     net_sleep(0);
     int woke = 0;
-    if (k > 0) k = (int)strip_wake(ev, k, &woke);
+    if (k > 0) k = (int)net_strip_wake(ev, k, &woke);
     *r = k;
     return k != 0 || !woke; /* only the wake: the shield's view, for the time that is left */
 }
@@ -1210,20 +798,20 @@ SH_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int ms) {
         REAL(int (*)(int, struct epoll_event *, int, int), epoll_wait);
         return real_epoll_wait(epfd, ev, max, ms);
     }
-    long long dl = deadline_ms(ms);
+    long long dl = net_deadline_ms(ms);
     long r;
     if (ep_fast(epfd, ev, max, ms, NULL, 0, &r)) return (int)r;
-    return (int)ret(n_epoll_wait(epfd, ev, max, dl, NULL));
+    return (int)ret(net_epoll_wait(epfd, ev, max, dl, NULL));
 }
 static int epoll_pwait_(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {
     if (!ON) {
         REAL(int (*)(int, struct epoll_event *, int, int, const sigset_t *), epoll_pwait);
         return real_epoll_pwait(epfd, ev, max, ms, mask);
     }
-    long long dl = deadline_ms(ms);
+    long long dl = net_deadline_ms(ms);
     long r;
     if (ep_fast(epfd, ev, max, ms, mask, 1, &r)) return (int)r;
-    return (int)ret(n_epoll_wait(epfd, ev, max, dl, mask));
+    return (int)ret(net_epoll_wait(epfd, ev, max, dl, mask));
 }
 /* the program's handlers that run in it start from its mask (nofault.c) */
 SH_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int ms, const sigset_t *mask) {

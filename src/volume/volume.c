@@ -421,12 +421,18 @@ int scp_volume_private_wanted(scp_volume *v) {
     return v->hint && __atomic_load_n(want_word(v), __ATOMIC_RELAXED) != 0;
 }
 
-void scp_volume_private_wait(scp_volume *v) {
+void scp_volume_private_wait(scp_volume *v) { scp_volume_private_wait_until(v, NULL); }
+
+void scp_volume_private_wait_until(scp_volume *v, const int *stop) {
     if (!v->hint) return;
     uint32_t *w = want_word(v);
     /* futex on the shared file mapping (not FUTEX_PRIVATE_FLAG): the newcomer's wake reaches it */
-    while (__atomic_load_n(w, __ATOMIC_SEQ_CST) == 0)
+    while (__atomic_load_n(w, __ATOMIC_SEQ_CST) == 0 && !(stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE)))
         syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
+}
+
+void scp_volume_private_wake(scp_volume *v) {
+    if (v->hint) syscall(SYS_futex, want_word(v), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* The end of the sole holding, before the private lock goes or the volume goes shared: no

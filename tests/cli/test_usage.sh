@@ -6,23 +6,13 @@
 # arguments the wrong way round (a plain directory with files as the target, a volume or nothing
 # as the source) says that the source comes first, and creates nothing.
 # Usage: test_usage.sh PATH/TO/scpctl
-set -u
-SCPCTL=${1:?usage: test_usage.sh PATH/TO/scpctl}
-T=$(mktemp -d "${TMPDIR:-/tmp}/scp-usage-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+. "$(dirname "$0")/lib.sh"
+cli_setup test_usage.sh "$@"
 # run WANT_EXIT CMD...: output in $T/out and $T/err
-run() {
-    local want=$1; shift
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    [ "$got" = "$want" ] || { fail "$*: exit $got, want $want"; sed 's/^/    | /' "$T/err" | head -5 >&2; }
-}
+run() { exits "$1" "${*:2}" "${@:2}"; }
 has() { grep -q -- "$2" "$T/$1" || { fail "$3: '$2' not on std$1"; sed 's/^/    | /' "$T/$1" | head -8 >&2; }; }
 hasnt() { if grep -q -- "$2" "$T/$1"; then fail "$3: '$2' on std$1"; fi; }
 
-cd "$T" || exit 1
 # CMD and its subcommands: each SUB's --help and -h name SUB and no other subcommand
 check_cmd() {
     local cmd=$1; shift
@@ -93,8 +83,4 @@ hasnt err "source comes first" "import site full (the order is right)"
 # the right order into the existing volume: imports again
 run 0 "$SCPCTL" volume import site vol --key-file k
 
-if [ "$FAILS" -ne 0 ]; then
-    echo "test_usage.sh: $FAILS failure(s)" >&2
-    exit 1
-fi
-echo "test_usage.sh: all checks passed"
+cli_finish test_usage.sh

@@ -89,6 +89,43 @@ print(n, os.getresuid()[1], os.getresgid()[1])
 EOF
 expect "4194304 65534 65534" "keep-caps drop after a large read (python3)" python3 "$T/drop.py"
 
+note "a change of credentials while the volume's 'shared wanted' word is cleared by another process"
+# The change ends the private holding (its end sets the word and wakes the watcher) and joins
+# the watcher. Another process's scp_volume_go_private or scp_volume_try_sole clears the word
+# (and the host can write it: it is not trusted), so the watcher could find it cleared again
+# and sleep on until the next newcomer, with the join waiting on it. A clearer outside the
+# shield writes 0 to the word (VOL_WANT_OFF 64 of the lock file, src/volume/internal.h) in a
+# loop; the change of credentials must return at once all the same (session 25's join hung).
+cat > "$T/clear.py" <<EOF
+import mmap, os
+m = mmap.mmap(os.open("$VOL/lock", os.O_RDWR), 4096)
+open("$T/clearing", "w").close()
+zero = bytes(4)
+while True:
+    m[64:68] = zero
+EOF
+# Ten rounds (the clearer, on the other core or not, catches the window about every other
+# time): each takes the sole holding back (a read 0.15 s after the last change: sh_resole_poll
+# tries every 0.1 s) and so starts a watcher, then changes its credentials.
+cat > "$T/setxid.py" <<EOF
+import os, time
+while not os.path.exists("$T/clearing"): time.sleep(0.01)
+slow = 0
+for k in range(10):
+    time.sleep(0.15)
+    open("$MNT/pub").read()  # the sole holder again, with a new watcher
+    t = time.monotonic()
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    slow = max(slow, time.monotonic() - t)
+print("setxid ok" if slow < 2 else "setxid took %.1f s" % slow)
+EOF
+python3 "$T/clear.py" & CLEARER=$!
+got=$(timeout 20 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- python3 "$T/setxid.py" 2>&1 | grep -v 'development mode')
+kill "$CLEARER" 2>/dev/null; wait "$CLEARER" 2>/dev/null
+rm -f "$T/clearing"
+[ "$got" = "setxid ok" ] || fail "setresgid/setresuid beside a cleared 'wanted' word: '$got' (timeout 20 s: still joining the watcher?)"
+
 note "a file that root creates after another process dropped to nobody stays reachable to it"
 chmod 755 "$T" && mkfifo "$T/ready" "$T/go" && chmod 666 "$T/ready" "$T/go"
 expect "LATEOK" "the dropped process reads root's new file" sh -c "

@@ -4,27 +4,14 @@
 # key (exit 4); a tampered chunk makes verify exit 3 and name the file and the offset; a
 # rolled-back volume with --expect-tag exits 3; --help at every level exits 0; bad command
 # lines exit 2; `scpctl image` through scpctl-image. Usage: test_cli.sh PATH/TO/scpctl
-set -u
-SCPCTL=${1:?usage: test_cli.sh PATH/TO/scpctl}
-T=$(mktemp -d "${TMPDIR:-/tmp}/scpvt-cli-XXXXXX")
-trap 'rm -rf "$T"' EXIT
-FAILS=0
-fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+. "$(dirname "$0")/../cli/lib.sh"
+cli_setup test_cli.sh "$@"
 # expect CODE DESCRIPTION -- CMD...: run CMD, output in $T/out and $T/err, check exit code.
-expect() {
-    local want=$1 what=$2; shift 3
-    "$@" >"$T/out" 2>"$T/err"
-    local got=$?
-    if [ "$got" != "$want" ]; then
-        fail "$what: exit $got, want $want (cmd: $*)"
-        sed 's/^/    stderr: /' "$T/err" | head -5 >&2
-    fi
-}
+expect() { exits "$1" "$2 (cmd: ${*:4})" "${@:4}"; }
 contains() { # FILE PATTERN DESCRIPTION
     grep -q -- "$2" "$1" || { fail "$3: '$2' not in output"; sed 's/^/    | /' "$1" | head -10 >&2; }
 }
 
-cd "$T" || exit 1
 # ---- help and usage ------------------------------------------------------------------------
 expect 0 "scpctl --help" -- "$SCPCTL" --help
 contains out volume "top-level help lists 'volume'"
@@ -189,8 +176,4 @@ for s in tam3/manifest.0 tam3/manifest.1; do flip "$s" 40; done
 : > tam3/manifest.2
 expect 3 "every manifest slot tampered" -- "$SCPCTL" volume ls tam3 --key-file k1
 
-if [ "$FAILS" -ne 0 ]; then
-    echo "test_cli.sh: $FAILS failure(s)" >&2
-    exit 1
-fi
-echo "test_cli.sh: all checks passed"
+cli_finish test_cli.sh
