@@ -379,16 +379,19 @@ static int bytes_are(scp_vfile *f, const uint8_t *want, size_t len, const char *
     return ok;
 }
 
-static void test_follow(const char *vol) {
+/* The cases' start for a writer that dies past its commit record: f (opened shared in *v)
+ * holds 2 chunks of 'a', fsynced; then a child process in shared mode writes 2 chunks of 'b'
+ * at chunk 1 (chunk 1 overwritten through the journal, chunk 2 new, in place) and dies right
+ * after that write's commit record (vol_test_lazy_recorded). With `listed`, the child first
+ * writes one 'b' at 0 (named, unsynced: f then has lazy commits, listed in the lock file).
+ * want gets f's bytes with the dead write (3 chunks). */
+static scp_vfile *dead_writer_file(const char *vol, scp_volume **v, uint8_t want[3 * CS], int listed) {
     scp_err e;
     tu_err_clear(&e);
-    scp_volume *v;
-    scp_vfile *f = new_shared_file(vol, &v);
-    uint8_t want[3 * CS];
+    scp_vfile *f = new_shared_file(vol, v);
     memset(want, 'a', 2 * CS);
     REQUIRE(scp_vfile_pwrite(f, want, 2 * CS, 0, &e) == (ssize_t)(2 * CS));
     REQUIRE(scp_vfile_fsync(f, &e) == 0);
-    /* The writer that dies after its commit record: chunk 1 overwritten (journal), chunk 2 new */
     tu_child a;
     if (tu_child_start(&a)) {
         scp_err ce;
@@ -398,12 +401,23 @@ static void test_follow(const char *vol) {
         if (!g) _exit(4);
         uint8_t b[2 * CS];
         memset(b, 'b', sizeof b);
+        if (listed && scp_vfile_pwrite(g, b, 1, 0, &ce) != 1) _exit(6);
         vol_test_lazy_recorded = die_after_record;
         (void)scp_vfile_pwrite(g, b, sizeof b, CS, &ce);
         _exit(5); /* (the hook did not run) */
     }
     REQUIRE(tu_child_wait(&a, NULL, 0));
+    if (listed) want[0] = 'b';
     memset(want + CS, 'b', 2 * CS);
+    return f;
+}
+
+static void test_follow(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v;
+    uint8_t want[3 * CS];
+    scp_vfile *f = dead_writer_file(vol, &v, want, 0);
     /* this process has f loaded at the older root, and no hint slot moved: the journal end
      * hint (stored after the commit record's pwrite) sends its read to the log's end */
     bytes_are(f, want, 3 * CS, "follow: the process with f loaded, after the writer died");
@@ -487,28 +501,8 @@ static void test_follow_ordinary(const char *vol) {
     scp_err e;
     tu_err_clear(&e);
     scp_volume *v;
-    scp_vfile *f = new_shared_file(vol, &v);
     uint8_t want[3 * CS];
-    memset(want, 'a', 2 * CS);
-    REQUIRE(scp_vfile_pwrite(f, want, 2 * CS, 0, &e) == (ssize_t)(2 * CS));
-    REQUIRE(scp_vfile_fsync(f, &e) == 0);
-    tu_child a;
-    if (tu_child_start(&a)) { /* the writer that dies after its commit record */
-        scp_err ce;
-        tu_err_clear(&ce);
-        scp_volume *w = open_shared(vol);
-        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
-        if (!g) _exit(4);
-        uint8_t b[2 * CS];
-        memset(b, 'b', sizeof b);
-        if (scp_vfile_pwrite(g, b, 1, 0, &ce) != 1) _exit(6); /* (named, not synced: listed) */
-        vol_test_lazy_recorded = die_after_record;
-        (void)scp_vfile_pwrite(g, b, sizeof b, CS, &ce);
-        _exit(5); /* (the hook did not run) */
-    }
-    REQUIRE(tu_child_wait(&a, NULL, 0));
-    want[0] = 'b';
-    memset(want + CS, 'b', 2 * CS);
+    scp_vfile *f = dead_writer_file(vol, &v, want, 1);
     bytes_are(f, want, 3 * CS, "ordinary: the shared process");
     tu_child o;
     if (tu_child_start(&o)) { /* outside shared mode: a plain open, not alone (no settle) */
