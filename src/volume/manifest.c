@@ -1472,12 +1472,12 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
     return rc;
 }
 
+void (*vol_test_oneflush_synced)(scp_volume *v);
+
 /* The one-flush commit (internal.h; crash argument in docs/volume-format.md). In shared mode
  * it is an fsync's durable commit ("Shared mode", one-flush durable commits): f's last commit
  * may be a lazy one, and the records past the durable end are the lazy records of every
  * process since the last durable one (ml_pend, kept as walked or written). */
-void (*vol_test_oneflush_synced)(scp_volume *v);
-
 int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     (void)vol_pub_take(v); /* (announced first, as vol_commit_manifest does) */
     /* Only onto a log that is durable up to its end (its header and every record before this
@@ -1896,14 +1896,14 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
         return vol_load_manifest(v, err) < 0 ? -1 : 1;
     }
     /* A one-flush committer that died between its journal's sync (its commit point) and its
-     * append to the log: its mark is still set, and we hold the volume lock it held. Its
-     * record is durable in its journal and the next open takes it (mlog_adopt_journals), so
-     * it is taken now, by the first process that finds it: catching up from the log alone,
-     * this process read the state before that commit while a process that opened later read
-     * the state after it, and once this one committed through the log (the mark makes it),
-     * the dead one's record could no longer follow and every process read the state before
-     * it again (test_volume_oneflush "deadmark"). A record that did not land is never taken:
-     * the mark then says so (JMARK_FAILED), for every later open too. */
+     * append to the log: its mark is still set, and we hold the volume lock it held (the mark
+     * is set and cleared under it). Its record is durable in its journal, and an open takes
+     * it (mlog_adopt_journals); a catch-up from the log alone does not, and once a commit
+     * went through the log (as the mark makes every commit do) the dead record's generation
+     * was taken: processes had read the commit and then every process read the state before
+     * it (test_volume_oneflush "deadmark"). So the first process that finds the mark takes the
+     * record in. A record that did not land is never taken: the mark then says so
+     * (JMARK_FAILED), for every later open too. */
     uint64_t mark = jmark_get(v);
     if (mark && !(mark & JMARK_FAILED)) {
         VSTAT(mrefresh_reload);
