@@ -747,14 +747,12 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     return rc;
 }
 
-/* The manifest's encoded size (docs/volume-format.md: 4 + the sum of 103 + path length per
- * entry, a link's target besides): what a fold writes and the next opener then reads instead
- * of the log. Caller holds mu. */
-static uint64_t man_encoded_estimate(scp_volume *v) {
+/* The manifest's encoded size: what a fold writes and the next opener then reads instead of
+ * the log (scp_manifest_encode's length). Caller holds mu. */
+static uint64_t man_encoded_len(scp_volume *v) {
     assert(VOL_MU_HELD(v));
     uint64_t n = 4;
-    for (size_t i = 0; i < v->man.n; i++)
-        n += 103 + strlen(v->man.e[i].path) + (v->man.e[i].target ? strlen(v->man.e[i].target) : 0);
+    for (size_t i = 0; i < v->man.n; i++) n += scp_mentry_encoded_len(&v->man.e[i]);
     return n;
 }
 
@@ -765,7 +763,7 @@ static int exit_fold_due(scp_volume *v) {
         v->ml_end < SCP_MLOG_HDR_LEN)
         return 0;
     uint64_t recs = v->ml_end - SCP_MLOG_HDR_LEN;
-    return recs >= SCP_VOLUME_EXIT_FOLD_MIN && recs > man_encoded_estimate(v);
+    return recs >= SCP_VOLUME_EXIT_FOLD_MIN && recs > man_encoded_len(v);
 }
 
 int scp_volume_fold_at_exit(scp_volume *v, scp_err *err) {
