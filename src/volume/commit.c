@@ -588,6 +588,96 @@ int file_adopt_past(scp_file *f, long mi, scp_err *err) {
     return 0;
 }
 
+/* R3's smallest form (docs/volume-format.md, "Session 27"): a durable commit empties the lazy
+ * list, after which a process that opens the volume (or loads a file that is no longer
+ * listed) follows each file to the commit its entry names and no further. So a commit that
+ * a writer killed between its commit record and its manifest record left past the named one,
+ * which this process took (f->past: it read it), is named by this durable commit, as
+ * file_adopt_past names it for a writer: under f's writer lock (tried, never waited for: a
+ * live writer names its own commits), with f's journal and data objects synced first. Without
+ * it this process read the dead write and then, after its own durable commit of other files,
+ * read the file as it was before (test_volume_forkstress; test_volume_lazy "pastdurable"). */
+static int past_name_one(scp_volume *v, struct past_names *pn, scp_file *f, int rw_held) {
+    assert(VOL_LOCK_HELD(v) && pn->n < PAST_NAMES_MAX);
+    if (!rw_held && pthread_rwlock_trywrlock(&f->rw) != 0) return 0;
+    long mi = f->past && !f->modified && !f->unloaded && f->path ? man_find(&v->man, f->path) : -1;
+    scp_mentry *e = mi >= 0 ? &v->man.e[mi] : NULL;
+    int named = e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 &&
+                memcmp(e->root, f->m_root, SCP_HASH_LEN) == 0 && e->size == f->m_size;
+    int own = f->writer;
+    if (named && !own && !file_try_writer_lock(f)) named = 0;
+    if (named && (fdatasync(f->fd_j) < 0 || fdatasync(f->fd_d) < 0 ||
+                  (f->fd_s >= 0 && fdatasync(f->fd_s) < 0))) {
+        if (!own) file_writer_unlock(f);
+        named = 0;
+    }
+    if (!named) {
+        if (!rw_held) pthread_rwlock_unlock(&f->rw);
+        return 0;
+    }
+    struct past_name *p = &pn->a[pn->n++];
+    p->f = f;
+    p->own_writer = own;
+    p->rw_held = rw_held;
+    memcpy(p->root, e->root, SCP_HASH_LEN);
+    p->size = e->size;
+    p->mtime_ns = e->mtime_ns;
+    p->ctime_ns = e->ctime_ns;
+    vol_file_hint_bump(v, f->id); /* (before the manifest that names it, as commit_name) */
+    vol_mchg_note(v, e->path);
+    e->size = f->c_size;
+    memcpy(e->root, f->c_root, SCP_HASH_LEN);
+    e->mtime_ns = e->ctime_ns = scp_now_ns();
+    man_sync_links(&v->man, (size_t)mi);
+    return 1;
+}
+
+size_t vol_past_name(scp_volume *v, scp_file *const *held, size_t nheld, struct past_names *pn) {
+    pn->n = 0; /* (VOL_LOCK_HELD asserted where a file is named: a volume's creation has none) */
+    for (size_t i = 0; i < nheld && pn->n < PAST_NAMES_MAX; i++)
+        if (held[i]->past) (void)past_name_one(v, pn, held[i], 1);
+    for (scp_file *f = v->files; f && pn->n < PAST_NAMES_MAX; f = f->next) {
+        int mine = 0;
+        for (size_t i = 0; i < nheld && !mine; i++) mine = held[i] == f;
+        /* (f->past read without f's lock: a hint; past_name_one reads it again under it) */
+        if (!mine && __atomic_load_n(&f->past, __ATOMIC_RELAXED)) (void)past_name_one(v, pn, f, 0);
+    }
+    return pn->n;
+}
+
+void vol_past_named(scp_volume *v, struct past_names *pn, int ok) {
+    assert(VOL_LOCK_HELD(v));
+    for (size_t k = 0; k < pn->n; k++) {
+        struct past_name *p = &pn->a[k];
+        scp_file *f = p->f;
+        long mi = man_find(&v->man, f->path);
+        scp_mentry *e = mi >= 0 && memcmp(v->man.e[mi].id, f->id, SCP_FILEID_LEN) == 0
+                            ? &v->man.e[mi] : NULL;
+        assert(!ok || e);
+        if (ok && e) {
+            assert(memcmp(e->root, f->c_root, SCP_HASH_LEN) == 0 && e->size == f->c_size);
+            file_took(f, e, f->c_root, f->c_size);
+            assert(!f->past);
+        } else if (e) { /* (the commit did not happen: the entry as it was) */
+            memcpy(e->root, p->root, SCP_HASH_LEN);
+            e->size = p->size;
+            e->mtime_ns = p->mtime_ns;
+            e->ctime_ns = p->ctime_ns;
+            man_sync_links(&v->man, (size_t)mi);
+        }
+        if (!p->own_writer) file_writer_unlock(f);
+        if (!p->rw_held) pthread_rwlock_unlock(&f->rw);
+    }
+    pn->n = 0;
+}
+
+int vol_past_commit(scp_volume *v, scp_err *err) {
+    assert(VOL_LOCK_HELD(v));
+    for (scp_file *f = v->files; f; f = f->next)
+        if (__atomic_load_n(&f->past, __ATOMIC_RELAXED)) return vol_commit_manifest(v, 1, err);
+    return 0;
+}
+
 /* file_load in shared mode (or when the manifest in memory is the scratch slot's): catch up
  * on our log if we can, else read the table and follow the whole log. In shared mode the
  * follow goes past the commit e names, to the last one in the log that checks out (R2), and

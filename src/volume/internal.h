@@ -853,6 +853,31 @@ int file_log_stale(scp_file *f);
 int file_tail_moved(scp_file *f);
 int file_catch_tail(scp_file *f, const scp_mentry *e, scp_err *err);
 int file_adopt_past(scp_file *f, long mi, scp_err *err);
+/* R3's smallest form (commit.c, docs/volume-format.md "Session 27"), under vol_lock, around a
+ * durable commit (one that empties the lazy list): vol_past_name names in the manifest in
+ * memory, for each file of this process whose state it followed past the commit its entry
+ * names (f->past, the entry still naming m_root), the commit it took, under f's writer lock
+ * (tried) and with f's objects synced; files in held[] (nheld of them) have their rw held by
+ * the caller, the others' are tried. Returns how many it named (at most PAST_NAMES_MAX; the
+ * rest wait for the next durable commit). vol_past_named then, after the commit (ok: it
+ * happened), takes each named state as the manifest's, or puts the entries back, and lets go
+ * of the locks. vol_past_commit: a durable commit if any file of this process is past (it
+ * names them); before a fold, which writes the same generation, and before a close drops the
+ * files. */
+enum { PAST_NAMES_MAX = 8 };
+struct past_names {
+    size_t n;
+    struct past_name {
+        scp_file *f;
+        int own_writer, rw_held;
+        uint8_t root[SCP_HASH_LEN]; /* the entry as it was */
+        uint64_t size;
+        int64_t mtime_ns, ctime_ns;
+    } a[PAST_NAMES_MAX];
+};
+size_t vol_past_name(scp_volume *v, scp_file *const *held, size_t nheld, struct past_names *pn);
+void vol_past_named(scp_volume *v, struct past_names *pn, int ok);
+int vol_past_commit(scp_volume *v, scp_err *err);
 /* Tests only: called in a shared-mode lazy commit right after its commit record's pwrite,
  * before the volume lock and the manifest record (test_volume_lazy "follow": a writer that
  * dies there). NULL otherwise. */

@@ -380,7 +380,21 @@ static void commit_done(scp_volume *v, uint64_t gen, int durable, long nlazy) {
 static int mlog_commit(scp_volume *v, int durable, scp_err *err);
 static void jlist_clear(scp_volume *v);
 
+static int commit_manifest(scp_volume *v, int durable, scp_err *err);
+
 int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
+    /* (a durable commit empties the lazy list: it names what this process followed past the
+     * named commits first, R3's smallest form; a lazy one that has to write a whole slot
+     * does the same, in mlog_full) */
+    struct past_names pn;
+    pn.n = 0;
+    if (durable) (void)vol_past_name(v, NULL, 0, &pn);
+    int rc = commit_manifest(v, durable, err);
+    if (pn.n) vol_past_named(v, &pn, rc == 0);
+    return rc;
+}
+
+static int commit_manifest(scp_volume *v, int durable, scp_err *err) {
     /* (announced before anything is written: a process whose mark is the counter's value then
      * takes the lock and reads what this writes, even if this committer dies half way) */
     (void)vol_pub_take(v);
@@ -989,7 +1003,22 @@ static void defer_drop(scp_volume *v);
  * log from it. same_gen: the state in memory is the committed one (a fold at close), written
  * under its own generation and state hash, so that its tag does not change; else a new
  * generation whose state hash is the body's SHA-256. Always durable. */
+static int mlog_full_write(scp_volume *v, int same_gen, scp_err *err);
+
+/* A slot of the whole state, a durable commit (same_gen: of the state of the generation in
+ * memory, already committed through the log or a journal; else of a new one). */
 static int mlog_full(scp_volume *v, int same_gen, scp_err *err) {
+    /* (a new generation names what this process followed past the named commits first, as
+     * vol_commit_manifest does; the same one cannot: vol_past_commit before a fold) */
+    struct past_names pn;
+    pn.n = 0;
+    if (!same_gen) (void)vol_past_name(v, NULL, 0, &pn);
+    int rc = mlog_full_write(v, same_gen, err);
+    if (pn.n) vol_past_named(v, &pn, rc == 0);
+    return rc;
+}
+
+static int mlog_full_write(scp_volume *v, int same_gen, scp_err *err) {
     uint8_t *body = NULL, *slot = NULL, sh[SCP_HASH_LEN];
     size_t blen = 0, slen = 0;
     if (scp_manifest_encode(&v->man, &body, &blen, err) < 0) return -1;
@@ -1499,8 +1528,14 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     uint8_t *rec = NULL;
     size_t rlen = 0;
     scp_mdelta d;
+    struct past_names pn; /* (as vol_commit_manifest: R3's smallest form) */
+    pn.n = 0;
+    (void)vol_past_name(v, NULL, 0, &pn);
     int rc = mlog_seal(v, 1, SCP_JMREC_MAX_BODY, &rec, &rlen, &d, err);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+        if (pn.n) vol_past_named(v, &pn, 0);
+        return rc;
+    }
     /* (all of it within the one manifest-log record a journal allows per commit; f's own
      * journal is not synced ahead: its sync below is the commit point) */
     size_t pend_bytes = carry ? v->ml_pend_len + v->ml_pend_n * SCP_JREC_HDR_LEN : 0;
@@ -1558,6 +1593,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
         if (deferred && (v->ml_defer_len >= MLOG_DEFER_BYTES || v->ml_defer_n >= MLOG_DEFER_RECS))
             (void)vol_mlog_defer_write(v, NULL);
     }
+    if (pn.n) vol_past_named(v, &pn, rc == 0);
     scp_mdelta_free(&d);
     free(rec);
     return rc;
@@ -1979,6 +2015,7 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
 
 int vol_fold_manifest(scp_volume *v, scp_err *err) {
     if (!v->mlog || v->ml_base < 0 || v->ml_nrec == 0) return 0;
+    if (vol_past_commit(v, err) < 0) return -1; /* (a fold's slot is of the same generation) */
     return mlog_full(v, 1, err);
 }
 

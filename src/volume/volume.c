@@ -578,20 +578,27 @@ int scp_volume_try_sole(scp_volume *v, scp_err *err) {
         goto release;
     }
     v->priv = 1;
-    file_cache_drop(v); /* (reloaded at their next open, by then in the ordinary mode) */
     /* Everything durable first, still in shared mode, as an fsync of every file would: the
      * lazy commits (ours and the ones others made before they left) and the manifest's
      * scratch state. From then on the manifest in memory is a durable state, and no file's
-     * state lives only in a log that a checkpoint may not start over. */
+     * state lives only in a log that a checkpoint may not start over. With them, what this
+     * process followed past the named commits (R3's smallest form: the open files, held here,
+     * and the closed ones, before they leave the cache). */
+    struct past_names pn;
+    (void)vol_past_name(v, fs, k, &pn);
     if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
-    if ((v->lazy || v->man_scratch || v->ndoomed > v->ndoomed_kept || v->objdir_dirty ||
-         v->gen > vol_durable_generation(v)) &&
-        vol_commit_manifest(v, 1, err) < 0) {
-        private_drop(v);
-        rc = -1;
-        goto release;
+    if (pn.n || v->lazy || v->man_scratch || v->ndoomed > v->ndoomed_kept || v->objdir_dirty ||
+        v->gen > vol_durable_generation(v)) {
+        int crc = vol_commit_manifest(v, 1, err);
+        if (pn.n) vol_past_named(v, &pn, crc == 0);
+        if (crc < 0) {
+            private_drop(v);
+            rc = -1;
+            goto release;
+        }
     }
     assert(!v->man_scratch);
+    file_cache_drop(v); /* (reloaded at their next open, by then in the ordinary mode) */
     /* The ordinary mode: each open file reloaded as a process that opens the volume now would
      * load it (file_leave_shared), then the holding, caught up (we hold the lock: FRESH). */
     v->shared = 0;
@@ -729,6 +736,17 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
                       v->nhandles);
     registry_set(v, NULL);
     sole_end(v); /* (closed files kept with deferred table writes) */
+    /* What this process followed past the named commits is named before its files go (R3's
+     * smallest form): a later fold or opener would read the file as the manifest names it,
+     * older than what this process read */
+    pthread_mutex_lock(&v->mu);
+    int past = 0;
+    for (scp_file *f = v->files; f && !past; f = f->next) past = __atomic_load_n(&f->past, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&v->mu);
+    if (past && vol_lock(v, NULL) == 0) {
+        (void)vol_past_commit(v, NULL);
+        vol_unlock(v);
+    }
     pthread_mutex_lock(&v->mu);
     file_cache_drop(v);
     pthread_mutex_unlock(&v->mu);
