@@ -71,16 +71,35 @@ static void t_raw_syscall(void) {
     ok("raw-syscall (trapped and emulated)");
 }
 
+/* A 32-bit system call (int $0x80) on a protected descriptor: the filter refuses the i386
+ * architecture (ENOSYS). A kernel built without the 32-bit entry (IA32 emulation off, as on
+ * some cloud kernels: 6.18 here, session 27) kills the caller with SIGSEGV before any filter
+ * runs, which is no bypass either: the call is made in a child, and either way the bytes must
+ * not be written. */
 static void t_int80(void) {
     const char *m = MARK("int80");
     int fd = open(path("int80.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
     if (fd < 0) return bad("int80", "open");
-    long r;
-    /* i386 write(2) is number 4 */
-    __asm__ volatile("int $0x80" : "=a"(r) : "a"(4L), "b"((long)fd), "c"(m), "d"((long)strlen(m)) : "memory");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(fd);
+        return bad("int80", "fork");
+    }
+    if (pid == 0) {
+        long r;
+        /* i386 write(2) is number 4 */
+        __asm__ volatile("int $0x80" : "=a"(r) : "a"(4L), "b"((long)fd), "c"(m), "d"((long)strlen(m)) : "memory");
+        _exit(r == -ENOSYS ? 0 : 1);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
     close(fd);
-    if (r != -ENOSYS) {
-        errno = (int)-r;
+    if (!content_is("int80.txt", "")) return bad("int80", "a 32-bit system call wrote the file");
+    if (WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV) return ok("int80 (no 32-bit entry in this kernel: SIGSEGV)");
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        errno = 0;
         return bad("int80", "a 32-bit system call was not refused");
     }
     ok("int80 (refused: ENOSYS)");
