@@ -258,9 +258,6 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
  * reads what was appended since the last: PostgreSQL's WAL, a few records); a load's read of
  * a whole log is freed. */
 #define FOLLOW_BUF_KEEP ((size_t)256 << 10)
-/* A longer one (a whole log's load, a long follow) stays with the volume for the next such read
- * of any file (fbig), up to this size: what a process keeps is the longest log it loaded */
-#define FOLLOW_BIG_KEEP ((size_t)8 << 20)
 
 /* The unapplied set's mark for an entry taken from a commit past the one the manifest names
  * (above every generation: never covered by a durable commit, so chunk_target_shared never
@@ -351,22 +348,11 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     } else if (end < SCP_JRN_HDR_LEN) {
         end = len;
     }
-    /* The file's follow buffer, kept between follows (see fbuf), or for a read longer than it
-     * (a whole log's load) the volume's (fbig), which the file's own does not go into; grown
-     * here when too small */
-    scp_volume *v = f->vol;
+    /* The file's follow buffer, kept between follows (see fbuf); grown here when too small */
     size_t cap = f->fbuf_cap;
     uint8_t *buf = f->fbuf;
-    int big = end > base && end - base > cap && v->fbig_cap > cap;
-    if (big) {
-        buf = v->fbig;
-        cap = v->fbig_cap;
-        v->fbig = NULL;
-        v->fbig_cap = 0;
-    } else {
-        f->fbuf = NULL;
-        f->fbuf_cap = 0;
-    }
+    f->fbuf = NULL;
+    f->fbuf_cap = 0;
     /* The commit payloads the walk opens, for the replay (scp_journal_kept: opened once) */
     scp_journal_kept kept;
     memset(&kept, 0, sizeof kept);
@@ -374,14 +360,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     while (end > got) {
         if (end - base > cap || !buf) { /* (too small, or the walk ran out of bytes: read on) */
             size_t want = end > base ? end - base : 1;
-            uint8_t *nb;
-            if (got == base) { /* (nothing read yet: nothing to copy over, as realloc would) */
-                free(buf);
-                buf = NULL;
-                nb = malloc(want);
-            } else {
-                nb = realloc(buf, want);
-            }
+            uint8_t *nb = realloc(buf, want);
             if (!nb) {
                 found = 0;
                 break;
@@ -469,17 +448,9 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     }
     scp_wipe(&jv, sizeof jv);
     scp_journal_kept_free(&kept);
-    if (buf && cap <= FOLLOW_BUF_KEEP && !big) {
+    if (buf && cap <= FOLLOW_BUF_KEEP) { /* (a whole log's load: not kept) */
         f->fbuf = buf;
         f->fbuf_cap = cap;
-    } else if (buf && cap <= FOLLOW_BIG_KEEP) { /* (the volume's, or longer than a file keeps) */
-        if (v->fbig_cap > cap) { /* (another thread's meanwhile is not possible: under v->mu) */
-            free(buf);
-        } else {
-            free(v->fbig);
-            v->fbig = buf;
-            v->fbig_cap = cap;
-        }
     } else {
         free(buf);
     }

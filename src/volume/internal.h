@@ -102,12 +102,6 @@ struct scp_volume {
     uint8_t volid[SCP_VOLID_LEN];
     uint8_t k_man[32], k_tag[32], k_files[32];
     pthread_mutex_t mu;
-    uint8_t *fbig;    /* shared mode: a follow's read buffer longer than a file keeps (a whole
-                       * log's load), kept for the next such read of any file, up to
-                       * FOLLOW_BIG_KEEP bytes, under mu (a fresh one at each load was
-                       * page-faulted in by the read, and realloc copied the file's kept
-                       * buffer into it first); journal bytes as on disk only */
-    size_t fbig_cap;
     scp_manifest man; /* the committed manifest */
     uint64_t gen;     /* its generation */
     scp_volume_tag tag;     /* of the last durable commit (or of the state loaded) */

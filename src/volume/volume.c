@@ -341,7 +341,6 @@ static void vol_free(scp_volume *v) {
     if (v->mlog_fd >= 0) close(v->mlog_fd);
     free(v->ml_pend);
     free(v->ml_defer);
-    free(v->fbig);
     vol_mchg_off(v);
     scp_manifest_free(&v->man);
     scp_manifest_free(&v->disk);
