@@ -19,6 +19,9 @@
 # Each run also prints the server's minor page faults per transaction (the postmaster with the
 # children it reaped, and its live children, as for the CPU): unlike the CPU, a count that the
 # machine's load does not move.
+# TXNS=N runs each client N transactions (pgbench -t) instead of SECS seconds in the timed
+# rounds: every build then runs the same transactions, so that counts per transaction (the
+# faults) compare without the fixed costs of a run (the backends' start) spread differently.
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each
 #   pgbench run), SCALE=10, CLIENTS=4, THREADS=2, BASE=/var/tmp, STRACE=1, STRACE_SECS=10.
 #   GROWN=1: the traced runs also log every call (strace -C -y) and count the flushes of a file
@@ -127,11 +130,15 @@ server_faults() { # FS: minor page faults of the server (as server_ticks counts 
     echo "$t"
 }
 
+runlen() { # SECONDS: pgbench's run length (-T), or with TXNS a count per client (-t)
+    [ -n "${TXNS:-}" ] && echo "-t $TXNS" || echo "-T $1"
+}
+
 bench() { # FS SECONDS -> "tps cpu_ms_per_txn faults_per_txn" (tps excluding connection time)
     local c0 c1 f0 f1 n
     c0=$(server_ticks "$1")
     f0=$(server_faults "$1")
-    $AS pgbench -h "$T/sock-$1" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$2" postgres >"$T/out-$1" 2>&1 ||
+    $AS pgbench -h "$T/sock-$1" -U postgres -c "$CLIENTS" -j "$THREADS" $(runlen "$2") postgres >"$T/out-$1" 2>&1 ||
         { cat "$T/out-$1" >&2; echo "0 0"; return; }
     sleep 1 # (the backends exit and are reaped)
     c1=$(server_ticks "$1")
