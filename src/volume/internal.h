@@ -371,6 +371,9 @@ struct scp_file {
     u64map pc;
     size_t pc_scan;             /* where the next eviction in this file looks */
     long pc_pins;               /* scp_vfile_pin callers: no entry is freed or recycled */
+    uint32_t pc_fills, pc_hits; /* entries filled for f and hits on them, halved together now
+                                 * and then (cache.c, pc_useful; atomic, approximate) */
+    uint32_t pc_skips;          /* takes refused since f's cache was last judged unread */
     /* chunk subkeys (format.h): the writer's current one (changed under rw held for writing)
      * and the keys of recently read salts (under pc_mu) */
     uint8_t w_salt[SCP_SALT_LEN];
