@@ -16,6 +16,12 @@
 # on a plain directory ("shield": the container and the shield without a protected volume),
 # which splits scp's distance to plain into the shield's part and the volume's.
 #
+# Each run also prints the server's minor page faults per transaction (the postmaster with the
+# children it reaped, and its live children, as for the CPU): unlike the CPU, a count that the
+# machine's load does not move.
+# TXNS=N runs each client N transactions (pgbench -t) instead of SECS seconds in the timed
+# rounds: every build then runs the same transactions, so that counts per transaction (the
+# faults) compare without the fixed costs of a run (the backends' start) spread differently.
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each
 #   pgbench run), SCALE=10, CLIENTS=4, THREADS=2, BASE=/var/tmp, STRACE=1, STRACE_SECS=10.
 #   GROWN=1: the traced runs also log every call (strace -C -y) and count the flushes of a file
@@ -113,15 +119,32 @@ server_ticks() { # FS: CPU clock ticks (user + system) of the server: the postma
     echo "$t"
 }
 
-bench() { # FS SECONDS -> "tps cpu_ms_per_txn" (tps excluding connection time)
-    local c0 c1 n
+server_faults() { # FS: minor page faults of the server (as server_ticks counts its CPU)
+    local pm p t=0
+    pm=$(pgrep -f -- "postgres -D $(datadir "$1")" | head -1)
+    [ -n "$pm" ] || { echo 0; return; }
+    t=$(awk '{print $10 + $11}' "/proc/$pm/stat")
+    for p in $(pgrep -P "$pm"); do
+        t=$((t + $(awk '{print $10}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
+
+runlen() { # SECONDS: pgbench's run length (-T), or with TXNS a count per client (-t)
+    [ -n "${TXNS:-}" ] && echo "-t $TXNS" || echo "-T $1"
+}
+
+bench() { # FS SECONDS -> "tps cpu_ms_per_txn faults_per_txn" (tps excluding connection time)
+    local c0 c1 f0 f1 n
     c0=$(server_ticks "$1")
-    $AS pgbench -h "$T/sock-$1" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$2" postgres >"$T/out-$1" 2>&1 ||
+    f0=$(server_faults "$1")
+    $AS pgbench -h "$T/sock-$1" -U postgres -c "$CLIENTS" -j "$THREADS" $(runlen "$2") postgres >"$T/out-$1" 2>&1 ||
         { cat "$T/out-$1" >&2; echo "0 0"; return; }
     sleep 1 # (the backends exit and are reaped)
     c1=$(server_ticks "$1")
+    f1=$(server_faults "$1")
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/out-$1")
-    echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/out-$1" | tail -1) $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (n > 0 ? d * 1000 / hz / n : 0)}')"
+    echo "$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/out-$1" | tail -1) $(awk -v d=$((c1 - c0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", (n > 0 ? d * 1000 / hz / n : 0)}') $(awk -v d=$((f1 - f0)) -v n="$n" 'BEGIN {printf "%.1f", (n > 0 ? d / n : 0)}')"
 }
 
 flushes() { # FS: one run of the server under strace; flush calls per transaction
@@ -251,7 +274,7 @@ for k, c in sorted(cnt.items(), key=lambda x: -x[1]):
 PY
 }
 
-declare -A TPS CPU
+declare -A TPS CPU FLT
 for fs in $FSLIST; do
     initdb_in "$fs"
     start_server "$fs"
@@ -262,11 +285,12 @@ echo "pgbench scale $SCALE, $CLIENTS clients, $THREADS threads, ${SECS}s runs, $
 for r in $(seq 1 "$ROUNDS"); do
     for fs in $FSLIST; do
         start_server "$fs"
-        read -r v cpu < <(bench "$fs" "$SECS")
+        read -r v cpu flt < <(bench "$fs" "$SECS")
         stop_server
         TPS[$fs]="${TPS[$fs]:-} $v"
         CPU[$fs]="${CPU[$fs]:-} $cpu"
-        echo "  round $r $fs: $v tps, server CPU $cpu ms per transaction (load $(load))"
+        FLT[$fs]="${FLT[$fs]:-} $flt"
+        echo "  round $r $fs: $v tps, server CPU $cpu ms per transaction, $flt minor faults per transaction (load $(load))"
     done
 done
 if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
@@ -279,6 +303,7 @@ echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {
 pc=$(echo "${CPU[plain]:-}" | tr ' ' '\n' | grep . | median)
 sc=$(echo "${CPU[scp]:-}" | tr ' ' '\n' | grep . | median)
 echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
+echo "median minor page faults per transaction:$(for fs in $FSLIST; do echo -n " $fs $(echo "${FLT[$fs]:-}" | tr ' ' '\n' | grep . | median)"; done)"
 echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
     awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
 if [ -n "${AB:-}" ]; then

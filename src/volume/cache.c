@@ -63,6 +63,8 @@ int pc_get(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out) {
             if (out) memcpy(out, c->data + in, len);
             hit = 1;
             VSTAT(pc_hit);
+            /* (a probe without out is followed by the read that copies: counted there) */
+            if (out) __atomic_add_fetch(&f->pc_hits, 1, __ATOMIC_RELAXED);
         }
     }
     pthread_mutex_unlock(&f->pc_mu);
@@ -78,6 +80,40 @@ static struct pchunk *pc_alloc(scp_file *f) {
     }
     __atomic_sub_fetch(&pc_used, sz, __ATOMIC_RELAXED);
     return NULL;
+}
+
+/* Whether chunks of f are worth caching: a file whose cached chunks are not read again
+ * (PostgreSQL keeps its own buffer cache, and reads a page from the file only once it has
+ * dropped it: pgbench hit 0.004 times per transaction while filling some nine entries, each a
+ * malloc, its page faults as the budget filled, and a copy of the chunk) stops filling
+ * entries once PC_JUDGE fills saw fewer than one hit in PC_HIT_MIN, but one take in PC_PROBE
+ * still fills, and the counts are halved every PC_DECAY fills, so that a file read again
+ * later is cached again. Only a speed matter: a take refused decrypts the chunk, as with the
+ * cache off. */
+#define PC_JUDGE 512u
+#define PC_HIT_MIN 16u
+#define PC_PROBE 64u
+#define PC_DECAY 4096u
+static int pc_useful(scp_file *f) {
+    uint32_t fills = __atomic_load_n(&f->pc_fills, __ATOMIC_RELAXED);
+    uint32_t hits = __atomic_load_n(&f->pc_hits, __ATOMIC_RELAXED);
+    if (fills < PC_JUDGE || (uint64_t)hits * PC_HIT_MIN >= fills) return 1;
+    if (__atomic_fetch_add(&f->pc_skips, 1, __ATOMIC_RELAXED) % PC_PROBE == 0) return 1;
+    VSTAT(pc_skip);
+    return 0;
+}
+
+/* An entry of f's was taken to be filled (counted for pc_useful). */
+static struct pchunk *pc_filled(scp_file *f, struct pchunk *c) {
+    if (!c) return NULL;
+    VSTAT(pc_fill);
+    if (__atomic_add_fetch(&f->pc_fills, 1, __ATOMIC_RELAXED) >= PC_DECAY) {
+        /* (racing threads may halve twice or lose a count: an estimate either way) */
+        __atomic_store_n(&f->pc_fills, PC_DECAY / 2, __ATOMIC_RELAXED);
+        __atomic_store_n(&f->pc_hits, __atomic_load_n(&f->pc_hits, __ATOMIC_RELAXED) / 2,
+                         __ATOMIC_RELAXED);
+    }
+    return c;
 }
 
 /* One of f's own entries taken out of the cache to be filled again, or NULL. */
@@ -104,9 +140,10 @@ struct pchunk *pc_take(scp_file *f) {
     /* A file larger than a quarter of the budget is streamed, not cached: filling and recycling
      * entries for it costs a third of the read speed (bench/volume: 512 MiB sequential and
      * random reads), and it would push out the small hot files the cache is for. */
-    if (!pc_limit || __atomic_load_n(&f->size, __ATOMIC_RELAXED) > pc_limit / 4) return NULL;
+    if (!pc_limit || __atomic_load_n(&f->size, __ATOMIC_RELAXED) > pc_limit / 4 || !pc_useful(f))
+        return NULL;
     struct pchunk *c = pc_alloc(f);
-    return c ? c : pc_recycle(f);
+    return pc_filled(f, c ? c : pc_recycle(f));
 }
 
 /* pc_take for a chunk just written back (small write-backs only, commit.c). A file too large
@@ -118,11 +155,12 @@ struct pchunk *pc_take(scp_file *f) {
 #define PC_WRITTEN_BIG 4
 struct pchunk *pc_take_written(scp_file *f) {
     if (!pc_limit || __atomic_load_n(&f->size, __ATOMIC_RELAXED) <= pc_limit / 4) return pc_take(f);
+    if (!pc_useful(f)) return NULL;
     pthread_mutex_lock(&f->pc_mu);
     size_t held = u64map_count(&f->pc);
     pthread_mutex_unlock(&f->pc_mu);
     struct pchunk *c = held < PC_WRITTEN_BIG ? pc_alloc(f) : NULL;
-    return c ? c : pc_recycle(f);
+    return pc_filled(f, c ? c : pc_recycle(f));
 }
 
 /* Cache c (whose data is chunk i's authenticated plaintext) under chunk i's current entry. */

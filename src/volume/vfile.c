@@ -1380,6 +1380,7 @@ ssize_t scp_vfile_pin(scp_vfile *h, uint64_t off, size_t n, struct iovec *iov, i
         iov[k].iov_base = c->data + in;
         iov[k++].iov_len = len;
         got += len;
+        __atomic_add_fetch(&f->pc_hits, 1, __ATOMIC_RELAXED); /* (cache.c, pc_useful) */
     }
     if (k) f->pc_pins++;
     pthread_mutex_unlock(&f->pc_mu);

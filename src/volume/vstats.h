@@ -51,6 +51,8 @@
     X(load_full_nofind)  /* ... because a follow from the offset did not find the commit */     \
     X(load_full_noroot)  /* ... because it found it but the table's root differed */            \
     X(pc_hit)            /* plaintext-cache hits */                                             \
+    X(pc_fill)           /* plaintext-cache entries taken to be filled (pc_take, pc_take_written) */ \
+    X(pc_skip)           /* ... refused: the file's cached chunks are not read again (pc_useful) */ \
     X(pc_drop)           /* plaintext caches dropped whole (a reload) */                        \
     X(chunk_decrypt)     /* chunks decrypted (chunk_open and the parallel read path) */         \
     X(chunk_seal)        /* chunks sealed */                                                    \
