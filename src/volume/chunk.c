@@ -33,24 +33,19 @@ const uint8_t vol_zero_ent[ENT];
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 struct scratch {
-    uint8_t *p[SCRATCH_SLOTS];
-    size_t cap[SCRATCH_SLOTS];
+    uint8_t *p;
+    size_t cap;
 };
 static void scratch_free(void *p) {
     struct scratch *s = p;
-    for (int k = 0; k < SCRATCH_SLOTS; k++) {
-        if (s->p[k]) scp_wipe(s->p[k], s->cap[k]); /* it held plaintext */
-        free(s->p[k]);
-    }
+    if (s->p) scp_wipe(s->p, s->cap); /* it held plaintext */
+    free(s->p);
     free(s);
 }
 static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
 
 /* A per-thread buffer of at least n bytes (valid until the thread's next call). */
-uint8_t *vol_scratch(size_t n) { return vol_scratch_in(SCRATCH_IO, n); }
-
-uint8_t *vol_scratch_in(int slot, size_t n) {
-    assert(slot >= 0 && slot < SCRATCH_SLOTS);
+uint8_t *vol_scratch(size_t n) {
     pthread_once(&scratch_once, scratch_init);
     struct scratch *s = pthread_getspecific(scratch_key);
     if (!s) {
@@ -58,15 +53,15 @@ uint8_t *vol_scratch_in(int slot, size_t n) {
         if (!s) return NULL;
         pthread_setspecific(scratch_key, s);
     }
-    if (s->cap[slot] < n) {
+    if (s->cap < n) {
         uint8_t *np = malloc(n); /* not realloc: the old buffer is wiped before it is freed */
         if (!np) return NULL;
-        if (s->p[slot]) scp_wipe(s->p[slot], s->cap[slot]);
-        free(s->p[slot]);
-        s->p[slot] = np;
-        s->cap[slot] = n;
+        if (s->p) scp_wipe(s->p, s->cap);
+        free(s->p);
+        s->p = np;
+        s->cap = n;
     }
-    return s->p[slot];
+    return s->p;
 }
 
 /* ---- table and root -------------------------------------------------------------------- */

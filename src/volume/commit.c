@@ -1359,9 +1359,7 @@ int file_writeback(scp_file *f, scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint64_t *idx = malloc(n * sizeof *idx);
     uint8_t *nonces = malloc(n * SCP_NONCE_LEN);
-    size_t blen = n * (SCP_JCHUNK_HDR_LEN + (size_t)cs);
-    int bkept = blen <= SCRATCH_KEEP; /* (the thread's kept buffer: vol_scratch_in) */
-    uint8_t *buf = bkept ? vol_scratch_in(SCRATCH_WB, blen) : malloc(blen);
+    uint8_t *buf = malloc(n * (SCP_JCHUNK_HDR_LEN + (size_t)cs));
     uint8_t *inplace = malloc(n);
     int rc = 0;
     if (!idx || !nonces || !buf || !inplace) {
@@ -1458,7 +1456,7 @@ int file_writeback(scp_file *f, scp_err *err) {
 out:
     free(idx);
     free(nonces);
-    if (!bkept) free(buf);
+    free(buf);
     free(inplace);
     return rc;
 }
@@ -1545,17 +1543,13 @@ static int write_records(scp_file *f, const u64map *m, scp_err *err) {
     size_t nb = nj < APPLY_BATCH ? nj : APPLY_BATCH;
     uint64_t(*jv)[2] = malloc(nj * sizeof *jv); /* index, record offset */
     uint64_t(*ord)[2] = malloc(nb * sizeof *ord); /* a batch's records: offset, place */
-    /* (the thread's kept buffers, vol_scratch_in: at most APPLY_BATCH chunks, APPLY_WINDOW) */
-    static_assert(APPLY_WINDOW <= SCRATCH_KEEP, "the window is kept");
-    int ckept = (size_t)nb * cs <= SCRATCH_KEEP;
-    uint8_t *ct = ckept ? vol_scratch_in(SCRATCH_APPLY_CT, (size_t)nb * cs) : malloc((size_t)nb * cs);
-    uint8_t *win = NULL;
+    uint8_t *ct = malloc(nb * cs), *win = NULL;
     uint64_t i, off;
     int rc = 0;
     if (!jv || !ord || !ct) {
         free(jv);
         free(ord);
-        if (!ckept) free(ct);
+        free(ct);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     while (u64map_next(m, &pos, &i, &off)) {
@@ -1585,7 +1579,7 @@ static int write_records(scp_file *f, const u64map *m, scp_err *err) {
                     rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
                 continue;
             }
-            if (!win && !(win = vol_scratch_in(SCRATCH_APPLY_WIN, APPLY_WINDOW))) {
+            if (!win && !(win = malloc(APPLY_WINDOW))) {
                 rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
                 break;
             }
@@ -1605,7 +1599,8 @@ static int write_records(scp_file *f, const u64map *m, scp_err *err) {
     }
     free(jv);
     free(ord);
-    if (!ckept) free(ct);
+    free(ct);
+    free(win);
     return rc;
 }
 

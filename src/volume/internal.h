@@ -734,15 +734,6 @@ static inline void changed_clear(scp_file *f, int all) {
 /* A per-thread buffer of at least n bytes (valid until the thread's next call); NULL if out of
  * memory. Wiped when replaced or when the thread ends: it may hold plaintext. */
 uint8_t *vol_scratch(size_t n);
-/* The same for one of several users that may be live at once in a thread (vol_scratch is
- * SCRATCH_IO's): the commit path's buffers, which were malloc'd and freed at every commit,
- * and page-faulted in again each time the allocator had given their pages back (a 4 KiB
- * write's write-back) or mapped them afresh (an apply's 1 MiB batch and window). Each slot's
- * user holds it only inside one call that does not nest; buffers longer than SCRATCH_KEEP
- * are the caller's own to malloc and free (a thread keeps what its slots last grew to). */
-enum { SCRATCH_IO, SCRATCH_WB, SCRATCH_APPLY_CT, SCRATCH_APPLY_WIN, SCRATCH_SLOTS };
-#define SCRATCH_KEEP ((size_t)2 << 20)
-uint8_t *vol_scratch_in(int slot, size_t n);
 /* Room for n entries in the table, the changed bitmap and the page hashes. */
 int table_reserve(scp_file *f, uint64_t n, scp_err *err);
 /* Record that entry i changed (its page must be hashed again; below the committed count, the
