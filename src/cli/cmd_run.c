@@ -274,7 +274,8 @@ int cmd_run(int argc, char **argv) {
     }
     scp_run_exec(&o, &err);
     int code = cli_fail(&err);
-    if (o.in_container) { /* a forked child of this process (launch.h) */
+    if (o.in_container) { /* a forked child of this process, or this one once its children's pid
+                           * namespace changed (launch.h) */
         fflush(NULL);
         _exit(code);
     }
