@@ -34,8 +34,8 @@ for k in range(20):
     pid = os.fork()          # the fork's prepare ends the holding
     if pid == 0: os._exit(0)
     os.waitpid(pid, 0)
-    # the ended holding's watcher returns at once (0.2 s of grace on a loaded machine)
-    end = time.monotonic() + 0.2
+    # the ended holding's watcher returns at once (1 s of grace on a loaded machine)
+    end = time.monotonic() + 1.0
     while threads() > 1 and time.monotonic() < end: time.sleep(0.005)
     most = max(most, threads())
 time.sleep(0.15)
