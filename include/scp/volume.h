@@ -144,15 +144,16 @@ void scp_volume_set_shared(scp_volume *vol);
 int scp_volume_go_private(scp_volume *vol);
 int scp_volume_private_wanted(scp_volume *vol);
 void scp_volume_private_wait(scp_volume *vol);
-/* scp_volume_private_wait that also returns once *stop (this process's own word) is nonzero:
- * looked at on every wake-up, which scp_volume_private_wake causes without changing the
- * shared word. For a watcher that must end whatever the word says: the word is cleared by
- * every other process's scp_volume_go_private and scp_volume_try_sole (and the host may write
- * it), so one woken by the end of its holding can find it 0 again and sleep on. The wake may
- * come before the waiter sleeps: wake until it has returned. Other processes' waiters wake
- * too, look at the word and sleep again. */
+/* scp_volume_private_wait that also returns once *stop (a word of this process's own, one per
+ * waiter: a private holding's stop word) is nonzero. A watcher must end with its holding
+ * whatever the shared word says: the holding's end sets the word and wakes, but every other
+ * process's scp_volume_go_private and scp_volume_try_sole clears it once the private lock is
+ * gone (and the host may write it), so a waiter that looked after such a clear would sleep on
+ * until the next newcomer. scp_volume_private_stop sets *stop and wakes the waiter: it waits on
+ * both words at once (futex_waitv), so that wake is never lost; without futex_waitv (before
+ * Linux 5.16, or refused by a filter) it looks at *stop at least every 100 ms. */
 void scp_volume_private_wait_until(scp_volume *vol, const int *stop);
-void scp_volume_private_wake(scp_volume *vol);
+void scp_volume_private_stop(scp_volume *vol, int *stop);
 void scp_volume_private_end(scp_volume *vol);
 /* A private holder outside shared mode (a program that has not forked, whose family is not
  * shared either: sqlite3 started by scpctl run) is the volume's *sole holder*: its commits take

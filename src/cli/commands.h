@@ -32,6 +32,11 @@ int cmd_image(int argc, char **argv);
 int cmd_platform_serve(int argc, char **argv);
 int cmd_platform_evidence(int argc, char **argv);
 int cmd_console(int argc, char **argv); /* logs, attach */
+int cmd_run_cas(int argc, char **argv); /* run --cas, in scpctl-cas */
+/* Execute TOOL from the directory of this scpctl with a command's arguments (argv[0] is the
+ * command's name): TOOL gets "scpctl", then argv from argv[from] on. Returns only on
+ * failure, with an exit code (cli/tool.c: scpctl-cas, scpctl-image). */
+int cli_exec_tool(const char *tool, int argc, char **argv, int from);
 
 /* The program name that cli_fail and cli_usage_error print first: "scpctl" unless main sets
  * another (scp-entry does). */

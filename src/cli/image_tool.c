@@ -147,7 +147,7 @@ static int image_show(int argc, char **argv, int verify) {
 int main(int argc, char **argv) {
     scp_no_core_dumps(); /* as scpctl does (cli/main.c) */
     /* argv[1] is the image command, as `scpctl image` had it */
-    argv[0] = "image"; /* the command's name in messages (scpctl passed "scpctl-image") */
+    argv[0] = "image"; /* the command's name in messages (scpctl passed "scpctl") */
     int code = cli_usage_start(&usage, argc, argv);
     if (code >= 0) return code;
     if (!strcmp(argv[1], "build")) return image_build(argc, argv);

@@ -11,15 +11,18 @@ struct command {
     const char *summary;
 };
 
+/* The commands that run in scpctl-cas (cli/tool.c) */
+static int cas_tool(int argc, char **argv) { return cli_exec_tool("scpctl-cas", argc, argv, 0); }
+
 static const struct command commands[] = {
     {"volume", cmd_volume, "create and use protected volumes (encrypted, tamper-evident files)"},
     {"run", cmd_run, "run an unmodified program with its files in protected volumes"},
-    {"cas", cmd_cas, "run and query the configuration and attestation service (CAS)"},
-    {"session", cmd_session, "create, show, update, list and delete CAS sessions (YAML policies)"},
-    {"platform", cmd_platform, "sim platform keys, enrolment in CAS, measurements, attestation"},
+    {"cas", cas_tool, "run and query the configuration and attestation service (CAS)"},
+    {"session", cas_tool, "create, show, update, list and delete CAS sessions (YAML policies)"},
+    {"platform", cas_tool, "sim platform keys, enrolment in CAS, measurements, attestation"},
     {"image", cmd_image, "build, inspect and verify secure container images"},
-    {"logs", cmd_console, "decrypt a service's sealed stdout/stderr and check it is complete (owner)"},
-    {"attach", cmd_console, "seal input as a service's stdin (owner)"},
+    {"logs", cas_tool, "decrypt a service's sealed stdout/stderr and check it is complete (owner)"},
+    {"attach", cas_tool, "seal input as a service's stdin (owner)"},
 };
 
 static void usage(FILE *out) {

@@ -65,6 +65,8 @@ static int last_cap(void) {
 /* ---- namespaces -------------------------------------------------------------------------- */
 
 static int prepared;
+/* Set once scp_container_start made the pid namespace: this process's next children land in it */
+static int pidns_made;
 
 static int write_file(const char *path, const char *s) {
     int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -318,6 +320,8 @@ __attribute__((noreturn)) static void supervise(pid_t child, const sigset_t *set
     }
 }
 
+int scp_container_children_moved(void) { return pidns_made; }
+
 int scp_container_start(const struct scp_container_opts *c, const char *shield_lib, char *shield_in,
                         size_t shield_in_len, void (*wipe)(void *ctx), void *ctx, scp_err *err) {
     assert(c && c->enabled && prepared);
@@ -367,6 +371,7 @@ int scp_container_start(const struct scp_container_opts *c, const char *shield_l
         scp_fail_errno(err, "cannot create the container's pid namespace");
         goto restore;
     }
+    pidns_made = 1;
     fflush(NULL);
     pid_t init = fork();
     if (init < 0) {

@@ -75,6 +75,13 @@ int scp_userns_map_self(uid_t uid, gid_t gid, scp_err *err);
 int scp_container_start(const struct scp_container_opts *c, const char *shield_lib, char *shield_in,
                         size_t shield_in_len, void (*wipe)(void *ctx), void *ctx, scp_err *err);
 
+/* 1 once scp_container_start has made the container's pid namespace: from then on every child
+ * this process makes lands in it, also when the start failed in this process (the init's fork
+ * failed: EAGAIN at the process limit, ENOMEM). Such a caller must end without forking again,
+ * with _exit: an exit-time helper that forks (LeakSanitizer's tracer) would be the namespace's
+ * pid 1, see no parent and never report back (tests/runtime/early_fail.sh). */
+int scp_container_children_moved(void);
+
 /* Right before exec, in the program's process: no_new_privs, drop every capability not in
  * keep_caps (bounding set, ambient, effective, permitted, inheritable), not dumpable, and a
  * seccomp filter that answers ptrace, process_vm_readv and process_vm_writev with EPERM,

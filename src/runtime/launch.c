@@ -512,7 +512,9 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         /* from here on this is the program's process, inside the container */
         pid_t caller = getpid();
         if (scp_container_start(&o->container, lib, lib, sizeof lib, wipe_secrets, &sec, err)) {
-            o->in_container = getpid() != caller; /* the init failed to build it */
+            /* the init failed to build it, or this process after the pid namespace was made
+             * (its fork of the init failed): either must end with _exit */
+            o->in_container = getpid() != caller || scp_container_children_moved();
             goto out;
         }
         o->in_container = 1;

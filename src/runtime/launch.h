@@ -68,7 +68,10 @@ struct scp_run_opts {
                                 could not build the container): a forked child, whose exit status
                                 the relay passes on; end it with _exit, not exit. Past the seal its
                                 seccomp rule refuses ptrace to it too, so an exit-time leak check
-                                (LeakSanitizer's tracer) cannot work there. */
+                                (LeakSanitizer's tracer) cannot work there. Also set in the caller
+                                itself when the init's fork failed after the pid namespace was made
+                                (scp_container_children_moved): a child it forks at exit would land
+                                in that namespace. */
 };
 
 /* Enter a private mount namespace (in a user namespace when not root). scp_run_exec does it

@@ -101,6 +101,8 @@ static pthread_mutex_t priv_mu = PTHREAD_MUTEX_INITIALIZER;
  * the process holds the volume again (sh_priv_resole) would otherwise end the new one. */
 static unsigned priv_gen[SCP_SHIELD_MAX_VOLUMES];
 
+static void priv_watch_stop(int i, scp_volume *v);
+
 static void priv_end(int i, unsigned gen) {
     pthread_mutex_lock(&priv_mu);
     for (int k = i < 0 ? 0 : i; k < (i < 0 ? sh.nvol : i + 1); k++) {
@@ -112,6 +114,8 @@ static void priv_end(int i, unsigned gen) {
         /* The locks kept in the process while nobody else could be present go to the kernel
          * first: a newcomer gets in once the private lock goes (sh_lk_handoff) */
         sh_lk_handoff(k);
+        /* this holding's watcher returns whatever the shared word says by the time it looks */
+        priv_watch_stop(k, v);
         if (sv->priv_pending) {
             sv->priv_pending = 0;
             __atomic_sub_fetch(&sh_priv_npending, 1, __ATOMIC_RELEASE);
@@ -190,70 +194,95 @@ int sh_exit_commit(int flush_stdio) {
     return 1;
 }
 
-/* Set while a change of credentials joins the watchers (sh_threads_before_setxid): each
- * returns at its next wake-up, whatever the shared word says. This process's own (reset in a
- * fork child: watch_list_own). */
-static int watch_stop;
+int sh_priv_npending;
+
+/* The watchers started and not yet joined (under priv_mu), and the process they belong to: a
+ * fork child has none of them (its copy of the list is dropped, never joined). Joinable, so
+ * that a change of credentials can wait until they are gone (sh_threads_before_setxid). A
+ * place is not reused before its thread is joined: the thread reads its stop word there. */
+#define WATCH_MAX ((int)(2 * SCP_SHIELD_MAX_VOLUMES))
+struct watcher {
+    pthread_t t;
+    int live;     /* started, not yet joined */
+    int vol;      /* the volume, and the number of the holding it was started for */
+    unsigned gen;
+    int stop;     /* the holding's stop word: set and woken by the holding's end (priv_end) */
+};
+static struct watcher watch[WATCH_MAX];
+/* Per volume, the watcher of its holding in progress (NULL: none, or not yet started) */
+static struct watcher *watch_cur[SCP_SHIELD_MAX_VOLUMES];
+static pid_t watch_pid;
+/* A change of credentials is waiting for the watchers to end (under priv_mu): none starts */
+static int setxid_busy;
 
 /* The watcher of a private volume: sleeps on the volume's "shared wanted" word (a futex in the
  * lock file's shared page) and makes the move when a process opening the volume sets it. A
  * thread, not a check on the hot path: a private process that makes no volume call (a server
  * idle in accept, a writer blocked on a pipe that the newcomer reads) would never see a mark,
- * and the newcomer would wait for it forever. The move at a fork wakes it too
- * (scp_volume_private_end sets the word); it then finds nothing private and ends. */
+ * and the newcomer would wait for it forever. It sleeps on its holding's stop word as well
+ * (scp_volume_private_wait_until): every end of the holding (a fork's prepare, a call that
+ * sees the mark in a trap handler, a change of credentials, the watcher itself) sets and
+ * wakes it, so the watcher returns at once. The shared word alone did not do: the end sets it,
+ * but any other process's go_private or try_sole clears it as soon as the private lock is
+ * gone (and the host may write it), and a watcher that looked after such a clear slept until
+ * the next newcomer, holding one of the WATCH_MAX places (tests/shield/watchers.sh: 12 of 16
+ * after 20 forks beside a clearer; once all are taken, a holding has no watcher and stays
+ * shared), or the join of a change of credentials (tests/shield/creds.sh). */
 static void *priv_watch(void *arg) {
-    int i = (int)((uintptr_t)arg & 0xff);
-    unsigned gen = (unsigned)((uintptr_t)arg >> 8);
+    struct watcher *w = arg;
+    int i = w->vol;
+    unsigned gen = w->gen;
     pthread_mutex_lock(&priv_mu); /* sh_priv_begin holds it until v is published */
     scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
     pthread_mutex_unlock(&priv_mu);
     assert(v);
     sh_in_lib++;
-    scp_volume_private_wait_until(v, &watch_stop);
+    scp_volume_private_wait_until(v, &w->stop);
     sh_lib_leave();
     priv_end(i, gen); /* (stopped: its holding has ended already, nothing to do) */
     return NULL;
 }
 
-int sh_priv_npending;
-
-/* The watchers started and not yet joined (under priv_mu), and the process they belong to: a
- * fork child has none of them (its copy of the list is dropped, never joined). Joinable, so
- * that a change of credentials can wait until they are gone (sh_threads_before_setxid). */
-#define WATCH_MAX ((int)(2 * SCP_SHIELD_MAX_VOLUMES))
-static pthread_t watch_t[WATCH_MAX];
-static int watch_n;
-static pid_t watch_pid;
-/* A change of credentials is waiting for the watchers to end (under priv_mu): none starts */
-static int setxid_busy;
-
 static void watch_list_own(void) {
     pid_t me = (pid_t)sh_gate(SYS_getpid, 0, 0, 0, 0, 0, 0);
     if (watch_pid != me) {
         watch_pid = me;
-        watch_n = 0;
+        for (int j = 0; j < WATCH_MAX; j++) watch[j].live = 0;
+        for (unsigned i = 0; i < SCP_SHIELD_MAX_VOLUMES; i++) watch_cur[i] = NULL;
         /* (a fork while another thread's change of credentials was joining: not this one's) */
         setxid_busy = 0;
-        __atomic_store_n(&watch_stop, 0, __ATOMIC_RELAXED);
     }
 }
 
-/* Join the watchers that have ended (caller holds priv_mu); a place free for one more: 0 */
+/* Volume i's holding ends (caller holds priv_mu): its watcher, if it has one, returns */
+static void priv_watch_stop(int i, scp_volume *v) {
+    assert(scp_mutex_held(&priv_mu));
+    watch_list_own();
+    if (!watch_cur[i]) return;
+    sh_in_lib++;
+    scp_volume_private_stop(v, &watch_cur[i]->stop);
+    sh_lib_leave();
+    watch_cur[i] = NULL;
+}
+
+/* Join the watchers that have ended (caller holds priv_mu); a free place: its index, or -1 */
 static int watch_reap(void) {
     assert(scp_mutex_held(&priv_mu));
     watch_list_own();
-    int k = 0;
-    for (int j = 0; j < watch_n; j++)
-        if (pthread_tryjoin_np(watch_t[j], NULL) != 0) watch_t[k++] = watch_t[j];
-    watch_n = k;
-    return watch_n < WATCH_MAX ? 0 : -1;
+    int free_at = -1;
+    for (int j = 0; j < WATCH_MAX; j++) {
+        if (watch[j].live && pthread_tryjoin_np(watch[j].t, NULL) == 0) watch[j].live = 0;
+        if (!watch[j].live && free_at < 0) free_at = j;
+    }
+    return free_at;
 }
 
 /* Start volume i's watcher (caller holds priv_mu; not in a trap handler): 0, or -1 */
 static int priv_watch_start(int i) {
     assert(scp_mutex_held(&priv_mu) && !sh_in_trap);
     watch_list_own();
-    if (setxid_busy || watch_reap()) return -1;
+    int j = setxid_busy ? -1 : watch_reap();
+    if (j < 0) return -1;
     assert(__atomic_load_n(&sh_filter_up, __ATOMIC_ACQUIRE)); /* internal.h, sh_filter_up */
     pthread_attr_t at;
     sigset_t all;
@@ -267,16 +296,19 @@ static int priv_watch_start(int i) {
      * descriptors, relative to its directory descriptors, none in the reserved range) makes
      * no trapped call besides. */
     r = pthread_attr_setsigmask_np(&at, &all);
-    pthread_t t;
-    _Static_assert(SCP_SHIELD_MAX_VOLUMES <= 256, "priv_watch's argument: the volume in 8 bits");
-    unsigned gen = ++priv_gen[i] & 0xffffffu;
+    unsigned gen = ++priv_gen[i];
     if (!gen) gen = priv_gen[i] = 1;
+    struct watcher *w = &watch[j];
+    w->vol = i;
+    w->gen = gen;
+    w->stop = 0;
     sh_in_lib++;
-    if (!r) r = pthread_create(&t, &at, priv_watch, (void *)((uintptr_t)i | (uintptr_t)gen << 8));
+    if (!r) r = pthread_create(&w->t, &at, priv_watch, w);
     sh_lib_leave();
     pthread_attr_destroy(&at);
     if (r) return -1;
-    watch_t[watch_n++] = t;
+    w->live = 1;
+    watch_cur[i] = w;
     return 0;
 }
 
@@ -287,47 +319,27 @@ void sh_threads_before_setxid(void) {
     setxid_busy = 1; /* (no holding starts again meanwhile: its watcher would be missed) */
     pthread_mutex_unlock(&priv_mu);
     /* the private holdings end as for a newcomer (shared until alone again: sh_priv_resole
-     * then starts a watcher in the new credentials), which wakes their watchers */
+     * then starts a watcher in the new credentials), which stops their watchers */
     for (int i = 0; i < sh.nvol; i++)
         if (__atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE)) priv_end(i, 0);
     pthread_mutex_lock(&priv_mu);
     watch_list_own();
     pthread_t t[WATCH_MAX];
-    int n = watch_n;
-    for (int j = 0; j < n; j++) t[j] = watch_t[j];
-    watch_n = 0;
-    pthread_mutex_unlock(&priv_mu);
-    /* (a watcher woken by priv_end takes priv_mu, finds its holding gone and returns.) Not
-     * woken by priv_end alone: the shared word it sleeps on is cleared by any other process's
-     * go_private or try_sole, so one woken by the end of its holding (now, or of an earlier
-     * one) could find it 0 again and sleep until the next newcomer, with this join waiting
-     * (tests/shield/creds.sh hung so with a process clearing it). So each watcher is stopped
-     * by this process's own word and woken until it has returned: a wake between its look at
-     * watch_stop and its sleep is lost, the next one 10 ms later is not. */
-    __atomic_store_n(&watch_stop, 1, __ATOMIC_RELEASE);
-    for (int j = 0; j < n; j++) {
-        for (;;) {
-            sh_in_lib++;
-            for (int i = 0; i < sh.nvol; i++) {
-                scp_volume *v = __atomic_load_n(&sh.vol[i].v, __ATOMIC_ACQUIRE);
-                if (v) scp_volume_private_wake(v);
-            }
-            sh_lib_leave();
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 10 * 1000 * 1000;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
-            if (pthread_timedjoin_np(t[j], NULL, &until) != ETIMEDOUT) break;
-        }
+    int n = 0;
+    for (int j = 0; j < WATCH_MAX; j++) {
+        if (!watch[j].live) continue;
+        /* every holding has ended, and so has stopped its watcher; a watcher that priv_end
+         * woke returns once it has taken priv_mu, found its holding gone */
+        assert(__atomic_load_n(&watch[j].stop, __ATOMIC_RELAXED));
+        t[n++] = watch[j].t;
+        watch[j].live = 0;
     }
+    pthread_mutex_unlock(&priv_mu);
+    for (int j = 0; j < n; j++) pthread_join(t[j], NULL);
     sh_in_lib++;
     scp_parallel_stop();
     sh_lib_leave();
     pthread_mutex_lock(&priv_mu);
-    __atomic_store_n(&watch_stop, 0, __ATOMIC_RELAXED); /* (no watcher runs: setxid_busy) */
     setxid_busy = 0;
     pthread_mutex_unlock(&priv_mu);
 }

@@ -423,16 +423,46 @@ int scp_volume_private_wanted(scp_volume *v) {
 
 void scp_volume_private_wait(scp_volume *v) { scp_volume_private_wait_until(v, NULL); }
 
+/* Set when futex_waitv is missing (before Linux 5.16) or refused (a seccomp filter of the
+ * program's own): the waits with a stop word then look at it every STOP_POLL_MS. */
+static int waitv_missing;
+#define STOP_POLL_MS 100
+
 void scp_volume_private_wait_until(scp_volume *v, const int *stop) {
     if (!v->hint) return;
     uint32_t *w = want_word(v);
-    /* futex on the shared file mapping (not FUTEX_PRIVATE_FLAG): the newcomer's wake reaches it */
-    while (__atomic_load_n(w, __ATOMIC_SEQ_CST) == 0 && !(stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE)))
-        syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
+    while (__atomic_load_n(w, __ATOMIC_SEQ_CST) == 0 && !(stop && __atomic_load_n(stop, __ATOMIC_ACQUIRE))) {
+#if defined(SYS_futex_waitv) && defined(FUTEX_32)
+        /* Both words in one wait: the kernel compares each with 0 after queueing on both, so
+         * a stop set and woken (scp_volume_private_stop) after the look above is not lost, as
+         * a wake of the shared word is when another process clears it again first. The shared
+         * word's futex is on the file mapping (no FUTEX_PRIVATE_FLAG): the newcomer's wake
+         * reaches it. */
+        if (stop && !__atomic_load_n(&waitv_missing, __ATOMIC_RELAXED)) {
+            struct futex_waitv fw[2] = {
+                {.val = 0, .uaddr = (uintptr_t)w, .flags = FUTEX_32},
+                {.val = 0, .uaddr = (uintptr_t)stop, .flags = FUTEX_32 | FUTEX_PRIVATE_FLAG},
+            };
+            if (syscall(SYS_futex_waitv, fw, 2u, 0u, NULL, 0) >= 0 || errno == EAGAIN || errno == EINTR) continue;
+            __atomic_store_n(&waitv_missing, 1, __ATOMIC_RELAXED);
+        }
+#endif
+        if (stop) { /* (no waitv) the stop word looked at every STOP_POLL_MS */
+            struct timespec ts = {0, STOP_POLL_MS * 1000000L};
+            syscall(SYS_futex, w, FUTEX_WAIT, 0, &ts, NULL, 0);
+        } else {
+            syscall(SYS_futex, w, FUTEX_WAIT, 0, NULL, NULL, 0);
+        }
+    }
 }
 
-void scp_volume_private_wake(scp_volume *v) {
-    if (v->hint) syscall(SYS_futex, want_word(v), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+void scp_volume_private_stop(scp_volume *v, int *stop) {
+    __atomic_store_n(stop, 1, __ATOMIC_RELEASE);
+    syscall(SYS_futex, stop, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+    /* without waitv the waiter sleeps on the shared word (other processes' waiters wake too,
+     * look at it and sleep again) */
+    if (__atomic_load_n(&waitv_missing, __ATOMIC_RELAXED) && v->hint)
+        syscall(SYS_futex, want_word(v), FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
 /* The end of the sole holding, before the private lock goes or the volume goes shared: no

@@ -3,7 +3,7 @@
 # verify, info, --expect-tag; key file refused when group/other can access it (exit 4); wrong
 # key (exit 4); a tampered chunk makes verify exit 3 and name the file and the offset; a
 # rolled-back volume with --expect-tag exits 3; --help at every level exits 0; bad command
-# lines exit 2; `scpctl image` through scpctl-image. Usage: test_cli.sh PATH/TO/scpctl
+# lines exit 2; `scpctl image` through scpctl-image, the CAS commands through scpctl-cas. Usage: test_cli.sh PATH/TO/scpctl
 . "$(dirname "$0")/../cli/lib.sh"
 cli_setup test_cli.sh "$@"
 # expect CODE DESCRIPTION -- CMD...: run CMD, output in $T/out and $T/err, check exit code.
@@ -30,6 +30,19 @@ if ldd "$SCPCTL" | grep -q libarchive; then fail "scpctl links libarchive (its i
 mkdir -p "$T/alone" && cp "$SCPCTL" "$T/alone/scpctl"
 expect 1 "scpctl image without scpctl-image beside it" -- "$T/alone/scpctl" image inspect x.tar
 contains err "scpctl-image" "the missing scpctl-image is named"
+# The CAS commands, `run --cas` and `image entry` run in scpctl-cas beside scpctl (cli/tool.c):
+# their help and errors through it, and scpctl itself loads only libc and libcrypto, so that a
+# short `scpctl run` (development mode) does not load the CAS side's libraries at its start
+expect 0 "scpctl cas --help (scpctl-cas)" -- "$SCPCTL" cas --help
+contains out "scpctl cas serve" "scpctl cas --help"
+expect 0 "scpctl session --help (scpctl-cas)" -- "$SCPCTL" session --help
+expect 2 "scpctl run --cas without --session (scpctl-cas)" -- "$SCPCTL" run --cas 127.0.0.1:1 -- true
+contains err "needs --session" "scpctl run --cas's own check"
+for lib in libssl libsqlite3 libyaml libjansson libarchive; do
+    if ldd "$SCPCTL" | grep -q "$lib"; then fail "scpctl links $lib (its commands belong in scpctl-cas or scpctl-image)"; fi
+done
+expect 1 "scpctl cas without scpctl-cas beside it" -- "$T/alone/scpctl" cas --help
+contains err "scpctl-cas" "the missing scpctl-cas is named"
 expect 0 "scpctl volume --help" -- "$SCPCTL" volume --help
 expect 0 "scpctl volume -h" -- "$SCPCTL" volume -h
 expect 2 "scpctl volume without subcommand" -- "$SCPCTL" volume
