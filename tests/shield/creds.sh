@@ -96,14 +96,6 @@ note "a change of credentials while the volume's 'shared wanted' word is cleared
 # and sleep on until the next newcomer, with the join waiting on it. A clearer outside the
 # shield writes 0 to the word (VOL_WANT_OFF 64 of the lock file, src/volume/internal.h) in a
 # loop; the change of credentials must return at once all the same (session 25's join hung).
-cat > "$T/clear.py" <<EOF
-import mmap, os
-m = mmap.mmap(os.open("$VOL/lock", os.O_RDWR), 4096)
-open("$T/clearing", "w").close()
-zero = bytes(4)
-while True:
-    m[64:68] = zero
-EOF
 # Ten rounds (the clearer, on the other core or not, catches the window about every other
 # time): each takes the sole holding back (a read 0.15 s after the last change: sh_resole_poll
 # tries every 0.1 s) and so starts a watcher, then changes its credentials.
@@ -120,7 +112,7 @@ for k in range(10):
     slow = max(slow, time.monotonic() - t)
 print("setxid ok" if slow < 2 else "setxid took %.1f s" % slow)
 EOF
-python3 "$T/clear.py" & CLEARER=$!
+start_clearer
 got=$(timeout 20 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- python3 "$T/setxid.py" 2>&1 | grep -v 'development mode')
 kill "$CLEARER" 2>/dev/null; wait "$CLEARER" 2>/dev/null
 rm -f "$T/clearing"

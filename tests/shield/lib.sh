@@ -44,6 +44,21 @@ build_gofiles() {
 }
 
 # The backing directory must not contain the marker anywhere (names or contents).
+# A process outside the shield that writes 0 to the volume's "shared wanted" word (VOL_WANT_OFF
+# 64 of the lock file, src/volume/internal.h) in a loop, as another process's go_private or
+# try_sole does (and the host may): $T/clearing exists once it runs. Sets CLEARER (its pid).
+start_clearer() {
+    cat > "$T/clear.py" <<EOF
+import mmap, os
+m = mmap.mmap(os.open("$VOL/lock", os.O_RDWR), 4096)
+open("$T/clearing", "w").close()
+zero = bytes(4)
+while True:
+    m[64:68] = zero
+EOF
+    python3 "$T/clear.py" & CLEARER=$!
+}
+
 check_no_plaintext() {
     if grep -r -a -l -F -- "$1" "$VOL" >/dev/null 2>&1; then
         grep -r -a -l -F -- "$1" "$VOL" >&2

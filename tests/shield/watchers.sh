@@ -15,14 +15,6 @@
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
 setup "$@"
 run sh -c "echo pub > $MNT/pub" 2>/dev/null || fail populate
-cat > "$T/clear.py" <<EOF
-import mmap, os
-m = mmap.mmap(os.open("$VOL/lock", os.O_RDWR), 4096)
-open("$T/clearing", "w").close()
-zero = bytes(4)
-while True:
-    m[64:68] = zero
-EOF
 cat > "$T/forks.py" <<EOF
 import os, time
 while not os.path.exists("$T/clearing"): time.sleep(0.01)
@@ -43,7 +35,7 @@ open("$MNT/pub").read()
 n = threads()
 print("ok" if most == 1 and n == 2 else "threads after the forks: at most %d, at the end %d (want 1 and 2)" % (most, n))
 EOF
-python3 "$T/clear.py" & CLEARER=$!
+start_clearer
 got=$(timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- python3 "$T/forks.py" 2>&1 | grep -v 'development mode')
 kill "$CLEARER" 2>/dev/null; wait "$CLEARER" 2>/dev/null
 [ "$got" = "ok" ] || fail "watchers of ended holdings beside a cleared 'wanted' word: '$got'"
