@@ -19,16 +19,20 @@ ty=''
 dropped='overflow_field typed_undersized use_after_free_call ipa_callee phi_joined'
 
 # probe  benign-arg  bad-arg  expected-report-text  plain-silent(1/0)
+# A probe checked with several inputs is compiled once per mode (the compiles are most of this
+# test's time: 68 memsafe and 68 plain compiles before, 46 and 6 now).
 check() {
     name=$1 good=$2 bad=$3 want=$4 plain_silent=$5
-    if ! "$scpcc" --memsafe $ty -O2 -g -Wall -Werror -o "$tmp/$name" "$probes/$name.c" 2>"$tmp/cc.err"; then
+    bin="$tmp/$name${ty:+-tt}"
+    if [ ! -x "$bin" ] &&
+       ! "$scpcc" --memsafe $ty -O2 -g -Wall -Werror -o "$bin" "$probes/$name.c" 2>"$tmp/cc.err"; then
         echo "FAIL $name: scp-cc --memsafe $ty did not build it:"; cat "$tmp/cc.err"
         fail=$((fail + 1)); return
     fi
     if [ -n "$ty" ]; then
         plain_silent=0
         case " $dropped " in *" $name "*)
-            "$tmp/$name" $bad >"$tmp/out" 2>"$tmp/err"
+            "$bin" $bad >"$tmp/out" 2>"$tmp/err"
             rc=$?
             if [ $rc -ne 0 ] || [ -s "$tmp/err" ]; then
                 echo "FAIL $name ($ty): expected the bad run ($bad) to pass unreported (exit $rc):"; cat "$tmp/err"
@@ -38,12 +42,11 @@ check() {
             pass=$((pass + 1)); return ;;
         esac
     fi
-    clang-16 -O2 -g -o "$tmp/$name.plain" "$probes/$name.c"
-    if ! "$tmp/$name" $good >"$tmp/out" 2>"$tmp/err" || [ -s "$tmp/err" ]; then
+    if ! "$bin" $good >"$tmp/out" 2>"$tmp/err" || [ -s "$tmp/err" ]; then
         echo "FAIL $name: the benign run ($good) failed or reported:"; cat "$tmp/err"
         fail=$((fail + 1)); return
     fi
-    "$tmp/$name" $bad >"$tmp/out" 2>"$tmp/err"
+    "$bin" $bad >"$tmp/out" 2>"$tmp/err"
     rc=$?
     if [ $rc -ne 134 ] || ! grep -q "memsafe: $want" "$tmp/err"; then
         echo "FAIL $name: exit $rc, expected SIGABRT (134) with 'memsafe: $want'; stderr:"; cat "$tmp/err"
@@ -51,6 +54,7 @@ check() {
     fi
     echo "ok   $name${ty:+ ($ty)}: $(head -1 "$tmp/err")"
     if [ "$plain_silent" = 1 ]; then
+        [ -x "$tmp/$name.plain" ] || clang-16 -O2 -g -o "$tmp/$name.plain" "$probes/$name.c"
         "$tmp/$name.plain" $bad >"$tmp/out" 2>"$tmp/err"
         rc=$?
         if [ $rc -ne 0 ] || [ -s "$tmp/err" ]; then
