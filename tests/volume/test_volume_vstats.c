@@ -23,15 +23,24 @@
 #define N 20
 #define CS 4096u
 
-static void worker(const char *dir) {
+/* A new volume in DIR, opened in shared mode (each worker's start); *vd is its path. */
+static scp_volume *new_shared(const char *dir, char **vd) {
     uint8_t key[SCP_VOLUME_KEY_LEN];
     memset(key, 7, sizeof key);
-    char *vd = tu_path(dir, "vol");
+    *vd = tu_path(dir, "vol");
     scp_err e;
     tu_err_clear(&e);
-    REQUIRE_OK(scp_volume_create(vd, key, CS, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    REQUIRE_OK(scp_volume_create(*vd, key, CS, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(*vd, key, NULL, &e), e);
     scp_volume_set_shared(v);
+    return v;
+}
+
+static void worker(const char *dir) {
+    char *vd;
+    scp_volume *v = new_shared(dir, &vd);
+    scp_err e;
+    tu_err_clear(&e);
     uint8_t buf[CS];
     memset(buf, 1, sizeof buf);
     REQUIRE_OK(tu_vput(v, "/f", buf, sizeof buf, &e), e);
@@ -58,14 +67,10 @@ static void worker(const char *dir) {
 #define RP 20
 
 static void cache_worker(const char *dir) {
-    uint8_t key[SCP_VOLUME_KEY_LEN];
-    memset(key, 7, sizeof key);
-    char *vd = tu_path(dir, "vol");
+    char *vd;
+    scp_volume *v = new_shared(dir, &vd);
     scp_err e;
     tu_err_clear(&e);
-    REQUIRE_OK(scp_volume_create(vd, key, CS, &e), e);
-    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    scp_volume_set_shared(v);
     uint8_t buf[CS];
     memset(buf, 3, sizeof buf);
     scp_vfile *w = REQUIRE_PTR(scp_vfile_open(v, "/w", O_RDWR | O_CREAT, 0600, &e), e);
