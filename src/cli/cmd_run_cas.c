@@ -26,6 +26,19 @@ static void wiping_free(void *p) {
     free(p);
 }
 
+/* OPTION SECONDS at argv[*i], MIN..86400: 0 with the value in *out and *i on it, or the usage
+ * error's exit code after its message. */
+static int seconds_opt(int argc, char **argv, int *i, double min, double *out) {
+    const char *name = argv[*i];
+    if (++*i >= argc) return cli_usage_error("%s needs seconds", name);
+    char *end;
+    double v = strtod(argv[*i], &end);
+    if (end == argv[*i] || *end || !(v >= min && v <= 86400))
+        return cli_usage_error("%s wants %g..86400 seconds, not '%s'", name, min, argv[*i]);
+    *out = v;
+    return 0;
+}
+
 /* scpctl run --cas ...: the attested mode (runtime/attest_run.h). */
 int cmd_run_cas(int argc, char **argv) {
     json_set_alloc_funcs(malloc, wiping_free);
@@ -55,17 +68,11 @@ int cmd_run_cas(int argc, char **argv) {
             if (++i >= argc) return cli_usage_error("'%s' needs a value", a);
             *dst = argv[i];
         } else if (!strcmp(a, "--cas-timeout")) {
-            char *end;
-            if (++i >= argc) return cli_usage_error("--cas-timeout needs seconds");
-            o.cas_timeout = strtod(argv[i], &end);
-            if (*end || !(o.cas_timeout >= 0 && o.cas_timeout <= 86400))
-                return cli_usage_error("--cas-timeout wants 0..86400 seconds, not '%s'", argv[i]);
+            int rc = seconds_opt(argc, argv, &i, 0, &o.cas_timeout);
+            if (rc) return rc;
         } else if (!strcmp(a, "--renew-interval")) {
-            char *end;
-            if (++i >= argc) return cli_usage_error("--renew-interval needs seconds");
-            o.renew_interval = strtod(argv[i], &end);
-            if (*end || !(o.renew_interval >= 1 && o.renew_interval <= 86400))
-                return cli_usage_error("--renew-interval wants 1..86400 seconds, not '%s'", argv[i]);
+            int rc = seconds_opt(argc, argv, &i, 1, &o.renew_interval);
+            if (rc) return rc;
         } else if (!strcmp(a, "--trace")) {
             o.trace = 1;
         } else if (!strcmp(a, "--tag-sync")) {
@@ -100,7 +107,7 @@ int cmd_run_cas(int argc, char **argv) {
     if (!o.session || !o.service) return cli_usage_error("--cas needs --session S and --service NAME");
     if (strcmp(tee, "auto") != 0 && strcmp(tee, "sim") != 0 && strcmp(tee, "tdx") != 0 && strcmp(tee, "snp") != 0 &&
         strcmp(tee, "sgx") != 0)
-        return cli_usage_error("--tee wants auto, sim, tdx or snp, not '%s'", tee);
+        return cli_usage_error("--tee wants auto, sim, tdx, snp or sgx, not '%s'", tee);
     if (i >= argc) return cli_usage_error("no program given: scpctl run --cas ... -- PROGRAM [ARGS]");
     static char keypath[4096];
     if (!o.platform_key) o.platform_key = getenv("SCP_PLATFORM_KEY");

@@ -63,6 +63,16 @@ usage_error platform serve --bogus x
 usage_error image inspect
 usage_error image build x
 
+# run --cas's seconds: no value, an empty one, a word, out of range: exit 2 before any connection
+for v in "" x 5x -1 100000; do
+    run 2 "$SCPCTL" run --cas 127.0.0.1:1 --session s --service r --cas-timeout "$v" -- /bin/true
+    has err "cas-timeout wants 0..86400 seconds, not '$v'" "run --cas-timeout '$v'"
+done
+run 2 "$SCPCTL" run --cas 127.0.0.1:1 --session s --service r --renew-interval 0.5 -- /bin/true
+has err "renew-interval wants 1..86400 seconds, not '0.5'" "run --renew-interval 0.5"
+run 2 "$SCPCTL" run --cas 127.0.0.1:1 --session s --service r --renew-interval
+has err "renew-interval needs seconds" "run --renew-interval without a value"
+
 # volume import the wrong way round
 "$SCPCTL" volume keygen k >/dev/null 2>&1 || fail "keygen"
 mkdir site && echo page > site/index.html
