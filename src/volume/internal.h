@@ -78,10 +78,10 @@ enum vol_sole {
  * the files are written as without it, and a miss decrypts as before. Entries are written
  * under the volume lock (the seal's); seq is odd while one is written (a seqlock: a writer
  * killed mid-update leaves it odd, and the entry is never taken). */
-/* 2,048 entries of 568 bytes (1.1 MiB, touched as used): PostgreSQL's WAL writer and
- * background writer wake every 200 ms and catch up on the records of hundreds of generations
- * (pgbench seals ~2.4 per transaction); with 128 entries those walks missed (pgbench: 11.3
- * misses and 4.5 hits per transaction). */
+/* 2,048 entries of 568 bytes (1.1 MiB, touched as used): with 128, pgbench's server missed
+ * 11.3 records per transaction and hit 4.5 (now 1.2 and 6.1): members that wake rarely walk
+ * the records of hundreds of generations at once (~2.4 sealed per transaction; which of
+ * PostgreSQL's processes was not checked: its WAL and background writers sleep 200 ms). */
 #define VOL_FAM_SLOTS 2048
 #define VOL_FAM_BODY 512 /* larger deltas are not kept (pgbench's: ~90 bytes) */
 struct vol_fam_ent {
