@@ -35,6 +35,9 @@
 #   STRACE_SECS; each counter's difference per transaction (load-independent). STRACE_Y=1 adds
 #   a run under `strace -f -y` and its system calls per transaction by call and by the
 #   volume's object they name (lock file, journal, manifest log, table, data, ...).
+#   SCP_ENV='VAR=VALUE ...', BASE_ENV=...: environment given to the scp (base) server only, e.g.
+#   `AB=build SCP_ENV=SCP_VOLUME_FAMILY=1` runs one build with a switch on (scp) and off (base)
+#   in the same rounds. With AB and VSTATS=1 the base server's counters are printed too.
 # Needs root (to become postgres), PostgreSQL 15 (Debian), strace for the flush counts.
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
@@ -67,8 +70,8 @@ fi
 $AS mkdir -p "$T/plain" "$T/shield" "$T/sock-plain" "$T/sock-scp" "$T/sock-base" "$T/sock-shield"
 
 pre() {
-    [ "$1" = scp ] && echo "$SCPCTL run --volume $T/vol:$MNT --key-file $T/key --"
-    [ "$1" = base ] && echo "$AB/src/scpctl run --volume $T/vol-base:$MNT --key-file $T/key-base --"
+    [ "$1" = scp ] && echo "${SCP_ENV:+env $SCP_ENV }$SCPCTL run --volume $T/vol:$MNT --key-file $T/key --"
+    [ "$1" = base ] && echo "${BASE_ENV:+env $BASE_ENV }$AB/src/scpctl run --volume $T/vol-base:$MNT --key-file $T/key-base --"
     [ "$1" = shield ] && echo "$SCPCTL run --"
 }
 datadir() {
@@ -297,6 +300,7 @@ if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
     for fs in $FSLIST; do flushes "$fs"; done
 fi
 [ "${VSTATS:-0}" = 1 ] && vstats scp
+[ "${VSTATS:-0}" = 1 ] && [ -n "${AB:-}" ] && vstats base
 p=$(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep . | median)
 s=$(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep . | median)
 echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -903,6 +904,73 @@ static int mlog_delta(scp_volume *v, uint8_t **out, size_t *out_len, size_t *nch
     return 0;
 }
 
+/* The fork family's region (internal.h, struct vol_fam). */
+void (*vol_test_fam_midstore)(void);
+
+void vol_fam_map(scp_volume *v) {
+    const char *s = getenv("SCP_VOLUME_FAMILY");
+    if (!s || strcmp(s, "1") != 0 || !v->mlog) return;
+    void *m = mmap(NULL, sizeof(struct vol_fam), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                   -1, 0);
+    if (m == MAP_FAILED) return; /* (the file protocol alone, as with the switch off) */
+    /* plaintext deltas (names, roots): kept out of core dumps, as the volume's own memory */
+    madvise(m, sizeof(struct vol_fam), MADV_DONTDUMP);
+    v->fam = m;
+}
+
+void vol_fam_unmap(scp_volume *v) {
+    /* Not wiped: the other members still use it; the kernel frees it with the last mapping. */
+    if (v->fam) munmap(v->fam, sizeof(struct vol_fam));
+    v->fam = NULL;
+}
+
+/* Keep rec's plaintext (body, blen) for the family: rec is the record of generation gen
+ * sealed at the log's end (chain value v->ml_chain before it). Under the volume lock. */
+static void fam_store(scp_volume *v, uint64_t gen, const uint8_t *rec, size_t rlen,
+                      const uint8_t *body, size_t blen) {
+    if (!v->fam || blen > VOL_FAM_BODY) return;
+    uint8_t chain[SCP_HASH_LEN];
+    memcpy(chain, v->ml_chain, SCP_HASH_LEN);
+    scp_journal_chain(chain, rec, rlen);
+    struct vol_fam_ent *e = &v->fam->ent[gen % VOL_FAM_SLOTS];
+    /* odd while written; a dead writer's odd value moves on to the next odd one */
+    uint64_t seq = (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) + 1) | 1;
+    __atomic_store_n(&e->seq, seq, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    e->gen = gen;
+    memcpy(e->chain, chain, SCP_HASH_LEN);
+    e->len = (uint32_t)blen;
+    if (vol_test_fam_midstore) vol_test_fam_midstore();
+    memcpy(e->body, body, blen);
+    __atomic_store_n(&e->seq, seq + 1, __ATOMIC_RELEASE);
+    __atomic_add_fetch(&v->fam->stores, 1, __ATOMIC_RELAXED);
+}
+
+/* The plaintext of the record of generation gen whose chain value after it is chain, copied
+ * to out (VOL_FAM_BODY bytes): its length, or -1 if the region does not hold it whole. An
+ * equal chain value means the same chain before and the same record bytes (SHA-256), and the
+ * chain binds the log's header, hence its key: the entry holds what decrypting them gives. */
+static long fam_take(scp_volume *v, uint64_t gen, const uint8_t chain[SCP_HASH_LEN], uint8_t *out) {
+    const struct vol_fam_ent *e = &v->fam->ent[gen % VOL_FAM_SLOTS];
+    uint64_t s1 = __atomic_load_n(&e->seq, __ATOMIC_ACQUIRE);
+    long len = -1;
+    if (!(s1 & 1) && s1 != 0) {
+        uint64_t g = e->gen;
+        uint8_t c[SCP_HASH_LEN];
+        memcpy(c, e->chain, SCP_HASH_LEN);
+        uint32_t n = e->len;
+        if (n <= VOL_FAM_BODY) memcpy(out, e->body, n);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&e->seq, __ATOMIC_RELAXED) == s1 && g == gen && n <= VOL_FAM_BODY &&
+            memcmp(c, chain, SCP_HASH_LEN) == 0)
+            len = n;
+    }
+    __atomic_add_fetch(len >= 0 ? &v->fam->hits : &v->fam->misses, 1, __ATOMIC_RELAXED);
+    if (len >= 0) VSTAT(fam_hit);
+    else VSTAT(fam_miss);
+    return len;
+}
+
 static void mlog_chain0(const uint8_t hdr[SCP_MLOG_HDR_LEN], const uint8_t base_sh[SCP_HASH_LEN],
                         uint8_t out[SCP_HASH_LEN]) {
     struct scp_buf parts[3] = {{"scp/v3/mlog", 11}, {hdr, SCP_MLOG_HDR_LEN}, {base_sh, SCP_HASH_LEN}};
@@ -935,14 +1003,32 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         memcpy(aad + SCP_VOLID_LEN, w->chain, SCP_HASH_LEN);
         memcpy(aad + SCP_VOLID_LEN + SCP_HASH_LEN, w->buf + w->off, SCP_MREC_HDR_LEN);
         uint64_t t = VSTAT_T0();
-        uint8_t *body = malloc(r.body_len ? r.body_len : 1);
-        if (!body) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
         scp_mdelta d;
-        int ok = scp_aead_open(v->ml_key, r.nonce, aad, sizeof aad, r.ciphertext, r.body_len, r.tag,
+        int ok = 0, have_chain = 0;
+        uint8_t chain[SCP_HASH_LEN];
+        if (v->fam) { /* the family's copy of this record's plaintext, if it is these bytes */
+            uint8_t fb[VOL_FAM_BODY];
+            memcpy(chain, w->chain, SCP_HASH_LEN);
+            scp_journal_chain(chain, w->buf + w->off, r.len);
+            have_chain = 1;
+            long n = fam_take(v, r.generation, chain, fb);
+            if (n >= 0) {
+                /* (equal chain values: equal bytes, so the same length as the record says) */
+                assert((size_t)n == r.body_len);
+                ok = scp_mdelta_parse(fb, (size_t)n, &d, NULL) == 0;
+                scp_wipe(fb, (size_t)n);
+                if (!ok) break; /* (cannot happen: what its sealer parsed back) */
+            }
+        }
+        if (!ok) {
+            uint8_t *body = malloc(r.body_len ? r.body_len : 1);
+            if (!body) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
+            ok = scp_aead_open(v->ml_key, r.nonce, aad, sizeof aad, r.ciphertext, r.body_len, r.tag,
                                body, NULL) == 0 &&
                  scp_mdelta_parse(body, r.body_len, &d, NULL) == 0;
-        scp_wipe(body, r.body_len);
-        free(body);
+            scp_wipe(body, r.body_len);
+            free(body);
+        }
         if (!ok) break; /* a torn tail, or not ours: the log ends here */
         VSTAT(mlog_rec_open);
         VSTAT_ADD(mlog_rec_bytes, r.len);
@@ -956,7 +1042,10 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         if (rc < 0) return -1; /* authentic but inapplicable: not a crash outcome */
         VSTAT_T1(mlog_apply_ns, t);
         t = VSTAT_T0();
-        scp_journal_chain(w->chain, w->buf + w->off, r.len);
+        if (have_chain)
+            memcpy(w->chain, chain, SCP_HASH_LEN);
+        else
+            scp_journal_chain(w->chain, w->buf + w->off, r.len);
         VSTAT_T1(mlog_chain_ns, t);
         w->off += r.len;
         w->gen = r.generation;
@@ -1156,6 +1245,7 @@ static int mlog_seal(scp_volume *v, int durable, size_t max_body, uint8_t **rec_
     /* What the record says is what `disk` becomes (parsed back: the walk's own path). */
     if (rc == 0) rc = scp_mdelta_parse(body, blen, d, err);
     if (rc == 0) rc = mlog_check(v, d, err);
+    if (rc == 0) fam_store(v, v->gen + 1, rec, rlen, body, blen);
     scp_wipe(body, blen);
     free(body);
     if (rc < 0) {

@@ -333,6 +333,7 @@ static void hint_map(scp_volume *v) {
 static void vol_free(scp_volume *v) {
     vol_kept_drop(v);
     if (v->hint) munmap(v->hint, HINT_LEN);
+    vol_fam_unmap(v);
     if (v->dirfd >= 0) close(v->dirfd);
     if (v->objfd >= 0) close(v->objfd);
     if (v->lockfd >= 0) close(v->lockfd);
@@ -705,6 +706,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         goto fail;
     }
     hint_map(v);
+    vol_fam_map(v); /* (SCP_VOLUME_FAMILY=1: before the first load, whose walk may use it) */
     presence_take(v);
     if (private_wait_free(v, err) < 0) goto fail;
     if (vol_lock(v, err) < 0) goto fail;

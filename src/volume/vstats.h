@@ -28,6 +28,8 @@
     X(mlog_rec_open)     /* manifest-log records decrypted and applied by a walk */             \
     X(mlog_rec_bytes)                                                                           \
     X(mlog_seal)         /* manifest-log records sealed (this process's commits) */             \
+    X(fam_hit)           /* ... walked with the plaintext from the family's region (no decryption) */ \
+    X(fam_miss)          /* ... not found there (SCP_VOLUME_FAMILY=1): decrypted */             \
     X(wref)              /* writer_refresh: a write's catch-up after taking the writer lock */  \
     X(wref_fresh)        /* ... skipped by the hints (no volume lock) */                        \
     X(catchup)           /* shared_catch_up before a read */                                    \
