@@ -99,8 +99,8 @@ struct vol_fam {
  * file protocol alone). vol_fam_unmap at the volume's free. */
 void vol_fam_map(scp_volume *v);
 void vol_fam_unmap(scp_volume *v);
-/* test hook: called in fam_store (manifest.c) between the entry's odd and even seq (a kill there is a
- * member killed mid-update) */
+/* test hook: called in fam_store (manifest.c) between the entry's odd and even seq (a kill
+ * there is a member killed mid-update) */
 extern void (*vol_test_fam_midstore)(void);
 
 struct scp_volume {
