@@ -48,47 +48,6 @@ void sh_go_shared(scp_volume *v) {
     set_shared(v);   /* the writer locks of what was just committed */
 }
 
-void sh_fork_share(int fork_child) {
-    if (sh_in_vfork_child()) { /* a vfork child's own spawn: the memory is its parent's */
-        if (fork_child) pthread_mutex_lock(&sh.mu);
-        return;
-    }
-    if (!fork_child) { /* vfork, posix_spawn: only what a child's exec could inherit */
-        pthread_mutex_lock(&sh.mu);
-        int any = sh.active && any_open_file();
-        pthread_mutex_unlock(&sh.mu);
-        if (!any) return;
-    }
-    /* From the first fork on, parent and child may write the same files and expect each
-     * other's writes without a close in between (a forked server: PostgreSQL's backends and WAL
-     * writer write one WAL segment; a shell and the command it runs write one redirection). So
-     * commit what this process buffered, and from now on both commit every write at once
-     * (scp_volume_set_shared, which also lets go of the writer locks of committed files;
-     * docs/shield.md, "fork"). */
-    /* Late volume opens (sh_volume_ready) are held off meanwhile: one that read the flag
-     * before it is set and published its volume after the loop below would leave that volume
-     * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
-     * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
-    if (!fork_child) sh_vol_open_hold(1);
-    /* this image's volumes opened from now on are shared (open_volume), and the private ones
-     * go shared now: the child may write them */
-    sh.forked = 1;
-    int priv = 0;
-    for (int i = 0; i < sh.nvol; i++) priv |= __atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE);
-    if (priv) sh_priv_end(-1);
-    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
-        sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the volumes opened later, their execs */
-        sh_go_shared(NULL);
-    }
-    if (!fork_child) sh_vol_open_hold(0);
-    pthread_mutex_lock(&sh.mu);
-    if (sh.active) {
-        unsigned pass = ++sh_ofd_pass;
-        for (unsigned i = 0; i < ndesc(); i++) sh_ofd_share(desc_at(i), fork_child, pass);
-    }
-    if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
-}
-
 /* Private volumes (open_volume, volopen.c; docs/shield.md "fork"). One mutex for the move from
  * private to shared, whoever makes it (the watcher, a fork's prepare, a failed watcher start):
  * lock order vol_open_mu (a fork's prepare) before priv_mu before sh.mu and the volume
@@ -103,8 +62,9 @@ static unsigned priv_gen[SCP_SHIELD_MAX_VOLUMES];
 
 static void priv_watch_stop(int i, scp_volume *v);
 
-static void priv_end(int i, unsigned gen) {
-    pthread_mutex_lock(&priv_mu);
+/* Caller holds priv_mu. */
+static void priv_end_locked(int i, unsigned gen) {
+    assert(scp_mutex_held(&priv_mu));
     for (int k = i < 0 ? 0 : i; k < (i < 0 ? sh.nvol : i + 1); k++) {
         struct sh_volume *sv = &sh.vol[k];
         if (!__atomic_load_n(&sv->priv, __ATOMIC_ACQUIRE)) continue;
@@ -148,10 +108,72 @@ static void priv_end(int i, unsigned gen) {
         if (sh.cfg.flags & SCP_SHIELD_F_SHARED) sh_trace("volume at %s: shared from now on", sv->mount);
         else sh_trace("volume at %s: another program opens it, no longer the sole holder; shared until it is alone again", sv->mount);
     }
+}
+
+static void priv_end(int i, unsigned gen) {
+    pthread_mutex_lock(&priv_mu);
+    priv_end_locked(i, gen);
     pthread_mutex_unlock(&priv_mu);
 }
 
 void sh_priv_end(int i) { priv_end(i, 0); }
+
+void sh_fork_share(int fork_child) {
+    if (sh_in_vfork_child()) { /* a vfork child's own spawn: the memory is its parent's */
+        if (fork_child) { /* (what the fork's handlers release) */
+            pthread_mutex_lock(&priv_mu);
+            pthread_mutex_lock(&sh.mu);
+        }
+        return;
+    }
+    if (!fork_child) { /* vfork, posix_spawn: only what a child's exec could inherit */
+        pthread_mutex_lock(&sh.mu);
+        int any = sh.active && any_open_file();
+        pthread_mutex_unlock(&sh.mu);
+        if (!any) return;
+    }
+    /* From the first fork on, parent and child may write the same files and expect each
+     * other's writes without a close in between (a forked server: PostgreSQL's backends and WAL
+     * writer write one WAL segment; a shell and the command it runs write one redirection). So
+     * commit what this process buffered, and from now on both commit every write at once
+     * (scp_volume_set_shared, which also lets go of the writer locks of committed files;
+     * docs/shield.md, "fork"). */
+    /* Late volume opens (sh_volume_ready) are held off meanwhile: one that read the flag
+     * before it is set and published its volume after the loop below would leave that volume
+     * out of shared mode. A fork's prepare holds them off already (init.c); a vfork's or
+     * posix_spawn's does it here, in the same order (vol_open_mu before sh.mu). */
+    if (!fork_child) sh_vol_open_hold(1);
+    /* this image's volumes opened from now on are shared (open_volume), and the private ones
+     * go shared now: the child may write them */
+    sh.forked = 1;
+    /* priv_mu from here until the fork is made (a fork's: sh_priv_fork_done in the parent, the
+     * child's handler makes it anew): a served call of another thread that takes the holding
+     * back (sh_priv_resole, which holds priv_mu through scp_volume_try_sole) either ended
+     * before, and its holding is ended here, or starts after the fork, and finds the child
+     * present. Without it, a resole between this test and the fork left the volume private
+     * in the parent (its writer locks kept) and in the child outside shared mode, and the
+     * two could wait for each other (the parent for the child, the child for a writer lock). */
+    pthread_mutex_lock(&priv_mu);
+    int priv = 0;
+    for (int i = 0; i < sh.nvol; i++) priv |= __atomic_load_n(&sh.vol[i].priv, __ATOMIC_ACQUIRE);
+    if (priv) priv_end_locked(-1, 0);
+    if (!(sh.cfg.flags & SCP_SHIELD_F_SHARED) && sh.nvol) {
+        sh.cfg.flags |= SCP_SHIELD_F_SHARED; /* and for the volumes opened later, their execs */
+        sh_go_shared(NULL);
+    }
+    if (!fork_child) {
+        pthread_mutex_unlock(&priv_mu);
+        sh_vol_open_hold(0);
+    }
+    pthread_mutex_lock(&sh.mu);
+    if (sh.active) {
+        unsigned pass = ++sh_ofd_pass;
+        for (unsigned i = 0; i < ndesc(); i++) sh_ofd_share(desc_at(i), fork_child, pass);
+    }
+    if (!fork_child) pthread_mutex_unlock(&sh.mu); /* a fork's handlers release it */
+}
+
+void sh_priv_fork_done(void) { pthread_mutex_unlock(&priv_mu); }
 
 /* At exit: no move from now on (the watcher would commit and seal beside the exit's own
  * commit and OpenSSL's cleanup). What is private is committed by the exit's sh_commit_all, and
@@ -445,8 +467,8 @@ static void ofd_release(pfile *pf, unsigned pass) {
 }
 
 void sh_fork_child_guards(void) {
-    /* The watcher may hold it at the fork (ending its move, which the fork's prepare need not
-     * wait for when nothing is private any more); the child has no watcher. */
+    /* The forking thread holds it (sh_fork_share); the child has that thread only, and no
+     * watcher. */
     pthread_mutex_init(&priv_mu, NULL);
     sh_lk_fork_child();
     for (unsigned i = 0; i < ndesc(); i++) {

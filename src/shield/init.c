@@ -376,8 +376,9 @@ out:
  *   1. the console's output streams' locks (console.c, registered last: runs first), so that
  *      no thread is inside OpenSSL sealing a record;
  *   2. vol_open_mu (here): no volume half-opened;
- *   3. sh_fork_share(1) (holding.c): sh_commit_all with the volume library's locks, taken and
- *      released, then sh.mu, held;
+ *   3. sh_fork_share(1) (holding.c): the holdings' priv_mu, held (no holding taken back
+ *      between its end here and the fork), sh_commit_all with the volume library's locks,
+ *      taken and released, then sh.mu, held;
  *   4. the volume library's locks (volume.c fork_prepare: each volume's mu, each file's rw),
  *   5. the crypto layer's context list (aead.c tls_prepare).
  * sh_ctor registers 4 and 5 before 2-3, and sh_console_init 1 after them; a handler that
@@ -401,6 +402,7 @@ static void atfork_prepare(void) {
 }
 static void atfork_parent(void) {
     pthread_mutex_unlock(&sh.mu);
+    sh_priv_fork_done();
     sh_vol_fork_done();
 }
 static void atfork_child(void) {

@@ -254,6 +254,9 @@ void sh_statx_from_stat(const struct stat *st, uint32_t dev_major, uint32_t dev_
  * posix_spawn): volumes to shared mode, offsets into the shared region. for_child: a fork, whose
  * child holds a reference of its own to each description. */
 void sh_fork_share(int for_child);
+/* A fork's parent handler: lets go of the holdings' mutex that sh_fork_share(1) took (the
+ * child's handler makes it anew: sh_fork_child_guards). */
+void sh_priv_fork_done(void);
 /* In a fork's child, under sh.mu: every description's own lock starts over (a parent thread
  * that held one does not exist here). */
 void sh_fork_child_guards(void);

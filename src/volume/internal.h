@@ -932,6 +932,10 @@ extern void (*vol_test_chunk_failed)(scp_file *f, uint64_t i);
  * mode and its lock of the file (test_volume_resole "threads": the holding taken back by another
  * thread right there). NULL otherwise. */
 extern void (*vol_test_catchup_window)(scp_file *f);
+/* Tests only: called in a fork child's repair (vol_check_fork) once the inherited lock
+ * description is closed, before the cross-process lock (test_volume_resole "repair": the parent
+ * tries to hold the volume alone right there). NULL otherwise. */
+extern void (*vol_test_fork_repair)(scp_volume *v);
 /* Another process's shared-mode fsync put a run of type 3 records behind our last commit
  * (vol_commit_oneflush), which raised f's hint: our next append goes behind it, never over it.
  * Called wherever this process takes in the newest state of f under the volume lock. */

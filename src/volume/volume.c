@@ -872,6 +872,8 @@ static void vol_lock_own(scp_volume *v) {
     if (ok) v->lock_inherited = 0;
 }
 
+void (*vol_test_fork_repair)(scp_volume *v);
+
 int vol_check_fork(scp_volume *v, scp_err *err) {
     __atomic_store_n(&v->fork_gen, __atomic_load_n(&vol_fork_gen, __ATOMIC_RELAXED),
                      __ATOMIC_RELAXED);
@@ -883,9 +885,17 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
      * table (redis's AOF rewrite child failed to open its file, 1 run in 30 under load). */
     int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return scp_fail_errno(err, "cannot reopen the volume lock after fork");
-    close(v->lockfd);
+    /* The presence lock through the fresh description before the inherited one is closed: the
+     * parent may have moved off that one already (vol_lock_own), and then the close drops the
+     * presence lock that stood for this child. In between, the parent found nobody else
+     * present, held the volume alone again (scp_volume_try_sole) and kept its writer locks,
+     * and this child's first write waited for them while the parent waited for the child
+     * (shield_ofd's forkwrite under ASan, session 28's CI; test_volume_resole "repair"). */
+    int old = v->lockfd;
     v->lockfd = fd;
-    presence_take(v); /* the parent's description still holds the parent's */
+    presence_take(v);
+    close(old);
+    if (vol_test_fork_repair) vol_test_fork_repair(v);
     v->priv = 0;      /* and its private lock, if any (a fork's prepare ends it: sh_fork_share) */
     sole_set(v, SOLE_NO);
     v->pid = getpid();

@@ -24,6 +24,14 @@
  *           shared mode's checks on a volume that went back to the sole holding under it
  *           (session 25: file_tail_moved's assert, between shared_catch_up's test of the mode
  *           and its lock of the file).
+ *   repair  P in shared mode forks a child whose repair (its first volume call) is held by the
+ *           hook right after it closed the lock description it shared with P; P then tries to
+ *           hold the volume alone: it must decline (the child is present), and the child then
+ *           appends, which P reads. Until session 29 the child took its own presence lock only
+ *           after the close: with P moved off the shared description (its try_sole's lock did
+ *           that), the close dropped the child's presence, P held the volume alone with a child
+ *           alive and kept its writer locks, and the child's write waited for them for ever
+ *           while P waited for the child (shield_ofd's forkwrite, under ASan).
  * Each ends with a fresh open that reads every write back, and scp_volume_verify.
  */
 #include <errno.h>
@@ -255,6 +263,58 @@ static void test_fork(const char *base) {
     REQUIRE_OK(scp_volume_close(v, &e), e);
 }
 
+/* repair: the child, held in its repair between the close of the inherited lock description
+ * and its cross-process lock */
+static int repair_in = -1, repair_go = -1;
+
+static void repair_hook(scp_volume *v) {
+    (void)v;
+    char b = 'r';
+    if (write(repair_in, &b, 1) != 1 || read(repair_go, &b, 1) != 1) _exit(3);
+}
+
+static void test_repair(const char *base) {
+    char dir[512];
+    scp_err e;
+    scp_volume *v = tu_create_open(base, "repair", KEY, dir, sizeof dir);
+    scp_volume_set_shared(v);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "aof", O_RDWR | O_CREAT, 0644, &e), e);
+    int next = 0;
+    writes(dir, f, &next, 10);
+    int in[2], go[2];
+    REQUIRE(pipe(in) == 0 && pipe(go) == 0);
+    tu_child c;
+    if (tu_child_start(&c)) { /* its first call repairs (the hook waits there), then appends */
+        close(in[0]);
+        close(go[1]);
+        repair_in = in[1];
+        repair_go = go[0];
+        vol_test_fork_repair = repair_hook;
+        if (check_recs(v, "aof", 10) != 10 || put(f, 10) < 0) _exit(4);
+        _exit(0);
+    }
+    close(in[1]);
+    close(go[0]);
+    sync_byte(in[0]); /* the child is in its repair */
+    int r0 = scp_volume_try_sole(v, &e);
+    CHECKF(r0 == 0, "repair: try_sole returned %d with a child in its repair (%s)", r0, r0 < 0 ? e.msg : "");
+    REQUIRE(write(go[1], "g", 1) == 1);
+    CHECK(tu_child_wait(&c, NULL, 0));
+    next = 11;
+    int r = scp_volume_try_sole(v, &e);
+    CHECKF(r == 1, "repair: try_sole after the child exited: %d (%s)", r, r < 0 ? e.msg : "");
+    CHECKF(check_recs(v, "aof", next) == next, "repair: P reads the child's append");
+    close(in[0]);
+    close(go[1]);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
+    CHECKF(check_recs(v, "aof", next) == next, "repair: a fresh open reads all %d records", next);
+    CHECK(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    printf("  repair: try_sole with the child in its repair: %d (0: declined), after it exited: %d\n", r0, r);
+}
+
 /* threads: the reader thread, held by the hook in its catch-up's window (between its test of
  * shared mode and its lock of the file) while the main thread takes the holding back */
 static struct window {
@@ -352,6 +412,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (!strcmp(what, "all") || !strcmp(what, "other")) test_other(base);
     if (!strcmp(what, "all") || !strcmp(what, "fork")) test_fork(base);
+    if (!strcmp(what, "all") || !strcmp(what, "repair")) test_repair(base);
     if (!strcmp(what, "all") || !strcmp(what, "threads")) test_threads(base);
     tu_rm_rf(base);
     return tu_exit_code("test_volume_resole");
