@@ -122,6 +122,11 @@ struct scp_volume {
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
     int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
+    int fork_in_log;        /* set in a fork child (fork_child): at the fork, the parent's
+                             * state was in manifest.log or a slot (none of its records in
+                             * journals only), so the repair's load reads the listed journals
+                             * only when a one-flush committer died (the mark: mlog_load) */
+    int repairing;          /* vol_check_fork's load is under way (mlog_load) */
     int adopt_dead;         /* a reload that takes in a dead one-flush committer's record from
                              * its journal (refresh_manifest; mlog_load) */
     int lock_inherited;     /* set in a fork parent (fork_parent): an unrepaired child shares

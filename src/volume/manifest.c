@@ -1956,8 +1956,8 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
     }
     v->ml_dur_end = 0;
     /* Only at a first load (v->gen == 0): the open, and a fork child's repair (vol_check_fork
-     * drops the inherited manifest and loads again from generation 0). After a power cut
-     * every process opens anew. A process that reloads while it runs (another one committed)
+     * drops the inherited manifest and loads again from generation 0) when the mark says that
+     * a one-flush committer died (below). After a power cut every process opens anew. A process that reloads while it runs (another one committed)
      * does not read the listed journals (up to 8 MiB each); what it could find there is a
      * commit whose committer died before its log append, never acknowledged, which the next
      * open takes. Both first loads run under the cross-process lock, which every committer
@@ -1968,7 +1968,21 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
      * process that lets go of the volume at a fork, as session 18's "parking" did) must have
      * the copy wait out any private holder before this load: it adopts listed journals'
      * records and cuts the log to what it read (test_volume_forkstress). */
-    if (rc == 0 && base >= 0 && (v->gen == 0 || v->adopt_dead)) {
+    int adopt = v->gen == 0 || v->adopt_dead;
+    /* A fork child's repair (a first load, v->gen 0) is a load of a process that joins a live
+     * family, not an open after a crash: as for a process that reloads while it runs, the
+     * journals can hold a record past the log's end only when a one-flush committer died
+     * between its journal's sync and its append, and then the mark says so (set and cleared
+     * under the volume lock, which this load holds: a live committer is not half-way). The
+     * parent's own records are in the log or a slot (fork_in_log; its prepare wrote what it
+     * had deferred). Reading every listed journal whole (up to 64 MiB each) was most of a
+     * fork child's first call: volume_fork's children read the parent's ~8 MiB journal each,
+     * 23% of the machine's CPU in copy_page_to_iter (session 29). */
+    if (adopt && v->repairing && v->fork_in_log && !v->adopt_dead) {
+        uint64_t mark = jmark_get(v);
+        adopt = mark && !(mark & JMARK_FAILED);
+    }
+    if (rc == 0 && base >= 0 && adopt) {
         long took = mlog_adopt_journals(v, &w, err);
         if (took < 0) rc = -1;
         if (took > 0) len = w.off;

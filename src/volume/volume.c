@@ -147,6 +147,10 @@ static void fork_child(void) {
         pthread_mutex_init(&v->mu, NULL);
         /* (the parent's prepare wrote the deferred records; the child's first call reloads) */
         pthread_mutex_init(&v->ml_defer_mu, NULL);
+        /* The parent's prepare wrote its deferred records to the log, or failing that a slot
+         * (vol_mlog_defer_write); one that failed both left them in journals only, and the
+         * child's repair then reads the journals as an open does. */
+        v->fork_in_log = !v->ml_defer_len && !v->ml_defer_bad && (v->ml_base >= 0 || v->ml_adopt >= 0);
         v->ml_defer_len = v->ml_defer_n = 0;
     pthread_mutex_init(&v->gc_mu, NULL);
     pthread_cond_init(&v->gc_cv, NULL);
@@ -906,7 +910,9 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
         v->forked_midway = 0;
         scp_manifest_free(&v->man);
         v->gen = 0;
+        v->repairing = 1;
         rc = vol_load_manifest(v, err);
+        v->repairing = 0;
     }
     for (scp_file *f = v->files, *next; f && rc == 0; f = next) {
         next = f->next;

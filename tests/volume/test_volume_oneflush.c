@@ -65,6 +65,12 @@
  *             (on 577dcf3 it read the state before it; the one that opened later read the
  *             commit; and once the first committed through the log, every process read the
  *             state before it again)
+ *   forkrepair a fork child's first volume call (its repair) after the parent's one-flush
+ *             commits: it reads none of the listed journal (the process's read bytes, from
+ *             /proc/self/io, grow by less than the journal's size; every fork child of a
+ *             busy writer read it whole until session 29) and sees the last commit; then a
+ *             committer of the family dies past its commit point, before its log append (as
+ *             deadmark), and the next fork child's repair takes its commit (the mark)
  * Ported from branch sqlite2 (format 2: a manifest copy in the journal, a scratch slot lost).
  */
 #include <dirent.h>
@@ -899,6 +905,121 @@ static void test_deadmark(void) {
            "the processes that have the volume open, as by those that open it later\n");
 }
 
+/* The bytes this process has read (rchar of /proc/self/io), or -1 */
+static long long rchar_now(void) {
+    FILE *io = fopen("/proc/self/io", "r");
+    if (!io) return -1;
+    char line[128];
+    long long n = -1;
+    while (fgets(line, sizeof line, io))
+        if (sscanf(line, "rchar: %lld", &n) == 1) break;
+    fclose(io);
+    return n;
+}
+
+/* The size of wal's journal object (the one .j file of the volume), or -1 */
+static long long journal_size(const char *vd) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/objects", vd);
+    DIR *d = opendir(p);
+    if (!d) return -1;
+    long long sz = -1;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t n = strlen(de->d_name);
+        struct stat st;
+        snprintf(p, sizeof p, "%s/objects/%s", vd, de->d_name);
+        if (n > 2 && !strcmp(de->d_name + n - 2, ".j") && stat(p, &st) == 0 && st.st_size > sz)
+            sz = st.st_size;
+    }
+    closedir(d);
+    return sz;
+}
+
+static void test_forkrepair(void) {
+    tu_rng rng = {.s = 0xf0f0};
+    uint8_t key[SCP_VOLUME_KEY_LEN];
+    char *root, *vd;
+    setup(&rng, key, &root, &vd);
+    scp_err e;
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
+    for (int round = 0; round < 8; round++) /* (one-flush from the third on; a journal of ~2 MiB) */
+        for (int k = 0; k < NCOMMITS; k++) commit_frame(f, k);
+    long long jsz = journal_size(vd);
+    REQUIRE(jsz > 0);
+    int rd[2];
+    REQUIRE(pipe(rd) == 0);
+    tu_child c;
+    if (tu_child_start(&c)) {
+        close(rd[0]);
+        scp_err ce;
+        tu_err_clear(&ce);
+        long long r0 = rchar_now();
+        /* the repair, with a file of the child's own: no read of wal */
+        scp_vfile *g = scp_vfile_open(v, "child", O_RDWR | O_CREAT, 0600, &ce);
+        long long got = rchar_now() - r0;
+        if (write(rd[1], &got, sizeof got) != (ssize_t)sizeof got) _exit(3);
+        if (!g) _exit(4);
+        scp_vfile_close(g, &ce);
+        for (int k = 0; k < NCOMMITS; k++)
+            if (!frame_is(f, k, k, "forkrepair: the child")) _exit(5);
+        _exit(0);
+    }
+    close(rd[1]);
+    long long got = -1;
+    REQUIRE(read(rd[0], &got, sizeof got) == (ssize_t)sizeof got);
+    close(rd[0]);
+    CHECK(tu_child_wait(&c, NULL, 0));
+    CHECKF(got >= 0 && got < jsz / 2, "forkrepair: the child's repair read %lld bytes (the journal: %lld)",
+           got, jsz);
+    printf("forkrepair: a fork child's repair read %lld bytes (the listed journal: %lld)\n", got, jsz);
+    /* a committer of the family dies past its commit point: the next child's repair takes it */
+    CHECK_OK(scp_vfile_close(f, &e), e); /* (its writer lock: the child writes wal) */
+    tu_child a;
+    if (tu_child_start(&a)) {
+        scp_err ce;
+        scp_vfile *g = scp_vfile_open(v, "wal", O_RDWR, 0, &ce);
+        if (!g) _exit(4);
+        for (int k = 0; k < 3; k++) commit_frame(g, k); /* (the third goes one-flush) */
+        vol_test_oneflush_synced = die_synced;
+        uint8_t b[FRAME];
+        frame(b, 3 + NCOMMITS / 2); /* (frame 3 gets another frame's bytes) */
+        if (scp_vfile_pwrite(g, b, FRAME, 3 * FRAME, &ce) != FRAME) _exit(6);
+        (void)scp_vfile_fsync(g, &ce);
+        _exit(5);
+    }
+    REQUIRE(tu_child_wait(&a, NULL, 0));
+    tu_child b;
+    if (tu_child_start(&b)) {
+        scp_err ce;
+        scp_vfile *g = scp_vfile_open(v, "child2", O_RDWR | O_CREAT, 0600, &ce);
+        if (!g) fprintf(stderr, "forkrepair: the next fork child cannot open a file: %s\n", ce.msg);
+        if (!g) _exit(4);
+        scp_vfile_close(g, &ce);
+        g = scp_vfile_open(v, "wal", O_RDONLY, 0, &ce);
+        if (!g) fprintf(stderr, "forkrepair: the next fork child cannot open wal: %s\n", ce.msg);
+        if (!g) _exit(6);
+        (void)frame_is(g, 3, 3 + NCOMMITS / 2, "forkrepair: the next fork child");
+        scp_vfile_close(g, &ce);
+        tu_child_exit(&b, NULL, 0);
+    }
+    CHECK(tu_child_wait(&b, NULL, 0));
+    f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
+    (void)frame_is(f, 3, 3 + NCOMMITS / 2, "forkrepair: the parent after the dead committer");
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
+    f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDONLY, 0, &e), e);
+    (void)frame_is(f, 3, 3 + NCOMMITS / 2, "forkrepair: reopened");
+    CHECK(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0);
+    CHECK_OK(scp_vfile_close(f, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     const char *which = argc > 1 ? argv[1] : "all";
@@ -913,5 +1034,6 @@ int main(int argc, char **argv) {
     if (!strcmp(which, "all") || !strcmp(which, "sharedfast")) test_shared(SHARED_FAST);
     if (!strcmp(which, "all") || !strcmp(which, "sharedhint")) test_shared(SHARED_HINT);
     if (!strcmp(which, "all") || !strcmp(which, "deadmark")) test_deadmark();
+    if (!strcmp(which, "all") || !strcmp(which, "forkrepair")) test_forkrepair();
     return tu_exit_code("test_volume_oneflush");
 }
