@@ -149,8 +149,11 @@ static void fork_child(void) {
         pthread_mutex_init(&v->ml_defer_mu, NULL);
         /* The parent's prepare wrote its deferred records to the log, or failing that a slot
          * (vol_mlog_defer_write); one that failed both left them in journals only, and the
-         * child's repair then reads the journals as an open does. */
-        v->fork_in_log = !v->ml_defer_len && !v->ml_defer_bad && (v->ml_base >= 0 || v->ml_adopt >= 0);
+         * child's repair then reads the journals as an open does. A parent that had not
+         * repaired yet (forked_midway, still its own parent's) passes on what it was given. */
+        int parent_in_log = !v->forked_midway || v->fork_in_log;
+        v->fork_in_log = parent_in_log && !v->ml_defer_len && !v->ml_defer_bad &&
+                         (v->ml_base >= 0 || v->ml_adopt >= 0);
         v->ml_defer_len = v->ml_defer_n = 0;
     pthread_mutex_init(&v->gc_mu, NULL);
     pthread_cond_init(&v->gc_cv, NULL);
