@@ -62,9 +62,11 @@ int scp_write_full(int fd, const void *buf, size_t n) {
     return 0;
 }
 
-int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len,
-                  scp_err *err) {
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* never block on a FIFO */
+/* scp_read_file and scp_read_file_mapped: the file opened with oflags, read whole into a
+ * malloc'd buffer or (mapped) a private anonymous mapping filled before the read. */
+static int read_file_into(int dirfd, const char *name, size_t max, int oflags, int mapped,
+                          uint8_t **out, size_t *out_len, scp_err *err) {
+    int fd = openat(dirfd, name, oflags);
     if (fd < 0) return scp_fail_errno(err, "cannot open '%s'", name);
     struct stat st;
     if (fstat(fd, &st) < 0) {
@@ -78,7 +80,14 @@ int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t
                         name, max);
     }
     size_t len = (size_t)st.st_size;
-    uint8_t *buf = malloc(len ? len : 1);
+    uint8_t *buf;
+    if (mapped) {
+        void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        buf = p == MAP_FAILED ? NULL : p;
+    } else {
+        buf = malloc(len ? len : 1);
+    }
     if (!buf) {
         close(fd);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading '%s'", name);
@@ -86,12 +95,29 @@ int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t
     ssize_t r = scp_pread_full(fd, buf, len, 0);
     close(fd);
     if (r < 0 || (size_t)r != len) {
-        free(buf);
+        if (mapped) scp_file_copy_free(buf, len);
+        else free(buf);
         return scp_fail(err, SCP_E_SYS, EIO, "short read of '%s'", name);
     }
     *out = buf;
     *out_len = len;
     return 0;
+}
+
+int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len,
+                  scp_err *err) {
+    return read_file_into(dirfd, name, max, O_RDONLY | O_CLOEXEC | O_NONBLOCK /* never block on a FIFO */,
+                          0, out, out_len, err);
+}
+
+int scp_read_file_mapped(int dirfd, const char *name, size_t max, uint8_t **out,
+                         size_t *out_len, scp_err *err) {
+    return read_file_into(dirfd, name, max, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW, 1,
+                          out, out_len, err);
+}
+
+void scp_file_copy_free(uint8_t *buf, size_t len) {
+    if (buf) munmap(buf, len ? len : 1);
 }
 
 void scp_hex(const uint8_t *in, size_t n, char *out) {

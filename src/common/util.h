@@ -18,6 +18,15 @@ int scp_write_full(int fd, const void *buf, size_t n);
 /* Read a whole regular file into a malloc'd buffer (at most max bytes; larger is an error). */
 int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len,
                   scp_err *err);
+/* As scp_read_file (and never through a symbolic link), into a private anonymous mapping that
+ * the kernel fills before the read (MAP_POPULATE): a file of megabytes read into fresh malloc'd
+ * pages takes a trapped page fault per 4 KiB as the copy touches them (dear on some hosts:
+ * a volume's journals, read whole at an open). The bytes are this process's copy, as with a
+ * buffer: the file's owner cannot change them after the caller checked them (a mapping of the
+ * file itself would let it). Free with scp_file_copy_free(*out, *out_len). */
+int scp_read_file_mapped(int dirfd, const char *name, size_t max, uint8_t **out,
+                         size_t *out_len, scp_err *err);
+void scp_file_copy_free(uint8_t *buf, size_t len);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void scp_hex(const uint8_t *in, size_t n, char *out);

@@ -1745,38 +1745,6 @@ static void cand_take(void *ctx, const uint8_t *rec, size_t len, const uint8_t r
  * open then finds an older state, as after the loss of that commit). */
 #define JOURNAL_SCAN_MAX (64u << 20)
 
-/* Read the regular file NAME in dirfd whole (at most max bytes) into a private anonymous
- * mapping that the kernel fills before the read (MAP_POPULATE): a journal of a few MiB read
- * into a fresh malloc'd buffer took one page fault per 4 KiB page as the read's copy touched
- * it (a fork child's first load: ~2,100 faults per child in volume_fork). The bytes are this
- * process's copy, as with a read into a buffer: the host cannot change them after they were
- * authenticated (a mapping of the file itself would let it). *out is released with
- * munmap(*out, *len ? *len : 1). Returns 0 or -1. */
-static int read_whole(int dirfd, const char *name, size_t max, uint8_t **out, size_t *len) {
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOFOLLOW);
-    if (fd < 0) return -1;
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
-        close(fd);
-        return -1;
-    }
-    size_t n = (size_t)st.st_size;
-    void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) {
-        close(fd);
-        return -1;
-    }
-    ssize_t r = scp_pread_full(fd, p, n, 0);
-    close(fd);
-    if (r < 0 || (size_t)r != n) {
-        munmap(p, n ? n : 1);
-        return -1;
-    }
-    *out = p;
-    *len = n;
-    return 0;
-}
-
 /* The one-flush records of one listed journal past generation gen, appended to *c: only those
  * behind a commit record that checks out (scp_journal_mrecs), so that a record that landed
  * without its commit's data is never taken. */
@@ -1786,12 +1754,13 @@ static int journal_cands(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64
     vol_object_name(id, ".j", name);
     uint8_t *buf = NULL, fkey[32];
     size_t len = 0, n0 = c->n;
-    if (read_whole(v->objfd, name, JOURNAL_SCAN_MAX, &buf, &len) < 0) return 0;
+    /* (a populated mapping: a journal of megabytes, read at every open) */
+    if (scp_read_file_mapped(v->objfd, name, JOURNAL_SCAN_MAX, &buf, &len, NULL) < 0) return 0;
     struct cand_ctx x = {c, gen, id, 0};
     if (vol_file_key(v, id, fkey, NULL) == 0)
         scp_journal_mrecs(buf, len, v->cs, v->volid, fkey, id, cand_take, &x);
     scp_wipe(fkey, sizeof fkey);
-    munmap(buf, len ? len : 1);
+    scp_file_copy_free(buf, len);
     /* What was read may be in the page cache only: a committer killed between its journal
      * pwrite and its sync (or whose sync failed: then the mark says so, mlog_adopt_journals)
      * leaves records that a power cut can still take away. The manifest log is about to name
