@@ -944,7 +944,7 @@ static void test_forkrepair(void) {
     scp_err e;
     scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
-    for (int round = 0; round < 8; round++) /* (one-flush from the third on; a journal of ~2 MiB) */
+    for (int round = 0; round < 8; round++) /* (one-flush from the third on; a journal of ~4 MiB) */
         for (int k = 0; k < NCOMMITS; k++) commit_frame(f, k);
     long long jsz = journal_size(vd);
     REQUIRE(jsz > 0);
