@@ -1929,7 +1929,8 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
      * a one-flush committer died (below). After a power cut every process opens anew. A
      * process that reloads while it runs (another one committed) does not read the listed
      * journals (up to 8 MiB each); what it could find there is a commit whose committer died
-     * before its log append, never acknowledged, which the next open takes. Both first loads run under the cross-process lock, which every committer
+     * before its log append, never acknowledged, which the next open takes.
+     * Both first loads run under the cross-process lock, which every committer
      * takes except the sole holder (docs/volume-format.md, "Sole holder"), and no process
      * holds the volume alone while another has it open: an open waits for the holder to let
      * go, and a fork child keeps its parent's presence (the inherited lock file description)
