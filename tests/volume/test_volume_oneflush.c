@@ -917,25 +917,6 @@ static long long rchar_now(void) {
     return n;
 }
 
-/* The size of wal's journal object (the one .j file of the volume), or -1 */
-static long long journal_size(const char *vd) {
-    char p[1024];
-    snprintf(p, sizeof p, "%s/objects", vd);
-    DIR *d = opendir(p);
-    if (!d) return -1;
-    long long sz = -1;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t n = strlen(de->d_name);
-        struct stat st;
-        snprintf(p, sizeof p, "%s/objects/%s", vd, de->d_name);
-        if (n > 2 && !strcmp(de->d_name + n - 2, ".j") && stat(p, &st) == 0 && st.st_size > sz)
-            sz = st.st_size;
-    }
-    closedir(d);
-    return sz;
-}
-
 static void test_forkrepair(void) {
     tu_rng rng = {.s = 0xf0f0};
     uint8_t key[SCP_VOLUME_KEY_LEN];
@@ -946,8 +927,9 @@ static void test_forkrepair(void) {
     scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "wal", O_RDWR, 0, &e), e);
     for (int round = 0; round < 8; round++) /* (one-flush from the third on; a journal of ~4 MiB) */
         for (int k = 0; k < NCOMMITS; k++) commit_frame(f, k);
-    long long jsz = journal_size(vd);
-    REQUIRE(jsz > 0);
+    uint64_t jbytes = 0; /* (wal's journal: the volume's only one) */
+    REQUIRE(tu_objects(vd, ".j", &jbytes) == 1 && jbytes > 0);
+    long long jsz = (long long)jbytes;
     int rd[2];
     REQUIRE(pipe(rd) == 0);
     tu_child c;
