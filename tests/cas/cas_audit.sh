@@ -66,8 +66,11 @@ for bad in '{name: "bad name!\n'"'"'%s", kind: random, size: 4}' '{name: i, kind
 done
 
 # when the audit log cannot be written, nothing is granted: another process holds the
-# database's write lock longer than CAS waits (5 s)
-(echo ".timeout 5000"; echo "BEGIN IMMEDIATE;"; sleep 12; echo "COMMIT;") | sqlite3 "$T/data/cas.db" &
+# database's write lock longer than CAS waits (5 s): until the test lets it go (a line on the
+# fifo), or 60 s if the test died first
+mkfifo "$T/release" || fail "mkfifo"
+(echo ".timeout 5000"; echo "BEGIN IMMEDIATE;"; read -r -t 60 _ <>"$T/release"; echo "COMMIT;") |
+    sqlite3 "$T/data/cas.db" &
 LOCKER=$!
 # wait until the locker holds the lock (a loaded machine may take seconds to start it)
 for _ in $(seq 100); do
@@ -76,6 +79,7 @@ for _ in $(seq 100); do
 done
 expect_err 1 "503 audit_unavailable" "$SCPCTL" platform attest --key "$T/p.key" --session s --service svc --measurement $M
 [ -s "$T/last.out" ] && fail "a configuration was released without an audit row"
+echo go >"$T/release"
 wait $LOCKER
 expect_rc 0 "$SCPCTL" platform attest --key "$T/p.key" --session s --service svc --measurement $M
 expect_rc 0 "$SCPCTL" cas audit --verify

@@ -3,7 +3,7 @@
 set -u
 SCPCTL=$1
 PROBE=$2
-T=$(mktemp -d /tmp/scp-cas-test.XXXXXX)
+T=$(mktemp -d "${TMPDIR:-/tmp}/scp-cas-test.XXXXXX")
 export SCP_HOME=$T/home
 unset SCP_CAS SCP_CAS_PIN SCP_IDENTITY
 CAS_PID=
