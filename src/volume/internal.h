@@ -743,13 +743,14 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
 #ifndef SCP_JOURNAL_REUSE_MAX
 #define SCP_JOURNAL_REUSE_MAX (SCP_JOURNAL_MAX + SCP_JOURNAL_MAX / 8)
 #endif
-/* A log longer than this is checkpointed when its writer closes the file. */
 /* An overwrite of at least this many bytes (one write call of whole chunks, or one write-back
  * batch) writes the chunks' other slots in place; a smaller one goes through the journal,
  * which makes data and commit record durable with one sync (sqlite's page writes). */
 #ifndef SCP_SLOT_MIN_BYTES
 #define SCP_SLOT_MIN_BYTES SCP_FRESH_JOURNAL_BYTES
 #endif
+/* A log longer than this is checkpointed when its writer closes the file (outside shared
+ * mode: vfile.c, the close). */
 #ifndef SCP_CHECKPOINT_AT_CLOSE
 #define SCP_CHECKPOINT_AT_CLOSE (1u << 20)
 #endif
