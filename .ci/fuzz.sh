@@ -5,7 +5,6 @@
 #   FUZZ_SECONDS=20   seconds per target (libFuzzer -max_total_time)
 #   FUZZ_TARGETS=...  a subset, e.g. "fuzz_path fuzz_journal"
 #   FUZZ_BUILD_DIR    build directory (default build-fuzz)
-#   FUZZ_STEP=build   configure and build the targets only (.ci/run builds them beside tests)
 #
 # New inputs found during a run go to $FUZZ_BUILD_DIR/fuzz-work/<target>/ (never into the
 # registered corpus); crashes, leaks and timeouts to $FUZZ_BUILD_DIR/fuzz-artifacts/<target>/.
@@ -22,7 +21,6 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang -DSCP_FUZZ=ON -DSCP_SAN
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 # shellcheck disable=SC2086  # TARGETS is a word list
 cmake --build "$BUILD" --target $TARGETS
-[ "${FUZZ_STEP:-all}" = build ] && exit 0
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -4,8 +4,6 @@
 #   CC=gcc|clang          compiler (default: cc)
 #   SANITIZE_BUILD_DIR    build directory (default build-asan)
 #   CTEST_ARGS            extra ctest arguments (e.g. "-L quick" or "-E crash")
-#   SANITIZE_STEP         build (configure and build only), test (run the built suite only), or
-#                         unset: both (.ci/run builds beside the gcc pass's tests, tests later)
 #
 # Any sanitizer report aborts the test that hit it, so the suite fails. Exits non-zero on a
 # configure, build or test failure.
@@ -13,13 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD=${SANITIZE_BUILD_DIR:-build-asan}
-STEP=${SANITIZE_STEP:-all}
-if [ "$STEP" != test ]; then
-    cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER="${CC:-cc}" -DSCP_SANITIZE=ON \
-        -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    cmake --build "$BUILD"
-fi
-[ "$STEP" = build ] && exit 0
+cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER="${CC:-cc}" -DSCP_SANITIZE=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$BUILD"
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
