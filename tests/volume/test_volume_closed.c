@@ -140,9 +140,7 @@ int main(void) {
     test_count(base);
     printf("closed\n");
     test_closed(base);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", base);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", base);
+    tu_rm_rf(base);
     free(base);
     return tu_exit_code("test_volume_closed");
 }

@@ -176,9 +176,7 @@ int main(int argc, char **argv) {
     test_count(base, 1);
     printf("gone\n");
     test_gone(base, "/proc/self/exe");
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", base);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", base);
+    tu_rm_rf(base);
     free(base);
     return tu_exit_code("test_volume_kept");
 }
