@@ -41,6 +41,7 @@
 # Needs root (to become postgres), PostgreSQL 15 (Debian), strace for the flush counts.
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
 SCPCTL=$B/src/scpctl
 MKVOL=$B/tests/shield/shield-mkvol
 PGBIN=/usr/lib/postgresql/15/bin
@@ -206,34 +207,7 @@ vstats() { # FS: the library's counters per transaction (see VSTATS above)
     $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/vout-$fs" 2>&1
     stop_server
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/vout-$fs")
-    python3 - "$T/vst-idle" "$T/vst-run" "$n" "$fs" <<'PY'
-import collections, sys
-def sums(path):
-    c, procs = collections.Counter(), 0
-    try:
-        for line in open(path):
-            if not line.startswith('vstats '): continue
-            procs += 1
-            for kv in line.split()[2:]:
-                k, v = kv.split('=')
-                c[k] += int(v)
-    except FileNotFoundError:
-        pass
-    return c, procs
-idle, pi = sums(sys.argv[1])
-run, pr = sums(sys.argv[2])
-n = int(sys.argv[3] or 0)
-print("  %s volume counters: %d txns, %d processes (start and stop alone: %d), per txn (run - start/stop alone):" % (sys.argv[4], n, pr, pi))
-each = run['timer_ns_each'] / max(pr, 1)
-for k in run:
-    if not n or k == 'timer_ns_each': continue
-    if k.endswith('_ns'):  # CPU time in a section: microseconds per transaction
-        print("    %-20s %10.3f us (run %.1f ms, start/stop %.1f ms)" % (k, (run[k] - idle[k]) / n / 1000, run[k] / 1e6, idle[k] / 1e6))
-    else:
-        print("    %-20s %10.3f   (run %d, start/stop %d)" % (k, (run[k] - idle[k]) / n, run[k], idle[k]))
-if n and run['timer_reads']:
-    print("    (the timed sections' own clock reads: %.0f ns each, %.2f us per txn, inside the outer sections' figures)" % (each, (run['timer_reads'] - idle['timer_reads']) * each / n / 1000))
-PY
+    python3 "$HERE/vstats_diff.py" "$T/vst-idle" "$T/vst-run" "$n" "$fs" txn
     [ "${STRACE_Y:-0}" = 1 ] || return 0
     rm -f "$T/sty-$fs"
     rm -f "$T/stop"

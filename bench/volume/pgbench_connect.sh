@@ -16,6 +16,7 @@
 # postgres) and PostgreSQL 15 (Debian).
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
+HERE=$(cd "$(dirname "$0")" && pwd)
 PGBIN=/usr/lib/postgresql/15/bin
 SECS=${SECS:-12} SCALE=${SCALE:-2} CLIENTS=${CLIENTS:-4} TXNS=${TXNS:-200}
 [ -x $PGBIN/initdb ] && command -v pgbench >/dev/null || { echo "PostgreSQL 15 not installed"; exit 77; }
@@ -82,24 +83,4 @@ stop
 chmod 777 "$T"
 SCP_VOLUME_STATS=$T/vst-idle start "${RUN[@]}"; stop
 SCP_VOLUME_STATS=$T/vst-run start "${RUN[@]}"; pgb -C -S -c 1 -j 1 -t "$TXNS" >/dev/null; stop
-python3 - "$T/vst-idle" "$T/vst-run" "$TXNS" <<'PY'
-import collections, sys
-def sums(path):
-    c = collections.Counter()
-    try:
-        for line in open(path):
-            if line.startswith('vstats '):
-                for kv in line.split()[2:]:
-                    k, v = kv.split('=')
-                    c[k] += int(v)
-    except FileNotFoundError:
-        pass
-    return c
-idle, run, n = sums(sys.argv[1]), sums(sys.argv[2]), int(sys.argv[3])
-print("scp volume counters per select-only connection (%d connections):" % n)
-for k in sorted(run):
-    d = (run[k] - idle[k]) / n
-    if k == 'timer_ns_each' or abs(d) < 0.01:
-        continue
-    print("  %-22s %12.2f%s" % (k, d / 1000 if k.endswith('_ns') else d, ' us' if k.endswith('_ns') else ''))
-PY
+python3 "$HERE/vstats_diff.py" "$T/vst-idle" "$T/vst-run" "$TXNS" scp connection
