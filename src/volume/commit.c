@@ -1087,7 +1087,7 @@ static int journal_reset(scp_file *f, scp_err *err) {
     return 0;
 }
 
-/* Shared mode: drop a checkpointed log (commit_finish, a log past SCP_SHARED_JOURNAL_MAX) without
+/* Shared mode: drop a checkpointed log (commit_finish, a log past SCP_JOURNAL_MAX) without
  * truncating the object: its header and first record header become zeros, so that every
  * process still holding offsets into the log finds another header salt (file_log_stale, the
  * follow's header check) and reloads from .t, which the checkpoint made complete; a load that
@@ -2161,7 +2161,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
      * (checkpointed here, so that whoever loads the file next has little to redo). */
     if (path == COMMIT_IN_PLACE || n < cn) {
         f->j_end = 0;
-    } else if (f->j_end > JOURNAL_MAX_OF(f->vol)) {
+    } else if (f->j_end > SCP_JOURNAL_MAX) {
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
         /* (the next log is written over this one: journal_reset) */
         if (file_checkpoint(f, NULL) == 0 &&
@@ -2303,7 +2303,7 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     if (file_writeback(f, err) < 0) return -1;
     VSTAT_T1(lazy_writeback_ns, t);
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
-    if (n < cn || f->j_end > JOURNAL_MAX_OF(f->vol)) return file_commit(f, err);
+    if (n < cn || f->j_end > SCP_JOURNAL_MAX) return file_commit(f, err);
     /* Chunks written in place (fresh, or filling holes: chunk_target_shared) are not copied
      * into the log: the record lists their entries, the lock file marks the file so that a
      * durable commit syncs its data objects first, and a volume opened after a crash takes

@@ -737,20 +737,6 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
 #ifndef SCP_JOURNAL_MAX
 #define SCP_JOURNAL_MAX (8u << 20)
 #endif
-/* Shared mode closes its logs sooner. Every process that takes a file for the first time reads
- * the file's log whole and opens each commit record in it (file_load_follow), and a
- * PostgreSQL server forks a backend per connection, each of which takes the catalog, table and
- * WAL files it touches anew: with 8 MiB logs a select-only connection read 11.9 MB of
- * journals, with 1 MiB logs 0.37 MB (bench/RESULTS.md, session 30). The price is a
- * checkpoint (two syncs) per MiB of a file's log, and a reload of that file's table by every
- * other process that has it (the log's salt changes). At most SCP_JOURNAL_MAX, which the
- * replay bound (journal_replay_max) is sized for. */
-#ifndef SCP_SHARED_JOURNAL_MAX
-#define SCP_SHARED_JOURNAL_MAX (SCP_JOURNAL_MAX < (1u << 20) ? SCP_JOURNAL_MAX : (1u << 20))
-#endif
-_Static_assert(SCP_SHARED_JOURNAL_MAX <= SCP_JOURNAL_MAX, "the replay bound covers shared logs");
-/* The length past which a log is closed after its commit, in v's mode. */
-#define JOURNAL_MAX_OF(v) ((uint64_t)((v)->shared ? SCP_SHARED_JOURNAL_MAX : SCP_JOURNAL_MAX))
 /* A new log is written over the old one's bytes (kept up to this length) instead of
  * truncating the journal: an append to a file that grows makes each fdatasync write the inode
  * and the allocation metadata as well (ext4), an overwrite of allocated blocks only the data. */

@@ -1613,7 +1613,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
      * (j_tail_commit), and f's journal is ours to append to (the caller is its writer) */
     assert(!v->shared || f->writer);
     if (v->shared && (!f->j_end || !f->j_tail_commit || f->modified || f->fd_j < 0 ||
-                      f->j_end > JOURNAL_MAX_OF(v)))
+                      f->j_end > SCP_JOURNAL_MAX))
         return 1;
     uint8_t *rec = NULL;
     size_t rlen = 0;

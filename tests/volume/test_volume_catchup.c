@@ -719,7 +719,7 @@ static void test_lazylist(void) {
  * (the commit record of a durable commit, whose queue is off in shared mode; a write-back in the
  * middle of a long write) went out in one pwrite and its mark in another (branch pg19); now both
  * go in one. One process writes 4 KiB pieces without an fsync (each a lazy commit that journals
- * the overwritten chunk) until its log passes 1 MiB (SCP_SHARED_JOURNAL_MAX), where the lazy commit falls back
+ * the overwritten chunk) until its log passes 8 MiB (SCP_JOURNAL_MAX), where the lazy commit falls back
  * to a durable one (a checkpoint, the log dropped), twice; then every piece reads back in a
  * fresh open. Counted: the journals' pwrites of records (not journal_room's zeros ahead of a
  * growing log), and those that are 16 bytes of zeros alone. */
@@ -731,8 +731,8 @@ static void test_endmark(void) {
     scp_vfile *f = open_zero_wal(24, "endmark", 16, 0, key, &root, &vd, &v);
     scp_volume_set_shared(v);
     uint8_t b[PIECE];
-    /* (a piece's chunk record and commit record: about 4.3 KiB; two logs of 1 MiB) */
-    int writes = (int)(2 * ((1u << 20) / (PIECE + 256)) + 64); /* (SCP_SHARED_JOURNAL_MAX) */
+    /* (a piece's chunk record and commit record: about 4.3 KiB; two logs of 8 MiB) */
+    int writes = (int)(2 * ((8u << 20) / (PIECE + 256)) + 64); /* (SCP_JOURNAL_MAX: internal.h) */
     j_writes = j_lone_marks = 0;
     counting = 1;
     for (int k = 0; k < writes; k++) {
@@ -773,7 +773,7 @@ static void test_endmark(void) {
  * header and first record header, the journal end hint set back) and the next log is written
  * over the old one's bytes (docs/volume-format.md, "A dropped log written over"). A child
  * writes 4 KiB pieces (lazy commits that journal each overwritten chunk) until its log passes
- * 1 MiB (SCP_SHARED_JOURNAL_MAX) and is dropped, and kills itself at one step of the drop and the new log (the pwrite
+ * 8 MiB and is dropped, and kills itself at one step of the drop and the new log (the pwrite
  * wrapper); meanwhile the parent reads pieces (following the child's log, so that it holds
  * offsets into the log being dropped). Then the parent reads every piece (each as the child's
  * last write there that returned, or the one in progress), writes every piece over (it takes
@@ -858,7 +858,7 @@ static void dropkill_at(int point) {
         dk_point = point;
         dk_phase = &acked[2];
         scp_vfile *w = scp_vfile_open(v, "wal", O_RDWR, 0, &e);
-        for (int k = 0; w && k < 2 * (int)((1u << 20) / (PIECE + 256)) + 64; k++) {
+        for (int k = 0; w && k < 2 * (int)((8u << 20) / (PIECE + 256)) + 64; k++) {
             dk_piece(b, k);
             if (scp_vfile_pwrite(w, b, PIECE, (uint64_t)(k % DK_PIECES) * PIECE, &e) != PIECE) _exit(2);
             __atomic_store_n(&acked[0], k + 1, __ATOMIC_SEQ_CST);
