@@ -23,6 +23,8 @@
     X(mrefresh)          /* vol_refresh_manifest: catch-ups on the manifest log under the lock */ \
     X(mrefresh_moved)    /* ... that found the log changed (new records or a reload) */        \
     X(mrefresh_reload)   /* ... that reloaded the whole manifest (a new log, a slot) */         \
+    X(fork_catch_up)     /* fork children's repairs that caught up from the parent's state */ \
+    X(fork_reload)       /* ... that loaded again from generation 0 (fork_catch_up) */        \
     X(mlog_pread)        /* manifest-log preads of the catch-up (header and records) */        \
     X(mlog_pread_bytes)                                                                         \
     X(mlog_rec_open)     /* manifest-log records decrypted and applied by a walk */             \
