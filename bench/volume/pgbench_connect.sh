@@ -56,13 +56,16 @@ one() { # NAME: set up, load and measure one server (left running); "NAME tps ms
         >"$T/initdb.log" 2>&1) || { tail -5 "$T/initdb.log"; exit 1; }
     start "${run[@]}"
     pgb -i -q -s "$SCALE" >"$T/init.log" || { tail -5 "$T/init.log"; exit 1; }
-    local tps ms
+    local tps out stps conn
     tps=$(pgb -C -c "$CLIENTS" -j 2 -T "$SECS" | sed -n 's/^tps = \([0-9.]*\).*/\1/p')
-    ms=$(pgb -C -S -c 1 -j 1 -T "$SECS" | sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')
-    echo "$name ${tps:-0} ${ms:-0}" >"$T/res-$name"
+    # (pgbench 15's tps with -C counts the reconnections; its "latency average" does not)
+    out=$(pgb -C -S -c 1 -j 1 -T "$SECS")
+    stps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")
+    conn=$(sed -n 's/^average connection time = \([0-9.]*\) ms/\1/p' <<<"$out")
+    echo "$name ${tps:-0} ${stps:-0} ${conn:-0}" >"$T/res-$name"
 }
 
-echo "pgbench -C, scale $SCALE, ${SECS}s runs: tpcb-like $CLIENTS clients (tps), select-only 1 client (ms per connection)"
+echo "pgbench -C, scale $SCALE, ${SECS}s runs: tpcb-like $CLIENTS clients (tps), select-only 1 client (tps, that is connections per second; average connection time ms)"
 one plain
 stop
 one scp
@@ -72,9 +75,9 @@ echo "  $S"
 python3 - "$P" "$S" <<'PY'
 import sys
 p, s = (a.split() for a in sys.argv[1:3])
-pt, pm, st, sm = float(p[1]), float(p[2]), float(s[1]), float(s[2])
-print("scp/plain: tpcb-like tps %.2fx, select-only connections per second %.2fx" %
-      (st / pt if pt else 0, pm / sm if sm else 0))
+pt, pc, st, sc = float(p[1]), float(p[2]), float(s[1]), float(s[2])
+print("scp/plain: tpcb-like tps %.2fx, select-only connections per second %.2fx, connection time %s against %s ms" %
+      (st / pt if pt else 0, sc / pc if pc else 0, s[3], p[3]))
 PY
 [ "${VSTATS:-0}" = 1 ] || exit 0
 # the scp server again (its data directory as the timed runs left it), with the counters
