@@ -121,7 +121,7 @@ struct scp_volume {
                            * the older one, whatever the unauthenticated slot headers claim */
     pid_t pid;      /* process that opened the descriptors (fork detection) */
     unsigned long fork_gen; /* value of vol_fork_gen when the descriptors were taken */
-    int forked_midway;      /* set in a fork child: in-memory state may be torn, reload it */
+    int forked_midway;      /* set in a fork child: its first call repairs (fork_catch_up) */
     int fork_in_log;        /* set in a fork child (fork_child): at the fork, the parent's
                              * state was in manifest.log or a slot (none of its records in
                              * journals only), so the repair's load reads the listed journals

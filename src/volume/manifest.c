@@ -1924,10 +1924,11 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         }
     }
     v->ml_dur_end = 0;
-    /* Only at a first load (v->gen == 0): the open, and a fork child's repair (vol_check_fork
-     * drops the inherited manifest and loads again from generation 0) when the mark says that
-     * a one-flush committer died (below). After a power cut every process opens anew. A
-     * process that reloads while it runs (another one committed) does not read the listed
+    /* Only at a first load (v->gen == 0): the open, and a fork child's repair that loads again
+     * from generation 0 (fork_catch_up; it catches up instead when the parent's state was in
+     * the log), which reads them when the mark says that a one-flush committer died or the
+     * parent's records are in journals only (below). After a power cut every process opens
+     * anew. A process that reloads while it runs (another one committed) does not read the listed
      * journals (up to 8 MiB each); what it could find there is a commit whose committer died
      * before its log append, never acknowledged, which the next open takes.
      * Both first loads run under the cross-process lock, which every committer

@@ -145,7 +145,7 @@ static void fork_child(void) {
         scp_volume *v = registry[i];
         if (!v) continue;
         pthread_mutex_init(&v->mu, NULL);
-        /* (the parent's prepare wrote the deferred records; the child's first call reloads) */
+        /* (the parent's prepare wrote the deferred records; the child's first call catches up) */
         pthread_mutex_init(&v->ml_defer_mu, NULL);
         /* The parent's prepare wrote its deferred records to the log, or failing that a slot
          * (vol_mlog_defer_write); one that failed both left them in journals only, and the
@@ -174,7 +174,7 @@ static void fork_child(void) {
         for (scp_vfile *h = v->handles; h; h = h->hnext) pthread_mutex_init(&h->cur_mu, NULL);
         v->nspare = 0; /* the parent's: it may reuse them */
         fork_unref_files(v);
-        v->forked_midway = 1; /* the first call reloads the manifest, as before this handler */
+        v->forked_midway = 1; /* the first call repairs: vol_check_fork, fork_catch_up */
         sole_set(v, SOLE_NO); /* (the private lock is the parent's: vol_check_fork) */
     }
     __atomic_add_fetch(&vol_fork_gen, 1, __ATOMIC_RELAXED);
