@@ -2161,7 +2161,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
      * (checkpointed here, so that whoever loads the file next has little to redo). */
     if (path == COMMIT_IN_PLACE || n < cn) {
         f->j_end = 0;
-    } else if (f->j_end > SCP_JOURNAL_MAX) {
+    } else if (f->j_end > SCP_JOURNAL_MAX || f->ckpt_now) {
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
         /* (the next log is written over this one: journal_reset) */
         if (file_checkpoint(f, NULL) == 0 &&

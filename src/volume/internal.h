@@ -388,6 +388,8 @@ struct scp_file {
     uint8_t j_room_salt[SCP_HASH_LEN];
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
+    int ckpt_now;               /* shared mode: this durable commit checkpoints a log past
+                                 * SCP_SHARED_CHECKPOINT_AT_SYNC (file_sync_shared) */
     int modified;               /* uncommitted changes exist */
     int objs_new;               /* created by this process under the volume lock, its
                                  * descriptors handed to file_get (fresh or adopted objects):
@@ -748,6 +750,17 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
  * which makes data and commit record durable with one sync (sqlite's page writes). */
 #ifndef SCP_SLOT_MIN_BYTES
 #define SCP_SLOT_MIN_BYTES SCP_FRESH_JOURNAL_BYTES
+#endif
+/* Shared mode: a log longer than this at an fsync is checkpointed by that fsync, once its
+ * durable commit is done (file_sync_shared): so that processes that load the file later
+ * (PostgreSQL's backends, forked per connection, each taking the WAL and the tables anew)
+ * read and walk at most about this much of it, not up to SCP_JOURNAL_MAX. Only at an fsync:
+ * a program that overwrites without syncing (fio's random overwrite with end_fsync) pays no
+ * checkpoint per MiB (session 30 closed every shared log past 1 MiB at any commit, and fio's
+ * rand-write-over on disk fell 68 -> 29 MB/s); one that syncs pays a checkpoint (a durable
+ * commit that applies the log in place, two syncs) per this many bytes of log. */
+#ifndef SCP_SHARED_CHECKPOINT_AT_SYNC
+#define SCP_SHARED_CHECKPOINT_AT_SYNC (1u << 20)
 #endif
 /* A log longer than this is checkpointed when its writer closes the file (outside shared
  * mode: vfile.c, the close). */
