@@ -23,18 +23,6 @@
 
 #define NREC 400
 
-/* The bytes this process has read (rchar of /proc/self/io), or -1 */
-static long long rchar_now(void) {
-    FILE *io = fopen("/proc/self/io", "r");
-    if (!io) return -1;
-    char line[128];
-    long long n = -1;
-    while (fgets(line, sizeof line, io))
-        if (sscanf(line, "rchar: %lld", &n) == 1) break;
-    fclose(io);
-    return n;
-}
-
 static off_t file_size(const char *dir, const char *name) {
     char *p = tu_path(dir, name);
     struct stat st;
@@ -50,12 +38,12 @@ static int child(scp_volume *v, scp_vfile *fa, int go, int out) {
     scp_err e;
     tu_err_clear(&e);
     scp_vstat st;
-    long long r0 = rchar_now();
+    long long r0 = tu_rchar();
     if (scp_volume_stat(v, "after", &st, &e) < 0) {
         fprintf(stderr, "fork_catchup: the child does not see `after`: %s\n", e.msg);
         return 3;
     }
-    long long got = rchar_now() - r0;
+    long long got = tu_rchar() - r0;
     if (write(out, &got, sizeof got) != (ssize_t)sizeof got) return 4;
     if (scp_volume_stat(v, "d0", &st, &e) == 0 || scp_volume_stat(v, "a", &st, &e) == 0) {
         fprintf(stderr, "fork_catchup: the child still sees d0 or a\n");

@@ -905,18 +905,6 @@ static void test_deadmark(void) {
            "the processes that have the volume open, as by those that open it later\n");
 }
 
-/* The bytes this process has read (rchar of /proc/self/io), or -1 */
-static long long rchar_now(void) {
-    FILE *io = fopen("/proc/self/io", "r");
-    if (!io) return -1;
-    char line[128];
-    long long n = -1;
-    while (fgets(line, sizeof line, io))
-        if (sscanf(line, "rchar: %lld", &n) == 1) break;
-    fclose(io);
-    return n;
-}
-
 static void test_forkrepair(void) {
     tu_rng rng = {.s = 0xf0f0};
     uint8_t key[SCP_VOLUME_KEY_LEN];
@@ -937,10 +925,10 @@ static void test_forkrepair(void) {
         close(rd[0]);
         scp_err ce;
         tu_err_clear(&ce);
-        long long r0 = rchar_now();
+        long long r0 = tu_rchar();
         /* the repair, with a file of the child's own: no read of wal */
         scp_vfile *g = scp_vfile_open(v, "child", O_RDWR | O_CREAT, 0600, &ce);
-        long long got = rchar_now() - r0;
+        long long got = tu_rchar() - r0;
         if (write(rd[1], &got, sizeof got) != (ssize_t)sizeof got) _exit(3);
         if (!g) _exit(4);
         scp_vfile_close(g, &ce);

@@ -23,17 +23,6 @@
 #define FSIZE (256u << 10)
 #define CS 4096u
 
-static long long rchar_now(void) {
-    FILE *io = fopen("/proc/self/io", "r");
-    if (!io) return -1;
-    char line[128];
-    long long n = -1;
-    while (fgets(line, sizeof line, io))
-        if (sscanf(line, "rchar: %lld", &n) == 1) break;
-    fclose(io);
-    return n;
-}
-
 static uint8_t want[FSIZE];
 
 /* Overwrite n chunks of f (and of want) from the rng, one 4 KiB write each. */
@@ -52,13 +41,13 @@ static void overwrite(scp_vfile *f, tu_rng *rng, int n) {
 static long long fresh_read(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN]) {
     scp_err e;
     tu_err_clear(&e);
-    long long r0 = rchar_now();
+    long long r0 = tu_rchar();
     scp_volume *v = scp_volume_open(vd, key, NULL, &e);
     if (!v) return -1;
     scp_volume_set_shared(v);
     size_t n = 0;
     uint8_t *got = tu_vget(v, "wal", &n, &e);
-    long long took = rchar_now() - r0;
+    long long took = tu_rchar() - r0;
     int ok = got && n == FSIZE && memcmp(got, want, FSIZE) == 0;
     free(got);
     if (scp_volume_close(v, &e) < 0) ok = 0;

@@ -275,6 +275,19 @@ static inline int tu_memmem(const void *hay, size_t hn, const void *needle, size
 
 /* ---- volume helpers --------------------------------------------------------------------- */
 
+/* The bytes this process has read through system calls so far (rchar of /proc/self/io), or -1:
+ * what a load or a repair read, as a difference of two readings. */
+static inline long long tu_rchar(void) {
+    FILE *io = fopen("/proc/self/io", "r");
+    if (!io) return -1;
+    char line[128];
+    long long n = -1;
+    while (fgets(line, sizeof line, io))
+        if (sscanf(line, "rchar: %lld", &n) == 1) break;
+    fclose(io);
+    return n;
+}
+
 /* The backing objects of volume directory `dir` whose names end in `ext` (".d", ".j"...): how
  * many there are, and their bytes in *bytes when bytes is not NULL. -1 if objects/ cannot be
  * read. */
