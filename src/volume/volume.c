@@ -895,9 +895,10 @@ static void files_rename(scp_volume *v) {
 
 /* A fork child's manifest, under the cross-process lock (vol_check_fork). The parent's fork
  * prepare held v->mu and every file's writer lock (fork_lock_volume), so the copy the child
- * has is a state the parent had between two calls: no commit half-way (fork_child asserts
- * nothing is), and, with fork_in_log, every record of it in manifest.log up to ml_end or in
- * the slot it continues (the prepare wrote the sole holder's deferred records). What other
+ * has is a state the parent had between two calls: no commit half-way (fork_child sets each
+ * file's commit state idle: the prepare waited for every commit), and, with fork_in_log,
+ * every record of it in manifest.log up to ml_end or in the slot it continues (the prepare
+ * wrote the sole holder's deferred records). What other
  * processes committed since is past ml_end: the child catches up from there as any process
  * does before a call (vol_refresh_manifest, which also takes in a dead one-flush committer's
  * record when the mark says so), instead of reading and walking the whole log from the slot
