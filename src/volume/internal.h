@@ -60,6 +60,17 @@ enum commit_state {
  * mode. Transitions (volume.c, sole_set): NO -> DUE (scp_volume_go_private), DUE -> FRESH (the
  * catch-up of vol_lock under the cross-process lock), and anything -> NO (the release, the end
  * of private mode, shared mode, a fork in the parent or the child). */
+/* What a load of the manifest (vol_load_manifest, mlog_load) is for: it decides whether the
+ * load reads the listed journals and adopts their records past the log's end. Set by the one
+ * caller of each kind around its load, VOL_LOAD_ANY otherwise. */
+enum vol_load_kind {
+    VOL_LOAD_ANY = 0,      /* an open (generation 0: adopts, as after a crash) or a reload while
+                            * open (does not: a record past the log's end is never acknowledged) */
+    VOL_LOAD_DEAD_MARK,    /* refresh_manifest found a dead one-flush committer's mark: adopt */
+    VOL_LOAD_FORK_REPAIR,  /* fork_catch_up's fallback from generation 0: adopt only when the
+                            * mark says a committer died, or the parent's state was not all in
+                            * the log (fork_in_log clear) */
+};
 enum vol_sole {
     SOLE_NO,    /* not the sole holder: every vol_lock takes the lock and catches up */
     SOLE_DUE,   /* the sole holder, a catch-up under the cross-process lock due (others may
@@ -126,9 +137,7 @@ struct scp_volume {
                              * state was in manifest.log or a slot (none of its records in
                              * journals only), so the repair's load reads the listed journals
                              * only when a one-flush committer died (the mark: mlog_load) */
-    int repairing;          /* vol_check_fork's load is under way (mlog_load) */
-    int adopt_dead;         /* a reload that takes in a dead one-flush committer's record from
-                             * its journal (refresh_manifest; mlog_load) */
+    enum vol_load_kind load_kind; /* the load under way (mlog_load reads it) */
     int lock_inherited;     /* set in a fork parent (fork_parent): an unrepaired child shares
                              * lockfd's description, so an OFD lock taken through it now would
                              * be the child's too (vol_lock_own takes a fresh one first) */

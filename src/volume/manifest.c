@@ -1939,7 +1939,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
      * process that lets go of the volume at a fork, as session 18's "parking" did) must have
      * the copy wait out any private holder before this load: it adopts listed journals'
      * records and cuts the log to what it read (test_volume_forkstress). */
-    int adopt = v->gen == 0 || v->adopt_dead;
+    int adopt = v->load_kind == VOL_LOAD_ANY ? v->gen == 0 : 1;
     /* A fork child's repair (a first load, v->gen 0) is a load of a process that joins a live
      * family, not an open after a crash: as for a process that reloads while it runs, the
      * journals can hold a record past the log's end only when a one-flush committer died
@@ -1949,7 +1949,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
      * had deferred). Reading every listed journal whole (up to 64 MiB each) was most of a
      * fork child's first call: volume_fork's children read the parent's ~8 MiB journal each,
      * 23% of the machine's CPU in copy_page_to_iter (session 29). */
-    if (adopt && v->repairing && v->fork_in_log && !v->adopt_dead) {
+    if (v->load_kind == VOL_LOAD_FORK_REPAIR && v->fork_in_log) {
         uint64_t mark = jmark_get(v);
         adopt = mark && !(mark & JMARK_FAILED);
     }
@@ -2050,9 +2050,9 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
     uint64_t mark = jmark_get(v);
     if (mark && !(mark & JMARK_FAILED)) {
         VSTAT(mrefresh_reload);
-        v->adopt_dead = 1;
+        v->load_kind = VOL_LOAD_DEAD_MARK;
         int rc = vol_load_manifest(v, err);
-        v->adopt_dead = 0;
+        v->load_kind = VOL_LOAD_ANY;
         if (rc == 0 && jmark_get(v) == mark) jmark_set(v, mark | JMARK_FAILED);
         return rc < 0 ? -1 : 1;
     }

@@ -920,9 +920,9 @@ static int fork_catch_up(scp_volume *v, scp_err *err) {
     VSTAT(fork_reload);
     scp_manifest_free(&v->man);
     v->gen = 0;
-    v->repairing = 1;
+    v->load_kind = VOL_LOAD_FORK_REPAIR;
     int rc = vol_load_manifest(v, err);
-    v->repairing = 0;
+    v->load_kind = VOL_LOAD_ANY;
     if (rc == 0) files_rename(v);
     return rc;
 }
