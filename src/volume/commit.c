@@ -2177,6 +2177,19 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
     commit_step(f, CS_APPLIED, CS_IDLE);
 }
 
+void file_checkpoint_long_log(scp_file *f) {
+    assert(FILE_WR_HELD(f) && f->vol->shared && f->writer && !f->modified);
+    if (f->j_end <= SCP_SHARED_CHECKPOINT_AT_SYNC || f->unloaded) return;
+    /* (no change of its own: the commit applies the log's entries and chunks in place, and
+     * commit_finish syncs .d and .t and drops the log; whatever the commit ends in, f has
+     * nothing uncommitted after it, as before) */
+    f->modified = 1;
+    f->ckpt_now = 1;
+    (void)file_commit(f, NULL);
+    f->ckpt_now = 0;
+    f->modified = 0;
+}
+
 /* Make f's state durable and advance the volume tag. Caller holds f->rw for writing.
  *
  * Three paths (enum commit_path, docs/volume-format.md): through the journal (overwrites, small

@@ -397,8 +397,8 @@ struct scp_file {
     uint8_t j_room_salt[SCP_HASH_LEN];
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
-    int ckpt_now;               /* shared mode: this durable commit checkpoints a log past
-                                 * SCP_SHARED_CHECKPOINT_AT_SYNC (file_sync_shared) */
+    int ckpt_now;               /* shared mode: this durable commit checkpoints its log
+                                 * (file_checkpoint_long_log, for commit_finish) */
     int modified;               /* uncommitted changes exist */
     int objs_new;               /* created by this process under the volume lock, its
                                  * descriptors handed to file_get (fresh or adopted objects):
@@ -761,7 +761,7 @@ long file_verify(scp_file *f, scp_verify_problem_cb cb, void *ctx, uint64_t *don
 #define SCP_SLOT_MIN_BYTES SCP_FRESH_JOURNAL_BYTES
 #endif
 /* Shared mode: a log longer than this at an fsync is checkpointed by that fsync, once its
- * durable commit is done (file_sync_shared): so that processes that load the file later
+ * durable commit is done (file_checkpoint_long_log): so that processes that load the file later
  * (PostgreSQL's backends, forked per connection, each taking the WAL and the tables anew)
  * read and walk at most about this much of it, not up to SCP_JOURNAL_MAX. Only at an fsync:
  * a program that overwrites without syncing (fio's random overwrite with end_fsync) pays no
@@ -970,6 +970,11 @@ extern void (*vol_test_fork_repair)(scp_volume *v);
 int journal_skip_mrecs(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
+/* Shared mode, f's writer right after an fsync's durable commit (file_sync_shared): a log past
+ * SCP_SHARED_CHECKPOINT_AT_SYNC is checkpointed and dropped now, through a durable commit of
+ * the state as it stands (commit_finish). Best effort: a failure leaves the log as it was.
+ * Caller holds f->rw for writing and the writer lock; f has no uncommitted writes. */
+void file_checkpoint_long_log(scp_file *f);
 /* Outside shared mode: write the table entries that the sole holder's commits left in
  * f->unapplied to .t, unsynced (docs/volume-format.md, "Sole holder"). Before a checkpoint,
  * the writer's last close and the end of the sole holding (another process may then read .t

@@ -1559,16 +1559,9 @@ static int file_sync_shared(scp_file *f, scp_err *err) {
             shared_rejoin(f);
             return rc;
         }
-        /* A long log: checkpointed now, while we are its writer, by a durable commit of the
-         * state as it stands (no change of its own: the commit applies the log's entries and
-         * chunks in place, and commit_finish syncs .d and .t and drops the log). Best effort:
-         * the fsync's own commit above is done whatever this finds. */
-        if (rc == 0 && f->j_end > SCP_SHARED_CHECKPOINT_AT_SYNC && !f->unloaded) {
-            f->modified = 1;
-            f->ckpt_now = 1;
-            if (file_commit(f, NULL) < 0 && f->cstate == CS_IDLE) f->modified = 0;
-            f->ckpt_now = 0;
-        }
+        /* (a long log is checkpointed now, while we are its writer; the fsync's own commit
+         * above is done whatever that finds) */
+        if (rc == 0) file_checkpoint_long_log(f);
     }
     file_writer_unlock(f);
     f->writer = 0;
