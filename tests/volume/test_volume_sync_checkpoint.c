@@ -18,7 +18,7 @@
  */
 #include <sys/wait.h>
 
-#include "testutil.h"
+#include "scenario.h"
 
 #define FSIZE (256u << 10)
 #define CS 4096u
@@ -54,24 +54,15 @@ static long long fresh_read(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN
     return ok ? took : -1;
 }
 
-/* fresh_read in a child process; its result through a pipe */
+/* fresh_read in a child process (scenario.h); -2 if the child failed */
 static long long fresh_read_child(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN]) {
-    int p[2];
-    REQUIRE(pipe(p) == 0);
-    pid_t c = fork();
-    REQUIRE(c >= 0);
-    if (c == 0) {
-        close(p[0]);
+    tu_child c;
+    if (tu_child_start(&c)) {
         long long took = fresh_read(vd, key);
-        _exit(write(p[1], &took, sizeof took) == (ssize_t)sizeof took ? 0 : 1);
+        tu_child_exit(&c, &took, sizeof took);
     }
-    close(p[1]);
     long long took = -2;
-    if (read(p[0], &took, sizeof took) != (ssize_t)sizeof took) took = -2;
-    close(p[0]);
-    int st;
-    REQUIRE(waitpid(c, &st, 0) == c);
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? took : -2;
+    return tu_child_wait(&c, &took, sizeof took) ? took : -2;
 }
 
 int main(void) {
