@@ -204,6 +204,56 @@ void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]) {
 #endif
 }
 
+/* A log dropped by another process's checkpoint sends every process that holds the file to
+ * .t again (file_load_follow), and a PostgreSQL WAL segment's table is 4,096 entries: hashing
+ * all of it again at every such reload was a third of the reload's CPU, where the pages that
+ * changed since this process last looked are the few the WAL was written into. The hash of a
+ * page is a function of its entries and their count alone, so a page that reads as it was
+ * keeps it; what .t says is never trusted, only compared. */
+int table_reload(scp_file *f, uint64_t old_n, uint64_t n) {
+    assert(n <= f->table_cap);
+    uint8_t *buf = old_n ? malloc(n * ENT + 1) : NULL;
+    uint64_t npages = (n + SCP_TABLE_PAGE - 1) / SCP_TABLE_PAGE;
+    if (!buf) { /* the whole table read in place, every page hashed again */
+        memset(f->table, 0, f->table_cap * ENT);
+        memset(f->page_dirty, 1, f->page_cap);
+        return scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0 ? -1 : 0;
+    }
+    ssize_t got = scp_pread_full(f->fd_t, buf, n * ENT, 0);
+    if (got < 0) {
+        int e = errno;
+        free(buf);
+        memset(f->page_dirty, 1, f->page_cap);
+        errno = e;
+        return -1;
+    }
+    memset(buf + got, 0, n * ENT - (size_t)got); /* (a short .t: holes, as the zeroed table) */
+    for (uint64_t p = 0; p < npages; p++) {
+        uint64_t first = p * SCP_TABLE_PAGE;
+        uint64_t cnt = n - first < SCP_TABLE_PAGE ? n - first : SCP_TABLE_PAGE;
+        uint64_t cnt_old = first < old_n ? (old_n - first < SCP_TABLE_PAGE ? old_n - first : SCP_TABLE_PAGE) : 0;
+        uint64_t same = 0, lim = cnt < cnt_old ? cnt : cnt_old;
+        /* (the first differing segment; with the same count and no difference, none) */
+        while (same < lim) {
+            uint64_t end = same + SCP_PAGE_SEG < lim ? same + SCP_PAGE_SEG : lim;
+            if (memcmp(f->table + (first + same) * ENT, buf + (first + same) * ENT, (end - same) * ENT) != 0) break;
+            same = end;
+        }
+        VSTAT(load_pages);
+        if (same == lim && cnt == cnt_old && f->page_dirty[p] == 0) VSTAT(load_pages_kept);
+        if (same < lim || cnt != cnt_old) {
+            uint8_t seg = (uint8_t)(1 + same / SCP_PAGE_SEG);
+            if (cnt_old == 0) seg = 1;
+            if (f->page_dirty[p] == 0 || f->page_dirty[p] > seg) f->page_dirty[p] = seg;
+            memcpy(f->table + (first + same) * ENT, buf + (first + same) * ENT, (cnt - same) * ENT);
+        }
+    }
+    for (uint64_t p = npages; p < f->page_cap; p++) f->page_dirty[p] = 1;
+    memset(f->table + n * ENT, 0, (f->table_cap - n) * ENT);
+    free(buf);
+    return 0;
+}
+
 /* The size changed from oldn to newn chunks: the pages at the boundary hash differently. */
 void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn) {
     if (oldn < newn) {

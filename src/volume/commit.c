@@ -715,12 +715,14 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
         VSTAT(load_full_noend);
     }
     uint64_t n = nchunks_of(e->size, cs);
+    /* The table in memory, when it is a whole loaded state (its clean pages' hashes are its
+     * own at cur_n entries), is compared with what .t holds: table_reload keeps the hashes of
+     * the pages that did not change. */
+    uint64_t n_old = f->unloaded || !f->table ? 0 : cur_n(f);
     if (table_reserve(f, n, err) < 0) return -1;
     f->unloaded = 1;
     (void)file_open_slot(f, 0, NULL);
-    memset(f->table, 0, f->table_cap * ENT);
     changed_clear(f, 1);
-    memset(f->page_dirty, 1, f->page_cap);
     u64map_clear(&f->jmap);
     file_ct_forget(f);
     u64map_clear(&f->jlogged);
@@ -729,8 +731,7 @@ static int file_load_follow(scp_file *f, const scp_mentry *e, scp_err *err) {
     VSTAT_ADD(load_full_bytes, n * ENT);
     f->past = 0;
     uint64_t t = VSTAT_T0();
-    if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
-        return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
+    if (table_reload(f, n_old, n) < 0) return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
     VSTAT_T1(load_table_ns, t);
     f->size = f->c_size = e->size;
     f->j_end = 0;

@@ -804,8 +804,16 @@ int table_reserve(scp_file *f, uint64_t n, scp_err *err);
 void table_mark(scp_file *f, uint64_t i);
 /* The size changed from oldn to newn chunks: the pages at the boundary hash differently. */
 void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn);
-/* The content root of the table in memory (hashing the dirty pages again). */
+/* Entry i's page hash must be redone from i's segment on. */
 void table_mark_page(scp_file *f, uint64_t i);
+/* Read n entries from f's .t into the table (entries past what .t holds are holes, and the
+ * rest of the table is zeroed), as a load does. With old_n > 0 the table held a loaded state
+ * of old_n entries whose clean pages' hashes are current: a page whose entries read the same
+ * keeps its hash and midstates (marked from its first differing segment only); every other
+ * page is marked whole. Caller holds f->rw for writing and has reserved n entries. Returns 0,
+ * or -1 with errno (the table is then all marked, its content undefined). */
+int table_reload(scp_file *f, uint64_t old_n, uint64_t n);
+/* The content root of the table in memory (hashing the dirty pages again). */
 void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]);
 /* Fill err with an integrity failure of chunk i ("is missing", "fails authentication"); -1. */
 int chunk_integrity_fail(scp_file *f, uint64_t i, const char *what, scp_err *err);

@@ -1649,8 +1649,11 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
             rc = journal_put_mlog(f, v->ml_pend + off, n, err);
         }
         if (rc < 0 || journal_put_mlog(f, rec, rlen, err) < 0 || journal_drain(f, err) < 0) rc = -1;
-        else if (fdatasync(f->fd_j) < 0)
-            rc = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
+        else {
+            uint64_t ts = VSTAT_T0();
+            if (fdatasync(f->fd_j) < 0) rc = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
+            VSTAT_T1(oneflush_sync_ns, ts);
+        }
         if (rc < 0) (void)journal_drain(f, NULL);
         f->jq_on = was_on;
         if (rc < 0) {

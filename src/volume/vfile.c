@@ -1541,7 +1541,11 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
 static int file_sync_shared(scp_file *f, scp_err *err) {
     assert(FILE_WR_HELD(f));
     scp_volume *v = f->vol;
-    if (!f->path || f->modified || acquire_writer(f, err) < 0) return 1;
+    if (!f->path || f->modified) return 1;
+    uint64_t ta = VSTAT_T0();
+    int acq = acquire_writer(f, err);
+    VSTAT_T1(acq_writer_ns, ta);
+    if (acq < 0) return 1;
     int rc = 1;
     if (f->writer && vol_lock(v, err) == 0) {
         /* sync_pending's test: is anything newer than the last durable state? */
@@ -1561,7 +1565,9 @@ static int file_sync_shared(scp_file *f, scp_err *err) {
         }
         /* (a long log is checkpointed now, while we are its writer; the fsync's own commit
          * above is done whatever that finds) */
+        uint64_t tc = VSTAT_T0();
         if (rc == 0) file_checkpoint_long_log(f);
+        VSTAT_T1(ckpt_long_ns, tc);
     }
     file_writer_unlock(f);
     f->writer = 0;

@@ -848,8 +848,10 @@ static int ofd_lock(scp_volume *v, scp_err *err) {
         if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) return 0;
         VSTAT(ofd_lock_wait);
     }
+    uint64_t t = VSTAT_T0();
     while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
         if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
+    VSTAT_T1(ofd_wait_ns, t);
     return 0;
 }
 
@@ -1017,7 +1019,9 @@ int vol_lock(scp_volume *v, scp_err *err) {
 }
 
 static int vol_lock_run(scp_volume *v, scp_err *err) {
+    uint64_t tm = VSTAT_T0();
     pthread_mutex_lock(&v->mu);
+    VSTAT_T1(mu_wait_ns, tm);
     VSTAT(vol_lock);
     /* (no getpid when no fork happened since the descriptors were taken: the atfork child
      * handler moves vol_fork_gen, as vol_after_fork_check relies on) */

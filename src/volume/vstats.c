@@ -19,6 +19,7 @@ uint64_t *vstat_ctr;
 static const char *vstat_path;
 static pid_t vstat_owner;
 static int vstat_dumped;
+static clockid_t vstat_clk = CLOCK_THREAD_CPUTIME_ID; /* (SCP_VOLUME_STATS_CLOCK=wall: CLOCK_MONOTONIC) */
 
 static const char *const vstat_name[VS_COUNT] = {
 #define VSTAT_NAME(n) #n,
@@ -34,6 +35,8 @@ __attribute__((constructor)) static void vstat_init(void) {
     vstat_ctr = m;
     vstat_path = p;
     vstat_owner = getpid();
+    const char *c = getenv("SCP_VOLUME_STATS_CLOCK");
+    if (c && strcmp(c, "wall") == 0) vstat_clk = CLOCK_MONOTONIC;
     vstat_on = 1;
     uint64_t t0 = vstat_clock();
     for (int i = 0; i < 999; i++) (void)vstat_clock();
@@ -43,7 +46,7 @@ __attribute__((constructor)) static void vstat_init(void) {
 
 uint64_t vstat_clock(void) {
     struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    clock_gettime(vstat_clk, &t);
     __atomic_fetch_add(&vstat_ctr[VS_timer_reads], 1, __ATOMIC_RELAXED);
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec + 1; /* (never 0: not timed) */
 }

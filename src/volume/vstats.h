@@ -9,6 +9,9 @@
  * walks) and beside them what every mode does (seals, chunk decrypts, flushes), so that a run
  * can say what shared mode costs per transaction (bench/RESULTS.md, fam24). Not a security
  * boundary: the counts are the process's own, written where the caller asks.
+ * With SCP_VOLUME_STATS_CLOCK=wall as well, the sections are timed in wall-clock time
+ * (CLOCK_MONOTONIC) instead of the thread's CPU time: what a caller waits in them (locks,
+ * flushes), where CPU time says what they compute.
  */
 #ifndef SCP_VOLUME_VSTATS_H
 #define SCP_VOLUME_VSTATS_H
@@ -49,6 +52,8 @@
     X(jchunk_auth)       /* journal chunk records authenticated by a walk */                    \
     X(load_full)         /* file_load_follow: the table read from .t and the whole log walked */ \
     X(load_full_bytes)   /* ... the table's bytes */                                            \
+    X(load_pages)        /* ... the table's pages (SCP_TABLE_PAGE entries) read */                \
+    X(load_pages_kept)   /* ... of which read as they were: their hashes kept (table_reload) */ \
     X(load_full_noend)   /* ... because no log offset was kept (first load, a dropped log) */   \
     X(file_new)          /* files taken in by a process for the first time (or after a drop) */ \
     X(log_stale)         /* log-stale checks that found the log dropped or replaced */          \
@@ -94,6 +99,11 @@
     X(lazy_root_ns)      /* ... the table's root */                                            \
     X(lazy_journal_ns)   /* ... the commit record sealed, the journal's pwrite */              \
     X(lazy_name_ns)      /* ... under the volume lock: the entry, the lazy list, the log record */ \
+    X(oneflush_sync_ns)  /* vol_commit_oneflush: its journal's fdatasync */                     \
+    X(ckpt_long_ns)      /* file_sync_shared: file_checkpoint_long_log */                          \
+    X(acq_writer_ns)     /* file_sync_shared: acquire_writer */                                    \
+    X(ofd_wait_ns)       /* ofd_lock: the F_OFD_SETLKW wait */                                      \
+    X(mu_wait_ns)        /* vol_lock: the volume's mutex */                                         \
     X(timer_reads)       /* clock reads these sections made (their own cost: timer_ns_each) */  \
     X(timer_ns_each)     /* one clock read's CPU time, measured at start (not a sum) */
 
