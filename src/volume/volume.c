@@ -886,6 +886,7 @@ void (*vol_test_fork_repair)(scp_volume *v);
 /* After a refresh that found files removed or renamed by another process: each loaded file's
  * path as the manifest in memory names it (NULL: no longer named). Caller holds v->mu. */
 static void files_rename(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
     for (scp_file *f = v->files; f; f = f->next) {
         char *np = NULL;
         for (size_t i = 0; i < v->man.n && !np; i++)
