@@ -32,7 +32,9 @@
 #   and each call made at least 0.1 times per transaction (load-independent).
 #   VSTATS=1: after the rounds, the volume library's event counters (SCP_VOLUME_STATS,
 #   src/volume/vstats.h) of the scp server: one start and stop alone, one with a pgbench run of
-#   STRACE_SECS; each counter's difference per transaction (load-independent). STRACE_Y=1 adds
+#   STRACE_SECS; each counter's difference per transaction (load-independent; with
+#   SCP_VOLUME_STATS_CLOCK=wall exported, the timed sections in wall-clock time: what the
+#   callers wait in them, the volume lock and the flushes included). STRACE_Y=1 adds
 #   a run under `strace -f -y` and its system calls per transaction by call and by the
 #   volume's object they name (lock file, journal, manifest log, table, data, ...).
 #   SCP_ENV='VAR=VALUE ...', BASE_ENV=...: environment given to the scp (base) server only, e.g.
