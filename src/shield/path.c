@@ -387,6 +387,26 @@ static int last_is_dot(const char *path) {
     return 0;
 }
 
+/* Does the program's path end in a slash after a name ("d/", not "/"), or in "/."? The kernel then follows
+ * a link in the last component and wants a directory there (ENOTDIR), whatever the call's
+ * no-follow flag says; the shield's paths are normalized without it, so this too is asked of
+ * the program's own string. */
+static int trailing_slash(const char *path) {
+    char p[PATH_MAX];
+    if (!path || sh_copy_path_in(path, p, sizeof p) < 0) return 0;
+    size_t n = strlen(p), m = n;
+    while (m > 0 && p[m - 1] == '/') m--;
+    if (m == 0) return 0;  /* "/" */
+    if (m < n) return 1;   /* "d/" */
+    /* "d/." (ls -la d/ looks at d/.): "." is the last name, d is followed */
+    return n >= 3 && p[n - 1] == '.' && p[n - 2] == '/';
+}
+
+/* The lookups that only look (stat, access): where trailing_slash is honoured. */
+static int looks_only(long nr) {
+    return nr == SYS_newfstatat || nr == SYS_statx || nr == SYS_faccessat || nr == SYS_faccessat2;
+}
+
 /* Do volume paths a and b name entries of one directory? */
 static int same_parent(const char *a, const char *b) {
     const char *sa = strrchr(a, '/'), *sb = strrchr(b, '/');
@@ -457,11 +477,29 @@ static int path_call(long nr, const long a[6], long *ret) {
         if (c1 == 0 && c2 == 0) return 0;
         if (c1 < 0 || c2 < 0) { *ret = c1 < 0 ? c1 : c2; return 1; }
         if (!path || !path2) { *ret = -EFAULT; return 1; } /* the other one is protected */
-        if (c1 == 0 || c2 == 0 || vol != vol2) { *ret = -EXDEV; return 1; }
-        char la[PATH_MAX];
-        int f1 = sh_follow_links(&vol, rel, sizeof rel, nr == SYS_linkat && (a[4] & AT_SYMLINK_FOLLOW), la, sizeof la);
-        int f2 = f1 < 0 ? 1 : sh_follow_links(&vol2, rel2, sizeof rel2, 0, la, sizeof la);
+        /* Each path that names a volume is followed through its links first: one that a link
+         * led out of every volume (f 2, its absolute path in la) is the kernel's as much as one
+         * that never named a volume (c 0), and a call whose two paths are both the kernel's is
+         * made there (PostgreSQL's `initdb --waldir`: pg_wal a link in the volume to a plain
+         * directory, its segments renamed within it: EXDEV before). */
+        char la[PATH_MAX], la2[PATH_MAX];
+        int f1 = c1 == 0 ? 2 : sh_follow_links(&vol, rel, sizeof rel, nr == SYS_linkat && (a[4] & AT_SYMLINK_FOLLOW), la, sizeof la);
+        int f2 = f1 < 0 ? 1 : c2 == 0 ? 2 : sh_follow_links(&vol2, rel2, sizeof rel2, 0, la2, sizeof la2);
         if (f1 < 0 || f2 < 0) { *ret = f1 < 0 ? f1 : f2; return 1; }
+        if (f1 == 2 && f2 == 2 && !named1) {
+            long b[6];
+            memcpy(b, a, sizeof b);
+            if (c1) {
+                b[s->path] = (long)la;
+                if (s->dirfd >= 0) b[s->dirfd] = AT_FDCWD;
+            }
+            if (c2) {
+                b[s->path2] = (long)la2;
+                if (s->dirfd2 >= 0) b[s->dirfd2] = AT_FDCWD;
+            }
+            *ret = sh_gate(nr, b[0], b[1], b[2], b[3], b[4], b[5]);
+            return 1;
+        }
         if (f1 == 2 || f2 == 2 || vol != vol2) { *ret = -EXDEV; return 1; }
         /* rename of "d/." or "d/..", or onto one: EBUSY, as the kernel's (not LAST_NORM) */
         if (nr != SYS_linkat && (last_is_dot(path) || last_is_dot(path2))) { *ret = -EBUSY; return 1; }
@@ -512,12 +550,18 @@ static int path_call(long nr, const long a[6], long *ret) {
         r = (size_t)a[3] < sizeof how ? -EINVAL : sh_copy_in(&how, (const void *)a[2], sizeof how);
         if (r) { *ret = r; return 1; }
     }
+    int slash = !fd_link_named && looks_only(nr) && trailing_slash(path);
     if (!fd_link_named) {
         char abs[PATH_MAX];
         long of = nr == SYS_openat ? a[2] : (long)how.flags;
-        int f = sh_follow_links(&vol, rel, sizeof rel, follows_last(nr, a, of), abs, sizeof abs);
+        int f = sh_follow_links(&vol, rel, sizeof rel, slash || follows_last(nr, a, of), abs, sizeof abs);
         if (f < 0) { *ret = f; return 1; }
-        if (f == 2) { *ret = call_at(nr, s, a, abs); return 1; }
+        if (f == 2) {
+            size_t n = strlen(abs);
+            if (slash && n + 1 < sizeof abs && abs[n - 1] != '/') memcpy(abs + n, "/", 2);
+            *ret = call_at(nr, s, a, abs);
+            return 1;
+        }
     }
     if ((nr == SYS_openat || nr == SYS_openat2) && sh_in_vfork_child()) {
         /* a vfork or posix_spawn child shares the shield's memory with its parent, which a new
@@ -538,6 +582,7 @@ static int path_call(long nr, const long a[6], long *ret) {
     case SYS_statx: {
         scp_vstat v;
         r = sh_path_vstat(vol, rel, &v);
+        if (!r && slash && v.type != SCP_VTYPE_DIR) r = -ENOTDIR;
         if (!r) {
             if (nr == SYS_statx) r = sh_put_statx(vol, &v, (void *)a[4]);
             else r = sh_put_stat(vol, &v, (void *)a[2]);
@@ -548,6 +593,7 @@ static int path_call(long nr, const long a[6], long *ret) {
     case SYS_faccessat2: {
         scp_vstat v;
         r = sh_path_vstat(vol, rel, &v);
+        if (!r && slash && v.type != SCP_VTYPE_DIR) r = -ENOTDIR;
         int eff = nr == SYS_faccessat2 && (a[3] & AT_EACCESS);
         if (!r) r = eff ? sh_cred_access(&v, (int)a[2] & 7) : sh_cred_access_real(&v, (int)a[2] & 7);
         break;

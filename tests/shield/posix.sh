@@ -69,6 +69,27 @@ print(e(os.symlink, \"x\", \"chain\"), e(os.readlink, \"d\"), e(os.rmdir, \"ld\"
 same "symbolic links: chown -h, mv and rm act on the link, not the target" \
     'chown -h 65534:65533 ld && chown 65532:65531 chain && mv ld ld2 && stat -c "%n %u:%g" ld2 d d/f &&
      cat ld2/f && rm ld2 chain dangling loop1 loop2 && find . | sort'
+# (the link's target: a plain directory outside the volume, emptied by each run)
+OUT=$T/out && mkdir -p "$OUT"
+same "a link that leads out of the volume: rename and link through it are the kernel's" \
+    "ln -s $OUT w && echo a > w/a && python3 -c \"\$0
+os.rename('w/a', 'w/b'); os.link('w/b', 'w/c'); os.rename('w/c', '$OUT/d')
+print(sorted(os.listdir('w')), open('w/d').read().strip())\" && rm w/b w/d w" "$PY"
+got=$(run sh -c "cd $MNT && ln -s $OUT w && echo a > w/a && echo b > in && python3 -c \"\$0
+print(e(os.rename, 'w/a', 'in2'), e(os.link, 'w/a', 'in2'), e(os.rename, 'in', 'w/x'), e(os.link, 'in', 'w/x'))\" && rm w/a in w" "$PY" 2>&1 | grep -v 'development mode')
+[ "$got" = "EXDEV EXDEV EXDEV EXDEV" ] || fail "a link out of the volume: rename and link across its edge gave '$got' (want EXDEV four times)"
+note "a link out of the volume: rename and link across its edge: EXDEV"
+same "a path ending in a slash or /.: its last link followed and a directory wanted (stat, lstat, access, ls -la link/)" \
+    "mkdir dd && touch ff && ln -s dd ld && ln -s ff lf && ln -s $OUT lo && python3 -c \"\$0
+import stat
+def k(f, p):
+    try:
+        m = f(p).st_mode
+        return 'dir' if stat.S_ISDIR(m) else 'lnk' if stat.S_ISLNK(m) else 'reg'
+    except OSError as x:
+        return errno.errorcode[x.errno]
+print([(p, k(os.lstat, p), k(os.stat, p), e(os.access, p, os.R_OK)) for p in ('ff/', 'dd/', 'ld/', 'lf/', 'lo/', 'ld/.', 'lf/.', 'ld', 'lo')])\" &&
+     ls -la ld/ | sed -n 's/^\\([dl]\\).* \\(\\.*\\)\$/\\1 \\2/p' && rm -r dd ff ld lf lo" "$PY"
 same "a path of 4,095 bytes relative to the working directory (the kernel walks it from the cwd)" \
     'python3 -c "$0
 parts = [\"a\" * 250] * 16 + [\"b\" * 79]
