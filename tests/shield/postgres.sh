@@ -41,4 +41,16 @@ echo "$out"
 [ -e "${PGD%/pgdata}" ] && fail "the mount point was created on the host"
 "$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
 check_no_plaintext "$M"
+
+# initdb --waldir: pg_wal a link in the volume to a plain directory that the operator chose
+# (its WAL is then as protected as that directory: not at all); the segments are created and
+# renamed within it (EXDEV before: bench/RESULTS.md, session 33)
+note "initdb --waldir (the WAL on a plain directory, the rest in the volume), start, insert, stop, start: the row is back"
+$AS mkdir "$T/wal-plain" || fail "mkdir"
+out=$(run "$PGBIN/initdb -D $PGD/db2 --waldir=$T/wal-plain/wal -A trust -U postgres >$T/initdb2.log 2>&1 || { cat $T/initdb2.log; exit 1; }
+     P2=\"$PGBIN/pg_ctl -D $PGD/db2 -l $T/pg2.log -o \\\"-c listen_addresses='' -k $T\\\" -w\"
+     eval \$P2 start >/dev/null && $SQL -c \"create table w(t text); insert into w values ('x')\" >/dev/null && eval \$P2 stop >/dev/null &&
+     eval \$P2 start >/dev/null && $SQL -c 'select count(*) from w' && eval \$P2 stop >/dev/null") || fail "--waldir: $out"
+[ "$out" = 1 ] || fail "--waldir: the row is not back ($out)"
+ls "$T/wal-plain/wal" | grep -q '^0000000100000000000000' || fail "--waldir: no WAL segment in the plain directory"
 echo PASS
