@@ -34,8 +34,8 @@ static void overwrite_first_page(scp_vfile *f, tu_rng *rng, int n) {
 }
 
 /* The reader S: loads the file, says so, waits for the parent's go and the bytes it wrote,
- * then reads the file whole. Exit 0: P's bytes; 7: wrong bytes; 9: the read failed as
- * tampered; others: setup failures. */
+ * then reads the file whole. 0: P's bytes; 7: wrong bytes; 9: the read failed as tampered;
+ * others: setup failures. */
 static int reader(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int go, int done) {
     scp_err e;
     tu_err_clear(&e);
@@ -59,19 +59,19 @@ static int reader(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], int go,
     return rc;
 }
 
-/* One round: returns the reader's exit status (see reader). */
+/* One round: returns the reader's result (see reader; 128: the child failed). */
 static int round_with(scp_vfile *f, tu_rng *rng, const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN],
                       int tamper) {
     scp_err e;
     tu_err_clear(&e);
     int go[2], done[2];
     REQUIRE(pipe(go) == 0 && pipe(done) == 0);
-    pid_t c = fork();
-    REQUIRE(c >= 0);
-    if (c == 0) {
+    tu_child c;
+    if (tu_child_start(&c)) {
         close(go[1]);
         close(done[0]);
-        _exit(reader(vd, key, go[0], done[1]));
+        int st = reader(vd, key, go[0], done[1]);
+        tu_child_exit(&c, &st, sizeof st);
     }
     close(go[0]);
     close(done[1]);
@@ -101,9 +101,8 @@ static int round_with(scp_vfile *f, tu_rng *rng, const char *vd, const uint8_t k
     }
     close(go[1]);
     close(done[0]);
-    int st;
-    REQUIRE(waitpid(c, &st, 0) == c);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+    int st = 128;
+    return tu_child_wait(&c, &st, sizeof st) ? st : 128;
 }
 
 int main(void) {
