@@ -387,10 +387,10 @@ static int last_is_dot(const char *path) {
     return 0;
 }
 
-/* Does the program's path end in a slash after a name ("d/", not "/"), or in "/."? The kernel then follows
- * a link in the last component and wants a directory there (ENOTDIR), whatever the call's
- * no-follow flag says; the shield's paths are normalized without it, so this too is asked of
- * the program's own string. */
+/* Does the program's path end in a slash after a name ("d/", not "/"), or in "/."? The kernel
+ * then follows a link in the last component and wants a directory there (ENOTDIR), whatever
+ * the call's no-follow flag says; the shield's paths are normalized without it, so this too is
+ * asked of the program's own string. */
 static int trailing_slash(const char *path) {
     char p[PATH_MAX];
     if (!path || sh_copy_path_in(path, p, sizeof p) < 0) return 0;
