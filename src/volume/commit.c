@@ -896,7 +896,7 @@ int journal_release(scp_file *f, scp_err *err) {
  * commit holds the file's rw for writing. */
 #define JQ_MAX (256u << 10) /* beyond this much queued, write what is queued first */
 
-/* ---- preallocated journals (shared mode) -------------------------------------------------
+/* ---- preallocated journals ---------------------------------------------------------------
  * A new log is written over the old one's bytes (journal_reset; in shared mode since session
  * 19, journal_drop), so the journal object keeps its length and an fdatasync writes the data
  * alone. Shared mode truncated a dropped log before, and its log then grew at every append:
@@ -912,16 +912,36 @@ int journal_release(scp_file *f, scp_err *err) {
  * these writes are all a writer's), so they never cover a byte another process wrote. Up to
  * SCP_JOURNAL_REUSE_MAX only: the replay bound (journal_replay_max) holds for any size, as
  * for a reused journal's tail. Best effort: a failed zero write leaves the append to grow the
- * object, as before. */
+ * object, as before. Outside shared mode too (session 33): a private writer's first log grows
+ * the object from nothing (a new file, or after the close's checkpoint truncated it), and
+ * sqlite's one-row WAL transactions paid the grown file's flush at every commit of it (an
+ * fdatasync of an 8.8 KB append here: 210 us growing, 100 us over written blocks); the zeros
+ * count as the tail of an older log (j_stale), which the last close cuts off, and they start
+ * only once a log passed the first step (a file that commits again and again). */
 #define JROOM_MIN (64u << 10)
 #define JROOM_MAX (1u << 20)
 static void journal_room(scp_file *f, uint64_t need) {
-    static uint8_t zeros[256u << 10]; /* (never written: untouched .bss pages cost nothing) */
-    if (!f->vol->shared || !f->writer || f->fd_j < 0 || need > SCP_JOURNAL_REUSE_MAX) return;
-    if (need <= f->j_room && memcmp(f->j_room_salt, f->j_salt, SCP_HASH_LEN) == 0) return;
-    struct stat st;
-    if (fstat(f->fd_j, &st) < 0) return;
-    uint64_t have = (uint64_t)st.st_size;
+    static uint8_t zeros[JROOM_MAX]; /* (never written: untouched .bss pages cost nothing) */
+    if (!f->writer || f->fd_j < 0 || need > SCP_JOURNAL_REUSE_MAX) return;
+    /* (outside shared mode only a log that already passed the first step: a file written once
+     * or twice, a small file's creation through the journal say, gets no zeros) */
+    if (!f->vol->shared && f->j_end < JROOM_MIN) return;
+    int known = f->j_room && memcmp(f->j_room_salt, f->j_salt, SCP_HASH_LEN) == 0;
+    if (known && need <= f->j_room) return;
+    /* Zeros go only at and past `have`, which must not be below the open log's end. In shared
+     * mode another writer may have appended since: the object's length. Outside it this
+     * process alone extends the object: what it made room for last, or the old log's length
+     * when this log began (journal_reset), or the log's end; a guess below the real length
+     * only writes zeros over an old log's tail, which nothing reads. */
+    uint64_t have;
+    if (f->vol->shared) {
+        struct stat st;
+        if (fstat(f->fd_j, &st) < 0) return;
+        have = (uint64_t)st.st_size;
+    } else {
+        have = f->j_stale > f->j_end ? f->j_stale : f->j_end;
+        if (known && f->j_room > have) have = f->j_room;
+    }
     if (have < need) {
         uint64_t ahead = need < JROOM_MIN ? JROOM_MIN : need > JROOM_MAX ? JROOM_MAX : need;
         uint64_t to = (need + ahead + JROOM_MIN - 1) / JROOM_MIN * JROOM_MIN;
@@ -933,6 +953,7 @@ static void journal_room(scp_file *f, uint64_t need) {
     }
     f->j_room = have;
     memcpy(f->j_room_salt, f->j_salt, SCP_HASH_LEN);
+    if (!f->vol->shared && have > f->j_stale) f->j_stale = have; /* (the close cuts them) */
 }
 
 /* ---- the end mark (shared mode) -----------------------------------------------------------

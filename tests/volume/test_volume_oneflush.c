@@ -256,18 +256,24 @@ static void test_log_lost(int drop_last) {
         /* The host cuts the journal back to before the last commit's records: the last frame's
          * chunk records (two chunks), its commit record and its manifest-log record: cut after
          * the last but one manifest-log record. */
-        size_t cut = 0;
+        size_t cut = 0, last = 0, end = 40;
         for (size_t off = 40; off + 16 <= jlen;) {
             uint32_t type = (uint32_t)(tu_be64(j + off) >> 32); /* u32 type | u32 zero */
             uint64_t n = tu_be64(j + off + 8);
             /* (format 4: a chunk record's header holds its 44-byte entry; a commit record
-             * is header | chain value | nonce | size, entries, root | tag) */
+             * is header | chain value | nonce | size, entries, root | tag; the log ends at a
+             * header of zeros, the room kept ahead of it: journal_room) */
             size_t len = type == 1 ? 16 + 44 + 4096 : type == 2 ? 16 + 32 + 12 + 8 + n * 52 + 32 + 16
                          : type == 3 ? 16 + n : 0;
             if (!len || off + len > jlen) break;
-            if (type == 3 && off + len < jlen) cut = off + len; /* after the last but one copy */
+            if (type == 3) { /* (cut after the last but one copy: the log's last record is one) */
+                cut = last;
+                last = off + len;
+            }
             off += len;
+            end = off;
         }
+        REQUIRE(last == end);
         REQUIRE(cut > 0);
         REQUIRE(truncate(jp, (off_t)cut) == 0);
     }
