@@ -365,11 +365,18 @@ static int follows_last(long nr, const long a[6], long oflags) {
 }
 
 /* The call on the path that a link outside the volumes led to: the kernel's business. */
-static long call_at(long nr, const struct sh_sysent *s, const long a[6], const char *abs) {
+static long call_at(long nr, const struct sh_sysent *s, const long a[6], const char *abs,
+                    const char *abs2) {
     long b[6];
     memcpy(b, a, sizeof b);
-    b[s->path] = (long)abs;
-    if (s->dirfd >= 0) b[s->dirfd] = AT_FDCWD;
+    if (abs) { /* (NULL: the program's own path, never a volume's) */
+        b[s->path] = (long)abs;
+        if (s->dirfd >= 0) b[s->dirfd] = AT_FDCWD;
+    }
+    if (abs2) { /* (rename, link: the second path likewise) */
+        b[s->path2] = (long)abs2;
+        if (s->dirfd2 >= 0) b[s->dirfd2] = AT_FDCWD;
+    }
     return sh_gate(nr, b[0], b[1], b[2], b[3], b[4], b[5]);
 }
 
@@ -487,17 +494,7 @@ static int path_call(long nr, const long a[6], long *ret) {
         int f2 = f1 < 0 ? 1 : c2 == 0 ? 2 : sh_follow_links(&vol2, rel2, sizeof rel2, 0, la2, sizeof la2);
         if (f1 < 0 || f2 < 0) { *ret = f1 < 0 ? f1 : f2; return 1; }
         if (f1 == 2 && f2 == 2 && !named1) {
-            long b[6];
-            memcpy(b, a, sizeof b);
-            if (c1) {
-                b[s->path] = (long)la;
-                if (s->dirfd >= 0) b[s->dirfd] = AT_FDCWD;
-            }
-            if (c2) {
-                b[s->path2] = (long)la2;
-                if (s->dirfd2 >= 0) b[s->dirfd2] = AT_FDCWD;
-            }
-            *ret = sh_gate(nr, b[0], b[1], b[2], b[3], b[4], b[5]);
+            *ret = call_at(nr, s, a, c1 ? la : NULL, c2 ? la2 : NULL);
             return 1;
         }
         if (f1 == 2 || f2 == 2 || vol != vol2) { *ret = -EXDEV; return 1; }
@@ -559,7 +556,7 @@ static int path_call(long nr, const long a[6], long *ret) {
         if (f == 2) {
             size_t n = strlen(abs);
             if (slash && n + 1 < sizeof abs && abs[n - 1] != '/') memcpy(abs + n, "/", 2);
-            *ret = call_at(nr, s, a, abs);
+            *ret = call_at(nr, s, a, abs, NULL);
             return 1;
         }
     }

@@ -930,9 +930,9 @@ static void journal_room(scp_file *f, uint64_t need) {
     if (known && need <= f->j_room) return;
     /* Zeros go only at and past `have`, which must not be below the open log's end. In shared
      * mode another writer may have appended since: the object's length. Outside it this
-     * process alone extends the object: what it made room for last, or the old log's length
-     * when this log began (journal_reset), or the log's end; a guess below the real length
-     * only writes zeros over an old log's tail, which nothing reads. */
+     * process alone extends the object: j_stale, the old log's length when this log began
+     * (journal_reset) raised by each room made since (below), or the log's end; a guess below
+     * the real length only writes zeros over an old log's tail, which nothing reads. */
     uint64_t have;
     if (f->vol->shared) {
         struct stat st;
@@ -940,7 +940,6 @@ static void journal_room(scp_file *f, uint64_t need) {
         have = (uint64_t)st.st_size;
     } else {
         have = f->j_stale > f->j_end ? f->j_stale : f->j_end;
-        if (known && f->j_room > have) have = f->j_room;
     }
     if (have < need) {
         uint64_t ahead = need < JROOM_MIN ? JROOM_MIN : need > JROOM_MAX ? JROOM_MAX : need;
