@@ -307,6 +307,14 @@ void scp_vfile_set_append(scp_vfile *f, int on);
 
 /* Set the size; growing adds a hole that reads as zeros. */
 int scp_vfile_truncate(scp_vfile *f, uint64_t size, scp_err *err);
+/* fallocate(2) mode 0 or FALLOC_FL_KEEP_SIZE (keep_size 1): reserve the disk blocks that the
+ * chunks of [off, off + len) take when first written (their place in the data object), and
+ * grow the file to off + len unless keep_size. The chunks stay holes that read as zeros; no
+ * ciphertext is written. A first write into the range then finds its blocks allocated, as in a
+ * plain file, and cannot fail for want of space (later overwrites, which go to the journal or
+ * the second slot, still can). A file system without fallocate reserves nothing (the size is
+ * still set). Errors: EFBIG past the maximum size, ENOSPC, EIO. */
+int scp_vfile_allocate(scp_vfile *f, uint64_t off, uint64_t len, int keep_size, scp_err *err);
 uint64_t scp_vfile_size(scp_vfile *f);
 int scp_vfile_stat(scp_vfile *f, scp_vstat *st, scp_err *err);
 

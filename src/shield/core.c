@@ -581,13 +581,10 @@ static long sh_syscall_(long nr, const long a[6]) {
         if (pf->kind != PF_FILE || !writable(pf)) { r = -EBADF; break; }
         int mode = (int)a[1];
         if (mode & ~FALLOC_FL_KEEP_SIZE) { r = -EOPNOTSUPP; break; }
-        uint64_t end = (uint64_t)a[2] + (uint64_t)a[3];
-        r = 0;
-        if (!(mode & FALLOC_FL_KEEP_SIZE) && end > scp_vfile_size(pf->vf)) {
-            scp_err se;
-            pf->wpid = sh.pid; /* (before: see sh_io_write) */
-            r = scp_vfile_truncate(pf->vf, end, &se) ? neg(&se) : 0;
-        }
+        if (a[2] < 0 || a[3] <= 0) { r = -EINVAL; break; }
+        scp_err se;
+        pf->wpid = sh.pid; /* (before: see sh_io_write) */
+        r = scp_vfile_allocate(pf->vf, (uint64_t)a[2], (uint64_t)a[3], !!(mode & FALLOC_FL_KEEP_SIZE), &se) ? neg(&se) : 0;
         break;
     }
     case SYS_fadvise64:

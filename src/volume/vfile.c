@@ -1480,6 +1480,30 @@ int scp_vfile_truncate(scp_vfile *h, uint64_t size, scp_err *err) {
     return rc;
 }
 
+int scp_vfile_allocate(scp_vfile *h, uint64_t off, uint64_t len, int keep_size, scp_err *err) {
+    if (check_handle(h, 1, err) < 0) return -1;
+    if (len == 0 || off + len < off || off + len > (UINT64_C(1) << 50))
+        return scp_fail(err, SCP_E_INVAL, len ? EFBIG : EINVAL,
+                        len ? "size beyond the maximum file size" : "empty range");
+    scp_file *f = h->f;
+    uint64_t cs = f->vol->cs, a = off / cs * cs, b = (off + len + cs - 1) / cs * cs;
+    pthread_rwlock_wrlock(&f->rw);
+    int rc = acquire_writer(f, err);
+    /* Chunk i's first write goes to slot 0 at i * cs (chunk_target): reserve those blocks,
+     * beyond the object's length too (KEEP_SIZE: the object's length stays what its chunks
+     * make it). Under the writer lock, so that no shrink of the object runs beside it. */
+    if (rc == 0 && fallocate(f->fd_d, FALLOC_FL_KEEP_SIZE, (off_t)a, (off_t)(b - a)) < 0 &&
+        errno != EOPNOTSUPP && errno != ENOSYS)
+        rc = scp_fail_errno(err, "cannot reserve space for '%s'", f->path ? f->path : "file");
+    if (rc == 0 && !keep_size && off + len > f->size) {
+        __atomic_store_n(&f->mtime_kept, 0, __ATOMIC_RELAXED);
+        rc = set_size(f, off + len, err);
+    }
+    rc = shared_publish(f, rc, err);
+    pthread_rwlock_unlock(&f->rw);
+    return rc;
+}
+
 uint64_t scp_vfile_size(scp_vfile *h) {
     shared_catch_up(h->f);
     return __atomic_load_n(&h->f->size, __ATOMIC_RELAXED);

@@ -9,7 +9,8 @@
 # (atime and mtime as set, ctime moved by every change, a directory's mtime and ctime by every
 # change of its entries), a directory's st_nlink, S_ISUID/S_ISGID cleared by a non-root write,
 # rmdir/rename/unlink of a path ending in "." or "..", a directory moved to another parent
-# (write permission on it): each through libc and through raw system calls (ctypes syscall).
+# (write permission on it), fallocate (size, zeros, KEEP_SIZE, bad ranges): each through libc
+# and through raw system calls (ctypes syscall).
 . "$(dirname "$0")/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "needs root (mknod of devices): skipped"; exit 77; }
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
@@ -57,6 +58,13 @@ same "a path below a regular file: ENOTDIR" \
     'touch file && python3 -c "$0
 print([e(f, \"file/x\") for f in (os.stat, os.unlink, os.rmdir, os.mkdir, os.listdir)])
 print(e(os.chmod, \"file/x/y\", 0o644), e(os.rename, \"file/x\", \"y\"), e(os.rename, \"file\", \"file/y\"))" && rm file' "$PY"
+same "fallocate: posix_fallocate grows the file with zeros, KEEP_SIZE keeps the size, bad ranges EINVAL" \
+    'python3 -c "$0
+fd = os.open(\"f\", os.O_RDWR | os.O_CREAT, 0o644); os.write(fd, b\"abc\")
+os.posix_fallocate(fd, 0, 3 << 20); print(os.fstat(fd).st_size)
+print(e(os.posix_fallocate, fd, 0, 0), e(os.posix_fallocate, fd, -1, 10))
+os.close(fd); d = open(\"f\", \"rb\").read(); print(d[:3], d.count(0), len(d))" &&
+     fallocate -n -l 8M f && stat -c %s f && fallocate -l 5M f && stat -c %s f && rm f' "$PY"
 same "symbolic links: ln -s, readlink, stat, following through files and directories" \
     'umask 022; mkdir d && echo inside > d/f && ln -s d ld && ln -s f d/lf && ln -s ld/lf chain &&
      readlink ld chain && stat -c "%n %F %s %a" ld chain && stat -L -c "%n %F %a" ld chain &&

@@ -43,6 +43,85 @@ static void check_content(scp_volume *v, const uint8_t *model, const char *when)
     CHECK_OK(scp_vfile_close(f, &e), e);
 }
 
+/* The disk blocks (bytes) allocated to the volume's data objects. */
+static uint64_t data_blocks(const char *dir) {
+    char *objs = tu_path(dir, "objects");
+    DIR *d = opendir(objs);
+    REQUIRE(d);
+    uint64_t total = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l <= 2 || strcmp(de->d_name + l - 2, ".d") != 0) continue;
+        char *p = tu_path(objs, de->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0) total += (uint64_t)st.st_blocks * 512;
+        free(p);
+    }
+    closedir(d);
+    free(objs);
+    return total;
+}
+
+/* scp_vfile_allocate (the shield's fallocate): the blocks of the range are reserved in the
+ * data object before any write, the size grows (or not, keep_size), the range reads as zeros,
+ * the first write into it goes in place (no journal copy), and bad ranges are refused with
+ * the size unchanged. */
+static void check_allocate(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], const uint8_t *data) {
+    scp_err e;
+    scp_volume *v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    scp_vfile *g = scp_vfile_open(v, "g", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE_OK(g ? 0 : -1, e);
+    REQUIRE_OK(scp_vfile_fsync(g, &e), e);
+    uint64_t b0 = data_blocks(dir);
+    REQUIRE_OK(scp_vfile_allocate(g, 0, 4 * MIB, 0, &e), e);
+    uint64_t b1 = data_blocks(dir);
+    CHECKF(scp_vfile_size(g) == 4 * MIB, "allocate: size %llu, not 4 MiB",
+           (unsigned long long)scp_vfile_size(g));
+    CHECKF(b1 >= b0 + 4 * MIB, "allocate: %llu bytes of blocks reserved for 4 MiB",
+           (unsigned long long)(b1 - b0));
+    /* beyond the size with keep_size: blocks, not size */
+    REQUIRE_OK(scp_vfile_allocate(g, 4 * MIB, 2 * MIB + 100, 1, &e), e);
+    uint64_t b2 = data_blocks(dir);
+    CHECKF(scp_vfile_size(g) == 4 * MIB, "allocate keep_size: size %llu, not 4 MiB",
+           (unsigned long long)scp_vfile_size(g));
+    CHECKF(b2 >= b1 + 2 * MIB + 4096, "allocate keep_size: %llu bytes of blocks reserved for 2 MiB + 100",
+           (unsigned long long)(b2 - b1));
+    /* reads zeros, before and after a commit */
+    uint8_t *buf = malloc(4 * MIB), *zero = calloc(1, 4 * MIB);
+    REQUIRE(buf && zero);
+    CHECK(scp_vfile_pread(g, buf, 4 * MIB, 0, &e) == (ssize_t)(4 * MIB) && memcmp(buf, zero, 4 * MIB) == 0);
+    REQUIRE_OK(scp_vfile_fsync(g, &e), e);
+    uint64_t j0 = journal_bytes(dir);
+    REQUIRE_OK(scp_vfile_pwrite(g, data, 2 * MIB, MIB, &e), e);
+    REQUIRE_OK(scp_vfile_fsync(g, &e), e);
+    uint64_t j1 = journal_bytes(dir);
+    CHECKF(j1 < j0 + 256 * 1024, "first write into an allocated range: the journal grew by %llu bytes",
+           (unsigned long long)(j1 - j0));
+    /* bad ranges: refused, size unchanged */
+    CHECKF(scp_vfile_allocate(g, UINT64_C(1) << 50, 4096, 0, &e) < 0 && e.sys == EFBIG,
+           "allocate past the maximum size: not EFBIG (%s)", e.msg);
+    CHECKF(scp_vfile_allocate(g, 0, 0, 0, &e) < 0 && e.sys == EINVAL,
+           "allocate of an empty range: not EINVAL (%s)", e.msg);
+    CHECK(scp_vfile_size(g) == 4 * MIB);
+    CHECK_OK(scp_vfile_close(g, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    /* after a reopen: zeros, the write, zeros */
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    g = scp_vfile_open(v, "g", O_RDONLY, 0, &e);
+    REQUIRE_OK(g ? 0 : -1, e);
+    ssize_t r = scp_vfile_pread(g, buf, 4 * MIB, 0, &e);
+    CHECKF(r == (ssize_t)(4 * MIB) && memcmp(buf, zero, MIB) == 0 && memcmp(buf + MIB, data, 2 * MIB) == 0 &&
+               memcmp(buf + 3 * MIB, zero, MIB) == 0,
+           "allocated file after a reopen: read %zd bytes, not zeros, the write, zeros (%s)", r, e.msg);
+    CHECK_OK(scp_vfile_close(g, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    free(buf);
+    free(zero);
+}
+
 int main(void) {
     tu_rng rng = {42};
     uint8_t key[SCP_VOLUME_KEY_LEN];
@@ -186,6 +265,8 @@ int main(void) {
         free(tpath);
         free(objs);
     }
+
+    check_allocate(dir, key, data);
 
     free(model);
     free(data);
