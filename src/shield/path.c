@@ -381,11 +381,10 @@ static long call_at(long nr, const struct sh_sysent *s, const long a[6], const c
 }
 
 /* The kernel looks at a path's last component before it removes or renames: 1 if it is ".",
- * 2 if "..", else 0 (also for a bad address: the call then reports EFAULT itself). The shield
- * normalizes "d/." to "d", so this must be asked of the program's own string. */
-static int last_is_dot(const char *path) {
-    char p[PATH_MAX];
-    if (!path || sh_copy_path_in(path, p, sizeof p) < 0) return 0;
+ * 2 if "..", else 0. The shield normalizes "d/." to "d", so this is asked of the program's
+ * string as the call gave it (path_run's copy: every path here is in the shield's memory). */
+static int last_is_dot(const char *p) {
+    if (!p) return 0;
     size_t n = strlen(p), s;
     while (n > 1 && p[n - 1] == '/') n--;
     for (s = n; s > 0 && p[s - 1] != '/';) s--;
@@ -395,12 +394,10 @@ static int last_is_dot(const char *path) {
 }
 
 /* Does the program's path end in a slash after a name ("d/", not "/"), or in "/."? The kernel
- * then follows a link in the last component and wants a directory there (ENOTDIR), whatever
- * the call's no-follow flag says; the shield's paths are normalized without it, so this too is
- * asked of the program's own string. */
-static int trailing_slash(const char *path) {
-    char p[PATH_MAX];
-    if (!path || sh_copy_path_in(path, p, sizeof p) < 0) return 0;
+ * then wants a directory there (slash_rule); the shield's paths are normalized without it, so
+ * this too is asked of the program's string as the call gave it. */
+static int trailing_slash(const char *p) {
+    if (!p) return 0;
     size_t n = strlen(p), m = n;
     while (m > 0 && p[m - 1] == '/') m--;
     if (m == 0) return 0;  /* "/" */
@@ -409,9 +406,33 @@ static int trailing_slash(const char *path) {
     return n >= 3 && p[n - 1] == '.' && p[n - 2] == '/';
 }
 
-/* The lookups that only look (stat, access): where trailing_slash is honoured. */
-static int looks_only(long nr) {
-    return nr == SYS_newfstatat || nr == SYS_statx || nr == SYS_faccessat || nr == SYS_faccessat2;
+/* Does the call make the path's last name (so that a trailing slash does not follow it)? */
+static int creates_name(long nr, long oflags) {
+    return nr == SYS_mkdirat || nr == SYS_mknodat || nr == SYS_symlinkat ||
+           ((nr == SYS_openat || nr == SYS_openat2) && (oflags & O_CREAT));
+}
+
+/* The kernel's rule for a single-path call whose path ends in "/" or "/." after a name
+ * (namei.c: the last component must be a directory): 0 to go on, or the call's error. `have`
+ * says whether rel (followed to its end, except where the call makes or removes the name
+ * itself) exists, and `type` its type. Lookups want a directory (ENOTDIR; a missing name is
+ * the call's own ENOENT); unlink never follows the last name and says EISDIR, ENOTDIR or
+ * ENOENT; rmdir wants the name itself to be a directory; open with O_CREAT says EISDIR;
+ * mkdir goes on ("d/" names the directory to make; "d/." is a "." EEXIST or ENOENT); mknod
+ * and symlink say EEXIST or ENOENT. */
+static long slash_rule(long nr, const long a[6], long oflags, const char *path, int have, int type) {
+    int dot = last_is_dot(path) == 1; /* ("x/.": "." is the last name) */
+    switch (nr) {
+    case SYS_unlinkat:
+        if (a[2] & AT_REMOVEDIR) return have && type != SCP_VTYPE_DIR ? -ENOTDIR : 0;
+        return !have ? -ENOENT : type == SCP_VTYPE_DIR ? -EISDIR : -ENOTDIR;
+    case SYS_mkdirat: return dot ? (have ? -EEXIST : -ENOENT) : 0;
+    case SYS_mknodat:
+    case SYS_symlinkat: return have ? -EEXIST : -ENOENT;
+    default:
+        if (creates_name(nr, oflags)) return -EISDIR; /* open(O_CREAT) */
+        return have && type != SCP_VTYPE_DIR ? -ENOTDIR : 0;
+    }
 }
 
 /* Do volume paths a and b name entries of one directory? */
@@ -500,6 +521,25 @@ static int path_call(long nr, const long a[6], long *ret) {
         if (f1 == 2 || f2 == 2 || vol != vol2) { *ret = -EXDEV; return 1; }
         /* rename of "d/." or "d/..", or onto one: EBUSY, as the kernel's (not LAST_NORM) */
         if (nr != SYS_linkat && (last_is_dot(path) || last_is_dot(path2))) { *ret = -EBUSY; return 1; }
+        /* A trailing slash (namei.c): rename wants a directory to move when either path has
+         * one (ENOTDIR, the name itself: rename follows no link); link follows its first path
+         * to a directory, which it cannot link (ENOTDIR, or the EPERM of a directory), and its
+         * second names nothing to make (EEXIST, ENOENT). */
+        int sl1 = !named1 && trailing_slash(path), sl2 = trailing_slash(path2);
+        if (sl1 || sl2) {
+            scp_vstat v1, v2;
+            int have1 = sh_path_vstat(vol, rel, &v1) == 0, have2 = sh_path_vstat(vol2, rel2, &v2) == 0;
+            if (nr != SYS_linkat && have1 && v1.type != SCP_VTYPE_DIR) { *ret = -ENOTDIR; return 1; }
+            if (nr == SYS_linkat && sl1 && have1) {
+                char r1[PATH_MAX];
+                int vx = vol, fx;
+                memcpy(r1, rel, sizeof r1);
+                if ((fx = sh_follow_links(&vx, r1, sizeof r1, 1, la, sizeof la)) < 0) { *ret = fx; return 1; }
+                *ret = fx == 1 && sh_path_vstat(vx, r1, &v1) == 0 && v1.type == SCP_VTYPE_DIR ? -EPERM : -ENOTDIR;
+                return 1;
+            }
+            if (nr == SYS_linkat && sl2 && have1) { *ret = have2 ? -EEXIST : -ENOENT; return 1; }
+        }
         if (nr == SYS_linkat) {
             /* without AT_SYMLINK_FOLLOW, link names /proc's magic link itself: another file
              * system (the kernel says EXDEV); with it, the file that the descriptor names */
@@ -547,11 +587,14 @@ static int path_call(long nr, const long a[6], long *ret) {
         r = (size_t)a[3] < sizeof how ? -EINVAL : sh_copy_in(&how, (const void *)a[2], sizeof how);
         if (r) { *ret = r; return 1; }
     }
-    int slash = !fd_link_named && looks_only(nr) && trailing_slash(path);
+    long of = nr == SYS_openat ? a[2] : (long)how.flags;
+    /* A trailing slash makes the kernel follow the last name to a directory, whatever the
+     * call's no-follow flag says, except where the call makes or removes that name */
+    int slash = !fd_link_named && trailing_slash(path);
     if (!fd_link_named) {
         char abs[PATH_MAX];
-        long of = nr == SYS_openat ? a[2] : (long)how.flags;
-        int f = sh_follow_links(&vol, rel, sizeof rel, slash || follows_last(nr, a, of), abs, sizeof abs);
+        int follow = follows_last(nr, a, of) || (slash && nr != SYS_unlinkat && !creates_name(nr, of));
+        int f = sh_follow_links(&vol, rel, sizeof rel, follow, abs, sizeof abs);
         if (f < 0) { *ret = f; return 1; }
         if (f == 2) {
             size_t n = strlen(abs);
@@ -568,6 +611,11 @@ static int path_call(long nr, const long a[6], long *ret) {
         return 1;
     }
     if (!fd_link_named && (r = sh_cred_search(vol, rel))) { *ret = r; return 1; }
+    if (slash && !(nr == SYS_unlinkat && last_is_dot(path))) { /* ("d/." and "d/..": below) */
+        scp_vstat sv;
+        int have = sh_path_vstat(vol, rel, &sv) == 0;
+        if ((r = slash_rule(nr, a, of, path, have, have ? (int)sv.type : 0))) { *ret = r; return 1; }
+    }
     sh_in_lib++;
     switch (nr) {
     case SYS_openat:
@@ -579,7 +627,6 @@ static int path_call(long nr, const long a[6], long *ret) {
     case SYS_statx: {
         scp_vstat v;
         r = sh_path_vstat(vol, rel, &v);
-        if (!r && slash && v.type != SCP_VTYPE_DIR) r = -ENOTDIR;
         if (!r) {
             if (nr == SYS_statx) r = sh_put_statx(vol, &v, (void *)a[4]);
             else r = sh_put_stat(vol, &v, (void *)a[2]);
@@ -590,7 +637,6 @@ static int path_call(long nr, const long a[6], long *ret) {
     case SYS_faccessat2: {
         scp_vstat v;
         r = sh_path_vstat(vol, rel, &v);
-        if (!r && slash && v.type != SCP_VTYPE_DIR) r = -ENOTDIR;
         int eff = nr == SYS_faccessat2 && (a[3] & AT_EACCESS);
         if (!r) r = eff ? sh_cred_access(&v, (int)a[2] & 7) : sh_cred_access_real(&v, (int)a[2] & 7);
         break;

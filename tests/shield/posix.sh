@@ -98,6 +98,15 @@ def k(f, p):
         return errno.errorcode[x.errno]
 print([(p, k(os.lstat, p), k(os.stat, p), e(os.access, p, os.R_OK)) for p in ('ff/', 'dd/', 'ld/', 'lf/', 'lo/', 'ld/.', 'lf/.', 'ld', 'lo')])\" &&
      ls -la ld/ | sed -n 's/^\\([dl]\\).* \\(\\.*\\)\$/\\1 \\2/p' && rm -r dd ff ld lf lo" "$PY"
+same "a path ending in a slash in the calls that change things: open, unlink, rmdir, rename, link, mkdir, mknod, symlink, chmod, truncate, utime, readlink (unlink f/ removed the file)" \
+    'touch qf && mkdir qd && ln -s qf qlf && ln -s qd qld && python3 -c "$0
+print(e(os.open, \"qf/\", os.O_RDONLY), e(os.open, \"qf/\", os.O_RDWR | os.O_CREAT, 0o644), e(os.open, \"qnew/\", os.O_RDWR | os.O_CREAT, 0o644),
+      e(os.open, \"qlf/\", os.O_RDONLY), e(os.open, \"qld/\", os.O_RDONLY | os.O_DIRECTORY), e(os.open, \"qnx/\", os.O_RDONLY))
+print(e(os.chmod, \"qf/\", 0o600), e(os.utime, \"qlf/\"), e(os.truncate, \"qf/\", 0), e(os.chown, \"qf/\", 0, 0), e(os.readlink, \"qlf/\"), e(os.readlink, \"qld/\"))
+print(e(os.unlink, \"qf/\"), e(os.unlink, \"qlf/\"), e(os.unlink, \"qld/\"), e(os.unlink, \"qd/\"), e(os.rmdir, \"qld/\"), e(os.rmdir, \"qf/\"))
+print(e(os.rename, \"qf/\", \"qg\"), e(os.rename, \"qf\", \"qg/\"), e(os.rename, \"qld/\", \"qg\"), e(os.rename, \"qd/\", \"qd2/\"), e(os.rename, \"qd2\", \"qd\"))
+print(e(os.link, \"qf/\", \"qh\"), e(os.link, \"qld/\", \"qh\"), e(os.link, \"qf\", \"qh/\"), e(os.symlink, \"qf\", \"qs/\"), e(os.mknod, \"qn/\"))
+print(e(os.mkdir, \"qf/\"), e(os.mkdir, \"qx/.\"), e(os.mkdir, \"qd/.\"), e(os.mkdir, \"qnew/\"), e(os.rmdir, \"qnew/\"))" && ls -d q* && rm -r qd qf qlf qld' "$PY"
 same "a path of 4,095 bytes relative to the working directory (the kernel walks it from the cwd)" \
     'python3 -c "$0
 parts = [\"a\" * 250] * 16 + [\"b\" * 79]
