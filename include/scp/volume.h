@@ -132,6 +132,12 @@ void scp_volume_on_commit(scp_volume *vol, scp_volume_commit_cb cb, void *ctx);
  * locks that this process holds on files without uncommitted writes are released, so another
  * process of the program can write them at once. Not undone. */
 void scp_volume_set_shared(scp_volume *vol);
+/* Take in what other processes committed since this process last looked (shared mode), so that
+ * a child forked next starts from the newest state instead of catching up from where this
+ * process last did: the shield calls it before a fork (a PostgreSQL postmaster, idle between
+ * connections, fell hundreds of KiB of manifest log behind, and each backend walked or reloaded
+ * all of it). No system call when nothing moved. An error is left for the next call to meet. */
+void scp_volume_refresh(scp_volume *vol);
 /* Private after exec (docs/volume-format.md, "Private after exec"). A process whose family is
  * in shared mode but that has not forked itself may write a volume privately while no other
  * process has it open: scp_volume_go_private returns 1 when it now holds the volume's private

@@ -165,6 +165,19 @@ void sh_fork_share(int fork_child) {
         pthread_mutex_unlock(&priv_mu);
         sh_vol_open_hold(0);
     }
+    /* A fork's child starts from the parent's view of the volumes: bring it up to date first,
+     * so that the child catches up from here, not from wherever this process last looked (a
+     * PostgreSQL postmaster forks a backend per connection and is otherwise idle: each backend
+     * walked or reloaded the whole manifest log written since; pgbench -C). In the order of the
+     * volume library's locks, as sh_commit_all's: priv_mu, then sh.mu. */
+    if (fork_child) {
+        sh_in_lib++;
+        pthread_mutex_lock(&sh.mu);
+        for (int i = 0; i < sh.nvol; i++)
+            if (sh.vol[i].v) scp_volume_refresh(sh.vol[i].v);
+        pthread_mutex_unlock(&sh.mu);
+        sh_lib_leave();
+    }
     pthread_mutex_lock(&sh.mu);
     if (sh.active) {
         unsigned pass = ++sh_ofd_pass;

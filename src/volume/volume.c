@@ -1167,6 +1167,14 @@ void vol_object_owner(scp_volume *v, int fd) {
     if (fstat(v->objfd, &ds) == 0 && ds.st_uid != 0) (void)fchown(fd, ds.st_uid, ds.st_gid);
 }
 
+void scp_volume_refresh(scp_volume *v) {
+    if (!v || !v->shared) return;
+    pthread_mutex_lock(&v->mu);
+    int fresh = vol_fresh(v);
+    pthread_mutex_unlock(&v->mu);
+    if (!fresh && vol_lock(v, NULL) == 0) vol_unlock(v);
+}
+
 void scp_volume_set_shared(scp_volume *v) {
     sole_end(v); /* (outside shared mode the unapplied set means deferred table writes) */
     pthread_mutex_lock(&v->mu);
