@@ -112,7 +112,12 @@ long sh_path_vstat(int vol, const char *rel, scp_vstat *v) {
         v->gid = (uint32_t)getgid();
         return 0;
     }
-    if (scp_volume_stat(sh.vol[vol].v, rel, v, &e)) return neg(&e);
+    /* (inside the library: a stat can be the process's first volume call, whose fork repair
+     * opens the lock file and objects: sh_in_lib keeps them out of the program's numbers) */
+    sh_in_lib++;
+    int r = scp_volume_stat(sh.vol[vol].v, rel, v, &e);
+    sh_lib_leave();
+    if (r) return neg(&e);
     sh_cred_owner(v);
     return 0;
 }

@@ -316,7 +316,14 @@ int sh_follow_links(int *vol, char *rel, size_t relsz, int follow_last, char *ab
     char target[PATH_MAX], joined[PATH_MAX * 2];
     for (int hops = 0;; hops++) {
         scp_err e;
+        /* (inside the library: the first volume call of a forked child is often this one, and
+         * its fork repair opens the lock file and the objects; outside sh_in_lib they took the
+         * program's lowest free numbers, where the program may close or dup2 onto them, and each
+         * open of an object was classified as a path of the program's: a readlink of
+         * /proc/self/fd per open) */
+        sh_in_lib++;
         long n = scp_volume_first_link(sh.vol[*vol].v, rel, follow_last, target, sizeof target, &e);
+        sh_lib_leave();
         if (n < 0) return (int)neg(&e);
         if (n == 0) return 1;
         if (hops >= 40) return -ELOOP;

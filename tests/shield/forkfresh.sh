@@ -7,7 +7,8 @@
 # writes of another file (each a lazy record and an fsync record in manifest.log) and exits;
 # the parent, which has not touched the volume since, forks a second child, whose first call
 # (a stat) must read back (rchar, /proc/self/io) much less than the log grew. And the second
-# child still sees the first one's last write (the catch-up happened, in the parent).
+# child still sees the first one's last write (the catch-up happened, in the parent). And the
+# repair's descriptors are the library's (below).
 # usage: forkfresh.sh SCPCTL MKVOL
 . "$(dirname "$0")/lib.sh"
 command -v python3 >/dev/null || { echo "python3 not installed: skipped"; exit 77; }
@@ -48,4 +49,25 @@ note "manifest.log $log bytes; the second child's first call read $got bytes; g:
 [ "$log" -gt 200000 ] || fail "the first child's commits left only $log bytes of manifest log (the test needs more)"
 [ "$got" -lt $((log / 10)) ] ||
     fail "the second child's first call read $got bytes back ($log in the log): it caught up from where the parent last looked"
+# The repair that a forked child's first call makes (its own lock file description, the
+# objects of the files its parent had loaded) opens descriptors of the volume library's, which
+# must stay out of the program's numbers: a child that closes every descriptor above 2 after its
+# first volume call (as a daemon does) still reads and writes the volume. Before, a first call
+# through a path (a stat) made the repair outside the library's range: the lock file took the
+# lowest free number, the program closed it, and the child's next call failed.
+out=$(run python3 -c '
+import os, sys
+os.chdir(sys.argv[1])
+open("h", "w").write("before")
+pid = os.fork()
+if pid == 0:
+    os.stat("h")
+    os.closerange(3, 1024)
+    with open("h", "w") as f: f.write("child")
+    os._exit(0 if open("h").read() == "child" else 3)
+_, st = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(st), open("h").read())
+' "$MNT" 2>&1) || fail "the closerange program failed: $out"
+[ "$out" = "0 child" ] || fail "a forked child that closed descriptors 3-1023 after its first volume call: '$out' (want '0 child')"
+note "a forked child closes descriptors 3-1023 after its first volume call and still writes and reads the volume"
 echo PASS
