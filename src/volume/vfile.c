@@ -271,10 +271,14 @@ static scp_file *file_get_cached(scp_volume *v, const char *path, scp_vfile *h) 
 }
 
 int file_after_fork(scp_file *f, scp_err *err) {
-    /* The descriptors are shared with the parent, and so is its writer lock: take our own. */
-    int had_log = f->fd_j >= 0;
-    if (had_log) close(f->fd_j);
-    f->fd_j = -1;
+    /* The descriptors are shared with the parent, and so is its writer lock (an OFD lock on
+     * the data object's description): the writer lock is taken through a description of our
+     * own, opened when first needed (d_inherited: file_own_d, as the parent does after the
+     * fork). Everything else goes through pread, pwrite, fstat and the like, which no open
+     * file description's state changes: the inherited ones serve, and a child that never
+     * writes a file the parent had loaded opens none of its objects again (a PostgreSQL
+     * backend: ~10 files of the postmaster's, 14 system calls each). */
+    f->d_inherited = 1;
     f->writer = 0;
     f->w_have = 0; /* our own chunk subkey: the parent's budget count is the parent's */
     /* The parent's journal log is the parent's; in shared mode it is everybody's, and may hold
@@ -305,20 +309,9 @@ int file_after_fork(scp_file *f, scp_err *err) {
             return 1;
         }
     }
-    int d = file_open_obj(f, ".d", O_RDWR, err);
-    int t = d >= 0 ? file_open_obj(f, ".t", O_RDWR, err) : -1;
-    if (t < 0) {
-        if (d >= 0) close(d);
-        return -1;
-    }
-    close(f->fd_d);
-    close(f->fd_t);
-    f->fd_d = d;
-    f->fd_t = t;
-    /* and of the log: chunks whose newest bytes a followed log holds (jmap: shared mode, after
-     * another process's writes) are read from it; left closed, the child's first read or
-     * write of such a chunk failed with EBADF */
-    if (had_log) f->fd_j = file_open_obj(f, ".j", O_RDWR, NULL);
+    /* (the log's descriptor stays open too: chunks whose newest bytes a followed log holds,
+     * jmap, are read from it; closed, the child's first read or write of such a chunk once
+     * failed with EBADF) */
     if (f->modified) { /* the parent owns its uncommitted writes; we restart from the commit */
         discard_uncommitted(f);
         long i = man_find(&f->vol->man, f->path);
