@@ -358,7 +358,7 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
     cp "$(command -v redis-server)" "$T/bin/redis-server"
     expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-server"
     MR=$(cat "$T/last.out")
-    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    PORT=$(freeport)
     cat >"$T/r.yaml" <<YAML
 name: conr
 services:
@@ -389,7 +389,7 @@ fi
 # the shield's own log lines (here the network shield refusing a connection) leave sealed too:
 # the host reads no plaintext line, the owner reads it with scpctl logs
 if command -v python3 >/dev/null; then
-    NP=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    NP=$(freeport)
     "${RUN[@]}" --service netlog -- "$T/bin/sh" "python3 -c 'import socket
 try: socket.create_connection((\"127.0.0.1\", $NP))
 except OSError as e: print(\"MARKER-refused\", e.errno)'" >"$T/nl.rec" 2>"$T/nl.err" || fail "netlog run failed"

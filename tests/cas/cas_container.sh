@@ -54,7 +54,7 @@ expect_rc 0 "$SCPCTL" platform measure --rootfs "$R" "${PYTRUST[@]}" -- python3
 MPY=$(cat "$T/last.out")
 expect_err 1 "not found in PATH" "$SCPCTL" platform measure --rootfs "$R" -- no-such-program-xyz
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(freeport)
 cat >"$T/db.yaml" <<YAML
 name: db
 services:

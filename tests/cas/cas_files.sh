@@ -30,7 +30,7 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
     expect_rc 0 "$SCPCTL" platform measure -- "$T/bin/redis-server"
     MR=$(cat "$T/last.out")
 fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(freeport)
 MARK=SCPINJ$RANDOM$RANDOM
 # As root, the program runs as nobody, so that "another process of the same user" below is
 # not root (root can read any process's descriptors).

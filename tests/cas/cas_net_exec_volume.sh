@@ -7,7 +7,7 @@
 # rm deletes a file, then cat reads the one its parent wrote, and so does a child of the child.
 source "$(dirname "$0")/lib.sh" "$@"
 start_cas_p1
-PF=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PF=$(freeport)
 TR=(--trusted "$(readlink -f /usr/bin/cat)" --trusted "$(readlink -f /usr/bin/rm)" --trusted "$(readlink -f /bin/dash)")
 expect_rc 0 "$SCPCTL" platform measure "${TR[@]}" -- /bin/dash
 MP=$(cat "$T/last.out")

@@ -14,7 +14,7 @@ command -v python3 >/dev/null || { echo "SKIP: no python3"; exit 0; }
 
 start_cas_p1
 measure_copy MP /usr/bin/python3
-PW=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PW=$(freeport)
 ROUNDS=300
 
 cat >"$T/wake.py" <<PY

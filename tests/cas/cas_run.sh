@@ -58,7 +58,7 @@ PY
     cmp -s "$T/m1" "$T/m2" && fail "changing a library did not change the measurement"
 fi
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(freeport)
 cat >"$T/db.yaml" <<YAML
 name: db
 services:

@@ -38,8 +38,9 @@ user_dir() {
     chown -R "$1": "$W"
 }
 
-# freeport: a loopback TCP port that nothing listens on now.
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# freeport: a port below the ephemeral range, reserved for this test (tests/port.sh).
+source "$(dirname "${BASH_SOURCE[0]}")/../port.sh"
+freeport() { free_port; }
 
 cleanup() {
     capture_kill

@@ -38,7 +38,7 @@ SERVE=$!
 for _ in $(seq 50); do [ -S "$T/sock/attest.sock" ] && break; sleep 0.1; done
 
 note "images/build.sh $CURATED: base, Debian's package, the secure image, the session"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(freeport)
 S=$CURATED$$
 bash "$HERE/../../images/build.sh" "$CURATED" -t $TAG/$CURATED:1 --session $S --port "$PORT" --out "$T" \
     --scpctl "$SCPCTL" >"$T/build.log" 2>&1 || fail "images/build.sh: $(tail -20 "$T/build.log")"

@@ -67,7 +67,7 @@ grep -qa "$CONF_MARK" "$T/db.tar" && fail "the secure image holds /etc/redis/red
 M=$(awk '/^measurement /{print $2}' "$T/db.out")
 
 note "the session from the generated template, with a password CAS generates in the command"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(freeport)
 sed -e "s|^    command: .*|    command: [redis-server, /etc/redis/redis.conf, --port, \"$PORT\", --bind, 127.0.0.1, --dir, /data, --appendonly, \"yes\", --appendfsync, always, --save, \"\", --requirepass, \"\$\$SCP::pw\$\$\"]|" \
     "$T/db.tar.session.yaml" >"$T/db.yaml"
 grep -q '^secrets:' "$T/db.yaml" || fail "the template lacks the seed's secret: $(cat "$T/db.yaml")"

@@ -50,7 +50,7 @@ SERVE=$!
 for _ in $(seq 50); do [ -S "$T/sock/attest.sock" ] && break; sleep 0.1; done
 
 note "the session from images/postgres/session.yaml"
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(freeport)
 sed -e "s/@SESSION@/pg/g" -e "s/@MEASUREMENT@/$M/g" -e "s/@PORT@/$PORT/g" "$HERE/../../images/postgres/session.yaml" >"$T/pg.yaml"
 expect_rc 0 "$SCPCTL" session create "$T/pg.yaml"
 PW=$("$SCPCTL" session secret pg pgpass 2>/dev/null)

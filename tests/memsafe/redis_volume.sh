@@ -30,7 +30,8 @@ chmod 755 "$B"
 cp "$SERVER" "$B/redis-server"
 SERVER=$B/redis-server
 RPID=
-PORT=$((20000 + RANDOM % 30000))
+. "$(dirname "$0")/../port.sh"
+PORT=$(free_port) || exit 1
 MARK="memsafe-volume-marker-$RANDOM$RANDOM"
 "$MKVOL" "$T/key" "$T/vol" || fail "cannot create the volume"
 cli() { "$CLI" -p "$PORT" "$@"; }

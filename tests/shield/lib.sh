@@ -80,11 +80,8 @@ tamper_largest() {
     note "tampered with $(basename "$f") at offset $off"
 }
 
-# free_port: print a loopback TCP port that nothing listens on now.
-free_port() {
-    while :; do
-        p=$(shuf -i 20000-60999 -n 1)
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+# free_port (tests/port.sh): a port below the ephemeral range, reserved for this test.
+. "$(dirname "${BASH_SOURCE[0]}")/../port.sh"
     done
 }
 

@@ -14,7 +14,7 @@ command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
     { echo "redis not installed: skipped"; exit 77; }
 setup "$@"
 export SCP_QUIET=1
-PORT=$(free_port 2>/dev/null || echo $((21000 + RANDOM % 20000)))
+PORT=$(free_port)
 cli() { redis-cli -p "$PORT" "$@"; }
 RPID=
 HPID=
