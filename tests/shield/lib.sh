@@ -80,10 +80,10 @@ tamper_largest() {
     note "tampered with $(basename "$f") at offset $off"
 }
 
-# free_port (tests/port.sh): a port below the ephemeral range, reserved for this test.
-. "$(dirname "${BASH_SOURCE[0]}")/../port.sh"
-    done
-}
+# free_port (tests/port.sh): a port below the ephemeral range, reserved for this test. (Found
+# from $0: the tests that source this file live beside it, and some run under sh, which has
+# no BASH_SOURCE.)
+. "$(dirname "$0")/../port.sh"
 
 # pg_setup SCPCTL MKVOL: PostgreSQL 15 (Debian's) as user postgres on a fresh protected volume
 # that it owns; skips (77) without PostgreSQL 15, setpriv, the user or root. Sets PGBIN SCPCTL
