@@ -10,6 +10,7 @@
 set -u
 SCPCTL=$(realpath "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../tamper.sh"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 note() { echo "-- $*"; }
 sh "$HERE/../../scripts/start-docker.sh" || fail "no Docker engine (scripts/start-docker.sh)"
@@ -140,7 +141,7 @@ grep -q '/usr/bin/redis-server' "$T/err" || fail "the refusal does not name the 
 note "a bit flipped in a layer blob without recomputing: the digest check refuses (3)"
 mkdir "$T/flip" && tar -C "$T/flip" -xf "$T/secure.tar"
 B=$(ls -S "$T/flip/blobs/sha256" | head -1)
-printf 'X' | dd of="$T/flip/blobs/sha256/$B" bs=1 seek=5000 conv=notrunc 2>/dev/null
+flip_byte "$T/flip/blobs/sha256/$B" 5000 || fail "flip a blob byte"
 "$SCPCTL" image verify "$T/flip" > /dev/null 2> "$T/err"
 rc=$?
 [ $rc -eq 3 ] && grep -q 'does not match its digest' "$T/err" || fail "flipped blob: exit $rc: $(cat "$T/err")"

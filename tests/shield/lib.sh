@@ -74,9 +74,7 @@ tamper_largest() {
     [ -n "$f" ] || fail "no data file to tamper with"
     size=$(stat -c %s "$f")
     off=$((size / 2))
-    b=$(dd if="$f" bs=1 skip=$off count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
-    printf "$(printf '\\%03o' $(((b + 1) % 256)))" |
-        dd of="$f" bs=1 seek=$off count=1 conv=notrunc 2>/dev/null || fail "tamper failed"
+    flip_byte "$f" $off || fail "tamper failed"
     note "tampered with $(basename "$f") at offset $off"
 }
 
@@ -84,6 +82,7 @@ tamper_largest() {
 # from $0: the tests that source this file live beside it, and some run under sh, which has
 # no BASH_SOURCE.)
 . "$(dirname "$0")/../port.sh"
+. "$(dirname "$0")/../tamper.sh"
 
 # pg_setup SCPCTL MKVOL: PostgreSQL 15 (Debian's) as user postgres on a fresh protected volume
 # that it owns; skips (77) without PostgreSQL 15, setpriv, the user or root. Sets PGBIN SCPCTL

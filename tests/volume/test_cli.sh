@@ -69,12 +69,7 @@ cmp -s k1 k2 && fail "two keygens wrote the same key"
 # ---- create, import ------------------------------------------------------------------------
 MARK=CLI-PLAINTEXT-MARKER-93c1
 mkdir -p src/sub/deeper src/emptydir
-# Invert every bit of the byte at OFFSET of FILE (a write of a fixed value would be a no-op
-# whenever the byte already had it).
-flip() {
-    b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
-    printf "$(printf '\\%03o' $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../tamper.sh"
 printf 'hello %s\n' "$MARK" > src/hello.txt
 : > src/empty
 head -c 300000 /dev/urandom > src/big.bin
@@ -168,7 +163,7 @@ expect 1 "not a volume" -- "$SCPCTL" volume ls src --key-file k1
 cp -a imp tam
 # the data object of big.bin is the largest .d file (300025 bytes -> 74 chunks)
 BIGD=$(ls -S tam/objects/*.d | head -1)
-flip "$BIGD" $((4096 * 7 + 123))
+flip_byte "$BIGD" $((4096 * 7 + 123))
 expect 3 "verify of a tampered chunk" -- "$SCPCTL" volume verify tam --key-file k1
 cat out err > both
 contains both "big.bin" "verify names the tampered file"
@@ -182,10 +177,10 @@ cmp -s out src/sub/deeper/five-k || fail "untouched file reads wrong"
 expect 3 "export of a tampered volume" -- "$SCPCTL" volume export tam out-tam --key-file k1
 cp -a imp tam2
 HDR_T=$(ls -S tam2/objects/*.t | head -1)
-flip "$HDR_T" 5
+flip_byte "$HDR_T" 5
 expect 3 "verify with a tampered chunk table" -- "$SCPCTL" volume verify tam2 --key-file k1
 cp -a imp tam3
-for s in tam3/manifest.0 tam3/manifest.1; do flip "$s" 40; done
+for s in tam3/manifest.0 tam3/manifest.1; do flip_byte "$s" 40; done
 : > tam3/manifest.2
 expect 3 "every manifest slot tampered" -- "$SCPCTL" volume ls tam3 --key-file k1
 
