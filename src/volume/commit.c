@@ -2311,6 +2311,13 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err);
 
 void (*vol_test_lazy_recorded)(scp_file *f);
 
+void file_unkeep_vol(scp_file *f) {
+    if (!f->vol_kept) return;
+    assert(VOL_LOCK_HELD(f->vol));
+    f->vol_kept = 0;
+    vol_unlock(f->vol);
+}
+
 int file_commit_lazy(scp_file *f, scp_err *err) {
     VSTAT(commit_lazy);
     /* The write-back's journal records and the commit record go out in one pwrite (journal
@@ -2321,6 +2328,7 @@ int file_commit_lazy(scp_file *f, scp_err *err) {
     int was_on = f->jq_on;
     f->jq_on = 1;
     int rc = file_commit_lazy_run(f, err);
+    file_unkeep_vol(f); /* (a run that returned before it named the write) */
     (void)journal_drain(f, NULL);
     f->jq_on = was_on;
     VSTAT_T1(commit_lazy_ns, t);
@@ -2337,7 +2345,10 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     if (file_writeback(f, err) < 0) return -1;
     VSTAT_T1(lazy_writeback_ns, t);
     uint64_t n = cur_n(f), cn = com_n(f), lim = n < cn ? n : cn;
-    if (n < cn || f->j_end > SCP_JOURNAL_MAX) return file_commit(f, err);
+    if (n < cn || f->j_end > SCP_JOURNAL_MAX) {
+        file_unkeep_vol(f); /* (file_commit takes the volume lock itself) */
+        return file_commit(f, err);
+    }
     /* Chunks written in place (fresh, or filling holes: chunk_target_shared) are not copied
      * into the log: the record lists their entries, the lock file marks the file so that a
      * durable commit syncs its data objects first, and a volume opened after a crash takes
@@ -2358,7 +2369,12 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
     if (vol_test_lazy_recorded) vol_test_lazy_recorded(f);
     commit_step(f, CS_WRITTEN, CS_PREPARED); /* (written, not durable: this commit is lazy) */
     scp_volume *v = f->vol;
-    if (vol_lock(v, err) < 0) return commit_abort(f, -1);
+    if (f->vol_kept) { /* (held since this write's catch-up, writer_refresh: nobody moved) */
+        assert(VOL_LOCK_HELD(v));
+        f->vol_kept = 0; /* (released below, as if taken here) */
+    } else if (vol_lock(v, err) < 0) {
+        return commit_abort(f, -1);
+    }
     t = VSTAT_T0();
     long mi = -1;
     scp_mentry saved;

@@ -271,6 +271,11 @@ struct scp_file {
     int refs;                   /* open handles (protected by vol->mu) */
     int fork_held;              /* the atfork prepare handler holds rw and a reference */
     int writer;                 /* holds the cross-process writer lock */
+    /* Shared mode, one small write: keep_vol asks writer_refresh to keep the volume lock that
+     * its catch-up took (vfile_pwrite sets it around the write), vol_kept says it did; the
+     * write's lazy commit then names the write under that same hold (file_commit_lazy_run)
+     * instead of taking the lock a second time. Under rw for writing. */
+    int keep_vol, vol_kept;
     int followed;               /* outside shared mode: loaded by following a shared-mode
                                  * process's log in memory (its lazy commits), not from a
                                  * durable state (file_load); not written until reloaded */
@@ -1008,6 +1013,10 @@ int file_commit(scp_file *f, scp_err *err);
  * durable commit). Falls back to file_commit for what it cannot do lazily (a shrink, a large
  * append, a full list of lazy files). f->rw held for writing, f->writer set. */
 int file_commit_lazy(scp_file *f, scp_err *err);
+/* Let go of the volume lock that writer_refresh kept for a small write (f->vol_kept), if it
+ * still holds it: before anything that takes the lock itself (file_commit, a write-back), and
+ * after a write that did not reach its lazy commit. f->rw held for writing. */
+void file_unkeep_vol(scp_file *f);
 /* Shared mode's chunk_target. The committed entry in memory may be a lazy commit's, not the
  * durable one that a power cut falls back to, and other processes may still read what an
  * older commit named, so a chunk goes in place only where neither the newest durable state nor

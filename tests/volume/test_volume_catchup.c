@@ -67,6 +67,8 @@
 ssize_t __real_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off);
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+int __real_fcntl(int fd, int cmd, ...);
+int __wrap_fcntl(int fd, int cmd, ...);
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off);
 int __real_scp_hmac(const uint8_t *key, size_t key_len, const struct scp_buf *parts, size_t n,
                     uint8_t out[32], scp_err *err);
@@ -94,6 +96,7 @@ int __wrap_scp_aead_open(const uint8_t key[32], const uint8_t nonce[12], const u
 
 static int counting;
 static long lock_reads, lock_writes; /* preads and pwrites of the lock file while counting */
+static long vol_locks; /* takes of the volume lock (the lock file's byte 0) while counting */
 static long j_writes, j_lone_marks; /* pwrites of journals not all zeros; end marks alone */
 /* dropkill: the step of a dropped log at which this process kills itself (0: none), and whether
  * it saw the drop (a write of zeros over a journal's header and first record header) */
@@ -144,6 +147,20 @@ static int is_journal(int fd) { return fd_ends_with(fd, ".j"); }
 
 /* Is fd one of the volume's manifest slots (manifest.0, manifest.1)? */
 static int is_slot(int fd) { return fd_ends_with(fd, "/manifest.0") || fd_ends_with(fd, "/manifest.1"); }
+
+/* (every command the library uses takes one argument, a pointer or an int: passed on as the
+ * pointer it is, or the int widened, as the syscall reads it) */
+int __wrap_fcntl(int fd, int cmd, ...) {
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    if (counting && (cmd == F_OFD_SETLK || cmd == F_OFD_SETLKW) && fd_ends_with(fd, "/lock")) {
+        const struct flock *fl = arg;
+        if (fl->l_type == F_WRLCK && fl->l_start == 0 && fl->l_len == 1) vol_locks++;
+    }
+    return __real_fcntl(fd, cmd, arg);
+}
 
 ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     if (counting && fd_ends_with(fd, "/lock")) lock_writes++;
@@ -449,7 +466,7 @@ static void test_catchup(void) {
  * journal's header per write (before: two, the follow read it again; an fstat too). Every
  * piece reads back right afterwards. */
 struct wreport {
-    long jhdr_reads, writes, bad, commit_opens, big_allocs;
+    long jhdr_reads, writes, bad, commit_opens, big_allocs, vol_locks;
     size_t table_bytes;
 };
 
@@ -501,6 +518,7 @@ static void run_w(const char *vd, const uint8_t key[SCP_VOLUME_KEY_LEN], tu_chil
         }
     }
     r.jhdr_reads = jhdr_reads;
+    r.vol_locks = vol_locks;
     r.table_bytes = table_bytes;
     r.commit_opens = commit_opens;
     r.big_allocs = big_allocs;
@@ -519,8 +537,9 @@ static void test_writers(void) {
     if (tu_child_start(&a)) run_w(vd, key, &a);
     REQUIRE(tu_child_wait(&a, &r, sizeof r));
     printf("writers: %ld writes after the other process's: %ld reads of the journal's header, "
-           "%ld commit records opened, %ld allocations over %d bytes\n",
-           r.writes, r.jhdr_reads, r.commit_opens, r.big_allocs, (int)FOLLOW_MIN);
+           "%ld commit records opened, %ld allocations over %d bytes, %ld takes of the volume "
+           "lock\n",
+           r.writes, r.jhdr_reads, r.commit_opens, r.big_allocs, (int)FOLLOW_MIN, r.vol_locks);
     CHECKF(r.bad == 0, "writers: %ld pieces read back wrong", r.bad);
     CHECKF(r.jhdr_reads <= r.writes, "writers: %ld reads of the journal's header in %ld writes "
                                      "that follow another process's, want at most one each",
@@ -535,6 +554,12 @@ static void test_writers(void) {
     CHECKF(r.big_allocs <= r.writes / 4, "writers: %ld allocations over %d bytes in %ld writes, "
                                          "want at most %ld (a follow buffer each time?)",
            r.big_allocs, (int)FOLLOW_MIN, r.writes, r.writes / 4);
+    /* (session 35) A small write's catch-up and its lazy commit are one volume-lock section
+     * (writer_refresh keeps the lock, file_commit_lazy_run names the write under it): one
+     * take per write, not two */
+    CHECKF(r.vol_locks <= r.writes, "writers: %ld takes of the volume lock in %ld small writes, "
+                                    "want at most one each",
+           r.vol_locks, r.writes);
     tu_rm_rf(root);
     free(root);
     free(vd);
