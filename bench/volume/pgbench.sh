@@ -30,6 +30,9 @@
 #   that kept its length writes the data alone (load-independent, unlike the tps).
 #   STRACE_ALL=1: the traced runs count every system call (strace -f -c), and print the total
 #   and each call made at least 0.1 times per transaction (load-independent).
+#   IO=1: a further run of each with perf, machine-wide over STRACE_SECS-4 seconds: the
+#   fdatasync/fsync calls per transaction and their mean time (perf trace -s), jbd2 commits,
+#   ext4 syncs and block requests per transaction (perf stat): where a flush costs more.
 #   VSTATS=1: after the rounds, the volume library's event counters (SCP_VOLUME_STATS,
 #   src/volume/vstats.h) of the scp server: one start and stop alone, one with a pgbench run of
 #   STRACE_SECS; each counter's difference per transaction (load-independent; with
@@ -200,6 +203,33 @@ print("  %s fdatasync of a file whose length changed since its last flush: %d of
 PY
 }
 
+iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO above)
+    local fs=$1 n
+    start_server "$fs"
+    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/iout-$fs" 2>&1 &
+    local pb=$!
+    sleep 2
+    perf trace -s -e fdatasync,fsync -a -o "$T/ptrace-$fs" -- sleep $((STRACE_SECS - 4)) >/dev/null 2>&1 &
+    local pt=$!
+    perf stat -x, -a -o "$T/pstat-$fs" -e jbd2:jbd2_start_commit,ext4:ext4_sync_file_enter,block:block_rq_issue \
+        -- sleep $((STRACE_SECS - 4)) >/dev/null 2>&1
+    wait $pt
+    # IO=2: the block requests' kinds and sizes (rwbs: W write, F flush, S sync, FUA)
+    [ "${IO:-0}" = 2 ] && perf record -q -g -e block:block_rq_issue -a -o "$T/prec-$fs" -- sleep 1 >/dev/null 2>&1 &&
+        perf script -i "$T/prec-$fs" 2>/dev/null | awk -v fs="$fs" '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,[0-9]+$/) { k = $(i + 1) " " $(i + 2); n[k]++ } }
+            END { for (k in n) printf "  %s block requests (rwbs bytes): %s x%d\n", fs, k, n[k] }' | sort -t x -k2 -rn | head -8
+    wait $pb
+    stop_server
+    n=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$T/iout-$fs" | tail -1)
+    # (per transaction at the run's own rate over the traced seconds; perf trace -s prints, per
+    # thread, calls and msec total: summed over threads)
+    awk -v fs="$fs" -v tps="$n" -v secs=$((STRACE_SECS - 4)) '
+        $1 ~ /^(fdatasync|fsync)$/ && NF >= 7 { c[$1] += $2; ms[$1] += $4 }
+        END { for (k in c) printf "  %s %s: %.2f per txn, mean %.1f us\n", fs, k, c[k] / (tps * secs), c[k] ? ms[k] * 1000 / c[k] : 0 }' "$T/ptrace-$fs"
+    awk -F, -v fs="$fs" -v tps="$n" -v secs=$((STRACE_SECS - 4)) '
+        $3 ~ /:/ && $1 ~ /^[0-9]+$/ { printf "  %s %s: %.2f per txn\n", fs, $3, $1 / (tps * secs) }' "$T/pstat-$fs"
+}
+
 vstats() { # FS: the library's counters per transaction (see VSTATS above)
     local fs=$1 n
     rm -f "$T/vst-idle" "$T/vst-run"
@@ -274,6 +304,9 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 if [ "$STRACE" = 1 ] && command -v strace >/dev/null; then
     for fs in $FSLIST; do flushes "$fs"; done
+fi
+if [ "${IO:-0}" != 0 ] && command -v perf >/dev/null; then
+    for fs in $FSLIST; do iostats "$fs"; done
 fi
 [ "${VSTATS:-0}" = 1 ] && vstats scp
 [ "${VSTATS:-0}" = 1 ] && [ -n "${AB:-}" ] && vstats base

@@ -15,6 +15,18 @@ ssize_t scp_pread_full(int fd, void *buf, size_t n, uint64_t off);
 int scp_pwrite_full(int fd, const void *buf, size_t n, uint64_t off);
 int scp_write_full(int fd, const void *buf, size_t n);
 
+/* fstat and fstatat without the times: statx asked for the type, mode, owner, links, inode,
+ * size and blocks only; st_atim, st_mtim and st_ctim come back zero. For the volume's own
+ * objects, whose times nothing reads. Why: since Linux 6.13 (multigrain timestamps) a stat
+ * that reads a file's mtime or ctime makes the next write to that file stamp a fine-grained
+ * time, so every write dirties the inode, and on ext4 without a journal every fdatasync then
+ * writes the inode's block as well as the data: one more synchronous write per flush (a
+ * journal's flush 245 -> 160 us under pgbench here, bench/RESULTS.md session 36). Falls back
+ * to fstat/fstatat where the kernel has no statx. flags as fstatat's (AT_SYMLINK_NOFOLLOW). */
+struct stat;
+int scp_fstat_notime(int fd, struct stat *st);
+int scp_fstatat_notime(int dirfd, const char *path, int flags, struct stat *st);
+
 /* Read a whole regular file into a malloc'd buffer (at most max bytes; larger is an error). */
 int scp_read_file(int dirfd, const char *name, size_t max, uint8_t **out, size_t *out_len,
                   scp_err *err);

@@ -42,7 +42,7 @@ int file_open_obj(scp_file *f, const char *ext, int flags, scp_err *err) {
         return scp_fail_errno(err, "cannot open an object of '%s'", f->path ? f->path : "file");
     }
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (scp_fstat_notime(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
                         "'%s': an object of it is not a regular file", f->path ? f->path : "file");
@@ -95,7 +95,8 @@ static void file_own_d(scp_file *f) {
     int fd = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return;
     struct stat a, b;
-    if (fstat(fd, &a) == 0 && fstat(f->fd_d, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    if (scp_fstat_notime(fd, &a) == 0 && scp_fstat_notime(f->fd_d, &b) == 0 &&
+        a.st_dev == b.st_dev && a.st_ino == b.st_ino)
         (void)dup3(fd, f->fd_d, O_CLOEXEC);
     close(fd);
 }
@@ -146,7 +147,8 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
         f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (f->fd_j < 0) return 0;
     }
-    if (fstat(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN) return 0;
+    if (scp_fstat_notime(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < SCP_JRN_HDR_LEN)
+        return 0;
     if (!own && !file_try_writer_lock(f)) {
         /* A writer killed past its commit point, before its apply: the kernel releases its
          * volume lock (which the caller holds now) before its writer lock, as the dying
@@ -313,7 +315,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
         f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (f->fd_j < 0) return 0;
     }
-    if ((!checked && fstat(f->fd_j, &st) < 0) || !S_ISREG(st.st_mode) ||
+    if ((!checked && scp_fstat_notime(f->fd_j, &st) < 0) || !S_ISREG(st.st_mode) ||
         st.st_size < SCP_JRN_HDR_LEN || (uint64_t)st.st_size < from)
         return 0;
     /* (a commit past the named one may have grown the file: the larger size bounds the log) */
@@ -471,7 +473,8 @@ int file_log_stale(scp_file *f) {
     f->j_chk_end = 0;
     if (!f->j_end) return 0;
     VSTAT(log_stale_chk);
-    int stale = f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end ||
+    int stale = f->fd_j < 0 || scp_fstat_notime(f->fd_j, &st) < 0 ||
+                (uint64_t)st.st_size < f->j_end ||
                 scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
                 memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
     if (stale) VSTAT(log_stale);
@@ -936,7 +939,7 @@ static void journal_room(scp_file *f, uint64_t need) {
     uint64_t have;
     if (f->vol->shared) {
         struct stat st;
-        if (fstat(f->fd_j, &st) < 0) return;
+        if (scp_fstat_notime(f->fd_j, &st) < 0) return;
         have = (uint64_t)st.st_size;
     } else {
         have = f->j_stale > f->j_end ? f->j_stale : f->j_end;
@@ -1093,7 +1096,7 @@ _Static_assert(SCP_JOURNAL_REUSE_MAX <= SCP_JRN_HDR_LEN + SCP_JOURNAL_MAX + 2ull
 static int journal_reset(scp_file *f, scp_err *err) {
     struct stat st;
     f->j_stale = 0;
-    if (fstat(f->fd_j, &st) == 0) {
+    if (scp_fstat_notime(f->fd_j, &st) == 0) {
         if ((uint64_t)st.st_size <= SCP_JOURNAL_REUSE_MAX) {
             f->j_stale = (uint64_t)st.st_size;
             return 0;
@@ -1133,7 +1136,8 @@ int journal_skip_mrecs(scp_file *f) {
      * is landing while we read; race24) */
     assert(VOL_LOCK_HELD(f->vol));
     struct stat st;
-    if (!f->j_end || f->fd_j < 0 || fstat(f->fd_j, &st) < 0 || (uint64_t)st.st_size <= f->j_end)
+    if (!f->j_end || f->fd_j < 0 || scp_fstat_notime(f->fd_j, &st) < 0 ||
+        (uint64_t)st.st_size <= f->j_end)
         return 0;
     uint64_t more = (uint64_t)st.st_size - f->j_end;
     size_t cap = more > (4u << 20) ? (4u << 20) : (size_t)more;

@@ -1391,7 +1391,8 @@ static void jlist_prelist(scp_volume *v) {
         char name[48];
         struct stat st;
         vol_object_name(v->spare[k], ".j", name);
-        if (fstatat(v->objfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_size > (1 << 20))
+        if (scp_fstatat_notime(v->objfd, name, AT_SYMLINK_NOFOLLOW, &st) == 0 &&
+            st.st_size > (1 << 20))
             continue;
         memcpy(ids + n++ * SCP_FILEID_LEN, v->spare[k], SCP_FILEID_LEN);
     }
@@ -2017,7 +2018,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
 static int mlog_changed(scp_volume *v) {
     uint8_t hdr[SCP_MLOG_HDR_LEN];
     struct stat st;
-    if (fstat(v->mlog_fd, &st) < 0) return 1;
+    if (scp_fstat_notime(v->mlog_fd, &st) < 0) return 1;
     if ((uint64_t)st.st_size == v->ml_size && st.st_size < SCP_MLOG_HDR_LEN) return 0;
     return (uint64_t)st.st_size != v->ml_size ||
            scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
@@ -2067,7 +2068,8 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
      * there is no mapped page): a slot is written only after the epoch moved (mlog_full). */
     uint64_t epoch = mlog_epoch(v);
     int peek = !v->hint || epoch != v->ml_epoch;
-    if ((peek && (slot_peek(v, 0) > v->gen || slot_peek(v, 1) > v->gen)) || fstat(v->mlog_fd, &st) < 0 ||
+    if ((peek && (slot_peek(v, 0) > v->gen || slot_peek(v, 1) > v->gen)) ||
+        scp_fstat_notime(v->mlog_fd, &st) < 0 ||
         scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
         memcmp(hdr, v->ml_hdr, sizeof hdr) != 0 || (uint64_t)st.st_size < v->ml_end ||
         (uint64_t)st.st_size - v->ml_end > MLOG_READ_MAX)
@@ -2588,7 +2590,8 @@ static int objects_present(scp_volume *v, const scp_mentry *e) {
         char name[48];
         struct stat st;
         vol_object_name(e->id, ext[k], name);
-        if (fstatat(v->objfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        if (scp_fstatat_notime(v->objfd, name, AT_SYMLINK_NOFOLLOW, &st) < 0 ||
+            !S_ISREG(st.st_mode))
             return 0;
     }
     return 1;

@@ -950,7 +950,7 @@ static int adopt_spare(scp_volume *v, uint8_t id[SCP_FILEID_LEN], int fd[VOL_NOB
         }
         struct stat st;
         /* (a kept object that another process's collection deleted since: st_nlink 0) */
-        if (fstat(fd[k], &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0) ok = 0;
+        if (scp_fstat_notime(fd[k], &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink == 0) ok = 0;
         else if (k == 2) {
             static const uint8_t zero[SCP_JRN_HDR_LEN];
             /* (journal_replay_max of an empty file is above the kept length: a static
@@ -1172,8 +1172,10 @@ static int objects_intact(scp_file *f) {
         char name[48];
         struct stat a, b;
         vol_object_name(f->id, vol_object_ext[k], name);
-        if (fstatat(f->vol->objfd, name, &a, AT_SYMLINK_NOFOLLOW) < 0) return 0;
-        if (k < 2 && (fstat(fds[k], &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev)) return 0;
+        if (scp_fstatat_notime(f->vol->objfd, name, AT_SYMLINK_NOFOLLOW, &a) < 0) return 0;
+        if (k < 2 && (scp_fstat_notime(fds[k], &b) < 0 || a.st_ino != b.st_ino ||
+                      a.st_dev != b.st_dev))
+            return 0;
     }
     return 1;
 }
@@ -1535,7 +1537,7 @@ int scp_vfile_lock_fd(scp_vfile *h, int have, scp_err *err) {
     pthread_rwlock_unlock(&f->rw);
     if (fd < 0) return scp_fail_errno(err, "cannot open a lock descriptor for '%s'", f->path ? f->path : "file");
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    if (scp_fstat_notime(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
         close(fd);
         return scp_fail(err, SCP_E_INTEGRITY, ENOLCK, "'%s': its table object is not a regular file",
                         f->path ? f->path : "file");

@@ -329,7 +329,7 @@ static void hint_map(scp_volume *v) {
     int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return;
     struct stat st;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+    if (scp_fstat_notime(fd, &st) == 0 && S_ISREG(st.st_mode) &&
         (st.st_size >= HINT_LEN || ftruncate(fd, HINT_LEN) == 0)) {
         void *m = mmap(NULL, HINT_LEN, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         if (m != MAP_FAILED) v->hint = m;
@@ -1164,7 +1164,8 @@ int scp_volume_tag_parse(const char *hex, scp_volume_tag *out, scp_err *err) {
 void vol_object_owner(scp_volume *v, int fd) {
     if (geteuid() != 0) return;
     struct stat ds;
-    if (fstat(v->objfd, &ds) == 0 && ds.st_uid != 0) (void)fchown(fd, ds.st_uid, ds.st_gid);
+    if (scp_fstat_notime(v->objfd, &ds) == 0 && ds.st_uid != 0)
+        (void)fchown(fd, ds.st_uid, ds.st_gid);
 }
 
 void scp_volume_refresh(scp_volume *v) {
