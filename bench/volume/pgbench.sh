@@ -33,6 +33,7 @@
 #   IO=1: a further run of each with perf, machine-wide over STRACE_SECS-4 seconds: the
 #   fdatasync/fsync calls per transaction and their mean time (perf trace -s), jbd2 commits,
 #   ext4 syncs and block requests per transaction (perf stat): where a flush costs more.
+#   IO=2 adds the block requests' kinds and sizes, IO=3 the server's CPU by symbol.
 #   VSTATS=1: after the rounds, the volume library's event counters (SCP_VOLUME_STATS,
 #   src/volume/vstats.h) of the scp server: one start and stop alone, one with a pgbench run of
 #   STRACE_SECS; each counter's difference per transaction (load-independent; with
@@ -60,7 +61,7 @@ AS="setpriv --reuid=postgres --regid=postgres --init-groups"
 MNT=/scp-pgbench-$$/pgdata
 SERVER_PID=
 cleanup() {
-    touch "$T/stop"
+    { echo >&9; } 2>/dev/null
     [ -n "$SERVER_PID" ] && wait "$SERVER_PID" 2>/dev/null
     [ "${KEEP:-0}" = 1 ] && echo "kept $T" || rm -rf "$T"
 }
@@ -94,15 +95,18 @@ initdb_in() { # FS: initdb (under the shield for scp)
 start_server() { # FS [TRACE]: start the server in the background (the run ends when it stops);
     # with TRACE, under strace -f -c (the whole server: start, the run, the shutdown checkpoint)
     local fs=$1 pg tr=""
-    rm -f "$T/stop"
+    rm -f "$T/stop"; mkfifo -m 666 "$T/stop"
     [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write"
     [ -n "${2:-}" ] && [ "${GROWN:-0}" = 1 ] &&
         tr="strace -f -C -y -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write,ftruncate"
     [ -n "${2:-}" ] && [ "${STRACE_ALL:-0}" = 1 ] && tr="strace -f -c -o $T/strace-$fs.txt"
     pg="$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w"
+    # (the shell waits for stop_server's line on a FIFO: a loop of `sleep 0.2` here ran five
+    # programs a second under scpctl run, each paying the shield's start, beside the server)
     (cd "$T" && SCP_QUIET=1 $tr $AS $(pre "$fs") sh -c "$pg start >/dev/null || exit 1
-        while [ ! -e $T/stop ]; do sleep 0.2; done; $pg stop >/dev/null") &
+        read _ 0<>$T/stop; $pg stop >/dev/null") &
     SERVER_PID=$!
+    exec 9<>"$T/stop" # (held open here, so that a line written before the shell reads stays)
     for _ in $(seq 1 300); do
         $AS $PGBIN/pg_isready -q -h "$T/sock-$fs" && return 0
         sleep 0.2
@@ -111,8 +115,9 @@ start_server() { # FS [TRACE]: start the server in the background (the run ends 
 }
 
 stop_server() {
-    touch "$T/stop"
+    echo >&9
     wait "$SERVER_PID"
+    exec 9>&-
     SERVER_PID=
 }
 
@@ -214,6 +219,10 @@ iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO abov
     perf stat -x, -a -o "$T/pstat-$fs" -e jbd2:jbd2_start_commit,ext4:ext4_sync_file_enter,block:block_rq_issue \
         -- sleep $((STRACE_SECS - 4)) >/dev/null 2>&1
     wait $pt
+    # IO=3: where the server's CPU goes, by symbol (perf record -a, 4 s; self time)
+    [ "${IO:-0}" = 3 ] && perf record -q -F 1999 -a -o "$T/pcpu-$fs" -- sleep 4 >/dev/null 2>&1 &&
+        perf report -i "$T/pcpu-$fs" --no-children --comm postgres --sort dso --percent-limit 0.5 \
+            --stdio 2>/dev/null | grep -v "^#" | grep . | head -45 | sed "s/^/  $fs /"
     # IO=2: the block requests' kinds and sizes (rwbs: W write, F flush, S sync, FUA)
     [ "${IO:-0}" = 2 ] && perf record -q -g -e block:block_rq_issue -a -o "$T/prec-$fs" -- sleep 1 >/dev/null 2>&1 &&
         perf script -i "$T/prec-$fs" 2>/dev/null | awk -v fs="$fs" '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,[0-9]+$/) { k = $(i + 1) " " $(i + 2); n[k]++ } }
@@ -242,10 +251,11 @@ vstats() { # FS: the library's counters per transaction (see VSTATS above)
     python3 "$HERE/vstats_diff.py" "$T/vst-idle" "$T/vst-run" "$n" "$fs" txn
     [ "${STRACE_Y:-0}" = 1 ] || return 0
     rm -f "$T/sty-$fs"
-    rm -f "$T/stop"
+    rm -f "$T/stop"; mkfifo -m 666 "$T/stop"
     (cd "$T" && SCP_QUIET=1 strace -f -y -qq -o "$T/sty-$fs" $AS $(pre "$fs") sh -c "$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w start >/dev/null || exit 1
-        while [ ! -e $T/stop ]; do sleep 0.2; done; $PGBIN/pg_ctl -D $(datadir "$fs") -w stop >/dev/null") &
+        read _ 0<>$T/stop; $PGBIN/pg_ctl -D $(datadir "$fs") -w stop >/dev/null") &
     SERVER_PID=$!
+    exec 9<>"$T/stop"
     for _ in $(seq 1 300); do $AS $PGBIN/pg_isready -q -h "$T/sock-$fs" && break; sleep 0.2; done
     $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/yout-$fs" 2>&1
     stop_server
