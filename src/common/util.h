@@ -21,8 +21,9 @@ int scp_write_full(int fd, const void *buf, size_t n);
  * that reads a file's mtime or ctime makes the next write to that file stamp a fine-grained
  * time, so every write dirties the inode, and on ext4 without a journal every fdatasync then
  * writes the inode's block as well as the data: one more synchronous write per flush (a
- * journal's flush 245 -> 160 us under pgbench here, bench/RESULTS.md session 36). Falls back
- * to fstat/fstatat where the kernel has no statx. flags as fstatat's (AT_SYMLINK_NOFOLLOW). */
+ * journal's flush under pgbench here 257 -> 217 us, bench/RESULTS.md, sessions 35-36). Falls
+ * back to fstat/fstatat where the kernel has no statx or a seccomp profile refuses it. flags
+ * as fstatat's (AT_EMPTY_PATH, AT_SYMLINK_NOFOLLOW). */
 struct stat;
 int scp_fstat_notime(int fd, struct stat *st);
 int scp_fstatat_notime(int dirfd, const char *path, int flags, struct stat *st);
