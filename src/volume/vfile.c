@@ -1422,6 +1422,8 @@ static ssize_t vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t of
     h->f->keep_vol = h->f->vol->shared && n <= KEEP_VOL_MAX;
     /* The end of the file is known only once the writer's state is the newest. */
     if ((h->flags & O_APPEND) && n && acquire_writer(h->f, err) < 0) {
+        h->f->keep_vol = 0; /* (never left set: another path's writer_refresh would keep it) */
+        file_unkeep_vol(h->f);
         pthread_rwlock_unlock(&h->f->rw);
         return -1;
     }
