@@ -93,13 +93,15 @@ initdb_in() { # FS: initdb (under the shield for scp)
 }
 
 start_server() { # FS [TRACE]: start the server in the background (the run ends when it stops);
-    # with TRACE, under strace -f -c (the whole server: start, the run, the shutdown checkpoint)
+    # with TRACE, under strace -f -c (the whole server: start, the run, the shutdown checkpoint);
+    # TRACE y: under strace -f -y, every call with its paths
     local fs=$1 pg tr=""
     rm -f "$T/stop"; mkfifo -m 666 "$T/stop"
     [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write"
     [ -n "${2:-}" ] && [ "${GROWN:-0}" = 1 ] &&
         tr="strace -f -C -y -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write,ftruncate"
     [ -n "${2:-}" ] && [ "${STRACE_ALL:-0}" = 1 ] && tr="strace -f -c -o $T/strace-$fs.txt"
+    [ "${2:-}" = y ] && tr="strace -f -y -qq -o $T/sty-$fs" # (every call, with its paths: vstats)
     pg="$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w"
     # (the shell waits for stop_server's line on a FIFO: a loop of `sleep 0.2` here ran five
     # programs a second under scpctl run, each paying the shield's start, beside the server)
@@ -251,12 +253,7 @@ vstats() { # FS: the library's counters per transaction (see VSTATS above)
     python3 "$HERE/vstats_diff.py" "$T/vst-idle" "$T/vst-run" "$n" "$fs" txn
     [ "${STRACE_Y:-0}" = 1 ] || return 0
     rm -f "$T/sty-$fs"
-    rm -f "$T/stop"; mkfifo -m 666 "$T/stop"
-    (cd "$T" && SCP_QUIET=1 strace -f -y -qq -o "$T/sty-$fs" $AS $(pre "$fs") sh -c "$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w start >/dev/null || exit 1
-        read _ 0<>$T/stop; $PGBIN/pg_ctl -D $(datadir "$fs") -w stop >/dev/null") &
-    SERVER_PID=$!
-    exec 9<>"$T/stop"
-    for _ in $(seq 1 300); do $AS $PGBIN/pg_isready -q -h "$T/sock-$fs" && break; sleep 0.2; done
+    start_server "$fs" y
     $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/yout-$fs" 2>&1
     stop_server
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/yout-$fs")

@@ -1420,17 +1420,16 @@ static ssize_t vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t of
      * wait behind the other processes. Small only: the hold spans the write's sealing and its
      * journal pwrite, which every other process of the volume waits out. */
     h->f->keep_vol = h->f->vol->shared && n <= KEEP_VOL_MAX;
+    ssize_t r = -1;
     /* The end of the file is known only once the writer's state is the newest. */
-    if ((h->flags & O_APPEND) && n && acquire_writer(h->f, err) < 0) {
-        h->f->keep_vol = 0; /* (never left set: another path's writer_refresh would keep it) */
-        file_unkeep_vol(h->f);
-        pthread_rwlock_unlock(&h->f->rw);
-        return -1;
+    if (!(h->flags & O_APPEND) || !n || acquire_writer(h->f, err) == 0) {
+        if (h->flags & O_APPEND) off = h->f->size;
+        r = shared_publish(h->f, do_pwrite(h->f, buf, n, off, err), err);
     }
-    if (h->flags & O_APPEND) off = h->f->size;
-    ssize_t r = shared_publish(h->f, do_pwrite(h->f, buf, n, off, err), err);
+    /* (never left set: another path's writer_refresh would keep the lock with nobody to let
+     * go; and a write that failed, or committed otherwise, lets go of a kept lock here) */
     h->f->keep_vol = 0;
-    file_unkeep_vol(h->f); /* (a write that failed, or committed otherwise: let go here) */
+    file_unkeep_vol(h->f);
     pthread_rwlock_unlock(&h->f->rw);
     return r;
 }

@@ -1020,9 +1020,6 @@ int vol_lock(scp_volume *v, scp_err *err) {
 }
 
 static int vol_lock_run(scp_volume *v, scp_err *err) {
-    /* (v->mu is not recursive: a second take on this thread would hang silently, as one
-     * under a lock that writer_refresh kept for a write would, vfile.c's keep_vol) */
-    assert(!scp_mutex_held(&v->mu));
     uint64_t tm = VSTAT_T0();
     pthread_mutex_lock(&v->mu);
     VSTAT_T1(mu_wait_ns, tm);
