@@ -38,7 +38,8 @@
 #   src/volume/vstats.h) of the scp server: one start and stop alone, one with a pgbench run of
 #   STRACE_SECS; each counter's difference per transaction (load-independent; with
 #   SCP_VOLUME_STATS_CLOCK=wall exported, the timed sections in wall-clock time: what the
-#   callers wait in them, the volume lock and the flushes included). STRACE_Y=1 adds
+#   callers wait in them, the volume lock and the flushes included; and how much of the run
+#   the volume lock was held, with the takes that waited for it). STRACE_Y=1 adds
 #   a run under `strace -f -y` and its system calls per transaction by call and by the
 #   volume's object they name (lock file, journal, manifest log, table, data, ...).
 #   SCP_ENV='VAR=VALUE ...', BASE_ENV=...: environment given to the scp (base) server only, e.g.
@@ -250,7 +251,7 @@ vstats() { # FS: the library's counters per transaction (see VSTATS above)
     $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/vout-$fs" 2>&1
     stop_server
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/vout-$fs")
-    python3 "$HERE/vstats_diff.py" "$T/vst-idle" "$T/vst-run" "$n" "$fs" txn
+    python3 "$HERE/vstats_diff.py" "$T/vst-idle" "$T/vst-run" "$n" "$fs" txn "$STRACE_SECS"
     [ "${STRACE_Y:-0}" = 1 ] || return 0
     rm -f "$T/sty-$fs"
     start_server "$fs" y

@@ -122,6 +122,7 @@ struct scp_volume {
                      * commit (a hint, see vol_fresh; NULL if the file cannot be mapped); the
                      * mapping goes on to the per-file hints (vol_file_unchanged) */
     int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
+    uint64_t held_t0; /* (SCP_VOLUME_STATS only: when ofd_lock took it, for vol_hold_ns) */
     uint64_t pub_at; /* the publication counter (VOL_PUB_OFF) when the manifest in memory was
                       * last known to be the newest (vol_unlock under the lock), 0: not known;
                       * vol_fresh compares it with the counter (read and written atomically:

@@ -1621,8 +1621,10 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     scp_mdelta d;
     struct past_names pn; /* (as vol_commit_manifest: R3's smallest form) */
     pn.n = 0;
+    uint64_t t = VSTAT_T0();
     (void)vol_past_name(v, NULL, 0, &pn);
     int rc = mlog_seal(v, 1, SCP_JMREC_MAX_BODY, &rec, &rlen, &d, err);
+    VSTAT_T1(oneflush_seal_ns, t);
     if (rc != 0) {
         if (pn.n) vol_past_named(v, &pn, 0);
         return rc;
@@ -1630,7 +1632,9 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
     /* (all of it within the one manifest-log record a journal allows per commit; f's own
      * journal is not synced ahead: its sync below is the commit point) */
     size_t pend_bytes = carry ? v->ml_pend_len + v->ml_pend_n * SCP_JREC_HDR_LEN : 0;
+    t = VSTAT_T0();
     long nlazy = pend_bytes + rlen > SCP_JMREC_MAX ? 0 : durable_prepare(v, f->id, err);
+    VSTAT_T1(oneflush_prep_ns, t);
     if (pend_bytes + rlen > SCP_JMREC_MAX) rc = 1;
     else if (nlazy < 0) rc = -1;
     else if (jlist_add(v, f->id) < 0) rc = 1;
@@ -1644,13 +1648,15 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
         vol_file_hint_bump(v, f->id);
         int was_on = f->jq_on;
         f->jq_on = 1; /* (one pwrite for the run; drained below, under the locks) */
+        t = VSTAT_T0();
         for (size_t off = 0, n; carry && rc == 0 && off < v->ml_pend_len; off += n) {
             n = pend_rec_len(v->ml_pend + off);
             assert(off + n <= v->ml_pend_len);
             rc = journal_put_mlog(f, v->ml_pend + off, n, err);
         }
-        if (rc < 0 || journal_put_mlog(f, rec, rlen, err) < 0 || journal_drain(f, err) < 0) rc = -1;
-        else {
+        if (rc == 0 && (journal_put_mlog(f, rec, rlen, err) < 0 || journal_drain(f, err) < 0)) rc = -1;
+        VSTAT_T1(oneflush_put_ns, t);
+        if (rc == 0) {
             uint64_t ts = VSTAT_T0();
             if (fdatasync(f->fd_j) < 0) rc = scp_fail_errno(err, "cannot sync the journal of '%s'", f->path);
             VSTAT_T1(oneflush_sync_ns, ts);
@@ -1667,6 +1673,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
         }
     }
     if (rc == 0 && vol_test_oneflush_synced) vol_test_oneflush_synced(v);
+    t = VSTAT_T0();
     if (rc == 0) { /* the commit point has passed */
         /* The sole holder keeps the record for a later write of several (mlog_defer); anyone
          * else appends it now, behind what was deferred (none: only the sole holder defers) */
@@ -1688,6 +1695,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
             (void)vol_mlog_defer_write(v, NULL);
     }
     if (pn.n) vol_past_named(v, &pn, rc == 0);
+    VSTAT_T1(oneflush_after_ns, t);
     scp_mdelta_free(&d);
     free(rec);
     return rc;

@@ -1586,7 +1586,10 @@ static int file_sync_shared(scp_file *f, scp_err *err) {
     VSTAT_T1(acq_writer_ns, ta);
     if (acq < 0) return 1;
     int rc = 1;
-    if (f->writer && vol_lock(v, err) == 0) {
+    uint64_t tv = VSTAT_T0();
+    int locked = f->writer && vol_lock(v, err) == 0;
+    VSTAT_T1(fsync_vol_ns, tv);
+    if (locked) {
         /* sync_pending's test: is anything newer than the last durable state? */
         if (v->lazy && v->gen <= vol_durable_generation(v)) v->lazy = 0;
         if (v->lazy || v->ndoomed > v->ndoomed_kept || v->objdir_dirty ||

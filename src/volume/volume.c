@@ -845,13 +845,14 @@ static int ofd_lock(scp_volume *v, scp_err *err) {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     VSTAT(ofd_lock);
     if (vstat_on) { /* (the measurement's own try: was it held by another process?) */
-        if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) return 0;
+        if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) return v->held_t0 = VSTAT_T0(), 0;
         VSTAT(ofd_lock_wait);
     }
     uint64_t t = VSTAT_T0();
     while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
         if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
     VSTAT_T1(ofd_wait_ns, t);
+    v->held_t0 = VSTAT_T0();
     return 0;
 }
 
@@ -1008,6 +1009,7 @@ static void ofd_unlock(scp_volume *v, int publish) {
     v->ofd_held = 0;
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     fcntl(v->lockfd, F_OFD_SETLK, &fl);
+    VSTAT_T1(vol_hold_ns, v->held_t0);
 }
 
 static int vol_lock_run(scp_volume *v, scp_err *err);

@@ -100,9 +100,15 @@
     X(lazy_journal_ns)   /* ... the commit record sealed, the journal's pwrite */              \
     X(lazy_name_ns)      /* ... under the volume lock: the entry, the lazy list, the log record */ \
     X(oneflush_sync_ns)  /* vol_commit_oneflush: its journal's fdatasync */                     \
+    X(oneflush_seal_ns)  /* ... the R3 names and the record's seal */                           \
+    X(oneflush_prep_ns)  /* ... durable_prepare (other listed journals' syncs) */               \
+    X(oneflush_put_ns)   /* ... the run and the record into its journal (one pwrite) */         \
+    X(oneflush_after_ns) /* ... after the sync: manifest.log's append, the state taken */      \
+    X(fsync_vol_ns)      /* file_sync_shared: vol_lock (its wait and its catch-up) */              \
     X(ckpt_long_ns)      /* file_sync_shared: file_checkpoint_long_log */                          \
     X(acq_writer_ns)     /* file_sync_shared: acquire_writer */                                    \
     X(ofd_wait_ns)       /* ofd_lock: the F_OFD_SETLKW wait */                                      \
+    X(vol_hold_ns)       /* the volume lock held, from ofd_lock to ofd_unlock (all holders) */    \
     X(mu_wait_ns)        /* vol_lock: the volume's mutex */                                         \
     X(timer_reads)       /* clock reads these sections made (their own cost: timer_ns_each) */  \
     X(timer_ns_each)     /* one clock read's CPU time, measured at start (not a sum) */
