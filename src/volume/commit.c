@@ -101,7 +101,7 @@ static void file_own_d(scp_file *f) {
     close(fd);
 }
 
-/* Take the writer lock without waiting (byte 1 of the data object; see acquire_writer).
+/* Take the writer lock without waiting (byte 1 of the data object; see file_acquire_writer).
  * Returns 1 if taken, 0 if another process holds it. */
 int file_try_writer_lock(scp_file *f) {
     if (f->d_inherited) file_own_d(f);
@@ -2300,7 +2300,7 @@ static int file_commit_run(scp_file *f, scp_err *err) {
 }
 
 /* Shared mode's commit after a write that no fsync has asked to be durable (vfile.c,
- * shared_publish): the journal gets the commit record, unsynced, and the scratch manifest slot
+ * file_shared_publish): the journal gets the commit record, unsynced, and the scratch manifest slot
  * names the new root, unsynced; nothing is applied in place. Another process takes the state
  * in by following the log (file_follow). A durable commit later (any process's fsync, close or
  * exit: vol_commit_manifest) syncs the journals of every file listed in the lock file before

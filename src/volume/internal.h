@@ -126,7 +126,7 @@ struct scp_volume {
     uint64_t pub_at; /* the publication counter (VOL_PUB_OFF) when the manifest in memory was
                       * last known to be the newest (vol_unlock under the lock), 0: not known;
                       * vol_fresh compares it with the counter (read and written atomically:
-                      * shared_catch_up reads it without v->mu) */
+                      * file_catch_up reads it without v->mu) */
     int slotfd[3];  /* manifest.0, manifest.1 (durable), manifest.2 (scratch; -1 if absent) */
     uint64_t slot_gen[2]; /* generation of each durable slot as this process last authenticated
                            * or wrote it (0: empty or not authentic): a durable commit overwrites
@@ -970,7 +970,7 @@ extern void (*vol_test_oneflush_synced)(scp_volume *v);
  * authentication), with f's state as the read held it (f->rw held at least for reading):
  * test_volume_catchup dropkill prints the state behind its first wrong read. NULL otherwise. */
 extern void (*vol_test_chunk_failed)(scp_file *f, uint64_t i);
-/* Tests only: called in a read's catch-up (shared_catch_up) between its unlocked test of shared
+/* Tests only: called in a read's catch-up (file_catch_up) between its unlocked test of shared
  * mode and its lock of the file (test_volume_resole "threads": the holding taken back by another
  * thread right there). NULL otherwise. */
 extern void (*vol_test_catchup_window)(scp_file *f);
@@ -1014,6 +1014,35 @@ int file_commit(scp_file *f, scp_err *err);
  * durable commit). Falls back to file_commit for what it cannot do lazily (a shrink, a large
  * append, a full list of lazy files). f->rw held for writing, f->writer set. */
 int file_commit_lazy(scp_file *f, scp_err *err);
+/* Drop f's uncommitted writes (dirty chunks, the log past its last commit): the next commit
+ * starts from the committed state. Caller holds f->rw for writing. */
+void file_discard_uncommitted(scp_file *f);
+/* shared.c: a file's writer, and shared mode's publication and catch-up. */
+/* Become f's writer: take its writer lock (shared mode waits for it; outside shared mode it is
+ * tried, EBUSY if another process holds it, and kept until the close) and bring f's state up to
+ * the newest commit first (writer_refresh: other processes may have committed since f was
+ * loaded). A no-op for a writer or an unlinked file. Caller holds f->rw for writing. */
+int file_acquire_writer(scp_file *f, scp_err *err);
+/* Shared mode, after a write (rc its result): commit it lazily and let go of the writer lock,
+ * so that no process holds uncommitted bytes that another would need. Returns rc, or -1 if the
+ * commit failed (the lock is then kept: the bytes are not out yet). Caller holds f->rw for
+ * writing. Outside shared mode, or without the writer lock, returns rc unchanged. */
+int file_shared_publish(scp_file *f, int rc, scp_err *err);
+/* Take in what other processes committed to f since this process loaded it: reload if the
+ * manifest names another root or the log was dropped, then follow what was appended past our
+ * place. Returns 1 if the state was reloaded; *unloaded_out (if given) says whether f is left
+ * unloaded. Takes f->rw for writing and the volume lock itself. */
+int file_refresh(scp_file *f, int *unloaded_out);
+/* Before a read in shared mode: take in what other processes committed (the hints first, no
+ * system call when nothing moved), then return with f->rw held for reading and the log's tail
+ * checked under that hold; in every mode it returns with f->rw held for reading. */
+void file_catch_up_rdlock(scp_file *f);
+/* The same where no read follows under the lock (a size): returns with nothing held. */
+void file_catch_up(scp_file *f);
+/* Shared mode's fsync in one flush where it can (vol_commit_oneflush), as f's writer for the
+ * moment. Caller holds f->rw for writing. Returns 0 (done, or nothing to make durable), 1 (make
+ * it durable the usual way), -1 on error. */
+int file_sync_shared(scp_file *f, scp_err *err);
 /* Let go of the volume lock that writer_refresh kept for a small write (f->vol_kept), if it
  * still holds it: before anything that takes the lock itself (file_commit, a write-back), and
  * after a write that did not reach its lazy commit. f->rw held for writing. */

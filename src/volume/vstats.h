@@ -24,11 +24,11 @@
     X(ofd_lock)          /* the volume lock taken: fcntl F_OFD_SETLKW (plus one to release) */  \
     X(ofd_lock_wait)     /* ... of which it was held by another process (a try failed first) */ \
     X(mrefresh)          /* vol_refresh_manifest: catch-ups on the manifest log under the lock */ \
-    X(mrefresh_moved)    /* ... that found the log changed (new records or a reload) */        \
+    X(mrefresh_moved)    /* ... that found the log changed (new records or a reload) */         \
     X(mrefresh_reload)   /* ... that reloaded the whole manifest (a new log, a slot) */         \
-    X(fork_catch_up)     /* fork children's repairs that caught up from the parent's state */ \
-    X(fork_reload)       /* ... that loaded again from generation 0 (fork_catch_up) */        \
-    X(mlog_pread)        /* manifest-log preads of the catch-up (header and records) */        \
+    X(fork_catch_up)     /* fork children's repairs that caught up from the parent's state */   \
+    X(fork_reload)       /* ... that loaded again from generation 0 (fork_catch_up) */          \
+    X(mlog_pread)        /* manifest-log preads of the catch-up (header and records) */         \
     X(mlog_pread_bytes)                                                                         \
     X(mlog_rec_open)     /* manifest-log records decrypted and applied by a walk */             \
     X(mlog_rec_bytes)                                                                           \
@@ -37,22 +37,22 @@
     X(fam_miss)          /* ... not found there (SCP_VOLUME_FAMILY=1): decrypted */             \
     X(wref)              /* writer_refresh: a write's catch-up after taking the writer lock */  \
     X(wref_fresh)        /* ... skipped by the hints (no volume lock) */                        \
-    X(catchup)           /* shared_catch_up before a read */                                    \
+    X(catchup)           /* file_catch_up before a read */                                      \
     X(catchup_refresh)   /* ... that took the volume lock (file_refresh) */                     \
     X(wlock)             /* the file's writer lock taken (fcntl F_OFD_SETLKW) */                \
     X(log_stale_chk)     /* file_log_stale: fstat + header pread of a file's log */             \
     X(follow)            /* file_follow from our offset (others' records since we looked) */    \
-    X(follow_full)       /* file_follow of the whole log (a load) */                           \
+    X(follow_full)       /* file_follow of the whole log (a load) */                            \
     X(follow_found)      /* ... that found the commit named */                                  \
     X(follow_pread)      /* journal preads of follows */                                        \
     X(follow_pread_bytes)                                                                       \
-    X(follow_full_bytes) /* ... of which the whole-log follows' (loads) */                     \
+    X(follow_full_bytes) /* ... of which the whole-log follows' (loads) */                      \
     X(jcommit_open)      /* journal commit records decrypted (walks: follows and loads) */      \
     X(jcommit_open_bytes)                                                                       \
     X(jchunk_auth)       /* journal chunk records authenticated by a walk */                    \
     X(load_full)         /* file_load_follow: the table read from .t and the whole log walked */ \
     X(load_full_bytes)   /* ... the table's bytes */                                            \
-    X(load_pages)        /* ... the table's pages (SCP_TABLE_PAGE entries) read */                \
+    X(load_pages)        /* ... the table's pages (SCP_TABLE_PAGE entries) read */              \
     X(load_pages_kept)   /* ... of which read as they were: their hashes kept (table_reload) */ \
     X(load_full_noend)   /* ... because no log offset was kept (first load, a dropped log) */   \
     X(file_new)          /* files taken in by a process for the first time (or after a drop) */ \
@@ -67,23 +67,23 @@
     X(chunk_seal)        /* chunks sealed */                                                    \
     X(jcommit_seal)      /* journal commit records sealed */                                    \
     X(commit_lazy)       /* lazy commits (shared mode's per-write publication) */               \
-    X(flush)             /* fdatasync/fsync of the volume's objects */                         \
+    X(flush)             /* fdatasync/fsync of the volume's objects */                          \
     /* CPU time (ns, the calling thread's) inside sections; nested ones are also in the outer */  \
-    X(pwrite_calls)      /* scp_vfile_pwrite calls (pread, fsync: below) */                    \
+    X(pwrite_calls)      /* scp_vfile_pwrite calls (pread, fsync: below) */                     \
     X(pread_calls)                                                                              \
     X(fsync_calls)                                                                              \
     X(pwrite_ns)         /* scp_vfile_pwrite, the whole call */                                 \
     X(pread_ns)          /* scp_vfile_pread, the whole call */                                  \
     X(fsync_ns)          /* scp_vfile_fsync, the whole call */                                  \
     X(fsync_commit_ns)   /* ... its file_commit (shared mode: a lazy commit of what is pending) */ \
-    X(fsync_shared_ns)   /* ... its file_sync_shared (the lazy commits' journals flushed) */   \
+    X(fsync_shared_ns)   /* ... its file_sync_shared (the lazy commits' journals flushed) */    \
     X(fsync_volsync_ns)  /* ... its scp_volume_sync (a durable manifest commit), when needed */ \
     X(fsync_volsync)     /* ... how many fsyncs needed it */                                    \
-    X(vol_lock_ns)       /* vol_lock (with its catch-up: mrefresh_ns) */                       \
+    X(vol_lock_ns)       /* vol_lock (with its catch-up: mrefresh_ns) */                        \
     X(mrefresh_ns)       /* vol_refresh_manifest */                                             \
     X(wlock_ns)          /* taking the file's writer lock */                                    \
     X(wref_ns)           /* writer_refresh (with vol_lock, a follow) */                         \
-    X(catchup_ns)        /* shared_catch_up's file_refresh (volume lock, a follow) */                         \
+    X(catchup_ns)        /* file_catch_up's file_refresh (volume lock, a follow) */             \
     X(follow_ns)         /* file_follow (partial and full) */                                   \
     X(follow_full_ns)    /* ... of which the whole-log follows' */                              \
     X(load_table_ns)     /* file_load_follow: the table read from .t */                         \
@@ -91,25 +91,25 @@
     X(follow_full_read_ns)   /* whole-log follows: the journal's preads (and the buffer's growth) */ \
     X(follow_full_walk_ns)   /* ... the walk (headers chained, commit records opened) */        \
     X(follow_full_replay_ns) /* ... the replay into the table and the maps */                   \
-    X(mlog_open_ns)      /* manifest-log walks: each record's decryption and parse */        \
+    X(mlog_open_ns)      /* manifest-log walks: each record's decryption and parse */           \
     X(mlog_apply_ns)     /* ... its apply to the manifest (and the second, when kept) */        \
     X(mlog_chain_ns)     /* ... the chain's hash over it */                                     \
     X(commit_lazy_ns)    /* file_commit_lazy (with its vol_lock, seals, journal and log writes) */ \
     X(lazy_writeback_ns) /* ... its write-back (the chunks sealed, their records queued) */     \
-    X(lazy_root_ns)      /* ... the table's root */                                            \
-    X(lazy_journal_ns)   /* ... the commit record sealed, the journal's pwrite */              \
+    X(lazy_root_ns)      /* ... the table's root */                                             \
+    X(lazy_journal_ns)   /* ... the commit record sealed, the journal's pwrite */               \
     X(lazy_name_ns)      /* ... under the volume lock: the entry, the lazy list, the log record */ \
     X(oneflush_sync_ns)  /* vol_commit_oneflush: its journal's fdatasync */                     \
     X(oneflush_seal_ns)  /* ... the R3 names and the record's seal */                           \
     X(oneflush_prep_ns)  /* ... durable_prepare (other listed journals' syncs) */               \
     X(oneflush_put_ns)   /* ... the run and the record into its journal (one pwrite) */         \
-    X(oneflush_after_ns) /* ... after the sync: manifest.log's append, the state taken */      \
-    X(fsync_vol_ns)      /* file_sync_shared: vol_lock (its wait and its catch-up) */              \
-    X(ckpt_long_ns)      /* file_sync_shared: file_checkpoint_long_log */                          \
-    X(acq_writer_ns)     /* file_sync_shared: acquire_writer */                                    \
-    X(ofd_wait_ns)       /* ofd_lock: the F_OFD_SETLKW wait */                                      \
-    X(vol_hold_ns)       /* the volume lock held, from ofd_lock to ofd_unlock (all holders) */    \
-    X(mu_wait_ns)        /* vol_lock: the volume's mutex */                                         \
+    X(oneflush_after_ns) /* ... after the sync: manifest.log's append, the state taken */       \
+    X(fsync_vol_ns)      /* file_sync_shared: vol_lock (its wait and its catch-up) */           \
+    X(ckpt_long_ns)      /* file_sync_shared: file_checkpoint_long_log */                       \
+    X(acq_writer_ns)     /* file_sync_shared: file_acquire_writer */                            \
+    X(ofd_wait_ns)       /* ofd_lock: the F_OFD_SETLKW wait */                                  \
+    X(vol_hold_ns)       /* the volume lock held, from ofd_lock to ofd_unlock (all holders) */  \
+    X(mu_wait_ns)        /* vol_lock: the volume's mutex */                                     \
     X(timer_reads)       /* clock reads these sections made (their own cost: timer_ns_each) */  \
     X(timer_ns_each)     /* one clock read's CPU time, measured at start (not a sum) */
 
