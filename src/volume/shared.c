@@ -145,7 +145,9 @@ int file_acquire_writer(scp_file *f, scp_err *err) {
     }
     f->writer = 1;
     uint64_t t = VSTAT_T0();
+    int role = VSTAT_ROLE_ENTER(VROLE_WRITE);
     int wr = writer_refresh(f, err);
+    VSTAT_ROLE_LEAVE(role);
     VSTAT_T1(wref_ns, t);
     if (wr < 0) {
         file_writer_unlock(f);
@@ -211,7 +213,10 @@ int file_shared_publish(scp_file *f, int rc, scp_err *err) {
     assert(FILE_WR_HELD(f));
     if (!f->vol->shared || !f->writer || rc < 0) return rc;
     /* Lazily: no flush, until an fsync (file_commit_lazy). */
-    if (file_commit_lazy(f, err) < 0) {
+    int role = VSTAT_ROLE_ENTER(VROLE_WRITE);
+    int lazy = file_commit_lazy(f, err);
+    VSTAT_ROLE_LEAVE(role);
+    if (lazy < 0) {
         if (f->j_end == 0 && f->writer) shared_rejoin(f); /* (a failed journal pwrite) */
         return -1; /* else keep the lock: the bytes are not out yet */
     }
@@ -233,7 +238,7 @@ int file_shared_publish(scp_file *f, int rc, scp_err *err) {
  * may reload it as well. Returns 1 if the state was reloaded (the read is worth retrying).
  * *unloaded (if given) says whether the file is left unloaded, read under the same hold. */
 int file_refresh(scp_file *f, int *unloaded_out) {
-    int reloaded = 0;
+    int reloaded = 0, role = VSTAT_ROLE_ENTER(VROLE_READ);
     pthread_rwlock_wrlock(&f->rw);
     int unloaded = __atomic_load_n(&f->unloaded, __ATOMIC_RELAXED);
     assert(!unloaded || !f->modified); /* (every path that sets it drops the changes first) */
@@ -260,6 +265,7 @@ int file_refresh(scp_file *f, int *unloaded_out) {
     }
     if (unloaded_out) *unloaded_out = __atomic_load_n(&f->unloaded, __ATOMIC_RELAXED);
     pthread_rwlock_unlock(&f->rw);
+    VSTAT_ROLE_LEAVE(role);
     return reloaded;
 }
 

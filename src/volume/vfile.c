@@ -1289,7 +1289,9 @@ static int vfile_fsync(scp_vfile *h, scp_err *err) {
     VSTAT_T1(fsync_commit_ns, t);
     if (rc == 0 && h->f->vol->shared) {
         t = VSTAT_T0();
+        int role = VSTAT_ROLE_ENTER(VROLE_FSYNC);
         slow = file_sync_shared(h->f, err);
+        VSTAT_ROLE_LEAVE(role);
         VSTAT_T1(fsync_shared_ns, t);
         if (slow < 0) rc = -1;
     }

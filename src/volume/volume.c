@@ -851,8 +851,14 @@ static int ofd_lock(scp_volume *v, scp_err *err) {
     uint64_t t = VSTAT_T0();
     while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
         if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
-    VSTAT_T1(ofd_wait_ns, t);
     v->held_t0 = VSTAT_T0();
+    if (t && v->held_t0) {
+        uint64_t d = v->held_t0 - t;
+        VSTAT_ADD(ofd_wait_ns, d);
+        if (vstat_role == VROLE_WRITE) VSTAT_ADD(ofd_wait_write_ns, d);
+        else if (vstat_role == VROLE_READ) VSTAT_ADD(ofd_wait_read_ns, d);
+        else if (vstat_role == VROLE_FSYNC) VSTAT_ADD(ofd_wait_fsync_ns, d);
+    }
     return 0;
 }
 

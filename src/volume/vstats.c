@@ -16,6 +16,7 @@
 
 int vstat_on;
 uint64_t *vstat_ctr;
+_Thread_local int vstat_role;
 static const char *vstat_path;
 static pid_t vstat_owner;
 static int vstat_dumped;
@@ -55,7 +56,7 @@ uint64_t vstat_clock(void) {
 void scp_volume_stats_dump(void) {
     if (!vstat_on || getpid() != vstat_owner || __atomic_exchange_n(&vstat_dumped, 1, __ATOMIC_ACQ_REL))
         return;
-    char line[4096];
+    char line[8192];
     int n = snprintf(line, sizeof line, "vstats pid=%ld", (long)getpid()), any = 0;
     for (int i = 0; i < VS_COUNT && n > 0 && (size_t)n < sizeof line; i++) {
         uint64_t c = __atomic_load_n(&vstat_ctr[i], __ATOMIC_RELAXED);

@@ -108,6 +108,9 @@
     X(ckpt_long_ns)      /* file_sync_shared: file_checkpoint_long_log */                       \
     X(acq_writer_ns)     /* file_sync_shared: file_acquire_writer */                            \
     X(ofd_wait_ns)       /* ofd_lock: the F_OFD_SETLKW wait */                                  \
+    X(ofd_wait_write_ns) /* ... of it, a write's (writer_refresh, its lazy commit) */           \
+    X(ofd_wait_read_ns)  /* ... a read's catch-up (file_refresh) */                             \
+    X(ofd_wait_fsync_ns) /* ... an fsync's (file_sync_shared) */                                \
     X(vol_hold_ns)       /* the volume lock held, from ofd_lock to ofd_unlock (all holders) */  \
     X(mu_wait_ns)        /* vol_lock: the volume's mutex */                                     \
     X(timer_reads)       /* clock reads these sections made (their own cost: timer_ns_each) */  \
@@ -129,6 +132,18 @@ extern uint64_t *vstat_ctr; /* (VS_COUNT counters, shared by a fork family) */
                 ? __atomic_fetch_add(&vstat_ctr[VS_##id], (uint64_t)(n), __ATOMIC_RELAXED)         \
                 : 0))
 #define VSTAT(id) VSTAT_ADD(id, 1)
+
+/* Who waits for the volume lock (SCP_VOLUME_STATS only): a thread's role while it writes, reads
+ * or fsyncs a file; the outermost role counts (an fsync's writer catch-up is the fsync's). */
+enum { VROLE_NONE, VROLE_WRITE, VROLE_READ, VROLE_FSYNC };
+extern _Thread_local int vstat_role;
+static inline int vstat_role_enter(int r) {
+    int was = vstat_role;
+    if (!was) vstat_role = r;
+    return was;
+}
+#define VSTAT_ROLE_ENTER(r) (__builtin_expect(vstat_on, 0) ? vstat_role_enter(r) : 0)
+#define VSTAT_ROLE_LEAVE(was) ((void)(__builtin_expect(vstat_on, 0) ? (vstat_role = (was)) : 0))
 
 /* A timed section: t = VSTAT_T0(); ...; VSTAT_T1(name_ns, t). */
 uint64_t vstat_clock(void);
