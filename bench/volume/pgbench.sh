@@ -42,6 +42,11 @@
 #   the volume lock was held, with the takes that waited for it). STRACE_Y=1 adds
 #   a run under `strace -f -y` and its system calls per transaction by call and by the
 #   volume's object they name (lock file, journal, manifest log, table, data, ...).
+#   WAITS=1: a further run of each (STRACE_SECS) sampled every 20 ms by one psql session
+#   (WAIT_SAMPLES=500): the share of the client backends' time in each wait event of
+#   pg_stat_activity, and from it how often the WAL's write or flush is under way
+#   (IO:WALSync, IO:WALWrite) and how many backends wait for WALWriteLock: whether the WAL's
+#   critical section, which PostgreSQL runs one backend at a time, is what bounds the rate.
 #   SCP_ENV='VAR=VALUE ...', BASE_ENV=...: environment given to the scp (base) server only, e.g.
 #   `AB=build SCP_ENV=SCP_VOLUME_FAMILY=1` runs one build with a switch on (scp) and off (base)
 #   in the same rounds. With AB and VSTATS=1 the base server's counters are printed too.
@@ -291,6 +296,27 @@ for k, c in sorted(cnt.items(), key=lambda x: -x[1]):
 PY
 }
 
+waits() { # FS: where the client backends are, sampled (see WAITS above)
+    local fs=$1 n=${WAIT_SAMPLES:-500} i
+    rm -f "$T/waits.sql"
+    for i in $(seq 1 "$n"); do
+        echo "select coalesce(wait_event_type, '-') || ':' || coalesce(wait_event, 'running') from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid(); select pg_sleep(0.02);"
+    done >"$T/waits.sql"
+    chmod 644 "$T/waits.sql"
+    start_server "$fs"
+    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/wout-$fs" 2>&1 &
+    local pb=$!
+    sleep 2
+    $AS psql -h "$T/sock-$fs" -U postgres -At -f "$T/waits.sql" postgres 2>/dev/null | grep : >"$T/waits-$fs"
+    wait "$pb"
+    stop_server
+    awk -v fs="$fs" -v n="$n" '{ c[$1]++; t++ } END {
+        printf "  %s: %d samples of %d instants, the share of the samples in each state:\n", fs, t, n
+        for (k in c) if (c[k] / t >= 0.005) printf "    %-24s %5.1f%%\n", k, 100 * c[k] / t
+        printf "    (WAL I/O at %.0f%% of instants: IO:WALSync + IO:WALWrite; %.2f backends waiting for WALWriteLock on average)\n",
+            100 * (c["IO:WALSync"] + c["IO:WALWrite"]) / n, c["LWLock:WALWrite"] / n }' "$T/waits-$fs"
+}
+
 declare -A TPS CPU FLT
 for fs in $FSLIST; do
     initdb_in "$fs"
@@ -317,6 +343,7 @@ if [ "${IO:-0}" != 0 ] && command -v perf >/dev/null; then
     for fs in $FSLIST; do iostats "$fs"; done
 fi
 [ "${VSTATS:-0}" = 1 ] && vstats scp
+[ "${WAITS:-0}" = 1 ] && for fs in $FSLIST; do waits "$fs"; done
 [ "${VSTATS:-0}" = 1 ] && [ -n "${AB:-}" ] && vstats base
 p=$(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep . | median)
 s=$(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep . | median)
