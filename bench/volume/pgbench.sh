@@ -43,7 +43,7 @@
 #   a run under `strace -f -y` and its system calls per transaction by call and by the
 #   volume's object they name (lock file, journal, manifest log, table, data, ...).
 #   WAITS=1: a further run of each (STRACE_SECS) sampled every 20 ms by one psql session
-#   (WAIT_SAMPLES=500): the share of the client backends' time in each wait event of
+#   (WAIT_SAMPLES, by default as many as fit in the run): the share of the client backends' time in each wait event of
 #   pg_stat_activity, and from it how often the WAL's write or flush is under way
 #   (IO:WALSync, IO:WALWrite) and how many backends wait for WALWriteLock: whether the WAL's
 #   critical section, which PostgreSQL runs one backend at a time, is what bounds the rate.
@@ -103,11 +103,15 @@ start_server() { # FS [TRACE]: start the server in the background (the run ends 
     # TRACE y: under strace -f -y, every call with its paths
     local fs=$1 pg tr=""
     rm -f "$T/stop"; mkfifo -m 666 "$T/stop"
-    [ -n "${2:-}" ] && tr="strace -f -c -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write"
-    [ -n "${2:-}" ] && [ "${GROWN:-0}" = 1 ] &&
+    if [ "${2:-}" = y ]; then # (every call, with its paths: vstats)
+        tr="strace -f -y -qq -o $T/sty-$fs"
+    elif [ -n "${2:-}" ] && [ "${STRACE_ALL:-0}" = 1 ]; then
+        tr="strace -f -c -o $T/strace-$fs.txt"
+    elif [ -n "${2:-}" ] && [ "${GROWN:-0}" = 1 ]; then
         tr="strace -f -C -y -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write,ftruncate"
-    [ -n "${2:-}" ] && [ "${STRACE_ALL:-0}" = 1 ] && tr="strace -f -c -o $T/strace-$fs.txt"
-    [ "${2:-}" = y ] && tr="strace -f -y -qq -o $T/sty-$fs" # (every call, with its paths: vstats)
+    elif [ -n "${2:-}" ]; then
+        tr="strace -f -c -o $T/strace-$fs.txt -e trace=fdatasync,fsync,sync_file_range,pwrite64,write"
+    fi
     pg="$PGBIN/pg_ctl -D $(datadir "$fs") -l $T/pg-$fs.log -o \"-c listen_addresses='' -k $T/sock-$fs\" -w"
     # (the shell waits for stop_server's line on a FIFO: a loop of `sleep 0.2` here ran five
     # programs a second under scpctl run, each paying the shield's start, beside the server)
@@ -127,6 +131,10 @@ stop_server() {
     wait "$SERVER_PID"
     exec 9>&-
     SERVER_PID=
+}
+
+traced_pgbench() { # FS OUT: the further runs' pgbench (STRACE_SECS), its output in $T/OUT-FS
+    $AS pgbench -h "$T/sock-$1" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/$2-$1" 2>&1
 }
 
 server_ticks() { # FS: CPU clock ticks (user + system) of the server: the postmaster with the
@@ -172,7 +180,7 @@ bench() { # FS SECONDS -> "tps cpu_ms_per_txn faults_per_txn" (tps excluding con
 flushes() { # FS: one run of the server under strace; flush calls per transaction
     local fs=$1 n
     start_server "$fs" trace
-    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/sout-$fs" 2>&1
+    traced_pgbench "$fs" sout
     stop_server
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/sout-$fs")
     awk -v fs="$fs" -v n="$n" '$NF ~ /^(fdatasync|fsync|sync_file_range|pwrite64|write)$/ && NF >= 5 {
@@ -219,7 +227,7 @@ PY
 iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO above)
     local fs=$1 n
     start_server "$fs"
-    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/iout-$fs" 2>&1 &
+    traced_pgbench "$fs" iout &
     local pb=$!
     sleep 2
     perf trace -s -e fdatasync,fsync -a -o "$T/ptrace-$fs" -- sleep $((STRACE_SECS - 4)) >/dev/null 2>&1 &
@@ -253,14 +261,14 @@ vstats() { # FS: the library's counters per transaction (see VSTATS above)
     SCP_VOLUME_STATS=$T/vst-idle start_server "$fs"
     stop_server
     SCP_VOLUME_STATS=$T/vst-run start_server "$fs"
-    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/vout-$fs" 2>&1
+    traced_pgbench "$fs" vout
     stop_server
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/vout-$fs")
     python3 "$HERE/vstats_diff.py" "$T/vst-idle" "$T/vst-run" "$n" "$fs" txn "$STRACE_SECS"
     [ "${STRACE_Y:-0}" = 1 ] || return 0
     rm -f "$T/sty-$fs"
     start_server "$fs" y
-    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/yout-$fs" 2>&1
+    traced_pgbench "$fs" yout
     stop_server
     n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/yout-$fs")
     python3 - "$T/sty-$fs" "$n" "$fs" <<'PY'
@@ -297,24 +305,26 @@ PY
 }
 
 waits() { # FS: where the client backends are, sampled (see WAITS above)
-    local fs=$1 n=${WAIT_SAMPLES:-500} i
-    rm -f "$T/waits.sql"
+    # (each sample is numbered: an instant counts only if it saw a backend, so that samples
+    # taken after pgbench ended do not dilute the shares; the default fits in the run)
+    local fs=$1 n=${WAIT_SAMPLES:-$(((STRACE_SECS - 3) * 40))} i
     for i in $(seq 1 "$n"); do
-        echo "select coalesce(wait_event_type, '-') || ':' || coalesce(wait_event, 'running') from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid(); select pg_sleep(0.02);"
+        echo "select $i || ' ' || coalesce(wait_event_type, '-') || ':' || coalesce(wait_event, 'running') from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid(); select pg_sleep(0.02);"
     done >"$T/waits.sql"
     chmod 644 "$T/waits.sql"
     start_server "$fs"
-    $AS pgbench -h "$T/sock-$fs" -U postgres -c "$CLIENTS" -j "$THREADS" -T "$STRACE_SECS" postgres >"$T/wout-$fs" 2>&1 &
+    traced_pgbench "$fs" wout &
     local pb=$!
     sleep 2
     $AS psql -h "$T/sock-$fs" -U postgres -At -f "$T/waits.sql" postgres 2>/dev/null | grep : >"$T/waits-$fs"
     wait "$pb"
     stop_server
-    awk -v fs="$fs" -v n="$n" '{ c[$1]++; t++ } END {
-        printf "  %s: %d samples of %d instants, the share of the samples in each state:\n", fs, t, n
+    awk -v fs="$fs" '{ seen[$1] = 1; c[$2]++; t++ } END {
+        for (k in seen) m++
+        printf "  %s: %d samples at %d instants, the share of the samples in each state:\n", fs, t, m
         for (k in c) if (c[k] / t >= 0.005) printf "    %-24s %5.1f%%\n", k, 100 * c[k] / t
         printf "    (WAL I/O at %.0f%% of instants: IO:WALSync + IO:WALWrite; %.2f backends waiting for WALWriteLock on average)\n",
-            100 * (c["IO:WALSync"] + c["IO:WALWrite"]) / n, c["LWLock:WALWrite"] / n }' "$T/waits-$fs"
+            100 * (c["IO:WALSync"] + c["IO:WALWrite"]) / m, c["LWLock:WALWrite"] / m }' "$T/waits-$fs"
 }
 
 declare -A TPS CPU FLT
