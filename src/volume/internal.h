@@ -175,6 +175,11 @@ struct scp_volume {
     uint64_t ml_epoch; /* the lock file's fold epoch (VOL_MLOG_EPOCH_OFF) at which this process
                         * last looked at the slot headers (or wrote a slot itself) */
     uint64_t ml_end;  /* offset after the last record taken in */
+    /* The log's last 16 bytes before ml_end (a record's tag, or the header's log salt), valid
+     * when ml_tail_at == ml_end: a catch-up reads them back with the new records in one pread
+     * and knows by them that the log is still the one in memory (manifest.c, mlog_read_new) */
+    uint8_t ml_tail[16];
+    uint64_t ml_tail_at;
     uint64_t ml_size; /* the log's size as last seen (beyond ml_end: a torn tail to cut) */
     uint64_t ml_nrec; /* records in the log */
     uint8_t ml_chain[SCP_HASH_LEN]; /* chain value at ml_end */

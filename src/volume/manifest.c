@@ -187,6 +187,12 @@ static void mlog_epoch_bump(scp_volume *v) {
     v->ml_epoch = e;
 }
 
+/* The log's 16 bytes before ml_end are at p (ml_end just moved): see ml_tail. */
+static void mlog_tail_note(scp_volume *v, const uint8_t *p) {
+    memcpy(v->ml_tail, p, sizeof v->ml_tail);
+    v->ml_tail_at = v->ml_end;
+}
+
 /* Generation a slot's header claims (unauthenticated), or 0. */
 static uint64_t slot_peek(scp_volume *v, int i) {
     uint8_t h[16];
@@ -1079,6 +1085,7 @@ static int mlog_restart(scp_volume *v, int si, scp_err *err) {
     memcpy(v->ml_hdr, hdr, sizeof hdr);
     mlog_chain0(hdr, v->slot_sh[si], v->ml_chain);
     v->ml_end = v->ml_size = SCP_MLOG_HDR_LEN;
+    mlog_tail_note(v, hdr + SCP_MLOG_HDR_LEN - sizeof v->ml_tail); /* (the log salt) */
     v->ml_nrec = 0;
     v->ml_base = si;
     v->ml_adopt = -1;
@@ -1284,6 +1291,8 @@ static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_
     scp_journal_chain(v->ml_chain, rec, rlen);
     v->ml_end += rlen;
     v->ml_size = v->ml_end;
+    assert(rlen >= SCP_MREC_HDR_LEN + SCP_GCMTAG_LEN);
+    mlog_tail_note(v, rec + rlen - sizeof v->ml_tail); /* (its tag) */
     v->ml_nrec++;
     memcpy(v->statehash, v->ml_chain, SCP_HASH_LEN);
     v->cur_tag_due = 1; /* (of gen + 1, which commit_done makes gen) */
@@ -1907,6 +1916,7 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
     int base = -1, rc = 0;
     v->ml_base = v->ml_adopt = -1;
     v->ml_size = 0;
+    v->ml_tail_at = 0; /* (none known until a walk or a write notes it) */
     memset(v->ml_hdr, 0, sizeof v->ml_hdr);
     if (scp_read_file(v->dirfd, "manifest.log", MLOG_READ_MAX, &buf, &len, NULL) == 0) {
         v->ml_size = len;
@@ -1997,6 +2007,9 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         if (use_log) {
             v->ml_base = base;
             v->ml_end = w.off;
+            /* (records adopted from journals were written past what buf holds) */
+            if (!w.adopted && w.off >= sizeof v->ml_tail && w.off <= len)
+                mlog_tail_note(v, buf + w.off - sizeof v->ml_tail);
             if (w.off == len && w.adopted) v->ml_dur_end = w.off; /* (synced just now) */
             v->ml_pend_at = 0; /* (nothing to carry: ml_pend is not this log's) */
             v->ml_nrec = w.nrec;
@@ -2031,6 +2044,63 @@ static int mlog_changed(scp_volume *v) {
     return (uint64_t)st.st_size != v->ml_size ||
            scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
            memcmp(hdr, v->ml_hdr, sizeof hdr) != 0;
+}
+
+/* A catch-up's read of the log from ml_end: on 1, *out holds the n bytes there (inside the
+ * allocation *base, which the caller frees) and *size is the log's size they say; 0 when the
+ * log is not the one in memory (a new log, one shorter than ml_end, or too long to read: the
+ * caller reloads); -1 out of memory. When the 16 bytes before ml_end are known (ml_tail), one
+ * pread from there returns them with what follows: bytes that match say that the log is the
+ * one in memory, since a new log has a salt of its own (its header's) and so other bytes at
+ * any offset past its header, and what follows is new. Otherwise (no match, a read that
+ * filled the buffer, none known) the log's size and header are read as well, three system
+ * calls where this is one (a short read of a regular file is its end). The bytes are authenticated by the walk either way: this choice
+ * only decides whether a reload is needed, and a host that forges the tail can only make a
+ * process miss records, as one that holds back the log's growth can. */
+#define MLOG_TAIL_READ (4096 - 16) /* (a catch-up reads ~1 KB in PostgreSQL's server) */
+static int mlog_read_new(scp_volume *v, uint8_t **base, const uint8_t **out, size_t *n,
+                         uint64_t *size) {
+    const size_t t = sizeof v->ml_tail;
+    *base = NULL;
+    if (v->ml_tail_at == v->ml_end && v->ml_end >= SCP_MLOG_HDR_LEN) {
+        uint8_t *b = malloc(t + MLOG_TAIL_READ);
+        if (!b) return -1;
+        /* (one pread, not scp_pread_full's loop, whose second call would only find the end) */
+        ssize_t r = pread(v->mlog_fd, b, t + MLOG_TAIL_READ, (off_t)(v->ml_end - t));
+        VSTAT(mlog_pread);
+        VSTAT_ADD(mlog_pread_bytes, r > 0 ? (uint64_t)r : 0);
+        if (r >= (ssize_t)t && (size_t)r < t + MLOG_TAIL_READ && memcmp(b, v->ml_tail, t) == 0) {
+            *base = b;
+            *out = b + t;
+            *n = (size_t)r - t;
+            *size = v->ml_end + *n;
+            return 1;
+        }
+        free(b);
+        VSTAT(mlog_tail_miss);
+    }
+    uint8_t hdr[SCP_MLOG_HDR_LEN];
+    struct stat st;
+    if (scp_fstat_notime(v->mlog_fd, &st) < 0 ||
+        scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
+        memcmp(hdr, v->ml_hdr, sizeof hdr) != 0 || (uint64_t)st.st_size < v->ml_end ||
+        (uint64_t)st.st_size - v->ml_end > MLOG_READ_MAX)
+        return 0;
+    VSTAT_ADD(mlog_pread, 1);
+    VSTAT_ADD(mlog_pread_bytes, sizeof hdr);
+    *size = (uint64_t)st.st_size;
+    size_t m = (size_t)(*size - v->ml_end);
+    uint8_t *b = malloc(m ? m : 1);
+    if (!b) return -1;
+    *base = b;
+    *out = b;
+    *n = 0;
+    if (*size == v->ml_size) return 1; /* (nothing new: not read) */
+    *n = (size_t)scp_pread_full(v->mlog_fd, b, m, (off_t)v->ml_end);
+    if (*n > m) *n = 0; /* (a read error: nothing new) */
+    VSTAT(mlog_pread);
+    VSTAT_ADD(mlog_pread_bytes, m);
+    return 1;
 }
 
 static int refresh_manifest(scp_volume *v, scp_err *err);
@@ -2070,33 +2140,29 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
     }
     /* Same log, grown: read only its new records. Anything else (a new log, a slot written
      * since, a record that does not check out) reloads the whole state. */
-    uint8_t hdr[SCP_MLOG_HDR_LEN];
-    struct stat st;
     /* The slot headers only when the fold epoch moved since this process last looked (or
      * there is no mapped page): a slot is written only after the epoch moved (mlog_full). */
     uint64_t epoch = mlog_epoch(v);
     int peek = !v->hint || epoch != v->ml_epoch;
-    if ((peek && (slot_peek(v, 0) > v->gen || slot_peek(v, 1) > v->gen)) ||
-        scp_fstat_notime(v->mlog_fd, &st) < 0 ||
-        scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-        memcmp(hdr, v->ml_hdr, sizeof hdr) != 0 || (uint64_t)st.st_size < v->ml_end ||
-        (uint64_t)st.st_size - v->ml_end > MLOG_READ_MAX)
+    if (peek && (slot_peek(v, 0) > v->gen || slot_peek(v, 1) > v->gen))
         return VSTAT(mrefresh_reload), vol_load_manifest(v, err) < 0 ? -1 : 1;
-    VSTAT_ADD(mlog_pread, 1);
-    VSTAT_ADD(mlog_pread_bytes, sizeof hdr);
+    uint8_t *base;
+    const uint8_t *buf;
+    size_t n;
+    uint64_t size;
+    int got = mlog_read_new(v, &base, &buf, &n, &size);
+    if (got < 0) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
+    if (got == 0) return VSTAT(mrefresh_reload), vol_load_manifest(v, err) < 0 ? -1 : 1;
     v->ml_epoch = epoch; /* (the slots are not newer than the state in memory at this epoch) */
-    if ((uint64_t)st.st_size == v->ml_size) return 0;
-    size_t n = (size_t)((uint64_t)st.st_size - v->ml_end);
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
+    if (size == v->ml_size) {
+        free(base);
+        return 0;
+    }
     struct mlog_walk w;
     memset(&w, 0, sizeof w);
     /* (buf holds the log from ml_end: offsets in the walk are relative to it) */
     w.buf = buf;
-    w.len = (size_t)scp_pread_full(v->mlog_fd, buf, n, v->ml_end);
-    if (w.len > n) w.len = 0; /* (a read error: nothing new) */
-    VSTAT(mlog_pread);
-    VSTAT_ADD(mlog_pread_bytes, n);
+    w.len = n;
     memcpy(w.chain, v->ml_chain, SCP_HASH_LEN);
     w.gen = v->gen;
     w.dur_gen = v->dur_gen;
@@ -2109,17 +2175,19 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
     /* (the same records applied to both: where they differ is still among the listed paths) */
     if (rc >= 0 && track) v->mchg_ver = v->man.ver;
     if (rc < 0) { /* the state in memory may be half-changed: start over from the disk */
-        free(buf);
+        free(base);
         return vol_load_manifest(v, err) < 0 ? -1 : 1;
     }
-    v->ml_size = (uint64_t)st.st_size;
+    v->ml_size = size;
     if (w.nrec == 0) {
-        free(buf);
+        free(base);
         return 0;
     }
     if (v->shared) pend_walked(v, buf, &w);
-    free(buf);
     v->ml_end += w.off;
+    assert(w.off >= sizeof v->ml_tail); /* (a record ends in its tag) */
+    mlog_tail_note(v, buf + w.off - sizeof v->ml_tail);
+    free(base);
     v->ml_nrec += w.nrec;
     memcpy(v->ml_chain, w.chain, SCP_HASH_LEN);
     memcpy(v->statehash, w.chain, SCP_HASH_LEN);

@@ -30,6 +30,7 @@
     X(fork_reload)       /* ... that loaded again from generation 0 (fork_catch_up) */          \
     X(mlog_pread)        /* manifest-log preads of the catch-up (header and records) */         \
     X(mlog_pread_bytes)                                                                         \
+    X(mlog_tail_miss)    /* catch-ups whose one pread from ml_end did not do (mlog_read_new) */ \
     X(mlog_rec_open)     /* manifest-log records decrypted and applied by a walk */             \
     X(mlog_rec_bytes)                                                                           \
     X(mlog_seal)         /* manifest-log records sealed (this process's commits) */             \

@@ -163,8 +163,10 @@ static void test_count(const char *base) {
     printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite (%.2f to "
            ".d); %.2f fcntl, fstat and pread per DELETE-mode transaction\n", a.wal_fcntl,
            a.wal_fstat, a.wal_pread, a.wal_pwrite, a.wal_pwrite_d, a.del_calls);
-    CHECKF(a.wal_fcntl >= 2 && a.wal_fstat >= 1, "a commit outside the sole holder takes the "
-           "lock and catches up (%.2f fcntl, %.2f fstat)", a.wal_fcntl, a.wal_fstat);
+    /* (the catch-up reads the log's tail: one pread when it is the log in memory) */
+    CHECKF(a.wal_fcntl >= 2 && a.wal_fstat + a.wal_pread >= 1, "a commit outside the sole "
+           "holder takes the lock and catches up (%.2f fcntl, %.2f fstat, %.2f pread)",
+           a.wal_fcntl, a.wal_fstat, a.wal_pread);
     REQUIRE_OK(scp_volume_close(v, &e), e);
 
     v = scp_volume_open(dir, KEY, NULL, &e);
