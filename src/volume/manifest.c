@@ -214,15 +214,22 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on) {
     if (v->lockfd >= 0 && lockbyte_get(v, off) != on) (void)!pwrite(v->lockfd, &b, 1, off);
 }
 
+/* The lock file's first pages where they are mapped (volume.c, hint_map), else NULL. The
+ * lists and the mark below are read and written there, without a system call, as the same
+ * bytes of the page cache that pread and pwrite reach; only the one-flush list's additions,
+ * which must be durable, still go through pwrite and fdatasync. */
+static uint8_t *lock_page(scp_volume *v) { return (uint8_t *)v->hint; }
+
 int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace) {
     if (v->lockfd < 0) return -1;
     /* The list, its ids and its marks lie in one span of the lock file's first page: read
      * once (from the mapping when there is one, as lazy_sync reads the count: the page cache's
-     * bytes either way) and written back with one pwrite, where this took up to three preads
-     * and three pwrites per add (a WAL write after every fsync in PostgreSQL's server). The
-     * order within the span no longer matters: every reader and writer of the list holds the
-     * volume lock, a kill leaves a pwrite whole or not at all, and the span is one 4 KiB page
-     * (a power cut keeps it or not; the list is not synced and not trusted either way). */
+     * bytes either way) and written back through the mapping (the entry and its mark, then the
+     * count: a kill between leaves the entry uncounted), or without one with one pwrite (a
+     * kill leaves it whole or not at all). Every reader and writer of the list holds the
+     * volume lock, and the span is one 4 KiB page (a power cut keeps it or not; the list is
+     * not synced and not trusted either way). A WAL write after every fsync in PostgreSQL's
+     * server adds its file: this took three preads and three pwrites per add, then one. */
     enum { SPAN = VOL_LAZY_INPLACE_OFF + (VOL_LAZY_MAX + 7) / 8 - VOL_LAZY_OFF };
     _Static_assert(VOL_LAZY_OFF / 4096 == (VOL_LAZY_OFF + SPAN - 1) / 4096,
                    "the lazy list spans two pages");
@@ -236,6 +243,10 @@ int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace) {
         if (memcmp(ids + i * SCP_FILEID_LEN, id, SCP_FILEID_LEN) == 0) {
             if (!inplace || (marks[i / 8] >> (i % 8) & 1)) return 0;
             uint8_t nb = (uint8_t)(marks[i / 8] | 1u << (i % 8));
+            if (v->hint) {
+                lock_page(v)[VOL_LAZY_INPLACE_OFF + i / 8] = nb;
+                return 0;
+            }
             return pwrite(v->lockfd, &nb, 1, VOL_LAZY_INPLACE_OFF + i / 8) == 1 ? 0 : -1;
         }
     if (n == VOL_LAZY_MAX) return -1;
@@ -244,6 +255,14 @@ int vol_lazy_add(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int inplace) {
     marks[n / 8] = inplace ? (uint8_t)(marks[n / 8] | 1u << (n % 8))
                            : (uint8_t)(marks[n / 8] & ~(1u << (n % 8)));
     scp_put_u32(b, n + 1);
+    if (v->hint) {
+        uint8_t *m = lock_page(v);
+        memcpy(m + VOL_LAZY_OFF + 16 + n * SCP_FILEID_LEN, id, SCP_FILEID_LEN);
+        m[VOL_LAZY_INPLACE_OFF + n / 8] = marks[n / 8];
+        __atomic_signal_fence(__ATOMIC_RELEASE); /* (one thread's stores: a kill is the risk) */
+        memcpy(m + VOL_LAZY_OFF, b, 4);
+        return 0;
+    }
     return pwrite(v->lockfd, b, SPAN, VOL_LAZY_OFF) == SPAN ? 0 : -1;
 }
 
@@ -358,9 +377,10 @@ static void commit_done(scp_volume *v, uint64_t gen, int durable, long nlazy) {
     v->lazy = !durable;
     v->man_scratch = !durable;
     if (durable) v->dur_gen = gen;
-    if (nlazy > 0) {
+    if (nlazy > 0) { /* (the list emptied: through the mapping when there is one) */
         uint8_t zero[4] = {0};
-        (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
+        if (v->hint) memcpy(lock_page(v) + VOL_LAZY_OFF, zero, 4);
+        else (void)!pwrite(v->lockfd, zero, 4, VOL_LAZY_OFF);
     }
     if (durable) {
         if (v->cb) { /* (reported now: the HMAC now) */
@@ -1299,11 +1319,6 @@ static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_
     commit_done(v, v->gen + 1, durable, nlazy);
 }
 
-/* The lock file's first pages where they are mapped (volume.c, hint_map), else NULL. The
- * list and the mark below are read and written there, without a system call, as the same
- * bytes of the page cache that pread and pwrite reach; only the list's additions, which must
- * be durable, still go through pwrite and fdatasync. */
-static uint8_t *lock_page(scp_volume *v) { return (uint8_t *)v->hint; }
 
 /* The lock file's list of journals with one-flush records (internal.h). */
 static uint32_t jlist_read(scp_volume *v, uint8_t ids[VOL_JLIST_MAX * SCP_FILEID_LEN]) {
