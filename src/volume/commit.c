@@ -299,23 +299,20 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     assert(VOL_MU_HELD(f->vol));
     uint32_t cs = f->vol->cs;
     struct stat st;
-    /* The writer's catch-up just checked this log under the writer lock (file_log_stale): its
-     * length and header are the same now (every change of them is a writer's, under that lock),
-     * so neither is read again. Anyone else checks here. */
+    /* The writer's catch-up just checked this log's header under the writer lock
+     * (file_log_stale): it is the same now (every change of it is a writer's, under that
+     * lock), so it is not read again. Anyone else checks here. */
     int checked = from && f->writer && f->fd_j >= 0 && from == f->j_chk_end;
     f->j_chk_end = 0; /* (used once) */
     if (from) VSTAT(follow);
     else VSTAT(follow_full);
-    if (checked) {
-        st.st_mode = S_IFREG;
-        st.st_size = (off_t)f->j_chk_len;
-    } else if (f->fd_j < 0) {
+    if (!checked && f->fd_j < 0) {
         char name[48];
         vol_object_name(f->id, ".j", name);
         f->fd_j = openat(f->vol->objfd, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (f->fd_j < 0) return 0;
     }
-    if ((!checked && scp_fstat_notime(f->fd_j, &st) < 0) || !S_ISREG(st.st_mode) ||
+    if (scp_fstat_notime(f->fd_j, &st) < 0 || !S_ISREG(st.st_mode) ||
         st.st_size < SCP_JRN_HDR_LEN || (uint64_t)st.st_size < from)
         return 0;
     /* (a commit past the named one may have grown the file: the larger size bounds the log) */
@@ -473,15 +470,16 @@ int file_log_stale(scp_file *f) {
     f->j_chk_end = 0;
     if (!f->j_end) return 0;
     VSTAT(log_stale_chk);
-    int stale = f->fd_j < 0 || scp_fstat_notime(f->fd_j, &st) < 0 ||
-                (uint64_t)st.st_size < f->j_end ||
+    /* The writer reads the header alone: under its writer lock nobody else changes the log,
+     * and no writer shortens a log and leaves its header (journal_drop zeros it; journal_reset
+     * zeros it before it truncates, and the next log's header follows), so the salt tells. A
+     * reader also checks the length: a writer may be between the two. */
+    int stale = f->fd_j < 0 ||
+                (!f->writer && (scp_fstat_notime(f->fd_j, &st) < 0 || (uint64_t)st.st_size < f->j_end)) ||
                 scp_pread_full(f->fd_j, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
                 memcmp(hdr + 8, f->j_salt, SCP_HASH_LEN) != 0;
     if (stale) VSTAT(log_stale);
-    if (!stale && f->writer) { /* (see j_chk_end: only the writer's catch-up uses it) */
-        f->j_chk_end = f->j_end;
-        f->j_chk_len = (uint64_t)st.st_size;
-    }
+    if (!stale && f->writer) f->j_chk_end = f->j_end; /* (see j_chk_end) */
     return stale;
 }
 
@@ -1101,7 +1099,12 @@ static int journal_reset(scp_file *f, scp_err *err) {
             f->j_stale = (uint64_t)st.st_size;
             return 0;
         }
-        if (ftruncate(f->fd_j, SCP_JOURNAL_REUSE_MAX) == 0) {
+        /* (the header first: a log shortened under its old header would pass another
+         * process's salt check, file_log_stale, were this writer killed before the next
+         * log's header; zeros end every walk at once, as journal_drop's do) */
+        static const uint8_t z[SCP_JRN_HDR_LEN];
+        if (scp_pwrite_full(f->fd_j, z, sizeof z, 0) == 0 &&
+            ftruncate(f->fd_j, SCP_JOURNAL_REUSE_MAX) == 0) {
             f->j_stale = SCP_JOURNAL_REUSE_MAX;
             return 0;
         }

@@ -392,11 +392,10 @@ struct scp_file {
                                  * the volume's mark, vol_file_unchanged, vol_fresh) */
     uint8_t j_salt[SCP_HASH_LEN];  /* the open log's header salt (shared mode: another process
                                     * that starts a new log changes it, see file_follow) */
-    uint64_t j_chk_end, j_chk_len; /* shared mode, the writer's catch-up only: file_log_stale
-                                    * found the log with salt j_salt, j_chk_len bytes long, with
-                                    * j_end = j_chk_end, under our writer lock (so nobody else
-                                    * changed it since): file_follow from there needs neither
-                                    * the fstat nor the header read again (writer_refresh) */
+    uint64_t j_chk_end; /* shared mode, the writer's catch-up only: file_log_stale found the
+                         * log with salt j_salt, with j_end = j_chk_end, under our writer lock
+                         * (so nobody else changed it since): file_follow from there does not
+                         * read the header again (writer_refresh) */
     uint8_t *fbuf;              /* shared mode: file_follow's read buffer, kept between follows
                                  * up to FOLLOW_BUF_KEEP bytes (a fresh one each time was
                                  * malloc'd and page-faulted in at every follow); holds only

@@ -340,7 +340,7 @@ int file_leave_shared(scp_file *f, scp_err *err) {
     f->j_stale = 0;
     f->j_clean = 0;
     f->j_tail_commit = 0;
-    f->j_chk_end = f->j_chk_len = 0;
+    f->j_chk_end = 0;
     f->j_room = 0;
     f->jl_fresh = 0;
     f->lazy_listed = 0; /* (the durable commit emptied the list) */
