@@ -33,19 +33,20 @@ const uint8_t vol_zero_ent[ENT];
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 struct scratch {
-    uint8_t *p;
-    size_t cap;
+    uint8_t *p[2];
+    size_t cap[2];
 };
 static void scratch_free(void *p) {
     struct scratch *s = p;
-    if (s->p) scp_wipe(s->p, s->cap); /* it held plaintext */
-    free(s->p);
+    for (int k = 0; k < 2; k++) {
+        if (s->p[k]) scp_wipe(s->p[k], s->cap[k]); /* it held plaintext */
+        free(s->p[k]);
+    }
     free(s);
 }
 static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
 
-/* A per-thread buffer of at least n bytes (valid until the thread's next call). */
-uint8_t *vol_scratch(size_t n) {
+static uint8_t *scratch_get(int k, size_t n) {
     pthread_once(&scratch_once, scratch_init);
     struct scratch *s = pthread_getspecific(scratch_key);
     if (!s) {
@@ -53,15 +54,26 @@ uint8_t *vol_scratch(size_t n) {
         if (!s) return NULL;
         pthread_setspecific(scratch_key, s);
     }
-    if (s->cap < n) {
+    if (s->cap[k] < n) {
         uint8_t *np = malloc(n); /* not realloc: the old buffer is wiped before it is freed */
         if (!np) return NULL;
-        if (s->p) scp_wipe(s->p, s->cap);
-        free(s->p);
-        s->p = np;
-        s->cap = n;
+        if (s->p[k]) scp_wipe(s->p[k], s->cap[k]);
+        free(s->p[k]);
+        s->p[k] = np;
+        s->cap[k] = n;
     }
-    return s->p;
+    return s->p[k];
+}
+
+/* A per-thread buffer of at least n bytes (valid until the thread's next call). */
+uint8_t *vol_scratch(size_t n) { return scratch_get(0, n); }
+
+/* (kept up to this size; a larger one, a large file's table, is allocated and freed) */
+#define BULK_KEEP_MAX (1u << 20)
+uint8_t *vol_bulk_scratch(size_t n) { return n > BULK_KEEP_MAX ? malloc(n) : scratch_get(1, n); }
+
+void vol_bulk_release(uint8_t *p, size_t n) {
+    if (p && n > BULK_KEEP_MAX) free(p); /* (not wiped: ciphertext and table entries only) */
 }
 
 /* ---- table and root -------------------------------------------------------------------- */
@@ -212,7 +224,7 @@ void table_root(scp_file *f, uint8_t out[SCP_HASH_LEN]) {
  * keeps it; what .t says is never trusted, only compared. */
 int table_reload(scp_file *f, uint64_t old_n, uint64_t n) {
     assert(n <= f->table_cap);
-    uint8_t *buf = old_n ? malloc(n * ENT + 1) : NULL;
+    uint8_t *buf = old_n ? vol_bulk_scratch(n * ENT + 1) : NULL; /* (kept: no fresh pages) */
     uint64_t npages = (n + SCP_TABLE_PAGE - 1) / SCP_TABLE_PAGE;
     if (!buf) { /* the whole table read in place, every page hashed again */
         memset(f->table, 0, f->table_cap * ENT);
@@ -222,7 +234,7 @@ int table_reload(scp_file *f, uint64_t old_n, uint64_t n) {
     ssize_t got = scp_pread_full(f->fd_t, buf, n * ENT, 0);
     if (got < 0) {
         int e = errno;
-        free(buf);
+        vol_bulk_release(buf, n * ENT + 1);
         memset(f->page_dirty, 1, f->page_cap);
         errno = e;
         return -1;
@@ -250,7 +262,7 @@ int table_reload(scp_file *f, uint64_t old_n, uint64_t n) {
     }
     for (uint64_t p = npages; p < f->page_cap; p++) f->page_dirty[p] = 1;
     memset(f->table + n * ENT, 0, (f->table_cap - n) * ENT);
-    free(buf);
+    vol_bulk_release(buf, n * ENT + 1);
     return 0;
 }
 

@@ -1561,23 +1561,32 @@ static int write_unapplied(scp_file *f, scp_err *err) {
  * window of neighbouring records: the sole holder's deferred applies (a WAL segment's worth,
  * a thousand chunks) are read back at the checkpoint, and one pread per chunk would cost the
  * system call per transaction that the deferral saved. */
-#define APPLY_BATCH 256u        /* chunks staged per batch */
-#define APPLY_WINDOW (1u << 20) /* bytes of the log per pread */
-#define APPLY_GAP (64u << 10)   /* unneeded bytes read between two records, at most */
+#define APPLY_BATCH 256u            /* chunks staged per batch, at most */
+#define APPLY_CT_BYTES (256u << 10) /* and at most this much of them */
+#define APPLY_WINDOW (256u << 10)   /* bytes of the log per pread */
+/* Unneeded bytes read between two records, at most: a system call costs about as much as
+ * copying 8 KiB here (bench/RESULTS.md, "Session 38"); PostgreSQL's WAL log holds each page's
+ * last version far from the others, and a 64 KiB gap read most of the log. */
+#define APPLY_GAP (8u << 10)
 static int write_records(scp_file *f, const u64map *m, scp_err *err) {
     uint32_t cs = f->vol->cs;
     size_t nj = u64map_count(m), pos = 0, nk = 0;
     if (nj == 0) return 0;
-    size_t nb = nj < APPLY_BATCH ? nj : APPLY_BATCH;
+    size_t nb = APPLY_CT_BYTES / cs > APPLY_BATCH ? APPLY_BATCH : APPLY_CT_BYTES / cs;
+    if (nb == 0) nb = 1;
+    if (nj < nb) nb = nj;
     uint64_t(*jv)[2] = malloc(nj * sizeof *jv); /* index, record offset */
     uint64_t(*ord)[2] = malloc(nb * sizeof *ord); /* a batch's records: offset, place */
-    uint8_t *ct = malloc(nb * cs), *win = NULL;
+    /* (the staging and the window: this thread's kept buffer, ciphertext only) */
+    size_t ct_len = nb * cs + APPLY_WINDOW;
+    uint8_t *ct = vol_bulk_scratch(ct_len);
+    uint8_t *win = ct ? ct + nb * cs : NULL;
     uint64_t i, off;
     int rc = 0;
     if (!jv || !ord || !ct) {
         free(jv);
         free(ord);
-        free(ct);
+        vol_bulk_release(ct, ct_len);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     while (u64map_next(m, &pos, &i, &off)) {
@@ -1607,10 +1616,6 @@ static int write_records(scp_file *f, const u64map *m, scp_err *err) {
                     rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
                 continue;
             }
-            if (!win && !(win = malloc(APPLY_WINDOW))) {
-                rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-                break;
-            }
             assert(end - from <= APPLY_WINDOW);
             if (scp_pread_full(f->fd_j, win, (size_t)(end - from), (off_t)from) != (ssize_t)(end - from)) {
                 rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
@@ -1627,8 +1632,7 @@ static int write_records(scp_file *f, const u64map *m, scp_err *err) {
     }
     free(jv);
     free(ord);
-    free(ct);
-    free(win);
+    vol_bulk_release(ct, ct_len);
     return rc;
 }
 

@@ -807,6 +807,14 @@ static inline void changed_clear(scp_file *f, int all) {
 /* A per-thread buffer of at least n bytes (valid until the thread's next call); NULL if out of
  * memory. Wiped when replaced or when the thread ends: it may hold plaintext. */
 uint8_t *vol_scratch(size_t n);
+/* Another such buffer, for the bulk reads of leaf functions that may run inside a call that
+ * holds vol_scratch's (a journal's apply, commit.c write_records; a table's reload,
+ * table_reload): kept, since fresh memory costs a page fault per 4 KiB touched, several
+ * microseconds each on this project's test machines (a checkpoint's apply read the log into
+ * a new 1 MiB window every time, and a WAL segment's reload its 180 KB table) */
+uint8_t *vol_bulk_scratch(size_t n);
+/* After vol_bulk_scratch(n): frees it where it was not the kept one (n above 1 MiB). */
+void vol_bulk_release(uint8_t *p, size_t n);
 /* Room for n entries in the table, the changed bitmap and the page hashes. */
 int table_reserve(scp_file *f, uint64_t n, scp_err *err);
 /* Record that entry i changed (its page must be hashed again; below the committed count, the
