@@ -2067,11 +2067,12 @@ static int mlog_changed(scp_volume *v) {
  * caller reloads); -1 out of memory. When the 16 bytes before ml_end are known (ml_tail), one
  * pread from there returns them with what follows: bytes that match say that the log is the
  * one in memory, since a new log has a salt of its own (its header's) and so other bytes at
- * any offset past its header, and what follows is new. Otherwise (no match, a read that
- * filled the buffer, none known) the log's size and header are read as well, three system
- * calls where this is one (a short read of a regular file is its end). The bytes are authenticated by the walk either way: this choice
- * only decides whether a reload is needed, and a host that forges the tail can only make a
- * process miss records, as one that holds back the log's growth can. */
+ * any offset past its header, and what follows is new (a short read of a regular file is its
+ * end). Otherwise (no match, a read that filled the buffer, none known) the log's size and
+ * header are read as well, three system calls where this is one. The bytes are authenticated
+ * by the walk either way: this choice only decides whether a reload is needed, and a host
+ * that forges the tail can only make a process miss records, as one that holds back the log's
+ * growth can. */
 #define MLOG_TAIL_READ (4096 - 16) /* (a catch-up reads ~1 KB in PostgreSQL's server) */
 static int mlog_read_new(scp_volume *v, uint8_t **base, const uint8_t **out, size_t *n,
                          uint64_t *size) {
@@ -2104,13 +2105,14 @@ static int mlog_read_new(scp_volume *v, uint8_t **base, const uint8_t **out, siz
     VSTAT_ADD(mlog_pread, 1);
     VSTAT_ADD(mlog_pread_bytes, sizeof hdr);
     *size = (uint64_t)st.st_size;
+    *out = NULL;
+    *n = 0;
+    if (*size == v->ml_size) return 1; /* (nothing new: not read) */
     size_t m = (size_t)(*size - v->ml_end);
     uint8_t *b = malloc(m ? m : 1);
     if (!b) return -1;
     *base = b;
     *out = b;
-    *n = 0;
-    if (*size == v->ml_size) return 1; /* (nothing new: not read) */
     *n = (size_t)scp_pread_full(v->mlog_fd, b, m, (off_t)v->ml_end);
     if (*n > m) *n = 0; /* (a read error: nothing new) */
     VSTAT(mlog_pread);
