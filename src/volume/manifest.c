@@ -2050,15 +2050,19 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
     return rc;
 }
 
+/* Is the log's header on disk the one read or written last (the same log)? */
+static int mlog_header_same(scp_volume *v) {
+    uint8_t hdr[SCP_MLOG_HDR_LEN];
+    return scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) == (ssize_t)sizeof hdr &&
+           memcmp(hdr, v->ml_hdr, sizeof hdr) == 0;
+}
+
 /* Did another process append to the log or start a new one since we read it? */
 static int mlog_changed(scp_volume *v) {
-    uint8_t hdr[SCP_MLOG_HDR_LEN];
     struct stat st;
     if (scp_fstat_notime(v->mlog_fd, &st) < 0) return 1;
     if ((uint64_t)st.st_size == v->ml_size && st.st_size < SCP_MLOG_HDR_LEN) return 0;
-    return (uint64_t)st.st_size != v->ml_size ||
-           scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-           memcmp(hdr, v->ml_hdr, sizeof hdr) != 0;
+    return (uint64_t)st.st_size != v->ml_size || !mlog_header_same(v);
 }
 
 /* A catch-up's read of the log from ml_end: on 1, *out holds the n bytes there (inside the
@@ -2095,15 +2099,12 @@ static int mlog_read_new(scp_volume *v, uint8_t **base, const uint8_t **out, siz
         free(b);
         VSTAT(mlog_tail_miss);
     }
-    uint8_t hdr[SCP_MLOG_HDR_LEN];
     struct stat st;
-    if (scp_fstat_notime(v->mlog_fd, &st) < 0 ||
-        scp_pread_full(v->mlog_fd, hdr, sizeof hdr, 0) != (ssize_t)sizeof hdr ||
-        memcmp(hdr, v->ml_hdr, sizeof hdr) != 0 || (uint64_t)st.st_size < v->ml_end ||
-        (uint64_t)st.st_size - v->ml_end > MLOG_READ_MAX)
+    if (scp_fstat_notime(v->mlog_fd, &st) < 0 || !mlog_header_same(v) ||
+        (uint64_t)st.st_size < v->ml_end || (uint64_t)st.st_size - v->ml_end > MLOG_READ_MAX)
         return 0;
     VSTAT_ADD(mlog_pread, 1);
-    VSTAT_ADD(mlog_pread_bytes, sizeof hdr);
+    VSTAT_ADD(mlog_pread_bytes, SCP_MLOG_HDR_LEN);
     *size = (uint64_t)st.st_size;
     *out = NULL;
     *n = 0;
