@@ -19,6 +19,7 @@
 #include "volume/vstats.h"
 
 long man_find(const scp_manifest *m, const char *path) {
+    assert(path); /* (a loaded file's path goes NULL when another process removes its name) */
     size_t lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;

@@ -243,7 +243,10 @@ int file_refresh(scp_file *f, int *unloaded_out) {
     int unloaded = __atomic_load_n(&f->unloaded, __ATOMIC_RELAXED);
     assert(!unloaded || !f->modified); /* (every path that sets it drops the changes first) */
     if (!f->modified && (!f->writer || unloaded) && f->path && vol_lock(f->vol, NULL) == 0) {
-        long i = man_find(&f->vol->man, f->path);
+        /* (the path again: the lock's catch-up takes in another process's removal of the name,
+         * files_rename, which leaves f without one; looked up as NULL, pg_ctl died of SIGSEGV
+         * polling postmaster.pid: test_volume_removed_open) */
+        long i = f->path ? man_find(&f->vol->man, f->path) : -1;
         int stale = f->vol->shared && i >= 0 && file_log_stale(f); /* see writer_refresh */
         /* (outside shared mode a followed file, file_load: its log may have been dropped since,
          * or its state made durable; loaded again either way, as file_load decides) */
