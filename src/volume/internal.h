@@ -267,6 +267,14 @@ struct scp_file {
     scp_file *next;
     scp_volume *vol;
     char *path;                 /* current path; NULL once unlinked, or nameless */
+    /* The state the manifest last named for the file before another process removed its
+     * last name (or renamed another file over it), as this process's catch-up saw it go
+     * (vol_note_leaving): what a reader that still has the file open reloads to when that
+     * process's commits changed its objects in place before the removal (file_refresh).
+     * Under vol->mu. */
+    uint8_t gone_root[SCP_HASH_LEN];
+    uint64_t gone_size;
+    int gone_known;
     int nameless;               /* O_TMPFILE (scp_vfile_open_nameless): never had a name; 1 may
                                  * get one (scp_vfile_link), 2 never (O_EXCL) */
     uint32_t nl_mode, nl_uid, nl_gid; /* a nameless file's metadata, for its first entry */
@@ -469,6 +477,14 @@ static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + c
 #define FILE_WR_HELD(f) scp_rwlock_wrheld(&(f)->rw)
 int vol_lock(scp_volume *v, scp_err *err);   /* mutex + cross-process lock + manifest refresh */
 void vol_unlock(scp_volume *v);
+/* A catch-up is about to take entry e out of the manifest in memory (another process removed
+ * the name, or renamed another file over it): an open file of e's id notes the state e names
+ * (gone_root), which it can still reload once it has no name (file_refresh). Caller holds
+ * v->mu. */
+void vol_note_leaving(scp_volume *v, const scp_mentry *e);
+/* The same for every open file the manifest in memory names, before a catch-up that reloads
+ * the whole manifest (it sees no single removal). Caller holds v->mu. */
+void vol_note_named(scp_volume *v);
 /* For lookups that only read the namespace: the mutex alone when vol_fresh() says no other
  * process committed since we loaded the manifest, otherwise vol_lock. Release with vol_unlock. */
 int vol_lock_read(scp_volume *v, scp_err *err);

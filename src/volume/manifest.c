@@ -1017,8 +1017,24 @@ struct mlog_walk {
     long adopted; /* records taken in from journals (mlog_adopt_journals) */
     scp_manifest *m, *m2;
     void (*on_put)(void *ctx, const scp_mentry *e);
+    /* (an entry of w->m about to go: a name removed, or a put of another file at its path) */
+    void (*on_leave)(scp_volume *v, const scp_mentry *e);
     void *ctx;
 };
+
+/* The entries a delta takes out of m: each removed name's, and each that a put of another
+ * file replaces (a rename over it). */
+static void mlog_leaving(scp_volume *v, const scp_manifest *m, const scp_mdelta *d,
+                         void (*fn)(scp_volume *v, const scp_mentry *e)) {
+    for (size_t k = 0; k < d->ndel; k++) {
+        long i = man_find(m, d->del[k]);
+        if (i >= 0) fn(v, &m->e[i]);
+    }
+    for (size_t k = 0; k < d->nput; k++) {
+        long i = man_find(m, d->put[k].path);
+        if (i >= 0 && memcmp(m->e[i].id, d->put[k].id, SCP_FILEID_LEN) != 0) fn(v, &m->e[i]);
+    }
+}
 
 static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
     while (w->off < w->len && w->gen < w->stop_gen) {
@@ -1061,6 +1077,7 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         VSTAT_ADD(mlog_rec_bytes, r.len);
         VSTAT_T1(mlog_open_ns, t);
         t = VSTAT_T0();
+        if (w->on_leave) mlog_leaving(v, w->m, &d, w->on_leave);
         int rc = scp_manifest_apply(w->m, &d, err);
         if (rc > 0) w->removed = 1;
         if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, err);
@@ -2133,11 +2150,18 @@ int vol_refresh_manifest(scp_volume *v, scp_err *err) {
     return rc;
 }
 
+/* A catch-up that reads the whole manifest again: the open files note the states named now,
+ * which those that lose their names keep (vol_note_named). */
+static int reload_manifest(scp_volume *v, scp_err *err) {
+    vol_note_named(v);
+    return vol_load_manifest(v, err);
+}
+
 static int refresh_manifest(scp_volume *v, scp_err *err) {
     assert(v->ml_defer_len == 0); /* (only the sole holder defers, and it does not catch up) */
     if (!v->mlog || v->gen == 0 || v->ml_base < 0) {
         if (v->gen != 0 && vol_peek_generation(v) <= v->gen) return 0;
-        return vol_load_manifest(v, err) < 0 ? -1 : 1;
+        return reload_manifest(v, err) < 0 ? -1 : 1;
     }
     /* A one-flush committer that died between its journal's sync (its commit point) and its
      * append to the log: its mark is still set, and we hold the volume lock it held (the mark
@@ -2152,7 +2176,7 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
     if (mark && !(mark & JMARK_FAILED)) {
         VSTAT(mrefresh_reload);
         v->load_kind = VOL_LOAD_DEAD_MARK;
-        int rc = vol_load_manifest(v, err);
+        int rc = reload_manifest(v, err);
         v->load_kind = VOL_LOAD_ANY;
         if (rc == 0 && jmark_get(v) == mark) jmark_set(v, mark | JMARK_FAILED);
         return rc < 0 ? -1 : 1;
@@ -2164,14 +2188,14 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
     uint64_t epoch = mlog_epoch(v);
     int peek = !v->hint || epoch != v->ml_epoch;
     if (peek && (slot_peek(v, 0) > v->gen || slot_peek(v, 1) > v->gen))
-        return VSTAT(mrefresh_reload), vol_load_manifest(v, err) < 0 ? -1 : 1;
+        return VSTAT(mrefresh_reload), reload_manifest(v, err) < 0 ? -1 : 1;
     uint8_t *base;
     const uint8_t *buf;
     size_t n;
     uint64_t size;
     int got = mlog_read_new(v, &base, &buf, &n, &size);
     if (got < 0) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
-    if (got == 0) return VSTAT(mrefresh_reload), vol_load_manifest(v, err) < 0 ? -1 : 1;
+    if (got == 0) return VSTAT(mrefresh_reload), reload_manifest(v, err) < 0 ? -1 : 1;
     v->ml_epoch = epoch; /* (the slots are not newer than the state in memory at this epoch) */
     if (size == v->ml_size) {
         free(base);
@@ -2189,13 +2213,14 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
     w.stop_gen = UINT64_MAX;
     w.m = &v->man;
     w.m2 = &v->disk;
+    w.on_leave = vol_note_leaving;
     int track = mchg_usable(v);
     int rc = mlog_walk(v, &w, err);
     /* (the same records applied to both: where they differ is still among the listed paths) */
     if (rc >= 0 && track) v->mchg_ver = v->man.ver;
     if (rc < 0) { /* the state in memory may be half-changed: start over from the disk */
         free(base);
-        return vol_load_manifest(v, err) < 0 ? -1 : 1;
+        return reload_manifest(v, err) < 0 ? -1 : 1;
     }
     v->ml_size = size;
     if (w.nrec == 0) {

@@ -242,7 +242,10 @@ int file_refresh(scp_file *f, int *unloaded_out) {
     pthread_rwlock_wrlock(&f->rw);
     int unloaded = __atomic_load_n(&f->unloaded, __ATOMIC_RELAXED);
     assert(!unloaded || !f->modified); /* (every path that sets it drops the changes first) */
-    if (!f->modified && (!f->writer || unloaded) && f->path && vol_lock(f->vol, NULL) == 0) {
+    /* (path and gone_known read again under the volume lock: another thread's vol_lock may
+     * change them meanwhile) */
+    int named = f->path || __atomic_load_n(&f->gone_known, __ATOMIC_RELAXED);
+    if (!f->modified && (!f->writer || unloaded) && named && vol_lock(f->vol, NULL) == 0) {
         /* (the path again: the lock's catch-up takes in another process's removal of the name,
          * files_rename, which leaves f without one; looked up as NULL, pg_ctl died of SIGSEGV
          * polling postmaster.pid: test_volume_removed_open) */
@@ -255,6 +258,19 @@ int file_refresh(scp_file *f, int *unloaded_out) {
         if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
             (stale || unloaded || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
             reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
+        /* Open here, its name removed by another process, whose commits before that may have
+         * changed its objects in place (a checkpoint's apply): the state named last before the
+         * removal, as this process's catch-up saw it go (gone_root), is still the file's. A
+         * reader of postmaster.pid got EIO ("chunk at offset 0 fails authentication") when
+         * the postmaster rewrote and removed it (tests/shield/pidfile). */
+        if (!f->path && !f->nameless && f->gone_known &&
+            (unloaded || memcmp(f->gone_root, f->c_root, SCP_HASH_LEN) != 0 || f->gone_size != f->c_size)) {
+            scp_mentry e = {.type = SCP_MTYPE_FILE, .size = f->gone_size, .path = (char *)"(unlinked file)"};
+            memcpy(e.id, f->id, SCP_FILEID_LEN);
+            memcpy(e.root, f->gone_root, SCP_HASH_LEN);
+            if (f->vol->shared && file_log_stale(f)) f->j_end = 0;
+            reloaded = file_load(f, &e, NULL) == 0;
+        }
         /* (step 3: and what was appended past our place, named or not) */
         if (f->vol->shared && i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0)
             reloaded |= file_catch_tail(f, &f->vol->man.e[i], NULL) > 0;
