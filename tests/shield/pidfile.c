@@ -1,7 +1,7 @@
 /* tests/shield/pidfile.c - a pid file polled by fresh processes while another process writes,
  * rewrites and removes it: what pg_ctl does with postmaster.pid.
  *
- * usage: shield-pidfile DIR SECONDS READERS
+ * usage: shield-pidfile DIR SECONDS READERS [rename]
  *
  * The writer (the postmaster) loops: create DIR/pid exclusively, write its lines, fsync, close;
  * open it again, rewrite its last line in place, fsync, close; remove it. Each reader (pg_ctl
@@ -12,6 +12,10 @@
  * printed), 4 content neither version has. A child killed by a signal is a failure, as is any
  * 3 or 4. Before the fix of file_refresh (a loaded file's path cleared by its own volume lock,
  * another process's removal) about 1 child in 30 died of SIGSEGV here.
+ * With "rename", the writer replaces the file as a program replaces a configuration or git its
+ * index: write DIR/pid.tmp whole (create, write, fsync, close), rename it over DIR/pid; each
+ * third cycle it removes DIR/pid instead. A reader's open file is then one whose name another
+ * file took (the catch-up's rename-over case).
  * Exits 0 if every read was 0, 1 or 2, and at least one of each reader was 0. */
 #include <errno.h>
 #include <fcntl.h>
@@ -86,8 +90,8 @@ static int reader(const char *path, time_t end) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s DIR SECONDS READERS\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s DIR SECONDS READERS [rename]\n", argv[0]);
         return 2;
     }
     char path[4096];
@@ -102,7 +106,19 @@ int main(int argc, char **argv) {
     long cycles = 0;
     int bad = 0;
     char buf[512];
-    while (time(NULL) < end && !bad) {
+    int rename_mode = argc == 5 && strcmp(argv[4], "rename") == 0;
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    while (rename_mode && time(NULL) < end && !bad) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int len = version(buf, sizeof buf, (long)getpid(), cycles % 2 ? TAIL_AFTER : TAIL_FIRST);
+        bad |= fd < 0 || write(fd, buf, (size_t)len) != len || fsync(fd) != 0 || close(fd) != 0 ||
+               rename(tmp, path) != 0;
+        if (!bad && cycles % 3 == 2) bad |= unlink(path) != 0;
+        if (bad) printf("writer: a call failed: %s\n", strerror(errno));
+        cycles++;
+    }
+    while (!rename_mode && time(NULL) < end && !bad) {
         int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
         if (fd < 0) {
             printf("writer: create: %s\n", strerror(errno));
