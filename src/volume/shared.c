@@ -262,13 +262,15 @@ int file_refresh(scp_file *f, int *unloaded_out) {
          * changed its objects in place (a checkpoint's apply): the state named last before the
          * removal, as this process's catch-up saw it go (gone_root), is still the file's. A
          * reader of postmaster.pid got EIO ("chunk at offset 0 fails authentication") when
-         * the postmaster rewrote and removed it (tests/shield/pidfile). */
-        if (!f->path && !f->nameless && f->gone_known &&
+         * the postmaster rewrote and removed it (tests/shield/pidfile). Shared mode only:
+         * outside it a load may replay the journal in place (try_replay), which is the
+         * remover's business. */
+        if (f->vol->shared && !f->path && !f->nameless && f->gone_known &&
             (unloaded || memcmp(f->gone_root, f->c_root, SCP_HASH_LEN) != 0 || f->gone_size != f->c_size)) {
             scp_mentry e = {.type = SCP_MTYPE_FILE, .size = f->gone_size, .path = (char *)"(unlinked file)"};
             memcpy(e.id, f->id, SCP_FILEID_LEN);
             memcpy(e.root, f->gone_root, SCP_HASH_LEN);
-            if (f->vol->shared && file_log_stale(f)) f->j_end = 0;
+            if (file_log_stale(f)) f->j_end = 0;
             reloaded = file_load(f, &e, NULL) == 0;
         }
         /* (step 3: and what was appended past our place, named or not) */
