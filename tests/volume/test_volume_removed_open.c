@@ -27,6 +27,16 @@ static void problem_cb(void *ctx, const char *path, int64_t off, const char *msg
     tu_fail_at(__FILE__, __LINE__, "verify: %s at %lld: %s", path, (long long)off, msg);
 }
 
+/* The volume verifies; closed, and its directory removed if every check passed. */
+static void finish(scp_volume *v, char *root, char *vd) {
+    scp_err e;
+    CHECK(scp_volume_verify(v, problem_cb, NULL, NULL, &e) == 0);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    if (!tu_failures) tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 /* The writer, in a child: as the postmaster with postmaster.pid. Writes version 1 (create,
  * write, fsync, close), then version 2 (open, rewrite the tail in place, fsync, close), and
  * removes the name. It tells the reader to open and read the file, and waits for it, after
@@ -87,11 +97,7 @@ static void postmaster_pid(int at, int stat_first) {
     CHECKF(n2 == n && (memcmp(got + n - 9, "ready   \n", 9) == 0 || memcmp(got + n - 9, "stopping\n", 9) == 0),
            "read after the rewrite and removal (at %d, stat first: %d): %zd, %s", at, stat_first, n2, n2 < 0 ? e.msg : "wrong bytes");
     REQUIRE_OK(scp_vfile_close(r, &e), e);
-    CHECK(scp_volume_verify(v, problem_cb, NULL, NULL, &e) == 0);
-    REQUIRE_OK(scp_volume_close(v, &e), e);
-    if (!tu_failures) tu_rm_rf(root);
-    free(root);
-    free(vd);
+    finish(v, root, vd);
 }
 
 int main(void) {
@@ -145,11 +151,7 @@ int main(void) {
     uint8_t *gone = tu_vget(v, "pid", &len, &e);
     CHECKF(!gone && e.sys == ENOENT, "the removed name: %s", gone ? "still reads" : e.msg);
     free(gone);
-    CHECK(scp_volume_verify(v, problem_cb, NULL, NULL, &e) == 0);
-    REQUIRE_OK(scp_volume_close(v, &e), e);
-    if (!tu_failures) tu_rm_rf(root);
-    free(root);
-    free(vd);
+    finish(v, root, vd);
     for (int at = 0; at <= 2; at++) {
         postmaster_pid(at, 0);
         postmaster_pid(at, 1);
