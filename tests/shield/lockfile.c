@@ -19,6 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+/* now on the monotonic clock, in ms: the deadline's clock (time()'s whole seconds made a
+ * 1-second run end at once when started late in a second: CI, a plain run with no increment) */
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static long read_counter(const char *path) {
     char b[64] = {0};
     int fd = open(path, O_RDONLY);
@@ -43,13 +51,13 @@ static int write_file(const char *path, long v) {
 }
 
 /* one process's loop: its increments, or -1 after a failed call */
-static long contend(const char *dir, time_t end) {
+static long contend(const char *dir, long long end) {
     char lock[4200], counter[4200], mine[4200];
     snprintf(lock, sizeof lock, "%s/lock", dir);
     snprintf(counter, sizeof counter, "%s/counter", dir);
     snprintf(mine, sizeof mine, "%s/counter.%d", dir, (int)getpid());
     long n = 0;
-    while (time(NULL) < end) {
+    while (now_ms() < end) {
         int l = open(lock, O_WRONLY | O_CREAT | O_EXCL, 0644);
         if (l < 0) {
             if (errno == EEXIST) continue;
@@ -78,7 +86,7 @@ int main(int argc, char **argv) {
     snprintf(counter, sizeof counter, "%s/counter", argv[1]);
     if (write_file(counter, 0) < 0) return 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    time_t end = time(NULL) + atoi(argv[2]);
+    long long end = now_ms() + 1000LL * atoi(argv[2]);
     int fds[2];
     if (pipe(fds) < 0) return perror("pipe"), 1;
     for (int k = 0; k < nproc; k++) {

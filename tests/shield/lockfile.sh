@@ -10,7 +10,7 @@ LOCKFILE=$3
 SECS=${4:-4}
 export SCP_QUIET=1
 mkdir "$T/plain"
-"$LOCKFILE" "$T/plain" 1 3 >/dev/null || fail "without the shield, on a plain directory"
+"$LOCKFILE" "$T/plain" 1 3 || fail "without the shield, on a plain directory"
 run "$LOCKFILE" "$MNT" "$SECS" 3 || fail "under the shield, on a protected volume (see above)"
 "$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
 echo PASS

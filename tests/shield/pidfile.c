@@ -30,6 +30,14 @@
 #define TAIL_FIRST "ready   \n"
 #define TAIL_AFTER "stopping\n"
 
+/* now on the monotonic clock, in ms: the deadline's clock (time()'s whole seconds made a
+ * 1-second run end at once when started late in a second: CI, a plain run with no increment) */
+static long long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static int version(char *buf, size_t n, long pid, const char *tail) {
     return snprintf(buf, n, "%ld\n/data/dir\n1234\n5432\n/tmp\n\n  1 2\n%s", pid, tail);
 }
@@ -68,9 +76,9 @@ static int poll_once(const char *path) {
     return 0;
 }
 
-static int reader(const char *path, time_t end) {
+static int reader(const char *path, long long end) {
     long count[5] = {0}, died = 0;
-    while (time(NULL) < end) {
+    while (now_ms() < end) {
         fflush(stdout);
         pid_t c = fork();
         if (c < 0) return perror("fork"), 1;
@@ -97,7 +105,7 @@ int main(int argc, char **argv) {
     char path[4096];
     snprintf(path, sizeof path, "%s/pid", argv[1]);
     int readers = atoi(argv[3]);
-    time_t end = time(NULL) + atoi(argv[2]);
+    long long end = now_ms() + 1000LL * atoi(argv[2]);
     pid_t kids[16];
     if (readers < 1 || readers > 16) return fprintf(stderr, "READERS: 1..16\n"), 2;
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -109,7 +117,7 @@ int main(int argc, char **argv) {
     int rename_mode = argc == 5 && strcmp(argv[4], "rename") == 0;
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    while (rename_mode && time(NULL) < end && !bad) {
+    while (rename_mode && now_ms() < end && !bad) {
         int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         int len = version(buf, sizeof buf, (long)getpid(), cycles % 2 ? TAIL_AFTER : TAIL_FIRST);
         bad |= fd < 0 || write(fd, buf, (size_t)len) != len || fsync(fd) != 0 || close(fd) != 0 ||
@@ -118,7 +126,7 @@ int main(int argc, char **argv) {
         if (bad) printf("writer: a call failed: %s\n", strerror(errno));
         cycles++;
     }
-    while (!rename_mode && time(NULL) < end && !bad) {
+    while (!rename_mode && now_ms() < end && !bad) {
         int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
         if (fd < 0) {
             printf("writer: create: %s\n", strerror(errno));
