@@ -890,21 +890,24 @@ static void vol_lock_own(scp_volume *v) {
 
 void (*vol_test_fork_repair)(scp_volume *v);
 
+/* f notes the state e names (e is f's entry, leaving) */
+static void note_gone(scp_file *f, const scp_mentry *e) {
+    memcpy(f->gone_root, e->root, SCP_HASH_LEN);
+    f->gone_size = e->size;
+    __atomic_store_n(&f->gone_known, 1, __ATOMIC_RELAXED); /* (read unlocked: file_refresh) */
+}
+
 void vol_note_leaving(scp_volume *v, const scp_mentry *e) {
     assert(VOL_MU_HELD(v));
     for (scp_file *f = v->files; f; f = f->next)
-        if (f->refs > 0 && memcmp(f->id, e->id, SCP_FILEID_LEN) == 0) {
-            memcpy(f->gone_root, e->root, SCP_HASH_LEN);
-            f->gone_size = e->size;
-            __atomic_store_n(&f->gone_known, 1, __ATOMIC_RELAXED); /* (read unlocked: file_refresh) */
-        }
+        if (f->refs > 0 && memcmp(f->id, e->id, SCP_FILEID_LEN) == 0) note_gone(f, e);
 }
 
 void vol_note_named(scp_volume *v) {
     assert(VOL_MU_HELD(v));
     for (scp_file *f = v->files; f; f = f->next) {
         long i = f->refs > 0 && f->path ? man_find(&v->man, f->path) : -1;
-        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0) vol_note_leaving(v, &v->man.e[i]);
+        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0) note_gone(f, &v->man.e[i]);
     }
 }
 
