@@ -486,6 +486,37 @@ static void fill_own_numbers(void) {
             die("cannot reserve the protected descriptor range", NULL);
 }
 
+/* The slots' numbers [base, base + nslots) each get a placeholder that is not close-on-exec,
+ * so that an exec into the next shielded image keeps them and that image fills only the
+ * numbers the kernel closed: the slots of protected files opened close-on-exec, numbers a
+ * vfork child closed. A dup3 onto each of the 1,008 numbers, and the kernel's close of each at
+ * the exec, were a third of what an exec under the shield cost over a native one (docs/
+ * shield.md, "Reserved descriptors"). inherited: this image was exec'd by a shielded one (the
+ * configuration says its filter is installed), whose range held nothing but its placeholders
+ * (no call of the program can put another file at a reserved number: gate.c, do_dup_to), so
+ * an open number in the range is one of them; the first image fills every number, whatever
+ * its launcher left there. A static image is not shielded and gets none (sh_execve_). */
+static void reserve_slots(int inherited) {
+    int end = sh.base + sh.nslots;
+    if (!inherited) {
+        for (int fd = sh.base; fd < end; fd++)
+            if (sh_gate(SYS_dup3, sh.placeholder, fd, 0, 0, 0, 0) < 0)
+                die("cannot reserve the protected descriptor range", NULL);
+        return;
+    }
+    /* F_DUPFD takes the lowest free number at or above base: each call fills one hole, and
+     * the first that lands at or above end says there is none left below it */
+    for (;;) {
+        long r = sh_gate(SYS_fcntl, sh.placeholder, F_DUPFD, sh.base, 0, 0, 0);
+        if (r == -EMFILE) break; /* (nothing free up to the limit, which is at least end) */
+        if (r < 0) die("cannot reserve the protected descriptor range", NULL);
+        if (r >= end) {
+            sh_gate(SYS_close, r, 0, 0, 0, 0, 0);
+            break;
+        }
+    }
+}
+
 static void commit_at_exit(void);
 __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, char **envp) {
     (void)envp;
@@ -568,7 +599,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     sh.alias = calloc((size_t)sh.lo, sizeof *sh.alias);
     sh.alias_filtered = calloc((size_t)sh.lo, 1);
     if (!sh.slot || !sh.slot_cloexec || !sh.alias || !sh.alias_filtered) die("out of memory", NULL);
-    memset(sh.slot_cloexec, 1, (size_t)sh.nslots); /* the placeholders below are O_CLOEXEC */
+    /* (the placeholders below are not close-on-exec: reserve_slots) */
     /* a directory: a raw reopen through /proc/self/fd/N, which the shield cannot see, then
      * fails (EISDIR for writing) where /dev/null would swallow the bytes */
     int ph = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -577,9 +608,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     sh.placeholder = ph < 0 ? -1 : (int)sh_gate(SYS_dup3, ph, SH_PLACEHOLDER_FD(), O_CLOEXEC, 0, 0, 0);
     if (ph >= 0) close(ph);
     if (sh.placeholder < 0) die("cannot open the placeholder /", NULL);
-    for (int fd = sh.base; fd < sh.base + sh.nslots; fd++)
-        if (sh_gate(SYS_dup3, sh.placeholder, fd, O_CLOEXEC, 0, 0, 0) < 0)
-            die("cannot reserve the protected descriptor range", NULL);
+    reserve_slots((sh.cfg.flags & SCP_SHIELD_F_FILTER_INSTALLED) != 0);
 
     const char *bad_tag = sh_vol_tag_init();
     if (bad_tag) die(bad_tag, NULL);
@@ -734,8 +763,9 @@ long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp
 /* A static target cannot take the shield: a supervisor serves its files from outside
  * (runtime/notify.c). Returns the socket to hand it the listener, or -1 when the target is
  * not static or no supervisor could start (the image then runs unserved: its path calls
- * under a mount reach the empty read-only mount point and fail). */
-static int static_supervisor(int dirfd, const char *path, int flags) {
+ * under a mount reach the empty read-only mount point and fail). *is_static says which. */
+static int static_supervisor(int dirfd, const char *path, int flags, int *is_static) {
+    *is_static = 0;
     int fd = (flags & AT_EMPTY_PATH) && path && !*path
                  ? (int)sh_gate(SYS_fcntl, dirfd, F_DUPFD_CLOEXEC, 3, 0, 0, 0)
                  : (int)sh_gate(SYS_openat, dirfd, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
@@ -743,6 +773,8 @@ static int static_supervisor(int dirfd, const char *path, int flags) {
     int st = scp_notify_is_static(fd);
     sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
     if (st != 1) return -1;
+    *is_static = 1;
+    if (!sh.nvol) return -1;
     struct scp_notify_volume nv[SCP_SHIELD_MAX_VOLUMES];
     /* the volume directories at ordinary numbers: the supervisor opens them through libc,
      * whose path calls the shield passes through for those (a reserved number's link is
@@ -761,6 +793,21 @@ static int static_supervisor(int dirfd, const char *path, int flags) {
     for (int i = 0; i < n; i++) sh_gate(SYS_close, low[i], 0, 0, 0, 0, 0);
     sh_trace("exec of static '%s': %s", path ? path : "(null)", sock < 0 ? e.msg : "served by a supervisor");
     return sock;
+}
+
+/* Before an exec into a static image (on 1): every slot's placeholder close-on-exec, in one
+ * call. After that exec failed (on 0): back to what the slots say (slot_cloexec: the program's
+ * own flag of an open slot, the last user's of a free one; the kernel's table here, a vfork
+ * child's own copy included, held those before). */
+static void slots_cloexec(int on) {
+    int end = sh.base + sh.nslots;
+    if (on) {
+        if (sh_gate(SYS_close_range, sh.base, end - 1, CLOSE_RANGE_CLOEXEC, 0, 0, 0) == 0) return;
+        for (int fd = sh.base; fd < end; fd++) sh_gate(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC, 0, 0, 0);
+        return;
+    }
+    for (int i = 0; i < sh.nslots; i++)
+        if (!sh.slot_cloexec[i]) sh_gate(SYS_fcntl, sh.base + i, F_SETFD, 0, 0, 0, 0);
 }
 
 static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char *const envp[], int flags) {
@@ -793,7 +840,8 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     }
     /* also in a vfork child (dash execs from one): the supervisor is started by raw clones,
      * which run no fork handlers on the memory it shares with its parent */
-    int notify_sock = sh.nvol ? static_supervisor(dirfd, path, flags) : -1;
+    int is_static;
+    int notify_sock = static_supervisor(dirfd, path, flags, &is_static);
 
     size_t n = 0;
     const char *old_pl = NULL;
@@ -890,6 +938,9 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     else
         sh_trace("exec of '%s': the new image is shielded again", path ? path : "(null)");
     sh_nf_exec(0); /* SIG_IGN of SIGSEGV/SIGBUS goes on to the new image, as the kernel keeps it */
+    /* a static image takes no shield: the slots' placeholders are not handed to it (they stay
+     * for a shielded one: reserve_slots), as if they were close-on-exec */
+    if (is_static) slots_cloexec(1);
     long r = dirfd == AT_FDCWD && !flags
                  ? sh_gate(SYS_execve, (long)path, (long)argv, (long)env, 0, 0, 0)
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
@@ -900,6 +951,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     sh_exec_failed(took, ntook);
+    if (is_static) slots_cloexec(0);
     sh_nf_exec(1);
     syscall(SYS_munmap, env, size);
     return r;

@@ -79,6 +79,48 @@ out=$(run python3 "$T/exhaust.py" "$lo" "$hi" raise "$MNT") || fail "python3 und
 echo "  raised its limit: $out"
 case $out in "in range: [] highest: last last error: EMFILE file: SCPMARK_after") ;;
     *) fail "with the soft limit raised: $out" ;; esac
+# The same in an image exec'd by a shielded one, which keeps the range's placeholders and
+# fills only the numbers the exec closed: the protected file the first image opened (python
+# opens close-on-exec) leaves a hole at its slot, and a shell's child takes the rest as they are
+out=$(ulimit -Sn 1024 && run python3 -c '
+import os, sys
+f = os.open(sys.argv[5] + "/fdf", os.O_RDONLY)
+assert f >= int(sys.argv[2]), f  # a slot in the range
+os.execv(sys.executable, [sys.executable] + sys.argv[1:])' "$T/exhaust.py" "$lo" "$hi" keep "$MNT") ||
+    fail "python3 exec'd by a shielded python3"
+echo "  exec'd after a close-on-exec slot: $out"
+case $out in "in range: [] highest: below last error: EMFILE file: SCPMARK_after") ;;
+    *) fail "in an exec'd image: $out" ;; esac
+out=$(run sh -c "python3 '$T/exhaust.py' '$lo' '$hi' raise '$MNT'") || fail "python3 started by a shielded shell"
+echo "  started by a shielded shell: $out"
+case $out in "in range: [] highest: last last error: EMFILE file: SCPMARK_after") ;;
+    *) fail "in an image a shell started: $out" ;; esac
+# A protected descriptor the program made inheritable goes through two execs, not one (the
+# second image's start made its slot close-on-exec again, and the third found EBADF)
+cat > "$T/chain.py" <<'EOF'
+import os, sys
+stage, mnt = int(sys.argv[1]), sys.argv[2]
+if stage == 0:
+    with open(mnt + "/chain", "w") as f:
+        f.write("SCPMARK_chain\n")
+    fd = os.open(mnt + "/chain", os.O_RDONLY)
+    os.set_inheritable(fd, True)
+    sys.argv.append(str(fd))
+if stage < 2:
+    os.execv(sys.executable, [sys.executable, sys.argv[0], str(stage + 1), mnt, sys.argv[3]])
+print(os.pread(int(sys.argv[3]), 100, 0).decode().strip())
+EOF
+out=$(run python3 "$T/chain.py" 0 "$MNT" 2>&1) || true
+echo "  an inheritable protected descriptor after two execs reads: $out"
+[ "$out" = SCPMARK_chain ] || fail "an inheritable protected descriptor after two execs: '$out'"
+# a static image takes no shield and gets none of the slots' placeholders (the range's lower
+# 1008 numbers; the top 16 are the shield's own, as before)
+BB=$(command -v busybox || true)
+if [ -n "$BB" ] && file -L "$BB" 2>/dev/null | grep -q 'statically linked'; then
+    n=$(run sh -c "exec $BB ls /proc/self/fd" | awk -v lo="$lo" -v hi="$hi" '$1 >= lo && $1 <= hi - 16' | wc -l)
+    echo "  slot numbers open in a static image: $n"
+    [ "$n" = 0 ] || fail "a static image exec'd by a shielded shell holds $n slot numbers of the reserved range"
+fi
 # a script that sets its descriptor limits (soft and hard: bash's `ulimit -n`) to a usual
 # value: its shielded children start (with the range below the hard limit, every one refused
 # to run: "the descriptor limit is below the reserved range")
