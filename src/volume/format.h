@@ -208,8 +208,11 @@ void scp_mdelta_free(scp_mdelta *d);
  * type if it has children, and that the names of each file (entries that share an id) agree;
  * counts them into nlink. Returns 1 if a path lost its entry or changed its id (a file loaded
  * by that path must look for its name again), 0 if entries were only added or updated, -1 on
- * failure (m may be partly changed: the caller drops it). */
-int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err);
+ * failure (m may be partly changed: the caller drops it). on_leave (may be NULL) is called
+ * with ctx for each entry of m that d takes out, just before it goes: a removed name's, and
+ * one that a put of another file replaces (a rename over it). */
+int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d,
+                       void (*on_leave)(void *ctx, const scp_mentry *e), void *ctx, scp_err *err);
 /* Encoded length of one entry, and its encoding at p (returns the end). */
 size_t scp_mentry_encoded_len(const scp_mentry *e);
 uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p);

@@ -708,7 +708,8 @@ static int relink(scp_manifest *m, const struct relink *r, scp_err *err) {
     return 0;
 }
 
-int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
+int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d,
+                       void (*on_leave)(void *ctx, const scp_mentry *e), void *ctx, scp_err *err) {
     m->ver++; /* (puts replace entries in place, past man_insert) */
     /* Every entry of m has its nlink right (parsed, or kept so here); a name whose file had
      * only this one (nlink 1) and that keeps its id needs no count: no other entry has it. */
@@ -718,6 +719,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
         long i = man_find(m, d->del[k]);
         if (i < 0) return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta removes a path it does not have");
         if (m->e[i].nlink != 1) relink_note(&r, m->e[i].id); /* the file's other names */
+        if (on_leave) on_leave(ctx, &m->e[i]);
         man_remove(m, (size_t)i);
     }
     for (size_t k = 0; k < d->ndel; k++)
@@ -740,6 +742,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, scp_err *err) {
             }
             int same_id = memcmp(m->e[i].id, p->id, SCP_FILEID_LEN) == 0;
             lost |= !same_id;
+            if (!same_id && on_leave) on_leave(ctx, &m->e[i]);
             if (!same_id && m->e[i].nlink != 1) relink_note(&r, m->e[i].id);
             if (!same_id || m->e[i].nlink != 1) relink_note(&r, p->id);
             free(m->e[i].path);
@@ -1017,24 +1020,14 @@ struct mlog_walk {
     long adopted; /* records taken in from journals (mlog_adopt_journals) */
     scp_manifest *m, *m2;
     void (*on_put)(void *ctx, const scp_mentry *e);
-    /* (an entry of w->m about to go: a name removed, or a put of another file at its path) */
-    void (*on_leave)(scp_volume *v, const scp_mentry *e);
+    /* (an entry of w->m about to go: a name removed, or a put of another file at its path;
+     * called with the volume) */
+    void (*on_leave)(void *v, const scp_mentry *e);
     void *ctx;
 };
 
-/* The entries a delta takes out of m: each removed name's, and each that a put of another
- * file replaces (a rename over it). */
-static void mlog_leaving(scp_volume *v, const scp_manifest *m, const scp_mdelta *d,
-                         void (*fn)(scp_volume *v, const scp_mentry *e)) {
-    for (size_t k = 0; k < d->ndel; k++) {
-        long i = man_find(m, d->del[k]);
-        if (i >= 0) fn(v, &m->e[i]);
-    }
-    for (size_t k = 0; k < d->nput; k++) {
-        long i = man_find(m, d->put[k].path);
-        if (i >= 0 && memcmp(m->e[i].id, d->put[k].id, SCP_FILEID_LEN) != 0) fn(v, &m->e[i]);
-    }
-}
+/* (vol_note_leaving as scp_manifest_apply's on_leave) */
+static void note_leaving(void *v, const scp_mentry *e) { vol_note_leaving(v, e); }
 
 static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
     while (w->off < w->len && w->gen < w->stop_gen) {
@@ -1077,10 +1070,9 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         VSTAT_ADD(mlog_rec_bytes, r.len);
         VSTAT_T1(mlog_open_ns, t);
         t = VSTAT_T0();
-        if (w->on_leave) mlog_leaving(v, w->m, &d, w->on_leave);
-        int rc = scp_manifest_apply(w->m, &d, err);
+        int rc = scp_manifest_apply(w->m, &d, w->on_leave, v, err);
         if (rc > 0) w->removed = 1;
-        if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, err);
+        if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, NULL, NULL, err);
         for (size_t k = 0; rc >= 0 && w->on_put && k < d.nput; k++) w->on_put(w->ctx, &d.put[k]);
         scp_mdelta_free(&d);
         if (rc < 0) return -1; /* authentic but inapplicable: not a crash outcome */
@@ -1319,7 +1311,7 @@ static int mlog_append(scp_volume *v, const uint8_t *rec, size_t rlen, int sync,
 /* After rec (delta d, generation gen + 1) is the log's last record: the state in memory. */
 static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_mdelta *d,
                       int durable, long nlazy) {
-    if (scp_manifest_apply(&v->disk, d, NULL) < 0) {
+    if (scp_manifest_apply(&v->disk, d, NULL, NULL, NULL) < 0) {
         /* cannot happen (mlog_check passed); start over from the slot next time */
         v->ml_base = v->ml_adopt = -1;
         vol_mchg_off(v);
@@ -2213,7 +2205,7 @@ static int refresh_manifest(scp_volume *v, scp_err *err) {
     w.stop_gen = UINT64_MAX;
     w.m = &v->man;
     w.m2 = &v->disk;
-    w.on_leave = vol_note_leaving;
+    w.on_leave = note_leaving;
     int track = mchg_usable(v);
     int rc = mlog_walk(v, &w, err);
     /* (the same records applied to both: where they differ is still among the listed paths) */
