@@ -13,7 +13,7 @@
 . "$(dirname "$0")/lib.sh"
 setup "$1" "$2"
 command -v git >/dev/null 2>&1 || { echo "SKIP: git not installed"; exit 77; }
-N=${3:-6}
+N=${3:-4}
 export SCP_QUIET=1
 cat > "$T/hub.sh" <<'SCRIPT'
 set -e
