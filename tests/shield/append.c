@@ -27,17 +27,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workers.h"
+
 enum mode { HELD, FLOCK, OPEN };
 
 /* a process stops after this many lines even before its time is up: a plain directory takes
  * some 200,000 a second, and the file stays below ~30 MB */
 #define MAX_LINES 25000
-
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* the checksum of a line's head (FNV-1a): what makes a line whose bytes another append
  * overwrote, or whose pieces were split, fail to check */
@@ -105,6 +101,17 @@ static long appender(const char *path, int p, enum mode m, long long end) {
     return seq;
 }
 
+struct job {
+    const char *path;
+    enum mode m;
+    long long end;
+};
+
+static long job_run(int k, void *ctx) {
+    const struct job *j = ctx;
+    return appender(j->path, k, j->m, j->end);
+}
+
 /* read PATH back and check it against the counts each process reported */
 static int check(const char *path, const long *count, int nproc) {
     FILE *f = fopen(path, "r");
@@ -166,27 +173,8 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/log.%s", argv[1], argv[4]);
     if (unlink(path) != 0 && errno != ENOENT) return perror(path), 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    long long end = now_ms() + 1000LL * atoi(argv[2]);
-    int fds[2];
-    if (pipe(fds) < 0) return perror("pipe"), 1;
-    for (int k = 0; k < nproc; k++) {
-        pid_t p = fork();
-        if (p < 0) return perror("fork"), 1;
-        if (p == 0) {
-            long r[2] = {k, appender(path, k, m, end)};
-            _exit(write(fds[1], r, sizeof r) == (ssize_t)sizeof r ? 0 : 1);
-        }
-    }
-    close(fds[1]);
-    long count[16] = {0}, r[2];
-    int bad = 0, got = 0, st;
-    while (read(fds[0], r, sizeof r) == (ssize_t)sizeof r) {
-        got++;
-        if (r[1] <= 0) bad = 1;
-        else count[r[0]] = r[1];
-        printf("%s: process %ld wrote %ld lines\n", argv[4], r[0], r[1]);
-    }
-    while (wait(&st) > 0) bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
-    if (bad || got != nproc) return printf("%s: a process failed\n", argv[4]), 1;
+    struct job j = {path, m, now_ms() + 1000LL * atoi(argv[2])};
+    long count[16];
+    if (run_workers(argv[4], nproc, job_run, &j, count)) return printf("%s: a process failed\n", argv[4]), 1;
     return check(path, count, nproc);
 }

@@ -19,13 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-/* now on the monotonic clock, in ms: the deadline's clock (time()'s whole seconds made a
- * 1-second run end at once when started late in a second: CI, a plain run with no increment) */
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "workers.h"
 
 static long read_counter(const char *path) {
     char b[64] = {0};
@@ -75,6 +69,17 @@ static long contend(const char *dir, long long end) {
     return n;
 }
 
+struct job {
+    const char *dir;
+    long long end;
+};
+
+static long job_run(int k, void *ctx) {
+    (void)k;
+    const struct job *j = ctx;
+    return contend(j->dir, j->end);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) {
         fprintf(stderr, "usage: %s DIR SECONDS PROCESSES\n", argv[0]);
@@ -86,28 +91,11 @@ int main(int argc, char **argv) {
     snprintf(counter, sizeof counter, "%s/counter", argv[1]);
     if (write_file(counter, 0) < 0) return 1;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    long long end = now_ms() + 1000LL * atoi(argv[2]);
-    int fds[2];
-    if (pipe(fds) < 0) return perror("pipe"), 1;
-    for (int k = 0; k < nproc; k++) {
-        pid_t p = fork();
-        if (p < 0) return perror("fork"), 1;
-        if (p == 0) {
-            long n = contend(argv[1], end);
-            _exit(write(fds[1], &n, sizeof n) == (ssize_t)sizeof n ? 0 : 1);
-        }
-    }
-    close(fds[1]);
-    long sum = 0, n;
-    int bad = 0, got = 0, st;
-    while (read(fds[0], &n, sizeof n) == (ssize_t)sizeof n) {
-        got++;
-        if (n <= 0) bad = 1;
-        else sum += n;
-        printf("a process made %ld increments\n", n);
-    }
-    while (wait(&st) > 0) bad |= !WIFEXITED(st) || WEXITSTATUS(st) != 0;
+    struct job j = {argv[1], now_ms() + 1000LL * atoi(argv[2])};
+    long made[16], sum = 0;
+    int bad = run_workers("increments", nproc, job_run, &j, made);
+    for (int k = 0; k < nproc; k++) sum += made[k] > 0 ? made[k] : 0;
     long v = read_counter(counter);
     printf("counter %ld, increments %ld\n", v, sum);
-    return bad || got != nproc || v != sum;
+    return bad || v != sum;
 }

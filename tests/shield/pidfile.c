@@ -27,16 +27,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "workers.h"
+
 #define TAIL_FIRST "ready   \n"
 #define TAIL_AFTER "stopping\n"
-
-/* now on the monotonic clock, in ms: the deadline's clock (time()'s whole seconds made a
- * 1-second run end at once when started late in a second: CI, a plain run with no increment) */
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int version(char *buf, size_t n, long pid, const char *tail) {
     return snprintf(buf, n, "%ld\n/data/dir\n1234\n5432\n/tmp\n\n  1 2\n%s", pid, tail);
