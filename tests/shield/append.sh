@@ -14,11 +14,16 @@ export SCP_QUIET=1
 mkdir "$T/plain"
 for m in held flock open; do
     "$APPEND" "$T/plain" 1 3 $m || fail "$m: without the shield, on a plain directory"
-    run "$APPEND" "$MNT" "$SECS" 3 $m || fail "$m: under the shield, on a protected volume (see above)"
+    run "$APPEND" "$MNT" "$SECS" 3 $m > "$T/out.$m" || { cat "$T/out.$m"; fail "$m: under the shield, on a protected volume"; }
+    cat "$T/out.$m"
 done
 # every line's padding runs through the alphabet
 check_no_plaintext abcdefghijklmnopqrstuvwxyz
 "$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
-n=$(cat_vol log.held | wc -l)
-[ "$n" -gt 0 ] || fail "scpctl volume cat: log.held reads back empty"
+# read from outside, each file is the lines the program checked inside
+for m in held flock open; do
+    want=$(sed -n 's/^\([0-9]*\) lines, \([0-9]*\) bytes$/\1 \2/p' "$T/out.$m")
+    got=$(cat_vol log.$m | wc -l -c | awk '{print $1, $2}')
+    [ -n "$want" ] && [ "$got" = "$want" ] || fail "$m: scpctl volume cat reads '$got' (lines, bytes), the program checked '$want'"
+done
 echo PASS
