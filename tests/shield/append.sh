@@ -9,7 +9,7 @@
 . "$(dirname "$0")/lib.sh"
 setup "$1" "$2"
 APPEND=$3
-SECS=${4:-2}
+SECS=${4:-1}
 export SCP_QUIET=1
 mkdir "$T/plain"
 for m in held flock open; do
