@@ -22,6 +22,17 @@ setup() {
 
 run() { "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$@"; }
 
+# both_ways PROG SECS ARGS...: a multi-process idiom test's program (pidfile.c, lockfile.c) on
+# a plain directory for 1 s, then under the shield on the volume for SECS s: PROG DIR SECONDS
+# ARGS..., which checks its own outcome and exits non-zero when it fails
+both_ways() {
+    prog=$1 secs=$2
+    shift 2
+    mkdir -p "$T/plain"
+    "$prog" "$T/plain" 1 "$@" || fail "without the shield, on a plain directory (see above)"
+    run "$prog" "$MNT" "$secs" "$@" || fail "under the shield, on a protected volume (see above)"
+}
+
 # static_setup SCPCTL MKVOL: setup, and the static programs that scpctl run serves from its
 # supervisor: BB (busybox-static) and GO (the go compiler), each empty when not installed;
 # skips the test (77) when neither is. The supervisor's notes are kept quiet (SCP_QUIET).

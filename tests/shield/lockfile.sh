@@ -9,8 +9,6 @@ setup "$1" "$2"
 LOCKFILE=$3
 SECS=${4:-4}
 export SCP_QUIET=1
-mkdir "$T/plain"
-"$LOCKFILE" "$T/plain" 1 3 || fail "without the shield, on a plain directory"
-run "$LOCKFILE" "$MNT" "$SECS" 3 || fail "under the shield, on a protected volume (see above)"
+both_ways "$LOCKFILE" "$SECS" 3
 "$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
 echo PASS

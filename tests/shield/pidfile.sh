@@ -11,9 +11,7 @@ setup "$1" "$2"
 PIDFILE=$3
 SECS=${4:-4}
 export SCP_QUIET=1
-mkdir "$T/plain"
-"$PIDFILE" "$T/plain" 1 2 || fail "without the shield, on a plain directory (see above)"
-run "$PIDFILE" "$MNT" "$SECS" 2 || fail "under the shield, on a protected volume (see above)"
+both_ways "$PIDFILE" "$SECS" 2
 # the file replaced by a rename over it (and removed every third time) instead of rewritten
 run "$PIDFILE" "$MNT" 3 2 rename || fail "under the shield, replaced by rename (see above)"
 "$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
