@@ -182,6 +182,9 @@ struct scp_volume {
     uint64_t ml_tail_at;
     uint64_t ml_size; /* the log's size as last seen (beyond ml_end: a torn tail to cut) */
     uint64_t ml_nrec; /* records in the log */
+    /* mlog_long's answer for the log's MLOG_FOLD_STEP window ml_fold_win (UINT64_MAX: none) */
+    uint64_t ml_fold_win;
+    int ml_fold_due;
     uint8_t ml_chain[SCP_HASH_LEN]; /* chain value at ml_end */
     uint8_t ml_key[32];             /* the log's key */
     struct vol_fam *fam; /* the fork family's region (above), or NULL: SCP_VOLUME_FAMILY unset */
@@ -665,6 +668,9 @@ long man_find(const scp_manifest *m, const char *path);
 /* The index of the first entry that sorts at or after path + "/" (where path's descendants
  * start, if it has any; m->n if none sorts there). path is not empty. */
 size_t vol_man_below(const scp_manifest *m, const char *path);
+/* The manifest's encoded size: what a fold writes and the next opener then reads instead of
+ * the log (scp_manifest_encode's length). O(entries). Caller holds mu. */
+uint64_t vol_man_encoded_len(scp_volume *v);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
 void man_remove(scp_manifest *m, size_t i);
 /* POSIX times of a change of the entries in a directory: the directory that holds path gets

@@ -593,14 +593,52 @@ uint64_t vol_peek_generation(scp_volume *v) {
  * A commit seals the entries that changed since the state at the log's end (`disk`) as one
  * record and appends it: a lazy commit without a sync, a durable one with an fdatasync of the
  * log. Another process takes in only the records after the offset it has read to. A commit
- * that cannot append (no usable log, a log past MLOG_MAX_BYTES or MLOG_MAX_RECS records, a
- * delta past SCP_MREC_MAX_BODY) writes the whole manifest to the durable slot that the log
- * does not continue, syncs it, and starts a new log from it. */
+ * that cannot append (no usable log, a long log: mlog_long, a delta past SCP_MREC_MAX_BODY)
+ * writes the whole manifest to the durable slot that the log does not continue, syncs it, and
+ * starts a new log from it. */
 #ifndef SCP_MLOG_MAX_BYTES
 #define SCP_MLOG_MAX_BYTES (1u << 20)
 #endif
 #define MLOG_MAX_RECS 16384u /* records per log key: far below GCM's random-nonce bound */
 #define MLOG_READ_MAX (2 * SCP_MLOG_MAX_BYTES + 2 * SCP_MREC_MAX_BODY)
+
+/* A log is also folded early, once its records pass twice the manifest's encoded size (and
+ * MLOG_FOLD_MIN): every process that opens the volume reads the slot and then walks every
+ * record of the log (decrypted, chained, applied), so a log many times the manifest's size
+ * costs each newcomer many loads of the whole state. A family of short-lived processes on one
+ * volume pays it at every exec: git under the shield walked a 755 KB log beside a 61 KB slot
+ * at each of its commands (bench/RESULTS.md, session 40: folding at 64 KiB took 22% off its
+ * CPU). The fold's own cost is one slot write with its sync, and one reload of the whole
+ * manifest by each process that has the volume open; at twice the manifest's size that is
+ * at most half a load per load's worth of records that each of them walks anyway. The size
+ * is computed (O(entries)) once per MLOG_FOLD_STEP of the log, not per commit. */
+#define MLOG_FOLD_MIN (64u << 10)
+#define MLOG_FOLD_STEP (64u << 10)
+
+uint64_t vol_man_encoded_len(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
+    uint64_t n = 4;
+    for (size_t i = 0; i < v->man.n; i++) n += scp_mentry_encoded_len(&v->man.e[i]);
+    return n;
+}
+
+/* Is the log due for a fold (a slot of the whole state and a new log)? Not early for the
+ * private holder: nobody opens the volume while it holds it, and its exit or close folds a
+ * long log for the next opener (scp_volume_fold_at_exit). Caller holds mu. */
+static int mlog_long(scp_volume *v) {
+    if (v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS) return 1;
+    uint64_t recs = v->ml_end > SCP_MLOG_HDR_LEN ? v->ml_end - SCP_MLOG_HDR_LEN : 0;
+    if (recs < MLOG_FOLD_MIN || v->priv) {
+        v->ml_fold_win = 0; /* (a new log: nothing known of it; window 0 is never asked) */
+        return 0;
+    }
+    uint64_t win = v->ml_end / MLOG_FOLD_STEP;
+    if (win != v->ml_fold_win) {
+        v->ml_fold_win = win;
+        v->ml_fold_due = recs > 2 * vol_man_encoded_len(v);
+    }
+    return v->ml_fold_due;
+}
 
 static int mentry_eq(const scp_mentry *a, const scp_mentry *b) {
     return a->type == b->type && memcmp(a->id, b->id, SCP_FILEID_LEN) == 0 && a->size == b->size &&
@@ -1599,8 +1637,7 @@ static int mlog_commit(scp_volume *v, int durable, scp_err *err) {
      * one's sync must cover them; a failed write folds, and the checks below see the result) */
     if (vol_mlog_defer_write(v, err) < 0) return -1;
     if (v->ml_base < 0 && v->ml_adopt >= 0) (void)mlog_restart(v, v->ml_adopt, NULL);
-    if (v->ml_base < 0 || v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS)
-        return mlog_full(v, 0, err);
+    if (v->ml_base < 0 || mlog_long(v)) return mlog_full(v, 0, err);
     uint8_t *rec = NULL;
     size_t rlen = 0;
     scp_mdelta d;
@@ -1642,7 +1679,7 @@ int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
      * ahead of this one, and the same sync makes them durable. */
     int carry = v->ml_dur_end != v->ml_end;
     if (!v->mlog || v->ml_base < 0 || (carry && !pend_valid(v)) ||
-        v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS || jmark_get(v))
+        mlog_long(v) || jmark_get(v))
         return 1;
     /* Shared mode: the records go behind f's last commit record, which an open must find
      * (j_tail_commit), and f's journal is ours to append to (the caller is its writer) */

@@ -804,15 +804,6 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     return rc;
 }
 
-/* The manifest's encoded size: what a fold writes and the next opener then reads instead of
- * the log (scp_manifest_encode's length). Caller holds mu. */
-static uint64_t man_encoded_len(scp_volume *v) {
-    assert(VOL_MU_HELD(v));
-    uint64_t n = 4;
-    for (size_t i = 0; i < v->man.n; i++) n += scp_mentry_encoded_len(&v->man.e[i]);
-    return n;
-}
-
 /* Whether a fold at exit is due (caller holds mu): the sole holder's long log. */
 static int exit_fold_due(scp_volume *v) {
     assert(VOL_MU_HELD(v));
@@ -820,7 +811,7 @@ static int exit_fold_due(scp_volume *v) {
         v->ml_end < SCP_MLOG_HDR_LEN)
         return 0;
     uint64_t recs = v->ml_end - SCP_MLOG_HDR_LEN;
-    return recs >= SCP_VOLUME_EXIT_FOLD_MIN && recs > man_encoded_len(v);
+    return recs >= SCP_VOLUME_EXIT_FOLD_MIN && recs > vol_man_encoded_len(v);
 }
 
 int scp_volume_fold_at_exit(scp_volume *v, scp_err *err) {
