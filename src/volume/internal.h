@@ -182,9 +182,6 @@ struct scp_volume {
     uint64_t ml_tail_at;
     uint64_t ml_size; /* the log's size as last seen (beyond ml_end: a torn tail to cut) */
     uint64_t ml_nrec; /* records in the log */
-    /* mlog_long's answer for the log's MLOG_FOLD_STEP window ml_fold_win (UINT64_MAX: none) */
-    uint64_t ml_fold_win;
-    int ml_fold_due;
     uint8_t ml_chain[SCP_HASH_LEN]; /* chain value at ml_end */
     uint8_t ml_key[32];             /* the log's key */
     struct vol_fam *fam; /* the fork family's region (above), or NULL: SCP_VOLUME_FAMILY unset */

@@ -602,19 +602,6 @@ uint64_t vol_peek_generation(scp_volume *v) {
 #define MLOG_MAX_RECS 16384u /* records per log key: far below GCM's random-nonce bound */
 #define MLOG_READ_MAX (2 * SCP_MLOG_MAX_BYTES + 2 * SCP_MREC_MAX_BODY)
 
-/* A log is also folded early, once its records pass twice the manifest's encoded size (and
- * MLOG_FOLD_MIN): every process that opens the volume reads the slot and then walks every
- * record of the log (decrypted, chained, applied), so a log many times the manifest's size
- * costs each newcomer many loads of the whole state. A family of short-lived processes on one
- * volume pays it at every exec: git under the shield walked a 755 KB log beside a 61 KB slot
- * at each of its commands (bench/RESULTS.md, session 40: folding at 64 KiB took 22% off its
- * CPU). The fold's own cost is one slot write with its sync, and one reload of the whole
- * manifest by each process that has the volume open; at twice the manifest's size that is
- * at most half a load per load's worth of records that each of them walks anyway. The size
- * is computed (O(entries)) once per MLOG_FOLD_STEP of the log, not per commit. */
-#define MLOG_FOLD_MIN (64u << 10)
-#define MLOG_FOLD_STEP (64u << 10)
-
 uint64_t vol_man_encoded_len(scp_volume *v) {
     assert(VOL_MU_HELD(v));
     uint64_t n = 4;
@@ -622,22 +609,10 @@ uint64_t vol_man_encoded_len(scp_volume *v) {
     return n;
 }
 
-/* Is the log due for a fold (a slot of the whole state and a new log)? Not early for the
- * private holder: nobody opens the volume while it holds it, and its exit or close folds a
- * long log for the next opener (scp_volume_fold_at_exit). Caller holds mu. */
+/* Is the log due for a fold (a slot of the whole state and a new log)? (A long log is also
+ * folded by the next process that opens the volume and walks it: vol_open_fold.) */
 static int mlog_long(scp_volume *v) {
-    if (v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS) return 1;
-    uint64_t recs = v->ml_end > SCP_MLOG_HDR_LEN ? v->ml_end - SCP_MLOG_HDR_LEN : 0;
-    if (recs < MLOG_FOLD_MIN || v->priv) {
-        v->ml_fold_win = 0; /* (a new log: nothing known of it; window 0 is never asked) */
-        return 0;
-    }
-    uint64_t win = v->ml_end / MLOG_FOLD_STEP;
-    if (win != v->ml_fold_win) {
-        v->ml_fold_win = win;
-        v->ml_fold_due = recs > 2 * vol_man_encoded_len(v);
-    }
-    return v->ml_fold_due;
+    return v->ml_end > SCP_MLOG_MAX_BYTES || v->ml_nrec >= MLOG_MAX_RECS;
 }
 
 static int mentry_eq(const scp_mentry *a, const scp_mentry *b) {

@@ -655,6 +655,8 @@ out:
 
 void scp_volume_atfork_register(void) { pthread_once(&atfork_once, atfork_init); }
 
+static void vol_open_fold(scp_volume *v);
+
 scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
                             const scp_volume_tag *expected, scp_err *err) {
     scp_volume *v = scp_secure_alloc(sizeof *v); /* holds keys: kept out of core dumps */
@@ -752,6 +754,7 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
      * next durable commit (lazy_sync). */
     int settled = vol_alone(v) ? vol_settle_lazy(v, err) : 0;
     if (settled == 0) vol_collect_garbage(v);
+    if (settled == 0) vol_open_fold(v);
     vol_unlock(v);
     if (settled < 0) goto fail;
     free(hb);
@@ -802,6 +805,28 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     }
     vol_free(v);
     return rc;
+}
+
+/* An opener that walked a long log folds it for the next one (under the volume lock, at the
+ * end of scp_volume_open). A shared family (git, make, a shell script on a volume) opens the
+ * volume at every exec'd image, and each walked every record since the last fold, up to
+ * 1 MiB: git walked a 755 KB log beside a 61 KB slot at each command (bench/RESULTS.md,
+ * sessions 40 and 41). Due when the records pass VOL_OPEN_FOLD_MIN and twice the manifest's
+ * encoded size (then the fold writes less than the walk read). The fold keeps the generation
+ * and the tag, as a close's; it is a durable commit, as a close's (the listed journals and
+ * the slot synced), and every other holder reloads the slot once at its next catch-up. A
+ * fork child never opens (it catches up from its parent's state), so a server's processes
+ * (PostgreSQL's backends) never fold this way: only a new image or program does. Best
+ * effort: a failure (a read-only volume: scpctl volume cat) leaves the log as it was. */
+#define VOL_OPEN_FOLD_MIN (64u << 10)
+static void vol_open_fold(scp_volume *v) {
+    assert(VOL_LOCK_HELD(v));
+    if (!v->mlog || v->ml_base < 0 || v->ml_end < SCP_MLOG_HDR_LEN + VOL_OPEN_FOLD_MIN) return;
+    uint64_t recs = v->ml_end - SCP_MLOG_HDR_LEN;
+    if (recs > 2 * vol_man_encoded_len(v)) {
+        VSTAT(open_fold);
+        (void)vol_fold_manifest(v, NULL);
+    }
 }
 
 /* Whether a fold at exit is due (caller holds mu): the sole holder's long log. */
