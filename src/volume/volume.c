@@ -817,7 +817,7 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
  * the slot synced), and every other holder reloads the slot once at its next catch-up. A
  * fork child never opens (it catches up from its parent's state), so a server's processes
  * (PostgreSQL's backends) never fold this way: only a new image or program does. Best
- * effort: a failure (a read-only volume: scpctl volume cat) leaves the log as it was. */
+ * effort: a failed fold leaves the log as it was, for the next opener to walk. */
 #define VOL_OPEN_FOLD_MIN (64u << 10)
 static void vol_open_fold(scp_volume *v) {
     assert(VOL_LOCK_HELD(v));
