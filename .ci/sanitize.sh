@@ -4,7 +4,6 @@
 #   CC=gcc|clang          compiler (default: cc)
 #   SANITIZE_BUILD_DIR    build directory (default build-asan)
 #   CTEST_ARGS            extra ctest arguments (e.g. "-L quick" or "-E crash")
-#   BUILD_ONLY=1          configure and build, run nothing (.ci/run builds beside the gcc suite)
 #
 # Any sanitizer report aborts the test that hit it, so the suite fails. Exits non-zero on a
 # configure, build or test failure.
@@ -15,7 +14,6 @@ BUILD=${SANITIZE_BUILD_DIR:-build-asan}
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER="${CC:-cc}" -DSCP_SANITIZE=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$BUILD"
-[ "${BUILD_ONLY:-0}" = 1 ] && exit 0
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
