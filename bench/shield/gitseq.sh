@@ -48,6 +48,7 @@ one() {
     rm -rf "$d"
 }
 med() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
 echo "git: init, $N commits (add, commit, status), log, gc, fsck; $ROUNDS rounds; load $(cut -d' ' -f1-3 /proc/loadavg)"
 : >"$T/plain.r"; : >"$T/scp.r"; : >"$T/base.r"
 for r in $(seq "$ROUNDS"); do
@@ -62,8 +63,8 @@ for r in $(seq "$ROUNDS"); do
 done
 pw=$(cut -d' ' -f1 "$T/plain.r" | med); pc=$(cut -d' ' -f2 "$T/plain.r" | med)
 sw=$(cut -d' ' -f1 "$T/scp.r" | med); sc=$(cut -d' ' -f2 "$T/scp.r" | med)
-echo "median: plain wall $pw s CPU $pc s; scp wall $sw s CPU $sc s; scp/plain wall $(awk -v a="$sw" -v b="$pw" 'BEGIN {printf "%.2f", a / b}')x, CPU $(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2f", a / b}')x"
+echo "median: plain wall $pw s CPU $pc s; scp wall $sw s CPU $sc s; scp/plain wall $(ratio "$sw" "$pw"), CPU $(ratio "$sc" "$pc")"
 if [ -n "$AB" ]; then
     aw=$(cut -d' ' -f1 "$T/base.r" | med); ac=$(cut -d' ' -f2 "$T/base.r" | med)
-    echo "base ($AB): wall $aw s CPU $ac s; scp/base wall $(awk -v a="$sw" -v b="$aw" 'BEGIN {printf "%.2f", a / b}')x, CPU $(awk -v a="$sc" -v b="$ac" 'BEGIN {printf "%.2f", a / b}')x"
+    echo "base ($AB): wall $aw s CPU $ac s; scp/base wall $(ratio "$sw" "$aw"), CPU $(ratio "$sc" "$ac")"
 fi

@@ -301,9 +301,14 @@ uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p) {
     return p;
 }
 
-int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err) {
+size_t scp_manifest_encoded_len(const scp_manifest *m) {
     size_t len = 4;
     for (size_t i = 0; i < m->n; i++) len += scp_mentry_encoded_len(&m->e[i]);
+    return len;
+}
+
+int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err) {
+    size_t len = scp_manifest_encoded_len(m);
     uint8_t *b = malloc(len), *p = b;
     if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding the manifest");
     scp_put_u32(p, (uint32_t)m->n);

@@ -150,6 +150,8 @@ int scp_mentry_same_file(const scp_mentry *a, const scp_mentry *b);
  * Returns 0, -1 if they do not (m's nlinks are then partly set), or -2 out of memory. */
 int scp_manifest_count_links(scp_manifest *m);
 int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err);
+/* The length scp_manifest_encode gives m (O(entries), no allocation). */
+size_t scp_manifest_encoded_len(const scp_manifest *m);
 void scp_manifest_free(scp_manifest *m);
 
 /* Check a volume-relative path and normalize it into out (no leading or trailing '/').

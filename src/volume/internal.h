@@ -665,9 +665,6 @@ long man_find(const scp_manifest *m, const char *path);
 /* The index of the first entry that sorts at or after path + "/" (where path's descendants
  * start, if it has any; m->n if none sorts there). path is not empty. */
 size_t vol_man_below(const scp_manifest *m, const char *path);
-/* The manifest's encoded size: what a fold writes and the next opener then reads instead of
- * the log (scp_manifest_encode's length). O(entries). Caller holds mu. */
-uint64_t vol_man_encoded_len(scp_volume *v);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
 void man_remove(scp_manifest *m, size_t i);
 /* POSIX times of a change of the entries in a directory: the directory that holds path gets

@@ -602,13 +602,6 @@ uint64_t vol_peek_generation(scp_volume *v) {
 #define MLOG_MAX_RECS 16384u /* records per log key: far below GCM's random-nonce bound */
 #define MLOG_READ_MAX (2 * SCP_MLOG_MAX_BYTES + 2 * SCP_MREC_MAX_BODY)
 
-uint64_t vol_man_encoded_len(scp_volume *v) {
-    assert(VOL_MU_HELD(v));
-    uint64_t n = 4;
-    for (size_t i = 0; i < v->man.n; i++) n += scp_mentry_encoded_len(&v->man.e[i]);
-    return n;
-}
-
 /* Is the log due for a fold (a slot of the whole state and a new log)? (A long log is also
  * folded by the next process that opens the volume and walks it: vol_open_fold.) */
 static int mlog_long(scp_volume *v) {

@@ -807,6 +807,16 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
     return rc;
 }
 
+/* The rule of both folds below: a usable log with records in it, at least min bytes of them,
+ * and more than `times` the manifest's encoded size (what a fold writes and the next opener
+ * then reads instead of the log). O(entries) past the cheap tests. Caller holds mu. */
+static int log_outweighs(scp_volume *v, uint64_t min, unsigned times) {
+    assert(VOL_MU_HELD(v));
+    if (!v->mlog || v->ml_base < 0 || v->ml_nrec == 0 || v->ml_end < SCP_MLOG_HDR_LEN + min)
+        return 0;
+    return v->ml_end - SCP_MLOG_HDR_LEN > times * (uint64_t)scp_manifest_encoded_len(&v->man);
+}
+
 /* An opener that walked a long log folds it for the next one (under the volume lock, at the
  * end of scp_volume_open). A shared family (git, make, a shell script on a volume) opens the
  * volume at every exec'd image, and each walked every record since the last fold, up to
@@ -821,9 +831,7 @@ int scp_volume_close(scp_volume *v, scp_err *err) {
 #define VOL_OPEN_FOLD_MIN (64u << 10)
 static void vol_open_fold(scp_volume *v) {
     assert(VOL_LOCK_HELD(v));
-    if (!v->mlog || v->ml_base < 0 || v->ml_end < SCP_MLOG_HDR_LEN + VOL_OPEN_FOLD_MIN) return;
-    uint64_t recs = v->ml_end - SCP_MLOG_HDR_LEN;
-    if (recs > 2 * vol_man_encoded_len(v)) {
+    if (log_outweighs(v, VOL_OPEN_FOLD_MIN, 2)) {
         VSTAT(open_fold);
         (void)vol_fold_manifest(v, NULL);
     }
@@ -831,12 +839,7 @@ static void vol_open_fold(scp_volume *v) {
 
 /* Whether a fold at exit is due (caller holds mu): the sole holder's long log. */
 static int exit_fold_due(scp_volume *v) {
-    assert(VOL_MU_HELD(v));
-    if (!v->mlog || !v->priv || v->shared || v->ml_base < 0 || v->ml_nrec == 0 ||
-        v->ml_end < SCP_MLOG_HDR_LEN)
-        return 0;
-    uint64_t recs = v->ml_end - SCP_MLOG_HDR_LEN;
-    return recs >= SCP_VOLUME_EXIT_FOLD_MIN && recs > vol_man_encoded_len(v);
+    return v->priv && !v->shared && log_outweighs(v, SCP_VOLUME_EXIT_FOLD_MIN, 1);
 }
 
 int scp_volume_fold_at_exit(scp_volume *v, scp_err *err) {

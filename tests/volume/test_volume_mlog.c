@@ -667,7 +667,7 @@ static void test_openfold(void) {
     scp_volume_set_shared(v); /* a lazy commit and a record per write */
     scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "e/hot", O_RDWR | O_CREAT, 0600, &e), e);
     pthread_mutex_lock(&v->mu);
-    uint64_t enc = vol_man_encoded_len(v);
+    uint64_t enc = scp_manifest_encoded_len(&v->man);
     pthread_mutex_unlock(&v->mu);
     char b[16];
     int k = 0;
