@@ -657,6 +657,15 @@ void scp_volume_atfork_register(void) { pthread_once(&atfork_once, atfork_init);
 
 static void vol_open_fold(scp_volume *v);
 
+/* scp_volume_open's opens: the first that failed, and its errno (read at once: a later call
+ * may change errno). */
+static void open_noted(int fd, const char *name, const char **missing, int *why) {
+    if (fd < 0 && !*missing) {
+        *missing = name;
+        *why = errno;
+    }
+}
+
 scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN],
                             const scp_volume_tag *expected, scp_err *err) {
     scp_volume *v = scp_secure_alloc(sizeof *v); /* holds keys: kept out of core dumps */
@@ -701,17 +710,37 @@ scp_volume *scp_volume_open(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LE
         derive(key, h.volid, SCP_LABEL_TAG, v->k_tag, err) < 0 ||
         derive(key, h.volid, SCP_LABEL_FILES, v->k_files, err) < 0)
         goto fail;
+    /* (the first that fails, with its errno: a later call may change errno) */
+    const char *missing = NULL;
+    int why = 0;
     v->objfd = openat(v->dirfd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    open_noted(v->objfd, "objects/", &missing, &why);
     v->lockfd = openat(v->dirfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+    open_noted(v->lockfd, "lock", &missing, &why);
+    static const char *const slot_name[3] = {"manifest.0", "manifest.1", "manifest.2"};
     for (int i = 0; i < 3; i++) { /* manifest.2 is created here for volumes made before it */
-        char name[16];
-        snprintf(name, sizeof name, "manifest.%d", i);
-        v->slotfd[i] = openat(v->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+        v->slotfd[i] = openat(v->dirfd, slot_name[i], O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+        open_noted(v->slotfd[i], slot_name[i], &missing, &why);
     }
-    if (v->mlog) v->mlog_fd = openat(v->dirfd, "manifest.log", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
-    if (v->objfd < 0 || v->lockfd < 0 || v->slotfd[0] < 0 || v->slotfd[1] < 0 ||
-        v->slotfd[2] < 0 || (v->mlog && v->mlog_fd < 0)) {
-        scp_fail_errno(err, "volume '%s' is incomplete (objects/, lock or manifest)", dir);
+    if (v->mlog) {
+        v->mlog_fd = openat(v->dirfd, "manifest.log", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+        open_noted(v->mlog_fd, "manifest.log", &missing, &why);
+    }
+    if (missing) {
+        if (why == EROFS || why == EACCES || why == EPERM) {
+            /* A read-only mount (a backup, a container's ':ro' volume) or a directory this
+             * user may not write: every open takes the lock file's locks and may recover or
+             * fold, so a volume is opened read-write even to be read. Say so, rather than
+             * calling the volume incomplete. */
+            scp_fail(err, SCP_E_SYS, why,
+                     "volume '%s' cannot be opened for writing (%s: %s); a volume is opened "
+                     "read-write even to read it, so a read-only mount or directory does not "
+                     "open: copy the volume to writable storage, or mount it read-write",
+                     dir, missing, strerror(why));
+        } else {
+            scp_fail(err, SCP_E_SYS, why, "volume '%s' is incomplete (%s: %s)", dir, missing,
+                     strerror(why));
+        }
         goto fail;
     }
     hint_map(v);

@@ -2,7 +2,8 @@
 # test_cli.sh - `scpctl volume ...` end to end: keygen, create, import, ls, cat, put, export,
 # verify, info, --expect-tag; key file refused when group/other can access it (exit 4); wrong
 # key (exit 4); a tampered chunk makes verify exit 3 and name the file and the offset; a
-# rolled-back volume with --expect-tag exits 3; --help at every level exits 0; bad command
+# rolled-back volume with --expect-tag exits 3; a volume on a read-only mount fails with a
+# message that says so (exit 1); --help at every level exits 0; bad command
 # lines exit 2; `scpctl image` through scpctl-image, the CAS commands through scpctl-cas. Usage: test_cli.sh PATH/TO/scpctl
 . "$(dirname "$0")/../cli/lib.sh"
 cli_setup test_cli.sh "$@"
@@ -183,5 +184,18 @@ cp -a imp tam3
 for s in tam3/manifest.0 tam3/manifest.1; do flip_byte "$s" 40; done
 : > tam3/manifest.2
 expect 3 "every manifest slot tampered" -- "$SCPCTL" volume ls tam3 --key-file k1
+
+# ---- a read-only mount: a clear error, not "incomplete" ----------------------------------
+# Root only: a bind mount made read-only in a mount namespace of its own (as root, a plain
+# directory's modes would not stop the opens). A volume is opened read-write even to be read
+# (its lock file and manifest), so the open fails; what matters is that it says why.
+if [ "$(id -u)" = 0 ] && unshare -m true 2>/dev/null; then
+    mkdir ro
+    expect 1 "ls of a volume on a read-only mount" -- unshare -m sh -c \
+        'mount --bind imp ro && mount -o remount,ro,bind ro && exec "$0" volume ls ro --key-file k1' "$SCPCTL"
+    contains err "cannot be opened for writing" "a read-only mount's error says what is wrong"
+    contains err "Read-only file system" "a read-only mount's error names the cause"
+    contains err "mount it read-write" "a read-only mount's error says what to do"
+fi
 
 cli_finish test_cli.sh
