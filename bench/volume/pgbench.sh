@@ -19,6 +19,11 @@
 # Each run also prints the server's minor page faults per transaction (the postmaster with the
 # children it reaped, and its live children, as for the CPU): unlike the CPU, a count that the
 # machine's load does not move.
+# WARM=N: in each round, a pgbench run of N seconds before the timed one, in the same server.
+#   Every round starts its server with empty shared buffers, so a timed run alone measures the
+#   buffers filling from the files (each miss a read: in scp a ciphertext read and its
+#   decryption) as much as the steady state; with WARM the timed run is the steady state, and
+#   the warm-up runs' tps are printed too (the cold start, as before). 0 by default.
 # TXNS=N runs each client N transactions (pgbench -t) instead of SECS seconds in the timed
 # rounds: every build then runs the same transactions, so that counts per transaction (the
 # faults) compare without the fixed costs of a run (the backends' start) spread differently.
@@ -58,7 +63,7 @@ SCPCTL=$B/src/scpctl
 MKVOL=$B/tests/shield/shield-mkvol
 PGBIN=/usr/lib/postgresql/15/bin
 ROUNDS=${ROUNDS:-3} SECS=${SECS:-20} SCALE=${SCALE:-10} CLIENTS=${CLIENTS:-4} THREADS=${THREADS:-2}
-STRACE=${STRACE:-1} STRACE_SECS=${STRACE_SECS:-10}
+STRACE=${STRACE:-1} STRACE_SECS=${STRACE_SECS:-10} WARM=${WARM:-0}
 [ -x $PGBIN/initdb ] && command -v pgbench >/dev/null || { echo "PostgreSQL 15 not installed"; exit 77; }
 [ "$(id -u)" = 0 ] && id postgres >/dev/null 2>&1 || { echo "needs root and the user postgres"; exit 77; }
 T=$(mktemp -d "${BASE:-/var/tmp}/scp-pgbench-vol-flush.XXXXXX") || exit 1
@@ -327,17 +332,22 @@ waits() { # FS: where the client backends are, sampled (see WAITS above)
             100 * (c["IO:WALSync"] + c["IO:WALWrite"]) / m, c["LWLock:WALWrite"] / m }' "$T/waits-$fs"
 }
 
-declare -A TPS CPU FLT
+declare -A TPS CPU FLT WTPS
 for fs in $FSLIST; do
     initdb_in "$fs"
     start_server "$fs"
     $AS pgbench -h "$T/sock-$fs" -U postgres -q -i -s "$SCALE" postgres >"$T/init-$fs" 2>&1 || { cat "$T/init-$fs"; exit 1; }
     stop_server
 done
-echo "pgbench scale $SCALE, $CLIENTS clients, $THREADS threads, ${SECS}s runs, $ROUNDS rounds, data under ${BASE:-/var/tmp}"
+echo "pgbench scale $SCALE, $CLIENTS clients, $THREADS threads, ${SECS}s runs, $ROUNDS rounds, data under ${BASE:-/var/tmp}$([ "$WARM" -gt 0 ] && echo ", each after a ${WARM}s warm-up run")"
 for r in $(seq 1 "$ROUNDS"); do
     for fs in $FSLIST; do
         start_server "$fs"
+        if [ "$WARM" -gt 0 ]; then # (the cold run: shared_buffers fill from the files)
+            read -r wv _ _ < <(bench "$fs" "$WARM")
+            WTPS[$fs]="${WTPS[$fs]:-} $wv"
+            echo "  round $r $fs: warm-up ${WARM}s from a cold start: $wv tps"
+        fi
         read -r v cpu flt < <(bench "$fs" "$SECS")
         stop_server
         TPS[$fs]="${TPS[$fs]:-} $v"
@@ -355,6 +365,11 @@ fi
 [ "${VSTATS:-0}" = 1 ] && vstats scp
 [ "${WAITS:-0}" = 1 ] && for fs in $FSLIST; do waits "$fs"; done
 [ "${VSTATS:-0}" = 1 ] && [ -n "${AB:-}" ] && vstats base
+if [ "$WARM" -gt 0 ]; then
+    wp=$(echo "${WTPS[plain]:-}" | tr ' ' '\n' | grep . | median)
+    ws=$(echo "${WTPS[scp]:-}" | tr ' ' '\n' | grep . | median)
+    echo "median tps of the warm-up runs (from a cold start, ${WARM}s): plain $wp, scp $ws, scp/plain $(awk -v a="$ws" -v b="$wp" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
+fi
 p=$(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep . | median)
 s=$(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep . | median)
 echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
