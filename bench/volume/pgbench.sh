@@ -96,6 +96,8 @@ datadir() {
     case $1 in plain) echo "$T/plain/db" ;; shield) echo "$T/shield/db" ;; *) echo "$MNT/db" ;; esac
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+med_of() { echo "$1" | tr ' ' '\n' | grep . | median; } # "V1 V2 ...": their median
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'; } # A/B
 load() { cut -d' ' -f1 /proc/loadavg; }
 
 initdb_in() { # FS: initdb (under the shield for scp)
@@ -366,28 +368,28 @@ fi
 [ "${WAITS:-0}" = 1 ] && for fs in $FSLIST; do waits "$fs"; done
 [ "${VSTATS:-0}" = 1 ] && [ -n "${AB:-}" ] && vstats base
 if [ "$WARM" -gt 0 ]; then
-    wp=$(echo "${WTPS[plain]:-}" | tr ' ' '\n' | grep . | median)
-    ws=$(echo "${WTPS[scp]:-}" | tr ' ' '\n' | grep . | median)
-    echo "median tps of the warm-up runs (from a cold start, ${WARM}s): plain $wp, scp $ws, scp/plain $(awk -v a="$ws" -v b="$wp" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
+    wp=$(med_of "${WTPS[plain]:-}")
+    ws=$(med_of "${WTPS[scp]:-}")
+    echo "median tps of the warm-up runs (from a cold start, ${WARM}s): plain $wp, scp $ws, scp/plain $(ratio "$ws" "$wp")"
 fi
-p=$(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep . | median)
-s=$(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep . | median)
-echo "median tps: plain $p, scp $s, scp/plain $(awk -v a="$s" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
-pc=$(echo "${CPU[plain]:-}" | tr ' ' '\n' | grep . | median)
-sc=$(echo "${CPU[scp]:-}" | tr ' ' '\n' | grep . | median)
-echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(awk -v a="$sc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}')"
-echo "median minor page faults per transaction:$(for fs in $FSLIST; do echo -n " $fs $(echo "${FLT[$fs]:-}" | tr ' ' '\n' | grep . | median)"; done)"
+p=$(med_of "${TPS[plain]:-}")
+s=$(med_of "${TPS[scp]:-}")
+echo "median tps: plain $p, scp $s, scp/plain $(ratio "$s" "$p")"
+pc=$(med_of "${CPU[plain]:-}")
+sc=$(med_of "${CPU[scp]:-}")
+echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(ratio "$sc" "$pc")"
+echo "median minor page faults per transaction:$(for fs in $FSLIST; do echo -n " $fs $(med_of "${FLT[$fs]:-}")"; done)"
 echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
     awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
 if [ -n "${AB:-}" ]; then
-    bt=$(echo "${TPS[base]:-}" | tr ' ' '\n' | grep . | median)
-    bc=$(echo "${CPU[base]:-}" | tr ' ' '\n' | grep . | median)
-    echo "base ($AB): median tps $bt ($(awk -v a="$bt" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain), CPU $bc ms per transaction"
-    echo "scp/base: tps $(awk -v a="$s" -v b="$bt" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'), CPU per transaction $(awk -v a="$sc" -v b="$bc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'); per round tps:$(paste -d' ' <(echo "${TPS[base]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
+    bt=$(med_of "${TPS[base]:-}")
+    bc=$(med_of "${CPU[base]:-}")
+    echo "base ($AB): median tps $bt ($(ratio "$bt" "$p") of plain), CPU $bc ms per transaction"
+    echo "scp/base: tps $(ratio "$s" "$bt"), CPU per transaction $(ratio "$sc" "$bc"); per round tps:$(paste -d' ' <(echo "${TPS[base]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
         awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
 fi
 if [ "${SHIELD:-0}" = 1 ]; then
-    ht=$(echo "${TPS[shield]:-}" | tr ' ' '\n' | grep . | median)
-    hc=$(echo "${CPU[shield]:-}" | tr ' ' '\n' | grep . | median)
-    echo "shield without a volume: median tps $ht ($(awk -v a="$ht" -v b="$p" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain; scp $(awk -v a="$s" -v b="$ht" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of it), CPU $hc ms per transaction ($(awk -v a="$hc" -v b="$pc" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}') of plain)"
+    ht=$(med_of "${TPS[shield]:-}")
+    hc=$(med_of "${CPU[shield]:-}")
+    echo "shield without a volume: median tps $ht ($(ratio "$ht" "$p") of plain; scp $(ratio "$s" "$ht") of it), CPU $hc ms per transaction ($(ratio "$hc" "$pc") of plain)"
 fi
