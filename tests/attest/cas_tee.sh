@@ -10,6 +10,7 @@
 # writer of the report entry, a CAS without the test roots; --tee tdx/snp/auto on this machine.
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/../cas/lib.sh" "$1" none
+client_leaks_off # (lib.sh: dozens of short client commands; the daemon keeps the leak check)
 FORGE=$2
 PIDS=()
 stop_fakes() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; }

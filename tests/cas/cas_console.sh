@@ -6,6 +6,7 @@
 # console key; stdin sealed by `scpctl attach` reaches the program and plain stdin is refused;
 # a raw write(2) system call on fd 1 (not through libc) leaves sealed too.
 source "$(dirname "$0")/lib.sh" "$@"
+client_leaks_off # (lib.sh: dozens of short client commands; the daemon keeps the leak check)
 
 A=$T/owner.pem
 B=$T/other.pem

@@ -8,6 +8,7 @@
 #  3. the expected tag is kept in cas.db: clearing, lowering or moving it with sqlite3 must be
 #     an integrity error, never "no tag yet"; and a database from before tag MACs is migrated.
 source "$(dirname "$0")/lib.sh" "$@"
+client_leaks_off # (lib.sh: dozens of short client commands; the daemon keeps the leak check)
 command -v sqlite3 >/dev/null || fail "sqlite3 is not installed (.ci/packages.txt)"
 
 A=$T/a.pem # owner of the exporting session and of the victim session
