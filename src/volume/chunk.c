@@ -33,12 +33,12 @@ const uint8_t vol_zero_ent[ENT];
 static pthread_key_t scratch_key;
 static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
 struct scratch {
-    uint8_t *p[2];
-    size_t cap[2];
+    uint8_t *p[3]; /* vol_scratch's, vol_bulk_scratch's, vol_follow_buf's */
+    size_t cap[3];
 };
 static void scratch_free(void *p) {
     struct scratch *s = p;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         if (s->p[k]) scp_wipe(s->p[k], s->cap[k]); /* it held plaintext */
         free(s->p[k]);
     }
@@ -74,6 +74,47 @@ uint8_t *vol_bulk_scratch(size_t n) { return n > BULK_KEEP_MAX ? malloc(n) : scr
 
 void vol_bulk_release(uint8_t *p, size_t n) {
     if (p && n > BULK_KEEP_MAX) free(p); /* (not wiped: ciphertext and table entries only) */
+}
+
+/* (the follows' buffer is kept up to this size; a longer read, a whole log's load, gets its own) */
+#define FOLLOW_KEEP_MAX (1u << 20)
+#define FOLLOW_KEEP_MIN (64u << 10)
+
+uint8_t *vol_follow_buf(uint8_t *old, size_t used, size_t n, size_t *cap) {
+    assert(used <= n && (old || !used));
+    pthread_once(&scratch_once, scratch_init);
+    struct scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return NULL;
+        pthread_setspecific(scratch_key, s);
+    }
+    if (n <= s->cap[2]) { /* (the kept one is large enough: old is it, or NULL) */
+        assert(!old || old == s->p[2]);
+        *cap = s->cap[2];
+        return s->p[2];
+    }
+    /* Grown by doubling, from 64 KiB, so that a follow that reads a little more than the last
+     * one does not make a new buffer (fresh pages) every time */
+    size_t want = s->cap[2] ? s->cap[2] : FOLLOW_KEEP_MIN;
+    while (want < n && want < FOLLOW_KEEP_MAX) want *= 2;
+    if (want < n) want = n; /* (past the kept size: this read's own) */
+    uint8_t *np = malloc(want);
+    if (!np) return NULL;
+    if (used) memcpy(np, old, used);
+    if (old && old != s->p[2]) free(old); /* (a previous own buffer of this read) */
+    if (want <= FOLLOW_KEEP_MAX) {
+        free(s->p[2]); /* (not wiped: journal bytes as on disk) */
+        s->p[2] = np;
+        s->cap[2] = want;
+    }
+    *cap = want;
+    return np;
+}
+
+void vol_follow_buf_done(uint8_t *p) {
+    struct scratch *s = pthread_getspecific(scratch_key);
+    if (p && (!s || p != s->p[2])) free(p);
 }
 
 /* ---- table and root -------------------------------------------------------------------- */

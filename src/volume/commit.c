@@ -256,11 +256,6 @@ static int follow_entry(void *ctx, uint64_t index, const uint8_t *e) {
     return 0;
 }
 
-/* A follow's read buffer up to this size stays with the file for the next follow (a follow
- * reads what was appended since the last: PostgreSQL's WAL, a few records); a load's read of
- * a whole log is freed. */
-#define FOLLOW_BUF_KEEP ((size_t)256 << 10)
-
 /* The unapplied set's mark for an entry taken from a commit past the one the manifest names
  * (above every generation: never covered by a durable commit, so chunk_target_shared never
  * overwrites its other slot in place) until a manifest names the state (file_past_named). */
@@ -294,8 +289,6 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
                       struct follow_got *got_out, scp_err *err) {
     assert(mode == FOLLOW_NAMED || f->vol->shared || (mode == FOLLOW_PAST && f->followed));
     assert(mode != FOLLOW_ANY || from); /* (from our own place only) */
-    /* (f->fbuf, the kept follow buffer, is shared by the process's threads: the volume's
-     * mutex is what keeps two follows of one file apart) */
     assert(VOL_MU_HELD(f->vol));
     uint32_t cs = f->vol->cs;
     struct stat st;
@@ -347,11 +340,10 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     } else if (end < SCP_JRN_HDR_LEN) {
         end = len;
     }
-    /* The file's follow buffer, kept between follows (see fbuf); grown here when too small */
-    size_t cap = f->fbuf_cap;
-    uint8_t *buf = f->fbuf;
-    f->fbuf = NULL;
-    f->fbuf_cap = 0;
+    /* The thread's follow buffer (vol_follow_buf: kept, its pages stay mapped), taken when
+     * the first read knows its length */
+    size_t cap = 0;
+    uint8_t *buf = NULL;
     /* The commit payloads the walk opens, for the replay (scp_journal_kept: opened once) */
     scp_journal_kept kept;
     memset(&kept, 0, sizeof kept);
@@ -359,13 +351,12 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     while (end > got) {
         if (end - base > cap || !buf) { /* (too small, or the walk ran out of bytes: read on) */
             size_t want = end > base ? end - base : 1;
-            uint8_t *nb = realloc(buf, want);
+            uint8_t *nb = vol_follow_buf(buf, got - base, want, &cap);
             if (!nb) {
                 found = 0;
                 break;
             }
             buf = nb;
-            cap = want;
         }
         VSTAT(follow_pread);
         VSTAT_ADD(follow_pread_bytes, end - got);
@@ -447,12 +438,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     }
     scp_wipe(&jv, sizeof jv);
     scp_journal_kept_free(&kept);
-    if (buf && cap <= FOLLOW_BUF_KEEP) { /* (a whole log's load: not kept) */
-        f->fbuf = buf;
-        f->fbuf_cap = cap;
-    } else {
-        free(buf);
-    }
+    vol_follow_buf_done(buf);
     return rc;
 }
 

@@ -404,11 +404,6 @@ struct scp_file {
                          * log with salt j_salt, with j_end = j_chk_end, under our writer lock
                          * (so nobody else changed it since): file_follow from there does not
                          * read the header again (writer_refresh) */
-    uint8_t *fbuf;              /* shared mode: file_follow's read buffer, kept between follows
-                                 * up to FOLLOW_BUF_KEEP bytes (a fresh one each time was
-                                 * malloc'd and page-faulted in at every follow); holds only
-                                 * journal bytes as on disk (ciphertext and record headers) */
-    size_t fbuf_cap;
     uint64_t j_room;            /* shared mode: the journal object was at least this long (zeros
                                  * past the log's end, journal_room) when the log with salt
                                  * j_room_salt was open; a hint that saves an fstat per append */
@@ -831,6 +826,16 @@ uint8_t *vol_scratch(size_t n);
 uint8_t *vol_bulk_scratch(size_t n);
 /* After vol_bulk_scratch(n): frees it where it was not the kept one (n above 1 MiB). */
 void vol_bulk_release(uint8_t *p, size_t n);
+/* A per-thread buffer of at least n bytes for the journal bytes a follow reads (commit.c,
+ * follow_run), whose first `used` bytes are those of old (the buffer this call returned before
+ * in the same follow, or NULL with used 0); *cap gets its size. Kept up to 1 MiB, grown by
+ * doubling: the follows of PostgreSQL's backends read about 50 KB each, and into a buffer kept
+ * per file (freed with it, and regrown to each longer read) the kernel's copy page-faulted,
+ * 7.5 us per transaction (session 43). A longer read gets a buffer of its own. NULL if out of
+ * memory (old is then still valid). Journal bytes as on disk only (never wiped). */
+uint8_t *vol_follow_buf(uint8_t *old, size_t used, size_t n, size_t *cap);
+/* The follow is done with p (frees it if it was a buffer of its own). */
+void vol_follow_buf_done(uint8_t *p);
 /* Room for n entries in the table, the changed bitmap and the page hashes. */
 int table_reserve(scp_file *f, uint64_t n, scp_err *err);
 /* Record that entry i changed (its page must be hashed again; below the committed count, the
