@@ -49,6 +49,8 @@
     X(follow_pread)      /* journal preads of follows */                                        \
     X(follow_pread_bytes)                                                                       \
     X(follow_full_bytes) /* ... of which the whole-log follows' (loads) */                      \
+    X(follow_nohint)     /* follows with no usable end hint (none, or another file's) */        \
+    X(follow_readon)     /* ... walks that ran out of bytes and read on */                      \
     X(jcommit_open)      /* journal commit records decrypted (walks: follows and loads) */      \
     X(jcommit_open_bytes)                                                                       \
     X(jchunk_auth)       /* journal chunk records authenticated by a walk */                    \
