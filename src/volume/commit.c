@@ -338,9 +338,11 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
      * longer buffer, so the hint (not trusted) decides only how much is read, never what is
      * found. Without a usable hint (none, or another file's: the slots are shared by hashing,
      * 1,024 of them, and PostgreSQL has about a thousand files) the read starts with
-     * FOLLOW_STEP bytes and doubles at each read-on (follow_step): it read to the object's end
-     * at once, 2-16 MiB, into fresh memory (pgbench: 1,000-4,000 page faults each, a fault about
-     * 10 us on this project's machines; session 43). */
+     * FOLLOW_STEP bytes and doubles at each read-on (follow_step), where it read to the
+     * object's end at once: up to SCP_JOURNAL_REUSE_MAX bytes of zeros and an older log's tail,
+     * each 4 KiB a page fault in a fresh buffer (about 10 us each on this project's machines).
+     * In pgbench's steady state no follow lacked a hint (counter follow_nohint); the long reads
+     * there are logs of 1-8 MiB followed by a process that seldom looks (vol_follow_buf). */
     uint64_t hint = vol_jend_hint(f->vol, f->id);
     size_t end;
     if (hint > from && hint <= len - SCP_JREC_HDR_LEN) {
