@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -80,22 +79,8 @@ void vol_bulk_release(uint8_t *p, size_t n) {
 /* (the follows' buffer is kept up to this size; a longer read, a whole log's load, gets its own) */
 #define FOLLOW_KEEP_MAX (1u << 20)
 #define FOLLOW_KEEP_MIN (64u << 10)
-/* A read's own buffer is mapped in whole huge pages (transparent huge pages, where the kernel
- * has them for madvise): the follows that read a PostgreSQL WAL segment's log from a process
- * that seldom looks at it read 1-8 MiB, and in 4 KiB pages each such read took 250-2,000 page
- * faults, about 10 us each on this project's machines (session 43). */
-#define FOLLOW_OWN_UNIT ((size_t)2 << 20)
 
-static uint8_t *own_map(size_t n, size_t *cap) {
-    size_t sz = (n + FOLLOW_OWN_UNIT - 1) / FOLLOW_OWN_UNIT * FOLLOW_OWN_UNIT;
-    void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    (void)madvise(p, sz, MADV_HUGEPAGE); /* (a hint: without it, 4 KiB pages) */
-    *cap = sz;
-    return p;
-}
-
-uint8_t *vol_follow_buf(uint8_t *old, size_t old_cap, size_t used, size_t n, size_t *cap) {
+uint8_t *vol_follow_buf(uint8_t *old, size_t used, size_t n, size_t *cap) {
     assert(used <= n && (old || !used));
     pthread_once(&scratch_once, scratch_init);
     struct scratch *s = pthread_getspecific(scratch_key);
@@ -113,10 +98,11 @@ uint8_t *vol_follow_buf(uint8_t *old, size_t old_cap, size_t used, size_t n, siz
      * one does not make a new buffer (fresh pages) every time */
     size_t want = s->cap[2] ? s->cap[2] : FOLLOW_KEEP_MIN;
     while (want < n && want < FOLLOW_KEEP_MAX) want *= 2;
-    uint8_t *np = want >= n ? malloc(want) : own_map(n, &want);
+    if (want < n) want = n; /* (past the kept size: this read's own) */
+    uint8_t *np = malloc(want);
     if (!np) return NULL;
     if (used) memcpy(np, old, used);
-    vol_follow_buf_done(old, old_cap); /* (a previous own buffer of this read: unmapped) */
+    if (old && old != s->p[2]) free(old); /* (a previous own buffer of this read) */
     if (want <= FOLLOW_KEEP_MAX) {
         free(s->p[2]); /* (not wiped: journal bytes as on disk) */
         s->p[2] = np;
@@ -126,12 +112,9 @@ uint8_t *vol_follow_buf(uint8_t *old, size_t old_cap, size_t used, size_t n, siz
     return np;
 }
 
-void vol_follow_buf_done(uint8_t *p, size_t cap) {
+void vol_follow_buf_done(uint8_t *p) {
     struct scratch *s = pthread_getspecific(scratch_key);
-    if (p && (!s || p != s->p[2])) {
-        assert(cap > FOLLOW_KEEP_MAX && cap % FOLLOW_OWN_UNIT == 0);
-        munmap(p, cap);
-    }
+    if (p && (!s || p != s->p[2])) free(p);
 }
 
 /* ---- table and root -------------------------------------------------------------------- */

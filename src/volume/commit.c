@@ -374,7 +374,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     while (end > got) {
         if (end - base > cap || !buf) { /* (too small, or the walk ran out of bytes: read on) */
             size_t want = end > base ? end - base : 1;
-            uint8_t *nb = vol_follow_buf(buf, cap, got - base, want, &cap);
+            uint8_t *nb = vol_follow_buf(buf, got - base, want, &cap);
             if (!nb) {
                 found = 0;
                 break;
@@ -464,7 +464,7 @@ static int follow_run(scp_file *f, const scp_mentry *e, uint64_t from, int mode,
     }
     scp_wipe(&jv, sizeof jv);
     scp_journal_kept_free(&kept);
-    vol_follow_buf_done(buf, cap);
+    vol_follow_buf_done(buf);
     return rc;
 }
 
