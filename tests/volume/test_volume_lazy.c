@@ -34,6 +34,10 @@
  *            log's end and names it first: file_adopt_past), both processes read both writes,
  *            and the volume reopens with them and verifies. Main read chunk 1 as the old bytes
  *            and the size as two chunks, and the other process's write dropped the dead one's.
+ *   hint     a follow whose journal end hint (untrusted, in the lock file) is none, far short
+ *            of the log's end, or past the object's end still takes in all of another
+ *            process's appends (about 1.2 MiB each time: the walk runs out of bytes and reads
+ *            on, 64 KiB and doubling, commit.c follow_step).
  */
 #include <signal.h>
 #include <sys/stat.h>
@@ -201,6 +205,77 @@ static void test_wrap(const char *vol) {
     CHECK(scp_volume_close(v, &e) == 0);
     printf("wrap: a write after the counter wrapped is read by the process whose marks were "
            "taken above the limit\n");
+}
+
+/* Every journal end hint of the lock file (VOL_JEND_HINT_OFF, a u64 per slot) set to val. */
+static void jend_hints_write(const char *vol, uint64_t val) {
+    char p[4096];
+    snprintf(p, sizeof p, "%s/lock", vol);
+    uint64_t h[VOL_FILE_HINTS];
+    for (size_t i = 0; i < VOL_FILE_HINTS; i++) h[i] = val;
+    int fd = open(p, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, h, sizeof h, VOL_JEND_HINT_OFF) == (ssize_t)sizeof h);
+    if (fd >= 0) close(fd);
+}
+
+/* hint: a follow whose journal end hint is wrong still takes in all of another process's
+ * appends. f is loaded here; a child writes 300 whole chunks over f's four (each a commit
+ * through the journal: about 1.2 MiB of log past our place), then sets every end hint to
+ * none (0), to a place far short of the log's end (50,000: the walk runs out of bytes and
+ * reads on, doubling, about five times) or past the object's end; we then read all four
+ * chunks, the child's last write to each. */
+static void test_hint(const char *vol) {
+    static const struct {
+        uint64_t val;
+        const char *name;
+    } hints[] = {{0, "none"}, {50000, "short"}, {UINT64_MAX / 2, "past the object"}};
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v;
+    scp_vfile *f = new_shared_file(vol, &v);
+    enum { NCH = 4, NW = 300 };
+    uint8_t *buf = malloc(NCH * CS), *want = malloc(NCH * CS);
+    REQUIRE(buf && want);
+    memset(want, 'A', NCH * CS);
+    REQUIRE(scp_vfile_pwrite(f, want, NCH * CS, 0, &e) == (ssize_t)(NCH * CS));
+    CHECK(scp_vfile_pread(f, buf, NCH * CS, 0, &e) == (ssize_t)(NCH * CS));
+    for (size_t h = 0; h < sizeof hints / sizeof hints[0]; h++) {
+        tu_child c;
+        if (tu_child_start(&c)) {
+            scp_err ce;
+            tu_err_clear(&ce);
+            scp_volume *w = open_shared(vol);
+            scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
+            CHECKF(g != NULL, "hint child: open: %s", ce.msg);
+            uint8_t b[CS];
+            for (int i = 0; g && i < NW; i++) {
+                memset(b, (int)(1 + (h * NW + (size_t)i) % 250), CS);
+                if (scp_vfile_pwrite(g, b, CS, (uint64_t)(i % NCH) * CS, &ce) != (ssize_t)CS) {
+                    CHECKF(0, "hint child: write %d: %s", i, ce.msg);
+                    break;
+                }
+            }
+            if (g) scp_vfile_close(g, &ce);
+            if (w) scp_volume_close(w, &ce);
+            jend_hints_write(vol, hints[h].val);
+            tu_child_exit(&c, NULL, 0);
+        }
+        CHECKF(tu_child_wait(&c, NULL, 0), "hint %s: the child failed", hints[h].name);
+        for (int ch = 0; ch < NCH; ch++) /* (the last write to chunk ch: i = NW - NCH + ch) */
+            memset(want + (size_t)ch * CS, (int)(1 + (h * NW + NW - NCH + (size_t)ch) % 250), CS);
+        tu_err_clear(&e);
+        ssize_t r = scp_vfile_pread(f, buf, NCH * CS, 0, &e);
+        CHECKF(r == (ssize_t)(NCH * CS), "hint %s: read: %zd (%s)", hints[h].name, r, e.msg);
+        CHECKF(memcmp(buf, want, NCH * CS) == 0,
+               "hint %s: the read is not the other process's last writes (chunk 0 byte %d, want %d)",
+               hints[h].name, buf[0], want[0]);
+    }
+    free(buf);
+    free(want);
+    scp_vfile_close(f, &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+    printf("hint: with the journal end hints none, short or past the object, a follow takes in "
+           "all of another process's %d journaled writes\n", NW);
 }
 
 /* The journal's records from its header (format.h): the offsets of its commit records and of
@@ -616,6 +691,7 @@ int main(int argc, char **argv) {
     if (all || !strcmp(argv[1], "follow")) test_follow(vol);
     if (all || !strcmp(argv[1], "ordinary")) test_follow_ordinary(vol);
     if (all || !strcmp(argv[1], "pastdurable")) test_past_durable(vol);
+    if (all || !strcmp(argv[1], "hint")) test_hint(vol);
     tu_rm_rf(dir);
     free(vol);
     free(dir);
