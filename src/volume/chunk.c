@@ -46,7 +46,8 @@ static void scratch_free(void *p) {
 }
 static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
 
-static uint8_t *scratch_get(int k, size_t n) {
+/* The calling thread's buffers (made at its first call); NULL if out of memory. */
+static struct scratch *scratch_self(void) {
     pthread_once(&scratch_once, scratch_init);
     struct scratch *s = pthread_getspecific(scratch_key);
     if (!s) {
@@ -54,6 +55,12 @@ static uint8_t *scratch_get(int k, size_t n) {
         if (!s) return NULL;
         pthread_setspecific(scratch_key, s);
     }
+    return s;
+}
+
+static uint8_t *scratch_get(int k, size_t n) {
+    struct scratch *s = scratch_self();
+    if (!s) return NULL;
     if (s->cap[k] < n) {
         uint8_t *np = malloc(n); /* not realloc: the old buffer is wiped before it is freed */
         if (!np) return NULL;
@@ -82,13 +89,8 @@ void vol_bulk_release(uint8_t *p, size_t n) {
 
 uint8_t *vol_follow_buf(uint8_t *old, size_t used, size_t n, size_t *cap) {
     assert(used <= n && (old || !used));
-    pthread_once(&scratch_once, scratch_init);
-    struct scratch *s = pthread_getspecific(scratch_key);
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s) return NULL;
-        pthread_setspecific(scratch_key, s);
-    }
+    struct scratch *s = scratch_self();
+    if (!s) return NULL;
     if (n <= s->cap[2]) { /* (the kept one is large enough: old is it, or NULL) */
         assert(!old || old == s->p[2]);
         *cap = s->cap[2];
@@ -113,8 +115,9 @@ uint8_t *vol_follow_buf(uint8_t *old, size_t used, size_t n, size_t *cap) {
 }
 
 void vol_follow_buf_done(uint8_t *p) {
-    struct scratch *s = pthread_getspecific(scratch_key);
-    if (p && (!s || p != s->p[2])) free(p);
+    if (!p) return;
+    struct scratch *s = pthread_getspecific(scratch_key); /* (made: p came from vol_follow_buf) */
+    if (!s || p != s->p[2]) free(p);
 }
 
 /* ---- table and root -------------------------------------------------------------------- */
