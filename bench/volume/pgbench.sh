@@ -96,7 +96,11 @@ datadir() {
     case $1 in plain) echo "$T/plain/db" ;; shield) echo "$T/shield/db" ;; *) echo "$MNT/db" ;; esac
 }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-med_of() { echo "$1" | tr ' ' '\n' | grep . | median; } # "V1 V2 ...": their median
+vals() { echo "$1" | tr ' ' '\n' | grep .; } # "V1 V2 ...": one per line
+med_of() { vals "$1" | median; } # "V1 V2 ...": their median
+per_round() { # "A1 A2 ..." "B1 B2 ...": " B1/A1 B2/A2 ..."
+    paste -d' ' <(vals "$1") <(vals "$2") | awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'; } # A/B
 load() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -379,14 +383,12 @@ pc=$(med_of "${CPU[plain]:-}")
 sc=$(med_of "${CPU[scp]:-}")
 echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(ratio "$sc" "$pc")"
 echo "median minor page faults per transaction:$(for fs in $FSLIST; do echo -n " $fs $(med_of "${FLT[$fs]:-}")"; done)"
-echo "per round scp/plain:$(paste -d' ' <(echo "${TPS[plain]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
-    awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
+echo "per round scp/plain:$(per_round "${TPS[plain]:-}" "${TPS[scp]:-}")"
 if [ -n "${AB:-}" ]; then
     bt=$(med_of "${TPS[base]:-}")
     bc=$(med_of "${CPU[base]:-}")
     echo "base ($AB): median tps $bt ($(ratio "$bt" "$p") of plain), CPU $bc ms per transaction"
-    echo "scp/base: tps $(ratio "$s" "$bt"), CPU per transaction $(ratio "$sc" "$bc"); per round tps:$(paste -d' ' <(echo "${TPS[base]:-}" | tr ' ' '\n' | grep .) <(echo "${TPS[scp]:-}" | tr ' ' '\n' | grep .) |
-        awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}')"
+    echo "scp/base: tps $(ratio "$s" "$bt"), CPU per transaction $(ratio "$sc" "$bc"); per round tps:$(per_round "${TPS[base]:-}" "${TPS[scp]:-}")"
 fi
 if [ "${SHIELD:-0}" = 1 ]; then
     ht=$(med_of "${TPS[shield]:-}")

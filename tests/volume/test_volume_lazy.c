@@ -61,6 +61,18 @@ static scp_volume *open_shared(const char *vol) {
     return v;
 }
 
+/* In a child: the volume opened shared (*w, NULL if that failed) and its file "f" with flags
+ * (NULL if either failed; ce says why f did not open). close_f_shared closes what it opened. */
+static scp_vfile *open_f_shared(const char *vol, int flags, scp_volume **w, scp_err *ce) {
+    tu_err_clear(ce);
+    *w = open_shared(vol);
+    return *w ? scp_vfile_open(*w, "f", flags, 0, ce) : NULL;
+}
+static void close_f_shared(scp_vfile *g, scp_volume *w, scp_err *ce) {
+    if (g) scp_vfile_close(g, ce);
+    if (w) scp_volume_close(w, ce);
+}
+
 /* The cases' start: a new volume at vol, opened shared (*v), and its file "f" created. */
 static scp_vfile *new_shared_file(const char *vol, scp_volume **v) {
     scp_err e;
@@ -182,15 +194,13 @@ static void test_wrap(const char *vol) {
     tu_child c;
     if (tu_child_start(&c)) {
         scp_err ce;
-        tu_err_clear(&ce);
-        scp_volume *w = open_shared(vol);
-        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
+        scp_volume *w;
+        scp_vfile *g = open_f_shared(vol, O_RDWR, &w, &ce);
         CHECKF(g != NULL, "wrap child: open: %s", ce.msg);
         uint8_t b[CS];
         memset(b, 'Q', CS);
         CHECKF(g && scp_vfile_pwrite(g, b, CS, 0, &ce) == (ssize_t)CS, "wrap child: write: %s", ce.msg);
-        if (g) scp_vfile_close(g, &ce);
-        if (w) scp_volume_close(w, &ce);
+        close_f_shared(g, w, &ce);
         tu_child_exit(&c, NULL, 0);
     }
     CHECKF(tu_child_wait(&c, NULL, 0), "wrap: the child failed");
@@ -243,9 +253,8 @@ static void test_hint(const char *vol) {
         tu_child c;
         if (tu_child_start(&c)) {
             scp_err ce;
-            tu_err_clear(&ce);
-            scp_volume *w = open_shared(vol);
-            scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
+            scp_volume *w;
+            scp_vfile *g = open_f_shared(vol, O_RDWR, &w, &ce);
             CHECKF(g != NULL, "hint child: open: %s", ce.msg);
             uint8_t b[CS];
             for (int i = 0; g && i < NW; i++) {
@@ -255,8 +264,7 @@ static void test_hint(const char *vol) {
                     break;
                 }
             }
-            if (g) scp_vfile_close(g, &ce);
-            if (w) scp_volume_close(w, &ce);
+            close_f_shared(g, w, &ce);
             jend_hints_write(vol, hints[h].val);
             tu_child_exit(&c, NULL, 0);
         }
@@ -348,9 +356,8 @@ static void test_settle_case(const char *vol, enum settle_case sc, const char *w
     if (pid == 0) { /* the writer: three lazy commits, then killed */
         close(pfd[0]);
         scp_err ce;
-        tu_err_clear(&ce);
-        scp_volume *w = open_shared(vol);
-        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
+        scp_volume *w;
+        scp_vfile *g = open_f_shared(vol, O_RDWR, &w, &ce);
         uint8_t b[CS];
         uint64_t l1 = 0;
         int ok = g != NULL;
@@ -470,9 +477,8 @@ static scp_vfile *dead_writer_file(const char *vol, scp_volume **v, uint8_t want
     tu_child a;
     if (tu_child_start(&a)) {
         scp_err ce;
-        tu_err_clear(&ce);
-        scp_volume *w = open_shared(vol);
-        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDWR, 0, &ce) : NULL;
+        scp_volume *w;
+        scp_vfile *g = open_f_shared(vol, O_RDWR, &w, &ce);
         if (!g) _exit(4);
         uint8_t b[2 * CS];
         memset(b, 'b', sizeof b);
@@ -504,9 +510,8 @@ static void test_follow(const char *vol) {
         close(go[1]);
         close(back[0]);
         scp_err ce;
-        tu_err_clear(&ce);
-        scp_volume *w = open_shared(vol);
-        scp_vfile *g = w ? scp_vfile_open(w, "f", O_RDONLY, 0, &ce) : NULL;
+        scp_volume *w;
+        scp_vfile *g = open_f_shared(vol, O_RDONLY, &w, &ce);
         CHECKF(g != NULL, "follow reader: open: %s", ce.msg);
         if (g) {
             bytes_are(g, want, 3 * CS, "follow: the reader, the dead writer's write");
