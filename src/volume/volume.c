@@ -890,17 +890,15 @@ int scp_volume_fold_at_exit(scp_volume *v, scp_err *err) {
 
 /* Take the cross-process lock (byte 0 of the lock file), waiting for it. */
 static int ofd_lock(scp_volume *v, scp_err *err) {
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    assert(VOL_MU_HELD(v));
     VSTAT(ofd_lock);
-    if (vstat_on) { /* (the measurement's own try: was it held by another process?) */
-        if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) return v->held_t0 = VSTAT_T0(), 0;
-        VSTAT(ofd_lock_wait);
-    }
+    /* (with the counters on, one try first: was it held by another process?) */
+    int waited = 0;
     uint64_t t = VSTAT_T0();
-    while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
-        if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
+    if (vol_vlock_take(v, vstat_on, &waited, err) < 0) return -1;
+    if (waited) VSTAT(ofd_lock_wait);
     v->held_t0 = VSTAT_T0();
-    if (t && v->held_t0) {
+    if (waited && t && v->held_t0) {
         uint64_t d = v->held_t0 - t;
         VSTAT_ADD(ofd_wait_ns, d);
         if (vstat_role == VROLE_WRITE) VSTAT_ADD(ofd_wait_write_ns, d);
@@ -1046,8 +1044,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
             if (f->refs == 0) file_unlist_free(v, f);
         }
     }
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    fcntl(v->lockfd, F_OFD_SETLK, &fl);
+    vol_vlock_give(v);
     return rc;
 }
 
@@ -1082,8 +1079,7 @@ static void ofd_unlock(scp_volume *v, int publish) {
     if (publish) hint_publish(v);
     else __atomic_store_n(&v->pub_at, 0, __ATOMIC_RELEASE); /* (not known to be the newest) */
     v->ofd_held = 0;
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    fcntl(v->lockfd, F_OFD_SETLK, &fl);
+    vol_vlock_give(v);
     VSTAT_T1(vol_hold_ns, v->held_t0);
 }
 
