@@ -21,7 +21,8 @@
  * lock if not. Only a process that is alone changes the word, and every process present took
  * its presence lock before its first take, so no process uses the other kind meanwhile. A
  * process that cannot map the page (the mapping is otherwise optional) cannot take the mutex:
- * it opens the volume only while the page says OFD, and otherwise fails with a message.
+ * alone, it clears the word and takes the OFD lock; otherwise it opens the volume only while
+ * the page says OFD, and fails with a message when the page says mutex.
  *
  * The page is the host's, like the hints beside it. A host that writes the mutex's bytes can
  * make processes wait, or let two hold it at once; the second is what a host that edits the
@@ -97,7 +98,13 @@ static int vlock_decide(scp_volume *v, int try_first, int *waited, scp_err *err)
     uint64_t word = 0;
     if (v->hint) word = __atomic_load_n(vlock_word(v), __ATOMIC_ACQUIRE);
     else if (pread(v->lockfd, &word, sizeof word, VOL_VLOCK_MAGIC_OFF) != (ssize_t)sizeof word) word = 0;
-    if (v->hint && vol_alone_now(v)) {
+    int alone = vol_alone_now(v);
+    if (!v->hint && alone && word != 0) {
+        /* (alone without the mapping: the OFD lock, for whoever opens while we have it) */
+        word = 0;
+        if (pwrite(v->lockfd, &word, sizeof word, VOL_VLOCK_MAGIC_OFF) != (ssize_t)sizeof word)
+            word = VOL_VLOCK_MAGIC; /* (not cleared: refused below, as if not alone) */
+    } else if (v->hint && alone) {
         /* Nobody else present, so nobody holds the mutex or waits for it: set it up afresh
          * (whatever a dead holder or the host left in it) */
         if (!want_ofd) {
