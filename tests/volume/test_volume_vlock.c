@@ -100,6 +100,18 @@ static void q_run(tu_child *c, const char *dir, int go, int done, int report_byt
     tu_child_exit(c, NULL, 0);
 }
 
+/* Start Q (q_run) with its two pipes: go[1] and done[0] stay here, the other ends are Q's. */
+static void q_start(tu_child *c, const char *dir, int go[2], int done[2], int report_byte0) {
+    REQUIRE(pipe(go) == 0 && pipe(done) == 0);
+    if (tu_child_start(c)) {
+        close(go[1]);
+        close(done[0]);
+        q_run(c, dir, go[0], done[1], report_byte0);
+    }
+    close(go[0]);
+    close(done[1]);
+}
+
 static void check_both(const char *dir, const char *what) {
     scp_err e;
     scp_volume *v = scp_volume_open(dir, KEY, NULL, &e);
@@ -126,15 +138,8 @@ static void two(const char *base, const char *name, int ofd) {
     CHECKF(ofd ? w == 0 : memcmp(&w, "SCPVLCK1", 8) == 0,
            "%s: the lock file's word after an open alone is %016llx", name, (unsigned long long)w);
     int go[2], done[2];
-    REQUIRE(pipe(go) == 0 && pipe(done) == 0);
     tu_child c;
-    if (tu_child_start(&c)) {
-        close(go[1]);
-        close(done[0]);
-        q_run(&c, dir, go[0], done[1], 1);
-    }
-    close(go[0]);
-    close(done[1]);
+    q_start(&c, dir, go, done, 1);
     usleep(200000); /* (Q's open done before P holds the lock: not needed, but the usual case) */
     struct held h = {.go = go[1], .done = done[0], .armed = 1};
     scp_volume_on_commit(v, on_commit, &h);
@@ -208,17 +213,10 @@ static void scribble(const char *base) {
     close(fd);
     free(path);
     int go[2], done[2];
-    REQUIRE(pipe(go) == 0 && pipe(done) == 0);
     alarm(60);
     v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
     tu_child c;
-    if (tu_child_start(&c)) {
-        close(go[1]);
-        close(done[0]);
-        q_run(&c, dir, go[0], done[1], 0);
-    }
-    close(go[0]);
-    close(done[1]);
+    q_start(&c, dir, go, done, 0);
     CHECK(write(go[1], "g", 1) == 1);
     char b;
     struct pollfd p = {.fd = done[0], .events = POLLIN};
