@@ -117,7 +117,7 @@ extern void (*vol_test_fam_midstore)(void);
 struct scp_volume {
     int dirfd;      /* the volume directory */
     int objfd;      /* its objects/ directory */
-    int lockfd;     /* "lock": OFD write lock serializes commits across processes */
+    int lockfd;     /* "lock": the volume lock serializes commits across processes (vlock.c) */
     uint64_t *hint; /* the lock file's first 8 bytes, mapped shared: the generation of the last
                      * commit (a hint, see vol_fresh; NULL if the file cannot be mapped); the
                      * mapping goes on to the per-file hints (vol_file_unchanged) */

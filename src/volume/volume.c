@@ -6,7 +6,7 @@
  *   1. registry_mu          the list of open volumes; held across others only by fork_prepare
  *   2. a handle's cur_mu    (vfile.c) cursor calls: read, write, seek
  *   3. a file's rw          a thread holds at most one file's rw at a time
- *   4. the volume's mu      vol_lock; the cross-process lock (OFD, byte 0) is taken under it
+ *   4. the volume's mu      vol_lock; the cross-process lock (vlock.c) is taken under it
  *   5. a file's pc_mu       (cache.c) the plaintext cache; a leaf
  *   -  the volume's ml_defer_mu (manifest.c) the sole holder's deferred manifest-log records;
  *                           a leaf, taken under mu or with a file's rw held
@@ -888,7 +888,8 @@ int scp_volume_fold_at_exit(scp_volume *v, scp_err *err) {
     return rc < 0 ? -1 : due;
 }
 
-/* Take the cross-process lock (byte 0 of the lock file), waiting for it. */
+/* Take the cross-process lock (vlock.c: the mutex in the mapped lock page, or the OFD lock on
+ * byte 0 of the lock file), waiting for it. */
 static int ofd_lock(scp_volume *v, scp_err *err) {
     assert(VOL_MU_HELD(v));
     VSTAT(ofd_lock);
