@@ -582,6 +582,10 @@ enum { VLOCK_UNDECIDED = 0, VLOCK_OFD, VLOCK_MUTEX };
 int vol_vlock_take(scp_volume *v, int try_first, int *waited, scp_err *err);
 /* Give it back (the thread that took it). */
 void vol_vlock_give(scp_volume *v);
+/* A new description fd of the lock file is about to stand for this process (a fork child's
+ * repair, vol_lock_own): of the mutex kind, take the read lock on byte 0 through it that keeps
+ * a build from before the mutex out (vlock.c), waiting for it if wait. 0, or -1 (errno). */
+int vol_vlock_own(scp_volume *v, int fd, int wait);
 /* The fold epoch (format 3; u64 at VOL_MLOG_EPOCH_OFF of the lock file, in the mapped page):
  * moved under the volume lock before every durable slot write and every start of a new log
  * (manifest.c, mlog_epoch_bump). A catch-up that finds it where it was when it last looked at

@@ -24,6 +24,14 @@
  * alone, it clears the word and takes the OFD lock; otherwise it opens the volume only while
  * the page says OFD, and fails with a message when the page says mutex.
  *
+ * A build from before the mutex takes the OFD lock on byte 0 for every commit and knows nothing
+ * of the page's word. So that such a process, opening a volume that processes of this build
+ * lock through the mutex, waits instead of committing beside them, every process of the mutex
+ * kind holds a read lock on byte 0 for as long as it has the volume open (through each of its
+ * descriptions of the lock file: vol_vlock_own). The kind is decided under a write lock on
+ * byte 2 (VLOCK_DECIDE_BYTE), which no other lock uses, so that those read locks do not hold
+ * up the decisions of newcomers of this build.
+ *
  * The page is the host's, like the hints beside it. A host that writes the mutex's bytes can
  * make processes wait, or let two hold it at once; the second is what a host that edits the
  * volume's files between two processes' commits can do anyway: a commit record or manifest-log
@@ -56,6 +64,22 @@ static uint64_t *vlock_word(scp_volume *v) {
     return (uint64_t *)((char *)v->hint + VOL_VLOCK_MAGIC_OFF);
 }
 
+#define VLOCK_DECIDE_BYTE 2
+
+/* An OFD lock of type on byte at of fd, waiting for it (EINTR: again). 0 or -1 (errno). */
+static int ofd_wait(int fd, short type, off_t at) {
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
+    int r;
+    while ((r = fcntl(fd, F_OFD_SETLKW, &fl)) < 0 && errno == EINTR) {
+    }
+    return r;
+}
+
+static void ofd_drop(int fd, off_t at) {
+    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
+    (void)fcntl(fd, F_OFD_SETLK, &fl);
+}
+
 /* The OFD lock on byte 0. try_first: one try before waiting, to tell whether it was held. */
 static int ofd_take(scp_volume *v, int try_first, int *waited, scp_err *err) {
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
@@ -63,15 +87,11 @@ static int ofd_take(scp_volume *v, int try_first, int *waited, scp_err *err) {
         if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) return 0;
         *waited = 1;
     }
-    while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
-        if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
+    if (ofd_wait(v->lockfd, F_WRLCK, 0) < 0) return scp_fail_errno(err, "cannot lock the volume");
     return 0;
 }
 
-static void ofd_give(scp_volume *v) {
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    (void)fcntl(v->lockfd, F_OFD_SETLK, &fl);
-}
+static void ofd_give(scp_volume *v) { ofd_drop(v->lockfd, 0); }
 
 static int mutex_take(scp_volume *v, int try_first, int *waited, scp_err *err) {
     pthread_mutex_t *m = vlock_mutex(v);
@@ -90,9 +110,11 @@ static int mutex_take(scp_volume *v, int try_first, int *waited, scp_err *err) {
     return 0;
 }
 
-/* A process's first take: decide the kind under the OFD lock (the file comment). */
+/* A process's first take: decide the kind under the decision lock (the file comment), then
+ * take the volume lock of that kind. */
 static int vlock_decide(scp_volume *v, int try_first, int *waited, scp_err *err) {
-    if (ofd_take(v, try_first, waited, err) < 0) return -1;
+    if (ofd_wait(v->lockfd, F_WRLCK, VLOCK_DECIDE_BYTE) < 0)
+        return scp_fail_errno(err, "cannot lock the volume");
     const char *s = getenv("SCP_VOLUME_LOCK");
     int want_ofd = s && strcmp(s, "fcntl") == 0;
     uint64_t word = 0;
@@ -119,17 +141,26 @@ static int vlock_decide(scp_volume *v, int try_first, int *waited, scp_err *err)
         __atomic_store_n(vlock_word(v), want_ofd ? 0 : VOL_VLOCK_MAGIC, __ATOMIC_RELEASE);
         word = want_ofd ? 0 : VOL_VLOCK_MAGIC;
     }
-    if (word != VOL_VLOCK_MAGIC) {
-        v->vlock_kind = VLOCK_OFD;
-        return 0; /* (held: the OFD lock is the volume lock) */
-    }
-    ofd_give(v);
-    if (!v->hint)
-        return scp_fail(err, SCP_E_SYS, ENOMEM,
-                        "cannot lock the volume: its lock file's first pages could not be mapped, "
-                        "and the processes that have it open lock it through that mapping");
-    v->vlock_kind = VLOCK_MUTEX;
-    return mutex_take(v, try_first, waited, err);
+    int kind = word == VOL_VLOCK_MAGIC ? VLOCK_MUTEX : VLOCK_OFD;
+    /* (the mutex kind's read lock on byte 0, under the decision lock: see vol_vlock_own) */
+    int rc = 0;
+    if (kind == VLOCK_MUTEX && !v->hint)
+        rc = scp_fail(err, SCP_E_SYS, ENOMEM,
+                      "cannot lock the volume: its lock file's first pages could not be mapped, "
+                      "and the processes that have it open lock it through that mapping");
+    else if (kind == VLOCK_MUTEX && ofd_wait(v->lockfd, F_RDLCK, 0) < 0)
+        rc = scp_fail_errno(err, "cannot lock the volume");
+    ofd_drop(v->lockfd, VLOCK_DECIDE_BYTE);
+    if (rc < 0) return -1;
+    v->vlock_kind = kind;
+    return vol_vlock_take(v, try_first, waited, err);
+}
+
+int vol_vlock_own(scp_volume *v, int fd, int wait) {
+    if (v->vlock_kind != VLOCK_MUTEX) return 0;
+    if (wait) return ofd_wait(fd, F_RDLCK, 0);
+    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl);
 }
 
 int vol_vlock_take(scp_volume *v, int try_first, int *waited, scp_err *err) {

@@ -930,7 +930,8 @@ static void vol_lock_own(scp_volume *v) {
     int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return;
     struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1};
-    int ok = fcntl(fd, F_OFD_SETLK, &fl) == 0 && dup3(fd, v->lockfd, O_CLOEXEC) >= 0;
+    int ok = fcntl(fd, F_OFD_SETLK, &fl) == 0 && vol_vlock_own(v, fd, 0) == 0 &&
+             dup3(fd, v->lockfd, O_CLOEXEC) >= 0;
     close(fd);
     if (ok) v->lock_inherited = 0;
 }
@@ -1025,6 +1026,12 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     int old = v->lockfd;
     v->lockfd = fd;
     presence_take(v);
+    if (vol_vlock_own(v, fd, 1) < 0) {
+        int e = errno;
+        v->lockfd = old;
+        close(fd);
+        return scp_fail(err, SCP_E_SYS, e, "cannot lock the volume after fork: %s", strerror(e));
+    }
     close(old);
     if (vol_test_fork_repair) vol_test_fork_repair(v);
     v->priv = 0;      /* and its private lock, if any (a fork's prepare ends it: sh_fork_share) */

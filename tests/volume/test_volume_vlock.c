@@ -4,9 +4,11 @@
  *   mutex    P opens a fresh volume alone: the lock file's word says "mutex" (bytes 120-127 are
  *            "SCPVLCK1"). Q opens it too. P commits and, in its commit callback (which runs under
  *            the volume lock), lets Q commit and waits 300 ms: Q's commit must not end meanwhile
- *            (it needs the lock), and no OFD lock is on byte 0 (Q looks with F_OFD_GETLK: the
- *            mutex is what excludes). After P's callback returns, Q's commit ends, and both
- *            files are there.
+ *            (it needs the lock), and byte 0 holds only read locks (Q looks with F_OFD_GETLK:
+ *            the mutex is what excludes; the read locks keep out a build from before the
+ *            mutex, whose commit takes an OFD write lock there: refused while P has the volume
+ *            open, taken after the last close). After P's callback returns, Q's commit ends,
+ *            and both files are there.
  *   fcntl    the same with SCP_VOLUME_LOCK=fcntl in P's environment alone: P, opening alone,
  *            clears the word; Q, whose environment has no switch, takes the OFD lock too (it
  *            follows the page, not its environment): byte 0 is locked while P holds the
@@ -16,6 +18,8 @@
  *            both files.
  *   scribble the mutex's bytes overwritten while nobody has the volume open (as a host could):
  *            the next open, alone, sets it up again, and two processes commit as before.
+ *   third    the tests' own hold of the volume lock (tu_vlock_hold) makes a commit wait, of
+ *            either kind.
  * Each wait is bounded (alarm), so a lock that is never given back fails instead of hanging.
  */
 #include <poll.h>
@@ -33,7 +37,7 @@ struct held {
     int die;      /* kill ourselves in the callback (killed) */
     int armed;
     int early;    /* Q's commit ended while we held the lock */
-    int byte0;    /* F_OFD_GETLK's answer for byte 0, as Q reported it: 1 locked, 0 free */
+    char byte0;   /* byte0_lock's answer while we held the lock, as Q reported it */
 };
 
 static void on_commit(void *ctx, const scp_volume_tag *tag) {
@@ -49,7 +53,7 @@ static void on_commit(void *ctx, const scp_volume_tag *tag) {
     /* Q reports byte 0 first, then its commit's end; the commit must not end in 300 ms */
     char b = 0;
     struct pollfd p = {.fd = h->done, .events = POLLIN};
-    if (poll(&p, 1, 20000) == 1 && read(h->done, &b, 1) == 1) h->byte0 = b == 'L';
+    if (poll(&p, 1, 20000) == 1 && read(h->done, &b, 1) == 1) h->byte0 = b;
     if (poll(&p, 1, 300) == 1) h->early = 1;
 }
 
@@ -63,14 +67,28 @@ static uint64_t lock_word(const char *dir) {
     return w;
 }
 
-/* 1 when another description holds a lock on byte 0 of dir/lock */
-static int byte0_locked(const char *dir) {
+/* What another description holds on byte 0 of dir/lock: 'W' a write lock (the OFD kind's
+ * volume lock), 'R' a read lock (a process of the mutex kind keeps one while it has the volume
+ * open, so that a build from before the mutex waits), 'F' none, '?' an error */
+static char byte0_lock(const char *dir) {
+    char *path = tu_path(dir, "lock");
+    int fd = open(path, O_RDWR);
+    free(path);
+    if (fd < 0) return '?';
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    char r = fcntl(fd, F_OFD_GETLK, &fl) < 0 ? '?' : fl.l_type == F_WRLCK ? 'W' : fl.l_type == F_RDLCK ? 'R' : 'F';
+    close(fd);
+    return r;
+}
+
+/* 1 when an OFD write lock on byte 0 of dir/lock can be taken now (then given back) */
+static int try_old_commit(const char *dir) {
     char *path = tu_path(dir, "lock");
     int fd = open(path, O_RDWR);
     free(path);
     if (fd < 0) return -1;
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    int r = fcntl(fd, F_OFD_GETLK, &fl) < 0 ? -1 : fl.l_type != F_UNLCK;
+    int r = fcntl(fd, F_OFD_SETLK, &fl) == 0;
     close(fd);
     return r;
 }
@@ -88,7 +106,7 @@ static void q_run(tu_child *c, const char *dir, int go, int done, int report_byt
     char b;
     if (read(go, &b, 1) != 1) _exit(5);
     if (report_byte0) {
-        char r = byte0_locked(dir) == 1 ? 'L' : 'F';
+        char r = byte0_lock(dir);
         if (write(done, &r, 1) != 1) _exit(6);
     }
     if (tu_vput(v, "q", "from Q", 6, &e) < 0) {
@@ -141,18 +159,23 @@ static void two(const char *base, const char *name, int ofd) {
     tu_child c;
     q_start(&c, dir, go, done, 1);
     usleep(200000); /* (Q's open done before P holds the lock: not needed, but the usual case) */
+    /* a build from before the mutex takes the OFD write lock on byte 0 to commit: while P (of
+     * the mutex kind) has the volume open, it cannot; the OFD kind's P leaves it free */
+    CHECKF(try_old_commit(dir) == ofd, "%s: an OFD write lock on byte 0 (an older build's "
+           "commit) %s while P has the volume open", name, ofd ? "is refused" : "is taken");
     struct held h = {.go = go[1], .done = done[0], .armed = 1};
     scp_volume_on_commit(v, on_commit, &h);
     CHECK(tu_vput(v, "p", "from P", 6, &e) == 0);
     CHECKF(!h.early, "%s: Q committed while P held the volume lock", name);
-    CHECKF(h.byte0 == ofd, "%s: byte 0 of the lock file is %s while P holds the volume lock",
-           name, h.byte0 ? "locked" : "free");
+    CHECKF(h.byte0 == (ofd ? 'W' : 'R'), "%s: byte 0 of the lock file while P holds the volume "
+           "lock: %c (W write-locked, R read-locked, F free)", name, h.byte0);
     char b;
     struct pollfd p = {.fd = done[0], .events = POLLIN};
     CHECKF(poll(&p, 1, 20000) == 1 && read(done[0], &b, 1) == 1,
            "%s: Q's commit did not end after P let go of the lock", name);
     CHECK(tu_child_wait(&c, NULL, 0));
     CHECK(scp_volume_close(v, &e) == 0);
+    CHECKF(try_old_commit(dir) == 1, "%s: byte 0 stays locked after the volume's last close", name);
     close(go[1]);
     close(done[0]);
     check_both(dir, name);
@@ -232,6 +255,36 @@ static void scribble(const char *base) {
     free(dir);
 }
 
+/* The tests' third-party hold (testutil.h, tu_vlock_hold, which test_volume_shared uses) is the
+ * library's lock: Q's commit waits while the test holds it, of either kind. */
+static void third(const char *base, int ofd) {
+    char *dir = tu_path(base, ofd ? "third-fcntl" : "third-mutex");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
+    if (ofd) setenv("SCP_VOLUME_LOCK", "fcntl", 1);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
+    unsetenv("SCP_VOLUME_LOCK");
+    CHECK(tu_vput(v, "p", "from P", 6, &e) == 0);
+    int go[2], done[2];
+    tu_child c;
+    q_start(&c, dir, go, done, 0);
+    usleep(200000);
+    tu_vlock held = tu_vlock_hold(dir);
+    CHECK(write(go[1], "g", 1) == 1);
+    char b;
+    struct pollfd p = {.fd = done[0], .events = POLLIN};
+    CHECKF(poll(&p, 1, 300) == 0, "%s: Q committed while the test held the volume lock", dir);
+    tu_vlock_release(&held);
+    CHECKF(poll(&p, 1, 20000) == 1 && read(done[0], &b, 1) == 1,
+           "%s: Q's commit did not end after the test let go of the lock", dir);
+    CHECK(tu_child_wait(&c, NULL, 0));
+    CHECK(scp_volume_close(v, &e) == 0);
+    close(go[1]);
+    close(done[0]);
+    check_both(dir, dir);
+    free(dir);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     char *base = tu_tmpdir("vlock");
@@ -239,6 +292,8 @@ int main(void) {
     two(base, "fcntl", 1);
     killed(base);
     scribble(base);
+    third(base, 0);
+    third(base, 1);
     if (!tu_failures) tu_rm_rf(base);
     free(base);
     return tu_exit_code("test_volume_vlock");
