@@ -75,6 +75,12 @@ static int ofd_wait(int fd, short type, off_t at) {
     return r;
 }
 
+/* An OFD lock of type on byte at of fd if it is free now: 0, or -1 (errno EAGAIN: held). */
+static int ofd_try(int fd, short type, off_t at) {
+    struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
+    return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
 static void ofd_drop(int fd, off_t at) {
     struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = at, .l_len = 1};
     (void)fcntl(fd, F_OFD_SETLK, &fl);
@@ -82,9 +88,8 @@ static void ofd_drop(int fd, off_t at) {
 
 /* The OFD lock on byte 0. try_first: one try before waiting, to tell whether it was held. */
 static int ofd_take(scp_volume *v, int try_first, int *waited, scp_err *err) {
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     if (try_first) {
-        if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) return 0;
+        if (ofd_try(v->lockfd, F_WRLCK, 0) == 0) return 0;
         *waited = 1;
     }
     if (ofd_wait(v->lockfd, F_WRLCK, 0) < 0) return scp_fail_errno(err, "cannot lock the volume");
@@ -158,9 +163,7 @@ static int vlock_decide(scp_volume *v, int try_first, int *waited, scp_err *err)
 
 int vol_vlock_own(scp_volume *v, int fd, int wait) {
     if (v->vlock_kind != VLOCK_MUTEX) return 0;
-    if (wait) return ofd_wait(fd, F_RDLCK, 0);
-    struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    return fcntl(fd, F_OFD_SETLK, &fl);
+    return wait ? ofd_wait(fd, F_RDLCK, 0) : ofd_try(fd, F_RDLCK, 0);
 }
 
 int vol_vlock_take(scp_volume *v, int try_first, int *waited, scp_err *err) {

@@ -35,6 +35,7 @@
 #include <signal.h>
 
 #include "scenario.h"
+#include "vlockhold.h"
 
 #define CS 4096u
 #define SZ (8u * CS)
@@ -282,7 +283,7 @@ static void file_hints(const char *vol) {
     REQUIRE(scp_vfile_pwrite(z, buf, SZ, 0, &e) == (ssize_t)SZ);
     memset(buf, 'C', CS);
     REQUIRE(scp_vfile_pwrite(x, buf, CS, 0, &e) == (ssize_t)CS);
-    /* A third party holds the volume lock (as the library takes it: tu_vlock_hold). */
+    /* A third party holds the volume lock (as the library takes it: vlockhold.h). */
     tu_vlock held = tu_vlock_hold(vol);
     REQUIRE(write(down[1], "g", 1) == 1);
     char got = pipe_get(up[0], 30);

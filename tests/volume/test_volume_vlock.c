@@ -26,10 +26,9 @@
 #include <signal.h>
 
 #include "scenario.h"
+#include "vlockhold.h"
 
 static const uint8_t KEY[SCP_VOLUME_KEY_LEN] = {7, 1, 7, 1};
-#define WORD_OFF 120
-#define MUTEX_OFF 128
 
 struct held {
     int go;       /* written: Q may commit now */
@@ -57,13 +56,19 @@ static void on_commit(void *ctx, const scp_volume_tag *tag) {
     if (poll(&p, 1, 300) == 1) h->early = 1;
 }
 
-static uint64_t lock_word(const char *dir) {
+/* dir/lock opened with flags (-1 if it cannot be) */
+static int lock_open(const char *dir, int flags) {
     char *path = tu_path(dir, "lock");
-    int fd = open(path, O_RDONLY);
-    uint64_t w = 0;
-    if (fd < 0 || pread(fd, &w, sizeof w, WORD_OFF) != (ssize_t)sizeof w) w = ~0ull;
-    if (fd >= 0) close(fd);
+    int fd = open(path, flags | O_CLOEXEC);
     free(path);
+    return fd;
+}
+
+static uint64_t lock_word(const char *dir) {
+    int fd = lock_open(dir, O_RDONLY);
+    uint64_t w = 0;
+    if (fd < 0 || pread(fd, &w, sizeof w, VOL_VLOCK_MAGIC_OFF) != (ssize_t)sizeof w) w = ~0ull;
+    if (fd >= 0) close(fd);
     return w;
 }
 
@@ -71,9 +76,7 @@ static uint64_t lock_word(const char *dir) {
  * volume lock), 'R' a read lock (a process of the mutex kind keeps one while it has the volume
  * open, so that a build from before the mutex waits), 'F' none, '?' an error */
 static char byte0_lock(const char *dir) {
-    char *path = tu_path(dir, "lock");
-    int fd = open(path, O_RDWR);
-    free(path);
+    int fd = lock_open(dir, O_RDWR);
     if (fd < 0) return '?';
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     char r = fcntl(fd, F_OFD_GETLK, &fl) < 0 ? '?' : fl.l_type == F_WRLCK ? 'W' : fl.l_type == F_RDLCK ? 'R' : 'F';
@@ -83,9 +86,7 @@ static char byte0_lock(const char *dir) {
 
 /* 1 when an OFD write lock on byte 0 of dir/lock can be taken now (then given back) */
 static int try_old_commit(const char *dir) {
-    char *path = tu_path(dir, "lock");
-    int fd = open(path, O_RDWR);
-    free(path);
+    int fd = lock_open(dir, O_RDWR);
     if (fd < 0) return -1;
     struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
     int r = fcntl(fd, F_OFD_SETLK, &fl) == 0;
@@ -227,14 +228,12 @@ static void scribble(const char *base) {
     scp_volume *v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
     CHECK(tu_vput(v, "p", "from P", 6, &e) == 0);
     CHECK(scp_volume_close(v, &e) == 0);
-    char *path = tu_path(dir, "lock");
-    int fd = open(path, O_RDWR);
+    int fd = lock_open(dir, O_RDWR);
     REQUIRE(fd >= 0);
     uint8_t junk[64];
     memset(junk, 0xa5, sizeof junk); /* (a "locked" word with an owner that never lets go) */
-    REQUIRE(pwrite(fd, junk, sizeof junk, MUTEX_OFF) == (ssize_t)sizeof junk);
+    REQUIRE(pwrite(fd, junk, sizeof junk, VOL_VLOCK_OFF) == (ssize_t)sizeof junk);
     close(fd);
-    free(path);
     int go[2], done[2];
     alarm(60);
     v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
@@ -255,7 +254,7 @@ static void scribble(const char *base) {
     free(dir);
 }
 
-/* The tests' third-party hold (testutil.h, tu_vlock_hold, which test_volume_shared uses) is the
+/* The tests' third-party hold (vlockhold.h, tu_vlock_hold, which test_volume_shared uses) is the
  * library's lock: Q's commit waits while the test holds it, of either kind. */
 static void third(const char *base, int ofd) {
     char *dir = tu_path(base, ofd ? "third-fcntl" : "third-mutex");

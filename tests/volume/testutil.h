@@ -11,7 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,7 +18,6 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -337,42 +335,6 @@ static inline char *tu_only_object(const char *dir, const char *ext) {
     free(objs);
     REQUIRE(found);
     return found;
-}
-
-/* A third party's hold of the volume lock of the volume at dir, taken as the library takes it
- * (src/volume/vlock.c): the robust mutex at byte 128 of the lock file's mapped page when the
- * word at byte 120 says so, else the OFD write lock on byte 0. tu_vlock_hold waits for it;
- * nothing else of the volume is called meanwhile. */
-typedef struct tu_vlock {
-    int fd;
-    void *map; /* (the mutex kind: the lock file's first page) */
-} tu_vlock;
-static inline tu_vlock tu_vlock_hold(const char *dir) {
-    char *path = tu_path(dir, "lock");
-    tu_vlock h = {open(path, O_RDWR | O_CLOEXEC), NULL};
-    free(path);
-    REQUIRE(h.fd >= 0);
-    uint64_t word = 0;
-    REQUIRE(pread(h.fd, &word, sizeof word, 120) == (ssize_t)sizeof word);
-    if (memcmp(&word, "SCPVLCK1", 8) == 0) {
-        h.map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, h.fd, 0);
-        REQUIRE(h.map != MAP_FAILED);
-        pthread_mutex_t *m = (pthread_mutex_t *)((char *)h.map + 128);
-        int r = pthread_mutex_lock(m);
-        if (r == EOWNERDEAD) r = pthread_mutex_consistent(m);
-        REQUIRE(r == 0);
-    } else {
-        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-        REQUIRE(fcntl(h.fd, F_OFD_SETLKW, &fl) == 0);
-    }
-    return h;
-}
-static inline void tu_vlock_release(tu_vlock *h) {
-    if (h->map) {
-        REQUIRE(pthread_mutex_unlock((pthread_mutex_t *)((char *)h->map + 128)) == 0);
-        munmap(h->map, 4096);
-    }
-    close(h->fd); /* (and the OFD lock with it) */
 }
 
 /* Write a whole file into a volume (create/truncate) and close it (a commit). */
