@@ -117,11 +117,12 @@ extern void (*vol_test_fam_midstore)(void);
 struct scp_volume {
     int dirfd;      /* the volume directory */
     int objfd;      /* its objects/ directory */
-    int lockfd;     /* "lock": OFD write lock serializes commits across processes */
+    int lockfd;     /* "lock": the volume lock serializes commits across processes (vlock.c) */
     uint64_t *hint; /* the lock file's first 8 bytes, mapped shared: the generation of the last
                      * commit (a hint, see vol_fresh; NULL if the file cannot be mapped); the
                      * mapping goes on to the per-file hints (vol_file_unchanged) */
     int ofd_held;   /* vol_lock took the cross-process lock (vol_unlock releases it) */
+    int vlock_kind; /* which lock that is (vlock.c; VLOCK_UNDECIDED until the first take) */
     uint64_t held_t0; /* (SCP_VOLUME_STATS only: when ofd_lock took it, for vol_hold_ns) */
     uint64_t pub_at; /* the publication counter (VOL_PUB_OFF) when the manifest in memory was
                       * last known to be the newest (vol_unlock under the lock), 0: not known;
@@ -568,6 +569,23 @@ void vol_lockbyte_set(scp_volume *v, off_t off, int on);
  * make the newcomer wait (availability is not promised). */
 #define VOL_WANT_OFF 64
 _Static_assert(VOL_WANT_OFF + 4 <= VOL_LOCKBYTE_OBJDIR, "lock file: the wanted word and the lock bytes overlap");
+/* The volume lock across processes (vlock.c): a process-shared robust mutex at VOL_VLOCK_OFF of
+ * the mapped lock page when the u64 at VOL_VLOCK_MAGIC_OFF holds VOL_VLOCK_MAGIC, else the OFD
+ * write lock on byte 0. The word is set (or cleared, SCP_VOLUME_LOCK=fcntl) only by a process
+ * that takes the lock first while no other process has the volume open. */
+#define VOL_VLOCK_MAGIC_OFF 120
+#define VOL_VLOCK_OFF 128
+#define VOL_VLOCK_MAGIC 0x314b434c56504353ull /* "SCPVLCK1" */
+enum { VLOCK_UNDECIDED = 0, VLOCK_OFD, VLOCK_MUTEX };
+/* Take it (waiting); try_first: try once first and set *waited if another process held it.
+ * 0, or -1 with err set. Caller holds v->mu. */
+int vol_vlock_take(scp_volume *v, int try_first, int *waited, scp_err *err);
+/* Give it back (the thread that took it). */
+void vol_vlock_give(scp_volume *v);
+/* A new description fd of the lock file is about to stand for this process (a fork child's
+ * repair, vol_lock_own): of the mutex kind, take the read lock on byte 0 through it that keeps
+ * a build from before the mutex out (vlock.c), waiting for it if wait. 0, or -1 (errno). */
+int vol_vlock_own(scp_volume *v, int fd, int wait);
 /* The fold epoch (format 3; u64 at VOL_MLOG_EPOCH_OFF of the lock file, in the mapped page):
  * moved under the volume lock before every durable slot write and every start of a new log
  * (manifest.c, mlog_epoch_bump). A catch-up that finds it where it was when it last looked at

@@ -6,7 +6,7 @@
  *   1. registry_mu          the list of open volumes; held across others only by fork_prepare
  *   2. a handle's cur_mu    (vfile.c) cursor calls: read, write, seek
  *   3. a file's rw          a thread holds at most one file's rw at a time
- *   4. the volume's mu      vol_lock; the cross-process lock (OFD, byte 0) is taken under it
+ *   4. the volume's mu      vol_lock; the cross-process lock (vlock.c) is taken under it
  *   5. a file's pc_mu       (cache.c) the plaintext cache; a leaf
  *   -  the volume's ml_defer_mu (manifest.c) the sole holder's deferred manifest-log records;
  *                           a leaf, taken under mu or with a file's rw held
@@ -888,19 +888,18 @@ int scp_volume_fold_at_exit(scp_volume *v, scp_err *err) {
     return rc < 0 ? -1 : due;
 }
 
-/* Take the cross-process lock (byte 0 of the lock file), waiting for it. */
+/* Take the cross-process lock (vlock.c: the mutex in the mapped lock page, or the OFD lock on
+ * byte 0 of the lock file), waiting for it. */
 static int ofd_lock(scp_volume *v, scp_err *err) {
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+    assert(VOL_MU_HELD(v));
     VSTAT(ofd_lock);
-    if (vstat_on) { /* (the measurement's own try: was it held by another process?) */
-        if (fcntl(v->lockfd, F_OFD_SETLK, &fl) == 0) return v->held_t0 = VSTAT_T0(), 0;
-        VSTAT(ofd_lock_wait);
-    }
+    /* (with the counters on, one try first: was it held by another process?) */
+    int waited = 0;
     uint64_t t = VSTAT_T0();
-    while (fcntl(v->lockfd, F_OFD_SETLKW, &fl) < 0)
-        if (errno != EINTR) return scp_fail_errno(err, "cannot lock the volume");
+    if (vol_vlock_take(v, vstat_on, &waited, err) < 0) return -1;
+    if (waited) VSTAT(ofd_lock_wait);
     v->held_t0 = VSTAT_T0();
-    if (t && v->held_t0) {
+    if (waited && t && v->held_t0) {
         uint64_t d = v->held_t0 - t;
         VSTAT_ADD(ofd_wait_ns, d);
         if (vstat_role == VROLE_WRITE) VSTAT_ADD(ofd_wait_write_ns, d);
@@ -931,7 +930,8 @@ static void vol_lock_own(scp_volume *v) {
     int fd = openat(v->dirfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0) return;
     struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET, .l_start = PRESENCE_BYTE, .l_len = 1};
-    int ok = fcntl(fd, F_OFD_SETLK, &fl) == 0 && dup3(fd, v->lockfd, O_CLOEXEC) >= 0;
+    int ok = fcntl(fd, F_OFD_SETLK, &fl) == 0 && vol_vlock_own(v, fd, 0) == 0 &&
+             dup3(fd, v->lockfd, O_CLOEXEC) >= 0;
     close(fd);
     if (ok) v->lock_inherited = 0;
 }
@@ -1026,6 +1026,12 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
     int old = v->lockfd;
     v->lockfd = fd;
     presence_take(v);
+    if (vol_vlock_own(v, fd, 1) < 0) {
+        int e = errno;
+        v->lockfd = old;
+        close(fd);
+        return scp_fail(err, SCP_E_SYS, e, "cannot lock the volume after fork: %s", strerror(e));
+    }
     close(old);
     if (vol_test_fork_repair) vol_test_fork_repair(v);
     v->priv = 0;      /* and its private lock, if any (a fork's prepare ends it: sh_fork_share) */
@@ -1046,8 +1052,7 @@ int vol_check_fork(scp_volume *v, scp_err *err) {
             if (f->refs == 0) file_unlist_free(v, f);
         }
     }
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    fcntl(v->lockfd, F_OFD_SETLK, &fl);
+    vol_vlock_give(v);
     return rc;
 }
 
@@ -1082,8 +1087,7 @@ static void ofd_unlock(scp_volume *v, int publish) {
     if (publish) hint_publish(v);
     else __atomic_store_n(&v->pub_at, 0, __ATOMIC_RELEASE); /* (not known to be the newest) */
     v->ofd_held = 0;
-    struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    fcntl(v->lockfd, F_OFD_SETLK, &fl);
+    vol_vlock_give(v);
     VSTAT_T1(vol_hold_ns, v->held_t0);
 }
 

@@ -55,4 +55,25 @@ ssize_t __wrap_pread(int fd, void *buf, size_t n, off_t off) {
     return __real_pread(fd, buf, n, off);
 }
 
+#ifdef SYSCOUNT_VLOCK
+/* With SYSCOUNT_VLOCK defined and -Wl,--wrap=vol_vlock_take -Wl,--wrap=vol_vlock_give: the
+ * volume lock's takes and gives (src/volume/vlock.c), counted together in nvlock, as its two
+ * fcntl calls were when it was the OFD lock alone: the lock is a mutex in the mapped lock page
+ * now, taken without a system call. */
+struct scp_volume;
+int __real_vol_vlock_take(struct scp_volume *v, int try_first, int *waited, scp_err *err);
+int __wrap_vol_vlock_take(struct scp_volume *v, int try_first, int *waited, scp_err *err);
+void __real_vol_vlock_give(struct scp_volume *v);
+void __wrap_vol_vlock_give(struct scp_volume *v);
+static long nvlock;
+int __wrap_vol_vlock_take(struct scp_volume *v, int try_first, int *waited, scp_err *err) {
+    nvlock++;
+    return __real_vol_vlock_take(v, try_first, waited, err);
+}
+void __wrap_vol_vlock_give(struct scp_volume *v) {
+    nvlock++;
+    __real_vol_vlock_give(v);
+}
+#endif
+
 #endif

@@ -35,6 +35,7 @@
 #include <signal.h>
 
 #include "scenario.h"
+#include "vlockhold.h"
 
 #define CS 4096u
 #define SZ (8u * CS)
@@ -282,20 +283,13 @@ static void file_hints(const char *vol) {
     REQUIRE(scp_vfile_pwrite(z, buf, SZ, 0, &e) == (ssize_t)SZ);
     memset(buf, 'C', CS);
     REQUIRE(scp_vfile_pwrite(x, buf, CS, 0, &e) == (ssize_t)CS);
-    /* A third party holds the volume lock (byte 0 of the lock file, as ofd_lock takes it). */
-    char lp[4096];
-    snprintf(lp, sizeof lp, "%s/lock", vol);
-    int lfd = open(lp, O_RDWR | O_CLOEXEC);
-    REQUIRE(lfd >= 0);
-    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
-    REQUIRE(fcntl(lfd, F_OFD_SETLK, &fl) == 0);
+    /* A third party holds the volume lock (as the library takes it: vlockhold.h). */
+    tu_vlock held = tu_vlock_hold(vol);
     REQUIRE(write(down[1], "g", 1) == 1);
     char got = pipe_get(up[0], 30);
     CHECKF(got == 'y', "the reader's read and size of y, which nobody wrote since it last looked, %s",
            got == 'n' ? "returned other bytes or sizes" : "waited for the volume lock (30 s)");
-    fl.l_type = F_UNLCK;
-    REQUIRE(fcntl(lfd, F_OFD_SETLK, &fl) == 0);
-    close(lfd);
+    tu_vlock_release(&held);
     if (got == 0) got = pipe_get(up[0], 60); /* (the read that waited, once the lock is free) */
     REQUIRE(write(down[1], "g", 1) == 1);
     CHECKF(pipe_get(up[0], 60) == 'x', "the reader did not see the other process's write to x");

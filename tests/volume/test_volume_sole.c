@@ -2,7 +2,8 @@
  * holds the volume's private lock outside shared mode commits without the cross-process lock
  * and without a catch-up, and every other open waits until it lets go.
  *
- * The binary wraps fcntl, statx (fstat), pread, pwrite and malloc (-Wl,--wrap) to count the library's
+ * The binary wraps fcntl, statx (fstat), pread, pwrite, malloc and the volume lock's take and give
+ * (-Wl,--wrap; the lock is a mutex in the mapped lock page, src/volume/vlock.c) to count the library's
  * calls (malloc: the allocations of a chunk's plaintext, 4 KiB here, a dirty chunk's buffer or
  * a plaintext cache entry).
  *   count     sqlite's WAL transaction (a 4120-byte frame written, then an fsync), 64 times,
@@ -30,6 +31,7 @@
 
 #include "crypto/crypto.h"
 #include "scenario.h"
+#define SYSCOUNT_VLOCK
 #include "syscount.h"
 
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
@@ -84,15 +86,15 @@ static void frame(scp_vfile *f, int n) {
 }
 
 static void reset_counts(void) {
-    nfcntl = nfstat = npread = npwrite = npwrite_d = npwrite_mlog = nmalloc_chunk = nhmac = 0;
+    nfcntl = nvlock = nfstat = npread = npwrite = npwrite_d = npwrite_mlog = nmalloc_chunk = nhmac = 0;
 }
 
 struct counts {
-    double wal_fcntl, wal_fstat, wal_pread, wal_pwrite, wal_pwrite_d; /* per WAL commit */
+    double wal_fcntl, wal_vlock, wal_fstat, wal_pread, wal_pwrite, wal_pwrite_d; /* per WAL commit */
     double wal_pwrite_mlog;                 /* of them to manifest.log */
     double wal_hmac;                        /* tag HMACs per WAL commit */
     double wal_malloc_chunk;                /* chunk-sized allocations per WAL commit */
-    double del_calls;                       /* fcntl + fstat + pread per DELETE-mode one */
+    double del_calls;                       /* fcntl + lock + fstat + pread per DELETE-mode one */
     double del_pread;                       /* pread per DELETE-mode one */
     long close_pread;                       /* pread of the WAL file's last close */
 };
@@ -106,6 +108,7 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
     reset_counts();
     for (int i = 1; i <= n; i++) frame(f, i);
     k->wal_fcntl = (double)nfcntl / n;
+    k->wal_vlock = (double)nvlock / n;
     k->wal_fstat = (double)nfstat / n;
     k->wal_pread = (double)npread / n;
     k->wal_pwrite = (double)npwrite / n;
@@ -126,7 +129,7 @@ static void workload(scp_volume *v, const char *name, int n, struct counts *k) {
         REQUIRE_OK(scp_volume_unlink(v, "db-journal", &e), e);
         frame(f, n + 1 + i);
     }
-    k->del_calls = (double)(nfcntl + nfstat + npread) / (n / 2);
+    k->del_calls = (double)(nfcntl + nvlock + nfstat + npread) / (n / 2);
     k->del_pread = (double)npread / (n / 2);
     reset_counts();
     REQUIRE_OK(scp_vfile_close(f, &e), e);
@@ -160,22 +163,22 @@ static void test_count(const char *base) {
            "with another tag than the volume's", rep.n);
     CHECKF(a.wal_hmac >= 1, "a reported commit computes its tag: %.2f HMAC per WAL commit",
            a.wal_hmac);
-    printf("  not private: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite (%.2f to "
-           ".d); %.2f fcntl, fstat and pread per DELETE-mode transaction\n", a.wal_fcntl,
-           a.wal_fstat, a.wal_pread, a.wal_pwrite, a.wal_pwrite_d, a.del_calls);
+    printf("  not private: per WAL commit %.2f fcntl, %.2f volume lock takes and gives, %.2f fstat, "
+           "%.2f pread, %.2f pwrite (%.2f to .d); %.2f fcntl, lock, fstat and pread per DELETE-mode "
+           "transaction\n", a.wal_fcntl, a.wal_vlock, a.wal_fstat, a.wal_pread, a.wal_pwrite, a.wal_pwrite_d, a.del_calls);
     /* (the catch-up reads the log's tail: one pread when it is the log in memory) */
-    CHECKF(a.wal_fcntl >= 2 && a.wal_fstat + a.wal_pread >= 1, "a commit outside the sole "
-           "holder takes the lock and catches up (%.2f fcntl, %.2f fstat, %.2f pread)",
-           a.wal_fcntl, a.wal_fstat, a.wal_pread);
+    CHECKF(a.wal_vlock >= 2 && a.wal_fstat + a.wal_pread >= 1, "a commit outside the sole "
+           "holder takes the lock and catches up (%.2f takes and gives, %.2f fstat, %.2f pread)",
+           a.wal_vlock, a.wal_fstat, a.wal_pread);
     REQUIRE_OK(scp_volume_close(v, &e), e);
 
     v = scp_volume_open(dir, KEY, NULL, &e);
     REQUIRE(v);
     CHECK(scp_volume_go_private(v) == 1);
     workload(v, "db-wal2", 64, &b); /* (a new file: no chunk to read back) */
-    printf("  sole holder: per WAL commit %.2f fcntl, %.2f fstat, %.2f pread, %.2f pwrite (%.2f to "
-           ".d); %.2f fcntl, fstat and pread per DELETE-mode transaction\n", b.wal_fcntl,
-           b.wal_fstat, b.wal_pread, b.wal_pwrite, b.wal_pwrite_d, b.del_calls);
+    printf("  sole holder: per WAL commit %.2f fcntl, %.2f volume lock takes and gives, %.2f fstat, "
+           "%.2f pread, %.2f pwrite (%.2f to .d); %.2f fcntl, lock, fstat and pread per DELETE-mode "
+           "transaction\n", b.wal_fcntl, b.wal_vlock, b.wal_fstat, b.wal_pread, b.wal_pwrite, b.wal_pwrite_d, b.del_calls);
     printf("  sole holder: per WAL commit %.2f allocations of a chunk's plaintext\n", b.wal_malloc_chunk);
     /* (the frame's two chunks: their dirty buffers are the ones the last write-back kept,
      * file_dirty_done, and their cache entries are refilled in place, pc_refill; a new chunk
@@ -209,7 +212,7 @@ static void test_count(const char *base) {
      * ciphertext kept since each commit: ct_keep, CT_KEEP_BYTES) */
     CHECKF(b.close_pread == 0, "the sole holder's close of its WAL file reads its deferred "
            "records back from the log: %ld pread", b.close_pread);
-    CHECKF(b.wal_fcntl == 0 && b.wal_fstat == 0 && b.wal_pread == 0,
+    CHECKF(b.wal_fcntl == 0 && b.wal_vlock == 0 && b.wal_fstat == 0 && b.wal_pread == 0,
            "the sole holder's WAL commits take no lock and make no catch-up");
     /* (what is left there: the new file's writer lock, taken and released) */
     CHECKF(b.del_calls + 8 <= a.del_calls, "the sole holder's DELETE-mode transaction skips "
@@ -357,8 +360,8 @@ static void test_fork(const char *base) {
     CHECK(tu_child_wait(&c, NULL, 0));
     reset_counts();
     for (int n = 4; n < 12; n++) frame(f, n);
-    CHECKF(nfcntl >= 16, "after a fork the parent takes the lock again: %ld fcntl in 8 commits",
-           nfcntl);
+    CHECKF(nvlock >= 16, "after a fork the parent takes the lock again: %ld takes and gives in 8 "
+           "commits", nvlock);
     REQUIRE_OK(scp_vfile_close(f, &e), e);
     scp_volume_private_release(v);
     REQUIRE_OK(scp_volume_close(v, &e), e);
