@@ -23,6 +23,7 @@
     X(vol_lock_sole)     /* ... of which the sole holder's (no fcntl, no catch-up) */           \
     X(ofd_lock)          /* the volume lock taken: fcntl F_OFD_SETLKW (plus one to release) */  \
     X(ofd_lock_wait)     /* ... of which it was held by another process (a try failed first) */ \
+    X(vlock_recheck)     /* mutex waits that looked again after VLOCK_RECHECK_NS (vlock.c) */ \
     X(mrefresh)          /* vol_refresh_manifest: catch-ups on the manifest log under the lock */ \
     X(mrefresh_moved)    /* ... that found the log changed (new records or a reload) */         \
     X(mrefresh_reload)   /* ... that reloaded the whole manifest (a new log, a slot) */         \

@@ -20,8 +20,15 @@
  *            the next open, alone, sets it up again, and two processes commit as before.
  *   third    the tests' own hold of the volume lock (tu_vlock_hold) makes a commit wait, of
  *            either kind.
+ *   lost     a waiter whose wake-up is lost: H holds the mutex and Q's commit sleeps in its
+ *            wait (the word's waiters bit set); then the word is cleared without a wake-up,
+ *            the state in which a woken waiter killed before it took the mutex leaves the
+ *            others when a third process takes and gives it meanwhile (vlock.c, mutex_wait).
+ *            Q's commit must end within seconds (it looks again every 10 ms), where it used
+ *            to sleep for ever (test_volume_forkstress's hang in session 44's CI).
  * Each wait is bounded (alarm), so a lock that is never given back fails instead of hanging.
  */
+#include <linux/futex.h>
 #include <poll.h>
 #include <signal.h>
 
@@ -284,6 +291,76 @@ static void third(const char *base, int ofd) {
     free(dir);
 }
 
+/* A child that holds the mutex until told to exit (it never gives it back: its exit finds
+ * the word no longer its own, and the kernel leaves it alone). */
+static pid_t holder(const char *dir, int ready, int quit) {
+    pid_t p = fork();
+    REQUIRE(p >= 0);
+    if (p == 0) {
+        alarm(60);
+        tu_vlock h = tu_vlock_hold(dir);
+        (void)h;
+        char b = 'h';
+        if (write(ready, &b, 1) != 1 || read(quit, &b, 1) < 0) _exit(2);
+        _exit(0);
+    }
+    return p;
+}
+
+static void lost(const char *base) {
+    char *dir = tu_path(base, "lost");
+    scp_err e;
+    REQUIRE_OK(scp_volume_create(dir, KEY, 4096, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(dir, KEY, NULL, &e), e);
+    CHECK(tu_vput(v, "p", "from P", 6, &e) == 0);
+    int go[2], done[2], hr[2], hq[2];
+    tu_child c;
+    q_start(&c, dir, go, done, 0);
+    REQUIRE(pipe(hr) == 0 && pipe(hq) == 0);
+    pid_t h = holder(dir, hr[1], hq[0]);
+    char b;
+    REQUIRE(read(hr[0], &b, 1) == 1);
+    CHECK(write(go[1], "g", 1) == 1);
+    /* Q asleep in the mutex's wait: the word names H, with the waiters bit Q set */
+    int fd = lock_open(dir, O_RDWR);
+    REQUIRE(fd >= 0);
+    void *map = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    REQUIRE(map != MAP_FAILED);
+    unsigned int *word = (unsigned int *)&((pthread_mutex_t *)((char *)map + VOL_VLOCK_OFF))->__data.__lock;
+    double t0 = tu_now();
+    while (__atomic_load_n(word, __ATOMIC_ACQUIRE) != ((unsigned int)h | FUTEX_WAITERS) && tu_now() - t0 < 20)
+        usleep(1000);
+    CHECKF(__atomic_load_n(word, __ATOMIC_ACQUIRE) == ((unsigned int)h | FUTEX_WAITERS),
+           "lost: the mutex's word is %08x, not H's (%d) with the waiters bit (Q waiting)",
+           __atomic_load_n(word, __ATOMIC_ACQUIRE), (int)h);
+    usleep(200000); /* (from the bit set to the futex wait: a few instructions) */
+    struct pollfd p = {.fd = done[0], .events = POLLIN};
+    CHECKF(poll(&p, 1, 0) == 0, "lost: Q committed while H held the volume lock");
+    __atomic_store_n(word, 0u, __ATOMIC_RELEASE); /* (free, and nobody woken) */
+    t0 = tu_now();
+    int ended = poll(&p, 1, 5000) == 1 && read(done[0], &b, 1) == 1;
+    CHECKF(ended, "lost: Q's commit did not end within 5 s of a lost wake-up");
+    if (ended) printf("lost: Q's commit ended %.1f ms after the lost wake-up\n", (tu_now() - t0) * 1e3);
+    CHECK(tu_child_wait(&c, NULL, 0));
+    CHECK(write(hq[1], "q", 1) == 1);
+    int st;
+    REQUIRE(waitpid(h, &st, 0) == h);
+    CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0, "lost: the holder's status %d", st);
+    munmap(map, 4096);
+    close(fd);
+    /* the mutex still excludes: P's commit and another of Q's after it */
+    CHECK(tu_vput(v, "p", "from P", 6, &e) == 0);
+    CHECK(scp_volume_close(v, &e) == 0);
+    for (int i = 0; i < 2; i++) {
+        close(hr[i]);
+        close(hq[i]);
+    }
+    close(go[1]);
+    close(done[0]);
+    check_both(dir, "lost");
+    free(dir);
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     char *base = tu_tmpdir("vlock");
@@ -293,6 +370,7 @@ int main(void) {
     scribble(base);
     third(base, 0);
     third(base, 1);
+    lost(base);
     if (!tu_failures) tu_rm_rf(base);
     free(base);
     return tu_exit_code("test_volume_vlock");
