@@ -38,7 +38,8 @@
 #   IO=1: a further run of each with perf, machine-wide over STRACE_SECS-4 seconds: the
 #   fdatasync/fsync calls per transaction and their mean time (perf trace -s), jbd2 commits,
 #   ext4 syncs and block requests per transaction (perf stat): where a flush costs more.
-#   IO=2 adds the block requests' kinds and sizes, IO=3 the server's CPU by symbol.
+#   IO=2 adds the block requests' kinds and sizes, IO=3 the server's CPU by object
+#   (PERF_SORT=dso,sym: by function; PERF_MIN=0.5, the least share printed, in %).
 #   VSTATS=1: after the rounds, the volume library's event counters (SCP_VOLUME_STATS,
 #   src/volume/vstats.h) of the scp server: one start and stop alone, one with a pgbench run of
 #   STRACE_SECS; each counter's difference per transaction (load-independent; with
@@ -248,7 +249,7 @@ iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO abov
     wait $pt
     # IO=3: where the server's CPU goes, by symbol (perf record -a, 4 s; self time)
     [ "${IO:-0}" = 3 ] && perf record -q -F 1999 -a -o "$T/pcpu-$fs" -- sleep 4 >/dev/null 2>&1 &&
-        perf report -i "$T/pcpu-$fs" --no-children --comm postgres --sort dso --percent-limit 0.5 \
+        perf report -i "$T/pcpu-$fs" --no-children --comm postgres --sort "${PERF_SORT:-dso}" --percent-limit "${PERF_MIN:-0.5}" \
             --stdio 2>/dev/null | grep -v "^#" | grep . | head -45 | sed "s/^/  $fs /"
     # IO=2: the block requests' kinds and sizes (rwbs: W write, F flush, S sync, FUA)
     [ "${IO:-0}" = 2 ] && perf record -q -g -e block:block_rq_issue -a -o "$T/prec-$fs" -- sleep 1 >/dev/null 2>&1 &&
