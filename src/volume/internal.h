@@ -484,7 +484,10 @@ void vol_note_named(scp_volume *v);
 /* For lookups that only read the namespace: the mutex alone when vol_fresh() says no other
  * process committed since we loaded the manifest, otherwise vol_lock. Release with vol_unlock. */
 int vol_lock_read(scp_volume *v, scp_err *err);
-/* Caller holds v->mu. True when the in-memory manifest is known to be the newest committed one
+/* Caller holds v->mu (but shared_quiet, a read's check of the hints, calls it without: pub_at
+ * is read atomically, v->gen and forked_midway as they stand; a stale answer only sends the
+ * read the slow way, or shows it an older committed state). True when the in-memory manifest
+ * is known to be the newest committed one
  * without a system call: no fork since the descriptors were taken, and the shared generation
  * hint equals our generation. The hint is not authenticated (the host can write it): use this
  * only to skip work for read-only lookups, where a wrong answer shows an older committed state
@@ -1066,7 +1069,8 @@ int file_commit(scp_file *f, scp_err *err);
  * append, a full list of lazy files). f->rw held for writing, f->writer set. */
 int file_commit_lazy(scp_file *f, scp_err *err);
 /* Drop f's uncommitted writes (dirty chunks, the log past its last commit): the next commit
- * starts from the committed state. Caller holds f->rw for writing. */
+ * starts from the committed state. Caller holds f->rw for writing, or is a fork child's
+ * first catch-up (file_after_fork, under vol_lock, its only thread). */
 void file_discard_uncommitted(scp_file *f);
 /* shared.c: a file's writer, and shared mode's publication and catch-up. */
 /* Become f's writer: take its writer lock (shared mode waits for it; outside shared mode it is

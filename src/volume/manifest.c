@@ -411,6 +411,8 @@ static void jlist_clear(scp_volume *v);
 static int commit_manifest(scp_volume *v, int durable, scp_err *err);
 
 int vol_commit_manifest(scp_volume *v, int durable, scp_err *err) {
+    /* (or a create or an open writing before the lock page is mapped: nobody else is there) */
+    assert(!v->hint || VOL_LOCK_HELD(v));
     /* (a durable commit empties the lazy list: it names what this process followed past the
      * named commits first, R3's smallest form; a lazy one that has to write a whole slot
      * does the same, in mlog_full) */
@@ -1638,6 +1640,7 @@ void (*vol_test_oneflush_synced)(scp_volume *v);
  * may be a lazy one, and the records past the durable end are the lazy records of every
  * process since the last durable one (ml_pend, kept as walked or written). */
 int vol_commit_oneflush(scp_volume *v, scp_file *f, scp_err *err) {
+    assert(VOL_LOCK_HELD(v) && FILE_WR_HELD(f));
     (void)vol_pub_take(v); /* (announced first, as vol_commit_manifest does) */
     /* Only onto a log that is durable up to its end (its header and every record before this
      * one are synced or in listed journals: an open reaches this record's place), and not
@@ -2333,6 +2336,7 @@ static int mlog_ids(scp_volume *v, struct id_list *l) {
 static int cmp_id(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID_LEN); }
 
 void vol_collect_garbage(scp_volume *v) {
+    assert(VOL_LOCK_HELD(v));
     if (!lockbyte_get(v, VOL_LOCKBYTE_DOOMED)) return;
     /* Keep what any slot names: until two durable commits have passed a removal, a power cut
      * can bring back a state that has the file. And what this process has loaded (a file
@@ -2715,6 +2719,7 @@ static int objects_present(scp_volume *v, const scp_mentry *e) {
 }
 
 int vol_settle_lazy(scp_volume *v, scp_err *err) {
+    assert(VOL_LOCK_HELD(v));
     uint8_t c[4] = {0};
     /* The newest state is a durable one: the listed files' logs may still hold commits past it
      * (a power cut that lost the lazy records, a kill between a commit record and its record) */

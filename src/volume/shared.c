@@ -130,6 +130,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
 }
 
 int file_acquire_writer(scp_file *f, scp_err *err) {
+    assert(FILE_WR_HELD(f));
     if (f->writer) return 0;
     if (!f->path)
         return 0; /* unlinked: nobody else can reach it through the namespace */

@@ -103,10 +103,12 @@ static int empty_lost_objects(scp_volume *v, const scp_mentry *e) {
 static scp_file *file_get_fds(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err);
 
 scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
+    assert(VOL_MU_HELD(v));
     return file_get_fds(v, e, NULL, err);
 }
 
 scp_file *file_get_new(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err) {
+    assert(VOL_MU_HELD(v));
     scp_file *f = file_get_fds(v, e, fd, err);
     for (int k = 0; k < VOL_NOBJECTS; k++) /* (a new id is never loaded: taken, or failed) */
         if (fd[k] >= 0) {
@@ -198,6 +200,7 @@ void file_unlist_free(scp_volume *v, scp_file *f) {
 }
 
 void file_put(scp_volume *v, scp_file *f) {
+    assert(VOL_MU_HELD(v));
     if (--f->refs > 0) return;
     if (!f->path || f->modified || f->writer) {
         file_unlist_free(v, f);

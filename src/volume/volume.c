@@ -1168,6 +1168,7 @@ static uint64_t *file_hint_slot(scp_volume *v, const uint8_t id[SCP_FILEID_LEN])
 }
 
 void vol_file_hint_bump(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
+    assert(VOL_LOCK_HELD(v));
     if (!v->hint) return;
     uint64_t gen = vol_pub_take(v), *s = file_hint_slot(v, id);
     /* Committers hold the volume lock, so this read-then-store cannot lose a newer value. */
