@@ -103,12 +103,10 @@ static int empty_lost_objects(scp_volume *v, const scp_mentry *e) {
 static scp_file *file_get_fds(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err);
 
 scp_file *file_get(scp_volume *v, const scp_mentry *e, scp_err *err) {
-    assert(VOL_MU_HELD(v));
     return file_get_fds(v, e, NULL, err);
 }
 
 scp_file *file_get_new(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err) {
-    assert(VOL_MU_HELD(v));
     scp_file *f = file_get_fds(v, e, fd, err);
     for (int k = 0; k < VOL_NOBJECTS; k++) /* (a new id is never loaded: taken, or failed) */
         if (fd[k] >= 0) {
@@ -119,6 +117,7 @@ scp_file *file_get_new(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err
 }
 
 static scp_file *file_get_fds(scp_volume *v, const scp_mentry *e, int *fd, scp_err *err) {
+    assert(VOL_MU_HELD(v)); /* (file_get and file_get_new both come through here) */
     for (scp_file *f = v->files; f; f = f->next) {
         if (memcmp(f->id, e->id, SCP_FILEID_LEN) != 0) continue;
         /* Close-to-open consistency: pick up another process's commit if we hold no changes. */
