@@ -868,6 +868,7 @@ static void vol_open_fold(scp_volume *v) {
 
 /* Whether a fold at exit is due (caller holds mu): the sole holder's long log. */
 static int exit_fold_due(scp_volume *v) {
+    assert(VOL_MU_HELD(v));
     return v->priv && !v->shared && log_outweighs(v, SCP_VOLUME_EXIT_FOLD_MIN, 1);
 }
 
