@@ -39,7 +39,9 @@
 #   fdatasync/fsync calls per transaction and their mean time (perf trace -s), jbd2 commits,
 #   ext4 syncs and block requests per transaction (perf stat): where a flush costs more.
 #   IO=2 adds the block requests' kinds and sizes, IO=3 the server's CPU by object
-#   (PERF_SORT=dso,sym: by function; PERF_MIN=0.5, the least share printed, in %).
+#   (PERF_SORT=dso,sym: by function; PERF_MIN=0.5, the least share printed, in %); IO=4 the
+#   server's page faults over 4 s, every one (perf record -e page-faults -c 1), by the function
+#   that faulted (a kernel function: a system call's copy into or out of a page not yet mapped).
 #   VSTATS=1: after the rounds, the volume library's event counters (SCP_VOLUME_STATS,
 #   src/volume/vstats.h) of the scp server: one start and stop alone, one with a pgbench run of
 #   STRACE_SECS; each counter's difference per transaction (load-independent; with
@@ -251,6 +253,10 @@ iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO abov
     [ "${IO:-0}" = 3 ] && perf record -q -F 1999 -a -o "$T/pcpu-$fs" -- sleep 4 >/dev/null 2>&1 &&
         perf report -i "$T/pcpu-$fs" --no-children --comm postgres --sort "${PERF_SORT:-dso}" --percent-limit "${PERF_MIN:-0.5}" \
             --stdio 2>/dev/null | grep -v "^#" | grep . | head -45 | sed "s/^/  $fs /"
+    # IO=4: the server's page faults by faulting function (every fault for 4 s)
+    [ "${IO:-0}" = 4 ] && perf record -q -e page-faults -c 1 -a -o "$T/pflt-$fs" -- sleep 4 >/dev/null 2>&1 &&
+        perf report -i "$T/pflt-$fs" -n --no-children --comm postgres --sort dso,sym --percent-limit 1 \
+            --stdio 2>/dev/null | grep -v "^#" | grep . | head -12 | sed "s/^/  $fs faults /"
     # IO=2: the block requests' kinds and sizes (rwbs: W write, F flush, S sync, FUA)
     [ "${IO:-0}" = 2 ] && perf record -q -g -e block:block_rq_issue -a -o "$T/prec-$fs" -- sleep 1 >/dev/null 2>&1 &&
         perf script -i "$T/prec-$fs" 2>/dev/null | awk -v fs="$fs" '{ for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+,[0-9]+$/) { k = $(i + 1) " " $(i + 2); n[k]++ } }
@@ -265,6 +271,8 @@ iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO abov
         END { for (k in c) printf "  %s %s: %.2f per txn, mean %.1f us\n", fs, k, c[k] / (tps * secs), c[k] ? ms[k] * 1000 / c[k] : 0 }' "$T/ptrace-$fs"
     awk -F, -v fs="$fs" -v tps="$n" -v secs=$((STRACE_SECS - 4)) '
         $3 ~ /:/ && $1 ~ /^[0-9]+$/ { printf "  %s %s: %.2f per txn\n", fs, $3, $1 / (tps * secs) }' "$T/pstat-$fs"
+    [ "${IO:-0}" = 4 ] && perf script -i "$T/pflt-$fs" --comm postgres 2>/dev/null | wc -l |
+        awk -v fs="$fs" -v tps="$n" '{ printf "  %s server page faults: %d in 4 s, %.3f per txn\n", fs, $1, $1 / (tps * 4) }'
 }
 
 vstats() { # FS: the library's counters per transaction (see VSTATS above)
