@@ -54,12 +54,13 @@ hit=
 for obj in $(find "$VOL/objects" -name '*.d' -size +1M -size -16M); do
     off=$(( $(stat -c %s "$obj") / 2 ))
     flip_byte "$obj" $off || fail "tamper failed"
-    if "$SCPCTL" volume verify "$VOL" --key-file "$KEY" 2>&1 | grep -q "CORRUPT $rel "; then hit=$obj; break; fi
+    vout=$("$SCPCTL" volume verify "$VOL" --key-file "$KEY" 2>&1)
+    vrc=$?
+    if echo "$vout" | grep -q "CORRUPT $rel "; then hit=$obj; break; fi
     flip_byte "$obj" $off || fail "tamper failed"
 done
 [ -n "$hit" ] || fail "no object of the volume holds $rel"
-"$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null 2>&1
-[ $? = 3 ] || fail "verify of the tampered volume: expected exit 3"
+[ "$vrc" = 3 ] || fail "verify of the tampered volume: exit $vrc, expected 3"
 # (count(abalance), not count(*): the column is in no index, so every heap block is read; a
 # count(*) may be served by an index-only scan of the primary key, which the vacuum of pgbench
 # -i made possible, and then reads the heap only where a page is not all-visible: it counted
