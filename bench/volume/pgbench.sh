@@ -27,6 +27,10 @@
 # TXNS=N runs each client N transactions (pgbench -t) instead of SECS seconds in the timed
 # rounds: every build then runs the same transactions, so that counts per transaction (the
 # faults) compare without the fixed costs of a run (the backends' start) spread differently.
+# The summary gives the medians of each build's figures, each round's ratio, and the median of
+# the rounds' ratios with a 90% bootstrap interval (the rounds resampled): on a machine whose
+# rounds spread as far as 0.6-1.0x, whether a target is met robustly is whether the interval
+# clears it, not whether one run's median does.
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each
 #   pgbench run), SCALE=10, CLIENTS=4, THREADS=2, BASE=/var/tmp, STRACE=1, STRACE_SECS=10.
 #   GROWN=1: the traced runs also log every call (strace -C -y) and count the flushes of a file
@@ -105,6 +109,21 @@ per_round() { # "A1 A2 ..." "B1 B2 ...": " B1/A1 B2/A2 ..."
     paste -d' ' <(vals "$1") <(vals "$2") | awk '{printf " %.2f", ($1 > 0 ? $2 / $1 : 0)}'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", (b > 0 ? a / b : 0)}'; } # A/B
+round_ci() { # "A1 A2 ..." "B1 B2 ...": the median of the rounds' Bi/Ai and a 90% bootstrap interval
+    # of that median (2,000 resamples of the rounds, a fixed seed): how far this machine's noise
+    # lets one run's median move; with under 5 rounds the interval says little
+    python3 - "$1" "$2" <<'PY'
+import random, statistics, sys
+a = [float(x) for x in sys.argv[1].split()]
+b = [float(x) for x in sys.argv[2].split()]
+r = [y / x for x, y in zip(a, b) if x > 0]
+if not r:
+    sys.exit(0)
+rng = random.Random(1)
+meds = sorted(statistics.median(rng.choices(r, k=len(r))) for _ in range(2000))
+print("%.2fx (90%% bootstrap interval %.2f-%.2f over %d rounds)" % (statistics.median(r), meds[100], meds[1899], len(r)))
+PY
+}
 load() { cut -d' ' -f1 /proc/loadavg; }
 
 initdb_in() { # FS: initdb (under the shield for scp)
@@ -393,6 +412,7 @@ sc=$(med_of "${CPU[scp]:-}")
 echo "median server CPU per transaction: plain $pc ms, scp $sc ms, scp/plain $(ratio "$sc" "$pc")"
 echo "median minor page faults per transaction:$(for fs in $FSLIST; do echo -n " $fs $(med_of "${FLT[$fs]:-}")"; done)"
 echo "per round scp/plain:$(per_round "${TPS[plain]:-}" "${TPS[scp]:-}")"
+echo "median of the per-round ratios: tps $(round_ci "${TPS[plain]:-}" "${TPS[scp]:-}"); server CPU per transaction $(round_ci "${CPU[plain]:-}" "${CPU[scp]:-}")"
 if [ -n "${AB:-}" ]; then
     bt=$(med_of "${TPS[base]:-}")
     bc=$(med_of "${CPU[base]:-}")
