@@ -418,6 +418,7 @@ if [ -n "${AB:-}" ]; then
     bc=$(med_of "${CPU[base]:-}")
     echo "base ($AB): median tps $bt ($(ratio "$bt" "$p") of plain), CPU $bc ms per transaction"
     echo "scp/base: tps $(ratio "$s" "$bt"), CPU per transaction $(ratio "$sc" "$bc"); per round tps:$(per_round "${TPS[base]:-}" "${TPS[scp]:-}")"
+    echo "scp/base, median of the per-round ratios: tps $(round_ci "${TPS[base]:-}" "${TPS[scp]:-}"); CPU per transaction $(round_ci "${CPU[base]:-}" "${CPU[scp]:-}")"
 fi
 if [ "${SHIELD:-0}" = 1 ]; then
     ht=$(med_of "${TPS[shield]:-}")
