@@ -4,7 +4,6 @@
 #   CC=gcc|clang          compiler (default: cc)
 #   SANITIZE_BUILD_DIR    build directory (default build-asan)
 #   CTEST_ARGS            extra ctest arguments (e.g. "-L quick" or "-E crash")
-#   JOBS                  ctest jobs (default: cores + 1, at most 8)
 #
 # Any sanitizer report aborts the test that hit it, so the suite fails. Exits non-zero on a
 # configure, build or test failure.
@@ -33,14 +32,5 @@ export START_SECS=${START_SECS:-120}
 # 45 s gave 159 kills under ASan at load 3.7 here (session 28), so 30 s leaves about 100; the
 # test wants at least 50. The gcc and clang passes make the full 300.
 export SCP_CRASH_SECONDS=${SCP_CRASH_SECONDS:-30}
-# One job more than cores (at most 8; JOBS=N overrides), as scripts/test.sh: most of this
-# pass's long tests wait on servers, TLS peers, Docker and kill timers rather than compute
-# (cas_console 34 s in the gcc pass, 41 s here). At -j3 on two cores the pass took 420 s
-# against 585 s at -j2 in the same session's CI (session 49; session 41's -j3 trial found no
-# gain, before the CAS and container tests grew).
-if [ -z "${JOBS:-}" ]; then
-    JOBS=$(( $(nproc 2>/dev/null || echo 1) + 1 ))
-    [ "$JOBS" -gt 8 ] && JOBS=8
-fi
 # shellcheck disable=SC2086  # CTEST_ARGS is a word list
-ctest --test-dir "$BUILD" --output-on-failure -j"$JOBS" --no-tests=error ${CTEST_ARGS:-}
+ctest --test-dir "$BUILD" --output-on-failure -j2 --no-tests=error ${CTEST_ARGS:-}
