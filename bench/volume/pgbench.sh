@@ -119,9 +119,10 @@ b = [float(x) for x in sys.argv[2].split()]
 r = [y / x for x, y in zip(a, b) if x > 0]
 if not r:
     sys.exit(0)
-rng = random.Random(1)
-meds = sorted(statistics.median(rng.choices(r, k=len(r))) for _ in range(2000))
-print("%.2fx (90%% bootstrap interval %.2f-%.2f over %d rounds)" % (statistics.median(r), meds[100], meds[1899], len(r)))
+rng, n = random.Random(1), 2000
+meds = sorted(statistics.median(rng.choices(r, k=len(r))) for _ in range(n))
+print("%.2fx (90%% bootstrap interval %.2f-%.2f over %d rounds)"
+      % (statistics.median(r), meds[n // 20], meds[n - n // 20 - 1], len(r)))
 PY
 }
 load() { cut -d' ' -f1 /proc/loadavg; }
