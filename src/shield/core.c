@@ -269,6 +269,61 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
     return -EBADF;
 }
 
+/* dup and F_DUPFD from the program's libc calls: the kernel's rule, the lowest free number at
+ * or above min. PostgreSQL counts its free descriptors by dup(2) up to a thousand times and
+ * takes every number below the highest it got as in use: with stderr a protected file, slots at
+ * 2048 and up made it count 2,048 open and refuse to start (docs/shield.md, "Why 2048"). So the
+ * copy is an alias at the number the kernel picks for a copy of the placeholder, and unlike
+ * dup2's aliases it gets no filter of its own: one per number could never be removed, and a
+ * thousand would slow every system call. Raw calls on it meet the O_PATH placeholder and fail
+ * (EBADF), closed rather than open; before such a number reaches code the shield does not see
+ * (fdopen's stdio, a spawn's file actions, an exec) it gets its filter (sh_alias_filter). A
+ * number at or above SCP_SHIELD_MAX_ALIAS_FD, and a vfork child's copy, takes a slot as the
+ * raw dup does (sh_syscall's SYS_dup: a raw caller uses the copy raw, and a slot traps). */
+long sh_dup_low(long fd, long min, int cloexec) {
+    long e = 0;
+    if (min < 0) return -EINVAL;
+    pfile *pf = sh_pf_get(fd, &e);
+    if (!pf) return e;
+    long n = -EMFILE;
+    if (!sh_in_vfork_child() && min < sh.lo && min < (long)SCP_SHIELD_MAX_ALIAS_FD)
+        n = sh_gate(SYS_fcntl, sh.placeholder, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, min, 0, 0, 0);
+    if (n >= sh.lo || n >= (long)SCP_SHIELD_MAX_ALIAS_FD) { /* every lower number is taken */
+        sh_gate(SYS_close, n, 0, 0, 0, 0, 0);
+        n = -EMFILE;
+    }
+    if (n < 0) {
+        n = sh_slot_alloc(pf, min, cloexec);
+        if (n < 0) sh_pf_put(pf);
+        return n;
+    }
+    pthread_mutex_lock(&sh.mu);
+    pfile *old = sh.alias[n]; /* (an alias the program closed raw, not yet noticed) */
+    sh.alias[n] = pf;
+    if (!old) sh.nalias++;
+    pthread_mutex_unlock(&sh.mu);
+    sh_locks_on_close(old);
+    sh_pf_put(old);
+    sh_trace("descriptor %ld now refers to protected '%s' (dup, alias)", n, pf->path);
+    return n;
+}
+
+int sh_alias_filter(long fd) {
+    if (fd < 0 || fd >= sh.lo || fd >= (long)SCP_SHIELD_MAX_ALIAS_FD || sh.alias_filtered[fd]) return 0;
+    pthread_mutex_lock(&sh.mu);
+    int alias = sh.alias[fd] != NULL;
+    pthread_mutex_unlock(&sh.mu);
+    if (!alias) return 0;
+    scp_err fe;
+    if (sh_filter_install((int)fd, 1, 0, &fe)) {
+        sh_trace("cannot filter descriptor %ld: %s", fd, fe.msg);
+        return -EMFILE;
+    }
+    /* (a vfork child's filter is its own: the parent's number stays unfiltered) */
+    if (!sh_in_vfork_child()) sh.alias_filtered[fd] = 1;
+    return 0;
+}
+
 static long do_close(long fd) {
     if (!sh_is_prot(fd)) return -EBADF;
     if (sh_in_vfork_child()) { /* the kernel's copy only: the exec hands on what is still open */

@@ -57,10 +57,6 @@ long sh_vfk_add(pfile *pf, long fd) {
 
 /* ---- the hand-over ------------------------------------------------------------------------- */
 
-/* Fill the exec-time parts of cfg: numbers with their own filter (kept occupied across exec by
- * non-close-on-exec placeholders so that the new image's loader never gets them) and the
- * protected files that stay open. held[] receives the placeholders added here (to undo them
- * if exec fails). */
 /* ids[i]: the description behind cfg->inherit[i], so that numbers sharing one description
  * share it again after exec (one cursor, as dup2 promises) */
 static void inherit_link(scp_shield_config *cfg, const void **ids, const void *id) {
@@ -99,11 +95,6 @@ static int kernel_keeps(long fd) {
     return fl >= 0 && !(fl & FD_CLOEXEC);
 }
 
-/* Fill the exec-time parts of cfg: numbers with their own filter (kept occupied across exec by
- * non-close-on-exec placeholders so that the new image's loader never gets them) and the
- * protected files that stay open, read from the kernel's descriptor table (so that what a
- * vfork child closed or redirected counts). held[] receives the placeholders added here (to
- * undo them if exec fails). */
 /* The references to shared descriptions that the new image holds. A vfork child's exec takes
  * one for each it hands on (the parent keeps its own; taken before the exec, so that a parent
  * that closes at once cannot free the slot first: took[] lists them, to give back if the exec
@@ -135,6 +126,26 @@ static int exec_ofd_refs(scp_shield_config *cfg, const void **ids, int vf, struc
     return 0;
 }
 
+/* A dup's alias (sh_dup_low) has no filter of its own. If the exec hands it on (not
+ * close-on-exec), it gets one now, as dup2's aliases have: the next image's loader and libc
+ * would otherwise meet the placeholder raw. A vfork child's filter is its own, so only the
+ * shield's record in this process says filtered. Returns 1 if the number is filtered now. */
+static int filter_dup_alias(int n, int vf) {
+    scp_err fe;
+    if (!kernel_keeps(n)) return 0;
+    if (sh_filter_install(n, 1, 0, &fe)) {
+        sh_trace("exec: cannot filter descriptor %d (%s): not handed on", n, fe.msg);
+        return 0;
+    }
+    if (!vf) sh.alias_filtered[n] = 1;
+    return 1;
+}
+
+/* Fill the exec-time parts of cfg: numbers with their own filter (kept occupied across exec by
+ * non-close-on-exec placeholders so that the new image's loader never gets them) and the
+ * protected files that stay open, read from the kernel's descriptor table (so that what a
+ * vfork child closed or redirected counts). held[] receives the placeholders added here (to
+ * undo them if exec fails). */
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_ofd **took, int *ntook) {
     int nheld = 0;
     pid_t me = (pid_t)syscall(SYS_getpid);
@@ -142,6 +153,11 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_of
     const void *ids[SCP_SHIELD_MAX_INHERIT] = {0}; /* (set with each entry: inherit_add) */
     memset(cfg->filtered, 0, sizeof cfg->filtered);
     cfg->ninherit = 0;
+    /* before sh.mu: installing a filter unmaps its program, and the munmap hook takes sh.mu */
+    uint8_t dup_filtered[SCP_SHIELD_MAX_ALIAS_FD / 8] = {0};
+    for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD && sh.nalias; n++)
+        if (!sh.alias_filtered[n] && __atomic_load_n(&sh.alias[n], __ATOMIC_ACQUIRE) && filter_dup_alias(n, vf))
+            dup_filtered[n / 8] |= (uint8_t)(1u << (n % 8));
     pthread_mutex_lock(&sh.mu);
     if (sh.vcwd) snprintf(cfg->vcwd, sizeof cfg->vcwd, "%s", sh.cwd);
     else cfg->vcwd[0] = 0;
@@ -154,7 +170,7 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_of
     for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD; n++) {
         int noted = 0;
         for (int i = 0; vf && i < MAXVFK; i++) noted |= vfk[i].pid == me && vfk[i].fd == n;
-        if (!sh.alias_filtered[n] && !noted) continue;
+        if (!sh.alias_filtered[n] && !noted && !(dup_filtered[n / 8] & (1u << (n % 8)))) continue;
         cfg->filtered[n / 8] |= (uint8_t)(1u << (n % 8));
         long fdfl = sh_gate(SYS_fcntl, n, F_GETFD, 0, 0, 0, 0);
         if (fdfl == -EBADF) {

@@ -202,6 +202,14 @@ static inline void sh_lib_leave(void) {
 }
 
 int sh_is_prot(long fd);
+/* The program's dup(fd) (min 0) or fcntl(fd, F_DUPFD[_CLOEXEC], min) of a protected fd: the
+ * lowest free number at or above min, as an alias without a filter of its own, or a slot when
+ * there is none below SCP_SHIELD_MAX_ALIAS_FD (or in a vfork child). The new number or -errno. */
+long sh_dup_low(long fd, long min, int cloexec);
+/* Give the alias at fd the one-number filter that makes raw calls on it trap, before its
+ * number reaches code the shield does not see (stdio, a spawn's file actions, an exec).
+ * 0 (also when fd is no unfiltered alias) or -EMFILE. */
+int sh_alias_filter(long fd);
 /* fd belongs to the volume library (the program may not close or replace it) */
 static inline int sh_is_libfd(long fd) {
     return fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)];

@@ -299,8 +299,24 @@ SH_EXPORT int close(int fd) {
  * by a shielded program the network filter it inherited traps them, and the shield's init
  * opens its volumes (which may collect deleted files' objects: a dup) before its SIGSYS handler
  * is installed: libc's call killed the program with "Bad system call". */
+struct dup_low {
+    long fd, min;
+    int cloexec;
+};
+static long dup_low_deep(void *v) {
+    struct dup_low *d = v;
+    return sh_dup_low(d->fd, d->min, d->cloexec);
+}
+/* The program's dup and F_DUPFD of a protected descriptor: the lowest free number, as the
+ * kernel's (sh_dup_low; a raw dup, trapped, takes a slot). */
+static int dup_low(int fd, long min, int cloexec) {
+    if (sh_console_fd(fd)) /* a sealed console stream: console.c makes its copies */
+        return (int)call6(SYS_fcntl, fd, cloexec ? F_DUPFD_CLOEXEC : F_DUPFD, min, 0, 0, 0);
+    struct dup_low d = {.fd = fd, .min = min, .cloexec = cloexec};
+    return (int)ret(sh_on_stack(dup_low_deep, &d));
+}
 SH_EXPORT int dup(int fd) {
-    if (P(fd)) return (int)call6(SYS_dup, fd, 0, 0, 0, 0, 0);
+    if (P(fd)) return dup_low(fd, 0, 0);
     if (sh_in_lib) return (int)G(SYS_dup, fd, 0, 0, 0, 0); /* see LIB_DUP */
     long a[6] = {fd, 0, 0, 0, 0, 0};
     if (sh_net_on) return (int)ret(sh_net_dup(SYS_dup, a));
@@ -348,6 +364,7 @@ SH_EXPORT int dup3(int a, int b, int fl) {
 }
 static int do_fcntl(int fd, int cmd, va_list ap) {
     long arg = va_arg(ap, long);
+    if (P(fd) && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) return dup_low(fd, arg, cmd == F_DUPFD_CLOEXEC);
     if (P(fd)) return (int)call6(SYS_fcntl, fd, cmd, arg, 0, 0, 0);
     if (sh_in_lib && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) return (int)G(SYS_fcntl, fd, cmd, arg, 0, 0); /* LIB_DUP */
     long na[6] = {fd, cmd, arg, 0, 0, 0};
@@ -637,6 +654,25 @@ SH_EXPORT DIR *opendir(const char *p) {
     return d;
 }
 
+/* stdio and readdir make their calls inside libc, raw: a dup's alias gets its filter first
+ * (sh_alias_filter), or they would fail on its placeholder */
+SH_EXPORT FILE *fdopen(int fd, const char *mode) {
+    if (P(fd) && sh_alias_filter(fd) < 0) {
+        errno = EMFILE;
+        return NULL;
+    }
+    REAL(FILE *(*)(int, const char *), fdopen);
+    return real_fdopen(fd, mode);
+}
+SH_EXPORT DIR *fdopendir(int fd) {
+    if (P(fd) && sh_alias_filter(fd) < 0) {
+        errno = EMFILE;
+        return NULL;
+    }
+    REAL(DIR *(*)(int), fdopendir);
+    return real_fdopendir(fd);
+}
+
 static int mode_flags(const char *mode) {
     int fl;
     switch (mode[0]) {
@@ -816,6 +852,14 @@ __asm__(".text\n"
         "    add $8, %rsp\n"
         "    jmp *sh_real_vfork(%rip)\n"
         ".size vfork, .-vfork\n");
+
+/* the spawn's child makes its dup2 inside libc, raw: a dup's alias as the source gets its
+ * filter now (sh_alias_filter), or the child would get the placeholder */
+SH_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *fa, int fd, int newfd) {
+    if (P(fd) && sh_alias_filter(fd) < 0) return EMFILE;
+    REAL(int (*)(posix_spawn_file_actions_t *, int, int), posix_spawn_file_actions_adddup2);
+    return real_posix_spawn_file_actions_adddup2(fa, fd, newfd);
+}
 
 SH_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
                           const posix_spawnattr_t *at, char *const argv[], char *const envp[]) {

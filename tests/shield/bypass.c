@@ -474,6 +474,73 @@ static void t_dup2_low(void) {
     ok("dup2 onto an ordinary number (raw and stdio)");
 }
 
+/* dup and F_DUPFD of a protected descriptor give the lowest free number, as the kernel's
+ * (PostgreSQL counts its free descriptors by dup(2) and refused to start when the copies of a
+ * protected stderr landed at 2048 and up). The copy works through libc, stdio, a spawn's
+ * dup2 and an exec; a raw call on it is served or fails, never reaches a file; a raw dup
+ * still takes a slot. */
+static int spawn_sh(const char *script, int from, int to) {
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (from >= 0) posix_spawn_file_actions_adddup2(&fa, from, to);
+    char *argv[] = {"sh", "-c", (char *)script, NULL};
+    extern char **environ;
+    pid_t pid;
+    int st, r = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    return !r && waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+static void t_dup_low(void) {
+    const char *m = MARK("dup");
+    int fd = open(path("dup.txt"), O_CREAT | O_RDWR | O_TRUNC, 0600);
+    if (fd < 0) return bad("dup", "open");
+    int probe = open("/dev/null", O_RDONLY);
+    close(probe);
+    int d = dup(fd);
+    if (d != probe) return bad("dup", "dup did not give the lowest free number");
+    if (write(d, m, strlen(m)) != (ssize_t)strlen(m) || lseek(fd, 0, SEEK_CUR) != (off_t)strlen(m))
+        return bad("dup", "a write through the copy, or the shared offset");
+    errno = 0;
+    long w = syscall(SYS_write, d, "+raw", 4L); /* served, or refused: never to a file */
+    if (w != 4 && !(w == -1 && errno == EBADF)) return bad("dup", "raw write on the copy");
+    int d2 = fcntl(fd, F_DUPFD_CLOEXEC, 100L);
+    probe = fcntl(0, F_DUPFD, 100L);
+    close(probe);
+    if (d2 < 100 || d2 >= 1024 || probe != d2 + 1 || !(fcntl(d2, F_GETFD) & FD_CLOEXEC))
+        return bad("dup", "F_DUPFD_CLOEXEC 100 did not give the lowest free number from 100");
+    FILE *f = fdopen(d2, "a");
+    if (!f) return bad("dup", "fdopen of the copy");
+    fputs("+stdio", f);
+    if (fclose(f)) return bad("dup", "stdio on the copy");
+    /* a burst of copies, as PostgreSQL's probe makes them: the numbers 200 opens would get */
+    int many[200], lowest[200], same = 1;
+    for (int i = 0; i < 200; i++) lowest[i] = open("/dev/null", O_RDONLY);
+    for (int i = 0; i < 200; i++) close(lowest[i]);
+    for (int i = 0; i < 200; i++) same &= (many[i] = dup(fd)) == lowest[i];
+    for (int i = 0; i < 200; i++) close(many[i]);
+    if (!same) return bad("dup", "200 copies are not the 200 lowest free numbers");
+    /* a spawn's dup2 from a copy, and a copy that an exec hands on */
+    int d3 = dup(fd);
+    if (!spawn_sh("echo +spawn", d3, 1)) return bad("dup", "posix_spawn with dup2 from a copy");
+    close(d3);
+    int d4 = dup(fd);
+    char script[64];
+    snprintf(script, sizeof script, "echo +exec >&%d", d4);
+    if (!spawn_sh(script, -1, -1)) return bad("dup", "a copy handed on by exec");
+    close(d4);
+    /* a raw dup takes a slot, which traps */
+    long rd = syscall(SYS_dup, (long)fd);
+    if (rd < 1024 || syscall(SYS_write, rd, "+slot", 5L) != 5) return bad("dup", "raw dup");
+    syscall(SYS_close, rd);
+    close(d);
+    close(fd);
+    char want[256];
+    snprintf(want, sizeof want, "%s%s+stdio+spawn\n+exec\n+slot", m, w == 4 ? "+raw" : "");
+    if (!content_is("dup.txt", want)) return bad("dup", "content differs");
+    ok(w == 4 ? "dup and F_DUPFD at the lowest free number (libc, raw served, stdio, spawn, exec)"
+              : "dup and F_DUPFD at the lowest free number (libc, raw refused, stdio, spawn, exec)");
+}
+
 static void t_fork(void) {
     const char *m = MARK("fork");
     pid_t pid = fork();
@@ -842,6 +909,7 @@ int main(int argc, char **argv) {
     t_fexecve();
     t_openat2();
     t_dup2_low();
+    t_dup_low();
     t_procfd();
     t_badptr();
     t_fork();

@@ -1,7 +1,7 @@
 #!/bin/bash
 # PostgreSQL 15 (Debian's) with its whole data directory on a protected volume, run as an
 # ordinary user (postgres, through setpriv) and mounted at /scp-pg-XXX/pgdata, which does not
-# exist on the host: initdb, pg_ctl start, pgbench -i -s 1, a short pgbench run, pg_ctl stop,
+# exist on the host: initdb, pg_ctl start (its log in the volume), pgbench -i -s 1, a short pgbench run, pg_ctl stop,
 # start again, the rows are back (100000 accounts, every pgbench transaction in history, a
 # marker row); the volume verifies and holds no plaintext marker; one byte inverted in the
 # accounts table's ciphertext makes a scan fail with EIO (and verify exit 3). Covers: a mount point
@@ -10,11 +10,15 @@
 # (backends, WAL writer, checkpointer) writing the same files at once (shared mode after fork).
 . "$(dirname "$0")/lib.sh"
 pg_setup "$1" "$2"
+fail() { echo "FAIL: $*" >&2; "$SCPCTL" volume cat --key-file "$KEY" "$VOL" db/logfile 2>/dev/null | tail -20 >&2; exit 1; }
 M=SCPMARK_postgres_$$
 run() { # run SHELL-COMMANDS: under the shield as postgres, with the volume at $PGD
     (cd "$T" && SCP_QUIET=1 $AS "$SCPCTL" run --volume "$VOL:$PGD" --key-file "$KEY" -- sh -c "$1")
 }
-PG="$PGBIN/pg_ctl -D $PGD/db -l $T/pg.log -o \"-c listen_addresses='' -k $T\" -w"
+# The server's log is in the volume, as PostgreSQL's documentation has it (pg_ctl -l
+# $PGDATA/logfile): PostgreSQL counts its free descriptors by dup(2) of that stderr, and refused
+# to start while the copies of a protected file landed at 2048 and up ("System allows -1048").
+PG="$PGBIN/pg_ctl -D $PGD/db -l $PGD/db/logfile -o \"-c listen_addresses='' -k $T\" -w"
 SQL="$PGBIN/psql -h $T -U postgres -At -d postgres"
 trap 'run "$PG stop -m immediate" >/dev/null 2>&1; rm -rf "$T"' EXIT
 
@@ -25,6 +29,9 @@ run "$PGBIN/initdb -D $PGD/db -A trust -U postgres >$T/initdb.log 2>&1 || { cat 
      $SQL -c \"create table marker(t text); insert into marker values ('$M')\" &&
      pgbench -h $T -U postgres -T 3 postgres > $T/bench.out &&
      $PG stop >/dev/null" || fail "first run"
+log=$("$SCPCTL" volume cat --key-file "$KEY" "$VOL" db/logfile) || fail "the server's log is not in the volume"
+echo "$log" | grep -q "database system is ready to accept connections" || fail "the server's log in the volume: $log"
+check_no_plaintext "ready to accept connections"
 grep -E "^(number of transactions actually processed|tps)" "$T/bench.out"
 n=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$T/bench.out")
 [ -n "$n" ] && [ "$n" -gt 0 ] || fail "pgbench processed no transaction"
