@@ -736,16 +736,36 @@ SH_EXPORT FILE *fopen(const char *p, const char *mode) {
     return f;
 }
 SH_EXPORT FILE *fopen64(const char *p, const char *mode) { return fopen(p, mode); }
+/* freopen onto a protected path (a daemon's log: MariaDB's --log-error reopens stderr so).
+ * The shield opens the path (the mode's creation, truncation and permission checks), and
+ * libc's freopen reopens that descriptor through /proc/self/fd, which the shield serves as
+ * well: libc sets the stream up as for any file and keeps its number (stderr stays 2, an
+ * alias of the new description). The mode's 'x' was the first open's. Unlike libc's, a failed
+ * open leaves the stream as it was. */
 SH_EXPORT FILE *freopen(const char *p, const char *mode, FILE *s) {
     char rel[PATH_MAX];
     int vol;
-    if (sh.active && p && sh_classify(AT_FDCWD, p, &vol, rel, sizeof rel) != 0) {
-        sh_trace("freopen onto a protected path is not supported");
-        errno = EOPNOTSUPP;
+    REAL(FILE *(*)(const char *, const char *, FILE *), freopen);
+    int c = sh.active && !sh_in_lib && p ? sh_classify(AT_FDCWD, p, &vol, rel, sizeof rel) : 0;
+    if (c == 0) return real_freopen(p, mode, s);
+    int fl = mode_flags(mode);
+    char again[16], proc[40];
+    size_t n = 0;
+    for (const char *m = mode; *m && n < sizeof again - 1; m++)
+        if (*m != 'x') again[n++] = *m;
+    again[n] = 0;
+    if (c < 0 || fl < 0 || strlen(mode) >= sizeof again) {
+        errno = c < 0 ? -c : EINVAL;
         return NULL;
     }
-    REAL(FILE *(*)(const char *, const char *, FILE *), freopen);
-    return real_freopen(p, mode, s);
+    long r = ret(open_checked(AT_FDCWD, p, fl, 0666));
+    if (r < 0) return NULL;
+    snprintf(proc, sizeof proc, "/proc/self/fd/%ld", r);
+    FILE *f = real_freopen(proc, again, s);
+    int e = errno;
+    close((int)r);
+    errno = e;
+    return f;
 }
 SH_EXPORT FILE *freopen64(const char *p, const char *mode, FILE *s) { return freopen(p, mode, s); }
 

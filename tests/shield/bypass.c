@@ -541,6 +541,32 @@ static void t_dup_low(void) {
               : "dup and F_DUPFD at the lowest free number (libc, raw refused, stdio, spawn, exec)");
 }
 
+/* freopen of stderr onto a protected path (a daemon's log: MariaDB's --log-error): stderr
+ * keeps its number, stdio and a raw write reach the file; 'x' onto an existing file EEXIST. */
+static void t_freopen(void) {
+    const char *m = MARK("freopen");
+    int saved = dup(2);
+    fflush(stderr);
+    if (!freopen(path("freopen.txt"), "w", stderr)) return bad("freopen", "freopen onto a protected path");
+    int no = fileno(stderr);
+    fputs(m, stderr);
+    fflush(stderr);
+    long w = syscall(SYS_write, 2L, "+raw", 4L); /* a raw write on the alias: trapped */
+    errno = 0;
+    FILE *x = freopen(path("freopen.txt"), "wx", stderr);
+    int ex = errno;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    clearerr(stderr);
+    char want[128];
+    snprintf(want, sizeof want, "%s+raw", m);
+    if (no != 2 || w != 4) return bad("freopen", "stderr lost its number, or a raw write on it failed");
+    if (x || ex != EEXIST) return bad("freopen", "'wx' onto an existing file did not fail with EEXIST");
+    if (!content_is("freopen.txt", want)) return bad("freopen", "content differs");
+    ok("freopen of stderr onto a protected path (stdio and raw; 'x' EEXIST)");
+}
+
 static void t_fork(void) {
     const char *m = MARK("fork");
     pid_t pid = fork();
@@ -910,6 +936,7 @@ int main(int argc, char **argv) {
     t_openat2();
     t_dup2_low();
     t_dup_low();
+    t_freopen();
     t_procfd();
     t_badptr();
     t_fork();

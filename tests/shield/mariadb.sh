@@ -2,7 +2,8 @@
 # MariaDB 10.11 (Debian's) with its data directory on a protected volume, run as the mysql
 # user (through setpriv) with InnoDB's default options: mariadb-install-db, mariadbd, create
 # a table, insert a marker row (committed), kill -9 the server, start again, the rows are back
-# (crash recovery: the redo log was durable); the volume verifies and holds no plaintext marker. Covers: O_DIRECT opens and fcntl(F_SETFL, O_DIRECT)
+# (crash recovery: the redo log was durable), again with its error log in the volume (freopen of
+# stderr onto a protected path); the volume verifies and holds no plaintext marker. Covers: O_DIRECT opens and fcntl(F_SETFL, O_DIRECT)
 # on protected files (accepted and ignored, InnoDB's default innodb_flush_method=O_DIRECT),
 # and kernel AIO refused (io_setup and io_uring_setup fail with ENOSYS), so InnoDB falls back
 # to its simulated AIO by itself ("native AIO failed: falling back to innodb_use_native_aio=OFF")
@@ -55,6 +56,15 @@ echo "$out"
 [ "$(echo "$out" | sed -n 1p)" = 3 ] || fail "t.m lost rows"
 [ "$(echo "$out" | sed -n 2p)" = "$M" ] || fail "the marker row is not back"
 grep -qi "\[ERROR\]" "$T/err.log" && fail "mariadbd logged an error"
+
+# The error log in the data directory: mariadbd reopens stderr onto it with freopen, which
+# failed with EOPNOTSUPP onto a protected path until session 50 ("Can't create file").
+note "the error log in the volume (--log-error=\$DATADIR/err.log: freopen of stderr): start, stop, the log is there"
+run "${SRV/--log-error=$T\/err.log/--log-error=$DD/err.log} & $UP && $DOWN" || fail "a run with the error log in the volume"
+log=$("$SCPCTL" volume cat --key-file "$KEY" "$VOL" err.log) || fail "the error log is not in the volume"
+echo "$log" | grep -q "mariadbd: ready for connections" || fail "the error log in the volume: $log"
+echo "$log" | grep -q "\[ERROR\]" && fail "mariadbd logged an error: $log"
+check_no_plaintext "ready for connections"
 [ -e "${DD%/data}" ] && fail "the mount point was created on the host"
 "$SCPCTL" volume verify "$VOL" --key-file "$KEY" >/dev/null || fail "the volume does not verify"
 check_no_plaintext "$M"
