@@ -822,10 +822,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (pl < 0) return pl;
     const char *path = path_in ? copy : NULL;
     int c = sh_classify(dirfd, path, &vol, rel, sizeof rel);
-    if (c != 0) {
-        sh_trace("exec of a program inside a protected volume refused");
-        return -EACCES;
-    }
+    if (c != 0) return sh_exec_in_volume(dirfd, path, argv, envp, flags); /* exec_script.c */
     long tc = sh_trusted_exec_check(dirfd, path, flags);
     if (tc < 0) return tc;
     /* A vfork/posix_spawn child shares our memory (and this thread's TLS): only the real

@@ -358,6 +358,10 @@ int sh_exit_commit(int flush_stdio);
 /* At exit: this image's references to shared descriptions go back (cursors become private). */
 void sh_ofd_release_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
+/* exec_script.c: an exec of a path under a mount, which the kernel cannot run: a link out of
+ * the volumes execs its target, a script ("#!") its interpreter (outside the volumes) with the
+ * script's path; an ELF image EACCES, another format ENOEXEC. Returns only on failure (-errno). */
+long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz);
 long sh_copy_path_in(const char *p, char *buf, size_t n);
 long sh_chdir(const char *path, int *handled);
