@@ -681,6 +681,9 @@ long man_find(const scp_manifest *m, const char *path);
 /* The index of the first entry that sorts at or after path + "/" (where path's descendants
  * start, if it has any; m->n if none sorts there). path is not empty. */
 size_t vol_man_below(const scp_manifest *m, const char *path);
+/* Does an entry below path (path + '/') exist? (Not "is the next entry after path below it":
+ * "a-b" and "a.txt" sort between "a" and "a/x", since '-' and '.' sort before '/'.) */
+int man_has_child(const scp_manifest *m, const char *path);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
 void man_remove(scp_manifest *m, size_t i);
 /* POSIX times of a change of the entries in a directory: the directory that holds path gets

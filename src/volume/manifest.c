@@ -654,8 +654,7 @@ size_t vol_man_below(const scp_manifest *m, const char *path) {
     return lo;
 }
 
-/* Does an entry below path (path + '/') exist? */
-static int man_has_child(const scp_manifest *m, const char *path) {
+int man_has_child(const scp_manifest *m, const char *path) {
     size_t pl = strlen(path), lo = vol_man_below(m, path);
     return lo < m->n && strncmp(m->e[lo].path, path, pl) == 0 && m->e[lo].path[pl] == '/';
 }

@@ -1375,16 +1375,6 @@ static int check_parent(scp_volume *v, const char *path, scp_err *err) {
     return 0;
 }
 
-/* True if directory `path` has entries (the next entry in order is a descendant). */
-static int has_children(const scp_manifest *m, const char *path) {
-    long i = man_find(m, path);
-    size_t n = strlen(path);
-    if (i < 0) {
-        return 0;
-    }
-    return (size_t)i + 1 < m->n && strncmp(m->e[i + 1].path, path, n) == 0 &&
-           m->e[i + 1].path[n] == '/';
-}
 
 /* A directory's link count as the kernel gives it: 2 (its name and its ".") and one for the
  * ".." of each subdirectory. Walks the directory's descendants (all entries for the root). */
@@ -1560,7 +1550,7 @@ int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
     if (i < 0) rc = missing(v, p, err);
     else if (v->man.e[i].type != 2)
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
-    else if (has_children(&v->man, p))
+    else if (man_has_child(&v->man, p))
         rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", p);
     if (rc == 0) rc = remove_committed(v, (size_t)i, NULL, err);
     vol_unlock(v);
@@ -1885,7 +1875,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
             rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", b);
         else if (!is_dir && v->man.e[j].type == 2)
             rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory", b);
-        else if (is_dir && has_children(&v->man, b))
+        else if (is_dir && man_has_child(&v->man, b))
             rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", b);
     }
     if (rc < 0) goto out;
@@ -2018,7 +2008,8 @@ int scp_volume_readdir(scp_volume *v, const char *path, scp_readdir_cb cb, void 
         if (i < 0) rc = missing(v, p, err);
         else if (v->man.e[i].type != 2)
             rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
-        start = (size_t)i + 1;
+        /* the first entry below p/, not the one after p: "p-1" and "p.txt" sort between them */
+        start = vol_man_below(&v->man, p);
     }
     for (size_t k = start; rc == 0 && k < v->man.n; k++) {
         const char *ep = v->man.e[k].path;

@@ -54,6 +54,8 @@ import stat
 print(e(os.mknod, \"d\", stat.S_IFDIR | 0o755), e(os.mknod, \"x\", stat.S_IFIFO | 0o644))
 os.setgid(65534); os.setuid(65534)
 print(e(os.mknod, \"w/c\", stat.S_IFCHR | 0o644, os.makedev(1, 3)), e(os.mkfifo, \"w/f\"))" && ls w && rm -r x w' "$PY"
+same "a directory with siblings that sort between it and its entries (d-1, d.txt): ls, rmdir ENOTEMPTY, find" \
+    'mkdir d && touch d/x d/y d-1 d.txt && ls d && rmdir d 2>/dev/null; echo "rmdir $?"; find . | sort && rm -r d d-1 d.txt && ls'
 same "a path below a regular file: ENOTDIR" \
     'touch file && python3 -c "$0
 print([e(f, \"file/x\") for f in (os.stat, os.unlink, os.rmdir, os.mkdir, os.listdir)])

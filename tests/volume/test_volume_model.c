@@ -30,8 +30,11 @@
 /* 1. random operation sequences                                                             */
 /* ======================================================================================== */
 
-static const char *const file_pool[] = {"f0", "f1", "d0/f2", "d0/f3", "d1/f4", "d0/s/f5"};
-static const char *const dir_pool[] = {"d0", "d1", "d0/s"};
+/* Names with '-' and '.' after a directory's name sort between the directory and its
+ * entries ("d0" < "d0-a" < "d0.b" < "d0/f2"): readdir of d0 listed nothing while one existed,
+ * and rmdir of a non-empty d0 failed with EIO instead of ENOTEMPTY (until session 50). */
+static const char *const file_pool[] = {"f0", "f1", "d0/f2", "d0/f3", "d1/f4", "d0/s/f5", "d0-a", "d0.b", "d0/s.c"};
+static const char *const dir_pool[] = {"d0", "d1", "d0/s", "d0-d"};
 #define NFILES (sizeof file_pool / sizeof file_pool[0])
 #define NDIRS (sizeof dir_pool / sizeof dir_pool[0])
 #define MAXH 8
