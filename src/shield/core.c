@@ -477,12 +477,8 @@ long sh_at_form(long nr, const long a[6], long b[6]) {
 /* getcwd: the program's view when its cwd lies inside a mount (the kernel's is the mount
  * point); the kernel's result otherwise. Returns the length with the NUL, as the kernel. */
 static long do_getcwd(char *buf, unsigned long size) {
-    char cwd[sizeof sh.cwd];
-    pthread_mutex_lock(&sh.mu);
-    int v = sh.vcwd;
-    if (v) memcpy(cwd, sh.cwd, sizeof cwd);
-    pthread_mutex_unlock(&sh.mu);
-    if (!v) return sh_gate(SYS_getcwd, (long)buf, (long)size, 0, 0, 0, 0);
+    char cwd[PATH_MAX];
+    if (!sh_cwd_view(cwd)) return sh_gate(SYS_getcwd, (long)buf, (long)size, 0, 0, 0, 0);
     size_t n = strlen(cwd) + 1;
     if (size < n) return -ERANGE;
     long r = sh_copy_out(buf, cwd, n);
@@ -649,11 +645,10 @@ static long sh_syscall_(long nr, const long a[6]) {
     case SYS_fchdir: {
         scp_vstat fv;
         if (pf->kind != PF_DIR || sh_pf_vstat(pf, &fv) || fv.type != SCP_VTYPE_DIR) { r = -ENOTDIR; break; }
-        pthread_mutex_lock(&sh.mu);
-        r = 0;
-        if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[pf->vol].mount, pf->path[0] ? "/" : "", pf->path) >= (int)sizeof sh.cwd) r = -ENAMETOOLONG;
-        else sh.vcwd = 1;
-        pthread_mutex_unlock(&sh.mu);
+        char view[PATH_MAX];
+        r = snprintf(view, sizeof view, "%s%s%s", sh.vol[pf->vol].mount, pf->path[0] ? "/" : "", pf->path) >= (int)sizeof view
+                ? -ENAMETOOLONG
+                : sh_cwd_set(view);
         if (!r) sh_gate(SYS_chdir, (long)sh.vol[pf->vol].mount, 0, 0, 0, 0, 0); /* the kernel's cwd: the mount point */
         break;
     }

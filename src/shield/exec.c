@@ -158,9 +158,8 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_of
     for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD && sh.nalias; n++)
         if (!sh.alias_filtered[n] && __atomic_load_n(&sh.alias[n], __ATOMIC_ACQUIRE) && filter_dup_alias(n, vf))
             dup_filtered[n / 8] |= (uint8_t)(1u << (n % 8));
+    if (!sh_cwd_view(cfg->vcwd)) cfg->vcwd[0] = 0; /* (takes sh.mu) */
     pthread_mutex_lock(&sh.mu);
-    if (sh.vcwd) snprintf(cfg->vcwd, sizeof cfg->vcwd, "%s", sh.cwd);
-    else cfg->vcwd[0] = 0;
     /* what a vfork child set up itself comes first */
     for (int i = 0; vf && i < MAXVFK; i++)
         if (vfk[i].pid == me && kernel_keeps(vfk[i].fd) && cfg->ninherit < SCP_SHIELD_MAX_INHERIT) {

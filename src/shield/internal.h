@@ -358,6 +358,14 @@ int sh_exit_commit(int flush_stdio);
 /* At exit: this image's references to shared descriptions go back (cursors become private). */
 void sh_ofd_release_all(void);
 long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
+/* path.c: the program's working directory. sh_cwd_view fills out (PATH_MAX bytes) with the
+ * program's view when it lies inside a mount and returns 1, else 0 (the kernel's cwd is the
+ * program's). sh_cwd_set records a new view (NULL: the kernel's cwd): 0 or -errno; in a vfork
+ * or posix_spawn child the child's own, kept in its parent thread's TLS, which
+ * sh_vfork_cwd_reset (the parent, before each vfork or spawn) clears. */
+int sh_cwd_view(char *out);
+long sh_cwd_set(const char *view);
+void sh_vfork_cwd_reset(void);
 /* exec_script.c: an exec of a path under a mount, which the kernel cannot run: a link out of
  * the volumes execs its target, a script ("#!") its interpreter (outside the volumes) with the
  * script's path; an ELF image EACCES, another format ENOEXEC. Returns only on failure (-errno). */

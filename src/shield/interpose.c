@@ -608,12 +608,8 @@ SH_EXPORT char *getcwd(char *buf, size_t size) {
     if (sh.active) {
         /* the program's view inside a mount, else the kernel's (through the gate: libc's call
          * would be trapped); glibc's semantics for buf == NULL */
-        char cwd[sizeof sh.cwd];
-        pthread_mutex_lock(&sh.mu);
-        int v = sh.vcwd;
-        if (v) memcpy(cwd, sh.cwd, sizeof cwd);
-        pthread_mutex_unlock(&sh.mu);
-        if (!v) {
+        char cwd[PATH_MAX];
+        if (!sh_cwd_view(cwd)) {
             long r = sh_gate(SYS_getcwd, (long)cwd, sizeof cwd, 0, 0, 0, 0);
             if (r < 0 || cwd[0] != '/') { /* unreachable, too long...: libc's answer */
                 REAL(char *(*)(char *, size_t), getcwd);
@@ -856,6 +852,7 @@ void *sh_real_vfork;
 void sh_vfork_prepare(void) {
     int saved = errno;
     if (!sh_real_vfork) sh_real_vfork = next_sym("vfork");
+    sh_vfork_cwd_reset();
     if (sh.active) sh_fork_share(0);
     errno = saved;
 }
@@ -883,6 +880,7 @@ SH_EXPORT int posix_spawn_file_actions_adddup2(posix_spawn_file_actions_t *fa, i
 
 SH_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_actions_t *fa,
                           const posix_spawnattr_t *at, char *const argv[], char *const envp[]) {
+    sh_vfork_cwd_reset();
     if (sh.active) sh_fork_share(0);
     REAL(int (*)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
                  char *const[], char *const[]), posix_spawn);
@@ -890,17 +888,20 @@ SH_EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_a
 }
 SH_EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_actions_t *fa,
                            const posix_spawnattr_t *at, char *const argv[], char *const envp[]) {
+    sh_vfork_cwd_reset();
     if (sh.active) sh_fork_share(0);
     REAL(int (*)(pid_t *, const char *, const posix_spawn_file_actions_t *, const posix_spawnattr_t *,
                  char *const[], char *const[]), posix_spawnp);
     return real_posix_spawnp(pid, file, fa, at, argv, envp);
 }
 SH_EXPORT int system(const char *cmd) {
+    sh_vfork_cwd_reset();
     if (sh.active && cmd) sh_fork_share(0);
     REAL(int (*)(const char *), system);
     return real_system(cmd);
 }
 SH_EXPORT FILE *popen(const char *cmd, const char *mode) {
+    sh_vfork_cwd_reset();
     if (sh.active) sh_fork_share(0);
     REAL(FILE *(*)(const char *, const char *), popen);
     return real_popen(cmd, mode);

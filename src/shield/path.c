@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "shield/internal.h"
 #include "shield/core.h"
@@ -149,11 +150,7 @@ static int abspath_compute(int dirfd, const char *path_in, char *abs, size_t abs
     if (path[0] != '/') {
         char *base = joined; /* PATH_MAX bytes: the path's copy lies above them */
         if (dirfd == AT_FDCWD) {
-            pthread_mutex_lock(&sh.mu);
-            int v = sh.vcwd;
-            if (v) strcpy(base, sh.cwd);
-            pthread_mutex_unlock(&sh.mu);
-            if (!v && sh_gate(SYS_getcwd, (long)base, PATH_MAX, 0, 0, 0, 0) < 0) return 0;
+            if (!sh_cwd_view(base) && sh_gate(SYS_getcwd, (long)base, PATH_MAX, 0, 0, 0, 0) < 0) return 0;
         } else if (sh_is_prot(dirfd)) {
             long e;
             pfile *pf = sh_pf_get(dirfd, &e);
@@ -794,6 +791,58 @@ long sh_path_syscall(long nr, const long a[6], int trusted) {
     return r;
 }
 
+/* ---- the program's working directory ------------------------------------------------------
+ * Inside a mount the kernel's cwd is the mount point and the program's view is sh.cwd
+ * (sh.vcwd set). A vfork or posix_spawn child shares the shield's memory with its parent, so
+ * its chdir must not change that view: the child shares its parent thread's TLS as well, and
+ * that thread waits until the child execs or exits, so the child's own view lives there (a
+ * page of its own, "" for the kernel's cwd) for its path calls, getcwd and exec (Python's
+ * subprocess with cwd= in a volume; the chdir was refused with EACCES before session 50). */
+static __thread pid_t vfk_cwd_pid;
+static __thread char *vfk_cwd;
+
+void sh_vfork_cwd_reset(void) {
+    if (vfk_cwd) syscall(SYS_munmap, vfk_cwd, (size_t)PATH_MAX);
+    vfk_cwd = NULL;
+    vfk_cwd_pid = 0;
+}
+
+int sh_cwd_view(char *out) {
+    if (__builtin_expect(vfk_cwd_pid != 0, 0) && vfk_cwd_pid == (pid_t)syscall(SYS_getpid)) {
+        if (!vfk_cwd[0]) return 0;
+        strcpy(out, vfk_cwd);
+        return 1;
+    }
+    pthread_mutex_lock(&sh.mu);
+    int v = sh.vcwd;
+    if (v) strcpy(out, sh.cwd);
+    pthread_mutex_unlock(&sh.mu);
+    return v;
+}
+
+long sh_cwd_set(const char *view) {
+    if (view && strlen(view) >= sizeof sh.cwd) return -ENAMETOOLONG;
+    if (sh_in_vfork_child()) {
+        pid_t me = (pid_t)syscall(SYS_getpid);
+        if (vfk_cwd_pid != me || !vfk_cwd) {
+            char *page = (char *)syscall(SYS_mmap, NULL, (size_t)PATH_MAX, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if ((unsigned long)page > -4096ul) return (long)page;
+            /* (a page that an earlier child of this thread left: the parent's next vfork frees
+             * it, sh_vfork_cwd_reset; this one is the child's) */
+            vfk_cwd = page;
+            vfk_cwd_pid = me;
+        }
+        strcpy(vfk_cwd, view ? view : "");
+        return 0;
+    }
+    pthread_mutex_lock(&sh.mu);
+    if (view) strcpy(sh.cwd, view);
+    sh.vcwd = view != NULL;
+    pthread_mutex_unlock(&sh.mu);
+    return 0;
+}
+
 long sh_chdir(const char *path_in, int *handled) {
     char rel[PATH_MAX], path[PATH_MAX];
     int vol;
@@ -812,30 +861,24 @@ long sh_chdir(const char *path_in, int *handled) {
     if (c < 0) return c;
     if (c == 0) {
         long r = sh_gate(SYS_chdir, (long)path, 0, 0, 0, 0, 0);
-        if (r == 0 && !sh_in_vfork_child()) {
-            pthread_mutex_lock(&sh.mu);
-            sh.vcwd = 0;
-            pthread_mutex_unlock(&sh.mu);
-        }
+        if (r == 0) r = sh_cwd_set(NULL);
         *handled = 1;
         return r;
     }
     char abs[PATH_MAX];
     int f = sh_follow_links(&vol, rel, sizeof rel, 1, abs, sizeof abs);
     if (f < 0) return f;
-    if (f == 2) return sh_gate(SYS_chdir, (long)abs, 0, 0, 0, 0, 0); /* a link out of the volumes */
+    if (f == 2) { /* a link out of the volumes: the kernel's cwd from now on */
+        long r = sh_gate(SYS_chdir, (long)abs, 0, 0, 0, 0, 0);
+        return r == 0 ? sh_cwd_set(NULL) : r;
+    }
     scp_vstat v;
     long r = sh_path_vstat(vol, rel, &v);
     if (r) return r;
     if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
-    if (sh_in_vfork_child()) return -EACCES; /* the program's cwd view is the parent's memory */
-    pthread_mutex_lock(&sh.mu);
-    if (snprintf(sh.cwd, sizeof sh.cwd, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof sh.cwd) {
-        pthread_mutex_unlock(&sh.mu);
+    if (snprintf(abs, sizeof abs, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof abs)
         return -ENAMETOOLONG;
-    }
-    sh.vcwd = 1;
-    pthread_mutex_unlock(&sh.mu);
+    if ((r = sh_cwd_set(abs))) return r;
     sh_gate(SYS_chdir, (long)sh.vol[vol].mount, 0, 0, 0, 0, 0);
     sh_trace("chdir into protected '%s'", rel);
     return 0;

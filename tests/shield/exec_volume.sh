@@ -23,6 +23,7 @@ printf "#!/bin/sh\necho not-run\n" > nox.sh && ./nox.sh 2>/dev/null; echo "nox r
 mkdir bin && printf "#!/bin/sh\necho via-path\n" > bin/tool && chmod +x bin/tool && PATH=$PWD/bin:$PATH tool
 ln -s /bin/echo ech && ./ech link-out
 python3 -c "import subprocess; print(subprocess.run([\"./s.sh\", \"sub\"], capture_output=True, text=True).stdout, end=\"\")"
+python3 -c "import subprocess, os; print(subprocess.run([\"pwd\"], cwd=\"bin\", capture_output=True, text=True).stdout.strip().rsplit(\"/\", 1)[-1])"
 '
 want=$(cd "$PLAIN" && bash -c "$CASES" 2>&1 | sed "s|$PLAIN|DIR|g"; echo "exit ${PIPESTATUS[0]}")
 got=$(run bash -c "cd $MNT && $CASES" 2>&1 | sed "s|$MNT|DIR|g"; echo "exit ${PIPESTATUS[0]}")
@@ -37,6 +38,20 @@ out=$(run bash -c "python3 -m venv --without-pip $MNT/venv && $MNT/venv/bin/pyth
     fail "a venv in the volume: $out"
 [ "$out" = "$MNT/venv" ] || fail "the venv's python runs with prefix '$out'"
 note "a venv's bin/python (a link out of the volume) runs"
+
+# a venv with pip: ensurepip runs the venv's python in a subprocess whose cwd is in the volume
+# (a vfork child's chdir), pip's scripts start "#!<venv>/bin/python" (a link out), and pip's
+# package directory lists its files (a sibling pip-23.0.1.dist-info hid them until session 50)
+if python3 -c 'import ensurepip' 2>/dev/null; then
+    out=$(run bash -c "python3 -m venv $MNT/vp && $MNT/vp/bin/pip --version &&
+      $MNT/vp/bin/python -c 'import os, pip; print(sorted(os.listdir(os.path.dirname(pip.__file__)))[:2])'" 2>&1) ||
+        fail "a venv with pip in the volume: $out"
+    echo "$out" | grep -q "^pip .* from $MNT/vp/" || fail "the venv's pip: $out"
+    echo "$out" | grep -q "'__init__.py', '__main__.py'" || fail "pip's package directory lists: $out"
+    note "a venv with pip in the volume: pip runs, its package directory lists"
+else
+    note "no ensurepip (python3-venv): the venv with pip skipped"
+fi
 
 # git runs a pre-commit hook that lives in the repository (in the volume)
 out=$(run bash -c "cd $MNT && git init -q repo && cd repo && git config user.email t@t && git config user.name t &&
