@@ -410,6 +410,7 @@ static void atfork_child(void) {
     pthread_mutex_unlock(&sh.mu);
     sh_vol_fork_done();
     sh.pid = (pid_t)syscall(SYS_getpid);
+    sh_vfork_cwd_reset(); /* (an earlier vfork child's view: a reused pid must not take it) */
 }
 
 /* Remove our library from LD_PRELOAD (the shield puts it back at exec). */

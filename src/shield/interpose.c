@@ -295,10 +295,6 @@ SH_EXPORT int close(int fd) {
     REAL(int (*)(int), close);
     return real_close(fd);
 }
-/* LIB_DUP: the volume library's own dup/fcntl(F_DUPFD) go through the gate. In an image exec'd
- * by a shielded program the network filter it inherited traps them, and the shield's init
- * opens its volumes (which may collect deleted files' objects: a dup) before its SIGSYS handler
- * is installed: libc's call killed the program with "Bad system call". */
 struct dup_low {
     long fd, min;
     int cloexec;
@@ -315,6 +311,10 @@ static int dup_low(int fd, long min, int cloexec) {
     struct dup_low d = {.fd = fd, .min = min, .cloexec = cloexec};
     return (int)ret(sh_on_stack(dup_low_deep, &d));
 }
+/* LIB_DUP: the volume library's own dup/fcntl(F_DUPFD) go through the gate. In an image exec'd
+ * by a shielded program the network filter it inherited traps them, and the shield's init
+ * opens its volumes (which may collect deleted files' objects: a dup) before its SIGSYS handler
+ * is installed: libc's call killed the program with "Bad system call". */
 SH_EXPORT int dup(int fd) {
     if (P(fd)) return dup_low(fd, 0, 0);
     if (sh_in_lib) return (int)G(SYS_dup, fd, 0, 0, 0, 0); /* see LIB_DUP */
