@@ -12,6 +12,7 @@
  * malloc (glibc's allocator makes no such calls). They take only the shield's own mutex and
  * the volume library's locks, which the program cannot hold.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -189,6 +190,20 @@ static pfile *slot_take(long fd) {
 
 /* ---- fcntl, dup, close ------------------------------------------------------------------- */
 
+/* Make the ordinary number fd an alias of pf (whose reference the caller gives away); the
+ * description an alias there had (one the program closed raw, not yet noticed, or one a dup2
+ * replaces) is closed. The kernel's number already holds the placeholder. */
+static void alias_set(long fd, pfile *pf) {
+    assert(fd >= 0 && fd < sh.lo && fd < (long)SCP_SHIELD_MAX_ALIAS_FD);
+    pthread_mutex_lock(&sh.mu);
+    pfile *old = sh.alias[fd];
+    sh.alias[fd] = pf;
+    if (!old) sh.nalias++;
+    pthread_mutex_unlock(&sh.mu);
+    sh_locks_on_close(old);
+    sh_pf_put(old);
+}
+
 static long do_dup_to(long oldfd, long newfd, int cloexec) {
     long e = 0;
     if (oldfd == newfd) return sh_is_prot(oldfd) ? newfd : -EBADF;
@@ -255,13 +270,7 @@ static long do_dup_to(long oldfd, long newfd, int cloexec) {
             }
             sh.alias_filtered[newfd] = 1;
         }
-        pthread_mutex_lock(&sh.mu);
-        pfile *old = sh.alias[newfd];
-        sh.alias[newfd] = pf;
-        if (!old) sh.nalias++;
-        pthread_mutex_unlock(&sh.mu);
-        sh_locks_on_close(old);
-        sh_pf_put(old);
+        alias_set(newfd, pf);
         sh_trace("descriptor %ld now refers to protected '%s' (alias)", newfd, pf->path);
         return newfd;
     }
@@ -297,13 +306,7 @@ long sh_dup_low(long fd, long min, int cloexec) {
         if (n < 0) sh_pf_put(pf);
         return n;
     }
-    pthread_mutex_lock(&sh.mu);
-    pfile *old = sh.alias[n]; /* (an alias the program closed raw, not yet noticed) */
-    sh.alias[n] = pf;
-    if (!old) sh.nalias++;
-    pthread_mutex_unlock(&sh.mu);
-    sh_locks_on_close(old);
-    sh_pf_put(old);
+    alias_set(n, pf);
     sh_trace("descriptor %ld now refers to protected '%s' (dup, alias)", n, pf->path);
     return n;
 }
