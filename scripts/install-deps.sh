@@ -4,7 +4,7 @@
 # only: on a minbase Debian 12 it is how make, the compilers and the rest get there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t pkgs < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' .ci/packages.txt)
+mapfile -t pkgs < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' .ci/packages.txt)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
