@@ -700,7 +700,7 @@ static int path_call(long nr, const long a[6], long *ret) {
         break;
     }
     case SYS_execve:
-    case SYS_execveat: r = -EACCES; break; /* nothing runs from a protected volume */
+    case SYS_execveat: r = -EACCES; break; /* (an exec is the exec handler's: exec_script.c) */
     case SYS_statfs: r = sh_gate(SYS_statfs, (long)sh.vol[vol].dirpath, a[1], 0, 0, 0, 0); break;
     case SYS_getxattr:
     case SYS_lgetxattr: r = -ENODATA; break; /* protected files have no extended attributes */
