@@ -324,7 +324,7 @@ int sh_alias_filter(long fd) {
     }
     /* (a vfork child's filter is its own: the parent's number stays unfiltered) */
     if (!sh_in_vfork_child()) sh.alias_filtered[fd] = 1;
-    return 0;
+    return 1;
 }
 
 static long do_close(long fd) {

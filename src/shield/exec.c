@@ -126,21 +126,6 @@ static int exec_ofd_refs(scp_shield_config *cfg, const void **ids, int vf, struc
     return 0;
 }
 
-/* A dup's alias (sh_dup_low) has no filter of its own. If the exec hands it on (not
- * close-on-exec), it gets one now, as dup2's aliases have: the next image's loader and libc
- * would otherwise meet the placeholder raw. A vfork child's filter is its own, so only the
- * shield's record in this process says filtered. Returns 1 if the number is filtered now. */
-static int filter_dup_alias(int n, int vf) {
-    scp_err fe;
-    if (!kernel_keeps(n)) return 0;
-    if (sh_filter_install(n, 1, 0, &fe)) {
-        sh_trace("exec: cannot filter descriptor %d (%s): not handed on", n, fe.msg);
-        return 0;
-    }
-    if (!vf) sh.alias_filtered[n] = 1;
-    return 1;
-}
-
 /* Fill the exec-time parts of cfg: numbers with their own filter (kept occupied across exec by
  * non-close-on-exec placeholders so that the new image's loader never gets them) and the
  * protected files that stay open, read from the kernel's descriptor table (so that what a
@@ -153,10 +138,15 @@ int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_of
     const void *ids[SCP_SHIELD_MAX_INHERIT] = {0}; /* (set with each entry: inherit_add) */
     memset(cfg->filtered, 0, sizeof cfg->filtered);
     cfg->ninherit = 0;
-    /* before sh.mu: installing a filter unmaps its program, and the munmap hook takes sh.mu */
+    /* A dup's alias (sh_dup_low) has no filter of its own. One that the exec hands on (not
+     * close-on-exec) gets it now, as dup2's aliases have: the next image's loader and libc
+     * would otherwise meet the placeholder raw. Before sh.mu: installing a filter unmaps its
+     * program, and the munmap hook takes sh.mu. (In a vfork child the filter is the child's
+     * own and sh.alias_filtered stays as it was: dup_filtered says which it added.) */
     uint8_t dup_filtered[SCP_SHIELD_MAX_ALIAS_FD / 8] = {0};
     for (int n = 0; n < sh.lo && n < (int)SCP_SHIELD_MAX_ALIAS_FD && sh.nalias; n++)
-        if (!sh.alias_filtered[n] && __atomic_load_n(&sh.alias[n], __ATOMIC_ACQUIRE) && filter_dup_alias(n, vf))
+        if (!sh.alias_filtered[n] && __atomic_load_n(&sh.alias[n], __ATOMIC_ACQUIRE) && kernel_keeps(n) &&
+            sh_alias_filter(n) > 0)
             dup_filtered[n / 8] |= (uint8_t)(1u << (n % 8));
     if (!sh_cwd_view(cfg->vcwd)) cfg->vcwd[0] = 0; /* (takes sh.mu) */
     pthread_mutex_lock(&sh.mu);

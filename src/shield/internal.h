@@ -208,7 +208,8 @@ int sh_is_prot(long fd);
 long sh_dup_low(long fd, long min, int cloexec);
 /* Give the alias at fd the one-number filter that makes raw calls on it trap, before its
  * number reaches code the shield does not see (stdio, a spawn's file actions, an exec).
- * 0 (also when fd is no unfiltered alias) or -EMFILE. */
+ * 1 when it installed the filter (in a vfork child the child's own), 0 when fd is no
+ * unfiltered alias, -EMFILE when the filter could not be installed. Takes sh.mu. */
 int sh_alias_filter(long fd);
 /* fd belongs to the volume library (the program may not close or replace it) */
 static inline int sh_is_libfd(long fd) {
