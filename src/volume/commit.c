@@ -189,6 +189,19 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
     rc = scp_journal_replay(buf, &jv, f->vol->cs, f->id, replay_chunk, replay_entry, &r, err);
     scp_wipe(&jv, sizeof jv);
     if (rc < 0) goto out;
+    /* A loader that is not the file's writer, outside shared mode, leaves a short journal (one
+     * that a closing writer leaves too, vfile.c) as it is and flushes nothing: the redo above
+     * is in the page cache, as the last writer's own apply was, and the journal that can redo
+     * it again after a power cut stays until a writer starts a new log over it, which it does
+     * only after its checkpoint (journal_begin: j_clean is 0 after every load) has made these
+     * same writes durable. The next loader redoes them again, a read and a few pwrites: what
+     * a read-only open of a file written earlier cost was these two flushes
+     * (bench/shield/smallfiles.sh). A longer journal (a killed writer's) is emptied as
+     * before, so that loads do not read it again and again. */
+    if (!own && !f->vol->shared && len <= SCP_CHECKPOINT_AT_CLOSE) {
+        rc = 1;
+        goto out;
+    }
     if (fdatasync(f->fd_d) < 0 || fdatasync(f->fd_t) < 0) {
         rc = scp_fail_errno(err, "cannot sync '%s' after journal replay", e->path);
         goto out;

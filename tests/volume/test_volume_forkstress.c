@@ -56,6 +56,7 @@
 #define NCAND 12
 #define MAXPIDS 4096
 #define MAXDEPTH 3
+#define NHIST 4
 
 typedef struct fstate {
     int exists;
@@ -65,6 +66,7 @@ typedef struct fstate {
 
 typedef struct mslot {
     fstate dur;           /* committed state */
+    fstate hist[NHIST];   /* the committed states before it, newest first (for a failure's report) */
     fstate cand[NCAND];   /* while busy: every state the file may be in */
     int ncand;
     int busy;             /* pid of the session in progress, or of the owner of uncommitted writes */
@@ -226,6 +228,41 @@ static void describe(const char *what, const fstate *st) {
     fputc('\n', stderr);
 }
 
+/* The committed state moves to st; the one before goes to the history. */
+static void set_dur(mslot *s, const fstate *st) {
+    if (st == &s->dur) return;
+    memmove(&s->hist[1], &s->hist[0], sizeof s->hist[0] * (NHIST - 1));
+    s->hist[0] = s->dur;
+    s->dur = *st;
+}
+
+/* After a read that differs from the committed state: where (byte ranges), and whether each
+ * range holds what an earlier committed state held there (a stale read) or nothing known. */
+static void describe_diff(const mslot *s, const fstate *got) {
+    uint32_t n = got->size < s->dur.size ? got->size : s->dur.size;
+    int shown = 0;
+    for (uint32_t a = 0; a < n && shown < 8;) {
+        if (got->data[a] == s->dur.data[a]) {
+            a++;
+            continue;
+        }
+        uint32_t b = a;
+        while (b < n && got->data[b] != s->dur.data[b]) b++;
+        fprintf(stderr, "  differs at [%u, %u) (chunk %u..%u):", a, b, a / 4096, (b - 1) / 4096);
+        int found = 0;
+        for (int h = 0; h < NHIST; h++)
+            if (s->hist[h].exists && s->hist[h].size >= b && memcmp(s->hist[h].data + a, got->data + a, b - a) == 0) {
+                fprintf(stderr, " as committed state -%d (size %u)", h + 1, s->hist[h].size);
+                found = 1;
+                break;
+            }
+        if (!found) fprintf(stderr, " matches no earlier committed state of the last %d", NHIST);
+        fputc('\n', stderr);
+        shown++;
+        a = b;
+    }
+}
+
 /* Slot i's last holder is gone (killed, or exited with its writes committed): the file must be
  * in one of the states it recorded. Caller holds the slot's flock. */
 static void resolve(int i, const char *who) {
@@ -237,13 +274,13 @@ static void resolve(int i, const char *who) {
     if (read_state(NULL, i, &now, &e) < 0) {
         FAILF("%s: slot %d after holder %d: read: %s (sys %d)", who, i, s->busy, e.msg, e.sys);
         s->busy = s->dirty = 0;
-        s->dur = now;
+        set_dur(s, &now);
         return;
     }
     for (int k = s->ncand - 1; k >= 0; k--)
         if (fstate_eq(&now, &s->cand[k])) {
             trace("resolve slot %d after %d: state %d of %d (size %u)", i, s->busy, k, s->ncand, now.size);
-            s->dur = s->cand[k];
+            set_dur(s, &s->cand[k]);
             s->busy = s->dirty = 0;
             s->incarn++;
             return;
@@ -253,7 +290,7 @@ static void resolve(int i, const char *who) {
           s->busy, s->dirty, s->ncand);
     describe("read", &now);
     for (int k = 0; k < s->ncand; k++) describe("state", &s->cand[k]);
-    s->dur = now;
+    set_dur(s, &now);
     s->busy = s->dirty = 0;
     s->incarn++;
 }
@@ -303,7 +340,7 @@ static void commit_all(const char *why) {
         if (P.dirty[i]) {
             mslot *s = &M->s[i];
             assert(s->busy == getpid() && s->dirty);
-            s->dur = s->cand[s->ncand - 1];
+            set_dur(s, &s->cand[s->ncand - 1]);
             s->busy = s->dirty = 0;
             P.dirty[i] = 0;
         }
@@ -512,7 +549,8 @@ static void session(int i) {
                   i, me, P.shared, P.priv, P.forked);
             describe("read", &cur);
             describe("committed", &s->dur);
-            s->dur = cur;
+            describe_diff(s, &cur);
+            set_dur(s, &cur);
         }
         s->ncand = 0;
         cand_push(s, &s->dur);
@@ -533,7 +571,7 @@ static void session(int i) {
             op_err("unlink", i, &e);
             s->busy = -1;
         } else {
-            s->dur = gone;
+            set_dur(s, &gone);
             s->busy = 0;
             s->incarn++;
         }
@@ -556,7 +594,7 @@ static void session(int i) {
                 s->busy = -1;
             } else {
                 trace("replaced slot %d size %u", i, nw.size);
-                s->dur = nw;
+                set_dur(s, &nw);
                 s->busy = 0;
                 s->incarn++;
             }
@@ -659,7 +697,7 @@ static void session(int i) {
         failed = 1;
     }
     if (!failed) {
-        s->dur = cur;
+        set_dur(s, &cur);
         s->busy = 0;
         trace("done slot %d size %u%s", i, cur.size, P.h[i] ? " kept" : "");
     } else {
@@ -692,7 +730,7 @@ static void proc_exit(void) {
             }
             if (P.dirty[i]) {
                 mslot *s = &M->s[i];
-                s->dur = s->cand[s->ncand - 1];
+                set_dur(s, &s->cand[s->ncand - 1]);
                 s->busy = s->dirty = 0;
                 P.dirty[i] = 0;
             }
@@ -863,7 +901,7 @@ static void check_round(int round) {
                 FAILF("round %d: slot %d reads other than its committed state", round, i);
                 describe("read", &now);
                 describe("committed", &s->dur);
-                s->dur = now;
+                set_dur(s, &now);
             }
         }
         long bad = scp_volume_verify(P.v, problem_cb, NULL, NULL, &e);

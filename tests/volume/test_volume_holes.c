@@ -245,6 +245,13 @@ int main(void) {
                 tpath = tu_path(objs, de->d_name);
         closedir(d);
         REQUIRE(tpath);
+        /* (the journal emptied, as a writer's checkpoint leaves it: a short journal that the
+         * last load left would redo entry 300 over the flip, which is healing, not the
+         * detection checked here; test_volume_tamper, attack_healed) */
+        char *jpath = strdup(tpath);
+        jpath[strlen(jpath) - 1] = 'j';
+        REQUIRE(truncate(jpath, 0) == 0 || errno == ENOENT);
+        free(jpath);
         int fd = open(tpath, O_RDWR);
         REQUIRE(fd >= 0);
         uint8_t b;

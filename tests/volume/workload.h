@@ -6,7 +6,10 @@
  * pwrite, truncate, fsync, close+reopen, close+reopen with O_TRUNC, and atomic replace (write
  * "c/tmp" whole, rename it over the file, sync the volume as a program fsyncs the directory),
  * also without the sync (the rename is then visible at once but durable only at the next
- * durable commit). Every op but pwrite and truncate commits.
+ * durable commit). Every op but pwrite and truncate commits. Every other close+reopen is cold:
+ * the volume's cache of closed files is dropped first, so that the open loads the file from its
+ * objects (with a replay of its journal when one is left) as another process would; decided by
+ * a count, not the PRNG, so that a run's ops stay what they were.
  * Include after testutil.h. The including file defines WL_MAXSZ (largest file offset written)
  * and may define WL_MARKER (a string that starts every write, for plaintext scans).
  */
@@ -16,6 +19,8 @@
 #ifndef WL_MAXSZ
 #error "define WL_MAXSZ before including workload.h"
 #endif
+
+#include "volume/internal.h" /* (file_cache_drop: the cold reopen) */
 
 #define WL_CS 4096u
 #define WL_NF 3
@@ -79,6 +84,12 @@ static int wl_run(scp_volume *v, scp_vfile *f[WL_NF], const op *o, scp_err *e) {
     case OP_REOPEN:
     case OP_TRUNCOPEN:
         rc = scp_vfile_close(f[o->file], e);
+        static unsigned nreopen;
+        if (rc == 0 && ++nreopen % 2) {
+            pthread_mutex_lock(&v->mu);
+            file_cache_drop(v);
+            pthread_mutex_unlock(&v->mu);
+        }
         if (rc == 0) {
             f[o->file] = scp_vfile_open(v, WL_FILES[o->file],
                                         O_RDWR | (o->type == OP_TRUNCOPEN ? O_TRUNC : 0), 0, e);
