@@ -540,11 +540,14 @@ static void tail_none(scp_file *f, uint64_t hint) {
 int file_tail_moved(scp_file *f) {
     assert(f->vol->shared);
     if (!f->j_end || f->fd_j < 0) return 0;
-    /* (the hint: the last appender's end; a slot another file shares may say otherwise, and
-     * then the end mark at our end decides: 16 zero bytes there, nothing was appended) */
+    /* (the hint: the last appender's end, or 0 when a file that shares the slot stored there
+     * last; then the end mark at our end decides: 16 zero bytes there, nothing was appended.
+     * The memo of an earlier look is used only with a hint of ours: another file's value says
+     * nothing about our log, and the value that was there at the look can come back after an
+     * append of ours was stored and overwritten) */
     uint64_t hint = vol_jend_hint(f->vol, f->id);
     if (hint == f->j_end) return 0;
-    if (__atomic_load_n(&f->tail_none_at, __ATOMIC_RELAXED) == f->j_end &&
+    if (hint && __atomic_load_n(&f->tail_none_at, __ATOMIC_RELAXED) == f->j_end &&
         __atomic_load_n(&f->tail_none_hint, __ATOMIC_RELAXED) == hint)
         return 0; /* (looked at with this hint already: nothing) */
     uint8_t h[SCP_JREC_HDR_LEN];

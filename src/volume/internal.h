@@ -538,7 +538,8 @@ uint64_t vol_pub_mark(scp_volume *v);
  * (after the bytes are written); a follower reads that far (and one record header more)
  * instead of to the object's end, which the preallocated zeros put further out. Never trusted:
  * a walk that ran out of bytes before the object's end reads the rest (file_follow), so a
- * wrong hint costs a second read, never a different result. 0 when there is none. */
+ * wrong hint costs a second read, never a different result. 0 when there is none, or when a
+ * file that shares the slot stored there last (each value carries a tag of its file's id). */
 #define VOL_JEND_HINT_OFF (VOL_FILE_HINT_OFF + VOL_FILE_HINTS * 8)
 void vol_jend_hint_set(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t end);
 uint64_t vol_jend_hint(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]);

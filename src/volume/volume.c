@@ -1191,14 +1191,27 @@ static uint64_t *jend_hint_slot(scp_volume *v, const uint8_t id[SCP_FILEID_LEN])
     return v->hint + VOL_JEND_HINT_OFF / 8 + h % VOL_FILE_HINTS;
 }
 
-/* (the appender holds the file's writer lock; a collision with another file's slot is
- * harmless: the hint only says how much to read first) */
+/* A slot holds the end in its low 32 bits and a tag of the file's id in the high 32, so that
+ * a value another file stored (the slots are shared by hashing) is told apart and read as "no
+ * hint" (0), never as an end of ours: file_tail_moved skips its look when the hint equals its
+ * end, and an equal end of another file's log made it miss a commit appended to ours
+ * (test_volume_forkstress). An end past 32 bits is stored as no hint. */
+static uint64_t jend_tag(const uint8_t id[SCP_FILEID_LEN]) {
+    uint32_t t;
+    memcpy(&t, id + 8, sizeof t); /* (bytes that the slot's index does not use) */
+    return (uint64_t)t << 32;
+}
+
+/* (the appender holds the file's writer lock) */
 void vol_jend_hint_set(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t end) {
-    if (v->hint) __atomic_store_n(jend_hint_slot(v, id), end, __ATOMIC_RELEASE);
+    if (v->hint)
+        __atomic_store_n(jend_hint_slot(v, id), end >> 32 ? 0 : jend_tag(id) | end, __ATOMIC_RELEASE);
 }
 
 uint64_t vol_jend_hint(scp_volume *v, const uint8_t id[SCP_FILEID_LEN]) {
-    return v->hint ? __atomic_load_n(jend_hint_slot(v, id), __ATOMIC_ACQUIRE) : 0;
+    if (!v->hint) return 0;
+    uint64_t h = __atomic_load_n(jend_hint_slot(v, id), __ATOMIC_ACQUIRE);
+    return (h & ~(uint64_t)UINT32_MAX) == jend_tag(id) ? h & UINT32_MAX : 0;
 }
 
 int vol_file_unchanged(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], uint64_t seen) {

@@ -330,6 +330,56 @@ static void file_hints(const char *vol) {
     CHECK(scp_volume_close(v, &e) == 0);
 }
 
+/* which journal end hint slot f's id falls in (as volume.c's jend_hint_slot: the same index) */
+#define jend_slot hint_slot
+
+/* 6b. journal end hints of two files that share a slot: a value the other file stored is no
+ *    hint for this one, even when it equals this file's end (an end of the other's log equal
+ *    to ours made file_tail_moved skip its look, and a read miss a commit appended to ours). */
+static void jend_collision(const char *vol) {
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v = shared_volume(vol);
+    enum { N = 400 };
+    scp_vfile *fs[N] = {0};
+    scp_vfile *a = NULL, *b = NULL;
+    for (int k = 0; k < N && !b; k++) {
+        char n[16];
+        snprintf(n, sizeof n, "c%d", k);
+        fs[k] = scp_vfile_open(v, n, O_RDWR | O_CREAT, 0600, &e);
+        REQUIRE(fs[k] != NULL);
+        for (int j = 0; j < k && !b; j++)
+            if (jend_slot(fs[j]) == jend_slot(fs[k])) a = fs[j], b = fs[k];
+    }
+    REQUIRE(a && b); /* (400 ids in 1,024 slots: a shared one but for odds of about 1e-34) */
+    uint8_t buf[CS];
+    memset(buf, 'a', sizeof buf);
+    REQUIRE(scp_vfile_pwrite(a, buf, sizeof buf, 0, &e) == (ssize_t)sizeof buf);
+    uint64_t end = a->f->j_end;
+    REQUIRE(end > 0);
+    CHECKF(vol_jend_hint(v, a->f->id) == end, "a's own hint: %llu, want its end %llu",
+           (unsigned long long)vol_jend_hint(v, a->f->id), (unsigned long long)end);
+    vol_jend_hint_set(v, b->f->id, end);
+    CHECKF(vol_jend_hint(v, a->f->id) == 0, "the other file's value read as a's hint (%llu)",
+           (unsigned long long)vol_jend_hint(v, a->f->id));
+    CHECK(vol_jend_hint(v, b->f->id) == end);
+    /* something appended at a's end (a record header's bytes), with b's equal end in the slot */
+    uint8_t rec[SCP_JREC_HDR_LEN], zero[SCP_JREC_HDR_LEN] = {0};
+    memset(rec, 0x5a, sizeof rec);
+    REQUIRE(pwrite(a->f->fd_j, rec, sizeof rec, (off_t)end) == (ssize_t)sizeof rec);
+    CHECKF(file_tail_moved(a->f) == 1, "a record at a's end not seen while the other file's "
+                                       "slot value equals that end");
+    /* and after a look that found nothing there, with the other file's value unchanged */
+    REQUIRE(pwrite(a->f->fd_j, zero, sizeof zero, (off_t)end) == (ssize_t)sizeof zero);
+    CHECK(file_tail_moved(a->f) == 0);
+    REQUIRE(pwrite(a->f->fd_j, rec, sizeof rec, (off_t)end) == (ssize_t)sizeof rec);
+    CHECKF(file_tail_moved(a->f) == 1, "an earlier look's memo hid a record at a's end");
+    REQUIRE(pwrite(a->f->fd_j, zero, sizeof zero, (off_t)end) == (ssize_t)sizeof zero);
+    for (int k = 0; k < N; k++)
+        if (fs[k]) scp_vfile_close(fs[k], &e);
+    CHECK(scp_volume_close(v, &e) == 0);
+}
+
 /* 7. covered fsync: a process whose lazy write another process's fsync has since made durable
  *    writes no manifest when it fsyncs in turn (PostgreSQL's backends fsync the WAL one after
  *    another): the durable and published generations stay where that fsync left them, and the
@@ -668,6 +718,7 @@ int main(void) {
 
     two_files(vol);
     file_hints(vol);
+    jend_collision(vol);
     covered_fsync(vol);
 
     char *dsave = tu_path(dir, "dsave");
