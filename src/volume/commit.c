@@ -187,6 +187,7 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
         goto out;
     struct replay r = {f, nchunks_of(e->size, f->vol->cs), err};
     rc = scp_journal_replay(buf, &jv, f->vol->cs, f->id, replay_chunk, replay_entry, &r, err);
+    size_t named_end = jv.end;
     scp_wipe(&jv, sizeof jv);
     if (rc < 0) goto out;
     /* A loader that is not the file's writer, outside shared mode, leaves a short journal (one
@@ -196,9 +197,14 @@ static int try_replay(scp_file *f, const scp_mentry *e, scp_err *err) {
      * only after its checkpoint (journal_begin: j_clean is 0 after every load) has made these
      * same writes durable. The next loader redoes them again, a read and a few pwrites: what
      * a read-only open of a file written earlier cost was these two flushes
-     * (bench/shield/smallfiles.sh). A longer journal (a killed writer's) is emptied as
-     * before, so that loads do not read it again and again. */
-    if (!own && !f->vol->shared && len <= SCP_CHECKPOINT_AT_CLOSE) {
+     * (bench/shield/smallfiles.sh). Only a journal that ends with the commit the manifest
+     * names, as a writer's close leaves it: anything behind that commit (a killed writer's
+     * records of a commit no manifest names, an older log's tail, a shared log's zeros) goes
+     * with the journal as before, or a shared process, which follows a log past the named
+     * commit, would later take a commit that this load did not (test_volume_forkstress found
+     * it: a dead writer's unnamed commit read after the slot resolved to the named state). A
+     * longer journal is emptied as before too, so that loads do not read it again and again. */
+    if (!own && !f->vol->shared && named_end == len && len <= SCP_CHECKPOINT_AT_CLOSE) {
         rc = 1;
         goto out;
     }
