@@ -1195,7 +1195,7 @@ static uint64_t *jend_hint_slot(scp_volume *v, const uint8_t id[SCP_FILEID_LEN])
  * a value another file stored (the slots are shared by hashing) is told apart and read as "no
  * hint" (0), never as an end of ours: file_tail_moved skips its look when the hint equals its
  * end, and an equal end of another file's log made it miss a commit appended to ours
- * (test_volume_forkstress). An end past 32 bits is stored as no hint. */
+ * (test_volume_shared, jend_collision). An end past 32 bits is stored as no hint. */
 static uint64_t jend_tag(const uint8_t id[SCP_FILEID_LEN]) {
     uint32_t t;
     memcpy(&t, id + 8, sizeof t); /* (bytes that the slot's index does not use) */
