@@ -330,9 +330,6 @@ static void file_hints(const char *vol) {
     CHECK(scp_volume_close(v, &e) == 0);
 }
 
-/* which journal end hint slot f's id falls in (as volume.c's jend_hint_slot: the same index) */
-#define jend_slot hint_slot
-
 /* 6b. journal end hints of two files that share a slot: a value the other file stored is no
  *    hint for this one, even when it equals this file's end (an end of the other's log equal
  *    to ours made file_tail_moved skip its look, and a read miss a commit appended to ours). */
@@ -349,7 +346,7 @@ static void jend_collision(const char *vol) {
         fs[k] = scp_vfile_open(v, n, O_RDWR | O_CREAT, 0600, &e);
         REQUIRE(fs[k] != NULL);
         for (int j = 0; j < k && !b; j++)
-            if (jend_slot(fs[j]) == jend_slot(fs[k])) a = fs[j], b = fs[k];
+            if (hint_slot(fs[j]) == hint_slot(fs[k])) /* (jend slots use the same index) */ a = fs[j], b = fs[k];
     }
     REQUIRE(a && b); /* (400 ids in 1,024 slots: a shared one but for odds of about 1e-34) */
     uint8_t buf[CS];
