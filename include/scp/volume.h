@@ -10,7 +10,8 @@
  *
  * Durability and the volume tag
  *   Writes are buffered in memory and become durable at a *commit*: scp_vfile_fsync(), or
- *   scp_vfile_close() of a modified file. Namespace operations (create, mkdir, rename, unlink,
+ *   scp_vfile_close() of a modified file (with scp_volume_set_lazy_close, a new file's close
+ *   commits without making it durable: see there). Namespace operations (create, mkdir, rename, unlink,
  *   rmdir, truncate-on-open) commit at once. Every commit advances the volume tag: a 40-byte
  *   value (8-byte generation + 32-byte MAC over the whole committed state) that a freshness
  *   service can keep; opening the volume with that tag as `expected` refuses any older state.
@@ -138,6 +139,16 @@ void scp_volume_set_shared(scp_volume *vol);
  * connections, fell hundreds of KiB of manifest log behind, and each backend walked or reloaded
  * all of it). No system call when nothing moved. An error is left for the next call to meet. */
 void scp_volume_refresh(scp_volume *vol);
+/* Lazy close (docs/volume-format.md, "Lazy close"), for a caller that promises what POSIX does
+ * (the shield): from now on the close of a file created since the volume's last durable commit
+ * commits it without a sync, as shared mode's writes do. The file is visible at once, to this
+ * process and to every other, and durable at the next durable commit of any file or process:
+ * an fsync, scp_volume_sync, scp_volume_close, or the open that finds it after a kill. A power
+ * cut before that may undo the file's creation and content (never half of them), as on a file
+ * system a closed file that nobody synced may go. A close of a file that a durable commit
+ * already named is durable as before. No volume tag is reported for a lazy close. Not in
+ * shared mode (its writes are lazy commits already). */
+void scp_volume_set_lazy_close(scp_volume *vol, int on);
 /* Private after exec (docs/volume-format.md, "Private after exec"). A process whose family is
  * in shared mode but that has not forked itself may write a volume privately while no other
  * process has it open: scp_volume_go_private returns 1 when it now holds the volume's private

@@ -118,6 +118,9 @@ static long open_volume(int i) {
         return -(long)(e.sys ? e.sys : EIO);
     }
     if (tag_fd >= 0) scp_volume_on_commit(v, report_tag, (void *)(uintptr_t)i);
+    /* A close is no sync in POSIX: a new file's close commits lazily, durable at the next
+     * fsync, sync or exit (tar, pip, git checkout: three flushes per file before) */
+    scp_volume_set_lazy_close(v, 1);
     /* Shared mode comes with the configuration from the image that exec'd this one, once that
      * family forked. It is for processes that write the same files at once; an image that has
      * not forked itself and finds nobody else with the volume open writes it privately (the

@@ -146,6 +146,8 @@ struct scp_volume {
     int priv;       /* scp_volume_go_private: holds the private lock (PRIVATE_BYTE) */
     enum vol_sole sole; /* the sole holder's state (volume.c, vol_lock; sole_set is its only
                          * writer, and asserts the transitions) */
+    int lazy_close; /* scp_volume_set_lazy_close: a new file's close commits lazily (vfile.c,
+                     * close_is_lazy) */
     int shared;     /* scp_volume_set_shared: other processes write the same files; commit every
                      * write at once and pick up their commits before each read (vfile.c) */
     uint32_t cs;    /* chunk size */
@@ -418,6 +420,9 @@ struct scp_file {
                                  * descriptors handed to file_get (fresh or adopted objects):
                                  * the first load has no journal to redo and no slot object to
                                  * look for (file_load); cleared by it */
+    uint64_t born_dgen;         /* created by this process when the durable generation was
+                                 * born_dgen - 1 (0: not, or not since): its close may be lazy
+                                 * while no durable commit has named it (close_is_lazy) */
     int jl_fresh;               /* listed ahead (an adopted id, jlist_prelist in manifest.c)
                                  * and no one-flush record written since: its journal holds
                                  * none that the synced manifest log lacks */

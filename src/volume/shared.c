@@ -81,6 +81,14 @@ static int writer_refresh(scp_file *f, scp_err *err) {
      * over: file_load); once a durable commit made it durable, reload it the ordinary way */
     if (!v->shared && e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 && !f->modified &&
         (f->followed || vol_file_lazy(v, f->id))) {
+        /* With lazy closes (the shield: a file closed lazily and written again, tar's or
+         * pip's second open of a file it created), make that state durable now, as any
+         * process's fsync would (its journal synced before the manifest names it), and reload
+         * it the ordinary way below. Without, as before: a library caller retries. */
+        if (vol_file_lazy(v, f->id) && v->lazy_close && vol_commit_manifest(v, 1, err) < 0) {
+            vol_unlock(v);
+            return -1;
+        }
         if (vol_file_lazy(v, f->id)) {
             vol_unlock(v);
             return scp_fail(err, SCP_E_BUSY, EBUSY,
@@ -88,7 +96,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
                             "yet; retry once it syncs or closes the file",
                             f->path);
         }
-        stale = 1; /* (followed: reload from the durable state) */
+        stale = 1; /* (followed, or lazy until now: reload from the durable state) */
     }
     if (e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 &&
         (stale || memcmp(e->root, f->c_root, SCP_HASH_LEN) != 0)) {

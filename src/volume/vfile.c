@@ -828,6 +828,8 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     uint64_t msize = rc == 0 ? v->man.e[i].size : 0;
     /* Fresh objects: nothing in them needs a checkpoint before the file's first journal log. */
     if (rc == 0 && created && h->f->refs == 1) h->f->j_clean = 1;
+    /* (v->dur_gen is current: the lock's catch-up read the log to its end) */
+    if (rc == 0 && created && h->f->refs == 1 && v->mlog) h->f->born_dgen = v->dur_gen + 1;
     /* An adopted id listed ahead (jlist_prelist): its journal holds only the removed file's
      * records, which the synced manifest log holds (its drain followed that sync). */
     if (rc == 0 && adopted && h->f->refs == 1 && vol_jlist_has(v, h->f->id)) h->f->jl_fresh = 1;
@@ -975,6 +977,34 @@ int file_link_nameless(scp_file *f, const char *to, scp_err *err) {
     return rc;
 }
 
+/* Lazy close (scp_volume_set_lazy_close; docs/volume-format.md, "Lazy close"): the close of a
+ * file this process created, whose first content commit this is, while no durable commit has
+ * named the file yet, is a lazy commit (file_commit_lazy, as shared mode's writes), durable at
+ * the next durable commit. Crash argument: the durable state does not have the file, so
+ * nothing it needs is written; every chunk is fresh (committed count 0: no journal record, no
+ * second slot), written in place and listed (vol_lazy_add, in-place mark) so that the next
+ * durable commit syncs the data and the journal that holds the commit record before its
+ * commit point; an open after a kill takes the state only if the journal redoes it
+ * (vol_settle_lazy). A commit record longer than half the close's checkpoint bound could be
+ * cut by that checkpoint (the close truncates a long log): such files close durably. Caller
+ * holds f->rw for writing. On 1 the volume lock is held, kept for the commit (vol_kept): the
+ * catch-up that read dur_gen is the one the commit names on. */
+static int close_is_lazy(scp_file *f) {
+    assert(FILE_WR_HELD(f));
+    scp_volume *v = f->vol;
+    if (!v->lazy_close || v->shared || !v->mlog || !f->born_dgen || !f->modified || !f->path ||
+        f->unloaded || com_n(f) != 0 || f->j_end != 0 || u64map_count(&f->jmap) ||
+        cur_n(f) * ENT > SCP_CHECKPOINT_AT_CLOSE / 2)
+        return 0;
+    if (vol_lock(v, NULL) < 0) return 0;
+    if (v->shared || v->dur_gen + 1 != f->born_dgen) {
+        vol_unlock(v);
+        return 0;
+    }
+    f->vol_kept = 1;
+    return 1;
+}
+
 int scp_vfile_close(scp_vfile *h, scp_err *err) {
     if (!h) return 0;
     vol_after_fork_check(h->f->vol);
@@ -983,7 +1013,7 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     int rc = 0;
     if ((h->flags & O_ACCMODE) != O_RDONLY) {
         pthread_rwlock_wrlock(&f->rw);
-        rc = file_commit(f, err);
+        rc = close_is_lazy(f) ? file_commit_lazy(f, err) : file_commit(f, err);
         /* The deferred applies and table writes of the last handle: outside the sole holding
          * (a fork left them) and after a failed commit they are written now, since the writer
          * lock goes with the handle (what they hold was committed before). The sole holder

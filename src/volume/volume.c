@@ -1272,6 +1272,12 @@ void scp_volume_refresh(scp_volume *v) {
     if (!fresh && vol_lock(v, NULL) == 0) vol_unlock(v);
 }
 
+void scp_volume_set_lazy_close(scp_volume *v, int on) {
+    pthread_mutex_lock(&v->mu);
+    v->lazy_close = on != 0;
+    pthread_mutex_unlock(&v->mu);
+}
+
 void scp_volume_set_shared(scp_volume *v) {
     sole_end(v); /* (outside shared mode the unapplied set means deferred table writes) */
     pthread_mutex_lock(&v->mu);
