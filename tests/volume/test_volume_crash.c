@@ -20,7 +20,9 @@
  *     journal of an interrupted commit included).
  * About 300 kills in a bounded time (SCP_CRASH_KILLS and SCP_CRASH_SECONDS override).
  * "sole" runs the kills with the child as the volume's sole holder (scp_volume_go_private:
- * commits without the cross-process lock and catch-up, table writes deferred to the log).
+ * commits without the cross-process lock and catch-up, table writes deferred to the log);
+ * "solelazy" also closes new files lazily (scp_volume_set_lazy_close: the atomic replace's
+ * temporary file), as the shield runs a program.
  *
  * Part 2 (torn copies, a stand-in for a power cut). A writer child commits a stream of changes
  * to file "busy" while the parent copies the volume directory at random instants, file by
@@ -56,6 +58,7 @@ typedef struct report {
 } report;
 
 static int crash_sole; /* "sole": the child takes the private lock (the sole holder) */
+static int crash_lazy; /* "solelazy": and closes new files lazily (scp_volume_set_lazy_close) */
 
 static void child_workload(const char *vd, const uint8_t *key, uint64_t seed, int wfd) {
     scp_err e;
@@ -68,6 +71,7 @@ static void child_workload(const char *vd, const uint8_t *key, uint64_t seed, in
         fprintf(stderr, "crash child: not the sole holder\n");
         _exit(3);
     }
+    if (crash_lazy) scp_volume_set_lazy_close(v, 1);
     scp_vfile *f[WL_NF];
     for (int i = 0; i < WL_NF; i++) {
         f[i] = scp_vfile_open(v, WL_FILES[i], O_RDWR, 0, &e);
@@ -631,8 +635,9 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     const char *what = argc > 1 ? argv[1] : "all";
     if (!strcmp(what, "all") || !strcmp(what, "kills")) run_kills();
-    if (!strcmp(what, "sole")) { /* the kills with the child as the sole holder */
+    if (!strcmp(what, "sole") || !strcmp(what, "solelazy")) { /* the child the sole holder */
         crash_sole = 1;
+        crash_lazy = !strcmp(what, "solelazy"); /* (as the shield runs a program) */
         run_kills();
     }
     if (!strcmp(what, "all") || !strcmp(what, "torn")) run_torn();
