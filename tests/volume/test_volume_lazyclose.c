@@ -70,6 +70,15 @@ static long verify_problems(scp_volume *v) {
     return p;
 }
 
+/* Close v and remove its directory. */
+static void finish(scp_volume *v, char *root, char *vd) {
+    scp_err e;
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    tu_rm_rf(root);
+    free(root);
+    free(vd);
+}
+
 static void test_many(void) {
     tu_rng rng = {11};
     uint8_t key[SCP_VOLUME_KEY_LEN];
@@ -110,10 +119,7 @@ static void test_many(void) {
     CHECKF(bad == 0, "%d of %d files read wrong after the reopen", bad, N);
     CHECK(verify_problems(v) == 0);
     printf("many: %d new files closed with %ld flushes (sync after: %ld)\n", N, creates, nflush);
-    REQUIRE_OK(scp_volume_close(v, &e), e);
-    tu_rm_rf(root);
-    free(root);
-    free(vd);
+    finish(v, root, vd);
 }
 
 static void test_kill(void) {
@@ -214,10 +220,7 @@ static void test_durable(void) {
     printf("durable: flushes per close: no switch %ld, new %ld, after fsync %ld, after a sync %ld, "
            "second close %ld\n",
            off_n, new_n, synced_n, named_n, re_n);
-    REQUIRE_OK(scp_volume_close(v, &e), e);
-    tu_rm_rf(root);
-    free(root);
-    free(vd);
+    finish(v, root, vd);
 }
 
 int main(void) {
