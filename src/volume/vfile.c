@@ -731,8 +731,8 @@ static int create_objects(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], int f
             }
             return -1;
         }
-        vol_object_owner(v, fd[k]);
     }
+    vol_objects_owner(v, fd, 3);
     /* The directory is synced by the next durable commit (of any process: the lock file
      * carries the flag), before a manifest that a power cut cannot lose names the objects. */
     v->objdir_dirty = 1;

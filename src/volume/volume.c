@@ -1257,12 +1257,14 @@ int scp_volume_tag_parse(const char *hex, scp_volume_tag *out, scp_err *err) {
  * does that when a program drops privileges, docs/shield.md) goes to that user as well, so that
  * every process of the run still reaches every object. Best effort: on failure the object
  * stays root's, and a process of that user gets EACCES on it, as before. */
-void vol_object_owner(scp_volume *v, int fd) {
+void vol_objects_owner(scp_volume *v, const int *fd, int n) {
     if (geteuid() != 0) return;
     struct stat ds;
-    if (scp_fstat_notime(v->objfd, &ds) == 0 && ds.st_uid != 0)
-        (void)fchown(fd, ds.st_uid, ds.st_gid);
+    if (scp_fstat_notime(v->objfd, &ds) < 0 || ds.st_uid == 0) return;
+    for (int k = 0; k < n; k++) (void)fchown(fd[k], ds.st_uid, ds.st_gid);
 }
+
+void vol_object_owner(scp_volume *v, int fd) { vol_objects_owner(v, &fd, 1); }
 
 void scp_volume_refresh(scp_volume *v) {
     if (!v || !v->shared) return;
