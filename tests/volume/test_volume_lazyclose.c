@@ -79,13 +79,21 @@ static void finish(scp_volume *v, char *root, char *vd) {
     free(vd);
 }
 
+/* A new volume of 4 KiB chunks (key drawn from seed) with the directory dir, opened. */
+static scp_volume *start(uint64_t seed, const char *tag, const char *dir,
+                         uint8_t key[SCP_VOLUME_KEY_LEN], char **root, char **vd) {
+    tu_rng rng = {seed};
+    scp_volume *v = tu_new_volume_chunk(&rng, tag, 4096, key, root, vd);
+    scp_err e;
+    REQUIRE_OK(scp_volume_mkdir(v, dir, 0755, &e), e);
+    return v;
+}
+
 static void test_many(void) {
-    tu_rng rng = {11};
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
-    scp_volume *v = tu_new_volume_chunk(&rng, "lazyclose", 4096, key, &root, &vd);
+    scp_volume *v = start(11, "lazyclose", "t", key, &root, &vd);
     scp_err e;
-    REQUIRE_OK(scp_volume_mkdir(v, "t", 0755, &e), e);
     REQUIRE_OK(scp_volume_sync(v, &e), e);
     scp_volume_set_lazy_close(v, 1);
     enum { N = 300 };
@@ -123,12 +131,10 @@ static void test_many(void) {
 }
 
 static void test_kill(void) {
-    tu_rng rng = {12};
     uint8_t key[SCP_VOLUME_KEY_LEN];
     char *root, *vd;
-    scp_volume *v = tu_new_volume_chunk(&rng, "lazyclose-kill", 4096, key, &root, &vd);
+    scp_volume *v = start(12, "lazyclose-kill", "k", key, &root, &vd);
     scp_err e;
-    REQUIRE_OK(scp_volume_mkdir(v, "k", 0755, &e), e);
     REQUIRE_OK(scp_volume_close(v, &e), e);
     enum { N = 50 };
     char path[64];
