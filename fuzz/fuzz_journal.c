@@ -30,8 +30,9 @@
  * scp_journal_find_from_at over a buffer of only the bytes from that point on (a follower's
  * read) gives the same view, and its replay walks that buffer without a memory error;
  * replay
- * with both callbacks hands out exactly the chunk records (pointers into the buffer) and the
- * decrypted commit entries (same bytes) before `end`, in file order; with fewer callbacks it
+ * with both callbacks hands out exactly the live chunk records (pointers into the buffer) and
+ * the live decrypted commit entries (same bytes) before `end`, in file order (a record is dead
+ * when its commit or a later one up to `end` leaves the file too short for its index); with fewer callbacks it
  * hands out the same sequence minus the kinds left out; a failing callback stops it at once
  * with -1; scp_journal_mrecs hands out exactly as many type 3 records (within the buffer) as
  * are in the runs directly behind commit records that check out; a commit found ends behind its
@@ -272,11 +273,23 @@ static void ref_walk(const uint8_t *b, size_t len, uint32_t cs, struct ref *r) {
     }
 }
 
+/* format.h's dead records: event i, of a replay that ends at commit `last`, is handed out only
+ * if its index is below the chunk count that its own commit and every later one up to `last`
+ * leave (a truncate between kills it). The event's commit: the first whose events include it. */
+static int ev_live(const struct ref *r, size_t i, size_t last, uint32_t cs) {
+    size_t k = 0;
+    while (r->c[k].nev <= i) k++;
+    for (; k <= last; k++)
+        if (r->ev[i].index >= r->c[k].size / cs + (r->c[k].size % cs != 0)) return 0;
+    return 1;
+}
+
 struct cbctx {
     const uint8_t *buf;
     size_t end;
     uint32_t cs;
     const struct ref *r;
+    size_t last;  /* the commit the replay ends at */
     size_t limit; /* events before end */
     size_t pos;   /* next expected event */
     int mask;     /* kinds handed out */
@@ -284,7 +297,9 @@ struct cbctx {
 };
 
 static int expect(struct cbctx *c, int kind, uint64_t index, const uint8_t *p, size_t plen) {
-    while (c->pos < c->limit && !(c->r->ev[c->pos].kind & c->mask)) c->pos++;
+    while (c->pos < c->limit &&
+           (!(c->r->ev[c->pos].kind & c->mask) || !ev_live(c->r, c->pos, c->last, c->cs)))
+        c->pos++;
     FUZZ_CHECK(c->pos < c->limit); /* nothing beyond the commit found */
     const struct ev *e = &c->r->ev[c->pos++];
     FUZZ_CHECK(e->kind == kind && e->index == index);
@@ -311,12 +326,14 @@ static int entry_cb(void *ctx, uint64_t index, const uint8_t *ent) {
 }
 
 static void replay_k(const uint8_t *buf, const scp_journal_view *v, uint32_t cs,
-                     const struct ref *r, size_t limit, int mask, unsigned fail_at,
+                     const struct ref *r, size_t last, int mask, unsigned fail_at,
                      scp_journal_kept *kept) {
-    struct cbctx c = {buf, v->end, cs, r, limit, 0, mask, 0, fail_at};
+    size_t limit = r->c[last].nev;
+    struct cbctx c = {buf, v->end, cs, r, last, limit, 0, mask, 0, fail_at};
     size_t handed = 0; /* events the walk should hand out */
-    for (size_t i = 0; i < limit; i++) handed += (r->ev[i].kind & mask) != 0;
-    int rc = scp_journal_replay_kept(buf, v, kept, cs, file_id, (mask & EV_CHUNK) ? chunk_cb : NULL,
+    for (size_t i = 0; i < limit; i++)
+        handed += (r->ev[i].kind & mask) != 0 && ev_live(r, i, last, cs);
+    int rc = scp_journal_replay_kept(buf, v, kept, 0, cs, file_id, (mask & EV_CHUNK) ? chunk_cb : NULL,
                                      (mask & EV_ENTRY) ? entry_cb : NULL, &c, NULL);
     if (fail_at && fail_at <= handed) {
         FUZZ_CHECK(rc == -1 && c.calls == fail_at); /* stopped at once */
@@ -326,8 +343,8 @@ static void replay_k(const uint8_t *buf, const scp_journal_view *v, uint32_t cs,
 }
 
 static void replay(const uint8_t *buf, const scp_journal_view *v, uint32_t cs, const struct ref *r,
-                   size_t limit, int mask, unsigned fail_at) {
-    replay_k(buf, v, cs, r, limit, mask, fail_at, NULL);
+                   size_t last, int mask, unsigned fail_at) {
+    replay_k(buf, v, cs, r, last, mask, fail_at, NULL);
 }
 
 struct mrecs {
@@ -426,7 +443,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FUZZ_CHECK(scp_journal_find_live_kept(cut, v.end, cs, file_key, file_id, root, tsize, &w,
                                               &kp) == 1);
         FUZZ_CHECK(w.end == v.end && w.ncommits == v.ncommits && kp.n == w.ncommits);
-        replay_k(cut, &w, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0, &kp);
+        replay_k(cut, &w, cs, &r, (size_t)want, EV_CHUNK | EV_ENTRY, 0, &kp);
         FUZZ_CHECK(kp.opens == 0);
         scp_journal_kept_free(&kp);
         /* Past mode (lazy publication step 3) on the journal cut after the commit found:
@@ -466,10 +483,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                   : kb.pt[i - kk] == kp.pt[i] && kb.off[i - kk] == kp.off[i] &&
                                         kb.count[i - kk] == kp.count[i] && kp.off[i] >= w.named_end);
             kp.opens = 0;
-            FUZZ_CHECK(scp_journal_replay_kept(buf, &ja, &kp, cs, file_id, noop_chunk, noop_entry,
-                                               NULL, &e) == 0);
-            FUZZ_CHECK(scp_journal_replay_kept(buf, &jb, &kb, cs, file_id, noop_chunk, noop_entry,
-                                               NULL, &e) == 0);
+            FUZZ_CHECK(scp_journal_replay_kept(buf, &ja, &kp, w.end, cs, file_id, noop_chunk,
+                                               noop_entry, NULL, &e) == 0);
+            FUZZ_CHECK(scp_journal_replay_kept(buf, &jb, &kb, 0, cs, file_id, noop_chunk,
+                                               noop_entry, NULL, &e) == 0);
             FUZZ_CHECK(kp.opens == 0 && kb.opens == 0);
         }
         scp_journal_kept_free(&kp);
@@ -508,16 +525,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FUZZ_CHECK(scp_journal_find_from_at_kept(tail, u.end, len, u.end, cs, u.key, u.chain,
                                                      file_id, root, tsize, &y, &k2) == 1);
             FUZZ_CHECK(y.end == x.end && k2.n >= y.ncommits);
-            FUZZ_CHECK(scp_journal_replay_kept(tail, &y, &k2, cs, file_id, noop_chunk, noop_entry,
+            FUZZ_CHECK(scp_journal_replay_kept(tail, &y, &k2, 0, cs, file_id, noop_chunk, noop_entry,
                                                NULL, &e) == 0 &&
                        k2.opens == 0);
             scp_journal_kept_free(&k2);
             free(tail);
         }
 
-        replay(buf, &v, cs, &r, c->nev, EV_CHUNK | EV_ENTRY, 0);
+        replay(buf, &v, cs, &r, (size_t)want, EV_CHUNK | EV_ENTRY, 0);
         static const int masks[4] = {EV_CHUNK | EV_ENTRY, EV_CHUNK, EV_ENTRY, 0};
-        replay(buf, &v, cs, &r, c->nev, masks[(p >> 4) & 3], fail_at);
+        replay(buf, &v, cs, &r, (size_t)want, masks[(p >> 4) & 3], fail_at);
     }
     /* The manifest-log records that an open may take from this journal: the same number. */
     struct mrecs m = {buf, len, 0};

@@ -851,20 +851,102 @@ void scp_journal_commits(const uint8_t *buf, size_t len, uint32_t chunk_size,
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
                        const uint8_t id[SCP_FILEID_LEN], scp_journal_chunk_cb chunk_cb,
                        scp_journal_entry_cb entry_cb, void *ctx, scp_err *err) {
-    return scp_journal_replay_kept(buf, v, NULL, chunk_size, id, chunk_cb, entry_cb, ctx, err);
+    return scp_journal_replay_kept(buf, v, NULL, 0, chunk_size, id, chunk_cb, entry_cb, ctx, err);
+}
+
+/* Chunks in a file of `size` bytes (no overflow near UINT64_MAX: the size is a payload's). */
+static uint64_t chunks_in(uint64_t size, uint32_t cs) { return size / cs + (size % cs != 0); }
+
+/* The live limit of each commit record from v's start to `horizon` (format.h, "dead records"):
+ * lim[k] = the fewest chunks that commit k or any later one up to the horizon leaves. A record
+ * of chunk i that belongs to commit k (its own entries, or a chunk record in front of it) is
+ * live only if i < lim[k]. Each commit's size is read from its kept payload, or from its
+ * record opened again (and added to kept when the caller gave none: the replay then takes it
+ * from there). Returns 0 with *lim malloc'd (NULL when there is no commit) and *n set, -1 with
+ * err filled. */
+static int live_limits(const uint8_t *buf, const scp_journal_view *v, scp_journal_kept *kept,
+                       size_t horizon, uint32_t cs, const uint8_t id[SCP_FILEID_LEN],
+                       int own_kept, uint64_t **lim_out, size_t *n_out, scp_err *err) {
+    size_t off = v->start ? v->start : SCP_JRN_HDR_LEN, ci = 0, cap = 0;
+    uint64_t *lim = NULL;
+#define AT(o) (buf + ((o) - v->base))
+    while (off < horizon) {
+        uint32_t type = scp_get_u32(AT(off));
+        if (type == SCP_JREC_CHUNK) {
+            off += SCP_JCHUNK_HDR_LEN + cs;
+            continue;
+        }
+        if (type == SCP_JREC_MLOG) {
+            off += SCP_JREC_HDR_LEN + (size_t)scp_get_u64(AT(off) + 8);
+            continue;
+        }
+        assert(type == SCP_JREC_COMMIT); /* (the walk accepted every record up to the horizon) */
+        uint64_t count = scp_get_u64(AT(off) + 8), size;
+        if (ci == cap) {
+            cap = cap ? 2 * cap : 16;
+            uint64_t *nl = realloc(lim, cap * sizeof *nl);
+            if (!nl) {
+                free(lim);
+                return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory replaying a journal");
+            }
+            lim = nl;
+        }
+        if (kept && ci < kept->n && kept->off[ci] == off && kept->count[ci] == count) {
+            size = scp_get_u64(kept->pt[ci]);
+        } else {
+            uint8_t *pt = commit_open(AT(off), off, count, cs, v->key, id);
+            if (!pt) {
+                free(lim);
+                return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                                "a journal commit record no longer authenticates");
+            }
+            size = scp_get_u64(pt);
+            /* (the replay's own list, in walk order: it takes this payload from there) */
+            if (!own_kept || !kept || kept->n != ci || kept_push(kept, pt, count, off) < 0) {
+                if (kept && !own_kept) kept->opens++;
+                scp_wipe(pt, SCP_JCOMMIT_PT_LEN(count));
+                free(pt);
+            }
+        }
+        lim[ci++] = chunks_in(size, cs);
+        off += SCP_JCOMMIT_LEN(count);
+    }
+#undef AT
+    for (size_t k = ci; k-- > 1;)
+        if (lim[k] < lim[k - 1]) lim[k - 1] = lim[k];
+    *lim_out = lim;
+    *n_out = ci;
+    return 0;
 }
 
 int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_journal_kept *kept,
-                            uint32_t chunk_size, const uint8_t id[SCP_FILEID_LEN],
+                            size_t horizon, uint32_t chunk_size, const uint8_t id[SCP_FILEID_LEN],
                             scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx,
                             scp_err *err) {
     size_t off = v->start ? v->start : SCP_JRN_HDR_LEN, ci = 0;
     assert(v->base <= off);
+    if (!horizon) horizon = v->end;
+    assert(horizon >= v->end);
+    /* Without the caller's payloads, the limits' walk opens each commit once into a list of
+     * the replay's own, which the replay below then takes its entries from. */
+    scp_journal_kept mine;
+    memset(&mine, 0, sizeof mine);
+    int own_kept = kept == NULL;
+    if (own_kept) kept = &mine;
+    uint64_t *lim = NULL;
+    size_t nlim = 0;
+    if (live_limits(buf, v, kept, horizon, chunk_size, id, own_kept, &lim, &nlim, err) < 0) {
+        scp_journal_kept_free(&mine);
+        return -1;
+    }
+    int rc = 0;
 #define AT(o) (buf + ((o) - v->base)) /* (buf holds the journal from offset v->base on) */
-    while (off < v->end) {
+    while (rc == 0 && off < v->end) {
         if (scp_get_u32(AT(off)) == SCP_JREC_CHUNK) {
-            if (chunk_cb && chunk_cb(ctx, scp_get_u64(AT(off) + 8), AT(off) + SCP_JCHUNK_HDR_LEN) < 0)
-                return -1;
+            assert(ci < nlim); /* (a chunk record in [start, end) has its commit before end) */
+            uint64_t index = scp_get_u64(AT(off) + 8);
+            if (chunk_cb && index < lim[ci] && chunk_cb(ctx, index, AT(off) + SCP_JCHUNK_HDR_LEN) < 0)
+                rc = -1;
             off += SCP_JCHUNK_HDR_LEN + chunk_size;
             continue;
         }
@@ -873,29 +955,34 @@ int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_j
             continue;
         }
         uint64_t count = scp_get_u64(AT(off) + 8);
+        assert(ci < nlim);
         if (entry_cb) {
             /* The walk's own payload of this record (the ci-th commit from the view's start
              * in both), else: scp_journal_find authenticated this record; it still must, in
              * this buffer. */
-            int own = kept && ci < kept->n && kept->off[ci] == off && kept->count[ci] == count;
+            int own = ci < kept->n && kept->off[ci] == off && kept->count[ci] == count;
             uint8_t *pt = own ? kept->pt[ci] : commit_open(AT(off), off, count, chunk_size, v->key, id);
-            if (!pt)
-                return scp_fail(err, SCP_E_INTEGRITY, EIO,
-                                "a journal commit record no longer authenticates");
-            if (kept && !own) kept->opens++;
-            int rc = 0;
+            if (!pt) {
+                rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                              "a journal commit record no longer authenticates");
+                break;
+            }
+            if (!own && !own_kept) kept->opens++;
             const uint8_t *e = pt + 8;
-            for (uint64_t i = 0; rc == 0 && i < count; i++)
-                rc = entry_cb(ctx, scp_get_u64(e + i * SCP_JENTRY_LEN), e + i * SCP_JENTRY_LEN + 8);
+            for (uint64_t i = 0; rc == 0 && i < count; i++) {
+                uint64_t index = scp_get_u64(e + i * SCP_JENTRY_LEN);
+                if (index < lim[ci]) rc = entry_cb(ctx, index, e + i * SCP_JENTRY_LEN + 8);
+            }
             if (!own) { /* (a kept one is the caller's to free: scp_journal_kept_free) */
                 scp_wipe(pt, SCP_JCOMMIT_PT_LEN(count));
                 free(pt);
             }
-            if (rc < 0) return -1;
         }
         ci++;
         off += SCP_JCOMMIT_LEN(count);
     }
 #undef AT
-    return 0;
+    free(lim);
+    scp_journal_kept_free(&mine);
+    return rc < 0 ? -1 : 0;
 }

@@ -373,9 +373,18 @@ int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t
                              scp_journal_view *out);
 
 /* Walk the records from out->start to out->end of a journal that scp_journal_find(_from) accepted, in order:
- * chunk_cb for every chunk record, entry_cb for every entry of every commit record (either may
- * be NULL). A callback returns -1 (having filled its own error) to stop the walk with -1; so
- * does a failure to allocate or decrypt (with err filled). */
+ * chunk_cb for every live chunk record, entry_cb for every live entry of every commit record
+ * (either may be NULL). A callback returns -1 (having filled its own error) to stop the walk
+ * with -1; so does a failure to allocate or decrypt (with err filled).
+ *
+ * Dead records are not handed out. A record of chunk i belongs to the first commit record at
+ * or after it; it is dead when that commit or a later one up to the end leaves the file with
+ * i chunks or fewer: a truncate cut the chunk off, and what the file holds at i since, if it
+ * grew again, is what later records or the table in place say (a fresh chunk, or a hole, is
+ * written in place without a record). Replayed, such a record put a chunk's entry from before
+ * the truncate over the one the table holds: volume_powercut, tight run 39210 shared, a cut
+ * between the manifest's sync and the apply of a commit that grew the file back
+ * (docs/volume-format.md, "Truncates in a log"). */
 typedef int (*scp_journal_chunk_cb)(void *ctx, uint64_t index, const uint8_t *ct);
 typedef int (*scp_journal_entry_cb)(void *ctx, uint64_t index, const uint8_t *ent);
 int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t chunk_size,
@@ -435,8 +444,12 @@ int scp_journal_follow_from_at_kept(const uint8_t *buf, size_t base, size_t len,
                                     const uint8_t id[SCP_FILEID_LEN],
                                     const uint8_t root[SCP_HASH_LEN], uint64_t size, int past,
                                     scp_journal_view *out, scp_journal_kept *kept);
+/* The replay of view v taking payloads from kept (NULL: none). horizon (0: v's end) is where
+ * the commits that decide which records are dead end: a caller that replays one log in two
+ * views (the commits the manifest names, then those past them: commit.c, follow_run) gives the
+ * first view the second's end, so that a truncate in the second kills records of the first. */
 int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_journal_kept *kept,
-                            uint32_t chunk_size, const uint8_t id[SCP_FILEID_LEN],
+                            size_t horizon, uint32_t chunk_size, const uint8_t id[SCP_FILEID_LEN],
                             scp_journal_chunk_cb chunk_cb, scp_journal_entry_cb entry_cb, void *ctx,
                             scp_err *err);
 
