@@ -30,9 +30,10 @@
  * scp_journal_find_from_at over a buffer of only the bytes from that point on (a follower's
  * read) gives the same view, and its replay walks that buffer without a memory error;
  * replay
- * with both callbacks hands out exactly the live chunk records (pointers into the buffer) and
- * the live decrypted commit entries (same bytes) before `end`, in file order (a record is dead
- * when its commit or a later one up to `end` leaves the file too short for its index); with fewer callbacks it
+ * with both callbacks hands out exactly the chunk records (pointers into the buffer, NULL for a
+ * dead one) and the live decrypted commit entries (same bytes) before `end`, in file order (a
+ * record is dead when its commit or a later one up to `end` leaves the file too short for its
+ * index); with fewer callbacks it
  * hands out the same sequence minus the kinds left out; a failing callback stops it at once
  * with -1; scp_journal_mrecs hands out exactly as many type 3 records (within the buffer) as
  * are in the runs directly behind commit records that check out; a commit found ends behind its
@@ -297,13 +298,18 @@ struct cbctx {
 };
 
 static int expect(struct cbctx *c, int kind, uint64_t index, const uint8_t *p, size_t plen) {
+    /* (a dead entry is not handed out; a dead chunk record is, with no ciphertext) */
     while (c->pos < c->limit &&
-           (!(c->r->ev[c->pos].kind & c->mask) || !ev_live(c->r, c->pos, c->last, c->cs)))
+           (!(c->r->ev[c->pos].kind & c->mask) ||
+            (c->r->ev[c->pos].kind == EV_ENTRY && !ev_live(c->r, c->pos, c->last, c->cs))))
         c->pos++;
     FUZZ_CHECK(c->pos < c->limit); /* nothing beyond the commit found */
-    const struct ev *e = &c->r->ev[c->pos++];
+    size_t at = c->pos++;
+    const struct ev *e = &c->r->ev[at];
     FUZZ_CHECK(e->kind == kind && e->index == index);
-    if (kind == EV_CHUNK) {
+    if (kind == EV_CHUNK && !ev_live(c->r, at, c->last, c->cs)) {
+        FUZZ_CHECK(p == NULL);
+    } else if (kind == EV_CHUNK) {
         FUZZ_CHECK(p == c->buf + e->off); /* in file order, none skipped, none invented */
         FUZZ_CHECK(e->off + plen <= c->end);
     } else { /* the same bytes as the reference's decryption */
@@ -332,7 +338,7 @@ static void replay_k(const uint8_t *buf, const scp_journal_view *v, uint32_t cs,
     struct cbctx c = {buf, v->end, cs, r, last, limit, 0, mask, 0, fail_at};
     size_t handed = 0; /* events the walk should hand out */
     for (size_t i = 0; i < limit; i++)
-        handed += (r->ev[i].kind & mask) != 0 && ev_live(r, i, last, cs);
+        handed += (r->ev[i].kind & mask) != 0 && (r->ev[i].kind == EV_CHUNK || ev_live(r, i, last, cs));
     int rc = scp_journal_replay_kept(buf, v, kept, 0, cs, file_id, (mask & EV_CHUNK) ? chunk_cb : NULL,
                                      (mask & EV_ENTRY) ? entry_cb : NULL, &c, NULL);
     if (fail_at && fail_at <= handed) {

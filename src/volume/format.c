@@ -862,13 +862,15 @@ static uint64_t chunks_in(uint64_t size, uint32_t cs) { return size / cs + (size
  * of chunk i that belongs to commit k (its own entries, or a chunk record in front of it) is
  * live only if i < lim[k]. Each commit's size is read from its kept payload, or from its
  * record opened again (and added to kept when the caller gave none: the replay then takes it
- * from there). Returns 0 with *lim malloc'd (NULL when there is no commit) and *n set, -1 with
- * err filled. */
+ * from there). Returns 0 with *n_out set to the count of commits, -1 with err filled. On
+ * entry *lim_out is an array of *n_out limits that the caller owns; on return *lim_out is that
+ * array or a malloc'd one (the caller frees it when it is not its own). */
 static int live_limits(const uint8_t *buf, const scp_journal_view *v, scp_journal_kept *kept,
                        size_t horizon, uint32_t cs, const uint8_t id[SCP_FILEID_LEN],
                        int own_kept, uint64_t **lim_out, size_t *n_out, scp_err *err) {
-    size_t off = v->start ? v->start : SCP_JRN_HDR_LEN, ci = 0, cap = 0;
-    uint64_t *lim = NULL;
+    size_t off = v->start ? v->start : SCP_JRN_HDR_LEN, ci = 0, cap = *n_out;
+    /* (*lim_out: the caller's array of *n_out limits; a longer run of commits gets its own) */
+    uint64_t *stack = *lim_out, *lim = stack;
 #define AT(o) (buf + ((o) - v->base))
     while (off < horizon) {
         uint32_t type = scp_get_u32(AT(off));
@@ -883,12 +885,13 @@ static int live_limits(const uint8_t *buf, const scp_journal_view *v, scp_journa
         assert(type == SCP_JREC_COMMIT); /* (the walk accepted every record up to the horizon) */
         uint64_t count = scp_get_u64(AT(off) + 8), size;
         if (ci == cap) {
-            cap = cap ? 2 * cap : 16;
-            uint64_t *nl = realloc(lim, cap * sizeof *nl);
+            cap *= 2;
+            uint64_t *nl = realloc(lim == stack ? NULL : lim, cap * sizeof *nl);
             if (!nl) {
-                free(lim);
+                if (lim != stack) free(lim);
                 return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory replaying a journal");
             }
+            if (lim == stack) memcpy(nl, stack, ci * sizeof *nl);
             lim = nl;
         }
         if (kept && ci < kept->n && kept->off[ci] == off && kept->count[ci] == count) {
@@ -896,7 +899,7 @@ static int live_limits(const uint8_t *buf, const scp_journal_view *v, scp_journa
         } else {
             uint8_t *pt = commit_open(AT(off), off, count, cs, v->key, id);
             if (!pt) {
-                free(lim);
+                if (lim != stack) free(lim);
                 return scp_fail(err, SCP_E_INTEGRITY, EIO,
                                 "a journal commit record no longer authenticates");
             }
@@ -933,8 +936,9 @@ int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_j
     memset(&mine, 0, sizeof mine);
     int own_kept = kept == NULL;
     if (own_kept) kept = &mine;
-    uint64_t *lim = NULL;
-    size_t nlim = 0;
+    /* (a follow's few commits fit on the stack: no allocation per follow) */
+    uint64_t stack[32], *lim = stack;
+    size_t nlim = sizeof stack / sizeof *stack;
     if (live_limits(buf, v, kept, horizon, chunk_size, id, own_kept, &lim, &nlim, err) < 0) {
         scp_journal_kept_free(&mine);
         return -1;
@@ -945,8 +949,8 @@ int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_j
         if (scp_get_u32(AT(off)) == SCP_JREC_CHUNK) {
             assert(ci < nlim); /* (a chunk record in [start, end) has its commit before end) */
             uint64_t index = scp_get_u64(AT(off) + 8);
-            if (chunk_cb && index < lim[ci] && chunk_cb(ctx, index, AT(off) + SCP_JCHUNK_HDR_LEN) < 0)
-                rc = -1;
+            const uint8_t *ct = index < lim[ci] ? AT(off) + SCP_JCHUNK_HDR_LEN : NULL;
+            if (chunk_cb && chunk_cb(ctx, index, ct) < 0) rc = -1;
             off += SCP_JCHUNK_HDR_LEN + chunk_size;
             continue;
         }
@@ -982,7 +986,7 @@ int scp_journal_replay_kept(const uint8_t *buf, const scp_journal_view *v, scp_j
         off += SCP_JCOMMIT_LEN(count);
     }
 #undef AT
-    free(lim);
+    if (lim != stack) free(lim);
     scp_journal_kept_free(&mine);
     return rc < 0 ? -1 : 0;
 }

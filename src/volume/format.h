@@ -373,11 +373,13 @@ int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t
                              scp_journal_view *out);
 
 /* Walk the records from out->start to out->end of a journal that scp_journal_find(_from) accepted, in order:
- * chunk_cb for every live chunk record, entry_cb for every live entry of every commit record
- * (either may be NULL). A callback returns -1 (having filled its own error) to stop the walk
+ * chunk_cb for every chunk record (ct NULL for a dead one, below), entry_cb for every live
+ * entry of every commit record (either may be NULL). A callback returns -1 (having filled its own error) to stop the walk
  * with -1; so does a failure to allocate or decrypt (with err filled).
  *
- * Dead records are not handed out. A record of chunk i belongs to the first commit record at
+ * Dead records are not replayed: a dead chunk record is handed out with ct NULL (a caller
+ * that tracks which chunks the log names, such as a shared-mode follow's jlogged, still sees
+ * it), a dead entry not at all. A record of chunk i belongs to the first commit record at
  * or after it; it is dead when that commit or a later one up to the end leaves the file with
  * i chunks or fewer: a truncate cut the chunk off, and what the file holds at i since, if it
  * grew again, is what later records or the table in place say (a fresh chunk, or a hole, is
