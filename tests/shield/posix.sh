@@ -219,5 +219,17 @@ if pid == 0:
     print(e(rename, \"p/d\", \"q/d\"), e(rename, \"p/d\", \"p/d2\"), e(rename, \"p/w\", \"q/w\")); sys.stdout.flush(); os._exit(0)
 os.waitpid(pid, 0)" '"$how"' && ls p q && rm -r p q' "$META"
 done
+# isatty and tcgetattr of a protected file: no terminal (ENOTTY), as on a plain file. The
+# shield serves both without a trap (interpose.c); python's open() asks isatty of every file.
+same "isatty and tcgetattr of a file: ENOTTY" \
+    'echo x > tty_f && python3 -c "
+import os, termios, errno
+fd = os.open(\"tty_f\", os.O_RDWR)
+print(os.isatty(fd))
+try:
+    termios.tcgetattr(fd); print(\"a terminal\")
+except termios.error as ex:
+    print(errno.errorcode[ex.args[0]])
+print(open(\"tty_f\").read().strip())" && rm tty_f'
 check_no_plaintext "inside"
 echo "PASS"
