@@ -295,6 +295,7 @@ SH_EXPORT int tcgetattr(int fd, struct termios *t) {
 SH_EXPORT int isatty(int fd) {
     if (P(fd)) {
         struct termios t;
+        memset(&t, 0, sizeof t);
         return call6(SYS_ioctl, fd, TCGETS, (long)&t, 0, 0, 0) == 0;
     }
     REAL(int (*)(int), isatty);
