@@ -372,10 +372,11 @@ int scp_journal_find_from_at(const uint8_t *buf, size_t base, size_t len, size_t
                              const uint8_t root[SCP_HASH_LEN], uint64_t size,
                              scp_journal_view *out);
 
-/* Walk the records from out->start to out->end of a journal that scp_journal_find(_from) accepted, in order:
- * chunk_cb for every chunk record (ct NULL for a dead one, below), entry_cb for every live
- * entry of every commit record (either may be NULL). A callback returns -1 (having filled its own error) to stop the walk
- * with -1; so does a failure to allocate or decrypt (with err filled).
+/* Walk the records from out->start to out->end of a journal that scp_journal_find(_from)
+ * accepted, in order: chunk_cb for every chunk record (ct NULL for a dead one, below),
+ * entry_cb for every live entry of every commit record (either may be NULL). A callback
+ * returns -1 (having filled its own error) to stop the walk with -1; so does a failure to
+ * allocate or decrypt (with err filled).
  *
  * Dead records are not replayed: a dead chunk record is handed out with ct NULL (a caller
  * that tracks which chunks the log names, such as a shared-mode follow's jlogged, still sees
