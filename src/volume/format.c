@@ -854,15 +854,12 @@ int scp_journal_replay(const uint8_t *buf, const scp_journal_view *v, uint32_t c
     return scp_journal_replay_kept(buf, v, NULL, 0, chunk_size, id, chunk_cb, entry_cb, ctx, err);
 }
 
-/* Chunks in a file of `size` bytes (no overflow near UINT64_MAX: the size is a payload's). */
-static uint64_t chunks_in(uint64_t size, uint32_t cs) { return size / cs + (size % cs != 0); }
-
 /* The live limit of each commit record from v's start to `horizon` (format.h, "dead records"):
  * lim[k] = the fewest chunks that commit k or any later one up to the horizon leaves. A record
  * of chunk i that belongs to commit k (its own entries, or a chunk record in front of it) is
  * live only if i < lim[k]. Each commit's size is read from its kept payload, or from its
- * record opened again (and added to kept when the caller gave none: the replay then takes it
- * from there). Returns 0 with *n_out set to the count of commits, -1 with err filled. On
+ * record opened again (and added to kept when own_kept, the replay's own list in place of the
+ * caller's: the replay then takes it from there). kept is never NULL. Returns 0 with *n_out set to the count of commits, -1 with err filled. On
  * entry *lim_out is an array of *n_out limits that the caller owns; on return *lim_out is that
  * array or a malloc'd one (the caller frees it when it is not its own). */
 static int live_limits(const uint8_t *buf, const scp_journal_view *v, scp_journal_kept *kept,
@@ -894,7 +891,7 @@ static int live_limits(const uint8_t *buf, const scp_journal_view *v, scp_journa
             if (lim == stack) memcpy(nl, stack, ci * sizeof *nl);
             lim = nl;
         }
-        if (kept && ci < kept->n && kept->off[ci] == off && kept->count[ci] == count) {
+        if (ci < kept->n && kept->off[ci] == off && kept->count[ci] == count) {
             size = scp_get_u64(kept->pt[ci]);
         } else {
             uint8_t *pt = commit_open(AT(off), off, count, cs, v->key, id);
@@ -905,13 +902,13 @@ static int live_limits(const uint8_t *buf, const scp_journal_view *v, scp_journa
             }
             size = scp_get_u64(pt);
             /* (the replay's own list, in walk order: it takes this payload from there) */
-            if (!own_kept || !kept || kept->n != ci || kept_push(kept, pt, count, off) < 0) {
-                if (kept && !own_kept) kept->opens++;
+            if (!own_kept || kept->n != ci || kept_push(kept, pt, count, off) < 0) {
+                if (!own_kept) kept->opens++;
                 scp_wipe(pt, SCP_JCOMMIT_PT_LEN(count));
                 free(pt);
             }
         }
-        lim[ci++] = chunks_in(size, cs);
+        lim[ci++] = scp_chunks_in(size, cs);
         off += SCP_JCOMMIT_LEN(count);
     }
 #undef AT

@@ -278,6 +278,12 @@ uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p);
     ((size_t)SCP_JREC_HDR_LEN + SCP_HASH_LEN + SCP_NONCE_LEN + SCP_JCOMMIT_PT_LEN(count) +       \
      SCP_GCMTAG_LEN)
 
+/* Chunks in a file of `size` bytes of chunk size cs (no overflow near UINT64_MAX: a size can
+ * come from a journal payload). */
+static inline uint64_t scp_chunks_in(uint64_t size, uint32_t cs) {
+    return size / cs + (size % cs != 0);
+}
+
 /* Associated data of chunk `index` of file `id` (volume id || file id || u64 index): a chunk
  * cannot move to another index, file or volume. */
 #define SCP_CHUNK_AAD_LEN (SCP_VOLID_LEN + SCP_FILEID_LEN + 8)

@@ -466,7 +466,7 @@ struct scp_vfile {
     scp_vfile *hprev, *hnext;   /* on vol->handles */
 };
 
-static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return (size + cs - 1) / cs; }
+static inline uint64_t nchunks_of(uint64_t size, uint32_t cs) { return scp_chunks_in(size, cs); }
 
 /* volume.c */
 /* The lock rules that functions state ("caller holds ..."), for assert() in debug builds:
