@@ -31,6 +31,9 @@
 # the rounds' ratios with a 90% bootstrap interval (the rounds resampled): on a machine whose
 # rounds spread as far as 0.6-1.0x, whether a target is met robustly is whether the interval
 # clears it, not whether one run's median does.
+# CHUNK=N: the scp volume's chunk size (shield-mkvol's third argument, as `scpctl volume create
+#   --chunk-size N`; 4096 by default); BASE_CHUNK=N the base volume's (with AB; CHUNK's by
+#   default). PostgreSQL's pages are 8 KiB: CHUNK=8192 is its recordsize, as for ZFS.
 # Environment: ROUNDS=3 (median; plain and scp alternate within a round), SECS=20 (each
 #   pgbench run), SCALE=10, CLIENTS=4, THREADS=2, BASE=/var/tmp, STRACE=1, STRACE_SECS=10.
 #   GROWN=1: the traced runs also log every call (strace -C -y) and count the flushes of a file
@@ -84,11 +87,11 @@ cleanup() {
     [ "${KEEP:-0}" = 1 ] && echo "kept $T" || rm -rf "$T"
 }
 trap cleanup EXIT
-$AS "$MKVOL" "$T/key" "$T/vol" || exit 1
+$AS "$MKVOL" "$T/key" "$T/vol" ${CHUNK:-} || exit 1
 FSLIST="plain scp"
 if [ -n "${AB:-}" ]; then
     AB=$(cd "$AB" && pwd)
-    $AS "$AB/tests/shield/shield-mkvol" "$T/key-base" "$T/vol-base" || exit 1
+    $AS "$AB/tests/shield/shield-mkvol" "$T/key-base" "$T/vol-base" ${BASE_CHUNK:-${CHUNK:-}} || exit 1
     FSLIST="plain scp base"
 fi
 [ "${SHIELD:-0}" = 1 ] && FSLIST="$FSLIST shield"

@@ -156,7 +156,7 @@ static void run_kills(void) {
     char *root = tu_tmpdir("crash");
     char *vd = tu_path(root, "vol");
     scp_err e;
-    REQUIRE_OK(scp_volume_create(vd, key, WL_CS, &e), e);
+    REQUIRE_OK(scp_volume_create(vd, key, tu_test_chunk(WL_CS), &e), e);
     scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(scp_volume_mkdir(v, "c", 0700, &e), e);
     for (int i = 0; i < WL_NF; i++) REQUIRE_OK(tu_vput(v, WL_FILES[i], "", 0, &e), e);

@@ -990,7 +990,7 @@ int main(int argc, char **argv) {
     if (mkdir(ld, 0700) < 0) tu_die("mkdir locks");
     tu_key(&rng, M->key);
     scp_err e;
-    REQUIRE_OK(scp_volume_create(vd, M->key, 0, &e), e);
+    REQUIRE_OK(scp_volume_create(vd, M->key, tu_test_chunk(0), &e), e);
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) tu_die("subreaper");
     double t0 = tu_now();
     int round = 0;

@@ -736,7 +736,7 @@ static void run_one(uint64_t seed, long *images, long *nfailed) {
     char *vd = tu_path(root, "vol");
     images_root = root;
     scp_err e;
-    REQUIRE_OK(scp_volume_create(vd, key, WL_CS, &e), e);
+    REQUIRE_OK(scp_volume_create(vd, key, tu_test_chunk(WL_CS), &e), e);
     scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     REQUIRE_OK(scp_volume_mkdir(v, "c", 0700, &e), e);
     fbuf start[WL_NF];

@@ -148,6 +148,16 @@ static inline double tu_now(void) {
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+/* The chunk size a suite that honours it gives its volume: $SCP_TEST_CHUNK when set (a power
+ * of two the library accepts, checked by scp_volume_create), else dflt. The crash, power-cut
+ * and fork suites run once more with 8192 in ctest: the chunk size docs/volume-format.md
+ * advises for PostgreSQL's 8 KiB pages, whose records, slots and tables then differ from the
+ * 4096-byte default's. */
+static inline uint32_t tu_test_chunk(uint32_t dflt) {
+    const char *s = getenv("SCP_TEST_CHUNK");
+    return s && *s ? (uint32_t)strtoul(s, NULL, 10) : dflt;
+}
+
 /* ---- files and directories ------------------------------------------------------------- */
 
 /* A fresh directory under $TMPDIR (or /tmp). Returns a malloc'd path. */
