@@ -13,6 +13,7 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "scp/attest_hw.h"
+#include "scp/volume.h"
 
 #define MAX_NODES 20000
 #define MAX_DEPTH 16
@@ -869,7 +870,11 @@ cas_policy *cas_policy_parse(const char *text, size_t len, scp_err *err) {
                         if (r < 0) break;
                         if (key_is(vk, "name")) r = get_name(&c, vv, "name", &vd->name);
                         else if (key_is(vk, "path")) r = get_str(&c, vv, "path", 4096, &vd->path);
-                        else r = unknown(&c, vk, "a volume");
+                        else if (key_is(vk, "chunk_size")) {
+                            r = get_long(&c, vv, "chunk_size", SCP_VOLUME_MIN_CHUNK, SCP_VOLUME_MAX_CHUNK, &vd->chunk_size);
+                            if (r == 0 && (vd->chunk_size & (vd->chunk_size - 1)))
+                                r = perr(&c, vv, "'chunk_size' must be a power of two (4096, 8192, ..., 65536)");
+                        } else r = unknown(&c, vk, "a volume");
                     }
                     if (r == 0 && (!vd->name || !vd->path || vd->path[0] != '/'))
                         r = perr(&c, vn, "a volume needs a 'name' and an absolute 'path'");

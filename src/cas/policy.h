@@ -157,6 +157,8 @@ typedef struct cas_service_def {
 
 typedef struct cas_volume_def {
     char *name, *path;
+    long chunk_size; /* the chunk size the volume is created with (a power of two from 4096 to
+                      * 65536), 0 for the library's default; an existing volume keeps its own */
 } cas_volume_def;
 
 typedef struct cas_net_rule {

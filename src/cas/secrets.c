@@ -675,8 +675,10 @@ json_t *cas_render_config(cas_api *api, const cas_session_row *row, const cas_po
         char khex[2 * SCP_VOLUME_KEY_LEN + 1];
         scp_hex(key, klen, khex);
         OPENSSL_clear_free(key, klen);
-        json_array_append_new(vols, json_pack("{s:s, s:s, s:s, s:o}", "name", vd->name, "path", vd->path, "key", khex,
-                                              "expected_tag", tag[0] ? json_string(tag) : json_null()));
+        json_t *jv = json_pack("{s:s, s:s, s:s, s:o}", "name", vd->name, "path", vd->path, "key", khex,
+                               "expected_tag", tag[0] ? json_string(tag) : json_null());
+        if (jv && vd->chunk_size) json_object_set_new(jv, "chunk_size", json_integer(vd->chunk_size));
+        json_array_append_new(vols, jv);
         OPENSSL_cleanse(khex, sizeof khex);
     }
     json_decref(net);

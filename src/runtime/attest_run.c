@@ -364,7 +364,10 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         const char *path = json_string_value(json_object_get(jv, "path"));
         const char *khex = json_string_value(json_object_get(jv, "key"));
         const char *exp = json_string_value(json_object_get(jv, "expected_tag"));
+        json_t *jchunk = json_object_get(jv, "chunk_size"); /* (absent: the library's default) */
+        json_int_t chunk = jchunk ? (json_is_integer(jchunk) ? json_integer_value(jchunk) : -1) : 0;
         if (!name || !path || !khex || strchr(name, '/') || name[0] == '.' ||
+            (chunk && (chunk < SCP_VOLUME_MIN_CHUNK || chunk > SCP_VOLUME_MAX_CHUNK || (chunk & (chunk - 1)))) ||
             scp_unhex(khex, ro->vol[i].key, SCP_VOLUME_KEY_LEN) < 0) {
             scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed volume entry");
             goto out;
@@ -378,7 +381,8 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         uint8_t seed_key[SCP_VOLUME_KEY_LEN];
         int has_seed = 0;
         if (run_take_seed_key(json_object_get(cfg, "environment"), name, seed_key, &has_seed, err) < 0) goto out;
-        int pr = run_prepare_volume(o, name, rv[i].dir, path, ro->vol[i].key, has_seed ? seed_key : NULL, exp, &now, err);
+        int pr = run_prepare_volume(o, name, rv[i].dir, path, ro->vol[i].key, (uint32_t)chunk, has_seed ? seed_key : NULL,
+                                    exp, &now, err);
         scp_wipe(seed_key, sizeof seed_key);
         if (pr < 0) goto out;
         ro->vol[i].hostdir = rv[i].dir;

@@ -37,11 +37,12 @@ struct run_renewal {
 
 /* ---- volumes (run_volumes.c) ---- */
 
-/* Open (or, on first start, create, and fill through o->seed) the volume at dir against the tag
- * CAS expects. The tag on disk afterwards goes to *now. */
+/* Open (or, on first start, create with chunks of chunk bytes, 0 for the library's default, and
+ * fill through o->seed) the volume at dir against the tag CAS expects. An existing volume keeps
+ * the chunk size it was created with. The tag on disk afterwards goes to *now. */
 int run_prepare_volume(const struct scp_attest_run_opts *o, const char *name, const char *dir, const char *mount,
-                       const uint8_t key[SCP_VOLUME_KEY_LEN], const uint8_t *seed_key, const char *expected_hex,
-                       scp_volume_tag *now, scp_err *err);
+                       const uint8_t key[SCP_VOLUME_KEY_LEN], uint32_t chunk, const uint8_t *seed_key,
+                       const char *expected_hex, scp_volume_tag *now, scp_err *err);
 
 /* ---- the configuration's checks (run_policy.c) ---- */
 

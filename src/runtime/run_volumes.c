@@ -41,17 +41,17 @@ static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *
     return remove(p) < 0 && errno != ENOENT ? -1 : 0;
 }
 
-/* A new volume at dir that o->seed fills: made at DIR.seeding and renamed into place once
- * filled, so that an interrupted first start leaves no half-filled volume that the next one
- * would take for the service's own. */
+/* A new volume at dir (chunks of chunk bytes, 0: the default) that o->seed fills: made at
+ * DIR.seeding and renamed into place once filled, so that an interrupted first start leaves no
+ * half-filled volume that the next one would take for the service's own. */
 static int seed_volume(const struct scp_attest_run_opts *o, const char *dir, const char *mount,
-                       const uint8_t key[SCP_VOLUME_KEY_LEN], const uint8_t *seed_key, scp_err *err) {
+                       const uint8_t key[SCP_VOLUME_KEY_LEN], uint32_t chunk, const uint8_t *seed_key, scp_err *err) {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof tmp, "%s.seeding", dir) >= (int)sizeof tmp)
         return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "--volume-dir is too long");
     if (nftw(tmp, rm_entry, 16, FTW_DEPTH | FTW_PHYS) < 0 && errno != ENOENT)
         return scp_fail_errno(err, "cannot remove the leftover %s", tmp);
-    if (scp_volume_create(tmp, key, 0, err) < 0) return -1;
+    if (scp_volume_create(tmp, key, chunk, err) < 0) return -1;
     scp_volume *v = scp_volume_open(tmp, key, NULL, err);
     if (!v) return -1;
     int rc = o->seed(o->seed_ctx, mount, seed_key, v, err);
@@ -61,8 +61,8 @@ static int seed_volume(const struct scp_attest_run_opts *o, const char *dir, con
 }
 
 int run_prepare_volume(const struct scp_attest_run_opts *o, const char *name, const char *dir, const char *mount,
-                       const uint8_t key[SCP_VOLUME_KEY_LEN], const uint8_t *seed_key, const char *expected_hex,
-                       scp_volume_tag *now, scp_err *err) {
+                       const uint8_t key[SCP_VOLUME_KEY_LEN], uint32_t chunk, const uint8_t *seed_key,
+                       const char *expected_hex, scp_volume_tag *now, scp_err *err) {
     scp_volume_tag exp;
     int have_exp = expected_hex != NULL;
     if (have_exp && scp_volume_tag_parse(expected_hex, &exp, err) < 0) {
@@ -81,11 +81,11 @@ int run_prepare_volume(const struct scp_attest_run_opts *o, const char *name, co
         if (sl) *sl = 0;
         if (mkdirs(parent, 0700) < 0) return scp_fail_errno(err, "cannot create %s", parent);
         if (o->seed) {
-            if (seed_volume(o, dir, mount, key, seed_key, err) < 0) {
+            if (seed_volume(o, dir, mount, key, chunk, seed_key, err) < 0) {
                 scp_err_prefix(err, "volume %s: its first start", name);
                 return -1;
             }
-        } else if (scp_volume_create(dir, key, 0, err) < 0) {
+        } else if (scp_volume_create(dir, key, chunk, err) < 0) {
             scp_err_prefix(err, "cannot create volume %s at %s", name, dir);
             return -1;
         }

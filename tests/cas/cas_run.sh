@@ -87,7 +87,7 @@ secrets:
   - {name: pw, kind: ascii, size: 32}
   - {name: envsecret, kind: ascii, size: 32}
 volumes:
-  - {name: data, path: /data}
+  - {name: data, path: /data, chunk_size: 8192}
 YAML
 expect_rc 0 "$SCPCTL" session create "$T/db.yaml"
 
@@ -119,6 +119,13 @@ stop() {
 start
 grep -q "memory is NOT protected" "$T/run.err" || fail "sim mode did not say that memory is not protected"
 [ -d "$T/vols/db/data" ] || fail "the volume was not created under --volume-dir/SESSION/VOLUME"
+# the policy's chunk_size reaches the runtime, which created the volume with it
+config | python3 -c 'import json,os,sys; v=json.load(sys.stdin)["volumes"][0]
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); os.write(fd, bytes.fromhex(v["key"])); os.close(fd)
+sys.exit(v.get("chunk_size") != 8192)' "$T/vol.key" || fail "the configuration does not carry the volume's chunk_size 8192"
+"$SCPCTL" volume info "$T/vols/db/data" --key-file "$T/vol.key" >"$T/info.out" 2>&1 || fail "volume info: $(cat "$T/info.out")"
+grep -q "^chunk size: *8192$" "$T/info.out" || fail "the volume was not created with the policy's chunk_size: $(cat "$T/info.out")"
+rm -f "$T/vol.key"
 G0=$(cas_gen)
 [ "$G0" -ge 0 ] || fail "the new volume's tag was not reported to CAS"
 for i in $(seq 1 50); do echo "SET key:$i SCPMARK_run_value_$i"; done | cli >/dev/null

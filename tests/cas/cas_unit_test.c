@@ -125,7 +125,16 @@ static void test_policy(void) {
     if (p) {
         CHECK(p->n_services == 1 && p->n_secrets == 3 && p->n_volumes == 1 && p->n_network == 1, "counts");
         CHECK(strcmp(p->services[0].env_keys.v[0], "A") == 0, "env key");
+        CHECK(p->volumes[0].chunk_size == 0, "a volume without chunk_size has chunk_size 0 (the default)");
         cas_policy_free(p);
+    }
+    {
+        static const char CHUNKED[] = "name: s\nservices: [{name: a, volumes: [v], measurements: "
+                                      "[0000000000000000000000000000000000000000000000000000000000000000]}]\n"
+                                      "volumes: [{name: v, path: /d, chunk_size: 8192}]\n";
+        cas_policy *q = cas_policy_parse(CHUNKED, strlen(CHUNKED), &e);
+        CHECK(q && q->volumes[0].chunk_size == 8192, "chunk_size 8192: %s", q ? "wrong value" : e.msg);
+        cas_policy_free(q);
     }
     const char *bad[] = {
         "",                                           /* empty */
@@ -178,6 +187,10 @@ static void test_policy_first_error_wins(void) {
         {"name: s\n" SVC "secrets: [{name: a, kind: random, export: [\"a b\"], size: 4}]\n", "'export' must be"},
         {"name: s\n" SVC "volumes: [{name: \"v w\", path: /d}]\n", "'name' must be"},
         {"name: s\n" SVC "volumes: [{path: /d, path: /e, name: v}]\n", "duplicate key 'path'"},
+        {"name: s\n" SVC "volumes: [{name: v, path: /d, chunk_size: 1000}]\n", "'chunk_size' must be a number in [4096, 65536]"},
+        {"name: s\n" SVC "volumes: [{name: v, path: /d, chunk_size: 131072}]\n", "'chunk_size' must be a number"},
+        {"name: s\n" SVC "volumes: [{name: v, path: /d, chunk_size: 12288}]\n", "'chunk_size' must be a power of two"},
+        {"name: s\n" SVC "volumes: [{name: v, path: /d, chunk_size: 8k}]\n", "'chunk_size' must be a number"},
         {"name: s\n" SVC "network: [{port: 99999, peer: x}]\n", "'port' must be a number"},
         {"name: s\n" SVC "network: [{secret: \"x/y\", port: 1}]\n", "'secret' must be"},
         {"name: s\nservices: [{name: a, network: {listen: [{port: 1}]}, measurements: " Z "}]\n",
