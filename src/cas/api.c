@@ -335,6 +335,7 @@ static void get_session(cas_api *api, const char *cid, const char *name, cas_aud
             json_t *v = json_pack("{s:s, s:s, s:o}", "name", p->volumes[i].name, "path", p->volumes[i].path,
                                   "expected_tag", g == 1 && tag[0] ? json_string(tag) : json_null());
             if (g < 0 && e.code == SCP_E_INTEGRITY) json_object_set_new(v, "integrity_error", json_string(e.msg));
+            if (p->volumes[i].chunk_size) json_object_set_new(v, "chunk_size", json_integer(p->volumes[i].chunk_size));
             json_array_append_new(vols, v);
         }
         cas_policy_free(p);

@@ -126,6 +126,7 @@ sys.exit(v.get("chunk_size") != 8192)' "$T/vol.key" || fail "the configuration d
 "$SCPCTL" volume info "$T/vols/db/data" --key-file "$T/vol.key" >"$T/info.out" 2>&1 || fail "volume info: $(cat "$T/info.out")"
 grep -q "^chunk size: *8192$" "$T/info.out" || fail "the volume was not created with the policy's chunk_size: $(cat "$T/info.out")"
 rm -f "$T/vol.key"
+"$SCPCTL" session show db 2>/dev/null | grep -q '"chunk_size": 8192' || fail "session show does not list the volume's chunk_size"
 G0=$(cas_gen)
 [ "$G0" -ge 0 ] || fail "the new volume's tag was not reported to CAS"
 for i in $(seq 1 50); do echo "SET key:$i SCPMARK_run_value_$i"; done | cli >/dev/null
