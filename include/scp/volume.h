@@ -45,6 +45,12 @@
 #define SCP_VOLUME_MIN_CHUNK 4096u
 #define SCP_VOLUME_MAX_CHUNK 65536u
 
+/* Whether n is a chunk size a volume can have: a power of two in [SCP_VOLUME_MIN_CHUNK,
+ * SCP_VOLUME_MAX_CHUNK]. (uint64_t: callers check values they parsed, before any narrowing.) */
+static inline int scp_volume_chunk_ok(uint64_t n) {
+    return n >= SCP_VOLUME_MIN_CHUNK && n <= SCP_VOLUME_MAX_CHUNK && (n & (n - 1)) == 0;
+}
+
 typedef struct scp_volume scp_volume;
 typedef struct scp_vfile scp_vfile;
 

@@ -872,7 +872,7 @@ cas_policy *cas_policy_parse(const char *text, size_t len, scp_err *err) {
                         else if (key_is(vk, "path")) r = get_str(&c, vv, "path", 4096, &vd->path);
                         else if (key_is(vk, "chunk_size")) {
                             r = get_long(&c, vv, "chunk_size", SCP_VOLUME_MIN_CHUNK, SCP_VOLUME_MAX_CHUNK, &vd->chunk_size);
-                            if (r == 0 && (vd->chunk_size & (vd->chunk_size - 1)))
+                            if (r == 0 && !scp_volume_chunk_ok((uint64_t)vd->chunk_size))
                                 r = perr(&c, vv, "'chunk_size' must be a power of two (4096, 8192, ..., 65536)");
                         } else r = unknown(&c, vk, "a volume");
                     }

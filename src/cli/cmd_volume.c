@@ -86,7 +86,7 @@ static int parse_opts(int argc, char **argv, struct opts *o) {
             } else {
                 char *end;
                 unsigned long cs = strtoul(val, &end, 10);
-                if (*end || cs < SCP_VOLUME_MIN_CHUNK || cs > SCP_VOLUME_MAX_CHUNK || (cs & (cs - 1)))
+                if (*end || !scp_volume_chunk_ok(cs))
                     return cli_usage_error("--chunk-size takes a power of two from 4096 to 65536");
                 o->chunk_size = (uint32_t)cs;
             }

@@ -367,7 +367,7 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
         json_t *jchunk = json_object_get(jv, "chunk_size"); /* (absent: the library's default) */
         json_int_t chunk = jchunk ? (json_is_integer(jchunk) ? json_integer_value(jchunk) : -1) : 0;
         if (!name || !path || !khex || strchr(name, '/') || name[0] == '.' ||
-            (chunk && (chunk < SCP_VOLUME_MIN_CHUNK || chunk > SCP_VOLUME_MAX_CHUNK || (chunk & (chunk - 1)))) ||
+            (chunk && !scp_volume_chunk_ok((uint64_t)chunk)) || /* (-1, a non-integer, wraps: not ok) */
             scp_unhex(khex, ro->vol[i].key, SCP_VOLUME_KEY_LEN) < 0) {
             scp_fail(err, SCP_E_FORMAT, EPROTO, "CAS sent a malformed volume entry");
             goto out;

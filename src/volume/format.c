@@ -13,6 +13,7 @@
 
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "scp/volume.h"
 #include "volume/vstats.h"
 
 static const uint8_t volhdr_magic[8] = {'S', 'C', 'P', 'V', 'O', 'L', 0, 1};
@@ -37,7 +38,7 @@ int scp_volhdr_parse(const uint8_t *buf, size_t len, scp_volhdr *out, scp_err *e
     out->version = scp_get_u32(buf + 8);
     out->chunk_size = scp_get_u32(buf + 12);
     uint32_t cs = out->chunk_size;
-    if (cs < 4096 || cs > 65536 || (cs & (cs - 1)) != 0)
+    if (!scp_volume_chunk_ok(cs))
         return bad(err, SCP_E_INTEGRITY, "volume header has an invalid chunk size");
     memcpy(out->volid, buf + 16, SCP_VOLID_LEN);
     memcpy(out->mac, buf + SCP_VOLHDR_MAC_OFF, SCP_HASH_LEN);

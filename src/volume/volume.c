@@ -237,8 +237,7 @@ static int write_new_file(int dirfd, const char *name, const void *buf, size_t n
 int scp_volume_create(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], uint32_t chunk_size,
                       scp_err *err) {
     if (chunk_size == 0) chunk_size = SCP_VOLUME_DEFAULT_CHUNK;
-    if (chunk_size < SCP_VOLUME_MIN_CHUNK || chunk_size > SCP_VOLUME_MAX_CHUNK ||
-        (chunk_size & (chunk_size - 1)))
+    if (!scp_volume_chunk_ok(chunk_size))
         return scp_fail(err, SCP_E_INVAL, EINVAL,
                         "chunk size %u is invalid; use a power of two from 4096 to 65536",
                         chunk_size);
