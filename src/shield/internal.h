@@ -215,6 +215,21 @@ int sh_alias_filter(long fd);
 static inline int sh_is_libfd(long fd) {
     return fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)];
 }
+
+/* fdlist.c: the program's own descriptor directory (/proc/self/fd, /dev/fd) listed without
+ * the volume library's and the reserved range's numbers, except the program's protected files.
+ * sh_fdlist_hidden: 1 when a listing leaves the entry `name` out. sh_fdlist_is_own: 1 when the
+ * ordinary descriptor fd is an open directory of this process's descriptors (one readlink).
+ * sh_fdlist_mark/_marked/_unmark: the DIR streams whose readdir filters (fdopendir marks,
+ * closedir unmarks; up to 16 at once, more are listed unfiltered). sh_fdlist_filter: getdents64
+ * records in buf compacted in place without the hidden ones; returns the new length. */
+struct __dirstream;
+int sh_fdlist_hidden(const char *name);
+int sh_fdlist_is_own(int fd);
+void sh_fdlist_mark(struct __dirstream *d);
+int sh_fdlist_marked(struct __dirstream *d);
+void sh_fdlist_unmark(struct __dirstream *d);
+size_t sh_fdlist_filter(void *buf, size_t len);
 const char *sh_sysname(long nr);
 int sh_trap_involves_prot(long nr, const long a[6]);
 /* Open volume i if this process has not yet (at the first use of its mount): 0 or -errno. */

@@ -351,7 +351,14 @@ FD1(int, fstatfs64, SYS_fstatfs, struct statfs64 *)
 SH_EXPORT ssize_t getdents64(int fd, void *buf, size_t n) {
     if (P(fd)) return call6(SYS_getdents64, fd, (long)buf, (long)n, 0, 0, 0);
     REAL(ssize_t (*)(int, void *, size_t), getdents64);
-    return real_getdents64(fd, buf, n);
+    ssize_t r = real_getdents64(fd, buf, n);
+    if (r <= 0 || !sh.active || sh_in_lib || !sh_fdlist_is_own(fd)) return r;
+    /* the process's own descriptor directory: without the shield's numbers (fdlist.c); a
+     * buffer of hidden names only is read on, since 0 would say the end */
+    size_t k;
+    while ((k = sh_fdlist_filter(buf, (size_t)r)) == 0 && (r = real_getdents64(fd, buf, n)) > 0) {
+    }
+    return r <= 0 ? r : (ssize_t)k;
 }
 
 SH_EXPORT int fchown(int fd, uid_t u, gid_t g) {
@@ -386,6 +393,10 @@ static int do_fcntl(int fd, int cmd, va_list ap) {
     long arg = va_arg(ap, long);
     if (P(fd) && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) return dup_low(fd, arg, cmd == F_DUPFD_CLOEXEC);
     if (P(fd)) return (int)call6(SYS_fcntl, fd, cmd, arg, 0, 0, 0);
+    if (sh.active && !sh_in_lib && sh_is_libfd(fd)) { /* not the program's, as for close */
+        errno = EBADF;
+        return -1;
+    }
     if (sh_in_lib && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) return (int)G(SYS_fcntl, fd, cmd, arg, 0, 0); /* LIB_DUP */
     long na[6] = {fd, cmd, arg, 0, 0, 0};
     if (sh_net_on && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) return (int)ret(sh_net_dup(SYS_fcntl, na));
@@ -681,12 +692,53 @@ SH_EXPORT FILE *fdopen(int fd, const char *mode) {
     return real_fdopen(fd, mode);
 }
 SH_EXPORT DIR *fdopendir(int fd) {
-    if (P(fd) && sh_alias_filter(fd) < 0) {
+    int prot = P(fd);
+    if (prot && sh_alias_filter(fd) < 0) {
         errno = EMFILE;
         return NULL;
     }
     REAL(DIR *(*)(int), fdopendir);
-    return real_fdopendir(fd);
+    DIR *d = real_fdopendir(fd);
+    /* the process's own descriptor directory: its readdir leaves the shield's numbers out
+     * (fdlist.c; opendir comes here too) */
+    if (d && !prot && sh.active && !sh_in_lib && sh_fdlist_is_own(fd)) sh_fdlist_mark(d);
+    return d;
+}
+
+/* readdir of a marked stream skips the entries that sh_fdlist_hidden names; every other
+ * stream costs one load of the marked count */
+SH_EXPORT struct dirent *readdir(DIR *d) {
+    REAL(struct dirent *(*)(DIR *), readdir);
+    struct dirent *e = real_readdir(d);
+    if (e && sh_fdlist_marked(d))
+        while (e && sh_fdlist_hidden(e->d_name)) e = real_readdir(d);
+    return e;
+}
+SH_EXPORT struct dirent64 *readdir64(DIR *d) {
+    REAL(struct dirent64 *(*)(DIR *), readdir64);
+    struct dirent64 *e = real_readdir64(d);
+    if (e && sh_fdlist_marked(d))
+        while (e && sh_fdlist_hidden(e->d_name)) e = real_readdir64(d);
+    return e;
+}
+SH_EXPORT int readdir_r(DIR *d, struct dirent *ent, struct dirent **res) {
+    REAL(int (*)(DIR *, struct dirent *, struct dirent **), readdir_r);
+    int r;
+    do r = real_readdir_r(d, ent, res);
+    while (!r && *res && sh_fdlist_marked(d) && sh_fdlist_hidden((*res)->d_name));
+    return r;
+}
+SH_EXPORT int readdir64_r(DIR *d, struct dirent64 *ent, struct dirent64 **res) {
+    REAL(int (*)(DIR *, struct dirent64 *, struct dirent64 **), readdir64_r);
+    int r;
+    do r = real_readdir64_r(d, ent, res);
+    while (!r && *res && sh_fdlist_marked(d) && sh_fdlist_hidden((*res)->d_name));
+    return r;
+}
+SH_EXPORT int closedir(DIR *d) {
+    sh_fdlist_unmark(d);
+    REAL(int (*)(DIR *), closedir);
+    return real_closedir(d);
 }
 
 static int mode_flags(const char *mode) {

@@ -9,8 +9,10 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "shield/internal.h"
 #include "shield/core.h"
@@ -368,6 +370,33 @@ static int follows_last(long nr, const long a[6], long oflags) {
     }
 }
 
+/* lstat of /proc/self/fd/N itself, N a protected descriptor: what the kernel says of its own
+ * link (procfs: a symbolic link of the process; N holds a placeholder there), with the access
+ * bits that the kernel derives from the open mode (read: r-x, write: -wx) taken from the
+ * protected descriptor's mode instead of the placeholder's (O_PATH: none). */
+static long fd_link_lstat(long nr, const long a[6], long fd) {
+    long r = sh_gate(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    if (r < 0) return r;
+    long e;
+    pfile *pf = sh_pf_get(fd, &e);
+    if (!pf) return e;
+    int acc = pf->flags & O_ACCMODE;
+    sh_pf_put(pf);
+    unsigned bits = (acc == O_RDONLY || acc == O_RDWR ? 0500u : 0) | (acc == O_WRONLY || acc == O_RDWR ? 0300u : 0);
+    if (nr == SYS_statx) {
+        uint16_t m;
+        char *at = (char *)a[4] + offsetof(struct statx, stx_mode);
+        if (sh_copy_in(&m, at, sizeof m)) return -EFAULT;
+        m = (uint16_t)((m & S_IFMT) | bits);
+        return sh_copy_out(at, &m, sizeof m) ? -EFAULT : 0;
+    }
+    mode_t m;
+    char *at = (char *)a[2] + offsetof(struct stat, st_mode);
+    if (sh_copy_in(&m, at, sizeof m)) return -EFAULT;
+    m = (m & S_IFMT) | bits;
+    return sh_copy_out(at, &m, sizeof m) ? -EFAULT : 0;
+}
+
 /* The call on the path that a link outside the volumes led to: the kernel's business. */
 static long call_at(long nr, const struct sh_sysent *s, const long a[6], const char *abs,
                     const char *abs2) {
@@ -585,6 +614,10 @@ static int path_call(long nr, const long a[6], long *ret) {
             return 1;
         }
         if (nr == SYS_unlinkat || nr == SYS_mkdirat || nr == SYS_mknodat) { *ret = -EACCES; return 1; }
+        if ((nr == SYS_newfstatat || nr == SYS_statx) && !follows_last(nr, a, 0)) {
+            *ret = fd_link_lstat(nr, a, fd_link_named - 1); /* (`ls -l /proc/self/fd`) */
+            return 1;
+        }
     }
     struct open_how { uint64_t flags, mode, resolve; } how = {0};
     if (nr == SYS_openat2) {
