@@ -16,9 +16,10 @@
  *   while it is not empty;
  * - the exported getdents64 on an ordinary descriptor of that directory: the records are
  *   compacted in place.
- * What is marked: a directory whose /proc/self/fd/N link reads "/proc/PID/fd" or
- * "/proc/PID/task/TID/fd" with PID this process (/proc/self/fd, /dev/fd, /proc/thread-self/fd
- * and the process's own pid spelled out). Not filtered: another process's listing of this one,
+ * What is marked: a directory opened (open, openat, opendir) by a path whose last name is "fd"
+ * and whose /proc/self/fd/N link then reads "/proc/PID/fd" or "/proc/PID/task/TID/fd" with PID
+ * this process (/proc/self/fd, /dev/fd, /proc/thread-self/fd, the process's own pid spelled
+ * out, "fd" relative to /proc/self). Not filtered: another process's listing of this one,
  * and raw getdents64 system calls that bypass libc's exported functions (docs/shield.md).
  */
 #include <dirent.h>
@@ -62,8 +63,28 @@ static int names_own_fd_dir(const char *l, pid_t pid) {
     return end != t && !strcmp(end, "/fd");
 }
 
+/* The numbers below the range that an open of a path whose last name is "fd" returned: only
+ * these are read back (a readlink per fdopendir of every directory cost find 12 us a directory
+ * under the shield). A hint: a stale one (the number closed and reused behind the shield's back)
+ * costs one readlink that says no; a directory opened by a raw system call or under another name
+ * is listed unfiltered. Written by any thread without a lock: a byte each. */
+static unsigned char maybe[SCP_SHIELD_FD_BASE];
+
+static int last_is_fd(const char *p) {
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') n--;
+    if (n >= 2 && p[n - 1] == '.' && p[n - 2] == '/') /* "/proc/self/fd/." */
+        for (n -= 2; n > 1 && p[n - 1] == '/'; n--) {
+        }
+    return n >= 2 && p[n - 2] == 'f' && p[n - 1] == 'd' && (n == 2 || p[n - 3] == '/');
+}
+
+void sh_fdlist_opened(long fd, const char *path) {
+    if (fd >= 0 && fd < (long)sizeof maybe) maybe[fd] = (unsigned char)(path && last_is_fd(path));
+}
+
 int sh_fdlist_is_own(int fd) {
-    if (!sh.active || fd < 0 || sh_is_prot(fd)) return 0;
+    if (!sh.active || fd < 0 || fd >= (int)sizeof maybe || !maybe[fd] || sh_is_prot(fd)) return 0;
     char link[64], got[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     long n = sh_gate(SYS_readlinkat, AT_FDCWD, (long)link, (long)got, sizeof got - 1, 0, 0);

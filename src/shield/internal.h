@@ -218,13 +218,16 @@ static inline int sh_is_libfd(long fd) {
 
 /* fdlist.c: the program's own descriptor directory (/proc/self/fd, /dev/fd) listed without
  * the volume library's and the reserved range's numbers, except the program's protected files.
- * sh_fdlist_hidden: 1 when a listing leaves the entry `name` out. sh_fdlist_is_own: 1 when the
- * ordinary descriptor fd is an open directory of this process's descriptors (one readlink).
+ * sh_fdlist_hidden: 1 when a listing leaves the entry `name` out. sh_fdlist_opened: an open of
+ * path gave the ordinary descriptor fd (the program's open, openat, opendir). sh_fdlist_is_own:
+ * 1 when fd is an open directory of this process's descriptors (one readlink, only for a
+ * number that an open of a path ending in "fd" gave).
  * sh_fdlist_mark/_marked/_unmark: the DIR streams whose readdir filters (fdopendir marks,
  * closedir unmarks; up to 16 at once, more are listed unfiltered). sh_fdlist_filter: getdents64
  * records in buf compacted in place without the hidden ones; returns the new length. */
 struct __dirstream;
 int sh_fdlist_hidden(const char *name);
+void sh_fdlist_opened(long fd, const char *path);
 int sh_fdlist_is_own(int fd);
 void sh_fdlist_mark(struct __dirstream *d);
 int sh_fdlist_marked(struct __dirstream *d);

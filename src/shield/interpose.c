@@ -142,6 +142,7 @@ static int do_openat(int dirfd, const char *path, int flags, mode_t mode) {
     if (sh.active && !sh_in_lib) {
         long fd = open_checked(dirfd, path, flags, mode);
         if (fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.lo) sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
+        if (fd >= 0 && fd < sh.lo) sh_fdlist_opened(fd, path); /* (fdopendir's hint) */
         return (int)ret(fd);
     }
     int fd = (int)G(SYS_openat, dirfd, (long)path, flags, mode, 0);
@@ -672,6 +673,7 @@ SH_EXPORT DIR *opendir(const char *p) {
     /* libc's opendir: open (served, or through the gate: see pathcall) and fdopendir */
     long r = pathcall(SYS_openat, AT_FDCWD, (long)p, O_RDONLY | O_NONBLOCK | O_DIRECTORY | O_CLOEXEC, 0, 0);
     if (r < 0) return NULL;
+    if (r < sh.lo) sh_fdlist_opened(r, p); /* (fdopendir's hint) */
     DIR *d = fdopendir((int)r);
     if (!d) {
         int e = errno;
