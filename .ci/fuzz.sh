@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 SECONDS_EACH=${FUZZ_SECONDS:-20}
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
-TARGETS=${FUZZ_TARGETS:-"fuzz_volhdr fuzz_manifest fuzz_mlog fuzz_journal fuzz_path fuzz_volume_open fuzz_cas_http fuzz_cas_policy fuzz_cas_evidence fuzz_cas_api fuzz_elf fuzz_snp_report fuzz_hw_chain fuzz_dcap_quote fuzz_collateral_import fuzz_image fuzz_hw_evidence fuzz_sealed_stream fuzz_net_start fuzz_tls_record"}
+TARGETS=${FUZZ_TARGETS:-"fuzz_volhdr fuzz_manifest fuzz_mlog fuzz_journal fuzz_path fuzz_volume_open fuzz_cas_http fuzz_cas_policy fuzz_cas_evidence fuzz_cas_api fuzz_elf fuzz_snp_report fuzz_hw_chain fuzz_dcap_quote fuzz_collateral_import fuzz_image fuzz_hw_evidence fuzz_sealed_stream fuzz_net_start fuzz_tls_record fuzz_fdlist"}
 
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_C_COMPILER=clang -DSCP_FUZZ=ON -DSCP_SANITIZE=ON \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

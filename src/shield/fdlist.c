@@ -35,7 +35,8 @@
 /* ---- which numbers are hidden -------------------------------------------------------------- */
 
 int sh_fdlist_hidden(const char *name) {
-    if (!sh.active || name[0] < '0' || name[0] > '9') return 0;
+    /* (the kernel writes a number without leading zeros; anything else is no descriptor's) */
+    if (!sh.active || name[0] < '0' || name[0] > '9' || (name[0] == '0' && name[1])) return 0;
     long n = 0;
     for (const char *c = name; *c; c++) {
         if (*c < '0' || *c > '9' || n > (long)sh.hi) return 0; /* not a number, or past the range */
