@@ -6,7 +6,7 @@
 # (private, shared and sole-holder mode; the normal and the "tight" build, whose small journal
 # and manifest log limits take the in-place and fold paths), and prints each so that a failure
 # reproduces:
-#   [SCP_TEST_CHUNK=8192] BUILD/tests/volume/test_volume_powercut[_tight] 1 RUN [shared|sole]
+#   SCP_TEST_CHUNK=4096|8192 BUILD/tests/volume/test_volume_powercut[_tight] 1 RUN [shared|sole]
 # Every second pass over the six variants gives the volume 8 KiB chunks (the size advised for
 # PostgreSQL; docs/volume-format.md, "Choosing the chunk size").
 # Usage: .ci/sweep.sh [BUILD_DIR]   (SWEEP_SECONDS, default 120: when to stop starting runs)
@@ -26,9 +26,9 @@ while [ "$(date +%s)" -lt "$end" ]; do
     set -- ${variants[n % 6]}
     run=$(( (RANDOM << 15 | RANDOM) % 1000000 + 1000 ))
     chunk=$(( n / 6 % 2 ? 8192 : 4096 ))
-    cmd="$T/$1 1 $run ${2:-}"
-    [ $chunk = 4096 ] || cmd="SCP_TEST_CHUNK=$chunk $cmd"
-    if ! out=$(SCP_TEST_CHUNK=$chunk timeout 300 $T/$1 1 $run ${2:-} 2>&1); then
+    cmd="SCP_TEST_CHUNK=$chunk $T/$1 1 $run ${2:-}" # (what runs, and what a failure prints)
+    # shellcheck disable=SC2086  # cmd is a word list (T has no spaces: mktemp's)
+    if ! out=$(timeout 300 env $cmd 2>&1); then
         printf '%s\n' "$out" | tail -20
         echo "sweep.sh: FAILED: $cmd"
         exit 1

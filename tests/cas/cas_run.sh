@@ -120,9 +120,8 @@ start
 grep -q "memory is NOT protected" "$T/run.err" || fail "sim mode did not say that memory is not protected"
 [ -d "$T/vols/db/data" ] || fail "the volume was not created under --volume-dir/SESSION/VOLUME"
 # the policy's chunk_size reaches the runtime, which created the volume with it
-config | python3 -c 'import json,os,sys; v=json.load(sys.stdin)["volumes"][0]
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); os.write(fd, bytes.fromhex(v["key"])); os.close(fd)
-sys.exit(v.get("chunk_size") != 8192)' "$T/vol.key" || fail "the configuration does not carry the volume's chunk_size 8192"
+cs=$(config | python3 "$(dirname "$0")/volkey.py" "$T/vol.key") || fail "no volume key in the configuration"
+[ "$cs" = 8192 ] || fail "the configuration does not carry the volume's chunk_size 8192 (got '$cs')"
 "$SCPCTL" volume info "$T/vols/db/data" --key-file "$T/vol.key" >"$T/info.out" 2>&1 || fail "volume info: $(cat "$T/info.out")"
 grep -q "^chunk size: *8192$" "$T/info.out" || fail "the volume was not created with the policy's chunk_size: $(cat "$T/info.out")"
 rm -f "$T/vol.key"

@@ -117,9 +117,7 @@ docker stop -t 30 $TAG-c1 >/dev/null || fail "docker stop"
 [ "$(docker inspect -f '{{.State.ExitCode}}' $TAG-c1)" = 0 ] || fail "exit code after docker stop: $(docker logs $TAG-c1 2>&1 | tail -5)"
 # the session's chunk_size (8192, PostgreSQL's page) is the volume's: the key from the debug path
 "$SCPCTL" platform attest --key "$T/p.key" --session pg --service postgres --measurement "$M" 2>/dev/null |
-    python3 -c 'import json,os,sys; v=json.load(sys.stdin)["volumes"][0]
-fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600); os.write(fd, bytes.fromhex(v["key"])); os.close(fd)' "$T/vk" ||
-    fail "no volume key from the debug path"
+    python3 "$HERE/../cas/volkey.py" "$T/vk" >/dev/null || fail "no volume key from the debug path"
 "$SCPCTL" volume info "$VD/pg/data" --key-file "$T/vk" >"$T/info" 2>&1 || fail "volume info: $(cat "$T/info")"
 grep -q "^chunk size: *8192$" "$T/info" || fail "the volume's chunk size is not the session's 8192: $(cat "$T/info")"
 rm -f "$T/vk"

@@ -155,7 +155,14 @@ static inline double tu_now(void) {
  * 4096-byte default's. */
 static inline uint32_t tu_test_chunk(uint32_t dflt) {
     const char *s = getenv("SCP_TEST_CHUNK");
-    return s && *s ? (uint32_t)strtoul(s, NULL, 10) : dflt;
+    if (!s || !*s) return dflt;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || s[0] < '0' || s[0] > '9' || v > UINT32_MAX) { /* (not "the default", silently) */
+        fprintf(stderr, "SCP_TEST_CHUNK='%s' is not a chunk size\n", s);
+        exit(2);
+    }
+    return (uint32_t)v;
 }
 
 /* ---- files and directories ------------------------------------------------------------- */
