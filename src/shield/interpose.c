@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -746,6 +747,86 @@ SH_EXPORT int readdir64_r(DIR *d, struct dirent64 *ent, struct dirent64 **res) {
     do r = real_readdir64_r(d, ent, res);
     while (!r && *res && sh_fdlist_marked(d) && sh_fdlist_hidden((*res)->d_name));
     return r;
+}
+/* glibc's scandir reads through its own internal readdir, which the wrappers above do not
+ * see: a scandir of this process's descriptor directory is made here from the filtered
+ * readdir; any other directory is glibc's. The caller's functions are called through
+ * adapters of the right type (qsort's comparator takes const void *). */
+typedef int (*scan_sel)(const struct dirent *);
+typedef int (*scan_cmp)(const struct dirent **, const struct dirent **);
+typedef int (*scan_sel64)(const struct dirent64 *);
+typedef int (*scan_cmp64)(const struct dirent64 **, const struct dirent64 **);
+_Static_assert(sizeof(struct dirent64) == sizeof(struct dirent) &&
+                   offsetof(struct dirent64, d_name) == offsetof(struct dirent, d_name),
+               "x86-64: struct dirent64 is struct dirent");
+static __thread scan_cmp scan_cmp_fn;
+static __thread scan_sel64 scan_sel64_fn;
+static __thread scan_cmp64 scan_cmp64_fn;
+static int scan_cmp_adapt(const void *a, const void *b) { /* (qsort's const: the array's, not the entries') */
+    return scan_cmp_fn((const struct dirent **)(uintptr_t)a, (const struct dirent **)(uintptr_t)b);
+}
+static int scan_sel64_adapt(const struct dirent *e) { return scan_sel64_fn((const struct dirent64 *)e); }
+static int scan_cmp64_adapt(const struct dirent **a, const struct dirent **b) {
+    return scan_cmp64_fn((const struct dirent64 **)a, (const struct dirent64 **)b);
+}
+
+/* 1 and the result in *n when path is this process's descriptor directory, else 0 */
+static int scandir_own(const char *path, struct dirent ***out, scan_sel sel, scan_cmp cmp, int *n) {
+    DIR *d = opendir(path);
+    if (!d) return 0; /* (glibc's scandir gives the same failure) */
+    if (!sh_fdlist_marked(d)) {
+        closedir(d);
+        return 0;
+    }
+    struct dirent **v = NULL, *e;
+    size_t k = 0, cap = 0;
+    int err = 0;
+    while ((e = readdir(d))) {
+        if (sel && !sel(e)) continue;
+        size_t sz = offsetof(struct dirent, d_name) + strlen(e->d_name) + 1;
+        struct dirent *c = malloc(sz < sizeof *c ? sizeof *c : sz);
+        struct dirent **nv = k == cap ? realloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v) : v;
+        if (!c || !nv) {
+            free(c);
+            if (nv) v = nv;
+            err = ENOMEM;
+            break;
+        }
+        v = nv;
+        memcpy(c, e, sz);
+        v[k++] = c;
+    }
+    closedir(d);
+    if (err) {
+        while (k) free(v[--k]);
+        free(v);
+        errno = err;
+        *n = -1;
+        return 1;
+    }
+    if (cmp && k > 1) {
+        scan_cmp_fn = cmp;
+        qsort(v, k, sizeof *v, scan_cmp_adapt);
+    }
+    *out = v;
+    *n = (int)k;
+    return 1;
+}
+SH_EXPORT int scandir(const char *path, struct dirent ***out, scan_sel sel, scan_cmp cmp) {
+    int n;
+    if (sh.active && !sh_in_lib && scandir_own(path, out, sel, cmp, &n)) return n;
+    REAL(int (*)(const char *, struct dirent ***, scan_sel, scan_cmp), scandir);
+    return real_scandir(path, out, sel, cmp);
+}
+SH_EXPORT int scandir64(const char *path, struct dirent64 ***out, scan_sel64 sel, scan_cmp64 cmp) {
+    int n;
+    scan_sel64_fn = sel;
+    scan_cmp64_fn = cmp;
+    if (sh.active && !sh_in_lib &&
+        scandir_own(path, (struct dirent ***)out, sel ? scan_sel64_adapt : NULL, cmp ? scan_cmp64_adapt : NULL, &n))
+        return n;
+    REAL(int (*)(const char *, struct dirent64 ***, scan_sel64, scan_cmp64), scandir64);
+    return real_scandir64(path, out, sel, cmp);
 }
 SH_EXPORT int closedir(DIR *d) {
     sh_fdlist_unmark(d);

@@ -6,9 +6,10 @@
  * DIR is where it opens a file (a protected mount under the shield, a plain directory without
  * it; SECONDS is unused, for tests/shield/lib.sh's both_ways). It opens DIR/f for writing,
  * dup2s it to 9, opens /dev/null, and then lists /proc/self/fd, /dev/fd and /proc/PID/fd with
- * readdir and /proc/self/fd with the getdents64 function. Each listing must name exactly the
- * numbers below 4096 that fcntl(F_GETFD) finds open (the listing's own descriptor included),
- * and name the protected file's number and 9. Then, as a daemon does, it closes every listed
+ * readdir, /proc/self/fd with the getdents64 function and with scandir (glibc's reads through
+ * its own internal readdir). Each listing must name exactly the numbers below 4096 that
+ * fcntl(F_GETFD) finds open (the listing's own descriptor included), and name the protected
+ * file's number and 9; scandir's must come sorted. Then, as a daemon does, it closes every listed
  * number from 3 up (each close must succeed), opens DIR/f again, writes a line and exits 0. */
 #include <dirent.h>
 #include <errno.h>
@@ -63,6 +64,26 @@ static void by_readdir(const char *path, const char *how, int must1, int must2) 
     closedir(d);
 }
 
+static int numeric_first(const struct dirent *e) { return e->d_name[0] >= '0' && e->d_name[0] <= '9'; }
+
+static void by_scandir(int must1, int must2) {
+    struct dirent **v;
+    int own = dup(0); /* the lowest free number: the one scandir's own descriptor takes */
+    close(own);
+    int n = scandir("/proc/self/fd", &v, numeric_first, alphasort);
+    if (n < 0) { fail("scandir", errno); return; }
+    unsigned char listed[MAXFD] = {0};
+    for (int i = 0; i < n; i++) {
+        int k = num(v[i]->d_name);
+        if (k >= MAXFD) fail("a number past the probed range", k);
+        else if (k >= 0) listed[k] = 1;
+        if (i && strcmp(v[i - 1]->d_name, v[i]->d_name) >= 0) fail("scandir's list is not sorted", i);
+        free(v[i]);
+    }
+    free(v);
+    compare("scandir of /proc/self/fd", listed, own, must1, must2);
+}
+
 static void by_getdents(int must1, int must2) {
     int fd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) { fail("open /proc/self/fd", errno); return; }
@@ -94,6 +115,7 @@ int main(int argc, char **argv) {
     snprintf(pid, sizeof pid, "/proc/%d/fd", (int)getpid());
     by_readdir(pid, "readdir of /proc/PID/fd", f, 9);
     by_getdents(f, 9);
+    by_scandir(f, 9);
     /* a daemon's close of everything it finds */
     DIR *d = opendir("/proc/self/fd");
     if (!d) { fail("opendir", errno); return 1; }
