@@ -785,7 +785,7 @@ static int scandir_own(const char *path, struct dirent ***out, scan_sel sel, sca
         if (sel && !sel(e)) continue;
         size_t sz = offsetof(struct dirent, d_name) + strlen(e->d_name) + 1;
         struct dirent *c = malloc(sz < sizeof *c ? sizeof *c : sz);
-        struct dirent **nv = k == cap ? realloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v) : v;
+        struct dirent **nv = k == cap ? realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(struct dirent *)) : v;
         if (!c || !nv) {
             free(c);
             if (nv) v = nv;
@@ -806,7 +806,7 @@ static int scandir_own(const char *path, struct dirent ***out, scan_sel sel, sca
     }
     if (cmp && k > 1) {
         scan_cmp_fn = cmp;
-        qsort(v, k, sizeof *v, scan_cmp_adapt);
+        qsort(v, k, sizeof(struct dirent *), scan_cmp_adapt);
     }
     *out = v;
     *n = (int)k;
