@@ -13,7 +13,7 @@
  * program's and stay. Where it is read:
  * - readdir/readdir64/readdir_r of a DIR that fdopendir (and so opendir) marked as this
  *   process's descriptor directory (interpose.c); a small table of marked DIRs, looked at only
- *   while it is not empty;
+ *   while it is not empty; scandir/scandir64, which the shield then builds from that readdir;
  * - the exported getdents64 on an ordinary descriptor of that directory: the records are
  *   compacted in place.
  * What is marked: a directory opened (open, openat, opendir) by a path whose last name is "fd"
