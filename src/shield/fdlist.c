@@ -51,19 +51,6 @@ int sh_fdlist_hidden(const char *name) {
 
 /* ---- which directories are this process's descriptor directory ----------------------------- */
 
-/* "/proc/" PID, then "/fd" or "/task/" TID "/fd"; 1 when PID is pid */
-static int names_own_fd_dir(const char *l, pid_t pid) {
-    if (strncmp(l, "/proc/", 6)) return 0;
-    char *end;
-    long p = strtol(l + 6, &end, 10);
-    if (end == l + 6 || p != (long)pid) return 0;
-    if (!strcmp(end, "/fd")) return 1;
-    if (strncmp(end, "/task/", 6)) return 0;
-    const char *t = end + 6;
-    (void)strtol(t, &end, 10);
-    return end != t && !strcmp(end, "/fd");
-}
-
 /* The numbers below the range that an open of a path whose last name is "fd" returned: only
  * these are read back (a readlink per fdopendir of every directory cost find 12 us a directory
  * under the shield). A hint: a stale one (the number closed and reused behind the shield's back)
@@ -84,14 +71,19 @@ void sh_fdlist_opened(long fd, const char *path) {
     if (fd >= 0 && fd < (long)sizeof maybe) maybe[fd] = (unsigned char)(path && last_is_fd(path));
 }
 
+/* (a protected number's link reads "/", the placeholder's: never this directory) */
 int sh_fdlist_is_own(int fd) {
-    if (!sh.active || fd < 0 || fd >= (int)sizeof maybe || !maybe[fd] || sh_is_prot(fd)) return 0;
+    if (!sh.active || fd < 0 || fd >= (int)sizeof maybe || !maybe[fd]) return 0;
     char link[64], got[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
-    long n = sh_gate(SYS_readlinkat, AT_FDCWD, (long)link, (long)got, sizeof got - 1, 0, 0);
-    if (n <= 0 || n >= (long)sizeof got - 1) return 0;
-    got[n] = 0;
-    return names_own_fd_dir(got, getpid());
+    long n = sh_gate(SYS_readlinkat, AT_FDCWD, (long)link, (long)got, sizeof got - 3, 0, 0);
+    if (n <= 0 || n >= (long)sizeof got - 3) return 0;
+    /* "/proc/PID/fd" or "/proc/PID/task/TID/fd": with a number after it, the link of one of
+     * this process's descriptors as path.c's parser reads them (PID this process's) */
+    memcpy(got + n, "/0", 3);
+    long any;
+    const char *rest;
+    return !strncmp(got, "/proc/", 6) && sh_proc_fd_link(got, &any, &rest) == 1 && !rest[0];
 }
 
 /* ---- marked directory streams ------------------------------------------------------------- */

@@ -720,34 +720,26 @@ SH_EXPORT DIR *fdopendir(int fd) {
 
 /* readdir of a marked stream skips the entries that sh_fdlist_hidden names; every other
  * stream costs one load of the marked count */
-SH_EXPORT struct dirent *readdir(DIR *d) {
-    REAL(struct dirent *(*)(DIR *), readdir);
-    struct dirent *e = real_readdir(d);
-    if (e && sh_fdlist_marked(d))
-        while (e && sh_fdlist_hidden(e->d_name)) e = real_readdir(d);
-    return e;
-}
-SH_EXPORT struct dirent64 *readdir64(DIR *d) {
-    REAL(struct dirent64 *(*)(DIR *), readdir64);
-    struct dirent64 *e = real_readdir64(d);
-    if (e && sh_fdlist_marked(d))
-        while (e && sh_fdlist_hidden(e->d_name)) e = real_readdir64(d);
-    return e;
-}
-SH_EXPORT int readdir_r(DIR *d, struct dirent *ent, struct dirent **res) {
-    REAL(int (*)(DIR *, struct dirent *, struct dirent **), readdir_r);
-    int r;
-    do r = real_readdir_r(d, ent, res);
-    while (!r && *res && sh_fdlist_marked(d) && sh_fdlist_hidden((*res)->d_name));
-    return r;
-}
-SH_EXPORT int readdir64_r(DIR *d, struct dirent64 *ent, struct dirent64 **res) {
-    REAL(int (*)(DIR *, struct dirent64 *, struct dirent64 **), readdir64_r);
-    int r;
-    do r = real_readdir64_r(d, ent, res);
-    while (!r && *res && sh_fdlist_marked(d) && sh_fdlist_hidden((*res)->d_name));
-    return r;
-}
+#define READDIR(name, ent) \
+    SH_EXPORT struct ent *name(DIR *d) { \
+        REAL(struct ent *(*)(DIR *), name); \
+        struct ent *e = real_##name(d); \
+        if (e && sh_fdlist_marked(d)) \
+            while (e && sh_fdlist_hidden(e->d_name)) e = real_##name(d); \
+        return e; \
+    }
+#define READDIR_R(name, ent) \
+    SH_EXPORT int name(DIR *d, struct ent *buf, struct ent **res) { \
+        REAL(int (*)(DIR *, struct ent *, struct ent **), name); \
+        int r; \
+        do r = real_##name(d, buf, res); \
+        while (!r && *res && sh_fdlist_marked(d) && sh_fdlist_hidden((*res)->d_name)); \
+        return r; \
+    }
+READDIR(readdir, dirent)
+READDIR(readdir64, dirent64)
+READDIR_R(readdir_r, dirent)
+READDIR_R(readdir64_r, dirent64)
 /* glibc's scandir reads through its own internal readdir, which the wrappers above do not
  * see: a scandir of this process's descriptor directory is made here from the filtered
  * readdir; any other directory is glibc's. The caller's functions are called through
