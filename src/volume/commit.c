@@ -2243,7 +2243,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
      * (checkpointed here, so that whoever loads the file next has little to redo). */
     if (path == COMMIT_IN_PLACE || n < cn) {
         f->j_end = 0;
-    } else if (f->j_end > SCP_JOURNAL_MAX || f->ckpt_now) {
+    } else if (f->j_end > SCP_JOURNAL_MAX) {
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
         /* (the next log is written over this one: journal_reset) */
         if (file_checkpoint(f, NULL) == 0 &&
@@ -2259,17 +2259,34 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
     commit_step(f, CS_APPLIED, CS_IDLE);
 }
 
+/* The long log's checkpoint needs no commit of its own (session 56): the fsync's durable commit
+ * just made the state the log redoes the durable one, so the checkpoint is the tail of any
+ * journaled commit, without its commit point: apply in place (here, under the volume lock, as
+ * commit_apply), then sync .d and .t, make the manifest log's carried records durable, and
+ * drop the log (file_checkpoint_long_log, outside the volume lock, as commit_finish). A crash
+ * before the drop redoes the log over whatever part of the apply landed, as after any
+ * commit's apply. Until session 55 the checkpoint was a no-op durable commit: three more
+ * flushes (its commit record in .j, manifest.log, the lock file's list) for nothing that the
+ * fsync had not made durable already. */
+int file_checkpoint_long_apply(scp_file *f) {
+    assert(FILE_WR_HELD(f) && VOL_LOCK_HELD(f->vol) && f->vol->shared && f->writer);
+    if (f->modified || f->unloaded || f->j_end <= SCP_SHARED_CHECKPOINT_AT_SYNC) return 0;
+    assert(f->cstate == CS_IDLE && f->jq_len == 0 && !f->past);
+    /* (jmap: the log's newest record of each chunk, this process's and the ones it followed;
+     * the unapplied set: the lazy commits' entries, which .t lacks) */
+    if (write_records(f, &f->jmap, NULL) < 0 || write_unapplied(f, NULL) < 0) return -1;
+    u64map_clear(&f->jmap);
+    u64map_clear(&f->placed);
+    f->j_end = 0; /* (on any failure from here the next log starts from a checkpoint) */
+    return 1;
+}
+
 void file_checkpoint_long_log(scp_file *f) {
-    assert(FILE_WR_HELD(f) && f->vol->shared && f->writer && !f->modified);
-    if (f->j_end <= SCP_SHARED_CHECKPOINT_AT_SYNC || f->unloaded) return;
-    /* (no change of its own: the commit applies the log's entries and chunks in place, and
-     * commit_finish syncs .d and .t and drops the log; whatever the commit ends in, f has
-     * nothing uncommitted after it, as before) */
-    f->modified = 1;
-    f->ckpt_now = 1;
-    (void)file_commit(f, NULL);
-    f->ckpt_now = 0;
-    f->modified = 0;
+    assert(FILE_WR_HELD(f) && f->vol->shared && f->writer && !f->modified && f->j_end == 0);
+    /* (the next log is written over this one: journal_reset) */
+    if (file_checkpoint(f, NULL) == 0 && (journal_release(f, NULL) < 0 || journal_drop(f) < 0))
+        f->j_clean = 0;
+    file_ct_forget(f);
 }
 
 /* Make f's state durable and advance the volume tag. Caller holds f->rw for writing.

@@ -413,8 +413,6 @@ struct scp_file {
     uint8_t j_room_salt[SCP_HASH_LEN];
     int j_clean;                /* every commit is durable in place: a new log needs no
                                  * checkpoint first (set only while nothing else can write) */
-    int ckpt_now;               /* shared mode: this durable commit checkpoints its log
-                                 * (file_checkpoint_long_log, for commit_finish) */
     int modified;               /* uncommitted changes exist */
     int objs_new;               /* created by this process under the volume lock, its
                                  * descriptors handed to file_get (fresh or adopted objects):
@@ -1052,10 +1050,17 @@ extern void (*vol_test_fork_repair)(scp_volume *v);
 int journal_skip_mrecs(scp_file *f);
 /* Make every commit durable in place (data and table synced); the journal needs nothing more. */
 int file_checkpoint(scp_file *f, scp_err *err);
-/* Shared mode, f's writer right after an fsync's durable commit (file_sync_shared): a log past
- * SCP_SHARED_CHECKPOINT_AT_SYNC is checkpointed and dropped now, through a durable commit of
- * the state as it stands (commit_finish). Best effort: a failure leaves the log as it was.
- * Caller holds f->rw for writing and the writer lock; f has no uncommitted writes. */
+/* Shared mode, f's writer right after an fsync's durable commit (file_sync_shared), still
+ * under the volume lock: a log past SCP_SHARED_CHECKPOINT_AT_SYNC is applied in place now
+ * (its chunks to .d, the lazy commits' entries to .t, unsynced) and closed in memory (j_end
+ * 0). Returns 1 when it did (file_checkpoint_long_log must follow), 0 when there is nothing to
+ * do, -1 when the apply failed (the log stays as it was; a later checkpoint redoes it). Caller
+ * holds f->rw for writing, the writer lock and the volume lock; f has no uncommitted writes. */
+int file_checkpoint_long_apply(scp_file *f);
+/* After file_checkpoint_long_apply returned 1, with the volume lock released (the writer lock
+ * and f->rw still held): sync .d and .t, make the manifest log's records that the journal
+ * carries durable (journal_release), and drop the log (journal_drop). Best effort: a failure
+ * leaves the log on disk, and the next log then starts from a checkpoint (j_clean 0). */
 void file_checkpoint_long_log(scp_file *f);
 /* Outside shared mode: write the table entries that the sole holder's commits left in
  * f->unapplied to .t, unsynced (docs/volume-format.md, "Sole holder"). Before a checkpoint,

@@ -384,15 +384,18 @@ int file_sync_shared(scp_file *f, scp_err *err) {
         /* f is current (we are its writer) and our append offset is behind our own run: the
          * hint that the one-flush commit raised need not send our next write to the lock */
         if (rc == 0) __atomic_store_n(&f->seen_gen, vol_pub_mark(v), __ATOMIC_RELAXED);
+        /* (a long log is checkpointed now, while we are its writer and the fsync's durable
+         * commit is the newest state: applied here, synced and dropped below) */
+        uint64_t tc = VSTAT_T0();
+        int ckpt = rc == 0 ? file_checkpoint_long_apply(f) : 0;
+        VSTAT_T1(ckpt_long_ns, tc);
         vol_unlock(v);
         if (rc < 0 && f->j_end == 0) { /* (its run's journal pwrite failed: shared_rejoin) */
             shared_rejoin(f);
             return rc;
         }
-        /* (a long log is checkpointed now, while we are its writer; the fsync's own commit
-         * above is done whatever that finds) */
-        uint64_t tc = VSTAT_T0();
-        if (rc == 0) file_checkpoint_long_log(f);
+        tc = VSTAT_T0();
+        if (ckpt > 0) file_checkpoint_long_log(f);
         VSTAT_T1(ckpt_long_ns, tc);
     }
     file_writer_unlock(f);
