@@ -5,8 +5,8 @@
  *   slot: no memory error; an accepted slot is exactly header + body + tag, its pointers lie
  *     inside the buffer and its fields are the bytes at their documented offsets.
  *   body: no memory error, no leak; a refused body leaves the manifest empty; an accepted one
- *     satisfies every invariant the format promises (types, normalized non-empty paths in
- *     strictly increasing order, each parent an existing directory, directories of size 0,
+ *     satisfies every invariant the format promises (types, normalized non-empty paths or the
+ *     root's own entry "/", a directory, in strictly increasing order, each parent an existing directory, directories of size 0,
  *     an id shared only by hard links: entries that are not directories and agree on type,
  *     size, root, mode, owner, times and target, each with nlink = the number of entries of its
  *     id), encodes back to exactly the input (canonical form), and the round trip
@@ -59,13 +59,17 @@ static void check_invariants(const scp_manifest *m) {
         FUZZ_CHECK(e->path != NULL && e->path[0] != '\0');
         size_t plen = strlen(e->path);
         FUZZ_CHECK(plen <= SCP_MAX_PATH);
-        FUZZ_CHECK(scp_path_normalize(e->path, norm, sizeof norm, NULL) == 0);
-        FUZZ_CHECK(strcmp(norm, e->path) == 0);
+        if (scp_is_root_entry(e->path)) { /* the root's own entry "/": a directory (format.h) */
+            FUZZ_CHECK(e->type == 2);
+        } else {
+            FUZZ_CHECK(scp_path_normalize(e->path, norm, sizeof norm, NULL) == 0);
+            FUZZ_CHECK(strcmp(norm, e->path) == 0);
+        }
         if (i > 0) FUZZ_CHECK(strcmp(m->e[i - 1].path, e->path) < 0);
         if (e->type == 2) FUZZ_CHECK(e->size == 0);
         /* The parent (everything before the last '/') is an earlier directory entry. */
         const char *slash = strrchr(e->path, '/');
-        if (slash) {
+        if (slash && !scp_is_root_entry(e->path)) {
             size_t pl = (size_t)(slash - e->path);
             int found = 0;
             for (size_t j = 0; j < i && !found; j++)

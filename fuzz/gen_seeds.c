@@ -88,6 +88,25 @@ static void manifest_seeds(const vf_fixture *fx) {
         seed("fuzz_manifest", name, body, len);
         free(body);
     }
+    { /* the root's own entry (format.h, SCP_ROOT_ENTRY) before a directory and its file */
+        scp_mentry e[3];
+        memset(e, 0, sizeof e);
+        const char *paths[3] = {SCP_ROOT_ENTRY, "d", "d/f"};
+        for (size_t i = 0; i < 3; i++) {
+            e[i].type = i == 2 ? 1 : 2;
+            e[i].path = (char *)paths[i];
+            memset(e[i].id, (int)(0x20 + i), SCP_FILEID_LEN);
+            e[i].mode = 0700 | SCP_MODE_OWNED;
+            e[i].mtime_ns = e[i].atime_ns = 1700000000000000000ll;
+            e[i].ctime_ns = e[i].mtime_ns + 1;
+        }
+        scp_manifest m = {.e = e, .n = 3, .cap = 3};
+        uint8_t *body;
+        size_t len;
+        if (scp_manifest_encode(&m, &body, &len, NULL) < 0) exit(1);
+        seed("fuzz_manifest", "body-root", body, len);
+        free(body);
+    }
 }
 
 /* Manifest log seeds: the fixture's log as written, and delta bodies built with the entry

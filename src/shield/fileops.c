@@ -104,14 +104,8 @@ long sh_pf_vstat(pfile *pf, scp_vstat *v) {
 
 long sh_path_vstat(int vol, const char *rel, scp_vstat *v) {
     scp_err e;
-    if (!rel[0]) {
-        memset(v, 0, sizeof *v);
-        v->type = SCP_VTYPE_DIR;
-        v->mode = 0755;
-        v->uid = (uint32_t)getuid();
-        v->gid = (uint32_t)getgid();
-        return 0;
-    }
+    /* (the root too: its own entry once its mode, owner or times were set, else 0755 and no
+     * owner recorded, which sh_cred_owner shows as the caller's) */
     /* (inside the library: a stat can be the process's first volume call, whose fork repair
      * opens the lock file and objects: sh_in_lib keeps them out of the program's numbers) */
     sh_in_lib++;

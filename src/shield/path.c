@@ -268,7 +268,6 @@ static long setattr_rel(int vol, const char *rel, int64_t mode, int64_t uid, int
     scp_vstat cv;
     long c = (mode >= 0 || uid >= 0 || gid >= 0) ? sh_path_vstat(vol, rel, &cv) : 0;
     if (c || (mode >= 0 || uid >= 0 || gid >= 0 ? (c = sh_cred_setattr(&cv, &mode, uid, gid)) : 0)) return c;
-    if (!rel[0]) return 0;
     if ((mode >= 0 || uid >= 0 || gid >= 0) && cv.owner_unset) { /* record the owner it was reported with */
         if (uid < 0) uid = cv.uid;
         if (gid < 0) gid = cv.gid;
@@ -306,7 +305,6 @@ static long utimes_rel(int vol, const char *rel, const struct timespec *times) {
         if (at == -1) at = n;
     }
     scp_err e;
-    if (!rel[0]) return 0; /* the volume root keeps no times */
     return scp_volume_setattr_times(sh.vol[vol].v, rel, -1, -1, -1, at, mt, &e) ? neg(&e) : 0;
 }
 int sh_proc_fd_link(const char *abs, long *fd, const char **rest) { return proc_fd_link(abs, fd, rest); }

@@ -54,22 +54,27 @@ void scp_perm_owner(const struct scp_cred *c, scp_vstat *v) {
 /* The kernel checks search permission on every directory a path walks through (root passes
  * by CAP_DAC_OVERRIDE): each directory above `rel` in the volume. A missing or non-directory
  * component is left to the call itself (ENOENT, ENOTDIR). */
+static long search_dir(const struct scp_cred *c, scp_volume *vol, const char *dir) {
+    scp_vstat v;
+    scp_err e;
+    if (scp_volume_stat(vol, dir, &v, &e) || v.type != SCP_VTYPE_DIR) return 1; /* (the call's) */
+    scp_perm_owner(c, &v);
+    return access_as(c, &v, 1, c->euid, c->egid);
+}
+
 long scp_perm_search(const struct scp_cred *c, scp_volume *vol, const char *rel) {
     if (c->euid == 0) return 0;
     char p[PATH_MAX];
     size_t n = strlen(rel);
     if (n >= sizeof p) return -ENAMETOOLONG;
     memcpy(p, rel, n + 1);
-    for (char *s = p; (s = strchr(s, '/')); *s++ = '/') {
+    /* (the root first: a chmod of the root is kept, docs/shield.md) */
+    long r = rel[0] ? search_dir(c, vol, "") : 0;
+    for (char *s = p; r == 0 && (s = strchr(s, '/')); *s++ = '/') {
         *s = '\0';
-        scp_vstat v;
-        scp_err e;
-        if (scp_volume_stat(vol, p, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
-        scp_perm_owner(c, &v);
-        long r = access_as(c, &v, 1, c->euid, c->egid);
-        if (r) return r;
+        r = search_dir(c, vol, p);
     }
-    return 0;
+    return r > 0 ? 0 : r;
 }
 
 /* utimensat: explicit times only by the owner (EPERM); "now" also with write permission

@@ -101,6 +101,7 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
 #define MENTRY_FIXED (1 + 2 + SCP_FILEID_LEN + 8 + SCP_HASH_LEN + 4 + 4 + 4 + 8)
 
 static int parent_is_dir(const scp_manifest *m, const char *path) {
+    if (scp_is_root_entry(path)) return 1; /* (the root's own entry) */
     const char *slash = strrchr(path, '/');
     if (!slash) return 1; /* parent is the root */
     size_t plen = (size_t)(slash - path);
@@ -181,8 +182,10 @@ static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentr
     memcpy(e->path, body + off, plen);
     e->path[plen] = '\0';
     off += plen;
-    if (strlen(e->path) != plen || scp_path_normalize(e->path, norm, sizeof norm, NULL) < 0 ||
-        strcmp(norm, e->path) != 0 || norm[0] == '\0')
+    if (strlen(e->path) != plen) return -1;
+    if (scp_is_root_entry(e->path) ? e->type != SCP_MTYPE_DIR
+                                   : scp_path_normalize(e->path, norm, sizeof norm, NULL) < 0 ||
+                                         strcmp(norm, e->path) != 0 || norm[0] == '\0')
         return -1;
     memcpy(e->id, body + off, SCP_FILEID_LEN);
     off += SCP_FILEID_LEN;

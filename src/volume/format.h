@@ -103,7 +103,8 @@ int scp_manslot_parse(const uint8_t *buf, size_t len, scp_manslot *out, scp_err 
  * Times: an entry whose ctime and atime both equal its mtime is written without them (the
  * encoding of every build before them); one that differs sets SCP_MTYPE_TIMES in its type
  * byte, which a build before them refuses as an unknown type (it fails closed).
- * Integers are big-endian. The root directory is implicit (not an entry).                    */
+ * Integers are big-endian. The root directory is implicit until its mode, owner or times are
+ * first set: then it has an entry of its own, SCP_ROOT_ENTRY (below).                       */
 typedef struct scp_mentry {
     uint8_t type;
     char *path; /* NUL-terminated, no leading '/' */
@@ -126,6 +127,15 @@ typedef struct scp_mentry {
 #define SCP_MTYPE_LINK 4
 /* In an entry's encoded type byte only (never in scp_mentry.type): ctime and atime follow. */
 #define SCP_MTYPE_TIMES 0x80
+
+/* The volume root's own entry (a directory: its mode, owner and times), made by the first
+ * chmod, chown or utimes of the root (session 56). Its path is "/", which no normalized path
+ * can be, so that every walk by prefix (readdir, a directory's link count, rmdir's emptiness
+ * test, a directory's rename) passes it by, and no name a program gives reaches it except the
+ * root's own (""). Without it the root shows mode 0755, owned by the caller, times 0. A build
+ * before it refuses a manifest that has it (a path that is not normalized: it fails closed). */
+#define SCP_ROOT_ENTRY "/"
+static inline int scp_is_root_entry(const char *path) { return path[0] == '/' && path[1] == '\0'; }
 
 /* A node's S_IFMT bits name one of the four node types. */
 int scp_node_type_ok(uint32_t mode);

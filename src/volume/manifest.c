@@ -674,6 +674,7 @@ int man_has_child(const scp_manifest *m, const char *path) {
 }
 
 static int man_parent_is_dir(const scp_manifest *m, const char *path) {
+    if (scp_is_root_entry(path)) return 1; /* (the root's own entry) */
     const char *slash = strrchr(path, '/');
     if (!slash) return 1;
     char parent[SCP_MAX_PATH + 1];

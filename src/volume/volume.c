@@ -1349,7 +1349,7 @@ int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     out->tag = v->cur_tag;
     for (size_t i = 0; i < v->man.n; i++) {
         if (v->man.e[i].type == SCP_MTYPE_DIR) {
-            out->dir_count++;
+            out->dir_count += !scp_is_root_entry(v->man.e[i].path);
         } else if (v->man.e[i].type == SCP_MTYPE_FILE &&
                    (v->man.e[i].nlink <= 1 || man_find_id(&v->man, v->man.e[i].id, -1) == (long)i)) {
             out->file_count++; /* a file with several names (hard links) once */
@@ -1414,10 +1414,16 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
     if (vol_lock_read(v, err) < 0) return -1;
     int rc = 0;
     if (p[0] == '\0') {
-        memset(st, 0, sizeof *st);
-        st->type = SCP_VTYPE_DIR;
-        st->mode = 0755;
-        st->owner_unset = 1;
+        long i = man_find(&v->man, SCP_ROOT_ENTRY);
+        if (i >= 0) {
+            fill_stat(v, &v->man.e[i], st);
+            st->ino = 0; /* (as before it had an entry) */
+        } else {
+            memset(st, 0, sizeof *st);
+            st->type = SCP_VTYPE_DIR;
+            st->mode = 0755;
+            st->owner_unset = 1;
+        }
         st->nlink = dir_nlink(&v->man, "");
     } else {
         long i = man_find(&v->man, p);
@@ -1964,6 +1970,23 @@ out:
     return rc;
 }
 
+/* The root's own entry (SCP_ROOT_ENTRY), made with what the root showed without it (0755, no
+ * owner recorded, times 0) if it has none: its index, or -1 (caller holds the volume lock). */
+static long root_entry(scp_volume *v, int *made, scp_err *err) {
+    assert(VOL_LOCK_HELD(v));
+    long i = man_find(&v->man, SCP_ROOT_ENTRY);
+    if (i >= 0) return i;
+    scp_mentry e = {.type = SCP_MTYPE_DIR, .mode = 0755};
+    if (scp_random(e.id, SCP_FILEID_LEN, err) < 0) return -1;
+    if (!(e.path = strdup(SCP_ROOT_ENTRY))) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (man_insert(&v->man, &e, err) < 0) {
+        free(e.path);
+        return -1;
+    }
+    *made = 1;
+    return man_find(&v->man, SCP_ROOT_ENTRY);
+}
+
 int scp_volume_setattr(scp_volume *v, const char *path, int64_t mode, int64_t uid, int64_t gid,
                        int64_t mtime_ns, scp_err *err) {
     return scp_volume_setattr_times(v, path, mode, uid, gid, INT64_MIN, mtime_ns, err);
@@ -1974,10 +1997,11 @@ int scp_volume_setattr_times(scp_volume *v, const char *path, int64_t mode, int6
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
     if (vol_lock(v, err) < 0) return -1;
-    long i = man_find(&v->man, p);
+    int made = 0; /* (the root's entry, made now: removed again if the commit fails) */
+    long i = p[0] ? man_find(&v->man, p) : root_entry(v, &made, err);
     int rc = 0;
     if (i < 0) {
-        rc = missing(v, p, err);
+        rc = p[0] ? missing(v, p, err) : -1;
     } else {
         scp_mentry *e = &v->man.e[i], saved = *e;
         vol_mchg_note(v, e->path); /* (its other names: man_sync_links moves man.ver) */
@@ -1992,12 +2016,16 @@ int scp_volume_setattr_times(scp_volume *v, const char *path, int64_t mode, int6
          * (So a chown or chmod to what it is already does not move ctime; the kernel's does.) */
         int same = e->mode == saved.mode && e->uid == saved.uid && e->gid == saved.gid &&
                    e->mtime_ns == saved.mtime_ns && e->atime_ns == saved.atime_ns &&
-                   mtime_ns == INT64_MIN && atime_ns == INT64_MIN;
+                   mtime_ns == INT64_MIN && atime_ns == INT64_MIN && !made;
         if (!same) e->ctime_ns = scp_now_ns();
         man_sync_links(&v->man, (size_t)i); /* every name of a file shows its mode and owner */
         if (!same && vol_commit_manifest(v, 0, err) < 0) {
-            *e = saved;
-            man_sync_links(&v->man, (size_t)i);
+            if (made) {
+                man_remove(&v->man, (size_t)i);
+            } else {
+                *e = saved;
+                man_sync_links(&v->man, (size_t)i);
+            }
             rc = -1;
         } else if (mtime_ns != INT64_MIN) {
             /* this process's uncommitted writes to the file must not stamp over it (v->files:
