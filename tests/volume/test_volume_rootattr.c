@@ -115,14 +115,8 @@ static void test_api(tu_rng *rng) {
 
 /* The parser: "/" is the root's entry, a directory; nothing else may start with '/'. */
 static void test_parse(void) {
-    scp_mentry ent[2];
-    memset(ent, 0, sizeof ent);
-    ent[0].type = SCP_MTYPE_DIR;
-    ent[0].path = "/";
-    memset(ent[0].id, 1, SCP_FILEID_LEN);
-    ent[1].type = SCP_MTYPE_FILE;
-    ent[1].path = "a";
-    memset(ent[1].id, 2, SCP_FILEID_LEN);
+    scp_mentry ent[2] = {{.type = SCP_MTYPE_DIR, .path = "/", .id = {1}},
+                         {.type = SCP_MTYPE_FILE, .path = "a", .id = {2}}};
     scp_manifest m = {.e = ent, .n = 2, .cap = 2}, out;
     uint8_t *body;
     size_t len;
