@@ -51,9 +51,8 @@ void scp_perm_owner(const struct scp_cred *c, scp_vstat *v) {
     v->gid = c->rgid;
 }
 
-/* The kernel checks search permission on every directory a path walks through (root passes
- * by CAP_DAC_OVERRIDE): each directory above `rel` in the volume. A missing or non-directory
- * component is left to the call itself (ENOENT, ENOTDIR). */
+/* Search permission on one directory of the volume: 0, -EACCES, or 1 when dir is missing or
+ * not a directory (left to the call itself: ENOENT, ENOTDIR). */
 static long search_dir(const struct scp_cred *c, scp_volume *vol, const char *dir) {
     scp_vstat v;
     scp_err e;
@@ -62,6 +61,9 @@ static long search_dir(const struct scp_cred *c, scp_volume *vol, const char *di
     return access_as(c, &v, 1, c->euid, c->egid);
 }
 
+/* The kernel checks search permission on every directory a path walks through (root passes
+ * by CAP_DAC_OVERRIDE): the volume root and each directory above `rel` in the volume. A
+ * missing or non-directory component is left to the call itself (ENOENT, ENOTDIR). */
 long scp_perm_search(const struct scp_cred *c, scp_volume *vol, const char *rel) {
     if (c->euid == 0) return 0;
     char p[PATH_MAX];

@@ -31,7 +31,8 @@ long scp_perm_link(const struct scp_cred *c, const scp_vstat *v);
 /* the mode a file keeps after a write by c: without S_ISUID, and S_ISGID when group-executable
  * or c is outside its group, unless c is root (CAP_FSETID) */
 uint32_t scp_perm_after_write(const struct scp_cred *c, const scp_vstat *v);
-/* search on each directory above rel; write+search (want) on rel's directory; the sticky rule */
+/* search on the volume root and each directory above rel; write+search (want) on rel's
+ * directory; the sticky rule */
 long scp_perm_search(const struct scp_cred *c, scp_volume *vol, const char *rel);
 long scp_perm_parent(const struct scp_cred *c, scp_volume *vol, const char *rel, int want);
 long scp_perm_sticky(const struct scp_cred *c, scp_volume *vol, const char *rel);
