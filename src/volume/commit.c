@@ -2229,6 +2229,17 @@ static int commit_apply(scp_file *f, enum commit_path path, uint64_t n, uint64_t
     return rc;
 }
 
+/* The checkpoint of a log just closed (j_end = 0) after its last commit's apply: sync .d and .t,
+ * make the manifest log's carried records durable, and (shared mode) drop the log. On a failure
+ * the log stays, marked not clean, and the next log starts from a checkpoint; the next log is
+ * written over this one (journal_reset). */
+static void checkpoint_closed_log(scp_file *f) {
+    assert(f->j_end == 0);
+    if (file_checkpoint(f, NULL) == 0 &&
+        (journal_release(f, NULL) < 0 || (f->vol->shared && journal_drop(f) < 0)))
+        f->j_clean = 0;
+}
+
 /* CS_APPLIED -> CS_IDLE: the new state is the committed one in memory too. */
 static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64_t cn,
                           const uint8_t root[SCP_HASH_LEN]) {
@@ -2245,10 +2256,7 @@ static void commit_finish(scp_file *f, enum commit_path path, uint64_t n, uint64
         f->j_end = 0;
     } else if (f->j_end > SCP_JOURNAL_MAX) {
         f->j_end = 0; /* checkpoint now, or (if that fails) at the start of the next log */
-        /* (the next log is written over this one: journal_reset) */
-        if (file_checkpoint(f, NULL) == 0 &&
-            (journal_release(f, NULL) < 0 || (f->vol->shared && journal_drop(f) < 0)))
-            f->j_clean = 0;
+        checkpoint_closed_log(f);
     }
     assert(!f->past); /* (a writer names the end of the log: file_adopt_past) */
     f->c_size = f->m_size = f->size;
@@ -2274,7 +2282,7 @@ int file_checkpoint_long_apply(scp_file *f) {
     assert(f->cstate == CS_IDLE && f->jq_len == 0 && !f->past);
     /* (jmap: the log's newest record of each chunk, this process's and the ones it followed;
      * the unapplied set: the lazy commits' entries, which .t lacks) */
-    if (write_records(f, &f->jmap, NULL) < 0 || write_unapplied(f, NULL) < 0) return -1;
+    if (apply_journal(f, 0, 0, 0, NULL) < 0) return -1; /* (nothing changed: lim = to = 0) */
     u64map_clear(&f->jmap);
     u64map_clear(&f->placed);
     f->j_end = 0; /* (on any failure from here the next log starts from a checkpoint) */
@@ -2283,9 +2291,7 @@ int file_checkpoint_long_apply(scp_file *f) {
 
 void file_checkpoint_long_log(scp_file *f) {
     assert(FILE_WR_HELD(f) && f->vol->shared && f->writer && !f->modified && f->j_end == 0);
-    /* (the next log is written over this one: journal_reset) */
-    if (file_checkpoint(f, NULL) == 0 && (journal_release(f, NULL) < 0 || journal_drop(f) < 0))
-        f->j_clean = 0;
+    checkpoint_closed_log(f);
     file_ct_forget(f);
 }
 

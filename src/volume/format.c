@@ -100,7 +100,7 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
 /* Entry layout sizes. */
 #define MENTRY_FIXED (1 + 2 + SCP_FILEID_LEN + 8 + SCP_HASH_LEN + 4 + 4 + 4 + 8)
 
-static int parent_is_dir(const scp_manifest *m, const char *path) {
+int scp_manifest_parent_is_dir(const scp_manifest *m, const char *path) {
     if (scp_is_root_entry(path)) return 1; /* (the root's own entry) */
     const char *slash = strrchr(path, '/');
     if (!slash) return 1; /* parent is the root */
@@ -114,7 +114,7 @@ static int parent_is_dir(const scp_manifest *m, const char *path) {
         if (c == 0 && m->e[mid].path[plen] != '\0') c = 1;
         if (c < 0) lo = mid + 1;
         else if (c > 0) hi = mid;
-        else return m->e[mid].type == 2;
+        else return m->e[mid].type == SCP_MTYPE_DIR;
     }
     return 0;
 }
@@ -244,7 +244,7 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
         if (r == -2) goto nomem;
         if (r < 0) goto malformed;
         if (out->n > 1 && strcmp(out->e[out->n - 2].path, e->path) >= 0) goto malformed;
-        if (!parent_is_dir(out, e->path)) goto malformed;
+        if (!scp_manifest_parent_is_dir(out, e->path)) goto malformed;
         memcpy(ids[i].id, e->id, SCP_FILEID_LEN);
         ids[i].i = i;
     }

@@ -148,6 +148,11 @@ typedef struct scp_manifest {
                    * log's delta can tell a manifest changed only where it was told (mlog_seal) */
 } scp_manifest;
 
+/* Whether path's parent is a directory among m's entries (m sorted by path, as the parser builds
+ * it and the volume keeps it): names directly under the root, and the root's own entry, have
+ * one. The parser and the volume's delta checks share it. */
+int scp_manifest_parent_is_dir(const scp_manifest *m, const char *path);
+
 /* Parse a manifest body. Checks: counts and lengths fit, paths are valid and sorted, every
  * entry's parent directory exists, entries that share an id are links of one non-directory
  * (scp_mentry_same_file); sets each entry's nlink. On failure *out is left empty. */

@@ -673,18 +673,6 @@ int man_has_child(const scp_manifest *m, const char *path) {
     return lo < m->n && strncmp(m->e[lo].path, path, pl) == 0 && m->e[lo].path[pl] == '/';
 }
 
-static int man_parent_is_dir(const scp_manifest *m, const char *path) {
-    if (scp_is_root_entry(path)) return 1; /* (the root's own entry) */
-    const char *slash = strrchr(path, '/');
-    if (!slash) return 1;
-    char parent[SCP_MAX_PATH + 1];
-    size_t pl = (size_t)(slash - path);
-    memcpy(parent, path, pl);
-    parent[pl] = '\0';
-    long i = man_find(m, parent);
-    return i >= 0 && m->e[i].type == SCP_MTYPE_DIR;
-}
-
 /* Hard links (format.h): the ids whose set of names a delta may have changed, to count again
  * after it. Past RELINK_MAX of them, every id is counted (one sort of the manifest). */
 #define RELINK_MAX 16
@@ -749,7 +737,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d,
             return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta removes a directory that keeps entries");
     for (size_t k = 0; k < d->nput; k++) {
         const scp_mentry *p = &d->put[k];
-        if (!man_parent_is_dir(m, p->path))
+        if (!scp_manifest_parent_is_dir(m, p->path))
             return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta puts an entry outside a directory");
         scp_mentry e;
         if (mentry_copy(&e, p) < 0)
@@ -1258,7 +1246,7 @@ static int mlog_check(const scp_volume *v, const scp_mdelta *d, scp_err *err) {
         assert(!one_name || !v->ml_check_now ||
                (names_agree(m, p->id) && names_agree(m, v->disk.e[i].id)));
 #endif
-        if (!man_parent_is_dir(m, p->path) ||
+        if (!scp_manifest_parent_is_dir(m, p->path) ||
             (p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) ||
             (!one_name && (!names_agree(m, p->id) || (i >= 0 && !names_agree(m, v->disk.e[i].id)))))
             return scp_fail(err, SCP_E_INTEGRITY, EIO,
