@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,10 +13,10 @@
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "cli/volume_tree.h"
 #include "common/util.h"
 #include "scp/volume.h"
 
-#define IO_BLOCK (1u << 20)
 
 /* Parsed command line of a volume subcommand: options may come anywhere. */
 struct opts {
@@ -35,9 +36,12 @@ static const cli_sub subs[] = {
                "           create an empty volume (chunk size 4096..65536)\n"},
     {"import", "scpctl volume import SRCDIR VOLDIR --key-file KEY [--chunk-size N]\n"
                "           encrypt the plain directory tree SRCDIR into the volume VOLDIR (created if\n"
-               "           VOLDIR does not exist or is empty); the source comes first, as with cp\n"},
+               "           VOLDIR does not exist or is empty); the source comes first, as with cp;\n"
+               "           keeps modes, numeric owners, times, links and special files (cp -a), and\n"
+               "           SRCDIR's own attributes become the volume root's\n"},
     {"export", "scpctl volume export VOLDIR OUTDIR --key-file KEY\n"
-               "           decrypt a whole volume into a plain directory\n"},
+               "           decrypt a whole volume into a plain directory, with modes, times, links\n"
+               "           and special files; owners and device nodes only when run as root\n"},
     {"ls", "scpctl volume ls VOLDIR [PATH] --key-file KEY [-l] [-R]\n"
            "           list a directory of the volume (-l: mode and size, -R: recursively)\n"},
     {"cat", "scpctl volume cat VOLDIR PATH --key-file KEY\n"
@@ -133,103 +137,7 @@ static scp_volume *open_vol(const struct opts *o, scp_err *err) {
     return v;
 }
 
-/* Copy from a plain fd into a volume file; the volume file is committed on close. */
-static int copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress *pg,
-                   uint64_t *done, scp_err *err) {
-    scp_vfile *f = scp_vfile_open(v, path, O_WRONLY | O_CREAT | O_TRUNC, mode, err);
-    if (!f) return -1;
-    uint8_t *buf = malloc(IO_BLOCK);
-    int rc = buf ? 0 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    while (rc == 0) {
-        ssize_t r = read(fd, buf, IO_BLOCK);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) rc = scp_fail_errno(err, "cannot read the input of '%s'", path);
-        if (r <= 0) break;
-        if (scp_vfile_write(f, buf, (size_t)r, err) != r) rc = -1;
-        *done += (uint64_t)r;
-        if (pg) progress_update(pg, *done);
-    }
-    free(buf);
-    if (scp_vfile_close(f, rc == 0 ? err : NULL) < 0) rc = -1;
-    return rc;
-}
-
-/* Copy a volume file to a plain fd. */
-static int copy_out(scp_volume *v, const char *path, int fd, progress *pg, uint64_t *done,
-                    scp_err *err) {
-    scp_vfile *f = scp_vfile_open(v, path, O_RDONLY, 0, err);
-    if (!f) return -1;
-    uint8_t *buf = malloc(IO_BLOCK);
-    int rc = buf ? 0 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    while (rc == 0) {
-        ssize_t r = scp_vfile_read(f, buf, IO_BLOCK, err);
-        if (r < 0) rc = -1;
-        if (r <= 0) break;
-        if (scp_write_full(fd, buf, (size_t)r) < 0) rc = scp_fail_errno(err, "cannot write output");
-        *done += (uint64_t)r;
-        if (pg) progress_update(pg, *done);
-    }
-    free(buf);
-    scp_vfile_close(f, NULL);
-    return rc;
-}
-
 /* ---- import ------------------------------------------------------------------------------- */
-
-static uint64_t tree_size(const char *dir) {
-    uint64_t sum = 0;
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        char p[8192];
-        struct stat st;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        if (lstat(p, &st) < 0) continue;
-        if (S_ISDIR(st.st_mode)) sum += tree_size(p);
-        else if (S_ISREG(st.st_mode)) sum += (uint64_t)st.st_size;
-    }
-    closedir(d);
-    return sum;
-}
-
-static int import_tree(scp_volume *v, const char *src, const char *vpath, progress *pg,
-                       uint64_t *done, long *nfiles, scp_err *err) {
-    DIR *d = opendir(src);
-    if (!d) return scp_fail_errno(err, "cannot read directory '%s'", src);
-    struct dirent *de;
-    int rc = 0;
-    while (rc == 0 && (de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        char sp[8192], vp[8192];
-        struct stat st;
-        snprintf(sp, sizeof sp, "%s/%s", src, de->d_name);
-        snprintf(vp, sizeof vp, "%s%s%s", vpath, *vpath ? "/" : "", de->d_name);
-        if (lstat(sp, &st) < 0) {
-            rc = scp_fail_errno(err, "cannot stat '%s'", sp);
-        } else if (S_ISDIR(st.st_mode)) {
-            if (scp_volume_mkdir(v, vp, st.st_mode & 07777, err) < 0 && err->code != SCP_E_EXIST)
-                rc = -1;
-            else
-                rc = import_tree(v, sp, vp, pg, done, nfiles, err);
-        } else if (S_ISREG(st.st_mode)) {
-            int fd = open(sp, O_RDONLY | O_CLOEXEC);
-            if (fd < 0) {
-                rc = scp_fail_errno(err, "cannot open '%s'", sp);
-            } else {
-                rc = copy_in(v, fd, vp, st.st_mode & 07777, pg, done, err);
-                close(fd);
-                (*nfiles)++;
-            }
-        } else {
-            fprintf(stderr, "scpctl: skipping '%s': only regular files and directories are "
-                            "imported\n", sp);
-        }
-    }
-    closedir(d);
-    return rc;
-}
 
 /* 1 if dir holds a volume's header, 0 if not. */
 static int is_volume(const char *dir) {
@@ -277,10 +185,10 @@ static int sub_import(struct opts *o, scp_err *err) {
     scp_wipe(key, sizeof key);
     if (!v) return -1;
     progress pg;
-    progress_start(&pg, "import", tree_size(src));
+    progress_start(&pg, "import", vt_tree_size(src));
     uint64_t done = 0;
     long nfiles = 0;
-    int rc = import_tree(v, src, "", &pg, &done, &nfiles, err);
+    int rc = vt_import(v, src, &pg, &done, &nfiles, err);
     progress_end(&pg);
     if (rc == 0) fprintf(stderr, "imported %ld files, %" PRIu64 " bytes into '%s'\n", nfiles, done, dst);
     scp_volume_close(v, NULL);
@@ -289,49 +197,18 @@ static int sub_import(struct opts *o, scp_err *err) {
 
 /* ---- export ------------------------------------------------------------------------------- */
 
-struct export_ctx {
-    scp_volume *v;
-    const char *out;   /* output directory for this level */
-    const char *vpath; /* volume path of this level */
-    progress *pg;
-    uint64_t *done;
-    scp_err *err;
-};
-
-static int export_entry(void *c, const char *name, const scp_vstat *st) {
-    struct export_ctx *x = c;
-    char op[8192], vp[8192];
-    snprintf(op, sizeof op, "%s/%s", x->out, name);
-    snprintf(vp, sizeof vp, "%s%s%s", x->vpath, *x->vpath ? "/" : "", name);
-    if (st->type == SCP_VTYPE_DIR) {
-        if (mkdir(op, 0700) < 0 && errno != EEXIST)
-            return scp_fail_errno(x->err, "cannot create '%s'", op);
-        struct export_ctx sub = *x;
-        sub.out = op;
-        sub.vpath = vp;
-        return scp_volume_readdir(x->v, vp, export_entry, &sub, x->err);
-    }
-    int fd = open(op, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (st->mode & 0777) | 0600);
-    if (fd < 0) return scp_fail_errno(x->err, "cannot create '%s'", op);
-    int rc = copy_out(x->v, vp, fd, x->pg, x->done, x->err);
-    if (close(fd) < 0 && rc == 0) rc = scp_fail_errno(x->err, "cannot write '%s'", op);
-    return rc;
-}
-
 static int sub_export(struct opts *o, scp_err *err) {
     scp_volume *v = open_vol(o, err);
     if (!v) return -1;
     const char *out = o->pos[1];
     int rc = 0;
-    if (mkdir(out, 0700) < 0 && errno != EEXIST) rc = scp_fail_errno(err, "cannot create '%s'", out);
     scp_volume_info info;
     if (rc == 0) rc = scp_volume_info_get(v, &info, err);
     progress pg;
     uint64_t done = 0;
     if (rc == 0) {
         progress_start(&pg, "export", info.total_bytes);
-        struct export_ctx x = {v, out, "", &pg, &done, err};
-        rc = scp_volume_readdir(v, "", export_entry, &x, err);
+        rc = vt_export(v, out, &pg, &done, err);
         progress_end(&pg);
     }
     scp_volume_close(v, NULL);
@@ -347,15 +224,30 @@ struct ls_ctx {
     scp_err *err;
 };
 
+static char type_char(const scp_vstat *st) {
+    switch (st->type) {
+    case SCP_VTYPE_DIR: return 'd';
+    case SCP_VTYPE_LINK: return 'l';
+    case SCP_VTYPE_NODE:
+        return st->node_type == S_IFIFO ? 'p' : st->node_type == S_IFSOCK ? 's' : st->node_type == S_IFCHR ? 'c' : 'b';
+    default: return '-';
+    }
+}
+
 static int ls_entry(void *c, const char *name, const scp_vstat *st) {
     struct ls_ctx *x = c;
     char path[8192];
     snprintf(path, sizeof path, "%s%s%s", x->dir, *x->dir ? "/" : "", name);
     const char *shown = x->o->recursive ? path : name;
-    if (x->o->long_list)
-        printf("%c%04o %12" PRIu64 "  %s%s\n", st->type == SCP_VTYPE_DIR ? 'd' : '-',
-               st->mode & 07777, st->size, shown, st->type == SCP_VTYPE_DIR ? "/" : "");
-    else
+    if (x->o->long_list) {
+        /* type as ls(1) shows it, mode, numeric owner, size, name (and a link's target) */
+        char target[PATH_MAX + 1] = "";
+        long n = st->type == SCP_VTYPE_LINK ? scp_volume_readlink(x->v, path, target, PATH_MAX, NULL) : -1;
+        target[n > 0 ? n : 0] = '\0';
+        printf("%c%04o %5u:%-5u %12" PRIu64 "  %s%s%s%s\n", type_char(st), st->mode & 07777,
+               st->uid, st->gid, st->size, shown, st->type == SCP_VTYPE_DIR ? "/" : "",
+               n > 0 ? " -> " : "", target);
+    } else
         printf("%s%s\n", shown, st->type == SCP_VTYPE_DIR ? "/" : "");
     if (x->o->recursive && st->type == SCP_VTYPE_DIR) {
         struct ls_ctx sub = *x;
@@ -477,11 +369,11 @@ int cmd_volume(int argc, char **argv) {
         if (!v) return cli_fail(&err);
         uint64_t done = 0;
         if (!strcmp(sub, "cat")) {
-            rc = copy_out(v, o.pos[1], STDOUT_FILENO, NULL, &done, &err);
+            rc = vt_copy_out(v, o.pos[1], STDOUT_FILENO, NULL, &done, &err);
         } else if (put) {
             int fd = o.npos == 3 ? open(o.pos[2], O_RDONLY | O_CLOEXEC) : STDIN_FILENO;
             if (fd < 0) rc = scp_fail_errno(&err, "cannot open '%s'", o.pos[2]);
-            else rc = copy_in(v, fd, o.pos[1], 0644, NULL, &done, &err);
+            else rc = vt_copy_in(v, fd, o.pos[1], 0644, NULL, &done, &err);
             if (fd > 2) close(fd);
         } else if (!strcmp(sub, "mkdir")) {
             rc = scp_volume_mkdir(v, o.pos[1], 0755, &err);

@@ -1,0 +1,37 @@
+/* cli/volume_tree.h - copying between plain files and a volume for `scpctl volume`: one file
+ * (put, cat) or a whole tree (import, export).
+ *
+ * A tree goes across as `cp -a` (or tar with --numeric-owner) takes it: directories, regular
+ * files, symbolic links, FIFOs, sockets and device nodes, hard links as links, and each
+ * entry's permission bits, numeric owner and access and modification times; the top
+ * directory's attributes go to the volume root and back. Export sets owners only when run as
+ * root and makes device nodes only as root (as tar does); it skips sockets, which a plain
+ * directory cannot hold (a warning names each). Errors follow include/scp/err.h. */
+#ifndef SCP_CLI_VOLUME_TREE_H
+#define SCP_CLI_VOLUME_TREE_H
+
+#include <stdint.h>
+
+#include "cli/progress.h"
+#include "scp/err.h"
+#include "scp/volume.h"
+
+/* Copy from a plain fd into the volume file path (created with mode, truncated if it exists;
+ * committed at its close). done counts the bytes; pg may be NULL. */
+int vt_copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress *pg,
+               uint64_t *done, scp_err *err);
+/* Copy the volume file path to a plain fd. */
+int vt_copy_out(scp_volume *v, const char *path, int fd, progress *pg, uint64_t *done,
+                scp_err *err);
+
+/* The bytes of regular files under dir (for the progress bar; unreadable parts count 0). */
+uint64_t vt_tree_size(const char *dir);
+
+/* Import the plain tree under src into the volume's root (names that exist are replaced, as
+ * cp does; an existing directory is merged). nfiles counts regular files. */
+int vt_import(scp_volume *v, const char *src, progress *pg, uint64_t *done, long *nfiles,
+              scp_err *err);
+/* Export the whole volume into the directory out (created 0700 if missing). */
+int vt_export(scp_volume *v, const char *out, progress *pg, uint64_t *done, scp_err *err);
+
+#endif
