@@ -132,7 +132,8 @@ typedef struct scp_mentry {
  * chmod, chown or utimes of the root (session 56). Its path is "/", which no normalized path
  * can be, so that every walk by prefix (readdir, a directory's link count, rmdir's emptiness
  * test, a directory's rename) passes it by, and no name a program gives reaches it except the
- * root's own (""). Without it the root shows mode 0755, owned by the caller, times 0. A build
+ * root's own (""). Without it the root shows mode 0755, owned by the caller, times 0; with it,
+ * names made or removed in the root move its times as any directory's (man_parent_touch). A build
  * before it refuses a manifest that has it (a path that is not normalized: it fails closed). */
 #define SCP_ROOT_ENTRY "/"
 static inline int scp_is_root_entry(const char *path) { return path[0] == '/' && path[1] == '\0'; }

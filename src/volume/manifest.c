@@ -84,9 +84,13 @@ void man_sync_links(scp_manifest *m, size_t i) {
     }
 }
 
+/* The entry of path's parent directory, or -1. A name directly under the root has the root's
+ * own entry as its parent once there is one (SCP_ROOT_ENTRY: made by a setattr of the root);
+ * until then none, so that making names never adds the entry (a build before it refuses a
+ * manifest that has it). */
 static long parent_index(const scp_manifest *m, const char *path) {
     const char *slash = strrchr(path, '/');
-    if (!slash) return -1;
+    if (!slash) return scp_is_root_entry(path) ? -1 : man_find(m, SCP_ROOT_ENTRY);
     char parent[SCP_MAX_PATH + 1];
     size_t pl = (size_t)(slash - path);
     assert(pl < sizeof parent);

@@ -2,8 +2,9 @@
 # tests/shield/rootattr.sh SCPCTL MKVOL - the volume root's mode, owner and times under the
 # shield (its own manifest entry, docs/volume-format.md): chmod, chown and touch of the mount
 # point change what stat shows, in this run and the next; fchmod of a descriptor of the root
-# too; and the root's mode is enforced on another user (search and listing). Before session 56
-# every one of these calls exited 0 and changed nothing.
+# too; the root's mode is enforced on another user (search and listing); and a name made in
+# the root moves its mtime. Before session 56 every one of these calls exited 0 and changed
+# nothing.
 . "$(dirname "$0")/lib.sh"
 setup "$1" "$2"
 export SCP_QUIET=1
@@ -31,4 +32,8 @@ out=$(run sh -c "setpriv --reuid=1000 --regid=1000 --clear-groups cat '$MNT/sub/
     setpriv --reuid=65534 --regid=65534 --clear-groups cat '$MNT/sub/f' && echo enforced" 2>&1) ||
     fail "the root's mode as another user: $out"
 echo "$out" | tail -1 | grep -qx enforced || fail "the root's mode as another user: $out"
+# once the root has attributes, a name made in it moves its mtime, as any directory's
+out=$(run sh -c "touch -d '2001-02-03 04:05:06 UTC' '$MNT' && touch '$MNT/new' && stat -c %Y '$MNT'" 2>&1) ||
+    fail "a name made in the root: $out"
+[ "$out" -gt 981173106 ] 2>/dev/null || fail "a name made in the root left its mtime at $out"
 echo "root attributes: ok"

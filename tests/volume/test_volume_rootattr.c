@@ -57,6 +57,8 @@ static void test_api(tu_rng *rng) {
     REQUIRE_OK(scp_volume_info_get(v, &info, &e), e);
     uint64_t dirs = info.dir_count;
     CHECK(dirs == 1);
+    REQUIRE_OK(scp_volume_stat(v, "", &st, &e), e); /* (names made: no entry yet, times 0) */
+    CHECK(st.owner_unset && st.mtime_ns == 0 && st.ctime_ns == 0);
 
     REQUIRE_OK(scp_volume_setattr(v, "", 0700, 70, 71, INT64_MIN, &e), e);
     check_root(v, 0700, 70, 71, 0, "after setattr");
@@ -76,6 +78,16 @@ static void test_api(tu_rng *rng) {
     REQUIRE_OK(scp_volume_rmdir(v, "e2", &e), e);
     CHECK(scp_volume_rmdir(v, "d", &e) < 0); /* not empty */
     CHECK(scp_volume_stat(v, "/", &st, &e) == 0 && st.mode == 0700); /* "/" is the root's name */
+    /* ... and, as any directory's, the root's mtime and ctime moved with them */
+    CHECKF(st.mtime_ns > 978307200000000000 && st.ctime_ns >= st.mtime_ns,
+           "names made and removed in the root left its times at %lld %lld",
+           (long long)st.mtime_ns, (long long)st.ctime_ns);
+    int64_t moved = st.mtime_ns;
+    REQUIRE_OK(scp_volume_unlink(v, "d/f", &e), e); /* (in a subdirectory: not the root's) */
+    REQUIRE_OK(scp_volume_stat(v, "", &st, &e), e);
+    CHECK(st.mtime_ns == moved);
+    REQUIRE_OK(tu_vput(v, "f", "one", 3, &e), e);
+    REQUIRE_OK(scp_volume_setattr_times(v, "", -1, -1, -1, 5000000000, 978307200000000000, &e), e);
 
     /* another process sees it, and its own setattr comes back */
     CHECK_OK(scp_volume_close(v, &e), e);
@@ -104,7 +116,7 @@ static void test_api(tu_rng *rng) {
     CHECK_OK(scp_volume_close(v, &e), e);
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     check_root(v, 0750, 70, 72, 978307200000000000, "after folds and reopen");
-    CHECK(list_count(v, "") == 1);
+    CHECK(list_count(v, "") == 2);
     REQUIRE_OK(scp_volume_info_get(v, &info, &e), e);
     CHECK(info.dir_count == 1);
     CHECK_OK(scp_volume_close(v, &e), e);
