@@ -221,8 +221,9 @@ int vt_import(scp_volume *v, const char *src, progress *pg, uint64_t *done, long
     struct import_ctx x = {v, pg, done, nfiles, {0}, err};
     struct stat st;
     int rc = import_dir(&x, src, "");
-    /* (the top directory's attributes become the root's: docs/volume-format.md "Manifest") */
-    if (rc == 0 && lstat(src, &st) < 0) rc = scp_fail_errno(err, "cannot stat '%s'", src);
+    /* (the top directory's attributes become the root's: docs/volume-format.md "Manifest";
+     * SRCDIR given as a link to a directory is followed, as the walk above did) */
+    if (rc == 0 && stat(src, &st) < 0) rc = scp_fail_errno(err, "cannot stat '%s'", src);
     if (rc == 0) rc = import_attrs(&x, "", &st);
     links_free(&x.links);
     return rc;
