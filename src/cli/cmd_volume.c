@@ -190,8 +190,9 @@ static int sub_import(struct opts *o, scp_err *err) {
     long nfiles = 0;
     int rc = vt_import(v, src, &pg, &done, &nfiles, err);
     progress_end(&pg);
+    /* (the close makes the import durable: vt_import's closes are lazy) */
+    if (scp_volume_close(v, rc == 0 ? err : NULL) < 0) rc = -1;
     if (rc == 0) fprintf(stderr, "imported %ld files, %" PRIu64 " bytes into '%s'\n", nfiles, done, dst);
-    scp_volume_close(v, NULL);
     return rc;
 }
 

@@ -220,6 +220,11 @@ int vt_import(scp_volume *v, const char *src, progress *pg, uint64_t *done, long
               scp_err *err) {
     struct import_ctx x = {v, pg, done, nfiles, {0}, err};
     struct stat st;
+    /* Each file's close commits without a flush; the caller's scp_volume_close makes the
+     * whole import durable at once (one flush per object instead of a durable commit per
+     * file). A power cut before it may lose files, never half of one: the import is run
+     * again, as a cp cut short would be. */
+    scp_volume_set_lazy_close(v, 1);
     int rc = import_dir(&x, src, "");
     /* (the top directory's attributes become the root's: docs/volume-format.md "Manifest";
      * SRCDIR given as a link to a directory is followed, as the walk above did) */

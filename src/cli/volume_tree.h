@@ -28,7 +28,9 @@ int vt_copy_out(scp_volume *v, const char *path, int fd, progress *pg, uint64_t 
 uint64_t vt_tree_size(const char *dir);
 
 /* Import the plain tree under src into the volume's root (names that exist are replaced, as
- * cp does; an existing directory is merged). nfiles counts regular files. */
+ * cp does; an existing directory is merged). nfiles counts regular files. It turns the
+ * volume's lazy close on: the import is durable at the caller's scp_volume_close, whose error
+ * counts as the import's. */
 int vt_import(scp_volume *v, const char *src, progress *pg, uint64_t *done, long *nfiles,
               scp_err *err);
 /* Export the whole volume into the directory out (created 0700 if missing). */
