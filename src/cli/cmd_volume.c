@@ -244,7 +244,7 @@ static int ls_entry(void *c, const char *name, const scp_vstat *st) {
         /* type as ls(1) shows it, mode, numeric owner, size, name (and a link's target) */
         char target[PATH_MAX + 1] = "";
         long n = st->type == SCP_VTYPE_LINK ? scp_volume_readlink(x->v, path, target, PATH_MAX, NULL) : -1;
-        target[n > 0 ? n : 0] = '\0';
+        target[n > 0 && n <= PATH_MAX ? n : 0] = '\0';
         printf("%c%04o %5u:%-5u %12" PRIu64 "  %s%s%s%s\n", type_char(st), st->mode & 07777,
                st->uid, st->gid, st->size, shown, st->type == SCP_VTYPE_DIR ? "/" : "",
                n > 0 ? " -> " : "", target);

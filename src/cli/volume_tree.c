@@ -290,10 +290,13 @@ static int export_clear(struct export_ctx *x, const char *op) {
 
 static int export_entry(void *c, const char *name, const scp_vstat *st);
 
-static int export_dir(struct export_ctx *x, const char *op, const char *vp, const scp_vstat *st) {
+/* top: op is OUTDIR itself, which may be given as a link to a directory (followed, as cp
+ * follows its destination); below it a link is never followed. */
+static int export_dir(struct export_ctx *x, const char *op, const char *vp, const scp_vstat *st,
+                      int top) {
     struct stat ps;
     if (mkdir(op, 0700) < 0 && errno != EEXIST) return scp_fail_errno(x->err, "cannot create '%s'", op);
-    if (lstat(op, &ps) < 0 || !S_ISDIR(ps.st_mode))
+    if ((top ? stat(op, &ps) : lstat(op, &ps)) < 0 || !S_ISDIR(ps.st_mode))
         return scp_fail(x->err, SCP_E_NOTDIR, ENOTDIR, "'%s' exists and is not a directory", op);
     struct export_ctx sub = *x;
     sub.out = op;
@@ -306,7 +309,7 @@ static int export_entry(void *c, const char *name, const scp_vstat *st) {
     struct export_ctx *x = c;
     char op[TREE_PATH], vp[TREE_PATH];
     if (join(op, x->out, name, x->err) < 0 || join(vp, x->vpath, name, x->err) < 0) return -1;
-    if (st->type == SCP_VTYPE_DIR) return export_dir(x, op, vp, st);
+    if (st->type == SCP_VTYPE_DIR) return export_dir(x, op, vp, st, 0);
     if (export_clear(x, op) < 0) return -1;
     const char *first = st->nlink > 1 ? links_find(x->links, st->ino, 0) : NULL;
     if (first) {
@@ -322,6 +325,8 @@ static int export_entry(void *c, const char *name, const scp_vstat *st) {
         char target[PATH_MAX + 1]; /* (a volume's link target: 1..4096 bytes, volume.h) */
         long n = scp_volume_readlink(x->v, vp, target, sizeof target - 1, x->err);
         if (n < 0) return -1;
+        if (n >= (long)sizeof target)
+            return scp_fail(x->err, SCP_E_INVAL, ENAMETOOLONG, "the link '%s' is too long", vp);
         target[n] = '\0';
         if (symlink(target, op) < 0) return scp_fail_errno(x->err, "cannot create the link '%s'", op);
     } else if (st->node_type == S_IFSOCK || (!x->as_root && st->node_type != S_IFIFO)) {
@@ -348,7 +353,7 @@ int vt_export(scp_volume *v, const char *out, progress *pg, uint64_t *done, scp_
         if (mkdir(out, 0700) < 0 && errno != EEXIST) rc = scp_fail_errno(err, "cannot create '%s'", out);
         if (rc == 0) rc = scp_volume_readdir(v, "", export_entry, &x, err);
     } else if (rc == 0) {
-        rc = export_dir(&x, out, "", &root);
+        rc = export_dir(&x, out, "", &root, 1);
     }
     links_free(&links);
     return rc;

@@ -176,6 +176,10 @@ mkdir -p oat2 && printf 'victim\n' > victim && ln -s "$T/victim" oat2/hl
 expect 0 "export over a planted link" -- "$SCPCTL" volume export vat oat2 --key-file k1
 [ "$(cat victim)" = victim ] || fail "export wrote through a planted symbolic link"
 [ -L oat2/hl ] && fail "the planted link is still there"
+# OUTDIR given as a link to a directory is followed, as cp follows its destination
+mkdir -p oat3real && ln -s oat3real oat3
+expect 0 "export to a link to a directory" -- "$SCPCTL" volume export vat oat3 --key-file k1
+cmp -s at/d/f oat3real/d/f || fail "export through OUTDIR's link did not land in the directory"
 # a root that was never given attributes leaves the output directory's own
 expect 0 "create for the root check" -- "$SCPCTL" volume create vnr --key-file k1
 expect 0 "put into it" -- "$SCPCTL" volume put vnr one stdin.txt --key-file k1
