@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
@@ -43,7 +44,8 @@ static const cli_sub subs[] = {
                "           decrypt a whole volume into a plain directory, with modes, times, links\n"
                "           and special files; owners and device nodes only when run as root\n"},
     {"ls", "scpctl volume ls VOLDIR [PATH] --key-file KEY [-l] [-R]\n"
-           "           list a directory of the volume (-l: mode and size, -R: recursively)\n"},
+           "           list a directory of the volume (-l: type, mode, owner, size and modification\n"
+           "           time in UTC; -R: recursively)\n"},
     {"cat", "scpctl volume cat VOLDIR PATH --key-file KEY\n"
             "           print a file of the volume to stdout\n"},
     {"put", "scpctl volume put VOLDIR PATH [SRCFILE] --key-file KEY\n"
@@ -245,8 +247,13 @@ static int ls_entry(void *c, const char *name, const scp_vstat *st) {
         char target[PATH_MAX + 1] = "";
         long n = st->type == SCP_VTYPE_LINK ? scp_volume_readlink(x->v, path, target, PATH_MAX, NULL) : -1;
         target[n > 0 && n <= PATH_MAX ? n : 0] = '\0';
-        printf("%c%04o %5u:%-5u %12" PRIu64 "  %s%s%s%s\n", type_char(st), st->mode & 07777,
-               st->uid, st->gid, st->size, shown, st->type == SCP_VTYPE_DIR ? "/" : "",
+        /* (the modification time in UTC, as stored; "-" for the root's before anything set it) */
+        char when[32] = "               -";
+        time_t secs = (time_t)(st->mtime_ns / 1000000000);
+        struct tm tm;
+        if (st->mtime_ns != 0 && gmtime_r(&secs, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
+        printf("%c%04o %5u:%-5u %12" PRIu64 " %s  %s%s%s%s\n", type_char(st), st->mode & 07777,
+               st->uid, st->gid, st->size, when, shown, st->type == SCP_VTYPE_DIR ? "/" : "",
                n > 0 ? " -> " : "", target);
     } else
         printf("%s%s\n", shown, st->type == SCP_VTYPE_DIR ? "/" : "");

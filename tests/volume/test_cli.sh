@@ -153,7 +153,7 @@ printf 'attr %s\n' "$MARK" > at/d/f
 chmod 640 at/d/f && ln at/d/f at/hl && ln -s d/f at/sl && mkfifo at/fifo && chmod 2750 at/d
 python3 -c 'import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])' at/sock
 if [ "$(id -u)" = 0 ]; then chown 1234:5678 at/d/f && chown -h 4321:8765 at/sl; fi
-touch -d '2020-01-02 03:04:05.123456789' at/d/f at/d
+touch -d '2020-01-02 03:04:05.123456789 UTC' at/d/f at/d
 touch -h -d '2019-05-05 05:05:05' at/sl
 chmod 0711 at && touch -d '2018-01-01 01:01:01.5' at
 expect 0 "import of attributes and special files" -- "$SCPCTL" volume import at vat --key-file k1
@@ -162,6 +162,7 @@ expect 0 "ls -l -R of the attributes volume" -- "$SCPCTL" volume ls vat -l -R --
 contains out "^d2750 .* d/$" "ls -l shows the set-group-ID directory"
 contains out "^l0777 .* sl -> d/f$" "ls -l shows the link and its target"
 contains out "^p0644 .* fifo$" "ls -l shows the FIFO"
+contains out " 2020-01-02 03:04  d/f$" "ls -l shows the modification time (UTC)"
 contains out "^s.* sock$" "ls -l shows the socket"
 expect 0 "export of attributes and special files" -- "$SCPCTL" volume export vat oat --key-file k1
 contains err "skipping 'sock'" "export names the socket it skips"
