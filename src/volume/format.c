@@ -100,13 +100,13 @@ int scp_path_normalize(const char *in, char *out, size_t out_size, scp_err *err)
 /* Entry layout sizes. */
 #define MENTRY_FIXED (1 + 2 + SCP_FILEID_LEN + 8 + SCP_HASH_LEN + 4 + 4 + 4 + 8)
 
-int scp_manifest_parent_is_dir(const scp_manifest *m, const char *path) {
-    if (scp_is_root_entry(path)) return 1; /* (the root's own entry) */
+long scp_manifest_parent(const scp_manifest *m, const char *path) {
     const char *slash = strrchr(path, '/');
-    if (!slash) return 1; /* parent is the root */
+    /* (a name directly under the root, or the root's own entry, "/", whose parent is itself) */
+    if (!slash || scp_is_root_entry(path)) return SCP_PARENT_ROOT;
     size_t plen = (size_t)(slash - path);
-    /* The parent sorts before the child; search backwards among earlier entries by binary
-     * search over the sorted prefix. */
+    /* Binary search for the entry that equals path's first plen bytes: an entry that has them
+     * as a prefix and goes on sorts after it. */
     size_t lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
@@ -114,9 +114,9 @@ int scp_manifest_parent_is_dir(const scp_manifest *m, const char *path) {
         if (c == 0 && m->e[mid].path[plen] != '\0') c = 1;
         if (c < 0) lo = mid + 1;
         else if (c > 0) hi = mid;
-        else return m->e[mid].type == SCP_MTYPE_DIR;
+        else return m->e[mid].type == SCP_MTYPE_DIR ? (long)mid : SCP_PARENT_NONE;
     }
-    return 0;
+    return SCP_PARENT_NONE;
 }
 
 int scp_node_type_ok(uint32_t mode) {

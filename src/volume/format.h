@@ -149,10 +149,17 @@ typedef struct scp_manifest {
                    * log's delta can tell a manifest changed only where it was told (mlog_seal) */
 } scp_manifest;
 
-/* Whether path's parent is a directory among m's entries (m sorted by path, as the parser builds
- * it and the volume keeps it): names directly under the root, and the root's own entry, have
- * one. The parser and the volume's delta checks share it. */
-int scp_manifest_parent_is_dir(const scp_manifest *m, const char *path);
+/* path's parent among m's entries (m sorted by path, as the parser builds it and the volume
+ * keeps it): the index of its directory entry; SCP_PARENT_ROOT for a name directly under the
+ * root and for the root's own entry (whether or not the root has an entry); SCP_PARENT_NONE
+ * when the parent is missing or no directory. The parser, the volume's delta checks and the
+ * parent's times (man_parent_touch) share it. */
+#define SCP_PARENT_ROOT (-1L)
+#define SCP_PARENT_NONE (-2L)
+long scp_manifest_parent(const scp_manifest *m, const char *path);
+static inline int scp_manifest_parent_is_dir(const scp_manifest *m, const char *path) {
+    return scp_manifest_parent(m, path) != SCP_PARENT_NONE;
+}
 
 /* Parse a manifest body. Checks: counts and lengths fit, paths are valid and sorted, every
  * entry's parent directory exists, entries that share an id are links of one non-directory

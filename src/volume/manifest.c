@@ -89,15 +89,9 @@ void man_sync_links(scp_manifest *m, size_t i) {
  * until then none, so that making names never adds the entry (a build before it refuses a
  * manifest that has it). */
 static long parent_index(const scp_manifest *m, const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return scp_is_root_entry(path) ? -1 : man_find(m, SCP_ROOT_ENTRY);
-    char parent[SCP_MAX_PATH + 1];
-    size_t pl = (size_t)(slash - path);
-    assert(pl < sizeof parent);
-    memcpy(parent, path, pl);
-    parent[pl] = '\0';
-    long i = man_find(m, parent);
-    return i >= 0 && m->e[i].type == SCP_MTYPE_DIR ? i : -1;
+    long i = scp_manifest_parent(m, path);
+    if (i == SCP_PARENT_ROOT) return scp_is_root_entry(path) ? -1 : man_find(m, SCP_ROOT_ENTRY);
+    return i >= 0 ? i : -1;
 }
 
 man_dtimes man_parent_touch(scp_manifest *m, const char *path, int64_t now) {
