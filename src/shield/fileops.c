@@ -21,7 +21,7 @@
 
 static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
     memset(st, 0, sizeof *st);
-    st->st_dev = (dev_t)(0x5c500 + vol);
+    st->st_dev = sh.vol[vol].dev;
     st->st_ino = (ino_t)(v->ino + 2);
     st->st_mode = (v->type == SCP_VTYPE_DIR    ? S_IFDIR
                    : v->type == SCP_VTYPE_NODE ? v->node_type
@@ -44,7 +44,7 @@ static void fill_stat(int vol, const scp_vstat *v, struct stat *st) {
     st->st_atim.tv_nsec = v->atime_ns % 1000000000;
 }
 
-void sh_statx_from_stat(const struct stat *st, uint32_t dev_major, uint32_t dev_minor, struct statx *sx) {
+void sh_statx_from_stat(const struct stat *st, struct statx *sx) {
     memset(sx, 0, sizeof *sx);
     sx->stx_mask = STATX_BASIC_STATS;
     sx->stx_blksize = (uint32_t)st->st_blksize;
@@ -63,14 +63,14 @@ void sh_statx_from_stat(const struct stat *st, uint32_t dev_major, uint32_t dev_
     sx->stx_ctime.tv_nsec = (uint32_t)st->st_ctim.tv_nsec;
     sx->stx_rdev_major = major(st->st_rdev);
     sx->stx_rdev_minor = minor(st->st_rdev);
-    sx->stx_dev_major = dev_major;
-    sx->stx_dev_minor = dev_minor;
+    sx->stx_dev_major = major(st->st_dev);
+    sx->stx_dev_minor = minor(st->st_dev);
 }
 
 static void fill_statx(int vol, const scp_vstat *v, struct statx *sx) {
     struct stat st;
     fill_stat(vol, v, &st);
-    sh_statx_from_stat(&st, 0x5c, (uint32_t)(0x500 + vol), sx);
+    sh_statx_from_stat(&st, sx);
 }
 long sh_put_stat(int vol, const scp_vstat *v, void *dst) {
     struct stat st;

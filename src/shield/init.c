@@ -24,6 +24,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <ucontext.h>
@@ -497,6 +498,36 @@ static void fill_own_numbers(void) {
  * (no call of the program can put another file at a reserved number: gate.c, do_dup_to), so
  * an open number in the range is one of them; the first image fills every number, whatever
  * its launcher left there. A static image is not shielded and gets none (sh_execve_). */
+/* The st_dev that volume i's names show (fileops.c's fill_stat): major SH_DEV_MAJOR, a
+ * minor drawn from the host identity (device, inode) of the volume's directory. It was
+ * major:i, so two programs on two volumes, each its first, saw the same device, and names at
+ * the same place in each (the roots) the same (st_dev, st_ino): PostgreSQL keys its System V
+ * shared memory by the data directory's inode and takes a segment whose header names its
+ * (st_dev, st_ino) as its own, so a second server refused to start while the first ran
+ * ("pre-existing shared memory block is still in use"). The minor is the same in every image
+ * of a fork family and after an exec (the same directory), and across runs while the volume's
+ * directory stays where it is; it differs from every other volume's in this process and from
+ * the injected files' (injected.c). Two volumes of two processes share one with a chance of
+ * 2^-20 (each a directory of its own). */
+static dev_t volume_dev(int i) {
+    struct stat st;
+    uint64_t h = 0x9e3779b97f4a7c15u;
+    if (sh_gate(SYS_fstat, sh.cfg.vol[i].dirfd, (long)&st, 0, 0, 0, 0) == 0) {
+        h ^= (uint64_t)st.st_dev * 0xbf58476d1ce4e5b9u;
+        h ^= (uint64_t)st.st_ino * 0x94d049bb133111ebu;
+        h ^= h >> 31;
+        h *= 0xd6e8feb86659fd93u;
+        h ^= h >> 32;
+    }
+    unsigned minor = (unsigned)(h & SH_DEV_MINOR_MASK);
+    for (int clash = 1; clash;) {
+        clash = minor == SH_DEV_MINOR_INJECTED;
+        for (int j = 0; j < i && !clash; j++) clash = sh.vol[j].dev == makedev(SH_DEV_MAJOR, minor);
+        if (clash) minor = (minor + 1) & SH_DEV_MINOR_MASK;
+    }
+    return makedev(SH_DEV_MAJOR, minor);
+}
+
 static void reserve_slots(int inherited) {
     int end = sh.base + sh.nslots;
     if (!inherited) {
@@ -626,6 +657,7 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     for (uint32_t i = 0; i < sh.cfg.nvol; i++) { /* opened at first use: sh_volume_ready */
         struct sh_volume *sv = &sh.vol[i];
         snprintf(sv->dirpath, sizeof sv->dirpath, "/proc/self/fd/%d", sh.cfg.vol[i].dirfd);
+        sv->dev = volume_dev((int)i);
         strcpy(sv->mount, sh.cfg.vol[i].mount);
         sv->mlen = strlen(sv->mount);
         if (sv->mlen == 1) sv->mlen = 0; /* "/" */

@@ -20,6 +20,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -192,7 +193,7 @@ static long open_file(const struct inj_file *f, int flags) {
 
 static void fill_stat(const struct inj_file *f, struct stat *st) {
     memset(st, 0, sizeof *st);
-    st->st_dev = (dev_t)0x5c5ff;
+    st->st_dev = makedev(SH_DEV_MAJOR, SH_DEV_MINOR_INJECTED);
     st->st_ino = (ino_t)(f - inj.f + 1);
     st->st_mode = S_IFREG | (f->mode & 07777);
     st->st_nlink = 1;
@@ -207,7 +208,7 @@ static void fill_stat(const struct inj_file *f, struct stat *st) {
 static void fill_statx(const struct inj_file *f, struct statx *sx) {
     struct stat st;
     fill_stat(f, &st);
-    sh_statx_from_stat(&st, 0x5c, 0x5ff, sx);
+    sh_statx_from_stat(&st, sx);
 }
 
 static long access_file(const struct inj_file *f, int how) {

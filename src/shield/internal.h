@@ -72,11 +72,18 @@ typedef struct pfile {
                           * file's (PATH_MAX bytes: a linkat writes the new name into it) */
 } pfile;
 
+/* The device numbers of what the shield serves: SH_DEV_MAJOR with the injected files' minor
+ * (injected.c) or a volume's (init.c, volume_dev). */
+#define SH_DEV_MAJOR 0x5c5
+#define SH_DEV_MINOR_MASK 0xfffffu /* the 20 bits the kernel's own device numbers have */
+#define SH_DEV_MINOR_INJECTED 0xffu
+
 struct sh_volume {
     scp_volume *v;
     char mount[SCP_SHIELD_MAX_MOUNT];
     size_t mlen;
     char dirpath[64]; /* "/proc/self/fd/N" */
+    dev_t dev;        /* st_dev of its names as the program sees them (sh_volume_dev) */
     int priv;         /* holds the volume's private lock although the family is shared
                        * (open_volume, volopen.c); cleared by sh_priv_end under priv_mu */
     int priv_pending; /* private, its watcher not started yet (opened in a trap handler) */
@@ -273,10 +280,11 @@ int sh_commit_all(void);
  * library (sh_in_lib is taken inside); used at a fork, at the end of a private or sole
  * holding, and when a program joins another on its volume. */
 void sh_go_shared(scp_volume *v);
-/* The statx the kernel would give for st (STATX_BASIC_STATS), on device dev_major:dev_minor:
- * a protected file's (fileops.c) and an injected file's (injected.c) */
+/* The statx the kernel would give for st (STATX_BASIC_STATS), its device st's: a protected
+ * file's (fileops.c) and an injected file's (injected.c). (It was given apart, 0x5c:0x500+i,
+ * which stat's major 0x5c5 did not match.) */
 struct statx;
-void sh_statx_from_stat(const struct stat *st, uint32_t dev_major, uint32_t dev_minor, struct statx *sx);
+void sh_statx_from_stat(const struct stat *st, struct statx *sx);
 /* Before another process may come to hold this one's protected descriptions (fork, vfork,
  * posix_spawn): volumes to shared mode, offsets into the shared region. for_child: a fork, whose
  * child holds a reference of its own to each description. */

@@ -39,7 +39,6 @@
 #include "shield/internal.h"
 
 #define RDV_DIR "sock"
-#define ST_DEV_BASE 0x5c500 /* fileops.c's fill_stat: st_dev of volume i */
 
 /* The path an AF_UNIX address names, as the kernel reads it (up to the first NUL): 0 with path
  * filled, 1 when it names no file (another family, an abstract name, a length the kernel
@@ -75,8 +74,9 @@ static long node_stat(const char *path, int follow, struct stat *st) {
 }
 
 static int st_vol(const struct stat *st) {
-    long v = (long)st->st_dev - ST_DEV_BASE;
-    return v >= 0 && v < sh.nvol ? (int)v : -1;
+    for (int i = 0; i < sh.nvol; i++)
+        if (sh.vol[i].dev == st->st_dev) return i;
+    return -1;
 }
 
 /* ---- the names this process bound or connected to, for getsockname and friends ------------ */
