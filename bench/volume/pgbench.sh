@@ -45,6 +45,8 @@
 #   IO=1: a further run of each with perf, machine-wide over STRACE_SECS-4 seconds: the
 #   fdatasync/fsync calls per transaction and their mean time (perf trace -s), jbd2 commits,
 #   ext4 syncs and block requests per transaction (perf stat): where a flush costs more.
+#   PERF_EVENTS=E1,E2 adds perf events to that count (e.g. context-switches: per transaction,
+#   machine-wide).
 #   IO=2 adds the block requests' kinds and sizes, IO=3 the server's CPU by object
 #   (PERF_SORT=dso,sym: by function; PERF_MIN=0.5, the least share printed, in %); IO=4 the
 #   server's page faults over 4 s, every one (perf record -e page-faults -c 1), by the function
@@ -269,7 +271,7 @@ iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO abov
     sleep 2
     perf trace -s -e fdatasync,fsync -a -o "$T/ptrace-$fs" -- sleep $((STRACE_SECS - 4)) >/dev/null 2>&1 &
     local pt=$!
-    perf stat -x, -a -o "$T/pstat-$fs" -e jbd2:jbd2_start_commit,ext4:ext4_sync_file_enter,block:block_rq_issue \
+    perf stat -x, -a -o "$T/pstat-$fs" -e jbd2:jbd2_start_commit,ext4:ext4_sync_file_enter,block:block_rq_issue${PERF_EVENTS:+,$PERF_EVENTS} \
         -- sleep $((STRACE_SECS - 4)) >/dev/null 2>&1
     wait $pt
     # IO=3: where the server's CPU goes, by symbol (perf record -a, 4 s; self time)
@@ -293,7 +295,7 @@ iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO abov
         $1 ~ /^(fdatasync|fsync)$/ && NF >= 7 { c[$1] += $2; ms[$1] += $4 }
         END { for (k in c) printf "  %s %s: %.2f per txn, mean %.1f us\n", fs, k, c[k] / (tps * secs), c[k] ? ms[k] * 1000 / c[k] : 0 }' "$T/ptrace-$fs"
     awk -F, -v fs="$fs" -v tps="$n" -v secs=$((STRACE_SECS - 4)) '
-        $3 ~ /:/ && $1 ~ /^[0-9]+$/ { printf "  %s %s: %.2f per txn\n", fs, $3, $1 / (tps * secs) }' "$T/pstat-$fs"
+        $3 != "" && $1 ~ /^[0-9]+$/ { printf "  %s %s: %.2f per txn\n", fs, $3, $1 / (tps * secs) }' "$T/pstat-$fs"
     [ "${IO:-0}" = 4 ] && perf script -i "$T/pflt-$fs" --comm postgres 2>/dev/null | wc -l |
         awk -v fs="$fs" -v tps="$n" '{ printf "  %s server page faults: %d in 4 s, %.3f per txn\n", fs, $1, $1 / (tps * 4) }'
 }
