@@ -239,8 +239,8 @@ static char type_char(const scp_vstat *st) {
 
 static int ls_entry(void *c, const char *name, const scp_vstat *st) {
     struct ls_ctx *x = c;
-    char path[8192];
-    snprintf(path, sizeof path, "%s%s%s", x->dir, *x->dir ? "/" : "", name);
+    char path[VT_PATH];
+    if (vt_join(path, x->dir, name, x->err) < 0) return -1;
     const char *shown = x->o->recursive ? path : name;
     if (x->o->long_list) {
         /* type as ls(1) shows it, mode, numeric owner, size, name (and a link's target) */

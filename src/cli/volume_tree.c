@@ -3,6 +3,7 @@
  * volume_tree.h. */
 #include "cli/volume_tree.h"
 
+#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +18,6 @@
 #include "common/util.h"
 
 #define IO_BLOCK (1u << 20)
-#define TREE_PATH 8192 /* (longer paths fail with ENAMETOOLONG, never truncate) */
 
 /* ---- one file ------------------------------------------------------------------------------ */
 
@@ -62,47 +62,58 @@ int vt_copy_out(scp_volume *v, const char *path, int fd, progress *pg, uint64_t 
 
 /* ---- shared by both directions ------------------------------------------------------------- */
 
-/* "dir/name" (or "name" under the empty root path) into out; -1 with ENAMETOOLONG. */
-static int join(char out[TREE_PATH], const char *dir, const char *name, scp_err *err) {
-    int n = snprintf(out, TREE_PATH, "%s%s%s", dir, *dir ? "/" : "", name);
-    if (n < 0 || n >= TREE_PATH)
+int vt_join(char out[VT_PATH], const char *dir, const char *name, scp_err *err) {
+    int n = snprintf(out, VT_PATH, "%s%s%s", dir, *dir ? "/" : "", name);
+    if (n < 0 || n >= VT_PATH)
         return scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "path too long: '%s/%s'", dir, name);
     return 0;
 }
 
 /* Hard links: the first path seen for each file with more than one name, keyed by (a, b):
- * the source's (device, inode) on import, the volume's inode number on export. */
+ * the source's (device, inode) on import, the volume's inode number on export. An open-
+ * addressed table (linear probing, at most half full), so that a tree of many hard-linked
+ * files costs a look-up per name, not a scan of every link seen (which made it quadratic). */
 struct link_seen {
     uint64_t a, b;
-    char *path;
+    char *path; /* NULL: a free slot */
 };
 struct links {
     struct link_seen *e;
-    size_t n, cap;
+    size_t n, cap; /* cap: 0 or a power of two */
 };
 
+static size_t links_slot(const struct links *l, uint64_t a, uint64_t b) {
+    uint64_t h = (a * 0x9e3779b97f4a7c15u) ^ (b * 0xc2b2ae3d27d4eb4fu);
+    h ^= h >> 29;
+    size_t i = (size_t)h & (l->cap - 1);
+    while (l->e[i].path && (l->e[i].a != a || l->e[i].b != b)) i = (i + 1) & (l->cap - 1);
+    return i;
+}
+
 static const char *links_find(const struct links *l, uint64_t a, uint64_t b) {
-    for (size_t i = 0; i < l->n; i++)
-        if (l->e[i].a == a && l->e[i].b == b) return l->e[i].path;
-    return NULL;
+    return l->cap ? l->e[links_slot(l, a, b)].path : NULL;
 }
 
 static int links_add(struct links *l, uint64_t a, uint64_t b, const char *path, scp_err *err) {
-    if (l->n == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 16;
-        struct link_seen *ne = realloc(l->e, ncap * sizeof *ne);
-        if (!ne) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-        l->e = ne;
-        l->cap = ncap;
+    if (2 * (l->n + 1) > l->cap) {
+        struct links g = {calloc(l->cap ? 2 * l->cap : 64, sizeof *g.e), l->n, l->cap ? 2 * l->cap : 64};
+        if (!g.e) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        for (size_t i = 0; i < l->cap; i++)
+            if (l->e[i].path) g.e[links_slot(&g, l->e[i].a, l->e[i].b)] = l->e[i];
+        free(l->e);
+        *l = g;
     }
-    if (!(l->e[l->n].path = strdup(path))) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    l->e[l->n].a = a;
-    l->e[l->n++].b = b;
+    size_t i = links_slot(l, a, b);
+    assert(!l->e[i].path); /* (callers add a key only after links_find missed it) */
+    if (!(l->e[i].path = strdup(path))) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    l->e[i].a = a;
+    l->e[i].b = b;
+    l->n++;
     return 0;
 }
 
 static void links_free(struct links *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->e[i].path);
+    for (size_t i = 0; i < l->cap; i++) free(l->e[i].path);
     free(l->e);
 }
 
@@ -113,9 +124,9 @@ uint64_t vt_tree_size(const char *dir) {
     struct dirent *de;
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        char p[TREE_PATH];
+        char p[VT_PATH];
         struct stat st;
-        if (join(p, dir, de->d_name, NULL) < 0 || lstat(p, &st) < 0) continue;
+        if (vt_join(p, dir, de->d_name, NULL) < 0 || lstat(p, &st) < 0) continue;
         if (S_ISDIR(st.st_mode)) sum += vt_tree_size(p);
         else if (S_ISREG(st.st_mode)) sum += (uint64_t)st.st_size;
     }
@@ -208,8 +219,8 @@ static int import_dir(struct import_ctx *x, const char *src, const char *vpath) 
     int rc = 0;
     while (rc == 0 && (de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        char sp[TREE_PATH], vp[TREE_PATH];
-        if (join(sp, src, de->d_name, x->err) < 0 || join(vp, vpath, de->d_name, x->err) < 0) rc = -1;
+        char sp[VT_PATH], vp[VT_PATH];
+        if (vt_join(sp, src, de->d_name, x->err) < 0 || vt_join(vp, vpath, de->d_name, x->err) < 0) rc = -1;
         else rc = import_one(x, sp, vp);
     }
     closedir(d);
@@ -307,8 +318,8 @@ static int export_dir(struct export_ctx *x, const char *op, const char *vp, cons
 
 static int export_entry(void *c, const char *name, const scp_vstat *st) {
     struct export_ctx *x = c;
-    char op[TREE_PATH], vp[TREE_PATH];
-    if (join(op, x->out, name, x->err) < 0 || join(vp, x->vpath, name, x->err) < 0) return -1;
+    char op[VT_PATH], vp[VT_PATH];
+    if (vt_join(op, x->out, name, x->err) < 0 || vt_join(vp, x->vpath, name, x->err) < 0) return -1;
     if (st->type == SCP_VTYPE_DIR) return export_dir(x, op, vp, st, 0);
     if (export_clear(x, op) < 0) return -1;
     const char *first = st->nlink > 1 ? links_find(x->links, st->ino, 0) : NULL;

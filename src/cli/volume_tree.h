@@ -16,6 +16,12 @@
 #include "scp/err.h"
 #include "scp/volume.h"
 
+/* The longest path a tree copy or listing builds, with its NUL; longer ones fail with
+ * ENAMETOOLONG, never truncate. */
+#define VT_PATH 8192
+/* "dir/name", or "name" under the root's empty path, into out: 0, or -1 (ENAMETOOLONG). */
+int vt_join(char out[VT_PATH], const char *dir, const char *name, scp_err *err);
+
 /* Copy from a plain fd into the volume file path (created with mode, truncated if it exists;
  * committed at its close). done counts the bytes; pg may be NULL. */
 int vt_copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress *pg,
