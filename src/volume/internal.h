@@ -714,6 +714,11 @@ void man_sync_links(scp_manifest *m, size_t i);
  * replaced whole), so the next delta compares the whole manifest. */
 void vol_mchg_note(scp_volume *v, const char *path);
 void vol_mchg_off(scp_volume *v);
+/* A create's change of v->man: insert e (a new name; takes e->path) and give its directory
+ * mtime = ctime = now (*dt for man_parent_untouch after a failed commit), noting both paths,
+ * so that the commit's record is built from them (mlog_delta) and not from a comparison of
+ * the whole manifest. Returns man_insert's result. */
+int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *dt, scp_err *err);
 /* Load the newest authentic manifest slot into v->man / gen / tag (manifest.c). */
 int vol_load_manifest(scp_volume *v, scp_err *err);
 /* Under vol_lock: take in what other processes committed since (format 3: the new records of

@@ -873,6 +873,24 @@ void vol_mchg_note(scp_volume *v, const char *path) {
 
 static int mchg_usable(const scp_volume *v) { return v->mchg_ok && v->man.ver == v->mchg_ver; }
 
+/* Without the notes a create's record came from man_diff_encode, a strcmp of every path
+ * against `disk`'s: each create cost O(entries), and an import of 30,000 small files spent a
+ * fifth of its time there (bench/RESULTS.md, session 58). The list stays complete only if
+ * nothing else changed `man` since it was (mchg_usable, read first): the insert and the
+ * parent's times are the only changes between, and both paths are noted. */
+int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *dt, scp_err *err) {
+    int track = mchg_usable(v);
+    const char *path = e->path; /* (man takes it: valid while the entry is in man) */
+    if (man_insert(&v->man, e, err) < 0) return -1;
+    *dt = man_parent_touch(&v->man, path, now);
+    if (!track) return 0;
+    vol_mchg_note(v, path);
+    long pi = parent_index(&v->man, path);
+    if (pi >= 0) vol_mchg_note(v, v->man.e[pi].path);
+    if (v->mchg_ok) v->mchg_ver = v->man.ver; /* (a note past VOL_MCHG_MAX turned the list off) */
+    return 0;
+}
+
 static int cmp_pathp(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
@@ -1240,10 +1258,16 @@ static int mlog_check(const scp_volume *v, const scp_mdelta *d, scp_err *err) {
          * scp_manifest_apply), so the scans of the whole manifest are skipped here too. */
         int one_name = i >= 0 && j >= 0 && v->disk.e[i].nlink == 1 && m->e[j].nlink == 1 &&
                        memcmp(v->disk.e[i].id, p->id, SCP_FILEID_LEN) == 0;
+        /* A new name of a file with this one name (a create, or a rename's target): no other
+         * entry of `man` has its id, so its names agree without a scan (which made every
+         * create O(entries)); the apply counts them (relink_one), as for any new name. */
+        int new_one = i < 0 && j >= 0 && m->e[j].nlink == 1 && memcmp(m->e[j].id, p->id, SCP_FILEID_LEN) == 0;
 #ifndef NDEBUG
         assert(!one_name || !v->ml_check_now ||
                (names_agree(m, p->id) && names_agree(m, v->disk.e[i].id)));
+        assert(!new_one || !v->ml_check_now || man_find_id(m, p->id, j) < 0);
 #endif
+        one_name |= new_one;
         if (!scp_manifest_parent_is_dir(m, p->path) ||
             (p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) ||
             (!one_name && (!names_agree(m, p->id) || (i >= 0 && !names_agree(m, v->disk.e[i].id)))))

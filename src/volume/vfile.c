@@ -803,11 +803,11 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
         if (rc == 0) {
             file_empty_root(e.id, e.root);
             e.path = strdup(p);
-            if (!e.path || man_insert(&v->man, &e, err) < 0) {
+            man_dtimes dt;
+            if (!e.path || vol_man_create(v, &e, now, &dt, err) < 0) {
                 free(e.path);
                 rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
             } else {
-                man_dtimes dt = man_parent_touch(&v->man, p, now);
                 if (vol_commit_manifest(v, 0, err) < 0) {
                     man_remove(&v->man, (size_t)man_find(&v->man, p));
                     man_parent_untouch(&v->man, p, dt);

@@ -1446,6 +1446,7 @@ static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mo
     if (rc == 0 && man_find(&v->man, p) >= 0)
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
     int64_t now = scp_now_ns();
+    man_dtimes dt = {0, 0};
     scp_mentry e = {.type = type, .mode = mode | SCP_MODE_OWNED, .size = size, .mtime_ns = now,
                     .ctime_ns = now, .atime_ns = now, .uid = (uint32_t)geteuid(), .gid = (uint32_t)getegid()};
     if (rc == 0) rc = scp_random(e.id, SCP_FILEID_LEN, err);
@@ -1454,13 +1455,11 @@ static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mo
     if (rc < 0) {
         free(e.path);
         free(e.target);
-    } else if (man_insert(&v->man, &e, err) < 0) {
+    } else if (vol_man_create(v, &e, now, &dt, err) < 0) {
         free(e.path);
         free(e.target);
         rc = -1;
     }
-    man_dtimes dt = {0, 0};
-    if (rc == 0) dt = man_parent_touch(&v->man, p, now);
     if (rc == 0 && vol_commit_manifest(v, 0, err) < 0) {
         man_remove(&v->man, (size_t)man_find(&v->man, p));
         man_parent_untouch(&v->man, p, dt);
@@ -1833,16 +1832,16 @@ int scp_volume_link(scp_volume *v, const char *from, const char *to, scp_err *er
 }
 
 int vol_insert_name(scp_volume *v, scp_mentry *e, scp_err *err) {
+    man_dtimes dt = {0, 0};
     int rc = !e->path[0] ? scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists")
              : check_parent(v, e->path, err) < 0 ? -1
              : man_find(&v->man, e->path) >= 0
                  ? scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", e->path)
-                 : man_insert(&v->man, e, err);
+                 : vol_man_create(v, e, e->ctime_ns, &dt, err);
     if (rc < 0) {
         free(e->path);
         return -1;
     }
-    man_dtimes dt = man_parent_touch(&v->man, e->path, e->ctime_ns);
     if (vol_commit_manifest(v, 0, err) < 0) {
         man_parent_untouch(&v->man, e->path, dt);
         man_remove(&v->man, (size_t)man_find(&v->man, e->path)); /* frees e->path */
