@@ -488,16 +488,6 @@ static void fill_own_numbers(void) {
             die("cannot reserve the protected descriptor range", NULL);
 }
 
-/* The slots' numbers [base, base + nslots) each get a placeholder that is not close-on-exec,
- * so that an exec into the next shielded image keeps them and that image fills only the
- * numbers the kernel closed: the slots of protected files opened close-on-exec, numbers a
- * vfork child closed. A dup3 onto each of the 1,008 numbers, and the kernel's close of each at
- * the exec, were a third of what an exec under the shield cost over a native one (docs/
- * shield.md, "Reserved descriptors"). inherited: this image was exec'd by a shielded one (the
- * configuration says its filter is installed), whose range held nothing but its placeholders
- * (no call of the program can put another file at a reserved number: gate.c, do_dup_to), so
- * an open number in the range is one of them; the first image fills every number, whatever
- * its launcher left there. A static image is not shielded and gets none (sh_execve_). */
 /* The st_dev that volume i's names show (fileops.c's fill_stat): major SH_DEV_MAJOR, a
  * minor drawn from the host identity (device, inode) of the volume's directory. It was
  * major:i, so two programs on two volumes, each its first, saw the same device, and names at
@@ -528,6 +518,16 @@ static dev_t volume_dev(int i) {
     return makedev(SH_DEV_MAJOR, minor);
 }
 
+/* The slots' numbers [base, base + nslots) each get a placeholder that is not close-on-exec,
+ * so that an exec into the next shielded image keeps them and that image fills only the
+ * numbers the kernel closed: the slots of protected files opened close-on-exec, numbers a
+ * vfork child closed. A dup3 onto each of the 1,008 numbers, and the kernel's close of each at
+ * the exec, were a third of what an exec under the shield cost over a native one (docs/
+ * shield.md, "Reserved descriptors"). inherited: this image was exec'd by a shielded one (the
+ * configuration says its filter is installed), whose range held nothing but its placeholders
+ * (no call of the program can put another file at a reserved number: gate.c, do_dup_to), so
+ * an open number in the range is one of them; the first image fills every number, whatever
+ * its launcher left there. A static image is not shielded and gets none (sh_execve_). */
 static void reserve_slots(int inherited) {
     int end = sh.base + sh.nslots;
     if (!inherited) {

@@ -83,7 +83,7 @@ struct sh_volume {
     char mount[SCP_SHIELD_MAX_MOUNT];
     size_t mlen;
     char dirpath[64]; /* "/proc/self/fd/N" */
-    dev_t dev;        /* st_dev of its names as the program sees them (sh_volume_dev) */
+    dev_t dev;        /* st_dev of its names as the program sees them (init.c, volume_dev) */
     int priv;         /* holds the volume's private lock although the family is shared
                        * (open_volume, volopen.c); cleared by sh_priv_end under priv_mu */
     int priv_pending; /* private, its watcher not started yet (opened in a trap handler) */
