@@ -3,7 +3,6 @@
  * volume_tree.h. */
 #include "cli/volume_tree.h"
 
-#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +14,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include "common/u64map.h"
 #include "common/util.h"
 
 #define IO_BLOCK (1u << 20)
@@ -70,51 +70,55 @@ int vt_join(char out[VT_PATH], const char *dir, const char *name, scp_err *err) 
 }
 
 /* Hard links: the first path seen for each file with more than one name, keyed by (a, b):
- * the source's (device, inode) on import, the volume's inode number on export. An open-
- * addressed table (linear probing, at most half full), so that a tree of many hard-linked
- * files costs a look-up per name, not a scan of every link seen (which made it quadratic). */
+ * the source's (device, inode) on import, the volume's inode number on export. A look-up per
+ * name through the project's u64map (a scan of every link seen made a tree of many hard-linked
+ * files quadratic): the map takes a ^ b to the newest entry with that key, and entries with
+ * the same key (other (a, b): rare) chain through next. */
 struct link_seen {
     uint64_t a, b;
-    char *path; /* NULL: a free slot */
+    size_t next; /* 1 + the index of the previous entry with the same key; 0: none */
+    char *path;
 };
 struct links {
+    u64map first; /* a ^ b -> 1 + the index of the newest entry with it */
     struct link_seen *e;
-    size_t n, cap; /* cap: 0 or a power of two */
+    size_t n, cap;
 };
 
-static size_t links_slot(const struct links *l, uint64_t a, uint64_t b) {
-    uint64_t h = (a * 0x9e3779b97f4a7c15u) ^ (b * 0xc2b2ae3d27d4eb4fu);
-    h ^= h >> 29;
-    size_t i = (size_t)h & (l->cap - 1);
-    while (l->e[i].path && (l->e[i].a != a || l->e[i].b != b)) i = (i + 1) & (l->cap - 1);
-    return i;
-}
-
 static const char *links_find(const struct links *l, uint64_t a, uint64_t b) {
-    return l->cap ? l->e[links_slot(l, a, b)].path : NULL;
+    uint64_t at;
+    if (!u64map_get(&l->first, a ^ b, &at)) return NULL;
+    for (size_t i = (size_t)at; i; i = l->e[i - 1].next)
+        if (l->e[i - 1].a == a && l->e[i - 1].b == b) return l->e[i - 1].path;
+    return NULL;
 }
 
 static int links_add(struct links *l, uint64_t a, uint64_t b, const char *path, scp_err *err) {
-    if (2 * (l->n + 1) > l->cap) {
-        struct links g = {calloc(l->cap ? 2 * l->cap : 64, sizeof *g.e), l->n, l->cap ? 2 * l->cap : 64};
-        if (!g.e) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-        for (size_t i = 0; i < l->cap; i++)
-            if (l->e[i].path) g.e[links_slot(&g, l->e[i].a, l->e[i].b)] = l->e[i];
-        free(l->e);
-        *l = g;
+    if (l->n == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 16;
+        struct link_seen *ne = realloc(l->e, ncap * sizeof *ne);
+        if (!ne) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        l->e = ne;
+        l->cap = ncap;
     }
-    size_t i = links_slot(l, a, b);
-    assert(!l->e[i].path); /* (callers add a key only after links_find missed it) */
-    if (!(l->e[i].path = strdup(path))) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    l->e[i].a = a;
-    l->e[i].b = b;
+    uint64_t prev = 0;
+    (void)u64map_get(&l->first, a ^ b, &prev);
+    struct link_seen *e = &l->e[l->n];
+    if (!(e->path = strdup(path)) || u64map_put(&l->first, a ^ b, l->n + 1) < 0) {
+        free(e->path);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
+    e->a = a;
+    e->b = b;
+    e->next = (size_t)prev;
     l->n++;
     return 0;
 }
 
 static void links_free(struct links *l) {
-    for (size_t i = 0; i < l->cap; i++) free(l->e[i].path);
+    for (size_t i = 0; i < l->n; i++) free(l->e[i].path);
     free(l->e);
+    u64map_free(&l->first);
 }
 
 uint64_t vt_tree_size(const char *dir) {
@@ -229,7 +233,7 @@ static int import_dir(struct import_ctx *x, const char *src, const char *vpath) 
 
 int vt_import(scp_volume *v, const char *src, progress *pg, uint64_t *done, long *nfiles,
               scp_err *err) {
-    struct import_ctx x = {v, pg, done, nfiles, {0}, err};
+    struct import_ctx x = {.v = v, .pg = pg, .done = done, .nfiles = nfiles, .err = err};
     struct stat st;
     /* Each file's close commits without a flush; the caller's scp_volume_close makes the
      * whole import durable at once (one flush per object instead of a durable commit per
@@ -354,7 +358,7 @@ static int export_entry(void *c, const char *name, const scp_vstat *st) {
 }
 
 int vt_export(scp_volume *v, const char *out, progress *pg, uint64_t *done, scp_err *err) {
-    struct links links = {0};
+    struct links links = {.n = 0};
     struct export_ctx x = {v, out, "", pg, done, &links, geteuid() == 0, err};
     scp_vstat root;
     int rc = scp_volume_stat(v, "", &root, err);

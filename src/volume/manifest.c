@@ -94,8 +94,8 @@ static long parent_index(const scp_manifest *m, const char *path) {
     return i >= 0 ? i : -1;
 }
 
-man_dtimes man_parent_touch(scp_manifest *m, const char *path, int64_t now) {
-    long i = parent_index(m, path);
+/* Entry i's (-1: none) mtime = ctime = now; its old times back. */
+static man_dtimes dir_touch(scp_manifest *m, long i, int64_t now) {
     man_dtimes saved = {0, 0};
     if (i < 0) return saved;
     m->ver++;
@@ -103,6 +103,10 @@ man_dtimes man_parent_touch(scp_manifest *m, const char *path, int64_t now) {
     saved.ctime_ns = m->e[i].ctime_ns;
     m->e[i].mtime_ns = m->e[i].ctime_ns = now;
     return saved;
+}
+
+man_dtimes man_parent_touch(scp_manifest *m, const char *path, int64_t now) {
+    return dir_touch(m, parent_index(m, path), now);
 }
 
 void man_parent_untouch(scp_manifest *m, const char *path, man_dtimes saved) {
@@ -882,10 +886,10 @@ int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *
     int track = mchg_usable(v);
     const char *path = e->path; /* (man takes it: valid while the entry is in man) */
     if (man_insert(&v->man, e, err) < 0) return -1;
-    *dt = man_parent_touch(&v->man, path, now);
+    long pi = parent_index(&v->man, path);
+    *dt = dir_touch(&v->man, pi, now);
     if (!track) return 0;
     vol_mchg_note(v, path);
-    long pi = parent_index(&v->man, path);
     if (pi >= 0) vol_mchg_note(v, v->man.e[pi].path);
     if (v->mchg_ok) v->mchg_ver = v->man.ver; /* (a note past VOL_MCHG_MAX turned the list off) */
     return 0;
