@@ -270,4 +270,25 @@ int scp_shield_config_parse(const void *buf, size_t len, scp_shield_config *cfg,
  * Returns -1 if it is not absolute or does not fit in out_size. */
 int scp_shield_path_normalize(const char *path, char *out, size_t out_size);
 
+/* The device numbers that the names in protected volumes and the injected files show (stat's
+ * st_dev), the same under the shield (fileops.c) and from the static programs' supervisor
+ * (runtime/notify.c), so that a static and a dynamic program of one run agree:
+ * SCP_SHIELD_DEV_MAJOR with the injected files' minor or a volume's. */
+#define SCP_SHIELD_DEV_MAJOR 0x5c5u
+#define SCP_SHIELD_DEV_MINOR_MASK 0xfffffu /* the 20 bits the kernel's own device numbers have */
+#define SCP_SHIELD_DEV_MINOR_INJECTED 0xffu
+
+/* The device minor of the volume whose host directory has the identity (host_dev, host_ino),
+ * given the minors taken[0..ntaken) of the volumes before it in the same configuration: a mix
+ * of the identity, moved on past the injected files' minor and the taken ones. It was the
+ * volume's index, so two programs on two volumes, each its first, saw the same device, and
+ * names at the same place in each (the roots) the same (st_dev, st_ino): PostgreSQL keys its
+ * System V shared memory by the data directory's inode and takes a segment whose header names
+ * its (st_dev, st_ino) as its own, so a second server refused to start while the first ran.
+ * The minor is the same in every process of a run and after an exec (the same directory), and
+ * across runs while the directory stays where it is; two volumes of two runs share one with a
+ * chance of 2^-20. No system call: the caller stats the directory (its own way). */
+unsigned scp_shield_volume_minor(uint64_t host_dev, uint64_t host_ino, const unsigned *taken,
+                                 unsigned ntaken);
+
 #endif

@@ -129,6 +129,7 @@ struct vol {
     char mount[PATH_MAX];
     size_t mlen;
     scp_volume *v;
+    dev_t dev; /* what its names show as st_dev: the shield's number for it (init.c) */
 };
 
 /* an injected memfd or directory view: where it lives in which volume (path NULL once the
@@ -680,8 +681,7 @@ static int leases_work(void) {
 
 static void fill_stat(const struct sup *s, int vol, const scp_vstat *v, struct stat *st) {
     memset(st, 0, sizeof *st);
-    (void)s;
-    st->st_dev = makedev(0xfc, (unsigned)vol);
+    st->st_dev = s->vol[vol].dev;
     st->st_ino = v->ino ? v->ino : 1;
     st->st_mode = (v->type == SCP_VTYPE_DIR ? S_IFDIR : S_IFREG) | (v->mode & 07777);
     st->st_nlink = v->type == SCP_VTYPE_DIR ? 2 : v->nlink;
@@ -729,8 +729,8 @@ static int put_statx(struct req *q, int vol, const scp_vstat *v, uint64_t buf) {
     x.stx_blocks = (uint64_t)st.st_blocks;
     x.stx_atime.tv_sec = x.stx_mtime.tv_sec = x.stx_ctime.tv_sec = st.st_mtim.tv_sec;
     x.stx_atime.tv_nsec = x.stx_mtime.tv_nsec = x.stx_ctime.tv_nsec = (uint32_t)st.st_mtim.tv_nsec;
-    x.stx_dev_major = 0xfc;
-    x.stx_dev_minor = (uint32_t)vol;
+    x.stx_dev_major = major(st.st_dev);
+    x.stx_dev_minor = minor(st.st_dev);
     return write_mem((pid_t)q->n->pid, buf, &x, sizeof x);
 }
 
@@ -1250,6 +1250,14 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
             scp_log(SCP_LOG_ERROR, "scpctl run", "static-image supervisor: %s", e.msg);
             syscall(SYS_exit_group, 1);
         }
+        /* the number the shield gives the same volume (init.c's volume_dev), so that the
+         * static and the dynamic programs of one run see one device for it */
+        struct stat st;
+        unsigned taken[SCP_SHIELD_MAX_VOLUMES];
+        for (unsigned j = 0; j < i; j++) taken[j] = minor(s.vol[j].dev);
+        if (fstat(v[i].dirfd, &st) != 0) memset(&st, 0, sizeof st);
+        s.vol[i].dev = makedev(SCP_SHIELD_DEV_MAJOR,
+                               scp_shield_volume_minor((uint64_t)st.st_dev, (uint64_t)st.st_ino, taken, i));
         close(v[i].dirfd);
     }
     s.nvol = n;

@@ -121,3 +121,20 @@ int scp_shield_path_normalize(const char *path, char *out, size_t out_size) {
     out[o] = 0;
     return 0;
 }
+
+unsigned scp_shield_volume_minor(uint64_t host_dev, uint64_t host_ino, const unsigned *taken,
+                                 unsigned ntaken) {
+    uint64_t h = 0x9e3779b97f4a7c15u;
+    h ^= host_dev * 0xbf58476d1ce4e5b9u;
+    h ^= host_ino * 0x94d049bb133111ebu;
+    h ^= h >> 31;
+    h *= 0xd6e8feb86659fd93u;
+    h ^= h >> 32;
+    unsigned minor = (unsigned)(h & SCP_SHIELD_DEV_MINOR_MASK);
+    for (int clash = 1; clash;) {
+        clash = minor == SCP_SHIELD_DEV_MINOR_INJECTED;
+        for (unsigned j = 0; j < ntaken && !clash; j++) clash = taken[j] == minor;
+        if (clash) minor = (minor + 1) & SCP_SHIELD_DEV_MINOR_MASK;
+    }
+    return minor;
+}

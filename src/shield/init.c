@@ -488,34 +488,15 @@ static void fill_own_numbers(void) {
             die("cannot reserve the protected descriptor range", NULL);
 }
 
-/* The st_dev that volume i's names show (fileops.c's fill_stat): major SH_DEV_MAJOR, a
- * minor drawn from the host identity (device, inode) of the volume's directory. It was
- * major:i, so two programs on two volumes, each its first, saw the same device, and names at
- * the same place in each (the roots) the same (st_dev, st_ino): PostgreSQL keys its System V
- * shared memory by the data directory's inode and takes a segment whose header names its
- * (st_dev, st_ino) as its own, so a second server refused to start while the first ran
- * ("pre-existing shared memory block is still in use"). The minor is the same in every image
- * of a fork family and after an exec (the same directory), and across runs while the volume's
- * directory stays where it is; it differs from every other volume's in this process and from
- * the injected files' (injected.c). Two volumes of two processes share one with a chance of
- * 2^-20 (each a directory of its own). */
+/* The st_dev that volume i's names show (fileops.c's fill_stat; scp_shield_volume_minor says
+ * how the minor is drawn from the volume directory's host identity). */
 static dev_t volume_dev(int i) {
     struct stat st;
-    uint64_t h = 0x9e3779b97f4a7c15u;
-    if (sh_gate(SYS_fstat, sh.cfg.vol[i].dirfd, (long)&st, 0, 0, 0, 0) == 0) {
-        h ^= (uint64_t)st.st_dev * 0xbf58476d1ce4e5b9u;
-        h ^= (uint64_t)st.st_ino * 0x94d049bb133111ebu;
-        h ^= h >> 31;
-        h *= 0xd6e8feb86659fd93u;
-        h ^= h >> 32;
-    }
-    unsigned minor = (unsigned)(h & SH_DEV_MINOR_MASK);
-    for (int clash = 1; clash;) {
-        clash = minor == SH_DEV_MINOR_INJECTED;
-        for (int j = 0; j < i && !clash; j++) clash = sh.vol[j].dev == makedev(SH_DEV_MAJOR, minor);
-        if (clash) minor = (minor + 1) & SH_DEV_MINOR_MASK;
-    }
-    return makedev(SH_DEV_MAJOR, minor);
+    unsigned taken[SCP_SHIELD_MAX_VOLUMES];
+    for (int j = 0; j < i; j++) taken[j] = minor(sh.vol[j].dev);
+    if (sh_gate(SYS_fstat, sh.cfg.vol[i].dirfd, (long)&st, 0, 0, 0, 0) != 0) memset(&st, 0, sizeof st);
+    return makedev(SCP_SHIELD_DEV_MAJOR,
+                   scp_shield_volume_minor((uint64_t)st.st_dev, (uint64_t)st.st_ino, taken, (unsigned)i));
 }
 
 /* The slots' numbers [base, base + nslots) each get a placeholder that is not close-on-exec,

@@ -193,7 +193,7 @@ static long open_file(const struct inj_file *f, int flags) {
 
 static void fill_stat(const struct inj_file *f, struct stat *st) {
     memset(st, 0, sizeof *st);
-    st->st_dev = makedev(SH_DEV_MAJOR, SH_DEV_MINOR_INJECTED);
+    st->st_dev = makedev(SCP_SHIELD_DEV_MAJOR, SCP_SHIELD_DEV_MINOR_INJECTED);
     st->st_ino = (ino_t)(f - inj.f + 1);
     st->st_mode = S_IFREG | (f->mode & 07777);
     st->st_nlink = 1;

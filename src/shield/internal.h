@@ -72,12 +72,6 @@ typedef struct pfile {
                           * file's (PATH_MAX bytes: a linkat writes the new name into it) */
 } pfile;
 
-/* The device numbers of what the shield serves: SH_DEV_MAJOR with the injected files' minor
- * (injected.c) or a volume's (init.c, volume_dev). */
-#define SH_DEV_MAJOR 0x5c5
-#define SH_DEV_MINOR_MASK 0xfffffu /* the 20 bits the kernel's own device numbers have */
-#define SH_DEV_MINOR_INJECTED 0xffu
-
 struct sh_volume {
     scp_volume *v;
     char mount[SCP_SHIELD_MAX_MOUNT];

@@ -71,6 +71,18 @@ SCPSTATIC_two_C"
     # is served by the same supervisor (cp compares fstat of what it opened with stat)
     timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$BB" sh -c 'cp "$1/cp.txt" "$1/dyn.txt"' sh "$MNT"
     stored $? dyn.txt SCPSTATIC_cp
+    # one device for the volume whether a static program asks (the supervisor) or a dynamic one
+    # (the shield), and another for a second volume: the supervisor numbered its volumes 0xfc:i,
+    # so two static servers, each on its first volume, saw one (st_dev, st_ino) for their roots
+    VOL2=$T/vol2
+    "$MKVOL" "$T/key2" "$VOL2" || fail "cannot create a second volume"
+    devs() { timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" \
+        --volume "$VOL2:$T/mnt2:$T/key2" -- "$@" stat -c %d "$MNT" "$MNT/cp.txt" "$T/mnt2" | tr '\n' ' '; }
+    ds=$(devs "$BB"); dd=$(devs)
+    set -- $ds
+    [ $# = 3 ] && [ "$1" = "$2" ] && [ "$1" != "$3" ] || fail "static stat: devices '$ds' (mount, file, second mount)"
+    [ "$ds" = "$dd" ] || fail "a static program sees devices '$ds', a dynamic one '$dd'"
+    echo "ok   devices (static and dynamic agree: $ds)"
     mkdir -p "$T/tree/d/e"
     echo SCPSTATIC_tar_top > "$T/tree/top.txt"; chmod 750 "$T/tree/top.txt"
     echo SCPSTATIC_tar_a > "$T/tree/d/a.txt"; chmod 640 "$T/tree/d/a.txt"
