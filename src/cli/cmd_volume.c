@@ -39,7 +39,8 @@ static const cli_sub subs[] = {
                "           encrypt the plain directory tree SRCDIR into the volume VOLDIR (created if\n"
                "           VOLDIR does not exist or is empty); the source comes first, as with cp;\n"
                "           keeps modes, numeric owners, times, links and special files (cp -a), and\n"
-               "           SRCDIR's own attributes become the volume root's\n"},
+               "           SRCDIR's own attributes become the volume root's; an entry that cannot\n"
+               "           be read is named and left out, the rest imported, and the exit is 1\n"},
     {"export", "scpctl volume export VOLDIR OUTDIR --key-file KEY\n"
                "           decrypt a whole volume into a plain directory, with modes, times, links\n"
                "           and special files; owners and device nodes only when run as root\n"},
@@ -192,8 +193,13 @@ static int sub_import(struct opts *o, scp_err *err) {
     long nfiles = 0;
     int rc = vt_import(v, src, &pg, &done, &nfiles, err);
     progress_end(&pg);
-    /* (the close makes the import durable: vt_import's closes are lazy) */
-    if (scp_volume_close(v, rc == 0 ? err : NULL) < 0) rc = -1;
+    /* (the close makes the import durable: vt_import's closes are lazy; also after entries
+     * were left out, whose error it then replaces: what was imported is not durable) */
+    scp_err ce;
+    if (scp_volume_close(v, &ce) < 0) {
+        *err = ce;
+        rc = -1;
+    }
     if (rc == 0) fprintf(stderr, "imported %ld files, %" PRIu64 " bytes into '%s'\n", nfiles, done, dst);
     return rc;
 }

@@ -21,8 +21,10 @@
 
 /* ---- one file ------------------------------------------------------------------------------ */
 
-int vt_copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress *pg,
-               uint64_t *done, scp_err *err) {
+/* vt_copy_in, and *read_failed = 1 when it failed reading fd (not writing the volume). */
+static int copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress *pg,
+                   uint64_t *done, int *read_failed, scp_err *err) {
+    *read_failed = 0;
     scp_vfile *f = scp_vfile_open(v, path, O_WRONLY | O_CREAT | O_TRUNC, mode, err);
     if (!f) return -1;
     uint8_t *buf = malloc(IO_BLOCK);
@@ -30,7 +32,10 @@ int vt_copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress 
     while (rc == 0) {
         ssize_t r = read(fd, buf, IO_BLOCK);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) rc = scp_fail_errno(err, "cannot read the input of '%s'", path);
+        if (r < 0) {
+            rc = scp_fail_errno(err, "cannot read the input of '%s'", path);
+            *read_failed = 1;
+        }
         if (r <= 0) break;
         if (scp_vfile_write(f, buf, (size_t)r, err) != r) rc = -1;
         *done += (uint64_t)r;
@@ -39,6 +44,12 @@ int vt_copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress 
     free(buf);
     if (scp_vfile_close(f, rc == 0 ? err : NULL) < 0) rc = -1;
     return rc;
+}
+
+int vt_copy_in(scp_volume *v, int fd, const char *path, uint32_t mode, progress *pg,
+               uint64_t *done, scp_err *err) {
+    int read_failed;
+    return copy_in(v, fd, path, mode, pg, done, &read_failed, err);
 }
 
 int vt_copy_out(scp_volume *v, const char *path, int fd, progress *pg, uint64_t *done,
@@ -145,9 +156,21 @@ struct import_ctx {
     progress *pg;
     uint64_t *done;
     long *nfiles;
+    long nskip; /* entries left out, each named on stderr (import_skip) */
     struct links links;
     scp_err *err;
 };
+
+/* An entry that cannot be imported for a reason of its own (its source unreadable, a name of
+ * another kind in its way), as cp -a treats it: named on stderr, left out, and the walk goes
+ * on; the import then fails at its end (vt_import). Returns 1, import_one's "left out". A
+ * failure of the volume itself ends the walk instead (-1). */
+static int import_skip(struct import_ctx *x) {
+    if (x->pg) progress_end(x->pg); /* (clears the bar's line; the next update draws it again) */
+    fprintf(stderr, "scpctl: %s (left out)\n", x->err->msg);
+    x->nskip++;
+    return 1;
+}
 
 static int64_t ts_ns(struct timespec t) { return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec; }
 
@@ -174,36 +197,57 @@ static int import_clear(struct import_ctx *x, const char *vp, int regular) {
 
 static int import_dir(struct import_ctx *x, const char *src, const char *vpath);
 
+/* One source entry sp onto the volume path vp: 0, 1 left out (import_skip), -1 failed. */
 static int import_one(struct import_ctx *x, const char *sp, const char *vp) {
     struct stat st;
-    if (lstat(sp, &st) < 0) return scp_fail_errno(x->err, "cannot stat '%s'", sp);
+    if (lstat(sp, &st) < 0) {
+        scp_fail_errno(x->err, "cannot stat '%s'", sp);
+        return import_skip(x);
+    }
     if (S_ISDIR(st.st_mode)) {
         scp_vstat vs;
         scp_err e;
-        if (scp_volume_stat(x->v, vp, &vs, &e) == 0 && vs.type != SCP_VTYPE_DIR)
-            return scp_fail(x->err, SCP_E_NOTDIR, ENOTDIR, "cannot replace '%s' in the volume, "
-                                                          "not a directory, with a directory", vp);
+        if (scp_volume_stat(x->v, vp, &vs, &e) == 0 && vs.type != SCP_VTYPE_DIR) {
+            scp_fail(x->err, SCP_E_NOTDIR, ENOTDIR, "cannot replace '%s' in the volume, not a "
+                                                   "directory, with a directory", vp);
+            return import_skip(x);
+        }
         if (scp_volume_mkdir(x->v, vp, st.st_mode & 07777, x->err) < 0 && x->err->code != SCP_E_EXIST)
             return -1;
         if (import_dir(x, sp, vp) < 0) return -1;
         return import_attrs(x, vp, &st); /* (after the contents, which move a directory's times) */
     }
     const char *first = st.st_nlink > 1 ? links_find(&x->links, st.st_dev, st.st_ino) : NULL;
-    if (import_clear(x, vp, S_ISREG(st.st_mode) && !first) < 0) return -1;
+    int rc = import_clear(x, vp, S_ISREG(st.st_mode) && !first);
+    if (rc < 0) return x->err->code == SCP_E_ISDIR ? import_skip(x) : -1;
     if (first) return scp_volume_link(x->v, first, vp, x->err); /* (shares the attributes) */
-    int rc;
     if (S_ISREG(st.st_mode)) {
         int fd = open(sp, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) return scp_fail_errno(x->err, "cannot open '%s'", sp);
-        rc = vt_copy_in(x->v, fd, vp, st.st_mode & 07777, x->pg, x->done, x->err);
+        if (fd < 0) {
+            scp_fail_errno(x->err, "cannot open '%s'", sp);
+            return import_skip(x);
+        }
+        int read_failed;
+        rc = copy_in(x->v, fd, vp, st.st_mode & 07777, x->pg, x->done, &read_failed, x->err);
         close(fd);
+        if (rc < 0 && read_failed) {
+            /* (no file that only looks complete: its part is removed) */
+            scp_err e;
+            if (scp_volume_unlink(x->v, vp, &e) < 0 && e.code != SCP_E_NOENT) {
+                *x->err = e;
+                return -1;
+            }
+            return import_skip(x);
+        }
         (*x->nfiles)++;
     } else if (S_ISLNK(st.st_mode)) {
         char target[PATH_MAX + 1];
         ssize_t n = readlink(sp, target, sizeof target);
-        if (n < 0) return scp_fail_errno(x->err, "cannot read the link '%s'", sp);
-        if ((size_t)n >= sizeof target)
-            return scp_fail(x->err, SCP_E_INVAL, ENAMETOOLONG, "the link '%s' is too long", sp);
+        if (n < 0 || (size_t)n >= sizeof target) {
+            if (n < 0) scp_fail_errno(x->err, "cannot read the link '%s'", sp);
+            else scp_fail(x->err, SCP_E_INVAL, ENAMETOOLONG, "the link '%s' is too long", sp);
+            return import_skip(x);
+        }
         target[n] = '\0';
         rc = scp_volume_symlink(x->v, target, vp, x->err);
     } else {
@@ -216,19 +260,28 @@ static int import_one(struct import_ctx *x, const char *sp, const char *vp) {
     return rc;
 }
 
+/* The entries of the source directory src into the volume directory vpath: 0, or -1 when the
+ * volume failed. A subdirectory that cannot be read is left out (import_skip) with what it
+ * holds; the top one (vpath "") fails the import. */
 static int import_dir(struct import_ctx *x, const char *src, const char *vpath) {
     DIR *d = opendir(src);
-    if (!d) return scp_fail_errno(x->err, "cannot read directory '%s'", src);
+    if (!d) {
+        scp_fail_errno(x->err, "cannot read directory '%s'", src);
+        if (!*vpath) return -1;
+        import_skip(x);
+        return 0;
+    }
     struct dirent *de;
     int rc = 0;
-    while (rc == 0 && (de = readdir(d))) {
+    while (rc >= 0 && (de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
         char sp[VT_PATH], vp[VT_PATH];
-        if (vt_join(sp, src, de->d_name, x->err) < 0 || vt_join(vp, vpath, de->d_name, x->err) < 0) rc = -1;
+        if (vt_join(sp, src, de->d_name, x->err) < 0 || vt_join(vp, vpath, de->d_name, x->err) < 0)
+            rc = import_skip(x); /* (a name too long for the walk: ENAMETOOLONG) */
         else rc = import_one(x, sp, vp);
     }
     closedir(d);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
 int vt_import(scp_volume *v, const char *src, progress *pg, uint64_t *done, long *nfiles,
@@ -246,6 +299,9 @@ int vt_import(scp_volume *v, const char *src, progress *pg, uint64_t *done, long
     if (rc == 0 && stat(src, &st) < 0) rc = scp_fail_errno(err, "cannot stat '%s'", src);
     if (rc == 0) rc = import_attrs(&x, "", &st);
     links_free(&x.links);
+    if (rc == 0 && x.nskip)
+        rc = scp_fail(err, SCP_E_SYS, EIO, "%ld %s could not be imported (named above); the rest "
+                      "is in the volume", x.nskip, x.nskip == 1 ? "entry" : "entries");
     return rc;
 }
 

@@ -34,7 +34,10 @@ int vt_copy_out(scp_volume *v, const char *path, int fd, progress *pg, uint64_t 
 uint64_t vt_tree_size(const char *dir);
 
 /* Import the plain tree under src into the volume's root (names that exist are replaced, as
- * cp does; an existing directory is merged). nfiles counts regular files. It turns the
+ * cp does; an existing directory is merged). nfiles counts regular files. An entry that cannot
+ * be imported for a reason of its own (unreadable, or a name of another kind in its way) is
+ * named on stderr and left out, as cp -a does, and the walk goes on; the import then fails
+ * (SCP_E_SYS) with their count, the rest imported. A failure of the volume ends it. It turns the
  * volume's lazy close on: the import is durable at the caller's scp_volume_close, whose error
  * counts as the import's. */
 int vt_import(scp_volume *v, const char *src, progress *pg, uint64_t *done, long *nfiles,

@@ -191,6 +191,25 @@ expect 0 "export of a volume whose root has no attributes" -- "$SCPCTL" volume e
 mkdir -p clash && printf 'x\n' > clash/d
 expect 1 "import of a file over a directory" -- "$SCPCTL" volume import clash vat --key-file k1
 contains err "cannot replace the directory 'd'" "the clash is named"
+# an entry that cannot be read is left out and named, as cp -a does, and the rest goes in: a
+# file and a directory without read permission, imported by a user who is not their owner
+# (as root: nobody, over a tree it owns, in a directory it may enter); the exit says so (1)
+mkdir -p pt/p/sub pt/p/locked
+printf 'kept %s\n' "$MARK" > pt/p/a && printf 'deep\n' > pt/p/sub/b && printf 'no\n' > pt/p/noread
+printf 'c\n' > pt/p/locked/c && chmod 000 pt/p/noread pt/p/locked && cp k1 pt/k && mkdir pt/v
+AS=()
+if [ "$(id -u)" = 0 ]; then
+    chmod 755 "$T" pt && chown -R nobody: pt && AS=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+fi
+expect 1 "import with unreadable entries" -- "${AS[@]}" "$SCPCTL" volume import pt/p pt/v --key-file pt/k
+contains err "cannot open 'pt/p/noread': Permission denied (left out)" "the unreadable file is named"
+contains err "cannot read directory 'pt/p/locked': Permission denied (left out)" "the unreadable directory is named"
+contains err "2 entries could not be imported" "the summary counts them"
+expect 0 "ls -R of the partly imported volume" -- "${AS[@]}" "$SCPCTL" volume ls pt/v -R --key-file pt/k
+[ "$(sort out | tr '\n' ' ')" = "a locked/ sub/ sub/b " ] || fail "the partly imported volume lists '$(sort out | tr '\n' ' ')'"
+expect 0 "cat of an imported file beside them" -- "${AS[@]}" "$SCPCTL" volume cat pt/v a --key-file pt/k
+contains out "kept $MARK" "the file beside the unreadable ones"
+chmod 700 "$T"
 
 # ---- key files ------------------------------------------------------------------------------
 cp k1 k-group && chmod 640 k-group
