@@ -129,7 +129,7 @@ static void check_delta(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < d.nput; i++)
         for (size_t k = 0; k < m.n; k++)
             if (!strcmp(m.e[k].path, d.put[i].path)) lost |= memcmp(m.e[k].id, d.put[i].id, SCP_FILEID_LEN) != 0;
-    int rc = scp_manifest_apply(&m, &d, NULL, NULL, &err);
+    int rc = scp_manifest_apply(&m, &d, NULL, NULL, NULL, &err);
     if (rc >= 0) {
         FUZZ_CHECK(rc == (d.ndel > 0 || lost)); /* a path lost its entry or its id */
         check_manifest(&m);

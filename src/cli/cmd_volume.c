@@ -188,7 +188,8 @@ static int sub_import(struct opts *o, scp_err *err) {
     scp_wipe(key, sizeof key);
     if (!v) return -1;
     progress pg;
-    progress_start(&pg, "import", vt_tree_size(src));
+    progress_start(&pg, "import", 0);
+    if (pg.active) pg.total = vt_tree_size(src); /* (a walk of its own: only for the bar) */
     uint64_t done = 0;
     long nfiles = 0;
     int rc = vt_import(v, src, &pg, &done, &nfiles, err);

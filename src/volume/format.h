@@ -235,8 +235,11 @@ void scp_mdelta_free(scp_mdelta *d);
  * by that path must look for its name again), 0 if entries were only added or updated, -1 on
  * failure (m may be partly changed: the caller drops it). on_leave (may be NULL) is called
  * with ctx for each entry of m that d takes out, just before it goes: a removed name's, and
- * one that a put of another file replaces (a rename over it). */
-int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d,
+ * one that a put of another file replaces (a rename over it). after (may be NULL) is what the
+ * apply yields, when the caller has it (a process taking its own record into its older copy,
+ * mlog_took): a new name whose entry there is its file's one name (nlink 1) is not counted,
+ * where counting scans every entry (a create was O(entries) for that alone). */
+int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, const scp_manifest *after,
                        void (*on_leave)(void *ctx, const scp_mentry *e), void *ctx, scp_err *err);
 /* Encoded length of one entry, and its encoding at p (returns the end). */
 size_t scp_mentry_encoded_len(const scp_mentry *e);

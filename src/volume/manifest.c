@@ -720,7 +720,7 @@ static int relink(scp_manifest *m, const struct relink *r, scp_err *err) {
     return 0;
 }
 
-int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d,
+int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, const scp_manifest *after,
                        void (*on_leave)(void *ctx, const scp_mentry *e), void *ctx, scp_err *err) {
     m->ver++; /* (puts replace entries in place, past man_insert) */
     /* Every entry of m has its nlink right (parsed, or kept so here); a name whose file had
@@ -765,7 +765,11 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d,
             free(e.target);
             return -1;
         } else {
-            relink_note(&r, p->id); /* a new name: maybe of a file that has others */
+            /* a new name: maybe of a file that has others (no count when after says it has none:
+             * e.nlink is 1 already) */
+            long j = after ? man_find(after, p->path) : -1;
+            if (j < 0 || after->e[j].nlink != 1 || memcmp(after->e[j].id, p->id, SCP_FILEID_LEN) != 0)
+                relink_note(&r, p->id);
         }
     }
     return relink(m, &r, err) < 0 ? -1 : lost;
@@ -1103,9 +1107,9 @@ static int mlog_walk(scp_volume *v, struct mlog_walk *w, scp_err *err) {
         VSTAT_ADD(mlog_rec_bytes, r.len);
         VSTAT_T1(mlog_open_ns, t);
         t = VSTAT_T0();
-        int rc = scp_manifest_apply(w->m, &d, w->on_leave, v, err);
+        int rc = scp_manifest_apply(w->m, &d, NULL, w->on_leave, v, err);
         if (rc > 0) w->removed = 1;
-        if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, NULL, NULL, err);
+        if (rc >= 0 && w->m2) rc = scp_manifest_apply(w->m2, &d, NULL, NULL, NULL, err);
         for (size_t k = 0; rc >= 0 && w->on_put && k < d.nput; k++) w->on_put(w->ctx, &d.put[k]);
         scp_mdelta_free(&d);
         if (rc < 0) return -1; /* authentic but inapplicable: not a crash outcome */
@@ -1350,12 +1354,21 @@ static int mlog_append(scp_volume *v, const uint8_t *rec, size_t rlen, int sync,
 /* After rec (delta d, generation gen + 1) is the log's last record: the state in memory. */
 static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_mdelta *d,
                       int durable, long nlazy) {
-    if (scp_manifest_apply(&v->disk, d, NULL, NULL, NULL) < 0) {
+    /* (d is the whole difference from `disk` to `man`, so `man` is what the apply yields) */
+    if (scp_manifest_apply(&v->disk, d, &v->man, NULL, NULL, NULL) < 0) {
         /* cannot happen (mlog_check passed); start over from the slot next time */
         v->ml_base = v->ml_adopt = -1;
         vol_mchg_off(v);
     } else {
-        mchg_reset(v); /* (d was the whole difference: `disk` is `man` now) */
+        mchg_reset(v); /* (`disk` is `man` now) */
+#ifndef NDEBUG
+        /* (the names it did not count have the count that `man` keeps; as the whole-manifest
+         * comparison in mlog_delta, sampled) */
+        for (size_t k = 0; v->ml_check_now && k < d->nput; k++) {
+            long a = man_find(&v->disk, d->put[k].path), b = man_find(&v->man, d->put[k].path);
+            assert(a >= 0 && b >= 0 && v->disk.e[a].nlink == v->man.e[b].nlink);
+        }
+#endif
     }
     scp_journal_chain(v->ml_chain, rec, rlen);
     v->ml_end += rlen;
