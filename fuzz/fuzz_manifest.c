@@ -51,7 +51,7 @@ static int entry_eq(const scp_mentry *a, const scp_mentry *b) {
 static void check_invariants(const scp_manifest *m) {
     static char norm[SCP_MAX_PATH + 1];
     for (size_t i = 0; i < m->n; i++) {
-        const scp_mentry *e = &m->e[i];
+        const scp_mentry *e = m->e[i];
         /* file, directory, node (FIFO/device: metadata only), symbolic link (format.h) */
         FUZZ_CHECK(e->type >= 1 && e->type <= 4);
         FUZZ_CHECK((e->type == 4) == (e->target != NULL));
@@ -65,7 +65,7 @@ static void check_invariants(const scp_manifest *m) {
             FUZZ_CHECK(scp_path_normalize(e->path, norm, sizeof norm, NULL) == 0);
             FUZZ_CHECK(strcmp(norm, e->path) == 0);
         }
-        if (i > 0) FUZZ_CHECK(strcmp(m->e[i - 1].path, e->path) < 0);
+        if (i > 0) FUZZ_CHECK(strcmp(m->e[i - 1]->path, e->path) < 0);
         if (e->type == 2) FUZZ_CHECK(e->size == 0);
         /* The parent (everything before the last '/') is an earlier directory entry. */
         const char *slash = strrchr(e->path, '/');
@@ -73,14 +73,14 @@ static void check_invariants(const scp_manifest *m) {
             size_t pl = (size_t)(slash - e->path);
             int found = 0;
             for (size_t j = 0; j < i && !found; j++)
-                found = strlen(m->e[j].path) == pl && memcmp(m->e[j].path, e->path, pl) == 0 &&
-                        m->e[j].type == 2;
+                found = strlen(m->e[j]->path) == pl && memcmp(m->e[j]->path, e->path, pl) == 0 &&
+                        m->e[j]->type == 2;
             FUZZ_CHECK(found);
         }
         /* hard links: names of one file share its id and all its metadata (format.h) */
         uint32_t names = 0;
         for (size_t j = 0; j < m->n; j++) {
-            const scp_mentry *o = &m->e[j];
+            const scp_mentry *o = m->e[j];
             if (memcmp(o->id, e->id, SCP_FILEID_LEN) != 0) continue;
             names++;
             if (j == i) continue;
@@ -113,7 +113,7 @@ static void check_body(const uint8_t *data, size_t size) {
     scp_manifest m2;
     FUZZ_CHECK(scp_manifest_parse(enc, enc_len, &m2, &err) == 0);
     FUZZ_CHECK(m2.n == m.n);
-    for (size_t i = 0; i < m.n; i++) FUZZ_CHECK(entry_eq(&m.e[i], &m2.e[i]));
+    for (size_t i = 0; i < m.n; i++) FUZZ_CHECK(entry_eq(m.e[i], m2.e[i]));
     free(enc);
     scp_manifest_free(&m2);
     scp_manifest_free(&m);

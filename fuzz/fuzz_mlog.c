@@ -70,7 +70,9 @@ static void base_manifest(scp_manifest *m) {
     FUZZ_CHECK(m->e);
     m->cap = n;
     for (size_t i = 0; i < n; i++) {
-        scp_mentry *e = &m->e[m->n++];
+        scp_mentry *e = calloc(1, sizeof *e);
+        FUZZ_CHECK(e);
+        m->e[m->n++] = e;
         e->type = ents[i].type;
         e->path = strdup(ents[i].path);
         memset(e->id, 0x10 + ents[i].id, SCP_FILEID_LEN);
@@ -85,16 +87,16 @@ static void base_manifest(scp_manifest *m) {
 
 static void check_manifest(const scp_manifest *m) {
     for (size_t i = 0; i < m->n; i++) {
-        const scp_mentry *e = &m->e[i];
+        const scp_mentry *e = m->e[i];
         FUZZ_CHECK(normalized(e->path));
-        if (i > 0) FUZZ_CHECK(strcmp(m->e[i - 1].path, e->path) < 0);
+        if (i > 0) FUZZ_CHECK(strcmp(m->e[i - 1]->path, e->path) < 0);
         const char *slash = strrchr(e->path, '/');
         if (slash) {
             size_t pl = (size_t)(slash - e->path);
             int found = 0;
             for (size_t j = 0; j < i && !found; j++)
-                found = strlen(m->e[j].path) == pl && memcmp(m->e[j].path, e->path, pl) == 0 &&
-                        m->e[j].type == SCP_MTYPE_DIR;
+                found = strlen(m->e[j]->path) == pl && memcmp(m->e[j]->path, e->path, pl) == 0 &&
+                        m->e[j]->type == SCP_MTYPE_DIR;
             FUZZ_CHECK(found);
         }
     }
@@ -128,26 +130,26 @@ static void check_delta(const uint8_t *data, size_t size) {
     int lost = 0;
     for (size_t i = 0; i < d.nput; i++)
         for (size_t k = 0; k < m.n; k++)
-            if (!strcmp(m.e[k].path, d.put[i].path)) lost |= memcmp(m.e[k].id, d.put[i].id, SCP_FILEID_LEN) != 0;
+            if (!strcmp(m.e[k]->path, d.put[i].path)) lost |= memcmp(m.e[k]->id, d.put[i].id, SCP_FILEID_LEN) != 0;
     int rc = scp_manifest_apply(&m, &d, NULL, NULL, NULL, &err);
     if (rc >= 0) {
         FUZZ_CHECK(rc == (d.ndel > 0 || lost)); /* a path lost its entry or its id */
         check_manifest(&m);
         for (size_t i = 0; i < d.nput; i++) {
             size_t k = 0;
-            while (k < m.n && strcmp(m.e[k].path, d.put[i].path) != 0) k++;
-            FUZZ_CHECK(k < m.n && m.e[k].type == d.put[i].type && m.e[k].size == d.put[i].size &&
-                       memcmp(m.e[k].id, d.put[i].id, SCP_FILEID_LEN) == 0);
+            while (k < m.n && strcmp(m.e[k]->path, d.put[i].path) != 0) k++;
+            FUZZ_CHECK(k < m.n && m.e[k]->type == d.put[i].type && m.e[k]->size == d.put[i].size &&
+                       memcmp(m.e[k]->id, d.put[i].id, SCP_FILEID_LEN) == 0);
         }
         for (size_t i = 0; i < d.ndel; i++)
-            for (size_t k = 0; k < m.n; k++) FUZZ_CHECK(strcmp(m.e[k].path, d.del[i]) != 0);
+            for (size_t k = 0; k < m.n; k++) FUZZ_CHECK(strcmp(m.e[k]->path, d.del[i]) != 0);
         uint8_t *enc = NULL;
         size_t enc_len = 0;
         FUZZ_CHECK(scp_manifest_encode(&m, &enc, &enc_len, &err) == 0);
         scp_manifest m2;
         FUZZ_CHECK(scp_manifest_parse(enc, enc_len, &m2, &err) == 0);
         FUZZ_CHECK(m2.n == m.n);
-        for (size_t i = 0; i < m.n && i < m2.n; i++) FUZZ_CHECK(m2.e[i].nlink == m.e[i].nlink);
+        for (size_t i = 0; i < m.n && i < m2.n; i++) FUZZ_CHECK(m2.e[i]->nlink == m.e[i]->nlink);
         scp_manifest_free(&m2);
         free(enc);
     }

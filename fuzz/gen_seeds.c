@@ -78,7 +78,8 @@ static void manifest_seeds(const vf_fixture *fx) {
             e[i].ctime_ns = e[i].mtime_ns + (int64_t)(i % 2); /* both encodings (format.h, times) */
             e[i].atime_ns = e[i].mtime_ns;
         }
-        m.e = e;
+        scp_mentry *ep[5] = {&e[0], &e[1], &e[2], &e[3], &e[4]};
+        m.e = ep;
         m.n = m.cap = n;
         uint8_t *body;
         size_t len;
@@ -100,7 +101,8 @@ static void manifest_seeds(const vf_fixture *fx) {
             e[i].mtime_ns = e[i].atime_ns = 1700000000000000000ll;
             e[i].ctime_ns = e[i].mtime_ns + 1;
         }
-        scp_manifest m = {.e = e, .n = 3, .cap = 3};
+        scp_mentry *ep[3] = {&e[0], &e[1], &e[2]};
+        scp_manifest m = {.e = ep, .n = 3, .cap = 3};
         uint8_t *body;
         size_t len;
         if (scp_manifest_encode(&m, &body, &len, NULL) < 0) exit(1);

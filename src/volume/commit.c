@@ -615,7 +615,7 @@ int file_catch_tail(scp_file *f, const scp_mentry *e, scp_err *err) {
 int file_adopt_past(scp_file *f, long mi, scp_err *err) {
     scp_volume *v = f->vol;
     assert(v->shared && f->writer && f->past && !f->modified && VOL_LOCK_HELD(v));
-    scp_mentry *e = &v->man.e[mi];
+    scp_mentry *e = v->man.e[mi];
     assert(memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 && memcmp(e->root, f->m_root, SCP_HASH_LEN) == 0);
     /* Durable before a durable record names it: the past commits' records, and the chunks they
      * wrote in place (another process's writes: our unsynced flags do not know them) */
@@ -634,7 +634,7 @@ int file_adopt_past(scp_file *f, long mi, scp_err *err) {
         man_sync_links(&v->man, (size_t)mi);
         return -1;
     }
-    file_took(f, &v->man.e[mi], f->c_root, f->c_size);
+    file_took(f, v->man.e[mi], f->c_root, f->c_size);
     assert(!f->past);
     return 0;
 }
@@ -652,7 +652,7 @@ static int past_name_one(scp_volume *v, struct past_names *pn, scp_file *f, int 
     assert(VOL_LOCK_HELD(v) && pn->n < PAST_NAMES_MAX);
     if (!rw_held && pthread_rwlock_trywrlock(&f->rw) != 0) return 0;
     long mi = f->past && !f->modified && !f->unloaded && f->path ? man_find(&v->man, f->path) : -1;
-    scp_mentry *e = mi >= 0 ? &v->man.e[mi] : NULL;
+    scp_mentry *e = mi >= 0 ? v->man.e[mi] : NULL;
     int named = e && memcmp(e->id, f->id, SCP_FILEID_LEN) == 0 &&
                 memcmp(e->root, f->m_root, SCP_HASH_LEN) == 0 && e->size == f->m_size;
     int own = f->writer;
@@ -702,8 +702,8 @@ void vol_past_named(scp_volume *v, struct past_names *pn, int ok) {
         struct past_name *p = &pn->a[k];
         scp_file *f = p->f;
         long mi = man_find(&v->man, f->path);
-        scp_mentry *e = mi >= 0 && memcmp(v->man.e[mi].id, f->id, SCP_FILEID_LEN) == 0
-                            ? &v->man.e[mi] : NULL;
+        scp_mentry *e = mi >= 0 && memcmp(v->man.e[mi]->id, f->id, SCP_FILEID_LEN) == 0
+                            ? v->man.e[mi] : NULL;
         assert(!ok || e);
         if (ok && e) {
             assert(memcmp(e->root, f->c_root, SCP_HASH_LEN) == 0 && e->size == f->c_size);
@@ -2060,9 +2060,9 @@ static int commit_name(scp_file *f, const uint8_t root[SCP_HASH_LEN], long *mi_o
     scp_volume *v = f->vol;
     assert(f->cstate == CS_PREPARED);
     long mi = f->path ? man_find(&v->man, f->path) : -1;
-    if (mi < 0 || memcmp(v->man.e[mi].id, f->id, SCP_FILEID_LEN) != 0)
+    if (mi < 0 || memcmp(v->man.e[mi]->id, f->id, SCP_FILEID_LEN) != 0)
         return 0; /* unlinked or replaced meanwhile by another process */
-    scp_mentry *e = &v->man.e[mi];
+    scp_mentry *e = v->man.e[mi];
     /* The new state was built on c_root (writer_refresh made that the newest commit, and the
      * writer lock kept every other process from committing the file since). An entry that
      * names another root means that exclusion failed: the host aliased the objects so that two
@@ -2162,7 +2162,7 @@ static void commit_batch(scp_volume *v, struct gc_req *batch) {
     if (named && commit_point(v, batch, named, &lerr) < 0) {
         for (r = batch; r; r = r->next)
             if (r->named > 0) {
-                v->man.e[r->mi] = r->saved;
+                *v->man.e[r->mi] = r->saved;
                 man_sync_links(&v->man, (size_t)r->mi);
                 r->err = lerr;
             }
@@ -2343,8 +2343,8 @@ static void commit_reload(scp_file *f) {
     __atomic_store_n(&f->unloaded, 1, __ATOMIC_RELAXED); /* (until the load below succeeds) */
     if (vol_lock(v, NULL) == 0) {
         long i = f->path ? man_find(&v->man, f->path) : -1;
-        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0)
-            (void)file_load(f, &v->man.e[i], NULL);
+        if (i >= 0 && memcmp(v->man.e[i]->id, f->id, SCP_FILEID_LEN) == 0)
+            (void)file_load(f, v->man.e[i], NULL);
         vol_unlock(v);
     }
 }
@@ -2474,12 +2474,12 @@ static int file_commit_lazy_run(scp_file *f, scp_err *err) {
             (f->fd_s >= 0 && sync_fd(f, f->fd_s, &f->s_unsynced, err) < 0) ||
             flush(f, f->fd_j, FLUSHED_J) < 0) {
             named = scp_fail_errno(err, "cannot sync '%s'", f->path);
-            v->man.e[mi] = saved;
+            *v->man.e[mi] = saved;
             man_sync_links(&v->man, (size_t)mi);
         }
     }
     if (named > 0 && vol_commit_manifest(v, durable, err) < 0) {
-        v->man.e[mi] = saved;
+        *v->man.e[mi] = saved;
         man_sync_links(&v->man, (size_t)mi);
         named = -1;
     }

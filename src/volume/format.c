@@ -110,11 +110,11 @@ long scp_manifest_parent(const scp_manifest *m, const char *path) {
     size_t lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = strncmp(m->e[mid].path, path, plen);
-        if (c == 0 && m->e[mid].path[plen] != '\0') c = 1;
+        int c = strncmp(m->e[mid]->path, path, plen);
+        if (c == 0 && m->e[mid]->path[plen] != '\0') c = 1;
         if (c < 0) lo = mid + 1;
         else if (c > 0) hi = mid;
-        else return m->e[mid].type == SCP_MTYPE_DIR ? (long)mid : SCP_PARENT_NONE;
+        else return m->e[mid]->type == SCP_MTYPE_DIR ? (long)mid : SCP_PARENT_NONE;
     }
     return SCP_PARENT_NONE;
 }
@@ -145,8 +145,8 @@ static int count_links(scp_manifest *m, struct id_ref *ids) {
     qsort(ids, m->n, sizeof *ids, id_cmp);
     for (size_t s = 0, k; s < m->n; s = k) {
         for (k = s + 1; k < m->n && memcmp(ids[k].id, ids[s].id, SCP_FILEID_LEN) == 0; k++)
-            if (!scp_mentry_same_file(&m->e[ids[s].i], &m->e[ids[k].i])) return -1;
-        for (size_t j = s; j < k; j++) m->e[ids[j].i].nlink = (uint32_t)(k - s);
+            if (!scp_mentry_same_file(m->e[ids[s].i], m->e[ids[k].i])) return -1;
+        for (size_t j = s; j < k; j++) m->e[ids[j].i]->nlink = (uint32_t)(k - s);
     }
     return 0;
 }
@@ -155,7 +155,7 @@ int scp_manifest_count_links(scp_manifest *m) {
     struct id_ref *ids = malloc((m->n ? m->n : 1) * sizeof *ids);
     if (!ids) return -2;
     for (size_t i = 0; i < m->n; i++) {
-        memcpy(ids[i].id, m->e[i].id, SCP_FILEID_LEN);
+        memcpy(ids[i].id, m->e[i]->id, SCP_FILEID_LEN);
         ids[i].i = (uint32_t)i;
     }
     int rc = count_links(m, ids);
@@ -238,12 +238,14 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
     struct id_ref *ids = malloc((size_t)(count ? count : 1) * sizeof *ids);
     if (!ids) goto nomem;
     for (uint32_t i = 0; i < count; i++) {
-        scp_mentry *e = &out->e[out->n];
+        scp_mentry *e = calloc(1, sizeof *e);
+        if (!e) goto nomem;
         int r = mentry_parse(body, len, &off, e);
-        if (e->path) out->n++; /* (freed with the manifest, even if malformed) */
+        if (e->path) out->e[out->n++] = e; /* (freed with the manifest, even if malformed) */
+        else free(e);
         if (r == -2) goto nomem;
         if (r < 0) goto malformed;
-        if (out->n > 1 && strcmp(out->e[out->n - 2].path, e->path) >= 0) goto malformed;
+        if (out->n > 1 && strcmp(out->e[out->n - 2]->path, e->path) >= 0) goto malformed;
         if (!scp_manifest_parent_is_dir(out, e->path)) goto malformed;
         memcpy(ids[i].id, e->id, SCP_FILEID_LEN);
         ids[i].i = i;
@@ -307,7 +309,7 @@ uint8_t *scp_mentry_encode(const scp_mentry *e, uint8_t *p) {
 
 size_t scp_manifest_encoded_len(const scp_manifest *m) {
     size_t len = 4;
-    for (size_t i = 0; i < m->n; i++) len += scp_mentry_encoded_len(&m->e[i]);
+    for (size_t i = 0; i < m->n; i++) len += scp_mentry_encoded_len(m->e[i]);
     return len;
 }
 
@@ -317,7 +319,7 @@ int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, s
     if (!b) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory encoding the manifest");
     scp_put_u32(p, (uint32_t)m->n);
     p += 4;
-    for (size_t i = 0; i < m->n; i++) p = scp_mentry_encode(&m->e[i], p);
+    for (size_t i = 0; i < m->n; i++) p = scp_mentry_encode(m->e[i], p);
     *out = b;
     *out_len = len;
     return 0;
@@ -418,8 +420,9 @@ nomem:
 
 void scp_manifest_free(scp_manifest *m) {
     for (size_t i = 0; i < m->n; i++) {
-        free(m->e[i].path);
-        free(m->e[i].target);
+        free(m->e[i]->path);
+        free(m->e[i]->target);
+        free(m->e[i]);
     }
     free(m->e);
     memset(m, 0, sizeof *m);

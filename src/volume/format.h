@@ -142,7 +142,10 @@ static inline int scp_is_root_entry(const char *path) { return path[0] == '/' &&
 int scp_node_type_ok(uint32_t mode);
 
 typedef struct scp_manifest {
-    scp_mentry *e;
+    scp_mentry **e; /* sorted by path; each entry an allocation of its own (scp_manifest_free
+                     * frees it), so that an insert or removal moves pointers, not entries: a
+                     * create in a large volume moved about half of its 120-byte entries,
+                     * twice (bench/RESULTS.md, session 59) */
     size_t n, cap;
     uint64_t ver; /* in memory only: moved by every change through the manifest helpers
                    * (man_insert, man_remove, ...; volume/internal.h), so that the manifest

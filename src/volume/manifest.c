@@ -23,7 +23,7 @@ long man_find(const scp_manifest *m, const char *path) {
     size_t lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = strcmp(m->e[mid].path, path);
+        int c = strcmp(m->e[mid]->path, path);
         if (c == 0) return (long)mid;
         if (c < 0) lo = mid + 1;
         else hi = mid;
@@ -34,43 +34,46 @@ long man_find(const scp_manifest *m, const char *path) {
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
     if (m->n == m->cap) {
         size_t ncap = m->cap ? m->cap * 2 : 16;
-        scp_mentry *ne = realloc(m->e, ncap * sizeof *ne);
+        scp_mentry **ne = realloc(m->e, ncap * sizeof *ne);
         if (!ne) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory growing the manifest");
         m->e = ne;
         m->cap = ncap;
     }
+    scp_mentry *x = malloc(sizeof *x);
+    if (!x) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory growing the manifest");
+    *x = *e;
     size_t lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (strcmp(m->e[mid].path, e->path) < 0) lo = mid + 1;
+        if (strcmp(m->e[mid]->path, e->path) < 0) lo = mid + 1;
         else hi = mid;
     }
     memmove(&m->e[lo + 1], &m->e[lo], (m->n - lo) * sizeof *m->e);
     m->ver++;
-    m->e[lo] = *e;
-    if (!m->e[lo].nlink) m->e[lo].nlink = 1; /* a new name of its own */
+    m->e[lo] = x;
+    if (!m->e[lo]->nlink) m->e[lo]->nlink = 1; /* a new name of its own */
     m->n++;
     return 0;
 }
 
 long man_find_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], long skip) {
     for (size_t k = 0; k < m->n; k++)
-        if ((long)k != skip && memcmp(m->e[k].id, id, SCP_FILEID_LEN) == 0) return (long)k;
+        if ((long)k != skip && memcmp(m->e[k]->id, id, SCP_FILEID_LEN) == 0) return (long)k;
     return -1;
 }
 
 void man_links_add(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN], int delta) {
     m->ver++;
     for (size_t k = 0; k < m->n; k++)
-        if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) == 0) m->e[k].nlink = (uint32_t)((int)m->e[k].nlink + delta);
+        if (memcmp(m->e[k]->id, id, SCP_FILEID_LEN) == 0) m->e[k]->nlink = (uint32_t)((int)m->e[k]->nlink + delta);
 }
 
 void man_sync_links(scp_manifest *m, size_t i) {
-    const scp_mentry *src = &m->e[i];
+    const scp_mentry *src = m->e[i];
     if (src->nlink <= 1) return;
     m->ver++; /* (other entries than i change) */
     for (size_t k = 0; k < m->n; k++) {
-        scp_mentry *d = &m->e[k];
+        scp_mentry *d = m->e[k];
         if (k == i || memcmp(d->id, src->id, SCP_FILEID_LEN) != 0) continue;
         d->size = src->size;
         memcpy(d->root, src->root, SCP_HASH_LEN);
@@ -99,9 +102,9 @@ static man_dtimes dir_touch(scp_manifest *m, long i, int64_t now) {
     man_dtimes saved = {0, 0};
     if (i < 0) return saved;
     m->ver++;
-    saved.mtime_ns = m->e[i].mtime_ns;
-    saved.ctime_ns = m->e[i].ctime_ns;
-    m->e[i].mtime_ns = m->e[i].ctime_ns = now;
+    saved.mtime_ns = m->e[i]->mtime_ns;
+    saved.ctime_ns = m->e[i]->ctime_ns;
+    m->e[i]->mtime_ns = m->e[i]->ctime_ns = now;
     return saved;
 }
 
@@ -113,20 +116,21 @@ void man_parent_untouch(scp_manifest *m, const char *path, man_dtimes saved) {
     long i = parent_index(m, path);
     if (i < 0) return;
     m->ver++;
-    m->e[i].mtime_ns = saved.mtime_ns;
-    m->e[i].ctime_ns = saved.ctime_ns;
+    m->e[i]->mtime_ns = saved.mtime_ns;
+    m->e[i]->ctime_ns = saved.ctime_ns;
 }
 
 void man_ctime_touch(scp_manifest *m, size_t i, int64_t now) {
     m->ver++;
-    m->e[i].ctime_ns = now;
+    m->e[i]->ctime_ns = now;
     man_sync_links(m, i);
 }
 
 void man_remove(scp_manifest *m, size_t i) {
     m->ver++;
-    free(m->e[i].path);
-    free(m->e[i].target);
+    free(m->e[i]->path);
+    free(m->e[i]->target);
+    free(m->e[i]);
     memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof *m->e);
     m->n--;
 }
@@ -649,11 +653,15 @@ static int man_copy(scp_manifest *dst, const scp_manifest *src) {
     dst->e = malloc((src->n ? src->n : 1) * sizeof *dst->e);
     if (!dst->e) return -1;
     dst->cap = src->n ? src->n : 1;
-    for (; dst->n < src->n; dst->n++)
-        if (mentry_copy(&dst->e[dst->n], &src->e[dst->n]) < 0) {
+    for (; dst->n < src->n; dst->n++) {
+        scp_mentry *x = malloc(sizeof *x);
+        if (!x || mentry_copy(x, src->e[dst->n]) < 0) {
+            free(x);
             scp_manifest_free(dst);
             return -1;
         }
+        dst->e[dst->n] = x;
+    }
     return 0;
 }
 
@@ -661,7 +669,7 @@ size_t vol_man_below(const scp_manifest *m, const char *path) {
     size_t pl = strlen(path), lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        const char *q = m->e[mid].path;
+        const char *q = m->e[mid]->path;
         int c = strncmp(q, path, pl);
         if (c == 0) c = (unsigned char)q[pl] - (unsigned char)'/';
         if (c < 0) lo = mid + 1;
@@ -672,7 +680,7 @@ size_t vol_man_below(const scp_manifest *m, const char *path) {
 
 int man_has_child(const scp_manifest *m, const char *path) {
     size_t pl = strlen(path), lo = vol_man_below(m, path);
-    return lo < m->n && strncmp(m->e[lo].path, path, pl) == 0 && m->e[lo].path[pl] == '/';
+    return lo < m->n && strncmp(m->e[lo]->path, path, pl) == 0 && m->e[lo]->path[pl] == '/';
 }
 
 /* Hard links (format.h): the ids whose set of names a delta may have changed, to count again
@@ -698,14 +706,14 @@ static int relink_one(scp_manifest *m, const uint8_t id[SCP_FILEID_LEN]) {
     long first = -1;
     uint32_t names = 0;
     for (size_t k = 0; k < m->n; k++) {
-        if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) != 0) continue;
+        if (memcmp(m->e[k]->id, id, SCP_FILEID_LEN) != 0) continue;
         if (first < 0) first = (long)k;
-        else if (!scp_mentry_same_file(&m->e[first], &m->e[k])) return -1;
+        else if (!scp_mentry_same_file(m->e[first], m->e[k])) return -1;
         names++;
     }
-    if (names == 1) m->e[first].nlink = 1;
+    if (names == 1) m->e[first]->nlink = 1;
     for (size_t k = 0; names > 1 && k < m->n; k++)
-        if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) == 0) m->e[k].nlink = names;
+        if (memcmp(m->e[k]->id, id, SCP_FILEID_LEN) == 0) m->e[k]->nlink = names;
     return 0;
 }
 
@@ -730,8 +738,8 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, const scp_manifest 
     for (size_t k = 0; k < d->ndel; k++) {
         long i = man_find(m, d->del[k]);
         if (i < 0) return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta removes a path it does not have");
-        if (m->e[i].nlink != 1) relink_note(&r, m->e[i].id); /* the file's other names */
-        if (on_leave) on_leave(ctx, &m->e[i]);
+        if (m->e[i]->nlink != 1) relink_note(&r, m->e[i]->id); /* the file's other names */
+        if (on_leave) on_leave(ctx, m->e[i]);
         man_remove(m, (size_t)i);
     }
     for (size_t k = 0; k < d->ndel; k++)
@@ -747,19 +755,19 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, const scp_manifest 
         e.nlink = 1;
         long i = man_find(m, p->path);
         if (i >= 0) {
-            if (m->e[i].type == SCP_MTYPE_DIR && p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) {
+            if (m->e[i]->type == SCP_MTYPE_DIR && p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) {
                 free(e.path);
                 free(e.target);
                 return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta turns a directory with entries into a file");
             }
-            int same_id = memcmp(m->e[i].id, p->id, SCP_FILEID_LEN) == 0;
+            int same_id = memcmp(m->e[i]->id, p->id, SCP_FILEID_LEN) == 0;
             lost |= !same_id;
-            if (!same_id && on_leave) on_leave(ctx, &m->e[i]);
-            if (!same_id && m->e[i].nlink != 1) relink_note(&r, m->e[i].id);
-            if (!same_id || m->e[i].nlink != 1) relink_note(&r, p->id);
-            free(m->e[i].path);
-            free(m->e[i].target);
-            m->e[i] = e;
+            if (!same_id && on_leave) on_leave(ctx, m->e[i]);
+            if (!same_id && m->e[i]->nlink != 1) relink_note(&r, m->e[i]->id);
+            if (!same_id || m->e[i]->nlink != 1) relink_note(&r, p->id);
+            free(m->e[i]->path);
+            free(m->e[i]->target);
+            *m->e[i] = e;
         } else if (man_insert(m, &e, err) < 0) {
             free(e.path);
             free(e.target);
@@ -768,7 +776,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, const scp_manifest 
             /* a new name: maybe of a file that has others (no count when after says it has none:
              * e.nlink is 1 already) */
             long j = after ? man_find(after, p->path) : -1;
-            if (j < 0 || after->e[j].nlink != 1 || memcmp(after->e[j].id, p->id, SCP_FILEID_LEN) != 0)
+            if (j < 0 || after->e[j]->nlink != 1 || memcmp(after->e[j]->id, p->id, SCP_FILEID_LEN) != 0)
                 relink_note(&r, p->id);
         }
     }
@@ -785,11 +793,11 @@ static uint8_t *delta_body(const scp_manifest *old, const scp_manifest *cur, con
     scp_put_u32(p, (uint32_t)np);
     scp_put_u32(p + 4, (uint32_t)nd);
     p += 8;
-    for (size_t k = 0; k < np; k++) p = scp_mentry_encode(&cur->e[put[k]], p);
+    for (size_t k = 0; k < np; k++) p = scp_mentry_encode(cur->e[put[k]], p);
     for (size_t k = 0; k < nd; k++) {
-        size_t pl = strlen(old->e[del[k]].path);
+        size_t pl = strlen(old->e[del[k]]->path);
         scp_put_u16(p, (uint16_t)pl);
-        memcpy(p + 2, old->e[del[k]].path, pl);
+        memcpy(p + 2, old->e[del[k]]->path, pl);
         p += 2 + pl;
     }
     assert((size_t)(p - b) == len);
@@ -803,7 +811,7 @@ static int man_diff_encode(const scp_manifest *old, const scp_manifest *cur, uin
     size_t *put = malloc(cap * sizeof *put), *del = malloc(cap * sizeof *del);
     size_t i = 0, j = 0;
     while (put && del && (i < old->n || j < cur->n)) {
-        int c = i == old->n ? 1 : j == cur->n ? -1 : strcmp(old->e[i].path, cur->e[j].path);
+        int c = i == old->n ? 1 : j == cur->n ? -1 : strcmp(old->e[i]->path, cur->e[j]->path);
         if ((np == cap || nd == cap)) {
             cap *= 2;
             size_t *a = realloc(put, cap * sizeof *put), *b = a ? realloc(del, cap * sizeof *del) : NULL;
@@ -813,13 +821,13 @@ static int man_diff_encode(const scp_manifest *old, const scp_manifest *cur, uin
         }
         if (c < 0) { /* only in old: removed */
             del[nd++] = i;
-            len += 2 + strlen(old->e[i++].path);
+            len += 2 + strlen(old->e[i++]->path);
         } else if (c > 0) { /* only in cur: added */
-            len += scp_mentry_encoded_len(&cur->e[j]);
+            len += scp_mentry_encoded_len(cur->e[j]);
             put[np++] = j++;
         } else {
-            if (!mentry_eq(&old->e[i], &cur->e[j])) {
-                len += scp_mentry_encoded_len(&cur->e[j]);
+            if (!mentry_eq(old->e[i], cur->e[j])) {
+                len += scp_mentry_encoded_len(cur->e[j]);
                 put[np++] = j;
             }
             i++;
@@ -894,7 +902,7 @@ int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *
     *dt = dir_touch(&v->man, pi, now);
     if (!track) return 0;
     vol_mchg_note(v, path);
-    if (pi >= 0) vol_mchg_note(v, v->man.e[pi].path);
+    if (pi >= 0) vol_mchg_note(v, v->man.e[pi]->path);
     if (v->mchg_ok) v->mchg_ver = v->man.ver; /* (a note past VOL_MCHG_MAX turned the list off) */
     return 0;
 }
@@ -915,11 +923,11 @@ static int man_delta_encode(const scp_manifest *old, const scp_manifest *cur, ch
     for (size_t k = 0; k < n; k++) {
         assert(k == 0 || strcmp(paths[k - 1], paths[k]) < 0);
         long i = man_find(old, paths[k]), j = man_find(cur, paths[k]);
-        if (j >= 0 && (i < 0 || !mentry_eq(&old->e[i], &cur->e[j]))) {
-            len += scp_mentry_encoded_len(&cur->e[j]);
+        if (j >= 0 && (i < 0 || !mentry_eq(old->e[i], cur->e[j]))) {
+            len += scp_mentry_encoded_len(cur->e[j]);
             put[np++] = (size_t)j;
         } else if (j < 0 && i >= 0) {
-            len += 2 + strlen(old->e[i].path);
+            len += 2 + strlen(old->e[i]->path);
             del[nd++] = (size_t)i;
         }
     }
@@ -1244,9 +1252,9 @@ static int mlog_full_write(scp_volume *v, int same_gen, scp_err *err) {
 static int names_agree(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN]) {
     long first = -1;
     for (size_t k = 0; k < m->n; k++) {
-        if (memcmp(m->e[k].id, id, SCP_FILEID_LEN) != 0) continue;
+        if (memcmp(m->e[k]->id, id, SCP_FILEID_LEN) != 0) continue;
         if (first < 0) first = (long)k;
-        else if (!scp_mentry_same_file(&m->e[first], &m->e[k])) return 0;
+        else if (!scp_mentry_same_file(m->e[first], m->e[k])) return 0;
     }
     return 1;
 }
@@ -1256,7 +1264,7 @@ static int mlog_check(const scp_volume *v, const scp_mdelta *d, scp_err *err) {
     for (size_t k = 0; k < d->ndel; k++) {
         long i = man_find(&v->disk, d->del[k]);
         if (i < 0 || man_find(m, d->del[k]) >= 0 || man_has_child(m, d->del[k]) ||
-            !names_agree(m, v->disk.e[i].id))
+            !names_agree(m, v->disk.e[i]->id))
             return scp_fail(err, SCP_E_INTEGRITY, EIO,
                             "refusing a manifest record that removes '%s' inconsistently",
                             d->del[k]);
@@ -1267,21 +1275,21 @@ static int mlog_check(const scp_volume *v, const scp_mdelta *d, scp_err *err) {
         /* A put that keeps the id of a file with this one name, before and after, changes no
          * other entry's names: the apply skips counting them on the same ground (nlink 1,
          * scp_manifest_apply), so the scans of the whole manifest are skipped here too. */
-        int one_name = i >= 0 && j >= 0 && v->disk.e[i].nlink == 1 && m->e[j].nlink == 1 &&
-                       memcmp(v->disk.e[i].id, p->id, SCP_FILEID_LEN) == 0;
+        int one_name = i >= 0 && j >= 0 && v->disk.e[i]->nlink == 1 && m->e[j]->nlink == 1 &&
+                       memcmp(v->disk.e[i]->id, p->id, SCP_FILEID_LEN) == 0;
         /* A new name of a file with this one name (a create, or a rename's target): no other
          * entry of `man` has its id, so its names agree without a scan (which made every
          * create O(entries)); the apply counts them (relink_one), as for any new name. */
-        int new_one = i < 0 && j >= 0 && m->e[j].nlink == 1 && memcmp(m->e[j].id, p->id, SCP_FILEID_LEN) == 0;
+        int new_one = i < 0 && j >= 0 && m->e[j]->nlink == 1 && memcmp(m->e[j]->id, p->id, SCP_FILEID_LEN) == 0;
 #ifndef NDEBUG
         assert(!one_name || !v->ml_check_now ||
-               (names_agree(m, p->id) && names_agree(m, v->disk.e[i].id)));
+               (names_agree(m, p->id) && names_agree(m, v->disk.e[i]->id)));
         assert(!new_one || !v->ml_check_now || man_find_id(m, p->id, j) < 0);
 #endif
         one_name |= new_one;
         if (!scp_manifest_parent_is_dir(m, p->path) ||
             (p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) ||
-            (!one_name && (!names_agree(m, p->id) || (i >= 0 && !names_agree(m, v->disk.e[i].id)))))
+            (!one_name && (!names_agree(m, p->id) || (i >= 0 && !names_agree(m, v->disk.e[i]->id)))))
             return scp_fail(err, SCP_E_INTEGRITY, EIO,
                             "refusing a manifest record whose entry '%s' breaks the manifest's "
                             "rules (the names of one file disagree, or no parent directory)",
@@ -1366,7 +1374,7 @@ static void mlog_took(scp_volume *v, const uint8_t *rec, size_t rlen, const scp_
          * comparison in mlog_delta, sampled) */
         for (size_t k = 0; v->ml_check_now && k < d->nput; k++) {
             long a = man_find(&v->disk, d->put[k].path), b = man_find(&v->man, d->put[k].path);
-            assert(a >= 0 && b >= 0 && v->disk.e[a].nlink == v->man.e[b].nlink);
+            assert(a >= 0 && b >= 0 && v->disk.e[a]->nlink == v->man.e[b]->nlink);
         }
 #endif
     }
@@ -2420,13 +2428,13 @@ void vol_collect_garbage(scp_volume *v) {
     /* A file that an older slot still names but the current manifest does not is collected at
      * a later open, after more durable commits: the flag stays set until none is left. */
     uint8_t(*cur)[SCP_FILEID_LEN] = malloc((v->man.n ? v->man.n : 1) * sizeof *cur);
-    for (size_t k = 0; cur && k < v->man.n; k++) memcpy(cur[k], v->man.e[k].id, SCP_FILEID_LEN);
+    for (size_t k = 0; cur && k < v->man.n; k++) memcpy(cur[k], v->man.e[k]->id, SCP_FILEID_LEN);
     if (cur) qsort(cur, v->man.n, sizeof *cur, cmp_id);
     int pending = 0;
     for (int i = 0; i < 3; i++) {
         for (size_t k = 0; ids && k < m[i].n; k++) {
-            memcpy(ids[n++], m[i].e[k].id, SCP_FILEID_LEN);
-            if (!cur || !bsearch(m[i].e[k].id, cur, v->man.n, sizeof *cur, cmp_id)) pending = 1;
+            memcpy(ids[n++], m[i].e[k]->id, SCP_FILEID_LEN);
+            if (!cur || !bsearch(m[i].e[k]->id, cur, v->man.n, sizeof *cur, cmp_id)) pending = 1;
         }
         scp_manifest_free(&m[i]);
     }
@@ -2467,7 +2475,7 @@ void vol_collect_garbage(scp_volume *v) {
 
 static const scp_mentry *entry_by_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN]) {
     for (size_t i = 0; i < m->n; i++)
-        if (m->e[i].type == 1 && memcmp(m->e[i].id, id, SCP_FILEID_LEN) == 0) return &m->e[i];
+        if (m->e[i]->type == 1 && memcmp(m->e[i]->id, id, SCP_FILEID_LEN) == 0) return m->e[i];
     return NULL;
 }
 
@@ -2721,7 +2729,7 @@ static size_t settle_follow(scp_volume *v) {
                 sync_object(v, e->id, ".s") < 0)
                 continue; /* (S4: not named durable unless on disk) */
             for (size_t k = 0; k < v->man.n; k++) { /* (every name of the file) */
-                scp_mentry *d = &v->man.e[k];
+                scp_mentry *d = v->man.e[k];
                 if (d->type != SCP_MTYPE_FILE || memcmp(d->id, ids[j], SCP_FILEID_LEN) != 0) continue;
                 d->size = size;
                 memcpy(d->root, root, SCP_HASH_LEN);
@@ -2797,7 +2805,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
     size_t nlazy = 0;
     int sync_failed = 0; /* (then take the durable state) */
     for (size_t k = 0; have_dm && k < v->man.n; k++) {
-        const scp_mentry *e = &v->man.e[k];
+        const scp_mentry *e = v->man.e[k];
         if (e->type != SCP_MTYPE_FILE || !entry_is_lazy(&dm, e)) continue;
         nlazy++;
         if (sync_object(v, e->id, ".j") < 0 || sync_object(v, e->id, ".d") < 0 ||
@@ -2815,7 +2823,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
      * one), asked for again here: the lock byte that asked for it may have been lost too. */
     int lost = 0, created = 0;
     for (size_t k = 0; have_dm && k < v->man.n; k++) {
-        const scp_mentry *e = &v->man.e[k];
+        const scp_mentry *e = v->man.e[k];
         if (e->type != SCP_MTYPE_FILE || entry_by_id(&dm, e->id)) continue;
         created = 1;
         if (!objects_present(v, e)) lost = 1;
@@ -2829,7 +2837,7 @@ int vol_settle_lazy(scp_volume *v, scp_err *err) {
     if (lazy_sync(v, NULL, NULL) < 0) sync_failed = 1;
     int redone = have_dm && !sync_failed && !lost;
     for (size_t k = 0; k < v->man.n && redone; k++) {
-        const scp_mentry *e = &v->man.e[k];
+        const scp_mentry *e = v->man.e[k];
         if (e->type == SCP_MTYPE_FILE && entry_is_lazy(&dm, e) && !journal_redoes(v, e))
             redone = 0;
     }

@@ -70,7 +70,7 @@ static int writer_refresh(scp_file *f, scp_err *err) {
     if (vol_lock(v, err) < 0) return -1;
     int rc = 0;
     long i = f->path ? man_find(&v->man, f->path) : -1; /* vol_lock renames or unlists f */
-    const scp_mentry *e = i >= 0 ? &v->man.e[i] : NULL;
+    const scp_mentry *e = i >= 0 ? v->man.e[i] : NULL;
     /* Shared mode: also when the root is ours but the log we followed was dropped since
      * (file_log_stale): appending at our stale offset, or applying our journal map, would
      * write over the new log or put other bytes under committed entries. */
@@ -208,8 +208,8 @@ static void shared_rejoin(scp_file *f) {
     __atomic_store_n(&f->seen_gen, 0, __ATOMIC_RELAXED);
     if (vol_lock(v, NULL) == 0) {
         long i = f->path ? man_find(&v->man, f->path) : -1;
-        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0)
-            (void)file_load(f, &v->man.e[i], NULL);
+        if (i >= 0 && memcmp(v->man.e[i]->id, f->id, SCP_FILEID_LEN) == 0)
+            (void)file_load(f, v->man.e[i], NULL);
         vol_unlock(v);
     }
     file_writer_unlock(f);
@@ -264,9 +264,9 @@ int file_refresh(scp_file *f, int *unloaded_out) {
          * or its state made durable; loaded again either way, as file_load decides) */
         if (!f->vol->shared && f->followed && i >= 0) stale = 1;
         if (stale) f->j_end = 0;
-        if (i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0 &&
-            (stale || unloaded || memcmp(f->vol->man.e[i].root, f->c_root, SCP_HASH_LEN) != 0))
-            reloaded = file_load(f, &f->vol->man.e[i], NULL) == 0;
+        if (i >= 0 && memcmp(f->vol->man.e[i]->id, f->id, SCP_FILEID_LEN) == 0 &&
+            (stale || unloaded || memcmp(f->vol->man.e[i]->root, f->c_root, SCP_HASH_LEN) != 0))
+            reloaded = file_load(f, f->vol->man.e[i], NULL) == 0;
         /* Open here, its name removed by another process, whose commits before that may have
          * changed its objects in place (a checkpoint's apply): the state named last before the
          * removal, as this process's catch-up saw it go (gone_root), is still the file's. A
@@ -283,8 +283,8 @@ int file_refresh(scp_file *f, int *unloaded_out) {
             reloaded = file_load(f, &e, NULL) == 0;
         }
         /* (step 3: and what was appended past our place, named or not) */
-        if (f->vol->shared && i >= 0 && memcmp(f->vol->man.e[i].id, f->id, SCP_FILEID_LEN) == 0)
-            reloaded |= file_catch_tail(f, &f->vol->man.e[i], NULL) > 0;
+        if (f->vol->shared && i >= 0 && memcmp(f->vol->man.e[i]->id, f->id, SCP_FILEID_LEN) == 0)
+            reloaded |= file_catch_tail(f, f->vol->man.e[i], NULL) > 0;
         /* (seen_gen lets this process's next write skip the volume lock: past a run of
          * another process's fsync, which raised the hint that brought us here, only if our
          * append offset is behind it; a follow that found a commit ends behind its run) */

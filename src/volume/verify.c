@@ -14,11 +14,11 @@ long scp_volume_verify(scp_volume *v, scp_verify_problem_cb problem_cb,
     scp_mentry *list = calloc(v->man.n ? v->man.n : 1, sizeof *list);
     uint64_t total = 0;
     for (size_t i = 0; list && i < v->man.n; i++) {
-        if (v->man.e[i].type != 1) continue;
-        list[n] = v->man.e[i];
-        list[n].path = strdup(v->man.e[i].path);
+        if (v->man.e[i]->type != 1) continue;
+        list[n] = *v->man.e[i];
+        list[n].path = strdup(v->man.e[i]->path);
         if (!list[n].path) break;
-        total += v->man.e[i].size;
+        total += v->man.e[i]->size;
         n++;
     }
     vol_unlock(v);
@@ -34,7 +34,7 @@ long scp_volume_verify(scp_volume *v, scp_verify_problem_cb problem_cb,
         long mi = man_find(&v->man, list[i].path);
         scp_file *f = NULL;
         if (mi >= 0) {
-            f = file_get(v, &v->man.e[mi], &e);
+            f = file_get(v, v->man.e[mi], &e);
             if (!f) {
                 if (problem_cb) problem_cb(ctx, list[i].path, -1, e.msg);
                 problems++;

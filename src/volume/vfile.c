@@ -251,15 +251,15 @@ static scp_file *file_get_cached(scp_volume *v, const char *path, scp_vfile *h) 
     scp_file *hit = NULL;
     if (vol_fresh(v)) {
         long i = man_find(&v->man, path);
-        if (i >= 0 && v->man.e[i].type == 1)
+        if (i >= 0 && v->man.e[i]->type == 1)
             for (scp_file *f = v->files; f; f = f->next)
-                if (memcmp(f->id, v->man.e[i].id, SCP_FILEID_LEN) == 0) {
+                if (memcmp(f->id, v->man.e[i]->id, SCP_FILEID_LEN) == 0) {
                     /* and no commit named the file past our generation: a committer killed
                      * after its manifest write and before its store of the volume's hint
                      * leaves that hint at our generation, but the file's slot, raised before
                      * the manifest write (commit_name), says so (test_volume_two_modes,
                      * "killed": a stale read at an open, found by volume_forkstress) */
-                    if (memcmp(f->c_root, v->man.e[i].root, SCP_HASH_LEN) == 0 &&
+                    if (memcmp(f->c_root, v->man.e[i]->root, SCP_HASH_LEN) == 0 &&
                         (!v->hint || vol_file_unchanged(v, f->id, __atomic_load_n(&v->pub_at, __ATOMIC_RELAXED)))) {
                         f->refs++;
                         handle_link(v, h);
@@ -317,7 +317,7 @@ int file_after_fork(scp_file *f, scp_err *err) {
     if (f->modified) { /* the parent owns its uncommitted writes; we restart from the commit */
         file_discard_uncommitted(f);
         long i = man_find(&f->vol->man, f->path);
-        if (i >= 0) return file_load(f, &f->vol->man.e[i], err);
+        if (i >= 0) return file_load(f, f->vol->man.e[i], err);
     }
     return 0;
 }
@@ -349,12 +349,12 @@ int file_leave_shared(scp_file *f, scp_err *err) {
     f->past = 0;
     __atomic_store_n(&f->seen_gen, 0, __ATOMIC_RELAXED);
     long i = man_find(&v->man, f->path);
-    if (i < 0 || memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) != 0) {
+    if (i < 0 || memcmp(v->man.e[i]->id, f->id, SCP_FILEID_LEN) != 0) {
         __atomic_store_n(&f->unloaded, 1, __ATOMIC_RELAXED);
         return scp_fail(err, SCP_E_INTEGRITY, EIO, "'%s' is no longer in the manifest", f->path);
     }
     /* (followed only if the writer lock could not be had: a host's lock; as in any load) */
-    return file_load(f, &v->man.e[i], err);
+    return file_load(f, v->man.e[i], err);
 }
 
 /* ---- writing ----------------------------------------------------------------------------- */
@@ -772,9 +772,9 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     int ofd[VOL_NOBJECTS] = {-1, -1, -1, -1}; /* a created file's objects (file_get_new) */
     if (i >= 0 && (flags & O_CREAT) && (flags & O_EXCL))
         rc = scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", p);
-    else if (i >= 0 && v->man.e[i].type == 2)
+    else if (i >= 0 && v->man.e[i]->type == 2)
         rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory", p);
-    else if (i >= 0 && v->man.e[i].type != SCP_MTYPE_FILE) /* a node: no data in the volume */
+    else if (i >= 0 && v->man.e[i]->type != SCP_MTYPE_FILE) /* a node: no data in the volume */
         rc = scp_fail(err, SCP_E_INVAL, ENXIO, "'%s' is not a regular file", p);
     else if (i < 0 && !(flags & O_CREAT))
         rc = scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", p);
@@ -788,7 +788,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
             long pi = man_find(&v->man, parent);
             if (pi < 0)
                 rc = scp_fail(err, SCP_E_NOENT, ENOENT, "directory '%s' does not exist", parent);
-            else if (v->man.e[pi].type != 2)
+            else if (v->man.e[pi]->type != 2)
                 rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", parent);
         }
         int64_t now = scp_now_ns();
@@ -818,14 +818,14 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
     }
     int created = i < 0;
     i = man_find(&v->man, p);
-    if (rc == 0 && !(h->f = created ? file_get_new(v, &v->man.e[i], ofd, err)
-                                    : file_get(v, &v->man.e[i], err)))
+    if (rc == 0 && !(h->f = created ? file_get_new(v, v->man.e[i], ofd, err)
+                                    : file_get(v, v->man.e[i], err)))
         rc = -1;
     for (int k = 0; k < VOL_NOBJECTS; k++) /* (a failed create: its objects are orphans) */
         if (ofd[k] >= 0) close(ofd[k]);
     /* The committed size: file_get may have left a busy file's state stale (file_acquire_writer
      * below refreshes it), and an O_TRUNC must not skip a file that only looks empty. */
-    uint64_t msize = rc == 0 ? v->man.e[i].size : 0;
+    uint64_t msize = rc == 0 ? v->man.e[i]->size : 0;
     /* Fresh objects: nothing in them needs a checkpoint before the file's first journal log. */
     if (rc == 0 && created && h->f->refs == 1) h->f->j_clean = 1;
     /* (v->dur_gen is current: the lock's catch-up read the log to its end) */
@@ -875,7 +875,7 @@ scp_vfile *scp_vfile_open_nameless(scp_volume *v, const char *dir, int flags, ui
     long di = p[0] ? man_find(&v->man, p) : -1;
     int rc = 0;
     if (p[0] && di < 0) rc = scp_fail(err, SCP_E_NOENT, ENOENT, "directory '%s' does not exist", p);
-    else if (p[0] && v->man.e[di].type != SCP_MTYPE_DIR)
+    else if (p[0] && v->man.e[di]->type != SCP_MTYPE_DIR)
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     /* An entry that never enters the manifest: it only seeds the file's state (file_get). */
     scp_mentry e = {.type = SCP_MTYPE_FILE, .mode = mode & 07777, .path = (char *)"(nameless file)"};
@@ -1282,13 +1282,13 @@ int scp_vfile_stat(scp_vfile *h, scp_vstat *st, scp_err *err) {
     memset(st, 0, sizeof *st);
     long i = h->f->path ? man_find(&v->man, h->f->path) : -1;
     if (i >= 0) {
-        st->mode = v->man.e[i].mode & 07777;
-        st->uid = v->man.e[i].uid;
-        st->gid = v->man.e[i].gid;
-        st->mtime_ns = v->man.e[i].mtime_ns;
-        st->ctime_ns = v->man.e[i].ctime_ns;
-        st->atime_ns = v->man.e[i].atime_ns;
-        st->nlink = v->man.e[i].nlink ? v->man.e[i].nlink : 1;
+        st->mode = v->man.e[i]->mode & 07777;
+        st->uid = v->man.e[i]->uid;
+        st->gid = v->man.e[i]->gid;
+        st->mtime_ns = v->man.e[i]->mtime_ns;
+        st->ctime_ns = v->man.e[i]->ctime_ns;
+        st->atime_ns = v->man.e[i]->atime_ns;
+        st->nlink = v->man.e[i]->nlink ? v->man.e[i]->nlink : 1;
     } else if (h->f->nameless) { /* O_TMPFILE before its link: nlink 0, as the kernel says */
         st->mode = h->f->nl_mode;
         st->uid = h->f->nl_uid;

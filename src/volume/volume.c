@@ -955,7 +955,7 @@ void vol_note_named(scp_volume *v) {
     assert(VOL_MU_HELD(v));
     for (scp_file *f = v->files; f; f = f->next) {
         long i = f->refs > 0 && f->path ? man_find(&v->man, f->path) : -1;
-        if (i >= 0 && memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0) note_gone(f, &v->man.e[i]);
+        if (i >= 0 && memcmp(v->man.e[i]->id, f->id, SCP_FILEID_LEN) == 0) note_gone(f, v->man.e[i]);
     }
 }
 
@@ -966,7 +966,7 @@ static void files_rename(scp_volume *v) {
     for (scp_file *f = v->files; f; f = f->next) {
         char *np = NULL;
         for (size_t i = 0; i < v->man.n && !np; i++)
-            if (memcmp(v->man.e[i].id, f->id, SCP_FILEID_LEN) == 0) np = v->man.e[i].path;
+            if (memcmp(v->man.e[i]->id, f->id, SCP_FILEID_LEN) == 0) np = v->man.e[i]->path;
         free(f->path);
         f->path = np ? strdup(np) : NULL;
     }
@@ -1348,12 +1348,12 @@ int scp_volume_info_get(scp_volume *v, scp_volume_info *out, scp_err *err) {
     vol_tags_settle(v);
     out->tag = v->cur_tag;
     for (size_t i = 0; i < v->man.n; i++) {
-        if (v->man.e[i].type == SCP_MTYPE_DIR) {
-            out->dir_count += !scp_is_root_entry(v->man.e[i].path);
-        } else if (v->man.e[i].type == SCP_MTYPE_FILE &&
-                   (v->man.e[i].nlink <= 1 || man_find_id(&v->man, v->man.e[i].id, -1) == (long)i)) {
+        if (v->man.e[i]->type == SCP_MTYPE_DIR) {
+            out->dir_count += !scp_is_root_entry(v->man.e[i]->path);
+        } else if (v->man.e[i]->type == SCP_MTYPE_FILE &&
+                   (v->man.e[i]->nlink <= 1 || man_find_id(&v->man, v->man.e[i]->id, -1) == (long)i)) {
             out->file_count++; /* a file with several names (hard links) once */
-            out->total_bytes += v->man.e[i].size;
+            out->total_bytes += v->man.e[i]->size;
         }
     }
     vol_unlock(v);
@@ -1374,7 +1374,7 @@ static int missing(scp_volume *v, const char *path, scp_err *err) {
         pre[s - path] = '\0';
         long i = man_find(&v->man, pre);
         if (i < 0) break;
-        if (v->man.e[i].type != SCP_MTYPE_DIR)
+        if (v->man.e[i]->type != SCP_MTYPE_DIR)
             return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", pre);
     }
     return scp_fail(err, SCP_E_NOENT, ENOENT, "'%s' does not exist in the volume", path);
@@ -1390,7 +1390,7 @@ static int check_parent(scp_volume *v, const char *path, scp_err *err) {
     parent[slash - path] = '\0';
     long i = man_find(&v->man, parent);
     if (i < 0) return missing(v, parent, err);
-    if (v->man.e[i].type != 2)
+    if (v->man.e[i]->type != 2)
         return scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", parent);
     return 0;
 }
@@ -1401,9 +1401,9 @@ static int check_parent(scp_volume *v, const char *path, scp_err *err) {
 static uint32_t dir_nlink(const scp_manifest *m, const char *path) {
     size_t pl = strlen(path), lo = pl ? vol_man_below(m, path) : 0, sub = 0;
     for (size_t k = lo; k < m->n; k++) {
-        const char *q = m->e[k].path;
+        const char *q = m->e[k]->path;
         if (pl && (strncmp(q, path, pl) != 0 || q[pl] != '/')) break;
-        if (m->e[k].type == SCP_MTYPE_DIR && !strchr(q + (pl ? pl + 1 : 0), '/')) sub++;
+        if (m->e[k]->type == SCP_MTYPE_DIR && !strchr(q + (pl ? pl + 1 : 0), '/')) sub++;
     }
     return sub > UINT32_MAX - 2 ? UINT32_MAX : (uint32_t)(2 + sub);
 }
@@ -1416,7 +1416,7 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
     if (p[0] == '\0') {
         long i = man_find(&v->man, SCP_ROOT_ENTRY);
         if (i >= 0) {
-            fill_stat(v, &v->man.e[i], st);
+            fill_stat(v, v->man.e[i], st);
             st->ino = 0; /* (as before it had an entry) */
         } else {
             memset(st, 0, sizeof *st);
@@ -1428,7 +1428,7 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
     } else {
         long i = man_find(&v->man, p);
         if (i < 0) rc = missing(v, p, err);
-        else fill_stat(v, &v->man.e[i], st);
+        else fill_stat(v, v->man.e[i], st);
         if (i >= 0 && st->type == SCP_VTYPE_DIR) st->nlink = dir_nlink(&v->man, p);
     }
     vol_unlock(v);
@@ -1492,11 +1492,11 @@ long scp_volume_readlink(scp_volume *v, const char *path, char *buf, size_t size
     if (vol_lock_read(v, err) < 0) return -1;
     long i = p[0] ? man_find(&v->man, p) : -1, rc;
     if (i < 0 && p[0]) rc = missing(v, p, err);
-    else if (i < 0 || v->man.e[i].type != SCP_MTYPE_LINK)
+    else if (i < 0 || v->man.e[i]->type != SCP_MTYPE_LINK)
         rc = scp_fail(err, SCP_E_INVAL, EINVAL, "'%s' is not a symbolic link", p);
     else {
-        rc = (long)strlen(v->man.e[i].target);
-        memcpy(buf, v->man.e[i].target, (size_t)rc < size ? (size_t)rc : size);
+        rc = (long)strlen(v->man.e[i]->target);
+        memcpy(buf, v->man.e[i]->target, (size_t)rc < size ? (size_t)rc : size);
     }
     vol_unlock(v);
     return rc;
@@ -1519,7 +1519,7 @@ long scp_volume_first_link(scp_volume *v, const char *path, int follow_last, cha
         long i = man_find(&v->man, p);
         p[end] = c;
         if (i < 0) break;
-        const scp_mentry *e = &v->man.e[i];
+        const scp_mentry *e = v->man.e[i];
         if (e->type == SCP_MTYPE_LINK) {
             if (strlen(e->target) >= tsize)
                 rc = scp_fail(err, SCP_E_INVAL, ENAMETOOLONG, "symbolic link target too long");
@@ -1540,7 +1540,7 @@ long scp_volume_first_link(scp_volume *v, const char *path, int follow_last, cha
 static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_LEN],
                             scp_err *err) {
     assert(VOL_LOCK_HELD(v));
-    scp_mentry saved = v->man.e[i];
+    scp_mentry saved = *v->man.e[i];
     if (!(saved.path = strdup(saved.path)) ||
         (saved.target && !(saved.target = strdup(saved.target)))) {
         free(saved.path);
@@ -1573,7 +1573,7 @@ int scp_volume_rmdir(scp_volume *v, const char *path, scp_err *err) {
     long i = man_find(&v->man, p);
     int rc = 0;
     if (i < 0) rc = missing(v, p, err);
-    else if (v->man.e[i].type != 2)
+    else if (v->man.e[i]->type != 2)
         rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
     else if (man_has_child(&v->man, p))
         rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", p);
@@ -1608,7 +1608,7 @@ static void name_gone(scp_volume *v, const uint8_t id[SCP_FILEID_LEN], const cha
     }
     for (scp_file *f = v->files; f; f = f->next)
         if (memcmp(f->id, id, SCP_FILEID_LEN) == 0 && f->path && strcmp(f->path, path) == 0) {
-            char *np = strdup(v->man.e[other].path);
+            char *np = strdup(v->man.e[other]->path);
             if (np) { /* (else it keeps the old name: its commits then fail to find an entry) */
                 free(f->path);
                 f->path = np;
@@ -1765,10 +1765,10 @@ int scp_volume_unlink(scp_volume *v, const char *path, scp_err *err) {
     long i = man_find(&v->man, p);
     int rc = 0;
     if (i < 0) rc = missing(v, p, err);
-    else if (v->man.e[i].type == 2)
+    else if (v->man.e[i]->type == 2)
         rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory; use rmdir", p);
     uint8_t id[SCP_FILEID_LEN];
-    int has_objects = rc == 0 && v->man.e[i].type == SCP_MTYPE_FILE;
+    int has_objects = rc == 0 && v->man.e[i]->type == SCP_MTYPE_FILE;
     if (rc == 0) rc = remove_committed(v, (size_t)i, id, err);
     if (rc == 0 && has_objects) name_gone(v, id, p);
     vol_unlock(v);
@@ -1781,19 +1781,19 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
     if (!b[0]) return scp_fail(err, SCP_E_EXIST, EEXIST, "the volume root already exists");
     long i = a[0] ? man_find(&v->man, a) : -1;
     if (a[0] && i < 0) return missing(v, a, err);
-    if (i < 0 || v->man.e[i].type == SCP_MTYPE_DIR)
+    if (i < 0 || v->man.e[i]->type == SCP_MTYPE_DIR)
         return scp_fail(err, SCP_E_INVAL, EPERM, "'%s' is a directory: it cannot have hard links", a);
     if (check_parent(v, b, err) < 0) return -1;
     if (man_find(&v->man, b) >= 0)
         return scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", b);
-    if (v->man.e[i].nlink >= SCP_VOLUME_LINK_MAX)
+    if (v->man.e[i]->nlink >= SCP_VOLUME_LINK_MAX)
         return scp_fail(err, SCP_E_INVAL, EMLINK, "'%s' has too many links", a);
-    int64_t now = scp_now_ns(), old_ctime = v->man.e[i].ctime_ns;
+    int64_t now = scp_now_ns(), old_ctime = v->man.e[i]->ctime_ns;
     man_ctime_touch(&v->man, (size_t)i, now); /* its link count changes */
-    scp_mentry e = v->man.e[i];
+    scp_mentry e = *v->man.e[i];
     e.path = strdup(b);
     e.target = e.target ? strdup(e.target) : NULL;
-    if (!e.path || (v->man.e[i].target && !e.target)) {
+    if (!e.path || (v->man.e[i]->target && !e.target)) {
         free(e.path);
         free(e.target);
         man_ctime_touch(&v->man, (size_t)i, old_ctime);
@@ -1891,14 +1891,14 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
         rc = scp_fail(err, SCP_E_INVAL, EINVAL, "cannot move '%s' into itself", a);
     if (rc == 0 && strcmp(a, b) == 0) goto out;
     /* two names of one file: POSIX says rename does nothing and succeeds */
-    if (rc == 0 && j >= 0 && v->man.e[i].type != SCP_MTYPE_DIR &&
-        memcmp(v->man.e[i].id, v->man.e[j].id, SCP_FILEID_LEN) == 0)
+    if (rc == 0 && j >= 0 && v->man.e[i]->type != SCP_MTYPE_DIR &&
+        memcmp(v->man.e[i]->id, v->man.e[j]->id, SCP_FILEID_LEN) == 0)
         goto out;
-    int is_dir = rc == 0 && v->man.e[i].type == 2;
+    int is_dir = rc == 0 && v->man.e[i]->type == 2;
     if (rc == 0 && j >= 0) {
-        if (is_dir && v->man.e[j].type != 2)
+        if (is_dir && v->man.e[j]->type != 2)
             rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", b);
-        else if (!is_dir && v->man.e[j].type == 2)
+        else if (!is_dir && v->man.e[j]->type == 2)
             rc = scp_fail(err, SCP_E_ISDIR, EISDIR, "'%s' is a directory", b);
         else if (is_dir && man_has_child(&v->man, b))
             rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", b);
@@ -1909,7 +1909,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
     uint8_t replaced_id[SCP_FILEID_LEN];
     int replaced = 0;
     for (size_t k = 0; k < v->man.n && rc == 0; k++) {
-        scp_mentry e = v->man.e[k];
+        scp_mentry e = *v->man.e[k];
         const char *p = e.path;
         if ((long)k == j) {
             memcpy(replaced_id, e.id, SCP_FILEID_LEN);
@@ -2002,7 +2002,7 @@ int scp_volume_setattr_times(scp_volume *v, const char *path, int64_t mode, int6
     if (i < 0) {
         rc = p[0] ? missing(v, p, err) : -1;
     } else {
-        scp_mentry *e = &v->man.e[i], saved = *e;
+        scp_mentry *e = v->man.e[i], saved = *e;
         vol_mchg_note(v, e->path); /* (its other names: man_sync_links moves man.ver) */
         if (mode >= 0) e->mode = ((uint32_t)mode & 07777) | (e->mode & (SCP_MODE_OWNED | S_IFMT));
         if (uid >= 0) e->uid = (uint32_t)uid;
@@ -2053,13 +2053,13 @@ int scp_volume_readdir(scp_volume *v, const char *path, scp_readdir_cb cb, void 
     if (pl) {
         long i = man_find(&v->man, p);
         if (i < 0) rc = missing(v, p, err);
-        else if (v->man.e[i].type != 2)
+        else if (v->man.e[i]->type != 2)
             rc = scp_fail(err, SCP_E_NOTDIR, ENOTDIR, "'%s' is not a directory", p);
         /* the first entry below p/, not the one after p: "p-1" and "p.txt" sort between them */
         start = vol_man_below(&v->man, p);
     }
     for (size_t k = start; rc == 0 && k < v->man.n; k++) {
-        const char *ep = v->man.e[k].path;
+        const char *ep = v->man.e[k]->path;
         if (pl && (strncmp(ep, p, pl) != 0 || ep[pl] != '/')) break;
         const char *name = pl ? ep + pl + 1 : ep;
         if (strchr(name, '/')) continue;
@@ -2073,7 +2073,7 @@ int scp_volume_readdir(scp_volume *v, const char *path, scp_readdir_cb cb, void 
             list = nl;
         }
         list[n].name = strdup(name);
-        fill_stat(v, &v->man.e[k], &list[n].st);
+        fill_stat(v, v->man.e[k], &list[n].st);
         if (!list[n++].name) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     vol_unlock(v);

@@ -185,12 +185,13 @@ static void test_parse(void) {
     memset(ent[0].id, 7, SCP_FILEID_LEN);
     memset(ent[1].id, 7, SCP_FILEID_LEN);
     ent[0].size = ent[1].size = 3;
-    scp_manifest m = {.e = ent, .n = 2, .cap = 2}, out;
+    scp_mentry *ep[2] = {&ent[0], &ent[1]};
+    scp_manifest m = {.e = ep, .n = 2, .cap = 2}, out;
     uint8_t *body;
     size_t len;
     REQUIRE_OK(scp_manifest_encode(&m, &body, &len, &e), e);
     CHECK_OK(scp_manifest_parse(body, len, &out, &e), e);
-    CHECK(out.n == 2 && out.e[0].nlink == 2 && out.e[1].nlink == 2);
+    CHECK(out.n == 2 && out.e[0]->nlink == 2 && out.e[1]->nlink == 2);
     scp_manifest_free(&out);
     free(body);
     ent[1].size = 4; /* the same id, another size: not two names of one file */

@@ -623,7 +623,7 @@ static void test_check(void) {
         if (!c || vol_lock(c, &e) < 0) _exit(2);
         long i = man_find(&c->man, "f");
         if (i < 0) _exit(3);
-        c->man.e[i].mode ^= 0100; /* one name only */
+        c->man.e[i]->mode ^= 0100; /* one name only */
         vol_mchg_note(c, "f"); /* (a change that says where it is: mlog_delta) */
         int rc = vol_commit_manifest(c, 1, &e);
         vol_unlock(c);

@@ -129,12 +129,13 @@ static void test_api(tu_rng *rng) {
 static void test_parse(void) {
     scp_mentry ent[2] = {{.type = SCP_MTYPE_DIR, .path = "/", .id = {1}},
                          {.type = SCP_MTYPE_FILE, .path = "a", .id = {2}}};
-    scp_manifest m = {.e = ent, .n = 2, .cap = 2}, out;
+    scp_mentry *ep[2] = {&ent[0], &ent[1]};
+    scp_manifest m = {.e = ep, .n = 2, .cap = 2}, out;
     uint8_t *body;
     size_t len;
     REQUIRE_OK(scp_manifest_encode(&m, &body, &len, &e), e);
     CHECK_OK(scp_manifest_parse(body, len, &out, &e), e);
-    CHECK(out.n == 2 && strcmp(out.e[0].path, "/") == 0);
+    CHECK(out.n == 2 && strcmp(out.e[0]->path, "/") == 0);
     scp_manifest_free(&out);
     free(body);
     ent[0].type = SCP_MTYPE_FILE; /* the root's entry as a file */
