@@ -889,6 +889,22 @@ void vol_mchg_note(scp_volume *v, const char *path) {
 
 static int mchg_usable(const scp_volume *v) { return v->mchg_ok && v->man.ver == v->mchg_ver; }
 
+int vol_mchg_usable(const scp_volume *v) { return mchg_usable(v); }
+
+void vol_man_linked(scp_volume *v, int usable, const uint8_t id[SCP_FILEID_LEN], const char *path) {
+    if (!usable) return;
+    long pi = parent_index(&v->man, path);
+    if (pi >= 0) vol_mchg_note(v, v->man.e[pi]->path);
+    uint32_t left = v->man.n, seen = 0;
+    for (size_t k = 0; k < v->man.n && seen < left && v->mchg_ok; k++)
+        if (memcmp(v->man.e[k]->id, id, SCP_FILEID_LEN) == 0) {
+            left = v->man.e[k]->nlink; /* (every name has the count: stop at the last) */
+            seen++;
+            vol_mchg_note(v, v->man.e[k]->path);
+        }
+    if (v->mchg_ok) v->mchg_ver = v->man.ver;
+}
+
 /* Without the notes a create's record came from man_diff_encode, a strcmp of every path
  * against `disk`'s: each create cost O(entries), and an import of 30,000 small files spent a
  * fifth of its time there (bench/RESULTS.md, session 58). The list stays complete only if

@@ -1789,6 +1789,7 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
     if (v->man.e[i]->nlink >= SCP_VOLUME_LINK_MAX)
         return scp_fail(err, SCP_E_INVAL, EMLINK, "'%s' has too many links", a);
     int64_t now = scp_now_ns(), old_ctime = v->man.e[i]->ctime_ns;
+    int usable = vol_mchg_usable(v); /* (before any change: vol_man_linked) */
     man_ctime_touch(&v->man, (size_t)i, now); /* its link count changes */
     scp_mentry e = *v->man.e[i];
     e.path = strdup(b);
@@ -1811,6 +1812,7 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
     assert(ni >= 0);
     man_links_add(&v->man, id, 1); /* every name, the new one included (it had the old count) */
     man_dtimes dt = man_parent_touch(&v->man, b, now);
+    vol_man_linked(v, usable, id, b);
     if (vol_commit_manifest(v, 0, err) < 0) {
         man_parent_untouch(&v->man, b, dt);
         man_remove(&v->man, (size_t)ni);
