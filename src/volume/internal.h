@@ -719,13 +719,15 @@ void vol_mchg_off(scp_volume *v);
  * so that the commit's record is built from them (mlog_delta) and not from a comparison of
  * the whole manifest. Returns man_insert's result. */
 int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *dt, scp_err *err);
-/* A hard link's change of v->man (link_locked): usable = vol_mchg_usable read before the
- * change; once the new name `path` is in and every name of id and path's directory have their
- * new times and counts, notes them all (at most VOL_MCHG_MAX, else the list turns off), so that
- * the record is built from them and not from a comparison of the whole manifest. A scan of
- * the ids, without the comparison's strcmp and encoding of every entry. */
+/* A name's change of v->man other than a create (a hard link made, link_locked; a name
+ * removed, remove_committed): usable = vol_mchg_usable read before the change. Once `path` is
+ * in or out, its directory has its new times and, when others, every other name of the file
+ * id its new ctime and count, notes them all (at most VOL_MCHG_MAX, else the list turns off),
+ * so that the record is built from them and not from a comparison of the whole manifest:
+ * others costs a scan of the entries' ids, without the comparison's strcmp of every path. */
 int vol_mchg_usable(const scp_volume *v);
-void vol_man_linked(scp_volume *v, int usable, const uint8_t id[SCP_FILEID_LEN], const char *path);
+void vol_man_name_changed(scp_volume *v, int usable, const char *path,
+                          const uint8_t id[SCP_FILEID_LEN], int others);
 /* Load the newest authentic manifest slot into v->man / gen / tag (manifest.c). */
 int vol_load_manifest(scp_volume *v, scp_err *err);
 /* Under vol_lock: take in what other processes committed since (format 3: the new records of

@@ -891,11 +891,13 @@ static int mchg_usable(const scp_volume *v) { return v->mchg_ok && v->man.ver ==
 
 int vol_mchg_usable(const scp_volume *v) { return mchg_usable(v); }
 
-void vol_man_linked(scp_volume *v, int usable, const uint8_t id[SCP_FILEID_LEN], const char *path) {
+void vol_man_name_changed(scp_volume *v, int usable, const char *path,
+                          const uint8_t id[SCP_FILEID_LEN], int others) {
     if (!usable) return;
+    vol_mchg_note(v, path);
     long pi = parent_index(&v->man, path);
     if (pi >= 0) vol_mchg_note(v, v->man.e[pi]->path);
-    uint32_t left = v->man.n, seen = 0;
+    uint32_t left = others ? v->man.n : 0, seen = 0;
     for (size_t k = 0; k < v->man.n && seen < left && v->mchg_ok; k++)
         if (memcmp(v->man.e[k]->id, id, SCP_FILEID_LEN) == 0) {
             left = v->man.e[k]->nlink; /* (every name has the count: stop at the last) */

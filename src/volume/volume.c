@@ -1547,15 +1547,21 @@ static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_L
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     int64_t now = scp_now_ns();
+    int usable = vol_mchg_usable(v); /* (before any change: vol_man_name_changed) */
     man_remove(&v->man, i);
-    man_links_add(&v->man, saved.id, -1); /* the file's other names, if any */
-    long other = saved.type == SCP_MTYPE_DIR ? -1 : man_find_id(&v->man, saved.id, -1);
+    /* the file's other names, if any (a name of its own, nlink 1: none to look for) */
+    long other = -1;
+    if (saved.nlink != 1) {
+        man_links_add(&v->man, saved.id, -1);
+        other = saved.type == SCP_MTYPE_DIR ? -1 : man_find_id(&v->man, saved.id, -1);
+    }
     if (other >= 0) man_ctime_touch(&v->man, (size_t)other, now); /* its link count changed */
     man_dtimes dt = man_parent_touch(&v->man, saved.path, now);
+    vol_man_name_changed(v, usable, saved.path, saved.id, other >= 0);
     if (vol_commit_manifest(v, 0, err) < 0) {
         man_parent_untouch(&v->man, saved.path, dt);
         if (other >= 0) man_ctime_touch(&v->man, (size_t)other, saved.ctime_ns);
-        man_links_add(&v->man, saved.id, 1);
+        if (saved.nlink != 1) man_links_add(&v->man, saved.id, 1);
         man_insert(&v->man, &saved, NULL); /* cannot fail: the array had room for it */
         return -1;
     }
@@ -1789,7 +1795,7 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
     if (v->man.e[i]->nlink >= SCP_VOLUME_LINK_MAX)
         return scp_fail(err, SCP_E_INVAL, EMLINK, "'%s' has too many links", a);
     int64_t now = scp_now_ns(), old_ctime = v->man.e[i]->ctime_ns;
-    int usable = vol_mchg_usable(v); /* (before any change: vol_man_linked) */
+    int usable = vol_mchg_usable(v); /* (before any change: vol_man_name_changed) */
     man_ctime_touch(&v->man, (size_t)i, now); /* its link count changes */
     scp_mentry e = *v->man.e[i];
     e.path = strdup(b);
@@ -1812,7 +1818,7 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
     assert(ni >= 0);
     man_links_add(&v->man, id, 1); /* every name, the new one included (it had the old count) */
     man_dtimes dt = man_parent_touch(&v->man, b, now);
-    vol_man_linked(v, usable, id, b);
+    vol_man_name_changed(v, usable, b, id, 1);
     if (vol_commit_manifest(v, 0, err) < 0) {
         man_parent_untouch(&v->man, b, dt);
         man_remove(&v->man, (size_t)ni);
