@@ -425,6 +425,7 @@ void scp_manifest_free(scp_manifest *m) {
         free(m->e[i]);
     }
     free(m->e);
+    for (unsigned k = 0; k < m->nspare; k++) free(m->spare[k]);
     memset(m, 0, sizeof *m);
 }
 

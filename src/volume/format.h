@@ -147,6 +147,10 @@ typedef struct scp_manifest {
                      * create in a large volume moved about half of its 120-byte entries,
                      * twice (bench/RESULTS.md, session 59) */
     size_t n, cap;
+    /* entries' allocations kept by man_remove for the next man_insert (volume/internal.h), so
+     * that putting back what a failed commit took out needs no allocation and cannot fail */
+    scp_mentry *spare[2];
+    unsigned nspare;
     uint64_t ver; /* in memory only: moved by every change through the manifest helpers
                    * (man_insert, man_remove, ...; volume/internal.h), so that the manifest
                    * log's delta can tell a manifest changed only where it was told (mlog_seal) */

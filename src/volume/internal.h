@@ -689,6 +689,10 @@ size_t vol_man_below(const scp_manifest *m, const char *path);
  * "a-b" and "a.txt" sort between "a" and "a/x", since '-' and '.' sort before '/'.) */
 int man_has_child(const scp_manifest *m, const char *path);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
+/* Make sure the next k (at most 2) man_inserts need no allocation: 0, or -1 out of memory.
+ * (man_remove keeps what it frees for them: an insert that puts back a removed entry never
+ * fails, and nothing else needs the reserve.) */
+int man_reserve(scp_manifest *m, unsigned k);
 void man_remove(scp_manifest *m, size_t i);
 /* POSIX times of a change of the entries in a directory: the directory that holds path gets
  * mtime = ctime = now (the volume root has no entry and keeps no times). Returns its old times

@@ -39,7 +39,7 @@ int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
         m->e = ne;
         m->cap = ncap;
     }
-    scp_mentry *x = malloc(sizeof *x);
+    scp_mentry *x = m->nspare ? m->spare[--m->nspare] : malloc(sizeof *x);
     if (!x) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory growing the manifest");
     *x = *e;
     size_t lo = 0, hi = m->n;
@@ -53,6 +53,16 @@ int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
     m->e[lo] = x;
     if (!m->e[lo]->nlink) m->e[lo]->nlink = 1; /* a new name of its own */
     m->n++;
+    return 0;
+}
+
+int man_reserve(scp_manifest *m, unsigned k) {
+    assert(k <= sizeof m->spare / sizeof m->spare[0]);
+    while (m->nspare < k) {
+        scp_mentry *x = malloc(sizeof *x);
+        if (!x) return -1;
+        m->spare[m->nspare++] = x;
+    }
     return 0;
 }
 
@@ -130,7 +140,8 @@ void man_remove(scp_manifest *m, size_t i) {
     m->ver++;
     free(m->e[i]->path);
     free(m->e[i]->target);
-    free(m->e[i]);
+    if (m->nspare < sizeof m->spare / sizeof m->spare[0]) m->spare[m->nspare++] = m->e[i];
+    else free(m->e[i]);
     memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof *m->e);
     m->n--;
 }

@@ -1885,6 +1885,107 @@ static char *reprefix(const char *path, size_t from_len, const char *to) {
     return s;
 }
 
+/* An entry's deep copy (its path and target its own), or -1 out of memory. */
+static int entry_dup(scp_mentry *dst, const scp_mentry *src, const char *path) {
+    *dst = *src;
+    dst->path = strdup(path);
+    dst->target = src->target ? strdup(src->target) : NULL;
+    if (dst->path && (dst->target || !src->target)) return 0;
+    free(dst->path);
+    free(dst->target);
+    return -1;
+}
+
+/* The rename of a name that is no directory, a to b (b, if it exists, a name of another file
+ * and no directory: the caller checked), in place: the entry moves to its new place in the
+ * sorted array and a replaced name goes, with the times and counts that change, all noted
+ * for the record (vol_man_name_changed). A directory's rename rebuilds the manifest (its
+ * children's paths all change); this one did too, so that each rename cost a copy of every
+ * entry and a comparison of the whole manifest, and a program that writes each file under a
+ * temporary name first (rsync, dpkg) took O(entries) per file. On a failed commit everything
+ * is put back. */
+static int rename_name_locked(scp_volume *v, const char *a, const char *b, scp_err *err) {
+    assert(VOL_LOCK_HELD(v));
+    int usable = vol_mchg_usable(v); /* (before any change) */
+    long i = man_find(&v->man, a), j = man_find(&v->man, b);
+    assert(i >= 0 && v->man.e[i]->type != SCP_MTYPE_DIR && (j < 0 || v->man.e[j]->type != SCP_MTYPE_DIR));
+    scp_mentry old, moved, repl;
+    int has_repl = j >= 0;
+    /* (every allocation first: the changes below and their undoing then cannot fail for want
+     * of memory; man_reserve: the moved entry's insert and the undo's two) */
+    if (man_reserve(&v->man, 2) < 0 || entry_dup(&old, v->man.e[i], a) < 0)
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    if (entry_dup(&moved, v->man.e[i], b) < 0) {
+        free(old.path);
+        free(old.target);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
+    if (has_repl && entry_dup(&repl, v->man.e[j], b) < 0) {
+        free(old.path);
+        free(old.target);
+        free(moved.path);
+        free(moved.target);
+        return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    }
+    int64_t now = scp_now_ns();
+    long rother = -1; /* another name of the replaced file */
+    if (has_repl) {
+        man_remove(&v->man, (size_t)j);
+        if (repl.nlink != 1) {
+            man_links_add(&v->man, repl.id, -1);
+            rother = man_find_id(&v->man, repl.id, -1);
+        }
+        if (rother >= 0) man_ctime_touch(&v->man, (size_t)rother, now); /* its count changed */
+    }
+    man_remove(&v->man, (size_t)man_find(&v->man, a));
+    int rc = man_insert(&v->man, &moved, err); /* (reserved: cannot fail) */
+    assert(rc == 0);
+    man_dtimes da = {0, 0}, db = {0, 0};
+    if (rc == 0) {
+        da = man_parent_touch(&v->man, a, now);
+        db = man_parent_touch(&v->man, b, now);
+        man_ctime_touch(&v->man, (size_t)man_find(&v->man, b), now); /* (and its other names) */
+        vol_man_name_changed(v, usable, a, old.id, 0);
+        vol_man_name_changed(v, usable, b, old.id, old.nlink != 1);
+        if (has_repl) vol_man_name_changed(v, usable, b, repl.id, rother >= 0);
+        rc = vol_commit_manifest(v, 0, err);
+        if (rc < 0) {
+            man_ctime_touch(&v->man, (size_t)man_find(&v->man, b), old.ctime_ns);
+            man_parent_untouch(&v->man, b, db);
+            man_parent_untouch(&v->man, a, da);
+            man_remove(&v->man, (size_t)man_find(&v->man, b));
+        }
+    } else {
+        free(moved.path);
+        free(moved.target);
+    }
+    if (rc < 0) { /* put back what was (the array has room: as many entries as before) */
+        (void)man_insert(&v->man, &old, NULL);
+        if (has_repl) {
+            if (rother >= 0) man_ctime_touch(&v->man, (size_t)rother, repl.ctime_ns);
+            if (repl.nlink != 1) man_links_add(&v->man, repl.id, 1);
+            (void)man_insert(&v->man, &repl, NULL);
+        }
+        return -1;
+    }
+    free(old.path);
+    free(old.target);
+    if (has_repl) {
+        if (repl.type == SCP_MTYPE_FILE) name_gone(v, repl.id, b);
+        free(repl.path);
+        free(repl.target);
+    }
+    for (scp_file *f = v->files; f; f = f->next)
+        if (f->path && strcmp(f->path, a) == 0) {
+            char *np = strdup(b);
+            if (np) {
+                free(f->path);
+                f->path = np;
+            }
+        }
+    return 0;
+}
+
 int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *err) {
     char a[SCP_MAX_PATH + 1], b[SCP_MAX_PATH + 1];
     if (norm(from, a, err) < 0 || norm(to, b, err) < 0) return -1;
@@ -1912,6 +2013,10 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
             rc = scp_fail(err, SCP_E_NOTEMPTY, ENOTEMPTY, "directory '%s' is not empty", b);
     }
     if (rc < 0) goto out;
+    if (!is_dir) {
+        rc = rename_name_locked(v, a, b, err);
+        goto out;
+    }
     /* Build the new manifest as a copy, so that a failed commit leaves the old one intact. */
     scp_manifest nm = {0};
     uint8_t replaced_id[SCP_FILEID_LEN];
