@@ -231,7 +231,7 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
     uint32_t count = scp_get_u32(body);
     if ((size_t)count > (len - 4) / MENTRY_FIXED)
         return bad(err, SCP_E_INTEGRITY, "manifest entry count exceeds its size");
-    out->e = calloc(count ? count : 1, sizeof *out->e);
+    out->e = calloc(count ? count : 1, sizeof(scp_mentry *));
     if (!out->e) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing the manifest");
     out->cap = count ? count : 1;
     size_t off = 4;

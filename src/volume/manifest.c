@@ -34,7 +34,7 @@ long man_find(const scp_manifest *m, const char *path) {
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
     if (m->n == m->cap) {
         size_t ncap = m->cap ? m->cap * 2 : 16;
-        scp_mentry **ne = realloc(m->e, ncap * sizeof *ne);
+        scp_mentry **ne = realloc(m->e, ncap * sizeof(scp_mentry *));
         if (!ne) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory growing the manifest");
         m->e = ne;
         m->cap = ncap;
@@ -48,7 +48,7 @@ int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err) {
         if (strcmp(m->e[mid]->path, e->path) < 0) lo = mid + 1;
         else hi = mid;
     }
-    memmove(&m->e[lo + 1], &m->e[lo], (m->n - lo) * sizeof *m->e);
+    memmove(&m->e[lo + 1], &m->e[lo], (m->n - lo) * sizeof(scp_mentry *));
     m->ver++;
     m->e[lo] = x;
     if (!m->e[lo]->nlink) m->e[lo]->nlink = 1; /* a new name of its own */
@@ -142,7 +142,7 @@ void man_remove(scp_manifest *m, size_t i) {
     free(m->e[i]->target);
     if (m->nspare < sizeof m->spare / sizeof m->spare[0]) m->spare[m->nspare++] = m->e[i];
     else free(m->e[i]);
-    memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof *m->e);
+    memmove(&m->e[i], &m->e[i + 1], (m->n - i - 1) * sizeof(scp_mentry *));
     m->n--;
 }
 
@@ -661,7 +661,7 @@ static int mentry_copy(scp_mentry *dst, const scp_mentry *src) {
 
 static int man_copy(scp_manifest *dst, const scp_manifest *src) {
     memset(dst, 0, sizeof *dst);
-    dst->e = malloc((src->n ? src->n : 1) * sizeof *dst->e);
+    dst->e = malloc((src->n ? src->n : 1) * sizeof(scp_mentry *));
     if (!dst->e) return -1;
     dst->cap = src->n ? src->n : 1;
     for (; dst->n < src->n; dst->n++) {
