@@ -31,14 +31,6 @@ static int count_objects(const char *vd) {
     return n;
 }
 
-static void check_content(scp_volume *v, const char *path, const char *want) {
-    size_t n;
-    uint8_t *b = tu_vget(v, path, &n, &e);
-    CHECKF(b && n == strlen(want) && memcmp(b, want, n) == 0, "'%s' reads '%.*s', want '%s' (%s)", path,
-           b ? (int)n : 0, b ? (const char *)b : "", want, b ? "" : e.msg);
-    free(b);
-}
-
 static uint32_t nlink_of(scp_volume *v, const char *path) {
     scp_vstat st;
     if (scp_volume_stat(v, path, &st, &e) < 0) return 0;
@@ -70,10 +62,10 @@ static void test_names(tu_rng *rng) {
     /* write through the second name, read through the first: uncommitted, then committed */
     scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "d/b", O_RDWR, 0, &e), e);
     CHECK(scp_vfile_pwrite(f, "-two", 4, 3, &e) == 4);
-    check_content(v, "a", "one-two");
+    tu_check_content(v, "a", "one-two");
     CHECK_OK(scp_vfile_fsync(f, &e), e);
     CHECK_OK(scp_vfile_close(f, &e), e);
-    check_content(v, "a", "one-two");
+    tu_check_content(v, "a", "one-two");
     CHECK_OK(scp_volume_setattr(v, "a", 0600, -1, -1, INT64_MIN, &e), e);
     CHECK_OK(scp_volume_stat(v, "d/b", &sb, &e), e);
     CHECK(sb.mode == 0600 && sb.size == 7);
@@ -96,35 +88,35 @@ static void test_names(tu_rng *rng) {
     /* rename between two names of one file: nothing happens */
     CHECK_OK(scp_volume_rename(v, "a", "c", &e), e);
     CHECK(nlink_of(v, "a") == 3 && nlink_of(v, "c") == 3);
-    check_content(v, "c", "one-two");
+    tu_check_content(v, "c", "one-two");
 
     /* closed and opened again: the links are in the manifest */
     CHECK_OK(scp_volume_close(v, &e), e);
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     CHECK(nlink_of(v, "a") == 3 && nlink_of(v, "d/b") == 3 && nlink_of(v, "c") == 3);
-    check_content(v, "d/b", "one-two");
+    tu_check_content(v, "d/b", "one-two");
     append(v, "c", "-three", 0);
-    check_content(v, "a", "one-two-three");
+    tu_check_content(v, "a", "one-two-three");
 
     /* rename another file over one name: the others keep the file */
     REQUIRE_OK(tu_vput(v, "other", "OTHER", 5, &e), e);
     CHECK_OK(scp_volume_rename(v, "other", "c", &e), e);
-    check_content(v, "c", "OTHER");
+    tu_check_content(v, "c", "OTHER");
     CHECK(nlink_of(v, "c") == 1 && nlink_of(v, "a") == 2);
-    check_content(v, "a", "one-two-three");
+    tu_check_content(v, "a", "one-two-three");
 
     /* an open handle outlives its names */
     f = REQUIRE_PTR(scp_vfile_open(v, "a", O_RDWR, 0, &e), e);
     CHECK_OK(scp_volume_unlink(v, "a", &e), e);
     CHECK(nlink_of(v, "d/b") == 1);
-    check_content(v, "d/b", "one-two-three");
+    tu_check_content(v, "d/b", "one-two-three");
     CHECK(scp_vfile_pwrite(f, "!", 1, 13, &e) == 1);
     CHECK_OK(scp_vfile_fsync(f, &e), e); /* commits through the name that is left */
-    check_content(v, "d/b", "one-two-three!");
+    tu_check_content(v, "d/b", "one-two-three!");
     CHECK_OK(scp_vfile_close(f, &e), e); /* (the objects stay: d/b names them) */
     CHECK_OK(scp_volume_close(v, &e), e);
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    check_content(v, "d/b", "one-two-three!");
+    tu_check_content(v, "d/b", "one-two-three!");
     f = REQUIRE_PTR(scp_vfile_open(v, "d/b", O_RDWR, 0, &e), e);
     int objs_before = count_objects(vd);
     CHECK_OK(scp_volume_unlink(v, "d/b", &e), e);
@@ -166,8 +158,8 @@ static void test_kill(tu_rng *rng) {
     if (waitpid(pid, &st, 0) != pid) tu_die("waitpid");
     CHECKF(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child status %d", st);
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    check_content(v, "x", "base+kill");
-    check_content(v, "y", "base+kill");
+    tu_check_content(v, "x", "base+kill");
+    tu_check_content(v, "y", "base+kill");
     CHECK(nlink_of(v, "x") == 2);
     CHECK_OK(scp_volume_close(v, &e), e);
     tu_rm_rf(root);

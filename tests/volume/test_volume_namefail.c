@@ -41,14 +41,6 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
     return __real_pwrite(fd, buf, n, off);
 }
 
-static void check_content(scp_volume *v, const char *path, const char *want) {
-    size_t n;
-    uint8_t *b = tu_vget(v, path, &n, &e);
-    CHECKF(b && n == strlen(want) && memcmp(b, want, n) == 0, "'%s' reads '%.*s', want '%s' (%s)", path,
-           b ? (int)n : 0, b ? (const char *)b : "", want, b ? "" : e.msg);
-    free(b);
-}
-
 static void check_missing(scp_volume *v, const char *path) {
     scp_vstat st;
     CHECKF(scp_volume_stat(v, path, &st, &e) < 0 && e.code == SCP_E_NOENT, "'%s' exists", path);
@@ -117,17 +109,17 @@ static void test_cases(tu_rng *rng) {
     /* (a name of its own, to a new name) */
     fail_then_work(v, "rename to a new name", op_rename_new);
     check_missing(v, "d/a");
-    check_content(v, "d/c", "A");
+    tu_check_content(v, "d/c", "A");
     /* (over one of two names of another file) */
     fail_then_work(v, "rename over a linked name", op_rename_over);
     check_missing(v, "d/c");
-    check_content(v, "d/b", "A");
-    check_content(v, "d/b2", "BB");
+    tu_check_content(v, "d/b", "A");
+    tu_check_content(v, "d/b2", "BB");
     CHECK(nlink_of(v, "d/b") == 1 && nlink_of(v, "d/b2") == 1);
     /* (one of two names, into another directory) */
     fail_then_work(v, "rename of a linked name", op_rename_linked);
     check_missing(v, "d/l1");
-    check_content(v, "e/y", "LLL");
+    tu_check_content(v, "e/y", "LLL");
     CHECK(nlink_of(v, "e/y") == 2 && nlink_of(v, "d/l2") == 2);
     fail_then_work(v, "hard link", op_link);
     CHECK(nlink_of(v, "d/a") == 2 && nlink_of(v, "e/x") == 2);
@@ -139,10 +131,10 @@ static void test_cases(tu_rng *rng) {
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     char s[4096];
     snapshot(v, s, sizeof s);
-    check_content(v, "d/b", "A");
-    check_content(v, "d/b2", "BB");
-    check_content(v, "e/y", "LLL");
-    check_content(v, "d/a", "XXXX");
+    tu_check_content(v, "d/b", "A");
+    tu_check_content(v, "d/b2", "BB");
+    tu_check_content(v, "e/y", "LLL");
+    tu_check_content(v, "d/a", "XXXX");
     check_missing(v, "d/c");
     check_missing(v, "d/l1");
     check_missing(v, "d/l2");

@@ -429,6 +429,16 @@ static inline uint8_t *tu_vget(scp_volume *v, const char *path, size_t *len, scp
     return b;
 }
 
+/* The volume file path reads exactly the string want (a failure counted otherwise). */
+static inline void tu_check_content(scp_volume *v, const char *path, const char *want) {
+    size_t n;
+    scp_err e;
+    uint8_t *b = tu_vget(v, path, &n, &e);
+    CHECKF(b && n == strlen(want) && memcmp(b, want, n) == 0, "'%s' reads '%.*s', want '%s' (%s)", path,
+           b ? (int)n : 0, b ? (const char *)b : "", want, b ? "" : e.msg);
+    free(b);
+}
+
 static inline uint64_t tu_be64(const uint8_t *p) {
     uint64_t g = 0;
     for (int i = 0; i < 8; i++) g = (g << 8) | p[i];
