@@ -260,9 +260,7 @@ static int import_one(struct import_ctx *x, const char *sp, const char *vp) {
     return rc;
 }
 
-/* The entries of the source directory src into the volume directory vpath: 0, or -1 when the
- * volume failed. A subdirectory that cannot be read is left out (import_skip) with what it
- * holds; the top one (vpath "") fails the import. */
+/* (scandir's order and filter for import_dir: by strcmp, the manifest's order, without . and ..) */
 static int by_name(const struct dirent **a, const struct dirent **b) {
     return strcmp((*a)->d_name, (*b)->d_name);
 }
