@@ -241,6 +241,10 @@ void scp_volume_drop_spares(scp_volume *vol);
 int scp_volume_fold_at_exit(scp_volume *vol, scp_err *err);
 
 int scp_volume_stat(scp_volume *vol, const char *path, scp_vstat *st, scp_err *err);
+/* scp_volume_stat without a directory's link count (nlink 0 for a directory): the type, mode,
+ * owners and times that a permission check reads, at the cost of one lookup (a directory's
+ * count walks its children: a create in a directory of 100,000 names would walk them all). */
+int scp_volume_attrs(scp_volume *vol, const char *path, scp_vstat *st, scp_err *err);
 int scp_volume_mkdir(scp_volume *vol, const char *path, uint32_t mode, scp_err *err);
 int scp_volume_rmdir(scp_volume *vol, const char *path, scp_err *err);
 /* Make a node (mknod): mode holds its type (S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK) and permission

@@ -56,7 +56,7 @@ void scp_perm_owner(const struct scp_cred *c, scp_vstat *v) {
 static long search_dir(const struct scp_cred *c, scp_volume *vol, const char *dir) {
     scp_vstat v;
     scp_err e;
-    if (scp_volume_stat(vol, dir, &v, &e) || v.type != SCP_VTYPE_DIR) return 1; /* (the call's) */
+    if (scp_volume_attrs(vol, dir, &v, &e) || v.type != SCP_VTYPE_DIR) return 1; /* (the call's) */
     scp_perm_owner(c, &v);
     return access_as(c, &v, 1, c->euid, c->egid);
 }
@@ -141,7 +141,7 @@ long scp_perm_parent(const struct scp_cred *c, scp_volume *vol, const char *rel,
     scp_err e;
     /* a missing parent, or one that is not a directory: the call reports ENOENT or ENOTDIR,
      * which the kernel finds before permissions (its lookup fails first) */
-    if (scp_volume_stat(vol, parent, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
+    if (scp_volume_attrs(vol, parent, &v, &e) || v.type != SCP_VTYPE_DIR) return 0;
     scp_perm_owner(c, &v);
     return scp_perm_access(c, &v, want);
 }
@@ -159,10 +159,10 @@ long scp_perm_sticky(const struct scp_cred *c, scp_volume *vol, const char *rel)
     parent[n] = '\0';
     scp_vstat d, v;
     scp_err e;
-    if (scp_volume_stat(vol, parent, &d, &e) || d.type != SCP_VTYPE_DIR || !(d.mode & S_ISVTX))
+    if (scp_volume_attrs(vol, parent, &d, &e) || d.type != SCP_VTYPE_DIR || !(d.mode & S_ISVTX))
         return 0;
     scp_perm_owner(c, &d);
-    if (d.uid == c->euid || scp_volume_stat(vol, rel, &v, &e)) return 0;
+    if (d.uid == c->euid || scp_volume_attrs(vol, rel, &v, &e)) return 0;
     scp_perm_owner(c, &v);
     return v.uid == c->euid ? 0 : -EPERM;
 }

@@ -225,7 +225,8 @@ struct scp_volume {
     int mchg_ok;
     uint64_t mchg_ver;
     int ml_check_now;       /* assert builds: check this record's delta whole (mlog_delta) */
-    uint64_t ml_checks;
+    uint64_t ml_checks;     /* records sealed (the check's clock) */
+    uint64_t ml_check_next; /* the record at or after which the next check runs */
     uint64_t ml_delta_seen; /* entries the deltas looked at (both manifests whole, or the
                              * listed paths; not the debug builds' check): test_volume_mlog */
     int lazy;         /* this process wrote the scratch slot since its last durable commit */
@@ -685,10 +686,23 @@ long man_find(const scp_manifest *m, const char *path);
 /* The index of the first entry that sorts at or after path + "/" (where path's descendants
  * start, if it has any; m->n if none sorts there). path is not empty. */
 size_t vol_man_below(const scp_manifest *m, const char *path);
+/* The index of the first entry past every path below path[0..pl) + "/" (pl may be 0: past
+ * every path that starts with '/', the root's entry). */
+size_t vol_man_past(const scp_manifest *m, const char *path, size_t pl);
+/* A walk of a directory's children, from the entry k below it (the directory's path is pl - 1
+ * bytes and a '/'; pl 0 for the volume root): the index of the next entry to look at, k + 1
+ * if entry k is a child, else past the subtree of the child that entry k lies in. So a stat
+ * of a directory or its listing costs its children, not every entry below it: the root's
+ * link count (a search-permission check of every call by a caller other than root) walked
+ * the whole manifest (session 60). */
+size_t vol_man_next_child(const scp_manifest *m, size_t pl, size_t k);
 /* Does an entry below path (path + '/') exist? (Not "is the next entry after path below it":
  * "a-b" and "a.txt" sort between "a" and "a/x", since '-' and '.' sort before '/'.) */
 int man_has_child(const scp_manifest *m, const char *path);
 int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->path */
+/* dst = a deep copy of src (its path and target its own), with path instead of src's if path
+ * is not NULL: 0, or -1 out of memory (dst then holds nothing to free). */
+int man_entry_dup(scp_mentry *dst, const scp_mentry *src, const char *path);
 /* Make sure the next k (at most 2) man_inserts need no allocation: 0, or -1 out of memory.
  * (man_remove keeps what it frees for them: an insert that puts back a removed entry never
  * fails, and nothing else needs the reserve.) */
@@ -728,7 +742,8 @@ int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *
  * in or out, its directory has its new times and, when others, every other name of the file
  * id its new ctime and count, notes them all (at most VOL_MCHG_MAX, else the list turns off),
  * so that the record is built from them and not from a comparison of the whole manifest:
- * others costs a scan of the entries' ids, without the comparison's strcmp of every path. */
+ * others costs a scan of the entries' ids, without the comparison's strcmp of every path
+ * (id may be NULL when others is 0: a create, vol_man_create). */
 int vol_mchg_usable(const scp_volume *v);
 void vol_man_name_changed(scp_volume *v, int usable, const char *path,
                           const uint8_t id[SCP_FILEID_LEN], int others);

@@ -649,9 +649,9 @@ static int mentry_eq(const scp_mentry *a, const scp_mentry *b) {
            (!a->target || strcmp(a->target, b->target) == 0);
 }
 
-static int mentry_copy(scp_mentry *dst, const scp_mentry *src) {
+int man_entry_dup(scp_mentry *dst, const scp_mentry *src, const char *path) {
     *dst = *src;
-    dst->path = strdup(src->path);
+    dst->path = strdup(path ? path : src->path);
     dst->target = src->target ? strdup(src->target) : NULL;
     if (dst->path && (dst->target || !src->target)) return 0;
     free(dst->path);
@@ -666,7 +666,7 @@ static int man_copy(scp_manifest *dst, const scp_manifest *src) {
     dst->cap = src->n ? src->n : 1;
     for (; dst->n < src->n; dst->n++) {
         scp_mentry *x = malloc(sizeof *x);
-        if (!x || mentry_copy(x, src->e[dst->n]) < 0) {
+        if (!x || man_entry_dup(x, src->e[dst->n], NULL) < 0) {
             free(x);
             scp_manifest_free(dst);
             return -1;
@@ -676,17 +676,34 @@ static int man_copy(scp_manifest *dst, const scp_manifest *src) {
     return 0;
 }
 
-size_t vol_man_below(const scp_manifest *m, const char *path) {
-    size_t pl = strlen(path), lo = 0, hi = m->n;
+/* The index of the first entry that sorts at or after path[0..pl) + ch. */
+static size_t man_bound(const scp_manifest *m, const char *path, size_t pl, char ch) {
+    size_t lo = 0, hi = m->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
         const char *q = m->e[mid]->path;
         int c = strncmp(q, path, pl);
-        if (c == 0) c = (unsigned char)q[pl] - (unsigned char)'/';
+        if (c == 0) c = (unsigned char)q[pl] - (unsigned char)ch;
         if (c < 0) lo = mid + 1;
         else hi = mid;
     }
     return lo;
+}
+
+size_t vol_man_below(const scp_manifest *m, const char *path) {
+    return man_bound(m, path, strlen(path), '/');
+}
+
+size_t vol_man_past(const scp_manifest *m, const char *path, size_t pl) {
+    return man_bound(m, path, pl, '0'); /* ('0' follows '/': past every path + "/...") */
+}
+
+size_t vol_man_next_child(const scp_manifest *m, size_t pl, size_t k) {
+    const char *q = m->e[k]->path, *slash = strchr(q + pl, '/');
+    if (!slash) return k + 1;
+    size_t next = vol_man_past(m, q, (size_t)(slash - q));
+    assert(next > k);
+    return next;
 }
 
 int man_has_child(const scp_manifest *m, const char *path) {
@@ -761,7 +778,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, const scp_manifest 
         if (!scp_manifest_parent_is_dir(m, p->path))
             return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta puts an entry outside a directory");
         scp_mentry e;
-        if (mentry_copy(&e, p) < 0)
+        if (man_entry_dup(&e, p, NULL) < 0)
             return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory applying a manifest delta");
         e.nlink = 1;
         long i = man_find(m, p->path);
@@ -927,12 +944,8 @@ int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *
     int track = mchg_usable(v);
     const char *path = e->path; /* (man takes it: valid while the entry is in man) */
     if (man_insert(&v->man, e, err) < 0) return -1;
-    long pi = parent_index(&v->man, path);
-    *dt = dir_touch(&v->man, pi, now);
-    if (!track) return 0;
-    vol_mchg_note(v, path);
-    if (pi >= 0) vol_mchg_note(v, v->man.e[pi]->path);
-    if (v->mchg_ok) v->mchg_ver = v->man.ver; /* (a note past VOL_MCHG_MAX turned the list off) */
+    *dt = dir_touch(&v->man, parent_index(&v->man, path), now);
+    vol_man_name_changed(v, track, path, NULL, 0); /* (the name and its directory) */
     return 0;
 }
 
@@ -992,9 +1005,14 @@ static int mlog_delta(scp_volume *v, uint8_t **out, size_t *out_len, size_t *nch
      * name checks it guards in mlog_check, about 3 us of a commit; bench/RESULTS.md "maria17").
      * In a larger manifest every (entries / 16)-th record, so that the check costs about 16
      * entries' comparisons a record whatever the size: at every 64th, a tar -x of 30,000 files
-     * spent 7% of its time in it (bench/RESULTS.md, session 58). */
+     * spent 7% of its time in it (bench/RESULTS.md, session 58). The next check's record is
+     * kept, not found as `nrec % every == 0`: with `every` growing by one each 16 creates
+     * (80 records of tar -x), the remainder met 0 about once per change of `every`, so the
+     * check ran every ~80 records whatever the size, O(entries) a record: 21 million entries
+     * compared in that tar -x, a quarter of its time (session 60). */
     uint64_t nrec = ++v->ml_checks, every = v->man.n / 16 > 64 ? v->man.n / 16 : 64;
-    v->ml_check_now = (v->man.n <= 256 && nrec <= 4096) || nrec % every == 0;
+    v->ml_check_now = (v->man.n <= 256 && nrec <= 4096) || nrec >= v->ml_check_next;
+    if (v->ml_check_now) v->ml_check_next = nrec + every;
     if (v->ml_check_now) {
         uint8_t *full = NULL;
         size_t flen = 0, fchg = 0;

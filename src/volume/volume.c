@@ -1400,7 +1400,7 @@ static int check_parent(scp_volume *v, const char *path, scp_err *err) {
  * ".." of each subdirectory. Walks the directory's descendants (all entries for the root). */
 static uint32_t dir_nlink(const scp_manifest *m, const char *path) {
     size_t pl = strlen(path), lo = pl ? vol_man_below(m, path) : 0, sub = 0;
-    for (size_t k = lo; k < m->n; k++) {
+    for (size_t k = lo; k < m->n; k = vol_man_next_child(m, pl ? pl + 1 : 0, k)) {
         const char *q = m->e[k]->path;
         if (pl && (strncmp(q, path, pl) != 0 || q[pl] != '/')) break;
         if (m->e[k]->type == SCP_MTYPE_DIR && !strchr(q + (pl ? pl + 1 : 0), '/')) sub++;
@@ -1408,7 +1408,7 @@ static uint32_t dir_nlink(const scp_manifest *m, const char *path) {
     return sub > UINT32_MAX - 2 ? UINT32_MAX : (uint32_t)(2 + sub);
 }
 
-int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err) {
+static int stat_path(scp_volume *v, const char *path, scp_vstat *st, int nlink, scp_err *err) {
     char p[SCP_MAX_PATH + 1];
     if (norm(path, p, err) < 0) return -1;
     if (vol_lock_read(v, err) < 0) return -1;
@@ -1424,15 +1424,23 @@ int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err
             st->mode = 0755;
             st->owner_unset = 1;
         }
-        st->nlink = dir_nlink(&v->man, "");
+        st->nlink = nlink ? dir_nlink(&v->man, "") : 0;
     } else {
         long i = man_find(&v->man, p);
         if (i < 0) rc = missing(v, p, err);
         else fill_stat(v, v->man.e[i], st);
-        if (i >= 0 && st->type == SCP_VTYPE_DIR) st->nlink = dir_nlink(&v->man, p);
+        if (i >= 0 && st->type == SCP_VTYPE_DIR) st->nlink = nlink ? dir_nlink(&v->man, p) : 0;
     }
     vol_unlock(v);
     return rc;
+}
+
+int scp_volume_stat(scp_volume *v, const char *path, scp_vstat *st, scp_err *err) {
+    return stat_path(v, path, st, 1, err);
+}
+
+int scp_volume_attrs(scp_volume *v, const char *path, scp_vstat *st, scp_err *err) {
+    return stat_path(v, path, st, 0, err);
 }
 
 /* A new entry without objects (a directory or a node): mode as stored, size as given. */
@@ -1540,12 +1548,9 @@ long scp_volume_first_link(scp_volume *v, const char *path, int follow_last, cha
 static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_LEN],
                             scp_err *err) {
     assert(VOL_LOCK_HELD(v));
-    scp_mentry saved = *v->man.e[i];
-    if (!(saved.path = strdup(saved.path)) ||
-        (saved.target && !(saved.target = strdup(saved.target)))) {
-        free(saved.path);
+    scp_mentry saved;
+    if (man_entry_dup(&saved, v->man.e[i], NULL) < 0)
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    }
     int64_t now = scp_now_ns();
     int usable = vol_mchg_usable(v); /* (before any change: vol_man_name_changed) */
     man_remove(&v->man, i);
@@ -1797,12 +1802,8 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
     int64_t now = scp_now_ns(), old_ctime = v->man.e[i]->ctime_ns;
     int usable = vol_mchg_usable(v); /* (before any change: vol_man_name_changed) */
     man_ctime_touch(&v->man, (size_t)i, now); /* its link count changes */
-    scp_mentry e = *v->man.e[i];
-    e.path = strdup(b);
-    e.target = e.target ? strdup(e.target) : NULL;
-    if (!e.path || (v->man.e[i]->target && !e.target)) {
-        free(e.path);
-        free(e.target);
+    scp_mentry e;
+    if (man_entry_dup(&e, v->man.e[i], b) < 0) {
         man_ctime_touch(&v->man, (size_t)i, old_ctime);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
@@ -1885,17 +1886,6 @@ static char *reprefix(const char *path, size_t from_len, const char *to) {
     return s;
 }
 
-/* An entry's deep copy (its path and target its own), or -1 out of memory. */
-static int entry_dup(scp_mentry *dst, const scp_mentry *src, const char *path) {
-    *dst = *src;
-    dst->path = strdup(path);
-    dst->target = src->target ? strdup(src->target) : NULL;
-    if (dst->path && (dst->target || !src->target)) return 0;
-    free(dst->path);
-    free(dst->target);
-    return -1;
-}
-
 /* The rename of a name that is no directory, a to b (b, if it exists, a name of another file
  * and no directory: the caller checked), in place: the entry moves to its new place in the
  * sorted array and a replaced name goes, with the times and counts that change, all noted
@@ -1913,14 +1903,14 @@ static int rename_name_locked(scp_volume *v, const char *a, const char *b, scp_e
     int has_repl = j >= 0;
     /* (every allocation first: the changes below and their undoing then cannot fail for want
      * of memory; man_reserve: the moved entry's insert and the undo's two) */
-    if (man_reserve(&v->man, 2) < 0 || entry_dup(&old, v->man.e[i], a) < 0)
+    if (man_reserve(&v->man, 2) < 0 || man_entry_dup(&old, v->man.e[i], a) < 0)
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    if (entry_dup(&moved, v->man.e[i], b) < 0) {
+    if (man_entry_dup(&moved, v->man.e[i], b) < 0) {
         free(old.path);
         free(old.target);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
-    if (has_repl && entry_dup(&repl, v->man.e[j], b) < 0) {
+    if (has_repl && man_entry_dup(&repl, v->man.e[j], b) < 0) {
         free(old.path);
         free(old.target);
         free(moved.path);
@@ -1940,26 +1930,17 @@ static int rename_name_locked(scp_volume *v, const char *a, const char *b, scp_e
     man_remove(&v->man, (size_t)man_find(&v->man, a));
     int rc = man_insert(&v->man, &moved, err); /* (reserved: cannot fail) */
     assert(rc == 0);
-    man_dtimes da = {0, 0}, db = {0, 0};
-    if (rc == 0) {
-        da = man_parent_touch(&v->man, a, now);
-        db = man_parent_touch(&v->man, b, now);
-        man_ctime_touch(&v->man, (size_t)man_find(&v->man, b), now); /* (and its other names) */
-        vol_man_name_changed(v, usable, a, old.id, 0);
-        vol_man_name_changed(v, usable, b, old.id, old.nlink != 1);
-        if (has_repl) vol_man_name_changed(v, usable, b, repl.id, rother >= 0);
-        rc = vol_commit_manifest(v, 0, err);
-        if (rc < 0) {
-            man_ctime_touch(&v->man, (size_t)man_find(&v->man, b), old.ctime_ns);
-            man_parent_untouch(&v->man, b, db);
-            man_parent_untouch(&v->man, a, da);
-            man_remove(&v->man, (size_t)man_find(&v->man, b));
-        }
-    } else {
-        free(moved.path);
-        free(moved.target);
-    }
+    man_dtimes da = man_parent_touch(&v->man, a, now), db = man_parent_touch(&v->man, b, now);
+    man_ctime_touch(&v->man, (size_t)man_find(&v->man, b), now); /* (and its other names) */
+    vol_man_name_changed(v, usable, a, old.id, 0);
+    vol_man_name_changed(v, usable, b, old.id, old.nlink != 1);
+    if (has_repl) vol_man_name_changed(v, usable, b, repl.id, rother >= 0);
+    rc = vol_commit_manifest(v, 0, err);
     if (rc < 0) { /* put back what was (the array has room: as many entries as before) */
+        man_ctime_touch(&v->man, (size_t)man_find(&v->man, b), old.ctime_ns);
+        man_parent_untouch(&v->man, b, db);
+        man_parent_untouch(&v->man, a, da);
+        man_remove(&v->man, (size_t)man_find(&v->man, b));
         (void)man_insert(&v->man, &old, NULL);
         if (has_repl) {
             if (rother >= 0) man_ctime_touch(&v->man, (size_t)rother, repl.ctime_ns);
@@ -2171,7 +2152,7 @@ int scp_volume_readdir(scp_volume *v, const char *path, scp_readdir_cb cb, void 
         /* the first entry below p/, not the one after p: "p-1" and "p.txt" sort between them */
         start = vol_man_below(&v->man, p);
     }
-    for (size_t k = start; rc == 0 && k < v->man.n; k++) {
+    for (size_t k = start; rc == 0 && k < v->man.n; k = vol_man_next_child(&v->man, pl ? pl + 1 : 0, k)) {
         const char *ep = v->man.e[k]->path;
         if (pl && (strncmp(ep, p, pl) != 0 || ep[pl] != '/')) break;
         const char *name = pl ? ep + pl + 1 : ep;

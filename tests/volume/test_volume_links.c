@@ -31,12 +31,6 @@ static int count_objects(const char *vd) {
     return n;
 }
 
-static uint32_t nlink_of(scp_volume *v, const char *path) {
-    scp_vstat st;
-    if (scp_volume_stat(v, path, &st, &e) < 0) return 0;
-    return st.nlink;
-}
-
 static void append(scp_volume *v, const char *path, const char *s, int sync) {
     scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, path, O_RDWR | O_APPEND, 0, &e), e);
     CHECK(scp_vfile_write(f, s, strlen(s), &e) == (ssize_t)strlen(s));
@@ -52,7 +46,7 @@ static void test_names(tu_rng *rng) {
     REQUIRE_OK(tu_vput(v, "a", "one", 3, &e), e);
     int objs_one = count_objects(vd);
     CHECK_OK(scp_volume_link(v, "a", "d/b", &e), e);
-    CHECK(nlink_of(v, "a") == 2 && nlink_of(v, "d/b") == 2);
+    CHECK(tu_nlink(v, "a") == 2 && tu_nlink(v, "d/b") == 2);
     scp_vstat sa, sb;
     CHECK_OK(scp_volume_stat(v, "a", &sa, &e), e);
     CHECK_OK(scp_volume_stat(v, "d/b", &sb, &e), e);
@@ -79,7 +73,7 @@ static void test_names(tu_rng *rng) {
     /* a third name through an open handle (linkat AT_EMPTY_PATH) */
     f = REQUIRE_PTR(scp_vfile_open(v, "a", O_RDONLY, 0, &e), e);
     CHECK_OK(scp_vfile_link(f, "c", &e), e);
-    CHECK(nlink_of(v, "a") == 3 && nlink_of(v, "c") == 3);
+    CHECK(tu_nlink(v, "a") == 3 && tu_nlink(v, "c") == 3);
     scp_vstat fs;
     CHECK_OK(scp_vfile_stat(f, &fs, &e), e);
     CHECK(fs.nlink == 3);
@@ -87,13 +81,13 @@ static void test_names(tu_rng *rng) {
 
     /* rename between two names of one file: nothing happens */
     CHECK_OK(scp_volume_rename(v, "a", "c", &e), e);
-    CHECK(nlink_of(v, "a") == 3 && nlink_of(v, "c") == 3);
+    CHECK(tu_nlink(v, "a") == 3 && tu_nlink(v, "c") == 3);
     tu_check_content(v, "c", "one-two");
 
     /* closed and opened again: the links are in the manifest */
     CHECK_OK(scp_volume_close(v, &e), e);
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
-    CHECK(nlink_of(v, "a") == 3 && nlink_of(v, "d/b") == 3 && nlink_of(v, "c") == 3);
+    CHECK(tu_nlink(v, "a") == 3 && tu_nlink(v, "d/b") == 3 && tu_nlink(v, "c") == 3);
     tu_check_content(v, "d/b", "one-two");
     append(v, "c", "-three", 0);
     tu_check_content(v, "a", "one-two-three");
@@ -102,13 +96,13 @@ static void test_names(tu_rng *rng) {
     REQUIRE_OK(tu_vput(v, "other", "OTHER", 5, &e), e);
     CHECK_OK(scp_volume_rename(v, "other", "c", &e), e);
     tu_check_content(v, "c", "OTHER");
-    CHECK(nlink_of(v, "c") == 1 && nlink_of(v, "a") == 2);
+    CHECK(tu_nlink(v, "c") == 1 && tu_nlink(v, "a") == 2);
     tu_check_content(v, "a", "one-two-three");
 
     /* an open handle outlives its names */
     f = REQUIRE_PTR(scp_vfile_open(v, "a", O_RDWR, 0, &e), e);
     CHECK_OK(scp_volume_unlink(v, "a", &e), e);
-    CHECK(nlink_of(v, "d/b") == 1);
+    CHECK(tu_nlink(v, "d/b") == 1);
     tu_check_content(v, "d/b", "one-two-three");
     CHECK(scp_vfile_pwrite(f, "!", 1, 13, &e) == 1);
     CHECK_OK(scp_vfile_fsync(f, &e), e); /* commits through the name that is left */
@@ -129,7 +123,7 @@ static void test_names(tu_rng *rng) {
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     CHECKF(count_objects(vd) < objs_before, "objects after the last name went: %d, before %d",
            count_objects(vd), objs_before);
-    CHECK(nlink_of(v, "c") == 1);
+    CHECK(tu_nlink(v, "c") == 1);
     CHECK_OK(scp_volume_close(v, &e), e);
     tu_rm_rf(root);
     free(root);
@@ -160,7 +154,7 @@ static void test_kill(tu_rng *rng) {
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
     tu_check_content(v, "x", "base+kill");
     tu_check_content(v, "y", "base+kill");
-    CHECK(nlink_of(v, "x") == 2);
+    CHECK(tu_nlink(v, "x") == 2);
     CHECK_OK(scp_volume_close(v, &e), e);
     tu_rm_rf(root);
     free(root);

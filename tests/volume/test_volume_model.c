@@ -196,6 +196,7 @@ typedef struct dent {
     char name[256];
     int type;
     uint64_t size;
+    uint32_t nlink; /* (the model's: a directory's 2 + its subdirectories) */
 } dent;
 typedef struct dlist {
     dent *d;
@@ -211,6 +212,7 @@ static int collect_cb(void *ctx, const char *name, const scp_vstat *st) {
     snprintf(l->d[l->n].name, sizeof l->d[l->n].name, "%s", name);
     l->d[l->n].type = st->type;
     l->d[l->n].size = st->size;
+    l->d[l->n].nlink = st->nlink;
     l->n++;
     return 0;
 }
@@ -222,6 +224,14 @@ static int dent_cmp(const void *a, const void *b) {
  * if `contents`. */
 static void compare_tree(mstate *m, const char *rel, int contents) {
     char *mp = rel[0] ? mpath(m, rel) : strdup(m->modeldir);
+    if (!rel[0]) { /* the root's link count (its subdirectories): every walk starts here */
+        struct stat rs;
+        scp_vstat rv;
+        scp_err re;
+        if (stat(mp, &rs) == 0 && scp_volume_stat(m->vol, "", &rv, &re) == 0)
+            CHECKF(rv.nlink == (uint32_t)rs.st_nlink, "stat of the root: nlink %u, model %u", rv.nlink,
+                   (unsigned)rs.st_nlink);
+    }
     DIR *d = opendir(mp);
     REQUIRE(d);
     dlist ml = {0}, vl = {0};
@@ -233,7 +243,8 @@ static void compare_tree(mstate *m, const char *rel, int contents) {
         lstat(c, &st);
         free(c);
         scp_vstat vs = {.type = S_ISDIR(st.st_mode) ? SCP_VTYPE_DIR : SCP_VTYPE_FILE,
-                        .size = S_ISDIR(st.st_mode) ? 0 : (uint64_t)st.st_size};
+                        .size = S_ISDIR(st.st_mode) ? 0 : (uint64_t)st.st_size,
+                        .nlink = (uint32_t)st.st_nlink};
         collect_cb(&ml, de->d_name, &vs);
     }
     closedir(d);
@@ -272,6 +283,10 @@ static void compare_tree(mstate *m, const char *rel, int contents) {
                 if (ml.d[i].type == SCP_VTYPE_FILE && !is_open(m, sub))
                     CHECKF(vs.size == ml.d[i].size, "stat '%s': size %llu, model %llu", sub,
                            (unsigned long long)vs.size, (unsigned long long)ml.d[i].size);
+                /* (a directory's count skips its children's subtrees: vol_man_next_child) */
+                if (ml.d[i].type == SCP_VTYPE_DIR)
+                    CHECKF(vs.nlink == ml.d[i].nlink, "stat '%s': nlink %u, model %u", sub,
+                           vs.nlink, ml.d[i].nlink);
             }
             if (ml.d[i].type == SCP_VTYPE_DIR)
                 compare_tree(m, sub, contents);

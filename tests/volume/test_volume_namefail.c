@@ -46,12 +46,6 @@ static void check_missing(scp_volume *v, const char *path) {
     CHECKF(scp_volume_stat(v, path, &st, &e) < 0 && e.code == SCP_E_NOENT, "'%s' exists", path);
 }
 
-static uint32_t nlink_of(scp_volume *v, const char *path) {
-    scp_vstat st;
-    if (scp_volume_stat(v, path, &st, &e) < 0) return 0;
-    return st.nlink;
-}
-
 /* A stat of every name the cases use, as text: what must not change across a failure. */
 static void snapshot(scp_volume *v, char *out, size_t cap) {
     static const char *const names[] = {"", "d", "d/a", "d/b", "d/b2", "d/c", "d/l1", "d/l2",
@@ -115,17 +109,17 @@ static void test_cases(tu_rng *rng) {
     check_missing(v, "d/c");
     tu_check_content(v, "d/b", "A");
     tu_check_content(v, "d/b2", "BB");
-    CHECK(nlink_of(v, "d/b") == 1 && nlink_of(v, "d/b2") == 1);
+    CHECK(tu_nlink(v, "d/b") == 1 && tu_nlink(v, "d/b2") == 1);
     /* (one of two names, into another directory) */
     fail_then_work(v, "rename of a linked name", op_rename_linked);
     check_missing(v, "d/l1");
     tu_check_content(v, "e/y", "LLL");
-    CHECK(nlink_of(v, "e/y") == 2 && nlink_of(v, "d/l2") == 2);
+    CHECK(tu_nlink(v, "e/y") == 2 && tu_nlink(v, "d/l2") == 2);
     fail_then_work(v, "hard link", op_link);
-    CHECK(nlink_of(v, "d/a") == 2 && nlink_of(v, "e/x") == 2);
+    CHECK(tu_nlink(v, "d/a") == 2 && tu_nlink(v, "e/x") == 2);
     fail_then_work(v, "unlink of a linked name", op_unlink);
     check_missing(v, "d/l2");
-    CHECK(nlink_of(v, "e/y") == 1);
+    CHECK(tu_nlink(v, "e/y") == 1);
     REQUIRE_OK(scp_volume_close(v, &e), e);
     /* another opener sees the results */
     v = REQUIRE_PTR(scp_volume_open(vd, key, NULL, &e), e);
@@ -138,7 +132,7 @@ static void test_cases(tu_rng *rng) {
     check_missing(v, "d/c");
     check_missing(v, "d/l1");
     check_missing(v, "d/l2");
-    CHECK(nlink_of(v, "d/a") == 2 && nlink_of(v, "e/x") == 2 && nlink_of(v, "e/y") == 1);
+    CHECK(tu_nlink(v, "d/a") == 2 && tu_nlink(v, "e/x") == 2 && tu_nlink(v, "e/y") == 1);
     CHECKF(scp_volume_verify(v, NULL, NULL, NULL, &e) == 0, "verify: problems or %s", e.msg);
     REQUIRE_OK(scp_volume_close(v, &e), e);
     tu_rm_rf(root);

@@ -439,6 +439,14 @@ static inline void tu_check_content(scp_volume *v, const char *path, const char 
     free(b);
 }
 
+/* The link count of the volume's path, or 0 if it cannot be stat'ed. */
+static inline uint32_t tu_nlink(scp_volume *v, const char *path) {
+    scp_vstat st;
+    scp_err e;
+    if (scp_volume_stat(v, path, &st, &e) < 0) return 0;
+    return st.nlink;
+}
+
 static inline uint64_t tu_be64(const uint8_t *p) {
     uint64_t g = 0;
     for (int i = 0; i < 8; i++) g = (g << 8) | p[i];
