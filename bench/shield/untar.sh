@@ -8,7 +8,9 @@
 #
 # Environment: FILES=30000, ROUNDS=3, BASE=/dev/shm (tmpfs: the disk's inode allocation after
 #   deleting the previous round's objects moves the system time by seconds from run to run),
-#   AB=OTHER_BUILD (that build's scpctl too: "base").
+#   AB=OTHER_BUILD (that build's scpctl too: "base"), AS=USER (tar runs as that user, plain and
+#   under the shield, into a directory it owns: a caller other than root has its search
+#   permission checked on every directory of every path, in the volume by the shield).
 set -uo pipefail
 B=$(cd "${1:-build}" && pwd)
 [ -x "$B/src/scpctl" ] || { echo "untar.sh: build $B first" >&2; exit 2; }
@@ -27,6 +29,14 @@ for i in range(n):
         f.write("x")
 PY
 tar -cf "$T/tree.tar" -C "$T/src" . && rm -rf "$T/src"
+AS=${AS:-}
+asuser=() prep=""
+if [ -n "$AS" ]; then
+    chmod 755 "$T" && chmod 644 "$T/tree.tar" || exit 1
+    asuser=(setpriv --reuid="$AS" --regid="$(id -gn "$AS")" --clear-groups)
+    prep="mkdir /scp-untar/x && chown $AS /scp-untar/x && "
+fi
+into=${AS:+/x}
 builds="scp:$B"
 [ -n "${AB:-}" ] && builds="$builds base:$(cd "$AB" && pwd)"
 
@@ -35,15 +45,20 @@ timed() { # COMMAND...: "wall cpu" seconds (cpu: user + system of the whole tree
 }
 declare -A wall cpu
 for r in $(seq "$ROUNDS"); do
-    rm -rf "$T/plain" && mkdir "$T/plain"
-    read -r w c <<<"$(timed tar -xf "$T/tree.tar" -C "$T/plain")"
+    rm -rf "$T/plain" && mkdir "$T/plain" && { [ -z "$AS" ] || chown "$AS" "$T/plain"; }
+    read -r w c <<<"$(timed "${asuser[@]}" tar -xf "$T/tree.tar" -C "$T/plain")"
+    n=$(find "$T/plain" -type f | wc -l)
+    [ "$n" = "$FILES" ] || { echo "untar.sh: plain unpacked $n files of $FILES" >&2; exit 1; }
     wall[plain]+="$w " cpu[plain]+="$c "
     line="round $r: plain ${w} s (cpu $c)"
     for bb in $builds; do
         name=${bb%%:*} dir=${bb#*:}
         rm -rf "$T/vol" && "$dir/src/scpctl" volume create "$T/vol" --key-file "$T/key" >/dev/null 2>&1 || exit 1
         read -r w c <<<"$(timed env SCP_QUIET=1 "$dir/src/scpctl" run --volume "$T/vol:/scp-untar" --key-file "$T/key" -- \
-            tar -xf "$T/tree.tar" -C /scp-untar)"
+            sh -c "$prep"'exec "$@"' sh "${asuser[@]}" tar -xf "$T/tree.tar" -C "/scp-untar$into")"
+        n=$(SCP_QUIET=1 "$dir/src/scpctl" run --volume "$T/vol:/scp-untar" --key-file "$T/key" -- \
+            find "/scp-untar$into" -type f | wc -l)
+        [ "$n" = "$FILES" ] || { echo "untar.sh: $name unpacked $n files of $FILES" >&2; exit 1; }
         wall[$name]+="$w " cpu[$name]+="$c "
         line+=", $name ${w} s (cpu $c)"
     done
@@ -51,7 +66,7 @@ for r in $(seq "$ROUNDS"); do
 done
 med() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 pw=$(echo "${wall[plain]}" | med)
-echo "tar -xf of $FILES files, $ROUNDS rounds, medians: plain $pw s"
+echo "tar -xf of $FILES files${AS:+ as $AS}, $ROUNDS rounds, medians: plain $pw s"
 for bb in $builds; do
     name=${bb%%:*}
     w=$(echo "${wall[$name]}" | med) c=$(echo "${cpu[$name]}" | med)
