@@ -232,7 +232,10 @@ static void wipe_secrets(void *ctx) {
 
 /* The entries of the directory dfd and, to `depth` levels, of its subdirectories, to uid:gid
  * (no symlink followed). The volume format keeps a shallow tree: the volume directory and its
- * objects/. */
+ * objects/. A subdirectory is handed after its entries, and one that uid:gid owns already is
+ * passed by (it was handed whole before; objects made by root since went to its owner:
+ * vol_objects_owner), as the shield does at a privilege drop (shield/creds.c, chown_dir):
+ * every start of an image with a USER made an fchownat per object. */
 static int chown_entries(int dfd, uid_t uid, gid_t gid, int depth) {
     int rd = dup(dfd);
     DIR *d = rd >= 0 ? fdopendir(rd) : NULL;
@@ -244,12 +247,15 @@ static int chown_entries(int dfd, uid_t uid, gid_t gid, int depth) {
     struct dirent *e;
     while (rc == 0 && (e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (fchownat(dfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) rc = -1;
-        if (rc == 0 && e->d_type == DT_DIR && depth > 0) {
+        if (e->d_type == DT_DIR && depth > 0) {
+            struct stat st;
+            if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_uid == uid && st.st_gid == gid)
+                continue;
             int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             rc = sub < 0 ? -1 : chown_entries(sub, uid, gid, depth - 1);
             if (sub >= 0) close(sub);
         }
+        if (rc == 0 && fchownat(dfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) rc = -1;
     }
     closedir(d);
     return rc;
