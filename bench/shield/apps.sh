@@ -16,7 +16,10 @@
 #   sqlite sqlite3 CLI: ROWS inserts in one transaction, 2000 one-row transactions (rollback
 #          journal), a full scan and 2000 point selects
 #   nginx  nginx (sendfile on, 1 worker): wrk -t2 -c50 on a 4 KiB and a 1 MiB static file,
-#          without and with open_file_cache (nginx-ofc: descriptors kept open across requests)
+#          without and with open_file_cache (nginx-ofc: descriptors kept open across requests);
+#          NGX_USER=root (the worker's user: www-data has its search permission checked on
+#          every directory of every path), FILL=0 (one-byte files beside them in the served
+#          tree, in directories of 1,000: a site, or a volume, of many files)
 # Prints throughput and, load-independent, CPU time per operation (the server's utime+stime for
 # redis and nginx's worker, 10 ms ticks; perf's task-clock for sqlite3), both with ratios.
 set -uo pipefail
@@ -131,12 +134,14 @@ bench_nginx() { # MODE CACHE(0|1)
     d=$(dir "$mode")/www
     $(pre "$mode") mkdir -p "$d"
     $(pre "$mode") cp "$T/small.bin" "$T/large.bin" "$d/"
+    [ "${FILL:-0}" -gt 0 ] && $(pre "$mode") tar -xf "$T/fill.tar" -C "$d"
+    $(pre "$mode") chmod -R a+rX "$d"
     mkdir -p "$T/ngx-$mode"
     cat > "$T/ngx-$mode/nginx.conf" <<CONF
 daemon off;
 master_process on;
 worker_processes 1;
-user root;
+user ${NGX_USER:-root};
 pid $T/ngx-$mode/nginx.pid;
 error_log $T/ngx-$mode/error.log;
 events { worker_connections 256; }
@@ -171,6 +176,18 @@ CONF
     $(pre "$mode") rm -rf "$d"
 }
 
+if [ "${FILL:-0}" -gt 0 ]; then
+    chmod 755 "$T" # (the worker's user reaches the configuration and the plain tree)
+    mkdir "$T/fill" && python3 - "$T/fill" "$FILL" <<'PY' && tar -cf "$T/fill.tar" -C "$T/fill" . && rm -rf "$T/fill" || exit 1
+import os, sys
+root, n = sys.argv[1], int(sys.argv[2])
+for i in range(n):
+    d = os.path.join(root, "d%03d" % (i // 1000))
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "f%06d" % i), "w") as f:
+        f.write("x")
+PY
+fi
 head -c 4096 /dev/urandom > "$T/small.bin"
 head -c 1048576 /dev/urandom > "$T/large.bin"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
