@@ -178,15 +178,7 @@ CONF
 
 if [ "${FILL:-0}" -gt 0 ]; then
     chmod 755 "$T" # (the worker's user reaches the configuration and the plain tree)
-    mkdir "$T/fill" && python3 - "$T/fill" "$FILL" <<'PY' && tar -cf "$T/fill.tar" -C "$T/fill" . && rm -rf "$T/fill" || exit 1
-import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(root, "d%03d" % (i // 1000))
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%06d" % i), "w") as f:
-        f.write("x")
-PY
+    bash "$(dirname "$0")/smalltree.sh" "$T/fill.tar" "$FILL" || exit 1
 fi
 head -c 4096 /dev/urandom > "$T/small.bin"
 head -c 1048576 /dev/urandom > "$T/large.bin"

@@ -18,17 +18,7 @@ FILES=${FILES:-30000} ROUNDS=${ROUNDS:-3}
 T=$(mktemp -d "${BASE:-/dev/shm}/scp-bench-untar.XXXXXX") || exit 1
 trap 'rm -rf "$T"' EXIT
 "$B/src/scpctl" volume keygen "$T/key" >/dev/null 2>&1 || exit 1
-mkdir "$T/src"
-python3 - "$T/src" "$FILES" <<'PY'
-import os, sys
-root, n = sys.argv[1], int(sys.argv[2])
-for i in range(n):
-    d = os.path.join(root, "d%03d" % (i // 1000))
-    os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "f%06d" % i), "w") as f:
-        f.write("x")
-PY
-tar -cf "$T/tree.tar" -C "$T/src" . && rm -rf "$T/src"
+bash "$(dirname "$0")/smalltree.sh" "$T/tree.tar" "$FILES" || exit 1
 AS=${AS:-}
 asuser=() prep=""
 if [ -n "$AS" ]; then
