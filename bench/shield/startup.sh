@@ -19,6 +19,8 @@
 #              launcher's own loading of its libraries); `sqlite3 DB 'select * from t'`
 #              natively, under scpctl run with DB outside the volume, and with DB on it.
 #   QUICK=1    only the per-fork and per-exec (true) figures (A/B rounds: bench/shield/forkab.sh)
+#   FILL=N     N one-byte files in the volume beside the 4 KiB one (smalltree.sh): the first
+#              volume call of each exec'd image loads the whole manifest
 set -eu
 B=${1:-build}
 N=${N:-200}
@@ -32,6 +34,10 @@ export SCP_QUIET=1
 mkdir -p "$T/plain"
 head -c 4096 /dev/urandom > "$T/plain/small"
 "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- cp "$T/plain/small" "$T/mnt/small"
+if [ "${FILL:-0}" -gt 0 ]; then
+    bash "$(dirname "$0")/smalltree.sh" "$T/fill.tar" "$FILL"
+    "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- sh -c "mkdir $T/mnt/fill && tar -xf $T/fill.tar -C $T/mnt/fill"
+fi
 
 # cpu_ms CMD...: "CPU WALL", the task-clock (ms) of CMD and its children, and the wall ms
 cpu_ms() {
