@@ -1397,7 +1397,8 @@ static int check_parent(scp_volume *v, const char *path, scp_err *err) {
 
 
 /* A directory's link count as the kernel gives it: 2 (its name and its ".") and one for the
- * ".." of each subdirectory. Walks its children only, past each child directory's subtree (vol_man_next_child). */
+ * ".." of each subdirectory. Walks its children only, past each child directory's subtree
+ * (vol_man_next_child). */
 static uint32_t dir_nlink(const scp_manifest *m, const char *path) {
     size_t pl = strlen(path), lo = pl ? vol_man_below(m, path) : 0, sub = 0;
     for (size_t k = lo; k < m->n; k = vol_man_next_child(m, pl ? pl + 1 : 0, k)) {
