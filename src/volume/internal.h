@@ -703,6 +703,8 @@ int man_insert(scp_manifest *m, const scp_mentry *e, scp_err *err); /* takes e->
 /* dst = a deep copy of src (its path and target its own), with path instead of src's if path
  * is not NULL: 0, or -1 out of memory (dst then holds nothing to free). */
 int man_entry_dup(scp_mentry *dst, const scp_mentry *src, const char *path);
+/* Free e's path and target (an entry out of the manifest: a copy, or one being replaced). */
+void man_entry_clear(scp_mentry *e);
 /* Make sure the next k (at most 2) man_inserts need no allocation: 0, or -1 out of memory.
  * (man_remove keeps what it frees for them: an insert that puts back a removed entry never
  * fails, and nothing else needs the reserve.) */

@@ -654,9 +654,14 @@ int man_entry_dup(scp_mentry *dst, const scp_mentry *src, const char *path) {
     dst->path = strdup(path ? path : src->path);
     dst->target = src->target ? strdup(src->target) : NULL;
     if (dst->path && (dst->target || !src->target)) return 0;
-    free(dst->path);
-    free(dst->target);
+    man_entry_clear(dst);
     return -1;
+}
+
+void man_entry_clear(scp_mentry *e) {
+    free(e->path);
+    free(e->target);
+    e->path = e->target = NULL;
 }
 
 static int man_copy(scp_manifest *dst, const scp_manifest *src) {
@@ -784,8 +789,7 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, const scp_manifest 
         long i = man_find(m, p->path);
         if (i >= 0) {
             if (m->e[i]->type == SCP_MTYPE_DIR && p->type != SCP_MTYPE_DIR && man_has_child(m, p->path)) {
-                free(e.path);
-                free(e.target);
+                man_entry_clear(&e);
                 return scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest delta turns a directory with entries into a file");
             }
             int same_id = memcmp(m->e[i]->id, p->id, SCP_FILEID_LEN) == 0;
@@ -793,12 +797,10 @@ int scp_manifest_apply(scp_manifest *m, const scp_mdelta *d, const scp_manifest 
             if (!same_id && on_leave) on_leave(ctx, m->e[i]);
             if (!same_id && m->e[i]->nlink != 1) relink_note(&r, m->e[i]->id);
             if (!same_id || m->e[i]->nlink != 1) relink_note(&r, p->id);
-            free(m->e[i]->path);
-            free(m->e[i]->target);
+            man_entry_clear(m->e[i]);
             *m->e[i] = e;
         } else if (man_insert(m, &e, err) < 0) {
-            free(e.path);
-            free(e.target);
+            man_entry_clear(&e);
             return -1;
         } else {
             /* a new name: maybe of a file that has others (no count when after says it has none:
@@ -919,11 +921,11 @@ static int mchg_usable(const scp_volume *v) { return v->mchg_ok && v->man.ver ==
 
 int vol_mchg_usable(const scp_volume *v) { return mchg_usable(v); }
 
-void vol_man_name_changed(scp_volume *v, int usable, const char *path,
-                          const uint8_t id[SCP_FILEID_LEN], int others) {
+/* vol_man_name_changed with path's parent index pi (-1: none) found already. */
+static void name_changed_at(scp_volume *v, int usable, const char *path, long pi,
+                            const uint8_t id[SCP_FILEID_LEN], int others) {
     if (!usable) return;
     vol_mchg_note(v, path);
-    long pi = parent_index(&v->man, path);
     if (pi >= 0) vol_mchg_note(v, v->man.e[pi]->path);
     uint32_t left = others ? v->man.n : 0, seen = 0;
     for (size_t k = 0; k < v->man.n && seen < left && v->mchg_ok; k++)
@@ -935,6 +937,11 @@ void vol_man_name_changed(scp_volume *v, int usable, const char *path,
     if (v->mchg_ok) v->mchg_ver = v->man.ver;
 }
 
+void vol_man_name_changed(scp_volume *v, int usable, const char *path,
+                          const uint8_t id[SCP_FILEID_LEN], int others) {
+    if (usable) name_changed_at(v, usable, path, parent_index(&v->man, path), id, others);
+}
+
 /* Without the notes a create's record came from man_diff_encode, a strcmp of every path
  * against `disk`'s: each create cost O(entries), and an import of 30,000 small files spent a
  * fifth of its time there (bench/RESULTS.md, session 58). The list stays complete only if
@@ -944,8 +951,9 @@ int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *
     int track = mchg_usable(v);
     const char *path = e->path; /* (man takes it: valid while the entry is in man) */
     if (man_insert(&v->man, e, err) < 0) return -1;
-    *dt = dir_touch(&v->man, parent_index(&v->man, path), now);
-    vol_man_name_changed(v, track, path, NULL, 0); /* (the name and its directory) */
+    long pi = parent_index(&v->man, path);
+    *dt = dir_touch(&v->man, pi, now);
+    name_changed_at(v, track, path, pi, NULL, 0); /* (the name and its directory) */
     return 0;
 }
 

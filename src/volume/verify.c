@@ -15,9 +15,7 @@ long scp_volume_verify(scp_volume *v, scp_verify_problem_cb problem_cb,
     uint64_t total = 0;
     for (size_t i = 0; list && i < v->man.n; i++) {
         if (v->man.e[i]->type != 1) continue;
-        list[n] = *v->man.e[i];
-        list[n].path = strdup(v->man.e[i]->path);
-        if (!list[n].path) break;
+        if (man_entry_dup(&list[n], v->man.e[i], NULL) < 0) break;
         total += v->man.e[i]->size;
         n++;
     }
@@ -54,7 +52,7 @@ long scp_volume_verify(scp_volume *v, scp_verify_problem_cb problem_cb,
         if (problems < 0) break;
     }
     if (progress_cb && problems >= 0) progress_cb(ctx, total, total);
-    for (size_t i = 0; i < n; i++) free(list[i].path);
+    for (size_t i = 0; i < n; i++) man_entry_clear(&list[i]);
     free(list);
     return problems;
 }

@@ -1572,8 +1572,7 @@ static int remove_committed(scp_volume *v, size_t i, uint8_t id_out[SCP_FILEID_L
         return -1;
     }
     if (id_out) memcpy(id_out, saved.id, SCP_FILEID_LEN);
-    free(saved.path);
-    free(saved.target);
+    man_entry_clear(&saved);
     return 0;
 }
 
@@ -1811,8 +1810,7 @@ static int link_locked(scp_volume *v, const char *a, const char *b, scp_err *err
     uint8_t id[SCP_FILEID_LEN];
     memcpy(id, e.id, SCP_FILEID_LEN);
     if (man_insert(&v->man, &e, err) < 0) {
-        free(e.path);
-        free(e.target);
+        man_entry_clear(&e);
         man_ctime_touch(&v->man, (size_t)i, old_ctime);
         return -1;
     }
@@ -1887,6 +1885,22 @@ static char *reprefix(const char *path, size_t from_len, const char *to) {
     return s;
 }
 
+/* Loaded files named a, or below a/ (a directory's rename), go by b's path now (caller holds
+ * v->mu); one whose new path cannot be allocated keeps the old, and its commits then fail to
+ * find an entry. */
+static void files_repath(scp_volume *v, const char *a, const char *b) {
+    assert(VOL_MU_HELD(v));
+    size_t al = strlen(a);
+    for (scp_file *f = v->files; f; f = f->next)
+        if (f->path && strncmp(f->path, a, al) == 0 && (f->path[al] == '\0' || f->path[al] == '/')) {
+            char *np = reprefix(f->path, al, b);
+            if (np) {
+                free(f->path);
+                f->path = np;
+            }
+        }
+}
+
 /* The rename of a name that is no directory, a to b (b, if it exists, a name of another file
  * and no directory: the caller checked), in place: the entry moves to its new place in the
  * sorted array and a replaced name goes, with the times and counts that change, all noted
@@ -1907,15 +1921,12 @@ static int rename_name_locked(scp_volume *v, const char *a, const char *b, scp_e
     if (man_reserve(&v->man, 2) < 0 || man_entry_dup(&old, v->man.e[i], a) < 0)
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     if (man_entry_dup(&moved, v->man.e[i], b) < 0) {
-        free(old.path);
-        free(old.target);
+        man_entry_clear(&old);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     if (has_repl && man_entry_dup(&repl, v->man.e[j], b) < 0) {
-        free(old.path);
-        free(old.target);
-        free(moved.path);
-        free(moved.target);
+        man_entry_clear(&old);
+        man_entry_clear(&moved);
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     int64_t now = scp_now_ns();
@@ -1950,21 +1961,12 @@ static int rename_name_locked(scp_volume *v, const char *a, const char *b, scp_e
         }
         return -1;
     }
-    free(old.path);
-    free(old.target);
+    man_entry_clear(&old);
     if (has_repl) {
         if (repl.type == SCP_MTYPE_FILE) name_gone(v, repl.id, b);
-        free(repl.path);
-        free(repl.target);
+        man_entry_clear(&repl);
     }
-    for (scp_file *f = v->files; f; f = f->next)
-        if (f->path && strcmp(f->path, a) == 0) {
-            char *np = strdup(b);
-            if (np) {
-                free(f->path);
-                f->path = np;
-            }
-        }
+    files_repath(v, a, b);
     return 0;
 }
 
@@ -2004,23 +2006,23 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
     uint8_t replaced_id[SCP_FILEID_LEN];
     int replaced = 0;
     for (size_t k = 0; k < v->man.n && rc == 0; k++) {
-        scp_mentry e = *v->man.e[k];
-        const char *p = e.path;
+        const scp_mentry *src = v->man.e[k];
         if ((long)k == j) {
-            memcpy(replaced_id, e.id, SCP_FILEID_LEN);
-            replaced = e.type;
+            memcpy(replaced_id, src->id, SCP_FILEID_LEN);
+            replaced = src->type;
             continue;
         }
-        if (strcmp(p, a) == 0 || (is_dir && strncmp(p, a, al) == 0 && p[al] == '/'))
-            e.path = reprefix(p, al, b);
-        else
-            e.path = strdup(p);
-        int tfail = e.target && !(e.target = strdup(e.target));
-        if (!e.path || tfail || man_insert(&nm, &e, err) < 0) {
-            free(e.path);
-            if (!tfail) free(e.target);
-            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+        const char *p = src->path;
+        int moved = strncmp(p, a, al) == 0 && (p[al] == '\0' || p[al] == '/');
+        char *np = moved ? reprefix(p, al, b) : NULL;
+        scp_mentry e;
+        int ok = (!moved || np) && man_entry_dup(&e, src, np) == 0;
+        free(np);
+        if (ok && man_insert(&nm, &e, err) < 0) {
+            man_entry_clear(&e);
+            ok = 0;
         }
+        if (!ok) rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
     if (rc == 0 && replaced) man_links_add(&nm, replaced_id, -1); /* its other names, if any */
     if (rc == 0) { /* the times of the change: both directories, the moved entry, a replaced file */
@@ -2045,16 +2047,7 @@ int scp_volume_rename(scp_volume *v, const char *from, const char *to, scp_err *
         } else {
             scp_manifest_free(&old);
             if (replaced == SCP_MTYPE_FILE) name_gone(v, replaced_id, b);
-            for (scp_file *f = v->files; f; f = f->next) {
-                if (!f->path) continue;
-                if (strcmp(f->path, a) == 0 || (is_dir && strncmp(f->path, a, al) == 0 && f->path[al] == '/')) {
-                    char *np = reprefix(f->path, al, b);
-                    if (np) {
-                        free(f->path);
-                        f->path = np;
-                    }
-                }
-            }
+            files_repath(v, a, b);
         }
     } else {
         scp_manifest_free(&nm);
