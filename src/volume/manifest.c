@@ -492,22 +492,37 @@ static int commit_manifest(scp_volume *v, int durable, scp_err *err) {
     return rc;
 }
 
-/* What one authentic slot holds besides its manifest. */
+/* What one authentic slot holds besides its manifest, and, between slot_open and slot_parse,
+ * its decrypted body (the manifest's plaintext: wiped when released). */
 struct slot_info {
     uint64_t gen;
     uint8_t salt[SCP_SALT_LEN];
     uint8_t sh[SCP_HASH_LEN]; /* state hash (format 3; format 2: SHA-256 of the body) */
     scp_volume_tag tag;
+    uint8_t *body; /* (the encoded manifest at body + skip) */
+    size_t body_len, skip;
 };
 
-/* Read and authenticate one slot. Returns 0 with *m filled, or -1. */
-static int slot_load(scp_volume *v, int i, scp_manifest *m, struct slot_info *si, scp_err *err) {
+static void slot_release(struct slot_info *si) {
+    if (si->body) scp_wipe(si->body, si->body_len);
+    free(si->body);
+    si->body = NULL;
+    si->body_len = 0;
+}
+
+/* Read and authenticate one slot, keeping its body for slot_parse. Returns 0, or -1. An open
+ * that may choose either durable slot (vol_load_manifest) authenticates both and parses only
+ * the one it builds on: a parse of a large manifest is an allocation per entry and its path,
+ * which every exec'd image that touches the volume pays. */
+static int slot_open(scp_volume *v, int i, struct slot_info *si, scp_err *err) {
     char name[16];
     snprintf(name, sizeof name, "manifest.%u", (unsigned)i % 3);
     uint8_t *buf = NULL, *body = NULL;
     size_t len = 0;
     scp_manslot s;
     int rc = -1;
+    si->body = NULL;
+    si->body_len = 0;
     if (scp_read_file(v->dirfd, name, SCP_MANIFEST_MAX_BODY + 64, &buf, &len, err) < 0) return -1;
     if (scp_manslot_parse(buf, len, &s, err) < 0) goto out;
     body = malloc(s.body_len ? s.body_len : 1);
@@ -530,12 +545,15 @@ static int slot_load(scp_volume *v, int i, scp_manifest *m, struct slot_info *si
         scp_fail(err, SCP_E_INTEGRITY, EIO, "manifest slot is too short for its state hash");
         goto out;
     }
-    if (scp_manifest_parse(body + skip, s.body_len - skip, m, err) < 0) goto out;
     si->gen = s.generation;
     memcpy(si->salt, s.salt, SCP_SALT_LEN);
     if (v->mlog) memcpy(si->sh, body, SCP_HASH_LEN);
     else scp_sha256_buf(body, s.body_len, si->sh);
     tag_of(v, s.generation, si->sh, &si->tag);
+    si->body = body;
+    si->body_len = s.body_len;
+    si->skip = skip;
+    body = NULL;
     rc = 0;
 out:
     if (body) scp_wipe(body, s.body_len);
@@ -544,16 +562,31 @@ out:
     return rc;
 }
 
-static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
-                     const struct slot_info si[2], scp_err *err);
+/* Parse the manifest of a slot that slot_open authenticated, and release its body. An
+ * authentic body that does not parse (another build's format, a bug) fails the caller: it is
+ * the state the volume's writer made, and taking an older slot instead would lose its changes
+ * without a word. */
+static int slot_parse(struct slot_info *si, scp_manifest *m, scp_err *err) {
+    assert(si->body);
+    int rc = scp_manifest_parse(si->body + si->skip, si->body_len - si->skip, m, err);
+    slot_release(si);
+    return rc;
+}
+
+/* Read, authenticate and parse one slot. Returns 0 with *m filled, or -1. */
+static int slot_load(scp_volume *v, int i, scp_manifest *m, struct slot_info *si, scp_err *err) {
+    if (slot_open(v, i, si, err) < 0) return -1;
+    return slot_parse(si, m, err);
+}
+
+static int mlog_load(scp_volume *v, const int ok[2], struct slot_info si[2], scp_err *err);
 
 /* Load the newest authentic state: a manifest slot (durable or scratch) or, format 3, the end
- * of the manifest log. */
+ * of the manifest log. Every slot is authenticated, and only the one built on is parsed. */
 int vol_load_manifest(scp_volume *v, scp_err *err) {
     assert(v->ml_defer_len == 0); /* (nothing of the state in memory is only there) */
     /* (read before the slots: a fold after this read moves it again) */
     v->ml_epoch = v->mlog ? mlog_epoch(v) : 0;
-    scp_manifest m[3] = {{0}};
     struct slot_info si[3];
     scp_err e[3];
     memset(e, 0, sizeof e);
@@ -562,7 +595,7 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
     for (int i = 0; i < 3; i++) {
         /* (format 3 never writes the scratch slot: what it holds is not ours) */
         ok[i] = v->slotfd[i] >= 0 && !(i == 2 && v->mlog) &&
-                slot_load(v, i, &m[i], &si[i], &e[i]) == 0;
+                slot_open(v, i, &si[i], &e[i]) == 0;
         if (ok[i] && (best < 0 || si[i].gen > si[best].gen)) best = i;
     }
     if (best < 0) {
@@ -576,7 +609,7 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
      * may be the log's, newer than any slot) */
     if (!v->mlog && si[best].gen < v->gen) {
         for (int i = 0; i < 3; i++)
-            if (ok[i]) scp_manifest_free(&m[i]);
+            if (ok[i]) slot_release(&si[i]);
         return scp_fail(err, SCP_E_ROLLBACK, EIO,
                         "the volume manifest went back from generation %llu to %llu while open",
                         (unsigned long long)v->gen, (unsigned long long)si[best].gen);
@@ -587,18 +620,20 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
         memcpy(v->slot_sh[i], si[i].sh, SCP_HASH_LEN);
     }
     if (v->mlog) {
-        int rc = mlog_load(v, m, ok, si, err); /* takes m[0] and m[1] */
-        if (ok[2]) scp_manifest_free(&m[2]);
-        return rc;
+        assert(!ok[2]); /* (format 3 never reads the scratch slot) */
+        return mlog_load(v, ok, si, err); /* releases si[0] and si[1] */
     }
+    scp_manifest m = {0};
+    int rc = slot_parse(&si[best], &m, err);
+    for (int i = 0; i < 3; i++)
+        if (ok[i]) slot_release(&si[i]);
+    if (rc < 0) return -1;
     scp_manifest_free(&v->man);
-    v->man = m[best];
+    v->man = m;
     v->gen = si[best].gen;
     v->tag = v->cur_tag = si[best].tag;
     v->cur_tag_due = v->tag_due = 0;
     v->man_scratch = best == 2;
-    for (int i = 0; i < 3; i++)
-        if (ok[i] && i != best) scp_manifest_free(&m[i]);
     return 0;
 }
 
@@ -2047,11 +2082,11 @@ static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err
     return rc < 0 ? -1 : took;
 }
 
-/* Read the log whole; walk it from its base slot (one of m[0..1]) when it continues one.
- * Chooses the newest state: a slot's or the log's end (a slot on a tie: a fold). Takes m[0]
- * and m[1]. */
-static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
-                     const struct slot_info si[2], scp_err *err) {
+/* Read the log whole; walk it from its base slot (one of si[0..1], authenticated by slot_open)
+ * when it continues one. Chooses the newest state: a slot's or the log's end (a slot on a tie:
+ * a fold). Parses only the slots it needs (the base, walked in place, and the newest slot when
+ * that is newer than the log's end), and releases both bodies. */
+static int mlog_load(scp_volume *v, const int ok[2], struct slot_info si[2], scp_err *err) {
     uint8_t *buf = NULL;
     size_t len = 0;
     scp_mlog_hdr h;
@@ -2076,8 +2111,8 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         scp_derive_key(v->k_man, SCP_LABEL_MLOG, h.log_salt, SCP_SALT_LEN, v->ml_key, err) < 0)
         rc = -1;
     if (rc == 0 && base >= 0) {
-        if (man_copy(&lm, &m[base]) < 0) {
-            rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest log");
+        if (slot_parse(&si[base], &lm, err) < 0) {
+            rc = -1;
         } else {
             w.buf = buf;
             w.len = len;
@@ -2136,7 +2171,12 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         rc = scp_fail(err, SCP_E_ROLLBACK, EIO,
                       "the volume manifest went back from generation %llu to %llu while open",
                       (unsigned long long)v->gen, (unsigned long long)gen);
-    scp_manifest *chosen = use_log ? &lm : best >= 0 ? &m[best] : NULL;
+    /* (the base's manifest is in lm, walked: a slot chosen instead is newer than the log's end,
+     * so it is not the base, which the log's records would have made newer) */
+    scp_manifest sm = {0};
+    assert(rc != 0 || use_log || best != base);
+    if (rc == 0 && !use_log && slot_parse(&si[best], &sm, err) < 0) rc = -1;
+    scp_manifest *chosen = use_log ? &lm : &sm;
     scp_manifest copy = {0};
     if (rc == 0 && man_copy(&copy, chosen) < 0)
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory reading the manifest");
@@ -2174,8 +2214,9 @@ static int mlog_load(scp_volume *v, scp_manifest m[2], const int ok[2],
         v->cur_tag_due = v->tag_due = 0;
     }
     scp_manifest_free(&lm);
+    scp_manifest_free(&sm);
     for (int i = 0; i < 2; i++)
-        if (ok[i]) scp_manifest_free(&m[i]);
+        if (ok[i]) slot_release(&si[i]);
     free(buf);
     return rc;
 }
