@@ -579,23 +579,25 @@ static int slot_load(scp_volume *v, int i, scp_manifest *m, struct slot_info *si
     return slot_parse(si, m, err);
 }
 
-static int mlog_load(scp_volume *v, const int ok[2], struct slot_info si[2], scp_err *err);
+static int mlog_load(scp_volume *v, scp_err *err);
 
 /* Load the newest authentic state: a manifest slot (durable or scratch) or, format 3, the end
- * of the manifest log. Every slot is authenticated, and only the one built on is parsed. */
+ * of the manifest log (mlog_load). Only the slot built on is parsed. */
 int vol_load_manifest(scp_volume *v, scp_err *err) {
     assert(v->ml_defer_len == 0); /* (nothing of the state in memory is only there) */
-    /* (read before the slots: a fold after this read moves it again) */
-    v->ml_epoch = v->mlog ? mlog_epoch(v) : 0;
+    if (v->mlog) {
+        /* (read before the slots: a fold after this read moves it again) */
+        v->ml_epoch = mlog_epoch(v);
+        return mlog_load(v, err);
+    }
+    v->ml_epoch = 0;
     struct slot_info si[3];
     scp_err e[3];
     memset(e, 0, sizeof e);
     memset(si, 0, sizeof si);
     int ok[3], best = -1;
     for (int i = 0; i < 3; i++) {
-        /* (format 3 never writes the scratch slot: what it holds is not ours) */
-        ok[i] = v->slotfd[i] >= 0 && !(i == 2 && v->mlog) &&
-                slot_open(v, i, &si[i], &e[i]) == 0;
+        ok[i] = v->slotfd[i] >= 0 && slot_open(v, i, &si[i], &e[i]) == 0;
         if (ok[i] && (best < 0 || si[i].gen > si[best].gen)) best = i;
     }
     if (best < 0) {
@@ -605,9 +607,8 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
                  e[0].msg);
         return -1;
     }
-    /* never go back in one process's lifetime (format 3: mlog_load checks, since the state
-     * may be the log's, newer than any slot) */
-    if (!v->mlog && si[best].gen < v->gen) {
+    /* never go back in one process's lifetime */
+    if (si[best].gen < v->gen) {
         for (int i = 0; i < 3; i++)
             if (ok[i]) slot_release(&si[i]);
         return scp_fail(err, SCP_E_ROLLBACK, EIO,
@@ -618,10 +619,6 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
         v->slot_gen[i] = ok[i] ? si[i].gen : 0;
         memcpy(v->slot_salt[i], si[i].salt, SCP_SALT_LEN);
         memcpy(v->slot_sh[i], si[i].sh, SCP_HASH_LEN);
-    }
-    if (v->mlog) {
-        assert(!ok[2]); /* (format 3 never reads the scratch slot) */
-        return mlog_load(v, ok, si, err); /* releases si[0] and si[1] */
     }
     scp_manifest m = {0};
     int rc = slot_parse(&si[best], &m, err);
@@ -2082,18 +2079,45 @@ static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err
     return rc < 0 ? -1 : took;
 }
 
-/* Read the log whole; walk it from its base slot (one of si[0..1], authenticated by slot_open)
- * when it continues one. Chooses the newest state: a slot's or the log's end (a slot on a tie:
- * a fold). Parses only the slots it needs (the base, walked in place, and the newest slot when
- * that is newer than the log's end), and releases both bodies. */
-static int mlog_load(scp_volume *v, const int ok[2], struct slot_info si[2], scp_err *err) {
+/* A durable slot's generation and salt as its header says, unauthenticated (the header is
+ * in the seal's AAD: an authentic slot has these). Returns 0, or -1 if there is no header. */
+static int slot_peek_id(scp_volume *v, int i, uint64_t *gen, uint8_t salt[SCP_SALT_LEN]) {
+    uint8_t h[SCP_MANSLOT_HDR_LEN];
+    if (v->slotfd[i] < 0 || scp_pread_full(v->slotfd[i], h, sizeof h, 0) != (ssize_t)sizeof h ||
+        memcmp(h, "SCPMAN\0\2", 8) != 0)
+        return -1;
+    *gen = scp_get_u64(h + 8);
+    memcpy(salt, h + 16, SCP_SALT_LEN);
+    return 0;
+}
+
+/* Format 3's load. Read the log whole; walk it from its base slot when it continues one
+ * (authenticated, parsed, walked in place). Chooses the newest state: a slot's or the log's
+ * end (a slot on a tie: a fold). The other durable slot is authenticated only when it could
+ * win: when the log continues no authentic slot, or when its header's generation is not
+ * below the log's end. Its header is in its seal's AAD, so an authentic slot with a lower
+ * generation loses to the log's end, and one whose header the host changed fails
+ * authentication: either way the log's end is chosen, as when it is not read. Then it counts
+ * as unknown (slot_gen 0), which only a fold reads, and a fold writes the slot the log does
+ * not continue. An exec'd image reads one slot of a large manifest, not two. */
+static int mlog_load(scp_volume *v, scp_err *err) {
     uint8_t *buf = NULL;
     size_t len = 0;
     scp_mlog_hdr h;
     struct mlog_walk w;
     memset(&w, 0, sizeof w);
     scp_manifest lm = {0};
+    struct slot_info si[2];
+    scp_err e[2];
+    memset(si, 0, sizeof si);
+    memset(e, 0, sizeof e);
+    int ok[2] = {0, 0}, tried[2] = {0, 0}, peeked[2];
+    uint64_t pgen[2] = {0, 0};
+    uint8_t psalt[2][SCP_SALT_LEN];
     int base = -1, rc = 0;
+    /* (the headers before the log, as the slots were read before it: a fold writes its slot
+     * first) */
+    for (int i = 0; i < 2; i++) peeked[i] = slot_peek_id(v, i, &pgen[i], psalt[i]) == 0;
     v->ml_base = v->ml_adopt = -1;
     v->ml_size = 0;
     v->ml_tail_at = 0; /* (none known until a walk or a write notes it) */
@@ -2102,10 +2126,17 @@ static int mlog_load(scp_volume *v, const int ok[2], struct slot_info si[2], scp
         v->ml_size = len;
         if (len >= SCP_MLOG_HDR_LEN) memcpy(v->ml_hdr, buf, SCP_MLOG_HDR_LEN);
         if (scp_mlog_hdr_parse(buf, len, &h, NULL) == 0)
-            for (int i = 0; i < 2 && base < 0; i++)
+            for (int i = 0; i < 2 && base < 0; i++) {
+                if (!peeked[i] || pgen[i] != h.base_gen ||
+                    memcmp(psalt[i], h.base_salt, SCP_SALT_LEN) != 0)
+                    continue;
+                tried[i] = 1;
+                ok[i] = slot_open(v, i, &si[i], &e[i]) == 0;
+                /* (the authenticated values decide: the file may have changed since the peek) */
                 if (ok[i] && si[i].gen == h.base_gen &&
                     memcmp(si[i].salt, h.base_salt, SCP_SALT_LEN) == 0)
                     base = i;
+            }
     }
     if (base >= 0 &&
         scp_derive_key(v->k_man, SCP_LABEL_MLOG, h.log_salt, SCP_SALT_LEN, v->ml_key, err) < 0)
@@ -2160,13 +2191,26 @@ static int mlog_load(scp_volume *v, const int ok[2], struct slot_info si[2], scp
         if (took < 0) rc = -1;
         if (took > 0) len = w.off;
     }
+    for (int i = 0; rc == 0 && i < 2; i++)
+        if (!tried[i] && (base < 0 || (peeked[i] && pgen[i] >= w.gen))) {
+            tried[i] = 1;
+            ok[i] = slot_open(v, i, &si[i], &e[i]) == 0;
+        }
+    for (int i = 0; i < 2; i++) {
+        v->slot_gen[i] = ok[i] ? si[i].gen : 0;
+        memcpy(v->slot_salt[i], si[i].salt, SCP_SALT_LEN);
+        memcpy(v->slot_sh[i], si[i].sh, SCP_HASH_LEN);
+    }
     int best = ok[0] && (!ok[1] || si[0].gen >= si[1].gen) ? 0 : ok[1] ? 1 : -1;
     /* (a log with no records that continues the newest slot is that slot's: keep appending) */
     int use_log = rc == 0 && base >= 0 &&
                   (best < 0 || w.gen > si[best].gen || (base == best && w.nrec == 0));
     uint64_t gen = use_log ? w.gen : best >= 0 ? si[best].gen : 0;
     if (rc == 0 && !use_log && best < 0)
-        rc = scp_fail(err, SCP_E_INTEGRITY, EIO, "the volume manifest fails authentication in every copy");
+        rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
+                      "the volume manifest fails authentication in every copy (%s); the volume "
+                      "was modified or damaged",
+                      e[0].msg[0] ? e[0].msg : e[1].msg);
     if (rc == 0 && gen < v->gen)
         rc = scp_fail(err, SCP_E_ROLLBACK, EIO,
                       "the volume manifest went back from generation %llu to %llu while open",
