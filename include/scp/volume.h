@@ -90,6 +90,23 @@ typedef struct scp_vstat {
                           * 2 from readdir and scp_vfile_stat) */
 } scp_vstat;
 
+/* ---- the backing store ------------------------------------------------------------------ */
+
+/* How scp_volume_store_chown makes a system call: syscall(2)'s arguments; returns the result,
+ * or -errno. scp_volume_sys is syscall(2) itself; the shield passes its gate instead, since
+ * its own calls must not reach the functions it interposes. */
+typedef long (*scp_volume_sysfn)(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+long scp_volume_sys(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
+
+/* Hand a volume's backing store, the directory dirfd (not the volume: open or not), to
+ * uid:gid, for a root process that is about to become that user: the directory, its entries
+ * and those of its objects/, no symbolic link followed. objects/ is handed after its entries,
+ * and passed by when uid:gid owns it already (handed whole before; objects a root process
+ * makes later go to its owner), so that a second hand-off costs a few calls, not one per
+ * object. Goes on past a failure; returns 0, or -1 if anything was not handed (errno is not
+ * kept: the caller reports the store). */
+int scp_volume_store_chown(int dirfd, uid_t uid, gid_t gid, scp_volume_sysfn sys);
+
 /* ---- volumes ---------------------------------------------------------------------------- */
 
 /* Create an empty volume in `dir` (created if missing; must be empty if it exists).

@@ -230,37 +230,6 @@ static void wipe_secrets(void *ctx) {
     for (unsigned i = 0; i < s->o->nvol; i++) scp_wipe(s->o->vol[i].key, sizeof s->o->vol[i].key);
 }
 
-/* The entries of the directory dfd and, to `depth` levels, of its subdirectories, to uid:gid
- * (no symlink followed). The volume format keeps a shallow tree: the volume directory and its
- * objects/. A subdirectory is handed after its entries, and one that uid:gid owns already is
- * passed by (it was handed whole before; objects made by root since went to its owner:
- * vol_objects_owner), as the shield does at a privilege drop (shield/creds.c, chown_dir):
- * every start of an image with a USER made an fchownat per object. */
-static int chown_entries(int dfd, uid_t uid, gid_t gid, int depth) {
-    int rd = dup(dfd);
-    DIR *d = rd >= 0 ? fdopendir(rd) : NULL;
-    if (!d) {
-        if (rd >= 0) close(rd);
-        return -1;
-    }
-    int rc = 0;
-    struct dirent *e;
-    while (rc == 0 && (e = readdir(d))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        if (e->d_type == DT_DIR && depth > 0) {
-            struct stat st;
-            if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_uid == uid && st.st_gid == gid)
-                continue;
-            int sub = openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            rc = sub < 0 ? -1 : chown_entries(sub, uid, gid, depth - 1);
-            if (sub >= 0) close(sub);
-        }
-        if (rc == 0 && fchownat(dfd, e->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) rc = -1;
-    }
-    closedir(d);
-    return rc;
-}
-
 /* Become o->user (a secure image's USER) for the exec. The volume library opens the backing
  * store by name each time a file is opened, and that store was created 0700 for root: it is
  * handed to the user first (as the shield does for a program that drops privileges itself,
@@ -270,7 +239,7 @@ static int become_user(const struct scp_run_opts *o, scp_err *err) {
     if (!u || geteuid() != 0 || u->uid == 0) return 0;
     for (unsigned i = 0; i < o->nvol; i++) {
         int d = open(o->vol[i].hostdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (d < 0 || fchown(d, u->uid, u->gid) < 0 || chown_entries(d, u->uid, u->gid, 2) < 0) {
+        if (d < 0 || scp_volume_store_chown(d, u->uid, u->gid, scp_volume_sys) < 0) {
             scp_fail_errno(err, "cannot hand volume %s to uid %u", o->vol[i].hostdir, (unsigned)u->uid);
             if (d >= 0) close(d);
             return -1;

@@ -14,7 +14,6 @@
  *    caller's effective ids and groups as the kernel checks them (root bypasses the read and
  *    write bits, not a missing execute bit).
  */
-#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -68,55 +67,16 @@ uint32_t sh_cred_after_write(const scp_vstat *v) { return scp_perm_after_write(c
 
 /* ---- keep the backing store reachable across a change of user ----------------------------- */
 
-/* The entries of dfd to uid:gid, and at depth 0 those of its subdirectories (objects/). A
- * subdirectory is handed after its entries, so that one that uid:gid owns already was handed
- * whole before: it is passed by. Every start of a daemon that drops privileges made an
- * fchownat per object, 90,000 for a volume of 30,000 files (1 s; session 60). The objects
- * that a root process made since went to the directory's owner as it made them
- * (vol_objects_owner). The volume directory's own few entries are handed each time. */
-static int chown_dir(int dfd, uid_t uid, gid_t gid, int depth) {
-    char buf[4096];
-    long n;
-    int rc = 0; /* (-1: an entry was not handed: its directory is not handed either) */
-    while ((n = sh_gate(SYS_getdents64, dfd, (long)buf, sizeof buf, 0, 0, 0)) > 0) {
-        for (long off = 0; off < n;) {
-            struct dirent64 *d = (struct dirent64 *)(buf + off);
-            off += d->d_reclen;
-            if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, "..")) continue;
-            if (d->d_type == DT_DIR && depth == 0) {
-                struct stat st;
-                if (sh_gate(SYS_newfstatat, dfd, (long)d->d_name, (long)&st, AT_SYMLINK_NOFOLLOW, 0, 0) == 0 &&
-                    st.st_uid == uid && st.st_gid == gid)
-                    continue;
-                long sub = sh_gate(SYS_openat, dfd, (long)d->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0, 0, 0);
-                int sub_rc = sub < 0 ? -1 : chown_dir((int)sub, uid, gid, depth + 1);
-                if (sub >= 0) sh_gate(SYS_close, sub, 0, 0, 0, 0, 0);
-                if (sub_rc < 0) {
-                    rc = -1;
-                    continue;
-                }
-            }
-            if (sh_gate(SYS_fchownat, dfd, (long)d->d_name, uid, gid, AT_SYMLINK_NOFOLLOW, 0) < 0) rc = -1;
-        }
-    }
-    return n < 0 ? -1 : rc;
-}
-
 /* Called before a credential change that leaves the effective (and file system) uid `to`. */
 static void keep_volumes(uid_t to) {
     if (!sh.active || to == (uid_t)-1 || to == 0 || geteuid() != 0) return;
     gid_t gid = getegid();
     for (int i = 0; i < sh.nvol; i++) {
-        int vfd = sh.cfg.vol[i].dirfd;
-        sh_gate(SYS_fchownat, vfd, (long)"", to, gid, AT_EMPTY_PATH, 0);
-        long dfd = sh_gate(SYS_openat, vfd, (long)".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0, 0);
-        if (dfd < 0) {
-            sh_trace("cannot hand volume %d to uid %u: %s", i, (unsigned)to, strerror((int)-dfd));
-            continue;
-        }
-        (void)chown_dir((int)dfd, to, gid, 0); /* (best effort, as the hand-off always was) */
-        sh_gate(SYS_close, dfd, 0, 0, 0, 0, 0);
-        sh_trace("volume %d's backing store handed to uid %u gid %u", i, (unsigned)to, (unsigned)gid);
+        /* (best effort, as the hand-off always was: a store left root's gives EACCES later) */
+        if (scp_volume_store_chown(sh.cfg.vol[i].dirfd, to, gid, sh_gate) < 0)
+            sh_trace("volume %d's backing store not wholly handed to uid %u", i, (unsigned)to);
+        else
+            sh_trace("volume %d's backing store handed to uid %u gid %u", i, (unsigned)to, (unsigned)gid);
     }
 }
 
