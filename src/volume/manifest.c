@@ -211,13 +211,23 @@ static void mlog_tail_note(scp_volume *v, const uint8_t *p) {
     v->ml_tail_at = v->ml_end;
 }
 
+/* A slot's generation and salt as its header says, unauthenticated (the header is in the
+ * seal's AAD: an authentic slot has these). Returns 0, or -1 if there is no header. */
+static int slot_peek_id(scp_volume *v, int i, uint64_t *gen, uint8_t salt[SCP_SALT_LEN]) {
+    uint8_t h[SCP_MANSLOT_HDR_LEN];
+    if (v->slotfd[i] < 0 || scp_pread_full(v->slotfd[i], h, sizeof h, 0) != (ssize_t)sizeof h ||
+        memcmp(h, "SCPMAN\0\2", 8) != 0)
+        return -1;
+    *gen = scp_get_u64(h + 8);
+    memcpy(salt, h + 16, SCP_SALT_LEN);
+    return 0;
+}
+
 /* Generation a slot's header claims (unauthenticated), or 0. */
 static uint64_t slot_peek(scp_volume *v, int i) {
-    uint8_t h[16];
-    if (v->slotfd[i] >= 0 && scp_pread_full(v->slotfd[i], h, sizeof h, 0) == (ssize_t)sizeof h &&
-        memcmp(h, "SCPMAN\0\2", 8) == 0)
-        return scp_get_u64(h + 8);
-    return 0;
+    uint64_t gen;
+    uint8_t salt[SCP_SALT_LEN];
+    return slot_peek_id(v, i, &gen, salt) == 0 ? gen : 0;
 }
 
 /* One byte of the lock file, shared by every process that opens the volume (crash-consistency
@@ -510,10 +520,9 @@ static void slot_release(struct slot_info *si) {
     si->body_len = 0;
 }
 
-/* Read and authenticate one slot, keeping its body for slot_parse. Returns 0, or -1. An open
- * that may choose either durable slot (vol_load_manifest) authenticates both and parses only
- * the one it builds on: a parse of a large manifest is an allocation per entry and its path,
- * which every exec'd image that touches the volume pays. */
+/* Read and authenticate one slot, keeping its body for slot_parse. Returns 0, or -1. A load
+ * (vol_load_manifest) parses only the slot it builds on: a parse of a large manifest is an
+ * allocation per entry and its path, which every exec'd image that touches the volume pays. */
 static int slot_open(scp_volume *v, int i, struct slot_info *si, scp_err *err) {
     char name[16];
     snprintf(name, sizeof name, "manifest.%u", (unsigned)i % 3);
@@ -523,6 +532,7 @@ static int slot_open(scp_volume *v, int i, struct slot_info *si, scp_err *err) {
     int rc = -1;
     si->body = NULL;
     si->body_len = 0;
+    VSTAT(slot_open);
     if (scp_read_file(v->dirfd, name, SCP_MANIFEST_MAX_BODY + 64, &buf, &len, err) < 0) return -1;
     if (scp_manslot_parse(buf, len, &s, err) < 0) goto out;
     body = malloc(s.body_len ? s.body_len : 1);
@@ -2077,18 +2087,6 @@ static long mlog_adopt_journals(scp_volume *v, struct mlog_walk *w, scp_err *err
     free(c.a);
     scp_manifest_free(&m0);
     return rc < 0 ? -1 : took;
-}
-
-/* A durable slot's generation and salt as its header says, unauthenticated (the header is
- * in the seal's AAD: an authentic slot has these). Returns 0, or -1 if there is no header. */
-static int slot_peek_id(scp_volume *v, int i, uint64_t *gen, uint8_t salt[SCP_SALT_LEN]) {
-    uint8_t h[SCP_MANSLOT_HDR_LEN];
-    if (v->slotfd[i] < 0 || scp_pread_full(v->slotfd[i], h, sizeof h, 0) != (ssize_t)sizeof h ||
-        memcmp(h, "SCPMAN\0\2", 8) != 0)
-        return -1;
-    *gen = scp_get_u64(h + 8);
-    memcpy(salt, h + 16, SCP_SALT_LEN);
-    return 0;
 }
 
 /* Format 3's load. Read the log whole; walk it from its base slot when it continues one

@@ -27,6 +27,7 @@
     X(mrefresh)          /* vol_refresh_manifest: catch-ups on the manifest log under the lock */ \
     X(mrefresh_moved)    /* ... that found the log changed (new records or a reload) */         \
     X(mrefresh_reload)   /* ... that reloaded the whole manifest (a new log, a slot) */         \
+    X(slot_open)         /* manifest slots read and authenticated (a load reads one, or two) */ \
     X(fork_catch_up)     /* fork children's repairs that caught up from the parent's state */   \
     X(fork_reload)       /* ... that loaded again from generation 0 (fork_catch_up) */          \
     X(open_fold)         /* opens that folded the long log they walked (vol_open_fold) */       \

@@ -14,6 +14,11 @@
  *    one file twice and never reads them (PostgreSQL's relation files and WAL), and writes R
  *    chunks of another twice and reads them again and again; the first file's fills stop
  *    after the judgement (pc_skip counts the refused ones), the second's reads still hit.
+ * 4. an open reads one manifest slot, not two (manifest.c, mlog_load): a volume whose log
+ *    continues the newer of two authentic durable slots (a fold at a close) opens with
+ *    slot_open 1; with the older slot's header claiming a generation past the log's end, the
+ *    open authenticates that slot too (2), finds it forged, and still reads the file as the
+ *    log's end has it.
  * Each run is a fresh exec of this binary (the library reads the variable as it loads).
  */
 #include <sys/wait.h>
@@ -100,6 +105,43 @@ static void cache_worker(const char *dir) {
     exit(tu_failures ? 1 : 0);
 }
 
+static const uint8_t load_key[SCP_VOLUME_KEY_LEN] = {9, 9, 9};
+
+/* Open the volume dir/vol and check /a: "v3" (the log's end: load_setup). */
+static void load_worker(const char *dir) {
+    char *vd = tu_path(dir, "vol");
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, load_key, NULL, &e), e);
+    char buf[8] = {0};
+    scp_vfile *f = REQUIRE_PTR(scp_vfile_open(v, "/a", O_RDONLY, 0, &e), e);
+    CHECK(scp_vfile_pread(f, buf, sizeof buf, 0, &e) == 2 && memcmp(buf, "v3", 2) == 0);
+    REQUIRE_OK(scp_vfile_close(f, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    free(vd);
+    exit(tu_failures ? 1 : 0);
+}
+
+/* A volume in dir/vol whose two durable slots both authenticate and whose log continues the
+ * newer one with records past it: 600 chmods, folded at the close (a log of records longer
+ * than 32 KiB and than the manifest: volume.c, the exit fold), then a rewrite of /a and a few
+ * chmods that stay in the log. */
+static void load_setup(const char *dir) {
+    char *vd = tu_path(dir, "vol");
+    scp_err e;
+    tu_err_clear(&e);
+    REQUIRE_OK(scp_volume_create(vd, load_key, CS, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, load_key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "/a", "v1", 2, &e), e);
+    for (int i = 0; i < 600; i++) REQUIRE_OK(scp_volume_setattr(v, "/a", 0600 | (i & 7), -1, -1, INT64_MIN, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    v = REQUIRE_PTR(scp_volume_open(vd, load_key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "/a", "v3", 2, &e), e);
+    for (int i = 0; i < 3; i++) REQUIRE_OK(scp_volume_setattr(v, "/a", 0640 + i, -1, -1, INT64_MIN, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    free(vd);
+}
+
 /* Run this binary as a worker on dir, with SCP_VOLUME_STATS=stats (NULL: unset). Its pid. */
 static pid_t run_worker(char *self, const char *mode, const char *dir, const char *stats) {
     pid_t p = fork();
@@ -127,6 +169,7 @@ static unsigned long long field(const char *line, const char *name) {
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "worker") == 0) worker(argv[2]);
     if (argc == 3 && strcmp(argv[1], "cache") == 0) cache_worker(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "load") == 0) load_worker(argv[2]);
     char *root = tu_tmpdir("vstats");
     char *d1 = tu_path(root, "on"), *d2 = tu_path(root, "off");
     char *stats = tu_path(root, "stats");
@@ -177,6 +220,62 @@ int main(int argc, char **argv) {
     }
     free(d3);
     free(stats3);
+
+    tu_context = "load";
+    char *d4 = tu_path(root, "load"), *stats4 = tu_path(root, "stats-load");
+    char *stats5 = tu_path(root, "stats-load-forged");
+    REQUIRE(mkdir(d4, 0700) == 0);
+    load_setup(d4);
+    run_worker(argv[0], "load", d4, stats4);
+    txt = (char *)tu_read_file(stats4, &len);
+    REQUIRE(txt != NULL);
+    if (txt) {
+        txt = realloc(txt, len + 1);
+        txt[len] = 0;
+        CHECK(field(txt, "slot_open") == 1);
+        if (tu_failures) fprintf(stderr, "the line: %s", txt);
+        free(txt);
+    }
+    /* the header of the slot the log does not continue, the older one, claims a generation
+     * past the log's end */
+    char *slot = NULL;
+    uint64_t low = UINT64_MAX;
+    for (int i = 0; i < 2; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "vol/manifest.%d", i);
+        char *p = tu_path(d4, name);
+        uint8_t *b = tu_read_file(p, &len);
+        REQUIRE(b != NULL && len > 48); /* (both written: the creation's and the fold's) */
+        uint64_t g = 0;
+        for (int k = 8; k < 16; k++) g = g << 8 | b[k]; /* (big-endian: format.c) */
+        if (g < low) {
+            low = g;
+            free(slot);
+            slot = p;
+        } else {
+            free(p);
+        }
+        free(b);
+    }
+    uint8_t *sb0 = tu_read_file(slot, &len);
+    REQUIRE(sb0 != NULL && len > 16);
+    memset(sb0 + 8, 0x7f, 8);
+    REQUIRE(tu_write_file(slot, sb0, len, 0600) == 0);
+    free(sb0);
+    run_worker(argv[0], "load", d4, stats5);
+    txt = (char *)tu_read_file(stats5, &len);
+    REQUIRE(txt != NULL);
+    if (txt) {
+        txt = realloc(txt, len + 1);
+        txt[len] = 0;
+        CHECK(field(txt, "slot_open") == 2);
+        if (tu_failures) fprintf(stderr, "the line: %s", txt);
+        free(txt);
+    }
+    free(slot);
+    free(d4);
+    free(stats4);
+    free(stats5);
 
     tu_rm_rf(root);
     free(root);
