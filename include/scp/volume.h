@@ -103,9 +103,8 @@ long scp_volume_sys(long nr, long a1, long a2, long a3, long a4, long a5, long a
  * and those of its objects/, no symbolic link followed. objects/ is handed after its entries,
  * and passed by when uid:gid owns it already (handed whole before; objects a root process
  * makes later go to its owner), so that a second hand-off costs a few calls, not one per
- * object. Goes on past a failure; returns 0, or -1 if anything was not handed (errno is not
- * kept: the caller reports the store). */
-int scp_volume_store_chown(int dirfd, uid_t uid, gid_t gid, scp_volume_sysfn sys);
+ * object. Goes on past a failure; returns 0, or the first failure's -errno. */
+long scp_volume_store_chown(int dirfd, uid_t uid, gid_t gid, scp_volume_sysfn sys);
 
 /* ---- volumes ---------------------------------------------------------------------------- */
 

@@ -239,7 +239,9 @@ static int become_user(const struct scp_run_opts *o, scp_err *err) {
     if (!u || geteuid() != 0 || u->uid == 0) return 0;
     for (unsigned i = 0; i < o->nvol; i++) {
         int d = open(o->vol[i].hostdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (d < 0 || scp_volume_store_chown(d, u->uid, u->gid, scp_volume_sys) < 0) {
+        long r = d < 0 ? -errno : scp_volume_store_chown(d, u->uid, u->gid, scp_volume_sys);
+        if (r < 0) {
+            errno = (int)-r;
             scp_fail_errno(err, "cannot hand volume %s to uid %u", o->vol[i].hostdir, (unsigned)u->uid);
             if (d >= 0) close(d);
             return -1;

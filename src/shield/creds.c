@@ -73,8 +73,9 @@ static void keep_volumes(uid_t to) {
     gid_t gid = getegid();
     for (int i = 0; i < sh.nvol; i++) {
         /* (best effort, as the hand-off always was: a store left root's gives EACCES later) */
-        if (scp_volume_store_chown(sh.cfg.vol[i].dirfd, to, gid, sh_gate) < 0)
-            sh_trace("volume %d's backing store not wholly handed to uid %u", i, (unsigned)to);
+        long r = scp_volume_store_chown(sh.cfg.vol[i].dirfd, to, gid, sh_gate);
+        if (r < 0)
+            sh_trace("volume %d's backing store not wholly handed to uid %u: %s", i, (unsigned)to, strerror((int)-r));
         else
             sh_trace("volume %d's backing store handed to uid %u gid %u", i, (unsigned)to, (unsigned)gid);
     }

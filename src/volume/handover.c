@@ -36,12 +36,12 @@ struct store_dirent {
  * whole before, and is passed by: every start of a daemon that drops privileges made an
  * fchownat per object, 90,000 for a volume of 30,000 files (1 s; session 60). The objects that
  * a root process makes later go to the directory's owner as it makes them (vol_objects_owner).
- * The volume directory's own few entries are handed each time. Goes on past a failure;
- * returns -1 if any entry was not handed (then its directory is not handed either). */
-static int chown_dir(int dfd, uid_t uid, gid_t gid, int depth, scp_volume_sysfn sys) {
+ * The volume directory's own few entries are handed each time. Goes on past a failure (a
+ * subdirectory with an entry not handed is not handed either); returns 0, or the first
+ * failure's -errno. */
+static long chown_dir(int dfd, uid_t uid, gid_t gid, int depth, scp_volume_sysfn sys) {
     char buf[4096] __attribute__((aligned(8)));
-    long n;
-    int rc = 0;
+    long n, rc = 0;
     while ((n = sys(SYS_getdents64, dfd, (long)buf, sizeof buf, 0, 0, 0)) > 0) {
         for (long off = 0; off < n;) {
             const struct store_dirent *d = (const struct store_dirent *)(buf + off);
@@ -53,25 +53,26 @@ static int chown_dir(int dfd, uid_t uid, gid_t gid, int depth, scp_volume_sysfn 
                     st.st_uid == uid && st.st_gid == gid)
                     continue;
                 long sub = sys(SYS_openat, dfd, (long)d->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0, 0, 0);
-                int sub_rc = sub < 0 ? -1 : chown_dir((int)sub, uid, gid, depth + 1, sys);
+                long sub_rc = sub < 0 ? sub : chown_dir((int)sub, uid, gid, depth + 1, sys);
                 if (sub >= 0) sys(SYS_close, sub, 0, 0, 0, 0, 0);
                 if (sub_rc < 0) {
-                    rc = -1;
+                    if (rc == 0) rc = sub_rc;
                     continue;
                 }
             }
-            if (sys(SYS_fchownat, dfd, (long)d->d_name, uid, gid, AT_SYMLINK_NOFOLLOW, 0) < 0) rc = -1;
+            long r = sys(SYS_fchownat, dfd, (long)d->d_name, uid, gid, AT_SYMLINK_NOFOLLOW, 0);
+            if (r < 0 && rc == 0) rc = r;
         }
     }
-    return n < 0 ? -1 : rc;
+    return n < 0 && rc == 0 ? n : rc;
 }
 
-int scp_volume_store_chown(int dirfd, uid_t uid, gid_t gid, scp_volume_sysfn sys) {
-    if (sys(SYS_fchownat, dirfd, (long)"", uid, gid, AT_EMPTY_PATH, 0) < 0) return -1;
+long scp_volume_store_chown(int dirfd, uid_t uid, gid_t gid, scp_volume_sysfn sys) {
+    long rc = sys(SYS_fchownat, dirfd, (long)"", uid, gid, AT_EMPTY_PATH, 0);
     /* (a descriptor of its own: reading the directory moves the offset of its description) */
     long dfd = sys(SYS_openat, dirfd, (long)".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0, 0);
-    if (dfd < 0) return -1;
-    int rc = chown_dir((int)dfd, uid, gid, 0, sys);
+    if (dfd < 0) return rc < 0 ? rc : dfd;
+    long r = chown_dir((int)dfd, uid, gid, 0, sys);
     sys(SYS_close, dfd, 0, 0, 0, 0, 0);
-    return rc;
+    return rc < 0 ? rc : r;
 }

@@ -125,7 +125,7 @@ expect "LATEOK" "the dropped process reads root's new file" sh -c "
     read r < $T/ready; echo LATEOK > $MNT/nbdir/late && chmod 644 $MNT/nbdir/late; echo go > $T/go; wait"
 
 note "a drop to the user that owns objects/ already passes its objects by; a store given back to root is handed whole"
-# (shield/creds.c, chown_dir: every drop made an fchownat per object, 90,000 for a volume of
+# (volume/handover.c, scp_volume_store_chown: every drop made an fchownat per object, 90,000 for a volume of
 # 30,000 files.) objects/ is handed after its entries, so that its owner says they all were.
 own=$(stat -c %u:%g "$VOL/objects")
 [ "${own%%:*}" = 65534 ] || fail "objects/ after the drops above: $own, expected nobody's"
