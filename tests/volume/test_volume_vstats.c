@@ -166,6 +166,32 @@ static unsigned long long field(const char *line, const char *name) {
     return p ? strtoull(p + strlen(pat), NULL, 10) : 0;
 }
 
+/* The whole of the file at path as a NUL-terminated string (*len its length), or NULL. */
+static char *stats_text(const char *path, size_t *len) {
+    char *txt = (char *)tu_read_file(path, len);
+    char *t = txt ? realloc(txt, *len + 1) : NULL;
+    if (!t) {
+        free(txt);
+        return NULL;
+    }
+    t[*len] = 0;
+    return t;
+}
+
+/* Run the load worker on dir with its counters in stats; check that it read `want` manifest
+ * slots. */
+static void check_slot_reads(char *self, const char *dir, const char *stats, unsigned long long want) {
+    run_worker(self, "load", dir, stats);
+    size_t len = 0;
+    char *txt = stats_text(stats, &len);
+    REQUIRE(txt != NULL);
+    if (txt) {
+        CHECK(field(txt, "slot_open") == want);
+        if (field(txt, "slot_open") != want) fprintf(stderr, "the line: %s", txt);
+    }
+    free(txt);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "worker") == 0) worker(argv[2]);
     if (argc == 3 && strcmp(argv[1], "cache") == 0) cache_worker(argv[2]);
@@ -178,11 +204,9 @@ int main(int argc, char **argv) {
     tu_context = "family";
     pid_t w = run_worker(argv[0], "worker", d1, stats);
     size_t len = 0;
-    char *txt = (char *)tu_read_file(stats, &len);
+    char *txt = stats_text(stats, &len);
     REQUIRE(txt != NULL);
     if (txt) {
-        txt = realloc(txt, len + 1);
-        txt[len] = 0;
         char head[64];
         snprintf(head, sizeof head, "vstats pid=%ld ", (long)w);
         CHECK(strncmp(txt, head, strlen(head)) == 0);
@@ -206,11 +230,9 @@ int main(int argc, char **argv) {
     char *d3 = tu_path(root, "cache"), *stats3 = tu_path(root, "stats-cache");
     REQUIRE(mkdir(d3, 0700) == 0);
     run_worker(argv[0], "cache", d3, stats3);
-    txt = (char *)tu_read_file(stats3, &len);
+    txt = stats_text(stats3, &len);
     REQUIRE(txt != NULL);
     if (txt) {
-        txt = realloc(txt, len + 1);
-        txt[len] = 0;
         /* /w: 512 fills judged (no hit), then one take in 64: about 536, and /r's 64 */
         CHECK(field(txt, "pc_skip") >= W - 600);
         CHECK(field(txt, "pc_fill") <= 700);
@@ -226,16 +248,7 @@ int main(int argc, char **argv) {
     char *stats5 = tu_path(root, "stats-load-forged");
     REQUIRE(mkdir(d4, 0700) == 0);
     load_setup(d4);
-    run_worker(argv[0], "load", d4, stats4);
-    txt = (char *)tu_read_file(stats4, &len);
-    REQUIRE(txt != NULL);
-    if (txt) {
-        txt = realloc(txt, len + 1);
-        txt[len] = 0;
-        CHECK(field(txt, "slot_open") == 1);
-        if (tu_failures) fprintf(stderr, "the line: %s", txt);
-        free(txt);
-    }
+    check_slot_reads(argv[0], d4, stats4, 1);
     /* the header of the slot the log does not continue, the older one, claims a generation
      * past the log's end */
     char *slot = NULL;
@@ -262,16 +275,7 @@ int main(int argc, char **argv) {
     memset(sb0 + 8, 0x7f, 8);
     REQUIRE(tu_write_file(slot, sb0, len, 0600) == 0);
     free(sb0);
-    run_worker(argv[0], "load", d4, stats5);
-    txt = (char *)tu_read_file(stats5, &len);
-    REQUIRE(txt != NULL);
-    if (txt) {
-        txt = realloc(txt, len + 1);
-        txt[len] = 0;
-        CHECK(field(txt, "slot_open") == 2);
-        if (tu_failures) fprintf(stderr, "the line: %s", txt);
-        free(txt);
-    }
+    check_slot_reads(argv[0], d4, stats5, 2);
     free(slot);
     free(d4);
     free(stats4);
