@@ -21,16 +21,6 @@ long scp_volume_sys(long nr, long a1, long a2, long a3, long a4, long a5, long a
     return r < 0 ? -errno : r;
 }
 
-/* The kernel's record layout of getdents64 (glibc's struct dirent64, declared here because
- * <dirent.h> declares it only under _LARGEFILE64_SOURCE). */
-struct store_dirent {
-    uint64_t d_ino;
-    int64_t d_off;
-    unsigned short d_reclen;
-    unsigned char d_type;
-    char d_name[];
-};
-
 /* The entries of dfd to uid:gid, and at depth 0 those of its subdirectories (objects/). A
  * subdirectory is handed after its entries, so that one that uid:gid owns already was handed
  * whole before, and is passed by: every start of a daemon that drops privileges made an
@@ -44,7 +34,7 @@ static long chown_dir(int dfd, uid_t uid, gid_t gid, int depth, scp_volume_sysfn
     long n, rc = 0;
     while ((n = sys(SYS_getdents64, dfd, (long)buf, sizeof buf, 0, 0, 0)) > 0) {
         for (long off = 0; off < n;) {
-            const struct store_dirent *d = (const struct store_dirent *)(buf + off);
+            const struct dirent64 *d = (const struct dirent64 *)(buf + off);
             off += d->d_reclen;
             if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, "..")) continue;
             if (d->d_type == DT_DIR && depth == 0) {

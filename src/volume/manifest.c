@@ -589,6 +589,24 @@ static int slot_load(scp_volume *v, int i, scp_manifest *m, struct slot_info *si
     return slot_parse(si, m, err);
 }
 
+/* Keep what a load found of the durable slots: an authenticated one's generation, salt and
+ * state hash; one not authenticated (or not read) counts as generation 0. */
+static void slots_note(scp_volume *v, const int ok[2], const struct slot_info si[2]) {
+    for (int i = 0; i < 2; i++) {
+        v->slot_gen[i] = ok[i] ? si[i].gen : 0;
+        memcpy(v->slot_salt[i], si[i].salt, SCP_SALT_LEN);
+        memcpy(v->slot_sh[i], si[i].sh, SCP_HASH_LEN);
+    }
+}
+
+/* A load found no authentic state: -1 with the first slot's own reason (e: each slot's). */
+static int slots_unauthentic(scp_err *err, const scp_err e[2]) {
+    return scp_fail(err, SCP_E_INTEGRITY, EIO,
+                    "the volume manifest fails authentication in every copy (%s); the volume was "
+                    "modified or damaged",
+                    e[0].msg[0] ? e[0].msg : e[1].msg);
+}
+
 static int mlog_load(scp_volume *v, scp_err *err);
 
 /* Load the newest authentic state: a manifest slot (durable or scratch) or, format 3, the end
@@ -610,13 +628,7 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
         ok[i] = v->slotfd[i] >= 0 && slot_open(v, i, &si[i], &e[i]) == 0;
         if (ok[i] && (best < 0 || si[i].gen > si[best].gen)) best = i;
     }
-    if (best < 0) {
-        scp_fail(err, SCP_E_INTEGRITY, EIO,
-                 "the volume manifest fails authentication in every copy (%s); the volume was "
-                 "modified or damaged",
-                 e[0].msg);
-        return -1;
-    }
+    if (best < 0) return slots_unauthentic(err, e);
     /* never go back in one process's lifetime */
     if (si[best].gen < v->gen) {
         for (int i = 0; i < 3; i++)
@@ -625,11 +637,7 @@ int vol_load_manifest(scp_volume *v, scp_err *err) {
                         "the volume manifest went back from generation %llu to %llu while open",
                         (unsigned long long)v->gen, (unsigned long long)si[best].gen);
     }
-    for (int i = 0; i < 2; i++) {
-        v->slot_gen[i] = ok[i] ? si[i].gen : 0;
-        memcpy(v->slot_salt[i], si[i].salt, SCP_SALT_LEN);
-        memcpy(v->slot_sh[i], si[i].sh, SCP_HASH_LEN);
-    }
+    slots_note(v, ok, si);
     scp_manifest m = {0};
     int rc = slot_parse(&si[best], &m, err);
     for (int i = 0; i < 3; i++)
@@ -2194,21 +2202,13 @@ static int mlog_load(scp_volume *v, scp_err *err) {
             tried[i] = 1;
             ok[i] = slot_open(v, i, &si[i], &e[i]) == 0;
         }
-    for (int i = 0; i < 2; i++) {
-        v->slot_gen[i] = ok[i] ? si[i].gen : 0;
-        memcpy(v->slot_salt[i], si[i].salt, SCP_SALT_LEN);
-        memcpy(v->slot_sh[i], si[i].sh, SCP_HASH_LEN);
-    }
+    slots_note(v, ok, si);
     int best = ok[0] && (!ok[1] || si[0].gen >= si[1].gen) ? 0 : ok[1] ? 1 : -1;
     /* (a log with no records that continues the newest slot is that slot's: keep appending) */
     int use_log = rc == 0 && base >= 0 &&
                   (best < 0 || w.gen > si[best].gen || (base == best && w.nrec == 0));
     uint64_t gen = use_log ? w.gen : best >= 0 ? si[best].gen : 0;
-    if (rc == 0 && !use_log && best < 0)
-        rc = scp_fail(err, SCP_E_INTEGRITY, EIO,
-                      "the volume manifest fails authentication in every copy (%s); the volume "
-                      "was modified or damaged",
-                      e[0].msg[0] ? e[0].msg : e[1].msg);
+    if (rc == 0 && !use_log && best < 0) rc = slots_unauthentic(err, e);
     if (rc == 0 && gen < v->gen)
         rc = scp_fail(err, SCP_E_ROLLBACK, EIO,
                       "the volume manifest went back from generation %llu to %llu while open",
