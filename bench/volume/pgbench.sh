@@ -51,6 +51,9 @@
 #   (PERF_SORT=dso,sym: by function; PERF_MIN=0.5, the least share printed, in %); IO=4 the
 #   server's page faults over 4 s, every one (perf record -e page-faults -c 1), by the function
 #   that faulted (a kernel function: a system call's copy into or out of a page not yet mapped).
+#   IO=5 the server's CPU by function of the shield library, inclusive (perf record -g over
+#   4 s at PERF_HZ samples a second, 499 by default; bench/volume/perfshare.py): which of scp's
+#   paths the extra CPU is on. PERF_KEEP=DIR keeps the samples' call chains in DIR/pcg-FS.txt.
 #   VSTATS=1: after the rounds, the volume library's event counters (SCP_VOLUME_STATS,
 #   src/volume/vstats.h) of the scp server: one start and stop alone, one with a pgbench run of
 #   STRACE_SECS; each counter's difference per transaction (load-independent; with
@@ -278,6 +281,12 @@ iostats() { # FS: the flushes as the kernel sees them, machine-wide (see IO abov
     [ "${IO:-0}" = 3 ] && perf record -q -F 1999 -a -o "$T/pcpu-$fs" -- sleep 4 >/dev/null 2>&1 &&
         perf report -i "$T/pcpu-$fs" --no-children --comm postgres --sort "${PERF_SORT:-dso}" --percent-limit "${PERF_MIN:-0.5}" \
             --stdio 2>/dev/null | grep -v "^#" | grep . | head -45 | sed "s/^/  $fs /"
+    # IO=5: the server's CPU by function of the shield library (libscp-shield.so, which holds
+    # the volume code), inclusive: each function's share of the server's samples with it on
+    # the stack (perf record -g --call-graph dwarf, 4 s); and the shares by object
+    [ "${IO:-0}" = 5 ] && perf record -q -F "${PERF_HZ:-499}" -a --call-graph dwarf,16384 -o "$T/pcg-$fs" -- sleep 4 >/dev/null 2>&1 &&
+        perf script -i "$T/pcg-$fs" --comm postgres -F ip,sym,dso 2>/dev/null |
+        tee "${PERF_KEEP:-/dev/null}${PERF_KEEP:+/pcg-$fs.txt}" | python3 "$(dirname "$0")/perfshare.py" "${PERF_MIN:-0.5}" | head -60 | sed "s/^/  $fs /"
     # IO=4: the server's page faults by faulting function (every fault for 4 s)
     [ "${IO:-0}" = 4 ] && perf record -q -e page-faults -c 1 -a -o "$T/pflt-$fs" -- sleep 4 >/dev/null 2>&1 &&
         perf report -i "$T/pflt-$fs" -n --no-children --comm postgres --sort dso,sym --percent-limit 1 \
