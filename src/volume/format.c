@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "scp/volume.h"
+#include "volume/marena.h"
 #include "volume/vstats.h"
 
 static const uint8_t volhdr_magic[8] = {'S', 'C', 'P', 'V', 'O', 'L', 0, 1};
@@ -197,7 +198,13 @@ int scp_manifest_count_links(scp_manifest *m) {
 /* One entry at body + *off (from its type byte through a link's target): fields checked one
  * by one; sortedness, parents and ids are the caller's. Returns 0, -1 (malformed; e->path and
  * e->target may be set: the caller frees them) or -2 (out of memory). */
-static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentry *e) {
+/* n bytes for a parsed entry's string: from the manifest's arena while it has room. */
+static char *str_alloc(marena *a, size_t n) {
+    char *p = marena_alloc(a, n);
+    return p ? p : malloc(n);
+}
+
+static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentry *e, marena *a) {
     char norm[SCP_MAX_PATH + 1];
     size_t off = *offp;
     if (len - off < MENTRY_FIXED) return -1;
@@ -208,7 +215,7 @@ static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentr
     if ((e->type < SCP_MTYPE_FILE || e->type > SCP_MTYPE_LINK) || plen == 0 || plen > SCP_MAX_PATH ||
         len - off < (size_t)plen + MENTRY_FIXED - 3)
         return -1;
-    e->path = malloc((size_t)plen + 1);
+    e->path = str_alloc(a, (size_t)plen + 1);
     if (!e->path) return -2;
     memcpy(e->path, body + off, plen);
     e->path[plen] = '\0';
@@ -246,7 +253,7 @@ static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentr
         if (tlen == 0 || tlen > SCP_MAX_PATH || len - off < tlen || e->size != tlen ||
             memchr(body + off, 0, tlen))
             return -1;
-        if (!(e->target = malloc((size_t)tlen + 1))) return -2;
+        if (!(e->target = str_alloc(a, (size_t)tlen + 1))) return -2;
         memcpy(e->target, body + off, tlen);
         e->target[tlen] = '\0';
         off += tlen;
@@ -265,6 +272,12 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
     out->e = calloc(count ? count : 1, sizeof(scp_mentry *));
     if (!out->e) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing the manifest");
     out->cap = count ? count : 1;
+    /* A large manifest's entries and strings come from one populated arena (marena.h): an
+     * entry's strings take at most its bytes in the body beyond the fixed fields, plus their
+     * NULs and alignment; what does not fit (never, by that bound) comes from malloc. */
+    if (count >= MARENA_MIN_ENTRIES)
+        out->arena = marena_new((size_t)count * (((sizeof(scp_mentry) + 7) & ~(size_t)7) + 16) +
+                                (len - 4 - (size_t)count * MENTRY_FIXED));
     size_t off = 4;
     struct id_ref *ids = malloc((size_t)(count ? count : 1) * sizeof *ids);
     if (!ids) goto nomem;
@@ -274,11 +287,11 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
     long dir = -1;
     size_t dir_len = 0;
     for (uint32_t i = 0; i < count; i++) {
-        scp_mentry *e = calloc(1, sizeof *e);
-        if (!e) goto nomem;
-        int r = mentry_parse(body, len, &off, e);
+        scp_mentry *e = marena_alloc(out->arena, sizeof *e); /* (zeroed, as calloc's) */
+        if (!e && !(e = calloc(1, sizeof *e))) goto nomem;
+        int r = mentry_parse(body, len, &off, e, out->arena);
         if (e->path) out->e[out->n++] = e; /* (freed with the manifest, even if malformed) */
-        else free(e);
+        else marena_free(e);
         if (r == -2) goto nomem;
         if (r < 0) goto malformed;
         if (out->n > 1 && strcmp(out->e[out->n - 2]->path, e->path) >= 0) goto malformed;
@@ -429,7 +442,7 @@ int scp_mdelta_parse(const uint8_t *body, size_t len, scp_mdelta *out, scp_err *
     char norm[SCP_MAX_PATH + 1];
     for (uint32_t i = 0; i < np; i++) {
         scp_mentry *e = &out->put[i];
-        int r = mentry_parse(body, len, &off, e);
+        int r = mentry_parse(body, len, &off, e, NULL); /* (a delta is small: malloc) */
         out->nput = i + 1; /* (what was set is freed with the delta) */
         if (r == -2) goto nomem;
         if (r < 0 || (i > 0 && strcmp(out->put[i - 1].path, e->path) >= 0)) goto malformed;
@@ -466,14 +479,23 @@ nomem:
     return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing a manifest delta");
 }
 
+/* Free p, one of m's pieces: those of m's own arena are only counted (*mine), and counted off
+ * the arena at once (a lock per piece was most of a large manifest's free). */
+static void piece_free(const scp_manifest *m, void *p, size_t *mine) {
+    if (marena_owns(m->arena, p)) (*mine)++;
+    else marena_free(p);
+}
+
 void scp_manifest_free(scp_manifest *m) {
+    size_t mine = 0;
     for (size_t i = 0; i < m->n; i++) {
-        free(m->e[i]->path);
-        free(m->e[i]->target);
-        free(m->e[i]);
+        piece_free(m, m->e[i]->path, &mine);
+        if (m->e[i]->target) piece_free(m, m->e[i]->target, &mine);
+        piece_free(m, m->e[i], &mine);
     }
     free(m->e);
-    for (unsigned k = 0; k < m->nspare; k++) free(m->spare[k]);
+    for (unsigned k = 0; k < m->nspare; k++) piece_free(m, m->spare[k], &mine);
+    marena_drop(m->arena, mine);
     memset(m, 0, sizeof *m);
 }
 

@@ -154,6 +154,11 @@ typedef struct scp_manifest {
     uint64_t ver; /* in memory only: moved by every change through the manifest helpers
                    * (man_insert, man_remove, ...; volume/internal.h), so that the manifest
                    * log's delta can tell a manifest changed only where it was told (mlog_seal) */
+    /* The arena that a large manifest's parse or copy cut its entries and strings from (NULL:
+     * all from malloc); this manifest holds it until scp_manifest_free. Entries, paths and
+     * targets are freed with marena_free (volume/marena.h), never free: any of them may be a
+     * piece of an arena. */
+    struct marena *arena;
 } scp_manifest;
 
 /* path's parent among m's entries (m sorted by path, as the parser builds it and the volume
@@ -182,6 +187,7 @@ int scp_manifest_count_links(scp_manifest *m);
 int scp_manifest_encode(const scp_manifest *m, uint8_t **out, size_t *out_len, scp_err *err);
 /* The length scp_manifest_encode gives m (O(entries), no allocation). */
 size_t scp_manifest_encoded_len(const scp_manifest *m);
+/* Free m's entries, their strings (marena_free) and its arena hold; m is left empty. */
 void scp_manifest_free(scp_manifest *m);
 
 /* Check a volume-relative path and normalize it into out (no leading or trailing '/').
