@@ -571,6 +571,17 @@ void vol_tags_settle(scp_volume *v);
 #define VOL_LOCKBYTE_OBJDIR 256 /* objects were created and their directory is not synced */
 #define VOL_LOCKBYTE_DOOMED 257 /* some process may have left removed files' objects behind */
 void vol_lockbyte_set(scp_volume *v, off_t off, int on);
+/* The collection's mark (u64, manifest.c, vol_collect_garbage): a hash of the manifest log's
+ * header under which the last collection ran and left objects pending. Removed files' objects
+ * stay while the base slot or a record of the log names them, so none of those can go before
+ * a fold starts a new log; an open that finds the mark equal to its log's header skips the
+ * collection (git's commands, each an exec'd image, read the objects directory of 30,000
+ * names at every open after one `git status` rewrote the index). Not trusted: a host that
+ * sets it only keeps garbage longer; one that changes it makes an open collect (which checks
+ * everything itself). */
+#define VOL_GC_SEEN_OFF 32
+_Static_assert(VOL_GC_SEEN_OFF >= VOL_PUB_OFF + 8 && VOL_GC_SEEN_OFF + 8 <= 64,
+               "lock file: the collection's mark overlaps the publication counter or the wanted word");
 /* The "shared wanted" word (u32, volume.c): set by a process that opens the volume shared while
  * another holds the private lock; futex-waited by the private one's watcher. Not trusted: a
  * host that sets it makes a private process go shared (slower); one that clears it can only

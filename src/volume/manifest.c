@@ -2566,9 +2566,25 @@ static int mlog_ids(scp_volume *v, struct id_list *l) {
 
 static int cmp_id(const void *a, const void *b) { return memcmp(a, b, SCP_FILEID_LEN); }
 
+/* The collection's mark for the log as it is (internal.h, VOL_GC_SEEN_OFF): a hash of its
+ * header, which a fold or a new log changes; 0 when there is no mapped page or no log walked
+ * from a base (nothing is skipped then). */
+static uint64_t gc_mark(const scp_volume *v) {
+    if (!v->hint || !v->mlog || v->ml_base < 0) return 0;
+    uint8_t h[SCP_HASH_LEN];
+    scp_sha256_buf(v->ml_hdr, sizeof v->ml_hdr, h);
+    uint64_t m = scp_get_u64(h);
+    return m ? m : 1;
+}
+
 void vol_collect_garbage(scp_volume *v) {
     assert(VOL_LOCK_HELD(v));
     if (!lockbyte_get(v, VOL_LOCKBYTE_DOOMED)) return;
+    uint64_t mark = gc_mark(v);
+    if (mark && __atomic_load_n(v->hint + VOL_GC_SEEN_OFF / 8, __ATOMIC_ACQUIRE) == mark) {
+        VSTAT(gc_skip);
+        return; /* (what was pending under this log still is: internal.h) */
+    }
     /* Keep what any slot names: until two durable commits have passed a removal, a power cut
      * can bring back a state that has the file. And what this process has loaded (a file
      * unlinked while open is still read through its objects). */
@@ -2634,6 +2650,7 @@ void vol_collect_garbage(scp_volume *v) {
         return;
     }
     rewinddir(d); /* the duplicate shares its offset with objfd */
+    VSTAT(gc_scan);
     struct dirent *de;
     while ((de = readdir(d))) {
         uint8_t id[SCP_FILEID_LEN];
@@ -2650,6 +2667,7 @@ void vol_collect_garbage(scp_volume *v) {
     closedir(d);
     free(ids);
     if (!pending) vol_lockbyte_set(v, VOL_LOCKBYTE_DOOMED, 0);
+    else if (mark) __atomic_store_n(v->hint + VOL_GC_SEEN_OFF / 8, mark, __ATOMIC_RELEASE);
 }
 
 static const scp_mentry *entry_by_id(const scp_manifest *m, const uint8_t id[SCP_FILEID_LEN]) {

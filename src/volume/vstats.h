@@ -31,6 +31,8 @@
     X(fork_catch_up)     /* fork children's repairs that caught up from the parent's state */   \
     X(fork_reload)       /* ... that loaded again from generation 0 (fork_catch_up) */          \
     X(open_fold)         /* opens that folded the long log they walked (vol_open_fold) */       \
+    X(gc_scan)           /* collections that read the objects directory (vol_collect_garbage) */ \
+    X(gc_skip)           /* ... skipped: the last one left objects pending under this log */    \
     X(mlog_pread)        /* manifest-log preads of the catch-up (header and records) */         \
     X(mlog_pread_bytes)                                                                         \
     X(mlog_tail_miss)    /* catch-ups whose one pread from ml_end did not do (mlog_read_new) */ \

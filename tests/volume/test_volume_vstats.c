@@ -19,6 +19,12 @@
  *    slot_open 1; with the older slot's header claiming a generation past the log's end, the
  *    open authenticates that slot too (2), finds it forged, and still reads the file as the
  *    log's end has it.
+ * 5. an open collects removed files' objects only when it can find some to remove (manifest.c,
+ *    vol_collect_garbage, the collection's mark): while this process holds the volume, another
+ *    renames a new file over one that the base slot names (as git writes its index); the
+ *    first open after reads the objects directory
+ *    (gc_scan 1) and leaves the old file's objects, the next skips it (gc_skip 1, gc_scan 0);
+ *    after a fold (a long log folded at a close) the next open reads it, and they are gone.
  * Each run is a fresh exec of this binary (the library reads the variable as it loads).
  */
 #include <sys/wait.h>
@@ -122,6 +128,19 @@ static void load_worker(const char *dir) {
     exit(tu_failures ? 1 : 0);
 }
 
+/* The collection's worker: open, read /b, exit. */
+static void gc_worker(const char *dir) {
+    char *vd = tu_path(dir, "vol");
+    scp_err e;
+    tu_err_clear(&e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd, load_key, NULL, &e), e);
+    tu_check_content(v, "/b", "bb");
+    /* (no close: a shielded program's image exits with the volume open; a close would fold
+     * the log) */
+    free(vd);
+    exit(tu_failures ? 1 : 0);
+}
+
 /* A volume in dir/vol whose two durable slots both authenticate and whose log continues the
  * newer one with records past it: 600 chmods, folded at the close (a log of records longer
  * than 32 KiB and than the manifest: volume.c, the exit fold), then a rewrite of /a and a few
@@ -192,10 +211,25 @@ static void check_slot_reads(char *self, const char *dir, const char *stats, uns
     free(txt);
 }
 
+/* Run the gc worker on dir with SCP_VOLUME_STATS=stats; check its gc_scan and gc_skip. */
+static void check_gc(char *self, const char *dir, const char *stats, unsigned long long scans,
+                     unsigned long long skips) {
+    run_worker(self, "gc", dir, stats);
+    size_t len = 0;
+    char *txt = stats_text(stats, &len);
+    REQUIRE(txt != NULL);
+    if (txt) {
+        CHECK(field(txt, "gc_scan") == scans && field(txt, "gc_skip") == skips);
+        if (tu_failures) fprintf(stderr, "the line: %s", txt);
+    }
+    free(txt);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "worker") == 0) worker(argv[2]);
     if (argc == 3 && strcmp(argv[1], "cache") == 0) cache_worker(argv[2]);
     if (argc == 3 && strcmp(argv[1], "load") == 0) load_worker(argv[2]);
+    if (argc == 3 && strcmp(argv[1], "gc") == 0) gc_worker(argv[2]);
     char *root = tu_tmpdir("vstats");
     char *d1 = tu_path(root, "on"), *d2 = tu_path(root, "off");
     char *stats = tu_path(root, "stats");
@@ -280,6 +314,43 @@ int main(int argc, char **argv) {
     free(d4);
     free(stats4);
     free(stats5);
+
+    tu_context = "collection";
+    char *d6 = tu_path(root, "gc"), *vd6 = tu_path(d6, "vol"), stats6[3][64];
+    for (int i = 0; i < 3; i++) snprintf(stats6[i], sizeof stats6[i], "%s/stats-gc%d", root, i);
+    REQUIRE(mkdir(d6, 0700) == 0);
+    scp_err e;
+    tu_err_clear(&e);
+    REQUIRE_OK(scp_volume_create(vd6, load_key, CS, &e), e);
+    scp_volume *v = REQUIRE_PTR(scp_volume_open(vd6, load_key, NULL, &e), e);
+    REQUIRE_OK(tu_vput(v, "/a", "aa", 2, &e), e);
+    REQUIRE_OK(tu_vput(v, "/b", "bb", 2, &e), e);
+    /* (names enough that the records below are short beside the manifest: an opener folds a
+     * log only past twice the manifest's size, volume.c) */
+    for (int i = 0; i < 40; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "/some-file-with-a-longer-name-%03d", i);
+        REQUIRE_OK(tu_vput(v, name, "x", 1, &e), e);
+    }
+    for (int i = 0; i < 600; i++) REQUIRE_OK(scp_volume_setattr(v, "/b", 0600 | (i & 7), -1, -1, INT64_MIN, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e); /* (folded: the base slot names /a) */
+    int before = tu_objects(vd6, ".d", NULL);
+    /* held open here while the workers run: /a's removal, by one of them, stays in the log
+     * (git's commands beside the shell whose working directory is in the volume) */
+    v = REQUIRE_PTR(scp_volume_open(vd6, load_key, NULL, &e), e);
+    scp_volume_set_shared(v); /* (as the shield's holder of a program's volume) */
+    REQUIRE_OK(tu_vput(v, "/a.lock", "a2", 2, &e), e); /* (as git writes its index) */
+    REQUIRE_OK(scp_volume_rename(v, "/a.lock", "/a", &e), e);
+    check_gc(argv[0], d6, stats6[0], 1, 0);
+    check_gc(argv[0], d6, stats6[1], 0, 1);
+    CHECK(tu_objects(vd6, ".d", NULL) == before + 1); /* (the old /a: the base names it) */
+    /* a log long enough to be folded at the close (as load_setup's) */
+    for (int i = 0; i < 600; i++) REQUIRE_OK(scp_volume_setattr(v, "/b", 0600 | (i & 7), -1, -1, INT64_MIN, &e), e);
+    REQUIRE_OK(scp_volume_close(v, &e), e);
+    check_gc(argv[0], d6, stats6[2], 1, 0);
+    CHECKF(tu_objects(vd6, ".d", NULL) == before, "%d data objects, %d before", tu_objects(vd6, ".d", NULL), before);
+    free(d6);
+    free(vd6);
 
     tu_rm_rf(root);
     free(root);
