@@ -13,8 +13,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 
-#include "testutil.h"
-#include "volume/format.h"
+#include "manifestutil.h"
 
 static scp_err e;
 
@@ -194,10 +193,6 @@ static void test_parse(void) {
     free(body);
 }
 
-static int cmp_entp(const void *a, const void *b) {
-    return strcmp((*(scp_mentry *const *)a)->path, (*(scp_mentry *const *)b)->path);
-}
-
 /* A larger manifest through the parser's shortcuts (session 60): the parent found once for a
  * run of names in one directory, and the count of names without a sort when no id repeats.
  * Names with '-' after a directory's sort between it and its children. Then a name whose
@@ -223,33 +218,23 @@ static void test_parse_many(void) {
             ent[n++].type = SCP_MTYPE_FILE;
         }
     }
-    for (size_t i = 0; i < n; i++) {
-        ent[i].path = names[i];
-        memcpy(ent[i].id + 3, &i, sizeof i); /* (distinct) */
-        ep[i] = &ent[i];
-    }
-    qsort(ep, n, sizeof *ep, cmp_entp);
-    scp_manifest m = {.e = ep, .n = n, .cap = n}, out;
-    uint8_t *body;
-    size_t len;
-    REQUIRE_OK(scp_manifest_encode(&m, &body, &len, &e), e);
-    CHECK_OK(scp_manifest_parse(body, len, &out, &e), e);
+    for (size_t i = 0; i < n; i++) ent[i].path = names[i];
+    tu_entries_sorted(ent, ep, n);
+    scp_manifest out;
+    CHECK_OK(tu_reparse(ep, n, &out, &e), e);
     int ones = out.n == n;
     for (size_t i = 0; ones && i < out.n; i++) ones = out.e[i]->nlink == 1;
     CHECKF(ones, "%zu distinct ids: every nlink 1", n);
     scp_manifest_free(&out);
-    free(body);
     /* two names of one file, far apart: counted by the sort */
     size_t a = 5, b = n - 7;
     REQUIRE(ep[a]->type == SCP_MTYPE_FILE && ep[b]->type == SCP_MTYPE_FILE);
     memcpy(ep[b]->id, ep[a]->id, SCP_FILEID_LEN);
-    REQUIRE_OK(scp_manifest_encode(&m, &body, &len, &e), e);
-    CHECK_OK(scp_manifest_parse(body, len, &out, &e), e);
+    CHECK_OK(tu_reparse(ep, n, &out, &e), e);
     size_t twos = 0;
     for (size_t i = 0; i < out.n; i++) twos += out.e[i]->nlink == 2;
     CHECKF(twos == 2 && out.e[a]->nlink == 2 && out.e[b]->nlink == 2, "one linked pair: %zu names with 2", twos);
     scp_manifest_free(&out);
-    free(body);
     /* a name below a file, after others of its directory: the parent check still fails it */
     static char bad[] = "d3/s/f000/x";
     scp_mentry x = {.type = SCP_MTYPE_FILE, .path = bad};
@@ -257,11 +242,8 @@ static void test_parse_many(void) {
     scp_mentry *ep2[N + 1];
     memcpy(ep2, ep, n * sizeof *ep);
     ep2[n] = &x;
-    qsort(ep2, n + 1, sizeof *ep2, cmp_entp);
-    scp_manifest m2 = {.e = ep2, .n = n + 1, .cap = n + 1};
-    REQUIRE_OK(scp_manifest_encode(&m2, &body, &len, &e), e);
-    CHECK(scp_manifest_parse(body, len, &out, &e) < 0 && e.code == SCP_E_INTEGRITY);
-    free(body);
+    qsort(ep2, n + 1, sizeof *ep2, tu_cmp_entp);
+    CHECK(tu_reparse(ep2, n + 1, &out, &e) < 0 && e.code == SCP_E_INTEGRITY);
 }
 
 int main(void) {

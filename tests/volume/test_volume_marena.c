@@ -18,8 +18,7 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-#include "testutil.h"
-#include "volume/format.h"
+#include "manifestutil.h"
 #include "volume/marena.h"
 
 static scp_err e;
@@ -77,10 +76,6 @@ static void test_arena(void) {
     while (made > 0) marena_drop(r[--made], 0);
 }
 
-static int cmp_entp(const void *a, const void *b) {
-    return strcmp((*(scp_mentry *const *)a)->path, (*(scp_mentry *const *)b)->path);
-}
-
 /* Encode a manifest of n entries, parse it, and check the parse against it. Mixed: long
  * names, symbolic links with long targets, times. Tight (the parse's size bound at its
  * closest): names of 8 bytes, whose NUL costs a whole 8-byte step, no times, no links. */
@@ -115,17 +110,10 @@ static void check_parse(size_t n, int want_arena, int tight) {
         ent[i].mtime_ns = (int64_t)i;
         ent[i].ctime_ns = ent[i].atime_ns = i % 2 && !tight ? (int64_t)i + 1 : (int64_t)i;
     }
-    for (size_t i = 0; i < n; i++) {
-        ent[i].path = names[i];
-        memcpy(ent[i].id + 3, &i, sizeof i);
-        ep[i] = &ent[i];
-    }
-    qsort(ep, n, sizeof *ep, cmp_entp);
-    scp_manifest m = {.e = ep, .n = n, .cap = n}, out;
-    uint8_t *body;
-    size_t len;
-    REQUIRE_OK(scp_manifest_encode(&m, &body, &len, &e), e);
-    REQUIRE_OK(scp_manifest_parse(body, len, &out, &e), e);
+    for (size_t i = 0; i < n; i++) ent[i].path = names[i];
+    tu_entries_sorted(ent, ep, n);
+    scp_manifest out;
+    REQUIRE_OK(tu_reparse(ep, n, &out, &e), e);
     CHECKF((out.arena != NULL) == want_arena, "%zu entries: arena %s", n, out.arena ? "yes" : "no");
     size_t owned = 0, pieces = 0, same = out.n == n;
     for (size_t i = 0; same && i < n; i++) {
@@ -141,7 +129,6 @@ static void check_parse(size_t n, int want_arena, int tight) {
     CHECKF(same, "%zu entries parse back as encoded", n);
     CHECKF(owned == (want_arena ? pieces : 0), "%zu of %zu pieces in the arena", owned, pieces);
     scp_manifest_free(&out);
-    free(body);
     for (size_t i = 0; i < n; i++) {
         free(names[i]);
         free(ent[i].target);
