@@ -195,15 +195,16 @@ int scp_manifest_count_links(scp_manifest *m) {
     return rc;
 }
 
-/* One entry at body + *off (from its type byte through a link's target): fields checked one
- * by one; sortedness, parents and ids are the caller's. Returns 0, -1 (malformed; e->path and
- * e->target may be set: the caller frees them) or -2 (out of memory). */
 /* n bytes for a parsed entry's string: from the manifest's arena while it has room. */
 static char *str_alloc(marena *a, size_t n) {
     char *p = marena_alloc(a, n);
     return p ? p : malloc(n);
 }
 
+/* One entry at body + *off (from its type byte through a link's target): fields checked one
+ * by one; sortedness, parents and ids are the caller's. Strings come from a (NULL: malloc).
+ * Returns 0, -1 (malformed; e->path and e->target may be set: the caller frees them) or -2
+ * (out of memory). */
 static int mentry_parse(const uint8_t *body, size_t len, size_t *offp, scp_mentry *e, marena *a) {
     char norm[SCP_MAX_PATH + 1];
     size_t off = *offp;
@@ -273,11 +274,12 @@ int scp_manifest_parse(const uint8_t *body, size_t len, scp_manifest *out, scp_e
     if (!out->e) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory parsing the manifest");
     out->cap = count ? count : 1;
     /* A large manifest's entries and strings come from one populated arena (marena.h): an
-     * entry's strings take at most its bytes in the body beyond the fixed fields, plus their
-     * NULs and alignment; what does not fit (never, by that bound) comes from malloc. */
-    if (count >= MARENA_MIN_ENTRIES)
-        out->arena = marena_new((size_t)count * (((sizeof(scp_mentry) + 7) & ~(size_t)7) + 16) +
-                                (len - 4 - (size_t)count * MENTRY_FIXED));
+     * entry's two strings take at most its bytes in the body beyond the fixed fields, plus a
+     * NUL and alignment each; what does not fit (never, by that bound) comes from malloc. */
+    if (count >= MARENA_MIN_ENTRIES) {
+        size_t per = marena_piece(sizeof(scp_mentry)) + 2 * MARENA_ALIGN;
+        out->arena = marena_new((size_t)count * per + (len - 4 - (size_t)count * MENTRY_FIXED));
+    }
     size_t off = 4;
     struct id_ref *ids = malloc((size_t)(count ? count : 1) * sizeof *ids);
     if (!ids) goto nomem;
@@ -480,7 +482,7 @@ nomem:
 }
 
 /* Free p, one of m's pieces: those of m's own arena are only counted (*mine), and counted off
- * the arena at once (a lock per piece was most of a large manifest's free). */
+ * the arena at once (no registry look-up and atomic per piece). */
 static void piece_free(const scp_manifest *m, void *p, size_t *mine) {
     if (marena_owns(m->arena, p)) (*mine)++;
     else marena_free(p);

@@ -739,8 +739,8 @@ static int man_copy(scp_manifest *dst, const scp_manifest *src) {
         size_t bytes = 0;
         for (size_t i = 0; i < src->n; i++) {
             const scp_mentry *e = src->e[i];
-            bytes += ((sizeof *e + 7) & ~(size_t)7) + ((strlen(e->path) + 8) & ~(size_t)7) +
-                     (e->target ? (strlen(e->target) + 8) & ~(size_t)7 : 0);
+            bytes += marena_piece(sizeof *e) + marena_piece(strlen(e->path) + 1) +
+                     (e->target ? marena_piece(strlen(e->target) + 1) : 0);
         }
         dst->arena = marena_new(bytes);
     }

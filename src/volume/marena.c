@@ -23,7 +23,6 @@ struct marena {
 };
 
 #define REG_MAX 16
-#define PIECE_ALIGN 8 /* (entries hold 64-bit fields and pointers; strings need none) */
 
 /* The registry, without a lock: marena_free runs wherever a manifest is freed, also in fork
  * handlers (the volume's and the shield's, in an order this file does not choose), so a lock
@@ -76,7 +75,7 @@ marena *marena_new(size_t bytes) {
 
 void *marena_alloc(marena *a, size_t n) {
     if (!a) return NULL;
-    size_t need = (n + PIECE_ALIGN - 1) & ~(size_t)(PIECE_ALIGN - 1);
+    size_t need = marena_piece(n);
     if (need < n || need > a->hi - a->lo - a->used) return NULL;
     void *p = (void *)(a->lo + a->used);
     a->used += need;

@@ -32,8 +32,13 @@ typedef struct marena marena;
  * (the caller then uses malloc). The caller holds it: it lives at least until the hold is
  * dropped (marena_drop). */
 marena *marena_new(size_t bytes);
-/* n bytes from a (16-byte aligned, zeroed), or NULL when a is NULL or has no room left: the
- * caller then uses malloc or calloc. Only the thread that holds a fills it. */
+/* What a piece of n bytes takes of an arena: n rounded up to MARENA_ALIGN (to size one). */
+#define MARENA_ALIGN 8 /* (entries hold 64-bit fields and pointers; strings need none) */
+static inline size_t marena_piece(size_t n) {
+    return (n + MARENA_ALIGN - 1) & ~(size_t)(MARENA_ALIGN - 1);
+}
+/* n bytes from a (MARENA_ALIGN-aligned, zeroed), or NULL when a is NULL or has no room left:
+ * the caller then uses malloc or calloc. Only the thread that holds a fills it. */
 void *marena_alloc(marena *a, size_t n);
 /* Is p one of a's pieces? (no lock: a's bounds do not change while it is held) */
 int marena_owns(const marena *a, const void *p);
