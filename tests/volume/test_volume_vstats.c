@@ -211,10 +211,19 @@ static void check_slot_reads(char *self, const char *dir, const char *stats, uns
     free(txt);
 }
 
-/* Run the gc worker on dir with SCP_VOLUME_STATS=stats; check its gc_scan and gc_skip. */
+/* Run the gc worker on dir with SCP_VOLUME_STATS=stats; check its gc_scan and gc_skip. The
+ * worker exits with the volume open, as a shielded image does: under ASan without the leak
+ * check (its exit must still run, for the counters' line). */
 static void check_gc(char *self, const char *dir, const char *stats, unsigned long long scans,
                      unsigned long long skips) {
+    const char *was = getenv("ASAN_OPTIONS");
+    char *keep = was ? strdup(was) : NULL, opts[512];
+    snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", keep ? keep : "", keep ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
     run_worker(self, "gc", dir, stats);
+    if (keep) setenv("ASAN_OPTIONS", keep, 1);
+    else unsetenv("ASAN_OPTIONS");
+    free(keep);
     size_t len = 0;
     char *txt = stats_text(stats, &len);
     REQUIRE(txt != NULL);
