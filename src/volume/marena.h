@@ -10,8 +10,10 @@
  * Each piece stays freeable on its own, since the manifest code frees and replaces entries and
  * paths one at a time: marena_free of a pointer inside a live arena counts the piece off, and
  * the arena is unmapped when its last piece and its holder are gone; of any other pointer it
- * is free(). So whatever frees a manifest entry, its path or its target calls marena_free (or
- * the manifest helpers that do: scp_manifest_free, man_remove, man_entry_clear), never free.
+ * is free(). So whatever frees an entry, path or target that a manifest holds calls
+ * marena_free (or the manifest helpers that do: scp_manifest_free, man_remove,
+ * man_entry_clear), never free; one made with malloc or strdup and not yet in a manifest
+ * (a new name whose insert failed) is free()'s.
  *
  * Threads and fork: the registry of live arenas takes no lock (marena.c says why and how); a
  * piece is freed by whoever holds it, as with malloc. An arena is filled only by the thread

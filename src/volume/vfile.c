@@ -19,7 +19,6 @@
 #include "crypto/crypto.h"
 #include "crypto/parallel.h"
 #include "volume/internal.h"
-#include "volume/marena.h"
 #include "volume/vstats.h"
 
 #define ENT SCP_CHUNK_ENTRY_LEN
@@ -806,7 +805,7 @@ scp_vfile *scp_vfile_open(scp_volume *v, const char *path, int flags, uint32_t m
             e.path = strdup(p);
             man_dtimes dt;
             if (!e.path || vol_man_create(v, &e, now, &dt, err) < 0) {
-                marena_free(e.path);
+                free(e.path);
                 rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
             } else {
                 if (vol_commit_manifest(v, 0, err) < 0) {
@@ -958,7 +957,7 @@ int file_link_nameless(scp_file *f, const char *to, scp_err *err) {
             f->writer = 0;
         }
     }
-    marena_free(e.path);
+    free(e.path);
     if (rc == 0) {
         f->path = mine;
         mine = NULL;

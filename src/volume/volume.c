@@ -41,7 +41,6 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "volume/internal.h"
-#include "volume/marena.h"
 #include "volume/vstats.h"
 
 static const char HDR_NAME[] = "scpvol.hdr";
@@ -1463,11 +1462,11 @@ static int make_entry(scp_volume *v, const char *path, uint8_t type, uint32_t mo
     if (rc == 0 && (!(e.path = strdup(p)) || (target && !(e.target = strdup(target)))))
         rc = scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     if (rc < 0) {
-        marena_free(e.path);
-        marena_free(e.target);
+        free(e.path);
+        free(e.target);
     } else if (vol_man_create(v, &e, now, &dt, err) < 0) {
-        marena_free(e.path);
-        marena_free(e.target);
+        free(e.path);
+        free(e.target);
         rc = -1;
     }
     if (rc == 0 && vol_commit_manifest(v, 0, err) < 0) {
@@ -1848,7 +1847,7 @@ int vol_insert_name(scp_volume *v, scp_mentry *e, scp_err *err) {
                  ? scp_fail(err, SCP_E_EXIST, EEXIST, "'%s' already exists in the volume", e->path)
                  : vol_man_create(v, e, e->ctime_ns, &dt, err);
     if (rc < 0) {
-        marena_free(e->path);
+        free(e->path);
         return -1;
     }
     if (vol_commit_manifest(v, 0, err) < 0) {
@@ -2068,7 +2067,7 @@ static long root_entry(scp_volume *v, int *made, scp_err *err) {
     if (scp_random(e.id, SCP_FILEID_LEN, err) < 0) return -1;
     if (!(e.path = strdup(SCP_ROOT_ENTRY))) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     if (man_insert(&v->man, &e, err) < 0) {
-        marena_free(e.path);
+        free(e.path);
         return -1;
     }
     *made = 1;
