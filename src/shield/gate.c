@@ -539,6 +539,18 @@ static void build(struct prog *p, const struct sh_filter_spec *f) {
     label(p, L_ALLOW2);
     emit(p, BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
     label(p, L_IPCHECK);
+    if (!full) {
+        /* A number's own rule (a dup2 alias's, a console number's) lets calls from code below
+         * 4 GiB through, as the main rule does for exec and the signal calls (above): a
+         * static image, which has no SIGSYS handler, meets the kernel's descriptor. That is
+         * never a protected stream: while the shield has a protected file or a console stream
+         * at the number the kernel holds its O_PATH placeholder there (EBADF), and once the
+         * number is the program's own again (bash's `echo x > f` restores stdout) it is the
+         * program's file. Before, any static program that wrote to such a number was killed
+         * (busybox after a builtin's redirection in the same shell). */
+        emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, L_ALLOW3, 0); /* (forward only: L_ALLOW2 lies above) */
+    }
     emit(p, BPF_LD | BPF_W | BPF_ABS, IP_HI);
     jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)((SCP_SHIELD_GATE_ADDR + GATE_RET_OFF) >> 32), 0, L_TRAP);
     emit(p, BPF_LD | BPF_W | BPF_ABS, IP_LO);

@@ -100,6 +100,16 @@ SCPSTATIC_two_C"
     # the same from a shielded shell
     srun "$BB" sh -c 'echo SCPSTATIC_srun | "$0" cat > "$1/srun.txt"' "$BB" "$MNT"
     stored $? srun.txt SCPSTATIC_srun
+    # after a builtin's redirection into the volume (bash's `echo x > f` moves stdout to an alias
+    # of the protected file and back: the number keeps a filter of its own for good), a static
+    # program that writes to stdout runs; one whose stdout is such an alias gets EBADF (it is
+    # not handed protected descriptors), never the plaintext and never a kill (SIGSYS, 159)
+    out=$(run bash -c 'echo SCPSTATIC_redir > "$2/redir.txt"; "$1" cat "$2/redir.txt"
+        exec 1>"$2/alias.txt"; "$1" echo SCPSTATIC_alias; echo "rc $?" >&2' sh "$BB" "$MNT" 2>&1)
+    [ "$(echo $out)" = "SCPSTATIC_redir echo: write error: Bad file descriptor rc 1" ] ||
+        fail "a static program after a builtin's redirection: '$out'"
+    [ -z "$(cat_vol alias.txt)" ] || fail "alias.txt: a static program wrote '$(cat_vol alias.txt)' into a protected alias"
+    echo "ok   a static program after a builtin's redirection (stdout works; an alias of a protected file: EBADF)"
 else
     echo "SKIP busybox: busybox-static is not installed"
 fi
