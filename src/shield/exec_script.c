@@ -8,15 +8,19 @@
  *   - a script (a first line "#!interpreter [argument]") execs its interpreter with the
  *     script's path, as the kernel's binfmt_script does; the interpreter, a shielded image,
  *     reads the script through the shield (a git hook, an application's scripts);
- *   - an ELF image is refused (EACCES): its pages would have to be mapped from plaintext that
- *     only the shield holds;
+ *   - an ELF image runs from a sealed in-memory copy of its plaintext (exec_copy): the
+ *     kernel maps a program's pages from the file it execs, and the volume's file is
+ *     ciphertext to it;
  *   - anything else is not a format the kernel knows (ENOEXEC), and a shell or execvp then
  *     runs the file as a shell script itself, reading it through the shield.
  * In a vfork or posix_spawn child the file is run through /bin/sh (below, sh_exec_in_volume).
- * The interpreter must lie outside the volumes (or be reached by a link out of them): a script
- * whose interpreter is itself in a volume is refused (EACCES). The permission checks are the
+ * An interpreter inside a volume runs the same way when it is an ELF image (a script's
+ * interpreter that is itself a script is refused, EACCES). The permission checks are the
  * kernel's: search on the path, execute on the file for the effective ids (root: some execute
- * bit), a regular file (EACCES otherwise); read permission too, which the interpreter needs.
+ * bit), a regular file (EACCES otherwise); read permission too, which the interpreter needs
+ * (and which the copy needs: the kernel execs a file it cannot read, this code cannot).
+ * Under a trusted-file manifest (scpctl run --cas) nothing inside a volume is measured: an ELF
+ * image there is refused (EACCES), as any unlisted program is.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,6 +36,11 @@
 
 /* binfmt_script's buffer: the "#!" line is read from the first 256 bytes */
 #define SCRIPT_HEAD 256
+/* an ELF image's copy is read in steps of this size */
+#define COPY_STEP (256u << 10)
+#ifndef MFD_EXEC /* (Linux 6.3; glibc 2.36's headers lack it) */
+#define MFD_EXEC 0x0010U
+#endif
 
 /* (dirfd, path), classified under a mount, followed through its links: 2 with out set to a
  * path outside the volumes, 1 with vol and rel naming a volume's entry, or -errno. */
@@ -62,6 +71,97 @@ static char **script_argv(const char *const *pre, int npre, const char *name, ch
     return v;
 }
 
+/* The kernel's checks of an exec of the volume's entry (vol, rel): a regular file (a link
+ * here: AT_SYMLINK_NOFOLLOW named one, ELOOP), execute permission for the effective ids (root:
+ * some execute bit). 0 or -errno. */
+static long exec_checks(int vol, const char *rel) {
+    scp_vstat v;
+    long r = sh_path_vstat(vol, rel, &v);
+    if (r) return r;
+    if (v.type == SCP_VTYPE_LINK) return -ELOOP;
+    if (v.type != SCP_VTYPE_FILE) return -EACCES;
+    if ((r = sh_cred_access(&v, 1))) return r;
+    return v.mode & 0111 ? 0 : -EACCES; /* root too needs an execute bit */
+}
+
+/* The first up to max bytes of the volume's file (vol, rel), read through the shield's own
+ * open (read permission, as the interpreter's or the copy's) into head, NUL-terminated; abs
+ * receives its path under the mount (PATH_MAX). Returns their count or -errno. */
+static long volume_file_head(int vol, const char *rel, char *abs, char *head, long max) {
+    if (snprintf(abs, PATH_MAX, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= PATH_MAX)
+        return -ENAMETOOLONG;
+    long oa[6] = {AT_FDCWD, (long)abs, O_RDONLY | O_CLOEXEC, 0, 0, 0};
+    long fd = sh_path_syscall(SYS_openat, oa, 0);
+    if (fd < 0) return fd;
+    long ra[6] = {fd, (long)head, max, 0, 0, 0}, ca[6] = {fd, 0, 0, 0, 0, 0};
+    long n = sh_syscall(SYS_pread64, ra);
+    sh_syscall(SYS_close, ca);
+    if (n >= 0) head[n] = 0;
+    return n;
+}
+
+static int is_elf(const char *head, long n) { return n >= 4 && !memcmp(head, "\177ELF", 4); }
+
+/* fd's bytes to the memfd m, to their end. 0 or -errno. */
+static long copy_to(long m, long fd) {
+    char *buf = (char *)syscall(SYS_mmap, NULL, COPY_STEP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if ((unsigned long)buf > -4096ul) return (long)buf;
+    long r = 0;
+    for (long off = 0;;) {
+        long ra[6] = {fd, (long)buf, COPY_STEP, off, 0, 0};
+        long n = sh_syscall(SYS_pread64, ra);
+        if (n == -EINTR) continue;
+        if (n <= 0) {
+            r = n;
+            break;
+        }
+        for (long w = 0; w < n && r == 0;) {
+            long k = sh_gate(SYS_write, m, (long)(buf + w), n - w, 0, 0, 0);
+            if (k > 0) w += k;
+            else if (k != -EINTR) r = k ? k : -EIO;
+        }
+        if (r) break;
+        off += n;
+    }
+    syscall(SYS_munmap, buf, COPY_STEP);
+    return r;
+}
+
+/* An ELF image inside a volume (its path under the mount: abs; as the program named it:
+ * path): its plaintext, read through the shield, goes into a memfd that is then sealed
+ * (nothing can change it after the copy: what runs is what the volume authenticated), and the
+ * kernel execs that (execveat, AT_EMPTY_PATH; close-on-exec, so that the new image does not
+ * inherit it), shielded as every image. What differs from the kernel's exec of the file: the
+ * copy costs memory and a read per exec; set-user-ID and set-group-ID bits give nothing (the
+ * memfd has none); /proc/self/exe names the memfd ("/memfd:NAME (deleted)"). Returns only on
+ * failure, -errno. */
+static long exec_copy(const char *abs, const char *path, char *const argv[], char *const envp[]) {
+    long r = sh_trusted_exec_unlisted(path);
+    if (r < 0) return r;
+    const char *base = strrchr(path, '/');
+    char name[64]; /* (memfd_create takes up to 249 bytes; the name is only shown) */
+    snprintf(name, sizeof name, "%s", base ? base + 1 : path);
+    long m = sh_gate(SYS_memfd_create, (long)name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC, 0, 0, 0, 0);
+    if (m == -EINVAL) /* (a kernel before MFD_EXEC: its memfds are executable) */
+        m = sh_gate(SYS_memfd_create, (long)name, MFD_CLOEXEC | MFD_ALLOW_SEALING, 0, 0, 0, 0);
+    if (m < 0) return m;
+    long oa[6] = {AT_FDCWD, (long)abs, O_RDONLY | O_CLOEXEC, 0, 0, 0};
+    long fd = sh_path_syscall(SYS_openat, oa, 0);
+    r = fd;
+    if (fd >= 0) {
+        long ca[6] = {fd, 0, 0, 0, 0, 0};
+        r = copy_to(m, fd);
+        sh_syscall(SYS_close, ca);
+    }
+    if (r == 0) r = sh_gate(SYS_fcntl, m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL, 0, 0, 0);
+    if (r == 0) {
+        sh_trace("exec of '%s': a program inside a protected volume, run from a sealed copy", path);
+        r = sh_execve((int)m, "", argv, envp, AT_EMPTY_PATH);
+    }
+    sh_gate(SYS_close, m, 0, 0, 0, 0, 0);
+    return r;
+}
+
 long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
     if (!path || !*path) return -EACCES; /* (fexecve of a protected descriptor: no name to run) */
     char rel[PATH_MAX], out[PATH_MAX];
@@ -72,13 +172,8 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
         sh_trace("exec of '%s': a link out of the volumes to '%s'", path, out);
         return sh_execve(AT_FDCWD, out, argv, envp, flags & ~AT_SYMLINK_NOFOLLOW);
     }
-    scp_vstat v;
-    long r = sh_path_vstat(vol, rel, &v);
+    long r = exec_checks(vol, rel);
     if (r) return r;
-    if (v.type == SCP_VTYPE_LINK) return -ELOOP; /* AT_SYMLINK_NOFOLLOW on a link */
-    if (v.type != SCP_VTYPE_FILE) return -EACCES;
-    if ((r = sh_cred_access(&v, 1))) return r;
-    if (!(v.mode & 0111)) return -EACCES; /* root too needs an execute bit */
     /* the script's name as the kernel passes it: the path given, or /dev/fd/N/path */
     char name[PATH_MAX + 32];
     if (path[0] == '/' || dirfd == AT_FDCWD) snprintf(name, sizeof name, "%s", path);
@@ -89,9 +184,9 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
         /* A vfork or posix_spawn child (Python's subprocess) shares the shield's memory with
          * its parent and may not open a protected file (path.c). So a shell, exec'd in its
          * place as a process of its own, execs the file again and this code reads it there:
-         * the interpreter gets the same arguments, one exec later. (An ELF image or a file
-         * without "#!" then fails in that shell, exit 126, or runs as a shell script, where
-         * the kernel's exec would have failed with EACCES or ENOEXEC.) */
+         * the program gets the same arguments, one exec later. (A file without "#!" then
+         * runs as a shell script, and one that cannot be run fails in that shell, exit 126,
+         * where the kernel's exec would have failed with ENOEXEC or EACCES.) */
         static const char *const tramp[] = {"/bin/sh", "-c", "exec \"$0\" \"$@\""};
         if (!(nargv = script_argv(tramp, 3, name, argv, &size))) return -ENOMEM;
         sh_trace("exec of '%s' in a vfork child: through /bin/sh", path);
@@ -100,22 +195,10 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
         return r;
     }
 
-    /* the first bytes, through the shield's own open (read permission, as the interpreter's) */
     char abs[PATH_MAX], head[SCRIPT_HEAD + 1];
-    if (snprintf(abs, sizeof abs, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof abs)
-        return -ENAMETOOLONG;
-    long oa[6] = {AT_FDCWD, (long)abs, O_RDONLY | O_CLOEXEC, 0, 0, 0};
-    long fd = sh_path_syscall(SYS_openat, oa, 0);
-    if (fd < 0) return fd;
-    long ra[6] = {fd, (long)head, SCRIPT_HEAD, 0, 0, 0}, ca[6] = {fd, 0, 0, 0, 0, 0};
-    long n = sh_syscall(SYS_pread64, ra);
-    sh_syscall(SYS_close, ca);
+    long n = volume_file_head(vol, rel, abs, head, SCRIPT_HEAD);
     if (n < 0) return n;
-    head[n] = 0;
-    if (n >= 4 && !memcmp(head, "\177ELF", 4)) {
-        sh_trace("exec of '%s': a program inside a protected volume refused", path);
-        return -EACCES;
-    }
+    if (is_elf(head, n)) return exec_copy(abs, path, argv, envp);
     if (n < 2 || head[0] != '#' || head[1] != '!') return -ENOEXEC;
 
     /* "#!", blanks, the interpreter up to a blank, then one argument: the rest of the line
@@ -140,18 +223,21 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
         while (q > p && (q[-1] == ' ' || q[-1] == '\t')) *--q = 0;
         if (*p) arg = p;
     }
-    /* the interpreter: outside the volumes, or a link out of them */
+    /* the interpreter: outside the volumes (or a link out of them), or an ELF image inside */
     int ivol;
     f = resolve(AT_FDCWD, interp, 1, &ivol, rel, out);
     if (f < 0) return f;
-    if (f != 2) {
-        sh_trace("exec of '%s': its interpreter '%s' is inside a protected volume: refused", path, interp);
+    char ihead[8];
+    if (f != 2 && ((r = exec_checks(ivol, rel)) || (r = volume_file_head(ivol, rel, abs, ihead, 4)) < 0))
+        return r;
+    if (f != 2 && !is_elf(ihead, r)) {
+        sh_trace("exec of '%s': its interpreter '%s' is not a program: refused", path, interp);
         return -EACCES;
     }
     const char *pre[2] = {interp, arg};
     if (!(nargv = script_argv(pre, arg ? 2 : 1, name, argv, &size))) return -ENOMEM;
-    sh_trace("exec of script '%s': interpreter '%s'", path, out);
-    r = sh_execve(AT_FDCWD, out, nargv, envp, 0);
+    sh_trace("exec of script '%s': interpreter '%s'", path, f == 2 ? out : interp);
+    r = f == 2 ? sh_execve(AT_FDCWD, out, nargv, envp, 0) : exec_copy(abs, interp, nargv, envp);
     syscall(SYS_munmap, nargv, size);
     return r;
 }

@@ -486,6 +486,9 @@ int sh_trusted_arm(uintptr_t *lo, uintptr_t *hi, scp_err *err);
 long sh_trusted_check_open(int fd, int dirfd, const char *path, long flags);
 /* 0, or -EACCES (logged) when the binary to execute is unlisted or changed */
 long sh_trusted_exec_check(int dirfd, const char *path, int flags);
+/* An exec of a program that no manifest can list (one inside a protected volume, path as the
+ * program named it): -EACCES, logged, when a trusted-file manifest is enforced; else 0. */
+long sh_trusted_exec_unlisted(const char *path);
 /* mmap of a descriptor (only PROT_EXEC ones when exec_only): 1 with *ret set when handled */
 int sh_trusted_mmap(const long a[6], int exec_only, long *ret);
 /* The manifest in a sealed memfd for an exec'ed image: -1 when there is none, -2 on error. */

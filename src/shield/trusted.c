@@ -295,6 +295,8 @@ long sh_trusted_exec_check(int dirfd, const char *path, int flags) {
     return r;
 }
 
+long sh_trusted_exec_unlisted(const char *path) { return tr.on ? refuse("exec", path, UNLISTED) : 0; }
+
 /* A sealed in-memory copy of the file open at fd, checked against t: the mapping then shows
  * exactly the bytes that were hashed, whatever happens to the file afterwards. Kept (in the
  * volume library's descriptor zone, out of the program's reach) while the file's stamp stays. */
