@@ -9,6 +9,8 @@
 #              true: a program that never touches a volume; cat: one that reads a 4 KiB
 #              protected file (native: the same file in an ordinary directory), so it pays
 #              the volume's first use (loading libcrypto, OpenSSL's start, the volume's open).
+#              truevol, perlvol: /bin/true and perl stored in the volume (run from a copy);
+#              perl: the same perl outside it.
 #   per fork   shield-forkbench: FN (2000) times fork + _exit + waitpid, CPU of the parent and
 #              its children per fork: every fork copies the descriptor table up to the highest
 #              open number, the shield's reserved range included (docs/shield.md "Reserved
@@ -71,6 +73,16 @@ echo "per fork, native:   $("$FB" "$FN")"
 echo "per fork, shielded: $("$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- "$FB" "$FN")"
 if [ "${QUICK:-0}" = 1 ]; then echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"; exit 0; fi
 per_exec cat "cat $T/plain/small" "cat $T/mnt/small"
+# a program stored in the volume runs from a sealed in-memory copy of its plaintext
+# (src/shield/exec_script.c): /bin/true (39 KB) and perl (3.9 MB) copied in; native: the same
+# copies in an ordinary directory. Against the shielded line of the program outside the volume
+# (true above; perl here) the difference is the copy: a read and a decryption of the whole file
+PERL=$(readlink -f /usr/bin/perl)
+cp /bin/true "$PERL" "$T/plain/"
+"$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- cp /bin/true "$PERL" "$T/mnt/"
+per_exec truevol "$T/plain/true" "$T/mnt/true"
+per_exec perl "$PERL -e 1" "$PERL -e 1"
+per_exec perlvol "$T/plain/${PERL##*/} -e 1" "$T/mnt/${PERL##*/} -e 1"
 # the part of it that is only the dynamic loader's: libscp-shield.so and the libraries it
 # needs preloaded without a configuration (the shield then stays off); libssl and libcrypto
 # were among them until the shield loaded OpenSSL at its first use (src/shield/openssl_lazy.c)

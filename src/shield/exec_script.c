@@ -162,10 +162,35 @@ static long exec_copy(const char *abs, const char *path, char *const argv[], cha
     return r;
 }
 
+/* A vfork or posix_spawn child (Python's subprocess; dash runs every command from one) shares
+ * the shield's memory with its parent and may not open a protected file (path.c), nor a
+ * volume the parent has not opened yet. So a shell, exec'd in its place as a process of its
+ * own, execs the file again and sh_exec_in_volume reads it there: the program gets the same
+ * arguments, one exec later. (A file without "#!" then runs as a shell script, and one that
+ * cannot be run fails in that shell, exit 126 or 127, where the kernel's exec would have
+ * failed with ENOEXEC, EACCES or ENOENT.) name: the path as the kernel would pass it. */
+static long exec_through_shell(const char *name, const char *path, char *const argv[], char *const envp[]) {
+    static const char *const tramp[] = {"/bin/sh", "-c", "exec \"$0\" \"$@\""};
+    size_t size;
+    char **nargv = script_argv(tramp, 3, name, argv, &size);
+    if (!nargv) return -ENOMEM;
+    sh_trace("exec of '%s' in a vfork child: through /bin/sh", path);
+    long r = sh_execve(AT_FDCWD, "/bin/sh", nargv, envp, 0);
+    syscall(SYS_munmap, nargv, size);
+    return r;
+}
+
 long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
     if (!path || !*path) return -EACCES; /* (fexecve of a protected descriptor: no name to run) */
+    /* the script's name as the kernel passes it: the path given, or /dev/fd/N/path */
+    char name[PATH_MAX + 32];
+    if (path[0] == '/' || dirfd == AT_FDCWD) snprintf(name, sizeof name, "%s", path);
+    else snprintf(name, sizeof name, "/dev/fd/%d/%s", dirfd, path);
     char rel[PATH_MAX], out[PATH_MAX];
-    int vol;
+    int vol, vfork_child = sh_in_vfork_child();
+    /* (in a vfork child the links and the checks need a volume this process has open: the
+     * classification's error is that the child may not open it, sh_volume_ready) */
+    if (vfork_child && sh_classify(dirfd, path, &vol, rel, PATH_MAX) < 0) return exec_through_shell(name, path, argv, envp);
     int f = resolve(dirfd, path, !(flags & AT_SYMLINK_NOFOLLOW), &vol, rel, out);
     if (f < 0) return f;
     if (f == 2) { /* a link out of the volumes: the kernel runs its target */
@@ -174,26 +199,7 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     }
     long r = exec_checks(vol, rel);
     if (r) return r;
-    /* the script's name as the kernel passes it: the path given, or /dev/fd/N/path */
-    char name[PATH_MAX + 32];
-    if (path[0] == '/' || dirfd == AT_FDCWD) snprintf(name, sizeof name, "%s", path);
-    else snprintf(name, sizeof name, "/dev/fd/%d/%s", dirfd, path);
-    size_t size;
-    char **nargv;
-    if (sh_in_vfork_child()) {
-        /* A vfork or posix_spawn child (Python's subprocess) shares the shield's memory with
-         * its parent and may not open a protected file (path.c). So a shell, exec'd in its
-         * place as a process of its own, execs the file again and this code reads it there:
-         * the program gets the same arguments, one exec later. (A file without "#!" then
-         * runs as a shell script, and one that cannot be run fails in that shell, exit 126,
-         * where the kernel's exec would have failed with ENOEXEC or EACCES.) */
-        static const char *const tramp[] = {"/bin/sh", "-c", "exec \"$0\" \"$@\""};
-        if (!(nargv = script_argv(tramp, 3, name, argv, &size))) return -ENOMEM;
-        sh_trace("exec of '%s' in a vfork child: through /bin/sh", path);
-        r = sh_execve(AT_FDCWD, "/bin/sh", nargv, envp, 0);
-        syscall(SYS_munmap, nargv, size);
-        return r;
-    }
+    if (vfork_child) return exec_through_shell(name, path, argv, envp);
 
     char abs[PATH_MAX], head[SCRIPT_HEAD + 1];
     long n = volume_file_head(vol, rel, abs, head, SCRIPT_HEAD);
@@ -235,7 +241,9 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
         return -EACCES;
     }
     const char *pre[2] = {interp, arg};
-    if (!(nargv = script_argv(pre, arg ? 2 : 1, name, argv, &size))) return -ENOMEM;
+    size_t size;
+    char **nargv = script_argv(pre, arg ? 2 : 1, name, argv, &size);
+    if (!nargv) return -ENOMEM;
     sh_trace("exec of script '%s': interpreter '%s'", path, f == 2 ? out : interp);
     r = f == 2 ? sh_execve(AT_FDCWD, out, nargv, envp, 0) : exec_copy(abs, interp, nargv, envp);
     syscall(SYS_munmap, nargv, size);

@@ -96,6 +96,14 @@ out=$(run bash -c "cd $MNT && cp /bin/cat mycat && echo SCPELF_data > d.txt && .
 SCPELF_data
 ./mycat /proc/self/cmdline " ] || fail "a copied cat in the volume: '$out'"
 note "a copied cat in the volume reads the volume (it is shielded)"
+# dash runs every command from a vfork child, which may not open a volume its parent has not
+# opened: the program and a script are then run through a shell, which opens it
+out=$(run sh -c "$MNT/e dash-first-touch; $MNT/s.sh dash; $MNT/missing; echo rc \$?" 2>&1)
+[ "$(echo "$out" | sed 's/^.*missing.*not found$/missing/')" = "dash-first-touch
+sh $MNT/s.sh dash
+missing
+rc 127" ] || fail "dash's first touch of the volume is an exec: '$out'"
+note "dash's first touch of the volume is an exec from its vfork child: runs (a missing file: 127)"
 # a static image in the volume (busybox-static): run from the copy, served by a supervisor
 BB=$(command -v busybox || true)
 if [ -n "$BB" ]; then
