@@ -499,12 +499,13 @@ long sh_syscall(long nr, const long a[6]) {
         return sh_execve(d < 0 ? AT_FDCWD : (int)a[d], (const char *)a[s->path], (char *const *)a[s->path + 1],
                          (char *const *)a[s->path + 2], d < 0 ? 0 : (int)a[s->path + 3]);
     }
+    if (nr == SYS_fchdir && !sh_is_prot(a[0])) return sh_fchdir_out(a[0]);
     if (h == HND_CWD && nr == SYS_chdir) {
         int handled;
         long r = sh_chdir((const char *)a[0], &handled);
         return handled ? r : sh_gate(nr, a[0], 0, 0, 0, 0, 0);
     }
-    if (h == HND_CWD) return do_getcwd((char *)a[0], (unsigned long)a[1]);
+    if (h == HND_CWD && nr == SYS_getcwd) return do_getcwd((char *)a[0], (unsigned long)a[1]);
     /* (outside the library: a try takes the library's locks and may start a thread) */
     if (__builtin_expect(__atomic_load_n(&sh_resole_on, __ATOMIC_RELAXED) != 0, 0)) sh_resole_poll();
     sh_in_lib++;

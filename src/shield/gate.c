@@ -412,10 +412,11 @@ static void build(struct prog *p, const struct sh_filter_spec *f) {
             use_mmap = 1;
             rules++;
         }
-        if (full && f->ncode && s && s->filter != FILT_ALWAYS && (s->filter == FILT_PATH || s->path >= 0)) {
+        if (full && f->ncode && s && s->filter != FILT_ALWAYS &&
+            (s->filter == FILT_PATH || s->path >= 0 || s->handler == HND_CWD)) {
             rules++;
             use_range = 1;
-            if (s->path < 0) tail = l_range; /* getcwd: no argument to look at */
+            if (s->path < 0) tail = l_range; /* getcwd, fchdir: no path to look at */
             else {
                 int k;
                 for (k = 0; k < nshapes; k++)

@@ -386,6 +386,9 @@ long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp
  * sh_vfork_cwd_reset (the parent, before each vfork or spawn) clears. */
 int sh_cwd_view(char *out);
 long sh_cwd_set(const char *view);
+/* fchdir to the ordinary (not protected) directory fd, through the gate: on success the
+ * program has left the volumes, and its view of the working directory goes. 0 or -errno. */
+long sh_fchdir_out(long fd);
 void sh_vfork_cwd_reset(void);
 /* exec_script.c: an exec of a path under a mount, which the kernel cannot run: a link out of
  * the volumes execs its target, a script ("#!") its interpreter (outside the volumes) with the

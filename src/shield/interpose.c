@@ -345,16 +345,12 @@ SH_EXPORT int dup(int fd) {
     REAL(int (*)(int), dup);
     return real_dup(fd);
 }
-/* fchdir to an ordinary directory leaves the volumes: the kernel's cwd is the program's again
- * (without this, a relative path after rsync's fchdir out of a volume still named the volume:
- * its receiver wrote into the volume's root, and the copy reported success with nothing
- * copied). fchdir of a protected directory is served (core.c). */
+/* fchdir: of a protected directory served (core.c), of an ordinary one sh_fchdir_out (libc's
+ * own fchdir would trap: the code rule traps raw ones, glibc's nftw makes them) */
 SH_EXPORT int fchdir(int fd) {
     if (P(fd)) return (int)call6(SYS_fchdir, fd, 0, 0, 0, 0, 0);
-    REAL(int (*)(int), fchdir);
-    int r = real_fchdir(fd);
-    if (r == 0 && sh.active && !sh_in_lib) (void)sh_cwd_set(NULL);
-    return r;
+    if (!sh.active || sh_in_lib) return (int)G(SYS_fchdir, fd, 0, 0, 0, 0);
+    return (int)ret(sh_fchdir_out(fd));
 }
 FD1(int, flock, SYS_flock, int)
 FD1(int, fchmod, SYS_fchmod, mode_t)

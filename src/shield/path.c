@@ -851,6 +851,15 @@ int sh_cwd_view(char *out) {
     return v;
 }
 
+/* Without this, a relative path after rsync's fchdir out of a volume still named the volume:
+ * its receiver wrote into the volume's root, and the copy reported success with nothing
+ * copied (session 55); a raw fchdir (glibc's nftw with FTW_CHDIR) is trapped for it. */
+long sh_fchdir_out(long fd) {
+    long r = sh_gate(SYS_fchdir, fd, 0, 0, 0, 0, 0);
+    if (r == 0) (void)sh_cwd_set(NULL);
+    return r;
+}
+
 long sh_cwd_set(const char *view) {
     if (view && strlen(view) >= sizeof sh.cwd) return -ENAMETOOLONG;
     if (sh_in_vfork_child()) {

@@ -5,7 +5,7 @@
 # destination O_PATH and fchdirs to it): until session 55 `rsync -a VOLUME/dir/ OUTSIDE/` run
 # from inside the volume wrote the files into the volume's root, copied nothing out and exited
 # 0. Checked with rsync (both ways, with and without --checksum), with python's os.fchdir out
-# and back in, and on a plain directory first.
+# and back in, with a raw fchdir system call out (python's ctypes), and on a plain directory first.
 . "$(dirname "$0")/lib.sh"
 setup "$1" "$2"
 export SCP_QUIET=1
@@ -41,5 +41,20 @@ echo "$out" | grep -qx "cwd $MNT/docs" || fail "after fchdir back in: wrong cwd"
 [ "$(cat "$T/out/rel.txt")" = SCPMARK_outside ] || fail "the relative name after fchdir out is not outside"
 got=$("$SCPCTL" volume cat "$VOL" docs/rel.txt --key-file "$KEY") || fail "volume cat docs/rel.txt"
 [ "$got" = SCPMARK_inside ] || fail "the relative name after fchdir back in is not in the volume"
+# a raw fchdir system call (libc's syscall(); glibc's nftw with FTW_CHDIR makes one inside libc)
+# out of the volume: trapped by the code rule, so the relative name lands outside too
+out=$(run python3 -c "
+import os, ctypes
+os.chdir('$MNT/docs')
+out = os.open('$T/out', os.O_RDONLY | os.O_DIRECTORY)
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.syscall(81, out) != 0: raise SystemExit('raw fchdir failed: errno %d' % ctypes.get_errno())
+open('raw.txt', 'w').write('SCPMARK_raw\\n')
+print('cwd', os.getcwd())
+" 2>&1) || fail "python, raw fchdir: $out"
+echo "$out"
+echo "$out" | grep -qx "cwd $T/out" || fail "after a raw fchdir out: wrong cwd"
+[ "$(cat "$T/out/raw.txt" 2>/dev/null)" = SCPMARK_raw ] || fail "the relative name after a raw fchdir out is not outside"
+"$SCPCTL" volume cat "$VOL" docs/raw.txt --key-file "$KEY" >/dev/null 2>&1 && fail "the relative name after a raw fchdir out went into the volume"
 check_no_plaintext SCPMARK_inside
 echo PASS
