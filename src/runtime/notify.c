@@ -93,6 +93,8 @@ static const int notified[] = {
     /* credential changes: the thread's cached credentials are read again after them */
     SYS_setuid, SYS_setgid, SYS_setreuid, SYS_setregid, SYS_setresuid, SYS_setresgid, SYS_setfsuid,
     SYS_setfsgid, SYS_setgroups,
+    /* the working directory inside a mount (cwd_view): set, read and left */
+    SYS_chdir, SYS_fchdir, SYS_getcwd,
 };
 
 static int filter_install(void) {
@@ -172,6 +174,9 @@ struct sup {
     struct cached_cred { pid_t tid; int pidfd; struct scp_cred c; } cc[32];
     unsigned ncc, ccnext;
     int pidfd_thread; /* the kernel has thread pidfds (Linux 6.9) */
+    /* working directories inside a mount, per process (below, "Working directories") */
+    struct cwd_view { pid_t tgid; char *view, *kcwd; } cw[64];
+    unsigned ncw;
 };
 
 /* the current request */
@@ -388,6 +393,8 @@ static int own_new(struct req *q, scp_volume *vol, const char *rel) {
 struct rpath {
     int vol;
     char rel[PATH_MAX]; /* inside the volume, "" for its root */
+    char abs[PATH_MAX]; /* the path, absolute and normalized */
+    char kcwd[PATH_MAX]; /* the kernel's cwd when a view was the base, else "" */
 };
 
 static void classify(struct sup *s, const char *abs, struct rpath *rp) {
@@ -402,27 +409,128 @@ static void classify(struct sup *s, const char *abs, struct rpath *rp) {
     }
 }
 
-/* The base directory of a relative path: the target's cwd or its directory descriptor. A
- * view gives its place in its volume. 0, or -errno (EBADF and the like: the kernel's). */
-static int base_dir(struct sup *s, pid_t pid, int dirfd, char *out, size_t n) {
+/* ---- working directories -------------------------------------------------------------------
+ * The kernel cannot make a directory inside a volume a process's cwd (the mount point it sees
+ * is empty): a shielded program whose working directory lies below a mount point keeps it in
+ * the shield (its "view"), and its kernel cwd is the mount point. A static image it execs gets
+ * the view here (scp_notify_spawn), and so do the processes that image forks (a child takes
+ * its parent's at its first relative call, found through PPid). chdir and fchdir into a
+ * directory below a mount point set a view; getcwd reads it. A view holds only while the
+ * process's kernel cwd is the one it had when the view was set (kcwd): a change the supervisor
+ * did not see ends it. Without this a static program started in a volume's subdirectory took
+ * relative names from the volume's root: it read and created files in the wrong directory. */
+
+static void cwd_drop(struct sup *s, unsigned i) {
+    free(s->cw[i].view);
+    free(s->cw[i].kcwd);
+    s->cw[i] = s->cw[--s->ncw];
+}
+
+/* The thread tid's process id and parent's (/proc/TID/status). 0, or -1. */
+static int proc_ids(pid_t tid, pid_t *tgid, pid_t *ppid) {
+    char p[64], buf[2048];
+    snprintf(p, sizeof p, "/proc/%d/status", tid);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0); /* Tgid and PPid are in its first lines */
+    close(fd);
+    if (n <= 0) return -1;
+    buf[n] = 0;
+    const char *t = status_field(buf, "Tgid:"), *pp = status_field(buf, "PPid:");
+    int a, b;
+    if (!t || !pp || sscanf(t, "%d", &a) != 1 || sscanf(pp, "%d", &b) != 1) return -1;
+    *tgid = a;
+    *ppid = b;
+    return 0;
+}
+
+static int cwd_index(const struct sup *s, pid_t tgid) {
+    for (unsigned i = 0; i < s->ncw; i++)
+        if (s->cw[i].tgid == tgid) return (int)i;
+    return -1;
+}
+
+/* Set (view non-NULL) or end the view of tid's process; kcwd: its kernel cwd now. 0 or -errno. */
+static int cwd_set(struct sup *s, pid_t tid, const char *view, const char *kcwd) {
+    pid_t tgid, pp;
+    if (proc_ids(tid, &tgid, &pp)) return -ESRCH;
+    int i = cwd_index(s, tgid);
+    if (i >= 0) cwd_drop(s, (unsigned)i);
+    if (!view) return 0;
+    for (unsigned j = 0; s->ncw == sizeof s->cw / sizeof s->cw[0] && j < s->ncw;) { /* the dead go */
+        char d[64];
+        snprintf(d, sizeof d, "/proc/%d", s->cw[j].tgid);
+        if (access(d, F_OK)) cwd_drop(s, j);
+        else j++;
+    }
+    if (s->ncw == sizeof s->cw / sizeof s->cw[0]) return -ENOMEM; /* (no view: the kernel's cwd) */
+    char *v = strdup(view), *k = strdup(kcwd);
+    if (!v || !k) {
+        free(v);
+        free(k);
+        return -ENOMEM;
+    }
+    s->cw[s->ncw++] = (struct cwd_view){tgid, v, k};
+    return 0;
+}
+
+/* The view of tid's process, given its kernel cwd now (kcwd), or NULL: its own, else its
+ * nearest ancestor's (taken as its own: a forked child starts in its parent's directory). */
+static const char *cwd_view(struct sup *s, pid_t tid, const char *kcwd) {
+    if (!s->ncw) return NULL; /* (no view anywhere: no /proc read) */
+    pid_t tgid, pp, first;
+    if (proc_ids(tid, &tgid, &pp)) return NULL;
+    first = tgid;
+    int i = cwd_index(s, tgid);
+    for (int depth = 0; i < 0 && depth < 16 && pp > 1; depth++) {
+        if ((i = cwd_index(s, pp)) >= 0) break;
+        pid_t up;
+        if (proc_ids(pp, &tgid, &up)) break;
+        pp = up;
+    }
+    if (i < 0) return NULL;
+    if (strcmp(s->cw[i].kcwd, kcwd)) { /* moved by a call the supervisor did not see */
+        if (s->cw[i].tgid == first) cwd_drop(s, (unsigned)i);
+        return NULL;
+    }
+    char inherited[PATH_MAX]; /* (a copy: cwd_set may drop the ancestor's entry, if it died) */
+    snprintf(inherited, sizeof inherited, "%s", s->cw[i].view);
+    if (s->cw[i].tgid != first && cwd_set(s, tid, inherited, kcwd)) return NULL;
+    i = cwd_index(s, first);
+    return i < 0 ? NULL : s->cw[i].view;
+}
+
+/* The base directory of a relative path: the target's cwd (its view, when it has one: then
+ * kout, if given, receives the kernel's cwd, else "") or its directory descriptor. A view
+ * descriptor gives its place in its volume. 0, or -errno (EBADF and the like: the kernel's). */
+static int base_dir(struct sup *s, pid_t pid, int dirfd, char *out, size_t n, char *kout) {
     char link[64];
+    if (kout) kout[0] = 0;
     if (dirfd == AT_FDCWD) {
         snprintf(link, sizeof link, "/proc/%d/cwd", pid);
-    } else {
-        snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, dirfd);
-        struct stat st;
-        if (stat(link, &st)) return -EBADF;
-        if (s->views >= 0 && st.st_dev == s->view_dev) {
-            char t[64];
-            ssize_t l = readlink(link, t, sizeof t - 1);
-            unsigned long nr;
-            if (l <= 0) return -EBADF;
-            t[l] = 0;
-            if (sscanf(t, "/v%lu", &nr) != 1 || nr >= s->nvw || !s->vw[nr].path) return -ENOENT;
-            const struct entry *v = &s->vw[nr];
-            snprintf(out, n, "%s/%s", s->vol[v->vol].mount, v->path);
-            return 0;
+        ssize_t l = readlink(link, out, n - 1);
+        if (l <= 0) return -EBADF;
+        out[l] = 0;
+        const char *v = cwd_view(s, pid, out);
+        if (v) {
+            if (kout) snprintf(kout, n, "%s", out);
+            snprintf(out, n, "%s", v);
         }
+        return 0;
+    }
+    snprintf(link, sizeof link, "/proc/%d/fd/%d", pid, dirfd);
+    struct stat st;
+    if (stat(link, &st)) return -EBADF;
+    if (s->views >= 0 && st.st_dev == s->view_dev) {
+        char t[64];
+        ssize_t l = readlink(link, t, sizeof t - 1);
+        unsigned long nr;
+        if (l <= 0) return -EBADF;
+        t[l] = 0;
+        if (sscanf(t, "/v%lu", &nr) != 1 || nr >= s->nvw || !s->vw[nr].path) return -ENOENT;
+        const struct entry *v = &s->vw[nr];
+        snprintf(out, n, "%s/%s", s->vol[v->vol].mount, v->path);
+        return 0;
     }
     ssize_t l = readlink(link, out, n - 1);
     if (l <= 0) return -EBADF;
@@ -433,22 +541,33 @@ static int base_dir(struct sup *s, pid_t pid, int dirfd, char *out, size_t n) {
 /* Read the path argument and resolve it. Returns 0 (rp filled), or -errno to answer. The
  * target is confirmed still waiting after its memory was read. */
 static int resolve(struct req *q, int dirfd, uint64_t addr, struct rpath *rp) {
-    char path[PATH_MAX], base[PATH_MAX], abs[2 * PATH_MAX + 2], norm[PATH_MAX];
+    char path[PATH_MAX], base[PATH_MAX], kcwd[PATH_MAX], abs[2 * PATH_MAX + 2], norm[PATH_MAX];
     pid_t pid = (pid_t)q->n->pid;
     int rc = read_str(pid, addr, path, sizeof path);
     if (rc) return rc;
     rp->vol = -1;
+    rp->abs[0] = 0;
     if (!path[0]) return -ENOENT;
+    kcwd[0] = 0;
     if (path[0] == '/') {
         snprintf(abs, sizeof abs, "%s", path);
     } else {
-        rc = base_dir(q->s, pid, dirfd, base, sizeof base);
+        rc = base_dir(q->s, pid, dirfd, base, sizeof base, kcwd);
         if (rc == -EBADF) return 1; /* not ours to judge: the kernel answers */
         if (rc) return rc;
         snprintf(abs, sizeof abs, "%s/%s", base, path);
     }
     if (scp_shield_path_normalize(abs, norm, sizeof norm)) return 1; /* too long: outside (kernel) */
+    snprintf(rp->abs, sizeof rp->abs, "%s", norm);
+    snprintf(rp->kcwd, sizeof rp->kcwd, "%s", kcwd);
     classify(q->s, norm, rp);
+    if (rp->vol < 0 && kcwd[0]) {
+        /* relative to a view, out of the volumes: the kernel, which reads the path again,
+         * would take it from its own cwd; only where both agree may it answer */
+        char k[2 * PATH_MAX + 2], kn[PATH_MAX];
+        snprintf(k, sizeof k, "%s/%s", kcwd, path);
+        if (scp_shield_path_normalize(k, kn, sizeof kn) || strcmp(kn, norm)) return -EXDEV;
+    }
     if (rp->vol < 0) return 0; /* the kernel's: it reads the path again */
     /* the caller's credentials, for the permission checks that follow (req_cred) */
     if (!q->cred_ok && (rc = cred_begin(q))) return rc;
@@ -1024,6 +1143,75 @@ static int setattr_checked(struct req *q, const struct rpath *rp, int64_t mode, 
 }
 
 /* A call that names one path: read and resolve it, answer the kernel's way outside. */
+static int kernel_cwd(pid_t pid, char *out) {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/%d/cwd", pid);
+    ssize_t l = readlink(link, out, PATH_MAX - 1);
+    if (l <= 0) return -ESRCH;
+    out[l] = 0;
+    return 0;
+}
+
+/* Make the directory at rp (in a volume) the process's working directory: a view, unless it
+ * is the kernel's cwd itself (the mount point). The kernel's checks: a directory, search
+ * permission on the path and on it. */
+static int cwd_enter(struct req *q, const struct rpath *rp) {
+    scp_vstat v;
+    char kc[PATH_MAX];
+    int rc;
+    if ((rc = req_cred(q)) || (rc = (int)scp_perm_search(&q->cred, q->s->vol[rp->vol].v, rp->rel)) ||
+        (rc = vstat(q, rp, &v)))
+        return rc;
+    if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
+    if ((rc = (int)scp_perm_access(&q->cred, &v, 1))) return rc;
+    if (rp->kcwd[0]) snprintf(kc, sizeof kc, "%s", rp->kcwd);
+    else if ((rc = kernel_cwd((pid_t)q->n->pid, kc))) return rc;
+    return cwd_set(q->s, (pid_t)q->n->pid, strcmp(rp->abs, kc) ? rp->abs : NULL, kc);
+}
+
+static int serve_chdir(struct req *q, uint64_t p) {
+    struct rpath rp;
+    int rc = resolve(q, AT_FDCWD, p, &rp);
+    if (rc < 0) return rc;
+    if (rc == 1 || rp.vol < 0) { /* out of the volumes: the kernel's chdir, which ends a view */
+        if (q->s->ncw) cwd_set(q->s, (pid_t)q->n->pid, NULL, NULL);
+        return 1;
+    }
+    return cwd_enter(q, &rp);
+}
+
+static int serve_fchdir(struct req *q, int fd) {
+    struct sup *s = q->s;
+    struct rpath rp;
+    char link[64], t[PATH_MAX];
+    struct stat st;
+    snprintf(link, sizeof link, "/proc/%d/fd/%d", (int)q->n->pid, fd);
+    if (s->views < 0 || stat(link, &st) || st.st_dev != s->view_dev) { /* the kernel's */
+        if (s->ncw) cwd_set(s, (pid_t)q->n->pid, NULL, NULL);
+        return 1;
+    }
+    int rc = base_dir(s, (pid_t)q->n->pid, fd, t, sizeof t, NULL);
+    if (rc) return rc;
+    if (scp_shield_path_normalize(t, rp.abs, sizeof rp.abs)) return -ENAMETOOLONG;
+    classify(s, rp.abs, &rp);
+    rp.kcwd[0] = 0;
+    if (rp.vol < 0) return -ENOENT;
+    if (!still_valid(q)) return -ENOENT;
+    return cwd_enter(q, &rp);
+}
+
+/* getcwd of a process with a view: the view. 1: the kernel's. Else the length or -errno. */
+static long serve_getcwd(struct req *q, uint64_t buf, uint64_t size) {
+    char kc[PATH_MAX];
+    if (!q->s->ncw || kernel_cwd((pid_t)q->n->pid, kc)) return 1;
+    const char *v = cwd_view(q->s, (pid_t)q->n->pid, kc);
+    if (!v) return 1;
+    size_t len = strlen(v) + 1;
+    if (size < len) return -ERANGE;
+    if (!still_valid(q)) return -ENOENT;
+    return write_mem((pid_t)q->n->pid, buf, v, len) ? -EFAULT : (long)len;
+}
+
 static int path_call(struct req *q, long nr, const uint64_t *a) {
     struct sup *s = q->s;
     struct rpath rp;
@@ -1160,11 +1348,20 @@ static void handle(struct req *q) {
     }
     case SYS_exit: /* the last thread's exit ends the process without exit_group */
     case SYS_exit_group: {
+        if (d->nr == SYS_exit_group && s->ncw) cwd_set(s, pid, NULL, NULL);
         int r = commit_all(s, pid, -1, NULL);
         if (r) scp_log(SCP_LOG_ERROR, "scpctl run", "a static program's file could not be stored at its exit (%s)", strerror(-r));
         pass(q);
         return;
     }
+    case SYS_getcwd: {
+        long r = serve_getcwd(q, a[0], a[1]);
+        if (r == 1) pass(q);
+        else answer(q, r < 0 ? -1 : r, r < 0 ? (int)r : 0);
+        return;
+    }
+    case SYS_chdir: rc = serve_chdir(q, a[0]); break;
+    case SYS_fchdir: rc = serve_fchdir(q, (int)a[0]); break;
     case SYS_fstat: rc = serve_fstat(q, (int)a[0], a[1], 0); break;
     case SYS_rename: rc = serve_rename(q, AT_FDCWD, a[0], AT_FDCWD, a[1], 0); break;
     case SYS_renameat: rc = serve_rename(q, (int)a[0], a[1], (int)a[2], a[3], 0); break;
@@ -1227,7 +1424,7 @@ static void serve(struct sup *s) {
     }
 }
 
-static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
+static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, const char *cwd, pid_t pid) {
     static struct sup s;
     memset(&s, 0, sizeof s);
     s.views = -1;
@@ -1262,6 +1459,12 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
     }
     s.nvol = n;
     s.views = view_fs(&s.view_dev);
+    struct rpath rp;
+    if (cwd) classify(&s, cwd, &rp);
+    if (cwd && rp.vol >= 0 && rp.rel[0] && (s.cw[0].view = strdup(cwd)) && (s.cw[0].kcwd = strdup(s.vol[rp.vol].mount))) {
+        s.cw[0].tgid = pid; /* the exec'ing process: its kernel cwd is the mount point */
+        s.ncw = 1;
+    }
     /* a lease break (an open for writing while writer_left holds its lease) signals SIGIO */
     struct sigaction ign = {.sa_handler = SIG_IGN};
     sigaction(SIGIO, &ign, NULL);
@@ -1285,8 +1488,9 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n) {
     syscall(SYS_exit_group, 0);
 }
 
-int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err) {
+int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *cwd, scp_err *err) {
     int sp[2];
+    pid_t self = (pid_t)syscall(SYS_getpid);
     if (n > SCP_SHIELD_MAX_VOLUMES) return scp_fail(err, SCP_E_INVAL, EINVAL, "too many volumes");
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp))
         return scp_fail_errno(err, "cannot create the static-image supervisor's socket");
@@ -1312,7 +1516,7 @@ int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err
                 dup2(null, 1);
                 close(null);
             }
-            supervise(sp[1], v, n);
+            supervise(sp[1], v, n, cwd, self);
         }
         syscall(SYS_exit_group, b < 0); /* not _exit: see supervise */
     }

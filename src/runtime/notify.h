@@ -32,9 +32,11 @@ struct scp_notify_volume {
 int scp_notify_is_static(int fd);
 
 /* Fork the supervisor (detached: not a child of this process, so the program's wait calls
- * never see it). It opens the volumes and waits for the listener. Returns a socket to hand it
- * over with scp_notify_attach, or -1. */
-int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, scp_err *err);
+ * never see it). It opens the volumes and waits for the listener. cwd: this process's working
+ * directory when it lies below a mount point (the shield's view; the kernel's cwd is then the
+ * mount point), which the static image keeps; NULL otherwise. Returns a socket to hand it over
+ * with scp_notify_attach, or -1. */
+int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *cwd, scp_err *err);
 
 /* Install the notification filter in this process and send its listener to the supervisor.
  * Call it right before exec: from here on this process's path calls wait for the supervisor.

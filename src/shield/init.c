@@ -802,7 +802,8 @@ static int static_supervisor(int dirfd, const char *path, int flags, int *is_sta
         nv[n] = (struct scp_notify_volume){sh.vol[n].mount, low[n], sh.keys[n]};
     }
     scp_err e;
-    int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, &e)
+    char view[PATH_MAX]; /* the working directory below a mount point, which the image keeps */
+    int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, sh_cwd_view(view) ? view : NULL, &e)
                             : scp_fail(&e, SCP_E_SYS, EMFILE, "no descriptor for a volume directory");
     for (int i = 0; i < n; i++) sh_gate(SYS_close, low[i], 0, 0, 0, 0, 0);
     sh_trace("exec of static '%s': %s", path ? path : "(null)", sock < 0 ? e.msg : "served by a supervisor");

@@ -110,6 +110,27 @@ SCPSTATIC_two_C"
         fail "a static program after a builtin's redirection: '$out'"
     [ -z "$(cat_vol alias.txt)" ] || fail "alias.txt: a static program wrote '$(cat_vol alias.txt)' into a protected alias"
     echo "ok   a static program after a builtin's redirection (stdout works; an alias of a protected file: EBADF)"
+    # started in a subdirectory of the volume (the shell's working directory there is the
+    # shield's view; the kernel's is the mount point): relative names, pwd, cd and getcwd
+    # follow the view, in the static image and in what it forks; a relative name that leaves
+    # the volume where the kernel's cwd would take it elsewhere is refused (EXDEV)
+    out=$(run bash -c 'mkdir -p "$2/cw/deep" && cd "$2/cw" && echo SCPSTATIC_sub > f && echo SCPSTATIC_root > ../f
+        "$1" cat f; "$1" pwd; "$1" sh -c "echo SCPSTATIC_new > new.txt; cat f; cd deep && pwd && echo SCPSTATIC_deep > d.txt &&
+            cd .. && cd .. && pwd && cat f && cd $2/cw && cat f; cd / && pwd"
+        "$1" cat ../../nonexistent-outside 2>&1' sh "$BB" "$MNT" 2>&1)
+    want="SCPSTATIC_sub
+$MNT/cw
+SCPSTATIC_sub
+$MNT/cw/deep
+$MNT
+SCPSTATIC_root
+SCPSTATIC_sub
+/
+cat: can't open '../../nonexistent-outside': Invalid cross-device link"
+    [ "$out" = "$want" ] || fail "a static program in a subdirectory of the volume: '$out'"
+    [ "$(cat_vol cw/new.txt)" = SCPSTATIC_new ] && [ "$(cat_vol cw/deep/d.txt)" = SCPSTATIC_deep ] ||
+        fail "a static program in a subdirectory: its new files are not where it made them: $(run ls -R "$MNT/cw")"
+    echo "ok   a static program in a subdirectory of the volume (relative names, pwd, cd, its children)"
 else
     echo "SKIP busybox: busybox-static is not installed"
 fi
