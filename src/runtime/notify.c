@@ -437,10 +437,11 @@ static int proc_ids(pid_t tid, pid_t *tgid, pid_t *ppid) {
     if (n <= 0) return -1;
     buf[n] = 0;
     const char *t = status_field(buf, "Tgid:"), *pp = status_field(buf, "PPid:");
-    int a, b;
-    if (!t || !pp || sscanf(t, "%d", &a) != 1 || sscanf(pp, "%d", &b) != 1) return -1;
-    *tgid = a;
-    *ppid = b;
+    char *e1 = NULL, *e2 = NULL;
+    long a = t ? strtol(t, &e1, 10) : 0, b = pp ? strtol(pp, &e2, 10) : 0;
+    if (!t || !pp || e1 == t || e2 == pp || a <= 0 || b < 0) return -1;
+    *tgid = (pid_t)a;
+    *ppid = (pid_t)b;
     return 0;
 }
 
