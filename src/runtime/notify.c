@@ -501,6 +501,16 @@ static const char *cwd_view(struct sup *s, pid_t tid, const char *kcwd) {
     return i < 0 ? NULL : s->cw[i].view;
 }
 
+/* The kernel's cwd of pid into out (n bytes). 0 or -EBADF. */
+static int kernel_cwd(pid_t pid, char *out, size_t n) {
+    char link[64];
+    snprintf(link, sizeof link, "/proc/%d/cwd", pid);
+    ssize_t l = readlink(link, out, n - 1);
+    if (l <= 0) return -EBADF;
+    out[l] = 0;
+    return 0;
+}
+
 /* The base directory of a relative path: the target's cwd (its view, when it has one: then
  * kout, if given, receives the kernel's cwd, else "") or its directory descriptor. A view
  * descriptor gives its place in its volume. 0, or -errno (EBADF and the like: the kernel's). */
@@ -508,10 +518,7 @@ static int base_dir(struct sup *s, pid_t pid, int dirfd, char *out, size_t n, ch
     char link[64];
     if (kout) kout[0] = 0;
     if (dirfd == AT_FDCWD) {
-        snprintf(link, sizeof link, "/proc/%d/cwd", pid);
-        ssize_t l = readlink(link, out, n - 1);
-        if (l <= 0) return -EBADF;
-        out[l] = 0;
+        if (kernel_cwd(pid, out, n)) return -EBADF;
         const char *v = cwd_view(s, pid, out);
         if (v) {
             if (kout) snprintf(kout, n, "%s", out);
@@ -1143,16 +1150,6 @@ static int setattr_checked(struct req *q, const struct rpath *rp, int64_t mode, 
     return scp_volume_setattr(q->s->vol[rp->vol].v, rp->rel, mode, uid, gid, INT64_MIN, &e) ? verr(&e) : 0;
 }
 
-/* A call that names one path: read and resolve it, answer the kernel's way outside. */
-static int kernel_cwd(pid_t pid, char *out) {
-    char link[64];
-    snprintf(link, sizeof link, "/proc/%d/cwd", pid);
-    ssize_t l = readlink(link, out, PATH_MAX - 1);
-    if (l <= 0) return -ESRCH;
-    out[l] = 0;
-    return 0;
-}
-
 /* Make the directory at rp (in a volume) the process's working directory: a view, unless it
  * is the kernel's cwd itself (the mount point). The kernel's checks: a directory, search
  * permission on the path and on it. */
@@ -1166,7 +1163,7 @@ static int cwd_enter(struct req *q, const struct rpath *rp) {
     if (v.type != SCP_VTYPE_DIR) return -ENOTDIR;
     if ((rc = (int)scp_perm_access(&q->cred, &v, 1))) return rc;
     if (rp->kcwd[0]) snprintf(kc, sizeof kc, "%s", rp->kcwd);
-    else if ((rc = kernel_cwd((pid_t)q->n->pid, kc))) return rc;
+    else if ((rc = kernel_cwd((pid_t)q->n->pid, kc, sizeof kc))) return rc;
     return cwd_set(q->s, (pid_t)q->n->pid, strcmp(rp->abs, kc) ? rp->abs : NULL, kc);
 }
 
@@ -1204,7 +1201,7 @@ static int serve_fchdir(struct req *q, int fd) {
 /* getcwd of a process with a view: the view. 1: the kernel's. Else the length or -errno. */
 static long serve_getcwd(struct req *q, uint64_t buf, uint64_t size) {
     char kc[PATH_MAX];
-    if (!q->s->ncw || kernel_cwd((pid_t)q->n->pid, kc)) return 1;
+    if (!q->s->ncw || kernel_cwd((pid_t)q->n->pid, kc, sizeof kc)) return 1;
     const char *v = cwd_view(q->s, (pid_t)q->n->pid, kc);
     if (!v) return 1;
     size_t len = strlen(v) + 1;
@@ -1213,6 +1210,7 @@ static long serve_getcwd(struct req *q, uint64_t buf, uint64_t size) {
     return write_mem((pid_t)q->n->pid, buf, v, len) ? -EFAULT : (long)len;
 }
 
+/* A call that names one path: read and resolve it, answer the kernel's way outside. */
 static int path_call(struct req *q, long nr, const uint64_t *a) {
     struct sup *s = q->s;
     struct rpath rp;
