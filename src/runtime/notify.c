@@ -1460,10 +1460,8 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, c
     s.views = view_fs(&s.view_dev);
     struct rpath rp;
     if (cwd) classify(&s, cwd, &rp);
-    if (cwd && rp.vol >= 0 && rp.rel[0] && (s.cw[0].view = strdup(cwd)) && (s.cw[0].kcwd = strdup(s.vol[rp.vol].mount))) {
-        s.cw[0].tgid = pid; /* the exec'ing process: its kernel cwd is the mount point */
-        s.ncw = 1;
-    }
+    if (cwd && rp.vol >= 0 && rp.rel[0]) /* the exec'ing process: its kernel cwd is the mount point */
+        (void)cwd_set(&s, pid, cwd, s.vol[rp.vol].mount);
     /* a lease break (an open for writing while writer_left holds its lease) signals SIGIO */
     struct sigaction ign = {.sa_handler = SIG_IGN};
     sigaction(SIGIO, &ign, NULL);

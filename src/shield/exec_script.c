@@ -84,18 +84,27 @@ static long exec_checks(int vol, const char *rel) {
     return v.mode & 0111 ? 0 : -EACCES; /* root too needs an execute bit */
 }
 
-/* The first up to max bytes of the volume's file (vol, rel), read through the shield's own
- * open (read permission, as the interpreter's or the copy's) into head, NUL-terminated; abs
- * receives its path under the mount (PATH_MAX). Returns their count or -errno. */
-static long volume_file_head(int vol, const char *rel, char *abs, char *head, long max) {
-    if (snprintf(abs, PATH_MAX, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= PATH_MAX)
+/* The volume's file (vol, rel) opened for reading through the shield's own open (read
+ * permission, as the interpreter's or the copy's): a descriptor to close with close_fd, or
+ * -errno. */
+static long volume_file_open(int vol, const char *rel) {
+    char abs[PATH_MAX];
+    if (snprintf(abs, sizeof abs, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof abs)
         return -ENAMETOOLONG;
     long oa[6] = {AT_FDCWD, (long)abs, O_RDONLY | O_CLOEXEC, 0, 0, 0};
-    long fd = sh_path_syscall(SYS_openat, oa, 0);
-    if (fd < 0) return fd;
-    long ra[6] = {fd, (long)head, max, 0, 0, 0}, ca[6] = {fd, 0, 0, 0, 0, 0};
-    long n = sh_syscall(SYS_pread64, ra);
+    return sh_path_syscall(SYS_openat, oa, 0);
+}
+
+static void close_fd(long fd) {
+    long ca[6] = {fd, 0, 0, 0, 0, 0};
     sh_syscall(SYS_close, ca);
+}
+
+/* The first up to max bytes of the file open at fd into head, NUL-terminated: their count or
+ * -errno. */
+static long file_head(long fd, char *head, long max) {
+    long ra[6] = {fd, (long)head, max, 0, 0, 0};
+    long n = sh_syscall(SYS_pread64, ra);
     if (n >= 0) head[n] = 0;
     return n;
 }
@@ -127,15 +136,15 @@ static long copy_to(long m, long fd) {
     return r;
 }
 
-/* An ELF image inside a volume (its path under the mount: abs; as the program named it:
- * path): its plaintext, read through the shield, goes into a memfd that is then sealed
- * (nothing can change it after the copy: what runs is what the volume authenticated), and the
- * kernel execs that (execveat, AT_EMPTY_PATH; close-on-exec, so that the new image does not
- * inherit it), shielded as every image. What differs from the kernel's exec of the file: the
- * copy costs memory and a read per exec; set-user-ID and set-group-ID bits give nothing (the
- * memfd has none); /proc/self/exe names the memfd ("/memfd:NAME (deleted)"). Returns only on
- * failure, -errno. */
-static long exec_copy(const char *abs, const char *path, char *const argv[], char *const envp[]) {
+/* An ELF image inside a volume (open at fd; path: as the program named it): its plaintext,
+ * read through the shield, goes into a memfd that is then sealed (nothing can change it after
+ * the copy: what runs is what the volume authenticated), and the kernel execs that
+ * (execveat, AT_EMPTY_PATH; close-on-exec, so that the new image does not inherit it),
+ * shielded as every image. What differs from the kernel's exec of the file: the copy costs
+ * memory and a read per exec; set-user-ID and set-group-ID bits give nothing (the memfd has
+ * none); /proc/self/exe names the memfd ("/memfd:NAME (deleted)"). Returns only on failure,
+ * -errno. */
+static long exec_copy(long fd, const char *path, char *const argv[], char *const envp[]) {
     long r = sh_trusted_exec_unlisted(path);
     if (r < 0) return r;
     const char *base = strrchr(path, '/');
@@ -145,15 +154,9 @@ static long exec_copy(const char *abs, const char *path, char *const argv[], cha
     if (m == -EINVAL) /* (a kernel before MFD_EXEC: its memfds are executable) */
         m = sh_gate(SYS_memfd_create, (long)name, MFD_CLOEXEC | MFD_ALLOW_SEALING, 0, 0, 0, 0);
     if (m < 0) return m;
-    long oa[6] = {AT_FDCWD, (long)abs, O_RDONLY | O_CLOEXEC, 0, 0, 0};
-    long fd = sh_path_syscall(SYS_openat, oa, 0);
-    r = fd;
-    if (fd >= 0) {
-        long ca[6] = {fd, 0, 0, 0, 0, 0};
-        r = copy_to(m, fd);
-        sh_syscall(SYS_close, ca);
-    }
-    if (r == 0) r = sh_gate(SYS_fcntl, m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL, 0, 0, 0);
+    r = copy_to(m, fd);
+    if (r == 0)
+        r = sh_gate(SYS_fcntl, m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL, 0, 0, 0);
     if (r == 0) {
         sh_trace("exec of '%s': a program inside a protected volume, run from a sealed copy", path);
         r = sh_execve((int)m, "", argv, envp, AT_EMPTY_PATH);
@@ -190,7 +193,8 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     int vol, vfork_child = sh_in_vfork_child();
     /* (in a vfork child the links and the checks need a volume this process has open: the
      * classification's error is that the child may not open it, sh_volume_ready) */
-    if (vfork_child && sh_classify(dirfd, path, &vol, rel, PATH_MAX) < 0) return exec_through_shell(name, path, argv, envp);
+    if (vfork_child && sh_classify(dirfd, path, &vol, rel, PATH_MAX) < 0)
+        return exec_through_shell(name, path, argv, envp);
     int f = resolve(dirfd, path, !(flags & AT_SYMLINK_NOFOLLOW), &vol, rel, out);
     if (f < 0) return f;
     if (f == 2) { /* a link out of the volumes: the kernel runs its target */
@@ -201,10 +205,15 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     if (r) return r;
     if (vfork_child) return exec_through_shell(name, path, argv, envp);
 
-    char abs[PATH_MAX], head[SCRIPT_HEAD + 1];
-    long n = volume_file_head(vol, rel, abs, head, SCRIPT_HEAD);
+    char head[SCRIPT_HEAD + 1];
+    long fd = volume_file_open(vol, rel);
+    if (fd < 0) return fd;
+    long n = file_head(fd, head, SCRIPT_HEAD);
+    int elf = is_elf(head, n);
+    if (elf) r = exec_copy(fd, path, argv, envp);
+    close_fd(fd);
     if (n < 0) return n;
-    if (is_elf(head, n)) return exec_copy(abs, path, argv, envp);
+    if (elf) return r;
     if (n < 2 || head[0] != '#' || head[1] != '!') return -ENOEXEC;
 
     /* "#!", blanks, the interpreter up to a blank, then one argument: the rest of the line
@@ -234,18 +243,24 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     f = resolve(AT_FDCWD, interp, 1, &ivol, rel, out);
     if (f < 0) return f;
     char ihead[8];
-    if (f != 2 && ((r = exec_checks(ivol, rel)) || (r = volume_file_head(ivol, rel, abs, ihead, 4)) < 0))
-        return r;
-    if (f != 2 && !is_elf(ihead, r)) {
-        sh_trace("exec of '%s': its interpreter '%s' is not a program: refused", path, interp);
-        return -EACCES;
+    long ifd = -1;
+    if (f != 2) {
+        if ((r = exec_checks(ivol, rel)) || (ifd = volume_file_open(ivol, rel)) < 0) return r ? r : ifd;
+        if ((r = file_head(ifd, ihead, 4)) < 0 || !is_elf(ihead, r)) {
+            close_fd(ifd);
+            sh_trace("exec of '%s': its interpreter '%s' is not a program: refused", path, interp);
+            return r < 0 ? r : -EACCES;
+        }
     }
     const char *pre[2] = {interp, arg};
     size_t size;
     char **nargv = script_argv(pre, arg ? 2 : 1, name, argv, &size);
-    if (!nargv) return -ENOMEM;
-    sh_trace("exec of script '%s': interpreter '%s'", path, f == 2 ? out : interp);
-    r = f == 2 ? sh_execve(AT_FDCWD, out, nargv, envp, 0) : exec_copy(abs, interp, nargv, envp);
-    syscall(SYS_munmap, nargv, size);
+    r = -ENOMEM;
+    if (nargv) {
+        sh_trace("exec of script '%s': interpreter '%s'", path, f == 2 ? out : interp);
+        r = f == 2 ? sh_execve(AT_FDCWD, out, nargv, envp, 0) : exec_copy(ifd, interp, nargv, envp);
+        syscall(SYS_munmap, nargv, size);
+    }
+    if (ifd >= 0) close_fd(ifd);
     return r;
 }
