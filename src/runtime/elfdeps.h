@@ -1,5 +1,5 @@
-/* runtime/elfdeps.h - what the loader will map for a program: a small reader of ELF headers
- * (treating the file as untrusted input) and the resolution of its interpreter and libraries
+/* runtime/elfdeps.h - what the loader will map for a program: the resolution of its
+ * interpreter and libraries (their ELF headers read by common/elf.h)
  * as glibc's ld.so would find them, so that scpctl run can measure them from open descriptors.
  *
  * Resolution (a documented subset of ld.so(8)): PT_INTERP as written (absolute paths only);
@@ -18,33 +18,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/elf.h"
 #include "scp/err.h"
 
-#define SCP_ELF_MAX_NEEDED 128u /* DT_NEEDED entries per object */
-#define SCP_ELF_MAX_NAME 256u   /* length of a DT_NEEDED name, with its NUL */
-#define SCP_ELF_MAX_SEARCH 2048u /* length of DT_RUNPATH / DT_RPATH, with its NUL */
 #define SCP_ELF_MAX_OBJECTS 256u /* program + interpreter + libraries */
 #define SCP_ELF_MAX_FILE (1u << 30) /* larger files are refused */
 #define SCP_ELF_DEFAULT_DIRS \
     "/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib/aarch64-linux-gnu:/usr/lib/aarch64-linux-gnu:" \
     "/lib64:/usr/lib64:/lib:/usr/lib"
-
-/* What the loader needs from one object. Strings are NUL-terminated; empty when absent. */
-typedef struct scp_elf_info {
-    uint16_t machine;
-    uint16_t type;                 /* ET_EXEC or ET_DYN */
-    char interp[PATH_MAX];         /* PT_INTERP */
-    int has_runpath, has_rpath;
-    char runpath[SCP_ELF_MAX_SEARCH];
-    char rpath[SCP_ELF_MAX_SEARCH];
-    size_t n_needed;
-    char needed[SCP_ELF_MAX_NEEDED][SCP_ELF_MAX_NAME];
-} scp_elf_info;
-
-/* Parse an ELF64 little-endian image held in buf[0, len). Every offset, size and string is
- * checked against len; malformed input fails with SCP_E_FORMAT and never reads out of bounds.
- * A static program (no PT_DYNAMIC) yields no names. */
-int scp_elf_parse(const uint8_t *buf, size_t len, scp_elf_info *out, scp_err *err);
 
 /* The objects a program consists of, each open (O_RDONLY | O_CLOEXEC) in loading order:
  * [0] the program, [1] its interpreter (if any), then the preloaded library (if any), then the
