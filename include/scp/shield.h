@@ -84,6 +84,10 @@ struct scp_shield_tag_sync {
  * with MySQL's greeting and SSLRequest (shield/net_start.c). The shield
  * reads it before main and passes it on to the images the program executes. */
 #define SCP_SHIELD_ENV_NET_FD "SCP_SHIELD_NET_FD"
+/* Environment variable that lists ("N,M,...") the descriptors of the sealed copies of
+ * libraries stored in a volume that an exec preloaded (LD_PRELOAD /proc/self/fd/N after the
+ * shield; shield/libs.c). The new image's shield closes them and drops both at its start. */
+#define SCP_SHIELD_ENV_LIBS "SCP_SHIELD_LIBS"
 /* The scheme of the URI SAN by which CAS names, in every certificate it issues for an x509
  * secret, who holds its key: scp://OWNER/SESSION/SECRET (OWNER: the session owner's identity
  * id). A `peer` or `listen` line may end with the identity the peer's certificate must carry:

@@ -36,11 +36,6 @@
 
 /* binfmt_script's buffer: the "#!" line is read from the first 256 bytes */
 #define SCRIPT_HEAD 256
-/* an ELF image's copy is read in steps of this size */
-#define COPY_STEP (256u << 10)
-#ifndef MFD_EXEC /* (Linux 6.3; glibc 2.36's headers lack it) */
-#define MFD_EXEC 0x0010U
-#endif
 
 /* (dirfd, path), classified under a mount, followed through its links: 2 with out set to a
  * path outside the volumes, 1 with vol and rel naming a volume's entry, or -errno. */
@@ -84,22 +79,6 @@ static long exec_checks(int vol, const char *rel) {
     return v.mode & 0111 ? 0 : -EACCES; /* root too needs an execute bit */
 }
 
-/* The volume's file (vol, rel) opened for reading through the shield's own open (read
- * permission, as the interpreter's or the copy's): a descriptor to close with close_fd, or
- * -errno. */
-static long volume_file_open(int vol, const char *rel) {
-    char abs[PATH_MAX];
-    if (snprintf(abs, sizeof abs, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof abs)
-        return -ENAMETOOLONG;
-    long oa[6] = {AT_FDCWD, (long)abs, O_RDONLY | O_CLOEXEC, 0, 0, 0};
-    return sh_path_syscall(SYS_openat, oa, 0);
-}
-
-static void close_fd(long fd) {
-    long ca[6] = {fd, 0, 0, 0, 0, 0};
-    sh_syscall(SYS_close, ca);
-}
-
 /* The first up to max bytes of the file open at fd into head, NUL-terminated: their count or
  * -errno. */
 static long file_head(long fd, char *head, long max) {
@@ -111,31 +90,6 @@ static long file_head(long fd, char *head, long max) {
 
 static int is_elf(const char *head, long n) { return n >= 4 && !memcmp(head, "\177ELF", 4); }
 
-/* fd's bytes to the memfd m, to their end. 0 or -errno. */
-static long copy_to(long m, long fd) {
-    char *buf = (char *)syscall(SYS_mmap, NULL, COPY_STEP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if ((unsigned long)buf > -4096ul) return (long)buf;
-    long r = 0;
-    for (long off = 0;;) {
-        long ra[6] = {fd, (long)buf, COPY_STEP, off, 0, 0};
-        long n = sh_syscall(SYS_pread64, ra);
-        if (n == -EINTR) continue;
-        if (n <= 0) {
-            r = n;
-            break;
-        }
-        for (long w = 0; w < n && r == 0;) {
-            long k = sh_gate(SYS_write, m, (long)(buf + w), n - w, 0, 0, 0);
-            if (k > 0) w += k;
-            else if (k != -EINTR) r = k ? k : -EIO;
-        }
-        if (r) break;
-        off += n;
-    }
-    syscall(SYS_munmap, buf, COPY_STEP);
-    return r;
-}
-
 /* An ELF image inside a volume (open at fd; path: as the program named it): its plaintext,
  * read through the shield, goes into a memfd that is then sealed (nothing can change it after
  * the copy: what runs is what the volume authenticated), and the kernel execs that
@@ -144,57 +98,61 @@ static long copy_to(long m, long fd) {
  * memory and a read per exec; set-user-ID and set-group-ID bits give nothing (the memfd has
  * none); /proc/self/exe names the memfd ("/memfd:NAME (deleted)"). Returns only on failure,
  * -errno. */
-static long exec_copy(long fd, const char *path, char *const argv[], char *const envp[]) {
-    long r = sh_trusted_exec_unlisted(path);
+static long exec_copy(long fd, const char *path, int vol, const char *rel, char *const argv[], char *const envp[]) {
+    long r = sh_trusted_unlisted("exec", path);
     if (r < 0) return r;
-    const char *base = strrchr(path, '/');
-    char name[64]; /* (memfd_create takes up to 249 bytes; the name is only shown) */
-    snprintf(name, sizeof name, "%s", base ? base + 1 : path);
-    long m = sh_gate(SYS_memfd_create, (long)name, MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC, 0, 0, 0, 0);
-    if (m == -EINVAL) /* (a kernel before MFD_EXEC: its memfds are executable) */
-        m = sh_gate(SYS_memfd_create, (long)name, MFD_CLOEXEC | MFD_ALLOW_SEALING, 0, 0, 0, 0);
+    /* its $ORIGIN, for the libraries it needs from the volumes (libs.c): its directory, with
+     * its links followed, as the loader takes it from /proc/self/exe */
+    char origin[PATH_MAX];
+    const char *slash = strrchr(rel, '/');
+    if (snprintf(origin, sizeof origin, "%s%s%.*s", sh.vol[vol].mount, slash ? "/" : "",
+                 slash ? (int)(slash - rel) : 0, rel) >= (int)sizeof origin)
+        return -ENAMETOOLONG;
+    long m = sh_sealed_copy(fd, path, 1);
     if (m < 0) return m;
-    r = copy_to(m, fd);
-    if (r == 0)
-        r = sh_gate(SYS_fcntl, m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL, 0, 0, 0);
-    if (r == 0) {
-        sh_trace("exec of '%s': a program inside a protected volume, run from a sealed copy", path);
-        r = sh_execve((int)m, "", argv, envp, AT_EMPTY_PATH);
-    }
+    sh_trace("exec of '%s': a program inside a protected volume, run from a sealed copy", path);
+    r = sh_execve_image((int)m, argv, envp, origin);
     sh_gate(SYS_close, m, 0, 0, 0, 0, 0);
     return r;
+}
+
+/* The script's name as the kernel passes it: the path given, or /dev/fd/N/path. */
+static void exec_name(int dirfd, const char *path, char *name, size_t sz) {
+    if (path[0] == '/' || dirfd == AT_FDCWD) snprintf(name, sz, "%s", path);
+    else snprintf(name, sz, "/dev/fd/%d/%s", dirfd, path);
 }
 
 /* A vfork or posix_spawn child (Python's subprocess; dash runs every command from one) shares
  * the shield's memory with its parent and may not open a protected file (path.c), nor a
  * volume the parent has not opened yet. So a shell, exec'd in its place as a process of its
- * own, execs the file again and sh_exec_in_volume reads it there: the program gets the same
- * arguments, one exec later. (A file without "#!" then runs as a shell script, and one that
- * cannot be run fails in that shell, exit 126 or 127, where the kernel's exec would have
- * failed with ENOEXEC, EACCES or ENOENT.) name: the path as the kernel would pass it. */
-static long exec_through_shell(const char *name, const char *path, char *const argv[], char *const envp[]) {
+ * own, execs the file again, and sh_exec_in_volume reads it there (or libs.c copies the
+ * libraries it needs from the volumes): the program gets the same arguments, one exec later.
+ * (A file without "#!" then runs as a shell script, and one that cannot be run fails in that
+ * shell, exit 126 or 127, where the kernel's exec would have failed with ENOEXEC, EACCES or
+ * ENOENT.) */
+long sh_exec_through_shell(int dirfd, const char *path, char *const argv[], char *const envp[]) {
     static const char *const tramp[] = {"/bin/sh", "-c", "exec \"$0\" \"$@\""};
+    char name[PATH_MAX + 32];
+    exec_name(dirfd, path, name, sizeof name);
     size_t size;
     char **nargv = script_argv(tramp, 3, name, argv, &size);
     if (!nargv) return -ENOMEM;
     sh_trace("exec of '%s' in a vfork child: through /bin/sh", path);
-    long r = sh_execve(AT_FDCWD, "/bin/sh", nargv, envp, 0);
+    long r = sh_execve_shell(nargv, envp);
     syscall(SYS_munmap, nargv, size);
     return r;
 }
 
 long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
     if (!path || !*path) return -EACCES; /* (fexecve of a protected descriptor: no name to run) */
-    /* the script's name as the kernel passes it: the path given, or /dev/fd/N/path */
     char name[PATH_MAX + 32];
-    if (path[0] == '/' || dirfd == AT_FDCWD) snprintf(name, sizeof name, "%s", path);
-    else snprintf(name, sizeof name, "/dev/fd/%d/%s", dirfd, path);
+    exec_name(dirfd, path, name, sizeof name);
     char rel[PATH_MAX], out[PATH_MAX];
     int vol, vfork_child = sh_in_vfork_child();
     /* (in a vfork child the links and the checks need a volume this process has open: the
      * classification's error is that the child may not open it, sh_volume_ready) */
     if (vfork_child && sh_classify(dirfd, path, &vol, rel, PATH_MAX) < 0)
-        return exec_through_shell(name, path, argv, envp);
+        return sh_exec_through_shell(dirfd, path, argv, envp);
     int f = resolve(dirfd, path, !(flags & AT_SYMLINK_NOFOLLOW), &vol, rel, out);
     if (f < 0) return f;
     if (f == 2) { /* a link out of the volumes: the kernel runs its target */
@@ -203,15 +161,15 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     }
     long r = exec_checks(vol, rel);
     if (r) return r;
-    if (vfork_child) return exec_through_shell(name, path, argv, envp);
+    if (vfork_child) return sh_exec_through_shell(dirfd, path, argv, envp);
 
     char head[SCRIPT_HEAD + 1];
-    long fd = volume_file_open(vol, rel);
+    long fd = sh_volume_file_open(vol, rel);
     if (fd < 0) return fd;
     long n = file_head(fd, head, SCRIPT_HEAD);
     int elf = is_elf(head, n);
-    if (elf) r = exec_copy(fd, path, argv, envp);
-    close_fd(fd);
+    if (elf) r = exec_copy(fd, path, vol, rel, argv, envp);
+    sh_volume_file_close(fd);
     if (n < 0) return n;
     if (elf) return r;
     if (n < 2 || head[0] != '#' || head[1] != '!') return -ENOEXEC;
@@ -245,9 +203,9 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     char ihead[8];
     long ifd = -1;
     if (f != 2) {
-        if ((r = exec_checks(ivol, rel)) || (ifd = volume_file_open(ivol, rel)) < 0) return r ? r : ifd;
+        if ((r = exec_checks(ivol, rel)) || (ifd = sh_volume_file_open(ivol, rel)) < 0) return r ? r : ifd;
         if ((r = file_head(ifd, ihead, 4)) < 0 || !is_elf(ihead, r)) {
-            close_fd(ifd);
+            sh_volume_file_close(ifd);
             sh_trace("exec of '%s': its interpreter '%s' is not a program: refused", path, interp);
             return r < 0 ? r : -EACCES;
         }
@@ -258,9 +216,9 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     r = -ENOMEM;
     if (nargv) {
         sh_trace("exec of script '%s': interpreter '%s'", path, f == 2 ? out : interp);
-        r = f == 2 ? sh_execve(AT_FDCWD, out, nargv, envp, 0) : exec_copy(ifd, interp, nargv, envp);
+        r = f == 2 ? sh_execve(AT_FDCWD, out, nargv, envp, 0) : exec_copy(ifd, interp, ivol, rel, nargv, envp);
         syscall(SYS_munmap, nargv, size);
     }
-    if (ifd >= 0) close_fd(ifd);
+    if (ifd >= 0) sh_volume_file_close(ifd);
     return r;
 }

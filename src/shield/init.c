@@ -414,7 +414,8 @@ static void atfork_child(void) {
     sh_vfork_cwd_reset(); /* (an earlier vfork child's view: a reused pid must not take it) */
 }
 
-/* Remove our library from LD_PRELOAD (the shield puts it back at exec). */
+/* Remove our library from LD_PRELOAD (the shield puts it back at exec), and the copies of
+ * libraries from the volumes that the exec preloaded (libs.c). */
 static void scrub_preload(void) {
     const char *pl = getenv("LD_PRELOAD");
     if (!pl) return;
@@ -428,6 +429,7 @@ static void scrub_preload(void) {
         size_t len = (size_t)(p - s);
         if (!len) continue;
         if (len == strlen(sh.self_path) && !memcmp(s, sh.self_path, len)) continue;
+        if (sh_libs_is_preloaded(s, len)) continue;
         if (o + len + 2 > sizeof out) break;
         if (o) out[o++] = ':';
         memcpy(out + o, s, len);
@@ -588,7 +590,9 @@ __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, cha
     if (dladdr((void *)sh_ctor, &di) && di.dli_fname && strlen(di.dli_fname) < sizeof sh.self_path)
         strcpy(sh.self_path, di.dli_fname);
     else die("cannot find the shield library's own path", NULL);
+    sh_libs_start();
     scrub_preload();
+    sh_libs_close_preloaded();
 
     sh.umask = umask(022);
     umask(sh.umask);
@@ -765,13 +769,25 @@ static void openssl_release(void) {
 
 static int starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
-static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
-long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
+/* libs: 1 to look for libraries in the volumes (sh_libs_exec), origin: as sh_execve_image's */
+static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags, int libs,
+                       const char *origin);
+static long execve_out(int dirfd, const char *path, char *const argv[], char *const envp[], int flags, int libs,
+                       const char *origin) {
     int was_trap = sh_in_trap;
     sh_in_trap = 0;
-    long r = sh_execve_(dirfd, path, argv, envp, flags);
+    long r = sh_execve_(dirfd, path, argv, envp, flags, libs, origin);
     sh_in_trap = was_trap;
     return r;
+}
+long sh_execve(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
+    return execve_out(dirfd, path, argv, envp, flags, 1, NULL);
+}
+long sh_execve_image(int fd, char *const argv[], char *const envp[], const char *origin) {
+    return execve_out(fd, "", argv, envp, AT_EMPTY_PATH, 1, origin);
+}
+long sh_execve_shell(char *const argv[], char *const envp[]) {
+    return execve_out(AT_FDCWD, "/bin/sh", argv, envp, 0, 0, NULL);
 }
 
 /* A static target cannot take the shield: a supervisor serves its files from outside
@@ -825,7 +841,8 @@ static void slots_cloexec(int on) {
         if (!sh.slot_cloexec[i]) sh_gate(SYS_fcntl, sh.base + i, F_SETFD, 0, 0, 0, 0);
 }
 
-static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char *const envp[], int flags) {
+static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char *const envp[], int flags, int libs,
+                       const char *origin) {
     /* rel: the path below a mount is not wanted, only whether there is one: a path inside a
      * mount classifies as the mount's number, or as an error when rel is too short for it,
      * and both are refused alike (one PATH_MAX buffer fewer on the trap's stack) */
@@ -840,6 +857,12 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (c != 0) return sh_exec_in_volume(dirfd, path, argv, envp, flags); /* exec_script.c */
     long tc = sh_trusted_exec_check(dirfd, path, flags);
     if (tc < 0) return tc;
+    /* the libraries it needs from the volumes, preloaded from sealed copies (libs.c); before
+     * the commit and the volumes' drop below, which an error return must not have made */
+    int libfd[SH_LIBS_MAX];
+    long nlib = libs ? sh_libs_exec(dirfd, path, flags, origin, envp, libfd, SH_LIBS_MAX) : 0;
+    if (nlib == -EAGAIN) return sh_exec_through_shell(dirfd, path, argv, envp);
+    if (nlib < 0) return nlib;
     /* A vfork/posix_spawn child shares our memory (and this thread's TLS): only the real
      * owner commits, and the thread-local flags must read as in the parent when exec
      * succeeds and the parent resumes. */
@@ -848,7 +871,10 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (owner) sh_vol_exec_drop(); /* the next image opens at first use */
     if (sh_net_on && owner) { /* established connections: to a relay (net_relay.c) */
         long nr = sh_net_exec_relay();
-        if (nr < 0) return nr;
+        if (nr < 0) {
+            for (long i = 0; i < nlib; i++) sh_gate(SYS_close, libfd[i], 0, 0, 0, 0, 0);
+            return nr;
+        }
     }
     /* also in a vfork child (dash execs from one): the supervisor is started by raw clones,
      * which run no fork handlers on the memory it shares with its parent */
@@ -860,17 +886,21 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (envp)
         for (; envp[n]; n++)
             if (starts(envp[n], "LD_PRELOAD=")) old_pl = envp[n] + 11;
-    size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 * 5;
-    size_t size = (n + 7) * sizeof(char *) + strsz + 128;
+    size_t strsz = strlen(sh.self_path) + (old_pl ? strlen(old_pl) : 0) + 64 * 6 + 32 * (size_t)nlib;
+    size_t size = (n + 8) * sizeof(char *) + strsz + 128;
     char **env = (char **)syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if ((unsigned long)env > -4096ul) return (long)env;
-    char *strs = (char *)(env + n + 7);
+    if ((unsigned long)env > -4096ul) {
+        for (long i = 0; i < nlib; i++) sh_gate(SYS_close, libfd[i], 0, 0, 0, 0, 0);
+        return (long)env;
+    }
+    char *strs = (char *)(env + n + 8);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "=") &&
             !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_TRUSTED_FD "=") &&
-            !starts(envp[i], SCP_SHIELD_ENV_CONSOLE_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_NET_FD "="))
+            !starts(envp[i], SCP_SHIELD_ENV_CONSOLE_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_NET_FD "=") &&
+            !starts(envp[i], SCP_SHIELD_ENV_LIBS "="))
             env[k++] = envp[i];
     size_t k_own = k; /* the shield's variables come after: a static image does not get them */
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
@@ -907,11 +937,13 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         if (notify_sock >= 0) sh_gate(SYS_close, notify_sock, 0, 0, 0, 0, 0);
         sh_exec_failed(took, ntook);
+        for (long i = 0; i < nlib; i++) sh_gate(SYS_close, libfd[i], 0, 0, 0, 0, 0);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
     }
-    int l1 = snprintf(strs, strsz, "LD_PRELOAD=%s%s%s", sh.self_path, old_pl && *old_pl ? ":" : "",
-                      old_pl ? old_pl : "");
+    int l1 = snprintf(strs, strsz, "LD_PRELOAD=%s", sh.self_path);
+    for (long i = 0; i < nlib; i++) l1 += snprintf(strs + l1, strsz - (size_t)l1, ":/proc/self/fd/%d", libfd[i]);
+    if (old_pl && *old_pl) l1 += snprintf(strs + l1, strsz - (size_t)l1, ":%s", old_pl);
     env[k++] = strs;
     char *s2 = strs + l1 + 1;
     int l2 = snprintf(s2, strsz - (size_t)l1 - 1, "%s=%d", SCP_SHIELD_ENV_FD, mfd);
@@ -933,7 +965,13 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
         s3 += l5 + 1;
     }
     if (nfd >= 0) {
-        snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_NET_FD, nfd);
+        int l6 = snprintf(s3, 64, "%s=%d", SCP_SHIELD_ENV_NET_FD, nfd);
+        env[k++] = s3;
+        s3 += l6 + 1;
+    }
+    if (nlib > 0) {
+        int l7 = snprintf(s3, 32, "%s=", SCP_SHIELD_ENV_LIBS);
+        for (long i = 0; i < nlib; i++) l7 += snprintf(s3 + l7, 32, "%s%d", i ? "," : "", libfd[i]);
         env[k++] = s3;
     }
     env[k] = NULL;
@@ -961,6 +999,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (tfd >= 0) sh_gate(SYS_close, tfd, 0, 0, 0, 0, 0);
     if (cfd >= 0) sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
     if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
+    for (long i = 0; i < nlib; i++) sh_gate(SYS_close, libfd[i], 0, 0, 0, 0, 0);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     sh_exec_failed(took, ntook);
     if (is_static) slots_cloexec(0);

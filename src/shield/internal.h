@@ -391,9 +391,41 @@ long sh_cwd_set(const char *view);
 long sh_fchdir_out(long fd);
 void sh_vfork_cwd_reset(void);
 /* exec_script.c: an exec of a path under a mount, which the kernel cannot run: a link out of
- * the volumes execs its target, a script ("#!") its interpreter (outside the volumes) with the
- * script's path; an ELF image EACCES, another format ENOEXEC. Returns only on failure (-errno). */
+ * the volumes execs its target, a script ("#!") its interpreter with the script's path, an ELF
+ * image runs from a sealed copy; another format ENOEXEC. Returns only on failure (-errno). */
 long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
+/* From a vfork or posix_spawn child: /bin/sh execs (dirfd, path) again as a process of its own,
+ * which can open what the exec needs from the volumes. Returns only on failure (-errno). */
+long sh_exec_through_shell(int dirfd, const char *path, char *const argv[], char *const envp[]);
+/* init.c: the exec of a sealed copy of a program stored in a volume (fd), whose directory there
+ * (its $ORIGIN) is origin; and the exec of /bin/sh as sh_exec_through_shell's trampoline (no
+ * library from the volumes looked for: it needs none, and that look-up brought it here). */
+long sh_execve_image(int fd, char *const argv[], char *const envp[], const char *origin);
+long sh_execve_shell(char *const argv[], char *const envp[]);
+/* libs.c: sealed copies of a volume's files, and shared libraries stored in a volume.
+ * sh_sealed_copy: the bytes of the file open at fd (a volume's file, read through the shield)
+ * in a new memfd, sealed against any change (what runs is what the volume authenticated);
+ * named after path's last component; cloexec: MFD_CLOEXEC. The memfd, or -errno. */
+long sh_sealed_copy(long fd, const char *path, int cloexec);
+/* The volume's file (vol, rel) opened for reading through the shield's own open (read
+ * permission as the caller's): a descriptor for sh_volume_file_close, or -errno. */
+long sh_volume_file_open(int vol, const char *rel);
+void sh_volume_file_close(long fd);
+/* The libraries from the volumes that the image (dirfd, path, flags, as execveat's) will need:
+ * looked for when it is a copy of a program in a volume (origin: its directory there) or when
+ * envp's LD_LIBRARY_PATH names a directory inside a volume. Their sealed copies, open without
+ * close-on-exec, go into fds[0, max) for LD_PRELOAD as /proc/self/fd/N: their count (0: none),
+ * -EAGAIN in a vfork child that found some or cannot tell (sh_exec_through_shell), or -errno. */
+long sh_libs_exec(int dirfd, const char *path, int flags, const char *origin, char *const envp[], int *fds, int max);
+#define SH_LIBS_MAX 64
+/* At an image's start: the copies its exec preloaded (SCP_SHIELD_ENV_LIBS) are read
+ * (sh_libs_start), left out of the program's LD_PRELOAD (sh_libs_is_preloaded: the entry
+ * s[0, len) is one of them) and their descriptors closed (sh_libs_close_preloaded). */
+void sh_libs_start(void);
+int sh_libs_is_preloaded(const char *s, size_t len);
+void sh_libs_close_preloaded(void);
+/* libc's dlopen, past the shield's (the shield's own loads: OpenSSL) */
+void *sh_libc_dlopen(const char *file, int mode);
 int sh_classify(int dirfd, const char *path, int *vol, char *rel, size_t relsz);
 long sh_copy_path_in(const char *p, char *buf, size_t n);
 long sh_chdir(const char *path, int *handled);
@@ -489,9 +521,10 @@ int sh_trusted_arm(uintptr_t *lo, uintptr_t *hi, scp_err *err);
 long sh_trusted_check_open(int fd, int dirfd, const char *path, long flags);
 /* 0, or -EACCES (logged) when the binary to execute is unlisted or changed */
 long sh_trusted_exec_check(int dirfd, const char *path, int flags);
-/* An exec of a program that no manifest can list (one inside a protected volume, path as the
- * program named it): -EACCES, logged, when a trusted-file manifest is enforced; else 0. */
-long sh_trusted_exec_unlisted(const char *path);
+/* The exec or load (what: "exec", "dlopen", ...) of a file that no manifest can list (one
+ * inside a protected volume, path as the program named it): -EACCES, logged, when a
+ * trusted-file manifest is enforced; else 0. */
+long sh_trusted_unlisted(const char *what, const char *path);
 /* mmap of a descriptor (only PROT_EXEC ones when exec_only): 1 with *ret set when handled */
 int sh_trusted_mmap(const long a[6], int exec_only, long *ret);
 /* The manifest in a sealed memfd for an exec'ed image: -1 when there is none, -2 on error. */

@@ -254,9 +254,9 @@ static void on_late_exit(void) {
 /* Fill and publish the libcrypto table. early: from the constructor, and only if the program
  * already has libcrypto (returns NULL otherwise). */
 static struct crypto_fns *crypto_load(int early) {
-    int had = dlopen(LIBCRYPTO, RTLD_NOW | RTLD_NOLOAD) != NULL;
+    int had = sh_libc_dlopen(LIBCRYPTO, RTLD_NOW | RTLD_NOLOAD) != NULL;
     if (early && !had) return NULL;
-    void *h = dlopen(LIBCRYPTO, RTLD_NOW | RTLD_LOCAL);
+    void *h = sh_libc_dlopen(LIBCRYPTO, RTLD_NOW | RTLD_LOCAL);
     if (!h) cannot_load(LIBCRYPTO, dlerror());
     struct crypto_fns *t = calloc(1, sizeof *t);
     if (!t) cannot_load(LIBCRYPTO, "out of memory");
@@ -277,7 +277,7 @@ static struct crypto_fns *crypto_load(int early) {
 
 static struct ssl_fns *ssl_load(void) {
     libcrypto(); /* libcrypto first: its initialisation decides about the exit cleanup */
-    void *h = dlopen(LIBSSL, RTLD_NOW | RTLD_LOCAL);
+    void *h = sh_libc_dlopen(LIBSSL, RTLD_NOW | RTLD_LOCAL);
     if (!h) cannot_load(LIBSSL, dlerror());
     struct ssl_fns *t = calloc(1, sizeof *t);
     if (!t) cannot_load(LIBSSL, "out of memory");

@@ -295,7 +295,7 @@ long sh_trusted_exec_check(int dirfd, const char *path, int flags) {
     return r;
 }
 
-long sh_trusted_exec_unlisted(const char *path) { return tr.on ? refuse("exec", path, UNLISTED) : 0; }
+long sh_trusted_unlisted(const char *what, const char *path) { return tr.on ? refuse(what, path, UNLISTED) : 0; }
 
 /* A sealed in-memory copy of the file open at fd, checked against t: the mapping then shows
  * exactly the bytes that were hashed, whatever happens to the file afterwards. Kept (in the

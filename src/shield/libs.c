@@ -1,0 +1,553 @@
+/* shield/libs.c - shared libraries stored inside a volume, and the sealed copies by which the
+ * kernel and the loader run what a volume holds.
+ *
+ * The loader cannot map a library that a volume holds, for the reason the kernel cannot exec a
+ * program there (exec_script.c): the backing store holds ciphertext, and at the mount point the
+ * kernel shows nothing. Its opens come from its own code, which no rule traps. So the shield
+ * gives it sealed in-memory copies of the libraries' plaintext, named /proc/self/fd/N:
+ *   - dlopen of a path inside a volume (a Python extension module in a virtual environment
+ *     kept in the volume, a server's plugin), or of a bare name that a directory of
+ *     LD_LIBRARY_PATH inside a volume holds: the libraries that it needs from the volumes are
+ *     copied and loaded first, then the library itself with the caller's mode. The loader
+ *     finds each needed one among the loaded objects by its DT_SONAME instead of searching.
+ *   - an exec whose new image needs libraries from the volumes (a program built in the volume,
+ *     run with libtool's LD_LIBRARY_PATH, a build tree's DT_RUNPATH or $ORIGIN): the copies are
+ *     preloaded after the shield (LD_PRELOAD) for the same reason. Their descriptors survive
+ *     the exec; the new image's shield closes them at its start (sh_libs_start).
+ * The search is ld.so(8)'s for what can lead into a volume: a name with '/' is a path; else
+ * DT_RPATH (only without DT_RUNPATH; then the executable's DT_RPATH), LD_LIBRARY_PATH,
+ * DT_RUNPATH, with $ORIGIN the directory the object was found in, as the program names it. The
+ * first directory that has the name wins, inside a volume or not; a name found in none of
+ * these is left to the loader (ld.so.cache and the default directories lie outside volumes).
+ *
+ * What differs from a library outside the volumes: a copy per load; dl_iterate_phdr and
+ * /proc/self/maps show /proc/self/fd/N and /memfd:NAME; a needed library without DT_SONAME is
+ * not matched (the loader then searches, does not find it and fails, as it would on a plain
+ * directory that lacks it); dlopen's search of a bare name does not take the calling object's
+ * DT_RUNPATH into the volumes; an outside program whose own DT_RUNPATH names a volume directory
+ * gets nothing preloaded at exec (only LD_LIBRARY_PATH and a program inside a volume are looked
+ * at: every other exec would pay a read of its program's headers). Under a trusted-file
+ * manifest (scpctl run --cas) nothing inside a volume is measured: refused, EACCES, logged.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "common/elf.h"
+#include "shield/core.h"
+#include "shield/internal.h"
+
+/* a copy is read in steps of this size */
+#define COPY_STEP (256u << 10)
+#ifndef MFD_EXEC /* (Linux 6.3; glibc 2.36's headers lack it) */
+#define MFD_EXEC 0x0010U
+#endif
+#define PROC_FD "/proc/self/fd/"
+
+/* ---- sealed copies ------------------------------------------------------------------------- */
+
+/* fd's bytes to the memfd m, to their end. 0 or -errno. */
+static long copy_to(long m, long fd) {
+    char *buf = (char *)syscall(SYS_mmap, NULL, COPY_STEP, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if ((unsigned long)buf > -4096ul) return (long)buf;
+    long r = 0;
+    for (long off = 0;;) {
+        long ra[6] = {fd, (long)buf, COPY_STEP, off, 0, 0};
+        long n = sh_syscall(SYS_pread64, ra);
+        if (n == -EINTR) continue;
+        if (n <= 0) {
+            r = n;
+            break;
+        }
+        for (long w = 0; w < n && r == 0;) {
+            long k = sh_gate(SYS_write, m, (long)(buf + w), n - w, 0, 0, 0);
+            if (k > 0) w += k;
+            else if (k != -EINTR) r = k ? k : -EIO;
+        }
+        if (r) break;
+        off += n;
+    }
+    syscall(SYS_munmap, buf, COPY_STEP);
+    return r;
+}
+
+long sh_sealed_copy(long fd, const char *path, int cloexec) {
+    const char *base = strrchr(path, '/');
+    char name[64]; /* (memfd_create takes up to 249 bytes; the name is only shown) */
+    snprintf(name, sizeof name, "%s", base ? base + 1 : path);
+    unsigned fl = MFD_ALLOW_SEALING | (cloexec ? MFD_CLOEXEC : 0);
+    long m = sh_gate(SYS_memfd_create, (long)name, fl | MFD_EXEC, 0, 0, 0, 0);
+    if (m == -EINVAL) /* (a kernel before MFD_EXEC: its memfds are executable) */
+        m = sh_gate(SYS_memfd_create, (long)name, fl, 0, 0, 0, 0);
+    if (m < 0) return m;
+    long r = copy_to(m, fd);
+    if (r == 0)
+        r = sh_gate(SYS_fcntl, m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL, 0, 0, 0);
+    if (r == 0) return m;
+    sh_gate(SYS_close, m, 0, 0, 0, 0, 0);
+    return r;
+}
+
+long sh_volume_file_open(int vol, const char *rel) {
+    char abs[PATH_MAX];
+    if (snprintf(abs, sizeof abs, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof abs)
+        return -ENAMETOOLONG;
+    long oa[6] = {AT_FDCWD, (long)abs, O_RDONLY | O_CLOEXEC, 0, 0, 0};
+    return sh_path_syscall(SYS_openat, oa, 0);
+}
+
+void sh_volume_file_close(long fd) {
+    long ca[6] = {fd, 0, 0, 0, 0, 0};
+    sh_syscall(SYS_close, ca);
+}
+
+/* ---- the libraries an object needs from the volumes ---------------------------------------- */
+
+struct lib {
+    int vol;
+    long copy;          /* its sealed copy, or -1 */
+    char rel[PATH_MAX]; /* inside volume vol, its links followed */
+    char dir[PATH_MAX]; /* where it was found, as the program names it: its $ORIGIN */
+};
+/* What one load needs. In memory of its own (mmap: a SIGSYS handler's exec may build one, and
+ * it is too large for a stack); only the pages used are touched. */
+struct plan {
+    int n;
+    int in_vfork;        /* a vfork child: nothing may be opened, only found (sh_libs_exec) */
+    int needs_process;   /* a library was found that only a process of its own can copy */
+    int skip_loaded;     /* dlopen: leave out what this process has loaded from a volume */
+    const char *ldpath;  /* LD_LIBRARY_PATH, or NULL */
+    int has_exe_rpath;   /* the executable's DT_RPATH (exec only), searched for all objects */
+    char exe_rpath[SCP_ELF_MAX_SEARCH];
+    char exe_origin[PATH_MAX];
+    struct lib lib[SH_LIBS_MAX];
+    scp_elf_info info;
+    char cand[PATH_MAX], rel[PATH_MAX], out[PATH_MAX], abs[PATH_MAX + SCP_SHIELD_MAX_MOUNT];
+};
+
+static int loaded_from_volume(int vol, const char *rel);
+
+/* (vol, rel) into the plan, found as path: 1 (also when it is there already). */
+static int plan_add(struct plan *p, int vol, const char *rel, const char *path) {
+    for (int i = 0; i < p->n; i++)
+        if (p->lib[i].vol == vol && !strcmp(p->lib[i].rel, rel)) return 1;
+    if (p->skip_loaded && loaded_from_volume(vol, rel)) return 1;
+    if (p->n == SH_LIBS_MAX) return 1; /* (the loader then fails on the rest, with its message) */
+    struct lib *l = &p->lib[p->n];
+    if (sh_abspath(AT_FDCWD, path, p->abs, sizeof p->abs) <= 0) return -1;
+    char *slash = strrchr(p->abs, '/');
+    size_t dl = slash == p->abs ? 1 : (size_t)(slash - p->abs);
+    if (dl >= sizeof l->dir) return -1;
+    memcpy(l->dir, p->abs, dl);
+    l->dir[dl] = 0;
+    l->vol = vol;
+    l->copy = -1;
+    snprintf(l->rel, sizeof l->rel, "%s", rel);
+    p->n++;
+    return 1;
+}
+
+/* The loader's candidate path: 1 when it names a regular file inside a volume (now in the
+ * plan), 0 when it exists outside the volumes (the loader takes it), -1 when it does not
+ * exist (the search goes on). */
+static int candidate(struct plan *p, const char *path) {
+    int vol;
+    int c = sh_classify(AT_FDCWD, path, &vol, p->rel, sizeof p->rel);
+    if (c < 0) {
+        /* (a vfork child that may not open the volume: the exec goes through a process) */
+        if (p->in_vfork) p->needs_process = 1;
+        return -1;
+    }
+    if (c > 0) {
+        int f = sh_follow_links(&vol, p->rel, sizeof p->rel, 1, p->out, sizeof p->out);
+        if (f < 0) return -1;
+        if (f == 1) {
+            scp_vstat v;
+            if (sh_path_vstat(vol, p->rel, &v) || v.type != SCP_VTYPE_FILE) return -1;
+            return plan_add(p, vol, p->rel, path);
+        }
+        path = p->out; /* a link out of the volumes */
+    }
+    return sh_gate(SYS_faccessat, AT_FDCWD, (long)path, F_OK, 0, 0, 0) == 0 ? 0 : -1;
+}
+
+/* The ':'-separated list's directories, each with name (and origin for $ORIGIN): the first
+ * candidate that exists decides, 1 or 0 as candidate(); -1 when none does. */
+static int search(struct plan *p, const char *list, const char *name, const char *origin) {
+    for (const char *d = list; d && *d;) {
+        const char *e = strchr(d, ':');
+        size_t l = e ? (size_t)(e - d) : strlen(d);
+        /* ($LIB and $PLATFORM are not expanded: such an entry is left to the loader) */
+        if (l && scp_elf_join(p->cand, sizeof p->cand, d, l, name, origin) == 0 && !strchr(p->cand, '$')) {
+            int c = candidate(p, p->cand);
+            if (c >= 0) return c;
+        }
+        d = e ? e + 1 : NULL;
+    }
+    return -1;
+}
+
+/* One needed name of the object just parsed into p->info, found in dir origin. */
+static void resolve(struct plan *p, const char *name, const char *origin) {
+    if (strchr(name, '/')) {
+        snprintf(p->cand, sizeof p->cand, "%s", name);
+        candidate(p, p->cand);
+        return;
+    }
+    const scp_elf_info *in = &p->info;
+    if (!in->has_runpath && in->has_rpath && search(p, in->rpath, name, origin) >= 0) return;
+    if (!in->has_runpath && p->has_exe_rpath && search(p, p->exe_rpath, name, p->exe_origin) >= 0) return;
+    if (p->ldpath && search(p, p->ldpath, name, origin) >= 0) return;
+    if (in->has_runpath) search(p, in->runpath, name, origin);
+}
+
+/* The object open at fd (a copy, or a program outside the volumes) parsed into p->info:
+ * 0, or -1 when it is no ELF object the reader takes (nothing is then looked for). */
+static int parse_fd(struct plan *p, long fd) {
+    struct stat st;
+    if (sh_gate(SYS_fstat, fd, (long)&st, 0, 0, 0, 0) < 0 || st.st_size < 64 || st.st_size > (1l << 30)) return -1;
+    void *m = (void *)syscall(SYS_mmap, NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if ((unsigned long)m > -4096ul) return -1;
+    scp_err e;
+    int r = scp_elf_parse(m, (size_t)st.st_size, &p->info, &e);
+    syscall(SYS_munmap, m, (size_t)st.st_size);
+    return r ? -1 : 0;
+}
+
+/* Copy p->lib[i] and look for what it needs (breadth first: the plan grows behind i).
+ * 0 or -errno. */
+static long expand(struct plan *p, int i) {
+    struct lib *l = &p->lib[i];
+    if (l->copy < 0) {
+        long fd = sh_volume_file_open(l->vol, l->rel);
+        if (fd < 0) return fd;
+        l->copy = sh_sealed_copy(fd, l->rel, 1);
+        sh_volume_file_close(fd);
+        if (l->copy < 0) return l->copy;
+    }
+    if (parse_fd(p, l->copy) < 0) return 0;
+    for (size_t k = 0; k < p->info.n_needed; k++) resolve(p, p->info.needed[k], l->dir);
+    return 0;
+}
+
+static struct plan *plan_new(void) {
+    struct plan *p = (struct plan *)syscall(SYS_mmap, NULL, sizeof *p, PROT_READ | PROT_WRITE,
+                                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if ((unsigned long)p > -4096ul) return NULL;
+    return p; /* (zeroed) */
+}
+
+static void plan_free(struct plan *p) {
+    for (int i = 0; i < p->n; i++)
+        if (p->lib[i].copy >= 0) sh_gate(SYS_close, p->lib[i].copy, 0, 0, 0, 0, 0);
+    syscall(SYS_munmap, p, sizeof *p);
+}
+
+/* The value of LD_LIBRARY_PATH in envp when one of its directories lies inside a volume, else
+ * NULL (the loader finds nothing there that the shield must give it). */
+static const char *volume_ldpath(const char *v, struct plan *scratch) {
+    if (!v || !sh.nvol) return NULL;
+    for (const char *d = v; *d;) {
+        const char *e = strchr(d, ':');
+        size_t l = e ? (size_t)(e - d) : strlen(d);
+        if (l && l < sizeof scratch->cand) {
+            memcpy(scratch->cand, d, l);
+            scratch->cand[l] = 0;
+            int vol;
+            if (sh_classify(AT_FDCWD, scratch->cand, &vol, scratch->rel, sizeof scratch->rel) != 0) return v;
+        }
+        d = e ? e + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* ---- exec: the new image's libraries ------------------------------------------------------- */
+
+long sh_libs_exec(int dirfd, const char *path, int flags, const char *origin, char *const envp[], int *fds, int max) {
+    const char *lp = NULL;
+    for (size_t i = 0; envp && envp[i]; i++)
+        if (!strncmp(envp[i], "LD_LIBRARY_PATH=", 16)) lp = envp[i] + 16;
+    if (!origin && !lp) return 0;
+    struct plan *p = plan_new();
+    if (!p) return -ENOMEM;
+    p->ldpath = volume_ldpath(lp, p);
+    long r = 0;
+    if (!origin && !p->ldpath) goto out;
+    p->in_vfork = sh_in_vfork_child();
+    long fd = (flags & AT_EMPTY_PATH) && path && !*path ? sh_gate(SYS_fcntl, dirfd, F_DUPFD_CLOEXEC, 3, 0, 0, 0)
+                                                         : sh_gate(SYS_openat, dirfd, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
+    if (fd < 0) goto out; /* (the exec then fails as the kernel says) */
+    int parsed = parse_fd(p, fd);
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    if (parsed < 0) goto out;
+    if (!p->info.interp[0]) goto out; /* (static: the supervisor serves it, and it loads nothing) */
+    p->has_exe_rpath = p->info.has_rpath;
+    memcpy(p->exe_rpath, p->info.rpath, sizeof p->exe_rpath);
+    snprintf(p->exe_origin, sizeof p->exe_origin, "%s", origin ? origin : "");
+    /* the program's own needs (its $ORIGIN: origin when it lies in a volume; else not looked
+     * at, an outside program's $ORIGIN leads outside) */
+    for (size_t k = 0; k < p->info.n_needed; k++) resolve(p, p->info.needed[k], p->exe_origin);
+    if (p->in_vfork) {
+        r = p->n || p->needs_process ? -EAGAIN : 0;
+        goto out;
+    }
+    for (int i = 0; i < p->n && r == 0; i++) r = expand(p, i);
+    if (r == 0) r = sh_trusted_unlisted("loading", p->n ? p->lib[0].rel : "");
+    if (r == 0 && p->n > max) r = -E2BIG;
+    if (r == 0) {
+        for (int i = 0; i < p->n; i++) {
+            /* (the new image inherits them: not close-on-exec) */
+            sh_gate(SYS_fcntl, p->lib[i].copy, F_SETFD, 0, 0, 0, 0);
+            fds[i] = (int)p->lib[i].copy;
+            p->lib[i].copy = -1;
+            sh_trace("exec: library '%s' of the volume at %s preloaded as " PROC_FD "%d",
+                     p->lib[i].rel, sh.vol[p->lib[i].vol].mount, fds[i]);
+        }
+        r = p->n;
+    }
+out:
+    plan_free(p);
+    return r;
+}
+
+/* The descriptors that an exec preloaded (SCP_SHIELD_ENV_LIBS), read at the start. */
+static struct {
+    int fd[SH_LIBS_MAX];
+    int n;
+} preloaded;
+
+void sh_libs_start(void) {
+    const char *v = getenv(SCP_SHIELD_ENV_LIBS);
+    if (!v) return;
+    for (const char *s = v; *s && preloaded.n < SH_LIBS_MAX;) {
+        char *end;
+        long fd = strtol(s, &end, 10);
+        if (end == s || fd < 0 || fd > INT_MAX) break;
+        preloaded.fd[preloaded.n++] = (int)fd;
+        s = *end == ',' ? end + 1 : end;
+        if (*end != ',') break;
+    }
+    unsetenv(SCP_SHIELD_ENV_LIBS);
+}
+
+int sh_libs_is_preloaded(const char *s, size_t len) {
+    if (len <= strlen(PROC_FD) || strncmp(s, PROC_FD, strlen(PROC_FD))) return 0;
+    char num[16];
+    size_t nl = len - strlen(PROC_FD);
+    if (nl >= sizeof num) return 0;
+    memcpy(num, s + strlen(PROC_FD), nl);
+    num[nl] = 0;
+    char *end;
+    long fd = strtol(num, &end, 10);
+    if (*end) return 0;
+    for (int i = 0; i < preloaded.n; i++)
+        if (preloaded.fd[i] == fd) return 1;
+    return 0;
+}
+
+void sh_libs_close_preloaded(void) {
+    for (int i = 0; i < preloaded.n; i++) sh_gate(SYS_close, preloaded.fd[i], 0, 0, 0, 0, 0);
+    preloaded.n = 0;
+}
+
+/* ---- dlopen --------------------------------------------------------------------------------- */
+
+/* The libraries this process loaded from the volumes, by the name each was loaded under, so
+ * that another dlopen of the same file finds it loaded (as the loader would by its path) and
+ * no other copy takes its name. Under libs_mu. */
+struct loaded {
+    int vol;
+    char *rel, *name;
+};
+static pthread_mutex_t libs_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct loaded *libs;
+static int nlibs, caplibs;
+/* libc's dlopen, for the calls the shield does not serve (dlopen, below, jumps there) */
+void *(*sh_real_dlopen)(const char *, int);
+static __thread int in_hook;
+
+/* name's object, if the loader has one by that name (a reference to drop with dlclose) */
+static void *loaded_by_name(const char *name) { return sh_real_dlopen(name, RTLD_LAZY | RTLD_NOLOAD); }
+
+static int loaded_from_volume(int vol, const char *rel) {
+    for (int i = 0; i < nlibs; i++)
+        if (libs[i].vol == vol && !strcmp(libs[i].rel, rel)) {
+            void *h = loaded_by_name(libs[i].name);
+            if (h) dlclose(h);
+            return h != NULL;
+        }
+    return 0;
+}
+
+static void remember(int vol, const char *rel, const char *name) {
+    for (int i = 0; i < nlibs; i++)
+        if ((libs[i].vol == vol && !strcmp(libs[i].rel, rel)) || !strcmp(libs[i].name, name)) {
+            free(libs[i].rel);
+            free(libs[i].name);
+            libs[i] = libs[--nlibs];
+            i--;
+        }
+    if (nlibs == caplibs) {
+        int cap = caplibs ? 2 * caplibs : 16;
+        struct loaded *n = realloc(libs, (size_t)cap * sizeof *n);
+        if (!n) return;
+        libs = n;
+        caplibs = cap;
+    }
+    struct loaded e = {vol, strdup(rel), strdup(name)};
+    if (!e.rel || !e.name) {
+        free(e.rel);
+        free(e.name);
+        return;
+    }
+    libs[nlibs++] = e;
+}
+
+/* A name for the copy open at fd that no loaded object has: the loader knows an object by the
+ * name it was loaded under, and a descriptor's number comes back after a close. So
+ * /proc/self/fd/N, else with more slashes after "self" until the name is free. */
+static int copy_name(long fd, char *name, size_t sz) {
+    for (int k = 1; k < 64; k++) {
+        if (snprintf(name, sz, "/proc/self%.*sfd/%ld", k, "////////////////////////////////////////////////////////////////",
+                     fd) >= (int)sz)
+            return -1;
+        void *h = loaded_by_name(name);
+        if (!h) return 0;
+        dlclose(h);
+    }
+    return -1;
+}
+
+/* Load the plan: its libraries (p->lib[1...], each loaded once the ones it needs are: passes
+ * until none is left or a pass loads none), then p->lib[0] with mode. The handle, or NULL with
+ * the loader's message for dlerror. */
+static void *load_plan(struct plan *p, int mode) {
+    void *dep[SH_LIBS_MAX] = {0};
+    char name[SH_LIBS_MAX][64];
+    for (int i = 0; i < p->n; i++)
+        if (copy_name(p->lib[i].copy, name[i], sizeof name[i]) < 0) return NULL;
+    for (int progress = 1, left = p->n - 1; left && progress;) {
+        progress = 0;
+        for (int i = 1; i < p->n; i++)
+            if (!dep[i] && (dep[i] = sh_real_dlopen(name[i], RTLD_LAZY | RTLD_LOCAL))) progress = 1, left--;
+    }
+    void *h = sh_real_dlopen(name[0], mode);
+    char err[512] = "";
+    if (!h) {
+        const char *m = dlerror();
+        snprintf(err, sizeof err, "%s", m ? m : "cannot load");
+    }
+    for (int i = 0; i < p->n; i++) {
+        if (i && !dep[i]) continue;
+        if (h) remember(p->lib[i].vol, p->lib[i].rel, name[i]);
+        if (i) dlclose(dep[i]); /* (what h needs stays: h holds it) */
+    }
+    if (!h) { /* the loader's message again, for the program's dlerror */
+        sh_trace("dlopen of '%s' from the volume at %s: %s", p->lib[0].rel, sh.vol[p->lib[0].vol].mount, err);
+        sh_real_dlopen(name[0], mode);
+    }
+    return h;
+}
+
+void *sh_libc_dlopen(const char *file, int mode) {
+    if (!__atomic_load_n(&sh_real_dlopen, __ATOMIC_ACQUIRE)) {
+        void *f = dlsym(RTLD_NEXT, "dlopen");
+        __atomic_store_n(&sh_real_dlopen, (void *(*)(const char *, int))f, __ATOMIC_RELEASE);
+    }
+    return sh_real_dlopen(file, mode);
+}
+
+/* Where the program's dlopen goes first (the entry point below): *handled = 0 leaves the call
+ * to libc's dlopen, made with the program's own return address (the loader takes the calling
+ * object's DT_RUNPATH and namespace from it). */
+void *sh_dlopen_hook(const char *file, int mode, int *handled);
+void *sh_dlopen_hook(const char *file, int mode, int *handled) {
+    *handled = 0;
+    if (!__atomic_load_n(&sh_real_dlopen, __ATOMIC_ACQUIRE)) sh_libc_dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
+    /* (not the shield's own loads, nor libcrypto's while the shield opens a volume: sh_in_lib) */
+    if (!file || !sh.active || !sh.nvol || in_hook || sh_in_lib || sh_in_vfork_child()) return NULL;
+    struct plan *p = NULL;
+    void *h = NULL;
+    in_hook = 1;
+    int vol;
+    char rel[8];
+    if (strchr(file, '/')) {
+        if (sh_classify(AT_FDCWD, file, &vol, rel, sizeof rel) == 0) goto out;
+    } else {
+        const char *lp = getenv("LD_LIBRARY_PATH");
+        if (!lp || !strchr(lp, '/')) goto out;
+    }
+    if (!(p = plan_new())) goto out;
+    pthread_mutex_lock(&libs_mu);
+    p->ldpath = strchr(file, '/') ? NULL : volume_ldpath(getenv("LD_LIBRARY_PATH"), p);
+    int c = 1;
+    if (strchr(file, '/')) {
+        snprintf(p->cand, sizeof p->cand, "%s", file);
+        c = candidate(p, p->cand);
+    } else if (p->ldpath)
+        c = search(p, p->ldpath, file, "");
+    if (c == 1 && p->n == 1) { /* the file itself, inside a volume */
+        for (int i = 0; i < nlibs; i++) /* loaded already: the loader's handle, as for a path */
+            if (libs[i].vol == p->lib[0].vol && !strcmp(libs[i].rel, p->lib[0].rel) &&
+                (h = sh_real_dlopen(libs[i].name, mode | RTLD_NOLOAD))) {
+                *handled = 1;
+                break;
+            }
+        p->skip_loaded = 1;
+        long r = *handled ? 0 : sh_trusted_unlisted("dlopen", file);
+        for (int i = 0; i < p->n && r == 0 && !*handled; i++) r = expand(p, i);
+        if (r == 0 && !*handled) {
+            *handled = 1;
+            h = load_plan(p, mode);
+            sh_trace("dlopen of '%s': a library inside a protected volume, loaded from a sealed copy (%d from the volumes)",
+                     file, p->n);
+        } else if (r < 0)
+            sh_trace("dlopen of '%s': %s", file, strerror((int)-r)); /* (libc's dlopen then fails as the loader does) */
+    }
+    pthread_mutex_unlock(&libs_mu);
+out:
+    if (p) plan_free(p);
+    in_hook = 0;
+    return h;
+}
+
+/* dlopen, exported: a jump to libc's after the hook, not a call, so that libc's dlopen sees
+ * the program's return address (a C wrapper's call would make the shield the caller). */
+__asm__(".text\n"
+        ".globl dlopen\n"
+        ".type dlopen, @function\n"
+        "dlopen:\n"
+        "  .cfi_startproc\n"
+        "  endbr64\n"
+        "  push %rdi\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  push %rsi\n"
+        "  .cfi_adjust_cfa_offset 8\n"
+        "  sub $24, %rsp\n" /* (the call's stack 16-byte aligned; the slot at rsp: handled) */
+        "  .cfi_adjust_cfa_offset 24\n"
+        "  movl $0, (%rsp)\n"
+        "  mov %rsp, %rdx\n"
+        "  call sh_dlopen_hook\n"
+        "  mov (%rsp), %ecx\n"
+        "  add $24, %rsp\n"
+        "  .cfi_adjust_cfa_offset -24\n"
+        "  pop %rsi\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  pop %rdi\n"
+        "  .cfi_adjust_cfa_offset -8\n"
+        "  test %ecx, %ecx\n"
+        "  jz 1f\n"
+        "  ret\n"
+        "1:\n"
+        "  jmp *sh_real_dlopen(%rip)\n"
+        "  .cfi_endproc\n"
+        ".size dlopen, .-dlopen\n");
