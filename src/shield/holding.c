@@ -127,6 +127,11 @@ void sh_fork_share(int fork_child) {
         return;
     }
     if (!fork_child) { /* vfork, posix_spawn: only what a child's exec could inherit */
+        /* A holding taken in a trap handler waits for its watcher until a call outside one
+         * (sh_priv_pending_run): started now, since a child that opens the volume waits for
+         * this process to let go, which only the watcher does while the parent waits for the
+         * child (gcc, run outside the volume with its output inside, hung in `as`) */
+        sh_priv_poll();
         pthread_mutex_lock(&sh.mu);
         int any = sh.active && any_open_file();
         pthread_mutex_unlock(&sh.mu);

@@ -89,6 +89,12 @@ SCPELF_ran src/m - - /memfd:m (deleted) #include <stdio.h>"
     [ "$out" = "$want" ] || fail "a program compiled in the volume: '$out'"
     grep -rqa "SCPELF_ran" "$VOL" && fail "the compiled program's bytes are in plaintext on disk"
     note "a program compiled in the volume by gcc runs (arguments, exit status, environment; it reads its source in the volume); ciphertext on disk"
+    # gcc run from outside the volume with its output inside: its driver opens the volume in a
+    # trap handler (a private holding whose watcher waits for a call outside one) and then
+    # waits for `as`, which opens the volume: the holding's watcher starts at the vfork
+    out=$(run bash -c "cd $T && timeout 60 gcc -c -o $MNT/outside.o m.c" 2>&1; echo "rc $?")
+    [ "$out" = "rc 0" ] || fail "gcc outside the volume, its output inside: '$out' (rc 124: hung)"
+    note "gcc outside the volume writes its output inside (its as does not wait forever)"
 fi
 # the image it runs is shielded: its own volume calls work (cat, a copied ELF, reads the volume)
 out=$(run bash -c "cd $MNT && cp /bin/cat mycat && echo SCPELF_data > d.txt && ./mycat d.txt && ./mycat < d.txt && ./mycat /proc/self/cmdline | tr '\\0' ' '; echo" 2>&1)
