@@ -466,6 +466,31 @@ void *sh_libc_dlopen(const char *file, int mode) {
     return sh_real_dlopen(file, mode);
 }
 
+/* The library (vol, rel), loaded already: the loader's handle for mode (as a path's dlopen
+ * finds its object by the path), or NULL. */
+static void *load_again(int vol, const char *rel, int mode) {
+    for (int i = 0; i < nlibs; i++)
+        if (libs[i].vol == vol && !strcmp(libs[i].rel, rel)) return sh_real_dlopen(libs[i].name, mode | RTLD_NOLOAD);
+    return NULL;
+}
+
+/* The plan's library p->lib[0] (named file by the program), with what it needs from the
+ * volumes, copied and loaded with mode. *handled = 0 when the copies could not be made (libc's
+ * dlopen then fails as the loader does on the mount point, which shows nothing). */
+static void *load_new(struct plan *p, const char *file, int mode, int *handled) {
+    p->skip_loaded = 1;
+    long r = sh_trusted_unlisted("dlopen", file);
+    for (int i = 0; i < p->n && r == 0; i++) r = expand(p, i);
+    if (r < 0) {
+        sh_trace("dlopen of '%s': %s", file, strerror((int)-r));
+        *handled = 0;
+        return NULL;
+    }
+    sh_trace("dlopen of '%s': a library inside a protected volume, loaded from a sealed copy (%d from the volumes)",
+             file, p->n);
+    return load_plan(p, mode);
+}
+
 /* Where the program's dlopen goes first (the entry point below): *handled = 0 leaves the call
  * to libc's dlopen, made with the program's own return address (the loader takes the calling
  * object's DT_RUNPATH and namespace from it). */
@@ -482,9 +507,14 @@ void *sh_dlopen_hook(const char *file, int mode, int *handled) {
     char rel[8];
     if (strchr(file, '/')) {
         if (sh_classify(AT_FDCWD, file, &vol, rel, sizeof rel) == 0) goto out;
-    } else {
+    } else { /* (a name the loader has loaded it finds by that name, before any search) */
         const char *lp = getenv("LD_LIBRARY_PATH");
-        if (!lp || !strchr(lp, '/')) goto out;
+        if (!lp || !strchr(lp, '/') || (mode & RTLD_NOLOAD)) goto out;
+        void *had = loaded_by_name(file);
+        if (had) {
+            dlclose(had);
+            goto out;
+        }
     }
     if (!(p = plan_new())) goto out;
     pthread_mutex_lock(&libs_mu);
@@ -496,22 +526,10 @@ void *sh_dlopen_hook(const char *file, int mode, int *handled) {
     } else if (p->ldpath)
         c = search(p, p->ldpath, file, "");
     if (c == 1 && p->n == 1) { /* the file itself, inside a volume */
-        for (int i = 0; i < nlibs; i++) /* loaded already: the loader's handle, as for a path */
-            if (libs[i].vol == p->lib[0].vol && !strcmp(libs[i].rel, p->lib[0].rel) &&
-                (h = sh_real_dlopen(libs[i].name, mode | RTLD_NOLOAD))) {
-                *handled = 1;
-                break;
-            }
-        p->skip_loaded = 1;
-        long r = *handled ? 0 : sh_trusted_unlisted("dlopen", file);
-        for (int i = 0; i < p->n && r == 0 && !*handled; i++) r = expand(p, i);
-        if (r == 0 && !*handled) {
-            *handled = 1;
-            h = load_plan(p, mode);
-            sh_trace("dlopen of '%s': a library inside a protected volume, loaded from a sealed copy (%d from the volumes)",
-                     file, p->n);
-        } else if (r < 0)
-            sh_trace("dlopen of '%s': %s", file, strerror((int)-r)); /* (libc's dlopen then fails as the loader does) */
+        *handled = 1;
+        h = load_again(p->lib[0].vol, p->lib[0].rel, mode);
+        if (!h && (mode & RTLD_NOLOAD)) dlerror(); /* not loaded: NULL without a message, as the loader's */
+        else if (!h) h = load_new(p, file, mode, handled);
     }
     pthread_mutex_unlock(&libs_mu);
 out:
