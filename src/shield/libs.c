@@ -300,8 +300,13 @@ long sh_libs_exec(int dirfd, const char *path, int flags, const char *origin, ch
         r = p->n || p->needs_process ? -EAGAIN : 0;
         goto out;
     }
+    if (p->n) { /* (the library as the program's search named it) */
+        const char *base = strrchr(p->lib[0].rel, '/');
+        if (snprintf(p->abs, sizeof p->abs, "%s/%s", p->lib[0].dir, base ? base + 1 : p->lib[0].rel) >= (int)sizeof p->abs)
+            r = -ENAMETOOLONG;
+        else r = sh_trusted_unlisted("loading", p->abs);
+    }
     for (int i = 0; i < p->n && r == 0; i++) r = expand(p, i);
-    if (r == 0) r = sh_trusted_unlisted("loading", p->n ? p->lib[0].rel : "");
     if (r == 0 && p->n > max) r = -E2BIG;
     if (r == 0) {
         for (int i = 0; i < p->n; i++) {

@@ -53,6 +53,17 @@ int main(int argc, char **argv) {
     if (argc < i + 2) return 9;
     const char *mode = argv[i], *path = argv[i + 1];
     setvbuf(stdout, NULL, _IONBF, 0);
+    /* copyexec SRC DST, copydlopen SRC DST: SRC copied to DST, run or loaded */
+    if ((!strcmp(mode, "copyexec") || !strcmp(mode, "copydlopen")) && argc > i + 2) {
+        char buf[65536];
+        ssize_t n;
+        int in = open(path, O_RDONLY), out = open(argv[i + 2], O_WRONLY | O_CREAT | O_TRUNC, 0755);
+        while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
+            if (write(out, buf, (size_t)n) != n) return 3;
+        if (in < 0 || out < 0 || close(out) != 0) { printf("copy failed: %s\n", strerror(errno)); return 3; }
+        path = argv[i + 2];
+        mode = strcmp(mode, "copyexec") ? "dlopen" : "exec";
+    }
     if (!strcmp(mode, "dlopen")) {
         void *h = dlopen(path, RTLD_NOW);
         if (!h) { printf("dlopen failed: %s\n", dlerror()); return 2; }
@@ -102,16 +113,6 @@ int main(int argc, char **argv) {
         if (fd >= 0) fexecve(fd, av, ev);
         printf("exec failed: %s\n", strerror(errno));
         return 2;
-    }
-    if (!strcmp(mode, "copyexec") && argc > i + 2) { /* copyexec SRC DST: SRC copied to DST, run */
-        char buf[65536];
-        ssize_t n;
-        int in = open(path, O_RDONLY), out = open(argv[i + 2], O_WRONLY | O_CREAT | O_TRUNC, 0755);
-        while (in >= 0 && out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
-            if (write(out, buf, (size_t)n) != n) return 3;
-        if (in < 0 || out < 0 || close(out) != 0) { printf("copy failed: %s\n", strerror(errno)); return 3; }
-        path = argv[i + 2];
-        mode = "exec";
     }
     if (!strcmp(mode, "exec")) {
         execl(path, path, (char *)NULL);
@@ -179,6 +180,12 @@ expect_rc 2 "$SCPCTL" run --session tv --service app --platform-key "$T/p1.key" 
 grep -qx "exec failed: Permission denied" "$T/last.out" || fail "exec of a program in the volume: $(cat "$T/last.out" "$T/last.err")"
 grep -q "exec of /data/inside refused: it is not in the measured trusted-file manifest" "$T/last.err" ||
     fail "no log line for the refused exec in the volume: $(cat "$T/last.err")"
+# a library inside the volume (without a manifest loaded from a sealed copy: tests/shield/libs_volume.sh)
+expect_rc 2 "$SCPCTL" run --session tv --service app --platform-key "$T/p1.key" --volume-dir "$T/vols" "${TRUST[@]}" \
+    -- "$U/app" copydlopen "$U/libplug.so" /data/inside.so
+grep -q "^dlopen failed" "$T/last.out" || fail "dlopen of a library in the volume: $(cat "$T/last.out" "$T/last.err")"
+grep -q "dlopen of /data/inside.so refused: it is not in the measured trusted-file manifest" "$T/last.err" ||
+    fail "no log line for the refused dlopen in the volume: $(cat "$T/last.err")"
 # a library that is not listed
 expect_rc 2 "${RUN[@]}" -- "$U/app" dlopen "$U/libother.so"
 grep -q "^dlopen failed" "$T/last.out" || fail "dlopen of an unlisted library: $(cat "$T/last.out")"
