@@ -10,7 +10,8 @@
 #              protected file (native: the same file in an ordinary directory), so it pays
 #              the volume's first use (loading libcrypto, OpenSSL's start, the volume's open).
 #              truevol, perlvol: /bin/true and perl stored in the volume (run from a copy);
-#              perl: the same perl outside it.
+#              perl: the same perl outside it. libvol: a program in the volume with its two
+#              libraries there (preloaded from copies).
 #   per fork   shield-forkbench: FN (2000) times fork + _exit + waitpid, CPU of the parent and
 #              its children per fork: every fork copies the descriptor table up to the highest
 #              open number, the shield's reserved range included (docs/shield.md "Reserved
@@ -83,6 +84,20 @@ cp /bin/true "$PERL" "$T/plain/"
 per_exec truevol "$T/plain/true" "$T/mnt/true"
 per_exec perl "$PERL -e 1" "$PERL -e 1"
 per_exec perlvol "$T/plain/${PERL##*/} -e 1" "$T/mnt/${PERL##*/} -e 1"
+# shared libraries stored in the volume (src/shield/libs.c): a program there that needs two
+# small libraries there ($ORIGIN/lib), preloaded from sealed copies at each exec; native: the
+# same files in an ordinary directory. Against truevol the difference is the libraries' copies
+if command -v gcc >/dev/null; then
+    mkdir -p "$T/plain/lv/lib"
+    printf 'int dep(void) { return 7; }\n' > "$T/plain/lv/dep.c"
+    printf 'int dep(void);\nint foo(int x) { return x + dep(); }\n' > "$T/plain/lv/foo.c"
+    printf 'int foo(int);\nint main(void) { return foo(0) == 7 ? 0 : 1; }\n' > "$T/plain/lv/main.c"
+    (cd "$T/plain/lv" && gcc -shared -fPIC -o lib/libdep.so -Wl,-soname,libdep.so dep.c &&
+        gcc -shared -fPIC -o lib/libfoo.so -Wl,-soname,libfoo.so foo.c -Llib -ldep -Wl,-rpath,'$ORIGIN' &&
+        gcc -o main main.c -Llib -lfoo -Wl,-rpath,'$ORIGIN/lib')
+    "$S" run --volume "$T/vol:$T/mnt" --key-file "$T/key" -- cp -r "$T/plain/lv" "$T/mnt/lv"
+    per_exec libvol "$T/plain/lv/main" "$T/mnt/lv/main"
+fi
 # the part of it that is only the dynamic loader's: libscp-shield.so and the libraries it
 # needs preloaded without a configuration (the shield then stays off); libssl and libcrypto
 # were among them until the shield loaded OpenSSL at its first use (src/shield/openssl_lazy.c)
