@@ -21,6 +21,17 @@ for cmd in 'cat /etc/passwd >/dev/null; exec grep SigBlk /proc/self/status' \
     note "SigBlk $got as without the shield: $cmd"
 done
 
+# signal(SIGSYS, SIG_DFL) succeeds (nothing installed): libuv's spawn resets every signal in
+# the child and checks each, so ctest (and node's child_process) could not start any program
+if command -v ctest >/dev/null; then
+    mkdir -p "$T/ct"
+    printf 'add_test(t1 "/bin/echo" "SCPCT_ran")\nadd_test(t2 "%s/ok.sh")\n' "$MNT" > "$T/ct/CTestTestfile.cmake"
+    out=$(run bash -c "printf '#!/bin/sh\necho SCPCT_vol\n' > $MNT/ok.sh && chmod +x $MNT/ok.sh && cd $T/ct && ctest -V 2>&1" 2>&1)
+    echo "$out" | grep -q "100% tests passed, 0 tests failed out of 2" || fail "ctest under the shield: $out"
+    echo "$out" | grep -q "SCPCT_ran" && echo "$out" | grep -q "SCPCT_vol" || fail "ctest's programs did not run: $out"
+    note "ctest (libuv's spawn) runs its tests, one stored in the volume"
+fi
+
 if ! command -v redis-server >/dev/null; then
     echo "redis-server not installed: its SIGTERM case skipped"
     echo PASS
