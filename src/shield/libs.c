@@ -287,14 +287,21 @@ long sh_libs_exec(int dirfd, const char *path, int flags, const char *origin, ch
                                                          : sh_gate(SYS_openat, dirfd, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (fd < 0) goto out; /* (the exec then fails as the kernel says) */
     int parsed = parse_fd(p, fd);
+    /* its $ORIGIN: origin for a copy from a volume; else the directory of the file's real
+     * path, as the loader takes it from /proc/self/exe (links resolved) */
+    if (origin) snprintf(p->exe_origin, sizeof p->exe_origin, "%s", origin);
+    else {
+        snprintf(p->cand, sizeof p->cand, "/proc/self/fd/%ld", fd);
+        long n = sh_gate(SYS_readlink, (long)p->cand, (long)p->exe_origin, sizeof p->exe_origin - 1, 0, 0, 0);
+        char *slash = n > 0 ? memrchr(p->exe_origin, '/', (size_t)n) : NULL;
+        if (slash) *slash = 0; /* ("/prog": "", the root, as "$ORIGIN/lib" then reads "/lib") */
+        else p->exe_origin[0] = 0;
+    }
     sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
     if (parsed < 0) goto out;
     if (!p->info.interp[0]) goto out; /* (static: the supervisor serves it, and it loads nothing) */
     p->has_exe_rpath = p->info.has_rpath;
     memcpy(p->exe_rpath, p->info.rpath, sizeof p->exe_rpath);
-    snprintf(p->exe_origin, sizeof p->exe_origin, "%s", origin ? origin : "");
-    /* the program's own needs (its $ORIGIN: origin when it lies in a volume; else not looked
-     * at, an outside program's $ORIGIN leads outside) */
     for (size_t k = 0; k < p->info.n_needed; k++) resolve(p, p->info.needed[k], p->exe_origin);
     if (p->in_vfork) {
         r = p->n || p->needs_process ? -EAGAIN : 0;
@@ -463,11 +470,14 @@ static void *load_plan(struct plan *p, int mode) {
     return h;
 }
 
+static void find_real_dlopen(void) {
+    if (__atomic_load_n(&sh_real_dlopen, __ATOMIC_ACQUIRE)) return;
+    void *f = dlsym(RTLD_NEXT, "dlopen");
+    __atomic_store_n(&sh_real_dlopen, (void *(*)(const char *, int))f, __ATOMIC_RELEASE);
+}
+
 void *sh_libc_dlopen(const char *file, int mode) {
-    if (!__atomic_load_n(&sh_real_dlopen, __ATOMIC_ACQUIRE)) {
-        void *f = dlsym(RTLD_NEXT, "dlopen");
-        __atomic_store_n(&sh_real_dlopen, (void *(*)(const char *, int))f, __ATOMIC_RELEASE);
-    }
+    find_real_dlopen();
     return sh_real_dlopen(file, mode);
 }
 
@@ -502,7 +512,7 @@ static void *load_new(struct plan *p, const char *file, int mode, int *handled) 
 void *sh_dlopen_hook(const char *file, int mode, int *handled);
 void *sh_dlopen_hook(const char *file, int mode, int *handled) {
     *handled = 0;
-    if (!__atomic_load_n(&sh_real_dlopen, __ATOMIC_ACQUIRE)) sh_libc_dlopen(NULL, RTLD_LAZY | RTLD_NOLOAD);
+    find_real_dlopen();
     /* (not the shield's own loads, nor libcrypto's while the shield opens a volume: sh_in_lib) */
     if (!file || !sh.active || !sh.nvol || in_hook || sh_in_lib || sh_in_vfork_child()) return NULL;
     struct plan *p = NULL;
