@@ -429,6 +429,23 @@ static long do_close_range(unsigned lo, unsigned hi, unsigned flags) {
     return r;
 }
 
+int sh_own_fd(long fd) {
+    if (fd < 0 || !sh.lo) return (int)fd;
+    long hi = sh_gate(SYS_fcntl, fd, F_DUPFD_CLOEXEC, SH_LIB_FD_MIN(sh.lo), 0, 0, 0);
+    if (hi < 0 || hi >= sh.lo) {
+        if (hi >= 0) sh_gate(SYS_close, hi, 0, 0, 0, 0, 0);
+        return (int)fd;
+    }
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+    sh.libfd[hi - SH_LIB_FD_MIN(sh.lo)] = 1;
+    return (int)hi;
+}
+
+void sh_close_own(long fd) {
+    if (sh.lo && fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo) sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
+    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
+}
+
 /* ---- the dispatcher for descriptor-based calls ------------------------------------------- */
 
 /* Does a trapped call involve a protected descriptor (or is it one the shield always handles)?

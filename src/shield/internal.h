@@ -216,6 +216,12 @@ int sh_alias_filter(long fd);
 static inline int sh_is_libfd(long fd) {
     return fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo && sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)];
 }
+/* The shield's own descriptor fd moved into the volume library's zone, out of the program's
+ * numbers and kept from its close (the shield's epoll instances, verified and library copies):
+ * the new number (fd closed), or fd itself when the zone has no room (or no zone). */
+int sh_own_fd(long fd);
+/* Close a descriptor that sh_own_fd gave (its zone mark cleared). */
+void sh_close_own(long fd);
 
 /* fdlist.c: the program's own descriptor directory (/proc/self/fd, /dev/fd) listed without
  * the volume library's and the reserved range's numbers, except the program's protected files.

@@ -248,7 +248,7 @@ static struct plan *plan_new(void) {
 
 static void plan_free(struct plan *p) {
     for (int i = 0; i < p->n; i++)
-        if (p->lib[i].copy >= 0) sh_gate(SYS_close, p->lib[i].copy, 0, 0, 0, 0, 0);
+        if (p->lib[i].copy >= 0) sh_close_own(p->lib[i].copy);
     syscall(SYS_munmap, p, sizeof *p);
 }
 
@@ -373,12 +373,17 @@ void sh_libs_close_preloaded(void) {
 
 /* ---- dlopen --------------------------------------------------------------------------------- */
 
-/* The libraries this process loaded from the volumes, by the name each was loaded under, so
- * that another dlopen of the same file finds it loaded (as the loader would by its path) and
- * no other copy takes its name. Under libs_mu. */
+/* The libraries this process loaded from the volumes. Each keeps its copy open in the volume
+ * library's zone (sh_own_fd), so that its name, /proc/self/fd/N, is no other copy's while it is
+ * loaded (the loader knows an object by the name it was loaded under, and a number comes back
+ * after a close), and another dlopen of the same file finds it by that name. An entry whose
+ * object the program has unloaded goes, its copy closed, at the next load (sweep). Under
+ * libs_mu. */
 struct loaded {
     int vol;
-    char *rel, *name;
+    long fd;
+    char *rel;
+    char name[40];
 };
 static pthread_mutex_t libs_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct loaded *libs;
@@ -390,63 +395,74 @@ static __thread int in_hook;
 /* name's object, if the loader has one by that name (a reference to drop with dlclose) */
 static void *loaded_by_name(const char *name) { return sh_real_dlopen(name, RTLD_LAZY | RTLD_NOLOAD); }
 
-static int loaded_from_volume(int vol, const char *rel) {
-    for (int i = 0; i < nlibs; i++)
-        if (libs[i].vol == vol && !strcmp(libs[i].rel, rel)) {
-            void *h = loaded_by_name(libs[i].name);
-            if (h) dlclose(h);
-            return h != NULL;
+static void sweep(void) {
+    for (int i = 0; i < nlibs; i++) {
+        void *h = loaded_by_name(libs[i].name);
+        if (h) {
+            dlclose(h);
+            continue;
         }
-    return 0;
+        sh_close_own(libs[i].fd);
+        free(libs[i].rel);
+        libs[i--] = libs[--nlibs];
+    }
 }
 
-static void remember(int vol, const char *rel, const char *name) {
+static struct loaded *find_loaded(int vol, const char *rel) {
     for (int i = 0; i < nlibs; i++)
-        if ((libs[i].vol == vol && !strcmp(libs[i].rel, rel)) || !strcmp(libs[i].name, name)) {
-            free(libs[i].rel);
-            free(libs[i].name);
-            libs[i] = libs[--nlibs];
-            i--;
-        }
+        if (libs[i].vol == vol && !strcmp(libs[i].rel, rel)) return &libs[i];
+    return NULL;
+}
+
+/* (after a sweep, every entry is loaded) */
+static int loaded_from_volume(int vol, const char *rel) { return find_loaded(vol, rel) != NULL; }
+
+/* An entry for the copy fd, loaded as name: 0, or -1 (out of memory: the caller closes it). */
+static int remember(int vol, const char *rel, long fd, const char name[40]) {
     if (nlibs == caplibs) {
         int cap = caplibs ? 2 * caplibs : 16;
         struct loaded *n = realloc(libs, (size_t)cap * sizeof *n);
-        if (!n) return;
+        if (!n) return -1;
         libs = n;
         caplibs = cap;
     }
-    struct loaded e = {vol, strdup(rel), strdup(name)};
-    if (!e.rel || !e.name) {
-        free(e.rel);
-        free(e.name);
-        return;
-    }
-    libs[nlibs++] = e;
+    struct loaded *e = &libs[nlibs];
+    if (!(e->rel = strdup(rel))) return -1;
+    e->vol = vol;
+    e->fd = fd;
+    memcpy(e->name, name, sizeof e->name); /* (both 40 bytes, NUL-terminated) */
+    nlibs++;
+    return 0;
 }
 
-/* A name for the copy open at fd that no loaded object has: the loader knows an object by the
- * name it was loaded under, and a descriptor's number comes back after a close. So
- * /proc/self/fd/N, else with more slashes after "self" until the name is free. */
-static int copy_name(long fd, char *name, size_t sz) {
-    for (int k = 1; k < 64; k++) {
-        if (snprintf(name, sz, "/proc/self%.*sfd/%ld", k, "////////////////////////////////////////////////////////////////",
-                     fd) >= (int)sz)
-            return -1;
+/* The copy *fd moved into the zone, and its name there, which no loaded object may have (one
+ * preloaded at the exec under a low number, when the zone is full): 0, or -1. */
+static int copy_name(long *fd, char *name, size_t sz) {
+    *fd = sh_own_fd(*fd);
+    for (int k = 0; k < 64; k++) {
+        snprintf(name, sz, PROC_FD "%ld", *fd);
         void *h = loaded_by_name(name);
         if (!h) return 0;
         dlclose(h);
+        long n = sh_gate(SYS_fcntl, *fd, F_DUPFD_CLOEXEC, *fd + 1, 0, 0, 0);
+        if (n < 0) return -1;
+        sh_close_own(*fd);
+        *fd = n;
     }
     return -1;
 }
 
 /* Load the plan: its libraries (p->lib[1...], each loaded once the ones it needs are: passes
  * until none is left or a pass loads none), then p->lib[0] with mode. The handle, or NULL with
- * the loader's message for dlerror. */
+ * the loader's message for dlerror. The copies of what was loaded stay open (remember). */
 static void *load_plan(struct plan *p, int mode) {
     void *dep[SH_LIBS_MAX] = {0};
-    char name[SH_LIBS_MAX][64];
+    char name[SH_LIBS_MAX][40];
     for (int i = 0; i < p->n; i++)
-        if (copy_name(p->lib[i].copy, name[i], sizeof name[i]) < 0) return NULL;
+        if (copy_name(&p->lib[i].copy, name[i], sizeof name[i]) < 0) {
+            sh_trace("dlopen of '%s': no name for a copy", p->lib[0].rel);
+            return NULL; /* (libc's dlopen of the program's path then fails: dlerror says why) */
+        }
     for (int progress = 1, left = p->n - 1; left && progress;) {
         progress = 0;
         for (int i = 1; i < p->n; i++)
@@ -460,7 +476,7 @@ static void *load_plan(struct plan *p, int mode) {
     }
     for (int i = 0; i < p->n; i++) {
         if (i && !dep[i]) continue;
-        if (h) remember(p->lib[i].vol, p->lib[i].rel, name[i]);
+        if (h && remember(p->lib[i].vol, p->lib[i].rel, p->lib[i].copy, name[i]) == 0) p->lib[i].copy = -1;
         if (i) dlclose(dep[i]); /* (what h needs stays: h holds it) */
     }
     if (!h) { /* the loader's message again, for the program's dlerror */
@@ -484,9 +500,8 @@ void *sh_libc_dlopen(const char *file, int mode) {
 /* The library (vol, rel), loaded already: the loader's handle for mode (as a path's dlopen
  * finds its object by the path), or NULL. */
 static void *load_again(int vol, const char *rel, int mode) {
-    for (int i = 0; i < nlibs; i++)
-        if (libs[i].vol == vol && !strcmp(libs[i].rel, rel)) return sh_real_dlopen(libs[i].name, mode | RTLD_NOLOAD);
-    return NULL;
+    struct loaded *e = find_loaded(vol, rel);
+    return e ? sh_real_dlopen(e->name, mode | RTLD_NOLOAD) : NULL;
 }
 
 /* The plan's library p->lib[0] (named file by the program), with what it needs from the
@@ -542,6 +557,7 @@ void *sh_dlopen_hook(const char *file, int mode, int *handled) {
         c = search(p, p->ldpath, file, "");
     if (c == 1 && p->n == 1) { /* the file itself, inside a volume */
         *handled = 1;
+        sweep();
         h = load_again(p->lib[0].vol, p->lib[0].rel, mode);
         if (!h && (mode & RTLD_NOLOAD)) dlerror(); /* not loaded: NULL without a message, as the loader's */
         else if (!h) h = load_new(p, file, mode, handled);

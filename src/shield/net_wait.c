@@ -50,30 +50,13 @@ static pthread_once_t wake_once = PTHREAD_ONCE_INIT;
 static pthread_key_t wake_key;
 static __thread int my_ep = -1;
 
-/* Out of the program's numbers, and kept from its close (as the volume library's own). */
-static int own_fd(long fd) {
-    if (fd < 0 || !sh.lo) return (int)fd;
-    long hi = sh_gate(SYS_fcntl, fd, F_DUPFD_CLOEXEC, SH_LIB_FD_MIN(sh.lo), 0, 0, 0);
-    if (hi < 0 || hi >= sh.lo) {
-        if (hi >= 0) sh_gate(SYS_close, hi, 0, 0, 0, 0, 0);
-        return (int)fd;
-    }
-    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
-    sh.libfd[hi - SH_LIB_FD_MIN(sh.lo)] = 1;
-    return (int)hi;
-}
 
-static void close_own(int fd) {
-    if (sh.lo && fd >= SH_LIB_FD_MIN(sh.lo) && fd < sh.lo) sh.libfd[fd - SH_LIB_FD_MIN(sh.lo)] = 0;
-    sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
-}
-
-static void my_ep_gone(void *p) { close_own((int)(intptr_t)p - 1); } /* at the thread's exit */
+static void my_ep_gone(void *p) { sh_close_own((int)(intptr_t)p - 1); } /* at the thread's exit */
 
 static void wake_init(void) {
     pthread_key_create(&wake_key, my_ep_gone);
     ep_wake = calloc((size_t)net_tbl_n, sizeof *ep_wake);
-    if (ep_wake) wake_efd = own_fd(sh_gate(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0, 0, 0, 0));
+    if (ep_wake) wake_efd = sh_own_fd(sh_gate(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK, 0, 0, 0, 0));
 }
 
 void net_sleep(int on) {
@@ -111,11 +94,11 @@ int net_thread_wake_fd(void) {
     if (my_ep >= 0) return my_ep;
     pthread_once(&wake_once, wake_init);
     if (wake_efd < 0) return -1;
-    int e = own_fd(sh_gate(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0, 0, 0, 0));
+    int e = sh_own_fd(sh_gate(SYS_epoll_create1, EPOLL_CLOEXEC, 0, 0, 0, 0, 0));
     if (e < 0) return -1;
     struct epoll_event ev = {EPOLLIN | EPOLLET, {.u64 = WAKE_COOKIE}};
     if (sh_gate(SYS_epoll_ctl, e, EPOLL_CTL_ADD, wake_efd, (long)&ev, 0, 0) < 0) {
-        close_own(e);
+        sh_close_own(e);
         return -1;
     }
     my_ep = e;
@@ -134,7 +117,7 @@ void net_thread_wake_reset(void) {
  * look at the connections). */
 void net_wake_after_fork(void) {
     if (my_ep >= 0) {
-        close_own(my_ep);
+        sh_close_own(my_ep);
         my_ep = -1;
         pthread_setspecific(wake_key, NULL);
     }

@@ -319,25 +319,13 @@ static int verified_copy(struct tfile *t, int fd, const struct stat *st) {
     ok = ok &&
          sh_gate(SYS_fcntl, m, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL, 0, 0, 0) == 0 &&
          scp_sha256_fd((int)m, d, &size) == 0 && size == t->m.size && scp_ct_cmp(d, t->m.digest, 32) == 0;
-    if (ok && sh.lo) { /* away from the numbers the program uses, and kept from its close */
-        long hi = sh_gate(SYS_fcntl, m, F_DUPFD_CLOEXEC, SH_LIB_FD_MIN(sh.lo), 0, 0, 0);
-        if (hi >= 0 && hi < sh.lo) {
-            sh_gate(SYS_close, m, 0, 0, 0, 0, 0);
-            m = hi;
-            sh.libfd[m - SH_LIB_FD_MIN(sh.lo)] = 1;
-        } else if (hi >= 0) {
-            sh_gate(SYS_close, hi, 0, 0, 0, 0, 0);
-        }
-    }
+    if (ok) m = sh_own_fd(m); /* away from the numbers the program uses, and kept from its close */
     if (!ok) {
         if (m >= 0) sh_gate(SYS_close, m, 0, 0, 0, 0, 0);
         pthread_mutex_unlock(&tr.mu);
         return -1;
     }
-    if (t->copy >= 0) { /* the file changed and is still right: the old copy goes (mappings keep it) */
-        if (sh.lo && t->copy >= SH_LIB_FD_MIN(sh.lo) && t->copy < sh.lo) sh.libfd[t->copy - SH_LIB_FD_MIN(sh.lo)] = 0;
-        sh_gate(SYS_close, t->copy, 0, 0, 0, 0, 0);
-    }
+    if (t->copy >= 0) sh_close_own(t->copy); /* the file changed and is still right: the old copy goes (mappings keep it) */
     t->copy = (int)m;
     t->copy_of = *st;
     pthread_mutex_unlock(&tr.mu);

@@ -40,7 +40,9 @@ worker() {
 }
 gcloop() {
     k=0
-    while [ ! -e stop ]; do $G -C hub.git gc -q 2>&1 | grep -v 'ignoring extra bitmap' || true; k=$((k + 1)); done
+    # (and not past the test: killed at its timeout, it leaves this loop behind, whose hub.git
+    # is then gone)
+    while [ ! -e stop ] && [ -d hub.git ]; do $G -C hub.git gc -q 2>&1 | grep -v 'ignoring extra bitmap' || true; k=$((k + 1)); done
     echo "gc ran $k times"
 }
 gcloop & g=$!
