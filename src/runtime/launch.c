@@ -323,6 +323,40 @@ static int program_check(const struct scp_run_opts *o, int (*check)(int fd)) {
     return r;
 }
 
+/* The program's path (with a '/', taken from the working directory when relative) lies under
+ * a volume's mount point: a program stored in a volume. */
+static int in_mount(const struct scp_run_opts *o, const char *prog) {
+    char abs[PATH_MAX];
+    if (!strchr(prog, '/')) return 0;
+    if (prog[0] == '/') snprintf(abs, sizeof abs, "%s", prog);
+    else {
+        char cwd[PATH_MAX];
+        if (!getcwd(cwd, sizeof cwd) || snprintf(abs, sizeof abs, "%s/%s", cwd, prog) >= (int)sizeof abs) return 0;
+    }
+    for (unsigned i = 0; i < o->nvol; i++) {
+        size_t ml = strlen(o->vol[i].mount);
+        if (!strncmp(abs, o->vol[i].mount, ml) && (abs[ml] == '/' || !abs[ml])) return 1;
+    }
+    return 0;
+}
+
+/* A program stored in a volume: this process sees an empty mount point there (or a tmpfs over
+ * it), and only a shielded image can read it. So a shielded /bin/sh execs it, and its shield
+ * runs it (from a sealed copy, shield/exec_script.c): the program gets its own arguments.
+ * Returns only on failure (errno). */
+static void exec_through_shell(char *const argv[]) {
+    size_t n = 0;
+    while (argv[n]) n++;
+    char **v = calloc(n + 4, sizeof *v);
+    if (!v) return;
+    v[0] = "/bin/sh";
+    v[1] = "-c";
+    v[2] = "exec \"$0\" \"$@\"";
+    for (size_t i = 0; i <= n; i++) v[3 + i] = argv[i];
+    execv("/bin/sh", v);
+    free(v);
+}
+
 static int elf_is_static(int fd) { return scp_notify_is_static(fd) == 1; }
 static int program_is_static(const struct scp_run_opts *o) { return program_check(o, elf_is_static); }
 
@@ -628,6 +662,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
     if (o->exec_fd > 0) {
         extern char **environ;
         syscall(SYS_execveat, o->exec_fd, "", o->argv, environ, AT_EMPTY_PATH);
+    } else if (in_mount(o, o->argv[0])) {
+        exec_through_shell(o->argv);
     } else {
         execvp(o->argv[0], o->argv);
     }

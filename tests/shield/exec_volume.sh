@@ -117,6 +117,16 @@ if [ -n "$BB" ]; then
     [ "$out" = SCPELF_data ] || fail "a static busybox in the volume: '$out'"
     note "busybox in the volume runs and reads the volume"
 fi
+# scpctl run's own command stored in the volume (the launcher cannot see it: a shell execs it)
+out=$(run "$MNT/e" direct "a b" 2>&1; echo "rc $?")
+[ "$out" = "direct a b
+rc 0" ] || fail "scpctl run -- a program in the volume: '$out'"
+out=$(run "$MNT/s.sh" direct-script 2>&1; echo "rc $?")
+[ "$out" = "sh $MNT/s.sh direct-script
+rc 0" ] || fail "scpctl run -- a script in the volume: '$out'"
+out=$(run "$MNT/missing" 2>&1; echo "rc $?")
+echo "$out" | grep -q "rc 127" || fail "scpctl run -- a missing program in the volume: '$out'"
+note "scpctl run's command stored in the volume (a program, a script) runs; a missing one: 127"
 # refused: no execute bit; a script whose interpreter is itself a script in the volume
 out=$(run bash -c "cd $MNT && cp /bin/true nx && chmod 644 nx && ./nx; echo rc \$?" 2>&1)
 echo "$out" | grep -q "rc 126" || fail "an ELF image without an execute bit: $out"
