@@ -452,10 +452,69 @@ static int copy_name(long *fd, char *name, size_t sz) {
     return -1;
 }
 
+/* The loader's message for a failed load names the copies (/proc/self/fd/N): the program's
+ * dlerror gets it with the libraries' paths instead (dlerror, below). Per thread, as dlerror's
+ * state: raw is the loader's message as its dlerror will return it, nice the renamed one (kept
+ * until the next failure: dlerror's result stays valid until the next call). */
+static __thread char *err_raw, *err_nice;
+static char *(*real_dlerror)(void);
+
+/* libc's dlopen and dlerror, for the calls the shield does not serve and its own */
+static void find_real_dlopen(void) {
+    if (__atomic_load_n(&sh_real_dlopen, __ATOMIC_ACQUIRE)) return;
+    void *e = dlsym(RTLD_NEXT, "dlerror");
+    __atomic_store_n(&real_dlerror, (char *(*)(void))e, __ATOMIC_RELAXED);
+    void *f = dlsym(RTLD_NEXT, "dlopen");
+    __atomic_store_n(&sh_real_dlopen, (void *(*)(const char *, int))f, __ATOMIC_RELEASE);
+}
+
+static void err_rename(const struct plan *p, const char name[][40], const char *raw, const char *file) {
+    free(err_raw);
+    free(err_nice);
+    err_raw = strdup(raw);
+    size_t cap = strlen(raw) + 1 + (size_t)p->n * PATH_MAX;
+    err_nice = malloc(cap);
+    if (!err_raw || !err_nice) {
+        free(err_raw);
+        free(err_nice);
+        err_raw = err_nice = NULL;
+        return;
+    }
+    size_t o = 0;
+    for (const char *r = raw; *r && o + 1 < cap;) {
+        int k = -1;
+        for (int i = 0; i < p->n && k < 0; i++) {
+            size_t l = strlen(name[i]);
+            if (!strncmp(r, name[i], l) && (r[l] < '0' || r[l] > '9')) k = i;
+        }
+        if (k < 0) {
+            err_nice[o++] = *r++;
+            continue;
+        }
+        const char *base = strrchr(p->lib[k].rel, '/');
+        int w = k == 0 ? snprintf(err_nice + o, cap - o, "%s", file) /* (as the program named it) */
+                       : snprintf(err_nice + o, cap - o, "%s/%s", p->lib[k].dir, base ? base + 1 : p->lib[k].rel);
+        o = w < 0 ? o : (size_t)w >= cap - o ? cap - 1 : o + (size_t)w;
+        r += strlen(name[k]);
+    }
+    err_nice[o] = 0;
+}
+
+SH_EXPORT char *dlerror(void) {
+    find_real_dlopen();
+    char *m = real_dlerror();
+    if (m && err_raw && !strcmp(m, err_raw)) {
+        free(err_raw);
+        err_raw = NULL;
+        return err_nice;
+    }
+    return m;
+}
+
 /* Load the plan: its libraries (p->lib[1...], each loaded once the ones it needs are: passes
- * until none is left or a pass loads none), then p->lib[0] with mode. The handle, or NULL with
- * the loader's message for dlerror. The copies of what was loaded stay open (remember). */
-static void *load_plan(struct plan *p, int mode) {
+ * until none is left or a pass loads none), then p->lib[0] (file, as the program named it) with
+ * mode. The handle, or NULL with the loader's message for dlerror. The copies of what was loaded stay open (remember). */
+static void *load_plan(struct plan *p, const char *file, int mode) {
     void *dep[SH_LIBS_MAX] = {0};
     char name[SH_LIBS_MAX][40];
     for (int i = 0; i < p->n; i++)
@@ -471,7 +530,7 @@ static void *load_plan(struct plan *p, int mode) {
     void *h = sh_real_dlopen(name[0], mode);
     char err[512] = "";
     if (!h) {
-        const char *m = dlerror();
+        const char *m = real_dlerror();
         snprintf(err, sizeof err, "%s", m ? m : "cannot load");
     }
     for (int i = 0; i < p->n; i++) {
@@ -479,18 +538,14 @@ static void *load_plan(struct plan *p, int mode) {
         if (h && remember(p->lib[i].vol, p->lib[i].rel, p->lib[i].copy, name[i]) == 0) p->lib[i].copy = -1;
         if (i) dlclose(dep[i]); /* (what h needs stays: h holds it) */
     }
-    if (!h) { /* the loader's message again, for the program's dlerror */
+    if (!h) { /* the loader's message again, for the program's dlerror, naming the files */
         sh_trace("dlopen of '%s' from the volume at %s: %s", p->lib[0].rel, sh.vol[p->lib[0].vol].mount, err);
         sh_real_dlopen(name[0], mode);
+        err_rename(p, name, err, file);
     }
     return h;
 }
 
-static void find_real_dlopen(void) {
-    if (__atomic_load_n(&sh_real_dlopen, __ATOMIC_ACQUIRE)) return;
-    void *f = dlsym(RTLD_NEXT, "dlopen");
-    __atomic_store_n(&sh_real_dlopen, (void *(*)(const char *, int))f, __ATOMIC_RELEASE);
-}
 
 void *sh_libc_dlopen(const char *file, int mode) {
     find_real_dlopen();
@@ -518,7 +573,7 @@ static void *load_new(struct plan *p, const char *file, int mode, int *handled) 
     }
     sh_trace("dlopen of '%s': a library inside a protected volume, loaded from a sealed copy (%d from the volumes)",
              file, p->n);
-    return load_plan(p, mode);
+    return load_plan(p, file, mode);
 }
 
 /* Where the program's dlopen goes first (the entry point below): *handled = 0 leaves the call
@@ -559,7 +614,7 @@ void *sh_dlopen_hook(const char *file, int mode, int *handled) {
         *handled = 1;
         sweep();
         h = load_again(p->lib[0].vol, p->lib[0].rel, mode);
-        if (!h && (mode & RTLD_NOLOAD)) dlerror(); /* not loaded: NULL without a message, as the loader's */
+        if (!h && (mode & RTLD_NOLOAD)) real_dlerror(); /* not loaded: NULL without a message, as the loader's */
         else if (!h) h = load_new(p, file, mode, handled);
     }
     pthread_mutex_unlock(&libs_mu);
