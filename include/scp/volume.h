@@ -345,6 +345,11 @@ ssize_t scp_vfile_read(scp_vfile *f, void *buf, size_t n, scp_err *err);
 ssize_t scp_vfile_write(scp_vfile *f, const void *buf, size_t n, scp_err *err);
 /* whence: SEEK_SET, SEEK_CUR or SEEK_END. Returns the new offset or -1. */
 int64_t scp_vfile_seek(scp_vfile *f, int64_t off, int whence, scp_err *err);
+/* The handle will read its file once, front to back (a copy of the whole file: the shield's
+ * copies of programs and libraries it runs from a volume): its reads fill no entry of the
+ * plaintext cache, which nobody would read again (filling one is a malloc, its page faults and
+ * a copy per chunk: a third of such a copy's time). Reads of cached chunks still use them. */
+void scp_vfile_advise_once(scp_vfile *f);
 /* Turn the handle's O_APPEND on or off (fcntl F_SETFL): later writes go to the end, as at open. */
 void scp_vfile_set_append(scp_vfile *f, int on);
 

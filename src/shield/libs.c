@@ -102,7 +102,14 @@ long sh_volume_file_open(int vol, const char *rel) {
     if (snprintf(abs, sizeof abs, "%s%s%s", sh.vol[vol].mount, rel[0] ? "/" : "", rel) >= (int)sizeof abs)
         return -ENAMETOOLONG;
     long oa[6] = {AT_FDCWD, (long)abs, O_RDONLY | O_CLOEXEC, 0, 0, 0};
-    return sh_path_syscall(SYS_openat, oa, 0);
+    long fd = sh_path_syscall(SYS_openat, oa, 0);
+    long e;
+    pfile *pf = fd >= 0 ? sh_pf_get(fd, &e) : NULL;
+    if (pf) { /* read once, whole, into a copy: no cache entries (a third of the copy's time) */
+        if (pf->vf) scp_vfile_advise_once(pf->vf);
+        sh_pf_put(pf);
+    }
+    return fd;
 }
 
 void sh_volume_file_close(long fd) {
@@ -395,26 +402,43 @@ static __thread int in_hook;
 /* name's object, if the loader has one by that name (a reference to drop with dlclose) */
 static void *loaded_by_name(const char *name) { return sh_real_dlopen(name, RTLD_LAZY | RTLD_NOLOAD); }
 
-static void sweep(void) {
-    for (int i = 0; i < nlibs; i++) {
-        void *h = loaded_by_name(libs[i].name);
-        if (h) {
-            dlclose(h);
-            continue;
-        }
-        sh_close_own(libs[i].fd);
-        free(libs[i].rel);
-        libs[i--] = libs[--nlibs];
-    }
+static void forget(int i) {
+    sh_close_own(libs[i].fd);
+    free(libs[i].rel);
+    libs[i] = libs[--nlibs];
 }
 
+/* Entry i, if its object is still loaded (else it goes): 1 or 0. */
+static int still_loaded(int i) {
+    void *h = loaded_by_name(libs[i].name);
+    if (h) {
+        dlclose(h);
+        return 1;
+    }
+    forget(i);
+    return 0;
+}
+
+/* Every SWEEP_EVERY loads, the entries of unloaded objects go (their copies closed): a probe
+ * per entry, each a walk of the loader's list, so not at every load (200 loads from a volume
+ * spent a fifth of their time in the loader's strcmp). */
+#define SWEEP_EVERY 64
+static void sweep(void) {
+    static unsigned loads;
+    if (++loads % SWEEP_EVERY) return;
+    for (int i = nlibs; i-- > 0;) (void)still_loaded(i);
+}
+
+/* The entry of (vol, rel) whose object is loaded, or NULL. */
 static struct loaded *find_loaded(int vol, const char *rel) {
     for (int i = 0; i < nlibs; i++)
-        if (libs[i].vol == vol && !strcmp(libs[i].rel, rel)) return &libs[i];
+        if (libs[i].vol == vol && !strcmp(libs[i].rel, rel)) {
+            if (still_loaded(i)) return &libs[i];
+            i--; /* (forget moved the last entry here: an unloaded copy may have a newer one) */
+        }
     return NULL;
 }
 
-/* (after a sweep, every entry is loaded) */
 static int loaded_from_volume(int vol, const char *rel) { return find_loaded(vol, rel) != NULL; }
 
 /* An entry for the copy fd, loaded as name: 0, or -1 (out of memory: the caller closes it). */

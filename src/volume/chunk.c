@@ -511,7 +511,7 @@ int chunk_read_range(void *ctx, size_t b, size_t e) {
         aad_of(j->f, i, aad);
         /* With a cache entry: decrypt into it (out of place, so that what is cached is exactly
          * what authenticated, whatever else touches dst), then copy to the caller. */
-        struct pchunk *c = pc_take(j->f);
+        struct pchunk *c = j->fill ? pc_take(j->f) : NULL;
         uint8_t *pt = c ? c->data : p;
         /* Neighbouring chunks were mostly written by one writer: look its subkey up once. */
         if (!have_key || memcmp(salt, en, SCP_SALT_LEN) != 0) {

@@ -462,6 +462,7 @@ struct scp_vfile {
     int flags;                  /* open flags */
     pthread_mutex_t cur_mu;
     uint64_t cursor;
+    int once;                   /* reads fill no cache entry (scp_vfile_advise_once) */
     scp_vfile *hprev, *hnext;   /* on vol->handles */
 };
 
@@ -977,6 +978,7 @@ struct read_job {
     uint64_t bad;   /* smallest chunk that failed, UINT64_MAX if none */
     int bad_kind;   /* 1 missing, 2 fails authentication, 3 read error (errno in bad_errno) */
     int bad_errno;
+    int fill;       /* decrypt into plaintext cache entries (pc_take) */
 };
 int chunk_read_range(void *ctx, size_t b, size_t e);
 /* Authenticate and decrypt chunk i's ciphertext ct into pt under its table entry. */

@@ -536,7 +536,7 @@ static ssize_t do_pwrite(scp_file *f, const uint8_t *src, size_t n, uint64_t off
 /* ---- reading ------------------------------------------------------------------------------ */
 
 /* A chunk that takes the one-by-one path: dirty, a hole, journaled, or partly requested. */
-static int read_one(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out, uint8_t *tmp,
+static int read_one(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out, uint8_t *tmp, int fill,
                     scp_err *err) {
     uint32_t cs = f->vol->cs;
     uint64_t v;
@@ -548,7 +548,7 @@ static int read_one(scp_file *f, uint64_t i, size_t in, size_t len, uint8_t *out
         memset(out, 0, len);
         return 0;
     }
-    struct pchunk *c = pc_take(f); /* (do_pread looked in the cache already) */
+    struct pchunk *c = fill ? pc_take(f) : NULL; /* (do_pread looked in the cache already) */
     uint8_t *pt = c ? c->data : tmp;
     if (chunk_fetch_ct(f, i, tmp + cs, err) < 0 || chunk_open(f, i, tmp + cs, pt, err) < 0) {
         if (c) pc_free(f, c);
@@ -568,7 +568,8 @@ static inline int is_direct(scp_file *f, uint64_t i) {
     return chunk_slot_fd(f, slot) >= 0 ? 1 + slot : 0;
 }
 
-static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, scp_err *err) {
+/* fill: decrypted chunks go into the plaintext cache (0: a handle that reads its file once) */
+static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, int fill, scp_err *err) {
     uint32_t cs = f->vol->cs;
     if (f->unloaded)
         return scp_fail(err, SCP_E_INTEGRITY, EIO,
@@ -589,7 +590,7 @@ static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, scp_e
             continue;
         }
         if (len < cs || !is_direct(f, i)) {
-            if (read_one(f, i, in, len, dst + done, tmp, err) < 0) goto fail;
+            if (read_one(f, i, in, len, dst + done, tmp, fill, err) < 0) goto fail;
             done += len;
             continue;
         }
@@ -599,7 +600,7 @@ static ssize_t do_pread(scp_file *f, uint8_t *dst, size_t n, uint64_t off, scp_e
                !pc_get(f, i + run, 0, 0, NULL))
             run++;
         struct read_job job = {f, i, dst + done, direct - 1, PTHREAD_MUTEX_INITIALIZER,
-                               UINT64_MAX, 0, 0};
+                               UINT64_MAX, 0, 0, fill};
         int rc = scp_parallel_for(run, PARALLEL_MIN, chunk_read_range, &job);
         pthread_mutex_destroy(&job.mu);
         if (rc < 0) {
@@ -1066,18 +1067,20 @@ int scp_vfile_close(scp_vfile *h, scp_err *err) {
     return rc;
 }
 
-static ssize_t locked_pread(scp_file *f, void *buf, size_t n, uint64_t off, scp_err *err) {
+static ssize_t locked_pread(scp_vfile *h, void *buf, size_t n, uint64_t off, scp_err *err) {
     scp_err local;
     if (!err) err = &local;
+    scp_file *f = h->f;
+    int fill = !__atomic_load_n(&h->once, __ATOMIC_RELAXED);
     file_catch_up_rdlock(f);
-    ssize_t r = do_pread(f, buf, n, off, err);
+    ssize_t r = do_pread(f, buf, n, off, fill, err);
     pthread_rwlock_unlock(&f->rw);
     /* Each retry needs the manifest to have moved on, so this ends unless another process
      * keeps committing; then give up after a few rounds rather than starve. */
     for (int tries = 0; r < 0 && err->code == SCP_E_INTEGRITY && tries < 16 && file_refresh(f, NULL);
          tries++) {
         pthread_rwlock_rdlock(&f->rw);
-        r = do_pread(f, buf, n, off, err);
+        r = do_pread(f, buf, n, off, fill, err);
         pthread_rwlock_unlock(&f->rw);
     }
     return r;
@@ -1087,7 +1090,7 @@ ssize_t scp_vfile_pread(scp_vfile *h, void *buf, size_t n, uint64_t off, scp_err
     if (check_handle(h, 0, err) < 0) return -1;
     uint64_t t = VSTAT_T0();
     VSTAT(pread_calls);
-    ssize_t r = locked_pread(h->f, buf, n, off, err);
+    ssize_t r = locked_pread(h, buf, n, off, err);
     VSTAT_T1(pread_ns, t);
     return r;
 }
@@ -1165,7 +1168,7 @@ static ssize_t vfile_pwrite(scp_vfile *h, const void *buf, size_t n, uint64_t of
 ssize_t scp_vfile_read(scp_vfile *h, void *buf, size_t n, scp_err *err) {
     if (check_handle(h, 0, err) < 0) return -1;
     pthread_mutex_lock(&h->cur_mu);
-    ssize_t r = locked_pread(h->f, buf, n, h->cursor, err);
+    ssize_t r = locked_pread(h, buf, n, h->cursor, err);
     if (r > 0) h->cursor += (uint64_t)r;
     pthread_mutex_unlock(&h->cur_mu);
     return r;
@@ -1201,6 +1204,10 @@ int64_t scp_vfile_seek(scp_vfile *h, int64_t off, int whence, scp_err *err) {
     }
     pthread_mutex_unlock(&h->cur_mu);
     return r;
+}
+
+void scp_vfile_advise_once(scp_vfile *h) {
+    if (h) __atomic_store_n(&h->once, 1, __ATOMIC_RELAXED);
 }
 
 void scp_vfile_set_append(scp_vfile *h, int on) {
