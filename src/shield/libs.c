@@ -213,7 +213,7 @@ static void resolve(struct plan *p, const char *name, const char *origin) {
     const scp_elf_info *in = &p->info;
     if (!in->has_runpath && in->has_rpath && search(p, in->rpath, name, origin) >= 0) return;
     if (!in->has_runpath && p->has_exe_rpath && search(p, p->exe_rpath, name, p->exe_origin) >= 0) return;
-    if (p->ldpath && search(p, p->ldpath, name, origin) >= 0) return;
+    if (p->ldpath && search(p, p->ldpath, name, p->exe_origin) >= 0) return; /* ($ORIGIN: the program's) */
     if (in->has_runpath) search(p, in->runpath, name, origin);
 }
 
