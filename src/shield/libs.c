@@ -263,7 +263,7 @@ static void plan_free(struct plan *p) {
  * NULL (the loader finds nothing there that the shield must give it). */
 static const char *volume_ldpath(const char *v, struct plan *scratch) {
     if (!v || !sh.nvol) return NULL;
-    for (const char *d = v; *d;) {
+    for (const char *d = v; d && *d;) {
         const char *e = strchr(d, ':');
         size_t l = e ? (size_t)(e - d) : strlen(d);
         if (l && l < sizeof scratch->cand) {

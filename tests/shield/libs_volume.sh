@@ -58,6 +58,8 @@ echo "LD_LIBRARY_PATH: $(LD_LIBRARY_PATH=lib ./main)"
 echo "\$ORIGIN: $(./main_origin)"
 echo "absolute RUNPATH: $(./main_abs)"
 echo "outside program: $(LD_LIBRARY_PATH=$PWD/lib ../main_outside)"
+echo "LD_LIBRARY_PATH outside the volume: $(LD_LIBRARY_PATH=/usr/lib:/nonexistent ./main_origin)"
+LD_LIBRARY_PATH=/usr/lib:/nonexistent ./dl libm.so.6
 echo "from dash: $(LD_LIBRARY_PATH=lib sh -c "./main; ../main_outside")"
 ./main 2>/dev/null; echo "no search path: rc $?"
 ./dl $PWD/lib/libfoo.so lib/libfoo.so noload:$PWD/lib/libdep.so lib/garbage.so lib/libbad.so lib/nonexistent.so
