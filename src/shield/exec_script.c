@@ -143,35 +143,15 @@ long sh_exec_through_shell(int dirfd, const char *path, char *const argv[], char
     return r;
 }
 
-long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
-    if (!path || !*path) return -EACCES; /* (fexecve of a protected descriptor: no name to run) */
-    char name[PATH_MAX + 32];
-    exec_name(dirfd, path, name, sizeof name);
-    char rel[PATH_MAX], out[PATH_MAX];
-    int vol, vfork_child = sh_in_vfork_child();
-    /* (in a vfork child the links and the checks need a volume this process has open: the
-     * classification's error is that the child may not open it, sh_volume_ready) */
-    if (vfork_child && sh_classify(dirfd, path, &vol, rel, PATH_MAX) < 0)
-        return sh_exec_through_shell(dirfd, path, argv, envp);
-    int f = resolve(dirfd, path, !(flags & AT_SYMLINK_NOFOLLOW), &vol, rel, out);
-    if (f < 0) return f;
-    if (f == 2) { /* a link out of the volumes: the kernel runs its target */
-        sh_trace("exec of '%s': a link out of the volumes to '%s'", path, out);
-        return sh_execve(AT_FDCWD, out, argv, envp, flags & ~AT_SYMLINK_NOFOLLOW);
-    }
-    long r = exec_checks(vol, rel);
-    if (r) return r;
-    if (vfork_child) return sh_exec_through_shell(dirfd, path, argv, envp);
-
-    char head[SCRIPT_HEAD + 1];
-    long fd = sh_volume_file_open(vol, rel);
-    if (fd < 0) return fd;
+/* The file of volume vol at rel, open at fd (which the caller closes), exec'd as the kernel
+ * would: an ELF image from a sealed copy, a script by its interpreter with name as the
+ * script's path. path: as the program named it (for the messages). Returns only on failure. */
+static long exec_file(long fd, const char *name, const char *path, int vol, const char *rel, char *const argv[],
+                      char *const envp[]) {
+    char head[SCRIPT_HEAD + 1], rel2[PATH_MAX], out[PATH_MAX];
     long n = file_head(fd, head, SCRIPT_HEAD);
-    int elf = is_elf(head, n);
-    if (elf) r = exec_copy(fd, path, vol, rel, argv, envp);
-    sh_volume_file_close(fd);
     if (n < 0) return n;
-    if (elf) return r;
+    if (is_elf(head, n)) return exec_copy(fd, path, vol, rel, argv, envp);
     if (n < 2 || head[0] != '#' || head[1] != '!') return -ENOEXEC;
 
     /* "#!", blanks, the interpreter up to a blank, then one argument: the rest of the line
@@ -198,12 +178,13 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     }
     /* the interpreter: outside the volumes (or a link out of them), or an ELF image inside */
     int ivol;
-    f = resolve(AT_FDCWD, interp, 1, &ivol, rel, out);
+    int f = resolve(AT_FDCWD, interp, 1, &ivol, rel2, out);
     if (f < 0) return f;
     char ihead[8];
     long ifd = -1;
     if (f != 2) {
-        if ((r = exec_checks(ivol, rel)) || (ifd = sh_volume_file_open(ivol, rel)) < 0) return r ? r : ifd;
+        long r = exec_checks(ivol, rel2);
+        if (r || (ifd = sh_volume_file_open(ivol, rel2)) < 0) return r ? r : ifd;
         if ((r = file_head(ifd, ihead, 4)) < 0 || !is_elf(ihead, r)) {
             sh_volume_file_close(ifd);
             sh_trace("exec of '%s': its interpreter '%s' is not a program: refused", path, interp);
@@ -213,12 +194,64 @@ long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *co
     const char *pre[2] = {interp, arg};
     size_t size;
     char **nargv = script_argv(pre, arg ? 2 : 1, name, argv, &size);
-    r = -ENOMEM;
+    long r = -ENOMEM;
     if (nargv) {
         sh_trace("exec of script '%s': interpreter '%s'", path, f == 2 ? out : interp);
-        r = f == 2 ? sh_execve(AT_FDCWD, out, nargv, envp, 0) : exec_copy(ifd, interp, ivol, rel, nargv, envp);
+        r = f == 2 ? sh_execve(AT_FDCWD, out, nargv, envp, 0) : exec_copy(ifd, interp, ivol, rel2, nargv, envp);
         syscall(SYS_munmap, nargv, size);
     }
     if (ifd >= 0) sh_volume_file_close(ifd);
+    return r;
+}
+
+/* fexecve, execveat(fd, "", AT_EMPTY_PATH), of a protected descriptor: its file as by a path
+ * (exec_file), after the kernel's checks on the file (a regular file, execute permission for
+ * the effective ids); a script's interpreter gets /dev/fd/N as the script's name, as from the
+ * kernel (so the descriptor must survive the exec: one opened close-on-exec fails in the
+ * interpreter, as on a plain file system). Not from a vfork child (EACCES): the copy needs the
+ * process's own descriptor table. */
+static long exec_descriptor(int fd, char *const argv[], char *const envp[], int flags) {
+    if (!(flags & AT_EMPTY_PATH) || !sh_is_prot(fd) || sh_in_vfork_child()) return -EACCES;
+    long e;
+    pfile *pf = sh_pf_get(fd, &e);
+    if (!pf) return e;
+    scp_vstat v;
+    long r = pf->kind != PF_FILE ? -EACCES : sh_pf_vstat(pf, &v);
+    if (!r && v.type != SCP_VTYPE_FILE) r = -EACCES;
+    if (!r) r = sh_cred_access(&v, 1);
+    if (!r && !(v.mode & 0111)) r = -EACCES; /* root too needs an execute bit */
+    char name[32], rel[PATH_MAX];
+    int vol = pf->vol;
+    snprintf(name, sizeof name, "/dev/fd/%d", fd);
+    snprintf(rel, sizeof rel, "%s", pf->path ? pf->path : "");
+    sh_pf_put(pf);
+    if (r) return r;
+    return exec_file(fd, name, name, vol, rel, argv, envp);
+}
+
+long sh_exec_in_volume(int dirfd, const char *path, char *const argv[], char *const envp[], int flags) {
+    if (!path || !*path) return exec_descriptor(dirfd, argv, envp, flags);
+    char name[PATH_MAX + 32];
+    exec_name(dirfd, path, name, sizeof name);
+    char rel[PATH_MAX], out[PATH_MAX];
+    int vol, vfork_child = sh_in_vfork_child();
+    /* (in a vfork child the links and the checks need a volume this process has open: the
+     * classification's error is that the child may not open it, sh_volume_ready) */
+    if (vfork_child && sh_classify(dirfd, path, &vol, rel, PATH_MAX) < 0)
+        return sh_exec_through_shell(dirfd, path, argv, envp);
+    int f = resolve(dirfd, path, !(flags & AT_SYMLINK_NOFOLLOW), &vol, rel, out);
+    if (f < 0) return f;
+    if (f == 2) { /* a link out of the volumes: the kernel runs its target */
+        sh_trace("exec of '%s': a link out of the volumes to '%s'", path, out);
+        return sh_execve(AT_FDCWD, out, argv, envp, flags & ~AT_SYMLINK_NOFOLLOW);
+    }
+    long r = exec_checks(vol, rel);
+    if (r) return r;
+    if (vfork_child) return sh_exec_through_shell(dirfd, path, argv, envp);
+
+    long fd = sh_volume_file_open(vol, rel);
+    if (fd < 0) return fd;
+    r = exec_file(fd, name, path, vol, rel, argv, envp);
+    sh_volume_file_close(fd);
     return r;
 }

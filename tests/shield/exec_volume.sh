@@ -28,14 +28,17 @@ cp /bin/echo e && ./e an ELF image copied in && bin/../e "a" "b c"; printf "%s\n
 python3 -c "import subprocess; print(subprocess.run([\"./s.sh\", \"sub\"], capture_output=True, text=True).stdout, end=\"\")"
 python3 -c "import subprocess; print(subprocess.run([\"./e\", \"elf-sub\"], capture_output=True, text=True).stdout, end=\"\")"
 python3 -c "import subprocess, os; print(subprocess.run([\"pwd\"], cwd=\"bin\", capture_output=True, text=True).stdout.strip().rsplit(\"/\", 1)[-1])"
+python3 -c "import os; fd = os.open(\"e\", os.O_RDONLY); os.execve(fd, [\"e\", \"by-fexecve\"], dict(os.environ))"
+python3 -c "import os; fd = os.open(\"s.sh\", os.O_RDONLY); os.set_inheritable(fd, True); os.execve(fd, [\"s.sh\", \"fexecve-script\"], dict(os.environ))"
 '
-want=$(cd "$PLAIN" && bash -c "$CASES" 2>&1 | sed "s|$PLAIN|DIR|g"; echo "exit ${PIPESTATUS[0]}")
-got=$(run bash -c "cd $MNT && $CASES" 2>&1 | sed "s|$MNT|DIR|g"; echo "exit ${PIPESTATUS[0]}")
+# (a protected descriptor's number lies in the shield's reserved range: /dev/fd/N)
+want=$(cd "$PLAIN" && bash -c "$CASES" 2>&1 | sed "s|$PLAIN|DIR|g; s|/dev/fd/[0-9]*|/dev/fd/N|g"; echo "exit ${PIPESTATUS[0]}")
+got=$(run bash -c "cd $MNT && $CASES" 2>&1 | sed "s|$MNT|DIR|g; s|/dev/fd/[0-9]*|/dev/fd/N|g"; echo "exit ${PIPESTATUS[0]}")
 [ "$got" = "$want" ] || fail "scripts in the volume gave
 $got
 where a plain directory gives
 $want"
-note "scripts, ENOEXEC, no execute bit, PATH, a link out, subprocess: as on a plain directory"
+note "scripts, ENOEXEC, no execute bit, PATH, a link out, subprocess, fexecve: as on a plain directory"
 
 # a venv in the volume: bin/python is a link to the system's interpreter
 out=$(run bash -c "python3 -m venv --without-pip $MNT/venv && $MNT/venv/bin/python -c 'import sys; print(sys.prefix)'" 2>&1) ||
