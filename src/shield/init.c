@@ -769,6 +769,11 @@ static void openssl_release(void) {
 
 static int starts(const char *s, const char *prefix) { return strncmp(s, prefix, strlen(prefix)) == 0; }
 
+/* The sealed library copies an exec was to preload (sh_libs_exec), after it failed or went */
+static void close_libs(const int *fd, long n) {
+    for (long i = 0; i < n; i++) sh_gate(SYS_close, fd[i], 0, 0, 0, 0, 0);
+}
+
 /* libs: 1 to look for libraries in the volumes (sh_libs_exec), origin: as sh_execve_image's */
 static long sh_execve_(int dirfd, const char *path, char *const argv[], char *const envp[], int flags, int libs,
                        const char *origin);
@@ -872,7 +877,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (sh_net_on && owner) { /* established connections: to a relay (net_relay.c) */
         long nr = sh_net_exec_relay();
         if (nr < 0) {
-            for (long i = 0; i < nlib; i++) sh_gate(SYS_close, libfd[i], 0, 0, 0, 0, 0);
+            close_libs(libfd, nlib);
             return nr;
         }
     }
@@ -891,7 +896,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     char **env = (char **)syscall(SYS_mmap, NULL, size, PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if ((unsigned long)env > -4096ul) {
-        for (long i = 0; i < nlib; i++) sh_gate(SYS_close, libfd[i], 0, 0, 0, 0, 0);
+        close_libs(libfd, nlib);
         return (long)env;
     }
     char *strs = (char *)(env + n + 8);
@@ -937,7 +942,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         if (notify_sock >= 0) sh_gate(SYS_close, notify_sock, 0, 0, 0, 0, 0);
         sh_exec_failed(took, ntook);
-        for (long i = 0; i < nlib; i++) sh_gate(SYS_close, libfd[i], 0, 0, 0, 0, 0);
+        close_libs(libfd, nlib);
         syscall(SYS_munmap, env, size);
         return -EMFILE;
     }
@@ -999,7 +1004,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (tfd >= 0) sh_gate(SYS_close, tfd, 0, 0, 0, 0, 0);
     if (cfd >= 0) sh_gate(SYS_close, cfd, 0, 0, 0, 0, 0);
     if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
-    for (long i = 0; i < nlib; i++) sh_gate(SYS_close, libfd[i], 0, 0, 0, 0, 0);
+    close_libs(libfd, nlib);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     sh_exec_failed(took, ntook);
     if (is_static) slots_cloexec(0);

@@ -187,19 +187,27 @@ static int candidate(struct plan *p, const char *path) {
     return sh_gate(SYS_faccessat, AT_FDCWD, (long)path, F_OK, 0, 0, 0) == 0 ? 0 : -1;
 }
 
+/* The next entry of a ':'-separated list (*rest: where it starts, NULL after the last): its
+ * start, with its length in *len (0: an empty entry), or NULL at the end. */
+static const char *list_next(const char **rest, size_t *len) {
+    const char *d = *rest;
+    if (!d || !*d) return NULL;
+    const char *e = strchr(d, ':');
+    *len = e ? (size_t)(e - d) : strlen(d);
+    *rest = e ? e + 1 : NULL;
+    return d;
+}
+
 /* The ':'-separated list's directories, each with name (and origin for $ORIGIN): the first
  * candidate that exists decides, 1 or 0 as candidate(); -1 when none does. */
 static int search(struct plan *p, const char *list, const char *name, const char *origin) {
-    for (const char *d = list; d && *d;) {
-        const char *e = strchr(d, ':');
-        size_t l = e ? (size_t)(e - d) : strlen(d);
+    size_t l;
+    for (const char *rest = list, *d; (d = list_next(&rest, &l));)
         /* ($LIB and $PLATFORM are not expanded: such an entry is left to the loader) */
         if (l && scp_elf_join(p->cand, sizeof p->cand, d, l, name, origin) == 0 && !strchr(p->cand, '$')) {
             int c = candidate(p, p->cand);
             if (c >= 0) return c;
         }
-        d = e ? e + 1 : NULL;
-    }
     return -1;
 }
 
@@ -263,17 +271,14 @@ static void plan_free(struct plan *p) {
  * NULL (the loader finds nothing there that the shield must give it). */
 static const char *volume_ldpath(const char *v, struct plan *scratch) {
     if (!v || !sh.nvol) return NULL;
-    for (const char *d = v; d && *d;) {
-        const char *e = strchr(d, ':');
-        size_t l = e ? (size_t)(e - d) : strlen(d);
+    size_t l;
+    for (const char *rest = v, *d; (d = list_next(&rest, &l));)
         if (l && l < sizeof scratch->cand) {
             memcpy(scratch->cand, d, l);
             scratch->cand[l] = 0;
             int vol;
             if (sh_classify(AT_FDCWD, scratch->cand, &vol, scratch->rel, sizeof scratch->rel) != 0) return v;
         }
-        d = e ? e + 1 : NULL;
-    }
     return NULL;
 }
 
