@@ -118,11 +118,10 @@ long sh_path_vstat(int vol, const char *rel, scp_vstat *v) {
 
 /* ---- open -------------------------------------------------------------------------------- */
 
-/* A node holds no data in the volume, and no process can be on its other side: a FIFO opened
- * for reading without blocking is an empty pipe whose writers have gone (reads give end of
- * file, as the kernel's FIFO without writers); every other open of a FIFO or socket fails
- * with ENXIO (the kernel's answer for a FIFO without readers), and a device with EACCES, as on
- * a file system mounted nodev: a volume never opens a host device. */
+/* A node holds no data in the volume. A FIFO's open is the kernel FIFO's in the volume's
+ * rendezvous directory (unixsock.c), so readers and writers meet and wait as on a file
+ * system; a socket node opens with ENXIO (as the kernel's), and a device with EACCES, as on a
+ * file system mounted nodev: a volume never opens a host device. */
 static long open_node(int vol, const char *rel, const scp_vstat *v, int flags) {
     if (flags & O_CREAT && flags & O_EXCL) return -EEXIST;
     long r = sh_cred_open(v, flags);
@@ -137,23 +136,8 @@ static long open_node(int vol, const char *rel, const scp_vstat *v, int flags) {
     }
     if (v->type == SCP_VTYPE_LINK) return -ELOOP; /* O_NOFOLLOW on a symbolic link */
     if (v->node_type == S_IFCHR || v->node_type == S_IFBLK) return -EACCES;
-    int acc = flags & O_ACCMODE;
-    if (v->node_type != S_IFIFO || (acc == O_RDONLY && !(flags & O_NONBLOCK)) || acc == O_WRONLY)
-        return -ENXIO;
-    int p[2];
-    r = sh_gate(SYS_pipe2, (long)p, O_NONBLOCK | (flags & O_CLOEXEC), 0, 0, 0, 0);
-    if (r) return r;
-    if (acc == O_RDONLY) {
-        sh_gate(SYS_close, p[1], 0, 0, 0, 0, 0);
-        return p[0];
-    }
-    /* O_RDWR (which the kernel never blocks): the pipe reopened read-write is its own peer */
-    char link[64];
-    snprintf(link, sizeof link, "/proc/self/fd/%d", p[0]);
-    r = sh_gate(SYS_openat, AT_FDCWD, (long)link, O_RDWR | (flags & (O_NONBLOCK | O_CLOEXEC)), 0, 0, 0);
-    sh_gate(SYS_close, p[0], 0, 0, 0, 0, 0);
-    sh_gate(SYS_close, p[1], 0, 0, 0, 0, 0);
-    return r < 0 ? -ENXIO : r;
+    if (v->node_type != S_IFIFO) return -ENXIO;
+    return sh_fifo_open(vol, v->ino + 2, flags);
 }
 
 long sh_mknod_rel(int vol, const char *rel, mode_t mode, dev_t dev) {
@@ -174,7 +158,11 @@ long sh_mknod_rel(int vol, const char *rel, mode_t mode, dev_t dev) {
         if (!vf) return neg(&e);
         return scp_vfile_close(vf, &e) ? neg(&e) : 0;
     }
-    return scp_volume_mknod(sh.vol[vol].v, rel, (uint32_t)t | perm, (uint64_t)dev, &e) ? neg(&e) : 0;
+    if (scp_volume_mknod(sh.vol[vol].v, rel, (uint32_t)t | perm, (uint64_t)dev, &e)) return neg(&e);
+    /* a kernel FIFO left under this number belongs to a node that is gone (a rename over its
+     * last name): the new node's first open makes its own */
+    if (t == S_IFIFO && sh_path_vstat(vol, rel, &v) == 0) sh_rdv_gone(vol, v.ino + 2);
+    return 0;
 }
 
 long sh_symlink_rel(int vol, const char *rel, const char *target_in) {

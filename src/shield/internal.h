@@ -465,10 +465,17 @@ long sh_unix_sendmsg(int fd, const struct msghdr *m, int flags, int *handled);
  * path; only once sh_unix_named is set (this process bound or connected to such a name). */
 extern int sh_unix_named;
 void sh_unix_addr_out(struct sockaddr *sa, unsigned *len, unsigned cap);
-/* unlink: the file number of the socket node at rel when rel is its last name (else 0), and
- * the removal of its kernel socket once the name is gone (a listener is then unreachable). */
-uint64_t sh_unix_last_name(int vol, const char *rel);
-void sh_unix_node_gone(int vol, uint64_t ino);
+/* unlink: the file number of the socket or FIFO node at rel when rel is its last name (else
+ * 0), and the removal of its kernel socket or FIFO once the name is gone (a listener, or a
+ * FIFO's open ends, are then unreachable by the name). */
+uint64_t sh_rdv_last_name(int vol, const char *rel);
+void sh_rdv_gone(int vol, uint64_t ino);
+/* open of the FIFO node numbered ino (st_ino) in volume vol, with the program's flags (access
+ * mode, O_NONBLOCK, O_CLOEXEC; the node's permission already checked): the kernel FIFO in the
+ * volume's rendezvous directory, made at the first open. The descriptor, or -errno as the
+ * kernel's open of a FIFO (ENXIO for a write-only O_NONBLOCK open without a reader; a
+ * blocking open waits for the other side and may end with EINTR). */
+long sh_fifo_open(int vol, uint64_t ino, int flags);
 /* took[SCP_SHIELD_MAX_INHERIT], *ntook: references taken for the new image (sh_exec_failed
  * gives them back when the exec fails) */
 int sh_exec_prepare(scp_shield_config *cfg, int *held, int maxheld, struct sh_ofd **took, int *ntook);

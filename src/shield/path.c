@@ -688,9 +688,10 @@ static int path_call(long nr, const long a[6], long *ret) {
         if ((r = sh_cred_parent(vol, rel, 3)) || (r = sh_cred_sticky(vol, rel))) break;
         if (a[2] & AT_REMOVEDIR) r = scp_volume_rmdir(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
         else {
-            uint64_t sock = sh_unix_last_name(vol, rel); /* a socket's last name: its host socket goes */
+            /* a socket's or FIFO's last name: its kernel object in the rendezvous goes */
+            uint64_t rdv = sh_rdv_last_name(vol, rel);
             r = scp_volume_unlink(sh.vol[vol].v, rel, &e) ? neg(&e) : 0;
-            if (r == 0 && sock) sh_unix_node_gone(vol, sock);
+            if (r == 0 && rdv) sh_rdv_gone(vol, rdv);
         }
         break;
     case SYS_readlinkat: {

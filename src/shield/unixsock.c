@@ -1,5 +1,5 @@
-/* shield/unixsock.c - UNIX sockets named by a path in a protected volume (docs/shield.md,
- * "UNIX sockets").
+/* shield/unixsock.c - UNIX sockets and FIFOs named by a path in a protected volume
+ * (docs/shield.md, "UNIX sockets", "FIFOs").
  *
  * A socket's name is a file system node, and the kernel finds the listening socket through
  * that node's inode. A volume cannot hold a kernel inode, so the two halves are split:
@@ -18,6 +18,10 @@
  * getpeername and accept report the program's path again (the names this process bound or
  * connected to; see the docs for what differs). Nothing that goes over such a socket touches
  * the volume.
+ * A FIFO is split the same way: the node in the volume (mkfifo, mknod), and a kernel FIFO in
+ * the rendezvous directory under the node's number, made at the first open, which every open
+ * of the node opens with the program's flags (so a blocking open waits for the other side,
+ * and the bytes flow through the kernel's pipe, never through the volume).
  */
 #include <assert.h>
 #include <errno.h>
@@ -201,7 +205,7 @@ long sh_unix_bind(int fd, const struct sockaddr *sa, socklen_t len, int *handled
     sh_gate(SYS_mkdirat, dfd, (long)RDV_DIR, 0700, 0, 0, 0);
     /* a socket left under this number belongs to a node that is gone (a rename over its last
      * name, or an unlink by a process without the shield): unreachable since */
-    sh_unix_node_gone(vol, (uint64_t)st.st_ino);
+    sh_rdv_gone(vol, (uint64_t)st.st_ino);
     struct sockaddr_un host;
     socklen_t hl = rdv_addr(vol, (uint64_t)st.st_ino, &host);
     r = sh_gate(SYS_bind, fd, (long)&host, hl, 0, 0, 0);
@@ -217,20 +221,49 @@ long sh_unix_bind(int fd, const struct sockaddr *sa, socklen_t len, int *handled
     return 0;
 }
 
-/* Only a socket node's last name matters: another name still reaches the socket. The
- * number is st_ino's (fileops.c's fill_stat), as bind named the host socket. */
-uint64_t sh_unix_last_name(int vol, const char *rel) {
+/* Only a socket's or FIFO's last name matters: another name still reaches the kernel's
+ * object. The number is st_ino's (fileops.c's fill_stat), as bind and sh_fifo_open name it. */
+uint64_t sh_rdv_last_name(int vol, const char *rel) {
     scp_vstat v;
     scp_err e;
     if (!rel[0] || scp_volume_stat(sh.vol[vol].v, rel, &v, &e)) return 0;
-    if (v.type != SCP_VTYPE_NODE || v.node_type != S_IFSOCK || v.nlink > 1) return 0;
+    if (v.type != SCP_VTYPE_NODE || (v.node_type != S_IFSOCK && v.node_type != S_IFIFO) ||
+        v.nlink > 1)
+        return 0;
     return v.ino + 2;
 }
 
-void sh_unix_node_gone(int vol, uint64_t ino) {
+void sh_rdv_gone(int vol, uint64_t ino) {
     char name[64];
     snprintf(name, sizeof name, RDV_DIR "/%" PRIx64, ino);
     sh_gate(SYS_unlinkat, sh.cfg.vol[vol].dirfd, (long)name, 0, 0, 0, 0);
+}
+
+/* ---- FIFOs ---------------------------------------------------------------------------------- */
+
+long sh_fifo_open(int vol, uint64_t ino, int flags) {
+    char name[64];
+    snprintf(name, sizeof name, RDV_DIR "/%" PRIx64, ino);
+    int dfd = sh.cfg.vol[vol].dirfd;
+    sh_gate(SYS_mkdirat, dfd, (long)RDV_DIR, 0700, 0, 0, 0);
+    /* (0600: the directory is the launcher's user's alone; the node's own mode was checked) */
+    long r = sh_gate(SYS_mknodat, dfd, (long)name, S_IFIFO | 0600, 0, 0, 0);
+    if (r && r != -EEXIST) {
+        sh_trace("FIFO rendezvous '%s' not made: %ld", name, r);
+        return r;
+    }
+    int of = (flags & (O_ACCMODE | O_NONBLOCK | O_CLOEXEC)) | O_NOFOLLOW | O_NOCTTY;
+    /* A blocking open waits in the kernel until the other side opens (O_RDWR and O_NONBLOCK
+     * never wait). It waits outside the shield's library section, so that the program's
+     * signal handlers run meanwhile and the open can end with EINTR as natively: the
+     * outermost section only (path.c's call), whose caller holds nothing across it. */
+    int wait = (flags & O_ACCMODE) != O_RDWR && !(flags & O_NONBLOCK) && sh_in_lib == 1;
+    if (wait) sh_lib_leave();
+    r = sh_gate(SYS_openat, dfd, (long)name, of, 0, 0, 0);
+    if (wait) sh_in_lib++;
+    if (r == -ENOENT || r == -ELOOP) /* (the host removed or replaced it meanwhile) */
+        r = -ENXIO;
+    return r;
 }
 
 /* ---- connect, sendto, sendmsg -------------------------------------------------------------- */

@@ -2,7 +2,7 @@
 # POSIX file semantics inside a protected volume (issue 12, the pjdfstest families): each case
 # runs real programs (coreutils, python3) under scpctl run and compares what they see with what
 # the kernel gives on a plain directory in the same test. Cases: FIFO and device nodes
-# (mkfifo, mknod, stat, chmod, chown, mv, rm), ENOTDIR for a path below a file, symbolic
+# (mkfifo, mknod, stat, chmod, chown, mv, rm; data through FIFOs), ENOTDIR for a path below a file, symbolic
 # links (ln -s, readlink, following, O_NOFOLLOW, loops, dangling links, chown -h, mv, rm),
 # EEXIST for O_CREAT|O_EXCL on a directory, a path near PATH_MAX relative to the cwd, sticky
 # directories (EPERM for a name neither the caller nor the directory's owner owns); times
@@ -48,6 +48,22 @@ same "a FIFO without writers: a non-blocking read open reads end of file, a writ
 fd = os.open(\"f\", os.O_RDONLY | os.O_NONBLOCK); print(\"read\", os.read(fd, 10)); os.close(fd)
 print(\"write\", e(os.open, \"f\", os.O_WRONLY | os.O_NONBLOCK))
 print(\"truncate\", e(os.truncate, \"f\", 0))" && rm f' "$PY"
+# FIFOs carry data (the kernel FIFO in the volume's rendezvous directory; before, nothing
+# flowed: a blocking open gave ENXIO). MARK must not reach the volume's backing files.
+same "a FIFO carries data: reader first or writer first, 3 MB through it, O_RDWR its own peer, a blocking open interrupted by a signal, by a new name and a hard link; rm removes it" \
+    'mkfifo f; (echo MARK-fifo-one > f &); cat f
+     (sleep 0.3; echo MARK-late-writer > f) & cat f; wait
+     seq 1 400000 > /tmp/scp-fifo-src.$$; (cat /tmp/scp-fifo-src.$$ > f &); md5sum < f; md5sum < /tmp/scp-fifo-src.$$; rm /tmp/scp-fifo-src.$$
+     python3 -c "$0
+import signal
+fd = os.open(\"f\", os.O_RDWR); os.write(fd, b\"MARK-self\"); print(\"rdwr\", os.read(fd, 9)); os.close(fd)
+def h(*a): raise TimeoutError()
+signal.signal(signal.SIGALRM, h); signal.setitimer(signal.ITIMER_REAL, 0.3)
+try: os.open(\"f\", os.O_WRONLY); print(\"opened?\")
+except TimeoutError: print(\"blocking open interrupted\")"
+     mv f g; ln g h; (echo MARK-by-link > g &); cat h; rm g; (echo MARK-last > h &); cat h; rm h; ls' "$PY"
+if grep -rqa "MARK-" "$VOL"; then fail "a FIFO's bytes reached the volume's backing files"; fi
+[ -z "$(find "$VOL" -type p)" ] || fail "a FIFO's kernel object stayed after rm: $(find "$VOL" -type p)"
 same "mknod of a directory type EPERM, of an existing name EEXIST, as nobody a device EPERM" \
     'touch x && mkdir -m 0777 w && python3 -c "$0
 import stat
