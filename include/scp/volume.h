@@ -363,6 +363,13 @@ int scp_vfile_truncate(scp_vfile *f, uint64_t size, scp_err *err);
  * the second slot, still can). A file system without fallocate reserves nothing (the size is
  * still set). Errors: EFBIG past the maximum size, ENOSPC, EIO. */
 int scp_vfile_allocate(scp_vfile *f, uint64_t off, uint64_t len, int keep_size, scp_err *err);
+/* fallocate(2) FALLOC_FL_ZERO_RANGE (keep_size 0 or 1) and FALLOC_FL_PUNCH_HOLE (keep_size 1):
+ * [off, off + len) reads as zeros afterwards, the part inside the file written as zeros (at
+ * off, also on an O_APPEND handle, all under the file's lock as one write) and, without
+ * keep_size, the file grown to off + len as a hole. The space is not given back: a punched
+ * range is ciphertext of zeros, like any write (a hole in the table would need its own crash
+ * argument in shared mode). Errors: as scp_vfile_pwrite's; EINVAL for an empty range. */
+int scp_vfile_zero_range(scp_vfile *f, uint64_t off, uint64_t len, int keep_size, scp_err *err);
 uint64_t scp_vfile_size(scp_vfile *f);
 int scp_vfile_stat(scp_vfile *f, scp_vstat *st, scp_err *err);
 

@@ -651,12 +651,20 @@ static long sh_syscall_(long nr, const long a[6]) {
     }
     case SYS_fallocate: {
         if (pf->kind != PF_FILE || !writable(pf)) { r = -EBADF; break; }
-        int mode = (int)a[1];
-        if (mode & ~FALLOC_FL_KEEP_SIZE) { r = -EOPNOTSUPP; break; }
+        int mode = (int)a[1], keep = !!(mode & FALLOC_FL_KEEP_SIZE);
+        int zero = mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE);
+        /* (the kernel's checks, vfs_fallocate: a punch keeps the size and is not a zeroing;
+         * collapse, insert and unshare ranges are not served) */
+        if ((mode & ~(FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE)) ||
+            ((mode & FALLOC_FL_PUNCH_HOLE) && (!keep || (mode & FALLOC_FL_ZERO_RANGE)))) {
+            r = -EOPNOTSUPP;
+            break;
+        }
         if (a[2] < 0 || a[3] <= 0) { r = -EINVAL; break; }
+        if (zero) { r = sh_io_zero(pf, a[2], a[3], keep); break; }
         scp_err se;
         pf->wpid = sh.pid; /* (before: see sh_io_write) */
-        r = scp_vfile_allocate(pf->vf, (uint64_t)a[2], (uint64_t)a[3], !!(mode & FALLOC_FL_KEEP_SIZE), &se) ? neg(&se) : 0;
+        r = scp_vfile_allocate(pf->vf, (uint64_t)a[2], (uint64_t)a[3], keep, &se) ? neg(&se) : 0;
         break;
     }
     case SYS_fadvise64:

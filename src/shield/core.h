@@ -103,6 +103,10 @@ long sh_open_rel(int vol, const char *rel, int flags, mode_t mode);
 long sh_do_getdents(pfile *pf, char *buf, size_t len);
 long sh_io_read(pfile *pf, void *buf, size_t n, long long off);
 long sh_io_write(pfile *pf, const void *buf, size_t n, long long off);
+/* fallocate's FALLOC_FL_ZERO_RANGE and FALLOC_FL_PUNCH_HOLE (keep_size: FALLOC_FL_KEEP_SIZE) on
+ * a protected file: zeros written over the range inside the file (scp_vfile_zero_range), as a
+ * write for the set-ID bits and O_DSYNC. 0 or -errno. */
+long sh_io_zero(pfile *pf, long long off, long long len, int keep_size);
 long sh_io_vec(pfile *pf, const struct iovec *iov, long cnt, long long off, int wr);
 long sh_do_lseek(pfile *pf, long long off, int whence);
 /* The description's offset, shared or not (fcntl locks relative to SEEK_CUR). */

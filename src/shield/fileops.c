@@ -388,6 +388,19 @@ long sh_io_write(pfile *pf, const void *buf, size_t n, long long off) {
     return r;
 }
 
+long sh_io_zero(pfile *pf, long long off, long long len, int keep_size) {
+    long pr = !pf->privs_checked ? write_drops_privs(pf) : 0;
+    if (pr) return pr;
+    scp_err e;
+    pf->wpid = sh.pid; /* (before: see sh_io_write) */
+    if (scp_vfile_zero_range(pf->vf, (uint64_t)off, (uint64_t)len, keep_size, &e) < 0 ||
+        ((pf->flags & O_DSYNC) && scp_vfile_fsync(pf->vf, &e) < 0)) {
+        sh_trace("zeroing a range of '%s' failed: %s", pf->path, e.msg);
+        return neg(&e);
+    }
+    return 0;
+}
+
 long sh_io_vec(pfile *pf, const struct iovec *iov, long cnt, long long off, int wr) {
     if (cnt < 0 || cnt > IOV_MAX) return -EINVAL;
     long total = 0;

@@ -23,6 +23,7 @@
 
 #define ENT SCP_CHUNK_ENTRY_LEN
 #define WRITE_BATCH_BYTES (4u << 20) /* bytes sealed and written in place per batch */
+#define ZERO_PIECE WRITE_BATCH_BYTES   /* scp_vfile_zero_range's writes */
 
 static void file_free(scp_file *f) {
     size_t pos = 0;
@@ -1251,6 +1252,35 @@ int scp_vfile_allocate(scp_vfile *h, uint64_t off, uint64_t len, int keep_size, 
     }
     rc = file_shared_publish(f, rc, err);
     pthread_rwlock_unlock(&f->rw);
+    return rc;
+}
+
+int scp_vfile_zero_range(scp_vfile *h, uint64_t off, uint64_t len, int keep_size, scp_err *err) {
+    if (check_handle(h, 1, err) < 0) return -1;
+    if (len == 0 || off + len < off || off + len > (UINT64_C(1) << 50))
+        return scp_fail(err, SCP_E_INVAL, len ? EFBIG : EINVAL,
+                        len ? "size beyond the maximum file size" : "empty range");
+    /* (in pieces large enough for an overwrite's in-place slot, chunk_target's `over`) */
+    size_t piece = (size_t)(len < ZERO_PIECE ? len : ZERO_PIECE);
+    uint8_t *zeros = calloc(1, piece);
+    if (!zeros) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory zeroing a range");
+    scp_file *f = h->f;
+    pthread_rwlock_wrlock(&f->rw);
+    int rc = file_acquire_writer(f, err);
+    /* The end of the file is known only once the writer's state is the newest. */
+    uint64_t end = off + len, inside = rc == 0 && off < f->size ? (end < f->size ? end : f->size) : off;
+    for (uint64_t at = off; rc == 0 && at < inside;) {
+        size_t n = (size_t)(inside - at < piece ? inside - at : piece);
+        if (do_pwrite(f, zeros, n, at, err) < 0) rc = -1;
+        at += n;
+    }
+    if (rc == 0 && !keep_size && end > f->size) {
+        __atomic_store_n(&f->mtime_kept, 0, __ATOMIC_RELAXED);
+        rc = set_size(f, end, err);
+    }
+    rc = file_shared_publish(f, rc, err);
+    pthread_rwlock_unlock(&f->rw);
+    free(zeros);
     return rc;
 }
 

@@ -10,6 +10,10 @@
  * without a copy in the journal, and a second one back to the first slots; both read right
  * after a reopen; a writer killed after a large overwrite, before its commit, leaves the old
  * content; and flipping an entry's slot selector in the table is an integrity error.
+ * Zero ranges (scp_vfile_zero_range, fallocate's PUNCH_HOLE and ZERO_RANGE): in shared mode,
+ * through an O_APPEND handle, a range across chunk edges and one larger than a write piece
+ * read as zeros at once, in another handle, and after a reopen; keep_size keeps the size, a
+ * range past the end without it grows the file as a hole; an empty range is EINVAL.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -120,6 +124,63 @@ static void check_allocate(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN
     CHECK_OK(scp_volume_close(v, &e), e);
     free(buf);
     free(zero);
+}
+
+static void check_zero_range(const char *dir, const uint8_t key[SCP_VOLUME_KEY_LEN], const uint8_t *data) {
+    scp_err e;
+    scp_volume *v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    scp_volume_set_shared(v);
+    const uint64_t size = 6 * MIB + 123;
+    uint8_t *model = malloc(size + 2 * MIB), *buf = malloc(size + 2 * MIB);
+    REQUIRE(model && buf);
+    scp_vfile *z = scp_vfile_open(v, "z", O_RDWR | O_CREAT, 0600, &e);
+    REQUIRE_OK(z ? 0 : -1, e);
+    for (uint64_t at = 0; at < size; at += 4 * MIB) {
+        size_t n = (size_t)(size - at < 4 * MIB ? size - at : 4 * MIB);
+        REQUIRE(scp_vfile_pwrite(z, data, n, at, &e) == (ssize_t)n);
+        memcpy(model + at, data, n);
+    }
+    REQUIRE_OK(scp_vfile_close(z, &e), e);
+    /* through an O_APPEND handle: at the offset, not at the end */
+    scp_vfile *a = scp_vfile_open(v, "z", O_WRONLY | O_APPEND, 0, &e);
+    REQUIRE_OK(a ? 0 : -1, e);
+    CHECK_OK(scp_vfile_zero_range(a, 4000, 10000, 1, &e), e);          /* across chunk edges */
+    memset(model + 4000, 0, 10000);
+    CHECK_OK(scp_vfile_zero_range(a, MIB - 5, 4 * MIB + 17, 1, &e), e); /* more than a piece */
+    memset(model + MIB - 5, 0, 4 * MIB + 17);
+    CHECK_OK(scp_vfile_zero_range(a, size - 50, 1000, 1, &e), e);       /* across the end, kept */
+    memset(model + size - 50, 0, 50);
+    CHECKF(scp_vfile_size(a) == size, "zero range keep_size: size %llu, not %llu",
+           (unsigned long long)scp_vfile_size(a), (unsigned long long)size);
+    CHECKF(scp_vfile_zero_range(a, 0, 0, 1, &e) < 0 && e.sys == EINVAL,
+           "zero range of an empty range: not EINVAL (%s)", e.msg);
+    scp_vfile *r = scp_vfile_open(v, "z", O_RDONLY, 0, &e);
+    REQUIRE_OK(r ? 0 : -1, e);
+    CHECKF(scp_vfile_pread(r, buf, size, 0, &e) == (ssize_t)size && memcmp(buf, model, size) == 0,
+           "zero range: another handle reads other bytes (%s)", e.msg);
+    CHECK_OK(scp_vfile_close(r, &e), e);
+    /* past the end without keep_size: grows as a hole */
+    CHECK_OK(scp_vfile_zero_range(a, size + MIB, 4096, 0, &e), e);
+    memset(model + size, 0, MIB + 4096);
+    uint64_t grown = size + MIB + 4096;
+    CHECKF(scp_vfile_size(a) == grown, "zero range past the end: size %llu, not %llu",
+           (unsigned long long)scp_vfile_size(a), (unsigned long long)grown);
+    CHECK_OK(scp_vfile_fsync(a, &e), e);
+    CHECK_OK(scp_vfile_close(a, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    v = scp_volume_open(dir, key, NULL, &e);
+    REQUIRE_OK(v ? 0 : -1, e);
+    r = scp_vfile_open(v, "z", O_RDONLY, 0, &e);
+    REQUIRE_OK(r ? 0 : -1, e);
+    ssize_t got = scp_vfile_pread(r, buf, grown + 10, 0, &e);
+    CHECKF(got == (ssize_t)grown && memcmp(buf, model, grown) == 0,
+           "zero range after a reopen: read %zd bytes, not the model's %llu (%s)", got,
+           (unsigned long long)grown, got < 0 ? e.msg : "other bytes");
+    CHECK_OK(scp_vfile_close(r, &e), e);
+    CHECK_OK(scp_volume_close(v, &e), e);
+    free(model);
+    free(buf);
 }
 
 int main(void) {
@@ -274,6 +335,7 @@ int main(void) {
     }
 
     check_allocate(dir, key, data);
+    check_zero_range(dir, key, data);
 
     free(model);
     free(data);
