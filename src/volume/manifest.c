@@ -1033,8 +1033,18 @@ void vol_man_name_changed(scp_volume *v, int usable, const char *path,
 int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *dt, scp_err *err) {
     int track = mchg_usable(v);
     const char *path = e->path; /* (man takes it: valid while the entry is in man) */
-    if (man_insert(&v->man, e, err) < 0) return -1;
+    /* A directory with the set-group-ID bit gives a new entry its group, and a new directory
+     * the bit too (BSD group semantics, as the kernel's inode_init_owner; shared project
+     * directories, `git init --shared`). Not carried over: the kernel's clearing of a new
+     * file's own S_ISGID for a creator outside that group, which needs its groups. */
+    scp_mentry in = *e;
     long pi = parent_index(&v->man, path);
+    if (pi >= 0 && (v->man.e[pi]->mode & S_ISGID)) {
+        in.gid = v->man.e[pi]->gid;
+        if (in.type == SCP_MTYPE_DIR) in.mode |= S_ISGID;
+    }
+    if (man_insert(&v->man, &in, err) < 0) return -1;
+    pi = parent_index(&v->man, path); /* (the insert moved the entries after it) */
     *dt = dir_touch(&v->man, pi, now);
     name_changed_at(v, track, path, pi, NULL, 0); /* (the name and its directory) */
     return 0;

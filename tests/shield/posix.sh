@@ -64,6 +64,10 @@ except TimeoutError: print(\"blocking open interrupted\")"
      mv f g; ln g h; (echo MARK-by-link > g &); cat h; rm g; (echo MARK-last > h &); cat h; rm h; ls' "$PY"
 if grep -rqa "MARK-" "$VOL"; then fail "a FIFO's bytes reached the volume's backing files"; fi
 [ -z "$(find "$VOL" -type p)" ] || fail "a FIFO's kernel object stayed after rm: $(find "$VOL" -type p)"
+same "a set-group-ID directory: new files, directories, FIFOs and symbolic links take its group, new directories its bit (before: the creator's group, no bit)" \
+    'umask 022; mkdir sg && chgrp 100 sg && chmod 2775 sg && touch sg/f && mkdir sg/d sg/d/e && mkfifo sg/p &&
+     ln -s f sg/l && chgrp 0 sg/d && mkdir sg/d/x && stat -c "%n %a %g" sg sg/f sg/d sg/d/e sg/p sg/d/x &&
+     stat -c "%n %g" sg/l && rm -r sg'
 same "mknod of a directory type EPERM, of an existing name EEXIST, as nobody a device EPERM" \
     'touch x && mkdir -m 0777 w && python3 -c "$0
 import stat
