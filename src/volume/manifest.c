@@ -1036,10 +1036,11 @@ int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *
     /* A directory with the set-group-ID bit gives a new entry its group, and a new directory
      * the bit too (BSD group semantics, as the kernel's inode_init_owner; shared project
      * directories, `git init --shared`). Not carried over: the kernel's clearing of a new
-     * file's own S_ISGID for a creator outside that group, which needs its groups. */
+     * file's own S_ISGID for a creator outside that group, which needs its groups. A
+     * directory made before owners were recorded (no SCP_MODE_OWNED) has no group to give. */
     scp_mentry in = *e;
     long pi = parent_index(&v->man, path);
-    if (pi >= 0 && (v->man.e[pi]->mode & S_ISGID)) {
+    if (pi >= 0 && (v->man.e[pi]->mode & (S_ISGID | SCP_MODE_OWNED)) == (S_ISGID | SCP_MODE_OWNED)) {
         in.gid = v->man.e[pi]->gid;
         if (in.type == SCP_MTYPE_DIR) in.mode |= S_ISGID;
     }
