@@ -1040,12 +1040,14 @@ int vol_man_create(scp_volume *v, const scp_mentry *e, int64_t now, man_dtimes *
      * directory made before owners were recorded (no SCP_MODE_OWNED) has no group to give. */
     scp_mentry in = *e;
     long pi = parent_index(&v->man, path);
-    if (pi >= 0 && (v->man.e[pi]->mode & (S_ISGID | SCP_MODE_OWNED)) == (S_ISGID | SCP_MODE_OWNED)) {
-        in.gid = v->man.e[pi]->gid;
+    const scp_mentry *parent = pi >= 0 ? v->man.e[pi] : NULL;
+    if (parent && (parent->mode & (S_ISGID | SCP_MODE_OWNED)) == (S_ISGID | SCP_MODE_OWNED)) {
+        in.gid = parent->gid;
         if (in.type == SCP_MTYPE_DIR) in.mode |= S_ISGID;
     }
     if (man_insert(&v->man, &in, err) < 0) return -1;
-    pi = parent_index(&v->man, path); /* (the insert moved the entries after it) */
+    if (parent && v->man.e[pi] != parent) pi++; /* (inserted at or before it: one place on) */
+    assert(!parent || v->man.e[pi] == parent);
     *dt = dir_touch(&v->man, pi, now);
     name_changed_at(v, track, path, pi, NULL, 0); /* (the name and its directory) */
     return 0;
