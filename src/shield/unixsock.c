@@ -68,6 +68,17 @@ static socklen_t rdv_addr(int vol, uint64_t ino, struct sockaddr_un *un) {
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)n + 1);
 }
 
+/* The kernel object's name for file number ino, relative to the volume's directory
+ * ("sock/<hex ino>", as rdv_addr names it from the root). */
+static void rdv_name(uint64_t ino, char name[32]) {
+    snprintf(name, 32, RDV_DIR "/%" PRIx64, ino);
+}
+
+/* The rendezvous directory of volume vol, made at its first use (0700: the shield's alone). */
+static void rdv_dir_make(int vol) {
+    sh_gate(SYS_mkdirat, sh.cfg.vol[vol].dirfd, (long)RDV_DIR, 0700, 0, 0, 0);
+}
+
 /* The node at path, as stat(2) (follow: 1) or lstat (0) would see it through the shield:
  * 1 when path is not in a volume, 0 with *st, or -errno. */
 static long node_stat(const char *path, int follow, struct stat *st) {
@@ -201,8 +212,7 @@ long sh_unix_bind(int fd, const struct sockaddr *sa, socklen_t len, int *handled
     if (r) return r == -EEXIST ? -EADDRINUSE : r;
     int vol = (r = node_stat(path, 0, &st)) == 0 ? st_vol(&st) : -1;
     if (vol < 0) return r < 0 ? r : -EIO;
-    int dfd = sh.cfg.vol[vol].dirfd;
-    sh_gate(SYS_mkdirat, dfd, (long)RDV_DIR, 0700, 0, 0, 0);
+    rdv_dir_make(vol);
     /* a socket left under this number belongs to a node that is gone (a rename over its last
      * name, or an unlink by a process without the shield): unreachable since */
     sh_rdv_gone(vol, (uint64_t)st.st_ino);
@@ -234,18 +244,18 @@ uint64_t sh_rdv_last_name(int vol, const char *rel) {
 }
 
 void sh_rdv_gone(int vol, uint64_t ino) {
-    char name[64];
-    snprintf(name, sizeof name, RDV_DIR "/%" PRIx64, ino);
+    char name[32];
+    rdv_name(ino, name);
     sh_gate(SYS_unlinkat, sh.cfg.vol[vol].dirfd, (long)name, 0, 0, 0, 0);
 }
 
 /* ---- FIFOs ---------------------------------------------------------------------------------- */
 
 long sh_fifo_open(int vol, uint64_t ino, int flags) {
-    char name[64];
-    snprintf(name, sizeof name, RDV_DIR "/%" PRIx64, ino);
+    char name[32];
+    rdv_name(ino, name);
     int dfd = sh.cfg.vol[vol].dirfd;
-    sh_gate(SYS_mkdirat, dfd, (long)RDV_DIR, 0700, 0, 0, 0);
+    rdv_dir_make(vol);
     /* (0600: the directory is the launcher's user's alone; the node's own mode was checked) */
     long r = sh_gate(SYS_mknodat, dfd, (long)name, S_IFIFO | 0600, 0, 0, 0);
     if (r && r != -EEXIST) {

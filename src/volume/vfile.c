@@ -1231,11 +1231,17 @@ int scp_vfile_truncate(scp_vfile *h, uint64_t size, scp_err *err) {
     return rc;
 }
 
-int scp_vfile_allocate(scp_vfile *h, uint64_t off, uint64_t len, int keep_size, scp_err *err) {
-    if (check_handle(h, 1, err) < 0) return -1;
+/* fallocate's range [off, off + len): not empty, within the maximum file size. */
+static int range_check(uint64_t off, uint64_t len, scp_err *err) {
     if (len == 0 || off + len < off || off + len > (UINT64_C(1) << 50))
         return scp_fail(err, SCP_E_INVAL, len ? EFBIG : EINVAL,
                         len ? "size beyond the maximum file size" : "empty range");
+    return 0;
+}
+
+int scp_vfile_allocate(scp_vfile *h, uint64_t off, uint64_t len, int keep_size, scp_err *err) {
+    if (check_handle(h, 1, err) < 0) return -1;
+    if (range_check(off, len, err) < 0) return -1;
     scp_file *f = h->f;
     uint64_t cs = f->vol->cs, a = off / cs * cs, b = (off + len + cs - 1) / cs * cs;
     pthread_rwlock_wrlock(&f->rw);
@@ -1257,9 +1263,7 @@ int scp_vfile_allocate(scp_vfile *h, uint64_t off, uint64_t len, int keep_size, 
 
 int scp_vfile_zero_range(scp_vfile *h, uint64_t off, uint64_t len, int keep_size, scp_err *err) {
     if (check_handle(h, 1, err) < 0) return -1;
-    if (len == 0 || off + len < off || off + len > (UINT64_C(1) << 50))
-        return scp_fail(err, SCP_E_INVAL, len ? EFBIG : EINVAL,
-                        len ? "size beyond the maximum file size" : "empty range");
+    if (range_check(off, len, err) < 0) return -1;
     /* (in pieces large enough for an overwrite's in-place slot, chunk_target's `over`) */
     size_t piece = (size_t)(len < ZERO_PIECE ? len : ZERO_PIECE);
     uint8_t *zeros = calloc(1, piece);
