@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -122,13 +123,68 @@ void vol_follow_buf_done(uint8_t *p) {
 
 /* ---- table and root -------------------------------------------------------------------- */
 
+/* A table of at least TABLE_MAP_MIN entries (1.4 MB: files from 128 MiB at 4 KiB chunks) lives
+ * in a mapping of its own. Its fresh pages read as zeros without being written, and
+ * table_zero gives whole pages back instead of writing zeros over them: a sparse 5 GiB file's
+ * 57 MB table is then touched only where it has entries (a memset of it was half of an open's
+ * time, most of that page faults). Growth moves the mapping (mremap), as realloc would. */
+#define TABLE_MAP_MIN (1u << 15)
+
+static size_t map_len(uint64_t cap) {
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    return (cap * ENT + pg - 1) / pg * pg;
+}
+
+/* Move the table to room for cap entries; the new ones are holes. Returns 0 or -1. */
+static int table_grow(scp_file *f, uint64_t cap) {
+    if (cap < TABLE_MAP_MIN) {
+        assert(!f->table_maplen);
+        uint8_t *t = realloc(f->table, cap * ENT);
+        if (!t) return -1;
+        f->table = t;
+        memset(t + f->table_cap * ENT, 0, (cap - f->table_cap) * ENT);
+        return 0;
+    }
+    size_t len = map_len(cap);
+    void *t;
+    if (f->table_maplen) {
+        t = mremap(f->table, f->table_maplen, len, MREMAP_MAYMOVE);
+    } else {
+        t = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (t != MAP_FAILED && f->table) memcpy(t, f->table, f->table_cap * ENT);
+    }
+    if (t == MAP_FAILED) return -1;
+    if (!f->table_maplen) free(f->table);
+    f->table = t;
+    f->table_maplen = len; /* (the pages past the old size are fresh: zeros) */
+    return 0;
+}
+
+void table_free(scp_file *f) {
+    if (f->table_maplen) munmap(f->table, f->table_maplen);
+    else free(f->table);
+    f->table = NULL;
+    f->table_maplen = 0;
+}
+
+/* Zero the table's bytes [a, b): a mapped table's whole pages are given back. */
+static void table_zero(scp_file *f, size_t a, size_t b) {
+    assert(a <= b && b <= f->table_cap * ENT);
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE), pa = (a + pg - 1) / pg * pg, pb = b / pg * pg;
+    if (!f->table_maplen || pb <= pa || madvise(f->table + pa, pb - pa, MADV_DONTNEED) < 0) {
+        memset(f->table + a, 0, b - a);
+        return;
+    }
+    memset(f->table + a, 0, pa - a);
+    memset(f->table + pb, 0, b - pb);
+}
+
 int table_reserve(scp_file *f, uint64_t n, scp_err *err) {
     if (n <= f->table_cap && f->table) return 0;
     uint64_t cap = f->table_cap ? f->table_cap : 256;
     while (cap < n) cap *= 2;
     uint64_t pages = (cap + SCP_TABLE_PAGE - 1) / SCP_TABLE_PAGE;
-    uint8_t *t = realloc(f->table, cap * ENT);
-    if (t) f->table = t;
+    int tok = table_grow(f, cap) == 0;
     uint8_t *c = realloc(f->changed, cap / 8 + 1);
     if (c) f->changed = c;
     uint8_t(*ph)[SCP_HASH_LEN] = realloc(f->page_hash, pages * SCP_HASH_LEN);
@@ -141,15 +197,103 @@ int table_reserve(scp_file *f, uint64_t n, scp_err *err) {
     if (pn) f->page_mid_n = pn;
     scp_sha256_mid *rm = realloc(f->root_mid, (pages / SCP_ROOT_SEG + 1) * sizeof *rm);
     if (rm) f->root_mid = rm;
-    if (!t || !c || !ph || !pd || !pm || !pn || !rm)
+    if (!tok || !c || !ph || !pd || !pm || !pn || !rm)
         return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory for the chunk table");
     memset(f->page_mid_n + f->page_cap, 0, pages - f->page_cap);
-    memset(f->table + f->table_cap * ENT, 0, (cap - f->table_cap) * ENT);
     memset(f->changed + f->table_cap / 8 + (f->table_cap ? 1 : 0), 0,
            cap / 8 + 1 - (f->table_cap / 8 + (f->table_cap ? 1 : 0)));
     memset(f->page_dirty + f->page_cap, 1, pages - f->page_cap);
     f->table_cap = cap;
     f->page_cap = pages;
+    return 0;
+}
+
+/* ---- pages of holes ---- */
+
+static int all_zero(const uint8_t *p, size_t n) { return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0); }
+
+/* The hash of a whole page of holes (SCP_TABLE_PAGE zero entries), made once. */
+static uint8_t zero_page_hash[SCP_HASH_LEN];
+static pthread_once_t zero_page_once = PTHREAD_ONCE_INIT;
+static void zero_page_init(void) {
+    static const uint8_t zeros[SCP_TABLE_PAGE * ENT];
+    struct scp_buf part = {zeros, sizeof zeros};
+    scp_sha256(&part, 1, zero_page_hash);
+}
+
+/* Page p of a table of n entries is whole and all holes (the caller knows: it zeroed it, or
+ * it lies past the table's old size): give it their hash without reading or
+ * hashing it (its midstates none: a later change rehashes it whole). A changed hash moves
+ * the root's midstates back to it, as table_root does for a page it rehashed. */
+static void page_set_holes(scp_file *f, uint64_t p, uint64_t n) {
+    assert((p + 1) * SCP_TABLE_PAGE <= n && p < f->page_cap);
+    (void)n;
+    pthread_once(&zero_page_once, zero_page_init);
+    f->page_dirty[p] = 0;
+    f->page_mid_n[p] = 0;
+    if (memcmp(f->page_hash[p], zero_page_hash, SCP_HASH_LEN) == 0) return;
+    memcpy(f->page_hash[p], zero_page_hash, SCP_HASH_LEN);
+    if (f->root_mid_ok > p / SCP_ROOT_SEG + 1) f->root_mid_ok = p / SCP_ROOT_SEG + 1;
+}
+
+/* The whole pages of a table of n entries inside its bytes [a, b), all holes: set as such. */
+static void pages_set_holes(scp_file *f, size_t a, size_t b, uint64_t n) {
+    const size_t pb = (size_t)SCP_TABLE_PAGE * ENT;
+    for (uint64_t p = (a + pb - 1) / pb; (p + 1) * pb <= b && (p + 1) * SCP_TABLE_PAGE <= n; p++)
+        page_set_holes(f, p, n);
+}
+
+int table_read(scp_file *f, uint64_t n) {
+    assert(n <= f->table_cap);
+    size_t len = n * ENT;
+    memset(f->page_dirty, 1, f->page_cap);
+    if (!f->table_maplen) { /* (a small table: one read, as the extents would cost more calls) */
+        memset(f->table, 0, f->table_cap * ENT);
+        return scp_pread_full(f->fd_t, f->table, len, 0) < 0 ? -1 : 0;
+    }
+    /* .t's extents of data (SEEK_DATA, SEEK_HOLE) are read; its holes are zeroed, and their
+     * whole pages set without hashing. What .t's extents say is not trusted, only used: the
+     * root is checked over whatever the table then holds. */
+    for (size_t off = 0; off < len;) {
+        off_t d = lseek(f->fd_t, (off_t)off, SEEK_DATA);
+        if (d < 0 && errno != ENXIO) return -1;
+        size_t ds = d < 0 || (size_t)d > len ? len : (size_t)d;
+        if (ds < off) ds = off; /* (not before where it was asked from) */
+        table_zero(f, off, ds);
+        pages_set_holes(f, off, ds, n);
+        if (ds == len) break;
+        off_t h = lseek(f->fd_t, (off_t)ds, SEEK_HOLE);
+        size_t he = h <= (off_t)ds || (size_t)h > len ? len : (size_t)h;
+        ssize_t got = scp_pread_full(f->fd_t, f->table + ds, he - ds, (off_t)ds);
+        if (got < 0) return -1;
+        table_zero(f, ds + (size_t)got, he); /* (short: .t ends there now) */
+        off = he;
+    }
+    table_zero(f, len, f->table_cap * ENT);
+    return 0;
+}
+
+int table_write(scp_file *f, uint64_t lo, uint64_t hi) {
+    assert(lo <= hi && hi <= f->table_cap);
+    struct stat st;
+    if (hi - lo < 2 * SCP_TABLE_PAGE || scp_fstat_notime(f->fd_t, &st) < 0)
+        return scp_pwrite_full(f->fd_t, ent(f, lo), (hi - lo) * ENT, (off_t)(lo * ENT)) < 0 ? -1 : 0;
+    /* Pieces of a table page (aligned, so that .t's holes fall on what a load sets whole): one
+     * past .t's end and all holes is not written, every other is, one pwrite per run */
+    uint64_t eof = ((uint64_t)st.st_size + ENT - 1) / ENT, run = lo, i = lo;
+    while (i < hi) {
+        uint64_t end = (i / SCP_TABLE_PAGE + 1) * SCP_TABLE_PAGE;
+        if (end > hi) end = hi;
+        int skip = i >= eof && all_zero(ent(f, i), (end - i) * ENT);
+        if (skip && run < i &&
+            scp_pwrite_full(f->fd_t, ent(f, run), (i - run) * ENT, (off_t)(run * ENT)) < 0)
+            return -1;
+        i = end;
+        if (skip) run = i;
+    }
+    if (run < hi && scp_pwrite_full(f->fd_t, ent(f, run), (hi - run) * ENT, (off_t)(run * ENT)) < 0)
+        return -1;
+    if (run == hi && (uint64_t)st.st_size < hi * ENT && ftruncate(f->fd_t, (off_t)(hi * ENT)) < 0) return -1;
     return 0;
 }
 
@@ -270,11 +414,7 @@ int table_reload(scp_file *f, uint64_t old_n, uint64_t n) {
     assert(n <= f->table_cap);
     uint8_t *buf = old_n ? vol_bulk_scratch(n * ENT + 1) : NULL; /* (kept: no fresh pages) */
     uint64_t npages = (n + SCP_TABLE_PAGE - 1) / SCP_TABLE_PAGE;
-    if (!buf) { /* the whole table read in place, every page hashed again */
-        memset(f->table, 0, f->table_cap * ENT);
-        memset(f->page_dirty, 1, f->page_cap);
-        return scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0 ? -1 : 0;
-    }
+    if (!buf) return table_read(f, n); /* (the whole table read in place, every page marked) */
     ssize_t got = scp_pread_full(f->fd_t, buf, n * ENT, 0);
     if (got < 0) {
         int e = errno;
@@ -319,8 +459,14 @@ void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn) {
          * the new pages whole. The old last page, when full, is as it was: marking it whole
          * rehashed 11 KiB at every append of whole pages (a 1 MiB sequential write's commit,
          * once per write in shared mode). */
-        for (uint64_t p = oldn / SCP_TABLE_PAGE; p <= (newn - 1) / SCP_TABLE_PAGE && p < f->page_cap; p++)
-            table_mark_page(f, p == oldn / SCP_TABLE_PAGE ? oldn : p * SCP_TABLE_PAGE);
+        for (uint64_t p = oldn / SCP_TABLE_PAGE; p <= (newn - 1) / SCP_TABLE_PAGE && p < f->page_cap; p++) {
+            /* (a whole new page is holes, the table past its size being zero: an extending
+             * truncate or fallocate of gigabytes hashed its tens of megabytes of zeros) */
+            if (p * SCP_TABLE_PAGE >= oldn && (p + 1) * SCP_TABLE_PAGE <= newn) {
+                assert(all_zero(ent(f, p * SCP_TABLE_PAGE), SCP_TABLE_PAGE * ENT));
+                page_set_holes(f, p, newn);
+            } else table_mark_page(f, p == oldn / SCP_TABLE_PAGE ? oldn : p * SCP_TABLE_PAGE);
+        }
         return;
     }
     uint64_t lo = oldn < newn ? oldn : newn, hi = oldn < newn ? newn : oldn;

@@ -900,11 +900,8 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
      * old entries would otherwise be served (each old chunk still authenticates on its own). */
     f->unloaded = 1;
     if (!fresh) (void)file_open_slot(f, 0, NULL); /* another process may have made it since: open it */
-    memset(f->table, 0, f->table_cap * ENT);
     changed_clear(f, 1);
-    memset(f->page_dirty, 1, f->page_cap);
-    ssize_t r = scp_pread_full(f->fd_t, f->table, n * ENT, 0);
-    if (r < 0) return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
+    if (table_read(f, n) < 0) return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
     f->size = f->c_size = e->size;
     /* A journal that leads to the manifest's root means a commit whose apply may not have
      * reached the disk whole (the table may already match while data chunks do not): redo it.
@@ -928,9 +925,7 @@ int file_load(scp_file *f, const scp_mentry *e, scp_err *err) {
         return 0;
     }
     if (rc == 0 && memcmp(root, e->root, SCP_HASH_LEN) != 0) {
-        if (scp_pread_full(f->fd_t, f->table, n * ENT, 0) < 0)
-            return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
-        memset(f->page_dirty, 1, f->page_cap);
+        if (table_read(f, n) < 0) return scp_fail_errno(err, "cannot read the chunk table of '%s'", e->path);
         table_root(f, root);
     }
     if (memcmp(root, e->root, SCP_HASH_LEN) != 0)
@@ -1791,8 +1786,7 @@ static int apply_journal(scp_file *f, uint64_t lim, uint64_t to, int defer_t, sc
     for (i = changed_next(f, 0, lim); rc == 0 && i < to;) {
         uint64_t end = i + 1;
         while (end < to && (end >= lim || changed_get(f, end))) end++;
-        if (scp_pwrite_full(f->fd_t, ent(f, i), (end - i) * ENT, i * ENT) < 0)
-            rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
+        if (table_write(f, i, end) < 0) rc = scp_fail_errno(err, "cannot apply the journal of '%s'", f->path);
         f->t_unsynced = 1;
         i = end < lim ? changed_next(f, end, lim) : end;
     }
@@ -2063,8 +2057,7 @@ static int commit_prepare(scp_file *f, enum commit_path path, uint64_t n, uint64
     int jsync = f->vol->shared || !f->vol->mlog;
     *jdefer = path != COMMIT_IN_PLACE && !jsync;
     if (path != COMMIT_JOURNAL_SMALL && n > cn) {
-        if (scp_pwrite_full(f->fd_t, ent(f, cn), (n - cn) * ENT, cn * ENT) < 0)
-            return scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
+        if (table_write(f, cn, n) < 0) return scp_fail_errno(err, "cannot write the chunk table of '%s'", f->path);
         f->t_unsynced = 1;
     }
     switch (path) {

@@ -328,6 +328,8 @@ struct scp_file {
     uint64_t size;
     uint8_t *table;             /* SCP_CHUNK_ENTRY_LEN bytes per chunk, zero = hole */
     uint64_t table_cap;         /* entries allocated */
+    size_t table_maplen;        /* a large table's own mapping's bytes (0: malloc's; chunk.c,
+                                 * table_reserve); past table_cap entries it is never written */
     uint8_t *changed;           /* bitmap over indices < committed chunk count */
     uint64_t chg_lo, chg_hi;    /* every set bit of changed is in [chg_lo, chg_hi) (empty: 0, 0):
                                  * a shared-mode write commits lazily every time, and scanning
@@ -916,8 +918,21 @@ void vol_bulk_release(uint8_t *p, size_t n);
 uint8_t *vol_follow_buf(uint8_t *old, size_t used, size_t n, size_t *cap);
 /* The follow is done with p (frees it if it was a buffer of its own). */
 void vol_follow_buf_done(uint8_t *p);
-/* Room for n entries in the table, the changed bitmap and the page hashes. */
+/* Room for n entries in the table, the changed bitmap and the page hashes. The new entries
+ * are holes. */
 int table_reserve(scp_file *f, uint64_t n, scp_err *err);
+/* Free the table's memory (its mapping or malloc's block). */
+void table_free(scp_file *f);
+/* Read the first n entries of f's .t into the table, as a load does: what .t does not hold
+ * (its holes, and past its end) is holes, as is the rest of the table; every page is marked,
+ * except that a whole page of holes in .t takes the hash of such a page without being read
+ * or hashed. Caller holds f->rw for writing and has reserved n entries. Returns 0, or -1 with
+ * errno (the table is then all marked, its content undefined). */
+int table_read(scp_file *f, uint64_t n);
+/* Write entries [lo, hi) of the table to .t: one pwrite, except that a large run of holes
+ * past .t's end is left to the file's extension (ftruncate: the file system's holes), so that
+ * a sparse file's table takes no space for its holes. Returns 0, or -1 with errno. */
+int table_write(scp_file *f, uint64_t lo, uint64_t hi);
 /* Record that entry i changed (its page must be hashed again; below the committed count, the
  * commit must journal it). */
 void table_mark(scp_file *f, uint64_t i);

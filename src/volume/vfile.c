@@ -45,7 +45,7 @@ static void file_free(scp_file *f) {
     if (f->fd_s >= 0) close(f->fd_s);
     if (f->fd_t >= 0) close(f->fd_t);
     if (f->fd_j >= 0) close(f->fd_j);
-    free(f->table);
+    table_free(f);
     free(f->changed);
     free(f->page_hash);
     free(f->page_dirty);
