@@ -357,17 +357,22 @@ static void exec_through_shell(char *const argv[]) {
     free(v);
 }
 
-static int elf_is_static(int fd) { return scp_notify_is_static(fd) == 1; }
-static int program_is_static(const struct scp_run_opts *o) { return program_check(o, elf_is_static); }
+static int elf_served(int fd) {
+    int k = scp_notify_image(fd);
+    return k == SCP_IMAGE_STATIC || k == SCP_IMAGE_GO_FIXED;
+}
+/* Whether the program is served by a supervisor (scp_notify_serves) */
+static int program_served(const struct scp_run_opts *o) { return program_check(o, elf_served); }
 
-/* An x86-64 ELF with an interpreter: the loader preloads the shield into it, and the shield's
- * filter is installed before its main(). A script, a static program or anything else is not
- * looked into (its interpreter could be static). */
+/* An x86-64 ELF with an interpreter (not a Go program at a fixed address, which the
+ * supervisor serves): the loader preloads the shield into it, and the shield's filter is
+ * installed before its main(). A script, a static program or anything else is not looked into
+ * (its interpreter could be static). */
 static int elf_takes_shield(int fd) {
     Elf64_Ehdr eh;
     if (scp_pread_full(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh) return 0;
     return !memcmp(eh.e_ident, ELFMAG, SELFMAG) && eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_machine == EM_X86_64 &&
-           scp_notify_is_static(fd) == 0;
+           scp_notify_image(fd) == SCP_IMAGE_SHIELD;
 }
 
 /* An x86-64 ELF with an interpreter that the loader runs with LD_PRELOAD honoured (not set-user-
@@ -593,7 +598,7 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
                        o->cwd);
         goto out;
     }
-    if (cfg.nvol && !o->container.enabled && !o->no_mount && program_is_static(o)) {
+    if (cfg.nvol && !o->container.enabled && !o->no_mount && program_served(o)) {
         struct scp_notify_volume nv[SCP_SHIELD_MAX_VOLUMES];
         for (unsigned i = 0; i < cfg.nvol; i++)
             nv[i] = (struct scp_notify_volume){cfg.vol[i].mount, cfg.vol[i].dirfd, cfg.vol[i].key};
@@ -658,6 +663,11 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         int sock = notify_sock;
         notify_sock = -1;
         if (scp_notify_attach(sock, err)) goto out;
+        /* The supervisor reads the exec's path from this process's memory (process_vm_readv),
+         * which a process that is not dumpable (scpctl, cli/main.c; or after become_user) keeps
+         * from anyone without CAP_SYS_PTRACE: a run as an ordinary user failed with EFAULT.
+         * The secrets are wiped above, and the exec makes the image dumpable anyway. */
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     }
     if (o->exec_fd > 0) {
         extern char **environ;

@@ -55,20 +55,42 @@
 #include "crypto/crypto.h"
 #include "shield/perm.h"
 
-/* ---- is it static? ------------------------------------------------------------------------ */
+/* ---- does the supervisor serve it? --------------------------------------------------------- */
 
-int scp_notify_is_static(int fd) {
+/* Whether the notes at [off, off + len) of fd hold Go's build ID (name "Go\0\0", type 4: the
+ * .note.go.buildid section, which Go's linker writes into every program). */
+static int go_note(int fd, uint64_t off, uint64_t len) {
+    uint8_t buf[1024];
+    if (len > sizeof buf) len = sizeof buf; /* (it comes first in a Go program's notes) */
+    if (scp_pread_full(fd, buf, (size_t)len, (off_t)off) != (ssize_t)len) return 0;
+    for (uint64_t at = 0; at + 12 <= len;) {
+        uint32_t namesz, descsz, type;
+        memcpy(&namesz, buf + at, 4);
+        memcpy(&descsz, buf + at + 4, 4);
+        memcpy(&type, buf + at + 8, 4);
+        uint64_t name = at + 12, desc = name + ((namesz + 3ull) & ~3ull);
+        if ((namesz == 3 || namesz == 4) && type == 4 && name + namesz <= len &&
+            memcmp(buf + name, "Go", 3) == 0)
+            return 1;
+        at = desc + ((descsz + 3ull) & ~3ull);
+    }
+    return 0;
+}
+
+int scp_notify_image(int fd) {
     Elf64_Ehdr eh;
-    if (scp_pread_full(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh) return 0;
-    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_ident[EI_CLASS] != ELFCLASS64) return 0;
+    if (scp_pread_full(fd, &eh, sizeof eh, 0) != (ssize_t)sizeof eh) return SCP_IMAGE_SHIELD;
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) || eh.e_ident[EI_CLASS] != ELFCLASS64) return SCP_IMAGE_SHIELD;
     if (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum == 0 || eh.e_phnum > 256) return -1;
+    int interp = 0, go = 0;
     for (unsigned i = 0; i < eh.e_phnum; i++) {
         Elf64_Phdr ph;
         if (scp_pread_full(fd, &ph, sizeof ph, eh.e_phoff + (uint64_t)i * sizeof ph) != (ssize_t)sizeof ph)
             return -1;
-        if (ph.p_type == PT_INTERP) return 0;
+        if (ph.p_type == PT_INTERP) interp = 1;
+        if (ph.p_type == PT_NOTE && eh.e_type == ET_EXEC && !go) go = go_note(fd, ph.p_offset, ph.p_filesz);
     }
-    return 1;
+    return !interp ? SCP_IMAGE_STATIC : go ? SCP_IMAGE_GO_FIXED : SCP_IMAGE_SHIELD;
 }
 
 /* ---- the filter ---------------------------------------------------------------------------- */

@@ -27,9 +27,20 @@ struct scp_notify_volume {
  * SCP_STATIC_MAX_MB in the environment sets it (MiB). Bigger files fail with EFBIG. */
 #define SCP_NOTIFY_DEFAULT_MAX_MB 256u
 
-/* 1 if the executable at fd has no PT_INTERP (a static image), 0 if it has one or is not ELF,
- * -1 if it cannot be read. */
-int scp_notify_is_static(int fd);
+/* What serves the executable at fd (scp_notify_image). */
+enum {
+    SCP_IMAGE_SHIELD = 0,   /* the preloaded shield: it has an interpreter (or is not ELF) */
+    SCP_IMAGE_STATIC = 1,   /* the supervisor: no PT_INTERP, no loader to preload into */
+    /* A Go program at a fixed address (ET_EXEC with Go's build-ID note: a cgo build, which Go
+     * links as neither static nor position independent). Go makes its file calls itself, with
+     * `syscall` instructions in its own code, where the shield's code rule cannot trap them
+     * (docs/shield.md): the supervisor serves it when it is the first image (scpctl run).
+     * Exec'd by a shielded program it keeps the shield: the filter that image inherits traps
+     * its libc's SIGSYS handler and signal mask, and it would have no handler to take them. */
+    SCP_IMAGE_GO_FIXED = 2,
+};
+/* Which of the above; -1 if the ELF header cannot be read. */
+int scp_notify_image(int fd);
 
 /* Fork the supervisor (detached: not a child of this process, so the program's wait calls
  * never see it). It opens the volumes and waits for the listener. cwd: this process's working

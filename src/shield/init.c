@@ -796,19 +796,20 @@ long sh_execve_shell(char *const argv[], char *const envp[]) {
 }
 
 /* A static target cannot take the shield: a supervisor serves its files from outside
- * (runtime/notify.c). Returns the socket to hand it the listener, or -1 when the target is
- * not static or no supervisor could start (the image then runs unserved: its path calls
- * under a mount reach the empty read-only mount point and fail). *is_static says which. */
-static int static_supervisor(int dirfd, const char *path, int flags, int *is_static) {
-    *is_static = 0;
+ * (runtime/notify.c). A Go program at a fixed address keeps the shield here
+ * (SCP_IMAGE_GO_FIXED says why). Returns the socket to hand it the listener, or -1 when the
+ * target is not static or no supervisor could start (the image then runs unserved: its path calls
+ * under a mount reach the empty read-only mount point and fail). *served says which. */
+static int image_supervisor(int dirfd, const char *path, int flags, int *served) {
+    *served = 0;
     int fd = (flags & AT_EMPTY_PATH) && path && !*path
                  ? (int)sh_gate(SYS_fcntl, dirfd, F_DUPFD_CLOEXEC, 3, 0, 0, 0)
                  : (int)sh_gate(SYS_openat, dirfd, (long)path, O_RDONLY | O_CLOEXEC, 0, 0, 0);
     if (fd < 0) return -1;
-    int st = scp_notify_is_static(fd);
+    int st = scp_notify_image(fd);
     sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
-    if (st != 1) return -1;
-    *is_static = 1;
+    if (st != SCP_IMAGE_STATIC) return -1;
+    *served = 1;
     if (!sh.nvol) return -1;
     struct scp_notify_volume nv[SCP_SHIELD_MAX_VOLUMES];
     /* the volume directories at ordinary numbers: the supervisor opens them through libc,
@@ -883,8 +884,8 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     }
     /* also in a vfork child (dash execs from one): the supervisor is started by raw clones,
      * which run no fork handlers on the memory it shares with its parent */
-    int is_static;
-    int notify_sock = static_supervisor(dirfd, path, flags, &is_static);
+    int served;
+    int notify_sock = image_supervisor(dirfd, path, flags, &served);
 
     size_t n = 0;
     const char *old_pl = NULL;
@@ -995,7 +996,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     sh_nf_exec(0); /* SIG_IGN of SIGSEGV/SIGBUS goes on to the new image, as the kernel keeps it */
     /* a static image takes no shield: the slots' placeholders are not handed to it (they stay
      * for a shielded one: reserve_slots), as if they were close-on-exec */
-    if (is_static) slots_cloexec(1);
+    if (served) slots_cloexec(1);
     long r = dirfd == AT_FDCWD && !flags
                  ? sh_gate(SYS_execve, (long)path, (long)argv, (long)env, 0, 0, 0)
                  : sh_gate(SYS_execveat, dirfd, (long)path, (long)argv, (long)env, flags, 0);
@@ -1007,7 +1008,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     close_libs(libfd, nlib);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
     sh_exec_failed(took, ntook);
-    if (is_static) slots_cloexec(0);
+    if (served) slots_cloexec(0);
     sh_nf_exec(1);
     syscall(SYS_munmap, env, size);
     return r;

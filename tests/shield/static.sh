@@ -1,7 +1,7 @@
 #!/bin/sh
 # Static programs on a protected volume: busybox-static (sh with a pipeline, cp, tar) and a Go
-# program built here (create, write, fsync, rename, read back, readdir). Neither can take the
-# preloaded shield; scpctl run serves them from a supervisor by seccomp user notification
+# program built here (create, write, fsync, rename, read back, readdir), static and with cgo
+# (dynamic at a fixed address, its file calls raw). None can take the preloaded shield; scpctl run serves them from a supervisor by seccomp user notification
 # (src/runtime/notify.c). Each step must store its bytes (read back with `scpctl volume cat`,
 # the backing store scanned for the plaintext marker), and a static program killed by SIGKILL
 # mid-write must leave the last fsynced contents, never a torn file.
@@ -164,6 +164,37 @@ if [ -n "$GO" ]; then
     # from a shielded shell: Go sets its signal mask by raw rt_sigprocmask at start
     srun "$T/gofiles" "$MNT/gosub" >/dev/null
     stored $? gosub/go1.txt SCPGO_marker_1
+    # the same program built with cgo (Debian's own `go` is such a build): dynamic, at a fixed
+    # address, its file calls still its own raw ones, so the supervisor serves it too
+    GOCACHE=$T/gocache GOPATH=$T/gopath GO111MODULE=off CGO_ENABLED=1 \
+        "$GO" build -ldflags=-linkmode=external -o "$T/gocgo" "$(dirname "$0")/go/gofiles.go" || fail "go build (cgo) failed"
+    file "$T/gocgo" | grep -q "dynamically linked" || fail "the cgo build is not dynamically linked: $(file "$T/gocgo")"
+    run mkdir "$MNT/cgo" || fail "mkdir"
+    timeout 60 "$SCPCTL" run --volume "$VOL:$MNT" --key-file "$KEY" -- "$T/gocgo" "$MNT/cgo" >/dev/null
+    stored $? cgo/go1.txt SCPGO_marker_1
+    # from a shielded shell it keeps the shield (SCP_IMAGE_GO_FIXED, runtime/notify.h): it runs,
+    # and its raw calls meet the mount point, which refuses them
+    out=$(srun "$T/gocgo" "$MNT/cgo" 2>&1)
+    rc=$?
+    [ $rc -lt 128 ] || fail "the cgo program from a shielded shell was killed (exit $rc): $out"
+    # scpctl run itself as an ordinary user: the supervisor reads the exec's path from scpctl,
+    # which is not dumpable (it failed with EFAULT as anyone without CAP_SYS_PTRACE)
+    if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+        U=$(mktemp -d /tmp/scp-static-user.XXXXXX) || fail "mktemp"
+        chmod 755 "$U"
+        cp "$T/gofiles" "$T/gocgo" "$U/"
+        "$MKVOL" "$U/key" "$U/vol" >/dev/null || fail "cannot create the user's volume"
+        chown -R 65534:65534 "$U"
+        urun() { setpriv --reuid=65534 --regid=65534 --clear-groups "$SCPCTL" run --volume "$U/vol:$U/mnt" --key-file "$U/key" -- "$@"; }
+        urun sh -c "mkdir $U/mnt/s $U/mnt/c" || fail "mkdir as nobody"
+        for p in gofiles:s gocgo:c; do
+            urun "$U/${p%:*}" "$U/mnt/${p#*:}" > "$U/out" 2>&1 || fail "${p%:*} run by nobody: $(cat "$U/out")"
+            got=$("$SCPCTL" volume cat --key-file "$U/key" "$U/vol" "${p#*:}/go1.txt" 2>&1)
+            [ "$got" = SCPGO_marker_1 ] || fail "${p%:*} run by nobody: the volume holds '$got'"
+            echo "ok   ${p%:*} run by nobody (stored)"
+        done
+        rm -rf "$U"
+    fi
 else
     echo "SKIP go: golang-go is not installed"
 fi
