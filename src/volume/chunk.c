@@ -236,6 +236,12 @@ static void page_set_holes(scp_file *f, uint64_t p, uint64_t n) {
     if (f->root_mid_ok > p / SCP_ROOT_SEG + 1) f->root_mid_ok = p / SCP_ROOT_SEG + 1;
 }
 
+/* Whether page p is whole and all holes by its hash, which is current (not dirty). */
+static int page_holes(scp_file *f, uint64_t p) {
+    pthread_once(&zero_page_once, zero_page_init);
+    return p < f->page_cap && !f->page_dirty[p] && memcmp(f->page_hash[p], zero_page_hash, SCP_HASH_LEN) == 0;
+}
+
 /* The whole pages of a table of n entries inside its bytes [a, b), all holes: set as such. */
 static void pages_set_holes(scp_file *f, size_t a, size_t b, uint64_t n) {
     const size_t pb = (size_t)SCP_TABLE_PAGE * ENT;
@@ -284,7 +290,10 @@ int table_write(scp_file *f, uint64_t lo, uint64_t hi) {
     while (i < hi) {
         uint64_t end = (i / SCP_TABLE_PAGE + 1) * SCP_TABLE_PAGE;
         if (end > hi) end = hi;
-        int skip = i >= eof && all_zero(ent(f, i), (end - i) * ENT);
+        /* (a whole page whose current hash is a page of holes' is one without a look at its
+         * entries: scanning a 5 GiB extension's 57 MB cost 40 ms of page faults) */
+        int whole = i % SCP_TABLE_PAGE == 0 && end - i == SCP_TABLE_PAGE;
+        int skip = i >= eof && ((whole && page_holes(f, i / SCP_TABLE_PAGE)) || all_zero(ent(f, i), (end - i) * ENT));
         if (skip && run < i &&
             scp_pwrite_full(f->fd_t, ent(f, run), (i - run) * ENT, (off_t)(run * ENT)) < 0)
             return -1;
@@ -463,7 +472,9 @@ void table_mark_resize(scp_file *f, uint64_t oldn, uint64_t newn) {
             /* (a whole new page is holes, the table past its size being zero: an extending
              * truncate or fallocate of gigabytes hashed its tens of megabytes of zeros) */
             if (p * SCP_TABLE_PAGE >= oldn && (p + 1) * SCP_TABLE_PAGE <= newn) {
-                assert(all_zero(ent(f, p * SCP_TABLE_PAGE), SCP_TABLE_PAGE * ENT));
+                /* (checked on the first few: all of a 5 GiB extension's 57 MB cost 40 ms of
+                 * page faults, in builds that keep asserts) */
+                assert(p > oldn / SCP_TABLE_PAGE + 4 || all_zero(ent(f, p * SCP_TABLE_PAGE), SCP_TABLE_PAGE * ENT));
                 page_set_holes(f, p, newn);
             } else table_mark_page(f, p == oldn / SCP_TABLE_PAGE ? oldn : p * SCP_TABLE_PAGE);
         }
