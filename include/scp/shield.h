@@ -28,6 +28,12 @@
 
 /* Environment variable that names the configuration descriptor (removed before main). */
 #define SCP_SHIELD_ENV_FD "SCP_SHIELD_CONFIG_FD"
+/* Set (to 1) without a configuration for an image that a supervisor serves but that a shielded
+ * image exec'd (and for its descendants, which keep it): the shield library then only takes the
+ * traps of the filter that image inherited and lets the kernel carry them out, keeping SIGSYS
+ * its handler's (shield/init.c, forward_only). Without it such an image's libc was killed by
+ * its first trap: it had no handler. */
+#define SCP_SHIELD_ENV_FORWARD "SCP_SHIELD_FORWARD"
 /* Environment variable that names a SOCK_SEQPACKET socket (in the shield's own descriptor range)
  * on which the shield sends, after every commit of volume i, a record of 1 + SCP_VOLUME_TAG_LEN
  * bytes: u8 i, then the new tag (MSG_NOSIGNAL: a vanished reader never kills the program).

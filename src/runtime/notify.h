@@ -34,9 +34,9 @@ enum {
     /* A Go program at a fixed address (ET_EXEC with Go's build-ID note: a cgo build, which Go
      * links as neither static nor position independent). Go makes its file calls itself, with
      * `syscall` instructions in its own code, where the shield's code rule cannot trap them
-     * (docs/shield.md): the supervisor serves it when it is the first image (scpctl run).
-     * Exec'd by a shielded program it keeps the shield: the filter that image inherits traps
-     * its libc's SIGSYS handler and signal mask, and it would have no handler to take them. */
+     * (docs/shield.md): the supervisor serves it. Exec'd by a shielded program it gets the
+     * forwarding library (SCP_SHIELD_ENV_FORWARD), which takes the traps of the filter it
+     * inherits (its libc's SIGSYS handler and signal mask); without volumes, the shield. */
     SCP_IMAGE_GO_FIXED = 2,
 };
 /* Which of the above; -1 if the ELF header cannot be read. */

@@ -67,7 +67,11 @@ long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
     return ((gate_fn)SCP_SHIELD_GATE_ADDR)(nr, a1, a2, a3, a4, a5, a6);
 }
 
-int sh_gate_map(scp_err *err) {
+long sh_gate_direct(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+    return ((gate_fn)SCP_SHIELD_GATE_ADDR)(nr, a1, a2, a3, a4, a5, a6);
+}
+
+int sh_gate_map(int forward_only, scp_err *err) {
     void *want = (void *)SCP_SHIELD_GATE_ADDR;
     void *p = mmap(want, 4096, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -81,7 +85,7 @@ int sh_gate_map(scp_err *err) {
     memcpy((char *)p + RESTORER_OFF, restorer_code, sizeof restorer_code);
     if (mprotect(p, 4096, PROT_READ | PROT_EXEC))
         return scp_fail_errno(err, "cannot make the syscall gate executable");
-    __atomic_store_n(&gate_mapped, 1, __ATOMIC_RELAXED);
+    if (!forward_only) __atomic_store_n(&gate_mapped, 1, __ATOMIC_RELAXED);
     return 0;
 }
 
@@ -106,7 +110,7 @@ long sh_ksigaction(int sig, const struct sh_ksigaction *act, struct sh_ksigactio
 int sh_install_sigsys(void (*handler)(int, siginfo_t *, void *), scp_err *err) {
     struct ksigaction ksa = {(void *)handler, SA_SIGINFO | SA_NODEFER | KSA_RESTORER,
                              (void *)(SCP_SHIELD_GATE_ADDR + RESTORER_OFF), 0};
-    long r = sh_gate(SYS_rt_sigaction, SIGSYS, (long)&ksa, 0, 8, 0, 0);
+    long r = sh_gate_direct(SYS_rt_sigaction, SIGSYS, (long)&ksa, 0, 8, 0, 0);
     if (r < 0) return scp_fail(err, SCP_E_SYS, (int)-r, "cannot install the SIGSYS handler");
     return 0;
 }

@@ -64,13 +64,13 @@ static long trap_sigprocmask(ucontext_t *uc, const long a[6]) {
     /* the kernel's sigset_t, the first 8 bytes of uc_sigmask, is all that sigreturn reads */
     memcpy(&interrupted, &uc->uc_sigmask, sizeof interrupted);
     interrupted &= ~SIGSYS_BIT;
-    sh_gate(SYS_rt_sigprocmask, SIG_SETMASK, (long)&interrupted, 0, 8, 0, 0);
-    long r = sh_gate(SYS_rt_sigprocmask, a[0], a[1], a[2], a[3], 0, 0);
+    sh_gate_direct(SYS_rt_sigprocmask, SIG_SETMASK, (long)&interrupted, 0, 8, 0, 0);
+    long r = sh_gate_direct(SYS_rt_sigprocmask, a[0], a[1], a[2], a[3], 0, 0);
     /* read back even after an error: a bad old-set pointer fails after the mask changed */
-    sh_gate(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&now, 8, 0, 0);
+    sh_gate_direct(SYS_rt_sigprocmask, SIG_BLOCK, 0, (long)&now, 8, 0, 0);
     if (now & SIGSYS_BIT) { /* a trap with SIGSYS blocked kills the thread */
         now &= ~SIGSYS_BIT;
-        sh_gate(SYS_rt_sigprocmask, SIG_SETMASK, (long)&now, 0, 8, 0, 0);
+        sh_gate_direct(SYS_rt_sigprocmask, SIG_SETMASK, (long)&now, 0, 8, 0, 0);
     }
     memcpy(&uc->uc_sigmask, &now, sizeof now);
     sh_nf_set_mask(now); /* the mask the thread goes on with */
@@ -221,8 +221,14 @@ static void on_sigsys(int sig, siginfo_t *si, void *ucv) {
     if (!__atomic_load_n(&sigsys_serving, __ATOMIC_ACQUIRE)) {
         /* this image's start-up: an inherited rule (an earlier image's code range, where this
          * image's libc now lies) trapped a call of the start-up itself; the kernel carries it
-         * out, as it would have without that rule */
-        g[REG_RAX] = (greg_t)sh_gate(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
+         * out, as it would have without that rule. So for every trap of an image the shield
+         * only keeps alive (forward_only), except that SIGSYS stays this handler's, as when
+         * the shield serves (core.c): its action is reported and not changed. */
+        if (si->si_syscall == SYS_rt_sigaction && a[0] == SIGSYS) {
+            if (a[2]) sh_gate_direct(SYS_rt_sigaction, SIGSYS, 0, a[2], a[3], 0, 0);
+            g[REG_RAX] = 0;
+        } else
+            g[REG_RAX] = (greg_t)sh_gate_direct(si->si_syscall, a[0], a[1], a[2], a[3], a[4], a[5]);
         errno = saved;
         return;
     }
@@ -533,17 +539,32 @@ static void reserve_slots(int inherited) {
 }
 
 static void commit_at_exit(void);
+/* An image that a supervisor serves, exec'd by a shielded one (sh_exec_image: a static
+ * program's dynamic child, a Go program at a fixed address): it has no configuration, and the
+ * shield serves nothing in it, but the filter it inherited traps its libc's exec, SIGSYS
+ * handler and signal mask (above 4 GiB, not from the gate), and a trap with no handler kills.
+ * So the gate and the handler, which carries every trap out through the gate (sigsys_serving
+ * stays 0) and keeps SIGSYS its own. The library's own pass-through calls stay libc's
+ * (forward_only in sh_gate_map), where the supervisor's filter sees them. */
+static void forward_only(void) {
+    scp_err e;
+    if (sh_gate_map(1, &e) == 0) (void)sh_install_sigsys(on_sigsys, &e);
+}
+
 __attribute__((constructor(101))) static void sh_ctor(int argc, char **argv, char **envp) {
     (void)envp;
     const char *v = getenv(SCP_SHIELD_ENV_FD);
-    if (!v) return;
+    if (!v) {
+        if (getenv(SCP_SHIELD_ENV_FORWARD)) forward_only();
+        return;
+    }
     scp_err e;
     char *end;
     long cfd = strtol(v, &end, 10);
     if (*end || cfd < 0 || cfd > 1000000) die("bad " SCP_SHIELD_ENV_FD, NULL);
     /* The gate first: an inherited filter traps calls on reserved or aliased numbers, and the
      * configuration descriptor may be one of those. */
-    if (sh_gate_map(&e)) die("cannot map the syscall gate", &e);
+    if (sh_gate_map(0, &e)) die("cannot map the syscall gate", &e);
     /* The handler second, before this image makes any path call of its own. Filters survive
      * exec: an earlier image's code rule traps path calls from where that image's libc lay,
      * and this image's libc may lie there now (ASLR places it anywhere in a 2^40-byte window;
@@ -795,11 +816,12 @@ long sh_execve_shell(char *const argv[], char *const envp[]) {
     return execve_out(AT_FDCWD, "/bin/sh", argv, envp, 0, 0, NULL);
 }
 
-/* A static target cannot take the shield: a supervisor serves its files from outside
- * (runtime/notify.c). A Go program at a fixed address keeps the shield here
- * (SCP_IMAGE_GO_FIXED says why). Returns the socket to hand it the listener, or -1 when the
- * target is not static or no supervisor could start (the image then runs unserved: its path calls
- * under a mount reach the empty read-only mount point and fail). *served says which. */
+/* A static target cannot take the shield, and a Go program at a fixed address makes its file
+ * calls where the code rule cannot trap them (scp_notify_image): a supervisor serves their
+ * files from outside (runtime/notify.c). Returns the socket to hand it the listener, or -1 when
+ * the target is neither or no supervisor could start: a static image then runs unserved (its
+ * path calls under a mount reach the empty read-only mount point and fail), a Go program
+ * shielded. *served says whether the image goes without the shield. */
 static int image_supervisor(int dirfd, const char *path, int flags, int *served) {
     *served = 0;
     int fd = (flags & AT_EMPTY_PATH) && path && !*path
@@ -808,8 +830,8 @@ static int image_supervisor(int dirfd, const char *path, int flags, int *served)
     if (fd < 0) return -1;
     int st = scp_notify_image(fd);
     sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
-    if (st != SCP_IMAGE_STATIC) return -1;
-    *served = 1;
+    if (st != SCP_IMAGE_STATIC && st != SCP_IMAGE_GO_FIXED) return -1;
+    *served = st == SCP_IMAGE_STATIC;
     if (!sh.nvol) return -1;
     struct scp_notify_volume nv[SCP_SHIELD_MAX_VOLUMES];
     /* the volume directories at ordinary numbers: the supervisor opens them through libc,
@@ -828,7 +850,9 @@ static int image_supervisor(int dirfd, const char *path, int flags, int *served)
     int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, sh_cwd_view(view) ? view : NULL, &e)
                             : scp_fail(&e, SCP_E_SYS, EMFILE, "no descriptor for a volume directory");
     for (int i = 0; i < n; i++) sh_gate(SYS_close, low[i], 0, 0, 0, 0, 0);
-    sh_trace("exec of static '%s': %s", path ? path : "(null)", sock < 0 ? e.msg : "served by a supervisor");
+    sh_trace("exec of '%s' (%s): %s", path ? path : "(null)", st == SCP_IMAGE_STATIC ? "static" : "Go at a fixed address",
+             sock < 0 ? e.msg : "served by a supervisor");
+    if (sock >= 0) *served = 1;
     return sock;
 }
 
@@ -906,7 +930,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
         if (!starts(envp[i], "LD_PRELOAD=") && !starts(envp[i], SCP_SHIELD_ENV_FD "=") &&
             !starts(envp[i], SCP_SHIELD_ENV_FILES_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_TRUSTED_FD "=") &&
             !starts(envp[i], SCP_SHIELD_ENV_CONSOLE_FD "=") && !starts(envp[i], SCP_SHIELD_ENV_NET_FD "=") &&
-            !starts(envp[i], SCP_SHIELD_ENV_LIBS "="))
+            !starts(envp[i], SCP_SHIELD_ENV_LIBS "=") && !starts(envp[i], SCP_SHIELD_ENV_FORWARD "="))
             env[k++] = envp[i];
     size_t k_own = k; /* the shield's variables come after: a static image does not get them */
     scp_shield_config *cc = (scp_shield_config *)syscall(SYS_mmap, NULL, sizeof *cc, PROT_READ | PROT_WRITE,
@@ -986,8 +1010,13 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
         int pass[] = {mfd, ffd, tfd, cfd, nfd};
         for (unsigned i = 0; i < sizeof pass / sizeof pass[0]; i++)
             if (pass[i] >= 0) sh_gate(SYS_fcntl, pass[i], F_SETFD, FD_CLOEXEC, 0, 0, 0);
-        /* and a dynamic program it starts is served by its supervisor too, without a shield */
-        env[k_own] = NULL;
+        /* and a dynamic program it starts is served by its supervisor too, without a shield
+         * that serves: the library only keeps it alive (forward_only), and so every dynamic
+         * image below it, which keeps the variables (a static image ignores them) */
+        env[k_own] = strs; /* (LD_PRELOAD, built above) */
+        static char forward_var[] = SCP_SHIELD_ENV_FORWARD "=1";
+        env[k_own + 1] = forward_var;
+        env[k_own + 2] = NULL;
         scp_err e;
         if (scp_notify_attach(notify_sock, &e)) sh_trace("exec of static '%s': %s", path ? path : "(null)", e.msg);
     }

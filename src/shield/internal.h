@@ -138,7 +138,12 @@ static inline const struct sh_sysent *sh_sys(long nr) {
 
 /* gate.c */
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
-int sh_gate_map(scp_err *err);
+/* Map the gate. forward_only: for an image the shield only keeps alive (SCP_SHIELD_ENV_FORWARD),
+ * whose own calls sh_gate then makes through libc, where a supervisor's filter sees them (it
+ * lets the gate's through); only the SIGSYS handler uses the gate (sh_gate_direct). */
+int sh_gate_map(int forward_only, scp_err *err);
+/* A call through the gate, mapped (the SIGSYS handler's: it runs only once the gate is). */
+long sh_gate_direct(long nr, long a1, long a2, long a3, long a4, long a5, long a6);
 /* A per-number filter (full = 0): trap calls on descriptors in [base, base + count) that do
  * not come through the gate. 0 or -1. */
 int sh_filter_install(int base, int count, int full, scp_err *err);
