@@ -33,6 +33,7 @@
 #include <linux/mount.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1396,12 +1397,75 @@ static void handle(struct req *q) {
     else answer(q, rc ? -1 : 0, rc);
 }
 
-static int view_fs(dev_t *dev) {
+static int view_mount(dev_t *dev) {
     int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC), mnt = -1;
     if (fs >= 0 && !syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) &&
         !syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0))
         mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
     if (fs >= 0) close(fs);
+    struct stat st;
+    if (mnt >= 0 && fstat(mnt, &st) == 0) *dev = st.st_dev;
+    return mnt;
+}
+
+static int write_str(const char *path, const char *s) {
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1;
+    close(fd);
+    return rc;
+}
+
+static int send_fd(int sock, int fd) {
+    char c = 0;
+    struct iovec io = {&c, 1};
+    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u;
+    memset(&u, 0, sizeof u);
+    struct msghdr mh = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof fd);
+    return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock);
+
+/* The directories' views live in a tmpfs of the supervisor's own, mounted nowhere. Making one
+ * takes CAP_SYS_ADMIN over the mount namespace. A supervisor that scpctl run starts has it (as
+ * root, or in the user namespace scpctl makes for an ordinary user: scp_run_isolate); one that
+ * a shielded program starts for an image it execs has not (the exec dropped the capabilities),
+ * and every open of a directory in a volume was then EOPNOTSUPP (Go's os.ReadDir, `go build`
+ * below a shielded shell run by an ordinary user). So a helper makes it in a user namespace of
+ * its own (mapping its uid and gid to themselves) and a mount namespace that one owns, and
+ * hands it over: the supervisor itself stays in the program's user namespace, where it may read
+ * the program's memory (process_vm_readv between namespaces needs CAP_SYS_PTRACE). */
+static int view_fs(dev_t *dev) {
+    int mnt = view_mount(dev);
+    if (mnt >= 0 || errno != EPERM) return mnt;
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp)) return -1;
+    /* (a raw clone, as scp_notify_spawn's: no fork handlers of a shielded parent's run) */
+    pid_t c = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+    if (c == 0) {
+        char map[64];
+        uid_t u = geteuid();
+        gid_t g = getegid();
+        dev_t d;
+        int m = -1;
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0 &&
+            snprintf(map, sizeof map, "%u %u 1", (unsigned)u, (unsigned)u) > 0 &&
+            write_str("/proc/self/uid_map", map) == 0 && write_str("/proc/self/setgroups", "deny") == 0 &&
+            snprintf(map, sizeof map, "%u %u 1", (unsigned)g, (unsigned)g) > 0 &&
+            write_str("/proc/self/gid_map", map) == 0)
+            m = view_mount(&d);
+        syscall(SYS_exit_group, m >= 0 && send_fd(sp[1], m) == 0 ? 0 : 1);
+    }
+    close(sp[1]);
+    mnt = c > 0 ? recv_fd(sp[0]) : -1;
+    close(sp[0]);
+    if (c > 0) waitpid(c, NULL, 0);
     struct stat st;
     if (mnt >= 0 && fstat(mnt, &st) == 0) *dev = st.st_dev;
     return mnt;
@@ -1555,24 +1619,14 @@ int scp_notify_attach(int sock, scp_err *err) {
         close(sock);
         return scp_fail_errno(err, "cannot install the static image's notification filter");
     }
-    char c = 0;
-    struct iovec io = {&c, 1};
-    union { struct cmsghdr h; char b[CMSG_SPACE(sizeof(int))]; } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr mh = {.msg_iov = &io, .msg_iovlen = 1, .msg_control = u.b, .msg_controllen = sizeof u.b};
-    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(h), &l, sizeof l);
     /* nothing this process calls before the supervisor has the listener may be notified */
-    ssize_t k = sendmsg(sock, &mh, MSG_NOSIGNAL);
+    int k = send_fd(sock, l);
     int e = errno;
     /* close_range is not notified: a failed hand-over must not wait for a supervisor that
      * never got the listener (once it is closed, notified calls fail with ENOSYS) */
     syscall(SYS_close_range, (unsigned)l, (unsigned)l, 0);
     syscall(SYS_close_range, (unsigned)sock, (unsigned)sock, 0);
-    if (k != 1) {
+    if (k < 0) {
         errno = e;
         return scp_fail_errno(err, "cannot hand the notification listener to the supervisor");
     }

@@ -191,12 +191,19 @@ if [ -n "$GO" ]; then
         "$MKVOL" "$U/key" "$U/vol" >/dev/null || fail "cannot create the user's volume"
         chown -R 65534:65534 "$U"
         urun() { setpriv --reuid=65534 --regid=65534 --clear-groups "$SCPCTL" run --volume "$U/vol:$U/mnt" --key-file "$U/key" -- "$@"; }
-        urun sh -c "mkdir $U/mnt/s $U/mnt/c" || fail "mkdir as nobody"
-        for p in gofiles:s gocgo:c; do
-            urun "$U/${p%:*}" "$U/mnt/${p#*:}" > "$U/out" 2>&1 || fail "${p%:*} run by nobody: $(cat "$U/out")"
+        urun sh -c "mkdir $U/mnt/s $U/mnt/c $U/mnt/s2 $U/mnt/c2" || fail "mkdir as nobody"
+        # each started by scpctl run, and by a shielded shell (whose exec starts the supervisor
+        # without capabilities: its directory views are made in a namespace of their own)
+        for p in gofiles:s gocgo:c gofiles:s2 gocgo:c2; do
+            prog=$U/${p%:*} dir=$U/mnt/${p#*:}
+            case $p in
+            *2) urun sh -c '"$0" "$1"' "$prog" "$dir" > "$U/out" 2>&1 ;;
+            *) urun "$prog" "$dir" > "$U/out" 2>&1 ;;
+            esac || fail "${p%:*} run by nobody into ${p#*:}: $(cat "$U/out")"
+            grep -q "^readdir: go0.txt go1.txt go2.txt gosub/" "$U/out" || fail "${p%:*} run by nobody: readdir: $(cat "$U/out")"
             got=$("$SCPCTL" volume cat --key-file "$U/key" "$U/vol" "${p#*:}/go1.txt" 2>&1)
             [ "$got" = SCPGO_marker_1 ] || fail "${p%:*} run by nobody: the volume holds '$got'"
-            echo "ok   ${p%:*} run by nobody (stored)"
+            echo "ok   ${p%:*} run by nobody into ${p#*:} (stored, listed)"
         done
         rm -rf "$U"
     fi
