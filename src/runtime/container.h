@@ -58,11 +58,6 @@ int scp_container_prepare(const struct scp_container_opts *c, scp_err *err);
  * moment). Root: does nothing. */
 int scp_container_enter_userns(scp_err *err);
 
-/* Write the uid/gid maps of the user namespace this process just entered: the caller's own
- * ids (uid and gid from before the unshare), nothing else; setgroups is denied. The process is
- * dumpable for the moment it writes them (the map files belong to root otherwise), so call it
- * before any key is in memory. */
-int scp_userns_map_self(uid_t uid, gid_t gid, scp_err *err);
 
 /* Fork the container's init, build its file system (rootfs, /proc, /dev, /tmp), hostname and
  * network, and fork the program's process. Returns 0 in the program's process only, with the

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "runtime/notify.h"
+#include "runtime/userns.h"
 #include "scp/volume.h"
 
 static int mkdir_p(const char *path) {

@@ -54,6 +54,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "runtime/userns.h"
 #include "shield/perm.h"
 
 /* ---- does the supervisor serve it? --------------------------------------------------------- */
@@ -1408,14 +1409,6 @@ static int view_mount(dev_t *dev) {
     return mnt;
 }
 
-static int write_str(const char *path, const char *s) {
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = write(fd, s, strlen(s)) == (ssize_t)strlen(s) ? 0 : -1;
-    close(fd);
-    return rc;
-}
-
 static int send_fd(int sock, int fd) {
     char c = 0;
     struct iovec io = {&c, 1};
@@ -1449,17 +1442,12 @@ static int view_fs(dev_t *dev) {
     /* (a raw clone, as scp_notify_spawn's: no fork handlers of a shielded parent's run) */
     pid_t c = (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
     if (c == 0) {
-        char map[64];
         uid_t u = geteuid();
         gid_t g = getegid();
         dev_t d;
         int m = -1;
-        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0 &&
-            snprintf(map, sizeof map, "%u %u 1", (unsigned)u, (unsigned)u) > 0 &&
-            write_str("/proc/self/uid_map", map) == 0 && write_str("/proc/self/setgroups", "deny") == 0 &&
-            snprintf(map, sizeof map, "%u %u 1", (unsigned)g, (unsigned)g) > 0 &&
-            write_str("/proc/self/gid_map", map) == 0)
-            m = view_mount(&d);
+        scp_err e;
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) == 0 && scp_userns_map_self(u, g, &e) == 0) m = view_mount(&d);
         syscall(SYS_exit_group, m >= 0 && send_fd(sp[1], m) == 0 ? 0 : 1);
     }
     close(sp[1]);
