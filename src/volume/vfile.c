@@ -1273,8 +1273,22 @@ int scp_vfile_zero_range(scp_vfile *h, uint64_t off, uint64_t len, int keep_size
     int rc = file_acquire_writer(f, err);
     /* The end of the file is known only once the writer's state is the newest. */
     uint64_t end = off + len, inside = rc == 0 && off < f->size ? (end < f->size ? end : f->size) : off;
+    /* Chunks that read as zeros already (holes with no write pending: read_one) are left
+     * alone. cp --sparse=always punches its copy's holes, and a 3 GiB copy with 4 KiB of data
+     * wrote 1.2 GB of encrypted zeros in 18 s. The rest in runs of at most a piece. */
+    const uint32_t cs = f->vol->cs;
     for (uint64_t at = off; rc == 0 && at < inside;) {
-        size_t n = (size_t)(inside - at < piece ? inside - at : piece);
+        uint64_t stop = at;
+        while (stop < inside && stop - at < piece) {
+            uint64_t i = stop / cs;
+            if (is_hole(ent(f, i)) && !u64map_get(&f->dirty, i, NULL)) break;
+            stop = (i + 1) * cs < inside ? (i + 1) * cs : inside;
+        }
+        if (stop == at) { /* (a hole: the next chunk) */
+            at = (at / cs + 1) * cs;
+            continue;
+        }
+        size_t n = (size_t)(stop - at < piece ? stop - at : piece);
         if (do_pwrite(f, zeros, n, at, err) < 0) rc = -1;
         at += n;
     }

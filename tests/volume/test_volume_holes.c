@@ -13,7 +13,8 @@
  * Zero ranges (scp_vfile_zero_range, fallocate's PUNCH_HOLE and ZERO_RANGE): in shared mode,
  * through an O_APPEND handle, a range across chunk edges and one larger than a write piece
  * read as zeros at once, in another handle, and after a reopen; keep_size keeps the size, a
- * range past the end without it grows the file as a hole; an empty range is EINVAL.
+ * range past the end without it grows the file as a hole, and a range over holes writes
+ * nothing; an empty range is EINVAL.
  */
 #include <signal.h>
 #include <sys/wait.h>
@@ -166,6 +167,15 @@ static void check_zero_range(const char *dir, const uint8_t key[SCP_VOLUME_KEY_L
     uint64_t grown = size + MIB + 4096;
     CHECKF(scp_vfile_size(a) == grown, "zero range past the end: size %llu, not %llu",
            (unsigned long long)scp_vfile_size(a), (unsigned long long)grown);
+    /* a range over holes writes nothing (cp --sparse=always punches its copy's holes) */
+    CHECK_OK(scp_vfile_fsync(a, &e), e);
+    uint64_t jb = journal_bytes(dir), db = data_blocks(dir);
+    CHECK_OK(scp_vfile_zero_range(a, size + 8192, MIB, 1, &e), e);
+    CHECK_OK(scp_vfile_fsync(a, &e), e);
+    CHECKF(journal_bytes(dir) == jb && data_blocks(dir) == db,
+           "a zero range over holes wrote: journals %llu -> %llu bytes, data %llu -> %llu",
+           (unsigned long long)jb, (unsigned long long)journal_bytes(dir), (unsigned long long)db,
+           (unsigned long long)data_blocks(dir));
     CHECK_OK(scp_vfile_fsync(a, &e), e);
     CHECK_OK(scp_vfile_close(a, &e), e);
     CHECK_OK(scp_volume_close(v, &e), e);
