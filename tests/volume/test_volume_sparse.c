@@ -233,5 +233,7 @@ int main(void) {
     CHECK_OK(scp_volume_close(v, &e), e);
 
     tu_rm_rf(root);
+    free(root);
+    free(dir);
     return tu_exit_code("volume_sparse");
 }
