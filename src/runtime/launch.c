@@ -358,10 +358,7 @@ static void exec_through_shell(char *const argv[]) {
     free(v);
 }
 
-static int elf_served(int fd) {
-    int k = scp_notify_image(fd);
-    return k == SCP_IMAGE_STATIC || k == SCP_IMAGE_GO_FIXED;
-}
+static int elf_served(int fd) { return scp_notify_serves(scp_notify_image(fd)); }
 /* Whether the program is served by a supervisor (scp_notify_serves) */
 static int program_served(const struct scp_run_opts *o) { return program_check(o, elf_served); }
 

@@ -41,6 +41,8 @@ enum {
 };
 /* Which of the above; -1 if the ELF header cannot be read. */
 int scp_notify_image(int fd);
+/* Whether an image of that kind is the supervisor's to serve (given volumes to serve). */
+static inline int scp_notify_serves(int kind) { return kind == SCP_IMAGE_STATIC || kind == SCP_IMAGE_GO_FIXED; }
 
 /* Fork the supervisor (detached: not a child of this process, so the program's wait calls
  * never see it). It opens the volumes and waits for the listener. cwd: this process's working

@@ -830,7 +830,7 @@ static int image_supervisor(int dirfd, const char *path, int flags, int *served)
     if (fd < 0) return -1;
     int st = scp_notify_image(fd);
     sh_gate(SYS_close, fd, 0, 0, 0, 0, 0);
-    if (st != SCP_IMAGE_STATIC && st != SCP_IMAGE_GO_FIXED) return -1;
+    if (!scp_notify_serves(st)) return -1;
     *served = st == SCP_IMAGE_STATIC;
     if (!sh.nvol) return -1;
     struct scp_notify_volume nv[SCP_SHIELD_MAX_VOLUMES];
@@ -972,7 +972,10 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
         return -EMFILE;
     }
     int l1 = snprintf(strs, strsz, "LD_PRELOAD=%s", sh.self_path);
-    for (long i = 0; i < nlib; i++) l1 += snprintf(strs + l1, strsz - (size_t)l1, ":/proc/self/fd/%d", libfd[i]);
+    /* (not for an image a supervisor serves: the variable stays for its descendants, where
+     * those numbers are not the copies; it preloaded none before forward_only either) */
+    for (long i = 0; notify_sock < 0 && i < nlib; i++)
+        l1 += snprintf(strs + l1, strsz - (size_t)l1, ":/proc/self/fd/%d", libfd[i]);
     if (old_pl && *old_pl) l1 += snprintf(strs + l1, strsz - (size_t)l1, ":%s", old_pl);
     env[k++] = strs;
     char *s2 = strs + l1 + 1;
