@@ -59,16 +59,16 @@ typedef long (*gate_fn)(long, long, long, long, long, long, long);
  * call goes to the kernel directly. */
 static int gate_mapped;
 
+long sh_gate_direct(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
+    return ((gate_fn)SCP_SHIELD_GATE_ADDR)(nr, a1, a2, a3, a4, a5, a6);
+}
+
 long sh_gate(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
     if (__builtin_expect(!__atomic_load_n(&gate_mapped, __ATOMIC_RELAXED), 0)) {
         long r = syscall(nr, a1, a2, a3, a4, a5, a6);
         return r == -1 ? -errno : r;
     }
-    return ((gate_fn)SCP_SHIELD_GATE_ADDR)(nr, a1, a2, a3, a4, a5, a6);
-}
-
-long sh_gate_direct(long nr, long a1, long a2, long a3, long a4, long a5, long a6) {
-    return ((gate_fn)SCP_SHIELD_GATE_ADDR)(nr, a1, a2, a3, a4, a5, a6);
+    return sh_gate_direct(nr, a1, a2, a3, a4, a5, a6);
 }
 
 int sh_gate_map(int forward_only, scp_err *err) {

@@ -220,6 +220,10 @@ static void zero_page_init(void) {
     struct scp_buf part = {zeros, sizeof zeros};
     scp_sha256(&part, 1, zero_page_hash);
 }
+static const uint8_t *holes_hash(void) {
+    pthread_once(&zero_page_once, zero_page_init);
+    return zero_page_hash;
+}
 
 /* Page p of a table of n entries is whole and all holes (the caller knows: it zeroed it, or
  * it lies past the table's old size): give it their hash without reading or
@@ -228,18 +232,16 @@ static void zero_page_init(void) {
 static void page_set_holes(scp_file *f, uint64_t p, uint64_t n) {
     assert((p + 1) * SCP_TABLE_PAGE <= n && p < f->page_cap);
     (void)n;
-    pthread_once(&zero_page_once, zero_page_init);
     f->page_dirty[p] = 0;
     f->page_mid_n[p] = 0;
-    if (memcmp(f->page_hash[p], zero_page_hash, SCP_HASH_LEN) == 0) return;
-    memcpy(f->page_hash[p], zero_page_hash, SCP_HASH_LEN);
+    if (memcmp(f->page_hash[p], holes_hash(), SCP_HASH_LEN) == 0) return;
+    memcpy(f->page_hash[p], holes_hash(), SCP_HASH_LEN);
     if (f->root_mid_ok > p / SCP_ROOT_SEG + 1) f->root_mid_ok = p / SCP_ROOT_SEG + 1;
 }
 
 /* Whether page p is whole and all holes by its hash, which is current (not dirty). */
 static int page_holes(scp_file *f, uint64_t p) {
-    pthread_once(&zero_page_once, zero_page_init);
-    return p < f->page_cap && !f->page_dirty[p] && memcmp(f->page_hash[p], zero_page_hash, SCP_HASH_LEN) == 0;
+    return p < f->page_cap && !f->page_dirty[p] && memcmp(f->page_hash[p], holes_hash(), SCP_HASH_LEN) == 0;
 }
 
 /* The whole pages of a table of n entries inside its bytes [a, b), all holes: set as such. */

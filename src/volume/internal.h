@@ -886,6 +886,10 @@ static inline uint8_t *ent(scp_file *f, uint64_t i) { return f->table + i * SCP_
 static inline int is_hole(const uint8_t *e) {
     return memcmp(e, vol_zero_ent, SCP_CHUNK_ENTRY_LEN) == 0;
 }
+/* Chunk i reads as zeros with nothing to write: a hole with no write pending (read_one). */
+static inline int chunk_reads_zero(scp_file *f, uint64_t i) {
+    return is_hole(ent(f, i)) && !u64map_get(&f->dirty, i, NULL);
+}
 static inline uint64_t cur_n(scp_file *f) { return nchunks_of(f->size, f->vol->cs); } /* current */
 static inline uint64_t com_n(scp_file *f) { return nchunks_of(f->c_size, f->vol->cs); } /* committed */
 static inline int changed_get(scp_file *f, uint64_t i) { return f->changed[i / 8] >> (i % 8) & 1; }

@@ -393,7 +393,7 @@ static int set_size(scp_file *f, uint64_t size, scp_err *err) {
         /* Zero the tail of the new last chunk so that a later extension reads zeros. */
         if (size % cs) {
             uint64_t last = size / cs;
-            if (!is_hole(ent(f, last)) || u64map_get(&f->dirty, last, NULL)) {
+            if (!chunk_reads_zero(f, last)) {
                 uint8_t *b = dirty_chunk(f, last, 0, err);
                 if (!b) return -1;
                 memset(b + size % cs, 0, cs - size % cs);
@@ -1273,15 +1273,14 @@ int scp_vfile_zero_range(scp_vfile *h, uint64_t off, uint64_t len, int keep_size
     int rc = file_acquire_writer(f, err);
     /* The end of the file is known only once the writer's state is the newest. */
     uint64_t end = off + len, inside = rc == 0 && off < f->size ? (end < f->size ? end : f->size) : off;
-    /* Chunks that read as zeros already (holes with no write pending: read_one) are left
-     * alone. cp --sparse=always punches its copy's holes, and a 3 GiB copy with 4 KiB of data
+    /* Chunks that read as zeros already (chunk_reads_zero) are left alone. cp --sparse=always punches its copy's holes, and a 3 GiB copy with 4 KiB of data
      * wrote 1.2 GB of encrypted zeros in 18 s. The rest in runs of at most a piece. */
     const uint32_t cs = f->vol->cs;
     for (uint64_t at = off; rc == 0 && at < inside;) {
         uint64_t stop = at;
         while (stop < inside && stop - at < piece) {
             uint64_t i = stop / cs;
-            if (is_hole(ent(f, i)) && !u64map_get(&f->dirty, i, NULL)) break;
+            if (chunk_reads_zero(f, i)) break;
             stop = (i + 1) * cs < inside ? (i + 1) * cs : inside;
         }
         if (stop == at) { /* (a hole: the next chunk) */
