@@ -201,6 +201,11 @@ struct sup {
     /* working directories inside a mount, per process (below, "Working directories") */
     struct cwd_view { pid_t tgid; char *view, *kcwd; } cw[64];
     unsigned ncw;
+    /* files the exec'ing image handed on whose cursor other processes share (hand_on): the
+     * description handed out (ours too), its entry, and the shared cursor, which each commit
+     * of the entry sets from the description */
+    struct handed { int desc; size_t nr; int64_t *off; } hd[SCP_SHIELD_MAX_INHERIT];
+    unsigned nhd;
 };
 
 /* the current request */
@@ -645,6 +650,10 @@ static int fd_writable(pid_t pid, int fd) {
  * 0 or -errno. The whole file is written each time (what changed is not known). */
 static int commit_fd(struct sup *s, pid_t pid, int fd, long nr) {
     struct entry *en = &s->e[nr];
+    for (unsigned i = 0; i < s->nhd; i++) { /* where a shell that writes on after the program goes on */
+        off_t at = s->hd[i].nr == (size_t)nr ? lseek(s->hd[i].desc, 0, SEEK_CUR) : -1;
+        if (at >= 0) __atomic_store_n(s->hd[i].off, (int64_t)at, __ATOMIC_RELEASE);
+    }
     if (!en->writable || !en->path) return 0;
     /* every writer of a memfd that is shared no more committed at its close: a reader left
      * has nothing to store (a writable reopen of /proc/PID/fd/N by the program still does) */
@@ -984,18 +993,57 @@ static int copy_in(scp_vfile *f, int m, uint64_t size) {
 /* An open of a file whose memfd a writer holds: a new description of that memfd with the
  * program's access mode (O_TRUNC empties it for all, as the kernel's truncate; the volume
  * gets it at the next commit, like any write). */
-static int join_shared(struct req *q, struct entry *en, int acc, int flags) {
+static int join_desc(struct entry *en, int acc, int flags) {
     char link[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", en->fd);
-    int fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC), rc = 0;
+    int fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC);
     if (fd < 0) return -errno;
-    if ((flags & O_TRUNC) && acc != O_RDONLY && ftruncate(fd, 0)) rc = -errno;
-    if (rc == 0) {
-        en->writable |= acc != O_RDONLY;
-        rc = inject(q, fd, flags & O_CLOEXEC);
+    if ((flags & O_TRUNC) && acc != O_RDONLY && ftruncate(fd, 0)) {
+        int rc = -errno;
+        close(fd);
+        return rc;
     }
+    en->writable |= acc != O_RDONLY;
+    return fd;
+}
+static int join_shared(struct req *q, struct entry *en, int acc, int flags) {
+    int fd = join_desc(en, acc, flags);
+    if (fd < 0) return fd;
+    int rc = inject(q, fd, flags & O_CLOEXEC);
     close(fd);
     return rc;
+}
+
+/* The plaintext of f (closed here) in a new memfd, listed as entry N of (vol, rel) under the
+ * name scp-static-N (memfd_entry) and shared while writable, and the program's description
+ * of it: its access mode (a write on a read-only descriptor fails with EBADF, as the kernel's
+ * would) and O_APPEND; nobody can add seals. creator: the request that created the file,
+ * whose caller then owns it, or NULL. Returns the description (close-on-exec) or -errno. */
+static int load_entry(struct sup *s, int vol, const char *rel, scp_vfile *f, int flags, struct req *creator) {
+    int acc = flags & O_ACCMODE, rc = 0, fd = -1;
+    scp_err e;
+    char name[48];
+    snprintf(name, sizeof name, "scp-static-%zu", s->ne);
+    int m = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    uint64_t size = scp_vfile_size(f);
+    if (m < 0) rc = -errno;
+    else if (size > s->max_file) rc = -EFBIG;
+    else rc = copy_in(f, m, size);
+    if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
+    if (rc == 0 && creator) rc = own_new(creator, s->vol[vol].v, rel);
+    if (rc == 0 && fcntl(m, F_ADD_SEALS, F_SEAL_SEAL)) rc = -errno;
+    if (rc == 0) {
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", m);
+        fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC);
+        if (fd < 0) rc = -errno;
+    }
+    int nr = rc == 0 ? add_entry(&s->e, &s->ne, &s->cap, vol, rel, acc != O_RDONLY) : -1;
+    if (rc == 0 && nr < 0) rc = -ENOMEM;
+    if (rc == 0 && acc != O_RDONLY) share_entry(s, (size_t)nr, m); /* a reader alone needs no sharing */
+    if (m >= 0) close(m);
+    if (rc && fd >= 0) close(fd);
+    return rc ? rc : fd;
 }
 
 static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t mode) {
@@ -1033,31 +1081,41 @@ static int serve_open(struct req *q, const struct rpath *rp, int flags, mode_t m
     if (!exists && (flags & O_CREAT) && (rc = req_umask(q))) return rc;
     scp_vfile *f = scp_vfile_open(vol, rp->rel, vflags, (uint32_t)(mode & ~q->umask & 07777), &e);
     if (!f) return verr(&e);
-    char name[48];
-    snprintf(name, sizeof name, "scp-static-%zu", s->ne);
-    int m = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING), fd = -1;
-    uint64_t size = scp_vfile_size(f);
-    if (m < 0) rc = -errno;
-    else if (size > s->max_file) rc = -EFBIG;
-    else rc = copy_in(f, m, size);
-    if (scp_vfile_close(f, &e) && rc == 0) rc = -EIO;
-    if (rc == 0 && !exists && (flags & O_CREAT)) rc = own_new(q, vol, rp->rel);
-    /* the program's own description: its access mode (a write on a read-only descriptor
-     * fails with EBADF, as the kernel's would) and O_APPEND; nobody can add seals */
-    if (rc == 0 && fcntl(m, F_ADD_SEALS, F_SEAL_SEAL)) rc = -errno;
-    if (rc == 0) {
-        char link[64];
-        snprintf(link, sizeof link, "/proc/self/fd/%d", m);
-        fd = open(link, acc | (flags & O_APPEND) | O_CLOEXEC);
-        if (fd < 0) rc = -errno;
-    }
-    int nr = rc == 0 ? add_entry(&s->e, &s->ne, &s->cap, rp->vol, rp->rel, acc != O_RDONLY) : -1;
-    if (rc == 0 && nr < 0) rc = -ENOMEM;
-    if (rc == 0 && acc != O_RDONLY) share_entry(s, (size_t)nr, m); /* a reader alone needs no sharing */
-    if (rc == 0) rc = inject(q, fd, flags & O_CLOEXEC);
-    if (fd >= 0) close(fd);
-    if (m >= 0) close(m);
+    int fd = load_entry(s, rp->vol, rp->rel, f, flags, !exists && (flags & O_CREAT) ? q : NULL);
+    if (fd < 0) return fd;
+    rc = inject(q, fd, flags & O_CLOEXEC);
+    close(fd);
     return rc;
+}
+
+/* A file the exec'ing image hands on (scp_notify_file), served as if the image had opened
+ * it: joined to its memfd when one is shared, else loaded into one. Returns the description to
+ * put at its number (its cursor at the image's), or -errno. No rights to check: the image
+ * holds the file open with these. */
+static int hand_on(struct sup *s, const struct scp_notify_file *hf) {
+    int acc = hf->flags & O_ACCMODE, vol = (int)hf->vol, fd;
+    if (hf->vol >= s->nvol || acc == O_ACCMODE) return -EINVAL;
+    long nr = shared_entry(s, vol, hf->path);
+    if (nr >= 0) {
+        fd = join_desc(&s->e[nr], acc, hf->flags);
+    } else {
+        scp_err e;
+        scp_vfile *f = scp_vfile_open(s->vol[vol].v, hf->path, acc == O_RDONLY ? O_RDONLY : O_RDWR, 0, &e);
+        if (!f) return verr(&e);
+        fd = load_entry(s, vol, hf->path, f, hf->flags, NULL);
+        nr = (long)s->ne - 1;
+    }
+    if (fd < 0) return fd;
+    if (hf->offset > 0 && lseek(fd, hf->offset, SEEK_SET) < 0) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    if (hf->shared_off && s->nhd < SCP_SHIELD_MAX_INHERIT) {
+        int own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+        if (own >= 0) s->hd[s->nhd++] = (struct handed){own, (size_t)nr, hf->shared_off};
+    }
+    return fd;
 }
 
 static int serve_rename(struct req *q, int d1, uint64_t p1, int d2, uint64_t p2, unsigned flags) {
@@ -1497,7 +1555,8 @@ static void serve(struct sup *s) {
     }
 }
 
-static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, const char *cwd, pid_t pid) {
+static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, const char *cwd,
+                      const struct scp_notify_file *files, unsigned nfiles, pid_t pid) {
     static struct sup s;
     memset(&s, 0, sizeof s);
     s.views = -1;
@@ -1520,6 +1579,11 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, c
             scp_log(SCP_LOG_ERROR, "scpctl run", "static-image supervisor: %s", e.msg);
             syscall(SYS_exit_group, 1);
         }
+        /* shared mode, as a family's processes: a shielded program of the run (the shell that
+         * started this image) may hold uncommitted (lazy) writes of a file that the image then
+         * stores, which an outsider's commit must not undo (it fails: "not durable yet") */
+        if (scp_volume_join_shared(s.vol[i].v, &e) < 0)
+            scp_log(SCP_LOG_WARN, "scpctl run", "static-image supervisor: the volume at %s stays unshared: %s", v[i].mount, e.msg);
         /* the number the shield gives the same volume (init.c's volume_dev), so that the
          * static and the dynamic programs of one run see one device for it */
         struct stat st;
@@ -1545,6 +1609,15 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, c
     int self = (int)syscall(SYS_pidfd_open, getpid(), PIDFD_THREAD);
     s.pidfd_thread = self >= 0;
     if (self >= 0) close(self);
+    /* the files handed on, in order: a description each, or a message without one */
+    for (unsigned i = 0; i < nfiles; i++) {
+        int d = hand_on(&s, &files[i]);
+        if (d < 0)
+            scp_log(SCP_LOG_WARN, "scpctl run", "'%s' cannot be handed to the static image (%s): its descriptor stays unusable",
+                    files[i].path, strerror(-d));
+        if ((d >= 0 ? send_fd(sock, d) : (int)write(sock, "x", 1)) < 0) syscall(SYS_exit_group, 1);
+        if (d >= 0) close(d);
+    }
     /* ready: only now may the caller make its calls wait for this process */
     if (write(sock, "r", 1) != 1) syscall(SYS_exit_group, 1);
     s.listener = recv_fd(sock);
@@ -1559,8 +1632,10 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, c
     syscall(SYS_exit_group, 0);
 }
 
-int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *cwd, scp_err *err) {
+int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *cwd, const struct scp_notify_file *files,
+                     unsigned nfiles, int *fds, scp_err *err) {
     int sp[2];
+    for (unsigned i = 0; i < nfiles; i++) fds[i] = -1;
     pid_t self = (pid_t)syscall(SYS_getpid);
     if (n > SCP_SHIELD_MAX_VOLUMES) return scp_fail(err, SCP_E_INVAL, EINVAL, "too many volumes");
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp))
@@ -1587,14 +1662,19 @@ int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *
                 dup2(null, 1);
                 close(null);
             }
-            supervise(sp[1], v, n, cwd, self);
+            supervise(sp[1], v, n, cwd, files, nfiles, self);
         }
         syscall(SYS_exit_group, b < 0); /* not _exit: see supervise */
     }
     close(sp[1]);
     int st;
     char ready;
-    if (waitpid(a, &st, 0) != a || !WIFEXITED(st) || WEXITSTATUS(st) || read(sp[0], &ready, 1) != 1) {
+    int ok = waitpid(a, &st, 0) == a && WIFEXITED(st) && !WEXITSTATUS(st);
+    for (unsigned i = 0; ok && i < nfiles; i++) fds[i] = recv_fd(sp[0]);
+    if (!ok || read(sp[0], &ready, 1) != 1 || ready != 'r') {
+        for (unsigned i = 0; i < nfiles; i++)
+            if (fds[i] >= 0) close(fds[i]);
+        for (unsigned i = 0; i < nfiles; i++) fds[i] = -1;
         close(sp[0]);
         return scp_fail(err, SCP_E_SYS, ECHILD, "cannot start the static-image supervisor (it could not open the volumes)");
     }

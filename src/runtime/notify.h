@@ -44,12 +44,31 @@ int scp_notify_image(int fd);
 /* Whether an image of that kind is the supervisor's to serve (given volumes to serve). */
 static inline int scp_notify_serves(int kind) { return kind == SCP_IMAGE_STATIC || kind == SCP_IMAGE_GO_FIXED; }
 
+/* A protected file that the exec'ing image holds open at an ordinary number and hands on (a
+ * redirection made before the exec: `prog > /mnt/f`, `exec 3>>/mnt/f`, `prog < /mnt/f`). The
+ * supervisor serves it as if the new image had opened it (a memfd of its plaintext, committed
+ * at the image's close, fsync or exit), and the caller puts the description it gets back at
+ * that number before the exec. */
+struct scp_notify_file {
+    unsigned vol;     /* index into the volumes */
+    const char *path; /* volume-relative */
+    int flags;        /* O_ACCMODE | O_APPEND */
+    int64_t offset;   /* the description's cursor */
+    /* the cursor as other processes share it (the shield's region of shared offsets: a shell
+     * that writes again after the program), which the supervisor sets at each commit from the
+     * description it handed out; NULL when nobody else holds the description */
+    int64_t *shared_off;
+};
+
 /* Fork the supervisor (detached: not a child of this process, so the program's wait calls
  * never see it). It opens the volumes and waits for the listener. cwd: this process's working
  * directory when it lies below a mount point (the shield's view; the kernel's cwd is then the
- * mount point), which the static image keeps; NULL otherwise. Returns a socket to hand it over
- * with scp_notify_attach, or -1. */
-int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *cwd, scp_err *err);
+ * mount point), which the static image keeps; NULL otherwise. files[0..nfiles): as above;
+ * fds[i] receives the description for files[i] (close-on-exec), or -1 when the supervisor
+ * could not serve it (too large, unreadable: the number then keeps what it had). Returns a
+ * socket to hand it over with scp_notify_attach, or -1. */
+int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *cwd, const struct scp_notify_file *files,
+                     unsigned nfiles, int *fds, scp_err *err);
 
 /* Install the notification filter in this process and send its listener to the supervisor.
  * Call it right before exec: from here on this process's path calls wait for the supervisor.

@@ -816,13 +816,37 @@ long sh_execve_shell(char *const argv[], char *const envp[]) {
     return execve_out(AT_FDCWD, "/bin/sh", argv, envp, 0, 0, NULL);
 }
 
+/* The protected files cc hands on at ordinary numbers (a redirection before the exec), as
+ * the supervisor takes them; a description shared by several numbers once (first[] gives
+ * each entry's file). Slots are not handed on: a served image gets none (slots_cloexec). */
+static unsigned handed_files(const scp_shield_config *cc, struct scp_notify_file *hf, int *first) {
+    unsigned n = 0;
+    for (uint32_t i = 0; i < cc->ninherit; i++) {
+        const scp_shield_inherit *e = &cc->inherit[i];
+        first[i] = -1;
+        if (e->fd < 0 || e->fd >= sh.lo) continue;
+        if (e->share >= 0) { /* (an earlier entry of the same description) */
+            first[i] = first[e->share];
+            continue;
+        }
+        hf[n] = (struct scp_notify_file){(unsigned)e->vol, e->path, e->flags, e->offset,
+                                         sh.ofd_map && e->ofd >= 0 ? &sh.ofd_map[e->ofd].off : NULL};
+        first[i] = (int)n++;
+    }
+    return n;
+}
+
 /* A static target cannot take the shield, and a Go program at a fixed address makes its file
  * calls where the code rule cannot trap them (scp_notify_image): a supervisor serves their
  * files from outside (runtime/notify.c). Returns the socket to hand it the listener, or -1 when
  * the target is neither or no supervisor could start: a static image then runs unserved (its
  * path calls under a mount reach the empty read-only mount point and fail), a Go program
- * shielded. *served says whether the image goes without the shield. */
-static int image_supervisor(int dirfd, const char *path, int flags, int *served) {
+ * shielded. *served says whether the image goes without the shield. The protected files cc
+ * hands on at ordinary numbers get the supervisor's descriptions of them there (the
+ * placeholder's numbers are listed in placed[], *nplaced, to put it back if the exec fails). */
+static int image_supervisor(int dirfd, const char *path, int flags, const scp_shield_config *cc, int *placed,
+                            int *nplaced, int *served) {
+    *nplaced = 0;
     *served = 0;
     int fd = (flags & AT_EMPTY_PATH) && path && !*path
                  ? (int)sh_gate(SYS_fcntl, dirfd, F_DUPFD_CLOEXEC, 3, 0, 0, 0)
@@ -847,13 +871,31 @@ static int image_supervisor(int dirfd, const char *path, int flags, int *served)
     }
     scp_err e;
     char view[PATH_MAX]; /* the working directory below a mount point, which the image keeps */
-    int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, sh_cwd_view(view) ? view : NULL, &e)
+    struct scp_notify_file hf[SCP_SHIELD_MAX_INHERIT];
+    int first[SCP_SHIELD_MAX_INHERIT], got[SCP_SHIELD_MAX_INHERIT];
+    unsigned nhf = handed_files(cc, hf, first);
+    int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, sh_cwd_view(view) ? view : NULL, hf, nhf, got, &e)
                             : scp_fail(&e, SCP_E_SYS, EMFILE, "no descriptor for a volume directory");
     for (int i = 0; i < n; i++) sh_gate(SYS_close, low[i], 0, 0, 0, 0, 0);
+    for (uint32_t i = 0; sock >= 0 && i < cc->ninherit; i++) {
+        int d = first[i] >= 0 ? got[first[i]] : -1;
+        if (d >= 0 && sh_gate(SYS_dup3, d, cc->inherit[i].fd, 0, 0, 0, 0) >= 0) {
+            placed[(*nplaced)++] = cc->inherit[i].fd;
+            sh_trace("exec: descriptor %d ('%s') handed to the supervisor", cc->inherit[i].fd, cc->inherit[i].path);
+        }
+    }
+    for (unsigned i = 0; sock >= 0 && i < nhf; i++)
+        if (got[i] >= 0) sh_gate(SYS_close, got[i], 0, 0, 0, 0, 0);
     sh_trace("exec of '%s' (%s): %s", path ? path : "(null)", st == SCP_IMAGE_STATIC ? "static" : "Go at a fixed address",
              sock < 0 ? e.msg : "served by a supervisor");
     if (sock >= 0) *served = 1;
     return sock;
+}
+
+/* After a failed exec: the placeholder again where image_supervisor put the supervisor's
+ * descriptions (the numbers name the protected files the shield still serves). */
+static void unplace(const int *placed, int n) {
+    for (int i = 0; i < n; i++) sh_gate(SYS_dup3, sh.placeholder, placed[i], 0, 0, 0, 0);
 }
 
 /* Before an exec into a static image (on 1): every slot's placeholder close-on-exec, in one
@@ -906,11 +948,6 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
             return nr;
         }
     }
-    /* also in a vfork child (dash execs from one): the supervisor is started by raw clones,
-     * which run no fork handlers on the memory it shares with its parent */
-    int served;
-    int notify_sock = image_supervisor(dirfd, path, flags, &served);
-
     size_t n = 0;
     const char *old_pl = NULL;
     if (envp)
@@ -952,6 +989,10 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     int held[64], ntook = 0;
     struct sh_ofd *took[SCP_SHIELD_MAX_INHERIT];
     int nheld = sh_exec_prepare(cc, held, 64, took, &ntook);
+    /* also in a vfork child (dash execs from one): the supervisor is started by raw clones,
+     * which run no fork handlers on the memory it shares with its parent */
+    int served, placed[SCP_SHIELD_MAX_INHERIT], nplaced;
+    int notify_sock = image_supervisor(dirfd, path, flags, cc, placed, &nplaced, &served);
     int mfd = scp_shield_config_to_memfd(cc, NULL);
     scp_wipe(cc, sizeof *cc);
     syscall(SYS_munmap, cc, sizeof *cc);
@@ -966,6 +1007,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
         if (ffd >= 0) sh_gate(SYS_close, ffd, 0, 0, 0, 0, 0);
         for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
         if (notify_sock >= 0) sh_gate(SYS_close, notify_sock, 0, 0, 0, 0, 0);
+        unplace(placed, nplaced);
         sh_exec_failed(took, ntook);
         close_libs(libfd, nlib);
         syscall(SYS_munmap, env, size);
@@ -1039,6 +1081,7 @@ static long sh_execve_(int dirfd, const char *path_in, char *const argv[], char 
     if (nfd >= 0) sh_gate(SYS_close, nfd, 0, 0, 0, 0, 0);
     close_libs(libfd, nlib);
     for (int i = 0; i < nheld; i++) sh_gate(SYS_close, held[i], 0, 0, 0, 0, 0);
+    unplace(placed, nplaced);
     sh_exec_failed(took, ntook);
     if (served) slots_cloexec(0);
     sh_nf_exec(1);
