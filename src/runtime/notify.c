@@ -100,6 +100,10 @@ int scp_notify_image(int fd) {
 #ifndef SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
 #define SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (1UL << 5) /* Linux 5.19 */
 #endif
+#ifndef SECCOMP_IOCTL_NOTIF_SET_FLAGS /* Linux 6.6 */
+#define SECCOMP_IOCTL_NOTIF_SET_FLAGS SECCOMP_IOW(4, __u64)
+#define SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (1UL << 0)
+#endif
 
 /* where the kernel reports the shield gate's `syscall` (shield/gate.c, GATE_RET_OFF) */
 #define GATE_SYSCALL_RET (SCP_SHIELD_GATE_ADDR + 25)
@@ -1623,6 +1627,11 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, c
     s.listener = recv_fd(sock);
     close(sock);
     if (s.listener < 0) syscall(SYS_exit_group, 0); /* the launch failed before exec */
+    /* Each reported call is a hand-over: the program waits while this process answers. Synchronous
+     * wake-ups run each side on the CPU the other leaves, instead of a wake-up on another CPU
+     * and a migration (the kernel's commit measured 12 -> 3 us a round trip). Before Linux 6.6:
+     * EINVAL, and the ordinary wake-ups. */
+    (void)ioctl(s.listener, SECCOMP_IOCTL_NOTIF_SET_FLAGS, SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP);
     serve(&s);
     for (unsigned i = 0; i < s.nvol; i++) {
         scp_err e;
