@@ -817,21 +817,25 @@ long sh_execve_shell(char *const argv[], char *const envp[]) {
 }
 
 /* The protected files cc hands on at ordinary numbers (a redirection before the exec), as
- * the supervisor takes them; a description shared by several numbers once (first[] gives
- * each entry's file). Slots are not handed on: a served image gets none (slots_cloexec). */
-static unsigned handed_files(const scp_shield_config *cc, struct scp_notify_file *hf, int *first) {
+ * the supervisor takes them: one per description, however many numbers share it (file[]
+ * gives each entry's, or -1). Slots are not handed on: a served image gets none
+ * (slots_cloexec); a description whose first entry is a slot is handed for its numbers. */
+static unsigned handed_files(const scp_shield_config *cc, struct scp_notify_file *hf, int *file) {
+    int of[SCP_SHIELD_MAX_INHERIT]; /* by a description's first entry (inherit_link's share) */
     unsigned n = 0;
+    assert(cc->ninherit <= SCP_SHIELD_MAX_INHERIT);
     for (uint32_t i = 0; i < cc->ninherit; i++) {
         const scp_shield_inherit *e = &cc->inherit[i];
-        first[i] = -1;
+        uint32_t d = e->share >= 0 && (uint32_t)e->share < i ? (uint32_t)e->share : i;
+        of[i] = -1;
+        file[i] = -1;
         if (e->fd < 0 || e->fd >= sh.lo) continue;
-        if (e->share >= 0) { /* (an earlier entry of the same description) */
-            first[i] = first[e->share];
-            continue;
+        if (of[d] < 0) {
+            hf[n] = (struct scp_notify_file){(unsigned)e->vol, e->path, e->flags, e->offset,
+                                             sh.ofd_map && e->ofd >= 0 ? &sh.ofd_map[e->ofd].off : NULL};
+            of[d] = (int)n++;
         }
-        hf[n] = (struct scp_notify_file){(unsigned)e->vol, e->path, e->flags, e->offset,
-                                         sh.ofd_map && e->ofd >= 0 ? &sh.ofd_map[e->ofd].off : NULL};
-        first[i] = (int)n++;
+        file[i] = of[d];
     }
     return n;
 }
@@ -872,13 +876,13 @@ static int image_supervisor(int dirfd, const char *path, int flags, const scp_sh
     scp_err e;
     char view[PATH_MAX]; /* the working directory below a mount point, which the image keeps */
     struct scp_notify_file hf[SCP_SHIELD_MAX_INHERIT];
-    int first[SCP_SHIELD_MAX_INHERIT], got[SCP_SHIELD_MAX_INHERIT];
-    unsigned nhf = handed_files(cc, hf, first);
+    int file[SCP_SHIELD_MAX_INHERIT], got[SCP_SHIELD_MAX_INHERIT];
+    unsigned nhf = handed_files(cc, hf, file);
     int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, sh_cwd_view(view) ? view : NULL, hf, nhf, got, &e)
                             : scp_fail(&e, SCP_E_SYS, EMFILE, "no descriptor for a volume directory");
     for (int i = 0; i < n; i++) sh_gate(SYS_close, low[i], 0, 0, 0, 0, 0);
     for (uint32_t i = 0; sock >= 0 && i < cc->ninherit; i++) {
-        int d = first[i] >= 0 ? got[first[i]] : -1;
+        int d = file[i] >= 0 ? got[file[i]] : -1;
         if (d >= 0 && sh_gate(SYS_dup3, d, cc->inherit[i].fd, 0, 0, 0, 0) >= 0) {
             placed[(*nplaced)++] = cc->inherit[i].fd;
             sh_trace("exec: descriptor %d ('%s') handed to the supervisor", cc->inherit[i].fd, cc->inherit[i].path);
