@@ -128,6 +128,19 @@ SCPSTATIC_r4"
 SCPSTATIC_y
 SCPSTATIC_z"
     stored 0 redir4.txt "$(cat /etc/hostname)"
+    # one description at a slot and at 1 and 2 (python's os.open, made inheritable, then dup2):
+    # handed on once, for both numbers
+    if [ -x /usr/bin/python3 ]; then
+        run /usr/bin/python3 -c 'import os, sys
+fd = os.open(sys.argv[2] + "/py.txt", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+os.set_inheritable(fd, True)
+os.write(fd, b"SCPSTATIC_p1\n")
+os.dup2(fd, 1); os.dup2(fd, 2)
+os.execv(sys.argv[1], ["busybox", "sh", "-c", "echo SCPSTATIC_p2; echo SCPSTATIC_p3 >&2"])' "$BB" "$MNT"
+        stored $? py.txt "SCPSTATIC_p1
+SCPSTATIC_p2
+SCPSTATIC_p3"
+    fi
     # started in a subdirectory of the volume (the shell's working directory there is the
     # shield's view; the kernel's is the mount point): relative names, pwd, cd and getcwd
     # follow the view, in the static image and in what it forks; a relative name that leaves
