@@ -600,7 +600,8 @@ int scp_run_exec(struct scp_run_opts *o, scp_err *err) {
         struct scp_notify_volume nv[SCP_SHIELD_MAX_VOLUMES];
         for (unsigned i = 0; i < cfg.nvol; i++)
             nv[i] = (struct scp_notify_volume){cfg.vol[i].mount, cfg.vol[i].dirfd, cfg.vol[i].key};
-        notify_sock = scp_notify_spawn(nv, cfg.nvol, NULL, NULL, 0, NULL, err); /* (its cwd is never below a mount) */
+        struct scp_notify_start start = {0}; /* (its cwd is never below a mount) */
+        notify_sock = scp_notify_spawn(nv, cfg.nvol, &start, err);
         if (notify_sock < 0) goto out;
         /* the static image reads no configuration: it inherits no volume directory */
         for (unsigned i = 0; i < cfg.nvol; i++) fcntl(cfg.vol[i].dirfd, F_SETFD, FD_CLOEXEC);

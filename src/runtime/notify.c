@@ -1559,8 +1559,9 @@ static void serve(struct sup *s) {
     }
 }
 
-static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, const char *cwd,
-                      const struct scp_notify_file *files, unsigned nfiles, pid_t pid) {
+static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, const struct scp_notify_start *start,
+                      pid_t pid) {
+    const char *cwd = start->cwd;
     static struct sup s;
     memset(&s, 0, sizeof s);
     s.views = -1;
@@ -1583,10 +1584,8 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, c
             scp_log(SCP_LOG_ERROR, "scpctl run", "static-image supervisor: %s", e.msg);
             syscall(SYS_exit_group, 1);
         }
-        /* shared mode, as a family's processes: a shielded program of the run (the shell that
-         * started this image) may hold uncommitted (lazy) writes of a file that the image then
-         * stores, which an outsider's commit must not undo (it fails: "not durable yet") */
-        if (scp_volume_join_shared(s.vol[i].v, &e) < 0)
+        /* (struct scp_notify_start, family) */
+        if (start->family && scp_volume_join_shared(s.vol[i].v, &e) < 0)
             scp_log(SCP_LOG_WARN, "scpctl run", "static-image supervisor: the volume at %s stays unshared: %s", v[i].mount, e.msg);
         /* the number the shield gives the same volume (init.c's volume_dev), so that the
          * static and the dynamic programs of one run see one device for it */
@@ -1614,11 +1613,11 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, c
     s.pidfd_thread = self >= 0;
     if (self >= 0) close(self);
     /* the files handed on, in order: a description each, or a message without one */
-    for (unsigned i = 0; i < nfiles; i++) {
-        int d = hand_on(&s, &files[i]);
+    for (unsigned i = 0; i < start->nfiles; i++) {
+        int d = hand_on(&s, &start->files[i]);
         if (d < 0)
             scp_log(SCP_LOG_WARN, "scpctl run", "'%s' cannot be handed to the static image (%s): its descriptor stays unusable",
-                    files[i].path, strerror(-d));
+                    start->files[i].path, strerror(-d));
         if ((d >= 0 ? send_fd(sock, d) : (int)write(sock, "x", 1)) < 0) syscall(SYS_exit_group, 1);
         if (d >= 0) close(d);
     }
@@ -1641,9 +1640,10 @@ static void supervise(int sock, const struct scp_notify_volume *v, unsigned n, c
     syscall(SYS_exit_group, 0);
 }
 
-int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *cwd, const struct scp_notify_file *files,
-                     unsigned nfiles, int *fds, scp_err *err) {
+int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const struct scp_notify_start *start, scp_err *err) {
     int sp[2];
+    unsigned nfiles = start->nfiles;
+    int *fds = start->fds;
     for (unsigned i = 0; i < nfiles; i++) fds[i] = -1;
     pid_t self = (pid_t)syscall(SYS_getpid);
     if (n > SCP_SHIELD_MAX_VOLUMES) return scp_fail(err, SCP_E_INVAL, EINVAL, "too many volumes");
@@ -1671,7 +1671,7 @@ int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *
                 dup2(null, 1);
                 close(null);
             }
-            supervise(sp[1], v, n, cwd, files, nfiles, self);
+            supervise(sp[1], v, n, start, self);
         }
         syscall(SYS_exit_group, b < 0); /* not _exit: see supervise */
     }

@@ -60,15 +60,29 @@ struct scp_notify_file {
     int64_t *shared_off;
 };
 
+/* What a supervisor is started with, beside its volumes (scp_notify_spawn). */
+struct scp_notify_start {
+    /* this process's working directory when it lies below a mount point (the shield's view;
+     * the kernel's cwd is then the mount point), which the image keeps; NULL otherwise */
+    const char *cwd;
+    /* 1 when a shielded program's processes hold the volumes too (a shielded image execs the
+     * served one): the supervisor then joins their shared mode, as their own processes do, or
+     * its commit of a file one of them wrote lazily would fail ("not durable yet"). 0 from the
+     * launcher: every process of the run is then the supervisor's (a dynamic program below a
+     * served one opens no volume), and private mode spares each commit the catch-up. */
+    int family;
+    /* the files handed on (scp_notify_file); fds[i] receives the description for files[i]
+     * (close-on-exec), or -1 when the supervisor could not serve it (too large, unreadable:
+     * the number then keeps what it had) */
+    const struct scp_notify_file *files;
+    unsigned nfiles;
+    int *fds;
+};
+
 /* Fork the supervisor (detached: not a child of this process, so the program's wait calls
- * never see it). It opens the volumes and waits for the listener. cwd: this process's working
- * directory when it lies below a mount point (the shield's view; the kernel's cwd is then the
- * mount point), which the static image keeps; NULL otherwise. files[0..nfiles): as above;
- * fds[i] receives the description for files[i] (close-on-exec), or -1 when the supervisor
- * could not serve it (too large, unreadable: the number then keeps what it had). Returns a
- * socket to hand it over with scp_notify_attach, or -1. */
-int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const char *cwd, const struct scp_notify_file *files,
-                     unsigned nfiles, int *fds, scp_err *err);
+ * never see it). It opens the volumes and waits for the listener. Returns a socket to hand it
+ * over with scp_notify_attach, or -1. */
+int scp_notify_spawn(const struct scp_notify_volume *v, unsigned n, const struct scp_notify_start *start, scp_err *err);
 
 /* Install the notification filter in this process and send its listener to the supervisor.
  * Call it right before exec: from here on this process's path calls wait for the supervisor.

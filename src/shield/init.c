@@ -878,7 +878,8 @@ static int image_supervisor(int dirfd, const char *path, int flags, const scp_sh
     struct scp_notify_file hf[SCP_SHIELD_MAX_INHERIT];
     int file[SCP_SHIELD_MAX_INHERIT], got[SCP_SHIELD_MAX_INHERIT];
     unsigned nhf = handed_files(cc, hf, file);
-    int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, sh_cwd_view(view) ? view : NULL, hf, nhf, got, &e)
+    struct scp_notify_start start = {sh_cwd_view(view) ? view : NULL, 1, hf, nhf, got};
+    int sock = n == sh.nvol ? scp_notify_spawn(nv, (unsigned)sh.nvol, &start, &e)
                             : scp_fail(&e, SCP_E_SYS, EMFILE, "no descriptor for a volume directory");
     for (int i = 0; i < n; i++) sh_gate(SYS_close, low[i], 0, 0, 0, 0, 0);
     for (uint32_t i = 0; sock >= 0 && i < cc->ninherit; i++) {
