@@ -249,6 +249,12 @@ if [ -x "$H" ]; then
     expect_rc 0 "$SCPCTL" logs con out "$T/st.rec"
     grep -Eq "static-rc=(0|159)" "$T/last.out" || fail "the static program's fate is unexpected: $(cat "$T/last.out")"
     echo "ok: a static program gets nothing past the console shield ($(cat "$T/last.out"))"
+    # the same program as the attested one: refused before CAS is asked (no shield would start
+    # in it: it saw placeholders for its arguments, and its output went to the host in
+    # plaintext through the sealed console's relay: busybox's "(scp): applet not found")
+    expect_err 1 "is statically linked" "${RUN[@]}" --service out -- "$H" /nonexistent
+    grep -aq "/nonexistent\|SCPBYPASS" "$T/last.out" "$T/last.err" && fail "the static program ran: $(cat "$T/last.err")"
+    echo "ok: a static program as the attested program is refused"
 fi
 
 # forks while another thread is inside a sealed write: each child writes and exits (a lock
