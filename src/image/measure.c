@@ -23,6 +23,7 @@ int img_measure(int root, const char *shield, const char *prog, const char *img_
     scp_elf_set *set = malloc(sizeof *set);
     if (!set) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     int rc = scp_elf_set_open_in(root, prog, SCP_ATTEST_RUN_ROOTFS_PATH, shield, set, err);
+    if (rc == 0 && (rc = scp_attest_program_shielded(set->fd[0], prog, err)) < 0) scp_elf_set_close(set, -1);
     if (rc < 0) {
         scp_err_prefix(err, "the image's entrypoint");
     } else {

@@ -29,7 +29,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "runtime/launch.h"
-#include "runtime/notify.h"
 #include "scp/attest.h"
 #include "scp/shield.h"
 #include "scp/volume.h"
@@ -277,24 +276,6 @@ int scp_attest_run(scp_cas_client *c, const struct scp_attest_run_opts *o, scp_e
                                        o->image_json != NULL};
     if (scp_attest_run_measure(o->argv[0], o->shield_lib, o->image_json ? "/" : rootfs, &conf, set, &ident, err) < 0)
         goto out;
-    /* An attested program gets its arguments, secrets, sealed console, network rules and
-     * protected paths from the shield, which a static program or a Go program at a fixed
-     * address does not take (scp_notify_image): such a program would see placeholders for its
-     * arguments, and write its output in plaintext to the sealed console's relay and its files
-     * to the unprotected directories under the mount points. Refused before CAS is asked. */
-    int kind = scp_notify_image(set->fd[0]);
-    if (scp_notify_serves(kind)) {
-        scp_fail(err, SCP_E_INVAL, ENOEXEC,
-                 kind == SCP_IMAGE_STATIC
-                     ? "%s is statically linked: the shield cannot start in it, and an attested program's arguments, "
-                       "secrets, sealed console and protected paths reach only a shielded one (use a dynamically "
-                       "linked build)"
-                     : "%s is a Go program linked at a fixed address (cgo, not PIE), whose own system calls the "
-                       "shield cannot trap: an attested program's arguments, secrets, sealed console and protected "
-                       "paths reach only a shielded one (build it with -buildmode=pie)",
-                 set->path[0]);
-        goto out;
-    }
     /* a secure image: the files the same, the image's document instead of the configuration text,
      * as image build and the local attestation service compute it */
     if (o->image_json &&

@@ -48,6 +48,14 @@ struct scp_attest_run_identity {
 };
 void scp_attest_run_identity_free(struct scp_attest_run_identity *id);
 
+/* Whether the program at fd (named path in messages) is one the shield starts in: 0, or -1
+ * with err set for a static program or a Go program at a fixed address (scp_notify_image).
+ * An attested program gets its arguments, secrets, sealed console, network rules and
+ * protected paths from the shield: such a program saw placeholders for its arguments and
+ * wrote its output in plaintext through the sealed console's relay. scp_attest_run_measure
+ * and an image's measurement refuse it. */
+int scp_attest_program_shielded(int fd, const char *path, scp_err *err);
+
 /* Open the program (searched in $PATH when it has no '/'), its interpreter, the shield runtime
  * (shield_lib, or where scpctl run finds it; it is preloaded), every library they need
  * (elfdeps.h) and the trusted files of conf, hash each (recording its stamp: device, inode,
@@ -55,7 +63,7 @@ void scp_attest_run_identity_free(struct scp_attest_run_identity *id);
  * configuration text from them; the measurement is scp_attest_measure_fold over the files in
  * that order and the configuration. *set receives the open descriptors (set->fd[0] is the
  * program). This is what both `scpctl run --cas` and `scpctl platform measure -- PROG`
- * compute. */
+ * compute. A program the shield does not start in is refused (scp_attest_program_shielded). */
 int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs,
                            const struct scp_attest_run_conf *conf, scp_elf_set *set,
                            struct scp_attest_run_identity *id, scp_err *err);

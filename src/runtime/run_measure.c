@@ -17,6 +17,7 @@
 #include "common/util.h"
 #include "crypto/crypto.h"
 #include "runtime/launch.h"
+#include "runtime/notify.h"
 #include "scp/attest.h"
 #include "scp/shield.h"
 
@@ -91,6 +92,20 @@ static int build_identity(const scp_elf_set *set, const char *lib, const char *r
     return 0;
 }
 
+int scp_attest_program_shielded(int fd, const char *path, scp_err *err) {
+    int kind = scp_notify_image(fd);
+    if (!scp_notify_serves(kind)) return 0;
+    return scp_fail(err, SCP_E_INVAL, ENOEXEC,
+                    kind == SCP_IMAGE_STATIC
+                        ? "%s is statically linked: the shield cannot start in it, and an attested program's "
+                          "arguments, secrets, sealed console and protected paths reach only a shielded one (use a "
+                          "dynamically linked build)"
+                        : "%s is a Go program linked at a fixed address (cgo, not PIE), whose own system calls the "
+                          "shield cannot trap: an attested program's arguments, secrets, sealed console and "
+                          "protected paths reach only a shielded one (build it with -buildmode=pie)",
+                    path);
+}
+
 int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs,
                            const struct scp_attest_run_conf *conf, scp_elf_set *set,
                            struct scp_attest_run_identity *id, scp_err *err) {
@@ -112,7 +127,7 @@ int scp_attest_run_measure(const char *prog, const char *shield_lib, const char 
     int r = scp_elf_set_open_with(root, prog, rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH"), lib,
                                   conf->trusted, conf->ntrusted, set, err);
     if (root >= 0) close(root);
-    if (r < 0) {
+    if (r < 0 || scp_attest_program_shielded(set->fd[0], set->path[0], err) < 0) {
         if (rootfs) scp_err_prefix(err, "in rootfs %s", rootfs);
         scp_elf_set_close(set, -1);
         return -1;
