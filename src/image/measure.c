@@ -22,8 +22,8 @@ int img_open_in_root(int root, const char *path, int flags) {
 int img_measure(int root, const char *shield, const char *prog, const char *img_json, uint8_t m[32], scp_err *err) {
     scp_elf_set *set = malloc(sizeof *set);
     if (!set) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-    int rc = scp_elf_set_open_in(root, prog, SCP_ATTEST_RUN_ROOTFS_PATH, shield, set, err);
-    if (rc == 0 && (rc = scp_attest_program_shielded(set->fd[0], prog, err)) < 0) scp_elf_set_close(set, -1);
+    int rc = scp_attest_program_shielded(root, prog, SCP_ATTEST_RUN_ROOTFS_PATH, err);
+    if (rc == 0) rc = scp_elf_set_open_in(root, prog, SCP_ATTEST_RUN_ROOTFS_PATH, shield, set, err);
     if (rc < 0) {
         scp_err_prefix(err, "the image's entrypoint");
     } else {

@@ -48,13 +48,14 @@ struct scp_attest_run_identity {
 };
 void scp_attest_run_identity_free(struct scp_attest_run_identity *id);
 
-/* Whether the program at fd (named path in messages) is one the shield starts in: 0, or -1
- * with err set for a static program or a Go program at a fixed address (scp_notify_image).
- * An attested program gets its arguments, secrets, sealed console, network rules and
- * protected paths from the shield: such a program saw placeholders for its arguments and
- * wrote its output in plaintext through the sealed console's relay. scp_attest_run_measure
- * and an image's measurement refuse it. */
-int scp_attest_program_shielded(int fd, const char *path, scp_err *err);
+/* Whether prog (resolved as scp_elf_open_prog does) is one the shield starts in: 0 (also when
+ * it cannot be opened: the measurement's own open says why), or -1 with err set for a static
+ * program or a Go program at a fixed address (scp_notify_image). An attested program gets its
+ * arguments, secrets, sealed console, network rules and protected paths from the shield: such
+ * a program saw placeholders for its arguments and wrote its output in plaintext through the
+ * sealed console's relay. scp_attest_run_measure and an image's measurement ask it first
+ * (before the shield's libraries are looked for in a root that has none). */
+int scp_attest_program_shielded(int root, const char *prog, const char *search_path, scp_err *err);
 
 /* Open the program (searched in $PATH when it has no '/'), its interpreter, the shield runtime
  * (shield_lib, or where scpctl run finds it; it is preloaded), every library they need

@@ -124,6 +124,10 @@ static int open_prog(int root, const char *prog, const char *search_path, char *
     return scp_fail(err, SCP_E_NOENT, ENOENT, "program '%s' not found in PATH", prog);
 }
 
+int scp_elf_open_prog(int root, const char *prog, const char *search_path, char *found, size_t fsz, scp_err *err) {
+    return open_prog(root, prog, search_path, found, fsz, err);
+}
+
 int scp_elf_set_open(const char *prog, const char *search_path, const char *preload, scp_elf_set *s, scp_err *err) {
     return scp_elf_set_open_in(-1, prog, search_path, preload, s, err);
 }

@@ -56,6 +56,9 @@ int scp_elf_set_open_in(int root, const char *prog, const char *search_path, con
  * regular file; an ELF one brings its loader and libraries into the set as well. */
 int scp_elf_set_open_with(int root, const char *prog, const char *search_path, const char *preload,
                           const char *const *extra, size_t nextra, scp_elf_set *set, scp_err *err);
+/* Only the program, resolved and opened as scp_elf_set_open_in does (the path it was found
+ * at in found[fsz]): a descriptor, or -1 with err set. */
+int scp_elf_open_prog(int root, const char *prog, const char *search_path, char *found, size_t fsz, scp_err *err);
 /* Close every descriptor of the set except `keep` (-1: none). */
 void scp_elf_set_close(scp_elf_set *set, int keep);
 

@@ -92,8 +92,13 @@ static int build_identity(const scp_elf_set *set, const char *lib, const char *r
     return 0;
 }
 
-int scp_attest_program_shielded(int fd, const char *path, scp_err *err) {
+int scp_attest_program_shielded(int root, const char *prog, const char *search_path, scp_err *err) {
+    char path[PATH_MAX];
+    scp_err ignored;
+    int fd = scp_elf_open_prog(root, prog, search_path, path, sizeof path, &ignored);
+    if (fd < 0) return 0;
     int kind = scp_notify_image(fd);
+    close(fd);
     if (!scp_notify_serves(kind)) return 0;
     return scp_fail(err, SCP_E_INVAL, ENOEXEC,
                     kind == SCP_IMAGE_STATIC
@@ -124,10 +129,12 @@ int scp_attest_run_measure(const char *prog, const char *shield_lib, const char 
         if (!strcmp(root_real, "/")) root_real[0] = 0;
     }
     /* the host's PATH means nothing inside another root */
-    int r = scp_elf_set_open_with(root, prog, rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH"), lib,
-                                  conf->trusted, conf->ntrusted, set, err);
+    const char *search = rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH");
+    int r = scp_attest_program_shielded(root, prog, search, err);
+    if (r == 0) r = scp_elf_set_open_with(root, prog, search, lib, conf->trusted, conf->ntrusted, set, err);
+    else set->n = 0;
     if (root >= 0) close(root);
-    if (r < 0 || scp_attest_program_shielded(set->fd[0], set->path[0], err) < 0) {
+    if (r < 0) {
         if (rootfs) scp_err_prefix(err, "in rootfs %s", rootfs);
         scp_elf_set_close(set, -1);
         return -1;

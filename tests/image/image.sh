@@ -190,6 +190,17 @@ expect_err "trusted path reserved" "the runtime's or the kernel's" "$T/base.tar"
 expect_err "relative protected path" "absolute path" "$T/base.tar" -t x:1 --session s --service s --protect data -o "$T/x.tar"
 expect_err "image not in the engine" "refused\|No such image" $TAG/absent:9 -t x:1 --session s --service s -o "$T/x.tar"
 expect_err "secure image as input" "already has /scp" "$T/secure.tar" -t x:1 --session s --service s -o "$T/x.tar"
+# a statically linked entrypoint: no shield would start in it (its arguments, secrets, sealed
+# console and protected paths are the shield's); refused at the build, not at the first run
+if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then
+    mkdir -p "$T/sroot/bin"
+    cp /bin/busybox "$T/sroot/bin/"
+    tar -C "$T/sroot" -c . | docker import -c 'ENTRYPOINT ["/bin/busybox", "sleep", "1"]' - $TAG/static-base:1 >/dev/null ||
+        fail "docker import (static)"
+    docker save $TAG/static-base:1 -o "$T/static.tar" || fail "docker save (static)"
+    docker rmi -f $TAG/static-base:1 >/dev/null 2>&1
+    expect_err "static entrypoint" "is statically linked" "$T/static.tar" -t x:1 --session s --service s -o "$T/x.tar"
+fi
 [ ! -e "$T/x.tar" ] || fail "a failed build left its output behind"
 
 note "a layer cannot write outside the staging root (symlinks to host paths, '..')"
