@@ -92,13 +92,9 @@ static int build_identity(const scp_elf_set *set, const char *lib, const char *r
     return 0;
 }
 
-int scp_attest_program_shielded(int root, const char *prog, const char *search_path, scp_err *err) {
-    char path[PATH_MAX];
-    scp_err ignored;
-    int fd = scp_elf_open_prog(root, prog, search_path, path, sizeof path, &ignored);
-    if (fd < 0) return 0;
+/* scp_attest_program_shielded on an open program */
+static int shielded_fd(int fd, const char *path, scp_err *err) {
     int kind = scp_notify_image(fd);
-    close(fd);
     if (!scp_notify_serves(kind)) return 0;
     return scp_fail(err, SCP_E_INVAL, ENOEXEC,
                     kind == SCP_IMAGE_STATIC
@@ -109,6 +105,16 @@ int scp_attest_program_shielded(int root, const char *prog, const char *search_p
                           "shield cannot trap: an attested program's arguments, secrets, sealed console and "
                           "protected paths reach only a shielded one (build it with -buildmode=pie)",
                     path);
+}
+
+int scp_attest_program_shielded(int root, const char *prog, const char *search_path, scp_err *err) {
+    char path[PATH_MAX];
+    scp_err ignored;
+    int fd = scp_elf_open_prog(root, prog, search_path, path, sizeof path, &ignored);
+    if (fd < 0) return 0;
+    int rc = shielded_fd(fd, path, err);
+    close(fd);
+    return rc;
 }
 
 int scp_attest_run_measure(const char *prog, const char *shield_lib, const char *rootfs,
@@ -133,6 +139,8 @@ int scp_attest_run_measure(const char *prog, const char *shield_lib, const char 
     int r = scp_attest_program_shielded(root, prog, search, err);
     if (r == 0) r = scp_elf_set_open_with(root, prog, search, lib, conf->trusted, conf->ntrusted, set, err);
     else set->n = 0;
+    /* and what was measured, which is what runs (the file may have changed since the look) */
+    if (r == 0) r = shielded_fd(set->fd[0], set->path[0], err);
     if (root >= 0) close(root);
     if (r < 0) {
         if (rootfs) scp_err_prefix(err, "in rootfs %s", rootfs);
