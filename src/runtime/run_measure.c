@@ -96,15 +96,15 @@ static int build_identity(const scp_elf_set *set, const char *lib, const char *r
 static int shielded_fd(int fd, const char *path, scp_err *err) {
     int kind = scp_notify_image(fd);
     if (!scp_notify_serves(kind)) return 0;
+    int st = kind == SCP_IMAGE_STATIC;
     return scp_fail(err, SCP_E_INVAL, ENOEXEC,
-                    kind == SCP_IMAGE_STATIC
-                        ? "%s is statically linked: the shield cannot start in it, and an attested program's "
-                          "arguments, secrets, sealed console and protected paths reach only a shielded one (use a "
-                          "dynamically linked build)"
-                        : "%s is a Go program linked at a fixed address (cgo, not PIE), whose own system calls the "
-                          "shield cannot trap: an attested program's arguments, secrets, sealed console and "
-                          "protected paths reach only a shielded one (build it with -buildmode=pie)",
-                    path);
+                    "%s %s: an attested program's arguments, secrets, sealed console and protected paths reach only "
+                    "a shielded one (%s)",
+                    path,
+                    st ? "is statically linked, and the shield cannot start in it"
+                       : "is a Go program linked at a fixed address (cgo, not PIE), whose own system calls the shield "
+                         "cannot trap",
+                    st ? "use a dynamically linked build" : "build it with -buildmode=pie");
 }
 
 int scp_attest_program_shielded(int root, const char *prog, const char *search_path, scp_err *err) {
@@ -136,9 +136,9 @@ int scp_attest_run_measure(const char *prog, const char *shield_lib, const char 
     }
     /* the host's PATH means nothing inside another root */
     const char *search = rootfs ? SCP_ATTEST_RUN_ROOTFS_PATH : getenv("PATH");
+    set->n = 0; /* (nothing open yet: the error path closes the set) */
     int r = scp_attest_program_shielded(root, prog, search, err);
     if (r == 0) r = scp_elf_set_open_with(root, prog, search, lib, conf->trusted, conf->ntrusted, set, err);
-    else set->n = 0;
     /* and what was measured, which is what runs (the file may have changed since the look) */
     if (r == 0) r = shielded_fd(set->fd[0], set->path[0], err);
     if (root >= 0) close(root);
