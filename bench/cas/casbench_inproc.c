@@ -54,7 +54,7 @@ int main(int argc, char **argv) {
     scp_err e = {0};
     const char *admins[] = {"bench-admin"};
     if (cas_identity_load_or_create(dir, master, &id, &created, &e) < 0 ||
-        !(api = cas_api_new(dir, master, &id, admins, 1, 0, CAS_AUDIT_NEW_KEYSTORE, &e))) {
+        !(api = cas_api_new(dir, getenv("CASBENCH_STORE"), master, &id, admins, 1, 0, CAS_AUDIT_NEW_KEYSTORE, &e))) {
         fprintf(stderr, "%s\n", e.msg);
         return 1;
     }

@@ -21,6 +21,8 @@
 
 typedef struct scp_cas_server_opts {
     const char *data_dir;   /* created (0700) if missing; holds cas.db, keys, certificates */
+    const char *store;      /* NULL: data_dir/cas.db (SQLite); else a PostgreSQL connection string
+                             * (postgresql://... or key=value, no password: docs/cas.md) */
     const char *listen;     /* "ADDR:PORT"; port 0 picks a free port */
     const char *port_file;  /* if not NULL, the bound port is written there once listening */
     int workers;            /* worker threads; 0 = default (64) */

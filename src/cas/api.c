@@ -64,8 +64,9 @@ static int seal_legacy_tags(cas_api *a, scp_err *err) {
     return r;
 }
 
-cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_identity *id, const char *const *admins,
-                     size_t n_admins, int nonce_ttl_ms, unsigned audit_flags, scp_err *err) {
+cas_api *cas_api_new(const char *data_dir, const char *store, const uint8_t master[32], const cas_identity *id,
+                     const char *const *admins, size_t n_admins, int nonce_ttl_ms, unsigned audit_flags,
+                     scp_err *err) {
     cas_api *a = calloc(1, sizeof *a);
     if (!a) {
         scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
@@ -91,10 +92,27 @@ cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_i
         scp_hkdf(master, 32, NULL, 0, "scp-cas token v1", 16, a->k_token, 32, err) < 0 ||
         scp_hkdf(master, 32, NULL, 0, "scp-cas volume tag v1", 21, a->k_tag, 32, err) < 0)
         goto fail;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/cas.db", data_dir);
-    a->st = cas_store_open_sqlite(path, err);
+    if (store) {
+        a->st = cas_store_open_pg(store, err);
+    } else {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/cas.db", data_dir);
+        a->st = cas_store_open_sqlite(path, err);
+    }
     if (!a->st) goto fail;
+    uint8_t owner[32];
+    char owner_hex[65];
+    if (scp_hkdf(master, 32, NULL, 0, "scp-cas store owner v1", 22, owner, sizeof owner, err) < 0) goto fail;
+    scp_hex(owner, sizeof owner, owner_hex);
+    int other = a->st->ops->bind_owner(a->st, owner_hex, err);
+    if (other < 0) goto fail;
+    if (other) {
+        scp_fail(err, SCP_E_KEY, EACCES,
+                 "the database belongs to another CAS (made with another master key than %s's): give this "
+                 "CAS its own database, or the data directory that made this one",
+                 data_dir);
+        goto fail;
+    }
     if (a->st->tags_need_mac && seal_legacy_tags(a, err) < 0) goto fail;
     if (cas_audit_init(a, data_dir, audit_flags, err) < 0) goto fail;
     return a;

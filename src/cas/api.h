@@ -17,9 +17,10 @@ typedef struct cas_api cas_api;
 #define CAS_AUDIT_NEW_KEYSTORE 1u /* the master key was created at this start: no history yet */
 #define CAS_AUDIT_ACCEPT_RESET 2u /* the operator accepts a log that lost rows (recorded in it) */
 
-/* Open the state under data_dir (store, audit key). Takes no ownership of id. Fails if the
- * audit log lost rows, unless audit_flags has CAS_AUDIT_ACCEPT_RESET. */
-cas_api *cas_api_new(const char *data_dir, const uint8_t master[32], const cas_identity *id,
+/* Open the state: the store (store: a PostgreSQL connection string, see cas_store_open_pg;
+ * NULL: data_dir/cas.db) and the audit head under data_dir. Takes no ownership of id. Fails if
+ * the audit log lost rows, unless audit_flags has CAS_AUDIT_ACCEPT_RESET. */
+cas_api *cas_api_new(const char *data_dir, const char *store, const uint8_t master[32], const cas_identity *id,
                      const char *const *admins, size_t n_admins, int nonce_ttl_ms, unsigned audit_flags,
                      scp_err *err);
 void cas_api_free(cas_api *api);

@@ -334,7 +334,7 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
     int started = 0;
     unsigned audit_flags = (created_master ? CAS_AUDIT_NEW_KEYSTORE : 0u) |
                            (o->accept_audit_reset ? CAS_AUDIT_ACCEPT_RESET : 0u);
-    s.api = cas_api_new(o->data_dir, master, &id, o->admins, o->n_admins, o->nonce_ttl_ms, audit_flags, err);
+    s.api = cas_api_new(o->data_dir, o->store, master, &id, o->admins, o->n_admins, o->nonce_ttl_ms, audit_flags, err);
     OPENSSL_cleanse(master, sizeof master);
     if (!s.api || set_hw(s.api, o, err) < 0) goto done;
     s.tls = cas_tls_server_ctx(&id, err);

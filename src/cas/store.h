@@ -105,6 +105,13 @@ typedef struct cas_store_ops {
 
     /* Every volume row with its session's incarnation (for the one-time MAC migration). */
     int (*volume_list)(cas_store *st, cas_volume_cb cb, void *ctx, scp_err *err);
+
+    /* Bind the store to one CAS: the first call records owner_hex (a value derived from CAS's
+     * master key), later ones compare with it. Returns 0 if the store is owner_hex's, 1 if
+     * another CAS recorded another owner, -1 on error. An
+     * operator's guard (two CAS on one database, a data directory lost and made anew), not a
+     * security boundary: what the store holds is sealed under the master key anyway. */
+    int (*bind_owner)(cas_store *st, const char *owner_hex, scp_err *err);
 } cas_store_ops;
 
 struct cas_store {
@@ -116,5 +123,14 @@ struct cas_store {
 
 /* The embedded default: one SQLite file (WAL mode). */
 cas_store *cas_store_open_sqlite(const char *path, scp_err *err);
+
+/* A PostgreSQL database (store_pg.c): conninfo is a libpq connection URI (postgresql://...) or
+ * key=value string, without a password (refused: it would be in the process arguments; libpq
+ * reads it from its password file). Creates the tables if missing. libpq is loaded at the first
+ * call (SCP_E_NOTSUP if it is not installed). */
+cas_store *cas_store_open_pg(const char *conninfo, scp_err *err);
+/* Whether a --store value names a PostgreSQL database (a postgresql:// or postgres:// URI, or a
+ * key=value connection string). */
+int cas_store_is_pg(const char *uri);
 
 #endif

@@ -19,7 +19,7 @@ enum {
     Q_SESSION_GET, Q_SESSION_INSERT, Q_SESSION_REPLACE, Q_SESSION_DELETE, Q_SECRETS_DELETE, Q_VOLUMES_DELETE,
     Q_SESSION_LIST, Q_SESSION_LIST_ALL, Q_SECRET_GET, Q_SECRET_PUT, Q_VOLUME_GET, Q_VOLUME_PUT_KEY, Q_VOLUME_SET_TAG,
     Q_PLATFORM_PUT, Q_PLATFORM_GET, Q_PLATFORM_REVOKE, Q_PLATFORM_LIST, Q_AUDIT_LAST, Q_AUDIT_APPEND, Q_AUDIT_SCAN,
-    Q_ENDED_PUT, Q_VOLUME_LIST, Q_COUNT
+    Q_ENDED_PUT, Q_VOLUME_LIST, Q_OWNER_PUT, Q_OWNER_GET, Q_COUNT
 };
 
 /* the next value of the change counter: above every version and every deletion recorded */
@@ -56,6 +56,8 @@ static const char *const SQL[Q_COUNT] = {
                        "reason, hash) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
     [Q_AUDIT_SCAN] = "SELECT seq, ts, actor, action, session, service, measurement, platform, decision, reason, hash "
                      "FROM audit WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+    [Q_OWNER_PUT] = "INSERT OR IGNORE INTO meta(k, v) VALUES('owner', ?1)",
+    [Q_OWNER_GET] = "SELECT v FROM meta WHERE k = 'owner'",
 };
 
 static const char SCHEMA[] =
@@ -71,7 +73,8 @@ static const char SCHEMA[] =
     " pubkey TEXT NOT NULL, revoked INTEGER NOT NULL, created INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS audit(seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, actor TEXT NOT NULL,"
     " action TEXT NOT NULL, session TEXT NOT NULL, service TEXT NOT NULL, measurement TEXT NOT NULL,"
-    " platform TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL, hash TEXT NOT NULL);";
+    " platform TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL, hash TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL);";
 
 typedef struct sq_store {
     cas_store base;
@@ -529,6 +532,19 @@ static int sq_audit_scan(cas_store *base, int64_t from, int64_t limit, cas_audit
     return rc;
 }
 
+static int sq_bind_owner(cas_store *base, const char *owner_hex, scp_err *err) {
+    sq_store *s = (sq_store *)base;
+    sqlite3_stmt *st = q(s, Q_OWNER_PUT, err);
+    if (!st) return -1;
+    TXT(st, 1, owner_hex);
+    if (exec_stmt(s, st, err, "owner") < 0 || !(st = q(s, Q_OWNER_GET, err))) return -1;
+    int r = sqlite3_step(st), rc = 0;
+    if (r != SQLITE_ROW) rc = db_fail(s, err, "owner");
+    else if (strcmp((const char *)sqlite3_column_text(st, 0), owner_hex) != 0) rc = 1;
+    done(s, st);
+    return rc;
+}
+
 static int has_column(sq_store *s, const char *table, const char *col) {
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT %s FROM %s LIMIT 0", col, table);
@@ -562,7 +578,7 @@ static const cas_store_ops SQLITE_OPS = {
     sq_session_insert, sq_session_replace, sq_session_delete, sq_session_list,  sq_secret_get,
     sq_secret_put,     sq_volume_get,    sq_volume_put_key,  sq_volume_set_tag, sq_platform_put,
     sq_platform_get,   sq_platform_revoke, sq_platform_list, sq_audit_last,     sq_audit_append,
-    sq_audit_scan,     sq_volume_list,
+    sq_audit_scan,     sq_volume_list,    sq_bind_owner,
 };
 
 cas_store *cas_store_open_sqlite(const char *path, scp_err *err) {

@@ -8,6 +8,7 @@
 
 #include "common/util.h"
 #include "crypto/crypto.h"
+#include "cas/store.h"
 #include "cli/cas_common.h"
 #include "cli/commands.h"
 #include "scp/attest_hw.h"
@@ -16,7 +17,9 @@
 static const cli_sub subs[] = {
     {"serve", "scpctl cas serve --data DIR --listen ADDR:PORT [--admin ID|IDENTITY_FILE]... [--port-file FILE]\n"
               "                        [--workers N] [--read-timeout-ms N] [--nonce-ttl-ms N] [--accept-audit-reset]\n"
-              "                        [--collateral DIR] [--test-snp-ark SHA256] [--test-sgx-root SHA256]\n"},
+              "                        [--collateral DIR] [--test-snp-ark SHA256] [--test-sgx-root SHA256]\n"
+              "                        [--store postgresql://USER@HOST/DB]   (default: DIR/cas.db; no password\n"
+              "                        in it: libpq's password file)\n"},
     {"status", "scpctl cas status [--cas HOST:PORT --pin FINGERPRINT]   (a given --pin is remembered)\n"},
     {"identity", "scpctl cas identity [--out FILE] [--show]\n"},
     {"audit", "scpctl cas audit [--from N] [--limit N] [--verify] [--json]\n"},
@@ -62,7 +65,12 @@ static int serve(int argc, char **argv) {
         if (i + 1 >= argc) return cli_usage_error("cas serve: '%s' needs a value (or is unknown)", a);
         const char *v = argv[++i];
         if (strcmp(a, "--data") == 0) o.data_dir = v;
-        else if (strcmp(a, "--listen") == 0) o.listen = v;
+        else if (strcmp(a, "--store") == 0) {
+            if (!cas_store_is_pg(v))
+                return cli_usage_error("cas serve: --store takes a PostgreSQL connection string (postgresql://USER@HOST/DB "
+                                       "or 'host=... dbname=...'); without it CAS keeps DATA/cas.db");
+            o.store = v;
+        } else if (strcmp(a, "--listen") == 0) o.listen = v;
         else if (strcmp(a, "--port-file") == 0) o.port_file = v;
         else if (strcmp(a, "--workers") == 0) {
             if (opt_int(a, v, 1, 1024, &o.workers) < 0) return EXIT_USAGE;

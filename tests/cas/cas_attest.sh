@@ -165,14 +165,14 @@ grep -q 'at generation 18446744073709551615; refusing older generation 922337203
 # the stored definition digest was keyed (cas_secret_spec, unkeyed: kind|size|value hash|cn|days|import)
 ZERO=$(printf '%064d' 0)
 LEGACY_PW=$(printf '2|32|%s||365|||' "$ZERO" | sha256sum | cut -c1-64)
-sqlite3 "$T/data/cas.db" "UPDATE secrets SET spec='$LEGACY_PW' WHERE session='app' AND name='pw'" || fail "sqlite3 update failed"
+db_sql "UPDATE secrets SET spec='$LEGACY_PW' WHERE session='app' AND name='pw'" || fail "update failed"
 HASH=$(sha256sum <"$T/app.yaml" | cut -c1-64)
 sed 's|cwd: /srv|cwd: /srv2|' "$T/app.yaml" >"$T/app2.yaml"
 expect_rc 0 "$SCPCTL" session update "$T/app2.yaml" --predecessor "$HASH"
 expect_rc 0 "$SCPCTL" platform attest --key "$T/p1.key" --session app --service web --measurement "$M"
 grep -q "$(head -1 "$T/secrets.txt")" "$T/last.out" || fail "an unchanged secret changed value on update"
 grep -q '"cwd":"/srv2"' "$T/last.out" || fail "update not applied"
-[ "$(sqlite3 "$T/data/cas.db" "SELECT spec FROM secrets WHERE session='app' AND name='pw'")" != "$LEGACY_PW" ] ||
+[ "$(db_sql "SELECT spec FROM secrets WHERE session='app' AND name='pw'")" != "$LEGACY_PW" ] ||
     fail "the legacy digest was not replaced"
 
 # no secret in plaintext: database files, daemon output
@@ -181,13 +181,14 @@ while read -r s; do
     for f in "$T/data"/*; do
         grep -a -q -- "$s" "$f" && fail "secret '$s' in plaintext in $f"
     done
+    F=$(db_grep "$s") && fail "secret '$s' in plaintext in $F"
     grep -q -- "$s" "$T/cas.out" "$T/cas.err" && fail "secret '$s' in the daemon's output"
 done <"$T/secrets.txt"
 # nor an unkeyed digest an offline guess could be checked against (the stored definition digest
 # of an explicit secret hashes its value)
 VH=$(printf %s EXPLICIT-API-KEY-5d1e | sha256sum | cut -c1-64)
 PLAIN=$(printf '3|0|%s||365|||' "$VH" | sha256sum | cut -c1-64)
-sqlite3 "$T/data/cas.db" .dump | grep -q -e "$VH" -e "$PLAIN" && fail "cas.db holds an unkeyed digest of an explicit secret"
+F=$(db_grep "$VH" "$PLAIN") && fail "the store ($F) holds an unkeyed digest of an explicit secret"
 
 # restart: same secrets, same volume key
 stop_cas

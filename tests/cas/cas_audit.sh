@@ -5,6 +5,7 @@
 source "$(dirname "$0")/lib.sh" "$@"
 client_leaks_off # (lib.sh: dozens of short client commands; the daemon keeps the leak check)
 command -v sqlite3 >/dev/null || fail "the sqlite3 command is needed (apt-get install sqlite3)"
+# (CAS_TEST_STORE=pg runs it on a PostgreSQL store: db_sql, db_wipe and the locker below)
 
 A=$T/a.pem
 B=$T/b.pem
@@ -70,14 +71,22 @@ done
 # database's write lock longer than CAS waits (5 s): until the test lets it go (a line on the
 # fifo), or 60 s if the test died first
 mkfifo "$T/release" || fail "mkfifo"
-(echo ".timeout 5000"; echo "BEGIN IMMEDIATE;"; read -r -t 60 _ <>"$T/release"; echo "COMMIT;") |
-    sqlite3 "$T/data/cas.db" &
-LOCKER=$!
-# wait until the locker holds the lock (a loaded machine may take seconds to start it)
-for _ in $(seq 100); do
-    sqlite3 -cmd ".timeout 20" "$T/data/cas.db" "BEGIN IMMEDIATE; ROLLBACK;" 2>/dev/null || break
-    sleep 0.1
-done
+if [ -n "${CAS_STORE:-}" ]; then
+    # (PostgreSQL: CAS waits 5 s for a lock, lock_timeout; psql holds the table's lock)
+    (echo "BEGIN; LOCK TABLE audit IN ACCESS EXCLUSIVE MODE; SELECT 'locked';"; read -r -t 60 _ <>"$T/release"
+     echo "COMMIT;") | pg_as psql -h "$PG_DIR" -U postgres -d cas -At >"$T/locker.out" &
+    LOCKER=$!
+    for _ in $(seq 100); do grep -q locked "$T/locker.out" && break; sleep 0.1; done
+else
+    (echo ".timeout 5000"; echo "BEGIN IMMEDIATE;"; read -r -t 60 _ <>"$T/release"; echo "COMMIT;") |
+        sqlite3 "$T/data/cas.db" &
+    LOCKER=$!
+    # wait until the locker holds the lock (a loaded machine may take seconds to start it)
+    for _ in $(seq 100); do
+        sqlite3 -cmd ".timeout 20" "$T/data/cas.db" "BEGIN IMMEDIATE; ROLLBACK;" 2>/dev/null || break
+        sleep 0.1
+    done
+fi
 expect_err 1 "503 audit_unavailable" "$SCPCTL" platform attest --key "$T/p.key" --session s --service svc --measurement $M
 [ -s "$T/last.out" ] && fail "a configuration was released without an audit row"
 echo go >"$T/release"
@@ -87,27 +96,27 @@ expect_rc 0 "$SCPCTL" cas audit --verify
 
 N=$(wc -l <"$LOG")
 [ "$N" -ge 7 ] || fail "only $N audit rows"
-DB=$T/data/cas.db
-SEQ=$(sqlite3 "$DB" "SELECT seq FROM audit WHERE action='attest' AND decision='denied' LIMIT 1")
+SEQ=$(db_sql "SELECT seq FROM audit WHERE action='attest' AND decision='denied' LIMIT 1")
 [ -n "$SEQ" ] || fail "no denied row in the database"
 
 # edit a row: a denied attestation turned into a granted one
-sqlite3 "$DB" "UPDATE audit SET decision='granted' WHERE seq=$SEQ" || fail "sqlite3 update failed"
+db_sql "UPDATE audit SET decision='granted' WHERE seq=$SEQ" || fail "update failed"
 expect_err 3 "AUDIT CHAIN BROKEN at entry $SEQ" "$SCPCTL" cas audit --verify
 # put it back: the chain verifies again (the check is about content, not a flag)
-sqlite3 "$DB" "UPDATE audit SET decision='denied' WHERE seq=$SEQ"
+db_sql "UPDATE audit SET decision='denied' WHERE seq=$SEQ"
 expect_err 0 "audit chain verified" "$SCPCTL" cas audit --verify
 # re-hashing the edited row with SHA-256 does not help: the chain is keyed
-sqlite3 "$DB" "UPDATE audit SET reason='ok', hash=lower(hex(randomblob(32))) WHERE seq=$SEQ"
+db_sql "UPDATE audit SET reason='ok', hash='$(openssl rand -hex 32)' WHERE seq=$SEQ"
 expect_err 3 "AUDIT CHAIN BROKEN at entry $SEQ" "$SCPCTL" cas audit --verify
 # delete a row in the middle
 expect_rc 3 "$SCPCTL" cas audit --verify # still broken: the keyless re-hash above
 stop_cas
 rm -rf "$T/data" "$SCP_HOME/cas.conf"
+db_wipe
 start_cas --admin "$IDA"
 for _ in 1 2 3 4; do expect_rc 0 "$SCPCTL" cas status; done
 expect_err 0 "audit chain verified" "$SCPCTL" cas audit --verify
-sqlite3 "$T/data/cas.db" "DELETE FROM audit WHERE seq = 2"
+db_sql "DELETE FROM audit WHERE seq = 2"
 expect_err 3 "AUDIT CHAIN BROKEN at entry 2" "$SCPCTL" cas audit --verify
 # and across a restart (the chain is verified from the rows alone)
 stop_cas
@@ -119,6 +128,7 @@ stop_cas
 # the operator accepts the loss, and that decision becomes a row of the log
 fresh() {
     rm -rf "$T/data" "$SCP_HOME/cas.conf"
+    db_wipe
     start_cas --admin "$IDA"
     for _ in 1 2 3 4 5; do expect_rc 0 "$SCPCTL" cas status; done
     stop_cas
@@ -126,7 +136,7 @@ fresh() {
 # expect_refused PATTERN: cas serve must exit 3 at once with PATTERN on stderr, and then no
 # verification can pass
 expect_refused() {
-    expect_err 3 "refusing to start: $1" timeout 60 "$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --admin "$IDA"
+    expect_err 3 "refusing to start: $1" timeout 60 "$SCPCTL" cas serve --data "$T/data" ${CAS_STORE:+--store "$CAS_STORE"} --listen 127.0.0.1:0 --admin "$IDA"
     grep -q -- "--accept-audit-reset" "$T/last.err" || fail "the refusal does not name the way out"
     expect_rc 1 "$SCPCTL" cas audit --verify
 }
@@ -152,25 +162,25 @@ grep -P "^1\t[0-9]+\tcas\taudit.genesis\t" "$T/last.out" >/dev/null || fail "no 
 stop_cas
 # the whole log and the head file deleted (the attack of issue 10.4)
 fresh
-sqlite3 "$T/data/cas.db" "DELETE FROM audit"
+db_sql "DELETE FROM audit"
 rm "$T/data/audit.head"
 expect_refused "the audit head file is missing or forged"
 expect_refused "the audit head file is missing or forged" # nothing changed by a refused start
 start_reset "the audit head file is missing or forged (log ends at row 0)" 1
 # the whole log deleted, the head kept
 fresh
-sqlite3 "$T/data/cas.db" "DELETE FROM audit"
+db_sql "DELETE FROM audit"
 expect_refused "the audit log is empty"
 start_reset "the audit log is empty" 1
 # the newest rows removed
 fresh
-LAST=$(sqlite3 "$T/data/cas.db" "SELECT max(seq) FROM audit")
-sqlite3 "$T/data/cas.db" "DELETE FROM audit WHERE seq >= $((LAST - 1))"
+LAST=$(db_sql "SELECT max(seq) FROM audit")
+db_sql "DELETE FROM audit WHERE seq >= $((LAST - 1))"
 expect_refused "the audit log ends at row $((LAST - 2)) but row $LAST was written"
 start_reset "the audit log ends at row $((LAST - 2)) but row $LAST was written" $((LAST - 1))
 # ... and the head file removed with them
 fresh
-sqlite3 "$T/data/cas.db" "DELETE FROM audit WHERE seq > 3"
+db_sql "DELETE FROM audit WHERE seq > 3"
 rm "$T/data/audit.head"
 expect_refused "the audit head file is missing or forged"
 # a forged head file (no key) is refused too
@@ -180,7 +190,7 @@ expect_refused "the audit head file is missing or forged"
 # the log emptied while CAS runs: --verify fails
 fresh
 start_cas --admin "$IDA"
-sqlite3 "$T/data/cas.db" "DELETE FROM audit"
+db_sql "DELETE FROM audit"
 expect_err 3 "AUDIT CHAIN BROKEN at entry 1" "$SCPCTL" cas audit --verify
 stop_cas
 # a clean or crashed stop and restart keep an intact log intact

@@ -143,7 +143,7 @@ token_of "$T/db.token"
 rep() { expect_rc 0 "$SCPCTL" platform report-tag --session db --service redis --volume "$1" --tag "$2" --token-file "$T/db.token"; }
 rep data "$(tag 7 1)"
 rep logs "$(tag 3 5)"
-sql() { sqlite3 "$T/data/cas.db" "$1" || fail "sqlite3 '$1' failed"; }
+sql() { db_sql "$1" || fail "SQL '$1' failed"; }
 tampered() { # WHAT: CAS (restarted) must refuse to trust the tag of volume data, saying why
     start_cas --admin "$A"
     expect_err 1 "500 tag_integrity" "$SCPCTL" platform attest --key "$T/p.key" --session db --service redis --measurement $M
@@ -181,7 +181,13 @@ expect_rc 0 "$SCPCTL" session set-tag db data "$(tag 7 1)"
 attest db redis
 grep -q "\"expected_tag\":\"$(tag 7 1)\"" "$T/last.out" || fail "the owner's set-tag did not recover the volume"
 
-# ---- 3b. a database from before incarnations and tag MACs: migrated at start
+# ---- 3b. a database from before incarnations and tag MACs: migrated at start (SQLite's only:
+# a PostgreSQL store was never without them)
+if [ -n "${CAS_STORE:-}" ]; then
+    alive
+    echo "cas_grants: ok (PostgreSQL store; 3b is SQLite's)"
+    exit 0
+fi
 stop_cas
 sql "DROP INDEX IF EXISTS sessions_seq; ALTER TABLE volumes DROP COLUMN mac; ALTER TABLE sessions DROP COLUMN incarnation; ALTER TABLE sessions DROP COLUMN seq"
 start_cas --admin "$A"

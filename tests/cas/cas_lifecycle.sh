@@ -96,9 +96,8 @@ expect_rc 0 "$PROBE" slow "$ADDR" "$PIN" 408 5
 alive
 
 # no secret or policy text in plaintext in the database files
-for f in "$T/data"/cas.db*; do
-    grep -a -q -e "EXPLICIT-SECRET-0a9c" -e "marker-lifecycle" -e "marker-concurrent" "$f" && fail "plaintext found in $f"
-done
+db_grep "shop" >/dev/null || fail "the store's files were not searched (the session's name is not in them)"
+F=$(db_grep "EXPLICIT-SECRET-0a9c" "marker-lifecycle" "marker-concurrent") && fail "plaintext found in $F"
 grep -q "EXPLICIT-SECRET-0a9c" "$T/cas.out" "$T/cas.err" && fail "a secret is in the daemon's output"
 
 # restart keeps everything (same CA, same session and hash); SIGTERM exits 0

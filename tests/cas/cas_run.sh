@@ -241,7 +241,7 @@ stop_cas
 RPID=$!
 sleep 1
 kill -0 $RPID 2>/dev/null || fail "scpctl run gave up while CAS was down: $(cat "$T/run.err")"
-"$SCPCTL" cas serve --data "$T/data" --listen "$SCP_CAS" --admin "$A" >"$T/cas2.out" 2>"$T/cas.err" &
+"$SCPCTL" cas serve --data "$T/data" ${CAS_STORE:+--store "$CAS_STORE"} --listen "$SCP_CAS" --admin "$A" >"$T/cas2.out" 2>"$T/cas.err" &
 CAS_PID=$!
 for _ in $(seq 1 200); do
     [ "$(cli ping 2>/dev/null)" = PONG ] && break

@@ -78,5 +78,6 @@ expect_rc 0 "$SCPCTL" cas audit --identity "$A"
 grep -q 'secret.read.*denied.*only the owner' "$T/last.out" || fail "the refused read is not in the audit log"
 grep -q -- "$PW" "$T/last.out" && fail "the audit log holds the password"
 grep -rqa -- "$PW" "$T/data" && fail "the password is in plaintext in CAS's data directory"
+F=$(db_grep "$PW") && fail "the password is in plaintext in the store ($F)"
 stop_cas
 echo "cas_secret ok"

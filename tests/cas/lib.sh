@@ -58,6 +58,7 @@ freeport() { free_port; }
 
 cleanup() {
     capture_kill
+    pg_store_cleanup
     if [ -n "$CAS_PID" ]; then
         kill -TERM "$CAS_PID" 2>/dev/null
         wait "$CAS_PID" 2>/dev/null
@@ -67,10 +68,40 @@ cleanup() {
 trap cleanup EXIT
 [ -n "${CAS_TEST_DEBUG:-}" ] && set -x
 
+# CAS_TEST_STORE=pg: the test's CAS keeps its state in a PostgreSQL database that this script
+# starts (tests/cas/pgstore.sh) instead of DATA/cas.db; db_sql runs SQL on whichever it is.
+source "$(dirname "${BASH_SOURCE[0]}")/pgstore.sh"
+if [ "${CAS_TEST_STORE:-}" = pg ]; then
+    pg_store_usable || { echo "SKIP: no PostgreSQL 15 or not root (CAS_TEST_STORE=pg)"; exit 0; }
+    pg_store_start
+else
+    unset CAS_STORE
+fi
+db_sql() {
+    if [ -n "${CAS_STORE:-}" ]; then pg_sql "$1"; else sqlite3 "$T/data/cas.db" "$1"; fi
+}
+# db_wipe: after `rm -rf $T/data` (a new CAS), its database goes too
+db_wipe() {
+    [ -n "${CAS_STORE:-}" ] || return 0
+    pg_sql "DROP SCHEMA public CASCADE; CREATE SCHEMA public" >/dev/null || fail "cannot empty the database"
+}
+# db_grep PATTERN...: whether the store's bytes on disk (cas.db and its WAL, or the whole
+# PostgreSQL data directory: tables, WAL) hold one of the patterns; prints the file.
+db_grep() {
+    local args=() p
+    for p in "$@"; do args+=(-e "$p"); done
+    if [ -n "${CAS_STORE:-}" ]; then
+        pg_sql "CHECKPOINT" >/dev/null
+        grep -r -a -l "${args[@]}" "$PG_DIR/db"
+    else
+        grep -a -l "${args[@]}" "$T/data"/cas.db*
+    fi
+}
+
 # start_cas [serve options]: start the daemon on a free port with data in $T/data.
 start_cas() {
     rm -f "$T/port"
-    ASAN_OPTIONS=$CAS_ASAN_OPTIONS "$SCPCTL" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" "$@" >"$T/cas.out" 2>"$T/cas.err" &
+    ASAN_OPTIONS=$CAS_ASAN_OPTIONS "$SCPCTL" cas serve --data "$T/data" ${CAS_STORE:+--store "$CAS_STORE"} --listen 127.0.0.1:0 --port-file "$T/port" "$@" >"$T/cas.out" 2>"$T/cas.err" &
     CAS_PID=$!
     for _ in $(seq 200); do
         [ -s "$T/port" ] && break
