@@ -5,6 +5,8 @@
 # share its cores with the daemon). Appends the results to bench/RESULTS.md.
 #
 #   bench/cas/run.sh [BUILD_DIR] [SECONDS_PER_POINT]     (defaults: build, 10)
+#   CAS_STORE=CONNINFO: CAS on that PostgreSQL database (an empty one; bench/cas/store.sh)
+#   NO_RESULTS=1: print the table only, without appending it to bench/RESULTS.md
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${1:-build}
@@ -23,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 ID=$("$S" cas identity --out "$T/admin.pem" 2>/dev/null)
-"$S" cas serve --data "$T/data" --listen 127.0.0.1:0 --port-file "$T/port" --admin "$ID" >"$T/out" 2>"$T/err" &
+"$S" cas serve --data "$T/data" ${CAS_STORE:+--store "$CAS_STORE"} --listen 127.0.0.1:0 --port-file "$T/port" --admin "$ID" >"$T/out" 2>"$T/err" &
 PID=$!
 for _ in $(seq 100); do [ -s "$T/port" ] && break; sleep 0.05; done
 export SCP_CAS=127.0.0.1:$(cat "$T/port") SCP_IDENTITY=$T/admin.pem
@@ -69,9 +71,13 @@ done
 {
     echo
     echo "Server CPU alone (\`$B/bench/cas/casbench_inproc 2000\`: handlers in-process, no TLS or client):"
-    echo "$("$B/bench/cas/casbench_inproc" 2000)."
+    # (with CAS_STORE, the database is the running CAS's: bench/cas/store.sh runs this part on
+    # an empty one)
+    [ -n "${CAS_STORE:-}" ] || echo "$("$B/bench/cas/casbench_inproc" 2000)."
     echo "Load average when done: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)."
 } >>"$T/results.md"
-[ -f bench/RESULTS.md ] || echo "# Benchmark results" >bench/RESULTS.md
-cat "$T/results.md" >>bench/RESULTS.md
+if [ -z "${NO_RESULTS:-}" ]; then
+    [ -f bench/RESULTS.md ] || echo "# Benchmark results" >bench/RESULTS.md
+    cat "$T/results.md" >>bench/RESULTS.md
+fi
 cat "$T/results.md"
