@@ -32,7 +32,8 @@ as_pg $PGBIN/pg_ctl -D "$P/db" -l "$P/log" -w -o "-c listen_addresses= -c unix_s
 CONN="host=$P user=postgres dbname=cas"
 CONN_ASYNC="$CONN options='-c synchronous_commit=off'"
 fresh_db() {
-    as_pg psql -h "$P" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS cas" -c "CREATE DATABASE cas" >/dev/null
+    PGOPTIONS="-c client_min_messages=warning" as_pg psql -h "$P" -U postgres -d postgres -qc "DROP DATABASE IF EXISTS cas" \
+        -c "CREATE DATABASE cas" >/dev/null
 }
 OUT=$P/out
 : >"$OUT"
