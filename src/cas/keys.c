@@ -340,6 +340,19 @@ static int load_service_ca(const char *dir, const uint8_t master[32], cas_identi
     return 0;
 }
 
+void cas_first_start_undo(const char *dir, int identity_too) {
+    static const char *const made[] = {"ca.crt", "ca.key.enc", "server.crt", "server.key.enc", "service-ca.crt",
+                                       "service-ca.key.enc"};
+    char path[4096];
+    if (identity_too)
+        for (size_t i = 0; i < sizeof made / sizeof made[0]; i++) {
+            data_path(path, dir, made[i]);
+            unlink(path);
+        }
+    data_path(path, dir, "master.key"); /* last: while it is there, the start was not undone */
+    unlink(path);
+}
+
 int cas_identity_load_or_create(const char *dir, const uint8_t master[32], cas_identity *id, int *created,
                                 scp_err *err) {
     char ca_crt[4096], ca_key[4096], srv_crt[4096], srv_key[4096];

@@ -60,6 +60,12 @@ int cas_identity_load_or_create(const char *data_dir, const uint8_t master[32], 
                                 scp_err *err);
 void cas_identity_free(cas_identity *id);
 
+/* A first start that failed before CAS served anything (its store could not be opened: a
+ * database not up yet): remove the master key it made, and the identity files if it made
+ * them too, so that the next start is a first start again. Left, the master key would make
+ * the next start take the empty audit log for a log that lost its rows (cas_audit_init). */
+void cas_first_start_undo(const char *data_dir, int identity_too);
+
 /* Hex SHA-256 of a certificate's DER encoding. */
 void cas_cert_fingerprint(X509 *cert, char out[65]);
 /* Hex SHA-256 of a public key's SubjectPublicKeyInfo (DER): the identity of a client. */

@@ -336,6 +336,11 @@ int scp_cas_serve(const scp_cas_server_opts *o, scp_err *err) {
                            (o->accept_audit_reset ? CAS_AUDIT_ACCEPT_RESET : 0u);
     s.api = cas_api_new(o->data_dir, o->store, master, &id, o->admins, o->n_admins, o->nonce_ttl_ms, audit_flags, err);
     OPENSSL_cleanse(master, sizeof master);
+    if (!s.api && created_master) {
+        cas_first_start_undo(o->data_dir, created_id);
+        scp_log(SCP_LOG_WARN, "scp-cas", "the first start failed: the keys it made in '%s' are removed again",
+                o->data_dir);
+    }
     if (!s.api || set_hw(s.api, o, err) < 0) goto done;
     s.tls = cas_tls_server_ctx(&id, err);
     if (!s.tls) goto done;

@@ -8,6 +8,8 @@
 #    stays up, and once PostgreSQL is back it serves again without a restart, with everything;
 #  - a second CAS (another data directory, so another master key) on the same database is
 #    refused (a database that lost a CAS's rows is refused by the audit: cas_pg_audit);
+#  - a first start while PostgreSQL is down fails and takes back the keys it made (the next
+#    start is a first start, not a refusal);
 #  - a policy changed in the database is an integrity error, not a policy;
 #  - nothing secret in the database's files (tables and WAL).
 source "$(dirname "$0")/lib.sh" "$@"
@@ -23,6 +25,16 @@ expect_err 1 "holds a password" serve --store "host=/tmp dbname=cas password=$PW
 grep -q -- "$PW" "$T/last.out" "$T/last.err" && fail "the refusal repeats the password"
 expect_err 1 "bad PostgreSQL connection string" serve --store "host=/tmp dbname"
 expect_err 1 "database error (connect)" serve --store "host=$T/nowhere dbname=cas user=postgres"
+
+# ---- the first start while PostgreSQL is not up yet (a swarm starts both at once): it fails
+# with the database's error and takes back the keys it made, so the next start is a first
+# start again (the master key left behind made it refuse: "the audit log is empty but this CAS
+# has written rows before")
+pg_store_stop
+expect_err 1 "database error (connect)" timeout 60 "$SCPCTL" cas serve --data "$T/data" --store "$CAS_STORE" --listen 127.0.0.1:0
+grep -q "the first start failed: the keys it made in '$T/data' are removed again" "$T/last.err" || fail "no word of the undo: $(cat "$T/last.err")"
+[ -e "$T/data/master.key" ] || [ -e "$T/data/ca.crt" ] && fail "the failed first start left keys: $(ls "$T/data")"
+pg_store_up
 
 # ---- a CAS on the database, with a session that has a secret
 A=$T/a.pem
