@@ -421,14 +421,6 @@ static void pg_rollback(cas_store *base) {
 
 /* ---- operations ---------------------------------------------------------------------------- */
 
-/* A statement that returns rows: its result (rows or none), freed by done(). */
-static PGresult *query(pg_store *s, int which, const pq_args *a, scp_err *err) { return run(s, which, a, err); }
-
-static void done(pg_store *s, PGresult *r) {
-    (void)s;
-    pq.clear(r);
-}
-
 static void session_from_row(const PGresult *r, int row, cas_session_row *o, int with_policy) {
     memset(o, 0, sizeof *o);
     copy_col(r, row, 0, o->name, sizeof o->name);
@@ -446,14 +438,14 @@ static int pg_session_get(cas_store *base, const char *name, cas_session_row *ou
     pg_store *s = (pg_store *)base;
     pq_args a = {0};
     a_txt(&a, name);
-    PGresult *r = query(s, Q_SESSION_GET, &a, err);
+    PGresult *r = run(s, Q_SESSION_GET, &a, err);
     if (!r) return -1;
     int rc = 0;
     if (pq.ntuples(r) > 0) {
         session_from_row(r, 0, out, 1);
         rc = out->policy ? 1 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
@@ -501,7 +493,7 @@ static int pg_session_list(cas_store *base, const char *owner, cas_session_cb cb
     pg_store *s = (pg_store *)base;
     pq_args a = {0};
     if (owner) a_txt(&a, owner);
-    PGresult *r = query(s, owner ? Q_SESSION_LIST : Q_SESSION_LIST_ALL, &a, err);
+    PGresult *r = run(s, owner ? Q_SESSION_LIST : Q_SESSION_LIST_ALL, &a, err);
     if (!r) return -1;
     int rc = 0;
     for (int i = 0; i < pq.ntuples(r) && rc == 0; i++) {
@@ -509,7 +501,7 @@ static int pg_session_list(cas_store *base, const char *owner, cas_session_cb cb
         session_from_row(r, i, &row, 0);
         rc = cb(ctx, &row);
     }
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
@@ -519,7 +511,7 @@ static int pg_secret_get(cas_store *base, const char *session, const char *name,
     pq_args a = {0};
     a_txt(&a, session);
     a_txt(&a, name);
-    PGresult *r = query(s, Q_SECRET_GET, &a, err);
+    PGresult *r = run(s, Q_SECRET_GET, &a, err);
     if (!r) return -1;
     int rc = 0;
     if (pq.ntuples(r) > 0) {
@@ -527,7 +519,7 @@ static int pg_secret_get(cas_store *base, const char *session, const char *name,
         *val = copy_blob(r, 0, 1, len);
         rc = *val ? 1 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
@@ -547,7 +539,7 @@ static int pg_volume_get(cas_store *base, const char *session, const char *name,
     pq_args a = {0};
     a_txt(&a, session);
     a_txt(&a, name);
-    PGresult *r = query(s, Q_VOLUME_GET, &a, err);
+    PGresult *r = run(s, Q_VOLUME_GET, &a, err);
     if (!r) return -1;
     int rc = 0;
     if (pq.ntuples(r) > 0) {
@@ -556,7 +548,7 @@ static int pg_volume_get(cas_store *base, const char *session, const char *name,
         copy_col(r, 0, 2, mac_hex, 65);
         rc = *key ? 1 : scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
     }
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
@@ -584,7 +576,7 @@ static int pg_volume_set_tag(cas_store *base, const char *session, const char *n
 
 static int pg_volume_list(cas_store *base, cas_volume_cb cb, void *ctx, scp_err *err) {
     pg_store *s = (pg_store *)base;
-    PGresult *r = query(s, Q_VOLUME_LIST, NULL, err);
+    PGresult *r = run(s, Q_VOLUME_LIST, NULL, err);
     if (!r) return -1;
     int rc = 0;
     for (int i = 0; i < pq.ntuples(r) && rc == 0; i++) {
@@ -595,7 +587,7 @@ static int pg_volume_list(cas_store *base, cas_volume_cb cb, void *ctx, scp_err 
         copy_col(r, i, 3, tag, sizeof tag);
         rc = cb(ctx, session, inc, name, tag);
     }
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
@@ -623,11 +615,11 @@ static int pg_platform_get(cas_store *base, const char *id, cas_platform_row *ou
     pg_store *s = (pg_store *)base;
     pq_args a = {0};
     a_txt(&a, id);
-    PGresult *r = query(s, Q_PLATFORM_GET, &a, err);
+    PGresult *r = run(s, Q_PLATFORM_GET, &a, err);
     if (!r) return -1;
     int rc = pq.ntuples(r) > 0;
     if (rc) platform_from_row(r, 0, out);
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
@@ -640,7 +632,7 @@ static int pg_platform_revoke(cas_store *base, const char *id, scp_err *err) {
 
 static int pg_platform_list(cas_store *base, cas_platform_cb cb, void *ctx, scp_err *err) {
     pg_store *s = (pg_store *)base;
-    PGresult *r = query(s, Q_PLATFORM_LIST, NULL, err);
+    PGresult *r = run(s, Q_PLATFORM_LIST, NULL, err);
     if (!r) return -1;
     int rc = 0;
     for (int i = 0; i < pq.ntuples(r) && rc == 0; i++) {
@@ -648,7 +640,7 @@ static int pg_platform_list(cas_store *base, cas_platform_cb cb, void *ctx, scp_
         platform_from_row(r, i, &row);
         rc = cb(ctx, &row);
     }
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
@@ -656,13 +648,13 @@ static int pg_audit_last(cas_store *base, int64_t *seq, char hash[65], scp_err *
     pg_store *s = (pg_store *)base;
     *seq = 0;
     hash[0] = 0;
-    PGresult *r = query(s, Q_AUDIT_LAST, NULL, err);
+    PGresult *r = run(s, Q_AUDIT_LAST, NULL, err);
     if (!r) return -1;
     if (pq.ntuples(r) > 0) {
         *seq = col_i64(r, 0, 0);
         copy_col(r, 0, 1, hash, 65);
     }
-    done(s, r);
+    pq.clear(r);
     return 0;
 }
 
@@ -687,7 +679,7 @@ static int pg_audit_scan(cas_store *base, int64_t from, int64_t limit, cas_audit
     pq_args a = {0};
     a_i64(&a, from);
     a_i64(&a, limit);
-    PGresult *r = query(s, Q_AUDIT_SCAN, &a, err);
+    PGresult *r = run(s, Q_AUDIT_SCAN, &a, err);
     if (!r) return -1;
     int rc = 0;
     for (int i = 0; i < pq.ntuples(r) && rc == 0; i++) {
@@ -706,7 +698,7 @@ static int pg_audit_scan(cas_store *base, int64_t from, int64_t limit, cas_audit
         copy_col(r, i, 10, w.hash, sizeof w.hash);
         rc = cb(ctx, &w);
     }
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
@@ -715,7 +707,7 @@ static int pg_bind_owner(cas_store *base, const char *owner_hex, scp_err *err) {
     pq_args a = {0};
     a_txt(&a, owner_hex);
     if (run_change(s, Q_OWNER_PUT, &a, err, "owner") < 0) return -1;
-    PGresult *r = query(s, Q_OWNER_GET, NULL, err);
+    PGresult *r = run(s, Q_OWNER_GET, NULL, err);
     if (!r) return -1;
     char got[80] = "";
     int rc = pq.ntuples(r) > 0 ? 0 : pg_fail(err, "owner", "no owner row after its insert");
@@ -723,7 +715,7 @@ static int pg_bind_owner(cas_store *base, const char *owner_hex, scp_err *err) {
         copy_col(r, 0, 0, got, sizeof got);
         if (strcmp(got, owner_hex) != 0) rc = 1;
     }
-    done(s, r);
+    pq.clear(r);
     return rc;
 }
 
