@@ -322,7 +322,7 @@ static int run_change(pg_store *s, int which, const pq_args *a, scp_err *err, co
         if (err && err->code == SCP_E_EXIST) scp_fail(err, SCP_E_EXIST, EEXIST, "%s: already exists", what);
         return -1;
     }
-    int n = atoi(pq.cmd_tuples(r));
+    int n = (int)strtol(pq.cmd_tuples(r), NULL, 10); /* ("" for a statement that counts no rows: 0) */
     pq.clear(r);
     return n;
 }
