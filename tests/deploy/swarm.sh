@@ -134,24 +134,22 @@ for s in "$RPW" "requirepass"; do
 done
 
 note "the database's container killed: the swarm starts it again, CAS serves again without a restart"
+# serves_again WHY: CAS answers for the session within 120 s, or the test fails saying WHY
+serves_again() {
+    for _ in $(seq 120); do
+        "$SCPCTL" session show $S >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    fail "$1"
+}
 docker kill "$DBC" >/dev/null
-ok=
-for _ in $(seq 120); do
-    "$SCPCTL" session show $S >/dev/null 2>&1 && { ok=1; break; }
-    sleep 1
-done
-[ -n "$ok" ] || fail "CAS did not serve again after the database came back"
+serves_again "CAS did not serve again after the database came back"
 [ "$(docker ps -q --filter label=com.docker.swarm.service.name=${P}_scp-cas | head -1)" = "$CASC" ] ||
     fail "CAS's container was replaced (it should have reconnected)"
 
 note "CAS's service restarted: same fingerprint, same session; redis's restarted: attested again, its data back"
 docker service update --force ${P}_scp-cas >/dev/null 2>&1 || fail "docker service update scp-cas"
-ok=
-for _ in $(seq 120); do
-    "$SCPCTL" session show $S >/dev/null 2>&1 && { ok=1; break; }
-    sleep 1
-done
-[ -n "$ok" ] || fail "CAS did not come back with the same fingerprint and its sessions"
+serves_again "CAS did not come back with the same fingerprint and its sessions"
 docker service update --force $P-redis_redis >/dev/null 2>&1 || fail "docker service update redis"
 redis_up
 [ "$(cli get k)" = "$MARK" ] || fail "redis's data did not come back"
