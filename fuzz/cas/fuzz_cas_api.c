@@ -50,7 +50,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
         abort();
     }
     const char *admins[1] = {ADMIN};
-    api = cas_api_new(dir, master, &id, admins, 1, 0, CAS_AUDIT_NEW_KEYSTORE, &e);
+    api = cas_api_new(dir, NULL, master, &id, admins, 1, 0, CAS_AUDIT_NEW_KEYSTORE, &e);
     if (!api) {
         fprintf(stderr, "fixture: %s\n", e.msg);
         abort();
