@@ -241,12 +241,19 @@ static int prepare_all(pg_conn *c, scp_err *err) {
     return 0;
 }
 
+/* A new connection of the pool (not yet prepared). */
+static int connect_new(pg_store *s, pg_conn *c, scp_err *err) {
+    if (!(c->c = pq.connectdb(s->conninfo))) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
+    pq.set_notice_processor(c->c, quiet_notices, NULL);
+    c->prepared = 0;
+    return pq.status(c->c) == CONNECTION_OK ? 0 : pg_fail(err, "connect", pq.error_message(c->c));
+}
+
 /* A connection ready for statements: made, or made again if it broke (outside a transaction;
  * inside one it is an error: the server aborted the transaction). */
 static int ensure_conn(pg_store *s, pg_conn *c, scp_err *err) {
     if (!c->c) {
-        if (!(c->c = pq.connectdb(s->conninfo))) return scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-        pq.set_notice_processor(c->c, quiet_notices, NULL);
+        return connect_new(s, c, err) < 0 ? -1 : prepare_all(c, err);
     } else if (pq.status(c->c) == CONNECTION_OK && c->prepared) {
         return 0;
     } else if (tx.c == c) {
@@ -793,14 +800,7 @@ cas_store *cas_store_open_pg(const char *conninfo, scp_err *err) {
     }
     /* the first connection now: a database that cannot be reached is an error at the start */
     pg_conn *c = &s->pool[0];
-    if (!(c->c = pq.connectdb(conninfo))) {
-        scp_fail(err, SCP_E_NOMEM, ENOMEM, "out of memory");
-        pg_close(&s->base);
-        return NULL;
-    }
-    pq.set_notice_processor(c->c, quiet_notices, NULL);
-    if (pq.status(c->c) != CONNECTION_OK) {
-        pg_fail(err, "connect", pq.error_message(c->c));
+    if (connect_new(s, c, err) < 0) {
         pg_close(&s->base);
         return NULL;
     }
